@@ -1,0 +1,148 @@
+# libcfnet — build, test, install.
+#
+#   make              build lib/libcfnet.so.X.Y.Z (+ symlinks) and lib/libcfnet.a
+#   make check        install missing dependencies, build and run every test suite
+#   make check SANITIZE=1   the same under AddressSanitizer + UndefinedBehaviorSanitizer
+#   make demo         build and run the main example
+#   make install PREFIX=/usr/local DESTDIR=   /   make uninstall
+#   make BLAS=blas    link the reference CBLAS instead of OpenBLAS
+#   make WERROR=1     treat warnings as errors (CI does)
+
+# The version lives once, in the public header.
+HEADER  := include/cfnet/cfnet.h
+MAJOR   := $(shell sed -n 's/^\#define CFNET_VERSION_MAJOR \([0-9]*\).*/\1/p' $(HEADER))
+MINOR   := $(shell sed -n 's/^\#define CFNET_VERSION_MINOR \([0-9]*\).*/\1/p' $(HEADER))
+PATCH   := $(shell sed -n 's/^\#define CFNET_VERSION_PATCH \([0-9]*\).*/\1/p' $(HEADER))
+VERSION := $(MAJOR).$(MINOR).$(PATCH)
+
+PREFIX  ?= /usr/local
+LIBDIR  ?= $(PREFIX)/lib
+INCDIR  ?= $(PREFIX)/include
+PCDIR   ?= $(LIBDIR)/pkgconfig
+DESTDIR ?=
+
+CC      ?= cc
+BLAS    ?= openblas
+ifeq ($(BLAS),openblas)
+BLAS_PC := openblas
+else ifeq ($(BLAS),blas)
+BLAS_PC := blas-netlib
+else
+$(error BLAS must be openblas or blas)
+endif
+
+PKGS        := fftw3f $(BLAS_PC) jansson
+DEP_CFLAGS   = $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+DEP_LIBS     = $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lm -pthread
+
+WARN    := -Wall -Wextra -Wpedantic -Wshadow -Wstrict-prototypes -Wmissing-prototypes
+ifeq ($(WERROR),1)
+WARN    += -Werror
+endif
+OPT     ?= -O2
+CFLAGS  ?=
+BASE_CFLAGS := -std=c11 $(OPT) -g -fPIC -fvisibility=hidden $(WARN) -D_POSIX_C_SOURCE=200809L \
+               -Iinclude
+
+ifeq ($(SANITIZE),1)
+BUILD   := build/san
+LIBOUT  := build/san/lib
+SAN     := -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer
+else
+BUILD   := build/default
+LIBOUT  := lib
+SAN     :=
+endif
+
+SRCS    := $(sort $(wildcard src/*/*.c))
+OBJS    := $(SRCS:src/%.c=$(BUILD)/obj/%.o)
+DEPS    := $(OBJS:.o=.d)
+
+SONAME  := libcfnet.so.$(MAJOR)
+SOLIB   := $(LIBOUT)/libcfnet.so.$(VERSION)
+ALIB    := $(LIBOUT)/libcfnet.a
+
+TEST_SRCS := $(sort $(wildcard tests/test_*.c))
+TEST_BINS := $(TEST_SRCS:tests/%.c=$(BUILD)/tests/%)
+TEST_UTIL := $(BUILD)/tests/testutil.o
+TEST_CFLAGS = $(shell pkg-config --cflags cmocka 2>/dev/null)
+TEST_LIBS   = $(shell pkg-config --libs cmocka 2>/dev/null)
+
+.PHONY: all deps check test-bins demo install uninstall clean symbols-check
+
+all: $(SOLIB) $(ALIB)
+
+# Installs missing build dependencies (no-op when present); see scripts/install-deps.
+deps:
+	@scripts/install-deps
+
+$(BUILD)/obj/%.o: src/%.c $(HEADER) src/internal.h | deps
+	@mkdir -p $(dir $@)
+	$(CC) $(BASE_CFLAGS) $(SAN) $(DEP_CFLAGS) $(CFLAGS) -MMD -MP -c $< -o $@
+
+$(SOLIB): $(OBJS) src/cfnet.map
+	@mkdir -p $(LIBOUT)
+	$(CC) -shared -Wl,-soname,$(SONAME) -Wl,--version-script=src/cfnet.map -Wl,--no-undefined \
+	    $(SAN) $(LDFLAGS) -o $@ $(OBJS) $(DEP_LIBS)
+	ln -sf libcfnet.so.$(VERSION) $(LIBOUT)/$(SONAME)
+	ln -sf $(SONAME) $(LIBOUT)/libcfnet.so
+
+$(ALIB): $(OBJS)
+	@mkdir -p $(LIBOUT)
+	rm -f $@
+	ar rcs $@ $(OBJS)
+
+$(TEST_UTIL): tests/testutil.c tests/testutil.h $(HEADER) | deps
+	@mkdir -p $(dir $@)
+	$(CC) $(BASE_CFLAGS) $(SAN) $(DEP_CFLAGS) $(TEST_CFLAGS) $(CFLAGS) -Isrc -c $< -o $@
+
+# Tests link the static library so they can also reach internal helpers.
+$(BUILD)/tests/%: tests/%.c tests/testutil.h $(TEST_UTIL) $(ALIB) $(HEADER)
+	@mkdir -p $(dir $@)
+	$(CC) $(BASE_CFLAGS) $(SAN) $(DEP_CFLAGS) $(TEST_CFLAGS) $(CFLAGS) -Isrc $< $(TEST_UTIL) \
+	    $(ALIB) $(TEST_LIBS) $(DEP_LIBS) -o $@
+
+test-bins: $(TEST_BINS)
+
+# Every exported symbol must be cfnet_* (and versioned, see src/cfnet.map).
+symbols-check: $(SOLIB)
+	@bad=$$(nm -D --defined-only $(SOLIB) | awk '$$2 ~ /^[TDBRVW]$$/ {print $$3}' | grep -v '^cfnet_' | grep -v '^CFNET_' || true); \
+	if [ -n "$$bad" ]; then echo "symbols-check: non-cfnet_ exports: $$bad"; exit 1; fi; \
+	echo "symbols-check: all $$(nm -D --defined-only $(SOLIB) | grep -c ' T cfnet_') exported functions are cfnet_*"
+
+check: all test-bins symbols-check
+	@failed=0; total=0; \
+	for t in $(TEST_BINS); do \
+	    total=$$((total + 1)); \
+	    echo "== $$t"; \
+	    CFNET_TEST_OUTDIR=$(BUILD)/test-output $$t || { failed=$$((failed + 1)); echo "FAILED: $$t"; }; \
+	done; \
+	echo "== test suites: $$((total - failed)) passed, $$failed failed"; \
+	test $$failed -eq 0
+
+demo: all
+	@echo "make demo: the examples land with issue 5; running the smoke program instead"
+	@$(MAKE) --no-print-directory $(BUILD)/tests/test_version
+	@$(BUILD)/tests/test_version
+
+install: $(SOLIB) $(ALIB)
+	install -d $(DESTDIR)$(LIBDIR) $(DESTDIR)$(INCDIR)/cfnet $(DESTDIR)$(PCDIR)
+	install -m 644 $(HEADER) $(DESTDIR)$(INCDIR)/cfnet/cfnet.h
+	install -m 755 $(SOLIB) $(DESTDIR)$(LIBDIR)/
+	ln -sf libcfnet.so.$(VERSION) $(DESTDIR)$(LIBDIR)/$(SONAME)
+	ln -sf $(SONAME) $(DESTDIR)$(LIBDIR)/libcfnet.so
+	install -m 644 $(ALIB) $(DESTDIR)$(LIBDIR)/
+	sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@LIBDIR@|$(LIBDIR)|' -e 's|@INCDIR@|$(INCDIR)|' \
+	    -e 's|@VERSION@|$(VERSION)|' -e 's|@BLAS_PC@|$(BLAS_PC)|' \
+	    pkgconfig/cfnet.pc.in > $(DESTDIR)$(PCDIR)/cfnet.pc
+
+uninstall:
+	rm -f $(DESTDIR)$(INCDIR)/cfnet/cfnet.h $(DESTDIR)$(LIBDIR)/libcfnet.so.$(VERSION) \
+	    $(DESTDIR)$(LIBDIR)/$(SONAME) $(DESTDIR)$(LIBDIR)/libcfnet.so \
+	    $(DESTDIR)$(LIBDIR)/libcfnet.a $(DESTDIR)$(PCDIR)/cfnet.pc
+	-rmdir $(DESTDIR)$(INCDIR)/cfnet 2>/dev/null
+
+clean:
+	rm -rf build lib
+
+-include $(DEPS)

@@ -1,0 +1,346 @@
+/*
+ * libcfnet — rotation-equivariant and rotation-invariant neural networks for microscopy.
+ *
+ * This file is the whole public API: if it is not declared here, it is not public.
+ *
+ * Conventions used throughout
+ * ---------------------------
+ * - Every fallible function returns a cfnet_status (CFNET_OK == 0, errors negative). On error a
+ *   one-line description is available from cfnet_last_error() in the calling thread, and no
+ *   output parameter or object has been changed unless stated otherwise.
+ * - Objects are opaque handles created by `cfnet_<object>_create*` and destroyed by
+ *   `cfnet_<object>_free`, which accepts NULL. Pointers returned by accessor functions are
+ *   borrowed: they stay valid until the owning object is freed (or, for tensors, reshaped).
+ * - Maps are float32, row-major, `N x C x H x W` (batch, channel, row, column); group (p4) maps are
+ *   `N x C x 4 x H x W`. Layers see the batch dimension N as the first axis; shapes handed to
+ *   cfnet_layer_setup() are per sample, without N.
+ * - Rotation layers need square maps; conventions for coordinates, rotations and cones are in
+ *   docs/method.md (pixel (i, j) sits at u = j - c, v = c - i, c = (S - 1)/2; rotations are
+ *   counter-clockwise; layers compute correlation).
+ * - Nothing a caller passes makes the library abort, assert or exit.
+ *
+ * Thread safety: functions on distinct objects may run concurrently. A single object must not be
+ * used from two threads at once unless a function's documentation says so. The error message is
+ * per thread.
+ */
+#ifndef CFNET_CFNET_H
+#define CFNET_CFNET_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* ---------------------------------------------------------------------------------------------
+ * Version
+ * ------------------------------------------------------------------------------------------- */
+
+#define CFNET_VERSION_MAJOR 0
+#define CFNET_VERSION_MINOR 1
+#define CFNET_VERSION_PATCH 0
+/** MAJOR * 10000 + MINOR * 100 + PATCH, e.g. 100 for 0.1.0. */
+#define CFNET_VERSION_NUMBER \
+    (CFNET_VERSION_MAJOR * 10000 + CFNET_VERSION_MINOR * 100 + CFNET_VERSION_PATCH)
+#define CFNET_STRINGIFY_(x) #x
+#define CFNET_STRINGIFY(x) CFNET_STRINGIFY_(x)
+#define CFNET_VERSION_STRING                                                          \
+    CFNET_STRINGIFY(CFNET_VERSION_MAJOR) "." CFNET_STRINGIFY(CFNET_VERSION_MINOR) "." \
+        CFNET_STRINGIFY(CFNET_VERSION_PATCH)
+
+#if defined(_WIN32) && defined(CFNET_BUILDING_DLL)
+#define CFNET_API __declspec(dllexport)
+#elif defined(__GNUC__) || defined(__clang__)
+#define CFNET_API __attribute__((visibility("default")))
+#else
+#define CFNET_API
+#endif
+
+/** Version of the library actually linked, as CFNET_VERSION_NUMBER. Compare with the macro to
+ *  check that header and library match. Never fails. */
+CFNET_API unsigned cfnet_version_number(void);
+/** Version of the linked library as a static string, e.g. "0.1.0". Never fails. */
+CFNET_API const char *cfnet_version_string(void);
+
+/* ---------------------------------------------------------------------------------------------
+ * Status codes and errors
+ * ------------------------------------------------------------------------------------------- */
+
+/** Result of every fallible call. The values are pinned and the list is append-only. */
+typedef enum cfnet_status {
+    CFNET_OK = 0,
+    CFNET_E_INVALID_ARGUMENT = -1, /**< NULL pointer, out-of-range value, bad option */
+    CFNET_E_OUT_OF_MEMORY = -2,    /**< an allocation failed; nothing was changed */
+    CFNET_E_SHAPE_MISMATCH = -3,   /**< tensor shapes do not fit the operation */
+    CFNET_E_IO = -4,               /**< reading or writing a file failed */
+    CFNET_E_FORMAT = -5,           /**< malformed or inconsistent serialized data */
+    CFNET_E_UNSUPPORTED = -6,      /**< valid request that this build or layer cannot do */
+    CFNET_E_INTERNAL = -7,         /**< a bug in libcfnet; please report it */
+    CFNET_E_STATE = -8,            /**< call not valid in the object's current state */
+    CFNET_E_LIMIT = -9             /**< a size limit (caller-set or built-in) was exceeded */
+} cfnet_status;
+
+/** Static, never-NULL name of a status, e.g. "invalid argument". Unknown codes give
+ *  "unknown status". */
+CFNET_API const char *cfnet_status_string(cfnet_status status);
+
+/** The detail message of the last error in this thread ("" if none). The string belongs to the
+ *  library and is valid until the next libcfnet call in this thread. Successful calls do not
+ *  clear it. */
+CFNET_API const char *cfnet_last_error(void);
+
+/** Clears this thread's error message. */
+CFNET_API void cfnet_clear_error(void);
+
+/* ---------------------------------------------------------------------------------------------
+ * Tensors: float32, row-major, 1 to CFNET_MAX_DIMS dimensions
+ * ------------------------------------------------------------------------------------------- */
+
+#define CFNET_MAX_DIMS 5
+
+typedef struct cfnet_tensor cfnet_tensor;
+
+/** Creates a zero-filled tensor. `shape` holds `ndim` (1..CFNET_MAX_DIMS) positive sizes; the
+ *  element count must fit in int64 and memory. The caller owns *out (cfnet_tensor_free). */
+CFNET_API cfnet_status cfnet_tensor_create(int ndim, const int64_t *shape, cfnet_tensor **out);
+
+/** Creates a tensor that views the caller's buffer `data` (numel floats) without copying. The
+ *  caller keeps ownership of `data`, which must stay valid and must not be freed while the
+ *  tensor is in use; cfnet_tensor_free() frees only the handle. */
+CFNET_API cfnet_status cfnet_tensor_wrap(float *data, int ndim, const int64_t *shape,
+                                         cfnet_tensor **out);
+
+/** Frees the tensor (and its data unless it wraps a caller's buffer). Accepts NULL. */
+CFNET_API void cfnet_tensor_free(cfnet_tensor *t);
+
+/** Number of dimensions, or 0 for NULL. */
+CFNET_API int cfnet_tensor_ndim(const cfnet_tensor *t);
+
+/** Size of dimension `axis` (negative axes count from the end), or -1 if `t` is NULL or the axis
+ *  is out of range. */
+CFNET_API int64_t cfnet_tensor_dim(const cfnet_tensor *t, int axis);
+
+/** Copies the shape into `shape[0..ndim-1]` (room for CFNET_MAX_DIMS) and sets *ndim. */
+CFNET_API cfnet_status cfnet_tensor_shape(const cfnet_tensor *t, int *ndim, int64_t *shape);
+
+/** Number of elements, or -1 for NULL. */
+CFNET_API int64_t cfnet_tensor_numel(const cfnet_tensor *t);
+
+/** Pointer to the contiguous float32 data (NULL for NULL). Borrowed: valid while the tensor
+ *  lives. */
+CFNET_API float *cfnet_tensor_data(const cfnet_tensor *t);
+
+/** Copies `count` floats from `src` into the tensor; `count` must equal the element count. */
+CFNET_API cfnet_status cfnet_tensor_copy_in(cfnet_tensor *t, const float *src, int64_t count);
+
+/** Copies the tensor's `count` floats into `dst`; `count` must equal the element count. */
+CFNET_API cfnet_status cfnet_tensor_copy_out(const cfnet_tensor *t, float *dst, int64_t count);
+
+/** Sets every element to `value`. */
+CFNET_API cfnet_status cfnet_tensor_fill(cfnet_tensor *t, float value);
+
+/** Sets every element to zero. */
+CFNET_API cfnet_status cfnet_tensor_zero(cfnet_tensor *t);
+
+/** Changes the shape without moving data; the element count must stay the same. */
+CFNET_API cfnet_status cfnet_tensor_reshape(cfnet_tensor *t, int ndim, const int64_t *shape);
+
+/* ---------------------------------------------------------------------------------------------
+ * Layers
+ *
+ * A layer is created with its hyper-parameters, then set up for a per-sample input shape
+ * (cfnet_layer_setup, or implicitly when appended to a network), which validates the
+ * configuration, fixes the output shape and allocates and initialises the parameters
+ * (He initialisation by fan-in from the given seed; biases zero; batch-norm scale one).
+ *
+ * Forward takes x of shape `N x <input shape>` and writes y of shape `N x <output shape>`, for
+ * any batch size N >= 1. Backward differentiates the function computed by the most recent
+ * forward of the same layer; it must receive the same x and y, the gradient dy of the loss with
+ * respect to y, and writes dx (may be NULL when not needed). Parameter gradients are ACCUMULATED
+ * (+=) into the gradient tensors; clear them with cfnet_layer_zero_grad().
+ * ------------------------------------------------------------------------------------------- */
+
+typedef struct cfnet_layer cfnet_layer;
+
+/** Layer kinds. Pinned and append-only: the values are stored in model files. */
+typedef enum cfnet_layer_kind {
+    CFNET_LAYER_CONV2D = 1,
+    CFNET_LAYER_CONIC_CONV = 2,
+    CFNET_LAYER_P4_LIFT = 3,
+    CFNET_LAYER_P4_CONV = 4,
+    CFNET_LAYER_GROUP_POOL = 5,
+    CFNET_LAYER_DFT_PROJECTION = 6,
+    CFNET_LAYER_DFT_MAGNITUDE = 7,
+    CFNET_LAYER_DENSE = 8,
+    CFNET_LAYER_RELU = 9,
+    CFNET_LAYER_POOL = 10,
+    CFNET_LAYER_BATCH_NORM = 11,
+    CFNET_LAYER_DROPOUT = 12,
+    CFNET_LAYER_SOFTMAX = 13
+} cfnet_layer_kind;
+
+typedef enum cfnet_padding {
+    CFNET_PADDING_VALID = 0, /**< no padding: S_out = (S - k) / stride + 1 */
+    CFNET_PADDING_SAME = 1   /**< zero padding (k - 1) / 2: S_out = ceil(S / stride) */
+} cfnet_padding;
+
+/** How filters are resampled for rotations that are not multiples of 90 degrees (multiples of 90
+ *  degrees are always exact permutations). */
+typedef enum cfnet_interp {
+    CFNET_INTERP_NEAREST = 0, /**< nearest neighbour, round half away from zero */
+    CFNET_INTERP_BILINEAR = 1
+} cfnet_interp;
+
+typedef enum cfnet_pool_mode {
+    CFNET_POOL_MAX = 0,
+    CFNET_POOL_MEAN = 1
+} cfnet_pool_mode;
+
+/** Forward mode. Training uses batch statistics (batch norm) and drops units (dropout). */
+typedef enum cfnet_mode {
+    CFNET_MODE_INFERENCE = 0,
+    CFNET_MODE_TRAINING = 1
+} cfnet_mode;
+
+/** 2D convolution (correlation) with a bias per output channel.
+ *  Input C x H x W, output out_channels x H' x W'. kernel odd >= 1, stride 1 or 2. */
+CFNET_API cfnet_status cfnet_layer_conv2d_create(int out_channels, int kernel, int stride,
+                                                 cfnet_padding padding, cfnet_layer **out);
+
+/** Conic convolution (paper eq. 12): each output pixel uses the filter rotated by r*pi/(2R) for
+ *  the cone r it lies in (weights 1/2 on the rays between cones, 1/(4R) at the centre), plus a
+ *  bias per output channel. Input C x S x S (square), output out_channels x S' x S'.
+ *  R >= 1 (4R rotations), kernel odd >= 1. Exactly equivariant to quarter turns. */
+CFNET_API cfnet_status cfnet_layer_conic_conv_create(int out_channels, int kernel, int R,
+                                                     cfnet_padding padding, cfnet_interp interp,
+                                                     cfnet_layer **out);
+
+/** p4 lifting convolution Z^2 -> p4: input C x S x S, output out_channels x 4 x S' x S'. */
+CFNET_API cfnet_status cfnet_layer_p4_lift_create(int out_channels, int kernel,
+                                                  cfnet_padding padding, cfnet_layer **out);
+
+/** p4 group convolution p4 -> p4: input C x 4 x S x S, output out_channels x 4 x S' x S'. */
+CFNET_API cfnet_status cfnet_layer_p4_conv_create(int out_channels, int kernel,
+                                                  cfnet_padding padding, cfnet_layer **out);
+
+/** Pooling over the 4 rotations of a p4 map: input C x 4 x H x W, output C x H x W. */
+CFNET_API cfnet_status cfnet_layer_group_pool_create(cfnet_pool_mode mode, cfnet_layer **out);
+
+/** DFT transition, part (a): projection Psi(n, r) = <T_r phi_n, f> + b_n with `filters` learned
+ *  filters as large as the input map, at 4R rotations r*pi/(2R).
+ *  Planar input K x M x M -> output filters x 4R (any R >= 1; interp used for rotations that are
+ *  not quarter turns). p4 input K x 4 x M x M -> output filters x 4 (R must be 1). */
+CFNET_API cfnet_status cfnet_layer_dft_projection_create(int filters, int R, cfnet_interp interp,
+                                                         cfnet_layer **out);
+
+/** DFT transition, part (b): magnitude of the 2D DFT of each sample's A x B grid,
+ *  |sum_{a,b} x[a,b] exp(-2 pi i (a a'/A + b b'/B))|. Input A x B, or C x G x 1 x 1 (a 1 x 1 p4
+ *  map, treated as C x G). Output A x B: the full spectrum, including the redundant half
+ *  (|Y(a,b)| = |Y(-a,-b)| for real input). Invariant to circular shifts along both axes. */
+CFNET_API cfnet_status cfnet_layer_dft_magnitude_create(cfnet_layer **out);
+
+/** Fully connected layer: the per-sample input (any shape) is flattened to D values;
+ *  y = W x + b with W of shape out_features x D. Output shape: out_features. */
+CFNET_API cfnet_status cfnet_layer_dense_create(int out_features, cfnet_layer **out);
+
+/** y = max(0, x), any shape. */
+CFNET_API cfnet_status cfnet_layer_relu_create(cfnet_layer **out);
+
+/** Spatial max or mean pooling over the last two axes (so planar C x H x W and p4 C x 4 x H x W
+ *  maps both work), window x window, step `stride`, no padding: S_out = (S - window)/stride + 1.
+ *  window = 0 selects the equivariant choice of the original code: window 2 for even S, 3 for
+ *  odd S, stride 2 (the `stride` argument must then be 0 or 2). */
+CFNET_API cfnet_status cfnet_layer_pool_create(cfnet_pool_mode mode, int window, int stride,
+                                               cfnet_layer **out);
+
+/** Batch normalisation with statistics per channel (axis 0 of the per-sample shape) pooled over
+ *  all other axes: planar C x H x W maps, group C x 4 x H x W maps (statistics shared over the
+ *  rotations) and C x G projections (shared over G) alike. Training uses batch statistics and
+ *  updates running averages: run = (1 - momentum) * run + momentum * batch (variance unbiased);
+ *  inference uses the running statistics. Parameters gamma (scale) and beta (shift). */
+CFNET_API cfnet_status cfnet_layer_batch_norm_create(float momentum, float eps, cfnet_layer **out);
+
+/** Inverted dropout, any shape: in training each unit is zeroed with probability `drop` and the
+ *  others scaled by 1 / (1 - drop); identity in inference. 0 <= drop < 1. The mask comes from the
+ *  layer's own generator, seeded at setup. */
+CFNET_API cfnet_status cfnet_layer_dropout_create(float drop, cfnet_layer **out);
+
+/** Softmax over the flattened per-sample input (numerically stable). */
+CFNET_API cfnet_status cfnet_layer_softmax_create(cfnet_layer **out);
+
+/** Frees a layer that is not owned by a network. Accepts NULL. */
+CFNET_API void cfnet_layer_free(cfnet_layer *layer);
+
+/** The layer's kind, or 0 for NULL. */
+CFNET_API int cfnet_layer_kind_of(const cfnet_layer *layer);
+
+/** Static name of a kind, e.g. "conic_conv" (used in model files), or "unknown". */
+CFNET_API const char *cfnet_layer_kind_name(int kind);
+
+/** Sets the layer up for per-sample input shape `shape[0..ndim-1]`: validates it, fixes the
+ *  output shape, allocates the parameters and initialises them from `seed`. Calling it again
+ *  re-initialises the layer for the new shape (parameters are replaced). On error the layer is
+ *  unchanged. */
+CFNET_API cfnet_status cfnet_layer_setup(cfnet_layer *layer, int ndim, const int64_t *shape,
+                                         uint64_t seed);
+
+/** Per-sample input shape given to setup (CFNET_E_STATE before setup). */
+CFNET_API cfnet_status cfnet_layer_input_shape(const cfnet_layer *layer, int *ndim,
+                                               int64_t *shape);
+
+/** Per-sample output shape (CFNET_E_STATE before setup). `shape` has room for CFNET_MAX_DIMS. */
+CFNET_API cfnet_status cfnet_layer_output_shape(const cfnet_layer *layer, int *ndim,
+                                                int64_t *shape);
+
+/** Forward pass: x is N x <input shape>, y must be a tensor of shape N x <output shape>. */
+CFNET_API cfnet_status cfnet_layer_forward(cfnet_layer *layer, const cfnet_tensor *x,
+                                           cfnet_tensor *y, cfnet_mode mode);
+
+/** Backward pass of the most recent forward (same x and y). dy has y's shape; dx, if not NULL,
+ *  has x's shape and is overwritten. Parameter gradients are accumulated. */
+CFNET_API cfnet_status cfnet_layer_backward(cfnet_layer *layer, const cfnet_tensor *x,
+                                            const cfnet_tensor *y, const cfnet_tensor *dy,
+                                            cfnet_tensor *dx);
+
+/** Number of trainable parameter tensors (0 before setup or for NULL). */
+CFNET_API int cfnet_layer_param_count(const cfnet_layer *layer);
+
+/** Trainable parameter tensor i (borrowed), or NULL if out of range. Writable: a host may load
+ *  its own values. */
+CFNET_API cfnet_tensor *cfnet_layer_param(const cfnet_layer *layer, int i);
+
+/** Gradient tensor of parameter i (borrowed, same shape), or NULL if out of range. */
+CFNET_API cfnet_tensor *cfnet_layer_grad(const cfnet_layer *layer, int i);
+
+/** Static name of parameter i ("weight", "bias", "gamma", "beta"), or NULL. */
+CFNET_API const char *cfnet_layer_param_name(const cfnet_layer *layer, int i);
+
+/** Number of non-trainable state tensors (batch norm: running mean and variance). */
+CFNET_API int cfnet_layer_state_count(const cfnet_layer *layer);
+
+/** State tensor i (borrowed), or NULL if out of range. */
+CFNET_API cfnet_tensor *cfnet_layer_state(const cfnet_layer *layer, int i);
+
+/** Static name of state tensor i ("running_mean", "running_var"), or NULL. */
+CFNET_API const char *cfnet_layer_state_name(const cfnet_layer *layer, int i);
+
+/** Sets every parameter gradient to zero. */
+CFNET_API cfnet_status cfnet_layer_zero_grad(cfnet_layer *layer);
+
+/* ---------------------------------------------------------------------------------------------
+ * Loss
+ * ------------------------------------------------------------------------------------------- */
+
+/** Mean softmax cross-entropy of `logits` (N x K, or N x anything flattened to K) against
+ *  integer labels[0..N-1] in [0, K). Writes the mean loss to *loss and, if `grad` is not NULL
+ *  (same shape as logits), d loss / d logits = (softmax - onehot) / N. Numerically stable. */
+CFNET_API cfnet_status cfnet_softmax_cross_entropy(const cfnet_tensor *logits,
+                                                   const int32_t *labels, int64_t n_labels,
+                                                   float *loss, cfnet_tensor *grad);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* CFNET_CFNET_H */

@@ -1,0 +1,310 @@
+/* Kind-independent part of the layer API: setup, validation of tensors, parameters. */
+#include "../internal.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+
+static const char *const kind_names[] = {
+    [CFNET_LAYER_CONV2D] = "conv2d",
+    [CFNET_LAYER_CONIC_CONV] = "conic_conv",
+    [CFNET_LAYER_P4_LIFT] = "p4_lift",
+    [CFNET_LAYER_P4_CONV] = "p4_conv",
+    [CFNET_LAYER_GROUP_POOL] = "group_pool",
+    [CFNET_LAYER_DFT_PROJECTION] = "dft_projection",
+    [CFNET_LAYER_DFT_MAGNITUDE] = "dft_magnitude",
+    [CFNET_LAYER_DENSE] = "dense",
+    [CFNET_LAYER_RELU] = "relu",
+    [CFNET_LAYER_POOL] = "pool",
+    [CFNET_LAYER_BATCH_NORM] = "batch_norm",
+    [CFNET_LAYER_DROPOUT] = "dropout",
+    [CFNET_LAYER_SOFTMAX] = "softmax",
+};
+#define N_KIND_NAMES ((int)(sizeof kind_names / sizeof kind_names[0]))
+
+CFNET_API const char *cfnet_layer_kind_name(int kind)
+{
+    if (kind <= 0 || kind >= N_KIND_NAMES || !kind_names[kind]) return "unknown";
+    return kind_names[kind];
+}
+
+const char *cf_shape_str(char *buf, size_t size, int ndim, const int64_t *shape)
+{
+    size_t used = 0;
+    buf[0] = '\0';
+    for (int i = 0; i < ndim && used < size; i++) {
+        int w = snprintf(buf + used, size - used, i ? "x%lld" : "%lld", (long long)shape[i]);
+        if (w < 0) break;
+        used += (size_t)w;
+    }
+    return buf;
+}
+
+cfnet_status cf_layer_alloc(int kind, const cf_layer_ops *ops, cfnet_layer **out)
+{
+    cfnet_layer *l = cf_calloc(1, sizeof *l);
+    CF_FAIL_IF(!l, CFNET_E_OUT_OF_MEMORY, "%s: out of memory", ops->name);
+    l->kind = kind;
+    l->ops = ops;
+    *out = l;
+    return CFNET_OK;
+}
+
+cfnet_status cf_layer_add_param(cfnet_layer *l, const char *name, int ndim, const int64_t *shape,
+                                cfnet_tensor **out)
+{
+    CF_FAIL_IF(l->nparam >= CF_MAX_PARAMS, CFNET_E_INTERNAL, "%s: too many parameters",
+               l->ops->name);
+    cfnet_tensor *p = NULL, *g = NULL;
+    cfnet_status st = cf_tensor_new(ndim, shape, &p);
+    if (st == CFNET_OK) st = cf_tensor_new(ndim, shape, &g);
+    if (st != CFNET_OK) {
+        cfnet_tensor_free(p);
+        return cf_error(st, "%s: cannot allocate parameter '%s': %s", l->ops->name, name,
+                        cfnet_status_string(st));
+    }
+    l->param[l->nparam] = p;
+    l->grad[l->nparam] = g;
+    l->param_name[l->nparam] = name;
+    l->nparam++;
+    if (out) *out = p;
+    return CFNET_OK;
+}
+
+cfnet_status cf_layer_add_state(cfnet_layer *l, const char *name, int ndim, const int64_t *shape,
+                                cfnet_tensor **out)
+{
+    CF_FAIL_IF(l->nstate >= CF_MAX_STATE, CFNET_E_INTERNAL, "%s: too many state tensors",
+               l->ops->name);
+    cfnet_tensor *s = NULL;
+    cfnet_status st = cf_tensor_new(ndim, shape, &s);
+    if (st != CFNET_OK)
+        return cf_error(st, "%s: cannot allocate state '%s'", l->ops->name, name);
+    l->state[l->nstate] = s;
+    l->state_name[l->nstate] = name;
+    l->nstate++;
+    if (out) *out = s;
+    return CFNET_OK;
+}
+
+void cf_layer_release(cfnet_layer *l)
+{
+    for (int i = 0; i < l->nparam; i++) {
+        cfnet_tensor_free(l->param[i]);
+        cfnet_tensor_free(l->grad[i]);
+        l->param[i] = l->grad[i] = NULL;
+        l->param_name[i] = NULL;
+    }
+    for (int i = 0; i < l->nstate; i++) {
+        cfnet_tensor_free(l->state[i]);
+        l->state[i] = NULL;
+        l->state_name[i] = NULL;
+    }
+    l->nparam = l->nstate = 0;
+    if (l->priv && l->ops->destroy_priv) l->ops->destroy_priv(l);
+    l->priv = NULL;
+    cf_free(l->ws);
+    l->ws = NULL;
+    l->ws_size = 0;
+}
+
+void cf_init_he(cfnet_tensor *t, int64_t fan_in, cf_rng *rng)
+{
+    double sd = sqrt(2.0 / (double)(fan_in > 0 ? fan_in : 1));
+    for (int64_t i = 0; i < t->numel; i++) t->data[i] = (float)(sd * cf_rng_normal(rng));
+}
+
+CFNET_API void cfnet_layer_free(cfnet_layer *layer)
+{
+    if (!layer) return;
+    cf_layer_release(layer);
+    cf_free(layer);
+}
+
+CFNET_API int cfnet_layer_kind_of(const cfnet_layer *layer) { return layer ? layer->kind : 0; }
+
+CFNET_API cfnet_status cfnet_layer_setup(cfnet_layer *layer, int ndim, const int64_t *shape,
+                                         uint64_t seed)
+{
+    CF_FAIL_IF(!layer, CFNET_E_INVALID_ARGUMENT, "layer_setup: layer is NULL");
+    int64_t numel;
+    CF_CHECK(cf_shape_numel(layer->ops->name, ndim, shape, &numel));
+    CF_FAIL_IF(ndim > CFNET_MAX_DIMS - 1, CFNET_E_INVALID_ARGUMENT,
+               "%s: per-sample shape has %d dimensions, at most %d (the batch axis is added)",
+               layer->ops->name, ndim, CFNET_MAX_DIMS - 1);
+
+    /* Set up a copy so that a failure leaves the layer as it was. */
+    cfnet_layer trial = *layer;
+    trial.nparam = trial.nstate = 0;
+    memset(trial.param, 0, sizeof trial.param);
+    memset(trial.grad, 0, sizeof trial.grad);
+    memset(trial.state, 0, sizeof trial.state);
+    trial.priv = NULL;
+    trial.ws = NULL;
+    trial.ws_size = 0;
+    trial.in_ndim = ndim;
+    memcpy(trial.in_shape, shape, (size_t)ndim * sizeof *shape);
+    trial.in_size = numel;
+    trial.out_ndim = 0;
+    cfnet_status st = layer->ops->setup(&trial, seed);
+    if (st == CFNET_OK) {
+        int64_t on = 0;
+        st = cf_shape_numel(layer->ops->name, trial.out_ndim, trial.out_shape, &on);
+        if (st == CFNET_OK && trial.out_ndim > CFNET_MAX_DIMS - 1)
+            st = cf_error(CFNET_E_INTERNAL, "%s: output rank too large", layer->ops->name);
+        trial.out_size = on;
+    }
+    if (st != CFNET_OK) {
+        cf_layer_release(&trial);
+        return st;
+    }
+    cf_layer_release(layer);
+    trial.is_setup = true;
+    *layer = trial;
+    return CFNET_OK;
+}
+
+CFNET_API cfnet_status cfnet_layer_input_shape(const cfnet_layer *layer, int *ndim,
+                                               int64_t *shape)
+{
+    CF_FAIL_IF(!layer || !ndim || !shape, CFNET_E_INVALID_ARGUMENT,
+               "layer_input_shape: NULL argument");
+    CF_FAIL_IF(!layer->is_setup, CFNET_E_STATE, "%s: layer is not set up", layer->ops->name);
+    *ndim = layer->in_ndim;
+    memcpy(shape, layer->in_shape, (size_t)layer->in_ndim * sizeof *shape);
+    return CFNET_OK;
+}
+
+CFNET_API cfnet_status cfnet_layer_output_shape(const cfnet_layer *layer, int *ndim,
+                                                int64_t *shape)
+{
+    CF_FAIL_IF(!layer || !ndim || !shape, CFNET_E_INVALID_ARGUMENT,
+               "layer_output_shape: NULL argument");
+    CF_FAIL_IF(!layer->is_setup, CFNET_E_STATE, "%s: layer is not set up", layer->ops->name);
+    *ndim = layer->out_ndim;
+    memcpy(shape, layer->out_shape, (size_t)layer->out_ndim * sizeof *shape);
+    return CFNET_OK;
+}
+
+/* Checks that t is N x <sample shape>; returns N through *n (if n is not NULL, else checks
+ * against *expect_n). */
+static cfnet_status check_batch(const cfnet_layer *l, const char *what, const cfnet_tensor *t,
+                                int ndim, const int64_t *shape, int64_t *n)
+{
+    char a[96], b[96];
+    CF_FAIL_IF(!t, CFNET_E_INVALID_ARGUMENT, "%s: %s is NULL", l->ops->name, what);
+    bool ok = t->ndim == ndim + 1;
+    for (int i = 0; ok && i < ndim; i++) ok = t->shape[i + 1] == shape[i];
+    if (ok && *n > 0) ok = t->shape[0] == *n;
+    if (!ok) {
+        return cf_error(CFNET_E_SHAPE_MISMATCH, "%s: %s is %s, expected %s%s", l->ops->name, what,
+                        cf_shape_str(a, sizeof a, t->ndim, t->shape),
+                        *n > 0 ? "" : "N x ", cf_shape_str(b, sizeof b, ndim, shape));
+    }
+    *n = t->shape[0];
+    return CFNET_OK;
+}
+
+static cfnet_status ensure_ws(cfnet_layer *l, int64_t n)
+{
+    size_t need = l->ops->workspace ? l->ops->workspace(l, n) : 0;
+    if (need <= l->ws_size && l->ws) return CFNET_OK;
+    void *ws = cf_malloc(need);
+    CF_FAIL_IF(!ws, CFNET_E_OUT_OF_MEMORY, "%s: cannot allocate %zu bytes of workspace",
+               l->ops->name, need);
+    cf_free(l->ws);
+    l->ws = ws;
+    l->ws_size = need;
+    return CFNET_OK;
+}
+
+cfnet_status cf_layer_forward_raw(cfnet_layer *l, const float *x, float *y, int64_t n,
+                                  bool training, void *ws)
+{
+    return l->ops->forward(l, x, y, n, training, ws);
+}
+
+cfnet_status cf_layer_backward_raw(cfnet_layer *l, const float *x, const float *y,
+                                   const float *dy, float *dx, int64_t n, void *ws)
+{
+    return l->ops->backward(l, x, y, dy, dx, n, ws);
+}
+
+CFNET_API cfnet_status cfnet_layer_forward(cfnet_layer *layer, const cfnet_tensor *x,
+                                           cfnet_tensor *y, cfnet_mode mode)
+{
+    CF_FAIL_IF(!layer, CFNET_E_INVALID_ARGUMENT, "layer_forward: layer is NULL");
+    CF_FAIL_IF(!layer->is_setup, CFNET_E_STATE,
+               "%s: layer is not set up (call cfnet_layer_setup first)", layer->ops->name);
+    CF_FAIL_IF(mode != CFNET_MODE_INFERENCE && mode != CFNET_MODE_TRAINING,
+               CFNET_E_INVALID_ARGUMENT, "%s: unknown mode %d", layer->ops->name, (int)mode);
+    int64_t n = 0;
+    CF_CHECK(check_batch(layer, "input", x, layer->in_ndim, layer->in_shape, &n));
+    CF_CHECK(check_batch(layer, "output", y, layer->out_ndim, layer->out_shape, &n));
+    CF_FAIL_IF(x->data == y->data, CFNET_E_INVALID_ARGUMENT,
+               "%s: input and output must not share memory", layer->ops->name);
+    CF_CHECK(ensure_ws(layer, n));
+    return layer->ops->forward(layer, x->data, y->data, n, mode == CFNET_MODE_TRAINING,
+                               layer->ws);
+}
+
+CFNET_API cfnet_status cfnet_layer_backward(cfnet_layer *layer, const cfnet_tensor *x,
+                                            const cfnet_tensor *y, const cfnet_tensor *dy,
+                                            cfnet_tensor *dx)
+{
+    CF_FAIL_IF(!layer, CFNET_E_INVALID_ARGUMENT, "layer_backward: layer is NULL");
+    CF_FAIL_IF(!layer->is_setup || !layer->ws, CFNET_E_STATE,
+               "%s: backward needs a preceding forward", layer->ops->name);
+    int64_t n = 0;
+    CF_CHECK(check_batch(layer, "input", x, layer->in_ndim, layer->in_shape, &n));
+    CF_CHECK(check_batch(layer, "output", y, layer->out_ndim, layer->out_shape, &n));
+    CF_CHECK(check_batch(layer, "output gradient", dy, layer->out_ndim, layer->out_shape, &n));
+    if (dx) CF_CHECK(check_batch(layer, "input gradient", dx, layer->in_ndim, layer->in_shape, &n));
+    CF_FAIL_IF(layer->ops->workspace && layer->ops->workspace(layer, n) > layer->ws_size,
+               CFNET_E_STATE, "%s: backward batch differs from the preceding forward",
+               layer->ops->name);
+    return layer->ops->backward(layer, x->data, y->data, dy->data, dx ? dx->data : NULL, n,
+                                layer->ws);
+}
+
+CFNET_API int cfnet_layer_param_count(const cfnet_layer *layer)
+{
+    return layer ? layer->nparam : 0;
+}
+
+CFNET_API cfnet_tensor *cfnet_layer_param(const cfnet_layer *layer, int i)
+{
+    return layer && i >= 0 && i < layer->nparam ? layer->param[i] : NULL;
+}
+
+CFNET_API cfnet_tensor *cfnet_layer_grad(const cfnet_layer *layer, int i)
+{
+    return layer && i >= 0 && i < layer->nparam ? layer->grad[i] : NULL;
+}
+
+CFNET_API const char *cfnet_layer_param_name(const cfnet_layer *layer, int i)
+{
+    return layer && i >= 0 && i < layer->nparam ? layer->param_name[i] : NULL;
+}
+
+CFNET_API int cfnet_layer_state_count(const cfnet_layer *layer)
+{
+    return layer ? layer->nstate : 0;
+}
+
+CFNET_API cfnet_tensor *cfnet_layer_state(const cfnet_layer *layer, int i)
+{
+    return layer && i >= 0 && i < layer->nstate ? layer->state[i] : NULL;
+}
+
+CFNET_API const char *cfnet_layer_state_name(const cfnet_layer *layer, int i)
+{
+    return layer && i >= 0 && i < layer->nstate ? layer->state_name[i] : NULL;
+}
+
+CFNET_API cfnet_status cfnet_layer_zero_grad(cfnet_layer *layer)
+{
+    CF_FAIL_IF(!layer, CFNET_E_INVALID_ARGUMENT, "layer_zero_grad: layer is NULL");
+    for (int i = 0; i < layer->nparam; i++) cfnet_tensor_zero(layer->grad[i]);
+    return CFNET_OK;
+}

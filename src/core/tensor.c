@@ -1,0 +1,142 @@
+/* The tensor handle: float32, row-major, 1..CFNET_MAX_DIMS dimensions. */
+#include "../internal.h"
+
+#include <string.h>
+
+cfnet_status cf_shape_numel(const char *what, int ndim, const int64_t *shape, int64_t *numel)
+{
+    CF_FAIL_IF(ndim < 1 || ndim > CFNET_MAX_DIMS, CFNET_E_INVALID_ARGUMENT,
+               "%s: ndim is %d, must be 1..%d", what, ndim, CFNET_MAX_DIMS);
+    CF_FAIL_IF(!shape, CFNET_E_INVALID_ARGUMENT, "%s: shape is NULL", what);
+    int64_t n = 1;
+    for (int i = 0; i < ndim; i++) {
+        CF_FAIL_IF(shape[i] <= 0, CFNET_E_INVALID_ARGUMENT,
+                   "%s: dimension %d is %lld, sizes must be positive", what, i,
+                   (long long)shape[i]);
+        CF_FAIL_IF(!cf_mul_i64(n, shape[i], &n) || n > (int64_t)(SIZE_MAX / sizeof(float)),
+                   CFNET_E_LIMIT, "%s: element count overflows", what);
+    }
+    *numel = n;
+    return CFNET_OK;
+}
+
+static cfnet_status tensor_make(const char *what, float *data, int ndim, const int64_t *shape,
+                                cfnet_tensor **out)
+{
+    CF_FAIL_IF(!out, CFNET_E_INVALID_ARGUMENT, "%s: out is NULL", what);
+    int64_t numel;
+    CF_CHECK(cf_shape_numel(what, ndim, shape, &numel));
+    cfnet_tensor *t = cf_calloc(1, sizeof *t);
+    CF_FAIL_IF(!t, CFNET_E_OUT_OF_MEMORY, "%s: out of memory", what);
+    if (data) {
+        t->data = data;
+        t->owns_data = false;
+    } else {
+        t->data = cf_calloc((size_t)numel, sizeof(float));
+        if (!t->data) {
+            cf_free(t);
+            return cf_error(CFNET_E_OUT_OF_MEMORY, "%s: cannot allocate %lld floats", what,
+                            (long long)numel);
+        }
+        t->owns_data = true;
+    }
+    t->numel = numel;
+    t->ndim = ndim;
+    memcpy(t->shape, shape, (size_t)ndim * sizeof *shape);
+    *out = t;
+    return CFNET_OK;
+}
+
+cfnet_status cf_tensor_new(int ndim, const int64_t *shape, cfnet_tensor **out)
+{
+    return tensor_make("tensor_create", NULL, ndim, shape, out);
+}
+
+CFNET_API cfnet_status cfnet_tensor_create(int ndim, const int64_t *shape, cfnet_tensor **out)
+{
+    return tensor_make("tensor_create", NULL, ndim, shape, out);
+}
+
+CFNET_API cfnet_status cfnet_tensor_wrap(float *data, int ndim, const int64_t *shape,
+                                         cfnet_tensor **out)
+{
+    CF_FAIL_IF(!data, CFNET_E_INVALID_ARGUMENT, "tensor_wrap: data is NULL");
+    return tensor_make("tensor_wrap", data, ndim, shape, out);
+}
+
+CFNET_API void cfnet_tensor_free(cfnet_tensor *t)
+{
+    if (!t) return;
+    if (t->owns_data) cf_free(t->data);
+    cf_free(t);
+}
+
+CFNET_API int cfnet_tensor_ndim(const cfnet_tensor *t) { return t ? t->ndim : 0; }
+
+CFNET_API int64_t cfnet_tensor_dim(const cfnet_tensor *t, int axis)
+{
+    if (!t) return -1;
+    if (axis < 0) axis += t->ndim;
+    if (axis < 0 || axis >= t->ndim) return -1;
+    return t->shape[axis];
+}
+
+CFNET_API cfnet_status cfnet_tensor_shape(const cfnet_tensor *t, int *ndim, int64_t *shape)
+{
+    CF_FAIL_IF(!t || !ndim || !shape, CFNET_E_INVALID_ARGUMENT,
+               "tensor_shape: NULL argument");
+    *ndim = t->ndim;
+    memcpy(shape, t->shape, (size_t)t->ndim * sizeof *shape);
+    return CFNET_OK;
+}
+
+CFNET_API int64_t cfnet_tensor_numel(const cfnet_tensor *t) { return t ? t->numel : -1; }
+
+CFNET_API float *cfnet_tensor_data(const cfnet_tensor *t) { return t ? t->data : NULL; }
+
+CFNET_API cfnet_status cfnet_tensor_copy_in(cfnet_tensor *t, const float *src, int64_t count)
+{
+    CF_FAIL_IF(!t || !src, CFNET_E_INVALID_ARGUMENT, "tensor_copy_in: NULL argument");
+    CF_FAIL_IF(count != t->numel, CFNET_E_SHAPE_MISMATCH,
+               "tensor_copy_in: count is %lld, tensor has %lld elements", (long long)count,
+               (long long)t->numel);
+    memmove(t->data, src, (size_t)count * sizeof(float));
+    return CFNET_OK;
+}
+
+CFNET_API cfnet_status cfnet_tensor_copy_out(const cfnet_tensor *t, float *dst, int64_t count)
+{
+    CF_FAIL_IF(!t || !dst, CFNET_E_INVALID_ARGUMENT, "tensor_copy_out: NULL argument");
+    CF_FAIL_IF(count != t->numel, CFNET_E_SHAPE_MISMATCH,
+               "tensor_copy_out: count is %lld, tensor has %lld elements", (long long)count,
+               (long long)t->numel);
+    memmove(dst, t->data, (size_t)count * sizeof(float));
+    return CFNET_OK;
+}
+
+CFNET_API cfnet_status cfnet_tensor_fill(cfnet_tensor *t, float value)
+{
+    CF_FAIL_IF(!t, CFNET_E_INVALID_ARGUMENT, "tensor_fill: tensor is NULL");
+    for (int64_t i = 0; i < t->numel; i++) t->data[i] = value;
+    return CFNET_OK;
+}
+
+CFNET_API cfnet_status cfnet_tensor_zero(cfnet_tensor *t)
+{
+    CF_FAIL_IF(!t, CFNET_E_INVALID_ARGUMENT, "tensor_zero: tensor is NULL");
+    memset(t->data, 0, (size_t)t->numel * sizeof(float));
+    return CFNET_OK;
+}
+
+CFNET_API cfnet_status cfnet_tensor_reshape(cfnet_tensor *t, int ndim, const int64_t *shape)
+{
+    CF_FAIL_IF(!t, CFNET_E_INVALID_ARGUMENT, "tensor_reshape: tensor is NULL");
+    int64_t numel;
+    CF_CHECK(cf_shape_numel("tensor_reshape", ndim, shape, &numel));
+    CF_FAIL_IF(numel != t->numel, CFNET_E_SHAPE_MISMATCH,
+               "tensor_reshape: new shape has %lld elements, tensor has %lld",
+               (long long)numel, (long long)t->numel);
+    t->ndim = ndim;
+    memcpy(t->shape, shape, (size_t)ndim * sizeof *shape);
+    return CFNET_OK;
+}

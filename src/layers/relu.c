@@ -1,0 +1,45 @@
+/* ReLU: y = max(0, x). Any shape; no parameters. */
+#include "../internal.h"
+
+static cfnet_status relu_setup(cfnet_layer *l, uint64_t seed)
+{
+    (void)seed;
+    l->out_ndim = l->in_ndim;
+    for (int i = 0; i < l->in_ndim; i++) l->out_shape[i] = l->in_shape[i];
+    return CFNET_OK;
+}
+
+static cfnet_status relu_forward(cfnet_layer *l, const float *x, float *y, int64_t n,
+                                 bool training, void *ws)
+{
+    (void)training;
+    (void)ws;
+    int64_t total = n * l->in_size;
+    for (int64_t i = 0; i < total; i++) y[i] = x[i] > 0.0f ? x[i] : 0.0f;
+    return CFNET_OK;
+}
+
+/* dx = dy where y > 0 (the subgradient at 0 is taken as 0). */
+static cfnet_status relu_backward(cfnet_layer *l, const float *x, const float *y,
+                                  const float *dy, float *dx, int64_t n, void *ws)
+{
+    (void)x;
+    (void)ws;
+    if (!dx) return CFNET_OK;
+    int64_t total = n * l->in_size;
+    for (int64_t i = 0; i < total; i++) dx[i] = y[i] > 0.0f ? dy[i] : 0.0f;
+    return CFNET_OK;
+}
+
+const cf_layer_ops cf_relu_ops = {
+    .name = "relu",
+    .setup = relu_setup,
+    .forward = relu_forward,
+    .backward = relu_backward,
+};
+
+CFNET_API cfnet_status cfnet_layer_relu_create(cfnet_layer **out)
+{
+    CF_FAIL_IF(!out, CFNET_E_INVALID_ARGUMENT, "relu: out is NULL");
+    return cf_layer_alloc(CFNET_LAYER_RELU, &cf_relu_ops, out);
+}

@@ -1,0 +1,190 @@
+#include "testutil.h"
+
+#include <errno.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+static uint64_t tu_next(tu_rng *r)
+{
+    uint64_t z = (r->s += 0x9e3779b97f4a7c15ull);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    return z ^ (z >> 31);
+}
+
+double tu_uniform(tu_rng *r) { return (double)(tu_next(r) >> 11) * 0x1.0p-53; }
+
+double tu_normal(tu_rng *r)
+{
+    double u = 1.0 - tu_uniform(r), v = tu_uniform(r);
+    return sqrt(-2.0 * log(u)) * cos(6.283185307179586 * v);
+}
+
+void tu_fill_normal(float *x, int64_t n, tu_rng *r)
+{
+    for (int64_t i = 0; i < n; i++) x[i] = (float)tu_normal(r);
+}
+
+cfnet_tensor *tu_tensor(int ndim, const int64_t *shape, tu_rng *r)
+{
+    cfnet_tensor *t = NULL;
+    CF_ASSERT_OK(cfnet_tensor_create(ndim, shape, &t));
+    if (r) tu_fill_normal(cfnet_tensor_data(t), cfnet_tensor_numel(t), r);
+    return t;
+}
+
+cfnet_tensor *tu_output_for(const cfnet_layer *l, int64_t n)
+{
+    int nd;
+    int64_t s[CFNET_MAX_DIMS + 1];
+    CF_ASSERT_OK(cfnet_layer_output_shape(l, &nd, s + 1));
+    s[0] = n;
+    return tu_tensor(nd + 1, s, NULL);
+}
+
+void tu_rot90_planes(const float *in, float *out, int64_t planes, int64_t S, int quarter)
+{
+    int q = ((quarter % 4) + 4) % 4;
+    for (int64_t p = 0; p < planes; p++) {
+        const float *a = in + p * S * S;
+        float *b = out + p * S * S;
+        for (int64_t i = 0; i < S; i++) {
+            for (int64_t j = 0; j < S; j++) {
+                /* One counter-clockwise quarter turn: (u, v) -> (-v, u), i.e. the value at
+                 * (i, j) moves to (S-1-j, i). */
+                int64_t si = i, sj = j;
+                for (int k = 0; k < q; k++) {
+                    int64_t ni = S - 1 - sj, nj = si;
+                    si = ni;
+                    sj = nj;
+                }
+                b[si * S + sj] = a[i * S + j];
+            }
+        }
+    }
+}
+
+void tu_rot90_p4(const float *in, float *out, int64_t n, int64_t C, int64_t S, int quarter)
+{
+    int q = ((quarter % 4) + 4) % 4;
+    for (int64_t b = 0; b < n * C; b++)
+        for (int r = 0; r < 4; r++)
+            tu_rot90_planes(in + (b * 4 + r) * S * S, out + (b * 4 + (r + q) % 4) * S * S, 1, S,
+                            q);
+}
+
+double tu_max_rel_diff(const float *a, const float *b, int64_t n)
+{
+    double md = 0, mb = 0;
+    for (int64_t i = 0; i < n; i++) {
+        double d = fabs((double)a[i] - (double)b[i]);
+        if (d > md || isnan(d)) md = isnan(d) ? INFINITY : d;
+        if (fabs((double)b[i]) > mb) mb = fabs((double)b[i]);
+    }
+    return md / (mb > 1e-30 ? mb : 1e-30);
+}
+
+static double loss_of(cfnet_layer *l, cfnet_tensor *x, cfnet_tensor *y, const float *w,
+                      cfnet_mode mode)
+{
+    CF_ASSERT_OK(cfnet_layer_forward(l, x, y, mode));
+    const float *yd = cfnet_tensor_data(y);
+    double s = 0;
+    for (int64_t i = 0; i < cfnet_tensor_numel(y); i++) s += (double)yd[i] * (double)w[i];
+    return s;
+}
+
+static double check_tensor(cfnet_layer *l, cfnet_tensor *x, cfnet_tensor *y, const float *w,
+                           cfnet_mode mode, float *vals, const float *analytic, int64_t n,
+                           double h, int max_checks, tu_rng *r)
+{
+    int64_t count = (max_checks > 0 && max_checks < n) ? max_checks : n;
+    double *num = malloc((size_t)count * sizeof *num);
+    int64_t *idx = malloc((size_t)count * sizeof *idx);
+    assert_non_null(num);
+    assert_non_null(idx);
+    double scale = 0;
+    for (int64_t c = 0; c < count; c++) {
+        int64_t i = count == n ? c : (int64_t)(tu_uniform(r) * (double)n);
+        float keep = vals[i];
+        vals[i] = (float)(keep + h);
+        double hp = (double)vals[i] - keep;
+        double lp = loss_of(l, x, y, w, mode);
+        vals[i] = (float)(keep - h);
+        double hm = keep - (double)vals[i];
+        double lm = loss_of(l, x, y, w, mode);
+        vals[i] = keep;
+        num[c] = (lp - lm) / (hp + hm);
+        idx[c] = i;
+        if (fabs(num[c]) > scale) scale = fabs(num[c]);
+    }
+    scale *= 1e-2;
+    if (scale < 1e-6) scale = 1e-6;
+    double worst = 0;
+    for (int64_t c = 0; c < count; c++) {
+        double a = analytic[idx[c]];
+        double den = fmax(fmax(fabs(a), fabs(num[c])), scale);
+        double e = fabs(a - num[c]) / den;
+        if (e > worst || isnan(e)) worst = isnan(e) ? INFINITY : e;
+    }
+    free(num);
+    free(idx);
+    return worst;
+}
+
+double tu_gradcheck(cfnet_layer *l, cfnet_tensor *x, cfnet_mode mode, double h, int max_checks,
+                    double *worst_param)
+{
+    tu_rng r = {12345};
+    int64_t n = cfnet_tensor_dim(x, 0);
+    cfnet_tensor *y = tu_output_for(l, n);
+    cfnet_tensor *dy = tu_output_for(l, n);
+    cfnet_tensor *dx = NULL;
+    int nd;
+    int64_t s[CFNET_MAX_DIMS];
+    CF_ASSERT_OK(cfnet_tensor_shape(x, &nd, s));
+    CF_ASSERT_OK(cfnet_tensor_create(nd, s, &dx));
+    tu_fill_normal(cfnet_tensor_data(dy), cfnet_tensor_numel(dy), &r);
+    const float *w = cfnet_tensor_data(dy);
+
+    CF_ASSERT_OK(cfnet_layer_zero_grad(l));
+    CF_ASSERT_OK(cfnet_layer_forward(l, x, y, mode));
+    CF_ASSERT_OK(cfnet_layer_backward(l, x, y, dy, dx));
+
+    double worst = check_tensor(l, x, y, w, mode, cfnet_tensor_data(x), cfnet_tensor_data(dx),
+                                cfnet_tensor_numel(x), h, max_checks, &r);
+    double wp = 0;
+    for (int p = 0; p < cfnet_layer_param_count(l); p++) {
+        cfnet_tensor *pt = cfnet_layer_param(l, p), *gt = cfnet_layer_grad(l, p);
+        double e = check_tensor(l, x, y, w, mode, cfnet_tensor_data(pt), cfnet_tensor_data(gt),
+                                cfnet_tensor_numel(pt), h, max_checks, &r);
+        if (e > wp) wp = e;
+    }
+    if (worst_param) *worst_param = wp;
+    cfnet_tensor_free(y);
+    cfnet_tensor_free(dy);
+    cfnet_tensor_free(dx);
+    return worst;
+}
+
+const char *tu_outdir(void)
+{
+    const char *d = getenv("CFNET_TEST_OUTDIR");
+    if (!d || !*d) d = "build/test-output";
+    char buf[1024];
+    size_t len = strlen(d);
+    if (len < sizeof buf) {
+        memcpy(buf, d, len + 1);
+        for (size_t i = 1; i <= len; i++) {
+            if (buf[i] == '/' || buf[i] == '\0') {
+                char c = buf[i];
+                buf[i] = '\0';
+                if (mkdir(buf, 0755) != 0 && errno != EEXIST) break;
+                buf[i] = c;
+            }
+        }
+    }
+    return d;
+}

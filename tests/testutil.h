@@ -1,0 +1,71 @@
+/* Shared helpers for the cmocka suites: random data, rotations of maps, gradient checking. */
+#ifndef CFNET_TESTUTIL_H
+#define CFNET_TESTUTIL_H
+
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cmocka.h>
+
+#include "cfnet/cfnet.h"
+
+/* Fails the test with the library's message when `expr` is not CFNET_OK. */
+#define CF_ASSERT_OK(expr)                                                               \
+    do {                                                                                 \
+        cfnet_status st_ = (expr);                                                       \
+        if (st_ != CFNET_OK)                                                             \
+            fail_msg("%s -> %s: %s", #expr, cfnet_status_string(st_), cfnet_last_error()); \
+    } while (0)
+
+/* Asserts that `expr` returns `status` and left a non-empty error message. */
+#define CF_ASSERT_STATUS(expr, status)                                                     \
+    do {                                                                                   \
+        cfnet_clear_error();                                                               \
+        cfnet_status st_ = (expr);                                                         \
+        if (st_ != (status))                                                               \
+            fail_msg("%s -> %s (%d), expected %s", #expr, cfnet_status_string(st_), st_,  \
+                     cfnet_status_string(status));                                         \
+        if (cfnet_last_error()[0] == '\0') fail_msg("%s: no error message", #expr);       \
+    } while (0)
+
+/* Deterministic test random numbers (independent of the library's generator). */
+typedef struct tu_rng {
+    uint64_t s;
+} tu_rng;
+double tu_uniform(tu_rng *r);                /* [0, 1) */
+double tu_normal(tu_rng *r);                 /* standard normal */
+void tu_fill_normal(float *x, int64_t n, tu_rng *r);
+
+/* Allocates a tensor (asserting success) and fills it with N(0,1) values if r is not NULL. */
+cfnet_tensor *tu_tensor(int ndim, const int64_t *shape, tu_rng *r);
+
+/* Creates the output tensor N x <output shape> of a set-up layer. */
+cfnet_tensor *tu_output_for(const cfnet_layer *l, int64_t n);
+
+/* Rotates square maps by `quarter` quarter turns counter-clockwise (u right, v up), for each of
+ * `planes` consecutive S x S planes: out(rot^q f)(i, j). `in` and `out` must not overlap. */
+void tu_rot90_planes(const float *in, float *out, int64_t planes, int64_t S, int quarter);
+
+/* Same for p4 maps n x C x 4 x S x S: rotates every plane spatially and shifts the rotation axis
+ * by +quarter (out[.., (r + q) mod 4, ..] = rot^q in[.., r, ..]). */
+void tu_rot90_p4(const float *in, float *out, int64_t n, int64_t C, int64_t S, int quarter);
+
+/* max_i |a_i - b_i| / max(max_i |b_i|, tiny). */
+double tu_max_rel_diff(const float *a, const float *b, int64_t n);
+
+/* Gradient check of a set-up layer on input x (N x input shape): compares backward's dx and
+ * parameter gradients of L = sum_i w_i y_i (w random) with central differences of step h,
+ * accumulated in double. Checks at most `max_checks` randomly chosen coordinates per tensor
+ * (all if <= 0). Returns the worst error |a - num| / max(|a|, |num|, scale) where scale is
+ * 1e-2 times the largest |num| seen in that tensor; *worst_param receives the worst parameter
+ * error (may be NULL). */
+double tu_gradcheck(cfnet_layer *l, cfnet_tensor *x, cfnet_mode mode, double h, int max_checks,
+                    double *worst_param);
+
+/* Directory for files written by tests (from CFNET_TEST_OUTDIR, default "build/test-output"),
+ * created if needed. */
+const char *tu_outdir(void);
+
+#endif
