@@ -2,6 +2,7 @@
 #include "../internal.h"
 
 #include <stdio.h>
+#include <string.h>
 
 static _Thread_local char cf_last_error_buf[512];
 
@@ -28,9 +29,12 @@ CFNET_API void cfnet_clear_error(void) { cf_last_error_buf[0] = '\0'; }
 
 cfnet_status cf_error(cfnet_status status, const char *fmt, ...)
 {
+    /* Format into a local buffer first: the arguments may include cfnet_last_error() itself. */
+    char tmp[sizeof cf_last_error_buf];
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(cf_last_error_buf, sizeof cf_last_error_buf, fmt, ap);
+    vsnprintf(tmp, sizeof tmp, fmt, ap);
     va_end(ap);
+    memcpy(cf_last_error_buf, tmp, sizeof tmp);
     return status;
 }

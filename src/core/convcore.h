@@ -1,0 +1,52 @@
+/* Shared im2col + GEMM convolution engine (private).
+ *
+ * Computes, for each sample, y[o, p] = sum_{c, t} W_{g(p)}[o, c*k*k + t] * x[c, in(p, t)] + b[o]
+ * where the output pixels p are partitioned into groups g and every group has its own weight
+ * matrix W_g (O x C*k*k, row-major). A standard convolution is one group; conic convolution
+ * uses one group per cone (plus the rays between cones and the centre), so the cost stays that
+ * of one convolution: every output pixel is computed exactly once.
+ *
+ * Columns are built per chunk of samples, group-major: the GEMM of group g covers the columns
+ * of all samples of the chunk at once. */
+#ifndef CFNET_CONVCORE_H
+#define CFNET_CONVCORE_H
+
+#include "../internal.h"
+
+typedef struct cf_conv_plan {
+    int C, H, W;       /* input planes and size */
+    int k, stride, pad;
+    int OH, OW;
+    int64_t P;         /* OH * OW */
+    int64_t CK;        /* C * k * k */
+    int ngroups;
+    int64_t *goff;     /* ngroups + 1 offsets into the grouped column order */
+    int32_t *perm;     /* grouped column j -> output pixel; NULL when the order is natural */
+    int32_t *idx;      /* k*k x P: input offset (row * W + col) of tap t for column j, -1 = pad */
+    int64_t chunk;     /* samples per column block */
+} cf_conv_plan;
+
+/* Output size of a convolution, or 0 if the kernel does not fit. */
+int cf_conv_out_size(int S, int k, int stride, cfnet_padding padding);
+
+/* Builds the plan. group_of[p] (p in natural output order) gives each output pixel's group in
+ * [0, ngroups); NULL means one group. Empty groups are allowed. */
+cfnet_status cf_conv_plan_init(cf_conv_plan *p, int C, int H, int W, int k, int stride,
+                               cfnet_padding padding, const int32_t *group_of, int ngroups);
+void cf_conv_plan_free(cf_conv_plan *p);
+
+/* Workspace bytes for O output channels and a batch of n. */
+size_t cf_conv_workspace(const cf_conv_plan *p, int O, int64_t n);
+
+/* y (n x O x P) = conv(x (n x C x H x W)); Wg[g] is group g's O x CK matrix; bias (O) may be
+ * NULL. */
+void cf_conv_forward(const cf_conv_plan *p, int O, const float *const *Wg, const float *bias,
+                     const float *x, float *y, int64_t n, void *ws);
+
+/* dWg[g] += dY_g col_g^T (dWg[g] may repeat a pointer: contributions add), dbias += sums (may
+ * be NULL), dx = conv^T (dy) if dx is not NULL. */
+void cf_conv_backward(const cf_conv_plan *p, int O, const float *const *Wg, float *const *dWg,
+                      float *dbias, const float *x, const float *dy, float *dx, int64_t n,
+                      void *ws);
+
+#endif

@@ -1,0 +1,278 @@
+/* Conic convolution (paper eq. 6-12):
+ *   y(x) = sum_r w_r(x) [(T_{g_R(r)} phi) * f](x) + b,   r = 0 .. 4R-1,
+ * w_r = 1 inside cone r (r*D < theta < (r+1)*D, D = pi/(2R)), 1/2 on the ray between two cones,
+ * 1/(4R) at the centre of an odd map. Shapes: x N x C x S x S, phi O x C x k x k,
+ * y N x O x S' x S'.
+ *
+ * Every output pixel is computed once: pixels are grouped by cone (interior cones, rays, centre)
+ * and each group runs one GEMM with its own filter: T_r phi inside cone r, the mean of the two
+ * neighbouring rotations on a ray, the mean of all rotations at the centre. The filter bank is
+ * rotated once per pass; the base filter's gradient is sum_r S_r^T (gradient of T_r phi). */
+#include "../core/convcore.h"
+#include "../core/rotate.h"
+
+#include <math.h>
+#include <string.h>
+
+enum { CFG_OUT, CFG_K, CFG_R, CFG_PAD, CFG_INTERP };
+
+typedef struct conic_priv {
+    cf_conv_plan plan;
+    int R, nrot, ngroups; /* nrot = 4R; groups: cones [0, 4R), rays [4R, 8R), centre 8R */
+    cf_rotmap_entry *rot; /* nrot x k*k */
+    bool *nonempty;       /* per group */
+} conic_priv;
+
+/* Group of output pixel (i, j) in an S x S map: see the header comment. Exact: the position is
+ * taken in doubled integer coordinates and turned into the first quadrant by quarter turns, so
+ * rotating the pixel by 90 degrees adds exactly R to its cone. A lattice point lies on a ray
+ * r*pi/(2R) only if that angle is a multiple of 45 degrees (the tangent of any other such
+ * angle is irrational), so rays are tested on the axes and diagonals only. */
+static int pixel_group(int S, int R, int i, int j)
+{
+    int a = 2 * j - (S - 1), b = (S - 1) - 2 * i; /* 2u, 2v */
+    if (a == 0 && b == 0) return 8 * R;
+    int q = 0;
+    while (!(a > 0 && b >= 0)) { /* clockwise quarter turn: (a, b) -> (b, -a) */
+        int t = a;
+        a = b;
+        b = -t;
+        q++;
+    }
+    int nrot = 4 * R;
+    if (b == 0) return 4 * R + (q * R) % nrot;                  /* ray at q * 90 degrees */
+    if (a == b && R % 2 == 0) return 4 * R + (q * R + R / 2) % nrot; /* ray at 45 degrees */
+    double phi = atan2((double)b, (double)a); /* in (0, pi/2), never on a ray here */
+    int cone = (int)floor(phi / (3.14159265358979323846 / (2.0 * R)));
+    if (cone >= R) cone = R - 1;
+    return (cone + q * R) % nrot;
+}
+
+static void conic_destroy(cfnet_layer *l)
+{
+    conic_priv *p = l->priv;
+    cf_conv_plan_free(&p->plan);
+    cf_free(p->rot);
+    cf_free(p->nonempty);
+    cf_free(p);
+}
+
+static cfnet_status conic_setup(cfnet_layer *l, uint64_t seed)
+{
+    char s[96];
+    cf_shape_str(s, sizeof s, l->in_ndim, l->in_shape);
+    CF_FAIL_IF(l->in_ndim != 3, CFNET_E_SHAPE_MISMATCH, "conic_conv: input is %s, needs C x S x S",
+               s);
+    CF_FAIL_IF(l->in_shape[1] != l->in_shape[2], CFNET_E_SHAPE_MISMATCH,
+               "conic_conv: input is %lldx%lld, rotation layers need square maps",
+               (long long)l->in_shape[1], (long long)l->in_shape[2]);
+    int O = l->icfg[CFG_OUT], k = l->icfg[CFG_K], R = l->icfg[CFG_R];
+    CF_FAIL_IF(l->in_shape[0] > INT32_MAX / (k * k) || l->in_shape[1] > 1 << 14, CFNET_E_LIMIT,
+               "conic_conv: input %s is too large", s);
+    int C = (int)l->in_shape[0], S = (int)l->in_shape[1];
+    cfnet_padding pad = (cfnet_padding)l->icfg[CFG_PAD];
+    int OS = cf_conv_out_size(S, k, 1, pad);
+    CF_FAIL_IF(OS < 1, CFNET_E_SHAPE_MISMATCH,
+               "conic_conv: kernel %d does not fit input %s with valid padding", k, s);
+
+    conic_priv *p = cf_calloc(1, sizeof *p);
+    CF_FAIL_IF(!p, CFNET_E_OUT_OF_MEMORY, "conic_conv: out of memory");
+    l->priv = p;
+    p->R = R;
+    p->nrot = 4 * R;
+    p->ngroups = 8 * R + 1;
+    p->rot = cf_malloc((size_t)p->nrot * (size_t)(k * k) * sizeof *p->rot);
+    p->nonempty = cf_calloc((size_t)p->ngroups, sizeof *p->nonempty);
+    int32_t *group_of = cf_malloc((size_t)OS * (size_t)OS * sizeof *group_of);
+    if (!p->rot || !p->nonempty || !group_of) {
+        cf_free(group_of);
+        return cf_error(CFNET_E_OUT_OF_MEMORY, "conic_conv: out of memory");
+    }
+    for (int r = 0; r < p->nrot; r++)
+        cf_rotmap_build(k, R, r, (cfnet_interp)l->icfg[CFG_INTERP], p->rot + r * k * k);
+    for (int i = 0; i < OS; i++) {
+        for (int j = 0; j < OS; j++) {
+            int g = pixel_group(OS, R, i, j);
+            group_of[i * OS + j] = g;
+            p->nonempty[g] = true;
+        }
+    }
+    cfnet_status st = cf_conv_plan_init(&p->plan, C, S, S, k, 1, pad, group_of, p->ngroups);
+    cf_free(group_of);
+    CF_CHECK(st);
+
+    int64_t wshape[4] = {O, C, k, k}, bshape[1] = {O};
+    cfnet_tensor *w;
+    CF_CHECK(cf_layer_add_param(l, "weight", 4, wshape, &w));
+    CF_CHECK(cf_layer_add_param(l, "bias", 1, bshape, NULL));
+    cf_rng rng;
+    cf_rng_seed(&rng, seed);
+    cf_init_he(w, p->plan.CK, &rng);
+    l->out_ndim = 3;
+    l->out_shape[0] = O;
+    l->out_shape[1] = OS;
+    l->out_shape[2] = OS;
+    return CFNET_OK;
+}
+
+/* Workspace: rotated filters (nrot banks), group filters for rays and centre (nrot + 1 banks),
+ * their gradients (same), then the engine's own space. */
+static size_t bank_floats(const cfnet_layer *l)
+{
+    const conic_priv *p = l->priv;
+    return (size_t)l->icfg[CFG_OUT] * (size_t)p->plan.CK;
+}
+
+static size_t conic_workspace(const cfnet_layer *l, int64_t n)
+{
+    const conic_priv *p = l->priv;
+    size_t banks = (size_t)(2 * p->nrot + 1) * 2;
+    return cf_align64(banks * bank_floats(l) * sizeof(float)) +
+           cf_conv_workspace(&p->plan, l->icfg[CFG_OUT], n);
+}
+
+typedef struct conic_ws {
+    float *rot, *grp, *drot, *dgrp; /* nrot, nrot+1, nrot, nrot+1 banks */
+    void *engine;
+} conic_ws;
+
+static conic_ws carve(const cfnet_layer *l, void *ws)
+{
+    const conic_priv *p = l->priv;
+    size_t bank = bank_floats(l);
+    conic_ws w;
+    w.rot = ws;
+    w.grp = w.rot + (size_t)p->nrot * bank;
+    w.drot = w.grp + (size_t)(p->nrot + 1) * bank;
+    w.dgrp = w.drot + (size_t)p->nrot * bank;
+    w.engine = (char *)ws + cf_align64((size_t)(2 * p->nrot + 1) * 2 * bank * sizeof(float));
+    return w;
+}
+
+/* Filter of group g and (for backward) where its gradient goes. */
+static void group_banks(const cfnet_layer *l, conic_ws *w, const float **Wg, float **dWg)
+{
+    const conic_priv *p = l->priv;
+    size_t bank = bank_floats(l);
+    for (int g = 0; g < p->ngroups; g++) {
+        if (g < p->nrot) {
+            Wg[g] = w->rot + (size_t)g * bank;
+            dWg[g] = w->drot + (size_t)g * bank;
+        } else {
+            Wg[g] = w->grp + (size_t)(g - p->nrot) * bank;
+            dWg[g] = w->dgrp + (size_t)(g - p->nrot) * bank;
+        }
+    }
+}
+
+static cfnet_status conic_forward(cfnet_layer *l, const float *x, float *y, int64_t n,
+                                  bool training, void *ws)
+{
+    (void)training;
+    const conic_priv *p = l->priv;
+    int k = l->icfg[CFG_K], kk = k * k;
+    size_t bank = bank_floats(l), planes = bank / (size_t)kk;
+    conic_ws w = carve(l, ws);
+    const float *base = l->param[0]->data;
+    for (int r = 0; r < p->nrot; r++) {
+        float *dst = w.rot + (size_t)r * bank;
+        for (size_t pl = 0; pl < planes; pl++)
+            cf_rotmap_apply(p->rot + r * kk, kk, base + pl * kk, dst + pl * kk);
+    }
+    for (int rho = 0; rho < p->nrot; rho++) { /* ray rho lies between cones rho-1 and rho */
+        if (!p->nonempty[p->nrot + rho]) continue;
+        const float *a = w.rot + (size_t)((rho + p->nrot - 1) % p->nrot) * bank,
+                    *b = w.rot + (size_t)rho * bank;
+        float *dst = w.grp + (size_t)rho * bank;
+        for (size_t i = 0; i < bank; i++) dst[i] = 0.5f * (a[i] + b[i]);
+    }
+    if (p->nonempty[2 * p->nrot]) {
+        float *dst = w.grp + (size_t)p->nrot * bank;
+        for (size_t i = 0; i < bank; i++) {
+            float s = 0.0f;
+            for (int r = 0; r < p->nrot; r++) s += w.rot[(size_t)r * bank + i];
+            dst[i] = s / (float)p->nrot;
+        }
+    }
+    const float *Wg[8 * 64 + 1];
+    float *dWg[8 * 64 + 1];
+    group_banks(l, &w, Wg, dWg);
+    cf_conv_forward(&p->plan, l->icfg[CFG_OUT], Wg, l->param[1]->data, x, y, n, w.engine);
+    return CFNET_OK;
+}
+
+static cfnet_status conic_backward(cfnet_layer *l, const float *x, const float *y,
+                                   const float *dy, float *dx, int64_t n, void *ws)
+{
+    (void)y;
+    const conic_priv *p = l->priv;
+    int k = l->icfg[CFG_K], kk = k * k;
+    size_t bank = bank_floats(l), planes = bank / (size_t)kk;
+    conic_ws w = carve(l, ws);
+    memset(w.drot, 0, (size_t)(2 * p->nrot + 1) * bank * sizeof(float));
+    const float *Wg[8 * 64 + 1];
+    float *dWg[8 * 64 + 1];
+    group_banks(l, &w, Wg, dWg);
+    cf_conv_backward(&p->plan, l->icfg[CFG_OUT], Wg, dWg, l->grad[1]->data, x, dy, dx, n,
+                     w.engine);
+    /* Rays and centre hand their gradient to the rotations they average. */
+    for (int rho = 0; rho < p->nrot; rho++) {
+        if (!p->nonempty[p->nrot + rho]) continue;
+        const float *src = w.dgrp + (size_t)rho * bank;
+        float *a = w.drot + (size_t)((rho + p->nrot - 1) % p->nrot) * bank,
+              *b = w.drot + (size_t)rho * bank;
+        for (size_t i = 0; i < bank; i++) {
+            a[i] += 0.5f * src[i];
+            b[i] += 0.5f * src[i];
+        }
+    }
+    if (p->nonempty[2 * p->nrot]) {
+        const float *src = w.dgrp + (size_t)p->nrot * bank;
+        float s = 1.0f / (float)p->nrot;
+        for (int r = 0; r < p->nrot; r++) {
+            float *d = w.drot + (size_t)r * bank;
+            for (size_t i = 0; i < bank; i++) d[i] += s * src[i];
+        }
+    }
+    float *gbase = l->grad[0]->data;
+    for (int r = 0; r < p->nrot; r++) {
+        const float *src = w.drot + (size_t)r * bank;
+        for (size_t pl = 0; pl < planes; pl++)
+            cf_rotmap_apply_transpose(p->rot + r * kk, kk, src + pl * kk, gbase + pl * kk);
+    }
+    return CFNET_OK;
+}
+
+const cf_layer_ops cf_conic_conv_ops = {
+    .name = "conic_conv",
+    .icfg_names = {"out_channels", "kernel", "R", "padding", "interp", NULL},
+    .setup = conic_setup,
+    .workspace = conic_workspace,
+    .forward = conic_forward,
+    .backward = conic_backward,
+    .destroy_priv = conic_destroy,
+};
+
+CFNET_API cfnet_status cfnet_layer_conic_conv_create(int out_channels, int kernel, int R,
+                                                     cfnet_padding padding, cfnet_interp interp,
+                                                     cfnet_layer **out)
+{
+    CF_FAIL_IF(!out, CFNET_E_INVALID_ARGUMENT, "conic_conv: out is NULL");
+    CF_FAIL_IF(out_channels < 1, CFNET_E_INVALID_ARGUMENT,
+               "conic_conv: out_channels is %d, must be >= 1", out_channels);
+    CF_FAIL_IF(kernel < 1 || kernel % 2 == 0 || kernel > 63, CFNET_E_INVALID_ARGUMENT,
+               "conic_conv: kernel is %d, must be odd and in 1..63", kernel);
+    CF_FAIL_IF(R < 1 || R > 64, CFNET_E_INVALID_ARGUMENT, "conic_conv: R is %d, must be in 1..64",
+               R);
+    CF_FAIL_IF(padding != CFNET_PADDING_VALID && padding != CFNET_PADDING_SAME,
+               CFNET_E_INVALID_ARGUMENT, "conic_conv: unknown padding %d", (int)padding);
+    CF_FAIL_IF(interp != CFNET_INTERP_NEAREST && interp != CFNET_INTERP_BILINEAR,
+               CFNET_E_INVALID_ARGUMENT, "conic_conv: unknown interpolation %d", (int)interp);
+    CF_CHECK(cf_layer_alloc(CFNET_LAYER_CONIC_CONV, &cf_conic_conv_ops, out));
+    (*out)->icfg[CFG_OUT] = out_channels;
+    (*out)->icfg[CFG_K] = kernel;
+    (*out)->icfg[CFG_R] = R;
+    (*out)->icfg[CFG_PAD] = (int)padding;
+    (*out)->icfg[CFG_INTERP] = (int)interp;
+    return CFNET_OK;
+}

@@ -1,0 +1,99 @@
+/* 2D convolution (correlation): y[o, x] = sum_{c, z} w[o, c, z] f[c, x + z] + b[o].
+ * Shapes: x N x C x H x W, w O x C x k x k, y N x O x H' x W'. im2col + one GEMM per block. */
+#include "../core/convcore.h"
+
+enum { CFG_OUT, CFG_K, CFG_STRIDE, CFG_PAD };
+
+static cfnet_status conv2d_setup(cfnet_layer *l, uint64_t seed)
+{
+    char s[96];
+    CF_FAIL_IF(l->in_ndim != 3, CFNET_E_SHAPE_MISMATCH,
+               "conv2d: input is %s, needs C x H x W",
+               cf_shape_str(s, sizeof s, l->in_ndim, l->in_shape));
+    int O = l->icfg[CFG_OUT], k = l->icfg[CFG_K];
+    CF_FAIL_IF(l->in_shape[0] > INT32_MAX / (k * k) || l->in_shape[1] > 1 << 20 ||
+                   l->in_shape[2] > 1 << 20 || l->in_shape[1] * l->in_shape[2] > INT32_MAX,
+               CFNET_E_LIMIT, "conv2d: input %s is too large",
+               cf_shape_str(s, sizeof s, l->in_ndim, l->in_shape));
+    cf_conv_plan *plan = cf_calloc(1, sizeof *plan);
+    CF_FAIL_IF(!plan, CFNET_E_OUT_OF_MEMORY, "conv2d: out of memory");
+    l->priv = plan;
+    int C = (int)l->in_shape[0], H = (int)l->in_shape[1], W = (int)l->in_shape[2];
+    cfnet_status st = cf_conv_plan_init(plan, C, H, W, k, l->icfg[CFG_STRIDE],
+                                        (cfnet_padding)l->icfg[CFG_PAD], NULL, 1);
+    if (st != CFNET_OK)
+        return cf_error(st, "conv2d: input is %s: %s",
+                        cf_shape_str(s, sizeof s, l->in_ndim, l->in_shape), cfnet_last_error());
+    int64_t wshape[4] = {O, C, k, k}, bshape[1] = {O};
+    cfnet_tensor *w;
+    CF_CHECK(cf_layer_add_param(l, "weight", 4, wshape, &w));
+    CF_CHECK(cf_layer_add_param(l, "bias", 1, bshape, NULL));
+    cf_rng rng;
+    cf_rng_seed(&rng, seed);
+    cf_init_he(w, plan->CK, &rng);
+    l->out_ndim = 3;
+    l->out_shape[0] = O;
+    l->out_shape[1] = plan->OH;
+    l->out_shape[2] = plan->OW;
+    return CFNET_OK;
+}
+
+static size_t conv2d_workspace(const cfnet_layer *l, int64_t n)
+{
+    return cf_conv_workspace(l->priv, l->icfg[CFG_OUT], n);
+}
+
+static cfnet_status conv2d_forward(cfnet_layer *l, const float *x, float *y, int64_t n,
+                                   bool training, void *ws)
+{
+    (void)training;
+    const float *w = l->param[0]->data;
+    cf_conv_forward(l->priv, l->icfg[CFG_OUT], &w, l->param[1]->data, x, y, n, ws);
+    return CFNET_OK;
+}
+
+static cfnet_status conv2d_backward(cfnet_layer *l, const float *x, const float *y,
+                                    const float *dy, float *dx, int64_t n, void *ws)
+{
+    (void)y;
+    const float *w = l->param[0]->data;
+    float *dw = l->grad[0]->data;
+    cf_conv_backward(l->priv, l->icfg[CFG_OUT], &w, &dw, l->grad[1]->data, x, dy, dx, n, ws);
+    return CFNET_OK;
+}
+
+static void conv2d_destroy(cfnet_layer *l)
+{
+    cf_conv_plan_free(l->priv);
+    cf_free(l->priv);
+}
+
+const cf_layer_ops cf_conv2d_ops = {
+    .name = "conv2d",
+    .icfg_names = {"out_channels", "kernel", "stride", "padding", NULL},
+    .setup = conv2d_setup,
+    .workspace = conv2d_workspace,
+    .forward = conv2d_forward,
+    .backward = conv2d_backward,
+    .destroy_priv = conv2d_destroy,
+};
+
+CFNET_API cfnet_status cfnet_layer_conv2d_create(int out_channels, int kernel, int stride,
+                                                 cfnet_padding padding, cfnet_layer **out)
+{
+    CF_FAIL_IF(!out, CFNET_E_INVALID_ARGUMENT, "conv2d: out is NULL");
+    CF_FAIL_IF(out_channels < 1, CFNET_E_INVALID_ARGUMENT,
+               "conv2d: out_channels is %d, must be >= 1", out_channels);
+    CF_FAIL_IF(kernel < 1 || kernel % 2 == 0 || kernel > 63, CFNET_E_INVALID_ARGUMENT,
+               "conv2d: kernel is %d, must be odd and in 1..63", kernel);
+    CF_FAIL_IF(stride != 1 && stride != 2, CFNET_E_INVALID_ARGUMENT,
+               "conv2d: stride is %d, must be 1 or 2", stride);
+    CF_FAIL_IF(padding != CFNET_PADDING_VALID && padding != CFNET_PADDING_SAME,
+               CFNET_E_INVALID_ARGUMENT, "conv2d: unknown padding %d", (int)padding);
+    CF_CHECK(cf_layer_alloc(CFNET_LAYER_CONV2D, &cf_conv2d_ops, out));
+    (*out)->icfg[CFG_OUT] = out_channels;
+    (*out)->icfg[CFG_K] = kernel;
+    (*out)->icfg[CFG_STRIDE] = stride;
+    (*out)->icfg[CFG_PAD] = (int)padding;
+    return CFNET_OK;
+}

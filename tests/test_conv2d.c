@@ -1,0 +1,156 @@
+/* conv2d: agreement with a direct loop, gradients, bad arguments. */
+#include "testutil.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* Direct correlation with zero padding, written independently of the library. */
+static void ref_conv(const float *x, const float *w, const float *b, float *y, int n, int C,
+                     int H, int W, int O, int k, int stride, int pad, int OH, int OW)
+{
+    for (int s = 0; s < n; s++)
+        for (int o = 0; o < O; o++)
+            for (int i = 0; i < OH; i++)
+                for (int j = 0; j < OW; j++) {
+                    double acc = b[o];
+                    for (int c = 0; c < C; c++)
+                        for (int a = 0; a < k; a++)
+                            for (int d = 0; d < k; d++) {
+                                int ii = i * stride - pad + a, jj = j * stride - pad + d;
+                                if (ii < 0 || ii >= H || jj < 0 || jj >= W) continue;
+                                acc += (double)x[((s * C + c) * H + ii) * W + jj] *
+                                       w[((o * C + c) * k + a) * k + d];
+                            }
+                    y[((s * O + o) * OH + i) * OW + j] = (float)acc;
+                }
+}
+
+static void check_against_reference(int C, int H, int W, int O, int k, int stride,
+                                    cfnet_padding pad)
+{
+    cfnet_layer *l = NULL;
+    CF_ASSERT_OK(cfnet_layer_conv2d_create(O, k, stride, pad, &l));
+    int64_t in[] = {C, H, W};
+    CF_ASSERT_OK(cfnet_layer_setup(l, 3, in, 42));
+    int nd;
+    int64_t os[CFNET_MAX_DIMS];
+    CF_ASSERT_OK(cfnet_layer_output_shape(l, &nd, os));
+    int p = pad == CFNET_PADDING_SAME ? (k - 1) / 2 : 0;
+    int OH = (H + 2 * p - k) / stride + 1, OW = (W + 2 * p - k) / stride + 1;
+    assert_int_equal(os[1], OH);
+    assert_int_equal(os[2], OW);
+    tu_rng r = {3};
+    tu_fill_normal(cfnet_tensor_data(cfnet_layer_param(l, 1)), O, &r);
+    int64_t xs[] = {3, C, H, W};
+    cfnet_tensor *x = tu_tensor(4, xs, &r), *y = tu_output_for(l, 3);
+    CF_ASSERT_OK(cfnet_layer_forward(l, x, y, CFNET_MODE_INFERENCE));
+    float *ref = malloc((size_t)cfnet_tensor_numel(y) * sizeof *ref);
+    ref_conv(cfnet_tensor_data(x), cfnet_tensor_data(cfnet_layer_param(l, 0)),
+             cfnet_tensor_data(cfnet_layer_param(l, 1)), ref, 3, C, H, W, O, k, stride, p, OH,
+             OW);
+    assert_true(tu_max_rel_diff(cfnet_tensor_data(y), ref, cfnet_tensor_numel(y)) < 1e-5);
+    free(ref);
+    cfnet_tensor_free(x);
+    cfnet_tensor_free(y);
+    cfnet_layer_free(l);
+}
+
+static void conv2d_matches_direct_loop(void **state)
+{
+    (void)state;
+    check_against_reference(3, 7, 7, 4, 3, 1, CFNET_PADDING_VALID);
+    check_against_reference(3, 8, 8, 4, 3, 1, CFNET_PADDING_SAME);
+    check_against_reference(2, 9, 6, 5, 5, 1, CFNET_PADDING_SAME);
+    check_against_reference(2, 9, 8, 3, 3, 2, CFNET_PADDING_SAME);
+    check_against_reference(2, 10, 10, 3, 3, 2, CFNET_PADDING_VALID);
+    check_against_reference(4, 5, 5, 2, 1, 1, CFNET_PADDING_VALID);
+}
+
+/* Large batches are processed in column blocks; the block boundaries must not show. */
+static void conv2d_batch_blocks_agree_with_single_samples(void **state)
+{
+    (void)state;
+    cfnet_layer *l = NULL;
+    CF_ASSERT_OK(cfnet_layer_conv2d_create(8, 3, 1, CFNET_PADDING_SAME, &l));
+    int64_t in[] = {64, 40, 40};
+    CF_ASSERT_OK(cfnet_layer_setup(l, 3, in, 1));
+    tu_rng r = {5};
+    int64_t xs[] = {5, 64, 40, 40}, x1s[] = {1, 64, 40, 40};
+    cfnet_tensor *x = tu_tensor(4, xs, &r), *y = tu_output_for(l, 5);
+    cfnet_tensor *y1 = tu_output_for(l, 1);
+    CF_ASSERT_OK(cfnet_layer_forward(l, x, y, CFNET_MODE_INFERENCE));
+    for (int s = 0; s < 5; s++) {
+        cfnet_tensor *xv = NULL;
+        CF_ASSERT_OK(cfnet_tensor_wrap(cfnet_tensor_data(x) + s * 64 * 1600, 4, x1s, &xv));
+        CF_ASSERT_OK(cfnet_layer_forward(l, xv, y1, CFNET_MODE_INFERENCE));
+        assert_true(tu_max_rel_diff(cfnet_tensor_data(y1), cfnet_tensor_data(y) + s * 8 * 1600,
+                                    8 * 1600) < 1e-6);
+        cfnet_tensor_free(xv);
+    }
+    cfnet_tensor_free(x);
+    cfnet_tensor_free(y);
+    cfnet_tensor_free(y1);
+    cfnet_layer_free(l);
+}
+
+/* Central differences with h = 1e-2 on a float forward; the layer is linear in x and in the
+ * parameters, so the only error is float rounding: tolerance 2e-3 relative. */
+static void gradcheck_one(int C, int S, int O, int k, int stride, cfnet_padding pad)
+{
+    cfnet_layer *l = NULL;
+    CF_ASSERT_OK(cfnet_layer_conv2d_create(O, k, stride, pad, &l));
+    int64_t in[] = {C, S, S};
+    CF_ASSERT_OK(cfnet_layer_setup(l, 3, in, 9));
+    tu_rng r = {11};
+    int64_t xs[] = {2, C, S, S};
+    cfnet_tensor *x = tu_tensor(4, xs, &r);
+    double wp = 0, wx = tu_gradcheck(l, x, CFNET_MODE_TRAINING, 1e-2, 0, &wp);
+    if (wx > 2e-3 || wp > 2e-3) fail_msg("conv2d gradcheck: input %g, params %g", wx, wp);
+    cfnet_tensor_free(x);
+    cfnet_layer_free(l);
+}
+
+static void conv2d_gradients_match_finite_differences(void **state)
+{
+    (void)state;
+    gradcheck_one(2, 5, 3, 3, 1, CFNET_PADDING_VALID);
+    gradcheck_one(2, 6, 3, 3, 1, CFNET_PADDING_SAME);
+    gradcheck_one(3, 7, 2, 3, 2, CFNET_PADDING_SAME);
+    gradcheck_one(1, 6, 2, 1, 1, CFNET_PADDING_VALID);
+}
+
+static void conv2d_rejects_bad_configurations(void **state)
+{
+    (void)state;
+    cfnet_layer *l = NULL;
+    CF_ASSERT_STATUS(cfnet_layer_conv2d_create(0, 3, 1, CFNET_PADDING_SAME, &l),
+                     CFNET_E_INVALID_ARGUMENT);
+    CF_ASSERT_STATUS(cfnet_layer_conv2d_create(4, 2, 1, CFNET_PADDING_SAME, &l),
+                     CFNET_E_INVALID_ARGUMENT);
+    assert_non_null(strstr(cfnet_last_error(), "kernel is 2"));
+    CF_ASSERT_STATUS(cfnet_layer_conv2d_create(4, 3, 3, CFNET_PADDING_SAME, &l),
+                     CFNET_E_INVALID_ARGUMENT);
+    CF_ASSERT_STATUS(cfnet_layer_conv2d_create(4, 3, 1, (cfnet_padding)5, &l),
+                     CFNET_E_INVALID_ARGUMENT);
+    CF_ASSERT_STATUS(cfnet_layer_conv2d_create(4, 3, 1, CFNET_PADDING_SAME, NULL),
+                     CFNET_E_INVALID_ARGUMENT);
+    assert_null(l);
+    CF_ASSERT_OK(cfnet_layer_conv2d_create(4, 5, 1, CFNET_PADDING_VALID, &l));
+    int64_t small[] = {2, 3, 3}, flat[] = {2, 9};
+    CF_ASSERT_STATUS(cfnet_layer_setup(l, 3, small, 0), CFNET_E_SHAPE_MISMATCH);
+    CF_ASSERT_STATUS(cfnet_layer_setup(l, 2, flat, 0), CFNET_E_SHAPE_MISMATCH);
+    assert_int_equal(cfnet_layer_param_count(l), 0);
+    cfnet_layer_free(l);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(conv2d_matches_direct_loop),
+        cmocka_unit_test(conv2d_batch_blocks_agree_with_single_samples),
+        cmocka_unit_test(conv2d_gradients_match_finite_differences),
+        cmocka_unit_test(conv2d_rejects_bad_configurations),
+    };
+    return cmocka_run_group_tests_name("conv2d", tests, NULL, NULL);
+}
