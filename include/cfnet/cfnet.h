@@ -339,6 +339,194 @@ CFNET_API cfnet_status cfnet_softmax_cross_entropy(const cfnet_tensor *logits,
                                                    const int32_t *labels, int64_t n_labels,
                                                    float *loss, cfnet_tensor *grad);
 
+/* ---------------------------------------------------------------------------------------------
+ * Networks
+ *
+ * A network is created for a per-sample input shape C x H x W, then layers are appended in
+ * order; each append sets the layer up for the previous output shape. The network owns its
+ * layers. All randomness (initialisation, dropout, augmentation, shuffling) comes from the
+ * network's own generator, seeded at creation: two networks created with the same seed and fed
+ * the same calls compute the same results (for a given thread count).
+ *
+ * Thread safety: a network must not be used from two threads at once, EXCEPT the inference
+ * calls cfnet_network_predict, cfnet_network_infer, cfnet_network_evaluate and
+ * cfnet_network_invariance, which only read the network and may run concurrently from
+ * several threads on the same network provided no other call modifies it meanwhile.
+ * Distinct networks may be used concurrently from different threads.
+ * ------------------------------------------------------------------------------------------- */
+
+typedef struct cfnet_network cfnet_network;
+
+/** Creates an empty network for inputs N x channels x height x width. The caller owns *out. */
+CFNET_API cfnet_status cfnet_network_create(int channels, int height, int width, uint64_t seed,
+                                            cfnet_network **out);
+
+/** Frees the network and every layer it owns. Accepts NULL. */
+CFNET_API void cfnet_network_free(cfnet_network *net);
+
+/** Appends `layer` and sets it up for the current output shape (initialising its parameters
+ *  from the network's generator). Ownership of `layer` passes to the network in every case:
+ *  on failure the layer is freed and the network is unchanged — except when the layer already
+ *  belongs to a network (CFNET_E_STATE; nothing is freed). The error message names the layer
+ *  index, its kind and the shapes. */
+CFNET_API cfnet_status cfnet_network_append(cfnet_network *net, cfnet_layer *layer);
+
+/** Number of layers (0 for NULL). */
+CFNET_API int cfnet_network_layer_count(const cfnet_network *net);
+
+/** Layer i (borrowed; owned by the network), or NULL. Its parameters may be read and written;
+ *  it must not be freed or set up again. */
+CFNET_API cfnet_layer *cfnet_network_layer(const cfnet_network *net, int i);
+
+/** Per-sample input shape (3 dims) and output shape (room for CFNET_MAX_DIMS). */
+CFNET_API cfnet_status cfnet_network_input_shape(const cfnet_network *net, int *ndim,
+                                                 int64_t *shape);
+CFNET_API cfnet_status cfnet_network_output_shape(const cfnet_network *net, int *ndim,
+                                                  int64_t *shape);
+
+/** Total number of trainable scalars. */
+CFNET_API int64_t cfnet_network_param_count(const cfnet_network *net);
+
+/** Bytes currently held by the network: parameters, gradients, optimiser state, layer tables
+ *  and the activation and workspace buffers of the largest batch trained so far. */
+CFNET_API size_t cfnet_network_memory_usage(const cfnet_network *net);
+
+/** Writes a summary, one line per layer ("index kind output-shape params"), plus a total line,
+ *  into buf (always NUL-terminated if size > 0). *needed (may be NULL) receives the full
+ *  length without the NUL; CFNET_E_LIMIT if it did not fit. */
+CFNET_API cfnet_status cfnet_network_summary(const cfnet_network *net, char *buf, size_t size,
+                                             size_t *needed);
+
+/** Forward pass: x is N x C x H x W, out has shape N x <output shape> and receives the last
+ *  layer's output. In training mode the activations are kept for cfnet_network_backward. */
+CFNET_API cfnet_status cfnet_network_forward(cfnet_network *net, const cfnet_tensor *x,
+                                             cfnet_tensor *out, cfnet_mode mode);
+
+/** Backward pass after a training forward: d_out has the output's shape and holds d loss /
+ *  d output; parameter gradients are accumulated. */
+CFNET_API cfnet_status cfnet_network_backward(cfnet_network *net, const cfnet_tensor *d_out);
+
+/** Zeroes every parameter gradient. */
+CFNET_API cfnet_status cfnet_network_zero_grad(cfnet_network *net);
+
+/** Inference (read-only; thread-safe as above): out = network output for x (N x <output>). */
+CFNET_API cfnet_status cfnet_network_infer(const cfnet_network *net, const cfnet_tensor *x,
+                                           cfnet_tensor *out);
+
+/** Inference: class probabilities (softmax of the output, or the output itself if the last
+ *  layer is a softmax) for x; probs is N x K. */
+CFNET_API cfnet_status cfnet_network_probabilities(const cfnet_network *net,
+                                                   const cfnet_tensor *x, cfnet_tensor *probs);
+
+/** Inference: labels[i] = argmax of the output for sample i, i < n == N. */
+CFNET_API cfnet_status cfnet_network_predict(const cfnet_network *net, const cfnet_tensor *x,
+                                             int32_t *labels, int64_t n);
+
+/** Training and run-time options, set by key (the list is append-only). */
+typedef enum cfnet_option {
+    CFNET_OPTION_OPTIMIZER = 1,      /**< CFNET_OPTIMIZER_ADAM (default) or _SGD */
+    CFNET_OPTION_LEARNING_RATE = 2,  /**< initial learning rate, default 1e-3 */
+    CFNET_OPTION_BETA1 = 3,          /**< Adam, default 0.9 */
+    CFNET_OPTION_BETA2 = 4,          /**< Adam, default 0.999 */
+    CFNET_OPTION_EPSILON = 5,        /**< Adam, default 1e-8 */
+    CFNET_OPTION_MOMENTUM = 6,       /**< SGD, default 0.9 */
+    CFNET_OPTION_WEIGHT_DECAY = 7,   /**< L2 on weights (not biases or batch-norm), default 0 */
+    CFNET_OPTION_LR_DECAY_RATE = 8,  /**< lr = lr0 * rate^floor(step / steps), default 1 */
+    CFNET_OPTION_LR_DECAY_STEPS = 9, /**< default 1000 */
+    CFNET_OPTION_THREADS = 10,       /**< threads for libcfnet's own loops, default 1 */
+    CFNET_OPTION_AUG_ROTATION = 11,  /**< CFNET_AUG_ROTATION_NONE (default), _QUARTER, _ANY */
+    CFNET_OPTION_AUG_JITTER = 12,    /**< random shift by up to this many pixels, default 0 */
+    CFNET_OPTION_AUG_FLIP = 13       /**< 1: random horizontal flips, default 0 */
+} cfnet_option;
+
+#define CFNET_OPTIMIZER_ADAM 0
+#define CFNET_OPTIMIZER_SGD 1
+#define CFNET_AUG_ROTATION_NONE 0
+#define CFNET_AUG_ROTATION_QUARTER 1
+#define CFNET_AUG_ROTATION_ANY 2
+
+/** Sets an option; values are validated (CFNET_E_INVALID_ARGUMENT, option unchanged). Changing
+ *  the optimiser resets its state. */
+CFNET_API cfnet_status cfnet_network_set_option(cfnet_network *net, cfnet_option option,
+                                                double value);
+CFNET_API cfnet_status cfnet_network_get_option(const cfnet_network *net, cfnet_option option,
+                                                double *value);
+
+/** One optimisation step on a batch: augmentation (per the options), training forward, mean
+ *  softmax cross-entropy of the output against labels[0..n-1] (if the last layer is a softmax,
+ *  its input is used as the logits), backward, weight decay, optimiser update, learning-rate
+ *  schedule. *loss (may be NULL) receives the batch loss before the update. On error nothing
+ *  is updated. */
+CFNET_API cfnet_status cfnet_network_train_step(cfnet_network *net, const cfnet_tensor *images,
+                                                const int32_t *labels, int64_t n, float *loss);
+
+/** Number of optimisation steps taken so far. */
+CFNET_API int64_t cfnet_network_step_count(const cfnet_network *net);
+
+/** Inference-mode mean loss and accuracy (fraction in [0, 1]) over n images, processed in
+ *  batches of at most `batch` (0 = 100). Either output may be NULL. Read-only. */
+CFNET_API cfnet_status cfnet_network_evaluate(const cfnet_network *net,
+                                              const cfnet_tensor *images, const int32_t *labels,
+                                              int64_t n, int64_t batch, float *loss,
+                                              float *accuracy);
+
+/** Invariance check (the analogue of escnn's check_equivariance): runs x (N x C x S x S) and
+ *  its rotations by each angle in degrees (multiples of 90 are exact permutations, other
+ *  angles bilinear) through the network in inference mode and reports the largest relative
+ *  change max|f(rot x) - f(x)| / max|f(x)|. angles may be NULL (then 90, 180, 270). */
+CFNET_API cfnet_status cfnet_network_invariance(const cfnet_network *net, const cfnet_tensor *x,
+                                                const double *angles, int n_angles,
+                                                double *max_rel_change);
+
+/* ---------------------------------------------------------------------------------------------
+ * Image helpers (used by training augmentation; available to hosts)
+ * ------------------------------------------------------------------------------------------- */
+
+/** Rotates every plane of `in` (..., S, S) counter-clockwise by `degrees` about its centre into
+ *  `out` (same shape, distinct memory): exact for multiples of 90, bilinear otherwise with zero
+ *  outside the image. */
+CFNET_API cfnet_status cfnet_image_rotate(const cfnet_tensor *in, cfnet_tensor *out,
+                                          double degrees);
+
+/** Shifts every plane of `in` (..., H, W) by dy rows down and dx columns right into `out`,
+ *  filling with zeros. */
+CFNET_API cfnet_status cfnet_image_shift(const cfnet_tensor *in, cfnet_tensor *out, int dy,
+                                         int dx);
+
+/** In place, per image and channel of an N x C x H x W tensor: maps the low and high
+ *  percentiles (0 <= low < high <= 100) to 0 and 1 and clips to [0, 1] (the original code's
+ *  percentile stretch). A plane whose percentiles coincide becomes 0. */
+CFNET_API cfnet_status cfnet_image_normalize(cfnet_tensor *images, double low_percentile,
+                                             double high_percentile);
+
+/* ---------------------------------------------------------------------------------------------
+ * Saving and loading (safetensors layout; see docs/format.md)
+ * ------------------------------------------------------------------------------------------- */
+
+/** Save flag: also store the optimiser state (moments, step count). */
+#define CFNET_SAVE_OPTIMIZER 1u
+
+/** Writes the whole network (architecture, parameters, batch-norm statistics, optionally the
+ *  optimiser state) to `path`. The file is written to a temporary file beside it and renamed,
+ *  so on any failure an existing file at `path` is left intact. */
+CFNET_API cfnet_status cfnet_network_save(const cfnet_network *net, const char *path,
+                                          unsigned flags);
+
+/** Same, into a new buffer of *size bytes that the caller frees with cfnet_free(). */
+CFNET_API cfnet_status cfnet_network_save_buffer(const cfnet_network *net, unsigned flags,
+                                                 void **buffer, size_t *size);
+
+/** Loads a network saved by cfnet_network_save. Every field is validated; a malformed file
+ *  gives CFNET_E_FORMAT (or CFNET_E_LIMIT, CFNET_E_IO) with a message and no leak. */
+CFNET_API cfnet_status cfnet_network_load(const char *path, cfnet_network **out);
+
+/** Same, from `size` bytes at `buffer` (not retained). */
+CFNET_API cfnet_status cfnet_network_load_buffer(const void *buffer, size_t size,
+                                                 cfnet_network **out);
+
+/** Frees memory returned by libcfnet (cfnet_network_save_buffer). Accepts NULL. */
+CFNET_API void cfnet_free(void *p);
+
 #ifdef __cplusplus
 }
 #endif
