@@ -112,6 +112,7 @@ struct cfnet_layer {
     const cf_layer_ops *ops;
     int kind;
     bool is_setup;
+    bool owned; /* appended to a network, which frees it */
     int icfg[CF_MAX_ICFG]; /* creation hyper-parameters, meaning per kind (ops->icfg_names) */
     float fcfg[CF_MAX_FCFG];
     int in_ndim, out_ndim; /* per sample, without the batch axis */

@@ -1,0 +1,553 @@
+/* Networks: layer composition, forward/backward, inference, summary. Training is in train.c. */
+#include "network.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+
+static const cf_options default_options = {
+    .optimizer = CFNET_OPTIMIZER_ADAM,
+    .lr = 1e-3,
+    .beta1 = 0.9,
+    .beta2 = 0.999,
+    .eps = 1e-8,
+    .momentum = 0.9,
+    .weight_decay = 0.0,
+    .decay_rate = 1.0,
+    .decay_steps = 1000,
+    .threads = 1,
+    .aug_rotation = CFNET_AUG_ROTATION_NONE,
+    .aug_jitter = 0,
+    .aug_flip = 0,
+};
+
+uint64_t cf_network_layer_seed(const cfnet_network *net, int index)
+{
+    /* splitmix64 finaliser of (seed, index): independent streams per layer. */
+    uint64_t z = net->seed + 0x9e3779b97f4a7c15ull * (uint64_t)(index + 1);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    return z ^ (z >> 31);
+}
+
+CFNET_API cfnet_status cfnet_network_create(int channels, int height, int width, uint64_t seed,
+                                            cfnet_network **out)
+{
+    CF_FAIL_IF(!out, CFNET_E_INVALID_ARGUMENT, "network_create: out is NULL");
+    CF_FAIL_IF(channels < 1 || height < 1 || width < 1, CFNET_E_INVALID_ARGUMENT,
+               "network_create: input %dx%dx%d, sizes must be positive", channels, height, width);
+    int64_t shape[3] = {channels, height, width}, numel;
+    CF_CHECK(cf_shape_numel("network_create", 3, shape, &numel));
+    cfnet_network *net = cf_calloc(1, sizeof *net);
+    CF_FAIL_IF(!net, CFNET_E_OUT_OF_MEMORY, "network_create: out of memory");
+    memcpy(net->in_shape, shape, sizeof shape);
+    net->in_size = numel;
+    net->seed = seed;
+    cf_rng_seed(&net->rng, seed ^ 0x5deece66dull);
+    net->opt = default_options;
+    *out = net;
+    return CFNET_OK;
+}
+
+static void free_train_buffers(cfnet_network *net)
+{
+    if (net->act)
+        for (int i = 0; i < net->nlayers; i++) cf_free(net->act[i]);
+    if (net->ws)
+        for (int i = 0; i < net->nlayers; i++) cf_free(net->ws[i]);
+    cf_free(net->act);
+    cf_free(net->ws);
+    cf_free(net->input);
+    cf_free(net->grad_a);
+    cf_free(net->grad_b);
+    net->act = NULL;
+    net->ws = NULL;
+    net->input = net->grad_a = net->grad_b = NULL;
+    net->train_n = 0;
+    net->train_bytes = 0;
+    net->fwd_n = 0;
+}
+
+static void free_slots(cfnet_network *net)
+{
+    if (net->slots) {
+        for (int i = 0; i < net->slots_for * CF_MAX_PARAMS; i++) {
+            cf_free(net->slots[i].m);
+            cf_free(net->slots[i].v);
+        }
+    }
+    cf_free(net->slots);
+    net->slots = NULL;
+    net->slots_for = 0;
+}
+
+CFNET_API void cfnet_network_free(cfnet_network *net)
+{
+    if (!net) return;
+    free_train_buffers(net);
+    free_slots(net);
+    for (int i = 0; i < net->nlayers; i++) cfnet_layer_free(net->layers[i]);
+    cf_free(net->layers);
+    cf_free(net);
+}
+
+/* Output shape of layer i - 1 (the network input for i == 0). */
+static void shape_before(const cfnet_network *net, int i, int *ndim, const int64_t **shape)
+{
+    if (i == 0) {
+        *ndim = 3;
+        *shape = net->in_shape;
+    } else {
+        *ndim = net->layers[i - 1]->out_ndim;
+        *shape = net->layers[i - 1]->out_shape;
+    }
+}
+
+cfnet_status cf_network_append(cfnet_network *net, cfnet_layer *layer)
+{
+    int idx = net->nlayers, nd;
+    const int64_t *shape;
+    shape_before(net, idx, &nd, &shape);
+    if (net->nlayers == net->cap) {
+        int cap = net->cap ? 2 * net->cap : 8;
+        cfnet_layer **grown = cf_malloc((size_t)cap * sizeof *grown);
+        CF_FAIL_IF(!grown, CFNET_E_OUT_OF_MEMORY, "network_append: out of memory");
+        if (net->nlayers) memcpy(grown, net->layers, (size_t)net->nlayers * sizeof *grown);
+        cf_free(net->layers);
+        net->layers = grown;
+        net->cap = cap;
+    }
+    cfnet_status st = cfnet_layer_setup(layer, nd, shape, cf_network_layer_seed(net, idx));
+    if (st != CFNET_OK) {
+        char in[96], msg[512];
+        snprintf(msg, sizeof msg, "%s", cfnet_last_error());
+        return cf_error(st, "network_append: layer %d (%s) does not fit input %s: %s", idx,
+                        layer->ops->name, cf_shape_str(in, sizeof in, nd, shape), msg);
+    }
+    /* Buffers and optimiser state are rebuilt for the new layer list on next use. */
+    free_train_buffers(net);
+    free_slots(net);
+    layer->owned = true;
+    net->layers[net->nlayers++] = layer;
+    return CFNET_OK;
+}
+
+CFNET_API cfnet_status cfnet_network_append(cfnet_network *net, cfnet_layer *layer)
+{
+    CF_FAIL_IF(!layer, CFNET_E_INVALID_ARGUMENT, "network_append: layer is NULL");
+    CF_FAIL_IF(layer->owned, CFNET_E_STATE,
+               "network_append: this %s layer already belongs to a network", layer->ops->name);
+    if (!net) {
+        cfnet_layer_free(layer);
+        return cf_error(CFNET_E_INVALID_ARGUMENT, "network_append: network is NULL");
+    }
+    cfnet_status st = cf_network_append(net, layer);
+    if (st != CFNET_OK) cfnet_layer_free(layer);
+    return st;
+}
+
+CFNET_API int cfnet_network_layer_count(const cfnet_network *net)
+{
+    return net ? net->nlayers : 0;
+}
+
+CFNET_API cfnet_layer *cfnet_network_layer(const cfnet_network *net, int i)
+{
+    return net && i >= 0 && i < net->nlayers ? net->layers[i] : NULL;
+}
+
+CFNET_API cfnet_status cfnet_network_input_shape(const cfnet_network *net, int *ndim,
+                                                 int64_t *shape)
+{
+    CF_FAIL_IF(!net || !ndim || !shape, CFNET_E_INVALID_ARGUMENT,
+               "network_input_shape: NULL argument");
+    *ndim = 3;
+    memcpy(shape, net->in_shape, sizeof net->in_shape);
+    return CFNET_OK;
+}
+
+CFNET_API cfnet_status cfnet_network_output_shape(const cfnet_network *net, int *ndim,
+                                                  int64_t *shape)
+{
+    CF_FAIL_IF(!net || !ndim || !shape, CFNET_E_INVALID_ARGUMENT,
+               "network_output_shape: NULL argument");
+    int nd;
+    const int64_t *s;
+    shape_before(net, net->nlayers, &nd, &s);
+    *ndim = nd;
+    memcpy(shape, s, (size_t)nd * sizeof *s);
+    return CFNET_OK;
+}
+
+static int64_t out_size(const cfnet_network *net)
+{
+    return net->nlayers ? net->layers[net->nlayers - 1]->out_size : net->in_size;
+}
+
+CFNET_API int64_t cfnet_network_param_count(const cfnet_network *net)
+{
+    if (!net) return 0;
+    int64_t total = 0;
+    for (int i = 0; i < net->nlayers; i++)
+        for (int p = 0; p < net->layers[i]->nparam; p++) total += net->layers[i]->param[p]->numel;
+    return total;
+}
+
+CFNET_API size_t cfnet_network_memory_usage(const cfnet_network *net)
+{
+    if (!net) return 0;
+    size_t bytes = sizeof *net + (size_t)net->cap * sizeof(cfnet_layer *);
+    for (int i = 0; i < net->nlayers; i++) {
+        const cfnet_layer *l = net->layers[i];
+        bytes += sizeof *l;
+        for (int p = 0; p < l->nparam; p++)
+            bytes += 2 * (size_t)l->param[p]->numel * sizeof(float); /* value + gradient */
+        for (int s = 0; s < l->nstate; s++) bytes += (size_t)l->state[s]->numel * sizeof(float);
+    }
+    if (net->slots) {
+        for (int i = 0; i < net->slots_for * CF_MAX_PARAMS; i++) {
+            const cfnet_layer *l = net->layers[i / CF_MAX_PARAMS];
+            int p = i % CF_MAX_PARAMS;
+            if (p >= l->nparam) continue;
+            size_t n = (size_t)l->param[p]->numel * sizeof(float);
+            bytes += (net->slots[i].m ? n : 0) + (net->slots[i].v ? n : 0);
+        }
+    }
+    return bytes + net->train_bytes;
+}
+
+CFNET_API cfnet_status cfnet_network_summary(const cfnet_network *net, char *buf, size_t size,
+                                             size_t *needed)
+{
+    CF_FAIL_IF(!net || (!buf && size > 0), CFNET_E_INVALID_ARGUMENT,
+               "network_summary: NULL argument");
+    size_t used = 0;
+    char line[256], shp[96];
+    for (int i = -1; i <= net->nlayers; i++) {
+        int n;
+        if (i < 0) {
+            n = snprintf(line, sizeof line, "input %s\n",
+                         cf_shape_str(shp, sizeof shp, 3, net->in_shape));
+        } else if (i < net->nlayers) {
+            const cfnet_layer *l = net->layers[i];
+            int64_t params = 0;
+            for (int p = 0; p < l->nparam; p++) params += l->param[p]->numel;
+            n = snprintf(line, sizeof line, "%3d %-15s %-16s %10lld\n", i, l->ops->name,
+                         cf_shape_str(shp, sizeof shp, l->out_ndim, l->out_shape),
+                         (long long)params);
+        } else {
+            n = snprintf(line, sizeof line, "total parameters %lld\n",
+                         (long long)cfnet_network_param_count(net));
+        }
+        if (n < 0) return cf_error(CFNET_E_INTERNAL, "network_summary: formatting failed");
+        if (size > 0 && used < size - 1) {
+            size_t room = size - 1 - used, take = (size_t)n < room ? (size_t)n : room;
+            memcpy(buf + used, line, take);
+            buf[used + take] = '\0';
+        }
+        used += (size_t)n;
+    }
+    if (needed) *needed = used;
+    CF_FAIL_IF(used >= size, CFNET_E_LIMIT, "network_summary: needs %zu bytes, buffer has %zu",
+               used + 1, size);
+    return CFNET_OK;
+}
+
+/* Checks that x is N x C x H x W for this network; sets *n. */
+static cfnet_status check_input(const cfnet_network *net, const char *what, const cfnet_tensor *x,
+                                int64_t *n)
+{
+    char a[96], b[96];
+    CF_FAIL_IF(!x, CFNET_E_INVALID_ARGUMENT, "%s: input is NULL", what);
+    bool ok = x->ndim == 4 && x->shape[1] == net->in_shape[0] && x->shape[2] == net->in_shape[1] &&
+              x->shape[3] == net->in_shape[2];
+    CF_FAIL_IF(!ok, CFNET_E_SHAPE_MISMATCH, "%s: input is %s, expected N x %s", what,
+               cf_shape_str(a, sizeof a, x->ndim, x->shape),
+               cf_shape_str(b, sizeof b, 3, net->in_shape));
+    *n = x->shape[0];
+    return CFNET_OK;
+}
+
+static cfnet_status check_output(const cfnet_network *net, const char *what,
+                                 const cfnet_tensor *t, int64_t n)
+{
+    char a[96], b[96];
+    int nd;
+    const int64_t *s;
+    shape_before(net, net->nlayers, &nd, &s);
+    CF_FAIL_IF(!t, CFNET_E_INVALID_ARGUMENT, "%s: output is NULL", what);
+    bool ok = t->ndim == nd + 1 && t->shape[0] == n;
+    for (int i = 0; ok && i < nd; i++) ok = t->shape[i + 1] == s[i];
+    CF_FAIL_IF(!ok, CFNET_E_SHAPE_MISMATCH, "%s: output tensor is %s, expected %lldx%s", what,
+               cf_shape_str(a, sizeof a, t->ndim, t->shape), (long long)n,
+               cf_shape_str(b, sizeof b, nd, s));
+    return CFNET_OK;
+}
+
+/* ---- inference with per-call buffers (read-only on the network) ---- */
+
+typedef struct cf_infer_bufs {
+    float *a, *b;
+    void *ws;
+    int64_t n;
+} cf_infer_bufs;
+
+static void infer_bufs_free(cf_infer_bufs *bf)
+{
+    cf_free(bf->a);
+    cf_free(bf->b);
+    cf_free(bf->ws);
+    memset(bf, 0, sizeof *bf);
+}
+
+static cfnet_status infer_bufs_alloc(const cfnet_network *net, int upto, int64_t n,
+                                     cf_infer_bufs *bf)
+{
+    memset(bf, 0, sizeof *bf);
+    int64_t maxout = 1;
+    size_t maxws = 0;
+    for (int i = 0; i < upto; i++) {
+        const cfnet_layer *l = net->layers[i];
+        if (l->out_size > maxout) maxout = l->out_size;
+        size_t w = l->ops->workspace ? l->ops->workspace(l, n) : 0;
+        if (w > maxws) maxws = w;
+    }
+    size_t count;
+    if (!cf_mul_size((size_t)maxout, (size_t)n, &count) || count > SIZE_MAX / sizeof(float))
+        return cf_error(CFNET_E_LIMIT, "network: batch of %lld is too large", (long long)n);
+    bf->a = cf_malloc(count * sizeof(float));
+    bf->b = cf_malloc(count * sizeof(float));
+    bf->ws = cf_malloc(maxws);
+    bf->n = n;
+    if (!bf->a || !bf->b || !bf->ws) {
+        infer_bufs_free(bf);
+        return cf_error(CFNET_E_OUT_OF_MEMORY, "network: cannot allocate inference buffers");
+    }
+    return CFNET_OK;
+}
+
+/* Runs layers [0, upto) in inference mode on x (n samples); returns the pointer to the result
+ * (inside bf, or x itself when upto == 0). */
+static cfnet_status infer_run(const cfnet_network *net, int upto, const float *x, int64_t n,
+                              cf_infer_bufs *bf, const float **result)
+{
+    const float *cur = x;
+    for (int i = 0; i < upto; i++) {
+        float *dst = (cur == bf->a) ? bf->b : bf->a;
+        /* Inference forwards do not write to the layer, so the cast keeps the network const. */
+        CF_CHECK(cf_layer_forward_raw(net->layers[i], cur, dst, n, false, bf->ws));
+        cur = dst;
+    }
+    *result = cur;
+    return CFNET_OK;
+}
+
+/* Inference of layers [0, upto) on x, results copied to out (n x size of layer upto-1). */
+cfnet_status cf_network_infer_into(const cfnet_network *net, int upto, const float *x, int64_t n,
+                                   float *out)
+{
+    cf_infer_bufs bf;
+    CF_CHECK(infer_bufs_alloc(net, upto, n, &bf));
+    const float *res;
+    cfnet_status st = infer_run(net, upto, x, n, &bf, &res);
+    int64_t sz = upto ? net->layers[upto - 1]->out_size : net->in_size;
+    if (st == CFNET_OK) memcpy(out, res, (size_t)(sz * n) * sizeof(float));
+    infer_bufs_free(&bf);
+    return st;
+}
+
+CFNET_API cfnet_status cfnet_network_infer(const cfnet_network *net, const cfnet_tensor *x,
+                                           cfnet_tensor *out)
+{
+    CF_FAIL_IF(!net, CFNET_E_INVALID_ARGUMENT, "network_infer: network is NULL");
+    int64_t n;
+    CF_CHECK(check_input(net, "network_infer", x, &n));
+    CF_CHECK(check_output(net, "network_infer", out, n));
+    return cf_network_infer_into(net, net->nlayers, x->data, n, out->data);
+}
+
+static bool last_is_softmax(const cfnet_network *net)
+{
+    return net->nlayers > 0 && net->layers[net->nlayers - 1]->kind == CFNET_LAYER_SOFTMAX;
+}
+
+CFNET_API cfnet_status cfnet_network_probabilities(const cfnet_network *net,
+                                                   const cfnet_tensor *x, cfnet_tensor *probs)
+{
+    CF_FAIL_IF(!net, CFNET_E_INVALID_ARGUMENT, "network_probabilities: network is NULL");
+    int64_t n;
+    CF_CHECK(check_input(net, "network_probabilities", x, &n));
+    int64_t k = out_size(net);
+    CF_FAIL_IF(!probs || probs->ndim != 2 || probs->shape[0] != n || probs->shape[1] != k,
+               CFNET_E_SHAPE_MISMATCH, "network_probabilities: probs must be %lldx%lld",
+               (long long)n, (long long)k);
+    CF_CHECK(cf_network_infer_into(net, net->nlayers, x->data, n, probs->data));
+    if (last_is_softmax(net)) return CFNET_OK;
+    for (int64_t i = 0; i < n; i++) {
+        float *z = probs->data + i * k, m = z[0];
+        for (int64_t j = 1; j < k; j++) m = z[j] > m ? z[j] : m;
+        double s = 0;
+        for (int64_t j = 0; j < k; j++) s += exp((double)(z[j] - m));
+        for (int64_t j = 0; j < k; j++) z[j] = (float)(exp((double)(z[j] - m)) / s);
+    }
+    return CFNET_OK;
+}
+
+CFNET_API cfnet_status cfnet_network_predict(const cfnet_network *net, const cfnet_tensor *x,
+                                             int32_t *labels, int64_t n)
+{
+    CF_FAIL_IF(!net || !labels, CFNET_E_INVALID_ARGUMENT, "network_predict: NULL argument");
+    int64_t nx;
+    CF_CHECK(check_input(net, "network_predict", x, &nx));
+    CF_FAIL_IF(n != nx, CFNET_E_SHAPE_MISMATCH,
+               "network_predict: room for %lld labels, batch has %lld", (long long)n,
+               (long long)nx);
+    CF_FAIL_IF(net->nlayers == 0, CFNET_E_STATE, "network_predict: the network has no layers");
+    int64_t k = out_size(net);
+    CF_FAIL_IF(k > INT32_MAX, CFNET_E_LIMIT, "network_predict: too many classes");
+    cf_infer_bufs bf;
+    CF_CHECK(infer_bufs_alloc(net, net->nlayers, n, &bf));
+    const float *res;
+    cfnet_status st = infer_run(net, net->nlayers, x->data, n, &bf, &res);
+    if (st == CFNET_OK) {
+        for (int64_t i = 0; i < n; i++) {
+            const float *z = res + i * k;
+            int64_t best = 0;
+            for (int64_t j = 1; j < k; j++)
+                if (z[j] > z[best]) best = j;
+            labels[i] = (int32_t)best;
+        }
+    }
+    infer_bufs_free(&bf);
+    return st;
+}
+
+/* ---- training-mode forward and backward with network-owned buffers ---- */
+
+cfnet_status cf_network_ensure_train_buffers(cfnet_network *net, int64_t n)
+{
+    if (net->train_n >= n && net->act) return CFNET_OK;
+    free_train_buffers(net);
+    int L = net->nlayers;
+    size_t bytes = 0, cnt;
+    int64_t maxsz = net->in_size;
+    net->act = cf_calloc((size_t)(L ? L : 1), sizeof *net->act);
+    net->ws = cf_calloc((size_t)(L ? L : 1), sizeof *net->ws);
+    if (!net->act || !net->ws) goto oom;
+    for (int i = 0; i < L; i++) {
+        const cfnet_layer *l = net->layers[i];
+        if (!cf_mul_size((size_t)l->out_size, (size_t)n, &cnt) || cnt > SIZE_MAX / 4) goto big;
+        net->act[i] = cf_malloc(cnt * sizeof(float));
+        size_t w = l->ops->workspace ? l->ops->workspace(l, n) : 0;
+        net->ws[i] = cf_malloc(w);
+        if (!net->act[i] || !net->ws[i]) goto oom;
+        bytes += cnt * sizeof(float) + w;
+        if (l->out_size > maxsz) maxsz = l->out_size;
+    }
+    if (!cf_mul_size((size_t)maxsz, (size_t)n, &cnt) || cnt > SIZE_MAX / 4) goto big;
+    net->input = cf_malloc((size_t)(net->in_size * n) * sizeof(float));
+    net->grad_a = cf_malloc(cnt * sizeof(float));
+    net->grad_b = cf_malloc(cnt * sizeof(float));
+    if (!net->input || !net->grad_a || !net->grad_b) goto oom;
+    bytes += (size_t)(net->in_size * n) * sizeof(float) + 2 * cnt * sizeof(float);
+    net->train_n = n;
+    net->train_bytes = bytes;
+    return CFNET_OK;
+oom:
+    free_train_buffers(net);
+    return cf_error(CFNET_E_OUT_OF_MEMORY, "network: cannot allocate training buffers for %lld",
+                    (long long)n);
+big:
+    free_train_buffers(net);
+    return cf_error(CFNET_E_LIMIT, "network: batch of %lld is too large", (long long)n);
+}
+
+/* Training forward of layers [0, upto) on net->input (already filled); results in net->act. */
+cfnet_status cf_network_train_forward(cfnet_network *net, int upto, int64_t n)
+{
+    const float *cur = net->input;
+    for (int i = 0; i < upto; i++) {
+        CF_CHECK(cf_layer_forward_raw(net->layers[i], cur, net->act[i], n, true, net->ws[i]));
+        cur = net->act[i];
+    }
+    net->fwd_n = n;
+    return CFNET_OK;
+}
+
+/* Backward of layers [0, upto) from d (n x size of layer upto-1, in grad_a or grad_b). */
+cfnet_status cf_network_train_backward(cfnet_network *net, int upto, float *d, int64_t n)
+{
+    for (int i = upto - 1; i >= 0; i--) {
+        const float *x = i ? net->act[i - 1] : net->input;
+        float *dx = i ? (d == net->grad_a ? net->grad_b : net->grad_a) : NULL;
+        CF_CHECK(cf_layer_backward_raw(net->layers[i], x, net->act[i], d, dx, n, net->ws[i]));
+        d = dx;
+    }
+    return CFNET_OK;
+}
+
+CFNET_API cfnet_status cfnet_network_forward(cfnet_network *net, const cfnet_tensor *x,
+                                             cfnet_tensor *out, cfnet_mode mode)
+{
+    CF_FAIL_IF(!net, CFNET_E_INVALID_ARGUMENT, "network_forward: network is NULL");
+    CF_FAIL_IF(mode != CFNET_MODE_INFERENCE && mode != CFNET_MODE_TRAINING,
+               CFNET_E_INVALID_ARGUMENT, "network_forward: unknown mode %d", (int)mode);
+    int64_t n;
+    CF_CHECK(check_input(net, "network_forward", x, &n));
+    CF_CHECK(check_output(net, "network_forward", out, n));
+    if (mode == CFNET_MODE_INFERENCE)
+        return cf_network_infer_into(net, net->nlayers, x->data, n, out->data);
+    CF_CHECK(cf_network_ensure_train_buffers(net, n));
+    memcpy(net->input, x->data, (size_t)(n * net->in_size) * sizeof(float));
+    net->fwd_n = 0;
+    CF_CHECK(cf_network_train_forward(net, net->nlayers, n));
+    const float *res = net->nlayers ? net->act[net->nlayers - 1] : net->input;
+    memcpy(out->data, res, (size_t)(n * out_size(net)) * sizeof(float));
+    return CFNET_OK;
+}
+
+CFNET_API cfnet_status cfnet_network_backward(cfnet_network *net, const cfnet_tensor *d_out)
+{
+    CF_FAIL_IF(!net, CFNET_E_INVALID_ARGUMENT, "network_backward: network is NULL");
+    CF_FAIL_IF(net->fwd_n == 0, CFNET_E_STATE,
+               "network_backward: needs a preceding training-mode forward");
+    CF_CHECK(check_output(net, "network_backward", d_out, net->fwd_n));
+    int64_t n = net->fwd_n;
+    memcpy(net->grad_a, d_out->data, (size_t)(n * out_size(net)) * sizeof(float));
+    return cf_network_train_backward(net, net->nlayers, net->grad_a, n);
+}
+
+CFNET_API cfnet_status cfnet_network_zero_grad(cfnet_network *net)
+{
+    CF_FAIL_IF(!net, CFNET_E_INVALID_ARGUMENT, "network_zero_grad: network is NULL");
+    for (int i = 0; i < net->nlayers; i++) cfnet_layer_zero_grad(net->layers[i]);
+    return CFNET_OK;
+}
+
+CFNET_API void cfnet_free(void *p) { cf_free(p); }
+
+cfnet_status cf_network_ensure_slots(cfnet_network *net)
+{
+    if (net->slots && net->slots_for == net->nlayers) return CFNET_OK;
+    free_slots(net);
+    size_t count = (size_t)(net->nlayers ? net->nlayers : 1) * CF_MAX_PARAMS;
+    net->slots = cf_calloc(count, sizeof *net->slots);
+    CF_FAIL_IF(!net->slots, CFNET_E_OUT_OF_MEMORY, "optimizer: out of memory");
+    net->slots_for = net->nlayers;
+    bool two = net->opt.optimizer == CFNET_OPTIMIZER_ADAM;
+    for (int i = 0; i < net->nlayers; i++) {
+        for (int p = 0; p < net->layers[i]->nparam; p++) {
+            cf_opt_slot *s = &net->slots[i * CF_MAX_PARAMS + p];
+            size_t n = (size_t)net->layers[i]->param[p]->numel;
+            s->m = cf_calloc(n, sizeof(float));
+            s->v = two ? cf_calloc(n, sizeof(float)) : NULL;
+            if (!s->m || (two && !s->v)) {
+                free_slots(net);
+                return cf_error(CFNET_E_OUT_OF_MEMORY, "optimizer: out of memory");
+            }
+        }
+    }
+    return CFNET_OK;
+}
+
+void cf_network_reset_optimizer(cfnet_network *net) { free_slots(net); }

@@ -1,0 +1,65 @@
+/* The network object (private). */
+#ifndef CFNET_NETWORK_H
+#define CFNET_NETWORK_H
+
+#include "../internal.h"
+
+/* Optimiser state of one parameter tensor: Adam moments (m, v) or SGD velocity (m). */
+typedef struct cf_opt_slot {
+    float *m, *v;
+} cf_opt_slot;
+
+typedef struct cf_options {
+    int optimizer;
+    double lr, beta1, beta2, eps, momentum, weight_decay, decay_rate;
+    int64_t decay_steps;
+    int threads;
+    int aug_rotation, aug_jitter, aug_flip;
+} cf_options;
+
+struct cfnet_network {
+    int64_t in_shape[3];
+    int64_t in_size;
+    uint64_t seed;
+    cf_rng rng;        /* augmentation and shuffling; layer seeds are derived from `seed` */
+    int nlayers, cap;
+    cfnet_layer **layers;
+    cf_options opt;
+    int64_t step;
+    cf_opt_slot *slots; /* nlayers x CF_MAX_PARAMS, allocated lazily by the optimiser */
+    int slots_for;      /* number of layers `slots` covers */
+
+    /* Training buffers, sized for `train_n` samples. */
+    int64_t train_n;
+    float *input;       /* the (augmented) batch */
+    float **act;        /* act[i]: output of layer i */
+    void **ws;          /* ws[i]: workspace of layer i, kept from forward to backward */
+    float *grad_a, *grad_b;
+    size_t train_bytes;
+    int64_t fwd_n;      /* batch of the last training forward, 0 if none */
+};
+
+/* Seed of layer i, derived from the network seed (so it does not depend on call order). */
+uint64_t cf_network_layer_seed(const cfnet_network *net, int index);
+
+/* Appends an already created layer without taking the public-API shortcuts (used by the
+ * loader too). On failure the layer is NOT freed. */
+cfnet_status cf_network_append(cfnet_network *net, cfnet_layer *layer);
+
+/* Allocates the optimiser slots for the current layers if not yet done (zeroed). */
+cfnet_status cf_network_ensure_slots(cfnet_network *net);
+
+/* Inference of layers [0, upto) on x (n samples) with per-call buffers; copies the result to
+ * out (n x output size of layer upto-1). Read-only on the network. */
+cfnet_status cf_network_infer_into(const cfnet_network *net, int upto, const float *x, int64_t n,
+                                   float *out);
+/* Training buffers (activations, workspaces, gradients) for batches up to n. */
+cfnet_status cf_network_ensure_train_buffers(cfnet_network *net, int64_t n);
+/* Training forward of layers [0, upto) from net->input into net->act. */
+cfnet_status cf_network_train_forward(cfnet_network *net, int upto, int64_t n);
+/* Backward of layers [0, upto) from d (in grad_a or grad_b); accumulates parameter gradients. */
+cfnet_status cf_network_train_backward(cfnet_network *net, int upto, float *d, int64_t n);
+/* Drops the optimiser state (it is rebuilt, zeroed, on the next step). */
+void cf_network_reset_optimizer(cfnet_network *net);
+
+#endif
