@@ -270,7 +270,8 @@ static void two_threads_with_own_layers_match_single_threaded_results(void **sta
         jobs[t] = (thread_job){A, B, bufs[t][0], bufs[t][1], bufs[t][2], bufs[t][3], 0, 0.0};
     }
     pthread_t th[2];
-    for (int t = 0; t < 2; t++) assert_int_equal(pthread_create(&th[t], NULL, thread_main, &jobs[t]), 0);
+    for (int t = 0; t < 2; t++)
+        assert_int_equal(pthread_create(&th[t], NULL, thread_main, &jobs[t]), 0);
     for (int t = 0; t < 2; t++) assert_int_equal(pthread_join(th[t], NULL), 0);
     for (int t = 0; t < 2; t++) {
         if (jobs[t].failures)
