@@ -1,0 +1,59 @@
+/* FFTW wrapper: planning under a process-wide lock, execution with the new-array functions. */
+#include "fft.h"
+
+#include <limits.h>
+#include <pthread.h>
+
+/* Guards every FFTW planner call (plan creation and destruction). */
+static pthread_mutex_t cf_fft_planner_lock = PTHREAD_MUTEX_INITIALIZER;
+
+cfnet_status cf_fft2d_init(cf_fft2d *f, int rows, int cols, const char *who)
+{
+    f->rows = rows;
+    f->cols = cols;
+    f->fwd = f->bwd = NULL;
+    CF_FAIL_IF(rows < 1 || cols < 1, CFNET_E_INTERNAL, "%s: FFT of a %dx%d grid", who, rows, cols);
+    CF_FAIL_IF((int64_t)rows * cols > INT_MAX, CFNET_E_LIMIT,
+               "%s: FFT grid %dx%d has more than %d points", who, rows, cols, INT_MAX);
+    /* The planner needs arrays to tell in-place from out-of-place; with FFTW_ESTIMATE it does
+     * not touch their contents, and FFTW_UNALIGNED removes any alignment assumption. */
+    size_t n = (size_t)rows * (size_t)cols, bytes;
+    CF_FAIL_IF(!cf_mul_size(n, 2 * sizeof(fftwf_complex), &bytes), CFNET_E_LIMIT,
+               "%s: FFT buffers for %dx%d overflow", who, rows, cols);
+    fftwf_complex *tmp = cf_malloc(bytes);
+    CF_FAIL_IF(!tmp, CFNET_E_OUT_OF_MEMORY, "%s: cannot allocate %zu bytes for FFT planning",
+               who, bytes);
+    const unsigned flags = FFTW_ESTIMATE | FFTW_UNALIGNED;
+    pthread_mutex_lock(&cf_fft_planner_lock);
+    f->fwd = fftwf_plan_dft_2d(rows, cols, tmp, tmp + n, FFTW_FORWARD, flags);
+    f->bwd = fftwf_plan_dft_2d(rows, cols, tmp, tmp + n, FFTW_BACKWARD, flags);
+    pthread_mutex_unlock(&cf_fft_planner_lock);
+    cf_free(tmp);
+    if (!f->fwd || !f->bwd) {
+        cf_fft2d_destroy(f);
+        return cf_error(CFNET_E_INTERNAL, "%s: FFTW could not plan a %dx%d transform", who, rows,
+                        cols);
+    }
+    return CFNET_OK;
+}
+
+void cf_fft2d_destroy(cf_fft2d *f)
+{
+    if (f->fwd || f->bwd) {
+        pthread_mutex_lock(&cf_fft_planner_lock);
+        if (f->fwd) fftwf_destroy_plan(f->fwd);
+        if (f->bwd) fftwf_destroy_plan(f->bwd);
+        pthread_mutex_unlock(&cf_fft_planner_lock);
+    }
+    f->fwd = f->bwd = NULL;
+}
+
+void cf_fft2d_forward(const cf_fft2d *f, fftwf_complex *in, fftwf_complex *out)
+{
+    fftwf_execute_dft(f->fwd, in, out);
+}
+
+void cf_fft2d_backward(const cf_fft2d *f, fftwf_complex *in, fftwf_complex *out)
+{
+    fftwf_execute_dft(f->bwd, in, out);
+}

@@ -1,0 +1,147 @@
+/* DFT transition, part (b): m = |DFT2(x)| of each sample's A x B grid (paper eq. 14).
+ *
+ * Input A x B, or C x G x 1 x 1 (a 1 x 1 p4 map, treated as A = C, B = G); output A x B. The
+ * full spectrum is kept, including the half that is redundant for real input, so the output has
+ * the input's shape and the DFT is applied exactly as in eq. 14.
+ *
+ * Forward copies each sample into a complex buffer and runs one per-sample FFTW plan (made at
+ * setup) with the new-array execute function; the spectrum Y stays in the workspace for backward.
+ * Backward: with m = |y|, y = F x and x real, dL/dx = Re(F^H (dL/dm * y / |y|)), where F^H is
+ * FFTW's unnormalised backward transform. The gradient at |y| = 0, where |.| is not
+ * differentiable, is taken as 0 (the factor y / |y| is set to 0 when |y| == 0 exactly). */
+#include "../fft/fft.h"
+#include "../internal.h"
+
+#include <limits.h>
+#include <math.h>
+#include <string.h>
+
+typedef struct dft_magnitude_priv {
+    int A, B;
+    cf_fft2d fft;
+} dft_magnitude_priv;
+
+static void dft_magnitude_destroy_priv(cfnet_layer *l)
+{
+    dft_magnitude_priv *p = l->priv;
+    if (!p) return;
+    cf_fft2d_destroy(&p->fft);
+    cf_free(p);
+    l->priv = NULL;
+}
+
+static cfnet_status dft_magnitude_setup(cfnet_layer *l, uint64_t seed)
+{
+    (void)seed;
+    char buf[96];
+    int64_t A, B;
+    if (l->in_ndim == 2) {
+        A = l->in_shape[0];
+        B = l->in_shape[1];
+    } else if (l->in_ndim == 4 && l->in_shape[2] == 1 && l->in_shape[3] == 1) {
+        A = l->in_shape[0];
+        B = l->in_shape[1];
+    } else {
+        return cf_error(CFNET_E_SHAPE_MISMATCH,
+                        "dft_magnitude: input is %s, expected A x B or C x G x 1 x 1",
+                        cf_shape_str(buf, sizeof buf, l->in_ndim, l->in_shape));
+    }
+    CF_FAIL_IF(l->in_size > INT_MAX, CFNET_E_LIMIT,
+               "dft_magnitude: input is %s, the DFT grid is limited to %d points",
+               cf_shape_str(buf, sizeof buf, l->in_ndim, l->in_shape), INT_MAX);
+
+    dft_magnitude_priv *p = cf_calloc(1, sizeof *p);
+    CF_FAIL_IF(!p, CFNET_E_OUT_OF_MEMORY, "dft_magnitude: out of memory");
+    l->priv = p; /* freed by destroy_priv if anything below fails */
+    p->A = (int)A;
+    p->B = (int)B;
+    CF_CHECK(cf_fft2d_init(&p->fft, p->A, p->B, "dft_magnitude"));
+
+    l->out_ndim = 2;
+    l->out_shape[0] = A;
+    l->out_shape[1] = B;
+    return CFNET_OK;
+}
+
+/* Workspace: X (n samples, complex input / backward factor), Y (n spectra), T (one grid). */
+static size_t dft_magnitude_workspace(const cfnet_layer *l, int64_t n)
+{
+    size_t grid = (size_t)l->in_size * sizeof(fftwf_complex), batch;
+    if (!cf_mul_size(grid, (size_t)n, &batch) || batch > SIZE_MAX / 4) return SIZE_MAX;
+    return 2 * cf_align64(batch) + cf_align64(grid);
+}
+
+static void carve(const cfnet_layer *l, int64_t n, void *ws, fftwf_complex **X,
+                  fftwf_complex **Y, fftwf_complex **T)
+{
+    size_t batch = cf_align64((size_t)n * (size_t)l->in_size * sizeof(fftwf_complex));
+    char *w = ws;
+    *X = (fftwf_complex *)w;
+    *Y = (fftwf_complex *)(w + batch);
+    *T = (fftwf_complex *)(w + 2 * batch);
+}
+
+static cfnet_status dft_magnitude_forward(cfnet_layer *l, const float *x, float *y, int64_t n,
+                                          bool training, void *ws)
+{
+    (void)training;
+    const dft_magnitude_priv *p = l->priv;
+    const int64_t g = l->in_size;
+    fftwf_complex *X, *Y, *T;
+    carve(l, n, ws, &X, &Y, &T);
+    for (int64_t s = 0; s < n; s++) {
+        fftwf_complex *xs = X + s * g, *ys = Y + s * g;
+        const float *xi = x + s * g;
+        float *yo = y + s * g;
+        for (int64_t i = 0; i < g; i++) {
+            xs[i][0] = xi[i];
+            xs[i][1] = 0.0f;
+        }
+        cf_fft2d_forward(&p->fft, xs, ys);
+        for (int64_t i = 0; i < g; i++) yo[i] = hypotf(ys[i][0], ys[i][1]);
+    }
+    return CFNET_OK;
+}
+
+static cfnet_status dft_magnitude_backward(cfnet_layer *l, const float *x, const float *y,
+                                           const float *dy, float *dx, int64_t n, void *ws)
+{
+    (void)x;
+    (void)y;
+    if (!dx) return CFNET_OK;
+    const dft_magnitude_priv *p = l->priv;
+    const int64_t g = l->in_size;
+    fftwf_complex *X, *Y, *T;
+    carve(l, n, ws, &X, &Y, &T);
+    for (int64_t s = 0; s < n; s++) {
+        fftwf_complex *gs = X + s * g;
+        fftwf_complex *ys = Y + s * g;
+        const float *dys = dy + s * g;
+        for (int64_t i = 0; i < g; i++) {
+            float mag = hypotf(ys[i][0], ys[i][1]);
+            /* Gradient at |y| = 0 taken as 0. */
+            float f = mag > 0.0f ? dys[i] / mag : 0.0f;
+            gs[i][0] = f * ys[i][0];
+            gs[i][1] = f * ys[i][1];
+        }
+        cf_fft2d_backward(&p->fft, gs, T);
+        float *dxs = dx + s * g;
+        for (int64_t i = 0; i < g; i++) dxs[i] = T[i][0];
+    }
+    return CFNET_OK;
+}
+
+const cf_layer_ops cf_dft_magnitude_ops = {
+    .name = "dft_magnitude",
+    .setup = dft_magnitude_setup,
+    .workspace = dft_magnitude_workspace,
+    .forward = dft_magnitude_forward,
+    .backward = dft_magnitude_backward,
+    .destroy_priv = dft_magnitude_destroy_priv,
+};
+
+CFNET_API cfnet_status cfnet_layer_dft_magnitude_create(cfnet_layer **out)
+{
+    CF_FAIL_IF(!out, CFNET_E_INVALID_ARGUMENT, "dft_magnitude: out is NULL");
+    return cf_layer_alloc(CFNET_LAYER_DFT_MAGNITUDE, &cf_dft_magnitude_ops, out);
+}

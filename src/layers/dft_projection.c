@@ -1,0 +1,243 @@
+/* DFT transition, part (a): projection onto rotated filters as large as the map (paper eq. 13).
+ *
+ * Planar input f (K x M x M): Psi(n, r) = <T_{g_R(r)} phi_n, f> + b_n, r = 0 .. 4R-1, with
+ * phi_n in R^{K x M x M} rotated plane by plane (quarter turns exact, other angles `interp`).
+ * p4 input f (K x 4 x M x M, R = 1): the p4 group convolution evaluated at the centre,
+ * Psi(n, r) = sum_{c,s,z} f[c, s, z] (rot90^r phi_n)[c, (s - r) mod 4, z] + b_n.
+ * Output per sample: N x 4R, index n * 4R + r.
+ *
+ * Each pass expands the filter bank into Wrot, (N 4R) x D with D = per-sample input size, in the
+ * workspace (a forward leaves it there for the backward), then one GEMM for the whole batch:
+ * Psi = X Wrot^T + b. Backward: dX = dPsi Wrot, dWrot = dPsi^T X, and the gradient flows back
+ * through the expansion, dW += sum_r S_r^T dWrot. */
+#include "../core/rotate.h"
+#include "../internal.h"
+
+#include <cblas.h>
+#include <limits.h>
+#include <string.h>
+
+enum { ICFG_FILTERS = 0, ICFG_R = 1, ICFG_INTERP = 2 };
+
+typedef struct dft_projection_priv {
+    bool p4;          /* input K x 4 x M x M */
+    int K, M, MM;     /* channels, map size, M * M */
+    int nrot;         /* 4R */
+    int rows;         /* N * 4R: rows of Wrot, output values per sample */
+    int D;            /* per-sample input size: K M M (planar) or K 4 M M (p4) */
+    cf_rotmap_entry *maps; /* nrot maps of MM entries each */
+} dft_projection_priv;
+
+static void dft_projection_destroy_priv(cfnet_layer *l)
+{
+    dft_projection_priv *p = l->priv;
+    if (!p) return;
+    cf_free(p->maps);
+    cf_free(p);
+    l->priv = NULL;
+}
+
+static cfnet_status dft_projection_setup(cfnet_layer *l, uint64_t seed)
+{
+    const int N = l->icfg[ICFG_FILTERS], R = l->icfg[ICFG_R];
+    const cfnet_interp interp = (cfnet_interp)l->icfg[ICFG_INTERP];
+    char buf[96];
+    const char *shape = cf_shape_str(buf, sizeof buf, l->in_ndim, l->in_shape);
+    bool p4;
+    int64_t K, M;
+    if (l->in_ndim == 3) {
+        p4 = false;
+        K = l->in_shape[0];
+        M = l->in_shape[1];
+        CF_FAIL_IF(l->in_shape[2] != M, CFNET_E_SHAPE_MISMATCH,
+                   "dft_projection: input is %s, rotation layers need square maps", shape);
+    } else if (l->in_ndim == 4) {
+        p4 = true;
+        K = l->in_shape[0];
+        M = l->in_shape[2];
+        CF_FAIL_IF(l->in_shape[1] != 4, CFNET_E_SHAPE_MISMATCH,
+                   "dft_projection: input is %s, a p4 map needs 4 rotations on axis 1 "
+                   "(K x 4 x M x M)", shape);
+        CF_FAIL_IF(l->in_shape[3] != M, CFNET_E_SHAPE_MISMATCH,
+                   "dft_projection: input is %s, rotation layers need square maps", shape);
+        CF_FAIL_IF(R != 1, CFNET_E_SHAPE_MISMATCH,
+                   "dft_projection: p4 input %s has 4 rotations, so R must be 1 (layer has R = %d)",
+                   shape, R);
+    } else {
+        return cf_error(CFNET_E_SHAPE_MISMATCH,
+                        "dft_projection: input is %s, expected K x M x M or K x 4 x M x M", shape);
+    }
+    /* GEMM dimensions are int, rotation maps index with int32. */
+    CF_FAIL_IF(l->in_size > INT_MAX, CFNET_E_LIMIT,
+               "dft_projection: input %s has more than %d values per sample", shape, INT_MAX);
+
+    const int nrot = 4 * R, rows = N * nrot; /* create() checked that N * 4R fits int */
+    size_t bank, bank_bytes, nmaps, maps_bytes;
+    CF_FAIL_IF(!cf_mul_size((size_t)rows, (size_t)l->in_size, &bank) ||
+                   !cf_mul_size(bank, 2 * sizeof(float), &bank_bytes) ||
+                   bank_bytes > SIZE_MAX / 2,
+               CFNET_E_LIMIT, "dft_projection: filter bank %d x %lld is too large", rows,
+               (long long)l->in_size);
+    CF_FAIL_IF(!cf_mul_size((size_t)nrot, (size_t)(M * M), &nmaps) ||
+                   !cf_mul_size(nmaps, sizeof(cf_rotmap_entry), &maps_bytes),
+               CFNET_E_LIMIT, "dft_projection: rotation tables for %d rotations of %lldx%lld are "
+               "too large", nrot, (long long)M, (long long)M);
+
+    dft_projection_priv *p = cf_calloc(1, sizeof *p);
+    CF_FAIL_IF(!p, CFNET_E_OUT_OF_MEMORY, "dft_projection: out of memory");
+    l->priv = p; /* freed by destroy_priv if anything below fails */
+    p->p4 = p4;
+    p->K = (int)K;
+    p->M = (int)M;
+    p->MM = (int)(M * M);
+    p->nrot = nrot;
+    p->rows = rows;
+    p->D = (int)l->in_size;
+    p->maps = cf_malloc(maps_bytes);
+    CF_FAIL_IF(!p->maps, CFNET_E_OUT_OF_MEMORY,
+               "dft_projection: cannot allocate %zu bytes of rotation tables", maps_bytes);
+    for (int r = 0; r < nrot; r++)
+        cf_rotmap_build(p->M, R, r, interp, p->maps + (size_t)r * (size_t)p->MM);
+
+    cfnet_tensor *w = NULL, *b = NULL;
+    int64_t wshape[5] = {N, K, 4, M, M};
+    if (p4) {
+        CF_CHECK(cf_layer_add_param(l, "weight", 5, wshape, &w));
+    } else {
+        wshape[2] = M; /* {N, K, M, M} */
+        CF_CHECK(cf_layer_add_param(l, "weight", 4, wshape, &w));
+    }
+    int64_t bshape[1] = {N};
+    CF_CHECK(cf_layer_add_param(l, "bias", 1, bshape, &b));
+    cf_rng rng;
+    cf_rng_seed(&rng, seed);
+    cf_init_he(w, l->in_size, &rng); /* fan-in K M M, or K 4 M M */
+
+    l->out_ndim = 2;
+    l->out_shape[0] = N;
+    l->out_shape[1] = nrot;
+    return CFNET_OK;
+}
+
+/* Workspace: Wrot and dWrot, (N 4R) x D floats each; independent of the batch size. */
+static size_t dft_projection_workspace(const cfnet_layer *l, int64_t n)
+{
+    (void)n;
+    const dft_projection_priv *p = l->priv;
+    size_t bank = (size_t)p->rows * (size_t)p->D * sizeof(float);
+    return 2 * cf_align64(bank);
+}
+
+static float *bank_grad(const dft_projection_priv *p, void *ws)
+{
+    return (float *)((char *)ws + cf_align64((size_t)p->rows * (size_t)p->D * sizeof(float)));
+}
+
+/* Row n * 4R + r of Wrot, column block of input plane (c, s), comes from weight plane `src` via
+ * rotation map r. For planar input the planes are c = 0 .. K-1 and src = (n, c); for p4 input
+ * plane (c, s) comes from (n, c, (s - r) mod 4). */
+static size_t src_plane(const dft_projection_priv *p, int n, int r, int plane)
+{
+    if (!p->p4) return (size_t)n * (size_t)p->K + (size_t)plane;
+    int c = plane / 4, s = plane % 4;
+    return ((size_t)n * (size_t)p->K + (size_t)c) * 4 + (size_t)((s - r + 4) % 4);
+}
+
+static cfnet_status dft_projection_forward(cfnet_layer *l, const float *x, float *y, int64_t n,
+                                           bool training, void *ws)
+{
+    (void)training;
+    const dft_projection_priv *p = l->priv;
+    CF_FAIL_IF(n > INT_MAX, CFNET_E_LIMIT, "dft_projection: batch of %lld exceeds %d",
+               (long long)n, INT_MAX);
+    const int N = l->icfg[ICFG_FILTERS], nrot = p->nrot, MM = p->MM, D = p->D;
+    const int planes = D / MM;
+    const float *W = l->param[0]->data, *b = l->param[1]->data;
+    float *Wrot = ws;
+    for (int f = 0; f < N; f++)
+        for (int r = 0; r < nrot; r++) {
+            const cf_rotmap_entry *map = p->maps + (size_t)r * (size_t)MM;
+            float *row = Wrot + ((size_t)f * (size_t)nrot + (size_t)r) * (size_t)D;
+            for (int q = 0; q < planes; q++)
+                cf_rotmap_apply(map, MM, W + src_plane(p, f, r, q) * (size_t)MM,
+                                row + (size_t)q * (size_t)MM);
+        }
+    /* Psi (n x rows) = X (n x D) Wrot^T. */
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)n, p->rows, D, 1.0f, x, D, Wrot,
+                D, 0.0f, y, p->rows);
+    for (int64_t s = 0; s < n; s++) {
+        float *ys = y + s * p->rows;
+        for (int f = 0; f < N; f++)
+            for (int r = 0; r < nrot; r++) ys[f * nrot + r] += b[f];
+    }
+    return CFNET_OK;
+}
+
+static cfnet_status dft_projection_backward(cfnet_layer *l, const float *x, const float *y,
+                                            const float *dy, float *dx, int64_t n, void *ws)
+{
+    (void)y;
+    const dft_projection_priv *p = l->priv;
+    CF_FAIL_IF(n > INT_MAX, CFNET_E_LIMIT, "dft_projection: batch of %lld exceeds %d",
+               (long long)n, INT_MAX);
+    const int N = l->icfg[ICFG_FILTERS], nrot = p->nrot, MM = p->MM, D = p->D;
+    const int planes = D / MM;
+    const float *Wrot = ws;
+    float *dWrot = bank_grad(p, ws), *dW = l->grad[0]->data, *db = l->grad[1]->data;
+
+    /* dX (n x D) = dPsi (n x rows) Wrot (rows x D). */
+    if (dx)
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)n, D, p->rows, 1.0f, dy,
+                    p->rows, Wrot, D, 0.0f, dx, D);
+    /* dWrot (rows x D) = dPsi^T X. */
+    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, p->rows, D, (int)n, 1.0f, dy, p->rows,
+                x, D, 0.0f, dWrot, D);
+    for (int f = 0; f < N; f++)
+        for (int r = 0; r < nrot; r++) {
+            const cf_rotmap_entry *map = p->maps + (size_t)r * (size_t)MM;
+            const float *row = dWrot + ((size_t)f * (size_t)nrot + (size_t)r) * (size_t)D;
+            for (int q = 0; q < planes; q++)
+                cf_rotmap_apply_transpose(map, MM, row + (size_t)q * (size_t)MM,
+                                          dW + src_plane(p, f, r, q) * (size_t)MM);
+        }
+    for (int f = 0; f < N; f++) {
+        double acc = 0.0;
+        for (int64_t s = 0; s < n; s++)
+            for (int r = 0; r < nrot; r++) acc += dy[s * p->rows + f * nrot + r];
+        db[f] += (float)acc;
+    }
+    return CFNET_OK;
+}
+
+const cf_layer_ops cf_dft_projection_ops = {
+    .name = "dft_projection",
+    .icfg_names = {"filters", "R", "interp", NULL},
+    .setup = dft_projection_setup,
+    .workspace = dft_projection_workspace,
+    .forward = dft_projection_forward,
+    .backward = dft_projection_backward,
+    .destroy_priv = dft_projection_destroy_priv,
+};
+
+CFNET_API cfnet_status cfnet_layer_dft_projection_create(int filters, int R, cfnet_interp interp,
+                                                         cfnet_layer **out)
+{
+    CF_FAIL_IF(!out, CFNET_E_INVALID_ARGUMENT, "dft_projection: out is NULL");
+    CF_FAIL_IF(filters < 1, CFNET_E_INVALID_ARGUMENT,
+               "dft_projection: filters is %d, must be >= 1", filters);
+    CF_FAIL_IF(R < 1, CFNET_E_INVALID_ARGUMENT, "dft_projection: R is %d, must be >= 1", R);
+    CF_FAIL_IF(interp != CFNET_INTERP_NEAREST && interp != CFNET_INTERP_BILINEAR,
+               CFNET_E_INVALID_ARGUMENT,
+               "dft_projection: interp is %d, must be CFNET_INTERP_NEAREST (0) or "
+               "CFNET_INTERP_BILINEAR (1)", (int)interp);
+    CF_FAIL_IF((int64_t)filters * 4 * R > INT_MAX, CFNET_E_LIMIT,
+               "dft_projection: filters x 4R = %d x %lld exceeds %d", filters, 4 * (long long)R,
+               INT_MAX);
+    cfnet_layer *l = NULL;
+    CF_CHECK(cf_layer_alloc(CFNET_LAYER_DFT_PROJECTION, &cf_dft_projection_ops, &l));
+    l->icfg[ICFG_FILTERS] = filters;
+    l->icfg[ICFG_R] = R;
+    l->icfg[ICFG_INTERP] = (int)interp;
+    *out = l;
+    return CFNET_OK;
+}
