@@ -1,0 +1,162 @@
+/* Batch normalisation, statistics per channel c (axis 0 of the per-sample shape) pooled over the
+ * batch and every other axis (space, rotations, projections):
+ *   y = gamma[c] * (x - mu[c]) / sqrt(var[c] + eps) + beta[c].
+ * Training: mu, var are the batch mean and biased variance over the m = N * (size / C) values of
+ * channel c; running = (1 - momentum) * running + momentum * batch, with the unbiased variance
+ * var * m / (m - 1). Inference: mu, var are the running statistics.
+ * The forward leaves its mode, mu and 1 / sqrt(var + eps) in the workspace for the backward. */
+#include "../internal.h"
+
+#include <math.h>
+
+enum { FCFG_MOMENTUM, FCFG_EPS };
+enum { P_GAMMA, P_BETA };
+enum { S_MEAN, S_VAR };
+
+typedef struct bn_ws {
+    int training; /* mode of the preceding forward */
+} bn_ws;
+
+/* Workspace: header, then mean[C] and invstd[C] (double). */
+static size_t bn_workspace(const cfnet_layer *l, int64_t n)
+{
+    (void)n;
+    return cf_align64(sizeof(bn_ws)) + (size_t)(2 * l->in_shape[0]) * sizeof(double);
+}
+
+static double *bn_stats(void *ws) { return (double *)((char *)ws + cf_align64(sizeof(bn_ws))); }
+
+static cfnet_status bn_setup(cfnet_layer *l, uint64_t seed)
+{
+    (void)seed;
+    const int64_t cs[1] = {l->in_shape[0]};
+    cfnet_tensor *gamma = NULL, *var = NULL;
+    CF_CHECK(cf_layer_add_param(l, "gamma", 1, cs, &gamma));
+    CF_CHECK(cf_layer_add_param(l, "beta", 1, cs, NULL));
+    CF_CHECK(cf_layer_add_state(l, "running_mean", 1, cs, NULL));
+    CF_CHECK(cf_layer_add_state(l, "running_var", 1, cs, &var));
+    for (int64_t c = 0; c < cs[0]; c++) gamma->data[c] = var->data[c] = 1.0f;
+    l->out_ndim = l->in_ndim;
+    for (int i = 0; i < l->in_ndim; i++) l->out_shape[i] = l->in_shape[i];
+    return CFNET_OK;
+}
+
+static cfnet_status bn_forward(cfnet_layer *l, const float *x, float *y, int64_t n,
+                               bool training, void *ws)
+{
+    const int64_t C = l->in_shape[0], M = l->in_size / C, count = n * M;
+    const float *gamma = l->param[P_GAMMA]->data, *beta = l->param[P_BETA]->data;
+    const double eps = l->fcfg[FCFG_EPS], mom = l->fcfg[FCFG_MOMENTUM];
+    double *mean = bn_stats(ws), *invstd = mean + C;
+    ((bn_ws *)ws)->training = training;
+
+    for (int64_t c = 0; c < C; c++) {
+        if (training) {
+            double s = 0;
+            for (int64_t b = 0; b < n; b++) {
+                const float *xc = x + (b * C + c) * M;
+                for (int64_t j = 0; j < M; j++) s += xc[j];
+            }
+            const double mu = s / (double)count;
+            double ss = 0; /* second pass: no cancellation when |mu| >> std */
+            for (int64_t b = 0; b < n; b++) {
+                const float *xc = x + (b * C + c) * M;
+                for (int64_t j = 0; j < M; j++) {
+                    const double d = xc[j] - mu;
+                    ss += d * d;
+                }
+            }
+            const double var = ss / (double)count;
+            const double unbiased = count > 1 ? var * (double)count / (double)(count - 1) : var;
+            float *rm = l->state[S_MEAN]->data, *rv = l->state[S_VAR]->data;
+            rm[c] = (float)((1.0 - mom) * rm[c] + mom * mu);
+            rv[c] = (float)((1.0 - mom) * rv[c] + mom * unbiased);
+            mean[c] = mu;
+            invstd[c] = 1.0 / sqrt(var + eps);
+        } else {
+            mean[c] = l->state[S_MEAN]->data[c];
+            invstd[c] = 1.0 / sqrt((double)l->state[S_VAR]->data[c] + eps);
+        }
+        const float mu = (float)mean[c], scale = (float)(gamma[c] * invstd[c]), shift = beta[c];
+        for (int64_t b = 0; b < n; b++) {
+            const float *xc = x + (b * C + c) * M;
+            float *yc = y + (b * C + c) * M;
+            for (int64_t j = 0; j < M; j++) yc[j] = (xc[j] - mu) * scale + shift;
+        }
+    }
+    return CFNET_OK;
+}
+
+/* With xh = (x - mu) * invstd: dbeta += sum dy, dgamma += sum dy * xh. Training (mu, var depend
+ * on x): dx = gamma * invstd * (dy - mean(dy) - xh * mean(dy * xh)); inference:
+ * dx = gamma * invstd * dy. */
+static cfnet_status bn_backward(cfnet_layer *l, const float *x, const float *y, const float *dy,
+                                float *dx, int64_t n, void *ws)
+{
+    (void)y;
+    const int64_t C = l->in_shape[0], M = l->in_size / C, count = n * M;
+    const float *gamma = l->param[P_GAMMA]->data;
+    float *dgamma = l->grad[P_GAMMA]->data, *dbeta = l->grad[P_BETA]->data;
+    const bool training = ((const bn_ws *)ws)->training != 0;
+    const double *mean = bn_stats(ws), *invstd = mean + C;
+
+    for (int64_t c = 0; c < C; c++) {
+        const double mu = mean[c], is = invstd[c];
+        double sdy = 0, sdyx = 0;
+        for (int64_t b = 0; b < n; b++) {
+            const float *xc = x + (b * C + c) * M, *dyc = dy + (b * C + c) * M;
+            for (int64_t j = 0; j < M; j++) {
+                sdy += dyc[j];
+                sdyx += (double)dyc[j] * ((double)xc[j] - mu);
+            }
+        }
+        sdyx *= is; /* sum dy * xh */
+        dbeta[c] += (float)sdy;
+        dgamma[c] += (float)sdyx;
+        if (!dx) continue;
+        const float k = (float)(gamma[c] * is);
+        if (training) {
+            const float a = (float)(sdy / (double)count), mf = (float)mu,
+                        bcoef = (float)(sdyx / (double)count * is);
+            /* dx = k * (dy - a - (x - mu) * invstd * mean(dy * xh)) */
+            for (int64_t b = 0; b < n; b++) {
+                const float *xc = x + (b * C + c) * M, *dyc = dy + (b * C + c) * M;
+                float *dxc = dx + (b * C + c) * M;
+                for (int64_t j = 0; j < M; j++)
+                    dxc[j] = k * (dyc[j] - a - (xc[j] - mf) * bcoef);
+            }
+        } else {
+            for (int64_t b = 0; b < n; b++) {
+                const float *dyc = dy + (b * C + c) * M;
+                float *dxc = dx + (b * C + c) * M;
+                for (int64_t j = 0; j < M; j++) dxc[j] = k * dyc[j];
+            }
+        }
+    }
+    return CFNET_OK;
+}
+
+const cf_layer_ops cf_batch_norm_ops = {
+    .name = "batch_norm",
+    .icfg_names = {NULL},
+    .fcfg_names = {"momentum", "eps", NULL},
+    .setup = bn_setup,
+    .workspace = bn_workspace,
+    .forward = bn_forward,
+    .backward = bn_backward,
+};
+
+CFNET_API cfnet_status cfnet_layer_batch_norm_create(float momentum, float eps, cfnet_layer **out)
+{
+    CF_FAIL_IF(!out, CFNET_E_INVALID_ARGUMENT, "batch_norm: out is NULL");
+    CF_FAIL_IF(!(momentum > 0.0f && momentum <= 1.0f), CFNET_E_INVALID_ARGUMENT,
+               "batch_norm: momentum is %g, must be in (0, 1]", (double)momentum);
+    CF_FAIL_IF(!(eps > 0.0f) || !isfinite(eps), CFNET_E_INVALID_ARGUMENT,
+               "batch_norm: eps is %g, must be positive and finite", (double)eps);
+    cfnet_layer *l = NULL;
+    CF_CHECK(cf_layer_alloc(CFNET_LAYER_BATCH_NORM, &cf_batch_norm_ops, &l));
+    l->fcfg[FCFG_MOMENTUM] = momentum;
+    l->fcfg[FCFG_EPS] = eps;
+    *out = l;
+    return CFNET_OK;
+}

@@ -1,0 +1,102 @@
+/* Pooling over the rotation axis of a p4 map: y[c, i, j] = max or mean over r of x[c, r, i, j].
+ * Input C x 4 x H x W, output C x H x W. Rotating the input (spatially, and shifting r) rotates
+ * the output, since the pooled set {x[c, r, .]} is only permuted. */
+#include "../internal.h"
+
+#include <string.h>
+
+static cfnet_status group_pool_setup(cfnet_layer *l, uint64_t seed)
+{
+    (void)seed;
+    char sb[96];
+    CF_FAIL_IF(l->in_ndim != 4 || l->in_shape[1] != 4, CFNET_E_SHAPE_MISMATCH,
+               "group_pool: input is %s, needs C x 4 x H x W",
+               cf_shape_str(sb, sizeof sb, l->in_ndim, l->in_shape));
+    l->out_ndim = 3;
+    l->out_shape[0] = l->in_shape[0];
+    l->out_shape[1] = l->in_shape[2];
+    l->out_shape[2] = l->in_shape[3];
+    return CFNET_OK;
+}
+
+static cfnet_status group_pool_forward(cfnet_layer *l, const float *x, float *y, int64_t n,
+                                       bool training, void *ws)
+{
+    (void)training;
+    (void)ws;
+    const int64_t P = l->out_size / l->in_shape[0]; /* H * W */
+    const int64_t maps = n * l->in_shape[0];
+    const bool is_max = l->icfg[0] == CFNET_POOL_MAX;
+    for (int64_t m = 0; m < maps; m++) {
+        const float *xm = x + m * 4 * P;
+        float *ym = y + m * P;
+        memcpy(ym, xm, (size_t)P * sizeof *ym);
+        for (int r = 1; r < 4; r++) {
+            const float *xr = xm + r * P;
+            if (is_max) {
+                for (int64_t j = 0; j < P; j++) ym[j] = xr[j] > ym[j] ? xr[j] : ym[j];
+            } else {
+                for (int64_t j = 0; j < P; j++) ym[j] += xr[j];
+            }
+        }
+        if (!is_max)
+            for (int64_t j = 0; j < P; j++) ym[j] *= 0.25f;
+    }
+    return CFNET_OK;
+}
+
+/* Max: dy to the first r attaining the maximum (recomputed from x), zero elsewhere.
+ * Mean: dy / 4 to every r. */
+static cfnet_status group_pool_backward(cfnet_layer *l, const float *x, const float *y,
+                                        const float *dy, float *dx, int64_t n, void *ws)
+{
+    (void)y;
+    (void)ws;
+    if (!dx) return CFNET_OK;
+    const int64_t P = l->out_size / l->in_shape[0];
+    const int64_t maps = n * l->in_shape[0];
+    const bool is_max = l->icfg[0] == CFNET_POOL_MAX;
+    for (int64_t m = 0; m < maps; m++) {
+        const float *xm = x + m * 4 * P, *dym = dy + m * P;
+        float *dxm = dx + m * 4 * P;
+        if (is_max) {
+            for (int64_t j = 0; j < P; j++) {
+                int best_r = 0;
+                float best = xm[j];
+                for (int r = 1; r < 4; r++) {
+                    if (xm[r * P + j] > best) {
+                        best = xm[r * P + j];
+                        best_r = r;
+                    }
+                }
+                for (int r = 0; r < 4; r++) dxm[r * P + j] = r == best_r ? dym[j] : 0.0f;
+            }
+        } else {
+            for (int r = 0; r < 4; r++)
+                for (int64_t j = 0; j < P; j++) dxm[r * P + j] = 0.25f * dym[j];
+        }
+    }
+    return CFNET_OK;
+}
+
+const cf_layer_ops cf_group_pool_ops = {
+    .name = "group_pool",
+    .icfg_names = {"mode", NULL},
+    .fcfg_names = {NULL},
+    .setup = group_pool_setup,
+    .forward = group_pool_forward,
+    .backward = group_pool_backward,
+};
+
+CFNET_API cfnet_status cfnet_layer_group_pool_create(cfnet_pool_mode mode, cfnet_layer **out)
+{
+    CF_FAIL_IF(!out, CFNET_E_INVALID_ARGUMENT, "group_pool: out is NULL");
+    CF_FAIL_IF(mode != CFNET_POOL_MAX && mode != CFNET_POOL_MEAN, CFNET_E_INVALID_ARGUMENT,
+               "group_pool: mode is %d, must be CFNET_POOL_MAX (0) or CFNET_POOL_MEAN (1)",
+               (int)mode);
+    cfnet_layer *l = NULL;
+    CF_CHECK(cf_layer_alloc(CFNET_LAYER_GROUP_POOL, &cf_group_pool_ops, &l));
+    l->icfg[0] = (int)mode;
+    *out = l;
+    return CFNET_OK;
+}

@@ -1,0 +1,69 @@
+/* Softmax over the flattened per-sample input: y_i = exp(x_i - m) / sum_j exp(x_j - m), with
+ * m = max_j x_j so that no exponential overflows. Output shape = input shape. */
+#include "../internal.h"
+
+#include <math.h>
+
+static cfnet_status softmax_setup(cfnet_layer *l, uint64_t seed)
+{
+    (void)seed;
+    l->out_ndim = l->in_ndim;
+    for (int i = 0; i < l->in_ndim; i++) l->out_shape[i] = l->in_shape[i];
+    return CFNET_OK;
+}
+
+static cfnet_status softmax_forward(cfnet_layer *l, const float *x, float *y, int64_t n,
+                                    bool training, void *ws)
+{
+    (void)training;
+    (void)ws;
+    const int64_t K = l->in_size;
+    for (int64_t b = 0; b < n; b++) {
+        const float *xb = x + b * K;
+        float *yb = y + b * K;
+        float m = xb[0];
+        for (int64_t i = 1; i < K; i++) m = xb[i] > m ? xb[i] : m;
+        double sum = 0;
+        for (int64_t i = 0; i < K; i++) {
+            yb[i] = expf(xb[i] - m);
+            sum += yb[i];
+        }
+        const float inv = (float)(1.0 / sum);
+        for (int64_t i = 0; i < K; i++) yb[i] *= inv;
+    }
+    return CFNET_OK;
+}
+
+/* dx = y * (dy - sum_j y_j dy_j). */
+static cfnet_status softmax_backward(cfnet_layer *l, const float *x, const float *y,
+                                     const float *dy, float *dx, int64_t n, void *ws)
+{
+    (void)x;
+    (void)ws;
+    if (!dx) return CFNET_OK;
+    const int64_t K = l->in_size;
+    for (int64_t b = 0; b < n; b++) {
+        const float *yb = y + b * K, *dyb = dy + b * K;
+        float *dxb = dx + b * K;
+        double dot = 0;
+        for (int64_t i = 0; i < K; i++) dot += (double)yb[i] * dyb[i];
+        const float d = (float)dot;
+        for (int64_t i = 0; i < K; i++) dxb[i] = yb[i] * (dyb[i] - d);
+    }
+    return CFNET_OK;
+}
+
+const cf_layer_ops cf_softmax_ops = {
+    .name = "softmax",
+    .icfg_names = {NULL},
+    .fcfg_names = {NULL},
+    .setup = softmax_setup,
+    .forward = softmax_forward,
+    .backward = softmax_backward,
+};
+
+CFNET_API cfnet_status cfnet_layer_softmax_create(cfnet_layer **out)
+{
+    CF_FAIL_IF(!out, CFNET_E_INVALID_ARGUMENT, "softmax: out is NULL");
+    return cf_layer_alloc(CFNET_LAYER_SOFTMAX, &cf_softmax_ops, out);
+}
