@@ -125,6 +125,7 @@ struct cfnet_layer {
     /* Workspace for the standalone cfnet_layer_forward/backward API (networks own theirs). */
     void *ws;
     size_t ws_size;
+    int64_t last_n; /* batch of the last standalone forward (0: none) */
 };
 
 /* Allocates a layer of the given kind with zeroed fields. */

@@ -142,6 +142,7 @@ CFNET_API cfnet_status cfnet_layer_setup(cfnet_layer *layer, int ndim, const int
     trial.priv = NULL;
     trial.ws = NULL;
     trial.ws_size = 0;
+    trial.last_n = 0;
     trial.in_ndim = ndim;
     memcpy(trial.in_shape, shape, (size_t)ndim * sizeof *shape);
     trial.in_size = numel;
@@ -186,8 +187,7 @@ CFNET_API cfnet_status cfnet_layer_output_shape(const cfnet_layer *layer, int *n
     return CFNET_OK;
 }
 
-/* Checks that t is N x <sample shape>; returns N through *n (if n is not NULL, else checks
- * against *expect_n). */
+/* Checks that t is N x <sample shape>; if *n > 0 N must equal it, else *n receives N. */
 static cfnet_status check_batch(const cfnet_layer *l, const char *what, const cfnet_tensor *t,
                                 int ndim, const int64_t *shape, int64_t *n)
 {
@@ -244,8 +244,11 @@ CFNET_API cfnet_status cfnet_layer_forward(cfnet_layer *layer, const cfnet_tenso
     CF_FAIL_IF(x->data == y->data, CFNET_E_INVALID_ARGUMENT,
                "%s: input and output must not share memory", layer->ops->name);
     CF_CHECK(ensure_ws(layer, n));
-    return layer->ops->forward(layer, x->data, y->data, n, mode == CFNET_MODE_TRAINING,
-                               layer->ws);
+    layer->last_n = 0;
+    CF_CHECK(layer->ops->forward(layer, x->data, y->data, n, mode == CFNET_MODE_TRAINING,
+                                 layer->ws));
+    layer->last_n = n;
+    return CFNET_OK;
 }
 
 CFNET_API cfnet_status cfnet_layer_backward(cfnet_layer *layer, const cfnet_tensor *x,
@@ -253,16 +256,16 @@ CFNET_API cfnet_status cfnet_layer_backward(cfnet_layer *layer, const cfnet_tens
                                             cfnet_tensor *dx)
 {
     CF_FAIL_IF(!layer, CFNET_E_INVALID_ARGUMENT, "layer_backward: layer is NULL");
-    CF_FAIL_IF(!layer->is_setup || !layer->ws, CFNET_E_STATE,
+    CF_FAIL_IF(!layer->is_setup || !layer->ws || layer->last_n == 0, CFNET_E_STATE,
                "%s: backward needs a preceding forward", layer->ops->name);
     int64_t n = 0;
     CF_CHECK(check_batch(layer, "input", x, layer->in_ndim, layer->in_shape, &n));
     CF_CHECK(check_batch(layer, "output", y, layer->out_ndim, layer->out_shape, &n));
     CF_CHECK(check_batch(layer, "output gradient", dy, layer->out_ndim, layer->out_shape, &n));
     if (dx) CF_CHECK(check_batch(layer, "input gradient", dx, layer->in_ndim, layer->in_shape, &n));
-    CF_FAIL_IF(layer->ops->workspace && layer->ops->workspace(layer, n) > layer->ws_size,
-               CFNET_E_STATE, "%s: backward batch differs from the preceding forward",
-               layer->ops->name);
+    CF_FAIL_IF(n != layer->last_n, CFNET_E_STATE,
+               "%s: backward batch is %lld, the preceding forward had %lld", layer->ops->name,
+               (long long)n, (long long)layer->last_n);
     return layer->ops->backward(layer, x->data, y->data, dy->data, dx ? dx->data : NULL, n,
                                 layer->ws);
 }
