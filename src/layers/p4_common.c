@@ -1,0 +1,198 @@
+/* p4 lifting and group convolution: filter-bank expansion around the shared convolution engine.
+ * See p4_common.h for the formula and the layout of the expanded bank. */
+#include "p4_common.h"
+
+#include <string.h>
+
+typedef struct p4_priv {
+    cf_conv_plan plan; /* C*G input planes, one group */
+    int G;             /* input rotations: 1 (lifting) or 4 (group convolution) */
+    cf_rotmap_entry *rot; /* 4 x k*k: exact quarter turns rot90^r, r = 0..3 */
+} p4_priv;
+
+cfnet_status cf_p4_create(int kind, const cf_layer_ops *ops, int out_channels, int kernel,
+                          cfnet_padding padding, cfnet_layer **out)
+{
+    const char *name = ops->name;
+    CF_FAIL_IF(!out, CFNET_E_INVALID_ARGUMENT, "%s: out is NULL", name);
+    CF_FAIL_IF(out_channels < 1 || out_channels > INT32_MAX / 4, CFNET_E_INVALID_ARGUMENT,
+               "%s: out_channels is %d, must be in 1..%d", name, out_channels, INT32_MAX / 4);
+    CF_FAIL_IF(kernel < 1 || kernel % 2 == 0 || kernel > 63, CFNET_E_INVALID_ARGUMENT,
+               "%s: kernel is %d, must be odd and in 1..63", name, kernel);
+    CF_FAIL_IF(padding != CFNET_PADDING_VALID && padding != CFNET_PADDING_SAME,
+               CFNET_E_INVALID_ARGUMENT, "%s: unknown padding %d", name, (int)padding);
+    CF_CHECK(cf_layer_alloc(kind, ops, out));
+    (*out)->icfg[CF_P4_CFG_OUT] = out_channels;
+    (*out)->icfg[CF_P4_CFG_K] = kernel;
+    (*out)->icfg[CF_P4_CFG_PAD] = (int)padding;
+    return CFNET_OK;
+}
+
+void cf_p4_destroy(cfnet_layer *l)
+{
+    p4_priv *p = l->priv;
+    cf_conv_plan_free(&p->plan);
+    cf_free(p->rot);
+    cf_free(p);
+}
+
+cfnet_status cf_p4_setup(cfnet_layer *l, uint64_t seed, int G)
+{
+    const char *name = l->ops->name;
+    char s[96];
+    cf_shape_str(s, sizeof s, l->in_ndim, l->in_shape);
+    if (G == 1)
+        CF_FAIL_IF(l->in_ndim != 3, CFNET_E_SHAPE_MISMATCH, "%s: input is %s, needs C x S x S",
+                   name, s);
+    else
+        CF_FAIL_IF(l->in_ndim != 4 || l->in_shape[1] != G, CFNET_E_SHAPE_MISMATCH,
+                   "%s: input is %s, needs C x %d x S x S", name, s, G);
+    int64_t H = l->in_shape[l->in_ndim - 2], W = l->in_shape[l->in_ndim - 1];
+    CF_FAIL_IF(H != W, CFNET_E_SHAPE_MISMATCH,
+               "%s: input is %lldx%lld, rotation layers need square maps", name, (long long)H,
+               (long long)W);
+    int O = l->icfg[CF_P4_CFG_OUT], k = l->icfg[CF_P4_CFG_K], kk = k * k;
+    cfnet_padding pad = (cfnet_padding)l->icfg[CF_P4_CFG_PAD];
+    CF_FAIL_IF(l->in_shape[0] > INT32_MAX / (G * kk) || H > 1 << 14, CFNET_E_LIMIT,
+               "%s: input %s is too large", name, s);
+    int C = (int)l->in_shape[0], S = (int)H;
+    int OS = cf_conv_out_size(S, k, 1, pad);
+    CF_FAIL_IF(OS < 1, CFNET_E_SHAPE_MISMATCH,
+               "%s: kernel %d does not fit input %s with valid padding", name, k, s);
+    /* The expanded bank and its gradient, plus the expanded bias and its gradient, must fit in
+     * one workspace size. */
+    size_t bank, bytes;
+    bool fits = cf_mul_size((size_t)4 * (size_t)O, (size_t)C * (size_t)G * (size_t)kk, &bank) &&
+                bank <= SIZE_MAX / 2 - (size_t)8 * (size_t)O &&
+                cf_mul_size(2 * bank + (size_t)8 * (size_t)O, sizeof(float), &bytes) &&
+                bytes <= SIZE_MAX - 64;
+    CF_FAIL_IF(!fits, CFNET_E_LIMIT, "%s: expanded filter bank for %d outputs and input %s is "
+               "too large", name, O, s);
+
+    p4_priv *p = cf_calloc(1, sizeof *p);
+    CF_FAIL_IF(!p, CFNET_E_OUT_OF_MEMORY, "%s: out of memory", name);
+    l->priv = p;
+    p->G = G;
+    p->rot = cf_malloc((size_t)4 * (size_t)kk * sizeof *p->rot);
+    CF_FAIL_IF(!p->rot, CFNET_E_OUT_OF_MEMORY, "%s: out of memory", name);
+    for (int r = 0; r < 4; r++) cf_rotmap_build(k, 1, r, CFNET_INTERP_NEAREST, p->rot + r * kk);
+    cfnet_status st = cf_conv_plan_init(&p->plan, C * G, S, S, k, 1, pad, NULL, 1);
+    if (st != CFNET_OK)
+        return cf_error(st, "%s: input is %s: %s", name, s, cfnet_last_error());
+
+    int64_t wshape[5] = {O, C, G, k, k}, bshape[1] = {O};
+    cfnet_tensor *w;
+    if (G == 1) { /* O x C x k x k */
+        wshape[2] = k;
+        CF_CHECK(cf_layer_add_param(l, "weight", 4, wshape, &w));
+    } else {
+        CF_CHECK(cf_layer_add_param(l, "weight", 5, wshape, &w));
+    }
+    CF_CHECK(cf_layer_add_param(l, "bias", 1, bshape, NULL));
+    cf_rng rng;
+    cf_rng_seed(&rng, seed);
+    cf_init_he(w, p->plan.CK, &rng); /* fan-in C * G * k * k */
+    l->out_ndim = 4;
+    l->out_shape[0] = O;
+    l->out_shape[1] = 4;
+    l->out_shape[2] = OS;
+    l->out_shape[3] = OS;
+    return CFNET_OK;
+}
+
+/* Workspace: expanded bank (4O x CK), its gradient, expanded bias (4O), its gradient, then the
+ * engine's own space for 4O output planes. */
+static size_t bank_floats(const cfnet_layer *l)
+{
+    const p4_priv *p = l->priv;
+    return (size_t)4 * (size_t)l->icfg[CF_P4_CFG_OUT] * (size_t)p->plan.CK;
+}
+
+size_t cf_p4_workspace(const cfnet_layer *l, int64_t n)
+{
+    const p4_priv *p = l->priv;
+    size_t nb = (size_t)4 * (size_t)l->icfg[CF_P4_CFG_OUT];
+    return cf_align64((2 * bank_floats(l) + 2 * nb) * sizeof(float)) +
+           cf_conv_workspace(&p->plan, 4 * l->icfg[CF_P4_CFG_OUT], n);
+}
+
+typedef struct p4_ws {
+    float *w, *dw, *b, *db;
+    void *engine;
+} p4_ws;
+
+static p4_ws carve(const cfnet_layer *l, void *ws)
+{
+    size_t bank = bank_floats(l), nb = (size_t)4 * (size_t)l->icfg[CF_P4_CFG_OUT];
+    p4_ws w;
+    w.w = ws;
+    w.dw = w.w + bank;
+    w.b = w.dw + bank;
+    w.db = w.b + nb;
+    w.engine = (char *)ws + cf_align64((2 * bank + 2 * nb) * sizeof(float));
+    return w;
+}
+
+/* Input rotation whose filter lands in column block s of expanded row r. */
+static inline int src_rot(int s, int r, int G) { return ((s - r) % G + G) % G; }
+
+cfnet_status cf_p4_forward(cfnet_layer *l, const float *x, float *y, int64_t n, bool training,
+                           void *ws)
+{
+    (void)training;
+    const p4_priv *p = l->priv;
+    int O = l->icfg[CF_P4_CFG_OUT], k = l->icfg[CF_P4_CFG_K], kk = k * k, G = p->G;
+    int C = p->plan.C / G;
+    size_t CK = (size_t)p->plan.CK;
+    p4_ws w = carve(l, ws);
+    const float *base = l->param[0]->data, *bias = l->param[1]->data;
+    for (int o = 0; o < O; o++) {
+        for (int r = 0; r < 4; r++) {
+            float *row = w.w + ((size_t)o * 4 + (size_t)r) * CK;
+            for (int c = 0; c < C; c++)
+                for (int s = 0; s < G; s++) {
+                    const float *src =
+                        base + (((size_t)o * C + (size_t)c) * G + (size_t)src_rot(s, r, G)) * kk;
+                    cf_rotmap_apply(p->rot + r * kk, kk, src, row + ((size_t)c * G + s) * kk);
+                }
+            w.b[o * 4 + r] = bias[o];
+        }
+    }
+    const float *wg = w.w;
+    cf_conv_forward(&p->plan, 4 * O, &wg, w.b, x, y, n, w.engine);
+    return CFNET_OK;
+}
+
+/* Uses the expanded bank the preceding forward left in the workspace. */
+cfnet_status cf_p4_backward(cfnet_layer *l, const float *x, const float *y, const float *dy,
+                            float *dx, int64_t n, void *ws)
+{
+    (void)y;
+    const p4_priv *p = l->priv;
+    int O = l->icfg[CF_P4_CFG_OUT], k = l->icfg[CF_P4_CFG_K], kk = k * k, G = p->G;
+    int C = p->plan.C / G;
+    size_t CK = (size_t)p->plan.CK, bank = bank_floats(l);
+    p4_ws w = carve(l, ws);
+    memset(w.dw, 0, bank * sizeof(float));
+    memset(w.db, 0, (size_t)4 * (size_t)O * sizeof(float));
+    const float *wg = w.w;
+    float *dwg = w.dw;
+    cf_conv_backward(&p->plan, 4 * O, &wg, &dwg, w.db, x, dy, dx, n, w.engine);
+    float *gbase = l->grad[0]->data, *gbias = l->grad[1]->data;
+    for (int o = 0; o < O; o++) {
+        float db = 0.0f;
+        for (int r = 0; r < 4; r++) {
+            const float *row = w.dw + ((size_t)o * 4 + (size_t)r) * CK;
+            for (int c = 0; c < C; c++)
+                for (int s = 0; s < G; s++) {
+                    float *dst =
+                        gbase + (((size_t)o * C + (size_t)c) * G + (size_t)src_rot(s, r, G)) * kk;
+                    cf_rotmap_apply_transpose(p->rot + r * kk, kk,
+                                              row + ((size_t)c * G + s) * kk, dst);
+                }
+            db += w.db[o * 4 + r];
+        }
+        gbias[o] += db; /* one bias per output channel, shared by the 4 rotations */
+    }
+    return CFNET_OK;
+}
