@@ -112,7 +112,8 @@ struct cfnet_layer {
     const cf_layer_ops *ops;
     int kind;
     bool is_setup;
-    bool owned; /* appended to a network, which frees it */
+    bool owned;  /* appended to a network, which frees it */
+    int threads; /* threads for the layer's own loops (set by the network; 0 means 1) */
     int icfg[CF_MAX_ICFG]; /* creation hyper-parameters, meaning per kind (ops->icfg_names) */
     float fcfg[CF_MAX_FCFG];
     int in_ndim, out_ndim; /* per sample, without the batch axis */

@@ -2,6 +2,7 @@
 #include "convcore.h"
 
 #include <cblas.h>
+#include <pthread.h>
 #include <string.h>
 
 /* Column blocks are sized to about this many bytes (trading GEMM width against cache). */
@@ -80,12 +81,39 @@ cfnet_status cf_conv_plan_init(cf_conv_plan *p, int C, int H, int W, int k, int 
     return CFNET_OK;
 }
 
-size_t cf_conv_workspace(const cf_conv_plan *p, int O, int64_t n)
+/* Threads actually used for a batch of n. */
+static int eff_threads(int threads, int64_t n)
 {
-    int64_t b = n < p->chunk ? n : p->chunk;
-    /* columns (CK x bP, reused for their gradient) + outputs (O x bP) */
-    return cf_align64((size_t)p->CK * (size_t)(b * p->P) * sizeof(float)) +
-           cf_align64((size_t)O * (size_t)(b * p->P) * sizeof(float));
+    if (threads < 1) threads = 1;
+    return n < threads ? (int)(n > 0 ? n : 1) : threads;
+}
+
+/* Samples per block for one thread's share of a batch of n. */
+static int64_t block_of(const cf_conv_plan *p, int64_t n, int T)
+{
+    int64_t share = (n + T - 1) / T;
+    return share < p->chunk ? share : p->chunk;
+}
+
+static size_t thread_bytes(const cf_conv_plan *p, int O, int64_t nb)
+{
+    /* columns (CK x nb P, reused for their gradient) + outputs (O x nb P) */
+    return cf_align64((size_t)p->CK * (size_t)(nb * p->P) * sizeof(float)) +
+           cf_align64((size_t)O * (size_t)(nb * p->P) * sizeof(float));
+}
+
+/* Per extra thread in backward: private weight-gradient banks (one per group) and bias. */
+static size_t reduce_bytes(const cf_conv_plan *p, int O)
+{
+    return cf_align64(((size_t)p->ngroups * (size_t)O * (size_t)p->CK + (size_t)O) *
+                      sizeof(float));
+}
+
+size_t cf_conv_workspace(const cf_conv_plan *p, int O, int64_t n, int threads)
+{
+    int T = eff_threads(threads, n);
+    return (size_t)T * thread_bytes(p, O, block_of(p, n, T)) +
+           (size_t)(T - 1) * reduce_bytes(p, O);
 }
 
 /* Position of sample b's column j (grouped order, j in group g) inside a block of nb samples. */
@@ -132,89 +160,206 @@ static void col2im(const cf_conv_plan *p, const float *col, int64_t nb, float *d
     }
 }
 
-void cf_conv_forward(const cf_conv_plan *p, int O, const float *const *Wg, const float *bias,
-                     const float *x, float *y, int64_t n, void *ws)
+/* One thread's share: samples [s_begin, s_end), blocks of at most nbmax, its own buffers. */
+typedef struct conv_job {
+    const cf_conv_plan *p;
+    int O;
+    const float *const *Wg;
+    float *const *dWg; /* backward: where this thread accumulates (private for t > 0) */
+    const float *bias;
+    float *dbias;
+    const float *x, *dy;
+    float *y, *dx;
+    int64_t s_begin, s_end, nbmax;
+    float *col, *out;
+} conv_job;
+
+static void forward_range(const conv_job *j)
 {
-    int64_t chunk = p->chunk, P = p->P, CK = p->CK, in_size = (int64_t)p->C * p->H * p->W;
-    float *col = ws;
-    float *out = (float *)((char *)ws + cf_align64((size_t)CK * (size_t)((n < chunk ? n : chunk) * P) * sizeof(float)));
-    for (int64_t s0 = 0; s0 < n; s0 += chunk) {
-        int64_t nb = n - s0 < chunk ? n - s0 : chunk, BP = nb * P;
-        im2col(p, x + s0 * in_size, nb, col);
+    const cf_conv_plan *p = j->p;
+    int O = j->O;
+    int64_t P = p->P, CK = p->CK, in_size = (int64_t)p->C * p->H * p->W;
+    for (int64_t s0 = j->s_begin; s0 < j->s_end; s0 += j->nbmax) {
+        int64_t nb = j->s_end - s0 < j->nbmax ? j->s_end - s0 : j->nbmax, BP = nb * P;
+        im2col(p, j->x + s0 * in_size, nb, j->col);
         for (int g = 0; g < p->ngroups; g++) {
             int64_t g0 = p->goff[g], pg = p->goff[g + 1] - g0;
             if (pg == 0) continue;
             cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, O, (int)(nb * pg), (int)CK,
-                        1.0f, Wg[g], (int)CK, col + nb * g0, (int)BP, 0.0f, out + nb * g0,
-                        (int)BP);
+                        1.0f, j->Wg[g], (int)CK, j->col + nb * g0, (int)BP, 0.0f,
+                        j->out + nb * g0, (int)BP);
         }
         for (int64_t b = 0; b < nb; b++) {
-            float *yb = y + (s0 + b) * O * P;
+            float *yb = j->y + (s0 + b) * O * P;
             for (int o = 0; o < O; o++) {
-                float bo = bias ? bias[o] : 0.0f;
-                const float *src = out + o * BP;
+                float bo = j->bias ? j->bias[o] : 0.0f;
+                const float *src = j->out + o * BP;
                 float *dst = yb + o * P;
                 for (int g = 0; g < p->ngroups; g++) {
                     int64_t j0 = p->goff[g], j1 = p->goff[g + 1];
-                    const float *s = src + colpos(p, g, nb, b, j0);
+                    const float *sv = src + colpos(p, g, nb, b, j0);
                     if (p->perm)
-                        for (int64_t j = j0; j < j1; j++) dst[p->perm[j]] = *s++ + bo;
+                        for (int64_t q = j0; q < j1; q++) dst[p->perm[q]] = *sv++ + bo;
                     else
-                        for (int64_t j = j0; j < j1; j++) dst[j] = *s++ + bo;
+                        for (int64_t q = j0; q < j1; q++) dst[q] = *sv++ + bo;
                 }
             }
         }
     }
 }
 
-void cf_conv_backward(const cf_conv_plan *p, int O, const float *const *Wg, float *const *dWg,
-                      float *dbias, const float *x, const float *dy, float *dx, int64_t n,
-                      void *ws)
+static void backward_range(const conv_job *j)
 {
-    int64_t chunk = p->chunk, P = p->P, CK = p->CK, in_size = (int64_t)p->C * p->H * p->W;
-    float *col = ws;
-    float *dout = (float *)((char *)ws + cf_align64((size_t)CK * (size_t)((n < chunk ? n : chunk) * P) * sizeof(float)));
-    if (dx) memset(dx, 0, (size_t)(n * in_size) * sizeof(float));
-    for (int64_t s0 = 0; s0 < n; s0 += chunk) {
-        int64_t nb = n - s0 < chunk ? n - s0 : chunk, BP = nb * P;
+    const cf_conv_plan *p = j->p;
+    int O = j->O;
+    int64_t P = p->P, CK = p->CK, in_size = (int64_t)p->C * p->H * p->W;
+    if (j->dx)
+        memset(j->dx + j->s_begin * in_size, 0,
+               (size_t)((j->s_end - j->s_begin) * in_size) * sizeof(float));
+    for (int64_t s0 = j->s_begin; s0 < j->s_end; s0 += j->nbmax) {
+        int64_t nb = j->s_end - s0 < j->nbmax ? j->s_end - s0 : j->nbmax, BP = nb * P;
+        float *dout = j->out;
         /* Gather dy into grouped column order. */
         for (int64_t b = 0; b < nb; b++) {
-            const float *dyb = dy + (s0 + b) * O * P;
+            const float *dyb = j->dy + (s0 + b) * O * P;
             for (int o = 0; o < O; o++) {
                 const float *src = dyb + o * P;
                 float *dst = dout + o * BP;
-                double sum = 0;
                 for (int g = 0; g < p->ngroups; g++) {
                     int64_t j0 = p->goff[g], j1 = p->goff[g + 1];
                     float *d = dst + colpos(p, g, nb, b, j0);
                     if (p->perm)
-                        for (int64_t j = j0; j < j1; j++) *d++ = src[p->perm[j]];
+                        for (int64_t q = j0; q < j1; q++) *d++ = src[p->perm[q]];
                     else
-                        for (int64_t j = j0; j < j1; j++) *d++ = src[j];
+                        for (int64_t q = j0; q < j1; q++) *d++ = src[q];
                 }
-                if (dbias) {
-                    for (int64_t j = 0; j < P; j++) sum += src[j];
-                    dbias[o] += (float)sum;
+                if (j->dbias) {
+                    double sum = 0;
+                    for (int64_t q = 0; q < P; q++) sum += src[q];
+                    j->dbias[o] += (float)sum;
                 }
             }
         }
-        im2col(p, x + s0 * in_size, nb, col);
+        im2col(p, j->x + s0 * in_size, nb, j->col);
         for (int g = 0; g < p->ngroups; g++) {
             int64_t g0 = p->goff[g], pg = p->goff[g + 1] - g0;
             if (pg == 0) continue;
             cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, O, (int)CK, (int)(nb * pg),
-                        1.0f, dout + nb * g0, (int)BP, col + nb * g0, (int)BP, 1.0f, dWg[g],
-                        (int)CK);
+                        1.0f, dout + nb * g0, (int)BP, j->col + nb * g0, (int)BP, 1.0f,
+                        j->dWg[g], (int)CK);
         }
-        if (!dx) continue;
+        if (!j->dx) continue;
         /* The columns are no longer needed: their gradient overwrites them. */
         for (int g = 0; g < p->ngroups; g++) {
             int64_t g0 = p->goff[g], pg = p->goff[g + 1] - g0;
             if (pg == 0) continue;
             cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)CK, (int)(nb * pg), O,
-                        1.0f, Wg[g], (int)CK, dout + nb * g0, (int)BP, 0.0f, col + nb * g0,
-                        (int)BP);
+                        1.0f, j->Wg[g], (int)CK, dout + nb * g0, (int)BP, 0.0f,
+                        j->col + nb * g0, (int)BP);
         }
-        col2im(p, col, nb, dx + s0 * in_size);
+        col2im(p, j->col, nb, j->dx + s0 * in_size);
     }
+}
+
+typedef struct conv_thread {
+    conv_job job;
+    bool backward;
+    pthread_t tid;
+    bool started;
+} conv_thread;
+
+static void *thread_main(void *arg)
+{
+    conv_thread *t = arg;
+    if (t->backward) backward_range(&t->job);
+    else forward_range(&t->job);
+    return NULL;
+}
+
+/* Splits the batch over T threads (the caller's thread does share 0); each share uses its own
+ * slice of the workspace. If a thread cannot be started, its share runs in the caller. */
+static void run_split(const conv_job *base, bool backward, int64_t n, int threads, void *ws,
+                      float *const *dWg_shared, float *dbias_shared)
+{
+    const cf_conv_plan *p = base->p;
+    int T = eff_threads(threads, n);
+    int64_t nb = block_of(p, n, T);
+    size_t tb = thread_bytes(p, base->O, nb);
+    size_t colb = cf_align64((size_t)p->CK * (size_t)(nb * p->P) * sizeof(float));
+    size_t bank = (size_t)base->O * (size_t)p->CK;
+    char *reduce = (char *)ws + (size_t)T * tb;
+    enum { MAXT = 64, MAXG = 8 * 64 + 1 };
+    conv_thread th[MAXT];
+    if (T > MAXT) T = MAXT;
+    /* Private gradient banks of threads t > 0, carved from the end of the workspace. */
+    float *dw_ptrs[MAXT > 1 ? MAXT - 1 : 1][MAXG];
+    for (int t = 0; t < T; t++) {
+        conv_job *j = &th[t].job;
+        *j = *base;
+        j->s_begin = n * t / T;
+        j->s_end = n * (t + 1) / T;
+        j->nbmax = nb;
+        j->col = (float *)((char *)ws + (size_t)t * tb);
+        j->out = (float *)((char *)ws + (size_t)t * tb + colb);
+        th[t].backward = backward;
+        th[t].started = false;
+        if (backward && t > 0) {
+            float *r = (float *)(reduce + (size_t)(t - 1) * reduce_bytes(p, base->O));
+            memset(r, 0, ((size_t)p->ngroups * bank + (size_t)base->O) * sizeof(float));
+            for (int g = 0; g < p->ngroups && g < MAXG; g++)
+                dw_ptrs[t - 1][g] = r + (size_t)g * bank;
+            j->dWg = dw_ptrs[t - 1];
+            j->dbias = dbias_shared ? r + (size_t)p->ngroups * bank : NULL;
+        } else if (backward) {
+            j->dWg = dWg_shared;
+            j->dbias = dbias_shared;
+        }
+    }
+    for (int t = 1; t < T; t++)
+        th[t].started = pthread_create(&th[t].tid, NULL, thread_main, &th[t]) == 0;
+    thread_main(&th[0]);
+    for (int t = 1; t < T; t++) {
+        if (th[t].started) pthread_join(th[t].tid, NULL);
+        else thread_main(&th[t]);
+    }
+    if (!backward) return;
+    /* Deterministic reduction in thread order. */
+    for (int t = 1; t < T; t++) {
+        for (int g = 0; g < p->ngroups; g++) {
+            const float *src = th[t].job.dWg[g];
+            float *dst = dWg_shared[g];
+            for (size_t i = 0; i < bank; i++) dst[i] += src[i];
+        }
+        if (dbias_shared)
+            for (int o = 0; o < base->O; o++) dbias_shared[o] += th[t].job.dbias[o];
+    }
+}
+
+void cf_conv_forward(const cf_conv_plan *p, int O, const float *const *Wg, const float *bias,
+                     const float *x, float *y, int64_t n, void *ws, int threads)
+{
+    conv_job j;
+    memset(&j, 0, sizeof j);
+    j.p = p;
+    j.O = O;
+    j.Wg = Wg;
+    j.bias = bias;
+    j.x = x;
+    j.y = y;
+    run_split(&j, false, n, threads, ws, NULL, NULL);
+}
+
+void cf_conv_backward(const cf_conv_plan *p, int O, const float *const *Wg, float *const *dWg,
+                      float *dbias, const float *x, const float *dy, float *dx, int64_t n,
+                      void *ws, int threads)
+{
+    conv_job j;
+    memset(&j, 0, sizeof j);
+    j.p = p;
+    j.O = O;
+    j.Wg = Wg;
+    j.x = x;
+    j.dy = dy;
+    j.dx = dx;
+    run_split(&j, true, n, threads, ws, dWg, dbias);
 }

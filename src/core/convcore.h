@@ -35,18 +35,20 @@ cfnet_status cf_conv_plan_init(cf_conv_plan *p, int C, int H, int W, int k, int 
                                cfnet_padding padding, const int32_t *group_of, int ngroups);
 void cf_conv_plan_free(cf_conv_plan *p);
 
-/* Workspace bytes for O output channels and a batch of n. */
-size_t cf_conv_workspace(const cf_conv_plan *p, int O, int64_t n);
+/* Workspace bytes for O output channels, a batch of n and `threads` threads (the batch is
+ * split into one contiguous share per thread; backward reduces the threads' weight gradients
+ * in thread order, so results depend on the thread count but not on timing). */
+size_t cf_conv_workspace(const cf_conv_plan *p, int O, int64_t n, int threads);
 
 /* y (n x O x P) = conv(x (n x C x H x W)); Wg[g] is group g's O x CK matrix; bias (O) may be
  * NULL. */
 void cf_conv_forward(const cf_conv_plan *p, int O, const float *const *Wg, const float *bias,
-                     const float *x, float *y, int64_t n, void *ws);
+                     const float *x, float *y, int64_t n, void *ws, int threads);
 
 /* dWg[g] += dY_g col_g^T (dWg[g] may repeat a pointer: contributions add), dbias += sums (may
  * be NULL), dx = conv^T (dy) if dx is not NULL. */
 void cf_conv_backward(const cf_conv_plan *p, int O, const float *const *Wg, float *const *dWg,
                       float *dbias, const float *x, const float *dy, float *dx, int64_t n,
-                      void *ws);
+                      void *ws, int threads);
 
 #endif

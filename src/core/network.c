@@ -128,6 +128,7 @@ cfnet_status cf_network_append(cfnet_network *net, cfnet_layer *layer)
     free_train_buffers(net);
     free_slots(net);
     layer->owned = true;
+    layer->threads = net->opt.threads;
     net->layers[net->nlayers++] = layer;
     return CFNET_OK;
 }
@@ -525,6 +526,13 @@ CFNET_API cfnet_status cfnet_network_zero_grad(cfnet_network *net)
 }
 
 CFNET_API void cfnet_free(void *p) { cf_free(p); }
+
+void cf_network_set_threads(cfnet_network *net, int threads)
+{
+    net->opt.threads = threads;
+    for (int i = 0; i < net->nlayers; i++) net->layers[i]->threads = threads;
+    free_train_buffers(net); /* workspace sizes depend on the thread count */
+}
 
 cfnet_status cf_network_ensure_slots(cfnet_network *net)
 {

@@ -59,6 +59,8 @@ cfnet_status cf_network_ensure_train_buffers(cfnet_network *net, int64_t n);
 cfnet_status cf_network_train_forward(cfnet_network *net, int upto, int64_t n);
 /* Backward of layers [0, upto) from d (in grad_a or grad_b); accumulates parameter gradients. */
 cfnet_status cf_network_train_backward(cfnet_network *net, int upto, float *d, int64_t n);
+/* Sets the thread count of the network and its layers (training buffers are rebuilt). */
+void cf_network_set_threads(cfnet_network *net, int threads);
 /* Drops the optimiser state (it is rebuilt, zeroed, on the next step). */
 void cf_network_reset_optimizer(cfnet_network *net);
 

@@ -61,7 +61,7 @@ CFNET_API cfnet_status cfnet_network_set_option(cfnet_network *net, cfnet_option
     case CFNET_OPTION_THREADS:
         CF_FAIL_IF(!integral || value < 1 || value > 256, CFNET_E_INVALID_ARGUMENT,
                    "network_set_option: threads %g must be an integer in 1..256", value);
-        o->threads = (int)value;
+        cf_network_set_threads(net, (int)value);
         return CFNET_OK;
     case CFNET_OPTION_AUG_ROTATION:
         CF_FAIL_IF(!integral || value < CFNET_AUG_ROTATION_NONE || value > CFNET_AUG_ROTATION_ANY,

@@ -128,7 +128,7 @@ static size_t conic_workspace(const cfnet_layer *l, int64_t n)
     const conic_priv *p = l->priv;
     size_t banks = (size_t)(2 * p->nrot + 1) * 2;
     return cf_align64(banks * bank_floats(l) * sizeof(float)) +
-           cf_conv_workspace(&p->plan, l->icfg[CFG_OUT], n);
+           cf_conv_workspace(&p->plan, l->icfg[CFG_OUT], n, l->threads);
 }
 
 typedef struct conic_ws {
@@ -197,7 +197,8 @@ static cfnet_status conic_forward(cfnet_layer *l, const float *x, float *y, int6
     const float *Wg[8 * 64 + 1];
     float *dWg[8 * 64 + 1];
     group_banks(l, &w, Wg, dWg);
-    cf_conv_forward(&p->plan, l->icfg[CFG_OUT], Wg, l->param[1]->data, x, y, n, w.engine);
+    cf_conv_forward(&p->plan, l->icfg[CFG_OUT], Wg, l->param[1]->data, x, y, n, w.engine,
+                    l->threads);
     return CFNET_OK;
 }
 
@@ -214,7 +215,7 @@ static cfnet_status conic_backward(cfnet_layer *l, const float *x, const float *
     float *dWg[8 * 64 + 1];
     group_banks(l, &w, Wg, dWg);
     cf_conv_backward(&p->plan, l->icfg[CFG_OUT], Wg, dWg, l->grad[1]->data, x, dy, dx, n,
-                     w.engine);
+                     w.engine, l->threads);
     /* Rays and centre hand their gradient to the rotations they average. */
     for (int rho = 0; rho < p->nrot; rho++) {
         if (!p->nonempty[p->nrot + rho]) continue;

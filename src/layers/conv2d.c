@@ -40,7 +40,7 @@ static cfnet_status conv2d_setup(cfnet_layer *l, uint64_t seed)
 
 static size_t conv2d_workspace(const cfnet_layer *l, int64_t n)
 {
-    return cf_conv_workspace(l->priv, l->icfg[CFG_OUT], n);
+    return cf_conv_workspace(l->priv, l->icfg[CFG_OUT], n, l->threads);
 }
 
 static cfnet_status conv2d_forward(cfnet_layer *l, const float *x, float *y, int64_t n,
@@ -48,7 +48,8 @@ static cfnet_status conv2d_forward(cfnet_layer *l, const float *x, float *y, int
 {
     (void)training;
     const float *w = l->param[0]->data;
-    cf_conv_forward(l->priv, l->icfg[CFG_OUT], &w, l->param[1]->data, x, y, n, ws);
+    cf_conv_forward(l->priv, l->icfg[CFG_OUT], &w, l->param[1]->data, x, y, n, ws,
+                    l->threads);
     return CFNET_OK;
 }
 
@@ -58,7 +59,8 @@ static cfnet_status conv2d_backward(cfnet_layer *l, const float *x, const float 
     (void)y;
     const float *w = l->param[0]->data;
     float *dw = l->grad[0]->data;
-    cf_conv_backward(l->priv, l->icfg[CFG_OUT], &w, &dw, l->grad[1]->data, x, dy, dx, n, ws);
+    cf_conv_backward(l->priv, l->icfg[CFG_OUT], &w, &dw, l->grad[1]->data, x, dy, dx, n, ws,
+                     l->threads);
     return CFNET_OK;
 }
 

@@ -113,7 +113,7 @@ size_t cf_p4_workspace(const cfnet_layer *l, int64_t n)
     const p4_priv *p = l->priv;
     size_t nb = (size_t)4 * (size_t)l->icfg[CF_P4_CFG_OUT];
     return cf_align64((2 * bank_floats(l) + 2 * nb) * sizeof(float)) +
-           cf_conv_workspace(&p->plan, 4 * l->icfg[CF_P4_CFG_OUT], n);
+           cf_conv_workspace(&p->plan, 4 * l->icfg[CF_P4_CFG_OUT], n, l->threads);
 }
 
 typedef struct p4_ws {
@@ -159,7 +159,7 @@ cfnet_status cf_p4_forward(cfnet_layer *l, const float *x, float *y, int64_t n, 
         }
     }
     const float *wg = w.w;
-    cf_conv_forward(&p->plan, 4 * O, &wg, w.b, x, y, n, w.engine);
+    cf_conv_forward(&p->plan, 4 * O, &wg, w.b, x, y, n, w.engine, l->threads);
     return CFNET_OK;
 }
 
@@ -177,7 +177,7 @@ cfnet_status cf_p4_backward(cfnet_layer *l, const float *x, const float *y, cons
     memset(w.db, 0, (size_t)4 * (size_t)O * sizeof(float));
     const float *wg = w.w;
     float *dwg = w.dw;
-    cf_conv_backward(&p->plan, 4 * O, &wg, &dwg, w.db, x, dy, dx, n, w.engine);
+    cf_conv_backward(&p->plan, 4 * O, &wg, &dwg, w.db, x, dy, dx, n, w.engine, l->threads);
     float *gbase = l->grad[0]->data, *gbias = l->grad[1]->data;
     for (int o = 0; o < O; o++) {
         float db = 0.0f;

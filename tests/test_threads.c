@@ -1,0 +1,158 @@
+/* Threads: the per-network thread count changes results only by rounding and keeps runs
+ * reproducible; distinct networks train concurrently; one network serves inference to several
+ * threads at once. */
+#include "testutil.h"
+
+#include <math.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define APPEND(net, expr)                              \
+    do {                                               \
+        cfnet_layer *l_ = NULL;                        \
+        CF_ASSERT_OK(expr);                            \
+        CF_ASSERT_OK(cfnet_network_append((net), l_)); \
+    } while (0)
+
+enum { S = 14, K = 4, NB = 12 };
+
+static cfnet_network *make_net(uint64_t seed)
+{
+    cfnet_network *net = NULL;
+    CF_ASSERT_OK(cfnet_network_create(1, S, S, seed, &net));
+    APPEND(net, cfnet_layer_conic_conv_create(6, 3, 2, CFNET_PADDING_SAME, CFNET_INTERP_NEAREST, &l_));
+    APPEND(net, cfnet_layer_batch_norm_create(0.1f, 1e-5f, &l_));
+    APPEND(net, cfnet_layer_relu_create(&l_));
+    APPEND(net, cfnet_layer_pool_create(CFNET_POOL_MAX, 0, 0, &l_));
+    APPEND(net, cfnet_layer_p4_lift_create(3, 3, CFNET_PADDING_SAME, &l_));
+    APPEND(net, cfnet_layer_relu_create(&l_));
+    APPEND(net, cfnet_layer_group_pool_create(CFNET_POOL_MAX, &l_));
+    APPEND(net, cfnet_layer_conv2d_create(5, 3, 1, CFNET_PADDING_VALID, &l_));
+    APPEND(net, cfnet_layer_dense_create(K, &l_));
+    return net;
+}
+
+static void fill_batch(float *x, int32_t *y, int n, uint64_t seed)
+{
+    tu_rng r = {seed};
+    tu_fill_normal(x, (int64_t)n * S * S, &r);
+    for (int i = 0; i < n; i++) y[i] = (int32_t)(tu_uniform(&r) * K);
+}
+
+static void two_threads_match_one_thread_to_rounding(void **state)
+{
+    (void)state;
+    float x[NB * S * S];
+    int32_t y[NB];
+    fill_batch(x, y, NB, 1);
+    int64_t xs[] = {NB, 1, S, S}, os[] = {NB, K};
+    cfnet_tensor *xt = NULL, *o1 = tu_tensor(2, os, NULL), *o2 = tu_tensor(2, os, NULL);
+    CF_ASSERT_OK(cfnet_tensor_wrap(x, 4, xs, &xt));
+    cfnet_network *a = make_net(3), *b = make_net(3);
+    CF_ASSERT_OK(cfnet_network_set_option(b, CFNET_OPTION_THREADS, 2));
+    CF_ASSERT_OK(cfnet_network_infer(a, xt, o1));
+    CF_ASSERT_OK(cfnet_network_infer(b, xt, o2));
+    assert_true(tu_max_rel_diff(cfnet_tensor_data(o2), cfnet_tensor_data(o1), NB * K) < 1e-5);
+    float la[4], lb[4];
+    for (int t = 0; t < 4; t++) {
+        CF_ASSERT_OK(cfnet_network_train_step(a, xt, y, NB, &la[t]));
+        CF_ASSERT_OK(cfnet_network_train_step(b, xt, y, NB, &lb[t]));
+        assert_float_equal(la[t], lb[t], 1e-3 * fabs(la[t]) + 1e-5);
+    }
+    /* Two threads, same seed, same calls: bit-identical. */
+    cfnet_network *c = make_net(3);
+    CF_ASSERT_OK(cfnet_network_set_option(c, CFNET_OPTION_THREADS, 2));
+    for (int t = 0; t < 4; t++) {
+        float lc;
+        CF_ASSERT_OK(cfnet_network_train_step(c, xt, y, NB, &lc));
+        assert_memory_equal(&lc, &lb[t], sizeof lc);
+    }
+    cfnet_network_free(a);
+    cfnet_network_free(b);
+    cfnet_network_free(c);
+    cfnet_tensor_free(xt);
+    cfnet_tensor_free(o1);
+    cfnet_tensor_free(o2);
+}
+
+typedef struct job {
+    cfnet_network *net;  /* trained by this thread, or shared read-only */
+    const cfnet_tensor *x;
+    const int32_t *y;
+    float losses[3];
+    float out[NB * K];
+    cfnet_status st;
+} job;
+
+static void *train_job(void *arg)
+{
+    job *j = arg;
+    j->st = CFNET_OK;
+    for (int t = 0; t < 3 && j->st == CFNET_OK; t++)
+        j->st = cfnet_network_train_step(j->net, j->x, j->y, NB, &j->losses[t]);
+    return NULL;
+}
+
+static void *infer_job(void *arg)
+{
+    job *j = arg;
+    int64_t os[] = {NB, K};
+    cfnet_tensor *o = NULL;
+    j->st = cfnet_tensor_wrap(j->out, 2, os, &o);
+    for (int t = 0; t < 5 && j->st == CFNET_OK; t++) j->st = cfnet_network_infer(j->net, j->x, o);
+    cfnet_tensor_free(o);
+    return NULL;
+}
+
+static void networks_train_and_serve_concurrently(void **state)
+{
+    (void)state;
+    float x[NB * S * S];
+    int32_t y[NB];
+    fill_batch(x, y, NB, 2);
+    int64_t xs[] = {NB, 1, S, S}, os[] = {NB, K};
+    cfnet_tensor *xt = NULL, *ref = tu_tensor(2, os, NULL);
+    CF_ASSERT_OK(cfnet_tensor_wrap(x, 4, xs, &xt));
+
+    /* Serial references. */
+    float serial[2][3];
+    for (int k = 0; k < 2; k++) {
+        cfnet_network *n = make_net(10 + (uint64_t)k);
+        for (int t = 0; t < 3; t++) CF_ASSERT_OK(cfnet_network_train_step(n, xt, y, NB, &serial[k][t]));
+        cfnet_network_free(n);
+    }
+    cfnet_network *shared = make_net(20);
+    CF_ASSERT_OK(cfnet_network_infer(shared, xt, ref));
+
+    job jobs[5];
+    pthread_t tid[5];
+    for (int k = 0; k < 5; k++) {
+        memset(&jobs[k], 0, sizeof jobs[k]);
+        jobs[k].x = xt;
+        jobs[k].y = y;
+        jobs[k].net = k < 2 ? make_net(10 + (uint64_t)k) : shared;
+    }
+    for (int k = 0; k < 5; k++)
+        assert_int_equal(pthread_create(&tid[k], NULL, k < 2 ? train_job : infer_job, &jobs[k]), 0);
+    for (int k = 0; k < 5; k++) pthread_join(tid[k], NULL);
+    for (int k = 0; k < 5; k++) CF_ASSERT_OK(jobs[k].st);
+    for (int k = 0; k < 2; k++) {
+        assert_memory_equal(jobs[k].losses, serial[k], sizeof serial[k]);
+        cfnet_network_free(jobs[k].net);
+    }
+    for (int k = 2; k < 5; k++)
+        assert_memory_equal(jobs[k].out, cfnet_tensor_data(ref), sizeof jobs[k].out);
+    cfnet_network_free(shared);
+    cfnet_tensor_free(xt);
+    cfnet_tensor_free(ref);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(two_threads_match_one_thread_to_rounding),
+        cmocka_unit_test(networks_train_and_serve_concurrently),
+    };
+    return cmocka_run_group_tests_name("threads", tests, NULL, NULL);
+}
