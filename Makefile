@@ -62,13 +62,24 @@ SONAME  := libcfnet.so.$(MAJOR)
 SOLIB   := $(LIBOUT)/libcfnet.so.$(VERSION)
 ALIB    := $(LIBOUT)/libcfnet.a
 
+# Examples: every examples/*.c is a program; examples/common/*.c is linked into each.
+EX_COMMON := $(sort $(wildcard examples/common/*.c))
+EX_SRCS   := $(sort $(wildcard examples/*.c))
+EX_BINS   := $(EX_SRCS:examples/%.c=$(BUILD)/examples/%)
+# Benchmarks: every bench/*.c is a program (run by bench/run.sh).
+BENCH_SRCS := $(sort $(wildcard bench/*.c))
+BENCH_BINS := $(BENCH_SRCS:bench/%.c=$(BUILD)/bench/%)
+# Script tests: every executable tests/test_*.sh runs in `make check` after the C suites.
+SCRIPT_TESTS := $(sort $(wildcard tests/test_*.sh))
+
 TEST_SRCS := $(sort $(wildcard tests/test_*.c))
 TEST_BINS := $(TEST_SRCS:tests/%.c=$(BUILD)/tests/%)
 TEST_UTIL := $(BUILD)/tests/testutil.o
 TEST_CFLAGS = $(shell pkg-config --cflags cmocka 2>/dev/null)
 TEST_LIBS   = $(shell pkg-config --libs cmocka 2>/dev/null)
 
-.PHONY: all deps check test-bins demo install uninstall clean symbols-check
+.PHONY: all deps check test-bins examples bench-bins bench docs demo install uninstall clean \
+        symbols-check
 
 all: $(SOLIB) $(ALIB)
 
@@ -104,15 +115,33 @@ $(BUILD)/tests/%: tests/%.c tests/testutil.h $(TEST_UTIL) $(ALIB) $(HEADER)
 
 test-bins: $(TEST_BINS)
 
+$(BUILD)/examples/%: examples/%.c $(EX_COMMON) $(wildcard examples/common/*.h) $(ALIB) $(HEADER)
+	@mkdir -p $(dir $@)
+	$(CC) $(BASE_CFLAGS) $(SAN) $(DEP_CFLAGS) $(CFLAGS) -Iexamples/common $< $(EX_COMMON) \
+	    $(ALIB) $(DEP_LIBS) -o $@
+
+examples: $(EX_BINS)
+
+$(BUILD)/bench/%: bench/%.c $(EX_COMMON) $(ALIB) $(HEADER)
+	@mkdir -p $(dir $@)
+	$(CC) $(BASE_CFLAGS) $(SAN) $(DEP_CFLAGS) $(CFLAGS) -Isrc -Iexamples/common $< $(EX_COMMON) \
+	    $(ALIB) $(DEP_LIBS) -o $@
+
+bench-bins: $(BENCH_BINS)
+
 # Every exported symbol must be cfnet_* (and versioned, see src/cfnet.map).
 symbols-check: $(SOLIB)
 	@bad=$$(nm -D --defined-only $(SOLIB) | awk '$$2 ~ /^[TDBRVW]$$/ {print $$3}' | grep -v '^cfnet_' | grep -v '^CFNET_' || true); \
 	if [ -n "$$bad" ]; then echo "symbols-check: non-cfnet_ exports: $$bad"; exit 1; fi; \
 	echo "symbols-check: all $$(nm -D --defined-only $(SOLIB) | grep -c ' T cfnet_') exported functions are cfnet_*"
 
-check: all test-bins symbols-check
+# Variables handed to script tests.
+export CFNET_BUILD := $(BUILD)
+export CFNET_LIBDIR := $(abspath $(LIBOUT))
+
+check: all test-bins examples symbols-check
 	@failed=0; total=0; \
-	for t in $(TEST_BINS); do \
+	for t in $(TEST_BINS) $(SCRIPT_TESTS); do \
 	    total=$$((total + 1)); \
 	    echo "== $$t"; \
 	    CFNET_TEST_OUTDIR=$(BUILD)/test-output $$t || { failed=$$((failed + 1)); echo "FAILED: $$t"; }; \
@@ -120,10 +149,18 @@ check: all test-bins symbols-check
 	echo "== test suites: $$((total - failed)) passed, $$failed failed"; \
 	test $$failed -eq 0
 
-demo: all
-	@echo "make demo: the examples land with issue 5; running the smoke program instead"
-	@$(MAKE) --no-print-directory $(BUILD)/tests/test_version
-	@$(BUILD)/tests/test_version
+# The main job: trains the paper's five models on generated biomarker images.
+DEMO_ARGS ?=
+demo: all $(BUILD)/examples/demo
+	$(BUILD)/examples/demo $(DEMO_ARGS)
+
+bench: all bench-bins
+	bench/run.sh
+
+docs:
+	@command -v doxygen >/dev/null || { echo "make docs: needs doxygen (apt-get install doxygen)"; exit 1; }
+	doxygen docs/Doxyfile
+	@echo "API reference in docs/api/html/index.html"
 
 install: $(SOLIB) $(ALIB)
 	install -d $(DESTDIR)$(LIBDIR) $(DESTDIR)$(INCDIR)/cfnet $(DESTDIR)$(PCDIR)
