@@ -15,7 +15,7 @@
  *   `N x C x 4 x H x W`. Layers see the batch dimension N as the first axis; shapes handed to
  *   cfnet_layer_setup() are per sample, without N.
  * - Rotation layers need square maps; conventions for coordinates, rotations and cones are in
- *   docs/method.md (pixel (i, j) sits at u = j - c, v = c - i, c = (S - 1)/2; rotations are
+ *   docs/conventions.md (pixel (i, j) sits at u = j - c, v = c - i, c = (S - 1)/2; rotations are
  *   counter-clockwise; layers compute correlation).
  * - Nothing a caller passes makes the library abort, assert or exit.
  *
