@@ -45,9 +45,17 @@ BASE_CFLAGS := -std=c11 $(OPT) -g -fPIC -fvisibility=hidden $(WARN) -D_POSIX_C_S
                -Iinclude
 
 ifeq ($(SANITIZE),1)
-BUILD   := build/san
-LIBOUT  := build/san/lib
+BUILD   := build/san-$(notdir $(firstword $(CC)))
+LIBOUT  := $(BUILD)/lib
 SAN     := -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer
+else ifeq ($(SANITIZE),thread)
+BUILD   := build/tsan-$(notdir $(firstword $(CC)))
+LIBOUT  := $(BUILD)/lib
+SAN     := -fsanitize=thread -fno-omit-frame-pointer
+else ifeq ($(COVERAGE),1)
+BUILD   := build/coverage
+LIBOUT  := $(BUILD)/lib
+SAN     := --coverage -O0
 else
 BUILD   := build/default
 LIBOUT  := lib
@@ -79,7 +87,7 @@ TEST_CFLAGS = $(shell pkg-config --cflags cmocka 2>/dev/null)
 TEST_LIBS   = $(shell pkg-config --libs cmocka 2>/dev/null)
 
 .PHONY: all deps check test-bins examples bench-bins bench docs demo install uninstall clean \
-        symbols-check
+        symbols-check check-valgrind check-threads abi-check abi-baseline coverage
 
 all: $(SOLIB) $(ALIB)
 
@@ -148,6 +156,40 @@ check: all test-bins examples symbols-check
 	done; \
 	echo "== test suites: $$((total - failed)) passed, $$failed failed"; \
 	test $$failed -eq 0
+
+# Every C suite under valgrind memcheck; any error or definite/indirect leak fails.
+check-valgrind: all test-bins
+	@command -v valgrind >/dev/null || { echo "check-valgrind: needs valgrind"; exit 1; }
+	@failed=0; for t in $(TEST_BINS); do \
+	    echo "== valgrind $$t"; \
+	    CFNET_TEST_OUTDIR=$(BUILD)/test-output valgrind -q --error-exitcode=99 --leak-check=full \
+	        --errors-for-leak-kinds=definite,indirect $$t >/dev/null || { failed=$$((failed + 1)); echo "FAILED: $$t"; }; \
+	done; echo "== valgrind: $$failed failed"; test $$failed -eq 0
+
+# The thread test under ThreadSanitizer (use with SANITIZE=thread).
+check-threads: $(BUILD)/tests/test_threads
+	CFNET_TEST_OUTDIR=$(BUILD)/test-output $(BUILD)/tests/test_threads
+
+# ABI: compare the built library with the committed baseline; every export must be versioned.
+ABI_BASELINE := abi/libcfnet.so.$(MAJOR).abi
+abi-check: $(SOLIB)
+	@command -v abidiff >/dev/null || { echo "abi-check: needs abigail-tools"; exit 1; }
+	abidw --no-corpus-path --headers-dir include/cfnet $(SOLIB) > $(BUILD)/current.abi
+	abidiff --headers-dir2 include/cfnet $(ABI_BASELINE) $(BUILD)/current.abi; \
+	rc=$$?; if [ $$((rc & 11)) -ne 0 ]; then echo "abi-check: incompatible ABI change or abidiff error ($$rc)"; exit 1; fi; \
+	if [ $$rc -ne 0 ]; then echo "abi-check: compatible additions only (abidiff $$rc)"; fi
+	@unversioned=$$(objdump -T $(SOLIB) | awk '$$4 ~ /^\.text|^\.data|^\.bss|^\.rodata/ && $$6 !~ /^CFNET_/ && $$7 ~ /^cfnet_/ {print $$7}'); \
+	if [ -n "$$unversioned" ]; then echo "abi-check: unversioned exports: $$unversioned"; exit 1; fi; \
+	echo "abi-check: ABI compatible with $(ABI_BASELINE); all exports carry a CFNET_ version node"
+
+abi-baseline: $(SOLIB)
+	@mkdir -p abi
+	abidw --no-corpus-path --headers-dir include/cfnet $(SOLIB) > $(ABI_BASELINE)
+
+# Line and branch coverage of src/ from the test suites (gcovr).
+coverage:
+	$(MAKE) COVERAGE=1 check
+	gcovr -r . --filter src/ --object-directory build/coverage/obj --txt --print-summary
 
 # The main job: trains the paper's five models on generated biomarker images.
 DEMO_ARGS ?=
