@@ -527,6 +527,62 @@ CFNET_API cfnet_status cfnet_network_load_buffer(const void *buffer, size_t size
 /** Frees memory returned by libcfnet (cfnet_network_save_buffer). Accepts NULL. */
 CFNET_API void cfnet_free(void *p);
 
+/* ---------------------------------------------------------------------------------------------
+ * Contexts: allocation hooks and loader limits
+ *
+ * A context carries an allocator and the limits applied when loading models. Networks created
+ * or loaded "in" a context allocate all their memory (layers appended to them included) through
+ * its allocator; everything else uses malloc. There is no process-global hook. A context must
+ * outlive every network created in it and every buffer those networks returned
+ * (cfnet_network_save_buffer). Memory that FFTW, the BLAS and the JSON parser allocate
+ * internally does not go through the hooks.
+ * ------------------------------------------------------------------------------------------- */
+
+typedef struct cfnet_context cfnet_context;
+
+/** Allocation hook: returns `size` bytes aligned for any object type, or NULL on failure. */
+typedef void *(*cfnet_alloc_fn)(void *opaque, size_t size);
+/** Release hook for blocks returned by the matching cfnet_alloc_fn (never called with NULL). */
+typedef void (*cfnet_free_fn)(void *opaque, void *ptr);
+
+/** Creates a context with malloc/free and the default limits. */
+CFNET_API cfnet_status cfnet_context_create(cfnet_context **out);
+
+/** Frees a context. Accepts NULL. */
+CFNET_API void cfnet_context_free(cfnet_context *ctx);
+
+/** Sets the allocator (both hooks non-NULL, or both NULL for malloc/free). Affects networks
+ *  created in the context afterwards. */
+CFNET_API cfnet_status cfnet_context_set_allocator(cfnet_context *ctx, cfnet_alloc_fn alloc,
+                                                   cfnet_free_fn free_fn, void *opaque);
+
+/** Limits applied by the loaders; the list is append-only. */
+typedef enum cfnet_limit {
+    CFNET_LIMIT_HEADER_BYTES = 1, /**< JSON header size, default 16 MiB */
+    CFNET_LIMIT_TENSOR_BYTES = 2  /**< total tensor data, default 4 GiB */
+} cfnet_limit;
+
+/** Sets a loader limit (value >= 1); a model over it is rejected with CFNET_E_LIMIT before
+ *  anything of that size is allocated. */
+CFNET_API cfnet_status cfnet_context_set_limit(cfnet_context *ctx, cfnet_limit limit,
+                                               uint64_t value);
+
+/** Reads a loader limit. */
+CFNET_API cfnet_status cfnet_context_get_limit(const cfnet_context *ctx, cfnet_limit limit,
+                                               uint64_t *value);
+
+/** cfnet_network_create in a context (NULL: the default). */
+CFNET_API cfnet_status cfnet_network_create_in(cfnet_context *ctx, int channels, int height,
+                                               int width, uint64_t seed, cfnet_network **out);
+
+/** cfnet_network_load in a context (NULL: the default). */
+CFNET_API cfnet_status cfnet_network_load_in(cfnet_context *ctx, const char *path,
+                                             cfnet_network **out);
+
+/** cfnet_network_load_buffer in a context (NULL: the default). */
+CFNET_API cfnet_status cfnet_network_load_buffer_in(cfnet_context *ctx, const void *buffer,
+                                                    size_t size, cfnet_network **out);
+
 #ifdef __cplusplus
 }
 #endif
