@@ -56,7 +56,7 @@ void cf_free(void *p);
 const cf_allocator *cf_alloc_scope_enter(const cf_allocator *a);
 void cf_alloc_scope_leave(const cf_allocator **prev);
 #define CF_ALLOC_SCOPE(a)                                                                 \
-    const cf_allocator *cf_scope_prev_ __attribute__((cleanup(cf_alloc_scope_leave))) = \
+    const cf_allocator *cf_scope_prev_ __attribute__((cleanup(cf_alloc_scope_leave), unused)) = \
         cf_alloc_scope_enter(a)
 /* Overflow-checked products; return false on overflow. */
 bool cf_mul_size(size_t a, size_t b, size_t *out);
