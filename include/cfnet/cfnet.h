@@ -471,6 +471,18 @@ CFNET_API cfnet_status cfnet_network_evaluate(const cfnet_network *net,
                                               float *accuracy);
 
 /** Invariance check (the analogue of escnn's check_equivariance): runs x (N x C x S x S) and
+ *  its rotations through the network and reports the largest relative output change.
+ *
+ *  Which layer choices keep exact quarter-turn invariance (in inference mode): conic_conv,
+ *  p4_lift and p4_conv with valid or same padding (any R, kernel, odd or even size); relu,
+ *  dropout, batch_norm (statistics per channel, shared over space and rotations); group_pool;
+ *  pool only when its windows sit symmetrically, (S - window) mod stride == 0 — use window 0,
+ *  the equivariant choice; then dft_projection followed by dft_magnitude (optionally with
+ *  batch_norm and relu between them), after which dense and softmax see invariant features.
+ *  conv2d, an asymmetric pool, or a dense layer before the DFT transition break invariance;
+ *  rotations by other angles than quarter turns are only approximately handled.
+ *
+ *  Details: runs x (N x C x S x S) and
  *  its rotations by each angle in degrees (multiples of 90 are exact permutations, other
  *  angles bilinear) through the network in inference mode and reports the largest relative
  *  change max|f(rot x) - f(x)| / max|f(x)|. angles may be NULL (then 90, 180, 270). */
