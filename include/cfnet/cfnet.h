@@ -515,12 +515,17 @@ CFNET_API cfnet_status cfnet_image_normalize(cfnet_tensor *images, double low_pe
  * Saving and loading (safetensors layout; see docs/format.md)
  * ------------------------------------------------------------------------------------------- */
 
-/** Save flag: also store the optimiser state (moments, step count). */
+/** Save flag: also store the training state — optimiser moments, step count and the random
+ *  generators (augmentation, dropout) — so that a loaded copy continues training exactly as the
+ *  original would. Without it the loaded network starts at step 0 with fresh generators. The
+ *  training options are saved in either case. */
 #define CFNET_SAVE_OPTIMIZER 1u
 
-/** Writes the whole network (architecture, parameters, batch-norm statistics, optionally the
- *  optimiser state) to `path`. The file is written to a temporary file beside it and renamed,
- *  so on any failure an existing file at `path` is left intact. */
+/** Writes the whole network (architecture, parameters, batch-norm statistics, training options,
+ *  optionally the training state) to `path`. The file is written to a temporary file beside it
+ *  and renamed, so on any failure (CFNET_E_IO, with the system's reason) an existing file at
+ *  `path` is left intact. Unknown flags give CFNET_E_INVALID_ARGUMENT; a network too large for
+ *  the loader's built-in limits gives CFNET_E_LIMIT. */
 CFNET_API cfnet_status cfnet_network_save(const cfnet_network *net, const char *path,
                                           unsigned flags);
 
@@ -529,7 +534,9 @@ CFNET_API cfnet_status cfnet_network_save_buffer(const cfnet_network *net, unsig
                                                  void **buffer, size_t *size);
 
 /** Loads a network saved by cfnet_network_save. Every field is validated; a malformed file
- *  gives CFNET_E_FORMAT (or CFNET_E_LIMIT, CFNET_E_IO) with a message and no leak. */
+ *  gives CFNET_E_FORMAT (or CFNET_E_LIMIT for built-in size caps, CFNET_E_IO for file errors)
+ *  with a message naming what was wrong, and no leak. *out is set only on success; the caller
+ *  owns it (cfnet_network_free). */
 CFNET_API cfnet_status cfnet_network_load(const char *path, cfnet_network **out);
 
 /** Same, from `size` bytes at `buffer` (not retained). */
