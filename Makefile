@@ -55,7 +55,7 @@ SAN     := -fsanitize=thread -fno-omit-frame-pointer
 else ifeq ($(COVERAGE),1)
 BUILD   := build/coverage
 LIBOUT  := $(BUILD)/lib
-SAN     := --coverage -O0
+SAN     := --coverage -O0 -fprofile-update=atomic
 else
 BUILD   := build/default
 LIBOUT  := lib
@@ -218,7 +218,7 @@ abi-baseline: $(SOLIB)
 # Line and branch coverage of src/ from the test suites (gcovr).
 coverage:
 	$(MAKE) COVERAGE=1 check
-	gcovr -r . --filter src/ --object-directory build/coverage/obj --txt --print-summary
+	gcovr -r . --filter src/ --object-directory build/coverage/obj --gcov-ignore-parse-errors --print-summary -o build/coverage/summary.txt; tail -3 build/coverage/summary.txt
 
 # The main job: trains the paper's five models on generated biomarker images.
 DEMO_ARGS ?=
