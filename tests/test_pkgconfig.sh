@@ -4,7 +4,7 @@
 # against the shared library and once statically against libcfnet.a (`pkg-config --static`);
 # all four must run and print the right output. Finally `make uninstall` must remove every
 # installed file.
-# Environment (set by `make check`): CFNET_BUILD = build directory (build/san: sanitizer build).
+# Environment (set by `make check`): CFNET_SANITIZE, CFNET_BUILD, CC (see tests/sanitizer_env.sh).
 set -eu
 top=$(cd "$(dirname "$0")/.." && pwd)
 cd "$top"
@@ -17,15 +17,10 @@ mkdir -p "$out"
 
 fail() { echo "test_pkgconfig: FAIL: $*" >&2; exit 1; }
 
-# The same build variant as the libraries under test.
-makevars=""
-extra=""
-case "${CFNET_BUILD:-build/default}" in
-*san*)
-    makevars="SANITIZE=1"
-    extra="-fsanitize=address,undefined -fno-omit-frame-pointer"
-    ;;
-esac
+# The same build variant (sanitizer, compiler) as the libraries under test.
+. tests/sanitizer_env.sh
+makevars="SANITIZE=${CFNET_SANITIZE:-} CC=$SAN_CC"
+extra=$SAN_CFLAGS
 
 # Run make afresh, not as a child of the `make check` that runs this script.
 unset MAKEFLAGS MFLAGS MAKELEVEL || true
@@ -79,10 +74,10 @@ build_and_run() { # name compiler std source link-flags
     echo "$output" | grep -qx "consumer ok" || fail "$name: not ok"
 }
 
-build_and_run c-shared "${CC:-cc}" -std=c11 consumer.c "$libs"
-build_and_run c-static "${CC:-cc}" -std=c11 consumer.c "$static_libs"
-build_and_run cxx-shared "${CXX:-c++}" -std=c++17 consumer.cpp "$libs"
-build_and_run cxx-static "${CXX:-c++}" -std=c++17 consumer.cpp "$static_libs"
+build_and_run c-shared "$SAN_CC" -std=c11 consumer.c "$libs"
+build_and_run c-static "$SAN_CC" -std=c11 consumer.c "$static_libs"
+build_and_run cxx-shared "$SAN_CXX" -std=c++17 consumer.cpp "$libs"
+build_and_run cxx-static "$SAN_CXX" -std=c++17 consumer.cpp "$static_libs"
 
 # shellcheck disable=SC2086
 make --no-print-directory -s uninstall PREFIX="$prefix" $makevars >"$tmp/uninstall.log" 2>&1 ||

@@ -3,7 +3,7 @@
 # Needs a python3 that can import numpy: Debian's /usr/bin/python3 (python3-numpy) is preferred,
 # since another python3 without numpy may come first on PATH.
 # Environment (set by `make check`): CFNET_LIBDIR = absolute directory of libcfnet.so,
-# CFNET_BUILD = build directory (build/san means a sanitizer build).
+# CFNET_SANITIZE, CFNET_BUILD, CC (see tests/sanitizer_env.sh).
 set -eu
 cd "$(dirname "$0")/.."
 
@@ -24,16 +24,20 @@ CFNET_LIBRARY=$libdir/libcfnet.so
 export CFNET_LIBRARY
 [ -e "$CFNET_LIBRARY" ] || { echo "test_python: $CFNET_LIBRARY not built" >&2; exit 1; }
 
-case "${CFNET_BUILD:-}" in
-*san*)
-    # A sanitized libcfnet inside an unsanitized interpreter: the runtimes must come first.
+. tests/sanitizer_env.sh
+case "$SAN_KIND" in
+asan)
+    # A sanitized libcfnet inside an unsanitized interpreter: the runtime must come first.
     # Python's own allocations are not leak-checked.
-    LD_PRELOAD="$(gcc -print-file-name=libasan.so) $(gcc -print-file-name=libubsan.so)"
+    LD_PRELOAD=$SAN_PRELOAD
     ASAN_OPTIONS=detect_leaks=0
     export LD_PRELOAD ASAN_OPTIONS
     ;;
+tsan)
+    echo "test_python: skipped under ThreadSanitizer (the interpreter is not instrumented)"
+    exit 0
+    ;;
 esac
-
 echo "test_python: $py ($("$py" -c 'import numpy, sys; print("Python", sys.version.split()[0], "numpy", numpy.__version__)')), $CFNET_LIBRARY"
 PYTHONDONTWRITEBYTECODE=1
 export PYTHONDONTWRITEBYTECODE
