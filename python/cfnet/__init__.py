@@ -15,13 +15,14 @@ the build tree (lib/ beside python/), and is loaded on first use.
         net.configure(learning_rate=5e-3)
         loss = net.train_step(images, labels)        # images: N x 1 x 16 x 16 float32
         print(net.invariance(images[:4]))            # ~1e-7: invariant to quarter turns
-        net.save("model.cfnet")
+        net.save("model.safetensors")
 
 Errors raise CfnetError subclasses (``status``, ``message``). Arrays that are not C-contiguous
 float32 are copied with a CopyWarning. See the class docstrings for ownership rules.
 """
-from ._enums import (AugRotation, Interp, LayerKind, Mode, Option, Optimizer, Padding, PoolMode,
-                     SAVE_OPTIMIZER, Status)
+from ._context import Context
+from ._enums import (AugRotation, Interp, LayerKind, Limit, Mode, Option, Optimizer, Padding,
+                     PoolMode, SAVE_OPTIMIZER, Status)
 from ._errors import (CfnetError, CfnetIOError, CopyWarning, FormatError, InternalError,
                       InvalidArgumentError, LimitError, OutOfMemoryError, ShapeMismatchError,
                       StateError, UnsupportedError)
@@ -64,7 +65,7 @@ def last_error():
 
 
 __all__ = [
-    "AugRotation", "Interp", "LayerKind", "Mode", "Option", "Optimizer", "Padding", "PoolMode",
+    "Context", "Limit", "AugRotation", "Interp", "LayerKind", "Mode", "Option", "Optimizer", "Padding", "PoolMode",
     "SAVE_OPTIMIZER", "Status", "CfnetError", "CfnetIOError", "CopyWarning", "FormatError",
     "InternalError", "InvalidArgumentError", "LimitError", "OutOfMemoryError",
     "ShapeMismatchError", "StateError", "UnsupportedError", "normalize", "rotate", "shift",

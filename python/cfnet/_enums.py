@@ -79,6 +79,11 @@ class AugRotation(enum.IntEnum):
     ANY = 2
 
 
+class Limit(enum.IntEnum):
+    HEADER_BYTES = 1
+    TENSOR_BYTES = 2
+
+
 SAVE_OPTIMIZER = 1
 
 

@@ -128,6 +128,15 @@ PROTOTYPES = {
     "cfnet_network_load": (_status, [_str, _p_handle]),
     "cfnet_network_load_buffer": (_status, [ctypes.c_void_p, _size, _p_handle]),
     "cfnet_free": (_void, [ctypes.c_void_p]),
+    # contexts (allocator hooks are not bound: Python callbacks as a C allocator are not
+    # worth their cost and hazards)
+    "cfnet_context_create": (_status, [_p_handle]),
+    "cfnet_context_free": (_void, [_handle]),
+    "cfnet_context_set_limit": (_status, [_handle, _int, _u64]),
+    "cfnet_context_get_limit": (_status, [_handle, _int, ctypes.POINTER(ctypes.c_uint64)]),
+    "cfnet_network_create_in": (_status, [_handle, _int, _int, _int, _u64, _p_handle]),
+    "cfnet_network_load_in": (_status, [_handle, _str, _p_handle]),
+    "cfnet_network_load_buffer_in": (_status, [_handle, ctypes.c_void_p, _size, _p_handle]),
 }
 
 
@@ -226,7 +235,7 @@ def _check_version(lib):
 
 # Live handles created through this binding, by kind: a debugging aid and the basis of the
 # binding's leak tests (every handle created is freed exactly once).
-live = {"tensor": 0, "layer": 0, "network": 0, "buffer": 0}
+live = {"tensor": 0, "layer": 0, "network": 0, "buffer": 0, "context": 0}
 _live_lock = threading.Lock()
 
 
@@ -248,6 +257,11 @@ def free_layer(h):
 def free_network(h):
     load().cfnet_network_free(h)
     _count("network", -1)
+
+
+def free_context(h):
+    load().cfnet_context_free(h)
+    _count("context", -1)
 
 
 def new_handle(kind, fn_name, *args):

@@ -33,20 +33,33 @@ class Network:
     meanwhile (append, options, training, close).
     """
 
-    def __init__(self, channels, height, width, seed=0):
-        self._init(_lib.new_handle("network", "cfnet_network_create", int(channels), int(height),
-                                   int(width), ctypes.c_uint64(seed)))
+    def __init__(self, channels, height, width, seed=0, context=None):
+        if context is None:
+            h = _lib.new_handle("network", "cfnet_network_create", int(channels), int(height),
+                                int(width), ctypes.c_uint64(seed))
+        else:
+            h = _lib.new_handle("network", "cfnet_network_create_in", context._h(),
+                                int(channels), int(height), int(width), ctypes.c_uint64(seed))
+        self._init(h, context)
 
-    def _init(self, handle):
+    def _init(self, handle, context=None):
         self._handle = handle
         self._layers = weakref.WeakValueDictionary()  # index -> Layer wrapper handed out
+        self._context = context  # must outlive the network: keep it alive
         self._finalizer = weakref.finalize(self, _lib.free_network, handle)
+        if context is not None:
+            context._register(self)
 
     @classmethod
-    def _from_handle(cls, handle):
+    def _from_handle(cls, handle, context=None):
         net = cls.__new__(cls)
-        net._init(handle)
+        net._init(handle, context)
         return net
+
+    @property
+    def context(self):
+        """The Context the network was created or loaded in, or None."""
+        return self._context
 
     # ---- lifetime ----
 
@@ -362,17 +375,27 @@ class Network:
             _lib._count("buffer", -1)
 
     @classmethod
-    def load(cls, path):
-        """A network read from a file written by ``save`` (or cfnet_network_save)."""
-        return cls._from_handle(_lib.new_handle("network", "cfnet_network_load",
-                                                os.fsencode(path)))
+    def load(cls, path, context=None):
+        """A network read from a file written by ``save`` (or cfnet_network_save). Every field
+        is validated: a malformed file raises FormatError (LimitError over the context's
+        limits, CfnetIOError if it cannot be read)."""
+        if context is None:
+            h = _lib.new_handle("network", "cfnet_network_load", os.fsencode(path))
+        else:
+            h = _lib.new_handle("network", "cfnet_network_load_in", context._h(),
+                                os.fsencode(path))
+        return cls._from_handle(h, context)
 
     @classmethod
-    def from_bytes(cls, data):
+    def from_bytes(cls, data, context=None):
         """A network read from bytes produced by ``to_bytes`` (or a model file's contents)."""
-        data = bytes(data)
-        return cls._from_handle(_lib.new_handle("network", "cfnet_network_load_buffer",
-                                                data, len(data)))
+        buf = data if isinstance(data, bytes) else bytes(data)
+        if context is None:
+            h = _lib.new_handle("network", "cfnet_network_load_buffer", buf, len(buf))
+        else:
+            h = _lib.new_handle("network", "cfnet_network_load_buffer_in", context._h(), buf,
+                                len(buf))
+        return cls._from_handle(h, context)
 
 
 def softmax_cross_entropy(logits, labels, grad=True):
