@@ -24,8 +24,9 @@ SCALARS = {
     "uint64_t": {"UInt64"},
 }
 ENUMS = {"cfnet_status", "cfnet_padding", "cfnet_interp", "cfnet_pool_mode", "cfnet_mode",
-         "cfnet_option", "cfnet_layer_kind"}
-HANDLES = {"cfnet_tensor", "cfnet_layer", "cfnet_network"}
+         "cfnet_option", "cfnet_layer_kind", "cfnet_limit"}
+HANDLES = {"cfnet_tensor", "cfnet_layer", "cfnet_network", "cfnet_context"}
+FUNCTION_POINTERS = {"cfnet_alloc_fn", "cfnet_free_fn"}
 HANDLE_JL = {"Handle", "Ptr{Cvoid}"}
 
 
@@ -63,6 +64,8 @@ def expected_julia(ctype, is_return):
         return SCALARS[ctype]
     if ctype in ENUMS:
         return {"Cint", "Int32"}
+    if ctype in FUNCTION_POINTERS:
+        return {"Ptr{Cvoid}"}
     if ctype == "char*":
         return {"Cstring", "Ptr{UInt8}", "Ptr{Cchar}"}
     if ctype.endswith("*"):

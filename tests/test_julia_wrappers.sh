@@ -37,4 +37,14 @@ must_reject "an unknown function" 's/:cfnet_tensor_zero,/:cfnet_tensor_clear,/'
 must_reject "values not matching the types" \
     's/(Handle, Handle), net, layer)/(Handle, Handle), net)/'
 
-exec "$py" tests/julia_wrappers.py "$header" "$jl"
+"$py" tests/julia_wrappers.py "$header" "$jl"
+
+# For information: wrapped functions that the built library does not export (a wrapper for
+# them would fail at call time).
+so=${CFNET_LIBDIR:-lib}/libcfnet.so
+if [ -e "$so" ] && command -v nm >/dev/null 2>&1; then
+    nm -D --defined-only "$so" | awk '{print $3}' | sed 's/@.*//' | sort -u >"$tmp/exported"
+    sed -n 's/.*ccall((:\(cfnet_[a-z0-9_]*\),.*/\1/p' "$jl" | sort -u >"$tmp/wrapped"
+    absent=$(comm -23 "$tmp/wrapped" "$tmp/exported" | tr '\n' ' ')
+    [ -z "$absent" ] || echo "test_julia_wrappers: note: declared in the header but not exported by $so: $absent"
+fi

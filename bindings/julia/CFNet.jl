@@ -197,6 +197,25 @@ cfnet_network_load_buffer(buffer, size, out) =
           buffer, size, out)
 cfnet_free(p) = ccall((:cfnet_free, libcfnet), Cvoid, (Ptr{Cvoid},), p)
 
+# Contexts: allocation hooks (C function pointers, e.g. from @cfunction) and loader limits
+cfnet_context_create(out) = ccall((:cfnet_context_create, libcfnet), Cint, (Ptr{Handle},), out)
+cfnet_context_free(ctx) = ccall((:cfnet_context_free, libcfnet), Cvoid, (Handle,), ctx)
+cfnet_context_set_allocator(ctx, alloc, free_fn, opaque) =
+    ccall((:cfnet_context_set_allocator, libcfnet), Cint, (Handle, Ptr{Cvoid}, Ptr{Cvoid}, Ptr{Cvoid}),
+          ctx, alloc, free_fn, opaque)
+cfnet_context_set_limit(ctx, limit, value) =
+    ccall((:cfnet_context_set_limit, libcfnet), Cint, (Handle, Cint, UInt64), ctx, limit, value)
+cfnet_context_get_limit(ctx, limit, value) =
+    ccall((:cfnet_context_get_limit, libcfnet), Cint, (Handle, Cint, Ptr{UInt64}), ctx, limit, value)
+cfnet_network_create_in(ctx, channels, height, width, seed, out) =
+    ccall((:cfnet_network_create_in, libcfnet), Cint, (Handle, Cint, Cint, Cint, UInt64, Ptr{Handle}),
+          ctx, channels, height, width, seed, out)
+cfnet_network_load_in(ctx, path, out) =
+    ccall((:cfnet_network_load_in, libcfnet), Cint, (Handle, Cstring, Ptr{Handle}), ctx, path, out)
+cfnet_network_load_buffer_in(ctx, buffer, size, out) =
+    ccall((:cfnet_network_load_buffer_in, libcfnet), Cint, (Handle, Ptr{Cvoid}, Csize_t, Ptr{Handle}),
+          ctx, buffer, size, out)
+
 # ---------------------------------------------------------------------------------------------
 # Constants (values pinned by the header)
 # ---------------------------------------------------------------------------------------------
@@ -219,6 +238,8 @@ const AUG_ROTATION_NONE = 0
 const AUG_ROTATION_QUARTER = 1
 const AUG_ROTATION_ANY = 2
 const SAVE_OPTIMIZER = 0x00000001
+const LIMIT_HEADER_BYTES = 1
+const LIMIT_TENSOR_BYTES = 2
 const MAX_DIMS = 5
 
 # ---------------------------------------------------------------------------------------------
