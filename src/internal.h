@@ -51,6 +51,11 @@ void *cf_malloc(size_t size);
 void *cf_calloc(size_t count, size_t size);
 void cf_free(void *p);
 
+/* Allocation budget of the calling thread: while active, allocations that would take the total
+ * over `bytes` fail. cf_alloc_budget_end returns true if one did. */
+void cf_alloc_budget_begin(uint64_t bytes);
+bool cf_alloc_budget_end(void);
+
 /* Scopes: CF_ALLOC_SCOPE(a) makes `a` (NULL: default) the thread's allocator until the end of
  * the enclosing block. */
 const cf_allocator *cf_alloc_scope_enter(const cf_allocator *a);
@@ -124,6 +129,9 @@ typedef struct cf_layer_ops {
                              float *dx, int64_t n, void *ws);
     /* Frees l->priv (parameters are freed by the generic code). May be NULL. */
     void (*destroy_priv)(cfnet_layer *l);
+    /* The layer's own random generator, part of its training state (saved with the optimiser
+     * state); NULL for layers without one. The op itself may be NULL. */
+    cf_rng *(*rng)(cfnet_layer *l);
 } cf_layer_ops;
 
 struct cfnet_layer {

@@ -4,6 +4,7 @@
  * network stays usable or can be freed. */
 #include "testutil.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -161,6 +162,86 @@ static void failing_any_allocation_is_reported_and_leaks_nothing(void **state)
     cfnet_context_free(ctx);
 }
 
+/* Save (to a buffer and a file) and load (from both) with the k-th allocation failing. */
+static cfnet_status save_load(cfnet_context *ctx, cfnet_network *net, const char *path)
+{
+    void *buf = NULL;
+    size_t size = 0;
+    cfnet_network *a = NULL, *b = NULL;
+    cfnet_status st = cfnet_network_save_buffer(net, CFNET_SAVE_OPTIMIZER, &buf, &size);
+    if (st == CFNET_OK) st = cfnet_network_save(net, path, CFNET_SAVE_OPTIMIZER);
+    if (st == CFNET_OK) st = cfnet_network_load_buffer_in(ctx, buf, size, &a);
+    if (st == CFNET_OK) st = cfnet_network_load_in(ctx, path, &b);
+    cfnet_free(buf);
+    cfnet_network_free(a);
+    cfnet_network_free(b);
+    return st;
+}
+
+static void failing_allocations_in_save_and_load_leak_nothing(void **state)
+{
+    (void)state;
+    char path[512];
+    snprintf(path, sizeof path, "%s/alloc.safetensors", tu_outdir());
+    counting c = {0, 0, 0, 0};
+    cfnet_context *ctx = NULL;
+    CF_ASSERT_OK(cfnet_context_create(&ctx));
+    CF_ASSERT_OK(cfnet_context_set_allocator(ctx, count_alloc, count_free, &c));
+    cfnet_network *net = NULL;
+    CF_ASSERT_OK(build(ctx, &net));
+    CF_ASSERT_OK(train(net));
+    long before = c.calls;
+    CF_ASSERT_OK(save_load(ctx, net, path));
+    long n = c.calls - before;
+    assert_true(n > 20);
+    long base_live = c.live;
+    int ooms = 0;
+    for (int mode = 0; mode < 2; mode++) {
+        for (long k = 1; k <= n; k++) {
+            c.calls = 0;
+            c.fail_at = k;
+            c.fail_after = mode;
+            cfnet_status st = save_load(ctx, net, path);
+            c.fail_at = 0;
+            if (st != CFNET_OK && st != CFNET_E_OUT_OF_MEMORY)
+                fail_msg("k=%ld: %s (%s)", k, cfnet_status_string(st), cfnet_last_error());
+            ooms += st == CFNET_E_OUT_OF_MEMORY;
+            if (c.live != base_live) fail_msg("k=%ld mode=%d: %ld blocks leaked", k, mode, c.live - base_live);
+        }
+    }
+    assert_true(ooms > 0);
+    /* The file from the last successful save is intact and loads. */
+    CF_ASSERT_OK(save_load(ctx, net, path));
+    cfnet_network_free(net);
+    assert_int_equal(c.live, 0);
+    cfnet_context_free(ctx);
+}
+
+static void context_limits_apply_to_loading(void **state)
+{
+    (void)state;
+    cfnet_network *net = NULL;
+    CF_ASSERT_OK(build(NULL, &net));
+    void *buf = NULL;
+    size_t size = 0;
+    CF_ASSERT_OK(cfnet_network_save_buffer(net, 0, &buf, &size));
+    cfnet_context *ctx = NULL;
+    CF_ASSERT_OK(cfnet_context_create(&ctx));
+    cfnet_network *out = NULL;
+    CF_ASSERT_OK(cfnet_network_load_buffer_in(ctx, buf, size, &out));
+    cfnet_network_free(out);
+    out = NULL;
+    CF_ASSERT_OK(cfnet_context_set_limit(ctx, CFNET_LIMIT_TENSOR_BYTES, 64));
+    CF_ASSERT_STATUS(cfnet_network_load_buffer_in(ctx, buf, size, &out), CFNET_E_LIMIT);
+    CF_ASSERT_OK(cfnet_context_set_limit(ctx, CFNET_LIMIT_TENSOR_BYTES, 1 << 30));
+    CF_ASSERT_OK(cfnet_context_set_limit(ctx, CFNET_LIMIT_HEADER_BYTES, 100));
+    CF_ASSERT_STATUS(cfnet_network_load_buffer_in(ctx, buf, size, &out), CFNET_E_LIMIT);
+    assert_null(out);
+    cfnet_free(buf);
+    cfnet_network_free(net);
+    cfnet_context_free(ctx);
+}
+
 static void context_arguments_are_checked(void **state)
 {
     (void)state;
@@ -191,6 +272,8 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(hooks_see_every_allocation_and_nothing_leaks),
         cmocka_unit_test(failing_any_allocation_is_reported_and_leaks_nothing),
+        cmocka_unit_test(failing_allocations_in_save_and_load_leak_nothing),
+        cmocka_unit_test(context_limits_apply_to_loading),
         cmocka_unit_test(context_arguments_are_checked),
     };
     return cmocka_run_group_tests_name("alloc", tests, NULL, NULL);

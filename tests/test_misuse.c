@@ -227,6 +227,32 @@ static void non_finite_inputs_follow_the_policy(void **state)
     cfnet_network_free(net);
 }
 
+static void persistence_and_context_functions_reject_null(void **state)
+{
+    (void)state;
+    cfnet_network *net = NULL;
+    void *buf = NULL;
+    size_t size = 0;
+    uint64_t v;
+    unsigned char junk[16] = {0};
+    CF_ASSERT_STATUS(cfnet_network_save(NULL, "x", 0), CFNET_E_INVALID_ARGUMENT);
+    CF_ASSERT_STATUS(cfnet_network_save_buffer(NULL, 0, &buf, &size), CFNET_E_INVALID_ARGUMENT);
+    CF_ASSERT_STATUS(cfnet_network_load(NULL, &net), CFNET_E_INVALID_ARGUMENT);
+    CF_ASSERT_STATUS(cfnet_network_load("x", NULL), CFNET_E_INVALID_ARGUMENT);
+    CF_ASSERT_STATUS(cfnet_network_load_buffer(NULL, 16, &net), CFNET_E_INVALID_ARGUMENT);
+    CF_ASSERT_STATUS(cfnet_network_load_buffer(junk, 0, &net), CFNET_E_FORMAT);
+    CF_ASSERT_STATUS(cfnet_network_load_in(NULL, NULL, &net), CFNET_E_INVALID_ARGUMENT);
+    CF_ASSERT_STATUS(cfnet_network_load_buffer_in(NULL, junk, sizeof junk, NULL),
+                     CFNET_E_INVALID_ARGUMENT);
+    CF_ASSERT_STATUS(cfnet_network_create_in(NULL, 1, 1, 1, 0, NULL), CFNET_E_INVALID_ARGUMENT);
+    assert_null(net);
+    CF_ASSERT_STATUS(cfnet_context_create(NULL), CFNET_E_INVALID_ARGUMENT);
+    cfnet_context_free(NULL);
+    CF_ASSERT_STATUS(cfnet_context_set_allocator(NULL, NULL, NULL, NULL), CFNET_E_INVALID_ARGUMENT);
+    CF_ASSERT_STATUS(cfnet_context_set_limit(NULL, CFNET_LIMIT_HEADER_BYTES, 1), CFNET_E_INVALID_ARGUMENT);
+    CF_ASSERT_STATUS(cfnet_context_get_limit(NULL, CFNET_LIMIT_HEADER_BYTES, &v), CFNET_E_INVALID_ARGUMENT);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -237,6 +263,7 @@ int main(void)
         cmocka_unit_test(rotation_layers_reject_non_square_maps),
         cmocka_unit_test(network_functions_reject_null),
         cmocka_unit_test(non_finite_inputs_follow_the_policy),
+        cmocka_unit_test(persistence_and_context_functions_reject_null),
     };
     return cmocka_run_group_tests_name("misuse", tests, NULL, NULL);
 }

@@ -10,6 +10,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <signal.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -1179,6 +1181,53 @@ static void a_failed_save_leaves_the_previous_file_intact(void **state)
     cfnet_network_free(b);
 }
 
+/* A save that fails midway: the file-size limit (RLIMIT_FSIZE) makes the write of the
+ * temporary file fail with EFBIG after part of it is on disk. The previous model must be
+ * byte-identical and load, and no temporary file may remain. */
+static void a_save_failing_midway_leaves_the_previous_file_intact(void **state)
+{
+    (void)state;
+    cfnet_network *small = make_tiny(71), *big = make_cfnet_like(72);
+    char *path = out_path("midway.safetensors");
+    CF_ASSERT_OK(cfnet_network_save(small, path, 0));
+    size_t old_size;
+    unsigned char *old = read_file(path, &old_size);
+    void *bigbuf = NULL;
+    size_t big_size = 0;
+    CF_ASSERT_OK(cfnet_network_save_buffer(big, 0, &bigbuf, &big_size));
+    assert_true(big_size > 2 * old_size);
+
+    struct rlimit keep, lim;
+    assert_int_equal(getrlimit(RLIMIT_FSIZE, &keep), 0);
+    lim = keep;
+    lim.rlim_cur = (rlim_t)(big_size / 2);
+    void (*prev)(int) = signal(SIGXFSZ, SIG_IGN);
+    assert_int_equal(setrlimit(RLIMIT_FSIZE, &lim), 0);
+    cfnet_status st = cfnet_network_save(big, path, 0);
+    assert_int_equal(setrlimit(RLIMIT_FSIZE, &keep), 0);
+    signal(SIGXFSZ, prev);
+    assert_int_equal(st, CFNET_E_IO);
+    assert_non_null(strstr(cfnet_last_error(), "network_save"));
+
+    size_t now_size;
+    unsigned char *now = read_file(path, &now_size);
+    assert_int_equal(now_size, old_size);
+    assert_memory_equal(now, old, old_size);
+    cfnet_network *back = NULL;
+    CF_ASSERT_OK(cfnet_network_load(path, &back));
+    assert_same_weights(small, back);
+    assert_int_equal(count_temp_files(), 0);
+    /* Without the limit the same save succeeds. */
+    CF_ASSERT_OK(cfnet_network_save(big, path, 0));
+    cfnet_network_free(back);
+    free(now);
+    free(old);
+    cfnet_free(bigbuf);
+    free(path);
+    cfnet_network_free(small);
+    cfnet_network_free(big);
+}
+
 static void saving_replaces_an_existing_file_with_the_usual_mode(void **state)
 {
     (void)state;
@@ -1265,6 +1314,7 @@ int main(void)
         cmocka_unit_test(random_byte_flips_never_crash),
         cmocka_unit_test(saving_into_a_missing_directory_is_an_io_error),
         cmocka_unit_test(a_failed_save_leaves_the_previous_file_intact),
+        cmocka_unit_test(a_save_failing_midway_leaves_the_previous_file_intact),
         cmocka_unit_test(saving_replaces_an_existing_file_with_the_usual_mode),
         cmocka_unit_test(every_kind_has_an_ops_table_named_like_the_kind),
         cmocka_unit_test(null_arguments_are_rejected),

@@ -122,7 +122,15 @@ static void networks_train_and_serve_concurrently(void **state)
         for (int t = 0; t < 3; t++) CF_ASSERT_OK(cfnet_network_train_step(n, xt, y, NB, &serial[k][t]));
         cfnet_network_free(n);
     }
-    cfnet_network *shared = make_net(20);
+    /* The shared network is a loaded one, as a server would have it. */
+    cfnet_network *orig = make_net(20), *shared = NULL;
+    for (int t = 0; t < 2; t++) CF_ASSERT_OK(cfnet_network_train_step(orig, xt, y, NB, NULL));
+    void *buf = NULL;
+    size_t size = 0;
+    CF_ASSERT_OK(cfnet_network_save_buffer(orig, 0, &buf, &size));
+    CF_ASSERT_OK(cfnet_network_load_buffer(buf, size, &shared));
+    cfnet_free(buf);
+    cfnet_network_free(orig);
     CF_ASSERT_OK(cfnet_network_infer(shared, xt, ref));
 
     job jobs[5];

@@ -27,6 +27,23 @@ static void default_free(void *opaque, void *p)
 const cf_allocator cf_default_allocator = {default_alloc, default_free, NULL};
 
 static _Thread_local const cf_allocator *cf_scope;
+static _Thread_local struct {
+    bool active, exceeded;
+    uint64_t left;
+} cf_budget;
+
+void cf_alloc_budget_begin(uint64_t bytes)
+{
+    cf_budget.active = true;
+    cf_budget.exceeded = false;
+    cf_budget.left = bytes;
+}
+
+bool cf_alloc_budget_end(void)
+{
+    cf_budget.active = false;
+    return cf_budget.exceeded;
+}
 
 const cf_allocator *cf_alloc_scope_enter(const cf_allocator *a)
 {
@@ -41,6 +58,13 @@ void *cf_malloc(size_t size)
 {
     const cf_allocator *a = cf_scope ? cf_scope : &cf_default_allocator;
     if (size > SIZE_MAX - CF_HEADER) return NULL;
+    if (cf_budget.active) {
+        if (size > cf_budget.left) {
+            cf_budget.exceeded = true;
+            return NULL;
+        }
+        cf_budget.left -= size;
+    }
     char *p = a->alloc(a->opaque, size + CF_HEADER);
     if (!p) return NULL;
     memcpy(p, &a, sizeof a);

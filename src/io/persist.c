@@ -28,6 +28,8 @@ _Static_assert(sizeof(float) == 4 && FLT_MANT_DIG == 24, "float must be IEEE 754
 #define CF_PERSIST_MAX_HEADER ((uint64_t)16 << 20) /* bytes of JSON header */
 #define CF_PERSIST_MAX_DATA ((uint64_t)4 << 30)    /* bytes of tensor data */
 #define CF_PERSIST_MAX_LAYERS 65536                /* layers in one architecture */
+/* Memory a loaded architecture may take beyond 4x its tensor data (layer tables, FFT plans). */
+#define CF_LOAD_TABLE_ALLOWANCE ((uint64_t)256 << 20)
 
 #define CF_FORMAT_NAME "cfnet"
 #define CF_FORMAT_VERSION "1"
@@ -126,11 +128,10 @@ static cfnet_status create_layer(int kind, const int *ic, const float *fc, cfnet
     return cf_error(CFNET_E_INTERNAL, "no create function for layer kind %d", kind);
 }
 
-/* The dropout layer keeps its mask generator as l->priv (src/layers/dropout.c); it is part of
- * the training state. */
+/* A layer's own generator (dropout's mask generator), part of the training state. */
 static cf_rng *layer_rng(const cfnet_layer *l)
 {
-    return l->kind == CFNET_LAYER_DROPOUT ? (cf_rng *)l->priv : NULL;
+    return l->ops->rng ? l->ops->rng((cfnet_layer *)l) : NULL;
 }
 
 /* ------------------------------------------------------------------------------------------ */
@@ -537,6 +538,7 @@ CFNET_API cfnet_status cfnet_network_save_buffer(const cfnet_network *net, unsig
 {
     CF_FAIL_IF(!net || !buffer || !size, CFNET_E_INVALID_ARGUMENT,
                "network_save_buffer: NULL argument");
+    CF_NET_SCOPE(net);
     unsigned char *buf;
     size_t n;
     CF_CHECK(serialize(net, flags, "network_save_buffer", &buf, &n));
@@ -653,6 +655,7 @@ CFNET_API cfnet_status cfnet_network_save(const cfnet_network *net, const char *
 {
     CF_FAIL_IF(!net || !path, CFNET_E_INVALID_ARGUMENT, "network_save: NULL argument");
     CF_FAIL_IF(!*path, CFNET_E_INVALID_ARGUMENT, "network_save: path is empty");
+    CF_NET_SCOPE(net);
     unsigned char *buf;
     size_t size;
     CF_CHECK(serialize(net, flags, "network_save", &buf, &size));
@@ -1010,7 +1013,7 @@ static cfnet_status set_options(cfnet_network *net, json_t *oj)
 }
 
 /* Creates the network, its layers and options from the architecture. */
-static cfnet_status build_network(json_t *arch, cfnet_network **out)
+static cfnet_status build_network(cfnet_context *ctx, json_t *arch, cfnet_network **out)
 {
     static const char *const known[] = {"input", "seed", "layers", "options", "training", NULL};
     CF_CHECK(only_keys(arch, "the architecture", known));
@@ -1037,7 +1040,7 @@ static cfnet_status build_network(json_t *arch, cfnet_network **out)
                CF_PERSIST_MAX_LAYERS);
 
     cfnet_network *net = NULL;
-    cfnet_status st = cfnet_network_create(dims[0], dims[1], dims[2], sd, &net);
+    cfnet_status st = cfnet_network_create_in(ctx, dims[0], dims[1], dims[2], sd, &net);
     if (st != CFNET_OK)
         return cf_error(as_format_error(st), LOAD ": invalid input shape: %s", cfnet_last_error());
     for (size_t i = 0; st == CFNET_OK && i < json_array_size(layers); i++) {
@@ -1116,21 +1119,25 @@ static cfnet_status restore_training(cfnet_network *net, json_t *tj)
 }
 
 /* Parses and validates a whole file image; *out only on success. */
-static cfnet_status load(const unsigned char *buf, size_t size, cfnet_network **out)
+static cfnet_status load(cfnet_context *ctx, const unsigned char *buf, size_t size,
+                         cfnet_network **out)
 {
+    CF_ALLOC_SCOPE(cf_context_allocator(ctx));
+    uint64_t max_header = ctx ? ctx->max_header_bytes : CF_PERSIST_MAX_HEADER;
+    uint64_t max_data = ctx ? ctx->max_tensor_bytes : CF_PERSIST_MAX_DATA;
     CF_FAIL_IF(size < 8, CFNET_E_FORMAT,
                LOAD ": %zu bytes is too short for the 8-byte header length", size);
     uint64_t hlen = get_u64le(buf);
-    CF_FAIL_IF(hlen > CF_PERSIST_MAX_HEADER, CFNET_E_LIMIT,
+    CF_FAIL_IF(hlen > max_header, CFNET_E_LIMIT,
                LOAD ": header length %" PRIu64 " exceeds the limit of %" PRIu64 " bytes", hlen,
-               CF_PERSIST_MAX_HEADER);
+               max_header);
     CF_FAIL_IF(hlen > size - 8, CFNET_E_FORMAT,
                LOAD ": header length %" PRIu64 " runs past the end of the %zu-byte input", hlen,
                size);
     uint64_t dsize = (uint64_t)(size - 8) - hlen;
-    CF_FAIL_IF(dsize > CF_PERSIST_MAX_DATA, CFNET_E_LIMIT,
+    CF_FAIL_IF(dsize > max_data, CFNET_E_LIMIT,
                LOAD ": %" PRIu64 " bytes of tensor data exceed the limit of %" PRIu64, dsize,
-               CF_PERSIST_MAX_DATA);
+               max_data);
     const unsigned char *data = buf + 8 + hlen;
 
     json_error_t jerr;
@@ -1150,7 +1157,19 @@ static cfnet_status load(const unsigned char *buf, size_t size, cfnet_network **
         st = cf_error(CFNET_E_FORMAT, LOAD ": header is not a JSON object");
     if (st == CFNET_OK) st = read_metadata(root, &arch);
     if (st == CFNET_OK) st = read_table(root, dsize, &tab);
-    if (st == CFNET_OK) st = build_network(arch, &net);
+    if (st == CFNET_OK) {
+        /* Building allocates parameters and layer tables before they can be compared with the
+         * tensors: bound it by the data present, so a crafted architecture cannot make the
+         * loader claim more memory than a genuine model of this size would. */
+        uint64_t budget = 4 * dsize + CF_LOAD_TABLE_ALLOWANCE;
+        cf_alloc_budget_begin(budget);
+        st = build_network(ctx, arch, &net);
+        if (cf_alloc_budget_end() && st != CFNET_OK)
+            st = cf_error(CFNET_E_LIMIT,
+                          LOAD ": the architecture needs more than %" PRIu64
+                               " bytes for %" PRIu64 " bytes of tensors",
+                          budget, dsize);
+    }
     if (st == CFNET_OK) st = list_layer_tensors(net, LOAD, &ls);
     if (st == CFNET_OK) st = fill_tensors(&ls, &tab, data);
 
@@ -1187,16 +1206,31 @@ static cfnet_status load(const unsigned char *buf, size_t size, cfnet_network **
     return CFNET_OK;
 }
 
+CFNET_API cfnet_status cfnet_network_load_buffer_in(cfnet_context *ctx, const void *buffer,
+                                                    size_t size, cfnet_network **out)
+{
+    CF_FAIL_IF(!buffer || !out, CFNET_E_INVALID_ARGUMENT, "network_load_buffer: NULL argument");
+    return load(ctx, buffer, size, out);
+}
+
 CFNET_API cfnet_status cfnet_network_load_buffer(const void *buffer, size_t size,
                                                  cfnet_network **out)
 {
-    CF_FAIL_IF(!buffer || !out, CFNET_E_INVALID_ARGUMENT, "network_load_buffer: NULL argument");
-    return load(buffer, size, out);
+    return cfnet_network_load_buffer_in(NULL, buffer, size, out);
 }
 
 CFNET_API cfnet_status cfnet_network_load(const char *path, cfnet_network **out)
 {
+    return cfnet_network_load_in(NULL, path, out);
+}
+
+CFNET_API cfnet_status cfnet_network_load_in(cfnet_context *ctx, const char *path,
+                                             cfnet_network **out)
+{
     CF_FAIL_IF(!path || !out, CFNET_E_INVALID_ARGUMENT, "network_load: NULL argument");
+    CF_ALLOC_SCOPE(cf_context_allocator(ctx));
+    uint64_t max_file = 8 + (ctx ? ctx->max_header_bytes + ctx->max_tensor_bytes
+                                 : CF_PERSIST_MAX_HEADER + CF_PERSIST_MAX_DATA);
     char ebuf[128];
     FILE *f = fopen(path, "rb");
     if (!f) {
@@ -1212,13 +1246,11 @@ CFNET_API cfnet_status cfnet_network_load(const char *path, cfnet_network **out)
                       errno_text(err, ebuf, sizeof ebuf));
     } else if (!S_ISREG(sb.st_mode)) {
         st = cf_error(CFNET_E_IO, LOAD ": '%s' is not a regular file", path);
-    } else if ((uint64_t)sb.st_size > 8 + CF_PERSIST_MAX_HEADER + CF_PERSIST_MAX_DATA ||
-               (uint64_t)sb.st_size > SIZE_MAX) {
+    } else if ((uint64_t)sb.st_size > max_file || (uint64_t)sb.st_size > SIZE_MAX) {
         st = cf_error(CFNET_E_LIMIT,
                       LOAD ": '%s' has %lld bytes, more than a model within the limits (%" PRIu64
                            ")",
-                      path, (long long)sb.st_size,
-                      8 + CF_PERSIST_MAX_HEADER + CF_PERSIST_MAX_DATA);
+                      path, (long long)sb.st_size, max_file);
     }
     unsigned char *buf = NULL;
     size_t size = st == CFNET_OK ? (size_t)sb.st_size : 0;
@@ -1236,7 +1268,7 @@ CFNET_API cfnet_status cfnet_network_load(const char *path, cfnet_network **out)
                                               "read)", path);
     }
     fclose(f);
-    if (st == CFNET_OK) st = load(buf, size, out);
+    if (st == CFNET_OK) st = load(ctx, buf, size, out);
     cf_free(buf);
     return st;
 }

@@ -36,6 +36,8 @@ static cfnet_status dropout_setup(cfnet_layer *l, uint64_t seed)
 
 static void dropout_destroy_priv(cfnet_layer *l) { cf_free(l->priv); }
 
+static cf_rng *dropout_rng(cfnet_layer *l) { return l->priv; }
+
 static cfnet_status dropout_forward(cfnet_layer *l, const float *x, float *y, int64_t n,
                                     bool training, void *ws)
 {
@@ -85,6 +87,7 @@ const cf_layer_ops cf_dropout_ops = {
     .forward = dropout_forward,
     .backward = dropout_backward,
     .destroy_priv = dropout_destroy_priv,
+    .rng = dropout_rng,
 };
 
 CFNET_API cfnet_status cfnet_layer_dropout_create(float drop, cfnet_layer **out)
