@@ -151,6 +151,14 @@ class NetworkTest(LeakCheckedTestCase):
         self.assertIn("total parameters %d" % total, s)
         self.assertGreater(net.memory_usage, total * 4)
 
+    def test_long_summary(self):
+        with cfnet.Network(1, 4, 4) as net:
+            net.extend(cfnet.relu() for _ in range(200))
+            s = net.summary()
+            self.assertGreater(len(s), 4096)
+            self.assertEqual(s.count("relu"), 200)
+            self.assertTrue(s.endswith("total parameters 0\n"))
+
     def test_inference_calls_agree(self):
         net, x = self.net, self.x[:6]
         out = net.infer(x)
