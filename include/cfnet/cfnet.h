@@ -378,9 +378,11 @@ CFNET_API int cfnet_network_layer_count(const cfnet_network *net);
  *  it must not be freed or set up again. */
 CFNET_API cfnet_layer *cfnet_network_layer(const cfnet_network *net, int i);
 
-/** Per-sample input shape (3 dims) and output shape (room for CFNET_MAX_DIMS). */
+/** Per-sample input shape C x H x W: sets *ndim to 3 and fills shape[0..2]. */
 CFNET_API cfnet_status cfnet_network_input_shape(const cfnet_network *net, int *ndim,
                                                  int64_t *shape);
+/** Per-sample output shape (of the last layer; the input shape while the network is empty).
+ *  `shape` has room for CFNET_MAX_DIMS. */
 CFNET_API cfnet_status cfnet_network_output_shape(const cfnet_network *net, int *ndim,
                                                   int64_t *shape);
 
@@ -449,6 +451,8 @@ typedef enum cfnet_option {
  *  the optimiser resets its state. */
 CFNET_API cfnet_status cfnet_network_set_option(cfnet_network *net, cfnet_option option,
                                                 double value);
+/** Reads an option's current value into *value (CFNET_E_INVALID_ARGUMENT for an unknown
+ *  option). */
 CFNET_API cfnet_status cfnet_network_get_option(const cfnet_network *net, cfnet_option option,
                                                 double *value);
 

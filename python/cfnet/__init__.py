@@ -1,0 +1,76 @@
+"""Python binding of libcfnet (rotation-equivariant and -invariant networks for microscopy).
+
+A thin ctypes layer over the C API in include/cfnet/cfnet.h; no compiler step. libcfnet is found
+through $CFNET_LIBRARY (path of libcfnet.so), then ``pkg-config --variable=libdir cfnet``, then
+the build tree (lib/ beside python/), and is loaded on first use.
+
+    import numpy as np, cfnet
+    with cfnet.Network(1, 16, 16, seed=1) as net:
+        net.append(cfnet.conic_conv(8, 3, R=2))
+        net.append(cfnet.relu())
+        net.append(cfnet.pool())
+        net.append(cfnet.dft_projection(8))
+        net.append(cfnet.dft_magnitude())
+        net.append(cfnet.dense(3))
+        net.configure(learning_rate=5e-3)
+        loss = net.train_step(images, labels)        # images: N x 1 x 16 x 16 float32
+        print(net.invariance(images[:4]))            # ~1e-7: invariant to quarter turns
+        net.save("model.safetensors")
+
+Errors raise CfnetError subclasses (``status``, ``message``). Arrays that are not C-contiguous
+float32 are copied with a CopyWarning. See the class docstrings for ownership rules.
+"""
+from ._context import Context
+from ._enums import (AugRotation, Interp, LayerKind, Limit, Mode, Option, Optimizer, Padding,
+                     PoolMode, SAVE_OPTIMIZER, Status)
+from ._errors import (CfnetError, CfnetIOError, CopyWarning, FormatError, InternalError,
+                      InvalidArgumentError, LimitError, OutOfMemoryError, ShapeMismatchError,
+                      StateError, UnsupportedError)
+from ._image import normalize, rotate, shift
+from ._layer import (Layer, batch_norm, conic_conv, conv2d, dense, dft_magnitude, dft_projection,
+                     dropout, group_pool, kind_name, p4_conv, p4_lift, pool, relu, softmax)
+from ._network import Network, softmax_cross_entropy
+from ._tensor import MAX_DIMS, Tensor
+
+__version__ = "0.1.0"
+
+
+def library_path():
+    """Path of the libcfnet shared library in use (loading it if needed)."""
+    from . import _lib
+    return _lib.load().path
+
+
+def version():
+    """Version string of the loaded libcfnet, e.g. "0.1.0"."""
+    from . import _lib
+    return _lib.load().cfnet_version_string().decode()
+
+
+def version_number():
+    from . import _lib
+    return _lib.load().cfnet_version_number()
+
+
+def status_string(status):
+    """The library's name of a status code."""
+    from . import _lib
+    return _lib.load().cfnet_status_string(int(status)).decode()
+
+
+def last_error():
+    """This thread's last libcfnet error message (exceptions already carry it)."""
+    from . import _lib
+    return _lib.load().cfnet_last_error().decode("utf-8", "replace")
+
+
+__all__ = [
+    "Context", "Limit", "AugRotation", "Interp", "LayerKind", "Mode", "Option", "Optimizer", "Padding", "PoolMode",
+    "SAVE_OPTIMIZER", "Status", "CfnetError", "CfnetIOError", "CopyWarning", "FormatError",
+    "InternalError", "InvalidArgumentError", "LimitError", "OutOfMemoryError",
+    "ShapeMismatchError", "StateError", "UnsupportedError", "normalize", "rotate", "shift",
+    "Layer", "batch_norm", "conic_conv", "conv2d", "dense", "dft_magnitude", "dft_projection",
+    "dropout", "group_pool", "kind_name", "p4_conv", "p4_lift", "pool", "relu", "softmax",
+    "Network", "softmax_cross_entropy", "MAX_DIMS", "Tensor", "library_path", "version",
+    "version_number", "status_string", "last_error",
+]

@@ -1,0 +1,77 @@
+"""Contexts: the loader's size limits (cfnet_context)."""
+import ctypes
+import weakref
+
+from . import _lib
+from ._enums import Limit, to_enum
+from ._errors import StateError
+
+
+class Context:
+    """A cfnet_context: the limits applied when loading models (JSON header bytes, tensor
+    bytes). Pass it to ``Network(..., context=ctx)``, ``Network.load(path, context=ctx)`` or
+    ``Network.from_bytes(data, context=ctx)``.
+
+    The library requires a context to outlive the networks created in it: every such Network
+    keeps its Context alive, and ``close()`` refuses (StateError) while one of them is open.
+    The binding does not expose the allocator hooks (cfnet_context_set_allocator).
+    """
+
+    def __init__(self, header_bytes=None, tensor_bytes=None):
+        self._handle = _lib.new_handle("context", "cfnet_context_create")
+        self._finalizer = weakref.finalize(self, _lib.free_context, self._handle)
+        self._networks = weakref.WeakSet()
+        if header_bytes is not None:
+            self.set_limit(Limit.HEADER_BYTES, header_bytes)
+        if tensor_bytes is not None:
+            self.set_limit(Limit.TENSOR_BYTES, tensor_bytes)
+
+    def _h(self):
+        if self._handle is None:
+            raise ValueError("operation on a closed Context")
+        return self._handle
+
+    @property
+    def handle(self):
+        return self._h()
+
+    @property
+    def closed(self):
+        return self._handle is None
+
+    def close(self):
+        """Frees the context (idempotent); refused while a network created in it is open."""
+        if self._handle is None:
+            return
+        open_nets = [n for n in self._networks if not n.closed]
+        if open_nets:
+            raise StateError(-8, "context_free: %d network(s) created in this context are still "
+                             "open" % len(open_nets))
+        self._handle = None
+        self._finalizer()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def set_limit(self, limit, value):
+        """Sets a loader limit (Limit.HEADER_BYTES or TENSOR_BYTES, or "header_bytes", ...)."""
+        _lib.load().call("cfnet_context_set_limit", self._h(), int(to_enum(Limit, limit)),
+                         int(value))
+
+    def get_limit(self, limit):
+        v = ctypes.c_uint64()
+        _lib.load().call("cfnet_context_get_limit", self._h(), int(to_enum(Limit, limit)),
+                         ctypes.byref(v))
+        return v.value
+
+    def _register(self, network):
+        self._networks.add(network)
+
+    def __repr__(self):
+        if self._handle is None:
+            return "<cfnet.Context (closed)>"
+        return "<cfnet.Context header_bytes=%d tensor_bytes=%d>" % (
+            self.get_limit(Limit.HEADER_BYTES), self.get_limit(Limit.TENSOR_BYTES))

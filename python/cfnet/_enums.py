@@ -1,0 +1,101 @@
+"""The header's enums and constants as IntEnums. Arguments taking one of them also accept the
+integer value or the member name in any case (``"same"``, ``"BILINEAR"``)."""
+import enum
+
+
+class Status(enum.IntEnum):
+    OK = 0
+    E_INVALID_ARGUMENT = -1
+    E_OUT_OF_MEMORY = -2
+    E_SHAPE_MISMATCH = -3
+    E_IO = -4
+    E_FORMAT = -5
+    E_UNSUPPORTED = -6
+    E_INTERNAL = -7
+    E_STATE = -8
+    E_LIMIT = -9
+
+
+class LayerKind(enum.IntEnum):
+    CONV2D = 1
+    CONIC_CONV = 2
+    P4_LIFT = 3
+    P4_CONV = 4
+    GROUP_POOL = 5
+    DFT_PROJECTION = 6
+    DFT_MAGNITUDE = 7
+    DENSE = 8
+    RELU = 9
+    POOL = 10
+    BATCH_NORM = 11
+    DROPOUT = 12
+    SOFTMAX = 13
+
+
+class Padding(enum.IntEnum):
+    VALID = 0
+    SAME = 1
+
+
+class Interp(enum.IntEnum):
+    NEAREST = 0
+    BILINEAR = 1
+
+
+class PoolMode(enum.IntEnum):
+    MAX = 0
+    MEAN = 1
+
+
+class Mode(enum.IntEnum):
+    INFERENCE = 0
+    TRAINING = 1
+
+
+class Option(enum.IntEnum):
+    OPTIMIZER = 1
+    LEARNING_RATE = 2
+    BETA1 = 3
+    BETA2 = 4
+    EPSILON = 5
+    MOMENTUM = 6
+    WEIGHT_DECAY = 7
+    LR_DECAY_RATE = 8
+    LR_DECAY_STEPS = 9
+    THREADS = 10
+    AUG_ROTATION = 11
+    AUG_JITTER = 12
+    AUG_FLIP = 13
+
+
+class Optimizer(enum.IntEnum):
+    ADAM = 0
+    SGD = 1
+
+
+class AugRotation(enum.IntEnum):
+    NONE = 0
+    QUARTER = 1
+    ANY = 2
+
+
+class Limit(enum.IntEnum):
+    HEADER_BYTES = 1
+    TENSOR_BYTES = 2
+
+
+SAVE_OPTIMIZER = 1
+
+
+def to_enum(cls, value):
+    """``value`` (member, int or case-insensitive name) as a member of ``cls``."""
+    if isinstance(value, str):
+        try:
+            return cls[value.upper()]
+        except KeyError:
+            raise ValueError("%r is not a %s (one of %s)" % (value, cls.__name__,
+                             ", ".join(m.name.lower() for m in cls))) from None
+    try:
+        return cls(value)
+    except ValueError:
+        raise ValueError("%r is not a %s" % (value, cls.__name__)) from None

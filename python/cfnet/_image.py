@@ -1,0 +1,44 @@
+"""Image helpers: rotation, shift and percentile stretch (cfnet_image_*)."""
+import numpy as np
+
+from . import _lib
+from ._tensor import Borrow, as_float32
+
+
+def rotate(images, degrees):
+    """Every S x S plane of ``images`` (..., S, S) rotated counter-clockwise by ``degrees``
+    about its centre, as a new array: exact for multiples of 90, bilinear otherwise (zero
+    outside)."""
+    x = as_float32(images, "images")
+    out = np.empty_like(x)
+    with Borrow(x) as tx, Borrow(out) as to:
+        _lib.load().call("cfnet_image_rotate", tx, to, float(degrees))
+    return out
+
+
+def shift(images, dy, dx):
+    """Every plane of ``images`` (..., H, W) shifted dy rows down and dx columns right, zero
+    filled, as a new array."""
+    x = as_float32(images, "images")
+    out = np.empty_like(x)
+    with Borrow(x) as tx, Borrow(out) as to:
+        _lib.load().call("cfnet_image_shift", tx, to, int(dy), int(dx))
+    return out
+
+
+def normalize(images, low=0.1, high=99.9, inplace=False):
+    """Percentile stretch per image and channel of an N x C x H x W array: the ``low`` and
+    ``high`` percentiles map to 0 and 1, then clip to [0, 1] (defaults: the original CFNet
+    code's 0.1 and 99.9). Returns a new array, or, with inplace=True, modifies ``images``
+    (which must then be a C-contiguous float32 array) and returns it."""
+    if inplace:
+        if not (isinstance(images, np.ndarray) and images.dtype == np.float32
+                and images.dtype.isnative and images.flags.c_contiguous
+                and images.flags.aligned and images.flags.writeable):
+            raise TypeError("normalize(inplace=True) needs a writable C-contiguous float32 array")
+        x = images
+    else:
+        x = np.array(images, dtype=np.float32, order="C", copy=True)
+    with Borrow(x) as tx:
+        _lib.load().call("cfnet_image_normalize", tx, float(low), float(high))
+    return x

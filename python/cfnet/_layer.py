@@ -1,0 +1,295 @@
+"""Layers: the cfnet_layer handle and one create function per layer kind."""
+import collections
+import ctypes
+import weakref
+
+import numpy as np
+
+from . import _lib
+from ._enums import Interp, LayerKind, Padding, PoolMode, to_enum
+from ._errors import StateError
+from ._tensor import Borrow, MAX_DIMS, _shape_array, as_float32, handle_shape, view
+
+
+class Layer:
+    """A cfnet_layer handle. Create one with the functions of this module (``conic_conv``,
+    ``dense``, ...), then either use it on its own (``setup``, ``forward``, ``backward``) or
+    hand it to ``Network.append``.
+
+    Ownership:
+
+    - A free-standing layer is freed by ``close()``, at the end of a ``with`` block, or when the
+      object is garbage-collected.
+    - ``Network.append`` passes the layer to the network, also when it fails: on success the
+      object becomes a view of the network's layer (``network`` is set; it keeps the network
+      alive and is valid only while the network is open); on failure it is *consumed*
+      (``consumed`` is True, its handle is gone, every further use raises ValueError).
+    - A layer owned by a network is never freed by Python; closing the network invalidates it.
+
+    ``params``, ``grads`` and ``state`` are numpy views of the library's tensors: writing to them
+    changes the layer. They keep the Layer (and its network) alive, but must not be used after
+    the layer or its network is closed, nor after ``setup`` (which replaces the tensors).
+    """
+
+    def __init__(self, handle, network=None):
+        # Internal: wrap a handle. Use the create functions below or Network.layers instead.
+        self._handle = handle
+        self._network = network
+        self._consumed = False
+        self._finalizer = None if network is not None else weakref.finalize(
+            self, _lib.free_layer, handle)
+
+    # ---- ownership ----
+
+    def _h(self):
+        if self._handle is None:
+            if self._consumed:
+                raise ValueError("this layer was consumed by a failed Network.append")
+            if self._network is not None:
+                raise ValueError("the network that owned this layer was closed")
+            raise ValueError("operation on a closed layer")
+        return self._handle
+
+    @property
+    def handle(self):
+        """The raw cfnet_layer pointer (an int), for other ctypes code."""
+        return self._h()
+
+    @property
+    def network(self):
+        """The Network that owns this layer, or None for a free-standing layer."""
+        return self._network
+
+    @property
+    def consumed(self):
+        """True once a failed Network.append has freed the layer."""
+        return self._consumed
+
+    @property
+    def closed(self):
+        return self._handle is None
+
+    def close(self):
+        """Frees a free-standing layer (idempotent). For a layer owned by a network this only
+        drops the Python handle; the network keeps the layer."""
+        if self._handle is None:
+            return
+        if self._finalizer is not None:
+            self._finalizer()
+        self._handle = None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def _give_to(self, network):
+        """Called by Network.append before the C call: from now on Python never frees it."""
+        if self._finalizer is not None:
+            self._finalizer.detach()
+            self._finalizer = None
+            _lib._count("layer", -1)  # the network's count covers it now
+
+    def _adopted(self, network):
+        self._network = network
+
+    def _consume(self):
+        self._handle = None
+        self._consumed = True
+
+    def _invalidate(self):
+        self._handle = None
+
+    # ---- description ----
+
+    @property
+    def kind(self):
+        return LayerKind(_lib.load().cfnet_layer_kind_of(self._h()))
+
+    @property
+    def kind_name(self):
+        lib = _lib.load()
+        return lib.cfnet_layer_kind_name(lib.cfnet_layer_kind_of(self._h())).decode()
+
+    @property
+    def input_shape(self):
+        """Per-sample input shape (StateError before setup)."""
+        return handle_shape(_lib.load(), "cfnet_layer_input_shape", self._h())
+
+    @property
+    def output_shape(self):
+        """Per-sample output shape (StateError before setup)."""
+        return handle_shape(_lib.load(), "cfnet_layer_output_shape", self._h())
+
+    def __repr__(self):
+        if self._handle is None:
+            state = "consumed" if self._consumed else "closed"
+            return "<cfnet.Layer (%s)>" % state
+        try:
+            shapes = " %s -> %s" % (self.input_shape, self.output_shape)
+        except StateError:
+            shapes = " (not set up)"
+        owner = " in a network" if self._network is not None else ""
+        return "<cfnet.Layer %s%s%s>" % (self.kind_name, shapes, owner)
+
+    # ---- use ----
+
+    def setup(self, input_shape, seed=0):
+        """Sets the layer up for the per-sample ``input_shape`` (no batch axis); allocates and
+        initialises the parameters from ``seed``. Returns the output shape. Replaces the
+        parameter tensors: earlier ``params``/``grads`` views become invalid. Refused for a
+        layer owned by a network."""
+        h = self._h()
+        if self._network is not None:
+            raise StateError(-8, "layer_setup: this layer belongs to a network and must not be "
+                             "set up again")
+        shape, nd = _shape_array(input_shape)
+        _lib.load().call("cfnet_layer_setup", h, nd, shape, ctypes.c_uint64(seed))
+        return self.output_shape
+
+    def forward(self, x, training=False):
+        """y = layer(x) for x of shape ``(N,) + input_shape``; returns a new array."""
+        h = self._h()
+        x = as_float32(x, "layer input")
+        y = np.empty((x.shape[0] if x.ndim else 0,) + self.output_shape, dtype=np.float32)
+        with Borrow(x) as tx, Borrow(y) as ty:
+            _lib.load().call("cfnet_layer_forward", h, tx, ty, 1 if training else 0)
+        return y
+
+    def backward(self, x, y, dy, need_dx=True):
+        """Backward pass of the most recent forward (same x and y) with output gradient dy.
+        Accumulates the parameter gradients (``grads``) and returns dx (None if not
+        ``need_dx``)."""
+        h = self._h()
+        x = as_float32(x, "layer input")
+        y = as_float32(y, "layer output")
+        dy = as_float32(dy, "output gradient")
+        dx = np.empty(x.shape, dtype=np.float32) if need_dx else None
+        with Borrow(x) as tx, Borrow(y) as ty, Borrow(dy) as tdy:
+            if dx is None:
+                _lib.load().call("cfnet_layer_backward", h, tx, ty, tdy, None)
+            else:
+                with Borrow(dx) as tdx:
+                    _lib.load().call("cfnet_layer_backward", h, tx, ty, tdy, tdx)
+        return dx
+
+    def zero_grad(self):
+        _lib.load().call("cfnet_layer_zero_grad", self._h())
+
+    def _tensors(self, count_fn, get_fn, name_fn):
+        lib = _lib.load()
+        h = self._h()
+        out = collections.OrderedDict()
+        for i in range(getattr(lib, count_fn)(h)):
+            t = getattr(lib, get_fn)(h, i)
+            name = getattr(lib, name_fn)(h, i).decode()
+            out[name] = view(lib.cfnet_tensor_data(t), handle_shape(lib, "cfnet_tensor_shape", t),
+                             self)
+        return out
+
+    @property
+    def params(self):
+        """Trainable parameters, name -> writable numpy view ("weight", "bias", "gamma",
+        "beta"); empty before setup."""
+        return self._tensors("cfnet_layer_param_count", "cfnet_layer_param",
+                             "cfnet_layer_param_name")
+
+    @property
+    def grads(self):
+        """Parameter gradients, name -> numpy view (same names and shapes as ``params``)."""
+        return self._tensors("cfnet_layer_param_count", "cfnet_layer_grad",
+                             "cfnet_layer_param_name")
+
+    @property
+    def state(self):
+        """Non-trainable state, name -> numpy view (batch norm: "running_mean",
+        "running_var")."""
+        return self._tensors("cfnet_layer_state_count", "cfnet_layer_state",
+                             "cfnet_layer_state_name")
+
+
+def _create(fn, *args):
+    return Layer(_lib.new_handle("layer", fn, *args))
+
+
+def conv2d(out_channels, kernel, stride=1, padding="same"):
+    """2D convolution (correlation) with bias: C x H x W -> out_channels x H' x W'."""
+    return _create("cfnet_layer_conv2d_create", int(out_channels), int(kernel), int(stride),
+                   to_enum(Padding, padding))
+
+
+def conic_conv(out_channels, kernel, R, padding="same", interp="nearest"):
+    """Conic convolution (paper eq. 12) with 4R rotations: C x S x S -> out_channels x S' x S'.
+    Exactly equivariant to quarter turns."""
+    return _create("cfnet_layer_conic_conv_create", int(out_channels), int(kernel), int(R),
+                   to_enum(Padding, padding), to_enum(Interp, interp))
+
+
+def p4_lift(out_channels, kernel, padding="same"):
+    """p4 lifting convolution: C x S x S -> out_channels x 4 x S' x S'."""
+    return _create("cfnet_layer_p4_lift_create", int(out_channels), int(kernel),
+                   to_enum(Padding, padding))
+
+
+def p4_conv(out_channels, kernel, padding="same"):
+    """p4 group convolution: C x 4 x S x S -> out_channels x 4 x S' x S'."""
+    return _create("cfnet_layer_p4_conv_create", int(out_channels), int(kernel),
+                   to_enum(Padding, padding))
+
+
+def group_pool(mode="max"):
+    """Pooling over the 4 rotations of a p4 map: C x 4 x H x W -> C x H x W."""
+    return _create("cfnet_layer_group_pool_create", to_enum(PoolMode, mode))
+
+
+def dft_projection(filters, R=1, interp="nearest"):
+    """DFT transition (a): projection onto ``filters`` map-sized filters at 4R rotations.
+    K x M x M -> filters x 4R; p4 K x 4 x M x M -> filters x 4 (R = 1)."""
+    return _create("cfnet_layer_dft_projection_create", int(filters), int(R),
+                   to_enum(Interp, interp))
+
+
+def dft_magnitude():
+    """DFT transition (b): |DFT2| of each sample's A x B grid (or C x G x 1 x 1 p4 map)."""
+    return _create("cfnet_layer_dft_magnitude_create")
+
+
+def dense(out_features):
+    """Fully connected: the flattened per-sample input -> out_features."""
+    return _create("cfnet_layer_dense_create", int(out_features))
+
+
+def relu():
+    return _create("cfnet_layer_relu_create")
+
+
+def pool(mode="max", window=0, stride=0):
+    """Spatial pooling over the last two axes. window = 0 picks the equivariant choice (2 for
+    even sizes, 3 for odd, stride 2)."""
+    return _create("cfnet_layer_pool_create", to_enum(PoolMode, mode), int(window), int(stride))
+
+
+def batch_norm(momentum=0.1, eps=1e-5):
+    """Batch normalisation per channel (axis 0 of the per-sample shape)."""
+    return _create("cfnet_layer_batch_norm_create", float(momentum), float(eps))
+
+
+def dropout(drop):
+    """Inverted dropout with drop probability 0 <= drop < 1 (identity in inference)."""
+    return _create("cfnet_layer_dropout_create", float(drop))
+
+
+def softmax():
+    """Softmax over the flattened per-sample input."""
+    return _create("cfnet_layer_softmax_create")
+
+
+def kind_name(kind):
+    """The library's name of a layer kind, e.g. "conic_conv" ("unknown" otherwise)."""
+    return _lib.load().cfnet_layer_kind_name(int(kind)).decode()
+
+
+__all__ = ["Layer", "conv2d", "conic_conv", "p4_lift", "p4_conv", "group_pool", "dft_projection",
+           "dft_magnitude", "dense", "relu", "pool", "batch_norm", "dropout", "softmax",
+           "kind_name", "MAX_DIMS"]

@@ -1,0 +1,273 @@
+"""Locating and loading libcfnet, and the ctypes prototypes of its public functions.
+
+The library is looked up, in order, at:
+
+1. ``$CFNET_LIBRARY``: the path of the shared library itself (``.../libcfnet.so``);
+2. ``pkg-config --variable=libdir cfnet``: an installed copy (honours ``PKG_CONFIG_PATH``);
+3. the build tree: ``lib/`` next to the ``python/`` directory that holds this package;
+4. the dynamic linker's own search (``ctypes.util.find_library("cfnet")``).
+
+Nothing is loaded at import time: the first call that needs the library loads it, so modules
+that do not need it (and ``import cfnet`` itself) work without libcfnet.
+"""
+import ctypes
+import ctypes.util
+import os
+import shutil
+import subprocess
+import threading
+
+from ._errors import check, UnsupportedError
+
+# The binding is written against this API version (major, minor): a library with another
+# major version, or an older minor version, is refused.
+API_VERSION = (0, 1)
+
+_handle = ctypes.c_void_p
+_int = ctypes.c_int
+_i32 = ctypes.c_int32
+_i64 = ctypes.c_int64
+_u64 = ctypes.c_uint64
+_dbl = ctypes.c_double
+_flt = ctypes.c_float
+_size = ctypes.c_size_t
+_str = ctypes.c_char_p
+_p_handle = ctypes.POINTER(ctypes.c_void_p)
+_p_int = ctypes.POINTER(ctypes.c_int)
+_p_i32 = ctypes.POINTER(ctypes.c_int32)
+_p_i64 = ctypes.POINTER(ctypes.c_int64)
+_p_flt = ctypes.POINTER(ctypes.c_float)
+_p_dbl = ctypes.POINTER(ctypes.c_double)
+_p_size = ctypes.POINTER(ctypes.c_size_t)
+_status = ctypes.c_int
+_void = None
+
+# name: (restype, argtypes). Functions returning cfnet_status are checked by the callers.
+PROTOTYPES = {
+    "cfnet_version_number": (ctypes.c_uint, []),
+    "cfnet_version_string": (_str, []),
+    "cfnet_status_string": (_str, [_int]),
+    "cfnet_last_error": (_str, []),
+    "cfnet_clear_error": (_void, []),
+    # tensors
+    "cfnet_tensor_create": (_status, [_int, _p_i64, _p_handle]),
+    "cfnet_tensor_wrap": (_status, [ctypes.c_void_p, _int, _p_i64, _p_handle]),
+    "cfnet_tensor_free": (_void, [_handle]),
+    "cfnet_tensor_ndim": (_int, [_handle]),
+    "cfnet_tensor_dim": (_i64, [_handle, _int]),
+    "cfnet_tensor_shape": (_status, [_handle, _p_int, _p_i64]),
+    "cfnet_tensor_numel": (_i64, [_handle]),
+    "cfnet_tensor_data": (ctypes.c_void_p, [_handle]),
+    "cfnet_tensor_copy_in": (_status, [_handle, ctypes.c_void_p, _i64]),
+    "cfnet_tensor_copy_out": (_status, [_handle, ctypes.c_void_p, _i64]),
+    "cfnet_tensor_fill": (_status, [_handle, _flt]),
+    "cfnet_tensor_zero": (_status, [_handle]),
+    "cfnet_tensor_reshape": (_status, [_handle, _int, _p_i64]),
+    # layers
+    "cfnet_layer_conv2d_create": (_status, [_int, _int, _int, _int, _p_handle]),
+    "cfnet_layer_conic_conv_create": (_status, [_int, _int, _int, _int, _int, _p_handle]),
+    "cfnet_layer_p4_lift_create": (_status, [_int, _int, _int, _p_handle]),
+    "cfnet_layer_p4_conv_create": (_status, [_int, _int, _int, _p_handle]),
+    "cfnet_layer_group_pool_create": (_status, [_int, _p_handle]),
+    "cfnet_layer_dft_projection_create": (_status, [_int, _int, _int, _p_handle]),
+    "cfnet_layer_dft_magnitude_create": (_status, [_p_handle]),
+    "cfnet_layer_dense_create": (_status, [_int, _p_handle]),
+    "cfnet_layer_relu_create": (_status, [_p_handle]),
+    "cfnet_layer_pool_create": (_status, [_int, _int, _int, _p_handle]),
+    "cfnet_layer_batch_norm_create": (_status, [_flt, _flt, _p_handle]),
+    "cfnet_layer_dropout_create": (_status, [_flt, _p_handle]),
+    "cfnet_layer_softmax_create": (_status, [_p_handle]),
+    "cfnet_layer_free": (_void, [_handle]),
+    "cfnet_layer_kind_of": (_int, [_handle]),
+    "cfnet_layer_kind_name": (_str, [_int]),
+    "cfnet_layer_setup": (_status, [_handle, _int, _p_i64, _u64]),
+    "cfnet_layer_input_shape": (_status, [_handle, _p_int, _p_i64]),
+    "cfnet_layer_output_shape": (_status, [_handle, _p_int, _p_i64]),
+    "cfnet_layer_forward": (_status, [_handle, _handle, _handle, _int]),
+    "cfnet_layer_backward": (_status, [_handle, _handle, _handle, _handle, _handle]),
+    "cfnet_layer_param_count": (_int, [_handle]),
+    "cfnet_layer_param": (_handle, [_handle, _int]),
+    "cfnet_layer_grad": (_handle, [_handle, _int]),
+    "cfnet_layer_param_name": (_str, [_handle, _int]),
+    "cfnet_layer_state_count": (_int, [_handle]),
+    "cfnet_layer_state": (_handle, [_handle, _int]),
+    "cfnet_layer_state_name": (_str, [_handle, _int]),
+    "cfnet_layer_zero_grad": (_status, [_handle]),
+    # loss
+    "cfnet_softmax_cross_entropy": (_status, [_handle, _p_i32, _i64, _p_flt, _handle]),
+    # networks
+    "cfnet_network_create": (_status, [_int, _int, _int, _u64, _p_handle]),
+    "cfnet_network_free": (_void, [_handle]),
+    "cfnet_network_append": (_status, [_handle, _handle]),
+    "cfnet_network_layer_count": (_int, [_handle]),
+    "cfnet_network_layer": (_handle, [_handle, _int]),
+    "cfnet_network_input_shape": (_status, [_handle, _p_int, _p_i64]),
+    "cfnet_network_output_shape": (_status, [_handle, _p_int, _p_i64]),
+    "cfnet_network_param_count": (_i64, [_handle]),
+    "cfnet_network_memory_usage": (_size, [_handle]),
+    "cfnet_network_summary": (_status, [_handle, ctypes.c_char_p, _size, _p_size]),
+    "cfnet_network_forward": (_status, [_handle, _handle, _handle, _int]),
+    "cfnet_network_backward": (_status, [_handle, _handle]),
+    "cfnet_network_zero_grad": (_status, [_handle]),
+    "cfnet_network_infer": (_status, [_handle, _handle, _handle]),
+    "cfnet_network_probabilities": (_status, [_handle, _handle, _handle]),
+    "cfnet_network_predict": (_status, [_handle, _handle, _p_i32, _i64]),
+    "cfnet_network_set_option": (_status, [_handle, _int, _dbl]),
+    "cfnet_network_get_option": (_status, [_handle, _int, _p_dbl]),
+    "cfnet_network_train_step": (_status, [_handle, _handle, _p_i32, _i64, _p_flt]),
+    "cfnet_network_step_count": (_i64, [_handle]),
+    "cfnet_network_evaluate": (_status, [_handle, _handle, _p_i32, _i64, _i64, _p_flt, _p_flt]),
+    "cfnet_network_invariance": (_status, [_handle, _handle, _p_dbl, _int, _p_dbl]),
+    # image helpers
+    "cfnet_image_rotate": (_status, [_handle, _handle, _dbl]),
+    "cfnet_image_shift": (_status, [_handle, _handle, _int, _int]),
+    "cfnet_image_normalize": (_status, [_handle, _dbl, _dbl]),
+    # saving and loading
+    "cfnet_network_save": (_status, [_handle, _str, ctypes.c_uint]),
+    "cfnet_network_save_buffer": (_status, [_handle, ctypes.c_uint, _p_handle, _p_size]),
+    "cfnet_network_load": (_status, [_str, _p_handle]),
+    "cfnet_network_load_buffer": (_status, [ctypes.c_void_p, _size, _p_handle]),
+    "cfnet_free": (_void, [ctypes.c_void_p]),
+    # contexts (allocator hooks are not bound: Python callbacks as a C allocator are not
+    # worth their cost and hazards)
+    "cfnet_context_create": (_status, [_p_handle]),
+    "cfnet_context_free": (_void, [_handle]),
+    "cfnet_context_set_limit": (_status, [_handle, _int, _u64]),
+    "cfnet_context_get_limit": (_status, [_handle, _int, ctypes.POINTER(ctypes.c_uint64)]),
+    "cfnet_network_create_in": (_status, [_handle, _int, _int, _int, _u64, _p_handle]),
+    "cfnet_network_load_in": (_status, [_handle, _str, _p_handle]),
+    "cfnet_network_load_buffer_in": (_status, [_handle, ctypes.c_void_p, _size, _p_handle]),
+}
+
+
+class _Lib:
+    """The loaded library: attribute access returns the prototyped C function."""
+
+    def __init__(self, cdll, path):
+        self._cdll = cdll
+        self.path = path
+        self._missing = []
+        for name, (restype, argtypes) in PROTOTYPES.items():
+            try:
+                fn = getattr(cdll, name)
+            except AttributeError:
+                self._missing.append(name)
+                continue
+            fn.restype = restype
+            fn.argtypes = argtypes
+            setattr(self, name, fn)
+
+    def __getattr__(self, name):
+        # Only reached for names that were not bound: a symbol this library build lacks.
+        if name in PROTOTYPES:
+            raise UnsupportedError(-6, "%s: not exported by the libcfnet at %s" % (name, self.path))
+        raise AttributeError(name)
+
+    def call(self, name, *args):
+        """Calls a status-returning function and raises the matching CfnetError on failure."""
+        status = getattr(self, name)(*args)
+        if status != 0:
+            check(status, self.cfnet_last_error())
+
+
+_lock = threading.Lock()
+_lib = None
+
+
+def _candidates():
+    env = os.environ.get("CFNET_LIBRARY")
+    if env:
+        # An explicit choice is final: a wrong path is an error, not a reason to look elsewhere.
+        yield "CFNET_LIBRARY", env
+        return
+    if shutil.which("pkg-config"):
+        try:
+            out = subprocess.run(["pkg-config", "--variable=libdir", "cfnet"],
+                                 capture_output=True, text=True, timeout=30)
+            libdir = out.stdout.strip()
+            if out.returncode == 0 and libdir:
+                yield "pkg-config", os.path.join(libdir, "libcfnet.so")
+        except (OSError, subprocess.SubprocessError):
+            pass
+    here = os.path.dirname(os.path.abspath(__file__))
+    yield "build tree", os.path.join(here, os.pardir, os.pardir, "lib", "libcfnet.so")
+    found = ctypes.util.find_library("cfnet")
+    if found:
+        yield "system", found
+
+
+def load():
+    """Returns the loaded library, loading it on first use (see the module docstring)."""
+    global _lib
+    if _lib is not None:
+        return _lib
+    with _lock:
+        if _lib is not None:
+            return _lib
+        tried = []
+        for where, path in _candidates():
+            if where != "system" and where != "CFNET_LIBRARY" and not os.path.exists(path):
+                tried.append("%s: %s (absent)" % (where, path))
+                continue
+            try:
+                cdll = ctypes.CDLL(path)
+            except OSError as e:
+                tried.append("%s: %s (%s)" % (where, path, e))
+                if where == "CFNET_LIBRARY":
+                    break
+                continue
+            lib = _Lib(cdll, os.path.realpath(path) if os.path.exists(path) else path)
+            _check_version(lib)
+            _lib = lib
+            return _lib
+        raise OSError("libcfnet not found; set CFNET_LIBRARY to the path of libcfnet.so. Tried: "
+                      + "; ".join(tried))
+
+
+def _check_version(lib):
+    v = lib.cfnet_version_number()
+    major, minor = v // 10000, v // 100 % 100
+    if major != API_VERSION[0] or minor < API_VERSION[1]:
+        raise OSError("libcfnet at %s is version %s; this binding needs %d.x with x >= %d"
+                      % (lib.path, lib.cfnet_version_string().decode(), API_VERSION[0],
+                         API_VERSION[1]))
+
+
+# Live handles created through this binding, by kind: a debugging aid and the basis of the
+# binding's leak tests (every handle created is freed exactly once).
+live = {"tensor": 0, "layer": 0, "network": 0, "buffer": 0, "context": 0}
+_live_lock = threading.Lock()
+
+
+def _count(kind, delta):
+    with _live_lock:
+        live[kind] += delta
+
+
+def free_tensor(h):
+    load().cfnet_tensor_free(h)
+    _count("tensor", -1)
+
+
+def free_layer(h):
+    load().cfnet_layer_free(h)
+    _count("layer", -1)
+
+
+def free_network(h):
+    load().cfnet_network_free(h)
+    _count("network", -1)
+
+
+def free_context(h):
+    load().cfnet_context_free(h)
+    _count("context", -1)
+
+
+def new_handle(kind, fn_name, *args):
+    """Calls a create function whose last argument is the out-handle; returns the handle."""
+    lib = load()
+    out = ctypes.c_void_p()
+    lib.call(fn_name, *args, ctypes.byref(out))
+    _count(kind, 1)
+    return out.value

@@ -1,0 +1,416 @@
+"""Networks: the cfnet_network handle, training, inference, invariance check, save and load."""
+import ctypes
+import os
+import weakref
+
+import numpy as np
+
+from . import _lib
+from ._enums import AugRotation, Option, Optimizer, SAVE_OPTIMIZER, to_enum
+from ._layer import Layer
+from ._tensor import Borrow, as_float32, as_labels, handle_shape
+
+# Option values that have names, for set_option / configure.
+_OPTION_VALUE_ENUMS = {Option.OPTIMIZER: Optimizer, Option.AUG_ROTATION: AugRotation}
+
+
+class Network:
+    """A cfnet_network: a per-sample input shape C x H x W, a list of layers and the training
+    state (options, optimiser, step count).
+
+    ``Network(channels, height, width, seed=0)`` creates an empty network; ``append`` adds
+    layers. Arrays go in and come out as numpy float32 arrays (``N x C x H x W`` images);
+    C-contiguous float32 inputs are passed without copying, anything else is copied with a
+    CopyWarning.
+
+    The handle is freed by ``close()``, at the end of a ``with`` block, or when the object is
+    garbage-collected. The network owns its layers: the Layer objects it hands out (from
+    ``append``, ``layers``, indexing) keep it alive and are valid only while it is open;
+    ``close()`` invalidates them and any numpy view of their parameters.
+
+    Inference calls (infer, probabilities, predict, evaluate, invariance) release the GIL and
+    may run from several threads at once on one network, as long as nothing modifies it
+    meanwhile (append, options, training, close).
+    """
+
+    def __init__(self, channels, height, width, seed=0, context=None):
+        if context is None:
+            h = _lib.new_handle("network", "cfnet_network_create", int(channels), int(height),
+                                int(width), ctypes.c_uint64(seed))
+        else:
+            h = _lib.new_handle("network", "cfnet_network_create_in", context._h(),
+                                int(channels), int(height), int(width), ctypes.c_uint64(seed))
+        self._init(h, context)
+
+    def _init(self, handle, context=None):
+        self._handle = handle
+        self._layers = weakref.WeakValueDictionary()  # index -> Layer wrapper handed out
+        self._context = context  # must outlive the network: keep it alive
+        self._finalizer = weakref.finalize(self, _lib.free_network, handle)
+        if context is not None:
+            context._register(self)
+
+    @classmethod
+    def _from_handle(cls, handle, context=None):
+        net = cls.__new__(cls)
+        net._init(handle, context)
+        return net
+
+    @property
+    def context(self):
+        """The Context the network was created or loaded in, or None."""
+        return self._context
+
+    # ---- lifetime ----
+
+    def _h(self):
+        if self._handle is None:
+            raise ValueError("operation on a closed Network")
+        return self._handle
+
+    @property
+    def handle(self):
+        """The raw cfnet_network pointer (an int), for other ctypes code."""
+        return self._h()
+
+    @property
+    def closed(self):
+        return self._handle is None
+
+    def close(self):
+        """Frees the network and its layers (idempotent); Layer objects taken from it become
+        invalid."""
+        if self._handle is None:
+            return
+        for layer in list(self._layers.values()):
+            layer._invalidate()
+        self._layers.clear()
+        self._handle = None
+        self._finalizer()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    # ---- composition ----
+
+    def append(self, layer):
+        """Appends ``layer`` and sets it up for the current output shape. The network takes
+        ownership in every case: on success ``layer`` becomes a view of the network's layer and
+        is returned; on failure it is freed (``layer.consumed`` becomes True) and the error is
+        raised. A layer that already belongs to a network raises StateError and is left
+        alone."""
+        h = self._h()
+        if not isinstance(layer, Layer):
+            raise TypeError("append needs a cfnet.Layer, not %s" % type(layer).__name__)
+        lh = layer._h()
+        lib = _lib.load()
+        if layer.network is not None:
+            lib.call("cfnet_network_append", h, lh)  # CFNET_E_STATE, nothing freed
+            raise AssertionError("unreachable: appending an owned layer succeeded")
+        index = lib.cfnet_network_layer_count(h)
+        layer._give_to(self)
+        try:
+            lib.call("cfnet_network_append", h, lh)
+        except BaseException:
+            layer._consume()
+            raise
+        layer._adopted(self)
+        self._layers[index] = layer
+        return layer
+
+    def extend(self, layers):
+        """Appends each layer in turn; returns self. On a failure the failing layer is consumed
+        and the remaining ones are left untouched (still owned by the caller)."""
+        for layer in layers:
+            self.append(layer)
+        return self
+
+    def __len__(self):
+        return _lib.load().cfnet_network_layer_count(self._h())
+
+    def __getitem__(self, i):
+        n = len(self)
+        if not isinstance(i, int):
+            raise TypeError("layer index must be an int")
+        if i < 0:
+            i += n
+        if not 0 <= i < n:
+            raise IndexError("layer index out of range")
+        layer = self._layers.get(i)
+        if layer is None or layer.closed:
+            layer = Layer(_lib.load().cfnet_network_layer(self._h(), i), network=self)
+            self._layers[i] = layer
+        return layer
+
+    def __iter__(self):
+        return (self[i] for i in range(len(self)))
+
+    @property
+    def layers(self):
+        """The layers, as Layer objects valid while the network is open."""
+        return list(self)
+
+    @property
+    def input_shape(self):
+        return handle_shape(_lib.load(), "cfnet_network_input_shape", self._h())
+
+    @property
+    def output_shape(self):
+        return handle_shape(_lib.load(), "cfnet_network_output_shape", self._h())
+
+    @property
+    def param_count(self):
+        """Total number of trainable scalars."""
+        return _lib.load().cfnet_network_param_count(self._h())
+
+    @property
+    def memory_usage(self):
+        """Bytes held by the network (parameters, optimiser state, buffers)."""
+        return _lib.load().cfnet_network_memory_usage(self._h())
+
+    def summary(self):
+        """One line per layer plus totals, as a str."""
+        lib = _lib.load()
+        h = self._h()
+        needed = ctypes.c_size_t()
+        buf = ctypes.create_string_buffer(4096)
+        status = lib.cfnet_network_summary(h, buf, len(buf), ctypes.byref(needed))
+        if status == -9:  # CFNET_E_LIMIT: retry with the size asked for
+            buf = ctypes.create_string_buffer(needed.value + 1)
+            status = lib.cfnet_network_summary(h, buf, len(buf), ctypes.byref(needed))
+        if status != 0:
+            from ._errors import check
+            check(status, lib.cfnet_last_error())
+        return buf.value.decode()
+
+    def __repr__(self):
+        if self._handle is None:
+            return "<cfnet.Network (closed)>"
+        return "<cfnet.Network %s -> %s, %d layers, %d parameters>" % (
+            self.input_shape, self.output_shape, len(self), self.param_count)
+
+    # ---- forward and backward ----
+
+    def _out(self, n):
+        return np.empty((n,) + self.output_shape, dtype=np.float32)
+
+    def forward(self, x, training=False):
+        """Network output for images x (N x C x H x W), as a new array. With training=True the
+        activations are kept for ``backward``."""
+        h = self._h()
+        x = as_float32(x, "images")
+        out = self._out(x.shape[0] if x.ndim else 0)
+        with Borrow(x) as tx, Borrow(out) as to:
+            _lib.load().call("cfnet_network_forward", h, tx, to, 1 if training else 0)
+        return out
+
+    def backward(self, d_out):
+        """Backward pass after ``forward(x, training=True)``: d_out = d loss / d output;
+        parameter gradients are accumulated into the layers' ``grads``."""
+        h = self._h()
+        d = as_float32(d_out, "output gradient")
+        with Borrow(d) as td:
+            _lib.load().call("cfnet_network_backward", h, td)
+
+    def zero_grad(self):
+        _lib.load().call("cfnet_network_zero_grad", self._h())
+
+    def infer(self, x):
+        """Read-only inference: the network output for x (N x <output shape>)."""
+        h = self._h()
+        x = as_float32(x, "images")
+        out = self._out(x.shape[0] if x.ndim else 0)
+        with Borrow(x) as tx, Borrow(out) as to:
+            _lib.load().call("cfnet_network_infer", h, tx, to)
+        return out
+
+    def probabilities(self, x):
+        """Class probabilities (N x K) for x."""
+        h = self._h()
+        x = as_float32(x, "images")
+        n = x.shape[0] if x.ndim else 0
+        k = int(np.prod(self.output_shape))
+        probs = np.empty((n, k), dtype=np.float32)
+        with Borrow(x) as tx, Borrow(probs) as tp:
+            _lib.load().call("cfnet_network_probabilities", h, tx, tp)
+        return probs
+
+    def predict(self, x):
+        """Predicted class (argmax of the output) per image, as an int32 array of length N."""
+        h = self._h()
+        x = as_float32(x, "images")
+        n = x.shape[0] if x.ndim else 0
+        labels = np.empty(n, dtype=np.int32)
+        with Borrow(x) as tx:
+            _lib.load().call("cfnet_network_predict", h, tx,
+                             labels.ctypes.data_as(ctypes.POINTER(ctypes.c_int32)), n)
+        return labels
+
+    # ---- options and training ----
+
+    def set_option(self, option, value):
+        """Sets one option (an Option, its int value or name such as "learning_rate"). Named
+        values are accepted for OPTIMIZER ("adam", "sgd") and AUG_ROTATION ("none", "quarter",
+        "any"); booleans for AUG_FLIP."""
+        opt = to_enum(Option, option)
+        if opt in _OPTION_VALUE_ENUMS:
+            value = to_enum(_OPTION_VALUE_ENUMS[opt], value)
+        _lib.load().call("cfnet_network_set_option", self._h(), int(opt), float(value))
+
+    def get_option(self, option):
+        """The current value of an option (a float; OPTIMIZER and AUG_ROTATION as their
+        enums)."""
+        opt = to_enum(Option, option)
+        v = ctypes.c_double()
+        _lib.load().call("cfnet_network_get_option", self._h(), int(opt), ctypes.byref(v))
+        if opt in _OPTION_VALUE_ENUMS:
+            return _OPTION_VALUE_ENUMS[opt](int(v.value))
+        return v.value
+
+    def configure(self, **options):
+        """Sets several options by keyword, e.g. ``configure(learning_rate=5e-3,
+        weight_decay=5e-4, aug_rotation="any", aug_jitter=3)``; returns self. Options are set
+        in the order given; on an error the earlier ones stay set."""
+        for name, value in options.items():
+            self.set_option(name, value)
+        return self
+
+    @property
+    def options(self):
+        """Every option's current value, by lower-case name."""
+        return {opt.name.lower(): self.get_option(opt) for opt in Option}
+
+    def train_step(self, images, labels):
+        """One optimisation step on a batch (augmentation, forward, loss, backward, update).
+        Returns the batch loss before the update."""
+        h = self._h()
+        x = as_float32(images, "images")
+        lab = as_labels(labels)
+        loss = ctypes.c_float()
+        with Borrow(x) as tx:
+            _lib.load().call("cfnet_network_train_step", h, tx,
+                             lab.ctypes.data_as(ctypes.POINTER(ctypes.c_int32)), lab.size,
+                             ctypes.byref(loss))
+        return loss.value
+
+    @property
+    def step_count(self):
+        """Optimisation steps taken so far."""
+        return _lib.load().cfnet_network_step_count(self._h())
+
+    def evaluate(self, images, labels, batch=0):
+        """Inference-mode (mean loss, accuracy) over the images, in batches of ``batch``
+        (0 = 100)."""
+        h = self._h()
+        x = as_float32(images, "images")
+        lab = as_labels(labels)
+        loss, acc = ctypes.c_float(), ctypes.c_float()
+        with Borrow(x) as tx:
+            _lib.load().call("cfnet_network_evaluate", h, tx,
+                             lab.ctypes.data_as(ctypes.POINTER(ctypes.c_int32)), lab.size,
+                             int(batch), ctypes.byref(loss), ctypes.byref(acc))
+        return loss.value, acc.value
+
+    def fit(self, images, labels, epochs=1, batch=50, rng=None, callback=None):
+        """A plain training loop over ``train_step``: each epoch shuffles the data (with
+        ``rng``, a numpy Generator, default seeded 0) and steps through it in batches.
+        ``callback(epoch, mean_loss)`` is called after each epoch. Returns the list of mean
+        losses per epoch."""
+        x = as_float32(images, "images")
+        lab = as_labels(labels)
+        rng = np.random.default_rng(0) if rng is None else rng
+        losses = []
+        for epoch in range(epochs):
+            order = rng.permutation(len(lab))
+            total, count = 0.0, 0
+            for start in range(0, len(lab), batch):
+                idx = order[start:start + batch]
+                total += self.train_step(x[idx], lab[idx]) * len(idx)
+                count += len(idx)
+            losses.append(total / max(count, 1))
+            if callback is not None:
+                callback(epoch, losses[-1])
+        return losses
+
+    def invariance(self, x, angles=None):
+        """Largest relative change max|f(rot x) - f(x)| / max|f(x)| of the output over the
+        rotations of x by ``angles`` in degrees (default 90, 180, 270)."""
+        h = self._h()
+        x = as_float32(x, "images")
+        out = ctypes.c_double()
+        with Borrow(x) as tx:
+            if angles is None:
+                _lib.load().call("cfnet_network_invariance", h, tx, None, 0, ctypes.byref(out))
+            else:
+                a = np.ascontiguousarray(angles, dtype=np.float64).reshape(-1)
+                _lib.load().call("cfnet_network_invariance", h, tx,
+                                 a.ctypes.data_as(ctypes.POINTER(ctypes.c_double)), a.size,
+                                 ctypes.byref(out))
+        return out.value
+
+    # ---- saving and loading ----
+
+    def save(self, path, optimizer=False):
+        """Writes the network to ``path`` (safetensors layout, docs/format.md); with
+        optimizer=True also the optimiser state. An existing file is replaced atomically."""
+        flags = SAVE_OPTIMIZER if optimizer else 0
+        _lib.load().call("cfnet_network_save", self._h(), os.fsencode(path), flags)
+
+    def to_bytes(self, optimizer=False):
+        """The saved network as bytes (what ``save`` would write)."""
+        lib = _lib.load()
+        h = self._h()
+        buf = ctypes.c_void_p()
+        size = ctypes.c_size_t()
+        lib.call("cfnet_network_save_buffer", h, SAVE_OPTIMIZER if optimizer else 0,
+                 ctypes.byref(buf), ctypes.byref(size))
+        _lib._count("buffer", 1)
+        try:
+            return ctypes.string_at(buf.value, size.value)
+        finally:
+            lib.cfnet_free(buf)
+            _lib._count("buffer", -1)
+
+    @classmethod
+    def load(cls, path, context=None):
+        """A network read from a file written by ``save`` (or cfnet_network_save). Every field
+        is validated: a malformed file raises FormatError (LimitError over the context's
+        limits, CfnetIOError if it cannot be read)."""
+        if context is None:
+            h = _lib.new_handle("network", "cfnet_network_load", os.fsencode(path))
+        else:
+            h = _lib.new_handle("network", "cfnet_network_load_in", context._h(),
+                                os.fsencode(path))
+        return cls._from_handle(h, context)
+
+    @classmethod
+    def from_bytes(cls, data, context=None):
+        """A network read from bytes produced by ``to_bytes`` (or a model file's contents)."""
+        buf = data if isinstance(data, bytes) else bytes(data)
+        if context is None:
+            h = _lib.new_handle("network", "cfnet_network_load_buffer", buf, len(buf))
+        else:
+            h = _lib.new_handle("network", "cfnet_network_load_buffer_in", context._h(), buf,
+                                len(buf))
+        return cls._from_handle(h, context)
+
+
+def softmax_cross_entropy(logits, labels, grad=True):
+    """Mean softmax cross-entropy of logits (N x K) against integer labels. Returns
+    (loss, d loss / d logits) — the gradient only if ``grad``, else (loss, None)."""
+    x = as_float32(logits, "logits")
+    lab = as_labels(labels)
+    loss = ctypes.c_float()
+    g = np.empty_like(x) if grad else None
+    lib = _lib.load()
+    with Borrow(x) as tx:
+        lp = lab.ctypes.data_as(ctypes.POINTER(ctypes.c_int32))
+        if g is None:
+            lib.call("cfnet_softmax_cross_entropy", tx, lp, lab.size, ctypes.byref(loss), None)
+        else:
+            with Borrow(g) as tg:
+                lib.call("cfnet_softmax_cross_entropy", tx, lp, lab.size, ctypes.byref(loss), tg)
+    return loss.value, g

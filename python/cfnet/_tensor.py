@@ -1,0 +1,215 @@
+"""Tensors: numpy arrays handed to libcfnet without copying, and the Tensor handle."""
+import ctypes
+import warnings
+import weakref
+
+import numpy as np
+
+from . import _lib
+from ._errors import CopyWarning
+
+MAX_DIMS = 5
+
+
+def _shape_array(shape):
+    shape = tuple(int(s) for s in shape)
+    return (ctypes.c_int64 * max(len(shape), 1))(*shape), len(shape)
+
+
+def is_passable(a):
+    """True if ``a`` can be handed to libcfnet as is: a C-contiguous, aligned float32 ndarray in
+    native byte order."""
+    return (isinstance(a, np.ndarray) and a.dtype == np.float32 and a.dtype.isnative
+            and a.flags.c_contiguous and a.flags.aligned)
+
+
+def as_float32(a, what="array", stacklevel=3):
+    """``a`` itself if it is passable, else a C-contiguous float32 copy (with a CopyWarning when
+    ``a`` was already an ndarray: lists and scalars are expected to be converted)."""
+    if is_passable(a):
+        return a
+    was_array = isinstance(a, np.ndarray)
+    out = np.ascontiguousarray(a, dtype=np.float32)
+    if was_array:
+        warnings.warn("%s (%s, %s) copied to a C-contiguous float32 array for libcfnet"
+                      % (what, a.dtype, "contiguous" if a.flags.c_contiguous else "strided"),
+                      CopyWarning, stacklevel=stacklevel)
+    return out
+
+
+def as_labels(labels):
+    """Labels as a C-contiguous int32 array (converted silently: labels are small)."""
+    lab = np.ascontiguousarray(labels, dtype=np.int32)
+    if lab.ndim != 1:
+        lab = lab.reshape(-1)
+    return lab
+
+
+class _View:
+    """Exposes C memory to numpy; the ndarray keeps this object, hence ``owner``, alive."""
+
+    def __init__(self, ptr, shape, owner, readonly=False):
+        self.__array_interface__ = {
+            "data": (ptr, readonly),
+            "shape": tuple(int(s) for s in shape),
+            "typestr": "<f4",
+            "version": 3,
+        }
+        self._owner = owner
+
+
+def view(ptr, shape, owner, readonly=False):
+    """An ndarray over ``prod(shape)`` floats of C memory at ``ptr``, keeping ``owner`` alive."""
+    if not ptr:
+        raise ValueError("no data")
+    return np.asarray(_View(ptr, shape, owner, readonly))
+
+
+def handle_shape(lib, fn, handle):
+    """Shape from a cfnet_*_shape(handle, &ndim, shape) call, as a tuple."""
+    nd = ctypes.c_int()
+    buf = (ctypes.c_int64 * MAX_DIMS)()
+    lib.call(fn, handle, ctypes.byref(nd), buf)
+    return tuple(buf[i] for i in range(nd.value))
+
+
+class Borrow:
+    """A temporary cfnet_tensor over an array's buffer, freed on exit of the ``with`` block.
+    The array must be passable (see as_float32)."""
+
+    __slots__ = ("array", "handle")
+
+    def __init__(self, array):
+        self.array = array
+        self.handle = None
+
+    def __enter__(self):
+        if self.array.ndim < 1 or self.array.ndim > MAX_DIMS:
+            raise ValueError("arrays for libcfnet have 1..%d dimensions, not %d"
+                             % (MAX_DIMS, self.array.ndim))
+        shape, nd = _shape_array(self.array.shape)
+        self.handle = _lib.new_handle("tensor", "cfnet_tensor_wrap",
+                                      ctypes.c_void_p(self.array.ctypes.data), nd, shape)
+        return self.handle
+
+    def __exit__(self, *exc):
+        if self.handle is not None:
+            _lib.free_tensor(self.handle)
+            self.handle = None
+
+
+class Tensor:
+    """A cfnet_tensor handle: float32, row-major, 1 to 5 dimensions.
+
+    ``Tensor(shape)`` allocates a zero-filled tensor owned by libcfnet; ``Tensor.wrap(array)``
+    views a numpy array without copying (the Tensor keeps a reference to the array, so the
+    buffer lives as long as the handle). ``numpy()`` returns a writable view of the data.
+
+    The handle is freed by ``close()``, at the end of a ``with`` block, or when the object is
+    garbage-collected. Views returned by ``numpy()`` keep the Tensor alive but must not be used
+    after an explicit ``close()``.
+    """
+
+    def __init__(self, shape):
+        shape_arr, nd = _shape_array(shape)
+        self._array = None
+        self._handle = _lib.new_handle("tensor", "cfnet_tensor_create", nd, shape_arr)
+        self._finalizer = weakref.finalize(self, _lib.free_tensor, self._handle)
+
+    @classmethod
+    def wrap(cls, array):
+        """A Tensor over ``array``'s memory. Non-float32 or non-contiguous arrays are copied
+        (with a CopyWarning); the copy, not ``array``, is then what the Tensor views."""
+        a = as_float32(array, "Tensor.wrap input")
+        shape_arr, nd = _shape_array(a.shape)
+        if a.ndim < 1 or a.ndim > MAX_DIMS:
+            raise ValueError("tensors have 1..%d dimensions, not %d" % (MAX_DIMS, a.ndim))
+        t = cls.__new__(cls)
+        t._array = a
+        t._handle = _lib.new_handle("tensor", "cfnet_tensor_wrap",
+                                    ctypes.c_void_p(a.ctypes.data), nd, shape_arr)
+        t._finalizer = weakref.finalize(t, _lib.free_tensor, t._handle)
+        return t
+
+    @classmethod
+    def from_array(cls, array):
+        """A new library-owned Tensor holding a copy of ``array``."""
+        a = np.asarray(array, dtype=np.float32)
+        t = cls(a.shape)
+        t.copy_in(a)
+        return t
+
+    def _h(self):
+        if self._handle is None:
+            raise ValueError("operation on a closed Tensor")
+        return self._handle
+
+    @property
+    def handle(self):
+        """The raw cfnet_tensor pointer (an int), for other ctypes code."""
+        return self._h()
+
+    @property
+    def closed(self):
+        return self._handle is None
+
+    def close(self):
+        """Frees the handle (idempotent). A wrapped array stays valid; views from numpy() of a
+        library-owned tensor do not."""
+        if self._handle is not None:
+            self._finalizer()
+            self._handle = None
+            self._array = None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    @property
+    def shape(self):
+        return handle_shape(_lib.load(), "cfnet_tensor_shape", self._h())
+
+    @property
+    def ndim(self):
+        return _lib.load().cfnet_tensor_ndim(self._h())
+
+    @property
+    def size(self):
+        return _lib.load().cfnet_tensor_numel(self._h())
+
+    def numpy(self):
+        """A writable ndarray view of the data with the current shape (no copy)."""
+        lib = _lib.load()
+        return view(lib.cfnet_tensor_data(self._h()), self.shape, self)
+
+    def copy_in(self, array):
+        """Copies ``array`` (same number of elements) into the tensor."""
+        a = np.ascontiguousarray(array, dtype=np.float32)
+        _lib.load().call("cfnet_tensor_copy_in", self._h(), ctypes.c_void_p(a.ctypes.data),
+                         a.size)
+
+    def copy_out(self):
+        """A new ndarray holding a copy of the data."""
+        out = np.empty(self.shape, dtype=np.float32)
+        _lib.load().call("cfnet_tensor_copy_out", self._h(), ctypes.c_void_p(out.ctypes.data),
+                         out.size)
+        return out
+
+    def fill(self, value):
+        _lib.load().call("cfnet_tensor_fill", self._h(), float(value))
+
+    def zero(self):
+        _lib.load().call("cfnet_tensor_zero", self._h())
+
+    def reshape(self, shape):
+        """Changes the shape in place (same element count); existing numpy() views keep the old
+        shape."""
+        shape_arr, nd = _shape_array(shape)
+        _lib.load().call("cfnet_tensor_reshape", self._h(), nd, shape_arr)
+
+    def __repr__(self):
+        if self._handle is None:
+            return "<cfnet.Tensor (closed)>"
+        return "<cfnet.Tensor shape=%s%s>" % (self.shape, " wrapping an array" if self._array is not None else "")

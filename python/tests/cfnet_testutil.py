@@ -1,0 +1,59 @@
+"""Shared helpers for the binding's tests: small networks, a rotated-pattern dataset, and the
+live-handle counter check."""
+import gc
+import os
+import unittest
+
+import numpy as np
+
+import cfnet
+from cfnet import _lib
+
+REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), os.pardir, os.pardir))
+
+
+def small_cfnet(S=16, classes=3, seed=1, bn=True):
+    """Conic layers with equivariant pooling, the DFT transition and a dense layer."""
+    net = cfnet.Network(1, S, S, seed=seed)
+    layers = [cfnet.conic_conv(6, 3, R=2)]
+    if bn:
+        layers.append(cfnet.batch_norm())
+    layers += [cfnet.relu(), cfnet.pool(), cfnet.conic_conv(8, 3, R=1), cfnet.relu(),
+               cfnet.pool(), cfnet.dft_projection(8), cfnet.dft_magnitude(),
+               cfnet.dense(classes)]
+    return net.extend(layers)
+
+
+def rotated_patterns(n, S=16, seed=0, noise=0.1):
+    """Rotation-invariant classes: 0 ring, 1 bar through the centre, 2 off-centre blob, each at
+    a random orientation with a small shift and noise. Returns (N x 1 x S x S float32, int32)."""
+    rng = np.random.default_rng(seed)
+    c = (S - 1) / 2.0
+    i, j = np.mgrid[0:S, 0:S]
+    x = np.empty((n, 1, S, S), dtype=np.float32)
+    y = np.arange(n, dtype=np.int32) % 3
+    for s in range(n):
+        th = 2 * np.pi * rng.random()
+        dx, dy = rng.uniform(-1, 1, size=2)
+        u, v = j - c - dx, c - i - dy
+        ru, rv = u * np.cos(th) + v * np.sin(th), -u * np.sin(th) + v * np.cos(th)
+        if y[s] == 0:
+            img = np.exp(-(np.sqrt(u * u + v * v) - 4.0) ** 2 / 1.5)
+        elif y[s] == 1:
+            img = np.exp(-rv * rv / 1.5) * (np.abs(ru) < 5)
+        else:
+            img = np.exp(-((ru - 3.5) ** 2 + rv * rv) / 3.0)
+        x[s, 0] = img + noise * rng.standard_normal((S, S))
+    return x, y
+
+
+class LeakCheckedTestCase(unittest.TestCase):
+    """Every test must leave the binding's live-handle counts as it found them."""
+
+    def setUp(self):
+        gc.collect()
+        self._live_before = dict(_lib.live)
+
+    def tearDown(self):
+        gc.collect()
+        self.assertEqual(dict(_lib.live), self._live_before, "handles leaked or freed twice")

@@ -1,0 +1,96 @@
+#!/bin/sh
+# Documentation checks:
+#   1. The programs in docs/guide.md marked "<!-- tested: c" / "<!-- tested: python" compile
+#      and run against the library just built (C: warnings are errors); the numpy-only model
+#      reader ("<!-- tested: python-reader") reads the model the Python program saved.
+#   2. If doxygen is installed: the API reference builds from the header (docs/Doxyfile) with
+#      every public function documented and no documentation warnings.
+# Environment (set by `make check`): CFNET_LIBDIR, CFNET_SANITIZE, CFNET_BUILD, CC.
+set -eu
+top=$(cd "$(dirname "$0")/.." && pwd)
+cd "$top"
+libdir=${CFNET_LIBDIR:-$top/lib}
+tmp=$(mktemp -d "${TMPDIR:-/tmp}/cfnet-docs.XXXXXX")
+trap 'rm -rf "$tmp"' EXIT INT TERM
+fail() { echo "test_docs: FAIL: $*" >&2; exit 1; }
+
+# The fenced block that follows the marker line.
+extract() { # marker file
+    awk -v m="$1" '
+        index($0, m) == 1 { want = 1; next }
+        want == 1 && /^```/ { want = 2; next }
+        want == 2 && /^```/ { exit }
+        want == 2 { print }' "$2"
+}
+
+. tests/sanitizer_env.sh
+asan_options=""
+[ "$SAN_KIND" = asan ] && asan_options=detect_leaks=0
+
+# 1a. The C walkthrough.
+extract "<!-- tested: c " docs/guide.md >"$tmp/guide.c"
+[ -s "$tmp/guide.c" ] || fail "no tested C program in docs/guide.md"
+# shellcheck disable=SC2086
+"$SAN_CC" -std=c11 -Wall -Wextra -Wpedantic -Werror $SAN_CFLAGS -Iinclude "$tmp/guide.c" \
+    -o "$tmp/guide" -L"$libdir" -lcfnet -Wl,-rpath,"$libdir" -lm || fail "guide.c does not build"
+(cd "$tmp" && ./guide >"$tmp/guide.out" 2>&1) || { cat "$tmp/guide.out"; fail "guide.c failed"; }
+grep -q "reloaded network agrees on 90 of 90" "$tmp/guide.out" || { cat "$tmp/guide.out"; fail "guide.c output"; }
+echo "test_docs: guide C program: $(grep 'quarter turns' "$tmp/guide.out")"
+
+# 1b. The Python walkthrough (Debian's python3 with numpy).
+if [ "$SAN_KIND" = tsan ]; then
+    echo "test_docs: Python walkthrough skipped under ThreadSanitizer"
+else
+py=""
+for cand in /usr/bin/python3 python3; do
+    if command -v "$cand" >/dev/null 2>&1 && "$cand" -c 'import numpy' >/dev/null 2>&1; then
+        py=$cand
+        break
+    fi
+done
+[ -n "$py" ] || fail "no python3 with numpy (apt-get install python3-numpy)"
+extract "<!-- tested: python " docs/guide.md >"$tmp/guide.py"
+[ -s "$tmp/guide.py" ] || fail "no tested Python program in docs/guide.md"
+(cd "$tmp" && CFNET_LIBRARY="$libdir/libcfnet.so" PYTHONPATH="$top/python" \
+    PYTHONDONTWRITEBYTECODE=1 LD_PRELOAD="$SAN_PRELOAD" ASAN_OPTIONS="$asan_options" \
+    "$py" guide.py >"$tmp/guide_py.out" 2>&1) || { cat "$tmp/guide_py.out"; fail "guide.py failed"; }
+echo "test_docs: guide Python program: $(grep 'quarter turns' "$tmp/guide_py.out")"
+# 1c. The numpy-only reader, on the model the Python program saved, without libcfnet.
+extract "<!-- tested: python-reader" docs/guide.md >"$tmp/reader.py"
+[ -s "$tmp/reader.py" ] || fail "no tested model reader in docs/guide.md"
+reader_out=$(cd "$tmp" && env -u CFNET_LIBRARY -u PYTHONPATH -u LD_PRELOAD \
+    PYTHONDONTWRITEBYTECODE=1 "$py" reader.py 2>&1) || { echo "$reader_out"; fail "reader failed"; }
+[ "$reader_out" = "(8, 1, 3, 3)" ] || fail "reader printed: $reader_out"
+echo "test_docs: numpy-only model reader: weight shape $reader_out"
+fi
+
+# 2. The API reference.
+if ! command -v doxygen >/dev/null 2>&1; then
+    echo "test_docs: doxygen not installed; API reference not checked (scripts/install-deps --extra)"
+    exit 0
+fi
+# As `make docs`, into a temporary directory...
+(cat docs/Doxyfile; echo "OUTPUT_DIRECTORY = $tmp/api") | doxygen - >"$tmp/doxygen.log" 2>&1 ||
+    { cat "$tmp/doxygen.log"; fail "doxygen"; }
+[ -s "$tmp/api/html/index.html" ] && [ -s "$tmp/api/html/cfnet_8h.html" ] ||
+    fail "doxygen wrote no HTML for the header"
+if [ -s "$tmp/doxygen.log" ]; then
+    cat "$tmp/doxygen.log"
+    fail "doxygen warnings"
+fi
+# ...and once more treating the header as documented, so that doxygen reports every public
+# function that has no documentation comment of its own (undocumented macros and types are
+# listed for information).
+filter=$(sed -n 's/^FILTER_PATTERNS *= *\*\.h=//p' docs/Doxyfile | sed 's/^"//; s/"$//')
+(cat docs/Doxyfile
+ echo "OUTPUT_DIRECTORY = $tmp/api2"
+ echo "EXTRACT_ALL = NO"
+ echo "INPUT = include/cfnet/cfnet.h"
+ echo "USE_MDFILE_AS_MAINPAGE ="
+ echo "FILTER_PATTERNS = *.h=\"$filter -e '1s|^|/** @file */|'\"") | doxygen - >"$tmp/doxygen2.log" 2>&1 || true
+undocumented=$(grep "(function) of file cfnet.h is not documented" "$tmp/doxygen2.log" || true)
+others=$(grep "warning:" "$tmp/doxygen2.log" | grep -v "is not documented" || true)
+[ -z "$undocumented" ] || fail "undocumented functions: $undocumented"
+[ -z "$others" ] || fail "documentation warnings: $others"
+n=$(grep -c "is not documented" "$tmp/doxygen2.log" || true)
+echo "test_docs: API reference builds; every function documented ($n macros/types without a comment)"

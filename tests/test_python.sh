@@ -1,0 +1,46 @@
+#!/bin/sh
+# The Python binding's unittest suite (python/tests) against the library just built.
+# Needs a python3 that can import numpy: Debian's /usr/bin/python3 (python3-numpy) is preferred,
+# since another python3 without numpy may come first on PATH.
+# Environment (set by `make check`): CFNET_LIBDIR = absolute directory of libcfnet.so,
+# CFNET_SANITIZE, CFNET_BUILD, CC (see tests/sanitizer_env.sh).
+set -eu
+cd "$(dirname "$0")/.."
+
+py=""
+for cand in /usr/bin/python3 python3; do
+    if command -v "$cand" >/dev/null 2>&1 && "$cand" -c 'import numpy' >/dev/null 2>&1; then
+        py=$(command -v "$cand")
+        break
+    fi
+done
+if [ -z "$py" ]; then
+    echo "test_python: no python3 with numpy found (apt-get install python3-numpy)" >&2
+    exit 1
+fi
+
+libdir=${CFNET_LIBDIR:-$(pwd)/lib}
+CFNET_LIBRARY=$libdir/libcfnet.so
+export CFNET_LIBRARY
+[ -e "$CFNET_LIBRARY" ] || { echo "test_python: $CFNET_LIBRARY not built" >&2; exit 1; }
+
+. tests/sanitizer_env.sh
+case "$SAN_KIND" in
+asan)
+    # A sanitized libcfnet inside an unsanitized interpreter: the runtime must come first.
+    # Python's own allocations are not leak-checked.
+    LD_PRELOAD=$SAN_PRELOAD
+    ASAN_OPTIONS=detect_leaks=0
+    export LD_PRELOAD ASAN_OPTIONS
+    ;;
+tsan)
+    echo "test_python: skipped under ThreadSanitizer (the interpreter is not instrumented)"
+    exit 0
+    ;;
+esac
+echo "test_python: $py ($("$py" -c 'import numpy, sys; print("Python", sys.version.split()[0], "numpy", numpy.__version__)')), $CFNET_LIBRARY"
+PYTHONDONTWRITEBYTECODE=1
+export PYTHONDONTWRITEBYTECODE
+PYTHONPATH=$(pwd)/python${PYTHONPATH:+:$PYTHONPATH}
+export PYTHONPATH
+exec "$py" -m unittest discover -s python/tests -t python/tests -v
