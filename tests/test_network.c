@@ -105,6 +105,9 @@ static void append_reports_layer_index_kind_and_shapes(void **state)
     cfnet_layer *owned = cfnet_network_layer(net, 0);
     CF_ASSERT_STATUS(cfnet_network_append(net, owned), CFNET_E_STATE);
     assert_int_equal(cfnet_layer_kind_of(owned), CFNET_LAYER_CONV2D);
+    /* ... and the network alone sets it up. */
+    int64_t other[] = {2, 5, 5};
+    CF_ASSERT_STATUS(cfnet_layer_setup(owned, 3, other, 0), CFNET_E_STATE);
     int nd;
     int64_t s[CFNET_MAX_DIMS];
     CF_ASSERT_OK(cfnet_network_output_shape(net, &nd, s));

@@ -37,14 +37,18 @@ extern "C" {
  * Version
  * ------------------------------------------------------------------------------------------- */
 
+/** Major version: incompatible ABI changes (the SONAME is libcfnet.so.MAJOR). */
 #define CFNET_VERSION_MAJOR 0
+/** Minor version: compatible additions. */
 #define CFNET_VERSION_MINOR 1
+/** Patch version: fixes only. */
 #define CFNET_VERSION_PATCH 0
 /** MAJOR * 10000 + MINOR * 100 + PATCH, e.g. 100 for 0.1.0. */
 #define CFNET_VERSION_NUMBER \
     (CFNET_VERSION_MAJOR * 10000 + CFNET_VERSION_MINOR * 100 + CFNET_VERSION_PATCH)
 #define CFNET_STRINGIFY_(x) #x
 #define CFNET_STRINGIFY(x) CFNET_STRINGIFY_(x)
+/** The version as a string literal, "MAJOR.MINOR.PATCH". */
 #define CFNET_VERSION_STRING                                                          \
     CFNET_STRINGIFY(CFNET_VERSION_MAJOR) "." CFNET_STRINGIFY(CFNET_VERSION_MINOR) "." \
         CFNET_STRINGIFY(CFNET_VERSION_PATCH)
@@ -97,8 +101,10 @@ CFNET_API void cfnet_clear_error(void);
  * Tensors: float32, row-major, 1 to CFNET_MAX_DIMS dimensions
  * ------------------------------------------------------------------------------------------- */
 
+/** Largest number of tensor dimensions (N x C x G x H x W). */
 #define CFNET_MAX_DIMS 5
 
+/** A float32 tensor (opaque). */
 typedef struct cfnet_tensor cfnet_tensor;
 
 /** Creates a zero-filled tensor. `shape` holds `ndim` (1..CFNET_MAX_DIMS) positive sizes; the
@@ -161,6 +167,7 @@ CFNET_API cfnet_status cfnet_tensor_reshape(cfnet_tensor *t, int ndim, const int
  * (+=) into the gradient tensors; clear them with cfnet_layer_zero_grad().
  * ------------------------------------------------------------------------------------------- */
 
+/** A layer (opaque): owned by the caller until appended to a network. */
 typedef struct cfnet_layer cfnet_layer;
 
 /** Layer kinds. Pinned and append-only: the values are stored in model files. */
@@ -180,6 +187,7 @@ typedef enum cfnet_layer_kind {
     CFNET_LAYER_SOFTMAX = 13
 } cfnet_layer_kind;
 
+/** Spatial padding of convolutions. */
 typedef enum cfnet_padding {
     CFNET_PADDING_VALID = 0, /**< no padding: S_out = (S - k) / stride + 1 */
     CFNET_PADDING_SAME = 1   /**< zero padding (k - 1) / 2: S_out = ceil(S / stride) */
@@ -192,15 +200,16 @@ typedef enum cfnet_interp {
     CFNET_INTERP_BILINEAR = 1
 } cfnet_interp;
 
+/** Reduction of pooling layers. */
 typedef enum cfnet_pool_mode {
-    CFNET_POOL_MAX = 0,
-    CFNET_POOL_MEAN = 1
+    CFNET_POOL_MAX = 0, /**< largest value of the window */
+    CFNET_POOL_MEAN = 1 /**< mean of the window */
 } cfnet_pool_mode;
 
 /** Forward mode. Training uses batch statistics (batch norm) and drops units (dropout). */
 typedef enum cfnet_mode {
-    CFNET_MODE_INFERENCE = 0,
-    CFNET_MODE_TRAINING = 1
+    CFNET_MODE_INFERENCE = 0, /**< running statistics, no dropout; read-only on the layer */
+    CFNET_MODE_TRAINING = 1   /**< batch statistics, dropout; may update layer state */
 } cfnet_mode;
 
 /** 2D convolution (correlation) with a bias per output channel.
@@ -355,6 +364,7 @@ CFNET_API cfnet_status cfnet_softmax_cross_entropy(const cfnet_tensor *logits,
  * Distinct networks may be used concurrently from different threads.
  * ------------------------------------------------------------------------------------------- */
 
+/** A network (opaque): an ordered list of layers it owns, options and training state. */
 typedef struct cfnet_network cfnet_network;
 
 /** Creates an empty network for inputs N x channels x height x width. The caller owns *out. */
@@ -441,10 +451,15 @@ typedef enum cfnet_option {
     CFNET_OPTION_AUG_FLIP = 13       /**< 1: random horizontal flips, default 0 */
 } cfnet_option;
 
+/** CFNET_OPTION_OPTIMIZER value: Adam (beta1, beta2, epsilon). */
 #define CFNET_OPTIMIZER_ADAM 0
+/** CFNET_OPTION_OPTIMIZER value: SGD with momentum. */
 #define CFNET_OPTIMIZER_SGD 1
+/** CFNET_OPTION_AUG_ROTATION value: no rotation. */
 #define CFNET_AUG_ROTATION_NONE 0
+/** CFNET_OPTION_AUG_ROTATION value: a random multiple of 90 degrees (exact). */
 #define CFNET_AUG_ROTATION_QUARTER 1
+/** CFNET_OPTION_AUG_ROTATION value: a uniform random angle (bilinear). */
 #define CFNET_AUG_ROTATION_ANY 2
 
 /** Sets an option; values are validated (CFNET_E_INVALID_ARGUMENT, option unchanged). Changing
@@ -561,6 +576,7 @@ CFNET_API void cfnet_free(void *p);
  * internally does not go through the hooks.
  * ------------------------------------------------------------------------------------------- */
 
+/** A context (opaque): allocator hooks and loader limits. */
 typedef struct cfnet_context cfnet_context;
 
 /** Allocation hook: returns `size` bytes aligned for any object type, or NULL on failure. */

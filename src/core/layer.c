@@ -127,6 +127,8 @@ CFNET_API cfnet_status cfnet_layer_setup(cfnet_layer *layer, int ndim, const int
                                          uint64_t seed)
 {
     CF_FAIL_IF(!layer, CFNET_E_INVALID_ARGUMENT, "layer_setup: layer is NULL");
+    CF_FAIL_IF(layer->owned, CFNET_E_STATE,
+               "%s: the layer belongs to a network, which sets it up", layer->ops->name);
     int64_t numel;
     CF_CHECK(cf_shape_numel(layer->ops->name, ndim, shape, &numel));
     CF_FAIL_IF(ndim > CFNET_MAX_DIMS - 1, CFNET_E_INVALID_ARGUMENT,
