@@ -191,10 +191,24 @@ static size_t reduce_bytes(const cf_conv_plan *p, int O)
                       sizeof(float));
 }
 
+/* Start of the workspace: what the column blocks hold. When every thread's share of the batch
+ * fits in one block, a forward leaves the columns of its whole batch in the workspace, and the
+ * backward that follows (same x, n and threads; the workspace is untouched in between, see
+ * cf_layer_ops) uses them instead of building them again. The backward's input gradient
+ * overwrites the columns, so it marks them stale. */
+typedef struct ws_header {
+    const float *x;
+    int64_t n;
+    int threads;
+    int valid;
+} ws_header;
+
+#define HEADER_BYTES cf_align64(sizeof(ws_header))
+
 size_t cf_conv_workspace(const cf_conv_plan *p, int O, int64_t n, int threads)
 {
     int T = eff_threads(threads, n);
-    return (size_t)T * thread_bytes(p, O, block_of(p, n, T)) +
+    return HEADER_BYTES + (size_t)T * thread_bytes(p, O, block_of(p, n, T)) +
            (size_t)(T - 1) * reduce_bytes(p, O);
 }
 
@@ -317,6 +331,7 @@ typedef struct conv_job {
     float *y, *dx;
     int64_t s_begin, s_end, nbmax;
     float *col, *out, *xpad;
+    bool cols_ready; /* backward: col already holds this share's columns (one block) */
 } conv_job;
 
 static void forward_range(const conv_job *j)
@@ -401,8 +416,10 @@ static void backward_range(const conv_job *j)
                 if (j->dbias) j->dbias[o] += (float)sum_floats(src, P);
             }
         }
-        pad_input(p, j->x + s0 * in_size, nb, j->xpad);
-        im2col(p, j->xpad, nb, j->col);
+        if (!j->cols_ready) {
+            pad_input(p, j->x + s0 * in_size, nb, j->xpad);
+            im2col(p, j->xpad, nb, j->col);
+        }
         for (int g = 0; g < p->ngroups; g++) {
             int64_t g0 = p->goff[g], pg = p->goff[g + 1] - g0;
             if (pg == 0) continue;
@@ -446,6 +463,11 @@ static void run_split(const conv_job *base, bool backward, int64_t n, int thread
     const cf_conv_plan *p = base->p;
     int T = eff_threads(threads, n);
     int64_t nb = block_of(p, n, T);
+    ws_header *hdr = ws;
+    bool one_block = (n + T - 1) / T <= nb;
+    bool reuse = backward && one_block && hdr->valid && hdr->x == base->x && hdr->n == n &&
+                 hdr->threads == T;
+    ws = (char *)ws + HEADER_BYTES;
     size_t tb = thread_bytes(p, base->O, nb);
     size_t colb = col_bytes(p, nb), outb = cf_align64((size_t)base->O * (size_t)(nb * p->P) *
                                                      sizeof(float));
@@ -465,6 +487,7 @@ static void run_split(const conv_job *base, bool backward, int64_t n, int thread
         j->col = (float *)((char *)ws + (size_t)t * tb);
         j->out = (float *)((char *)ws + (size_t)t * tb + colb);
         j->xpad = (float *)((char *)ws + (size_t)t * tb + colb + outb);
+        j->cols_ready = reuse;
         th[t].backward = backward;
         th[t].started = false;
         if (backward && t > 0) {
@@ -486,7 +509,14 @@ static void run_split(const conv_job *base, bool backward, int64_t n, int thread
         if (th[t].started) pthread_join(th[t].tid, NULL);
         else thread_main(&th[t]);
     }
-    if (!backward) return;
+    if (!backward) {
+        hdr->x = base->x;
+        hdr->n = n;
+        hdr->threads = T;
+        hdr->valid = one_block;
+        return;
+    }
+    if (base->dx) hdr->valid = 0;
     /* Deterministic reduction in thread order. */
     for (int t = 1; t < T; t++) {
         for (int g = 0; g < p->ngroups; g++) {

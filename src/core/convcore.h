@@ -60,7 +60,9 @@ void cf_conv_forward(const cf_conv_plan *p, int O, const float *const *Wg, const
                      const float *x, float *y, int64_t n, void *ws, int threads);
 
 /* dWg[g] += dY_g col_g^T (dWg[g] may repeat a pointer: contributions add), dbias += sums (may
- * be NULL), dx = conv^T (dy) if dx is not NULL. */
+ * be NULL), dx = conv^T (dy) if dx is not NULL. ws must be the workspace of the forward of the
+ * same x, untouched since: when the batch fitted in one column block per thread, the forward's
+ * columns are used again. */
 void cf_conv_backward(const cf_conv_plan *p, int O, const float *const *Wg, float *const *dWg,
                       float *dbias, const float *x, const float *dy, float *dx, int64_t n,
                       void *ws, int threads);
