@@ -135,7 +135,7 @@ for t in (1, 2):
     for n in NETS:
         c, tr = nets.get((n, t, "engine")), nets.get((n, t, "torch"))
         if c and tr:
-            rows.append(("%s (train / infer)" % n, t, f(ratio(c[2], tr[2])),
+            rows.append(("%s (infer | train)" % n, t, f(ratio(c[2], tr[2])),
                          f(ratio(c[0], tr[0]))))
 if rows:
     table("libcfnet / PyTorch time ratios (< 1: libcfnet faster); networks: infer | train",

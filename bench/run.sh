@@ -41,5 +41,6 @@ if $PY -c 'import torch' 2>/dev/null; then
 else
     echo "# PyTorch missing: apt-get install -y python3-torch (peer skipped)" | tee "$OUT/torch.tsv"
 fi
+echo "# load average at the end: $(cut -d' ' -f1-3 /proc/loadavg)"
 echo "== report"
 $PY bench/report.py "$OUT"/*.tsv | tee "$OUT/report.txt"
