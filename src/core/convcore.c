@@ -6,7 +6,9 @@
 #include <string.h>
 
 /* Column blocks are sized to about this many bytes (trading GEMM width against cache). */
+#ifndef CF_CONV_BLOCK_BYTES
 #define CF_CONV_BLOCK_BYTES ((size_t)16 << 20)
+#endif
 
 int cf_conv_out_size(int S, int k, int stride, cfnet_padding padding)
 {
@@ -20,7 +22,10 @@ void cf_conv_plan_free(cf_conv_plan *p)
 {
     cf_free(p->goff);
     cf_free(p->perm);
-    cf_free(p->idx);
+    cf_free(p->runs);
+    cf_free(p->pruns);
+    cf_free(p->prun_off);
+    cf_free(p->run_off);
     memset(p, 0, sizeof *p);
 }
 
@@ -37,6 +42,8 @@ cfnet_status cf_conv_plan_init(cf_conv_plan *p, int C, int H, int W, int k, int 
     p->k = k;
     p->stride = stride;
     p->pad = padding == CFNET_PADDING_SAME ? (k - 1) / 2 : 0;
+    p->Hp = H + 2 * p->pad;
+    p->Wp = W + 2 * p->pad;
     p->OH = OH;
     p->OW = OW;
     p->P = (int64_t)OH * OW;
@@ -46,9 +53,9 @@ cfnet_status cf_conv_plan_init(cf_conv_plan *p, int C, int H, int W, int k, int 
     size_t idx_n;
     if (!cf_mul_size((size_t)kk, (size_t)p->P, &idx_n)) idx_n = SIZE_MAX / 8;
     p->goff = cf_calloc((size_t)p->ngroups + 1, sizeof *p->goff);
-    p->idx = cf_malloc(idx_n * sizeof *p->idx);
+    p->run_off = cf_calloc((size_t)(kk * p->ngroups) + 1, sizeof *p->run_off);
     if (group_of) p->perm = cf_malloc((size_t)p->P * sizeof *p->perm);
-    if (!p->goff || !p->idx || (group_of && !p->perm)) {
+    if (!p->goff || !p->run_off || (group_of && !p->perm)) {
         cf_conv_plan_free(p);
         return cf_error(CFNET_E_OUT_OF_MEMORY, "convolution: cannot allocate index tables");
     }
@@ -64,17 +71,76 @@ cfnet_status cf_conv_plan_init(cf_conv_plan *p, int C, int H, int W, int k, int 
         memcpy(fill, p->goff, (size_t)p->ngroups * sizeof *fill);
         for (int64_t q = 0; q < p->P; q++) p->perm[fill[group_of[q]]++] = (int32_t)q;
         cf_free(fill);
+        /* Runs of grouped columns that are consecutive output pixels, for the scatter of the
+         * outputs and the gather of their gradient. */
+        p->prun_off = cf_calloc((size_t)p->ngroups + 1, sizeof *p->prun_off);
+        p->pruns = cf_malloc((size_t)p->P * sizeof *p->pruns);
+        if (!p->prun_off || !p->pruns) {
+            cf_conv_plan_free(p);
+            return cf_error(CFNET_E_OUT_OF_MEMORY, "convolution: cannot allocate index tables");
+        }
+        int64_t nr = 0;
+        for (int g = 0; g < p->ngroups; g++) {
+            p->prun_off[g] = nr;
+            for (int64_t jj = p->goff[g]; jj < p->goff[g + 1];) {
+                int64_t e = jj + 1;
+                while (e < p->goff[g + 1] && p->perm[e] == p->perm[e - 1] + 1) e++;
+                p->pruns[nr].dst = (int32_t)jj;
+                p->pruns[nr].src = p->perm[jj];
+                p->pruns[nr].len = (int32_t)(e - jj);
+                nr++;
+                jj = e;
+            }
+        }
+        p->prun_off[p->ngroups] = nr;
     } else {
         p->goff[1] = p->P;
+    }
+    /* Offset in the padded input of every (tap, column), then the runs: two passes, count then
+     * fill. */
+    int32_t *idx = cf_malloc(idx_n * sizeof *idx);
+    if (!idx) {
+        cf_conv_plan_free(p);
+        return cf_error(CFNET_E_OUT_OF_MEMORY, "convolution: cannot allocate index tables");
     }
     for (int64_t j = 0; j < p->P; j++) {
         int64_t q = p->perm ? p->perm[j] : j;
         int oi = (int)(q / OW), oj = (int)(q % OW);
-        for (int t = 0; t < kk; t++) {
-            int ii = oi * stride - p->pad + t / k, jj = oj * stride - p->pad + t % k;
-            p->idx[t * p->P + j] = (ii >= 0 && ii < H && jj >= 0 && jj < W) ? ii * W + jj : -1;
+        for (int t = 0; t < kk; t++)
+            idx[t * p->P + j] = (oi * stride + t / k) * p->Wp + oj * stride + t % k;
+    }
+    for (int pass = 0; pass < 2; pass++) {
+        int64_t nr = 0;
+        for (int64_t t = 0; t < kk; t++) {
+            const int32_t *ix = idx + t * p->P;
+            for (int g = 0; g < p->ngroups; g++) {
+                int64_t j0 = p->goff[g], j1 = p->goff[g + 1];
+                if (pass == 0) p->run_off[t * p->ngroups + g] = nr;
+                for (int64_t j = j0; j < j1;) {
+                    int64_t e = j + 1;
+                    while (e < j1 && ix[e] == ix[e - 1] + 1) e++;
+                    if (pass == 1) {
+                        p->runs[nr].dst = (int32_t)(j - j0);
+                        p->runs[nr].src = ix[j];
+                        p->runs[nr].len = (int32_t)(e - j);
+                    }
+                    nr++;
+                    j = e;
+                }
+            }
+        }
+        if (pass == 0) {
+            p->run_off[kk * p->ngroups] = nr;
+            p->runs = cf_malloc((size_t)(nr ? nr : 1) * sizeof *p->runs);
+            if (!p->runs) {
+                cf_free(idx);
+                cf_conv_plan_free(p);
+                return cf_error(CFNET_E_OUT_OF_MEMORY,
+                                "convolution: cannot allocate index tables");
+            }
         }
     }
+    cf_free(idx);
     size_t per_sample = (size_t)p->CK * (size_t)p->P * sizeof(float);
     p->chunk = (int64_t)(CF_CONV_BLOCK_BYTES / (per_sample ? per_sample : 1));
     if (p->chunk < 1) p->chunk = 1;
@@ -95,11 +161,27 @@ static int64_t block_of(const cf_conv_plan *p, int64_t n, int T)
     return share < p->chunk ? share : p->chunk;
 }
 
+/* Floats of slack after the column block and the padded input: run copies move whole blocks of
+ * RUN_BLOCK floats and may run past the end of a run by up to RUN_BLOCK - 1. */
+#define RUN_BLOCK 8
+
+static size_t col_bytes(const cf_conv_plan *p, int64_t nb)
+{
+    return cf_align64(((size_t)p->CK * (size_t)(nb * p->P) + RUN_BLOCK) * sizeof(float));
+}
+
+static size_t pad_bytes(const cf_conv_plan *p, int64_t nb)
+{
+    return cf_align64(((size_t)(nb * p->C) * (size_t)p->Hp * (size_t)p->Wp + RUN_BLOCK) *
+                      sizeof(float));
+}
+
 static size_t thread_bytes(const cf_conv_plan *p, int O, int64_t nb)
 {
-    /* columns (CK x nb P, reused for their gradient) + outputs (O x nb P) */
-    return cf_align64((size_t)p->CK * (size_t)(nb * p->P) * sizeof(float)) +
-           cf_align64((size_t)O * (size_t)(nb * p->P) * sizeof(float));
+    /* columns (CK x nb P, reused for their gradient) + outputs (O x nb P) + the zero-padded
+     * input (nb C planes, reused for the padded input gradient) */
+    return col_bytes(p, nb) + cf_align64((size_t)O * (size_t)(nb * p->P) * sizeof(float)) +
+           pad_bytes(p, nb);
 }
 
 /* Per extra thread in backward: private weight-gradient banks (one per group) and bias. */
@@ -109,10 +191,24 @@ static size_t reduce_bytes(const cf_conv_plan *p, int O)
                       sizeof(float));
 }
 
+/* Start of the workspace: what the column blocks hold. When every thread's share of the batch
+ * fits in one block, a forward leaves the columns of its whole batch in the workspace, and the
+ * backward that follows (same x, n and threads; the workspace is untouched in between, see
+ * cf_layer_ops) uses them instead of building them again. The backward's input gradient
+ * overwrites the columns, so it marks them stale. */
+typedef struct ws_header {
+    const float *x;
+    int64_t n;
+    int threads;
+    int valid;
+} ws_header;
+
+#define HEADER_BYTES cf_align64(sizeof(ws_header))
+
 size_t cf_conv_workspace(const cf_conv_plan *p, int O, int64_t n, int threads)
 {
     int T = eff_threads(threads, n);
-    return (size_t)T * thread_bytes(p, O, block_of(p, n, T)) +
+    return HEADER_BYTES + (size_t)T * thread_bytes(p, O, block_of(p, n, T)) +
            (size_t)(T - 1) * reduce_bytes(p, O);
 }
 
@@ -123,40 +219,103 @@ static inline int64_t colpos(const cf_conv_plan *p, int g, int64_t nb, int64_t b
     return nb * g0 + b * pg + (j - g0);
 }
 
-static void im2col(const cf_conv_plan *p, const float *x, int64_t nb, float *col)
+/* Copies the nb samples' planes into xpad with a zero border of p->pad, plus zeroed slack. */
+static void pad_input(const cf_conv_plan *p, const float *x, int64_t nb, float *xpad)
 {
-    int64_t kk = (int64_t)p->k * p->k, HW = (int64_t)p->H * p->W, BP = nb * p->P;
+    int64_t planes = nb * p->C, HW = (int64_t)p->H * p->W, HWp = (int64_t)p->Hp * p->Wp;
+    int pad = p->pad;
+    for (int64_t pl = 0; pl < planes; pl++) {
+        const float *src = x + pl * HW;
+        float *dst = xpad + pl * HWp;
+        if (pad == 0) {
+            memcpy(dst, src, (size_t)HW * sizeof(float));
+            continue;
+        }
+        memset(dst, 0, (size_t)(pad * p->Wp + pad) * sizeof(float));
+        dst += pad * p->Wp + pad;
+        for (int i = 0; i < p->H; i++, dst += p->Wp, src += p->W) {
+            memcpy(dst, src, (size_t)p->W * sizeof(float));
+            memset(dst + p->W, 0, (size_t)(2 * pad) * sizeof(float)); /* right, next left */
+        }
+        memset(dst - pad, 0, (size_t)(pad * p->Wp) * sizeof(float));
+    }
+    memset(xpad + planes * HWp, 0, RUN_BLOCK * sizeof(float));
+}
+
+/* Columns of a block of nb samples from their padded planes. Every (c, t) row holds, group by
+ * group and within a group sample by sample, segments that follow each other in memory; each
+ * segment is covered by its runs in increasing order. Conic groups cut image rows into short
+ * runs (about 8 floats at R = 2), where a memcpy call would cost more than the copy, so runs are
+ * copied in whole blocks of RUN_BLOCK floats: the overshoot lands on columns written next (or in
+ * the slack after the block) and reads stay inside the padded planes and their slack. */
+static void im2col(const cf_conv_plan *p, const float *xpad, int64_t nb, float *col)
+{
+    int64_t kk = (int64_t)p->k * p->k, HWp = (int64_t)p->Hp * p->Wp, BP = nb * p->P;
+    int G = p->ngroups;
     for (int c = 0; c < p->C; c++) {
         for (int64_t t = 0; t < kk; t++) {
             float *row = col + (c * kk + t) * BP;
-            const int32_t *ix = p->idx + t * p->P;
-            for (int g = 0; g < p->ngroups; g++) {
-                int64_t j0 = p->goff[g], j1 = p->goff[g + 1];
+            for (int g = 0; g < G; g++) {
+                int64_t g0 = p->goff[g], pg = p->goff[g + 1] - g0;
+                const cf_conv_run *r0 = p->runs + p->run_off[t * G + g],
+                                  *r1 = p->runs + p->run_off[t * G + g + 1];
                 for (int64_t b = 0; b < nb; b++) {
-                    const float *xb = x + (b * p->C + c) * HW;
-                    for (int64_t j = j0; j < j1; j++) *row++ = ix[j] >= 0 ? xb[ix[j]] : 0.0f;
+                    const float *xb = xpad + (b * p->C + c) * HWp;
+                    float *dst = row + nb * g0 + b * pg;
+                    for (const cf_conv_run *r = r0; r < r1; r++) {
+                        float *d = dst + r->dst;
+                        const float *s = xb + r->src;
+                        for (int32_t i = 0; i < r->len; i += RUN_BLOCK)
+                            memcpy(d + i, s + i, RUN_BLOCK * sizeof(float));
+                    }
                 }
             }
         }
     }
 }
 
-static void col2im(const cf_conv_plan *p, const float *col, int64_t nb, float *dx)
+static inline void add_run(float *restrict d, const float *restrict s, int32_t len)
 {
-    int64_t kk = (int64_t)p->k * p->k, HW = (int64_t)p->H * p->W, BP = nb * p->P;
+    int32_t i = 0;
+    for (; i + 4 <= len; i += 4) {
+        float a0 = d[i] + s[i], a1 = d[i + 1] + s[i + 1], a2 = d[i + 2] + s[i + 2],
+              a3 = d[i + 3] + s[i + 3];
+        d[i] = a0;
+        d[i + 1] = a1;
+        d[i + 2] = a2;
+        d[i + 3] = a3;
+    }
+    for (; i < len; i++) d[i] += s[i];
+}
+
+/* dx (nb samples, overwritten) = col2im(col), accumulated in the padded planes dxpad. */
+static void col2im(const cf_conv_plan *p, const float *col, int64_t nb, float *dx, float *dxpad)
+{
+    int64_t kk = (int64_t)p->k * p->k, HW = (int64_t)p->H * p->W,
+            HWp = (int64_t)p->Hp * p->Wp, BP = nb * p->P;
+    int G = p->ngroups;
+    memset(dxpad, 0, (size_t)(nb * p->C * HWp) * sizeof(float));
     for (int c = 0; c < p->C; c++) {
         for (int64_t t = 0; t < kk; t++) {
             const float *row = col + (c * kk + t) * BP;
-            const int32_t *ix = p->idx + t * p->P;
-            for (int g = 0; g < p->ngroups; g++) {
-                int64_t j0 = p->goff[g], j1 = p->goff[g + 1];
+            for (int g = 0; g < G; g++) {
+                int64_t g0 = p->goff[g], pg = p->goff[g + 1] - g0;
+                const cf_conv_run *r0 = p->runs + p->run_off[t * G + g],
+                                  *r1 = p->runs + p->run_off[t * G + g + 1];
                 for (int64_t b = 0; b < nb; b++) {
-                    float *db = dx + (b * p->C + c) * HW;
-                    for (int64_t j = j0; j < j1; j++, row++)
-                        if (ix[j] >= 0) db[ix[j]] += *row;
+                    float *db = dxpad + (b * p->C + c) * HWp;
+                    const float *src = row + nb * g0 + b * pg;
+                    for (const cf_conv_run *r = r0; r < r1; r++)
+                        add_run(db + r->src, src + r->dst, r->len);
                 }
             }
         }
+    }
+    for (int64_t pl = 0; pl < nb * p->C; pl++) {
+        const float *src = dxpad + pl * HWp + p->pad * p->Wp + p->pad;
+        float *dst = dx + pl * HW;
+        for (int i = 0; i < p->H; i++, src += p->Wp, dst += p->W)
+            memcpy(dst, src, (size_t)p->W * sizeof(float));
     }
 }
 
@@ -171,7 +330,8 @@ typedef struct conv_job {
     const float *x, *dy;
     float *y, *dx;
     int64_t s_begin, s_end, nbmax;
-    float *col, *out;
+    float *col, *out, *xpad;
+    bool cols_ready; /* backward: col already holds this share's columns (one block) */
 } conv_job;
 
 static void forward_range(const conv_job *j)
@@ -181,7 +341,8 @@ static void forward_range(const conv_job *j)
     int64_t P = p->P, CK = p->CK, in_size = (int64_t)p->C * p->H * p->W;
     for (int64_t s0 = j->s_begin; s0 < j->s_end; s0 += j->nbmax) {
         int64_t nb = j->s_end - s0 < j->nbmax ? j->s_end - s0 : j->nbmax, BP = nb * P;
-        im2col(p, j->x + s0 * in_size, nb, j->col);
+        pad_input(p, j->x + s0 * in_size, nb, j->xpad);
+        im2col(p, j->xpad, nb, j->col);
         for (int g = 0; g < p->ngroups; g++) {
             int64_t g0 = p->goff[g], pg = p->goff[g + 1] - g0;
             if (pg == 0) continue;
@@ -195,17 +356,35 @@ static void forward_range(const conv_job *j)
                 float bo = j->bias ? j->bias[o] : 0.0f;
                 const float *src = j->out + o * BP;
                 float *dst = yb + o * P;
+                if (!p->perm) {
+                    const float *sv = src + b * P;
+                    for (int64_t q = 0; q < P; q++) dst[q] = sv[q] + bo;
+                    continue;
+                }
                 for (int g = 0; g < p->ngroups; g++) {
-                    int64_t j0 = p->goff[g], j1 = p->goff[g + 1];
-                    const float *sv = src + colpos(p, g, nb, b, j0);
-                    if (p->perm)
-                        for (int64_t q = j0; q < j1; q++) dst[p->perm[q]] = *sv++ + bo;
-                    else
-                        for (int64_t q = j0; q < j1; q++) dst[q] = *sv++ + bo;
+                    int64_t j0 = p->goff[g];
+                    const float *sv = src + colpos(p, g, nb, b, j0) - j0;
+                    for (int64_t r = p->prun_off[g]; r < p->prun_off[g + 1]; r++) {
+                        const cf_conv_run *pr = &p->pruns[r];
+                        float *d = dst + pr->src;
+                        const float *sr = sv + pr->dst;
+                        for (int32_t i = 0; i < pr->len; i++) d[i] = sr[i] + bo;
+                    }
                 }
             }
         }
     }
+}
+
+/* Sum in double with 8 independent partial sums (a fixed order: deterministic). */
+static double sum_floats(const float *v, int64_t n)
+{
+    double acc[8] = {0};
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8)
+        for (int u = 0; u < 8; u++) acc[u] += v[i + u];
+    for (; i < n; i++) acc[0] += v[i];
+    return ((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7]));
 }
 
 static void backward_range(const conv_job *j)
@@ -213,9 +392,6 @@ static void backward_range(const conv_job *j)
     const cf_conv_plan *p = j->p;
     int O = j->O;
     int64_t P = p->P, CK = p->CK, in_size = (int64_t)p->C * p->H * p->W;
-    if (j->dx)
-        memset(j->dx + j->s_begin * in_size, 0,
-               (size_t)((j->s_end - j->s_begin) * in_size) * sizeof(float));
     for (int64_t s0 = j->s_begin; s0 < j->s_end; s0 += j->nbmax) {
         int64_t nb = j->s_end - s0 < j->nbmax ? j->s_end - s0 : j->nbmax, BP = nb * P;
         float *dout = j->out;
@@ -225,22 +401,25 @@ static void backward_range(const conv_job *j)
             for (int o = 0; o < O; o++) {
                 const float *src = dyb + o * P;
                 float *dst = dout + o * BP;
-                for (int g = 0; g < p->ngroups; g++) {
-                    int64_t j0 = p->goff[g], j1 = p->goff[g + 1];
-                    float *d = dst + colpos(p, g, nb, b, j0);
-                    if (p->perm)
-                        for (int64_t q = j0; q < j1; q++) *d++ = src[p->perm[q]];
-                    else
-                        for (int64_t q = j0; q < j1; q++) *d++ = src[q];
+                if (!p->perm) {
+                    memcpy(dst + b * P, src, (size_t)P * sizeof(float));
+                } else {
+                    for (int g = 0; g < p->ngroups; g++) {
+                        int64_t j0 = p->goff[g];
+                        float *dv = dst + colpos(p, g, nb, b, j0) - j0;
+                        for (int64_t r = p->prun_off[g]; r < p->prun_off[g + 1]; r++) {
+                            const cf_conv_run *pr = &p->pruns[r];
+                            memcpy(dv + pr->dst, src + pr->src, (size_t)pr->len * sizeof(float));
+                        }
+                    }
                 }
-                if (j->dbias) {
-                    double sum = 0;
-                    for (int64_t q = 0; q < P; q++) sum += src[q];
-                    j->dbias[o] += (float)sum;
-                }
+                if (j->dbias) j->dbias[o] += (float)sum_floats(src, P);
             }
         }
-        im2col(p, j->x + s0 * in_size, nb, j->col);
+        if (!j->cols_ready) {
+            pad_input(p, j->x + s0 * in_size, nb, j->xpad);
+            im2col(p, j->xpad, nb, j->col);
+        }
         for (int g = 0; g < p->ngroups; g++) {
             int64_t g0 = p->goff[g], pg = p->goff[g + 1] - g0;
             if (pg == 0) continue;
@@ -257,7 +436,7 @@ static void backward_range(const conv_job *j)
                         1.0f, j->Wg[g], (int)CK, dout + nb * g0, (int)BP, 0.0f,
                         j->col + nb * g0, (int)BP);
         }
-        col2im(p, j->col, nb, j->dx + s0 * in_size);
+        col2im(p, j->col, nb, j->dx + s0 * in_size, j->xpad);
     }
 }
 
@@ -284,8 +463,14 @@ static void run_split(const conv_job *base, bool backward, int64_t n, int thread
     const cf_conv_plan *p = base->p;
     int T = eff_threads(threads, n);
     int64_t nb = block_of(p, n, T);
+    ws_header *hdr = ws;
+    bool one_block = (n + T - 1) / T <= nb;
+    bool reuse = backward && one_block && hdr->valid && hdr->x == base->x && hdr->n == n &&
+                 hdr->threads == T;
+    ws = (char *)ws + HEADER_BYTES;
     size_t tb = thread_bytes(p, base->O, nb);
-    size_t colb = cf_align64((size_t)p->CK * (size_t)(nb * p->P) * sizeof(float));
+    size_t colb = col_bytes(p, nb), outb = cf_align64((size_t)base->O * (size_t)(nb * p->P) *
+                                                     sizeof(float));
     size_t bank = (size_t)base->O * (size_t)p->CK;
     char *reduce = (char *)ws + (size_t)T * tb;
     enum { MAXT = 64, MAXG = 8 * 64 + 1 };
@@ -301,6 +486,8 @@ static void run_split(const conv_job *base, bool backward, int64_t n, int thread
         j->nbmax = nb;
         j->col = (float *)((char *)ws + (size_t)t * tb);
         j->out = (float *)((char *)ws + (size_t)t * tb + colb);
+        j->xpad = (float *)((char *)ws + (size_t)t * tb + colb + outb);
+        j->cols_ready = reuse;
         th[t].backward = backward;
         th[t].started = false;
         if (backward && t > 0) {
@@ -322,7 +509,14 @@ static void run_split(const conv_job *base, bool backward, int64_t n, int thread
         if (th[t].started) pthread_join(th[t].tid, NULL);
         else thread_main(&th[t]);
     }
-    if (!backward) return;
+    if (!backward) {
+        hdr->x = base->x;
+        hdr->n = n;
+        hdr->threads = T;
+        hdr->valid = one_block;
+        return;
+    }
+    if (base->dx) hdr->valid = 0;
     /* Deterministic reduction in thread order. */
     for (int t = 1; t < T; t++) {
         for (int g = 0; g < p->ngroups; g++) {

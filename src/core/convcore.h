@@ -13,16 +13,30 @@
 
 #include "../internal.h"
 
+typedef struct cf_conv_run {
+    int32_t dst; /* first column, relative to the start of its group */
+    int32_t src; /* offset of that column's input in the zero-padded plane (Hp x Wp) */
+    int32_t len;
+} cf_conv_run;
+
 typedef struct cf_conv_plan {
     int C, H, W;       /* input planes and size */
     int k, stride, pad;
+    int Hp, Wp;        /* input size with the zero padding */
     int OH, OW;
     int64_t P;         /* OH * OW */
     int64_t CK;        /* C * k * k */
     int ngroups;
     int64_t *goff;     /* ngroups + 1 offsets into the grouped column order */
     int32_t *perm;     /* grouped column j -> output pixel; NULL when the order is natural */
-    int32_t *idx;      /* k*k x P: input offset (row * W + col) of tap t for column j, -1 = pad */
+    /* The columns of tap t in group g as runs: consecutive grouped columns whose offsets in the
+     * padded input are consecutive, so im2col and col2im move whole runs. */
+    cf_conv_run *runs;
+    int64_t *run_off;  /* k*k * ngroups + 1 offsets into runs, index t * ngroups + g */
+    /* With perm: runs of grouped columns (dst = grouped index j) that are consecutive output
+     * pixels (src = perm[j]); group g's are pruns[prun_off[g] .. prun_off[g + 1]). */
+    cf_conv_run *pruns;
+    int64_t *prun_off;
     int64_t chunk;     /* samples per column block */
 } cf_conv_plan;
 
@@ -46,7 +60,9 @@ void cf_conv_forward(const cf_conv_plan *p, int O, const float *const *Wg, const
                      const float *x, float *y, int64_t n, void *ws, int threads);
 
 /* dWg[g] += dY_g col_g^T (dWg[g] may repeat a pointer: contributions add), dbias += sums (may
- * be NULL), dx = conv^T (dy) if dx is not NULL. */
+ * be NULL), dx = conv^T (dy) if dx is not NULL. ws must be the workspace of the forward of the
+ * same x, untouched since: when the batch fitted in one column block per thread, the forward's
+ * columns are used again. */
 void cf_conv_backward(const cf_conv_plan *p, int O, const float *const *Wg, float *const *dWg,
                       float *dbias, const float *x, const float *dy, float *dx, int64_t n,
                       void *ws, int threads);

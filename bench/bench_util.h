@@ -1,0 +1,91 @@
+/* Helpers shared by the benchmark programs (header only: each bench program is one .c file).
+ *
+ * Timing: a case is run once to warm up, then repeated until it has taken at least
+ * BENCH_MIN_SECONDS and BENCH_MIN_REPS times; the fastest repetition is reported (the machine
+ * may be shared: other work only ever adds time, so the minimum is the stable estimate).
+ * Threads: "T threads" means libcfnet's engine threads = T with OpenBLAS on 1 thread (mode
+ * "engine") or libcfnet on 1 thread with OpenBLAS on T threads (mode "blas"). */
+#ifndef CFNET_BENCH_UTIL_H
+#define CFNET_BENCH_UTIL_H
+
+#include <cblas.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#ifndef BENCH_MIN_SECONDS
+#define BENCH_MIN_SECONDS 0.6
+#endif
+#define BENCH_MIN_REPS 3
+#define BENCH_MAX_REPS 200
+
+/* Wall-clock seconds; with BENCH_CLOCK=cpu in the environment, the process's CPU time instead
+ * (for comparing single-threaded variants on a busy machine; not for the reported tables).
+ * BENCH_REPS=n fixes the number of timed repetitions (for profiling). */
+static inline double bench_now(void)
+{
+    static int cpu = -1;
+    if (cpu < 0) cpu = getenv("BENCH_CLOCK") && strcmp(getenv("BENCH_CLOCK"), "cpu") == 0;
+    struct timespec ts;
+    clock_gettime(cpu ? CLOCK_PROCESS_CPUTIME_ID : CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+static int bench_cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+/* Fastest of the timed calls of fn(arg), in seconds, after one warm-up call. */
+static inline double bench_time(void (*fn)(void *), void *arg, double min_seconds)
+{
+    double t[BENCH_MAX_REPS], total = 0.0;
+    int n = 0, fixed = getenv("BENCH_REPS") ? atoi(getenv("BENCH_REPS")) : 0;
+    if (fixed > BENCH_MAX_REPS) fixed = BENCH_MAX_REPS;
+    fn(arg);
+    while (fixed > 0 ? n < fixed
+                     : n < BENCH_MAX_REPS && (n < BENCH_MIN_REPS || total < min_seconds)) {
+        double t0 = bench_now();
+        fn(arg);
+        t[n] = bench_now() - t0;
+        total += t[n++];
+    }
+    qsort(t, (size_t)n, sizeof t[0], bench_cmp_double);
+    return t[0];
+}
+
+/* Threads OpenBLAS uses for one call (the pthread build); 1 if the BLAS cannot tell. */
+static inline void bench_blas_threads(int n)
+{
+#ifdef OPENBLAS_VERSION
+    openblas_set_num_threads(n);
+#else
+    (void)n;
+#endif
+}
+
+/* One line naming the BLAS kernel that runs, as "# blas: ...". */
+static inline void bench_print_blas(FILE *f)
+{
+#ifdef OPENBLAS_VERSION
+    const char *ct = getenv("OPENBLAS_CORETYPE"), *l2 = getenv("OPENBLAS_L2_SIZE");
+    fprintf(f, "# blas: %s| core %s | OPENBLAS_CORETYPE=%s OPENBLAS_L2_SIZE=%s\n",
+            openblas_get_config(), openblas_get_corename(), ct ? ct : "(unset)",
+            l2 ? l2 : "(unset)");
+#else
+    fprintf(f, "# blas: reference CBLAS (not OpenBLAS)\n");
+#endif
+}
+
+static inline void bench_fill(float *p, size_t n, unsigned seed)
+{
+    unsigned s = seed * 2654435761u + 1u;
+    for (size_t i = 0; i < n; i++) {
+        s = s * 1664525u + 1013904223u;
+        p[i] = (float)((s >> 8) & 0xffff) / 65536.0f - 0.5f;
+    }
+}
+
+#endif

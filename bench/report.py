@@ -1,0 +1,144 @@
+#!/usr/bin/python3
+"""Tables of a `make bench` run: reads the tab-separated result files of bench/run.sh and prints
+layer, network and memory tables, the targets of docs/performance.md measured at 2 threads, and
+ends with the libcfnet / PyTorch time ratios.
+
+    /usr/bin/python3 bench/report.py RESULT.tsv...
+"""
+import sys
+
+layers, nets, rss, sgemm = {}, {}, {}, {}
+for path in sys.argv[1:]:
+    with open(path) as f:
+        for line in f:
+            c = line.rstrip("\n").split("\t")
+            if c[0] == "layer" and len(c) == 9:   # name shape threads mode fwd fb gf gf
+                layers[(c[1], c[2], int(c[3]), c[4])] = (float(c[5]), float(c[6]),
+                                                         float(c[7]), float(c[8]))
+            elif c[0] == "net" and len(c) == 8:    # name threads mode train ips infer ips
+                nets[(c[1], int(c[2]), c[3])] = tuple(float(v) for v in c[4:8])
+            elif c[0] == "rss" and len(c) == 7:    # name threads mode peak base bytes
+                rss[(c[1], int(c[2]))] = (int(c[4]), int(c[5]), int(c[6]))
+            elif c[0] == "sgemm" and len(c) == 5:  # n threads ms gflops
+                sgemm[int(c[2])] = float(c[4])
+
+SHAPES = ("28x28x15", "50x50x32", "64x64x32")
+LAYERS = ("conv2d", "conic_R1", "conic_R2", "conic_R4", "p4_lift", "p4_group",
+          "dft_projection", "dft_magnitude")
+CONVS = LAYERS[:6]
+NETS = ("rotmnist_cfnet", "rotmnist_gcnn", "rotmnist_cnn", "yeast_cfnet")
+
+
+def f(v, fmt="%.2f"):
+    return "-" if v is None else fmt % v
+
+
+def ratio(a, b):
+    return a / b if a is not None and b else None
+
+
+def table(title, head, rows):
+    print("\n### " + title + "\n")
+    print("| " + " | ".join(head) + " |")
+    print("|" + "|".join("---" for _ in head) + "|")
+    for r in rows:
+        print("| " + " | ".join(str(x) for x in r) + " |")
+
+
+def lay(name, shape, t, mode="engine"):
+    return layers.get((name, shape, t, mode))
+
+
+if sgemm:
+    table("sgemm ceiling (2048^3, OpenBLAS)", ["threads", "GFLOP/s"],
+          [(t, "%.1f" % g) for t, g in sorted(sgemm.items())])
+
+for t in (1, 2):
+    rows = []
+    for s in SHAPES:
+        for n in LAYERS:
+            c, tb, tr = lay(n, s, t), lay(n, s, t, "blas"), lay(n, s, t, "torch")
+            if not c:
+                continue
+            frac = c[3] / sgemm[t] * 100 if t in sgemm and n in CONVS else None
+            rows.append((n, s, f(c[0]), f(c[1]), f(c[3], "%.1f"), f(frac, "%.0f %%"),
+                         f(tb[1] if tb else None), f(tr[1] if tr else None),
+                         f(ratio(c[1], tr[1] if tr else None))))
+    if rows:
+        table("Layers, batch 50, %d thread%s" % (t, "s" if t > 1 else ""),
+              ["layer", "shape", "fwd ms", "fwd+bwd ms", "fwd+bwd GFLOP/s", "of sgemm",
+               "fwd+bwd ms, BLAS threads", "PyTorch fwd+bwd ms", "libcfnet/PyTorch"], rows)
+
+rows = []
+for t in (1, 2):
+    for n in NETS:
+        c, b, tr = nets.get((n, t, "engine")), nets.get((n, t, "blas")), nets.get((n, t, "torch"))
+        if not c:
+            continue
+        rows.append((n, t, f(c[0]), f(c[1], "%.0f"), f(c[3], "%.0f"),
+                     f(b[0] if b else None), f(tr[0] if tr else None),
+                     f(tr[3] if tr else None, "%.0f"), f(ratio(c[0], tr[0] if tr else None))))
+if rows:
+    table("Networks, batch 50: training step and inference",
+          ["network", "threads", "train ms", "train img/s", "infer img/s",
+           "train ms, BLAS threads", "PyTorch train ms", "PyTorch infer img/s",
+           "train libcfnet/PyTorch"], rows)
+
+rows = []
+for (n, t), (peak, base, nb) in sorted(rss.items(), key=lambda kv: (kv[0][1], kv[0][0])):
+    rows.append((n, t, "%.1f" % (peak / 1024), "%.1f" % ((peak - base) / 1024),
+                 "%.1f" % (nb / 2**20)))
+if rows:
+    table("Peak memory of training (child process per network, 3 steps)",
+          ["network", "threads", "peak RSS MiB", "above start-up MiB",
+           "cfnet_network_memory_usage MiB"], rows)
+
+# ---- targets at 2 threads ----
+T = 2
+rows = []
+for s in SHAPES:
+    conv = lay("conv2d", s, T)
+    for R, lim in ((1, 1.15), (2, 1.3)):
+        c = lay("conic_R%d" % R, s, T)
+        r = ratio(c[1] if c else None, conv[1] if conv else None)
+        rows.append(("conic R=%d / conv2d fwd+bwd, %s" % (R, s), "<= %.2f" % lim, f(r),
+                     "-" if r is None else ("met" if r <= lim else "missed")))
+c, tr = nets.get(("rotmnist_cfnet", T, "engine")), nets.get(("rotmnist_cfnet", T, "torch"))
+r = ratio(c[0] if c else None, tr[0] if tr else None)
+rows.append(("rot-MNIST CFNet training step / PyTorch", "<= 0.30", f(r),
+             "-" if r is None else ("met" if r <= 0.3 else "missed")))
+for n in ("conv2d", "p4_lift", "p4_group", "conic_R1", "conic_R2", "conic_R4"):
+    c = lay(n, "50x50x32", T)
+    fr = c[3] / sgemm[T] if c and T in sgemm else None
+    rows.append(("%s 50x50x32 fwd+bwd rate / sgemm" % n, ">= 0.60", f(fr),
+                 "-" if fr is None else ("met" if fr >= 0.6 else "missed")))
+for t in (1, 2):
+    a, b = rss.get(("rotmnist_cfnet", t)), rss.get(("rotmnist_gcnn", t))
+    if a and b:
+        r1 = (a[0] - a[1]) / (b[0] - b[1])
+        r2 = a[0] / b[0]
+        rows.append(("CFNet / G-CNN training peak RSS above start-up, %d thr" % t, "<= 0.40",
+                     f(r1), "met" if r1 <= 0.4 else "missed"))
+        rows.append(("CFNet / G-CNN training peak RSS (whole process), %d thr" % t, "<= 0.40",
+                     f(r2), "met" if r2 <= 0.4 else "missed"))
+table("Targets (2 threads: libcfnet engine threads, OpenBLAS on 1 thread)",
+      ["ratio", "target", "measured", ""], rows)
+
+# ---- the closing table: libcfnet / PyTorch time ratios ----
+rows = []
+for t in (1, 2):
+    for s in SHAPES:
+        for n in LAYERS:
+            c, tr = lay(n, s, t), lay(n, s, t, "torch")
+            if c and tr:
+                rows.append(("%s %s" % (n, s), t, f(ratio(c[0], tr[0])), f(ratio(c[1], tr[1]))))
+    for n in NETS:
+        c, tr = nets.get((n, t, "engine")), nets.get((n, t, "torch"))
+        if c and tr:
+            rows.append(("%s (infer | train)" % n, t, f(ratio(c[2], tr[2])),
+                         f(ratio(c[0], tr[0]))))
+if rows:
+    table("libcfnet / PyTorch time ratios (< 1: libcfnet faster); networks: infer | train",
+          ["case", "threads", "fwd (infer)", "fwd+bwd (train)"], rows)
+else:
+    print("\n(no PyTorch results: no ratio table)")

@@ -1,0 +1,46 @@
+#!/bin/sh
+# Runs every benchmark of `make bench` and prints the report (bench/report.py).
+#
+#   bench/run.sh            (from the repository root; `make bench` builds first)
+#
+# BENCH_OUT=dir keeps the raw tab-separated results there (default: $CFNET_BUILD/bench-results).
+# The OpenBLAS kernel is chosen by OpenBLAS for this CPU: OPENBLAS_CORETYPE and OPENBLAS_L2_SIZE
+# are removed from the benchmarks' environment, and each program prints the kernel that ran
+# ("# blas: ... core NAME"). BENCH_KEEP_BLAS_ENV=1 keeps them as they are.
+set -eu
+BUILD=${CFNET_BUILD:-build/default}
+BIN=$BUILD/bench
+OUT=${BENCH_OUT:-$BUILD/bench-results}
+mkdir -p "$OUT"
+PY=/usr/bin/python3
+
+if [ "${BENCH_KEEP_BLAS_ENV:-0}" = 1 ]; then
+    RUN="env"
+else
+    echo "# environment had OPENBLAS_CORETYPE=${OPENBLAS_CORETYPE:-(unset)}" \
+         "OPENBLAS_L2_SIZE=${OPENBLAS_L2_SIZE:-(unset)}; both unset for the benchmarks"
+    RUN="env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE"
+fi
+
+echo "# machine: $(nproc) cores, $(sed -n 's/^model name[^:]*: //p' /proc/cpuinfo | head -1)," \
+     "load average $(cut -d' ' -f1-3 /proc/loadavg)"
+echo "== sgemm ceiling";                  $RUN "$BIN/bench_sgemm" 2048        | tee "$OUT/sgemm.tsv"
+echo "== layers, 1 thread";               $RUN "$BIN/bench_layers" --threads 1 | tee "$OUT/layers-1.tsv"
+echo "== layers, 2 threads (engine)";     $RUN "$BIN/bench_layers" --threads 2 | tee "$OUT/layers-2.tsv"
+echo "== layers, 2 threads (OpenBLAS)";   $RUN "$BIN/bench_layers" --threads 2 --mode blas \
+                                                                             | tee "$OUT/layers-2b.tsv"
+echo "== networks, 1 thread";             $RUN "$BIN/bench_nets" --threads 1   | tee "$OUT/nets-1.tsv"
+echo "== networks, 2 threads (engine)";   $RUN "$BIN/bench_nets" --threads 2   | tee "$OUT/nets-2.tsv"
+echo "== networks, 2 threads (OpenBLAS)"; $RUN "$BIN/bench_nets" --threads 2 --mode blas \
+                                                                             | tee "$OUT/nets-2b.tsv"
+echo "== peak memory of training";        $RUN "$BIN/bench_nets" --rss --threads 1 | tee "$OUT/rss-1.tsv"
+$RUN "$BIN/bench_nets" --rss --threads 2 | tee "$OUT/rss-2.tsv"
+echo "== PyTorch peer"
+if $PY -c 'import torch' 2>/dev/null; then
+    $RUN $PY bench/torch_peer.py --threads 1,2 | tee "$OUT/torch.tsv"
+else
+    echo "# PyTorch missing: apt-get install -y python3-torch (peer skipped)" | tee "$OUT/torch.tsv"
+fi
+echo "# load average at the end: $(cut -d' ' -f1-3 /proc/loadavg)"
+echo "== report"
+$PY bench/report.py "$OUT"/*.tsv | tee "$OUT/report.txt"
