@@ -139,7 +139,7 @@ $(BUILD)/examples/%: examples/%.c $(EX_COMMON) $(wildcard examples/common/*.h) $
 
 examples: $(EX_BINS)
 
-$(BUILD)/bench/%: bench/%.c $(EX_COMMON) $(ALIB) $(HEADER)
+$(BUILD)/bench/%: bench/%.c $(wildcard bench/*.h) $(EX_COMMON) $(ALIB) $(HEADER)
 	@mkdir -p $(dir $@)
 	$(CC) $(BASE_CFLAGS) $(SAN) $(DEP_CFLAGS) $(CFLAGS) -Isrc -Iexamples/common $< $(EX_COMMON) \
 	    $(ALIB) $(DEP_LIBS) -o $@
