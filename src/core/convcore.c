@@ -10,6 +10,19 @@
 #define CF_CONV_BLOCK_BYTES ((size_t)16 << 20)
 #endif
 
+cfnet_status cf_check_conv_args(const char *name, void *out, int out_channels, int max_out,
+                                int kernel, cfnet_padding padding)
+{
+    CF_FAIL_IF(!out, CFNET_E_INVALID_ARGUMENT, "%s: out is NULL", name);
+    CF_FAIL_IF(out_channels < 1 || out_channels > max_out, CFNET_E_INVALID_ARGUMENT,
+               "%s: out_channels is %d, must be in 1..%d", name, out_channels, max_out);
+    CF_FAIL_IF(kernel < 1 || kernel % 2 == 0 || kernel > 63, CFNET_E_INVALID_ARGUMENT,
+               "%s: kernel is %d, must be odd and in 1..63", name, kernel);
+    CF_FAIL_IF(padding != CFNET_PADDING_VALID && padding != CFNET_PADDING_SAME,
+               CFNET_E_INVALID_ARGUMENT, "%s: unknown padding %d", name, (int)padding);
+    return CFNET_OK;
+}
+
 int cf_conv_out_size(int S, int k, int stride, cfnet_padding padding)
 {
     int pad = padding == CFNET_PADDING_SAME ? (k - 1) / 2 : 0;

@@ -258,15 +258,9 @@ CFNET_API cfnet_status cfnet_layer_conic_conv_create(int out_channels, int kerne
                                                      cfnet_padding padding, cfnet_interp interp,
                                                      cfnet_layer **out)
 {
-    CF_FAIL_IF(!out, CFNET_E_INVALID_ARGUMENT, "conic_conv: out is NULL");
-    CF_FAIL_IF(out_channels < 1, CFNET_E_INVALID_ARGUMENT,
-               "conic_conv: out_channels is %d, must be >= 1", out_channels);
-    CF_FAIL_IF(kernel < 1 || kernel % 2 == 0 || kernel > 63, CFNET_E_INVALID_ARGUMENT,
-               "conic_conv: kernel is %d, must be odd and in 1..63", kernel);
+    CF_CHECK(cf_check_conv_args("conic_conv", out, out_channels, INT32_MAX, kernel, padding));
     CF_FAIL_IF(R < 1 || R > 64, CFNET_E_INVALID_ARGUMENT, "conic_conv: R is %d, must be in 1..64",
                R);
-    CF_FAIL_IF(padding != CFNET_PADDING_VALID && padding != CFNET_PADDING_SAME,
-               CFNET_E_INVALID_ARGUMENT, "conic_conv: unknown padding %d", (int)padding);
     CF_FAIL_IF(interp != CFNET_INTERP_NEAREST && interp != CFNET_INTERP_BILINEAR,
                CFNET_E_INVALID_ARGUMENT, "conic_conv: unknown interpolation %d", (int)interp);
     CF_CHECK(cf_layer_alloc(CFNET_LAYER_CONIC_CONV, &cf_conic_conv_ops, out));

@@ -83,15 +83,9 @@ const cf_layer_ops cf_conv2d_ops = {
 CFNET_API cfnet_status cfnet_layer_conv2d_create(int out_channels, int kernel, int stride,
                                                  cfnet_padding padding, cfnet_layer **out)
 {
-    CF_FAIL_IF(!out, CFNET_E_INVALID_ARGUMENT, "conv2d: out is NULL");
-    CF_FAIL_IF(out_channels < 1, CFNET_E_INVALID_ARGUMENT,
-               "conv2d: out_channels is %d, must be >= 1", out_channels);
-    CF_FAIL_IF(kernel < 1 || kernel % 2 == 0 || kernel > 63, CFNET_E_INVALID_ARGUMENT,
-               "conv2d: kernel is %d, must be odd and in 1..63", kernel);
+    CF_CHECK(cf_check_conv_args("conv2d", out, out_channels, INT32_MAX, kernel, padding));
     CF_FAIL_IF(stride != 1 && stride != 2, CFNET_E_INVALID_ARGUMENT,
                "conv2d: stride is %d, must be 1 or 2", stride);
-    CF_FAIL_IF(padding != CFNET_PADDING_VALID && padding != CFNET_PADDING_SAME,
-               CFNET_E_INVALID_ARGUMENT, "conv2d: unknown padding %d", (int)padding);
     CF_CHECK(cf_layer_alloc(CFNET_LAYER_CONV2D, &cf_conv2d_ops, out));
     (*out)->icfg[CFG_OUT] = out_channels;
     (*out)->icfg[CFG_K] = kernel;

@@ -13,14 +13,7 @@ typedef struct p4_priv {
 cfnet_status cf_p4_create(int kind, const cf_layer_ops *ops, int out_channels, int kernel,
                           cfnet_padding padding, cfnet_layer **out)
 {
-    const char *name = ops->name;
-    CF_FAIL_IF(!out, CFNET_E_INVALID_ARGUMENT, "%s: out is NULL", name);
-    CF_FAIL_IF(out_channels < 1 || out_channels > INT32_MAX / 4, CFNET_E_INVALID_ARGUMENT,
-               "%s: out_channels is %d, must be in 1..%d", name, out_channels, INT32_MAX / 4);
-    CF_FAIL_IF(kernel < 1 || kernel % 2 == 0 || kernel > 63, CFNET_E_INVALID_ARGUMENT,
-               "%s: kernel is %d, must be odd and in 1..63", name, kernel);
-    CF_FAIL_IF(padding != CFNET_PADDING_VALID && padding != CFNET_PADDING_SAME,
-               CFNET_E_INVALID_ARGUMENT, "%s: unknown padding %d", name, (int)padding);
+    CF_CHECK(cf_check_conv_args(ops->name, out, out_channels, INT32_MAX / 4, kernel, padding));
     CF_CHECK(cf_layer_alloc(kind, ops, out));
     (*out)->icfg[CF_P4_CFG_OUT] = out_channels;
     (*out)->icfg[CF_P4_CFG_K] = kernel;
