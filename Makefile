@@ -45,14 +45,26 @@ BASE_CFLAGS := -std=c11 $(OPT) -g -fPIC -fvisibility=hidden $(WARN) -D_POSIX_C_S
                -Iinclude
 
 ifeq ($(SANITIZE),1)
-BUILD   := build/san
-LIBOUT  := build/san/lib
+BUILD   := build/san-$(notdir $(firstword $(CC)))
+LIBOUT  := $(BUILD)/lib
 SAN     := -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer
+else ifeq ($(SANITIZE),thread)
+BUILD   := build/tsan-$(notdir $(firstword $(CC)))
+LIBOUT  := $(BUILD)/lib
+SAN     := -fsanitize=thread -fno-omit-frame-pointer
+else ifeq ($(COVERAGE),1)
+BUILD   := build/coverage
+LIBOUT  := $(BUILD)/lib
+SAN     := --coverage -O0
 else
 BUILD   := build/default
 LIBOUT  := lib
 SAN     :=
 endif
+
+# Shared objects must not leave symbols undefined (sanitizer runtimes are resolved at run time,
+# so the check is skipped for sanitizer builds).
+NO_UNDEF := $(if $(SAN),,-Wl,--no-undefined)
 
 SRCS    := $(sort $(wildcard src/*/*.c))
 OBJS    := $(SRCS:src/%.c=$(BUILD)/obj/%.o)
@@ -72,6 +84,11 @@ BENCH_BINS := $(BENCH_SRCS:bench/%.c=$(BUILD)/bench/%)
 # Script tests: every executable tests/test_*.sh runs in `make check` after the C suites.
 SCRIPT_TESTS := $(sort $(wildcard tests/test_*.sh))
 
+# Fuzz targets: fuzz/fuzz_*.c; replay drivers (any compiler) run the committed corpus in check.
+FUZZ_SRCS   := $(sort $(wildcard fuzz/fuzz_*.c))
+FUZZ_REPLAY := $(FUZZ_SRCS:fuzz/fuzz_%.c=$(BUILD)/fuzz/replay_%)
+FUZZ_SECONDS ?= 60
+
 TEST_SRCS := $(sort $(wildcard tests/test_*.c))
 TEST_BINS := $(TEST_SRCS:tests/%.c=$(BUILD)/tests/%)
 TEST_UTIL := $(BUILD)/tests/testutil.o
@@ -79,7 +96,7 @@ TEST_CFLAGS = $(shell pkg-config --cflags cmocka 2>/dev/null)
 TEST_LIBS   = $(shell pkg-config --libs cmocka 2>/dev/null)
 
 .PHONY: all deps check test-bins examples bench-bins bench docs demo install uninstall clean \
-        symbols-check
+        symbols-check check-valgrind check-threads abi-check abi-baseline coverage fuzz
 
 all: $(SOLIB) $(ALIB)
 
@@ -93,7 +110,7 @@ $(BUILD)/obj/%.o: src/%.c $(HEADER) src/internal.h | deps
 
 $(SOLIB): $(OBJS) src/cfnet.map
 	@mkdir -p $(LIBOUT)
-	$(CC) -shared -Wl,-soname,$(SONAME) -Wl,--version-script=src/cfnet.map -Wl,--no-undefined \
+	$(CC) -shared -Wl,-soname,$(SONAME) -Wl,--version-script=src/cfnet.map $(NO_UNDEF) \
 	    $(SAN) $(LDFLAGS) -o $@ $(OBJS) $(DEP_LIBS)
 	ln -sf libcfnet.so.$(VERSION) $(LIBOUT)/$(SONAME)
 	ln -sf $(SONAME) $(LIBOUT)/libcfnet.so
@@ -129,6 +146,25 @@ $(BUILD)/bench/%: bench/%.c $(EX_COMMON) $(ALIB) $(HEADER)
 
 bench-bins: $(BENCH_BINS)
 
+$(BUILD)/fuzz/replay_%: fuzz/fuzz_%.c fuzz/replay.c $(ALIB) $(HEADER)
+	@mkdir -p $(dir $@)
+	$(CC) $(BASE_CFLAGS) $(SAN) $(DEP_CFLAGS) $(CFLAGS) $< fuzz/replay.c $(ALIB) $(DEP_LIBS) -o $@
+
+# libFuzzer builds with clang (library compiled in, instrumented); each target runs for
+# FUZZ_SECONDS on a copy of its corpus (new inputs are not written back into the tree).
+fuzz: | deps
+	@command -v clang >/dev/null || { echo "make fuzz: needs clang and libclang-rt-14-dev"; exit 1; }
+	@mkdir -p build/fuzz
+	@for f in $(FUZZ_SRCS); do \
+	    name=$$(basename $$f .c); \
+	    clang -std=c11 -O1 -g -Iinclude -D_POSIX_C_SOURCE=200809L -fsanitize=fuzzer,address,undefined \
+	        -fno-sanitize-recover=all $(DEP_CFLAGS) $$f $(SRCS) $(DEP_LIBS) -o build/fuzz/$$name || exit 1; \
+	    rm -rf build/fuzz/corpus-$$name; cp -r fuzz/corpus build/fuzz/corpus-$$name; \
+	    echo "== fuzzing $$name for $(FUZZ_SECONDS) s"; \
+	    build/fuzz/$$name -max_total_time=$(FUZZ_SECONDS) -rss_limit_mb=2048 -max_len=65536 \
+	        -print_final_stats=1 build/fuzz/corpus-$$name || exit 1; \
+	done
+
 # Every exported symbol must be cfnet_* (and versioned, see src/cfnet.map).
 symbols-check: $(SOLIB)
 	@bad=$$(nm -D --defined-only $(SOLIB) | awk '$$2 ~ /^[TDBRVW]$$/ {print $$3}' | grep -v '^cfnet_' | grep -v '^CFNET_' || true); \
@@ -138,8 +174,9 @@ symbols-check: $(SOLIB)
 # Variables handed to script tests.
 export CFNET_BUILD := $(BUILD)
 export CFNET_LIBDIR := $(abspath $(LIBOUT))
+export CFNET_SANITIZE := $(SANITIZE)
 
-check: all test-bins examples symbols-check
+check: all test-bins examples symbols-check $(FUZZ_REPLAY)
 	@failed=0; total=0; \
 	for t in $(TEST_BINS) $(SCRIPT_TESTS); do \
 	    total=$$((total + 1)); \
@@ -148,6 +185,40 @@ check: all test-bins examples symbols-check
 	done; \
 	echo "== test suites: $$((total - failed)) passed, $$failed failed"; \
 	test $$failed -eq 0
+
+# Every C suite under valgrind memcheck; any error or definite/indirect leak fails.
+check-valgrind: all test-bins
+	@command -v valgrind >/dev/null || { echo "check-valgrind: needs valgrind"; exit 1; }
+	@failed=0; for t in $(TEST_BINS); do \
+	    echo "== valgrind $$t"; \
+	    CFNET_TEST_OUTDIR=$(BUILD)/test-output valgrind -q --error-exitcode=99 --leak-check=full \
+	        --errors-for-leak-kinds=definite,indirect $$t >/dev/null || { failed=$$((failed + 1)); echo "FAILED: $$t"; }; \
+	done; echo "== valgrind: $$failed failed"; test $$failed -eq 0
+
+# The thread test under ThreadSanitizer (use with SANITIZE=thread).
+check-threads: $(BUILD)/tests/test_threads
+	CFNET_TEST_OUTDIR=$(BUILD)/test-output $(BUILD)/tests/test_threads
+
+# ABI: compare the built library with the committed baseline; every export must be versioned.
+ABI_BASELINE := abi/libcfnet.so.$(MAJOR).abi
+abi-check: $(SOLIB)
+	@command -v abidiff >/dev/null || { echo "abi-check: needs abigail-tools"; exit 1; }
+	abidw --no-corpus-path --headers-dir include/cfnet $(SOLIB) > $(BUILD)/current.abi
+	abidiff --headers-dir2 include/cfnet $(ABI_BASELINE) $(BUILD)/current.abi; \
+	rc=$$?; if [ $$((rc & 11)) -ne 0 ]; then echo "abi-check: incompatible ABI change or abidiff error ($$rc)"; exit 1; fi; \
+	if [ $$rc -ne 0 ]; then echo "abi-check: compatible additions only (abidiff $$rc)"; fi
+	@unversioned=$$(objdump -T $(SOLIB) | awk '$$4 ~ /^\.text|^\.data|^\.bss|^\.rodata/ && $$6 !~ /^CFNET_/ && $$7 ~ /^cfnet_/ {print $$7}'); \
+	if [ -n "$$unversioned" ]; then echo "abi-check: unversioned exports: $$unversioned"; exit 1; fi; \
+	echo "abi-check: ABI compatible with $(ABI_BASELINE); all exports carry a CFNET_ version node"
+
+abi-baseline: $(SOLIB)
+	@mkdir -p abi
+	abidw --no-corpus-path --headers-dir include/cfnet $(SOLIB) > $(ABI_BASELINE)
+
+# Line and branch coverage of src/ from the test suites (gcovr).
+coverage:
+	$(MAKE) COVERAGE=1 check
+	gcovr -r . --filter src/ --object-directory build/coverage/obj --txt --print-summary
 
 # The main job: trains the paper's five models on generated biomarker images.
 DEMO_ARGS ?=

@@ -37,9 +37,27 @@ cfnet_status cf_error(cfnet_status status, const char *fmt, ...) CF_PRINTF(2, 3)
 /* ------------------------------------------------------------------------------------------ */
 /* Memory. All library allocations go through these, so that allocation hooks have one place. */
 
+typedef struct cf_allocator {
+    cfnet_alloc_fn alloc;
+    cfnet_free_fn free;
+    void *opaque;
+} cf_allocator;
+
+extern const cf_allocator cf_default_allocator;
+
+/* Allocate with the calling thread's current allocator (the default outside any scope); a
+ * block always goes back to the allocator that made it. cf_malloc(0) returns a valid block. */
 void *cf_malloc(size_t size);
 void *cf_calloc(size_t count, size_t size);
 void cf_free(void *p);
+
+/* Scopes: CF_ALLOC_SCOPE(a) makes `a` (NULL: default) the thread's allocator until the end of
+ * the enclosing block. */
+const cf_allocator *cf_alloc_scope_enter(const cf_allocator *a);
+void cf_alloc_scope_leave(const cf_allocator **prev);
+#define CF_ALLOC_SCOPE(a)                                                                 \
+    const cf_allocator *cf_scope_prev_ __attribute__((cleanup(cf_alloc_scope_leave), unused)) = \
+        cf_alloc_scope_enter(a)
 /* Overflow-checked products; return false on overflow. */
 bool cf_mul_size(size_t a, size_t b, size_t *out);
 bool cf_mul_i64(int64_t a, int64_t b, int64_t *out);

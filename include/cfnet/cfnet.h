@@ -15,7 +15,7 @@
  *   `N x C x 4 x H x W`. Layers see the batch dimension N as the first axis; shapes handed to
  *   cfnet_layer_setup() are per sample, without N.
  * - Rotation layers need square maps; conventions for coordinates, rotations and cones are in
- *   docs/method.md (pixel (i, j) sits at u = j - c, v = c - i, c = (S - 1)/2; rotations are
+ *   docs/conventions.md (pixel (i, j) sits at u = j - c, v = c - i, c = (S - 1)/2; rotations are
  *   counter-clockwise; layers compute correlation).
  * - Nothing a caller passes makes the library abort, assert or exit.
  *
@@ -471,6 +471,18 @@ CFNET_API cfnet_status cfnet_network_evaluate(const cfnet_network *net,
                                               float *accuracy);
 
 /** Invariance check (the analogue of escnn's check_equivariance): runs x (N x C x S x S) and
+ *  its rotations through the network and reports the largest relative output change.
+ *
+ *  Which layer choices keep exact quarter-turn invariance (in inference mode): conic_conv,
+ *  p4_lift and p4_conv with valid or same padding (any R, kernel, odd or even size); relu,
+ *  dropout, batch_norm (statistics per channel, shared over space and rotations); group_pool;
+ *  pool only when its windows sit symmetrically, (S - window) mod stride == 0 — use window 0,
+ *  the equivariant choice; then dft_projection followed by dft_magnitude (optionally with
+ *  batch_norm and relu between them), after which dense and softmax see invariant features.
+ *  conv2d, an asymmetric pool, or a dense layer before the DFT transition break invariance;
+ *  rotations by other angles than quarter turns are only approximately handled.
+ *
+ *  Details: runs x (N x C x S x S) and
  *  its rotations by each angle in degrees (multiples of 90 are exact permutations, other
  *  angles bilinear) through the network in inference mode and reports the largest relative
  *  change max|f(rot x) - f(x)| / max|f(x)|. angles may be NULL (then 90, 180, 270). */
@@ -503,12 +515,17 @@ CFNET_API cfnet_status cfnet_image_normalize(cfnet_tensor *images, double low_pe
  * Saving and loading (safetensors layout; see docs/format.md)
  * ------------------------------------------------------------------------------------------- */
 
-/** Save flag: also store the optimiser state (moments, step count). */
+/** Save flag: also store the training state — optimiser moments, step count and the random
+ *  generators (augmentation, dropout) — so that a loaded copy continues training exactly as the
+ *  original would. Without it the loaded network starts at step 0 with fresh generators. The
+ *  training options are saved in either case. */
 #define CFNET_SAVE_OPTIMIZER 1u
 
-/** Writes the whole network (architecture, parameters, batch-norm statistics, optionally the
- *  optimiser state) to `path`. The file is written to a temporary file beside it and renamed,
- *  so on any failure an existing file at `path` is left intact. */
+/** Writes the whole network (architecture, parameters, batch-norm statistics, training options,
+ *  optionally the training state) to `path`. The file is written to a temporary file beside it
+ *  and renamed, so on any failure (CFNET_E_IO, with the system's reason) an existing file at
+ *  `path` is left intact. Unknown flags give CFNET_E_INVALID_ARGUMENT; a network too large for
+ *  the loader's built-in limits gives CFNET_E_LIMIT. */
 CFNET_API cfnet_status cfnet_network_save(const cfnet_network *net, const char *path,
                                           unsigned flags);
 
@@ -517,7 +534,9 @@ CFNET_API cfnet_status cfnet_network_save_buffer(const cfnet_network *net, unsig
                                                  void **buffer, size_t *size);
 
 /** Loads a network saved by cfnet_network_save. Every field is validated; a malformed file
- *  gives CFNET_E_FORMAT (or CFNET_E_LIMIT, CFNET_E_IO) with a message and no leak. */
+ *  gives CFNET_E_FORMAT (or CFNET_E_LIMIT for built-in size caps, CFNET_E_IO for file errors)
+ *  with a message naming what was wrong, and no leak. *out is set only on success; the caller
+ *  owns it (cfnet_network_free). */
 CFNET_API cfnet_status cfnet_network_load(const char *path, cfnet_network **out);
 
 /** Same, from `size` bytes at `buffer` (not retained). */
@@ -526,6 +545,62 @@ CFNET_API cfnet_status cfnet_network_load_buffer(const void *buffer, size_t size
 
 /** Frees memory returned by libcfnet (cfnet_network_save_buffer). Accepts NULL. */
 CFNET_API void cfnet_free(void *p);
+
+/* ---------------------------------------------------------------------------------------------
+ * Contexts: allocation hooks and loader limits
+ *
+ * A context carries an allocator and the limits applied when loading models. Networks created
+ * or loaded "in" a context allocate all their memory (layers appended to them included) through
+ * its allocator; everything else uses malloc. There is no process-global hook. A context must
+ * outlive every network created in it and every buffer those networks returned
+ * (cfnet_network_save_buffer). Memory that FFTW, the BLAS and the JSON parser allocate
+ * internally does not go through the hooks.
+ * ------------------------------------------------------------------------------------------- */
+
+typedef struct cfnet_context cfnet_context;
+
+/** Allocation hook: returns `size` bytes aligned for any object type, or NULL on failure. */
+typedef void *(*cfnet_alloc_fn)(void *opaque, size_t size);
+/** Release hook for blocks returned by the matching cfnet_alloc_fn (never called with NULL). */
+typedef void (*cfnet_free_fn)(void *opaque, void *ptr);
+
+/** Creates a context with malloc/free and the default limits. */
+CFNET_API cfnet_status cfnet_context_create(cfnet_context **out);
+
+/** Frees a context. Accepts NULL. */
+CFNET_API void cfnet_context_free(cfnet_context *ctx);
+
+/** Sets the allocator (both hooks non-NULL, or both NULL for malloc/free). Affects networks
+ *  created in the context afterwards. */
+CFNET_API cfnet_status cfnet_context_set_allocator(cfnet_context *ctx, cfnet_alloc_fn alloc,
+                                                   cfnet_free_fn free_fn, void *opaque);
+
+/** Limits applied by the loaders; the list is append-only. */
+typedef enum cfnet_limit {
+    CFNET_LIMIT_HEADER_BYTES = 1, /**< JSON header size, default 16 MiB */
+    CFNET_LIMIT_TENSOR_BYTES = 2  /**< total tensor data, default 4 GiB */
+} cfnet_limit;
+
+/** Sets a loader limit (value >= 1); a model over it is rejected with CFNET_E_LIMIT before
+ *  anything of that size is allocated. */
+CFNET_API cfnet_status cfnet_context_set_limit(cfnet_context *ctx, cfnet_limit limit,
+                                               uint64_t value);
+
+/** Reads a loader limit. */
+CFNET_API cfnet_status cfnet_context_get_limit(const cfnet_context *ctx, cfnet_limit limit,
+                                               uint64_t *value);
+
+/** cfnet_network_create in a context (NULL: the default). */
+CFNET_API cfnet_status cfnet_network_create_in(cfnet_context *ctx, int channels, int height,
+                                               int width, uint64_t seed, cfnet_network **out);
+
+/** cfnet_network_load in a context (NULL: the default). */
+CFNET_API cfnet_status cfnet_network_load_in(cfnet_context *ctx, const char *path,
+                                             cfnet_network **out);
+
+/** cfnet_network_load_buffer in a context (NULL: the default). */
+CFNET_API cfnet_status cfnet_network_load_buffer_in(cfnet_context *ctx, const void *buffer,
+                                                    size_t size, cfnet_network **out);
 
 #ifdef __cplusplus
 }

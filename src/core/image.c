@@ -1,6 +1,6 @@
 /* Image helpers: rotation and shift of square planes, per-channel percentile stretch.
  *
- * Coordinates follow docs/method.md: pixel (i, j) of an S x S plane sits at (u, v) =
+ * Coordinates follow docs/conventions.md: pixel (i, j) of an S x S plane sits at (u, v) =
  * (j - c, c - i), c = (S - 1) / 2; rotations are counter-clockwise; out(z) = in(g^{-1} z). */
 #include "../internal.h"
 

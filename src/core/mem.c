@@ -1,17 +1,69 @@
-/* Allocation wrappers and overflow-checked size arithmetic. */
+/* Allocation wrappers and overflow-checked size arithmetic.
+ *
+ * Every library allocation goes through cf_malloc / cf_calloc / cf_free. A block carries a
+ * 16-byte header naming the allocator that made it, so it is always returned to that allocator,
+ * whichever scope frees it. The allocator in force is the calling thread's current scope: a
+ * network's entry points enter the scope of the context it was created in (CF_ALLOC_SCOPE), so
+ * hooks are per context, never process-global. */
 #include "../internal.h"
 
 #include <stdlib.h>
+#include <string.h>
 
-void *cf_malloc(size_t size) { return malloc(size ? size : 1); }
+#define CF_HEADER 16
+
+static void *default_alloc(void *opaque, size_t size)
+{
+    (void)opaque;
+    return malloc(size);
+}
+
+static void default_free(void *opaque, void *p)
+{
+    (void)opaque;
+    free(p);
+}
+
+const cf_allocator cf_default_allocator = {default_alloc, default_free, NULL};
+
+static _Thread_local const cf_allocator *cf_scope;
+
+const cf_allocator *cf_alloc_scope_enter(const cf_allocator *a)
+{
+    const cf_allocator *prev = cf_scope;
+    cf_scope = a;
+    return prev;
+}
+
+void cf_alloc_scope_leave(const cf_allocator **prev) { cf_scope = *prev; }
+
+void *cf_malloc(size_t size)
+{
+    const cf_allocator *a = cf_scope ? cf_scope : &cf_default_allocator;
+    if (size > SIZE_MAX - CF_HEADER) return NULL;
+    char *p = a->alloc(a->opaque, size + CF_HEADER);
+    if (!p) return NULL;
+    memcpy(p, &a, sizeof a);
+    return p + CF_HEADER;
+}
 
 void *cf_calloc(size_t count, size_t size)
 {
-    if (count == 0 || size == 0) return calloc(1, 1);
-    return calloc(count, size);
+    size_t total;
+    if (!cf_mul_size(count, size, &total)) return NULL;
+    void *p = cf_malloc(total);
+    if (p) memset(p, 0, total);
+    return p;
 }
 
-void cf_free(void *p) { free(p); }
+void cf_free(void *p)
+{
+    if (!p) return;
+    char *base = (char *)p - CF_HEADER;
+    const cf_allocator *a;
+    memcpy(&a, base, sizeof a);
+    a->free(a->opaque, base);
+}
 
 bool cf_mul_size(size_t a, size_t b, size_t *out)
 {

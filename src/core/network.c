@@ -33,6 +33,13 @@ uint64_t cf_network_layer_seed(const cfnet_network *net, int index)
 CFNET_API cfnet_status cfnet_network_create(int channels, int height, int width, uint64_t seed,
                                             cfnet_network **out)
 {
+    return cfnet_network_create_in(NULL, channels, height, width, seed, out);
+}
+
+CFNET_API cfnet_status cfnet_network_create_in(cfnet_context *ctx, int channels, int height,
+                                               int width, uint64_t seed, cfnet_network **out)
+{
+    CF_ALLOC_SCOPE(cf_context_allocator(ctx));
     CF_FAIL_IF(!out, CFNET_E_INVALID_ARGUMENT, "network_create: out is NULL");
     CF_FAIL_IF(channels < 1 || height < 1 || width < 1, CFNET_E_INVALID_ARGUMENT,
                "network_create: input %dx%dx%d, sizes must be positive", channels, height, width);
@@ -40,6 +47,7 @@ CFNET_API cfnet_status cfnet_network_create(int channels, int height, int width,
     CF_CHECK(cf_shape_numel("network_create", 3, shape, &numel));
     cfnet_network *net = cf_calloc(1, sizeof *net);
     CF_FAIL_IF(!net, CFNET_E_OUT_OF_MEMORY, "network_create: out of memory");
+    net->ctx = ctx;
     memcpy(net->in_shape, shape, sizeof shape);
     net->in_size = numel;
     net->seed = seed;
@@ -142,6 +150,7 @@ CFNET_API cfnet_status cfnet_network_append(cfnet_network *net, cfnet_layer *lay
         cfnet_layer_free(layer);
         return cf_error(CFNET_E_INVALID_ARGUMENT, "network_append: network is NULL");
     }
+    CF_NET_SCOPE(net);
     cfnet_status st = cf_network_append(net, layer);
     if (st != CFNET_OK) cfnet_layer_free(layer);
     return st;
@@ -361,6 +370,7 @@ CFNET_API cfnet_status cfnet_network_infer(const cfnet_network *net, const cfnet
                                            cfnet_tensor *out)
 {
     CF_FAIL_IF(!net, CFNET_E_INVALID_ARGUMENT, "network_infer: network is NULL");
+    CF_NET_SCOPE(net);
     int64_t n;
     CF_CHECK(check_input(net, "network_infer", x, &n));
     CF_CHECK(check_output(net, "network_infer", out, n));
@@ -376,6 +386,7 @@ CFNET_API cfnet_status cfnet_network_probabilities(const cfnet_network *net,
                                                    const cfnet_tensor *x, cfnet_tensor *probs)
 {
     CF_FAIL_IF(!net, CFNET_E_INVALID_ARGUMENT, "network_probabilities: network is NULL");
+    CF_NET_SCOPE(net);
     int64_t n;
     CF_CHECK(check_input(net, "network_probabilities", x, &n));
     int64_t k = out_size(net);
@@ -398,6 +409,7 @@ CFNET_API cfnet_status cfnet_network_predict(const cfnet_network *net, const cfn
                                              int32_t *labels, int64_t n)
 {
     CF_FAIL_IF(!net || !labels, CFNET_E_INVALID_ARGUMENT, "network_predict: NULL argument");
+    CF_NET_SCOPE(net);
     int64_t nx;
     CF_CHECK(check_input(net, "network_predict", x, &nx));
     CF_FAIL_IF(n != nx, CFNET_E_SHAPE_MISMATCH,
@@ -491,6 +503,7 @@ CFNET_API cfnet_status cfnet_network_forward(cfnet_network *net, const cfnet_ten
                                              cfnet_tensor *out, cfnet_mode mode)
 {
     CF_FAIL_IF(!net, CFNET_E_INVALID_ARGUMENT, "network_forward: network is NULL");
+    CF_NET_SCOPE(net);
     CF_FAIL_IF(mode != CFNET_MODE_INFERENCE && mode != CFNET_MODE_TRAINING,
                CFNET_E_INVALID_ARGUMENT, "network_forward: unknown mode %d", (int)mode);
     int64_t n;
@@ -510,6 +523,7 @@ CFNET_API cfnet_status cfnet_network_forward(cfnet_network *net, const cfnet_ten
 CFNET_API cfnet_status cfnet_network_backward(cfnet_network *net, const cfnet_tensor *d_out)
 {
     CF_FAIL_IF(!net, CFNET_E_INVALID_ARGUMENT, "network_backward: network is NULL");
+    CF_NET_SCOPE(net);
     CF_FAIL_IF(net->fwd_n == 0, CFNET_E_STATE,
                "network_backward: needs a preceding training-mode forward");
     CF_CHECK(check_output(net, "network_backward", d_out, net->fwd_n));

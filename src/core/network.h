@@ -3,6 +3,7 @@
 #define CFNET_NETWORK_H
 
 #include "../internal.h"
+#include "context.h"
 
 /* Optimiser state of one parameter tensor: Adam moments (m, v) or SGD velocity (m). */
 typedef struct cf_opt_slot {
@@ -18,6 +19,7 @@ typedef struct cf_options {
 } cf_options;
 
 struct cfnet_network {
+    const cfnet_context *ctx; /* allocator and limits (NULL: defaults); outlives the network */
     int64_t in_shape[3];
     int64_t in_size;
     uint64_t seed;
@@ -38,6 +40,9 @@ struct cfnet_network {
     size_t train_bytes;
     int64_t fwd_n;      /* batch of the last training forward, 0 if none */
 };
+
+/* Makes the network's allocator the thread's allocator until the end of the block. */
+#define CF_NET_SCOPE(net) CF_ALLOC_SCOPE(cf_context_allocator((net)->ctx))
 
 /* Seed of layer i, derived from the network seed (so it does not depend on call order). */
 uint64_t cf_network_layer_seed(const cfnet_network *net, int index);

@@ -2,7 +2,7 @@
  *
  * Rotation r = q R + s is done as a resampled rotation by s * pi / (2R) followed by q exact
  * quarter turns, so T_{g(r+R)} phi = rot90(T_{g(r)} phi) holds exactly by construction.
- * Coordinates follow docs/method.md: (i, j) -> (u, v) = (j - c, c - i), c = (k - 1) / 2.
+ * Coordinates follow docs/conventions.md: (i, j) -> (u, v) = (j - c, c - i), c = (k - 1) / 2.
  * (T_g phi)(z) = phi(g^{-1} z), zero outside the support. */
 #include "rotate.h"
 

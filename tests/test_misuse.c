@@ -1,0 +1,242 @@
+/* Every public function given NULL handles, NULL pointers, zero or negative sizes, wrong shapes
+ * or non-finite values returns a status with a message (or a documented neutral value) and
+ * never crashes. tests/test_api_coverage.sh checks that every function in the header is named
+ * here. */
+#include "testutil.h"
+
+#include <math.h>
+#include <string.h>
+
+static void version_and_error_functions_never_fail(void **state)
+{
+    (void)state;
+    assert_non_null(cfnet_version_string());
+    assert_true(cfnet_version_number() > 0);
+    assert_non_null(cfnet_status_string((cfnet_status)12345));
+    cfnet_clear_error();
+    assert_string_equal(cfnet_last_error(), "");
+    cfnet_free(NULL);
+}
+
+static void tensor_functions_reject_null_and_bad_sizes(void **state)
+{
+    (void)state;
+    cfnet_tensor *t = NULL;
+    int64_t neg[] = {-1}, zero[] = {0}, ok[] = {2, 2};
+    float buf[4];
+    int nd;
+    int64_t s[CFNET_MAX_DIMS];
+    CF_ASSERT_STATUS(cfnet_tensor_create(1, neg, &t), CFNET_E_INVALID_ARGUMENT);
+    CF_ASSERT_STATUS(cfnet_tensor_create(1, zero, &t), CFNET_E_INVALID_ARGUMENT);
+    CF_ASSERT_STATUS(cfnet_tensor_create(-3, ok, &t), CFNET_E_INVALID_ARGUMENT);
+    CF_ASSERT_STATUS(cfnet_tensor_wrap(buf, 2, ok, NULL), CFNET_E_INVALID_ARGUMENT);
+    CF_ASSERT_STATUS(cfnet_tensor_wrap(buf, 1, neg, &t), CFNET_E_INVALID_ARGUMENT);
+    assert_null(t);
+    cfnet_tensor_free(NULL);
+    assert_int_equal(cfnet_tensor_ndim(NULL), 0);
+    assert_int_equal(cfnet_tensor_dim(NULL, 0), -1);
+    assert_int_equal(cfnet_tensor_numel(NULL), -1);
+    assert_null(cfnet_tensor_data(NULL));
+    CF_ASSERT_STATUS(cfnet_tensor_shape(NULL, &nd, s), CFNET_E_INVALID_ARGUMENT);
+    CF_ASSERT_STATUS(cfnet_tensor_copy_in(NULL, buf, 4), CFNET_E_INVALID_ARGUMENT);
+    CF_ASSERT_STATUS(cfnet_tensor_copy_out(NULL, buf, 4), CFNET_E_INVALID_ARGUMENT);
+    CF_ASSERT_STATUS(cfnet_tensor_fill(NULL, 0), CFNET_E_INVALID_ARGUMENT);
+    CF_ASSERT_STATUS(cfnet_tensor_zero(NULL), CFNET_E_INVALID_ARGUMENT);
+    CF_ASSERT_STATUS(cfnet_tensor_reshape(NULL, 2, ok), CFNET_E_INVALID_ARGUMENT);
+    t = tu_tensor(2, ok, NULL);
+    CF_ASSERT_STATUS(cfnet_tensor_copy_in(t, buf, -4), CFNET_E_SHAPE_MISMATCH);
+    CF_ASSERT_STATUS(cfnet_tensor_reshape(t, 1, neg), CFNET_E_INVALID_ARGUMENT);
+    CF_ASSERT_STATUS(cfnet_tensor_shape(t, NULL, s), CFNET_E_INVALID_ARGUMENT);
+    cfnet_tensor_free(t);
+}
+
+static void layer_creators_reject_null_out_and_bad_values(void **state)
+{
+    (void)state;
+    cfnet_layer *l = NULL;
+    CF_ASSERT_STATUS(cfnet_layer_conv2d_create(1, 3, 1, CFNET_PADDING_SAME, NULL), CFNET_E_INVALID_ARGUMENT);
+    CF_ASSERT_STATUS(cfnet_layer_conv2d_create(-1, 3, 1, CFNET_PADDING_SAME, &l), CFNET_E_INVALID_ARGUMENT);
+    CF_ASSERT_STATUS(cfnet_layer_conic_conv_create(1, 2, 1, CFNET_PADDING_SAME, CFNET_INTERP_NEAREST, &l),
+                     CFNET_E_INVALID_ARGUMENT);
+    CF_ASSERT_STATUS(cfnet_layer_conic_conv_create(1, 3, -2, CFNET_PADDING_SAME, CFNET_INTERP_NEAREST, &l),
+                     CFNET_E_INVALID_ARGUMENT);
+    CF_ASSERT_STATUS(cfnet_layer_p4_lift_create(1, 0, CFNET_PADDING_SAME, &l), CFNET_E_INVALID_ARGUMENT);
+    CF_ASSERT_STATUS(cfnet_layer_p4_conv_create(0, 3, CFNET_PADDING_SAME, &l), CFNET_E_INVALID_ARGUMENT);
+    CF_ASSERT_STATUS(cfnet_layer_group_pool_create((cfnet_pool_mode)7, &l), CFNET_E_INVALID_ARGUMENT);
+    CF_ASSERT_STATUS(cfnet_layer_dft_projection_create(0, 1, CFNET_INTERP_NEAREST, &l),
+                     CFNET_E_INVALID_ARGUMENT);
+    CF_ASSERT_STATUS(cfnet_layer_dft_magnitude_create(NULL), CFNET_E_INVALID_ARGUMENT);
+    CF_ASSERT_STATUS(cfnet_layer_dense_create(0, &l), CFNET_E_INVALID_ARGUMENT);
+    CF_ASSERT_STATUS(cfnet_layer_relu_create(NULL), CFNET_E_INVALID_ARGUMENT);
+    CF_ASSERT_STATUS(cfnet_layer_pool_create(CFNET_POOL_MAX, -2, 1, &l), CFNET_E_INVALID_ARGUMENT);
+    CF_ASSERT_STATUS(cfnet_layer_batch_norm_create(NAN, 1e-5f, &l), CFNET_E_INVALID_ARGUMENT);
+    CF_ASSERT_STATUS(cfnet_layer_batch_norm_create(0.1f, -1.0f, &l), CFNET_E_INVALID_ARGUMENT);
+    CF_ASSERT_STATUS(cfnet_layer_dropout_create(1.0f, &l), CFNET_E_INVALID_ARGUMENT);
+    CF_ASSERT_STATUS(cfnet_layer_dropout_create(NAN, &l), CFNET_E_INVALID_ARGUMENT);
+    CF_ASSERT_STATUS(cfnet_layer_softmax_create(NULL), CFNET_E_INVALID_ARGUMENT);
+    assert_null(l);
+}
+
+static void layer_methods_reject_null_and_unset_layers(void **state)
+{
+    (void)state;
+    int nd;
+    int64_t s[CFNET_MAX_DIMS], shape[] = {2, 3};
+    cfnet_tensor *x = tu_tensor(2, shape, NULL);
+    cfnet_layer_free(NULL);
+    assert_int_equal(cfnet_layer_kind_of(NULL), 0);
+    assert_string_equal(cfnet_layer_kind_name(-5), "unknown");
+    CF_ASSERT_STATUS(cfnet_layer_setup(NULL, 1, shape, 0), CFNET_E_INVALID_ARGUMENT);
+    CF_ASSERT_STATUS(cfnet_layer_input_shape(NULL, &nd, s), CFNET_E_INVALID_ARGUMENT);
+    CF_ASSERT_STATUS(cfnet_layer_output_shape(NULL, &nd, s), CFNET_E_INVALID_ARGUMENT);
+    CF_ASSERT_STATUS(cfnet_layer_forward(NULL, x, x, CFNET_MODE_INFERENCE), CFNET_E_INVALID_ARGUMENT);
+    CF_ASSERT_STATUS(cfnet_layer_backward(NULL, x, x, x, x), CFNET_E_INVALID_ARGUMENT);
+    assert_int_equal(cfnet_layer_param_count(NULL), 0);
+    assert_null(cfnet_layer_param(NULL, 0));
+    assert_null(cfnet_layer_grad(NULL, 0));
+    assert_null(cfnet_layer_param_name(NULL, 0));
+    assert_int_equal(cfnet_layer_state_count(NULL), 0);
+    assert_null(cfnet_layer_state(NULL, 0));
+    assert_null(cfnet_layer_state_name(NULL, 0));
+    CF_ASSERT_STATUS(cfnet_layer_zero_grad(NULL), CFNET_E_INVALID_ARGUMENT);
+
+    cfnet_layer *l = NULL;
+    CF_ASSERT_OK(cfnet_layer_dense_create(2, &l));
+    CF_ASSERT_STATUS(cfnet_layer_input_shape(l, &nd, s), CFNET_E_STATE);
+    CF_ASSERT_STATUS(cfnet_layer_output_shape(l, &nd, s), CFNET_E_STATE);
+    CF_ASSERT_STATUS(cfnet_layer_forward(l, x, x, CFNET_MODE_INFERENCE), CFNET_E_STATE);
+    int64_t sample[] = {3};
+    CF_ASSERT_OK(cfnet_layer_setup(l, 1, sample, 0));
+    assert_null(cfnet_layer_param(l, 2));
+    assert_null(cfnet_layer_param(l, -1));
+    assert_null(cfnet_layer_grad(l, 7));
+    assert_null(cfnet_layer_state(l, 0));
+    CF_ASSERT_STATUS(cfnet_layer_forward(l, x, NULL, CFNET_MODE_INFERENCE), CFNET_E_INVALID_ARGUMENT);
+    CF_ASSERT_STATUS(cfnet_layer_forward(l, NULL, x, CFNET_MODE_INFERENCE), CFNET_E_INVALID_ARGUMENT);
+    /* Input and output sharing memory would corrupt the result. */
+    int64_t sq[] = {2, 2};
+    cfnet_layer *d2 = NULL;
+    CF_ASSERT_OK(cfnet_layer_relu_create(&d2));
+    int64_t two[] = {2};
+    CF_ASSERT_OK(cfnet_layer_setup(d2, 1, two, 0));
+    cfnet_tensor *q = tu_tensor(2, sq, NULL);
+    CF_ASSERT_STATUS(cfnet_layer_forward(d2, q, q, CFNET_MODE_INFERENCE), CFNET_E_INVALID_ARGUMENT);
+    cfnet_tensor_free(q);
+    cfnet_layer_free(d2);
+    cfnet_layer_free(l);
+    cfnet_tensor_free(x);
+}
+
+/* Rotation layers need square maps and odd kernels; the message names the shape. */
+static void rotation_layers_reject_non_square_maps(void **state)
+{
+    (void)state;
+    int64_t rect[] = {2, 9, 8}, p4rect[] = {2, 4, 9, 8};
+    cfnet_layer *l = NULL;
+    CF_ASSERT_OK(cfnet_layer_conic_conv_create(2, 3, 2, CFNET_PADDING_SAME, CFNET_INTERP_NEAREST, &l));
+    CF_ASSERT_STATUS(cfnet_layer_setup(l, 3, rect, 0), CFNET_E_SHAPE_MISMATCH);
+    assert_non_null(strstr(cfnet_last_error(), "9x8"));
+    cfnet_layer_free(l);
+    CF_ASSERT_OK(cfnet_layer_p4_lift_create(2, 3, CFNET_PADDING_SAME, &l));
+    CF_ASSERT_STATUS(cfnet_layer_setup(l, 3, rect, 0), CFNET_E_SHAPE_MISMATCH);
+    cfnet_layer_free(l);
+    CF_ASSERT_OK(cfnet_layer_p4_conv_create(2, 3, CFNET_PADDING_SAME, &l));
+    CF_ASSERT_STATUS(cfnet_layer_setup(l, 4, p4rect, 0), CFNET_E_SHAPE_MISMATCH);
+    cfnet_layer_free(l);
+    CF_ASSERT_OK(cfnet_layer_dft_projection_create(3, 2, CFNET_INTERP_NEAREST, &l));
+    CF_ASSERT_STATUS(cfnet_layer_setup(l, 3, rect, 0), CFNET_E_SHAPE_MISMATCH);
+    cfnet_layer_free(l);
+}
+
+static void network_functions_reject_null(void **state)
+{
+    (void)state;
+    int nd;
+    int64_t s[CFNET_MAX_DIMS], shape[] = {1, 1, 4, 4};
+    cfnet_tensor *x = tu_tensor(4, shape, NULL);
+    int32_t lab[1] = {0};
+    float f;
+    double d;
+    size_t need;
+    char buf[8];
+    cfnet_network *net = NULL;
+    CF_ASSERT_STATUS(cfnet_network_create(1, 4, 4, 0, NULL), CFNET_E_INVALID_ARGUMENT);
+    CF_ASSERT_STATUS(cfnet_network_create(1, -4, 4, 0, &net), CFNET_E_INVALID_ARGUMENT);
+    assert_null(net);
+    cfnet_network_free(NULL);
+    CF_ASSERT_STATUS(cfnet_network_append(NULL, NULL), CFNET_E_INVALID_ARGUMENT);
+    assert_int_equal(cfnet_network_layer_count(NULL), 0);
+    assert_null(cfnet_network_layer(NULL, 0));
+    CF_ASSERT_STATUS(cfnet_network_input_shape(NULL, &nd, s), CFNET_E_INVALID_ARGUMENT);
+    CF_ASSERT_STATUS(cfnet_network_output_shape(NULL, &nd, s), CFNET_E_INVALID_ARGUMENT);
+    assert_int_equal(cfnet_network_param_count(NULL), 0);
+    assert_int_equal(cfnet_network_memory_usage(NULL), 0);
+    CF_ASSERT_STATUS(cfnet_network_summary(NULL, buf, sizeof buf, &need), CFNET_E_INVALID_ARGUMENT);
+    CF_ASSERT_STATUS(cfnet_network_forward(NULL, x, x, CFNET_MODE_INFERENCE), CFNET_E_INVALID_ARGUMENT);
+    CF_ASSERT_STATUS(cfnet_network_backward(NULL, x), CFNET_E_INVALID_ARGUMENT);
+    CF_ASSERT_STATUS(cfnet_network_zero_grad(NULL), CFNET_E_INVALID_ARGUMENT);
+    CF_ASSERT_STATUS(cfnet_network_infer(NULL, x, x), CFNET_E_INVALID_ARGUMENT);
+    CF_ASSERT_STATUS(cfnet_network_probabilities(NULL, x, x), CFNET_E_INVALID_ARGUMENT);
+    CF_ASSERT_STATUS(cfnet_network_predict(NULL, x, lab, 1), CFNET_E_INVALID_ARGUMENT);
+    CF_ASSERT_STATUS(cfnet_network_set_option(NULL, CFNET_OPTION_THREADS, 1), CFNET_E_INVALID_ARGUMENT);
+    CF_ASSERT_STATUS(cfnet_network_get_option(NULL, CFNET_OPTION_THREADS, &d), CFNET_E_INVALID_ARGUMENT);
+    CF_ASSERT_STATUS(cfnet_network_train_step(NULL, x, lab, 1, &f), CFNET_E_INVALID_ARGUMENT);
+    assert_int_equal(cfnet_network_step_count(NULL), 0);
+    CF_ASSERT_STATUS(cfnet_network_evaluate(NULL, x, lab, 1, 0, &f, &f), CFNET_E_INVALID_ARGUMENT);
+    CF_ASSERT_STATUS(cfnet_network_invariance(NULL, x, NULL, 0, &d), CFNET_E_INVALID_ARGUMENT);
+
+    /* An empty network: predicting or training has nothing to run. */
+    CF_ASSERT_OK(cfnet_network_create(1, 4, 4, 0, &net));
+    CF_ASSERT_STATUS(cfnet_network_predict(net, x, lab, 1), CFNET_E_STATE);
+    CF_ASSERT_STATUS(cfnet_network_train_step(net, x, lab, 1, &f), CFNET_E_STATE);
+    CF_ASSERT_STATUS(cfnet_network_get_option(net, CFNET_OPTION_THREADS, NULL), CFNET_E_INVALID_ARGUMENT);
+    CF_ASSERT_STATUS(cfnet_network_summary(net, NULL, 8, &need), CFNET_E_INVALID_ARGUMENT);
+    CF_ASSERT_STATUS(cfnet_network_invariance(net, x, NULL, 0, NULL), CFNET_E_INVALID_ARGUMENT);
+    double angle = 90;
+    CF_ASSERT_STATUS(cfnet_network_invariance(net, x, &angle, 0, &d), CFNET_E_INVALID_ARGUMENT);
+    cfnet_network_free(net);
+    cfnet_tensor_free(x);
+}
+
+/* Non-finite values: training and the loss reject them; inference propagates them. */
+static void non_finite_inputs_follow_the_policy(void **state)
+{
+    (void)state;
+    cfnet_network *net = NULL;
+    CF_ASSERT_OK(cfnet_network_create(1, 4, 4, 0, &net));
+    cfnet_layer *l = NULL;
+    CF_ASSERT_OK(cfnet_layer_dense_create(2, &l));
+    CF_ASSERT_OK(cfnet_network_append(net, l));
+    int64_t xs[] = {1, 1, 4, 4}, os[] = {1, 2};
+    cfnet_tensor *x = tu_tensor(4, xs, NULL), *o = tu_tensor(2, os, NULL);
+    cfnet_tensor_data(x)[3] = INFINITY;
+    int32_t lab = 1;
+    CF_ASSERT_STATUS(cfnet_network_train_step(net, x, &lab, 1, NULL), CFNET_E_INVALID_ARGUMENT);
+    CF_ASSERT_OK(cfnet_network_infer(net, x, o));
+    assert_false(isfinite(cfnet_tensor_data(o)[0]) && isfinite(cfnet_tensor_data(o)[1]));
+    CF_ASSERT_STATUS(cfnet_softmax_cross_entropy(o, &lab, 1, NULL, NULL), CFNET_E_INVALID_ARGUMENT);
+    float loss;
+    CF_ASSERT_STATUS(cfnet_softmax_cross_entropy(o, &lab, 1, &loss, NULL), CFNET_E_INVALID_ARGUMENT);
+    CF_ASSERT_STATUS(cfnet_image_rotate(x, o, 30.0), CFNET_E_SHAPE_MISMATCH);
+    CF_ASSERT_STATUS(cfnet_image_rotate(NULL, o, 30.0), CFNET_E_INVALID_ARGUMENT);
+    CF_ASSERT_STATUS(cfnet_image_shift(NULL, NULL, 1, 1), CFNET_E_INVALID_ARGUMENT);
+    CF_ASSERT_STATUS(cfnet_image_normalize(NULL, 1, 99), CFNET_E_INVALID_ARGUMENT);
+    CF_ASSERT_STATUS(cfnet_image_normalize(x, 1, 99), CFNET_E_INVALID_ARGUMENT);
+    cfnet_tensor_free(x);
+    cfnet_tensor_free(o);
+    cfnet_network_free(net);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(version_and_error_functions_never_fail),
+        cmocka_unit_test(tensor_functions_reject_null_and_bad_sizes),
+        cmocka_unit_test(layer_creators_reject_null_out_and_bad_values),
+        cmocka_unit_test(layer_methods_reject_null_and_unset_layers),
+        cmocka_unit_test(rotation_layers_reject_non_square_maps),
+        cmocka_unit_test(network_functions_reject_null),
+        cmocka_unit_test(non_finite_inputs_follow_the_policy),
+    };
+    return cmocka_run_group_tests_name("misuse", tests, NULL, NULL);
+}
