@@ -34,6 +34,7 @@ static void usage(void)
             "usage: demo [--full] [--classes K] [--train N[,N2]] [--test M] [--steps S]\n"
             "            [--eval-every E] [--width W] [--seeds R] [--threads T]\n"
             "            [--models cfnet,cnet,gcnn,gcnn-dft,cnn] [--out DIR] [--samples]\n"
+            "       demo --plot CSV\n"
             "  default    10 classes, N = 50 training and 100 test images per class, 300 steps,\n"
             "             width 12, 1 seed\n"
             "  --full     50 classes, N = 50 and 100, 200 test images per class, 3000 steps,\n"
@@ -43,7 +44,8 @@ static void usage(void)
             "             S/30 steps\n"
             "  --width W  filters per layer of the planar networks (p4 networks: W/2)\n"
             "  --samples  also write DIR/biomarker-samples.ppm (and .png) as in Fig. 3a,b\n"
-            "  --out DIR  output directory (default build/results)\n");
+            "  --out DIR  output directory (default build/results)\n"
+            "  --plot CSV only redraw the SVG next to a learning-curve CSV written earlier\n");
     exit(2);
 }
 
@@ -145,7 +147,7 @@ static void write_svg(const options *o, const result *res, int nres, const char 
     FILE *f = fopen(path, "w");
     if (!f) ex_die("demo: cannot write %s", path);
     const int pw = 420, ph = 300, ml = 55, mt = 30, gap = 40;
-    int W = ml + o->n_sizes * (pw + gap) + 130, H = mt + ph + 50;
+    int W = ml + o->n_sizes * (pw + gap) + 150, H = mt + ph + 50;
     int n_eval = o->steps / o->eval_every;
     fprintf(f,
             "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"%d\" height=\"%d\" "
@@ -225,11 +227,87 @@ static void write_svg(const options *o, const result *res, int nres, const char 
                 "y=\"%d\">%s</text>\n",
                 lx, ly - 4, colours[m], lx + 24, ly, ex_model_name((ex_model)m));
     }
-    fprintf(f, "<text x=\"%d\" y=\"%d\" font-size=\"10\">line: mean over seeds; shade: min-max"
-               "</text>\n",
-            lx, mt + 30 + 22 * o->n_models);
+    fprintf(f, "<text x=\"%d\" y=\"%d\" font-size=\"10\">line: mean over seeds</text>\n", lx,
+            mt + 30 + 22 * o->n_models);
+    fprintf(f, "<text x=\"%d\" y=\"%d\" font-size=\"10\">shade: min-max over seeds</text>\n",
+            lx, mt + 44 + 22 * o->n_models);
     fprintf(f, "</svg>\n");
     fclose(f);
+}
+
+/* --plot CSV: rebuilds the learning-curve SVG from a CSV written by --full (or --eval-every). */
+static int plot_csv(const char *csv_path)
+{
+    FILE *f = fopen(csv_path, "r");
+    if (!f) ex_die("demo: cannot read %s", csv_path);
+    options o;
+    memset(&o, 0, sizeof o);
+    int cap = 64, nres = 0;
+    result *res = ex_calloc((size_t)cap, sizeof *res);
+    char line[512], name[64];
+    int n_train, seed, step;
+    double acc;
+    if (!fgets(line, sizeof line, f)) ex_die("demo: %s is empty", csv_path);
+    while (fgets(line, sizeof line, f)) {
+        if (sscanf(line, "%63[^,],%d,%d,%d,%lf", name, &n_train, &seed, &step, &acc) != 5 || step < 1)
+            ex_die("demo: %s: malformed line: %s", csv_path, line);
+        int m = ex_model_parse(name);
+        if (m < 0) ex_die("demo: %s: unknown model %s", csv_path, name);
+        if (o.eval_every == 0 || step < o.eval_every) o.eval_every = step;
+        if (step > o.steps) o.steps = step;
+        int i = 0;
+        while (i < nres && !(res[i].model == m && res[i].n_train == n_train && res[i].seed == seed)) i++;
+        if (i == nres) {
+            if (nres == cap) ex_die("demo: %s: too many runs", csv_path);
+            res[nres].model = m;
+            res[nres].n_train = n_train;
+            res[nres].seed = seed;
+            nres++;
+            int known = 0;
+            for (int k = 0; k < o.n_models; k++) known |= o.models[k] == m;
+            if (!known) o.models[o.n_models++] = m;
+            known = 0;
+            for (int k = 0; k < o.n_sizes; k++) known |= o.n_train[k] == n_train;
+            if (!known) {
+                if (o.n_sizes == 2) ex_die("demo: %s: more than two values of N", csv_path);
+                o.n_train[o.n_sizes++] = n_train;
+            }
+        }
+        /* While reading, curve is indexed by step - 1 and secs holds the largest step. */
+        int e = step;
+        result *r = &res[i];
+        if (r->secs < e) {
+            r->curve = realloc(r->curve, (size_t)e * sizeof *r->curve);
+            if (!r->curve) ex_die("demo: out of memory");
+            for (int k = (int)r->secs; k < e; k++) r->curve[k] = 0;
+            r->secs = e;
+        }
+        r->curve[e - 1] = acc;
+    }
+    fclose(f);
+    /* Re-index the curves from steps to evaluation points. */
+    for (int i = 0; i < nres; i++) {
+        int n_eval = o.steps / o.eval_every;
+        double *c = ex_calloc((size_t)n_eval, sizeof *c);
+        for (int e = 0; e < n_eval; e++) {
+            int st = (e + 1) * o.eval_every;
+            if (st <= (int)res[i].secs) c[e] = res[i].curve[st - 1];
+        }
+        free(res[i].curve);
+        res[i].curve = c;
+    }
+    char svg[4096];
+    snprintf(svg, sizeof svg, "%.*s.svg",
+             (int)(strlen(csv_path) > 4 && !strcmp(csv_path + strlen(csv_path) - 4, ".csv")
+                       ? strlen(csv_path) - 4
+                       : strlen(csv_path)),
+             csv_path);
+    write_svg(&o, res, nres, svg);
+    printf("wrote %s (%d runs, %d models, steps %d..%d)\n", svg, nres, o.n_models, o.eval_every,
+           o.steps);
+    for (int i = 0; i < nres; i++) free(res[i].curve);
+    free(res);
+    return 0;
 }
 
 static void write_samples(const options *o, const char *dir)
@@ -269,6 +347,8 @@ int main(int argc, char **argv)
     o.n_sizes = 1;
     o.out = "build/results";
     const char *models = "cfnet,cnet,gcnn,gcnn-dft,cnn";
+    for (int i = 1; i + 1 < argc; i++)
+        if (!strcmp(argv[i], "--plot")) return plot_csv(argv[i + 1]);
     for (int i = 1; i < argc; i++)
         if (!strcmp(argv[i], "--full")) {
             o.full = 1;
