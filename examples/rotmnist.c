@@ -24,14 +24,15 @@ static void usage(void)
     fprintf(stderr,
             "usage: rotmnist [--data DIR] [--epochs E] [--train N] [--val N] [--test N]\n"
             "                [--models cfnet,gcnn,gcnn-dft,cnn] [--threads T] [--seed S]\n"
-            "                [--csv FILE] [--max-steps K] [--dft-r R]\n"
+            "                [--csv FILE] [--max-steps K] [--dft-r R] [--interp nearest|bilinear]\n"
             "  --data DIR    directory with mnist-images-idx3-ubyte and mnist-labels-idx1-ubyte\n"
             "                (scripts/fetch-mnist DIR writes them; default build/data/mnist)\n"
             "  --epochs E    training epochs per model (default 30)\n"
             "  --train/--val/--test  split sizes (default 7000 / 1000 / 2000, at most 10000)\n"
             "  --csv FILE    per-epoch validation and test error of every model\n"
             "  --max-steps K stop each model after K steps (timing runs)\n"
-            "  --dft-r R     CFNet: DFT projection at 4R rotations (default 1)\n");
+            "  --dft-r R     CFNet: DFT projection at 4R rotations (default 1)\n"
+            "  --interp I    CFNet: conic filter resampling at 45 degrees (default nearest)\n");
     exit(2);
 }
 
@@ -84,7 +85,7 @@ static int64_t load_idx(const char *dir, float **images, int32_t **labels)
 
 /* The paper's rotated-MNIST networks (section 3.1): six 3x3 layers, valid padding, max pooling
  * after layer 2 (28 -> 26 -> 24 -> 12 -> 10 -> 8 -> 6 -> 4), batch norm, softmax over 10. */
-static ex_arch mnist_arch(ex_model m, int dft_R)
+static ex_arch mnist_arch(ex_model m, int dft_R, cfnet_interp interp)
 {
     ex_arch a;
     memset(&a, 0, sizeof a);
@@ -102,6 +103,7 @@ static ex_arch mnist_arch(ex_model m, int dft_R)
     }
     a.dft_filters = m == EX_GCNN_DFT ? 7 : 15;
     a.dft_R = dft_R;
+    a.interp = interp;
     return a;
 }
 
@@ -110,6 +112,7 @@ int main(int argc, char **argv)
     const char *dir = "build/data/mnist", *csv_path = NULL;
     const char *models = "cfnet,gcnn,gcnn-dft,cnn";
     int epochs = 30, threads = 2, dft_R = 1;
+    cfnet_interp interp = CFNET_INTERP_NEAREST;
     int64_t ntrain = 7000, nval = 1000, ntest = 2000, max_steps = 0;
     uint64_t seed = 1;
     for (int i = 1; i < argc; i++) {
@@ -128,6 +131,8 @@ int main(int argc, char **argv)
         else if (!strcmp(o, "--csv")) csv_path = v;
         else if (!strcmp(o, "--max-steps")) max_steps = atoll(v);
         else if (!strcmp(o, "--dft-r")) dft_R = atoi(v);
+        else if (!strcmp(o, "--interp"))
+            interp = strcmp(v, "bilinear") ? CFNET_INTERP_NEAREST : CFNET_INTERP_BILINEAR;
         else usage();
     }
     if (epochs < 1 || dft_R < 1 || ntrain < 50 || nval < 1 || ntest < 1 || threads < 1) usage();
@@ -201,7 +206,7 @@ int main(int argc, char **argv)
     for (char *tok = strtok(list, ","); tok; tok = strtok(NULL, ",")) {
         int m = ex_model_parse(tok);
         if (m < 0) ex_die("rotmnist: unknown model '%s'", tok);
-        ex_arch a = mnist_arch((ex_model)m, dft_R);
+        ex_arch a = mnist_arch((ex_model)m, dft_R, interp);
         cfnet_network *net = ex_build((ex_model)m, &a, 1, S, 10, seed * 7919u + (uint64_t)m);
         ex_set_recipe(net, 5e-3, 5e-4, (int)steps_per_epoch, 0, threads);
         int64_t params = cfnet_network_param_count(net);

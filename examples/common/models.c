@@ -41,7 +41,7 @@ cfnet_network *ex_build(ex_model m, const ex_arch *a, int channels, int size, in
         case EX_CFNET:
         case EX_CNET:
             EX_APPEND(net, cfnet_layer_conic_conv_create(w, a->kernel, a->R[i] > 0 ? a->R[i] : 1,
-                                                         a->padding, CFNET_INTERP_NEAREST, &l_));
+                                                         a->padding, a->interp, &l_));
             break;
         case EX_GCNN:
         case EX_GCNN_DFT:

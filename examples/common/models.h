@@ -29,6 +29,7 @@ typedef struct ex_arch {
     int dft_R;               /* DFT transition from a planar map: 4R rotations (p4: always 1) */
     int final_pool;          /* non-DFT models: mean pooling window before the dense layer; 0 none */
     int softmax;             /* append a softmax layer */
+    cfnet_interp interp;     /* conic layers: filter resampling off quarter turns (0 = nearest) */
 } ex_arch;
 
 /* "CFNet", "CNet", "G-CNN", "G-CNN+DFT", "CNN". */
