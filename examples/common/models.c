@@ -1,0 +1,111 @@
+#include "models.h"
+
+#include "exutil.h"
+
+#include <ctype.h>
+#include <string.h>
+
+static const char *const names[EX_MODEL_COUNT] = {"CFNet", "CNet", "G-CNN", "G-CNN+DFT", "CNN"};
+
+const char *ex_model_name(ex_model m)
+{
+    return (unsigned)m < EX_MODEL_COUNT ? names[m] : "?";
+}
+
+static int same_name(const char *a, const char *b)
+{
+    for (;; a++, b++) {
+        while (*a == '-' || *a == '+' || *a == '_') a++;
+        while (*b == '-' || *b == '+' || *b == '_') b++;
+        if (tolower((unsigned char)*a) != tolower((unsigned char)*b)) return 0;
+        if (!*a) return 1;
+    }
+}
+
+int ex_model_parse(const char *name)
+{
+    for (int m = 0; m < EX_MODEL_COUNT; m++)
+        if (same_name(name, names[m])) return m;
+    return -1;
+}
+
+cfnet_network *ex_build(ex_model m, const ex_arch *a, int channels, int size, int classes,
+                        uint64_t seed)
+{
+    cfnet_network *net = NULL;
+    EX_CHECK(cfnet_network_create(channels, size, size, seed, &net));
+    int p4 = m == EX_GCNN || m == EX_GCNN_DFT;
+    for (int i = 0; i < a->layers; i++) {
+        int w = a->width[i];
+        switch (m) {
+        case EX_CFNET:
+        case EX_CNET:
+            EX_APPEND(net, cfnet_layer_conic_conv_create(w, a->kernel, a->R[i] > 0 ? a->R[i] : 1,
+                                                         a->padding, a->interp, &l_));
+            break;
+        case EX_GCNN:
+        case EX_GCNN_DFT:
+            if (i == 0) EX_APPEND(net, cfnet_layer_p4_lift_create(w, a->kernel, a->padding, &l_));
+            else EX_APPEND(net, cfnet_layer_p4_conv_create(w, a->kernel, a->padding, &l_));
+            break;
+        default:
+            EX_APPEND(net, cfnet_layer_conv2d_create(w, a->kernel, 1, a->padding, &l_));
+            break;
+        }
+        if (a->batch_norm) EX_APPEND(net, cfnet_layer_batch_norm_create(0.1f, 1e-5f, &l_));
+        EX_APPEND(net, cfnet_layer_relu_create(&l_));
+        if (a->pool_after[i]) EX_APPEND(net, cfnet_layer_pool_create(CFNET_POOL_MAX, 0, 0, &l_));
+    }
+    if (m == EX_CFNET || m == EX_GCNN_DFT) {
+        EX_APPEND(net, cfnet_layer_dft_projection_create(a->dft_filters, p4 ? 1 : a->dft_R,
+                                                         CFNET_INTERP_BILINEAR, &l_));
+        if (a->batch_norm) EX_APPEND(net, cfnet_layer_batch_norm_create(0.1f, 1e-5f, &l_));
+        EX_APPEND(net, cfnet_layer_relu_create(&l_));
+        EX_APPEND(net, cfnet_layer_dft_magnitude_create(&l_));
+    } else {
+        if (m == EX_GCNN) EX_APPEND(net, cfnet_layer_group_pool_create(CFNET_POOL_MAX, &l_));
+        if (a->final_pool > 1)
+            EX_APPEND(net, cfnet_layer_pool_create(CFNET_POOL_MEAN, a->final_pool, a->final_pool,
+                                                   &l_));
+    }
+    EX_APPEND(net, cfnet_layer_dense_create(classes, &l_));
+    if (a->softmax) EX_APPEND(net, cfnet_layer_softmax_create(&l_));
+    return net;
+}
+
+/* Architecture for 50 x 50 images: four 3x3 layers, same padding, batch norm, equivariant max
+ * pooling after the first three (50 -> 25 -> 12 -> 6), then the model's head. The p4 networks
+ * use half the filters, which gives about the same number of convolution weights. */
+ex_arch ex_biomarker_arch(ex_model m, int width)
+{
+    ex_arch a;
+    memset(&a, 0, sizeof a);
+    a.layers = 4;
+    a.kernel = 3;
+    a.padding = CFNET_PADDING_SAME;
+    a.batch_norm = 1;
+    static const int R[4] = {2, 2, 1, 1};
+    int p4 = m == EX_GCNN || m == EX_GCNN_DFT;
+    for (int i = 0; i < a.layers; i++) {
+        a.width[i] = p4 ? (width + 1) / 2 : width;
+        a.R[i] = R[i];
+        a.pool_after[i] = i < 3;
+    }
+    a.dft_filters = p4 ? (width + 1) / 2 : width;
+    a.dft_R = 1;
+    a.final_pool = 2; /* non-DFT heads: 6x6 -> 3x3 mean pooling before the dense layer */
+    return a;
+}
+
+void ex_set_recipe(cfnet_network *net, double lr, double weight_decay, int decay_steps,
+                   int jitter, int threads)
+{
+    EX_CHECK(cfnet_network_set_option(net, CFNET_OPTION_OPTIMIZER, CFNET_OPTIMIZER_ADAM));
+    EX_CHECK(cfnet_network_set_option(net, CFNET_OPTION_LEARNING_RATE, lr));
+    EX_CHECK(cfnet_network_set_option(net, CFNET_OPTION_WEIGHT_DECAY, weight_decay));
+    EX_CHECK(cfnet_network_set_option(net, CFNET_OPTION_LR_DECAY_RATE, 0.95));
+    EX_CHECK(cfnet_network_set_option(net, CFNET_OPTION_LR_DECAY_STEPS, decay_steps));
+    EX_CHECK(cfnet_network_set_option(net, CFNET_OPTION_AUG_ROTATION, CFNET_AUG_ROTATION_ANY));
+    EX_CHECK(cfnet_network_set_option(net, CFNET_OPTION_AUG_JITTER, jitter));
+    EX_CHECK(cfnet_network_set_option(net, CFNET_OPTION_THREADS, threads));
+}

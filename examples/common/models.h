@@ -1,0 +1,56 @@
+/* The five model families compared in the paper, built from one architecture description. */
+#ifndef CFNET_EXAMPLES_MODELS_H
+#define CFNET_EXAMPLES_MODELS_H
+
+#include <cfnet/cfnet.h>
+
+#include <stdint.h>
+
+typedef enum ex_model {
+    EX_CFNET = 0,    /* conic layers -> DFT transition -> dense */
+    EX_CNET = 1,     /* conic layers -> dense (no DFT) */
+    EX_GCNN = 2,     /* p4 layers -> group pooling -> dense */
+    EX_GCNN_DFT = 3, /* p4 layers -> DFT transition from the p4 map -> dense */
+    EX_CNN = 4,      /* standard convolutions -> dense */
+    EX_MODEL_COUNT = 5
+} ex_model;
+
+#define EX_MAX_CONV 10
+
+typedef struct ex_arch {
+    int layers;              /* convolutional layers, at most EX_MAX_CONV */
+    int width[EX_MAX_CONV];  /* filters per layer */
+    int R[EX_MAX_CONV];      /* conic layers: R per layer (4R rotations); 0 = 1 */
+    int pool_after[EX_MAX_CONV]; /* 1: equivariant 2x2/3x3 max pooling after this layer */
+    int kernel;              /* odd filter size */
+    cfnet_padding padding;
+    int batch_norm;          /* batch norm after each convolution (and on the DFT projection) */
+    int dft_filters;         /* DFT transition: projection filters */
+    int dft_R;               /* DFT transition from a planar map: 4R rotations (p4: always 1) */
+    int final_pool;          /* non-DFT models: mean pooling window before the dense layer; 0 none */
+    int softmax;             /* append a softmax layer */
+    cfnet_interp interp;     /* conic layers: filter resampling off quarter turns (0 = nearest) */
+} ex_arch;
+
+/* "CFNet", "CNet", "G-CNN", "G-CNN+DFT", "CNN". */
+const char *ex_model_name(ex_model m);
+/* Parses a name as printed (case-insensitive, "gcnn-dft" also accepted); -1 if unknown. */
+int ex_model_parse(const char *name);
+
+/* Builds the network (exits with cfnet_last_error() on failure). */
+cfnet_network *ex_build(ex_model m, const ex_arch *a, int channels, int size, int classes,
+                        uint64_t seed);
+
+/* The networks used on the 50 x 50 biomarker images (demo, features): four 3x3 layers, same
+ * padding, batch norm, equivariant max pooling after the first three (50 -> 25 -> 12 -> 6), R =
+ * 2, 2, 1, 1 for conic layers; `width` filters per layer (p4 networks: half, about the same
+ * number of weights); DFT transition with `width` projection filters (p4: half), 4 rotations;
+ * the other heads mean-pool 6x6 -> 3x3 before the dense layer. */
+ex_arch ex_biomarker_arch(ex_model m, int width);
+
+/* Sets the paper's recipe: Adam, learning rate, weight decay, x0.95 decay every decay_steps,
+ * rotation (any angle) + jitter augmentation, threads. */
+void ex_set_recipe(cfnet_network *net, double lr, double weight_decay, int decay_steps,
+                   int jitter, int threads);
+
+#endif
