@@ -45,7 +45,7 @@ def best_time(fn, min_seconds=MIN_SECONDS):
     return min(times)
 
 
-# ---- geometry shared with libcfnet (docs/method.md) ----
+# ---- geometry shared with libcfnet (docs/conventions.md) ----
 
 def pixel_group(S, R, i, j):
     """Cone (0..4R-1), ray (4R + rho) or centre (8R) of output pixel (i, j); as conic_conv.c."""

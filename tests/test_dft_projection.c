@@ -131,7 +131,7 @@ static void planar_projection_matches_explicitly_rotated_filters(void **state)
     }
 }
 
-/* docs/method.md: for k = 3 and 45 degrees, nearest-neighbour rotation shifts the 8-pixel ring
+/* docs/conventions.md: for k = 3 and 45 degrees, nearest-neighbour rotation shifts the 8-pixel ring
  * by one position counter-clockwise (the centre stays). */
 static void nearest_45_degree_projection_shifts_3x3_ring_by_one(void **state)
 {
