@@ -25,6 +25,7 @@ static void usage(void)
             "usage: rotmnist [--data DIR] [--epochs E] [--train N] [--val N] [--test N]\n"
             "                [--models cfnet,gcnn,gcnn-dft,cnn] [--threads T] [--seed S]\n"
             "                [--csv FILE] [--max-steps K] [--dft-r R] [--interp nearest|bilinear]\n"
+            "                [--cfnet-width W]\n"
             "  --data DIR    directory with mnist-images-idx3-ubyte and mnist-labels-idx1-ubyte\n"
             "                (scripts/fetch-mnist DIR writes them; default build/data/mnist)\n"
             "  --epochs E    training epochs per model (default 30)\n"
@@ -32,7 +33,8 @@ static void usage(void)
             "  --csv FILE    per-epoch validation and test error of every model\n"
             "  --max-steps K stop each model after K steps (timing runs)\n"
             "  --dft-r R     CFNet: DFT projection at 4R rotations (default 1)\n"
-            "  --interp I    CFNet: conic filter resampling at 45 degrees (default nearest)\n");
+            "  --interp I    CFNet: conic filter resampling at 45 degrees (default nearest)\n"
+            "  --cfnet-width W  CFNet: filters per conic layer and DFT projection (default 15)\n");
     exit(2);
 }
 
@@ -85,7 +87,7 @@ static int64_t load_idx(const char *dir, float **images, int32_t **labels)
 
 /* The paper's rotated-MNIST networks (section 3.1): six 3x3 layers, valid padding, max pooling
  * after layer 2 (28 -> 26 -> 24 -> 12 -> 10 -> 8 -> 6 -> 4), batch norm, softmax over 10. */
-static ex_arch mnist_arch(ex_model m, int dft_R, cfnet_interp interp)
+static ex_arch mnist_arch(ex_model m, int dft_R, cfnet_interp interp, int cfnet_width)
 {
     ex_arch a;
     memset(&a, 0, sizeof a);
@@ -95,13 +97,13 @@ static ex_arch mnist_arch(ex_model m, int dft_R, cfnet_interp interp)
     a.batch_norm = 1;
     a.softmax = 1;
     a.pool_after[1] = 1;
-    int w = m == EX_GCNN ? 10 : m == EX_GCNN_DFT ? 7 : m == EX_CNN ? 20 : 15;
+    int w = m == EX_GCNN ? 10 : m == EX_GCNN_DFT ? 7 : m == EX_CNN ? 20 : cfnet_width;
     static const int R[6] = {2, 2, 2, 1, 1, 1};
     for (int i = 0; i < 6; i++) {
         a.width[i] = w;
         a.R[i] = R[i];
     }
-    a.dft_filters = m == EX_GCNN_DFT ? 7 : 15;
+    a.dft_filters = m == EX_GCNN_DFT ? 7 : m == EX_CFNET ? cfnet_width : 15;
     a.dft_R = dft_R;
     a.interp = interp;
     return a;
@@ -111,7 +113,7 @@ int main(int argc, char **argv)
 {
     const char *dir = "build/data/mnist", *csv_path = NULL;
     const char *models = "cfnet,gcnn,gcnn-dft,cnn";
-    int epochs = 30, threads = 2, dft_R = 1;
+    int epochs = 30, threads = 2, dft_R = 1, cfnet_width = 15;
     cfnet_interp interp = CFNET_INTERP_NEAREST;
     int64_t ntrain = 7000, nval = 1000, ntest = 2000, max_steps = 0;
     uint64_t seed = 1;
@@ -131,11 +133,14 @@ int main(int argc, char **argv)
         else if (!strcmp(o, "--csv")) csv_path = v;
         else if (!strcmp(o, "--max-steps")) max_steps = atoll(v);
         else if (!strcmp(o, "--dft-r")) dft_R = atoi(v);
+        else if (!strcmp(o, "--cfnet-width")) cfnet_width = atoi(v);
         else if (!strcmp(o, "--interp"))
             interp = strcmp(v, "bilinear") ? CFNET_INTERP_NEAREST : CFNET_INTERP_BILINEAR;
         else usage();
     }
-    if (epochs < 1 || dft_R < 1 || ntrain < 50 || nval < 1 || ntest < 1 || threads < 1) usage();
+    if (epochs < 1 || dft_R < 1 || cfnet_width < 1 || ntrain < 50 || nval < 1 || ntest < 1 ||
+        threads < 1)
+        usage();
 
     ex_blas_single_thread();
     float *all;
@@ -206,7 +211,7 @@ int main(int argc, char **argv)
     for (char *tok = strtok(list, ","); tok; tok = strtok(NULL, ",")) {
         int m = ex_model_parse(tok);
         if (m < 0) ex_die("rotmnist: unknown model '%s'", tok);
-        ex_arch a = mnist_arch((ex_model)m, dft_R, interp);
+        ex_arch a = mnist_arch((ex_model)m, dft_R, interp, cfnet_width);
         cfnet_network *net = ex_build((ex_model)m, &a, 1, S, 10, seed * 7919u + (uint64_t)m);
         ex_set_recipe(net, 5e-3, 5e-4, (int)steps_per_epoch, 0, threads);
         int64_t params = cfnet_network_param_count(net);
