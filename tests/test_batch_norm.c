@@ -229,24 +229,9 @@ static double bn_rot_error(cfnet_mode mode, bool p4, int64_t C, int64_t S, int q
     cfnet_layer *l = make_bn(0.1f, 1e-3f, nd, shape);
     tu_rng r = {(uint64_t)(7 * S + q)};
     randomise_bn(l, &r);
-    cfnet_tensor *x = channel_data(N, nd, shape, &r), *xr = channel_data(N, nd, shape, NULL);
-    cfnet_tensor *y = tu_output_for(l, N), *yr = tu_output_for(l, N), *ry = tu_output_for(l, N);
-    if (p4) {
-        tu_rot90_p4(cfnet_tensor_data(x), cfnet_tensor_data(xr), N, C, S, q);
-    } else {
-        tu_rot90_planes(cfnet_tensor_data(x), cfnet_tensor_data(xr), N * C, S, q);
-    }
-    CF_ASSERT_OK(cfnet_layer_forward(l, x, y, mode));
-    CF_ASSERT_OK(cfnet_layer_forward(l, xr, yr, mode));
-    if (p4) tu_rot90_p4(cfnet_tensor_data(y), cfnet_tensor_data(ry), N, C, S, q);
-    else tu_rot90_planes(cfnet_tensor_data(y), cfnet_tensor_data(ry), N * C, S, q);
-    double e = tu_max_rel_diff(cfnet_tensor_data(yr), cfnet_tensor_data(ry),
-                               cfnet_tensor_numel(y));
+    cfnet_tensor *x = channel_data(N, nd, shape, &r);
+    double e = tu_rot90_error(l, x, p4, p4, q, mode);
     cfnet_tensor_free(x);
-    cfnet_tensor_free(xr);
-    cfnet_tensor_free(y);
-    cfnet_tensor_free(yr);
-    cfnet_tensor_free(ry);
     cfnet_layer_free(l);
     return e;
 }

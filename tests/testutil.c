@@ -75,6 +75,37 @@ void tu_rot90_p4(const float *in, float *out, int64_t n, int64_t C, int64_t S, i
                             q);
 }
 
+/* Rotates an n x <shape> tensor's data (planes of the last two axes; p4: axis -3 is the
+ * rotation axis) into out. */
+static void rotate_batch(const cfnet_tensor *t, const float *in, float *out, int p4, int q)
+{
+    int64_t n = cfnet_tensor_dim(t, 0), S = cfnet_tensor_dim(t, -1);
+    int64_t planes = cfnet_tensor_numel(t) / (S * S);
+    if (p4) tu_rot90_p4(in, out, n, planes / (4 * n), S, q);
+    else tu_rot90_planes(in, out, planes, S, q);
+}
+
+double tu_rot90_error(cfnet_layer *l, const cfnet_tensor *x, int in_p4, int out_p4, int q,
+                      cfnet_mode mode)
+{
+    int64_t n = cfnet_tensor_dim(x, 0);
+    int nd;
+    int64_t s[CFNET_MAX_DIMS];
+    CF_ASSERT_OK(cfnet_tensor_shape(x, &nd, s));
+    cfnet_tensor *xr = tu_tensor(nd, s, NULL);
+    cfnet_tensor *y = tu_output_for(l, n), *yr = tu_output_for(l, n), *ry = tu_output_for(l, n);
+    rotate_batch(x, cfnet_tensor_data(x), cfnet_tensor_data(xr), in_p4, q);
+    CF_ASSERT_OK(cfnet_layer_forward(l, (cfnet_tensor *)x, y, mode));
+    CF_ASSERT_OK(cfnet_layer_forward(l, xr, yr, mode));
+    rotate_batch(y, cfnet_tensor_data(y), cfnet_tensor_data(ry), out_p4, q);
+    double e = tu_max_rel_diff(cfnet_tensor_data(yr), cfnet_tensor_data(ry), cfnet_tensor_numel(y));
+    cfnet_tensor_free(xr);
+    cfnet_tensor_free(y);
+    cfnet_tensor_free(yr);
+    cfnet_tensor_free(ry);
+    return e;
+}
+
 double tu_max_rel_diff(const float *a, const float *b, int64_t n)
 {
     double md = 0, mb = 0;

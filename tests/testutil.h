@@ -52,6 +52,13 @@ void tu_rot90_planes(const float *in, float *out, int64_t planes, int64_t S, int
  * by +quarter (out[.., (r + q) mod 4, ..] = rot^q in[.., r, ..]). */
 void tu_rot90_p4(const float *in, float *out, int64_t n, int64_t C, int64_t S, int quarter);
 
+/* Equivariance error of a set-up layer on x (N x input shape): rotates x by q quarter turns (as
+ * a p4 map, tu_rot90_p4, when in_p4, else plane by plane), runs both through the layer in
+ * `mode`, rotates the first output the same way (out_p4) and returns tu_max_rel_diff of the
+ * two. Square maps only. */
+double tu_rot90_error(cfnet_layer *l, const cfnet_tensor *x, int in_p4, int out_p4, int q,
+                      cfnet_mode mode);
+
 /* max_i |a_i - b_i| / max(max_i |b_i|, tiny). */
 double tu_max_rel_diff(const float *a, const float *b, int64_t n);
 
