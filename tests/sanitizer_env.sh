@@ -16,6 +16,8 @@ case "${CFNET_SANITIZE:-}" in
 thread) SAN_KIND=tsan ;;
 "") case "${CFNET_BUILD:-}" in */san*|san*) SAN_KIND=asan ;; */tsan*|tsan*) SAN_KIND=tsan ;; esac ;;
 esac
+# A coverage build (make coverage) needs the gcov runtime in programs that link libcfnet.a.
+case "${CFNET_BUILD:-}" in */coverage|coverage) SAN_KIND=coverage ;; esac
 SAN_CFLAGS=""
 SAN_PRELOAD=""
 san_is_clang=0
@@ -29,6 +31,9 @@ asan)
     else
         SAN_PRELOAD="$("$SAN_CC" -print-file-name=libasan.so) $("$SAN_CC" -print-file-name=libubsan.so)"
     fi
+    ;;
+coverage)
+    SAN_CFLAGS="--coverage"
     ;;
 tsan)
     SAN_CFLAGS="-fsanitize=thread"
