@@ -5,9 +5,10 @@ import weakref
 from . import _lib
 from ._enums import Limit, to_enum
 from ._errors import StateError
+from ._handle import Handle
 
 
-class Context:
+class Context(Handle):
     """A cfnet_context: the limits applied when loading models (JSON header bytes, tensor
     bytes). Pass it to ``Network(..., context=ctx)``, ``Network.load(path, context=ctx)`` or
     ``Network.from_bytes(data, context=ctx)``.
@@ -26,19 +27,6 @@ class Context:
         if tensor_bytes is not None:
             self.set_limit(Limit.TENSOR_BYTES, tensor_bytes)
 
-    def _h(self):
-        if self._handle is None:
-            raise ValueError("operation on a closed Context")
-        return self._handle
-
-    @property
-    def handle(self):
-        return self._h()
-
-    @property
-    def closed(self):
-        return self._handle is None
-
     def close(self):
         """Frees the context (idempotent); refused while a network created in it is open."""
         if self._handle is None:
@@ -49,12 +37,6 @@ class Context:
                              "open" % len(open_nets))
         self._handle = None
         self._finalizer()
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
 
     def set_limit(self, limit, value):
         """Sets a loader limit (Limit.HEADER_BYTES or TENSOR_BYTES, or "header_bytes", ...)."""

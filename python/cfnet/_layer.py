@@ -9,9 +9,10 @@ from . import _lib
 from ._enums import Interp, LayerKind, Padding, PoolMode, to_enum
 from ._errors import StateError
 from ._tensor import Borrow, MAX_DIMS, _shape_array, as_float32, handle_shape, view
+from ._handle import Handle
 
 
-class Layer:
+class Layer(Handle):
     """A cfnet_layer handle. Create one with the functions of this module (``conic_conv``,
     ``dense``, ...), then either use it on its own (``setup``, ``forward``, ``backward``) or
     hand it to ``Network.append``.
@@ -41,19 +42,12 @@ class Layer:
 
     # ---- ownership ----
 
-    def _h(self):
-        if self._handle is None:
-            if self._consumed:
-                raise ValueError("this layer was consumed by a failed Network.append")
-            if self._network is not None:
-                raise ValueError("the network that owned this layer was closed")
-            raise ValueError("operation on a closed layer")
-        return self._handle
-
-    @property
-    def handle(self):
-        """The raw cfnet_layer pointer (an int), for other ctypes code."""
-        return self._h()
+    def _closed_error(self):
+        if self._consumed:
+            return ValueError("this layer was consumed by a failed Network.append")
+        if self._network is not None:
+            return ValueError("the network that owned this layer was closed")
+        return ValueError("operation on a closed layer")
 
     @property
     def network(self):
@@ -65,10 +59,6 @@ class Layer:
         """True once a failed Network.append has freed the layer."""
         return self._consumed
 
-    @property
-    def closed(self):
-        return self._handle is None
-
     def close(self):
         """Frees a free-standing layer (idempotent). For a layer owned by a network this only
         drops the Python handle; the network keeps the layer."""
@@ -77,12 +67,6 @@ class Layer:
         if self._finalizer is not None:
             self._finalizer()
         self._handle = None
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
 
     def _give_to(self, network):
         """Called by Network.append before the C call: from now on Python never frees it."""

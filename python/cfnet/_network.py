@@ -9,12 +9,13 @@ from . import _lib
 from ._enums import AugRotation, Option, Optimizer, SAVE_OPTIMIZER, to_enum
 from ._layer import Layer
 from ._tensor import Borrow, as_float32, as_labels, handle_shape
+from ._handle import Handle
 
 # Option values that have names, for set_option / configure.
 _OPTION_VALUE_ENUMS = {Option.OPTIMIZER: Optimizer, Option.AUG_ROTATION: AugRotation}
 
 
-class Network:
+class Network(Handle):
     """A cfnet_network: a per-sample input shape C x H x W, a list of layers and the training
     state (options, optimiser, step count).
 
@@ -63,20 +64,6 @@ class Network:
 
     # ---- lifetime ----
 
-    def _h(self):
-        if self._handle is None:
-            raise ValueError("operation on a closed Network")
-        return self._handle
-
-    @property
-    def handle(self):
-        """The raw cfnet_network pointer (an int), for other ctypes code."""
-        return self._h()
-
-    @property
-    def closed(self):
-        return self._handle is None
-
     def close(self):
         """Frees the network and its layers (idempotent); Layer objects taken from it become
         invalid."""
@@ -87,12 +74,6 @@ class Network:
         self._layers.clear()
         self._handle = None
         self._finalizer()
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
 
     # ---- composition ----
 

@@ -7,6 +7,7 @@ import numpy as np
 
 from . import _lib
 from ._errors import CopyWarning
+from ._handle import Handle
 
 MAX_DIMS = 5
 
@@ -98,7 +99,7 @@ class Borrow:
             self.handle = None
 
 
-class Tensor:
+class Tensor(Handle):
     """A cfnet_tensor handle: float32, row-major, 1 to 5 dimensions.
 
     ``Tensor(shape)`` allocates a zero-filled tensor owned by libcfnet; ``Tensor.wrap(array)``
@@ -139,20 +140,6 @@ class Tensor:
         t.copy_in(a)
         return t
 
-    def _h(self):
-        if self._handle is None:
-            raise ValueError("operation on a closed Tensor")
-        return self._handle
-
-    @property
-    def handle(self):
-        """The raw cfnet_tensor pointer (an int), for other ctypes code."""
-        return self._h()
-
-    @property
-    def closed(self):
-        return self._handle is None
-
     def close(self):
         """Frees the handle (idempotent). A wrapped array stays valid; views from numpy() of a
         library-owned tensor do not."""
@@ -160,12 +147,6 @@ class Tensor:
             self._finalizer()
             self._handle = None
             self._array = None
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
 
     @property
     def shape(self):
