@@ -83,24 +83,6 @@ static void group_pool_max_backward_routes_to_first_maximum_on_ties(void **state
     cfnet_layer_free(l);
 }
 
-/* Random permutation of well-spaced values (step 0.1) plus noise in [-0.02, 0.02]: any two
- * differ by more than 2h for h = 1e-2. */
-static void fill_separated(float *x, int64_t n, tu_rng *r)
-{
-    int64_t *perm = malloc((size_t)n * sizeof *perm);
-    assert_non_null(perm);
-    for (int64_t i = 0; i < n; i++) perm[i] = i;
-    for (int64_t i = n - 1; i > 0; i--) {
-        int64_t j = (int64_t)(tu_uniform(r) * (double)(i + 1));
-        int64_t t = perm[i];
-        perm[i] = perm[j];
-        perm[j] = t;
-    }
-    for (int64_t i = 0; i < n; i++)
-        x[i] = (float)(0.1 * ((double)perm[i] - 0.5 * (double)n) + 0.04 * (tu_uniform(r) - 0.5));
-    free(perm);
-}
-
 static void group_pool_gradient_matches_finite_differences_odd_and_even(void **state)
 {
     (void)state;
@@ -114,7 +96,7 @@ static void group_pool_gradient_matches_finite_differences_odd_and_even(void **s
             cfnet_layer *l = make_group_pool(mode, 3, S, S);
             tu_rng r = {(uint64_t)(80 + 2 * m + k)};
             cfnet_tensor *x = tu_tensor(5, xs, &r);
-            if (!m) fill_separated(cfnet_tensor_data(x), cfnet_tensor_numel(x), &r);
+            if (!m) tu_fill_separated(cfnet_tensor_data(x), cfnet_tensor_numel(x), &r);
             assert_true(tu_gradcheck(l, x, CFNET_MODE_TRAINING, 1e-2, 0, NULL) < 1e-3);
             cfnet_tensor_free(x);
             cfnet_layer_free(l);

@@ -8,25 +8,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* Fills x with a random permutation of 0, 0.1, 0.2, ... (centred) plus noise in [-0.02, 0.02]:
- * any two values differ by at least 0.06, more than 2h for h = 1e-2, so a finite-difference
- * step never changes which element of a window is the maximum. */
-static void fill_separated(float *x, int64_t n, tu_rng *r)
-{
-    int64_t *perm = malloc((size_t)n * sizeof *perm);
-    assert_non_null(perm);
-    for (int64_t i = 0; i < n; i++) perm[i] = i;
-    for (int64_t i = n - 1; i > 0; i--) {
-        int64_t j = (int64_t)(tu_uniform(r) * (double)(i + 1));
-        int64_t t = perm[i];
-        perm[i] = perm[j];
-        perm[j] = t;
-    }
-    for (int64_t i = 0; i < n; i++)
-        x[i] = (float)(0.1 * ((double)perm[i] - 0.5 * (double)n) + 0.04 * (tu_uniform(r) - 0.5));
-    free(perm);
-}
-
 static int64_t numel_of(int ndim, const int64_t *s)
 {
     int64_t n = 1;
@@ -147,7 +128,7 @@ static double pool_gradcheck(cfnet_pool_mode mode, int window, int stride, int n
     memcpy(xs + 1, shape, (size_t)ndim * sizeof *xs);
     tu_rng r = {seed};
     cfnet_tensor *x = tu_tensor(ndim + 1, xs, &r);
-    if (mode == CFNET_POOL_MAX) fill_separated(cfnet_tensor_data(x), cfnet_tensor_numel(x), &r);
+    if (mode == CFNET_POOL_MAX) tu_fill_separated(cfnet_tensor_data(x), cfnet_tensor_numel(x), &r);
     double e = tu_gradcheck(l, x, CFNET_MODE_TRAINING, 1e-2, 0, NULL);
     cfnet_tensor_free(x);
     cfnet_layer_free(l);

@@ -27,6 +27,22 @@ void tu_fill_normal(float *x, int64_t n, tu_rng *r)
     for (int64_t i = 0; i < n; i++) x[i] = (float)tu_normal(r);
 }
 
+void tu_fill_separated(float *x, int64_t n, tu_rng *r)
+{
+    int64_t *perm = malloc((size_t)n * sizeof *perm);
+    assert_non_null(perm);
+    for (int64_t i = 0; i < n; i++) perm[i] = i;
+    for (int64_t i = n - 1; i > 0; i--) {
+        int64_t j = (int64_t)(tu_uniform(r) * (double)(i + 1));
+        int64_t t = perm[i];
+        perm[i] = perm[j];
+        perm[j] = t;
+    }
+    for (int64_t i = 0; i < n; i++)
+        x[i] = (float)(0.1 * ((double)perm[i] - 0.5 * (double)n) + 0.04 * (tu_uniform(r) - 0.5));
+    free(perm);
+}
+
 cfnet_tensor *tu_tensor(int ndim, const int64_t *shape, tu_rng *r)
 {
     cfnet_tensor *t = NULL;

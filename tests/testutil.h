@@ -38,6 +38,11 @@ double tu_uniform(tu_rng *r);                /* [0, 1) */
 double tu_normal(tu_rng *r);                 /* standard normal */
 void tu_fill_normal(float *x, int64_t n, tu_rng *r);
 
+/* Fills x with a random permutation of 0, 0.1, 0.2, ... (centred) plus noise in
+ * [-0.02, 0.02]: any two values differ by at least 0.06, more than 2h for h = 1e-2, so a
+ * finite-difference step never changes which element of a window is the maximum. */
+void tu_fill_separated(float *x, int64_t n, tu_rng *r);
+
 /* Allocates a tensor (asserting success) and fills it with N(0,1) values if r is not NULL. */
 cfnet_tensor *tu_tensor(int ndim, const int64_t *shape, tu_rng *r);
 
