@@ -253,6 +253,33 @@ static void persistence_and_context_functions_reject_null(void **state)
     CF_ASSERT_STATUS(cfnet_context_get_limit(NULL, CFNET_LIMIT_HEADER_BYTES, &v), CFNET_E_INVALID_ARGUMENT);
 }
 
+static void preset_functions_reject_bad_arguments(void **state)
+{
+    (void)state;
+    cfnet_network *net = NULL;
+    cfnet_family f = CFNET_FAMILY_CNN;
+    assert_null(cfnet_family_name(0));
+    assert_null(cfnet_family_name(99));
+    CF_ASSERT_STATUS(cfnet_family_parse(NULL, &f), CFNET_E_INVALID_ARGUMENT);
+    CF_ASSERT_STATUS(cfnet_family_parse("cfnet", NULL), CFNET_E_INVALID_ARGUMENT);
+    CF_ASSERT_STATUS(cfnet_family_parse("nope", &f), CFNET_E_INVALID_ARGUMENT);
+    assert_int_equal(f, CFNET_FAMILY_CNN);
+    CF_ASSERT_STATUS(cfnet_network_create_classifier(CFNET_FAMILY_CFNET, 1, 32, 3, 0, 1, NULL),
+                     CFNET_E_INVALID_ARGUMENT);
+    CF_ASSERT_STATUS(cfnet_network_create_classifier((cfnet_family)-1, 1, 32, 3, 0, 1, &net),
+                     CFNET_E_INVALID_ARGUMENT);
+    CF_ASSERT_STATUS(cfnet_network_create_classifier(CFNET_FAMILY_CFNET, -1, 32, 3, 0, 1, &net),
+                     CFNET_E_INVALID_ARGUMENT);
+    CF_ASSERT_STATUS(cfnet_network_create_classifier(CFNET_FAMILY_CFNET, 1, 15, 3, 0, 1, &net),
+                     CFNET_E_INVALID_ARGUMENT);
+    CF_ASSERT_STATUS(cfnet_network_create_classifier(CFNET_FAMILY_CFNET, 1, 32, 0, 0, 1, &net),
+                     CFNET_E_INVALID_ARGUMENT);
+    CF_ASSERT_STATUS(cfnet_network_create_classifier(CFNET_FAMILY_CFNET, 1, 32, 3, -2, 1, &net),
+                     CFNET_E_INVALID_ARGUMENT);
+    assert_null(net);
+    assert_int_equal(cfnet_network_multiply_adds(NULL), -1);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -264,6 +291,7 @@ int main(void)
         cmocka_unit_test(network_functions_reject_null),
         cmocka_unit_test(non_finite_inputs_follow_the_policy),
         cmocka_unit_test(persistence_and_context_functions_reject_null),
+        cmocka_unit_test(preset_functions_reject_bad_arguments),
     };
     return cmocka_run_group_tests_name("misuse", tests, NULL, NULL);
 }

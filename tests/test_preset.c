@@ -211,6 +211,67 @@ static void biomarker_preset_matches_the_demo(void **state)
     }
 }
 
+/* The biomarker network of the demo's results (docs/results.md), built layer by layer as
+ * examples/common/models.c built it before the presets existed: four 3x3 same-padding layers
+ * with batch norm and ReLU, max pooling (window 0) after the first three, R = 2, 2, 1, 1; the
+ * DFT head with width projection filters (p4: half) at 4 rotations, bilinear; the other heads
+ * 2x2 mean pooling; dense. */
+static cfnet_network *hand_biomarker(cfnet_family fam, int width, int classes, uint64_t seed)
+{
+    static const int R[4] = {2, 2, 1, 1};
+    int p4 = fam == CFNET_FAMILY_GCNN || fam == CFNET_FAMILY_GCNN_DFT;
+    int w = p4 ? (width + 1) / 2 : width;
+    cfnet_network *net = NULL;
+    cfnet_layer *l = NULL;
+    CF_ASSERT_OK(cfnet_network_create(1, 50, 50, seed, &net));
+#define ADD(expr) do { CF_ASSERT_OK(expr); CF_ASSERT_OK(cfnet_network_append(net, l)); } while (0)
+    for (int i = 0; i < 4; i++) {
+        if (fam == CFNET_FAMILY_CFNET || fam == CFNET_FAMILY_CNET)
+            ADD(cfnet_layer_conic_conv_create(w, 3, R[i], CFNET_PADDING_SAME,
+                                              CFNET_INTERP_NEAREST, &l));
+        else if (p4 && i == 0) ADD(cfnet_layer_p4_lift_create(w, 3, CFNET_PADDING_SAME, &l));
+        else if (p4) ADD(cfnet_layer_p4_conv_create(w, 3, CFNET_PADDING_SAME, &l));
+        else ADD(cfnet_layer_conv2d_create(w, 3, 1, CFNET_PADDING_SAME, &l));
+        ADD(cfnet_layer_batch_norm_create(0.1f, 1e-5f, &l));
+        ADD(cfnet_layer_relu_create(&l));
+        if (i < 3) ADD(cfnet_layer_pool_create(CFNET_POOL_MAX, 0, 0, &l));
+    }
+    if (fam == CFNET_FAMILY_CFNET || fam == CFNET_FAMILY_GCNN_DFT) {
+        ADD(cfnet_layer_dft_projection_create(w, 1, CFNET_INTERP_BILINEAR, &l));
+        ADD(cfnet_layer_batch_norm_create(0.1f, 1e-5f, &l));
+        ADD(cfnet_layer_relu_create(&l));
+        ADD(cfnet_layer_dft_magnitude_create(&l));
+    } else {
+        if (p4) ADD(cfnet_layer_group_pool_create(CFNET_POOL_MAX, &l));
+        ADD(cfnet_layer_pool_create(CFNET_POOL_MEAN, 2, 2, &l));
+    }
+    ADD(cfnet_layer_dense_create(classes, &l));
+#undef ADD
+    return net;
+}
+
+/* The presets at 50 x 50 save exactly the model files (architecture, weights, options) of the
+ * hand-built biomarker networks, so the demo's published results still apply. */
+static void biomarker_preset_is_the_hand_built_network_bit_for_bit(void **state)
+{
+    (void)state;
+    for (int f = 0; f < 5; f++) {
+        cfnet_network *a = NULL, *b = hand_biomarker(families[f], 12, 10, 3000010u + (unsigned)f);
+        CF_ASSERT_OK(cfnet_network_create_classifier(families[f], 1, 50, 10, 12,
+                                                     3000010u + (unsigned)f, &a));
+        void *ba = NULL, *bb = NULL;
+        size_t na = 0, nb = 0;
+        CF_ASSERT_OK(cfnet_network_save_buffer(a, 0, &ba, &na));
+        CF_ASSERT_OK(cfnet_network_save_buffer(b, 0, &bb, &nb));
+        assert_int_equal(na, nb);
+        assert_memory_equal(ba, bb, na);
+        cfnet_free(ba);
+        cfnet_free(bb);
+        cfnet_network_free(a);
+        cfnet_network_free(b);
+    }
+}
+
 /* Multiply-adds: a hand count of a tiny network. */
 static void multiply_adds_count_weights_per_output_position(void **state)
 {
@@ -377,6 +438,7 @@ int main(void)
         cmocka_unit_test(default_width_is_16_and_p4_families_use_half),
         cmocka_unit_test(dft_families_are_invariant_to_quarter_turns),
         cmocka_unit_test(biomarker_preset_matches_the_demo),
+        cmocka_unit_test(biomarker_preset_is_the_hand_built_network_bit_for_bit),
         cmocka_unit_test(multiply_adds_count_weights_per_output_position),
         cmocka_unit_test(conic_r_rule_matches_a_hand_built_network),
         cmocka_unit_test(guide_table_matches_the_presets),

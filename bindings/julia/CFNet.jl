@@ -20,7 +20,7 @@ export CFNetError, Tensor, Layer, Network
 export conv2d, conic_conv, p4_lift, p4_conv, group_pool, dft_projection, dft_magnitude, dense,
        relu, pool, batch_norm, dropout, softmax
 export infer, probabilities, predict, train_step!, evaluate, invariance, set_option!, get_option,
-       save, load_network, summary_string, output_shape, param_count
+       save, load_network, summary_string, output_shape, param_count, classifier, multiply_adds
 
 const libcfnet = get(ENV, "CFNET_LIBRARY", "libcfnet")
 
@@ -216,6 +216,17 @@ cfnet_network_load_buffer_in(ctx, buffer, size, out) =
     ccall((:cfnet_network_load_buffer_in, libcfnet), Cint, (Handle, Ptr{Cvoid}, Csize_t, Ptr{Handle}),
           ctx, buffer, size, out)
 
+# Preset classifiers
+cfnet_family_name(family) = ccall((:cfnet_family_name, libcfnet), Cstring, (Cint,), family)
+cfnet_family_parse(name, out) =
+    ccall((:cfnet_family_parse, libcfnet), Cint, (Cstring, Ptr{Cint}), name, out)
+cfnet_network_create_classifier(family, channels, size, classes, width, seed, out) =
+    ccall((:cfnet_network_create_classifier, libcfnet), Cint,
+          (Cint, Cint, Cint, Cint, Cint, UInt64, Ptr{Handle}),
+          family, channels, size, classes, width, seed, out)
+cfnet_network_multiply_adds(net) =
+    ccall((:cfnet_network_multiply_adds, libcfnet), Int64, (Handle,), net)
+
 # ---------------------------------------------------------------------------------------------
 # Constants (values pinned by the header)
 # ---------------------------------------------------------------------------------------------
@@ -241,6 +252,11 @@ const SAVE_OPTIMIZER = 0x00000001
 const LIMIT_HEADER_BYTES = 1
 const LIMIT_TENSOR_BYTES = 2
 const MAX_DIMS = 5
+const FAMILY_CFNET = 1
+const FAMILY_CNET = 2
+const FAMILY_GCNN = 3
+const FAMILY_GCNN_DFT = 4
+const FAMILY_CNN = 5
 
 # ---------------------------------------------------------------------------------------------
 # Errors
@@ -390,6 +406,24 @@ input_shape(net::Network) = read_shape(cfnet_network_input_shape, handle(net))
 """Per-sample output shape in C order (e.g. (K,) for K classes)."""
 output_shape(net::Network) = read_shape(cfnet_network_output_shape, handle(net))
 param_count(net::Network) = cfnet_network_param_count(handle(net))
+"""Nominal multiply-adds of one sample's forward pass (2 x this = FLOP)."""
+multiply_adds(net::Network) = cfnet_network_multiply_adds(handle(net))
+
+"""The preset classifier of `family` ("cfnet", "cnet", "gcnn", "gcnn-dft", "cnn", or the
+CFNET_FAMILY_ value) for `channels` x `size` x `size` images (size 16 to 512) and `classes`
+classes; `width` filters per layer (0: 16). See docs/guide.md."""
+function classifier(family, channels::Integer, size::Integer, classes::Integer;
+                    width::Integer = 0, seed::Integer = 0)
+    fam = Ref{Cint}(0)
+    if family isa AbstractString || family isa Symbol
+        check(cfnet_family_parse(String(family), fam))
+    else
+        fam[] = family
+    end
+    out = Ref{Handle}(C_NULL)
+    check(cfnet_network_create_classifier(fam[], channels, size, classes, width, UInt64(seed), out))
+    return Network(out[])
+end
 
 function summary_string(net::Network)
     needed = Ref{Csize_t}(0)

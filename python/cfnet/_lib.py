@@ -137,6 +137,11 @@ PROTOTYPES = {
     "cfnet_network_create_in": (_status, [_handle, _int, _int, _int, _u64, _p_handle]),
     "cfnet_network_load_in": (_status, [_handle, _str, _p_handle]),
     "cfnet_network_load_buffer_in": (_status, [_handle, ctypes.c_void_p, _size, _p_handle]),
+    # preset classifiers
+    "cfnet_family_name": (_str, [_int]),
+    "cfnet_family_parse": (_status, [_str, _p_int]),
+    "cfnet_network_create_classifier": (_status, [_int, _int, _int, _int, _int, _u64, _p_handle]),
+    "cfnet_network_multiply_adds": (_i64, [_handle]),
 }
 
 

@@ -6,7 +6,7 @@ import weakref
 import numpy as np
 
 from . import _lib
-from ._enums import AugRotation, Option, Optimizer, SAVE_OPTIMIZER, to_enum
+from ._enums import AugRotation, Family, Option, Optimizer, SAVE_OPTIMIZER, to_enum
 from ._layer import Layer
 from ._tensor import Borrow, as_float32, as_labels, handle_shape
 from ._handle import Handle
@@ -146,6 +146,12 @@ class Network(Handle):
     def param_count(self):
         """Total number of trainable scalars."""
         return _lib.load().cfnet_network_param_count(self._h())
+
+    @property
+    def multiply_adds(self):
+        """Nominal multiply-adds of one sample's forward pass (cfnet_network_multiply_adds;
+        2 x this = FLOP)."""
+        return _lib.load().cfnet_network_multiply_adds(self._h())
 
     @property
     def memory_usage(self):
@@ -377,6 +383,33 @@ class Network(Handle):
             h = _lib.new_handle("network", "cfnet_network_load_buffer_in", context._h(), buf,
                                 len(buf))
         return cls._from_handle(h, context)
+
+
+def family_name(family):
+    """The library's name of a preset family ("cfnet", "cnet", "gcnn", "gcnn-dft", "cnn")."""
+    name = _lib.load().cfnet_family_name(int(family))
+    if name is None:
+        raise ValueError("unknown family %r" % (family,))
+    return name.decode()
+
+
+def _family(family):
+    if isinstance(family, str):
+        out = ctypes.c_int()
+        _lib.load().call("cfnet_family_parse", family.encode("utf-8"), ctypes.byref(out))
+        return Family(out.value)
+    return to_enum(Family, family)
+
+
+def classifier(family, channels, size, classes, width=0, seed=0):
+    """The preset classifier of a family (a Family, or its name: "cfnet", "cnet", "gcnn",
+    "gcnn-dft", "cnn") for N x channels x size x size images (size 16 to 512) and ``classes``
+    classes; ``width`` filters per layer (0: the default, 16; the p4 families use half).
+    See docs/guide.md for the architectures. Returns a Network."""
+    h = _lib.new_handle("network", "cfnet_network_create_classifier", int(_family(family)),
+                        int(channels), int(size), int(classes), int(width),
+                        ctypes.c_uint64(seed))
+    return Network._from_handle(h)
 
 
 def softmax_cross_entropy(logits, labels, grad=True):

@@ -1,6 +1,6 @@
 /* Preset classifiers: the paper's five families built for an S x S input, and the nominal
  * multiply-add count of a network. Only the public API is used to build the networks. */
-#include "../internal.h"
+#include "nn/network.h"
 
 #include <ctype.h>
 #include <string.h>
