@@ -280,6 +280,12 @@ static void preset_functions_reject_bad_arguments(void **state)
     assert_int_equal(cfnet_network_multiply_adds(NULL), -1);
 }
 
+static void introspection_functions_never_fail(void **state)
+{
+    (void)state;
+    assert_int_equal(cfnet_layer_kind_count(), CFNET_LAYER_SOFTMAX);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -292,6 +298,7 @@ int main(void)
         cmocka_unit_test(non_finite_inputs_follow_the_policy),
         cmocka_unit_test(persistence_and_context_functions_reject_null),
         cmocka_unit_test(preset_functions_reject_bad_arguments),
+        cmocka_unit_test(introspection_functions_never_fail),
     };
     return cmocka_run_group_tests_name("misuse", tests, NULL, NULL);
 }

@@ -227,6 +227,9 @@ cfnet_network_create_classifier(family, channels, size, classes, width, seed, ou
 cfnet_network_multiply_adds(net) =
     ccall((:cfnet_network_multiply_adds, libcfnet), Int64, (Handle,), net)
 
+# Introspection
+cfnet_layer_kind_count() = ccall((:cfnet_layer_kind_count, libcfnet), Cint, ())
+
 # ---------------------------------------------------------------------------------------------
 # Constants (values pinned by the header)
 # ---------------------------------------------------------------------------------------------

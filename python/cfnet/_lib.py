@@ -142,6 +142,8 @@ PROTOTYPES = {
     "cfnet_family_parse": (_status, [_str, _p_int]),
     "cfnet_network_create_classifier": (_status, [_int, _int, _int, _int, _int, _u64, _p_handle]),
     "cfnet_network_multiply_adds": (_i64, [_handle]),
+    # introspection
+    "cfnet_layer_kind_count": (_int, []),
 }
 
 
