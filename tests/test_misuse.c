@@ -280,6 +280,33 @@ static void preset_functions_reject_bad_arguments(void **state)
     assert_int_equal(cfnet_network_multiply_adds(NULL), -1);
 }
 
+static void train_epoch_rejects_null_and_bad_sizes(void **state)
+{
+    (void)state;
+    int64_t shape[] = {2, 1, 16, 16};
+    cfnet_tensor *x = tu_tensor(4, shape, NULL);
+    int32_t lab[2] = {0, 1};
+    int64_t order[2] = {0, 5};
+    double d;
+    cfnet_network *net = NULL;
+    CF_ASSERT_STATUS(cfnet_network_train_epoch(NULL, x, lab, 1, NULL, 0, NULL, NULL, &d, &d),
+                     CFNET_E_INVALID_ARGUMENT);
+    CF_ASSERT_OK(cfnet_network_create_classifier(CFNET_FAMILY_CNN, 1, 16, 2, 2, 1, &net));
+    CF_ASSERT_STATUS(cfnet_network_train_epoch(net, NULL, lab, 1, NULL, 0, NULL, NULL, &d, &d),
+                     CFNET_E_INVALID_ARGUMENT);
+    CF_ASSERT_STATUS(cfnet_network_train_epoch(net, x, NULL, 1, NULL, 0, NULL, NULL, &d, &d),
+                     CFNET_E_INVALID_ARGUMENT);
+    CF_ASSERT_STATUS(cfnet_network_train_epoch(net, x, lab, 0, NULL, 0, NULL, NULL, &d, &d),
+                     CFNET_E_INVALID_ARGUMENT);
+    CF_ASSERT_STATUS(cfnet_network_train_epoch(net, x, lab, 1, order, 2, NULL, NULL, &d, &d),
+                     CFNET_E_INVALID_ARGUMENT);
+    CF_ASSERT_STATUS(cfnet_network_train_epoch(net, x, lab, 1, order, -1, NULL, NULL, &d, &d),
+                     CFNET_E_INVALID_ARGUMENT);
+    assert_int_equal(cfnet_network_step_count(net), 0);
+    cfnet_network_free(net);
+    cfnet_tensor_free(x);
+}
+
 static void introspection_functions_never_fail(void **state)
 {
     (void)state;
@@ -298,6 +325,7 @@ int main(void)
         cmocka_unit_test(non_finite_inputs_follow_the_policy),
         cmocka_unit_test(persistence_and_context_functions_reject_null),
         cmocka_unit_test(preset_functions_reject_bad_arguments),
+        cmocka_unit_test(train_epoch_rejects_null_and_bad_sizes),
         cmocka_unit_test(introspection_functions_never_fail),
     };
     return cmocka_run_group_tests_name("misuse", tests, NULL, NULL);

@@ -684,6 +684,44 @@ CFNET_API cfnet_status cfnet_network_create_classifier(cfnet_family family, int 
  *  per pixel. -1 for NULL. */
 CFNET_API int64_t cfnet_network_multiply_adds(const cfnet_network *net);
 
+/* ---------------------------------------------------------------------------------------------
+ * Training epochs with progress and cancel (for host programs: progress bars, Cancel buttons)
+ * ------------------------------------------------------------------------------------------- */
+
+/** Progress callback of cfnet_network_train_epoch, called after every step (in the calling
+ *  thread): `step` counts 1..`steps`; `loss` is this step's batch loss (before the update);
+ *  `accuracy` is the running training accuracy of the epoch so far (fraction of the samples
+ *  seen whose training-mode output, before the update, has its label as the largest). `user` is
+ *  the pointer given to train_epoch. A non-zero return cancels the epoch after this step. The
+ *  callback must not use the network. */
+typedef int (*cfnet_progress_fn)(void *user, int64_t step, int64_t steps, double loss,
+                                 double accuracy);
+
+/** One epoch over `images` (N x C x H x W) and labels[0..N-1]: batches of `batch` (> 0)
+ *  samples, each trained as by cfnet_network_train_step (augmentation as configured); the last
+ *  batch may be smaller. The visiting order:
+ *  - order == NULL: a permutation of 0..N-1 drawn from the network's own generator (the one
+ *    that also drives augmentation and is saved with CFNET_SAVE_OPTIMIZER, so that training
+ *    resumed from a saved file continues bit for bit); `count` is ignored;
+ *  - otherwise `count` (> 0) sample indices in [0, N), visited in that order; repetitions are
+ *    allowed (e.g. class-balanced sampling by the host).
+ *  `progress` (may be NULL) is called after every step with `user`; a non-zero return stops the
+ *  epoch after that step with CFNET_E_CANCELLED: the steps done are kept (step count, weights,
+ *  optimiser state, generators all consistent), the network can be saved, trained further or
+ *  used for inference. *mean_loss (sample-weighted mean of the batch losses) and *accuracy
+ *  (training accuracy as passed to the callback) cover the steps done; each may be NULL; they
+ *  are written on success and on cancel.
+ *  Errors: NULL network, images or labels, batch <= 0, a shape that does not match the network,
+ *  a label outside [0, classes), an order index outside [0, N), count <= 0 with an order, or
+ *  NaN/Inf in the images give CFNET_E_INVALID_ARGUMENT / CFNET_E_SHAPE_MISMATCH /
+ *  CFNET_E_STATE (no layers) before anything changes. A failure during the epoch (out of
+ *  memory) leaves the steps done before it applied. */
+CFNET_API cfnet_status cfnet_network_train_epoch(cfnet_network *net, const cfnet_tensor *images,
+                                                 const int32_t *labels, int64_t batch,
+                                                 const int64_t *order, int64_t count,
+                                                 cfnet_progress_fn progress, void *user,
+                                                 double *mean_loss, double *accuracy);
+
 #ifdef __cplusplus
 }
 #endif
