@@ -5,8 +5,9 @@ onnx.checker (full check, with shape inference), run it in ONNX Runtime (onnxrun
 node process for all models) and compare with cfnet_network_infer on the same input:
 max |ORT - cfnet| / max |cfnet| <= 1e-5. The networks: a minimal network ending in each layer
 kind (odd and even map sizes, R = 1, 2, 3, both paddings and interpolations), with parameters
-and batch-norm statistics set to random values, and the paper's five architectures (CFNet,
-CNet, G-CNN, G-CNN+DFT, CNN). For the rotation-invariant ones, ORT's outputs for the four
+and batch-norm statistics set to random values, the paper's five architectures (CFNet, CNet,
+G-CNN, G-CNN+DFT, CNN) built from layers, and the library's preset classifiers of the five
+families at an odd and an even size. For the rotation-invariant ones, ORT's outputs for the four
 quarter turns of the input must agree to the same tolerance. The probabilities flag must give
 cfnet_network_probabilities, and the metadata must name the shapes.
 
@@ -120,6 +121,12 @@ def cases():
     add("CNN", (1, 20, 20),
         [L.conv2d(6, 3), L.batch_norm(), L.relu(), L.pool(), L.conv2d(8, 3, 2), L.relu(),
          L.dense(5), L.softmax()])
+    # The library's preset classifiers (cfnet_network_create_classifier), odd and even sizes.
+    for family in ("cfnet", "cnet", "gcnn", "gcnn-dft", "cnn"):
+        for size in (16, 21):
+            net = randomize(cfnet.classifier(family, 1, size, 4, width=4, seed=size))
+            out.append(("preset_%s_%d" % (family, size), net,
+                        family in ("cfnet", "gcnn-dft")))
     return out
 
 
