@@ -237,6 +237,25 @@ static void persistence_and_context_functions_reject_null(void **state)
     unsigned char junk[16] = {0};
     CF_ASSERT_STATUS(cfnet_network_save(NULL, "x", 0), CFNET_E_INVALID_ARGUMENT);
     CF_ASSERT_STATUS(cfnet_network_save_buffer(NULL, 0, &buf, &size), CFNET_E_INVALID_ARGUMENT);
+    CF_ASSERT_STATUS(cfnet_network_export_onnx(NULL, "x", 0), CFNET_E_INVALID_ARGUMENT);
+    CF_ASSERT_STATUS(cfnet_network_export_onnx_buffer(NULL, 0, &buf, &size),
+                     CFNET_E_INVALID_ARGUMENT);
+    {
+        cfnet_network *n1 = NULL;
+        cfnet_layer *relu = NULL;
+        CF_ASSERT_OK(cfnet_network_create(1, 4, 4, 0, &n1));
+        CF_ASSERT_OK(cfnet_layer_relu_create(&relu));
+        CF_ASSERT_OK(cfnet_network_append(n1, relu));
+        CF_ASSERT_STATUS(cfnet_network_export_onnx(n1, NULL, 0), CFNET_E_INVALID_ARGUMENT);
+        CF_ASSERT_STATUS(cfnet_network_export_onnx_buffer(n1, 0, NULL, &size),
+                         CFNET_E_INVALID_ARGUMENT);
+        CF_ASSERT_STATUS(cfnet_network_export_onnx_buffer(n1, 0, &buf, NULL),
+                         CFNET_E_INVALID_ARGUMENT);
+        CF_ASSERT_STATUS(cfnet_network_export_onnx_buffer(n1, ~0u, &buf, &size),
+                         CFNET_E_INVALID_ARGUMENT);
+        assert_null(buf);
+        cfnet_network_free(n1);
+    }
     CF_ASSERT_STATUS(cfnet_network_load(NULL, &net), CFNET_E_INVALID_ARGUMENT);
     CF_ASSERT_STATUS(cfnet_network_load("x", NULL), CFNET_E_INVALID_ARGUMENT);
     CF_ASSERT_STATUS(cfnet_network_load_buffer(NULL, 16, &net), CFNET_E_INVALID_ARGUMENT);

@@ -20,8 +20,8 @@ export CFNetError, Tensor, Layer, Network
 export conv2d, conic_conv, p4_lift, p4_conv, group_pool, dft_projection, dft_magnitude, dense,
        relu, pool, batch_norm, dropout, softmax
 export infer, probabilities, predict, train_step!, train_epoch!, evaluate, invariance, set_option!, get_option,
-       save, load_network, summary_string, output_shape, param_count, classifier, multiply_adds,
-       metadata, set_metadata!
+       save, load_network, export_onnx, summary_string, output_shape, param_count, classifier,
+       multiply_adds, metadata, set_metadata!
 
 const libcfnet = get(ENV, "CFNET_LIBRARY", "libcfnet")
 
@@ -198,6 +198,13 @@ cfnet_network_load_buffer(buffer, size, out) =
           buffer, size, out)
 cfnet_free(p) = ccall((:cfnet_free, libcfnet), Cvoid, (Ptr{Cvoid},), p)
 
+# ONNX export (docs/deploy.md)
+cfnet_network_export_onnx(net, path, flags) =
+    ccall((:cfnet_network_export_onnx, libcfnet), Cint, (Handle, Cstring, Cuint), net, path, flags)
+cfnet_network_export_onnx_buffer(net, flags, buffer, size) =
+    ccall((:cfnet_network_export_onnx_buffer, libcfnet), Cint,
+          (Handle, Cuint, Ptr{Ptr{Cvoid}}, Ptr{Csize_t}), net, flags, buffer, size)
+
 # Contexts: allocation hooks (C function pointers, e.g. from @cfunction) and loader limits
 cfnet_context_create(out) = ccall((:cfnet_context_create, libcfnet), Cint, (Ptr{Handle},), out)
 cfnet_context_free(ctx) = ccall((:cfnet_context_free, libcfnet), Cvoid, (Handle,), ctx)
@@ -271,6 +278,8 @@ const AUG_ROTATION_NONE = 0
 const AUG_ROTATION_QUARTER = 1
 const AUG_ROTATION_ANY = 2
 const SAVE_OPTIMIZER = 0x00000001
+const ONNX_OPSET = 13
+const ONNX_PROBABILITIES = 0x00000001
 const LIMIT_HEADER_BYTES = 1
 const LIMIT_TENSOR_BYTES = 2
 const MAX_DIMS = 5
@@ -584,6 +593,13 @@ end
 
 function save(net::Network, path::AbstractString; optimizer::Bool = false)
     check(cfnet_network_save(handle(net), path, optimizer ? SAVE_OPTIMIZER : 0x0))
+    return path
+end
+
+"""Writes the network as an ONNX model (opset 13) computing what `infer` computes, or the class
+probabilities with `probabilities = true`; see docs/deploy.md."""
+function export_onnx(net::Network, path::AbstractString; probabilities::Bool = false)
+    check(cfnet_network_export_onnx(handle(net), path, probabilities ? ONNX_PROBABILITIES : 0x0))
     return path
 end
 

@@ -757,6 +757,36 @@ CFNET_API cfnet_status cfnet_network_train_epoch(cfnet_network *net, const cfnet
                                                  cfnet_progress_fn progress, void *user,
                                                  double *mean_loss, double *accuracy);
 
+/* ---------------------------------------------------------------------------------------------
+ * ONNX export (see docs/deploy.md)
+ *
+ * The network becomes a standard ONNX model that ONNX Runtime (or any runtime for the default
+ * operator set) runs: input "input" (N x C x H x W, float, N symbolic), output "output"
+ * (N x <output shape>), computing what cfnet_network_infer computes, up to float rounding. Every
+ * layer kind is written with default-domain operators of opset CFNET_ONNX_OPSET; the model's
+ * metadata_props carry the library version and the input and output shapes.
+ * ------------------------------------------------------------------------------------------- */
+
+/** The ONNX operator set version of exported models (IR version 7). */
+#define CFNET_ONNX_OPSET 13
+
+/** Export flag: the model outputs class probabilities, N x K, as cfnet_network_probabilities
+ *  does (a softmax over the flattened output is appended unless the last layer is a softmax). */
+#define CFNET_ONNX_PROBABILITIES 1u
+
+/** Writes the network as an ONNX model to `path` (temporary file and rename, so an existing file
+ *  is left intact on failure: CFNET_E_IO with the system's reason). `flags`: 0 or
+ *  CFNET_ONNX_PROBABILITIES (other bits: CFNET_E_INVALID_ARGUMENT). A network without layers
+ *  gives CFNET_E_STATE, a layer kind without an ONNX form CFNET_E_UNSUPPORTED naming it, a model
+ *  over protobuf's 2 GiB message limit CFNET_E_LIMIT. The network is not changed (thread-safe
+ *  like cfnet_network_infer). */
+CFNET_API cfnet_status cfnet_network_export_onnx(const cfnet_network *net, const char *path,
+                                                 unsigned flags);
+
+/** Same, into a new buffer of *size bytes that the caller frees with cfnet_free(). */
+CFNET_API cfnet_status cfnet_network_export_onnx_buffer(const cfnet_network *net, unsigned flags,
+                                                        void **buffer, size_t *size);
+
 #ifdef __cplusplus
 }
 #endif

@@ -128,6 +128,9 @@ PROTOTYPES = {
     "cfnet_network_load": (_status, [_str, _p_handle]),
     "cfnet_network_load_buffer": (_status, [ctypes.c_void_p, _size, _p_handle]),
     "cfnet_free": (_void, [ctypes.c_void_p]),
+    # ONNX export
+    "cfnet_network_export_onnx": (_status, [_handle, _str, ctypes.c_uint]),
+    "cfnet_network_export_onnx_buffer": (_status, [_handle, ctypes.c_uint, _p_handle, _p_size]),
     # contexts (allocator hooks are not bound: Python callbacks as a C allocator are not
     # worth their cost and hazards)
     "cfnet_context_create": (_status, [_p_handle]),

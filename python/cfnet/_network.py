@@ -7,7 +7,8 @@ import weakref
 import numpy as np
 
 from . import _lib
-from ._enums import AugRotation, Family, Option, Optimizer, SAVE_OPTIMIZER, to_enum
+from ._enums import (AugRotation, Family, ONNX_PROBABILITIES, Option, Optimizer, SAVE_OPTIMIZER,
+                     to_enum)
 from ._layer import Layer
 from ._tensor import Borrow, as_float32, as_labels, handle_shape
 from ._handle import Handle
@@ -438,6 +439,31 @@ class Network(Handle):
         size = ctypes.c_size_t()
         lib.call("cfnet_network_save_buffer", h, SAVE_OPTIMIZER if optimizer else 0,
                  ctypes.byref(buf), ctypes.byref(size))
+        _lib._count("buffer", 1)
+        try:
+            return ctypes.string_at(buf.value, size.value)
+        finally:
+            lib.cfnet_free(buf)
+            _lib._count("buffer", -1)
+
+    # ---- ONNX export ----
+
+    def export_onnx(self, path, probabilities=False):
+        """Writes the network as an ONNX model (opset ``cfnet.ONNX_OPSET``; input "input"
+        N x C x H x W, output "output") computing what ``infer`` computes, or with
+        probabilities=True what ``probabilities`` computes. See docs/deploy.md."""
+        flags = ONNX_PROBABILITIES if probabilities else 0
+        _lib.load().call("cfnet_network_export_onnx", self._h(), os.fsencode(path), flags)
+
+    def to_onnx(self, probabilities=False):
+        """The ONNX model as bytes (what ``export_onnx`` would write)."""
+        lib = _lib.load()
+        h = self._h()
+        buf = ctypes.c_void_p()
+        size = ctypes.c_size_t()
+        lib.call("cfnet_network_export_onnx_buffer", h,
+                 ONNX_PROBABILITIES if probabilities else 0, ctypes.byref(buf),
+                 ctypes.byref(size))
         _lib._count("buffer", 1)
         try:
             return ctypes.string_at(buf.value, size.value)
