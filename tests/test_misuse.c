@@ -348,6 +348,12 @@ static void train_epoch_rejects_null_and_bad_sizes(void **state)
     cfnet_tensor_free(x);
 }
 
+static void introspection_functions_never_fail(void **state)
+{
+    (void)state;
+    assert_int_equal(cfnet_layer_kind_count(), CFNET_LAYER_SOFTMAX);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -362,6 +368,7 @@ int main(void)
         cmocka_unit_test(preset_functions_reject_bad_arguments),
         cmocka_unit_test(train_epoch_rejects_null_and_bad_sizes),
         cmocka_unit_test(metadata_functions_reject_null_and_bad_strings),
+        cmocka_unit_test(introspection_functions_never_fail),
     };
     return cmocka_run_group_tests_name("misuse", tests, NULL, NULL);
 }

@@ -256,6 +256,9 @@ cfnet_network_train_epoch(net, images, labels, batch, order, count, progress, us
            Ptr{Cdouble}, Ptr{Cdouble}),
           net, images, labels, batch, order, count, progress, user, mean_loss, accuracy)
 
+# Introspection
+cfnet_layer_kind_count() = ccall((:cfnet_layer_kind_count, libcfnet), Cint, ())
+
 # ---------------------------------------------------------------------------------------------
 # Constants (values pinned by the header)
 # ---------------------------------------------------------------------------------------------

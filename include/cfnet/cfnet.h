@@ -339,6 +339,10 @@ CFNET_API const char *cfnet_layer_state_name(const cfnet_layer *layer, int i);
 /** Sets every parameter gradient to zero. */
 CFNET_API cfnet_status cfnet_layer_zero_grad(cfnet_layer *layer);
 
+/** Number of layer kinds this library implements: the kinds are 1..cfnet_layer_kind_count()
+ *  (cfnet_layer_kind values; a newer library may know more). */
+CFNET_API int cfnet_layer_kind_count(void);
+
 /* ---------------------------------------------------------------------------------------------
  * Loss
  * ------------------------------------------------------------------------------------------- */

@@ -154,6 +154,8 @@ PROTOTYPES = {
     "cfnet_network_metadata_count": (_int, [_handle]),
     "cfnet_network_metadata_at": (_status, [_handle, _int, ctypes.POINTER(_str),
                                             ctypes.POINTER(_str)]),
+    # introspection
+    "cfnet_layer_kind_count": (_int, []),
 }
 
 # cfnet_progress_fn
