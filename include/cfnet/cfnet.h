@@ -339,6 +339,10 @@ CFNET_API const char *cfnet_layer_state_name(const cfnet_layer *layer, int i);
 /** Sets every parameter gradient to zero. */
 CFNET_API cfnet_status cfnet_layer_zero_grad(cfnet_layer *layer);
 
+/** Number of layer kinds this library implements: the kinds are 1..cfnet_layer_kind_count()
+ *  (cfnet_layer_kind values; a newer library may know more). */
+CFNET_API int cfnet_layer_kind_count(void);
+
 /* ---------------------------------------------------------------------------------------------
  * Loss
  * ------------------------------------------------------------------------------------------- */
@@ -679,6 +683,45 @@ CFNET_API cfnet_status cfnet_network_create_classifier(cfnet_family family, int 
  *  norm, ReLU, pooling and the DFT itself are not counted, and conic layers count one filter
  *  per pixel. -1 for NULL. */
 CFNET_API int64_t cfnet_network_multiply_adds(const cfnet_network *net);
+
+/* ---------------------------------------------------------------------------------------------
+ * User metadata: UTF-8 key/value strings kept with the network and saved in the model file
+ * (in the safetensors "__metadata__", each key prefixed with "user."; see docs/format.md), so
+ * that a model file can say what it classifies (class names, input size, normalisation, ...).
+ * ------------------------------------------------------------------------------------------- */
+
+/** Longest key in bytes (UTF-8, without the NUL). */
+#define CFNET_METADATA_MAX_KEY 256
+/** Longest value in bytes (UTF-8, without the NUL). */
+#define CFNET_METADATA_MAX_VALUE 1048576
+/** Most entries per network. */
+#define CFNET_METADATA_MAX_COUNT 1024
+/** Most bytes of all keys and values together. */
+#define CFNET_METADATA_MAX_TOTAL 8388608
+
+/** Sets `key` to a copy of `value`, or removes the key when `value` is NULL (removing an absent
+ *  key is not an error). Keys: 1 to CFNET_METADATA_MAX_KEY bytes of valid UTF-8 without control
+ *  characters (U+0000-U+001F, U+007F-U+009F). Values: at most CFNET_METADATA_MAX_VALUE bytes of
+ *  valid UTF-8 (control characters such as newlines allowed). CFNET_E_INVALID_ARGUMENT for a
+ *  malformed key or value, CFNET_E_LIMIT for a key or value too long or when the entry would
+ *  exceed CFNET_METADATA_MAX_COUNT or CFNET_METADATA_MAX_TOTAL; nothing changes then. Setting a
+ *  key invalidates the pointers previously returned for that key only. */
+CFNET_API cfnet_status cfnet_network_set_metadata(cfnet_network *net, const char *key,
+                                                  const char *value);
+
+/** Looks `key` up: *value = its value, or NULL (and CFNET_OK) when the key is absent. The string
+ *  is owned by the network and valid until that key is set or removed or the network is
+ *  freed. */
+CFNET_API cfnet_status cfnet_network_get_metadata(const cfnet_network *net, const char *key,
+                                                  const char **value);
+
+/** Number of metadata entries; -1 for NULL. */
+CFNET_API int cfnet_network_metadata_count(const cfnet_network *net);
+
+/** The i-th entry in key order (sorted bytewise, as strcmp), 0 <= i < count: *key and *value are
+ *  owned by the network, valid as for cfnet_network_get_metadata. */
+CFNET_API cfnet_status cfnet_network_metadata_at(const cfnet_network *net, int i,
+                                                 const char **key, const char **value);
 
 /* ---------------------------------------------------------------------------------------------
  * Training epochs with progress and cancel (for host programs: progress bars, Cancel buttons)

@@ -253,9 +253,22 @@ static cfnet_status conic_backward(cfnet_layer *l, const float *x, const float *
     return CFNET_OK;
 }
 
+static cfnet_status conic_check(int *ic, float *fc)
+{
+    (void)fc;
+    CF_CHECK(cf_check_conv_args("conic_conv", ic[CFG_OUT], INT32_MAX, ic[CFG_K],
+                                (cfnet_padding)ic[CFG_PAD]));
+    CF_FAIL_IF(ic[CFG_R] < 1 || ic[CFG_R] > 64, CFNET_E_INVALID_ARGUMENT,
+               "conic_conv: R is %d, must be in 1..64", ic[CFG_R]);
+    CF_FAIL_IF(ic[CFG_INTERP] != CFNET_INTERP_NEAREST && ic[CFG_INTERP] != CFNET_INTERP_BILINEAR,
+               CFNET_E_INVALID_ARGUMENT, "conic_conv: unknown interpolation %d", ic[CFG_INTERP]);
+    return CFNET_OK;
+}
+
 const cf_layer_ops cf_conic_conv_ops = {
     .name = "conic_conv",
     .icfg_names = {"out_channels", "kernel", "R", "padding", "interp", NULL},
+    .check = conic_check,
     .setup = conic_setup,
     .workspace = conic_workspace,
     .forward = conic_forward,
@@ -267,18 +280,8 @@ CFNET_API cfnet_status cfnet_layer_conic_conv_create(int out_channels, int kerne
                                                      cfnet_padding padding, cfnet_interp interp,
                                                      cfnet_layer **out)
 {
-    CF_CHECK(cf_check_conv_args("conic_conv", out, out_channels, INT32_MAX, kernel, padding));
-    CF_FAIL_IF(R < 1 || R > 64, CFNET_E_INVALID_ARGUMENT, "conic_conv: R is %d, must be in 1..64",
-               R);
-    CF_FAIL_IF(interp != CFNET_INTERP_NEAREST && interp != CFNET_INTERP_BILINEAR,
-               CFNET_E_INVALID_ARGUMENT, "conic_conv: unknown interpolation %d", (int)interp);
-    CF_CHECK(cf_layer_alloc(CFNET_LAYER_CONIC_CONV, &cf_conic_conv_ops, out));
-    (*out)->icfg[CFG_OUT] = out_channels;
-    (*out)->icfg[CFG_K] = kernel;
-    (*out)->icfg[CFG_R] = R;
-    (*out)->icfg[CFG_PAD] = (int)padding;
-    (*out)->icfg[CFG_INTERP] = (int)interp;
-    return CFNET_OK;
+    const int cfg[] = {out_channels, kernel, R, (int)padding, (int)interp};
+    return cf_layer_create(CFNET_LAYER_CONIC_CONV, cfg, NULL, out);
 }
 
 cfnet_status cf_conic_conv_group_banks(const cfnet_layer *l, float **bank, int *ngroups,

@@ -219,9 +219,27 @@ static cfnet_status dft_projection_backward(cfnet_layer *l, const float *x, cons
     return CFNET_OK;
 }
 
+static cfnet_status dft_projection_check(int *ic, float *fc)
+{
+    (void)fc;
+    int filters = ic[ICFG_FILTERS], R = ic[ICFG_R], interp = ic[ICFG_INTERP];
+    CF_FAIL_IF(filters < 1, CFNET_E_INVALID_ARGUMENT,
+               "dft_projection: filters is %d, must be >= 1", filters);
+    CF_FAIL_IF(R < 1, CFNET_E_INVALID_ARGUMENT, "dft_projection: R is %d, must be >= 1", R);
+    CF_FAIL_IF(interp != CFNET_INTERP_NEAREST && interp != CFNET_INTERP_BILINEAR,
+               CFNET_E_INVALID_ARGUMENT,
+               "dft_projection: interp is %d, must be CFNET_INTERP_NEAREST (0) or "
+               "CFNET_INTERP_BILINEAR (1)", interp);
+    CF_FAIL_IF((int64_t)filters * 4 * R > INT_MAX, CFNET_E_LIMIT,
+               "dft_projection: filters x 4R = %d x %lld exceeds %d", filters, 4 * (long long)R,
+               INT_MAX);
+    return CFNET_OK;
+}
+
 const cf_layer_ops cf_dft_projection_ops = {
     .name = "dft_projection",
     .icfg_names = {"filters", "R", "interp", NULL},
+    .check = dft_projection_check,
     .setup = dft_projection_setup,
     .workspace = dft_projection_workspace,
     .forward = dft_projection_forward,
@@ -232,24 +250,8 @@ const cf_layer_ops cf_dft_projection_ops = {
 CFNET_API cfnet_status cfnet_layer_dft_projection_create(int filters, int R, cfnet_interp interp,
                                                          cfnet_layer **out)
 {
-    CF_FAIL_IF(!out, CFNET_E_INVALID_ARGUMENT, "dft_projection: out is NULL");
-    CF_FAIL_IF(filters < 1, CFNET_E_INVALID_ARGUMENT,
-               "dft_projection: filters is %d, must be >= 1", filters);
-    CF_FAIL_IF(R < 1, CFNET_E_INVALID_ARGUMENT, "dft_projection: R is %d, must be >= 1", R);
-    CF_FAIL_IF(interp != CFNET_INTERP_NEAREST && interp != CFNET_INTERP_BILINEAR,
-               CFNET_E_INVALID_ARGUMENT,
-               "dft_projection: interp is %d, must be CFNET_INTERP_NEAREST (0) or "
-               "CFNET_INTERP_BILINEAR (1)", (int)interp);
-    CF_FAIL_IF((int64_t)filters * 4 * R > INT_MAX, CFNET_E_LIMIT,
-               "dft_projection: filters x 4R = %d x %lld exceeds %d", filters, 4 * (long long)R,
-               INT_MAX);
-    cfnet_layer *l = NULL;
-    CF_CHECK(cf_layer_alloc(CFNET_LAYER_DFT_PROJECTION, &cf_dft_projection_ops, &l));
-    l->icfg[ICFG_FILTERS] = filters;
-    l->icfg[ICFG_R] = R;
-    l->icfg[ICFG_INTERP] = (int)interp;
-    *out = l;
-    return CFNET_OK;
+    const int cfg[] = {filters, R, (int)interp};
+    return cf_layer_create(CFNET_LAYER_DFT_PROJECTION, cfg, NULL, out);
 }
 
 cfnet_status cf_dft_projection_bank(const cfnet_layer *l, float **bank)

@@ -11,15 +11,23 @@ typedef struct p4_priv {
     cf_rotmap_entry *rot; /* 4 x k*k: exact quarter turns rot90^r, r = 0..3 */
 } p4_priv;
 
-cfnet_status cf_p4_create(int kind, const cf_layer_ops *ops, int out_channels, int kernel,
-                          cfnet_padding padding, cfnet_layer **out)
+static cfnet_status p4_check(const char *name, const int *ic)
 {
-    CF_CHECK(cf_check_conv_args(ops->name, out, out_channels, INT32_MAX / 4, kernel, padding));
-    CF_CHECK(cf_layer_alloc(kind, ops, out));
-    (*out)->icfg[CF_P4_CFG_OUT] = out_channels;
-    (*out)->icfg[CF_P4_CFG_K] = kernel;
-    (*out)->icfg[CF_P4_CFG_PAD] = (int)padding;
-    return CFNET_OK;
+    /* 4 x out_channels output planes */
+    return cf_check_conv_args(name, ic[CF_P4_CFG_OUT], INT32_MAX / 4, ic[CF_P4_CFG_K],
+                              (cfnet_padding)ic[CF_P4_CFG_PAD]);
+}
+
+cfnet_status cf_p4_check_lift(int *icfg, float *fcfg)
+{
+    (void)fcfg;
+    return p4_check("p4_lift", icfg);
+}
+
+cfnet_status cf_p4_check_conv(int *icfg, float *fcfg)
+{
+    (void)fcfg;
+    return p4_check("p4_conv", icfg);
 }
 
 void cf_p4_destroy(cfnet_layer *l)
