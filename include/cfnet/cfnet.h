@@ -199,7 +199,11 @@ typedef enum cfnet_padding {
  *  degrees are always exact permutations). */
 typedef enum cfnet_interp {
     CFNET_INTERP_NEAREST = 0, /**< nearest neighbour, round half away from zero */
-    CFNET_INTERP_BILINEAR = 1
+    CFNET_INTERP_BILINEAR = 1,
+    /** Filters are projected (least squares) onto a circular-harmonic basis (Gaussian rings x
+     *  cos/sin m theta) and rotated exactly within it, at every angle; quarter turns remain
+     *  exact permutations of the projected filter. Filters up to 21 x 21. See docs/layers.md. */
+    CFNET_INTERP_STEERABLE = 2
 } cfnet_interp;
 
 /** Reduction of pooling layers. */
