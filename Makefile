@@ -42,7 +42,7 @@ endif
 OPT     ?= -O2
 CFLAGS  ?=
 BASE_CFLAGS := -std=c11 $(OPT) -g -fPIC -fvisibility=hidden $(WARN) -D_POSIX_C_SOURCE=200809L \
-               -Iinclude
+               -Iinclude -Isrc
 
 ifeq ($(SANITIZE),1)
 BUILD   := build/san-$(notdir $(firstword $(CC)))
@@ -104,7 +104,7 @@ all: $(SOLIB) $(ALIB)
 deps:
 	@scripts/install-deps
 
-$(BUILD)/obj/%.o: src/%.c $(HEADER) src/internal.h | deps
+$(BUILD)/obj/%.o: src/%.c $(HEADER) | deps
 	@mkdir -p $(dir $@)
 	$(CC) $(BASE_CFLAGS) $(SAN) $(DEP_CFLAGS) $(CFLAGS) -MMD -MP -c $< -o $@
 
@@ -157,7 +157,7 @@ fuzz: | deps
 	@mkdir -p build/fuzz
 	@for f in $(FUZZ_SRCS); do \
 	    name=$$(basename $$f .c); \
-	    clang -std=c11 -O1 -g -Iinclude -D_POSIX_C_SOURCE=200809L -fsanitize=fuzzer,address,undefined \
+	    clang -std=c11 -O1 -g -Iinclude -Isrc -D_POSIX_C_SOURCE=200809L -fsanitize=fuzzer,address,undefined \
 	        -fno-sanitize-recover=all $(DEP_CFLAGS) $$f $(SRCS) $(DEP_LIBS) -o build/fuzz/$$name || exit 1; \
 	    rm -rf build/fuzz/corpus-$$name; cp -r fuzz/corpus build/fuzz/corpus-$$name; \
 	    echo "== fuzzing $$name for $(FUZZ_SECONDS) s"; \

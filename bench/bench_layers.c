@@ -10,7 +10,7 @@
  * cone's filter), backward = 2x forward for the GEMM layers; DFT magnitude counts 5 G log2 G
  * per FFT of G points. */
 #include "bench_util.h"
-#include "internal.h"
+#include "nn/layer.h"
 
 #include <math.h>
 

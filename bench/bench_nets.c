@@ -15,7 +15,7 @@
  * where baseline is the child's VmHWM before the network is built (libraries and BLAS buffers
  * loaded) and network bytes is cfnet_network_memory_usage(). */
 #include "bench_util.h"
-#include "internal.h"
+#include "nn/layer.h"
 
 #include <sys/types.h>
 #include <sys/wait.h>

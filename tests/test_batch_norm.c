@@ -2,7 +2,7 @@
  * gradients, rot90 equivariance on planar and p4 maps, bad arguments. */
 #include "testutil.h"
 
-#include "internal.h"
+#include "nn/layer.h"
 
 #include <math.h>
 #include <stdlib.h>

@@ -2,7 +2,7 @@
  * arguments. */
 #include "testutil.h"
 
-#include "internal.h"
+#include "nn/layer.h"
 
 #include <math.h>
 #include <stdlib.h>

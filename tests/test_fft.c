@@ -2,7 +2,7 @@
  * preserved, bad sizes. */
 #include "testutil.h"
 
-#include "fft/fft.h"
+#include "kernels/fft.h"
 
 #include <math.h>
 #include <stdlib.h>

@@ -2,7 +2,7 @@
  * rot90 equivariance (p4 in, planar out), bad arguments. */
 #include "testutil.h"
 
-#include "internal.h"
+#include "nn/layer.h"
 
 #include <math.h>
 #include <stdlib.h>

@@ -17,7 +17,7 @@
 
 #include <jansson.h>
 
-#include "internal.h" /* cf_layer_ops_of */
+#include "nn/layer.h" /* cf_layer_ops_of */
 
 #define APPEND(net, expr)                              \
     do {                                               \

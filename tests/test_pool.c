@@ -2,7 +2,7 @@
  * equivariant mode on planar and p4 maps, bad arguments. */
 #include "testutil.h"
 
-#include "internal.h"
+#include "nn/layer.h"
 
 #include <math.h>
 #include <stdlib.h>

@@ -2,7 +2,7 @@
  * T_{r+R} = rot90 T_r for every R (including R = 3, where rounding ties occur). */
 #include "testutil.h"
 
-#include "core/rotate.h"
+#include "kernels/rotate.h"
 
 #include <stdlib.h>
 #include <string.h>

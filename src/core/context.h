@@ -2,7 +2,7 @@
 #ifndef CFNET_CONTEXT_H
 #define CFNET_CONTEXT_H
 
-#include "../internal.h"
+#include "core/core.h"
 
 #define CF_DEFAULT_MAX_HEADER_BYTES ((uint64_t)16 << 20)
 #define CF_DEFAULT_MAX_TENSOR_BYTES ((uint64_t)4 << 30)

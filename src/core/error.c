@@ -1,5 +1,5 @@
 /* Status names and the per-thread error message. */
-#include "../internal.h"
+#include "core/core.h"
 
 #include <stdio.h>
 #include <string.h>

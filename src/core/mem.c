@@ -5,7 +5,7 @@
  * whichever scope frees it. The allocator in force is the calling thread's current scope: a
  * network's entry points enter the scope of the context it was created in (CF_ALLOC_SCOPE), so
  * hooks are per context, never process-global. */
-#include "../internal.h"
+#include "core/core.h"
 
 #include <stdlib.h>
 #include <string.h>

@@ -1,5 +1,5 @@
 /* xoshiro256** (Blackman and Vigna) seeded through splitmix64: small, fast, reproducible. */
-#include "../internal.h"
+#include "core/core.h"
 
 #include <math.h>
 

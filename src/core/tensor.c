@@ -1,6 +1,7 @@
 /* The tensor handle: float32, row-major, 1..CFNET_MAX_DIMS dimensions. */
-#include "../internal.h"
+#include "core/core.h"
 
+#include <stdio.h>
 #include <string.h>
 
 cfnet_status cf_shape_numel(const char *what, int ndim, const int64_t *shape, int64_t *numel)
@@ -139,4 +140,16 @@ CFNET_API cfnet_status cfnet_tensor_reshape(cfnet_tensor *t, int ndim, const int
     t->ndim = ndim;
     memcpy(t->shape, shape, (size_t)ndim * sizeof *shape);
     return CFNET_OK;
+}
+
+const char *cf_shape_str(char *buf, size_t size, int ndim, const int64_t *shape)
+{
+    size_t used = 0;
+    buf[0] = '\0';
+    for (int i = 0; i < ndim && used < size; i++) {
+        int w = snprintf(buf + used, size - used, i ? "x%lld" : "%lld", (long long)shape[i]);
+        if (w < 0) break;
+        used += (size_t)w;
+    }
+    return buf;
 }

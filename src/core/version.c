@@ -1,4 +1,4 @@
-#include "../internal.h"
+#include "core/core.h"
 
 CFNET_API unsigned cfnet_version_number(void) { return CFNET_VERSION_NUMBER; }
 

@@ -5,7 +5,7 @@
  * channel c; running = (1 - momentum) * running + momentum * batch, with the unbiased variance
  * var * m / (m - 1). Inference: mu, var are the running statistics.
  * The forward leaves its mode, mu and 1 / sqrt(var + eps) in the workspace for the backward. */
-#include "../internal.h"
+#include "nn/layer.h"
 
 #include <math.h>
 

@@ -8,8 +8,8 @@
  * and each group runs one GEMM with its own filter: T_r phi inside cone r, the mean of the two
  * neighbouring rotations on a ray, the mean of all rotations at the centre. The filter bank is
  * rotated once per pass; the base filter's gradient is sum_r S_r^T (gradient of T_r phi). */
-#include "../core/convcore.h"
-#include "../core/rotate.h"
+#include "kernels/convcore.h"
+#include "kernels/rotate.h"
 
 #include <math.h>
 #include <string.h>

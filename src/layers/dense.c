@@ -1,6 +1,6 @@
 /* Dense (fully connected): y = W x + b, x the per-sample input flattened to D values,
  * W: [O, D], b: [O]. Batched as one GEMM: Y [N, O] = X [N, D] · Wᵀ + 1 bᵀ. */
-#include "../internal.h"
+#include "nn/layer.h"
 
 #include <cblas.h>
 #include <limits.h>

@@ -9,8 +9,8 @@
  * Backward: with m = |y|, y = F x and x real, dL/dx = Re(F^H (dL/dm * y / |y|)), where F^H is
  * FFTW's unnormalised backward transform. The gradient at |y| = 0, where |.| is not
  * differentiable, is taken as 0 (the factor y / |y| is set to 0 when |y| == 0 exactly). */
-#include "../fft/fft.h"
-#include "../internal.h"
+#include "kernels/fft.h"
+#include "nn/layer.h"
 
 #include <limits.h>
 #include <math.h>

@@ -10,8 +10,8 @@
  * workspace (a forward leaves it there for the backward), then one GEMM for the whole batch:
  * Psi = X Wrot^T + b. Backward: dX = dPsi Wrot, dWrot = dPsi^T X, and the gradient flows back
  * through the expansion, dW += sum_r S_r^T dWrot. */
-#include "../core/rotate.h"
-#include "../internal.h"
+#include "kernels/rotate.h"
+#include "nn/layer.h"
 
 #include <cblas.h>
 #include <limits.h>

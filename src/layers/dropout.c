@@ -1,7 +1,7 @@
 /* Inverted dropout, any shape. Training: y = m * x / (1 - drop) with m ~ Bernoulli(1 - drop)
  * drawn from the layer's own generator (seeded at setup, advanced by every training forward);
  * inference: y = x. The training forward keeps its mask in the workspace for the backward. */
-#include "../internal.h"
+#include "nn/layer.h"
 
 #include <math.h>
 #include <string.h>

@@ -1,7 +1,7 @@
 /* Pooling over the rotation axis of a p4 map: y[c, i, j] = max or mean over r of x[c, r, i, j].
  * Input C x 4 x H x W, output C x H x W. Rotating the input (spatially, and shifting r) rotates
  * the output, since the pooled set {x[c, r, .]} is only permuted. */
-#include "../internal.h"
+#include "nn/layer.h"
 
 #include <string.h>
 

@@ -12,8 +12,8 @@
 #ifndef CFNET_P4_COMMON_H
 #define CFNET_P4_COMMON_H
 
-#include "../core/convcore.h"
-#include "../core/rotate.h"
+#include "kernels/convcore.h"
+#include "kernels/rotate.h"
 
 enum { CF_P4_CFG_OUT, CF_P4_CFG_K, CF_P4_CFG_PAD };
 

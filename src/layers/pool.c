@@ -3,7 +3,7 @@
  * where p runs over every leading axis (channels, rotations) and the batch.
  * Window 0 is the equivariant choice: k = 2 for even S, 3 for odd S, s = 2, so that
  * (S - k) mod s == 0 and the windows sit symmetrically about the map centre. */
-#include "../internal.h"
+#include "nn/layer.h"
 
 #include <string.h>
 

@@ -1,5 +1,5 @@
 /* ReLU: y = max(0, x). Any shape; no parameters. */
-#include "../internal.h"
+#include "nn/layer.h"
 
 #include <string.h>
 

@@ -1,6 +1,6 @@
 /* Softmax over the flattened per-sample input: y_i = exp(x_i - m) / sum_j exp(x_j - m), with
  * m = max_j x_j so that no exponential overflows. Output shape = input shape. */
-#include "../internal.h"
+#include "nn/layer.h"
 
 #include <math.h>
 

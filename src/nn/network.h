@@ -2,8 +2,8 @@
 #ifndef CFNET_NETWORK_H
 #define CFNET_NETWORK_H
 
-#include "../internal.h"
-#include "context.h"
+#include "nn/layer.h"
+#include "core/context.h"
 
 /* Optimiser state of one parameter tensor: Adam moments (m, v) or SGD velocity (m). */
 typedef struct cf_opt_slot {

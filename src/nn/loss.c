@@ -1,5 +1,5 @@
 /* Softmax cross-entropy over integer labels. */
-#include "../internal.h"
+#include "nn/layer.h"
 
 #include <math.h>
 

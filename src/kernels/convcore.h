@@ -11,7 +11,7 @@
 #ifndef CFNET_CONVCORE_H
 #define CFNET_CONVCORE_H
 
-#include "../internal.h"
+#include "nn/layer.h"
 
 typedef struct cf_conv_run {
     int32_t dst; /* first column, relative to the start of its group */

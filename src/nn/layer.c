@@ -1,5 +1,5 @@
 /* Kind-independent part of the layer API: setup, validation of tensors, parameters. */
-#include "../internal.h"
+#include "nn/layer.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -26,18 +26,6 @@ CFNET_API const char *cfnet_layer_kind_name(int kind)
 {
     if (kind <= 0 || kind >= N_KIND_NAMES || !kind_names[kind]) return "unknown";
     return kind_names[kind];
-}
-
-const char *cf_shape_str(char *buf, size_t size, int ndim, const int64_t *shape)
-{
-    size_t used = 0;
-    buf[0] = '\0';
-    for (int i = 0; i < ndim && used < size; i++) {
-        int w = snprintf(buf + used, size - used, i ? "x%lld" : "%lld", (long long)shape[i]);
-        if (w < 0) break;
-        used += (size_t)w;
-    }
-    return buf;
 }
 
 cfnet_status cf_layer_alloc(int kind, const cf_layer_ops *ops, cfnet_layer **out)

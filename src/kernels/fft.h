@@ -8,7 +8,7 @@
 #ifndef CFNET_FFT_H
 #define CFNET_FFT_H
 
-#include "../internal.h"
+#include "core/core.h"
 
 #include <fftw3.h>
 

@@ -2,7 +2,7 @@
 #ifndef CFNET_ROTATE_H
 #define CFNET_ROTATE_H
 
-#include "../internal.h"
+#include "core/core.h"
 
 #define CF_ROT_TAPS 4
 

@@ -2,7 +2,7 @@
  *
  * Coordinates follow docs/conventions.md: pixel (i, j) of an S x S plane sits at (u, v) =
  * (j - c, c - i), c = (S - 1) / 2; rotations are counter-clockwise; out(z) = in(g^{-1} z). */
-#include "../internal.h"
+#include "core/core.h"
 
 #include <math.h>
 #include <stdlib.h>

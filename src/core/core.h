@@ -1,0 +1,105 @@
+/* Private core of libcfnet (not installed): errors, memory, random numbers, tensors. Every
+ * translation unit of the library includes this, directly or through its folder's header. */
+#ifndef CFNET_CORE_CORE_H
+#define CFNET_CORE_CORE_H
+
+#include "cfnet/cfnet.h"
+
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#if defined(__GNUC__) || defined(__clang__)
+#define CF_PRINTF(a, b) __attribute__((format(printf, a, b)))
+#define CF_UNUSED __attribute__((unused))
+#else
+#define CF_PRINTF(a, b)
+#define CF_UNUSED
+#endif
+
+/* ------------------------------------------------------------------------------------------ */
+/* Errors: record a one-line message for this thread and return the status.                  */
+
+/* Formats the thread's error message and returns `status` (so `return cf_error(...)` works). */
+cfnet_status cf_error(cfnet_status status, const char *fmt, ...) CF_PRINTF(2, 3);
+
+#define CF_CHECK(expr)                      \
+    do {                                    \
+        cfnet_status cf_st_ = (expr);       \
+        if (cf_st_ != CFNET_OK) return cf_st_; \
+    } while (0)
+
+#define CF_FAIL_IF(cond, status, ...)                    \
+    do {                                                 \
+        if (cond) return cf_error((status), __VA_ARGS__); \
+    } while (0)
+
+/* ------------------------------------------------------------------------------------------ */
+/* Memory. All library allocations go through these, so that allocation hooks have one place. */
+
+typedef struct cf_allocator {
+    cfnet_alloc_fn alloc;
+    cfnet_free_fn free;
+    void *opaque;
+} cf_allocator;
+
+extern const cf_allocator cf_default_allocator;
+
+/* Allocate with the calling thread's current allocator (the default outside any scope); a
+ * block always goes back to the allocator that made it. cf_malloc(0) returns a valid block. */
+void *cf_malloc(size_t size);
+void *cf_calloc(size_t count, size_t size);
+void cf_free(void *p);
+
+/* Allocation budget of the calling thread: while active, allocations that would take the total
+ * over `bytes` fail. cf_alloc_budget_end returns true if one did. */
+void cf_alloc_budget_begin(uint64_t bytes);
+bool cf_alloc_budget_end(void);
+
+/* Scopes: CF_ALLOC_SCOPE(a) makes `a` (NULL: default) the thread's allocator until the end of
+ * the enclosing block. */
+const cf_allocator *cf_alloc_scope_enter(const cf_allocator *a);
+void cf_alloc_scope_leave(const cf_allocator **prev);
+#define CF_ALLOC_SCOPE(a)                                                                 \
+    const cf_allocator *cf_scope_prev_ __attribute__((cleanup(cf_alloc_scope_leave), unused)) = \
+        cf_alloc_scope_enter(a)
+/* Overflow-checked products; return false on overflow. */
+bool cf_mul_size(size_t a, size_t b, size_t *out);
+bool cf_mul_i64(int64_t a, int64_t b, int64_t *out);
+
+/* ------------------------------------------------------------------------------------------ */
+/* Random numbers: xoshiro256** seeded by splitmix64. Deterministic, no global state.         */
+
+typedef struct cf_rng {
+    uint64_t s[4];
+} cf_rng;
+
+void cf_rng_seed(cf_rng *rng, uint64_t seed);
+uint64_t cf_rng_next(cf_rng *rng);
+double cf_rng_uniform(cf_rng *rng);              /* [0, 1) */
+double cf_rng_normal(cf_rng *rng);               /* standard normal */
+uint64_t cf_rng_below(cf_rng *rng, uint64_t n); /* uniform in [0, n), n > 0 */
+
+/* ------------------------------------------------------------------------------------------ */
+/* Tensors                                                                                    */
+
+struct cfnet_tensor {
+    float *data;
+    int64_t numel;
+    int ndim;
+    int64_t shape[CFNET_MAX_DIMS];
+    bool owns_data;
+};
+
+/* Creates a tensor without setting an error prefix; used by layers for their parameters. */
+cfnet_status cf_tensor_new(int ndim, const int64_t *shape, cfnet_tensor **out);
+/* Validates a shape and computes its element count; `what` names the caller for messages. */
+cfnet_status cf_shape_numel(const char *what, int ndim, const int64_t *shape, int64_t *numel);
+/* Writes "31x30"-style text for a shape into buf and returns buf. */
+const char *cf_shape_str(char *buf, size_t size, int ndim, const int64_t *shape);
+
+/* Rounds a workspace size up so that sub-buffers carved from it stay 64-byte aligned. */
+static inline size_t cf_align64(size_t n) { return (n + 63u) & ~(size_t)63u; }
+
+#endif /* CFNET_CORE_CORE_H */

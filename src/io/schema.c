@@ -1,0 +1,707 @@
+/* What a cfnet model file says (docs/format.md): the "__metadata__" strings, the architecture
+ * (input, seed, layers with their hyper-parameters, options, optional training state) and the
+ * names and order of the tensors. Loading re-creates every layer through its public create
+ * function and appends it, so the same validation applies as for a network built by hand, then
+ * checks every tensor against the shapes the layers expect. */
+#include "io/io.h"
+
+#include <float.h>
+#include <inttypes.h>
+#include <limits.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define CF_FORMAT_NAME "cfnet"
+#define CF_FORMAT_VERSION "1"
+
+/* ------------------------------------------------------------------------------------------ */
+/* Kinds                                                                                      */
+
+static const cf_layer_ops *const ops_table[] = {
+    [CFNET_LAYER_CONV2D] = &cf_conv2d_ops,
+    [CFNET_LAYER_CONIC_CONV] = &cf_conic_conv_ops,
+    [CFNET_LAYER_P4_LIFT] = &cf_p4_lift_ops,
+    [CFNET_LAYER_P4_CONV] = &cf_p4_conv_ops,
+    [CFNET_LAYER_GROUP_POOL] = &cf_group_pool_ops,
+    [CFNET_LAYER_DFT_PROJECTION] = &cf_dft_projection_ops,
+    [CFNET_LAYER_DFT_MAGNITUDE] = &cf_dft_magnitude_ops,
+    [CFNET_LAYER_DENSE] = &cf_dense_ops,
+    [CFNET_LAYER_RELU] = &cf_relu_ops,
+    [CFNET_LAYER_POOL] = &cf_pool_ops,
+    [CFNET_LAYER_BATCH_NORM] = &cf_batch_norm_ops,
+    [CFNET_LAYER_DROPOUT] = &cf_dropout_ops,
+    [CFNET_LAYER_SOFTMAX] = &cf_softmax_ops,
+};
+#define N_KINDS ((int)(sizeof ops_table / sizeof ops_table[0]))
+
+const cf_layer_ops *cf_layer_ops_of(int kind)
+{
+    return kind > 0 && kind < N_KINDS ? ops_table[kind] : NULL;
+}
+
+static int kind_of_name(const char *name)
+{
+    for (int k = 1; k < N_KINDS; k++)
+        if (ops_table[k] && strcmp(ops_table[k]->name, name) == 0) return k;
+    return 0;
+}
+
+static int count_names(const char *const *names, int max)
+{
+    int n = 0;
+    while (n < max && names[n]) n++;
+    return n;
+}
+
+/* Re-creates a layer through its public create function, so that its validation applies. The
+ * icfg / fcfg slots are the create arguments in order (see each kind's icfg_names). */
+static cfnet_status create_layer(int kind, const int *ic, const float *fc, cfnet_layer **out)
+{
+    switch (kind) {
+    case CFNET_LAYER_CONV2D:
+        return cfnet_layer_conv2d_create(ic[0], ic[1], ic[2], (cfnet_padding)ic[3], out);
+    case CFNET_LAYER_CONIC_CONV:
+        return cfnet_layer_conic_conv_create(ic[0], ic[1], ic[2], (cfnet_padding)ic[3],
+                                             (cfnet_interp)ic[4], out);
+    case CFNET_LAYER_P4_LIFT:
+        return cfnet_layer_p4_lift_create(ic[0], ic[1], (cfnet_padding)ic[2], out);
+    case CFNET_LAYER_P4_CONV:
+        return cfnet_layer_p4_conv_create(ic[0], ic[1], (cfnet_padding)ic[2], out);
+    case CFNET_LAYER_GROUP_POOL:
+        return cfnet_layer_group_pool_create((cfnet_pool_mode)ic[0], out);
+    case CFNET_LAYER_DFT_PROJECTION:
+        return cfnet_layer_dft_projection_create(ic[0], ic[1], (cfnet_interp)ic[2], out);
+    case CFNET_LAYER_DFT_MAGNITUDE: return cfnet_layer_dft_magnitude_create(out);
+    case CFNET_LAYER_DENSE: return cfnet_layer_dense_create(ic[0], out);
+    case CFNET_LAYER_RELU: return cfnet_layer_relu_create(out);
+    case CFNET_LAYER_POOL:
+        return cfnet_layer_pool_create((cfnet_pool_mode)ic[0], ic[1], ic[2], out);
+    case CFNET_LAYER_BATCH_NORM: return cfnet_layer_batch_norm_create(fc[0], fc[1], out);
+    case CFNET_LAYER_DROPOUT: return cfnet_layer_dropout_create(fc[0], out);
+    case CFNET_LAYER_SOFTMAX: return cfnet_layer_softmax_create(out);
+    }
+    return cf_error(CFNET_E_INTERNAL, "no create function for layer kind %d", kind);
+}
+
+/* A layer's own generator (dropout's mask generator), part of the training state. */
+static cf_rng *layer_rng(const cfnet_layer *l)
+{
+    return l->ops->rng ? l->ops->rng((cfnet_layer *)l) : NULL;
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* Options: name in the file, key, and how the value is written.                              */
+
+typedef enum { OPT_REAL, OPT_INT, OPT_OPTIMIZER, OPT_ROTATION } opt_type;
+
+static const struct {
+    const char *name;
+    cfnet_option key;
+    opt_type type;
+} option_table[] = {
+    {"optimizer", CFNET_OPTION_OPTIMIZER, OPT_OPTIMIZER},
+    {"lr", CFNET_OPTION_LEARNING_RATE, OPT_REAL},
+    {"beta1", CFNET_OPTION_BETA1, OPT_REAL},
+    {"beta2", CFNET_OPTION_BETA2, OPT_REAL},
+    {"epsilon", CFNET_OPTION_EPSILON, OPT_REAL},
+    {"momentum", CFNET_OPTION_MOMENTUM, OPT_REAL},
+    {"weight_decay", CFNET_OPTION_WEIGHT_DECAY, OPT_REAL},
+    {"decay_rate", CFNET_OPTION_LR_DECAY_RATE, OPT_REAL},
+    {"decay_steps", CFNET_OPTION_LR_DECAY_STEPS, OPT_INT},
+    {"threads", CFNET_OPTION_THREADS, OPT_INT},
+    {"aug_rotation", CFNET_OPTION_AUG_ROTATION, OPT_ROTATION},
+    {"aug_jitter", CFNET_OPTION_AUG_JITTER, OPT_INT},
+    {"aug_flip", CFNET_OPTION_AUG_FLIP, OPT_INT},
+};
+#define N_OPTIONS ((int)(sizeof option_table / sizeof option_table[0]))
+
+static const char *const optimizer_names[] = {[CFNET_OPTIMIZER_ADAM] = "adam",
+                                              [CFNET_OPTIMIZER_SGD] = "sgd"};
+static const char *const rotation_names[] = {[CFNET_AUG_ROTATION_NONE] = "none",
+                                             [CFNET_AUG_ROTATION_QUARTER] = "quarter",
+                                             [CFNET_AUG_ROTATION_ANY] = "any"};
+
+/* ------------------------------------------------------------------------------------------ */
+/* The tensors of a network, in file order: per layer its parameters then its state; then, if
+ * requested and present, the optimiser moments (m, and v for Adam) of every parameter.       */
+
+static cfnet_status list_layer_tensors(const cfnet_network *net, const char *what,
+                                       cf_tensor_list *ls)
+{
+    for (int i = 0; i < net->nlayers; i++) {
+        const cfnet_layer *l = net->layers[i];
+        for (int p = 0; p < l->nparam; p++) {
+            const cfnet_tensor *t = l->param[p];
+            CF_CHECK(cf_tensor_list_add(ls, what, t->data, t->ndim, t->shape, t->numel, "%d.%s.%s", i,
+                              l->ops->name, l->param_name[p]));
+        }
+        for (int s = 0; s < l->nstate; s++) {
+            const cfnet_tensor *t = l->state[s];
+            CF_CHECK(cf_tensor_list_add(ls, what, t->data, t->ndim, t->shape, t->numel, "%d.%s.%s", i,
+                              l->ops->name, l->state_name[s]));
+        }
+    }
+    return CFNET_OK;
+}
+
+/* The moments of every parameter; net->slots must cover every layer. */
+static cfnet_status list_optimizer_tensors(const cfnet_network *net, const char *what,
+                                           cf_tensor_list *ls)
+{
+    bool adam = net->opt.optimizer == CFNET_OPTIMIZER_ADAM;
+    for (int i = 0; i < net->nlayers; i++) {
+        const cfnet_layer *l = net->layers[i];
+        for (int p = 0; p < l->nparam; p++) {
+            const cfnet_tensor *t = l->param[p];
+            const cf_opt_slot *s = &net->slots[i * CF_MAX_PARAMS + p];
+            CF_CHECK(cf_tensor_list_add(ls, what, s->m, t->ndim, t->shape, t->numel, "optimizer.%d.%s.%s.m",
+                              i, l->ops->name, l->param_name[p]));
+            if (adam)
+                CF_CHECK(cf_tensor_list_add(ls, what, s->v, t->ndim, t->shape, t->numel,
+                                  "optimizer.%d.%s.%s.v", i, l->ops->name, l->param_name[p]));
+        }
+    }
+    return CFNET_OK;
+}
+
+static bool has_optimizer_state(const cfnet_network *net)
+{
+    return net->slots && net->slots_for == net->nlayers && net->nlayers > 0;
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* Saving                                                                                     */
+
+static json_t *u64_string(uint64_t v)
+{
+    char s[24];
+    snprintf(s, sizeof s, "%" PRIu64, v);
+    return json_string(s);
+}
+
+static json_t *rng_json(const cf_rng *rng)
+{
+    json_t *a = json_array();
+    bool ok = a != NULL;
+    for (int i = 0; ok && i < 4; i++) ok = cf_json_append(a, u64_string(rng->s[i]));
+    if (!ok) {
+        json_decref(a);
+        return NULL;
+    }
+    return a;
+}
+
+static json_t *layer_json(const cfnet_layer *l)
+{
+    json_t *o = json_object();
+    bool ok = o && cf_json_set(o, "kind", json_string(l->ops->name));
+    for (int j = 0; ok && j < CF_MAX_ICFG && l->ops->icfg_names[j]; j++)
+        ok = cf_json_set(o, l->ops->icfg_names[j], json_integer(l->icfg[j]));
+    for (int j = 0; ok && j < CF_MAX_FCFG && l->ops->fcfg_names[j]; j++)
+        ok = cf_json_set(o, l->ops->fcfg_names[j], json_real((double)l->fcfg[j]));
+    if (!ok) {
+        json_decref(o);
+        return NULL;
+    }
+    return o;
+}
+
+static json_t *options_json(const cfnet_network *net)
+{
+    json_t *o = json_object();
+    bool ok = o != NULL;
+    for (int k = 0; ok && k < N_OPTIONS; k++) {
+        double v = 0;
+        ok = cfnet_network_get_option(net, option_table[k].key, &v) == CFNET_OK;
+        if (!ok) break;
+        json_t *j = NULL;
+        switch (option_table[k].type) {
+        case OPT_REAL: j = json_real(v); break;
+        case OPT_INT: j = json_integer((json_int_t)v); break;
+        case OPT_OPTIMIZER: j = json_string(optimizer_names[(int)v]); break;
+        case OPT_ROTATION: j = json_string(rotation_names[(int)v]); break;
+        }
+        ok = cf_json_set(o, option_table[k].name, j);
+    }
+    if (!ok) {
+        json_decref(o);
+        return NULL;
+    }
+    return o;
+}
+
+static json_t *training_json(const cfnet_network *net)
+{
+    json_t *o = json_object(), *lr = json_object();
+    bool ok = o && lr && cf_json_set(o, "step", json_integer((json_int_t)net->step)) &&
+              cf_json_set(o, "rng", rng_json(&net->rng));
+    for (int i = 0; ok && i < net->nlayers; i++) {
+        const cf_rng *r = layer_rng(net->layers[i]);
+        if (!r) continue;
+        char key[16];
+        snprintf(key, sizeof key, "%d", i);
+        ok = cf_json_set(lr, key, rng_json(r));
+    }
+    if (ok) {
+        ok = cf_json_set(o, "layer_rng", lr);
+        lr = NULL;
+    }
+    json_decref(lr);
+    if (!ok) {
+        json_decref(o);
+        return NULL;
+    }
+    return o;
+}
+
+/* Serialises `v` into a new NUL-terminated buffer (cf_free) through json_dumpb, so that no
+ * memory from jansson's allocator changes hands. */
+static char *dump_json(const json_t *v, size_t flags, size_t *len)
+{
+    size_t n = json_dumpb(v, NULL, 0, flags);
+    char *text = n ? cf_malloc(n + 1) : NULL;
+    if (!text) return NULL;
+    if (json_dumpb(v, text, n, flags) != n) {
+        cf_free(text);
+        return NULL;
+    }
+    text[n] = '\0';
+    *len = n;
+    return text;
+}
+
+/* The architecture as a JSON string value holding the text
+ * {"input", "seed", "layers", "options"[, "training"]}. */
+static json_t *architecture_string(const cfnet_network *net, bool training)
+{
+    json_t *a = json_object(), *in = json_array(), *layers = json_array();
+    bool ok = a && in && layers;
+    for (int d = 0; ok && d < 3; d++) ok = cf_json_append(in, json_integer((json_int_t)net->in_shape[d]));
+    for (int i = 0; ok && i < net->nlayers; i++) ok = cf_json_append(layers, layer_json(net->layers[i]));
+    if (ok) { /* cf_json_set consumes the reference, also on failure */
+        ok = cf_json_set(a, "input", in);
+        in = NULL;
+    }
+    ok = ok && cf_json_set(a, "seed", u64_string(net->seed));
+    if (ok) {
+        ok = cf_json_set(a, "layers", layers);
+        layers = NULL;
+    }
+    ok = ok && cf_json_set(a, "options", options_json(net));
+    if (training) ok = ok && cf_json_set(a, "training", training_json(net));
+    size_t len = 0;
+    char *text = ok ? dump_json(a, JSON_COMPACT | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(17),
+                                &len)
+                    : NULL;
+    json_t *str = text ? json_stringn(text, len) : NULL;
+    cf_free(text);
+    json_decref(in);
+    json_decref(layers);
+    json_decref(a);
+    return str;
+}
+
+/* Builds the whole file in a new buffer (freed with cf_free). */
+cfnet_status cf_schema_serialize(const cfnet_network *net, unsigned flags, const char *what,
+                                 unsigned char **buf_out, size_t *size_out)
+{
+    CF_FAIL_IF(flags & ~CFNET_SAVE_OPTIMIZER, CFNET_E_INVALID_ARGUMENT,
+               "%s: unknown flags 0x%x", what, flags & ~CFNET_SAVE_OPTIMIZER);
+    bool with_opt = (flags & CFNET_SAVE_OPTIMIZER) != 0;
+    cf_tensor_list ls = {0};
+    cfnet_status st = list_layer_tensors(net, what, &ls);
+    if (st == CFNET_OK && with_opt && has_optimizer_state(net))
+        st = list_optimizer_tensors(net, what, &ls);
+    if (st != CFNET_OK) {
+        cf_tensor_list_free(&ls);
+        return st;
+    }
+
+    json_t *root = json_object(), *meta = json_object();
+    bool ok = root && meta && cf_json_set(meta, "format", json_string(CF_FORMAT_NAME)) &&
+              cf_json_set(meta, "format_version", json_string(CF_FORMAT_VERSION)) &&
+              cf_json_set(meta, "library_version", json_string(CFNET_VERSION_STRING)) &&
+              cf_json_set(meta, "architecture", architecture_string(net, with_opt));
+    if (ok) {
+        ok = cf_json_set(root, "__metadata__", meta);
+        meta = NULL;
+    }
+    json_decref(meta);
+    if (!ok) {
+        st = cf_error(CFNET_E_OUT_OF_MEMORY, "%s: out of memory building the header", what);
+    } else {
+        uint64_t max_header, max_data;
+        cf_io_limits(net->ctx, &max_header, &max_data);
+        st = cf_container_encode(root, &ls, max_header, max_data, what, buf_out, size_out);
+    }
+    json_decref(root);
+    cf_tensor_list_free(&ls);
+    return st;
+}
+
+CFNET_API cfnet_status cfnet_network_save_buffer(const cfnet_network *net, unsigned flags,
+                                                 void **buffer, size_t *size)
+{
+    CF_FAIL_IF(!net || !buffer || !size, CFNET_E_INVALID_ARGUMENT,
+               "network_save_buffer: NULL argument");
+    CF_NET_SCOPE(net);
+    unsigned char *buf;
+    size_t n;
+    CF_CHECK(cf_schema_serialize(net, flags, "network_save_buffer", &buf, &n));
+    *buffer = buf;
+    *size = n;
+    return CFNET_OK;
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* Loading: metadata and architecture                                                         */
+
+static cfnet_status read_metadata(json_t *root, json_t **arch_out)
+{
+    json_t *meta = json_object_get(root, "__metadata__");
+    CF_FAIL_IF(!meta, CFNET_E_FORMAT, CF_LOAD ": the header has no \"__metadata__\"");
+    CF_FAIL_IF(!json_is_object(meta), CFNET_E_FORMAT, CF_LOAD ": \"__metadata__\" is not an object");
+    const char *key;
+    json_t *v;
+    json_object_foreach(meta, key, v)
+    {
+        CF_FAIL_IF(!json_is_string(v), CFNET_E_FORMAT,
+                   CF_LOAD ": metadata \"%s\" is not a string", CF_SAFE(key));
+    }
+    static const char *const required[] = {"format", "format_version", "architecture"};
+    for (int i = 0; i < 3; i++)
+        CF_FAIL_IF(!json_object_get(meta, required[i]), CFNET_E_FORMAT,
+                   CF_LOAD ": metadata lacks \"%s\"", required[i]);
+    const char *fmt = json_string_value(json_object_get(meta, "format"));
+    CF_FAIL_IF(strcmp(fmt, CF_FORMAT_NAME) != 0, CFNET_E_FORMAT,
+               CF_LOAD ": metadata format is \"%s\", expected \"" CF_FORMAT_NAME "\"", CF_SAFE(fmt));
+    const char *ver = json_string_value(json_object_get(meta, "format_version"));
+    CF_FAIL_IF(strcmp(ver, CF_FORMAT_VERSION) != 0, CFNET_E_FORMAT,
+               CF_LOAD ": format_version is \"%s\", this library reads \"" CF_FORMAT_VERSION "\"",
+               CF_SAFE(ver));
+    json_t *text = json_object_get(meta, "architecture");
+    json_error_t jerr;
+    json_t *arch = json_loadb(json_string_value(text), json_string_length(text),
+                              JSON_REJECT_DUPLICATES, &jerr);
+    if (!arch) {
+        if (json_error_code(&jerr) == json_error_out_of_memory)
+            return cf_error(CFNET_E_OUT_OF_MEMORY, CF_LOAD ": out of memory parsing the architecture");
+        return cf_error(CFNET_E_FORMAT, CF_LOAD ": architecture is not valid JSON: %s (at byte %d)",
+                        CF_SAFE(jerr.text), jerr.position);
+    }
+    if (!json_is_object(arch)) {
+        json_decref(arch);
+        return cf_error(CFNET_E_FORMAT, CF_LOAD ": architecture is not a JSON object");
+    }
+    *arch_out = arch;
+    return CFNET_OK;
+}
+
+/* Parses a canonical decimal uint64 ("0" or no leading zero, digits only). */
+static bool parse_u64(const char *s, uint64_t *out)
+{
+    if (!s || !*s || (s[0] == '0' && s[1])) return false;
+    uint64_t v = 0;
+    for (; *s; s++) {
+        if (*s < '0' || *s > '9') return false;
+        unsigned d = (unsigned)(*s - '0');
+        if (v > (UINT64_MAX - d) / 10) return false;
+        v = v * 10 + d;
+    }
+    *out = v;
+    return true;
+}
+
+static cfnet_status read_rng(json_t *v, const char *what, cf_rng *rng)
+{
+    CF_FAIL_IF(!json_is_array(v) || json_array_size(v) != 4, CFNET_E_FORMAT,
+               CF_LOAD ": %s is not an array of 4 decimal strings", what);
+    uint64_t any = 0;
+    for (size_t i = 0; i < 4; i++) {
+        json_t *s = json_array_get(v, i);
+        CF_FAIL_IF(!json_is_string(s) || !parse_u64(json_string_value(s), &rng->s[i]),
+                   CFNET_E_FORMAT, CF_LOAD ": %s entry %zu is not a decimal uint64 string", what, i);
+        any |= rng->s[i];
+    }
+    CF_FAIL_IF(!any, CFNET_E_FORMAT, CF_LOAD ": %s is all zero (not a valid generator state)", what);
+    return CFNET_OK;
+}
+
+/* Fails on any key of `o` not in the NULL-terminated list `known`. */
+static cfnet_status only_keys(json_t *o, const char *where, const char *const *known)
+{
+    const char *key;
+    json_t *v;
+    json_object_foreach(o, key, v)
+    {
+        bool ok = false;
+        for (int i = 0; known[i] && !ok; i++) ok = strcmp(key, known[i]) == 0;
+        CF_FAIL_IF(!ok, CFNET_E_FORMAT, CF_LOAD ": %s has an unknown field \"%s\"", where, CF_SAFE(key));
+    }
+    return CFNET_OK;
+}
+
+/* The status to report for a rejection by a public function called on file contents. */
+static cfnet_status as_format_error(cfnet_status st)
+{
+    return st == CFNET_E_OUT_OF_MEMORY || st == CFNET_E_LIMIT ? st : CFNET_E_FORMAT;
+}
+
+static cfnet_status make_layer(json_t *lj, int index, cfnet_layer **out)
+{
+    char where[48];
+    snprintf(where, sizeof where, "layer %d", index);
+    CF_FAIL_IF(!json_is_object(lj), CFNET_E_FORMAT, CF_LOAD ": %s is not an object", where);
+    json_t *kj = json_object_get(lj, "kind");
+    CF_FAIL_IF(!json_is_string(kj), CFNET_E_FORMAT, CF_LOAD ": %s has no \"kind\" string", where);
+    int kind = kind_of_name(json_string_value(kj));
+    CF_FAIL_IF(!kind, CFNET_E_FORMAT, CF_LOAD ": %s has unknown kind \"%s\"", where,
+               CF_SAFE(json_string_value(kj)));
+    const cf_layer_ops *ops = cf_layer_ops_of(kind);
+    int ni = count_names(ops->icfg_names, CF_MAX_ICFG);
+    int nf = count_names(ops->fcfg_names, CF_MAX_FCFG);
+    int ic[CF_MAX_ICFG] = {0};
+    float fc[CF_MAX_FCFG] = {0};
+    for (int j = 0; j < ni; j++) {
+        const char *name = ops->icfg_names[j];
+        json_t *v = json_object_get(lj, name);
+        CF_FAIL_IF(!v, CFNET_E_FORMAT, CF_LOAD ": %s (%s) lacks \"%s\"", where, ops->name, name);
+        CF_FAIL_IF(!json_is_integer(v) || json_integer_value(v) < INT_MIN ||
+                       json_integer_value(v) > INT_MAX,
+                   CFNET_E_FORMAT, CF_LOAD ": %s (%s): \"%s\" is not an integer in the int range",
+                   where, ops->name, name);
+        ic[j] = (int)json_integer_value(v);
+    }
+    for (int j = 0; j < nf; j++) {
+        const char *name = ops->fcfg_names[j];
+        json_t *v = json_object_get(lj, name);
+        CF_FAIL_IF(!v, CFNET_E_FORMAT, CF_LOAD ": %s (%s) lacks \"%s\"", where, ops->name, name);
+        double d = json_number_value(v);
+        CF_FAIL_IF(!json_is_number(v) || !(fabs(d) <= FLT_MAX), CFNET_E_FORMAT,
+                   CF_LOAD ": %s (%s): \"%s\" is not a number in the float range", where, ops->name,
+                   name);
+        fc[j] = (float)d;
+    }
+    const char *key;
+    json_t *v;
+    json_object_foreach(lj, key, v)
+    {
+        bool known = strcmp(key, "kind") == 0;
+        for (int j = 0; j < ni && !known; j++) known = strcmp(key, ops->icfg_names[j]) == 0;
+        for (int j = 0; j < nf && !known; j++) known = strcmp(key, ops->fcfg_names[j]) == 0;
+        CF_FAIL_IF(!known, CFNET_E_FORMAT, CF_LOAD ": %s (%s) has an unknown field \"%s\"", where,
+                   ops->name, CF_SAFE(key));
+    }
+    cfnet_status st = create_layer(kind, ic, fc, out);
+    if (st != CFNET_OK)
+        return cf_error(as_format_error(st), CF_LOAD ": %s (%s) has an invalid configuration: %s",
+                        where, ops->name, cfnet_last_error());
+    return CFNET_OK;
+}
+
+static cfnet_status set_options(cfnet_network *net, json_t *oj)
+{
+    CF_FAIL_IF(!json_is_object(oj), CFNET_E_FORMAT, CF_LOAD ": \"options\" is not an object");
+    const char *key;
+    json_t *v;
+    json_object_foreach(oj, key, v)
+    {
+        int k = 0;
+        while (k < N_OPTIONS && strcmp(option_table[k].name, key) != 0) k++;
+        CF_FAIL_IF(k == N_OPTIONS, CFNET_E_FORMAT, CF_LOAD ": unknown option \"%s\"", CF_SAFE(key));
+    }
+    /* Table order: the optimiser first (setting it resets the optimiser state). */
+    for (int k = 0; k < N_OPTIONS; k++) {
+        v = json_object_get(oj, option_table[k].name);
+        if (!v) continue; /* absent: the default */
+        double value = 0;
+        bool ok = false;
+        switch (option_table[k].type) {
+        case OPT_REAL:
+            ok = json_is_number(v);
+            value = json_number_value(v);
+            break;
+        case OPT_INT:
+            ok = json_is_integer(v);
+            value = (double)json_integer_value(v);
+            break;
+        case OPT_OPTIMIZER:
+        case OPT_ROTATION: {
+            const char *const *names =
+                option_table[k].type == OPT_OPTIMIZER ? optimizer_names : rotation_names;
+            int count = option_table[k].type == OPT_OPTIMIZER ? 2 : 3;
+            for (int i = 0; json_is_string(v) && i < count && !ok; i++) {
+                ok = strcmp(json_string_value(v), names[i]) == 0;
+                value = i;
+            }
+            break;
+        }
+        }
+        CF_FAIL_IF(!ok, CFNET_E_FORMAT, CF_LOAD ": option \"%s\" has a value of the wrong type",
+                   option_table[k].name);
+        cfnet_status st = cfnet_network_set_option(net, option_table[k].key, value);
+        if (st != CFNET_OK)
+            return cf_error(as_format_error(st), CF_LOAD ": option \"%s\": %s", option_table[k].name,
+                            cfnet_last_error());
+    }
+    return CFNET_OK;
+}
+
+/* Creates the network, its layers and options from the architecture. */
+static cfnet_status build_network(cfnet_context *ctx, json_t *arch, cfnet_network **out)
+{
+    static const char *const known[] = {"input", "seed", "layers", "options", "training", NULL};
+    CF_CHECK(only_keys(arch, "the architecture", known));
+    json_t *in = json_object_get(arch, "input"), *seed = json_object_get(arch, "seed"),
+           *layers = json_object_get(arch, "layers");
+    CF_FAIL_IF(!json_is_array(in) || json_array_size(in) != 3, CFNET_E_FORMAT,
+               CF_LOAD ": architecture \"input\" is not an array [C, H, W]");
+    int dims[3];
+    for (size_t d = 0; d < 3; d++) {
+        json_t *x = json_array_get(in, d);
+        CF_FAIL_IF(!json_is_integer(x) || json_integer_value(x) < 1 ||
+                       json_integer_value(x) > INT_MAX,
+                   CFNET_E_FORMAT, CF_LOAD ": architecture \"input\" entry %zu is not a positive int",
+                   d);
+        dims[d] = (int)json_integer_value(x);
+    }
+    uint64_t sd;
+    CF_FAIL_IF(!json_is_string(seed) || !parse_u64(json_string_value(seed), &sd), CFNET_E_FORMAT,
+               CF_LOAD ": architecture \"seed\" is not a decimal uint64 string");
+    CF_FAIL_IF(!json_is_array(layers), CFNET_E_FORMAT,
+               CF_LOAD ": architecture \"layers\" is not an array");
+    CF_FAIL_IF(json_array_size(layers) > CF_PERSIST_MAX_LAYERS, CFNET_E_LIMIT,
+               CF_LOAD ": %zu layers, the limit is %d", json_array_size(layers),
+               CF_PERSIST_MAX_LAYERS);
+
+    cfnet_network *net = NULL;
+    cfnet_status st = cfnet_network_create_in(ctx, dims[0], dims[1], dims[2], sd, &net);
+    if (st != CFNET_OK)
+        return cf_error(as_format_error(st), CF_LOAD ": invalid input shape: %s", cfnet_last_error());
+    for (size_t i = 0; st == CFNET_OK && i < json_array_size(layers); i++) {
+        cfnet_layer *l = NULL;
+        st = make_layer(json_array_get(layers, i), (int)i, &l);
+        if (st != CFNET_OK) break;
+        st = cf_network_append(net, l);
+        if (st != CFNET_OK) {
+            cfnet_layer_free(l);
+            st = cf_error(as_format_error(st), CF_LOAD ": %s", cfnet_last_error());
+        }
+    }
+    json_t *opts = json_object_get(arch, "options");
+    if (st == CFNET_OK && opts) st = set_options(net, opts);
+    if (st != CFNET_OK) {
+        cfnet_network_free(net);
+        return st;
+    }
+    *out = net;
+    return CFNET_OK;
+}
+
+static cfnet_status restore_training(cfnet_network *net, json_t *tj)
+{
+    CF_FAIL_IF(!json_is_object(tj), CFNET_E_FORMAT, CF_LOAD ": \"training\" is not an object");
+    static const char *const known[] = {"step", "rng", "layer_rng", NULL};
+    CF_CHECK(only_keys(tj, "\"training\"", known));
+    json_t *step = json_object_get(tj, "step"), *rng = json_object_get(tj, "rng"),
+           *lr = json_object_get(tj, "layer_rng");
+    CF_FAIL_IF(!json_is_integer(step) || json_integer_value(step) < 0, CFNET_E_FORMAT,
+               CF_LOAD ": training \"step\" is not a non-negative integer");
+    CF_FAIL_IF(!rng, CFNET_E_FORMAT, CF_LOAD ": training lacks \"rng\"");
+    CF_FAIL_IF(!json_is_object(lr), CFNET_E_FORMAT,
+               CF_LOAD ": training \"layer_rng\" is not an object");
+    cf_rng r;
+    CF_CHECK(read_rng(rng, "training \"rng\"", &r));
+    /* Every layer with a generator has exactly one entry, keyed by its decimal index. */
+    size_t with_rng = 0;
+    for (int i = 0; i < net->nlayers; i++) {
+        cf_rng *lrng = layer_rng(net->layers[i]);
+        if (!lrng) continue;
+        char key[16], what[48];
+        snprintf(key, sizeof key, "%d", i);
+        snprintf(what, sizeof what, "training \"layer_rng\" of layer %d", i);
+        json_t *v = json_object_get(lr, key);
+        CF_FAIL_IF(!v, CFNET_E_FORMAT, CF_LOAD ": training \"layer_rng\" lacks layer %d (%s)", i,
+                   net->layers[i]->ops->name);
+        CF_CHECK(read_rng(v, what, lrng));
+        with_rng++;
+    }
+    CF_FAIL_IF(json_object_size(lr) != with_rng, CFNET_E_FORMAT,
+               CF_LOAD ": training \"layer_rng\" has entries for layers without a generator");
+    net->rng = r;
+    net->step = (int64_t)json_integer_value(step);
+    return CFNET_OK;
+}
+
+/* Parses and validates a whole file image; *out only on success. */
+cfnet_status cf_schema_load(cfnet_context *ctx, const unsigned char *buf, size_t size,
+                            cfnet_network **out)
+{
+    CF_ALLOC_SCOPE(cf_context_allocator(ctx));
+    uint64_t max_header, max_data;
+    cf_io_limits(ctx, &max_header, &max_data);
+    cf_container c;
+    CF_CHECK(cf_container_decode(buf, size, max_header, max_data, &c));
+    json_t *arch = NULL;
+    cf_tensor_list ls = {0};
+    cfnet_network *net = NULL;
+    cfnet_status st = read_metadata(c.root, &arch);
+    if (st == CFNET_OK) {
+        /* Building allocates parameters and layer tables before they can be compared with the
+         * tensors: bound it by the data present, so a crafted architecture cannot make the
+         * loader claim more memory than a genuine model of this size would. */
+        uint64_t budget = 4 * c.dsize + CF_LOAD_TABLE_ALLOWANCE;
+        cf_alloc_budget_begin(budget);
+        st = build_network(ctx, arch, &net);
+        if (cf_alloc_budget_end() && st != CFNET_OK)
+            st = cf_error(CFNET_E_LIMIT,
+                          CF_LOAD ": the architecture needs more than %" PRIu64
+                               " bytes for %" PRIu64 " bytes of tensors",
+                          budget, c.dsize);
+    }
+    if (st == CFNET_OK) st = list_layer_tensors(net, CF_LOAD, &ls);
+    if (st == CFNET_OK) st = cf_container_fill(&c, &ls);
+
+    json_t *training = arch ? json_object_get(arch, "training") : NULL;
+    if (st == CFNET_OK && training) st = restore_training(net, training);
+    /* Optimiser moments: all present or all absent, and only with the training state. */
+    bool any_opt = st == CFNET_OK && cf_container_has_unused(&c, "optimizer.");
+    if (st == CFNET_OK && any_opt && !training)
+        st = cf_error(CFNET_E_FORMAT, CF_LOAD ": optimizer tensors without a \"training\" section");
+    if (st == CFNET_OK && any_opt) {
+        ls.n = 0;
+        st = cf_network_ensure_slots(net);
+        if (st == CFNET_OK && !has_optimizer_state(net))
+            st = cf_error(CFNET_E_FORMAT,
+                          CF_LOAD ": optimizer tensors for a network without parameters");
+        if (st == CFNET_OK) st = list_optimizer_tensors(net, CF_LOAD, &ls);
+        if (st == CFNET_OK) st = cf_container_fill(&c, &ls);
+    }
+    if (st == CFNET_OK) st = cf_container_all_used(&c);
+
+    cf_tensor_list_free(&ls);
+    json_decref(arch);
+    cf_container_free(&c);
+    if (st != CFNET_OK) {
+        cfnet_network_free(net);
+        return st;
+    }
+    *out = net;
+    return CFNET_OK;
+}
+
+CFNET_API cfnet_status cfnet_network_load_buffer_in(cfnet_context *ctx, const void *buffer,
+                                                    size_t size, cfnet_network **out)
+{
+    CF_FAIL_IF(!buffer || !out, CFNET_E_INVALID_ARGUMENT, "network_load_buffer: NULL argument");
+    return cf_schema_load(ctx, buffer, size, out);
+}
+
+CFNET_API cfnet_status cfnet_network_load_buffer(const void *buffer, size_t size,
+                                                 cfnet_network **out)
+{
+    return cfnet_network_load_buffer_in(NULL, buffer, size, out);
+}
+
