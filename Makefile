@@ -36,6 +36,16 @@ DEP_CFLAGS   = $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 DEP_LIBS     = $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lm -pthread
 
 WARN    := -Wall -Wextra -Wpedantic -Wshadow -Wstrict-prototypes -Wmissing-prototypes
+# No library function may have a stack frame over 16 KiB (hosts call libcfnet on threads with
+# small stacks, see tests/test_stack.c): gcc checks with -Wstack-usage (which also flags
+# unbounded alloca/VLAs), clang with -Wframe-larger-than. With WERROR=1 (CI) a larger frame
+# fails the build.
+IS_CLANG := $(shell $(CC) --version 2>/dev/null | grep -qi clang && echo 1)
+ifeq ($(IS_CLANG),1)
+STACK_WARN := -Wframe-larger-than=16384
+else
+STACK_WARN := -Wstack-usage=16384
+endif
 ifeq ($(WERROR),1)
 WARN    += -Werror
 endif
@@ -106,7 +116,7 @@ deps:
 
 $(BUILD)/obj/%.o: src/%.c $(HEADER) | deps
 	@mkdir -p $(dir $@)
-	$(CC) $(BASE_CFLAGS) $(SAN) $(DEP_CFLAGS) $(CFLAGS) -MMD -MP -c $< -o $@
+	$(CC) $(BASE_CFLAGS) $(STACK_WARN) $(SAN) $(DEP_CFLAGS) $(CFLAGS) -MMD -MP -c $< -o $@
 
 $(SOLIB): $(OBJS) src/cfnet.map
 	@mkdir -p $(LIBOUT)

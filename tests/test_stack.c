@@ -154,10 +154,53 @@ static void every_network_kind_runs_on_a_small_stack(void **state)
     }
 }
 
+/* One named limit each for the thread count and the conic R, enforced where they are set; the
+ * largest allowed values run (on the small stack), one more is refused and changes nothing. */
+static void thread_and_R_limits_are_the_named_constants(void **state)
+{
+    (void)state;
+    cfnet_network *net = NULL;
+    CF_ASSERT_OK(cfnet_network_create(1, 8, 8, 1, &net));
+    CF_ASSERT_STATUS(cfnet_network_set_option(net, CFNET_OPTION_THREADS, CFNET_MAX_THREADS + 1),
+                     CFNET_E_INVALID_ARGUMENT);
+    double v = 0;
+    CF_ASSERT_OK(cfnet_network_get_option(net, CFNET_OPTION_THREADS, &v));
+    assert_true(v == 1);
+    cfnet_layer *l = NULL;
+    CF_ASSERT_STATUS(cfnet_layer_conic_conv_create(2, 3, CFNET_CONIC_MAX_R + 1, CFNET_PADDING_SAME,
+                                                   CFNET_INTERP_NEAREST, &l),
+                     CFNET_E_INVALID_ARGUMENT);
+    assert_null(l);
+    cfnet_network_free(net);
+
+    /* The largest values, on a batch large enough to use every thread. */
+    enum { N = CFNET_MAX_THREADS + 3 };
+    static float xs[N * 8 * 8];
+    static int32_t ys[N];
+    tu_rng r = {5};
+    tu_fill_normal(xs, N * 8 * 8, &r);
+    CF_ASSERT_OK(cfnet_network_create(1, 8, 8, 1, &net));
+    CF_ASSERT_OK(cfnet_layer_conic_conv_create(2, 3, CFNET_CONIC_MAX_R, CFNET_PADDING_SAME,
+                                               CFNET_INTERP_BILINEAR, &l));
+    CF_ASSERT_OK(cfnet_network_append(net, l));
+    CF_ASSERT_OK(cfnet_layer_dense_create(2, &l));
+    CF_ASSERT_OK(cfnet_network_append(net, l));
+    CF_ASSERT_OK(cfnet_network_set_option(net, CFNET_OPTION_THREADS, CFNET_MAX_THREADS));
+    cfnet_tensor *xt = NULL;
+    int64_t shape[4] = {N, 1, 8, 8};
+    CF_ASSERT_OK(cfnet_tensor_wrap(xs, 4, shape, &xt));
+    float loss;
+    CF_ASSERT_OK(cfnet_network_train_step(net, xt, ys, N, &loss));
+    assert_true(loss == loss);
+    cfnet_tensor_free(xt);
+    cfnet_network_free(net);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(every_network_kind_runs_on_a_small_stack),
+        cmocka_unit_test(thread_and_R_limits_are_the_named_constants),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

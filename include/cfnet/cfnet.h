@@ -217,10 +217,15 @@ typedef enum cfnet_mode {
 CFNET_API cfnet_status cfnet_layer_conv2d_create(int out_channels, int kernel, int stride,
                                                  cfnet_padding padding, cfnet_layer **out);
 
+/** Largest R of a conic convolution (4R filter rotations, 8R + 1 cone groups). Larger values
+ *  give CFNET_E_INVALID_ARGUMENT from cfnet_layer_conic_conv_create. */
+#define CFNET_CONIC_MAX_R 64
+
 /** Conic convolution (paper eq. 12): each output pixel uses the filter rotated by r*pi/(2R) for
  *  the cone r it lies in (weights 1/2 on the rays between cones, 1/(4R) at the centre), plus a
  *  bias per output channel. Input C x S x S (square), output out_channels x S' x S'.
- *  R >= 1 (4R rotations), kernel odd >= 1. Exactly equivariant to quarter turns. */
+ *  1 <= R <= CFNET_CONIC_MAX_R (4R rotations), kernel odd >= 1. Exactly equivariant to quarter
+ *  turns. */
 CFNET_API cfnet_status cfnet_layer_conic_conv_create(int out_channels, int kernel, int R,
                                                      cfnet_padding padding, cfnet_interp interp,
                                                      cfnet_layer **out);
@@ -445,11 +450,15 @@ typedef enum cfnet_option {
     CFNET_OPTION_WEIGHT_DECAY = 7,   /**< L2 on weights (not biases or batch-norm), default 0 */
     CFNET_OPTION_LR_DECAY_RATE = 8,  /**< lr = lr0 * rate^floor(step / steps), default 1 */
     CFNET_OPTION_LR_DECAY_STEPS = 9, /**< default 1000 */
-    CFNET_OPTION_THREADS = 10,       /**< threads for libcfnet's own loops, default 1 */
+    CFNET_OPTION_THREADS = 10,       /**< threads for libcfnet's own loops, 1..CFNET_MAX_THREADS,
+                                          default 1 */
     CFNET_OPTION_AUG_ROTATION = 11,  /**< CFNET_AUG_ROTATION_NONE (default), _QUARTER, _ANY */
     CFNET_OPTION_AUG_JITTER = 12,    /**< random shift by up to this many pixels, default 0 */
     CFNET_OPTION_AUG_FLIP = 13       /**< 1: random horizontal flips, default 0 */
 } cfnet_option;
+
+/** Largest value of CFNET_OPTION_THREADS (larger values give CFNET_E_INVALID_ARGUMENT). */
+#define CFNET_MAX_THREADS 64
 
 /** CFNET_OPTION_OPTIMIZER value: Adam (beta1, beta2, epsilon). */
 #define CFNET_OPTIMIZER_ADAM 0

@@ -16,6 +16,9 @@
 
 enum { CFG_OUT, CFG_K, CFG_R, CFG_PAD, CFG_INTERP };
 
+/* Cone groups of the largest R: 4R cones, 4R rays between them, the centre. */
+#define CF_CONIC_MAX_GROUPS (8 * CFNET_CONIC_MAX_R + 1)
+
 typedef struct conic_priv {
     cf_conv_plan plan;
     int R, nrot, ngroups; /* nrot = 4R; groups: cones [0, 4R), rays [4R, 8R), centre 8R */
@@ -194,8 +197,8 @@ static cfnet_status conic_forward(cfnet_layer *l, const float *x, float *y, int6
             dst[i] = s / (float)p->nrot;
         }
     }
-    const float *Wg[8 * 64 + 1];
-    float *dWg[8 * 64 + 1];
+    const float *Wg[CF_CONIC_MAX_GROUPS];
+    float *dWg[CF_CONIC_MAX_GROUPS];
     group_banks(l, &w, Wg, dWg);
     cf_conv_forward(&p->plan, l->icfg[CFG_OUT], Wg, l->param[1]->data, x, y, n, w.engine,
                     l->threads);
@@ -211,8 +214,8 @@ static cfnet_status conic_backward(cfnet_layer *l, const float *x, const float *
     size_t bank = bank_floats(l), planes = bank / (size_t)kk;
     conic_ws w = carve(l, ws);
     memset(w.drot, 0, (size_t)(2 * p->nrot + 1) * bank * sizeof(float));
-    const float *Wg[8 * 64 + 1];
-    float *dWg[8 * 64 + 1];
+    const float *Wg[CF_CONIC_MAX_GROUPS];
+    float *dWg[CF_CONIC_MAX_GROUPS];
     group_banks(l, &w, Wg, dWg);
     cf_conv_backward(&p->plan, l->icfg[CFG_OUT], Wg, dWg, l->grad[1]->data, x, dy, dx, n,
                      w.engine, l->threads);
@@ -259,8 +262,8 @@ CFNET_API cfnet_status cfnet_layer_conic_conv_create(int out_channels, int kerne
                                                      cfnet_layer **out)
 {
     CF_CHECK(cf_check_conv_args("conic_conv", out, out_channels, INT32_MAX, kernel, padding));
-    CF_FAIL_IF(R < 1 || R > 64, CFNET_E_INVALID_ARGUMENT, "conic_conv: R is %d, must be in 1..64",
-               R);
+    CF_FAIL_IF(R < 1 || R > CFNET_CONIC_MAX_R, CFNET_E_INVALID_ARGUMENT,
+               "conic_conv: R is %d, must be in 1..%d (CFNET_CONIC_MAX_R)", R, CFNET_CONIC_MAX_R);
     CF_FAIL_IF(interp != CFNET_INTERP_NEAREST && interp != CFNET_INTERP_BILINEAR,
                CFNET_E_INVALID_ARGUMENT, "conic_conv: unknown interpolation %d", (int)interp);
     CF_CHECK(cf_layer_alloc(CFNET_LAYER_CONIC_CONV, &cf_conic_conv_ops, out));

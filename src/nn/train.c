@@ -59,8 +59,9 @@ CFNET_API cfnet_status cfnet_network_set_option(cfnet_network *net, cfnet_option
         o->decay_steps = (int64_t)value;
         return CFNET_OK;
     case CFNET_OPTION_THREADS:
-        CF_FAIL_IF(!integral || value < 1 || value > 256, CFNET_E_INVALID_ARGUMENT,
-                   "network_set_option: threads %g must be an integer in 1..256", value);
+        CF_FAIL_IF(!integral || value < 1 || value > CFNET_MAX_THREADS, CFNET_E_INVALID_ARGUMENT,
+                   "network_set_option: threads %g must be an integer in 1..%d", value,
+                   CFNET_MAX_THREADS);
         cf_network_set_threads(net, (int)value);
         return CFNET_OK;
     case CFNET_OPTION_AUG_ROTATION:
