@@ -82,7 +82,9 @@ typedef enum cfnet_status {
     CFNET_E_UNSUPPORTED = -6,      /**< valid request that this build or layer cannot do */
     CFNET_E_INTERNAL = -7,         /**< a bug in libcfnet; please report it */
     CFNET_E_STATE = -8,            /**< call not valid in the object's current state */
-    CFNET_E_LIMIT = -9             /**< a size limit (caller-set or built-in) was exceeded */
+    CFNET_E_LIMIT = -9,            /**< a size limit (caller-set or built-in) was exceeded */
+    CFNET_E_NUMERIC = -10          /**< non-finite numbers (NaN, infinity) where finite ones are
+                                        required: a diverging training step, saving such values */
 } cfnet_status;
 
 /** Static, never-NULL name of a status, e.g. "invalid argument". Unknown codes give
@@ -483,8 +485,13 @@ CFNET_API cfnet_status cfnet_network_get_option(const cfnet_network *net, cfnet_
 /** One optimisation step on a batch: augmentation (per the options), training forward, mean
  *  softmax cross-entropy of the output against labels[0..n-1] (if the last layer is a softmax,
  *  its input is used as the logits), backward, weight decay, optimiser update, learning-rate
- *  schedule. *loss (may be NULL) receives the batch loss before the update. On error nothing
- *  is updated. */
+ *  schedule. *loss (may be NULL) receives the batch loss before the update.
+ *
+ *  The step is all or nothing: on any error the parameters, optimiser moments, step count,
+ *  batch-norm running statistics and random generators are exactly as before (the parameter
+ *  gradients are scratch space of the step). A step that would leave a non-finite value — a
+ *  non-finite activation, loss or gradient, or an update that overflows — returns
+ *  CFNET_E_NUMERIC naming the layer. After 2^53 steps the count is full: CFNET_E_LIMIT. */
 CFNET_API cfnet_status cfnet_network_train_step(cfnet_network *net, const cfnet_tensor *images,
                                                 const int32_t *labels, int64_t n, float *loss);
 
@@ -548,6 +555,11 @@ CFNET_API cfnet_status cfnet_image_normalize(cfnet_tensor *images, double low_pe
  *  original would. Without it the loaded network starts at step 0 with fresh generators. The
  *  training options are saved in either case. */
 #define CFNET_SAVE_OPTIMIZER 1u
+
+/** Save flag: write parameters, statistics or optimiser moments that are NaN or infinite.
+ *  Without it such a network (usually a diverged one) gives CFNET_E_NUMERIC naming the tensor.
+ *  The loader accepts what was saved this way. */
+#define CFNET_SAVE_ALLOW_NONFINITE 2u
 
 /** Writes the whole network (architecture, parameters, batch-norm statistics, training options,
  *  optionally the training state) to `path`. The file is written to a temporary file beside it

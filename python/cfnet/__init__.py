@@ -24,7 +24,7 @@ from ._context import Context
 from ._enums import (AugRotation, Interp, LayerKind, Limit, Mode, Option, Optimizer, Padding,
                      PoolMode, SAVE_OPTIMIZER, Status)
 from ._errors import (CfnetError, CfnetIOError, CopyWarning, FormatError, InternalError,
-                      InvalidArgumentError, LimitError, OutOfMemoryError, ShapeMismatchError,
+                      InvalidArgumentError, LimitError, NumericError, OutOfMemoryError, ShapeMismatchError,
                       StateError, UnsupportedError)
 from ._image import normalize, rotate, shift
 from ._layer import (Layer, batch_norm, conic_conv, conv2d, dense, dft_magnitude, dft_projection,
@@ -67,7 +67,7 @@ def last_error():
 __all__ = [
     "Context", "Limit", "AugRotation", "Interp", "LayerKind", "Mode", "Option", "Optimizer", "Padding", "PoolMode",
     "SAVE_OPTIMIZER", "Status", "CfnetError", "CfnetIOError", "CopyWarning", "FormatError",
-    "InternalError", "InvalidArgumentError", "LimitError", "OutOfMemoryError",
+    "InternalError", "InvalidArgumentError", "LimitError", "NumericError", "OutOfMemoryError",
     "ShapeMismatchError", "StateError", "UnsupportedError", "normalize", "rotate", "shift",
     "Layer", "batch_norm", "conic_conv", "conv2d", "dense", "dft_magnitude", "dft_projection",
     "dropout", "group_pool", "kind_name", "p4_conv", "p4_lift", "pool", "relu", "softmax",

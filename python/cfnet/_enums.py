@@ -14,6 +14,7 @@ class Status(enum.IntEnum):
     E_INTERNAL = -7
     E_STATE = -8
     E_LIMIT = -9
+    E_NUMERIC = -10
 
 
 class LayerKind(enum.IntEnum):

@@ -53,6 +53,10 @@ class LimitError(CfnetError):
     """CFNET_E_LIMIT: a size limit was exceeded."""
 
 
+class NumericError(CfnetError):
+    """CFNET_E_NUMERIC: non-finite numbers (a diverging training step, saving NaN weights)."""
+
+
 class CopyWarning(UserWarning):
     """An array had to be copied (not C-contiguous, aligned, native float32) before it could be
     handed to libcfnet."""
@@ -68,6 +72,7 @@ ERRORS = {
     -7: InternalError,
     -8: StateError,
     -9: LimitError,
+    -10: NumericError,
 }
 
 STATUS_NAMES = {
@@ -81,6 +86,7 @@ STATUS_NAMES = {
     -7: "internal error",
     -8: "invalid state",
     -9: "limit exceeded",
+    -10: "non-finite numbers",
 }
 
 

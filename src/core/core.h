@@ -67,6 +67,16 @@ void cf_alloc_scope_leave(const cf_allocator **prev);
 /* Overflow-checked products; return false on overflow. */
 bool cf_mul_size(size_t a, size_t b, size_t *out);
 bool cf_mul_i64(int64_t a, int64_t b, int64_t *out);
+/* Saturating sum and product: UINT64_MAX instead of wrapping (limits near UINT64_MAX must mean
+ * "no limit", not "everything is over the limit"). */
+static inline uint64_t cf_add_sat_u64(uint64_t a, uint64_t b)
+{
+    return a > UINT64_MAX - b ? UINT64_MAX : a + b;
+}
+static inline uint64_t cf_mul_sat_u64(uint64_t a, uint64_t b)
+{
+    return (a != 0 && b > UINT64_MAX / a) ? UINT64_MAX : a * b;
+}
 
 /* ------------------------------------------------------------------------------------------ */
 /* Random numbers: xoshiro256** seeded by splitmix64. Deterministic, no global state.         */

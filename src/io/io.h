@@ -99,6 +99,12 @@ typedef struct cf_container {
 cfnet_status cf_container_decode(const unsigned char *buf, size_t size, uint64_t max_header,
                                  uint64_t max_data, cf_container *c);
 void cf_container_free(cf_container *c);
+/* The checks of cf_container_decode that need only the first 8 bytes (`head`, giving header
+ * length hlen) and the total size, and the parse of the header text alone: a reader calls
+ * them before reading the data section. */
+cfnet_status cf_container_check_framing(const unsigned char *head, uint64_t hlen, size_t size,
+                                        uint64_t max_header, uint64_t max_data);
+cfnet_status cf_container_check_header(const unsigned char *text, size_t hlen);
 /* Copies the tensors of `ls` from the data, checking names and shapes; marks them used. */
 cfnet_status cf_container_fill(cf_container *c, const cf_tensor_list *ls);
 /* Fails on the first tensor no cf_container_fill used. */
@@ -122,8 +128,11 @@ cfnet_status cf_schema_load(cfnet_context *ctx, const unsigned char *buf, size_t
 /* Writes buf to a temporary file beside `path`, syncs it and renames it over `path`. */
 cfnet_status cf_file_write_atomic(const char *path, const unsigned char *buf, size_t size,
                                   const char *what);
-/* Reads a whole regular file of at most max_size bytes into a new buffer (cf_free). */
-cfnet_status cf_file_read_all(const char *path, uint64_t max_size, const char *what,
-                              unsigned char **buf_out, size_t *size_out);
+/* Reads a whole regular file of at most 8 + max_header + max_data bytes (saturating) into a new
+ * buffer (cf_free). Non-regular files (FIFOs, devices, directories) are refused with
+ * CFNET_E_IO without blocking; the framing and the JSON header are checked before the rest of
+ * the file is read. */
+cfnet_status cf_file_read_all(const char *path, uint64_t max_header, uint64_t max_data,
+                              const char *what, unsigned char **buf_out, size_t *size_out);
 
 #endif /* CFNET_IO_IO_H */

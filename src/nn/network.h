@@ -66,6 +66,11 @@ cfnet_status cf_network_train_forward(cfnet_network *net, int upto, int64_t n);
 cfnet_status cf_network_train_backward(cfnet_network *net, int upto, float *d, int64_t n);
 /* Sets the thread count of the network and its layers (training buffers are rebuilt). */
 void cf_network_set_threads(cfnet_network *net, int threads);
+/* Largest step count: 2^53, the largest integer a double (the Adam bias correction, the
+ * learning-rate schedule) represents exactly. The loader refuses more; a training step at the
+ * limit fails with CFNET_E_LIMIT instead of wrapping. */
+#define CF_MAX_STEP ((int64_t)1 << 53)
+
 /* Drops the optimiser state (it is rebuilt, zeroed, on the next step). */
 void cf_network_reset_optimizer(cfnet_network *net);
 
