@@ -53,8 +53,12 @@ class LimitError(CfnetError):
     """CFNET_E_LIMIT: a size limit was exceeded."""
 
 
-class NumericError(CfnetError):
-    """CFNET_E_NUMERIC: non-finite numbers (a diverging training step, saving NaN weights)."""
+class NumericError(CfnetError, ArithmeticError):
+    """CFNET_E_NUMERIC: non-finite numbers (NaN or Inf) appeared."""
+
+
+class CancelledError(CfnetError):
+    """CFNET_E_CANCELLED: a host callback asked to stop; the work done so far is kept."""
 
 
 class CopyWarning(UserWarning):
@@ -73,6 +77,7 @@ ERRORS = {
     -8: StateError,
     -9: LimitError,
     -10: NumericError,
+    -11: CancelledError,
 }
 
 STATUS_NAMES = {
@@ -87,6 +92,7 @@ STATUS_NAMES = {
     -8: "invalid state",
     -9: "limit exceeded",
     -10: "non-finite numbers",
+    -11: "cancelled",
 }
 
 

@@ -16,75 +16,6 @@
 #define CF_FORMAT_NAME "cfnet"
 #define CF_FORMAT_VERSION "1"
 
-/* ------------------------------------------------------------------------------------------ */
-/* Kinds                                                                                      */
-
-static const cf_layer_ops *const ops_table[] = {
-    [CFNET_LAYER_CONV2D] = &cf_conv2d_ops,
-    [CFNET_LAYER_CONIC_CONV] = &cf_conic_conv_ops,
-    [CFNET_LAYER_P4_LIFT] = &cf_p4_lift_ops,
-    [CFNET_LAYER_P4_CONV] = &cf_p4_conv_ops,
-    [CFNET_LAYER_GROUP_POOL] = &cf_group_pool_ops,
-    [CFNET_LAYER_DFT_PROJECTION] = &cf_dft_projection_ops,
-    [CFNET_LAYER_DFT_MAGNITUDE] = &cf_dft_magnitude_ops,
-    [CFNET_LAYER_DENSE] = &cf_dense_ops,
-    [CFNET_LAYER_RELU] = &cf_relu_ops,
-    [CFNET_LAYER_POOL] = &cf_pool_ops,
-    [CFNET_LAYER_BATCH_NORM] = &cf_batch_norm_ops,
-    [CFNET_LAYER_DROPOUT] = &cf_dropout_ops,
-    [CFNET_LAYER_SOFTMAX] = &cf_softmax_ops,
-};
-#define N_KINDS ((int)(sizeof ops_table / sizeof ops_table[0]))
-
-const cf_layer_ops *cf_layer_ops_of(int kind)
-{
-    return kind > 0 && kind < N_KINDS ? ops_table[kind] : NULL;
-}
-
-static int kind_of_name(const char *name)
-{
-    for (int k = 1; k < N_KINDS; k++)
-        if (ops_table[k] && strcmp(ops_table[k]->name, name) == 0) return k;
-    return 0;
-}
-
-static int count_names(const char *const *names, int max)
-{
-    int n = 0;
-    while (n < max && names[n]) n++;
-    return n;
-}
-
-/* Re-creates a layer through its public create function, so that its validation applies. The
- * icfg / fcfg slots are the create arguments in order (see each kind's icfg_names). */
-static cfnet_status create_layer(int kind, const int *ic, const float *fc, cfnet_layer **out)
-{
-    switch (kind) {
-    case CFNET_LAYER_CONV2D:
-        return cfnet_layer_conv2d_create(ic[0], ic[1], ic[2], (cfnet_padding)ic[3], out);
-    case CFNET_LAYER_CONIC_CONV:
-        return cfnet_layer_conic_conv_create(ic[0], ic[1], ic[2], (cfnet_padding)ic[3],
-                                             (cfnet_interp)ic[4], out);
-    case CFNET_LAYER_P4_LIFT:
-        return cfnet_layer_p4_lift_create(ic[0], ic[1], (cfnet_padding)ic[2], out);
-    case CFNET_LAYER_P4_CONV:
-        return cfnet_layer_p4_conv_create(ic[0], ic[1], (cfnet_padding)ic[2], out);
-    case CFNET_LAYER_GROUP_POOL:
-        return cfnet_layer_group_pool_create((cfnet_pool_mode)ic[0], out);
-    case CFNET_LAYER_DFT_PROJECTION:
-        return cfnet_layer_dft_projection_create(ic[0], ic[1], (cfnet_interp)ic[2], out);
-    case CFNET_LAYER_DFT_MAGNITUDE: return cfnet_layer_dft_magnitude_create(out);
-    case CFNET_LAYER_DENSE: return cfnet_layer_dense_create(ic[0], out);
-    case CFNET_LAYER_RELU: return cfnet_layer_relu_create(out);
-    case CFNET_LAYER_POOL:
-        return cfnet_layer_pool_create((cfnet_pool_mode)ic[0], ic[1], ic[2], out);
-    case CFNET_LAYER_BATCH_NORM: return cfnet_layer_batch_norm_create(fc[0], fc[1], out);
-    case CFNET_LAYER_DROPOUT: return cfnet_layer_dropout_create(fc[0], out);
-    case CFNET_LAYER_SOFTMAX: return cfnet_layer_softmax_create(out);
-    }
-    return cf_error(CFNET_E_INTERNAL, "no create function for layer kind %d", kind);
-}
-
 /* A layer's own generator (dropout's mask generator), part of the training state. */
 static cf_rng *layer_rng(const cfnet_layer *l)
 {
@@ -468,12 +399,12 @@ static cfnet_status make_layer(json_t *lj, int index, cfnet_layer **out)
     CF_FAIL_IF(!json_is_object(lj), CFNET_E_FORMAT, CF_LOAD ": %s is not an object", where);
     json_t *kj = json_object_get(lj, "kind");
     CF_FAIL_IF(!json_is_string(kj), CFNET_E_FORMAT, CF_LOAD ": %s has no \"kind\" string", where);
-    int kind = kind_of_name(json_string_value(kj));
+    int kind = cf_layer_kind_of_name(json_string_value(kj));
     CF_FAIL_IF(!kind, CFNET_E_FORMAT, CF_LOAD ": %s has unknown kind \"%s\"", where,
                CF_SAFE(json_string_value(kj)));
     const cf_layer_ops *ops = cf_layer_ops_of(kind);
-    int ni = count_names(ops->icfg_names, CF_MAX_ICFG);
-    int nf = count_names(ops->fcfg_names, CF_MAX_FCFG);
+    int ni = cf_count_names(ops->icfg_names, CF_MAX_ICFG);
+    int nf = cf_count_names(ops->fcfg_names, CF_MAX_FCFG);
     int ic[CF_MAX_ICFG] = {0};
     float fc[CF_MAX_FCFG] = {0};
     for (int j = 0; j < ni; j++) {
@@ -506,7 +437,7 @@ static cfnet_status make_layer(json_t *lj, int index, cfnet_layer **out)
         CF_FAIL_IF(!known, CFNET_E_FORMAT, CF_LOAD ": %s (%s) has an unknown field \"%s\"", where,
                    ops->name, CF_SAFE(key));
     }
-    cfnet_status st = create_layer(kind, ic, fc, out);
+    cfnet_status st = cf_layer_create(kind, ic, fc, out);
     if (st != CFNET_OK)
         return cf_error(as_format_error(st), CF_LOAD ": %s (%s) has an invalid configuration: %s",
                         where, ops->name, cfnet_last_error());
@@ -692,6 +623,7 @@ cfnet_status cf_schema_load(cfnet_context *ctx, const unsigned char *buf, size_t
                           CF_LOAD ": optimizer tensors for a network without parameters");
         if (st == CFNET_OK) st = list_optimizer_tensors(net, CF_LOAD, &ls);
         if (st == CFNET_OK) st = cf_container_fill(&c, &ls);
+        if (st == CFNET_OK) net->slots_fresh = false; /* loaded moments, not zeros */
     }
     if (st == CFNET_OK) st = cf_container_all_used(&c);
 

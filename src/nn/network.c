@@ -87,6 +87,7 @@ static void free_slots(cfnet_network *net)
     cf_free(net->slots);
     net->slots = NULL;
     net->slots_for = 0;
+    net->slots_fresh = false;
 }
 
 CFNET_API void cfnet_network_free(cfnet_network *net)
@@ -556,6 +557,7 @@ cfnet_status cf_network_ensure_slots(cfnet_network *net)
     net->slots = cf_calloc(count, sizeof *net->slots);
     CF_FAIL_IF(!net->slots, CFNET_E_OUT_OF_MEMORY, "optimizer: out of memory");
     net->slots_for = net->nlayers;
+    net->slots_fresh = true;
     bool two = net->opt.optimizer == CFNET_OPTIMIZER_ADAM;
     for (int i = 0; i < net->nlayers; i++) {
         for (int p = 0; p < net->layers[i]->nparam; p++) {

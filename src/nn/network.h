@@ -30,6 +30,7 @@ struct cfnet_network {
     int64_t step;
     cf_opt_slot *slots; /* nlayers x CF_MAX_PARAMS, allocated lazily by the optimiser */
     int slots_for;      /* number of layers `slots` covers */
+    bool slots_fresh;   /* slots created (zeroed) and not yet used by a successful step */
 
     /* Training buffers, sized for `train_n` samples. */
     int64_t train_n;
@@ -66,6 +67,18 @@ cfnet_status cf_network_train_forward(cfnet_network *net, int upto, int64_t n);
 cfnet_status cf_network_train_backward(cfnet_network *net, int upto, float *d, int64_t n);
 /* Sets the thread count of the network and its layers (training buffers are rebuilt). */
 void cf_network_set_threads(cfnet_network *net, int threads);
+/* Index one past the layer that produces the logits (a final softmax is skipped). */
+int cf_network_logits_end(const cfnet_network *net);
+/* The step after the input is in place: net->input holds n samples (training buffers and
+ * optimiser slots ensured, labels checked against k classes). Augments, runs the training
+ * forward, the loss, backward and the update. *loss (may be NULL) gets the batch loss, *correct
+ * (may be NULL) the number of samples whose training-mode logits (before the update) have their
+ * label as the largest. */
+cfnet_status cf_network_train_input(cfnet_network *net, const int32_t *labels, int64_t n,
+                                    int64_t k, float *loss, int64_t *correct);
+/* Fills order[0..n-1] with a uniformly random permutation of 0..n-1 drawn from the network's
+ * generator (Fisher-Yates): the shuffle of cfnet_network_train_epoch. */
+void cf_network_draw_order(cfnet_network *net, int64_t n, int64_t *order);
 /* Largest step count: 2^53, the largest integer a double (the Adam bias correction, the
  * learning-rate schedule) represents exactly. The loader refuses more; a training step at the
  * limit fails with CFNET_E_LIMIT instead of wrapping. */
