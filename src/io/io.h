@@ -17,10 +17,12 @@
 /* The verb in the loader's error messages. */
 #define CF_LOAD "network_load"
 
-/* Layers in one architecture; more is CFNET_E_LIMIT. */
-#define CF_PERSIST_MAX_LAYERS 65536
-/* Memory a loaded architecture may take beyond 4x its tensor data (layer tables, FFT plans). */
-#define CF_LOAD_TABLE_ALLOWANCE ((uint64_t)256 << 20)
+/* Layers in one architecture; more is CFNET_E_LIMIT (append refuses them too). */
+#define CF_PERSIST_MAX_LAYERS CF_MAX_LAYERS
+/* Memory a loaded architecture may take beyond 4x its tensor data: the layer tables, which
+ * append bounds by CF_MAX_TABLE_BYTES, plus 64 MiB for the layer objects and tensor headers of
+ * up to CF_MAX_LAYERS layers. Parameters, gradients and state take at most 3x the data. */
+#define CF_LOAD_TABLE_ALLOWANCE (CF_MAX_TABLE_BYTES + ((uint64_t)64 << 20))
 /* Longest tensor name, with its terminating NUL. */
 #define CF_TENSOR_NAME_MAX 128
 

@@ -598,9 +598,11 @@ cfnet_status cf_schema_load(cfnet_context *ctx, const unsigned char *buf, size_t
          * tensors: bound it by the data present, so a crafted architecture cannot make the
          * loader claim more memory than a genuine model of this size would. */
         uint64_t budget = cf_add_sat_u64(cf_mul_sat_u64(4, c.dsize), CF_LOAD_TABLE_ALLOWANCE);
-        cf_alloc_budget_begin(budget);
+        cf_alloc_meter meter;
+        cf_alloc_meter_begin(&meter, budget, false);
         st = build_network(ctx, arch, &net);
-        if (cf_alloc_budget_end() && st != CFNET_OK)
+        cf_alloc_meter_end(&meter);
+        if (meter.exceeded && st != CFNET_OK && st != CFNET_E_LIMIT)
             st = cf_error(CFNET_E_LIMIT,
                           CF_LOAD ": the architecture needs more than %" PRIu64
                                " bytes for %" PRIu64 " bytes of tensors",
