@@ -161,6 +161,9 @@ $(BUILD)/tests/%: tests/%.c tests/testutil.h $(TEST_UTIL) $(ALIB) $(HEADER)
 	$(CC) $(BASE_CFLAGS) $(SAN) $(DEP_CFLAGS) $(TEST_CFLAGS) $(CFLAGS) -Isrc $< $(TEST_UTIL) \
 	    $(ALIB) $(TEST_LIBS) $(DEP_LIBS) -o $@
 
+# The equivariance test measures with the benchmark's protocol (one definition of it).
+$(BUILD)/tests/test_equivariance: bench/equivariance.h
+
 test-bins: $(TEST_BINS)
 
 $(BUILD)/examples/%: examples/%.c $(EX_COMMON) $(wildcard examples/common/*.h) $(ALIB) $(HEADER)

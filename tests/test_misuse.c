@@ -299,6 +299,28 @@ static void preset_functions_reject_bad_arguments(void **state)
     assert_int_equal(cfnet_network_multiply_adds(NULL), -1);
 }
 
+static void metadata_functions_reject_null_and_bad_strings(void **state)
+{
+    (void)state;
+    const char *k = NULL, *v = NULL;
+    cfnet_network *net = NULL;
+    CF_ASSERT_STATUS(cfnet_network_set_metadata(NULL, "k", "v"), CFNET_E_INVALID_ARGUMENT);
+    CF_ASSERT_STATUS(cfnet_network_get_metadata(NULL, "k", &v), CFNET_E_INVALID_ARGUMENT);
+    assert_int_equal(cfnet_network_metadata_count(NULL), -1);
+    CF_ASSERT_STATUS(cfnet_network_metadata_at(NULL, 0, &k, &v), CFNET_E_INVALID_ARGUMENT);
+    CF_ASSERT_OK(cfnet_network_create(1, 4, 4, 0, &net));
+    CF_ASSERT_STATUS(cfnet_network_set_metadata(net, NULL, "v"), CFNET_E_INVALID_ARGUMENT);
+    CF_ASSERT_STATUS(cfnet_network_set_metadata(net, "", "v"), CFNET_E_INVALID_ARGUMENT);
+    CF_ASSERT_STATUS(cfnet_network_set_metadata(net, "k", "\xff"), CFNET_E_INVALID_ARGUMENT);
+    CF_ASSERT_STATUS(cfnet_network_get_metadata(net, NULL, &v), CFNET_E_INVALID_ARGUMENT);
+    CF_ASSERT_STATUS(cfnet_network_get_metadata(net, "k", NULL), CFNET_E_INVALID_ARGUMENT);
+    CF_ASSERT_STATUS(cfnet_network_metadata_at(net, 0, &k, &v), CFNET_E_INVALID_ARGUMENT);
+    CF_ASSERT_STATUS(cfnet_network_metadata_at(net, 0, NULL, &v), CFNET_E_INVALID_ARGUMENT);
+    CF_ASSERT_STATUS(cfnet_network_metadata_at(net, 0, &k, NULL), CFNET_E_INVALID_ARGUMENT);
+    assert_int_equal(cfnet_network_metadata_count(net), 0);
+    cfnet_network_free(net);
+}
+
 static void train_epoch_rejects_null_and_bad_sizes(void **state)
 {
     (void)state;
@@ -345,6 +367,7 @@ int main(void)
         cmocka_unit_test(persistence_and_context_functions_reject_null),
         cmocka_unit_test(preset_functions_reject_bad_arguments),
         cmocka_unit_test(train_epoch_rejects_null_and_bad_sizes),
+        cmocka_unit_test(metadata_functions_reject_null_and_bad_strings),
         cmocka_unit_test(introspection_functions_never_fail),
     };
     return cmocka_run_group_tests_name("misuse", tests, NULL, NULL);

@@ -20,7 +20,8 @@ export CFNetError, Tensor, Layer, Network
 export conv2d, conic_conv, p4_lift, p4_conv, group_pool, dft_projection, dft_magnitude, dense,
        relu, pool, batch_norm, dropout, softmax
 export infer, probabilities, predict, train_step!, train_epoch!, evaluate, invariance, set_option!, get_option,
-       save, load_network, export_onnx, summary_string, output_shape, param_count, classifier, multiply_adds
+       save, load_network, export_onnx, summary_string, output_shape, param_count, classifier,
+       multiply_adds, metadata, set_metadata!
 
 const libcfnet = get(ENV, "CFNET_LIBRARY", "libcfnet")
 
@@ -234,6 +235,19 @@ cfnet_network_create_classifier(family, channels, size, classes, width, seed, ou
 cfnet_network_multiply_adds(net) =
     ccall((:cfnet_network_multiply_adds, libcfnet), Int64, (Handle,), net)
 
+# User metadata
+cfnet_network_set_metadata(net, key, value) =
+    ccall((:cfnet_network_set_metadata, libcfnet), Cint, (Handle, Cstring, Ptr{UInt8}),
+          net, key, value)
+cfnet_network_get_metadata(net, key, value) =
+    ccall((:cfnet_network_get_metadata, libcfnet), Cint, (Handle, Cstring, Ptr{Ptr{UInt8}}),
+          net, key, value)
+cfnet_network_metadata_count(net) =
+    ccall((:cfnet_network_metadata_count, libcfnet), Cint, (Handle,), net)
+cfnet_network_metadata_at(net, i, key, value) =
+    ccall((:cfnet_network_metadata_at, libcfnet), Cint,
+          (Handle, Cint, Ptr{Ptr{UInt8}}, Ptr{Ptr{UInt8}}), net, i, key, value)
+
 # Training epochs (progress: a C function pointer, e.g. from @cfunction, or C_NULL)
 cfnet_network_train_epoch(net, images, labels, batch, order, count, progress, user, mean_loss,
                           accuracy) =
@@ -253,6 +267,7 @@ const PADDING_VALID = 0
 const PADDING_SAME = 1
 const INTERP_NEAREST = 0
 const INTERP_BILINEAR = 1
+const INTERP_STEERABLE = 2
 const POOL_MAX = 0
 const POOL_MEAN = 1
 const MODE_INFERENCE = 0
@@ -426,6 +441,30 @@ input_shape(net::Network) = read_shape(cfnet_network_input_shape, handle(net))
 """Per-sample output shape in C order (e.g. (K,) for K classes)."""
 output_shape(net::Network) = read_shape(cfnet_network_output_shape, handle(net))
 param_count(net::Network) = cfnet_network_param_count(handle(net))
+"""The user metadata as a Dict{String,String} (a copy)."""
+function metadata(net::Network)
+    h = handle(net)
+    d = Dict{String,String}()
+    for i in 0:cfnet_network_metadata_count(h)-1
+        k = Ref{Ptr{UInt8}}(C_NULL)
+        v = Ref{Ptr{UInt8}}(C_NULL)
+        check(cfnet_network_metadata_at(h, i, k, v))
+        d[unsafe_string(k[])] = unsafe_string(v[])
+    end
+    return d
+end
+
+"""Sets metadata `key` to `value` (`nothing` removes it); saved with the model."""
+function set_metadata!(net::Network, key::AbstractString, value::Union{AbstractString,Nothing})
+    if value === nothing
+        check(cfnet_network_set_metadata(handle(net), key, C_NULL))
+    else
+        v = String(value)
+        GC.@preserve v check(cfnet_network_set_metadata(handle(net), key, pointer(v)))
+    end
+    return net
+end
+
 """Nominal multiply-adds of one sample's forward pass (2 x this = FLOP)."""
 multiply_adds(net::Network) = cfnet_network_multiply_adds(handle(net))
 

@@ -199,7 +199,11 @@ typedef enum cfnet_padding {
  *  degrees are always exact permutations). */
 typedef enum cfnet_interp {
     CFNET_INTERP_NEAREST = 0, /**< nearest neighbour, round half away from zero */
-    CFNET_INTERP_BILINEAR = 1
+    CFNET_INTERP_BILINEAR = 1,
+    /** Filters are projected (least squares) onto a circular-harmonic basis (Gaussian rings x
+     *  cos/sin m theta) and rotated exactly within it, at every angle; quarter turns remain
+     *  exact permutations of the projected filter. Filters up to 21 x 21. See docs/layers.md. */
+    CFNET_INTERP_STEERABLE = 2
 } cfnet_interp;
 
 /** Reduction of pooling layers. */
@@ -702,6 +706,45 @@ CFNET_API cfnet_status cfnet_network_create_classifier(cfnet_family family, int 
  *  norm, ReLU, pooling and the DFT itself are not counted, and conic layers count one filter
  *  per pixel. -1 for NULL. */
 CFNET_API int64_t cfnet_network_multiply_adds(const cfnet_network *net);
+
+/* ---------------------------------------------------------------------------------------------
+ * User metadata: UTF-8 key/value strings kept with the network and saved in the model file
+ * (in the safetensors "__metadata__", each key prefixed with "user."; see docs/format.md), so
+ * that a model file can say what it classifies (class names, input size, normalisation, ...).
+ * ------------------------------------------------------------------------------------------- */
+
+/** Longest key in bytes (UTF-8, without the NUL). */
+#define CFNET_METADATA_MAX_KEY 256
+/** Longest value in bytes (UTF-8, without the NUL). */
+#define CFNET_METADATA_MAX_VALUE 1048576
+/** Most entries per network. */
+#define CFNET_METADATA_MAX_COUNT 1024
+/** Most bytes of all keys and values together. */
+#define CFNET_METADATA_MAX_TOTAL 8388608
+
+/** Sets `key` to a copy of `value`, or removes the key when `value` is NULL (removing an absent
+ *  key is not an error). Keys: 1 to CFNET_METADATA_MAX_KEY bytes of valid UTF-8 without control
+ *  characters (U+0000-U+001F, U+007F-U+009F). Values: at most CFNET_METADATA_MAX_VALUE bytes of
+ *  valid UTF-8 (control characters such as newlines allowed). CFNET_E_INVALID_ARGUMENT for a
+ *  malformed key or value, CFNET_E_LIMIT for a key or value too long or when the entry would
+ *  exceed CFNET_METADATA_MAX_COUNT or CFNET_METADATA_MAX_TOTAL; nothing changes then. Setting a
+ *  key invalidates the pointers previously returned for that key only. */
+CFNET_API cfnet_status cfnet_network_set_metadata(cfnet_network *net, const char *key,
+                                                  const char *value);
+
+/** Looks `key` up: *value = its value, or NULL (and CFNET_OK) when the key is absent. The string
+ *  is owned by the network and valid until that key is set or removed or the network is
+ *  freed. */
+CFNET_API cfnet_status cfnet_network_get_metadata(const cfnet_network *net, const char *key,
+                                                  const char **value);
+
+/** Number of metadata entries; -1 for NULL. */
+CFNET_API int cfnet_network_metadata_count(const cfnet_network *net);
+
+/** The i-th entry in key order (sorted bytewise, as strcmp), 0 <= i < count: *key and *value are
+ *  owned by the network, valid as for cfnet_network_get_metadata. */
+CFNET_API cfnet_status cfnet_network_metadata_at(const cfnet_network *net, int i,
+                                                 const char **key, const char **value);
 
 /* ---------------------------------------------------------------------------------------------
  * Training epochs with progress and cancel (for host programs: progress bars, Cancel buttons)

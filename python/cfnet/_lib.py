@@ -148,6 +148,12 @@ PROTOTYPES = {
     # training epochs (the progress callback is passed as a PROGRESS_FN cast to void *)
     "cfnet_network_train_epoch": (_status, [_handle, _handle, _p_i32, _i64, _p_i64, _i64,
                                             ctypes.c_void_p, ctypes.c_void_p, _p_dbl, _p_dbl]),
+    # user metadata
+    "cfnet_network_set_metadata": (_status, [_handle, _str, _str]),
+    "cfnet_network_get_metadata": (_status, [_handle, _str, ctypes.POINTER(_str)]),
+    "cfnet_network_metadata_count": (_int, [_handle]),
+    "cfnet_network_metadata_at": (_status, [_handle, _int, ctypes.POINTER(_str),
+                                            ctypes.POINTER(_str)]),
     # introspection
     "cfnet_layer_kind_count": (_int, []),
 }

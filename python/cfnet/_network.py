@@ -1,5 +1,6 @@
 """Networks: the cfnet_network handle, training, inference, invariance check, save and load."""
 import ctypes
+from collections.abc import MutableMapping
 import weakref
 
 import numpy as np
@@ -147,6 +148,13 @@ class Network(Handle):
     def param_count(self):
         """Total number of trainable scalars."""
         return _lib.load().cfnet_network_param_count(self._h())
+
+    @property
+    def metadata(self):
+        """The network's user metadata as a mutable mapping of str to str, in key order; saved
+        with the model (docs/format.md). ``net.metadata["classes"] = "a,b"``, ``del
+        net.metadata["classes"]``, ``dict(net.metadata)``."""
+        return Metadata(self)
 
     @property
     def multiply_adds(self):
@@ -499,6 +507,56 @@ class Network(Handle):
             h = _lib.new_handle("network", "cfnet_network_load_buffer_in", context._h(), buf,
                                 len(buf))
         return cls._from_handle(h, context)
+
+
+class Metadata(MutableMapping):
+    """A live view of a network's user metadata (cfnet_network_*_metadata): str keys and
+    values (UTF-8 in the library; keys without control characters, bounded sizes, see the
+    header), iterated in key order (sorted by their UTF-8 bytes)."""
+
+    def __init__(self, net):
+        self._net = net
+
+    @staticmethod
+    def _enc(s, what):
+        if not isinstance(s, str):
+            raise TypeError("metadata %s must be a str, not %s" % (what, type(s).__name__))
+        if "\0" in s:
+            raise ValueError("metadata %s contains a NUL character" % what)
+        return s.encode("utf-8")
+
+    def __getitem__(self, key):
+        v = ctypes.c_char_p()
+        _lib.load().call("cfnet_network_get_metadata", self._net._h(), self._enc(key, "key"),
+                         ctypes.byref(v))
+        if v.value is None:
+            raise KeyError(key)
+        return v.value.decode("utf-8")
+
+    def __setitem__(self, key, value):
+        _lib.load().call("cfnet_network_set_metadata", self._net._h(), self._enc(key, "key"),
+                         self._enc(value, "value"))
+
+    def __delitem__(self, key):
+        self[key]  # KeyError when absent
+        _lib.load().call("cfnet_network_set_metadata", self._net._h(), self._enc(key, "key"),
+                         None)
+
+    def __len__(self):
+        return _lib.load().cfnet_network_metadata_count(self._net._h())
+
+    def __iter__(self):
+        lib = _lib.load()
+        h = self._net._h()
+        keys = []
+        for i in range(lib.cfnet_network_metadata_count(h)):
+            k, v = ctypes.c_char_p(), ctypes.c_char_p()
+            lib.call("cfnet_network_metadata_at", h, i, ctypes.byref(k), ctypes.byref(v))
+            keys.append(k.value.decode("utf-8"))
+        return iter(keys)
+
+    def __repr__(self):
+        return "Metadata(%r)" % dict(self.items())
 
 
 def family_name(family):

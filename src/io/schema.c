@@ -15,6 +15,8 @@
 
 #define CF_FORMAT_NAME "cfnet"
 #define CF_FORMAT_VERSION "1"
+/* Prefix of the user metadata keys (cfnet_network_set_metadata) in "__metadata__". */
+#define CF_USER_PREFIX "user."
 
 /* A layer's own generator (dropout's mask generator), part of the training state. */
 static cf_rng *layer_rng(const cfnet_layer *l)
@@ -267,6 +269,11 @@ cfnet_status cf_schema_serialize(const cfnet_network *net, unsigned flags, const
               cf_json_set(meta, "format_version", json_string(CF_FORMAT_VERSION)) &&
               cf_json_set(meta, "library_version", json_string(CFNET_VERSION_STRING)) &&
               cf_json_set(meta, "architecture", architecture_string(net, with_opt));
+    for (int i = 0; ok && i < net->nmeta; i++) {
+        char key[sizeof CF_USER_PREFIX + CFNET_METADATA_MAX_KEY];
+        snprintf(key, sizeof key, CF_USER_PREFIX "%s", net->meta[i].key);
+        ok = cf_json_set(meta, key, json_string(net->meta[i].value));
+    }
     if (ok) {
         ok = cf_json_set(root, "__metadata__", meta);
         meta = NULL;
@@ -580,6 +587,29 @@ static cfnet_status restore_training(cfnet_network *net, json_t *tj)
     return CFNET_OK;
 }
 
+/* The "user." entries of "__metadata__" into the network's metadata, validated as
+ * cfnet_network_set_metadata validates its arguments. */
+static cfnet_status read_user_metadata(json_t *root, cfnet_network *net)
+{
+    json_t *meta = json_object_get(root, "__metadata__"), *v;
+    const char *key;
+    size_t klen;
+    const size_t plen = sizeof CF_USER_PREFIX - 1;
+    json_object_keylen_foreach(meta, key, klen, v)
+    {
+        if (klen < plen || memcmp(key, CF_USER_PREFIX, plen) != 0) continue;
+        const char *why = cf_metadata_key_problem(key + plen, klen - plen);
+        if (!why && strlen(key) != klen) why = "the key contains a NUL character";
+        if (!why)
+            why = cf_metadata_value_problem(json_string_value(v), json_string_length(v));
+        CF_FAIL_IF(why, CFNET_E_FORMAT, CF_LOAD ": metadata \"%s\": %s", CF_SAFE(key), why);
+        cfnet_status st = cf_network_put_metadata(net, CF_LOAD, key + plen, json_string_value(v));
+        CF_FAIL_IF(st == CFNET_E_LIMIT, CFNET_E_FORMAT, "%s", cfnet_last_error());
+        CF_CHECK(st);
+    }
+    return CFNET_OK;
+}
+
 /* Parses and validates a whole file image; *out only on success. */
 cfnet_status cf_schema_load(cfnet_context *ctx, const unsigned char *buf, size_t size,
                             cfnet_network **out)
@@ -608,6 +638,7 @@ cfnet_status cf_schema_load(cfnet_context *ctx, const unsigned char *buf, size_t
                                " bytes for %" PRIu64 " bytes of tensors",
                           budget, c.dsize);
     }
+    if (st == CFNET_OK) st = read_user_metadata(c.root, net);
     if (st == CFNET_OK) st = list_layer_tensors(net, CF_LOAD, &ls);
     if (st == CFNET_OK) st = cf_container_fill(&c, &ls);
 
