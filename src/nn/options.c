@@ -66,7 +66,7 @@ static const cf_option_def table[] = {
      FIELD(decay_steps, OPT_L)},
     {.key = CFNET_OPTION_THREADS, .name = "threads", .file_name = "threads",
      .what = "threads",
-     .type = CF_OPTION_INT, .min = 1, .max = CF_OPTION_MAX_THREADS, .def = 1,
+     .type = CF_OPTION_INT, .min = 1, .max = CFNET_MAX_THREADS, .def = 1,
      FIELD(threads, OPT_I)},
     {.key = CFNET_OPTION_AUG_ROTATION, .name = "aug_rotation", .file_name = "aug_rotation",
      .what = "rotation augmentation",
