@@ -261,6 +261,21 @@ static void cfnet_like_network_round_trips_bit_exactly(void **state)
     round_trip(make_cfnet_like(11), "roundtrip.safetensors");
 }
 
+/* The steerable resampling (interp 2) is a hyper-parameter like the others. */
+static void steerable_network_round_trips_bit_exactly(void **state)
+{
+    (void)state;
+    cfnet_network *net = NULL;
+    CF_ASSERT_OK(cfnet_network_create(1, S_CF, S_CF, 13, &net));
+    APPEND(net, cfnet_layer_conic_conv_create(3, 5, 2, CFNET_PADDING_SAME, CFNET_INTERP_STEERABLE,
+                                              &l_));
+    APPEND(net, cfnet_layer_relu_create(&l_));
+    APPEND(net, cfnet_layer_dft_projection_create(4, 2, CFNET_INTERP_STEERABLE, &l_));
+    APPEND(net, cfnet_layer_dft_magnitude_create(&l_));
+    APPEND(net, cfnet_layer_dense_create(3, &l_));
+    round_trip(net, "roundtrip_steerable.safetensors");
+}
+
 static void gcnn_like_network_round_trips_bit_exactly(void **state)
 {
     (void)state;
@@ -794,6 +809,14 @@ static void architecture_errors(void **state)
     set_arch(&p, a);
     expect_parts_error(&p, CFNET_E_FORMAT, "kernel is 4");
 
+    /* interp 3 is not a resampling (0, 1, 2 are). */
+    p = split(f.buf, f.size);
+    a = get_arch(&p);
+    json_object_set_new(json_array_get(json_object_get(a, "layers"), 0), "interp",
+                        json_integer(3));
+    set_arch(&p, a);
+    expect_parts_error(&p, CFNET_E_FORMAT, "unknown interpolation 3");
+
     /* Layers that do not fit their input: a non-square image for conic convolution. */
     p = split(f.buf, f.size);
     a = get_arch(&p);
@@ -1297,6 +1320,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(cfnet_like_network_round_trips_bit_exactly),
+        cmocka_unit_test(steerable_network_round_trips_bit_exactly),
         cmocka_unit_test(gcnn_like_network_round_trips_bit_exactly),
         cmocka_unit_test(empty_network_round_trips),
         cmocka_unit_test(adam_training_resumes_identically_with_augmentation),
