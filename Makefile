@@ -260,22 +260,52 @@ docs:
 	doxygen docs/Doxyfile
 	@echo "API reference in docs/api/html/index.html"
 
+# Installed files. The .pc files and the CMake package list the libraries libcfnet needs as
+# link flags only (Libs.private, not Requires.private), so a consumer's compile line gets no
+# dependency include paths; cfnet-static.pc names the archive itself, so linking statically
+# never picks up the shared library. The CMake package locates everything relative to itself.
+CMAKEDIR   ?= $(LIBDIR)/cmake/cfnet
+INST_DEP_LIBS = $(strip $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lm -pthread)
+PREFIX_REL  = $(shell realpath -m --relative-to=$(CMAKEDIR) $(PREFIX))
+LIBDIR_REL  = $(shell realpath -m --relative-to=$(PREFIX) $(LIBDIR))
+INCDIR_REL  = $(shell realpath -m --relative-to=$(PREFIX) $(INCDIR))
+SUBST = sed -e 's|@PREFIX@|$(PREFIX)|g' -e 's|@LIBDIR@|$(LIBDIR)|g' -e 's|@INCDIR@|$(INCDIR)|g' \
+    -e 's|@VERSION@|$(VERSION)|g' -e 's|@MAJOR@|$(MAJOR)|g' -e 's|@DEP_LIBS@|$(INST_DEP_LIBS)|g' \
+    -e 's|@SONAME@|$(SONAME)|g' -e 's|@SOFILE@|libcfnet.so.$(VERSION)|g' \
+    -e 's|@PREFIX_REL@|$(PREFIX_REL)|g' -e 's|@LIBDIR_REL@|$(LIBDIR_REL)|g' \
+    -e 's|@INCDIR_REL@|$(INCDIR_REL)|g' \
+    -e 's|@DEP_LINK@|$(subst $(space),;,$(filter -l%,$(INST_DEP_LIBS)))|g' \
+    -e 's|@DEP_LINKDIRS@|$(subst $(space),;,$(patsubst -L%,%,$(filter -L%,$(INST_DEP_LIBS))))|g' \
+    -e 's|@SIZEOF_VOID_P@|$(shell echo __SIZEOF_POINTER__ | $(CC) -E -P - | tail -1)|g'
+empty :=
+space := $(empty) $(empty)
+LDCONFIG ?=
+
+# Directories install created, for uninstall (scripts/install-dirs).
+DIRS_MANIFEST = $(CMAKEDIR)/installed-directories
+
 install: $(SOLIB) $(ALIB)
-	install -d $(DESTDIR)$(LIBDIR) $(DESTDIR)$(INCDIR)/cfnet $(DESTDIR)$(PCDIR)
+	scripts/install-dirs create $(DIRS_MANIFEST) "$(DESTDIR)" $(LIBDIR) $(INCDIR)/cfnet $(PCDIR) \
+	    $(CMAKEDIR)
 	install -m 644 $(HEADER) $(DESTDIR)$(INCDIR)/cfnet/cfnet.h
 	install -m 755 $(SOLIB) $(DESTDIR)$(LIBDIR)/
 	ln -sf libcfnet.so.$(VERSION) $(DESTDIR)$(LIBDIR)/$(SONAME)
 	ln -sf $(SONAME) $(DESTDIR)$(LIBDIR)/libcfnet.so
 	install -m 644 $(ALIB) $(DESTDIR)$(LIBDIR)/
-	sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@LIBDIR@|$(LIBDIR)|' -e 's|@INCDIR@|$(INCDIR)|' \
-	    -e 's|@VERSION@|$(VERSION)|' -e 's|@BLAS_PC@|$(BLAS_PC)|' \
-	    pkgconfig/cfnet.pc.in > $(DESTDIR)$(PCDIR)/cfnet.pc
+	$(SUBST) pkgconfig/cfnet.pc.in > $(DESTDIR)$(PCDIR)/cfnet.pc
+	$(SUBST) pkgconfig/cfnet-static.pc.in > $(DESTDIR)$(PCDIR)/cfnet-static.pc
+	$(SUBST) cmake/cfnetConfig.cmake.in > $(DESTDIR)$(CMAKEDIR)/cfnetConfig.cmake
+	$(SUBST) cmake/cfnetConfigVersion.cmake.in > $(DESTDIR)$(CMAKEDIR)/cfnetConfigVersion.cmake
+	@if [ -z "$(DESTDIR)" ]; then LDCONFIG=$(LDCONFIG) scripts/ldconfig-note $(LIBDIR); fi
 
+# Removes the installed files, then the directories install created if they are empty.
 uninstall:
 	rm -f $(DESTDIR)$(INCDIR)/cfnet/cfnet.h $(DESTDIR)$(LIBDIR)/libcfnet.so.$(VERSION) \
 	    $(DESTDIR)$(LIBDIR)/$(SONAME) $(DESTDIR)$(LIBDIR)/libcfnet.so \
-	    $(DESTDIR)$(LIBDIR)/libcfnet.a $(DESTDIR)$(PCDIR)/cfnet.pc
-	-rmdir $(DESTDIR)$(INCDIR)/cfnet 2>/dev/null
+	    $(DESTDIR)$(LIBDIR)/libcfnet.a $(DESTDIR)$(PCDIR)/cfnet.pc \
+	    $(DESTDIR)$(PCDIR)/cfnet-static.pc $(DESTDIR)$(CMAKEDIR)/cfnetConfig.cmake \
+	    $(DESTDIR)$(CMAKEDIR)/cfnetConfigVersion.cmake
+	@scripts/install-dirs remove $(DIRS_MANIFEST) "$(DESTDIR)"
 
 clean:
 	rm -rf build lib

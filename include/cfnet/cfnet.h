@@ -771,8 +771,10 @@ CFNET_API cfnet_status cfnet_network_train_epoch(cfnet_network *net, const cfnet
  * The network becomes a standard ONNX model that ONNX Runtime (or any runtime for the default
  * operator set) runs: input "input" (N x C x H x W, float, N symbolic), output "output"
  * (N x <output shape>), computing what cfnet_network_infer computes, up to float rounding. Every
- * layer kind is written with default-domain operators of opset CFNET_ONNX_OPSET; the model's
- * metadata_props carry the library version and the input and output shapes.
+ * layer kind is written with default-domain operators of opset CFNET_ONNX_OPSET. The model's
+ * metadata_props carry every user metadata entry (cfnet_network_set_metadata) unchanged, and
+ * "cfnet.version", "cfnet.input_shape", "cfnet.output_shape", "cfnet.output", "cfnet.layers"
+ * unless the user metadata has the same key.
  * ------------------------------------------------------------------------------------------- */
 
 /** The ONNX operator set version of exported models (IR version 7). */
