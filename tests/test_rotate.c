@@ -19,7 +19,7 @@ static void ref_rot90(const float *in, float *out, int k)
 static void rotate(int k, int R, int r, cfnet_interp interp, const float *in, float *out)
 {
     cf_rotmap m;
-    CF_ASSERT_OK(cf_rotmap_build(k, R, r, interp, &m));
+    CF_ASSERT_OK(cf_rotmap_build(NULL, k, R, r, interp, &m));
     cf_rotmap_apply(&m, in, out);
     cf_rotmap_free(&m);
 }
@@ -139,12 +139,12 @@ static void steerable_maps_build_up_to_the_limit(void **state)
     (void)state;
     for (int k = 1; k <= CF_ROT_STEERABLE_MAX_K; k++) {
         cf_rotmap m;
-        CF_ASSERT_OK(cf_rotmap_build(k, 2, 1, CFNET_INTERP_STEERABLE, &m));
+        CF_ASSERT_OK(cf_rotmap_build(NULL, k, 2, 1, CFNET_INTERP_STEERABLE, &m));
         assert_int_equal(m.kk, k * k);
         cf_rotmap_free(&m);
     }
     cf_rotmap m;
-    CF_ASSERT_STATUS(cf_rotmap_build(CF_ROT_STEERABLE_MAX_K + 1, 2, 1, CFNET_INTERP_STEERABLE, &m),
+    CF_ASSERT_STATUS(cf_rotmap_build(NULL, CF_ROT_STEERABLE_MAX_K + 1, 2, 1, CFNET_INTERP_STEERABLE, &m),
                      CFNET_E_LIMIT);
     assert_null(m.src);
 }

@@ -52,7 +52,9 @@ const cf_option_def *cf_option_at(int index);
 void cf_options_set_defaults(cf_options *o);
 
 struct cfnet_network {
-    const cfnet_context *ctx; /* allocator and limits (NULL: defaults); outlives the network */
+    const cfnet_context *ctx; /* limits (NULL: defaults); outlives the network */
+    cf_allocator alloc;       /* the context's at creation: every allocation of the network,
+                               * its layers (from append on) and their tensors */
     int64_t in_shape[3];
     int64_t in_size;
     uint64_t seed;
@@ -80,9 +82,6 @@ struct cfnet_network {
     int nmeta, meta_cap;
     size_t meta_bytes; /* sum of key and value lengths */
 };
-
-/* Makes the network's allocator the thread's allocator until the end of the block. */
-#define CF_NET_SCOPE(net) CF_ALLOC_SCOPE(cf_context_allocator((net)->ctx))
 
 /* Seed of layer i, derived from the network seed (so it does not depend on call order). */
 uint64_t cf_network_layer_seed(const cfnet_network *net, int index);
