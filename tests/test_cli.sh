@@ -210,6 +210,10 @@ expect 1 "trunc/class01/0003.tif: invalid TIFF" "$cfnet" train "$bad/trunc" -o "
 expect 0 "skipped 1 unreadable" "$cfnet" train "$bad/trunc" -o "$bad/m.safetensors" --epochs 1 \
     $common --skip-bad
 grep -q "0003.tif: invalid TIFF.*(skipped)" "$out/last.txt" || fail "--skip-bad names the file"
+# the same when streaming from disk: the bad image is left out, counted once over 2 epochs
+# shellcheck disable=SC2086
+expect 0 "skipped 1 unreadable" "$cfnet" train "$bad/trunc" -o "$bad/ms.safetensors" --epochs 2 \
+    $common --skip-bad --max-memory 40K
 
 cp -r "$d/train" "$bad/text"
 echo "not an image" >"$bad/text/class00/0005.tif"
