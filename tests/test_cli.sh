@@ -246,12 +246,11 @@ mkdir -p "$mf/img"
 cp "$d/train/class00/0000.tif" "$mf/img/a,0.tif"
 {
     echo "path,label,split"
-    i=0
     for k in 00 01 02; do
         for n in 0000 0001 0002 0003 0004 0005; do
             cp "$d/train/class$k/$n.tif" "$mf/img/$k-$n.tif"
             s=train
-            [ $n = 0005 ] && s=val
+            [ $n = 0005 ] && s="val"
             echo "img/$k-$n.tif,class$k,$s"
         done
         cp "$d/test/class$k/0000.tif" "$mf/img/t$k.tif"
