@@ -77,6 +77,15 @@ void cf_rotmap_build(int k, int R, int r, cfnet_interp interp, cf_rotmap_entry *
     }
 }
 
+void cf_rotmap_mirror_source(int k, cf_rotmap_entry *map)
+{
+    for (int t = 0; t < k * k; t++)
+        for (int a = 0; a < CF_ROT_TAPS && map[t].src[a] >= 0; a++) {
+            int src = map[t].src[a];
+            map[t].src[a] = src - src % k + (k - 1 - src % k);
+        }
+}
+
 void cf_rotmap_apply(const cf_rotmap_entry *map, int kk, const float *base, float *out)
 {
     for (int t = 0; t < kk; t++) {

@@ -17,6 +17,11 @@ typedef struct cf_rotmap_entry {
  * `interp`. */
 void cf_rotmap_build(int k, int R, int r, cfnet_interp interp, cf_rotmap_entry *map);
 
+/* Composes map (k x k, from cf_rotmap_build) with a reflection of its source: afterwards it
+ * computes T (F base), where F mirrors the filter across its vertical axis, (F phi)(u, v) =
+ * phi(-u, v), i.e. column j <-> k-1-j (docs/conventions.md). */
+void cf_rotmap_mirror_source(int k, cf_rotmap_entry *map);
+
 /* out = S base for one k*k plane. */
 void cf_rotmap_apply(const cf_rotmap_entry *map, int kk, const float *base, float *out);
 

@@ -1,19 +1,21 @@
-/* p4 lifting and group convolution: filter-bank expansion around the shared convolution engine.
- * See p4_common.h for the formula and the layout of the expanded bank. */
+/* p4 and p4m lifting and group convolution: filter-bank expansion around the shared convolution
+ * engine. See p4_common.h for the formula and the layout of the expanded bank. */
 #include "p4_common.h"
 
 #include <string.h>
 
 typedef struct p4_priv {
     cf_conv_plan plan; /* C*G input planes, one group */
-    int G;             /* input rotations: 1 (lifting) or 4 (group convolution) */
-    cf_rotmap_entry *rot; /* 4 x k*k: exact quarter turns rot90^r, r = 0..3 */
+    int order;         /* group elements: 4 (p4) or 8 (p4m) */
+    int G;             /* input copies: 1 (lifting) or order (group convolution) */
+    cf_rotmap_entry *rot; /* order x k*k: the exact permutations T_g, g = 0..order-1 */
 } p4_priv;
 
-cfnet_status cf_p4_create(int kind, const cf_layer_ops *ops, int out_channels, int kernel,
-                          cfnet_padding padding, cfnet_layer **out)
+cfnet_status cf_p4_create(int kind, const cf_layer_ops *ops, int order, int out_channels,
+                          int kernel, cfnet_padding padding, cfnet_layer **out)
 {
-    CF_CHECK(cf_check_conv_args(ops->name, out, out_channels, INT32_MAX / 4, kernel, padding));
+    CF_CHECK(cf_check_conv_args(ops->name, out, out_channels, INT32_MAX / order, kernel,
+                                padding));
     CF_CHECK(cf_layer_alloc(kind, ops, out));
     (*out)->icfg[CF_P4_CFG_OUT] = out_channels;
     (*out)->icfg[CF_P4_CFG_K] = kernel;
@@ -29,7 +31,7 @@ void cf_p4_destroy(cfnet_layer *l)
     cf_free(p);
 }
 
-cfnet_status cf_p4_setup(cfnet_layer *l, uint64_t seed, int G)
+cfnet_status cf_p4_setup(cfnet_layer *l, uint64_t seed, int order, int G)
 {
     const char *name = l->ops->name;
     char s[96];
@@ -54,10 +56,10 @@ cfnet_status cf_p4_setup(cfnet_layer *l, uint64_t seed, int G)
                "%s: kernel %d does not fit input %s with valid padding", name, k, s);
     /* The expanded bank and its gradient, plus the expanded bias and its gradient, must fit in
      * one workspace size. */
-    size_t bank, bytes;
-    bool fits = cf_mul_size((size_t)4 * (size_t)O, (size_t)C * (size_t)G * (size_t)kk, &bank) &&
-                bank <= SIZE_MAX / 2 - (size_t)8 * (size_t)O &&
-                cf_mul_size(2 * bank + (size_t)8 * (size_t)O, sizeof(float), &bytes) &&
+    size_t bank, bytes, nb = (size_t)order * (size_t)O;
+    bool fits = cf_mul_size(nb, (size_t)C * (size_t)G * (size_t)kk, &bank) &&
+                bank <= SIZE_MAX / 2 - 2 * nb &&
+                cf_mul_size(2 * bank + 2 * nb, sizeof(float), &bytes) &&
                 bytes <= SIZE_MAX - 64;
     CF_FAIL_IF(!fits, CFNET_E_LIMIT, "%s: expanded filter bank for %d outputs and input %s is "
                "too large", name, O, s);
@@ -65,10 +67,14 @@ cfnet_status cf_p4_setup(cfnet_layer *l, uint64_t seed, int G)
     p4_priv *p = cf_calloc(1, sizeof *p);
     CF_FAIL_IF(!p, CFNET_E_OUT_OF_MEMORY, "%s: out of memory", name);
     l->priv = p;
+    p->order = order;
     p->G = G;
-    p->rot = cf_malloc((size_t)4 * (size_t)kk * sizeof *p->rot);
+    p->rot = cf_malloc((size_t)order * (size_t)kk * sizeof *p->rot);
     CF_FAIL_IF(!p->rot, CFNET_E_OUT_OF_MEMORY, "%s: out of memory", name);
-    for (int r = 0; r < 4; r++) cf_rotmap_build(k, 1, r, CFNET_INTERP_NEAREST, p->rot + r * kk);
+    for (int g = 0; g < order; g++) { /* T_g = rot90^r F^m, g = 4 m + r */
+        cf_rotmap_build(k, 1, g & 3, CFNET_INTERP_NEAREST, p->rot + g * kk);
+        if (g >= 4) cf_rotmap_mirror_source(k, p->rot + g * kk);
+    }
     cfnet_status st = cf_conv_plan_init(&p->plan, C * G, S, S, k, 1, pad, NULL, 1);
     if (st != CFNET_OK)
         return cf_error(st, "%s: input is %s: %s", name, s, cfnet_last_error());
@@ -87,26 +93,32 @@ cfnet_status cf_p4_setup(cfnet_layer *l, uint64_t seed, int G)
     cf_init_he(w, p->plan.CK, &rng); /* fan-in C * G * k * k */
     l->out_ndim = 4;
     l->out_shape[0] = O;
-    l->out_shape[1] = 4;
+    l->out_shape[1] = order;
     l->out_shape[2] = OS;
     l->out_shape[3] = OS;
     return CFNET_OK;
 }
 
-/* Workspace: expanded bank (4O x CK), its gradient, expanded bias (4O), its gradient, then the
- * engine's own space for 4O output planes. */
+/* Workspace: expanded bank (nO x CK, n = order), its gradient, expanded bias (nO), its
+ * gradient, then the engine's own space for nO output planes. */
+static size_t maps_out(const cfnet_layer *l)
+{
+    const p4_priv *p = l->priv;
+    return (size_t)p->order * (size_t)l->icfg[CF_P4_CFG_OUT];
+}
+
 static size_t bank_floats(const cfnet_layer *l)
 {
     const p4_priv *p = l->priv;
-    return (size_t)4 * (size_t)l->icfg[CF_P4_CFG_OUT] * (size_t)p->plan.CK;
+    return maps_out(l) * (size_t)p->plan.CK;
 }
 
 size_t cf_p4_workspace(const cfnet_layer *l, int64_t n)
 {
     const p4_priv *p = l->priv;
-    size_t nb = (size_t)4 * (size_t)l->icfg[CF_P4_CFG_OUT];
+    size_t nb = maps_out(l);
     return cf_align64((2 * bank_floats(l) + 2 * nb) * sizeof(float)) +
-           cf_conv_workspace(&p->plan, 4 * l->icfg[CF_P4_CFG_OUT], n, l->threads);
+           cf_conv_workspace(&p->plan, (int)nb, n, l->threads);
 }
 
 typedef struct p4_ws {
@@ -116,7 +128,7 @@ typedef struct p4_ws {
 
 static p4_ws carve(const cfnet_layer *l, void *ws)
 {
-    size_t bank = bank_floats(l), nb = (size_t)4 * (size_t)l->icfg[CF_P4_CFG_OUT];
+    size_t bank = bank_floats(l), nb = maps_out(l);
     p4_ws w;
     w.w = ws;
     w.dw = w.w + bank;
@@ -126,33 +138,38 @@ static p4_ws carve(const cfnet_layer *l, void *ws)
     return w;
 }
 
-/* Input rotation whose filter lands in column block s of expanded row r. */
-static inline int src_rot(int s, int r, int G) { return ((s - r) % G + G) % G; }
+/* Input copy of the base filter that lands in column block h of expanded row g: g^-1 h (0 for
+ * lifting). */
+static inline int src_copy(int h, int g, int G)
+{
+    return G == 1 ? 0 : cf_d4_mul(cf_d4_inv(g), h);
+}
 
 cfnet_status cf_p4_forward(cfnet_layer *l, const float *x, float *y, int64_t n, bool training,
                            void *ws)
 {
     (void)training;
     const p4_priv *p = l->priv;
-    int O = l->icfg[CF_P4_CFG_OUT], k = l->icfg[CF_P4_CFG_K], kk = k * k, G = p->G;
+    int O = l->icfg[CF_P4_CFG_OUT], k = l->icfg[CF_P4_CFG_K], kk = k * k, G = p->G,
+        n_g = p->order;
     int C = p->plan.C / G;
     size_t CK = (size_t)p->plan.CK;
     p4_ws w = carve(l, ws);
     const float *base = l->param[0]->data, *bias = l->param[1]->data;
     for (int o = 0; o < O; o++) {
-        for (int r = 0; r < 4; r++) {
-            float *row = w.w + ((size_t)o * 4 + (size_t)r) * CK;
+        for (int g = 0; g < n_g; g++) {
+            float *row = w.w + ((size_t)o * n_g + (size_t)g) * CK;
             for (int c = 0; c < C; c++)
-                for (int s = 0; s < G; s++) {
+                for (int h = 0; h < G; h++) {
                     const float *src =
-                        base + (((size_t)o * C + (size_t)c) * G + (size_t)src_rot(s, r, G)) * kk;
-                    cf_rotmap_apply(p->rot + r * kk, kk, src, row + ((size_t)c * G + s) * kk);
+                        base + (((size_t)o * C + (size_t)c) * G + (size_t)src_copy(h, g, G)) * kk;
+                    cf_rotmap_apply(p->rot + g * kk, kk, src, row + ((size_t)c * G + h) * kk);
                 }
-            w.b[o * 4 + r] = bias[o];
+            w.b[o * n_g + g] = bias[o];
         }
     }
     const float *wg = w.w;
-    cf_conv_forward(&p->plan, 4 * O, &wg, w.b, x, y, n, w.engine, l->threads);
+    cf_conv_forward(&p->plan, n_g * O, &wg, w.b, x, y, n, w.engine, l->threads);
     return CFNET_OK;
 }
 
@@ -162,30 +179,31 @@ cfnet_status cf_p4_backward(cfnet_layer *l, const float *x, const float *y, cons
 {
     (void)y;
     const p4_priv *p = l->priv;
-    int O = l->icfg[CF_P4_CFG_OUT], k = l->icfg[CF_P4_CFG_K], kk = k * k, G = p->G;
+    int O = l->icfg[CF_P4_CFG_OUT], k = l->icfg[CF_P4_CFG_K], kk = k * k, G = p->G,
+        n_g = p->order;
     int C = p->plan.C / G;
     size_t CK = (size_t)p->plan.CK, bank = bank_floats(l);
     p4_ws w = carve(l, ws);
     memset(w.dw, 0, bank * sizeof(float));
-    memset(w.db, 0, (size_t)4 * (size_t)O * sizeof(float));
+    memset(w.db, 0, maps_out(l) * sizeof(float));
     const float *wg = w.w;
     float *dwg = w.dw;
-    cf_conv_backward(&p->plan, 4 * O, &wg, &dwg, w.db, x, dy, dx, n, w.engine, l->threads);
+    cf_conv_backward(&p->plan, n_g * O, &wg, &dwg, w.db, x, dy, dx, n, w.engine, l->threads);
     float *gbase = l->grad[0]->data, *gbias = l->grad[1]->data;
     for (int o = 0; o < O; o++) {
         float db = 0.0f;
-        for (int r = 0; r < 4; r++) {
-            const float *row = w.dw + ((size_t)o * 4 + (size_t)r) * CK;
+        for (int g = 0; g < n_g; g++) {
+            const float *row = w.dw + ((size_t)o * n_g + (size_t)g) * CK;
             for (int c = 0; c < C; c++)
-                for (int s = 0; s < G; s++) {
+                for (int h = 0; h < G; h++) {
                     float *dst =
-                        gbase + (((size_t)o * C + (size_t)c) * G + (size_t)src_rot(s, r, G)) * kk;
-                    cf_rotmap_apply_transpose(p->rot + r * kk, kk,
-                                              row + ((size_t)c * G + s) * kk, dst);
+                        gbase + (((size_t)o * C + (size_t)c) * G + (size_t)src_copy(h, g, G)) * kk;
+                    cf_rotmap_apply_transpose(p->rot + g * kk, kk,
+                                              row + ((size_t)c * G + h) * kk, dst);
                 }
-            db += w.db[o * 4 + r];
+            db += w.db[o * n_g + g];
         }
-        gbias[o] += db; /* one bias per output channel, shared by the 4 rotations */
+        gbias[o] += db; /* one bias per output channel, shared by the group's copies */
     }
     return CFNET_OK;
 }

@@ -7,7 +7,7 @@
 
 static cfnet_status p4_conv_setup(cfnet_layer *l, uint64_t seed)
 {
-    return cf_p4_setup(l, seed, 4);
+    return cf_p4_setup(l, seed, 4, 4);
 }
 
 const cf_layer_ops cf_p4_conv_ops = {
@@ -23,6 +23,6 @@ const cf_layer_ops cf_p4_conv_ops = {
 CFNET_API cfnet_status cfnet_layer_p4_conv_create(int out_channels, int kernel,
                                                   cfnet_padding padding, cfnet_layer **out)
 {
-    return cf_p4_create(CFNET_LAYER_P4_CONV, &cf_p4_conv_ops, out_channels, kernel, padding,
+    return cf_p4_create(CFNET_LAYER_P4_CONV, &cf_p4_conv_ops, 4, out_channels, kernel, padding,
                         out);
 }

@@ -6,7 +6,7 @@
 
 static cfnet_status p4_lift_setup(cfnet_layer *l, uint64_t seed)
 {
-    return cf_p4_setup(l, seed, 1);
+    return cf_p4_setup(l, seed, 4, 1);
 }
 
 const cf_layer_ops cf_p4_lift_ops = {
@@ -22,6 +22,6 @@ const cf_layer_ops cf_p4_lift_ops = {
 CFNET_API cfnet_status cfnet_layer_p4_lift_create(int out_channels, int kernel,
                                                   cfnet_padding padding, cfnet_layer **out)
 {
-    return cf_p4_create(CFNET_LAYER_P4_LIFT, &cf_p4_lift_ops, out_channels, kernel, padding,
+    return cf_p4_create(CFNET_LAYER_P4_LIFT, &cf_p4_lift_ops, 4, out_channels, kernel, padding,
                         out);
 }

@@ -19,6 +19,9 @@ static const char *const kind_names[] = {
     [CFNET_LAYER_BATCH_NORM] = "batch_norm",
     [CFNET_LAYER_DROPOUT] = "dropout",
     [CFNET_LAYER_SOFTMAX] = "softmax",
+    [CFNET_LAYER_P4M_LIFT] = "p4m_lift",
+    [CFNET_LAYER_P4M_CONV] = "p4m_conv",
+    [CFNET_LAYER_P4M_DFT_MAGNITUDE] = "p4m_dft_magnitude",
 };
 #define N_KIND_NAMES ((int)(sizeof kind_names / sizeof kind_names[0]))
 

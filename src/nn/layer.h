@@ -87,7 +87,8 @@ cfnet_status cf_layer_backward_raw(cfnet_layer *l, const float *x, const float *
 /* Per-kind operation tables, defined in src/layers/. */
 extern const cf_layer_ops cf_conv2d_ops, cf_conic_conv_ops, cf_p4_lift_ops, cf_p4_conv_ops,
     cf_group_pool_ops, cf_dft_projection_ops, cf_dft_magnitude_ops, cf_dense_ops, cf_relu_ops,
-    cf_pool_ops, cf_batch_norm_ops, cf_dropout_ops, cf_softmax_ops;
+    cf_pool_ops, cf_batch_norm_ops, cf_dropout_ops, cf_softmax_ops, cf_p4m_lift_ops,
+    cf_p4m_conv_ops, cf_p4m_dft_magnitude_ops;
 
 /* The ops table of a kind, or NULL. */
 const cf_layer_ops *cf_layer_ops_of(int kind);
