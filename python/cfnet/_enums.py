@@ -90,6 +90,9 @@ class Limit(enum.IntEnum):
 
 
 SAVE_OPTIMIZER = 1
+# cfnet_network_export_onnx: the operator set of exported models and the probabilities flag.
+ONNX_OPSET = 13
+ONNX_PROBABILITIES = 1
 
 
 def to_enum(cls, value):

@@ -151,8 +151,7 @@ const cf_layer_ops cf_dft_magnitude_ops = {
 
 CFNET_API cfnet_status cfnet_layer_dft_magnitude_create(cfnet_layer **out)
 {
-    CF_FAIL_IF(!out, CFNET_E_INVALID_ARGUMENT, "dft_magnitude: out is NULL");
-    return cf_layer_alloc(CFNET_LAYER_DFT_MAGNITUDE, &cf_dft_magnitude_ops, out);
+    return cf_layer_create(CFNET_LAYER_DFT_MAGNITUDE, NULL, NULL, out);
 }
 
 /* p4m head. A p4m map reduced to 1 x 1, Psi(n, g) with g = 4 m + r for rho^r F^m, is read as a
@@ -194,6 +193,5 @@ const cf_layer_ops cf_p4m_dft_magnitude_ops = {
 
 CFNET_API cfnet_status cfnet_layer_p4m_dft_magnitude_create(cfnet_layer **out)
 {
-    CF_FAIL_IF(!out, CFNET_E_INVALID_ARGUMENT, "p4m_dft_magnitude: out is NULL");
-    return cf_layer_alloc(CFNET_LAYER_P4M_DFT_MAGNITUDE, &cf_p4m_dft_magnitude_ops, out);
+    return cf_layer_create(CFNET_LAYER_P4M_DFT_MAGNITUDE, NULL, NULL, out);
 }

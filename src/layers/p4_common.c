@@ -1,6 +1,7 @@
 /* p4 and p4m lifting and group convolution: filter-bank expansion around the shared convolution
  * engine. See p4_common.h for the formula and the layout of the expanded bank. */
 #include "p4_common.h"
+#include "layers/banks.h"
 
 #include <string.h>
 
@@ -11,16 +12,35 @@ typedef struct p4_priv {
     cf_rotmap_entry *rot; /* order x k*k: the exact permutations T_g, g = 0..order-1 */
 } p4_priv;
 
-cfnet_status cf_p4_create(int kind, const cf_layer_ops *ops, int order, int out_channels,
-                          int kernel, cfnet_padding padding, cfnet_layer **out)
+static cfnet_status p4_check(const char *name, const int *ic, int order)
 {
-    CF_CHECK(cf_check_conv_args(ops->name, out, out_channels, INT32_MAX / order, kernel,
-                                padding));
-    CF_CHECK(cf_layer_alloc(kind, ops, out));
-    (*out)->icfg[CF_P4_CFG_OUT] = out_channels;
-    (*out)->icfg[CF_P4_CFG_K] = kernel;
-    (*out)->icfg[CF_P4_CFG_PAD] = (int)padding;
-    return CFNET_OK;
+    /* order x out_channels output planes */
+    return cf_check_conv_args(name, ic[CF_P4_CFG_OUT], INT32_MAX / order, ic[CF_P4_CFG_K],
+                              (cfnet_padding)ic[CF_P4_CFG_PAD]);
+}
+
+cfnet_status cf_p4_check_lift(int *icfg, float *fcfg)
+{
+    (void)fcfg;
+    return p4_check("p4_lift", icfg, 4);
+}
+
+cfnet_status cf_p4_check_conv(int *icfg, float *fcfg)
+{
+    (void)fcfg;
+    return p4_check("p4_conv", icfg, 4);
+}
+
+cfnet_status cf_p4m_check_lift(int *icfg, float *fcfg)
+{
+    (void)fcfg;
+    return p4_check("p4m_lift", icfg, 8);
+}
+
+cfnet_status cf_p4m_check_conv(int *icfg, float *fcfg)
+{
+    (void)fcfg;
+    return p4_check("p4m_conv", icfg, 8);
 }
 
 void cf_p4_destroy(cfnet_layer *l)
@@ -145,31 +165,38 @@ static inline int src_copy(int h, int g, int G)
     return G == 1 ? 0 : cf_d4_mul(cf_d4_inv(g), h);
 }
 
-cfnet_status cf_p4_forward(cfnet_layer *l, const float *x, float *y, int64_t n, bool training,
-                           void *ws)
+/* Fills the expanded bank (nO x CK, n = order) and bias (nO). */
+static void expand(const cfnet_layer *l, float *wexp, float *bexp)
 {
-    (void)training;
     const p4_priv *p = l->priv;
     int O = l->icfg[CF_P4_CFG_OUT], k = l->icfg[CF_P4_CFG_K], kk = k * k, G = p->G,
         n_g = p->order;
     int C = p->plan.C / G;
     size_t CK = (size_t)p->plan.CK;
-    p4_ws w = carve(l, ws);
     const float *base = l->param[0]->data, *bias = l->param[1]->data;
     for (int o = 0; o < O; o++) {
         for (int g = 0; g < n_g; g++) {
-            float *row = w.w + ((size_t)o * n_g + (size_t)g) * CK;
+            float *row = wexp + ((size_t)o * n_g + (size_t)g) * CK;
             for (int c = 0; c < C; c++)
                 for (int h = 0; h < G; h++) {
                     const float *src =
                         base + (((size_t)o * C + (size_t)c) * G + (size_t)src_copy(h, g, G)) * kk;
                     cf_rotmap_apply(p->rot + g * kk, kk, src, row + ((size_t)c * G + h) * kk);
                 }
-            w.b[o * n_g + g] = bias[o];
+            bexp[o * n_g + g] = bias[o];
         }
     }
+}
+
+cfnet_status cf_p4_forward(cfnet_layer *l, const float *x, float *y, int64_t n, bool training,
+                           void *ws)
+{
+    (void)training;
+    const p4_priv *p = l->priv;
+    p4_ws w = carve(l, ws);
+    expand(l, w.w, w.b);
     const float *wg = w.w;
-    cf_conv_forward(&p->plan, n_g * O, &wg, w.b, x, y, n, w.engine, l->threads);
+    cf_conv_forward(&p->plan, (int)maps_out(l), &wg, w.b, x, y, n, w.engine, l->threads);
     return CFNET_OK;
 }
 
@@ -205,5 +232,20 @@ cfnet_status cf_p4_backward(cfnet_layer *l, const float *x, const float *y, cons
         }
         gbias[o] += db; /* one bias per output channel, shared by the group's copies */
     }
+    return CFNET_OK;
+}
+
+cfnet_status cf_p4_expanded_bank(const cfnet_layer *l, float **bank, float **bias)
+{
+    float *w = cf_malloc(bank_floats(l) * sizeof *w);
+    float *b = cf_malloc(maps_out(l) * sizeof *b);
+    if (!w || !b) {
+        cf_free(w);
+        cf_free(b);
+        return cf_error(CFNET_E_OUT_OF_MEMORY, "%s: out of memory", l->ops->name);
+    }
+    expand(l, w, b);
+    *bank = w;
+    *bias = b;
     return CFNET_OK;
 }

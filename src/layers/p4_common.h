@@ -33,10 +33,12 @@ static inline int cf_d4_mul(int a, int b)
 
 static inline int cf_d4_inv(int a) { return a >= 4 ? a : (4 - a) & 3; }
 
-/* Checks the arguments of a group layer's create function and allocates the layer. order is
- * 4 (p4) or 8 (p4m): order * out_channels output maps must fit an int. */
-cfnet_status cf_p4_create(int kind, const cf_layer_ops *ops, int order, int out_channels,
-                          int kernel, cfnet_padding padding, cfnet_layer **out);
+/* The config checks of p4_lift, p4_conv, p4m_lift and p4m_conv (out_channels, kernel,
+ * padding). */
+cfnet_status cf_p4_check_lift(int *icfg, float *fcfg);
+cfnet_status cf_p4_check_conv(int *icfg, float *fcfg);
+cfnet_status cf_p4m_check_lift(int *icfg, float *fcfg);
+cfnet_status cf_p4m_check_conv(int *icfg, float *fcfg);
 
 /* Setup for a group of `order` elements (4: p4, 8: p4m) and input copies G (1: lifting,
  * G = order: group convolution); validates l->in_shape. */

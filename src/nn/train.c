@@ -213,7 +213,7 @@ static void optimizer_update(cfnet_network *net)
 }
 
 /* Index one past the layer that produces the logits (a final softmax is skipped). */
-static int logits_end(const cfnet_network *net)
+int cf_network_logits_end(const cfnet_network *net)
 {
     int L = net->nlayers;
     return (L > 0 && net->layers[L - 1]->kind == CFNET_LAYER_SOFTMAX) ? L - 1 : L;
@@ -225,8 +225,8 @@ static cfnet_status check_batch_labels(const cfnet_network *net, const char *wha
 {
     char a[96], b[96];
     CF_FAIL_IF(!images || !labels, CFNET_E_INVALID_ARGUMENT, "%s: NULL argument", what);
-    CF_FAIL_IF(logits_end(net) < 1, CFNET_E_STATE, "%s: the network has no layers to train",
-               what);
+    CF_FAIL_IF(cf_network_logits_end(net) < 1, CFNET_E_STATE,
+               "%s: the network has no layers to train", what);
     bool ok = images->ndim == 4 && images->shape[1] == net->in_shape[0] &&
               images->shape[2] == net->in_shape[1] && images->shape[3] == net->in_shape[2];
     CF_FAIL_IF(!ok, CFNET_E_SHAPE_MISMATCH, "%s: images are %s, expected N x %s", what,
@@ -235,7 +235,7 @@ static cfnet_status check_batch_labels(const cfnet_network *net, const char *wha
     CF_FAIL_IF(n != images->shape[0] || n < 1, CFNET_E_SHAPE_MISMATCH,
                "%s: %lld labels for %lld images", what, (long long)n,
                (long long)images->shape[0]);
-    int64_t k = net->layers[logits_end(net) - 1]->out_size;
+    int64_t k = net->layers[cf_network_logits_end(net) - 1]->out_size;
     for (int64_t i = 0; i < n; i++)
         CF_FAIL_IF(labels[i] < 0 || labels[i] >= k, CFNET_E_INVALID_ARGUMENT,
                    "%s: label %lld is %d, must be in [0, %lld)", what, (long long)i,
@@ -259,6 +259,12 @@ CFNET_API cfnet_status cfnet_network_train_step(cfnet_network *net, const cfnet_
     CF_CHECK(cf_network_ensure_train_buffers(net, n));
     CF_CHECK(cf_network_ensure_slots(net));
     memcpy(net->input, images->data, (size_t)total * sizeof(float));
+    return cf_network_train_input(net, labels, n, k, loss, NULL);
+}
+
+cfnet_status cf_network_train_input(cfnet_network *net, const int32_t *labels, int64_t n,
+                                    int64_t k, float *loss, int64_t *correct)
+{
     const cf_options *o = &net->opt;
     if (o->aug_rotation || o->aug_jitter || o->aug_flip) {
         float *tmp = cf_malloc((size_t)net->in_size * sizeof(float));
@@ -269,7 +275,7 @@ CFNET_API cfnet_status cfnet_network_train_step(cfnet_network *net, const cfnet_
         cf_free(tmp);
         CF_CHECK(st);
     }
-    int upto = logits_end(net);
+    int upto = cf_network_logits_end(net);
     net->fwd_n = 0;
     CF_CHECK(cf_network_train_forward(net, upto, n));
     int64_t lshape[2] = {n, k};
@@ -277,6 +283,17 @@ CFNET_API cfnet_status cfnet_network_train_step(cfnet_network *net, const cfnet_
     cfnet_tensor grad = view(net->grad_a, 2, lshape);
     float l;
     CF_CHECK(cfnet_softmax_cross_entropy(&logits, labels, n, &l, &grad));
+    if (correct) {
+        const float *z = net->act[upto - 1];
+        int64_t c = 0;
+        for (int64_t i = 0; i < n; i++, z += k) {
+            int64_t best = 0;
+            for (int64_t j = 1; j < k; j++)
+                if (z[j] > z[best]) best = j;
+            c += best == labels[i];
+        }
+        *correct = c;
+    }
     for (int i = 0; i < net->nlayers; i++) cfnet_layer_zero_grad(net->layers[i]);
     CF_CHECK(cf_network_train_backward(net, upto, net->grad_a, n));
     optimizer_update(net);
@@ -298,7 +315,7 @@ CFNET_API cfnet_status cfnet_network_evaluate(const cfnet_network *net,
     CF_CHECK(check_batch_labels(net, "network_evaluate", images, labels, n, &k));
     if (batch == 0) batch = 100;
     if (batch > n) batch = n;
-    int upto = logits_end(net);
+    int upto = cf_network_logits_end(net);
     float *logits = cf_malloc((size_t)(batch * k) * sizeof(float));
     CF_FAIL_IF(!logits, CFNET_E_OUT_OF_MEMORY, "network_evaluate: out of memory");
     double sum_loss = 0;
