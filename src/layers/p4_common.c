@@ -9,7 +9,7 @@ typedef struct p4_priv {
     cf_conv_plan plan; /* C*G input planes, one group */
     int order;         /* group elements: 4 (p4) or 8 (p4m) */
     int G;             /* input copies: 1 (lifting) or order (group convolution) */
-    cf_rotmap_entry *rot; /* order x k*k: the exact permutations T_g, g = 0..order-1 */
+    cf_rotmap rot[8];  /* the exact permutations T_g, g = 0..order-1 */
 } p4_priv;
 
 static cfnet_status p4_check(const char *name, const int *ic, int order)
@@ -47,7 +47,7 @@ void cf_p4_destroy(cfnet_layer *l)
 {
     p4_priv *p = l->priv;
     cf_conv_plan_free(&p->plan);
-    cf_free(p->rot);
+    for (int g = 0; g < 8; g++) cf_rotmap_free(&p->rot[g]);
     cf_free(p);
 }
 
@@ -89,11 +89,9 @@ cfnet_status cf_p4_setup(cfnet_layer *l, uint64_t seed, int order, int G)
     l->priv = p;
     p->order = order;
     p->G = G;
-    p->rot = cf_malloc((size_t)order * (size_t)kk * sizeof *p->rot);
-    CF_FAIL_IF(!p->rot, CFNET_E_OUT_OF_MEMORY, "%s: out of memory", name);
     for (int g = 0; g < order; g++) { /* T_g = rot90^r F^m, g = 4 m + r */
-        cf_rotmap_build(k, 1, g & 3, CFNET_INTERP_NEAREST, p->rot + g * kk);
-        if (g >= 4) cf_rotmap_mirror_source(k, p->rot + g * kk);
+        CF_CHECK(cf_rotmap_build(k, 1, g & 3, CFNET_INTERP_NEAREST, &p->rot[g]));
+        if (g >= 4) cf_rotmap_mirror_source(k, &p->rot[g]);
     }
     cfnet_status st = cf_conv_plan_init(&p->plan, C * G, S, S, k, 1, pad, NULL, 1);
     if (st != CFNET_OK)
@@ -181,7 +179,7 @@ static void expand(const cfnet_layer *l, float *wexp, float *bexp)
                 for (int h = 0; h < G; h++) {
                     const float *src =
                         base + (((size_t)o * C + (size_t)c) * G + (size_t)src_copy(h, g, G)) * kk;
-                    cf_rotmap_apply(p->rot + g * kk, kk, src, row + ((size_t)c * G + h) * kk);
+                    cf_rotmap_apply(&p->rot[g], src, row + ((size_t)c * G + h) * kk);
                 }
             bexp[o * n_g + g] = bias[o];
         }
@@ -225,8 +223,7 @@ cfnet_status cf_p4_backward(cfnet_layer *l, const float *x, const float *y, cons
                 for (int h = 0; h < G; h++) {
                     float *dst =
                         gbase + (((size_t)o * C + (size_t)c) * G + (size_t)src_copy(h, g, G)) * kk;
-                    cf_rotmap_apply_transpose(p->rot + g * kk, kk,
-                                              row + ((size_t)c * G + h) * kk, dst);
+                    cf_rotmap_apply_transpose(&p->rot[g], row + ((size_t)c * G + h) * kk, dst);
                 }
             db += w.db[o * n_g + g];
         }
