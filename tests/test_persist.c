@@ -1169,8 +1169,10 @@ static void a_failed_save_leaves_the_previous_file_intact(void **state)
     assert_int_equal(count_temp_files(), 0);
     free(dir);
 
-    /* A saved model whose name leaves no room for the temporary suffix (NAME_MAX): saving
-     * over it fails, and the file is unchanged and still loads. */
+    /* A saved model whose name leaves no room for the temporary suffix (NAME_MAX): the
+     * temporary name is shortened, so saving over it works, and it loads (item 8 of the
+     * reliability round; this used to fail with CFNET_E_IO). Every length up to NAME_MAX is
+     * covered by test_reliability. */
     long name_max = pathconf(tu_outdir(), _PC_NAME_MAX);
     if (name_max > 20 && name_max < 1024) {
         size_t len = (size_t)name_max - 4; /* + ".tmp.XXXXXX" exceeds NAME_MAX */
@@ -1184,14 +1186,14 @@ static void a_failed_save_leaves_the_previous_file_intact(void **state)
         size_t size = 0;
         CF_ASSERT_OK(cfnet_network_save_buffer(a, 0, &buf, &size));
         write_file(path, buf, size);
-        CF_ASSERT_STATUS(cfnet_network_save(b, path, 0), CFNET_E_IO);
+        CF_ASSERT_OK(cfnet_network_save(b, path, 0));
         size_t now_size;
         unsigned char *now = read_file(path, &now_size);
         assert_int_equal(now_size, size);
-        assert_memory_equal(now, buf, size);
+        assert_true(memcmp(now, buf, size) != 0); /* b replaced a */
         cfnet_network *back = NULL;
         CF_ASSERT_OK(cfnet_network_load(path, &back));
-        assert_same_weights(a, back);
+        assert_same_weights(b, back);
         assert_int_equal(count_temp_files(), 0);
         cfnet_network_free(back);
         free(now);
@@ -1303,7 +1305,7 @@ static void null_arguments_are_rejected(void **state)
     CF_ASSERT_STATUS(cfnet_network_save_buffer(NULL, 0, &buf, &size), CFNET_E_INVALID_ARGUMENT);
     CF_ASSERT_STATUS(cfnet_network_save_buffer(net, 0, NULL, &size), CFNET_E_INVALID_ARGUMENT);
     CF_ASSERT_STATUS(cfnet_network_save_buffer(net, 0, &buf, NULL), CFNET_E_INVALID_ARGUMENT);
-    CF_ASSERT_STATUS(cfnet_network_save_buffer(net, 2u, &buf, &size), CFNET_E_INVALID_ARGUMENT);
+    CF_ASSERT_STATUS(cfnet_network_save_buffer(net, 4u, &buf, &size), CFNET_E_INVALID_ARGUMENT);
     assert_null(buf);
     assert_int_equal(size, 0);
     CF_ASSERT_STATUS(cfnet_network_load(NULL, &out), CFNET_E_INVALID_ARGUMENT);
