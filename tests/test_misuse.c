@@ -352,6 +352,14 @@ static void introspection_functions_never_fail(void **state)
 {
     (void)state;
     assert_int_equal(cfnet_layer_kind_count(), CFNET_LAYER_SOFTMAX);
+    double a = 0, b = 0;
+    assert_null(cfnet_option_name(-1));
+    CF_ASSERT_STATUS(cfnet_option_bounds(CFNET_OPTION_THREADS, NULL, &b), CFNET_E_INVALID_ARGUMENT);
+    CF_ASSERT_STATUS(cfnet_option_bounds(CFNET_OPTION_THREADS, &a, NULL), CFNET_E_INVALID_ARGUMENT);
+    CF_ASSERT_STATUS(cfnet_option_bounds(1000, &a, &b), CFNET_E_INVALID_ARGUMENT);
+    CF_ASSERT_STATUS(cfnet_option_default(CFNET_OPTION_THREADS, NULL), CFNET_E_INVALID_ARGUMENT);
+    CF_ASSERT_STATUS(cfnet_option_default(0, &a), CFNET_E_INVALID_ARGUMENT);
+    assert_int_equal(cfnet_option_is_integer(0), -1);
 }
 
 int main(void)

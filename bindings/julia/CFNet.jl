@@ -19,6 +19,7 @@ module CFNet
 export CFNetError, Tensor, Layer, Network
 export conv2d, conic_conv, p4_lift, p4_conv, group_pool, dft_projection, dft_magnitude, dense,
        relu, pool, batch_norm, dropout, softmax
+export option_bounds, option_default
 export infer, probabilities, predict, train_step!, train_epoch!, evaluate, invariance, set_option!, get_option,
        save, load_network, export_onnx, summary_string, output_shape, param_count, classifier,
        multiply_adds, metadata, set_metadata!
@@ -258,6 +259,13 @@ cfnet_network_train_epoch(net, images, labels, batch, order, count, progress, us
 
 # Introspection
 cfnet_layer_kind_count() = ccall((:cfnet_layer_kind_count, libcfnet), Cint, ())
+cfnet_option_name(option) = ccall((:cfnet_option_name, libcfnet), Cstring, (Cint,), option)
+cfnet_option_bounds(option, min, max) =
+    ccall((:cfnet_option_bounds, libcfnet), Cint, (Cint, Ptr{Cdouble}, Ptr{Cdouble}), option, min, max)
+cfnet_option_default(option, value) =
+    ccall((:cfnet_option_default, libcfnet), Cint, (Cint, Ptr{Cdouble}), option, value)
+cfnet_option_is_integer(option) =
+    ccall((:cfnet_option_is_integer, libcfnet), Cint, (Cint,), option)
 
 # ---------------------------------------------------------------------------------------------
 # Constants (values pinned by the header)
@@ -500,6 +508,22 @@ end
 function get_option(net::Network, option::Symbol)
     v = Ref{Cdouble}(0)
     check(cfnet_network_get_option(handle(net), OPTIONS[option], v))
+    return v[]
+end
+
+"""(min, max): the closed range set_option! accepts for an option (integers only where
+cfnet_option_is_integer says so); from the library's option table."""
+function option_bounds(option::Symbol)
+    lo = Ref{Cdouble}(0)
+    hi = Ref{Cdouble}(0)
+    check(cfnet_option_bounds(OPTIONS[option], lo, hi))
+    return lo[], hi[]
+end
+
+"""The value of an option in a new network."""
+function option_default(option::Symbol)
+    v = Ref{Cdouble}(0)
+    check(cfnet_option_default(OPTIONS[option], v))
     return v[]
 end
 

@@ -490,6 +490,26 @@ CFNET_API cfnet_status cfnet_network_set_option(cfnet_network *net, cfnet_option
 CFNET_API cfnet_status cfnet_network_get_option(const cfnet_network *net, cfnet_option option,
                                                 double *value);
 
+/** Static name of an option: its enum name in lower case ("learning_rate", "aug_flip"), or NULL
+ *  for a value that is not an option. Options are 1, 2, ... up to the first NULL. */
+CFNET_API const char *cfnet_option_name(int option);
+
+/** The values cfnet_network_set_option accepts, as closed bounds: every v with *min <= v <=
+ *  *max (an integer, for integer options) is valid. Open intervals are given by their nearest
+ *  representable values (beta1: [0, 0.9999999999999999]), no upper bound by DBL_MAX.
+ *  CFNET_OPTION_AUG_JITTER must also be
+ *  less than the input's height and width, and a rotation augmentation needs square inputs.
+ *  CFNET_E_INVALID_ARGUMENT for an unknown option or a NULL pointer. */
+CFNET_API cfnet_status cfnet_option_bounds(int option, double *min, double *max);
+
+/** The option's value in a new network into *value (CFNET_E_INVALID_ARGUMENT for an unknown
+ *  option or NULL). */
+CFNET_API cfnet_status cfnet_option_default(int option, double *value);
+
+/** 1 if the option takes integers only (counts, flags and enumerated values such as
+ *  CFNET_OPTION_OPTIMIZER), 0 if any real number in its bounds, -1 for an unknown option. */
+CFNET_API int cfnet_option_is_integer(int option);
+
 /** One optimisation step on a batch: augmentation (per the options), training forward, mean
  *  softmax cross-entropy of the output against labels[0..n-1] (if the last layer is a softmax,
  *  its input is used as the logits), backward, weight decay, optimiser update, learning-rate

@@ -156,6 +156,10 @@ PROTOTYPES = {
                                             ctypes.POINTER(_str)]),
     # introspection
     "cfnet_layer_kind_count": (_int, []),
+    "cfnet_option_name": (_str, [_int]),
+    "cfnet_option_bounds": (_status, [_int, _p_dbl, _p_dbl]),
+    "cfnet_option_default": (_status, [_int, _p_dbl]),
+    "cfnet_option_is_integer": (_int, [_int]),
 }
 
 # cfnet_progress_fn

@@ -13,6 +13,40 @@ from ._tensor import Borrow, as_float32, as_labels, handle_shape
 from ._lib import fs_path
 from ._handle import Handle
 
+def _option_names():
+    """(key, name) of every option the library knows, from cfnet_option_name."""
+    lib = _lib.load()
+    out, k = [], 1
+    while True:
+        name = lib.cfnet_option_name(k)
+        if name is None:
+            return out
+        out.append((k, name.decode()))
+        k += 1
+
+
+def option_bounds(option):
+    """(min, max): the closed range of values set_option accepts for an option (an Option, its
+    value or name). Integer options accept only integers in it; aug_jitter must also be less than
+    the image size."""
+    opt = to_enum(Option, option)
+    lo, hi = ctypes.c_double(), ctypes.c_double()
+    _lib.load().call("cfnet_option_bounds", int(opt), ctypes.byref(lo), ctypes.byref(hi))
+    if _lib.load().cfnet_option_is_integer(int(opt)) == 1:
+        return int(lo.value), int(hi.value)
+    return lo.value, hi.value
+
+
+def option_default(option):
+    """The value of an option in a new network (OPTIMIZER and AUG_ROTATION as their enums)."""
+    opt = to_enum(Option, option)
+    v = ctypes.c_double()
+    _lib.load().call("cfnet_option_default", int(opt), ctypes.byref(v))
+    if opt in _OPTION_VALUE_ENUMS:
+        return _OPTION_VALUE_ENUMS[opt](int(v.value))
+    return v.value
+
+
 # Option values that have names, for set_option / configure.
 _OPTION_VALUE_ENUMS = {Option.OPTIMIZER: Optimizer, Option.AUG_ROTATION: AugRotation}
 
@@ -290,8 +324,8 @@ class Network(Handle):
 
     @property
     def options(self):
-        """Every option's current value, by lower-case name."""
-        return {opt.name.lower(): self.get_option(opt) for opt in Option}
+        """Every option's current value, by the library's name (cfnet_option_name)."""
+        return {name: self.get_option(k) for k, name in _option_names()}
 
     def train_step(self, images, labels):
         """One optimisation step on a batch (augmentation, forward, loss, backward, update).

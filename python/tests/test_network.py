@@ -207,6 +207,24 @@ class NetworkTest(LeakCheckedTestCase):
         with self.assertRaises(ValueError):
             net.set_option("optimizer", "rmsprop")
 
+    def test_option_bounds_and_defaults_come_from_the_library(self):
+        net = cfnet.Network(1, 8, 8)
+        self.assertEqual(set(net.options), {o.name.lower() for o in cfnet.Option})
+        for opt in cfnet.Option:
+            self.assertEqual(net.get_option(opt), cfnet.option_default(opt))
+        lo, hi = cfnet.option_bounds("threads")
+        self.assertEqual(lo, 1)
+        net.set_option("threads", hi)
+        with self.assertRaises(cfnet.InvalidArgumentError):
+            net.set_option("threads", hi + 1)
+        lo, hi = cfnet.option_bounds(cfnet.Option.BETA1)
+        self.assertEqual(lo, 0.0)
+        self.assertLess(hi, 1.0)
+        net.set_option("beta1", hi)
+        self.assertEqual(cfnet.option_default("optimizer"), cfnet.Optimizer.ADAM)
+        with self.assertRaises(ValueError):
+            cfnet.option_bounds("no_such_option")
+
     def test_training_learns_the_rotated_patterns(self):
         x, y = rotated_patterns(150, seed=1)
         xt, yt = rotated_patterns(60, seed=2)
