@@ -28,8 +28,10 @@ from ._errors import (CancelledError, CfnetError, CfnetIOError, CopyWarning, For
                       OutOfMemoryError, ShapeMismatchError, StateError, UnsupportedError)
 from ._image import normalize, rotate, shift
 from ._layer import (Layer, batch_norm, conic_conv, conv2d, dense, dft_magnitude, dft_projection,
-                     dropout, group_pool, kind_name, p4_conv, p4_lift, pool, relu, softmax)
-from ._network import Network, classifier, family_name, softmax_cross_entropy
+                     dropout, group_pool, kind_name, p4_conv, p4_lift, p4m_conv,
+                     p4m_dft_magnitude, p4m_lift, pool, relu, softmax)
+from ._network import (Network, classifier, family_name, option_bounds, option_default,
+                       softmax_cross_entropy)
 from ._tensor import MAX_DIMS, Tensor
 
 __version__ = "0.1.0"
@@ -70,8 +72,10 @@ __all__ = [
     "InternalError", "InvalidArgumentError", "LimitError", "OutOfMemoryError",
     "ShapeMismatchError", "StateError", "UnsupportedError", "normalize", "rotate", "shift",
     "Layer", "batch_norm", "conic_conv", "conv2d", "dense", "dft_magnitude", "dft_projection",
-    "dropout", "group_pool", "kind_name", "p4_conv", "p4_lift", "pool", "relu", "softmax",
-    "Network", "softmax_cross_entropy", "MAX_DIMS", "Tensor", "library_path", "version",
+    "dropout", "group_pool", "kind_name", "p4_conv", "p4_lift", "p4m_conv", "p4m_dft_magnitude",
+    "p4m_lift", "pool", "relu", "softmax",
+    "Network", "option_bounds", "option_default", "softmax_cross_entropy", "MAX_DIMS", "Tensor",
+    "library_path", "version",
     "version_number", "status_string", "last_error",
     "Family", "classifier", "family_name", "NumericError", "CancelledError",
 ]
