@@ -455,20 +455,23 @@ class Network(Handle):
                 callback(epoch, mean)
         return losses
 
-    def invariance(self, x, angles=None):
-        """Largest relative change max|f(rot x) - f(x)| / max|f(x)| of the output over the
-        rotations of x by ``angles`` in degrees (default 90, 180, 270)."""
+    def invariance(self, x, angles=None, reflect=False):
+        """Largest relative change max|f(g x) - f(x)| / max|f(x)| of the output over the
+        rotations of x by ``angles`` in degrees (default 90, 180, 270); with reflect=True also
+        over the mirrored x (left-right flip) and its rotations, i.e. all of D4 by default."""
         h = self._h()
         x = as_float32(x, "images")
         out = ctypes.c_double()
+        flags = 1 if reflect else 0  # CFNET_INVARIANCE_REFLECT
         with Borrow(x) as tx:
             if angles is None:
-                _lib.load().call("cfnet_network_invariance", h, tx, None, 0, ctypes.byref(out))
+                _lib.load().call("cfnet_network_invariance_ex", h, tx, None, 0, flags,
+                                 ctypes.byref(out))
             else:
                 a = np.ascontiguousarray(angles, dtype=np.float64).reshape(-1)
-                _lib.load().call("cfnet_network_invariance", h, tx,
+                _lib.load().call("cfnet_network_invariance_ex", h, tx,
                                  a.ctypes.data_as(ctypes.POINTER(ctypes.c_double)), a.size,
-                                 ctypes.byref(out))
+                                 flags, ctypes.byref(out))
         return out.value
 
     # ---- saving and loading ----

@@ -253,6 +253,19 @@ class NetworkTest(LeakCheckedTestCase):
         with self.assertRaises(cfnet.ShapeMismatchError):
             self.net.invariance(np.zeros((1, 1, 8, 8), np.float32))
 
+    def test_invariance_to_reflections(self):
+        x = self.x[:4]
+        with cfnet.Network(1, 16, 16) as p4m:
+            p4m.extend([cfnet.p4m_lift(3, 3), cfnet.relu(), cfnet.pool(),
+                        cfnet.p4m_conv(3, 3), cfnet.relu(), cfnet.pool(), cfnet.pool("mean", 4, 1),
+                        cfnet.p4m_conv(4, 1), cfnet.p4m_dft_magnitude(), cfnet.dense(3)])
+            self.assertLess(p4m.invariance(x, reflect=True), 1e-5)
+        with cfnet.Network(1, 16, 16) as p4:
+            p4.extend([cfnet.p4_lift(3, 3), cfnet.relu(), cfnet.group_pool(),
+                       cfnet.pool("mean", 16, 1), cfnet.dense(3)])
+            self.assertLess(p4.invariance(x), 1e-5)
+            self.assertGreater(p4.invariance(x, reflect=True), 1e-3)
+
     def test_concurrent_inference_from_threads(self):
         net, x = self.net, self.x
         want = net.infer(x)

@@ -26,6 +26,20 @@ static cfnet_tensor view(float *data, int ndim, const int64_t *shape)
     return t;
 }
 
+/* Mirrors `planes` rows-of-W planes in place, u -> -u (column j <-> W-1-j): the reflection F of
+ * docs/conventions.md, used by the flip augmentation and the reflection invariance check. */
+static void mirror_rows(float *x, int64_t rows, int64_t W)
+{
+    for (int64_t p = 0; p < rows; p++) {
+        float *row = x + p * W;
+        for (int64_t j = 0; j < W / 2; j++) {
+            float t = row[j];
+            row[j] = row[W - 1 - j];
+            row[W - 1 - j] = t;
+        }
+    }
+}
+
 /* ---- augmentation of one sample (C x H x W) in place, using tmp of the same size ---- */
 
 static cfnet_status augment_sample(cfnet_network *net, float *x, float *tmp)
@@ -48,16 +62,7 @@ static cfnet_status augment_sample(cfnet_network *net, float *x, float *tmp)
         CF_CHECK(cfnet_image_shift(&tx, &tt, dy, dx));
         memcpy(x, tmp, bytes);
     }
-    if (o->aug_flip && cf_rng_below(&net->rng, 2)) {
-        for (int64_t p = 0; p < C * H; p++) {
-            float *row = x + p * W;
-            for (int64_t j = 0; j < W / 2; j++) {
-                float t = row[j];
-                row[j] = row[W - 1 - j];
-                row[W - 1 - j] = t;
-            }
-        }
-    }
+    if (o->aug_flip && cf_rng_below(&net->rng, 2)) mirror_rows(x, C * H, W);
     return CFNET_OK;
 }
 
@@ -379,13 +384,18 @@ CFNET_API cfnet_status cfnet_network_evaluate(const cfnet_network *net,
 
 /* ---- invariance check ---- */
 
-CFNET_API cfnet_status cfnet_network_invariance(const cfnet_network *net, const cfnet_tensor *x,
-                                                const double *angles, int n_angles,
-                                                double *max_rel_change)
+/* The transformed inputs are rot_a(x) for each angle a, and with CFNET_INVARIANCE_REFLECT also
+ * F x and rot_a(F x): with the quarter turns, all 7 non-identity elements of D4. */
+static cfnet_status invariance(const cfnet_network *net, const cfnet_tensor *x,
+                               const double *angles, int n_angles, unsigned flags,
+                               double *max_rel_change)
 {
     static const double quarter[3] = {90.0, 180.0, 270.0};
     CF_FAIL_IF(!net || !x || !max_rel_change, CFNET_E_INVALID_ARGUMENT,
                "network_invariance: NULL argument");
+    CF_FAIL_IF(flags & ~(unsigned)CFNET_INVARIANCE_REFLECT, CFNET_E_INVALID_ARGUMENT,
+               "network_invariance: unknown flags 0x%x (CFNET_INVARIANCE_REFLECT = 0x%x)",
+               flags & ~(unsigned)CFNET_INVARIANCE_REFLECT, (unsigned)CFNET_INVARIANCE_REFLECT);
     if (!angles) {
         angles = quarter;
         n_angles = 3;
@@ -403,27 +413,57 @@ CFNET_API cfnet_status cfnet_network_invariance(const cfnet_network *net, const 
     float *ref = cf_alloc(&net->alloc, (size_t)(n * osz) * sizeof(float));
     float *got = cf_alloc(&net->alloc, (size_t)(n * osz) * sizeof(float));
     float *xr = cf_alloc(&net->alloc, (size_t)(n * net->in_size) * sizeof(float));
+    const bool reflect = (flags & CFNET_INVARIANCE_REFLECT) != 0;
+    float *xm = reflect ? cf_alloc(&net->alloc, (size_t)(n * net->in_size) * sizeof(float)) : NULL;
     cfnet_status st = CFNET_OK;
-    if (!ref || !got || !xr)
+    if (!ref || !got || !xr || (reflect && !xm))
         st = cf_error(CFNET_E_OUT_OF_MEMORY, "network_invariance: out of memory");
     if (st == CFNET_OK) st = cf_network_infer_into(net, net->nlayers, x->data, n, ref);
     double scale = 0, worst = 0;
     if (st == CFNET_OK)
         for (int64_t i = 0; i < n * osz; i++) scale = fmax(scale, fabs((double)ref[i]));
-    for (int a = 0; a < n_angles && st == CFNET_OK; a++) {
-        cfnet_tensor tr = view(xr, 4, x->shape);
-        st = cf_image_rotate(&net->alloc, x, &tr, angles[a]);
-        if (st == CFNET_OK) st = cf_network_infer_into(net, net->nlayers, xr, n, got);
-        if (st != CFNET_OK) break;
-        for (int64_t i = 0; i < n * osz; i++) {
-            double d = fabs((double)got[i] - (double)ref[i]);
-            if (!(d <= worst)) worst = d; /* NaN propagates */
+    cfnet_tensor tm = view(xm, 4, x->shape);
+    if (reflect && st == CFNET_OK) {
+        memcpy(xm, x->data, (size_t)(n * net->in_size) * sizeof(float));
+        mirror_rows(xm, n * net->in_shape[0] * net->in_shape[1], net->in_shape[2]);
+    }
+    /* case -1: the mirrored input itself; 0 .. n_angles-1: rotations of x (or of F x) */
+    for (int m = 0; m < (reflect ? 2 : 1) && st == CFNET_OK; m++) {
+        for (int a = m ? -1 : 0; a < n_angles && st == CFNET_OK; a++) {
+            const float *in = xm;
+            if (a >= 0) {
+                cfnet_tensor tr = view(xr, 4, x->shape);
+                st = cfnet_image_rotate(m ? &tm : x, &tr, angles[a]);
+                in = xr;
+            }
+            if (st == CFNET_OK) st = cf_network_infer_into(net, net->nlayers, in, n, got);
+            if (st != CFNET_OK) break;
+            for (int64_t i = 0; i < n * osz; i++) {
+                double d = fabs((double)got[i] - (double)ref[i]);
+                if (!(d <= worst)) worst = d; /* NaN propagates */
+            }
         }
     }
     cf_free(ref);
     cf_free(got);
     cf_free(xr);
+    cf_free(xm);
     CF_CHECK(st);
     *max_rel_change = scale > 0 ? worst / scale : worst;
     return CFNET_OK;
+}
+
+CFNET_API cfnet_status cfnet_network_invariance(const cfnet_network *net, const cfnet_tensor *x,
+                                                const double *angles, int n_angles,
+                                                double *max_rel_change)
+{
+    return invariance(net, x, angles, n_angles, 0, max_rel_change);
+}
+
+CFNET_API cfnet_status cfnet_network_invariance_ex(const cfnet_network *net,
+                                                   const cfnet_tensor *x, const double *angles,
+                                                   int n_angles, unsigned flags,
+                                                   double *max_rel_change)
+{
+    return invariance(net, x, angles, n_angles, flags, max_rel_change);
 }
