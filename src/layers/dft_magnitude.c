@@ -193,5 +193,5 @@ const cf_layer_ops cf_p4m_dft_magnitude_ops = {
 
 CFNET_API cfnet_status cfnet_layer_p4m_dft_magnitude_create(cfnet_layer **out)
 {
-    return cf_layer_create(CFNET_LAYER_P4M_DFT_MAGNITUDE, NULL, NULL, out);
+    return cf_layer_create(CFNET_LAYER_P4M_DFT_MAGNITUDE, NULL, NULL, NULL, out);
 }
