@@ -1,6 +1,5 @@
 """Networks: the cfnet_network handle, training, inference, invariance check, save and load."""
 import ctypes
-import os
 from collections.abc import MutableMapping
 import weakref
 
@@ -11,7 +10,42 @@ from ._enums import (AugRotation, Family, ONNX_PROBABILITIES, Option, Optimizer,
                      to_enum)
 from ._layer import Layer
 from ._tensor import Borrow, as_float32, as_labels, handle_shape
+from ._lib import fs_path
 from ._handle import Handle
+
+def _option_names():
+    """(key, name) of every option the library knows, from cfnet_option_name."""
+    lib = _lib.load()
+    out, k = [], 1
+    while True:
+        name = lib.cfnet_option_name(k)
+        if name is None:
+            return out
+        out.append((k, name.decode()))
+        k += 1
+
+
+def option_bounds(option):
+    """(min, max): the closed range of values set_option accepts for an option (an Option, its
+    value or name). Integer options accept only integers in it; aug_jitter must also be less than
+    the image size."""
+    opt = to_enum(Option, option)
+    lo, hi = ctypes.c_double(), ctypes.c_double()
+    _lib.load().call("cfnet_option_bounds", int(opt), ctypes.byref(lo), ctypes.byref(hi))
+    if _lib.load().cfnet_option_is_integer(int(opt)) == 1:
+        return int(lo.value), int(hi.value)
+    return lo.value, hi.value
+
+
+def option_default(option):
+    """The value of an option in a new network (OPTIMIZER and AUG_ROTATION as their enums)."""
+    opt = to_enum(Option, option)
+    v = ctypes.c_double()
+    _lib.load().call("cfnet_option_default", int(opt), ctypes.byref(v))
+    if opt in _OPTION_VALUE_ENUMS:
+        return _OPTION_VALUE_ENUMS[opt](int(v.value))
+    return v.value
+
 
 # Option values that have names, for set_option / configure.
 _OPTION_VALUE_ENUMS = {Option.OPTIMIZER: Optimizer, Option.AUG_ROTATION: AugRotation}
@@ -214,36 +248,50 @@ class Network(Handle):
     def zero_grad(self):
         _lib.load().call("cfnet_network_zero_grad", self._h())
 
+    def _batch(self, x):
+        """(x as a passable float32 array with a batch axis, True if one was added): a single
+        C x H x W image (the network's input shape) becomes a batch of one."""
+        x = as_float32(x, "images", stacklevel=4)
+        if x.ndim == 3 and tuple(x.shape) == self.input_shape:
+            return x.reshape((1,) + x.shape), True
+        if x.ndim != 4:
+            raise ValueError("images must be N x C x H x W (or one C x H x W image, %s), not "
+                             "shape %s; add the batch axis with x[None]"
+                             % ("x".join(map(str, self.input_shape)), x.shape))
+        return x, False
+
     def infer(self, x):
-        """Read-only inference: the network output for x (N x <output shape>)."""
+        """Read-only inference: the network output for x (N x <output shape>); for a single
+        C x H x W image, the output without the batch axis."""
         h = self._h()
-        x = as_float32(x, "images")
+        x, single = self._batch(x)
         out = self._out(x.shape[0] if x.ndim else 0)
         with Borrow(x) as tx, Borrow(out) as to:
             _lib.load().call("cfnet_network_infer", h, tx, to)
-        return out
+        return out[0] if single else out
 
     def probabilities(self, x):
-        """Class probabilities (N x K) for x."""
+        """Class probabilities (N x K) for x; a vector of K for a single C x H x W image."""
         h = self._h()
-        x = as_float32(x, "images")
+        x, single = self._batch(x)
         n = x.shape[0] if x.ndim else 0
         k = int(np.prod(self.output_shape))
         probs = np.empty((n, k), dtype=np.float32)
         with Borrow(x) as tx, Borrow(probs) as tp:
             _lib.load().call("cfnet_network_probabilities", h, tx, tp)
-        return probs
+        return probs[0] if single else probs
 
     def predict(self, x):
-        """Predicted class (argmax of the output) per image, as an int32 array of length N."""
+        """Predicted class (argmax of the output) per image, as an int32 array of length N; an
+        int for a single C x H x W image."""
         h = self._h()
-        x = as_float32(x, "images")
+        x, single = self._batch(x)
         n = x.shape[0] if x.ndim else 0
         labels = np.empty(n, dtype=np.int32)
         with Borrow(x) as tx:
             _lib.load().call("cfnet_network_predict", h, tx,
                              labels.ctypes.data_as(ctypes.POINTER(ctypes.c_int32)), n)
-        return labels
+        return int(labels[0]) if single else labels
 
     # ---- options and training ----
 
@@ -276,15 +324,15 @@ class Network(Handle):
 
     @property
     def options(self):
-        """Every option's current value, by lower-case name."""
-        return {opt.name.lower(): self.get_option(opt) for opt in Option}
+        """Every option's current value, by the library's name (cfnet_option_name)."""
+        return {name: self.get_option(k) for k, name in _option_names()}
 
     def train_step(self, images, labels):
         """One optimisation step on a batch (augmentation, forward, loss, backward, update).
         Returns the batch loss before the update."""
         h = self._h()
         x = as_float32(images, "images")
-        lab = as_labels(labels)
+        lab = as_labels(labels, x.shape[0] if x.ndim else None)
         loss = ctypes.c_float()
         with Borrow(x) as tx:
             _lib.load().call("cfnet_network_train_step", h, tx,
@@ -302,7 +350,7 @@ class Network(Handle):
         (0 = 100)."""
         h = self._h()
         x = as_float32(images, "images")
-        lab = as_labels(labels)
+        lab = as_labels(labels, x.shape[0] if x.ndim else None)
         loss, acc = ctypes.c_float(), ctypes.c_float()
         with Borrow(x) as tx:
             _lib.load().call("cfnet_network_evaluate", h, tx,
@@ -326,7 +374,7 @@ class Network(Handle):
         Returns (mean loss, training accuracy) of the epoch."""
         h = self._h()
         x = as_float32(images, "images")
-        lab = as_labels(labels)
+        lab = as_labels(labels, x.shape[0] if x.ndim else None)
         mean, acc = ctypes.c_double(), ctypes.c_double()
         if order is not None:
             order = np.ascontiguousarray(order, dtype=np.int64).reshape(-1)
@@ -381,7 +429,7 @@ class Network(Handle):
         """
         from ._errors import CancelledError
         images = as_float32(images, "images")
-        labels = as_labels(labels)
+        labels = as_labels(labels, images.shape[0] if images.ndim else None)
         n = len(labels)
         losses = []
         for epoch in range(epochs):
@@ -407,20 +455,23 @@ class Network(Handle):
                 callback(epoch, mean)
         return losses
 
-    def invariance(self, x, angles=None):
-        """Largest relative change max|f(rot x) - f(x)| / max|f(x)| of the output over the
-        rotations of x by ``angles`` in degrees (default 90, 180, 270)."""
+    def invariance(self, x, angles=None, reflect=False):
+        """Largest relative change max|f(g x) - f(x)| / max|f(x)| of the output over the
+        rotations of x by ``angles`` in degrees (default 90, 180, 270); with reflect=True also
+        over the mirrored x (left-right flip) and its rotations, i.e. all of D4 by default."""
         h = self._h()
         x = as_float32(x, "images")
         out = ctypes.c_double()
+        flags = 1 if reflect else 0  # CFNET_INVARIANCE_REFLECT
         with Borrow(x) as tx:
             if angles is None:
-                _lib.load().call("cfnet_network_invariance", h, tx, None, 0, ctypes.byref(out))
+                _lib.load().call("cfnet_network_invariance_ex", h, tx, None, 0, flags,
+                                 ctypes.byref(out))
             else:
                 a = np.ascontiguousarray(angles, dtype=np.float64).reshape(-1)
-                _lib.load().call("cfnet_network_invariance", h, tx,
+                _lib.load().call("cfnet_network_invariance_ex", h, tx,
                                  a.ctypes.data_as(ctypes.POINTER(ctypes.c_double)), a.size,
-                                 ctypes.byref(out))
+                                 flags, ctypes.byref(out))
         return out.value
 
     # ---- saving and loading ----
@@ -429,7 +480,7 @@ class Network(Handle):
         """Writes the network to ``path`` (safetensors layout, docs/format.md); with
         optimizer=True also the optimiser state. An existing file is replaced atomically."""
         flags = SAVE_OPTIMIZER if optimizer else 0
-        _lib.load().call("cfnet_network_save", self._h(), os.fsencode(path), flags)
+        _lib.load().call("cfnet_network_save", self._h(), fs_path(path), flags)
 
     def to_bytes(self, optimizer=False):
         """The saved network as bytes (what ``save`` would write)."""
@@ -453,7 +504,7 @@ class Network(Handle):
         N x C x H x W, output "output") computing what ``infer`` computes, or with
         probabilities=True what ``probabilities`` computes. See docs/deploy.md."""
         flags = ONNX_PROBABILITIES if probabilities else 0
-        _lib.load().call("cfnet_network_export_onnx", self._h(), os.fsencode(path), flags)
+        _lib.load().call("cfnet_network_export_onnx", self._h(), fs_path(path), flags)
 
     def to_onnx(self, probabilities=False):
         """The ONNX model as bytes (what ``export_onnx`` would write)."""
@@ -477,10 +528,10 @@ class Network(Handle):
         is validated: a malformed file raises FormatError (LimitError over the context's
         limits, CfnetIOError if it cannot be read)."""
         if context is None:
-            h = _lib.new_handle("network", "cfnet_network_load", os.fsencode(path))
+            h = _lib.new_handle("network", "cfnet_network_load", fs_path(path))
         else:
             h = _lib.new_handle("network", "cfnet_network_load_in", context._h(),
-                                os.fsencode(path))
+                                fs_path(path))
         return cls._from_handle(h, context)
 
     @classmethod
@@ -576,7 +627,7 @@ def softmax_cross_entropy(logits, labels, grad=True):
     """Mean softmax cross-entropy of logits (N x K) against integer labels. Returns
     (loss, d loss / d logits) — the gradient only if ``grad``, else (loss, None)."""
     x = as_float32(logits, "logits")
-    lab = as_labels(labels)
+    lab = as_labels(labels, x.shape[0] if x.ndim else None)
     loss = ctypes.c_float()
     g = np.empty_like(x) if grad else None
     lib = _lib.load()

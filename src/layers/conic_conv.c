@@ -17,6 +17,9 @@
 
 enum { CFG_OUT, CFG_K, CFG_R, CFG_PAD, CFG_INTERP };
 
+/* Cone groups of the largest R: 4R cones, 4R rays between them, the centre. */
+#define CF_CONIC_MAX_GROUPS (8 * CFNET_CONIC_MAX_R + 1)
+
 typedef struct conic_priv {
     cf_conv_plan plan;
     int R, nrot, ngroups; /* nrot = 4R; groups: cones [0, 4R), rays [4R, 8R), centre 8R */
@@ -210,8 +213,8 @@ static cfnet_status conic_forward(cfnet_layer *l, const float *x, float *y, int6
     const conic_priv *p = l->priv;
     conic_ws w = carve(l, ws);
     fill_banks(l, w.rot, w.grp);
-    const float *Wg[8 * 64 + 1];
-    float *dWg[8 * 64 + 1];
+    const float *Wg[CF_CONIC_MAX_GROUPS];
+    float *dWg[CF_CONIC_MAX_GROUPS];
     group_banks(l, &w, Wg, dWg);
     cf_conv_forward(&p->plan, l->icfg[CFG_OUT], Wg, l->param[1]->data, x, y, n, w.engine,
                     l->threads);
@@ -227,8 +230,8 @@ static cfnet_status conic_backward(cfnet_layer *l, const float *x, const float *
     size_t bank = bank_floats(l), planes = bank / (size_t)kk;
     conic_ws w = carve(l, ws);
     memset(w.drot, 0, (size_t)(2 * p->nrot + 1) * bank * sizeof(float));
-    const float *Wg[8 * 64 + 1];
-    float *dWg[8 * 64 + 1];
+    const float *Wg[CF_CONIC_MAX_GROUPS];
+    float *dWg[CF_CONIC_MAX_GROUPS];
     group_banks(l, &w, Wg, dWg);
     cf_conv_backward(&p->plan, l->icfg[CFG_OUT], Wg, dWg, l->grad[1]->data, x, dy, dx, n,
                      w.engine, l->threads);
@@ -265,8 +268,9 @@ static cfnet_status conic_check(int *ic, float *fc)
     (void)fc;
     CF_CHECK(cf_check_conv_args("conic_conv", ic[CFG_OUT], INT32_MAX, ic[CFG_K],
                                 (cfnet_padding)ic[CFG_PAD]));
-    CF_FAIL_IF(ic[CFG_R] < 1 || ic[CFG_R] > 64, CFNET_E_INVALID_ARGUMENT,
-               "conic_conv: R is %d, must be in 1..64", ic[CFG_R]);
+    CF_FAIL_IF(ic[CFG_R] < 1 || ic[CFG_R] > CFNET_CONIC_MAX_R, CFNET_E_INVALID_ARGUMENT,
+               "conic_conv: R is %d, must be in 1..%d (CFNET_CONIC_MAX_R)", ic[CFG_R],
+               CFNET_CONIC_MAX_R);
     CF_FAIL_IF(ic[CFG_INTERP] != CFNET_INTERP_NEAREST && ic[CFG_INTERP] != CFNET_INTERP_BILINEAR &&
                    ic[CFG_INTERP] != CFNET_INTERP_STEERABLE,
                CFNET_E_INVALID_ARGUMENT, "conic_conv: unknown interpolation %d", ic[CFG_INTERP]);
@@ -304,7 +308,7 @@ cfnet_status cf_conic_conv_group_banks(const cfnet_layer *l, float **bank, int *
     float *all = cf_malloc(banks * nb * sizeof *all);
     float *out = cf_malloc(banks * nb * sizeof *out);
     int32_t *of = cf_malloc((size_t)S * (size_t)S * sizeof *of);
-    int index[8 * 64 + 1];
+    int index[CF_CONIC_MAX_GROUPS];
     if (!all || !out || !of) {
         cf_free(all);
         cf_free(out);

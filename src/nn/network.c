@@ -6,22 +6,6 @@
 #include <stdio.h>
 #include <string.h>
 
-static const cf_options default_options = {
-    .optimizer = CFNET_OPTIMIZER_ADAM,
-    .lr = 1e-3,
-    .beta1 = 0.9,
-    .beta2 = 0.999,
-    .eps = 1e-8,
-    .momentum = 0.9,
-    .weight_decay = 0.0,
-    .decay_rate = 1.0,
-    .decay_steps = 1000,
-    .threads = 1,
-    .aug_rotation = CFNET_AUG_ROTATION_NONE,
-    .aug_jitter = 0,
-    .aug_flip = 0,
-};
-
 uint64_t cf_network_layer_seed(const cfnet_network *net, int index)
 {
     /* splitmix64 finaliser of (seed, index): independent streams per layer. */
@@ -59,7 +43,7 @@ CFNET_API cfnet_status cfnet_network_create_in(cfnet_context *ctx, int channels,
     net->in_size = numel;
     net->seed = seed;
     cf_rng_seed(&net->rng, seed ^ 0x5deece66dull);
-    net->opt = default_options;
+    cf_options_set_defaults(&net->opt);
     *out = net;
     return CFNET_OK;
 }
@@ -96,6 +80,7 @@ static void free_slots(cfnet_network *net)
     cf_free(net->slots);
     net->slots = NULL;
     net->slots_for = 0;
+    net->slots_fresh = false;
 }
 
 CFNET_API void cfnet_network_free(cfnet_network *net)
@@ -139,7 +124,23 @@ cfnet_status cf_network_append(cfnet_network *net, cfnet_layer *layer)
         net->layers = grown;
         net->cap = cap;
     }
+    CF_FAIL_IF(net->nlayers >= CF_MAX_LAYERS, CFNET_E_LIMIT,
+               "network_append: a network holds at most %d layers", CF_MAX_LAYERS);
+    /* The layer's tables are measured (and bounded) while it is set up. */
+    uint64_t room = CF_MAX_TABLE_BYTES - net->table_bytes;
+    cf_alloc_meter meter;
+    cf_alloc_meter_begin(&meter, room, true);
     cfnet_status st = cfnet_layer_setup(layer, nd, shape, cf_network_layer_seed(net, idx));
+    cf_alloc_meter_end(&meter);
+    if (st != CFNET_OK && meter.exceeded) {
+        char in[96];
+        return cf_error(CFNET_E_LIMIT,
+                        "network_append: layer %d (%s) on input %s needs more than the %llu "
+                        "bytes of tables (rotation maps, index tables, FFT planning) left of "
+                        "the limit of %llu per network",
+                        idx, layer->ops->name, cf_shape_str(in, sizeof in, nd, shape),
+                        (unsigned long long)room, (unsigned long long)CF_MAX_TABLE_BYTES);
+    }
     if (st != CFNET_OK) {
         char in[96], msg[512];
         snprintf(msg, sizeof msg, "%s", cfnet_last_error());
@@ -150,6 +151,7 @@ cfnet_status cf_network_append(cfnet_network *net, cfnet_layer *layer)
     free_train_buffers(net);
     infer_cache_clear(net);
     free_slots(net);
+    net->table_bytes += meter.peak;
     layer->owned = true;
     layer->threads = net->opt.threads;
     net->layers[net->nlayers++] = layer;
@@ -635,6 +637,7 @@ cfnet_status cf_network_ensure_slots(cfnet_network *net)
     net->slots = cf_calloc(count, sizeof *net->slots);
     CF_FAIL_IF(!net->slots, CFNET_E_OUT_OF_MEMORY, "optimizer: out of memory");
     net->slots_for = net->nlayers;
+    net->slots_fresh = true;
     bool two = net->opt.optimizer == CFNET_OPTIMIZER_ADAM;
     for (int i = 0; i < net->nlayers; i++) {
         for (int p = 0; p < net->layers[i]->nparam; p++) {

@@ -35,6 +35,34 @@ typedef struct cf_meta_entry {
     char *key, *value;
 } cf_meta_entry;
 
+/* The option table (src/nn/options.c): one entry per cfnet_option. */
+typedef enum {
+    CF_OPTION_REAL,  /* any finite double in the bounds */
+    CF_OPTION_INT,   /* an integer in the bounds */
+    CF_OPTION_NAMED, /* an integer in the bounds, written by name in model files */
+} cf_option_type;
+
+
+typedef struct cf_option_def {
+    cfnet_option key;
+    const char *name;      /* the enum's name in lower case (cfnet_option_name) */
+    const char *file_name; /* the key in a model file's "options" object */
+    const char *what;      /* in messages ("learning rate") */
+    cf_option_type type;
+    double min, max;       /* bounds; exclusive where min_open / max_open */
+    bool min_open, max_open;
+    double def;            /* the value of a new network */
+    size_t offset;         /* of the field in cf_options */
+    char field;            /* its type: 'd' double, 'i' int, 'l' int64_t */
+    const char *const *value_names; /* CF_OPTION_NAMED: names of the values min..max, NULL-ended */
+} cf_option_def;
+
+/* Number of entries; entry i (key i + 1), or NULL out of range. */
+int cf_option_count(void);
+const cf_option_def *cf_option_at(int index);
+/* Every option at its default (a new network). */
+void cf_options_set_defaults(cf_options *o);
+
 struct cfnet_network {
     const cfnet_context *ctx; /* allocator and limits (NULL: defaults); outlives the network */
     int64_t in_shape[3];
@@ -47,6 +75,8 @@ struct cfnet_network {
     int64_t step;
     cf_opt_slot *slots; /* nlayers x CF_MAX_PARAMS, allocated lazily by the optimiser */
     int slots_for;      /* number of layers `slots` covers */
+    bool slots_fresh;
+    uint64_t table_bytes; /* layer tables (CF_MAX_TABLE_BYTES) measured at append */   /* slots created (zeroed) and not yet used by a successful step */
 
     /* Training buffers, sized for `train_n` samples. */
     int64_t train_n;
@@ -108,6 +138,19 @@ cfnet_status cf_network_train_input(cfnet_network *net, const int32_t *labels, i
 /* Fills order[0..n-1] with a uniformly random permutation of 0..n-1 drawn from the network's
  * generator (Fisher-Yates): the shuffle of cfnet_network_train_epoch. */
 void cf_network_draw_order(cfnet_network *net, int64_t n, int64_t *order);
+/* Layers in one network (the loader refuses longer architectures, so append does too). */
+#define CF_MAX_LAYERS 65536
+/* Memory the layers of one network may hold besides their parameters and state: rotation maps,
+ * convolution index tables, the transient FFT planning buffers, measured while each layer is
+ * set up (peak, summed over the layers). Appending a layer that would take a network over it
+ * gives CFNET_E_LIMIT before the memory is allocated. The loader's budget is built from the same
+ * number, so a network that could be built can always be loaded again. */
+#define CF_MAX_TABLE_BYTES ((uint64_t)192 << 20)
+
+/* Largest step count: 2^53, the largest integer a double (the Adam bias correction, the
+ * learning-rate schedule) represents exactly. The loader refuses more; a training step at the
+ * limit fails with CFNET_E_LIMIT instead of wrapping. */
+#define CF_MAX_STEP ((int64_t)1 << 53)
 
 /* Frees the user metadata. */
 void cf_network_free_metadata(cfnet_network *net);

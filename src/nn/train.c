@@ -1,118 +1,8 @@
-/* Training: options, augmentation, the optimisation step, evaluation, invariance check. */
+/* Training: augmentation, the optimisation step, evaluation, invariance check. */
 #include "network.h"
 
 #include <math.h>
 #include <string.h>
-
-/* ---- options ---- */
-
-CFNET_API cfnet_status cfnet_network_set_option(cfnet_network *net, cfnet_option option,
-                                                double value)
-{
-    CF_FAIL_IF(!net, CFNET_E_INVALID_ARGUMENT, "network_set_option: network is NULL");
-    CF_FAIL_IF(!isfinite(value), CFNET_E_INVALID_ARGUMENT,
-               "network_set_option: option %d: value is not finite", (int)option);
-    cf_options *o = &net->opt;
-    bool integral = value == floor(value);
-    switch (option) {
-    case CFNET_OPTION_OPTIMIZER:
-        CF_FAIL_IF(value != CFNET_OPTIMIZER_ADAM && value != CFNET_OPTIMIZER_SGD,
-                   CFNET_E_INVALID_ARGUMENT, "network_set_option: unknown optimizer %g", value);
-        if ((int)value != o->optimizer) cf_network_reset_optimizer(net);
-        o->optimizer = (int)value;
-        return CFNET_OK;
-    case CFNET_OPTION_LEARNING_RATE:
-        CF_FAIL_IF(value < 0, CFNET_E_INVALID_ARGUMENT,
-                   "network_set_option: learning rate %g is negative", value);
-        o->lr = value;
-        return CFNET_OK;
-    case CFNET_OPTION_BETA1:
-    case CFNET_OPTION_BETA2:
-        CF_FAIL_IF(value < 0 || value >= 1, CFNET_E_INVALID_ARGUMENT,
-                   "network_set_option: beta %g must be in [0, 1)", value);
-        if (option == CFNET_OPTION_BETA1) o->beta1 = value;
-        else o->beta2 = value;
-        return CFNET_OK;
-    case CFNET_OPTION_EPSILON:
-        CF_FAIL_IF(value <= 0, CFNET_E_INVALID_ARGUMENT,
-                   "network_set_option: epsilon %g must be positive", value);
-        o->eps = value;
-        return CFNET_OK;
-    case CFNET_OPTION_MOMENTUM:
-        CF_FAIL_IF(value < 0 || value >= 1, CFNET_E_INVALID_ARGUMENT,
-                   "network_set_option: momentum %g must be in [0, 1)", value);
-        o->momentum = value;
-        return CFNET_OK;
-    case CFNET_OPTION_WEIGHT_DECAY:
-        CF_FAIL_IF(value < 0, CFNET_E_INVALID_ARGUMENT,
-                   "network_set_option: weight decay %g is negative", value);
-        o->weight_decay = value;
-        return CFNET_OK;
-    case CFNET_OPTION_LR_DECAY_RATE:
-        CF_FAIL_IF(value <= 0 || value > 1, CFNET_E_INVALID_ARGUMENT,
-                   "network_set_option: decay rate %g must be in (0, 1]", value);
-        o->decay_rate = value;
-        return CFNET_OK;
-    case CFNET_OPTION_LR_DECAY_STEPS:
-        CF_FAIL_IF(!integral || value < 1 || value > 1e15, CFNET_E_INVALID_ARGUMENT,
-                   "network_set_option: decay steps %g must be a positive integer", value);
-        o->decay_steps = (int64_t)value;
-        return CFNET_OK;
-    case CFNET_OPTION_THREADS:
-        CF_FAIL_IF(!integral || value < 1 || value > 256, CFNET_E_INVALID_ARGUMENT,
-                   "network_set_option: threads %g must be an integer in 1..256", value);
-        cf_network_set_threads(net, (int)value);
-        return CFNET_OK;
-    case CFNET_OPTION_AUG_ROTATION:
-        CF_FAIL_IF(!integral || value < CFNET_AUG_ROTATION_NONE || value > CFNET_AUG_ROTATION_ANY,
-                   CFNET_E_INVALID_ARGUMENT, "network_set_option: unknown rotation mode %g",
-                   value);
-        CF_FAIL_IF(value != CFNET_AUG_ROTATION_NONE && net->in_shape[1] != net->in_shape[2],
-                   CFNET_E_SHAPE_MISMATCH,
-                   "network_set_option: rotation augmentation needs square inputs, not %lldx%lld",
-                   (long long)net->in_shape[1], (long long)net->in_shape[2]);
-        o->aug_rotation = (int)value;
-        return CFNET_OK;
-    case CFNET_OPTION_AUG_JITTER:
-        CF_FAIL_IF(!integral || value < 0 || value >= (double)net->in_shape[1] ||
-                       value >= (double)net->in_shape[2],
-                   CFNET_E_INVALID_ARGUMENT,
-                   "network_set_option: jitter %g must be an integer in [0, image size)", value);
-        o->aug_jitter = (int)value;
-        return CFNET_OK;
-    case CFNET_OPTION_AUG_FLIP:
-        CF_FAIL_IF(value != 0 && value != 1, CFNET_E_INVALID_ARGUMENT,
-                   "network_set_option: flip must be 0 or 1, not %g", value);
-        o->aug_flip = (int)value;
-        return CFNET_OK;
-    }
-    return cf_error(CFNET_E_INVALID_ARGUMENT, "network_set_option: unknown option %d",
-                    (int)option);
-}
-
-CFNET_API cfnet_status cfnet_network_get_option(const cfnet_network *net, cfnet_option option,
-                                                double *value)
-{
-    CF_FAIL_IF(!net || !value, CFNET_E_INVALID_ARGUMENT, "network_get_option: NULL argument");
-    const cf_options *o = &net->opt;
-    switch (option) {
-    case CFNET_OPTION_OPTIMIZER: *value = o->optimizer; return CFNET_OK;
-    case CFNET_OPTION_LEARNING_RATE: *value = o->lr; return CFNET_OK;
-    case CFNET_OPTION_BETA1: *value = o->beta1; return CFNET_OK;
-    case CFNET_OPTION_BETA2: *value = o->beta2; return CFNET_OK;
-    case CFNET_OPTION_EPSILON: *value = o->eps; return CFNET_OK;
-    case CFNET_OPTION_MOMENTUM: *value = o->momentum; return CFNET_OK;
-    case CFNET_OPTION_WEIGHT_DECAY: *value = o->weight_decay; return CFNET_OK;
-    case CFNET_OPTION_LR_DECAY_RATE: *value = o->decay_rate; return CFNET_OK;
-    case CFNET_OPTION_LR_DECAY_STEPS: *value = (double)o->decay_steps; return CFNET_OK;
-    case CFNET_OPTION_THREADS: *value = o->threads; return CFNET_OK;
-    case CFNET_OPTION_AUG_ROTATION: *value = o->aug_rotation; return CFNET_OK;
-    case CFNET_OPTION_AUG_JITTER: *value = o->aug_jitter; return CFNET_OK;
-    case CFNET_OPTION_AUG_FLIP: *value = o->aug_flip; return CFNET_OK;
-    }
-    return cf_error(CFNET_E_INVALID_ARGUMENT, "network_get_option: unknown option %d",
-                    (int)option);
-}
 
 CFNET_API int64_t cfnet_network_step_count(const cfnet_network *net)
 {
@@ -132,6 +22,20 @@ static cfnet_tensor view(float *data, int ndim, const int64_t *shape)
         t.numel *= shape[i];
     }
     return t;
+}
+
+/* Mirrors `planes` rows-of-W planes in place, u -> -u (column j <-> W-1-j): the reflection F of
+ * docs/conventions.md, used by the flip augmentation and the reflection invariance check. */
+static void mirror_rows(float *x, int64_t rows, int64_t W)
+{
+    for (int64_t p = 0; p < rows; p++) {
+        float *row = x + p * W;
+        for (int64_t j = 0; j < W / 2; j++) {
+            float t = row[j];
+            row[j] = row[W - 1 - j];
+            row[W - 1 - j] = t;
+        }
+    }
 }
 
 /* ---- augmentation of one sample (C x H x W) in place, using tmp of the same size ---- */
@@ -156,28 +60,57 @@ static cfnet_status augment_sample(cfnet_network *net, float *x, float *tmp)
         CF_CHECK(cfnet_image_shift(&tx, &tt, dy, dx));
         memcpy(x, tmp, bytes);
     }
-    if (o->aug_flip && cf_rng_below(&net->rng, 2)) {
-        for (int64_t p = 0; p < C * H; p++) {
-            float *row = x + p * W;
-            for (int64_t j = 0; j < W / 2; j++) {
-                float t = row[j];
-                row[j] = row[W - 1 - j];
-                row[W - 1 - j] = t;
-            }
-        }
-    }
+    if (o->aug_flip && cf_rng_below(&net->rng, 2)) mirror_rows(x, C * H, W);
     return CFNET_OK;
 }
 
-/* ---- the optimisation step ---- */
+/* ---- the optimisation step ----
+ *
+ * A step is transactional: the parameters, the optimiser moments, the step count, the batch-norm
+ * running statistics and every random generator change only if the whole step succeeds. The
+ * generators and running statistics (which the training forward moves) are copied before the
+ * forward and put back on failure; the update is computed twice, first only to check that every
+ * gradient and every new parameter and moment is finite, then to write it. */
 
-static void optimizer_update(cfnet_network *net)
+typedef struct opt_coef {
+    bool adam;
+    float step, rb2, eps, b1, b2, mu;
+} opt_coef;
+
+static opt_coef optimizer_coef(const cfnet_network *net)
 {
     const cf_options *o = &net->opt;
     double lr = o->lr * pow(o->decay_rate, (double)(net->step / o->decay_steps));
     double t = (double)(net->step + 1);
     double bc1 = 1.0 - pow(o->beta1, t), bc2 = 1.0 - pow(o->beta2, t);
-    float b1 = (float)o->beta1, b2 = (float)o->beta2, mu = (float)o->momentum;
+    opt_coef c;
+    c.adam = o->optimizer == CFNET_OPTIMIZER_ADAM;
+    c.step = c.adam ? (float)(lr / bc1) : (float)lr;
+    c.rb2 = (float)(1.0 / bc2);
+    c.eps = (float)o->eps;
+    c.b1 = (float)o->beta1;
+    c.b2 = (float)o->beta2;
+    c.mu = (float)o->momentum;
+    return c;
+}
+
+/* The update of one value: new weight *w, moments *m, *v from gradient g (weight decay wd). */
+static inline void update_one(const opt_coef *c, float wd, float g, float *w, float *m, float *v)
+{
+    float gj = g + wd * *w;
+    if (c->adam) {
+        *m = c->b1 * *m + (1.0f - c->b1) * gj;
+        *v = c->b2 * *v + (1.0f - c->b2) * gj * gj;
+        *w -= c->step * *m / (sqrtf(*v * c->rb2) + c->eps);
+    } else {
+        *m = c->mu * *m + gj;
+        *w -= c->step * *m;
+    }
+}
+
+/* Checks (write = false) or applies (write = true) the update of every parameter. */
+static cfnet_status optimizer_pass(cfnet_network *net, const opt_coef *c, bool write)
+{
     for (int i = 0; i < net->nlayers; i++) {
         cfnet_layer *l = net->layers[i];
         for (int p = 0; p < l->nparam; p++) {
@@ -185,26 +118,110 @@ static void optimizer_update(cfnet_network *net)
             const float *g = l->grad[p]->data;
             cf_opt_slot *s = &net->slots[i * CF_MAX_PARAMS + p];
             int64_t n = l->param[p]->numel;
-            float wd = strcmp(l->param_name[p], "weight") == 0 ? (float)o->weight_decay : 0.0f;
-            if (o->optimizer == CFNET_OPTIMIZER_ADAM) {
-                float step = (float)(lr / bc1), rb2 = (float)(1.0 / bc2), eps = (float)o->eps;
-                for (int64_t j = 0; j < n; j++) {
-                    float gj = g[j] + wd * w[j];
-                    s->m[j] = b1 * s->m[j] + (1.0f - b1) * gj;
-                    s->v[j] = b2 * s->v[j] + (1.0f - b2) * gj * gj;
-                    w[j] -= step * s->m[j] / (sqrtf(s->v[j] * rb2) + eps);
-                }
-            } else {
-                float step = (float)lr;
-                for (int64_t j = 0; j < n; j++) {
-                    float gj = g[j] + wd * w[j];
-                    s->m[j] = mu * s->m[j] + gj;
-                    w[j] -= step * s->m[j];
-                }
+            float wd = strcmp(l->param_name[p], "weight") == 0 ? (float)net->opt.weight_decay
+                                                               : 0.0f;
+            if (write) {
+                float dummy = 0.0f;
+                for (int64_t j = 0; j < n; j++)
+                    update_one(c, wd, g[j], &w[j], &s->m[j], c->adam ? &s->v[j] : &dummy);
+                continue;
+            }
+            for (int64_t j = 0; j < n; j++) {
+                float wj = w[j], mj = s->m[j], vj = c->adam ? s->v[j] : 0.0f;
+                CF_FAIL_IF(!isfinite(g[j]), CFNET_E_NUMERIC,
+                           "network_train_step: the gradient of layer %d (%s) %s is not finite; "
+                           "nothing was updated",
+                           i, l->ops->name, l->param_name[p]);
+                update_one(c, wd, g[j], &wj, &mj, &vj);
+                CF_FAIL_IF(!isfinite(wj) || !isfinite(mj) || !isfinite(vj), CFNET_E_NUMERIC,
+                           "network_train_step: the update would make layer %d (%s) %s "
+                           "non-finite (learning rate %g too large?); nothing was updated",
+                           i, l->ops->name, l->param_name[p], net->opt.lr);
             }
         }
     }
-    net->step++;
+    return CFNET_OK;
+}
+
+/* What a training forward may move: the generators and the layers' state tensors. */
+typedef struct step_snapshot {
+    cf_rng net_rng;
+    cf_rng *layer_rng; /* one per layer (unused entries for layers without a generator) */
+    float *state;      /* every layer's state tensors, concatenated */
+} step_snapshot;
+
+static cfnet_status snapshot_take(cfnet_network *net, step_snapshot *sn)
+{
+    memset(sn, 0, sizeof *sn);
+    sn->net_rng = net->rng;
+    size_t floats = 0;
+    for (int i = 0; i < net->nlayers; i++)
+        for (int s = 0; s < net->layers[i]->nstate; s++)
+            floats += (size_t)net->layers[i]->state[s]->numel;
+    sn->layer_rng = cf_calloc((size_t)(net->nlayers ? net->nlayers : 1), sizeof *sn->layer_rng);
+    sn->state = floats ? cf_malloc(floats * sizeof(float)) : NULL;
+    if (!sn->layer_rng || (floats && !sn->state)) {
+        cf_free(sn->layer_rng);
+        cf_free(sn->state);
+        return cf_error(CFNET_E_OUT_OF_MEMORY, "network_train_step: out of memory");
+    }
+    float *at = sn->state;
+    for (int i = 0; i < net->nlayers; i++) {
+        cfnet_layer *l = net->layers[i];
+        cf_rng *r = l->ops->rng ? l->ops->rng(l) : NULL;
+        if (r) sn->layer_rng[i] = *r;
+        for (int s = 0; s < l->nstate; s++) {
+            size_t k = (size_t)l->state[s]->numel;
+            memcpy(at, l->state[s]->data, k * sizeof(float));
+            at += k;
+        }
+    }
+    return CFNET_OK;
+}
+
+static void snapshot_restore(cfnet_network *net, const step_snapshot *sn)
+{
+    net->rng = sn->net_rng;
+    const float *at = sn->state;
+    for (int i = 0; i < net->nlayers; i++) {
+        cfnet_layer *l = net->layers[i];
+        cf_rng *r = l->ops->rng ? l->ops->rng(l) : NULL;
+        if (r) *r = sn->layer_rng[i];
+        for (int s = 0; s < l->nstate; s++) {
+            size_t k = (size_t)l->state[s]->numel;
+            memcpy(l->state[s]->data, at, k * sizeof(float));
+            at += k;
+        }
+    }
+}
+
+static void snapshot_free(step_snapshot *sn)
+{
+    cf_free(sn->layer_rng);
+    cf_free(sn->state);
+    memset(sn, 0, sizeof *sn);
+}
+
+static bool all_finite(const float *x, int64_t n)
+{
+    for (int64_t i = 0; i < n; i++)
+        if (!isfinite(x[i])) return false;
+    return true;
+}
+
+/* Non-finite logits: names the first layer whose training output is not finite. */
+static cfnet_status nonfinite_forward(const cfnet_network *net, int upto, int64_t n)
+{
+    for (int i = 0; i < upto; i++) {
+        const cfnet_layer *l = net->layers[i];
+        if (!all_finite(net->act[i], l->out_size * n))
+            return cf_error(CFNET_E_NUMERIC,
+                            "network_train_step: layer %d (%s) produced non-finite values from "
+                            "finite inputs (diverged parameters?); nothing was updated",
+                            i, l->ops->name);
+    }
+    return cf_error(CFNET_E_NUMERIC, "network_train_step: the loss is not finite; nothing was "
+                                     "updated");
 }
 
 /* Index one past the layer that produces the logits (a final softmax is skipped). */
@@ -260,40 +277,65 @@ CFNET_API cfnet_status cfnet_network_train_step(cfnet_network *net, const cfnet_
 cfnet_status cf_network_train_input(cfnet_network *net, const int32_t *labels, int64_t n,
                                     int64_t k, float *loss, int64_t *correct)
 {
+    CF_FAIL_IF(net->step >= CF_MAX_STEP, CFNET_E_LIMIT,
+               "network_train_step: the step count is at its limit (2^53 steps)");
+    step_snapshot sn;
+    cfnet_status st = snapshot_take(net, &sn);
+    if (st != CFNET_OK) {
+        if (net->slots_fresh) cf_network_reset_optimizer(net);
+        return st;
+    }
     const cf_options *o = &net->opt;
     if (o->aug_rotation || o->aug_jitter || o->aug_flip) {
         float *tmp = cf_malloc((size_t)net->in_size * sizeof(float));
-        CF_FAIL_IF(!tmp, CFNET_E_OUT_OF_MEMORY, "network_train_step: out of memory");
-        cfnet_status st = CFNET_OK;
+        if (!tmp) st = cf_error(CFNET_E_OUT_OF_MEMORY, "network_train_step: out of memory");
         for (int64_t i = 0; i < n && st == CFNET_OK; i++)
             st = augment_sample(net, net->input + i * net->in_size, tmp);
         cf_free(tmp);
-        CF_CHECK(st);
     }
     int upto = cf_network_logits_end(net);
     net->fwd_n = 0;
-    CF_CHECK(cf_network_train_forward(net, upto, n));
+    if (st == CFNET_OK) st = cf_network_train_forward(net, upto, n);
     int64_t lshape[2] = {n, k};
-    cfnet_tensor logits = view(net->act[upto - 1], 2, lshape);
-    cfnet_tensor grad = view(net->grad_a, 2, lshape);
-    float l;
-    CF_CHECK(cfnet_softmax_cross_entropy(&logits, labels, n, &l, &grad));
-    if (correct) {
+    float l = 0.0f;
+    if (st == CFNET_OK && !all_finite(net->act[upto - 1], n * k))
+        st = nonfinite_forward(net, upto, n);
+    if (st == CFNET_OK) {
+        cfnet_tensor logits = view(net->act[upto - 1], 2, lshape);
+        cfnet_tensor grad = view(net->grad_a, 2, lshape);
+        st = cfnet_softmax_cross_entropy(&logits, labels, n, &l, &grad);
+    }
+    if (st == CFNET_OK && !isfinite(l)) st = nonfinite_forward(net, upto, n);
+    int64_t hits = 0;
+    if (st == CFNET_OK && correct) {
         const float *z = net->act[upto - 1];
-        int64_t c = 0;
         for (int64_t i = 0; i < n; i++, z += k) {
             int64_t best = 0;
             for (int64_t j = 1; j < k; j++)
                 if (z[j] > z[best]) best = j;
-            c += best == labels[i];
+            hits += best == labels[i];
         }
-        *correct = c;
     }
-    for (int i = 0; i < net->nlayers; i++) cfnet_layer_zero_grad(net->layers[i]);
-    CF_CHECK(cf_network_train_backward(net, upto, net->grad_a, n));
-    optimizer_update(net);
-    net->fwd_n = 0; /* the activations are stale after the update */
+    if (st == CFNET_OK) {
+        for (int i = 0; i < net->nlayers; i++) cfnet_layer_zero_grad(net->layers[i]);
+        st = cf_network_train_backward(net, upto, net->grad_a, n);
+    }
+    opt_coef c = optimizer_coef(net);
+    if (st == CFNET_OK) st = optimizer_pass(net, &c, false);
+    net->fwd_n = 0; /* the activations are stale after the update (or the failure) */
+    if (st != CFNET_OK) {
+        snapshot_restore(net, &sn);
+        snapshot_free(&sn);
+        /* optimiser state this step created (zeroed) goes again: a saved state shows none */
+        if (net->slots_fresh) cf_network_reset_optimizer(net);
+        return st;
+    }
+    snapshot_free(&sn);
+    optimizer_pass(net, &c, true);
+    net->slots_fresh = false;
+    net->step++;
     if (loss) *loss = l;
+    if (correct) *correct = hits;
     return CFNET_OK;
 }
 
@@ -342,13 +384,18 @@ CFNET_API cfnet_status cfnet_network_evaluate(const cfnet_network *net,
 
 /* ---- invariance check ---- */
 
-CFNET_API cfnet_status cfnet_network_invariance(const cfnet_network *net, const cfnet_tensor *x,
-                                                const double *angles, int n_angles,
-                                                double *max_rel_change)
+/* The transformed inputs are rot_a(x) for each angle a, and with CFNET_INVARIANCE_REFLECT also
+ * F x and rot_a(F x): with the quarter turns, all 7 non-identity elements of D4. */
+static cfnet_status invariance(const cfnet_network *net, const cfnet_tensor *x,
+                               const double *angles, int n_angles, unsigned flags,
+                               double *max_rel_change)
 {
     static const double quarter[3] = {90.0, 180.0, 270.0};
     CF_FAIL_IF(!net || !x || !max_rel_change, CFNET_E_INVALID_ARGUMENT,
                "network_invariance: NULL argument");
+    CF_FAIL_IF(flags & ~(unsigned)CFNET_INVARIANCE_REFLECT, CFNET_E_INVALID_ARGUMENT,
+               "network_invariance: unknown flags 0x%x (CFNET_INVARIANCE_REFLECT = 0x%x)",
+               flags & ~(unsigned)CFNET_INVARIANCE_REFLECT, (unsigned)CFNET_INVARIANCE_REFLECT);
     CF_NET_SCOPE(net);
     if (!angles) {
         angles = quarter;
@@ -367,27 +414,57 @@ CFNET_API cfnet_status cfnet_network_invariance(const cfnet_network *net, const 
     float *ref = cf_malloc((size_t)(n * osz) * sizeof(float));
     float *got = cf_malloc((size_t)(n * osz) * sizeof(float));
     float *xr = cf_malloc((size_t)(n * net->in_size) * sizeof(float));
+    const bool reflect = (flags & CFNET_INVARIANCE_REFLECT) != 0;
+    float *xm = reflect ? cf_malloc((size_t)(n * net->in_size) * sizeof(float)) : NULL;
     cfnet_status st = CFNET_OK;
-    if (!ref || !got || !xr)
+    if (!ref || !got || !xr || (reflect && !xm))
         st = cf_error(CFNET_E_OUT_OF_MEMORY, "network_invariance: out of memory");
     if (st == CFNET_OK) st = cf_network_infer_into(net, net->nlayers, x->data, n, ref);
     double scale = 0, worst = 0;
     if (st == CFNET_OK)
         for (int64_t i = 0; i < n * osz; i++) scale = fmax(scale, fabs((double)ref[i]));
-    for (int a = 0; a < n_angles && st == CFNET_OK; a++) {
-        cfnet_tensor tr = view(xr, 4, x->shape);
-        st = cfnet_image_rotate(x, &tr, angles[a]);
-        if (st == CFNET_OK) st = cf_network_infer_into(net, net->nlayers, xr, n, got);
-        if (st != CFNET_OK) break;
-        for (int64_t i = 0; i < n * osz; i++) {
-            double d = fabs((double)got[i] - (double)ref[i]);
-            if (!(d <= worst)) worst = d; /* NaN propagates */
+    cfnet_tensor tm = view(xm, 4, x->shape);
+    if (reflect && st == CFNET_OK) {
+        memcpy(xm, x->data, (size_t)(n * net->in_size) * sizeof(float));
+        mirror_rows(xm, n * net->in_shape[0] * net->in_shape[1], net->in_shape[2]);
+    }
+    /* case -1: the mirrored input itself; 0 .. n_angles-1: rotations of x (or of F x) */
+    for (int m = 0; m < (reflect ? 2 : 1) && st == CFNET_OK; m++) {
+        for (int a = m ? -1 : 0; a < n_angles && st == CFNET_OK; a++) {
+            const float *in = xm;
+            if (a >= 0) {
+                cfnet_tensor tr = view(xr, 4, x->shape);
+                st = cfnet_image_rotate(m ? &tm : x, &tr, angles[a]);
+                in = xr;
+            }
+            if (st == CFNET_OK) st = cf_network_infer_into(net, net->nlayers, in, n, got);
+            if (st != CFNET_OK) break;
+            for (int64_t i = 0; i < n * osz; i++) {
+                double d = fabs((double)got[i] - (double)ref[i]);
+                if (!(d <= worst)) worst = d; /* NaN propagates */
+            }
         }
     }
     cf_free(ref);
     cf_free(got);
     cf_free(xr);
+    cf_free(xm);
     CF_CHECK(st);
     *max_rel_change = scale > 0 ? worst / scale : worst;
     return CFNET_OK;
+}
+
+CFNET_API cfnet_status cfnet_network_invariance(const cfnet_network *net, const cfnet_tensor *x,
+                                                const double *angles, int n_angles,
+                                                double *max_rel_change)
+{
+    return invariance(net, x, angles, n_angles, 0, max_rel_change);
+}
+
+CFNET_API cfnet_status cfnet_network_invariance_ex(const cfnet_network *net,
+                                                   const cfnet_tensor *x, const double *angles,
+                                                   int n_angles, unsigned flags,
+                                                   double *max_rel_change)
+{
+    return invariance(net, x, angles, n_angles, flags, max_rel_change);
 }
