@@ -183,6 +183,7 @@ CFNET_API cfnet_status cfnet_network_save(const cfnet_network *net, const char *
 {
     CF_FAIL_IF(!net || !path, CFNET_E_INVALID_ARGUMENT, "network_save: NULL argument");
     CF_FAIL_IF(!*path, CFNET_E_INVALID_ARGUMENT, "network_save: path is empty");
+    CF_NET_SCOPE(net);
     unsigned char *buf;
     size_t size;
     CF_CHECK(cf_schema_serialize(net, flags, "network_save", &buf, &size));

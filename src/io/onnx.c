@@ -713,6 +713,7 @@ CFNET_API cfnet_status cfnet_network_export_onnx(const cfnet_network *net, const
 {
     const char *what = "network_export_onnx";
     CF_FAIL_IF(!net || !path, CFNET_E_INVALID_ARGUMENT, "%s: NULL argument", what);
+    CF_NET_SCOPE(net);
     uint8_t *buf;
     size_t size;
     CF_CHECK(export_buffer(net, flags, what, &buf, &size));
@@ -726,6 +727,7 @@ CFNET_API cfnet_status cfnet_network_export_onnx_buffer(const cfnet_network *net
 {
     const char *what = "network_export_onnx_buffer";
     CF_FAIL_IF(!net || !buffer || !size, CFNET_E_INVALID_ARGUMENT, "%s: NULL argument", what);
+    CF_NET_SCOPE(net);
     uint8_t *buf;
     size_t n;
     CF_CHECK(export_buffer(net, flags, what, &buf, &n));

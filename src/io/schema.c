@@ -265,6 +265,7 @@ CFNET_API cfnet_status cfnet_network_save_buffer(const cfnet_network *net, unsig
 {
     CF_FAIL_IF(!net || !buffer || !size, CFNET_E_INVALID_ARGUMENT,
                "network_save_buffer: NULL argument");
+    CF_NET_SCOPE(net);
     unsigned char *buf;
     size_t n;
     CF_CHECK(cf_schema_serialize(net, flags, "network_save_buffer", &buf, &n));

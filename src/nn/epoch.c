@@ -62,6 +62,7 @@ CFNET_API cfnet_status cfnet_network_train_epoch(cfnet_network *net, const cfnet
                                                  double *mean_loss, double *accuracy)
 {
     CF_FAIL_IF(!net, CFNET_E_INVALID_ARGUMENT, WHAT ": network is NULL");
+    CF_NET_SCOPE(net);
     int64_t k = 0;
     CF_CHECK(check_epoch(net, images, labels, batch, order, count, &k));
     if (!order) count = images->shape[0];

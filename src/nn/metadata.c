@@ -138,6 +138,7 @@ CFNET_API cfnet_status cfnet_network_set_metadata(cfnet_network *net, const char
                                                   const char *value)
 {
     CF_FAIL_IF(!net || !key, CFNET_E_INVALID_ARGUMENT, SET ": NULL argument");
+    CF_NET_SCOPE(net);
     /* lengths are bounded before anything scans further than the limits */
     size_t klen = strnlen(key, CFNET_METADATA_MAX_KEY + 1);
     const char *why = cf_metadata_key_problem(key, klen);

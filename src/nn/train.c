@@ -262,6 +262,7 @@ CFNET_API cfnet_status cfnet_network_train_step(cfnet_network *net, const cfnet_
                                                 const int32_t *labels, int64_t n, float *loss)
 {
     CF_FAIL_IF(!net, CFNET_E_INVALID_ARGUMENT, "network_train_step: network is NULL");
+    CF_NET_SCOPE(net);
     int64_t k;
     CF_CHECK(check_batch_labels(net, "network_train_step", images, labels, n, &k));
     int64_t total = n * net->in_size;
@@ -346,6 +347,7 @@ CFNET_API cfnet_status cfnet_network_evaluate(const cfnet_network *net,
                                               float *accuracy)
 {
     CF_FAIL_IF(!net, CFNET_E_INVALID_ARGUMENT, "network_evaluate: network is NULL");
+    CF_NET_SCOPE(net);
     CF_FAIL_IF(batch < 0, CFNET_E_INVALID_ARGUMENT, "network_evaluate: batch %lld is negative",
                (long long)batch);
     int64_t k;
@@ -396,6 +398,7 @@ static cfnet_status invariance(const cfnet_network *net, const cfnet_tensor *x,
     CF_FAIL_IF(flags & ~(unsigned)CFNET_INVARIANCE_REFLECT, CFNET_E_INVALID_ARGUMENT,
                "network_invariance: unknown flags 0x%x (CFNET_INVARIANCE_REFLECT = 0x%x)",
                flags & ~(unsigned)CFNET_INVARIANCE_REFLECT, (unsigned)CFNET_INVARIANCE_REFLECT);
+    CF_NET_SCOPE(net);
     if (!angles) {
         angles = quarter;
         n_angles = 3;
