@@ -32,6 +32,7 @@ CFNET_API cfnet_status cfnet_network_create_in(cfnet_context *ctx, int channels,
     const cf_allocator *a = cf_context_allocator(ctx);
     cfnet_network *net = cf_alloc_zero(a, 1, sizeof *net);
     CF_FAIL_IF(!net, CFNET_E_OUT_OF_MEMORY, "network_create: out of memory");
+    net->alloc = *a;
     net->infer_cache = cf_alloc_zero(&net->alloc, 1, sizeof *net->infer_cache);
     if (!net->infer_cache) {
         cf_free(net);
@@ -39,7 +40,6 @@ CFNET_API cfnet_status cfnet_network_create_in(cfnet_context *ctx, int channels,
     }
     pthread_mutex_init(&net->infer_cache->lock, NULL);
     net->ctx = ctx;
-    net->alloc = *a;
     memcpy(net->in_shape, shape, sizeof shape);
     net->in_size = numel;
     net->seed = seed;
@@ -625,7 +625,7 @@ void cf_network_set_threads(cfnet_network *net, int threads)
         net->pool = NULL;
         /* Without a pool (the threads could not be started), each parallel call starts its own
          * threads, as documented in core/pool.h: the option still takes effect. */
-        if (cf_pool_create(threads, &net->pool) != CFNET_OK) net->pool = NULL;
+        if (cf_pool_create(&net->alloc, threads, &net->pool) != CFNET_OK) net->pool = NULL;
     }
     net->opt.threads = threads;
     for (int i = 0; i < net->nlayers; i++) net->layers[i]->threads = threads;
