@@ -229,7 +229,7 @@ check-valgrind: all test-bins
 	@command -v valgrind >/dev/null || { echo "check-valgrind: needs valgrind"; exit 1; }
 	@failed=0; for t in $(TEST_BINS); do \
 	    echo "== valgrind $$t"; \
-	    CFNET_TEST_OUTDIR=$(BUILD)/test-output valgrind $(VALGRIND_FLAGS) $$t >/dev/null || { failed=$$((failed + 1)); echo "FAILED: $$t"; }; \
+	    CFNET_TEST_UNDER_VALGRIND=1 CFNET_TEST_OUTDIR=$(BUILD)/test-output valgrind $(VALGRIND_FLAGS) $$t >/dev/null || { failed=$$((failed + 1)); echo "FAILED: $$t"; }; \
 	done; echo "== valgrind: $$failed failed"; test $$failed -eq 0
 
 # The thread test under ThreadSanitizer (use with SANITIZE=thread).

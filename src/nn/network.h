@@ -24,6 +24,7 @@ typedef struct cf_meta_entry {
 } cf_meta_entry;
 
 struct cfnet_network {
+    uint32_t magic; /* CF_MAGIC_NETWORK */
     const cfnet_context *ctx; /* allocator and limits (NULL: defaults); outlives the network */
     int64_t in_shape[3];
     int64_t in_size;
