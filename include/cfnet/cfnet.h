@@ -755,7 +755,8 @@ CFNET_API cfnet_status cfnet_network_metadata_at(const cfnet_network *net, int i
  *  `accuracy` is the running training accuracy of the epoch so far (fraction of the samples
  *  seen whose training-mode output, before the update, has its label as the largest). `user` is
  *  the pointer given to train_epoch. A non-zero return cancels the epoch after this step. The
- *  callback must not use the network. */
+ *  callback may make read-only calls on the network (inference, evaluation, saving); calls
+ *  that would modify it return CFNET_E_STATE. */
 typedef int (*cfnet_progress_fn)(void *user, int64_t step, int64_t steps, double loss,
                                  double accuracy);
 

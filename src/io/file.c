@@ -182,6 +182,7 @@ CFNET_API cfnet_status cfnet_network_save(const cfnet_network *net, const char *
                                           unsigned flags)
 {
     CF_CHECK(cf_handle_check(net, CF_MAGIC_NETWORK, "network", __func__));
+    CF_NET_GUARD(net, false, "network_save");
     CF_FAIL_IF(!net || !path, CFNET_E_INVALID_ARGUMENT, "network_save: NULL argument");
     CF_FAIL_IF(!*path, CFNET_E_INVALID_ARGUMENT, "network_save: path is empty");
     CF_NET_SCOPE(net);

@@ -710,6 +710,7 @@ CFNET_API cfnet_status cfnet_network_export_onnx(const cfnet_network *net, const
                                                  unsigned flags)
 {
     CF_CHECK(cf_handle_check(net, CF_MAGIC_NETWORK, "network", __func__));
+    CF_NET_GUARD(net, false, "network_export_onnx");
     const char *what = "network_export_onnx";
     CF_FAIL_IF(!net || !path, CFNET_E_INVALID_ARGUMENT, "%s: NULL argument", what);
     CF_NET_SCOPE(net);

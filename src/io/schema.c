@@ -295,6 +295,7 @@ CFNET_API cfnet_status cfnet_network_save_buffer(const cfnet_network *net, unsig
                                                  void **buffer, size_t *size)
 {
     CF_CHECK(cf_handle_check(net, CF_MAGIC_NETWORK, "network", __func__));
+    CF_NET_GUARD(net, false, "network_save_buffer");
     CF_FAIL_IF(!net || !buffer || !size, CFNET_E_INVALID_ARGUMENT,
                "network_save_buffer: NULL argument");
     CF_NET_SCOPE(net);

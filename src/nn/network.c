@@ -167,6 +167,7 @@ cfnet_status cf_network_append(cfnet_network *net, cfnet_layer *layer)
 CFNET_API cfnet_status cfnet_network_append(cfnet_network *net, cfnet_layer *layer)
 {
     CF_CHECK(cf_handle_check(net, CF_MAGIC_NETWORK, "network", __func__));
+    CF_NET_GUARD(net, true, "network_append");
     CF_CHECK(cf_handle_check(layer, CF_MAGIC_LAYER, "layer", __func__));
     CF_FAIL_IF(!layer, CFNET_E_INVALID_ARGUMENT, "network_append: layer is NULL");
     CF_FAIL_IF(layer->owned, CFNET_E_STATE,
@@ -261,6 +262,7 @@ CFNET_API cfnet_status cfnet_network_summary(const cfnet_network *net, char *buf
                                              size_t *needed)
 {
     CF_CHECK(cf_handle_check(net, CF_MAGIC_NETWORK, "network", __func__));
+    CF_NET_GUARD(net, false, "network_summary");
     CF_FAIL_IF(!net || (!buf && size > 0), CFNET_E_INVALID_ARGUMENT,
                "network_summary: NULL argument");
     size_t used = 0;
@@ -402,6 +404,7 @@ CFNET_API cfnet_status cfnet_network_infer(const cfnet_network *net, const cfnet
                                            cfnet_tensor *out)
 {
     CF_CHECK(cf_handle_check(net, CF_MAGIC_NETWORK, "network", __func__));
+    CF_NET_GUARD(net, false, "network_infer");
     CF_CHECK(cf_handle_check(x, CF_MAGIC_TENSOR, "tensor", __func__));
     CF_CHECK(cf_handle_check(out, CF_MAGIC_TENSOR, "tensor", __func__));
     CF_FAIL_IF(!net, CFNET_E_INVALID_ARGUMENT, "network_infer: network is NULL");
@@ -421,6 +424,7 @@ CFNET_API cfnet_status cfnet_network_probabilities(const cfnet_network *net,
                                                    const cfnet_tensor *x, cfnet_tensor *probs)
 {
     CF_CHECK(cf_handle_check(net, CF_MAGIC_NETWORK, "network", __func__));
+    CF_NET_GUARD(net, false, "network_probabilities");
     CF_CHECK(cf_handle_check(x, CF_MAGIC_TENSOR, "tensor", __func__));
     CF_CHECK(cf_handle_check(probs, CF_MAGIC_TENSOR, "tensor", __func__));
     CF_FAIL_IF(!net, CFNET_E_INVALID_ARGUMENT, "network_probabilities: network is NULL");
@@ -447,6 +451,7 @@ CFNET_API cfnet_status cfnet_network_predict(const cfnet_network *net, const cfn
                                              int32_t *labels, int64_t n)
 {
     CF_CHECK(cf_handle_check(net, CF_MAGIC_NETWORK, "network", __func__));
+    CF_NET_GUARD(net, false, "network_predict");
     CF_CHECK(cf_handle_check(x, CF_MAGIC_TENSOR, "tensor", __func__));
     CF_FAIL_IF(!net || !labels, CFNET_E_INVALID_ARGUMENT, "network_predict: NULL argument");
     CF_NET_SCOPE(net);
@@ -543,6 +548,7 @@ CFNET_API cfnet_status cfnet_network_forward(cfnet_network *net, const cfnet_ten
                                              cfnet_tensor *out, cfnet_mode mode)
 {
     CF_CHECK(cf_handle_check(net, CF_MAGIC_NETWORK, "network", __func__));
+    CF_NET_GUARD(net, true, "network_forward");
     CF_CHECK(cf_handle_check(x, CF_MAGIC_TENSOR, "tensor", __func__));
     CF_CHECK(cf_handle_check(out, CF_MAGIC_TENSOR, "tensor", __func__));
     CF_FAIL_IF(!net, CFNET_E_INVALID_ARGUMENT, "network_forward: network is NULL");
@@ -566,6 +572,7 @@ CFNET_API cfnet_status cfnet_network_forward(cfnet_network *net, const cfnet_ten
 CFNET_API cfnet_status cfnet_network_backward(cfnet_network *net, const cfnet_tensor *d_out)
 {
     CF_CHECK(cf_handle_check(net, CF_MAGIC_NETWORK, "network", __func__));
+    CF_NET_GUARD(net, true, "network_backward");
     CF_CHECK(cf_handle_check(d_out, CF_MAGIC_TENSOR, "tensor", __func__));
     CF_FAIL_IF(!net, CFNET_E_INVALID_ARGUMENT, "network_backward: network is NULL");
     CF_NET_SCOPE(net);
@@ -580,6 +587,7 @@ CFNET_API cfnet_status cfnet_network_backward(cfnet_network *net, const cfnet_te
 CFNET_API cfnet_status cfnet_network_zero_grad(cfnet_network *net)
 {
     CF_CHECK(cf_handle_check(net, CF_MAGIC_NETWORK, "network", __func__));
+    CF_NET_GUARD(net, true, "network_zero_grad");
     CF_FAIL_IF(!net, CFNET_E_INVALID_ARGUMENT, "network_zero_grad: network is NULL");
     for (int i = 0; i < net->nlayers; i++) cfnet_layer_zero_grad(net->layers[i]);
     return CFNET_OK;
@@ -620,3 +628,48 @@ cfnet_status cf_network_ensure_slots(cfnet_network *net)
 }
 
 void cf_network_reset_optimizer(cfnet_network *net) { free_slots(net); }
+
+/* ---- the in-use flag ---- */
+
+/* An address unique to the calling thread, as its identity. */
+static uintptr_t this_thread(void)
+{
+    static _Thread_local char token;
+    return (uintptr_t)&token;
+}
+
+cf_net_guard cf_net_guard_enter(const cfnet_network *cnet, bool write)
+{
+    /* The counters are the only fields read-only calls write; the network itself is not
+     * const-allocated, so the cast is sound. */
+    cf_net_guard g = {(cfnet_network *)cnet, write, true};
+    cfnet_network *net = g.net;
+    if (!net) return g;
+    uintptr_t me = this_thread();
+    if (write) {
+        uintptr_t none = 0;
+        if (!atomic_compare_exchange_strong(&net->writer, &none, me)) {
+            g.held = false; /* another writer, or this thread re-entering from a callback */
+            return g;
+        }
+        if (atomic_load(&net->readers) != 0) { /* seq_cst pairs with the reader's order */
+            atomic_store(&net->writer, 0);
+            g.held = false;
+        }
+        return g;
+    }
+    atomic_fetch_add(&net->readers, 1);
+    uintptr_t w = atomic_load(&net->writer);
+    if (w != 0 && w != me) {
+        atomic_fetch_sub(&net->readers, 1);
+        g.held = false;
+    }
+    return g;
+}
+
+void cf_net_guard_leave(cf_net_guard *g)
+{
+    if (!g->net || !g->held) return;
+    if (g->write) atomic_store(&g->net->writer, 0);
+    else atomic_fetch_sub(&g->net->readers, 1);
+}

@@ -10,6 +10,7 @@ CFNET_API cfnet_status cfnet_network_set_option(cfnet_network *net, cfnet_option
                                                 double value)
 {
     CF_CHECK(cf_handle_check(net, CF_MAGIC_NETWORK, "network", __func__));
+    CF_NET_GUARD(net, true, "network_set_option");
     CF_FAIL_IF(!net, CFNET_E_INVALID_ARGUMENT, "network_set_option: network is NULL");
     CF_FAIL_IF(!isfinite(value), CFNET_E_INVALID_ARGUMENT,
                "network_set_option: option %d: value is not finite", (int)option);
@@ -370,6 +371,7 @@ CFNET_API cfnet_status cfnet_network_train_step(cfnet_network *net, const cfnet_
                                                 const int32_t *labels, int64_t n, float *loss)
 {
     CF_CHECK(cf_handle_check(net, CF_MAGIC_NETWORK, "network", __func__));
+    CF_NET_GUARD(net, true, "network_train_step");
     CF_CHECK(cf_handle_check(images, CF_MAGIC_TENSOR, "tensor", __func__));
     CF_FAIL_IF(!net, CFNET_E_INVALID_ARGUMENT, "network_train_step: network is NULL");
     CF_NET_SCOPE(net);
@@ -457,6 +459,7 @@ CFNET_API cfnet_status cfnet_network_evaluate(const cfnet_network *net,
                                               float *accuracy)
 {
     CF_CHECK(cf_handle_check(net, CF_MAGIC_NETWORK, "network", __func__));
+    CF_NET_GUARD(net, false, "network_evaluate");
     CF_CHECK(cf_handle_check(images, CF_MAGIC_TENSOR, "tensor", __func__));
     CF_FAIL_IF(!net, CFNET_E_INVALID_ARGUMENT, "network_evaluate: network is NULL");
     CF_NET_SCOPE(net);
@@ -503,6 +506,7 @@ CFNET_API cfnet_status cfnet_network_invariance(const cfnet_network *net, const 
                                                 double *max_rel_change)
 {
     CF_CHECK(cf_handle_check(net, CF_MAGIC_NETWORK, "network", __func__));
+    CF_NET_GUARD(net, false, "network_invariance");
     CF_CHECK(cf_handle_check(x, CF_MAGIC_TENSOR, "tensor", __func__));
     static const double quarter[3] = {90.0, 180.0, 270.0};
     CF_FAIL_IF(!net || !x || !max_rel_change, CFNET_E_INVALID_ARGUMENT,
