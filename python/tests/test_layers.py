@@ -30,6 +30,10 @@ class LayerTest(LeakCheckedTestCase):
             (cfnet.batch_norm(0.2, 1e-3), K.BATCH_NORM, (3, 4, 4), (3, 4, 4)),
             (cfnet.dropout(0.5), K.DROPOUT, (10,), (10,)),
             (cfnet.softmax(), K.SOFTMAX, (10,), (10,)),
+            (cfnet.p4m_lift(3, 3), K.P4M_LIFT, (2, 7, 7), (3, 8, 7, 7)),
+            (cfnet.p4m_conv(2, 3, padding="valid"), K.P4M_CONV, (3, 8, 7, 7), (2, 8, 5, 5)),
+            (cfnet.p4m_dft_magnitude(), K.P4M_DFT_MAGNITUDE, (3, 8, 1, 1), (3, 8)),
+            (cfnet.group_pool(), K.GROUP_POOL, (3, 8, 5, 5), (3, 5, 5)),
         ]
         for layer, kind, shape_in, shape_out in cases:
             with self.subTest(kind.name), layer:

@@ -5,22 +5,6 @@
 #include <stdio.h>
 #include <string.h>
 
-static const cf_options default_options = {
-    .optimizer = CFNET_OPTIMIZER_ADAM,
-    .lr = 1e-3,
-    .beta1 = 0.9,
-    .beta2 = 0.999,
-    .eps = 1e-8,
-    .momentum = 0.9,
-    .weight_decay = 0.0,
-    .decay_rate = 1.0,
-    .decay_steps = 1000,
-    .threads = 1,
-    .aug_rotation = CFNET_AUG_ROTATION_NONE,
-    .aug_jitter = 0,
-    .aug_flip = 0,
-};
-
 uint64_t cf_network_layer_seed(const cfnet_network *net, int index)
 {
     /* splitmix64 finaliser of (seed, index): independent streams per layer. */
@@ -54,7 +38,7 @@ CFNET_API cfnet_status cfnet_network_create_in(cfnet_context *ctx, int channels,
     net->in_size = numel;
     net->seed = seed;
     cf_rng_seed(&net->rng, seed ^ 0x5deece66dull);
-    net->opt = default_options;
+    cf_options_set_defaults(&net->opt);
     *out = net;
     return CFNET_OK;
 }

@@ -25,6 +25,34 @@ typedef struct cf_meta_entry {
     char *key, *value;
 } cf_meta_entry;
 
+/* The option table (src/nn/options.c): one entry per cfnet_option. */
+typedef enum {
+    CF_OPTION_REAL,  /* any finite double in the bounds */
+    CF_OPTION_INT,   /* an integer in the bounds */
+    CF_OPTION_NAMED, /* an integer in the bounds, written by name in model files */
+} cf_option_type;
+
+
+typedef struct cf_option_def {
+    cfnet_option key;
+    const char *name;      /* the enum's name in lower case (cfnet_option_name) */
+    const char *file_name; /* the key in a model file's "options" object */
+    const char *what;      /* in messages ("learning rate") */
+    cf_option_type type;
+    double min, max;       /* bounds; exclusive where min_open / max_open */
+    bool min_open, max_open;
+    double def;            /* the value of a new network */
+    size_t offset;         /* of the field in cf_options */
+    char field;            /* its type: 'd' double, 'i' int, 'l' int64_t */
+    const char *const *value_names; /* CF_OPTION_NAMED: names of the values min..max, NULL-ended */
+} cf_option_def;
+
+/* Number of entries; entry i (key i + 1), or NULL out of range. */
+int cf_option_count(void);
+const cf_option_def *cf_option_at(int index);
+/* Every option at its default (a new network). */
+void cf_options_set_defaults(cf_options *o);
+
 struct cfnet_network {
     uint32_t magic; /* CF_MAGIC_NETWORK */
     const cfnet_context *ctx; /* allocator and limits (NULL: defaults); outlives the network */
