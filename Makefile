@@ -5,6 +5,7 @@
 #   make check SANITIZE=1   the same under AddressSanitizer + UndefinedBehaviorSanitizer
 #   make demo         build and run the main example
 #   make install PREFIX=/usr/local DESTDIR=   /   make uninstall
+#   make install-python PREFIX=/usr/local DESTDIR=   /   make uninstall-python
 #   (make also builds the command bin/cfnet, which alone needs libtiff and libpng)
 #   make BLAS=blas    link the reference CBLAS instead of OpenBLAS
 #   make WERROR=1     treat warnings as errors (CI does)
@@ -365,6 +366,37 @@ uninstall:
 	    $(DESTDIR)$(CMAKEDIR)/cfnetConfigVersion.cmake \
 	    $(DESTDIR)$(BINDIR)/cfnet $(DESTDIR)$(MANDIR)/man1/cfnet.1
 	@scripts/install-dirs remove $(DIRS_MANIFEST) "$(DESTDIR)"
+
+# The Python package (python/pyproject.toml) into PYSITE: Debian's dist-packages when that is
+# on the interpreter's path for PREFIX (/usr/local), else PREFIX/lib/pythonX.Y/site-packages.
+# Built from a copy of python/ and the header in the build directory (the version comes from
+# the header), with the interpreter's own setuptools and no network.
+PYTHON ?= /usr/bin/python3
+PYSITE ?= $(shell $(PYTHON) -c 'import sys; p = "$(PREFIX)/lib/python%d.%d/" % sys.version_info[:2]; print(p + ("dist-packages" if p + "dist-packages" in sys.path else "site-packages"))')
+PY_MANIFEST = $(PYSITE)/cfnet-$(VERSION).installed-directories
+
+.PHONY: install-python uninstall-python
+install-python:
+	rm -rf $(BUILD)/python-src
+	mkdir -p $(BUILD)/python-src/include/cfnet
+	cp -r python $(BUILD)/python-src/python
+	rm -rf $(BUILD)/python-src/python/tests $(BUILD)/python-src/python/build
+	cp $(HEADER) $(BUILD)/python-src/include/cfnet/
+	scripts/install-dirs create $(PY_MANIFEST) "$(DESTDIR)" $(PYSITE)
+	$(PYTHON) -m pip install --quiet --no-build-isolation --no-index --no-deps --upgrade \
+	    --no-warn-script-location --root-user-action=ignore --target $(DESTDIR)$(PYSITE) \
+	    $(BUILD)/python-src/python
+	@if [ -z "$(DESTDIR)" ] && ! $(PYTHON) -c 'import sys; sys.exit("$(PYSITE)" not in sys.path)'; then \
+	    echo "make install-python: $(PYSITE) is not on $(PYTHON)'s path: set PYTHONPATH=$(PYSITE)"; fi
+
+uninstall-python:
+	@rec=$(DESTDIR)$(PYSITE)/cfnet-$(VERSION).dist-info/RECORD; \
+	if [ -f "$$rec" ]; then \
+	    cut -d, -f1 "$$rec" | while IFS= read -r f; do rm -f "$(DESTDIR)$(PYSITE)/$$f"; done; \
+	fi; \
+	rm -rf $(DESTDIR)$(PYSITE)/cfnet/__pycache__ $(DESTDIR)$(PYSITE)/cfnet-$(VERSION).dist-info; \
+	rmdir $(DESTDIR)$(PYSITE)/cfnet 2>/dev/null || true
+	@scripts/install-dirs remove $(PY_MANIFEST) "$(DESTDIR)"
 
 clean:
 	rm -rf build lib bin

@@ -34,7 +34,28 @@ from ._network import (Network, classifier, family_name, option_bounds, option_d
                        softmax_cross_entropy)
 from ._tensor import MAX_DIMS, Tensor
 
-__version__ = "0.1.0"
+
+
+def _source_version():
+    """The version in the source tree's header (the package is used from python/ in place)."""
+    import os
+    import re
+    header = os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir, os.pardir,
+                          "include", "cfnet", "cfnet.h")
+    try:
+        with open(header, encoding="utf-8") as f:
+            text = f.read()
+    except OSError:
+        return "unknown"
+    parts = [re.search(r"^#define CFNET_VERSION_%s (\d+)" % p, text, re.M)
+             for p in ("MAJOR", "MINOR", "PATCH")]
+    return ".".join(m.group(1) for m in parts) if all(parts) else "unknown"
+
+
+try:  # an installed package: written by setup.py from the header at build time
+    from ._version import __version__
+except ImportError:
+    __version__ = _source_version()
 
 
 def library_path():
