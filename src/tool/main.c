@@ -14,6 +14,7 @@ static const char main_help[] =
     "  eval MODEL DATA            accuracy, per-class metrics and confusion matrix on labelled data\n"
     "  predict MODEL INPUTS...    a CSV of class probabilities for images, folders or manifests\n"
     "  info MODEL                 architecture, classes, normalisation and training state\n"
+    "  export MODEL OUT.onnx      the model as an ONNX model (ONNX Runtime, BioImage Model Zoo)\n"
     "\n"
     "Images: TIFF (8/16-bit unsigned, 32-bit float; pages or samples are channels) and PNG.\n"
     "Exit status: 0 success, 1 runtime error (bad file, training failure), 2 usage error.\n"
@@ -40,7 +41,7 @@ int main(int argc, char **argv)
         const char *name;
         int (*fn)(int, char **);
     } cmds[] = {{"synth", cmd_synth}, {"train", cmd_train}, {"eval", cmd_eval},
-                {"predict", cmd_predict}, {"info", cmd_info}};
+                {"predict", cmd_predict}, {"info", cmd_info}, {"export", cmd_export}};
     for (size_t i = 0; i < sizeof cmds / sizeof *cmds; i++)
         if (!strcmp(cmd, cmds[i].name)) return cmds[i].fn(argc - 1, argv + 1);
     fprintf(stderr, "cfnet: unknown command '%s'\n(see 'cfnet --help')\n", cmd);

@@ -243,6 +243,7 @@ int cmd_eval(int argc, char **argv);
 int cmd_predict(int argc, char **argv);
 int cmd_info(int argc, char **argv);
 int cmd_synth(int argc, char **argv);
+int cmd_export(int argc, char **argv);
 
 /* Tool version string (the library's version). */
 #define TOOL_NAME "cfnet"
