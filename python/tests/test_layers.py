@@ -105,8 +105,8 @@ class LayerTest(LeakCheckedTestCase):
                 self.assertAlmostEqual(num, dx[idx], delta=1e-2 * (1 + abs(dx[idx])))
 
     def test_conic_conv_commutes_with_quarter_turns(self):
-        for S in (7, 8):
-            with self.subTest(S=S), cfnet.conic_conv(3, 3, R=3) as c:
+        for S, interp in ((7, "nearest"), (8, "nearest"), (7, "steerable"), (8, "steerable")):
+            with self.subTest(S=S, interp=interp), cfnet.conic_conv(3, 3, R=3, interp=interp) as c:
                 c.setup((2, S, S), seed=1)
                 x = np.random.default_rng(S).normal(size=(1, 2, S, S)).astype(np.float32)
                 np.testing.assert_allclose(c.forward(rot90(x)), rot90(c.forward(x)), atol=1e-5)
