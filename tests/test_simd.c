@@ -170,7 +170,7 @@ static void fused_batch_norm_relu_equals_the_two_layers(void **state)
     for (int i = 0; i < 3; i++) bn->param[0]->data[i] = 0.5f + (float)i; /* gamma */
     for (int i = 0; i < 3; i++) bn->param[1]->data[i] = 0.2f - 0.3f * (float)i; /* beta */
     size_t wsz = bn->ops->workspace ? bn->ops->workspace(bn, N) : 0;
-    void *ws1 = malloc(wsz + 1), *ws2 = malloc(wsz + 1);
+    void *ws1 = calloc(1, wsz + 1), *ws2 = calloc(1, wsz + 1);
     for (int training = 0; training < 2; training++) {
         float rm[3], rv[3];
         memcpy(rm, bn->state[0]->data, sizeof rm);
