@@ -26,11 +26,13 @@ typedef struct cf_fft2d {
 
 /* Plans both directions. `who` names the caller in error messages. On error nothing is left
  * allocated and f's plans are NULL. */
-cfnet_status cf_fft2d_init(cf_fft2d *f, int rows, int cols, const char *who);
+cfnet_status cf_fft2d_init(const cf_allocator *a, cf_fft2d *f, int rows, int cols,
+                           const char *who);
 
 /* As cf_fft2d_init, plus batched plans for `howmany` grids stored one after the other (rows *
  * cols complex values apart). */
-cfnet_status cf_fft2d_init_many(cf_fft2d *f, int rows, int cols, int howmany, const char *who);
+cfnet_status cf_fft2d_init_many(const cf_allocator *a, cf_fft2d *f, int rows, int cols,
+                                int howmany, const char *who);
 
 /* Transforms `count` consecutive grids from in to out (same rules as below): whole batches of
  * f->howmany through the batched plan, the rest one grid at a time. */
