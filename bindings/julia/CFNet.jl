@@ -216,6 +216,14 @@ cfnet_network_load_buffer_in(ctx, buffer, size, out) =
     ccall((:cfnet_network_load_buffer_in, libcfnet), Cint, (Handle, Ptr{Cvoid}, Csize_t, Ptr{Handle}),
           ctx, buffer, size, out)
 
+# Data-parallel training (0.2): `fn` is a @cfunction(f, Cint, (Ptr{Cvoid}, Cint, Ptr{Cvoid}, Int64))
+cfnet_network_set_sum_hook(net, fn, user) =
+    ccall((:cfnet_network_set_sum_hook, libcfnet), Cint, (Handle, Ptr{Cvoid}, Ptr{Cvoid}), net, fn, user)
+cfnet_network_set_batch_position(net, offset, global_n) =
+    ccall((:cfnet_network_set_batch_position, libcfnet), Cint, (Handle, Int64, Int64), net, offset, global_n)
+cfnet_network_gradients(net, out, count) =
+    ccall((:cfnet_network_gradients, libcfnet), Cint, (Handle, Ptr{Cfloat}, Int64), net, out, count)
+
 # ---------------------------------------------------------------------------------------------
 # Constants (values pinned by the header)
 # ---------------------------------------------------------------------------------------------

@@ -137,7 +137,15 @@ PROTOTYPES = {
     "cfnet_network_create_in": (_status, [_handle, _int, _int, _int, _u64, _p_handle]),
     "cfnet_network_load_in": (_status, [_handle, _str, _p_handle]),
     "cfnet_network_load_buffer_in": (_status, [_handle, ctypes.c_void_p, _size, _p_handle]),
+    # data-parallel training (0.2): the hook is a CFUNCTYPE (SUM_FN) built by the caller, e.g.
+    # around mpi4py's Allreduce (docs/distributed.md)
+    "cfnet_network_set_sum_hook": (_status, [_handle, ctypes.c_void_p, ctypes.c_void_p]),
+    "cfnet_network_set_batch_position": (_status, [_handle, _i64, _i64]),
+    "cfnet_network_gradients": (_status, [_handle, _p_flt, _i64]),
 }
+
+# cfnet_sum_fn: cfnet_status (*)(void *user, cfnet_sum_kind kind, void *data, int64_t count)
+SUM_FN = ctypes.CFUNCTYPE(_status, ctypes.c_void_p, _int, ctypes.c_void_p, _i64)
 
 
 class _Lib:

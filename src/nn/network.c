@@ -94,6 +94,7 @@ CFNET_API void cfnet_network_free(cfnet_network *net)
     if (!net) return;
     free_train_buffers(net);
     free_slots(net);
+    cf_free(net->sum_buf);
     for (int i = 0; i < net->nlayers; i++) cfnet_layer_free(net->layers[i]);
     cf_free(net->layers);
     cf_free(net);
@@ -223,6 +224,7 @@ CFNET_API size_t cfnet_network_memory_usage(const cfnet_network *net)
             bytes += (net->slots[i].m ? n : 0) + (net->slots[i].v ? n : 0);
         }
     }
+    if (net->sum_buf) bytes += (size_t)net->sum_buf_n * sizeof(float);
     return bytes + net->train_bytes;
 }
 

@@ -39,6 +39,13 @@ struct cfnet_network {
     float *grad_a, *grad_b;
     size_t train_bytes;
     int64_t fwd_n;      /* batch of the last training forward, 0 if none */
+
+    /* Data-parallel training (cfnet_network_set_batch_position / _set_sum_hook); not saved. */
+    int64_t batch_offset, batch_global; /* batch_global 0: the local batch is the batch */
+    cfnet_sum_fn sum_fn;
+    void *sum_user;
+    float *sum_buf; /* param_count + 1 floats for the gradient sum, allocated lazily */
+    int64_t sum_buf_n;
 };
 
 /* Makes the network's allocator the thread's allocator until the end of the block. */
@@ -68,5 +75,21 @@ cfnet_status cf_network_train_backward(cfnet_network *net, int upto, float *d, i
 void cf_network_set_threads(cfnet_network *net, int threads);
 /* Drops the optimiser state (it is rebuilt, zeroed, on the next step). */
 void cf_network_reset_optimizer(cfnet_network *net);
+
+/* Data-parallel training (parallel.c). */
+typedef struct cf_parallel_undo {
+    float *state; /* every layer's state tensors, in order */
+    cf_rng *rngs; /* every layer's generator, then the network's */
+} cf_parallel_undo;
+/* Checks the batch position against a step of n samples, fills the layers' batch context and,
+ * with a sum hook, takes what a failed hook must restore. Pair with cf_parallel_end. */
+cfnet_status cf_parallel_begin(cfnet_network *net, int64_t n, cf_batch_ctx *ctx,
+                               cf_parallel_undo *undo);
+/* Detaches the batch context; after a failed step restores what cf_parallel_begin took. */
+void cf_parallel_end(cfnet_network *net, cf_parallel_undo *undo, bool failed);
+/* Seed of the augmentation draws of local sample i under a keyed batch context. */
+uint64_t cf_parallel_aug_seed(const cfnet_network *net, const cf_batch_ctx *ctx, int64_t i);
+/* Packs the gradients and *loss_share, calls the sum hook, unpacks the sums. */
+cfnet_status cf_parallel_sum_gradients(cfnet_network *net, float *loss_share);
 
 #endif

@@ -136,7 +136,7 @@ static cfnet_tensor view(float *data, int ndim, const int64_t *shape)
 
 /* ---- augmentation of one sample (C x H x W) in place, using tmp of the same size ---- */
 
-static cfnet_status augment_sample(cfnet_network *net, float *x, float *tmp)
+static cfnet_status augment_sample(cfnet_network *net, float *x, float *tmp, cf_rng *rng)
 {
     const cf_options *o = &net->opt;
     int64_t C = net->in_shape[0], H = net->in_shape[1], W = net->in_shape[2];
@@ -144,19 +144,19 @@ static cfnet_status augment_sample(cfnet_network *net, float *x, float *tmp)
     cfnet_tensor tx = view(x, 3, net->in_shape), tt = view(tmp, 3, net->in_shape);
     if (o->aug_rotation != CFNET_AUG_ROTATION_NONE) {
         double deg = o->aug_rotation == CFNET_AUG_ROTATION_QUARTER
-                         ? 90.0 * (double)cf_rng_below(&net->rng, 4)
-                         : 360.0 * cf_rng_uniform(&net->rng);
+                         ? 90.0 * (double)cf_rng_below(rng, 4)
+                         : 360.0 * cf_rng_uniform(rng);
         CF_CHECK(cfnet_image_rotate(&tx, &tt, deg));
         memcpy(x, tmp, bytes);
     }
     if (o->aug_jitter > 0) {
         uint64_t span = 2 * (uint64_t)o->aug_jitter + 1;
-        int dy = (int)cf_rng_below(&net->rng, span) - o->aug_jitter;
-        int dx = (int)cf_rng_below(&net->rng, span) - o->aug_jitter;
+        int dy = (int)cf_rng_below(rng, span) - o->aug_jitter;
+        int dx = (int)cf_rng_below(rng, span) - o->aug_jitter;
         CF_CHECK(cfnet_image_shift(&tx, &tt, dy, dx));
         memcpy(x, tmp, bytes);
     }
-    if (o->aug_flip && cf_rng_below(&net->rng, 2)) {
+    if (o->aug_flip && cf_rng_below(rng, 2)) {
         for (int64_t p = 0; p < C * H; p++) {
             float *row = x + p * W;
             for (int64_t j = 0; j < W / 2; j++) {
@@ -239,6 +239,51 @@ static cfnet_status check_batch_labels(const cfnet_network *net, const char *wha
     return CFNET_OK;
 }
 
+/* The step after validation; bctx says where the batch sits in a global batch (parallel.c). */
+static cfnet_status train_step_run(cfnet_network *net, const cfnet_tensor *images,
+                                   const int32_t *labels, int64_t n, int64_t k,
+                                   const cf_batch_ctx *bctx, float *loss)
+{
+    int64_t total = n * net->in_size;
+    memcpy(net->input, images->data, (size_t)total * sizeof(float));
+    const cf_options *o = &net->opt;
+    if (o->aug_rotation || o->aug_jitter || o->aug_flip) {
+        float *tmp = cf_malloc((size_t)net->in_size * sizeof(float));
+        CF_FAIL_IF(!tmp, CFNET_E_OUT_OF_MEMORY, "network_train_step: out of memory");
+        cfnet_status st = CFNET_OK;
+        for (int64_t i = 0; i < n && st == CFNET_OK; i++) {
+            cf_rng keyed, *rng = &net->rng;
+            if (bctx->keyed) {
+                cf_rng_seed(&keyed, cf_parallel_aug_seed(net, bctx, i));
+                rng = &keyed;
+            }
+            st = augment_sample(net, net->input + i * net->in_size, tmp, rng);
+        }
+        cf_free(tmp);
+        CF_CHECK(st);
+    }
+    int upto = logits_end(net);
+    net->fwd_n = 0;
+    CF_CHECK(cf_network_train_forward(net, upto, n));
+    int64_t lshape[2] = {n, k};
+    cfnet_tensor logits = view(net->act[upto - 1], 2, lshape);
+    cfnet_tensor grad = view(net->grad_a, 2, lshape);
+    float l;
+    CF_CHECK(cfnet_softmax_cross_entropy(&logits, labels, n, &l, &grad));
+    if (bctx->global_n != n) { /* this process's share of the global mean */
+        const float share = (float)((double)n / (double)bctx->global_n);
+        for (int64_t i = 0; i < n * k; i++) net->grad_a[i] *= share;
+        l = (float)((double)l * (double)n / (double)bctx->global_n);
+    }
+    for (int i = 0; i < net->nlayers; i++) cfnet_layer_zero_grad(net->layers[i]);
+    CF_CHECK(cf_network_train_backward(net, upto, net->grad_a, n));
+    if (bctx->sum) CF_CHECK(cf_parallel_sum_gradients(net, &l));
+    optimizer_update(net);
+    net->fwd_n = 0; /* the activations are stale after the update */
+    if (loss) *loss = l;
+    return CFNET_OK;
+}
+
 CFNET_API cfnet_status cfnet_network_train_step(cfnet_network *net, const cfnet_tensor *images,
                                                 const int32_t *labels, int64_t n, float *loss)
 {
@@ -253,31 +298,12 @@ CFNET_API cfnet_status cfnet_network_train_step(cfnet_network *net, const cfnet_
                    (long long)(i / net->in_size));
     CF_CHECK(cf_network_ensure_train_buffers(net, n));
     CF_CHECK(cf_network_ensure_slots(net));
-    memcpy(net->input, images->data, (size_t)total * sizeof(float));
-    const cf_options *o = &net->opt;
-    if (o->aug_rotation || o->aug_jitter || o->aug_flip) {
-        float *tmp = cf_malloc((size_t)net->in_size * sizeof(float));
-        CF_FAIL_IF(!tmp, CFNET_E_OUT_OF_MEMORY, "network_train_step: out of memory");
-        cfnet_status st = CFNET_OK;
-        for (int64_t i = 0; i < n && st == CFNET_OK; i++)
-            st = augment_sample(net, net->input + i * net->in_size, tmp);
-        cf_free(tmp);
-        CF_CHECK(st);
-    }
-    int upto = logits_end(net);
-    net->fwd_n = 0;
-    CF_CHECK(cf_network_train_forward(net, upto, n));
-    int64_t lshape[2] = {n, k};
-    cfnet_tensor logits = view(net->act[upto - 1], 2, lshape);
-    cfnet_tensor grad = view(net->grad_a, 2, lshape);
-    float l;
-    CF_CHECK(cfnet_softmax_cross_entropy(&logits, labels, n, &l, &grad));
-    for (int i = 0; i < net->nlayers; i++) cfnet_layer_zero_grad(net->layers[i]);
-    CF_CHECK(cf_network_train_backward(net, upto, net->grad_a, n));
-    optimizer_update(net);
-    net->fwd_n = 0; /* the activations are stale after the update */
-    if (loss) *loss = l;
-    return CFNET_OK;
+    cf_batch_ctx bctx;
+    cf_parallel_undo undo;
+    CF_CHECK(cf_parallel_begin(net, n, &bctx, &undo));
+    cfnet_status st = train_step_run(net, images, labels, n, k, &bctx, loss);
+    cf_parallel_end(net, &undo, st != CFNET_OK);
+    return st;
 }
 
 CFNET_API cfnet_status cfnet_network_evaluate(const cfnet_network *net,
