@@ -31,7 +31,7 @@ else
 $(error BLAS must be openblas or blas)
 endif
 
-PKGS        := fftw3f $(BLAS_PC) jansson
+PKGS        := fftw3f $(BLAS_PC) jansson libprotobuf-c
 DEP_CFLAGS   = $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 DEP_LIBS     = $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lm -pthread
 
@@ -69,6 +69,14 @@ NO_UNDEF := $(if $(SAN),,-Wl,--no-undefined)
 # src/mpi is the optional MPI component (libcfnet_mpi), never part of libcfnet.
 SRCS    := $(sort $(filter-out src/mpi/%,$(wildcard src/*/*.c)))
 OBJS    := $(SRCS:src/%.c=$(BUILD)/obj/%.o)
+
+# The ONNX messages: protoc-c generates C from the onnx.proto Debian ships (libonnx-dev) into
+# the build directory; the generated file is compiled without the project's warning flags.
+ONNX_PROTO ?= /usr/include/onnx/onnx.proto
+GEN     := $(BUILD)/gen
+GEN_SRC := $(GEN)/onnx.pb-c.c
+GEN_OBJ := $(BUILD)/obj/gen/onnx.pb-c.o
+OBJS    += $(GEN_OBJ)
 DEPS    := $(OBJS:.o=.d)
 
 SONAME  := libcfnet.so.$(MAJOR)
@@ -118,7 +126,20 @@ deps:
 
 $(BUILD)/obj/%.o: src/%.c $(HEADER) | deps
 	@mkdir -p $(dir $@)
-	$(CC) $(BASE_CFLAGS) $(SAN) $(DEP_CFLAGS) $(CFLAGS) -MMD -MP -c $< -o $@
+	$(CC) $(BASE_CFLAGS) $(SAN) $(DEP_CFLAGS) $(OBJ_INC) $(CFLAGS) -MMD -MP -c $< -o $@
+
+$(GEN)/onnx.pb-c.c $(GEN)/onnx.pb-c.h: $(ONNX_PROTO) | deps
+	@mkdir -p $(GEN)
+	cp $(ONNX_PROTO) $(GEN)/onnx.proto
+	protoc-c --c_out=$(GEN) --proto_path=$(GEN) $(GEN)/onnx.proto
+
+$(GEN_OBJ): $(GEN_SRC)
+	@mkdir -p $(dir $@)
+	$(CC) -std=c11 $(OPT) -g -fPIC -fvisibility=hidden $(SAN) $(DEP_CFLAGS) $(CFLAGS) -I$(GEN) \
+	    -c $< -o $@
+
+$(BUILD)/obj/io/onnx.o: $(GEN)/onnx.pb-c.h
+$(BUILD)/obj/io/onnx.o: OBJ_INC := -I$(GEN)
 
 $(BUILD)/obj/mpi/%.o: src/mpi/%.c $(MPI_HDR) $(HEADER) | deps
 	@mkdir -p $(dir $@)
@@ -186,13 +207,13 @@ $(BUILD)/fuzz/replay_%: fuzz/fuzz_%.c fuzz/replay.c $(ALIB) $(HEADER)
 
 # libFuzzer builds with clang (library compiled in, instrumented); each target runs for
 # FUZZ_SECONDS on a copy of its corpus (new inputs are not written back into the tree).
-fuzz: | deps
+fuzz: $(GEN_SRC) | deps
 	@command -v clang >/dev/null || { echo "make fuzz: needs clang and libclang-rt-14-dev"; exit 1; }
 	@mkdir -p build/fuzz
 	@for f in $(FUZZ_SRCS); do \
 	    name=$$(basename $$f .c); \
 	    clang -std=c11 -O1 -g -Iinclude -Isrc -D_POSIX_C_SOURCE=200809L -fsanitize=fuzzer,address,undefined \
-	        -fno-sanitize-recover=all $(DEP_CFLAGS) $$f $(SRCS) $(DEP_LIBS) -o build/fuzz/$$name || exit 1; \
+	        -fno-sanitize-recover=all $(DEP_CFLAGS) -I$(GEN) $$f $(SRCS) $(GEN_SRC) $(DEP_LIBS) -o build/fuzz/$$name || exit 1; \
 	    rm -rf build/fuzz/corpus-$$name; cp -r fuzz/corpus build/fuzz/corpus-$$name; \
 	    echo "== fuzzing $$name for $(FUZZ_SECONDS) s"; \
 	    build/fuzz/$$name -max_total_time=$(FUZZ_SECONDS) -rss_limit_mb=2048 -max_len=65536 \

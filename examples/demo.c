@@ -75,9 +75,8 @@ static void run_one(const options *o, ex_model m, int n_train, int seed, const c
                     int64_t nte, result *r)
 {
     const int64_t B = 50, per = BM_SIZE * BM_SIZE;
-    ex_arch a = ex_biomarker_arch(m, o->width);
-    cfnet_network *net =
-        ex_build(m, &a, 1, BM_SIZE, o->classes, (uint64_t)seed * 1000003u + (uint64_t)m);
+    cfnet_network *net = ex_preset(m, 1, BM_SIZE, o->classes, o->width,
+                                   (uint64_t)seed * 1000003u + (uint64_t)m);
     ex_set_recipe(net, 5e-3, 5e-4, o->decay_steps, 3, o->threads);
     r->model = m;
     r->n_train = n_train;

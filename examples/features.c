@@ -51,8 +51,7 @@ static cfnet_tensor *third_layer(const cfnet_network *net, const cfnet_tensor *x
 static cfnet_network *train(ex_model m, int steps, const cfnet_tensor *x, const int32_t *y,
                             int64_t n)
 {
-    ex_arch a = ex_biomarker_arch(m, 12);
-    cfnet_network *net = ex_build(m, &a, 1, BM_SIZE, CLASSES, 42 + (uint64_t)m);
+    cfnet_network *net = ex_preset(m, 1, BM_SIZE, CLASSES, 12, 42 + (uint64_t)m);
     ex_set_recipe(net, 5e-3, 5e-4, steps / 30 > 0 ? steps / 30 : 1, 3, 2);
     cfnet_tensor *xb = ex_tensor4(50, 1, BM_SIZE, BM_SIZE);
     int32_t yb[50];

@@ -100,6 +100,17 @@ int main(int argc, char **argv)
     save(dir, "p4_projection", net, 0);
     cfnet_network_free(net);
 
+    /* user metadata (stored as "user."-prefixed __metadata__ strings) */
+    if (cfnet_network_create(1, 5, 5, 5, &net) != CFNET_OK) fail("create");
+    add(net, cfnet_layer_conv2d_create(2, 3, 1, CFNET_PADDING_VALID, &l), &l);
+    add(net, cfnet_layer_dense_create(2, &l), &l);
+    if (cfnet_network_set_metadata(net, "class_names", "[\"ER\",\"Kern\"]") != CFNET_OK ||
+        cfnet_network_set_metadata(net, "note", "zwei\nZeilen \xc3\xa4") != CFNET_OK ||
+        cfnet_network_set_metadata(net, "format", "user key") != CFNET_OK)
+        fail("metadata");
+    save(dir, "metadata", net, 0);
+    cfnet_network_free(net);
+
     if (cfnet_network_create(1, 2, 2, 4, &net) != CFNET_OK) fail("create");
     save(dir, "empty", net, 0);
     cfnet_network_free(net);

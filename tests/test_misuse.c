@@ -250,6 +250,25 @@ static void persistence_and_context_functions_reject_null(void **state)
     unsigned char junk[16] = {0};
     CF_ASSERT_STATUS(cfnet_network_save(NULL, "x", 0), CFNET_E_INVALID_ARGUMENT);
     CF_ASSERT_STATUS(cfnet_network_save_buffer(NULL, 0, &buf, &size), CFNET_E_INVALID_ARGUMENT);
+    CF_ASSERT_STATUS(cfnet_network_export_onnx(NULL, "x", 0), CFNET_E_INVALID_ARGUMENT);
+    CF_ASSERT_STATUS(cfnet_network_export_onnx_buffer(NULL, 0, &buf, &size),
+                     CFNET_E_INVALID_ARGUMENT);
+    {
+        cfnet_network *n1 = NULL;
+        cfnet_layer *relu = NULL;
+        CF_ASSERT_OK(cfnet_network_create(1, 4, 4, 0, &n1));
+        CF_ASSERT_OK(cfnet_layer_relu_create(&relu));
+        CF_ASSERT_OK(cfnet_network_append(n1, relu));
+        CF_ASSERT_STATUS(cfnet_network_export_onnx(n1, NULL, 0), CFNET_E_INVALID_ARGUMENT);
+        CF_ASSERT_STATUS(cfnet_network_export_onnx_buffer(n1, 0, NULL, &size),
+                         CFNET_E_INVALID_ARGUMENT);
+        CF_ASSERT_STATUS(cfnet_network_export_onnx_buffer(n1, 0, &buf, NULL),
+                         CFNET_E_INVALID_ARGUMENT);
+        CF_ASSERT_STATUS(cfnet_network_export_onnx_buffer(n1, ~0u, &buf, &size),
+                         CFNET_E_INVALID_ARGUMENT);
+        assert_null(buf);
+        cfnet_network_free(n1);
+    }
     CF_ASSERT_STATUS(cfnet_network_load(NULL, &net), CFNET_E_INVALID_ARGUMENT);
     CF_ASSERT_STATUS(cfnet_network_load("x", NULL), CFNET_E_INVALID_ARGUMENT);
     CF_ASSERT_STATUS(cfnet_network_load_buffer(NULL, 16, &net), CFNET_E_INVALID_ARGUMENT);
@@ -266,6 +285,88 @@ static void persistence_and_context_functions_reject_null(void **state)
     CF_ASSERT_STATUS(cfnet_context_get_limit(NULL, CFNET_LIMIT_HEADER_BYTES, &v), CFNET_E_INVALID_ARGUMENT);
 }
 
+static void preset_functions_reject_bad_arguments(void **state)
+{
+    (void)state;
+    cfnet_network *net = NULL;
+    cfnet_family f = CFNET_FAMILY_CNN;
+    assert_null(cfnet_family_name(0));
+    assert_null(cfnet_family_name(99));
+    CF_ASSERT_STATUS(cfnet_family_parse(NULL, &f), CFNET_E_INVALID_ARGUMENT);
+    CF_ASSERT_STATUS(cfnet_family_parse("cfnet", NULL), CFNET_E_INVALID_ARGUMENT);
+    CF_ASSERT_STATUS(cfnet_family_parse("nope", &f), CFNET_E_INVALID_ARGUMENT);
+    assert_int_equal(f, CFNET_FAMILY_CNN);
+    CF_ASSERT_STATUS(cfnet_network_create_classifier(CFNET_FAMILY_CFNET, 1, 32, 3, 0, 1, NULL),
+                     CFNET_E_INVALID_ARGUMENT);
+    CF_ASSERT_STATUS(cfnet_network_create_classifier((cfnet_family)-1, 1, 32, 3, 0, 1, &net),
+                     CFNET_E_INVALID_ARGUMENT);
+    CF_ASSERT_STATUS(cfnet_network_create_classifier(CFNET_FAMILY_CFNET, -1, 32, 3, 0, 1, &net),
+                     CFNET_E_INVALID_ARGUMENT);
+    CF_ASSERT_STATUS(cfnet_network_create_classifier(CFNET_FAMILY_CFNET, 1, 15, 3, 0, 1, &net),
+                     CFNET_E_INVALID_ARGUMENT);
+    CF_ASSERT_STATUS(cfnet_network_create_classifier(CFNET_FAMILY_CFNET, 1, 32, 0, 0, 1, &net),
+                     CFNET_E_INVALID_ARGUMENT);
+    CF_ASSERT_STATUS(cfnet_network_create_classifier(CFNET_FAMILY_CFNET, 1, 32, 3, -2, 1, &net),
+                     CFNET_E_INVALID_ARGUMENT);
+    assert_null(net);
+    assert_int_equal(cfnet_network_multiply_adds(NULL), -1);
+}
+
+static void metadata_functions_reject_null_and_bad_strings(void **state)
+{
+    (void)state;
+    const char *k = NULL, *v = NULL;
+    cfnet_network *net = NULL;
+    CF_ASSERT_STATUS(cfnet_network_set_metadata(NULL, "k", "v"), CFNET_E_INVALID_ARGUMENT);
+    CF_ASSERT_STATUS(cfnet_network_get_metadata(NULL, "k", &v), CFNET_E_INVALID_ARGUMENT);
+    assert_int_equal(cfnet_network_metadata_count(NULL), -1);
+    CF_ASSERT_STATUS(cfnet_network_metadata_at(NULL, 0, &k, &v), CFNET_E_INVALID_ARGUMENT);
+    CF_ASSERT_OK(cfnet_network_create(1, 4, 4, 0, &net));
+    CF_ASSERT_STATUS(cfnet_network_set_metadata(net, NULL, "v"), CFNET_E_INVALID_ARGUMENT);
+    CF_ASSERT_STATUS(cfnet_network_set_metadata(net, "", "v"), CFNET_E_INVALID_ARGUMENT);
+    CF_ASSERT_STATUS(cfnet_network_set_metadata(net, "k", "\xff"), CFNET_E_INVALID_ARGUMENT);
+    CF_ASSERT_STATUS(cfnet_network_get_metadata(net, NULL, &v), CFNET_E_INVALID_ARGUMENT);
+    CF_ASSERT_STATUS(cfnet_network_get_metadata(net, "k", NULL), CFNET_E_INVALID_ARGUMENT);
+    CF_ASSERT_STATUS(cfnet_network_metadata_at(net, 0, &k, &v), CFNET_E_INVALID_ARGUMENT);
+    CF_ASSERT_STATUS(cfnet_network_metadata_at(net, 0, NULL, &v), CFNET_E_INVALID_ARGUMENT);
+    CF_ASSERT_STATUS(cfnet_network_metadata_at(net, 0, &k, NULL), CFNET_E_INVALID_ARGUMENT);
+    assert_int_equal(cfnet_network_metadata_count(net), 0);
+    cfnet_network_free(net);
+}
+
+static void train_epoch_rejects_null_and_bad_sizes(void **state)
+{
+    (void)state;
+    int64_t shape[] = {2, 1, 16, 16};
+    cfnet_tensor *x = tu_tensor(4, shape, NULL);
+    int32_t lab[2] = {0, 1};
+    int64_t order[2] = {0, 5};
+    double d;
+    cfnet_network *net = NULL;
+    CF_ASSERT_STATUS(cfnet_network_train_epoch(NULL, x, lab, 1, NULL, 0, NULL, NULL, &d, &d),
+                     CFNET_E_INVALID_ARGUMENT);
+    CF_ASSERT_OK(cfnet_network_create_classifier(CFNET_FAMILY_CNN, 1, 16, 2, 2, 1, &net));
+    CF_ASSERT_STATUS(cfnet_network_train_epoch(net, NULL, lab, 1, NULL, 0, NULL, NULL, &d, &d),
+                     CFNET_E_INVALID_ARGUMENT);
+    CF_ASSERT_STATUS(cfnet_network_train_epoch(net, x, NULL, 1, NULL, 0, NULL, NULL, &d, &d),
+                     CFNET_E_INVALID_ARGUMENT);
+    CF_ASSERT_STATUS(cfnet_network_train_epoch(net, x, lab, 0, NULL, 0, NULL, NULL, &d, &d),
+                     CFNET_E_INVALID_ARGUMENT);
+    CF_ASSERT_STATUS(cfnet_network_train_epoch(net, x, lab, 1, order, 2, NULL, NULL, &d, &d),
+                     CFNET_E_INVALID_ARGUMENT);
+    CF_ASSERT_STATUS(cfnet_network_train_epoch(net, x, lab, 1, order, -1, NULL, NULL, &d, &d),
+                     CFNET_E_INVALID_ARGUMENT);
+    assert_int_equal(cfnet_network_step_count(net), 0);
+    cfnet_network_free(net);
+    cfnet_tensor_free(x);
+}
+
+static void introspection_functions_never_fail(void **state)
+{
+    (void)state;
+    assert_int_equal(cfnet_layer_kind_count(), CFNET_LAYER_SOFTMAX);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -277,6 +378,10 @@ int main(void)
         cmocka_unit_test(network_functions_reject_null),
         cmocka_unit_test(non_finite_inputs_follow_the_policy),
         cmocka_unit_test(persistence_and_context_functions_reject_null),
+        cmocka_unit_test(preset_functions_reject_bad_arguments),
+        cmocka_unit_test(train_epoch_rejects_null_and_bad_sizes),
+        cmocka_unit_test(metadata_functions_reject_null_and_bad_strings),
+        cmocka_unit_test(introspection_functions_never_fail),
     };
     return cmocka_run_group_tests_name("misuse", tests, NULL, NULL);
 }

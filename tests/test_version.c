@@ -35,10 +35,14 @@ static void status_codes_are_pinned_and_named(void **state)
     assert_int_equal(CFNET_E_INTERNAL, -7);
     assert_int_equal(CFNET_E_STATE, -8);
     assert_int_equal(CFNET_E_LIMIT, -9);
+    assert_int_equal(CFNET_E_NUMERIC, -10);
+    assert_int_equal(CFNET_E_CANCELLED, -11);
     assert_string_equal(cfnet_status_string(CFNET_OK), "ok");
+    assert_string_equal(cfnet_status_string(CFNET_E_NUMERIC), "non-finite numbers");
+    assert_string_equal(cfnet_status_string(CFNET_E_CANCELLED), "cancelled");
     assert_string_equal(cfnet_status_string(CFNET_E_SHAPE_MISMATCH), "shape mismatch");
     assert_string_equal(cfnet_status_string((cfnet_status)-1000), "unknown status");
-    for (int s = CFNET_E_LIMIT; s <= CFNET_OK; s++)
+    for (int s = CFNET_E_CANCELLED; s <= CFNET_OK; s++)
         assert_string_not_equal(cfnet_status_string((cfnet_status)s), "unknown status");
 }
 

@@ -19,8 +19,9 @@ module CFNet
 export CFNetError, Tensor, Layer, Network
 export conv2d, conic_conv, p4_lift, p4_conv, group_pool, dft_projection, dft_magnitude, dense,
        relu, pool, batch_norm, dropout, softmax
-export infer, probabilities, predict, train_step!, evaluate, invariance, set_option!, get_option,
-       save, load_network, summary_string, output_shape, param_count
+export infer, probabilities, predict, train_step!, train_epoch!, evaluate, invariance, set_option!, get_option,
+       save, load_network, export_onnx, summary_string, output_shape, param_count, classifier,
+       multiply_adds, metadata, set_metadata!
 
 const libcfnet = get(ENV, "CFNET_LIBRARY", "libcfnet")
 
@@ -197,6 +198,13 @@ cfnet_network_load_buffer(buffer, size, out) =
           buffer, size, out)
 cfnet_free(p) = ccall((:cfnet_free, libcfnet), Cvoid, (Ptr{Cvoid},), p)
 
+# ONNX export (docs/deploy.md)
+cfnet_network_export_onnx(net, path, flags) =
+    ccall((:cfnet_network_export_onnx, libcfnet), Cint, (Handle, Cstring, Cuint), net, path, flags)
+cfnet_network_export_onnx_buffer(net, flags, buffer, size) =
+    ccall((:cfnet_network_export_onnx_buffer, libcfnet), Cint,
+          (Handle, Cuint, Ptr{Ptr{Cvoid}}, Ptr{Csize_t}), net, flags, buffer, size)
+
 # Contexts: allocation hooks (C function pointers, e.g. from @cfunction) and loader limits
 cfnet_context_create(out) = ccall((:cfnet_context_create, libcfnet), Cint, (Ptr{Handle},), out)
 cfnet_context_free(ctx) = ccall((:cfnet_context_free, libcfnet), Cvoid, (Handle,), ctx)
@@ -216,6 +224,40 @@ cfnet_network_load_buffer_in(ctx, buffer, size, out) =
     ccall((:cfnet_network_load_buffer_in, libcfnet), Cint, (Handle, Ptr{Cvoid}, Csize_t, Ptr{Handle}),
           ctx, buffer, size, out)
 
+# Preset classifiers
+cfnet_family_name(family) = ccall((:cfnet_family_name, libcfnet), Cstring, (Cint,), family)
+cfnet_family_parse(name, out) =
+    ccall((:cfnet_family_parse, libcfnet), Cint, (Cstring, Ptr{Cint}), name, out)
+cfnet_network_create_classifier(family, channels, size, classes, width, seed, out) =
+    ccall((:cfnet_network_create_classifier, libcfnet), Cint,
+          (Cint, Cint, Cint, Cint, Cint, UInt64, Ptr{Handle}),
+          family, channels, size, classes, width, seed, out)
+cfnet_network_multiply_adds(net) =
+    ccall((:cfnet_network_multiply_adds, libcfnet), Int64, (Handle,), net)
+
+# User metadata
+cfnet_network_set_metadata(net, key, value) =
+    ccall((:cfnet_network_set_metadata, libcfnet), Cint, (Handle, Cstring, Ptr{UInt8}),
+          net, key, value)
+cfnet_network_get_metadata(net, key, value) =
+    ccall((:cfnet_network_get_metadata, libcfnet), Cint, (Handle, Cstring, Ptr{Ptr{UInt8}}),
+          net, key, value)
+cfnet_network_metadata_count(net) =
+    ccall((:cfnet_network_metadata_count, libcfnet), Cint, (Handle,), net)
+cfnet_network_metadata_at(net, i, key, value) =
+    ccall((:cfnet_network_metadata_at, libcfnet), Cint,
+          (Handle, Cint, Ptr{Ptr{UInt8}}, Ptr{Ptr{UInt8}}), net, i, key, value)
+
+# Training epochs (progress: a C function pointer, e.g. from @cfunction, or C_NULL)
+cfnet_network_train_epoch(net, images, labels, batch, order, count, progress, user, mean_loss,
+                          accuracy) =
+    ccall((:cfnet_network_train_epoch, libcfnet), Cint,
+          (Handle, Handle, Ptr{Int32}, Int64, Ptr{Int64}, Int64, Ptr{Cvoid}, Ptr{Cvoid},
+           Ptr{Cdouble}, Ptr{Cdouble}),
+          net, images, labels, batch, order, count, progress, user, mean_loss, accuracy)
+
+# Introspection
+cfnet_layer_kind_count() = ccall((:cfnet_layer_kind_count, libcfnet), Cint, ())
 # Data-parallel training (0.2): `fn` is a @cfunction(f, Cint, (Ptr{Cvoid}, Cint, Ptr{Cvoid}, Int64))
 cfnet_network_set_sum_hook(net, fn, user) =
     ccall((:cfnet_network_set_sum_hook, libcfnet), Cint, (Handle, Ptr{Cvoid}, Ptr{Cvoid}), net, fn, user)
@@ -246,9 +288,16 @@ const AUG_ROTATION_NONE = 0
 const AUG_ROTATION_QUARTER = 1
 const AUG_ROTATION_ANY = 2
 const SAVE_OPTIMIZER = 0x00000001
+const ONNX_OPSET = 13
+const ONNX_PROBABILITIES = 0x00000001
 const LIMIT_HEADER_BYTES = 1
 const LIMIT_TENSOR_BYTES = 2
 const MAX_DIMS = 5
+const FAMILY_CFNET = 1
+const FAMILY_CNET = 2
+const FAMILY_GCNN = 3
+const FAMILY_GCNN_DFT = 4
+const FAMILY_CNN = 5
 
 # ---------------------------------------------------------------------------------------------
 # Errors
@@ -398,6 +447,48 @@ input_shape(net::Network) = read_shape(cfnet_network_input_shape, handle(net))
 """Per-sample output shape in C order (e.g. (K,) for K classes)."""
 output_shape(net::Network) = read_shape(cfnet_network_output_shape, handle(net))
 param_count(net::Network) = cfnet_network_param_count(handle(net))
+"""The user metadata as a Dict{String,String} (a copy)."""
+function metadata(net::Network)
+    h = handle(net)
+    d = Dict{String,String}()
+    for i in 0:cfnet_network_metadata_count(h)-1
+        k = Ref{Ptr{UInt8}}(C_NULL)
+        v = Ref{Ptr{UInt8}}(C_NULL)
+        check(cfnet_network_metadata_at(h, i, k, v))
+        d[unsafe_string(k[])] = unsafe_string(v[])
+    end
+    return d
+end
+
+"""Sets metadata `key` to `value` (`nothing` removes it); saved with the model."""
+function set_metadata!(net::Network, key::AbstractString, value::Union{AbstractString,Nothing})
+    if value === nothing
+        check(cfnet_network_set_metadata(handle(net), key, C_NULL))
+    else
+        v = String(value)
+        GC.@preserve v check(cfnet_network_set_metadata(handle(net), key, pointer(v)))
+    end
+    return net
+end
+
+"""Nominal multiply-adds of one sample's forward pass (2 x this = FLOP)."""
+multiply_adds(net::Network) = cfnet_network_multiply_adds(handle(net))
+
+"""The preset classifier of `family` ("cfnet", "cnet", "gcnn", "gcnn-dft", "cnn", or the
+CFNET_FAMILY_ value) for `channels` x `size` x `size` images (size 16 to 512) and `classes`
+classes; `width` filters per layer (0: 16). See docs/guide.md."""
+function classifier(family, channels::Integer, size::Integer, classes::Integer;
+                    width::Integer = 0, seed::Integer = 0)
+    fam = Ref{Cint}(0)
+    if family isa AbstractString || family isa Symbol
+        check(cfnet_family_parse(String(family), fam))
+    else
+        fam[] = family
+    end
+    out = Ref{Handle}(C_NULL)
+    check(cfnet_network_create_classifier(fam[], channels, size, classes, width, UInt64(seed), out))
+    return Network(out[])
+end
 
 function summary_string(net::Network)
     needed = Ref{Csize_t}(0)
@@ -457,6 +548,38 @@ function train_step!(net::Network, x::AbstractArray{<:Real,4}, labels::AbstractV
     return loss[]
 end
 
+# The C progress callback: `user` points to a Ref holding the Julia function given to
+# train_epoch!.
+function _progress_trampoline(user::Ptr{Cvoid}, step::Int64, steps::Int64, loss::Cdouble,
+                              accuracy::Cdouble)::Cint
+    f = unsafe_pointer_to_objref(user)::Base.RefValue{Any}
+    return f[](step, steps, loss, accuracy) === true ? Cint(1) : Cint(0)
+end
+
+"""One epoch (cfnet_network_train_epoch) over images `x` (W, H, C, N) and `labels` (0-based):
+batches of `batch`, in the order of `order` (0-based sample indices, repetitions allowed) or of
+a permutation drawn from the network's generator when `order` is `nothing`. `progress(step,
+steps, loss, accuracy)` is called after every step; returning `true` stops the epoch after that
+step (a CFNetError with status -11, CFNET_E_CANCELLED, is thrown; the steps done are kept).
+Returns (mean loss, training accuracy)."""
+function train_epoch!(net::Network, x::AbstractArray{<:Real,4}, labels::AbstractVector{<:Integer};
+                      batch::Integer = 50, order = nothing, progress = nothing)
+    lab = Vector{Int32}(labels)
+    ord = order === nothing ? Int64[] : Vector{Int64}(order)
+    mean = Ref{Cdouble}(0)
+    acc = Ref{Cdouble}(0)
+    cb = progress === nothing ? C_NULL :
+         @cfunction(_progress_trampoline, Cint, (Ptr{Cvoid}, Int64, Int64, Cdouble, Cdouble))
+    box = Ref{Any}(progress)
+    GC.@preserve box ord with_tensors(x) do tx
+        user = progress === nothing ? C_NULL : pointer_from_objref(box)
+        check(cfnet_network_train_epoch(handle(net), tx, lab, batch,
+                                        order === nothing ? C_NULL : pointer(ord), length(ord),
+                                        cb, user, mean, acc))
+    end
+    return mean[], acc[]
+end
+
 """(mean loss, accuracy) in inference mode."""
 function evaluate(net::Network, x::AbstractArray{<:Real,4}, labels::AbstractVector{<:Integer};
                   batch::Integer = 0)
@@ -480,6 +603,13 @@ end
 
 function save(net::Network, path::AbstractString; optimizer::Bool = false)
     check(cfnet_network_save(handle(net), path, optimizer ? SAVE_OPTIMIZER : 0x0))
+    return path
+end
+
+"""Writes the network as an ONNX model (opset 13) computing what `infer` computes, or the class
+probabilities with `probabilities = true`; see docs/deploy.md."""
+function export_onnx(net::Network, path::AbstractString; probabilities::Bool = false)
+    check(cfnet_network_export_onnx(handle(net), path, probabilities ? ONNX_PROBABILITIES : 0x0))
     return path
 end
 

@@ -73,28 +73,14 @@ cfnet_network *ex_build(ex_model m, const ex_arch *a, int channels, int size, in
     return net;
 }
 
-/* Architecture for 50 x 50 images: four 3x3 layers, same padding, batch norm, equivariant max
- * pooling after the first three (50 -> 25 -> 12 -> 6), then the model's head. The p4 networks
- * use half the filters, which gives about the same number of convolution weights. */
-ex_arch ex_biomarker_arch(ex_model m, int width)
+cfnet_network *ex_preset(ex_model m, int channels, int size, int classes, int width,
+                         uint64_t seed)
 {
-    ex_arch a;
-    memset(&a, 0, sizeof a);
-    a.layers = 4;
-    a.kernel = 3;
-    a.padding = CFNET_PADDING_SAME;
-    a.batch_norm = 1;
-    static const int R[4] = {2, 2, 1, 1};
-    int p4 = m == EX_GCNN || m == EX_GCNN_DFT;
-    for (int i = 0; i < a.layers; i++) {
-        a.width[i] = p4 ? (width + 1) / 2 : width;
-        a.R[i] = R[i];
-        a.pool_after[i] = i < 3;
-    }
-    a.dft_filters = p4 ? (width + 1) / 2 : width;
-    a.dft_R = 1;
-    a.final_pool = 2; /* non-DFT heads: 6x6 -> 3x3 mean pooling before the dense layer */
-    return a;
+    /* ex_model and cfnet_family list the families in the same order */
+    cfnet_network *net = NULL;
+    EX_CHECK(cfnet_network_create_classifier((cfnet_family)(m + 1), channels, size, classes,
+                                             width, seed, &net));
+    return net;
 }
 
 void ex_set_recipe(cfnet_network *net, double lr, double weight_decay, int decay_steps,

@@ -41,12 +41,14 @@ int ex_model_parse(const char *name);
 cfnet_network *ex_build(ex_model m, const ex_arch *a, int channels, int size, int classes,
                         uint64_t seed);
 
-/* The networks used on the 50 x 50 biomarker images (demo, features): four 3x3 layers, same
- * padding, batch norm, equivariant max pooling after the first three (50 -> 25 -> 12 -> 6), R =
- * 2, 2, 1, 1 for conic layers; `width` filters per layer (p4 networks: half, about the same
- * number of weights); DFT transition with `width` projection filters (p4: half), 4 rotations;
- * the other heads mean-pool 6x6 -> 3x3 before the dense layer. */
-ex_arch ex_biomarker_arch(ex_model m, int width);
+/* The library's preset classifier of model m (cfnet_network_create_classifier; exits with
+ * cfnet_last_error() on failure). On the 50 x 50 biomarker images (demo, features) it is: four
+ * 3x3 layers, same padding, batch norm, equivariant max pooling after the first three (50 -> 25
+ * -> 12 -> 6), R = 2, 2, 1, 1 for conic layers; `width` filters per layer (p4 networks: half,
+ * about the same number of weights); DFT transition with `width` projection filters (p4: half),
+ * 4 rotations; the other heads mean-pool 6x6 -> 3x3 before the dense layer. */
+cfnet_network *ex_preset(ex_model m, int channels, int size, int classes, int width,
+                         uint64_t seed);
 
 /* Sets the paper's recipe: Adam, learning rate, weight decay, x0.95 decay every decay_steps,
  * rotation (any angle) + jitter augmentation, threads. */

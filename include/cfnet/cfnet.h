@@ -82,7 +82,9 @@ typedef enum cfnet_status {
     CFNET_E_UNSUPPORTED = -6,      /**< valid request that this build or layer cannot do */
     CFNET_E_INTERNAL = -7,         /**< a bug in libcfnet; please report it */
     CFNET_E_STATE = -8,            /**< call not valid in the object's current state */
-    CFNET_E_LIMIT = -9             /**< a size limit (caller-set or built-in) was exceeded */
+    CFNET_E_LIMIT = -9,            /**< a size limit (caller-set or built-in) was exceeded */
+    CFNET_E_NUMERIC = -10,         /**< non-finite numbers (NaN or Inf) appeared */
+    CFNET_E_CANCELLED = -11        /**< a host callback asked to stop (the work done is kept) */
 } cfnet_status;
 
 /** Static, never-NULL name of a status, e.g. "invalid argument". Unknown codes give
@@ -336,6 +338,10 @@ CFNET_API const char *cfnet_layer_state_name(const cfnet_layer *layer, int i);
 
 /** Sets every parameter gradient to zero. */
 CFNET_API cfnet_status cfnet_layer_zero_grad(cfnet_layer *layer);
+
+/** Number of layer kinds this library implements: the kinds are 1..cfnet_layer_kind_count()
+ *  (cfnet_layer_kind values; a newer library may know more). */
+CFNET_API int cfnet_layer_kind_count(void);
 
 /* ---------------------------------------------------------------------------------------------
  * Loss
@@ -621,6 +627,169 @@ CFNET_API cfnet_status cfnet_network_load_in(cfnet_context *ctx, const char *pat
 /** cfnet_network_load_buffer in a context (NULL: the default). */
 CFNET_API cfnet_status cfnet_network_load_buffer_in(cfnet_context *ctx, const void *buffer,
                                                     size_t size, cfnet_network **out);
+
+/* ---------------------------------------------------------------------------------------------
+ * Preset classifiers
+ *
+ * The paper's five families as ready-made classifiers for S x S inputs (see docs/guide.md for
+ * the table of layers, map sizes, parameters and cost per input size). The architecture is
+ * derived from S:
+ * - a trunk of 3 x 3 convolutions with same padding, each followed by batch norm and ReLU;
+ * - equivariant max pooling (window 2 on even maps, 3 on odd maps, stride 2, so every pooling
+ *   keeps exact quarter-turn equivariance) after the first layers while the map is larger than
+ *   8 x 8; one more convolution layer at the final map (4 x 4 to 8 x 8), at least 3 in all;
+ * - conic layers use R = 2 (8 cones) on maps of 16 pixels and more, R = 1 below;
+ * - CFNet and G-CNN+DFT end with the DFT transition (projection at 4 rotations, bilinear
+ *   resampling, batch norm, ReLU, |DFT|) and a dense layer: the network is invariant to quarter
+ *   turns of the input (in inference mode);
+ * - CNet, G-CNN and CNN end with an equivariant 2 x 2 / 3 x 3 mean pooling (G-CNN: after max
+ *   pooling over the rotations) and a dense layer.
+ * For S = 50 and width 12 this is the network of the biomarker demo (50 -> 25 -> 12 -> 6). The
+ * last layer outputs logits (no softmax): train with cfnet_network_train_step/train_epoch, get
+ * probabilities with cfnet_network_probabilities.
+ * ------------------------------------------------------------------------------------------- */
+
+/** The five model families of the paper. */
+typedef enum cfnet_family {
+    CFNET_FAMILY_CFNET = 1,    /**< conic convolutions, DFT transition (invariant) */
+    CFNET_FAMILY_CNET = 2,     /**< conic convolutions, mean pooling, dense (no DFT) */
+    CFNET_FAMILY_GCNN = 3,     /**< p4 group convolutions, group max pooling, dense */
+    CFNET_FAMILY_GCNN_DFT = 4, /**< p4 group convolutions, DFT transition (invariant) */
+    CFNET_FAMILY_CNN = 5       /**< standard convolutions, dense */
+} cfnet_family;
+
+/** Static name of a family: "cfnet", "cnet", "gcnn", "gcnn-dft", "cnn"; NULL for an unknown
+ *  value. */
+CFNET_API const char *cfnet_family_name(int family);
+
+/** Parses a family name as printed by cfnet_family_name (case-insensitive) into *out.
+ *  CFNET_E_INVALID_ARGUMENT, with a message listing the names, for anything else. */
+CFNET_API cfnet_status cfnet_family_parse(const char *name, cfnet_family *out);
+
+/** Creates the preset classifier of `family` for inputs N x channels x size x size and
+ *  `classes` classes (2 to 1,000,000), its weights initialised from `seed` as by
+ *  cfnet_network_create. size: 16 to 512 (odd or even); any other size gives
+ *  CFNET_E_INVALID_ARGUMENT with a message saying which sizes work. width: filters per
+ *  convolution layer and DFT projection filters (1 to 1024); 0 selects the default, 16. The
+ *  p4 families (G-CNN, G-CNN+DFT) use (width + 1) / 2 filters, each with 4 orientations, about
+ *  the same number of convolution weights. channels: 1 to 4096. The caller owns *out
+ *  (cfnet_network_free); training options are the defaults of cfnet_network_create. */
+CFNET_API cfnet_status cfnet_network_create_classifier(cfnet_family family, int channels,
+                                                       int size, int classes, int width,
+                                                       uint64_t seed, cfnet_network **out);
+
+/** Nominal multiply-adds of one sample's forward pass (2 x this = FLOP): each weight of a
+ *  convolution, p4, DFT projection or dense layer counted once per output position; batch
+ *  norm, ReLU, pooling and the DFT itself are not counted, and conic layers count one filter
+ *  per pixel. -1 for NULL. */
+CFNET_API int64_t cfnet_network_multiply_adds(const cfnet_network *net);
+
+/* ---------------------------------------------------------------------------------------------
+ * User metadata: UTF-8 key/value strings kept with the network and saved in the model file
+ * (in the safetensors "__metadata__", each key prefixed with "user."; see docs/format.md), so
+ * that a model file can say what it classifies (class names, input size, normalisation, ...).
+ * ------------------------------------------------------------------------------------------- */
+
+/** Longest key in bytes (UTF-8, without the NUL). */
+#define CFNET_METADATA_MAX_KEY 256
+/** Longest value in bytes (UTF-8, without the NUL). */
+#define CFNET_METADATA_MAX_VALUE 1048576
+/** Most entries per network. */
+#define CFNET_METADATA_MAX_COUNT 1024
+/** Most bytes of all keys and values together. */
+#define CFNET_METADATA_MAX_TOTAL 8388608
+
+/** Sets `key` to a copy of `value`, or removes the key when `value` is NULL (removing an absent
+ *  key is not an error). Keys: 1 to CFNET_METADATA_MAX_KEY bytes of valid UTF-8 without control
+ *  characters (U+0000-U+001F, U+007F-U+009F). Values: at most CFNET_METADATA_MAX_VALUE bytes of
+ *  valid UTF-8 (control characters such as newlines allowed). CFNET_E_INVALID_ARGUMENT for a
+ *  malformed key or value, CFNET_E_LIMIT for a key or value too long or when the entry would
+ *  exceed CFNET_METADATA_MAX_COUNT or CFNET_METADATA_MAX_TOTAL; nothing changes then. Setting a
+ *  key invalidates the pointers previously returned for that key only. */
+CFNET_API cfnet_status cfnet_network_set_metadata(cfnet_network *net, const char *key,
+                                                  const char *value);
+
+/** Looks `key` up: *value = its value, or NULL (and CFNET_OK) when the key is absent. The string
+ *  is owned by the network and valid until that key is set or removed or the network is
+ *  freed. */
+CFNET_API cfnet_status cfnet_network_get_metadata(const cfnet_network *net, const char *key,
+                                                  const char **value);
+
+/** Number of metadata entries; -1 for NULL. */
+CFNET_API int cfnet_network_metadata_count(const cfnet_network *net);
+
+/** The i-th entry in key order (sorted bytewise, as strcmp), 0 <= i < count: *key and *value are
+ *  owned by the network, valid as for cfnet_network_get_metadata. */
+CFNET_API cfnet_status cfnet_network_metadata_at(const cfnet_network *net, int i,
+                                                 const char **key, const char **value);
+
+/* ---------------------------------------------------------------------------------------------
+ * Training epochs with progress and cancel (for host programs: progress bars, Cancel buttons)
+ * ------------------------------------------------------------------------------------------- */
+
+/** Progress callback of cfnet_network_train_epoch, called after every step (in the calling
+ *  thread): `step` counts 1..`steps`; `loss` is this step's batch loss (before the update);
+ *  `accuracy` is the running training accuracy of the epoch so far (fraction of the samples
+ *  seen whose training-mode output, before the update, has its label as the largest). `user` is
+ *  the pointer given to train_epoch. A non-zero return cancels the epoch after this step. The
+ *  callback must not use the network. */
+typedef int (*cfnet_progress_fn)(void *user, int64_t step, int64_t steps, double loss,
+                                 double accuracy);
+
+/** One epoch over `images` (N x C x H x W) and labels[0..N-1]: batches of `batch` (> 0)
+ *  samples, each trained as by cfnet_network_train_step (augmentation as configured); the last
+ *  batch may be smaller. The visiting order:
+ *  - order == NULL: a permutation of 0..N-1 drawn from the network's own generator (the one
+ *    that also drives augmentation and is saved with CFNET_SAVE_OPTIMIZER, so that training
+ *    resumed from a saved file continues bit for bit); `count` is ignored;
+ *  - otherwise `count` (> 0) sample indices in [0, N), visited in that order; repetitions are
+ *    allowed (e.g. class-balanced sampling by the host).
+ *  `progress` (may be NULL) is called after every step with `user`; a non-zero return stops the
+ *  epoch after that step with CFNET_E_CANCELLED: the steps done are kept (step count, weights,
+ *  optimiser state, generators all consistent), the network can be saved, trained further or
+ *  used for inference. *mean_loss (sample-weighted mean of the batch losses) and *accuracy
+ *  (training accuracy as passed to the callback) cover the steps done; each may be NULL; they
+ *  are written on success and on cancel.
+ *  Errors: NULL network, images or labels, batch <= 0, a shape that does not match the network,
+ *  a label outside [0, classes), an order index outside [0, N), count <= 0 with an order, or
+ *  NaN/Inf in the images give CFNET_E_INVALID_ARGUMENT / CFNET_E_SHAPE_MISMATCH /
+ *  CFNET_E_STATE (no layers) before anything changes. A failure during the epoch (out of
+ *  memory) leaves the steps done before it applied. */
+CFNET_API cfnet_status cfnet_network_train_epoch(cfnet_network *net, const cfnet_tensor *images,
+                                                 const int32_t *labels, int64_t batch,
+                                                 const int64_t *order, int64_t count,
+                                                 cfnet_progress_fn progress, void *user,
+                                                 double *mean_loss, double *accuracy);
+
+/* ---------------------------------------------------------------------------------------------
+ * ONNX export (see docs/deploy.md)
+ *
+ * The network becomes a standard ONNX model that ONNX Runtime (or any runtime for the default
+ * operator set) runs: input "input" (N x C x H x W, float, N symbolic), output "output"
+ * (N x <output shape>), computing what cfnet_network_infer computes, up to float rounding. Every
+ * layer kind is written with default-domain operators of opset CFNET_ONNX_OPSET; the model's
+ * metadata_props carry the library version and the input and output shapes.
+ * ------------------------------------------------------------------------------------------- */
+
+/** The ONNX operator set version of exported models (IR version 7). */
+#define CFNET_ONNX_OPSET 13
+
+/** Export flag: the model outputs class probabilities, N x K, as cfnet_network_probabilities
+ *  does (a softmax over the flattened output is appended unless the last layer is a softmax). */
+#define CFNET_ONNX_PROBABILITIES 1u
+
+/** Writes the network as an ONNX model to `path` (temporary file and rename, so an existing file
+ *  is left intact on failure: CFNET_E_IO with the system's reason). `flags`: 0 or
+ *  CFNET_ONNX_PROBABILITIES (other bits: CFNET_E_INVALID_ARGUMENT). A network without layers
+ *  gives CFNET_E_STATE, a layer kind without an ONNX form CFNET_E_UNSUPPORTED naming it, a model
+ *  over protobuf's 2 GiB message limit CFNET_E_LIMIT. The network is not changed (thread-safe
+ *  like cfnet_network_infer). */
+CFNET_API cfnet_status cfnet_network_export_onnx(const cfnet_network *net, const char *path,
+                                                 unsigned flags);
+
+/** Same, into a new buffer of *size bytes that the caller frees with cfnet_free(). */
+CFNET_API cfnet_status cfnet_network_export_onnx_buffer(const cfnet_network *net, unsigned flags,
+                                                        void **buffer, size_t *size);
 
 /* ---------------------------------------------------------------------------------------------
  * Data-parallel training (since 0.2)

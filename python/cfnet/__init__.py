@@ -21,15 +21,15 @@ Errors raise CfnetError subclasses (``status``, ``message``). Arrays that are no
 float32 are copied with a CopyWarning. See the class docstrings for ownership rules.
 """
 from ._context import Context
-from ._enums import (AugRotation, Interp, LayerKind, Limit, Mode, Option, Optimizer, Padding,
-                     PoolMode, SAVE_OPTIMIZER, Status)
-from ._errors import (CfnetError, CfnetIOError, CopyWarning, FormatError, InternalError,
-                      InvalidArgumentError, LimitError, OutOfMemoryError, ShapeMismatchError,
-                      StateError, UnsupportedError)
+from ._enums import (AugRotation, Family, Interp, LayerKind, Limit, Mode, Option, Optimizer, Padding,
+                     PoolMode, ONNX_OPSET, ONNX_PROBABILITIES, SAVE_OPTIMIZER, Status)
+from ._errors import (CancelledError, CfnetError, CfnetIOError, CopyWarning, FormatError,
+                      InternalError, InvalidArgumentError, LimitError, NumericError,
+                      OutOfMemoryError, ShapeMismatchError, StateError, UnsupportedError)
 from ._image import normalize, rotate, shift
 from ._layer import (Layer, batch_norm, conic_conv, conv2d, dense, dft_magnitude, dft_projection,
                      dropout, group_pool, kind_name, p4_conv, p4_lift, pool, relu, softmax)
-from ._network import Network, softmax_cross_entropy
+from ._network import Network, classifier, family_name, softmax_cross_entropy
 from ._tensor import MAX_DIMS, Tensor
 
 __version__ = "0.1.0"
@@ -66,11 +66,12 @@ def last_error():
 
 __all__ = [
     "Context", "Limit", "AugRotation", "Interp", "LayerKind", "Mode", "Option", "Optimizer", "Padding", "PoolMode",
-    "SAVE_OPTIMIZER", "Status", "CfnetError", "CfnetIOError", "CopyWarning", "FormatError",
+    "ONNX_OPSET", "ONNX_PROBABILITIES", "SAVE_OPTIMIZER", "Status", "CfnetError", "CfnetIOError", "CopyWarning", "FormatError",
     "InternalError", "InvalidArgumentError", "LimitError", "OutOfMemoryError",
     "ShapeMismatchError", "StateError", "UnsupportedError", "normalize", "rotate", "shift",
     "Layer", "batch_norm", "conic_conv", "conv2d", "dense", "dft_magnitude", "dft_projection",
     "dropout", "group_pool", "kind_name", "p4_conv", "p4_lift", "pool", "relu", "softmax",
     "Network", "softmax_cross_entropy", "MAX_DIMS", "Tensor", "library_path", "version",
     "version_number", "status_string", "last_error",
+    "Family", "classifier", "family_name", "NumericError", "CancelledError",
 ]

@@ -14,6 +14,8 @@ class Status(enum.IntEnum):
     E_INTERNAL = -7
     E_STATE = -8
     E_LIMIT = -9
+    E_NUMERIC = -10
+    E_CANCELLED = -11
 
 
 class LayerKind(enum.IntEnum):
@@ -85,6 +87,9 @@ class Limit(enum.IntEnum):
 
 
 SAVE_OPTIMIZER = 1
+# cfnet_network_export_onnx: the operator set of exported models and the probabilities flag.
+ONNX_OPSET = 13
+ONNX_PROBABILITIES = 1
 
 
 def to_enum(cls, value):
@@ -99,3 +104,13 @@ def to_enum(cls, value):
         return cls(value)
     except ValueError:
         raise ValueError("%r is not a %s" % (value, cls.__name__)) from None
+
+
+class Family(enum.IntEnum):
+    """Preset classifier families (cfnet_family); names as cfnet_family_name prints them, with
+    "gcnn-dft" spelled GCNN_DFT."""
+    CFNET = 1
+    CNET = 2
+    GCNN = 3
+    GCNN_DFT = 4
+    CNN = 5

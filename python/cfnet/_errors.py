@@ -53,6 +53,14 @@ class LimitError(CfnetError):
     """CFNET_E_LIMIT: a size limit was exceeded."""
 
 
+class NumericError(CfnetError, ArithmeticError):
+    """CFNET_E_NUMERIC: non-finite numbers (NaN or Inf) appeared."""
+
+
+class CancelledError(CfnetError):
+    """CFNET_E_CANCELLED: a host callback asked to stop; the work done so far is kept."""
+
+
 class CopyWarning(UserWarning):
     """An array had to be copied (not C-contiguous, aligned, native float32) before it could be
     handed to libcfnet."""
@@ -68,6 +76,8 @@ ERRORS = {
     -7: InternalError,
     -8: StateError,
     -9: LimitError,
+    -10: NumericError,
+    -11: CancelledError,
 }
 
 STATUS_NAMES = {
@@ -81,6 +91,8 @@ STATUS_NAMES = {
     -7: "internal error",
     -8: "invalid state",
     -9: "limit exceeded",
+    -10: "non-finite numbers",
+    -11: "cancelled",
 }
 
 

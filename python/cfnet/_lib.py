@@ -128,6 +128,9 @@ PROTOTYPES = {
     "cfnet_network_load": (_status, [_str, _p_handle]),
     "cfnet_network_load_buffer": (_status, [ctypes.c_void_p, _size, _p_handle]),
     "cfnet_free": (_void, [ctypes.c_void_p]),
+    # ONNX export
+    "cfnet_network_export_onnx": (_status, [_handle, _str, ctypes.c_uint]),
+    "cfnet_network_export_onnx_buffer": (_status, [_handle, ctypes.c_uint, _p_handle, _p_size]),
     # contexts (allocator hooks are not bound: Python callbacks as a C allocator are not
     # worth their cost and hazards)
     "cfnet_context_create": (_status, [_p_handle]),
@@ -137,12 +140,32 @@ PROTOTYPES = {
     "cfnet_network_create_in": (_status, [_handle, _int, _int, _int, _u64, _p_handle]),
     "cfnet_network_load_in": (_status, [_handle, _str, _p_handle]),
     "cfnet_network_load_buffer_in": (_status, [_handle, ctypes.c_void_p, _size, _p_handle]),
+    # preset classifiers
+    "cfnet_family_name": (_str, [_int]),
+    "cfnet_family_parse": (_status, [_str, _p_int]),
+    "cfnet_network_create_classifier": (_status, [_int, _int, _int, _int, _int, _u64, _p_handle]),
+    "cfnet_network_multiply_adds": (_i64, [_handle]),
+    # training epochs (the progress callback is passed as a PROGRESS_FN cast to void *)
+    "cfnet_network_train_epoch": (_status, [_handle, _handle, _p_i32, _i64, _p_i64, _i64,
+                                            ctypes.c_void_p, ctypes.c_void_p, _p_dbl, _p_dbl]),
+    # user metadata
+    "cfnet_network_set_metadata": (_status, [_handle, _str, _str]),
+    "cfnet_network_get_metadata": (_status, [_handle, _str, ctypes.POINTER(_str)]),
+    "cfnet_network_metadata_count": (_int, [_handle]),
+    "cfnet_network_metadata_at": (_status, [_handle, _int, ctypes.POINTER(_str),
+                                            ctypes.POINTER(_str)]),
+    # introspection
+    "cfnet_layer_kind_count": (_int, []),
     # data-parallel training (0.2): the hook is a CFUNCTYPE (SUM_FN) built by the caller, e.g.
     # around mpi4py's Allreduce (docs/distributed.md)
     "cfnet_network_set_sum_hook": (_status, [_handle, ctypes.c_void_p, ctypes.c_void_p]),
     "cfnet_network_set_batch_position": (_status, [_handle, _i64, _i64]),
     "cfnet_network_gradients": (_status, [_handle, _p_flt, _i64]),
 }
+
+# cfnet_progress_fn
+PROGRESS_FN = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_void_p, ctypes.c_int64, ctypes.c_int64,
+                               ctypes.c_double, ctypes.c_double)
 
 # cfnet_sum_fn: cfnet_status (*)(void *user, cfnet_sum_kind kind, void *data, int64_t count)
 SUM_FN = ctypes.CFUNCTYPE(_status, ctypes.c_void_p, _int, ctypes.c_void_p, _i64)

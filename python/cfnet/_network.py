@@ -1,12 +1,14 @@
 """Networks: the cfnet_network handle, training, inference, invariance check, save and load."""
 import ctypes
 import os
+from collections.abc import MutableMapping
 import weakref
 
 import numpy as np
 
 from . import _lib
-from ._enums import AugRotation, Option, Optimizer, SAVE_OPTIMIZER, to_enum
+from ._enums import (AugRotation, Family, ONNX_PROBABILITIES, Option, Optimizer, SAVE_OPTIMIZER,
+                     to_enum)
 from ._layer import Layer
 from ._tensor import Borrow, as_float32, as_labels, handle_shape
 from ._handle import Handle
@@ -146,6 +148,19 @@ class Network(Handle):
     def param_count(self):
         """Total number of trainable scalars."""
         return _lib.load().cfnet_network_param_count(self._h())
+
+    @property
+    def metadata(self):
+        """The network's user metadata as a mutable mapping of str to str, in key order; saved
+        with the model (docs/format.md). ``net.metadata["classes"] = "a,b"``, ``del
+        net.metadata["classes"]``, ``dict(net.metadata)``."""
+        return Metadata(self)
+
+    @property
+    def multiply_adds(self):
+        """Nominal multiply-adds of one sample's forward pass (cfnet_network_multiply_adds;
+        2 x this = FLOP)."""
+        return _lib.load().cfnet_network_multiply_adds(self._h())
 
     @property
     def memory_usage(self):
@@ -295,25 +310,101 @@ class Network(Handle):
                              int(batch), ctypes.byref(loss), ctypes.byref(acc))
         return loss.value, acc.value
 
-    def fit(self, images, labels, epochs=1, batch=50, rng=None, callback=None):
-        """A plain training loop over ``train_step``: each epoch shuffles the data (with
-        ``rng``, a numpy Generator, default seeded 0) and steps through it in batches.
-        ``callback(epoch, mean_loss)`` is called after each epoch. Returns the list of mean
-        losses per epoch."""
+    def train_epoch(self, images, labels, batch=50, order=None, progress=None):
+        """One epoch (cfnet_network_train_epoch): batches of ``batch`` in the order of
+        ``order`` (sample indices, repetitions allowed) or, when None, of a permutation drawn
+        from the network's own generator (saved with the training state: resuming is bit
+        identical); the last batch may be smaller; augmentation as configured.
+
+        ``progress(step, steps, loss, accuracy)`` is called after every step (loss: that
+        batch's loss; accuracy: the running training accuracy of the epoch). Return True (any
+        true value) from it to stop the epoch after that step: train_epoch then raises
+        CancelledError (its ``mean_loss`` and ``accuracy`` cover the steps done), and the steps
+        done are kept (the network stays consistent and can be saved). An exception raised inside ``progress`` also stops the epoch after that step
+        and propagates from train_epoch.
+
+        Returns (mean loss, training accuracy) of the epoch."""
+        h = self._h()
         x = as_float32(images, "images")
         lab = as_labels(labels)
-        rng = np.random.default_rng(0) if rng is None else rng
+        mean, acc = ctypes.c_double(), ctypes.c_double()
+        if order is not None:
+            order = np.ascontiguousarray(order, dtype=np.int64).reshape(-1)
+            p_order = order.ctypes.data_as(ctypes.POINTER(ctypes.c_int64))
+            count = order.size
+            if count == 0:
+                raise ValueError("train_epoch: order is empty")
+        else:
+            p_order, count = None, 0
+        raised = []
+        cb = None
+        if progress is not None:
+            def trampoline(user, step, steps, loss, accuracy):
+                try:
+                    return 1 if progress(step, steps, loss, accuracy) else 0
+                except BaseException as e:  # stop the epoch; re-raised below
+                    raised.append(e)
+                    return 1
+            cb = _lib.PROGRESS_FN(trampoline)
+        lib = _lib.load()
+        with Borrow(x) as tx:
+            status = lib.cfnet_network_train_epoch(
+                h, tx, lab.ctypes.data_as(ctypes.POINTER(ctypes.c_int32)), int(batch),
+                p_order, int(count), ctypes.cast(cb, ctypes.c_void_p) if cb else None, None,
+                ctypes.byref(mean), ctypes.byref(acc))
+        if raised:
+            raise raised[0]
+        if status != 0:
+            from ._errors import CancelledError, check
+            try:
+                check(status, lib.cfnet_last_error())
+            except CancelledError as e:
+                e.mean_loss, e.accuracy = mean.value, acc.value
+                raise
+        return mean.value, acc.value
+
+    def fit(self, images, labels, epochs=1, batch=50, order=None, progress=None, rng=None,
+            callback=None):
+        """Trains ``epochs`` epochs with train_epoch and returns the list of mean losses per
+        epoch.
+
+        - ``order``: None (each epoch shuffled by the network's own generator), an array of
+          sample indices used for every epoch, or a callable ``order(epoch)`` returning one per
+          epoch (e.g. class-balanced sampling).
+        - ``rng``: a numpy Generator; if given (and ``order`` is None) each epoch visits
+          ``rng.permutation(N)`` instead.
+        - ``progress(epoch, step, steps, loss, accuracy)`` after every step; return True to
+          stop: fit then returns early, the last entry being the mean loss of the steps done
+          in the stopped epoch (``step_count`` says how many steps were taken). An exception
+          raised in ``progress`` stops training the same way and propagates.
+        - ``callback(epoch, mean_loss)`` after each completed epoch.
+        """
+        from ._errors import CancelledError
+        images = as_float32(images, "images")
+        labels = as_labels(labels)
+        n = len(labels)
         losses = []
         for epoch in range(epochs):
-            order = rng.permutation(len(lab))
-            total, count = 0.0, 0
-            for start in range(0, len(lab), batch):
-                idx = order[start:start + batch]
-                total += self.train_step(x[idx], lab[idx]) * len(idx)
-                count += len(idx)
-            losses.append(total / max(count, 1))
+            if callable(order):
+                ep_order = order(epoch)
+            elif order is not None:
+                ep_order = order
+            elif rng is not None:
+                ep_order = rng.permutation(n)
+            else:
+                ep_order = None
+            cb = None
+            if progress is not None:
+                def cb(step, steps, loss, accuracy, _e=epoch):
+                    return progress(_e, step, steps, loss, accuracy)
+            try:
+                mean, _ = self.train_epoch(images, labels, batch, ep_order, cb)
+            except CancelledError as e:
+                losses.append(e.mean_loss)
+                return losses
+            losses.append(mean)
             if callback is not None:
-                callback(epoch, losses[-1])
+                callback(epoch, mean)
         return losses
 
     def invariance(self, x, angles=None):
@@ -355,6 +446,31 @@ class Network(Handle):
             lib.cfnet_free(buf)
             _lib._count("buffer", -1)
 
+    # ---- ONNX export ----
+
+    def export_onnx(self, path, probabilities=False):
+        """Writes the network as an ONNX model (opset ``cfnet.ONNX_OPSET``; input "input"
+        N x C x H x W, output "output") computing what ``infer`` computes, or with
+        probabilities=True what ``probabilities`` computes. See docs/deploy.md."""
+        flags = ONNX_PROBABILITIES if probabilities else 0
+        _lib.load().call("cfnet_network_export_onnx", self._h(), os.fsencode(path), flags)
+
+    def to_onnx(self, probabilities=False):
+        """The ONNX model as bytes (what ``export_onnx`` would write)."""
+        lib = _lib.load()
+        h = self._h()
+        buf = ctypes.c_void_p()
+        size = ctypes.c_size_t()
+        lib.call("cfnet_network_export_onnx_buffer", h,
+                 ONNX_PROBABILITIES if probabilities else 0, ctypes.byref(buf),
+                 ctypes.byref(size))
+        _lib._count("buffer", 1)
+        try:
+            return ctypes.string_at(buf.value, size.value)
+        finally:
+            lib.cfnet_free(buf)
+            _lib._count("buffer", -1)
+
     @classmethod
     def load(cls, path, context=None):
         """A network read from a file written by ``save`` (or cfnet_network_save). Every field
@@ -377,6 +493,83 @@ class Network(Handle):
             h = _lib.new_handle("network", "cfnet_network_load_buffer_in", context._h(), buf,
                                 len(buf))
         return cls._from_handle(h, context)
+
+
+class Metadata(MutableMapping):
+    """A live view of a network's user metadata (cfnet_network_*_metadata): str keys and
+    values (UTF-8 in the library; keys without control characters, bounded sizes, see the
+    header), iterated in key order (sorted by their UTF-8 bytes)."""
+
+    def __init__(self, net):
+        self._net = net
+
+    @staticmethod
+    def _enc(s, what):
+        if not isinstance(s, str):
+            raise TypeError("metadata %s must be a str, not %s" % (what, type(s).__name__))
+        if "\0" in s:
+            raise ValueError("metadata %s contains a NUL character" % what)
+        return s.encode("utf-8")
+
+    def __getitem__(self, key):
+        v = ctypes.c_char_p()
+        _lib.load().call("cfnet_network_get_metadata", self._net._h(), self._enc(key, "key"),
+                         ctypes.byref(v))
+        if v.value is None:
+            raise KeyError(key)
+        return v.value.decode("utf-8")
+
+    def __setitem__(self, key, value):
+        _lib.load().call("cfnet_network_set_metadata", self._net._h(), self._enc(key, "key"),
+                         self._enc(value, "value"))
+
+    def __delitem__(self, key):
+        self[key]  # KeyError when absent
+        _lib.load().call("cfnet_network_set_metadata", self._net._h(), self._enc(key, "key"),
+                         None)
+
+    def __len__(self):
+        return _lib.load().cfnet_network_metadata_count(self._net._h())
+
+    def __iter__(self):
+        lib = _lib.load()
+        h = self._net._h()
+        keys = []
+        for i in range(lib.cfnet_network_metadata_count(h)):
+            k, v = ctypes.c_char_p(), ctypes.c_char_p()
+            lib.call("cfnet_network_metadata_at", h, i, ctypes.byref(k), ctypes.byref(v))
+            keys.append(k.value.decode("utf-8"))
+        return iter(keys)
+
+    def __repr__(self):
+        return "Metadata(%r)" % dict(self.items())
+
+
+def family_name(family):
+    """The library's name of a preset family ("cfnet", "cnet", "gcnn", "gcnn-dft", "cnn")."""
+    name = _lib.load().cfnet_family_name(int(family))
+    if name is None:
+        raise ValueError("unknown family %r" % (family,))
+    return name.decode()
+
+
+def _family(family):
+    if isinstance(family, str):
+        out = ctypes.c_int()
+        _lib.load().call("cfnet_family_parse", family.encode("utf-8"), ctypes.byref(out))
+        return Family(out.value)
+    return to_enum(Family, family)
+
+
+def classifier(family, channels, size, classes, width=0, seed=0):
+    """The preset classifier of a family (a Family, or its name: "cfnet", "cnet", "gcnn",
+    "gcnn-dft", "cnn") for N x channels x size x size images (size 16 to 512) and ``classes``
+    classes; ``width`` filters per layer (0: the default, 16; the p4 families use half).
+    See docs/guide.md for the architectures. Returns a Network."""
+    h = _lib.new_handle("network", "cfnet_network_create_classifier", int(_family(family)),
+                        int(channels), int(size), int(classes), int(width),
+                        ctypes.c_uint64(seed))
+    return Network._from_handle(h)
 
 
 def softmax_cross_entropy(logits, labels, grad=True):

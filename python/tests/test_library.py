@@ -47,7 +47,7 @@ class LibraryTest(unittest.TestCase):
         for enum_cls, prefix in [(cfnet.LayerKind, "CFNET_LAYER_"), (cfnet.Option, "CFNET_OPTION_"),
                                  (cfnet.Padding, "CFNET_PADDING_"), (cfnet.Interp, "CFNET_INTERP_"),
                                  (cfnet.PoolMode, "CFNET_POOL_"), (cfnet.Mode, "CFNET_MODE_"),
-                                 (cfnet.Limit, "CFNET_LIMIT_"),
+                                 (cfnet.Limit, "CFNET_LIMIT_"), (cfnet.Family, "CFNET_FAMILY_"),
                                  (cfnet.Status, "CFNET_")]:
             for m in enum_cls:
                 if enum_cls is cfnet.Status and m.name == "OK":

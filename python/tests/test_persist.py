@@ -151,6 +151,37 @@ class PersistTest(LeakCheckedTestCase):
                 self.assertIs(copy.context, ctx)
                 np.testing.assert_array_equal(copy.infer(self.x), self.net.infer(self.x))
 
+    def test_metadata_round_trip_and_numpy_reader(self):
+        md = self.net.metadata
+        md["class_names"] = json.dumps(["ER", "Golgi", "Zellkern"])
+        md["note"] = "zwei\nZeilen — äöü"
+        md["format"] = "a user key, not the library's"
+        self.assertEqual(list(md), ["class_names", "format", "note"])
+        self.net.save(self.path)
+        with cfnet.Network.load(self.path) as copy:
+            self.assertEqual(dict(copy.metadata), dict(md))
+        with cfnet.Network.from_bytes(self.net.to_bytes(optimizer=True)) as copy:
+            self.assertEqual(dict(copy.metadata), dict(md))
+        # a numpy-only reader sees them as "user."-prefixed strings of "__metadata__"
+        meta, _, _, _ = standalone_read(self.path)
+        self.assertEqual(json.loads(meta["user.class_names"]), ["ER", "Golgi", "Zellkern"])
+        self.assertEqual(meta["user.note"], "zwei\nZeilen — äöü")
+        self.assertEqual(meta["format"], "cfnet")
+        self.assertEqual(meta["user.format"], "a user key, not the library's")
+        del md["note"]
+        self.assertNotIn("note", md)
+        with self.assertRaises(KeyError):
+            md["note"]
+        with self.assertRaises(KeyError):
+            del md["note"]
+        with self.assertRaises(cfnet.InvalidArgumentError):
+            md["bad\nkey"] = "x"
+        with self.assertRaises(cfnet.LimitError):
+            md["k" * 257] = "x"
+        with self.assertRaises(TypeError):
+            md["n"] = 3
+        self.assertEqual(len(md), 2)
+
     def test_numpy_reader_matches_the_library(self):
         self.net.save(self.path)
         meta, header, tensors, data_len = standalone_read(self.path)

@@ -19,6 +19,8 @@ CFNET_API const char *cfnet_status_string(cfnet_status status)
     case CFNET_E_INTERNAL: return "internal error";
     case CFNET_E_STATE: return "invalid state";
     case CFNET_E_LIMIT: return "limit exceeded";
+    case CFNET_E_NUMERIC: return "non-finite numbers";
+    case CFNET_E_CANCELLED: return "cancelled";
     }
     return "unknown status";
 }

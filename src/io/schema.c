@@ -15,75 +15,8 @@
 
 #define CF_FORMAT_NAME "cfnet"
 #define CF_FORMAT_VERSION "1"
-
-/* ------------------------------------------------------------------------------------------ */
-/* Kinds                                                                                      */
-
-static const cf_layer_ops *const ops_table[] = {
-    [CFNET_LAYER_CONV2D] = &cf_conv2d_ops,
-    [CFNET_LAYER_CONIC_CONV] = &cf_conic_conv_ops,
-    [CFNET_LAYER_P4_LIFT] = &cf_p4_lift_ops,
-    [CFNET_LAYER_P4_CONV] = &cf_p4_conv_ops,
-    [CFNET_LAYER_GROUP_POOL] = &cf_group_pool_ops,
-    [CFNET_LAYER_DFT_PROJECTION] = &cf_dft_projection_ops,
-    [CFNET_LAYER_DFT_MAGNITUDE] = &cf_dft_magnitude_ops,
-    [CFNET_LAYER_DENSE] = &cf_dense_ops,
-    [CFNET_LAYER_RELU] = &cf_relu_ops,
-    [CFNET_LAYER_POOL] = &cf_pool_ops,
-    [CFNET_LAYER_BATCH_NORM] = &cf_batch_norm_ops,
-    [CFNET_LAYER_DROPOUT] = &cf_dropout_ops,
-    [CFNET_LAYER_SOFTMAX] = &cf_softmax_ops,
-};
-#define N_KINDS ((int)(sizeof ops_table / sizeof ops_table[0]))
-
-const cf_layer_ops *cf_layer_ops_of(int kind)
-{
-    return kind > 0 && kind < N_KINDS ? ops_table[kind] : NULL;
-}
-
-static int kind_of_name(const char *name)
-{
-    for (int k = 1; k < N_KINDS; k++)
-        if (ops_table[k] && strcmp(ops_table[k]->name, name) == 0) return k;
-    return 0;
-}
-
-static int count_names(const char *const *names, int max)
-{
-    int n = 0;
-    while (n < max && names[n]) n++;
-    return n;
-}
-
-/* Re-creates a layer through its public create function, so that its validation applies. The
- * icfg / fcfg slots are the create arguments in order (see each kind's icfg_names). */
-static cfnet_status create_layer(int kind, const int *ic, const float *fc, cfnet_layer **out)
-{
-    switch (kind) {
-    case CFNET_LAYER_CONV2D:
-        return cfnet_layer_conv2d_create(ic[0], ic[1], ic[2], (cfnet_padding)ic[3], out);
-    case CFNET_LAYER_CONIC_CONV:
-        return cfnet_layer_conic_conv_create(ic[0], ic[1], ic[2], (cfnet_padding)ic[3],
-                                             (cfnet_interp)ic[4], out);
-    case CFNET_LAYER_P4_LIFT:
-        return cfnet_layer_p4_lift_create(ic[0], ic[1], (cfnet_padding)ic[2], out);
-    case CFNET_LAYER_P4_CONV:
-        return cfnet_layer_p4_conv_create(ic[0], ic[1], (cfnet_padding)ic[2], out);
-    case CFNET_LAYER_GROUP_POOL:
-        return cfnet_layer_group_pool_create((cfnet_pool_mode)ic[0], out);
-    case CFNET_LAYER_DFT_PROJECTION:
-        return cfnet_layer_dft_projection_create(ic[0], ic[1], (cfnet_interp)ic[2], out);
-    case CFNET_LAYER_DFT_MAGNITUDE: return cfnet_layer_dft_magnitude_create(out);
-    case CFNET_LAYER_DENSE: return cfnet_layer_dense_create(ic[0], out);
-    case CFNET_LAYER_RELU: return cfnet_layer_relu_create(out);
-    case CFNET_LAYER_POOL:
-        return cfnet_layer_pool_create((cfnet_pool_mode)ic[0], ic[1], ic[2], out);
-    case CFNET_LAYER_BATCH_NORM: return cfnet_layer_batch_norm_create(fc[0], fc[1], out);
-    case CFNET_LAYER_DROPOUT: return cfnet_layer_dropout_create(fc[0], out);
-    case CFNET_LAYER_SOFTMAX: return cfnet_layer_softmax_create(out);
-    }
-    return cf_error(CFNET_E_INTERNAL, "no create function for layer kind %d", kind);
-}
+/* Prefix of the user metadata keys (cfnet_network_set_metadata) in "__metadata__". */
+#define CF_USER_PREFIX "user."
 
 /* A layer's own generator (dropout's mask generator), part of the training state. */
 static cf_rng *layer_rng(const cfnet_layer *l)
@@ -324,6 +257,11 @@ cfnet_status cf_schema_serialize(const cfnet_network *net, unsigned flags, const
               cf_json_set(meta, "format_version", json_string(CF_FORMAT_VERSION)) &&
               cf_json_set(meta, "library_version", json_string(CFNET_VERSION_STRING)) &&
               cf_json_set(meta, "architecture", architecture_string(net, with_opt));
+    for (int i = 0; ok && i < net->nmeta; i++) {
+        char key[sizeof CF_USER_PREFIX + CFNET_METADATA_MAX_KEY];
+        snprintf(key, sizeof key, CF_USER_PREFIX "%s", net->meta[i].key);
+        ok = cf_json_set(meta, key, json_string(net->meta[i].value));
+    }
     if (ok) {
         ok = cf_json_set(root, "__metadata__", meta);
         meta = NULL;
@@ -456,12 +394,12 @@ static cfnet_status make_layer(json_t *lj, int index, cfnet_layer **out)
     CF_FAIL_IF(!json_is_object(lj), CFNET_E_FORMAT, CF_LOAD ": %s is not an object", where);
     json_t *kj = json_object_get(lj, "kind");
     CF_FAIL_IF(!json_is_string(kj), CFNET_E_FORMAT, CF_LOAD ": %s has no \"kind\" string", where);
-    int kind = kind_of_name(json_string_value(kj));
+    int kind = cf_layer_kind_of_name(json_string_value(kj));
     CF_FAIL_IF(!kind, CFNET_E_FORMAT, CF_LOAD ": %s has unknown kind \"%s\"", where,
                CF_SAFE(json_string_value(kj)));
     const cf_layer_ops *ops = cf_layer_ops_of(kind);
-    int ni = count_names(ops->icfg_names, CF_MAX_ICFG);
-    int nf = count_names(ops->fcfg_names, CF_MAX_FCFG);
+    int ni = cf_count_names(ops->icfg_names, CF_MAX_ICFG);
+    int nf = cf_count_names(ops->fcfg_names, CF_MAX_FCFG);
     int ic[CF_MAX_ICFG] = {0};
     float fc[CF_MAX_FCFG] = {0};
     for (int j = 0; j < ni; j++) {
@@ -494,7 +432,7 @@ static cfnet_status make_layer(json_t *lj, int index, cfnet_layer **out)
         CF_FAIL_IF(!known, CFNET_E_FORMAT, CF_LOAD ": %s (%s) has an unknown field \"%s\"", where,
                    ops->name, CF_SAFE(key));
     }
-    cfnet_status st = create_layer(kind, ic, fc, out);
+    cfnet_status st = cf_layer_create(kind, ic, fc, out);
     if (st != CFNET_OK)
         return cf_error(as_format_error(st), CF_LOAD ": %s (%s) has an invalid configuration: %s",
                         where, ops->name, cfnet_last_error());
@@ -635,6 +573,29 @@ static cfnet_status restore_training(cfnet_network *net, json_t *tj)
     return CFNET_OK;
 }
 
+/* The "user." entries of "__metadata__" into the network's metadata, validated as
+ * cfnet_network_set_metadata validates its arguments. */
+static cfnet_status read_user_metadata(json_t *root, cfnet_network *net)
+{
+    json_t *meta = json_object_get(root, "__metadata__"), *v;
+    const char *key;
+    size_t klen;
+    const size_t plen = sizeof CF_USER_PREFIX - 1;
+    json_object_keylen_foreach(meta, key, klen, v)
+    {
+        if (klen < plen || memcmp(key, CF_USER_PREFIX, plen) != 0) continue;
+        const char *why = cf_metadata_key_problem(key + plen, klen - plen);
+        if (!why && strlen(key) != klen) why = "the key contains a NUL character";
+        if (!why)
+            why = cf_metadata_value_problem(json_string_value(v), json_string_length(v));
+        CF_FAIL_IF(why, CFNET_E_FORMAT, CF_LOAD ": metadata \"%s\": %s", CF_SAFE(key), why);
+        cfnet_status st = cf_network_put_metadata(net, CF_LOAD, key + plen, json_string_value(v));
+        CF_FAIL_IF(st == CFNET_E_LIMIT, CFNET_E_FORMAT, "%s", cfnet_last_error());
+        CF_CHECK(st);
+    }
+    return CFNET_OK;
+}
+
 /* Parses and validates a whole file image; *out only on success. */
 cfnet_status cf_schema_load(cfnet_context *ctx, const unsigned char *buf, size_t size,
                             cfnet_network **out)
@@ -661,6 +622,7 @@ cfnet_status cf_schema_load(cfnet_context *ctx, const unsigned char *buf, size_t
                                " bytes for %" PRIu64 " bytes of tensors",
                           budget, c.dsize);
     }
+    if (st == CFNET_OK) st = read_user_metadata(c.root, net);
     if (st == CFNET_OK) st = list_layer_tensors(net, CF_LOAD, &ls);
     if (st == CFNET_OK) st = cf_container_fill(&c, &ls);
 

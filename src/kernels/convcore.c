@@ -10,10 +10,9 @@
 #define CF_CONV_BLOCK_BYTES ((size_t)16 << 20)
 #endif
 
-cfnet_status cf_check_conv_args(const char *name, void *out, int out_channels, int max_out,
-                                int kernel, cfnet_padding padding)
+cfnet_status cf_check_conv_args(const char *name, int out_channels, int max_out, int kernel,
+                                cfnet_padding padding)
 {
-    CF_FAIL_IF(!out, CFNET_E_INVALID_ARGUMENT, "%s: out is NULL", name);
     CF_FAIL_IF(out_channels < 1 || out_channels > max_out, CFNET_E_INVALID_ARGUMENT,
                "%s: out_channels is %d, must be in 1..%d", name, out_channels, max_out);
     CF_FAIL_IF(kernel < 1 || kernel % 2 == 0 || kernel > 63, CFNET_E_INVALID_ARGUMENT,

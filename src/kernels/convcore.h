@@ -40,10 +40,10 @@ typedef struct cf_conv_plan {
     int64_t chunk;     /* samples per column block */
 } cf_conv_plan;
 
-/* Checks the hyper-parameters every convolution layer shares: `out` non-NULL, 1 <= out_channels
+/* Checks the hyper-parameters every convolution layer shares: 1 <= out_channels
  * <= max_out, kernel odd in 1..63, padding VALID or SAME. Messages start with `name`. */
-cfnet_status cf_check_conv_args(const char *name, void *out, int out_channels, int max_out,
-                                int kernel, cfnet_padding padding);
+cfnet_status cf_check_conv_args(const char *name, int out_channels, int max_out, int kernel,
+                                cfnet_padding padding);
 
 /* Output size of a convolution, or 0 if the kernel does not fit. */
 int cf_conv_out_size(int S, int k, int stride, cfnet_padding padding);

@@ -177,10 +177,22 @@ static cfnet_status bn_backward(cfnet_layer *l, const float *x, const float *y, 
     return CFNET_OK;
 }
 
+static cfnet_status bn_check(int *ic, float *fc)
+{
+    (void)ic;
+    float momentum = fc[FCFG_MOMENTUM], eps = fc[FCFG_EPS];
+    CF_FAIL_IF(!(momentum > 0.0f && momentum <= 1.0f), CFNET_E_INVALID_ARGUMENT,
+               "batch_norm: momentum is %g, must be in (0, 1]", (double)momentum);
+    CF_FAIL_IF(!(eps > 0.0f) || !isfinite(eps), CFNET_E_INVALID_ARGUMENT,
+               "batch_norm: eps is %g, must be positive and finite", (double)eps);
+    return CFNET_OK;
+}
+
 const cf_layer_ops cf_batch_norm_ops = {
     .name = "batch_norm",
     .icfg_names = {NULL},
     .fcfg_names = {"momentum", "eps", NULL},
+    .check = bn_check,
     .setup = bn_setup,
     .workspace = bn_workspace,
     .forward = bn_forward,
@@ -189,15 +201,6 @@ const cf_layer_ops cf_batch_norm_ops = {
 
 CFNET_API cfnet_status cfnet_layer_batch_norm_create(float momentum, float eps, cfnet_layer **out)
 {
-    CF_FAIL_IF(!out, CFNET_E_INVALID_ARGUMENT, "batch_norm: out is NULL");
-    CF_FAIL_IF(!(momentum > 0.0f && momentum <= 1.0f), CFNET_E_INVALID_ARGUMENT,
-               "batch_norm: momentum is %g, must be in (0, 1]", (double)momentum);
-    CF_FAIL_IF(!(eps > 0.0f) || !isfinite(eps), CFNET_E_INVALID_ARGUMENT,
-               "batch_norm: eps is %g, must be positive and finite", (double)eps);
-    cfnet_layer *l = NULL;
-    CF_CHECK(cf_layer_alloc(CFNET_LAYER_BATCH_NORM, &cf_batch_norm_ops, &l));
-    l->fcfg[FCFG_MOMENTUM] = momentum;
-    l->fcfg[FCFG_EPS] = eps;
-    *out = l;
-    return CFNET_OK;
+    const float cfg[] = {momentum, eps};
+    return cf_layer_create(CFNET_LAYER_BATCH_NORM, NULL, cfg, out);
 }

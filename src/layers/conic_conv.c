@@ -10,6 +10,7 @@
  * rotated once per pass; the base filter's gradient is sum_r S_r^T (gradient of T_r phi). */
 #include "kernels/convcore.h"
 #include "kernels/rotate.h"
+#include "layers/banks.h"
 
 #include <math.h>
 #include <string.h>
@@ -165,35 +166,43 @@ static void group_banks(const cfnet_layer *l, conic_ws *w, const float **Wg, flo
     }
 }
 
-static cfnet_status conic_forward(cfnet_layer *l, const float *x, float *y, int64_t n,
-                                  bool training, void *ws)
+/* Fills the rotated filters (nrot banks) and the filters of the rays and the centre (nrot + 1
+ * banks, only those whose group has a pixel). */
+static void fill_banks(const cfnet_layer *l, float *rot, float *grp)
 {
-    (void)training;
     const conic_priv *p = l->priv;
     int k = l->icfg[CFG_K], kk = k * k;
     size_t bank = bank_floats(l), planes = bank / (size_t)kk;
-    conic_ws w = carve(l, ws);
     const float *base = l->param[0]->data;
     for (int r = 0; r < p->nrot; r++) {
-        float *dst = w.rot + (size_t)r * bank;
+        float *dst = rot + (size_t)r * bank;
         for (size_t pl = 0; pl < planes; pl++)
             cf_rotmap_apply(p->rot + r * kk, kk, base + pl * kk, dst + pl * kk);
     }
     for (int rho = 0; rho < p->nrot; rho++) { /* ray rho lies between cones rho-1 and rho */
         if (!p->nonempty[p->nrot + rho]) continue;
-        const float *a = w.rot + (size_t)((rho + p->nrot - 1) % p->nrot) * bank,
-                    *b = w.rot + (size_t)rho * bank;
-        float *dst = w.grp + (size_t)rho * bank;
+        const float *a = rot + (size_t)((rho + p->nrot - 1) % p->nrot) * bank,
+                    *b = rot + (size_t)rho * bank;
+        float *dst = grp + (size_t)rho * bank;
         for (size_t i = 0; i < bank; i++) dst[i] = 0.5f * (a[i] + b[i]);
     }
     if (p->nonempty[2 * p->nrot]) {
-        float *dst = w.grp + (size_t)p->nrot * bank;
+        float *dst = grp + (size_t)p->nrot * bank;
         for (size_t i = 0; i < bank; i++) {
             float s = 0.0f;
-            for (int r = 0; r < p->nrot; r++) s += w.rot[(size_t)r * bank + i];
+            for (int r = 0; r < p->nrot; r++) s += rot[(size_t)r * bank + i];
             dst[i] = s / (float)p->nrot;
         }
     }
+}
+
+static cfnet_status conic_forward(cfnet_layer *l, const float *x, float *y, int64_t n,
+                                  bool training, void *ws)
+{
+    (void)training;
+    const conic_priv *p = l->priv;
+    conic_ws w = carve(l, ws);
+    fill_banks(l, w.rot, w.grp);
     const float *Wg[8 * 64 + 1];
     float *dWg[8 * 64 + 1];
     group_banks(l, &w, Wg, dWg);
@@ -244,9 +253,22 @@ static cfnet_status conic_backward(cfnet_layer *l, const float *x, const float *
     return CFNET_OK;
 }
 
+static cfnet_status conic_check(int *ic, float *fc)
+{
+    (void)fc;
+    CF_CHECK(cf_check_conv_args("conic_conv", ic[CFG_OUT], INT32_MAX, ic[CFG_K],
+                                (cfnet_padding)ic[CFG_PAD]));
+    CF_FAIL_IF(ic[CFG_R] < 1 || ic[CFG_R] > 64, CFNET_E_INVALID_ARGUMENT,
+               "conic_conv: R is %d, must be in 1..64", ic[CFG_R]);
+    CF_FAIL_IF(ic[CFG_INTERP] != CFNET_INTERP_NEAREST && ic[CFG_INTERP] != CFNET_INTERP_BILINEAR,
+               CFNET_E_INVALID_ARGUMENT, "conic_conv: unknown interpolation %d", ic[CFG_INTERP]);
+    return CFNET_OK;
+}
+
 const cf_layer_ops cf_conic_conv_ops = {
     .name = "conic_conv",
     .icfg_names = {"out_channels", "kernel", "R", "padding", "interp", NULL},
+    .check = conic_check,
     .setup = conic_setup,
     .workspace = conic_workspace,
     .forward = conic_forward,
@@ -258,16 +280,39 @@ CFNET_API cfnet_status cfnet_layer_conic_conv_create(int out_channels, int kerne
                                                      cfnet_padding padding, cfnet_interp interp,
                                                      cfnet_layer **out)
 {
-    CF_CHECK(cf_check_conv_args("conic_conv", out, out_channels, INT32_MAX, kernel, padding));
-    CF_FAIL_IF(R < 1 || R > 64, CFNET_E_INVALID_ARGUMENT, "conic_conv: R is %d, must be in 1..64",
-               R);
-    CF_FAIL_IF(interp != CFNET_INTERP_NEAREST && interp != CFNET_INTERP_BILINEAR,
-               CFNET_E_INVALID_ARGUMENT, "conic_conv: unknown interpolation %d", (int)interp);
-    CF_CHECK(cf_layer_alloc(CFNET_LAYER_CONIC_CONV, &cf_conic_conv_ops, out));
-    (*out)->icfg[CFG_OUT] = out_channels;
-    (*out)->icfg[CFG_K] = kernel;
-    (*out)->icfg[CFG_R] = R;
-    (*out)->icfg[CFG_PAD] = (int)padding;
-    (*out)->icfg[CFG_INTERP] = (int)interp;
+    const int cfg[] = {out_channels, kernel, R, (int)padding, (int)interp};
+    return cf_layer_create(CFNET_LAYER_CONIC_CONV, cfg, NULL, out);
+}
+
+cfnet_status cf_conic_conv_group_banks(const cfnet_layer *l, float **bank, int *ngroups,
+                                       int32_t **group_of)
+{
+    const conic_priv *p = l->priv;
+    size_t nb = bank_floats(l), banks = (size_t)(2 * p->nrot + 1);
+    int S = (int)l->out_shape[1];
+    float *all = cf_malloc(banks * nb * sizeof *all);
+    float *out = cf_malloc(banks * nb * sizeof *out);
+    int32_t *of = cf_malloc((size_t)S * (size_t)S * sizeof *of);
+    int index[8 * 64 + 1];
+    if (!all || !out || !of) {
+        cf_free(all);
+        cf_free(out);
+        cf_free(of);
+        return cf_error(CFNET_E_OUT_OF_MEMORY, "conic_conv: out of memory");
+    }
+    fill_banks(l, all, all + (size_t)p->nrot * nb);
+    int used = 0;
+    for (int g = 0; g < p->ngroups; g++) {
+        index[g] = -1;
+        if (!p->nonempty[g]) continue;
+        memcpy(out + (size_t)used * nb, all + (size_t)g * nb, nb * sizeof *out);
+        index[g] = used++;
+    }
+    for (int i = 0; i < S; i++)
+        for (int j = 0; j < S; j++) of[i * S + j] = index[pixel_group(S, p->R, i, j)];
+    cf_free(all);
+    *bank = out;
+    *ngroups = used;
+    *group_of = of;
     return CFNET_OK;
 }

@@ -70,9 +70,20 @@ static void conv2d_destroy(cfnet_layer *l)
     cf_free(l->priv);
 }
 
+static cfnet_status conv2d_check(int *ic, float *fc)
+{
+    (void)fc;
+    CF_CHECK(cf_check_conv_args("conv2d", ic[CFG_OUT], INT32_MAX, ic[CFG_K],
+                                (cfnet_padding)ic[CFG_PAD]));
+    CF_FAIL_IF(ic[CFG_STRIDE] != 1 && ic[CFG_STRIDE] != 2, CFNET_E_INVALID_ARGUMENT,
+               "conv2d: stride is %d, must be 1 or 2", ic[CFG_STRIDE]);
+    return CFNET_OK;
+}
+
 const cf_layer_ops cf_conv2d_ops = {
     .name = "conv2d",
     .icfg_names = {"out_channels", "kernel", "stride", "padding", NULL},
+    .check = conv2d_check,
     .setup = conv2d_setup,
     .workspace = conv2d_workspace,
     .forward = conv2d_forward,
@@ -83,13 +94,6 @@ const cf_layer_ops cf_conv2d_ops = {
 CFNET_API cfnet_status cfnet_layer_conv2d_create(int out_channels, int kernel, int stride,
                                                  cfnet_padding padding, cfnet_layer **out)
 {
-    CF_CHECK(cf_check_conv_args("conv2d", out, out_channels, INT32_MAX, kernel, padding));
-    CF_FAIL_IF(stride != 1 && stride != 2, CFNET_E_INVALID_ARGUMENT,
-               "conv2d: stride is %d, must be 1 or 2", stride);
-    CF_CHECK(cf_layer_alloc(CFNET_LAYER_CONV2D, &cf_conv2d_ops, out));
-    (*out)->icfg[CFG_OUT] = out_channels;
-    (*out)->icfg[CFG_K] = kernel;
-    (*out)->icfg[CFG_STRIDE] = stride;
-    (*out)->icfg[CFG_PAD] = (int)padding;
-    return CFNET_OK;
+    const int cfg[] = {out_channels, kernel, stride, (int)padding};
+    return cf_layer_create(CFNET_LAYER_CONV2D, cfg, NULL, out);
 }

@@ -73,10 +73,19 @@ static cfnet_status dense_backward(cfnet_layer *l, const float *x, const float *
     return CFNET_OK;
 }
 
+static cfnet_status dense_check(int *ic, float *fc)
+{
+    (void)fc;
+    CF_FAIL_IF(ic[0] < 1, CFNET_E_INVALID_ARGUMENT, "dense: out_features is %d, must be >= 1",
+               ic[0]);
+    return CFNET_OK;
+}
+
 const cf_layer_ops cf_dense_ops = {
     .name = "dense",
     .icfg_names = {"out_features", NULL},
     .fcfg_names = {NULL},
+    .check = dense_check,
     .setup = dense_setup,
     .forward = dense_forward,
     .backward = dense_backward,
@@ -84,12 +93,6 @@ const cf_layer_ops cf_dense_ops = {
 
 CFNET_API cfnet_status cfnet_layer_dense_create(int out_features, cfnet_layer **out)
 {
-    CF_FAIL_IF(!out, CFNET_E_INVALID_ARGUMENT, "dense: out is NULL");
-    CF_FAIL_IF(out_features < 1, CFNET_E_INVALID_ARGUMENT,
-               "dense: out_features is %d, must be >= 1", out_features);
-    cfnet_layer *l = NULL;
-    CF_CHECK(cf_layer_alloc(CFNET_LAYER_DENSE, &cf_dense_ops, &l));
-    l->icfg[0] = out_features;
-    *out = l;
-    return CFNET_OK;
+    const int cfg[] = {out_features};
+    return cf_layer_create(CFNET_LAYER_DENSE, cfg, NULL, out);
 }

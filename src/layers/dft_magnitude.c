@@ -142,6 +142,5 @@ const cf_layer_ops cf_dft_magnitude_ops = {
 
 CFNET_API cfnet_status cfnet_layer_dft_magnitude_create(cfnet_layer **out)
 {
-    CF_FAIL_IF(!out, CFNET_E_INVALID_ARGUMENT, "dft_magnitude: out is NULL");
-    return cf_layer_alloc(CFNET_LAYER_DFT_MAGNITUDE, &cf_dft_magnitude_ops, out);
+    return cf_layer_create(CFNET_LAYER_DFT_MAGNITUDE, NULL, NULL, out);
 }

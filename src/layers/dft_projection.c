@@ -11,6 +11,7 @@
  * Psi = X Wrot^T + b. Backward: dX = dPsi Wrot, dWrot = dPsi^T X, and the gradient flows back
  * through the expansion, dW += sum_r S_r^T dWrot. */
 #include "kernels/rotate.h"
+#include "layers/banks.h"
 #include "nn/layer.h"
 
 #include <cblas.h>
@@ -143,17 +144,13 @@ static size_t src_plane(const dft_projection_priv *p, int n, int r, int plane)
     return ((size_t)n * (size_t)p->K + (size_t)c) * 4 + (size_t)((s - r + 4) % 4);
 }
 
-static cfnet_status dft_projection_forward(cfnet_layer *l, const float *x, float *y, int64_t n,
-                                           bool training, void *ws)
+/* Fills Wrot, (N 4R) x D: row n * 4R + r is T_{g_R(r)} phi_n plane by plane. */
+static void expand(const cfnet_layer *l, float *Wrot)
 {
-    (void)training;
     const dft_projection_priv *p = l->priv;
-    CF_FAIL_IF(n > INT_MAX, CFNET_E_LIMIT, "dft_projection: batch of %lld exceeds %d",
-               (long long)n, INT_MAX);
     const int N = l->icfg[ICFG_FILTERS], nrot = p->nrot, MM = p->MM, D = p->D;
     const int planes = D / MM;
-    const float *W = l->param[0]->data, *b = l->param[1]->data;
-    float *Wrot = ws;
+    const float *W = l->param[0]->data;
     for (int f = 0; f < N; f++)
         for (int r = 0; r < nrot; r++) {
             const cf_rotmap_entry *map = p->maps + (size_t)r * (size_t)MM;
@@ -162,6 +159,19 @@ static cfnet_status dft_projection_forward(cfnet_layer *l, const float *x, float
                 cf_rotmap_apply(map, MM, W + src_plane(p, f, r, q) * (size_t)MM,
                                 row + (size_t)q * (size_t)MM);
         }
+}
+
+static cfnet_status dft_projection_forward(cfnet_layer *l, const float *x, float *y, int64_t n,
+                                           bool training, void *ws)
+{
+    (void)training;
+    const dft_projection_priv *p = l->priv;
+    CF_FAIL_IF(n > INT_MAX, CFNET_E_LIMIT, "dft_projection: batch of %lld exceeds %d",
+               (long long)n, INT_MAX);
+    const int N = l->icfg[ICFG_FILTERS], nrot = p->nrot, D = p->D;
+    const float *b = l->param[1]->data;
+    float *Wrot = ws;
+    expand(l, Wrot);
     /* Psi (n x rows) = X (n x D) Wrot^T. */
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)n, p->rows, D, 1.0f, x, D, Wrot,
                 D, 0.0f, y, p->rows);
@@ -209,9 +219,27 @@ static cfnet_status dft_projection_backward(cfnet_layer *l, const float *x, cons
     return CFNET_OK;
 }
 
+static cfnet_status dft_projection_check(int *ic, float *fc)
+{
+    (void)fc;
+    int filters = ic[ICFG_FILTERS], R = ic[ICFG_R], interp = ic[ICFG_INTERP];
+    CF_FAIL_IF(filters < 1, CFNET_E_INVALID_ARGUMENT,
+               "dft_projection: filters is %d, must be >= 1", filters);
+    CF_FAIL_IF(R < 1, CFNET_E_INVALID_ARGUMENT, "dft_projection: R is %d, must be >= 1", R);
+    CF_FAIL_IF(interp != CFNET_INTERP_NEAREST && interp != CFNET_INTERP_BILINEAR,
+               CFNET_E_INVALID_ARGUMENT,
+               "dft_projection: interp is %d, must be CFNET_INTERP_NEAREST (0) or "
+               "CFNET_INTERP_BILINEAR (1)", interp);
+    CF_FAIL_IF((int64_t)filters * 4 * R > INT_MAX, CFNET_E_LIMIT,
+               "dft_projection: filters x 4R = %d x %lld exceeds %d", filters, 4 * (long long)R,
+               INT_MAX);
+    return CFNET_OK;
+}
+
 const cf_layer_ops cf_dft_projection_ops = {
     .name = "dft_projection",
     .icfg_names = {"filters", "R", "interp", NULL},
+    .check = dft_projection_check,
     .setup = dft_projection_setup,
     .workspace = dft_projection_workspace,
     .forward = dft_projection_forward,
@@ -222,22 +250,16 @@ const cf_layer_ops cf_dft_projection_ops = {
 CFNET_API cfnet_status cfnet_layer_dft_projection_create(int filters, int R, cfnet_interp interp,
                                                          cfnet_layer **out)
 {
-    CF_FAIL_IF(!out, CFNET_E_INVALID_ARGUMENT, "dft_projection: out is NULL");
-    CF_FAIL_IF(filters < 1, CFNET_E_INVALID_ARGUMENT,
-               "dft_projection: filters is %d, must be >= 1", filters);
-    CF_FAIL_IF(R < 1, CFNET_E_INVALID_ARGUMENT, "dft_projection: R is %d, must be >= 1", R);
-    CF_FAIL_IF(interp != CFNET_INTERP_NEAREST && interp != CFNET_INTERP_BILINEAR,
-               CFNET_E_INVALID_ARGUMENT,
-               "dft_projection: interp is %d, must be CFNET_INTERP_NEAREST (0) or "
-               "CFNET_INTERP_BILINEAR (1)", (int)interp);
-    CF_FAIL_IF((int64_t)filters * 4 * R > INT_MAX, CFNET_E_LIMIT,
-               "dft_projection: filters x 4R = %d x %lld exceeds %d", filters, 4 * (long long)R,
-               INT_MAX);
-    cfnet_layer *l = NULL;
-    CF_CHECK(cf_layer_alloc(CFNET_LAYER_DFT_PROJECTION, &cf_dft_projection_ops, &l));
-    l->icfg[ICFG_FILTERS] = filters;
-    l->icfg[ICFG_R] = R;
-    l->icfg[ICFG_INTERP] = (int)interp;
-    *out = l;
+    const int cfg[] = {filters, R, (int)interp};
+    return cf_layer_create(CFNET_LAYER_DFT_PROJECTION, cfg, NULL, out);
+}
+
+cfnet_status cf_dft_projection_bank(const cfnet_layer *l, float **bank)
+{
+    const dft_projection_priv *p = l->priv;
+    float *w = cf_malloc((size_t)p->rows * (size_t)p->D * sizeof *w);
+    CF_FAIL_IF(!w, CFNET_E_OUT_OF_MEMORY, "dft_projection: out of memory");
+    expand(l, w);
+    *bank = w;
     return CFNET_OK;
 }

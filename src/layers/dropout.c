@@ -87,10 +87,19 @@ static cfnet_status dropout_backward(cfnet_layer *l, const float *x, const float
     return CFNET_OK;
 }
 
+static cfnet_status dropout_check(int *ic, float *fc)
+{
+    (void)ic;
+    CF_FAIL_IF(!(fc[0] >= 0.0f && fc[0] < 1.0f), CFNET_E_INVALID_ARGUMENT,
+               "dropout: drop is %g, must be in [0, 1)", (double)fc[0]);
+    return CFNET_OK;
+}
+
 const cf_layer_ops cf_dropout_ops = {
     .name = "dropout",
     .icfg_names = {NULL},
     .fcfg_names = {"drop", NULL},
+    .check = dropout_check,
     .setup = dropout_setup,
     .workspace = dropout_workspace,
     .forward = dropout_forward,
@@ -101,12 +110,6 @@ const cf_layer_ops cf_dropout_ops = {
 
 CFNET_API cfnet_status cfnet_layer_dropout_create(float drop, cfnet_layer **out)
 {
-    CF_FAIL_IF(!out, CFNET_E_INVALID_ARGUMENT, "dropout: out is NULL");
-    CF_FAIL_IF(!(drop >= 0.0f && drop < 1.0f), CFNET_E_INVALID_ARGUMENT,
-               "dropout: drop is %g, must be in [0, 1)", (double)drop);
-    cfnet_layer *l = NULL;
-    CF_CHECK(cf_layer_alloc(CFNET_LAYER_DROPOUT, &cf_dropout_ops, &l));
-    l->fcfg[0] = drop;
-    *out = l;
-    return CFNET_OK;
+    const float cfg[] = {drop};
+    return cf_layer_create(CFNET_LAYER_DROPOUT, NULL, cfg, out);
 }

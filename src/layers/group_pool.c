@@ -79,10 +79,20 @@ static cfnet_status group_pool_backward(cfnet_layer *l, const float *x, const fl
     return CFNET_OK;
 }
 
+static cfnet_status group_pool_check(int *ic, float *fc)
+{
+    (void)fc;
+    CF_FAIL_IF(ic[0] != CFNET_POOL_MAX && ic[0] != CFNET_POOL_MEAN, CFNET_E_INVALID_ARGUMENT,
+               "group_pool: mode is %d, must be CFNET_POOL_MAX (0) or CFNET_POOL_MEAN (1)",
+               ic[0]);
+    return CFNET_OK;
+}
+
 const cf_layer_ops cf_group_pool_ops = {
     .name = "group_pool",
     .icfg_names = {"mode", NULL},
     .fcfg_names = {NULL},
+    .check = group_pool_check,
     .setup = group_pool_setup,
     .forward = group_pool_forward,
     .backward = group_pool_backward,
@@ -90,13 +100,6 @@ const cf_layer_ops cf_group_pool_ops = {
 
 CFNET_API cfnet_status cfnet_layer_group_pool_create(cfnet_pool_mode mode, cfnet_layer **out)
 {
-    CF_FAIL_IF(!out, CFNET_E_INVALID_ARGUMENT, "group_pool: out is NULL");
-    CF_FAIL_IF(mode != CFNET_POOL_MAX && mode != CFNET_POOL_MEAN, CFNET_E_INVALID_ARGUMENT,
-               "group_pool: mode is %d, must be CFNET_POOL_MAX (0) or CFNET_POOL_MEAN (1)",
-               (int)mode);
-    cfnet_layer *l = NULL;
-    CF_CHECK(cf_layer_alloc(CFNET_LAYER_GROUP_POOL, &cf_group_pool_ops, &l));
-    l->icfg[0] = (int)mode;
-    *out = l;
-    return CFNET_OK;
+    const int cfg[] = {(int)mode};
+    return cf_layer_create(CFNET_LAYER_GROUP_POOL, cfg, NULL, out);
 }

@@ -1,6 +1,7 @@
 /* p4 lifting and group convolution: filter-bank expansion around the shared convolution engine.
  * See p4_common.h for the formula and the layout of the expanded bank. */
 #include "p4_common.h"
+#include "layers/banks.h"
 
 #include <string.h>
 
@@ -10,15 +11,23 @@ typedef struct p4_priv {
     cf_rotmap_entry *rot; /* 4 x k*k: exact quarter turns rot90^r, r = 0..3 */
 } p4_priv;
 
-cfnet_status cf_p4_create(int kind, const cf_layer_ops *ops, int out_channels, int kernel,
-                          cfnet_padding padding, cfnet_layer **out)
+static cfnet_status p4_check(const char *name, const int *ic)
 {
-    CF_CHECK(cf_check_conv_args(ops->name, out, out_channels, INT32_MAX / 4, kernel, padding));
-    CF_CHECK(cf_layer_alloc(kind, ops, out));
-    (*out)->icfg[CF_P4_CFG_OUT] = out_channels;
-    (*out)->icfg[CF_P4_CFG_K] = kernel;
-    (*out)->icfg[CF_P4_CFG_PAD] = (int)padding;
-    return CFNET_OK;
+    /* 4 x out_channels output planes */
+    return cf_check_conv_args(name, ic[CF_P4_CFG_OUT], INT32_MAX / 4, ic[CF_P4_CFG_K],
+                              (cfnet_padding)ic[CF_P4_CFG_PAD]);
+}
+
+cfnet_status cf_p4_check_lift(int *icfg, float *fcfg)
+{
+    (void)fcfg;
+    return p4_check("p4_lift", icfg);
+}
+
+cfnet_status cf_p4_check_conv(int *icfg, float *fcfg)
+{
+    (void)fcfg;
+    return p4_check("p4_conv", icfg);
 }
 
 void cf_p4_destroy(cfnet_layer *l)
@@ -129,28 +138,36 @@ static p4_ws carve(const cfnet_layer *l, void *ws)
 /* Input rotation whose filter lands in column block s of expanded row r. */
 static inline int src_rot(int s, int r, int G) { return ((s - r) % G + G) % G; }
 
-cfnet_status cf_p4_forward(cfnet_layer *l, const float *x, float *y, int64_t n, bool training,
-                           void *ws)
+/* Fills the expanded bank (4O x CK) and bias (4O). */
+static void expand(const cfnet_layer *l, float *wexp, float *bexp)
 {
-    (void)training;
     const p4_priv *p = l->priv;
     int O = l->icfg[CF_P4_CFG_OUT], k = l->icfg[CF_P4_CFG_K], kk = k * k, G = p->G;
     int C = p->plan.C / G;
     size_t CK = (size_t)p->plan.CK;
-    p4_ws w = carve(l, ws);
     const float *base = l->param[0]->data, *bias = l->param[1]->data;
     for (int o = 0; o < O; o++) {
         for (int r = 0; r < 4; r++) {
-            float *row = w.w + ((size_t)o * 4 + (size_t)r) * CK;
+            float *row = wexp + ((size_t)o * 4 + (size_t)r) * CK;
             for (int c = 0; c < C; c++)
                 for (int s = 0; s < G; s++) {
                     const float *src =
                         base + (((size_t)o * C + (size_t)c) * G + (size_t)src_rot(s, r, G)) * kk;
                     cf_rotmap_apply(p->rot + r * kk, kk, src, row + ((size_t)c * G + s) * kk);
                 }
-            w.b[o * 4 + r] = bias[o];
+            bexp[o * 4 + r] = bias[o];
         }
     }
+}
+
+cfnet_status cf_p4_forward(cfnet_layer *l, const float *x, float *y, int64_t n, bool training,
+                           void *ws)
+{
+    (void)training;
+    const p4_priv *p = l->priv;
+    int O = l->icfg[CF_P4_CFG_OUT];
+    p4_ws w = carve(l, ws);
+    expand(l, w.w, w.b);
     const float *wg = w.w;
     cf_conv_forward(&p->plan, 4 * O, &wg, w.b, x, y, n, w.engine, l->threads);
     return CFNET_OK;
@@ -187,5 +204,20 @@ cfnet_status cf_p4_backward(cfnet_layer *l, const float *x, const float *y, cons
         }
         gbias[o] += db; /* one bias per output channel, shared by the 4 rotations */
     }
+    return CFNET_OK;
+}
+
+cfnet_status cf_p4_expanded_bank(const cfnet_layer *l, float **bank, float **bias)
+{
+    float *w = cf_malloc(bank_floats(l) * sizeof *w);
+    float *b = cf_malloc((size_t)4 * (size_t)l->icfg[CF_P4_CFG_OUT] * sizeof *b);
+    if (!w || !b) {
+        cf_free(w);
+        cf_free(b);
+        return cf_error(CFNET_E_OUT_OF_MEMORY, "%s: out of memory", l->ops->name);
+    }
+    expand(l, w, b);
+    *bank = w;
+    *bias = b;
     return CFNET_OK;
 }

@@ -17,9 +17,9 @@
 
 enum { CF_P4_CFG_OUT, CF_P4_CFG_K, CF_P4_CFG_PAD };
 
-/* Checks the arguments of a p4 layer's create function and allocates the layer. */
-cfnet_status cf_p4_create(int kind, const cf_layer_ops *ops, int out_channels, int kernel,
-                          cfnet_padding padding, cfnet_layer **out);
+/* The config checks of p4_lift and p4_conv (out_channels, kernel, padding). */
+cfnet_status cf_p4_check_lift(int *icfg, float *fcfg);
+cfnet_status cf_p4_check_conv(int *icfg, float *fcfg);
 
 /* Setup for input rotations G (1: lifting, 4: group convolution); validates l->in_shape. */
 cfnet_status cf_p4_setup(cfnet_layer *l, uint64_t seed, int G);

@@ -13,6 +13,7 @@ static cfnet_status p4_conv_setup(cfnet_layer *l, uint64_t seed)
 const cf_layer_ops cf_p4_conv_ops = {
     .name = "p4_conv",
     .icfg_names = {"out_channels", "kernel", "padding", NULL},
+    .check = cf_p4_check_conv,
     .setup = p4_conv_setup,
     .workspace = cf_p4_workspace,
     .forward = cf_p4_forward,
@@ -23,6 +24,6 @@ const cf_layer_ops cf_p4_conv_ops = {
 CFNET_API cfnet_status cfnet_layer_p4_conv_create(int out_channels, int kernel,
                                                   cfnet_padding padding, cfnet_layer **out)
 {
-    return cf_p4_create(CFNET_LAYER_P4_CONV, &cf_p4_conv_ops, out_channels, kernel, padding,
-                        out);
+    const int cfg[] = {out_channels, kernel, (int)padding};
+    return cf_layer_create(CFNET_LAYER_P4_CONV, cfg, NULL, out);
 }

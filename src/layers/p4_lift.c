@@ -12,6 +12,7 @@ static cfnet_status p4_lift_setup(cfnet_layer *l, uint64_t seed)
 const cf_layer_ops cf_p4_lift_ops = {
     .name = "p4_lift",
     .icfg_names = {"out_channels", "kernel", "padding", NULL},
+    .check = cf_p4_check_lift,
     .setup = p4_lift_setup,
     .workspace = cf_p4_workspace,
     .forward = cf_p4_forward,
@@ -22,6 +23,6 @@ const cf_layer_ops cf_p4_lift_ops = {
 CFNET_API cfnet_status cfnet_layer_p4_lift_create(int out_channels, int kernel,
                                                   cfnet_padding padding, cfnet_layer **out)
 {
-    return cf_p4_create(CFNET_LAYER_P4_LIFT, &cf_p4_lift_ops, out_channels, kernel, padding,
-                        out);
+    const int cfg[] = {out_channels, kernel, (int)padding};
+    return cf_layer_create(CFNET_LAYER_P4_LIFT, cfg, NULL, out);
 }

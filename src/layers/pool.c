@@ -145,10 +145,29 @@ static cfnet_status pool_backward(cfnet_layer *l, const float *x, const float *y
     return CFNET_OK;
 }
 
+static cfnet_status pool_check(int *ic, float *fc)
+{
+    (void)fc;
+    int mode = ic[ICFG_MODE], window = ic[ICFG_WINDOW], stride = ic[ICFG_STRIDE];
+    CF_FAIL_IF(mode != CFNET_POOL_MAX && mode != CFNET_POOL_MEAN, CFNET_E_INVALID_ARGUMENT,
+               "pool: mode is %d, must be CFNET_POOL_MAX (0) or CFNET_POOL_MEAN (1)", mode);
+    CF_FAIL_IF(window < 0, CFNET_E_INVALID_ARGUMENT, "pool: window is %d, must be >= 0", window);
+    if (window == 0) {
+        CF_FAIL_IF(stride != 0 && stride != 2, CFNET_E_INVALID_ARGUMENT,
+                   "pool: stride is %d, must be 0 or 2 with window 0 (equivariant mode)", stride);
+        ic[ICFG_STRIDE] = 2;
+    } else {
+        CF_FAIL_IF(stride < 1, CFNET_E_INVALID_ARGUMENT, "pool: stride is %d, must be >= 1",
+                   stride);
+    }
+    return CFNET_OK;
+}
+
 const cf_layer_ops cf_pool_ops = {
     .name = "pool",
     .icfg_names = {"mode", "window", "stride", NULL},
     .fcfg_names = {NULL},
+    .check = pool_check,
     .setup = pool_setup,
     .forward = pool_forward,
     .backward = pool_backward,
@@ -157,23 +176,6 @@ const cf_layer_ops cf_pool_ops = {
 CFNET_API cfnet_status cfnet_layer_pool_create(cfnet_pool_mode mode, int window, int stride,
                                                cfnet_layer **out)
 {
-    CF_FAIL_IF(!out, CFNET_E_INVALID_ARGUMENT, "pool: out is NULL");
-    CF_FAIL_IF(mode != CFNET_POOL_MAX && mode != CFNET_POOL_MEAN, CFNET_E_INVALID_ARGUMENT,
-               "pool: mode is %d, must be CFNET_POOL_MAX (0) or CFNET_POOL_MEAN (1)", (int)mode);
-    CF_FAIL_IF(window < 0, CFNET_E_INVALID_ARGUMENT, "pool: window is %d, must be >= 0", window);
-    if (window == 0) {
-        CF_FAIL_IF(stride != 0 && stride != 2, CFNET_E_INVALID_ARGUMENT,
-                   "pool: stride is %d, must be 0 or 2 with window 0 (equivariant mode)", stride);
-        stride = 2;
-    } else {
-        CF_FAIL_IF(stride < 1, CFNET_E_INVALID_ARGUMENT, "pool: stride is %d, must be >= 1",
-                   stride);
-    }
-    cfnet_layer *l = NULL;
-    CF_CHECK(cf_layer_alloc(CFNET_LAYER_POOL, &cf_pool_ops, &l));
-    l->icfg[ICFG_MODE] = (int)mode;
-    l->icfg[ICFG_WINDOW] = window;
-    l->icfg[ICFG_STRIDE] = stride;
-    *out = l;
-    return CFNET_OK;
+    const int cfg[] = {(int)mode, window, stride};
+    return cf_layer_create(CFNET_LAYER_POOL, cfg, NULL, out);
 }

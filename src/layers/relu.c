@@ -54,6 +54,5 @@ const cf_layer_ops cf_relu_ops = {
 
 CFNET_API cfnet_status cfnet_layer_relu_create(cfnet_layer **out)
 {
-    CF_FAIL_IF(!out, CFNET_E_INVALID_ARGUMENT, "relu: out is NULL");
-    return cf_layer_alloc(CFNET_LAYER_RELU, &cf_relu_ops, out);
+    return cf_layer_create(CFNET_LAYER_RELU, NULL, NULL, out);
 }

@@ -64,6 +64,5 @@ const cf_layer_ops cf_softmax_ops = {
 
 CFNET_API cfnet_status cfnet_layer_softmax_create(cfnet_layer **out)
 {
-    CF_FAIL_IF(!out, CFNET_E_INVALID_ARGUMENT, "softmax: out is NULL");
-    return cf_layer_alloc(CFNET_LAYER_SOFTMAX, &cf_softmax_ops, out);
+    return cf_layer_create(CFNET_LAYER_SOFTMAX, NULL, NULL, out);
 }

@@ -5,29 +5,6 @@
 #include <stdio.h>
 #include <string.h>
 
-static const char *const kind_names[] = {
-    [CFNET_LAYER_CONV2D] = "conv2d",
-    [CFNET_LAYER_CONIC_CONV] = "conic_conv",
-    [CFNET_LAYER_P4_LIFT] = "p4_lift",
-    [CFNET_LAYER_P4_CONV] = "p4_conv",
-    [CFNET_LAYER_GROUP_POOL] = "group_pool",
-    [CFNET_LAYER_DFT_PROJECTION] = "dft_projection",
-    [CFNET_LAYER_DFT_MAGNITUDE] = "dft_magnitude",
-    [CFNET_LAYER_DENSE] = "dense",
-    [CFNET_LAYER_RELU] = "relu",
-    [CFNET_LAYER_POOL] = "pool",
-    [CFNET_LAYER_BATCH_NORM] = "batch_norm",
-    [CFNET_LAYER_DROPOUT] = "dropout",
-    [CFNET_LAYER_SOFTMAX] = "softmax",
-};
-#define N_KIND_NAMES ((int)(sizeof kind_names / sizeof kind_names[0]))
-
-CFNET_API const char *cfnet_layer_kind_name(int kind)
-{
-    if (kind <= 0 || kind >= N_KIND_NAMES || !kind_names[kind]) return "unknown";
-    return kind_names[kind];
-}
-
 cfnet_status cf_layer_alloc(int kind, const cf_layer_ops *ops, cfnet_layer **out)
 {
     cfnet_layer *l = cf_calloc(1, sizeof *l);

@@ -26,9 +26,14 @@ typedef struct cf_batch_ctx {
 
 typedef struct cf_layer_ops {
     const char *name; /* also the kind's name in model files */
-    /* Names of the integer and float hyper-parameters (icfg / fcfg), NULL-terminated lists. */
+    /* Names of the integer and float hyper-parameters (icfg / fcfg), NULL-terminated lists, in
+     * the order of the public create function's arguments. */
     const char *icfg_names[CF_MAX_ICFG + 1];
     const char *fcfg_names[CF_MAX_FCFG + 1];
+    /* Validates the hyper-parameters a layer is created from (the create function's arguments,
+     * or the fields of a model file) and may normalise them in place (pool's stride 0 -> 2).
+     * NULL for kinds without hyper-parameters. */
+    cfnet_status (*check)(int *icfg, float *fcfg);
     /* Validates l->in_shape (set by the caller), sets l->out_ndim/out_shape, allocates the
      * parameters (l->param/grad/state, names, counts) and any shape-dependent tables in
      * l->priv, and initialises parameters from `seed`. On error it must leave no allocation
@@ -78,7 +83,7 @@ struct cfnet_layer {
     uint64_t batch_key; /* the layer's key for per-sample randomness (network seed, index) */
 };
 
-/* Allocates a layer of the given kind with zeroed fields. */
+/* Allocates a layer of the given kind with zeroed fields (used by cf_layer_create). */
 cfnet_status cf_layer_alloc(int kind, const cf_layer_ops *ops, cfnet_layer **out);
 /* Adds a zero-filled trainable parameter (and its gradient) during setup. */
 cfnet_status cf_layer_add_param(cfnet_layer *l, const char *name, int ndim, const int64_t *shape,
@@ -98,12 +103,18 @@ cfnet_status cf_layer_forward_raw(cfnet_layer *l, const float *x, float *y, int6
 cfnet_status cf_layer_backward_raw(cfnet_layer *l, const float *x, const float *y,
                                    const float *dy, float *dx, int64_t n, void *ws);
 
-/* Per-kind operation tables, defined in src/layers/. */
-extern const cf_layer_ops cf_conv2d_ops, cf_conic_conv_ops, cf_p4_lift_ops, cf_p4_conv_ops,
-    cf_group_pool_ops, cf_dft_projection_ops, cf_dft_magnitude_ops, cf_dense_ops, cf_relu_ops,
-    cf_pool_ops, cf_batch_norm_ops, cf_dropout_ops, cf_softmax_ops;
+/* ------------------------------------------------------------------------------------------ */
+/* The layer-kind registry (src/nn/registry.c): one entry per value of cfnet_layer_kind.      */
 
-/* The ops table of a kind, or NULL. */
+/* The ops table of a kind, or NULL for a value that is not a kind. */
 const cf_layer_ops *cf_layer_ops_of(int kind);
+/* The kind whose ops->name is `name` (as in model files), or 0. */
+int cf_layer_kind_of_name(const char *name);
+/* Entries of a NULL-terminated name list (icfg_names, fcfg_names) of at most max entries. */
+int cf_count_names(const char *const *names, int max);
+/* Creates a layer of `kind` from its hyper-parameters (icfg_names / fcfg_names order; NULL
+ * when the kind has none of that type): the kind's check, then allocation. Every public
+ * create function and the model loader create layers through this. */
+cfnet_status cf_layer_create(int kind, const int *icfg, const float *fcfg, cfnet_layer **out);
 
 #endif /* CFNET_NN_LAYER_H */

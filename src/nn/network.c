@@ -97,6 +97,7 @@ CFNET_API void cfnet_network_free(cfnet_network *net)
     cf_free(net->sum_buf);
     for (int i = 0; i < net->nlayers; i++) cfnet_layer_free(net->layers[i]);
     cf_free(net->layers);
+    cf_network_free_metadata(net);
     cf_free(net);
 }
 

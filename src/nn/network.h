@@ -18,6 +18,11 @@ typedef struct cf_options {
     int aug_rotation, aug_jitter, aug_flip;
 } cf_options;
 
+/* One user metadata entry (cfnet_network_set_metadata); both strings NUL-terminated, owned. */
+typedef struct cf_meta_entry {
+    char *key, *value;
+} cf_meta_entry;
+
 struct cfnet_network {
     const cfnet_context *ctx; /* allocator and limits (NULL: defaults); outlives the network */
     int64_t in_shape[3];
@@ -40,6 +45,10 @@ struct cfnet_network {
     size_t train_bytes;
     int64_t fwd_n;      /* batch of the last training forward, 0 if none */
 
+    /* User metadata, sorted by key (strcmp); sizes bounded by CFNET_METADATA_MAX_*. */
+    cf_meta_entry *meta;
+    int nmeta, meta_cap;
+    size_t meta_bytes; /* sum of key and value lengths */
     /* Data-parallel training (cfnet_network_set_batch_position / _set_sum_hook); not saved. */
     int64_t batch_offset, batch_global; /* batch_global 0: the local batch is the batch */
     cfnet_sum_fn sum_fn;
@@ -73,6 +82,30 @@ cfnet_status cf_network_train_forward(cfnet_network *net, int upto, int64_t n);
 cfnet_status cf_network_train_backward(cfnet_network *net, int upto, float *d, int64_t n);
 /* Sets the thread count of the network and its layers (training buffers are rebuilt). */
 void cf_network_set_threads(cfnet_network *net, int threads);
+/* Index one past the layer that produces the logits (a final softmax is skipped). */
+int cf_network_logits_end(const cfnet_network *net);
+/* The step after the input is in place: net->input holds n samples (training buffers and
+ * optimiser slots ensured, labels checked against k classes). Augments, runs the training
+ * forward, the loss, backward and the update. *loss (may be NULL) gets the batch loss, *correct
+ * (may be NULL) the number of samples whose training-mode logits (before the update) have their
+ * label as the largest. */
+cfnet_status cf_network_train_input(cfnet_network *net, const int32_t *labels, int64_t n,
+                                    int64_t k, float *loss, int64_t *correct);
+/* Fills order[0..n-1] with a uniformly random permutation of 0..n-1 drawn from the network's
+ * generator (Fisher-Yates): the shuffle of cfnet_network_train_epoch. */
+void cf_network_draw_order(cfnet_network *net, int64_t n, int64_t *order);
+
+/* Frees the user metadata. */
+void cf_network_free_metadata(cfnet_network *net);
+/* Checks a metadata key or value against the rules of the public header; NULL when valid,
+ * else a static description of what is wrong. */
+const char *cf_metadata_key_problem(const char *key, size_t len);
+const char *cf_metadata_value_problem(const char *value, size_t len);
+/* Sets (value != NULL) or removes a validated entry, within the count and total limits;
+ * `what` names the caller in error messages (CFNET_E_LIMIT over a limit). */
+cfnet_status cf_network_put_metadata(cfnet_network *net, const char *what, const char *key,
+                                     const char *value);
+
 /* Drops the optimiser state (it is rebuilt, zeroed, on the next step). */
 void cf_network_reset_optimizer(cfnet_network *net);
 

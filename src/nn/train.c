@@ -208,7 +208,7 @@ static void optimizer_update(cfnet_network *net)
 }
 
 /* Index one past the layer that produces the logits (a final softmax is skipped). */
-static int logits_end(const cfnet_network *net)
+int cf_network_logits_end(const cfnet_network *net)
 {
     int L = net->nlayers;
     return (L > 0 && net->layers[L - 1]->kind == CFNET_LAYER_SOFTMAX) ? L - 1 : L;
@@ -220,8 +220,8 @@ static cfnet_status check_batch_labels(const cfnet_network *net, const char *wha
 {
     char a[96], b[96];
     CF_FAIL_IF(!images || !labels, CFNET_E_INVALID_ARGUMENT, "%s: NULL argument", what);
-    CF_FAIL_IF(logits_end(net) < 1, CFNET_E_STATE, "%s: the network has no layers to train",
-               what);
+    CF_FAIL_IF(cf_network_logits_end(net) < 1, CFNET_E_STATE,
+               "%s: the network has no layers to train", what);
     bool ok = images->ndim == 4 && images->shape[1] == net->in_shape[0] &&
               images->shape[2] == net->in_shape[1] && images->shape[3] == net->in_shape[2];
     CF_FAIL_IF(!ok, CFNET_E_SHAPE_MISMATCH, "%s: images are %s, expected N x %s", what,
@@ -230,57 +230,12 @@ static cfnet_status check_batch_labels(const cfnet_network *net, const char *wha
     CF_FAIL_IF(n != images->shape[0] || n < 1, CFNET_E_SHAPE_MISMATCH,
                "%s: %lld labels for %lld images", what, (long long)n,
                (long long)images->shape[0]);
-    int64_t k = net->layers[logits_end(net) - 1]->out_size;
+    int64_t k = net->layers[cf_network_logits_end(net) - 1]->out_size;
     for (int64_t i = 0; i < n; i++)
         CF_FAIL_IF(labels[i] < 0 || labels[i] >= k, CFNET_E_INVALID_ARGUMENT,
                    "%s: label %lld is %d, must be in [0, %lld)", what, (long long)i,
                    (int)labels[i], (long long)k);
     *k_out = k;
-    return CFNET_OK;
-}
-
-/* The step after validation; bctx says where the batch sits in a global batch (parallel.c). */
-static cfnet_status train_step_run(cfnet_network *net, const cfnet_tensor *images,
-                                   const int32_t *labels, int64_t n, int64_t k,
-                                   const cf_batch_ctx *bctx, float *loss)
-{
-    int64_t total = n * net->in_size;
-    memcpy(net->input, images->data, (size_t)total * sizeof(float));
-    const cf_options *o = &net->opt;
-    if (o->aug_rotation || o->aug_jitter || o->aug_flip) {
-        float *tmp = cf_malloc((size_t)net->in_size * sizeof(float));
-        CF_FAIL_IF(!tmp, CFNET_E_OUT_OF_MEMORY, "network_train_step: out of memory");
-        cfnet_status st = CFNET_OK;
-        for (int64_t i = 0; i < n && st == CFNET_OK; i++) {
-            cf_rng keyed, *rng = &net->rng;
-            if (bctx->keyed) {
-                cf_rng_seed(&keyed, cf_parallel_aug_seed(net, bctx, i));
-                rng = &keyed;
-            }
-            st = augment_sample(net, net->input + i * net->in_size, tmp, rng);
-        }
-        cf_free(tmp);
-        CF_CHECK(st);
-    }
-    int upto = logits_end(net);
-    net->fwd_n = 0;
-    CF_CHECK(cf_network_train_forward(net, upto, n));
-    int64_t lshape[2] = {n, k};
-    cfnet_tensor logits = view(net->act[upto - 1], 2, lshape);
-    cfnet_tensor grad = view(net->grad_a, 2, lshape);
-    float l;
-    CF_CHECK(cfnet_softmax_cross_entropy(&logits, labels, n, &l, &grad));
-    if (bctx->global_n != n) { /* this process's share of the global mean */
-        const float share = (float)((double)n / (double)bctx->global_n);
-        for (int64_t i = 0; i < n * k; i++) net->grad_a[i] *= share;
-        l = (float)((double)l * (double)n / (double)bctx->global_n);
-    }
-    for (int i = 0; i < net->nlayers; i++) cfnet_layer_zero_grad(net->layers[i]);
-    CF_CHECK(cf_network_train_backward(net, upto, net->grad_a, n));
-    if (bctx->sum) CF_CHECK(cf_parallel_sum_gradients(net, &l));
-    optimizer_update(net);
-    net->fwd_n = 0; /* the activations are stale after the update */
-    if (loss) *loss = l;
     return CFNET_OK;
 }
 
@@ -298,10 +253,71 @@ CFNET_API cfnet_status cfnet_network_train_step(cfnet_network *net, const cfnet_
                    (long long)(i / net->in_size));
     CF_CHECK(cf_network_ensure_train_buffers(net, n));
     CF_CHECK(cf_network_ensure_slots(net));
+    memcpy(net->input, images->data, (size_t)total * sizeof(float));
+    return cf_network_train_input(net, labels, n, k, loss, NULL);
+}
+
+/* The step on net->input; bctx says where the batch sits in a global batch (parallel.c). */
+static cfnet_status train_input_run(cfnet_network *net, const int32_t *labels, int64_t n,
+                                    int64_t k, const cf_batch_ctx *bctx, float *loss,
+                                    int64_t *correct)
+{
+    const cf_options *o = &net->opt;
+    if (o->aug_rotation || o->aug_jitter || o->aug_flip) {
+        float *tmp = cf_malloc((size_t)net->in_size * sizeof(float));
+        CF_FAIL_IF(!tmp, CFNET_E_OUT_OF_MEMORY, "network_train_step: out of memory");
+        cfnet_status st = CFNET_OK;
+        for (int64_t i = 0; i < n && st == CFNET_OK; i++) {
+            cf_rng keyed, *rng = &net->rng;
+            if (bctx->keyed) {
+                cf_rng_seed(&keyed, cf_parallel_aug_seed(net, bctx, i));
+                rng = &keyed;
+            }
+            st = augment_sample(net, net->input + i * net->in_size, tmp, rng);
+        }
+        cf_free(tmp);
+        CF_CHECK(st);
+    }
+    int upto = cf_network_logits_end(net);
+    net->fwd_n = 0;
+    CF_CHECK(cf_network_train_forward(net, upto, n));
+    int64_t lshape[2] = {n, k};
+    cfnet_tensor logits = view(net->act[upto - 1], 2, lshape);
+    cfnet_tensor grad = view(net->grad_a, 2, lshape);
+    float l;
+    CF_CHECK(cfnet_softmax_cross_entropy(&logits, labels, n, &l, &grad));
+    if (bctx->global_n != n) { /* this process's share of the global mean */
+        const float share = (float)((double)n / (double)bctx->global_n);
+        for (int64_t i = 0; i < n * k; i++) net->grad_a[i] *= share;
+        l = (float)((double)l * (double)n / (double)bctx->global_n);
+    }
+    if (correct) {
+        const float *z = net->act[upto - 1];
+        int64_t c = 0;
+        for (int64_t i = 0; i < n; i++, z += k) {
+            int64_t best = 0;
+            for (int64_t j = 1; j < k; j++)
+                if (z[j] > z[best]) best = j;
+            c += best == labels[i];
+        }
+        *correct = c;
+    }
+    for (int i = 0; i < net->nlayers; i++) cfnet_layer_zero_grad(net->layers[i]);
+    CF_CHECK(cf_network_train_backward(net, upto, net->grad_a, n));
+    if (bctx->sum) CF_CHECK(cf_parallel_sum_gradients(net, &l));
+    optimizer_update(net);
+    net->fwd_n = 0; /* the activations are stale after the update */
+    if (loss) *loss = l;
+    return CFNET_OK;
+}
+
+cfnet_status cf_network_train_input(cfnet_network *net, const int32_t *labels, int64_t n,
+                                    int64_t k, float *loss, int64_t *correct)
+{
     cf_batch_ctx bctx;
     cf_parallel_undo undo;
     CF_CHECK(cf_parallel_begin(net, n, &bctx, &undo));
-    cfnet_status st = train_step_run(net, images, labels, n, k, &bctx, loss);
+    cfnet_status st = train_input_run(net, labels, n, k, &bctx, loss, correct);
     cf_parallel_end(net, &undo, st != CFNET_OK);
     return st;
 }
@@ -319,7 +335,7 @@ CFNET_API cfnet_status cfnet_network_evaluate(const cfnet_network *net,
     CF_CHECK(check_batch_labels(net, "network_evaluate", images, labels, n, &k));
     if (batch == 0) batch = 100;
     if (batch > n) batch = n;
-    int upto = logits_end(net);
+    int upto = cf_network_logits_end(net);
     float *logits = cf_malloc((size_t)(batch * k) * sizeof(float));
     CF_FAIL_IF(!logits, CFNET_E_OUT_OF_MEMORY, "network_evaluate: out of memory");
     double sum_loss = 0;

@@ -1,0 +1,94 @@
+"""Network.train_epoch and Network.fit over cfnet_network_train_epoch: progress, cancel,
+orders, resume."""
+import unittest
+
+import numpy as np
+
+import cfnet
+from cfnet_testutil import LeakCheckedTestCase, rotated_patterns
+
+
+def make_net(seed=4):
+    net = cfnet.classifier("cfnet", 1, 16, 3, width=4, seed=seed)
+    net.configure(learning_rate=5e-3, aug_rotation="any", aug_jitter=1)
+    return net
+
+
+class EpochTest(LeakCheckedTestCase):
+    def setUp(self):
+        super().setUp()
+        self.x, self.y = rotated_patterns(10, S=16, seed=3)
+
+    def test_progress_values_and_results(self):
+        calls = []
+        with make_net() as net:
+            mean, acc = net.train_epoch(self.x, self.y, batch=4,
+                                        progress=lambda *a: calls.append(a))
+            self.assertEqual([c[:2] for c in calls], [(1, 3), (2, 3), (3, 3)])
+            self.assertEqual(calls[-1][3], acc)
+            self.assertTrue(0 <= acc <= 1)
+            self.assertEqual(net.step_count, 3)
+            self.assertTrue(np.isfinite(mean))
+
+    def test_fit_equals_train_epochs_and_resumes_bit_identically(self):
+        with make_net() as a, make_net() as b:
+            losses = a.fit(self.x, self.y, epochs=2, batch=4)
+            self.assertEqual(len(losses), 2)
+            m1, _ = b.train_epoch(self.x, self.y, batch=4)
+            data = b.to_bytes(optimizer=True)
+            with cfnet.Network.from_bytes(data) as c:
+                m2, _ = b.train_epoch(self.x, self.y, batch=4)
+                m2c, _ = c.train_epoch(self.x, self.y, batch=4)
+                self.assertEqual(losses, [m1, m2])
+                self.assertEqual(m2, m2c)
+                self.assertEqual(a.to_bytes(optimizer=True), c.to_bytes(optimizer=True))
+
+    def test_host_order_and_rng(self):
+        with make_net() as a, make_net() as b:
+            a.train_epoch(self.x, self.y, batch=3, order=[1, 1, 2, 9, 0])
+            self.assertEqual(a.step_count, 2)
+            b.fit(self.x, self.y, epochs=1, batch=3, order=lambda e: [1, 1, 2, 9, 0])
+            self.assertEqual(a.to_bytes(optimizer=True), b.to_bytes(optimizer=True))
+            with self.assertRaises(cfnet.InvalidArgumentError):
+                a.train_epoch(self.x, self.y, batch=3, order=[0, 10])
+            with self.assertRaises(ValueError):
+                a.train_epoch(self.x, self.y, batch=3, order=[])
+            with self.assertRaises(cfnet.InvalidArgumentError):
+                a.train_epoch(self.x, self.y, batch=0)
+            self.assertEqual(a.step_count, 2)
+            a.fit(self.x, self.y, epochs=1, batch=5, rng=np.random.default_rng(1))
+            self.assertEqual(a.step_count, 4)
+
+    def test_returning_true_cancels(self):
+        with make_net() as net:
+            with self.assertRaises(cfnet.CancelledError) as cm:
+                net.train_epoch(self.x, self.y, batch=2, progress=lambda s, n, l, a: s == 2)
+            self.assertEqual(net.step_count, 2)
+            self.assertTrue(np.isfinite(cm.exception.mean_loss))
+            self.assertIn("step 2 of 5", cm.exception.message)
+            # fit stops early and returns what it has; the network is saveable and usable
+            seen = []
+            losses = net.fit(self.x, self.y, epochs=3, batch=2,
+                             progress=lambda e, s, n, l, a: seen.append((e, s)) or (e, s) == (1, 3))
+            self.assertEqual(len(losses), 2)
+            self.assertEqual(seen[-1], (1, 3))
+            self.assertEqual(net.step_count, 2 + 5 + 3)
+            with cfnet.Network.from_bytes(net.to_bytes(optimizer=True)) as copy:
+                self.assertEqual(copy.step_count, 10)
+                np.testing.assert_array_equal(copy.infer(self.x), net.infer(self.x))
+
+    def test_exception_in_progress_cancels_and_propagates(self):
+        class Stop(Exception):
+            pass
+
+        def boom(epoch, step, steps, loss, acc):
+            if step == 3:
+                raise Stop("from the callback")
+        with make_net() as net:
+            with self.assertRaises(Stop):
+                net.fit(self.x, self.y, epochs=2, batch=2, progress=boom)
+            self.assertEqual(net.step_count, 3)
+
+
+if __name__ == "__main__":
+    unittest.main()
