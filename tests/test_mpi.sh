@@ -5,6 +5,7 @@
 #    batch 50 for 5 steps, with synchronised batch norm, dropout and augmentation on: every
 #    weight and batch-norm statistic within 1e-5 relative;
 #  - a rank with another option set makes every rank stop with one message (no hang);
+#  - the same from Python with mpi4py (examples/python/mpi_train.py);
 #  - a rank killed mid-training ends the job with an error within the timeout, and rank 0's
 #    last checkpoint loads and trains on.
 # Skipped, with the reason, when mpirun is absent (scripts/install-deps installs openmpi-bin).
@@ -36,12 +37,30 @@ export OMPI_MCA_btl_vader_single_copy_mechanism=none
 export OMPI_MCA_plm_rsh_agent=false
 export ASAN_OPTIONS="${ASAN_OPTIONS:+$ASAN_OPTIONS:}detect_leaks=0"
 run() { np=$1; shift; timeout 60 mpirun --allow-run-as-root --oversubscribe -np "$np" "$prog" "$@"; }
+run_py() { np=$1; shift; timeout 60 mpirun --allow-run-as-root --oversubscribe -x CFNET_LIBRARY \
+    -x PYTHONPATH -np "$np" /usr/bin/python3 "$@"; }
 
 run 1 equiv "$out/one.bin"
 run 2 equiv "$out/two.bin"
 run 3 equiv "$out/three.bin"
 "$prog" compare "$out/two.bin" "$out/one.bin" 1e-5
 "$prog" compare "$out/three.bin" "$out/one.bin" 1e-5
+
+# The same from Python through mpi4py (examples/python/mpi_train.py), when it is installed.
+if /usr/bin/python3 -c 'import mpi4py, numpy' 2>/dev/null && [ -z "${CFNET_SANITIZE:-}" ]; then
+    for np in 1 2; do
+        CFNET_LIBRARY="$libdir/libcfnet.so" PYTHONPATH=python \
+            run_py "$np" examples/python/mpi_train.py "$out/py$np.npy" >/dev/null
+    done
+    /usr/bin/python3 -c "
+import sys, numpy as np
+a, b = np.load('$out/py2.npy'), np.load('$out/py1.npy')
+rel = float(np.abs(a - b).max() / np.abs(b).max())
+print('test_mpi: mpi4py, 2 ranks against 1: %d values, max rel difference %.3g' % (a.size, rel))
+sys.exit(0 if rel <= 1e-5 else 1)"
+else
+    echo "test_mpi: mpi4py part skipped (python3-mpi4py missing, or a sanitizer build)"
+fi
 
 # Mismatch: every rank returns the error (exit 0 of the driver), rank 0 prints it once.
 msg=$(run 2 mismatch)
