@@ -36,6 +36,16 @@ DEP_CFLAGS   = $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 DEP_LIBS     = $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lm -pthread
 
 WARN    := -Wall -Wextra -Wpedantic -Wshadow -Wstrict-prototypes -Wmissing-prototypes
+# No library function may have a stack frame over 16 KiB (hosts call libcfnet on threads with
+# small stacks, see tests/test_stack.c): gcc checks with -Wstack-usage (which also flags
+# unbounded alloca/VLAs), clang with -Wframe-larger-than. With WERROR=1 (CI) a larger frame
+# fails the build.
+IS_CLANG := $(shell $(CC) --version 2>/dev/null | grep -qi clang && echo 1)
+ifeq ($(IS_CLANG),1)
+STACK_WARN := -Wframe-larger-than=16384
+else
+STACK_WARN := -Wstack-usage=16384
+endif
 ifeq ($(WERROR),1)
 WARN    += -Werror
 endif
@@ -126,7 +136,7 @@ deps:
 
 $(BUILD)/obj/%.o: src/%.c $(HEADER) | deps
 	@mkdir -p $(dir $@)
-	$(CC) $(BASE_CFLAGS) $(SAN) $(DEP_CFLAGS) $(OBJ_INC) $(CFLAGS) -MMD -MP -c $< -o $@
+	$(CC) $(BASE_CFLAGS) $(STACK_WARN) $(SAN) $(DEP_CFLAGS) $(OBJ_INC) $(CFLAGS) -MMD -MP -c $< -o $@
 
 $(GEN)/onnx.pb-c.c $(GEN)/onnx.pb-c.h: $(ONNX_PROTO) | deps
 	@mkdir -p $(GEN)
@@ -185,6 +195,9 @@ $(BUILD)/tests/%: tests/%.c tests/testutil.h $(TEST_UTIL) $(ALIB) $(HEADER)
 	$(CC) $(BASE_CFLAGS) $(SAN) $(DEP_CFLAGS) $(TEST_CFLAGS) $(CFLAGS) -Isrc $< $(TEST_UTIL) \
 	    $(ALIB) $(TEST_LIBS) $(DEP_LIBS) -o $@
 
+# The equivariance test measures with the benchmark's protocol (one definition of it).
+$(BUILD)/tests/test_equivariance: bench/equivariance.h
+
 test-bins: $(TEST_BINS)
 
 $(BUILD)/examples/%: examples/%.c $(EX_COMMON) $(wildcard examples/common/*.h) $(ALIB) $(HEADER)
@@ -241,13 +254,16 @@ check: all test-bins examples symbols-check $(FUZZ_REPLAY) $(MPI_CHECK)
 	echo "== test suites: $$((total - failed)) passed, $$failed failed"; \
 	test $$failed -eq 0
 
-# Every C suite under valgrind memcheck; any error or definite/indirect leak fails.
+# Every C suite under valgrind memcheck; any error and any leak kind (definite, indirect,
+# possible, still reachable) fails. tests/valgrind.supp suppresses only FFTW's process-lifetime
+# planner state, each entry explained there.
+VALGRIND_FLAGS := -q --error-exitcode=99 --leak-check=full --show-leak-kinds=all \
+                  --errors-for-leak-kinds=all --suppressions=tests/valgrind.supp
 check-valgrind: all test-bins
 	@command -v valgrind >/dev/null || { echo "check-valgrind: needs valgrind"; exit 1; }
 	@failed=0; for t in $(TEST_BINS); do \
 	    echo "== valgrind $$t"; \
-	    CFNET_TEST_OUTDIR=$(BUILD)/test-output valgrind -q --error-exitcode=99 --leak-check=full \
-	        --errors-for-leak-kinds=definite,indirect $$t >/dev/null || { failed=$$((failed + 1)); echo "FAILED: $$t"; }; \
+	    CFNET_TEST_OUTDIR=$(BUILD)/test-output valgrind $(VALGRIND_FLAGS) $$t >/dev/null || { failed=$$((failed + 1)); echo "FAILED: $$t"; }; \
 	done; echo "== valgrind: $$failed failed"; test $$failed -eq 0
 
 # The thread test under ThreadSanitizer (use with SANITIZE=thread).
@@ -291,22 +307,52 @@ docs:
 	doxygen docs/Doxyfile
 	@echo "API reference in docs/api/html/index.html"
 
+# Installed files. The .pc files and the CMake package list the libraries libcfnet needs as
+# link flags only (Libs.private, not Requires.private), so a consumer's compile line gets no
+# dependency include paths; cfnet-static.pc names the archive itself, so linking statically
+# never picks up the shared library. The CMake package locates everything relative to itself.
+CMAKEDIR   ?= $(LIBDIR)/cmake/cfnet
+INST_DEP_LIBS = $(strip $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lm -pthread)
+PREFIX_REL  = $(shell realpath -m --relative-to=$(CMAKEDIR) $(PREFIX))
+LIBDIR_REL  = $(shell realpath -m --relative-to=$(PREFIX) $(LIBDIR))
+INCDIR_REL  = $(shell realpath -m --relative-to=$(PREFIX) $(INCDIR))
+SUBST = sed -e 's|@PREFIX@|$(PREFIX)|g' -e 's|@LIBDIR@|$(LIBDIR)|g' -e 's|@INCDIR@|$(INCDIR)|g' \
+    -e 's|@VERSION@|$(VERSION)|g' -e 's|@MAJOR@|$(MAJOR)|g' -e 's|@DEP_LIBS@|$(INST_DEP_LIBS)|g' \
+    -e 's|@SONAME@|$(SONAME)|g' -e 's|@SOFILE@|libcfnet.so.$(VERSION)|g' \
+    -e 's|@PREFIX_REL@|$(PREFIX_REL)|g' -e 's|@LIBDIR_REL@|$(LIBDIR_REL)|g' \
+    -e 's|@INCDIR_REL@|$(INCDIR_REL)|g' \
+    -e 's|@DEP_LINK@|$(subst $(space),;,$(filter -l%,$(INST_DEP_LIBS)))|g' \
+    -e 's|@DEP_LINKDIRS@|$(subst $(space),;,$(patsubst -L%,%,$(filter -L%,$(INST_DEP_LIBS))))|g' \
+    -e 's|@SIZEOF_VOID_P@|$(shell echo __SIZEOF_POINTER__ | $(CC) -E -P - | tail -1)|g'
+empty :=
+space := $(empty) $(empty)
+LDCONFIG ?=
+
+# Directories install created, for uninstall (scripts/install-dirs).
+DIRS_MANIFEST = $(CMAKEDIR)/installed-directories
+
 install: $(SOLIB) $(ALIB)
-	install -d $(DESTDIR)$(LIBDIR) $(DESTDIR)$(INCDIR)/cfnet $(DESTDIR)$(PCDIR)
+	scripts/install-dirs create $(DIRS_MANIFEST) "$(DESTDIR)" $(LIBDIR) $(INCDIR)/cfnet $(PCDIR) \
+	    $(CMAKEDIR)
 	install -m 644 $(HEADER) $(DESTDIR)$(INCDIR)/cfnet/cfnet.h
 	install -m 755 $(SOLIB) $(DESTDIR)$(LIBDIR)/
 	ln -sf libcfnet.so.$(VERSION) $(DESTDIR)$(LIBDIR)/$(SONAME)
 	ln -sf $(SONAME) $(DESTDIR)$(LIBDIR)/libcfnet.so
 	install -m 644 $(ALIB) $(DESTDIR)$(LIBDIR)/
-	sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@LIBDIR@|$(LIBDIR)|' -e 's|@INCDIR@|$(INCDIR)|' \
-	    -e 's|@VERSION@|$(VERSION)|' -e 's|@BLAS_PC@|$(BLAS_PC)|' \
-	    pkgconfig/cfnet.pc.in > $(DESTDIR)$(PCDIR)/cfnet.pc
+	$(SUBST) pkgconfig/cfnet.pc.in > $(DESTDIR)$(PCDIR)/cfnet.pc
+	$(SUBST) pkgconfig/cfnet-static.pc.in > $(DESTDIR)$(PCDIR)/cfnet-static.pc
+	$(SUBST) cmake/cfnetConfig.cmake.in > $(DESTDIR)$(CMAKEDIR)/cfnetConfig.cmake
+	$(SUBST) cmake/cfnetConfigVersion.cmake.in > $(DESTDIR)$(CMAKEDIR)/cfnetConfigVersion.cmake
+	@if [ -z "$(DESTDIR)" ]; then LDCONFIG=$(LDCONFIG) scripts/ldconfig-note $(LIBDIR); fi
 
+# Removes the installed files, then the directories install created if they are empty.
 uninstall:
 	rm -f $(DESTDIR)$(INCDIR)/cfnet/cfnet.h $(DESTDIR)$(LIBDIR)/libcfnet.so.$(VERSION) \
 	    $(DESTDIR)$(LIBDIR)/$(SONAME) $(DESTDIR)$(LIBDIR)/libcfnet.so \
-	    $(DESTDIR)$(LIBDIR)/libcfnet.a $(DESTDIR)$(PCDIR)/cfnet.pc
-	-rmdir $(DESTDIR)$(INCDIR)/cfnet 2>/dev/null
+	    $(DESTDIR)$(LIBDIR)/libcfnet.a $(DESTDIR)$(PCDIR)/cfnet.pc \
+	    $(DESTDIR)$(PCDIR)/cfnet-static.pc $(DESTDIR)$(CMAKEDIR)/cfnetConfig.cmake \
+	    $(DESTDIR)$(CMAKEDIR)/cfnetConfigVersion.cmake
+	@scripts/install-dirs remove $(DIRS_MANIFEST) "$(DESTDIR)"
 
 clean:
 	rm -rf build lib

@@ -178,6 +178,13 @@ static void conic_conv_commutes_with_rot90(void **state)
     check_equivariance(2, 12, 3, 5, 3, CFNET_PADDING_SAME, CFNET_INTERP_BILINEAR);
     check_equivariance(2, 9, 3, 3, 4, CFNET_PADDING_VALID, CFNET_INTERP_BILINEAR);
     check_equivariance(1, 7, 2, 7, 6, CFNET_PADDING_VALID, CFNET_INTERP_NEAREST);
+    /* Steerable: the projection at r = 0 and the resampled rotations keep quarter turns exact. */
+    for (int R = 1; R <= 4; R++)
+        for (int pad = 0; pad < 2; pad++) {
+            check_equivariance(2, 11, 3, 3, R, (cfnet_padding)pad, CFNET_INTERP_STEERABLE);
+            check_equivariance(2, 12, 2, 5, R, (cfnet_padding)pad, CFNET_INTERP_STEERABLE);
+        }
+    check_equivariance(1, 9, 2, 7, 2, CFNET_PADDING_VALID, CFNET_INTERP_STEERABLE);
 }
 
 /* With filters that every rotation leaves unchanged, all cones use the same filter, so conic
@@ -260,6 +267,9 @@ static void conic_conv_gradients_match_finite_differences(void **state)
     check_grad(2, 8, 2, 3, 2, CFNET_PADDING_SAME, CFNET_INTERP_BILINEAR);
     check_grad(1, 9, 2, 5, 3, CFNET_PADDING_SAME, CFNET_INTERP_NEAREST);
     check_grad(2, 5, 2, 1, 2, CFNET_PADDING_VALID, CFNET_INTERP_NEAREST);
+    check_grad(2, 7, 2, 3, 1, CFNET_PADDING_SAME, CFNET_INTERP_STEERABLE);
+    check_grad(2, 8, 2, 3, 2, CFNET_PADDING_SAME, CFNET_INTERP_STEERABLE);
+    check_grad(1, 9, 2, 5, 4, CFNET_PADDING_VALID, CFNET_INTERP_STEERABLE);
 }
 
 static void conic_conv_rejects_bad_configurations(void **state)
@@ -278,6 +288,9 @@ static void conic_conv_rejects_bad_configurations(void **state)
     CF_ASSERT_STATUS(cfnet_layer_conic_conv_create(4, 3, 1, CFNET_PADDING_SAME,
                                                    (cfnet_interp)9, &l),
                      CFNET_E_INVALID_ARGUMENT);
+    CF_ASSERT_STATUS(cfnet_layer_conic_conv_create(4, 23, 2, CFNET_PADDING_SAME,
+                                                   CFNET_INTERP_STEERABLE, &l),
+                     CFNET_E_LIMIT);
     CF_ASSERT_STATUS(cfnet_layer_conic_conv_create(4, 3, 1, CFNET_PADDING_SAME,
                                                    CFNET_INTERP_NEAREST, NULL),
                      CFNET_E_INVALID_ARGUMENT);

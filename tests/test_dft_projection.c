@@ -217,6 +217,8 @@ static const struct { int M, R; cfnet_interp interp; bool p4; } rot_cases[] = {
     {3, 2, CFNET_INTERP_NEAREST, false},  {4, 2, CFNET_INTERP_NEAREST, false},
     {5, 2, CFNET_INTERP_BILINEAR, false}, {4, 2, CFNET_INTERP_BILINEAR, false},
     {5, 3, CFNET_INTERP_NEAREST, false},  {6, 3, CFNET_INTERP_BILINEAR, false},
+    {5, 2, CFNET_INTERP_STEERABLE, false}, {4, 2, CFNET_INTERP_STEERABLE, false},
+    {3, 1, CFNET_INTERP_STEERABLE, false}, {6, 3, CFNET_INTERP_STEERABLE, false},
     {3, 1, CFNET_INTERP_NEAREST, true},   {4, 1, CFNET_INTERP_NEAREST, true},
 };
 #define N_ROT_CASES ((int)(sizeof rot_cases / sizeof rot_cases[0]))
@@ -302,7 +304,7 @@ static void projection_gradients_match_finite_differences(void **state)
         bool p4 = pass == 1;
         for (int M = p4 ? 2 : 3; M <= (p4 ? 3 : 5); M++)
             for (int R = 1; R <= (p4 ? 1 : 3); R++)
-                for (int ip = 0; ip < 2; ip++) {
+                for (int ip = 0; ip < 3; ip++) {
                     proj p = make_proj(N, R, (cfnet_interp)ip, K, M, p4, 500 + runs);
                     tu_rng r = {600 + runs};
                     cfnet_tensor *x = proj_input(&p, B, &r);
@@ -321,7 +323,7 @@ static void projection_gradients_match_finite_differences(void **state)
                     runs++;
                 }
     }
-    assert_int_equal(runs, 3 * 3 * 2 + 2 * 2);
+    assert_int_equal(runs, 3 * 3 * 3 + 2 * 3);
 }
 
 /* The gradient check above starts from zeroed gradients; this checks that parameter gradients
@@ -414,9 +416,9 @@ static void projection_rejects_bad_arguments_and_shapes(void **state)
     CF_ASSERT_STATUS(cfnet_layer_dft_projection_create(4, 0, CFNET_INTERP_NEAREST, &l),
                      CFNET_E_INVALID_ARGUMENT);
     assert_non_null(strstr(cfnet_last_error(), "dft_projection: R is 0"));
-    CF_ASSERT_STATUS(cfnet_layer_dft_projection_create(4, 1, (cfnet_interp)2, &l),
+    CF_ASSERT_STATUS(cfnet_layer_dft_projection_create(4, 1, (cfnet_interp)3, &l),
                      CFNET_E_INVALID_ARGUMENT);
-    assert_non_null(strstr(cfnet_last_error(), "dft_projection: interp is 2"));
+    assert_non_null(strstr(cfnet_last_error(), "dft_projection: interp is 3"));
     CF_ASSERT_STATUS(cfnet_layer_dft_projection_create(4, 1, (cfnet_interp)-1, &l),
                      CFNET_E_INVALID_ARGUMENT);
     CF_ASSERT_STATUS(cfnet_layer_dft_projection_create(1 << 20, 1 << 20, CFNET_INTERP_NEAREST, &l),
@@ -434,6 +436,14 @@ static void projection_rejects_bad_arguments_and_shapes(void **state)
     int64_t rank2[2] = {3, 3}, rank1[1] = {9};
     CF_ASSERT_STATUS(cfnet_layer_setup(l, 2, rank2, 0), CFNET_E_SHAPE_MISMATCH);
     CF_ASSERT_STATUS(cfnet_layer_setup(l, 1, rank1, 0), CFNET_E_SHAPE_MISMATCH);
+    cfnet_layer_free(l);
+
+    /* Steerable maps are dense: maps larger than 21 x 21 are refused at setup. */
+    CF_ASSERT_OK(cfnet_layer_dft_projection_create(2, 2, CFNET_INTERP_STEERABLE, &l));
+    int64_t big[3] = {1, 22, 22}, ok21[3] = {1, 21, 21};
+    CF_ASSERT_STATUS(cfnet_layer_setup(l, 3, big, 0), CFNET_E_LIMIT);
+    assert_non_null(strstr(cfnet_last_error(), "up to 21x21"));
+    CF_ASSERT_OK(cfnet_layer_setup(l, 3, ok21, 0));
     cfnet_layer_free(l);
 
     CF_ASSERT_OK(cfnet_layer_dft_projection_create(4, 1, CFNET_INTERP_NEAREST, &l));

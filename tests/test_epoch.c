@@ -128,6 +128,9 @@ static void host_order_with_repetitions_and_a_partial_last_batch(void **state)
     /* batch larger than the data: one step */
     CF_ASSERT_OK(cfnet_network_train_epoch(a, x, labels, 100, NULL, 0, NULL, NULL, NULL, NULL));
     assert_int_equal(cfnet_network_step_count(a), 4);
+    CF_ASSERT_OK(cfnet_network_train_epoch(a, x, labels, INT64_MAX, NULL, 0, NULL, NULL, NULL,
+                                           NULL));
+    assert_int_equal(cfnet_network_step_count(a), 5);
     cfnet_network_free(a);
     cfnet_network_free(b);
     cfnet_tensor_free(x);

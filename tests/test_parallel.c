@@ -105,6 +105,7 @@ typedef struct member {
 } member;
 
 static int skip_statistics; /* batch_statistics_sums_matter */
+static int poison_rank = -1; /* overflow_on_one_process_fails_every_process */
 
 static cfnet_status group_sum(void *user, cfnet_sum_kind kind, void *data_, int64_t count)
 {
@@ -155,10 +156,17 @@ static cfnet_status member_step(member *m, int step, float *loss)
     int64_t first = (step % 2) * GLOBAL + off;
     const int64_t shape[4] = {cnt, C_IN, S, S};
     cfnet_tensor *x = NULL;
-    cfnet_status st = cfnet_tensor_wrap((float *)m->d->x + first * C_IN * S * S, 4, shape, &x);
+    float *own = NULL, *src = (float *)m->d->x + first * C_IN * S * S;
+    if (m->rank == poison_rank) { /* finite inputs whose forward overflows */
+        own = malloc((size_t)(cnt * C_IN * S * S) * sizeof(float));
+        for (int64_t i = 0; i < cnt * C_IN * S * S; i++) own[i] = src[i] < 0 ? -3e38f : 3e38f;
+        src = own;
+    }
+    cfnet_status st = cfnet_tensor_wrap(src, 4, shape, &x);
     if (st == CFNET_OK) st = cfnet_network_set_batch_position(m->net, off, GLOBAL);
     if (st == CFNET_OK) st = cfnet_network_train_step(m->net, x, m->d->y + first, cnt, loss);
     cfnet_tensor_free(x);
+    free(own);
     return st;
 }
 
@@ -352,6 +360,27 @@ static cfnet_status record_sum(void *user, cfnet_sum_kind kind, void *data_, int
     return CFNET_OK;
 }
 
+static void overflow_on_one_process_fails_every_process(void **state)
+{
+    /* Rank 1's inputs make its forward overflow. It must not leave the others waiting in a sum:
+     * the non-finite values travel through the sums, and every process fails the first step
+     * with CFNET_E_NUMERIC, each network as it was. */
+    (void)state;
+    data *d = malloc(sizeof *d);
+    make_data(d);
+    poison_rank = 1;
+    member m0;
+    cfnet_network *net = train_group(2, d, -1, &m0);
+    poison_rank = -1;
+    assert_int_equal(m0.st, CFNET_E_NUMERIC);
+    assert_int_equal(cfnet_network_step_count(net), 0);
+    cfnet_network *fresh = make_net(77);
+    assert_true(compare_nets(net, fresh) == 0.0);
+    cfnet_network_free(fresh);
+    cfnet_network_free(net);
+    free(d);
+}
+
 static void gradients_are_the_hook_buffer(void **state)
 {
     /* A single process with a hook that only records: the hook sees every gradient in the
@@ -427,6 +456,7 @@ int main(void)
         cmocka_unit_test(adam_agrees_except_biases_before_batch_norm),
         cmocka_unit_test(batch_statistics_sums_matter),
         cmocka_unit_test(failing_hook_changes_nothing),
+        cmocka_unit_test(overflow_on_one_process_fails_every_process),
         cmocka_unit_test(gradients_are_the_hook_buffer),
         cmocka_unit_test(batch_position_is_checked),
     };

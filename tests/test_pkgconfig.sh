@@ -1,9 +1,12 @@
 #!/bin/sh
 # Downstream builds: `make install` into a temporary prefix, then a C and a C++17 consumer
-# (tests/consumers/) built with nothing but `pkg-config --cflags --libs cfnet`, each linked once
-# against the shared library and once statically against libcfnet.a (`pkg-config --static`);
-# all four must run and print the right output. Finally `make uninstall` must remove every
-# installed file.
+# (tests/consumers/) built with nothing but pkg-config output, each linked once against the
+# shared library (`pkg-config --cflags --libs cfnet`) and once statically
+# (`pkg-config --cflags --libs cfnet-static`, which names libcfnet.a itself); all four must run
+# and print the right output. The compile flags must carry no dependency include path. Install
+# without DESTDIR must say how programs find the library, and run ldconfig when the library
+# directory is on the linker's search path. Finally `make uninstall` must remove every installed
+# file and every directory install created, and keep the ones that were there before.
 # Environment (set by `make check`): CFNET_SANITIZE, CFNET_BUILD, CC (see tests/sanitizer_env.sh).
 set -eu
 top=$(cd "$(dirname "$0")/.." && pwd)
@@ -13,7 +16,7 @@ tmp=$(mktemp -d "${TMPDIR:-/tmp}/cfnet-pkgconfig.XXXXXX")
 trap 'rm -rf "$tmp"' EXIT INT TERM
 prefix=$tmp/prefix
 out=$tmp/build
-mkdir -p "$out"
+mkdir -p "$out" "$prefix/lib" # lib/ exists before the install, the rest is created by it
 
 fail() { echo "test_pkgconfig: FAIL: $*" >&2; exit 1; }
 
@@ -27,12 +30,26 @@ unset MAKEFLAGS MFLAGS MAKELEVEL || true
 # shellcheck disable=SC2086
 make --no-print-directory -s install PREFIX="$prefix" $makevars >"$tmp/install.log" 2>&1 ||
     { cat "$tmp/install.log"; fail "make install"; }
+grep -q "make install: $prefix/lib is not on the dynamic linker's search path" "$tmp/install.log" ||
+    { cat "$tmp/install.log"; fail "make install did not say how to find the library"; }
+# With the library directory listed in ld.so.conf, install runs ldconfig (a stand-in here).
+printf 'include %s/ld.so.conf.d/*.conf\n' "$tmp" > "$tmp/ld.so.conf"
+mkdir -p "$tmp/ld.so.conf.d"
+echo "$prefix/lib" > "$tmp/ld.so.conf.d/cfnet.conf"
+printf '#!/bin/sh\ntouch "%s/ldconfig-ran"\n' "$tmp" > "$tmp/ldconfig"
+chmod +x "$tmp/ldconfig"
+# shellcheck disable=SC2086
+LDSO_CONF=$tmp/ld.so.conf make --no-print-directory -s install PREFIX="$prefix" $makevars \
+    LDCONFIG="$tmp/ldconfig" >"$tmp/install2.log" 2>&1 || { cat "$tmp/install2.log"; fail "make install (2)"; }
+[ -e "$tmp/ldconfig-ran" ] && grep -q "make install: ran ldconfig" "$tmp/install2.log" ||
+    { cat "$tmp/install2.log"; fail "make install did not run ldconfig for a library directory on the search path"; }
 
 version=$(sed -n 's/^#define CFNET_VERSION_MAJOR \([0-9]*\).*/\1/p' include/cfnet/cfnet.h).$(
     sed -n 's/^#define CFNET_VERSION_MINOR \([0-9]*\).*/\1/p' include/cfnet/cfnet.h).$(
     sed -n 's/^#define CFNET_VERSION_PATCH \([0-9]*\).*/\1/p' include/cfnet/cfnet.h)
 for f in include/cfnet/cfnet.h lib/libcfnet.so "lib/libcfnet.so.$version" lib/libcfnet.a \
-         lib/pkgconfig/cfnet.pc; do
+         lib/pkgconfig/cfnet.pc lib/pkgconfig/cfnet-static.pc lib/cmake/cfnet/cfnetConfig.cmake \
+         lib/cmake/cfnet/cfnetConfigVersion.cmake; do
     [ -e "$prefix/$f" ] || fail "make install did not install $f"
 done
 
@@ -40,12 +57,22 @@ PKG_CONFIG_PATH=$prefix/lib/pkgconfig
 export PKG_CONFIG_PATH
 pc_version=$(pkg-config --modversion cfnet) || fail "pkg-config does not find cfnet"
 [ "$pc_version" = "$version" ] || fail "cfnet.pc says $pc_version, the header $version"
-cflags=$(pkg-config --cflags cfnet)
-libs=$(pkg-config --libs cfnet)
-static_libs=$(pkg-config --static --libs cfnet)
+# pkg-config's output with its spacing normalised.
+# shellcheck disable=SC2046,SC2005
+pc() { echo $(pkg-config "$@"); }
+cflags=$(pc --cflags cfnet)
+libs=$(pc --libs cfnet)
+static_cflags=$(pc --cflags cfnet-static)
+static_libs=$(pc --libs cfnet-static)
+[ "$(pkg-config --modversion cfnet-static)" = "$version" ] || fail "cfnet-static.pc version"
 echo "test_pkgconfig: cfnet $pc_version: cflags [$cflags] libs [$libs] static [$static_libs]"
-# Static: libcfnet.a instead of the .so, its private dependencies as pkg-config lists them.
-static_libs=$(echo " $static_libs " | sed 's/ -lcfnet / -Wl,-Bstatic -lcfnet -Wl,-Bdynamic /')
+# A consumer's compile line needs libcfnet's header and nothing else (no OpenBLAS include path).
+[ "$cflags" = "-I$prefix/include" ] || fail "pkg-config --cflags cfnet is [$cflags], not [-I$prefix/include]"
+[ "$static_cflags" = "$cflags" ] || fail "pkg-config --cflags cfnet-static is [$static_cflags]"
+[ "$(pc --static --cflags cfnet)" = "$cflags" ] || fail "pkg-config --static --cflags cfnet leaks"
+# Static linking names the archive, with or without --static.
+case " $static_libs " in *" $prefix/lib/libcfnet.a "*) ;; *) fail "cfnet-static does not name libcfnet.a" ;; esac
+[ "$(pc --static --libs cfnet-static)" = "$static_libs" ] || fail "cfnet-static: --static changes the libraries"
 
 warn="-Wall -Wextra -Wpedantic -Werror"
 status=0
@@ -82,7 +109,7 @@ build_and_run cxx-static "$SAN_CXX" -std=c++17 consumer.cpp "$static_libs"
 # shellcheck disable=SC2086
 make --no-print-directory -s uninstall PREFIX="$prefix" $makevars >"$tmp/uninstall.log" 2>&1 ||
     { cat "$tmp/uninstall.log"; fail "make uninstall"; }
-left=$(find "$prefix" ! -type d)
+left=$(find "$prefix" -mindepth 1 ! -path "$prefix/lib")
 [ -z "$left" ] || fail "make uninstall left: $left"
-[ ! -d "$prefix/include/cfnet" ] || fail "make uninstall left include/cfnet/"
-echo "test_pkgconfig: install, 4 consumers (C/C++17, shared/static), uninstall: ok"
+[ -d "$prefix/lib" ] || fail "make uninstall removed $prefix/lib, which was there before the install"
+echo "test_pkgconfig: install (ldconfig note and run), 4 consumers (C/C++17, shared/static), uninstall: ok"

@@ -1,9 +1,11 @@
 /* Filter rotation maps: quarter turns exact, nearest 45 degrees on 3x3 shifts the ring,
- * T_{r+R} = rot90 T_r for every R (including R = 3, where rounding ties occur). */
+ * T_{r+R} = rot90 T_r for every R (including R = 3, where rounding ties occur) and every
+ * resampling; the steerable maps are projections followed by exact rotations in their basis. */
 #include "testutil.h"
 
 #include "kernels/rotate.h"
 
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -16,10 +18,10 @@ static void ref_rot90(const float *in, float *out, int k)
 
 static void rotate(int k, int R, int r, cfnet_interp interp, const float *in, float *out)
 {
-    cf_rotmap_entry *m = malloc((size_t)(k * k) * sizeof *m);
-    cf_rotmap_build(k, R, r, interp, m);
-    cf_rotmap_apply(m, k * k, in, out);
-    free(m);
+    cf_rotmap m;
+    CF_ASSERT_OK(cf_rotmap_build(k, R, r, interp, &m));
+    cf_rotmap_apply(&m, in, out);
+    cf_rotmap_free(&m);
 }
 
 static void quarter_turns_are_exact_permutations(void **state)
@@ -63,7 +65,7 @@ static void rotation_by_r_plus_R_is_rot90_of_rotation_by_r(void **state)
         for (int k = 2; k <= 7; k++) {
             float base[49], a[49], b[49], c[49];
             tu_fill_normal(base, k * k, &g);
-            for (int interp = 0; interp < 2; interp++)
+            for (int interp = 0; interp < 3; interp++)
                 for (int r = 0; r < 3 * R; r++) {
                     rotate(k, R, r, (cfnet_interp)interp, base, a);
                     rotate(k, R, r + R, (cfnet_interp)interp, base, b);
@@ -93,6 +95,60 @@ static void nearest_rounding_is_odd_symmetric(void **state)
     }
 }
 
+/* Steerable: T_0 = P is an orthogonal projection (P P = P, P symmetric), every T_s = T_s P
+ * (rotation acts within the basis), and rotations compose exactly within the basis:
+ * T_{g(a)} T_{g(b)} = T_{g(a+b)}, here 22.5 + 22.5 = 45 and 45 + 45 = 90 degrees (a quarter
+ * turn of the projected filter). */
+static void steerable_maps_rotate_exactly_within_the_basis(void **state)
+{
+    (void)state;
+    tu_rng g = {5};
+    for (int k = 1; k <= 9; k++) {
+        int kk = k * k;
+        float base[81], p[81], pp[81], a[81], b[81], c[81], d[81];
+        tu_fill_normal(base, kk, &g);
+        rotate(k, 4, 0, CFNET_INTERP_STEERABLE, base, p);
+        rotate(k, 4, 0, CFNET_INTERP_STEERABLE, p, pp);
+        double scale = 0.0;
+        for (int t = 0; t < kk; t++) scale = fmax(scale, fabs(p[t]));
+        for (int t = 0; t < kk; t++) assert_true(fabs(pp[t] - p[t]) <= 1e-4 * scale);
+        /* Symmetry: <P e_s, e_t> == <e_s, P e_t>. */
+        float e[81], col[81][81];
+        for (int s = 0; s < kk; s++) {
+            memset(e, 0, sizeof e);
+            e[s] = 1.0f;
+            rotate(k, 4, 0, CFNET_INTERP_STEERABLE, e, col[s]);
+        }
+        for (int s = 0; s < kk; s++)
+            for (int t = 0; t < kk; t++) assert_true(fabs(col[s][t] - col[t][s]) <= 1e-5);
+        /* 22.5 twice is 45; 45 twice is a quarter turn of P base. */
+        rotate(k, 4, 1, CFNET_INTERP_STEERABLE, base, a);
+        rotate(k, 4, 1, CFNET_INTERP_STEERABLE, a, b);
+        rotate(k, 4, 2, CFNET_INTERP_STEERABLE, base, c);
+        for (int t = 0; t < kk; t++) assert_true(fabs(b[t] - c[t]) <= 1e-4 * scale);
+        rotate(k, 2, 1, CFNET_INTERP_STEERABLE, c, d);
+        ref_rot90(p, a, k);
+        for (int t = 0; t < kk; t++) assert_true(fabs(d[t] - a[t]) <= 1e-4 * scale);
+    }
+}
+
+/* The steerable basis is well conditioned for every supported size, and larger filters are
+ * refused with a status (the maps are dense). */
+static void steerable_maps_build_up_to_the_limit(void **state)
+{
+    (void)state;
+    for (int k = 1; k <= CF_ROT_STEERABLE_MAX_K; k++) {
+        cf_rotmap m;
+        CF_ASSERT_OK(cf_rotmap_build(k, 2, 1, CFNET_INTERP_STEERABLE, &m));
+        assert_int_equal(m.kk, k * k);
+        cf_rotmap_free(&m);
+    }
+    cf_rotmap m;
+    CF_ASSERT_STATUS(cf_rotmap_build(CF_ROT_STEERABLE_MAX_K + 1, 2, 1, CFNET_INTERP_STEERABLE, &m),
+                     CFNET_E_LIMIT);
+    assert_null(m.src);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -100,6 +156,8 @@ int main(void)
         cmocka_unit_test(nearest_45_degrees_shifts_the_3x3_ring),
         cmocka_unit_test(rotation_by_r_plus_R_is_rot90_of_rotation_by_r),
         cmocka_unit_test(nearest_rounding_is_odd_symmetric),
+        cmocka_unit_test(steerable_maps_rotate_exactly_within_the_basis),
+        cmocka_unit_test(steerable_maps_build_up_to_the_limit),
     };
     return cmocka_run_group_tests_name("rotate", tests, NULL, NULL);
 }

@@ -31,26 +31,21 @@ rng = MersenneTwister(0)
 xtrain, ytrain = patterns(300, rng)
 xtest, ytest = patterns(90, rng)
 
-net = Network(1, S, S; seed = 1)
-for layer in (conic_conv(6, 3, 2), batch_norm(), relu(), pool(),
-              conic_conv(8, 3, 1), relu(), pool(),
-              dft_projection(8), dft_magnitude(), dense(3))
-    append!(net, layer)
-end
+# The library's preset CFNet for S x S inputs (docs/guide.md), 8 filters per layer.
+net = classifier("cfnet", 1, S, 3; width = 8, seed = 1)
+set_metadata!(net, "class_names", "ring,bar,blob")
 set_option!(net, :learning_rate, 5e-3)
 println(summary_string(net))
 
 for epoch in 1:8
-    order = randperm(rng, size(xtrain, 4))
-    total = 0.0
-    for start in 1:30:length(order)
-        idx = order[start:min(start + 29, end)]
-        total += train_step!(net, xtrain[:, :, :, idx], ytrain[idx]) * length(idx)
-    end
+    # one epoch shuffled by the network's generator; the callback could return true to stop
+    train_loss, _ = train_epoch!(net, xtrain, ytrain; batch = 30,
+                                 progress = (step, steps, loss, acc) -> false)
     loss, acc = evaluate(net, xtest, ytest)
-    println("epoch $epoch: train loss $(round(total / length(order), digits=4)), ",
+    println("epoch $epoch: train loss $(round(train_loss, digits=4)), ",
             "test loss $(round(loss, digits=4)), accuracy $(round(acc, digits=3))")
 end
+println("metadata: ", metadata(net))
 println("invariance to quarter turns: ", invariance(net, xtest[:, :, :, 1:8]))
 path = length(ARGS) >= 1 ? ARGS[1] : "cfnet_julia_example.cfnet"
 save(net, path)

@@ -199,7 +199,11 @@ typedef enum cfnet_padding {
  *  degrees are always exact permutations). */
 typedef enum cfnet_interp {
     CFNET_INTERP_NEAREST = 0, /**< nearest neighbour, round half away from zero */
-    CFNET_INTERP_BILINEAR = 1
+    CFNET_INTERP_BILINEAR = 1,
+    /** Filters are projected (least squares) onto a circular-harmonic basis (Gaussian rings x
+     *  cos/sin m theta) and rotated exactly within it, at every angle; quarter turns remain
+     *  exact permutations of the projected filter. Filters up to 21 x 21. See docs/layers.md. */
+    CFNET_INTERP_STEERABLE = 2
 } cfnet_interp;
 
 /** Reduction of pooling layers. */
@@ -219,10 +223,15 @@ typedef enum cfnet_mode {
 CFNET_API cfnet_status cfnet_layer_conv2d_create(int out_channels, int kernel, int stride,
                                                  cfnet_padding padding, cfnet_layer **out);
 
+/** Largest R of a conic convolution (4R filter rotations, 8R + 1 cone groups). Larger values
+ *  give CFNET_E_INVALID_ARGUMENT from cfnet_layer_conic_conv_create. */
+#define CFNET_CONIC_MAX_R 64
+
 /** Conic convolution (paper eq. 12): each output pixel uses the filter rotated by r*pi/(2R) for
  *  the cone r it lies in (weights 1/2 on the rays between cones, 1/(4R) at the centre), plus a
  *  bias per output channel. Input C x S x S (square), output out_channels x S' x S'.
- *  R >= 1 (4R rotations), kernel odd >= 1. Exactly equivariant to quarter turns. */
+ *  1 <= R <= CFNET_CONIC_MAX_R (4R rotations), kernel odd >= 1. Exactly equivariant to quarter
+ *  turns. */
 CFNET_API cfnet_status cfnet_layer_conic_conv_create(int out_channels, int kernel, int R,
                                                      cfnet_padding padding, cfnet_interp interp,
                                                      cfnet_layer **out);
@@ -451,11 +460,15 @@ typedef enum cfnet_option {
     CFNET_OPTION_WEIGHT_DECAY = 7,   /**< L2 on weights (not biases or batch-norm), default 0 */
     CFNET_OPTION_LR_DECAY_RATE = 8,  /**< lr = lr0 * rate^floor(step / steps), default 1 */
     CFNET_OPTION_LR_DECAY_STEPS = 9, /**< default 1000 */
-    CFNET_OPTION_THREADS = 10,       /**< threads for libcfnet's own loops, default 1 */
+    CFNET_OPTION_THREADS = 10,       /**< threads for libcfnet's own loops, 1..CFNET_MAX_THREADS,
+                                          default 1 */
     CFNET_OPTION_AUG_ROTATION = 11,  /**< CFNET_AUG_ROTATION_NONE (default), _QUARTER, _ANY */
     CFNET_OPTION_AUG_JITTER = 12,    /**< random shift by up to this many pixels, default 0 */
     CFNET_OPTION_AUG_FLIP = 13       /**< 1: random horizontal flips, default 0 */
 } cfnet_option;
+
+/** Largest value of CFNET_OPTION_THREADS (larger values give CFNET_E_INVALID_ARGUMENT). */
+#define CFNET_MAX_THREADS 64
 
 /** CFNET_OPTION_OPTIMIZER value: Adam (beta1, beta2, epsilon). */
 #define CFNET_OPTIMIZER_ADAM 0
@@ -480,8 +493,13 @@ CFNET_API cfnet_status cfnet_network_get_option(const cfnet_network *net, cfnet_
 /** One optimisation step on a batch: augmentation (per the options), training forward, mean
  *  softmax cross-entropy of the output against labels[0..n-1] (if the last layer is a softmax,
  *  its input is used as the logits), backward, weight decay, optimiser update, learning-rate
- *  schedule. *loss (may be NULL) receives the batch loss before the update. On error nothing
- *  is updated. */
+ *  schedule. *loss (may be NULL) receives the batch loss before the update.
+ *
+ *  The step is all or nothing: on any error the parameters, optimiser moments, step count,
+ *  batch-norm running statistics and random generators are exactly as before (the parameter
+ *  gradients are scratch space of the step). A step that would leave a non-finite value — a
+ *  non-finite activation, loss or gradient, or an update that overflows — returns
+ *  CFNET_E_NUMERIC naming the layer. After 2^53 steps the count is full: CFNET_E_LIMIT. */
 CFNET_API cfnet_status cfnet_network_train_step(cfnet_network *net, const cfnet_tensor *images,
                                                 const int32_t *labels, int64_t n, float *loss);
 
@@ -545,6 +563,11 @@ CFNET_API cfnet_status cfnet_image_normalize(cfnet_tensor *images, double low_pe
  *  original would. Without it the loaded network starts at step 0 with fresh generators. The
  *  training options are saved in either case. */
 #define CFNET_SAVE_OPTIMIZER 1u
+
+/** Save flag: write parameters, statistics or optimiser moments that are NaN or infinite.
+ *  Without it such a network (usually a diverged one) gives CFNET_E_NUMERIC naming the tensor.
+ *  The loader accepts what was saved this way. */
+#define CFNET_SAVE_ALLOW_NONFINITE 2u
 
 /** Writes the whole network (architecture, parameters, batch-norm statistics, training options,
  *  optionally the training state) to `path`. The file is written to a temporary file beside it
@@ -767,8 +790,10 @@ CFNET_API cfnet_status cfnet_network_train_epoch(cfnet_network *net, const cfnet
  * The network becomes a standard ONNX model that ONNX Runtime (or any runtime for the default
  * operator set) runs: input "input" (N x C x H x W, float, N symbolic), output "output"
  * (N x <output shape>), computing what cfnet_network_infer computes, up to float rounding. Every
- * layer kind is written with default-domain operators of opset CFNET_ONNX_OPSET; the model's
- * metadata_props carry the library version and the input and output shapes.
+ * layer kind is written with default-domain operators of opset CFNET_ONNX_OPSET. The model's
+ * metadata_props carry every user metadata entry (cfnet_network_set_metadata) unchanged, and
+ * "cfnet.version", "cfnet.input_shape", "cfnet.output_shape", "cfnet.output", "cfnet.layers"
+ * unless the user metadata has the same key.
  * ------------------------------------------------------------------------------------------- */
 
 /** The ONNX operator set version of exported models (IR version 7). */
@@ -834,6 +859,12 @@ CFNET_API cfnet_status cfnet_network_export_onnx_buffer(const cfnet_network *net
  * the hook, and the parameters, optimiser state and batch-norm running statistics are left as
  * they were. The data pointer is valid only during the call. The hook runs on the thread that
  * called cfnet_network_train_step.
+ * Every process must make every call, or the others wait in theirs. So with a hook, non-finite
+ * values in one process's forward do not end its step early: they reach the sums, and every
+ * process fails the step with CFNET_E_NUMERIC (the process where they arose says so in its
+ * message). Errors found before the first call (bad arguments, NaN in the images) end the step
+ * on that process only: the host must then end all processes (MPI_Abort), as libcfnet_mpi's
+ * documentation says.
  * ------------------------------------------------------------------------------------------- */
 
 /** What a sum hook is asked to add up; the kind fixes the element type of the data. */

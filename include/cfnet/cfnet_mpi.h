@@ -14,7 +14,11 @@
  * every rank. MPI itself is initialised and finalised by the host. Communication errors follow
  * the communicator's MPI error handler: with Open MPI's default (MPI_ERRORS_ARE_FATAL) a failed
  * or dead rank ends the whole job, which is what makes a fault end every rank instead of
- * leaving them waiting.
+ * leaving them waiting. The same is the host's duty for errors of its own: a rank whose
+ * cfnet_network_train_step fails before its first sum (a bad batch: wrong shape, NaN in the
+ * images, a file it cannot read) is not in the all-reduce the others wait in, so the host
+ * reports the file and the rank and calls MPI_Abort. Non-finite values that arise inside a
+ * step need nothing: every rank fails that step alike (see cfnet.h).
  */
 #ifndef CFNET_CFNET_MPI_H
 #define CFNET_CFNET_MPI_H

@@ -42,6 +42,7 @@ class Padding(enum.IntEnum):
 class Interp(enum.IntEnum):
     NEAREST = 0
     BILINEAR = 1
+    STEERABLE = 2
 
 
 class PoolMode(enum.IntEnum):

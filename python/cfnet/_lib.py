@@ -302,3 +302,12 @@ def new_handle(kind, fn_name, *args):
     lib.call(fn_name, *args, ctypes.byref(out))
     _count(kind, 1)
     return out.value
+
+
+def fs_path(path):
+    """``path`` (str, bytes or os.PathLike) as bytes for the C API. A NUL byte would silently
+    cut the path short in C (``save('x\\0y')`` would write ``x``), so it raises ValueError."""
+    p = os.fsencode(path)
+    if b"\0" in p:
+        raise ValueError("path %r contains a NUL byte" % (path,))
+    return p

@@ -1,6 +1,5 @@
 """Networks: the cfnet_network handle, training, inference, invariance check, save and load."""
 import ctypes
-import os
 from collections.abc import MutableMapping
 import weakref
 
@@ -11,6 +10,7 @@ from ._enums import (AugRotation, Family, ONNX_PROBABILITIES, Option, Optimizer,
                      SumKind, to_enum)
 from ._layer import Layer
 from ._tensor import Borrow, as_float32, as_labels, handle_shape
+from ._lib import fs_path
 from ._handle import Handle
 
 # Option values that have names, for set_option / configure.
@@ -214,36 +214,50 @@ class Network(Handle):
     def zero_grad(self):
         _lib.load().call("cfnet_network_zero_grad", self._h())
 
+    def _batch(self, x):
+        """(x as a passable float32 array with a batch axis, True if one was added): a single
+        C x H x W image (the network's input shape) becomes a batch of one."""
+        x = as_float32(x, "images", stacklevel=4)
+        if x.ndim == 3 and tuple(x.shape) == self.input_shape:
+            return x.reshape((1,) + x.shape), True
+        if x.ndim != 4:
+            raise ValueError("images must be N x C x H x W (or one C x H x W image, %s), not "
+                             "shape %s; add the batch axis with x[None]"
+                             % ("x".join(map(str, self.input_shape)), x.shape))
+        return x, False
+
     def infer(self, x):
-        """Read-only inference: the network output for x (N x <output shape>)."""
+        """Read-only inference: the network output for x (N x <output shape>); for a single
+        C x H x W image, the output without the batch axis."""
         h = self._h()
-        x = as_float32(x, "images")
+        x, single = self._batch(x)
         out = self._out(x.shape[0] if x.ndim else 0)
         with Borrow(x) as tx, Borrow(out) as to:
             _lib.load().call("cfnet_network_infer", h, tx, to)
-        return out
+        return out[0] if single else out
 
     def probabilities(self, x):
-        """Class probabilities (N x K) for x."""
+        """Class probabilities (N x K) for x; a vector of K for a single C x H x W image."""
         h = self._h()
-        x = as_float32(x, "images")
+        x, single = self._batch(x)
         n = x.shape[0] if x.ndim else 0
         k = int(np.prod(self.output_shape))
         probs = np.empty((n, k), dtype=np.float32)
         with Borrow(x) as tx, Borrow(probs) as tp:
             _lib.load().call("cfnet_network_probabilities", h, tx, tp)
-        return probs
+        return probs[0] if single else probs
 
     def predict(self, x):
-        """Predicted class (argmax of the output) per image, as an int32 array of length N."""
+        """Predicted class (argmax of the output) per image, as an int32 array of length N; an
+        int for a single C x H x W image."""
         h = self._h()
-        x = as_float32(x, "images")
+        x, single = self._batch(x)
         n = x.shape[0] if x.ndim else 0
         labels = np.empty(n, dtype=np.int32)
         with Borrow(x) as tx:
             _lib.load().call("cfnet_network_predict", h, tx,
                              labels.ctypes.data_as(ctypes.POINTER(ctypes.c_int32)), n)
-        return labels
+        return int(labels[0]) if single else labels
 
     # ---- options and training ----
 
@@ -284,7 +298,7 @@ class Network(Handle):
         Returns the batch loss before the update."""
         h = self._h()
         x = as_float32(images, "images")
-        lab = as_labels(labels)
+        lab = as_labels(labels, x.shape[0] if x.ndim else None)
         loss = ctypes.c_float()
         raised = getattr(self, "_sum_raised", None)
         with Borrow(x) as tx:
@@ -356,7 +370,7 @@ class Network(Handle):
         (0 = 100)."""
         h = self._h()
         x = as_float32(images, "images")
-        lab = as_labels(labels)
+        lab = as_labels(labels, x.shape[0] if x.ndim else None)
         loss, acc = ctypes.c_float(), ctypes.c_float()
         with Borrow(x) as tx:
             _lib.load().call("cfnet_network_evaluate", h, tx,
@@ -380,7 +394,7 @@ class Network(Handle):
         Returns (mean loss, training accuracy) of the epoch."""
         h = self._h()
         x = as_float32(images, "images")
-        lab = as_labels(labels)
+        lab = as_labels(labels, x.shape[0] if x.ndim else None)
         mean, acc = ctypes.c_double(), ctypes.c_double()
         if order is not None:
             order = np.ascontiguousarray(order, dtype=np.int64).reshape(-1)
@@ -435,7 +449,7 @@ class Network(Handle):
         """
         from ._errors import CancelledError
         images = as_float32(images, "images")
-        labels = as_labels(labels)
+        labels = as_labels(labels, images.shape[0] if images.ndim else None)
         n = len(labels)
         losses = []
         for epoch in range(epochs):
@@ -483,7 +497,7 @@ class Network(Handle):
         """Writes the network to ``path`` (safetensors layout, docs/format.md); with
         optimizer=True also the optimiser state. An existing file is replaced atomically."""
         flags = SAVE_OPTIMIZER if optimizer else 0
-        _lib.load().call("cfnet_network_save", self._h(), os.fsencode(path), flags)
+        _lib.load().call("cfnet_network_save", self._h(), fs_path(path), flags)
 
     def to_bytes(self, optimizer=False):
         """The saved network as bytes (what ``save`` would write)."""
@@ -507,7 +521,7 @@ class Network(Handle):
         N x C x H x W, output "output") computing what ``infer`` computes, or with
         probabilities=True what ``probabilities`` computes. See docs/deploy.md."""
         flags = ONNX_PROBABILITIES if probabilities else 0
-        _lib.load().call("cfnet_network_export_onnx", self._h(), os.fsencode(path), flags)
+        _lib.load().call("cfnet_network_export_onnx", self._h(), fs_path(path), flags)
 
     def to_onnx(self, probabilities=False):
         """The ONNX model as bytes (what ``export_onnx`` would write)."""
@@ -531,10 +545,10 @@ class Network(Handle):
         is validated: a malformed file raises FormatError (LimitError over the context's
         limits, CfnetIOError if it cannot be read)."""
         if context is None:
-            h = _lib.new_handle("network", "cfnet_network_load", os.fsencode(path))
+            h = _lib.new_handle("network", "cfnet_network_load", fs_path(path))
         else:
             h = _lib.new_handle("network", "cfnet_network_load_in", context._h(),
-                                os.fsencode(path))
+                                fs_path(path))
         return cls._from_handle(h, context)
 
     @classmethod
@@ -630,7 +644,7 @@ def softmax_cross_entropy(logits, labels, grad=True):
     """Mean softmax cross-entropy of logits (N x K) against integer labels. Returns
     (loss, d loss / d logits) — the gradient only if ``grad``, else (loss, None)."""
     x = as_float32(logits, "logits")
-    lab = as_labels(labels)
+    lab = as_labels(labels, x.shape[0] if x.ndim else None)
     loss = ctypes.c_float()
     g = np.empty_like(x) if grad else None
     lib = _lib.load()

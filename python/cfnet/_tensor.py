@@ -38,12 +38,43 @@ def as_float32(a, what="array", stacklevel=3):
     return out
 
 
-def as_labels(labels):
-    """Labels as a C-contiguous int32 array (converted silently: labels are small)."""
-    lab = np.ascontiguousarray(labels, dtype=np.int32)
+_INT32_MAX = 2**31 - 1
+
+
+def as_labels(labels, n=None, what="labels"):
+    """Labels as a C-contiguous int32 array. Only integers are accepted: an integer ndarray of
+    any width (or a list of Python ints), one dimension, every value in [0, 2**31 - 1], and
+    ``n`` of them when ``n`` is given. Floats, booleans, strings and 2-D arrays raise
+    TypeError or ValueError saying what was wrong (nothing is truncated, wrapped, parsed or
+    flattened)."""
+    if isinstance(labels, (str, bytes)):
+        raise TypeError("%s must be integers, not a %s" % (what, type(labels).__name__))
+    lab = labels if isinstance(labels, np.ndarray) else np.asarray(labels)
+    if lab.size == 0 and lab.dtype.kind == "f" and not isinstance(labels, np.ndarray):
+        lab = lab.astype(np.int32)  # [] converts to float64
+    if lab.dtype.kind not in "iu":
+        raise TypeError("%s must be an integer array, not dtype %s (convert explicitly, e.g. "
+                        "labels.astype(np.int32), if the values are whole numbers)"
+                        % (what, lab.dtype))
     if lab.ndim != 1:
-        lab = lab.reshape(-1)
-    return lab
+        raise ValueError("%s must be a 1-D array (one label per image), not shape %s"
+                         % (what, lab.shape))
+    if n is not None and lab.size != n:
+        raise ValueError("%d %s for %d images" % (lab.size, what, n))
+    if lab.size:
+        lo, hi = int(lab.min()), int(lab.max())
+        if lo < 0 or hi > _INT32_MAX:
+            bad = lo if lo < 0 else hi
+            raise ValueError("%s: %d is not a class index (0 .. 2**31 - 1)" % (what, bad))
+    return np.ascontiguousarray(lab, dtype=np.int32)
+
+
+def require_writeable(a, what):
+    """Raises ValueError if libcfnet could write through ``a`` but numpy says it must not."""
+    if not a.flags.writeable:
+        raise ValueError("%s is read-only (e.g. a read-only memmap or np.frombuffer over bytes); "
+                         "libcfnet may write to it: pass a writeable array, or a copy "
+                         "(np.array(a)), or use Tensor.from_array" % what)
 
 
 class _View:
@@ -120,8 +151,11 @@ class Tensor(Handle):
     @classmethod
     def wrap(cls, array):
         """A Tensor over ``array``'s memory. Non-float32 or non-contiguous arrays are copied
-        (with a CopyWarning); the copy, not ``array``, is then what the Tensor views."""
+        (with a CopyWarning); the copy, not ``array``, is then what the Tensor views. A
+        read-only array raises ValueError: the tensor's data is writable (fill, copy_in,
+        numpy()), so wrapping it would write through memory numpy marks immutable."""
         a = as_float32(array, "Tensor.wrap input")
+        require_writeable(a, "Tensor.wrap input")
         shape_arr, nd = _shape_array(a.shape)
         if a.ndim < 1 or a.ndim > MAX_DIMS:
             raise ValueError("tensors have 1..%d dimensions, not %d" % (MAX_DIMS, a.ndim))

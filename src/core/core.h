@@ -52,10 +52,22 @@ void *cf_malloc(size_t size);
 void *cf_calloc(size_t count, size_t size);
 void cf_free(void *p);
 
-/* Allocation budget of the calling thread: while active, allocations that would take the total
- * over `bytes` fail. cf_alloc_budget_end returns true if one did. */
-void cf_alloc_budget_begin(uint64_t bytes);
-bool cf_alloc_budget_end(void);
+/* Allocation meters of the calling thread (they nest): while a meter is active, every block
+ * allocated is counted in `live` (and `peak`) until it is freed, and an allocation that would
+ * take `live` over `limit` fails (setting `exceeded`). A block is credited back only to the
+ * meters that counted it. A meter with `tables_only` does not count the data of parameter and
+ * state tensors (allocated under cf_alloc_exempt), only what a layer builds besides them. */
+typedef struct cf_alloc_meter {
+    uint64_t limit, live, peak;
+    bool exceeded, tables_only;
+    unsigned serial;
+    struct cf_alloc_meter *outer;
+} cf_alloc_meter;
+void cf_alloc_meter_begin(cf_alloc_meter *m, uint64_t limit, bool tables_only);
+/* Ends the innermost meter, which must be m. */
+void cf_alloc_meter_end(cf_alloc_meter *m);
+/* cf_alloc_exempt(+1) ... cf_alloc_exempt(-1): parameter/state data, not layer tables. */
+void cf_alloc_exempt(int delta);
 
 /* Scopes: CF_ALLOC_SCOPE(a) makes `a` (NULL: default) the thread's allocator until the end of
  * the enclosing block. */
@@ -67,6 +79,16 @@ void cf_alloc_scope_leave(const cf_allocator **prev);
 /* Overflow-checked products; return false on overflow. */
 bool cf_mul_size(size_t a, size_t b, size_t *out);
 bool cf_mul_i64(int64_t a, int64_t b, int64_t *out);
+/* Saturating sum and product: UINT64_MAX instead of wrapping (limits near UINT64_MAX must mean
+ * "no limit", not "everything is over the limit"). */
+static inline uint64_t cf_add_sat_u64(uint64_t a, uint64_t b)
+{
+    return a > UINT64_MAX - b ? UINT64_MAX : a + b;
+}
+static inline uint64_t cf_mul_sat_u64(uint64_t a, uint64_t b)
+{
+    return (a != 0 && b > UINT64_MAX / a) ? UINT64_MAX : a * b;
+}
 
 /* ------------------------------------------------------------------------------------------ */
 /* Random numbers: xoshiro256** seeded by splitmix64. Deterministic, no global state.         */

@@ -27,23 +27,32 @@ static void default_free(void *opaque, void *p)
 const cf_allocator cf_default_allocator = {default_alloc, default_free, NULL};
 
 static _Thread_local const cf_allocator *cf_scope;
-static _Thread_local struct {
-    bool active, exceeded;
-    uint64_t left;
-} cf_budget;
+static _Thread_local cf_alloc_meter *cf_meters; /* innermost first */
+static _Thread_local unsigned cf_meter_serial;
+static _Thread_local int cf_exempt;
 
-void cf_alloc_budget_begin(uint64_t bytes)
+/* Block header: the allocator (8 bytes), then the size (bits 0..39; 0 when larger, such a block
+ * is never credited) and the serials of up to two meters that counted it (12 bits each). */
+#define SIZE_BITS 40
+#define SERIAL_MASK 0xfffu
+
+void cf_alloc_meter_begin(cf_alloc_meter *m, uint64_t limit, bool tables_only)
 {
-    cf_budget.active = true;
-    cf_budget.exceeded = false;
-    cf_budget.left = bytes;
+    memset(m, 0, sizeof *m);
+    m->limit = limit;
+    m->tables_only = tables_only;
+    cf_meter_serial = cf_meter_serial % SERIAL_MASK + 1; /* 1 .. 4095 */
+    m->serial = cf_meter_serial;
+    m->outer = cf_meters;
+    cf_meters = m;
 }
 
-bool cf_alloc_budget_end(void)
+void cf_alloc_meter_end(cf_alloc_meter *m)
 {
-    cf_budget.active = false;
-    return cf_budget.exceeded;
+    if (cf_meters == m) cf_meters = m->outer;
 }
+
+void cf_alloc_exempt(int delta) { cf_exempt += delta; }
 
 const cf_allocator *cf_alloc_scope_enter(const cf_allocator *a)
 {
@@ -54,20 +63,31 @@ const cf_allocator *cf_alloc_scope_enter(const cf_allocator *a)
 
 void cf_alloc_scope_leave(const cf_allocator **prev) { cf_scope = *prev; }
 
+static bool counts(const cf_alloc_meter *m) { return !(m->tables_only && cf_exempt > 0); }
+
 void *cf_malloc(size_t size)
 {
     const cf_allocator *a = cf_scope ? cf_scope : &cf_default_allocator;
     if (size > SIZE_MAX - CF_HEADER) return NULL;
-    if (cf_budget.active) {
-        if (size > cf_budget.left) {
-            cf_budget.exceeded = true;
+    for (cf_alloc_meter *m = cf_meters; m; m = m->outer) {
+        if (!counts(m)) continue;
+        if ((uint64_t)size > m->limit || m->live > m->limit - (uint64_t)size) {
+            m->exceeded = true;
             return NULL;
         }
-        cf_budget.left -= size;
     }
     char *p = a->alloc(a->opaque, size + CF_HEADER);
     if (!p) return NULL;
+    uint64_t info = (uint64_t)size < ((uint64_t)1 << SIZE_BITS) ? (uint64_t)size : 0;
+    int tagged = 0;
+    for (cf_alloc_meter *m = cf_meters; m; m = m->outer) {
+        if (!counts(m)) continue;
+        m->live += (uint64_t)size;
+        if (m->live > m->peak) m->peak = m->live;
+        if (tagged < 2) info |= (uint64_t)m->serial << (SIZE_BITS + 12 * tagged++);
+    }
     memcpy(p, &a, sizeof a);
+    memcpy(p + 8, &info, sizeof info);
     return p + CF_HEADER;
 }
 
@@ -86,6 +106,15 @@ void cf_free(void *p)
     char *base = (char *)p - CF_HEADER;
     const cf_allocator *a;
     memcpy(&a, base, sizeof a);
+    if (cf_meters) {
+        uint64_t info;
+        memcpy(&info, base + 8, sizeof info);
+        uint64_t size = info & (((uint64_t)1 << SIZE_BITS) - 1);
+        unsigned s0 = (unsigned)(info >> SIZE_BITS) & SERIAL_MASK,
+                 s1 = (unsigned)(info >> (SIZE_BITS + 12)) & SERIAL_MASK;
+        for (cf_alloc_meter *m = cf_meters; m; m = m->outer)
+            if (m->serial == s0 || m->serial == s1) m->live -= size < m->live ? size : m->live;
+    }
     a->free(a->opaque, base);
 }
 

@@ -312,13 +312,12 @@ static cfnet_status read_table(json_t *root, uint64_t dsize, cf_st_table *tab)
     return CFNET_OK;
 }
 
-cfnet_status cf_container_decode(const unsigned char *buf, size_t size, uint64_t max_header,
-                                 uint64_t max_data, cf_container *c)
+cfnet_status cf_container_check_framing(const unsigned char *head, uint64_t hlen, size_t size,
+                                        uint64_t max_header, uint64_t max_data)
 {
-    memset(c, 0, sizeof *c);
+    (void)head;
     CF_FAIL_IF(size < 8, CFNET_E_FORMAT,
                CF_LOAD ": %zu bytes is too short for the 8-byte header length", size);
-    uint64_t hlen = get_u64le(buf);
     CF_FAIL_IF(hlen > max_header, CFNET_E_LIMIT,
                CF_LOAD ": header length %" PRIu64 " exceeds the limit of %" PRIu64 " bytes", hlen,
                max_header);
@@ -329,22 +328,49 @@ cfnet_status cf_container_decode(const unsigned char *buf, size_t size, uint64_t
     CF_FAIL_IF(dsize > max_data, CFNET_E_LIMIT,
                CF_LOAD ": %" PRIu64 " bytes of tensor data exceed the limit of %" PRIu64, dsize,
                max_data);
+    return CFNET_OK;
+}
 
+/* Parses the header text into a JSON object (*root, a new reference). */
+static cfnet_status parse_header(const unsigned char *text, size_t hlen, json_t **root)
+{
     json_error_t jerr;
-    json_t *root = json_loadb((const char *)buf + 8, (size_t)hlen, JSON_REJECT_DUPLICATES, &jerr);
-    if (!root) {
+    json_t *r = json_loadb((const char *)text, hlen, JSON_REJECT_DUPLICATES, &jerr);
+    if (!r) {
         if (json_error_code(&jerr) == json_error_out_of_memory)
             return cf_error(CFNET_E_OUT_OF_MEMORY, CF_LOAD ": out of memory parsing the header");
         return cf_error(CFNET_E_FORMAT, CF_LOAD ": header is not valid JSON: %s (at byte %d)",
                         CF_SAFE(jerr.text), jerr.position);
     }
+    if (!json_is_object(r)) {
+        json_decref(r);
+        return cf_error(CFNET_E_FORMAT, CF_LOAD ": header is not a JSON object");
+    }
+    *root = r;
+    return CFNET_OK;
+}
+
+cfnet_status cf_container_check_header(const unsigned char *text, size_t hlen)
+{
+    json_t *root = NULL;
+    CF_CHECK(parse_header(text, hlen, &root));
+    json_decref(root);
+    return CFNET_OK;
+}
+
+cfnet_status cf_container_decode(const unsigned char *buf, size_t size, uint64_t max_header,
+                                 uint64_t max_data, cf_container *c)
+{
+    memset(c, 0, sizeof *c);
+    uint64_t hlen = size >= 8 ? get_u64le(buf) : 0;
+    CF_CHECK(cf_container_check_framing(buf, hlen, size, max_header, max_data));
+    uint64_t dsize = (uint64_t)(size - 8) - hlen;
+    json_t *root = NULL;
+    CF_CHECK(parse_header(buf + 8, (size_t)hlen, &root));
     c->root = root;
     c->data = buf + 8 + hlen;
     c->dsize = dsize;
-    cfnet_status st = CFNET_OK;
-    if (!json_is_object(root))
-        st = cf_error(CFNET_E_FORMAT, CF_LOAD ": header is not a JSON object");
-    if (st == CFNET_OK) st = read_table(root, dsize, &c->tab);
+    cfnet_status st = read_table(root, dsize, &c->tab);
     if (st != CFNET_OK) cf_container_free(c);
     return st;
 }

@@ -6,6 +6,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -17,6 +18,41 @@ static const char *errno_text(int err, char *buf, size_t size)
     if (strerror_r(err, buf, size) != 0) snprintf(buf, size, "error %d", err);
     return buf;
 }
+
+/* A path quoted in an error message: control characters and bytes >= 0x7f are escaped (\n,
+ * \t, \xNN) so that a message stays one line whatever the file name; long paths are cut with
+ * "...". Lives until the end of the enclosing full expression, like CF_SAFE. */
+typedef struct quoted_path {
+    char s[512];
+} quoted_path;
+
+static quoted_path quote_path(const char *path)
+{
+    static const char hex[] = "0123456789abcdef";
+    quoted_path q;
+    size_t n = 0, cap = sizeof q.s - 4; /* room for "..." and the NUL */
+    for (const unsigned char *c = (const unsigned char *)path; *c; c++) {
+        char e[4];
+        size_t len = 0;
+        if (*c == '\n') e[len++] = '\\', e[len++] = 'n';
+        else if (*c == '\t') e[len++] = '\\', e[len++] = 't';
+        else if (*c == '\r') e[len++] = '\\', e[len++] = 'r';
+        else if (*c == '\\') e[len++] = '\\', e[len++] = '\\';
+        else if (*c < 0x20 || *c == 0x7f)
+            e[len++] = '\\', e[len++] = 'x', e[len++] = hex[*c >> 4], e[len++] = hex[*c & 15];
+        else e[len++] = (char)*c; /* UTF-8 bytes of non-ASCII names are kept */
+        if (n + len > cap) {
+            memcpy(q.s + n, "...", 3);
+            n += 3;
+            break;
+        }
+        memcpy(q.s + n, e, len);
+        n += len;
+    }
+    q.s[n] = '\0';
+    return q;
+}
+#define QP(path) (quote_path(path).s)
 
 /* The process umask, read without changing it (Linux /proc); 022 if unavailable. */
 static mode_t current_umask(void)
@@ -56,23 +92,51 @@ static void sync_parent_dir(const char *path)
     cf_free(dir);
 }
 
+/* Longest file name in the directory of `path` (NAME_MAX if the system does not say). */
+static size_t name_max_for(const char *path, const char *slash)
+{
+    long m = -1;
+    if (slash) {
+        size_t n = slash == path ? 1 : (size_t)(slash - path);
+        char *dir = cf_malloc(n + 1);
+        if (dir) {
+            memcpy(dir, path, n);
+            dir[n] = '\0';
+            m = pathconf(dir, _PC_NAME_MAX);
+            cf_free(dir);
+        }
+    } else {
+        m = pathconf(".", _PC_NAME_MAX);
+    }
+    return m > 0 ? (size_t)m : (size_t)NAME_MAX;
+}
+
 cfnet_status cf_file_write_atomic(const char *path, const unsigned char *buf, size_t size,
                                   const char *what)
 {
     static const char suffix[] = ".tmp.XXXXXX";
     char ebuf[128];
     size_t plen = strlen(path);
-    char *tmp = cf_malloc(plen + sizeof suffix);
+    /* The temporary file is "<name>.tmp.XXXXXX" beside the target; when that would exceed the
+     * directory's longest file name (a legal 250-byte name plus the suffix does), the name
+     * part is shortened so that it fits. */
+    const char *slash = strrchr(path, '/');
+    size_t base = slash ? plen - (size_t)(slash + 1 - path) : plen;
+    size_t name_max = name_max_for(path, slash), keep = base;
+    if (keep + sizeof suffix - 1 > name_max)
+        keep = name_max > sizeof suffix - 1 ? name_max - (sizeof suffix - 1) : 0;
+    size_t tlen = plen - base + keep;
+    char *tmp = cf_malloc(tlen + sizeof suffix);
     CF_FAIL_IF(!tmp, CFNET_E_OUT_OF_MEMORY, "%s: out of memory", what);
-    memcpy(tmp, path, plen);
-    memcpy(tmp + plen, suffix, sizeof suffix);
+    memcpy(tmp, path, tlen);
+    memcpy(tmp + tlen, suffix, sizeof suffix);
 
     int fd = mkstemp(tmp);
     if (fd < 0) {
         int err = errno;
         cf_free(tmp);
         return cf_error(CFNET_E_IO, "%s: cannot create a temporary file beside '%s': %s", what,
-                        path, errno_text(err, ebuf, sizeof ebuf));
+                        QP(path), errno_text(err, ebuf, sizeof ebuf));
     }
     /* mkstemp creates the file 0600; give it the mode an ordinary create would (or the mode of
      * the file it replaces). Failing to do so is not worth losing the save over. */
@@ -104,8 +168,8 @@ cfnet_status cf_file_write_atomic(const char *path, const unsigned char *buf, si
     }
     if (step) {
         unlink(tmp);
-        cf_error(CFNET_E_IO, "%s: %s the temporary file '%s' for '%s' failed: %s", what, step, tmp,
-                 path, errno_text(err, ebuf, sizeof ebuf));
+        cf_error(CFNET_E_IO, "%s: %s the temporary file '%s' for '%s' failed: %s", what, step,
+                 QP(tmp), QP(path), errno_text(err, ebuf, sizeof ebuf));
         cf_free(tmp);
         return CFNET_E_IO;
     }
@@ -128,46 +192,102 @@ CFNET_API cfnet_status cfnet_network_save(const cfnet_network *net, const char *
     return st;
 }
 
-cfnet_status cf_file_read_all(const char *path, uint64_t max_size, const char *what,
-                              unsigned char **buf_out, size_t *size_out)
+/* Reads exactly n bytes at the current position; false on error or early end (errno 0). */
+static bool read_exact(int fd, unsigned char *p, size_t n)
+{
+    while (n > 0) {
+        ssize_t got = read(fd, p, n > ((size_t)1 << 30) ? ((size_t)1 << 30) : n);
+        if (got < 0 && errno == EINTR) continue;
+        if (got <= 0) {
+            if (got == 0) errno = 0;
+            return false;
+        }
+        p += got;
+        n -= (size_t)got;
+    }
+    return true;
+}
+
+static cfnet_status read_error(const char *what, const char *path, char *ebuf, size_t esize)
+{
+    int err = errno;
+    if (err == 0)
+        return cf_error(CFNET_E_IO, "%s: '%s' ended early (it changed while being read)", what,
+                        QP(path));
+    return cf_error(CFNET_E_IO, "%s: reading '%s' failed: %s", what, QP(path),
+                    errno_text(err, ebuf, esize));
+}
+
+cfnet_status cf_file_read_all(const char *path, uint64_t max_header, uint64_t max_data,
+                              const char *what, unsigned char **buf_out, size_t *size_out)
 {
     char ebuf[128];
-    FILE *f = fopen(path, "rb");
-    if (!f) {
+    /* O_NONBLOCK: opening a FIFO (or a device) must not wait for a writer; fstat then refuses
+     * anything that is not a regular file before a byte is read. */
+    int fd = open(path, O_RDONLY | O_NONBLOCK | O_NOCTTY | O_CLOEXEC);
+    if (fd < 0) {
         int err = errno;
-        return cf_error(CFNET_E_IO, "%s: cannot open '%s': %s", what, path,
+        return cf_error(CFNET_E_IO, "%s: cannot open '%s': %s", what, QP(path),
                         errno_text(err, ebuf, sizeof ebuf));
     }
     struct stat sb;
     cfnet_status st = CFNET_OK;
-    if (fstat(fileno(f), &sb) != 0) {
+    uint64_t max_size = cf_add_sat_u64(8, cf_add_sat_u64(max_header, max_data));
+    if (fstat(fd, &sb) != 0) {
         int err = errno;
-        st = cf_error(CFNET_E_IO, "%s: cannot stat '%s': %s", what, path,
+        st = cf_error(CFNET_E_IO, "%s: cannot stat '%s': %s", what, QP(path),
                       errno_text(err, ebuf, sizeof ebuf));
     } else if (!S_ISREG(sb.st_mode)) {
-        st = cf_error(CFNET_E_IO, "%s: '%s' is not a regular file", what, path);
+        st = cf_error(CFNET_E_IO, "%s: '%s' is not a regular file", what, QP(path));
     } else if ((uint64_t)sb.st_size > max_size || (uint64_t)sb.st_size > SIZE_MAX) {
         st = cf_error(CFNET_E_LIMIT,
                       "%s: '%s' has %lld bytes, more than a model within the limits (%" PRIu64
                       ")",
-                      what, path, (long long)sb.st_size, max_size);
+                      what, QP(path), (long long)sb.st_size, max_size);
+    } else {
+        int fl = fcntl(fd, F_GETFL);
+        if (fl >= 0) (void)fcntl(fd, F_SETFL, fl & ~O_NONBLOCK);
+    }
+    /* The framing first: the 8-byte header length and the JSON header are read and checked
+     * before the file is read whole, so a large file that is not a model is refused after a few
+     * bytes, not gigabytes. */
+    size_t size = st == CFNET_OK ? (size_t)sb.st_size : 0;
+    unsigned char head[8];
+    uint64_t hlen = 0;
+    if (st == CFNET_OK && size >= 8) {
+        if (!read_exact(fd, head, 8)) st = read_error(what, path, ebuf, sizeof ebuf);
+        for (int i = 7; st == CFNET_OK && i >= 0; i--) hlen = hlen << 8 | head[i];
     }
     unsigned char *buf = NULL;
-    size_t size = st == CFNET_OK ? (size_t)sb.st_size : 0;
+    if (st == CFNET_OK && size >= 8)
+        st = cf_container_check_framing(head, hlen, size, max_header, max_data);
     if (st == CFNET_OK) {
-        buf = cf_malloc(size);
+        buf = cf_malloc(size >= 8 ? 8 + (size_t)hlen : size);
         if (!buf)
             st = cf_error(CFNET_E_OUT_OF_MEMORY, "%s: cannot allocate %zu bytes for '%s'", what,
-                          size, path);
+                          size, QP(path));
     }
-    if (st == CFNET_OK && size > 0 && fread(buf, 1, size, f) != size) {
-        int err = errno;
-        st = ferror(f) ? cf_error(CFNET_E_IO, "%s: reading '%s' failed: %s", what, path,
-                                  errno_text(err, ebuf, sizeof ebuf))
-                       : cf_error(CFNET_E_IO, "%s: '%s' ended early (it changed while being "
-                                              "read)", what, path);
+    if (st == CFNET_OK && size < 8 && size > 0 && !read_exact(fd, buf, size))
+        st = read_error(what, path, ebuf, sizeof ebuf);
+    if (st == CFNET_OK && size >= 8) {
+        memcpy(buf, head, 8);
+        if (!read_exact(fd, buf + 8, (size_t)hlen)) st = read_error(what, path, ebuf, sizeof ebuf);
+        if (st == CFNET_OK) st = cf_container_check_header(buf + 8, (size_t)hlen);
     }
-    fclose(f);
+    if (st == CFNET_OK && size >= 8 && size > 8 + (size_t)hlen) {
+        unsigned char *whole = cf_malloc(size);
+        if (!whole) {
+            st = cf_error(CFNET_E_OUT_OF_MEMORY, "%s: cannot allocate %zu bytes for '%s'", what,
+                          size, QP(path));
+        } else {
+            memcpy(whole, buf, 8 + (size_t)hlen);
+            cf_free(buf);
+            buf = whole;
+            if (!read_exact(fd, buf + 8 + hlen, size - 8 - (size_t)hlen))
+                st = read_error(what, path, ebuf, sizeof ebuf);
+        }
+    }
+    close(fd);
     if (st != CFNET_OK) {
         cf_free(buf);
         return st;
@@ -191,7 +311,7 @@ CFNET_API cfnet_status cfnet_network_load_in(cfnet_context *ctx, const char *pat
     cf_io_limits(ctx, &max_header, &max_data);
     unsigned char *buf = NULL;
     size_t size = 0;
-    CF_CHECK(cf_file_read_all(path, 8 + max_header + max_data, CF_LOAD, &buf, &size));
+    CF_CHECK(cf_file_read_all(path, max_header, max_data, CF_LOAD, &buf, &size));
     cfnet_status st = cf_schema_load(ctx, buf, size, out);
     cf_free(buf);
     return st;

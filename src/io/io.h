@@ -17,10 +17,12 @@
 /* The verb in the loader's error messages. */
 #define CF_LOAD "network_load"
 
-/* Layers in one architecture; more is CFNET_E_LIMIT. */
-#define CF_PERSIST_MAX_LAYERS 65536
-/* Memory a loaded architecture may take beyond 4x its tensor data (layer tables, FFT plans). */
-#define CF_LOAD_TABLE_ALLOWANCE ((uint64_t)256 << 20)
+/* Layers in one architecture; more is CFNET_E_LIMIT (append refuses them too). */
+#define CF_PERSIST_MAX_LAYERS CF_MAX_LAYERS
+/* Memory a loaded architecture may take beyond 4x its tensor data: the layer tables, which
+ * append bounds by CF_MAX_TABLE_BYTES, plus 64 MiB for the layer objects and tensor headers of
+ * up to CF_MAX_LAYERS layers. Parameters, gradients and state take at most 3x the data. */
+#define CF_LOAD_TABLE_ALLOWANCE (CF_MAX_TABLE_BYTES + ((uint64_t)64 << 20))
 /* Longest tensor name, with its terminating NUL. */
 #define CF_TENSOR_NAME_MAX 128
 
@@ -99,6 +101,12 @@ typedef struct cf_container {
 cfnet_status cf_container_decode(const unsigned char *buf, size_t size, uint64_t max_header,
                                  uint64_t max_data, cf_container *c);
 void cf_container_free(cf_container *c);
+/* The checks of cf_container_decode that need only the first 8 bytes (`head`, giving header
+ * length hlen) and the total size, and the parse of the header text alone: a reader calls
+ * them before reading the data section. */
+cfnet_status cf_container_check_framing(const unsigned char *head, uint64_t hlen, size_t size,
+                                        uint64_t max_header, uint64_t max_data);
+cfnet_status cf_container_check_header(const unsigned char *text, size_t hlen);
 /* Copies the tensors of `ls` from the data, checking names and shapes; marks them used. */
 cfnet_status cf_container_fill(cf_container *c, const cf_tensor_list *ls);
 /* Fails on the first tensor no cf_container_fill used. */
@@ -122,8 +130,11 @@ cfnet_status cf_schema_load(cfnet_context *ctx, const unsigned char *buf, size_t
 /* Writes buf to a temporary file beside `path`, syncs it and renames it over `path`. */
 cfnet_status cf_file_write_atomic(const char *path, const unsigned char *buf, size_t size,
                                   const char *what);
-/* Reads a whole regular file of at most max_size bytes into a new buffer (cf_free). */
-cfnet_status cf_file_read_all(const char *path, uint64_t max_size, const char *what,
-                              unsigned char **buf_out, size_t *size_out);
+/* Reads a whole regular file of at most 8 + max_header + max_data bytes (saturating) into a new
+ * buffer (cf_free). Non-regular files (FIFOs, devices, directories) are refused with
+ * CFNET_E_IO without blocking; the framing and the JSON header are checked before the rest of
+ * the file is read. */
+cfnet_status cf_file_read_all(const char *path, uint64_t max_header, uint64_t max_data,
+                              const char *what, unsigned char **buf_out, size_t *size_out);
 
 #endif /* CFNET_IO_IO_H */

@@ -633,19 +633,34 @@ static cfnet_status build(ox *g, const cfnet_network *net, unsigned flags, const
     opset->version = CFNET_ONNX_OPSET;
     opsets[0] = opset;
 
+    /* The user's metadata (class names, normalisation, ...) as it is, then the library's own
+     * entries unless the user set the same key. */
     ox_props props = {0};
-    add_prop(g, &props, "cfnet.version", cfnet_version_string());
-    add_prop(g, &props, "cfnet.input_shape", shape_in);
-    add_prop(g, &props, "cfnet.output_shape", shape_out);
-    add_prop(g, &props, "cfnet.output", (flags & CFNET_ONNX_PROBABILITIES) ? "probabilities"
-                                                                            : "network output");
+    int nmeta = cfnet_network_metadata_count(net);
+    for (int i = 0; i < nmeta; i++) {
+        const char *key = NULL, *value = NULL;
+        CF_CHECK(cfnet_network_metadata_at(net, i, &key, &value));
+        add_prop(g, &props, key, value);
+    }
     char *layers = ox_alloc(g, 64 * (size_t)net->nlayers + 1);
     if (layers) {
         size_t at = 0;
         for (int i = 0; i < net->nlayers; i++)
             at += (size_t)snprintf(layers + at, 64, "%s%s", i ? " " : "",
                                    net->layers[i]->ops->name);
-        add_prop(g, &props, "cfnet.layers", layers);
+    }
+    const char *own[5][2] = {
+        {"cfnet.version", cfnet_version_string()},
+        {"cfnet.input_shape", shape_in},
+        {"cfnet.output_shape", shape_out},
+        {"cfnet.output",
+         (flags & CFNET_ONNX_PROBABILITIES) ? "probabilities" : "network output"},
+        {"cfnet.layers", layers ? layers : ""},
+    };
+    for (int i = 0; i < 5; i++) {
+        const char *user = NULL;
+        CF_CHECK(cfnet_network_get_metadata(net, own[i][0], &user));
+        if (!user) add_prop(g, &props, own[i][0], own[i][1]);
     }
 
     onnx__model_proto__init(model);

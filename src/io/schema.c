@@ -240,13 +240,25 @@ static json_t *architecture_string(const cfnet_network *net, bool training)
 cfnet_status cf_schema_serialize(const cfnet_network *net, unsigned flags, const char *what,
                                  unsigned char **buf_out, size_t *size_out)
 {
-    CF_FAIL_IF(flags & ~CFNET_SAVE_OPTIMIZER, CFNET_E_INVALID_ARGUMENT,
-               "%s: unknown flags 0x%x", what, flags & ~CFNET_SAVE_OPTIMIZER);
+    const unsigned known = CFNET_SAVE_OPTIMIZER | CFNET_SAVE_ALLOW_NONFINITE;
+    CF_FAIL_IF(flags & ~known, CFNET_E_INVALID_ARGUMENT, "%s: unknown flags 0x%x", what,
+               flags & ~known);
     bool with_opt = (flags & CFNET_SAVE_OPTIMIZER) != 0;
     cf_tensor_list ls = {0};
     cfnet_status st = list_layer_tensors(net, what, &ls);
     if (st == CFNET_OK && with_opt && has_optimizer_state(net))
         st = list_optimizer_tensors(net, what, &ls);
+    /* A model with NaN or infinite values is almost always a diverged one: refuse it unless the
+     * caller says so explicitly. */
+    for (size_t i = 0; st == CFNET_OK && !(flags & CFNET_SAVE_ALLOW_NONFINITE) && i < ls.n; i++)
+        for (int64_t j = 0; j < ls.t[i].numel; j++)
+            if (!isfinite(ls.t[i].data[j])) {
+                st = cf_error(CFNET_E_NUMERIC,
+                              "%s: tensor '%s' holds a non-finite value at index %lld (pass "
+                              "CFNET_SAVE_ALLOW_NONFINITE to save it anyway)",
+                              what, ls.t[i].name, (long long)j);
+                break;
+            }
     if (st != CFNET_OK) {
         cf_tensor_list_free(&ls);
         return st;
@@ -545,8 +557,10 @@ static cfnet_status restore_training(cfnet_network *net, json_t *tj)
     CF_CHECK(only_keys(tj, "\"training\"", known));
     json_t *step = json_object_get(tj, "step"), *rng = json_object_get(tj, "rng"),
            *lr = json_object_get(tj, "layer_rng");
-    CF_FAIL_IF(!json_is_integer(step) || json_integer_value(step) < 0, CFNET_E_FORMAT,
-               CF_LOAD ": training \"step\" is not a non-negative integer");
+    CF_FAIL_IF(!json_is_integer(step) || json_integer_value(step) < 0 ||
+                   json_integer_value(step) > CF_MAX_STEP,
+               CFNET_E_FORMAT,
+               CF_LOAD ": training \"step\" is not an integer in [0, 2^53]");
     CF_FAIL_IF(!rng, CFNET_E_FORMAT, CF_LOAD ": training lacks \"rng\"");
     CF_FAIL_IF(!json_is_object(lr), CFNET_E_FORMAT,
                CF_LOAD ": training \"layer_rng\" is not an object");
@@ -613,10 +627,12 @@ cfnet_status cf_schema_load(cfnet_context *ctx, const unsigned char *buf, size_t
         /* Building allocates parameters and layer tables before they can be compared with the
          * tensors: bound it by the data present, so a crafted architecture cannot make the
          * loader claim more memory than a genuine model of this size would. */
-        uint64_t budget = 4 * c.dsize + CF_LOAD_TABLE_ALLOWANCE;
-        cf_alloc_budget_begin(budget);
+        uint64_t budget = cf_add_sat_u64(cf_mul_sat_u64(4, c.dsize), CF_LOAD_TABLE_ALLOWANCE);
+        cf_alloc_meter meter;
+        cf_alloc_meter_begin(&meter, budget, false);
         st = build_network(ctx, arch, &net);
-        if (cf_alloc_budget_end() && st != CFNET_OK)
+        cf_alloc_meter_end(&meter);
+        if (meter.exceeded && st != CFNET_OK && st != CFNET_E_LIMIT)
             st = cf_error(CFNET_E_LIMIT,
                           CF_LOAD ": the architecture needs more than %" PRIu64
                                " bytes for %" PRIu64 " bytes of tensors",
@@ -640,6 +656,7 @@ cfnet_status cf_schema_load(cfnet_context *ctx, const unsigned char *buf, size_t
                           CF_LOAD ": optimizer tensors for a network without parameters");
         if (st == CFNET_OK) st = list_optimizer_tensors(net, CF_LOAD, &ls);
         if (st == CFNET_OK) st = cf_container_fill(&c, &ls);
+        if (st == CFNET_OK) net->slots_fresh = false; /* loaded moments, not zeros */
     }
     if (st == CFNET_OK) st = cf_container_all_used(&c);
 

@@ -163,6 +163,7 @@ cfnet_status cf_conv_plan_init(cf_conv_plan *p, int C, int H, int W, int k, int 
 static int eff_threads(int threads, int64_t n)
 {
     if (threads < 1) threads = 1;
+    if (threads > CFNET_MAX_THREADS) threads = CFNET_MAX_THREADS; /* the option refuses more */
     return n < threads ? (int)(n > 0 ? n : 1) : threads;
 }
 
@@ -196,11 +197,13 @@ static size_t thread_bytes(const cf_conv_plan *p, int O, int64_t nb)
            pad_bytes(p, nb);
 }
 
-/* Per extra thread in backward: private weight-gradient banks (one per group) and bias. */
+/* Per extra thread in backward: private weight-gradient banks (one per group) and bias, and
+ * the table of pointers to those banks. */
 static size_t reduce_bytes(const cf_conv_plan *p, int O)
 {
     return cf_align64(((size_t)p->ngroups * (size_t)O * (size_t)p->CK + (size_t)O) *
-                      sizeof(float));
+                      sizeof(float)) +
+           cf_align64((size_t)p->ngroups * sizeof(float *));
 }
 
 /* Start of the workspace: what the column blocks hold. When every thread's share of the batch
@@ -217,10 +220,15 @@ typedef struct ws_header {
 
 #define HEADER_BYTES cf_align64(sizeof(ws_header))
 
+/* The per-thread job descriptors (conv_thread, defined below) also live in the workspace, so
+ * that run_split's frame stays small whatever the thread count (hosts call libcfnet on threads
+ * with small stacks). */
+static size_t jobs_bytes(int T);
+
 size_t cf_conv_workspace(const cf_conv_plan *p, int O, int64_t n, int threads)
 {
     int T = eff_threads(threads, n);
-    return HEADER_BYTES + (size_t)T * thread_bytes(p, O, block_of(p, n, T)) +
+    return HEADER_BYTES + jobs_bytes(T) + (size_t)T * thread_bytes(p, O, block_of(p, n, T)) +
            (size_t)(T - 1) * reduce_bytes(p, O);
 }
 
@@ -459,6 +467,8 @@ typedef struct conv_thread {
     bool started;
 } conv_thread;
 
+static size_t jobs_bytes(int T) { return cf_align64((size_t)T * sizeof(conv_thread)); }
+
 static void *thread_main(void *arg)
 {
     conv_thread *t = arg;
@@ -479,17 +489,14 @@ static void run_split(const conv_job *base, bool backward, int64_t n, int thread
     bool one_block = (n + T - 1) / T <= nb;
     bool reuse = backward && one_block && hdr->valid && hdr->x == base->x && hdr->n == n &&
                  hdr->threads == T;
-    ws = (char *)ws + HEADER_BYTES;
+    conv_thread *th = (conv_thread *)((char *)ws + HEADER_BYTES);
+    ws = (char *)ws + HEADER_BYTES + jobs_bytes(T);
     size_t tb = thread_bytes(p, base->O, nb);
     size_t colb = col_bytes(p, nb), outb = cf_align64((size_t)base->O * (size_t)(nb * p->P) *
                                                      sizeof(float));
     size_t bank = (size_t)base->O * (size_t)p->CK;
+    size_t rfloats = cf_align64(((size_t)p->ngroups * bank + (size_t)base->O) * sizeof(float));
     char *reduce = (char *)ws + (size_t)T * tb;
-    enum { MAXT = 64, MAXG = 8 * 64 + 1 };
-    conv_thread th[MAXT];
-    if (T > MAXT) T = MAXT;
-    /* Private gradient banks of threads t > 0, carved from the end of the workspace. */
-    float *dw_ptrs[MAXT > 1 ? MAXT - 1 : 1][MAXG];
     for (int t = 0; t < T; t++) {
         conv_job *j = &th[t].job;
         *j = *base;
@@ -503,11 +510,13 @@ static void run_split(const conv_job *base, bool backward, int64_t n, int thread
         th[t].backward = backward;
         th[t].started = false;
         if (backward && t > 0) {
-            float *r = (float *)(reduce + (size_t)(t - 1) * reduce_bytes(p, base->O));
+            /* Private gradient banks of threads t > 0 and their pointer table, carved from
+             * the end of the workspace. */
+            char *rb = reduce + (size_t)(t - 1) * reduce_bytes(p, base->O);
+            float *r = (float *)rb, **ptrs = (float **)(rb + rfloats);
             memset(r, 0, ((size_t)p->ngroups * bank + (size_t)base->O) * sizeof(float));
-            for (int g = 0; g < p->ngroups && g < MAXG; g++)
-                dw_ptrs[t - 1][g] = r + (size_t)g * bank;
-            j->dWg = dw_ptrs[t - 1];
+            for (int g = 0; g < p->ngroups; g++) ptrs[g] = r + (size_t)g * bank;
+            j->dWg = ptrs;
             j->dbias = dbias_shared ? r + (size_t)p->ngroups * bank : NULL;
         } else if (backward) {
             j->dWg = dWg_shared;

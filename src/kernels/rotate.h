@@ -4,24 +4,33 @@
 
 #include "core/core.h"
 
-#define CF_ROT_TAPS 4
+/* Largest filter the steerable resampling accepts: its maps are dense, (k*k)^2 weights each. */
+#define CF_ROT_STEERABLE_MAX_K 21
 
-/* rotated[t] = sum_a w[a] * base[src[a]] over the taps with src[a] >= 0 (listed first). */
-typedef struct cf_rotmap_entry {
-    int32_t src[CF_ROT_TAPS];
-    float w[CF_ROT_TAPS];
-} cf_rotmap_entry;
+/* A linear map of one k x k plane: rotated[t] = sum_a w[t*taps + a] * base[src[t*taps + a]]
+ * over the entries a with src >= 0 (listed first). taps: 1 (nearest, quarter turns), 4
+ * (bilinear), k*k (steerable). */
+typedef struct cf_rotmap {
+    int kk, taps;
+    int32_t *src;
+    float *w;
+} cf_rotmap;
 
-/* Fills map[0 .. k*k-1] for rotating a k x k filter (k >= 1, odd or even) by r * pi / (2R)
- * counter-clockwise, r in [0, 4R). Quarter turns are exact permutations; other angles use
- * `interp`. */
-void cf_rotmap_build(int k, int R, int r, cfnet_interp interp, cf_rotmap_entry *map);
+/* Builds the map rotating a k x k filter (k >= 1, odd or even) by r * pi / (2R)
+ * counter-clockwise, r in [0, 4R): r = qR + s is the rotation by s * pi / (2R) with `interp`,
+ * then q exact quarter turns, so T_{r+R} = rot90 T_r exactly. For CFNET_INTERP_STEERABLE the
+ * map includes the projection onto the circular-harmonic basis (also at s = 0); see rotate.c.
+ * On error (out of memory, k too large for the steerable basis) *map is left empty. Free with
+ * cf_rotmap_free. */
+cfnet_status cf_rotmap_build(int k, int R, int r, cfnet_interp interp, cf_rotmap *map);
+
+/* Frees the map's arrays (a zeroed or freed map is fine) and zeroes it. */
+void cf_rotmap_free(cf_rotmap *map);
 
 /* out = S base for one k*k plane. */
-void cf_rotmap_apply(const cf_rotmap_entry *map, int kk, const float *base, float *out);
+void cf_rotmap_apply(const cf_rotmap *map, const float *base, float *out);
 
 /* grad_base += S^T grad_out for one k*k plane. */
-void cf_rotmap_apply_transpose(const cf_rotmap_entry *map, int kk, const float *grad_out,
-                               float *grad_base);
+void cf_rotmap_apply_transpose(const cf_rotmap *map, const float *grad_out, float *grad_base);
 
 #endif

@@ -17,10 +17,13 @@
 
 enum { CFG_OUT, CFG_K, CFG_R, CFG_PAD, CFG_INTERP };
 
+/* Cone groups of the largest R: 4R cones, 4R rays between them, the centre. */
+#define CF_CONIC_MAX_GROUPS (8 * CFNET_CONIC_MAX_R + 1)
+
 typedef struct conic_priv {
     cf_conv_plan plan;
     int R, nrot, ngroups; /* nrot = 4R; groups: cones [0, 4R), rays [4R, 8R), centre 8R */
-    cf_rotmap_entry *rot; /* nrot x k*k */
+    cf_rotmap *rot;       /* nrot maps */
     bool *nonempty;       /* per group */
 } conic_priv;
 
@@ -53,6 +56,8 @@ static void conic_destroy(cfnet_layer *l)
 {
     conic_priv *p = l->priv;
     cf_conv_plan_free(&p->plan);
+    if (p->rot)
+        for (int r = 0; r < p->nrot; r++) cf_rotmap_free(&p->rot[r]);
     cf_free(p->rot);
     cf_free(p->nonempty);
     cf_free(p);
@@ -82,15 +87,20 @@ static cfnet_status conic_setup(cfnet_layer *l, uint64_t seed)
     p->R = R;
     p->nrot = 4 * R;
     p->ngroups = 8 * R + 1;
-    p->rot = cf_malloc((size_t)p->nrot * (size_t)(k * k) * sizeof *p->rot);
+    p->rot = cf_calloc((size_t)p->nrot, sizeof *p->rot);
     p->nonempty = cf_calloc((size_t)p->ngroups, sizeof *p->nonempty);
     int32_t *group_of = cf_malloc((size_t)OS * (size_t)OS * sizeof *group_of);
     if (!p->rot || !p->nonempty || !group_of) {
         cf_free(group_of);
         return cf_error(CFNET_E_OUT_OF_MEMORY, "conic_conv: out of memory");
     }
-    for (int r = 0; r < p->nrot; r++)
-        cf_rotmap_build(k, R, r, (cfnet_interp)l->icfg[CFG_INTERP], p->rot + r * k * k);
+    for (int r = 0; r < p->nrot; r++) {
+        cfnet_status st = cf_rotmap_build(k, R, r, (cfnet_interp)l->icfg[CFG_INTERP], &p->rot[r]);
+        if (st != CFNET_OK) {
+            cf_free(group_of);
+            return cf_error(st, "conic_conv: %s", cfnet_last_error());
+        }
+    }
     for (int i = 0; i < OS; i++) {
         for (int j = 0; j < OS; j++) {
             int g = pixel_group(OS, R, i, j);
@@ -177,7 +187,7 @@ static void fill_banks(const cfnet_layer *l, float *rot, float *grp)
     for (int r = 0; r < p->nrot; r++) {
         float *dst = rot + (size_t)r * bank;
         for (size_t pl = 0; pl < planes; pl++)
-            cf_rotmap_apply(p->rot + r * kk, kk, base + pl * kk, dst + pl * kk);
+            cf_rotmap_apply(&p->rot[r], base + pl * kk, dst + pl * kk);
     }
     for (int rho = 0; rho < p->nrot; rho++) { /* ray rho lies between cones rho-1 and rho */
         if (!p->nonempty[p->nrot + rho]) continue;
@@ -203,8 +213,8 @@ static cfnet_status conic_forward(cfnet_layer *l, const float *x, float *y, int6
     const conic_priv *p = l->priv;
     conic_ws w = carve(l, ws);
     fill_banks(l, w.rot, w.grp);
-    const float *Wg[8 * 64 + 1];
-    float *dWg[8 * 64 + 1];
+    const float *Wg[CF_CONIC_MAX_GROUPS];
+    float *dWg[CF_CONIC_MAX_GROUPS];
     group_banks(l, &w, Wg, dWg);
     cf_conv_forward(&p->plan, l->icfg[CFG_OUT], Wg, l->param[1]->data, x, y, n, w.engine,
                     l->threads);
@@ -220,8 +230,8 @@ static cfnet_status conic_backward(cfnet_layer *l, const float *x, const float *
     size_t bank = bank_floats(l), planes = bank / (size_t)kk;
     conic_ws w = carve(l, ws);
     memset(w.drot, 0, (size_t)(2 * p->nrot + 1) * bank * sizeof(float));
-    const float *Wg[8 * 64 + 1];
-    float *dWg[8 * 64 + 1];
+    const float *Wg[CF_CONIC_MAX_GROUPS];
+    float *dWg[CF_CONIC_MAX_GROUPS];
     group_banks(l, &w, Wg, dWg);
     cf_conv_backward(&p->plan, l->icfg[CFG_OUT], Wg, dWg, l->grad[1]->data, x, dy, dx, n,
                      w.engine, l->threads);
@@ -248,7 +258,7 @@ static cfnet_status conic_backward(cfnet_layer *l, const float *x, const float *
     for (int r = 0; r < p->nrot; r++) {
         const float *src = w.drot + (size_t)r * bank;
         for (size_t pl = 0; pl < planes; pl++)
-            cf_rotmap_apply_transpose(p->rot + r * kk, kk, src + pl * kk, gbase + pl * kk);
+            cf_rotmap_apply_transpose(&p->rot[r], src + pl * kk, gbase + pl * kk);
     }
     return CFNET_OK;
 }
@@ -258,10 +268,15 @@ static cfnet_status conic_check(int *ic, float *fc)
     (void)fc;
     CF_CHECK(cf_check_conv_args("conic_conv", ic[CFG_OUT], INT32_MAX, ic[CFG_K],
                                 (cfnet_padding)ic[CFG_PAD]));
-    CF_FAIL_IF(ic[CFG_R] < 1 || ic[CFG_R] > 64, CFNET_E_INVALID_ARGUMENT,
-               "conic_conv: R is %d, must be in 1..64", ic[CFG_R]);
-    CF_FAIL_IF(ic[CFG_INTERP] != CFNET_INTERP_NEAREST && ic[CFG_INTERP] != CFNET_INTERP_BILINEAR,
+    CF_FAIL_IF(ic[CFG_R] < 1 || ic[CFG_R] > CFNET_CONIC_MAX_R, CFNET_E_INVALID_ARGUMENT,
+               "conic_conv: R is %d, must be in 1..%d (CFNET_CONIC_MAX_R)", ic[CFG_R],
+               CFNET_CONIC_MAX_R);
+    CF_FAIL_IF(ic[CFG_INTERP] != CFNET_INTERP_NEAREST && ic[CFG_INTERP] != CFNET_INTERP_BILINEAR &&
+                   ic[CFG_INTERP] != CFNET_INTERP_STEERABLE,
                CFNET_E_INVALID_ARGUMENT, "conic_conv: unknown interpolation %d", ic[CFG_INTERP]);
+    CF_FAIL_IF(ic[CFG_INTERP] == CFNET_INTERP_STEERABLE && ic[CFG_K] > CF_ROT_STEERABLE_MAX_K,
+               CFNET_E_LIMIT, "conic_conv: steerable resampling supports kernels up to %d, got %d",
+               CF_ROT_STEERABLE_MAX_K, ic[CFG_K]);
     return CFNET_OK;
 }
 
@@ -293,7 +308,7 @@ cfnet_status cf_conic_conv_group_banks(const cfnet_layer *l, float **bank, int *
     float *all = cf_malloc(banks * nb * sizeof *all);
     float *out = cf_malloc(banks * nb * sizeof *out);
     int32_t *of = cf_malloc((size_t)S * (size_t)S * sizeof *of);
-    int index[8 * 64 + 1];
+    int index[CF_CONIC_MAX_GROUPS];
     if (!all || !out || !of) {
         cf_free(all);
         cf_free(out);

@@ -26,13 +26,15 @@ typedef struct dft_projection_priv {
     int nrot;         /* 4R */
     int rows;         /* N * 4R: rows of Wrot, output values per sample */
     int D;            /* per-sample input size: K M M (planar) or K 4 M M (p4) */
-    cf_rotmap_entry *maps; /* nrot maps of MM entries each */
+    cf_rotmap *maps;  /* nrot maps */
 } dft_projection_priv;
 
 static void dft_projection_destroy_priv(cfnet_layer *l)
 {
     dft_projection_priv *p = l->priv;
     if (!p) return;
+    if (p->maps)
+        for (int r = 0; r < p->nrot; r++) cf_rotmap_free(&p->maps[r]);
     cf_free(p->maps);
     cf_free(p);
     l->priv = NULL;
@@ -80,9 +82,13 @@ static cfnet_status dft_projection_setup(cfnet_layer *l, uint64_t seed)
                CFNET_E_LIMIT, "dft_projection: filter bank %d x %lld is too large", rows,
                (long long)l->in_size);
     CF_FAIL_IF(!cf_mul_size((size_t)nrot, (size_t)(M * M), &nmaps) ||
-                   !cf_mul_size(nmaps, sizeof(cf_rotmap_entry), &maps_bytes),
+                   !cf_mul_size(nmaps, sizeof(int32_t) + sizeof(float), &maps_bytes) ||
+                   maps_bytes > SIZE_MAX / 4,
                CFNET_E_LIMIT, "dft_projection: rotation tables for %d rotations of %lldx%lld are "
                "too large", nrot, (long long)M, (long long)M);
+    CF_FAIL_IF(interp == CFNET_INTERP_STEERABLE && M > CF_ROT_STEERABLE_MAX_K, CFNET_E_LIMIT,
+               "dft_projection: input %s: steerable resampling supports maps up to %dx%d",
+               shape, CF_ROT_STEERABLE_MAX_K, CF_ROT_STEERABLE_MAX_K);
 
     dft_projection_priv *p = cf_calloc(1, sizeof *p);
     CF_FAIL_IF(!p, CFNET_E_OUT_OF_MEMORY, "dft_projection: out of memory");
@@ -94,11 +100,12 @@ static cfnet_status dft_projection_setup(cfnet_layer *l, uint64_t seed)
     p->nrot = nrot;
     p->rows = rows;
     p->D = (int)l->in_size;
-    p->maps = cf_malloc(maps_bytes);
-    CF_FAIL_IF(!p->maps, CFNET_E_OUT_OF_MEMORY,
-               "dft_projection: cannot allocate %zu bytes of rotation tables", maps_bytes);
-    for (int r = 0; r < nrot; r++)
-        cf_rotmap_build(p->M, R, r, interp, p->maps + (size_t)r * (size_t)p->MM);
+    p->maps = cf_calloc((size_t)nrot, sizeof *p->maps);
+    CF_FAIL_IF(!p->maps, CFNET_E_OUT_OF_MEMORY, "dft_projection: out of memory");
+    for (int r = 0; r < nrot; r++) {
+        cfnet_status st = cf_rotmap_build(p->M, R, r, interp, &p->maps[r]);
+        CF_FAIL_IF(st != CFNET_OK, st, "dft_projection: %s", cfnet_last_error());
+    }
 
     cfnet_tensor *w = NULL, *b = NULL;
     int64_t wshape[5] = {N, K, 4, M, M};
@@ -153,10 +160,10 @@ static void expand(const cfnet_layer *l, float *Wrot)
     const float *W = l->param[0]->data;
     for (int f = 0; f < N; f++)
         for (int r = 0; r < nrot; r++) {
-            const cf_rotmap_entry *map = p->maps + (size_t)r * (size_t)MM;
+            const cf_rotmap *map = &p->maps[r];
             float *row = Wrot + ((size_t)f * (size_t)nrot + (size_t)r) * (size_t)D;
             for (int q = 0; q < planes; q++)
-                cf_rotmap_apply(map, MM, W + src_plane(p, f, r, q) * (size_t)MM,
+                cf_rotmap_apply(map, W + src_plane(p, f, r, q) * (size_t)MM,
                                 row + (size_t)q * (size_t)MM);
         }
 }
@@ -204,10 +211,10 @@ static cfnet_status dft_projection_backward(cfnet_layer *l, const float *x, cons
                 x, D, 0.0f, dWrot, D);
     for (int f = 0; f < N; f++)
         for (int r = 0; r < nrot; r++) {
-            const cf_rotmap_entry *map = p->maps + (size_t)r * (size_t)MM;
+            const cf_rotmap *map = &p->maps[r];
             const float *row = dWrot + ((size_t)f * (size_t)nrot + (size_t)r) * (size_t)D;
             for (int q = 0; q < planes; q++)
-                cf_rotmap_apply_transpose(map, MM, row + (size_t)q * (size_t)MM,
+                cf_rotmap_apply_transpose(map, row + (size_t)q * (size_t)MM,
                                           dW + src_plane(p, f, r, q) * (size_t)MM);
         }
     for (int f = 0; f < N; f++) {
@@ -226,10 +233,11 @@ static cfnet_status dft_projection_check(int *ic, float *fc)
     CF_FAIL_IF(filters < 1, CFNET_E_INVALID_ARGUMENT,
                "dft_projection: filters is %d, must be >= 1", filters);
     CF_FAIL_IF(R < 1, CFNET_E_INVALID_ARGUMENT, "dft_projection: R is %d, must be >= 1", R);
-    CF_FAIL_IF(interp != CFNET_INTERP_NEAREST && interp != CFNET_INTERP_BILINEAR,
+    CF_FAIL_IF(interp != CFNET_INTERP_NEAREST && interp != CFNET_INTERP_BILINEAR &&
+                   interp != CFNET_INTERP_STEERABLE,
                CFNET_E_INVALID_ARGUMENT,
-               "dft_projection: interp is %d, must be CFNET_INTERP_NEAREST (0) or "
-               "CFNET_INTERP_BILINEAR (1)", interp);
+               "dft_projection: interp is %d, must be CFNET_INTERP_NEAREST (0), "
+               "CFNET_INTERP_BILINEAR (1) or CFNET_INTERP_STEERABLE (2)", interp);
     CF_FAIL_IF((int64_t)filters * 4 * R > INT_MAX, CFNET_E_LIMIT,
                "dft_projection: filters x 4R = %d x %lld exceeds %d", filters, 4 * (long long)R,
                INT_MAX);

@@ -8,7 +8,7 @@
 typedef struct p4_priv {
     cf_conv_plan plan; /* C*G input planes, one group */
     int G;             /* input rotations: 1 (lifting) or 4 (group convolution) */
-    cf_rotmap_entry *rot; /* 4 x k*k: exact quarter turns rot90^r, r = 0..3 */
+    cf_rotmap rot[4];  /* exact quarter turns rot90^r, r = 0..3 */
 } p4_priv;
 
 static cfnet_status p4_check(const char *name, const int *ic)
@@ -34,7 +34,7 @@ void cf_p4_destroy(cfnet_layer *l)
 {
     p4_priv *p = l->priv;
     cf_conv_plan_free(&p->plan);
-    cf_free(p->rot);
+    for (int r = 0; r < 4; r++) cf_rotmap_free(&p->rot[r]);
     cf_free(p);
 }
 
@@ -75,9 +75,7 @@ cfnet_status cf_p4_setup(cfnet_layer *l, uint64_t seed, int G)
     CF_FAIL_IF(!p, CFNET_E_OUT_OF_MEMORY, "%s: out of memory", name);
     l->priv = p;
     p->G = G;
-    p->rot = cf_malloc((size_t)4 * (size_t)kk * sizeof *p->rot);
-    CF_FAIL_IF(!p->rot, CFNET_E_OUT_OF_MEMORY, "%s: out of memory", name);
-    for (int r = 0; r < 4; r++) cf_rotmap_build(k, 1, r, CFNET_INTERP_NEAREST, p->rot + r * kk);
+    for (int r = 0; r < 4; r++) CF_CHECK(cf_rotmap_build(k, 1, r, CFNET_INTERP_NEAREST, &p->rot[r]));
     cfnet_status st = cf_conv_plan_init(&p->plan, C * G, S, S, k, 1, pad, NULL, 1);
     if (st != CFNET_OK)
         return cf_error(st, "%s: input is %s: %s", name, s, cfnet_last_error());
@@ -153,7 +151,7 @@ static void expand(const cfnet_layer *l, float *wexp, float *bexp)
                 for (int s = 0; s < G; s++) {
                     const float *src =
                         base + (((size_t)o * C + (size_t)c) * G + (size_t)src_rot(s, r, G)) * kk;
-                    cf_rotmap_apply(p->rot + r * kk, kk, src, row + ((size_t)c * G + s) * kk);
+                    cf_rotmap_apply(&p->rot[r], src, row + ((size_t)c * G + s) * kk);
                 }
             bexp[o * 4 + r] = bias[o];
         }
@@ -197,7 +195,7 @@ cfnet_status cf_p4_backward(cfnet_layer *l, const float *x, const float *y, cons
                 for (int s = 0; s < G; s++) {
                     float *dst =
                         gbase + (((size_t)o * C + (size_t)c) * G + (size_t)src_rot(s, r, G)) * kk;
-                    cf_rotmap_apply_transpose(p->rot + r * kk, kk,
+                    cf_rotmap_apply_transpose(&p->rot[r],
                                               row + ((size_t)c * G + s) * kk, dst);
                 }
             db += w.db[o * 4 + r];

@@ -66,7 +66,7 @@ CFNET_API cfnet_status cfnet_network_train_epoch(cfnet_network *net, const cfnet
     int64_t k = 0;
     CF_CHECK(check_epoch(net, images, labels, batch, order, count, &k));
     if (!order) count = images->shape[0];
-    int64_t bmax = batch < count ? batch : count, steps = (count + batch - 1) / batch;
+    int64_t bmax = batch < count ? batch : count, steps = count / batch + (count % batch != 0);
 
     int64_t *idx = cf_malloc((size_t)count * sizeof *idx);
     int32_t *lab = cf_malloc((size_t)bmax * sizeof *lab);

@@ -21,8 +21,10 @@ cfnet_status cf_layer_add_param(cfnet_layer *l, const char *name, int ndim, cons
     CF_FAIL_IF(l->nparam >= CF_MAX_PARAMS, CFNET_E_INTERNAL, "%s: too many parameters",
                l->ops->name);
     cfnet_tensor *p = NULL, *g = NULL;
+    cf_alloc_exempt(1); /* parameters are not layer tables (see cf_network_append) */
     cfnet_status st = cf_tensor_new(ndim, shape, &p);
     if (st == CFNET_OK) st = cf_tensor_new(ndim, shape, &g);
+    cf_alloc_exempt(-1);
     if (st != CFNET_OK) {
         cfnet_tensor_free(p);
         return cf_error(st, "%s: cannot allocate parameter '%s': %s", l->ops->name, name,
@@ -42,7 +44,9 @@ cfnet_status cf_layer_add_state(cfnet_layer *l, const char *name, int ndim, cons
     CF_FAIL_IF(l->nstate >= CF_MAX_STATE, CFNET_E_INTERNAL, "%s: too many state tensors",
                l->ops->name);
     cfnet_tensor *s = NULL;
+    cf_alloc_exempt(1);
     cfnet_status st = cf_tensor_new(ndim, shape, &s);
+    cf_alloc_exempt(-1);
     if (st != CFNET_OK)
         return cf_error(st, "%s: cannot allocate state '%s'", l->ops->name, name);
     l->state[l->nstate] = s;

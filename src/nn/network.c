@@ -87,6 +87,7 @@ static void free_slots(cfnet_network *net)
     cf_free(net->slots);
     net->slots = NULL;
     net->slots_for = 0;
+    net->slots_fresh = false;
 }
 
 CFNET_API void cfnet_network_free(cfnet_network *net)
@@ -127,7 +128,23 @@ cfnet_status cf_network_append(cfnet_network *net, cfnet_layer *layer)
         net->layers = grown;
         net->cap = cap;
     }
+    CF_FAIL_IF(net->nlayers >= CF_MAX_LAYERS, CFNET_E_LIMIT,
+               "network_append: a network holds at most %d layers", CF_MAX_LAYERS);
+    /* The layer's tables are measured (and bounded) while it is set up. */
+    uint64_t room = CF_MAX_TABLE_BYTES - net->table_bytes;
+    cf_alloc_meter meter;
+    cf_alloc_meter_begin(&meter, room, true);
     cfnet_status st = cfnet_layer_setup(layer, nd, shape, cf_network_layer_seed(net, idx));
+    cf_alloc_meter_end(&meter);
+    if (st != CFNET_OK && meter.exceeded) {
+        char in[96];
+        return cf_error(CFNET_E_LIMIT,
+                        "network_append: layer %d (%s) on input %s needs more than the %llu "
+                        "bytes of tables (rotation maps, index tables, FFT planning) left of "
+                        "the limit of %llu per network",
+                        idx, layer->ops->name, cf_shape_str(in, sizeof in, nd, shape),
+                        (unsigned long long)room, (unsigned long long)CF_MAX_TABLE_BYTES);
+    }
     if (st != CFNET_OK) {
         char in[96], msg[512];
         snprintf(msg, sizeof msg, "%s", cfnet_last_error());
@@ -137,6 +154,7 @@ cfnet_status cf_network_append(cfnet_network *net, cfnet_layer *layer)
     /* Buffers and optimiser state are rebuilt for the new layer list on next use. */
     free_train_buffers(net);
     free_slots(net);
+    net->table_bytes += meter.peak;
     layer->owned = true;
     layer->threads = net->opt.threads;
     net->layers[net->nlayers++] = layer;
@@ -559,6 +577,7 @@ cfnet_status cf_network_ensure_slots(cfnet_network *net)
     net->slots = cf_calloc(count, sizeof *net->slots);
     CF_FAIL_IF(!net->slots, CFNET_E_OUT_OF_MEMORY, "optimizer: out of memory");
     net->slots_for = net->nlayers;
+    net->slots_fresh = true;
     bool two = net->opt.optimizer == CFNET_OPTIMIZER_ADAM;
     for (int i = 0; i < net->nlayers; i++) {
         for (int p = 0; p < net->layers[i]->nparam; p++) {

@@ -35,6 +35,8 @@ struct cfnet_network {
     int64_t step;
     cf_opt_slot *slots; /* nlayers x CF_MAX_PARAMS, allocated lazily by the optimiser */
     int slots_for;      /* number of layers `slots` covers */
+    bool slots_fresh;
+    uint64_t table_bytes; /* layer tables (CF_MAX_TABLE_BYTES) measured at append */   /* slots created (zeroed) and not yet used by a successful step */
 
     /* Training buffers, sized for `train_n` samples. */
     int64_t train_n;
@@ -94,6 +96,19 @@ cfnet_status cf_network_train_input(cfnet_network *net, const int32_t *labels, i
 /* Fills order[0..n-1] with a uniformly random permutation of 0..n-1 drawn from the network's
  * generator (Fisher-Yates): the shuffle of cfnet_network_train_epoch. */
 void cf_network_draw_order(cfnet_network *net, int64_t n, int64_t *order);
+/* Layers in one network (the loader refuses longer architectures, so append does too). */
+#define CF_MAX_LAYERS 65536
+/* Memory the layers of one network may hold besides their parameters and state: rotation maps,
+ * convolution index tables, the transient FFT planning buffers, measured while each layer is
+ * set up (peak, summed over the layers). Appending a layer that would take a network over it
+ * gives CFNET_E_LIMIT before the memory is allocated. The loader's budget is built from the same
+ * number, so a network that could be built can always be loaded again. */
+#define CF_MAX_TABLE_BYTES ((uint64_t)192 << 20)
+
+/* Largest step count: 2^53, the largest integer a double (the Adam bias correction, the
+ * learning-rate schedule) represents exactly. The loader refuses more; a training step at the
+ * limit fails with CFNET_E_LIMIT instead of wrapping. */
+#define CF_MAX_STEP ((int64_t)1 << 53)
 
 /* Frees the user metadata. */
 void cf_network_free_metadata(cfnet_network *net);
@@ -110,16 +125,11 @@ cfnet_status cf_network_put_metadata(cfnet_network *net, const char *what, const
 void cf_network_reset_optimizer(cfnet_network *net);
 
 /* Data-parallel training (parallel.c). */
-typedef struct cf_parallel_undo {
-    float *state; /* every layer's state tensors, in order */
-    cf_rng *rngs; /* every layer's generator, then the network's */
-} cf_parallel_undo;
-/* Checks the batch position against a step of n samples, fills the layers' batch context and,
- * with a sum hook, takes what a failed hook must restore. Pair with cf_parallel_end. */
-cfnet_status cf_parallel_begin(cfnet_network *net, int64_t n, cf_batch_ctx *ctx,
-                               cf_parallel_undo *undo);
-/* Detaches the batch context; after a failed step restores what cf_parallel_begin took. */
-void cf_parallel_end(cfnet_network *net, cf_parallel_undo *undo, bool failed);
+/* Checks the batch position against a step of n samples and hands the layers the batch
+ * context (the train step restores everything itself on failure). Pair with cf_parallel_end. */
+cfnet_status cf_parallel_begin(cfnet_network *net, int64_t n, cf_batch_ctx *ctx);
+/* Detaches the batch context from the layers. */
+void cf_parallel_end(cfnet_network *net);
 /* Seed of the augmentation draws of local sample i under a keyed batch context. */
 uint64_t cf_parallel_aug_seed(const cfnet_network *net, const cf_batch_ctx *ctx, int64_t i);
 /* Packs the gradients and *loss_share, calls the sum hook, unpacks the sums. */

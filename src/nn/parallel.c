@@ -59,62 +59,9 @@ uint64_t cf_parallel_aug_seed(const cfnet_network *net, const cf_batch_ctx *ctx,
     return cf_sample_seed(net->seed ^ AUG_KEY_TAG, ctx->step, ctx->offset + i);
 }
 
-/* What a step changes before the hook's last call, so a failed hook can be undone: every state
- * tensor (batch-norm running statistics) and every generator. */
-static void undo_free(cf_parallel_undo *u)
-{
-    cf_free(u->state);
-    cf_free(u->rngs);
-    u->state = NULL;
-    u->rngs = NULL;
-}
-
-static cfnet_status undo_take(cfnet_network *net, cf_parallel_undo *u)
-{
-    size_t floats = 0;
-    for (int i = 0; i < net->nlayers; i++)
-        for (int s = 0; s < net->layers[i]->nstate; s++)
-            floats += (size_t)net->layers[i]->state[s]->numel;
-    u->state = cf_malloc((floats ? floats : 1) * sizeof(float));
-    u->rngs = cf_malloc((size_t)(net->nlayers + 1) * sizeof(cf_rng));
-    if (!u->state || !u->rngs) {
-        undo_free(u);
-        return cf_error(CFNET_E_OUT_OF_MEMORY, "network_train_step: out of memory");
-    }
-    float *p = u->state;
-    for (int i = 0; i < net->nlayers; i++) {
-        cfnet_layer *l = net->layers[i];
-        for (int s = 0; s < l->nstate; s++) {
-            memcpy(p, l->state[s]->data, (size_t)l->state[s]->numel * sizeof(float));
-            p += l->state[s]->numel;
-        }
-        cf_rng *r = l->ops->rng ? l->ops->rng(l) : NULL;
-        if (r) u->rngs[i] = *r;
-    }
-    u->rngs[net->nlayers] = net->rng;
-    return CFNET_OK;
-}
-
-static void undo_apply(cfnet_network *net, const cf_parallel_undo *u)
-{
-    const float *p = u->state;
-    for (int i = 0; i < net->nlayers; i++) {
-        cfnet_layer *l = net->layers[i];
-        for (int s = 0; s < l->nstate; s++) {
-            memcpy(l->state[s]->data, p, (size_t)l->state[s]->numel * sizeof(float));
-            p += l->state[s]->numel;
-        }
-        cf_rng *r = l->ops->rng ? l->ops->rng(l) : NULL;
-        if (r) *r = u->rngs[i];
-    }
-    net->rng = u->rngs[net->nlayers];
-}
-
-cfnet_status cf_parallel_begin(cfnet_network *net, int64_t n, cf_batch_ctx *ctx,
-                               cf_parallel_undo *undo)
+cfnet_status cf_parallel_begin(cfnet_network *net, int64_t n, cf_batch_ctx *ctx)
 {
     memset(ctx, 0, sizeof *ctx);
-    memset(undo, 0, sizeof *undo);
     if (net->batch_global > 0) {
         CF_FAIL_IF(net->batch_offset + n > net->batch_global, CFNET_E_INVALID_ARGUMENT,
                    "network_train_step: %lld samples from offset %lld do not fit in the "
@@ -141,7 +88,6 @@ cfnet_status cf_parallel_begin(cfnet_network *net, int64_t n, cf_batch_ctx *ctx,
             net->sum_buf = b;
             net->sum_buf_n = want;
         }
-        CF_CHECK(undo_take(net, undo));
     }
     for (int i = 0; i < net->nlayers; i++) {
         net->layers[i]->batch = ctx;
@@ -150,11 +96,9 @@ cfnet_status cf_parallel_begin(cfnet_network *net, int64_t n, cf_batch_ctx *ctx,
     return CFNET_OK;
 }
 
-void cf_parallel_end(cfnet_network *net, cf_parallel_undo *undo, bool failed)
+void cf_parallel_end(cfnet_network *net)
 {
     for (int i = 0; i < net->nlayers; i++) net->layers[i]->batch = NULL;
-    if (failed && undo->state) undo_apply(net, undo);
-    undo_free(undo);
 }
 
 cfnet_status cf_parallel_sum_gradients(cfnet_network *net, float *loss_share)

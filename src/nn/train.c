@@ -59,8 +59,9 @@ CFNET_API cfnet_status cfnet_network_set_option(cfnet_network *net, cfnet_option
         o->decay_steps = (int64_t)value;
         return CFNET_OK;
     case CFNET_OPTION_THREADS:
-        CF_FAIL_IF(!integral || value < 1 || value > 256, CFNET_E_INVALID_ARGUMENT,
-                   "network_set_option: threads %g must be an integer in 1..256", value);
+        CF_FAIL_IF(!integral || value < 1 || value > CFNET_MAX_THREADS, CFNET_E_INVALID_ARGUMENT,
+                   "network_set_option: threads %g must be an integer in 1..%d", value,
+                   CFNET_MAX_THREADS);
         cf_network_set_threads(net, (int)value);
         return CFNET_OK;
     case CFNET_OPTION_AUG_ROTATION:
@@ -169,15 +170,53 @@ static cfnet_status augment_sample(cfnet_network *net, float *x, float *tmp, cf_
     return CFNET_OK;
 }
 
-/* ---- the optimisation step ---- */
+/* ---- the optimisation step ----
+ *
+ * A step is transactional: the parameters, the optimiser moments, the step count, the batch-norm
+ * running statistics and every random generator change only if the whole step succeeds. The
+ * generators and running statistics (which the training forward moves) are copied before the
+ * forward and put back on failure; the update is computed twice, first only to check that every
+ * gradient and every new parameter and moment is finite, then to write it. */
 
-static void optimizer_update(cfnet_network *net)
+typedef struct opt_coef {
+    bool adam;
+    float step, rb2, eps, b1, b2, mu;
+} opt_coef;
+
+static opt_coef optimizer_coef(const cfnet_network *net)
 {
     const cf_options *o = &net->opt;
     double lr = o->lr * pow(o->decay_rate, (double)(net->step / o->decay_steps));
     double t = (double)(net->step + 1);
     double bc1 = 1.0 - pow(o->beta1, t), bc2 = 1.0 - pow(o->beta2, t);
-    float b1 = (float)o->beta1, b2 = (float)o->beta2, mu = (float)o->momentum;
+    opt_coef c;
+    c.adam = o->optimizer == CFNET_OPTIMIZER_ADAM;
+    c.step = c.adam ? (float)(lr / bc1) : (float)lr;
+    c.rb2 = (float)(1.0 / bc2);
+    c.eps = (float)o->eps;
+    c.b1 = (float)o->beta1;
+    c.b2 = (float)o->beta2;
+    c.mu = (float)o->momentum;
+    return c;
+}
+
+/* The update of one value: new weight *w, moments *m, *v from gradient g (weight decay wd). */
+static inline void update_one(const opt_coef *c, float wd, float g, float *w, float *m, float *v)
+{
+    float gj = g + wd * *w;
+    if (c->adam) {
+        *m = c->b1 * *m + (1.0f - c->b1) * gj;
+        *v = c->b2 * *v + (1.0f - c->b2) * gj * gj;
+        *w -= c->step * *m / (sqrtf(*v * c->rb2) + c->eps);
+    } else {
+        *m = c->mu * *m + gj;
+        *w -= c->step * *m;
+    }
+}
+
+/* Checks (write = false) or applies (write = true) the update of every parameter. */
+static cfnet_status optimizer_pass(cfnet_network *net, const opt_coef *c, bool write)
+{
     for (int i = 0; i < net->nlayers; i++) {
         cfnet_layer *l = net->layers[i];
         for (int p = 0; p < l->nparam; p++) {
@@ -185,26 +224,110 @@ static void optimizer_update(cfnet_network *net)
             const float *g = l->grad[p]->data;
             cf_opt_slot *s = &net->slots[i * CF_MAX_PARAMS + p];
             int64_t n = l->param[p]->numel;
-            float wd = strcmp(l->param_name[p], "weight") == 0 ? (float)o->weight_decay : 0.0f;
-            if (o->optimizer == CFNET_OPTIMIZER_ADAM) {
-                float step = (float)(lr / bc1), rb2 = (float)(1.0 / bc2), eps = (float)o->eps;
-                for (int64_t j = 0; j < n; j++) {
-                    float gj = g[j] + wd * w[j];
-                    s->m[j] = b1 * s->m[j] + (1.0f - b1) * gj;
-                    s->v[j] = b2 * s->v[j] + (1.0f - b2) * gj * gj;
-                    w[j] -= step * s->m[j] / (sqrtf(s->v[j] * rb2) + eps);
-                }
-            } else {
-                float step = (float)lr;
-                for (int64_t j = 0; j < n; j++) {
-                    float gj = g[j] + wd * w[j];
-                    s->m[j] = mu * s->m[j] + gj;
-                    w[j] -= step * s->m[j];
-                }
+            float wd = strcmp(l->param_name[p], "weight") == 0 ? (float)net->opt.weight_decay
+                                                               : 0.0f;
+            if (write) {
+                float dummy = 0.0f;
+                for (int64_t j = 0; j < n; j++)
+                    update_one(c, wd, g[j], &w[j], &s->m[j], c->adam ? &s->v[j] : &dummy);
+                continue;
+            }
+            for (int64_t j = 0; j < n; j++) {
+                float wj = w[j], mj = s->m[j], vj = c->adam ? s->v[j] : 0.0f;
+                CF_FAIL_IF(!isfinite(g[j]), CFNET_E_NUMERIC,
+                           "network_train_step: the gradient of layer %d (%s) %s is not finite; "
+                           "nothing was updated",
+                           i, l->ops->name, l->param_name[p]);
+                update_one(c, wd, g[j], &wj, &mj, &vj);
+                CF_FAIL_IF(!isfinite(wj) || !isfinite(mj) || !isfinite(vj), CFNET_E_NUMERIC,
+                           "network_train_step: the update would make layer %d (%s) %s "
+                           "non-finite (learning rate %g too large?); nothing was updated",
+                           i, l->ops->name, l->param_name[p], net->opt.lr);
             }
         }
     }
-    net->step++;
+    return CFNET_OK;
+}
+
+/* What a training forward may move: the generators and the layers' state tensors. */
+typedef struct step_snapshot {
+    cf_rng net_rng;
+    cf_rng *layer_rng; /* one per layer (unused entries for layers without a generator) */
+    float *state;      /* every layer's state tensors, concatenated */
+} step_snapshot;
+
+static cfnet_status snapshot_take(cfnet_network *net, step_snapshot *sn)
+{
+    memset(sn, 0, sizeof *sn);
+    sn->net_rng = net->rng;
+    size_t floats = 0;
+    for (int i = 0; i < net->nlayers; i++)
+        for (int s = 0; s < net->layers[i]->nstate; s++)
+            floats += (size_t)net->layers[i]->state[s]->numel;
+    sn->layer_rng = cf_calloc((size_t)(net->nlayers ? net->nlayers : 1), sizeof *sn->layer_rng);
+    sn->state = floats ? cf_malloc(floats * sizeof(float)) : NULL;
+    if (!sn->layer_rng || (floats && !sn->state)) {
+        cf_free(sn->layer_rng);
+        cf_free(sn->state);
+        return cf_error(CFNET_E_OUT_OF_MEMORY, "network_train_step: out of memory");
+    }
+    float *at = sn->state;
+    for (int i = 0; i < net->nlayers; i++) {
+        cfnet_layer *l = net->layers[i];
+        cf_rng *r = l->ops->rng ? l->ops->rng(l) : NULL;
+        if (r) sn->layer_rng[i] = *r;
+        for (int s = 0; s < l->nstate; s++) {
+            size_t k = (size_t)l->state[s]->numel;
+            memcpy(at, l->state[s]->data, k * sizeof(float));
+            at += k;
+        }
+    }
+    return CFNET_OK;
+}
+
+static void snapshot_restore(cfnet_network *net, const step_snapshot *sn)
+{
+    net->rng = sn->net_rng;
+    const float *at = sn->state;
+    for (int i = 0; i < net->nlayers; i++) {
+        cfnet_layer *l = net->layers[i];
+        cf_rng *r = l->ops->rng ? l->ops->rng(l) : NULL;
+        if (r) *r = sn->layer_rng[i];
+        for (int s = 0; s < l->nstate; s++) {
+            size_t k = (size_t)l->state[s]->numel;
+            memcpy(l->state[s]->data, at, k * sizeof(float));
+            at += k;
+        }
+    }
+}
+
+static void snapshot_free(step_snapshot *sn)
+{
+    cf_free(sn->layer_rng);
+    cf_free(sn->state);
+    memset(sn, 0, sizeof *sn);
+}
+
+static bool all_finite(const float *x, int64_t n)
+{
+    for (int64_t i = 0; i < n; i++)
+        if (!isfinite(x[i])) return false;
+    return true;
+}
+
+/* Non-finite logits: names the first layer whose training output is not finite. */
+static cfnet_status nonfinite_forward(const cfnet_network *net, int upto, int64_t n)
+{
+    for (int i = 0; i < upto; i++) {
+        const cfnet_layer *l = net->layers[i];
+        if (!all_finite(net->act[i], l->out_size * n))
+            return cf_error(CFNET_E_NUMERIC,
+                            "network_train_step: layer %d (%s) produced non-finite values from "
+                            "finite inputs (diverged parameters?); nothing was updated",
+                            i, l->ops->name);
+    }
+    return cf_error(CFNET_E_NUMERIC, "network_train_step: the loss is not finite; nothing was "
+                                     "updated");
 }
 
 /* Index one past the layer that produces the logits (a final softmax is skipped). */
@@ -262,11 +385,18 @@ static cfnet_status train_input_run(cfnet_network *net, const int32_t *labels, i
                                     int64_t k, const cf_batch_ctx *bctx, float *loss,
                                     int64_t *correct)
 {
+    CF_FAIL_IF(net->step >= CF_MAX_STEP, CFNET_E_LIMIT,
+               "network_train_step: the step count is at its limit (2^53 steps)");
+    step_snapshot sn;
+    cfnet_status st = snapshot_take(net, &sn);
+    if (st != CFNET_OK) {
+        if (net->slots_fresh) cf_network_reset_optimizer(net);
+        return st;
+    }
     const cf_options *o = &net->opt;
     if (o->aug_rotation || o->aug_jitter || o->aug_flip) {
         float *tmp = cf_malloc((size_t)net->in_size * sizeof(float));
-        CF_FAIL_IF(!tmp, CFNET_E_OUT_OF_MEMORY, "network_train_step: out of memory");
-        cfnet_status st = CFNET_OK;
+        if (!tmp) st = cf_error(CFNET_E_OUT_OF_MEMORY, "network_train_step: out of memory");
         for (int64_t i = 0; i < n && st == CFNET_OK; i++) {
             cf_rng keyed, *rng = &net->rng;
             if (bctx->keyed) {
@@ -276,38 +406,68 @@ static cfnet_status train_input_run(cfnet_network *net, const int32_t *labels, i
             st = augment_sample(net, net->input + i * net->in_size, tmp, rng);
         }
         cf_free(tmp);
-        CF_CHECK(st);
     }
     int upto = cf_network_logits_end(net);
     net->fwd_n = 0;
-    CF_CHECK(cf_network_train_forward(net, upto, n));
+    if (st == CFNET_OK) st = cf_network_train_forward(net, upto, n);
     int64_t lshape[2] = {n, k};
-    cfnet_tensor logits = view(net->act[upto - 1], 2, lshape);
-    cfnet_tensor grad = view(net->grad_a, 2, lshape);
-    float l;
-    CF_CHECK(cfnet_softmax_cross_entropy(&logits, labels, n, &l, &grad));
-    if (bctx->global_n != n) { /* this process's share of the global mean */
+    float l = 0.0f;
+    /* With a sum hook every process must reach the gradient sum: a non-finite forward here is
+     * carried into the sum (NaN there fails every process alike) and reported afterwards. */
+    bool deferred = false;
+    if (st == CFNET_OK && !all_finite(net->act[upto - 1], n * k)) {
+        if (bctx->sum) deferred = true;
+        else st = nonfinite_forward(net, upto, n);
+    }
+    if (st == CFNET_OK && deferred) { /* no loss of non-finite logits: NaN, to be summed */
+        l = NAN;
+        for (int64_t i = 0; i < n * k; i++) net->grad_a[i] = NAN;
+    } else if (st == CFNET_OK) {
+        cfnet_tensor logits = view(net->act[upto - 1], 2, lshape);
+        cfnet_tensor grad = view(net->grad_a, 2, lshape);
+        st = cfnet_softmax_cross_entropy(&logits, labels, n, &l, &grad);
+    }
+    if (st == CFNET_OK && !isfinite(l)) {
+        if (bctx->sum) deferred = true;
+        else st = nonfinite_forward(net, upto, n);
+    }
+    if (st == CFNET_OK && bctx->global_n != n) { /* this process's share of the global mean */
         const float share = (float)((double)n / (double)bctx->global_n);
         for (int64_t i = 0; i < n * k; i++) net->grad_a[i] *= share;
         l = (float)((double)l * (double)n / (double)bctx->global_n);
     }
-    if (correct) {
+    int64_t hits = 0;
+    if (st == CFNET_OK && correct) {
         const float *z = net->act[upto - 1];
-        int64_t c = 0;
         for (int64_t i = 0; i < n; i++, z += k) {
             int64_t best = 0;
             for (int64_t j = 1; j < k; j++)
                 if (z[j] > z[best]) best = j;
-            c += best == labels[i];
+            hits += best == labels[i];
         }
-        *correct = c;
     }
-    for (int i = 0; i < net->nlayers; i++) cfnet_layer_zero_grad(net->layers[i]);
-    CF_CHECK(cf_network_train_backward(net, upto, net->grad_a, n));
-    if (bctx->sum) CF_CHECK(cf_parallel_sum_gradients(net, &l));
-    optimizer_update(net);
-    net->fwd_n = 0; /* the activations are stale after the update */
+    if (st == CFNET_OK) {
+        for (int i = 0; i < net->nlayers; i++) cfnet_layer_zero_grad(net->layers[i]);
+        st = cf_network_train_backward(net, upto, net->grad_a, n);
+    }
+    if (st == CFNET_OK && bctx->sum) st = cf_parallel_sum_gradients(net, &l);
+    opt_coef c = optimizer_coef(net);
+    if (st == CFNET_OK) st = optimizer_pass(net, &c, false);
+    if (st == CFNET_E_NUMERIC && deferred) st = nonfinite_forward(net, upto, n);
+    net->fwd_n = 0; /* the activations are stale after the update (or the failure) */
+    if (st != CFNET_OK) {
+        snapshot_restore(net, &sn);
+        snapshot_free(&sn);
+        /* optimiser state this step created (zeroed) goes again: a saved state shows none */
+        if (net->slots_fresh) cf_network_reset_optimizer(net);
+        return st;
+    }
+    snapshot_free(&sn);
+    optimizer_pass(net, &c, true);
+    net->slots_fresh = false;
+    net->step++;
     if (loss) *loss = l;
+    if (correct) *correct = hits;
     return CFNET_OK;
 }
 
@@ -315,10 +475,9 @@ cfnet_status cf_network_train_input(cfnet_network *net, const int32_t *labels, i
                                     int64_t k, float *loss, int64_t *correct)
 {
     cf_batch_ctx bctx;
-    cf_parallel_undo undo;
-    CF_CHECK(cf_parallel_begin(net, n, &bctx, &undo));
+    CF_CHECK(cf_parallel_begin(net, n, &bctx));
     cfnet_status st = train_input_run(net, labels, n, k, &bctx, loss, correct);
-    cf_parallel_end(net, &undo, st != CFNET_OK);
+    cf_parallel_end(net);
     return st;
 }
 

@@ -9,7 +9,7 @@ and batch-norm statistics set to random values, the paper's five architectures (
 G-CNN, G-CNN+DFT, CNN) built from layers, and the library's preset classifiers of the five
 families at an odd and an even size. For the rotation-invariant ones, ORT's outputs for the four
 quarter turns of the input must agree to the same tolerance. The probabilities flag must give
-cfnet_network_probabilities, and the metadata must name the shapes.
+cfnet_network_probabilities; the metadata must name the shapes and carry the user metadata.
 
 Usage: check_export.py ORT_DIR WORKDIR
 """
@@ -170,6 +170,26 @@ def main():
                              "output": base + ".out"})
                 checks.append((name + ("/probabilities" if probs else ""), tag, want,
                                base + ".out"))
+    # User metadata goes into metadata_props as it is; it wins over the library's own keys.
+    net = build((1, 12, 12), [cfnet.conic_conv(2, 3, 2), cfnet.dense(3)])
+    user = {"classes": "nucleus,cytoplasm,membrane", "normalisation": "percentile 1 99.8",
+            "input size": "12x12", "note": "µm — ünïcode\nsecond line", "cfnet.layers": "mine"}
+    for k, v in user.items():
+        net.metadata[k] = v
+    path = os.path.join(work, "metadata.onnx")
+    net.export_onnx(path)
+    model = onnx.load(path)
+    onnx.checker.check_model(model, full_check=True)
+    props = [(p.key, p.value) for p in model.metadata_props]
+    meta = dict(props)
+    if len(props) != len(meta):
+        failures.append("metadata: duplicate keys %s" % props)
+    for k, v in user.items():
+        if meta.get(k) != v:
+            failures.append("metadata: %r is %r, not %r" % (k, meta.get(k), v))
+    if meta.get("cfnet.input_shape") != "1x12x12" or "cfnet.version" not in meta:
+        failures.append("metadata: library entries missing: %s" % meta)
+
     jobs_path = os.path.join(work, "jobs.json")
     with open(jobs_path, "w") as f:
         json.dump(jobs, f)

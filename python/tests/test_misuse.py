@@ -1,0 +1,125 @@
+"""Binding misuse: read-only memory, label validation, NUL in paths, single images. Each case
+once crashed, mutated immutable memory or silently did something else than asked."""
+import os
+import tempfile
+
+import numpy as np
+
+import cfnet
+from cfnet_testutil import LeakCheckedTestCase, rotated_patterns, small_cfnet
+
+
+class ReadOnlyMemoryTest(LeakCheckedTestCase):
+    def test_wrap_refuses_read_only_memmap(self):
+        with tempfile.TemporaryDirectory() as d:
+            path = os.path.join(d, "a.f32")
+            np.arange(12, dtype=np.float32).tofile(path)
+            mm = np.memmap(path, dtype=np.float32, mode="r", shape=(3, 4))
+            with self.assertRaisesRegex(ValueError, "read-only"):
+                cfnet.Tensor.wrap(mm)
+            del mm
+            # A writeable memmap is wrapped without a copy and written through.
+            mw = np.memmap(path, dtype=np.float32, mode="r+", shape=(3, 4))
+            with cfnet.Tensor.wrap(mw) as t:
+                t.fill(2.0)
+            mw.flush()
+            del mw
+            np.testing.assert_array_equal(np.fromfile(path, dtype=np.float32), 2.0)
+
+    def test_wrap_refuses_frombuffer_over_bytes(self):
+        data = bytes(16)
+        a = np.frombuffer(data, dtype=np.float32)
+        with self.assertRaisesRegex(ValueError, "read-only"):
+            cfnet.Tensor.wrap(a)
+        self.assertEqual(data, bytes(16))  # the immutable bytes are untouched
+
+    def test_read_only_inputs_are_fine_where_the_library_only_reads(self):
+        with small_cfnet() as net:
+            x, _ = rotated_patterns(4)
+            ro = x.copy()
+            ro.flags.writeable = False
+            np.testing.assert_array_equal(net.infer(ro), net.infer(x))
+            with self.assertRaisesRegex(TypeError, "writable"):
+                cfnet.normalize(ro, inplace=True)
+
+
+class LabelTest(LeakCheckedTestCase):
+    def setUp(self):
+        super().setUp()
+        self.net = small_cfnet()
+        self.x, self.y = rotated_patterns(4)
+
+    def tearDown(self):
+        self.net.close()
+        super().tearDown()
+
+    def assert_refused(self, labels, exc, pattern):
+        before = self.net.to_bytes(optimizer=True)
+        with self.assertRaisesRegex(exc, pattern):
+            self.net.train_step(self.x, labels)
+        with self.assertRaisesRegex(exc, pattern):
+            self.net.evaluate(self.x, labels)
+        self.assertEqual(self.net.to_bytes(optimizer=True), before)
+
+    def test_out_of_int32_range_is_not_wrapped(self):
+        self.assert_refused(np.array([2**32, 0, 1, 2], dtype=np.int64), ValueError,
+                            "not a class index")
+        self.assert_refused(np.array([-1, 0, 1, 2]), ValueError, "not a class index")
+
+    def test_floats_are_not_truncated(self):
+        self.assert_refused(np.array([0.9, 1.7, 0.0, 1.0]), TypeError, "integer")
+        self.assert_refused([0.0, 1.0, 2.0, 0.0], TypeError, "integer")
+
+    def test_strings_and_booleans_are_not_parsed(self):
+        self.assert_refused(["0", "1", "2", "0"], TypeError, "integer")
+        self.assert_refused(np.array([True, False, True, False]), TypeError, "integer")
+        self.assert_refused("0120", TypeError, "integer")
+
+    def test_two_dimensional_labels_are_not_flattened(self):
+        self.assert_refused(np.array([[0, 1], [2, 0]]), ValueError, "1-D")
+
+    def test_wrong_count(self):
+        self.assert_refused(np.array([0, 1, 2]), ValueError, "3 labels for 4 images")
+
+    def test_every_integer_dtype_within_range_works(self):
+        for dt in (np.int8, np.uint8, np.int16, np.uint16, np.int32, np.uint32, np.int64,
+                   np.uint64):
+            loss, acc = self.net.evaluate(self.x, self.y.astype(dt))
+            self.assertTrue(np.isfinite(loss))
+        self.assertTrue(np.isfinite(self.net.train_step(self.x, [0, 1, 2, 0])))
+        loss, _ = cfnet.softmax_cross_entropy(np.zeros((2, 3), np.float32), [1, 2])
+        with self.assertRaisesRegex(TypeError, "integer"):
+            cfnet.softmax_cross_entropy(np.zeros((2, 3), np.float32), [1.5, 2])
+
+
+class PathTest(LeakCheckedTestCase):
+    def test_nul_in_path_is_refused(self):
+        with tempfile.TemporaryDirectory() as d, small_cfnet() as net:
+            target = os.path.join(d, "x")
+            for p in (target + "\0y", os.fsencode(target) + b"\0y"):
+                with self.assertRaisesRegex(ValueError, "NUL"):
+                    net.save(p)
+                with self.assertRaisesRegex(ValueError, "NUL"):
+                    cfnet.Network.load(p)
+            self.assertEqual(os.listdir(d), [])  # nothing was written as "x"
+
+
+class SingleImageTest(LeakCheckedTestCase):
+    def test_predict_probabilities_infer_on_one_image(self):
+        with small_cfnet() as net:
+            x, _ = rotated_patterns(3)
+            batch_p = net.probabilities(x)
+            for i in range(3):
+                p = net.probabilities(x[i])
+                self.assertEqual(p.shape, (3,))
+                np.testing.assert_allclose(p, batch_p[i], rtol=1e-6)
+                self.assertEqual(net.predict(x[i]), int(net.predict(x)[i]))
+                self.assertIsInstance(net.predict(x[i]), int)
+                self.assertEqual(net.infer(x[i]).shape, (3,))
+
+    def test_other_shapes_say_to_add_the_batch_axis(self):
+        with small_cfnet() as net:
+            with self.assertRaisesRegex(ValueError, "batch axis"):
+                net.predict(np.zeros((16, 16), np.float32))
+            with self.assertRaisesRegex(ValueError, "batch axis"):
+                net.probabilities(np.zeros((2, 16, 16), np.float32))
