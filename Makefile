@@ -5,6 +5,8 @@
 #   make check SANITIZE=1   the same under AddressSanitizer + UndefinedBehaviorSanitizer
 #   make demo         build and run the main example
 #   make install PREFIX=/usr/local DESTDIR=   /   make uninstall
+#   make install-python PREFIX=/usr/local DESTDIR=   /   make uninstall-python
+#   (make also builds the command bin/cfnet, which alone needs libtiff and libpng)
 #   make BLAS=blas    link the reference CBLAS instead of OpenBLAS
 #   make WERROR=1     treat warnings as errors (CI does)
 
@@ -16,6 +18,8 @@ PATCH   := $(shell sed -n 's/^\#define CFNET_VERSION_PATCH \([0-9]*\).*/\1/p' $(
 VERSION := $(MAJOR).$(MINOR).$(PATCH)
 
 PREFIX  ?= /usr/local
+BINDIR  ?= $(PREFIX)/bin
+MANDIR  ?= $(PREFIX)/share/man
 LIBDIR  ?= $(PREFIX)/lib
 INCDIR  ?= $(PREFIX)/include
 PCDIR   ?= $(LIBDIR)/pkgconfig
@@ -25,8 +29,10 @@ CC      ?= cc
 BLAS    ?= openblas
 ifeq ($(BLAS),openblas)
 BLAS_PC := openblas
+BLAS_DEF := -DCF_BLAS_OPENBLAS
 else ifeq ($(BLAS),blas)
 BLAS_PC := blas-netlib
+BLAS_DEF :=
 else
 $(error BLAS must be openblas or blas)
 endif
@@ -52,7 +58,7 @@ endif
 OPT     ?= -O2
 CFLAGS  ?=
 BASE_CFLAGS := -std=c11 $(OPT) -g -fPIC -fvisibility=hidden $(WARN) -D_POSIX_C_SOURCE=200809L \
-               -Iinclude -Isrc
+               $(BLAS_DEF) -Iinclude -Isrc
 
 ifeq ($(SANITIZE),1)
 BUILD   := build/san-$(notdir $(firstword $(CC)))
@@ -69,15 +75,18 @@ SAN     := --coverage -O0 -fprofile-update=atomic
 else
 BUILD   := build/default
 LIBOUT  := lib
+BINOUT  := bin
 SAN     :=
 endif
+BINOUT  ?= $(BUILD)/bin
 
 # Shared objects must not leave symbols undefined (sanitizer runtimes are resolved at run time,
 # so the check is skipped for sanitizer builds).
 NO_UNDEF := $(if $(SAN),,-Wl,--no-undefined)
 
-# src/mpi is the optional MPI component (libcfnet_mpi), never part of libcfnet.
-SRCS    := $(sort $(filter-out src/mpi/%,$(wildcard src/*/*.c)))
+# src/tool is the command (bin/cfnet) and src/mpi the optional MPI component (libcfnet_mpi):
+# neither is part of the library.
+SRCS    := $(sort $(filter-out src/tool/% src/mpi/%,$(wildcard src/*/*.c)))
 OBJS    := $(SRCS:src/%.c=$(BUILD)/obj/%.o)
 
 # The ONNX messages: protoc-c generates C from the onnx.proto Debian ships (libonnx-dev) into
@@ -92,6 +101,17 @@ DEPS    := $(OBJS:.o=.d)
 SONAME  := libcfnet.so.$(MAJOR)
 SOLIB   := $(LIBOUT)/libcfnet.so.$(VERSION)
 ALIB    := $(LIBOUT)/libcfnet.a
+
+# The command: src/tool/*.c plus the biomarker generator of the examples (cfnet synth), linked
+# with the static library, libtiff and libpng. The library itself never links the image libraries.
+TOOL_PKGS   := libtiff-4 libpng
+TOOL_CFLAGS  = $(shell pkg-config --cflags $(TOOL_PKGS) 2>/dev/null)
+TOOL_LIBS    = $(shell pkg-config --libs $(TOOL_PKGS) 2>/dev/null)
+TOOL_SRCS   := $(sort $(wildcard src/tool/*.c))
+TOOL_OBJS   := $(TOOL_SRCS:src/tool/%.c=$(BUILD)/tool/%.o) $(BUILD)/tool/biomarker.o
+TOOL        := $(BINOUT)/cfnet
+# The image readers alone (and what they use), for the image fuzz target.
+TOOL_IMAGE_OBJS := $(BUILD)/tool/imageio.o $(BUILD)/tool/util.o
 
 # Examples: every examples/*.c is a program; examples/common/*.c is linked into each.
 EX_COMMON := $(sort $(wildcard examples/common/*.c))
@@ -128,7 +148,7 @@ TEST_LIBS   = $(shell pkg-config --libs cmocka 2>/dev/null)
 .PHONY: all deps check test-bins examples bench-bins bench docs demo install uninstall clean \
         mpi bench-mpi symbols-check check-valgrind check-threads abi-check abi-baseline coverage fuzz
 
-all: $(SOLIB) $(ALIB)
+all: $(SOLIB) $(ALIB) $(TOOL)
 
 # Installs missing build dependencies (no-op when present); see scripts/install-deps.
 deps:
@@ -185,6 +205,19 @@ $(ALIB): $(OBJS)
 	rm -f $@
 	ar rcs $@ $(OBJS)
 
+$(BUILD)/tool/%.o: src/tool/%.c src/tool/tool.h $(HEADER) | deps
+	@mkdir -p $(dir $@)
+	$(CC) $(BASE_CFLAGS) $(SAN) $(DEP_CFLAGS) $(TOOL_CFLAGS) $(CFLAGS) -Iexamples/common -MMD -MP \
+	    -c $< -o $@
+
+$(BUILD)/tool/biomarker.o: examples/common/biomarker.c examples/common/biomarker.h | deps
+	@mkdir -p $(dir $@)
+	$(CC) $(BASE_CFLAGS) $(SAN) $(CFLAGS) -c $< -o $@
+
+$(TOOL): $(TOOL_OBJS) $(ALIB)
+	@mkdir -p $(dir $@)
+	$(CC) $(SAN) $(LDFLAGS) -o $@ $(TOOL_OBJS) $(ALIB) $(TOOL_LIBS) $(DEP_LIBS)
+
 $(TEST_UTIL): tests/testutil.c tests/testutil.h $(HEADER) | deps
 	@mkdir -p $(dir $@)
 	$(CC) $(BASE_CFLAGS) $(SAN) $(DEP_CFLAGS) $(TEST_CFLAGS) $(CFLAGS) -Isrc -c $< -o $@
@@ -197,6 +230,14 @@ $(BUILD)/tests/%: tests/%.c tests/testutil.h $(TEST_UTIL) $(ALIB) $(HEADER)
 
 # The equivariance test measures with the benchmark's protocol (one definition of it).
 $(BUILD)/tests/test_equivariance: bench/equivariance.h
+
+# The command's image readers and preprocessing, tested with the image libraries.
+$(BUILD)/tests/test_imageio: tests/test_imageio.c tests/testutil.h $(TEST_UTIL) $(TOOL_IMAGE_OBJS) \
+                             $(BUILD)/tool/dataset.o $(ALIB) $(HEADER)
+	@mkdir -p $(dir $@)
+	$(CC) $(BASE_CFLAGS) $(SAN) $(DEP_CFLAGS) $(TEST_CFLAGS) $(TOOL_CFLAGS) $(CFLAGS) -Isrc/tool $< \
+	    $(TEST_UTIL) $(TOOL_IMAGE_OBJS) $(BUILD)/tool/dataset.o $(ALIB) $(TEST_LIBS) $(TOOL_LIBS) \
+	    $(DEP_LIBS) -o $@
 
 test-bins: $(TEST_BINS)
 
@@ -218,16 +259,28 @@ $(BUILD)/fuzz/replay_%: fuzz/fuzz_%.c fuzz/replay.c $(ALIB) $(HEADER)
 	@mkdir -p $(dir $@)
 	$(CC) $(BASE_CFLAGS) $(SAN) $(DEP_CFLAGS) $(CFLAGS) $< fuzz/replay.c $(ALIB) $(DEP_LIBS) -o $@
 
+# The image readers' target also links the command's image code and the image libraries.
+$(BUILD)/fuzz/replay_image: fuzz/fuzz_image.c fuzz/replay.c $(TOOL_IMAGE_OBJS) $(ALIB) $(HEADER)
+	@mkdir -p $(dir $@)
+	$(CC) $(BASE_CFLAGS) $(SAN) $(DEP_CFLAGS) $(TOOL_CFLAGS) $(CFLAGS) -Isrc/tool $< fuzz/replay.c \
+	    $(TOOL_IMAGE_OBJS) $(ALIB) $(TOOL_LIBS) $(DEP_LIBS) -o $@
+
 # libFuzzer builds with clang (library compiled in, instrumented); each target runs for
-# FUZZ_SECONDS on a copy of its corpus (new inputs are not written back into the tree).
+# FUZZ_SECONDS on a copy of its corpus (new inputs are not written back into the tree). A
+# target's corpus is fuzz/corpus_<name> when that directory exists (fuzz_image:
+# fuzz/corpus_image), else the shared model corpus fuzz/corpus.
 fuzz: $(GEN_SRC) | deps
 	@command -v clang >/dev/null || { echo "make fuzz: needs clang and libclang-rt-14-dev"; exit 1; }
 	@mkdir -p build/fuzz
 	@for f in $(FUZZ_SRCS); do \
 	    name=$$(basename $$f .c); \
+	    short=$${name#fuzz_}; extra=""; corpus=fuzz/corpus; \
+	    if [ "$$short" = image ]; then \
+	        extra="-Isrc/tool $(TOOL_CFLAGS) src/tool/imageio.c src/tool/util.c $(TOOL_LIBS)"; fi; \
+	    if [ -d fuzz/corpus_$$short ]; then corpus=fuzz/corpus_$$short; fi; \
 	    clang -std=c11 -O1 -g -Iinclude -Isrc -D_POSIX_C_SOURCE=200809L -fsanitize=fuzzer,address,undefined \
-	        -fno-sanitize-recover=all $(DEP_CFLAGS) -I$(GEN) $$f $(SRCS) $(GEN_SRC) $(DEP_LIBS) -o build/fuzz/$$name || exit 1; \
-	    rm -rf build/fuzz/corpus-$$name; cp -r fuzz/corpus build/fuzz/corpus-$$name; \
+	        -fno-sanitize-recover=all $(DEP_CFLAGS) -I$(GEN) $$f $(SRCS) $(GEN_SRC) $$extra $(DEP_LIBS) -o build/fuzz/$$name || exit 1; \
+	    rm -rf build/fuzz/corpus-$$name; cp -r $$corpus build/fuzz/corpus-$$name; \
 	    echo "== fuzzing $$name for $(FUZZ_SECONDS) s"; \
 	    build/fuzz/$$name -max_total_time=$(FUZZ_SECONDS) -rss_limit_mb=2048 -max_len=65536 \
 	        -print_final_stats=1 build/fuzz/corpus-$$name || exit 1; \
@@ -243,6 +296,7 @@ symbols-check: $(SOLIB)
 export CFNET_BUILD := $(BUILD)
 export CFNET_LIBDIR := $(abspath $(LIBOUT))
 export CFNET_SANITIZE := $(SANITIZE)
+export CFNET_TOOL := $(abspath $(TOOL))
 
 check: all test-bins examples symbols-check $(FUZZ_REPLAY) $(MPI_CHECK)
 	@failed=0; total=0; \
@@ -266,9 +320,10 @@ check-valgrind: all test-bins
 	    CFNET_TEST_OUTDIR=$(BUILD)/test-output valgrind $(VALGRIND_FLAGS) $$t >/dev/null || { failed=$$((failed + 1)); echo "FAILED: $$t"; }; \
 	done; echo "== valgrind: $$failed failed"; test $$failed -eq 0
 
-# The thread test under ThreadSanitizer (use with SANITIZE=thread).
-check-threads: $(BUILD)/tests/test_threads
+# The thread tests under ThreadSanitizer (use with SANITIZE=thread).
+check-threads: $(BUILD)/tests/test_threads $(BUILD)/tests/test_thread_pool
 	CFNET_TEST_OUTDIR=$(BUILD)/test-output $(BUILD)/tests/test_threads
+	CFNET_TEST_OUTDIR=$(BUILD)/test-output $(BUILD)/tests/test_thread_pool
 
 # ABI: compare the built library with the committed baseline: new symbols are fine, any change
 # to an existing function or type fails. Every export must carry a CFNET_ version node.
@@ -331,9 +386,11 @@ LDCONFIG ?=
 # Directories install created, for uninstall (scripts/install-dirs).
 DIRS_MANIFEST = $(CMAKEDIR)/installed-directories
 
-install: $(SOLIB) $(ALIB)
+install: $(SOLIB) $(ALIB) $(TOOL)
 	scripts/install-dirs create $(DIRS_MANIFEST) "$(DESTDIR)" $(LIBDIR) $(INCDIR)/cfnet $(PCDIR) \
-	    $(CMAKEDIR)
+	    $(CMAKEDIR) $(BINDIR) $(MANDIR)/man1
+	install -m 755 $(TOOL) $(DESTDIR)$(BINDIR)/cfnet
+	install -m 644 docs/cfnet.1 $(DESTDIR)$(MANDIR)/man1/cfnet.1
 	install -m 644 $(HEADER) $(DESTDIR)$(INCDIR)/cfnet/cfnet.h
 	install -m 755 $(SOLIB) $(DESTDIR)$(LIBDIR)/
 	ln -sf libcfnet.so.$(VERSION) $(DESTDIR)$(LIBDIR)/$(SONAME)
@@ -351,10 +408,42 @@ uninstall:
 	    $(DESTDIR)$(LIBDIR)/$(SONAME) $(DESTDIR)$(LIBDIR)/libcfnet.so \
 	    $(DESTDIR)$(LIBDIR)/libcfnet.a $(DESTDIR)$(PCDIR)/cfnet.pc \
 	    $(DESTDIR)$(PCDIR)/cfnet-static.pc $(DESTDIR)$(CMAKEDIR)/cfnetConfig.cmake \
-	    $(DESTDIR)$(CMAKEDIR)/cfnetConfigVersion.cmake
+	    $(DESTDIR)$(CMAKEDIR)/cfnetConfigVersion.cmake \
+	    $(DESTDIR)$(BINDIR)/cfnet $(DESTDIR)$(MANDIR)/man1/cfnet.1
 	@scripts/install-dirs remove $(DIRS_MANIFEST) "$(DESTDIR)"
 
-clean:
-	rm -rf build lib
+# The Python package (python/pyproject.toml) into PYSITE: Debian's dist-packages when that is
+# on the interpreter's path for PREFIX (/usr/local), else PREFIX/lib/pythonX.Y/site-packages.
+# Built from a copy of python/ and the header in the build directory (the version comes from
+# the header), with the interpreter's own setuptools and no network.
+PYTHON ?= /usr/bin/python3
+PYSITE ?= $(shell $(PYTHON) -c 'import sys; p = "$(PREFIX)/lib/python%d.%d/" % sys.version_info[:2]; print(p + ("dist-packages" if p + "dist-packages" in sys.path else "site-packages"))')
+PY_MANIFEST = $(PYSITE)/cfnet-$(VERSION).installed-directories
 
--include $(DEPS)
+.PHONY: install-python uninstall-python
+install-python:
+	rm -rf $(BUILD)/python-src
+	mkdir -p $(BUILD)/python-src/include/cfnet
+	cp -r python $(BUILD)/python-src/python
+	rm -rf $(BUILD)/python-src/python/tests $(BUILD)/python-src/python/build
+	cp $(HEADER) $(BUILD)/python-src/include/cfnet/
+	scripts/install-dirs create $(PY_MANIFEST) "$(DESTDIR)" $(PYSITE)
+	$(PYTHON) -m pip install --quiet --no-build-isolation --no-index --no-deps --upgrade \
+	    --no-warn-script-location --root-user-action=ignore --target $(DESTDIR)$(PYSITE) \
+	    $(BUILD)/python-src/python
+	@if [ -z "$(DESTDIR)" ] && ! $(PYTHON) -c 'import sys; sys.exit("$(PYSITE)" not in sys.path)'; then \
+	    echo "make install-python: $(PYSITE) is not on $(PYTHON)'s path: set PYTHONPATH=$(PYSITE)"; fi
+
+uninstall-python:
+	@rec=$(DESTDIR)$(PYSITE)/cfnet-$(VERSION).dist-info/RECORD; \
+	if [ -f "$$rec" ]; then \
+	    cut -d, -f1 "$$rec" | while IFS= read -r f; do rm -f "$(DESTDIR)$(PYSITE)/$$f"; done; \
+	fi; \
+	rm -rf $(DESTDIR)$(PYSITE)/cfnet/__pycache__ $(DESTDIR)$(PYSITE)/cfnet-$(VERSION).dist-info; \
+	rmdir $(DESTDIR)$(PYSITE)/cfnet 2>/dev/null || true
+	@scripts/install-dirs remove $(PY_MANIFEST) "$(DESTDIR)"
+
+clean:
+	rm -rf build lib bin
+
+-include $(DEPS) $(TOOL_OBJS:.o=.d)

@@ -44,6 +44,8 @@ static void usage(void)
             "             S/30 steps\n"
             "  --width W  filters per layer of the planar networks (p4 networks: W/2)\n"
             "  --samples  also write DIR/biomarker-samples.ppm (and .png) as in Fig. 3a,b\n"
+            "  --seeds R  train every model R times (seeds 1..R); the table shows mean +- sample\n"
+            "             standard deviation and min-max, DIR/demo-runs.csv every run\n"
             "  --out DIR  output directory (default build/results)\n"
             "  --plot CSV only redraw the SVG next to a learning-curve CSV written earlier\n");
     exit(2);
@@ -383,7 +385,7 @@ int main(int argc, char **argv)
         else usage();
     }
     if (o.classes < 2 || o.classes > BM_CLASSES || o.test_per_class < 1 || o.steps < 1 ||
-        o.width < 2 || o.seeds < 1 || o.threads < 1 || o.n_sizes < 1 || o.n_train[0] < 1 ||
+        o.width < 2 || o.seeds < 1 || o.seeds > 64 || o.threads < 1 || o.n_sizes < 1 || o.n_train[0] < 1 ||
         (o.n_sizes == 2 && o.n_train[1] < 1) || o.eval_every < 0)
         usage();
     if (o.eval_every > o.steps) o.eval_every = 0;
@@ -442,17 +444,18 @@ int main(int argc, char **argv)
 
     printf("\nTest accuracy on %lld held-out images (%d classes, chance %.1f%%), %d steps%s:\n",
            (long long)nte, o.classes, 100.0 / o.classes, o.steps,
-           o.seeds > 1 ? "; mean (min-max) over seeds" : "");
-    printf("%-10s %5s %10s %20s %10s\n", "model", "N", "parameters", "test accuracy",
+           o.seeds > 1 ? "; mean +- sample sd (min-max) over seeds" : "");
+    printf("%-10s %5s %10s %30s %10s\n", "model", "N", "parameters", "test accuracy",
            "train time");
     for (int p = 0; p < o.n_sizes; p++)
         for (int mi = 0; mi < o.n_models; mi++) {
-            double sum = 0, lo = 2, hi = -1, secs = 0;
+            double sum = 0, lo = 2, hi = -1, secs = 0, accs[64];
             int64_t params = 0;
             int cnt = 0;
             for (int i = 0; i < nres; i++) {
                 if (res[i].model != o.models[mi] || res[i].n_train != o.n_train[p]) continue;
                 sum += res[i].acc;
+                if (cnt < 64) accs[cnt] = res[i].acc;
                 secs += res[i].secs;
                 params = res[i].params;
                 if (res[i].acc < lo) lo = res[i].acc;
@@ -460,14 +463,29 @@ int main(int argc, char **argv)
                 cnt++;
             }
             char acc[64];
+            double mean, sd;
+            ex_mean_sd(accs, cnt < 64 ? cnt : 64, &mean, &sd);
             if (cnt > 1)
-                snprintf(acc, sizeof acc, "%.2f%% (%.1f-%.1f)", 100 * sum / cnt, 100 * lo,
-                         100 * hi);
+                snprintf(acc, sizeof acc, "%.2f +- %.2f%% (%.1f-%.1f)", 100 * mean, 100 * sd,
+                         100 * lo, 100 * hi);
             else snprintf(acc, sizeof acc, "%.2f%%", 100 * sum / cnt);
-            printf("%-10s %5d %10lld %20s %9.1fs\n", ex_model_name((ex_model)o.models[mi]),
+            printf("%-10s %5d %10lld %30s %9.1fs\n", ex_model_name((ex_model)o.models[mi]),
                    o.n_train[p], (long long)params, acc, secs / cnt);
         }
     printf("total training and evaluation time %.1f s\n", ex_now() - total0);
+    {
+        char path[4096];
+        snprintf(path, sizeof path, "%s/demo-runs.csv", o.out);
+        FILE *f = fopen(path, "w");
+        if (!f) ex_die("demo: cannot write %s", path);
+        fprintf(f, "model,n_train,seed,parameters,test_accuracy,train_seconds\n");
+        for (int i = 0; i < nres; i++)
+            fprintf(f, "%s,%d,%d,%lld,%.5f,%.1f\n", ex_model_name((ex_model)res[i].model),
+                    res[i].n_train, res[i].seed, (long long)res[i].params, res[i].acc,
+                    res[i].secs);
+        fclose(f);
+        printf("wrote %s (one row per model, N and seed)\n", path);
+    }
 
     if (o.eval_every > 0) {
         char path[4096];

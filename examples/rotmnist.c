@@ -24,18 +24,59 @@ static void usage(void)
     fprintf(stderr,
             "usage: rotmnist [--data DIR] [--epochs E] [--train N] [--val N] [--test N]\n"
             "                [--models cfnet,gcnn,gcnn-dft,cnn] [--threads T] [--seed S]\n"
-            "                [--csv FILE] [--max-steps K] [--dft-r R] [--interp nearest|bilinear]\n"
-            "                [--cfnet-width W]\n"
+            "                [--seeds K] [--csv FILE] [--summary FILE] [--label NAME]\n"
+            "                [--max-steps K] [--dft-r R] [--interp I] [--dft-interp I]\n"
+            "                [--cfnet-width W] [--gcnn-width W] [--r-schedule R1,..,R6]\n"
+            "                [--dft-filters N] [--dft-head ours|original] [--dropout P]\n"
+            "                [--init he|normal] [--lr LR] [--lr-decay F] [--decay-epochs E]\n"
             "  --data DIR    directory with mnist-images-idx3-ubyte and mnist-labels-idx1-ubyte\n"
             "                (scripts/fetch-mnist DIR writes them; default build/data/mnist)\n"
             "  --epochs E    training epochs per model (default 30)\n"
             "  --train/--val/--test  split sizes (default 7000 / 1000 / 2000, at most 10000)\n"
-            "  --csv FILE    per-epoch validation and test error of every model\n"
+            "  --seed S      data seed: rotation angles and split (default 1); also the first\n"
+            "                training seed\n"
+            "  --seeds K     train every model K times with training seeds S .. S+K-1\n"
+            "                (initialisation, shuffling, augmentation, dropout); the data stay\n"
+            "                the same; the table reports mean +- sample standard deviation\n"
+            "  --csv FILE    per-epoch validation and test error of every model and seed\n"
+            "  --summary FILE  append one row per model and seed (selected epoch, errors,\n"
+            "                parameters, training time) with the label of --label\n"
             "  --max-steps K stop each model after K steps (timing runs)\n"
             "  --dft-r R     CFNet: DFT projection at 4R rotations (default 1)\n"
-            "  --interp I    CFNet: conic filter resampling at 45 degrees (default nearest)\n"
-            "  --cfnet-width W  CFNet: filters per conic layer and DFT projection (default 15)\n");
+            "  --interp I    CFNet: conic filter resampling, nearest (default), bilinear or\n"
+            "                steerable\n"
+            "  --dft-interp I  CFNet: resampling of the DFT projection filters (default\n"
+            "                bilinear, as the original code)\n"
+            "  --cfnet-width W  CFNet: filters per conic layer (default 15)\n"
+            "  --gcnn-width W   G-CNN: filters per p4 layer (default 10)\n"
+            "  --r-schedule L   CFNet: R of the six conic layers (default 2,2,2,1,1,1)\n"
+            "  --dft-filters N  CFNet: DFT projection filters (default: the CFNet width)\n"
+            "  --dft-head H  ours (default): projection -> batch norm -> ReLU -> |DFT|;\n"
+            "                original: projection -> ReLU -> |DFT| -> batch norm\n"
+            "  --dropout P   dropout with drop probability P after every convolution block\n"
+            "                (the original code: 0.2, i.e. keep 0.8; default 0 = none)\n"
+            "  --init I      he (default) or normal: weights from N(0, 0.1^2), the original's\n"
+            "  --lr LR       initial learning rate (default 5e-3)\n"
+            "  --lr-decay F  learning-rate factor (default 0.95) applied every\n"
+            "  --decay-epochs E  epochs (default 1)\n"
+            "Options other than --models, --gcnn-width and the training ones (--dropout, --init,\n"
+            "--lr*, --decay-epochs, --epochs) change the CFNet only; the training ones apply to\n"
+            "every model of the run.\n");
     exit(2);
+}
+
+static cfnet_interp parse_interp(const char *v)
+{
+    if (!strcmp(v, "nearest")) return CFNET_INTERP_NEAREST;
+    if (!strcmp(v, "bilinear")) return CFNET_INTERP_BILINEAR;
+    if (!strcmp(v, "steerable")) return CFNET_INTERP_STEERABLE;
+    ex_die("rotmnist: unknown resampling '%s' (nearest, bilinear, steerable)", v);
+}
+
+static const char *interp_name(cfnet_interp i)
+{
+    return i == CFNET_INTERP_BILINEAR ? "bilinear" : i == CFNET_INTERP_STEERABLE ? "steerable"
+                                                                                 : "nearest";
 }
 
 static uint32_t be32(const unsigned char *b)
@@ -85,9 +126,16 @@ static int64_t load_idx(const char *dir, float **images, int32_t **labels)
     return n;
 }
 
+/* What the command line can change in the networks (see usage). */
+typedef struct mnist_opts {
+    int dft_R, cfnet_width, gcnn_width, dft_filters, R[6], dft_head_original;
+    cfnet_interp interp, dft_interp;
+    float dropout;
+} mnist_opts;
+
 /* The paper's rotated-MNIST networks (section 3.1): six 3x3 layers, valid padding, max pooling
  * after layer 2 (28 -> 26 -> 24 -> 12 -> 10 -> 8 -> 6 -> 4), batch norm, softmax over 10. */
-static ex_arch mnist_arch(ex_model m, int dft_R, cfnet_interp interp, int cfnet_width)
+static ex_arch mnist_arch(ex_model m, const mnist_opts *o)
 {
     ex_arch a;
     memset(&a, 0, sizeof a);
@@ -97,24 +145,32 @@ static ex_arch mnist_arch(ex_model m, int dft_R, cfnet_interp interp, int cfnet_
     a.batch_norm = 1;
     a.softmax = 1;
     a.pool_after[1] = 1;
-    int w = m == EX_GCNN ? 10 : m == EX_GCNN_DFT ? 7 : m == EX_CNN ? 20 : cfnet_width;
+    int w = m == EX_GCNN ? o->gcnn_width : m == EX_GCNN_DFT ? 7 : m == EX_CNN ? 20
+                                                                            : o->cfnet_width;
     static const int R[6] = {2, 2, 2, 1, 1, 1};
     for (int i = 0; i < 6; i++) {
         a.width[i] = w;
-        a.R[i] = R[i];
+        a.R[i] = m == EX_CFNET ? o->R[i] : R[i];
     }
-    a.dft_filters = m == EX_GCNN_DFT ? 7 : m == EX_CFNET ? cfnet_width : 15;
-    a.dft_R = dft_R;
-    a.interp = interp;
+    a.dft_filters = m == EX_GCNN_DFT ? 7 : m == EX_CFNET ? o->dft_filters : 15;
+    a.dft_R = o->dft_R;
+    a.interp = m == EX_CFNET ? o->interp : CFNET_INTERP_NEAREST;
+    a.dft_interp = m == EX_CFNET ? o->dft_interp : CFNET_INTERP_BILINEAR;
+    a.dft_head_original = m == EX_CFNET ? o->dft_head_original : 0;
+    a.dropout = o->dropout;
     return a;
 }
 
 int main(int argc, char **argv)
 {
-    const char *dir = "build/data/mnist", *csv_path = NULL;
-    const char *models = "cfnet,gcnn,gcnn-dft,cnn";
-    int epochs = 30, threads = 2, dft_R = 1, cfnet_width = 15;
-    cfnet_interp interp = CFNET_INTERP_NEAREST;
+    const char *dir = "build/data/mnist", *csv_path = NULL, *summary_path = NULL;
+    const char *models = "cfnet,gcnn,gcnn-dft,cnn", *label = "";
+    int epochs = 30, threads = 2, seeds = 1, decay_epochs = 1, normal_init = 0;
+    double lr = 5e-3, lr_decay = 0.95;
+    mnist_opts mo = {.dft_R = 1, .cfnet_width = 15, .gcnn_width = 10, .dft_filters = 0,
+                     .R = {2, 2, 2, 1, 1, 1}, .dft_head_original = 0,
+                     .interp = CFNET_INTERP_NEAREST, .dft_interp = CFNET_INTERP_BILINEAR,
+                     .dropout = 0.0f};
     int64_t ntrain = 7000, nval = 1000, ntest = 2000, max_steps = 0;
     uint64_t seed = 1;
     for (int i = 1; i < argc; i++) {
@@ -130,16 +186,40 @@ int main(int argc, char **argv)
         else if (!strcmp(o, "--models")) models = v;
         else if (!strcmp(o, "--threads")) threads = atoi(v);
         else if (!strcmp(o, "--seed")) seed = strtoull(v, NULL, 10);
+        else if (!strcmp(o, "--seeds")) seeds = atoi(v);
         else if (!strcmp(o, "--csv")) csv_path = v;
+        else if (!strcmp(o, "--summary")) summary_path = v;
+        else if (!strcmp(o, "--label")) label = v;
         else if (!strcmp(o, "--max-steps")) max_steps = atoll(v);
-        else if (!strcmp(o, "--dft-r")) dft_R = atoi(v);
-        else if (!strcmp(o, "--cfnet-width")) cfnet_width = atoi(v);
-        else if (!strcmp(o, "--interp"))
-            interp = strcmp(v, "bilinear") ? CFNET_INTERP_NEAREST : CFNET_INTERP_BILINEAR;
-        else usage();
+        else if (!strcmp(o, "--dft-r")) mo.dft_R = atoi(v);
+        else if (!strcmp(o, "--cfnet-width")) mo.cfnet_width = atoi(v);
+        else if (!strcmp(o, "--gcnn-width")) mo.gcnn_width = atoi(v);
+        else if (!strcmp(o, "--dft-filters")) mo.dft_filters = atoi(v);
+        else if (!strcmp(o, "--interp")) mo.interp = parse_interp(v);
+        else if (!strcmp(o, "--dft-interp")) mo.dft_interp = parse_interp(v);
+        else if (!strcmp(o, "--dropout")) mo.dropout = (float)atof(v);
+        else if (!strcmp(o, "--lr")) lr = atof(v);
+        else if (!strcmp(o, "--lr-decay")) lr_decay = atof(v);
+        else if (!strcmp(o, "--decay-epochs")) decay_epochs = atoi(v);
+        else if (!strcmp(o, "--init")) {
+            if (strcmp(v, "he") && strcmp(v, "normal")) usage();
+            normal_init = !strcmp(v, "normal");
+        } else if (!strcmp(o, "--dft-head")) {
+            if (strcmp(v, "ours") && strcmp(v, "original")) usage();
+            mo.dft_head_original = !strcmp(v, "original");
+        } else if (!strcmp(o, "--r-schedule")) {
+            if (sscanf(v, "%d,%d,%d,%d,%d,%d", &mo.R[0], &mo.R[1], &mo.R[2], &mo.R[3], &mo.R[4],
+                       &mo.R[5]) != 6)
+                usage();
+            for (int k = 0; k < 6; k++)
+                if (mo.R[k] < 1 || mo.R[k] > 64) usage();
+        } else usage();
     }
-    if (epochs < 1 || dft_R < 1 || cfnet_width < 1 || ntrain < 50 || nval < 1 || ntest < 1 ||
-        threads < 1)
+    if (mo.dft_filters == 0) mo.dft_filters = mo.cfnet_width;
+    if (epochs < 1 || mo.dft_R < 1 || mo.cfnet_width < 1 || mo.gcnn_width < 1 ||
+        mo.dft_filters < 1 || ntrain < 50 || nval < 1 || ntest < 1 || threads < 1 || seeds < 1 ||
+        seeds > 100 || !(mo.dropout >= 0 && mo.dropout < 1) || !(lr > 0) ||
+        !(lr_decay > 0 && lr_decay <= 1) || decay_epochs < 1)
         usage();
 
     ex_blas_single_thread();
@@ -187,102 +267,148 @@ int main(int argc, char **argv)
            (long long)ntrain, (long long)nval, (long long)ntest, (long long)n,
            (unsigned long long)seed, epochs, threads);
 
-    FILE *csv = NULL;
+    printf("CFNet: width %d, R %d,%d,%d,%d,%d,%d, conic resampling %s, DFT %d filters x %d "
+           "rotations (%s, head %s); dropout %g, init %s, lr %g x%g every %d epoch(s); %d "
+           "training seed(s) from %llu\n",
+           mo.cfnet_width, mo.R[0], mo.R[1], mo.R[2], mo.R[3], mo.R[4], mo.R[5],
+           interp_name(mo.interp), mo.dft_filters, 4 * mo.dft_R, interp_name(mo.dft_interp),
+           mo.dft_head_original ? "original" : "ours", (double)mo.dropout,
+           normal_init ? "N(0, 0.1^2)" : "He", lr, lr_decay, decay_epochs, seeds,
+           (unsigned long long)seed);
+
+    FILE *csv = NULL, *summary = NULL;
     if (csv_path) {
         csv = fopen(csv_path, "w");
         if (!csv) ex_die("rotmnist: cannot write %s", csv_path);
-        fprintf(csv, "model,epoch,step,train_loss,val_error,test_error,seconds\n");
+        fprintf(csv, "model,seed,epoch,step,train_loss,val_error,test_error,seconds\n");
+    }
+    if (summary_path) {
+        FILE *probe = fopen(summary_path, "r");
+        int fresh = !probe;
+        if (probe) fclose(probe);
+        summary = fopen(summary_path, "a");
+        if (!summary) ex_die("rotmnist: cannot write %s", summary_path);
+        if (fresh)
+            fprintf(summary, "label,model,seed,parameters,epoch,val_error,test_error,seconds\n");
     }
 
     const int64_t B = 50, steps_per_epoch = ntrain / B;
     cfnet_tensor *xb = ex_tensor4(B, 1, S, S);
     int32_t yb[50];
     int64_t *order = ex_malloc((size_t)ntrain * sizeof *order);
-    struct {
+    typedef struct {
         int model;
         int64_t params;
-        int best_epoch;
-        double val_err, test_err, secs;
-    } res[EX_MODEL_COUNT];
+        int best_epoch[100];
+        double val_err[100], test_err[100], secs[100];
+    } result;
+    result *res = ex_calloc(EX_MODEL_COUNT, sizeof *res);
     int nres = 0;
 
     char list[256];
     snprintf(list, sizeof list, "%s", models);
-    for (char *tok = strtok(list, ","); tok; tok = strtok(NULL, ",")) {
+    for (char *tok = strtok(list, ","); tok && nres < EX_MODEL_COUNT; tok = strtok(NULL, ",")) {
         int m = ex_model_parse(tok);
         if (m < 0) ex_die("rotmnist: unknown model '%s'", tok);
-        ex_arch a = mnist_arch((ex_model)m, dft_R, interp, cfnet_width);
-        cfnet_network *net = ex_build((ex_model)m, &a, 1, S, 10, seed * 7919u + (uint64_t)m);
-        ex_set_recipe(net, 5e-3, 5e-4, (int)steps_per_epoch, 0, threads);
-        int64_t params = cfnet_network_param_count(net);
-        printf("\n%s: %lld parameters\n", ex_model_name((ex_model)m), (long long)params);
-        fflush(stdout);
-        for (int64_t i = 0; i < ntrain; i++) order[i] = i;
-        uint64_t ss = seed * 31337u + (uint64_t)m;
-        double best_val = 2, best_test = 2, train_secs = 0;
-        int best_epoch = 0;
-        int64_t step = 0;
-        for (int e = 1; e <= epochs; e++) {
-            ex_shuffle(order, ntrain, &ss);
-            char label[48];
-            snprintf(label, sizeof label, "%s e%d", ex_model_name((ex_model)m), e);
-            ex_progress pr;
-            ex_progress_start(&pr, stdout, label, steps_per_epoch);
-            double lsum = 0;
-            int64_t ls = 0;
-            for (int64_t s = 0; s < steps_per_epoch; s++) {
-                ex_gather(cfnet_tensor_data(xtr), ytr, per, order + s * B, B,
-                          cfnet_tensor_data(xb), yb);
-                float loss;
-                EX_CHECK(cfnet_network_train_step(net, xb, yb, B, &loss));
-                lsum += loss;
-                ls++;
-                step++;
-                ex_progress_update(&pr, s + 1, lsum / (double)ls, NAN);
+        ex_arch a = mnist_arch((ex_model)m, &mo);
+        result *r = &res[nres++];
+        r->model = m;
+        for (int si = 0; si < seeds; si++) {
+            uint64_t ts = seed + (uint64_t)si; /* training seed */
+            cfnet_network *net = ex_build((ex_model)m, &a, 1, S, 10, ts * 7919u + (uint64_t)m);
+            if (normal_init) ex_init_normal(net, 0.1, ts * 104729u + (uint64_t)m);
+            ex_set_recipe(net, lr, 5e-4, (int)(steps_per_epoch * decay_epochs), 0, threads);
+            EX_CHECK(cfnet_network_set_option(net, CFNET_OPTION_LR_DECAY_RATE, lr_decay));
+            r->params = cfnet_network_param_count(net);
+            printf("\n%s, training seed %llu: %lld parameters\n", ex_model_name((ex_model)m),
+                   (unsigned long long)ts, (long long)r->params);
+            fflush(stdout);
+            for (int64_t i = 0; i < ntrain; i++) order[i] = i;
+            uint64_t ss = ts * 31337u + (uint64_t)m;
+            double best_val = 2, best_test = 2, train_secs = 0;
+            int best_epoch = 0;
+            int64_t step = 0;
+            for (int e = 1; e <= epochs; e++) {
+                ex_shuffle(order, ntrain, &ss);
+                char plabel[48];
+                snprintf(plabel, sizeof plabel, "%s s%llu e%d", ex_model_name((ex_model)m),
+                         (unsigned long long)ts, e);
+                ex_progress pr;
+                ex_progress_start(&pr, stdout, plabel, steps_per_epoch);
+                double lsum = 0;
+                int64_t ls = 0;
+                for (int64_t s = 0; s < steps_per_epoch; s++) {
+                    ex_gather(cfnet_tensor_data(xtr), ytr, per, order + s * B, B,
+                              cfnet_tensor_data(xb), yb);
+                    float loss;
+                    EX_CHECK(cfnet_network_train_step(net, xb, yb, B, &loss));
+                    lsum += loss;
+                    ls++;
+                    step++;
+                    ex_progress_update(&pr, s + 1, lsum / (double)ls, NAN);
+                    if (max_steps && step >= max_steps) break;
+                }
+                train_secs += ex_progress_end(&pr);
+                float va, ta;
+                EX_CHECK(cfnet_network_evaluate(net, xva, yva, nval, 100, NULL, &va));
+                EX_CHECK(cfnet_network_evaluate(net, xte, yte, ntest, 100, NULL, &ta));
+                double verr = 1.0 - va, terr = 1.0 - ta;
+                if (verr < best_val) {
+                    best_val = verr;
+                    best_test = terr;
+                    best_epoch = e;
+                }
+                printf("%s seed %llu epoch %d: train loss %.4f, validation error %.2f%% (best "
+                       "%.2f%% at epoch %d), %.1f s\n",
+                       ex_model_name((ex_model)m), (unsigned long long)ts, e, lsum / (double)ls,
+                       100 * verr, 100 * best_val, best_epoch, train_secs);
+                fflush(stdout);
+                if (csv) {
+                    fprintf(csv, "%s,%llu,%d,%lld,%.5f,%.5f,%.5f,%.1f\n",
+                            ex_model_name((ex_model)m), (unsigned long long)ts, e,
+                            (long long)step, lsum / (double)ls, verr, terr, train_secs);
+                    fflush(csv);
+                }
                 if (max_steps && step >= max_steps) break;
             }
-            train_secs += ex_progress_end(&pr);
-            float va, ta;
-            EX_CHECK(cfnet_network_evaluate(net, xva, yva, nval, 100, NULL, &va));
-            EX_CHECK(cfnet_network_evaluate(net, xte, yte, ntest, 100, NULL, &ta));
-            double verr = 1.0 - va, terr = 1.0 - ta;
-            if (verr < best_val) {
-                best_val = verr;
-                best_test = terr;
-                best_epoch = e;
+            r->best_epoch[si] = best_epoch;
+            r->val_err[si] = best_val;
+            r->test_err[si] = best_test;
+            r->secs[si] = train_secs;
+            if (summary) {
+                fprintf(summary, "%s,%s,%llu,%lld,%d,%.5f,%.5f,%.1f\n", label,
+                        ex_model_name((ex_model)m), (unsigned long long)ts, (long long)r->params,
+                        best_epoch, best_val, best_test, train_secs);
+                fflush(summary);
             }
-            printf("%s epoch %d: train loss %.4f, validation error %.2f%% (best %.2f%% at epoch "
-                   "%d), %.1f s\n",
-                   ex_model_name((ex_model)m), e, lsum / (double)ls, 100 * verr, 100 * best_val,
-                   best_epoch, train_secs);
-            fflush(stdout);
-            if (csv) {
-                fprintf(csv, "%s,%d,%lld,%.5f,%.5f,%.5f,%.1f\n", ex_model_name((ex_model)m), e,
-                        (long long)step, lsum / (double)ls, verr, terr, train_secs);
-                fflush(csv);
-            }
-            if (max_steps && step >= max_steps) break;
+            cfnet_network_free(net);
         }
-        res[nres].model = m;
-        res[nres].params = params;
-        res[nres].best_epoch = best_epoch;
-        res[nres].val_err = best_val;
-        res[nres].test_err = best_test;
-        res[nres].secs = train_secs;
-        nres++;
-        cfnet_network_free(net);
     }
 
     printf("\nrotated MNIST, model selected on the validation split (%lld digits), test error on "
-           "%lld held-out digits:\n",
-           (long long)nval, (long long)ntest);
-    printf("%-10s %10s %6s %9s %10s %9s\n", "model", "parameters", "epoch", "val err", "test err",
-           "train s");
-    for (int i = 0; i < nres; i++)
-        printf("%-10s %10lld %6d %8.2f%% %9.2f%% %9.0f\n", ex_model_name((ex_model)res[i].model),
-               (long long)res[i].params, res[i].best_epoch, 100 * res[i].val_err,
-               100 * res[i].test_err, res[i].secs);
+           "%lld held-out digits; %d training seed(s)%s:\n",
+           (long long)nval, (long long)ntest, seeds,
+           seeds > 1 ? ", mean +- sample standard deviation" : "");
+    printf("%-10s %10s %17s %17s %9s  %s\n", "model", "parameters", "val err", "test err",
+           "train s", "test err per seed (selected epoch)");
+    for (int i = 0; i < nres; i++) {
+        const result *r = &res[i];
+        double vm, vs, tm, tsd, sm, ssd;
+        ex_mean_sd(r->val_err, seeds, &vm, &vs);
+        ex_mean_sd(r->test_err, seeds, &tm, &tsd);
+        ex_mean_sd(r->secs, seeds, &sm, &ssd);
+        char v[32], t[32];
+        snprintf(v, sizeof v, "%.2f +- %.2f%%", 100 * vm, 100 * vs);
+        snprintf(t, sizeof t, "%.2f +- %.2f%%", 100 * tm, 100 * tsd);
+        printf("%-10s %10lld %17s %17s %9.0f ", ex_model_name((ex_model)r->model),
+               (long long)r->params, v, t, sm);
+        for (int si = 0; si < seeds; si++)
+            printf(" %.2f%% (%d)", 100 * r->test_err[si], r->best_epoch[si]);
+        printf("\n");
+    }
     if (csv) fclose(csv);
+    if (summary) fclose(summary);
+    free(res);
     free(order);
     free(perm);
     free(ytr);

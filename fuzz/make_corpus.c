@@ -100,6 +100,24 @@ int main(int argc, char **argv)
     save(dir, "p4_projection", net, 0);
     cfnet_network_free(net);
 
+    /* p4m: every D4 kind, and group pooling over 8 copies */
+    if (cfnet_network_create(1, 5, 5, 6, &net) != CFNET_OK) fail("create");
+    add(net, cfnet_layer_p4m_lift_create(2, 3, CFNET_PADDING_VALID, &l), &l);
+    add(net, cfnet_layer_batch_norm_create(0.1f, 1e-5f, &l), &l);
+    add(net, cfnet_layer_relu_create(&l), &l);
+    add(net, cfnet_layer_p4m_conv_create(2, 3, CFNET_PADDING_VALID, &l), &l);
+    add(net, cfnet_layer_p4m_dft_magnitude_create(&l), &l);
+    add(net, cfnet_layer_dense_create(2, &l), &l);
+    train(net, 1, 5, 2);
+    save(dir, "p4m", net, CFNET_SAVE_OPTIMIZER);
+    cfnet_network_free(net);
+    if (cfnet_network_create(1, 4, 4, 7, &net) != CFNET_OK) fail("create");
+    add(net, cfnet_layer_p4m_lift_create(1, 3, CFNET_PADDING_SAME, &l), &l);
+    add(net, cfnet_layer_group_pool_create(CFNET_POOL_MAX, &l), &l);
+    add(net, cfnet_layer_dense_create(2, &l), &l);
+    save(dir, "p4m_group_pool", net, 0);
+    cfnet_network_free(net);
+
     /* user metadata (stored as "user."-prefixed __metadata__ strings) */
     if (cfnet_network_create(1, 5, 5, 5, &net) != CFNET_OK) fail("create");
     add(net, cfnet_layer_conv2d_create(2, 3, 1, CFNET_PADDING_VALID, &l), &l);

@@ -8,8 +8,8 @@
   in PROTOTYPES and in the Julia wrappers, a Python constructor cfnet.<name> and a Julia
   constructor <name>(...);
 - options: the Julia OPTIONS table names every cfnet_option value;
-- with --library PATH: the built library's cfnet_layer_kind_count() and kind names agree with
-  the header.
+- with --library PATH: the built library's cfnet_layer_kind_count(), kind names and option
+  names (cfnet_option_name) agree with the header.
 
 Usage: bindings_tables.py HEADER PYTHON_PACKAGE_DIR JULIA_FILE [--library LIBCFNET_SO]
 """
@@ -192,6 +192,16 @@ def check(header, pkgdir, julia, library=None):
             got = lib.cfnet_layer_kind_name(value).decode()
             if got != member[len("CFNET_LAYER_"):].lower():
                 errors.append("the library names kind %s (%d) %r" % (member, value, got))
+
+        lib.cfnet_option_name.restype = ctypes.c_char_p
+        lib.cfnet_option_name.argtypes = [ctypes.c_int]
+        for member, value in enums.get("cfnet_option", {}).items():
+            got = lib.cfnet_option_name(value)
+            if got is None or got.decode() != member[len("CFNET_OPTION_"):].lower():
+                errors.append("the library names option %s (%d) %r" % (member, value, got))
+        n = len(enums.get("cfnet_option", {}))
+        if lib.cfnet_option_name(n + 1) is not None:
+            errors.append("the library knows an option %d beyond the header's" % (n + 1))
 
     print("bindings_tables: %d Python enums, %d prototypes, %d layer kinds checked"
           % (len(PY_ENUMS), len(py_lib.PROTOTYPES), len(kinds)))

@@ -1,6 +1,8 @@
 #!/bin/sh
-# Replays the committed fuzz corpus through every fuzz target (built with the normal compiler):
-# each input must load or be rejected without a crash, and round trips must hold.
+# Replays the committed fuzz corpora through every fuzz target (built with the normal compiler):
+# each input must load or be rejected without a crash, and round trips must hold. Target
+# fuzz_X replays fuzz/corpus_X when that directory exists (fuzz_image: fuzz/corpus_image, the
+# image readers), else the shared model corpus fuzz/corpus.
 #
 # Every fuzz/fuzz_*.c must have its replay driver in $CFNET_BUILD/fuzz; a missing driver, a
 # driver that exits non-zero (an abort is 134, a sanitizer report 1) or one killed by a signal
@@ -11,7 +13,7 @@ build=${CFNET_BUILD:-build/default}
 srcdir=${CFNET_FUZZ_SRC:-fuzz}
 corpus=${CFNET_FUZZ_CORPUS:-fuzz/corpus}
 
-replay_all() { # $1: build dir, $2: fuzz source dir, $3: corpus; returns non-zero on any failure
+replay_all() { # $1: build dir, $2: fuzz source dir, $3: corpus (or $3_<name>); non-zero on failure
     st=0; n=0
     for src in "$2"/fuzz_*.c; do
         [ -e "$src" ] || continue
@@ -22,8 +24,10 @@ replay_all() { # $1: build dir, $2: fuzz source dir, $3: corpus; returns non-zer
             echo "FAIL: replay driver $r is missing (build it with make check)"
             st=1; continue
         fi
-        if out=$("$r" "$3" 2>&1); then
-            echo "replay_$name: $out"
+        c="$3"
+        [ -d "${3}_$name" ] && c="${3}_$name"
+        if out=$("$r" "$c" 2>&1); then
+            echo "replay_$name ($c): $out"
         else
             rc=$?
             echo "FAIL: replay_$name exited with status $rc:"

@@ -63,6 +63,9 @@ static void layer_creators_reject_null_out_and_bad_values(void **state)
     CF_ASSERT_STATUS(cfnet_layer_p4_lift_create(1, 0, CFNET_PADDING_SAME, &l), CFNET_E_INVALID_ARGUMENT);
     CF_ASSERT_STATUS(cfnet_layer_p4_conv_create(0, 3, CFNET_PADDING_SAME, &l), CFNET_E_INVALID_ARGUMENT);
     CF_ASSERT_STATUS(cfnet_layer_group_pool_create((cfnet_pool_mode)7, &l), CFNET_E_INVALID_ARGUMENT);
+    CF_ASSERT_STATUS(cfnet_layer_p4m_lift_create(1, 0, CFNET_PADDING_SAME, &l), CFNET_E_INVALID_ARGUMENT);
+    CF_ASSERT_STATUS(cfnet_layer_p4m_conv_create(0, 3, CFNET_PADDING_SAME, &l), CFNET_E_INVALID_ARGUMENT);
+    CF_ASSERT_STATUS(cfnet_layer_p4m_dft_magnitude_create(NULL), CFNET_E_INVALID_ARGUMENT);
     CF_ASSERT_STATUS(cfnet_layer_dft_projection_create(0, 1, CFNET_INTERP_NEAREST, &l),
                      CFNET_E_INVALID_ARGUMENT);
     CF_ASSERT_STATUS(cfnet_layer_dft_magnitude_create(NULL), CFNET_E_INVALID_ARGUMENT);
@@ -194,6 +197,14 @@ static void network_functions_reject_null(void **state)
     CF_ASSERT_STATUS(cfnet_network_invariance(net, x, NULL, 0, NULL), CFNET_E_INVALID_ARGUMENT);
     double angle = 90;
     CF_ASSERT_STATUS(cfnet_network_invariance(net, x, &angle, 0, &d), CFNET_E_INVALID_ARGUMENT);
+    CF_ASSERT_STATUS(cfnet_network_invariance_ex(NULL, x, NULL, 0, CFNET_INVARIANCE_REFLECT, &d),
+                     CFNET_E_INVALID_ARGUMENT);
+    CF_ASSERT_STATUS(cfnet_network_invariance_ex(net, x, NULL, 0, CFNET_INVARIANCE_REFLECT, NULL),
+                     CFNET_E_INVALID_ARGUMENT);
+    CF_ASSERT_STATUS(cfnet_network_invariance_ex(net, x, NULL, 0, 6u, &d),
+                     CFNET_E_INVALID_ARGUMENT);
+    CF_ASSERT_STATUS(cfnet_network_invariance_ex(net, x, &angle, -1, CFNET_INVARIANCE_REFLECT, &d),
+                     CFNET_E_INVALID_ARGUMENT);
 
     /* Data-parallel training: NULL handles, impossible batch positions, wrong gradient counts. */
     CF_ASSERT_STATUS(cfnet_network_set_sum_hook(NULL, NULL, NULL), CFNET_E_INVALID_ARGUMENT);
@@ -364,7 +375,15 @@ static void train_epoch_rejects_null_and_bad_sizes(void **state)
 static void introspection_functions_never_fail(void **state)
 {
     (void)state;
-    assert_int_equal(cfnet_layer_kind_count(), CFNET_LAYER_SOFTMAX);
+    assert_int_equal(cfnet_layer_kind_count(), CFNET_LAYER_P4M_DFT_MAGNITUDE);
+    double a = 0, b = 0;
+    assert_null(cfnet_option_name(-1));
+    CF_ASSERT_STATUS(cfnet_option_bounds(CFNET_OPTION_THREADS, NULL, &b), CFNET_E_INVALID_ARGUMENT);
+    CF_ASSERT_STATUS(cfnet_option_bounds(CFNET_OPTION_THREADS, &a, NULL), CFNET_E_INVALID_ARGUMENT);
+    CF_ASSERT_STATUS(cfnet_option_bounds(1000, &a, &b), CFNET_E_INVALID_ARGUMENT);
+    CF_ASSERT_STATUS(cfnet_option_default(CFNET_OPTION_THREADS, NULL), CFNET_E_INVALID_ARGUMENT);
+    CF_ASSERT_STATUS(cfnet_option_default(0, &a), CFNET_E_INVALID_ARGUMENT);
+    assert_int_equal(cfnet_option_is_integer(0), -1);
 }
 
 int main(void)

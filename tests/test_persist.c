@@ -66,6 +66,22 @@ static cfnet_network *make_gcnn_like(uint64_t seed)
     return net;
 }
 
+/* p4m_lift, batch_norm, relu, p4m_conv, group_pool ... and p4m_conv to 1 x 1, p4m_dft_magnitude,
+ * dense: every p4m kind. */
+static cfnet_network *make_p4m_like(uint64_t seed)
+{
+    cfnet_network *net = NULL;
+    CF_ASSERT_OK(cfnet_network_create(1, S_G, S_G, seed, &net));
+    APPEND(net, cfnet_layer_p4m_lift_create(3, 3, CFNET_PADDING_SAME, &l_));
+    APPEND(net, cfnet_layer_batch_norm_create(0.1f, 1e-5f, &l_));
+    APPEND(net, cfnet_layer_relu_create(&l_));
+    APPEND(net, cfnet_layer_p4m_conv_create(4, 3, CFNET_PADDING_VALID, &l_));
+    APPEND(net, cfnet_layer_p4m_conv_create(5, 5, CFNET_PADDING_VALID, &l_));
+    APPEND(net, cfnet_layer_p4m_dft_magnitude_create(&l_));
+    APPEND(net, cfnet_layer_dense_create(3, &l_));
+    return net;
+}
+
 /* A small network for the exhaustive malformed-input tests. */
 static cfnet_network *make_tiny(uint64_t seed)
 {
@@ -283,6 +299,19 @@ static void gcnn_like_network_round_trips_bit_exactly(void **state)
     CF_ASSERT_OK(cfnet_network_set_option(net, CFNET_OPTION_OPTIMIZER, CFNET_OPTIMIZER_SGD));
     CF_ASSERT_OK(cfnet_network_set_option(net, CFNET_OPTION_LEARNING_RATE, 0.0123456789));
     round_trip(net, "roundtrip_gcnn.safetensors");
+}
+
+static void p4m_network_round_trips_bit_exactly(void **state)
+{
+    (void)state;
+    round_trip(make_p4m_like(13), "roundtrip_p4m.safetensors");
+    /* and group pooling over the 8 copies of a p4m map */
+    cfnet_network *net = NULL;
+    CF_ASSERT_OK(cfnet_network_create(1, S_G, S_G, 14, &net));
+    APPEND(net, cfnet_layer_p4m_lift_create(2, 3, CFNET_PADDING_VALID, &l_));
+    APPEND(net, cfnet_layer_group_pool_create(CFNET_POOL_MAX, &l_));
+    APPEND(net, cfnet_layer_dense_create(3, &l_));
+    round_trip(net, "roundtrip_p4m_pool.safetensors");
 }
 
 static void empty_network_round_trips(void **state)
@@ -1281,13 +1310,13 @@ static void saving_replaces_an_existing_file_with_the_usual_mode(void **state)
 static void every_kind_has_an_ops_table_named_like_the_kind(void **state)
 {
     (void)state;
-    for (int k = CFNET_LAYER_CONV2D; k <= CFNET_LAYER_SOFTMAX; k++) {
+    for (int k = CFNET_LAYER_CONV2D; k <= CFNET_LAYER_P4M_DFT_MAGNITUDE; k++) {
         const cf_layer_ops *ops = cf_layer_ops_of(k);
         assert_non_null(ops);
         assert_string_equal(ops->name, cfnet_layer_kind_name(k));
     }
     assert_null(cf_layer_ops_of(0));
-    assert_null(cf_layer_ops_of(CFNET_LAYER_SOFTMAX + 1));
+    assert_null(cf_layer_ops_of(CFNET_LAYER_P4M_DFT_MAGNITUDE + 1));
     assert_null(cf_layer_ops_of(-1));
 }
 
@@ -1324,6 +1353,7 @@ int main(void)
         cmocka_unit_test(cfnet_like_network_round_trips_bit_exactly),
         cmocka_unit_test(steerable_network_round_trips_bit_exactly),
         cmocka_unit_test(gcnn_like_network_round_trips_bit_exactly),
+        cmocka_unit_test(p4m_network_round_trips_bit_exactly),
         cmocka_unit_test(empty_network_round_trips),
         cmocka_unit_test(adam_training_resumes_identically_with_augmentation),
         cmocka_unit_test(sgd_training_with_dropout_resumes_identically),

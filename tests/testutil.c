@@ -122,6 +122,92 @@ double tu_rot90_error(cfnet_layer *l, const cfnet_tensor *x, int in_p4, int out_
     return e;
 }
 
+/* rho = [[0, -1], [1, 0]], F = [[-1, 0], [0, 1]] acting on (u, v). */
+static void d4_matrix(int g, int m[4])
+{
+    int a[4] = {1, 0, 0, 1};
+    if (g >= 4) a[0] = -1;
+    for (int q = 0; q < (g & 3); q++) {
+        int b[4] = {-a[2], -a[3], a[0], a[1]}; /* rho * a */
+        memcpy(a, b, sizeof b);
+    }
+    memcpy(m, a, sizeof a);
+}
+
+int tu_d4_mul(int a, int b)
+{
+    int ma[4], mb[4], mc[4], mg[4];
+    d4_matrix(a, ma);
+    d4_matrix(b, mb);
+    mc[0] = ma[0] * mb[0] + ma[1] * mb[2];
+    mc[1] = ma[0] * mb[1] + ma[1] * mb[3];
+    mc[2] = ma[2] * mb[0] + ma[3] * mb[2];
+    mc[3] = ma[2] * mb[1] + ma[3] * mb[3];
+    for (int g = 0; g < 8; g++) {
+        d4_matrix(g, mg);
+        if (memcmp(mg, mc, sizeof mg) == 0) return g;
+    }
+    fail_msg("tu_d4_mul: no element for %d * %d", a, b);
+    return -1;
+}
+
+int tu_d4_inv(int a)
+{
+    for (int g = 0; g < 8; g++)
+        if (tu_d4_mul(a, g) == 0) return g;
+    fail_msg("tu_d4_inv: no inverse for %d", a);
+    return -1;
+}
+
+void tu_d4_planes(const float *in, float *out, int64_t planes, int64_t S, int g)
+{
+    float *tmp = malloc((size_t)(planes * S * S) * sizeof *tmp);
+    assert_non_null(tmp);
+    for (int64_t p = 0; p < planes; p++)
+        for (int64_t i = 0; i < S; i++)
+            for (int64_t j = 0; j < S; j++)
+                tmp[(p * S + i) * S + j] = in[(p * S + i) * S + (g >= 4 ? S - 1 - j : j)];
+    tu_rot90_planes(tmp, out, planes, S, g & 3);
+    free(tmp);
+}
+
+void tu_d4_p4m(const float *in, float *out, int64_t n, int64_t C, int64_t S, int g)
+{
+    for (int64_t b = 0; b < n * C; b++)
+        for (int h = 0; h < 8; h++)
+            tu_d4_planes(in + (b * 8 + h) * S * S, out + (b * 8 + tu_d4_mul(g, h)) * S * S, 1, S,
+                         g);
+}
+
+static void d4_batch(const cfnet_tensor *t, const float *in, float *out, int p4m, int g)
+{
+    int64_t n = cfnet_tensor_dim(t, 0), S = cfnet_tensor_dim(t, -1);
+    int64_t planes = cfnet_tensor_numel(t) / (S * S);
+    if (p4m) tu_d4_p4m(in, out, n, planes / (8 * n), S, g);
+    else tu_d4_planes(in, out, planes, S, g);
+}
+
+double tu_d4_error(cfnet_layer *l, const cfnet_tensor *x, int in_p4m, int out_p4m, int g,
+                   cfnet_mode mode)
+{
+    int64_t n = cfnet_tensor_dim(x, 0);
+    int nd;
+    int64_t s[CFNET_MAX_DIMS];
+    CF_ASSERT_OK(cfnet_tensor_shape(x, &nd, s));
+    cfnet_tensor *xg = tu_tensor(nd, s, NULL);
+    cfnet_tensor *y = tu_output_for(l, n), *yg = tu_output_for(l, n), *gy = tu_output_for(l, n);
+    d4_batch(x, cfnet_tensor_data(x), cfnet_tensor_data(xg), in_p4m, g);
+    CF_ASSERT_OK(cfnet_layer_forward(l, (cfnet_tensor *)x, y, mode));
+    CF_ASSERT_OK(cfnet_layer_forward(l, xg, yg, mode));
+    d4_batch(y, cfnet_tensor_data(y), cfnet_tensor_data(gy), out_p4m, g);
+    double e = tu_max_rel_diff(cfnet_tensor_data(yg), cfnet_tensor_data(gy), cfnet_tensor_numel(y));
+    cfnet_tensor_free(xg);
+    cfnet_tensor_free(y);
+    cfnet_tensor_free(yg);
+    cfnet_tensor_free(gy);
+    return e;
+}
+
 double tu_max_rel_diff(const float *a, const float *b, int64_t n)
 {
     double md = 0, mb = 0;

@@ -64,6 +64,23 @@ void tu_rot90_p4(const float *in, float *out, int64_t n, int64_t C, int64_t S, i
 double tu_rot90_error(cfnet_layer *l, const cfnet_tensor *x, int in_p4, int out_p4, int q,
                       cfnet_mode mode);
 
+/* The dihedral group D4 (p4m), independently of the library: element g = 4 m + r is rho^r F^m,
+ * F the mirror u -> -u (column j <-> S-1-j), rho the counter-clockwise quarter turn; products
+ * are computed from the 2 x 2 integer matrices. */
+int tu_d4_mul(int a, int b);
+int tu_d4_inv(int a);
+
+/* Applies T_g (mirror first if m = 1, then r quarter turns) to `planes` S x S planes. */
+void tu_d4_planes(const float *in, float *out, int64_t planes, int64_t S, int g);
+
+/* Same for p4m maps n x C x 8 x S x S: out[.., g h, ..] = T_g in[.., h, ..]. */
+void tu_d4_p4m(const float *in, float *out, int64_t n, int64_t C, int64_t S, int g);
+
+/* Equivariance error of a set-up layer under g, as tu_rot90_error: the input is transformed as
+ * a p4m map when in_p4m (else plane by plane), the output likewise with out_p4m. */
+double tu_d4_error(cfnet_layer *l, const cfnet_tensor *x, int in_p4m, int out_p4m, int g,
+                   cfnet_mode mode);
+
 /* max_i |a_i - b_i| / max(max_i |b_i|, tiny). */
 double tu_max_rel_diff(const float *a, const float *b, int64_t n);
 

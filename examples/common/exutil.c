@@ -142,3 +142,13 @@ double ex_progress_end(ex_progress *p)
     }
     return ex_now() - p->t0;
 }
+
+void ex_mean_sd(const double *v, int n, double *mean, double *sd)
+{
+    double m = 0.0, q = 0.0;
+    for (int i = 0; i < n; i++) m += v[i];
+    m = n > 0 ? m / n : 0.0;
+    for (int i = 0; i < n; i++) q += (v[i] - m) * (v[i] - m);
+    *mean = m;
+    *sd = n > 1 ? sqrt(q / (n - 1)) : 0.0;
+}

@@ -43,6 +43,9 @@ void ex_shuffle(int64_t *idx, int64_t n, uint64_t *state);
 uint64_t ex_rand(uint64_t *state);
 double ex_uniform(uint64_t *state); /* [0, 1) */
 
+/* Mean and sample standard deviation (n - 1 in the denominator; 0 for n = 1) of v[0..n-1]. */
+void ex_mean_sd(const double *v, int n, double *mean, double *sd);
+
 /* A progress line: "\r"-updated on a terminal, one plain line every `plain_every` updates
  * otherwise. */
 typedef struct ex_progress {

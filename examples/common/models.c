@@ -3,6 +3,7 @@
 #include "exutil.h"
 
 #include <ctype.h>
+#include <math.h>
 #include <string.h>
 
 static const char *const names[EX_MODEL_COUNT] = {"CFNet", "CNet", "G-CNN", "G-CNN+DFT", "CNN"};
@@ -55,13 +56,19 @@ cfnet_network *ex_build(ex_model m, const ex_arch *a, int channels, int size, in
         if (a->batch_norm) EX_APPEND(net, cfnet_layer_batch_norm_create(0.1f, 1e-5f, &l_));
         EX_APPEND(net, cfnet_layer_relu_create(&l_));
         if (a->pool_after[i]) EX_APPEND(net, cfnet_layer_pool_create(CFNET_POOL_MAX, 0, 0, &l_));
+        if (a->dropout > 0) EX_APPEND(net, cfnet_layer_dropout_create(a->dropout, &l_));
     }
     if (m == EX_CFNET || m == EX_GCNN_DFT) {
         EX_APPEND(net, cfnet_layer_dft_projection_create(a->dft_filters, p4 ? 1 : a->dft_R,
-                                                         CFNET_INTERP_BILINEAR, &l_));
-        if (a->batch_norm) EX_APPEND(net, cfnet_layer_batch_norm_create(0.1f, 1e-5f, &l_));
+                                                         a->dft_interp, &l_));
+        if (a->batch_norm && !a->dft_head_original)
+            EX_APPEND(net, cfnet_layer_batch_norm_create(0.1f, 1e-5f, &l_));
         EX_APPEND(net, cfnet_layer_relu_create(&l_));
         EX_APPEND(net, cfnet_layer_dft_magnitude_create(&l_));
+        /* The original divides |DFT| by nodes x rotations before its batch norm; a batch norm
+         * makes that constant factor irrelevant, so it is left out. */
+        if (a->batch_norm && a->dft_head_original)
+            EX_APPEND(net, cfnet_layer_batch_norm_create(0.1f, 1e-5f, &l_));
     } else {
         if (m == EX_GCNN) EX_APPEND(net, cfnet_layer_group_pool_create(CFNET_POOL_MAX, &l_));
         if (a->final_pool > 1)
@@ -81,6 +88,24 @@ cfnet_network *ex_preset(ex_model m, int channels, int size, int classes, int wi
     EX_CHECK(cfnet_network_create_classifier((cfnet_family)(m + 1), channels, size, classes,
                                              width, seed, &net));
     return net;
+}
+
+void ex_init_normal(cfnet_network *net, double sd, uint64_t seed)
+{
+    uint64_t st = seed * 0x9e3779b97f4a7c15ull + 1;
+    for (int i = 0; i < cfnet_network_layer_count(net); i++) {
+        cfnet_layer *l = cfnet_network_layer(net, i);
+        for (int p = 0; p < cfnet_layer_param_count(l); p++) {
+            if (strcmp(cfnet_layer_param_name(l, p), "weight") != 0) continue;
+            cfnet_tensor *t = cfnet_layer_param(l, p);
+            float *d = cfnet_tensor_data(t);
+            for (int64_t j = 0; j < cfnet_tensor_numel(t); j++) {
+                double u1 = ex_uniform(&st), u2 = ex_uniform(&st);
+                if (u1 < 1e-300) u1 = 1e-300;
+                d[j] = (float)(sd * sqrt(-2.0 * log(u1)) * cos(6.283185307179586 * u2));
+            }
+        }
+    }
 }
 
 void ex_set_recipe(cfnet_network *net, double lr, double weight_decay, int decay_steps,

@@ -30,6 +30,11 @@ typedef struct ex_arch {
     int final_pool;          /* non-DFT models: mean pooling window before the dense layer; 0 none */
     int softmax;             /* append a softmax layer */
     cfnet_interp interp;     /* conic layers: filter resampling off quarter turns (0 = nearest) */
+    cfnet_interp dft_interp; /* DFT projection from a planar map: filter resampling */
+    float dropout;           /* > 0: dropout with this drop probability after every convolution
+                              * block (after its ReLU and pooling), as in the original code */
+    int dft_head_original;   /* 1: projection -> ReLU -> |DFT| -> batch norm (the original code's
+                              * order); 0: projection -> batch norm -> ReLU -> |DFT| */
 } ex_arch;
 
 /* "CFNet", "CNet", "G-CNN", "G-CNN+DFT", "CNN". */
@@ -49,6 +54,10 @@ cfnet_network *ex_build(ex_model m, const ex_arch *a, int channels, int size, in
  * 4 rotations; the other heads mean-pool 6x6 -> 3x3 before the dense layer. */
 cfnet_network *ex_preset(ex_model m, int channels, int size, int classes, int width,
                          uint64_t seed);
+
+/* Re-initialises every "weight" parameter of the network from N(0, sd^2) (the original code's
+ * initialiser, sd = 0.1) with a splitmix64 generator seeded by `seed`; biases stay 0. */
+void ex_init_normal(cfnet_network *net, double sd, uint64_t seed);
 
 /* Sets the paper's recipe: Adam, learning rate, weight decay, x0.95 decay every decay_steps,
  * rotation (any angle) + jitter augmentation, threads. */

@@ -186,7 +186,10 @@ typedef enum cfnet_layer_kind {
     CFNET_LAYER_POOL = 10,
     CFNET_LAYER_BATCH_NORM = 11,
     CFNET_LAYER_DROPOUT = 12,
-    CFNET_LAYER_SOFTMAX = 13
+    CFNET_LAYER_SOFTMAX = 13,
+    CFNET_LAYER_P4M_LIFT = 14,         /**< since 0.2 */
+    CFNET_LAYER_P4M_CONV = 15,         /**< since 0.2 */
+    CFNET_LAYER_P4M_DFT_MAGNITUDE = 16 /**< since 0.2 */
 } cfnet_layer_kind;
 
 /** Spatial padding of convolutions. */
@@ -353,6 +356,32 @@ CFNET_API cfnet_status cfnet_layer_zero_grad(cfnet_layer *layer);
 CFNET_API int cfnet_layer_kind_count(void);
 
 /* ---------------------------------------------------------------------------------------------
+ * Layers for p4m, the dihedral group D4 (rotations by quarter turns and reflections)
+ *
+ * A p4m map is N x C x 8 x S x S: copy g = 4 m + r is the response to the filters transformed by
+ * rho^r F^m, where F mirrors u -> -u (columns j <-> S-1-j, the left-right flip) and rho is a
+ * counter-clockwise quarter turn (docs/conventions.md). Transforming the input by any element of
+ * D4 transforms the output spatially and permutes its 8 copies. group_pool (max or mean over the
+ * 8 copies) and batch_norm (statistics shared over them) accept p4m maps as they are.
+ * ------------------------------------------------------------------------------------------- */
+
+/** p4m lifting convolution Z^2 -> p4m: input C x S x S, output out_channels x 8 x S' x S';
+ *  weight out_channels x C x k x k. Options as cfnet_layer_p4_lift_create. Since 0.2. */
+CFNET_API cfnet_status cfnet_layer_p4m_lift_create(int out_channels, int kernel,
+                                                   cfnet_padding padding, cfnet_layer **out);
+
+/** p4m group convolution p4m -> p4m: input C x 8 x S x S, output out_channels x 8 x S' x S';
+ *  weight out_channels x C x 8 x k x k. Options as cfnet_layer_p4_conv_create. Since 0.2. */
+CFNET_API cfnet_status cfnet_layer_p4m_conv_create(int out_channels, int kernel,
+                                                   cfnet_padding padding, cfnet_layer **out);
+
+/** Invariant head for p4m maps: per channel n, the magnitude of the DFT over Z2 x Z4 of the
+ *  8 copies read as a 2 x 4 grid (m, r). Invariant to every element of D4 acting on the input
+ *  of the network (docs/layers.md has the derivation). Input C x 8 or C x 8 x 1 x 1 (a p4m map
+ *  reduced to 1 x 1), output C x 8. Since 0.2. */
+CFNET_API cfnet_status cfnet_layer_p4m_dft_magnitude_create(cfnet_layer **out);
+
+/* ---------------------------------------------------------------------------------------------
  * Loss
  * ------------------------------------------------------------------------------------------- */
 
@@ -414,8 +443,10 @@ CFNET_API cfnet_status cfnet_network_output_shape(const cfnet_network *net, int 
 /** Total number of trainable scalars. */
 CFNET_API int64_t cfnet_network_param_count(const cfnet_network *net);
 
-/** Bytes currently held by the network: parameters, gradients, optimiser state, layer tables
- *  and the activation and workspace buffers of the largest batch trained so far. */
+/** Bytes currently held by the network: parameters, gradients, optimiser state, layer tables,
+ *  the activation and workspace buffers of the largest batch trained so far, and the inference
+ *  buffers kept for reuse between inference calls (one set per concurrent caller, sized for the
+ *  largest batch so far). */
 CFNET_API size_t cfnet_network_memory_usage(const cfnet_network *net);
 
 /** Writes a summary, one line per layer ("index kind output-shape params"), plus a total line,
@@ -490,6 +521,26 @@ CFNET_API cfnet_status cfnet_network_set_option(cfnet_network *net, cfnet_option
 CFNET_API cfnet_status cfnet_network_get_option(const cfnet_network *net, cfnet_option option,
                                                 double *value);
 
+/** Static name of an option: its enum name in lower case ("learning_rate", "aug_flip"), or NULL
+ *  for a value that is not an option. Options are 1, 2, ... up to the first NULL. */
+CFNET_API const char *cfnet_option_name(int option);
+
+/** The values cfnet_network_set_option accepts, as closed bounds: every v with *min <= v <=
+ *  *max (an integer, for integer options) is valid. Open intervals are given by their nearest
+ *  representable values (beta1: [0, 0.9999999999999999]), no upper bound by DBL_MAX.
+ *  CFNET_OPTION_AUG_JITTER must also be
+ *  less than the input's height and width, and a rotation augmentation needs square inputs.
+ *  CFNET_E_INVALID_ARGUMENT for an unknown option or a NULL pointer. */
+CFNET_API cfnet_status cfnet_option_bounds(int option, double *min, double *max);
+
+/** The option's value in a new network into *value (CFNET_E_INVALID_ARGUMENT for an unknown
+ *  option or NULL). */
+CFNET_API cfnet_status cfnet_option_default(int option, double *value);
+
+/** 1 if the option takes integers only (counts, flags and enumerated values such as
+ *  CFNET_OPTION_OPTIMIZER), 0 if any real number in its bounds, -1 for an unknown option. */
+CFNET_API int cfnet_option_is_integer(int option);
+
 /** One optimisation step on a batch: augmentation (per the options), training forward, mean
  *  softmax cross-entropy of the output against labels[0..n-1] (if the last layer is a softmax,
  *  its input is used as the logits), backward, weight decay, optimiser update, learning-rate
@@ -532,6 +583,22 @@ CFNET_API cfnet_status cfnet_network_evaluate(const cfnet_network *net,
 CFNET_API cfnet_status cfnet_network_invariance(const cfnet_network *net, const cfnet_tensor *x,
                                                 const double *angles, int n_angles,
                                                 double *max_rel_change);
+
+/** cfnet_network_invariance_ex flag: also check reflections. The mirror F maps u -> -u
+ *  (column j <-> W-1-j, the left-right flip of CFNET_OPTION_AUG_FLIP); the check then runs F x
+ *  and each rotation of F x as well, which with the default angles covers all 7 non-identity
+ *  elements of the dihedral group D4. */
+#define CFNET_INVARIANCE_REFLECT 1u
+
+/** cfnet_network_invariance with options: `flags` is 0 (then it is exactly
+ *  cfnet_network_invariance) or CFNET_INVARIANCE_REFLECT; unknown bits give
+ *  CFNET_E_INVALID_ARGUMENT. Networks built from p4m layers with p4m_dft_magnitude or
+ *  group_pool heads are invariant to reflections too (docs/layers.md). Thread-safe like
+ *  cfnet_network_invariance. Since 0.2. */
+CFNET_API cfnet_status cfnet_network_invariance_ex(const cfnet_network *net,
+                                                   const cfnet_tensor *x, const double *angles,
+                                                   int n_angles, unsigned flags,
+                                                   double *max_rel_change);
 
 /* ---------------------------------------------------------------------------------------------
  * Image helpers (used by training augmentation; available to hosts)

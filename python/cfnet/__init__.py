@@ -28,11 +28,34 @@ from ._errors import (CancelledError, CfnetError, CfnetIOError, CopyWarning, For
                       OutOfMemoryError, ShapeMismatchError, StateError, UnsupportedError)
 from ._image import normalize, rotate, shift
 from ._layer import (Layer, batch_norm, conic_conv, conv2d, dense, dft_magnitude, dft_projection,
-                     dropout, group_pool, kind_name, p4_conv, p4_lift, pool, relu, softmax)
-from ._network import Network, classifier, family_name, softmax_cross_entropy
+                     dropout, group_pool, kind_name, p4_conv, p4_lift, p4m_conv,
+                     p4m_dft_magnitude, p4m_lift, pool, relu, softmax)
+from ._network import (Network, classifier, family_name, option_bounds, option_default,
+                       softmax_cross_entropy)
 from ._tensor import MAX_DIMS, Tensor
 
-__version__ = "0.1.0"
+
+
+def _source_version():
+    """The version in the source tree's header (the package is used from python/ in place)."""
+    import os
+    import re
+    header = os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir, os.pardir,
+                          "include", "cfnet", "cfnet.h")
+    try:
+        with open(header, encoding="utf-8") as f:
+            text = f.read()
+    except OSError:
+        return "unknown"
+    parts = [re.search(r"^#define CFNET_VERSION_%s (\d+)" % p, text, re.M)
+             for p in ("MAJOR", "MINOR", "PATCH")]
+    return ".".join(m.group(1) for m in parts) if all(parts) else "unknown"
+
+
+try:  # an installed package: written by setup.py from the header at build time
+    from ._version import __version__
+except ImportError:
+    __version__ = _source_version()
 
 
 def library_path():
@@ -70,8 +93,10 @@ __all__ = [
     "InternalError", "InvalidArgumentError", "LimitError", "OutOfMemoryError",
     "ShapeMismatchError", "StateError", "UnsupportedError", "normalize", "rotate", "shift",
     "Layer", "batch_norm", "conic_conv", "conv2d", "dense", "dft_magnitude", "dft_projection",
-    "dropout", "group_pool", "kind_name", "p4_conv", "p4_lift", "pool", "relu", "softmax",
-    "Network", "softmax_cross_entropy", "MAX_DIMS", "Tensor", "library_path", "version",
+    "dropout", "group_pool", "kind_name", "p4_conv", "p4_lift", "p4m_conv", "p4m_dft_magnitude",
+    "p4m_lift", "pool", "relu", "softmax",
+    "Network", "option_bounds", "option_default", "softmax_cross_entropy", "MAX_DIMS", "Tensor",
+    "library_path", "version",
     "version_number", "status_string", "last_error",
     "Family", "classifier", "family_name", "NumericError", "CancelledError", "SumKind",
 ]

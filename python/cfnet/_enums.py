@@ -32,6 +32,9 @@ class LayerKind(enum.IntEnum):
     BATCH_NORM = 11
     DROPOUT = 12
     SOFTMAX = 13
+    P4M_LIFT = 14
+    P4M_CONV = 15
+    P4M_DFT_MAGNITUDE = 16
 
 
 class Padding(enum.IntEnum):

@@ -222,8 +222,28 @@ def p4_conv(out_channels, kernel, padding="same"):
                    to_enum(Padding, padding))
 
 
+def p4m_lift(out_channels, kernel, padding="same"):
+    """p4m lifting convolution (rotations and mirror images, D4):
+    C x S x S -> out_channels x 8 x S' x S'."""
+    return _create("cfnet_layer_p4m_lift_create", int(out_channels), int(kernel),
+                   to_enum(Padding, padding))
+
+
+def p4m_conv(out_channels, kernel, padding="same"):
+    """p4m group convolution: C x 8 x S x S -> out_channels x 8 x S' x S'."""
+    return _create("cfnet_layer_p4m_conv_create", int(out_channels), int(kernel),
+                   to_enum(Padding, padding))
+
+
+def p4m_dft_magnitude():
+    """Invariant head for p4m maps: per channel, |DFT| over the 2 x 4 grid of the 8 copies.
+    C x 8 (or C x 8 x 1 x 1) -> C x 8; invariant to rotations and reflections."""
+    return _create("cfnet_layer_p4m_dft_magnitude_create")
+
+
 def group_pool(mode="max"):
-    """Pooling over the 4 rotations of a p4 map: C x 4 x H x W -> C x H x W."""
+    """Pooling over the group axis of a p4 or p4m map: C x 4 x H x W or C x 8 x H x W ->
+    C x H x W."""
     return _create("cfnet_layer_group_pool_create", to_enum(PoolMode, mode))
 
 
@@ -274,6 +294,7 @@ def kind_name(kind):
     return _lib.load().cfnet_layer_kind_name(int(kind)).decode()
 
 
-__all__ = ["Layer", "conv2d", "conic_conv", "p4_lift", "p4_conv", "group_pool", "dft_projection",
+__all__ = ["Layer", "conv2d", "conic_conv", "p4_lift", "p4_conv", "p4m_lift", "p4m_conv",
+           "p4m_dft_magnitude", "group_pool", "dft_projection",
            "dft_magnitude", "dense", "relu", "pool", "batch_norm", "dropout", "softmax",
            "kind_name", "MAX_DIMS"]

@@ -77,6 +77,9 @@ PROTOTYPES = {
     "cfnet_layer_batch_norm_create": (_status, [_flt, _flt, _p_handle]),
     "cfnet_layer_dropout_create": (_status, [_flt, _p_handle]),
     "cfnet_layer_softmax_create": (_status, [_p_handle]),
+    "cfnet_layer_p4m_lift_create": (_status, [_int, _int, _int, _p_handle]),
+    "cfnet_layer_p4m_conv_create": (_status, [_int, _int, _int, _p_handle]),
+    "cfnet_layer_p4m_dft_magnitude_create": (_status, [_p_handle]),
     "cfnet_layer_free": (_void, [_handle]),
     "cfnet_layer_kind_of": (_int, [_handle]),
     "cfnet_layer_kind_name": (_str, [_int]),
@@ -118,6 +121,8 @@ PROTOTYPES = {
     "cfnet_network_step_count": (_i64, [_handle]),
     "cfnet_network_evaluate": (_status, [_handle, _handle, _p_i32, _i64, _i64, _p_flt, _p_flt]),
     "cfnet_network_invariance": (_status, [_handle, _handle, _p_dbl, _int, _p_dbl]),
+    "cfnet_network_invariance_ex": (_status, [_handle, _handle, _p_dbl, _int, ctypes.c_uint,
+                                              _p_dbl]),
     # image helpers
     "cfnet_image_rotate": (_status, [_handle, _handle, _dbl]),
     "cfnet_image_shift": (_status, [_handle, _handle, _int, _int]),
@@ -156,6 +161,10 @@ PROTOTYPES = {
                                             ctypes.POINTER(_str)]),
     # introspection
     "cfnet_layer_kind_count": (_int, []),
+    "cfnet_option_name": (_str, [_int]),
+    "cfnet_option_bounds": (_status, [_int, _p_dbl, _p_dbl]),
+    "cfnet_option_default": (_status, [_int, _p_dbl]),
+    "cfnet_option_is_integer": (_int, [_int]),
     # data-parallel training (0.2): the hook is a CFUNCTYPE (SUM_FN) built by the caller, e.g.
     # around mpi4py's Allreduce (docs/distributed.md)
     "cfnet_network_set_sum_hook": (_status, [_handle, ctypes.c_void_p, ctypes.c_void_p]),

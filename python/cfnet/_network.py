@@ -13,6 +13,40 @@ from ._tensor import Borrow, as_float32, as_labels, handle_shape
 from ._lib import fs_path
 from ._handle import Handle
 
+def _option_names():
+    """(key, name) of every option the library knows, from cfnet_option_name."""
+    lib = _lib.load()
+    out, k = [], 1
+    while True:
+        name = lib.cfnet_option_name(k)
+        if name is None:
+            return out
+        out.append((k, name.decode()))
+        k += 1
+
+
+def option_bounds(option):
+    """(min, max): the closed range of values set_option accepts for an option (an Option, its
+    value or name). Integer options accept only integers in it; aug_jitter must also be less than
+    the image size."""
+    opt = to_enum(Option, option)
+    lo, hi = ctypes.c_double(), ctypes.c_double()
+    _lib.load().call("cfnet_option_bounds", int(opt), ctypes.byref(lo), ctypes.byref(hi))
+    if _lib.load().cfnet_option_is_integer(int(opt)) == 1:
+        return int(lo.value), int(hi.value)
+    return lo.value, hi.value
+
+
+def option_default(option):
+    """The value of an option in a new network (OPTIMIZER and AUG_ROTATION as their enums)."""
+    opt = to_enum(Option, option)
+    v = ctypes.c_double()
+    _lib.load().call("cfnet_option_default", int(opt), ctypes.byref(v))
+    if opt in _OPTION_VALUE_ENUMS:
+        return _OPTION_VALUE_ENUMS[opt](int(v.value))
+    return v.value
+
+
 # Option values that have names, for set_option / configure.
 _OPTION_VALUE_ENUMS = {Option.OPTIMIZER: Optimizer, Option.AUG_ROTATION: AugRotation}
 
@@ -290,8 +324,8 @@ class Network(Handle):
 
     @property
     def options(self):
-        """Every option's current value, by lower-case name."""
-        return {opt.name.lower(): self.get_option(opt) for opt in Option}
+        """Every option's current value, by the library's name (cfnet_option_name)."""
+        return {name: self.get_option(k) for k, name in _option_names()}
 
     def train_step(self, images, labels):
         """One optimisation step on a batch (augmentation, forward, loss, backward, update).
@@ -475,20 +509,23 @@ class Network(Handle):
                 callback(epoch, mean)
         return losses
 
-    def invariance(self, x, angles=None):
-        """Largest relative change max|f(rot x) - f(x)| / max|f(x)| of the output over the
-        rotations of x by ``angles`` in degrees (default 90, 180, 270)."""
+    def invariance(self, x, angles=None, reflect=False):
+        """Largest relative change max|f(g x) - f(x)| / max|f(x)| of the output over the
+        rotations of x by ``angles`` in degrees (default 90, 180, 270); with reflect=True also
+        over the mirrored x (left-right flip) and its rotations, i.e. all of D4 by default."""
         h = self._h()
         x = as_float32(x, "images")
         out = ctypes.c_double()
+        flags = 1 if reflect else 0  # CFNET_INVARIANCE_REFLECT
         with Borrow(x) as tx:
             if angles is None:
-                _lib.load().call("cfnet_network_invariance", h, tx, None, 0, ctypes.byref(out))
+                _lib.load().call("cfnet_network_invariance_ex", h, tx, None, 0, flags,
+                                 ctypes.byref(out))
             else:
                 a = np.ascontiguousarray(angles, dtype=np.float64).reshape(-1)
-                _lib.load().call("cfnet_network_invariance", h, tx,
+                _lib.load().call("cfnet_network_invariance_ex", h, tx,
                                  a.ctypes.data_as(ctypes.POINTER(ctypes.c_double)), a.size,
-                                 ctypes.byref(out))
+                                 flags, ctypes.byref(out))
         return out.value
 
     # ---- saving and loading ----

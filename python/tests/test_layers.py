@@ -30,6 +30,10 @@ class LayerTest(LeakCheckedTestCase):
             (cfnet.batch_norm(0.2, 1e-3), K.BATCH_NORM, (3, 4, 4), (3, 4, 4)),
             (cfnet.dropout(0.5), K.DROPOUT, (10,), (10,)),
             (cfnet.softmax(), K.SOFTMAX, (10,), (10,)),
+            (cfnet.p4m_lift(3, 3), K.P4M_LIFT, (2, 7, 7), (3, 8, 7, 7)),
+            (cfnet.p4m_conv(2, 3, padding="valid"), K.P4M_CONV, (3, 8, 7, 7), (2, 8, 5, 5)),
+            (cfnet.p4m_dft_magnitude(), K.P4M_DFT_MAGNITUDE, (3, 8, 1, 1), (3, 8)),
+            (cfnet.group_pool(), K.GROUP_POOL, (3, 8, 5, 5), (3, 5, 5)),
         ]
         for layer, kind, shape_in, shape_out in cases:
             with self.subTest(kind.name), layer:
@@ -101,8 +105,8 @@ class LayerTest(LeakCheckedTestCase):
                 self.assertAlmostEqual(num, dx[idx], delta=1e-2 * (1 + abs(dx[idx])))
 
     def test_conic_conv_commutes_with_quarter_turns(self):
-        for S in (7, 8):
-            with self.subTest(S=S), cfnet.conic_conv(3, 3, R=3) as c:
+        for S, interp in ((7, "nearest"), (8, "nearest"), (7, "steerable"), (8, "steerable")):
+            with self.subTest(S=S, interp=interp), cfnet.conic_conv(3, 3, R=3, interp=interp) as c:
                 c.setup((2, S, S), seed=1)
                 x = np.random.default_rng(S).normal(size=(1, 2, S, S)).astype(np.float32)
                 np.testing.assert_allclose(c.forward(rot90(x)), rot90(c.forward(x)), atol=1e-5)

@@ -207,6 +207,24 @@ class NetworkTest(LeakCheckedTestCase):
         with self.assertRaises(ValueError):
             net.set_option("optimizer", "rmsprop")
 
+    def test_option_bounds_and_defaults_come_from_the_library(self):
+        net = cfnet.Network(1, 8, 8)
+        self.assertEqual(set(net.options), {o.name.lower() for o in cfnet.Option})
+        for opt in cfnet.Option:
+            self.assertEqual(net.get_option(opt), cfnet.option_default(opt))
+        lo, hi = cfnet.option_bounds("threads")
+        self.assertEqual(lo, 1)
+        net.set_option("threads", hi)
+        with self.assertRaises(cfnet.InvalidArgumentError):
+            net.set_option("threads", hi + 1)
+        lo, hi = cfnet.option_bounds(cfnet.Option.BETA1)
+        self.assertEqual(lo, 0.0)
+        self.assertLess(hi, 1.0)
+        net.set_option("beta1", hi)
+        self.assertEqual(cfnet.option_default("optimizer"), cfnet.Optimizer.ADAM)
+        with self.assertRaises(ValueError):
+            cfnet.option_bounds("no_such_option")
+
     def test_training_learns_the_rotated_patterns(self):
         x, y = rotated_patterns(150, seed=1)
         xt, yt = rotated_patterns(60, seed=2)
@@ -234,6 +252,19 @@ class NetworkTest(LeakCheckedTestCase):
             self.assertGreater(cnn.invariance(x), 1e-3)
         with self.assertRaises(cfnet.ShapeMismatchError):
             self.net.invariance(np.zeros((1, 1, 8, 8), np.float32))
+
+    def test_invariance_to_reflections(self):
+        x = self.x[:4]
+        with cfnet.Network(1, 16, 16) as p4m:
+            p4m.extend([cfnet.p4m_lift(3, 3), cfnet.relu(), cfnet.pool(),
+                        cfnet.p4m_conv(3, 3), cfnet.relu(), cfnet.pool(), cfnet.pool("mean", 4, 1),
+                        cfnet.p4m_conv(4, 1), cfnet.p4m_dft_magnitude(), cfnet.dense(3)])
+            self.assertLess(p4m.invariance(x, reflect=True), 1e-5)
+        with cfnet.Network(1, 16, 16) as p4:
+            p4.extend([cfnet.p4_lift(3, 3), cfnet.relu(), cfnet.group_pool(),
+                       cfnet.pool("mean", 16, 1), cfnet.dense(3)])
+            self.assertLess(p4.invariance(x), 1e-5)
+            self.assertGreater(p4.invariance(x, reflect=True), 1e-3)
 
     def test_concurrent_inference_from_threads(self):
         net, x = self.net, self.x

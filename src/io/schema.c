@@ -25,38 +25,6 @@ static cf_rng *layer_rng(const cfnet_layer *l)
 }
 
 /* ------------------------------------------------------------------------------------------ */
-/* Options: name in the file, key, and how the value is written.                              */
-
-typedef enum { OPT_REAL, OPT_INT, OPT_OPTIMIZER, OPT_ROTATION } opt_type;
-
-static const struct {
-    const char *name;
-    cfnet_option key;
-    opt_type type;
-} option_table[] = {
-    {"optimizer", CFNET_OPTION_OPTIMIZER, OPT_OPTIMIZER},
-    {"lr", CFNET_OPTION_LEARNING_RATE, OPT_REAL},
-    {"beta1", CFNET_OPTION_BETA1, OPT_REAL},
-    {"beta2", CFNET_OPTION_BETA2, OPT_REAL},
-    {"epsilon", CFNET_OPTION_EPSILON, OPT_REAL},
-    {"momentum", CFNET_OPTION_MOMENTUM, OPT_REAL},
-    {"weight_decay", CFNET_OPTION_WEIGHT_DECAY, OPT_REAL},
-    {"decay_rate", CFNET_OPTION_LR_DECAY_RATE, OPT_REAL},
-    {"decay_steps", CFNET_OPTION_LR_DECAY_STEPS, OPT_INT},
-    {"threads", CFNET_OPTION_THREADS, OPT_INT},
-    {"aug_rotation", CFNET_OPTION_AUG_ROTATION, OPT_ROTATION},
-    {"aug_jitter", CFNET_OPTION_AUG_JITTER, OPT_INT},
-    {"aug_flip", CFNET_OPTION_AUG_FLIP, OPT_INT},
-};
-#define N_OPTIONS ((int)(sizeof option_table / sizeof option_table[0]))
-
-static const char *const optimizer_names[] = {[CFNET_OPTIMIZER_ADAM] = "adam",
-                                              [CFNET_OPTIMIZER_SGD] = "sgd"};
-static const char *const rotation_names[] = {[CFNET_AUG_ROTATION_NONE] = "none",
-                                             [CFNET_AUG_ROTATION_QUARTER] = "quarter",
-                                             [CFNET_AUG_ROTATION_ANY] = "any"};
-
-/* ------------------------------------------------------------------------------------------ */
 /* The tensors of a network, in file order: per layer its parameters then its state; then, if
  * requested and present, the optimiser moments (m, and v for Adam) of every parameter.       */
 
@@ -145,18 +113,18 @@ static json_t *options_json(const cfnet_network *net)
 {
     json_t *o = json_object();
     bool ok = o != NULL;
-    for (int k = 0; ok && k < N_OPTIONS; k++) {
+    for (int k = 0; ok && k < cf_option_count(); k++) {
+        const cf_option_def *d = cf_option_at(k);
         double v = 0;
-        ok = cfnet_network_get_option(net, option_table[k].key, &v) == CFNET_OK;
+        ok = cfnet_network_get_option(net, d->key, &v) == CFNET_OK;
         if (!ok) break;
         json_t *j = NULL;
-        switch (option_table[k].type) {
-        case OPT_REAL: j = json_real(v); break;
-        case OPT_INT: j = json_integer((json_int_t)v); break;
-        case OPT_OPTIMIZER: j = json_string(optimizer_names[(int)v]); break;
-        case OPT_ROTATION: j = json_string(rotation_names[(int)v]); break;
+        switch (d->type) {
+        case CF_OPTION_REAL: j = json_real(v); break;
+        case CF_OPTION_INT: j = json_integer((json_int_t)v); break;
+        case CF_OPTION_NAMED: j = json_string(d->value_names[(int)(v - d->min)]); break;
         }
-        ok = cf_json_set(o, option_table[k].name, j);
+        ok = cf_json_set(o, d->file_name, j);
     }
     if (!ok) {
         json_decref(o);
@@ -451,6 +419,14 @@ static cfnet_status make_layer(json_t *lj, int index, cfnet_layer **out)
     return CFNET_OK;
 }
 
+/* The table entry whose file name is `key`, or NULL. */
+static const cf_option_def *option_of_file_name(const char *key)
+{
+    for (int k = 0; k < cf_option_count(); k++)
+        if (strcmp(cf_option_at(k)->file_name, key) == 0) return cf_option_at(k);
+    return NULL;
+}
+
 static cfnet_status set_options(cfnet_network *net, json_t *oj)
 {
     CF_FAIL_IF(!json_is_object(oj), CFNET_E_FORMAT, CF_LOAD ": \"options\" is not an object");
@@ -458,42 +434,37 @@ static cfnet_status set_options(cfnet_network *net, json_t *oj)
     json_t *v;
     json_object_foreach(oj, key, v)
     {
-        int k = 0;
-        while (k < N_OPTIONS && strcmp(option_table[k].name, key) != 0) k++;
-        CF_FAIL_IF(k == N_OPTIONS, CFNET_E_FORMAT, CF_LOAD ": unknown option \"%s\"", CF_SAFE(key));
+        CF_FAIL_IF(!option_of_file_name(key), CFNET_E_FORMAT, CF_LOAD ": unknown option \"%s\"",
+                   CF_SAFE(key));
     }
     /* Table order: the optimiser first (setting it resets the optimiser state). */
-    for (int k = 0; k < N_OPTIONS; k++) {
-        v = json_object_get(oj, option_table[k].name);
+    for (int k = 0; k < cf_option_count(); k++) {
+        const cf_option_def *d = cf_option_at(k);
+        v = json_object_get(oj, d->file_name);
         if (!v) continue; /* absent: the default */
         double value = 0;
         bool ok = false;
-        switch (option_table[k].type) {
-        case OPT_REAL:
+        switch (d->type) {
+        case CF_OPTION_REAL:
             ok = json_is_number(v);
             value = json_number_value(v);
             break;
-        case OPT_INT:
+        case CF_OPTION_INT:
             ok = json_is_integer(v);
             value = (double)json_integer_value(v);
             break;
-        case OPT_OPTIMIZER:
-        case OPT_ROTATION: {
-            const char *const *names =
-                option_table[k].type == OPT_OPTIMIZER ? optimizer_names : rotation_names;
-            int count = option_table[k].type == OPT_OPTIMIZER ? 2 : 3;
-            for (int i = 0; json_is_string(v) && i < count && !ok; i++) {
-                ok = strcmp(json_string_value(v), names[i]) == 0;
-                value = i;
+        case CF_OPTION_NAMED:
+            for (int i = 0; json_is_string(v) && d->value_names[i] && !ok; i++) {
+                ok = strcmp(json_string_value(v), d->value_names[i]) == 0;
+                value = d->min + i;
             }
             break;
         }
-        }
         CF_FAIL_IF(!ok, CFNET_E_FORMAT, CF_LOAD ": option \"%s\" has a value of the wrong type",
-                   option_table[k].name);
-        cfnet_status st = cfnet_network_set_option(net, option_table[k].key, value);
+                   d->file_name);
+        cfnet_status st = cfnet_network_set_option(net, d->key, value);
         if (st != CFNET_OK)
-            return cf_error(as_format_error(st), CF_LOAD ": option \"%s\": %s", option_table[k].name,
+            return cf_error(as_format_error(st), CF_LOAD ": option \"%s\": %s", d->file_name,
                             cfnet_last_error());
     }
     return CFNET_OK;

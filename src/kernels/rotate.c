@@ -258,6 +258,14 @@ void cf_rotmap_apply(const cf_rotmap *map, const float *base, float *out)
     }
 }
 
+void cf_rotmap_mirror_source(int k, cf_rotmap *map)
+{
+    for (size_t e = 0; e < (size_t)map->kk * (size_t)map->taps; e++) {
+        int32_t src = map->src[e];
+        if (src >= 0) map->src[e] = src - src % k + (k - 1 - src % k);
+    }
+}
+
 void cf_rotmap_apply_transpose(const cf_rotmap *map, const float *grad_out, float *grad_base)
 {
     const int taps = map->taps;

@@ -27,6 +27,11 @@ cfnet_status cf_rotmap_build(int k, int R, int r, cfnet_interp interp, cf_rotmap
 /* Frees the map's arrays (a zeroed or freed map is fine) and zeroes it. */
 void cf_rotmap_free(cf_rotmap *map);
 
+/* Composes a map of a k x k plane with a reflection of its source: afterwards it computes
+ * T (F base), where F mirrors the filter across its vertical axis, (F phi)(u, v) = phi(-u, v),
+ * i.e. column j <-> k-1-j (docs/conventions.md). */
+void cf_rotmap_mirror_source(int k, cf_rotmap *map);
+
 /* out = S base for one k*k plane. */
 void cf_rotmap_apply(const cf_rotmap *map, const float *base, float *out);
 

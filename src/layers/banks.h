@@ -14,8 +14,8 @@
 cfnet_status cf_conic_conv_group_banks(const cfnet_layer *l, float **bank, int *ngroups,
                                        int32_t **group_of);
 
-/* p4 lifting and group convolution: the expanded bank (4O) x (C G k k), row o*4 + r, and the
- * expanded bias (4O). */
+/* p4 and p4m lifting and group convolution: the expanded bank (nO) x (C G k k), row o*n + g
+ * with n = 4 (p4) or 8 (p4m), and the expanded bias (nO). */
 cfnet_status cf_p4_expanded_bank(const cfnet_layer *l, float **bank, float **bias);
 
 /* DFT projection: the rotated bank (filters 4R) x D, row n*4R + r. */

@@ -1,4 +1,5 @@
-/* DFT transition, part (b): m = |DFT2(x)| of each sample's A x B grid (paper eq. 14).
+/* DFT transition, part (b): m = |DFT2(x)| of each sample's A x B grid (paper eq. 14), and its
+ * p4m form, the magnitude of the DFT over Z2 x Z4 of each channel's 8 group copies.
  *
  * Input A x B, or C x G x 1 x 1 (a 1 x 1 p4 map, treated as A = C, B = G); output A x B. The
  * full spectrum is kept, including the half that is redundant for real input, so the output has
@@ -63,6 +64,14 @@ static cfnet_status dft_magnitude_setup(cfnet_layer *l, uint64_t seed)
     return CFNET_OK;
 }
 
+/* Both kinds transform grids of A x B consecutive values: one per sample (dft_magnitude,
+ * A x B = the sample) or one per channel (p4m_dft_magnitude, A x B = 2 x 4). */
+static int64_t grids_of(const cfnet_layer *l, int64_t n)
+{
+    const dft_magnitude_priv *p = l->priv;
+    return n * (l->in_size / ((int64_t)p->A * p->B));
+}
+
 /* Workspace: X (n samples, complex input / backward factor), Y (n spectra), T (one grid). */
 static size_t dft_magnitude_workspace(const cfnet_layer *l, int64_t n)
 {
@@ -86,10 +95,10 @@ static cfnet_status dft_magnitude_forward(cfnet_layer *l, const float *x, float 
 {
     (void)training;
     const dft_magnitude_priv *p = l->priv;
-    const int64_t g = l->in_size;
+    const int64_t g = (int64_t)p->A * p->B;
     fftwf_complex *X, *Y, *T;
     carve(l, n, ws, &X, &Y, &T);
-    for (int64_t s = 0; s < n; s++) {
+    for (int64_t s = 0; s < grids_of(l, n); s++) {
         fftwf_complex *xs = X + s * g, *ys = Y + s * g;
         const float *xi = x + s * g;
         float *yo = y + s * g;
@@ -110,10 +119,10 @@ static cfnet_status dft_magnitude_backward(cfnet_layer *l, const float *x, const
     (void)y;
     if (!dx) return CFNET_OK;
     const dft_magnitude_priv *p = l->priv;
-    const int64_t g = l->in_size;
+    const int64_t g = (int64_t)p->A * p->B;
     fftwf_complex *X, *Y, *T;
     carve(l, n, ws, &X, &Y, &T);
-    for (int64_t s = 0; s < n; s++) {
+    for (int64_t s = 0; s < grids_of(l, n); s++) {
         fftwf_complex *gs = X + s * g;
         fftwf_complex *ys = Y + s * g;
         const float *dys = dy + s * g;
@@ -143,4 +152,46 @@ const cf_layer_ops cf_dft_magnitude_ops = {
 CFNET_API cfnet_status cfnet_layer_dft_magnitude_create(cfnet_layer **out)
 {
     return cf_layer_create(CFNET_LAYER_DFT_MAGNITUDE, NULL, NULL, out);
+}
+
+/* p4m head. A p4m map reduced to 1 x 1, Psi(n, g) with g = 4 m + r for rho^r F^m, is read as a
+ * 2 x 4 grid (m, r) per channel n. A quarter turn of the input shifts r by one in both rows,
+ * Psi'(m, r) = Psi(m, r - 1); the mirror F swaps the rows and reverses r,
+ * Psi'(m, r) = Psi(m + 1, -r). With Y = DFT over Z2 x Z4, a shift multiplies Y by a phase and the
+ * reversal gives Y'(a, b) = (-1)^a Y(a, -b) = (-1)^a conj(Y(-a, b)) = (-1)^a conj(Y(a, b)) (x real,
+ * -a = a in Z2), so |Y| is invariant to all of D4. */
+static cfnet_status p4m_dft_magnitude_setup(cfnet_layer *l, uint64_t seed)
+{
+    (void)seed;
+    char buf[96];
+    bool ok = (l->in_ndim == 2 && l->in_shape[1] == 8) ||
+              (l->in_ndim == 4 && l->in_shape[1] == 8 && l->in_shape[2] == 1 &&
+               l->in_shape[3] == 1);
+    CF_FAIL_IF(!ok, CFNET_E_SHAPE_MISMATCH,
+               "p4m_dft_magnitude: input is %s, expected C x 8 or C x 8 x 1 x 1 (a p4m map)",
+               cf_shape_str(buf, sizeof buf, l->in_ndim, l->in_shape));
+    dft_magnitude_priv *p = cf_calloc(1, sizeof *p);
+    CF_FAIL_IF(!p, CFNET_E_OUT_OF_MEMORY, "p4m_dft_magnitude: out of memory");
+    l->priv = p; /* freed by destroy_priv if anything below fails */
+    p->A = 2;
+    p->B = 4;
+    CF_CHECK(cf_fft2d_init(&p->fft, p->A, p->B, "p4m_dft_magnitude"));
+    l->out_ndim = 2;
+    l->out_shape[0] = l->in_shape[0];
+    l->out_shape[1] = 8;
+    return CFNET_OK;
+}
+
+const cf_layer_ops cf_p4m_dft_magnitude_ops = {
+    .name = "p4m_dft_magnitude",
+    .setup = p4m_dft_magnitude_setup,
+    .workspace = dft_magnitude_workspace,
+    .forward = dft_magnitude_forward,
+    .backward = dft_magnitude_backward,
+    .destroy_priv = dft_magnitude_destroy_priv,
+};
+
+CFNET_API cfnet_status cfnet_layer_p4m_dft_magnitude_create(cfnet_layer **out)
+{
+    return cf_layer_create(CFNET_LAYER_P4M_DFT_MAGNITUDE, NULL, NULL, out);
 }

@@ -1,6 +1,7 @@
-/* Pooling over the rotation axis of a p4 map: y[c, i, j] = max or mean over r of x[c, r, i, j].
- * Input C x 4 x H x W, output C x H x W. Rotating the input (spatially, and shifting r) rotates
- * the output, since the pooled set {x[c, r, .]} is only permuted. */
+/* Pooling over the group axis of a p4 or p4m map: y[c, i, j] = max or mean over g of
+ * x[c, g, i, j], g = 0..G-1 with G = 4 (p4) or 8 (p4m, the dihedral group D4).
+ * Input C x G x H x W, output C x H x W. Transforming the input (spatially, and permuting g)
+ * transforms the output spatially, since the pooled set {x[c, g, .]} is only permuted. */
 #include "nn/layer.h"
 
 #include <string.h>
@@ -9,8 +10,9 @@ static cfnet_status group_pool_setup(cfnet_layer *l, uint64_t seed)
 {
     (void)seed;
     char sb[96];
-    CF_FAIL_IF(l->in_ndim != 4 || l->in_shape[1] != 4, CFNET_E_SHAPE_MISMATCH,
-               "group_pool: input is %s, needs C x 4 x H x W",
+    CF_FAIL_IF(l->in_ndim != 4 || (l->in_shape[1] != 4 && l->in_shape[1] != 8),
+               CFNET_E_SHAPE_MISMATCH,
+               "group_pool: input is %s, needs C x 4 x H x W (p4) or C x 8 x H x W (p4m)",
                cf_shape_str(sb, sizeof sb, l->in_ndim, l->in_shape));
     l->out_ndim = 3;
     l->out_shape[0] = l->in_shape[0];
@@ -26,12 +28,13 @@ static cfnet_status group_pool_forward(cfnet_layer *l, const float *x, float *y,
     (void)ws;
     const int64_t P = l->out_size / l->in_shape[0]; /* H * W */
     const int64_t maps = n * l->in_shape[0];
+    const int G = (int)l->in_shape[1];
     const bool is_max = l->icfg[0] == CFNET_POOL_MAX;
     for (int64_t m = 0; m < maps; m++) {
-        const float *xm = x + m * 4 * P;
+        const float *xm = x + m * G * P;
         float *ym = y + m * P;
         memcpy(ym, xm, (size_t)P * sizeof *ym);
-        for (int r = 1; r < 4; r++) {
+        for (int r = 1; r < G; r++) {
             const float *xr = xm + r * P;
             if (is_max) {
                 for (int64_t j = 0; j < P; j++) ym[j] = xr[j] > ym[j] ? xr[j] : ym[j];
@@ -40,13 +43,13 @@ static cfnet_status group_pool_forward(cfnet_layer *l, const float *x, float *y,
             }
         }
         if (!is_max)
-            for (int64_t j = 0; j < P; j++) ym[j] *= 0.25f;
+            for (int64_t j = 0; j < P; j++) ym[j] *= 1.0f / (float)G;
     }
     return CFNET_OK;
 }
 
-/* Max: dy to the first r attaining the maximum (recomputed from x), zero elsewhere.
- * Mean: dy / 4 to every r. */
+/* Max: dy to the first g attaining the maximum (recomputed from x), zero elsewhere.
+ * Mean: dy / G to every g. */
 static cfnet_status group_pool_backward(cfnet_layer *l, const float *x, const float *y,
                                         const float *dy, float *dx, int64_t n, void *ws)
 {
@@ -55,25 +58,26 @@ static cfnet_status group_pool_backward(cfnet_layer *l, const float *x, const fl
     if (!dx) return CFNET_OK;
     const int64_t P = l->out_size / l->in_shape[0];
     const int64_t maps = n * l->in_shape[0];
+    const int G = (int)l->in_shape[1];
     const bool is_max = l->icfg[0] == CFNET_POOL_MAX;
     for (int64_t m = 0; m < maps; m++) {
-        const float *xm = x + m * 4 * P, *dym = dy + m * P;
-        float *dxm = dx + m * 4 * P;
+        const float *xm = x + m * G * P, *dym = dy + m * P;
+        float *dxm = dx + m * G * P;
         if (is_max) {
             for (int64_t j = 0; j < P; j++) {
                 int best_r = 0;
                 float best = xm[j];
-                for (int r = 1; r < 4; r++) {
+                for (int r = 1; r < G; r++) {
                     if (xm[r * P + j] > best) {
                         best = xm[r * P + j];
                         best_r = r;
                     }
                 }
-                for (int r = 0; r < 4; r++) dxm[r * P + j] = r == best_r ? dym[j] : 0.0f;
+                for (int r = 0; r < G; r++) dxm[r * P + j] = r == best_r ? dym[j] : 0.0f;
             }
         } else {
-            for (int r = 0; r < 4; r++)
-                for (int64_t j = 0; j < P; j++) dxm[r * P + j] = 0.25f * dym[j];
+            for (int r = 0; r < G; r++)
+                for (int64_t j = 0; j < P; j++) dxm[r * P + j] = dym[j] / (float)G;
         }
     }
     return CFNET_OK;

@@ -1,5 +1,5 @@
-/* p4 lifting and group convolution: filter-bank expansion around the shared convolution engine.
- * See p4_common.h for the formula and the layout of the expanded bank. */
+/* p4 and p4m lifting and group convolution: filter-bank expansion around the shared convolution
+ * engine. See p4_common.h for the formula and the layout of the expanded bank. */
 #include "p4_common.h"
 #include "layers/banks.h"
 
@@ -7,38 +7,51 @@
 
 typedef struct p4_priv {
     cf_conv_plan plan; /* C*G input planes, one group */
-    int G;             /* input rotations: 1 (lifting) or 4 (group convolution) */
-    cf_rotmap rot[4];  /* exact quarter turns rot90^r, r = 0..3 */
+    int order;         /* group elements: 4 (p4) or 8 (p4m) */
+    int G;             /* input copies: 1 (lifting) or order (group convolution) */
+    cf_rotmap rot[8];  /* the exact permutations T_g, g = 0..order-1 */
 } p4_priv;
 
-static cfnet_status p4_check(const char *name, const int *ic)
+static cfnet_status p4_check(const char *name, const int *ic, int order)
 {
-    /* 4 x out_channels output planes */
-    return cf_check_conv_args(name, ic[CF_P4_CFG_OUT], INT32_MAX / 4, ic[CF_P4_CFG_K],
+    /* order x out_channels output planes */
+    return cf_check_conv_args(name, ic[CF_P4_CFG_OUT], INT32_MAX / order, ic[CF_P4_CFG_K],
                               (cfnet_padding)ic[CF_P4_CFG_PAD]);
 }
 
 cfnet_status cf_p4_check_lift(int *icfg, float *fcfg)
 {
     (void)fcfg;
-    return p4_check("p4_lift", icfg);
+    return p4_check("p4_lift", icfg, 4);
 }
 
 cfnet_status cf_p4_check_conv(int *icfg, float *fcfg)
 {
     (void)fcfg;
-    return p4_check("p4_conv", icfg);
+    return p4_check("p4_conv", icfg, 4);
+}
+
+cfnet_status cf_p4m_check_lift(int *icfg, float *fcfg)
+{
+    (void)fcfg;
+    return p4_check("p4m_lift", icfg, 8);
+}
+
+cfnet_status cf_p4m_check_conv(int *icfg, float *fcfg)
+{
+    (void)fcfg;
+    return p4_check("p4m_conv", icfg, 8);
 }
 
 void cf_p4_destroy(cfnet_layer *l)
 {
     p4_priv *p = l->priv;
     cf_conv_plan_free(&p->plan);
-    for (int r = 0; r < 4; r++) cf_rotmap_free(&p->rot[r]);
+    for (int g = 0; g < 8; g++) cf_rotmap_free(&p->rot[g]);
     cf_free(p);
 }
 
-cfnet_status cf_p4_setup(cfnet_layer *l, uint64_t seed, int G)
+cfnet_status cf_p4_setup(cfnet_layer *l, uint64_t seed, int order, int G)
 {
     const char *name = l->ops->name;
     char s[96];
@@ -63,10 +76,10 @@ cfnet_status cf_p4_setup(cfnet_layer *l, uint64_t seed, int G)
                "%s: kernel %d does not fit input %s with valid padding", name, k, s);
     /* The expanded bank and its gradient, plus the expanded bias and its gradient, must fit in
      * one workspace size. */
-    size_t bank, bytes;
-    bool fits = cf_mul_size((size_t)4 * (size_t)O, (size_t)C * (size_t)G * (size_t)kk, &bank) &&
-                bank <= SIZE_MAX / 2 - (size_t)8 * (size_t)O &&
-                cf_mul_size(2 * bank + (size_t)8 * (size_t)O, sizeof(float), &bytes) &&
+    size_t bank, bytes, nb = (size_t)order * (size_t)O;
+    bool fits = cf_mul_size(nb, (size_t)C * (size_t)G * (size_t)kk, &bank) &&
+                bank <= SIZE_MAX / 2 - 2 * nb &&
+                cf_mul_size(2 * bank + 2 * nb, sizeof(float), &bytes) &&
                 bytes <= SIZE_MAX - 64;
     CF_FAIL_IF(!fits, CFNET_E_LIMIT, "%s: expanded filter bank for %d outputs and input %s is "
                "too large", name, O, s);
@@ -74,8 +87,12 @@ cfnet_status cf_p4_setup(cfnet_layer *l, uint64_t seed, int G)
     p4_priv *p = cf_calloc(1, sizeof *p);
     CF_FAIL_IF(!p, CFNET_E_OUT_OF_MEMORY, "%s: out of memory", name);
     l->priv = p;
+    p->order = order;
     p->G = G;
-    for (int r = 0; r < 4; r++) CF_CHECK(cf_rotmap_build(k, 1, r, CFNET_INTERP_NEAREST, &p->rot[r]));
+    for (int g = 0; g < order; g++) { /* T_g = rot90^r F^m, g = 4 m + r */
+        CF_CHECK(cf_rotmap_build(k, 1, g & 3, CFNET_INTERP_NEAREST, &p->rot[g]));
+        if (g >= 4) cf_rotmap_mirror_source(k, &p->rot[g]);
+    }
     cfnet_status st = cf_conv_plan_init(&p->plan, C * G, S, S, k, 1, pad, NULL, 1);
     if (st != CFNET_OK)
         return cf_error(st, "%s: input is %s: %s", name, s, cfnet_last_error());
@@ -94,26 +111,32 @@ cfnet_status cf_p4_setup(cfnet_layer *l, uint64_t seed, int G)
     cf_init_he(w, p->plan.CK, &rng); /* fan-in C * G * k * k */
     l->out_ndim = 4;
     l->out_shape[0] = O;
-    l->out_shape[1] = 4;
+    l->out_shape[1] = order;
     l->out_shape[2] = OS;
     l->out_shape[3] = OS;
     return CFNET_OK;
 }
 
-/* Workspace: expanded bank (4O x CK), its gradient, expanded bias (4O), its gradient, then the
- * engine's own space for 4O output planes. */
+/* Workspace: expanded bank (nO x CK, n = order), its gradient, expanded bias (nO), its
+ * gradient, then the engine's own space for nO output planes. */
+static size_t maps_out(const cfnet_layer *l)
+{
+    const p4_priv *p = l->priv;
+    return (size_t)p->order * (size_t)l->icfg[CF_P4_CFG_OUT];
+}
+
 static size_t bank_floats(const cfnet_layer *l)
 {
     const p4_priv *p = l->priv;
-    return (size_t)4 * (size_t)l->icfg[CF_P4_CFG_OUT] * (size_t)p->plan.CK;
+    return maps_out(l) * (size_t)p->plan.CK;
 }
 
 size_t cf_p4_workspace(const cfnet_layer *l, int64_t n)
 {
     const p4_priv *p = l->priv;
-    size_t nb = (size_t)4 * (size_t)l->icfg[CF_P4_CFG_OUT];
+    size_t nb = maps_out(l);
     return cf_align64((2 * bank_floats(l) + 2 * nb) * sizeof(float)) +
-           cf_conv_workspace(&p->plan, 4 * l->icfg[CF_P4_CFG_OUT], n, l->threads);
+           cf_conv_workspace(&p->plan, (int)nb, n, l->threads);
 }
 
 typedef struct p4_ws {
@@ -123,7 +146,7 @@ typedef struct p4_ws {
 
 static p4_ws carve(const cfnet_layer *l, void *ws)
 {
-    size_t bank = bank_floats(l), nb = (size_t)4 * (size_t)l->icfg[CF_P4_CFG_OUT];
+    size_t bank = bank_floats(l), nb = maps_out(l);
     p4_ws w;
     w.w = ws;
     w.dw = w.w + bank;
@@ -133,27 +156,32 @@ static p4_ws carve(const cfnet_layer *l, void *ws)
     return w;
 }
 
-/* Input rotation whose filter lands in column block s of expanded row r. */
-static inline int src_rot(int s, int r, int G) { return ((s - r) % G + G) % G; }
+/* Input copy of the base filter that lands in column block h of expanded row g: g^-1 h (0 for
+ * lifting). */
+static inline int src_copy(int h, int g, int G)
+{
+    return G == 1 ? 0 : cf_d4_mul(cf_d4_inv(g), h);
+}
 
-/* Fills the expanded bank (4O x CK) and bias (4O). */
+/* Fills the expanded bank (nO x CK, n = order) and bias (nO). */
 static void expand(const cfnet_layer *l, float *wexp, float *bexp)
 {
     const p4_priv *p = l->priv;
-    int O = l->icfg[CF_P4_CFG_OUT], k = l->icfg[CF_P4_CFG_K], kk = k * k, G = p->G;
+    int O = l->icfg[CF_P4_CFG_OUT], k = l->icfg[CF_P4_CFG_K], kk = k * k, G = p->G,
+        n_g = p->order;
     int C = p->plan.C / G;
     size_t CK = (size_t)p->plan.CK;
     const float *base = l->param[0]->data, *bias = l->param[1]->data;
     for (int o = 0; o < O; o++) {
-        for (int r = 0; r < 4; r++) {
-            float *row = wexp + ((size_t)o * 4 + (size_t)r) * CK;
+        for (int g = 0; g < n_g; g++) {
+            float *row = wexp + ((size_t)o * n_g + (size_t)g) * CK;
             for (int c = 0; c < C; c++)
-                for (int s = 0; s < G; s++) {
+                for (int h = 0; h < G; h++) {
                     const float *src =
-                        base + (((size_t)o * C + (size_t)c) * G + (size_t)src_rot(s, r, G)) * kk;
-                    cf_rotmap_apply(&p->rot[r], src, row + ((size_t)c * G + s) * kk);
+                        base + (((size_t)o * C + (size_t)c) * G + (size_t)src_copy(h, g, G)) * kk;
+                    cf_rotmap_apply(&p->rot[g], src, row + ((size_t)c * G + h) * kk);
                 }
-            bexp[o * 4 + r] = bias[o];
+            bexp[o * n_g + g] = bias[o];
         }
     }
 }
@@ -163,11 +191,10 @@ cfnet_status cf_p4_forward(cfnet_layer *l, const float *x, float *y, int64_t n, 
 {
     (void)training;
     const p4_priv *p = l->priv;
-    int O = l->icfg[CF_P4_CFG_OUT];
     p4_ws w = carve(l, ws);
     expand(l, w.w, w.b);
     const float *wg = w.w;
-    cf_conv_forward(&p->plan, 4 * O, &wg, w.b, x, y, n, w.engine, l->threads);
+    cf_conv_forward(&p->plan, (int)maps_out(l), &wg, w.b, x, y, n, w.engine, l->threads);
     return CFNET_OK;
 }
 
@@ -177,30 +204,30 @@ cfnet_status cf_p4_backward(cfnet_layer *l, const float *x, const float *y, cons
 {
     (void)y;
     const p4_priv *p = l->priv;
-    int O = l->icfg[CF_P4_CFG_OUT], k = l->icfg[CF_P4_CFG_K], kk = k * k, G = p->G;
+    int O = l->icfg[CF_P4_CFG_OUT], k = l->icfg[CF_P4_CFG_K], kk = k * k, G = p->G,
+        n_g = p->order;
     int C = p->plan.C / G;
     size_t CK = (size_t)p->plan.CK, bank = bank_floats(l);
     p4_ws w = carve(l, ws);
     memset(w.dw, 0, bank * sizeof(float));
-    memset(w.db, 0, (size_t)4 * (size_t)O * sizeof(float));
+    memset(w.db, 0, maps_out(l) * sizeof(float));
     const float *wg = w.w;
     float *dwg = w.dw;
-    cf_conv_backward(&p->plan, 4 * O, &wg, &dwg, w.db, x, dy, dx, n, w.engine, l->threads);
+    cf_conv_backward(&p->plan, n_g * O, &wg, &dwg, w.db, x, dy, dx, n, w.engine, l->threads);
     float *gbase = l->grad[0]->data, *gbias = l->grad[1]->data;
     for (int o = 0; o < O; o++) {
         float db = 0.0f;
-        for (int r = 0; r < 4; r++) {
-            const float *row = w.dw + ((size_t)o * 4 + (size_t)r) * CK;
+        for (int g = 0; g < n_g; g++) {
+            const float *row = w.dw + ((size_t)o * n_g + (size_t)g) * CK;
             for (int c = 0; c < C; c++)
-                for (int s = 0; s < G; s++) {
+                for (int h = 0; h < G; h++) {
                     float *dst =
-                        gbase + (((size_t)o * C + (size_t)c) * G + (size_t)src_rot(s, r, G)) * kk;
-                    cf_rotmap_apply_transpose(&p->rot[r],
-                                              row + ((size_t)c * G + s) * kk, dst);
+                        gbase + (((size_t)o * C + (size_t)c) * G + (size_t)src_copy(h, g, G)) * kk;
+                    cf_rotmap_apply_transpose(&p->rot[g], row + ((size_t)c * G + h) * kk, dst);
                 }
-            db += w.db[o * 4 + r];
+            db += w.db[o * n_g + g];
         }
-        gbias[o] += db; /* one bias per output channel, shared by the 4 rotations */
+        gbias[o] += db; /* one bias per output channel, shared by the group's copies */
     }
     return CFNET_OK;
 }
@@ -208,7 +235,7 @@ cfnet_status cf_p4_backward(cfnet_layer *l, const float *x, const float *y, cons
 cfnet_status cf_p4_expanded_bank(const cfnet_layer *l, float **bank, float **bias)
 {
     float *w = cf_malloc(bank_floats(l) * sizeof *w);
-    float *b = cf_malloc((size_t)4 * (size_t)l->icfg[CF_P4_CFG_OUT] * sizeof *b);
+    float *b = cf_malloc(maps_out(l) * sizeof *b);
     if (!w || !b) {
         cf_free(w);
         cf_free(b);

@@ -1,14 +1,20 @@
-/* Shared machinery of the p4 layers (private): the lifting layer (Z^2 -> p4, G = 1 input
- * rotation) and the group layer (p4 -> p4, G = 4) differ only in G.
+/* Shared machinery of the group convolution layers (private): p4 (the 4 rotations) and p4m
+ * (the dihedral group D4: 4 rotations and their reflections). Lifting layers (Z^2 -> group,
+ * G = 1 input copy) and group layers (group -> group, G = |group| input copies) differ only in G.
  *
- *   out[o, r, x] = sum_{c, s, z} f[c, s, x + z] (rot90^r phi)[o, c, (s - r) mod G, z] + b[o]
+ *   out[o, g, x] = sum_{c, h, z} f[c, h, x + z] (T_g phi)[o, c, g^-1 h, z] + b[o]
+ *
+ * (lifting: h and g^-1 h are 0). Elements are indexed g = 4 m + r for rho^r F^m: m = 1 mirrors
+ * first (F: (u, v) -> (-u, v), column j <-> k-1-j), then r counter-clockwise quarter turns; p4
+ * uses g = r (m = 0) only, so the p4 layers are the same code on the subgroup. T_g phi(z) =
+ * phi(g^-1 z) = rot90^r (F^m phi).
  *
  * x: N x C x G x S x S (G = 1: N x C x S x S), phi: O x C x G x k x k (G = 1: O x C x k x k),
- * y: N x O x 4 x S' x S'. Each pass expands the bank once into a (4O) x (C G k k) matrix whose
- * row o*4 + r holds rot90^r phi[o, c, (s - r) mod G] in column block c*G + s, then runs one
- * im2col + GEMM convolution over the C*G input planes with 4O output planes; in the
- * N x O x 4 x H x W layout, engine output plane o*4 + r is exactly out[o, r]. The gradient of
- * phi is the expanded gradient sent back through the transposed permutations. */
+ * y: N x O x n x S' x S' with n = |group| (4 or 8). Each pass expands the bank once into a
+ * (n O) x (C G k k) matrix whose row o*n + g holds T_g phi[o, c, g^-1 h] in column block c*G + h,
+ * then runs one im2col + GEMM convolution over the C*G input planes with n O output planes; in
+ * the N x O x n x H x W layout, engine output plane o*n + g is exactly out[o, g]. The gradient
+ * of phi is the expanded gradient sent back through the transposed permutations. */
 #ifndef CFNET_P4_COMMON_H
 #define CFNET_P4_COMMON_H
 
@@ -17,12 +23,26 @@
 
 enum { CF_P4_CFG_OUT, CF_P4_CFG_K, CF_P4_CFG_PAD };
 
-/* The config checks of p4_lift and p4_conv (out_channels, kernel, padding). */
+/* D4 with g = 4 m + r <-> rho^r F^m (rho: quarter turn, F: mirror u -> -u); F rho = rho^-1 F, so
+ * (m1, r1)(m2, r2) = (m1 xor m2, r1 + (-1)^m1 r2). The rotations 0..3 are the subgroup p4. */
+static inline int cf_d4_mul(int a, int b)
+{
+    int ma = a >> 2, ra = a & 3, mb = b >> 2, rb = b & 3;
+    return ((ma ^ mb) << 2) | ((ra + (ma ? -rb : rb)) & 3);
+}
+
+static inline int cf_d4_inv(int a) { return a >= 4 ? a : (4 - a) & 3; }
+
+/* The config checks of p4_lift, p4_conv, p4m_lift and p4m_conv (out_channels, kernel,
+ * padding). */
 cfnet_status cf_p4_check_lift(int *icfg, float *fcfg);
 cfnet_status cf_p4_check_conv(int *icfg, float *fcfg);
+cfnet_status cf_p4m_check_lift(int *icfg, float *fcfg);
+cfnet_status cf_p4m_check_conv(int *icfg, float *fcfg);
 
-/* Setup for input rotations G (1: lifting, 4: group convolution); validates l->in_shape. */
-cfnet_status cf_p4_setup(cfnet_layer *l, uint64_t seed, int G);
+/* Setup for a group of `order` elements (4: p4, 8: p4m) and input copies G (1: lifting,
+ * G = order: group convolution); validates l->in_shape. */
+cfnet_status cf_p4_setup(cfnet_layer *l, uint64_t seed, int order, int G);
 
 size_t cf_p4_workspace(const cfnet_layer *l, int64_t n);
 cfnet_status cf_p4_forward(cfnet_layer *l, const float *x, float *y, int64_t n, bool training,

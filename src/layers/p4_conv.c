@@ -7,7 +7,7 @@
 
 static cfnet_status p4_conv_setup(cfnet_layer *l, uint64_t seed)
 {
-    return cf_p4_setup(l, seed, 4);
+    return cf_p4_setup(l, seed, 4, 4);
 }
 
 const cf_layer_ops cf_p4_conv_ops = {

@@ -6,7 +6,7 @@
 
 static cfnet_status p4_lift_setup(cfnet_layer *l, uint64_t seed)
 {
-    return cf_p4_setup(l, seed, 1);
+    return cf_p4_setup(l, seed, 4, 1);
 }
 
 const cf_layer_ops cf_p4_lift_ops = {

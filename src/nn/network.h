@@ -4,6 +4,9 @@
 
 #include "nn/layer.h"
 #include "core/context.h"
+#include "core/pool.h"
+
+#include <pthread.h>
 
 /* Optimiser state of one parameter tensor: Adam moments (m, v) or SGD velocity (m). */
 typedef struct cf_opt_slot {
@@ -18,10 +21,47 @@ typedef struct cf_options {
     int aug_rotation, aug_jitter, aug_flip;
 } cf_options;
 
+/* Inference buffers kept between calls (network.c); the only part of a network that inference
+ * (const on the network) changes, under its own lock. */
+struct cf_infer_bufs;
+typedef struct cf_infer_cache {
+    pthread_mutex_t lock;
+    struct cf_infer_bufs *free_list;
+    size_t bytes; /* held by the sets in free_list */
+} cf_infer_cache;
+
 /* One user metadata entry (cfnet_network_set_metadata); both strings NUL-terminated, owned. */
 typedef struct cf_meta_entry {
     char *key, *value;
 } cf_meta_entry;
+
+/* The option table (src/nn/options.c): one entry per cfnet_option. */
+typedef enum {
+    CF_OPTION_REAL,  /* any finite double in the bounds */
+    CF_OPTION_INT,   /* an integer in the bounds */
+    CF_OPTION_NAMED, /* an integer in the bounds, written by name in model files */
+} cf_option_type;
+
+
+typedef struct cf_option_def {
+    cfnet_option key;
+    const char *name;      /* the enum's name in lower case (cfnet_option_name) */
+    const char *file_name; /* the key in a model file's "options" object */
+    const char *what;      /* in messages ("learning rate") */
+    cf_option_type type;
+    double min, max;       /* bounds; exclusive where min_open / max_open */
+    bool min_open, max_open;
+    double def;            /* the value of a new network */
+    size_t offset;         /* of the field in cf_options */
+    char field;            /* its type: 'd' double, 'i' int, 'l' int64_t */
+    const char *const *value_names; /* CF_OPTION_NAMED: names of the values min..max, NULL-ended */
+} cf_option_def;
+
+/* Number of entries; entry i (key i + 1), or NULL out of range. */
+int cf_option_count(void);
+const cf_option_def *cf_option_at(int index);
+/* Every option at its default (a new network). */
+void cf_options_set_defaults(cf_options *o);
 
 struct cfnet_network {
     const cfnet_context *ctx; /* allocator and limits (NULL: defaults); outlives the network */
@@ -51,6 +91,12 @@ struct cfnet_network {
     cf_meta_entry *meta;
     int nmeta, meta_cap;
     size_t meta_bytes; /* sum of key and value lengths */
+
+    /* Worker threads for opt.threads > 1 (NULL otherwise, or if they could not be started:
+     * then each parallel call starts its own threads); see core/pool.h. */
+    cf_pool *pool;
+    cf_infer_cache *infer_cache; /* never NULL */
+
     /* Data-parallel training (cfnet_network_set_batch_position / _set_sum_hook); not saved. */
     int64_t batch_offset, batch_global; /* batch_global 0: the local batch is the batch */
     cfnet_sum_fn sum_fn;
@@ -59,8 +105,11 @@ struct cfnet_network {
     int64_t sum_buf_n;
 };
 
-/* Makes the network's allocator the thread's allocator until the end of the block. */
-#define CF_NET_SCOPE(net) CF_ALLOC_SCOPE(cf_context_allocator((net)->ctx))
+/* Makes the network's allocator the thread's allocator and its thread pool the thread's pool
+ * until the end of the block. */
+#define CF_NET_SCOPE(net)                            \
+    CF_ALLOC_SCOPE(cf_context_allocator((net)->ctx)); \
+    CF_POOL_SCOPE((net)->pool)
 
 /* Seed of layer i, derived from the network seed (so it does not depend on call order). */
 uint64_t cf_network_layer_seed(const cfnet_network *net, int index);

@@ -1,119 +1,8 @@
-/* Training: options, augmentation, the optimisation step, evaluation, invariance check. */
+/* Training: augmentation, the optimisation step, evaluation, invariance check. */
 #include "network.h"
 
 #include <math.h>
 #include <string.h>
-
-/* ---- options ---- */
-
-CFNET_API cfnet_status cfnet_network_set_option(cfnet_network *net, cfnet_option option,
-                                                double value)
-{
-    CF_FAIL_IF(!net, CFNET_E_INVALID_ARGUMENT, "network_set_option: network is NULL");
-    CF_FAIL_IF(!isfinite(value), CFNET_E_INVALID_ARGUMENT,
-               "network_set_option: option %d: value is not finite", (int)option);
-    cf_options *o = &net->opt;
-    bool integral = value == floor(value);
-    switch (option) {
-    case CFNET_OPTION_OPTIMIZER:
-        CF_FAIL_IF(value != CFNET_OPTIMIZER_ADAM && value != CFNET_OPTIMIZER_SGD,
-                   CFNET_E_INVALID_ARGUMENT, "network_set_option: unknown optimizer %g", value);
-        if ((int)value != o->optimizer) cf_network_reset_optimizer(net);
-        o->optimizer = (int)value;
-        return CFNET_OK;
-    case CFNET_OPTION_LEARNING_RATE:
-        CF_FAIL_IF(value < 0, CFNET_E_INVALID_ARGUMENT,
-                   "network_set_option: learning rate %g is negative", value);
-        o->lr = value;
-        return CFNET_OK;
-    case CFNET_OPTION_BETA1:
-    case CFNET_OPTION_BETA2:
-        CF_FAIL_IF(value < 0 || value >= 1, CFNET_E_INVALID_ARGUMENT,
-                   "network_set_option: beta %g must be in [0, 1)", value);
-        if (option == CFNET_OPTION_BETA1) o->beta1 = value;
-        else o->beta2 = value;
-        return CFNET_OK;
-    case CFNET_OPTION_EPSILON:
-        CF_FAIL_IF(value <= 0, CFNET_E_INVALID_ARGUMENT,
-                   "network_set_option: epsilon %g must be positive", value);
-        o->eps = value;
-        return CFNET_OK;
-    case CFNET_OPTION_MOMENTUM:
-        CF_FAIL_IF(value < 0 || value >= 1, CFNET_E_INVALID_ARGUMENT,
-                   "network_set_option: momentum %g must be in [0, 1)", value);
-        o->momentum = value;
-        return CFNET_OK;
-    case CFNET_OPTION_WEIGHT_DECAY:
-        CF_FAIL_IF(value < 0, CFNET_E_INVALID_ARGUMENT,
-                   "network_set_option: weight decay %g is negative", value);
-        o->weight_decay = value;
-        return CFNET_OK;
-    case CFNET_OPTION_LR_DECAY_RATE:
-        CF_FAIL_IF(value <= 0 || value > 1, CFNET_E_INVALID_ARGUMENT,
-                   "network_set_option: decay rate %g must be in (0, 1]", value);
-        o->decay_rate = value;
-        return CFNET_OK;
-    case CFNET_OPTION_LR_DECAY_STEPS:
-        CF_FAIL_IF(!integral || value < 1 || value > 1e15, CFNET_E_INVALID_ARGUMENT,
-                   "network_set_option: decay steps %g must be a positive integer", value);
-        o->decay_steps = (int64_t)value;
-        return CFNET_OK;
-    case CFNET_OPTION_THREADS:
-        CF_FAIL_IF(!integral || value < 1 || value > CFNET_MAX_THREADS, CFNET_E_INVALID_ARGUMENT,
-                   "network_set_option: threads %g must be an integer in 1..%d", value,
-                   CFNET_MAX_THREADS);
-        cf_network_set_threads(net, (int)value);
-        return CFNET_OK;
-    case CFNET_OPTION_AUG_ROTATION:
-        CF_FAIL_IF(!integral || value < CFNET_AUG_ROTATION_NONE || value > CFNET_AUG_ROTATION_ANY,
-                   CFNET_E_INVALID_ARGUMENT, "network_set_option: unknown rotation mode %g",
-                   value);
-        CF_FAIL_IF(value != CFNET_AUG_ROTATION_NONE && net->in_shape[1] != net->in_shape[2],
-                   CFNET_E_SHAPE_MISMATCH,
-                   "network_set_option: rotation augmentation needs square inputs, not %lldx%lld",
-                   (long long)net->in_shape[1], (long long)net->in_shape[2]);
-        o->aug_rotation = (int)value;
-        return CFNET_OK;
-    case CFNET_OPTION_AUG_JITTER:
-        CF_FAIL_IF(!integral || value < 0 || value >= (double)net->in_shape[1] ||
-                       value >= (double)net->in_shape[2],
-                   CFNET_E_INVALID_ARGUMENT,
-                   "network_set_option: jitter %g must be an integer in [0, image size)", value);
-        o->aug_jitter = (int)value;
-        return CFNET_OK;
-    case CFNET_OPTION_AUG_FLIP:
-        CF_FAIL_IF(value != 0 && value != 1, CFNET_E_INVALID_ARGUMENT,
-                   "network_set_option: flip must be 0 or 1, not %g", value);
-        o->aug_flip = (int)value;
-        return CFNET_OK;
-    }
-    return cf_error(CFNET_E_INVALID_ARGUMENT, "network_set_option: unknown option %d",
-                    (int)option);
-}
-
-CFNET_API cfnet_status cfnet_network_get_option(const cfnet_network *net, cfnet_option option,
-                                                double *value)
-{
-    CF_FAIL_IF(!net || !value, CFNET_E_INVALID_ARGUMENT, "network_get_option: NULL argument");
-    const cf_options *o = &net->opt;
-    switch (option) {
-    case CFNET_OPTION_OPTIMIZER: *value = o->optimizer; return CFNET_OK;
-    case CFNET_OPTION_LEARNING_RATE: *value = o->lr; return CFNET_OK;
-    case CFNET_OPTION_BETA1: *value = o->beta1; return CFNET_OK;
-    case CFNET_OPTION_BETA2: *value = o->beta2; return CFNET_OK;
-    case CFNET_OPTION_EPSILON: *value = o->eps; return CFNET_OK;
-    case CFNET_OPTION_MOMENTUM: *value = o->momentum; return CFNET_OK;
-    case CFNET_OPTION_WEIGHT_DECAY: *value = o->weight_decay; return CFNET_OK;
-    case CFNET_OPTION_LR_DECAY_RATE: *value = o->decay_rate; return CFNET_OK;
-    case CFNET_OPTION_LR_DECAY_STEPS: *value = (double)o->decay_steps; return CFNET_OK;
-    case CFNET_OPTION_THREADS: *value = o->threads; return CFNET_OK;
-    case CFNET_OPTION_AUG_ROTATION: *value = o->aug_rotation; return CFNET_OK;
-    case CFNET_OPTION_AUG_JITTER: *value = o->aug_jitter; return CFNET_OK;
-    case CFNET_OPTION_AUG_FLIP: *value = o->aug_flip; return CFNET_OK;
-    }
-    return cf_error(CFNET_E_INVALID_ARGUMENT, "network_get_option: unknown option %d",
-                    (int)option);
-}
 
 CFNET_API int64_t cfnet_network_step_count(const cfnet_network *net)
 {
@@ -133,6 +22,20 @@ static cfnet_tensor view(float *data, int ndim, const int64_t *shape)
         t.numel *= shape[i];
     }
     return t;
+}
+
+/* Mirrors `planes` rows-of-W planes in place, u -> -u (column j <-> W-1-j): the reflection F of
+ * docs/conventions.md, used by the flip augmentation and the reflection invariance check. */
+static void mirror_rows(float *x, int64_t rows, int64_t W)
+{
+    for (int64_t p = 0; p < rows; p++) {
+        float *row = x + p * W;
+        for (int64_t j = 0; j < W / 2; j++) {
+            float t = row[j];
+            row[j] = row[W - 1 - j];
+            row[W - 1 - j] = t;
+        }
+    }
 }
 
 /* ---- augmentation of one sample (C x H x W) in place, using tmp of the same size ---- */
@@ -157,16 +60,7 @@ static cfnet_status augment_sample(cfnet_network *net, float *x, float *tmp, cf_
         CF_CHECK(cfnet_image_shift(&tx, &tt, dy, dx));
         memcpy(x, tmp, bytes);
     }
-    if (o->aug_flip && cf_rng_below(rng, 2)) {
-        for (int64_t p = 0; p < C * H; p++) {
-            float *row = x + p * W;
-            for (int64_t j = 0; j < W / 2; j++) {
-                float t = row[j];
-                row[j] = row[W - 1 - j];
-                row[W - 1 - j] = t;
-            }
-        }
-    }
+    if (o->aug_flip && cf_rng_below(rng, 2)) mirror_rows(x, C * H, W);
     return CFNET_OK;
 }
 
@@ -526,13 +420,18 @@ CFNET_API cfnet_status cfnet_network_evaluate(const cfnet_network *net,
 
 /* ---- invariance check ---- */
 
-CFNET_API cfnet_status cfnet_network_invariance(const cfnet_network *net, const cfnet_tensor *x,
-                                                const double *angles, int n_angles,
-                                                double *max_rel_change)
+/* The transformed inputs are rot_a(x) for each angle a, and with CFNET_INVARIANCE_REFLECT also
+ * F x and rot_a(F x): with the quarter turns, all 7 non-identity elements of D4. */
+static cfnet_status invariance(const cfnet_network *net, const cfnet_tensor *x,
+                               const double *angles, int n_angles, unsigned flags,
+                               double *max_rel_change)
 {
     static const double quarter[3] = {90.0, 180.0, 270.0};
     CF_FAIL_IF(!net || !x || !max_rel_change, CFNET_E_INVALID_ARGUMENT,
                "network_invariance: NULL argument");
+    CF_FAIL_IF(flags & ~(unsigned)CFNET_INVARIANCE_REFLECT, CFNET_E_INVALID_ARGUMENT,
+               "network_invariance: unknown flags 0x%x (CFNET_INVARIANCE_REFLECT = 0x%x)",
+               flags & ~(unsigned)CFNET_INVARIANCE_REFLECT, (unsigned)CFNET_INVARIANCE_REFLECT);
     CF_NET_SCOPE(net);
     if (!angles) {
         angles = quarter;
@@ -551,27 +450,57 @@ CFNET_API cfnet_status cfnet_network_invariance(const cfnet_network *net, const 
     float *ref = cf_malloc((size_t)(n * osz) * sizeof(float));
     float *got = cf_malloc((size_t)(n * osz) * sizeof(float));
     float *xr = cf_malloc((size_t)(n * net->in_size) * sizeof(float));
+    const bool reflect = (flags & CFNET_INVARIANCE_REFLECT) != 0;
+    float *xm = reflect ? cf_malloc((size_t)(n * net->in_size) * sizeof(float)) : NULL;
     cfnet_status st = CFNET_OK;
-    if (!ref || !got || !xr)
+    if (!ref || !got || !xr || (reflect && !xm))
         st = cf_error(CFNET_E_OUT_OF_MEMORY, "network_invariance: out of memory");
     if (st == CFNET_OK) st = cf_network_infer_into(net, net->nlayers, x->data, n, ref);
     double scale = 0, worst = 0;
     if (st == CFNET_OK)
         for (int64_t i = 0; i < n * osz; i++) scale = fmax(scale, fabs((double)ref[i]));
-    for (int a = 0; a < n_angles && st == CFNET_OK; a++) {
-        cfnet_tensor tr = view(xr, 4, x->shape);
-        st = cfnet_image_rotate(x, &tr, angles[a]);
-        if (st == CFNET_OK) st = cf_network_infer_into(net, net->nlayers, xr, n, got);
-        if (st != CFNET_OK) break;
-        for (int64_t i = 0; i < n * osz; i++) {
-            double d = fabs((double)got[i] - (double)ref[i]);
-            if (!(d <= worst)) worst = d; /* NaN propagates */
+    cfnet_tensor tm = view(xm, 4, x->shape);
+    if (reflect && st == CFNET_OK) {
+        memcpy(xm, x->data, (size_t)(n * net->in_size) * sizeof(float));
+        mirror_rows(xm, n * net->in_shape[0] * net->in_shape[1], net->in_shape[2]);
+    }
+    /* case -1: the mirrored input itself; 0 .. n_angles-1: rotations of x (or of F x) */
+    for (int m = 0; m < (reflect ? 2 : 1) && st == CFNET_OK; m++) {
+        for (int a = m ? -1 : 0; a < n_angles && st == CFNET_OK; a++) {
+            const float *in = xm;
+            if (a >= 0) {
+                cfnet_tensor tr = view(xr, 4, x->shape);
+                st = cfnet_image_rotate(m ? &tm : x, &tr, angles[a]);
+                in = xr;
+            }
+            if (st == CFNET_OK) st = cf_network_infer_into(net, net->nlayers, in, n, got);
+            if (st != CFNET_OK) break;
+            for (int64_t i = 0; i < n * osz; i++) {
+                double d = fabs((double)got[i] - (double)ref[i]);
+                if (!(d <= worst)) worst = d; /* NaN propagates */
+            }
         }
     }
     cf_free(ref);
     cf_free(got);
     cf_free(xr);
+    cf_free(xm);
     CF_CHECK(st);
     *max_rel_change = scale > 0 ? worst / scale : worst;
     return CFNET_OK;
+}
+
+CFNET_API cfnet_status cfnet_network_invariance(const cfnet_network *net, const cfnet_tensor *x,
+                                                const double *angles, int n_angles,
+                                                double *max_rel_change)
+{
+    return invariance(net, x, angles, n_angles, 0, max_rel_change);
+}
+
+CFNET_API cfnet_status cfnet_network_invariance_ex(const cfnet_network *net,
+                                                   const cfnet_tensor *x, const double *angles,
+                                                   int n_angles, unsigned flags,
+                                                   double *max_rel_change)
+{
+    return invariance(net, x, angles, n_angles, flags, max_rel_change);
 }

@@ -18,7 +18,8 @@ module CFNet
 
 export CFNetError, Tensor, Layer, Network
 export conv2d, conic_conv, p4_lift, p4_conv, group_pool, dft_projection, dft_magnitude, dense,
-       relu, pool, batch_norm, dropout, softmax
+       relu, pool, batch_norm, dropout, softmax, p4m_lift, p4m_conv, p4m_dft_magnitude
+export option_bounds, option_default
 export infer, probabilities, predict, train_step!, train_epoch!, evaluate, invariance, set_option!, get_option,
        save, load_network, export_onnx, summary_string, output_shape, param_count, classifier,
        multiply_adds, metadata, set_metadata!
@@ -74,6 +75,14 @@ cfnet_layer_p4_lift_create(out_channels, kernel, padding, out) =
 cfnet_layer_p4_conv_create(out_channels, kernel, padding, out) =
     ccall((:cfnet_layer_p4_conv_create, libcfnet), Cint, (Cint, Cint, Cint, Ptr{Handle}),
           out_channels, kernel, padding, out)
+cfnet_layer_p4m_lift_create(out_channels, kernel, padding, out) =
+    ccall((:cfnet_layer_p4m_lift_create, libcfnet), Cint, (Cint, Cint, Cint, Ptr{Handle}),
+          out_channels, kernel, padding, out)
+cfnet_layer_p4m_conv_create(out_channels, kernel, padding, out) =
+    ccall((:cfnet_layer_p4m_conv_create, libcfnet), Cint, (Cint, Cint, Cint, Ptr{Handle}),
+          out_channels, kernel, padding, out)
+cfnet_layer_p4m_dft_magnitude_create(out) =
+    ccall((:cfnet_layer_p4m_dft_magnitude_create, libcfnet), Cint, (Ptr{Handle},), out)
 cfnet_layer_group_pool_create(mode, out) =
     ccall((:cfnet_layer_group_pool_create, libcfnet), Cint, (Cint, Ptr{Handle}), mode, out)
 cfnet_layer_dft_projection_create(filters, R, interp, out) =
@@ -176,6 +185,10 @@ cfnet_network_evaluate(net, images, labels, n, batch, loss, accuracy) =
 cfnet_network_invariance(net, x, angles, n_angles, max_rel_change) =
     ccall((:cfnet_network_invariance, libcfnet), Cint,
           (Handle, Handle, Ptr{Cdouble}, Cint, Ptr{Cdouble}), net, x, angles, n_angles, max_rel_change)
+cfnet_network_invariance_ex(net, x, angles, n_angles, flags, max_rel_change) =
+    ccall((:cfnet_network_invariance_ex, libcfnet), Cint,
+          (Handle, Handle, Ptr{Cdouble}, Cint, Cuint, Ptr{Cdouble}),
+          net, x, angles, n_angles, flags, max_rel_change)
 
 # Image helpers
 cfnet_image_rotate(inp, out, degrees) =
@@ -258,6 +271,13 @@ cfnet_network_train_epoch(net, images, labels, batch, order, count, progress, us
 
 # Introspection
 cfnet_layer_kind_count() = ccall((:cfnet_layer_kind_count, libcfnet), Cint, ())
+cfnet_option_name(option) = ccall((:cfnet_option_name, libcfnet), Cstring, (Cint,), option)
+cfnet_option_bounds(option, min, max) =
+    ccall((:cfnet_option_bounds, libcfnet), Cint, (Cint, Ptr{Cdouble}, Ptr{Cdouble}), option, min, max)
+cfnet_option_default(option, value) =
+    ccall((:cfnet_option_default, libcfnet), Cint, (Cint, Ptr{Cdouble}), option, value)
+cfnet_option_is_integer(option) =
+    ccall((:cfnet_option_is_integer, libcfnet), Cint, (Cint,), option)
 # Data-parallel training (0.2): `fn` is a @cfunction(f, Cint, (Ptr{Cvoid}, Cint, Ptr{Cvoid}, Int64))
 cfnet_network_set_sum_hook(net, fn, user) =
     ccall((:cfnet_network_set_sum_hook, libcfnet), Cint, (Handle, Ptr{Cvoid}, Ptr{Cvoid}), net, fn, user)
@@ -388,6 +408,11 @@ p4_lift(out_channels, kernel; padding = PADDING_SAME) =
     Layer(o -> cfnet_layer_p4_lift_create(out_channels, kernel, padding, o))
 p4_conv(out_channels, kernel; padding = PADDING_SAME) =
     Layer(o -> cfnet_layer_p4_conv_create(out_channels, kernel, padding, o))
+p4m_lift(out_channels, kernel; padding = PADDING_SAME) =
+    Layer(o -> cfnet_layer_p4m_lift_create(out_channels, kernel, padding, o))
+p4m_conv(out_channels, kernel; padding = PADDING_SAME) =
+    Layer(o -> cfnet_layer_p4m_conv_create(out_channels, kernel, padding, o))
+p4m_dft_magnitude() = Layer(o -> cfnet_layer_p4m_dft_magnitude_create(o))
 group_pool(mode = POOL_MAX) = Layer(o -> cfnet_layer_group_pool_create(mode, o))
 dft_projection(filters; R = 1, interp = INTERP_NEAREST) =
     Layer(o -> cfnet_layer_dft_projection_create(filters, R, interp, o))
@@ -510,6 +535,22 @@ function get_option(net::Network, option::Symbol)
     return v[]
 end
 
+"""(min, max): the closed range set_option! accepts for an option (integers only where
+cfnet_option_is_integer says so); from the library's option table."""
+function option_bounds(option::Symbol)
+    lo = Ref{Cdouble}(0)
+    hi = Ref{Cdouble}(0)
+    check(cfnet_option_bounds(OPTIONS[option], lo, hi))
+    return lo[], hi[]
+end
+
+"""The value of an option in a new network."""
+function option_default(option::Symbol)
+    v = Ref{Cdouble}(0)
+    check(cfnet_option_default(OPTIONS[option], v))
+    return v[]
+end
+
 nsamples(x::AbstractArray) = size(x, ndims(x))
 
 """Network output for images `x` of size (W, H, C, N): an array of the reversed output shape
@@ -592,12 +633,15 @@ function evaluate(net::Network, x::AbstractArray{<:Real,4}, labels::AbstractVect
     return loss[], acc[]
 end
 
-"""Largest relative output change under rotations of `x` by `angles` (degrees)."""
-function invariance(net::Network, x::AbstractArray{<:Real,4}; angles = [90.0, 180.0, 270.0])
+"""Largest relative output change under rotations of `x` by `angles` (degrees); with
+`reflect = true` also under the mirrored `x` (left-right flip) and its rotations."""
+function invariance(net::Network, x::AbstractArray{<:Real,4}; angles = [90.0, 180.0, 270.0],
+                    reflect::Bool = false)
     a = Vector{Cdouble}(angles)
     change = Ref{Cdouble}(0)
     with_tensors(x) do tx
-        check(cfnet_network_invariance(handle(net), tx, a, length(a), change))
+        check(cfnet_network_invariance_ex(handle(net), tx, a, length(a), reflect ? 0x1 : 0x0,
+                                          change))
     end
     return change[]
 end

@@ -1,0 +1,30 @@
+/* p4m lifting convolution, Z^2 -> p4m (the dihedral group D4: 4 rotations and their mirror
+ * images):
+ *   out[o, g, x] = sum_{c, z} f[c, x + z] (T_g phi)[o, c, z] + b[o],   g = 4 m + r = 0..7,
+ * T_g phi = rot90^r (F^m phi), F mirroring u -> -u. Shapes: x N x C x S x S, phi O x C x k x k,
+ * b O, y N x O x 8 x S' x S'. The bank is expanded to the 8O filters T_g phi[o] and run as one
+ * convolution (p4_common.c). */
+#include "p4_common.h"
+
+static cfnet_status p4m_lift_setup(cfnet_layer *l, uint64_t seed)
+{
+    return cf_p4_setup(l, seed, 8, 1);
+}
+
+const cf_layer_ops cf_p4m_lift_ops = {
+    .name = "p4m_lift",
+    .icfg_names = {"out_channels", "kernel", "padding", NULL},
+    .check = cf_p4m_check_lift,
+    .setup = p4m_lift_setup,
+    .workspace = cf_p4_workspace,
+    .forward = cf_p4_forward,
+    .backward = cf_p4_backward,
+    .destroy_priv = cf_p4_destroy,
+};
+
+CFNET_API cfnet_status cfnet_layer_p4m_lift_create(int out_channels, int kernel,
+                                                   cfnet_padding padding, cfnet_layer **out)
+{
+    const int cfg[] = {out_channels, kernel, (int)padding};
+    return cf_layer_create(CFNET_LAYER_P4M_LIFT, cfg, NULL, out);
+}

@@ -1,0 +1,657 @@
+/* Datasets of the `cfnet` command: class folders, CSV manifests, file lists; normalisation,
+ * crop/pad and parallel decoding. */
+#define _GNU_SOURCE
+#include "tool.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <math.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/stat.h>
+
+/* ---- normalisation and crop/pad ---------------------------------------------------------------- */
+
+void norm_format(const tool_norm *n, char *buf, size_t size)
+{
+    if (n->percentile)
+        snprintf(buf, size, "percentile %.10g %.10g", n->low, n->high);
+    else
+        snprintf(buf, size, "scale %.10g", n->scale);
+}
+
+int norm_parse(const char *s, tool_norm *n)
+{
+    char extra;
+    memset(n, 0, sizeof *n);
+    if (sscanf(s, "percentile %lf %lf %c", &n->low, &n->high, &extra) == 2) {
+        n->percentile = 1;
+        return (n->low >= 0 && n->low < n->high && n->high <= 100) ? 0 : -1;
+    }
+    if (sscanf(s, "scale %lf %c", &n->scale, &extra) == 1) return isfinite(n->scale) ? 0 : -1;
+    return -1;
+}
+
+int image_prepare(tool_image *img, const tool_norm *norm, int size, int pad, float *dst,
+                  char *err, size_t errsize)
+{
+    const int C = img->channels, H = img->height, W = img->width;
+    if (!pad && (H < size || W < size)) {
+        snprintf(err, errsize, "image is %dx%d, smaller than the input size %d (use --pad to "
+                 "zero-pad small images)", W, H, size);
+        return -1;
+    }
+    if (norm->percentile) {
+        int64_t shape[4] = {1, C, H, W};
+        cfnet_tensor *t = NULL;
+        cfnet_status st = cfnet_tensor_wrap(img->data, 4, shape, &t);
+        if (st == CFNET_OK) st = cfnet_image_normalize(t, norm->low, norm->high);
+        cfnet_tensor_free(t);
+        if (st != CFNET_OK) {
+            snprintf(err, errsize, "normalisation failed: %s", cfnet_last_error());
+            return -1;
+        }
+    } else {
+        int64_t n = (int64_t)C * H * W;
+        float s = (float)norm->scale;
+        for (int64_t i = 0; i < n; i++) img->data[i] *= s;
+    }
+    /* Centre crop (offset floor((H - S) / 2)) or centre pad (offset floor((S - H) / 2)). */
+    memset(dst, 0, sizeof(float) * (size_t)C * size * size);
+    int oy = (H - size) / 2, ox = (W - size) / 2; /* may be negative: padding */
+    for (int c = 0; c < C; c++)
+        for (int y = 0; y < size; y++) {
+            int sy = y + oy;
+            if (sy < 0 || sy >= H) continue;
+            for (int x = 0; x < size; x++) {
+                int sx = x + ox;
+                if (sx < 0 || sx >= W) continue;
+                dst[((int64_t)c * size + y) * size + x] = img->data[((int64_t)c * H + sy) * W + sx];
+            }
+        }
+    return 0;
+}
+
+/* ---- dataset containers ------------------------------------------------------------------------ */
+
+static void ds_add(tool_dataset *ds, char *path, char *label, int split, int line, const char *source)
+{
+    if (ds->n == ds->cap) {
+        ds->cap = ds->cap ? 2 * ds->cap : 256;
+        ds->s = xrealloc(ds->s, sizeof *ds->s * (size_t)ds->cap);
+    }
+    tool_sample *s = &ds->s[ds->n++];
+    s->path = path;
+    s->label = label;
+    s->cls = -1;
+    s->split = split;
+    s->line = line;
+    s->source = xstrdup(source);
+    s->bad = 0;
+}
+
+void dataset_free(tool_dataset *ds)
+{
+    for (int64_t i = 0; i < ds->n; i++) {
+        free(ds->s[i].path);
+        free(ds->s[i].label);
+        free(ds->s[i].source);
+    }
+    free(ds->s);
+    for (int k = 0; k < ds->n_classes; k++) free(ds->classes[k]);
+    free(ds->classes);
+    memset(ds, 0, sizeof *ds);
+}
+
+static int cmp_str(const void *a, const void *b)
+{
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/* Sorted entries of a directory (hidden entries skipped). */
+static int list_dir(const char *dir, char ***names, int *count)
+{
+    DIR *d = opendir(dir);
+    if (!d) {
+        tool_error("%s: cannot open directory: %s", dir, strerror(errno));
+        return -1;
+    }
+    char **v = NULL;
+    int n = 0, cap = 0;
+    struct dirent *e;
+    while ((e = readdir(d))) {
+        if (e->d_name[0] == '.') continue;
+        if (n == cap) {
+            cap = cap ? 2 * cap : 64;
+            v = xrealloc(v, sizeof *v * (size_t)cap);
+        }
+        v[n++] = xstrdup(e->d_name);
+    }
+    closedir(d);
+    if (n) qsort(v, (size_t)n, sizeof *v, cmp_str);
+    *names = v;
+    *count = n;
+    return 0;
+}
+
+static void free_names(char **v, int n)
+{
+    for (int i = 0; i < n; i++) free(v[i]);
+    free(v);
+}
+
+static int class_index(char **classes, int n, const char *name)
+{
+    int lo = 0, hi = n - 1;
+    while (lo <= hi) {
+        int mid = (lo + hi) / 2, c = strcmp(classes[mid], name);
+        if (c == 0) return mid;
+        if (c < 0) lo = mid + 1;
+        else hi = mid - 1;
+    }
+    return -1;
+}
+
+/* Collects the distinct labels of ds (sorted) into ds->classes. Only rows of the given split
+ * (SPLIT_NONE: all rows except test rows). */
+static void collect_classes(tool_dataset *ds)
+{
+    char **v = xmalloc(sizeof *v * (size_t)(ds->n ? ds->n : 1));
+    int64_t n = 0;
+    for (int64_t i = 0; i < ds->n; i++)
+        if (ds->s[i].label) v[n++] = ds->s[i].label;
+    qsort(v, (size_t)n, sizeof *v, cmp_str);
+    ds->classes = xmalloc(sizeof *ds->classes * (size_t)(n ? n : 1));
+    ds->n_classes = 0;
+    for (int64_t i = 0; i < n; i++)
+        if (i == 0 || strcmp(v[i], v[i - 1]) != 0) ds->classes[ds->n_classes++] = xstrdup(v[i]);
+    free(v);
+}
+
+static int open_class_folders(const char *dir, tool_dataset *ds)
+{
+    char **names;
+    int n;
+    if (list_dir(dir, &names, &n) != 0) return -1;
+    int classes = 0, ignored = 0, rc = 0;
+    for (int i = 0; i < n && rc == 0; i++) {
+        char *sub = path_join(dir, names[i]);
+        if (path_is_dir(sub) != 1) {
+            if (has_image_extension(sub)) {
+                tool_error("%s: an image directly in the dataset folder; DATA must hold one "
+                           "sub-folder per class (or be a CSV manifest)", sub);
+                rc = -1;
+            }
+            free(sub);
+            continue;
+        }
+        char **files;
+        int nf;
+        if (list_dir(sub, &files, &nf) != 0) {
+            free(sub);
+            rc = -1;
+            break;
+        }
+        int64_t before = ds->n;
+        for (int j = 0; j < nf; j++) {
+            char *p = path_join(sub, files[j]);
+            if (has_image_extension(p) && path_is_dir(p) == 0)
+                ds_add(ds, p, xstrdup(names[i]), SPLIT_NONE, 0, sub);
+            else {
+                ignored++;
+                free(p);
+            }
+        }
+        free_names(files, nf);
+        if (ds->n == before) {
+            tool_error("%s: class folder '%s' has no images (.tif, .tiff, .png); remove it or "
+                       "add images", sub, names[i]);
+            rc = -1;
+        }
+        classes++;
+        free(sub);
+    }
+    free_names(names, n);
+    if (rc != 0) return -1;
+    if (classes == 0) {
+        tool_error("%s: no class sub-folders (DATA is a folder with one sub-folder of images per "
+                   "class, or a CSV manifest)", dir);
+        return -1;
+    }
+    if (ignored) tool_info("%s: ignored %d entries that are not .tif/.tiff/.png files", dir, ignored);
+    collect_classes(ds);
+    return 0;
+}
+
+/* ---- CSV --------------------------------------------------------------------------------------- */
+
+/* Splits one CSV record starting at *pos (RFC 4180: quoted fields with "" escapes, a quoted
+ * field may span lines). Returns the number of fields (fields[] heap strings), 0 at end of
+ * input, -1 on a malformed record (message in err). *line is advanced by the newlines read. */
+static int csv_record(const char *text, size_t len, size_t *pos, int *line, char **fields,
+                      int max_fields, char *err, size_t errsize)
+{
+    size_t p = *pos;
+    if (p >= len) return 0;
+    int nf = 0;
+    char *buf = xmalloc(len - p + 1);
+    for (;;) {
+        size_t b = 0;
+        int quoted = 0;
+        if (p < len && text[p] == '"') {
+            quoted = 1;
+            p++;
+            for (;;) {
+                if (p >= len) {
+                    snprintf(err, errsize, "unterminated quoted field");
+                    goto fail;
+                }
+                char c = text[p++];
+                if (c == '"') {
+                    if (p < len && text[p] == '"') {
+                        buf[b++] = '"';
+                        p++;
+                    } else {
+                        break;
+                    }
+                } else {
+                    if (c == '\n') (*line)++;
+                    buf[b++] = c;
+                }
+            }
+            if (p < len && text[p] != ',' && text[p] != '\n' && text[p] != '\r') {
+                snprintf(err, errsize, "characters after a closing quote");
+                goto fail;
+            }
+        } else {
+            while (p < len && text[p] != ',' && text[p] != '\n' && text[p] != '\r') {
+                if (text[p] == '"') {
+                    snprintf(err, errsize, "a quote inside an unquoted field");
+                    goto fail;
+                }
+                buf[b++] = text[p++];
+            }
+        }
+        buf[b] = 0;
+        (void)quoted;
+        if (nf == max_fields) {
+            snprintf(err, errsize, "too many fields (expected path,label[,split])");
+            goto fail;
+        }
+        fields[nf++] = xstrdup(buf);
+        if (p < len && text[p] == ',') {
+            p++;
+            continue;
+        }
+        if (p < len && text[p] == '\r') p++;
+        if (p < len && text[p] == '\n') p++;
+        break;
+    }
+    free(buf);
+    *pos = p;
+    return nf;
+fail:
+    free(buf);
+    for (int i = 0; i < nf; i++) free(fields[i]);
+    /* skip to the end of the line so that the caller can report and stop */
+    *pos = len;
+    return -1;
+}
+
+static char *trim(char *s)
+{
+    while (*s == ' ' || *s == '\t') s++;
+    size_t n = strlen(s);
+    while (n && (s[n - 1] == ' ' || s[n - 1] == '\t')) s[--n] = 0;
+    return s;
+}
+
+static char *dir_of(const char *path)
+{
+    const char *slash = strrchr(path, '/');
+    if (!slash) return xstrdup(".");
+    if (slash == path) return xstrdup("/");
+    return strndup(path, (size_t)(slash - path));
+}
+
+/* Reads a manifest. labels: 1 required, 0 optional (prediction). */
+static int open_manifest(const char *csv, tool_dataset *ds, int labels_required)
+{
+    unsigned char *data;
+    size_t len;
+    char err[256];
+    if (read_file(csv, (size_t)1 << 30, &data, &len, err, sizeof err) != 0) {
+        tool_error("%s: %s", csv, err);
+        return -1;
+    }
+    const char *text = (const char *)data;
+    if (memchr(text, 0, len)) {
+        tool_error("%s: not a text file (contains NUL bytes)", csv);
+        free(data);
+        return -1;
+    }
+    size_t pos = 0;
+    if (len >= 3 && data[0] == 0xEF && data[1] == 0xBB && data[2] == 0xBF) pos = 3; /* UTF-8 BOM */
+    char *base = dir_of(csv);
+    int line = 1, rc = 0, rows = 0, first = 1, split_col = 0;
+    ds->manifest = 1;
+    while (rc == 0) {
+        int start = line;
+        char *f[4];
+        int nf = csv_record(text, len, &pos, &line, f, 3, err, sizeof err);
+        line++;
+        if (nf == 0) break;
+        if (nf < 0) {
+            tool_error("%s:%d: malformed CSV line: %s", csv, start, err);
+            rc = -1;
+            break;
+        }
+        char *path = trim(f[0]);
+        int blank = nf == 1 && !*path;
+        int comment = path[0] == '#';
+        if (first && !blank && !comment && !strcasecmp(path, "path")) { /* header */
+            split_col = nf == 3;
+            first = 0;
+            for (int i = 0; i < nf; i++) free(f[i]);
+            continue;
+        }
+        if (blank || comment) {
+            for (int i = 0; i < nf; i++) free(f[i]);
+            continue;
+        }
+        first = 0;
+        char *label = nf >= 2 ? trim(f[1]) : NULL;
+        int split = SPLIT_NONE;
+        if (!*path) {
+            tool_error("%s:%d: malformed CSV line: empty path", csv, start);
+            rc = -1;
+        } else if (labels_required && (nf < 2 || !*label)) {
+            tool_error("%s:%d: malformed CSV line: expected path,label[,split], got %s", csv,
+                       start, nf < 2 ? "one field" : "an empty label");
+            rc = -1;
+        } else if (nf == 3) {
+            char *sp = trim(f[2]);
+            if (!strcasecmp(sp, "train")) split = SPLIT_TRAIN;
+            else if (!strcasecmp(sp, "val") || !strcasecmp(sp, "valid") ||
+                     !strcasecmp(sp, "validation")) split = SPLIT_VAL;
+            else if (!strcasecmp(sp, "test")) split = SPLIT_TEST;
+            else if (!*sp) split = SPLIT_NONE;
+            else {
+                tool_error("%s:%d: malformed CSV line: split '%s' is not train, val or test", csv,
+                           start, sp);
+                rc = -1;
+            }
+            if (split != SPLIT_NONE) split_col = 1;
+        }
+        if (rc == 0) {
+            ds_add(ds, path_join(base, path), label && *label ? xstrdup(label) : NULL, split,
+                   start, csv);
+            rows++;
+        }
+        for (int i = 0; i < nf; i++) free(f[i]);
+    }
+    free(base);
+    free(data);
+    if (rc != 0) return -1;
+    if (rows == 0) {
+        tool_error("%s: the manifest lists no images", csv);
+        return -1;
+    }
+    ds->has_split = split_col;
+    if (split_col) /* a split column must be filled on every row */
+        for (int64_t i = 0; i < ds->n; i++)
+            if (ds->s[i].split == SPLIT_NONE) {
+                tool_error("%s:%d: malformed CSV line: no split, but other rows have one", csv,
+                           ds->s[i].line);
+                return -1;
+            }
+    collect_classes(ds);
+    return 0;
+}
+
+static int is_csv(const char *path)
+{
+    const char *dot = strrchr(path, '.');
+    return dot && !strchr(dot, '/') && !strcasecmp(dot, ".csv");
+}
+
+int dataset_open_labelled(const char *path, tool_dataset *ds)
+{
+    memset(ds, 0, sizeof *ds);
+    int d = path_is_dir(path);
+    if (d < 0) {
+        tool_error("%s: no such file or directory", path);
+        return -1;
+    }
+    int rc = d ? open_class_folders(path, ds) : open_manifest(path, ds, 1);
+    if (rc != 0) dataset_free(ds);
+    return rc;
+}
+
+static int walk(const char *dir, tool_dataset *ds, int depth)
+{
+    if (depth > 32) {
+        tool_error("%s: folders nested too deeply", dir);
+        return -1;
+    }
+    char **names;
+    int n;
+    if (list_dir(dir, &names, &n) != 0) return -1;
+    int rc = 0;
+    for (int i = 0; i < n && rc == 0; i++) {
+        char *p = path_join(dir, names[i]);
+        int isd = path_is_dir(p);
+        if (isd == 1) {
+            rc = walk(p, ds, depth + 1);
+            free(p);
+        } else if (isd == 0 && has_image_extension(p)) {
+            ds_add(ds, p, NULL, SPLIT_NONE, 0, dir);
+        } else {
+            free(p);
+        }
+    }
+    free_names(names, n);
+    return rc;
+}
+
+int dataset_open_inputs(char **paths, int n, tool_dataset *ds)
+{
+    memset(ds, 0, sizeof *ds);
+    for (int i = 0; i < n; i++) {
+        int d = path_is_dir(paths[i]);
+        int rc = 0;
+        if (d < 0) {
+            tool_error("%s: no such file or directory", paths[i]);
+            rc = -1;
+        } else if (d == 1) {
+            int64_t before = ds->n;
+            rc = walk(paths[i], ds, 0);
+            if (rc == 0 && ds->n == before) {
+                tool_error("%s: no .tif/.tiff/.png images in this folder", paths[i]);
+                rc = -1;
+            }
+        } else if (is_csv(paths[i])) {
+            tool_dataset m;
+            memset(&m, 0, sizeof m);
+            rc = open_manifest(paths[i], &m, 0);
+            for (int64_t j = 0; rc == 0 && j < m.n; j++) {
+                ds_add(ds, m.s[j].path, m.s[j].label, m.s[j].split, m.s[j].line, m.s[j].source);
+                free(m.s[j].source);
+                m.s[j].path = m.s[j].label = m.s[j].source = NULL;
+            }
+            if (rc == 0) m.n = 0;
+            dataset_free(&m);
+            ds->manifest = 1;
+        } else {
+            ds_add(ds, xstrdup(paths[i]), NULL, SPLIT_NONE, 0, paths[i]);
+        }
+        if (rc != 0) {
+            dataset_free(ds);
+            return -1;
+        }
+    }
+    return 0;
+}
+
+/* "file" or "manifest.csv:12: file" for messages. */
+static void where(const tool_sample *s, char *buf, size_t size)
+{
+    if (s->line > 0)
+        snprintf(buf, size, "%s:%d: %s", s->source, s->line, s->path);
+    else
+        snprintf(buf, size, "%s", s->path);
+}
+
+int dataset_assign_classes(tool_dataset *ds, char **classes, int n_classes)
+{
+    for (int64_t i = 0; i < ds->n; i++) {
+        tool_sample *s = &ds->s[i];
+        s->cls = -1;
+        if (!s->label) continue;
+        /* classes may be in any order (the model's); linear search is fine for few classes */
+        for (int k = 0; k < n_classes; k++)
+            if (!strcmp(classes[k], s->label)) {
+                s->cls = k;
+                break;
+            }
+        if (s->cls < 0) {
+            char w[1200];
+            where(s, w, sizeof w);
+            char known[512];
+            size_t o = 0;
+            known[0] = 0;
+            for (int k = 0; k < n_classes && o + 1 < sizeof known; k++)
+                o += (size_t)snprintf(known + o, sizeof known - o, "%s%s", k ? ", " : "", classes[k]);
+            if (o >= sizeof known) strcpy(known + sizeof known - 5, "...");
+            tool_error("%s: label '%s' was not seen in training (the classes are: %s)", w,
+                       s->label, known);
+            return -1;
+        }
+    }
+    (void)class_index;
+    return 0;
+}
+
+/* ---- parallel loading -------------------------------------------------------------------------- */
+
+typedef struct load_job {
+    tool_dataset *ds;
+    const int64_t *idx;
+    int64_t n;
+    const load_spec *spec;
+    float *dst;
+    pthread_mutex_t lock;
+    int64_t next;
+    int64_t bad;
+    int failed;
+    int64_t first_fail; /* position of the first failure (reported in order) */
+    char fail_msg[2048];
+} load_job;
+
+static void *load_worker(void *arg)
+{
+    load_job *j = arg;
+    const int64_t per = (int64_t)j->spec->channels * j->spec->size * j->spec->size;
+    for (;;) {
+        pthread_mutex_lock(&j->lock);
+        int64_t i = j->next++;
+        int stop = j->failed && !j->spec->skip_bad;
+        pthread_mutex_unlock(&j->lock);
+        if (i >= j->n || stop) break;
+        tool_sample *s = &j->ds->s[j->idx[i]];
+        float *dst = j->dst + i * per;
+        char err[512];
+        tool_image img;
+        int rc = image_read(s->path, &img, err, sizeof err);
+        if (rc == 0 && img.channels != j->spec->channels) {
+            snprintf(err, sizeof err, "image has %d channel%s, the model expects %d",
+                     img.channels, img.channels == 1 ? "" : "s", j->spec->channels);
+            rc = -1;
+        }
+        if (rc == 0 && j->spec->exact && (img.height != j->spec->size || img.width != j->spec->size)) {
+            snprintf(err, sizeof err, "image is %dx%d but the first image is %dx%d; give --size S "
+                     "to centre-crop (and --pad to zero-pad) every image to SxS",
+                     img.width, img.height, j->spec->size, j->spec->size);
+            rc = -1;
+        }
+        if (rc == 0) rc = image_prepare(&img, &j->spec->norm, j->spec->size, j->spec->pad, dst, err,
+                                        sizeof err);
+        image_free(&img);
+        if (rc != 0) {
+            memset(dst, 0, sizeof(float) * (size_t)per);
+            char w[1200];
+            where(s, w, sizeof w);
+            pthread_mutex_lock(&j->lock);
+            if (j->spec->skip_bad) {
+                if (!s->bad) tool_warn("%s: %s (skipped)", w, err);
+                s->bad = 1;
+                j->bad++;
+            } else if (!j->failed || i < j->first_fail) {
+                snprintf(j->fail_msg, sizeof j->fail_msg, "%s: %s", w, err);
+                j->first_fail = i;
+                j->failed = 1;
+            }
+            pthread_mutex_unlock(&j->lock);
+        }
+    }
+    return NULL;
+}
+
+int dataset_load(tool_dataset *ds, const int64_t *idx, int64_t n, const load_spec *spec,
+                 float *dst, int64_t *bad_count)
+{
+    load_job j;
+    memset(&j, 0, sizeof j);
+    j.ds = ds;
+    j.idx = idx;
+    j.n = n;
+    j.spec = spec;
+    j.dst = dst;
+    pthread_mutex_init(&j.lock, NULL);
+    int T = spec->threads < 1 ? 1 : spec->threads;
+    if (T > n) T = n > 0 ? (int)n : 1;
+    pthread_t th[256];
+    if (T > 256) T = 256;
+    int started = 0;
+    for (int t = 1; t < T; t++) {
+        if (pthread_create(&th[started], NULL, load_worker, &j) != 0) break;
+        started++;
+    }
+    load_worker(&j);
+    for (int t = 0; t < started; t++) pthread_join(th[t], NULL);
+    pthread_mutex_destroy(&j.lock);
+    if (bad_count) *bad_count += j.bad;
+    if (j.failed) {
+        tool_error("%s", j.fail_msg);
+        return -1;
+    }
+    return 0;
+}
+
+int dataset_probe(tool_dataset *ds, const int64_t *idx, int64_t n, int skip_bad, int *channels,
+                  int *height, int *width)
+{
+    for (int64_t i = 0; i < n; i++) {
+        tool_sample *s = &ds->s[idx ? idx[i] : i];
+        tool_image img;
+        char err[512], w[1200];
+        if (image_read(s->path, &img, err, sizeof err) == 0) {
+            *channels = img.channels;
+            *height = img.height;
+            *width = img.width;
+            image_free(&img);
+            return 0;
+        }
+        where(s, w, sizeof w);
+        if (!skip_bad) {
+            tool_error("%s: %s", w, err);
+            return -1;
+        }
+        tool_warn("%s: %s (skipped)", w, err);
+        s->bad = 1;
+    }
+    tool_error("no readable image");
+    return -1;
+}

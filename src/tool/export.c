@@ -1,0 +1,65 @@
+/* `cfnet export MODEL OUT.onnx`: a model file as an ONNX model (cfnet_network_export_onnx). */
+#define _GNU_SOURCE
+#include "tool.h"
+
+#include <getopt.h>
+#include <stdlib.h>
+
+static const char export_help[] =
+    "Usage: cfnet export [options] MODEL OUT.onnx\n"
+    "Writes the model as an ONNX model (opset 13) for ONNX Runtime, deepImageJ, ilastik or the\n"
+    "BioImage Model Zoo: input \"input\" N x C x H x W (float32, normalised as for training),\n"
+    "output \"output\". The model's metadata (classes, normalisation, input size) goes into the\n"
+    "ONNX metadata_props. See docs/deploy.md.\n"
+    "  -p, --probabilities   output class probabilities (softmax) instead of the network output\n"
+    "  -q, --quiet           print nothing on success\n"
+    "  -h, --help            this help\n";
+
+int cmd_export(int argc, char **argv)
+{
+    static const struct option longopts[] = {{"probabilities", no_argument, 0, 'p'},
+                                             {"quiet", no_argument, 0, 'q'},
+                                             {"help", no_argument, 0, 'h'},
+                                             {0, 0, 0, 0}};
+    unsigned flags = 0;
+    int quiet = 0, c;
+    opterr = 0;
+    while ((c = getopt_long(argc, argv, ":pqh", longopts, NULL)) != -1) {
+        switch (c) {
+        case 'p': flags |= CFNET_ONNX_PROBABILITIES; break;
+        case 'q': quiet = 1; break;
+        case 'h': fputs(export_help, stdout); return EXIT_OK;
+        default: return tool_usage_error("export", "unknown option '%s'", argv[optind - 1]);
+        }
+    }
+    if (argc - optind != 2)
+        return tool_usage_error("export", argc - optind < 2 ? "MODEL and OUT.onnx expected"
+                                                            : "only MODEL and OUT.onnx expected");
+    const char *model = argv[optind], *out = argv[optind + 1];
+    cfnet_network *net = NULL;
+    cfnet_status st = cfnet_network_load(model, &net);
+    if (st != CFNET_OK) {
+        tool_error("%s: cannot load the model: %s: %s", model, cfnet_status_string(st),
+                   cfnet_last_error());
+        return EXIT_RUNTIME;
+    }
+    st = cfnet_network_export_onnx(net, out, flags);
+    if (st != CFNET_OK) {
+        tool_error("%s: cannot export: %s: %s", out, cfnet_status_string(st), cfnet_last_error());
+        cfnet_network_free(net);
+        return EXIT_RUNTIME;
+    }
+    if (!quiet) {
+        int64_t in[3], shape[CFNET_MAX_DIMS];
+        int nd = 0, nout = 0;
+        cfnet_network_input_shape(net, &nd, in);
+        cfnet_network_output_shape(net, &nout, shape);
+        int64_t k = 1;
+        for (int i = 0; i < nout; i++) k *= shape[i];
+        printf("wrote %s (ONNX opset %d): input N x %lld x %lld x %lld, output N x %lld (%s)\n", out,
+               CFNET_ONNX_OPSET, (long long)in[0], (long long)in[1], (long long)in[2],
+               (long long)k, (flags & CFNET_ONNX_PROBABILITIES) ? "probabilities" : "network output");
+    }
+    cfnet_network_free(net);
+    return EXIT_OK;
+}

@@ -1,0 +1,645 @@
+/* Image files through libtiff and libpng: decoding from memory (so that the fuzzer and the
+ * command share one path) and writing (for `cfnet synth`). */
+#define _GNU_SOURCE
+#include "tool.h"
+
+#include <math.h>
+#include <png.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+#include <tiffio.h>
+
+/* Largest number of channels (pages x samples) accepted in one image. */
+#define MAX_CHANNELS 1024
+
+static void set_err(char *err, size_t errsize, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static void set_err(char *err, size_t errsize, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(err, errsize, fmt, ap);
+    va_end(ap);
+}
+
+void image_free(tool_image *img)
+{
+    if (!img) return;
+    free(img->data);
+    img->data = NULL;
+    img->channels = img->height = img->width = 0;
+}
+
+/* ---- TIFF ------------------------------------------------------------------------------------ */
+
+typedef struct mem_stream {
+    const unsigned char *data;
+    size_t size;
+    uint64_t pos;
+    char *err;     /* first libtiff error message */
+    size_t errsize;
+    int has_err;
+} mem_stream;
+
+static tmsize_t ms_read(thandle_t h, void *buf, tmsize_t n)
+{
+    mem_stream *m = h;
+    if (n < 0) return -1;
+    if (m->pos >= m->size) return 0;
+    uint64_t left = m->size - m->pos;
+    if ((uint64_t)n > left) n = (tmsize_t)left;
+    memcpy(buf, m->data + m->pos, (size_t)n);
+    m->pos += (uint64_t)n;
+    return n;
+}
+
+static tmsize_t ms_write(thandle_t h, void *buf, tmsize_t n)
+{
+    (void)h;
+    (void)buf;
+    (void)n;
+    return -1;
+}
+
+static toff_t ms_seek(thandle_t h, toff_t off, int whence)
+{
+    mem_stream *m = h;
+    uint64_t base = whence == SEEK_SET ? 0 : whence == SEEK_CUR ? m->pos : m->size;
+    if (whence != SEEK_SET && whence != SEEK_CUR && whence != SEEK_END) return (toff_t)-1;
+    if (off > UINT64_MAX - base) return (toff_t)-1;
+    m->pos = base + off;
+    return m->pos;
+}
+
+static int ms_close(thandle_t h)
+{
+    (void)h;
+    return 0;
+}
+
+static toff_t ms_size(thandle_t h)
+{
+    return ((mem_stream *)h)->size;
+}
+
+static int ms_map(thandle_t h, void **base, toff_t *size)
+{
+    mem_stream *m = h;
+    *base = (void *)m->data;
+    *size = m->size;
+    return 1;
+}
+
+static void ms_unmap(thandle_t h, void *base, toff_t size)
+{
+    (void)h;
+    (void)base;
+    (void)size;
+}
+
+static int tiff_error_handler(TIFF *tif, void *user, const char *module, const char *fmt,
+                              va_list ap)
+{
+    (void)tif;
+    mem_stream *m = user;
+    if (m && !m->has_err) {
+        char msg[256];
+        vsnprintf(msg, sizeof msg, fmt, ap);
+        snprintf(m->err, m->errsize, "invalid TIFF (%s%s%s)", module ? module : "",
+                 module ? ": " : "", msg);
+        m->has_err = 1;
+    }
+    return 1; /* handled: nothing is printed */
+}
+
+static int tiff_warning_handler(TIFF *tif, void *user, const char *module, const char *fmt,
+                                va_list ap)
+{
+    (void)tif;
+    (void)user;
+    (void)module;
+    (void)fmt;
+    (void)ap;
+    return 1; /* warnings (unknown tags and the like) are not reported */
+}
+
+/* Converts `n` samples of the given type at byte offset `src` with stride `step` samples. */
+static void convert_samples(const unsigned char *src, int bps, int stride, int64_t n, float *dst)
+{
+    for (int64_t i = 0; i < n; i++) {
+        int64_t k = i * stride;
+        if (bps == 8) {
+            dst[i] = (float)src[k];
+        } else if (bps == 16) {
+            uint16_t v;
+            memcpy(&v, src + 2 * k, 2);
+            dst[i] = (float)v;
+        } else {
+            float v;
+            memcpy(&v, src + 4 * k, 4);
+            dst[i] = v;
+        }
+    }
+}
+
+/* Reads one directory's samples into planes (spp x H x W floats at dst). */
+static int tiff_read_page(TIFF *tif, mem_stream *m, int page, uint32_t W, uint32_t H, int spp,
+                          int bps, int planar, float *dst, char *err, size_t errsize)
+{
+    const int64_t plane = (int64_t)W * H;
+    const int bytes = bps / 8;
+    if (TIFFIsTiled(tif)) {
+        uint32_t tw = 0, th = 0;
+        TIFFGetField(tif, TIFFTAG_TILEWIDTH, &tw);
+        TIFFGetField(tif, TIFFTAG_TILELENGTH, &th);
+        tmsize_t ts = TIFFTileSize(tif);
+        if (tw == 0 || th == 0 || ts <= 0) {
+            if (!m->has_err) set_err(err, errsize, "invalid TIFF tile size on page %d", page + 1);
+            return -1;
+        }
+        int per_tile = planar == PLANARCONFIG_SEPARATE ? 1 : spp;
+        if ((int64_t)tw * th * per_tile * bytes > ts) {
+            set_err(err, errsize, "invalid TIFF: tile size inconsistent on page %d", page + 1);
+            return -1;
+        }
+        unsigned char *buf = malloc((size_t)ts);
+        if (!buf) {
+            set_err(err, errsize, "out of memory (TIFF tile of %lld bytes)", (long long)ts);
+            return -1;
+        }
+        int planes = planar == PLANARCONFIG_SEPARATE ? spp : 1;
+        for (int s = 0; s < planes; s++)
+            for (uint32_t y = 0; y < H; y += th)
+                for (uint32_t x = 0; x < W; x += tw) {
+                    if (TIFFReadTile(tif, buf, x, y, 0, (uint16_t)s) < 0) {
+                        if (!m->has_err)
+                            set_err(err, errsize, "TIFF tile read failed on page %d", page + 1);
+                        free(buf);
+                        return -1;
+                    }
+                    uint32_t rows = y + th > H ? H - y : th, cols = x + tw > W ? W - x : tw;
+                    for (uint32_t r = 0; r < rows; r++) {
+                        const unsigned char *row = buf + (size_t)r * tw * per_tile * bytes;
+                        if (planar == PLANARCONFIG_SEPARATE) {
+                            convert_samples(row, bps, 1, cols, dst + s * plane + (int64_t)(y + r) * W + x);
+                        } else {
+                            for (int c = 0; c < spp; c++)
+                                convert_samples(row + (size_t)c * bytes, bps, spp, cols,
+                                                dst + c * plane + (int64_t)(y + r) * W + x);
+                        }
+                    }
+                }
+        free(buf);
+        return 0;
+    }
+    tmsize_t ls = TIFFScanlineSize(tif);
+    int per_line = planar == PLANARCONFIG_SEPARATE ? 1 : spp;
+    if (ls <= 0 || (int64_t)W * per_line * bytes > ls) {
+        if (!m->has_err) set_err(err, errsize, "invalid TIFF scanline size on page %d", page + 1);
+        return -1;
+    }
+    unsigned char *buf = malloc((size_t)ls);
+    if (!buf) {
+        set_err(err, errsize, "out of memory (TIFF scanline)");
+        return -1;
+    }
+    int planes = planar == PLANARCONFIG_SEPARATE ? spp : 1;
+    for (int s = 0; s < planes; s++)
+        for (uint32_t y = 0; y < H; y++) {
+            if (TIFFReadScanline(tif, buf, y, (uint16_t)s) < 0) {
+                if (!m->has_err)
+                    set_err(err, errsize, "TIFF read failed on page %d, row %u", page + 1, y);
+                free(buf);
+                return -1;
+            }
+            if (planar == PLANARCONFIG_SEPARATE)
+                convert_samples(buf, bps, 1, W, dst + s * plane + (int64_t)y * W);
+            else
+                for (int c = 0; c < spp; c++)
+                    convert_samples(buf + (size_t)c * bytes, bps, spp, W,
+                                    dst + c * plane + (int64_t)y * W);
+        }
+    free(buf);
+    return 0;
+}
+
+static int decode_tiff(const unsigned char *data, size_t size, int64_t max_values, tool_image *out,
+                       char *err, size_t errsize)
+{
+    mem_stream m = {data, size, 0, err, errsize, 0};
+    TIFFOpenOptions *opts = TIFFOpenOptionsAlloc();
+    if (!opts) {
+        set_err(err, errsize, "out of memory");
+        return -1;
+    }
+    TIFFOpenOptionsSetErrorHandlerExtR(opts, tiff_error_handler, &m);
+    TIFFOpenOptionsSetWarningHandlerExtR(opts, tiff_warning_handler, &m);
+    /* No single allocation inside libtiff larger than the image cap allows. */
+    tmsize_t cap = (tmsize_t)(max_values * 4 > ((int64_t)1 << 20) ? max_values * 4 : ((int64_t)1 << 20));
+    TIFFOpenOptionsSetMaxSingleMemAlloc(opts, cap);
+    /* 'm' disables memory mapping, 'c'-less: strips are read through the procs. */
+    TIFF *tif = TIFFClientOpenExt("image", "rm", &m, ms_read, ms_write, ms_seek, ms_close,
+                                  ms_size, ms_map, ms_unmap, opts);
+    TIFFOpenOptionsFree(opts);
+    if (!tif) {
+        if (!m.has_err) set_err(err, errsize, "invalid TIFF header");
+        return -1;
+    }
+    uint32_t W0 = 0, H0 = 0;
+    int channels = 0, page = 0, rc = -1;
+    float *buf = NULL;
+    do {
+        uint32_t subtype = 0;
+        if (TIFFGetField(tif, TIFFTAG_SUBFILETYPE, &subtype) && (subtype & FILETYPE_REDUCEDIMAGE)) {
+            page++;
+            continue; /* thumbnails and pyramid levels are not channels */
+        }
+        uint32_t W = 0, H = 0;
+        uint16_t spp = 1, bps = 1, fmt = SAMPLEFORMAT_UINT, planar = PLANARCONFIG_CONTIG,
+                 photo = PHOTOMETRIC_MINISBLACK;
+        if (!TIFFGetField(tif, TIFFTAG_IMAGEWIDTH, &W) || !TIFFGetField(tif, TIFFTAG_IMAGELENGTH, &H)) {
+            set_err(err, errsize, "invalid TIFF: page %d has no image size", page + 1);
+            goto done;
+        }
+        TIFFGetFieldDefaulted(tif, TIFFTAG_SAMPLESPERPIXEL, &spp);
+        TIFFGetFieldDefaulted(tif, TIFFTAG_BITSPERSAMPLE, &bps);
+        TIFFGetFieldDefaulted(tif, TIFFTAG_SAMPLEFORMAT, &fmt);
+        TIFFGetFieldDefaulted(tif, TIFFTAG_PLANARCONFIG, &planar);
+        TIFFGetField(tif, TIFFTAG_PHOTOMETRIC, &photo);
+        if (W == 0 || H == 0) {
+            set_err(err, errsize, "invalid TIFF: page %d is empty (%ux%u)", page + 1, W, H);
+            goto done;
+        }
+        if (fmt == SAMPLEFORMAT_VOID) fmt = SAMPLEFORMAT_UINT;
+        int ok = (fmt == SAMPLEFORMAT_UINT && (bps == 8 || bps == 16)) ||
+                 (fmt == SAMPLEFORMAT_IEEEFP && bps == 32);
+        if (!ok) {
+            set_err(err, errsize,
+                    "unsupported TIFF samples on page %d: %u-bit %s (supported: 8- or 16-bit "
+                    "unsigned, 32-bit float)",
+                    page + 1, bps,
+                    fmt == SAMPLEFORMAT_INT ? "signed" : fmt == SAMPLEFORMAT_IEEEFP ? "float"
+                    : fmt == SAMPLEFORMAT_UINT ? "unsigned" : "other");
+            goto done;
+        }
+        if (photo == PHOTOMETRIC_PALETTE || photo == PHOTOMETRIC_YCBCR ||
+            photo == PHOTOMETRIC_SEPARATED || photo == PHOTOMETRIC_CIELAB ||
+            photo == PHOTOMETRIC_LOGL || photo == PHOTOMETRIC_LOGLUV) {
+            set_err(err, errsize, "unsupported TIFF colour model (photometric %u) on page %d",
+                    photo, page + 1);
+            goto done;
+        }
+        if (planar != PLANARCONFIG_CONTIG && planar != PLANARCONFIG_SEPARATE) {
+            set_err(err, errsize, "invalid TIFF planar configuration on page %d", page + 1);
+            goto done;
+        }
+        if (spp < 1) {
+            set_err(err, errsize, "invalid TIFF: page %d has no samples", page + 1);
+            goto done;
+        }
+        if (channels == 0) {
+            W0 = W;
+            H0 = H;
+        } else if (W != W0 || H != H0) {
+            set_err(err, errsize, "TIFF page %d is %ux%u but page 1 is %ux%u (pages are channels "
+                    "and must have one size)", page + 1, W, H, W0, H0);
+            goto done;
+        }
+        if (channels + spp > MAX_CHANNELS ||
+            (int64_t)(channels + spp) * W * H > max_values) {
+            set_err(err, errsize, "image too large: %ux%u with %d+ channels (limit %lld values)",
+                    W, H, channels + spp, (long long)max_values);
+            goto done;
+        }
+        float *nb = realloc(buf, sizeof(float) * (size_t)(channels + spp) * W * H);
+        if (!nb) {
+            set_err(err, errsize, "out of memory decoding %ux%u image", W, H);
+            goto done;
+        }
+        buf = nb;
+        if (tiff_read_page(tif, &m, page, W, H, spp, bps, planar,
+                           buf + (size_t)channels * W * H, err, errsize) != 0)
+            goto done;
+        channels += spp;
+        page++;
+    } while (TIFFReadDirectory(tif));
+    if (m.has_err) goto done; /* a broken directory chain is an error, not a shorter stack */
+    if (channels == 0) {
+        set_err(err, errsize, "invalid TIFF: no full-resolution page");
+        goto done;
+    }
+    out->channels = channels;
+    out->height = (int)H0;
+    out->width = (int)W0;
+    out->data = buf;
+    buf = NULL;
+    rc = 0;
+done:
+    free(buf);
+    TIFFClose(tif);
+    return rc;
+}
+
+/* ---- PNG ------------------------------------------------------------------------------------- */
+
+typedef struct png_src {
+    const unsigned char *data;
+    size_t size, pos;
+    char msg[200];
+} png_src;
+
+static void png_mem_read(png_structp png, png_bytep out, size_t n)
+{
+    png_src *s = png_get_io_ptr(png);
+    if (n > s->size - s->pos) png_error(png, "file truncated");
+    memcpy(out, s->data + s->pos, n);
+    s->pos += n;
+}
+
+static void png_on_error(png_structp png, png_const_charp msg)
+{
+    png_src *s = png_get_error_ptr(png);
+    if (s) snprintf(s->msg, sizeof s->msg, "%s", msg);
+    png_longjmp(png, 1);
+}
+
+static void png_on_warning(png_structp png, png_const_charp msg)
+{
+    (void)png;
+    (void)msg;
+}
+
+static int decode_png(const unsigned char *data, size_t size, int64_t max_values, tool_image *out,
+                      char *err, size_t errsize)
+{
+    png_src src = {data, size, 0, "unknown error"};
+    png_structp png = png_create_read_struct(PNG_LIBPNG_VER_STRING, &src, png_on_error,
+                                             png_on_warning);
+    if (!png) {
+        set_err(err, errsize, "out of memory");
+        return -1;
+    }
+    png_infop info = png_create_info_struct(png);
+    /* volatile: modified between setjmp and a possible longjmp. */
+    unsigned char *volatile pix = NULL;
+    png_bytep *volatile rows = NULL;
+    float *volatile fdata = NULL;
+    if (!info || setjmp(png_jmpbuf(png))) {
+        set_err(err, errsize, "invalid PNG (%s)", info ? src.msg : "out of memory");
+        png_destroy_read_struct(&png, info ? &info : NULL, NULL);
+        free(pix);
+        free(rows);
+        free(fdata);
+        return -1;
+    }
+    png_set_read_fn(png, &src, png_mem_read);
+    png_set_user_limits(png, 1u << 20, 1u << 20);
+    png_set_chunk_malloc_max(png, (png_alloc_size_t)8 << 20);
+    png_read_info(png, info);
+    png_uint_32 W = png_get_image_width(png, info), H = png_get_image_height(png, info);
+    int ctype = png_get_color_type(png, info), depth = png_get_bit_depth(png, info);
+    if (ctype == PNG_COLOR_TYPE_PALETTE) png_set_palette_to_rgb(png);
+    if (ctype == PNG_COLOR_TYPE_GRAY && depth < 8) png_set_expand_gray_1_2_4_to_8(png);
+    png_set_interlace_handling(png);
+    png_read_update_info(png, info);
+    int C = png_get_channels(png, info), bd = png_get_bit_depth(png, info);
+    if (C < 1 || C > 4 || (bd != 8 && bd != 16)) {
+        set_err(err, errsize, "unsupported PNG (%d channels, %d bits)", C, bd);
+        png_destroy_read_struct(&png, &info, NULL);
+        return -1;
+    }
+    if ((int64_t)W * H * C > max_values) {
+        set_err(err, errsize, "image too large: %ux%u with %d channels (limit %lld values)", W, H,
+                C, (long long)max_values);
+        png_destroy_read_struct(&png, &info, NULL);
+        return -1;
+    }
+    size_t rowbytes = png_get_rowbytes(png, info);
+    if (rowbytes < (size_t)W * C * (bd / 8)) png_error(png, "row size inconsistent");
+    pix = malloc(rowbytes * H);
+    rows = malloc(sizeof(png_bytep) * H);
+    fdata = malloc(sizeof(float) * (size_t)W * H * C);
+    if (!pix || !rows || !fdata) png_error(png, "out of memory");
+    for (png_uint_32 y = 0; y < H; y++) rows[y] = pix + (size_t)y * rowbytes;
+    png_read_image(png, rows);
+    png_read_end(png, NULL);
+    const int64_t plane = (int64_t)W * H;
+    for (png_uint_32 y = 0; y < H; y++) {
+        const unsigned char *r = rows[y];
+        for (png_uint_32 x = 0; x < W; x++)
+            for (int c = 0; c < C; c++) {
+                size_t k = (size_t)x * C + c;
+                float v = bd == 8 ? (float)r[k] : (float)((r[2 * k] << 8) | r[2 * k + 1]);
+                fdata[c * plane + (int64_t)y * W + x] = v;
+            }
+    }
+    png_destroy_read_struct(&png, &info, NULL);
+    free(pix);
+    free(rows);
+    out->channels = C;
+    out->height = (int)H;
+    out->width = (int)W;
+    out->data = fdata;
+    return 0;
+}
+
+int image_decode(const unsigned char *data, size_t size, int64_t max_values, tool_image *out,
+                 char *err, size_t errsize)
+{
+    memset(out, 0, sizeof *out);
+    static const unsigned char png_sig[8] = {0x89, 'P', 'N', 'G', '\r', '\n', 0x1a, '\n'};
+    int rc;
+    if (size >= 8 && memcmp(data, png_sig, 8) == 0) {
+        rc = decode_png(data, size, max_values, out, err, errsize);
+    } else if (size >= 4 && ((data[0] == 'I' && data[1] == 'I') || (data[0] == 'M' && data[1] == 'M'))) {
+        rc = decode_tiff(data, size, max_values, out, err, errsize);
+    } else {
+        set_err(err, errsize, size == 0 ? "empty file" : "not a TIFF or PNG file");
+        return -1;
+    }
+    if (rc != 0) return -1;
+    int64_t n = (int64_t)out->channels * out->height * out->width;
+    for (int64_t i = 0; i < n; i++)
+        if (!isfinite(out->data[i])) {
+            int64_t plane = (int64_t)out->height * out->width;
+            set_err(err, errsize, "non-finite value (NaN or infinity) in channel %lld at row %lld, "
+                    "column %lld", (long long)(i / plane + 1), (long long)(i % plane / out->width),
+                    (long long)(i % out->width));
+            image_free(out);
+            return -1;
+        }
+    return 0;
+}
+
+int image_read(const char *path, tool_image *out, char *err, size_t errsize)
+{
+    unsigned char *data;
+    size_t size;
+    memset(out, 0, sizeof *out);
+    if (read_file(path, TOOL_IMAGE_MAX_FILE, &data, &size, err, errsize) != 0) return -1;
+    int rc = image_decode(data, size, TOOL_IMAGE_MAX_VALUES, out, err, errsize);
+    free(data);
+    return rc;
+}
+
+/* ---- writing ---------------------------------------------------------------------------------- */
+
+static void to_bytes(const float *v, int64_t n, int stride, int bits, unsigned char *dst)
+{
+    for (int64_t i = 0; i < n; i++) {
+        float x = v[i];
+        if (bits == 32) {
+            memcpy(dst + 4 * i * stride, &x, 4);
+            continue;
+        }
+        double mx = bits == 8 ? 255.0 : 65535.0;
+        double r = x < 0 ? 0 : x > mx ? mx : floor((double)x + 0.5);
+        if (bits == 8) {
+            dst[i * stride] = (unsigned char)r;
+        } else {
+            uint16_t u = (uint16_t)r;
+            memcpy(dst + 2 * i * stride, &u, 2);
+        }
+    }
+}
+
+int image_write_tiff(const char *path, const tool_image *img, int bits, tiff_layout layout,
+                     char *err, size_t errsize)
+{
+    if (bits != 8 && bits != 16 && bits != 32) {
+        set_err(err, errsize, "TIFF bits must be 8, 16 or 32");
+        return -1;
+    }
+    TIFF *tif = TIFFOpen(path, "w");
+    if (!tif) {
+        set_err(err, errsize, "cannot create %s", path);
+        return -1;
+    }
+    const int C = img->channels, W = img->width, H = img->height, B = bits / 8;
+    const int64_t plane = (int64_t)W * H;
+    int pages = layout == TIFF_PAGES ? C : 1, spp = layout == TIFF_PAGES ? 1 : C;
+    unsigned char *line = xmalloc((size_t)W * spp * B);
+    int rc = 0;
+    for (int p = 0; p < pages && rc == 0; p++) {
+        TIFFSetField(tif, TIFFTAG_IMAGEWIDTH, (uint32_t)W);
+        TIFFSetField(tif, TIFFTAG_IMAGELENGTH, (uint32_t)H);
+        TIFFSetField(tif, TIFFTAG_SAMPLESPERPIXEL, (uint16_t)spp);
+        TIFFSetField(tif, TIFFTAG_BITSPERSAMPLE, (uint16_t)bits);
+        TIFFSetField(tif, TIFFTAG_SAMPLEFORMAT,
+                     (uint16_t)(bits == 32 ? SAMPLEFORMAT_IEEEFP : SAMPLEFORMAT_UINT));
+        TIFFSetField(tif, TIFFTAG_PHOTOMETRIC, (uint16_t)PHOTOMETRIC_MINISBLACK);
+        TIFFSetField(tif, TIFFTAG_PLANARCONFIG,
+                     (uint16_t)(layout == TIFF_PLANAR ? PLANARCONFIG_SEPARATE : PLANARCONFIG_CONTIG));
+        TIFFSetField(tif, TIFFTAG_COMPRESSION, (uint16_t)COMPRESSION_NONE);
+        if (layout != TIFF_TILED)
+            TIFFSetField(tif, TIFFTAG_ROWSPERSTRIP, TIFFDefaultStripSize(tif, 0));
+        if (spp > 1) {
+            uint16_t extra[MAX_CHANNELS];
+            for (int i = 0; i < spp - 1; i++) extra[i] = EXTRASAMPLE_UNSPECIFIED;
+            TIFFSetField(tif, TIFFTAG_EXTRASAMPLES, (uint16_t)(spp - 1), extra);
+        }
+        if (pages > 1) {
+            TIFFSetField(tif, TIFFTAG_SUBFILETYPE, (uint32_t)FILETYPE_PAGE);
+            TIFFSetField(tif, TIFFTAG_PAGENUMBER, (uint16_t)p, (uint16_t)pages);
+        }
+        if (layout == TIFF_TILED) {
+            TIFFSetField(tif, TIFFTAG_TILEWIDTH, (uint32_t)16);
+            TIFFSetField(tif, TIFFTAG_TILELENGTH, (uint32_t)16);
+            tmsize_t ts = TIFFTileSize(tif);
+            unsigned char *tile = xcalloc((size_t)(ts > 0 ? ts : 1), 1);
+            for (int y0 = 0; y0 < H && rc == 0; y0 += 16)
+                for (int x0 = 0; x0 < W && rc == 0; x0 += 16) {
+                    memset(tile, 0, (size_t)ts);
+                    for (int y = y0; y < y0 + 16 && y < H; y++)
+                        for (int c = 0; c < C; c++) {
+                            int n = W - x0 < 16 ? W - x0 : 16;
+                            to_bytes(img->data + c * plane + (int64_t)y * W + x0, n, C, bits,
+                                     tile + ((size_t)(y - y0) * 16 * C + c) * B);
+                        }
+                    if (TIFFWriteTile(tif, tile, (uint32_t)x0, (uint32_t)y0, 0, 0) < 0) rc = -1;
+                }
+            free(tile);
+        } else if (layout == TIFF_PLANAR) {
+            for (int c = 0; c < C && rc == 0; c++)
+                for (int y = 0; y < H && rc == 0; y++) {
+                    to_bytes(img->data + c * plane + (int64_t)y * W, W, 1, bits, line);
+                    if (TIFFWriteScanline(tif, line, (uint32_t)y, (uint16_t)c) < 0) rc = -1;
+                }
+        } else {
+            for (int y = 0; y < H && rc == 0; y++) {
+                for (int c = 0; c < spp; c++) {
+                    int ch = layout == TIFF_PAGES ? p : c;
+                    to_bytes(img->data + ch * plane + (int64_t)y * W, W, spp, bits,
+                             line + (size_t)c * B);
+                }
+                if (TIFFWriteScanline(tif, line, (uint32_t)y, 0) < 0) rc = -1;
+            }
+        }
+        if (rc == 0 && pages > 1 && !TIFFWriteDirectory(tif)) rc = -1;
+    }
+    free(line);
+    TIFFClose(tif);
+    if (rc != 0) set_err(err, errsize, "writing %s failed", path);
+    return rc;
+}
+
+int image_write_png(const char *path, const tool_image *img, int bits, char *err, size_t errsize)
+{
+    static const int types[5] = {0, PNG_COLOR_TYPE_GRAY, PNG_COLOR_TYPE_GRAY_ALPHA,
+                                 PNG_COLOR_TYPE_RGB, PNG_COLOR_TYPE_RGB_ALPHA};
+    if ((bits != 8 && bits != 16) || img->channels < 1 || img->channels > 4) {
+        set_err(err, errsize, "PNG holds 1 to 4 channels of 8 or 16 bits");
+        return -1;
+    }
+    FILE *f = fopen(path, "wb");
+    if (!f) {
+        set_err(err, errsize, "cannot create %s", path);
+        return -1;
+    }
+    png_src src = {NULL, 0, 0, "unknown error"};
+    png_structp png = png_create_write_struct(PNG_LIBPNG_VER_STRING, &src, png_on_error,
+                                              png_on_warning);
+    png_infop info = png ? png_create_info_struct(png) : NULL;
+    const int C = img->channels, W = img->width, H = img->height, B = bits / 8;
+    unsigned char *volatile row = NULL;
+    if (!png || !info || setjmp(png_jmpbuf(png))) {
+        set_err(err, errsize, "writing %s failed (%s)", path, src.msg);
+        png_destroy_write_struct(&png, &info);
+        free(row);
+        fclose(f);
+        return -1;
+    }
+    png_init_io(png, f);
+    png_set_IHDR(png, info, (png_uint_32)W, (png_uint_32)H, bits, types[C], PNG_INTERLACE_NONE,
+                 PNG_COMPRESSION_TYPE_DEFAULT, PNG_FILTER_TYPE_DEFAULT);
+    png_write_info(png, info);
+    row = xmalloc((size_t)W * C * B);
+    const int64_t plane = (int64_t)W * H;
+    for (int y = 0; y < H; y++) {
+        for (int x = 0; x < W; x++)
+            for (int c = 0; c < C; c++) {
+                float v = img->data[c * plane + (int64_t)y * W + x];
+                double mx = bits == 8 ? 255.0 : 65535.0;
+                double r = v < 0 ? 0 : v > mx ? mx : floor((double)v + 0.5);
+                size_t k = (size_t)x * C + c;
+                if (bits == 8) {
+                    row[k] = (unsigned char)r;
+                } else {
+                    unsigned u = (unsigned)r;
+                    row[2 * k] = (unsigned char)(u >> 8);
+                    row[2 * k + 1] = (unsigned char)(u & 0xff);
+                }
+            }
+        png_write_row(png, row);
+    }
+    png_write_end(png, info);
+    png_destroy_write_struct(&png, &info);
+    free(row);
+    if (fclose(f) != 0) {
+        set_err(err, errsize, "writing %s failed", path);
+        return -1;
+    }
+    return 0;
+}

@@ -1,0 +1,439 @@
+/* `cfnet predict`, `cfnet eval` and `cfnet info`: applying a trained model. */
+#define _GNU_SOURCE
+#include "tool.h"
+
+#include <errno.h>
+#include <getopt.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* Images decoded and classified at a time (memory stays bounded for any input size). */
+#define CHUNK 512
+
+typedef struct run_opts {
+    int threads, tta, pad, skip_bad;
+    long batch;
+} run_opts;
+
+/* Classifies every sample of ds (in order) chunk by chunk; calls emit(i, probs) for each good
+ * sample. Returns 0, or -1 (message printed). */
+typedef int (*emit_fn)(void *user, const tool_sample *s, const float *probs, int k);
+
+static int run_model(cfnet_network *net, const tool_model_info *info, tool_dataset *ds,
+                     const run_opts *o, emit_fn emit, void *user, int64_t *bad)
+{
+    const int k = info->n_classes, S = info->size, C = info->channels;
+    const int64_t per = (int64_t)C * S * S;
+    load_spec spec = {C, S, info->pad || o->pad, info->norm, o->threads, o->skip_bad, 0};
+    float *x = xmalloc(sizeof(float) * (size_t)(CHUNK * per));
+    float *p = xmalloc(sizeof(float) * (size_t)(CHUNK * k));
+    int64_t *idx = xmalloc(sizeof(int64_t) * CHUNK);
+    int rc = 0;
+    for (int64_t c0 = 0; c0 < ds->n && rc == 0; c0 += CHUNK) {
+        int64_t n = ds->n - c0 < CHUNK ? ds->n - c0 : CHUNK;
+        for (int64_t i = 0; i < n; i++) idx[i] = c0 + i;
+        if (dataset_load(ds, idx, n, &spec, x, bad) != 0) {
+            rc = -1;
+            break;
+        }
+        if (model_probabilities(net, x, n, C, S, k, o->tta, o->batch, p) != 0) {
+            rc = -1;
+            break;
+        }
+        for (int64_t i = 0; i < n && rc == 0; i++)
+            if (!ds->s[c0 + i].bad) rc = emit(user, &ds->s[c0 + i], p + i * k, k);
+    }
+    free(x);
+    free(p);
+    free(idx);
+    return rc;
+}
+
+static int argmax(const float *p, int k)
+{
+    int b = 0;
+    for (int j = 1; j < k; j++)
+        if (p[j] > p[b]) b = j;
+    return b;
+}
+
+/* ---- predict -------------------------------------------------------------------------------- */
+
+static const char predict_help[] =
+    "Usage: cfnet predict MODEL INPUTS... [-o predictions.csv] [options]\n"
+    "Classifies images and writes one CSV row per image: path, predicted class, then the\n"
+    "probability of every class (columns named by class, in the model's class order).\n"
+    "INPUTS are image files (.tif, .tiff, .png), folders (searched recursively) or CSV\n"
+    "manifests (path[,label[,split]], paths relative to the manifest). Each image gets exactly\n"
+    "the crop/pad and normalisation the model was trained with (stored in MODEL).\n"
+    "\n"
+    "Options:\n"
+    "  -o, --output FILE    predictions CSV (default: standard output)\n"
+    "  --tta                average the probabilities over the four quarter turns of each\n"
+    "                       image; changes nothing for the invariant families (cfnet,\n"
+    "                       gcnn-dft), useful only for cnet, gcnn and cnn models\n"
+    "  --pad                zero-pad images smaller than the model's input size (else an error)\n"
+    "  --skip-bad           warn about unreadable or unsuitable images and leave them out\n"
+    "                       (else the first one is an error)\n"
+    "  --batch N            images per forward pass (default 64)\n"
+    "  --threads N          decoding and inference threads (default: all processors)\n"
+    "  -q, --quiet          no summary line\n"
+    "  -h, --help           this help\n";
+
+typedef struct predict_ctx {
+    FILE *out;
+    char **classes;
+    int64_t rows;
+} predict_ctx;
+
+static int emit_prediction(void *user, const tool_sample *s, const float *p, int k)
+{
+    predict_ctx *c = user;
+    char *q = csv_quote(s->path), *cl = csv_quote(c->classes[argmax(p, k)]);
+    fprintf(c->out, "%s,%s", q, cl);
+    free(q);
+    free(cl);
+    for (int j = 0; j < k; j++) fprintf(c->out, ",%.6g", (double)p[j]);
+    fputc('\n', c->out);
+    c->rows++;
+    return ferror(c->out) ? -1 : 0;
+}
+
+static int common_opt(int c, const char *cmd, run_opts *o, char **argv)
+{
+    long v;
+    switch (c) {
+    case 'T':
+        if (parse_int(optarg, 1, 256, &v)) return tool_usage_error(cmd, "--threads: expected 1..256, got '%s'", optarg);
+        o->threads = (int)v;
+        return 0;
+    case 'B':
+        if (parse_int(optarg, 1, 100000, &o->batch)) return tool_usage_error(cmd, "--batch: expected 1..100000, got '%s'", optarg);
+        return 0;
+    case 't': o->tta = 1; return 0;
+    case 'P': o->pad = 1; return 0;
+    case 'S': o->skip_bad = 1; return 0;
+    case 'q': tool_quiet = 1; return 0;
+    case ':': return tool_usage_error(cmd, "%s needs a value", argv[optind - 1]);
+    default: return tool_usage_error(cmd, "unknown option '%s'", argv[optind - 1]);
+    }
+}
+
+#define COMMON_LONGOPTS                                                                        \
+    {"threads", required_argument, 0, 'T'}, {"batch", required_argument, 0, 'B'},             \
+        {"tta", no_argument, 0, 't'}, {"pad", no_argument, 0, 'P'},                            \
+        {"skip-bad", no_argument, 0, 'S'}, {"quiet", no_argument, 0, 'q'},                     \
+        {"help", no_argument, 0, 'h'}
+
+static void apply_threads(cfnet_network *net, run_opts *o)
+{
+    if (o->threads < 1) o->threads = tool_cpus();
+    tool_blas_single_thread();
+    cfnet_network_set_option(net, CFNET_OPTION_THREADS, o->threads);
+}
+
+int cmd_predict(int argc, char **argv)
+{
+    static const struct option longopts[] = {{"output", required_argument, 0, 'o'}, COMMON_LONGOPTS,
+                                             {0, 0, 0, 0}};
+    run_opts o = {0, 0, 0, 0, 64};
+    const char *output = "-";
+    opterr = 0;
+    int c;
+    while ((c = getopt_long(argc, argv, ":o:qh", longopts, NULL)) != -1) {
+        if (c == 'h') {
+            fputs(predict_help, stdout);
+            return EXIT_OK;
+        }
+        if (c == 'o') {
+            output = optarg;
+            continue;
+        }
+        int u = common_opt(c, "predict", &o, argv);
+        if (u) return u;
+    }
+    if (argc - optind < 2)
+        return tool_usage_error("predict", argc - optind < 1 ? "missing MODEL and INPUTS" : "missing INPUTS");
+    cfnet_network *net;
+    tool_model_info info;
+    if (model_open(argv[optind], &net, &info) != 0) return EXIT_RUNTIME;
+    apply_threads(net, &o);
+    tool_dataset ds;
+    int rc = EXIT_RUNTIME;
+    if (dataset_open_inputs(argv + optind + 1, argc - optind - 1, &ds) != 0) goto out_model;
+    FILE *f = strcmp(output, "-") ? fopen(output, "w") : stdout;
+    if (!f) {
+        tool_error("%s: cannot create: %s", output, strerror(errno));
+        goto out_ds;
+    }
+    fprintf(f, "path,predicted");
+    for (int j = 0; j < info.n_classes; j++) {
+        char *q = csv_quote(info.classes[j]);
+        fprintf(f, ",%s", q);
+        free(q);
+    }
+    fputc('\n', f);
+    predict_ctx ctx = {f, info.classes, 0};
+    int64_t bad = 0;
+    double t0 = tool_now();
+    int r = run_model(net, &info, &ds, &o, emit_prediction, &ctx, &bad);
+    int closed = f == stdout ? fflush(f) : fclose(f);
+    if (r == 0 && closed != 0) tool_error("%s: write failed", output);
+    if (r == 0 && closed == 0) {
+        rc = EXIT_OK;
+        tool_info("predicted %lld images in %.1f s%s%s", (long long)ctx.rows, tool_now() - t0,
+                  strcmp(output, "-") ? " -> " : "", strcmp(output, "-") ? output : "");
+        if (bad) tool_warn("skipped %lld unreadable or unsuitable images", (long long)bad);
+    }
+out_ds:
+    dataset_free(&ds);
+out_model:
+    model_info_free(&info);
+    cfnet_network_free(net);
+    return rc;
+}
+
+/* ---- eval ------------------------------------------------------------------------------------ */
+
+static const char eval_help[] =
+    "Usage: cfnet eval MODEL DATA [options]\n"
+    "Classifies labelled images and reports accuracy, balanced accuracy (mean recall over the\n"
+    "classes present), macro F1, per-class precision, recall, F1 and support, and the\n"
+    "confusion matrix. DATA is a folder with one sub-folder per class or a CSV manifest\n"
+    "(path,label[,split]); with a split column only the test rows are used (see --split).\n"
+    "Every label must be one of the model's classes.\n"
+    "\n"
+    "Options:\n"
+    "  --out DIR            also write DIR/metrics.json, DIR/confusion.csv,\n"
+    "                       DIR/confusion.svg (heat map with class names), DIR/predictions.csv\n"
+    "  --json               print the JSON summary instead of the text report\n"
+    "  --split S            manifest rows to use: test (default when the manifest has a split\n"
+    "                       column), val, train or all\n"
+    "  --tta                average over the four quarter turns (see cfnet predict --help)\n"
+    "  --pad                zero-pad images smaller than the model's input size\n"
+    "  --skip-bad           warn about unreadable images and leave them out\n"
+    "  --batch N            images per forward pass (default 64)\n"
+    "  --threads N          decoding and inference threads (default: all processors)\n"
+    "  -q, --quiet          no progress messages\n"
+    "  -h, --help           this help\n";
+
+typedef struct eval_ctx {
+    tool_metrics m;
+    double loss;
+    FILE *pred;
+    char **classes;
+} eval_ctx;
+
+static int emit_eval(void *user, const tool_sample *s, const float *p, int k)
+{
+    eval_ctx *c = user;
+    int pr = argmax(p, k);
+    metrics_add(&c->m, s->cls, pr);
+    double q = p[s->cls];
+    c->loss += -log(q > 1e-12 ? q : 1e-12);
+    if (c->pred) {
+        char *a = csv_quote(s->path), *b = csv_quote(s->label), *d = csv_quote(c->classes[pr]);
+        fprintf(c->pred, "%s,%s,%s", a, b, d);
+        free(a);
+        free(b);
+        free(d);
+        for (int j = 0; j < k; j++) fprintf(c->pred, ",%.6g", (double)p[j]);
+        fputc('\n', c->pred);
+    }
+    return 0;
+}
+
+int cmd_eval(int argc, char **argv)
+{
+    static const struct option longopts[] = {{"out", required_argument, 0, 'O'},
+                                             {"json", no_argument, 0, 'J'},
+                                             {"split", required_argument, 0, 'X'},
+                                             COMMON_LONGOPTS,
+                                             {0, 0, 0, 0}};
+    run_opts o = {0, 0, 0, 0, 64};
+    const char *outdir = NULL, *split_name = NULL;
+    int json = 0;
+    opterr = 0;
+    int c;
+    while ((c = getopt_long(argc, argv, ":qh", longopts, NULL)) != -1) {
+        if (c == 'h') {
+            fputs(eval_help, stdout);
+            return EXIT_OK;
+        }
+        if (c == 'O') outdir = optarg;
+        else if (c == 'J') json = 1;
+        else if (c == 'X') {
+            split_name = optarg;
+            if (strcmp(optarg, "test") && strcmp(optarg, "val") && strcmp(optarg, "train") &&
+                strcmp(optarg, "all"))
+                return tool_usage_error("eval", "--split: expected test, val, train or all, got '%s'", optarg);
+        } else {
+            int u = common_opt(c, "eval", &o, argv);
+            if (u) return u;
+        }
+    }
+    if (argc - optind != 2)
+        return tool_usage_error("eval", argc - optind < 2 ? "expected MODEL and DATA" : "too many arguments");
+    const char *model = argv[optind], *data = argv[optind + 1];
+    cfnet_network *net;
+    tool_model_info info;
+    if (model_open(model, &net, &info) != 0) return EXIT_RUNTIME;
+    apply_threads(net, &o);
+    int rc = EXIT_RUNTIME;
+    tool_dataset ds;
+    eval_ctx ctx;
+    memset(&ctx, 0, sizeof ctx);
+    if (dataset_open_labelled(data, &ds) != 0) goto out_model;
+    if (ds.has_split) { /* keep the requested rows only */
+        int want = !split_name || !strcmp(split_name, "test") ? SPLIT_TEST
+                   : !strcmp(split_name, "val") ? SPLIT_VAL
+                   : !strcmp(split_name, "train") ? SPLIT_TRAIN : -1;
+        int64_t w = 0;
+        for (int64_t i = 0; i < ds.n; i++) {
+            if (want < 0 || ds.s[i].split == want) ds.s[w++] = ds.s[i];
+            else {
+                free(ds.s[i].path);
+                free(ds.s[i].label);
+                free(ds.s[i].source);
+            }
+        }
+        ds.n = w;
+        if (w == 0) {
+            tool_error("%s: no rows with split '%s'", data, split_name ? split_name : "test");
+            goto out_ds;
+        }
+    } else if (split_name && strcmp(split_name, "all")) {
+        tool_error("%s: --split %s needs a manifest with a split column", data, split_name);
+        goto out_ds;
+    }
+    if (dataset_assign_classes(&ds, info.classes, info.n_classes) != 0) goto out_ds;
+    metrics_init(&ctx.m, info.n_classes);
+    ctx.classes = info.classes;
+    if (outdir) {
+        if (make_dirs(outdir) != 0) goto out_ds;
+        char *pp = path_join(outdir, "predictions.csv");
+        ctx.pred = fopen(pp, "w");
+        if (!ctx.pred) {
+            tool_error("%s: cannot create: %s", pp, strerror(errno));
+            free(pp);
+            goto out_ds;
+        }
+        free(pp);
+        fprintf(ctx.pred, "path,label,predicted");
+        for (int j = 0; j < info.n_classes; j++) {
+            char *q = csv_quote(info.classes[j]);
+            fprintf(ctx.pred, ",%s", q);
+            free(q);
+        }
+        fputc('\n', ctx.pred);
+    }
+    int64_t bad = 0;
+    if (run_model(net, &info, &ds, &o, emit_eval, &ctx, &bad) != 0) goto out_ds;
+    metrics_finish(&ctx.m);
+    if (ctx.m.total == 0) {
+        tool_error("%s: no image could be evaluated", data);
+        goto out_ds;
+    }
+    ctx.m.loss = ctx.loss / (double)ctx.m.total;
+    if (json) {
+        if (metrics_write_json(&ctx.m, info.classes, "-", model, data) != 0) goto out_ds;
+    } else {
+        printf("model %s, data %s\n", model, data);
+        metrics_print(&ctx.m, info.classes, stdout);
+    }
+    if (outdir) {
+        char *a = path_join(outdir, "metrics.json"), *b = path_join(outdir, "confusion.csv"),
+             *d = path_join(outdir, "confusion.svg");
+        int bad_write = metrics_write_json(&ctx.m, info.classes, a, model, data) ||
+                        metrics_write_confusion_csv(&ctx.m, info.classes, b) ||
+                        metrics_write_confusion_svg(&ctx.m, info.classes, d);
+        free(a);
+        free(b);
+        free(d);
+        if (bad_write) goto out_ds;
+        tool_info("wrote %s/{metrics.json,confusion.csv,confusion.svg,predictions.csv}", outdir);
+    }
+    if (bad) tool_warn("skipped %lld unreadable or unsuitable images", (long long)bad);
+    rc = EXIT_OK;
+out_ds:
+    if (ctx.pred && fclose(ctx.pred) != 0 && rc == EXIT_OK) {
+        tool_error("%s: write failed", outdir);
+        rc = EXIT_RUNTIME;
+    }
+    metrics_free(&ctx.m);
+    dataset_free(&ds);
+out_model:
+    model_info_free(&info);
+    cfnet_network_free(net);
+    return rc;
+}
+
+/* ---- info ------------------------------------------------------------------------------------ */
+
+static const char info_help[] =
+    "Usage: cfnet info MODEL\n"
+    "Prints the architecture (one line per layer), parameters, input, classes, normalisation,\n"
+    "training state and every metadata entry of a model file.\n"
+    "  -h, --help   this help\n";
+
+int cmd_info(int argc, char **argv)
+{
+    static const struct option longopts[] = {{"help", no_argument, 0, 'h'}, {0, 0, 0, 0}};
+    opterr = 0;
+    int c;
+    while ((c = getopt_long(argc, argv, ":h", longopts, NULL)) != -1) {
+        if (c == 'h') {
+            fputs(info_help, stdout);
+            return EXIT_OK;
+        }
+        return tool_usage_error("info", "unknown option '%s'", argv[optind - 1]);
+    }
+    if (argc - optind != 1) return tool_usage_error("info", argc == optind ? "missing MODEL" : "one MODEL expected");
+    const char *path = argv[optind];
+    cfnet_network *net = NULL;
+    cfnet_status st = cfnet_network_load(path, &net);
+    if (st != CFNET_OK) {
+        tool_error("%s: cannot load the model: %s: %s", path, cfnet_status_string(st),
+                   cfnet_last_error());
+        return EXIT_RUNTIME;
+    }
+    tool_model_info info;
+    int have = 0;
+    const char *probe = NULL;
+    if (cfnet_network_get_metadata(net, "classes", &probe) == CFNET_OK && probe)
+        have = model_load_info(net, path, &info) == 0;
+    int64_t in[3];
+    int nd;
+    cfnet_network_input_shape(net, &nd, in);
+    printf("model          %s\n", path);
+    printf("architecture   %s\n", have ? info.arch : "(not a 'cfnet train' model)");
+    printf("input          %lld channel%s x %lld x %lld\n", (long long)in[0], in[0] == 1 ? "" : "s",
+           (long long)in[1], (long long)in[2]);
+    printf("parameters     %lld\n", (long long)cfnet_network_param_count(net));
+    if (have) {
+        char norm[128];
+        norm_format(&info.norm, norm, sizeof norm);
+        printf("normalisation  %s%s\n", norm, info.pad ? ", small images zero-padded" : "");
+        printf("classes        %d:", info.n_classes);
+        for (int k = 0; k < info.n_classes; k++) printf(" %s", info.classes[k]);
+        putchar('\n');
+    }
+    printf("training steps %lld\n", (long long)cfnet_network_step_count(net));
+    printf("\nlayers\n");
+    size_t need = 0;
+    cfnet_network_summary(net, NULL, 0, &need);
+    char *buf = xmalloc(need + 1);
+    if (cfnet_network_summary(net, buf, need + 1, NULL) == CFNET_OK) fputs(buf, stdout);
+    free(buf);
+    int nm = cfnet_network_metadata_count(net);
+    printf("\nmetadata (%d entries)\n", nm);
+    for (int i = 0; i < nm; i++) {
+        const char *k = NULL, *v = NULL;
+        if (cfnet_network_metadata_at(net, i, &k, &v) == CFNET_OK)
+            printf("  %s = %s\n", k, v);
+    }
+    if (have) model_info_free(&info);
+    cfnet_network_free(net);
+    return EXIT_OK;
+}

@@ -1,0 +1,49 @@
+/* `cfnet`: train, evaluate and apply rotation-invariant classifiers on folders of images. */
+#define _GNU_SOURCE
+#include "tool.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+static const char main_help[] =
+    "Usage: cfnet COMMAND [options]   (cfnet COMMAND --help for each command's options)\n"
+    "\n"
+    "Commands:\n"
+    "  synth DIR                  write the synthetic biomarker images (a dataset to try things)\n"
+    "  train DATA -o MODEL        train a classifier on a folder of class folders or a CSV manifest\n"
+    "  eval MODEL DATA            accuracy, per-class metrics and confusion matrix on labelled data\n"
+    "  predict MODEL INPUTS...    a CSV of class probabilities for images, folders or manifests\n"
+    "  info MODEL                 architecture, classes, normalisation and training state\n"
+    "  export MODEL OUT.onnx      the model as an ONNX model (ONNX Runtime, BioImage Model Zoo)\n"
+    "\n"
+    "Images: TIFF (8/16-bit unsigned, 32-bit float; pages or samples are channels) and PNG.\n"
+    "Exit status: 0 success, 1 runtime error (bad file, training failure), 2 usage error.\n"
+    "  -V, --version   print the version\n"
+    "  -h, --help      this help\n"
+    "Documentation: docs/cli.md, man cfnet.\n";
+
+int main(int argc, char **argv)
+{
+    if (argc < 2) {
+        fputs(main_help, stderr);
+        return EXIT_USAGE;
+    }
+    const char *cmd = argv[1];
+    if (!strcmp(cmd, "-h") || !strcmp(cmd, "--help") || !strcmp(cmd, "help")) {
+        fputs(main_help, stdout);
+        return EXIT_OK;
+    }
+    if (!strcmp(cmd, "-V") || !strcmp(cmd, "--version")) {
+        printf("cfnet %s (libcfnet %s)\n", CFNET_VERSION_STRING, cfnet_version_string());
+        return EXIT_OK;
+    }
+    static const struct {
+        const char *name;
+        int (*fn)(int, char **);
+    } cmds[] = {{"synth", cmd_synth}, {"train", cmd_train}, {"eval", cmd_eval},
+                {"predict", cmd_predict}, {"info", cmd_info}, {"export", cmd_export}};
+    for (size_t i = 0; i < sizeof cmds / sizeof *cmds; i++)
+        if (!strcmp(cmd, cmds[i].name)) return cmds[i].fn(argc - 1, argv + 1);
+    fprintf(stderr, "cfnet: unknown command '%s'\n(see 'cfnet --help')\n", cmd);
+    return EXIT_USAGE;
+}

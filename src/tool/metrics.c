@@ -1,0 +1,250 @@
+/* Classification metrics and their reports: text, CSV, SVG heat map, JSON (jansson). */
+#define _GNU_SOURCE
+#include "tool.h"
+
+#include <errno.h>
+#include <jansson.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+void metrics_init(tool_metrics *m, int k)
+{
+    memset(m, 0, sizeof *m);
+    m->k = k;
+    m->confusion = xcalloc((size_t)k * k, sizeof *m->confusion);
+    m->precision = xcalloc((size_t)k, sizeof(double));
+    m->recall = xcalloc((size_t)k, sizeof(double));
+    m->f1 = xcalloc((size_t)k, sizeof(double));
+    m->support = xcalloc((size_t)k, sizeof(int64_t));
+    m->loss = NAN;
+}
+
+void metrics_add(tool_metrics *m, int truth, int predicted)
+{
+    m->confusion[(int64_t)truth * m->k + predicted]++;
+}
+
+/* Precision of a class nobody predicted and recall of a class with no support are 0 (and such
+ * classes are left out of the balanced accuracy, which averages recall over present classes). */
+void metrics_finish(tool_metrics *m)
+{
+    const int k = m->k;
+    m->total = m->correct = 0;
+    double rsum = 0, fsum = 0;
+    int present = 0;
+    for (int i = 0; i < k; i++) {
+        int64_t row = 0, col = 0;
+        for (int j = 0; j < k; j++) {
+            row += m->confusion[(int64_t)i * k + j];
+            col += m->confusion[(int64_t)j * k + i];
+        }
+        int64_t tp = m->confusion[(int64_t)i * k + i];
+        m->support[i] = row;
+        m->total += row;
+        m->correct += tp;
+        m->precision[i] = col ? (double)tp / (double)col : 0.0;
+        m->recall[i] = row ? (double)tp / (double)row : 0.0;
+        double p = m->precision[i], r = m->recall[i];
+        m->f1[i] = p + r > 0 ? 2 * p * r / (p + r) : 0.0;
+        if (row) {
+            present++;
+            rsum += m->recall[i];
+            fsum += m->f1[i];
+        }
+    }
+    m->accuracy = m->total ? (double)m->correct / (double)m->total : 0.0;
+    m->balanced_accuracy = present ? rsum / present : 0.0;
+    m->macro_f1 = present ? fsum / present : 0.0;
+}
+
+void metrics_free(tool_metrics *m)
+{
+    free(m->confusion);
+    free(m->precision);
+    free(m->recall);
+    free(m->f1);
+    free(m->support);
+    memset(m, 0, sizeof *m);
+}
+
+void metrics_print(const tool_metrics *m, char **classes, FILE *out)
+{
+    const int k = m->k;
+    int w = 5;
+    for (int i = 0; i < k; i++) {
+        int l = (int)strlen(classes[i]);
+        if (l > w) w = l;
+    }
+    if (w > 40) w = 40;
+    fprintf(out, "images            %lld\n", (long long)m->total);
+    fprintf(out, "accuracy          %.2f %%\n", 100 * m->accuracy);
+    fprintf(out, "balanced accuracy %.2f %%\n", 100 * m->balanced_accuracy);
+    fprintf(out, "macro F1          %.4f\n", m->macro_f1);
+    if (!isnan(m->loss)) fprintf(out, "mean loss         %.4f\n", m->loss);
+    fprintf(out, "\n%-*s  precision  recall     F1  support\n", w, "class");
+    for (int i = 0; i < k; i++)
+        fprintf(out, "%-*.*s  %9.4f  %6.4f  %.4f  %7lld\n", w, w, classes[i], m->precision[i],
+                m->recall[i], m->f1[i], (long long)m->support[i]);
+    fprintf(out, "\nconfusion matrix (rows: true class, columns: predicted, in class order)\n");
+    int cw = 4;
+    for (int i = 0; i < k * k; i++) {
+        char b[32];
+        int l = snprintf(b, sizeof b, "%lld", (long long)m->confusion[i]);
+        if (l + 1 > cw) cw = l + 1;
+    }
+    fprintf(out, "%-*s", w, "");
+    for (int j = 0; j < k; j++) fprintf(out, " %*d", cw, j);
+    fputc('\n', out);
+    for (int i = 0; i < k; i++) {
+        fprintf(out, "%-*.*s", w, w, classes[i]);
+        for (int j = 0; j < k; j++) fprintf(out, " %*lld", cw, (long long)m->confusion[(int64_t)i * k + j]);
+        fprintf(out, "   (%d)\n", i);
+    }
+}
+
+int metrics_write_confusion_csv(const tool_metrics *m, char **classes, const char *path)
+{
+    FILE *f = fopen(path, "w");
+    if (!f) {
+        tool_error("%s: cannot create: %s", path, strerror(errno));
+        return -1;
+    }
+    fprintf(f, "true\\predicted");
+    for (int j = 0; j < m->k; j++) {
+        char *q = csv_quote(classes[j]);
+        fprintf(f, ",%s", q);
+        free(q);
+    }
+    fputc('\n', f);
+    for (int i = 0; i < m->k; i++) {
+        char *q = csv_quote(classes[i]);
+        fprintf(f, "%s", q);
+        free(q);
+        for (int j = 0; j < m->k; j++) fprintf(f, ",%lld", (long long)m->confusion[(int64_t)i * m->k + j]);
+        fputc('\n', f);
+    }
+    if (fclose(f) != 0) {
+        tool_error("%s: write failed", path);
+        return -1;
+    }
+    return 0;
+}
+
+static void xml_text(FILE *f, const char *s)
+{
+    for (; *s; s++) {
+        switch (*s) {
+        case '<': fputs("&lt;", f); break;
+        case '>': fputs("&gt;", f); break;
+        case '&': fputs("&amp;", f); break;
+        case '"': fputs("&quot;", f); break;
+        default: fputc(*s, f);
+        }
+    }
+}
+
+/* Heat map of the row-normalised confusion matrix (recall per true class), counts in cells. */
+int metrics_write_confusion_svg(const tool_metrics *m, char **classes, const char *path)
+{
+    FILE *f = fopen(path, "w");
+    if (!f) {
+        tool_error("%s: cannot create: %s", path, strerror(errno));
+        return -1;
+    }
+    const int k = m->k;
+    int maxlen = 4;
+    for (int i = 0; i < k; i++) {
+        int l = (int)strlen(classes[i]);
+        if (l > maxlen) maxlen = l;
+    }
+    if (maxlen > 32) maxlen = 32;
+    int cell = k <= 10 ? 40 : k <= 25 ? 24 : 14, font = cell >= 40 ? 12 : cell >= 24 ? 9 : 7;
+    int left = 20 + maxlen * 7, top = 60 + maxlen * 6, W = left + k * cell + 40,
+        H = top + k * cell + 50;
+    fprintf(f, "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"%d\" height=\"%d\" "
+            "font-family=\"sans-serif\">\n<rect width=\"100%%\" height=\"100%%\" fill=\"white\"/>\n",
+            W, H);
+    fprintf(f, "<text x=\"%d\" y=\"20\" font-size=\"14\">Confusion matrix: accuracy %.1f %%, "
+            "balanced accuracy %.1f %% (n = %lld)</text>\n", 10, 100 * m->accuracy,
+            100 * m->balanced_accuracy, (long long)m->total);
+    fprintf(f, "<text x=\"%d\" y=\"%d\" font-size=\"12\" text-anchor=\"middle\">predicted</text>\n",
+            left + k * cell / 2, top - 8 - maxlen * 6 + 2);
+    fprintf(f, "<text x=\"12\" y=\"%d\" font-size=\"12\" transform=\"rotate(-90 12 %d)\" "
+            "text-anchor=\"middle\">true</text>\n", top + k * cell / 2, top + k * cell / 2);
+    for (int i = 0; i < k; i++) {
+        int64_t row = m->support[i];
+        fprintf(f, "<text x=\"%d\" y=\"%d\" font-size=\"%d\" text-anchor=\"end\">", left - 4,
+                top + i * cell + cell / 2 + font / 3, font);
+        xml_text(f, classes[i]);
+        fprintf(f, "</text>\n");
+        int cx = left + i * cell + cell / 2, cy = top - 4;
+        fprintf(f, "<text x=\"%d\" y=\"%d\" font-size=\"%d\" transform=\"rotate(-60 %d %d)\">", cx,
+                cy, font, cx, cy);
+        xml_text(f, classes[i]);
+        fprintf(f, "</text>\n");
+        for (int j = 0; j < k; j++) {
+            int64_t c = m->confusion[(int64_t)i * k + j];
+            double v = row ? (double)c / (double)row : 0.0;
+            /* white -> dark blue */
+            int r = (int)(255 - 225 * v), g = (int)(255 - 185 * v), b = (int)(255 - 95 * v);
+            fprintf(f, "<rect x=\"%d\" y=\"%d\" width=\"%d\" height=\"%d\" fill=\"rgb(%d,%d,%d)\" "
+                    "stroke=\"#ccc\"><title>", left + j * cell, top + i * cell, cell, cell, r, g, b);
+            xml_text(f, classes[i]);
+            fputs(" -> ", f);
+            xml_text(f, classes[j]);
+            fprintf(f, ": %lld (%.1f %%)</title></rect>\n", (long long)c, 100 * v);
+            if (c && cell >= 14)
+                fprintf(f, "<text x=\"%d\" y=\"%d\" font-size=\"%d\" text-anchor=\"middle\" "
+                        "fill=\"%s\">%lld</text>\n", left + j * cell + cell / 2,
+                        top + i * cell + cell / 2 + font / 3, font, v > 0.5 ? "white" : "black",
+                        (long long)c);
+        }
+    }
+    fprintf(f, "<text x=\"%d\" y=\"%d\" font-size=\"10\">cells: count, shade: fraction of the "
+            "true class (row)</text>\n</svg>\n", left, top + k * cell + 20);
+    if (fclose(f) != 0) {
+        tool_error("%s: write failed", path);
+        return -1;
+    }
+    return 0;
+}
+
+int metrics_write_json(const tool_metrics *m, char **classes, const char *path, const char *model,
+                       const char *data)
+{
+    json_t *o = json_object(), *pc = json_array(), *cm = json_array(), *names = json_array();
+    json_object_set_new(o, "model", json_string(model));
+    json_object_set_new(o, "data", json_string(data));
+    json_object_set_new(o, "images", json_integer(m->total));
+    json_object_set_new(o, "accuracy", json_real(m->accuracy));
+    json_object_set_new(o, "balanced_accuracy", json_real(m->balanced_accuracy));
+    json_object_set_new(o, "macro_f1", json_real(m->macro_f1));
+    if (!isnan(m->loss)) json_object_set_new(o, "mean_loss", json_real(m->loss));
+    for (int i = 0; i < m->k; i++) {
+        json_array_append_new(names, json_string(classes[i]));
+        json_t *c = json_object(), *row = json_array();
+        json_object_set_new(c, "class", json_string(classes[i]));
+        json_object_set_new(c, "precision", json_real(m->precision[i]));
+        json_object_set_new(c, "recall", json_real(m->recall[i]));
+        json_object_set_new(c, "f1", json_real(m->f1[i]));
+        json_object_set_new(c, "support", json_integer(m->support[i]));
+        json_array_append_new(pc, c);
+        for (int j = 0; j < m->k; j++)
+            json_array_append_new(row, json_integer(m->confusion[(int64_t)i * m->k + j]));
+        json_array_append_new(cm, row);
+    }
+    json_object_set_new(o, "classes", names);
+    json_object_set_new(o, "per_class", pc);
+    json_object_set_new(o, "confusion", cm);
+    int rc = 0;
+    if (!strcmp(path, "-")) {
+        rc = json_dumpf(o, stdout, JSON_INDENT(2)) == 0 ? 0 : -1;
+        fputc('\n', stdout);
+    } else {
+        rc = json_dump_file(o, path, JSON_INDENT(2)) == 0 ? 0 : -1;
+        if (rc) tool_error("%s: cannot write JSON", path);
+    }
+    json_decref(o);
+    return rc;
+}

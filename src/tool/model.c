@@ -1,0 +1,167 @@
+/* What `cfnet train` stores in a model file's metadata, and batched inference. */
+#define _GNU_SOURCE
+#include "tool.h"
+
+#include <jansson.h>
+#include <stdlib.h>
+#include <string.h>
+
+static int set_meta(cfnet_network *net, const char *key, const char *value)
+{
+    cfnet_status st = cfnet_network_set_metadata(net, key, value);
+    if (st != CFNET_OK) {
+        tool_lib_error("storing metadata", st);
+        return -1;
+    }
+    return 0;
+}
+
+int model_store_info(cfnet_network *net, const tool_model_info *info)
+{
+    json_t *a = json_array();
+    for (int k = 0; k < info->n_classes; k++) json_array_append_new(a, json_string(info->classes[k]));
+    char *classes = json_dumps(a, JSON_COMPACT | JSON_ENSURE_ASCII);
+    json_decref(a);
+    if (!classes) {
+        tool_error("class names are not valid UTF-8");
+        return -1;
+    }
+    char buf[128], norm[128];
+    int rc = set_meta(net, "classes", classes);
+    free(classes);
+    snprintf(buf, sizeof buf, "%d", info->channels);
+    rc = rc ? rc : set_meta(net, "channels", buf);
+    snprintf(buf, sizeof buf, "%d", info->size);
+    rc = rc ? rc : set_meta(net, "input_size", buf);
+    rc = rc ? rc : set_meta(net, "pad", info->pad ? "1" : "0");
+    norm_format(&info->norm, norm, sizeof norm);
+    rc = rc ? rc : set_meta(net, "normalization", norm);
+    rc = rc ? rc : set_meta(net, "arch", info->arch);
+    snprintf(buf, sizeof buf, "cfnet %s", cfnet_version_string());
+    rc = rc ? rc : set_meta(net, "tool", buf);
+    return rc;
+}
+
+static const char *get_meta(const cfnet_network *net, const char *key)
+{
+    const char *v = NULL;
+    if (cfnet_network_get_metadata(net, key, &v) != CFNET_OK) return NULL;
+    return v;
+}
+
+void model_info_free(tool_model_info *info)
+{
+    for (int k = 0; k < info->n_classes; k++) free(info->classes[k]);
+    free(info->classes);
+    memset(info, 0, sizeof *info);
+}
+
+int model_load_info(const cfnet_network *net, const char *path, tool_model_info *info)
+{
+    memset(info, 0, sizeof *info);
+    static const char *keys[] = {"classes", "channels", "input_size", "normalization"};
+    for (size_t i = 0; i < sizeof keys / sizeof *keys; i++)
+        if (!get_meta(net, keys[i])) {
+            tool_error("%s: not a model written by 'cfnet train' (its metadata has no \"%s\")",
+                       path, keys[i]);
+            return -1;
+        }
+    json_error_t je;
+    json_t *a = json_loads(get_meta(net, "classes"), 0, &je);
+    int64_t shape[CFNET_MAX_DIMS];
+    int nd = 0;
+    cfnet_network_output_shape(net, &nd, shape);
+    if (!json_is_array(a) || json_array_size(a) < 1 || nd != 1) {
+        json_decref(a);
+        tool_error("%s: metadata \"classes\" is not a list of class names", path);
+        return -1;
+    }
+    info->n_classes = (int)json_array_size(a);
+    info->classes = xcalloc((size_t)info->n_classes, sizeof(char *));
+    for (int k = 0; k < info->n_classes; k++) {
+        const char *s = json_string_value(json_array_get(a, (size_t)k));
+        info->classes[k] = xstrdup(s ? s : "?");
+    }
+    json_decref(a);
+    if (shape[0] != info->n_classes) {
+        tool_error("%s: the network has %lld outputs but its metadata names %d classes", path,
+                   (long long)shape[0], info->n_classes);
+        model_info_free(info);
+        return -1;
+    }
+    long v;
+    int64_t in[3];
+    cfnet_network_input_shape(net, &nd, in);
+    if (parse_int(get_meta(net, "channels"), 1, 4096, &v) != 0 || v != in[0]) goto bad;
+    info->channels = (int)v;
+    if (parse_int(get_meta(net, "input_size"), 1, 1 << 20, &v) != 0 || v != in[1] || v != in[2])
+        goto bad;
+    info->size = (int)v;
+    if (norm_parse(get_meta(net, "normalization"), &info->norm) != 0) goto bad;
+    const char *pad = get_meta(net, "pad");
+    info->pad = pad && !strcmp(pad, "1");
+    const char *arch = get_meta(net, "arch");
+    snprintf(info->arch, sizeof info->arch, "%s", arch ? arch : "custom");
+    return 0;
+bad:
+    tool_error("%s: inconsistent metadata (channels, input_size or normalization do not match the "
+               "network)", path);
+    model_info_free(info);
+    return -1;
+}
+
+int model_open(const char *path, cfnet_network **net, tool_model_info *info)
+{
+    *net = NULL;
+    cfnet_status st = cfnet_network_load(path, net);
+    if (st != CFNET_OK) {
+        tool_error("%s: cannot load the model: %s: %s", path, cfnet_status_string(st),
+                   cfnet_last_error());
+        return -1;
+    }
+    if (model_load_info(*net, path, info) != 0) {
+        cfnet_network_free(*net);
+        *net = NULL;
+        return -1;
+    }
+    return 0;
+}
+
+int model_probabilities(const cfnet_network *net, const float *images, int64_t n, int channels,
+                        int size, int k, int tta, int64_t batch, float *probs)
+{
+    const int64_t per = (int64_t)channels * size * size;
+    if (batch < 1) batch = 64;
+    float *rot = tta ? xmalloc(sizeof(float) * (size_t)(batch * per)) : NULL;
+    float *p = tta ? xmalloc(sizeof(float) * (size_t)(batch * k)) : NULL;
+    int rc = 0;
+    for (int64_t b0 = 0; b0 < n && rc == 0; b0 += batch) {
+        int64_t nb = n - b0 < batch ? n - b0 : batch;
+        int64_t xs[4] = {nb, channels, size, size}, ps[2] = {nb, k};
+        cfnet_tensor *x = NULL, *pr = NULL, *xr = NULL, *pt = NULL;
+        cfnet_status st = cfnet_tensor_wrap((float *)images + b0 * per, 4, xs, &x);
+        if (st == CFNET_OK) st = cfnet_tensor_wrap(probs + b0 * k, 2, ps, &pr);
+        if (st == CFNET_OK) st = cfnet_network_probabilities(net, x, pr);
+        if (st == CFNET_OK && tta) {
+            st = cfnet_tensor_wrap(rot, 4, xs, &xr);
+            if (st == CFNET_OK) st = cfnet_tensor_wrap(p, 2, ps, &pt);
+            for (int q = 1; q < 4 && st == CFNET_OK; q++) {
+                st = cfnet_image_rotate(x, xr, 90.0 * q);
+                if (st == CFNET_OK) st = cfnet_network_probabilities(net, xr, pt);
+                for (int64_t i = 0; st == CFNET_OK && i < nb * k; i++) probs[b0 * k + i] += p[i];
+            }
+            for (int64_t i = 0; st == CFNET_OK && i < nb * k; i++) probs[b0 * k + i] *= 0.25f;
+        }
+        if (st != CFNET_OK) {
+            tool_lib_error("inference", st);
+            rc = -1;
+        }
+        cfnet_tensor_free(x);
+        cfnet_tensor_free(pr);
+        cfnet_tensor_free(xr);
+        cfnet_tensor_free(pt);
+    }
+    free(rot);
+    free(p);
+    return rc;
+}

@@ -1,0 +1,188 @@
+/* `cfnet synth DIR`: the project's synthetic biomarker images (examples/common/biomarker.c,
+ * docs/biomarker.md) as a class-folder dataset of image files. */
+#define _GNU_SOURCE
+#include "tool.h"
+
+#include "biomarker.h"
+
+#include <getopt.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+static const char synth_help[] =
+    "Usage: cfnet synth DIR [options]\n"
+    "Writes the synthetic biomarker images (docs/biomarker.md) as a dataset with one folder per\n"
+    "class: DIR/train/<class>/NNNN.tif and DIR/test/<class>/NNNN.tif.\n"
+    "Channel 1 is the biomarker (the class's Gaussian-mixture pattern, randomly rotated and\n"
+    "jittered); channel 2 is a class-independent reference stain (one round blob), so the\n"
+    "class is in channel 1 only.\n"
+    "\n"
+    "Options:\n"
+    "  --classes K          number of classes, 2..50 (default 10)\n"
+    "  --per-class N        training images per class (default 50)\n"
+    "  --test-per-class M   test images per class (default 50; 0: no test folder)\n"
+    "  --channels C         1 (biomarker only) or 2 (default 2)\n"
+    "  --size S             centre-crop (S < 50) or zero-pad (S > 50) the 50x50 images to SxS\n"
+    "  --format F           tiff (default) or png (2 channels: grey+alpha)\n"
+    "  --bits B             16 (default; values 100 + 3900 x intensity, like a 12-bit camera),\n"
+    "                       8 (255 x intensity) or, TIFF only, 32 (float, intensity in [0, 1])\n"
+    "  --layout L           TIFF channels as: pages (one page per channel, default),\n"
+    "                       interleaved (samples per pixel), planar (separate planes) or\n"
+    "                       tiled (interleaved in 16x16 tiles)\n"
+    "  --seed S             data seed (default 1; image i of class k is the same for a given\n"
+    "                       seed whatever the counts)\n"
+    "  --pattern-seed S     seed of the class patterns (default 2019, as the demo)\n"
+    "  -q, --quiet          no summary line\n"
+    "  -h, --help           this help\n";
+
+static void render(const bm_class *pat, const bm_class *ref, int cls, bm_split split, int64_t i,
+                   uint64_t seed, int channels, int bits, float *out)
+{
+    const int P = BM_SIZE * BM_SIZE;
+    bm_render(pat, cls, split, i, seed, out);
+    if (channels == 2) bm_render(ref, 0x8000 + cls, split, i, seed, out + P);
+    for (int q = 0; q < channels * P; q++) {
+        float v = out[q];
+        out[q] = bits == 16 ? 100.0f + 3900.0f * v : bits == 8 ? 255.0f * v : v;
+    }
+}
+
+/* Centre crop or zero pad (offsets as in training's crop/pad). */
+static void crop_or_pad(const tool_image *in, tool_image *out)
+{
+    const int S = out->width, o = (BM_SIZE - S) / 2;
+    for (int c = 0; c < in->channels; c++)
+        for (int y = 0; y < S; y++)
+            for (int x = 0; x < S; x++) {
+                int sy = y + o, sx = x + o;
+                out->data[((int64_t)c * S + y) * S + x] =
+                    sy >= 0 && sy < BM_SIZE && sx >= 0 && sx < BM_SIZE
+                        ? in->data[((int64_t)c * BM_SIZE + sy) * BM_SIZE + sx] : 0.0f;
+            }
+}
+
+int cmd_synth(int argc, char **argv)
+{
+    static const struct option longopts[] = {
+        {"classes", required_argument, 0, 'k'},     {"per-class", required_argument, 0, 'n'},
+        {"test-per-class", required_argument, 0, 't'}, {"channels", required_argument, 0, 'c'},
+        {"format", required_argument, 0, 'f'},      {"bits", required_argument, 0, 'b'},
+        {"layout", required_argument, 0, 'l'},      {"seed", required_argument, 0, 's'},
+        {"pattern-seed", required_argument, 0, 'p'}, {"quiet", no_argument, 0, 'q'},
+        {"size", required_argument, 0, 'S'},
+        {"help", no_argument, 0, 'h'},              {0, 0, 0, 0}};
+    long classes = 10, per = 50, test = 50, channels = 2, bits = 16, seed = 1, pseed = BM_PATTERN_SEED;
+    long size = BM_SIZE;
+    int png = 0;
+    tiff_layout layout = TIFF_PAGES;
+    opterr = 0;
+    int c;
+    while ((c = getopt_long(argc, argv, ":qh", longopts, NULL)) != -1) {
+        switch (c) {
+        case 'k':
+            if (parse_int(optarg, 2, BM_CLASSES, &classes)) return tool_usage_error("synth", "--classes: expected 2..%d, got '%s'", BM_CLASSES, optarg);
+            break;
+        case 'n':
+            if (parse_int(optarg, 1, 1000000, &per)) return tool_usage_error("synth", "--per-class: expected 1..1000000, got '%s'", optarg);
+            break;
+        case 't':
+            if (parse_int(optarg, 0, 1000000, &test)) return tool_usage_error("synth", "--test-per-class: expected 0..1000000, got '%s'", optarg);
+            break;
+        case 'c':
+            if (parse_int(optarg, 1, 2, &channels)) return tool_usage_error("synth", "--channels: expected 1 or 2, got '%s'", optarg);
+            break;
+        case 'f':
+            if (!strcmp(optarg, "png")) png = 1;
+            else if (!strcmp(optarg, "tiff") || !strcmp(optarg, "tif")) png = 0;
+            else return tool_usage_error("synth", "--format: expected tiff or png, got '%s'", optarg);
+            break;
+        case 'b':
+            if (parse_int(optarg, 8, 32, &bits) || (bits != 8 && bits != 16 && bits != 32))
+                return tool_usage_error("synth", "--bits: expected 8, 16 or 32, got '%s'", optarg);
+            break;
+        case 'l':
+            if (!strcmp(optarg, "pages")) layout = TIFF_PAGES;
+            else if (!strcmp(optarg, "interleaved")) layout = TIFF_INTERLEAVED;
+            else if (!strcmp(optarg, "planar")) layout = TIFF_PLANAR;
+            else if (!strcmp(optarg, "tiled")) layout = TIFF_TILED;
+            else return tool_usage_error("synth", "--layout: expected pages, interleaved, planar or tiled, got '%s'", optarg);
+            break;
+        case 's':
+            if (parse_int(optarg, 0, 0x7fffffffL, &seed)) return tool_usage_error("synth", "--seed: expected a non-negative integer, got '%s'", optarg);
+            break;
+        case 'p':
+            if (parse_int(optarg, 0, 0x7fffffffL, &pseed)) return tool_usage_error("synth", "--pattern-seed: expected a non-negative integer, got '%s'", optarg);
+            break;
+        case 'S':
+            if (parse_int(optarg, 8, 1024, &size)) return tool_usage_error("synth", "--size: expected 8..1024, got '%s'", optarg);
+            break;
+        case 'q': tool_quiet = 1; break;
+        case 'h': fputs(synth_help, stdout); return EXIT_OK;
+        case ':': return tool_usage_error("synth", "%s needs a value", argv[optind - 1]);
+        default: return tool_usage_error("synth", "unknown option '%s'", argv[optind - 1]);
+        }
+    }
+    if (optind != argc - 1)
+        return tool_usage_error("synth", optind >= argc ? "missing DIR" : "one DIR expected");
+    if (png && bits == 32) return tool_usage_error("synth", "--bits 32 (float) is TIFF only");
+    const char *dir = argv[optind];
+    bm_class pat[BM_CLASSES], ref;
+    for (int k = 0; k < classes; k++) bm_class_pattern(k, (uint64_t)pseed, &pat[k]);
+    /* The reference stain: one round component at the centre, like a nucleus. */
+    memset(&ref, 0, sizeof ref);
+    ref.components = 1;
+    ref.weight[0] = 1.0;
+    ref.chol[0][0] = ref.chol[0][2] = 5.0;
+    ref.points = 250.0;
+    ref.spot = 1.0;
+    tool_image img = {(int)channels, BM_SIZE, BM_SIZE, xmalloc(sizeof(float) * 2 * BM_SIZE * BM_SIZE)};
+    tool_image out = {(int)channels, (int)size, (int)size, xmalloc(sizeof(float) * 2 * (size_t)(size * size))};
+    const char *ext = png ? "png" : "tif";
+    int64_t written = 0;
+    for (int s = 0; s < 2; s++) {
+        long count = s == 0 ? per : test;
+        if (count == 0) continue;
+        char *sdir = path_join(dir, s == 0 ? "train" : "test");
+        for (int k = 0; k < classes; k++) {
+            char name[32];
+            snprintf(name, sizeof name, "class%02d", k);
+            char *cdir = path_join(sdir, name);
+            if (make_dirs(cdir) != 0) {
+                free(cdir);
+                free(sdir);
+                free(img.data);
+                free(out.data);
+                return EXIT_RUNTIME;
+            }
+            for (long i = 0; i < count; i++) {
+                render(&pat[k], &ref, k, s == 0 ? BM_TRAIN : BM_TEST, i, (uint64_t)seed,
+                       (int)channels, (int)bits, img.data);
+                crop_or_pad(&img, &out);
+                char file[64], err[256];
+                snprintf(file, sizeof file, "%04ld.%s", i, ext);
+                char *path = path_join(cdir, file);
+                int rc = png ? image_write_png(path, &out, (int)bits, err, sizeof err)
+                             : image_write_tiff(path, &out, (int)bits, layout, err, sizeof err);
+                free(path);
+                if (rc != 0) {
+                    tool_error("%s", err);
+                    free(cdir);
+                    free(sdir);
+                    free(img.data);
+                    free(out.data);
+                    return EXIT_RUNTIME;
+                }
+                written++;
+            }
+            free(cdir);
+        }
+        free(sdir);
+    }
+    free(img.data);
+    free(out.data);
+    tool_info("wrote %lld images (%ld classes, %ld training + %ld test per class, %ldx%d %ld-bit "
+              "%s, %ld channel%s) to %s", (long long)written, classes, per, test, size,
+              (int)size, bits, png ? "PNG" : "TIFF", channels, channels == 1 ? "" : "s", dir);
+    return EXIT_OK;
+}

@@ -1,0 +1,255 @@
+/* The `cfnet` command: shared declarations of its parts (not installed, not part of libcfnet). */
+#ifndef CFNET_TOOL_H
+#define CFNET_TOOL_H
+
+#include <cfnet/cfnet.h>
+
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+/* Exit codes (documented in docs/cli.md and the man page). */
+#define EXIT_OK 0
+#define EXIT_RUNTIME 1
+#define EXIT_USAGE 2
+
+/* ---- messages (util.c) ---------------------------------------------------------------------- */
+
+/* Prints "cfnet: <message>" to stderr. */
+void tool_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+void tool_warn(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/* Prints "cfnet <cmd>: <message>" plus a hint to run --help, returns EXIT_USAGE. */
+int tool_usage_error(const char *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* Reports a failed libcfnet call: "cfnet: <what>: <status>: <detail>". */
+void tool_lib_error(const char *what, cfnet_status st);
+/* Quiet mode (--quiet): info messages suppressed. */
+extern int tool_quiet;
+void tool_info(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+void *xmalloc(size_t n);
+void *xcalloc(size_t n, size_t size);
+void *xrealloc(void *p, size_t n);
+char *xstrdup(const char *s);
+/* A heap string formatted like printf. */
+char *xasprintf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+double tool_now(void);
+/* Physical memory in bytes (0 if unknown). */
+uint64_t tool_phys_memory(void);
+/* Online processors (at least 1). */
+int tool_cpus(void);
+/* One OpenBLAS thread unless OPENBLAS_NUM_THREADS is set. */
+void tool_blas_single_thread(void);
+
+/* splitmix64 generator used for splits and sampling orders (derived from --seed). */
+uint64_t tool_rand(uint64_t *state);
+double tool_uniform(uint64_t *state);
+void tool_shuffle(int64_t *idx, int64_t n, uint64_t *state);
+uint64_t tool_mix(uint64_t a, uint64_t b);
+
+/* Option parsing helpers: strict numbers (the whole string), 0 on success. */
+int parse_int(const char *s, long lo, long hi, long *out);
+int parse_double(const char *s, double lo, double hi, double *out);
+/* "512M", "2G", "100000" (bytes; K/M/G/T suffixes, powers of 1024). */
+int parse_bytes(const char *s, uint64_t *out);
+
+/* Reads a whole file into memory (at most `limit` bytes, else an error). Returns 0 or -1 with
+ * a message in err. */
+int read_file(const char *path, size_t limit, unsigned char **data, size_t *size, char *err,
+              size_t errsize);
+/* Writes `data` to path atomically (temporary file + rename). 0 or -1 with errno set. */
+int write_file_atomic(const char *path, const void *data, size_t size);
+/* 1 if path is a directory, 0 if not, -1 if it does not exist. */
+int path_is_dir(const char *path);
+/* Creates a directory and its parents (like mkdir -p). 0 or -1 with a message printed. */
+int make_dirs(const char *path);
+/* Joins a directory and a name ("dir/name"); a heap string. */
+char *path_join(const char *dir, const char *name);
+/* Lower-case extension check: 1 if path ends in .tif/.tiff/.png (any case). */
+int has_image_extension(const char *path);
+
+/* CSV quoting of one field into a heap string ("a,b" -> "\"a,b\""). */
+char *csv_quote(const char *s);
+
+/* ---- images (imageio.c) ---------------------------------------------------------------------- */
+
+/* A decoded image: channels x height x width float32 intensities as stored (no scaling). */
+typedef struct tool_image {
+    int channels, height, width;
+    float *data;
+} tool_image;
+
+/* Largest decoded image accepted (channels * height * width values). */
+#define TOOL_IMAGE_MAX_VALUES ((int64_t)1 << 28)
+/* Largest image file read. */
+#define TOOL_IMAGE_MAX_FILE ((size_t)1 << 31)
+
+/* Decodes a TIFF or PNG held in memory (format from the first bytes). Returns 0, or -1 with a
+ * one-line reason in err. max_values caps channels*height*width. */
+int image_decode(const unsigned char *data, size_t size, int64_t max_values, tool_image *out,
+                 char *err, size_t errsize);
+/* Reads and decodes a file (same contract). */
+int image_read(const char *path, tool_image *out, char *err, size_t errsize);
+void image_free(tool_image *img);
+
+/* TIFF layouts for writing. */
+typedef enum tiff_layout {
+    TIFF_PAGES = 0,       /* one page per channel */
+    TIFF_INTERLEAVED = 1, /* samples per pixel, contiguous */
+    TIFF_PLANAR = 2,      /* samples per pixel, separate planes */
+    TIFF_TILED = 3        /* samples per pixel, contiguous, in 16 x 16 tiles */
+} tiff_layout;
+/* Writes img (values already in the target range) as a TIFF: bits 8, 16 (unsigned, values
+ * rounded and clamped) or 32 (float). 0 or -1 with err. */
+int image_write_tiff(const char *path, const tool_image *img, int bits, tiff_layout layout,
+                     char *err, size_t errsize);
+/* Writes img as a PNG: 1 channel grey, 2 grey+alpha, 3 RGB, 4 RGBA; bits 8 or 16. */
+int image_write_png(const char *path, const tool_image *img, int bits, char *err,
+                    size_t errsize);
+
+/* ---- preprocessing (dataset.c) ---------------------------------------------------------------- */
+
+/* How raw intensities become network inputs; stored in the model's metadata. */
+typedef struct tool_norm {
+    int percentile;   /* 1: per image and channel percentile stretch; 0: multiply by scale */
+    double low, high; /* percentiles */
+    double scale;
+} tool_norm;
+
+/* "percentile 1 99.8" / "scale 0.0001". */
+void norm_format(const tool_norm *n, char *buf, size_t size);
+int norm_parse(const char *s, tool_norm *n);
+
+/* Normalises img (in place) then centre-crops / zero-pads it to size x size into dst
+ * (channels x size x size). Returns 0, or -1 with err (smaller than size and pad == 0). */
+int image_prepare(tool_image *img, const tool_norm *norm, int size, int pad, float *dst,
+                  char *err, size_t errsize);
+
+/* ---- datasets (dataset.c) --------------------------------------------------------------------- */
+
+enum { SPLIT_NONE = 0, SPLIT_TRAIN = 1, SPLIT_VAL = 2, SPLIT_TEST = 3 };
+
+typedef struct tool_sample {
+    char *path;    /* as opened (relative to the working directory) */
+    char *label;   /* class name as given (NULL: unlabelled) */
+    int cls;       /* class index, -1 if none / unknown */
+    int split;     /* SPLIT_* from a manifest, SPLIT_NONE otherwise */
+    int line;      /* manifest line, 0 for folders */
+    char *source;  /* manifest path or class folder (for messages) */
+    int bad;       /* skipped (--skip-bad) */
+} tool_sample;
+
+typedef struct tool_dataset {
+    tool_sample *s;
+    int64_t n, cap;
+    char **classes; /* sorted class names found (labelled data) */
+    int n_classes;
+    int manifest;   /* 1 if read from a CSV */
+    int has_split;  /* manifest has a split column */
+} tool_dataset;
+
+/* Reads DATA: a folder with one sub-folder per class, or a CSV manifest. Labels required.
+ * Returns 0 or -1 (message printed). */
+int dataset_open_labelled(const char *path, tool_dataset *ds);
+/* For prediction: files, folders (searched recursively for images) or manifests (labels
+ * optional). */
+int dataset_open_inputs(char **paths, int n, tool_dataset *ds);
+void dataset_free(tool_dataset *ds);
+/* Maps every sample's label to an index of `classes`; a label not in the list is an error
+ * naming the file and line ("not seen in training"). */
+int dataset_assign_classes(tool_dataset *ds, char **classes, int n_classes);
+
+/* Loads the samples idx[0..n-1] into dst (n x channels x size x size), decoding with `threads`
+ * threads. Bad files: an error (returns -1, message printed) unless skip_bad, in which case the
+ * sample is marked bad, a warning is printed and its slot is zero. expect_channels: the
+ * required channel count. */
+typedef struct load_spec {
+    int channels, size, pad;
+    tool_norm norm;
+    int threads;
+    int skip_bad;
+    int exact; /* 1: every image must be size x size already (no --size given) */
+} load_spec;
+int dataset_load(tool_dataset *ds, const int64_t *idx, int64_t n, const load_spec *spec,
+                 float *dst, int64_t *bad_count);
+/* Reads the first good image to find channels and size (when not given). */
+int dataset_probe(tool_dataset *ds, const int64_t *idx, int64_t n, int skip_bad, int *channels,
+                  int *height, int *width);
+
+/* ---- metrics (metrics.c) ---------------------------------------------------------------------- */
+
+typedef struct tool_metrics {
+    int k;
+    int64_t *confusion; /* k x k, row = true, column = predicted */
+    int64_t total, correct;
+    double accuracy, balanced_accuracy, macro_f1;
+    double *precision, *recall, *f1;
+    int64_t *support;
+    double loss; /* mean cross-entropy, NaN if not computed */
+} tool_metrics;
+
+void metrics_init(tool_metrics *m, int k);
+void metrics_add(tool_metrics *m, int truth, int predicted);
+void metrics_finish(tool_metrics *m);
+void metrics_free(tool_metrics *m);
+void metrics_print(const tool_metrics *m, char **classes, FILE *out);
+int metrics_write_confusion_csv(const tool_metrics *m, char **classes, const char *path);
+int metrics_write_confusion_svg(const tool_metrics *m, char **classes, const char *path);
+int metrics_write_json(const tool_metrics *m, char **classes, const char *path,
+                       const char *model, const char *data);
+
+/* ---- model metadata (model.c) ----------------------------------------------------------------- */
+
+/* What the command stores in a model file besides the network. */
+typedef struct tool_model_info {
+    char **classes;
+    int n_classes;
+    int channels, size, pad;
+    tool_norm norm;
+    char arch[32];
+} tool_model_info;
+
+/* Writes info into the network's metadata. */
+int model_store_info(cfnet_network *net, const tool_model_info *info);
+/* Reads it back; missing keys are an error naming the model file. */
+int model_load_info(const cfnet_network *net, const char *path, tool_model_info *info);
+void model_info_free(tool_model_info *info);
+/* Loads a model made by `cfnet train` (message printed on error). */
+int model_open(const char *path, cfnet_network **net, tool_model_info *info);
+
+/* Runs the network on n prepared images (n x C x S x S) in batches; probs gets n x k. tta:
+ * averages the four quarter turns. */
+int model_probabilities(const cfnet_network *net, const float *images, int64_t n, int channels,
+                        int size, int k, int tta, int64_t batch, float *probs);
+
+/* ---- progress line (util.c) ------------------------------------------------------------------- */
+
+typedef struct tool_progress {
+    FILE *out;
+    int tty;
+    double t0;
+    int64_t last_plain;
+} tool_progress;
+void progress_init(tool_progress *p, FILE *out);
+/* Prints the current line: on a terminal it is redrawn with \r; otherwise only when `force`. */
+void progress_line(tool_progress *p, int force, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+void progress_done(tool_progress *p);
+
+/* ---- commands ----------------------------------------------------------------------------------- */
+
+int cmd_train(int argc, char **argv);
+int cmd_eval(int argc, char **argv);
+int cmd_predict(int argc, char **argv);
+int cmd_info(int argc, char **argv);
+int cmd_synth(int argc, char **argv);
+int cmd_export(int argc, char **argv);
+
+/* Tool version string (the library's version). */
+#define TOOL_NAME "cfnet"
+
+/* Interrupt flag set by SIGINT/SIGTERM during training. */
+extern volatile int tool_interrupted;
+void tool_install_signals(void);
+
+#endif

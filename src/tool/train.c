@@ -1,0 +1,1048 @@
+/* `cfnet train DATA -o MODEL`: splits, loading, the epoch loop with progress, validation, best
+ * model and checkpoint, resume, early stopping, log and learning curves. */
+#define _GNU_SOURCE
+#include "tool.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <jansson.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+static const char train_help[] =
+    "Usage: cfnet train DATA -o MODEL [options]\n"
+    "Trains a classifier. DATA is a folder with one sub-folder of images per class (the folder\n"
+    "names are the class names) or a CSV manifest with lines path,label[,split] (paths relative\n"
+    "to the manifest; split: train, val or test). The model with the best validation balanced\n"
+    "accuracy is written to MODEL (atomically, replacing it only when it improves); the state\n"
+    "after the last epoch, with the optimiser, goes to the checkpoint MODEL-without-.safetensors\n"
+    "+ .last.safetensors, which --resume continues from.\n"
+    "\n"
+    "Model:\n"
+    "  -o, --output MODEL      model file to write (required)\n"
+    "  --arch A                cfnet (default), cnet, gcnn, gcnn-dft or cnn; cfnet and gcnn-dft\n"
+    "                          are invariant to quarter turns of the input\n"
+    "  --width N               filters per layer (default 0: the library's default, 16)\n"
+    "  --size S                input size: centre-crop every image to SxS (default: the images'\n"
+    "                          size, which must then be the same square size for all)\n"
+    "  --pad                   zero-pad images smaller than S (else they are an error)\n"
+    "  --percentile LOW,HIGH   per image and channel, map these intensity percentiles to 0 and\n"
+    "                          1 and clip (default 1,99.8)\n"
+    "  --scale X               instead: multiply raw intensities by X (e.g. 1/65535)\n"
+    "Training:\n"
+    "  --epochs N              total epochs (default 30; with --resume, up to this many in all)\n"
+    "  --batch N               images per step (default 50)\n"
+    "  --lr X                  Adam learning rate (default 5e-3)\n"
+    "  --lr-decay X            multiply the learning rate by X after every epoch (default 0.95)\n"
+    "  --weight-decay X        L2 weight decay (default 5e-4)\n"
+    "  --rotate R              augmentation: any (default; any angle), quarter or none\n"
+    "  --jitter N              augmentation: random shifts of up to N pixels (default 0)\n"
+    "  --flip                  augmentation: random horizontal flips\n"
+    "  --balance               class-balanced sampling (each step draws classes uniformly)\n"
+    "  --val F                 validation fraction, stratified by class (default 0.1; 0: none,\n"
+    "                          MODEL is then the last epoch); a manifest's split column wins\n"
+    "  --patience N            stop when validation balanced accuracy has not improved for N\n"
+    "                          epochs (default 0: never)\n"
+    "  --seed N                seed of the weights, split, order and augmentation (default 1)\n"
+    "  --resume CHECKPOINT     continue a run from its checkpoint (same DATA; the run's stored\n"
+    "                          settings are used): the result is bit-identical to an\n"
+    "                          uninterrupted run with the same thread count\n"
+    "Data and output:\n"
+    "  --threads N             decoding and training threads (default: all processors)\n"
+    "  --max-memory BYTES      cap on decoded images held in memory, e.g. 2G (default: a\n"
+    "                          quarter of RAM); beyond it images are re-read from disk each epoch\n"
+    "  --skip-bad              warn about unreadable or unsuitable images and leave them out\n"
+    "  --log FILE.csv          per-epoch train loss and accuracy, validation loss, accuracy and\n"
+    "                          balanced accuracy, learning rate, seconds\n"
+    "  --plot FILE.svg         learning curves (also FILE.png when ImageMagick's convert exists)\n"
+    "  -q, --quiet             no progress output\n"
+    "  -h, --help              this help\n";
+
+typedef struct train_cfg {
+    const char *data, *output, *resume, *log, *plot;
+    char arch[32];
+    int width, size, pad, epochs, batch, jitter, flip, balance, patience, threads, skip_bad;
+    int rotate; /* CFNET_AUG_ROTATION_* */
+    double lr, lr_decay, weight_decay, val;
+    long seed;
+    uint64_t max_memory;
+    tool_norm norm;
+} train_cfg;
+
+typedef struct epoch_rec {
+    int epoch;
+    double train_loss, train_acc, val_loss, val_acc, val_bacc, lr, seconds;
+} epoch_rec;
+
+/* ---- settings stored in the checkpoint ------------------------------------------------------- */
+
+static char *config_json(const train_cfg *c)
+{
+    json_t *o = json_object();
+    json_object_set_new(o, "arch", json_string(c->arch));
+    json_object_set_new(o, "width", json_integer(c->width));
+    json_object_set_new(o, "batch", json_integer(c->batch));
+    json_object_set_new(o, "seed", json_integer(c->seed));
+    json_object_set_new(o, "val", json_real(c->val));
+    json_object_set_new(o, "balance", json_boolean(c->balance));
+    json_object_set_new(o, "lr", json_real(c->lr));
+    json_object_set_new(o, "lr_decay", json_real(c->lr_decay));
+    json_object_set_new(o, "weight_decay", json_real(c->weight_decay));
+    json_object_set_new(o, "rotate", json_integer(c->rotate));
+    json_object_set_new(o, "jitter", json_integer(c->jitter));
+    json_object_set_new(o, "flip", json_boolean(c->flip));
+    char *s = json_dumps(o, JSON_COMPACT | JSON_SORT_KEYS);
+    json_decref(o);
+    return s;
+}
+
+static int config_from_json(const char *s, train_cfg *c)
+{
+    json_error_t je;
+    json_t *o = json_loads(s, 0, &je);
+    if (!json_is_object(o)) {
+        json_decref(o);
+        return -1;
+    }
+    const char *arch = json_string_value(json_object_get(o, "arch"));
+    if (arch) snprintf(c->arch, sizeof c->arch, "%s", arch);
+    c->width = (int)json_integer_value(json_object_get(o, "width"));
+    c->batch = (int)json_integer_value(json_object_get(o, "batch"));
+    c->seed = (long)json_integer_value(json_object_get(o, "seed"));
+    c->val = json_number_value(json_object_get(o, "val"));
+    c->balance = json_is_true(json_object_get(o, "balance"));
+    c->lr = json_number_value(json_object_get(o, "lr"));
+    c->lr_decay = json_number_value(json_object_get(o, "lr_decay"));
+    c->weight_decay = json_number_value(json_object_get(o, "weight_decay"));
+    c->rotate = (int)json_integer_value(json_object_get(o, "rotate"));
+    c->jitter = (int)json_integer_value(json_object_get(o, "jitter"));
+    c->flip = json_is_true(json_object_get(o, "flip"));
+    json_decref(o);
+    return (arch && c->batch > 0) ? 0 : -1;
+}
+
+/* Training state: epochs done, best so far and the history (no timings: the checkpoint of a
+ * resumed run must equal the uninterrupted one byte for byte). */
+static char *state_json(int epoch, int best_epoch, double best, const epoch_rec *h, int nh)
+{
+    json_t *o = json_object(), *a = json_array();
+    json_object_set_new(o, "epoch", json_integer(epoch));
+    json_object_set_new(o, "best_epoch", json_integer(best_epoch));
+    json_object_set_new(o, "best_val_balanced_accuracy", json_real(best));
+    for (int i = 0; i < nh; i++) {
+        json_t *r = json_array();
+        json_array_append_new(r, json_integer(h[i].epoch));
+        json_array_append_new(r, json_real(h[i].train_loss));
+        json_array_append_new(r, json_real(h[i].train_acc));
+        json_array_append_new(r, json_real(h[i].val_loss));
+        json_array_append_new(r, json_real(h[i].val_acc));
+        json_array_append_new(r, json_real(h[i].val_bacc));
+        json_array_append_new(r, json_real(h[i].lr));
+        json_array_append_new(a, r);
+    }
+    json_object_set_new(o, "history", a);
+    char *s = json_dumps(o, JSON_COMPACT | JSON_SORT_KEYS);
+    json_decref(o);
+    return s;
+}
+
+static int state_from_json(const char *s, int *epoch, int *best_epoch, double *best, epoch_rec **h,
+                           int *nh)
+{
+    json_error_t je;
+    json_t *o = json_loads(s, 0, &je);
+    json_t *a = json_object_get(o, "history");
+    if (!json_is_object(o) || !json_is_array(a)) {
+        json_decref(o);
+        return -1;
+    }
+    *epoch = (int)json_integer_value(json_object_get(o, "epoch"));
+    *best_epoch = (int)json_integer_value(json_object_get(o, "best_epoch"));
+    *best = json_number_value(json_object_get(o, "best_val_balanced_accuracy"));
+    *nh = (int)json_array_size(a);
+    *h = xcalloc((size_t)*nh + 1, sizeof **h);
+    for (int i = 0; i < *nh; i++) {
+        json_t *r = json_array_get(a, (size_t)i);
+        epoch_rec *e = &(*h)[i];
+        e->epoch = (int)json_integer_value(json_array_get(r, 0));
+        e->train_loss = json_number_value(json_array_get(r, 1));
+        e->train_acc = json_number_value(json_array_get(r, 2));
+        e->val_loss = json_number_value(json_array_get(r, 3));
+        e->val_acc = json_number_value(json_array_get(r, 4));
+        e->val_bacc = json_number_value(json_array_get(r, 5));
+        e->lr = json_number_value(json_array_get(r, 6));
+    }
+    json_decref(o);
+    return 0;
+}
+
+/* ---- learning curves --------------------------------------------------------------------------- */
+
+static void svg_polyline(FILE *f, const epoch_rec *h, int n, size_t off, double lo, double hi,
+                         int x0, int y0, int w, int ht, int maxe, const char *color, int dashed)
+{
+    fprintf(f, "<polyline fill=\"none\" stroke=\"%s\" stroke-width=\"2\"%s points=\"", color,
+            dashed ? " stroke-dasharray=\"6 3\"" : "");
+    for (int i = 0; i < n; i++) {
+        double v = *(const double *)((const char *)&h[i] + off);
+        if (isnan(v)) continue;
+        double x = x0 + (double)w * (h[i].epoch - (maxe > 1 ? 1 : 0)) / (maxe > 1 ? maxe - 1 : 1);
+        double y = y0 + ht - (double)ht * (v - lo) / (hi - lo);
+        fprintf(f, "%.1f,%.1f ", x, y);
+    }
+    fprintf(f, "\"/>\n");
+}
+
+static int write_plot(const char *path, const epoch_rec *h, int n, int has_val)
+{
+    FILE *f = fopen(path, "w");
+    if (!f) {
+        tool_error("%s: cannot create: %s", path, strerror(errno));
+        return -1;
+    }
+    int maxe = n ? h[n - 1].epoch : 1;
+    double lmax = 0;
+    for (int i = 0; i < n; i++) {
+        if (h[i].train_loss > lmax) lmax = h[i].train_loss;
+        if (has_val && h[i].val_loss > lmax) lmax = h[i].val_loss;
+    }
+    if (!(lmax > 0)) lmax = 1;
+    const int W = 820, H = 340, pw = 330, ph = 240, ty = 40;
+    fprintf(f, "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"%d\" height=\"%d\" "
+            "font-family=\"sans-serif\" font-size=\"12\">\n<rect width=\"100%%\" height=\"100%%\" "
+            "fill=\"white\"/>\n", W, H);
+    for (int p = 0; p < 2; p++) {
+        int x0 = 60 + p * 400;
+        double hi = p == 0 ? lmax : 1.0;
+        fprintf(f, "<text x=\"%d\" y=\"24\" font-size=\"14\">%s</text>\n", x0,
+                p == 0 ? "loss (cross-entropy)" : "accuracy");
+        fprintf(f, "<rect x=\"%d\" y=\"%d\" width=\"%d\" height=\"%d\" fill=\"none\" "
+                "stroke=\"#888\"/>\n", x0, ty, pw, ph);
+        for (int t = 0; t <= 4; t++) {
+            double v = hi * t / 4;
+            int y = ty + ph - ph * t / 4;
+            fprintf(f, "<line x1=\"%d\" x2=\"%d\" y1=\"%d\" y2=\"%d\" stroke=\"#eee\"/>"
+                    "<text x=\"%d\" y=\"%d\" text-anchor=\"end\">%.*f</text>\n", x0, x0 + pw, y, y,
+                    x0 - 4, y + 4, p == 0 ? 2 : 2, v);
+        }
+        fprintf(f, "<text x=\"%d\" y=\"%d\" text-anchor=\"middle\">epoch (1 to %d)</text>\n",
+                x0 + pw / 2, ty + ph + 20, maxe);
+        if (p == 0) {
+            svg_polyline(f, h, n, offsetof(epoch_rec, train_loss), 0, hi, x0, ty, pw, ph, maxe, "#1f77b4", 0);
+            if (has_val)
+                svg_polyline(f, h, n, offsetof(epoch_rec, val_loss), 0, hi, x0, ty, pw, ph, maxe, "#d62728", 0);
+        } else {
+            svg_polyline(f, h, n, offsetof(epoch_rec, train_acc), 0, 1, x0, ty, pw, ph, maxe, "#1f77b4", 0);
+            if (has_val) {
+                svg_polyline(f, h, n, offsetof(epoch_rec, val_acc), 0, 1, x0, ty, pw, ph, maxe, "#d62728", 0);
+                svg_polyline(f, h, n, offsetof(epoch_rec, val_bacc), 0, 1, x0, ty, pw, ph, maxe, "#2ca02c", 1);
+            }
+        }
+    }
+    fprintf(f, "<text x=\"60\" y=\"%d\" fill=\"#1f77b4\">training (augmented, running)</text>\n"
+            "<text x=\"300\" y=\"%d\" fill=\"#d62728\">validation</text>\n"
+            "<text x=\"420\" y=\"%d\" fill=\"#2ca02c\">validation balanced accuracy (dashed)</text>\n"
+            "</svg>\n", H - 12, H - 12, H - 12);
+    if (fclose(f) != 0) {
+        tool_error("%s: write failed", path);
+        return -1;
+    }
+    return 0;
+}
+
+static int have_program(const char *name)
+{
+    const char *path = getenv("PATH");
+    if (!path) return 0;
+    char *p = xstrdup(path), *save = NULL;
+    int found = 0;
+    for (char *d = strtok_r(p, ":", &save); d && !found; d = strtok_r(NULL, ":", &save)) {
+        char *f = path_join(*d ? d : ".", name);
+        found = access(f, X_OK) == 0;
+        free(f);
+    }
+    free(p);
+    return found;
+}
+
+/* FILE.svg -> FILE.png with ImageMagick's convert when present (no shell involved). */
+static void plot_png(const char *svg)
+{
+    if (!have_program("convert")) return;
+    size_t n = strlen(svg);
+    char *png = n > 4 && !strcasecmp(svg + n - 4, ".svg") ? xasprintf("%.*s.png", (int)(n - 4), svg)
+                                                          : xasprintf("%s.png", svg);
+    pid_t pid = fork();
+    if (pid == 0) {
+        int devnull = open("/dev/null", O_WRONLY);
+        if (devnull >= 0) {
+            dup2(devnull, 1);
+            dup2(devnull, 2);
+        }
+        execlp("convert", "convert", svg, png, (char *)NULL);
+        _exit(127);
+    }
+    int status = 0;
+    if (pid > 0) waitpid(pid, &status, 0);
+    if (pid < 0 || !WIFEXITED(status) || WEXITSTATUS(status) != 0)
+        tool_warn("%s: could not convert the plot to PNG with convert", png);
+    free(png);
+}
+
+/* ---- data preparation ------------------------------------------------------------------------ */
+
+/* Stratified split: per class (in dataset order), a seeded shuffle puts round(frac * n)
+ * images (at least 1 when frac > 0 and the class has 2 or more) in validation. */
+static void split_stratified(tool_dataset *ds, double frac, uint64_t seed)
+{
+    for (int k = 0; k < ds->n_classes; k++) {
+        int64_t n = 0;
+        for (int64_t i = 0; i < ds->n; i++) n += ds->s[i].cls == k;
+        int64_t *idx = xmalloc(sizeof(int64_t) * (size_t)(n ? n : 1)), m = 0;
+        for (int64_t i = 0; i < ds->n; i++)
+            if (ds->s[i].cls == k) idx[m++] = i;
+        uint64_t st = tool_mix(seed ^ 0x5eed5eedull, (uint64_t)k);
+        tool_shuffle(idx, n, &st);
+        int64_t nv = (int64_t)floor(frac * (double)n + 0.5);
+        if (frac > 0 && nv == 0 && n >= 2) nv = 1;
+        if (nv >= n) nv = n - 1; /* keep at least one training image */
+        for (int64_t i = 0; i < n; i++) ds->s[idx[i]].split = i < nv ? SPLIT_VAL : SPLIT_TRAIN;
+        free(idx);
+    }
+}
+
+/* Classes from the training rows of a manifest with a split column; other rows' labels must be
+ * among them. */
+static int classes_from_train_rows(tool_dataset *ds)
+{
+    for (int k = 0; k < ds->n_classes; k++) free(ds->classes[k]);
+    free(ds->classes);
+    ds->classes = NULL;
+    ds->n_classes = 0;
+    char **v = xmalloc(sizeof *v * (size_t)ds->n);
+    int64_t n = 0;
+    for (int64_t i = 0; i < ds->n; i++)
+        if (ds->s[i].split == SPLIT_TRAIN) v[n++] = ds->s[i].label;
+    if (n == 0) {
+        free(v);
+        tool_error("%s: the manifest has a split column but no 'train' rows", ds->s[0].source);
+        return -1;
+    }
+    for (int64_t i = 1; i < n; i++) /* insertion sort is fine: names only */
+        for (int64_t j = i; j > 0 && strcmp(v[j - 1], v[j]) > 0; j--) {
+            char *t = v[j];
+            v[j] = v[j - 1];
+            v[j - 1] = t;
+        }
+    ds->classes = xmalloc(sizeof(char *) * (size_t)n);
+    for (int64_t i = 0; i < n; i++)
+        if (i == 0 || strcmp(v[i], v[i - 1])) ds->classes[ds->n_classes++] = xstrdup(v[i]);
+    free(v);
+    return 0;
+}
+
+/* One epoch's sampling order over the training indices tr[0..ntr-1] (positions into tr).
+ * Derived from (seed, epoch) only, so a resumed run draws the same orders. */
+static void epoch_order(const train_cfg *c, const tool_dataset *ds, const int64_t *tr, int64_t ntr,
+                        int epoch, int64_t *order)
+{
+    uint64_t st = tool_mix((uint64_t)c->seed ^ 0x0dde7ull, (uint64_t)epoch);
+    if (!c->balance) {
+        for (int64_t i = 0; i < ntr; i++) order[i] = i;
+        tool_shuffle(order, ntr, &st);
+        return;
+    }
+    /* Balanced: every slot picks a class uniformly, then the next image of that class's
+     * shuffled cycle (reshuffled when used up). */
+    const int K = ds->n_classes;
+    int64_t *count = xcalloc((size_t)K, sizeof(int64_t)), *pos = xcalloc((size_t)K, sizeof(int64_t));
+    int64_t **members = xcalloc((size_t)K, sizeof(int64_t *));
+    for (int64_t i = 0; i < ntr; i++) count[ds->s[tr[i]].cls]++;
+    for (int k = 0; k < K; k++) members[k] = xmalloc(sizeof(int64_t) * (size_t)(count[k] ? count[k] : 1));
+    int64_t *fill = xcalloc((size_t)K, sizeof(int64_t));
+    for (int64_t i = 0; i < ntr; i++) {
+        int k = ds->s[tr[i]].cls;
+        members[k][fill[k]++] = i;
+    }
+    for (int k = 0; k < K; k++) tool_shuffle(members[k], count[k], &st);
+    for (int64_t i = 0; i < ntr; i++) {
+        int k;
+        do k = (int)(tool_rand(&st) % (uint64_t)K);
+        while (count[k] == 0);
+        if (pos[k] == count[k]) {
+            tool_shuffle(members[k], count[k], &st);
+            pos[k] = 0;
+        }
+        order[i] = members[k][pos[k]++];
+    }
+    for (int k = 0; k < K; k++) free(members[k]);
+    free(members);
+    free(count);
+    free(pos);
+    free(fill);
+}
+
+/* ---- the progress callback ------------------------------------------------------------------- */
+
+typedef struct prog_ctx {
+    tool_progress pr;
+    int epoch, epochs;
+    int64_t step_offset, steps_epoch, plain_every;
+    double run_t0;
+    int64_t steps_done_run, steps_left_run;
+    /* The epoch's loss summed over samples, step by step in the same order whether the images
+     * are resident or streamed in chunks, so both give the same numbers to the last bit. */
+    int64_t chunk_n, batch;
+    double loss_sum;
+} prog_ctx;
+
+static void fmt_time(double s, char *buf, size_t n)
+{
+    if (s < 0 || !isfinite(s)) snprintf(buf, n, "?");
+    else if (s < 100) snprintf(buf, n, "%.0fs", s);
+    else if (s < 6000) snprintf(buf, n, "%.0fm%02.0fs", floor(s / 60), fmod(s, 60));
+    else snprintf(buf, n, "%.0fh%02.0fm", floor(s / 3600), floor(fmod(s, 3600) / 60));
+}
+
+static int on_step(void *user, int64_t step, int64_t steps, double loss, double accuracy)
+{
+    prog_ctx *p = user;
+    (void)steps;
+    int64_t left = p->chunk_n - (step - 1) * p->batch;
+    p->loss_sum += loss * (double)(left < p->batch ? left : p->batch);
+    int64_t s = p->step_offset + step;
+    int64_t done = p->steps_done_run + s;
+    double el = tool_now() - p->run_t0;
+    double eta = done > 0 ? el / (double)done * (double)(p->steps_left_run - done) : -1;
+    char e1[32], e2[32];
+    fmt_time(el, e1, sizeof e1);
+    fmt_time(eta, e2, sizeof e2);
+    int force = s == p->steps_epoch || (p->plain_every > 0 && s % p->plain_every == 0);
+    if (s != p->steps_epoch || p->pr.tty)
+        progress_line(&p->pr, force && !p->pr.tty, "epoch %d/%d  step %lld/%lld  loss %.4f  acc %.1f %%  "
+                      "elapsed %s  ETA %s", p->epoch, p->epochs, (long long)s,
+                      (long long)p->steps_epoch, loss, 100 * accuracy, e1, e2);
+    return tool_interrupted ? 1 : 0;
+}
+
+/* ---- validation ------------------------------------------------------------------------------- */
+
+static int validate(cfnet_network *net, tool_dataset *ds, const int64_t *va, int64_t nva,
+                    const float *mem, int64_t chunk, const load_spec *spec, int k, int64_t batch,
+                    tool_metrics *m, int64_t *bad)
+{
+    const int64_t per = (int64_t)spec->channels * spec->size * spec->size;
+    float *probs = xmalloc(sizeof(float) * (size_t)(chunk * k));
+    float *buf = mem ? NULL : xmalloc(sizeof(float) * (size_t)(chunk * per));
+    double loss = 0;
+    metrics_init(m, k);
+    int rc = 0;
+    for (int64_t c0 = 0; c0 < nva && rc == 0; c0 += chunk) {
+        int64_t n = nva - c0 < chunk ? nva - c0 : chunk;
+        const float *x = mem ? mem + c0 * per : buf;
+        if (!mem && dataset_load(ds, va + c0, n, spec, buf, bad) != 0) {
+            rc = -1;
+            break;
+        }
+        if (model_probabilities(net, x, n, spec->channels, spec->size, k, 0, batch, probs) != 0) {
+            rc = -1;
+            break;
+        }
+        for (int64_t i = 0; i < n; i++) {
+            const tool_sample *s = &ds->s[va[c0 + i]];
+            if (s->bad) continue;
+            const float *p = probs + i * k;
+            int b = 0;
+            for (int j = 1; j < k; j++)
+                if (p[j] > p[b]) b = j;
+            metrics_add(m, s->cls, b);
+            double q = p[s->cls];
+            loss += -log(q > 1e-12 ? q : 1e-12);
+        }
+    }
+    metrics_finish(m);
+    m->loss = m->total ? loss / (double)m->total : NAN;
+    free(probs);
+    free(buf);
+    return rc;
+}
+
+/* ---- the command ------------------------------------------------------------------------------- */
+
+/* Images per inference batch in validation. */
+#define VAL_BATCH 64
+
+static char *checkpoint_path(const char *model)
+{
+    size_t n = strlen(model);
+    const char *ext = ".safetensors";
+    size_t e = strlen(ext);
+    if (n > e && !strcmp(model + n - e, ext))
+        return xasprintf("%.*s.last.safetensors", (int)(n - e), model);
+    return xasprintf("%s.last.safetensors", model);
+}
+
+static int parse_args(int argc, char **argv, train_cfg *c)
+{
+    static const struct option longopts[] = {
+        {"output", required_argument, 0, 'o'},     {"arch", required_argument, 0, 'a'},
+        {"width", required_argument, 0, 'w'},      {"size", required_argument, 0, 's'},
+        {"pad", no_argument, 0, 'P'},              {"percentile", required_argument, 0, 'N'},
+        {"scale", required_argument, 0, 'x'},      {"epochs", required_argument, 0, 'e'},
+        {"batch", required_argument, 0, 'b'},      {"lr", required_argument, 0, 'l'},
+        {"lr-decay", required_argument, 0, 'L'},   {"weight-decay", required_argument, 0, 'W'},
+        {"rotate", required_argument, 0, 'r'},     {"jitter", required_argument, 0, 'j'},
+        {"flip", no_argument, 0, 'f'},             {"balance", no_argument, 0, 'B'},
+        {"val", required_argument, 0, 'v'},        {"patience", required_argument, 0, 'p'},
+        {"seed", required_argument, 0, 'S'},       {"resume", required_argument, 0, 'R'},
+        {"threads", required_argument, 0, 'T'},    {"max-memory", required_argument, 0, 'M'},
+        {"skip-bad", no_argument, 0, 'K'},         {"log", required_argument, 0, 'g'},
+        {"plot", required_argument, 0, 'G'},       {"quiet", no_argument, 0, 'q'},
+        {"help", no_argument, 0, 'h'},             {0, 0, 0, 0}};
+    long v;
+    int ch;
+    opterr = 0;
+    while ((ch = getopt_long(argc, argv, ":o:qh", longopts, NULL)) != -1) {
+        switch (ch) {
+        case 'o': c->output = optarg; break;
+        case 'a': {
+            cfnet_family fam;
+            if (cfnet_family_parse(optarg, &fam) != CFNET_OK)
+                return tool_usage_error("train", "--arch: expected cfnet, cnet, gcnn, gcnn-dft or cnn, got '%s'", optarg);
+            snprintf(c->arch, sizeof c->arch, "%s", cfnet_family_name(fam));
+            break;
+        }
+        case 'w':
+            if (parse_int(optarg, 0, 1024, &v)) return tool_usage_error("train", "--width: expected 0..1024, got '%s'", optarg);
+            c->width = (int)v;
+            break;
+        case 's':
+            if (parse_int(optarg, 16, 512, &v)) return tool_usage_error("train", "--size: expected 16..512, got '%s'", optarg);
+            c->size = (int)v;
+            break;
+        case 'P': c->pad = 1; break;
+        case 'N': {
+            char *comma = strchr(optarg, ',');
+            double lo, hi;
+            if (!comma) return tool_usage_error("train", "--percentile: expected LOW,HIGH (e.g. 1,99.8), got '%s'", optarg);
+            *comma = 0;
+            int bad = parse_double(optarg, 0, 100, &lo) || parse_double(comma + 1, 0, 100, &hi) || lo >= hi;
+            *comma = ',';
+            if (bad) return tool_usage_error("train", "--percentile: expected 0 <= LOW < HIGH <= 100, got '%s'", optarg);
+            c->norm.percentile = 1;
+            c->norm.low = lo;
+            c->norm.high = hi;
+            break;
+        }
+        case 'x':
+            if (parse_double(optarg, 1e-30, 1e30, &c->norm.scale)) return tool_usage_error("train", "--scale: expected a positive number, got '%s'", optarg);
+            c->norm.percentile = 0;
+            break;
+        case 'e':
+            if (parse_int(optarg, 1, 1000000, &v)) return tool_usage_error("train", "--epochs: expected 1..1000000, got '%s'", optarg);
+            c->epochs = (int)v;
+            break;
+        case 'b':
+            if (parse_int(optarg, 1, 100000, &v)) return tool_usage_error("train", "--batch: expected 1..100000, got '%s'", optarg);
+            c->batch = (int)v;
+            break;
+        case 'l':
+            if (parse_double(optarg, 1e-12, 10, &c->lr)) return tool_usage_error("train", "--lr: expected a positive number, got '%s'", optarg);
+            break;
+        case 'L':
+            if (parse_double(optarg, 1e-6, 1, &c->lr_decay)) return tool_usage_error("train", "--lr-decay: expected a number in (0, 1], got '%s'", optarg);
+            break;
+        case 'W':
+            if (parse_double(optarg, 0, 1, &c->weight_decay)) return tool_usage_error("train", "--weight-decay: expected 0..1, got '%s'", optarg);
+            break;
+        case 'r':
+            if (!strcmp(optarg, "any")) c->rotate = CFNET_AUG_ROTATION_ANY;
+            else if (!strcmp(optarg, "quarter")) c->rotate = CFNET_AUG_ROTATION_QUARTER;
+            else if (!strcmp(optarg, "none")) c->rotate = CFNET_AUG_ROTATION_NONE;
+            else return tool_usage_error("train", "--rotate: expected any, quarter or none, got '%s'", optarg);
+            break;
+        case 'j':
+            if (parse_int(optarg, 0, 64, &v)) return tool_usage_error("train", "--jitter: expected 0..64, got '%s'", optarg);
+            c->jitter = (int)v;
+            break;
+        case 'f': c->flip = 1; break;
+        case 'B': c->balance = 1; break;
+        case 'v':
+            if (parse_double(optarg, 0, 0.9, &c->val)) return tool_usage_error("train", "--val: expected a fraction in [0, 0.9], got '%s'", optarg);
+            break;
+        case 'p':
+            if (parse_int(optarg, 0, 1000000, &v)) return tool_usage_error("train", "--patience: expected 0 or more, got '%s'", optarg);
+            c->patience = (int)v;
+            break;
+        case 'S':
+            if (parse_int(optarg, 0, 0x7fffffffL, &c->seed)) return tool_usage_error("train", "--seed: expected a non-negative integer, got '%s'", optarg);
+            break;
+        case 'R': c->resume = optarg; break;
+        case 'T':
+            if (parse_int(optarg, 1, 256, &v)) return tool_usage_error("train", "--threads: expected 1..256, got '%s'", optarg);
+            c->threads = (int)v;
+            break;
+        case 'M':
+            if (parse_bytes(optarg, &c->max_memory)) return tool_usage_error("train", "--max-memory: expected bytes with an optional K, M, G suffix, got '%s'", optarg);
+            break;
+        case 'K': c->skip_bad = 1; break;
+        case 'g': c->log = optarg; break;
+        case 'G': c->plot = optarg; break;
+        case 'q': tool_quiet = 1; break;
+        case 'h': fputs(train_help, stdout); return -1;
+        case ':': return tool_usage_error("train", "%s needs a value", argv[optind - 1]);
+        default: return tool_usage_error("train", "unknown option '%s'", argv[optind - 1]);
+        }
+    }
+    if (argc - optind != 1)
+        return tool_usage_error("train", argc == optind ? "missing DATA" : "one DATA expected");
+    if (!c->output) return tool_usage_error("train", "missing -o MODEL");
+    c->data = argv[optind];
+    return 0;
+}
+
+static int save_net(const cfnet_network *net, const char *path, unsigned flags)
+{
+    cfnet_status st = cfnet_network_save(net, path, flags);
+    if (st != CFNET_OK) {
+        tool_error("%s: cannot save: %s: %s", path, cfnet_status_string(st), cfnet_last_error());
+        return -1;
+    }
+    return 0;
+}
+
+int cmd_train(int argc, char **argv)
+{
+    train_cfg c;
+    memset(&c, 0, sizeof c);
+    snprintf(c.arch, sizeof c.arch, "cfnet");
+    c.epochs = 30;
+    c.batch = 50;
+    c.lr = 5e-3;
+    c.lr_decay = 0.95;
+    c.weight_decay = 5e-4;
+    c.rotate = CFNET_AUG_ROTATION_ANY;
+    c.val = 0.1;
+    c.seed = 1;
+    c.norm.percentile = 1;
+    c.norm.low = 1;
+    c.norm.high = 99.8;
+    int u = parse_args(argc, argv, &c);
+    if (u == -1) return EXIT_OK; /* --help */
+    if (u) return u;
+    if (c.threads < 1) c.threads = tool_cpus();
+    if (c.max_memory == 0) {
+        uint64_t ram = tool_phys_memory();
+        c.max_memory = ram ? ram / 4 : ((uint64_t)1 << 30);
+    }
+    tool_blas_single_thread();
+
+    int rc = EXIT_RUNTIME;
+    cfnet_network *net = NULL;
+    tool_dataset ds;
+    memset(&ds, 0, sizeof ds);
+    epoch_rec *hist = NULL;
+    int nhist = 0, start_epoch = 0, best_epoch = 0;
+    double best = -1;
+    char *ckpt = checkpoint_path(c.output);
+    int64_t *tr = NULL, *va = NULL, *order = NULL, *chunk_idx = NULL, *local = NULL;
+    float *trmem = NULL, *vamem = NULL, *chunkbuf = NULL;
+    int32_t *trlab = NULL, *chunklab = NULL;
+    FILE *logf = NULL;
+    tool_model_info minfo;
+    memset(&minfo, 0, sizeof minfo);
+
+    /* Resume: the checkpoint's stored settings replace the command line's. */
+    if (c.resume) {
+        cfnet_status st = cfnet_network_load(c.resume, &net);
+        if (st != CFNET_OK) {
+            tool_error("%s: cannot load the checkpoint: %s: %s", c.resume, cfnet_status_string(st),
+                       cfnet_last_error());
+            goto out;
+        }
+        const char *cfg = NULL, *state = NULL;
+        cfnet_network_get_metadata(net, "train.config", &cfg);
+        cfnet_network_get_metadata(net, "train.state", &state);
+        if (!cfg || !state || config_from_json(cfg, &c) != 0 ||
+            state_from_json(state, &start_epoch, &best_epoch, &best, &hist, &nhist) != 0) {
+            tool_error("%s: not a checkpoint of 'cfnet train' (no training state in its metadata)",
+                       c.resume);
+            goto out;
+        }
+        if (model_load_info(net, c.resume, &minfo) != 0) goto out;
+        c.size = minfo.size;
+        c.pad = minfo.pad;
+        c.norm = minfo.norm;
+        if (start_epoch >= c.epochs) {
+            tool_error("%s: already trained for %d epochs; give --epochs above that to continue",
+                       c.resume, start_epoch);
+            goto out;
+        }
+    }
+
+    if (dataset_open_labelled(c.data, &ds) != 0) goto out;
+    if (ds.has_split) {
+        if (classes_from_train_rows(&ds) != 0) goto out;
+        for (int64_t i = 0; i < ds.n; i++) {
+            if (ds.s[i].split == SPLIT_TEST) continue;
+            if (dataset_assign_classes(&(tool_dataset){.s = &ds.s[i], .n = 1}, ds.classes,
+                                       ds.n_classes) != 0)
+                goto out;
+        }
+    } else {
+        if (dataset_assign_classes(&ds, ds.classes, ds.n_classes) != 0) goto out;
+    }
+    if (ds.n_classes < 2) {
+        tool_error("%s: found %d class%s; a classifier needs at least 2", c.data, ds.n_classes,
+                   ds.n_classes == 1 ? "" : "es");
+        goto out;
+    }
+    if (c.resume) { /* the data's classes must be the checkpoint's */
+        int same = minfo.n_classes == ds.n_classes;
+        for (int k = 0; same && k < ds.n_classes; k++) same = !strcmp(minfo.classes[k], ds.classes[k]);
+        if (!same) {
+            tool_error("%s: the classes of %s differ from the checkpoint's", c.resume, c.data);
+            goto out;
+        }
+    }
+    if (!ds.has_split) split_stratified(&ds, c.val, (uint64_t)c.seed);
+    int64_t ntr = 0, nva = 0;
+    tr = xmalloc(sizeof(int64_t) * (size_t)ds.n);
+    va = xmalloc(sizeof(int64_t) * (size_t)ds.n);
+    for (int64_t i = 0; i < ds.n; i++) {
+        if (ds.s[i].split == SPLIT_TRAIN) tr[ntr++] = i;
+        else if (ds.s[i].split == SPLIT_VAL) va[nva++] = i;
+    }
+    for (int k = 0; k < ds.n_classes; k++) {
+        int64_t n = 0;
+        for (int64_t i = 0; i < ntr; i++) n += ds.s[tr[i]].cls == k;
+        if (n == 0) {
+            tool_error("%s: class '%s' has no training images", c.data, ds.classes[k]);
+            goto out;
+        }
+    }
+
+    /* Input geometry from the first image (channels; size unless given). */
+    int ch = 0, h0 = 0, w0 = 0, exact = 0;
+    if (dataset_probe(&ds, tr, ntr, c.skip_bad, &ch, &h0, &w0) != 0) goto out;
+    if (c.resume) {
+        if (ch != minfo.channels) {
+            tool_error("%s: images have %d channels, the checkpoint %d", c.data, ch, minfo.channels);
+            goto out;
+        }
+    } else if (c.size == 0) {
+        if (h0 != w0) {
+            tool_error("%s: images are %dx%d (not square); give --size S to centre-crop them to "
+                       "SxS", ds.s[tr[0]].path, w0, h0);
+            goto out;
+        }
+        if (h0 < 16 || h0 > 512) {
+            tool_error("%s: images are %dx%d; the models take 16 to 512 pixels: give --size "
+                       "(and --pad for small images)", ds.s[tr[0]].path, w0, h0);
+            goto out;
+        }
+        c.size = h0;
+        exact = 1;
+    }
+    load_spec spec = {ch, c.size, c.pad, c.norm, c.threads, c.skip_bad, exact};
+    const int K = ds.n_classes;
+    const int64_t per = (int64_t)ch * c.size * c.size;
+
+    if (!c.resume) {
+        cfnet_family fam;
+        cfnet_family_parse(c.arch, &fam);
+        cfnet_status st = cfnet_network_create_classifier(fam, ch, c.size, K, c.width,
+                                                          (uint64_t)c.seed, &net);
+        if (st != CFNET_OK) {
+            tool_lib_error("creating the network", st);
+            goto out;
+        }
+        minfo.classes = ds.classes;
+        minfo.n_classes = K;
+        minfo.channels = ch;
+        minfo.size = c.size;
+        minfo.pad = c.pad;
+        minfo.norm = c.norm;
+        snprintf(minfo.arch, sizeof minfo.arch, "%s", c.arch);
+        int r = model_store_info(net, &minfo);
+        minfo.classes = NULL;
+        minfo.n_classes = 0;
+        if (r != 0) goto out;
+        char *cfg = config_json(&c);
+        cfnet_status s2 = cfnet_network_set_metadata(net, "train.config", cfg);
+        free(cfg);
+        if (s2 != CFNET_OK) {
+            tool_lib_error("storing metadata", s2);
+            goto out;
+        }
+    }
+    int64_t steps_epoch = (ntr + c.batch - 1) / c.batch;
+    struct {
+        cfnet_option o;
+        double v;
+    } opts[] = {{CFNET_OPTION_LEARNING_RATE, c.lr},
+                {CFNET_OPTION_WEIGHT_DECAY, c.weight_decay},
+                {CFNET_OPTION_LR_DECAY_RATE, c.lr_decay},
+                {CFNET_OPTION_LR_DECAY_STEPS, (double)steps_epoch},
+                {CFNET_OPTION_AUG_ROTATION, c.rotate},
+                {CFNET_OPTION_AUG_JITTER, c.jitter},
+                {CFNET_OPTION_AUG_FLIP, c.flip},
+                {CFNET_OPTION_THREADS, c.threads}};
+    for (size_t i = 0; i < sizeof opts / sizeof *opts; i++) {
+        cfnet_status st = cfnet_network_set_option(net, opts[i].o, opts[i].v);
+        if (st != CFNET_OK) {
+            tool_lib_error("setting a training option", st);
+            goto out;
+        }
+    }
+
+    /* Memory: everything resident when it fits under the cap, else chunks streamed from disk
+     * (chunks are whole batches, so the steps are the same either way). */
+    uint64_t need = (uint64_t)(ntr + nva) * (uint64_t)per * sizeof(float);
+    int resident = need <= c.max_memory;
+    int64_t chunk = ntr;
+    if (!resident) {
+        int64_t fit = (int64_t)(c.max_memory / ((uint64_t)per * sizeof(float)));
+        chunk = fit / c.batch * c.batch;
+        if (chunk < c.batch) chunk = c.batch;
+        tool_info("%lld images need %.0f MiB as float32, above --max-memory %.0f MiB: streaming "
+                  "them from disk in chunks of %lld", (long long)(ntr + nva), need / 1048576.0,
+                  c.max_memory / 1048576.0, (long long)chunk);
+    }
+    double t_load = tool_now();
+    int64_t bad = 0;
+    trlab = xmalloc(sizeof(int32_t) * (size_t)(ntr ? ntr : 1));
+    for (int64_t i = 0; i < ntr; i++) trlab[i] = ds.s[tr[i]].cls;
+    if (resident) {
+        trmem = xmalloc(sizeof(float) * (size_t)(ntr * per));
+        if (dataset_load(&ds, tr, ntr, &spec, trmem, &bad) != 0) goto out;
+        if (nva) {
+            vamem = xmalloc(sizeof(float) * (size_t)(nva * per));
+            if (dataset_load(&ds, va, nva, &spec, vamem, &bad) != 0) goto out;
+        }
+        double dt = tool_now() - t_load;
+        tool_info("decoded %lld images (%dx%dx%d) in %.2f s: %.0f images/s with %d thread%s",
+                  (long long)(ntr + nva), ch, c.size, c.size, dt, (ntr + nva) / (dt > 0 ? dt : 1e-9),
+                  c.threads, c.threads == 1 ? "" : "s");
+    } else {
+        chunkbuf = xmalloc(sizeof(float) * (size_t)(chunk * per));
+        chunklab = xmalloc(sizeof(int32_t) * (size_t)chunk);
+        chunk_idx = xmalloc(sizeof(int64_t) * (size_t)chunk);
+        local = xmalloc(sizeof(int64_t) * (size_t)chunk);
+    }
+    if (c.skip_bad && resident) {
+        /* leave bad images out of the training order */
+        int64_t w = 0;
+        for (int64_t i = 0; i < ntr; i++)
+            if (!ds.s[tr[i]].bad) {
+                if (w != i) memcpy(trmem + w * per, trmem + i * per, sizeof(float) * (size_t)per);
+                tr[w] = tr[i];
+                trlab[w++] = trlab[i];
+            }
+        ntr = w;
+        for (int k = 0; k < K; k++) {
+            int64_t n = 0;
+            for (int64_t i = 0; i < ntr; i++) n += trlab[i] == k;
+            if (n == 0) {
+                tool_error("%s: class '%s' has no readable training images", c.data, ds.classes[k]);
+                goto out;
+            }
+        }
+        steps_epoch = (ntr + c.batch - 1) / c.batch;
+        cfnet_network_set_option(net, CFNET_OPTION_LR_DECAY_STEPS, (double)steps_epoch);
+    }
+    tool_info("training %s on %lld images of %d classes (%lld for validation), %dx%d, %d "
+              "channel%s, epochs %d to %d", c.arch, (long long)ntr, K, (long long)nva, c.size,
+              c.size, ch, ch == 1 ? "" : "s", start_epoch + 1, c.epochs);
+
+    if (c.log) {
+        logf = fopen(c.log, c.resume ? "a" : "w");
+        if (!logf) {
+            tool_error("%s: cannot open: %s", c.log, strerror(errno));
+            goto out;
+        }
+        if (!c.resume || ftell(logf) == 0)
+            fprintf(logf, "epoch,train_loss,train_accuracy,val_loss,val_accuracy,"
+                          "val_balanced_accuracy,learning_rate,seconds\n");
+        fflush(logf);
+    }
+
+    tool_install_signals();
+    order = xmalloc(sizeof(int64_t) * (size_t)(ntr ? ntr : 1));
+    hist = xrealloc(hist, sizeof *hist * (size_t)(nhist + (c.epochs - start_epoch) + 1));
+    prog_ctx pc;
+    memset(&pc, 0, sizeof pc);
+    progress_init(&pc.pr, stderr);
+    pc.epochs = c.epochs;
+    pc.run_t0 = tool_now();
+    pc.steps_left_run = steps_epoch * (c.epochs - start_epoch);
+    pc.steps_epoch = steps_epoch;
+    pc.plain_every = steps_epoch >= 8 ? (steps_epoch + 3) / 4 : 0;
+    int since_best = 0;
+    for (int i = nhist - 1; i >= 0 && hist[i].epoch > best_epoch; i--) since_best++;
+    for (int e = start_epoch + 1; e <= c.epochs; e++) {
+        double te = tool_now();
+        pc.epoch = e;
+        pc.step_offset = 0;
+        pc.steps_done_run = steps_epoch * (e - 1 - start_epoch);
+        epoch_order(&c, &ds, tr, ntr, e, order);
+        double correct = 0;
+        int64_t seen = 0;
+        pc.loss_sum = 0;
+        pc.batch = c.batch;
+        cfnet_status st = CFNET_OK;
+        for (int64_t c0 = 0; c0 < ntr && st == CFNET_OK; c0 += chunk) {
+            int64_t n = ntr - c0 < chunk ? ntr - c0 : chunk, nuse = n;
+            const cfnet_tensor *imgs;
+            cfnet_tensor *t = NULL;
+            const int32_t *labs;
+            const int64_t *ord;
+            int64_t shape[4] = {resident ? ntr : n, ch, c.size, c.size};
+            if (resident) {
+                st = cfnet_tensor_wrap(trmem, 4, shape, &t);
+                labs = trlab;
+                ord = order + c0;
+            } else {
+                for (int64_t i = 0; i < n; i++) {
+                    chunk_idx[i] = tr[order[c0 + i]];
+                    chunklab[i] = trlab[order[c0 + i]];
+                    local[i] = i;
+                }
+                if (dataset_load(&ds, chunk_idx, n, &spec, chunkbuf, &bad) != 0) goto out;
+                /* --skip-bad: images found bad are left out of the chunk's order (never
+                 * trained on as zeros) */
+                nuse = 0;
+                for (int64_t i = 0; i < n; i++)
+                    if (!ds.s[chunk_idx[i]].bad) local[nuse++] = i;
+                if (nuse == 0) continue;
+                st = cfnet_tensor_wrap(chunkbuf, 4, shape, &t);
+                labs = chunklab;
+                ord = local;
+            }
+            imgs = t;
+            double ml = 0, acc = 0;
+            pc.chunk_n = nuse;
+            if (st == CFNET_OK)
+                st = cfnet_network_train_epoch(net, imgs, labs, c.batch, ord, nuse, on_step, &pc,
+                                               &ml, &acc);
+            cfnet_tensor_free(t);
+            correct += floor(acc * (double)nuse + 0.5); /* a count */
+            seen += nuse;
+            pc.step_offset += (nuse + c.batch - 1) / c.batch;
+        }
+        if (st == CFNET_E_CANCELLED || tool_interrupted) {
+            progress_done(&pc.pr);
+            tool_error("interrupted during epoch %d; %s holds epoch %d (continue with --resume)", e,
+                       ckpt, e - 1);
+            rc = 130;
+            goto out;
+        }
+        if (st != CFNET_OK) {
+            progress_done(&pc.pr);
+            tool_lib_error("training", st);
+            goto out;
+        }
+        epoch_rec *r = &hist[nhist++];
+        memset(r, 0, sizeof *r);
+        r->epoch = e;
+        r->train_loss = seen ? pc.loss_sum / (double)seen : NAN;
+        r->train_acc = seen ? correct / (double)seen : NAN;
+        r->val_loss = r->val_acc = r->val_bacc = NAN;
+        r->lr = c.lr * pow(c.lr_decay, (double)(cfnet_network_step_count(net) / steps_epoch));
+        int improved = 0;
+        if (nva) {
+            tool_metrics m;
+            /* streamed: chunks of whole inference batches, so that every image is classified
+             * in the same batch as when resident (results equal to the last bit) */
+            int64_t vchunk = resident ? nva : (chunk + VAL_BATCH - 1) / VAL_BATCH * VAL_BATCH;
+            int vr = validate(net, &ds, va, nva, vamem, vchunk, &spec, K, VAL_BATCH, &m, &bad);
+            r->val_loss = m.loss;
+            r->val_acc = m.accuracy;
+            r->val_bacc = m.balanced_accuracy;
+            metrics_free(&m);
+            if (vr != 0) goto out;
+            if (r->val_bacc > best) {
+                best = r->val_bacc;
+                best_epoch = e;
+                improved = 1;
+            }
+        } else {
+            best_epoch = e;
+            improved = 1;
+        }
+        since_best = improved ? 0 : since_best + 1;
+        r->seconds = tool_now() - te;
+
+        char *state = state_json(e, best_epoch, best, hist, nhist);
+        cfnet_status s2 = cfnet_network_set_metadata(net, "train.state", state);
+        free(state);
+        if (s2 != CFNET_OK) {
+            tool_lib_error("storing the training state", s2);
+            goto out;
+        }
+        if (improved && save_net(net, c.output, 0) != 0) goto out;
+        if (save_net(net, ckpt, CFNET_SAVE_OPTIMIZER) != 0) goto out;
+
+        char e1[32];
+        fmt_time(tool_now() - pc.run_t0, e1, sizeof e1);
+        progress_done(&pc.pr);
+        if (nva)
+            progress_line(&pc.pr, 1, "epoch %d/%d  train loss %.4f acc %.1f %%  val loss %.4f acc "
+                          "%.1f %% balanced %.1f %%%s  %.1f s (total %s)", e, c.epochs, r->train_loss,
+                          100 * r->train_acc, r->val_loss, 100 * r->val_acc, 100 * r->val_bacc,
+                          improved ? "  best" : "", r->seconds, e1);
+        else
+            progress_line(&pc.pr, 1, "epoch %d/%d  train loss %.4f acc %.1f %%  %.1f s (total %s)", e,
+                          c.epochs, r->train_loss, 100 * r->train_acc, r->seconds, e1);
+        if (pc.pr.tty && !tool_quiet) fputc('\n', stderr);
+        if (logf) {
+            fprintf(logf, "%d,%.6f,%.6f,%.6f,%.6f,%.6f,%.6g,%.3f\n", e, r->train_loss, r->train_acc,
+                    r->val_loss, r->val_acc, r->val_bacc, r->lr, r->seconds);
+            fflush(logf);
+        }
+        if (c.plot) {
+            if (write_plot(c.plot, hist, nhist, nva > 0) != 0) goto out;
+        }
+        if (c.patience > 0 && nva && since_best >= c.patience) {
+            tool_info("early stop: validation balanced accuracy has not improved for %d epochs",
+                      c.patience);
+            break;
+        }
+    }
+    if (c.plot) plot_png(c.plot);
+    if (nva)
+        tool_info("best validation balanced accuracy %.2f %% at epoch %d -> %s (last state: %s)",
+                  100 * best, best_epoch, c.output, ckpt);
+    else
+        tool_info("no validation set: %s is the last epoch (also in %s)", c.output, ckpt);
+    bad = 0; /* streamed images are re-read (and found bad) every epoch: count them once */
+    for (int64_t i = 0; i < ds.n; i++) bad += ds.s[i].bad;
+    if (bad) tool_warn("skipped %lld unreadable or unsuitable images", (long long)bad);
+    rc = EXIT_OK;
+out:
+    if (logf && fclose(logf) != 0 && rc == EXIT_OK) {
+        tool_error("%s: write failed", c.log);
+        rc = EXIT_RUNTIME;
+    }
+    cfnet_network_free(net);
+    dataset_free(&ds);
+    model_info_free(&minfo);
+    free(hist);
+    free(ckpt);
+    free(tr);
+    free(va);
+    free(order);
+    free(chunk_idx);
+    free(local);
+    free(trmem);
+    free(vamem);
+    free(chunkbuf);
+    free(trlab);
+    free(chunklab);
+    return rc;
+}

@@ -1,0 +1,400 @@
+/* Messages, allocation, numbers, files and the progress line of the `cfnet` command. */
+#define _GNU_SOURCE
+#include "tool.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <math.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+int tool_quiet = 0;
+volatile int tool_interrupted = 0;
+
+static void vmsg(const char *prefix, const char *fmt, va_list ap)
+{
+    fflush(stdout);
+    fprintf(stderr, "cfnet: %s", prefix);
+    vfprintf(stderr, fmt, ap);
+    fputc('\n', stderr);
+}
+
+void tool_error(const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vmsg("error: ", fmt, ap);
+    va_end(ap);
+}
+
+void tool_warn(const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vmsg("warning: ", fmt, ap);
+    va_end(ap);
+}
+
+void tool_info(const char *fmt, ...)
+{
+    if (tool_quiet) return;
+    va_list ap;
+    va_start(ap, fmt);
+    vfprintf(stderr, fmt, ap);
+    fputc('\n', stderr);
+    va_end(ap);
+}
+
+int tool_usage_error(const char *cmd, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    fprintf(stderr, "cfnet %s: ", cmd);
+    vfprintf(stderr, fmt, ap);
+    fprintf(stderr, "\n(see 'cfnet %s --help')\n", cmd);
+    va_end(ap);
+    return EXIT_USAGE;
+}
+
+void tool_lib_error(const char *what, cfnet_status st)
+{
+    tool_error("%s: %s: %s", what, cfnet_status_string(st), cfnet_last_error());
+}
+
+static void oom(void)
+{
+    fprintf(stderr, "cfnet: error: out of memory\n");
+    exit(EXIT_RUNTIME);
+}
+
+void *xmalloc(size_t n)
+{
+    void *p = malloc(n ? n : 1);
+    if (!p) oom();
+    return p;
+}
+
+void *xcalloc(size_t n, size_t size)
+{
+    void *p = calloc(n ? n : 1, size ? size : 1);
+    if (!p) oom();
+    return p;
+}
+
+void *xrealloc(void *p, size_t n)
+{
+    p = realloc(p, n ? n : 1);
+    if (!p) oom();
+    return p;
+}
+
+char *xstrdup(const char *s)
+{
+    char *d = strdup(s);
+    if (!d) oom();
+    return d;
+}
+
+char *xasprintf(const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    char *s = NULL;
+    int n = vasprintf(&s, fmt, ap);
+    va_end(ap);
+    if (n < 0) oom();
+    return s;
+}
+
+double tool_now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+uint64_t tool_phys_memory(void)
+{
+    long pages = sysconf(_SC_PHYS_PAGES), page = sysconf(_SC_PAGESIZE);
+    if (pages <= 0 || page <= 0) return 0;
+    return (uint64_t)pages * (uint64_t)page;
+}
+
+int tool_cpus(void)
+{
+    long n = sysconf(_SC_NPROCESSORS_ONLN);
+    return n < 1 ? 1 : (int)n;
+}
+
+uint64_t tool_rand(uint64_t *state)
+{
+    uint64_t z = (*state += 0x9E3779B97F4A7C15ull);
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    return z ^ (z >> 31);
+}
+
+double tool_uniform(uint64_t *state)
+{
+    return (double)(tool_rand(state) >> 11) * (1.0 / 9007199254740992.0);
+}
+
+void tool_shuffle(int64_t *idx, int64_t n, uint64_t *state)
+{
+    for (int64_t i = n - 1; i > 0; i--) {
+        int64_t j = (int64_t)(tool_rand(state) % (uint64_t)(i + 1));
+        int64_t t = idx[i];
+        idx[i] = idx[j];
+        idx[j] = t;
+    }
+}
+
+uint64_t tool_mix(uint64_t a, uint64_t b)
+{
+    uint64_t s = a ^ (b * 0xD1B54A32D192ED03ull);
+    return tool_rand(&s);
+}
+
+int parse_int(const char *s, long lo, long hi, long *out)
+{
+    if (!s || !*s) return -1;
+    char *end;
+    errno = 0;
+    long v = strtol(s, &end, 10);
+    if (errno || *end || v < lo || v > hi) return -1;
+    *out = v;
+    return 0;
+}
+
+int parse_double(const char *s, double lo, double hi, double *out)
+{
+    if (!s || !*s) return -1;
+    char *end;
+    errno = 0;
+    double v = strtod(s, &end);
+    if (errno || *end || !isfinite(v) || v < lo || v > hi) return -1;
+    *out = v;
+    return 0;
+}
+
+int parse_bytes(const char *s, uint64_t *out)
+{
+    if (!s || !*s || !isdigit((unsigned char)s[0])) return -1;
+    char *end;
+    errno = 0;
+    double v = strtod(s, &end);
+    if (errno || !isfinite(v) || v < 0) return -1;
+    double mul = 1;
+    switch (toupper((unsigned char)*end)) {
+    case 0: break;
+    case 'K': mul = 1024.0; end++; break;
+    case 'M': mul = 1024.0 * 1024; end++; break;
+    case 'G': mul = 1024.0 * 1024 * 1024; end++; break;
+    case 'T': mul = 1024.0 * 1024 * 1024 * 1024; end++; break;
+    default: return -1;
+    }
+    if (*end == 'B' || *end == 'b') end++;
+    if (*end) return -1;
+    v *= mul;
+    if (v > 9.2e18) return -1;
+    *out = (uint64_t)v;
+    return 0;
+}
+
+int read_file(const char *path, size_t limit, unsigned char **data, size_t *size, char *err,
+              size_t errsize)
+{
+    int fd = open(path, O_RDONLY);
+    if (fd < 0) {
+        snprintf(err, errsize, "cannot open: %s", strerror(errno));
+        return -1;
+    }
+    struct stat st;
+    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+        snprintf(err, errsize, "not a regular file");
+        close(fd);
+        return -1;
+    }
+    if ((uint64_t)st.st_size > limit) {
+        snprintf(err, errsize, "file too large (%lld bytes, limit %zu)", (long long)st.st_size,
+                 limit);
+        close(fd);
+        return -1;
+    }
+    size_t n = (size_t)st.st_size, got = 0;
+    unsigned char *buf = malloc(n ? n : 1);
+    if (!buf) {
+        snprintf(err, errsize, "out of memory reading %zu bytes", n);
+        close(fd);
+        return -1;
+    }
+    while (got < n) {
+        ssize_t r = read(fd, buf + got, n - got);
+        if (r < 0 && errno == EINTR) continue;
+        if (r <= 0) {
+            snprintf(err, errsize, "read failed: %s", r < 0 ? strerror(errno) : "file shrank");
+            free(buf);
+            close(fd);
+            return -1;
+        }
+        got += (size_t)r;
+    }
+    close(fd);
+    *data = buf;
+    *size = n;
+    return 0;
+}
+
+int write_file_atomic(const char *path, const void *data, size_t size)
+{
+    char *tmp = xasprintf("%s.tmp.%ld", path, (long)getpid());
+    FILE *f = fopen(tmp, "wb");
+    if (!f) {
+        int e = errno;
+        free(tmp);
+        errno = e;
+        return -1;
+    }
+    int ok = fwrite(data, 1, size, f) == size;
+    ok = (fflush(f) == 0) && ok;
+    ok = (fsync(fileno(f)) == 0) && ok;
+    int e = errno;
+    ok = (fclose(f) == 0) && ok;
+    if (!ok || rename(tmp, path) != 0) {
+        e = errno ? errno : e;
+        unlink(tmp);
+        free(tmp);
+        errno = e;
+        return -1;
+    }
+    free(tmp);
+    return 0;
+}
+
+int path_is_dir(const char *path)
+{
+    struct stat st;
+    if (stat(path, &st) != 0) return -1;
+    return S_ISDIR(st.st_mode) ? 1 : 0;
+}
+
+int make_dirs(const char *path)
+{
+    char *p = xstrdup(path);
+    for (char *q = p + 1; *q; q++) {
+        if (*q != '/') continue;
+        *q = 0;
+        if (mkdir(p, 0777) != 0 && errno != EEXIST) {
+            tool_error("cannot create directory %s: %s", p, strerror(errno));
+            free(p);
+            return -1;
+        }
+        *q = '/';
+    }
+    if (mkdir(p, 0777) != 0 && errno != EEXIST) {
+        tool_error("cannot create directory %s: %s", p, strerror(errno));
+        free(p);
+        return -1;
+    }
+    if (path_is_dir(p) != 1) {
+        tool_error("%s exists and is not a directory", p);
+        free(p);
+        return -1;
+    }
+    free(p);
+    return 0;
+}
+
+char *path_join(const char *dir, const char *name)
+{
+    size_t n = strlen(dir);
+    if (n == 0 || name[0] == '/') return xstrdup(name);
+    if (dir[n - 1] == '/') return xasprintf("%s%s", dir, name);
+    return xasprintf("%s/%s", dir, name);
+}
+
+int has_image_extension(const char *path)
+{
+    const char *dot = strrchr(path, '.');
+    if (!dot || strchr(dot, '/')) return 0;
+    return !strcasecmp(dot, ".tif") || !strcasecmp(dot, ".tiff") || !strcasecmp(dot, ".png");
+}
+
+char *csv_quote(const char *s)
+{
+    if (!strpbrk(s, ",\"\r\n") && s[0] != ' ' && (s[0] == 0 || s[strlen(s) - 1] != ' '))
+        return xstrdup(s);
+    size_t n = strlen(s);
+    char *o = xmalloc(2 * n + 3), *q = o;
+    *q++ = '"';
+    for (const char *p = s; *p; p++) {
+        if (*p == '"') *q++ = '"';
+        *q++ = *p;
+    }
+    *q++ = '"';
+    *q = 0;
+    return o;
+}
+
+void progress_init(tool_progress *p, FILE *out)
+{
+    p->out = out;
+    p->tty = isatty(fileno(out));
+    p->t0 = tool_now();
+    p->last_plain = 0;
+}
+
+void progress_line(tool_progress *p, int force, const char *fmt, ...)
+{
+    if (tool_quiet || (!p->tty && !force)) return;
+    char buf[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(buf, sizeof buf, fmt, ap);
+    va_end(ap);
+    if (p->tty)
+        fprintf(p->out, "\r%s\033[K", buf);
+    else
+        fprintf(p->out, "%s\n", buf);
+    fflush(p->out);
+}
+
+void progress_done(tool_progress *p)
+{
+    if (p->tty && !tool_quiet) {
+        fputc('\n', p->out);
+        fflush(p->out);
+    }
+}
+
+static void on_signal(int sig)
+{
+    (void)sig;
+    tool_interrupted = 1;
+}
+
+void tool_install_signals(void)
+{
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_signal;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
+}
+
+/* OpenBLAS threads on top of libcfnet's own threads oversubscribe the cores (see
+ * docs/performance.md); a weak reference keeps other BLAS libraries working. */
+extern void openblas_set_num_threads(int n) __attribute__((weak));
+
+void tool_blas_single_thread(void)
+{
+    if (openblas_set_num_threads && !getenv("OPENBLAS_NUM_THREADS")) openblas_set_num_threads(1);
+}

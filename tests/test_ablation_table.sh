@@ -1,0 +1,24 @@
+#!/bin/sh
+# scripts/ablation-table: mean +- sample standard deviation per row and model of a
+# `rotmnist --summary` file, in the order the rows first appear.
+set -eu
+cd "$(dirname "$0")/.."
+out=${CFNET_TEST_OUTDIR:-build/default/test-output}/ablation-table
+mkdir -p "$out"
+cat > "$out/summary.csv" <<'CSV'
+label,model,seed,parameters,epoch,val_error,test_error,seconds
+base,CFNet,1,14785,27,0.02800,0.03000,480.0
+base,CFNet,2,14785,25,0.03000,0.04000,500.0
+base,CFNet,3,14785,30,0.02600,0.05000,490.0
+gcnn,G-CNN,1,19880,29,0.02100,0.02050,960.0
+CSV
+scripts/ablation-table "$out/summary.csv" > "$out/table.md"
+fail() { echo "test_ablation_table: $1" >&2; cat "$out/table.md" >&2; exit 1; }
+# test errors 3, 4, 5 %: mean 4.00, sample sd 1.00; validation 2.8, 3.0, 2.6: mean 2.80, sd 0.20
+grep -q '^| base | CFNet | 3 | 14785 | 4.00 ± 1.00 % | 2.80 ± 0.20 % | 3.00, 4.00, 5.00 | 490 |$' \
+    "$out/table.md" || fail "base row wrong"
+grep -q '^| gcnn | G-CNN | 1 | 19880 | 2.05 ± 0.00 % | 2.10 ± 0.00 % | 2.05 | 960 |$' \
+    "$out/table.md" || fail "single-seed row wrong"
+[ "$(sed -n 3p "$out/table.md" | cut -d'|' -f2)" = " base " ] || fail "row order"
+if scripts/ablation-table > /dev/null 2>&1; then fail "no argument accepted"; fi
+echo "test_ablation_table: ok"
