@@ -82,7 +82,7 @@ cfnet_status cf_parallel_begin(cfnet_network *net, int64_t n, cf_batch_ctx *ctx)
     if (net->sum_fn) {
         int64_t want = cfnet_network_param_count(net) + 1;
         if (net->sum_buf_n != want) {
-            float *b = cf_malloc((size_t)want * sizeof(float));
+            float *b = cf_alloc(&net->alloc, (size_t)want * sizeof(float));
             CF_FAIL_IF(!b, CFNET_E_OUT_OF_MEMORY, "network_train_step: out of memory");
             cf_free(net->sum_buf);
             net->sum_buf = b;
