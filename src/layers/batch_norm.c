@@ -9,6 +9,8 @@
  * mu, var and the backward's per-channel means are added over the processes by the hook, and m
  * counts the samples of the global batch, so every process normalises with the statistics of
  * the whole global batch. The parameter gradients stay local (the network sums them later). */
+#include "kernels/simd.h"
+#include "layers/fused.h"
 #include "nn/layer.h"
 
 #include <math.h>
@@ -60,9 +62,11 @@ static cfnet_status bn_setup(cfnet_layer *l, uint64_t seed)
     return CFNET_OK;
 }
 
-static cfnet_status bn_forward(cfnet_layer *l, const float *x, float *y, int64_t n,
-                               bool training, void *ws)
+/* The forward; with relu, y = max(0, BN(x)) in the same pass (fused.h). */
+static cfnet_status bn_forward_impl(cfnet_layer *l, const float *x, float *y, int64_t n,
+                                    bool training, void *ws, bool relu)
 {
+    const cf_simd_ops *k = cf_simd();
     const int64_t C = l->in_shape[0], M = l->in_size / C;
     const float *gamma = l->param[P_GAMMA]->data, *beta = l->param[P_BETA]->data;
     const double eps = l->fcfg[FCFG_EPS], mom = l->fcfg[FCFG_MOMENTUM];
@@ -74,23 +78,14 @@ static cfnet_status bn_forward(cfnet_layer *l, const float *x, float *y, int64_t
     if (training) {
         for (int64_t c = 0; c < C; c++) {
             double s = 0;
-            for (int64_t b = 0; b < n; b++) {
-                const float *xc = x + (b * C + c) * M;
-                for (int64_t j = 0; j < M; j++) s += xc[j];
-            }
+            for (int64_t b = 0; b < n; b++) s += k->sum(x + (b * C + c) * M, M);
             mean[c] = s;
         }
         if (sync) CF_CHECK(bn_sum(sync, mean, C, "sums of x"));
         for (int64_t c = 0; c < C; c++) {
             const double mu = mean[c] / (double)count;
             double ss = 0; /* second pass: no cancellation when |mu| >> std */
-            for (int64_t b = 0; b < n; b++) {
-                const float *xc = x + (b * C + c) * M;
-                for (int64_t j = 0; j < M; j++) {
-                    const double d = xc[j] - mu;
-                    ss += d * d;
-                }
-            }
+            for (int64_t b = 0; b < n; b++) ss += k->sum_sq_dev(x + (b * C + c) * M, M, mu);
             mean[c] = mu;
             invstd[c] = ss;
         }
@@ -111,13 +106,22 @@ static cfnet_status bn_forward(cfnet_layer *l, const float *x, float *y, int64_t
     }
     for (int64_t c = 0; c < C; c++) {
         const float mu = (float)mean[c], scale = (float)(gamma[c] * invstd[c]), shift = beta[c];
-        for (int64_t b = 0; b < n; b++) {
-            const float *xc = x + (b * C + c) * M;
-            float *yc = y + (b * C + c) * M;
-            for (int64_t j = 0; j < M; j++) yc[j] = (xc[j] - mu) * scale + shift;
-        }
+        for (int64_t b = 0; b < n; b++)
+            k->affine(x + (b * C + c) * M, y + (b * C + c) * M, M, mu, scale, shift, relu);
     }
     return CFNET_OK;
+}
+
+static cfnet_status bn_forward(cfnet_layer *l, const float *x, float *y, int64_t n,
+                               bool training, void *ws)
+{
+    return bn_forward_impl(l, x, y, n, training, ws, false);
+}
+
+cfnet_status cf_batch_norm_forward_relu(cfnet_layer *l, const float *x, float *y, int64_t n,
+                                        bool training, void *ws)
+{
+    return bn_forward_impl(l, x, y, n, training, ws, true);
 }
 
 /* With xh = (x - mu) * invstd: dbeta += sum dy, dgamma += sum dy * xh. Training (mu, var depend
@@ -135,17 +139,12 @@ static cfnet_status bn_backward(cfnet_layer *l, const float *x, const float *y, 
     double *sdy = bn_stats(ws) + 2 * C, *sdyx = sdy + C;
     const cf_batch_ctx *sync = training ? bn_sync(l) : NULL;
     const int64_t count = (sync ? sync->global_n : n) * M;
+    const cf_simd_ops *ks = cf_simd();
 
     for (int64_t c = 0; c < C; c++) {
-        const double mu = mean[c];
         double a = 0, bsum = 0;
-        for (int64_t b = 0; b < n; b++) {
-            const float *xc = x + (b * C + c) * M, *dyc = dy + (b * C + c) * M;
-            for (int64_t j = 0; j < M; j++) {
-                a += dyc[j];
-                bsum += (double)dyc[j] * ((double)xc[j] - mu);
-            }
-        }
+        for (int64_t b = 0; b < n; b++)
+            ks->sum_dy_dyx(x + (b * C + c) * M, dy + (b * C + c) * M, M, mean[c], &a, &bsum);
         sdy[c] = a;
         sdyx[c] = bsum * invstd[c]; /* sum dy * xh */
         dbeta[c] += (float)sdy[c];
@@ -160,12 +159,9 @@ static cfnet_status bn_backward(cfnet_layer *l, const float *x, const float *y, 
             const float a = (float)(sdy[c] / (double)count), mf = (float)mu,
                         bcoef = (float)(sdyx[c] / (double)count * is);
             /* dx = k * (dy - a - (x - mu) * invstd * mean(dy * xh)) */
-            for (int64_t b = 0; b < n; b++) {
-                const float *xc = x + (b * C + c) * M, *dyc = dy + (b * C + c) * M;
-                float *dxc = dx + (b * C + c) * M;
-                for (int64_t j = 0; j < M; j++)
-                    dxc[j] = k * (dyc[j] - a - (xc[j] - mf) * bcoef);
-            }
+            for (int64_t b = 0; b < n; b++)
+                ks->bn_dx(x + (b * C + c) * M, dy + (b * C + c) * M, dx + (b * C + c) * M, M, k,
+                          a, mf, bcoef);
         } else {
             for (int64_t b = 0; b < n; b++) {
                 const float *dyc = dy + (b * C + c) * M;
