@@ -1,6 +1,8 @@
 /* Networks: layer composition, forward/backward, inference, summary. Training is in train.c. */
 #include "network.h"
 
+#include "layers/fused.h"
+
 #include <math.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -92,6 +94,7 @@ CFNET_API void cfnet_network_free(cfnet_network *net)
     if (!net) return;
     free_train_buffers(net);
     free_slots(net);
+    cf_free(net->sum_buf);
     cf_pool_destroy(net->pool);
     infer_cache_clear(net);
     pthread_mutex_destroy(&net->infer_cache->lock);
@@ -257,6 +260,7 @@ CFNET_API size_t cfnet_network_memory_usage(const cfnet_network *net)
             bytes += (net->slots[i].m ? n : 0) + (net->slots[i].v ? n : 0);
         }
     }
+    if (net->sum_buf) bytes += (size_t)net->sum_buf_n * sizeof(float);
     cf_infer_cache *c = net->infer_cache;
     pthread_mutex_lock(&c->lock);
     size_t cached = c->bytes;
@@ -437,7 +441,14 @@ static cfnet_status infer_run(const cfnet_network *net, int upto, const float *x
     for (int i = 0; i < upto; i++) {
         float *dst = (cur == bf->a) ? bf->b : bf->a;
         /* Inference forwards do not write to the layer, so the cast keeps the network const. */
-        CF_CHECK(cf_layer_forward_raw(net->layers[i], cur, dst, n, false, bf->ws));
+        if (i + 1 < upto && net->layers[i]->kind == CFNET_LAYER_BATCH_NORM &&
+            net->layers[i + 1]->kind == CFNET_LAYER_RELU) {
+            /* Batch norm + ReLU in one pass (bit-identical to the two layers). */
+            CF_CHECK(cf_batch_norm_forward_relu(net->layers[i], cur, dst, n, false, bf->ws));
+            i++;
+        } else {
+            CF_CHECK(cf_layer_forward_raw(net->layers[i], cur, dst, n, false, bf->ws));
+        }
         cur = dst;
     }
     *result = cur;
