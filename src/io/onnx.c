@@ -709,6 +709,8 @@ static cfnet_status export_buffer(const cfnet_network *net, unsigned flags, cons
 CFNET_API cfnet_status cfnet_network_export_onnx(const cfnet_network *net, const char *path,
                                                  unsigned flags)
 {
+    CF_CHECK(cf_handle_check(net, CF_MAGIC_NETWORK, "network", __func__));
+    CF_NET_GUARD(net, false, "network_export_onnx");
     const char *what = "network_export_onnx";
     CF_FAIL_IF(!net || !path, CFNET_E_INVALID_ARGUMENT, "%s: NULL argument", what);
     CF_NET_SCOPE(net);
@@ -723,6 +725,7 @@ CFNET_API cfnet_status cfnet_network_export_onnx(const cfnet_network *net, const
 CFNET_API cfnet_status cfnet_network_export_onnx_buffer(const cfnet_network *net, unsigned flags,
                                                         void **buffer, size_t *size)
 {
+    CF_CHECK(cf_handle_check(net, CF_MAGIC_NETWORK, "network", __func__));
     const char *what = "network_export_onnx_buffer";
     CF_FAIL_IF(!net || !buffer || !size, CFNET_E_INVALID_ARGUMENT, "%s: NULL argument", what);
     CF_NET_SCOPE(net);

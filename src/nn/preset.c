@@ -136,6 +136,7 @@ CFNET_API cfnet_status cfnet_network_create_classifier(cfnet_family family, int 
  * filters are ignored); pooling, batch norm, ReLU and the DFT are not counted. */
 CFNET_API int64_t cfnet_network_multiply_adds(const cfnet_network *net)
 {
+    if (!cf_handle_ok(net, CF_MAGIC_NETWORK, "network", __func__)) net = NULL;
     if (!net) return -1;
     int64_t total = 0;
     for (int i = 0; i < cfnet_network_layer_count(net); i++) {
