@@ -92,7 +92,8 @@ OBJS    := $(SRCS:src/%.c=$(BUILD)/obj/%.o)
 
 # The ONNX messages: protoc-c generates C from the onnx.proto Debian ships (libonnx-dev) into
 # the build directory; the generated file is compiled without the project's warning flags.
-ONNX_PROTO ?= /usr/include/onnx/onnx.proto
+ONNX_PROTO ?= $(firstword $(shell dpkg -L libonnx-dev 2>/dev/null | grep '/onnx\.proto$$') \
+                            /usr/include/onnx/onnx.proto)
 GEN     := $(BUILD)/gen
 GEN_SRC := $(GEN)/onnx.pb-c.c
 GEN_OBJ := $(BUILD)/obj/gen/onnx.pb-c.o
