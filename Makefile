@@ -195,6 +195,14 @@ $(BUILD)/tests/%: tests/%.c tests/testutil.h $(TEST_UTIL) $(ALIB) $(HEADER)
 # The equivariance test measures with the benchmark's protocol (one definition of it).
 $(BUILD)/tests/test_equivariance: bench/equivariance.h
 
+# The command's image readers and preprocessing, tested with the image libraries.
+$(BUILD)/tests/test_imageio: tests/test_imageio.c tests/testutil.h $(TEST_UTIL) $(TOOL_IMAGE_OBJS) \
+                             $(BUILD)/tool/dataset.o $(ALIB) $(HEADER)
+	@mkdir -p $(dir $@)
+	$(CC) $(BASE_CFLAGS) $(SAN) $(DEP_CFLAGS) $(TEST_CFLAGS) $(TOOL_CFLAGS) $(CFLAGS) -Isrc/tool $< \
+	    $(TEST_UTIL) $(TOOL_IMAGE_OBJS) $(BUILD)/tool/dataset.o $(ALIB) $(TEST_LIBS) $(TOOL_LIBS) \
+	    $(DEP_LIBS) -o $@
+
 test-bins: $(TEST_BINS)
 
 $(BUILD)/examples/%: examples/%.c $(EX_COMMON) $(wildcard examples/common/*.h) $(ALIB) $(HEADER)

@@ -1,4 +1,4 @@
-"""Checks bindings/julia/CFNet.jl against include/cfnet/cfnet.h (run by test_julia_wrappers.sh).
+"""Checks bindings/julia/src/CFNet.jl against include/cfnet/cfnet.h (run by test_julia_wrappers.sh).
 
 Julia is not installed where libcfnet is built and tested, so the `ccall` wrappers cannot be run.
 Instead every `ccall((:cfnet_x, libcfnet), Ret, (T1, T2, ...), a1, a2, ...)` is parsed and

@@ -15,7 +15,7 @@ done
 [ -n "$py" ] || { echo "test_bindings_tables: no python3 with numpy found" >&2; exit 1; }
 
 header=include/cfnet/cfnet.h
-jl=bindings/julia/CFNet.jl
+jl=bindings/julia/src/CFNet.jl
 so=${CFNET_LIBDIR:-$(pwd)/lib}/libcfnet.so
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/cfnet-tables.XXXXXX")
 trap 'rm -rf "$tmp"' EXIT INT TERM

@@ -107,6 +107,20 @@ for r in rows[1:]:
 EOF
 # --tta on an invariant model (cfnet) changes nothing beyond rounding.
 expect 0 "" "$cfnet" predict "$m" "$d/test/class01" -o "$out/pred_tta.csv" --tta --threads 2
+$py - "$out/pred.csv" "$out/pred_tta.csv" <<'EOF' || fail "--tta on an invariant model"
+import csv, sys
+plain = {r[0]: [float(v) for v in r[2:]] for r in list(csv.reader(open(sys.argv[1])))[1:]}
+tta = list(csv.reader(open(sys.argv[2])))[1:]
+assert len(tta) == 10
+for r in tta:
+    assert max(abs(a - float(b)) for a, b in zip(plain[r[0]], r[2:])) < 1e-4, r
+EOF
+# --patience: with a learning rate too small to learn anything, validation stops improving
+# after the first epochs and training stops long before --epochs.
+# shellcheck disable=SC2086
+expect 0 "early stop: validation balanced accuracy has not improved for 2 epochs" "$cfnet" train \
+    "$d/train" -o "$out/p.safetensors" --epochs 30 $common --lr 1e-9 --patience 2 --log "$out/p.csv"
+test "$(wc -l <"$out/p.csv")" -lt 12 || fail "--patience 2 did not stop early"
 
 expect 0 "classes +3: class00 class01 class02" "$cfnet" info "$m"
 grep -q "normalisation  percentile 1 99.8" "$out/last.txt" || fail "info lacks the normalisation"
@@ -196,6 +210,10 @@ expect 1 "trunc/class01/0003.tif: invalid TIFF" "$cfnet" train "$bad/trunc" -o "
 expect 0 "skipped 1 unreadable" "$cfnet" train "$bad/trunc" -o "$bad/m.safetensors" --epochs 1 \
     $common --skip-bad
 grep -q "0003.tif: invalid TIFF.*(skipped)" "$out/last.txt" || fail "--skip-bad names the file"
+# the same when streaming from disk: the bad image is left out, counted once over 2 epochs
+# shellcheck disable=SC2086
+expect 0 "skipped 1 unreadable" "$cfnet" train "$bad/trunc" -o "$bad/ms.safetensors" --epochs 2 \
+    $common --skip-bad --max-memory 40K
 
 cp -r "$d/train" "$bad/text"
 echo "not an image" >"$bad/text/class00/0005.tif"
@@ -228,12 +246,11 @@ mkdir -p "$mf/img"
 cp "$d/train/class00/0000.tif" "$mf/img/a,0.tif"
 {
     echo "path,label,split"
-    i=0
     for k in 00 01 02; do
         for n in 0000 0001 0002 0003 0004 0005; do
             cp "$d/train/class$k/$n.tif" "$mf/img/$k-$n.tif"
             s=train
-            [ $n = 0005 ] && s=val
+            [ $n = 0005 ] && s="val"
             echo "img/$k-$n.tif,class$k,$s"
         done
         cp "$d/test/class$k/0000.tif" "$mf/img/t$k.tif"

@@ -423,6 +423,40 @@ static void normalize_matches_percentile_reference(void **state)
     cfnet_tensor_free(t);
 }
 
+/* Large planes of few distinct values (8-bit-like data, constant runs, a single outlier): the
+ * percentiles found by selection equal those of the sorted plane. */
+static void normalize_matches_reference_on_quantised_planes(void **state)
+{
+    (void)state;
+    const int64_t N = 3, C = 1, H = 64, W = 48, n = H * W;
+    int64_t shape[] = {N, C, H, W};
+    cfnet_tensor *t = NULL;
+    CF_ASSERT_OK(cfnet_tensor_create(4, shape, &t));
+    float *x = cfnet_tensor_data(t), *ref = malloc(sizeof(float) * (size_t)(N * n));
+    assert_non_null(ref);
+    tu_rng g = {5};
+    for (int64_t k = 0; k < n; k++) {
+        x[k] = (float)floor(16 * tu_uniform(&g));   /* 16 levels */
+        x[n + k] = k < n - 1 ? 7.0f : 1000.0f;      /* constant but one outlier */
+        x[2 * n + k] = (float)((k * 7919) % 5);     /* periodic */
+    }
+    static const double ps[][2] = {{1, 99.8}, {0, 100}, {33.3, 66.7}, {99.9, 100}};
+    float *orig = copy_of(t);
+    for (size_t c = 0; c < sizeof ps / sizeof ps[0]; c++) {
+        memcpy(x, orig, sizeof(float) * (size_t)(N * n));
+        memcpy(ref, orig, sizeof(float) * (size_t)(N * n));
+        CF_ASSERT_OK(cfnet_image_normalize(t, ps[c][0], ps[c][1]));
+        ref_normalize(ref, N * C, n, ps[c][0], ps[c][1]);
+        for (int64_t k = 0; k < N * n; k++)
+            if (fabs((double)x[k] - ref[k]) > 1e-6)
+                fail_msg("percentiles %g/%g: element %lld is %g, reference %g", ps[c][0],
+                         ps[c][1], (long long)k, x[k], ref[k]);
+    }
+    free(orig);
+    free(ref);
+    cfnet_tensor_free(t);
+}
+
 static void normalize_gives_known_values(void **state)
 {
     (void)state;
@@ -514,6 +548,7 @@ int main(void)
         cmocka_unit_test(shift_matches_direct_loop),
         cmocka_unit_test(shift_rejects_bad_arguments),
         cmocka_unit_test(normalize_matches_percentile_reference),
+        cmocka_unit_test(normalize_matches_reference_on_quantised_planes),
         cmocka_unit_test(normalize_gives_known_values),
         cmocka_unit_test(normalize_constant_or_degenerate_plane_becomes_zero),
         cmocka_unit_test(normalize_rejects_nan_and_leaves_tensor_unchanged),

@@ -1,6 +1,6 @@
 #!/bin/sh
 # The Julia bindings cannot drift silently from the C API: every ccall in
-# bindings/julia/CFNet.jl must name a function of include/cfnet/cfnet.h with the same number and
+# bindings/julia/src/CFNet.jl must name a function of include/cfnet/cfnet.h with the same number and
 # types of arguments (Julia itself is not installed here; see bindings/julia/README.md).
 # The checker is first shown to reject a few broken copies of the bindings.
 set -eu
@@ -15,7 +15,7 @@ done
 [ -n "$py" ] || { echo "test_julia_wrappers: no python3 found" >&2; exit 1; }
 
 header=include/cfnet/cfnet.h
-jl=bindings/julia/CFNet.jl
+jl=bindings/julia/src/CFNet.jl
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/cfnet-julia.XXXXXX")
 trap 'rm -rf "$tmp"' EXIT INT TERM
 
@@ -48,3 +48,17 @@ if [ -e "$so" ] && command -v nm >/dev/null 2>&1; then
     absent=$(comm -23 "$tmp/wrapped" "$tmp/exported" | tr '\n' ' ')
     [ -z "$absent" ] || echo "test_julia_wrappers: note: declared in the header but not exported by $so: $absent"
 fi
+
+# The package layout: bindings/julia/Project.toml names the module of src/CFNet.jl, with the
+# library's version.
+proj=bindings/julia/Project.toml
+version=$(sed -n 's/^#define CFNET_VERSION_MAJOR \([0-9]*\).*/\1/p' "$header").$(
+    sed -n 's/^#define CFNET_VERSION_MINOR \([0-9]*\).*/\1/p' "$header").$(
+    sed -n 's/^#define CFNET_VERSION_PATCH \([0-9]*\).*/\1/p' "$header")
+grep -qx 'name = "CFNet"' "$proj" || { echo "test_julia_wrappers: $proj does not name CFNet" >&2; exit 1; }
+grep -qx "version = \"$version\"" "$proj" ||
+    { echo "test_julia_wrappers: $proj version is not the library's $version" >&2; exit 1; }
+grep -Eqx 'uuid = "[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"' "$proj" ||
+    { echo "test_julia_wrappers: $proj has no valid uuid" >&2; exit 1; }
+grep -qx 'module CFNet' "$jl" || { echo "test_julia_wrappers: $jl does not define module CFNet" >&2; exit 1; }
+echo "test_julia_wrappers: package layout ok (Project.toml CFNet $version, src/CFNet.jl)"

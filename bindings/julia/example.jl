@@ -1,7 +1,7 @@
 # Builds a small CFNet, trains it on generated rotated patterns, checks its invariance to
 # quarter turns and saves it. Usage (from the repository root, after `make`):
 #   CFNET_LIBRARY=$PWD/lib/libcfnet.so julia bindings/julia/example.jl [model.cfnet]
-include(joinpath(@__DIR__, "CFNet.jl"))
+include(joinpath(@__DIR__, "src", "CFNet.jl"))
 using .CFNet
 using Random
 

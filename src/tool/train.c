@@ -897,7 +897,7 @@ int cmd_train(int argc, char **argv)
         pc.batch = c.batch;
         cfnet_status st = CFNET_OK;
         for (int64_t c0 = 0; c0 < ntr && st == CFNET_OK; c0 += chunk) {
-            int64_t n = ntr - c0 < chunk ? ntr - c0 : chunk;
+            int64_t n = ntr - c0 < chunk ? ntr - c0 : chunk, nuse = n;
             const cfnet_tensor *imgs;
             cfnet_tensor *t = NULL;
             const int32_t *labs;
@@ -914,20 +914,26 @@ int cmd_train(int argc, char **argv)
                     local[i] = i;
                 }
                 if (dataset_load(&ds, chunk_idx, n, &spec, chunkbuf, &bad) != 0) goto out;
+                /* --skip-bad: images found bad are left out of the chunk's order (never
+                 * trained on as zeros) */
+                nuse = 0;
+                for (int64_t i = 0; i < n; i++)
+                    if (!ds.s[chunk_idx[i]].bad) local[nuse++] = i;
+                if (nuse == 0) continue;
                 st = cfnet_tensor_wrap(chunkbuf, 4, shape, &t);
                 labs = chunklab;
                 ord = local;
             }
             imgs = t;
             double ml = 0, acc = 0;
-            pc.chunk_n = n;
+            pc.chunk_n = nuse;
             if (st == CFNET_OK)
-                st = cfnet_network_train_epoch(net, imgs, labs, c.batch, ord, n, on_step, &pc, &ml,
-                                               &acc);
+                st = cfnet_network_train_epoch(net, imgs, labs, c.batch, ord, nuse, on_step, &pc,
+                                               &ml, &acc);
             cfnet_tensor_free(t);
-            correct += floor(acc * (double)n + 0.5); /* a count */
-            seen += n;
-            pc.step_offset += (n + c.batch - 1) / c.batch;
+            correct += floor(acc * (double)nuse + 0.5); /* a count */
+            seen += nuse;
+            pc.step_offset += (nuse + c.batch - 1) / c.batch;
         }
         if (st == CFNET_E_CANCELLED || tool_interrupted) {
             progress_done(&pc.pr);
@@ -1014,6 +1020,8 @@ int cmd_train(int argc, char **argv)
                   100 * best, best_epoch, c.output, ckpt);
     else
         tool_info("no validation set: %s is the last epoch (also in %s)", c.output, ckpt);
+    bad = 0; /* streamed images are re-read (and found bad) every epoch: count them once */
+    for (int64_t i = 0; i < ds.n; i++) bad += ds.s[i].bad;
     if (bad) tool_warn("skipped %lld unreadable or unsuitable images", (long long)bad);
     rc = EXIT_OK;
 out:

@@ -1,0 +1,312 @@
+/* The `cfnet` command's image readers (src/tool/imageio.c) and preprocessing (image_prepare):
+ * every supported TIFF and PNG layout reads back exactly what was written, unsupported and
+ * broken files give a message (never a crash), crop/pad/normalisation place pixels as
+ * documented. */
+#define _GNU_SOURCE
+#include "testutil.h"
+
+#include "tool.h"
+
+#include <math.h>
+#include <png.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <tiffio.h>
+
+static char *out_path(const char *name)
+{
+    const char *dir = getenv("CFNET_TEST_OUTDIR");
+    if (!dir) dir = ".";
+    make_dirs(dir);
+    return path_join(dir, name);
+}
+
+/* An image with distinct integer values in [0, maxv]. */
+static tool_image make_image(int c, int h, int w, double maxv, uint64_t seed)
+{
+    tool_image img = {c, h, w, xmalloc(sizeof(float) * (size_t)(c * h * w))};
+    for (int i = 0; i < c * h * w; i++) img.data[i] = (float)floor(tool_uniform(&seed) * (maxv + 1));
+    return img;
+}
+
+static void assert_same(const tool_image *a, const tool_image *b)
+{
+    assert_int_equal(a->channels, b->channels);
+    assert_int_equal(a->height, b->height);
+    assert_int_equal(a->width, b->width);
+    for (int i = 0; i < a->channels * a->height * a->width; i++)
+        if (a->data[i] != b->data[i]) fail_msg("value %d: %g != %g", i, a->data[i], b->data[i]);
+}
+
+static void tiff_roundtrip(int bits, tiff_layout layout, int c, int h, int w)
+{
+    char name[64], err[256];
+    snprintf(name, sizeof name, "imageio_%d_%d_%d.tif", bits, (int)layout, w);
+    char *p = out_path(name);
+    tool_image img = make_image(c, h, w, bits == 8 ? 255 : 65535, (uint64_t)(bits * 10 + layout));
+    if (bits == 32)
+        for (int i = 0; i < c * h * w; i++) img.data[i] = img.data[i] / 977.0f - 3.5f;
+    if (image_write_tiff(p, &img, bits, layout, err, sizeof err) != 0) fail_msg("%s", err);
+    tool_image back;
+    if (image_read(p, &back, err, sizeof err) != 0) fail_msg("%s: %s", p, err);
+    assert_same(&img, &back);
+    image_free(&img);
+    image_free(&back);
+    free(p);
+}
+
+static void tiff_every_layout_and_depth_reads_back_exactly(void **state)
+{
+    (void)state;
+    int bits[3] = {8, 16, 32};
+    for (int b = 0; b < 3; b++)
+        for (int l = 0; l <= TIFF_TILED; l++) {
+            tiff_roundtrip(bits[b], (tiff_layout)l, 3, 21, 37); /* partial strips and tiles */
+            tiff_roundtrip(bits[b], (tiff_layout)l, 1, 16, 16);
+        }
+}
+
+static void tiff_big_endian_reads_back_exactly(void **state)
+{
+    (void)state;
+    char *p = out_path("imageio_be.tif"), err[256];
+    TIFF *t = TIFFOpen(p, "wb"); /* 'b': big-endian byte order */
+    assert_non_null(t);
+    uint16_t row[5];
+    TIFFSetField(t, TIFFTAG_IMAGEWIDTH, 5u);
+    TIFFSetField(t, TIFFTAG_IMAGELENGTH, 2u);
+    TIFFSetField(t, TIFFTAG_SAMPLESPERPIXEL, 1);
+    TIFFSetField(t, TIFFTAG_BITSPERSAMPLE, 16);
+    TIFFSetField(t, TIFFTAG_PHOTOMETRIC, PHOTOMETRIC_MINISBLACK);
+    TIFFSetField(t, TIFFTAG_COMPRESSION, COMPRESSION_LZW);
+    for (uint32_t y = 0; y < 2; y++) {
+        for (int x = 0; x < 5; x++) row[x] = (uint16_t)(1000 * y + 300 * x + 7);
+        assert_true(TIFFWriteScanline(t, row, y, 0) >= 0);
+    }
+    TIFFClose(t);
+    tool_image img;
+    if (image_read(p, &img, err, sizeof err) != 0) fail_msg("%s", err);
+    assert_int_equal(img.channels, 1);
+    for (int y = 0; y < 2; y++)
+        for (int x = 0; x < 5; x++) assert_true(img.data[y * 5 + x] == 1000 * y + 300 * x + 7);
+    image_free(&img);
+    free(p);
+}
+
+static void png_every_channel_count_and_depth_reads_back_exactly(void **state)
+{
+    (void)state;
+    for (int c = 1; c <= 4; c++)
+        for (int bits = 8; bits <= 16; bits += 8) {
+            char name[64], err[256];
+            snprintf(name, sizeof name, "imageio_%d_%d.png", c, bits);
+            char *p = out_path(name);
+            tool_image img = make_image(c, 9, 13, bits == 8 ? 255 : 65535, (uint64_t)(c * bits));
+            if (image_write_png(p, &img, bits, err, sizeof err) != 0) fail_msg("%s", err);
+            tool_image back;
+            if (image_read(p, &back, err, sizeof err) != 0) fail_msg("%s: %s", p, err);
+            assert_same(&img, &back);
+            image_free(&img);
+            image_free(&back);
+            free(p);
+        }
+}
+
+/* Writes a PNG with libpng directly (palette or 1-bit grey). */
+static void write_png_raw(const char *path, int w, int h, int depth, int ctype,
+                          const unsigned char *rows, size_t rowbytes, const png_color *pal, int npal)
+{
+    FILE *f = fopen(path, "wb");
+    assert_non_null(f);
+    png_structp png = png_create_write_struct(PNG_LIBPNG_VER_STRING, NULL, NULL, NULL);
+    png_infop info = png_create_info_struct(png);
+    if (setjmp(png_jmpbuf(png))) fail_msg("libpng failed writing %s", path);
+    png_init_io(png, f);
+    png_set_IHDR(png, info, (png_uint_32)w, (png_uint_32)h, depth, ctype, PNG_INTERLACE_NONE,
+                 PNG_COMPRESSION_TYPE_DEFAULT, PNG_FILTER_TYPE_DEFAULT);
+    if (pal) png_set_PLTE(png, info, pal, npal);
+    png_write_info(png, info);
+    for (int y = 0; y < h; y++) png_write_row(png, rows + (size_t)y * rowbytes);
+    png_write_end(png, info);
+    png_destroy_write_struct(&png, &info);
+    fclose(f);
+}
+
+static void png_palette_and_low_bit_grey_are_expanded(void **state)
+{
+    (void)state;
+    char *p = out_path("imageio_palette.png"), err[256];
+    png_color pal[2] = {{10, 20, 30}, {200, 150, 100}};
+    unsigned char rows[2 * 3] = {0, 1, 0, 1, 1, 0};
+    write_png_raw(p, 3, 2, 8, PNG_COLOR_TYPE_PALETTE, rows, 3, pal, 2);
+    tool_image img;
+    if (image_read(p, &img, err, sizeof err) != 0) fail_msg("%s", err);
+    assert_int_equal(img.channels, 3);
+    for (int i = 0; i < 6; i++) {
+        const png_color *c = &pal[rows[i]];
+        assert_true(img.data[i] == c->red && img.data[6 + i] == c->green && img.data[12 + i] == c->blue);
+    }
+    image_free(&img);
+    free(p);
+    p = out_path("imageio_1bit.png");
+    unsigned char bitrow[2] = {0xA0, 0x40}; /* row 0: 1 0 1, row 1: 0 1 0 */
+    write_png_raw(p, 3, 2, 1, PNG_COLOR_TYPE_GRAY, bitrow, 1, NULL, 0);
+    if (image_read(p, &img, err, sizeof err) != 0) fail_msg("%s", err);
+    assert_int_equal(img.channels, 1);
+    static const float want[6] = {255, 0, 255, 0, 255, 0};
+    for (int i = 0; i < 6; i++) assert_true(img.data[i] == want[i]);
+    image_free(&img);
+    free(p);
+}
+
+/* Reads `path` and expects an error containing `what`. */
+static void expect_error(const char *path, const char *what)
+{
+    tool_image img;
+    char err[256] = "";
+    if (image_read(path, &img, err, sizeof err) == 0) fail_msg("%s was accepted", path);
+    if (!strstr(err, what)) fail_msg("%s: message '%s' lacks '%s'", path, err, what);
+    assert_null(img.data);
+}
+
+static void unsupported_tiffs_are_refused_with_a_reason(void **state)
+{
+    (void)state;
+    char *p = out_path("imageio_signed.tif");
+    TIFF *t = TIFFOpen(p, "w");
+    int16_t row[4] = {-1, 2, -3, 4};
+    TIFFSetField(t, TIFFTAG_IMAGEWIDTH, 4u);
+    TIFFSetField(t, TIFFTAG_IMAGELENGTH, 1u);
+    TIFFSetField(t, TIFFTAG_BITSPERSAMPLE, 16);
+    TIFFSetField(t, TIFFTAG_SAMPLEFORMAT, SAMPLEFORMAT_INT);
+    TIFFSetField(t, TIFFTAG_PHOTOMETRIC, PHOTOMETRIC_MINISBLACK);
+    TIFFWriteScanline(t, row, 0, 0);
+    TIFFClose(t);
+    expect_error(p, "16-bit signed");
+    free(p);
+
+    p = out_path("imageio_sizes.tif"); /* two pages of different sizes */
+    t = TIFFOpen(p, "w");
+    for (int page = 0; page < 2; page++) {
+        uint8_t r[8] = {0};
+        TIFFSetField(t, TIFFTAG_IMAGEWIDTH, (uint32_t)(4 + 4 * page));
+        TIFFSetField(t, TIFFTAG_IMAGELENGTH, 2u);
+        TIFFSetField(t, TIFFTAG_BITSPERSAMPLE, 8);
+        TIFFSetField(t, TIFFTAG_PHOTOMETRIC, PHOTOMETRIC_MINISBLACK);
+        for (uint32_t y = 0; y < 2; y++) TIFFWriteScanline(t, r, y, 0);
+        TIFFWriteDirectory(t);
+    }
+    TIFFClose(t);
+    expect_error(p, "page 2 is 8x2 but page 1 is 4x2");
+    free(p);
+
+    p = out_path("imageio_nan.tif");
+    tool_image img = make_image(1, 3, 3, 10, 1);
+    img.data[4] = NAN;
+    char err[256];
+    assert_int_equal(image_write_tiff(p, &img, 32, TIFF_PAGES, err, sizeof err), 0);
+    image_free(&img);
+    expect_error(p, "non-finite value");
+    free(p);
+
+    p = out_path("imageio_palette.tif");
+    t = TIFFOpen(p, "w");
+    uint16_t cmap[256] = {0};
+    uint8_t r8[4] = {0, 1, 2, 3};
+    TIFFSetField(t, TIFFTAG_IMAGEWIDTH, 4u);
+    TIFFSetField(t, TIFFTAG_IMAGELENGTH, 1u);
+    TIFFSetField(t, TIFFTAG_BITSPERSAMPLE, 8);
+    TIFFSetField(t, TIFFTAG_PHOTOMETRIC, PHOTOMETRIC_PALETTE);
+    TIFFSetField(t, TIFFTAG_COLORMAP, cmap, cmap, cmap);
+    TIFFWriteScanline(t, r8, 0, 0);
+    TIFFClose(t);
+    expect_error(p, "colour model");
+    free(p);
+}
+
+/* Every prefix of valid files (truncation at any byte) is an error or, when the missing part
+ * is not needed, the same image: never a crash, never garbage dimensions. */
+static void truncated_files_never_crash(void **state)
+{
+    (void)state;
+    const char *names[2] = {"imageio_16_2_37.tif", "imageio_2_16.png"};
+    tiff_roundtrip(16, TIFF_PLANAR, 3, 21, 37);
+    for (int f = 0; f < 2; f++) {
+        char *p = out_path(names[f]), err[256];
+        unsigned char *data;
+        size_t size;
+        if (read_file(p, 1 << 20, &data, &size, err, sizeof err) != 0) fail_msg("%s", err);
+        tool_image full;
+        assert_int_equal(image_decode(data, size, 1 << 20, &full, err, sizeof err), 0);
+        int errors = 0;
+        for (size_t n = 0; n < size; n++) {
+            tool_image img;
+            if (image_decode(data, n, 1 << 20, &img, err, sizeof err) != 0) {
+                assert_true(err[0] != 0);
+                errors++;
+                continue;
+            }
+            assert_same(&full, &img);
+            image_free(&img);
+        }
+        assert_true(errors > (int)size / 2);
+        image_free(&full);
+        free(data);
+        free(p);
+    }
+}
+
+static void prepare_crops_pads_and_normalises_as_documented(void **state)
+{
+    (void)state;
+    /* 1 channel 4x6 (H x W) with values = index; crop to 2: rows 1..2, columns 2..3. */
+    tool_image img = {1, 4, 6, xmalloc(sizeof(float) * 24)};
+    for (int i = 0; i < 24; i++) img.data[i] = (float)i;
+    tool_norm scale = {0, 0, 0, 0.5};
+    float out[64];
+    char err[256];
+    assert_int_equal(image_prepare(&img, &scale, 2, 0, out, err, sizeof err), 0);
+    static const float want[4] = {4, 4.5f, 7, 7.5f}; /* (8, 9, 14, 15) x 0.5 */
+    for (int i = 0; i < 4; i++) assert_true(out[i] == want[i]);
+    /* Larger than the image without --pad: an error naming both sizes. */
+    for (int i = 0; i < 24; i++) img.data[i] = (float)i;
+    assert_int_equal(image_prepare(&img, &scale, 5, 0, out, err, sizeof err), -1);
+    assert_non_null(strstr(err, "image is 6x4, smaller than the input size 5"));
+    /* With padding to 8: the image sits at rows 2..5, columns 1..6, zeros around. */
+    assert_int_equal(image_prepare(&img, &scale, 8, 1, out, err, sizeof err), 0);
+    for (int y = 0; y < 8; y++)
+        for (int x = 0; x < 8; x++) {
+            float v = (y >= 2 && y < 6 && x >= 1 && x < 7) ? 0.5f * (float)((y - 2) * 6 + x - 1) : 0.0f;
+            assert_true(out[y * 8 + x] == v);
+        }
+    /* Percentiles 0 and 100: the minimum maps to 0 and the maximum to 1. */
+    for (int i = 0; i < 24; i++) img.data[i] = 100.0f + 2.0f * (float)i;
+    tool_norm pct = {1, 0, 100, 0};
+    assert_int_equal(image_prepare(&img, &pct, 4, 0, out, err, sizeof err), 0);
+    assert_true(fabsf(out[0] - 1.0f / 23.0f) < 1e-6f); /* value index 1 of 0..23 */
+    image_free(&img);
+    /* The normalisation string round trip stored in models. */
+    tool_norm n;
+    char buf[128];
+    norm_format(&pct, buf, sizeof buf);
+    assert_string_equal(buf, "percentile 0 100");
+    assert_int_equal(norm_parse("percentile 1 99.8", &n), 0);
+    assert_true(n.percentile && n.low == 1 && n.high == 99.8);
+    assert_int_equal(norm_parse("percentile 5 1", &n), -1);
+    assert_int_equal(norm_parse("scale 0.5 x", &n), -1);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(tiff_every_layout_and_depth_reads_back_exactly),
+        cmocka_unit_test(tiff_big_endian_reads_back_exactly),
+        cmocka_unit_test(png_every_channel_count_and_depth_reads_back_exactly),
+        cmocka_unit_test(png_palette_and_low_bit_grey_are_expanded),
+        cmocka_unit_test(unsupported_tiffs_are_refused_with_a_reason),
+        cmocka_unit_test(truncated_files_never_crash),
+        cmocka_unit_test(prepare_crops_pads_and_normalises_as_documented),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
