@@ -29,8 +29,10 @@ CC      ?= cc
 BLAS    ?= openblas
 ifeq ($(BLAS),openblas)
 BLAS_PC := openblas
+BLAS_DEF := -DCF_BLAS_OPENBLAS
 else ifeq ($(BLAS),blas)
 BLAS_PC := blas-netlib
+BLAS_DEF :=
 else
 $(error BLAS must be openblas or blas)
 endif
@@ -56,7 +58,7 @@ endif
 OPT     ?= -O2
 CFLAGS  ?=
 BASE_CFLAGS := -std=c11 $(OPT) -g -fPIC -fvisibility=hidden $(WARN) -D_POSIX_C_SOURCE=200809L \
-               -Iinclude -Isrc
+               $(BLAS_DEF) -Iinclude -Isrc
 
 ifeq ($(SANITIZE),1)
 BUILD   := build/san-$(notdir $(firstword $(CC)))
@@ -284,9 +286,10 @@ check-valgrind: all test-bins
 	    CFNET_TEST_OUTDIR=$(BUILD)/test-output valgrind $(VALGRIND_FLAGS) $$t >/dev/null || { failed=$$((failed + 1)); echo "FAILED: $$t"; }; \
 	done; echo "== valgrind: $$failed failed"; test $$failed -eq 0
 
-# The thread test under ThreadSanitizer (use with SANITIZE=thread).
-check-threads: $(BUILD)/tests/test_threads
+# The thread tests under ThreadSanitizer (use with SANITIZE=thread).
+check-threads: $(BUILD)/tests/test_threads $(BUILD)/tests/test_thread_pool
 	CFNET_TEST_OUTDIR=$(BUILD)/test-output $(BUILD)/tests/test_threads
+	CFNET_TEST_OUTDIR=$(BUILD)/test-output $(BUILD)/tests/test_thread_pool
 
 # ABI: compare the built library with the committed baseline: new symbols are fine, any change
 # to an existing function or type fails. Every export must carry a CFNET_ version node.

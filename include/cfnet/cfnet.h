@@ -445,8 +445,10 @@ CFNET_API cfnet_status cfnet_network_output_shape(const cfnet_network *net, int 
 /** Total number of trainable scalars. */
 CFNET_API int64_t cfnet_network_param_count(const cfnet_network *net);
 
-/** Bytes currently held by the network: parameters, gradients, optimiser state, layer tables
- *  and the activation and workspace buffers of the largest batch trained so far. */
+/** Bytes currently held by the network: parameters, gradients, optimiser state, layer tables,
+ *  the activation and workspace buffers of the largest batch trained so far, and the inference
+ *  buffers kept for reuse between inference calls (one set per concurrent caller, sized for the
+ *  largest batch so far). */
 CFNET_API size_t cfnet_network_memory_usage(const cfnet_network *net);
 
 /** Writes a summary, one line per layer ("index kind output-shape params"), plus a total line,

@@ -1,8 +1,9 @@
 /* im2col + GEMM convolution with per-group weights; see convcore.h. */
 #include "convcore.h"
 
+#include "core/pool.h"
+
 #include <cblas.h>
-#include <pthread.h>
 #include <string.h>
 
 /* Column blocks are sized to about this many bytes (trading GEMM width against cache). */
@@ -463,22 +464,19 @@ static void backward_range(const conv_job *j)
 typedef struct conv_thread {
     conv_job job;
     bool backward;
-    pthread_t tid;
-    bool started;
 } conv_thread;
 
 static size_t jobs_bytes(int T) { return cf_align64((size_t)T * sizeof(conv_thread)); }
 
-static void *thread_main(void *arg)
+static void share_main(void *arg, int i)
 {
-    conv_thread *t = arg;
+    conv_thread *t = (conv_thread *)arg + i;
     if (t->backward) backward_range(&t->job);
     else forward_range(&t->job);
-    return NULL;
 }
 
-/* Splits the batch over T threads (the caller's thread does share 0); each share uses its own
- * slice of the workspace. If a thread cannot be started, its share runs in the caller. */
+/* Splits the batch over T shares run at once by cf_parallel_run (the calling thread's pool, see
+ * core/pool.h; the caller does share 0); each share uses its own slice of the workspace. */
 static void run_split(const conv_job *base, bool backward, int64_t n, int threads, void *ws,
                       float *const *dWg_shared, float *dbias_shared)
 {
@@ -508,7 +506,6 @@ static void run_split(const conv_job *base, bool backward, int64_t n, int thread
         j->xpad = (float *)((char *)ws + (size_t)t * tb + colb + outb);
         j->cols_ready = reuse;
         th[t].backward = backward;
-        th[t].started = false;
         if (backward && t > 0) {
             /* Private gradient banks of threads t > 0 and their pointer table, carved from
              * the end of the workspace. */
@@ -523,13 +520,7 @@ static void run_split(const conv_job *base, bool backward, int64_t n, int thread
             j->dbias = dbias_shared;
         }
     }
-    for (int t = 1; t < T; t++)
-        th[t].started = pthread_create(&th[t].tid, NULL, thread_main, &th[t]) == 0;
-    thread_main(&th[0]);
-    for (int t = 1; t < T; t++) {
-        if (th[t].started) pthread_join(th[t].tid, NULL);
-        else thread_main(&th[t]);
-    }
+    cf_parallel_run(T, share_main, th);
     if (!backward) {
         hdr->x = base->x;
         hdr->n = n;

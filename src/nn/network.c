@@ -2,6 +2,7 @@
 #include "network.h"
 
 #include <math.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -31,6 +32,12 @@ CFNET_API cfnet_status cfnet_network_create_in(cfnet_context *ctx, int channels,
     CF_CHECK(cf_shape_numel("network_create", 3, shape, &numel));
     cfnet_network *net = cf_calloc(1, sizeof *net);
     CF_FAIL_IF(!net, CFNET_E_OUT_OF_MEMORY, "network_create: out of memory");
+    net->infer_cache = cf_calloc(1, sizeof *net->infer_cache);
+    if (!net->infer_cache) {
+        cf_free(net);
+        return cf_error(CFNET_E_OUT_OF_MEMORY, "network_create: out of memory");
+    }
+    pthread_mutex_init(&net->infer_cache->lock, NULL);
     net->ctx = ctx;
     memcpy(net->in_shape, shape, sizeof shape);
     net->in_size = numel;
@@ -40,6 +47,8 @@ CFNET_API cfnet_status cfnet_network_create_in(cfnet_context *ctx, int channels,
     *out = net;
     return CFNET_OK;
 }
+
+static void infer_cache_clear(cfnet_network *net);
 
 static void free_train_buffers(cfnet_network *net)
 {
@@ -79,6 +88,10 @@ CFNET_API void cfnet_network_free(cfnet_network *net)
     if (!net) return;
     free_train_buffers(net);
     free_slots(net);
+    cf_pool_destroy(net->pool);
+    infer_cache_clear(net);
+    pthread_mutex_destroy(&net->infer_cache->lock);
+    cf_free(net->infer_cache);
     for (int i = 0; i < net->nlayers; i++) cfnet_layer_free(net->layers[i]);
     cf_free(net->layers);
     cf_network_free_metadata(net);
@@ -136,6 +149,7 @@ cfnet_status cf_network_append(cfnet_network *net, cfnet_layer *layer)
     }
     /* Buffers and optimiser state are rebuilt for the new layer list on next use. */
     free_train_buffers(net);
+    infer_cache_clear(net);
     free_slots(net);
     net->table_bytes += meter.peak;
     layer->owned = true;
@@ -226,7 +240,11 @@ CFNET_API size_t cfnet_network_memory_usage(const cfnet_network *net)
             bytes += (net->slots[i].m ? n : 0) + (net->slots[i].v ? n : 0);
         }
     }
-    return bytes + net->train_bytes;
+    cf_infer_cache *c = net->infer_cache;
+    pthread_mutex_lock(&c->lock);
+    size_t cached = c->bytes;
+    pthread_mutex_unlock(&c->lock);
+    return bytes + net->train_bytes + cached;
 }
 
 CFNET_API cfnet_status cfnet_network_summary(const cfnet_network *net, char *buf, size_t size,
@@ -297,26 +315,47 @@ static cfnet_status check_output(const cfnet_network *net, const char *what,
     return CFNET_OK;
 }
 
-/* ---- inference with per-call buffers (read-only on the network) ---- */
+/* ---- inference buffers, cached per network (read-only on the layers) ---- */
 
+/* One caller's buffers: two activation buffers and a workspace. A call takes a set from the
+ * network's cache (or allocates one) and gives it back when done, so inference allocates only
+ * on its first call, when the batch grows, or while more threads than ever before run inference
+ * at once; concurrent callers never share a set. */
 typedef struct cf_infer_bufs {
     float *a, *b;
     void *ws;
-    int64_t n;
+    size_t count; /* floats in a and in b */
+    size_t ws_bytes;
+    struct cf_infer_bufs *next;
 } cf_infer_bufs;
 
 static void infer_bufs_free(cf_infer_bufs *bf)
 {
+    if (!bf) return;
     cf_free(bf->a);
     cf_free(bf->b);
     cf_free(bf->ws);
-    memset(bf, 0, sizeof *bf);
+    cf_free(bf);
 }
 
-static cfnet_status infer_bufs_alloc(const cfnet_network *net, int upto, int64_t n,
-                                     cf_infer_bufs *bf)
+/* Releases every cached set (no inference may be running). */
+static void infer_cache_clear(cfnet_network *net)
 {
-    memset(bf, 0, sizeof *bf);
+    cf_infer_cache *c = net->infer_cache;
+    if (!c) return;
+    while (c->free_list) {
+        cf_infer_bufs *bf = c->free_list;
+        c->free_list = bf->next;
+        infer_bufs_free(bf);
+    }
+    c->bytes = 0;
+}
+
+/* Takes a set of buffers big enough for layers [0, upto) on a batch of n. */
+static cfnet_status infer_bufs_get(const cfnet_network *net, int upto, int64_t n,
+                                   cf_infer_bufs **out)
+{
+    *out = NULL;
     int64_t maxout = 1;
     size_t maxws = 0;
     for (int i = 0; i < upto; i++) {
@@ -328,15 +367,46 @@ static cfnet_status infer_bufs_alloc(const cfnet_network *net, int upto, int64_t
     size_t count;
     if (!cf_mul_size((size_t)maxout, (size_t)n, &count) || count > SIZE_MAX / sizeof(float))
         return cf_error(CFNET_E_LIMIT, "network: batch of %lld is too large", (long long)n);
-    bf->a = cf_malloc(count * sizeof(float));
-    bf->b = cf_malloc(count * sizeof(float));
-    bf->ws = cf_malloc(maxws);
-    bf->n = n;
-    if (!bf->a || !bf->b || !bf->ws) {
+    /* The cache is the network's mutable part: its own lock makes concurrent calls safe. */
+    cf_infer_cache *c = net->infer_cache;
+    cf_infer_bufs *bf = NULL;
+    pthread_mutex_lock(&c->lock);
+    if (c->free_list) {
+        bf = c->free_list;
+        c->free_list = bf->next;
+        c->bytes -= bf->count * 2 * sizeof(float) + bf->ws_bytes;
+    }
+    pthread_mutex_unlock(&c->lock);
+    if (bf && bf->count >= count && bf->ws_bytes >= maxws) {
+        *out = bf;
+        return CFNET_OK;
+    }
+    infer_bufs_free(bf);
+    bf = cf_calloc(1, sizeof *bf);
+    if (bf) {
+        bf->a = cf_malloc(count * sizeof(float));
+        bf->b = cf_malloc(count * sizeof(float));
+        bf->ws = cf_malloc(maxws);
+        bf->count = count;
+        bf->ws_bytes = maxws;
+    }
+    if (!bf || !bf->a || !bf->b || !bf->ws) {
         infer_bufs_free(bf);
         return cf_error(CFNET_E_OUT_OF_MEMORY, "network: cannot allocate inference buffers");
     }
+    *out = bf;
     return CFNET_OK;
+}
+
+/* Gives a set back to the cache. */
+static void infer_bufs_put(const cfnet_network *net, cf_infer_bufs *bf)
+{
+    cf_infer_cache *c = net->infer_cache;
+    pthread_mutex_lock(&c->lock);
+    bf->next = c->free_list;
+    c->free_list = bf;
+    c->bytes += bf->count * 2 * sizeof(float) + bf->ws_bytes;
+    pthread_mutex_unlock(&c->lock);
 }
 
 /* Runs layers [0, upto) in inference mode on x (n samples); returns the pointer to the result
@@ -359,13 +429,13 @@ static cfnet_status infer_run(const cfnet_network *net, int upto, const float *x
 cfnet_status cf_network_infer_into(const cfnet_network *net, int upto, const float *x, int64_t n,
                                    float *out)
 {
-    cf_infer_bufs bf;
-    CF_CHECK(infer_bufs_alloc(net, upto, n, &bf));
+    cf_infer_bufs *bf;
+    CF_CHECK(infer_bufs_get(net, upto, n, &bf));
     const float *res;
-    cfnet_status st = infer_run(net, upto, x, n, &bf, &res);
+    cfnet_status st = infer_run(net, upto, x, n, bf, &res);
     int64_t sz = upto ? net->layers[upto - 1]->out_size : net->in_size;
     if (st == CFNET_OK) memcpy(out, res, (size_t)(sz * n) * sizeof(float));
-    infer_bufs_free(&bf);
+    infer_bufs_put(net, bf);
     return st;
 }
 
@@ -421,10 +491,10 @@ CFNET_API cfnet_status cfnet_network_predict(const cfnet_network *net, const cfn
     CF_FAIL_IF(net->nlayers == 0, CFNET_E_STATE, "network_predict: the network has no layers");
     int64_t k = out_size(net);
     CF_FAIL_IF(k > INT32_MAX, CFNET_E_LIMIT, "network_predict: too many classes");
-    cf_infer_bufs bf;
-    CF_CHECK(infer_bufs_alloc(net, net->nlayers, n, &bf));
+    cf_infer_bufs *bf;
+    CF_CHECK(infer_bufs_get(net, net->nlayers, n, &bf));
     const float *res;
-    cfnet_status st = infer_run(net, net->nlayers, x->data, n, &bf, &res);
+    cfnet_status st = infer_run(net, net->nlayers, x->data, n, bf, &res);
     if (st == CFNET_OK) {
         for (int64_t i = 0; i < n; i++) {
             const float *z = res + i * k;
@@ -434,7 +504,7 @@ CFNET_API cfnet_status cfnet_network_predict(const cfnet_network *net, const cfn
             labels[i] = (int32_t)best;
         }
     }
-    infer_bufs_free(&bf);
+    infer_bufs_put(net, bf);
     return st;
 }
 
@@ -546,9 +616,17 @@ CFNET_API void cfnet_free(void *p) { cf_free(p); }
 
 void cf_network_set_threads(cfnet_network *net, int threads)
 {
+    if (threads != cf_pool_threads(net->pool) || (threads > 1 && !net->pool)) {
+        cf_pool_destroy(net->pool);
+        net->pool = NULL;
+        /* Without a pool (the threads could not be started), each parallel call starts its own
+         * threads, as documented in core/pool.h: the option still takes effect. */
+        if (cf_pool_create(threads, &net->pool) != CFNET_OK) net->pool = NULL;
+    }
     net->opt.threads = threads;
     for (int i = 0; i < net->nlayers; i++) net->layers[i]->threads = threads;
     free_train_buffers(net); /* workspace sizes depend on the thread count */
+    infer_cache_clear(net);
 }
 
 cfnet_status cf_network_ensure_slots(cfnet_network *net)

@@ -4,6 +4,9 @@
 
 #include "nn/layer.h"
 #include "core/context.h"
+#include "core/pool.h"
+
+#include <pthread.h>
 
 /* Optimiser state of one parameter tensor: Adam moments (m, v) or SGD velocity (m). */
 typedef struct cf_opt_slot {
@@ -17,6 +20,15 @@ typedef struct cf_options {
     int threads;
     int aug_rotation, aug_jitter, aug_flip;
 } cf_options;
+
+/* Inference buffers kept between calls (network.c); the only part of a network that inference
+ * (const on the network) changes, under its own lock. */
+struct cf_infer_bufs;
+typedef struct cf_infer_cache {
+    pthread_mutex_t lock;
+    struct cf_infer_bufs *free_list;
+    size_t bytes; /* held by the sets in free_list */
+} cf_infer_cache;
 
 /* One user metadata entry (cfnet_network_set_metadata); both strings NUL-terminated, owned. */
 typedef struct cf_meta_entry {
@@ -79,10 +91,18 @@ struct cfnet_network {
     cf_meta_entry *meta;
     int nmeta, meta_cap;
     size_t meta_bytes; /* sum of key and value lengths */
+
+    /* Worker threads for opt.threads > 1 (NULL otherwise, or if they could not be started:
+     * then each parallel call starts its own threads); see core/pool.h. */
+    cf_pool *pool;
+    cf_infer_cache *infer_cache; /* never NULL */
 };
 
-/* Makes the network's allocator the thread's allocator until the end of the block. */
-#define CF_NET_SCOPE(net) CF_ALLOC_SCOPE(cf_context_allocator((net)->ctx))
+/* Makes the network's allocator the thread's allocator and its thread pool the thread's pool
+ * until the end of the block. */
+#define CF_NET_SCOPE(net)                            \
+    CF_ALLOC_SCOPE(cf_context_allocator((net)->ctx)); \
+    CF_POOL_SCOPE((net)->pool)
 
 /* Seed of layer i, derived from the network seed (so it does not depend on call order). */
 uint64_t cf_network_layer_seed(const cfnet_network *net, int index);

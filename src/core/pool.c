@@ -1,0 +1,244 @@
+/* Persistent worker threads and the BLAS thread policy; see pool.h. */
+#include "core/pool.h"
+
+#include <pthread.h>
+
+#ifdef CF_BLAS_OPENBLAS
+#include <cblas.h> /* OpenBLAS's cblas.h declares openblas_get/set_num_threads */
+#endif
+
+/* ---- the pool ---- */
+
+typedef struct cf_worker {
+    struct cf_pool *pool;
+    int index; /* share this worker runs: 1 .. threads - 1 */
+    pthread_t tid;
+} cf_worker;
+
+struct cf_pool {
+    int threads;   /* shares per job: workers + the caller */
+    int nworkers;  /* workers actually started */
+    cf_worker *workers;
+    pthread_mutex_t lock;
+    pthread_cond_t work, done;
+    /* Job, published under `lock` with a new generation. */
+    uint64_t gen;
+    void (*fn)(void *arg, int i);
+    void *arg;
+    int count;
+    int pending; /* workers that have not finished the current generation */
+    bool busy;   /* a caller owns the pool */
+    bool shutdown;
+};
+
+static void *worker_main(void *v)
+{
+    cf_worker *w = v;
+    cf_pool *p = w->pool;
+    uint64_t seen = 0;
+    pthread_mutex_lock(&p->lock);
+    for (;;) {
+        while (!p->shutdown && p->gen == seen) pthread_cond_wait(&p->work, &p->lock);
+        if (p->shutdown) break;
+        seen = p->gen;
+        void (*fn)(void *, int) = p->fn;
+        void *arg = p->arg;
+        int count = p->count;
+        pthread_mutex_unlock(&p->lock);
+        if (w->index < count) fn(arg, w->index);
+        pthread_mutex_lock(&p->lock);
+        if (--p->pending == 0) pthread_cond_signal(&p->done);
+    }
+    pthread_mutex_unlock(&p->lock);
+    return NULL;
+}
+
+static void pool_stop(cf_pool *p)
+{
+    pthread_mutex_lock(&p->lock);
+    p->shutdown = true;
+    pthread_cond_broadcast(&p->work);
+    pthread_mutex_unlock(&p->lock);
+    for (int i = 0; i < p->nworkers; i++) pthread_join(p->workers[i].tid, NULL);
+    p->nworkers = 0;
+}
+
+cfnet_status cf_pool_create(int threads, cf_pool **out)
+{
+    *out = NULL;
+    if (threads <= 1) return CFNET_OK;
+    cf_pool *p = cf_calloc(1, sizeof *p);
+    CF_FAIL_IF(!p, CFNET_E_OUT_OF_MEMORY, "thread pool: out of memory");
+    p->threads = threads;
+    p->workers = cf_calloc((size_t)threads - 1, sizeof *p->workers);
+    if (!p->workers) {
+        cf_free(p);
+        return cf_error(CFNET_E_OUT_OF_MEMORY, "thread pool: out of memory");
+    }
+    pthread_mutex_init(&p->lock, NULL);
+    pthread_cond_init(&p->work, NULL);
+    pthread_cond_init(&p->done, NULL);
+    for (int i = 0; i < threads - 1; i++) {
+        p->workers[i].pool = p;
+        p->workers[i].index = i + 1;
+        if (pthread_create(&p->workers[i].tid, NULL, worker_main, &p->workers[i]) != 0) {
+            pool_stop(p);
+            cf_pool_destroy(p);
+            return cf_error(CFNET_E_INTERNAL, "thread pool: cannot start thread %d of %d", i + 1,
+                            threads - 1);
+        }
+        p->nworkers = i + 1;
+    }
+    *out = p;
+    return CFNET_OK;
+}
+
+void cf_pool_destroy(cf_pool *p)
+{
+    if (!p) return;
+    pool_stop(p);
+    pthread_cond_destroy(&p->work);
+    pthread_cond_destroy(&p->done);
+    pthread_mutex_destroy(&p->lock);
+    cf_free(p->workers);
+    cf_free(p);
+}
+
+int cf_pool_threads(const cf_pool *p) { return p ? p->threads : 1; }
+
+/* Claims the pool for a job of `count` shares; false if it is busy or too small. */
+static bool pool_claim(cf_pool *p, int count)
+{
+    if (!p || count > p->threads) return false;
+    pthread_mutex_lock(&p->lock);
+    bool ok = !p->busy && !p->shutdown;
+    if (ok) p->busy = true;
+    pthread_mutex_unlock(&p->lock);
+    return ok;
+}
+
+static void pool_run(cf_pool *p, int count, void (*fn)(void *, int), void *arg)
+{
+    pthread_mutex_lock(&p->lock);
+    p->fn = fn;
+    p->arg = arg;
+    p->count = count;
+    p->pending = p->nworkers;
+    p->gen++;
+    pthread_cond_broadcast(&p->work);
+    pthread_mutex_unlock(&p->lock);
+    fn(arg, 0);
+    pthread_mutex_lock(&p->lock);
+    while (p->pending > 0) pthread_cond_wait(&p->done, &p->lock);
+    p->busy = false;
+    pthread_mutex_unlock(&p->lock);
+}
+
+/* ---- the calling thread's current pool ---- */
+
+static _Thread_local cf_pool *cf_cur_pool;
+static _Thread_local int cf_last_path;
+
+cf_pool *cf_pool_current(void) { return cf_cur_pool; }
+
+cf_pool *cf_pool_scope_enter(cf_pool *p)
+{
+    cf_pool *prev = cf_cur_pool;
+    cf_cur_pool = p;
+    return prev;
+}
+
+void cf_pool_scope_leave(cf_pool **prev) { cf_cur_pool = *prev; }
+
+int cf_parallel_last_path(void) { return cf_last_path; }
+
+/* ---- threads started for one call (no pool, or the pool is busy) ---- */
+
+typedef struct cf_once_thread {
+    void (*fn)(void *, int);
+    void *arg;
+    int index;
+    pthread_t tid;
+    bool started;
+} cf_once_thread;
+
+static void *once_main(void *v)
+{
+    cf_once_thread *t = v;
+    t->fn(t->arg, t->index);
+    return NULL;
+}
+
+enum { CF_ONCE_MAX = 64 };
+
+void cf_parallel_run(int count, void (*fn)(void *arg, int i), void *arg)
+{
+    if (count <= 1) {
+        if (count == 1) fn(arg, 0);
+        return;
+    }
+    cf_blas_single_enter();
+    cf_pool *p = cf_cur_pool;
+    int path;
+    if (pool_claim(p, count)) {
+        path = 1;
+        pool_run(p, count, fn, arg);
+    } else {
+        cf_once_thread th[CF_ONCE_MAX];
+        int n = count < CF_ONCE_MAX ? count : CF_ONCE_MAX, started = 0;
+        for (int i = 1; i < n; i++) {
+            th[i] = (cf_once_thread){.fn = fn, .arg = arg, .index = i};
+            th[i].started = pthread_create(&th[i].tid, NULL, once_main, &th[i]) == 0;
+            started += th[i].started;
+        }
+        path = started ? 2 : 3;
+        fn(arg, 0);
+        for (int i = 1; i < count; i++) {
+            if (i < n && th[i].started) pthread_join(th[i].tid, NULL);
+            else fn(arg, i);
+        }
+    }
+    cf_last_path = path; /* after the shares, which may have run parallel calls of their own */
+    cf_blas_single_leave();
+}
+
+/* ---- BLAS thread policy ---- */
+
+static pthread_mutex_t cf_blas_lock = PTHREAD_MUTEX_INITIALIZER;
+static int cf_blas_depth;  /* callers inside the policy */
+static int cf_blas_saved;  /* the host's setting, restored when the last one leaves */
+
+int cf_blas_threads(void)
+{
+#ifdef CF_BLAS_OPENBLAS
+    return openblas_get_num_threads();
+#else
+    return 0;
+#endif
+}
+
+void cf_blas_set_threads(int n)
+{
+#ifdef CF_BLAS_OPENBLAS
+    openblas_set_num_threads(n);
+#else
+    (void)n;
+#endif
+}
+
+void cf_blas_single_enter(void)
+{
+    pthread_mutex_lock(&cf_blas_lock);
+    if (cf_blas_depth++ == 0) {
+        cf_blas_saved = cf_blas_threads();
+        if (cf_blas_saved > 1) cf_blas_set_threads(1);
+    }
+    pthread_mutex_unlock(&cf_blas_lock);
+}
+
+void cf_blas_single_leave(void)
+{
+    pthread_mutex_lock(&cf_blas_lock);
+    if (--cf_blas_depth == 0 && cf_blas_saved > 1) cf_blas_set_threads(cf_blas_saved);
+    pthread_mutex_unlock(&cf_blas_lock);
+}

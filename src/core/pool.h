@@ -1,0 +1,61 @@
+/* Persistent worker threads and the BLAS thread policy (private).
+ *
+ * A network with CFNET_OPTION_THREADS = T > 1 owns a pool of T - 1 worker threads, created when
+ * the option is set and joined by cfnet_network_free (or when the option changes). Every public
+ * network function makes the network's pool the calling thread's current pool for the duration
+ * of the call (CF_POOL_SCOPE, like the allocator scope), and the convolution engine runs its
+ * per-thread shares through cf_parallel_run, which uses that pool.
+ *
+ * The pool runs one job at a time. A caller that finds it busy (another thread running
+ * inference on the same network, which is allowed) or too small, or that has no current pool (a
+ * standalone layer), starts threads for that call instead, as the engine always did before the
+ * pool; if even that fails, the shares run one after the other in the caller. Results never
+ * depend on which of these ran: share i always does the same work.
+ *
+ * BLAS thread policy: while the engine runs more than one share at once, OpenBLAS is kept on
+ * one thread (each engine thread calls sgemm for its own share, and OpenBLAS's own threads would
+ * oversubscribe the cores). The first of possibly concurrent callers saves the host's setting
+ * (openblas_get_num_threads) and sets 1; the last one restores it. Only OpenBLAS has such a
+ * setting; with another BLAS (make BLAS=blas) the policy does nothing. */
+#ifndef CFNET_CORE_POOL_H
+#define CFNET_CORE_POOL_H
+
+#include "core/core.h"
+
+typedef struct cf_pool cf_pool;
+
+/* A pool for `threads` shares (threads - 1 workers; the caller runs share 0). threads <= 1 gives
+ * *out = NULL and CFNET_OK. */
+cfnet_status cf_pool_create(int threads, cf_pool **out);
+/* Stops and joins the workers, frees the pool (NULL: nothing). Must not run concurrently with a
+ * job on the pool. */
+void cf_pool_destroy(cf_pool *p);
+/* Shares the pool runs at once (1 for NULL). */
+int cf_pool_threads(const cf_pool *p);
+
+/* The calling thread's current pool, and the scope that sets it until the end of the block. */
+cf_pool *cf_pool_current(void);
+cf_pool *cf_pool_scope_enter(cf_pool *p);
+void cf_pool_scope_leave(cf_pool **prev);
+#define CF_POOL_SCOPE(p)                                                                   \
+    cf_pool *cf_pool_prev_ __attribute__((cleanup(cf_pool_scope_leave), unused)) =           \
+        cf_pool_scope_enter(p)
+
+/* Runs fn(arg, i) for every i in [0, count), share 0 in the caller, the others at the same time
+ * on the current pool's workers (or on threads started for the call, see above); returns when
+ * all are done. Applies the BLAS thread policy while count > 1. */
+void cf_parallel_run(int count, void (*fn)(void *arg, int i), void *arg);
+
+/* How the last multi-share cf_parallel_run of this thread ran (for tests): 1 pool, 2 threads
+ * started for the call, 3 serially in the caller, 0 none yet. */
+int cf_parallel_last_path(void);
+
+/* The BLAS thread policy as a nestable, thread-safe scope (cf_parallel_run uses it). */
+void cf_blas_single_enter(void);
+void cf_blas_single_leave(void);
+/* OpenBLAS's current thread count, or 0 when the BLAS is not OpenBLAS. */
+int cf_blas_threads(void);
+/* Sets OpenBLAS's thread count (no-op for another BLAS); for tests and benchmarks. */
+void cf_blas_set_threads(int n);
+
+#endif /* CFNET_CORE_POOL_H */

@@ -1,0 +1,153 @@
+/* Inference allocates nothing after its first call: a network created in a context whose
+ * allocator counts calls runs cfnet_network_infer / probabilities / predict / evaluate many times
+ * (1 and 2 engine threads, batch 1 and smaller batches) and the count stays where the first call
+ * left it; a larger batch allocates once more; the cached buffers are freed with the network
+ * (every allocation is matched by a free) and show up in cfnet_network_memory_usage. */
+#include "testutil.h"
+
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+
+typedef struct counter {
+    atomic_long allocs, frees;
+} counter;
+
+static void *count_alloc(void *opaque, size_t size)
+{
+    counter *c = opaque;
+    atomic_fetch_add(&c->allocs, 1);
+    return malloc(size ? size : 1);
+}
+
+static void count_free(void *opaque, void *p)
+{
+    counter *c = opaque;
+    atomic_fetch_add(&c->frees, 1);
+    free(p);
+}
+
+enum { S = 16, K = 5 };
+
+#define APPEND(net, expr)                              \
+    do {                                               \
+        cfnet_layer *l_ = NULL;                        \
+        CF_ASSERT_OK(expr);                            \
+        CF_ASSERT_OK(cfnet_network_append((net), l_)); \
+    } while (0)
+
+/* Every layer kind that inference runs in the preset classifiers: conic, p4 and planar
+ * convolutions, batch norm, ReLU, pooling, group pooling, the DFT transition, dropout, dense,
+ * softmax. */
+static cfnet_network *make_net(cfnet_context *ctx)
+{
+    cfnet_network *net = NULL;
+    CF_ASSERT_OK(cfnet_network_create_in(ctx, 2, S, S, 11, &net));
+    APPEND(net, cfnet_layer_conic_conv_create(6, 3, 2, CFNET_PADDING_SAME, CFNET_INTERP_NEAREST, &l_));
+    APPEND(net, cfnet_layer_batch_norm_create(0.1f, 1e-5f, &l_));
+    APPEND(net, cfnet_layer_relu_create(&l_));
+    APPEND(net, cfnet_layer_pool_create(CFNET_POOL_MAX, 2, 2, &l_));
+    APPEND(net, cfnet_layer_conv2d_create(6, 3, 1, CFNET_PADDING_SAME, &l_));
+    APPEND(net, cfnet_layer_p4_lift_create(3, 3, CFNET_PADDING_SAME, &l_));
+    APPEND(net, cfnet_layer_p4_conv_create(3, 3, CFNET_PADDING_SAME, &l_));
+    APPEND(net, cfnet_layer_group_pool_create(CFNET_POOL_MEAN, &l_));
+    APPEND(net, cfnet_layer_dft_projection_create(5, 1, CFNET_INTERP_BILINEAR, &l_));
+    APPEND(net, cfnet_layer_batch_norm_create(0.1f, 1e-5f, &l_));
+    APPEND(net, cfnet_layer_relu_create(&l_));
+    APPEND(net, cfnet_layer_dft_magnitude_create(&l_));
+    APPEND(net, cfnet_layer_dropout_create(0.2f, &l_));
+    APPEND(net, cfnet_layer_dense_create(K, &l_));
+    APPEND(net, cfnet_layer_softmax_create(&l_));
+    return net;
+}
+
+static void run_all(cfnet_network *net, cfnet_tensor *x, cfnet_tensor *o, int32_t *labels,
+                    int64_t n)
+{
+    CF_ASSERT_OK(cfnet_network_infer(net, x, o));
+    CF_ASSERT_OK(cfnet_network_probabilities(net, x, o));
+    CF_ASSERT_OK(cfnet_network_predict(net, x, labels, n));
+    CF_ASSERT_OK(cfnet_network_forward(net, x, o, CFNET_MODE_INFERENCE));
+}
+
+static void check_threads(int threads)
+{
+    counter c;
+    atomic_init(&c.allocs, 0);
+    atomic_init(&c.frees, 0);
+    cfnet_context *ctx = NULL;
+    CF_ASSERT_OK(cfnet_context_create(&ctx));
+    CF_ASSERT_OK(cfnet_context_set_allocator(ctx, count_alloc, count_free, &c));
+    cfnet_network *net = make_net(ctx);
+    CF_ASSERT_OK(cfnet_network_set_option(net, CFNET_OPTION_THREADS, threads));
+    int64_t xs[] = {4, 2, S, S}, os[] = {4, K};
+    tu_rng r = {3};
+    cfnet_tensor *x = tu_tensor(4, xs, &r), *o = tu_tensor(2, os, NULL);
+    int64_t x1s[] = {1, 2, S, S}, o1s[] = {1, K};
+    cfnet_tensor *x1 = tu_tensor(4, x1s, &r), *o1 = tu_tensor(2, o1s, NULL);
+    int32_t labels[4];
+    size_t before = cfnet_network_memory_usage(net);
+
+    run_all(net, x, o, labels, 4); /* first call: allocates the buffers */
+    long first = atomic_load(&c.allocs);
+    assert_true(cfnet_network_memory_usage(net) > before); /* the cache is accounted */
+    for (int rep = 0; rep < 25; rep++) {
+        run_all(net, x, o, labels, 4);
+        run_all(net, x1, o1, labels, 1); /* a smaller batch fits the same buffers */
+    }
+    assert_int_equal(atomic_load(&c.allocs), first);
+
+    /* A larger batch replaces the buffers once, then stays put again. */
+    int64_t x8s[] = {8, 2, S, S}, o8s[] = {8, K};
+    cfnet_tensor *x8 = tu_tensor(4, x8s, &r), *o8 = tu_tensor(2, o8s, NULL);
+    int32_t labels8[8];
+    run_all(net, x8, o8, labels8, 8);
+    long second = atomic_load(&c.allocs);
+    assert_true(second > first);
+    for (int rep = 0; rep < 10; rep++) {
+        run_all(net, x8, o8, labels8, 8);
+        run_all(net, x1, o1, labels, 1);
+    }
+    assert_int_equal(atomic_load(&c.allocs), second);
+
+    /* Results do not depend on the reuse: a fresh network gives the same outputs. */
+    cfnet_network *fresh = make_net(ctx);
+    CF_ASSERT_OK(cfnet_network_set_option(fresh, CFNET_OPTION_THREADS, threads));
+    cfnet_tensor *o8b = tu_tensor(2, o8s, NULL);
+    CF_ASSERT_OK(cfnet_network_infer(fresh, x8, o8b));
+    CF_ASSERT_OK(cfnet_network_infer(net, x8, o8));
+    assert_memory_equal(cfnet_tensor_data(o8), cfnet_tensor_data(o8b), 8 * K * sizeof(float));
+
+    cfnet_network_free(fresh);
+    cfnet_network_free(net);
+    assert_int_equal(atomic_load(&c.allocs), atomic_load(&c.frees));
+    cfnet_context_free(ctx);
+    cfnet_tensor_free(x);
+    cfnet_tensor_free(o);
+    cfnet_tensor_free(x1);
+    cfnet_tensor_free(o1);
+    cfnet_tensor_free(x8);
+    cfnet_tensor_free(o8);
+    cfnet_tensor_free(o8b);
+}
+
+static void no_allocation_after_first_call_1_thread(void **state)
+{
+    (void)state;
+    check_threads(1);
+}
+
+static void no_allocation_after_first_call_2_threads(void **state)
+{
+    (void)state;
+    check_threads(2);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(no_allocation_after_first_call_1_thread),
+        cmocka_unit_test(no_allocation_after_first_call_2_threads),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
