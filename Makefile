@@ -39,7 +39,8 @@ endif
 
 PKGS        := fftw3f $(BLAS_PC) jansson libprotobuf-c
 DEP_CFLAGS   = $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
-DEP_LIBS     = $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lm -pthread
+# libfftw3f_threads (part of libfftw3-dev, no .pc file): fftwf_make_planner_thread_safe.
+DEP_LIBS     = -lfftw3f_threads $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lm -pthread
 
 WARN    := -Wall -Wextra -Wpedantic -Wshadow -Wstrict-prototypes -Wmissing-prototypes
 # No library function may have a stack frame over 16 KiB (hosts call libcfnet on threads with
@@ -283,7 +284,7 @@ check-valgrind: all test-bins
 	@command -v valgrind >/dev/null || { echo "check-valgrind: needs valgrind"; exit 1; }
 	@failed=0; for t in $(TEST_BINS); do \
 	    echo "== valgrind $$t"; \
-	    CFNET_TEST_OUTDIR=$(BUILD)/test-output valgrind $(VALGRIND_FLAGS) $$t >/dev/null || { failed=$$((failed + 1)); echo "FAILED: $$t"; }; \
+	    CFNET_TEST_UNDER_VALGRIND=1 CFNET_TEST_OUTDIR=$(BUILD)/test-output valgrind $(VALGRIND_FLAGS) $$t >/dev/null || { failed=$$((failed + 1)); echo "FAILED: $$t"; }; \
 	done; echo "== valgrind: $$failed failed"; test $$failed -eq 0
 
 # The thread tests under ThreadSanitizer (use with SANITIZE=thread).
@@ -333,7 +334,7 @@ docs:
 # dependency include paths; cfnet-static.pc names the archive itself, so linking statically
 # never picks up the shared library. The CMake package locates everything relative to itself.
 CMAKEDIR   ?= $(LIBDIR)/cmake/cfnet
-INST_DEP_LIBS = $(strip $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lm -pthread)
+INST_DEP_LIBS = $(strip -lfftw3f_threads $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lm -pthread)
 PREFIX_REL  = $(shell realpath -m --relative-to=$(CMAKEDIR) $(PREFIX))
 LIBDIR_REL  = $(shell realpath -m --relative-to=$(PREFIX) $(LIBDIR))
 INCDIR_REL  = $(shell realpath -m --relative-to=$(PREFIX) $(INCDIR))

@@ -15,7 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-enum { CASES = 400, MAX_LAYERS = 6, NB = 2 };
+enum { CASES = 400, MAX_LAYERS = 6, NB = 2, LAST_KIND = CFNET_LAYER_P4M_DFT_MAGNITUDE };
 
 static int pick(tu_rng *r, int n) { return (int)(tu_uniform(r) * n); }
 
@@ -77,6 +77,15 @@ static cfnet_layer *random_layer(tu_rng *r, int kind, char *desc, size_t dsize)
         st = cfnet_layer_dropout_create(f, &l);
         break;
     case CFNET_LAYER_SOFTMAX: st = cfnet_layer_softmax_create(&l); break;
+    case CFNET_LAYER_P4M_LIFT:
+        a = 1 + pick(r, 3), b = pick_of(r, kernels, 3), d = pick(r, 2);
+        st = cfnet_layer_p4m_lift_create(a, b, (cfnet_padding)d, &l);
+        break;
+    case CFNET_LAYER_P4M_CONV:
+        a = 1 + pick(r, 3), b = pick_of(r, kernels, 3), d = pick(r, 2);
+        st = cfnet_layer_p4m_conv_create(a, b, (cfnet_padding)d, &l);
+        break;
+    case CFNET_LAYER_P4M_DFT_MAGNITUDE: st = cfnet_layer_p4m_dft_magnitude_create(&l); break;
     default: break;
     }
     snprintf(desc, dsize, "kind %d (%d %d %d %d %d %g %g)", kind, a, b, c, d, e, (double)f,
@@ -126,7 +135,7 @@ static cfnet_network *round_trip(cfnet_network *net, unsigned flags, int cs, con
 static void random_architectures_save_and_load(void **state)
 {
     (void)state;
-    int kinds_seen[CFNET_LAYER_SOFTMAX + 1] = {0};
+    int kinds_seen[LAST_KIND + 1] = {0};
     int accepted_layers = 0, trained = 0;
     for (int cs = 0; cs < CASES; cs++) {
         tu_rng r = {0x5eed0000u + (uint64_t)cs};
@@ -136,7 +145,7 @@ static void random_architectures_save_and_load(void **state)
         char arch[1024] = "", desc[96];
         int want = 1 + pick(&r, MAX_LAYERS);
         for (int tries = 0; tries < 24 && cfnet_network_layer_count(net) < want; tries++) {
-            int kind = 1 + pick(&r, CFNET_LAYER_SOFTMAX);
+            int kind = 1 + pick(&r, LAST_KIND);
             cfnet_layer *l = random_layer(&r, kind, desc, sizeof desc);
             cfnet_status st = cfnet_network_append(net, l); /* frees l on failure */
             if (st == CFNET_OK) {
@@ -182,7 +191,7 @@ static void random_architectures_save_and_load(void **state)
         cfnet_tensor_free(x);
         cfnet_network_free(net);
     }
-    for (int k = 1; k <= CFNET_LAYER_SOFTMAX; k++)
+    for (int k = 1; k <= LAST_KIND; k++)
         if (kinds_seen[k] == 0) fail_msg("layer kind %d never made it into a network", k);
     print_message("%d cases, %d layers accepted, %d networks trained and reloaded\n", CASES,
                   accepted_layers, trained);

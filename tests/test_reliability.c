@@ -241,6 +241,8 @@ static void a_step_failing_at_any_allocation_changes_nothing(void **state)
             assert_true(k < 1000);
         }
         assert_true(failures > 0);
+        print_message("%s network: the step failed at each of its %d allocations, state intact\n",
+                      trained ? "trained" : "fresh", failures);
         cfnet_network_free(net);
         cfnet_context_free(ctx);
         assert_int_equal(c.live, 0);

@@ -5,6 +5,7 @@
 
 #include <math.h>
 #include <pthread.h>
+#include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -156,11 +157,134 @@ static void networks_train_and_serve_concurrently(void **state)
     cfnet_tensor_free(ref);
 }
 
+/* ---- training and inference on the same network: detected, never a race ---- */
+
+typedef struct probe {
+    cfnet_network *net;
+    const cfnet_tensor *x;
+    const int32_t *y;
+    cfnet_status other_thread_infer, other_thread_train, own_thread_infer, own_thread_train;
+    int calls;
+} probe;
+
+static void *probe_infer(void *arg)
+{
+    probe *p = arg;
+    int64_t os[] = {NB, K};
+    cfnet_tensor *o = NULL;
+    if (cfnet_tensor_create(2, os, &o) != CFNET_OK) return NULL;
+    p->other_thread_infer = cfnet_network_infer(p->net, p->x, o);
+    cfnet_tensor_free(o);
+    p->other_thread_train = cfnet_network_train_step(p->net, p->x, p->y, NB, NULL);
+    return NULL;
+}
+
+/* Runs inside train_epoch, while the epoch holds the network: another thread must be refused
+ * (CFNET_E_STATE), this thread may read but not modify. */
+static int probe_progress(void *user, int64_t step, int64_t steps, double loss, double acc)
+{
+    (void)step, (void)steps, (void)loss, (void)acc;
+    probe *p = user;
+    if (p->calls++) return 0;
+    pthread_t t;
+    if (pthread_create(&t, NULL, probe_infer, p) == 0) pthread_join(t, NULL);
+    int64_t os[] = {NB, K};
+    cfnet_tensor *o = NULL;
+    if (cfnet_tensor_create(2, os, &o) != CFNET_OK) return 1;
+    p->own_thread_infer = cfnet_network_infer(p->net, p->x, o);
+    cfnet_tensor_free(o);
+    p->own_thread_train = cfnet_network_train_step(p->net, p->x, p->y, NB, NULL);
+    return 0;
+}
+
+static void training_while_another_thread_infers_is_refused(void **state)
+{
+    (void)state;
+    float x[NB * S * S];
+    int32_t y[NB];
+    fill_batch(x, y, NB, 4);
+    int64_t xs[] = {NB, 1, S, S};
+    cfnet_tensor *xt = NULL;
+    CF_ASSERT_OK(cfnet_tensor_wrap(x, 4, xs, &xt));
+    cfnet_network *net = make_net(30);
+    probe p = {net, xt, y, CFNET_OK, CFNET_OK, CFNET_E_INTERNAL, CFNET_OK, 0};
+    double loss, acc;
+    CF_ASSERT_OK(cfnet_network_train_epoch(net, xt, y, NB / 2, NULL, 0, probe_progress, &p, &loss,
+                                           &acc));
+    assert_int_equal(p.other_thread_infer, CFNET_E_STATE);
+    assert_int_equal(p.other_thread_train, CFNET_E_STATE);
+    assert_int_equal(p.own_thread_infer, CFNET_OK);
+    assert_int_equal(p.own_thread_train, CFNET_E_STATE);
+    assert_int_equal(cfnet_network_step_count(net), 2);
+    /* Free again afterwards. */
+    CF_ASSERT_OK(cfnet_network_train_step(net, xt, y, NB, NULL));
+    cfnet_network_free(net);
+    cfnet_tensor_free(xt);
+}
+
+typedef struct racer {
+    cfnet_network *net;
+    const cfnet_tensor *x;
+    const int32_t *y;
+    bool train;
+    int ok, refused, other;
+} racer;
+
+static void *race(void *arg)
+{
+    racer *r = arg;
+    int64_t os[] = {NB, K};
+    cfnet_tensor *o = NULL;
+    if (cfnet_tensor_create(2, os, &o) != CFNET_OK) return NULL;
+    for (int i = 0; i < 6; i++) {
+        cfnet_status st = r->train ? cfnet_network_train_step(r->net, r->x, r->y, NB, NULL)
+                                   : cfnet_network_infer(r->net, r->x, o);
+        if (st == CFNET_OK) r->ok++;
+        else if (st == CFNET_E_STATE) r->refused++;
+        else r->other++;
+    }
+    cfnet_tensor_free(o);
+    return NULL;
+}
+
+/* Free-running: every call either runs or is refused with CFNET_E_STATE (ThreadSanitizer, in
+ * `make check-threads`, checks that nothing races); concurrent inference alone is never
+ * refused. */
+static void concurrent_calls_run_or_are_refused_and_readers_share(void **state)
+{
+    (void)state;
+    float x[NB * S * S];
+    int32_t y[NB];
+    fill_batch(x, y, NB, 5);
+    int64_t xs[] = {NB, 1, S, S};
+    cfnet_tensor *xt = NULL;
+    CF_ASSERT_OK(cfnet_tensor_wrap(x, 4, xs, &xt));
+    cfnet_network *net = make_net(31);
+    racer r[4];
+    pthread_t tid[4];
+    for (int mixed = 0; mixed <= 1; mixed++) {
+        for (int k = 0; k < 4; k++) {
+            r[k] = (racer){net, xt, y, mixed && k == 0, 0, 0, 0};
+            assert_int_equal(pthread_create(&tid[k], NULL, race, &r[k]), 0);
+        }
+        for (int k = 0; k < 4; k++) pthread_join(tid[k], NULL);
+        for (int k = 0; k < 4; k++) {
+            assert_int_equal(r[k].other, 0);
+            assert_int_equal(r[k].ok + r[k].refused, 6);
+            if (!mixed) assert_int_equal(r[k].refused, 0); /* readers only: all run */
+        }
+    }
+    cfnet_network_free(net);
+    cfnet_tensor_free(xt);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(two_threads_match_one_thread_to_rounding),
         cmocka_unit_test(networks_train_and_serve_concurrently),
+        cmocka_unit_test(training_while_another_thread_infers_is_refused),
+        cmocka_unit_test(concurrent_calls_run_or_are_refused_and_readers_share),
     };
     return cmocka_run_group_tests_name("threads", tests, NULL, NULL);
 }

@@ -18,10 +18,24 @@
  *   docs/conventions.md (pixel (i, j) sits at u = j - c, v = c - i, c = (S - 1)/2; rotations are
  *   counter-clockwise; layers compute correlation).
  * - Nothing a caller passes makes the library abort, assert or exit.
+ * - Handles carry their kind and are checked at every entry point: a handle of another kind, a
+ *   handle already freed (double free, use after free, as long as its memory has not been
+ *   reused) give CFNET_E_INVALID_ARGUMENT (free functions record the message and do nothing).
+ *   Still undefined: a pointer that was never a handle, or a freed handle whose memory the
+ *   allocator has handed out again; memory checkers (ASan, valgrind) report any use after free.
  *
  * Thread safety: functions on distinct objects may run concurrently. A single object must not be
  * used from two threads at once unless a function's documentation says so. The error message is
- * per thread.
+ * per thread. Networks detect the forbidden case: read-only calls (infer, probabilities,
+ * predict, evaluate, invariance, save, save_buffer, summary, export) may run in any number of
+ * threads at once, while a call that modifies the network (train_step, train_epoch, forward,
+ * backward, zero_grad, set_option, append) returns CFNET_E_STATE, doing nothing, if another
+ * thread is using the network — and a read-only call returns CFNET_E_STATE while another thread
+ * modifies it. (Freeing a network that another thread uses remains undefined.)
+ *
+ * FFTW: before planning its first transform, libcfnet calls fftwf_make_planner_thread_safe(),
+ * so FFTW's planner (one per process) is locked by FFTW itself for every caller in the process,
+ * including a host's own fftwf_plan_* calls; transforms execute without a lock.
  */
 #ifndef CFNET_CFNET_H
 #define CFNET_CFNET_H
@@ -294,7 +308,8 @@ CFNET_API cfnet_status cfnet_layer_dropout_create(float drop, cfnet_layer **out)
 /** Softmax over the flattened per-sample input (numerically stable). */
 CFNET_API cfnet_status cfnet_layer_softmax_create(cfnet_layer **out);
 
-/** Frees a layer that is not owned by a network. Accepts NULL. */
+/** Frees a layer that is not owned by a network. Accepts NULL. A layer a network owns is not
+ *  freed (the network frees it): the call records a message (cfnet_last_error) and returns. */
 CFNET_API void cfnet_layer_free(cfnet_layer *layer);
 
 /** The layer's kind, or 0 for NULL. */
@@ -424,7 +439,10 @@ CFNET_API void cfnet_network_free(cfnet_network *net);
  *  from the network's generator). Ownership of `layer` passes to the network in every case:
  *  on failure the layer is freed and the network is unchanged — except when the layer already
  *  belongs to a network (CFNET_E_STATE; nothing is freed). The error message names the layer
- *  index, its kind and the shapes. */
+ *  index, its kind and the shapes. A network holds at most 65536 layers and at most 192 MiB of
+ *  layer tables besides its parameters (rotation maps, index tables, FFT planning buffers,
+ *  measured while the layer is set up): over either, CFNET_E_LIMIT before the memory is
+ *  allocated. Whatever append accepts, save writes and load reads back (docs/format.md). */
 CFNET_API cfnet_status cfnet_network_append(cfnet_network *net, cfnet_layer *layer);
 
 /** Number of layers (0 for NULL). */
@@ -723,7 +741,7 @@ CFNET_API cfnet_status cfnet_network_load_buffer_in(cfnet_context *ctx, const vo
 /* ---------------------------------------------------------------------------------------------
  * Preset classifiers
  *
- * The paper's five families as ready-made classifiers for S x S inputs (see docs/guide.md for
+ * The paper's five families, and a p4m G-CNN (rotations and reflections), as ready-made classifiers for S x S inputs (see docs/guide.md for
  * the table of layers, map sizes, parameters and cost per input size). The architecture is
  * derived from S:
  * - a trunk of 3 x 3 convolutions with same padding, each followed by batch norm and ReLU;
@@ -734,24 +752,27 @@ CFNET_API cfnet_status cfnet_network_load_buffer_in(cfnet_context *ctx, const vo
  * - CFNet and G-CNN+DFT end with the DFT transition (projection at 4 rotations, bilinear
  *   resampling, batch norm, ReLU, |DFT|) and a dense layer: the network is invariant to quarter
  *   turns of the input (in inference mode);
- * - CNet, G-CNN and CNN end with an equivariant 2 x 2 / 3 x 3 mean pooling (G-CNN: after max
- *   pooling over the rotations) and a dense layer.
+ * - CNet, G-CNN, G-CNN p4m and CNN end with an equivariant 2 x 2 / 3 x 3 mean pooling (G-CNN:
+ *   after max pooling over the 4 rotations, G-CNN p4m: over the 8 rotations and reflections)
+ *   and a dense layer.
  * For S = 50 and width 12 this is the network of the biomarker demo (50 -> 25 -> 12 -> 6). The
  * last layer outputs logits (no softmax): train with cfnet_network_train_step/train_epoch, get
  * probabilities with cfnet_network_probabilities.
  * ------------------------------------------------------------------------------------------- */
 
-/** The five model families of the paper. */
+/** The five model families of the paper, and the p4m G-CNN. */
 typedef enum cfnet_family {
     CFNET_FAMILY_CFNET = 1,    /**< conic convolutions, DFT transition (invariant) */
     CFNET_FAMILY_CNET = 2,     /**< conic convolutions, mean pooling, dense (no DFT) */
     CFNET_FAMILY_GCNN = 3,     /**< p4 group convolutions, group max pooling, dense */
     CFNET_FAMILY_GCNN_DFT = 4, /**< p4 group convolutions, DFT transition (invariant) */
-    CFNET_FAMILY_CNN = 5       /**< standard convolutions, dense */
+    CFNET_FAMILY_CNN = 5,      /**< standard convolutions, dense */
+    CFNET_FAMILY_GCNN_P4M = 6  /**< p4m (rotations and reflections) group convolutions, group
+                                    max pooling over the 8 copies, dense; since 0.2 */
 } cfnet_family;
 
-/** Static name of a family: "cfnet", "cnet", "gcnn", "gcnn-dft", "cnn"; NULL for an unknown
- *  value. */
+/** Static name of a family: "cfnet", "cnet", "gcnn", "gcnn-dft", "cnn", "gcnn-p4m"; NULL for an
+ *  unknown value. */
 CFNET_API const char *cfnet_family_name(int family);
 
 /** Parses a family name as printed by cfnet_family_name (case-insensitive) into *out.
@@ -764,7 +785,8 @@ CFNET_API cfnet_status cfnet_family_parse(const char *name, cfnet_family *out);
  *  CFNET_E_INVALID_ARGUMENT with a message saying which sizes work. width: filters per
  *  convolution layer and DFT projection filters (1 to 1024); 0 selects the default, 16. The
  *  p4 families (G-CNN, G-CNN+DFT) use (width + 1) / 2 filters, each with 4 orientations, about
- *  the same number of convolution weights. channels: 1 to 4096. The caller owns *out
+ *  the same number of convolution weights; the p4m family (width + 2) / 3 filters, each with 8
+ *  transformations. channels: 1 to 4096. The caller owns *out
  *  (cfnet_network_free); training options are the defaults of cfnet_network_create. */
 CFNET_API cfnet_status cfnet_network_create_classifier(cfnet_family family, int channels,
                                                        int size, int classes, int width,
@@ -824,7 +846,8 @@ CFNET_API cfnet_status cfnet_network_metadata_at(const cfnet_network *net, int i
  *  `accuracy` is the running training accuracy of the epoch so far (fraction of the samples
  *  seen whose training-mode output, before the update, has its label as the largest). `user` is
  *  the pointer given to train_epoch. A non-zero return cancels the epoch after this step. The
- *  callback must not use the network. */
+ *  callback may make read-only calls on the network (inference, evaluation, saving); calls
+ *  that would modify it return CFNET_E_STATE. */
 typedef int (*cfnet_progress_fn)(void *user, int64_t step, int64_t steps, double loss,
                                  double accuracy);
 

@@ -91,6 +91,7 @@ class Limit(enum.IntEnum):
 
 
 SAVE_OPTIMIZER = 1
+SAVE_ALLOW_NONFINITE = 2
 # cfnet_network_export_onnx: the operator set of exported models and the probabilities flag.
 ONNX_OPSET = 13
 ONNX_PROBABILITIES = 1
@@ -118,3 +119,4 @@ class Family(enum.IntEnum):
     GCNN = 3
     GCNN_DFT = 4
     CNN = 5
+    GCNN_P4M = 6

@@ -7,6 +7,7 @@ import numpy as np
 
 from . import _lib
 from ._enums import (AugRotation, Family, ONNX_PROBABILITIES, Option, Optimizer, SAVE_OPTIMIZER,
+                     SAVE_ALLOW_NONFINITE,
                      to_enum)
 from ._layer import Layer
 from ._tensor import Borrow, as_float32, as_labels, handle_shape
@@ -476,20 +477,23 @@ class Network(Handle):
 
     # ---- saving and loading ----
 
-    def save(self, path, optimizer=False):
+    def save(self, path, optimizer=False, allow_nonfinite=False):
         """Writes the network to ``path`` (safetensors layout, docs/format.md); with
-        optimizer=True also the optimiser state. An existing file is replaced atomically."""
-        flags = SAVE_OPTIMIZER if optimizer else 0
+        optimizer=True also the optimiser state. An existing file is replaced atomically.
+        NaN or infinite values raise NumericError unless allow_nonfinite=True."""
+        flags = (SAVE_OPTIMIZER if optimizer else 0) | (SAVE_ALLOW_NONFINITE if allow_nonfinite
+                                                        else 0)
         _lib.load().call("cfnet_network_save", self._h(), fs_path(path), flags)
 
-    def to_bytes(self, optimizer=False):
+    def to_bytes(self, optimizer=False, allow_nonfinite=False):
         """The saved network as bytes (what ``save`` would write)."""
         lib = _lib.load()
         h = self._h()
         buf = ctypes.c_void_p()
         size = ctypes.c_size_t()
-        lib.call("cfnet_network_save_buffer", h, SAVE_OPTIMIZER if optimizer else 0,
-                 ctypes.byref(buf), ctypes.byref(size))
+        flags = (SAVE_OPTIMIZER if optimizer else 0) | (SAVE_ALLOW_NONFINITE if allow_nonfinite
+                                                        else 0)
+        lib.call("cfnet_network_save_buffer", h, flags, ctypes.byref(buf), ctypes.byref(size))
         _lib._count("buffer", 1)
         try:
             return ctypes.string_at(buf.value, size.value)
@@ -597,7 +601,8 @@ class Metadata(MutableMapping):
 
 
 def family_name(family):
-    """The library's name of a preset family ("cfnet", "cnet", "gcnn", "gcnn-dft", "cnn")."""
+    """The library's name of a preset family ("cfnet", "cnet", "gcnn", "gcnn-dft", "cnn",
+    "gcnn-p4m")."""
     name = _lib.load().cfnet_family_name(int(family))
     if name is None:
         raise ValueError("unknown family %r" % (family,))

@@ -62,6 +62,7 @@ class LibraryTest(unittest.TestCase):
         for m in cfnet.AugRotation:
             self.assertRegex(text, r"#define CFNET_AUG_ROTATION_%s %d\b" % (m.name, m))
         self.assertRegex(text, r"#define CFNET_SAVE_OPTIMIZER %du\b" % cfnet.SAVE_OPTIMIZER)
+        self.assertRegex(text, r"#define CFNET_SAVE_ALLOW_NONFINITE %du\b" % cfnet.SAVE_ALLOW_NONFINITE)
         self.assertRegex(text, r"#define CFNET_MAX_DIMS %d\b" % cfnet.MAX_DIMS)
         for k in cfnet.LayerKind:
             self.assertEqual(cfnet.kind_name(k), k.name.lower())

@@ -104,6 +104,32 @@ class PathTest(LeakCheckedTestCase):
             self.assertEqual(os.listdir(d), [])  # nothing was written as "x"
 
 
+class NumericTest(LeakCheckedTestCase):
+    def test_diverging_training_raises_numeric_error_and_keeps_the_network(self):
+        with small_cfnet(bn=False) as net:
+            x, y = rotated_patterns(6)
+            net.configure(optimizer="sgd", learning_rate=1e38)
+            with self.assertRaises(cfnet.NumericError):
+                for _ in range(30):
+                    before = net.to_bytes(optimizer=True)
+                    net.train_step(x, y)
+            self.assertEqual(net.to_bytes(optimizer=True), before)
+            for layer in net:
+                for p in layer.params.values():
+                    self.assertTrue(np.isfinite(p).all())
+
+    def test_saving_nan_needs_allow_nonfinite(self):
+        with small_cfnet() as net, tempfile.TemporaryDirectory() as d:
+            w = net[len(net) - 1].params["weight"]
+            w[0, 0] = np.nan
+            with self.assertRaisesRegex(cfnet.NumericError, "ALLOW_NONFINITE"):
+                net.save(os.path.join(d, "m.safetensors"))
+            self.assertEqual(os.listdir(d), [])
+            net.save(os.path.join(d, "m.safetensors"), allow_nonfinite=True)
+            with cfnet.Network.load(os.path.join(d, "m.safetensors")) as back:
+                self.assertTrue(np.isnan(back[len(back) - 1].params["weight"][0, 0]))
+
+
 class SingleImageTest(LeakCheckedTestCase):
     def test_predict_probabilities_infer_on_one_image(self):
         with small_cfnet() as net:

@@ -8,6 +8,7 @@ CFNET_API cfnet_status cfnet_context_create(cfnet_context **out)
     CF_FAIL_IF(!out, CFNET_E_INVALID_ARGUMENT, "context_create: out is NULL");
     cfnet_context *ctx = cf_calloc(1, sizeof *ctx);
     CF_FAIL_IF(!ctx, CFNET_E_OUT_OF_MEMORY, "context_create: out of memory");
+    ctx->magic = CF_MAGIC_CONTEXT;
     ctx->alloc = cf_default_allocator;
     ctx->max_header_bytes = CF_DEFAULT_MAX_HEADER_BYTES;
     ctx->max_tensor_bytes = CF_DEFAULT_MAX_TENSOR_BYTES;
@@ -15,11 +16,17 @@ CFNET_API cfnet_status cfnet_context_create(cfnet_context **out)
     return CFNET_OK;
 }
 
-CFNET_API void cfnet_context_free(cfnet_context *ctx) { cf_free(ctx); }
+CFNET_API void cfnet_context_free(cfnet_context *ctx)
+{
+    if (!ctx || !cf_handle_ok(ctx, CF_MAGIC_CONTEXT, "context", __func__)) return;
+    ctx->magic = CF_MAGIC_FREED;
+    cf_free(ctx);
+}
 
 CFNET_API cfnet_status cfnet_context_set_allocator(cfnet_context *ctx, cfnet_alloc_fn alloc,
                                                    cfnet_free_fn free_fn, void *opaque)
 {
+    CF_CHECK(cf_handle_check(ctx, CF_MAGIC_CONTEXT, "context", __func__));
     CF_FAIL_IF(!ctx, CFNET_E_INVALID_ARGUMENT, "context_set_allocator: context is NULL");
     CF_FAIL_IF(!alloc != !free_fn, CFNET_E_INVALID_ARGUMENT,
                "context_set_allocator: give both hooks or neither");
@@ -36,6 +43,7 @@ CFNET_API cfnet_status cfnet_context_set_allocator(cfnet_context *ctx, cfnet_all
 CFNET_API cfnet_status cfnet_context_set_limit(cfnet_context *ctx, cfnet_limit limit,
                                                uint64_t value)
 {
+    CF_CHECK(cf_handle_check(ctx, CF_MAGIC_CONTEXT, "context", __func__));
     CF_FAIL_IF(!ctx, CFNET_E_INVALID_ARGUMENT, "context_set_limit: context is NULL");
     CF_FAIL_IF(value < 1, CFNET_E_INVALID_ARGUMENT, "context_set_limit: limit must be >= 1");
     switch (limit) {
@@ -48,6 +56,7 @@ CFNET_API cfnet_status cfnet_context_set_limit(cfnet_context *ctx, cfnet_limit l
 CFNET_API cfnet_status cfnet_context_get_limit(const cfnet_context *ctx, cfnet_limit limit,
                                                uint64_t *value)
 {
+    CF_CHECK(cf_handle_check(ctx, CF_MAGIC_CONTEXT, "context", __func__));
     CF_FAIL_IF(!ctx || !value, CFNET_E_INVALID_ARGUMENT, "context_get_limit: NULL argument");
     switch (limit) {
     case CFNET_LIMIT_HEADER_BYTES: *value = ctx->max_header_bytes; return CFNET_OK;

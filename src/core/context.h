@@ -8,6 +8,7 @@
 #define CF_DEFAULT_MAX_TENSOR_BYTES ((uint64_t)4 << 30)
 
 struct cfnet_context {
+    uint32_t magic; /* CF_MAGIC_CONTEXT */
     cf_allocator alloc;
     uint64_t max_header_bytes, max_tensor_bytes;
 };

@@ -106,7 +106,25 @@ uint64_t cf_rng_below(cf_rng *rng, uint64_t n); /* uniform in [0, n), n > 0 */
 /* ------------------------------------------------------------------------------------------ */
 /* Tensors                                                                                    */
 
+/* Handle checks. Every handle struct starts with a magic number naming its kind; freeing a
+ * handle overwrites it with CF_MAGIC_FREED before the memory goes back. Every public entry point
+ * checks its handles, so a double free, a use after free (while the memory is not yet reused)
+ * or a handle of the wrong kind gives CFNET_E_INVALID_ARGUMENT instead of undefined behaviour.
+ * (Reading the magic of freed memory is itself undefined; in practice it is what the freed
+ * block still holds. Memory checkers report it: see SECURITY.md.) */
+#define CF_MAGIC_TENSOR 0x54464e43u  /* "CNFT" */
+#define CF_MAGIC_LAYER 0x4c464e43u   /* "CNFL" */
+#define CF_MAGIC_NETWORK 0x4e464e43u /* "CNFN" */
+#define CF_MAGIC_CONTEXT 0x58464e43u /* "CNFX" */
+#define CF_MAGIC_FREED 0x44454144u   /* "DEAD" */
+/* True for NULL and for a live handle of `magic`'s kind; otherwise records an error naming fn
+ * and the kind ("network") and returns false. */
+bool cf_handle_ok(const void *h, uint32_t magic, const char *kind, const char *fn);
+/* The same as a status: CFNET_E_INVALID_ARGUMENT for a stale or foreign handle. */
+cfnet_status cf_handle_check(const void *h, uint32_t magic, const char *kind, const char *fn);
+
 struct cfnet_tensor {
+    uint32_t magic; /* CF_MAGIC_TENSOR */
     float *data;
     int64_t numel;
     int ndim;

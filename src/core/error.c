@@ -25,6 +25,26 @@ CFNET_API const char *cfnet_status_string(cfnet_status status)
     return "unknown status";
 }
 
+bool cf_handle_ok(const void *h, uint32_t magic, const char *kind, const char *fn)
+{
+    if (!h) return true;
+    uint32_t m;
+    memcpy(&m, h, sizeof m);
+    if (m == magic) return true;
+    if (m == CF_MAGIC_FREED)
+        cf_error(CFNET_E_INVALID_ARGUMENT, "%s: the %s handle was freed already", fn, kind);
+    else
+        cf_error(CFNET_E_INVALID_ARGUMENT,
+                 "%s: the %s handle is not a live %s (freed and reused, or another kind)", fn,
+                 kind, kind);
+    return false;
+}
+
+cfnet_status cf_handle_check(const void *h, uint32_t magic, const char *kind, const char *fn)
+{
+    return cf_handle_ok(h, magic, kind, fn) ? CFNET_OK : CFNET_E_INVALID_ARGUMENT;
+}
+
 CFNET_API const char *cfnet_last_error(void) { return cf_last_error_buf; }
 
 CFNET_API void cfnet_clear_error(void) { cf_last_error_buf[0] = '\0'; }

@@ -29,6 +29,7 @@ static cfnet_status tensor_make(const char *what, float *data, int ndim, const i
     CF_CHECK(cf_shape_numel(what, ndim, shape, &numel));
     cfnet_tensor *t = cf_calloc(1, sizeof *t);
     CF_FAIL_IF(!t, CFNET_E_OUT_OF_MEMORY, "%s: out of memory", what);
+    t->magic = CF_MAGIC_TENSOR;
     if (data) {
         t->data = data;
         t->owns_data = false;
@@ -67,15 +68,22 @@ CFNET_API cfnet_status cfnet_tensor_wrap(float *data, int ndim, const int64_t *s
 
 CFNET_API void cfnet_tensor_free(cfnet_tensor *t)
 {
+    if (!cf_handle_ok(t, CF_MAGIC_TENSOR, "tensor", __func__)) return;
     if (!t) return;
     if (t->owns_data) cf_free(t->data);
+    t->magic = CF_MAGIC_FREED;
     cf_free(t);
 }
 
-CFNET_API int cfnet_tensor_ndim(const cfnet_tensor *t) { return t ? t->ndim : 0; }
+CFNET_API int cfnet_tensor_ndim(const cfnet_tensor *t)
+{
+    if (!cf_handle_ok(t, CF_MAGIC_TENSOR, "tensor", __func__)) t = NULL;
+    return t ? t->ndim : 0;
+}
 
 CFNET_API int64_t cfnet_tensor_dim(const cfnet_tensor *t, int axis)
 {
+    if (!cf_handle_ok(t, CF_MAGIC_TENSOR, "tensor", __func__)) t = NULL;
     if (!t) return -1;
     if (axis < 0) axis += t->ndim;
     if (axis < 0 || axis >= t->ndim) return -1;
@@ -84,6 +92,7 @@ CFNET_API int64_t cfnet_tensor_dim(const cfnet_tensor *t, int axis)
 
 CFNET_API cfnet_status cfnet_tensor_shape(const cfnet_tensor *t, int *ndim, int64_t *shape)
 {
+    CF_CHECK(cf_handle_check(t, CF_MAGIC_TENSOR, "tensor", __func__));
     CF_FAIL_IF(!t || !ndim || !shape, CFNET_E_INVALID_ARGUMENT,
                "tensor_shape: NULL argument");
     *ndim = t->ndim;
@@ -91,12 +100,21 @@ CFNET_API cfnet_status cfnet_tensor_shape(const cfnet_tensor *t, int *ndim, int6
     return CFNET_OK;
 }
 
-CFNET_API int64_t cfnet_tensor_numel(const cfnet_tensor *t) { return t ? t->numel : -1; }
+CFNET_API int64_t cfnet_tensor_numel(const cfnet_tensor *t)
+{
+    if (!cf_handle_ok(t, CF_MAGIC_TENSOR, "tensor", __func__)) t = NULL;
+    return t ? t->numel : -1;
+}
 
-CFNET_API float *cfnet_tensor_data(const cfnet_tensor *t) { return t ? t->data : NULL; }
+CFNET_API float *cfnet_tensor_data(const cfnet_tensor *t)
+{
+    if (!cf_handle_ok(t, CF_MAGIC_TENSOR, "tensor", __func__)) t = NULL;
+    return t ? t->data : NULL;
+}
 
 CFNET_API cfnet_status cfnet_tensor_copy_in(cfnet_tensor *t, const float *src, int64_t count)
 {
+    CF_CHECK(cf_handle_check(t, CF_MAGIC_TENSOR, "tensor", __func__));
     CF_FAIL_IF(!t || !src, CFNET_E_INVALID_ARGUMENT, "tensor_copy_in: NULL argument");
     CF_FAIL_IF(count != t->numel, CFNET_E_SHAPE_MISMATCH,
                "tensor_copy_in: count is %lld, tensor has %lld elements", (long long)count,
@@ -107,6 +125,7 @@ CFNET_API cfnet_status cfnet_tensor_copy_in(cfnet_tensor *t, const float *src, i
 
 CFNET_API cfnet_status cfnet_tensor_copy_out(const cfnet_tensor *t, float *dst, int64_t count)
 {
+    CF_CHECK(cf_handle_check(t, CF_MAGIC_TENSOR, "tensor", __func__));
     CF_FAIL_IF(!t || !dst, CFNET_E_INVALID_ARGUMENT, "tensor_copy_out: NULL argument");
     CF_FAIL_IF(count != t->numel, CFNET_E_SHAPE_MISMATCH,
                "tensor_copy_out: count is %lld, tensor has %lld elements", (long long)count,
@@ -117,6 +136,7 @@ CFNET_API cfnet_status cfnet_tensor_copy_out(const cfnet_tensor *t, float *dst, 
 
 CFNET_API cfnet_status cfnet_tensor_fill(cfnet_tensor *t, float value)
 {
+    CF_CHECK(cf_handle_check(t, CF_MAGIC_TENSOR, "tensor", __func__));
     CF_FAIL_IF(!t, CFNET_E_INVALID_ARGUMENT, "tensor_fill: tensor is NULL");
     for (int64_t i = 0; i < t->numel; i++) t->data[i] = value;
     return CFNET_OK;
@@ -124,6 +144,7 @@ CFNET_API cfnet_status cfnet_tensor_fill(cfnet_tensor *t, float value)
 
 CFNET_API cfnet_status cfnet_tensor_zero(cfnet_tensor *t)
 {
+    CF_CHECK(cf_handle_check(t, CF_MAGIC_TENSOR, "tensor", __func__));
     CF_FAIL_IF(!t, CFNET_E_INVALID_ARGUMENT, "tensor_zero: tensor is NULL");
     memset(t->data, 0, (size_t)t->numel * sizeof(float));
     return CFNET_OK;
@@ -131,6 +152,7 @@ CFNET_API cfnet_status cfnet_tensor_zero(cfnet_tensor *t)
 
 CFNET_API cfnet_status cfnet_tensor_reshape(cfnet_tensor *t, int ndim, const int64_t *shape)
 {
+    CF_CHECK(cf_handle_check(t, CF_MAGIC_TENSOR, "tensor", __func__));
     CF_FAIL_IF(!t, CFNET_E_INVALID_ARGUMENT, "tensor_reshape: tensor is NULL");
     int64_t numel;
     CF_CHECK(cf_shape_numel("tensor_reshape", ndim, shape, &numel));

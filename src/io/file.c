@@ -181,6 +181,8 @@ cfnet_status cf_file_write_atomic(const char *path, const unsigned char *buf, si
 CFNET_API cfnet_status cfnet_network_save(const cfnet_network *net, const char *path,
                                           unsigned flags)
 {
+    CF_CHECK(cf_handle_check(net, CF_MAGIC_NETWORK, "network", __func__));
+    CF_NET_GUARD(net, false, "network_save");
     CF_FAIL_IF(!net || !path, CFNET_E_INVALID_ARGUMENT, "network_save: NULL argument");
     CF_FAIL_IF(!*path, CFNET_E_INVALID_ARGUMENT, "network_save: path is empty");
     CF_NET_SCOPE(net);
@@ -305,6 +307,7 @@ CFNET_API cfnet_status cfnet_network_load(const char *path, cfnet_network **out)
 CFNET_API cfnet_status cfnet_network_load_in(cfnet_context *ctx, const char *path,
                                              cfnet_network **out)
 {
+    CF_CHECK(cf_handle_check(ctx, CF_MAGIC_CONTEXT, "context", __func__));
     CF_FAIL_IF(!path || !out, CFNET_E_INVALID_ARGUMENT, "network_load: NULL argument");
     CF_ALLOC_SCOPE(cf_context_allocator(ctx));
     uint64_t max_header, max_data;

@@ -262,6 +262,8 @@ cfnet_status cf_schema_serialize(const cfnet_network *net, unsigned flags, const
 CFNET_API cfnet_status cfnet_network_save_buffer(const cfnet_network *net, unsigned flags,
                                                  void **buffer, size_t *size)
 {
+    CF_CHECK(cf_handle_check(net, CF_MAGIC_NETWORK, "network", __func__));
+    CF_NET_GUARD(net, false, "network_save_buffer");
     CF_FAIL_IF(!net || !buffer || !size, CFNET_E_INVALID_ARGUMENT,
                "network_save_buffer: NULL argument");
     CF_NET_SCOPE(net);
@@ -645,6 +647,7 @@ cfnet_status cf_schema_load(cfnet_context *ctx, const unsigned char *buf, size_t
 CFNET_API cfnet_status cfnet_network_load_buffer_in(cfnet_context *ctx, const void *buffer,
                                                     size_t size, cfnet_network **out)
 {
+    CF_CHECK(cf_handle_check(ctx, CF_MAGIC_CONTEXT, "context", __func__));
     CF_FAIL_IF(!buffer || !out, CFNET_E_INVALID_ARGUMENT, "network_load_buffer: NULL argument");
     return cf_schema_load(ctx, buffer, size, out);
 }

@@ -4,8 +4,16 @@
 #include <limits.h>
 #include <pthread.h>
 
-/* Guards every FFTW planner call (plan creation and destruction). */
+/* Guards every FFTW planner call (plan creation and destruction) that libcfnet makes. */
 static pthread_mutex_t cf_fft_planner_lock = PTHREAD_MUTEX_INITIALIZER;
+
+/* FFTW's planner is one per process and shared with the host and any other library that uses
+ * FFTW. libcfnet's own mutex cannot protect it from their calls, so before its first plan
+ * libcfnet asks FFTW to lock its planner itself (fftwf_make_planner_thread_safe, FFTW >= 3.3.5):
+ * from then on every fftwf_plan_* and fftwf_destroy_plan in the process, whoever calls it, runs
+ * under FFTW's own lock. */
+static pthread_once_t cf_fft_once = PTHREAD_ONCE_INIT;
+static void make_planner_thread_safe(void) { fftwf_make_planner_thread_safe(); }
 
 cfnet_status cf_fft2d_init(cf_fft2d *f, int rows, int cols, const char *who)
 {
@@ -24,6 +32,7 @@ cfnet_status cf_fft2d_init(cf_fft2d *f, int rows, int cols, const char *who)
     CF_FAIL_IF(!tmp, CFNET_E_OUT_OF_MEMORY, "%s: cannot allocate %zu bytes for FFT planning",
                who, bytes);
     const unsigned flags = FFTW_ESTIMATE | FFTW_UNALIGNED;
+    pthread_once(&cf_fft_once, make_planner_thread_safe);
     pthread_mutex_lock(&cf_fft_planner_lock);
     f->fwd = fftwf_plan_dft_2d(rows, cols, tmp, tmp + n, FFTW_FORWARD, flags);
     f->bwd = fftwf_plan_dft_2d(rows, cols, tmp, tmp + n, FFTW_BACKWARD, flags);

@@ -1,7 +1,9 @@
 /* Small wrapper around FFTW (single precision) for 2D complex transforms (private).
  *
  * FFTW's planner is not thread-safe, only fftwf_execute* is: every planner call (and
- * fftwf_destroy_plan) here runs under one process-wide mutex. Plans are made once per shape at
+ * fftwf_destroy_plan) here runs under one process-wide mutex, and before the first one libcfnet
+ * calls fftwf_make_planner_thread_safe(), so that FFTW also locks its planner against the
+ * host's (or another library's) own planner calls in the same process. Plans are made once per shape at
  * layer setup with FFTW_ESTIMATE | FFTW_UNALIGNED, so planning never reads or writes user data
  * and the new-array execute functions work on any buffers (out of place, in != out). The library
  * never calls fftwf_cleanup(): the host program may use FFTW itself. */

@@ -105,6 +105,8 @@ static void build_taps(int64_t S, double radians, rot_tap *taps)
 CFNET_API cfnet_status cfnet_image_rotate(const cfnet_tensor *in, cfnet_tensor *out,
                                           double degrees)
 {
+    CF_CHECK(cf_handle_check(in, CF_MAGIC_TENSOR, "tensor", __func__));
+    CF_CHECK(cf_handle_check(out, CF_MAGIC_TENSOR, "tensor", __func__));
     static const char what[] = "image_rotate";
     char buf[96];
     CF_CHECK(check_pair(what, in, out));
@@ -150,6 +152,8 @@ CFNET_API cfnet_status cfnet_image_rotate(const cfnet_tensor *in, cfnet_tensor *
 CFNET_API cfnet_status cfnet_image_shift(const cfnet_tensor *in, cfnet_tensor *out, int dy,
                                          int dx)
 {
+    CF_CHECK(cf_handle_check(in, CF_MAGIC_TENSOR, "tensor", __func__));
+    CF_CHECK(cf_handle_check(out, CF_MAGIC_TENSOR, "tensor", __func__));
     CF_CHECK(check_pair("image_shift", in, out));
     int64_t H = in->shape[in->ndim - 2], W = in->shape[in->ndim - 1], HW = H * W;
     int64_t planes = in->numel / HW;
@@ -225,6 +229,7 @@ static double percentile_select(float *a, int64_t n, double p)
 CFNET_API cfnet_status cfnet_image_normalize(cfnet_tensor *images, double low_percentile,
                                              double high_percentile)
 {
+    CF_CHECK(cf_handle_check(images, CF_MAGIC_TENSOR, "tensor", __func__));
     static const char what[] = "image_normalize";
     char buf[96];
     CF_FAIL_IF(!images, CFNET_E_INVALID_ARGUMENT, "%s: images is NULL", what);

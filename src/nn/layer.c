@@ -9,6 +9,7 @@ cfnet_status cf_layer_alloc(int kind, const cf_layer_ops *ops, cfnet_layer **out
 {
     cfnet_layer *l = cf_calloc(1, sizeof *l);
     CF_FAIL_IF(!l, CFNET_E_OUT_OF_MEMORY, "%s: out of memory", ops->name);
+    l->magic = CF_MAGIC_LAYER;
     l->kind = kind;
     l->ops = ops;
     *out = l;
@@ -83,18 +84,38 @@ void cf_init_he(cfnet_tensor *t, int64_t fan_in, cf_rng *rng)
     for (int64_t i = 0; i < t->numel; i++) t->data[i] = (float)(sd * cf_rng_normal(rng));
 }
 
-CFNET_API void cfnet_layer_free(cfnet_layer *layer)
+void cf_layer_destroy(cfnet_layer *layer)
 {
     if (!layer) return;
     cf_layer_release(layer);
+    layer->magic = CF_MAGIC_FREED;
     cf_free(layer);
 }
 
-CFNET_API int cfnet_layer_kind_of(const cfnet_layer *layer) { return layer ? layer->kind : 0; }
+CFNET_API void cfnet_layer_free(cfnet_layer *layer)
+{
+    if (!cf_handle_ok(layer, CF_MAGIC_LAYER, "layer", __func__)) return;
+    if (!layer) return;
+    if (layer->owned) {
+        /* Freeing it would leave the network with a dangling layer: refuse. */
+        cf_error(CFNET_E_INVALID_ARGUMENT,
+                 "layer_free: this %s layer belongs to a network, which frees it; nothing was "
+                 "freed", layer->ops->name);
+        return;
+    }
+    cf_layer_destroy(layer);
+}
+
+CFNET_API int cfnet_layer_kind_of(const cfnet_layer *layer)
+{
+    if (!cf_handle_ok(layer, CF_MAGIC_LAYER, "layer", __func__)) layer = NULL;
+    return layer ? layer->kind : 0;
+}
 
 CFNET_API cfnet_status cfnet_layer_setup(cfnet_layer *layer, int ndim, const int64_t *shape,
                                          uint64_t seed)
 {
+    CF_CHECK(cf_handle_check(layer, CF_MAGIC_LAYER, "layer", __func__));
     CF_FAIL_IF(!layer, CFNET_E_INVALID_ARGUMENT, "layer_setup: layer is NULL");
     CF_FAIL_IF(layer->owned, CFNET_E_STATE,
                "%s: the layer belongs to a network, which sets it up", layer->ops->name);
@@ -139,6 +160,7 @@ CFNET_API cfnet_status cfnet_layer_setup(cfnet_layer *layer, int ndim, const int
 CFNET_API cfnet_status cfnet_layer_input_shape(const cfnet_layer *layer, int *ndim,
                                                int64_t *shape)
 {
+    CF_CHECK(cf_handle_check(layer, CF_MAGIC_LAYER, "layer", __func__));
     CF_FAIL_IF(!layer || !ndim || !shape, CFNET_E_INVALID_ARGUMENT,
                "layer_input_shape: NULL argument");
     CF_FAIL_IF(!layer->is_setup, CFNET_E_STATE, "%s: layer is not set up", layer->ops->name);
@@ -150,6 +172,7 @@ CFNET_API cfnet_status cfnet_layer_input_shape(const cfnet_layer *layer, int *nd
 CFNET_API cfnet_status cfnet_layer_output_shape(const cfnet_layer *layer, int *ndim,
                                                 int64_t *shape)
 {
+    CF_CHECK(cf_handle_check(layer, CF_MAGIC_LAYER, "layer", __func__));
     CF_FAIL_IF(!layer || !ndim || !shape, CFNET_E_INVALID_ARGUMENT,
                "layer_output_shape: NULL argument");
     CF_FAIL_IF(!layer->is_setup, CFNET_E_STATE, "%s: layer is not set up", layer->ops->name);
@@ -204,6 +227,9 @@ cfnet_status cf_layer_backward_raw(cfnet_layer *l, const float *x, const float *
 CFNET_API cfnet_status cfnet_layer_forward(cfnet_layer *layer, const cfnet_tensor *x,
                                            cfnet_tensor *y, cfnet_mode mode)
 {
+    CF_CHECK(cf_handle_check(layer, CF_MAGIC_LAYER, "layer", __func__));
+    CF_CHECK(cf_handle_check(x, CF_MAGIC_TENSOR, "tensor", __func__));
+    CF_CHECK(cf_handle_check(y, CF_MAGIC_TENSOR, "tensor", __func__));
     CF_FAIL_IF(!layer, CFNET_E_INVALID_ARGUMENT, "layer_forward: layer is NULL");
     CF_FAIL_IF(!layer->is_setup, CFNET_E_STATE,
                "%s: layer is not set up (call cfnet_layer_setup first)", layer->ops->name);
@@ -226,6 +252,11 @@ CFNET_API cfnet_status cfnet_layer_backward(cfnet_layer *layer, const cfnet_tens
                                             const cfnet_tensor *y, const cfnet_tensor *dy,
                                             cfnet_tensor *dx)
 {
+    CF_CHECK(cf_handle_check(layer, CF_MAGIC_LAYER, "layer", __func__));
+    CF_CHECK(cf_handle_check(x, CF_MAGIC_TENSOR, "tensor", __func__));
+    CF_CHECK(cf_handle_check(y, CF_MAGIC_TENSOR, "tensor", __func__));
+    CF_CHECK(cf_handle_check(dy, CF_MAGIC_TENSOR, "tensor", __func__));
+    CF_CHECK(cf_handle_check(dx, CF_MAGIC_TENSOR, "tensor", __func__));
     CF_FAIL_IF(!layer, CFNET_E_INVALID_ARGUMENT, "layer_backward: layer is NULL");
     CF_FAIL_IF(!layer->is_setup || !layer->ws || layer->last_n == 0, CFNET_E_STATE,
                "%s: backward needs a preceding forward", layer->ops->name);
@@ -243,41 +274,49 @@ CFNET_API cfnet_status cfnet_layer_backward(cfnet_layer *layer, const cfnet_tens
 
 CFNET_API int cfnet_layer_param_count(const cfnet_layer *layer)
 {
+    if (!cf_handle_ok(layer, CF_MAGIC_LAYER, "layer", __func__)) layer = NULL;
     return layer ? layer->nparam : 0;
 }
 
 CFNET_API cfnet_tensor *cfnet_layer_param(const cfnet_layer *layer, int i)
 {
+    if (!cf_handle_ok(layer, CF_MAGIC_LAYER, "layer", __func__)) layer = NULL;
     return layer && i >= 0 && i < layer->nparam ? layer->param[i] : NULL;
 }
 
 CFNET_API cfnet_tensor *cfnet_layer_grad(const cfnet_layer *layer, int i)
 {
+    if (!cf_handle_ok(layer, CF_MAGIC_LAYER, "layer", __func__)) layer = NULL;
     return layer && i >= 0 && i < layer->nparam ? layer->grad[i] : NULL;
 }
 
 CFNET_API const char *cfnet_layer_param_name(const cfnet_layer *layer, int i)
 {
+    if (!cf_handle_ok(layer, CF_MAGIC_LAYER, "layer", __func__)) layer = NULL;
     return layer && i >= 0 && i < layer->nparam ? layer->param_name[i] : NULL;
 }
 
 CFNET_API int cfnet_layer_state_count(const cfnet_layer *layer)
 {
+    if (!cf_handle_ok(layer, CF_MAGIC_LAYER, "layer", __func__)) layer = NULL;
     return layer ? layer->nstate : 0;
 }
 
 CFNET_API cfnet_tensor *cfnet_layer_state(const cfnet_layer *layer, int i)
 {
+    if (!cf_handle_ok(layer, CF_MAGIC_LAYER, "layer", __func__)) layer = NULL;
     return layer && i >= 0 && i < layer->nstate ? layer->state[i] : NULL;
 }
 
 CFNET_API const char *cfnet_layer_state_name(const cfnet_layer *layer, int i)
 {
+    if (!cf_handle_ok(layer, CF_MAGIC_LAYER, "layer", __func__)) layer = NULL;
     return layer && i >= 0 && i < layer->nstate ? layer->state_name[i] : NULL;
 }
 
 CFNET_API cfnet_status cfnet_layer_zero_grad(cfnet_layer *layer)
 {
+    CF_CHECK(cf_handle_check(layer, CF_MAGIC_LAYER, "layer", __func__));
     CF_FAIL_IF(!layer, CFNET_E_INVALID_ARGUMENT, "layer_zero_grad: layer is NULL");
     for (int i = 0; i < layer->nparam; i++) cfnet_tensor_zero(layer->grad[i]);
     return CFNET_OK;

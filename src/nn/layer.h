@@ -49,6 +49,7 @@ typedef struct cf_layer_ops {
 } cf_layer_ops;
 
 struct cfnet_layer {
+    uint32_t magic; /* CF_MAGIC_LAYER */
     const cf_layer_ops *ops;
     int kind;
     bool is_setup;
@@ -69,6 +70,8 @@ struct cfnet_layer {
     int64_t last_n; /* batch of the last standalone forward (0: none) */
 };
 
+/* Frees a layer whether or not a network owns it (the network's own free uses it). */
+void cf_layer_destroy(cfnet_layer *layer);
 /* Allocates a layer of the given kind with zeroed fields (used by cf_layer_create). */
 cfnet_status cf_layer_alloc(int kind, const cf_layer_ops *ops, cfnet_layer **out);
 /* Adds a zero-filled trainable parameter (and its gradient) during setup. */

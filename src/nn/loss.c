@@ -8,6 +8,8 @@ CFNET_API cfnet_status cfnet_softmax_cross_entropy(const cfnet_tensor *logits,
                                                    const int32_t *labels, int64_t n_labels,
                                                    float *loss, cfnet_tensor *grad)
 {
+    CF_CHECK(cf_handle_check(logits, CF_MAGIC_TENSOR, "tensor", __func__));
+    CF_CHECK(cf_handle_check(grad, CF_MAGIC_TENSOR, "tensor", __func__));
     CF_FAIL_IF(!logits || !labels || !loss, CFNET_E_INVALID_ARGUMENT,
                "softmax_cross_entropy: NULL argument");
     CF_FAIL_IF(logits->ndim < 2, CFNET_E_SHAPE_MISMATCH,

@@ -137,6 +137,7 @@ cfnet_status cf_network_put_metadata(cfnet_network *net, const char *what, const
 CFNET_API cfnet_status cfnet_network_set_metadata(cfnet_network *net, const char *key,
                                                   const char *value)
 {
+    CF_CHECK(cf_handle_check(net, CF_MAGIC_NETWORK, "network", __func__));
     CF_FAIL_IF(!net || !key, CFNET_E_INVALID_ARGUMENT, SET ": NULL argument");
     CF_NET_SCOPE(net);
     /* lengths are bounded before anything scans further than the limits */
@@ -157,6 +158,7 @@ CFNET_API cfnet_status cfnet_network_set_metadata(cfnet_network *net, const char
 CFNET_API cfnet_status cfnet_network_get_metadata(const cfnet_network *net, const char *key,
                                                   const char **value)
 {
+    CF_CHECK(cf_handle_check(net, CF_MAGIC_NETWORK, "network", __func__));
     CF_FAIL_IF(!net || !key || !value, CFNET_E_INVALID_ARGUMENT,
                "network_get_metadata: NULL argument");
     int at = find(net, key);
@@ -166,12 +168,14 @@ CFNET_API cfnet_status cfnet_network_get_metadata(const cfnet_network *net, cons
 
 CFNET_API int cfnet_network_metadata_count(const cfnet_network *net)
 {
+    if (!cf_handle_ok(net, CF_MAGIC_NETWORK, "network", __func__)) net = NULL;
     return net ? net->nmeta : -1;
 }
 
 CFNET_API cfnet_status cfnet_network_metadata_at(const cfnet_network *net, int i,
                                                  const char **key, const char **value)
 {
+    CF_CHECK(cf_handle_check(net, CF_MAGIC_NETWORK, "network", __func__));
     CF_FAIL_IF(!net || !key || !value, CFNET_E_INVALID_ARGUMENT,
                "network_metadata_at: NULL argument");
     CF_FAIL_IF(i < 0 || i >= net->nmeta, CFNET_E_INVALID_ARGUMENT,

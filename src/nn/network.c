@@ -24,6 +24,7 @@ CFNET_API cfnet_status cfnet_network_create(int channels, int height, int width,
 CFNET_API cfnet_status cfnet_network_create_in(cfnet_context *ctx, int channels, int height,
                                                int width, uint64_t seed, cfnet_network **out)
 {
+    CF_CHECK(cf_handle_check(ctx, CF_MAGIC_CONTEXT, "context", __func__));
     CF_ALLOC_SCOPE(cf_context_allocator(ctx));
     CF_FAIL_IF(!out, CFNET_E_INVALID_ARGUMENT, "network_create: out is NULL");
     CF_FAIL_IF(channels < 1 || height < 1 || width < 1, CFNET_E_INVALID_ARGUMENT,
@@ -32,6 +33,7 @@ CFNET_API cfnet_status cfnet_network_create_in(cfnet_context *ctx, int channels,
     CF_CHECK(cf_shape_numel("network_create", 3, shape, &numel));
     cfnet_network *net = cf_calloc(1, sizeof *net);
     CF_FAIL_IF(!net, CFNET_E_OUT_OF_MEMORY, "network_create: out of memory");
+    net->magic = CF_MAGIC_NETWORK;
     net->infer_cache = cf_calloc(1, sizeof *net->infer_cache);
     if (!net->infer_cache) {
         cf_free(net);
@@ -85,6 +87,7 @@ static void free_slots(cfnet_network *net)
 
 CFNET_API void cfnet_network_free(cfnet_network *net)
 {
+    if (!cf_handle_ok(net, CF_MAGIC_NETWORK, "network", __func__)) return;
     if (!net) return;
     free_train_buffers(net);
     free_slots(net);
@@ -92,9 +95,10 @@ CFNET_API void cfnet_network_free(cfnet_network *net)
     infer_cache_clear(net);
     pthread_mutex_destroy(&net->infer_cache->lock);
     cf_free(net->infer_cache);
-    for (int i = 0; i < net->nlayers; i++) cfnet_layer_free(net->layers[i]);
+    for (int i = 0; i < net->nlayers; i++) cf_layer_destroy(net->layers[i]);
     cf_free(net->layers);
     cf_network_free_metadata(net);
+    net->magic = CF_MAGIC_FREED;
     cf_free(net);
 }
 
@@ -160,6 +164,9 @@ cfnet_status cf_network_append(cfnet_network *net, cfnet_layer *layer)
 
 CFNET_API cfnet_status cfnet_network_append(cfnet_network *net, cfnet_layer *layer)
 {
+    CF_CHECK(cf_handle_check(net, CF_MAGIC_NETWORK, "network", __func__));
+    CF_NET_GUARD(net, true, "network_append");
+    CF_CHECK(cf_handle_check(layer, CF_MAGIC_LAYER, "layer", __func__));
     CF_FAIL_IF(!layer, CFNET_E_INVALID_ARGUMENT, "network_append: layer is NULL");
     CF_FAIL_IF(layer->owned, CFNET_E_STATE,
                "network_append: this %s layer already belongs to a network", layer->ops->name);
@@ -175,17 +182,20 @@ CFNET_API cfnet_status cfnet_network_append(cfnet_network *net, cfnet_layer *lay
 
 CFNET_API int cfnet_network_layer_count(const cfnet_network *net)
 {
+    if (!cf_handle_ok(net, CF_MAGIC_NETWORK, "network", __func__)) net = NULL;
     return net ? net->nlayers : 0;
 }
 
 CFNET_API cfnet_layer *cfnet_network_layer(const cfnet_network *net, int i)
 {
+    if (!cf_handle_ok(net, CF_MAGIC_NETWORK, "network", __func__)) net = NULL;
     return net && i >= 0 && i < net->nlayers ? net->layers[i] : NULL;
 }
 
 CFNET_API cfnet_status cfnet_network_input_shape(const cfnet_network *net, int *ndim,
                                                  int64_t *shape)
 {
+    CF_CHECK(cf_handle_check(net, CF_MAGIC_NETWORK, "network", __func__));
     CF_FAIL_IF(!net || !ndim || !shape, CFNET_E_INVALID_ARGUMENT,
                "network_input_shape: NULL argument");
     *ndim = 3;
@@ -196,6 +206,7 @@ CFNET_API cfnet_status cfnet_network_input_shape(const cfnet_network *net, int *
 CFNET_API cfnet_status cfnet_network_output_shape(const cfnet_network *net, int *ndim,
                                                   int64_t *shape)
 {
+    CF_CHECK(cf_handle_check(net, CF_MAGIC_NETWORK, "network", __func__));
     CF_FAIL_IF(!net || !ndim || !shape, CFNET_E_INVALID_ARGUMENT,
                "network_output_shape: NULL argument");
     int nd;
@@ -213,6 +224,7 @@ static int64_t out_size(const cfnet_network *net)
 
 CFNET_API int64_t cfnet_network_param_count(const cfnet_network *net)
 {
+    if (!cf_handle_ok(net, CF_MAGIC_NETWORK, "network", __func__)) net = NULL;
     if (!net) return 0;
     int64_t total = 0;
     for (int i = 0; i < net->nlayers; i++)
@@ -222,6 +234,7 @@ CFNET_API int64_t cfnet_network_param_count(const cfnet_network *net)
 
 CFNET_API size_t cfnet_network_memory_usage(const cfnet_network *net)
 {
+    if (!cf_handle_ok(net, CF_MAGIC_NETWORK, "network", __func__)) net = NULL;
     if (!net) return 0;
     size_t bytes = sizeof *net + (size_t)net->cap * sizeof(cfnet_layer *);
     for (int i = 0; i < net->nlayers; i++) {
@@ -250,6 +263,8 @@ CFNET_API size_t cfnet_network_memory_usage(const cfnet_network *net)
 CFNET_API cfnet_status cfnet_network_summary(const cfnet_network *net, char *buf, size_t size,
                                              size_t *needed)
 {
+    CF_CHECK(cf_handle_check(net, CF_MAGIC_NETWORK, "network", __func__));
+    CF_NET_GUARD(net, false, "network_summary");
     CF_FAIL_IF(!net || (!buf && size > 0), CFNET_E_INVALID_ARGUMENT,
                "network_summary: NULL argument");
     size_t used = 0;
@@ -442,6 +457,10 @@ cfnet_status cf_network_infer_into(const cfnet_network *net, int upto, const flo
 CFNET_API cfnet_status cfnet_network_infer(const cfnet_network *net, const cfnet_tensor *x,
                                            cfnet_tensor *out)
 {
+    CF_CHECK(cf_handle_check(net, CF_MAGIC_NETWORK, "network", __func__));
+    CF_NET_GUARD(net, false, "network_infer");
+    CF_CHECK(cf_handle_check(x, CF_MAGIC_TENSOR, "tensor", __func__));
+    CF_CHECK(cf_handle_check(out, CF_MAGIC_TENSOR, "tensor", __func__));
     CF_FAIL_IF(!net, CFNET_E_INVALID_ARGUMENT, "network_infer: network is NULL");
     CF_NET_SCOPE(net);
     int64_t n;
@@ -458,6 +477,10 @@ static bool last_is_softmax(const cfnet_network *net)
 CFNET_API cfnet_status cfnet_network_probabilities(const cfnet_network *net,
                                                    const cfnet_tensor *x, cfnet_tensor *probs)
 {
+    CF_CHECK(cf_handle_check(net, CF_MAGIC_NETWORK, "network", __func__));
+    CF_NET_GUARD(net, false, "network_probabilities");
+    CF_CHECK(cf_handle_check(x, CF_MAGIC_TENSOR, "tensor", __func__));
+    CF_CHECK(cf_handle_check(probs, CF_MAGIC_TENSOR, "tensor", __func__));
     CF_FAIL_IF(!net, CFNET_E_INVALID_ARGUMENT, "network_probabilities: network is NULL");
     CF_NET_SCOPE(net);
     int64_t n;
@@ -481,6 +504,9 @@ CFNET_API cfnet_status cfnet_network_probabilities(const cfnet_network *net,
 CFNET_API cfnet_status cfnet_network_predict(const cfnet_network *net, const cfnet_tensor *x,
                                              int32_t *labels, int64_t n)
 {
+    CF_CHECK(cf_handle_check(net, CF_MAGIC_NETWORK, "network", __func__));
+    CF_NET_GUARD(net, false, "network_predict");
+    CF_CHECK(cf_handle_check(x, CF_MAGIC_TENSOR, "tensor", __func__));
     CF_FAIL_IF(!net || !labels, CFNET_E_INVALID_ARGUMENT, "network_predict: NULL argument");
     CF_NET_SCOPE(net);
     int64_t nx;
@@ -575,6 +601,10 @@ cfnet_status cf_network_train_backward(cfnet_network *net, int upto, float *d, i
 CFNET_API cfnet_status cfnet_network_forward(cfnet_network *net, const cfnet_tensor *x,
                                              cfnet_tensor *out, cfnet_mode mode)
 {
+    CF_CHECK(cf_handle_check(net, CF_MAGIC_NETWORK, "network", __func__));
+    CF_NET_GUARD(net, true, "network_forward");
+    CF_CHECK(cf_handle_check(x, CF_MAGIC_TENSOR, "tensor", __func__));
+    CF_CHECK(cf_handle_check(out, CF_MAGIC_TENSOR, "tensor", __func__));
     CF_FAIL_IF(!net, CFNET_E_INVALID_ARGUMENT, "network_forward: network is NULL");
     CF_NET_SCOPE(net);
     CF_FAIL_IF(mode != CFNET_MODE_INFERENCE && mode != CFNET_MODE_TRAINING,
@@ -595,6 +625,9 @@ CFNET_API cfnet_status cfnet_network_forward(cfnet_network *net, const cfnet_ten
 
 CFNET_API cfnet_status cfnet_network_backward(cfnet_network *net, const cfnet_tensor *d_out)
 {
+    CF_CHECK(cf_handle_check(net, CF_MAGIC_NETWORK, "network", __func__));
+    CF_NET_GUARD(net, true, "network_backward");
+    CF_CHECK(cf_handle_check(d_out, CF_MAGIC_TENSOR, "tensor", __func__));
     CF_FAIL_IF(!net, CFNET_E_INVALID_ARGUMENT, "network_backward: network is NULL");
     CF_NET_SCOPE(net);
     CF_FAIL_IF(net->fwd_n == 0, CFNET_E_STATE,
@@ -607,6 +640,8 @@ CFNET_API cfnet_status cfnet_network_backward(cfnet_network *net, const cfnet_te
 
 CFNET_API cfnet_status cfnet_network_zero_grad(cfnet_network *net)
 {
+    CF_CHECK(cf_handle_check(net, CF_MAGIC_NETWORK, "network", __func__));
+    CF_NET_GUARD(net, true, "network_zero_grad");
     CF_FAIL_IF(!net, CFNET_E_INVALID_ARGUMENT, "network_zero_grad: network is NULL");
     for (int i = 0; i < net->nlayers; i++) cfnet_layer_zero_grad(net->layers[i]);
     return CFNET_OK;
@@ -655,3 +690,48 @@ cfnet_status cf_network_ensure_slots(cfnet_network *net)
 }
 
 void cf_network_reset_optimizer(cfnet_network *net) { free_slots(net); }
+
+/* ---- the in-use flag ---- */
+
+/* An address unique to the calling thread, as its identity. */
+static uintptr_t this_thread(void)
+{
+    static _Thread_local char token;
+    return (uintptr_t)&token;
+}
+
+cf_net_guard cf_net_guard_enter(const cfnet_network *cnet, bool write)
+{
+    /* The counters are the only fields read-only calls write; the network itself is not
+     * const-allocated, so the cast is sound. */
+    cf_net_guard g = {(cfnet_network *)cnet, write, true};
+    cfnet_network *net = g.net;
+    if (!net) return g;
+    uintptr_t me = this_thread();
+    if (write) {
+        uintptr_t none = 0;
+        if (!atomic_compare_exchange_strong(&net->writer, &none, me)) {
+            g.held = false; /* another writer, or this thread re-entering from a callback */
+            return g;
+        }
+        if (atomic_load(&net->readers) != 0) { /* seq_cst pairs with the reader's order */
+            atomic_store(&net->writer, 0);
+            g.held = false;
+        }
+        return g;
+    }
+    atomic_fetch_add(&net->readers, 1);
+    uintptr_t w = atomic_load(&net->writer);
+    if (w != 0 && w != me) {
+        atomic_fetch_sub(&net->readers, 1);
+        g.held = false;
+    }
+    return g;
+}
+
+void cf_net_guard_leave(cf_net_guard *g)
+{
+    if (!g->net || !g->held) return;
+    if (g->write) atomic_store(&g->net->writer, 0);
+    else atomic_fetch_sub(&g->net->readers, 1);
+}

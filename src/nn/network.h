@@ -8,6 +8,8 @@
 
 #include <pthread.h>
 
+#include <stdatomic.h>
+
 /* Optimiser state of one parameter tensor: Adam moments (m, v) or SGD velocity (m). */
 typedef struct cf_opt_slot {
     float *m, *v;
@@ -64,6 +66,7 @@ const cf_option_def *cf_option_at(int index);
 void cf_options_set_defaults(cf_options *o);
 
 struct cfnet_network {
+    uint32_t magic; /* CF_MAGIC_NETWORK */
     const cfnet_context *ctx; /* allocator and limits (NULL: defaults); outlives the network */
     int64_t in_shape[3];
     int64_t in_size;
@@ -76,7 +79,11 @@ struct cfnet_network {
     cf_opt_slot *slots; /* nlayers x CF_MAX_PARAMS, allocated lazily by the optimiser */
     int slots_for;      /* number of layers `slots` covers */
     bool slots_fresh;
-    uint64_t table_bytes; /* layer tables (CF_MAX_TABLE_BYTES) measured at append */   /* slots created (zeroed) and not yet used by a successful step */
+    uint64_t table_bytes; /* layer tables (CF_MAX_TABLE_BYTES) measured at append */
+    /* In-use flag (see CF_NET_GUARD): the thread that is modifying the network (0: none) and
+     * the number of read-only calls running. */
+    _Atomic uintptr_t writer;
+    _Atomic unsigned readers;   /* slots created (zeroed) and not yet used by a successful step */
 
     /* Training buffers, sized for `train_n` samples. */
     int64_t train_n;
@@ -97,6 +104,27 @@ struct cfnet_network {
     cf_pool *pool;
     cf_infer_cache *infer_cache; /* never NULL */
 };
+
+/* Concurrent use. Read-only calls (inference, evaluation, saving) may run in any number of
+ * threads at once; a call that modifies the network (training, forward/backward, options,
+ * append) needs it to itself. CF_NET_GUARD(net, write, what) claims the network until the end
+ * of the enclosing block, or returns CFNET_E_STATE at once if another thread holds it in a
+ * conflicting way: a detected misuse, never a race. The thread that modifies the network (a
+ * progress callback of train_epoch) may still make read-only calls on it. NULL: no guard. */
+typedef struct cf_net_guard {
+    cfnet_network *net;
+    bool write, held;
+} cf_net_guard;
+cf_net_guard cf_net_guard_enter(const cfnet_network *net, bool write);
+void cf_net_guard_leave(cf_net_guard *g);
+#define CF_NET_GUARD(net, write, what)                                                        \
+    cf_net_guard cf_guard_ __attribute__((cleanup(cf_net_guard_leave))) =                     \
+        cf_net_guard_enter((net), (write));                                                   \
+    CF_FAIL_IF(!cf_guard_.held, CFNET_E_STATE,                                                \
+               "%s: the network is in use by another thread (%s); nothing was done", (what), \
+               (write) ? "a network is modified (trained, appended to, configured) by one "   \
+                         "thread at a time, with no inference running"                         \
+                       : "it is being modified: inference cannot run during training")
 
 /* Makes the network's allocator the thread's allocator and its thread pool the thread's pool
  * until the end of the block. */

@@ -149,6 +149,8 @@ static void describe_range(const cf_option_def *d, char *buf, size_t size)
 CFNET_API cfnet_status cfnet_network_set_option(cfnet_network *net, cfnet_option option,
                                                 double value)
 {
+    CF_CHECK(cf_handle_check(net, CF_MAGIC_NETWORK, "network", __func__));
+    CF_NET_GUARD(net, true, "network_set_option");
     CF_FAIL_IF(!net, CFNET_E_INVALID_ARGUMENT, "network_set_option: network is NULL");
     const cf_option_def *d = find((int)option);
     CF_FAIL_IF(!d, CFNET_E_INVALID_ARGUMENT, "network_set_option: unknown option %d",
@@ -188,6 +190,7 @@ CFNET_API cfnet_status cfnet_network_set_option(cfnet_network *net, cfnet_option
 CFNET_API cfnet_status cfnet_network_get_option(const cfnet_network *net, cfnet_option option,
                                                 double *value)
 {
+    CF_CHECK(cf_handle_check(net, CF_MAGIC_NETWORK, "network", __func__));
     CF_FAIL_IF(!net || !value, CFNET_E_INVALID_ARGUMENT, "network_get_option: NULL argument");
     const cf_option_def *d = find((int)option);
     CF_FAIL_IF(!d, CFNET_E_INVALID_ARGUMENT, "network_get_option: unknown option %d",

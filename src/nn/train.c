@@ -6,6 +6,7 @@
 
 CFNET_API int64_t cfnet_network_step_count(const cfnet_network *net)
 {
+    if (!cf_handle_ok(net, CF_MAGIC_NETWORK, "network", __func__)) net = NULL;
     return net ? net->step : 0;
 }
 
@@ -14,6 +15,7 @@ static cfnet_tensor view(float *data, int ndim, const int64_t *shape)
 {
     cfnet_tensor t;
     memset(&t, 0, sizeof t);
+    t.magic = CF_MAGIC_TENSOR;
     t.data = data;
     t.ndim = ndim;
     t.numel = 1;
@@ -259,6 +261,9 @@ static cfnet_status check_batch_labels(const cfnet_network *net, const char *wha
 CFNET_API cfnet_status cfnet_network_train_step(cfnet_network *net, const cfnet_tensor *images,
                                                 const int32_t *labels, int64_t n, float *loss)
 {
+    CF_CHECK(cf_handle_check(net, CF_MAGIC_NETWORK, "network", __func__));
+    CF_NET_GUARD(net, true, "network_train_step");
+    CF_CHECK(cf_handle_check(images, CF_MAGIC_TENSOR, "tensor", __func__));
     CF_FAIL_IF(!net, CFNET_E_INVALID_ARGUMENT, "network_train_step: network is NULL");
     CF_NET_SCOPE(net);
     int64_t k;
@@ -344,6 +349,9 @@ CFNET_API cfnet_status cfnet_network_evaluate(const cfnet_network *net,
                                               int64_t n, int64_t batch, float *loss,
                                               float *accuracy)
 {
+    CF_CHECK(cf_handle_check(net, CF_MAGIC_NETWORK, "network", __func__));
+    CF_NET_GUARD(net, false, "network_evaluate");
+    CF_CHECK(cf_handle_check(images, CF_MAGIC_TENSOR, "tensor", __func__));
     CF_FAIL_IF(!net, CFNET_E_INVALID_ARGUMENT, "network_evaluate: network is NULL");
     CF_NET_SCOPE(net);
     CF_FAIL_IF(batch < 0, CFNET_E_INVALID_ARGUMENT, "network_evaluate: batch %lld is negative",
@@ -390,6 +398,9 @@ static cfnet_status invariance(const cfnet_network *net, const cfnet_tensor *x,
                                const double *angles, int n_angles, unsigned flags,
                                double *max_rel_change)
 {
+    CF_CHECK(cf_handle_check(net, CF_MAGIC_NETWORK, "network", __func__));
+    CF_NET_GUARD(net, false, "network_invariance");
+    CF_CHECK(cf_handle_check(x, CF_MAGIC_TENSOR, "tensor", __func__));
     static const double quarter[3] = {90.0, 180.0, 270.0};
     CF_FAIL_IF(!net || !x || !max_rel_change, CFNET_E_INVALID_ARGUMENT,
                "network_invariance: NULL argument");
@@ -458,6 +469,8 @@ CFNET_API cfnet_status cfnet_network_invariance(const cfnet_network *net, const 
                                                 const double *angles, int n_angles,
                                                 double *max_rel_change)
 {
+    CF_CHECK(cf_handle_check(net, CF_MAGIC_NETWORK, "network", __func__));
+    CF_CHECK(cf_handle_check(x, CF_MAGIC_TENSOR, "tensor", __func__));
     return invariance(net, x, angles, n_angles, 0, max_rel_change);
 }
 
@@ -466,5 +479,7 @@ CFNET_API cfnet_status cfnet_network_invariance_ex(const cfnet_network *net,
                                                    int n_angles, unsigned flags,
                                                    double *max_rel_change)
 {
+    CF_CHECK(cf_handle_check(net, CF_MAGIC_NETWORK, "network", __func__));
+    CF_CHECK(cf_handle_check(x, CF_MAGIC_TENSOR, "tensor", __func__));
     return invariance(net, x, angles, n_angles, flags, max_rel_change);
 }

@@ -8,8 +8,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* Images decoded and classified at a time (memory stays bounded for any input size). */
-#define CHUNK 512
+/* Images decoded and classified at a time: at most 512, and at most 256 MiB of decoded images
+ * (memory stays bounded for any number and size of inputs). */
+#define CHUNK_MAX 512
+#define CHUNK_BYTES ((int64_t)256 << 20)
 
 typedef struct run_opts {
     int threads, tta, pad, skip_bad;
@@ -25,13 +27,16 @@ static int run_model(cfnet_network *net, const tool_model_info *info, tool_datas
 {
     const int k = info->n_classes, S = info->size, C = info->channels;
     const int64_t per = (int64_t)C * S * S;
+    int64_t chunk = CHUNK_BYTES / (per * (int64_t)sizeof(float));
+    if (chunk > CHUNK_MAX) chunk = CHUNK_MAX;
+    if (chunk < 1) chunk = 1;
     load_spec spec = {C, S, info->pad || o->pad, info->norm, o->threads, o->skip_bad, 0};
-    float *x = xmalloc(sizeof(float) * (size_t)(CHUNK * per));
-    float *p = xmalloc(sizeof(float) * (size_t)(CHUNK * k));
-    int64_t *idx = xmalloc(sizeof(int64_t) * CHUNK);
+    float *x = xmalloc(sizeof(float) * (size_t)(chunk * per));
+    float *p = xmalloc(sizeof(float) * (size_t)(chunk * k));
+    int64_t *idx = xmalloc(sizeof(int64_t) * chunk);
     int rc = 0;
-    for (int64_t c0 = 0; c0 < ds->n && rc == 0; c0 += CHUNK) {
-        int64_t n = ds->n - c0 < CHUNK ? ds->n - c0 : CHUNK;
+    for (int64_t c0 = 0; c0 < ds->n && rc == 0; c0 += chunk) {
+        int64_t n = ds->n - c0 < chunk ? ds->n - c0 : chunk;
         for (int64_t i = 0; i < n; i++) idx[i] = c0 + i;
         if (dataset_load(ds, idx, n, &spec, x, bad) != 0) {
             rc = -1;

@@ -160,8 +160,11 @@ int metrics_write_confusion_svg(const tool_metrics *m, char **classes, const cha
     }
     if (maxlen > 32) maxlen = 32;
     int cell = k <= 10 ? 40 : k <= 25 ? 24 : 14, font = cell >= 40 ? 12 : cell >= 24 ? 9 : 7;
-    int left = 20 + maxlen * 7, top = 60 + maxlen * 6, W = left + k * cell + 40,
+    /* column labels are rotated by -60 degrees above the matrix: about 6 px of height per
+     * character; the title line needs about 480 px */
+    int left = 20 + maxlen * 7, top = 56 + maxlen * 6, W = left + k * cell + 40,
         H = top + k * cell + 50;
+    if (W < 480) W = 480;
     fprintf(f, "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"%d\" height=\"%d\" "
             "font-family=\"sans-serif\">\n<rect width=\"100%%\" height=\"100%%\" fill=\"white\"/>\n",
             W, H);
@@ -169,7 +172,7 @@ int metrics_write_confusion_svg(const tool_metrics *m, char **classes, const cha
             "balanced accuracy %.1f %% (n = %lld)</text>\n", 10, 100 * m->accuracy,
             100 * m->balanced_accuracy, (long long)m->total);
     fprintf(f, "<text x=\"%d\" y=\"%d\" font-size=\"12\" text-anchor=\"middle\">predicted</text>\n",
-            left + k * cell / 2, top - 8 - maxlen * 6 + 2);
+            left + k * cell / 2, 40);
     fprintf(f, "<text x=\"12\" y=\"%d\" font-size=\"12\" transform=\"rotate(-90 12 %d)\" "
             "text-anchor=\"middle\">true</text>\n", top + k * cell / 2, top + k * cell / 2);
     for (int i = 0; i < k; i++) {

@@ -25,8 +25,9 @@ static const char train_help[] =
     "\n"
     "Model:\n"
     "  -o, --output MODEL      model file to write (required)\n"
-    "  --arch A                cfnet (default), cnet, gcnn, gcnn-dft or cnn; cfnet and gcnn-dft\n"
-    "                          are invariant to quarter turns of the input\n"
+    "  --arch A                cfnet (default), cnet, gcnn, gcnn-dft, cnn or gcnn-p4m; cfnet and\n"
+    "                          gcnn-dft are invariant to quarter turns of the input; gcnn-p4m\n"
+    "                          is equivariant to rotations and reflections\n"
     "  --width N               filters per layer (default 0: the library's default, 16)\n"
     "  --size S                input size: centre-crop every image to SxS (default: the images'\n"
     "                          size, which must then be the same square size for all)\n"
@@ -270,10 +271,12 @@ static int have_program(const char *name)
     return found;
 }
 
-/* FILE.svg -> FILE.png with ImageMagick's convert when present (no shell involved). */
+/* FILE.svg -> FILE.png with librsvg's rsvg-convert or ImageMagick's convert, whichever is
+ * present (no shell involved). */
 static void plot_png(const char *svg)
 {
-    if (!have_program("convert")) return;
+    int rsvg = have_program("rsvg-convert");
+    if (!rsvg && !have_program("convert")) return;
     size_t n = strlen(svg);
     char *png = n > 4 && !strcasecmp(svg + n - 4, ".svg") ? xasprintf("%.*s.png", (int)(n - 4), svg)
                                                           : xasprintf("%s.png", svg);
@@ -284,13 +287,17 @@ static void plot_png(const char *svg)
             dup2(devnull, 1);
             dup2(devnull, 2);
         }
-        execlp("convert", "convert", svg, png, (char *)NULL);
+        if (rsvg)
+            execlp("rsvg-convert", "rsvg-convert", "-o", png, svg, (char *)NULL);
+        else
+            execlp("convert", "convert", svg, png, (char *)NULL);
         _exit(127);
     }
     int status = 0;
     if (pid > 0) waitpid(pid, &status, 0);
     if (pid < 0 || !WIFEXITED(status) || WEXITSTATUS(status) != 0)
-        tool_warn("%s: could not convert the plot to PNG with convert", png);
+        tool_warn("%s: could not convert the plot to PNG with %s", png,
+                  rsvg ? "rsvg-convert" : "convert");
     free(png);
 }
 
@@ -513,7 +520,7 @@ static int parse_args(int argc, char **argv, train_cfg *c)
         case 'a': {
             cfnet_family fam;
             if (cfnet_family_parse(optarg, &fam) != CFNET_OK)
-                return tool_usage_error("train", "--arch: expected cfnet, cnet, gcnn, gcnn-dft or cnn, got '%s'", optarg);
+                return tool_usage_error("train", "--arch: expected cfnet, cnet, gcnn, gcnn-dft, cnn or gcnn-p4m, got '%s'", optarg);
             snprintf(c->arch, sizeof c->arch, "%s", cfnet_family_name(fam));
             break;
         }
@@ -990,7 +997,7 @@ int cmd_train(int argc, char **argv)
 
         char e1[32];
         fmt_time(tool_now() - pc.run_t0, e1, sizeof e1);
-        progress_done(&pc.pr);
+        /* on a terminal the epoch line replaces the step line */
         if (nva)
             progress_line(&pc.pr, 1, "epoch %d/%d  train loss %.4f acc %.1f %%  val loss %.4f acc "
                           "%.1f %% balanced %.1f %%%s  %.1f s (total %s)", e, c.epochs, r->train_loss,
