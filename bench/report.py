@@ -23,9 +23,9 @@ for path in sys.argv[1:]:
                 sgemm[int(c[2])] = float(c[4])
 
 SHAPES = ("28x28x15", "50x50x32", "64x64x32")
-LAYERS = ("conv2d", "conic_R1", "conic_R2", "conic_R4", "p4_lift", "p4_group",
-          "dft_projection", "dft_magnitude")
-CONVS = LAYERS[:6]
+LAYERS = ("conv2d", "conic_R1", "conic_R2", "conic_R4", "p4_lift", "p4_group", "p4m_lift",
+          "p4m_group", "dft_projection", "dft_magnitude")
+CONVS = LAYERS[:8]
 NETS = ("rotmnist_cfnet", "rotmnist_gcnn", "rotmnist_cnn", "yeast_cfnet")
 
 
@@ -68,6 +68,18 @@ for t in (1, 2):
         table("Layers, batch 50, %d thread%s" % (t, "s" if t > 1 else ""),
               ["layer", "shape", "fwd ms", "fwd+bwd ms", "fwd+bwd GFLOP/s", "of sgemm",
                "fwd+bwd ms, BLAS threads", "PyTorch fwd+bwd ms", "libcfnet/PyTorch"], rows)
+
+# p4m (rotations and reflections) against p4, same filters: nominally 2x (lift), 4x (group)
+rows = []
+for t in (1, 2):
+    for s in SHAPES:
+        for a, b in (("p4m_lift", "p4_lift"), ("p4m_group", "p4_group")):
+            m, p = lay(a, s, t), lay(b, s, t)
+            if m and p:
+                rows.append(("%s / %s" % (a, b), s, t, f(ratio(m[0], p[0])), f(ratio(m[1], p[1]))))
+if rows:
+    table("p4m / p4 time ratios (nominal: lift 2, group 4)",
+          ["layers", "shape", "threads", "fwd", "fwd+bwd"], rows)
 
 rows = []
 for t in (1, 2):
