@@ -684,12 +684,27 @@ CFNET_API void cfnet_free(void *p);
 /* ---------------------------------------------------------------------------------------------
  * Contexts: allocation hooks and loader limits
  *
- * A context carries an allocator and the limits applied when loading models. Networks created
- * or loaded "in" a context allocate all their memory (layers appended to them included) through
- * its allocator; everything else uses malloc. There is no process-global hook. A context must
- * outlive every network created in it and every buffer those networks returned
- * (cfnet_network_save_buffer). Memory that FFTW, the BLAS and the JSON parser allocate
- * internally does not go through the hooks.
+ * EXPERIMENTAL until 1.0: the context and allocator API below (cfnet_context_*,
+ * cfnet_network_create_in, cfnet_network_load_in, cfnet_network_load_buffer_in) may still
+ * change in a minor version; the rest of this header is stable.
+ *
+ * A context carries an allocator and the limits applied when loading models. The allocator is
+ * stored in each object when it is created and inherited from there; there is no process-global
+ * or per-thread hook:
+ * - a network created or loaded in a context takes a copy of the context's allocator (changing
+ *   the context's allocator later affects only networks created afterwards) and makes every
+ *   allocation with it: training and inference buffers, optimiser state, saved buffers
+ *   (cfnet_network_save_buffer, cfnet_network_export_onnx_buffer) and scratch;
+ * - a layer appended to such a network allocates everything from then on (parameters,
+ *   gradients, state, tables, workspaces) with the network's allocator. The cfnet_layer object
+ *   itself is allocated by its create function, before it knows its network, with malloc (a few
+ *   hundred bytes, freed with malloc's free when the network frees it); layers of a network
+ *   loaded in a context are created with the context's allocator, struct included;
+ * - tensors, layers and networks created outside any context use malloc.
+ * Every block the library returns is 64-byte aligned, whatever the hooks' alignment, and goes
+ * back to the hooks that made it (the hooks' `opaque` must stay valid while such blocks exist).
+ * A context must outlive every network created in it (saving reads its limits). Memory that
+ * FFTW, the BLAS and the JSON parser allocate internally does not go through the hooks.
  * ------------------------------------------------------------------------------------------- */
 
 /** A context (opaque): allocator hooks and loader limits. */

@@ -42,6 +42,7 @@ typedef struct ox_block {
 } ox_block;
 
 typedef struct ox {
+    const cf_allocator *alloc; /* the network's */
     ox_block *blocks;
     bool oom;
     Onnx__NodeProto **nodes;
@@ -55,7 +56,7 @@ typedef struct ox {
 static void *ox_alloc(ox *g, size_t size)
 {
     if (g->oom) return NULL;
-    ox_block *b = size <= SIZE_MAX - sizeof *b ? cf_malloc(sizeof *b + size) : NULL;
+    ox_block *b = size <= SIZE_MAX - sizeof *b ? cf_alloc(g->alloc, sizeof *b + size) : NULL;
     if (!b) {
         g->oom = true;
         return NULL;
@@ -106,7 +107,7 @@ static bool ox_push(ox *g, void ***arr, size_t *n, size_t *cap, void *item)
     if (g->oom || !item) return false;
     if (*n == *cap) {
         size_t nc = *cap ? 2 * *cap : 64;
-        void **a = cf_malloc(nc * sizeof *a);
+        void **a = cf_alloc(g->alloc, nc * sizeof *a);
         if (!a) {
             g->oom = true;
             return false;
@@ -698,7 +699,7 @@ static cfnet_status build(ox *g, const cfnet_network *net, unsigned flags, const
     CF_FAIL_IF(size > (size_t)INT32_MAX, CFNET_E_LIMIT,
                "%s: the model takes %zu bytes, over the 2 GiB limit of a protobuf message", what,
                size);
-    uint8_t *buf = cf_malloc(size ? size : 1);
+    uint8_t *buf = cf_alloc(&net->alloc, size ? size : 1);
     CF_FAIL_IF(!buf, CFNET_E_OUT_OF_MEMORY, "%s: cannot allocate %zu bytes", what, size);
     size_t packed = protobuf_c_message_pack(&model->base, buf);
     if (packed != size) {
@@ -719,6 +720,7 @@ static cfnet_status export_buffer(const cfnet_network *net, unsigned flags, cons
     CF_FAIL_IF(net->nlayers == 0, CFNET_E_STATE, "%s: the network has no layers", what);
     ox g;
     memset(&g, 0, sizeof g);
+    g.alloc = &net->alloc;
     cfnet_status st = build(&g, net, flags, what, buf, size);
     ox_free(&g);
     return st;
@@ -735,7 +737,7 @@ CFNET_API cfnet_status cfnet_network_export_onnx(const cfnet_network *net, const
     uint8_t *buf;
     size_t size;
     CF_CHECK(export_buffer(net, flags, what, &buf, &size));
-    cfnet_status st = cf_file_write_atomic(path, buf, size, what);
+    cfnet_status st = cf_file_write_atomic(&net->alloc, path, buf, size, what);
     cf_free(buf);
     return st;
 }

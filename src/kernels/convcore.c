@@ -42,7 +42,8 @@ void cf_conv_plan_free(cf_conv_plan *p)
     memset(p, 0, sizeof *p);
 }
 
-cfnet_status cf_conv_plan_init(cf_conv_plan *p, int C, int H, int W, int k, int stride,
+cfnet_status cf_conv_plan_init(const cf_allocator *a, cf_conv_plan *p, int C, int H, int W,
+                               int k, int stride,
                                cfnet_padding padding, const int32_t *group_of, int ngroups)
 {
     memset(p, 0, sizeof *p);
@@ -65,9 +66,9 @@ cfnet_status cf_conv_plan_init(cf_conv_plan *p, int C, int H, int W, int k, int 
     int64_t kk = (int64_t)k * k;
     size_t idx_n;
     if (!cf_mul_size((size_t)kk, (size_t)p->P, &idx_n)) idx_n = SIZE_MAX / 8;
-    p->goff = cf_calloc((size_t)p->ngroups + 1, sizeof *p->goff);
-    p->run_off = cf_calloc((size_t)(kk * p->ngroups) + 1, sizeof *p->run_off);
-    if (group_of) p->perm = cf_malloc((size_t)p->P * sizeof *p->perm);
+    p->goff = cf_alloc_zero(a, (size_t)p->ngroups + 1, sizeof *p->goff);
+    p->run_off = cf_alloc_zero(a, (size_t)(kk * p->ngroups) + 1, sizeof *p->run_off);
+    if (group_of) p->perm = cf_alloc(a, (size_t)p->P * sizeof *p->perm);
     if (!p->goff || !p->run_off || (group_of && !p->perm)) {
         cf_conv_plan_free(p);
         return cf_error(CFNET_E_OUT_OF_MEMORY, "convolution: cannot allocate index tables");
@@ -76,7 +77,7 @@ cfnet_status cf_conv_plan_init(cf_conv_plan *p, int C, int H, int W, int k, int 
         /* Counting sort of the output pixels by group, stable in natural order. */
         for (int64_t q = 0; q < p->P; q++) p->goff[group_of[q] + 1]++;
         for (int g = 0; g < p->ngroups; g++) p->goff[g + 1] += p->goff[g];
-        int64_t *fill = cf_malloc((size_t)p->ngroups * sizeof *fill);
+        int64_t *fill = cf_alloc(a, (size_t)p->ngroups * sizeof *fill);
         if (!fill) {
             cf_conv_plan_free(p);
             return cf_error(CFNET_E_OUT_OF_MEMORY, "convolution: cannot allocate index tables");
@@ -86,8 +87,8 @@ cfnet_status cf_conv_plan_init(cf_conv_plan *p, int C, int H, int W, int k, int 
         cf_free(fill);
         /* Runs of grouped columns that are consecutive output pixels, for the scatter of the
          * outputs and the gather of their gradient. */
-        p->prun_off = cf_calloc((size_t)p->ngroups + 1, sizeof *p->prun_off);
-        p->pruns = cf_malloc((size_t)p->P * sizeof *p->pruns);
+        p->prun_off = cf_alloc_zero(a, (size_t)p->ngroups + 1, sizeof *p->prun_off);
+        p->pruns = cf_alloc(a, (size_t)p->P * sizeof *p->pruns);
         if (!p->prun_off || !p->pruns) {
             cf_conv_plan_free(p);
             return cf_error(CFNET_E_OUT_OF_MEMORY, "convolution: cannot allocate index tables");
@@ -111,7 +112,7 @@ cfnet_status cf_conv_plan_init(cf_conv_plan *p, int C, int H, int W, int k, int 
     }
     /* Offset in the padded input of every (tap, column), then the runs: two passes, count then
      * fill. */
-    int32_t *idx = cf_malloc(idx_n * sizeof *idx);
+    int32_t *idx = cf_alloc(a, idx_n * sizeof *idx);
     if (!idx) {
         cf_conv_plan_free(p);
         return cf_error(CFNET_E_OUT_OF_MEMORY, "convolution: cannot allocate index tables");
@@ -144,7 +145,7 @@ cfnet_status cf_conv_plan_init(cf_conv_plan *p, int C, int H, int W, int k, int 
         }
         if (pass == 0) {
             p->run_off[kk * p->ngroups] = nr;
-            p->runs = cf_malloc((size_t)(nr ? nr : 1) * sizeof *p->runs);
+            p->runs = cf_alloc(a, (size_t)(nr ? nr : 1) * sizeof *p->runs);
             if (!p->runs) {
                 cf_free(idx);
                 cf_conv_plan_free(p);

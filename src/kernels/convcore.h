@@ -50,7 +50,8 @@ int cf_conv_out_size(int S, int k, int stride, cfnet_padding padding);
 
 /* Builds the plan. group_of[p] (p in natural output order) gives each output pixel's group in
  * [0, ngroups); NULL means one group. Empty groups are allowed. */
-cfnet_status cf_conv_plan_init(cf_conv_plan *p, int C, int H, int W, int k, int stride,
+cfnet_status cf_conv_plan_init(const cf_allocator *a, cf_conv_plan *p, int C, int H, int W,
+                               int k, int stride,
                                cfnet_padding padding, const int32_t *group_of, int ngroups);
 void cf_conv_plan_free(cf_conv_plan *p);
 

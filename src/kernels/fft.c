@@ -15,7 +15,8 @@ static pthread_mutex_t cf_fft_planner_lock = PTHREAD_MUTEX_INITIALIZER;
 static pthread_once_t cf_fft_once = PTHREAD_ONCE_INIT;
 static void make_planner_thread_safe(void) { fftwf_make_planner_thread_safe(); }
 
-cfnet_status cf_fft2d_init(cf_fft2d *f, int rows, int cols, const char *who)
+cfnet_status cf_fft2d_init(const cf_allocator *a, cf_fft2d *f, int rows, int cols,
+                           const char *who)
 {
     f->rows = rows;
     f->cols = cols;
@@ -28,7 +29,7 @@ cfnet_status cf_fft2d_init(cf_fft2d *f, int rows, int cols, const char *who)
     size_t n = (size_t)rows * (size_t)cols, bytes;
     CF_FAIL_IF(!cf_mul_size(n, 2 * sizeof(fftwf_complex), &bytes), CFNET_E_LIMIT,
                "%s: FFT buffers for %dx%d overflow", who, rows, cols);
-    fftwf_complex *tmp = cf_malloc(bytes);
+    fftwf_complex *tmp = cf_alloc(a, bytes);
     CF_FAIL_IF(!tmp, CFNET_E_OUT_OF_MEMORY, "%s: cannot allocate %zu bytes for FFT planning",
                who, bytes);
     const unsigned flags = FFTW_ESTIMATE | FFTW_UNALIGNED;

@@ -23,7 +23,8 @@ typedef struct cf_fft2d {
 
 /* Plans both directions. `who` names the caller in error messages. On error nothing is left
  * allocated and f's plans are NULL. */
-cfnet_status cf_fft2d_init(cf_fft2d *f, int rows, int cols, const char *who);
+cfnet_status cf_fft2d_init(const cf_allocator *a, cf_fft2d *f, int rows, int cols,
+                           const char *who);
 
 /* Destroys the plans (NULL plans are skipped) and sets them to NULL. */
 void cf_fft2d_destroy(cf_fft2d *f);

@@ -161,5 +161,5 @@ const cf_layer_ops cf_batch_norm_ops = {
 CFNET_API cfnet_status cfnet_layer_batch_norm_create(float momentum, float eps, cfnet_layer **out)
 {
     const float cfg[] = {momentum, eps};
-    return cf_layer_create(CFNET_LAYER_BATCH_NORM, NULL, cfg, out);
+    return cf_layer_create(CFNET_LAYER_BATCH_NORM, NULL, cfg, NULL, out);
 }

@@ -51,12 +51,12 @@ static cfnet_status dft_magnitude_setup(cfnet_layer *l, uint64_t seed)
                "dft_magnitude: input is %s, the DFT grid is limited to %d points",
                cf_shape_str(buf, sizeof buf, l->in_ndim, l->in_shape), INT_MAX);
 
-    dft_magnitude_priv *p = cf_calloc(1, sizeof *p);
+    dft_magnitude_priv *p = cf_alloc_zero(&l->alloc, 1, sizeof *p);
     CF_FAIL_IF(!p, CFNET_E_OUT_OF_MEMORY, "dft_magnitude: out of memory");
     l->priv = p; /* freed by destroy_priv if anything below fails */
     p->A = (int)A;
     p->B = (int)B;
-    CF_CHECK(cf_fft2d_init(&p->fft, p->A, p->B, "dft_magnitude"));
+    CF_CHECK(cf_fft2d_init(&l->alloc, &p->fft, p->A, p->B, "dft_magnitude"));
 
     l->out_ndim = 2;
     l->out_shape[0] = A;
@@ -151,7 +151,7 @@ const cf_layer_ops cf_dft_magnitude_ops = {
 
 CFNET_API cfnet_status cfnet_layer_dft_magnitude_create(cfnet_layer **out)
 {
-    return cf_layer_create(CFNET_LAYER_DFT_MAGNITUDE, NULL, NULL, out);
+    return cf_layer_create(CFNET_LAYER_DFT_MAGNITUDE, NULL, NULL, NULL, out);
 }
 
 /* p4m head. A p4m map reduced to 1 x 1, Psi(n, g) with g = 4 m + r for rho^r F^m, is read as a
@@ -170,12 +170,12 @@ static cfnet_status p4m_dft_magnitude_setup(cfnet_layer *l, uint64_t seed)
     CF_FAIL_IF(!ok, CFNET_E_SHAPE_MISMATCH,
                "p4m_dft_magnitude: input is %s, expected C x 8 or C x 8 x 1 x 1 (a p4m map)",
                cf_shape_str(buf, sizeof buf, l->in_ndim, l->in_shape));
-    dft_magnitude_priv *p = cf_calloc(1, sizeof *p);
+    dft_magnitude_priv *p = cf_alloc_zero(&l->alloc, 1, sizeof *p);
     CF_FAIL_IF(!p, CFNET_E_OUT_OF_MEMORY, "p4m_dft_magnitude: out of memory");
     l->priv = p; /* freed by destroy_priv if anything below fails */
     p->A = 2;
     p->B = 4;
-    CF_CHECK(cf_fft2d_init(&p->fft, p->A, p->B, "p4m_dft_magnitude"));
+    CF_CHECK(cf_fft2d_init(&l->alloc, &p->fft, p->A, p->B, "p4m_dft_magnitude"));
     l->out_ndim = 2;
     l->out_shape[0] = l->in_shape[0];
     l->out_shape[1] = 8;
@@ -193,5 +193,5 @@ const cf_layer_ops cf_p4m_dft_magnitude_ops = {
 
 CFNET_API cfnet_status cfnet_layer_p4m_dft_magnitude_create(cfnet_layer **out)
 {
-    return cf_layer_create(CFNET_LAYER_P4M_DFT_MAGNITUDE, NULL, NULL, out);
+    return cf_layer_create(CFNET_LAYER_P4M_DFT_MAGNITUDE, NULL, NULL, NULL, out);
 }

@@ -90,7 +90,7 @@ static cfnet_status dft_projection_setup(cfnet_layer *l, uint64_t seed)
                "dft_projection: input %s: steerable resampling supports maps up to %dx%d",
                shape, CF_ROT_STEERABLE_MAX_K, CF_ROT_STEERABLE_MAX_K);
 
-    dft_projection_priv *p = cf_calloc(1, sizeof *p);
+    dft_projection_priv *p = cf_alloc_zero(&l->alloc, 1, sizeof *p);
     CF_FAIL_IF(!p, CFNET_E_OUT_OF_MEMORY, "dft_projection: out of memory");
     l->priv = p; /* freed by destroy_priv if anything below fails */
     p->p4 = p4;
@@ -100,10 +100,10 @@ static cfnet_status dft_projection_setup(cfnet_layer *l, uint64_t seed)
     p->nrot = nrot;
     p->rows = rows;
     p->D = (int)l->in_size;
-    p->maps = cf_calloc((size_t)nrot, sizeof *p->maps);
+    p->maps = cf_alloc_zero(&l->alloc, (size_t)nrot, sizeof *p->maps);
     CF_FAIL_IF(!p->maps, CFNET_E_OUT_OF_MEMORY, "dft_projection: out of memory");
     for (int r = 0; r < nrot; r++) {
-        cfnet_status st = cf_rotmap_build(p->M, R, r, interp, &p->maps[r]);
+        cfnet_status st = cf_rotmap_build(&l->alloc, p->M, R, r, interp, &p->maps[r]);
         CF_FAIL_IF(st != CFNET_OK, st, "dft_projection: %s", cfnet_last_error());
     }
 
@@ -259,13 +259,13 @@ CFNET_API cfnet_status cfnet_layer_dft_projection_create(int filters, int R, cfn
                                                          cfnet_layer **out)
 {
     const int cfg[] = {filters, R, (int)interp};
-    return cf_layer_create(CFNET_LAYER_DFT_PROJECTION, cfg, NULL, out);
+    return cf_layer_create(CFNET_LAYER_DFT_PROJECTION, cfg, NULL, NULL, out);
 }
 
 cfnet_status cf_dft_projection_bank(const cfnet_layer *l, float **bank)
 {
     const dft_projection_priv *p = l->priv;
-    float *w = cf_malloc((size_t)p->rows * (size_t)p->D * sizeof *w);
+    float *w = cf_alloc(&l->alloc, (size_t)p->rows * (size_t)p->D * sizeof *w);
     CF_FAIL_IF(!w, CFNET_E_OUT_OF_MEMORY, "dft_projection: out of memory");
     expand(l, w);
     *bank = w;

@@ -54,5 +54,5 @@ const cf_layer_ops cf_relu_ops = {
 
 CFNET_API cfnet_status cfnet_layer_relu_create(cfnet_layer **out)
 {
-    return cf_layer_create(CFNET_LAYER_RELU, NULL, NULL, out);
+    return cf_layer_create(CFNET_LAYER_RELU, NULL, NULL, NULL, out);
 }
