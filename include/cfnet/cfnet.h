@@ -269,7 +269,9 @@ CFNET_API cfnet_status cfnet_layer_group_pool_create(cfnet_pool_mode mode, cfnet
 /** DFT transition, part (a): projection Psi(n, r) = <T_r phi_n, f> + b_n with `filters` learned
  *  filters as large as the input map, at 4R rotations r*pi/(2R).
  *  Planar input K x M x M -> output filters x 4R (any R >= 1; interp used for rotations that are
- *  not quarter turns). p4 input K x 4 x M x M -> output filters x 4 (R must be 1). */
+ *  not quarter turns). p4 input K x 4 x M x M -> output filters x 4 (R must be 1); p4m input
+ *  K x 8 x M x M -> output filters x 8, the p4m group convolution at the centre (R must be 1;
+ *  since 0.2), for cfnet_layer_p4m_dft_magnitude_create. */
 CFNET_API cfnet_status cfnet_layer_dft_projection_create(int filters, int R, cfnet_interp interp,
                                                          cfnet_layer **out);
 

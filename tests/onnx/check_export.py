@@ -87,6 +87,7 @@ def cases():
         for mode in ("max", "mean"):
             add("group_pool_p4m_%s_%d" % (mode, S), (1, S, S), [L.p4m_lift(2, 3), L.group_pool(mode)])
         add("batch_norm_p4m_%d" % S, (1, S, S), [L.p4m_lift(2, 3), L.batch_norm()])
+        add("dft_projection_p4m_%d" % S, (1, S, S), [L.p4m_lift(2, 3), L.dft_projection(3)])
         add("dft_projection_p4_%d" % S, (1, S, S), [L.p4_lift(2, 3), L.dft_projection(3)])
         add("batch_norm_%d" % S, (3, S, S), [L.batch_norm()])
         add("batch_norm_p4_%d" % S, (1, S, S), [L.p4_lift(3, 3), L.batch_norm()])
@@ -125,6 +126,9 @@ def cases():
     add("G-CNN+DFT_1x1", (1, 7, 7),
         [L.p4_lift(3, 3), L.relu(), L.pool(), L.p4_conv(4, 3, "valid"),
          L.dft_magnitude(), L.dense(5)], invariant=True)
+    add("G-CNN-p4m+DFT", (1, 12, 12),
+        [L.p4m_lift(3, 3), L.relu(), L.pool(), L.p4m_conv(3, 3), L.dft_projection(4),
+         L.batch_norm(), L.relu(), L.p4m_dft_magnitude(), L.dense(5)], invariant=True)
     add("G-CNN-p4m+DFT_1x1", (1, 7, 7),
         [L.p4m_lift(3, 3), L.relu(), L.pool(), L.p4m_conv(4, 3, "valid"),
          L.p4m_dft_magnitude(), L.dense(5)], invariant=True)
