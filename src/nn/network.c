@@ -1,6 +1,8 @@
 /* Networks: layer composition, forward/backward, inference, summary. Training is in train.c. */
 #include "network.h"
 
+#include "layers/fused.h"
+
 #include <math.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -437,7 +439,14 @@ static cfnet_status infer_run(const cfnet_network *net, int upto, const float *x
     for (int i = 0; i < upto; i++) {
         float *dst = (cur == bf->a) ? bf->b : bf->a;
         /* Inference forwards do not write to the layer, so the cast keeps the network const. */
-        CF_CHECK(cf_layer_forward_raw(net->layers[i], cur, dst, n, false, bf->ws));
+        if (i + 1 < upto && net->layers[i]->kind == CFNET_LAYER_BATCH_NORM &&
+            net->layers[i + 1]->kind == CFNET_LAYER_RELU) {
+            /* Batch norm + ReLU in one pass (bit-identical to the two layers). */
+            CF_CHECK(cf_batch_norm_forward_relu(net->layers[i], cur, dst, n, false, bf->ws));
+            i++;
+        } else {
+            CF_CHECK(cf_layer_forward_raw(net->layers[i], cur, dst, n, false, bf->ws));
+        }
         cur = dst;
     }
     *result = cur;
