@@ -205,6 +205,19 @@ static void network_functions_reject_null(void **state)
                      CFNET_E_INVALID_ARGUMENT);
     CF_ASSERT_STATUS(cfnet_network_invariance_ex(net, x, &angle, -1, CFNET_INVARIANCE_REFLECT, &d),
                      CFNET_E_INVALID_ARGUMENT);
+
+    /* Data-parallel training: NULL handles, impossible batch positions, wrong gradient counts. */
+    CF_ASSERT_STATUS(cfnet_network_set_sum_hook(NULL, NULL, NULL), CFNET_E_INVALID_ARGUMENT);
+    CF_ASSERT_OK(cfnet_network_set_sum_hook(net, NULL, NULL));
+    CF_ASSERT_STATUS(cfnet_network_set_batch_position(NULL, 0, 0), CFNET_E_INVALID_ARGUMENT);
+    CF_ASSERT_STATUS(cfnet_network_set_batch_position(net, -1, 4), CFNET_E_INVALID_ARGUMENT);
+    CF_ASSERT_STATUS(cfnet_network_set_batch_position(net, 0, -4), CFNET_E_INVALID_ARGUMENT);
+    CF_ASSERT_STATUS(cfnet_network_set_batch_position(net, 4, 4), CFNET_E_INVALID_ARGUMENT);
+    CF_ASSERT_STATUS(cfnet_network_set_batch_position(net, 1, 0), CFNET_E_INVALID_ARGUMENT);
+    CF_ASSERT_STATUS(cfnet_network_gradients(NULL, &f, 0), CFNET_E_INVALID_ARGUMENT);
+    CF_ASSERT_STATUS(cfnet_network_gradients(net, NULL, 0), CFNET_E_INVALID_ARGUMENT);
+    CF_ASSERT_STATUS(cfnet_network_gradients(net, &f, 1), CFNET_E_SHAPE_MISMATCH);
+    CF_ASSERT_OK(cfnet_network_gradients(net, &f, 0));
     cfnet_network_free(net);
     cfnet_tensor_free(x);
 }

@@ -22,7 +22,8 @@ float32 are copied with a CopyWarning. See the class docstrings for ownership ru
 """
 from ._context import Context
 from ._enums import (AugRotation, Family, Interp, LayerKind, Limit, Mode, Option, Optimizer, Padding,
-                     PoolMode, ONNX_OPSET, ONNX_PROBABILITIES, SAVE_ALLOW_NONFINITE, SAVE_OPTIMIZER, Status)
+                     PoolMode, ONNX_OPSET, ONNX_PROBABILITIES, SAVE_ALLOW_NONFINITE, SAVE_OPTIMIZER, Status,
+                     SumKind)
 from ._errors import (CancelledError, CfnetError, CfnetIOError, CopyWarning, FormatError,
                       InternalError, InvalidArgumentError, LimitError, NumericError,
                       OutOfMemoryError, ShapeMismatchError, StateError, UnsupportedError)
@@ -98,5 +99,5 @@ __all__ = [
     "Network", "option_bounds", "option_default", "softmax_cross_entropy", "MAX_DIMS", "Tensor",
     "library_path", "version",
     "version_number", "status_string", "last_error",
-    "Family", "classifier", "family_name", "NumericError", "CancelledError",
+    "Family", "classifier", "family_name", "NumericError", "CancelledError", "SumKind",
 ]

@@ -120,3 +120,10 @@ class Family(enum.IntEnum):
     GCNN_DFT = 4
     CNN = 5
     GCNN_P4M = 6
+
+
+class SumKind(enum.IntEnum):
+    """What a data-parallel sum hook adds up (cfnet_sum_kind): float32 gradients (then the loss
+    share), or float64 batch-norm statistics."""
+    GRADIENTS = 1
+    STATISTICS = 2

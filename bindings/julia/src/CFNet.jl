@@ -278,6 +278,13 @@ cfnet_option_default(option, value) =
     ccall((:cfnet_option_default, libcfnet), Cint, (Cint, Ptr{Cdouble}), option, value)
 cfnet_option_is_integer(option) =
     ccall((:cfnet_option_is_integer, libcfnet), Cint, (Cint,), option)
+# Data-parallel training (0.2): `fn` is a @cfunction(f, Cint, (Ptr{Cvoid}, Cint, Ptr{Cvoid}, Int64))
+cfnet_network_set_sum_hook(net, fn, user) =
+    ccall((:cfnet_network_set_sum_hook, libcfnet), Cint, (Handle, Ptr{Cvoid}, Ptr{Cvoid}), net, fn, user)
+cfnet_network_set_batch_position(net, offset, global_n) =
+    ccall((:cfnet_network_set_batch_position, libcfnet), Cint, (Handle, Int64, Int64), net, offset, global_n)
+cfnet_network_gradients(net, out, count) =
+    ccall((:cfnet_network_gradients, libcfnet), Cint, (Handle, Ptr{Cfloat}, Int64), net, out, count)
 
 # ---------------------------------------------------------------------------------------------
 # Constants (values pinned by the header)
