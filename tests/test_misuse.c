@@ -66,6 +66,9 @@ static void layer_creators_reject_null_out_and_bad_values(void **state)
     CF_ASSERT_STATUS(cfnet_layer_p4m_lift_create(1, 0, CFNET_PADDING_SAME, &l), CFNET_E_INVALID_ARGUMENT);
     CF_ASSERT_STATUS(cfnet_layer_p4m_conv_create(0, 3, CFNET_PADDING_SAME, &l), CFNET_E_INVALID_ARGUMENT);
     CF_ASSERT_STATUS(cfnet_layer_p4m_dft_magnitude_create(NULL), CFNET_E_INVALID_ARGUMENT);
+    CF_ASSERT_STATUS(cfnet_layer_conic_conv_mirror_create(1, 3, 0, CFNET_PADDING_SAME,
+                                                          CFNET_INTERP_NEAREST, &l),
+                     CFNET_E_INVALID_ARGUMENT);
     CF_ASSERT_STATUS(cfnet_layer_dft_projection_create(0, 1, CFNET_INTERP_NEAREST, &l),
                      CFNET_E_INVALID_ARGUMENT);
     CF_ASSERT_STATUS(cfnet_layer_dft_magnitude_create(NULL), CFNET_E_INVALID_ARGUMENT);
@@ -375,7 +378,7 @@ static void train_epoch_rejects_null_and_bad_sizes(void **state)
 static void introspection_functions_never_fail(void **state)
 {
     (void)state;
-    assert_int_equal(cfnet_layer_kind_count(), CFNET_LAYER_P4M_DFT_MAGNITUDE);
+    assert_int_equal(cfnet_layer_kind_count(), CFNET_LAYER_CONIC_CONV_MIRROR);
     double a = 0, b = 0;
     assert_null(cfnet_option_name(-1));
     CF_ASSERT_STATUS(cfnet_option_bounds(CFNET_OPTION_THREADS, NULL, &b), CFNET_E_INVALID_ARGUMENT);

@@ -203,7 +203,8 @@ typedef enum cfnet_layer_kind {
     CFNET_LAYER_SOFTMAX = 13,
     CFNET_LAYER_P4M_LIFT = 14,         /**< since 0.2 */
     CFNET_LAYER_P4M_CONV = 15,         /**< since 0.2 */
-    CFNET_LAYER_P4M_DFT_MAGNITUDE = 16 /**< since 0.2 */
+    CFNET_LAYER_P4M_DFT_MAGNITUDE = 16, /**< since 0.2 */
+    CFNET_LAYER_CONIC_CONV_MIRROR = 17  /**< since 0.2 */
 } cfnet_layer_kind;
 
 /** Spatial padding of convolutions. */
@@ -397,6 +398,18 @@ CFNET_API cfnet_status cfnet_layer_p4m_conv_create(int out_channels, int kernel,
  *  of the network (docs/layers.md has the derivation). Input C x 8 or C x 8 x 1 x 1 (a p4m map
  *  reduced to 1 x 1), output C x 8. Since 0.2. */
 CFNET_API cfnet_status cfnet_layer_p4m_dft_magnitude_create(cfnet_layer **out);
+
+/** Conic convolution with reflection: two copies per filter, y[o, 0] = conic(f) and
+ *  y[o, 1] = F conic(F~ f), where F~ mirrors the input (and swaps its two copies). Exactly
+ *  equivariant to quarter turns and to the mirror (all of D4): transforming the input by
+ *  rho^r F^m transforms the output spatially and, for m = 1, swaps its copies. Input C x S x S or
+ *  C x 2 x S x S, output out_channels x 2 x S' x S'; weight out_channels x (C or 2C) x k x k.
+ *  Options as cfnet_layer_conic_conv_create; about twice its cost. group_pool takes the 2-copy
+ *  maps. Since 0.2. */
+CFNET_API cfnet_status cfnet_layer_conic_conv_mirror_create(int out_channels, int kernel, int R,
+                                                            cfnet_padding padding,
+                                                            cfnet_interp interp,
+                                                            cfnet_layer **out);
 
 /* ---------------------------------------------------------------------------------------------
  * Loss

@@ -28,7 +28,7 @@ from ._errors import (CancelledError, CfnetError, CfnetIOError, CopyWarning, For
                       InternalError, InvalidArgumentError, LimitError, NumericError,
                       OutOfMemoryError, ShapeMismatchError, StateError, UnsupportedError)
 from ._image import normalize, rotate, shift
-from ._layer import (Layer, batch_norm, conic_conv, conv2d, dense, dft_magnitude, dft_projection,
+from ._layer import (Layer, batch_norm, conic_conv, conic_conv_mirror, conv2d, dense, dft_magnitude, dft_projection,
                      dropout, group_pool, kind_name, p4_conv, p4_lift, p4m_conv,
                      p4m_dft_magnitude, p4m_lift, pool, relu, softmax)
 from ._network import (Network, classifier, family_name, option_bounds, option_default,
@@ -95,7 +95,7 @@ __all__ = [
     "ShapeMismatchError", "StateError", "UnsupportedError", "normalize", "rotate", "shift",
     "Layer", "batch_norm", "conic_conv", "conv2d", "dense", "dft_magnitude", "dft_projection",
     "dropout", "group_pool", "kind_name", "p4_conv", "p4_lift", "p4m_conv", "p4m_dft_magnitude",
-    "p4m_lift", "pool", "relu", "softmax",
+    "p4m_lift", "pool", "relu", "softmax", "conic_conv_mirror",
     "Network", "option_bounds", "option_default", "softmax_cross_entropy", "MAX_DIMS", "Tensor",
     "library_path", "version",
     "version_number", "status_string", "last_error",

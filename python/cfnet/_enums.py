@@ -35,6 +35,7 @@ class LayerKind(enum.IntEnum):
     P4M_LIFT = 14
     P4M_CONV = 15
     P4M_DFT_MAGNITUDE = 16
+    CONIC_CONV_MIRROR = 17
 
 
 class Padding(enum.IntEnum):

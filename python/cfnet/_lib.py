@@ -80,6 +80,7 @@ PROTOTYPES = {
     "cfnet_layer_p4m_lift_create": (_status, [_int, _int, _int, _p_handle]),
     "cfnet_layer_p4m_conv_create": (_status, [_int, _int, _int, _p_handle]),
     "cfnet_layer_p4m_dft_magnitude_create": (_status, [_p_handle]),
+    "cfnet_layer_conic_conv_mirror_create": (_status, [_int, _int, _int, _int, _int, _p_handle]),
     "cfnet_layer_free": (_void, [_handle]),
     "cfnet_layer_kind_of": (_int, [_handle]),
     "cfnet_layer_kind_name": (_str, [_int]),
