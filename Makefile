@@ -239,7 +239,12 @@ $(BUILD)/tests/test_equivariance: bench/equivariance.h
 
 # Unit tests of the command's parts (tests/test_tool_*.c) link its objects (all but main) and
 # the image libraries.
-TOOL_PART_OBJS := $(filter-out $(BUILD)/tool/main.o,$(TOOL_OBJS))
+# (mpi.o is replaced by its single-process build, so that the tests link no MPI.)
+TOOL_PART_OBJS := $(filter-out $(BUILD)/tool/main.o $(BUILD)/tool/mpi.o,$(TOOL_OBJS)) \
+                  $(BUILD)/tool/mpi_single.o
+$(BUILD)/tool/mpi_single.o: src/tool/mpi.c src/tool/tool.h $(HEADER) | deps
+	@mkdir -p $(dir $@)
+	$(CC) $(BASE_CFLAGS) $(SAN) $(DEP_CFLAGS) $(TOOL_CFLAGS) $(CFLAGS) -c $< -o $@
 $(BUILD)/tests/test_tool_%: tests/test_tool_%.c tests/testutil.h $(TEST_UTIL) $(TOOL_PART_OBJS) \
                             $(ALIB) $(HEADER)
 	@mkdir -p $(dir $@)
