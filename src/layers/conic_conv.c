@@ -274,7 +274,8 @@ static cfnet_status conic_check(int *ic, float *fc)
     CF_FAIL_IF(ic[CFG_INTERP] != CFNET_INTERP_NEAREST && ic[CFG_INTERP] != CFNET_INTERP_BILINEAR &&
                    ic[CFG_INTERP] != CFNET_INTERP_STEERABLE,
                CFNET_E_INVALID_ARGUMENT, "conic_conv: unknown interpolation %d", ic[CFG_INTERP]);
-    CF_FAIL_IF(ic[CFG_INTERP] == CFNET_INTERP_STEERABLE && ic[CFG_K] > CF_ROT_STEERABLE_MAX_K,
+    CF_FAIL_IF(ic[CFG_INTERP] == CFNET_INTERP_STEERABLE && ic[CFG_R] > 1 &&
+                   ic[CFG_K] > CF_ROT_STEERABLE_MAX_K,
                CFNET_E_LIMIT, "conic_conv: steerable resampling supports kernels up to %d, got %d",
                CF_ROT_STEERABLE_MAX_K, ic[CFG_K]);
     return CFNET_OK;
@@ -304,7 +305,7 @@ cfnet_status cf_conic_conv_group_banks(const cfnet_layer *l, float **bank, int *
 {
     const conic_priv *p = l->priv;
     size_t nb = bank_floats(l), banks = (size_t)(2 * p->nrot + 1);
-    int S = (int)l->out_shape[1];
+    int S = p->plan.OH; /* also for conic_conv_mirror, whose output has a copy axis */
     float *all = cf_alloc(&l->alloc, banks * nb * sizeof *all);
     float *out = cf_alloc(&l->alloc, banks * nb * sizeof *out);
     int32_t *of = cf_alloc(&l->alloc, (size_t)S * (size_t)S * sizeof *of);
