@@ -112,13 +112,8 @@ static cfnet_status conic_setup(cfnet_layer *l, uint64_t seed)
     cf_free(group_of);
     CF_CHECK(st);
 
-    int64_t wshape[4] = {O, C, k, k}, bshape[1] = {O};
-    cfnet_tensor *w;
-    CF_CHECK(cf_layer_add_param(l, "weight", 4, wshape, &w));
-    CF_CHECK(cf_layer_add_param(l, "bias", 1, bshape, NULL));
-    cf_rng rng;
-    cf_rng_seed(&rng, seed);
-    cf_init_he(w, p->plan.CK, &rng);
+    int64_t wshape[4] = {O, C, k, k};
+    CF_CHECK(cf_layer_add_weight_bias(l, 4, wshape, p->plan.CK, seed));
     l->out_ndim = 3;
     l->out_shape[0] = O;
     l->out_shape[1] = OS;

@@ -24,13 +24,8 @@ static cfnet_status conv2d_setup(cfnet_layer *l, uint64_t seed)
     if (st != CFNET_OK)
         return cf_error(st, "conv2d: input is %s: %s",
                         cf_shape_str(s, sizeof s, l->in_ndim, l->in_shape), cfnet_last_error());
-    int64_t wshape[4] = {O, C, k, k}, bshape[1] = {O};
-    cfnet_tensor *w;
-    CF_CHECK(cf_layer_add_param(l, "weight", 4, wshape, &w));
-    CF_CHECK(cf_layer_add_param(l, "bias", 1, bshape, NULL));
-    cf_rng rng;
-    cf_rng_seed(&rng, seed);
-    cf_init_he(w, plan->CK, &rng);
+    int64_t wshape[4] = {O, C, k, k};
+    CF_CHECK(cf_layer_add_weight_bias(l, 4, wshape, plan->CK, seed));
     l->out_ndim = 3;
     l->out_shape[0] = O;
     l->out_shape[1] = plan->OH;

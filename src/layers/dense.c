@@ -20,13 +20,8 @@ static cfnet_status dense_setup(cfnet_layer *l, uint64_t seed)
     CF_FAIL_IF(!cf_mul_i64(O, D, &wn), CFNET_E_LIMIT, "dense: weight %lldx%lld is too large",
                (long long)O, (long long)D);
 
-    cfnet_tensor *w = NULL;
-    const int64_t wshape[2] = {O, D}, bshape[1] = {O};
-    CF_CHECK(cf_layer_add_param(l, "weight", 2, wshape, &w));
-    CF_CHECK(cf_layer_add_param(l, "bias", 1, bshape, NULL)); /* zero */
-    cf_rng rng;
-    cf_rng_seed(&rng, seed);
-    cf_init_he(w, D, &rng);
+    const int64_t wshape[2] = {O, D};
+    CF_CHECK(cf_layer_add_weight_bias(l, 2, wshape, D, seed));
 
     l->out_ndim = 1;
     l->out_shape[0] = O;

@@ -97,18 +97,10 @@ cfnet_status cf_p4_setup(cfnet_layer *l, uint64_t seed, int order, int G)
     if (st != CFNET_OK)
         return cf_error(st, "%s: input is %s: %s", name, s, cfnet_last_error());
 
-    int64_t wshape[5] = {O, C, G, k, k}, bshape[1] = {O};
-    cfnet_tensor *w;
-    if (G == 1) { /* O x C x k x k */
-        wshape[2] = k;
-        CF_CHECK(cf_layer_add_param(l, "weight", 4, wshape, &w));
-    } else {
-        CF_CHECK(cf_layer_add_param(l, "weight", 5, wshape, &w));
-    }
-    CF_CHECK(cf_layer_add_param(l, "bias", 1, bshape, NULL));
-    cf_rng rng;
-    cf_rng_seed(&rng, seed);
-    cf_init_he(w, p->plan.CK, &rng); /* fan-in C * G * k * k */
+    int64_t wshape[5] = {O, C, G, k, k};
+    if (G == 1) wshape[2] = k; /* O x C x k x k */
+    /* fan-in C * G * k * k */
+    CF_CHECK(cf_layer_add_weight_bias(l, G == 1 ? 4 : 5, wshape, p->plan.CK, seed));
     l->out_ndim = 4;
     l->out_shape[0] = O;
     l->out_shape[1] = order;

@@ -95,6 +95,18 @@ void cf_layer_destroy(cfnet_layer *layer)
     cf_free(layer);
 }
 
+cfnet_status cf_layer_add_weight_bias(cfnet_layer *l, int wdim, const int64_t *wshape,
+                                      int64_t fan_in, uint64_t seed)
+{
+    cfnet_tensor *w;
+    CF_CHECK(cf_layer_add_param(l, "weight", wdim, wshape, &w));
+    CF_CHECK(cf_layer_add_param(l, "bias", 1, wshape, NULL));
+    cf_rng rng;
+    cf_rng_seed(&rng, seed);
+    cf_init_he(w, fan_in, &rng);
+    return CFNET_OK;
+}
+
 CFNET_API void cfnet_layer_free(cfnet_layer *layer)
 {
     if (!cf_handle_ok(layer, CF_MAGIC_LAYER, "layer", __func__)) return;
@@ -160,28 +172,29 @@ CFNET_API cfnet_status cfnet_layer_setup(cfnet_layer *layer, int ndim, const int
     return CFNET_OK;
 }
 
+/* The per-sample input (in) or output shape of a set-up layer. */
+static cfnet_status layer_shape(const cfnet_layer *layer, bool in, int *ndim, int64_t *shape,
+                                const char *func)
+{
+    CF_CHECK(cf_handle_check(layer, CF_MAGIC_LAYER, "layer", func));
+    CF_FAIL_IF(!layer || !ndim || !shape, CFNET_E_INVALID_ARGUMENT, "%s: NULL argument",
+               in ? "layer_input_shape" : "layer_output_shape");
+    CF_FAIL_IF(!layer->is_setup, CFNET_E_STATE, "%s: layer is not set up", layer->ops->name);
+    *ndim = in ? layer->in_ndim : layer->out_ndim;
+    memcpy(shape, in ? layer->in_shape : layer->out_shape, (size_t)*ndim * sizeof *shape);
+    return CFNET_OK;
+}
+
 CFNET_API cfnet_status cfnet_layer_input_shape(const cfnet_layer *layer, int *ndim,
                                                int64_t *shape)
 {
-    CF_CHECK(cf_handle_check(layer, CF_MAGIC_LAYER, "layer", __func__));
-    CF_FAIL_IF(!layer || !ndim || !shape, CFNET_E_INVALID_ARGUMENT,
-               "layer_input_shape: NULL argument");
-    CF_FAIL_IF(!layer->is_setup, CFNET_E_STATE, "%s: layer is not set up", layer->ops->name);
-    *ndim = layer->in_ndim;
-    memcpy(shape, layer->in_shape, (size_t)layer->in_ndim * sizeof *shape);
-    return CFNET_OK;
+    return layer_shape(layer, true, ndim, shape, __func__);
 }
 
 CFNET_API cfnet_status cfnet_layer_output_shape(const cfnet_layer *layer, int *ndim,
                                                 int64_t *shape)
 {
-    CF_CHECK(cf_handle_check(layer, CF_MAGIC_LAYER, "layer", __func__));
-    CF_FAIL_IF(!layer || !ndim || !shape, CFNET_E_INVALID_ARGUMENT,
-               "layer_output_shape: NULL argument");
-    CF_FAIL_IF(!layer->is_setup, CFNET_E_STATE, "%s: layer is not set up", layer->ops->name);
-    *ndim = layer->out_ndim;
-    memcpy(shape, layer->out_shape, (size_t)layer->out_ndim * sizeof *shape);
-    return CFNET_OK;
+    return layer_shape(layer, false, ndim, shape, __func__);
 }
 
 static cfnet_status check_batch(const cfnet_layer *l, const char *what, const cfnet_tensor *t,

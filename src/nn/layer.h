@@ -103,6 +103,10 @@ cfnet_status cf_layer_add_state(cfnet_layer *l, const char *name, int ndim, cons
 void cf_layer_release(cfnet_layer *l);
 /* Fills `t` with N(0, 2 / fan_in) samples (He initialisation). */
 void cf_init_he(cfnet_tensor *t, int64_t fan_in, cf_rng *rng);
+/* Adds the parameters of a weighted layer: "weight" of shape wshape[0..wdim-1], He-initialised
+ * from `seed` with fan-in `fan_in`, and a zero "bias" of wshape[0] entries. */
+cfnet_status cf_layer_add_weight_bias(cfnet_layer *l, int wdim, const int64_t *wshape,
+                                      int64_t fan_in, uint64_t seed);
 
 /* Runs a whole forward / backward for a batch with a caller-supplied workspace, checking
  * nothing but the layer's setup state (the network and the public API validate tensors). */
