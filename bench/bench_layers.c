@@ -3,6 +3,9 @@
  *
  *   bench_layers [--threads T] [--mode engine|blas] [--shape 28|50|64] [--only NAME]
  *
+ * Rows: conv2d, conic_R1/2/4, p4_lift, p4_group, p4m_lift, p4m_group, dft_projection,
+ * dft_magnitude.
+ *
  * Output: comment lines start with '#'; each result is one tab-separated line
  *   layer <name> <SxSxC> <threads> <mode> <fwd ms> <fwd+bwd ms> <fwd GFLOP/s> <fwd+bwd GFLOP/s>
  * GFLOP/s counts the multiply-adds a dense implementation of the layer needs (2 per MAC; conic
@@ -113,7 +116,8 @@ int main(int argc, char **argv)
         if (shape_only && shape_only != S) continue;
         char sn[32];
         snprintf(sn, sizeof sn, "%dx%dx%d", S, S, C);
-        int64_t planar[3] = {C, S, S}, group[4] = {C, 4, S, S}, proj[2] = {C, 4};
+        int64_t planar[3] = {C, S, S}, group[4] = {C, 4, S, S}, group8[4] = {C, 8, S, S},
+                proj[2] = {C, 4};
         double conv = 2.0 * BATCH * O * C * k * k * (double)S * S;
         cfnet_layer *l = NULL;
         if (wanted(only, "conv2d")) {
@@ -137,6 +141,18 @@ int main(int argc, char **argv)
         if (wanted(only, "p4_group")) {
             cfnet_layer_p4_conv_create(O, k, CFNET_PADDING_SAME, &l);
             bench_layer("p4_group", l, 4, group, 16.0 * conv, 2.0, sn, threads, mode,
+                        engine_threads);
+        }
+        /* p4m (rotations and reflections): 8 copies, 2x p4's lifting and 4x its group layer
+         * for the same number of filters */
+        if (wanted(only, "p4m_lift")) {
+            cfnet_layer_p4m_lift_create(O, k, CFNET_PADDING_SAME, &l);
+            bench_layer("p4m_lift", l, 3, planar, 8.0 * conv, 2.0, sn, threads, mode,
+                        engine_threads);
+        }
+        if (wanted(only, "p4m_group")) {
+            cfnet_layer_p4m_conv_create(O, k, CFNET_PADDING_SAME, &l);
+            bench_layer("p4m_group", l, 4, group8, 64.0 * conv, 2.0, sn, threads, mode,
                         engine_threads);
         }
         if (wanted(only, "dft_projection")) {

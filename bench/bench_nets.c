@@ -3,15 +3,22 @@
  *
  *   bench_nets [--threads T] [--mode engine|blas] [--only NAME]   timings
  *   bench_nets --rss [--threads T] [--mode engine|blas]           peak RSS, one child per network
+ *   bench_nets --latency [--threads T]                              batch-1 inference latency
  *
  * Networks (docs/performance.md): rotmnist_cfnet, rotmnist_gcnn, rotmnist_cnn (1x28x28, six 3x3
  * layers of 15 filters, valid padding, max pooling after the second, 10 classes) and
  * yeast_cfnet (2x64x64, seven conic layers of 32 filters with batch norm, mean pooling after
  * layers 2 and 4, DFT transition with 32 nodes, dropout, 22 classes).
  *
+ * Latency (interactive use, one cell at a time): the yeast CFNet and the preset CFNet for 2 x 64 x 64
+ * inputs, 22 classes, default width (preset64_cfnet, cfnet_network_create_classifier), batch 1:
+ * 20 warm-up calls of cfnet_network_infer, then BENCH_LAT_CALLS (default 1000) timed calls;
+ * median and 99th percentile.
+ *
  * Output lines (tab-separated):
  *   net <name> <threads> <mode> <train ms> <train images/s> <infer ms> <infer images/s>
  *   rss <name> <threads> <mode> <peak KiB> <baseline KiB> <network bytes>
+ *   lat <name> <threads> <mode> <median ms> <p99 ms> <calls>
  * where baseline is the child's VmHWM before the network is built (libraries and BLAS buffers
  * loaded) and network bytes is cfnet_network_memory_usage(). */
 #include "bench_util.h"
@@ -93,6 +100,9 @@ static cfnet_network *build(const char *name)
         ADD(cfnet_layer_dft_magnitude_create(&l_));
         ADD(cfnet_layer_dropout_create(0.2f, &l_));
         ADD(cfnet_layer_dense_create(22, &l_));
+    } else if (!strcmp(name, "preset64_cfnet")) {
+        check(cfnet_network_create_classifier(CFNET_FAMILY_CFNET, 2, 64, 22, 0, 7, &net),
+              "preset");
     } else {
         fprintf(stderr, "unknown network %s\n", name);
         exit(2);
@@ -121,7 +131,14 @@ static void run_infer(void *arg)
     check(cfnet_network_infer(c->net, c->x, c->out), "infer");
 }
 
+static void setup_case_n(ncase *c, const char *name, int engine_threads, int64_t batch);
+
 static void setup_case(ncase *c, const char *name, int engine_threads)
+{
+    setup_case_n(c, name, engine_threads, BATCH);
+}
+
+static void setup_case_n(ncase *c, const char *name, int engine_threads, int64_t batch)
 {
     c->net = build(name);
     check(cfnet_network_set_option(c->net, CFNET_OPTION_THREADS, engine_threads), "threads");
@@ -129,14 +146,14 @@ static void setup_case(ncase *c, const char *name, int engine_threads)
     int nd;
     int64_t in[CFNET_MAX_DIMS], out[CFNET_MAX_DIMS + 1];
     check(cfnet_network_input_shape(c->net, &nd, in), "shape");
-    int64_t xs[4] = {BATCH, in[0], in[1], in[2]};
+    int64_t xs[4] = {batch, in[0], in[1], in[2]};
     check(cfnet_tensor_create(4, xs, &c->x), "tensor");
     bench_fill(cfnet_tensor_data(c->x), (size_t)cfnet_tensor_numel(c->x), 5);
     check(cfnet_network_output_shape(c->net, &nd, out + 1), "shape");
-    out[0] = BATCH;
+    out[0] = batch;
     check(cfnet_tensor_create(nd + 1, out, &c->out), "tensor");
-    int64_t classes = cfnet_tensor_numel(c->out) / BATCH;
-    for (int i = 0; i < BATCH; i++) c->labels[i] = (int32_t)(i % classes);
+    int64_t classes = cfnet_tensor_numel(c->out) / batch;
+    for (int i = 0; i < batch; i++) c->labels[i] = (int32_t)(i % classes);
 }
 
 static void free_case(ncase *c)
@@ -174,19 +191,44 @@ static int rss_child(const char *name, int threads, const char *mode, int engine
     return 0;
 }
 
+/* Batch-1 inference latency: median and 99th percentile over `calls` calls. */
+static void latency(const char *name, int threads, const char *mode, int engine_threads)
+{
+    int calls = getenv("BENCH_LAT_CALLS") ? atoi(getenv("BENCH_LAT_CALLS")) : 1000;
+    if (calls < 10) calls = 10;
+    ncase c;
+    setup_case_n(&c, name, engine_threads, 1);
+    for (int i = 0; i < 20; i++) run_infer(&c);
+    double *t = malloc((size_t)calls * sizeof *t);
+    if (!t) exit(1);
+    for (int i = 0; i < calls; i++) {
+        double t0 = bench_now();
+        run_infer(&c);
+        t[i] = bench_now() - t0;
+    }
+    qsort(t, (size_t)calls, sizeof t[0], bench_cmp_double);
+    int p99 = (int)((calls - 1) * 0.99 + 0.5);
+    printf("lat\t%s\t%d\t%s\t%.4f\t%.4f\t%d\n", name, threads, mode, 1e3 * t[calls / 2],
+           1e3 * t[p99], calls);
+    fflush(stdout);
+    free(t);
+    free_case(&c);
+}
+
 int main(int argc, char **argv)
 {
-    int threads = 1, rss = 0;
+    int threads = 1, rss = 0, lat = 0;
     const char *mode = "engine", *only = NULL, *child = NULL;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--threads") && i + 1 < argc) threads = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--mode") && i + 1 < argc) mode = argv[++i];
         else if (!strcmp(argv[i], "--only") && i + 1 < argc) only = argv[++i];
         else if (!strcmp(argv[i], "--rss")) rss = 1;
+        else if (!strcmp(argv[i], "--latency")) lat = 1;
         else if (!strcmp(argv[i], "--rss-child") && i + 1 < argc) child = argv[++i];
         else {
             fprintf(stderr, "usage: %s [--threads T] [--mode engine|blas] [--only NAME] "
-                            "[--rss]\n", argv[0]);
+                            "[--rss | --latency]\n", argv[0]);
             return 2;
         }
     }
@@ -198,6 +240,12 @@ int main(int argc, char **argv)
     printf("# batch %d; threads %d, mode %s (engine %d, BLAS %d)\n", BATCH, threads, mode,
            engine_threads, blas_mode ? threads : 1);
     fflush(stdout);
+    if (lat) {
+        static const char *const LAT[] = {"yeast_cfnet", "preset64_cfnet"};
+        for (size_t i = 0; i < 2; i++)
+            if (!only || !strcmp(only, LAT[i])) latency(LAT[i], threads, mode, engine_threads);
+        return 0;
+    }
     for (size_t i = 0; i < sizeof NETS / sizeof NETS[0]; i++) {
         if (only && strcmp(only, NETS[i])) continue;
         if (rss) {

@@ -132,7 +132,7 @@ static double eqv_error(int k, int conic_R, int filter_R, double deg, cfnet_inte
     }
     ok = ok && cfnet_tensor_create(4, xs, &x) == CFNET_OK &&
          cfnet_tensor_create(4, ys, &y) == CFNET_OK;
-    for (int r = 0; ok && r < nrot; r++) ok = cf_rotmap_build(k, R, r, interp, &maps[r]) == CFNET_OK;
+    for (int r = 0; ok && r < nrot; r++) ok = cf_rotmap_build(NULL, k, R, r, interp, &maps[r]) == CFNET_OK;
     for (int trial = 0; ok && trial < EQV_TRIALS; trial++) {
         eqv_field f;
         for (int i = 0; i < EQV_BLOBS; i++) {

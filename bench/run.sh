@@ -33,6 +33,8 @@ echo "== networks, 1 thread";             $RUN "$BIN/bench_nets" --threads 1   |
 echo "== networks, 2 threads (engine)";   $RUN "$BIN/bench_nets" --threads 2   | tee "$OUT/nets-2.tsv"
 echo "== networks, 2 threads (OpenBLAS)"; $RUN "$BIN/bench_nets" --threads 2 --mode blas \
                                                                              | tee "$OUT/nets-2b.tsv"
+echo "== batch-1 inference latency";      $RUN "$BIN/bench_nets" --latency --threads 1 | tee "$OUT/lat-1.tsv"
+$RUN "$BIN/bench_nets" --latency --threads 2 | tee "$OUT/lat-2.tsv"
 echo "== peak memory of training";        $RUN "$BIN/bench_nets" --rss --threads 1 | tee "$OUT/rss-1.tsv"
 $RUN "$BIN/bench_nets" --rss --threads 2 | tee "$OUT/rss-2.tsv"
 echo "== PyTorch peer"

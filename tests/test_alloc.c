@@ -4,6 +4,9 @@
  * network stays usable or can be freed. */
 #include "testutil.h"
 
+#include "nn/network.h" /* stored allocators, workspaces */
+
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -267,6 +270,101 @@ static void context_arguments_are_checked(void **state)
     cfnet_context_free(NULL);
 }
 
+/* Hooks returning addresses 8 bytes past a 64-byte boundary (malloc's alignment is 16). */
+typedef struct skewed {
+    long live;
+} skewed;
+
+static void *skew_alloc(void *opaque, size_t size)
+{
+    skewed *k = opaque;
+    void *base = NULL;
+    if (posix_memalign(&base, 64, size + 8) != 0) return NULL;
+    k->live++;
+    return (char *)base + 8;
+}
+
+static void skew_free(void *opaque, void *p)
+{
+    skewed *k = opaque;
+    k->live--;
+    free((char *)p - 8);
+}
+
+static bool aligned64(const void *p) { return ((uintptr_t)p & 63u) == 0; }
+
+/* Every block is 64-byte aligned whatever the hooks return: workspaces, activations and
+ * parameters of a trained network, and blocks of every size. */
+static void blocks_and_workspaces_are_64_byte_aligned(void **state)
+{
+    (void)state;
+    skewed k = {0};
+    cf_allocator a = {skew_alloc, skew_free, &k};
+    for (size_t n = 0; n < 300; n += 7) {
+        void *p = cf_alloc(&a, n);
+        assert_non_null(p);
+        assert_true(aligned64(p));
+        cf_free(p);
+    }
+    assert_int_equal(k.live, 0);
+
+    cfnet_context *ctx = NULL;
+    CF_ASSERT_OK(cfnet_context_create(&ctx));
+    CF_ASSERT_OK(cfnet_context_set_allocator(ctx, skew_alloc, skew_free, &k));
+    cfnet_network *net = NULL;
+    CF_ASSERT_OK(build(ctx, &net));
+    CF_ASSERT_OK(train(net));
+    assert_true(net->ws != NULL && net->act != NULL);
+    for (int i = 0; i < net->nlayers; i++) {
+        if (net->ws[i]) assert_true(aligned64(net->ws[i]));
+        assert_true(aligned64(net->act[i]));
+        const cfnet_layer *l = net->layers[i];
+        for (int p = 0; p < l->nparam; p++) {
+            assert_true(aligned64(l->param[p]->data));
+            assert_true(aligned64(l->grad[p]->data));
+        }
+    }
+    assert_true(aligned64(net->input));
+    cfnet_network_free(net);
+    assert_int_equal(k.live, 0);
+    cfnet_context_free(ctx);
+}
+
+/* The allocator is stored in each object: a network, its layers (from append on, or from the
+ * start when loaded) and their tensors carry the context's hooks; changing the context's
+ * allocator later does not move existing networks. */
+static void objects_carry_their_allocator(void **state)
+{
+    (void)state;
+    counting c = {0, 0, 0, 0}, other = {0, 0, 0, 0};
+    cfnet_context *ctx = NULL;
+    CF_ASSERT_OK(cfnet_context_create(&ctx));
+    CF_ASSERT_OK(cfnet_context_set_allocator(ctx, count_alloc, count_free, &c));
+    cfnet_network *net = NULL, *loaded = NULL;
+    CF_ASSERT_OK(build(ctx, &net));
+    void *buf = NULL;
+    size_t size = 0;
+    CF_ASSERT_OK(cfnet_network_save_buffer(net, 0, &buf, &size));
+    CF_ASSERT_OK(cfnet_network_load_buffer_in(ctx, buf, size, &loaded));
+    CF_ASSERT_OK(cfnet_context_set_allocator(ctx, count_alloc, count_free, &other));
+    const cfnet_network *nets[2] = {net, loaded};
+    for (int n = 0; n < 2; n++) {
+        assert_ptr_equal(nets[n]->alloc.opaque, &c);
+        for (int i = 0; i < nets[n]->nlayers; i++) {
+            const cfnet_layer *l = nets[n]->layers[i];
+            assert_ptr_equal(l->alloc.opaque, &c);
+            for (int p = 0; p < l->nparam; p++) assert_ptr_equal(l->param[p]->alloc.opaque, &c);
+        }
+    }
+    CF_ASSERT_OK(train(loaded)); /* allocates, with the hooks the network was loaded with */
+    assert_int_equal(other.calls, 0);
+    cfnet_free(buf);
+    cfnet_network_free(net);
+    cfnet_network_free(loaded);
+    assert_int_equal(c.live, 0);
+    cfnet_context_free(ctx);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -275,6 +373,8 @@ int main(void)
         cmocka_unit_test(failing_allocations_in_save_and_load_leak_nothing),
         cmocka_unit_test(context_limits_apply_to_loading),
         cmocka_unit_test(context_arguments_are_checked),
+        cmocka_unit_test(blocks_and_workspaces_are_64_byte_aligned),
+        cmocka_unit_test(objects_carry_their_allocator),
     };
     return cmocka_run_group_tests_name("alloc", tests, NULL, NULL);
 }

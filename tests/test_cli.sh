@@ -46,7 +46,7 @@ expect 2 "unknown command" "$cfnet" frobnicate
 expect 2 "" "$cfnet"
 expect 2 "unknown option '--frob'" "$cfnet" train --frob x
 expect 2 "missing -o MODEL" "$cfnet" train "$out"
-expect 2 "--arch: expected cfnet, cnet, gcnn, gcnn-dft or cnn" "$cfnet" train d -o m --arch resnet
+expect 2 "--arch: expected cfnet, cnet, gcnn, gcnn-dft, cnn or gcnn-p4m" "$cfnet" train d -o m --arch resnet
 expect 2 "--epochs: expected" "$cfnet" train d -o m --epochs 0
 expect 2 "--val: expected" "$cfnet" train d -o m --val 2
 expect 2 "needs a value" "$cfnet" train d -o m --epochs
@@ -161,6 +161,12 @@ expect 0 "streaming them from disk" "$cfnet" train "$d/train" -o "$out/s.safeten
 # shellcheck disable=SC2086
 expect 0 "" "$cfnet" train "$d/train" -o "$out/ns.safetensors" --epochs 1 $common --val 0.25
 cmp -s "$out/s.safetensors" "$out/ns.safetensors" || fail "streamed training differs from in-memory"
+# the p4m G-CNN (rotations and reflections) trains and is described as such
+# shellcheck disable=SC2086
+expect 0 "" "$cfnet" train "$d/train" -o "$out/p4m.safetensors" --epochs 1 --arch gcnn-p4m \
+    --width 4 --threads 2 --seed 3 --batch 16 --val 0.25
+expect 0 "gcnn-p4m" "$cfnet" info "$out/p4m.safetensors"
+expect 0 "p4m_conv" "$cfnet" info "$out/p4m.safetensors"
 
 # ---- every image layout reads to the same values -------------------------------------------------
 # (tiled: 40x40 images in 16x16 tiles, partial tiles at the edges; the centre crop to 32 gives the

@@ -38,9 +38,9 @@ static cfnet_layer *magnitude_layer(int ndim, const int64_t *shape)
 
 /* Runs the layer on `batch` random samples and compares each with the direct DFT; the error is
  * relative to the sample's largest magnitude (float FFT against a double sum). */
-static void check_against_direct(int ndim, const int64_t *shape, int A, int B, uint64_t seed)
+static void check_against_direct_n(int ndim, const int64_t *shape, int A, int B, uint64_t seed,
+                                   int batch)
 {
-    const int batch = 3;
     cfnet_layer *l = magnitude_layer(ndim, shape);
     int ond;
     int64_t os[CFNET_MAX_DIMS];
@@ -68,6 +68,52 @@ static void check_against_direct(int ndim, const int64_t *shape, int A, int B, u
     free(ref);
     cfnet_tensor_free(x);
     cfnet_tensor_free(y);
+    cfnet_layer_free(l);
+}
+
+static void check_against_direct(int ndim, const int64_t *shape, int A, int B, uint64_t seed)
+{
+    check_against_direct_n(ndim, shape, A, B, seed, 3);
+}
+
+/* Batches run through the batched FFTW plans (16 grids each) and one grid at a time for the
+ * rest: every sample of batches 16, 37 matches the direct DFT, and the backward of a batch of
+ * 37 equals, sample by sample, the backward of that sample alone. */
+static void batched_plans_match_direct_dft_and_single_samples(void **state)
+{
+    (void)state;
+    int64_t s2[2] = {5, 8}, p4[4] = {15, 4, 1, 1};
+    check_against_direct_n(2, s2, 5, 8, 31, 16);
+    check_against_direct_n(2, s2, 5, 8, 32, 37);
+    check_against_direct_n(4, p4, 15, 4, 33, 37);
+    enum { NB = 37, A = 5, B = 8 };
+    cfnet_layer *l = magnitude_layer(2, s2);
+    int64_t xs[3] = {NB, A, B}, x1s[3] = {1, A, B};
+    tu_rng r = {34};
+    cfnet_tensor *x = tu_tensor(3, xs, &r), *y = tu_output_for(l, NB), *dy = tu_tensor(3, xs, &r),
+                 *dx = tu_tensor(3, xs, NULL);
+    cfnet_tensor *x1 = tu_tensor(3, x1s, NULL), *y1 = tu_output_for(l, 1),
+                 *dy1 = tu_tensor(3, x1s, NULL), *dx1 = tu_tensor(3, x1s, NULL);
+    CF_ASSERT_OK(cfnet_layer_forward(l, x, y, CFNET_MODE_TRAINING));
+    CF_ASSERT_OK(cfnet_layer_backward(l, x, y, dy, dx));
+    float dxall[NB * A * B];
+    memcpy(dxall, cfnet_tensor_data(dx), sizeof dxall);
+    for (int s = 0; s < NB; s++) {
+        memcpy(cfnet_tensor_data(x1), cfnet_tensor_data(x) + s * A * B, A * B * sizeof(float));
+        memcpy(cfnet_tensor_data(dy1), cfnet_tensor_data(dy) + s * A * B, A * B * sizeof(float));
+        CF_ASSERT_OK(cfnet_layer_forward(l, x1, y1, CFNET_MODE_TRAINING));
+        CF_ASSERT_OK(cfnet_layer_backward(l, x1, y1, dy1, dx1));
+        double e = tu_max_rel_diff(dxall + s * A * B, cfnet_tensor_data(dx1), A * B);
+        if (!(e < 1e-5)) fail_msg("sample %d of %d: backward differs by %g", s, NB, e);
+    }
+    cfnet_tensor_free(x);
+    cfnet_tensor_free(y);
+    cfnet_tensor_free(dy);
+    cfnet_tensor_free(dx);
+    cfnet_tensor_free(x1);
+    cfnet_tensor_free(y1);
+    cfnet_tensor_free(dy1);
+    cfnet_tensor_free(dx1);
     cfnet_layer_free(l);
 }
 
@@ -306,6 +352,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(magnitude_matches_direct_dft_in_double),
+        cmocka_unit_test(batched_plans_match_direct_dft_and_single_samples),
         cmocka_unit_test(magnitude_of_1x1_p4_map_equals_dft_of_channel_by_rotation_grid),
         cmocka_unit_test(magnitude_is_invariant_to_circular_shifts),
         cmocka_unit_test(magnitude_gradient_matches_finite_differences),

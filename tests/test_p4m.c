@@ -487,6 +487,105 @@ static void p4m_head_gradients_match_finite_differences(void **state)
     cfnet_layer_free(l);
 }
 
+#define APPEND(net, expr)                          \
+    do {                                           \
+        cfnet_layer *l_ = NULL;                    \
+        CF_ASSERT_OK(expr);                        \
+        CF_ASSERT_OK(cfnet_network_append(net, l_)); \
+    } while (0)
+
+/* ---- the DFT projection from a p4m map ---- */
+
+/* Psi(n, g) = b_n + sum_{c,h,z} f[c, h, z] (T_g phi_n)[c, g^-1 h, z]: the p4m group convolution
+ * at the centre, so the slow reference is slow_p4m with a kernel as large as the (odd) map,
+ * valid padding and a 1 x 1 output. Transforming the input by a permutes Psi: Psi(n, a g). */
+static void dft_projection_from_p4m_maps(void **state)
+{
+    (void)state;
+    for (int M = 3; M <= 4; M++) {
+        const int K = 2, N = 3, B = 2;
+        cfnet_layer *l = NULL;
+        CF_ASSERT_OK(cfnet_layer_dft_projection_create(N, 1, CFNET_INTERP_NEAREST, &l));
+        int64_t in[] = {K, 8, M, M}, xs[] = {B, K, 8, M, M};
+        CF_ASSERT_OK(cfnet_layer_setup(l, 4, in, 3));
+        int nd;
+        int64_t os[CFNET_MAX_DIMS];
+        CF_ASSERT_OK(cfnet_layer_output_shape(l, &nd, os));
+        assert_int_equal(nd, 2);
+        assert_int_equal(os[0], N);
+        assert_int_equal(os[1], 8);
+        assert_int_equal(cfnet_tensor_dim(cfnet_layer_param(l, 0), 2), 8);
+        tu_rng r = {79};
+        tu_fill_normal(cfnet_tensor_data(cfnet_layer_param(l, 1)), N, &r);
+        cfnet_tensor *x = tu_tensor(5, xs, &r), *y = tu_output_for(l, B);
+        CF_ASSERT_OK(cfnet_layer_forward(l, x, y, CFNET_MODE_INFERENCE));
+        if (M % 2) { /* odd maps: the centre is a pixel, slow_p4m with k = M applies */
+            float ref[2 * 3 * 8];
+            slow_p4m(cfnet_tensor_data(x), cfnet_tensor_data(cfnet_layer_param(l, 0)),
+                     cfnet_tensor_data(cfnet_layer_param(l, 1)), ref, B, K, 8, M, N, M, 0, 1);
+            double e = tu_max_rel_diff(cfnet_tensor_data(y), ref, B * N * 8);
+            if (e > 1e-5) fail_msg("p4m projection vs slow reference, M = %d: %g", M, e);
+        }
+        /* Psi(T_a f)(n, a g) = Psi(f)(n, g), odd and even M */
+        cfnet_tensor *xa = tu_tensor(5, xs, NULL), *ya = tu_output_for(l, B);
+        for (int a = 1; a < 8; a++) {
+            tu_d4_p4m(cfnet_tensor_data(x), cfnet_tensor_data(xa), B, K, M, a);
+            CF_ASSERT_OK(cfnet_layer_forward(l, xa, ya, CFNET_MODE_INFERENCE));
+            const float *y0 = cfnet_tensor_data(y), *y1 = cfnet_tensor_data(ya);
+            for (int bn = 0; bn < B * N; bn++)
+                for (int g = 0; g < 8; g++) {
+                    float u = y1[bn * 8 + tu_d4_mul(a, g)], v = y0[bn * 8 + g];
+                    if (fabsf(u - v) > 1e-5f * (1.0f + fabsf(v)))
+                        fail_msg("p4m projection M = %d, a = %d, g = %d: %g vs %g", M, a, g,
+                                 (double)u, (double)v);
+                }
+        }
+        /* linear: differences agree to rounding; small inputs, zero bias (see check_grad) */
+        CF_ASSERT_OK(cfnet_tensor_zero(cfnet_layer_param(l, 1)));
+        for (int64_t i = 0; i < cfnet_tensor_numel(x); i++) cfnet_tensor_data(x)[i] *= 0.25f;
+        double wp = 0, wx = tu_gradcheck(l, x, CFNET_MODE_TRAINING, 1e-2, 0, &wp);
+        if (wx > 2e-3 || wp > 2e-3) fail_msg("p4m projection gradcheck: %g %g", wx, wp);
+        cfnet_tensor_free(x);
+        cfnet_tensor_free(xa);
+        cfnet_tensor_free(y);
+        cfnet_tensor_free(ya);
+        int64_t bad[] = {K, 8, M, M};
+        cfnet_layer *l2 = NULL;
+        CF_ASSERT_OK(cfnet_layer_dft_projection_create(N, 2, CFNET_INTERP_NEAREST, &l2));
+        CF_ASSERT_STATUS(cfnet_layer_setup(l2, 4, bad, 1), CFNET_E_SHAPE_MISMATCH);
+        cfnet_layer_free(l2);
+        cfnet_layer_free(l);
+    }
+}
+
+/* An even final map (6 x 6): projection, batch norm, ReLU, the p4m head: invariant to all of D4. */
+static void p4m_network_with_projection_head_is_invariant(void **state)
+{
+    (void)state;
+    const int S = 12;
+    cfnet_network *net = NULL;
+    CF_ASSERT_OK(cfnet_network_create(1, S, S, 3, &net));
+    APPEND(net, cfnet_layer_p4m_lift_create(3, 3, CFNET_PADDING_SAME, &l_));
+    APPEND(net, cfnet_layer_relu_create(&l_));
+    APPEND(net, cfnet_layer_pool_create(CFNET_POOL_MAX, 0, 0, &l_));
+    APPEND(net, cfnet_layer_p4m_conv_create(3, 3, CFNET_PADDING_SAME, &l_));
+    APPEND(net, cfnet_layer_dft_projection_create(4, 1, CFNET_INTERP_NEAREST, &l_));
+    APPEND(net, cfnet_layer_batch_norm_create(0.1f, 1e-5f, &l_));
+    APPEND(net, cfnet_layer_relu_create(&l_));
+    APPEND(net, cfnet_layer_p4m_dft_magnitude_create(&l_));
+    APPEND(net, cfnet_layer_dense_create(3, &l_));
+    int64_t xs[] = {3, 1, S, S};
+    tu_rng r = {83};
+    cfnet_tensor *x = tu_tensor(4, xs, &r);
+    int32_t labels[3] = {0, 1, 2};
+    CF_ASSERT_OK(cfnet_network_train_step(net, x, labels, 3, NULL));
+    double e = -1;
+    CF_ASSERT_OK(cfnet_network_invariance_ex(net, x, NULL, 0, CFNET_INVARIANCE_REFLECT, &e));
+    if (!(e <= 1e-5)) fail_msg("p4m network with projection head: D4 change %g", e);
+    cfnet_tensor_free(x);
+    cfnet_network_free(net);
+}
+
 /* ---- shapes, names and bad arguments ---- */
 
 static void p4m_shapes_names_and_bad_arguments(void **state)
@@ -551,12 +650,6 @@ static void p4m_shapes_names_and_bad_arguments(void **state)
 
 /* ---- whole networks: the invariance check with reflections ---- */
 
-#define APPEND(net, expr)                          \
-    do {                                           \
-        cfnet_layer *l_ = NULL;                    \
-        CF_ASSERT_OK(expr);                        \
-        CF_ASSERT_OK(cfnet_network_append(net, l_)); \
-    } while (0)
 
 /* lift -> bn -> relu -> equivariant pool -> p4m_conv -> relu -> head -> dense, on S x S. The
  * head is p4m_conv down to 1 x 1 then p4m_dft_magnitude (dft = 1), or group pooling over D4
@@ -660,6 +753,8 @@ int main(void)
         cmocka_unit_test(p4m_head_matches_the_definition),
         cmocka_unit_test(p4m_head_is_invariant_under_all_of_d4),
         cmocka_unit_test(p4m_head_gradients_match_finite_differences),
+        cmocka_unit_test(dft_projection_from_p4m_maps),
+        cmocka_unit_test(p4m_network_with_projection_head_is_invariant),
         cmocka_unit_test(p4m_shapes_names_and_bad_arguments),
         cmocka_unit_test(p4m_networks_are_invariant_to_rotations_and_reflections),
         cmocka_unit_test(reflection_check_detects_p4_networks),

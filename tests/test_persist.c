@@ -312,6 +312,13 @@ static void p4m_network_round_trips_bit_exactly(void **state)
     APPEND(net, cfnet_layer_group_pool_create(CFNET_POOL_MAX, &l_));
     APPEND(net, cfnet_layer_dense_create(3, &l_));
     round_trip(net, "roundtrip_p4m_pool.safetensors");
+    /* and the DFT projection from a p4m map */
+    CF_ASSERT_OK(cfnet_network_create(1, S_G, S_G, 15, &net));
+    APPEND(net, cfnet_layer_p4m_lift_create(2, 3, CFNET_PADDING_VALID, &l_));
+    APPEND(net, cfnet_layer_dft_projection_create(3, 1, CFNET_INTERP_BILINEAR, &l_));
+    APPEND(net, cfnet_layer_p4m_dft_magnitude_create(&l_));
+    APPEND(net, cfnet_layer_dense_create(3, &l_));
+    round_trip(net, "roundtrip_p4m_projection.safetensors");
 }
 
 static void empty_network_round_trips(void **state)

@@ -7,15 +7,15 @@
 #include <stdlib.h>
 #include <string.h>
 
-static const cfnet_family families[5] = {CFNET_FAMILY_CFNET, CFNET_FAMILY_CNET,
+static const cfnet_family families[6] = {CFNET_FAMILY_CFNET, CFNET_FAMILY_CNET,
                                          CFNET_FAMILY_GCNN, CFNET_FAMILY_GCNN_DFT,
-                                         CFNET_FAMILY_CNN};
+                                         CFNET_FAMILY_CNN,  CFNET_FAMILY_GCNN_P4M};
 
 static void family_names_round_trip(void **state)
 {
     (void)state;
-    static const char *const names[5] = {"cfnet", "cnet", "gcnn", "gcnn-dft", "cnn"};
-    for (int i = 0; i < 5; i++) {
+    static const char *const names[6] = {"cfnet", "cnet", "gcnn", "gcnn-dft", "cnn", "gcnn-p4m"};
+    for (int i = 0; i < 6; i++) {
         assert_string_equal(cfnet_family_name(families[i]), names[i]);
         cfnet_family f = (cfnet_family)0;
         CF_ASSERT_OK(cfnet_family_parse(names[i], &f));
@@ -27,7 +27,9 @@ static void family_names_round_trip(void **state)
     CF_ASSERT_OK(cfnet_family_parse("CFNet", &f));
     assert_int_equal(f, CFNET_FAMILY_CFNET);
     assert_null(cfnet_family_name(0));
-    assert_null(cfnet_family_name(6));
+    CF_ASSERT_OK(cfnet_family_parse("GCNN-P4M", &f));
+    assert_int_equal(f, CFNET_FAMILY_GCNN_P4M);
+    assert_null(cfnet_family_name(7));
     assert_null(cfnet_family_name(-1));
     f = CFNET_FAMILY_CNN;
     CF_ASSERT_STATUS(cfnet_family_parse("resnet", &f), CFNET_E_INVALID_ARGUMENT);
@@ -48,7 +50,7 @@ static int conv_maps(const cfnet_network *net, int *maps, int max)
         const cfnet_layer *l = cfnet_network_layer(net, i);
         int k = cfnet_layer_kind_of(l);
         if (k != CFNET_LAYER_CONV2D && k != CFNET_LAYER_CONIC_CONV && k != CFNET_LAYER_P4_LIFT &&
-            k != CFNET_LAYER_P4_CONV)
+            k != CFNET_LAYER_P4_CONV && k != CFNET_LAYER_P4M_LIFT && k != CFNET_LAYER_P4M_CONV)
             continue;
         int nd;
         int64_t shape[CFNET_MAX_DIMS];
@@ -64,7 +66,7 @@ static void every_family_builds_from_16_to_512(void **state)
     (void)state;
     static const int sizes[] = {16, 17, 28, 31, 50, 64, 65, 100, 127, 255, 256, 511, 512};
     for (size_t s = 0; s < sizeof sizes / sizeof sizes[0]; s++)
-        for (int f = 0; f < 5; f++) {
+        for (int f = 0; f < 6; f++) {
             int S = sizes[s];
             cfnet_network *net = NULL;
             CF_ASSERT_OK(cfnet_network_create_classifier(families[f], 2, S, 7, 0, 1, &net));
@@ -120,7 +122,7 @@ static void bad_arguments_are_rejected(void **state)
     cfnet_network *net = NULL;
     CF_ASSERT_STATUS(cfnet_network_create_classifier((cfnet_family)0, 1, 32, 3, 0, 1, &net),
                      CFNET_E_INVALID_ARGUMENT);
-    CF_ASSERT_STATUS(cfnet_network_create_classifier((cfnet_family)6, 1, 32, 3, 0, 1, &net),
+    CF_ASSERT_STATUS(cfnet_network_create_classifier((cfnet_family)7, 1, 32, 3, 0, 1, &net),
                      CFNET_E_INVALID_ARGUMENT);
     CF_ASSERT_STATUS(cfnet_network_create_classifier(CFNET_FAMILY_CNN, 0, 32, 3, 0, 1, &net),
                      CFNET_E_INVALID_ARGUMENT);
@@ -139,7 +141,7 @@ static void bad_arguments_are_rejected(void **state)
 static void default_width_is_16_and_p4_families_use_half(void **state)
 {
     (void)state;
-    for (int f = 0; f < 5; f++) {
+    for (int f = 0; f < 6; f++) {
         cfnet_network *a = NULL, *b = NULL;
         CF_ASSERT_OK(cfnet_network_create_classifier(families[f], 1, 32, 4, 0, 9, &a));
         CF_ASSERT_OK(cfnet_network_create_classifier(families[f], 1, 32, 4, 16, 9, &b));
@@ -148,8 +150,10 @@ static void default_width_is_16_and_p4_families_use_half(void **state)
         int64_t shape[CFNET_MAX_DIMS];
         CF_ASSERT_OK(cfnet_layer_output_shape(cfnet_network_layer(a, 0), &nd, shape));
         int p4 = families[f] == CFNET_FAMILY_GCNN || families[f] == CFNET_FAMILY_GCNN_DFT;
-        assert_int_equal(shape[0], p4 ? 8 : 16);
+        int p4m = families[f] == CFNET_FAMILY_GCNN_P4M;
+        assert_int_equal(shape[0], p4 ? 8 : p4m ? 6 : 16);
         if (p4) assert_int_equal(shape[1], 4);
+        if (p4m) assert_int_equal(shape[1], 8);
         /* same seed, same weights */
         for (int i = 0; i < cfnet_network_layer_count(a); i++) {
             const cfnet_layer *la = cfnet_network_layer(a, i), *lb = cfnet_network_layer(b, i);
@@ -313,13 +317,13 @@ static char *preset_table(void)
     buf[0] = '\0';
     len += (size_t)snprintf(buf + len, cap - len,
                             "| S | conv layers | maps | R (conic) | parameters cfnet / cnet / "
-                            "gcnn / gcnn-dft / cnn | GFLOP/image cfnet / cnet / gcnn / gcnn-dft "
-                            "/ cnn |\n|---|---|---|---|---|---|\n");
+                            "gcnn / gcnn-dft / cnn / gcnn-p4m | GFLOP/image cfnet / cnet / gcnn "
+                            "/ gcnn-dft / cnn / gcnn-p4m |\n|---|---|---|---|---|---|\n");
     for (size_t s = 0; s < sizeof table_sizes / sizeof table_sizes[0]; s++) {
         int S = table_sizes[s];
         char maps_s[128] = "", r_s[64] = "", params_s[128] = "", flops_s[128] = "";
         int layers = 0;
-        for (int f = 0; f < 5; f++) {
+        for (int f = 0; f < 6; f++) {
             cfnet_network *net = NULL;
             CF_ASSERT_OK(cfnet_network_create_classifier(families[f], 1, S, 10, 0, 1, &net));
             if (f == 0) {
@@ -401,6 +405,90 @@ static void conic_r_rule_matches_a_hand_built_network(void **state)
     cfnet_network_free(hand);
 }
 
+/* gcnn-p4m: p4m lifting and group layers, then group max pooling over the 8 copies. Up to that
+ * pooling the network commutes with every rotation and reflection, so the last layer's input
+ * (a mean pooling of the pooled map) transforms with the image: checked by running the trunk
+ * without the dense layer on an image and on its mirror image. */
+static void p4m_preset_is_equivariant_up_to_its_head(void **state)
+{
+    (void)state;
+    for (int S = 16; S <= 17; S++) {
+        cfnet_network *net = NULL;
+        CF_ASSERT_OK(cfnet_network_create_classifier(CFNET_FAMILY_GCNN_P4M, 1, S, 3, 6, 2, &net));
+        int n = cfnet_network_layer_count(net), kinds[4] = {0, 0, 0, 0};
+        for (int i = 0; i < n; i++) {
+            int k = cfnet_layer_kind_of(cfnet_network_layer(net, i));
+            kinds[0] += k == CFNET_LAYER_P4M_LIFT;
+            kinds[1] += k == CFNET_LAYER_P4M_CONV;
+            kinds[2] += k == CFNET_LAYER_GROUP_POOL;
+            kinds[3] += k == CFNET_LAYER_P4_LIFT || k == CFNET_LAYER_P4_CONV;
+        }
+        assert_int_equal(kinds[0], 1);
+        assert_true(kinds[1] >= 2);
+        assert_int_equal(kinds[2], 1);
+        assert_int_equal(kinds[3], 0);
+        /* the same network without the dense layer: a network from the same layers */
+        cfnet_network *trunk = NULL;
+        CF_ASSERT_OK(cfnet_network_create(1, S, S, 2, &trunk));
+        for (int i = 0; i < n - 1; i++) {
+            const cfnet_layer *l = cfnet_network_layer(net, i);
+            int k = cfnet_layer_kind_of(l);
+            cfnet_layer *c = NULL;
+            int nd;
+            int64_t sh[CFNET_MAX_DIMS];
+            CF_ASSERT_OK(cfnet_layer_output_shape(l, &nd, sh));
+            if (k == CFNET_LAYER_P4M_LIFT || k == CFNET_LAYER_P4M_CONV) {
+                if (k == CFNET_LAYER_P4M_LIFT)
+                    CF_ASSERT_OK(cfnet_layer_p4m_lift_create((int)sh[0], 3, CFNET_PADDING_SAME, &c));
+                else
+                    CF_ASSERT_OK(cfnet_layer_p4m_conv_create((int)sh[0], 3, CFNET_PADDING_SAME, &c));
+            } else if (k == CFNET_LAYER_BATCH_NORM) {
+                CF_ASSERT_OK(cfnet_layer_batch_norm_create(0.1f, 1e-5f, &c));
+            } else if (k == CFNET_LAYER_RELU) {
+                CF_ASSERT_OK(cfnet_layer_relu_create(&c));
+            } else if (k == CFNET_LAYER_GROUP_POOL) {
+                CF_ASSERT_OK(cfnet_layer_group_pool_create(CFNET_POOL_MAX, &c));
+            } else {
+                assert_int_equal(k, CFNET_LAYER_POOL);
+                int64_t in[CFNET_MAX_DIMS];
+                int ni;
+                CF_ASSERT_OK(cfnet_layer_input_shape(l, &ni, in));
+                int w = (int)(in[ni - 1] - 2 * (sh[nd - 1] - 1));
+                CF_ASSERT_OK(cfnet_layer_pool_create(i + 2 < n ? CFNET_POOL_MAX : CFNET_POOL_MEAN,
+                                                     i + 2 < n ? 0 : w, i + 2 < n ? 0 : 2, &c));
+            }
+            CF_ASSERT_OK(cfnet_network_append(trunk, c));
+        }
+        /* its output map is C x s x s, and mirroring / rotating the image mirrors / rotates
+         * it: compare trunk(g x) with g trunk(x) for the mirror and a quarter turn */
+        int nd;
+        int64_t os[CFNET_MAX_DIMS];
+        CF_ASSERT_OK(cfnet_network_output_shape(trunk, &nd, os));
+        assert_int_equal(nd, 3);
+        tu_rng r = {5};
+        int64_t xs[4] = {2, 1, S, S}, ys[4] = {2, os[0], os[1], os[2]};
+        cfnet_tensor *x = tu_tensor(4, xs, &r), *gx = tu_tensor(4, xs, NULL);
+        cfnet_tensor *y = tu_tensor(4, ys, NULL), *gy = tu_tensor(4, ys, NULL),
+                     *yg = tu_tensor(4, ys, NULL);
+        CF_ASSERT_OK(cfnet_network_infer(trunk, x, y));
+        for (int g = 1; g < 8; g += 3) { /* rho, rho F ... a rotation and two reflections */
+            tu_d4_planes(cfnet_tensor_data(x), cfnet_tensor_data(gx), 2, S, g);
+            CF_ASSERT_OK(cfnet_network_infer(trunk, gx, yg));
+            tu_d4_planes(cfnet_tensor_data(y), cfnet_tensor_data(gy), 2 * os[0], os[1], g);
+            double e = tu_max_rel_diff(cfnet_tensor_data(yg), cfnet_tensor_data(gy),
+                                       cfnet_tensor_numel(y));
+            if (e > 1e-5) fail_msg("gcnn-p4m trunk at %d: element %d changes it by %g", S, g, e);
+        }
+        cfnet_tensor_free(x);
+        cfnet_tensor_free(gx);
+        cfnet_tensor_free(y);
+        cfnet_tensor_free(gy);
+        cfnet_tensor_free(yg);
+        cfnet_network_free(trunk);
+        cfnet_network_free(net);
+    }
+}
+
 static void guide_table_matches_the_presets(void **state)
 {
     (void)state;
@@ -442,6 +530,7 @@ int main(void)
         cmocka_unit_test(multiply_adds_count_weights_per_output_position),
         cmocka_unit_test(conic_r_rule_matches_a_hand_built_network),
         cmocka_unit_test(guide_table_matches_the_presets),
+        cmocka_unit_test(p4m_preset_is_equivariant_up_to_its_head),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -44,7 +44,7 @@ static void create_from_config_matches_the_public_create_function(void **state)
     cfnet_layer *a = NULL, *b = NULL;
     CF_ASSERT_OK(cfnet_layer_conic_conv_create(6, 5, 2, CFNET_PADDING_VALID,
                                                CFNET_INTERP_BILINEAR, &a));
-    CF_ASSERT_OK(cf_layer_create(CFNET_LAYER_CONIC_CONV, a->icfg, a->fcfg, &b));
+    CF_ASSERT_OK(cf_layer_create(CFNET_LAYER_CONIC_CONV, a->icfg, a->fcfg, NULL, &b));
     assert_int_equal(cfnet_layer_kind_of(b), CFNET_LAYER_CONIC_CONV);
     assert_ptr_equal(a->ops, b->ops);
     assert_memory_equal(a->icfg, b->icfg, sizeof a->icfg);
@@ -52,7 +52,7 @@ static void create_from_config_matches_the_public_create_function(void **state)
     cfnet_layer_free(b);
 
     CF_ASSERT_OK(cfnet_layer_batch_norm_create(0.25f, 1e-3f, &a));
-    CF_ASSERT_OK(cf_layer_create(CFNET_LAYER_BATCH_NORM, NULL, a->fcfg, &b));
+    CF_ASSERT_OK(cf_layer_create(CFNET_LAYER_BATCH_NORM, NULL, a->fcfg, NULL, &b));
     assert_memory_equal(a->fcfg, b->fcfg, sizeof a->fcfg);
     cfnet_layer_free(a);
     cfnet_layer_free(b);
@@ -64,11 +64,11 @@ static void the_check_applies_to_both_paths_and_may_normalise(void **state)
     cfnet_layer *l = NULL;
     /* pool with window 0 stores stride 2 whether it was given 0 or 2 */
     const int cfg[] = {CFNET_POOL_MAX, 0, 0};
-    CF_ASSERT_OK(cf_layer_create(CFNET_LAYER_POOL, cfg, NULL, &l));
+    CF_ASSERT_OK(cf_layer_create(CFNET_LAYER_POOL, cfg, NULL, NULL, &l));
     assert_int_equal(l->icfg[2], 2);
     cfnet_layer_free(l);
     const int bad[] = {CFNET_POOL_MAX, 0, 3};
-    CF_ASSERT_STATUS(cf_layer_create(CFNET_LAYER_POOL, bad, NULL, &l), CFNET_E_INVALID_ARGUMENT);
+    CF_ASSERT_STATUS(cf_layer_create(CFNET_LAYER_POOL, bad, NULL, NULL, &l), CFNET_E_INVALID_ARGUMENT);
     assert_non_null(strstr(cfnet_last_error(), "pool: stride is 3"));
     CF_ASSERT_STATUS(cfnet_layer_pool_create(CFNET_POOL_MAX, 0, 3, &l), CFNET_E_INVALID_ARGUMENT);
     assert_non_null(strstr(cfnet_last_error(), "pool: stride is 3"));
@@ -76,12 +76,12 @@ static void the_check_applies_to_both_paths_and_may_normalise(void **state)
     for (int k = 1; k <= cfnet_layer_kind_count(); k++) {
         int zeros[CF_MAX_ICFG] = {0};
         float fz[CF_MAX_FCFG] = {0};
-        CF_ASSERT_STATUS(cf_layer_create(k, zeros, fz, NULL), CFNET_E_INVALID_ARGUMENT);
+        CF_ASSERT_STATUS(cf_layer_create(k, zeros, fz, NULL, NULL), CFNET_E_INVALID_ARGUMENT);
         char expect[64];
         snprintf(expect, sizeof expect, "%s: out is NULL", cfnet_layer_kind_name(k));
         assert_string_equal(cfnet_last_error(), expect);
     }
-    CF_ASSERT_STATUS(cf_layer_create(0, NULL, NULL, &l), CFNET_E_INTERNAL);
+    CF_ASSERT_STATUS(cf_layer_create(0, NULL, NULL, NULL, &l), CFNET_E_INTERNAL);
 }
 
 int main(void)

@@ -19,7 +19,7 @@ static void ref_rot90(const float *in, float *out, int k)
 static void rotate(int k, int R, int r, cfnet_interp interp, const float *in, float *out)
 {
     cf_rotmap m;
-    CF_ASSERT_OK(cf_rotmap_build(k, R, r, interp, &m));
+    CF_ASSERT_OK(cf_rotmap_build(NULL, k, R, r, interp, &m));
     cf_rotmap_apply(&m, in, out);
     cf_rotmap_free(&m);
 }
@@ -106,10 +106,10 @@ static void steerable_maps_rotate_exactly_within_the_basis(void **state)
     for (int k = 1; k <= 9; k++) {
         int kk = k * k;
         cf_rotmap P, T22, T45, T45b;
-        CF_ASSERT_OK(cf_rotmap_build(k, 4, 0, CFNET_INTERP_STEERABLE, &P));
-        CF_ASSERT_OK(cf_rotmap_build(k, 4, 1, CFNET_INTERP_STEERABLE, &T22));
-        CF_ASSERT_OK(cf_rotmap_build(k, 4, 2, CFNET_INTERP_STEERABLE, &T45));
-        CF_ASSERT_OK(cf_rotmap_build(k, 2, 1, CFNET_INTERP_STEERABLE, &T45b));
+        CF_ASSERT_OK(cf_rotmap_build(NULL, k, 4, 0, CFNET_INTERP_STEERABLE, &P));
+        CF_ASSERT_OK(cf_rotmap_build(NULL, k, 4, 1, CFNET_INTERP_STEERABLE, &T22));
+        CF_ASSERT_OK(cf_rotmap_build(NULL, k, 4, 2, CFNET_INTERP_STEERABLE, &T45));
+        CF_ASSERT_OK(cf_rotmap_build(NULL, k, 2, 1, CFNET_INTERP_STEERABLE, &T45b));
         float base[81], p[81], pp[81], a[81], b[81], c[81], d[81];
         tu_fill_normal(base, kk, &g);
         cf_rotmap_apply(&P, base, p);
@@ -151,12 +151,12 @@ static void steerable_maps_build_up_to_the_limit(void **state)
     for (size_t i = 0; i < sizeof ks / sizeof ks[0]; i++) {
         int k = ks[i];
         cf_rotmap m;
-        CF_ASSERT_OK(cf_rotmap_build(k, 2, 1, CFNET_INTERP_STEERABLE, &m));
+        CF_ASSERT_OK(cf_rotmap_build(NULL, k, 2, 1, CFNET_INTERP_STEERABLE, &m));
         assert_int_equal(m.kk, k * k);
         cf_rotmap_free(&m);
     }
     cf_rotmap m;
-    CF_ASSERT_STATUS(cf_rotmap_build(CF_ROT_STEERABLE_MAX_K + 1, 2, 1, CFNET_INTERP_STEERABLE, &m),
+    CF_ASSERT_STATUS(cf_rotmap_build(NULL, CF_ROT_STEERABLE_MAX_K + 1, 2, 1, CFNET_INTERP_STEERABLE, &m),
                      CFNET_E_LIMIT);
     assert_null(m.src);
 }

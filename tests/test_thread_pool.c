@@ -52,7 +52,7 @@ static void pool_runs_every_share_once(void **state)
 {
     (void)state;
     cf_pool *p = NULL;
-    CF_ASSERT_OK(cf_pool_create(3, &p));
+    CF_ASSERT_OK(cf_pool_create(NULL, 3, &p));
     assert_non_null(p);
     assert_int_equal(cf_pool_threads(p), 3);
     counts c;
@@ -78,7 +78,7 @@ static void pool_runs_every_share_once(void **state)
     assert_int_equal(cf_parallel_last_path(), 2);
     cf_pool_destroy(p);
     /* threads <= 1: no pool. */
-    CF_ASSERT_OK(cf_pool_create(1, &p));
+    CF_ASSERT_OK(cf_pool_create(NULL, 1, &p));
     assert_null(p);
     cf_pool_destroy(NULL);
 }
@@ -102,7 +102,7 @@ static void busy_pool_falls_back_to_own_threads(void **state)
 {
     (void)state;
     cf_pool *p = NULL;
-    CF_ASSERT_OK(cf_pool_create(2, &p));
+    CF_ASSERT_OK(cf_pool_create(NULL, 2, &p));
     nested ns;
     memset(&ns, 0, sizeof ns);
     {
@@ -183,7 +183,7 @@ static void blas_is_single_threaded_inside_parallel_runs(void **state)
     counts c;
     memset(&c, 0, sizeof c);
     cf_pool *p = NULL;
-    CF_ASSERT_OK(cf_pool_create(2, &p));
+    CF_ASSERT_OK(cf_pool_create(NULL, 2, &p));
     {
         CF_POOL_SCOPE(p);
         cf_parallel_run(2, count_share, &c);

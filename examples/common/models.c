@@ -6,7 +6,8 @@
 #include <math.h>
 #include <string.h>
 
-static const char *const names[EX_MODEL_COUNT] = {"CFNet", "CNet", "G-CNN", "G-CNN+DFT", "CNN"};
+static const char *const names[EX_MODEL_COUNT] = {"CFNet", "CNet",  "G-CNN",
+                                                  "G-CNN+DFT", "CNN", "G-CNN-p4m"};
 
 const char *ex_model_name(ex_model m)
 {
@@ -49,6 +50,10 @@ cfnet_network *ex_build(ex_model m, const ex_arch *a, int channels, int size, in
             if (i == 0) EX_APPEND(net, cfnet_layer_p4_lift_create(w, a->kernel, a->padding, &l_));
             else EX_APPEND(net, cfnet_layer_p4_conv_create(w, a->kernel, a->padding, &l_));
             break;
+        case EX_GCNN_P4M:
+            if (i == 0) EX_APPEND(net, cfnet_layer_p4m_lift_create(w, a->kernel, a->padding, &l_));
+            else EX_APPEND(net, cfnet_layer_p4m_conv_create(w, a->kernel, a->padding, &l_));
+            break;
         default:
             EX_APPEND(net, cfnet_layer_conv2d_create(w, a->kernel, 1, a->padding, &l_));
             break;
@@ -70,7 +75,8 @@ cfnet_network *ex_build(ex_model m, const ex_arch *a, int channels, int size, in
         if (a->batch_norm && a->dft_head_original)
             EX_APPEND(net, cfnet_layer_batch_norm_create(0.1f, 1e-5f, &l_));
     } else {
-        if (m == EX_GCNN) EX_APPEND(net, cfnet_layer_group_pool_create(CFNET_POOL_MAX, &l_));
+        if (m == EX_GCNN || m == EX_GCNN_P4M)
+            EX_APPEND(net, cfnet_layer_group_pool_create(CFNET_POOL_MAX, &l_));
         if (a->final_pool > 1)
             EX_APPEND(net, cfnet_layer_pool_create(CFNET_POOL_MEAN, a->final_pool, a->final_pool,
                                                    &l_));

@@ -1,4 +1,5 @@
-/* The five model families compared in the paper, built from one architecture description. */
+/* The five model families compared in the paper, and the p4m G-CNN (rotations and reflections),
+ * built from one architecture description. */
 #ifndef CFNET_EXAMPLES_MODELS_H
 #define CFNET_EXAMPLES_MODELS_H
 
@@ -12,7 +13,8 @@ typedef enum ex_model {
     EX_GCNN = 2,     /* p4 layers -> group pooling -> dense */
     EX_GCNN_DFT = 3, /* p4 layers -> DFT transition from the p4 map -> dense */
     EX_CNN = 4,      /* standard convolutions -> dense */
-    EX_MODEL_COUNT = 5
+    EX_GCNN_P4M = 5, /* p4m layers -> group pooling over D4 -> dense */
+    EX_MODEL_COUNT = 6
 } ex_model;
 
 #define EX_MAX_CONV 10
@@ -37,7 +39,7 @@ typedef struct ex_arch {
                               * order); 0: projection -> batch norm -> ReLU -> |DFT| */
 } ex_arch;
 
-/* "CFNet", "CNet", "G-CNN", "G-CNN+DFT", "CNN". */
+/* "CFNet", "CNet", "G-CNN", "G-CNN+DFT", "CNN", "G-CNN-p4m". */
 const char *ex_model_name(ex_model m);
 /* Parses a name as printed (case-insensitive, "gcnn-dft" also accepted); -1 if unknown. */
 int ex_model_parse(const char *name);

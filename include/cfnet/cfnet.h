@@ -267,7 +267,9 @@ CFNET_API cfnet_status cfnet_layer_group_pool_create(cfnet_pool_mode mode, cfnet
 /** DFT transition, part (a): projection Psi(n, r) = <T_r phi_n, f> + b_n with `filters` learned
  *  filters as large as the input map, at 4R rotations r*pi/(2R).
  *  Planar input K x M x M -> output filters x 4R (any R >= 1; interp used for rotations that are
- *  not quarter turns). p4 input K x 4 x M x M -> output filters x 4 (R must be 1). */
+ *  not quarter turns). p4 input K x 4 x M x M -> output filters x 4 (R must be 1); p4m input
+ *  K x 8 x M x M -> output filters x 8, the p4m group convolution at the centre (R must be 1;
+ *  since 0.2), for cfnet_layer_p4m_dft_magnitude_create. */
 CFNET_API cfnet_status cfnet_layer_dft_projection_create(int filters, int R, cfnet_interp interp,
                                                          cfnet_layer **out);
 
@@ -682,12 +684,27 @@ CFNET_API void cfnet_free(void *p);
 /* ---------------------------------------------------------------------------------------------
  * Contexts: allocation hooks and loader limits
  *
- * A context carries an allocator and the limits applied when loading models. Networks created
- * or loaded "in" a context allocate all their memory (layers appended to them included) through
- * its allocator; everything else uses malloc. There is no process-global hook. A context must
- * outlive every network created in it and every buffer those networks returned
- * (cfnet_network_save_buffer). Memory that FFTW, the BLAS and the JSON parser allocate
- * internally does not go through the hooks.
+ * EXPERIMENTAL until 1.0: the context and allocator API below (cfnet_context_*,
+ * cfnet_network_create_in, cfnet_network_load_in, cfnet_network_load_buffer_in) may still
+ * change in a minor version; the rest of this header is stable.
+ *
+ * A context carries an allocator and the limits applied when loading models. The allocator is
+ * stored in each object when it is created and inherited from there; there is no process-global
+ * or per-thread hook:
+ * - a network created or loaded in a context takes a copy of the context's allocator (changing
+ *   the context's allocator later affects only networks created afterwards) and makes every
+ *   allocation with it: training and inference buffers, optimiser state, saved buffers
+ *   (cfnet_network_save_buffer, cfnet_network_export_onnx_buffer) and scratch;
+ * - a layer appended to such a network allocates everything from then on (parameters,
+ *   gradients, state, tables, workspaces) with the network's allocator. The cfnet_layer object
+ *   itself is allocated by its create function, before it knows its network, with malloc (a few
+ *   hundred bytes, freed with malloc's free when the network frees it); layers of a network
+ *   loaded in a context are created with the context's allocator, struct included;
+ * - tensors, layers and networks created outside any context use malloc.
+ * Every block the library returns is 64-byte aligned, whatever the hooks' alignment, and goes
+ * back to the hooks that made it (the hooks' `opaque` must stay valid while such blocks exist).
+ * A context must outlive every network created in it (saving reads its limits). Memory that
+ * FFTW, the BLAS and the JSON parser allocate internally does not go through the hooks.
  * ------------------------------------------------------------------------------------------- */
 
 /** A context (opaque): allocator hooks and loader limits. */
@@ -739,7 +756,7 @@ CFNET_API cfnet_status cfnet_network_load_buffer_in(cfnet_context *ctx, const vo
 /* ---------------------------------------------------------------------------------------------
  * Preset classifiers
  *
- * The paper's five families as ready-made classifiers for S x S inputs (see docs/guide.md for
+ * The paper's five families, and a p4m G-CNN (rotations and reflections), as ready-made classifiers for S x S inputs (see docs/guide.md for
  * the table of layers, map sizes, parameters and cost per input size). The architecture is
  * derived from S:
  * - a trunk of 3 x 3 convolutions with same padding, each followed by batch norm and ReLU;
@@ -750,24 +767,27 @@ CFNET_API cfnet_status cfnet_network_load_buffer_in(cfnet_context *ctx, const vo
  * - CFNet and G-CNN+DFT end with the DFT transition (projection at 4 rotations, bilinear
  *   resampling, batch norm, ReLU, |DFT|) and a dense layer: the network is invariant to quarter
  *   turns of the input (in inference mode);
- * - CNet, G-CNN and CNN end with an equivariant 2 x 2 / 3 x 3 mean pooling (G-CNN: after max
- *   pooling over the rotations) and a dense layer.
+ * - CNet, G-CNN, G-CNN p4m and CNN end with an equivariant 2 x 2 / 3 x 3 mean pooling (G-CNN:
+ *   after max pooling over the 4 rotations, G-CNN p4m: over the 8 rotations and reflections)
+ *   and a dense layer.
  * For S = 50 and width 12 this is the network of the biomarker demo (50 -> 25 -> 12 -> 6). The
  * last layer outputs logits (no softmax): train with cfnet_network_train_step/train_epoch, get
  * probabilities with cfnet_network_probabilities.
  * ------------------------------------------------------------------------------------------- */
 
-/** The five model families of the paper. */
+/** The five model families of the paper, and the p4m G-CNN. */
 typedef enum cfnet_family {
     CFNET_FAMILY_CFNET = 1,    /**< conic convolutions, DFT transition (invariant) */
     CFNET_FAMILY_CNET = 2,     /**< conic convolutions, mean pooling, dense (no DFT) */
     CFNET_FAMILY_GCNN = 3,     /**< p4 group convolutions, group max pooling, dense */
     CFNET_FAMILY_GCNN_DFT = 4, /**< p4 group convolutions, DFT transition (invariant) */
-    CFNET_FAMILY_CNN = 5       /**< standard convolutions, dense */
+    CFNET_FAMILY_CNN = 5,      /**< standard convolutions, dense */
+    CFNET_FAMILY_GCNN_P4M = 6  /**< p4m (rotations and reflections) group convolutions, group
+                                    max pooling over the 8 copies, dense; since 0.2 */
 } cfnet_family;
 
-/** Static name of a family: "cfnet", "cnet", "gcnn", "gcnn-dft", "cnn"; NULL for an unknown
- *  value. */
+/** Static name of a family: "cfnet", "cnet", "gcnn", "gcnn-dft", "cnn", "gcnn-p4m"; NULL for an
+ *  unknown value. */
 CFNET_API const char *cfnet_family_name(int family);
 
 /** Parses a family name as printed by cfnet_family_name (case-insensitive) into *out.
@@ -780,7 +800,8 @@ CFNET_API cfnet_status cfnet_family_parse(const char *name, cfnet_family *out);
  *  CFNET_E_INVALID_ARGUMENT with a message saying which sizes work. width: filters per
  *  convolution layer and DFT projection filters (1 to 1024); 0 selects the default, 16. The
  *  p4 families (G-CNN, G-CNN+DFT) use (width + 1) / 2 filters, each with 4 orientations, about
- *  the same number of convolution weights. channels: 1 to 4096. The caller owns *out
+ *  the same number of convolution weights; the p4m family (width + 2) / 3 filters, each with 8
+ *  transformations. channels: 1 to 4096. The caller owns *out
  *  (cfnet_network_free); training options are the defaults of cfnet_network_create. */
 CFNET_API cfnet_status cfnet_network_create_classifier(cfnet_family family, int channels,
                                                        int size, int classes, int width,

@@ -119,3 +119,4 @@ class Family(enum.IntEnum):
     GCNN = 3
     GCNN_DFT = 4
     CNN = 5
+    GCNN_P4M = 6

@@ -601,7 +601,8 @@ class Metadata(MutableMapping):
 
 
 def family_name(family):
-    """The library's name of a preset family ("cfnet", "cnet", "gcnn", "gcnn-dft", "cnn")."""
+    """The library's name of a preset family ("cfnet", "cnet", "gcnn", "gcnn-dft", "cnn",
+    "gcnn-p4m")."""
     name = _lib.load().cfnet_family_name(int(family))
     if name is None:
         raise ValueError("unknown family %r" % (family,))

@@ -6,7 +6,7 @@
 CFNET_API cfnet_status cfnet_context_create(cfnet_context **out)
 {
     CF_FAIL_IF(!out, CFNET_E_INVALID_ARGUMENT, "context_create: out is NULL");
-    cfnet_context *ctx = cf_calloc(1, sizeof *ctx);
+    cfnet_context *ctx = cf_alloc_zero(NULL, 1, sizeof *ctx);
     CF_FAIL_IF(!ctx, CFNET_E_OUT_OF_MEMORY, "context_create: out of memory");
     ctx->magic = CF_MAGIC_CONTEXT;
     ctx->alloc = cf_default_allocator;

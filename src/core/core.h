@@ -36,7 +36,9 @@ cfnet_status cf_error(cfnet_status status, const char *fmt, ...) CF_PRINTF(2, 3)
     } while (0)
 
 /* ------------------------------------------------------------------------------------------ */
-/* Memory. All library allocations go through these, so that allocation hooks have one place. */
+/* Memory. Every allocation names its allocator: the one stored in the object it belongs to
+ * (a network's, a layer's, a tensor's: set at creation, inherited on append and load), or NULL
+ * for the default (malloc/free) where no object is involved. There is no implicit routing.     */
 
 typedef struct cf_allocator {
     cfnet_alloc_fn alloc;
@@ -46,10 +48,16 @@ typedef struct cf_allocator {
 
 extern const cf_allocator cf_default_allocator;
 
-/* Allocate with the calling thread's current allocator (the default outside any scope); a
- * block always goes back to the allocator that made it. cf_malloc(0) returns a valid block. */
-void *cf_malloc(size_t size);
-void *cf_calloc(size_t count, size_t size);
+/* Every block is CF_ALIGN-byte aligned whatever the hooks return. */
+#define CF_ALIGN 64
+
+/* Allocates `size` bytes (0 gives a valid block) from `a` (NULL: the default), CF_ALIGN-byte
+ * aligned; NULL on failure. The block remembers the hooks that made it, so cf_free returns it
+ * there whoever frees it (the allocator stored in an object may be replaced later). */
+void *cf_alloc(const cf_allocator *a, size_t size);
+/* cf_alloc of count * size zeroed bytes (NULL on overflow). */
+void *cf_alloc_zero(const cf_allocator *a, size_t count, size_t size);
+/* Frees a block of cf_alloc / cf_alloc_zero. Accepts NULL. */
 void cf_free(void *p);
 
 /* Allocation meters of the calling thread (they nest): while a meter is active, every block
@@ -69,13 +77,6 @@ void cf_alloc_meter_end(cf_alloc_meter *m);
 /* cf_alloc_exempt(+1) ... cf_alloc_exempt(-1): parameter/state data, not layer tables. */
 void cf_alloc_exempt(int delta);
 
-/* Scopes: CF_ALLOC_SCOPE(a) makes `a` (NULL: default) the thread's allocator until the end of
- * the enclosing block. */
-const cf_allocator *cf_alloc_scope_enter(const cf_allocator *a);
-void cf_alloc_scope_leave(const cf_allocator **prev);
-#define CF_ALLOC_SCOPE(a)                                                                 \
-    const cf_allocator *cf_scope_prev_ __attribute__((cleanup(cf_alloc_scope_leave), unused)) = \
-        cf_alloc_scope_enter(a)
 /* Overflow-checked products; return false on overflow. */
 bool cf_mul_size(size_t a, size_t b, size_t *out);
 bool cf_mul_i64(int64_t a, int64_t b, int64_t *out);
@@ -130,10 +131,13 @@ struct cfnet_tensor {
     int ndim;
     int64_t shape[CFNET_MAX_DIMS];
     bool owns_data;
+    cf_allocator alloc; /* of the struct and of owned data */
 };
 
-/* Creates a tensor without setting an error prefix; used by layers for their parameters. */
-cfnet_status cf_tensor_new(int ndim, const int64_t *shape, cfnet_tensor **out);
+/* Creates a zeroed tensor with allocator `a` (NULL: the default); used by layers for their
+ * parameters. */
+cfnet_status cf_tensor_new(const cf_allocator *a, int ndim, const int64_t *shape,
+                           cfnet_tensor **out);
 /* Validates a shape and computes its element count; `what` names the caller for messages. */
 cfnet_status cf_shape_numel(const char *what, int ndim, const int64_t *shape, int64_t *numel);
 /* Writes "31x30"-style text for a shape into buf and returns buf. */

@@ -1,16 +1,16 @@
-/* Allocation wrappers and overflow-checked size arithmetic.
+/* Allocation and overflow-checked size arithmetic.
  *
- * Every library allocation goes through cf_malloc / cf_calloc / cf_free. A block carries a
- * 16-byte header naming the allocator that made it, so it is always returned to that allocator,
- * whichever scope frees it. The allocator in force is the calling thread's current scope: a
- * network's entry points enter the scope of the context it was created in (CF_ALLOC_SCOPE), so
- * hooks are per context, never process-global. */
+ * Every library allocation goes through cf_alloc(allocator, size) / cf_free. The caller names
+ * the allocator (the one stored in the network, layer or tensor the memory belongs to); hooks
+ * are per context, never process-global. A block is CF_ALIGN-aligned: the hooks are asked for
+ * a little more, and the header just before the aligned block holds the free hook, its opaque
+ * pointer, the address the hook returned and the metering information, so the block always goes
+ * back to the hooks that made it. */
 #include "core/core.h"
 
 #include <stdlib.h>
 #include <string.h>
 
-#define CF_HEADER 16
 
 static void *default_alloc(void *opaque, size_t size)
 {
@@ -26,12 +26,11 @@ static void default_free(void *opaque, void *p)
 
 const cf_allocator cf_default_allocator = {default_alloc, default_free, NULL};
 
-static _Thread_local const cf_allocator *cf_scope;
 static _Thread_local cf_alloc_meter *cf_meters; /* innermost first */
 static _Thread_local unsigned cf_meter_serial;
 static _Thread_local int cf_exempt;
 
-/* Block header: the allocator (8 bytes), then the size (bits 0..39; 0 when larger, such a block
+/* Block header info: the size (bits 0..39; 0 when larger, such a block
  * is never credited) and the serials of up to two meters that counted it (12 bits each). */
 #define SIZE_BITS 40
 #define SERIAL_MASK 0xfffu
@@ -54,21 +53,20 @@ void cf_alloc_meter_end(cf_alloc_meter *m)
 
 void cf_alloc_exempt(int delta) { cf_exempt += delta; }
 
-const cf_allocator *cf_alloc_scope_enter(const cf_allocator *a)
-{
-    const cf_allocator *prev = cf_scope;
-    cf_scope = a;
-    return prev;
-}
-
-void cf_alloc_scope_leave(const cf_allocator **prev) { cf_scope = *prev; }
-
 static bool counts(const cf_alloc_meter *m) { return !(m->tables_only && cf_exempt > 0); }
 
-void *cf_malloc(size_t size)
+typedef struct block_header {
+    cfnet_free_fn free;
+    void *opaque;
+    void *raw;     /* what the alloc hook returned */
+    uint64_t info; /* size and meter serials, see above */
+} block_header;
+
+void *cf_alloc(const cf_allocator *a, size_t size)
 {
-    const cf_allocator *a = cf_scope ? cf_scope : &cf_default_allocator;
-    if (size > SIZE_MAX - CF_HEADER) return NULL;
+    if (!a) a = &cf_default_allocator;
+    const size_t extra = sizeof(block_header) + CF_ALIGN - 1;
+    if (size > SIZE_MAX - extra) return NULL;
     for (cf_alloc_meter *m = cf_meters; m; m = m->outer) {
         if (!counts(m)) continue;
         if ((uint64_t)size > m->limit || m->live > m->limit - (uint64_t)size) {
@@ -76,8 +74,8 @@ void *cf_malloc(size_t size)
             return NULL;
         }
     }
-    char *p = a->alloc(a->opaque, size + CF_HEADER);
-    if (!p) return NULL;
+    char *raw = a->alloc(a->opaque, size + extra);
+    if (!raw) return NULL;
     uint64_t info = (uint64_t)size < ((uint64_t)1 << SIZE_BITS) ? (uint64_t)size : 0;
     int tagged = 0;
     for (cf_alloc_meter *m = cf_meters; m; m = m->outer) {
@@ -86,16 +84,19 @@ void *cf_malloc(size_t size)
         if (m->live > m->peak) m->peak = m->live;
         if (tagged < 2) info |= (uint64_t)m->serial << (SIZE_BITS + 12 * tagged++);
     }
-    memcpy(p, &a, sizeof a);
-    memcpy(p + 8, &info, sizeof info);
-    return p + CF_HEADER;
+    uintptr_t at = ((uintptr_t)raw + sizeof(block_header) + CF_ALIGN - 1) &
+                   ~(uintptr_t)(CF_ALIGN - 1);
+    char *p = raw + (at - (uintptr_t)raw);
+    block_header h = {a->free, a->opaque, raw, info};
+    memcpy(p - sizeof h, &h, sizeof h);
+    return p;
 }
 
-void *cf_calloc(size_t count, size_t size)
+void *cf_alloc_zero(const cf_allocator *a, size_t count, size_t size)
 {
     size_t total;
     if (!cf_mul_size(count, size, &total)) return NULL;
-    void *p = cf_malloc(total);
+    void *p = cf_alloc(a, total);
     if (p) memset(p, 0, total);
     return p;
 }
@@ -103,19 +104,16 @@ void *cf_calloc(size_t count, size_t size)
 void cf_free(void *p)
 {
     if (!p) return;
-    char *base = (char *)p - CF_HEADER;
-    const cf_allocator *a;
-    memcpy(&a, base, sizeof a);
+    block_header h;
+    memcpy(&h, (char *)p - sizeof h, sizeof h);
     if (cf_meters) {
-        uint64_t info;
-        memcpy(&info, base + 8, sizeof info);
-        uint64_t size = info & (((uint64_t)1 << SIZE_BITS) - 1);
-        unsigned s0 = (unsigned)(info >> SIZE_BITS) & SERIAL_MASK,
-                 s1 = (unsigned)(info >> (SIZE_BITS + 12)) & SERIAL_MASK;
+        uint64_t size = h.info & (((uint64_t)1 << SIZE_BITS) - 1);
+        unsigned s0 = (unsigned)(h.info >> SIZE_BITS) & SERIAL_MASK,
+                 s1 = (unsigned)(h.info >> (SIZE_BITS + 12)) & SERIAL_MASK;
         for (cf_alloc_meter *m = cf_meters; m; m = m->outer)
             if (m->serial == s0 || m->serial == s1) m->live -= size < m->live ? size : m->live;
     }
-    a->free(a->opaque, base);
+    h.free(h.opaque, h.raw);
 }
 
 bool cf_mul_size(size_t a, size_t b, size_t *out)

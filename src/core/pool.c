@@ -63,14 +63,14 @@ static void pool_stop(cf_pool *p)
     p->nworkers = 0;
 }
 
-cfnet_status cf_pool_create(int threads, cf_pool **out)
+cfnet_status cf_pool_create(const cf_allocator *a, int threads, cf_pool **out)
 {
     *out = NULL;
     if (threads <= 1) return CFNET_OK;
-    cf_pool *p = cf_calloc(1, sizeof *p);
+    cf_pool *p = cf_alloc_zero(a, 1, sizeof *p);
     CF_FAIL_IF(!p, CFNET_E_OUT_OF_MEMORY, "thread pool: out of memory");
     p->threads = threads;
-    p->workers = cf_calloc((size_t)threads - 1, sizeof *p->workers);
+    p->workers = cf_alloc_zero(a, (size_t)threads - 1, sizeof *p->workers);
     if (!p->workers) {
         cf_free(p);
         return cf_error(CFNET_E_OUT_OF_MEMORY, "thread pool: out of memory");

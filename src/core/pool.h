@@ -24,9 +24,9 @@
 
 typedef struct cf_pool cf_pool;
 
-/* A pool for `threads` shares (threads - 1 workers; the caller runs share 0). threads <= 1 gives
+/* A pool (allocated from `a`, NULL: the default) for `threads` shares (threads - 1 workers; the caller runs share 0). threads <= 1 gives
  * *out = NULL and CFNET_OK. */
-cfnet_status cf_pool_create(int threads, cf_pool **out);
+cfnet_status cf_pool_create(const cf_allocator *a, int threads, cf_pool **out);
 /* Stops and joins the workers, frees the pool (NULL: nothing). Must not run concurrently with a
  * job on the pool. */
 void cf_pool_destroy(cf_pool *p);

@@ -21,20 +21,21 @@ cfnet_status cf_shape_numel(const char *what, int ndim, const int64_t *shape, in
     return CFNET_OK;
 }
 
-static cfnet_status tensor_make(const char *what, float *data, int ndim, const int64_t *shape,
-                                cfnet_tensor **out)
+static cfnet_status tensor_make(const cf_allocator *a, const char *what, float *data, int ndim,
+                                const int64_t *shape, cfnet_tensor **out)
 {
     CF_FAIL_IF(!out, CFNET_E_INVALID_ARGUMENT, "%s: out is NULL", what);
     int64_t numel;
     CF_CHECK(cf_shape_numel(what, ndim, shape, &numel));
-    cfnet_tensor *t = cf_calloc(1, sizeof *t);
+    if (!a) a = &cf_default_allocator;
+    cfnet_tensor *t = cf_alloc_zero(a, 1, sizeof *t);
     CF_FAIL_IF(!t, CFNET_E_OUT_OF_MEMORY, "%s: out of memory", what);
     t->magic = CF_MAGIC_TENSOR;
     if (data) {
         t->data = data;
         t->owns_data = false;
     } else {
-        t->data = cf_calloc((size_t)numel, sizeof(float));
+        t->data = cf_alloc_zero(a, (size_t)numel, sizeof(float));
         if (!t->data) {
             cf_free(t);
             return cf_error(CFNET_E_OUT_OF_MEMORY, "%s: cannot allocate %lld floats", what,
@@ -42,6 +43,7 @@ static cfnet_status tensor_make(const char *what, float *data, int ndim, const i
         }
         t->owns_data = true;
     }
+    t->alloc = *a;
     t->numel = numel;
     t->ndim = ndim;
     memcpy(t->shape, shape, (size_t)ndim * sizeof *shape);
@@ -49,21 +51,22 @@ static cfnet_status tensor_make(const char *what, float *data, int ndim, const i
     return CFNET_OK;
 }
 
-cfnet_status cf_tensor_new(int ndim, const int64_t *shape, cfnet_tensor **out)
+cfnet_status cf_tensor_new(const cf_allocator *a, int ndim, const int64_t *shape,
+                           cfnet_tensor **out)
 {
-    return tensor_make("tensor_create", NULL, ndim, shape, out);
+    return tensor_make(a, "tensor_create", NULL, ndim, shape, out);
 }
 
 CFNET_API cfnet_status cfnet_tensor_create(int ndim, const int64_t *shape, cfnet_tensor **out)
 {
-    return tensor_make("tensor_create", NULL, ndim, shape, out);
+    return tensor_make(NULL, "tensor_create", NULL, ndim, shape, out);
 }
 
 CFNET_API cfnet_status cfnet_tensor_wrap(float *data, int ndim, const int64_t *shape,
                                          cfnet_tensor **out)
 {
     CF_FAIL_IF(!data, CFNET_E_INVALID_ARGUMENT, "tensor_wrap: data is NULL");
-    return tensor_make("tensor_wrap", data, ndim, shape, out);
+    return tensor_make(NULL, "tensor_wrap", data, ndim, shape, out);
 }
 
 CFNET_API void cfnet_tensor_free(cfnet_tensor *t)

@@ -54,7 +54,7 @@ cfnet_status cf_tensor_list_add(cf_tensor_list *ls, const char *what, float *dat
 {
     if (ls->n == ls->cap) {
         size_t cap = ls->cap ? 2 * ls->cap : 32;
-        cf_tensor_ref *grown = cf_malloc(cap * sizeof *grown);
+        cf_tensor_ref *grown = cf_alloc(ls->alloc, cap * sizeof *grown);
         CF_FAIL_IF(!grown, CFNET_E_OUT_OF_MEMORY, "%s: out of memory", what);
         if (ls->n) memcpy(grown, ls->t, ls->n * sizeof *grown);
         cf_free(ls->t);
@@ -135,7 +135,7 @@ static json_t *tensor_entry_json(const cf_tensor_ref *r, uint64_t begin, uint64_
     return o;
 }
 
-cfnet_status cf_container_encode(json_t *root, const cf_tensor_list *ls, uint64_t max_header,
+cfnet_status cf_container_encode(const cf_allocator *a, json_t *root, const cf_tensor_list *ls, uint64_t max_header,
                                  uint64_t max_data, const char *what, unsigned char **buf_out,
                                  size_t *size_out)
 {
@@ -156,7 +156,7 @@ cfnet_status cf_container_encode(json_t *root, const cf_tensor_list *ls, uint64_
                "loader accepts at most %" PRIu64 " and %" PRIu64,
                what, padded, offset, max_header, max_data);
     size_t total = 8 + padded + (size_t)offset;
-    unsigned char *buf = cf_malloc(total);
+    unsigned char *buf = cf_alloc(a, total);
     CF_FAIL_IF(!buf, CFNET_E_OUT_OF_MEMORY, "%s: cannot allocate %zu bytes", what, total);
     if (json_dumpb(root, (char *)buf + 8, hlen, dump_flags) != hlen) {
         cf_free(buf);
@@ -271,10 +271,11 @@ static cfnet_status parse_entry(const char *key_name, json_t *v, uint64_t dsize,
 }
 
 /* Reads and checks every tensor entry; on success the table is sorted by name. */
-static cfnet_status read_table(json_t *root, uint64_t dsize, cf_st_table *tab)
+static cfnet_status read_table(const cf_allocator *a, json_t *root, uint64_t dsize,
+                               cf_st_table *tab)
 {
     size_t n = json_object_size(root) - (json_object_get(root, "__metadata__") ? 1 : 0);
-    tab->e = cf_calloc(n ? n : 1, sizeof *tab->e);
+    tab->e = cf_alloc_zero(a, n ? n : 1, sizeof *tab->e);
     CF_FAIL_IF(!tab->e, CFNET_E_OUT_OF_MEMORY, CF_LOAD ": out of memory");
     tab->n = 0;
     const char *key;
@@ -358,7 +359,7 @@ cfnet_status cf_container_check_header(const unsigned char *text, size_t hlen)
     return CFNET_OK;
 }
 
-cfnet_status cf_container_decode(const unsigned char *buf, size_t size, uint64_t max_header,
+cfnet_status cf_container_decode(const cf_allocator *a, const unsigned char *buf, size_t size, uint64_t max_header,
                                  uint64_t max_data, cf_container *c)
 {
     memset(c, 0, sizeof *c);
@@ -370,7 +371,7 @@ cfnet_status cf_container_decode(const unsigned char *buf, size_t size, uint64_t
     c->root = root;
     c->data = buf + 8 + hlen;
     c->dsize = dsize;
-    cfnet_status st = read_table(root, dsize, &c->tab);
+    cfnet_status st = read_table(a, root, dsize, &c->tab);
     if (st != CFNET_OK) cf_container_free(c);
     return st;
 }

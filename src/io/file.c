@@ -73,13 +73,13 @@ static mode_t current_umask(void)
 }
 
 /* Best effort: makes the rename durable. The file itself is already complete and synced. */
-static void sync_parent_dir(const char *path)
+static void sync_parent_dir(const cf_allocator *a, const char *path)
 {
     const char *slash = strrchr(path, '/');
     char *dir = NULL;
     if (slash) {
         size_t n = slash == path ? 1 : (size_t)(slash - path);
-        dir = cf_malloc(n + 1);
+        dir = cf_alloc(a, n + 1);
         if (!dir) return;
         memcpy(dir, path, n);
         dir[n] = '\0';
@@ -93,12 +93,12 @@ static void sync_parent_dir(const char *path)
 }
 
 /* Longest file name in the directory of `path` (NAME_MAX if the system does not say). */
-static size_t name_max_for(const char *path, const char *slash)
+static size_t name_max_for(const cf_allocator *a, const char *path, const char *slash)
 {
     long m = -1;
     if (slash) {
         size_t n = slash == path ? 1 : (size_t)(slash - path);
-        char *dir = cf_malloc(n + 1);
+        char *dir = cf_alloc(a, n + 1);
         if (dir) {
             memcpy(dir, path, n);
             dir[n] = '\0';
@@ -111,8 +111,8 @@ static size_t name_max_for(const char *path, const char *slash)
     return m > 0 ? (size_t)m : (size_t)NAME_MAX;
 }
 
-cfnet_status cf_file_write_atomic(const char *path, const unsigned char *buf, size_t size,
-                                  const char *what)
+cfnet_status cf_file_write_atomic(const cf_allocator *a, const char *path,
+                                  const unsigned char *buf, size_t size, const char *what)
 {
     static const char suffix[] = ".tmp.XXXXXX";
     char ebuf[128];
@@ -122,11 +122,11 @@ cfnet_status cf_file_write_atomic(const char *path, const unsigned char *buf, si
      * part is shortened so that it fits. */
     const char *slash = strrchr(path, '/');
     size_t base = slash ? plen - (size_t)(slash + 1 - path) : plen;
-    size_t name_max = name_max_for(path, slash), keep = base;
+    size_t name_max = name_max_for(a, path, slash), keep = base;
     if (keep + sizeof suffix - 1 > name_max)
         keep = name_max > sizeof suffix - 1 ? name_max - (sizeof suffix - 1) : 0;
     size_t tlen = plen - base + keep;
-    char *tmp = cf_malloc(tlen + sizeof suffix);
+    char *tmp = cf_alloc(a, tlen + sizeof suffix);
     CF_FAIL_IF(!tmp, CFNET_E_OUT_OF_MEMORY, "%s: out of memory", what);
     memcpy(tmp, path, tlen);
     memcpy(tmp + tlen, suffix, sizeof suffix);
@@ -174,7 +174,7 @@ cfnet_status cf_file_write_atomic(const char *path, const unsigned char *buf, si
         return CFNET_E_IO;
     }
     cf_free(tmp);
-    sync_parent_dir(path);
+    sync_parent_dir(a, path);
     return CFNET_OK;
 }
 
@@ -189,7 +189,7 @@ CFNET_API cfnet_status cfnet_network_save(const cfnet_network *net, const char *
     unsigned char *buf;
     size_t size;
     CF_CHECK(cf_schema_serialize(net, flags, "network_save", &buf, &size));
-    cfnet_status st = cf_file_write_atomic(path, buf, size, "network_save");
+    cfnet_status st = cf_file_write_atomic(&net->alloc, path, buf, size, "network_save");
     cf_free(buf);
     return st;
 }
@@ -220,8 +220,8 @@ static cfnet_status read_error(const char *what, const char *path, char *ebuf, s
                     errno_text(err, ebuf, esize));
 }
 
-cfnet_status cf_file_read_all(const char *path, uint64_t max_header, uint64_t max_data,
-                              const char *what, unsigned char **buf_out, size_t *size_out)
+cfnet_status cf_file_read_all(const cf_allocator *a, const char *path, uint64_t max_header,
+                              uint64_t max_data, const char *what, unsigned char **buf_out, size_t *size_out)
 {
     char ebuf[128];
     /* O_NONBLOCK: opening a FIFO (or a device) must not wait for a writer; fstat then refuses
@@ -264,7 +264,7 @@ cfnet_status cf_file_read_all(const char *path, uint64_t max_header, uint64_t ma
     if (st == CFNET_OK && size >= 8)
         st = cf_container_check_framing(head, hlen, size, max_header, max_data);
     if (st == CFNET_OK) {
-        buf = cf_malloc(size >= 8 ? 8 + (size_t)hlen : size);
+        buf = cf_alloc(a, size >= 8 ? 8 + (size_t)hlen : size);
         if (!buf)
             st = cf_error(CFNET_E_OUT_OF_MEMORY, "%s: cannot allocate %zu bytes for '%s'", what,
                           size, QP(path));
@@ -277,7 +277,7 @@ cfnet_status cf_file_read_all(const char *path, uint64_t max_header, uint64_t ma
         if (st == CFNET_OK) st = cf_container_check_header(buf + 8, (size_t)hlen);
     }
     if (st == CFNET_OK && size >= 8 && size > 8 + (size_t)hlen) {
-        unsigned char *whole = cf_malloc(size);
+        unsigned char *whole = cf_alloc(a, size);
         if (!whole) {
             st = cf_error(CFNET_E_OUT_OF_MEMORY, "%s: cannot allocate %zu bytes for '%s'", what,
                           size, QP(path));
@@ -309,12 +309,12 @@ CFNET_API cfnet_status cfnet_network_load_in(cfnet_context *ctx, const char *pat
 {
     CF_CHECK(cf_handle_check(ctx, CF_MAGIC_CONTEXT, "context", __func__));
     CF_FAIL_IF(!path || !out, CFNET_E_INVALID_ARGUMENT, "network_load: NULL argument");
-    CF_ALLOC_SCOPE(cf_context_allocator(ctx));
     uint64_t max_header, max_data;
     cf_io_limits(ctx, &max_header, &max_data);
     unsigned char *buf = NULL;
     size_t size = 0;
-    CF_CHECK(cf_file_read_all(path, max_header, max_data, CF_LOAD, &buf, &size));
+    CF_CHECK(cf_file_read_all(cf_context_allocator(ctx), path, max_header, max_data, CF_LOAD,
+                              &buf, &size));
     cfnet_status st = cf_schema_load(ctx, buf, size, out);
     cf_free(buf);
     return st;

@@ -58,6 +58,7 @@ typedef struct cf_tensor_ref {
 typedef struct cf_tensor_list {
     cf_tensor_ref *t;
     size_t n, cap;
+    const cf_allocator *alloc; /* of the array (NULL: the default) */
 } cf_tensor_list;
 
 void cf_tensor_list_free(cf_tensor_list *ls);
@@ -66,10 +67,10 @@ cfnet_status cf_tensor_list_add(cf_tensor_list *ls, const char *what, float *dat
                                 const int64_t *shape, int64_t numel, const char *fmt, ...)
     CF_PRINTF(7, 8);
 
-/* Encodes a whole file into a new buffer (cf_free): `root` is the header object holding
+/* Encodes a whole file into a new buffer (from `a`; cf_free): `root` is the header object holding
  * "__metadata__"; the tensor entries of `ls` are added to it. Fails with CFNET_E_LIMIT when the
  * header or the data exceed the limits. */
-cfnet_status cf_container_encode(json_t *root, const cf_tensor_list *ls, uint64_t max_header,
+cfnet_status cf_container_encode(const cf_allocator *a, json_t *root, const cf_tensor_list *ls, uint64_t max_header,
                                  uint64_t max_data, const char *what, unsigned char **buf_out,
                                  size_t *size_out);
 
@@ -98,7 +99,7 @@ typedef struct cf_container {
 
 /* Checks the framing and the limits, parses the header and the tensor table (every entry
  * valid, the data tiled exactly). On success the caller releases it with cf_container_free. */
-cfnet_status cf_container_decode(const unsigned char *buf, size_t size, uint64_t max_header,
+cfnet_status cf_container_decode(const cf_allocator *a, const unsigned char *buf, size_t size, uint64_t max_header,
                                  uint64_t max_data, cf_container *c);
 void cf_container_free(cf_container *c);
 /* The checks of cf_container_decode that need only the first 8 bytes (`head`, giving header
@@ -127,14 +128,15 @@ cfnet_status cf_schema_load(cfnet_context *ctx, const unsigned char *buf, size_t
 /* ------------------------------------------------------------------------------------------ */
 /* file.c                                                                                     */
 
-/* Writes buf to a temporary file beside `path`, syncs it and renames it over `path`. */
-cfnet_status cf_file_write_atomic(const char *path, const unsigned char *buf, size_t size,
+/* Writes buf to a temporary file beside `path`, syncs it and renames it over `path`; scratch
+ * (the temporary name) from `a`. */
+cfnet_status cf_file_write_atomic(const cf_allocator *a, const char *path, const unsigned char *buf, size_t size,
                                   const char *what);
 /* Reads a whole regular file of at most 8 + max_header + max_data bytes (saturating) into a new
- * buffer (cf_free). Non-regular files (FIFOs, devices, directories) are refused with
+ * buffer (from `a`; cf_free). Non-regular files (FIFOs, devices, directories) are refused with
  * CFNET_E_IO without blocking; the framing and the JSON header are checked before the rest of
  * the file is read. */
-cfnet_status cf_file_read_all(const char *path, uint64_t max_header, uint64_t max_data,
+cfnet_status cf_file_read_all(const cf_allocator *a, const char *path, uint64_t max_header, uint64_t max_data,
                               const char *what, unsigned char **buf_out, size_t *size_out);
 
 #endif /* CFNET_IO_IO_H */

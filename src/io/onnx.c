@@ -42,6 +42,7 @@ typedef struct ox_block {
 } ox_block;
 
 typedef struct ox {
+    const cf_allocator *alloc; /* the network's */
     ox_block *blocks;
     bool oom;
     Onnx__NodeProto **nodes;
@@ -55,7 +56,7 @@ typedef struct ox {
 static void *ox_alloc(ox *g, size_t size)
 {
     if (g->oom) return NULL;
-    ox_block *b = size <= SIZE_MAX - sizeof *b ? cf_malloc(sizeof *b + size) : NULL;
+    ox_block *b = size <= SIZE_MAX - sizeof *b ? cf_alloc(g->alloc, sizeof *b + size) : NULL;
     if (!b) {
         g->oom = true;
         return NULL;
@@ -106,7 +107,7 @@ static bool ox_push(ox *g, void ***arr, size_t *n, size_t *cap, void *item)
     if (g->oom || !item) return false;
     if (*n == *cap) {
         size_t nc = *cap ? 2 * *cap : 64;
-        void **a = cf_malloc(nc * sizeof *a);
+        void **a = cf_alloc(g->alloc, nc * sizeof *a);
         if (!a) {
             g->oom = true;
             return false;
@@ -350,16 +351,18 @@ static cfnet_status emit_conic(ox *g, const cfnet_layer *l, const char *x, const
 
 static cfnet_status emit_p4(ox *g, const cfnet_layer *l, const char *x, const char **y)
 {
+    /* p4: 4 copies, p4m: 8; group layers take that many input copies per channel */
     int O = l->icfg[CF_P4_CFG_OUT], k = l->icfg[CF_P4_CFG_K];
-    int p4in = l->kind == CFNET_LAYER_P4_CONV;
-    int64_t CG = p4in ? l->in_shape[0] * 4 : l->in_shape[0], S = l->in_shape[l->in_ndim - 1];
+    int64_t order = l->out_shape[1];
+    int p4in = l->kind == CFNET_LAYER_P4_CONV || l->kind == CFNET_LAYER_P4M_CONV;
+    int64_t CG = p4in ? l->in_shape[0] * order : l->in_shape[0], S = l->in_shape[l->in_ndim - 1];
     float *bank = NULL, *bias = NULL;
     CF_CHECK(cf_p4_expanded_bank(l, &bank, &bias));
     if (p4in) {
         int64_t planes[3] = {CG, S, S};
         x = ox_reshape(g, x, 3, planes);
     }
-    int64_t wd[4] = {4 * (int64_t)O, CG, k, k}, bd[1] = {4 * (int64_t)O};
+    int64_t wd[4] = {order * (int64_t)O, CG, k, k}, bd[1] = {order * (int64_t)O};
     const char *conv = ox_conv(g, x, ox_floats(g, "expanded_weight", 4, wd, bank),
                                ox_floats(g, "expanded_bias", 1, bd, bias), k, 1,
                                pad_of(l->icfg[CF_P4_CFG_PAD], k));
@@ -412,10 +415,9 @@ static const char *dft_matrix(ox *g, int64_t n, bool sine)
 
 /* Y = F_A X F_B (F symmetric, F = C - iS): Re Y = C_A X C_B - S_A X S_B,
  * -Im Y = S_A X C_B + C_A X S_B; out = sqrt(Re^2 + Im^2). */
-static const char *emit_dft_magnitude(ox *g, const cfnet_layer *l, const char *x)
+/* |DFT2| over the last two axes (A x B) of x. */
+static const char *dft2_magnitude(ox *g, const char *x, int64_t A, int64_t B)
 {
-    int64_t A = l->out_shape[0], B = l->out_shape[1];
-    if (l->in_ndim != 2) x = ox_reshape(g, x, 2, l->out_shape);
     const char *ca = dft_matrix(g, A, false), *sa = dft_matrix(g, A, true);
     const char *cb = B == A ? ca : dft_matrix(g, B, false), *sb = B == A ? sa : dft_matrix(g, B, true);
     const char *p = OX2(g, "MatMul", x, cb), *q = OX2(g, "MatMul", x, sb);
@@ -423,6 +425,20 @@ static const char *emit_dft_magnitude(ox *g, const cfnet_layer *l, const char *x
     const char *im = OX2(g, "Add", OX2(g, "MatMul", sa, p), OX2(g, "MatMul", ca, q));
     const char *pw = OX2(g, "Add", OX2(g, "Mul", re, re), OX2(g, "Mul", im, im));
     return OX1(g, "Sqrt", pw);
+}
+
+static const char *emit_dft_magnitude(ox *g, const cfnet_layer *l, const char *x)
+{
+    if (l->in_ndim != 2) x = ox_reshape(g, x, 2, l->out_shape);
+    return dft2_magnitude(g, x, l->out_shape[0], l->out_shape[1]);
+}
+
+/* Per channel, |DFT2| of the 8 copies read as a 2 x 4 grid (m, r). */
+static const char *emit_p4m_dft_magnitude(ox *g, const cfnet_layer *l, const char *x)
+{
+    int64_t grid[3] = {l->out_shape[0], 2, 4};
+    const char *y = dft2_magnitude(g, ox_reshape(g, x, 3, grid), 2, 4);
+    return ox_reshape(g, y, 2, l->out_shape);
 }
 
 static const char *emit_dense(ox *g, const cfnet_layer *l, const char *x)
@@ -480,7 +496,10 @@ static cfnet_status emit_layer(ox *g, const cfnet_layer *l, const char *x, const
     case CFNET_LAYER_CONV2D: *y = emit_conv2d(g, l, x); break;
     case CFNET_LAYER_CONIC_CONV: return emit_conic(g, l, x, y);
     case CFNET_LAYER_P4_LIFT:
-    case CFNET_LAYER_P4_CONV: return emit_p4(g, l, x, y);
+    case CFNET_LAYER_P4_CONV:
+    case CFNET_LAYER_P4M_LIFT:
+    case CFNET_LAYER_P4M_CONV: return emit_p4(g, l, x, y);
+    case CFNET_LAYER_P4M_DFT_MAGNITUDE: *y = emit_p4m_dft_magnitude(g, l, x); break;
     case CFNET_LAYER_GROUP_POOL: *y = emit_group_pool(g, l, x); break;
     case CFNET_LAYER_DFT_PROJECTION: return emit_dft_projection(g, l, x, y);
     case CFNET_LAYER_DFT_MAGNITUDE: *y = emit_dft_magnitude(g, l, x); break;
@@ -680,7 +699,7 @@ static cfnet_status build(ox *g, const cfnet_network *net, unsigned flags, const
     CF_FAIL_IF(size > (size_t)INT32_MAX, CFNET_E_LIMIT,
                "%s: the model takes %zu bytes, over the 2 GiB limit of a protobuf message", what,
                size);
-    uint8_t *buf = cf_malloc(size ? size : 1);
+    uint8_t *buf = cf_alloc(&net->alloc, size ? size : 1);
     CF_FAIL_IF(!buf, CFNET_E_OUT_OF_MEMORY, "%s: cannot allocate %zu bytes", what, size);
     size_t packed = protobuf_c_message_pack(&model->base, buf);
     if (packed != size) {
@@ -701,6 +720,7 @@ static cfnet_status export_buffer(const cfnet_network *net, unsigned flags, cons
     CF_FAIL_IF(net->nlayers == 0, CFNET_E_STATE, "%s: the network has no layers", what);
     ox g;
     memset(&g, 0, sizeof g);
+    g.alloc = &net->alloc;
     cfnet_status st = build(&g, net, flags, what, buf, size);
     ox_free(&g);
     return st;
@@ -717,7 +737,7 @@ CFNET_API cfnet_status cfnet_network_export_onnx(const cfnet_network *net, const
     uint8_t *buf;
     size_t size;
     CF_CHECK(export_buffer(net, flags, what, &buf, &size));
-    cfnet_status st = cf_file_write_atomic(path, buf, size, what);
+    cfnet_status st = cf_file_write_atomic(&net->alloc, path, buf, size, what);
     cf_free(buf);
     return st;
 }

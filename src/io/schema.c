@@ -159,10 +159,10 @@ static json_t *training_json(const cfnet_network *net)
 
 /* Serialises `v` into a new NUL-terminated buffer (cf_free) through json_dumpb, so that no
  * memory from jansson's allocator changes hands. */
-static char *dump_json(const json_t *v, size_t flags, size_t *len)
+static char *dump_json(const cf_allocator *alloc, const json_t *v, size_t flags, size_t *len)
 {
     size_t n = json_dumpb(v, NULL, 0, flags);
-    char *text = n ? cf_malloc(n + 1) : NULL;
+    char *text = n ? cf_alloc(alloc, n + 1) : NULL;
     if (!text) return NULL;
     if (json_dumpb(v, text, n, flags) != n) {
         cf_free(text);
@@ -193,7 +193,7 @@ static json_t *architecture_string(const cfnet_network *net, bool training)
     ok = ok && cf_json_set(a, "options", options_json(net));
     if (training) ok = ok && cf_json_set(a, "training", training_json(net));
     size_t len = 0;
-    char *text = ok ? dump_json(a, JSON_COMPACT | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(17),
+    char *text = ok ? dump_json(&net->alloc, a, JSON_COMPACT | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(17),
                                 &len)
                     : NULL;
     json_t *str = text ? json_stringn(text, len) : NULL;
@@ -213,6 +213,7 @@ cfnet_status cf_schema_serialize(const cfnet_network *net, unsigned flags, const
                flags & ~known);
     bool with_opt = (flags & CFNET_SAVE_OPTIMIZER) != 0;
     cf_tensor_list ls = {0};
+    ls.alloc = &net->alloc;
     cfnet_status st = list_layer_tensors(net, what, &ls);
     if (st == CFNET_OK && with_opt && has_optimizer_state(net))
         st = list_optimizer_tensors(net, what, &ls);
@@ -252,7 +253,7 @@ cfnet_status cf_schema_serialize(const cfnet_network *net, unsigned flags, const
     } else {
         uint64_t max_header, max_data;
         cf_io_limits(net->ctx, &max_header, &max_data);
-        st = cf_container_encode(root, &ls, max_header, max_data, what, buf_out, size_out);
+        st = cf_container_encode(&net->alloc, root, &ls, max_header, max_data, what, buf_out, size_out);
     }
     json_decref(root);
     cf_tensor_list_free(&ls);
@@ -369,7 +370,8 @@ static cfnet_status as_format_error(cfnet_status st)
     return st == CFNET_E_OUT_OF_MEMORY || st == CFNET_E_LIMIT ? st : CFNET_E_FORMAT;
 }
 
-static cfnet_status make_layer(json_t *lj, int index, cfnet_layer **out)
+static cfnet_status make_layer(const cf_allocator *alloc, json_t *lj, int index,
+                               cfnet_layer **out)
 {
     char where[48];
     snprintf(where, sizeof where, "layer %d", index);
@@ -414,7 +416,7 @@ static cfnet_status make_layer(json_t *lj, int index, cfnet_layer **out)
         CF_FAIL_IF(!known, CFNET_E_FORMAT, CF_LOAD ": %s (%s) has an unknown field \"%s\"", where,
                    ops->name, CF_SAFE(key));
     }
-    cfnet_status st = cf_layer_create(kind, ic, fc, out);
+    cfnet_status st = cf_layer_create(kind, ic, fc, alloc, out);
     if (st != CFNET_OK)
         return cf_error(as_format_error(st), CF_LOAD ": %s (%s) has an invalid configuration: %s",
                         where, ops->name, cfnet_last_error());
@@ -505,7 +507,7 @@ static cfnet_status build_network(cfnet_context *ctx, json_t *arch, cfnet_networ
         return cf_error(as_format_error(st), CF_LOAD ": invalid input shape: %s", cfnet_last_error());
     for (size_t i = 0; st == CFNET_OK && i < json_array_size(layers); i++) {
         cfnet_layer *l = NULL;
-        st = make_layer(json_array_get(layers, i), (int)i, &l);
+        st = make_layer(&net->alloc, json_array_get(layers, i), (int)i, &l);
         if (st != CFNET_OK) break;
         st = cf_network_append(net, l);
         if (st != CFNET_OK) {
@@ -587,13 +589,13 @@ static cfnet_status read_user_metadata(json_t *root, cfnet_network *net)
 cfnet_status cf_schema_load(cfnet_context *ctx, const unsigned char *buf, size_t size,
                             cfnet_network **out)
 {
-    CF_ALLOC_SCOPE(cf_context_allocator(ctx));
     uint64_t max_header, max_data;
     cf_io_limits(ctx, &max_header, &max_data);
     cf_container c;
-    CF_CHECK(cf_container_decode(buf, size, max_header, max_data, &c));
+    CF_CHECK(cf_container_decode(cf_context_allocator(ctx), buf, size, max_header, max_data, &c));
     json_t *arch = NULL;
     cf_tensor_list ls = {0};
+    ls.alloc = cf_context_allocator(ctx);
     cfnet_network *net = NULL;
     cfnet_status st = read_metadata(c.root, &arch);
     if (st == CFNET_OK) {

@@ -42,7 +42,8 @@ void cf_conv_plan_free(cf_conv_plan *p)
     memset(p, 0, sizeof *p);
 }
 
-cfnet_status cf_conv_plan_init(cf_conv_plan *p, int C, int H, int W, int k, int stride,
+cfnet_status cf_conv_plan_init(const cf_allocator *a, cf_conv_plan *p, int C, int H, int W,
+                               int k, int stride,
                                cfnet_padding padding, const int32_t *group_of, int ngroups)
 {
     memset(p, 0, sizeof *p);
@@ -65,9 +66,9 @@ cfnet_status cf_conv_plan_init(cf_conv_plan *p, int C, int H, int W, int k, int 
     int64_t kk = (int64_t)k * k;
     size_t idx_n;
     if (!cf_mul_size((size_t)kk, (size_t)p->P, &idx_n)) idx_n = SIZE_MAX / 8;
-    p->goff = cf_calloc((size_t)p->ngroups + 1, sizeof *p->goff);
-    p->run_off = cf_calloc((size_t)(kk * p->ngroups) + 1, sizeof *p->run_off);
-    if (group_of) p->perm = cf_malloc((size_t)p->P * sizeof *p->perm);
+    p->goff = cf_alloc_zero(a, (size_t)p->ngroups + 1, sizeof *p->goff);
+    p->run_off = cf_alloc_zero(a, (size_t)(kk * p->ngroups) + 1, sizeof *p->run_off);
+    if (group_of) p->perm = cf_alloc(a, (size_t)p->P * sizeof *p->perm);
     if (!p->goff || !p->run_off || (group_of && !p->perm)) {
         cf_conv_plan_free(p);
         return cf_error(CFNET_E_OUT_OF_MEMORY, "convolution: cannot allocate index tables");
@@ -76,7 +77,7 @@ cfnet_status cf_conv_plan_init(cf_conv_plan *p, int C, int H, int W, int k, int 
         /* Counting sort of the output pixels by group, stable in natural order. */
         for (int64_t q = 0; q < p->P; q++) p->goff[group_of[q] + 1]++;
         for (int g = 0; g < p->ngroups; g++) p->goff[g + 1] += p->goff[g];
-        int64_t *fill = cf_malloc((size_t)p->ngroups * sizeof *fill);
+        int64_t *fill = cf_alloc(a, (size_t)p->ngroups * sizeof *fill);
         if (!fill) {
             cf_conv_plan_free(p);
             return cf_error(CFNET_E_OUT_OF_MEMORY, "convolution: cannot allocate index tables");
@@ -86,8 +87,8 @@ cfnet_status cf_conv_plan_init(cf_conv_plan *p, int C, int H, int W, int k, int 
         cf_free(fill);
         /* Runs of grouped columns that are consecutive output pixels, for the scatter of the
          * outputs and the gather of their gradient. */
-        p->prun_off = cf_calloc((size_t)p->ngroups + 1, sizeof *p->prun_off);
-        p->pruns = cf_malloc((size_t)p->P * sizeof *p->pruns);
+        p->prun_off = cf_alloc_zero(a, (size_t)p->ngroups + 1, sizeof *p->prun_off);
+        p->pruns = cf_alloc(a, (size_t)p->P * sizeof *p->pruns);
         if (!p->prun_off || !p->pruns) {
             cf_conv_plan_free(p);
             return cf_error(CFNET_E_OUT_OF_MEMORY, "convolution: cannot allocate index tables");
@@ -111,7 +112,7 @@ cfnet_status cf_conv_plan_init(cf_conv_plan *p, int C, int H, int W, int k, int 
     }
     /* Offset in the padded input of every (tap, column), then the runs: two passes, count then
      * fill. */
-    int32_t *idx = cf_malloc(idx_n * sizeof *idx);
+    int32_t *idx = cf_alloc(a, idx_n * sizeof *idx);
     if (!idx) {
         cf_conv_plan_free(p);
         return cf_error(CFNET_E_OUT_OF_MEMORY, "convolution: cannot allocate index tables");
@@ -144,7 +145,7 @@ cfnet_status cf_conv_plan_init(cf_conv_plan *p, int C, int H, int W, int k, int 
         }
         if (pass == 0) {
             p->run_off[kk * p->ngroups] = nr;
-            p->runs = cf_malloc((size_t)(nr ? nr : 1) * sizeof *p->runs);
+            p->runs = cf_alloc(a, (size_t)(nr ? nr : 1) * sizeof *p->runs);
             if (!p->runs) {
                 cf_free(idx);
                 cf_conv_plan_free(p);
@@ -177,7 +178,7 @@ static int64_t block_of(const cf_conv_plan *p, int64_t n, int T)
 
 /* Floats of slack after the column block and the padded input: run copies move whole blocks of
  * RUN_BLOCK floats and may run past the end of a run by up to RUN_BLOCK - 1. */
-#define RUN_BLOCK 8
+#define RUN_BLOCK CF_RUN_BLOCK
 
 static size_t col_bytes(const cf_conv_plan *p, int64_t nb)
 {
@@ -273,6 +274,7 @@ static void im2col(const cf_conv_plan *p, const float *xpad, int64_t nb, float *
 {
     int64_t kk = (int64_t)p->k * p->k, HWp = (int64_t)p->Hp * p->Wp, BP = nb * p->P;
     int G = p->ngroups;
+    const cf_simd_ops *k = cf_simd();
     for (int c = 0; c < p->C; c++) {
         for (int64_t t = 0; t < kk; t++) {
             float *row = col + (c * kk + t) * BP;
@@ -282,31 +284,11 @@ static void im2col(const cf_conv_plan *p, const float *xpad, int64_t nb, float *
                                   *r1 = p->runs + p->run_off[t * G + g + 1];
                 for (int64_t b = 0; b < nb; b++) {
                     const float *xb = xpad + (b * p->C + c) * HWp;
-                    float *dst = row + nb * g0 + b * pg;
-                    for (const cf_conv_run *r = r0; r < r1; r++) {
-                        float *d = dst + r->dst;
-                        const float *s = xb + r->src;
-                        for (int32_t i = 0; i < r->len; i += RUN_BLOCK)
-                            memcpy(d + i, s + i, RUN_BLOCK * sizeof(float));
-                    }
+                    k->copy_runs(row + nb * g0 + b * pg, xb, r0, r1);
                 }
             }
         }
     }
-}
-
-static inline void add_run(float *restrict d, const float *restrict s, int32_t len)
-{
-    int32_t i = 0;
-    for (; i + 4 <= len; i += 4) {
-        float a0 = d[i] + s[i], a1 = d[i + 1] + s[i + 1], a2 = d[i + 2] + s[i + 2],
-              a3 = d[i + 3] + s[i + 3];
-        d[i] = a0;
-        d[i + 1] = a1;
-        d[i + 2] = a2;
-        d[i + 3] = a3;
-    }
-    for (; i < len; i++) d[i] += s[i];
 }
 
 /* dx (nb samples, overwritten) = col2im(col), accumulated in the padded planes dxpad. */
@@ -315,6 +297,7 @@ static void col2im(const cf_conv_plan *p, const float *col, int64_t nb, float *d
     int64_t kk = (int64_t)p->k * p->k, HW = (int64_t)p->H * p->W,
             HWp = (int64_t)p->Hp * p->Wp, BP = nb * p->P;
     int G = p->ngroups;
+    const cf_simd_ops *k = cf_simd();
     memset(dxpad, 0, (size_t)(nb * p->C * HWp) * sizeof(float));
     for (int c = 0; c < p->C; c++) {
         for (int64_t t = 0; t < kk; t++) {
@@ -326,8 +309,7 @@ static void col2im(const cf_conv_plan *p, const float *col, int64_t nb, float *d
                 for (int64_t b = 0; b < nb; b++) {
                     float *db = dxpad + (b * p->C + c) * HWp;
                     const float *src = row + nb * g0 + b * pg;
-                    for (const cf_conv_run *r = r0; r < r1; r++)
-                        add_run(db + r->src, src + r->dst, r->len);
+                    k->add_runs(db, src, r0, r1);
                 }
             }
         }
@@ -371,6 +353,7 @@ static void forward_range(const conv_job *j)
                         1.0f, j->Wg[g], (int)CK, j->col + nb * g0, (int)BP, 0.0f,
                         j->out + nb * g0, (int)BP);
         }
+        const cf_simd_ops *k = cf_simd();
         for (int64_t b = 0; b < nb; b++) {
             float *yb = j->y + (s0 + b) * O * P;
             for (int o = 0; o < O; o++) {
@@ -378,8 +361,7 @@ static void forward_range(const conv_job *j)
                 const float *src = j->out + o * BP;
                 float *dst = yb + o * P;
                 if (!p->perm) {
-                    const float *sv = src + b * P;
-                    for (int64_t q = 0; q < P; q++) dst[q] = sv[q] + bo;
+                    k->add_scalar(dst, src + b * P, P, bo);
                     continue;
                 }
                 for (int g = 0; g < p->ngroups; g++) {
@@ -389,7 +371,7 @@ static void forward_range(const conv_job *j)
                         const cf_conv_run *pr = &p->pruns[r];
                         float *d = dst + pr->src;
                         const float *sr = sv + pr->dst;
-                        for (int32_t i = 0; i < pr->len; i++) d[i] = sr[i] + bo;
+                        k->add_scalar(d, sr, pr->len, bo);
                     }
                 }
             }

@@ -11,13 +11,12 @@
 #ifndef CFNET_CONVCORE_H
 #define CFNET_CONVCORE_H
 
+#include "kernels/simd.h"
 #include "nn/layer.h"
 
-typedef struct cf_conv_run {
-    int32_t dst; /* first column, relative to the start of its group */
-    int32_t src; /* offset of that column's input in the zero-padded plane (Hp x Wp) */
-    int32_t len;
-} cf_conv_run;
+/* A run of columns (dst: first column relative to the start of its group; src: offset of its
+ * input in the zero-padded plane Hp x Wp; len). The kernels that move runs are in simd.h. */
+typedef cf_run cf_conv_run;
 
 typedef struct cf_conv_plan {
     int C, H, W;       /* input planes and size */
@@ -50,7 +49,8 @@ int cf_conv_out_size(int S, int k, int stride, cfnet_padding padding);
 
 /* Builds the plan. group_of[p] (p in natural output order) gives each output pixel's group in
  * [0, ngroups); NULL means one group. Empty groups are allowed. */
-cfnet_status cf_conv_plan_init(cf_conv_plan *p, int C, int H, int W, int k, int stride,
+cfnet_status cf_conv_plan_init(const cf_allocator *a, cf_conv_plan *p, int C, int H, int W,
+                               int k, int stride,
                                cfnet_padding padding, const int32_t *group_of, int ngroups);
 void cf_conv_plan_free(cf_conv_plan *p);
 

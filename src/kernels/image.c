@@ -2,7 +2,7 @@
  *
  * Coordinates follow docs/conventions.md: pixel (i, j) of an S x S plane sits at (u, v) =
  * (j - c, c - i), c = (S - 1) / 2; rotations are counter-clockwise; out(z) = in(g^{-1} z). */
-#include "core/core.h"
+#include "kernels/rotate.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -102,8 +102,8 @@ static void build_taps(int64_t S, double radians, rot_tap *taps)
     }
 }
 
-CFNET_API cfnet_status cfnet_image_rotate(const cfnet_tensor *in, cfnet_tensor *out,
-                                          double degrees)
+cfnet_status cf_image_rotate(const cf_allocator *alloc, const cfnet_tensor *in, cfnet_tensor *out,
+                             double degrees)
 {
     CF_CHECK(cf_handle_check(in, CF_MAGIC_TENSOR, "tensor", __func__));
     CF_CHECK(cf_handle_check(out, CF_MAGIC_TENSOR, "tensor", __func__));
@@ -128,7 +128,7 @@ CFNET_API cfnet_status cfnet_image_rotate(const cfnet_tensor *in, cfnet_tensor *
     size_t bytes;
     CF_FAIL_IF(!cf_mul_size((size_t)SS, sizeof(rot_tap), &bytes), CFNET_E_LIMIT,
                "%s: %lld x %lld plane is too large", what, (long long)S, (long long)S);
-    rot_tap *taps = cf_malloc(bytes);
+    rot_tap *taps = cf_alloc(alloc, bytes);
     CF_FAIL_IF(!taps, CFNET_E_OUT_OF_MEMORY, "%s: cannot allocate the %lld x %lld sampling table",
                what, (long long)S, (long long)S);
     build_taps(S, d * (3.14159265358979323846 / 180.0), taps);
@@ -148,6 +148,12 @@ CFNET_API cfnet_status cfnet_image_rotate(const cfnet_tensor *in, cfnet_tensor *
 
 /* ------------------------------------------------------------------------------------------ */
 /* Shift                                                                                      */
+
+CFNET_API cfnet_status cfnet_image_rotate(const cfnet_tensor *in, cfnet_tensor *out,
+                                          double degrees)
+{
+    return cf_image_rotate(NULL, in, out, degrees);
+}
 
 CFNET_API cfnet_status cfnet_image_shift(const cfnet_tensor *in, cfnet_tensor *out, int dy,
                                          int dx)
@@ -253,7 +259,7 @@ CFNET_API cfnet_status cfnet_image_normalize(cfnet_tensor *images, double low_pe
         }
     }
 
-    float *sorted = cf_malloc((size_t)HW * sizeof(float));
+    float *sorted = cf_alloc(NULL, (size_t)HW * sizeof(float));
     CF_FAIL_IF(!sorted, CFNET_E_OUT_OF_MEMORY, "%s: cannot allocate %lld floats of scratch", what,
                (long long)HW);
     for (int64_t p = 0; p < planes; p++) {

@@ -50,12 +50,12 @@ void cf_rotmap_free(cf_rotmap *map)
     memset(map, 0, sizeof *map);
 }
 
-static cfnet_status rotmap_alloc(cf_rotmap *map, int kk, int taps)
+static cfnet_status rotmap_alloc(const cf_allocator *alloc, cf_rotmap *map, int kk, int taps)
 {
     map->kk = kk;
     map->taps = taps;
-    map->src = cf_malloc((size_t)kk * (size_t)taps * sizeof *map->src);
-    map->w = cf_calloc((size_t)kk * (size_t)taps, sizeof *map->w);
+    map->src = cf_alloc(alloc, (size_t)kk * (size_t)taps * sizeof *map->src);
+    map->w = cf_alloc_zero(alloc, (size_t)kk * (size_t)taps, sizeof *map->w);
     if (!map->src || !map->w) {
         cf_rotmap_free(map);
         return cf_error(CFNET_E_OUT_OF_MEMORY, "filter rotation: out of memory");
@@ -95,14 +95,14 @@ static void steer_row(int k, double u, double v, double *out)
 }
 
 /* Fills T (kk x kk, row = target in the s-step frame, column = source): T = B_s (B^T B)^-1 B^T. */
-static cfnet_status steer_matrix(int k, double th, double *T)
+static cfnet_status steer_matrix(const cf_allocator *alloc, int k, double th, double *T)
 {
     int kk = k * k, nb = steer_count(k);
     double c = (k - 1) / 2.0, cs = cos(th), sn = sin(th);
-    double *B = cf_malloc((size_t)kk * (size_t)nb * sizeof *B);
-    double *Bs = cf_malloc((size_t)kk * (size_t)nb * sizeof *Bs);
-    double *G = cf_malloc((size_t)nb * (size_t)nb * sizeof *G);
-    double *Pp = cf_malloc((size_t)nb * (size_t)kk * sizeof *Pp); /* (B^T B)^-1 B^T */
+    double *B = cf_alloc(alloc, (size_t)kk * (size_t)nb * sizeof *B);
+    double *Bs = cf_alloc(alloc, (size_t)kk * (size_t)nb * sizeof *Bs);
+    double *G = cf_alloc(alloc, (size_t)nb * (size_t)nb * sizeof *G);
+    double *Pp = cf_alloc(alloc, (size_t)nb * (size_t)kk * sizeof *Pp); /* (B^T B)^-1 B^T */
     cfnet_status st = CFNET_OK;
     if (!B || !Bs || !G || !Pp) {
         st = cf_error(CFNET_E_OUT_OF_MEMORY, "filter rotation: out of memory");
@@ -205,7 +205,8 @@ static void sparse_entry(int k, double cs, double sn, int s, cfnet_interp interp
     }
 }
 
-cfnet_status cf_rotmap_build(int k, int R, int r, cfnet_interp interp, cf_rotmap *map)
+cfnet_status cf_rotmap_build(const cf_allocator *alloc, int k, int R, int r, cfnet_interp interp,
+                             cf_rotmap *map)
 {
     memset(map, 0, sizeof *map);
     int kk = k * k, q = (r / R) % 4, s = r % R;
@@ -215,11 +216,11 @@ cfnet_status cf_rotmap_build(int k, int R, int r, cfnet_interp interp, cf_rotmap
                "filter rotation: steerable resampling supports filters up to %dx%d, got %dx%d",
                CF_ROT_STEERABLE_MAX_K, CF_ROT_STEERABLE_MAX_K, k, k);
     int taps = steer ? kk : (interp == CFNET_INTERP_NEAREST || s == 0) ? 1 : 4;
-    CF_CHECK(rotmap_alloc(map, kk, taps));
+    CF_CHECK(rotmap_alloc(alloc, map, kk, taps));
     double *T = NULL;
     if (steer) {
-        T = cf_malloc((size_t)kk * (size_t)kk * sizeof *T);
-        cfnet_status st = T ? steer_matrix(k, th, T)
+        T = cf_alloc(alloc, (size_t)kk * (size_t)kk * sizeof *T);
+        cfnet_status st = T ? steer_matrix(alloc, k, th, T)
                             : cf_error(CFNET_E_OUT_OF_MEMORY, "filter rotation: out of memory");
         if (st != CFNET_OK) {
             cf_free(T);

@@ -22,7 +22,12 @@ typedef struct cf_rotmap {
  * map includes the projection onto the circular-harmonic basis (also at s = 0); see rotate.c.
  * On error (out of memory, k too large for the steerable basis) *map is left empty. Free with
  * cf_rotmap_free. */
-cfnet_status cf_rotmap_build(int k, int R, int r, cfnet_interp interp, cf_rotmap *map);
+cfnet_status cf_rotmap_build(const cf_allocator *a, int k, int R, int r, cfnet_interp interp,
+                             cf_rotmap *map);
+
+/* cfnet_image_rotate with the sampling table allocated from `alloc` (NULL: the default). */
+cfnet_status cf_image_rotate(const cf_allocator *alloc, const cfnet_tensor *in, cfnet_tensor *out,
+                             double degrees);
 
 /* Frees the map's arrays (a zeroed or freed map is fine) and zeroes it. */
 void cf_rotmap_free(cf_rotmap *map);

@@ -5,6 +5,8 @@
  * channel c; running = (1 - momentum) * running + momentum * batch, with the unbiased variance
  * var * m / (m - 1). Inference: mu, var are the running statistics.
  * The forward leaves its mode, mu and 1 / sqrt(var + eps) in the workspace for the backward. */
+#include "kernels/simd.h"
+#include "layers/fused.h"
 #include "nn/layer.h"
 
 #include <math.h>
@@ -41,9 +43,11 @@ static cfnet_status bn_setup(cfnet_layer *l, uint64_t seed)
     return CFNET_OK;
 }
 
-static cfnet_status bn_forward(cfnet_layer *l, const float *x, float *y, int64_t n,
-                               bool training, void *ws)
+/* The forward; with relu, y = max(0, BN(x)) in the same pass (fused.h). */
+static cfnet_status bn_forward_impl(cfnet_layer *l, const float *x, float *y, int64_t n,
+                                    bool training, void *ws, bool relu)
 {
+    const cf_simd_ops *k = cf_simd();
     const int64_t C = l->in_shape[0], M = l->in_size / C, count = n * M;
     const float *gamma = l->param[P_GAMMA]->data, *beta = l->param[P_BETA]->data;
     const double eps = l->fcfg[FCFG_EPS], mom = l->fcfg[FCFG_MOMENTUM];
@@ -53,19 +57,10 @@ static cfnet_status bn_forward(cfnet_layer *l, const float *x, float *y, int64_t
     for (int64_t c = 0; c < C; c++) {
         if (training) {
             double s = 0;
-            for (int64_t b = 0; b < n; b++) {
-                const float *xc = x + (b * C + c) * M;
-                for (int64_t j = 0; j < M; j++) s += xc[j];
-            }
+            for (int64_t b = 0; b < n; b++) s += k->sum(x + (b * C + c) * M, M);
             const double mu = s / (double)count;
             double ss = 0; /* second pass: no cancellation when |mu| >> std */
-            for (int64_t b = 0; b < n; b++) {
-                const float *xc = x + (b * C + c) * M;
-                for (int64_t j = 0; j < M; j++) {
-                    const double d = xc[j] - mu;
-                    ss += d * d;
-                }
-            }
+            for (int64_t b = 0; b < n; b++) ss += k->sum_sq_dev(x + (b * C + c) * M, M, mu);
             const double var = ss / (double)count;
             const double unbiased = count > 1 ? var * (double)count / (double)(count - 1) : var;
             float *rm = l->state[S_MEAN]->data, *rv = l->state[S_VAR]->data;
@@ -78,13 +73,22 @@ static cfnet_status bn_forward(cfnet_layer *l, const float *x, float *y, int64_t
             invstd[c] = 1.0 / sqrt((double)l->state[S_VAR]->data[c] + eps);
         }
         const float mu = (float)mean[c], scale = (float)(gamma[c] * invstd[c]), shift = beta[c];
-        for (int64_t b = 0; b < n; b++) {
-            const float *xc = x + (b * C + c) * M;
-            float *yc = y + (b * C + c) * M;
-            for (int64_t j = 0; j < M; j++) yc[j] = (xc[j] - mu) * scale + shift;
-        }
+        for (int64_t b = 0; b < n; b++)
+            k->affine(x + (b * C + c) * M, y + (b * C + c) * M, M, mu, scale, shift, relu);
     }
     return CFNET_OK;
+}
+
+static cfnet_status bn_forward(cfnet_layer *l, const float *x, float *y, int64_t n,
+                               bool training, void *ws)
+{
+    return bn_forward_impl(l, x, y, n, training, ws, false);
+}
+
+cfnet_status cf_batch_norm_forward_relu(cfnet_layer *l, const float *x, float *y, int64_t n,
+                                        bool training, void *ws)
+{
+    return bn_forward_impl(l, x, y, n, training, ws, true);
 }
 
 /* With xh = (x - mu) * invstd: dbeta += sum dy, dgamma += sum dy * xh. Training (mu, var depend
@@ -99,17 +103,13 @@ static cfnet_status bn_backward(cfnet_layer *l, const float *x, const float *y, 
     float *dgamma = l->grad[P_GAMMA]->data, *dbeta = l->grad[P_BETA]->data;
     const bool training = ((const bn_ws *)ws)->training != 0;
     const double *mean = bn_stats(ws), *invstd = mean + C;
+    const cf_simd_ops *ks = cf_simd();
 
     for (int64_t c = 0; c < C; c++) {
         const double mu = mean[c], is = invstd[c];
         double sdy = 0, sdyx = 0;
-        for (int64_t b = 0; b < n; b++) {
-            const float *xc = x + (b * C + c) * M, *dyc = dy + (b * C + c) * M;
-            for (int64_t j = 0; j < M; j++) {
-                sdy += dyc[j];
-                sdyx += (double)dyc[j] * ((double)xc[j] - mu);
-            }
-        }
+        for (int64_t b = 0; b < n; b++)
+            ks->sum_dy_dyx(x + (b * C + c) * M, dy + (b * C + c) * M, M, mu, &sdy, &sdyx);
         sdyx *= is; /* sum dy * xh */
         dbeta[c] += (float)sdy;
         dgamma[c] += (float)sdyx;
@@ -119,12 +119,9 @@ static cfnet_status bn_backward(cfnet_layer *l, const float *x, const float *y, 
             const float a = (float)(sdy / (double)count), mf = (float)mu,
                         bcoef = (float)(sdyx / (double)count * is);
             /* dx = k * (dy - a - (x - mu) * invstd * mean(dy * xh)) */
-            for (int64_t b = 0; b < n; b++) {
-                const float *xc = x + (b * C + c) * M, *dyc = dy + (b * C + c) * M;
-                float *dxc = dx + (b * C + c) * M;
-                for (int64_t j = 0; j < M; j++)
-                    dxc[j] = k * (dyc[j] - a - (xc[j] - mf) * bcoef);
-            }
+            for (int64_t b = 0; b < n; b++)
+                ks->bn_dx(x + (b * C + c) * M, dy + (b * C + c) * M, dx + (b * C + c) * M, M, k,
+                          a, mf, bcoef);
         } else {
             for (int64_t b = 0; b < n; b++) {
                 const float *dyc = dy + (b * C + c) * M;
@@ -161,5 +158,5 @@ const cf_layer_ops cf_batch_norm_ops = {
 CFNET_API cfnet_status cfnet_layer_batch_norm_create(float momentum, float eps, cfnet_layer **out)
 {
     const float cfg[] = {momentum, eps};
-    return cf_layer_create(CFNET_LAYER_BATCH_NORM, NULL, cfg, out);
+    return cf_layer_create(CFNET_LAYER_BATCH_NORM, NULL, cfg, NULL, out);
 }

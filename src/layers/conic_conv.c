@@ -81,21 +81,21 @@ static cfnet_status conic_setup(cfnet_layer *l, uint64_t seed)
     CF_FAIL_IF(OS < 1, CFNET_E_SHAPE_MISMATCH,
                "conic_conv: kernel %d does not fit input %s with valid padding", k, s);
 
-    conic_priv *p = cf_calloc(1, sizeof *p);
+    conic_priv *p = cf_alloc_zero(&l->alloc, 1, sizeof *p);
     CF_FAIL_IF(!p, CFNET_E_OUT_OF_MEMORY, "conic_conv: out of memory");
     l->priv = p;
     p->R = R;
     p->nrot = 4 * R;
     p->ngroups = 8 * R + 1;
-    p->rot = cf_calloc((size_t)p->nrot, sizeof *p->rot);
-    p->nonempty = cf_calloc((size_t)p->ngroups, sizeof *p->nonempty);
-    int32_t *group_of = cf_malloc((size_t)OS * (size_t)OS * sizeof *group_of);
+    p->rot = cf_alloc_zero(&l->alloc, (size_t)p->nrot, sizeof *p->rot);
+    p->nonempty = cf_alloc_zero(&l->alloc, (size_t)p->ngroups, sizeof *p->nonempty);
+    int32_t *group_of = cf_alloc(&l->alloc, (size_t)OS * (size_t)OS * sizeof *group_of);
     if (!p->rot || !p->nonempty || !group_of) {
         cf_free(group_of);
         return cf_error(CFNET_E_OUT_OF_MEMORY, "conic_conv: out of memory");
     }
     for (int r = 0; r < p->nrot; r++) {
-        cfnet_status st = cf_rotmap_build(k, R, r, (cfnet_interp)l->icfg[CFG_INTERP], &p->rot[r]);
+        cfnet_status st = cf_rotmap_build(&l->alloc, k, R, r, (cfnet_interp)l->icfg[CFG_INTERP], &p->rot[r]);
         if (st != CFNET_OK) {
             cf_free(group_of);
             return cf_error(st, "conic_conv: %s", cfnet_last_error());
@@ -108,7 +108,7 @@ static cfnet_status conic_setup(cfnet_layer *l, uint64_t seed)
             p->nonempty[g] = true;
         }
     }
-    cfnet_status st = cf_conv_plan_init(&p->plan, C, S, S, k, 1, pad, group_of, p->ngroups);
+    cfnet_status st = cf_conv_plan_init(&l->alloc, &p->plan, C, S, S, k, 1, pad, group_of, p->ngroups);
     cf_free(group_of);
     CF_CHECK(st);
 
@@ -296,7 +296,7 @@ CFNET_API cfnet_status cfnet_layer_conic_conv_create(int out_channels, int kerne
                                                      cfnet_layer **out)
 {
     const int cfg[] = {out_channels, kernel, R, (int)padding, (int)interp};
-    return cf_layer_create(CFNET_LAYER_CONIC_CONV, cfg, NULL, out);
+    return cf_layer_create(CFNET_LAYER_CONIC_CONV, cfg, NULL, NULL, out);
 }
 
 cfnet_status cf_conic_conv_group_banks(const cfnet_layer *l, float **bank, int *ngroups,
@@ -305,9 +305,9 @@ cfnet_status cf_conic_conv_group_banks(const cfnet_layer *l, float **bank, int *
     const conic_priv *p = l->priv;
     size_t nb = bank_floats(l), banks = (size_t)(2 * p->nrot + 1);
     int S = (int)l->out_shape[1];
-    float *all = cf_malloc(banks * nb * sizeof *all);
-    float *out = cf_malloc(banks * nb * sizeof *out);
-    int32_t *of = cf_malloc((size_t)S * (size_t)S * sizeof *of);
+    float *all = cf_alloc(&l->alloc, banks * nb * sizeof *all);
+    float *out = cf_alloc(&l->alloc, banks * nb * sizeof *out);
+    int32_t *of = cf_alloc(&l->alloc, (size_t)S * (size_t)S * sizeof *of);
     int index[CF_CONIC_MAX_GROUPS];
     if (!all || !out || !of) {
         cf_free(all);

@@ -15,11 +15,11 @@ static cfnet_status conv2d_setup(cfnet_layer *l, uint64_t seed)
                    l->in_shape[2] > 1 << 20 || l->in_shape[1] * l->in_shape[2] > INT32_MAX,
                CFNET_E_LIMIT, "conv2d: input %s is too large",
                cf_shape_str(s, sizeof s, l->in_ndim, l->in_shape));
-    cf_conv_plan *plan = cf_calloc(1, sizeof *plan);
+    cf_conv_plan *plan = cf_alloc_zero(&l->alloc, 1, sizeof *plan);
     CF_FAIL_IF(!plan, CFNET_E_OUT_OF_MEMORY, "conv2d: out of memory");
     l->priv = plan;
     int C = (int)l->in_shape[0], H = (int)l->in_shape[1], W = (int)l->in_shape[2];
-    cfnet_status st = cf_conv_plan_init(plan, C, H, W, k, l->icfg[CFG_STRIDE],
+    cfnet_status st = cf_conv_plan_init(&l->alloc, plan, C, H, W, k, l->icfg[CFG_STRIDE],
                                         (cfnet_padding)l->icfg[CFG_PAD], NULL, 1);
     if (st != CFNET_OK)
         return cf_error(st, "conv2d: input is %s: %s",
@@ -95,5 +95,5 @@ CFNET_API cfnet_status cfnet_layer_conv2d_create(int out_channels, int kernel, i
                                                  cfnet_padding padding, cfnet_layer **out)
 {
     const int cfg[] = {out_channels, kernel, stride, (int)padding};
-    return cf_layer_create(CFNET_LAYER_CONV2D, cfg, NULL, out);
+    return cf_layer_create(CFNET_LAYER_CONV2D, cfg, NULL, NULL, out);
 }

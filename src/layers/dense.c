@@ -94,5 +94,5 @@ const cf_layer_ops cf_dense_ops = {
 CFNET_API cfnet_status cfnet_layer_dense_create(int out_features, cfnet_layer **out)
 {
     const int cfg[] = {out_features};
-    return cf_layer_create(CFNET_LAYER_DENSE, cfg, NULL, out);
+    return cf_layer_create(CFNET_LAYER_DENSE, cfg, NULL, NULL, out);
 }

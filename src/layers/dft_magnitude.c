@@ -5,8 +5,10 @@
  * full spectrum is kept, including the half that is redundant for real input, so the output has
  * the input's shape and the DFT is applied exactly as in eq. 14.
  *
- * Forward copies each sample into a complex buffer and runs one per-sample FFTW plan (made at
- * setup) with the new-array execute function; the spectrum Y stays in the workspace for backward.
+ * Forward copies the grids into a complex buffer and transforms them with batched FFTW plans
+ * (fftwf_plan_many_dft over CF_DFTM_BATCH grids, made at setup; the rest of the batch one grid at
+ * a time) through the new-array execute function; the spectrum Y stays in the workspace for
+ * backward.
  * Backward: with m = |y|, y = F x and x real, dL/dx = Re(F^H (dL/dm * y / |y|)), where F^H is
  * FFTW's unnormalised backward transform. The gradient at |y| = 0, where |.| is not
  * differentiable, is taken as 0 (the factor y / |y| is set to 0 when |y| == 0 exactly). */
@@ -16,6 +18,9 @@
 #include <limits.h>
 #include <math.h>
 #include <string.h>
+
+/* Grids per batched FFTW plan. */
+#define CF_DFTM_BATCH 16
 
 typedef struct dft_magnitude_priv {
     int A, B;
@@ -51,12 +56,13 @@ static cfnet_status dft_magnitude_setup(cfnet_layer *l, uint64_t seed)
                "dft_magnitude: input is %s, the DFT grid is limited to %d points",
                cf_shape_str(buf, sizeof buf, l->in_ndim, l->in_shape), INT_MAX);
 
-    dft_magnitude_priv *p = cf_calloc(1, sizeof *p);
+    dft_magnitude_priv *p = cf_alloc_zero(&l->alloc, 1, sizeof *p);
     CF_FAIL_IF(!p, CFNET_E_OUT_OF_MEMORY, "dft_magnitude: out of memory");
     l->priv = p; /* freed by destroy_priv if anything below fails */
     p->A = (int)A;
     p->B = (int)B;
-    CF_CHECK(cf_fft2d_init(&p->fft, p->A, p->B, "dft_magnitude"));
+    CF_CHECK(cf_fft2d_init_many(&l->alloc, &p->fft, p->A, p->B, CF_DFTM_BATCH,
+                                "dft_magnitude"));
 
     l->out_ndim = 2;
     l->out_shape[0] = A;
@@ -72,12 +78,13 @@ static int64_t grids_of(const cfnet_layer *l, int64_t n)
     return n * (l->in_size / ((int64_t)p->A * p->B));
 }
 
-/* Workspace: X (n samples, complex input / backward factor), Y (n spectra), T (one grid). */
+/* Workspace: X (n samples, complex input / backward factor), Y (n spectra), T (CF_DFTM_BATCH
+ * samples' worth, at least CF_DFTM_BATCH grids). */
 static size_t dft_magnitude_workspace(const cfnet_layer *l, int64_t n)
 {
     size_t grid = (size_t)l->in_size * sizeof(fftwf_complex), batch;
     if (!cf_mul_size(grid, (size_t)n, &batch) || batch > SIZE_MAX / 4) return SIZE_MAX;
-    return 2 * cf_align64(batch) + cf_align64(grid);
+    return 2 * cf_align64(batch) + cf_align64(grid * CF_DFTM_BATCH);
 }
 
 static void carve(const cfnet_layer *l, int64_t n, void *ws, fftwf_complex **X,
@@ -98,17 +105,13 @@ static cfnet_status dft_magnitude_forward(cfnet_layer *l, const float *x, float 
     const int64_t g = (int64_t)p->A * p->B;
     fftwf_complex *X, *Y, *T;
     carve(l, n, ws, &X, &Y, &T);
-    for (int64_t s = 0; s < grids_of(l, n); s++) {
-        fftwf_complex *xs = X + s * g, *ys = Y + s * g;
-        const float *xi = x + s * g;
-        float *yo = y + s * g;
-        for (int64_t i = 0; i < g; i++) {
-            xs[i][0] = xi[i];
-            xs[i][1] = 0.0f;
-        }
-        cf_fft2d_forward(&p->fft, xs, ys);
-        for (int64_t i = 0; i < g; i++) yo[i] = hypotf(ys[i][0], ys[i][1]);
+    const int64_t G = grids_of(l, n), total = G * g;
+    for (int64_t i = 0; i < total; i++) {
+        X[i][0] = x[i];
+        X[i][1] = 0.0f;
     }
+    cf_fft2d_forward_batch(&p->fft, X, Y, G);
+    for (int64_t i = 0; i < total; i++) y[i] = hypotf(Y[i][0], Y[i][1]);
     return CFNET_OK;
 }
 
@@ -122,20 +125,19 @@ static cfnet_status dft_magnitude_backward(cfnet_layer *l, const float *x, const
     const int64_t g = (int64_t)p->A * p->B;
     fftwf_complex *X, *Y, *T;
     carve(l, n, ws, &X, &Y, &T);
-    for (int64_t s = 0; s < grids_of(l, n); s++) {
-        fftwf_complex *gs = X + s * g;
-        fftwf_complex *ys = Y + s * g;
-        const float *dys = dy + s * g;
-        for (int64_t i = 0; i < g; i++) {
-            float mag = hypotf(ys[i][0], ys[i][1]);
-            /* Gradient at |y| = 0 taken as 0. */
-            float f = mag > 0.0f ? dys[i] / mag : 0.0f;
-            gs[i][0] = f * ys[i][0];
-            gs[i][1] = f * ys[i][1];
-        }
-        cf_fft2d_backward(&p->fft, gs, T);
-        float *dxs = dx + s * g;
-        for (int64_t i = 0; i < g; i++) dxs[i] = T[i][0];
+    const int64_t G = grids_of(l, n), total = G * g;
+    for (int64_t i = 0; i < total; i++) {
+        float mag = hypotf(Y[i][0], Y[i][1]);
+        /* Gradient at |y| = 0 taken as 0. */
+        float f = mag > 0.0f ? dy[i] / mag : 0.0f;
+        X[i][0] = f * Y[i][0];
+        X[i][1] = f * Y[i][1];
+    }
+    for (int64_t s0 = 0; s0 < G; s0 += CF_DFTM_BATCH) {
+        int64_t nb = G - s0 < CF_DFTM_BATCH ? G - s0 : CF_DFTM_BATCH;
+        cf_fft2d_backward_batch(&p->fft, X + s0 * g, T, nb);
+        float *dxs = dx + s0 * g;
+        for (int64_t i = 0; i < nb * g; i++) dxs[i] = T[i][0];
     }
     return CFNET_OK;
 }
@@ -151,7 +153,7 @@ const cf_layer_ops cf_dft_magnitude_ops = {
 
 CFNET_API cfnet_status cfnet_layer_dft_magnitude_create(cfnet_layer **out)
 {
-    return cf_layer_create(CFNET_LAYER_DFT_MAGNITUDE, NULL, NULL, out);
+    return cf_layer_create(CFNET_LAYER_DFT_MAGNITUDE, NULL, NULL, NULL, out);
 }
 
 /* p4m head. A p4m map reduced to 1 x 1, Psi(n, g) with g = 4 m + r for rho^r F^m, is read as a
@@ -170,12 +172,13 @@ static cfnet_status p4m_dft_magnitude_setup(cfnet_layer *l, uint64_t seed)
     CF_FAIL_IF(!ok, CFNET_E_SHAPE_MISMATCH,
                "p4m_dft_magnitude: input is %s, expected C x 8 or C x 8 x 1 x 1 (a p4m map)",
                cf_shape_str(buf, sizeof buf, l->in_ndim, l->in_shape));
-    dft_magnitude_priv *p = cf_calloc(1, sizeof *p);
+    dft_magnitude_priv *p = cf_alloc_zero(&l->alloc, 1, sizeof *p);
     CF_FAIL_IF(!p, CFNET_E_OUT_OF_MEMORY, "p4m_dft_magnitude: out of memory");
     l->priv = p; /* freed by destroy_priv if anything below fails */
     p->A = 2;
     p->B = 4;
-    CF_CHECK(cf_fft2d_init(&p->fft, p->A, p->B, "p4m_dft_magnitude"));
+    CF_CHECK(cf_fft2d_init_many(&l->alloc, &p->fft, p->A, p->B, CF_DFTM_BATCH,
+                                "p4m_dft_magnitude"));
     l->out_ndim = 2;
     l->out_shape[0] = l->in_shape[0];
     l->out_shape[1] = 8;
@@ -193,5 +196,5 @@ const cf_layer_ops cf_p4m_dft_magnitude_ops = {
 
 CFNET_API cfnet_status cfnet_layer_p4m_dft_magnitude_create(cfnet_layer **out)
 {
-    return cf_layer_create(CFNET_LAYER_P4M_DFT_MAGNITUDE, NULL, NULL, out);
+    return cf_layer_create(CFNET_LAYER_P4M_DFT_MAGNITUDE, NULL, NULL, NULL, out);
 }

@@ -4,6 +4,9 @@
  * phi_n in R^{K x M x M} rotated plane by plane (quarter turns exact, other angles `interp`).
  * p4 input f (K x 4 x M x M, R = 1): the p4 group convolution evaluated at the centre,
  * Psi(n, r) = sum_{c,s,z} f[c, s, z] (rot90^r phi_n)[c, (s - r) mod 4, z] + b_n.
+ * p4m input f (K x 8 x M x M, R = 1): the p4m group convolution at the centre,
+ * Psi(n, g) = sum_{c,h,z} f[c, h, z] (T_g phi_n)[c, g^-1 h, z] + b_n, g = 4 m + r in D4
+ * (p4_common.h), output N x 8, index n * 8 + g.
  * Output per sample: N x 4R, index n * 4R + r.
  *
  * Each pass expands the filter bank into Wrot, (N 4R) x D with D = per-sample input size, in the
@@ -12,6 +15,7 @@
  * through the expansion, dW += sum_r S_r^T dWrot. */
 #include "kernels/rotate.h"
 #include "layers/banks.h"
+#include "layers/p4_common.h"
 #include "nn/layer.h"
 
 #include <cblas.h>
@@ -21,11 +25,11 @@
 enum { ICFG_FILTERS = 0, ICFG_R = 1, ICFG_INTERP = 2 };
 
 typedef struct dft_projection_priv {
-    bool p4;          /* input K x 4 x M x M */
+    int G;            /* input copies: 1 planar, 4 (p4: K x 4 x M x M) or 8 (p4m) */
     int K, M, MM;     /* channels, map size, M * M */
     int nrot;         /* 4R */
     int rows;         /* N * 4R: rows of Wrot, output values per sample */
-    int D;            /* per-sample input size: K M M (planar) or K 4 M M (p4) */
+    int D;            /* per-sample input size: K G M M */
     cf_rotmap *maps;  /* nrot maps */
 } dft_projection_priv;
 
@@ -46,35 +50,39 @@ static cfnet_status dft_projection_setup(cfnet_layer *l, uint64_t seed)
     const cfnet_interp interp = (cfnet_interp)l->icfg[ICFG_INTERP];
     char buf[96];
     const char *shape = cf_shape_str(buf, sizeof buf, l->in_ndim, l->in_shape);
-    bool p4;
+    int G;
     int64_t K, M;
     if (l->in_ndim == 3) {
-        p4 = false;
+        G = 1;
         K = l->in_shape[0];
         M = l->in_shape[1];
         CF_FAIL_IF(l->in_shape[2] != M, CFNET_E_SHAPE_MISMATCH,
                    "dft_projection: input is %s, rotation layers need square maps", shape);
     } else if (l->in_ndim == 4) {
-        p4 = true;
         K = l->in_shape[0];
         M = l->in_shape[2];
-        CF_FAIL_IF(l->in_shape[1] != 4, CFNET_E_SHAPE_MISMATCH,
+        CF_FAIL_IF(l->in_shape[1] != 4 && l->in_shape[1] != 8, CFNET_E_SHAPE_MISMATCH,
                    "dft_projection: input is %s, a p4 map needs 4 rotations on axis 1 "
-                   "(K x 4 x M x M)", shape);
+                   "(K x 4 x M x M), a p4m map 8 (K x 8 x M x M)", shape);
+        G = (int)l->in_shape[1];
         CF_FAIL_IF(l->in_shape[3] != M, CFNET_E_SHAPE_MISMATCH,
                    "dft_projection: input is %s, rotation layers need square maps", shape);
         CF_FAIL_IF(R != 1, CFNET_E_SHAPE_MISMATCH,
-                   "dft_projection: p4 input %s has 4 rotations, so R must be 1 (layer has R = %d)",
-                   shape, R);
+                   "dft_projection: %s input %s has %d copies, so R must be 1 (layer has R = %d)",
+                   G == 4 ? "p4" : "p4m", shape, G, R);
+        CF_FAIL_IF(G == 8 && N > INT_MAX / 8, CFNET_E_LIMIT,
+                   "dft_projection: %d filters x 8 outputs exceed %d", N, INT_MAX);
     } else {
         return cf_error(CFNET_E_SHAPE_MISMATCH,
-                        "dft_projection: input is %s, expected K x M x M or K x 4 x M x M", shape);
+                        "dft_projection: input is %s, expected K x M x M, K x 4 x M x M or "
+                        "K x 8 x M x M", shape);
     }
     /* GEMM dimensions are int, rotation maps index with int32. */
     CF_FAIL_IF(l->in_size > INT_MAX, CFNET_E_LIMIT,
                "dft_projection: input %s has more than %d values per sample", shape, INT_MAX);
 
-    const int nrot = 4 * R, rows = N * nrot; /* create() checked that N * 4R fits int */
+    /* create() checked that N * 4R fits int; p4m: 8 outputs per filter, checked above */
+    const int nrot = G == 8 ? 8 : 4 * R, rows = N * nrot;
     size_t bank, bank_bytes, nmaps, maps_bytes;
     CF_FAIL_IF(!cf_mul_size((size_t)rows, (size_t)l->in_size, &bank) ||
                    !cf_mul_size(bank, 2 * sizeof(float), &bank_bytes) ||
@@ -90,26 +98,28 @@ static cfnet_status dft_projection_setup(cfnet_layer *l, uint64_t seed)
                "dft_projection: input %s: steerable resampling supports maps up to %dx%d",
                shape, CF_ROT_STEERABLE_MAX_K, CF_ROT_STEERABLE_MAX_K);
 
-    dft_projection_priv *p = cf_calloc(1, sizeof *p);
+    dft_projection_priv *p = cf_alloc_zero(&l->alloc, 1, sizeof *p);
     CF_FAIL_IF(!p, CFNET_E_OUT_OF_MEMORY, "dft_projection: out of memory");
     l->priv = p; /* freed by destroy_priv if anything below fails */
-    p->p4 = p4;
+    p->G = G;
     p->K = (int)K;
     p->M = (int)M;
     p->MM = (int)(M * M);
     p->nrot = nrot;
     p->rows = rows;
     p->D = (int)l->in_size;
-    p->maps = cf_calloc((size_t)nrot, sizeof *p->maps);
+    p->maps = cf_alloc_zero(&l->alloc, (size_t)nrot, sizeof *p->maps);
     CF_FAIL_IF(!p->maps, CFNET_E_OUT_OF_MEMORY, "dft_projection: out of memory");
-    for (int r = 0; r < nrot; r++) {
-        cfnet_status st = cf_rotmap_build(p->M, R, r, interp, &p->maps[r]);
+    for (int r = 0; r < nrot; r++) { /* p4m: T_g = rot90^(g mod 4) F^(g / 4) */
+        cfnet_status st =
+            cf_rotmap_build(&l->alloc, p->M, R, G == 8 ? r & 3 : r, interp, &p->maps[r]);
         CF_FAIL_IF(st != CFNET_OK, st, "dft_projection: %s", cfnet_last_error());
+        if (G == 8 && r >= 4) cf_rotmap_mirror_source(p->M, &p->maps[r]);
     }
 
     cfnet_tensor *w = NULL, *b = NULL;
-    int64_t wshape[5] = {N, K, 4, M, M};
-    if (p4) {
+    int64_t wshape[5] = {N, K, G, M, M};
+    if (G > 1) {
         CF_CHECK(cf_layer_add_param(l, "weight", 5, wshape, &w));
     } else {
         wshape[2] = M; /* {N, K, M, M} */
@@ -143,12 +153,14 @@ static float *bank_grad(const dft_projection_priv *p, void *ws)
 
 /* Row n * 4R + r of Wrot, column block of input plane (c, s), comes from weight plane `src` via
  * rotation map r. For planar input the planes are c = 0 .. K-1 and src = (n, c); for p4 input
- * plane (c, s) comes from (n, c, (s - r) mod 4). */
+ * plane (c, s) comes from (n, c, (s - r) mod 4); for p4m input plane (c, h) of row g from
+ * (n, c, g^-1 h). */
 static size_t src_plane(const dft_projection_priv *p, int n, int r, int plane)
 {
-    if (!p->p4) return (size_t)n * (size_t)p->K + (size_t)plane;
-    int c = plane / 4, s = plane % 4;
-    return ((size_t)n * (size_t)p->K + (size_t)c) * 4 + (size_t)((s - r + 4) % 4);
+    if (p->G == 1) return (size_t)n * (size_t)p->K + (size_t)plane;
+    int c = plane / p->G, s = plane % p->G;
+    int from = p->G == 4 ? (s - r + 4) % 4 : cf_d4_mul(cf_d4_inv(r), s);
+    return ((size_t)n * (size_t)p->K + (size_t)c) * (size_t)p->G + (size_t)from;
 }
 
 /* Fills Wrot, (N 4R) x D: row n * 4R + r is T_{g_R(r)} phi_n plane by plane. */
@@ -259,13 +271,13 @@ CFNET_API cfnet_status cfnet_layer_dft_projection_create(int filters, int R, cfn
                                                          cfnet_layer **out)
 {
     const int cfg[] = {filters, R, (int)interp};
-    return cf_layer_create(CFNET_LAYER_DFT_PROJECTION, cfg, NULL, out);
+    return cf_layer_create(CFNET_LAYER_DFT_PROJECTION, cfg, NULL, NULL, out);
 }
 
 cfnet_status cf_dft_projection_bank(const cfnet_layer *l, float **bank)
 {
     const dft_projection_priv *p = l->priv;
-    float *w = cf_malloc((size_t)p->rows * (size_t)p->D * sizeof *w);
+    float *w = cf_alloc(&l->alloc, (size_t)p->rows * (size_t)p->D * sizeof *w);
     CF_FAIL_IF(!w, CFNET_E_OUT_OF_MEMORY, "dft_projection: out of memory");
     expand(l, w);
     *bank = w;

@@ -27,7 +27,7 @@ static cfnet_status dropout_setup(cfnet_layer *l, uint64_t seed)
 {
     l->out_ndim = l->in_ndim;
     for (int i = 0; i < l->in_ndim; i++) l->out_shape[i] = l->in_shape[i];
-    cf_rng *rng = cf_malloc(sizeof *rng);
+    cf_rng *rng = cf_alloc(&l->alloc, sizeof *rng);
     CF_FAIL_IF(!rng, CFNET_E_OUT_OF_MEMORY, "dropout: out of memory");
     cf_rng_seed(rng, seed);
     l->priv = rng;
@@ -102,5 +102,5 @@ const cf_layer_ops cf_dropout_ops = {
 CFNET_API cfnet_status cfnet_layer_dropout_create(float drop, cfnet_layer **out)
 {
     const float cfg[] = {drop};
-    return cf_layer_create(CFNET_LAYER_DROPOUT, NULL, cfg, out);
+    return cf_layer_create(CFNET_LAYER_DROPOUT, NULL, cfg, NULL, out);
 }

@@ -105,5 +105,5 @@ const cf_layer_ops cf_group_pool_ops = {
 CFNET_API cfnet_status cfnet_layer_group_pool_create(cfnet_pool_mode mode, cfnet_layer **out)
 {
     const int cfg[] = {(int)mode};
-    return cf_layer_create(CFNET_LAYER_GROUP_POOL, cfg, NULL, out);
+    return cf_layer_create(CFNET_LAYER_GROUP_POOL, cfg, NULL, NULL, out);
 }

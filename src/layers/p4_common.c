@@ -84,16 +84,16 @@ cfnet_status cf_p4_setup(cfnet_layer *l, uint64_t seed, int order, int G)
     CF_FAIL_IF(!fits, CFNET_E_LIMIT, "%s: expanded filter bank for %d outputs and input %s is "
                "too large", name, O, s);
 
-    p4_priv *p = cf_calloc(1, sizeof *p);
+    p4_priv *p = cf_alloc_zero(&l->alloc, 1, sizeof *p);
     CF_FAIL_IF(!p, CFNET_E_OUT_OF_MEMORY, "%s: out of memory", name);
     l->priv = p;
     p->order = order;
     p->G = G;
     for (int g = 0; g < order; g++) { /* T_g = rot90^r F^m, g = 4 m + r */
-        CF_CHECK(cf_rotmap_build(k, 1, g & 3, CFNET_INTERP_NEAREST, &p->rot[g]));
+        CF_CHECK(cf_rotmap_build(&l->alloc, k, 1, g & 3, CFNET_INTERP_NEAREST, &p->rot[g]));
         if (g >= 4) cf_rotmap_mirror_source(k, &p->rot[g]);
     }
-    cfnet_status st = cf_conv_plan_init(&p->plan, C * G, S, S, k, 1, pad, NULL, 1);
+    cfnet_status st = cf_conv_plan_init(&l->alloc, &p->plan, C * G, S, S, k, 1, pad, NULL, 1);
     if (st != CFNET_OK)
         return cf_error(st, "%s: input is %s: %s", name, s, cfnet_last_error());
 
@@ -234,8 +234,8 @@ cfnet_status cf_p4_backward(cfnet_layer *l, const float *x, const float *y, cons
 
 cfnet_status cf_p4_expanded_bank(const cfnet_layer *l, float **bank, float **bias)
 {
-    float *w = cf_malloc(bank_floats(l) * sizeof *w);
-    float *b = cf_malloc(maps_out(l) * sizeof *b);
+    float *w = cf_alloc(&l->alloc, bank_floats(l) * sizeof *w);
+    float *b = cf_alloc(&l->alloc, maps_out(l) * sizeof *b);
     if (!w || !b) {
         cf_free(w);
         cf_free(b);

@@ -25,5 +25,5 @@ CFNET_API cfnet_status cfnet_layer_p4_conv_create(int out_channels, int kernel,
                                                   cfnet_padding padding, cfnet_layer **out)
 {
     const int cfg[] = {out_channels, kernel, (int)padding};
-    return cf_layer_create(CFNET_LAYER_P4_CONV, cfg, NULL, out);
+    return cf_layer_create(CFNET_LAYER_P4_CONV, cfg, NULL, NULL, out);
 }

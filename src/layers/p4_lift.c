@@ -24,5 +24,5 @@ CFNET_API cfnet_status cfnet_layer_p4_lift_create(int out_channels, int kernel,
                                                   cfnet_padding padding, cfnet_layer **out)
 {
     const int cfg[] = {out_channels, kernel, (int)padding};
-    return cf_layer_create(CFNET_LAYER_P4_LIFT, cfg, NULL, out);
+    return cf_layer_create(CFNET_LAYER_P4_LIFT, cfg, NULL, NULL, out);
 }

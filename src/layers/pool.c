@@ -177,5 +177,5 @@ CFNET_API cfnet_status cfnet_layer_pool_create(cfnet_pool_mode mode, int window,
                                                cfnet_layer **out)
 {
     const int cfg[] = {(int)mode, window, stride};
-    return cf_layer_create(CFNET_LAYER_POOL, cfg, NULL, out);
+    return cf_layer_create(CFNET_LAYER_POOL, cfg, NULL, NULL, out);
 }

@@ -64,5 +64,5 @@ const cf_layer_ops cf_softmax_ops = {
 
 CFNET_API cfnet_status cfnet_layer_softmax_create(cfnet_layer **out)
 {
-    return cf_layer_create(CFNET_LAYER_SOFTMAX, NULL, NULL, out);
+    return cf_layer_create(CFNET_LAYER_SOFTMAX, NULL, NULL, NULL, out);
 }

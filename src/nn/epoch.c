@@ -71,8 +71,8 @@ CFNET_API cfnet_status cfnet_network_train_epoch(cfnet_network *net, const cfnet
     if (!order) count = images->shape[0];
     int64_t bmax = batch < count ? batch : count, steps = count / batch + (count % batch != 0);
 
-    int64_t *idx = cf_malloc((size_t)count * sizeof *idx);
-    int32_t *lab = cf_malloc((size_t)bmax * sizeof *lab);
+    int64_t *idx = cf_alloc(&net->alloc, (size_t)count * sizeof *idx);
+    int32_t *lab = cf_alloc(&net->alloc, (size_t)bmax * sizeof *lab);
     cfnet_status st = CFNET_OK;
     if (!idx || !lab) st = cf_error(CFNET_E_OUT_OF_MEMORY, WHAT ": out of memory");
     if (st == CFNET_OK) st = cf_network_ensure_train_buffers(net, bmax);

@@ -5,10 +5,13 @@
 #include <stdio.h>
 #include <string.h>
 
-cfnet_status cf_layer_alloc(int kind, const cf_layer_ops *ops, cfnet_layer **out)
+cfnet_status cf_layer_alloc(int kind, const cf_layer_ops *ops, const cf_allocator *a,
+                            cfnet_layer **out)
 {
-    cfnet_layer *l = cf_calloc(1, sizeof *l);
+    if (!a) a = &cf_default_allocator;
+    cfnet_layer *l = cf_alloc_zero(a, 1, sizeof *l);
     CF_FAIL_IF(!l, CFNET_E_OUT_OF_MEMORY, "%s: out of memory", ops->name);
+    l->alloc = *a;
     l->magic = CF_MAGIC_LAYER;
     l->kind = kind;
     l->ops = ops;
@@ -23,8 +26,8 @@ cfnet_status cf_layer_add_param(cfnet_layer *l, const char *name, int ndim, cons
                l->ops->name);
     cfnet_tensor *p = NULL, *g = NULL;
     cf_alloc_exempt(1); /* parameters are not layer tables (see cf_network_append) */
-    cfnet_status st = cf_tensor_new(ndim, shape, &p);
-    if (st == CFNET_OK) st = cf_tensor_new(ndim, shape, &g);
+    cfnet_status st = cf_tensor_new(&l->alloc, ndim, shape, &p);
+    if (st == CFNET_OK) st = cf_tensor_new(&l->alloc, ndim, shape, &g);
     cf_alloc_exempt(-1);
     if (st != CFNET_OK) {
         cfnet_tensor_free(p);
@@ -46,7 +49,7 @@ cfnet_status cf_layer_add_state(cfnet_layer *l, const char *name, int ndim, cons
                l->ops->name);
     cfnet_tensor *s = NULL;
     cf_alloc_exempt(1);
-    cfnet_status st = cf_tensor_new(ndim, shape, &s);
+    cfnet_status st = cf_tensor_new(&l->alloc, ndim, shape, &s);
     cf_alloc_exempt(-1);
     if (st != CFNET_OK)
         return cf_error(st, "%s: cannot allocate state '%s'", l->ops->name, name);
@@ -203,7 +206,7 @@ static cfnet_status ensure_ws(cfnet_layer *l, int64_t n)
 {
     size_t need = l->ops->workspace ? l->ops->workspace(l, n) : 0;
     if (need <= l->ws_size && l->ws) return CFNET_OK;
-    void *ws = cf_malloc(need);
+    void *ws = cf_alloc(&l->alloc, need);
     CF_FAIL_IF(!ws, CFNET_E_OUT_OF_MEMORY, "%s: cannot allocate %zu bytes of workspace",
                l->ops->name, need);
     cf_free(l->ws);

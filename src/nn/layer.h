@@ -51,6 +51,9 @@ typedef struct cf_layer_ops {
 struct cfnet_layer {
     uint32_t magic; /* CF_MAGIC_LAYER */
     const cf_layer_ops *ops;
+    /* Everything the layer allocates: the create function's (the default for the public ones,
+     * the network's when a loader creates it), replaced by the network's on append. */
+    cf_allocator alloc;
     int kind;
     bool is_setup;
     bool owned;  /* appended to a network, which frees it */
@@ -72,8 +75,10 @@ struct cfnet_layer {
 
 /* Frees a layer whether or not a network owns it (the network's own free uses it). */
 void cf_layer_destroy(cfnet_layer *layer);
-/* Allocates a layer of the given kind with zeroed fields (used by cf_layer_create). */
-cfnet_status cf_layer_alloc(int kind, const cf_layer_ops *ops, cfnet_layer **out);
+/* Allocates a layer of the given kind with zeroed fields and allocator `a` (NULL: the
+ * default); used by cf_layer_create. */
+cfnet_status cf_layer_alloc(int kind, const cf_layer_ops *ops, const cf_allocator *a,
+                            cfnet_layer **out);
 /* Adds a zero-filled trainable parameter (and its gradient) during setup. */
 cfnet_status cf_layer_add_param(cfnet_layer *l, const char *name, int ndim, const int64_t *shape,
                                 cfnet_tensor **out);
@@ -102,8 +107,10 @@ int cf_layer_kind_of_name(const char *name);
 /* Entries of a NULL-terminated name list (icfg_names, fcfg_names) of at most max entries. */
 int cf_count_names(const char *const *names, int max);
 /* Creates a layer of `kind` from its hyper-parameters (icfg_names / fcfg_names order; NULL
- * when the kind has none of that type): the kind's check, then allocation. Every public
+ * when the kind has none of that type) with allocator `a` (NULL: the default): the kind's
+ * check, then allocation. Every public
  * create function and the model loader create layers through this. */
-cfnet_status cf_layer_create(int kind, const int *icfg, const float *fcfg, cfnet_layer **out);
+cfnet_status cf_layer_create(int kind, const int *icfg, const float *fcfg, const cf_allocator *a,
+                             cfnet_layer **out);
 
 #endif /* CFNET_NN_LAYER_H */

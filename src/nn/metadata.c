@@ -63,9 +63,9 @@ static int find(const cfnet_network *net, const char *key)
     return -lo - 1;
 }
 
-static char *dup_str(const char *s, size_t len)
+static char *dup_str(const cf_allocator *a, const char *s, size_t len)
 {
-    char *d = cf_malloc(len + 1);
+    char *d = cf_alloc(a, len + 1);
     if (d) {
         memcpy(d, s, len);
         d[len] = '\0';
@@ -97,7 +97,7 @@ cfnet_status cf_network_put_metadata(cfnet_network *net, const char *what, const
                "%s: the metadata would exceed CFNET_METADATA_MAX_TOTAL (%d bytes of keys and "
                "values)",
                what, CFNET_METADATA_MAX_TOTAL);
-    char *v = dup_str(value, vlen);
+    char *v = dup_str(&net->alloc, value, vlen);
     CF_FAIL_IF(!v, CFNET_E_OUT_OF_MEMORY, "%s: out of memory", what);
     if (at >= 0) {
         cf_free(net->meta[at].value);
@@ -105,10 +105,10 @@ cfnet_status cf_network_put_metadata(cfnet_network *net, const char *what, const
         net->meta_bytes = net->meta_bytes - old + klen + vlen;
         return CFNET_OK;
     }
-    char *k = dup_str(key, klen);
+    char *k = dup_str(&net->alloc, key, klen);
     if (k && net->nmeta == net->meta_cap) {
         int cap = net->meta_cap ? 2 * net->meta_cap : 8;
-        cf_meta_entry *grown = cf_malloc((size_t)cap * sizeof *grown);
+        cf_meta_entry *grown = cf_alloc(&net->alloc, (size_t)cap * sizeof *grown);
         if (grown) {
             if (net->nmeta) memcpy(grown, net->meta, (size_t)net->nmeta * sizeof *grown);
             cf_free(net->meta);

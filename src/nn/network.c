@@ -1,6 +1,8 @@
 /* Networks: layer composition, forward/backward, inference, summary. Training is in train.c. */
 #include "network.h"
 
+#include "layers/fused.h"
+
 #include <math.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -25,16 +27,17 @@ CFNET_API cfnet_status cfnet_network_create_in(cfnet_context *ctx, int channels,
                                                int width, uint64_t seed, cfnet_network **out)
 {
     CF_CHECK(cf_handle_check(ctx, CF_MAGIC_CONTEXT, "context", __func__));
-    CF_ALLOC_SCOPE(cf_context_allocator(ctx));
     CF_FAIL_IF(!out, CFNET_E_INVALID_ARGUMENT, "network_create: out is NULL");
     CF_FAIL_IF(channels < 1 || height < 1 || width < 1, CFNET_E_INVALID_ARGUMENT,
                "network_create: input %dx%dx%d, sizes must be positive", channels, height, width);
     int64_t shape[3] = {channels, height, width}, numel;
     CF_CHECK(cf_shape_numel("network_create", 3, shape, &numel));
-    cfnet_network *net = cf_calloc(1, sizeof *net);
+    const cf_allocator *a = cf_context_allocator(ctx);
+    cfnet_network *net = cf_alloc_zero(a, 1, sizeof *net);
     CF_FAIL_IF(!net, CFNET_E_OUT_OF_MEMORY, "network_create: out of memory");
     net->magic = CF_MAGIC_NETWORK;
-    net->infer_cache = cf_calloc(1, sizeof *net->infer_cache);
+    net->alloc = *a;
+    net->infer_cache = cf_alloc_zero(&net->alloc, 1, sizeof *net->infer_cache);
     if (!net->infer_cache) {
         cf_free(net);
         return cf_error(CFNET_E_OUT_OF_MEMORY, "network_create: out of memory");
@@ -121,7 +124,7 @@ cfnet_status cf_network_append(cfnet_network *net, cfnet_layer *layer)
     shape_before(net, idx, &nd, &shape);
     if (net->nlayers == net->cap) {
         int cap = net->cap ? 2 * net->cap : 8;
-        cfnet_layer **grown = cf_malloc((size_t)cap * sizeof *grown);
+        cfnet_layer **grown = cf_alloc(&net->alloc, (size_t)cap * sizeof *grown);
         CF_FAIL_IF(!grown, CFNET_E_OUT_OF_MEMORY, "network_append: out of memory");
         if (net->nlayers) memcpy(grown, net->layers, (size_t)net->nlayers * sizeof *grown);
         cf_free(net->layers);
@@ -130,6 +133,9 @@ cfnet_status cf_network_append(cfnet_network *net, cfnet_layer *layer)
     }
     CF_FAIL_IF(net->nlayers >= CF_MAX_LAYERS, CFNET_E_LIMIT,
                "network_append: a network holds at most %d layers", CF_MAX_LAYERS);
+    /* From now on the layer allocates with the network's allocator (its blocks made before
+     * go back to the allocator that made them). */
+    layer->alloc = net->alloc;
     /* The layer's tables are measured (and bounded) while it is set up. */
     uint64_t room = CF_MAX_TABLE_BYTES - net->table_bytes;
     cf_alloc_meter meter;
@@ -397,11 +403,11 @@ static cfnet_status infer_bufs_get(const cfnet_network *net, int upto, int64_t n
         return CFNET_OK;
     }
     infer_bufs_free(bf);
-    bf = cf_calloc(1, sizeof *bf);
+    bf = cf_alloc_zero(&net->alloc, 1, sizeof *bf);
     if (bf) {
-        bf->a = cf_malloc(count * sizeof(float));
-        bf->b = cf_malloc(count * sizeof(float));
-        bf->ws = cf_malloc(maxws);
+        bf->a = cf_alloc(&net->alloc, count * sizeof(float));
+        bf->b = cf_alloc(&net->alloc, count * sizeof(float));
+        bf->ws = cf_alloc(&net->alloc, maxws);
         bf->count = count;
         bf->ws_bytes = maxws;
     }
@@ -433,7 +439,14 @@ static cfnet_status infer_run(const cfnet_network *net, int upto, const float *x
     for (int i = 0; i < upto; i++) {
         float *dst = (cur == bf->a) ? bf->b : bf->a;
         /* Inference forwards do not write to the layer, so the cast keeps the network const. */
-        CF_CHECK(cf_layer_forward_raw(net->layers[i], cur, dst, n, false, bf->ws));
+        if (i + 1 < upto && net->layers[i]->kind == CFNET_LAYER_BATCH_NORM &&
+            net->layers[i + 1]->kind == CFNET_LAYER_RELU) {
+            /* Batch norm + ReLU in one pass (bit-identical to the two layers). */
+            CF_CHECK(cf_batch_norm_forward_relu(net->layers[i], cur, dst, n, false, bf->ws));
+            i++;
+        } else {
+            CF_CHECK(cf_layer_forward_raw(net->layers[i], cur, dst, n, false, bf->ws));
+        }
         cur = dst;
     }
     *result = cur;
@@ -543,23 +556,23 @@ cfnet_status cf_network_ensure_train_buffers(cfnet_network *net, int64_t n)
     int L = net->nlayers;
     size_t bytes = 0, cnt;
     int64_t maxsz = net->in_size;
-    net->act = cf_calloc((size_t)(L ? L : 1), sizeof *net->act);
-    net->ws = cf_calloc((size_t)(L ? L : 1), sizeof *net->ws);
+    net->act = cf_alloc_zero(&net->alloc, (size_t)(L ? L : 1), sizeof *net->act);
+    net->ws = cf_alloc_zero(&net->alloc, (size_t)(L ? L : 1), sizeof *net->ws);
     if (!net->act || !net->ws) goto oom;
     for (int i = 0; i < L; i++) {
         const cfnet_layer *l = net->layers[i];
         if (!cf_mul_size((size_t)l->out_size, (size_t)n, &cnt) || cnt > SIZE_MAX / 4) goto big;
-        net->act[i] = cf_malloc(cnt * sizeof(float));
+        net->act[i] = cf_alloc(&net->alloc, cnt * sizeof(float));
         size_t w = l->ops->workspace ? l->ops->workspace(l, n) : 0;
-        net->ws[i] = cf_malloc(w);
+        net->ws[i] = cf_alloc(&net->alloc, w);
         if (!net->act[i] || !net->ws[i]) goto oom;
         bytes += cnt * sizeof(float) + w;
         if (l->out_size > maxsz) maxsz = l->out_size;
     }
     if (!cf_mul_size((size_t)maxsz, (size_t)n, &cnt) || cnt > SIZE_MAX / 4) goto big;
-    net->input = cf_malloc((size_t)(net->in_size * n) * sizeof(float));
-    net->grad_a = cf_malloc(cnt * sizeof(float));
-    net->grad_b = cf_malloc(cnt * sizeof(float));
+    net->input = cf_alloc(&net->alloc, (size_t)(net->in_size * n) * sizeof(float));
+    net->grad_a = cf_alloc(&net->alloc, cnt * sizeof(float));
+    net->grad_b = cf_alloc(&net->alloc, cnt * sizeof(float));
     if (!net->input || !net->grad_a || !net->grad_b) goto oom;
     bytes += (size_t)(net->in_size * n) * sizeof(float) + 2 * cnt * sizeof(float);
     net->train_n = n;
@@ -656,7 +669,7 @@ void cf_network_set_threads(cfnet_network *net, int threads)
         net->pool = NULL;
         /* Without a pool (the threads could not be started), each parallel call starts its own
          * threads, as documented in core/pool.h: the option still takes effect. */
-        if (cf_pool_create(threads, &net->pool) != CFNET_OK) net->pool = NULL;
+        if (cf_pool_create(&net->alloc, threads, &net->pool) != CFNET_OK) net->pool = NULL;
     }
     net->opt.threads = threads;
     for (int i = 0; i < net->nlayers; i++) net->layers[i]->threads = threads;
@@ -669,7 +682,7 @@ cfnet_status cf_network_ensure_slots(cfnet_network *net)
     if (net->slots && net->slots_for == net->nlayers) return CFNET_OK;
     free_slots(net);
     size_t count = (size_t)(net->nlayers ? net->nlayers : 1) * CF_MAX_PARAMS;
-    net->slots = cf_calloc(count, sizeof *net->slots);
+    net->slots = cf_alloc_zero(&net->alloc, count, sizeof *net->slots);
     CF_FAIL_IF(!net->slots, CFNET_E_OUT_OF_MEMORY, "optimizer: out of memory");
     net->slots_for = net->nlayers;
     net->slots_fresh = true;
@@ -678,8 +691,8 @@ cfnet_status cf_network_ensure_slots(cfnet_network *net)
         for (int p = 0; p < net->layers[i]->nparam; p++) {
             cf_opt_slot *s = &net->slots[i * CF_MAX_PARAMS + p];
             size_t n = (size_t)net->layers[i]->param[p]->numel;
-            s->m = cf_calloc(n, sizeof(float));
-            s->v = two ? cf_calloc(n, sizeof(float)) : NULL;
+            s->m = cf_alloc_zero(&net->alloc, n, sizeof(float));
+            s->v = two ? cf_alloc_zero(&net->alloc, n, sizeof(float)) : NULL;
             if (!s->m || (two && !s->v)) {
                 free_slots(net);
                 return cf_error(CFNET_E_OUT_OF_MEMORY, "optimizer: out of memory");

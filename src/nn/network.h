@@ -67,7 +67,9 @@ void cf_options_set_defaults(cf_options *o);
 
 struct cfnet_network {
     uint32_t magic; /* CF_MAGIC_NETWORK */
-    const cfnet_context *ctx; /* allocator and limits (NULL: defaults); outlives the network */
+    const cfnet_context *ctx; /* limits (NULL: defaults); outlives the network */
+    cf_allocator alloc;       /* the context's at creation: every allocation of the network,
+                               * its layers (from append on) and their tensors */
     int64_t in_shape[3];
     int64_t in_size;
     uint64_t seed;
@@ -126,11 +128,9 @@ void cf_net_guard_leave(cf_net_guard *g);
                          "thread at a time, with no inference running"                         \
                        : "it is being modified: inference cannot run during training")
 
-/* Makes the network's allocator the thread's allocator and its thread pool the thread's pool
- * until the end of the block. */
-#define CF_NET_SCOPE(net)                            \
-    CF_ALLOC_SCOPE(cf_context_allocator((net)->ctx)); \
-    CF_POOL_SCOPE((net)->pool)
+/* Makes the network's thread pool the thread's pool until the end of the block (core/pool.h).
+ * Allocation needs no scope: it names net->alloc. */
+#define CF_NET_SCOPE(net) CF_POOL_SCOPE((net)->pool)
 
 /* Seed of layer i, derived from the network seed (so it does not depend on call order). */
 uint64_t cf_network_layer_seed(const cfnet_network *net, int index);

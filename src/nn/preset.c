@@ -15,8 +15,9 @@
 #define PRESET_MAX_CHANNELS 4096
 #define PRESET_MAX_CLASSES 1000000
 
-static const char *const family_names[] = {NULL, "cfnet", "cnet", "gcnn", "gcnn-dft", "cnn"};
-#define FAMILY_COUNT 5
+static const char *const family_names[] = {NULL,       "cfnet", "cnet",    "gcnn",
+                                           "gcnn-dft", "cnn",   "gcnn-p4m"};
+#define FAMILY_COUNT 6
 
 CFNET_API const char *cfnet_family_name(int family)
 {
@@ -40,7 +41,7 @@ CFNET_API cfnet_status cfnet_family_parse(const char *name, cfnet_family *out)
         }
     return cf_error(CFNET_E_INVALID_ARGUMENT,
                     "family_parse: unknown family \"%.64s\"; the families are cfnet, cnet, "
-                    "gcnn, gcnn-dft and cnn",
+                    "gcnn, gcnn-dft, cnn and gcnn-p4m",
                     name);
 }
 
@@ -66,7 +67,7 @@ CFNET_API cfnet_status cfnet_network_create_classifier(cfnet_family family, int 
     const char *what = "network_create_classifier";
     CF_FAIL_IF(!out, CFNET_E_INVALID_ARGUMENT, "%s: out is NULL", what);
     CF_FAIL_IF(!cfnet_family_name((int)family), CFNET_E_INVALID_ARGUMENT,
-               "%s: unknown family %d (CFNET_FAMILY_CFNET = 1 ... CFNET_FAMILY_CNN = 5)", what,
+               "%s: unknown family %d (CFNET_FAMILY_CFNET = 1 ... CFNET_FAMILY_GCNN_P4M = 6)", what,
                (int)family);
     CF_FAIL_IF(channels < 1 || channels > PRESET_MAX_CHANNELS, CFNET_E_INVALID_ARGUMENT,
                "%s: %d channels, must be 1 to %d", what, channels, PRESET_MAX_CHANNELS);
@@ -82,11 +83,14 @@ CFNET_API cfnet_status cfnet_network_create_classifier(cfnet_family family, int 
     if (width == 0) width = PRESET_DEFAULT_WIDTH;
 
     bool p4 = family == CFNET_FAMILY_GCNN || family == CFNET_FAMILY_GCNN_DFT;
+    bool p4m = family == CFNET_FAMILY_GCNN_P4M;
     bool conic = family == CFNET_FAMILY_CFNET || family == CFNET_FAMILY_CNET;
     bool dft = family == CFNET_FAMILY_CFNET || family == CFNET_FAMILY_GCNN_DFT;
     /* p4 layers hold 4 orientations per filter: half the filters gives about the same number
      * of convolution weights as the planar families. */
-    int filters = p4 ? (width + 1) / 2 : width;
+    /* p4m layers hold 8 transformations per filter: a third of the filters gives about 8/9 of
+     * the weights. */
+    int filters = p4 ? (width + 1) / 2 : p4m ? (width + 2) / 3 : width;
 
     int pools = 0;
     for (int s = size; s > PRESET_HEAD_MAP; s = pooled(s)) pools++;
@@ -100,6 +104,10 @@ CFNET_API cfnet_status cfnet_network_create_classifier(cfnet_family family, int 
             PRESET_APPEND(cfnet_layer_conic_conv_create(filters, 3, map >= PRESET_R2_MAP ? 2 : 1,
                                                         CFNET_PADDING_SAME,
                                                         CFNET_INTERP_NEAREST, &l_));
+        else if (p4m && i == 0)
+            PRESET_APPEND(cfnet_layer_p4m_lift_create(filters, 3, CFNET_PADDING_SAME, &l_));
+        else if (p4m)
+            PRESET_APPEND(cfnet_layer_p4m_conv_create(filters, 3, CFNET_PADDING_SAME, &l_));
         else if (p4 && i == 0)
             PRESET_APPEND(cfnet_layer_p4_lift_create(filters, 3, CFNET_PADDING_SAME, &l_));
         else if (p4)
@@ -119,7 +127,7 @@ CFNET_API cfnet_status cfnet_network_create_classifier(cfnet_family family, int 
         PRESET_APPEND(cfnet_layer_relu_create(&l_));
         PRESET_APPEND(cfnet_layer_dft_magnitude_create(&l_));
     } else {
-        if (p4) PRESET_APPEND(cfnet_layer_group_pool_create(CFNET_POOL_MAX, &l_));
+        if (p4 || p4m) PRESET_APPEND(cfnet_layer_group_pool_create(CFNET_POOL_MAX, &l_));
         /* the final map is 4 to 8 pixels: one more equivariant mean pooling before the dense
          * layer (6 x 6 -> 3 x 3 on the 50 x 50 biomarker images) */
         int window = map % 2 == 0 ? 2 : 3;

@@ -64,7 +64,8 @@ int cf_count_names(const char *const *names, int max)
     return n;
 }
 
-cfnet_status cf_layer_create(int kind, const int *icfg, const float *fcfg, cfnet_layer **out)
+cfnet_status cf_layer_create(int kind, const int *icfg, const float *fcfg, const cf_allocator *a,
+                             cfnet_layer **out)
 {
     const cf_layer_ops *ops = cf_layer_ops_of(kind);
     CF_FAIL_IF(!ops, CFNET_E_INTERNAL, "no layer kind %d", kind);
@@ -77,7 +78,7 @@ cfnet_status cf_layer_create(int kind, const int *icfg, const float *fcfg, cfnet
     if (nf) memcpy(fc, fcfg, (size_t)nf * sizeof *fc);
     if (ops->check) CF_CHECK(ops->check(ic, fc));
     cfnet_layer *l = NULL;
-    CF_CHECK(cf_layer_alloc(kind, ops, &l));
+    CF_CHECK(cf_layer_alloc(kind, ops, a, &l));
     memcpy(l->icfg, ic, sizeof ic);
     memcpy(l->fcfg, fc, sizeof fc);
     *out = l;

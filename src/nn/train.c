@@ -1,6 +1,8 @@
 /* Training: augmentation, the optimisation step, evaluation, invariance check. */
 #include "network.h"
 
+#include "kernels/rotate.h"
+
 #include <math.h>
 #include <string.h>
 
@@ -52,7 +54,7 @@ static cfnet_status augment_sample(cfnet_network *net, float *x, float *tmp)
         double deg = o->aug_rotation == CFNET_AUG_ROTATION_QUARTER
                          ? 90.0 * (double)cf_rng_below(&net->rng, 4)
                          : 360.0 * cf_rng_uniform(&net->rng);
-        CF_CHECK(cfnet_image_rotate(&tx, &tt, deg));
+        CF_CHECK(cf_image_rotate(&net->alloc, &tx, &tt, deg));
         memcpy(x, tmp, bytes);
     }
     if (o->aug_jitter > 0) {
@@ -160,8 +162,8 @@ static cfnet_status snapshot_take(cfnet_network *net, step_snapshot *sn)
     for (int i = 0; i < net->nlayers; i++)
         for (int s = 0; s < net->layers[i]->nstate; s++)
             floats += (size_t)net->layers[i]->state[s]->numel;
-    sn->layer_rng = cf_calloc((size_t)(net->nlayers ? net->nlayers : 1), sizeof *sn->layer_rng);
-    sn->state = floats ? cf_malloc(floats * sizeof(float)) : NULL;
+    sn->layer_rng = cf_alloc_zero(&net->alloc, (size_t)(net->nlayers ? net->nlayers : 1), sizeof *sn->layer_rng);
+    sn->state = floats ? cf_alloc(&net->alloc, floats * sizeof(float)) : NULL;
     if (!sn->layer_rng || (floats && !sn->state)) {
         cf_free(sn->layer_rng);
         cf_free(sn->state);
@@ -292,7 +294,7 @@ cfnet_status cf_network_train_input(cfnet_network *net, const int32_t *labels, i
     }
     const cf_options *o = &net->opt;
     if (o->aug_rotation || o->aug_jitter || o->aug_flip) {
-        float *tmp = cf_malloc((size_t)net->in_size * sizeof(float));
+        float *tmp = cf_alloc(&net->alloc, (size_t)net->in_size * sizeof(float));
         if (!tmp) st = cf_error(CFNET_E_OUT_OF_MEMORY, "network_train_step: out of memory");
         for (int64_t i = 0; i < n && st == CFNET_OK; i++)
             st = augment_sample(net, net->input + i * net->in_size, tmp);
@@ -361,7 +363,7 @@ CFNET_API cfnet_status cfnet_network_evaluate(const cfnet_network *net,
     if (batch == 0) batch = 100;
     if (batch > n) batch = n;
     int upto = cf_network_logits_end(net);
-    float *logits = cf_malloc((size_t)(batch * k) * sizeof(float));
+    float *logits = cf_alloc(&net->alloc, (size_t)(batch * k) * sizeof(float));
     CF_FAIL_IF(!logits, CFNET_E_OUT_OF_MEMORY, "network_evaluate: out of memory");
     double sum_loss = 0;
     int64_t correct = 0;
@@ -422,11 +424,11 @@ static cfnet_status invariance(const cfnet_network *net, const cfnet_tensor *x,
                (long long)net->in_shape[1], (long long)net->in_shape[2]);
     int64_t n = x->shape[0], osz = net->nlayers ? net->layers[net->nlayers - 1]->out_size
                                                  : net->in_size;
-    float *ref = cf_malloc((size_t)(n * osz) * sizeof(float));
-    float *got = cf_malloc((size_t)(n * osz) * sizeof(float));
-    float *xr = cf_malloc((size_t)(n * net->in_size) * sizeof(float));
+    float *ref = cf_alloc(&net->alloc, (size_t)(n * osz) * sizeof(float));
+    float *got = cf_alloc(&net->alloc, (size_t)(n * osz) * sizeof(float));
+    float *xr = cf_alloc(&net->alloc, (size_t)(n * net->in_size) * sizeof(float));
     const bool reflect = (flags & CFNET_INVARIANCE_REFLECT) != 0;
-    float *xm = reflect ? cf_malloc((size_t)(n * net->in_size) * sizeof(float)) : NULL;
+    float *xm = reflect ? cf_alloc(&net->alloc, (size_t)(n * net->in_size) * sizeof(float)) : NULL;
     cfnet_status st = CFNET_OK;
     if (!ref || !got || !xr || (reflect && !xm))
         st = cf_error(CFNET_E_OUT_OF_MEMORY, "network_invariance: out of memory");

@@ -25,8 +25,9 @@ static const char train_help[] =
     "\n"
     "Model:\n"
     "  -o, --output MODEL      model file to write (required)\n"
-    "  --arch A                cfnet (default), cnet, gcnn, gcnn-dft or cnn; cfnet and gcnn-dft\n"
-    "                          are invariant to quarter turns of the input\n"
+    "  --arch A                cfnet (default), cnet, gcnn, gcnn-dft, cnn or gcnn-p4m; cfnet and\n"
+    "                          gcnn-dft are invariant to quarter turns of the input; gcnn-p4m\n"
+    "                          is equivariant to rotations and reflections\n"
     "  --width N               filters per layer (default 0: the library's default, 16)\n"
     "  --size S                input size: centre-crop every image to SxS (default: the images'\n"
     "                          size, which must then be the same square size for all)\n"
@@ -519,7 +520,7 @@ static int parse_args(int argc, char **argv, train_cfg *c)
         case 'a': {
             cfnet_family fam;
             if (cfnet_family_parse(optarg, &fam) != CFNET_OK)
-                return tool_usage_error("train", "--arch: expected cfnet, cnet, gcnn, gcnn-dft or cnn, got '%s'", optarg);
+                return tool_usage_error("train", "--arch: expected cfnet, cnet, gcnn, gcnn-dft, cnn or gcnn-p4m, got '%s'", optarg);
             snprintf(c->arch, sizeof c->arch, "%s", cfnet_family_name(fam));
             break;
         }

@@ -81,6 +81,13 @@ def cases():
             add("pool_%s_k2s1_%d" % (mode, S), (2, S, S + 3), [L.pool(mode, 2, 1)])
             add("pool_%s_k3s2_%d" % (mode, S), (1, S + 2, S), [L.pool(mode, 3, 2)])
             add("pool_%s_p4_%d" % (mode, S), (1, S, S), [L.p4_lift(2, 3), L.pool(mode)])
+        for pad in ("same", "valid"):
+            add("p4m_lift_%s_%d" % (pad, S), (2, S, S), [L.p4m_lift(2, 3, pad)])
+            add("p4m_conv_%s_%d" % (pad, S), (1, S, S), [L.p4m_lift(2, 3), L.p4m_conv(2, 3, pad)])
+        for mode in ("max", "mean"):
+            add("group_pool_p4m_%s_%d" % (mode, S), (1, S, S), [L.p4m_lift(2, 3), L.group_pool(mode)])
+        add("batch_norm_p4m_%d" % S, (1, S, S), [L.p4m_lift(2, 3), L.batch_norm()])
+        add("dft_projection_p4m_%d" % S, (1, S, S), [L.p4m_lift(2, 3), L.dft_projection(3)])
         add("dft_projection_p4_%d" % S, (1, S, S), [L.p4_lift(2, 3), L.dft_projection(3)])
         add("batch_norm_%d" % S, (3, S, S), [L.batch_norm()])
         add("batch_norm_p4_%d" % S, (1, S, S), [L.p4_lift(3, 3), L.batch_norm()])
@@ -92,6 +99,7 @@ def cases():
     add("conic_1x1_output", (2, 3, 3), [L.conic_conv(2, 3, 2, "valid")])
     add("conic_2x2_output", (1, 4, 4), [L.conic_conv(2, 3, 1, "valid")])
     add("dft_magnitude_p4_1x1", (1, 5, 5), [L.p4_lift(3, 5, "valid"), L.dft_magnitude()])
+    add("p4m_dft_magnitude_1x1", (1, 5, 5), [L.p4m_lift(3, 5, "valid"), L.p4m_dft_magnitude()])
     add("batch_norm_flat", (1, 6, 6), [L.dense(4), L.batch_norm()])
     add("batch_norm_grid", (1, 6, 6), [L.dft_projection(3, 2), L.batch_norm()])
 
@@ -118,11 +126,17 @@ def cases():
     add("G-CNN+DFT_1x1", (1, 7, 7),
         [L.p4_lift(3, 3), L.relu(), L.pool(), L.p4_conv(4, 3, "valid"),
          L.dft_magnitude(), L.dense(5)], invariant=True)
+    add("G-CNN-p4m+DFT", (1, 12, 12),
+        [L.p4m_lift(3, 3), L.relu(), L.pool(), L.p4m_conv(3, 3), L.dft_projection(4),
+         L.batch_norm(), L.relu(), L.p4m_dft_magnitude(), L.dense(5)], invariant=True)
+    add("G-CNN-p4m+DFT_1x1", (1, 7, 7),
+        [L.p4m_lift(3, 3), L.relu(), L.pool(), L.p4m_conv(4, 3, "valid"),
+         L.p4m_dft_magnitude(), L.dense(5)], invariant=True)
     add("CNN", (1, 20, 20),
         [L.conv2d(6, 3), L.batch_norm(), L.relu(), L.pool(), L.conv2d(8, 3, 2), L.relu(),
          L.dense(5), L.softmax()])
     # The library's preset classifiers (cfnet_network_create_classifier), odd and even sizes.
-    for family in ("cfnet", "cnet", "gcnn", "gcnn-dft", "cnn"):
+    for family in ("cfnet", "cnet", "gcnn", "gcnn-dft", "cnn", "gcnn-p4m"):
         for size in (16, 21):
             net = randomize(cfnet.classifier(family, 1, size, 4, width=4, seed=size))
             out.append(("preset_%s_%d" % (family, size), net,

@@ -313,6 +313,7 @@ const FAMILY_CNET = 2
 const FAMILY_GCNN = 3
 const FAMILY_GCNN_DFT = 4
 const FAMILY_CNN = 5
+const FAMILY_GCNN_P4M = 6
 
 # ---------------------------------------------------------------------------------------------
 # Errors
@@ -494,7 +495,7 @@ end
 """Nominal multiply-adds of one sample's forward pass (2 x this = FLOP)."""
 multiply_adds(net::Network) = cfnet_network_multiply_adds(handle(net))
 
-"""The preset classifier of `family` ("cfnet", "cnet", "gcnn", "gcnn-dft", "cnn", or the
+"""The preset classifier of `family` ("cfnet", "cnet", "gcnn", "gcnn-dft", "cnn", "gcnn-p4m", or the
 CFNET_FAMILY_ value) for `channels` x `size` x `size` images (size 16 to 512) and `classes`
 classes; `width` filters per layer (0: 16). See docs/guide.md."""
 function classifier(family, channels::Integer, size::Integer, classes::Integer;

@@ -1,0 +1,87 @@
+/* Runtime CPU dispatch: the kernels of simd_kernels.inc in three variants; see simd.h. */
+#include "simd.h"
+
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* Contraction of a*b+c into an FMA would make the variants differ in rounding. GCC does not
+ * contract in ISO C mode (-std=c11); Clang needs to be told. */
+#ifdef __clang__
+#pragma clang fp contract(off)
+#endif
+
+#define CF_SFX generic
+#define CF_NAME "generic"
+#define CF_ATTR
+#define CF_VW 1
+#include "simd_kernels.inc"
+#undef CF_SFX
+#undef CF_NAME
+#undef CF_ATTR
+#undef CF_VW
+
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+#define CF_HAVE_X86_VARIANTS 1
+#define CF_SFX avx2
+#define CF_NAME "avx2"
+#define CF_ATTR __attribute__((target("avx2")))
+#define CF_VW 8
+#include "simd_kernels.inc"
+#undef CF_SFX
+#undef CF_NAME
+#undef CF_ATTR
+#undef CF_VW
+
+#define CF_SFX avx512
+#define CF_NAME "avx512"
+#define CF_ATTR __attribute__((target("avx512f")))
+#define CF_VW 16
+#include "simd_kernels.inc"
+#undef CF_SFX
+#undef CF_NAME
+#undef CF_ATTR
+#undef CF_VW
+#endif
+
+const cf_simd_ops *cf_simd_variant(int variant)
+{
+    switch (variant) {
+    case CF_SIMD_GENERIC: return &ops_generic;
+#ifdef CF_HAVE_X86_VARIANTS
+    case CF_SIMD_AVX2:
+        __builtin_cpu_init();
+        return __builtin_cpu_supports("avx2") ? &ops_avx2 : NULL;
+    case CF_SIMD_AVX512:
+        __builtin_cpu_init();
+        return __builtin_cpu_supports("avx512f") ? &ops_avx512 : NULL;
+#endif
+    default: return NULL;
+    }
+}
+
+static const cf_simd_ops *cf_active;
+static pthread_once_t cf_simd_once = PTHREAD_ONCE_INIT;
+
+static void choose(void)
+{
+    const char *want = getenv("CFNET_CPU");
+    static const char *const names[CF_SIMD_COUNT] = {"generic", "avx2", "avx512"};
+    if (want)
+        for (int v = 0; v < CF_SIMD_COUNT; v++)
+            if (!strcmp(want, names[v]) && cf_simd_variant(v)) {
+                cf_active = cf_simd_variant(v);
+                return;
+            }
+    for (int v = CF_SIMD_COUNT - 1; v >= 0; v--)
+        if (cf_simd_variant(v)) {
+            cf_active = cf_simd_variant(v);
+            return;
+        }
+}
+
+const cf_simd_ops *cf_simd(void)
+{
+    pthread_once(&cf_simd_once, choose);
+    return cf_active;
+}

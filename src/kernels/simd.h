@@ -1,0 +1,59 @@
+/* Runtime CPU dispatch for the library's own hot loops (private).
+ *
+ * Every kernel exists in three variants: portable C ("generic"), and AVX2 and AVX-512 builds of
+ * the same loops written with GCC/Clang vector extensions (the `target` attribute, so no special
+ * compiler flags are needed and the file builds everywhere). The variant is chosen once, at the
+ * first use: the best one the CPU supports, or the one named by the environment variable
+ * CFNET_CPU=generic|avx2|avx512 (a variant the CPU lacks, or an unknown name, falls back to the
+ * best supported one). No kernel contracts a*b+c into an FMA and every sum uses the same
+ * partial sums in the same order in every variant, so all variants give bit-identical results;
+ * `tests/test_simd.c` checks that, and `make check` runs the layer suites under every variant
+ * the machine supports (tests/test_cpu_variants.sh). */
+#ifndef CFNET_KERNELS_SIMD_H
+#define CFNET_KERNELS_SIMD_H
+
+#include "core/core.h"
+
+/* Floats of slack the run copies may write and read past a run (see convcore.c). */
+#define CF_RUN_BLOCK 8
+
+typedef struct cf_run {
+    int32_t dst; /* first column, relative to the start of its segment */
+    int32_t src; /* offset of that column's input in the padded plane */
+    int32_t len;
+} cf_run;
+
+enum { CF_SIMD_GENERIC = 0, CF_SIMD_AVX2 = 1, CF_SIMD_AVX512 = 2, CF_SIMD_COUNT = 3 };
+
+typedef struct cf_simd_ops {
+    const char *name;
+    /* im2col: for each run, dst[r.dst ..] = src[r.src ..], len rounded up to CF_RUN_BLOCK. */
+    void (*copy_runs)(float *dst, const float *src, const cf_run *r0, const cf_run *r1);
+    /* col2im: for each run, dst[r.src + i] += src[r.dst + i], i < len (exact). */
+    void (*add_runs)(float *dst, const float *src, const cf_run *r0, const cf_run *r1);
+    /* dst[i] = src[i] + b */
+    void (*add_scalar)(float *dst, const float *src, int64_t n, float b);
+    /* y = max(0, x) (bit-exact select: -0 and NaN give +0); dx = y > 0 ? dy : 0 */
+    void (*relu)(const float *x, float *y, int64_t n);
+    void (*relu_backward)(const float *y, const float *dy, float *dx, int64_t n);
+    /* y = (x - mu) * scale + shift, then max(0, .) if relu */
+    void (*affine)(const float *x, float *y, int64_t n, float mu, float scale, float shift,
+                   bool relu);
+    /* Sums in double with 8 partial sums (element j goes to sum j mod 8), combined as
+     * ((s0 + s1) + (s2 + s3)) + ((s4 + s5) + (s6 + s7)); sum_sq_dev sums (x - mu)^2. */
+    double (*sum)(const float *x, int64_t n);
+    double (*sum_sq_dev)(const float *x, int64_t n, double mu);
+    /* *sdy += sum dy, *sdyx += sum dy * (x - mu) (same partial-sum scheme). */
+    void (*sum_dy_dyx)(const float *x, const float *dy, int64_t n, double mu, double *sdy,
+                       double *sdyx);
+    /* dx = k * (dy - a - (x - m) * bc) */
+    void (*bn_dx)(const float *x, const float *dy, float *dx, int64_t n, float k, float a,
+                  float m, float bc);
+} cf_simd_ops;
+
+/* The active variant (chosen once; thread-safe). */
+const cf_simd_ops *cf_simd(void);
+/* A given variant, or NULL if the CPU (or the compiler) does not support it. */
+const cf_simd_ops *cf_simd_variant(int variant);
+
+#endif /* CFNET_KERNELS_SIMD_H */

@@ -1,0 +1,210 @@
+/* Runtime CPU dispatch (src/kernels/simd.c): every variant the CPU supports computes exactly what
+ * the portable C variant computes (bit for bit, on random data of every length 0..70 at every
+ * alignment, special values included); CFNET_CPU selects the variant; the fused batch norm +
+ * ReLU equals the two layers one after the other.
+ *
+ *   test_simd            the cmocka suite
+ *   test_simd --list     prints the variants this machine supports, one per line (used by
+ *                        tests/test_cpu_variants.sh to run the layer suites under each) */
+#include "testutil.h"
+
+#include "kernels/simd.h"
+#include "layers/fused.h"
+#include "nn/layer.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+enum { MAXN = 70, PAD = 32 };
+
+static void fill(float *x, int n, tu_rng *r, bool specials)
+{
+    tu_fill_normal(x, n, r);
+    if (specials && n > 5) {
+        x[1] = -0.0f;
+        x[2] = 0.0f;
+        x[3] = NAN;
+        x[4] = INFINITY;
+        x[5] = -INFINITY;
+    }
+}
+
+static void check_variant(const cf_simd_ops *g, const cf_simd_ops *v)
+{
+    tu_rng r = {42};
+    float x[MAXN + PAD], y[MAXN + PAD], dy[MAXN + PAD], a[MAXN + PAD], b[MAXN + PAD];
+    for (int off = 0; off < 8; off++) {
+        for (int n = 0; n <= MAXN; n++) {
+            fill(x, MAXN + PAD, &r, true);
+            fill(dy, MAXN + PAD, &r, false);
+            fill(y, MAXN + PAD, &r, true);
+            const float *xs = x + off, *ys = y + off, *dys = dy + off;
+            /* element-wise kernels: compare whole buffers, so nothing is written out of range */
+            memset(a, 0x55, sizeof a);
+            memset(b, 0x55, sizeof b);
+            g->relu(xs, a + off, n);
+            v->relu(xs, b + off, n);
+            assert_memory_equal(a, b, sizeof a);
+            g->relu_backward(ys, dys, a + off, n);
+            v->relu_backward(ys, dys, b + off, n);
+            assert_memory_equal(a, b, sizeof a);
+            g->add_scalar(a + off, xs, n, 0.37f);
+            v->add_scalar(b + off, xs, n, 0.37f);
+            assert_memory_equal(a, b, sizeof a);
+            for (int relu = 0; relu < 2; relu++) {
+                g->affine(xs, a + off, n, 0.1f, 1.7f, -0.3f, relu);
+                v->affine(xs, b + off, n, 0.1f, 1.7f, -0.3f, relu);
+                assert_memory_equal(a, b, sizeof a);
+            }
+            g->bn_dx(xs, dys, a + off, n, 0.9f, 0.01f, 0.2f, -0.4f);
+            v->bn_dx(xs, dys, b + off, n, 0.9f, 0.01f, 0.2f, -0.4f);
+            assert_memory_equal(a, b, sizeof a);
+            /* sums (finite data) */
+            fill(x, MAXN + PAD, &r, false);
+            double s1 = g->sum(xs, n), s2 = v->sum(xs, n);
+            assert_memory_equal(&s1, &s2, sizeof s1);
+            s1 = g->sum_sq_dev(xs, n, 0.3);
+            s2 = v->sum_sq_dev(xs, n, 0.3);
+            assert_memory_equal(&s1, &s2, sizeof s1);
+            double d1 = 1.5, e1 = -2.5, d2 = 1.5, e2 = -2.5;
+            g->sum_dy_dyx(xs, dys, n, 0.3, &d1, &e1);
+            v->sum_dy_dyx(xs, dys, n, 0.3, &d2, &e2);
+            assert_memory_equal(&d1, &d2, sizeof d1);
+            assert_memory_equal(&e1, &e2, sizeof e1);
+            /* and the sums are right (against a plain double loop) */
+            double ref = 0;
+            for (int i = 0; i < n; i++) ref += xs[i];
+            assert_true(fabs(g->sum(xs, n) - ref) <= 1e-12 * (1.0 + fabs(ref)) + 1e-9);
+        }
+    }
+    /* Runs: random runs in a 40 x 8 grid, dst segments with slack, as im2col / col2im use. */
+    enum { SRC = 512, DST = 512 };
+    float src[SRC + CF_RUN_BLOCK], d1[DST + CF_RUN_BLOCK], d2[DST + CF_RUN_BLOCK];
+    cf_run runs[24];
+    for (int rep = 0; rep < 200; rep++) {
+        int nr = 1 + (int)(tu_uniform(&r) * 24), pos = 0;
+        for (int i = 0; i < nr; i++) {
+            int len = 1 + (int)(tu_uniform(&r) * 19);
+            runs[i].dst = pos;
+            runs[i].src = (int)(tu_uniform(&r) * (SRC - 24));
+            runs[i].len = len;
+            pos += len;
+        }
+        fill(src, SRC + CF_RUN_BLOCK, &r, false);
+        fill(d1, DST + CF_RUN_BLOCK, &r, false);
+        memcpy(d2, d1, sizeof d1);
+        g->copy_runs(d1, src, runs, runs + nr);
+        v->copy_runs(d2, src, runs, runs + nr);
+        assert_memory_equal(d1, d2, sizeof d1);
+        for (int i = 0; i < nr; i++) /* the runs themselves hold their inputs */
+            for (int k = 0; k < runs[i].len; k++) {
+                /* a later run overwrites an earlier run's overshoot, never its columns */
+                assert_memory_equal(&d1[runs[i].dst + k], &src[runs[i].src + k], sizeof(float));
+            }
+        /* col2im direction (dst += src by run.src / run.dst): disjoint destinations, one run
+         * per 20-float slot */
+        for (int i = 0; i < nr; i++) {
+            runs[i].src = 20 * i;
+            runs[i].dst = (int)(tu_uniform(&r) * (DST - 24));
+        }
+        fill(d1, DST + CF_RUN_BLOCK, &r, false);
+        memcpy(d2, d1, sizeof d1);
+        g->add_runs(d1, src, runs, runs + nr);
+        v->add_runs(d2, src, runs, runs + nr);
+        assert_memory_equal(d1, d2, sizeof d1);
+    }
+}
+
+static void variants_match_generic(void **state)
+{
+    (void)state;
+    const cf_simd_ops *g = cf_simd_variant(CF_SIMD_GENERIC);
+    assert_non_null(g);
+    assert_string_equal(g->name, "generic");
+    int checked = 0;
+    for (int v = 0; v < CF_SIMD_COUNT; v++) {
+        const cf_simd_ops *ops = cf_simd_variant(v);
+        if (!ops) continue;
+        check_variant(g, ops);
+        checked++;
+    }
+    print_message("variants checked against generic: %d\n", checked);
+    assert_true(checked >= 1);
+    assert_null(cf_simd_variant(CF_SIMD_COUNT));
+    assert_null(cf_simd_variant(-1));
+}
+
+static void cfnet_cpu_selects_the_variant(void **state)
+{
+    (void)state;
+    const char *want = getenv("CFNET_CPU");
+    const cf_simd_ops *active = cf_simd();
+    assert_non_null(active);
+    static const char *const names[CF_SIMD_COUNT] = {"generic", "avx2", "avx512"};
+    int best = 0;
+    for (int v = 0; v < CF_SIMD_COUNT; v++)
+        if (cf_simd_variant(v)) best = v;
+    int forced = -1;
+    for (int v = 0; want && v < CF_SIMD_COUNT; v++)
+        if (!strcmp(want, names[v]) && cf_simd_variant(v)) forced = v;
+    /* a supported name wins; anything else (unset, unknown, unsupported) gives the best */
+    assert_string_equal(active->name, names[forced >= 0 ? forced : best]);
+    assert_ptr_equal(cf_simd(), active); /* chosen once */
+}
+
+static void fused_batch_norm_relu_equals_the_two_layers(void **state)
+{
+    (void)state;
+    cfnet_layer *bn = NULL, *relu = NULL;
+    CF_ASSERT_OK(cfnet_layer_batch_norm_create(0.1f, 1e-5f, &bn));
+    CF_ASSERT_OK(cfnet_layer_relu_create(&relu));
+    int64_t in[3] = {3, 5, 7};
+    CF_ASSERT_OK(cfnet_layer_setup(bn, 3, in, 1));
+    CF_ASSERT_OK(cfnet_layer_setup(relu, 3, in, 2));
+    enum { N = 4, SZ = N * 3 * 5 * 7 };
+    float x[SZ], t[SZ], y1[SZ], y2[SZ];
+    tu_rng r = {8};
+    tu_fill_normal(x, SZ, &r);
+    for (int i = 0; i < 3; i++) bn->param[0]->data[i] = 0.5f + (float)i; /* gamma */
+    for (int i = 0; i < 3; i++) bn->param[1]->data[i] = 0.2f - 0.3f * (float)i; /* beta */
+    size_t wsz = bn->ops->workspace ? bn->ops->workspace(bn, N) : 0;
+    void *ws1 = calloc(1, wsz + 1), *ws2 = calloc(1, wsz + 1);
+    for (int training = 0; training < 2; training++) {
+        float rm[3], rv[3];
+        memcpy(rm, bn->state[0]->data, sizeof rm);
+        memcpy(rv, bn->state[1]->data, sizeof rv);
+        CF_ASSERT_OK(cf_layer_forward_raw(bn, x, t, N, training, ws1));
+        CF_ASSERT_OK(cf_layer_forward_raw(relu, t, y1, N, training, NULL));
+        float rm1[3], rv1[3];
+        memcpy(rm1, bn->state[0]->data, sizeof rm1);
+        memcpy(rv1, bn->state[1]->data, sizeof rv1);
+        memcpy(bn->state[0]->data, rm, sizeof rm); /* same running statistics again */
+        memcpy(bn->state[1]->data, rv, sizeof rv);
+        CF_ASSERT_OK(cf_batch_norm_forward_relu(bn, x, y2, N, training, ws2));
+        assert_memory_equal(y1, y2, sizeof y1);
+        assert_memory_equal(bn->state[0]->data, rm1, sizeof rm1);
+        assert_memory_equal(bn->state[1]->data, rv1, sizeof rv1);
+        assert_memory_equal(ws1, ws2, wsz); /* what backward needs */
+    }
+    free(ws1);
+    free(ws2);
+    cfnet_layer_free(bn);
+    cfnet_layer_free(relu);
+}
+
+int main(int argc, char **argv)
+{
+    if (argc > 1 && !strcmp(argv[1], "--list")) {
+        for (int v = 0; v < CF_SIMD_COUNT; v++)
+            if (cf_simd_variant(v)) printf("%s\n", cf_simd_variant(v)->name);
+        return 0;
+    }
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(variants_match_generic),
+        cmocka_unit_test(cfnet_cpu_selects_the_variant),
+        cmocka_unit_test(fused_batch_norm_relu_equals_the_two_layers),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
