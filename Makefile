@@ -85,8 +85,9 @@ BINOUT  ?= $(BUILD)/bin
 # so the check is skipped for sanitizer builds).
 NO_UNDEF := $(if $(SAN),,-Wl,--no-undefined)
 
-# src/tool is the command (bin/cfnet), not part of the library.
-SRCS    := $(sort $(filter-out src/tool/%,$(wildcard src/*/*.c)))
+# src/tool is the command (bin/cfnet) and src/mpi the optional MPI component (libcfnet_mpi):
+# neither is part of the library.
+SRCS    := $(sort $(filter-out src/tool/% src/mpi/%,$(wildcard src/*/*.c)))
 OBJS    := $(SRCS:src/%.c=$(BUILD)/obj/%.o)
 
 # The ONNX messages: protoc-c generates C from the onnx.proto Debian ships (libonnx-dev) into
@@ -128,6 +129,17 @@ FUZZ_SRCS   := $(sort $(wildcard fuzz/fuzz_*.c))
 FUZZ_REPLAY := $(FUZZ_SRCS:fuzz/fuzz_%.c=$(BUILD)/fuzz/replay_%)
 FUZZ_SECONDS ?= 60
 
+# The MPI component: lib/libcfnet_mpi.a from src/mpi with mpicc (driving $(CC)), and the MPI test
+# and benchmark programs in tests/mpi; built by `make mpi`, and by `make check` when mpicc exists.
+MPICC     ?= mpicc
+HAVE_MPI  := $(shell command -v $(MPICC) >/dev/null 2>&1 && echo 1)
+MPI_HDR   := include/cfnet/cfnet_mpi.h
+MPI_LIB   := $(LIBOUT)/libcfnet_mpi.a
+MPI_SRCS  := $(sort $(wildcard src/mpi/*.c))
+MPI_OBJS  := $(MPI_SRCS:src/%.c=$(BUILD)/obj/%.o)
+MPI_PROGS := $(patsubst tests/mpi/%.c,$(BUILD)/mpi/%,$(sort $(wildcard tests/mpi/*.c)))
+MPI_CHECK := $(if $(HAVE_MPI),$(MPI_LIB) $(MPI_PROGS))
+
 TEST_SRCS := $(sort $(wildcard tests/test_*.c))
 TEST_BINS := $(TEST_SRCS:tests/%.c=$(BUILD)/tests/%)
 TEST_UTIL := $(BUILD)/tests/testutil.o
@@ -135,7 +147,7 @@ TEST_CFLAGS = $(shell pkg-config --cflags cmocka 2>/dev/null)
 TEST_LIBS   = $(shell pkg-config --libs cmocka 2>/dev/null)
 
 .PHONY: all deps check test-bins examples bench-bins bench docs demo install uninstall clean \
-        symbols-check check-valgrind check-threads abi-check abi-baseline coverage fuzz
+        mpi bench-mpi symbols-check check-valgrind check-threads abi-check abi-baseline coverage fuzz
 
 all: $(SOLIB) $(ALIB) $(TOOL)
 
@@ -159,6 +171,28 @@ $(GEN_OBJ): $(GEN_SRC)
 
 $(BUILD)/obj/io/onnx.o: $(GEN)/onnx.pb-c.h
 $(BUILD)/obj/io/onnx.o: OBJ_INC := -I$(GEN)
+
+$(BUILD)/obj/mpi/%.o: src/mpi/%.c $(MPI_HDR) $(HEADER) | deps
+	@mkdir -p $(dir $@)
+	OMPI_CC="$(CC)" $(MPICC) $(BASE_CFLAGS) $(SAN) $(CFLAGS) -c $< -o $@
+
+$(MPI_LIB): $(MPI_OBJS)
+	@mkdir -p $(LIBOUT)
+	rm -f $@
+	ar rcs $@ $(MPI_OBJS)
+
+$(BUILD)/mpi/%: tests/mpi/%.c $(wildcard tests/mpi/*.h) $(MPI_LIB) $(ALIB) $(MPI_HDR) $(HEADER)
+	@mkdir -p $(dir $@)
+	OMPI_CC="$(CC)" $(MPICC) $(BASE_CFLAGS) $(SAN) $(DEP_CFLAGS) $(CFLAGS) $< $(MPI_LIB) \
+	    $(ALIB) $(DEP_LIBS) -o $@
+
+mpi: all
+	@test -n "$(HAVE_MPI)" || { echo "make mpi: needs mpicc (libopenmpi-dev)"; exit 1; }
+	$(MAKE) $(MPI_LIB) $(MPI_PROGS)
+
+# Training throughput of 1 rank x 2 threads against 2 ranks x 1 thread (docs/distributed.md).
+bench-mpi: mpi
+	tests/mpi/bench.sh $(BUILD)/mpi
 
 $(SOLIB): $(OBJS) src/cfnet.map
 	@mkdir -p $(LIBOUT)
@@ -265,7 +299,7 @@ export CFNET_LIBDIR := $(abspath $(LIBOUT))
 export CFNET_SANITIZE := $(SANITIZE)
 export CFNET_TOOL := $(abspath $(TOOL))
 
-check: all test-bins examples symbols-check $(FUZZ_REPLAY)
+check: all test-bins examples symbols-check $(FUZZ_REPLAY) $(MPI_CHECK)
 	@failed=0; total=0; \
 	for t in $(TEST_BINS) $(SCRIPT_TESTS); do \
 	    total=$$((total + 1)); \

@@ -19,6 +19,7 @@
  *   net <name> <threads> <mode> <train ms> <train images/s> <infer ms> <infer images/s>
  *   rss <name> <threads> <mode> <peak KiB> <baseline KiB> <network bytes>
  *   lat <name> <threads> <mode> <median ms> <p99 ms> <calls>
+ *   macs <name> <multiply-adds per sample, cfnet_network_multiply_adds>   (printed with `net`)
  * where baseline is the child's VmHWM before the network is built (libraries and BLAS buffers
  * loaded) and network bytes is cfnet_network_memory_usage(). */
 #include "bench_util.h"
@@ -271,6 +272,7 @@ int main(int argc, char **argv)
         double ti = bench_time(run_infer, &c, BENCH_MIN_SECONDS);
         printf("net\t%s\t%d\t%s\t%.2f\t%.1f\t%.2f\t%.1f\n", NETS[i], threads, mode, 1e3 * tt,
                BATCH / tt, 1e3 * ti, BATCH / ti);
+        printf("macs\t%s\t%lld\n", NETS[i], (long long)cfnet_network_multiply_adds(c.net));
         fflush(stdout);
         free_case(&c);
     }

@@ -7,7 +7,7 @@ ends with the libcfnet / PyTorch time ratios.
 """
 import sys
 
-layers, nets, rss, sgemm, lat = {}, {}, {}, {}, {}
+layers, nets, rss, sgemm, lat, macs = {}, {}, {}, {}, {}, {}
 for path in sys.argv[1:]:
     with open(path) as f:
         for line in f:
@@ -21,6 +21,8 @@ for path in sys.argv[1:]:
                 rss[(c[1], int(c[2]))] = (int(c[4]), int(c[5]), int(c[6]))
             elif c[0] == "lat" and len(c) == 7:    # name threads mode median p99 calls
                 lat[(c[1], int(c[2]), c[3])] = (float(c[4]), float(c[5]), int(c[6]))
+            elif c[0] == "macs" and len(c) == 3:   # name multiply-adds per sample
+                macs[c[1]] = int(c[2])
             elif c[0] == "sgemm" and len(c) == 5:  # n threads ms gflops
                 sgemm[int(c[2])] = float(c[4])
 
@@ -106,6 +108,22 @@ if rows:
     table("Peak memory of training (child process per network, 3 steps)",
           ["network", "threads", "peak RSS MiB", "above start-up MiB",
            "cfnet_network_memory_usage MiB"], rows)
+
+# Roofline: nominal GFLOP of a training step (forward + backward = 3 x forward, 2 flops per
+# multiply-add of cfnet_network_multiply_adds, batch 50) against the sgemm ceiling.
+rows = []
+for t in (1, 2):
+    for n in NETS:
+        c = nets.get((n, t, "engine"))
+        if not c or n not in macs:
+            continue
+        gf = 3 * 2 * macs[n] * 50 / 1e9
+        rate = gf / (c[0] / 1e3)
+        rows.append((n, t, "%.3f" % gf, "%.1f" % rate, f(sgemm.get(t), "%.1f"),
+                     f(rate / sgemm[t] * 100 if t in sgemm else None, "%.0f %%")))
+if rows:
+    table("Roofline: training step (batch 50) against the sgemm ceiling",
+          ["network", "threads", "GFLOP per step", "GFLOP/s", "sgemm GFLOP/s", "of sgemm"], rows)
 
 rows = []
 for t in (1, 2):

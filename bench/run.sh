@@ -7,12 +7,15 @@
 # The OpenBLAS kernel is chosen by OpenBLAS for this CPU: OPENBLAS_CORETYPE and OPENBLAS_L2_SIZE
 # are removed from the benchmarks' environment, and each program prints the kernel that ran
 # ("# blas: ... core NAME"). BENCH_KEEP_BLAS_ENV=1 keeps them as they are.
+# BENCH_SHAPE=28|50|64 runs the layers at that shape only (libcfnet and PyTorch), for a shorter
+# run; BENCH_REPS=n fixes the repetitions, BENCH_LAT_CALLS=n the latency calls.
 set -eu
 BUILD=${CFNET_BUILD:-build/default}
 BIN=$BUILD/bench
 OUT=${BENCH_OUT:-$BUILD/bench-results}
 mkdir -p "$OUT"
 PY=/usr/bin/python3
+SHAPE=${BENCH_SHAPE:+--shape $BENCH_SHAPE}
 
 if [ "${BENCH_KEEP_BLAS_ENV:-0}" = 1 ]; then
     RUN="env"
@@ -25,9 +28,9 @@ fi
 echo "# machine: $(nproc) cores, $(sed -n 's/^model name[^:]*: //p' /proc/cpuinfo | head -1)," \
      "load average $(cut -d' ' -f1-3 /proc/loadavg)"
 echo "== sgemm ceiling";                  $RUN "$BIN/bench_sgemm" 2048        | tee "$OUT/sgemm.tsv"
-echo "== layers, 1 thread";               $RUN "$BIN/bench_layers" --threads 1 | tee "$OUT/layers-1.tsv"
-echo "== layers, 2 threads (engine)";     $RUN "$BIN/bench_layers" --threads 2 | tee "$OUT/layers-2.tsv"
-echo "== layers, 2 threads (OpenBLAS)";   $RUN "$BIN/bench_layers" --threads 2 --mode blas \
+echo "== layers, 1 thread";               $RUN "$BIN/bench_layers" --threads 1 $SHAPE | tee "$OUT/layers-1.tsv"
+echo "== layers, 2 threads (engine)";     $RUN "$BIN/bench_layers" --threads 2 $SHAPE | tee "$OUT/layers-2.tsv"
+echo "== layers, 2 threads (OpenBLAS)";   $RUN "$BIN/bench_layers" --threads 2 --mode blas $SHAPE \
                                                                              | tee "$OUT/layers-2b.tsv"
 echo "== networks, 1 thread";             $RUN "$BIN/bench_nets" --threads 1   | tee "$OUT/nets-1.tsv"
 echo "== networks, 2 threads (engine)";   $RUN "$BIN/bench_nets" --threads 2   | tee "$OUT/nets-2.tsv"
@@ -39,7 +42,7 @@ echo "== peak memory of training";        $RUN "$BIN/bench_nets" --rss --threads
 $RUN "$BIN/bench_nets" --rss --threads 2 | tee "$OUT/rss-2.tsv"
 echo "== PyTorch peer"
 if $PY -c 'import torch' 2>/dev/null; then
-    $RUN $PY bench/torch_peer.py --threads 1,2 | tee "$OUT/torch.tsv"
+    $RUN $PY bench/torch_peer.py --threads 1,2 $SHAPE | tee "$OUT/torch.tsv"
 else
     echo "# PyTorch missing: apt-get install -y python3-torch (peer skipped)" | tee "$OUT/torch.tsv"
 fi

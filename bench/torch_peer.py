@@ -229,9 +229,11 @@ def bench_layer(name, mod, x, fwd_flops, bwd_factor, shape_name, threads, out):
     out.flush()
 
 
-def run_layers(threads, only, out):
+def run_layers(threads, only, out, shape=None):
     torch.manual_seed(0)
     for S, C in ((28, 15), (50, 32), (64, 32)):
+        if shape and S != shape:
+            continue
         O, k = C, 3
         sn = "%dx%dx%d" % (S, S, C)
         x = torch.randn(BATCH, C, S, S)
@@ -403,6 +405,7 @@ def main():
     ap.add_argument("--layers-only", action="store_true")
     ap.add_argument("--nets-only", action="store_true")
     ap.add_argument("--latency", action="store_true", help="only the batch-1 latency")
+    ap.add_argument("--shape", type=int, help="layers at one shape only (28, 50 or 64)")
     a = ap.parse_args()
     torch.set_num_interop_threads(1)
     out = sys.stdout
@@ -415,7 +418,7 @@ def main():
             run_latency(t, a.only, out)
             continue
         if not a.nets_only:
-            run_layers(t, a.only, out)
+            run_layers(t, a.only, out, a.shape)
         if not a.layers_only:
             run_nets(t, a.only, out)
         if not a.layers_only and not a.nets_only:

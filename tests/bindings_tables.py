@@ -33,6 +33,7 @@ PY_ENUMS = {
     "Option": ("cfnet_option", "CFNET_OPTION_"),
     "Limit": ("cfnet_limit", "CFNET_LIMIT_"),
     "Family": ("cfnet_family", "CFNET_FAMILY_"),
+    "SumKind": ("cfnet_sum_kind", "CFNET_SUM_"),
     "Optimizer": (None, "CFNET_OPTIMIZER_"),
     "AugRotation": (None, "CFNET_AUG_ROTATION_"),
 }

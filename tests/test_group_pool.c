@@ -143,7 +143,8 @@ static void group_pool_rejects_bad_arguments(void **state)
     const int64_t planar[] = {3, 5, 5}, wrong_g[] = {2, 3, 5, 5}, flat[] = {4, 4};
     CF_ASSERT_STATUS(cfnet_layer_setup(l, 3, planar, 0), CFNET_E_SHAPE_MISMATCH);
     assert_string_equal(cfnet_last_error(), "group_pool: input is 3x5x5, needs C x 4 x H x W "
-                                            "(p4) or C x 8 x H x W (p4m)");
+                                            "(p4), C x 8 x H x W (p4m) or C x 2 x H x W "
+                                            "(conic_conv_mirror)");
     CF_ASSERT_STATUS(cfnet_layer_setup(l, 4, wrong_g, 0), CFNET_E_SHAPE_MISMATCH);
     assert_non_null(strstr(cfnet_last_error(), "2x3x5x5"));
     CF_ASSERT_STATUS(cfnet_layer_setup(l, 2, flat, 0), CFNET_E_SHAPE_MISMATCH);

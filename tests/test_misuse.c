@@ -66,6 +66,9 @@ static void layer_creators_reject_null_out_and_bad_values(void **state)
     CF_ASSERT_STATUS(cfnet_layer_p4m_lift_create(1, 0, CFNET_PADDING_SAME, &l), CFNET_E_INVALID_ARGUMENT);
     CF_ASSERT_STATUS(cfnet_layer_p4m_conv_create(0, 3, CFNET_PADDING_SAME, &l), CFNET_E_INVALID_ARGUMENT);
     CF_ASSERT_STATUS(cfnet_layer_p4m_dft_magnitude_create(NULL), CFNET_E_INVALID_ARGUMENT);
+    CF_ASSERT_STATUS(cfnet_layer_conic_conv_mirror_create(1, 3, 0, CFNET_PADDING_SAME,
+                                                          CFNET_INTERP_NEAREST, &l),
+                     CFNET_E_INVALID_ARGUMENT);
     CF_ASSERT_STATUS(cfnet_layer_dft_projection_create(0, 1, CFNET_INTERP_NEAREST, &l),
                      CFNET_E_INVALID_ARGUMENT);
     CF_ASSERT_STATUS(cfnet_layer_dft_magnitude_create(NULL), CFNET_E_INVALID_ARGUMENT);
@@ -205,6 +208,19 @@ static void network_functions_reject_null(void **state)
                      CFNET_E_INVALID_ARGUMENT);
     CF_ASSERT_STATUS(cfnet_network_invariance_ex(net, x, &angle, -1, CFNET_INVARIANCE_REFLECT, &d),
                      CFNET_E_INVALID_ARGUMENT);
+
+    /* Data-parallel training: NULL handles, impossible batch positions, wrong gradient counts. */
+    CF_ASSERT_STATUS(cfnet_network_set_sum_hook(NULL, NULL, NULL), CFNET_E_INVALID_ARGUMENT);
+    CF_ASSERT_OK(cfnet_network_set_sum_hook(net, NULL, NULL));
+    CF_ASSERT_STATUS(cfnet_network_set_batch_position(NULL, 0, 0), CFNET_E_INVALID_ARGUMENT);
+    CF_ASSERT_STATUS(cfnet_network_set_batch_position(net, -1, 4), CFNET_E_INVALID_ARGUMENT);
+    CF_ASSERT_STATUS(cfnet_network_set_batch_position(net, 0, -4), CFNET_E_INVALID_ARGUMENT);
+    CF_ASSERT_STATUS(cfnet_network_set_batch_position(net, 4, 4), CFNET_E_INVALID_ARGUMENT);
+    CF_ASSERT_STATUS(cfnet_network_set_batch_position(net, 1, 0), CFNET_E_INVALID_ARGUMENT);
+    CF_ASSERT_STATUS(cfnet_network_gradients(NULL, &f, 0), CFNET_E_INVALID_ARGUMENT);
+    CF_ASSERT_STATUS(cfnet_network_gradients(net, NULL, 0), CFNET_E_INVALID_ARGUMENT);
+    CF_ASSERT_STATUS(cfnet_network_gradients(net, &f, 1), CFNET_E_SHAPE_MISMATCH);
+    CF_ASSERT_OK(cfnet_network_gradients(net, &f, 0));
     cfnet_network_free(net);
     cfnet_tensor_free(x);
 }
@@ -362,7 +378,7 @@ static void train_epoch_rejects_null_and_bad_sizes(void **state)
 static void introspection_functions_never_fail(void **state)
 {
     (void)state;
-    assert_int_equal(cfnet_layer_kind_count(), CFNET_LAYER_P4M_DFT_MAGNITUDE);
+    assert_int_equal(cfnet_layer_kind_count(), CFNET_LAYER_CONIC_CONV_MIRROR);
     double a = 0, b = 0;
     assert_null(cfnet_option_name(-1));
     CF_ASSERT_STATUS(cfnet_option_bounds(CFNET_OPTION_THREADS, NULL, &b), CFNET_E_INVALID_ARGUMENT);

@@ -643,7 +643,7 @@ static void p4m_shapes_names_and_bad_arguments(void **state)
     cfnet_layer_free(l);
 
     CF_ASSERT_OK(cfnet_layer_group_pool_create(CFNET_POOL_MAX, &l));
-    int64_t six[] = {2, 6, 4, 4};
+    int64_t six[] = {2, 3, 4, 4};
     CF_ASSERT_STATUS(cfnet_layer_setup(l, 4, six, 1), CFNET_E_SHAPE_MISMATCH);
     cfnet_layer_free(l);
 }

@@ -319,6 +319,15 @@ static void p4m_network_round_trips_bit_exactly(void **state)
     APPEND(net, cfnet_layer_p4m_dft_magnitude_create(&l_));
     APPEND(net, cfnet_layer_dense_create(3, &l_));
     round_trip(net, "roundtrip_p4m_projection.safetensors");
+    /* and conic convolution with reflection, planar and 2-copy input */
+    CF_ASSERT_OK(cfnet_network_create(1, S_G, S_G, 16, &net));
+    APPEND(net, cfnet_layer_conic_conv_mirror_create(2, 3, 2, CFNET_PADDING_SAME,
+                                                     CFNET_INTERP_BILINEAR, &l_));
+    APPEND(net, cfnet_layer_conic_conv_mirror_create(2, 3, 1, CFNET_PADDING_VALID,
+                                                     CFNET_INTERP_NEAREST, &l_));
+    APPEND(net, cfnet_layer_group_pool_create(CFNET_POOL_MEAN, &l_));
+    APPEND(net, cfnet_layer_dense_create(3, &l_));
+    round_trip(net, "roundtrip_conic_mirror.safetensors");
 }
 
 static void empty_network_round_trips(void **state)
@@ -1317,13 +1326,13 @@ static void saving_replaces_an_existing_file_with_the_usual_mode(void **state)
 static void every_kind_has_an_ops_table_named_like_the_kind(void **state)
 {
     (void)state;
-    for (int k = CFNET_LAYER_CONV2D; k <= CFNET_LAYER_P4M_DFT_MAGNITUDE; k++) {
+    for (int k = CFNET_LAYER_CONV2D; k <= CFNET_LAYER_CONIC_CONV_MIRROR; k++) {
         const cf_layer_ops *ops = cf_layer_ops_of(k);
         assert_non_null(ops);
         assert_string_equal(ops->name, cfnet_layer_kind_name(k));
     }
     assert_null(cf_layer_ops_of(0));
-    assert_null(cf_layer_ops_of(CFNET_LAYER_P4M_DFT_MAGNITUDE + 1));
+    assert_null(cf_layer_ops_of(CFNET_LAYER_CONIC_CONV_MIRROR + 1));
     assert_null(cf_layer_ops_of(-1));
 }
 

@@ -15,7 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-enum { CASES = 400, MAX_LAYERS = 6, NB = 2, LAST_KIND = CFNET_LAYER_P4M_DFT_MAGNITUDE };
+enum { CASES = 400, MAX_LAYERS = 6, NB = 2, LAST_KIND = CFNET_LAYER_CONIC_CONV_MIRROR };
 
 static int pick(tu_rng *r, int n) { return (int)(tu_uniform(r) * n); }
 
@@ -86,6 +86,11 @@ static cfnet_layer *random_layer(tu_rng *r, int kind, char *desc, size_t dsize)
         st = cfnet_layer_p4m_conv_create(a, b, (cfnet_padding)d, &l);
         break;
     case CFNET_LAYER_P4M_DFT_MAGNITUDE: st = cfnet_layer_p4m_dft_magnitude_create(&l); break;
+    case CFNET_LAYER_CONIC_CONV_MIRROR:
+        a = 1 + pick(r, 3), b = pick_of(r, kernels, 3), c = 1 + pick(r, 2), d = pick(r, 2);
+        st = cfnet_layer_conic_conv_mirror_create(a, b, c, (cfnet_padding)d,
+                                                  (cfnet_interp)pick(r, 2), &l);
+        break;
     default: break;
     }
     snprintf(desc, dsize, "kind %d (%d %d %d %d %d %g %g)", kind, a, b, c, d, e, (double)f,

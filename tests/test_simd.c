@@ -114,6 +114,24 @@ static void check_variant(const cf_simd_ops *g, const cf_simd_ops *v)
         g->add_runs(d1, src, runs, runs + nr);
         v->add_runs(d2, src, runs, runs + nr);
         assert_memory_equal(d1, d2, sizeof d1);
+        /* the conic output scatter (same direction, + bias) and the gradient gather */
+        g->scatter_runs(d1, src, runs, runs + nr, -0.25f);
+        v->scatter_runs(d2, src, runs, runs + nr, -0.25f);
+        assert_memory_equal(d1, d2, sizeof d1);
+        for (int i = 0; i < nr; i++)
+            for (int k = 0; k < runs[i].len; k++)
+                assert_true(d1[runs[i].src + k] == src[runs[i].dst + k] + -0.25f);
+        for (int i = 0; i < nr; i++) { /* gather: disjoint destination slots again */
+            int t = runs[i].src;
+            runs[i].src = runs[i].dst;
+            runs[i].dst = t;
+        }
+        g->gather_runs(d1, src, runs, runs + nr);
+        v->gather_runs(d2, src, runs, runs + nr);
+        assert_memory_equal(d1, d2, sizeof d1);
+        for (int i = 0; i < nr; i++)
+            assert_memory_equal(d1 + runs[i].dst, src + runs[i].src,
+                                (size_t)runs[i].len * sizeof(float));
     }
 }
 

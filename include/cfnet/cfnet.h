@@ -203,7 +203,8 @@ typedef enum cfnet_layer_kind {
     CFNET_LAYER_SOFTMAX = 13,
     CFNET_LAYER_P4M_LIFT = 14,         /**< since 0.2 */
     CFNET_LAYER_P4M_CONV = 15,         /**< since 0.2 */
-    CFNET_LAYER_P4M_DFT_MAGNITUDE = 16 /**< since 0.2 */
+    CFNET_LAYER_P4M_DFT_MAGNITUDE = 16, /**< since 0.2 */
+    CFNET_LAYER_CONIC_CONV_MIRROR = 17  /**< since 0.2 */
 } cfnet_layer_kind;
 
 /** Spatial padding of convolutions. */
@@ -397,6 +398,18 @@ CFNET_API cfnet_status cfnet_layer_p4m_conv_create(int out_channels, int kernel,
  *  of the network (docs/layers.md has the derivation). Input C x 8 or C x 8 x 1 x 1 (a p4m map
  *  reduced to 1 x 1), output C x 8. Since 0.2. */
 CFNET_API cfnet_status cfnet_layer_p4m_dft_magnitude_create(cfnet_layer **out);
+
+/** Conic convolution with reflection: two copies per filter, y[o, 0] = conic(f) and
+ *  y[o, 1] = F conic(F~ f), where F~ mirrors the input (and swaps its two copies). Exactly
+ *  equivariant to quarter turns and to the mirror (all of D4): transforming the input by
+ *  rho^r F^m transforms the output spatially and, for m = 1, swaps its copies. Input C x S x S or
+ *  C x 2 x S x S, output out_channels x 2 x S' x S'; weight out_channels x (C or 2C) x k x k.
+ *  Options as cfnet_layer_conic_conv_create; about twice its cost. group_pool takes the 2-copy
+ *  maps. Since 0.2. */
+CFNET_API cfnet_status cfnet_layer_conic_conv_mirror_create(int out_channels, int kernel, int R,
+                                                            cfnet_padding padding,
+                                                            cfnet_interp interp,
+                                                            cfnet_layer **out);
 
 /* ---------------------------------------------------------------------------------------------
  * Loss
@@ -922,6 +935,94 @@ CFNET_API cfnet_status cfnet_network_export_onnx(const cfnet_network *net, const
 /** Same, into a new buffer of *size bytes that the caller frees with cfnet_free(). */
 CFNET_API cfnet_status cfnet_network_export_onnx_buffer(const cfnet_network *net, unsigned flags,
                                                         void **buffer, size_t *size);
+
+/* ---------------------------------------------------------------------------------------------
+ * Data-parallel training (since 0.2)
+ *
+ * Several processes (MPI ranks, or any other transport) train one model together: each holds an
+ * identical copy of the network, takes its share of every global batch, and the library asks the
+ * host, through one hook, to sum numbers across the processes at fixed points of
+ * cfnet_network_train_step. libcfnet itself does no communication and links no MPI; the optional
+ * libcfnet_mpi (include/cfnet/cfnet_mpi.h, docs/distributed.md) implements the hook with
+ * MPI_Allreduce.
+ *
+ * The contract, for N processes sharing a global batch of G samples:
+ * - every process holds the same architecture, options, seed, parameters, batch-norm state and
+ *   optimiser state before the first step (the host broadcasts them; libcfnet_mpi does);
+ * - before each step, process p calls cfnet_network_set_batch_position(net, offset_p, G) for
+ *   its n_p samples, which are samples [offset_p, offset_p + n_p) of the global batch (the
+ *   shares cover the batch without overlap), and installs the same hook on every process;
+ * - every process then calls cfnet_network_train_step with its n_p samples (n_p >= 1).
+ * Then every process computes what one process given the whole batch at offset 0 computes,
+ * up to the order of floating-point additions:
+ * - augmentation and dropout draw from generators keyed by (network seed, layer, optimiser
+ *   step, global sample index), so the split of the batch does not change them;
+ * - the loss and its gradient are the mean over the G samples (each process's share is scaled
+ *   by 1 / G, the hook adds the shares);
+ * - batch normalisation is synchronised: its batch mean and variance are over the whole global
+ *   batch (the hook adds the per-channel sums), and so is its backward.
+ * The hook is called in the same order on every process, a fixed number of times per step:
+ *   1. for each batch-norm layer in order, in the forward: CFNET_SUM_STATISTICS with C doubles
+ *      (per-channel sums of x), then again with C doubles (per-channel sums of (x - mean)^2);
+ *   2. for each batch-norm layer in reverse order, in the backward: CFNET_SUM_STATISTICS with
+ *      2 C doubles (per-channel sums of dy, then of dy * (x - mean) / std) — except for a
+ *      batch-norm layer that is the network's first, whose input gradient is not needed;
+ *   3. once, after the backward and before the optimiser update: CFNET_SUM_GRADIENTS with
+ *      cfnet_network_param_count(net) + 1 floats: every parameter gradient, layer by layer in
+ *      network order, each layer's parameters in index order (cfnet_layer_param), each tensor
+ *      flattened row-major — the order of the model file — then this process's share of the
+ *      loss (sum of its samples' losses / G).
+ * The hook must replace each element by its sum over the processes (an in-place all-reduce
+ * with addition) and return CFNET_OK; after step 3 the library copies the sums back into the
+ * gradient tensors, applies the update, and returns the global mean loss. Any other return
+ * value aborts the step: cfnet_network_train_step returns that status, with a message naming
+ * the hook, and the parameters, optimiser state and batch-norm running statistics are left as
+ * they were. The data pointer is valid only during the call. The hook runs on the thread that
+ * called cfnet_network_train_step.
+ * Every process must make every call, or the others wait in theirs. So with a hook, non-finite
+ * values in one process's forward do not end its step early: they reach the sums, and every
+ * process fails the step with CFNET_E_NUMERIC (the process where they arose says so in its
+ * message). Errors found before the first call (bad arguments, NaN in the images) end the step
+ * on that process only: the host must then end all processes (MPI_Abort), as libcfnet_mpi's
+ * documentation says.
+ * ------------------------------------------------------------------------------------------- */
+
+/** What a sum hook is asked to add up; the kind fixes the element type of the data. */
+typedef enum cfnet_sum_kind {
+    CFNET_SUM_GRADIENTS = 1, /**< float: parameter gradients, then the loss share */
+    CFNET_SUM_STATISTICS = 2 /**< double: batch-norm per-channel sums */
+} cfnet_sum_kind;
+
+/** Sum hook: replaces data[0..count-1] (float for CFNET_SUM_GRADIENTS, double for
+ *  CFNET_SUM_STATISTICS) by its element-wise sum over all processes. `user` is the pointer given
+ *  to cfnet_network_set_sum_hook. Returns CFNET_OK, or an error status that aborts the step. */
+typedef cfnet_status (*cfnet_sum_fn)(void *user, cfnet_sum_kind kind, void *data,
+                                     int64_t count);
+
+/** Installs (fn != NULL) or removes (fn == NULL) the sum hook of a network; `user` is passed
+ *  through and not owned. A network without a hook trains alone. The hook is not saved with
+ *  the model. With a hook and no batch position set, the local batch is the whole batch (a
+ *  single process that inspects its gradients). */
+CFNET_API cfnet_status cfnet_network_set_sum_hook(cfnet_network *net, cfnet_sum_fn fn,
+                                                  void *user);
+
+/** Declares that the batches of the following train steps are the samples starting at global
+ *  index `offset` of a global batch of `global_n` samples (kept until changed). This switches
+ *  augmentation and dropout to per-sample keyed randomness and scales the loss by 1 / global_n
+ *  (see the contract above). cfnet_network_train_step then fails with CFNET_E_INVALID_ARGUMENT
+ *  if offset + n > global_n, and with CFNET_E_STATE if n < global_n and no sum hook is set.
+ *  global_n == 0 (with offset 0) returns to the default: the network's sequential generators,
+ *  the local batch is the global batch. A single process that wants the randomness of a
+ *  distributed run calls it with (0, n). Not saved with the model. Errors:
+ *  CFNET_E_INVALID_ARGUMENT for negative values or offset >= global_n > 0. */
+CFNET_API cfnet_status cfnet_network_set_batch_position(cfnet_network *net, int64_t offset,
+                                                        int64_t global_n);
+
+/** Copies every parameter gradient, in the order of the CFNET_SUM_GRADIENTS buffer (without the
+ *  loss), into out[0..count-1]; count must equal cfnet_network_param_count(net). After a train
+ *  step these are the gradients the update used (summed over processes when a hook is set). */
+CFNET_API cfnet_status cfnet_network_gradients(const cfnet_network *net, float *out,
+                                               int64_t count);
 
 #ifdef __cplusplus
 }

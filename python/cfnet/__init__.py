@@ -22,12 +22,13 @@ float32 are copied with a CopyWarning. See the class docstrings for ownership ru
 """
 from ._context import Context
 from ._enums import (AugRotation, Family, Interp, LayerKind, Limit, Mode, Option, Optimizer, Padding,
-                     PoolMode, ONNX_OPSET, ONNX_PROBABILITIES, SAVE_ALLOW_NONFINITE, SAVE_OPTIMIZER, Status)
+                     PoolMode, ONNX_OPSET, ONNX_PROBABILITIES, SAVE_ALLOW_NONFINITE, SAVE_OPTIMIZER, Status,
+                     SumKind)
 from ._errors import (CancelledError, CfnetError, CfnetIOError, CopyWarning, FormatError,
                       InternalError, InvalidArgumentError, LimitError, NumericError,
                       OutOfMemoryError, ShapeMismatchError, StateError, UnsupportedError)
 from ._image import normalize, rotate, shift
-from ._layer import (Layer, batch_norm, conic_conv, conv2d, dense, dft_magnitude, dft_projection,
+from ._layer import (Layer, batch_norm, conic_conv, conic_conv_mirror, conv2d, dense, dft_magnitude, dft_projection,
                      dropout, group_pool, kind_name, p4_conv, p4_lift, p4m_conv,
                      p4m_dft_magnitude, p4m_lift, pool, relu, softmax)
 from ._network import (Network, classifier, family_name, option_bounds, option_default,
@@ -94,9 +95,9 @@ __all__ = [
     "ShapeMismatchError", "StateError", "UnsupportedError", "normalize", "rotate", "shift",
     "Layer", "batch_norm", "conic_conv", "conv2d", "dense", "dft_magnitude", "dft_projection",
     "dropout", "group_pool", "kind_name", "p4_conv", "p4_lift", "p4m_conv", "p4m_dft_magnitude",
-    "p4m_lift", "pool", "relu", "softmax",
+    "p4m_lift", "pool", "relu", "softmax", "conic_conv_mirror",
     "Network", "option_bounds", "option_default", "softmax_cross_entropy", "MAX_DIMS", "Tensor",
     "library_path", "version",
     "version_number", "status_string", "last_error",
-    "Family", "classifier", "family_name", "NumericError", "CancelledError",
+    "Family", "classifier", "family_name", "NumericError", "CancelledError", "SumKind",
 ]

@@ -35,6 +35,7 @@ class LayerKind(enum.IntEnum):
     P4M_LIFT = 14
     P4M_CONV = 15
     P4M_DFT_MAGNITUDE = 16
+    CONIC_CONV_MIRROR = 17
 
 
 class Padding(enum.IntEnum):
@@ -120,3 +121,10 @@ class Family(enum.IntEnum):
     GCNN_DFT = 4
     CNN = 5
     GCNN_P4M = 6
+
+
+class SumKind(enum.IntEnum):
+    """What a data-parallel sum hook adds up (cfnet_sum_kind): float32 gradients (then the loss
+    share), or float64 batch-norm statistics."""
+    GRADIENTS = 1
+    STATISTICS = 2

@@ -241,6 +241,14 @@ def p4m_dft_magnitude():
     return _create("cfnet_layer_p4m_dft_magnitude_create")
 
 
+def conic_conv_mirror(out_channels, kernel, R, padding="same", interp="nearest"):
+    """Conic convolution with reflection: two copies per filter (the second for the mirrored
+    input), exactly equivariant to quarter turns and reflections.
+    C x S x S or C x 2 x S x S -> out_channels x 2 x S' x S'."""
+    return _create("cfnet_layer_conic_conv_mirror_create", int(out_channels), int(kernel), int(R),
+                   to_enum(Padding, padding), to_enum(Interp, interp))
+
+
 def group_pool(mode="max"):
     """Pooling over the group axis of a p4 or p4m map: C x 4 x H x W or C x 8 x H x W ->
     C x H x W."""
@@ -295,6 +303,6 @@ def kind_name(kind):
 
 
 __all__ = ["Layer", "conv2d", "conic_conv", "p4_lift", "p4_conv", "p4m_lift", "p4m_conv",
-           "p4m_dft_magnitude", "group_pool", "dft_projection",
+           "p4m_dft_magnitude", "conic_conv_mirror", "group_pool", "dft_projection",
            "dft_magnitude", "dense", "relu", "pool", "batch_norm", "dropout", "softmax",
            "kind_name", "MAX_DIMS"]

@@ -80,6 +80,7 @@ PROTOTYPES = {
     "cfnet_layer_p4m_lift_create": (_status, [_int, _int, _int, _p_handle]),
     "cfnet_layer_p4m_conv_create": (_status, [_int, _int, _int, _p_handle]),
     "cfnet_layer_p4m_dft_magnitude_create": (_status, [_p_handle]),
+    "cfnet_layer_conic_conv_mirror_create": (_status, [_int, _int, _int, _int, _int, _p_handle]),
     "cfnet_layer_free": (_void, [_handle]),
     "cfnet_layer_kind_of": (_int, [_handle]),
     "cfnet_layer_kind_name": (_str, [_int]),
@@ -165,11 +166,19 @@ PROTOTYPES = {
     "cfnet_option_bounds": (_status, [_int, _p_dbl, _p_dbl]),
     "cfnet_option_default": (_status, [_int, _p_dbl]),
     "cfnet_option_is_integer": (_int, [_int]),
+    # data-parallel training (0.2): the hook is a CFUNCTYPE (SUM_FN) built by the caller, e.g.
+    # around mpi4py's Allreduce (docs/distributed.md)
+    "cfnet_network_set_sum_hook": (_status, [_handle, ctypes.c_void_p, ctypes.c_void_p]),
+    "cfnet_network_set_batch_position": (_status, [_handle, _i64, _i64]),
+    "cfnet_network_gradients": (_status, [_handle, _p_flt, _i64]),
 }
 
 # cfnet_progress_fn
 PROGRESS_FN = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_void_p, ctypes.c_int64, ctypes.c_int64,
                                ctypes.c_double, ctypes.c_double)
+
+# cfnet_sum_fn: cfnet_status (*)(void *user, cfnet_sum_kind kind, void *data, int64_t count)
+SUM_FN = ctypes.CFUNCTYPE(_status, ctypes.c_void_p, _int, ctypes.c_void_p, _i64)
 
 
 class _Lib:

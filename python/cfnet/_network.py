@@ -7,8 +7,7 @@ import numpy as np
 
 from . import _lib
 from ._enums import (AugRotation, Family, ONNX_PROBABILITIES, Option, Optimizer, SAVE_OPTIMIZER,
-                     SAVE_ALLOW_NONFINITE,
-                     to_enum)
+                     SAVE_ALLOW_NONFINITE, SumKind, to_enum)
 from ._layer import Layer
 from ._tensor import Borrow, as_float32, as_labels, handle_shape
 from ._lib import fs_path
@@ -335,11 +334,65 @@ class Network(Handle):
         x = as_float32(images, "images")
         lab = as_labels(labels, x.shape[0] if x.ndim else None)
         loss = ctypes.c_float()
+        raised = getattr(self, "_sum_raised", None)
         with Borrow(x) as tx:
-            _lib.load().call("cfnet_network_train_step", h, tx,
-                             lab.ctypes.data_as(ctypes.POINTER(ctypes.c_int32)), lab.size,
-                             ctypes.byref(loss))
+            try:
+                _lib.load().call("cfnet_network_train_step", h, tx,
+                                 lab.ctypes.data_as(ctypes.POINTER(ctypes.c_int32)), lab.size,
+                                 ctypes.byref(loss))
+            except Exception:
+                if raised:  # the sum hook raised: that exception, not the status, is the news
+                    e = raised.pop()
+                    raised.clear()
+                    raise e from None
+                raise
         return loss.value
+
+    def set_sum_hook(self, fn):
+        """Data-parallel training (docs/distributed.md, "Data-parallel training" in cfnet.h):
+        during every train_step, ``fn(kind, array)`` must replace the numpy ``array`` in place by
+        its element-wise sum over all processes — float32 for SumKind.GRADIENTS (every
+        gradient, then the loss share), float64 for SumKind.STATISTICS (batch-norm sums). With
+        mpi4py: ``lambda kind, a: comm.Allreduce(MPI.IN_PLACE, a, op=MPI.SUM)``. The array is
+        valid only during the call. An exception raised by ``fn`` fails the step (parameters,
+        optimiser and batch-norm state are left as they were) and propagates from train_step.
+        ``None`` removes the hook."""
+        h = self._h()
+        if fn is None:
+            _lib.load().call("cfnet_network_set_sum_hook", h, None, None)
+            self._sum_cb = None
+            return
+        raised = self._sum_raised = []
+
+        def trampoline(user, kind, data, count):
+            try:
+                grads = kind == SumKind.GRADIENTS
+                ctype, dtype = (ctypes.c_float, np.float32) if grads else (ctypes.c_double,
+                                                                          np.float64)
+                arr = np.frombuffer((ctype * count).from_address(data), dtype=dtype)
+                fn(SumKind(kind), arr)
+                return 0
+            except BaseException as e:
+                raised.append(e)
+                return -8  # CFNET_E_STATE; train_step re-raises e
+        cb = _lib.SUM_FN(trampoline)
+        _lib.load().call("cfnet_network_set_sum_hook", h, ctypes.cast(cb, ctypes.c_void_p), None)
+        self._sum_cb = cb  # the C side keeps only the pointer
+
+    def set_batch_position(self, offset, global_batch):
+        """The following train steps' batches are samples [offset, offset + n) of a global
+        batch of ``global_batch`` (per-sample keyed augmentation and dropout, loss scaled by
+        1 / global_batch); (0, 0) restores single-process training."""
+        _lib.load().call("cfnet_network_set_batch_position", self._h(), int(offset),
+                         int(global_batch))
+
+    def gradients(self):
+        """Every parameter gradient as one float32 array, in model-file order (layers in
+        order, each layer's parameters in order)."""
+        g = np.empty(self.param_count, dtype=np.float32)
+        _lib.load().call("cfnet_network_gradients", self._h(),
+                         g.ctypes.data_as(ctypes.POINTER(ctypes.c_float)), g.size)
+        return g
 
     @property
     def step_count(self):

@@ -34,6 +34,9 @@ class LayerTest(LeakCheckedTestCase):
             (cfnet.p4m_conv(2, 3, padding="valid"), K.P4M_CONV, (3, 8, 7, 7), (2, 8, 5, 5)),
             (cfnet.p4m_dft_magnitude(), K.P4M_DFT_MAGNITUDE, (3, 8, 1, 1), (3, 8)),
             (cfnet.group_pool(), K.GROUP_POOL, (3, 8, 5, 5), (3, 5, 5)),
+            (cfnet.conic_conv_mirror(2, 3, 2), K.CONIC_CONV_MIRROR, (3, 7, 7), (2, 2, 7, 7)),
+            (cfnet.conic_conv_mirror(2, 3, 1, "valid"), K.CONIC_CONV_MIRROR, (3, 2, 7, 7),
+             (2, 2, 5, 5)),
         ]
         for layer, kind, shape_in, shape_out in cases:
             with self.subTest(kind.name), layer:

@@ -103,6 +103,9 @@ uint64_t cf_rng_next(cf_rng *rng);
 double cf_rng_uniform(cf_rng *rng);              /* [0, 1) */
 double cf_rng_normal(cf_rng *rng);               /* standard normal */
 uint64_t cf_rng_below(cf_rng *rng, uint64_t n); /* uniform in [0, n), n > 0 */
+/* Seed for the draws of sample `index` at optimiser step `step` under `key`: per-sample keyed
+ * randomness, independent of how a batch is split over calls or processes. */
+uint64_t cf_sample_seed(uint64_t key, int64_t step, int64_t index);
 
 /* ------------------------------------------------------------------------------------------ */
 /* Tensors                                                                                    */

@@ -51,3 +51,14 @@ uint64_t cf_rng_below(cf_rng *rng, uint64_t n)
     while (x >= limit);
     return x % n;
 }
+
+uint64_t cf_sample_seed(uint64_t key, int64_t step, int64_t index)
+{
+    /* Chained splitmix64 finalisers: every input bit reaches every output bit. */
+    uint64_t x = key;
+    uint64_t h = splitmix64(&x);
+    x = h ^ (uint64_t)step;
+    h = splitmix64(&x);
+    x = h ^ (uint64_t)index;
+    return splitmix64(&x);
+}

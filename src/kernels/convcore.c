@@ -367,12 +367,8 @@ static void forward_range(const conv_job *j)
                 for (int g = 0; g < p->ngroups; g++) {
                     int64_t j0 = p->goff[g];
                     const float *sv = src + colpos(p, g, nb, b, j0) - j0;
-                    for (int64_t r = p->prun_off[g]; r < p->prun_off[g + 1]; r++) {
-                        const cf_conv_run *pr = &p->pruns[r];
-                        float *d = dst + pr->src;
-                        const float *sr = sv + pr->dst;
-                        k->add_scalar(d, sr, pr->len, bo);
-                    }
+                    k->scatter_runs(dst, sv, p->pruns + p->prun_off[g],
+                                    p->pruns + p->prun_off[g + 1], bo);
                 }
             }
         }
@@ -398,6 +394,7 @@ static void backward_range(const conv_job *j)
     for (int64_t s0 = j->s_begin; s0 < j->s_end; s0 += j->nbmax) {
         int64_t nb = j->s_end - s0 < j->nbmax ? j->s_end - s0 : j->nbmax, BP = nb * P;
         float *dout = j->out;
+        const cf_simd_ops *k = cf_simd();
         /* Gather dy into grouped column order. */
         for (int64_t b = 0; b < nb; b++) {
             const float *dyb = j->dy + (s0 + b) * O * P;
@@ -410,10 +407,8 @@ static void backward_range(const conv_job *j)
                     for (int g = 0; g < p->ngroups; g++) {
                         int64_t j0 = p->goff[g];
                         float *dv = dst + colpos(p, g, nb, b, j0) - j0;
-                        for (int64_t r = p->prun_off[g]; r < p->prun_off[g + 1]; r++) {
-                            const cf_conv_run *pr = &p->pruns[r];
-                            memcpy(dv + pr->dst, src + pr->src, (size_t)pr->len * sizeof(float));
-                        }
+                        k->gather_runs(dv, src, p->pruns + p->prun_off[g],
+                                       p->pruns + p->prun_off[g + 1]);
                     }
                 }
                 if (j->dbias) j->dbias[o] += (float)sum_floats(src, P);

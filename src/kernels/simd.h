@@ -31,6 +31,11 @@ typedef struct cf_simd_ops {
     void (*copy_runs)(float *dst, const float *src, const cf_run *r0, const cf_run *r1);
     /* col2im: for each run, dst[r.src + i] += src[r.dst + i], i < len (exact). */
     void (*add_runs)(float *dst, const float *src, const cf_run *r0, const cf_run *r1);
+    /* Conic output scatter: for each run, dst[r.src + i] = src[r.dst + i] + b; and the gather of
+     * its gradient: dst[r.dst + i] = src[r.src + i] (exact lengths). */
+    void (*scatter_runs)(float *dst, const float *src, const cf_run *r0, const cf_run *r1,
+                         float b);
+    void (*gather_runs)(float *dst, const float *src, const cf_run *r0, const cf_run *r1);
     /* dst[i] = src[i] + b */
     void (*add_scalar)(float *dst, const float *src, int64_t n, float b);
     /* y = max(0, x) (bit-exact select: -0 and NaN give +0); dx = y > 0 ? dy : 0 */

@@ -4,7 +4,11 @@
  * Training: mu, var are the batch mean and biased variance over the m = N * (size / C) values of
  * channel c; running = (1 - momentum) * running + momentum * batch, with the unbiased variance
  * var * m / (m - 1). Inference: mu, var are the running statistics.
- * The forward leaves its mode, mu and 1 / sqrt(var + eps) in the workspace for the backward. */
+ * The forward leaves its mode, mu and 1 / sqrt(var + eps) in the workspace for the backward.
+ * Synchronised (inside a data-parallel train step with a sum hook, see cfnet.h): the sums behind
+ * mu, var and the backward's per-channel means are added over the processes by the hook, and m
+ * counts the samples of the global batch, so every process normalises with the statistics of
+ * the whole global batch. The parameter gradients stay local (the network sums them later). */
 #include "kernels/simd.h"
 #include "layers/fused.h"
 #include "nn/layer.h"
@@ -19,11 +23,26 @@ typedef struct bn_ws {
     int training; /* mode of the preceding forward */
 } bn_ws;
 
-/* Workspace: header, then mean[C] and invstd[C] (double). */
+/* Workspace: header, then mean[C], invstd[C] and 2C doubles for the sums of a synchronised
+ * backward. */
 static size_t bn_workspace(const cfnet_layer *l, int64_t n)
 {
     (void)n;
-    return cf_align64(sizeof(bn_ws)) + (size_t)(2 * l->in_shape[0]) * sizeof(double);
+    return cf_align64(sizeof(bn_ws)) + (size_t)(4 * l->in_shape[0]) * sizeof(double);
+}
+
+/* The hook that adds sums over processes, or NULL outside a synchronised train step. */
+static const cf_batch_ctx *bn_sync(const cfnet_layer *l)
+{
+    return l->batch && l->batch->sum ? l->batch : NULL;
+}
+
+static cfnet_status bn_sum(const cf_batch_ctx *sync, double *v, int64_t count, const char *what)
+{
+    cfnet_status st = sync->sum(sync->sum_user, CFNET_SUM_STATISTICS, v, count);
+    CF_FAIL_IF(st != CFNET_OK, st < 0 ? st : CFNET_E_STATE,
+               "batch_norm: the sum hook failed on the %s (%s)", what, cfnet_status_string(st));
+    return CFNET_OK;
 }
 
 static double *bn_stats(void *ws) { return (double *)((char *)ws + cf_align64(sizeof(bn_ws))); }
@@ -48,30 +67,44 @@ static cfnet_status bn_forward_impl(cfnet_layer *l, const float *x, float *y, in
                                     bool training, void *ws, bool relu)
 {
     const cf_simd_ops *k = cf_simd();
-    const int64_t C = l->in_shape[0], M = l->in_size / C, count = n * M;
+    const int64_t C = l->in_shape[0], M = l->in_size / C;
     const float *gamma = l->param[P_GAMMA]->data, *beta = l->param[P_BETA]->data;
     const double eps = l->fcfg[FCFG_EPS], mom = l->fcfg[FCFG_MOMENTUM];
     double *mean = bn_stats(ws), *invstd = mean + C;
+    const cf_batch_ctx *sync = training ? bn_sync(l) : NULL;
+    const int64_t count = (sync ? sync->global_n : n) * M;
     ((bn_ws *)ws)->training = training;
 
-    for (int64_t c = 0; c < C; c++) {
-        if (training) {
+    if (training) {
+        for (int64_t c = 0; c < C; c++) {
             double s = 0;
             for (int64_t b = 0; b < n; b++) s += k->sum(x + (b * C + c) * M, M);
-            const double mu = s / (double)count;
+            mean[c] = s;
+        }
+        if (sync) CF_CHECK(bn_sum(sync, mean, C, "sums of x"));
+        for (int64_t c = 0; c < C; c++) {
+            const double mu = mean[c] / (double)count;
             double ss = 0; /* second pass: no cancellation when |mu| >> std */
             for (int64_t b = 0; b < n; b++) ss += k->sum_sq_dev(x + (b * C + c) * M, M, mu);
-            const double var = ss / (double)count;
+            mean[c] = mu;
+            invstd[c] = ss;
+        }
+        if (sync) CF_CHECK(bn_sum(sync, invstd, C, "sums of squares"));
+        for (int64_t c = 0; c < C; c++) {
+            const double mu = mean[c], var = invstd[c] / (double)count;
             const double unbiased = count > 1 ? var * (double)count / (double)(count - 1) : var;
             float *rm = l->state[S_MEAN]->data, *rv = l->state[S_VAR]->data;
             rm[c] = (float)((1.0 - mom) * rm[c] + mom * mu);
             rv[c] = (float)((1.0 - mom) * rv[c] + mom * unbiased);
-            mean[c] = mu;
             invstd[c] = 1.0 / sqrt(var + eps);
-        } else {
+        }
+    } else {
+        for (int64_t c = 0; c < C; c++) {
             mean[c] = l->state[S_MEAN]->data[c];
             invstd[c] = 1.0 / sqrt((double)l->state[S_VAR]->data[c] + eps);
         }
+    }
+    for (int64_t c = 0; c < C; c++) {
         const float mu = (float)mean[c], scale = (float)(gamma[c] * invstd[c]), shift = beta[c];
         for (int64_t b = 0; b < n; b++)
             k->affine(x + (b * C + c) * M, y + (b * C + c) * M, M, mu, scale, shift, relu);
@@ -98,26 +131,33 @@ static cfnet_status bn_backward(cfnet_layer *l, const float *x, const float *y, 
                                 float *dx, int64_t n, void *ws)
 {
     (void)y;
-    const int64_t C = l->in_shape[0], M = l->in_size / C, count = n * M;
+    const int64_t C = l->in_shape[0], M = l->in_size / C;
     const float *gamma = l->param[P_GAMMA]->data;
     float *dgamma = l->grad[P_GAMMA]->data, *dbeta = l->grad[P_BETA]->data;
     const bool training = ((const bn_ws *)ws)->training != 0;
     const double *mean = bn_stats(ws), *invstd = mean + C;
+    double *sdy = bn_stats(ws) + 2 * C, *sdyx = sdy + C;
+    const cf_batch_ctx *sync = training ? bn_sync(l) : NULL;
+    const int64_t count = (sync ? sync->global_n : n) * M;
     const cf_simd_ops *ks = cf_simd();
 
     for (int64_t c = 0; c < C; c++) {
-        const double mu = mean[c], is = invstd[c];
-        double sdy = 0, sdyx = 0;
+        double a = 0, bsum = 0;
         for (int64_t b = 0; b < n; b++)
-            ks->sum_dy_dyx(x + (b * C + c) * M, dy + (b * C + c) * M, M, mu, &sdy, &sdyx);
-        sdyx *= is; /* sum dy * xh */
-        dbeta[c] += (float)sdy;
-        dgamma[c] += (float)sdyx;
-        if (!dx) continue;
+            ks->sum_dy_dyx(x + (b * C + c) * M, dy + (b * C + c) * M, M, mean[c], &a, &bsum);
+        sdy[c] = a;
+        sdyx[c] = bsum * invstd[c]; /* sum dy * xh */
+        dbeta[c] += (float)sdy[c];
+        dgamma[c] += (float)sdyx[c];
+    }
+    if (!dx) return CFNET_OK;
+    if (sync) CF_CHECK(bn_sum(sync, sdy, 2 * C, "backward sums"));
+    for (int64_t c = 0; c < C; c++) {
+        const double mu = mean[c], is = invstd[c];
         const float k = (float)(gamma[c] * is);
         if (training) {
-            const float a = (float)(sdy / (double)count), mf = (float)mu,
-                        bcoef = (float)(sdyx / (double)count * is);
+            const float a = (float)(sdy[c] / (double)count), mf = (float)mu,
+                        bcoef = (float)(sdyx[c] / (double)count * is);
             /* dx = k * (dy - a - (x - mu) * invstd * mean(dy * xh)) */
             for (int64_t b = 0; b < n; b++)
                 ks->bn_dx(x + (b * C + c) * M, dy + (b * C + c) * M, dx + (b * C + c) * M, M, k,

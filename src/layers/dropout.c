@@ -1,6 +1,9 @@
 /* Inverted dropout, any shape. Training: y = m * x / (1 - drop) with m ~ Bernoulli(1 - drop)
  * drawn from the layer's own generator (seeded at setup, advanced by every training forward);
- * inference: y = x. The training forward keeps its mask in the workspace for the backward. */
+ * inference: y = x. The training forward keeps its mask in the workspace for the backward.
+ * Inside a train step with a batch position (cfnet_network_set_batch_position) the mask of
+ * sample b comes instead from a generator keyed by (layer key, step, global index of b), so it
+ * does not depend on how the global batch is split; the layer's own generator is not used. */
 #include "nn/layer.h"
 
 #include <math.h>
@@ -51,9 +54,15 @@ static cfnet_status dropout_forward(cfnet_layer *l, const float *x, float *y, in
      * i.e. when k >= ceil(drop * 2^53); drop * 2^53 is exact in double. */
     const uint64_t threshold = (uint64_t)ceil((double)l->fcfg[0] * 0x1p53);
     const float scale = keep_scale(l);
-    cf_rng *rng = l->priv;
+    cf_rng *rng = l->priv, keyed;
+    const cf_batch_ctx *key = l->batch && l->batch->keyed ? l->batch : NULL;
     unsigned char *mask = mask_of(ws);
     for (int64_t i = 0; i < total; i++) {
+        if (key && i % l->in_size == 0) {
+            cf_rng_seed(&keyed, cf_sample_seed(l->batch_key, key->step,
+                                               key->offset + i / l->in_size));
+            rng = &keyed;
+        }
         const bool keep = (cf_rng_next(rng) >> 11) >= threshold;
         mask[i] = keep;
         y[i] = keep ? x[i] * scale : 0.0f;

@@ -1,5 +1,6 @@
 /* Pooling over the group axis of a p4 or p4m map: y[c, i, j] = max or mean over g of
- * x[c, g, i, j], g = 0..G-1 with G = 4 (p4) or 8 (p4m, the dihedral group D4).
+ * x[c, g, i, j], g = 0..G-1 with G = 4 (p4), 8 (p4m, the dihedral group D4) or 2 (the two
+ * mirror copies of conic_conv_mirror).
  * Input C x G x H x W, output C x H x W. Transforming the input (spatially, and permuting g)
  * transforms the output spatially, since the pooled set {x[c, g, .]} is only permuted. */
 #include "nn/layer.h"
@@ -10,9 +11,11 @@ static cfnet_status group_pool_setup(cfnet_layer *l, uint64_t seed)
 {
     (void)seed;
     char sb[96];
-    CF_FAIL_IF(l->in_ndim != 4 || (l->in_shape[1] != 4 && l->in_shape[1] != 8),
+    CF_FAIL_IF(l->in_ndim != 4 ||
+                   (l->in_shape[1] != 2 && l->in_shape[1] != 4 && l->in_shape[1] != 8),
                CFNET_E_SHAPE_MISMATCH,
-               "group_pool: input is %s, needs C x 4 x H x W (p4) or C x 8 x H x W (p4m)",
+               "group_pool: input is %s, needs C x 4 x H x W (p4), C x 8 x H x W (p4m) or "
+               "C x 2 x H x W (conic_conv_mirror)",
                cf_shape_str(sb, sizeof sb, l->in_ndim, l->in_shape));
     l->out_ndim = 3;
     l->out_shape[0] = l->in_shape[0];

@@ -13,6 +13,17 @@
 #define CF_MAX_ICFG 6
 #define CF_MAX_FCFG 2
 
+/* What a training step tells its layers about the batch (see cfnet_network_set_batch_position
+ * and cfnet_network_set_sum_hook). Layers used outside a network's train step see NULL. */
+typedef struct cf_batch_ctx {
+    bool keyed;          /* per-sample randomness keyed by (key, step, offset + b) */
+    int64_t step;        /* the optimiser step being taken */
+    int64_t offset;      /* global index of the first local sample */
+    int64_t global_n;    /* samples in the global batch (== n for a single process) */
+    cfnet_sum_fn sum;    /* cross-process sums of batch statistics, or NULL */
+    void *sum_user;
+} cf_batch_ctx;
+
 typedef struct cf_layer_ops {
     const char *name; /* also the kind's name in model files */
     /* Names of the integer and float hyper-parameters (icfg / fcfg), NULL-terminated lists, in
@@ -71,6 +82,9 @@ struct cfnet_layer {
     void *ws;
     size_t ws_size;
     int64_t last_n; /* batch of the last standalone forward (0: none) */
+    /* Set by the network for the duration of a train step, NULL otherwise. */
+    const cf_batch_ctx *batch;
+    uint64_t batch_key; /* the layer's key for per-sample randomness (network seed, index) */
 };
 
 /* Frees a layer whether or not a network owns it (the network's own free uses it). */

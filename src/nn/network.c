@@ -94,6 +94,7 @@ CFNET_API void cfnet_network_free(cfnet_network *net)
     if (!net) return;
     free_train_buffers(net);
     free_slots(net);
+    cf_free(net->sum_buf);
     cf_pool_destroy(net->pool);
     infer_cache_clear(net);
     pthread_mutex_destroy(&net->infer_cache->lock);
@@ -259,6 +260,7 @@ CFNET_API size_t cfnet_network_memory_usage(const cfnet_network *net)
             bytes += (net->slots[i].m ? n : 0) + (net->slots[i].v ? n : 0);
         }
     }
+    if (net->sum_buf) bytes += (size_t)net->sum_buf_n * sizeof(float);
     cf_infer_cache *c = net->infer_cache;
     pthread_mutex_lock(&c->lock);
     size_t cached = c->bytes;

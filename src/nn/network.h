@@ -105,6 +105,13 @@ struct cfnet_network {
      * then each parallel call starts its own threads); see core/pool.h. */
     cf_pool *pool;
     cf_infer_cache *infer_cache; /* never NULL */
+
+    /* Data-parallel training (cfnet_network_set_batch_position / _set_sum_hook); not saved. */
+    int64_t batch_offset, batch_global; /* batch_global 0: the local batch is the batch */
+    cfnet_sum_fn sum_fn;
+    void *sum_user;
+    float *sum_buf; /* param_count + 1 floats for the gradient sum, allocated lazily */
+    int64_t sum_buf_n;
 };
 
 /* Concurrent use. Read-only calls (inference, evaluation, saving) may run in any number of
@@ -193,5 +200,16 @@ cfnet_status cf_network_put_metadata(cfnet_network *net, const char *what, const
 
 /* Drops the optimiser state (it is rebuilt, zeroed, on the next step). */
 void cf_network_reset_optimizer(cfnet_network *net);
+
+/* Data-parallel training (parallel.c). */
+/* Checks the batch position against a step of n samples and hands the layers the batch
+ * context (the train step restores everything itself on failure). Pair with cf_parallel_end. */
+cfnet_status cf_parallel_begin(cfnet_network *net, int64_t n, cf_batch_ctx *ctx);
+/* Detaches the batch context from the layers. */
+void cf_parallel_end(cfnet_network *net);
+/* Seed of the augmentation draws of local sample i under a keyed batch context. */
+uint64_t cf_parallel_aug_seed(const cfnet_network *net, const cf_batch_ctx *ctx, int64_t i);
+/* Packs the gradients and *loss_share, calls the sum hook, unpacks the sums. */
+cfnet_status cf_parallel_sum_gradients(cfnet_network *net, float *loss_share);
 
 #endif

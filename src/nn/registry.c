@@ -11,11 +11,11 @@
 extern const cf_layer_ops cf_conv2d_ops, cf_conic_conv_ops, cf_p4_lift_ops, cf_p4_conv_ops,
     cf_group_pool_ops, cf_dft_projection_ops, cf_dft_magnitude_ops, cf_dense_ops, cf_relu_ops,
     cf_pool_ops, cf_batch_norm_ops, cf_dropout_ops, cf_softmax_ops, cf_p4m_lift_ops,
-    cf_p4m_conv_ops, cf_p4m_dft_magnitude_ops;
+    cf_p4m_conv_ops, cf_p4m_dft_magnitude_ops, cf_conic_conv_mirror_ops;
 
 /* The last value of cfnet_layer_kind (kinds are 1..CF_LAST_KIND, append-only: they are part
  * of the file format). tests/test_bindings_tables.sh checks it against the header. */
-#define CF_LAST_KIND CFNET_LAYER_P4M_DFT_MAGNITUDE
+#define CF_LAST_KIND CFNET_LAYER_CONIC_CONV_MIRROR
 #define CF_KIND_COUNT (CF_LAST_KIND + 1)
 
 static const cf_layer_ops *const registry[] = {
@@ -35,6 +35,7 @@ static const cf_layer_ops *const registry[] = {
     [CFNET_LAYER_P4M_LIFT] = &cf_p4m_lift_ops,
     [CFNET_LAYER_P4M_CONV] = &cf_p4m_conv_ops,
     [CFNET_LAYER_P4M_DFT_MAGNITUDE] = &cf_p4m_dft_magnitude_ops,
+    [CFNET_LAYER_CONIC_CONV_MIRROR] = &cf_conic_conv_mirror_ops,
 };
 
 /* No entry past the last kind (0 is not a kind). An index given twice is an error under

@@ -44,7 +44,7 @@ static void mirror_rows(float *x, int64_t rows, int64_t W)
 
 /* ---- augmentation of one sample (C x H x W) in place, using tmp of the same size ---- */
 
-static cfnet_status augment_sample(cfnet_network *net, float *x, float *tmp)
+static cfnet_status augment_sample(cfnet_network *net, float *x, float *tmp, cf_rng *rng)
 {
     const cf_options *o = &net->opt;
     int64_t C = net->in_shape[0], H = net->in_shape[1], W = net->in_shape[2];
@@ -52,19 +52,19 @@ static cfnet_status augment_sample(cfnet_network *net, float *x, float *tmp)
     cfnet_tensor tx = view(x, 3, net->in_shape), tt = view(tmp, 3, net->in_shape);
     if (o->aug_rotation != CFNET_AUG_ROTATION_NONE) {
         double deg = o->aug_rotation == CFNET_AUG_ROTATION_QUARTER
-                         ? 90.0 * (double)cf_rng_below(&net->rng, 4)
-                         : 360.0 * cf_rng_uniform(&net->rng);
+                         ? 90.0 * (double)cf_rng_below(rng, 4)
+                         : 360.0 * cf_rng_uniform(rng);
         CF_CHECK(cf_image_rotate(&net->alloc, &tx, &tt, deg));
         memcpy(x, tmp, bytes);
     }
     if (o->aug_jitter > 0) {
         uint64_t span = 2 * (uint64_t)o->aug_jitter + 1;
-        int dy = (int)cf_rng_below(&net->rng, span) - o->aug_jitter;
-        int dx = (int)cf_rng_below(&net->rng, span) - o->aug_jitter;
+        int dy = (int)cf_rng_below(rng, span) - o->aug_jitter;
+        int dx = (int)cf_rng_below(rng, span) - o->aug_jitter;
         CF_CHECK(cfnet_image_shift(&tx, &tt, dy, dx));
         memcpy(x, tmp, bytes);
     }
-    if (o->aug_flip && cf_rng_below(&net->rng, 2)) mirror_rows(x, C * H, W);
+    if (o->aug_flip && cf_rng_below(rng, 2)) mirror_rows(x, C * H, W);
     return CFNET_OK;
 }
 
@@ -281,8 +281,10 @@ CFNET_API cfnet_status cfnet_network_train_step(cfnet_network *net, const cfnet_
     return cf_network_train_input(net, labels, n, k, loss, NULL);
 }
 
-cfnet_status cf_network_train_input(cfnet_network *net, const int32_t *labels, int64_t n,
-                                    int64_t k, float *loss, int64_t *correct)
+/* The step on net->input; bctx says where the batch sits in a global batch (parallel.c). */
+static cfnet_status train_input_run(cfnet_network *net, const int32_t *labels, int64_t n,
+                                    int64_t k, const cf_batch_ctx *bctx, float *loss,
+                                    int64_t *correct)
 {
     CF_FAIL_IF(net->step >= CF_MAX_STEP, CFNET_E_LIMIT,
                "network_train_step: the step count is at its limit (2^53 steps)");
@@ -296,8 +298,14 @@ cfnet_status cf_network_train_input(cfnet_network *net, const int32_t *labels, i
     if (o->aug_rotation || o->aug_jitter || o->aug_flip) {
         float *tmp = cf_alloc(&net->alloc, (size_t)net->in_size * sizeof(float));
         if (!tmp) st = cf_error(CFNET_E_OUT_OF_MEMORY, "network_train_step: out of memory");
-        for (int64_t i = 0; i < n && st == CFNET_OK; i++)
-            st = augment_sample(net, net->input + i * net->in_size, tmp);
+        for (int64_t i = 0; i < n && st == CFNET_OK; i++) {
+            cf_rng keyed, *rng = &net->rng;
+            if (bctx->keyed) {
+                cf_rng_seed(&keyed, cf_parallel_aug_seed(net, bctx, i));
+                rng = &keyed;
+            }
+            st = augment_sample(net, net->input + i * net->in_size, tmp, rng);
+        }
         cf_free(tmp);
     }
     int upto = cf_network_logits_end(net);
@@ -305,14 +313,30 @@ cfnet_status cf_network_train_input(cfnet_network *net, const int32_t *labels, i
     if (st == CFNET_OK) st = cf_network_train_forward(net, upto, n);
     int64_t lshape[2] = {n, k};
     float l = 0.0f;
-    if (st == CFNET_OK && !all_finite(net->act[upto - 1], n * k))
-        st = nonfinite_forward(net, upto, n);
-    if (st == CFNET_OK) {
+    /* With a sum hook every process must reach the gradient sum: a non-finite forward here is
+     * carried into the sum (NaN there fails every process alike) and reported afterwards. */
+    bool deferred = false;
+    if (st == CFNET_OK && !all_finite(net->act[upto - 1], n * k)) {
+        if (bctx->sum) deferred = true;
+        else st = nonfinite_forward(net, upto, n);
+    }
+    if (st == CFNET_OK && deferred) { /* no loss of non-finite logits: NaN, to be summed */
+        l = NAN;
+        for (int64_t i = 0; i < n * k; i++) net->grad_a[i] = NAN;
+    } else if (st == CFNET_OK) {
         cfnet_tensor logits = view(net->act[upto - 1], 2, lshape);
         cfnet_tensor grad = view(net->grad_a, 2, lshape);
         st = cfnet_softmax_cross_entropy(&logits, labels, n, &l, &grad);
     }
-    if (st == CFNET_OK && !isfinite(l)) st = nonfinite_forward(net, upto, n);
+    if (st == CFNET_OK && !isfinite(l)) {
+        if (bctx->sum) deferred = true;
+        else st = nonfinite_forward(net, upto, n);
+    }
+    if (st == CFNET_OK && bctx->global_n != n) { /* this process's share of the global mean */
+        const float share = (float)((double)n / (double)bctx->global_n);
+        for (int64_t i = 0; i < n * k; i++) net->grad_a[i] *= share;
+        l = (float)((double)l * (double)n / (double)bctx->global_n);
+    }
     int64_t hits = 0;
     if (st == CFNET_OK && correct) {
         const float *z = net->act[upto - 1];
@@ -327,8 +351,10 @@ cfnet_status cf_network_train_input(cfnet_network *net, const int32_t *labels, i
         for (int i = 0; i < net->nlayers; i++) cfnet_layer_zero_grad(net->layers[i]);
         st = cf_network_train_backward(net, upto, net->grad_a, n);
     }
+    if (st == CFNET_OK && bctx->sum) st = cf_parallel_sum_gradients(net, &l);
     opt_coef c = optimizer_coef(net);
     if (st == CFNET_OK) st = optimizer_pass(net, &c, false);
+    if (st == CFNET_E_NUMERIC && deferred) st = nonfinite_forward(net, upto, n);
     net->fwd_n = 0; /* the activations are stale after the update (or the failure) */
     if (st != CFNET_OK) {
         snapshot_restore(net, &sn);
@@ -344,6 +370,16 @@ cfnet_status cf_network_train_input(cfnet_network *net, const int32_t *labels, i
     if (loss) *loss = l;
     if (correct) *correct = hits;
     return CFNET_OK;
+}
+
+cfnet_status cf_network_train_input(cfnet_network *net, const int32_t *labels, int64_t n,
+                                    int64_t k, float *loss, int64_t *correct)
+{
+    cf_batch_ctx bctx;
+    CF_CHECK(cf_parallel_begin(net, n, &bctx));
+    cfnet_status st = train_input_run(net, labels, n, k, &bctx, loss, correct);
+    cf_parallel_end(net);
+    return st;
 }
 
 CFNET_API cfnet_status cfnet_network_evaluate(const cfnet_network *net,

@@ -18,7 +18,8 @@ module CFNet
 
 export CFNetError, Tensor, Layer, Network
 export conv2d, conic_conv, p4_lift, p4_conv, group_pool, dft_projection, dft_magnitude, dense,
-       relu, pool, batch_norm, dropout, softmax, p4m_lift, p4m_conv, p4m_dft_magnitude
+       relu, pool, batch_norm, dropout, softmax, p4m_lift, p4m_conv, p4m_dft_magnitude,
+       conic_conv_mirror
 export option_bounds, option_default
 export infer, probabilities, predict, train_step!, train_epoch!, evaluate, invariance, set_option!, get_option,
        save, load_network, export_onnx, summary_string, output_shape, param_count, classifier,
@@ -83,6 +84,9 @@ cfnet_layer_p4m_conv_create(out_channels, kernel, padding, out) =
           out_channels, kernel, padding, out)
 cfnet_layer_p4m_dft_magnitude_create(out) =
     ccall((:cfnet_layer_p4m_dft_magnitude_create, libcfnet), Cint, (Ptr{Handle},), out)
+cfnet_layer_conic_conv_mirror_create(out_channels, kernel, R, padding, interp, out) =
+    ccall((:cfnet_layer_conic_conv_mirror_create, libcfnet), Cint,
+          (Cint, Cint, Cint, Cint, Cint, Ptr{Handle}), out_channels, kernel, R, padding, interp, out)
 cfnet_layer_group_pool_create(mode, out) =
     ccall((:cfnet_layer_group_pool_create, libcfnet), Cint, (Cint, Ptr{Handle}), mode, out)
 cfnet_layer_dft_projection_create(filters, R, interp, out) =
@@ -278,6 +282,13 @@ cfnet_option_default(option, value) =
     ccall((:cfnet_option_default, libcfnet), Cint, (Cint, Ptr{Cdouble}), option, value)
 cfnet_option_is_integer(option) =
     ccall((:cfnet_option_is_integer, libcfnet), Cint, (Cint,), option)
+# Data-parallel training (0.2): `fn` is a @cfunction(f, Cint, (Ptr{Cvoid}, Cint, Ptr{Cvoid}, Int64))
+cfnet_network_set_sum_hook(net, fn, user) =
+    ccall((:cfnet_network_set_sum_hook, libcfnet), Cint, (Handle, Ptr{Cvoid}, Ptr{Cvoid}), net, fn, user)
+cfnet_network_set_batch_position(net, offset, global_n) =
+    ccall((:cfnet_network_set_batch_position, libcfnet), Cint, (Handle, Int64, Int64), net, offset, global_n)
+cfnet_network_gradients(net, out, count) =
+    ccall((:cfnet_network_gradients, libcfnet), Cint, (Handle, Ptr{Cfloat}, Int64), net, out, count)
 
 # ---------------------------------------------------------------------------------------------
 # Constants (values pinned by the header)
@@ -408,6 +419,8 @@ p4m_lift(out_channels, kernel; padding = PADDING_SAME) =
 p4m_conv(out_channels, kernel; padding = PADDING_SAME) =
     Layer(o -> cfnet_layer_p4m_conv_create(out_channels, kernel, padding, o))
 p4m_dft_magnitude() = Layer(o -> cfnet_layer_p4m_dft_magnitude_create(o))
+conic_conv_mirror(out_channels, kernel, R; padding = PADDING_SAME, interp = INTERP_NEAREST) =
+    Layer(o -> cfnet_layer_conic_conv_mirror_create(out_channels, kernel, R, padding, interp, o))
 group_pool(mode = POOL_MAX) = Layer(o -> cfnet_layer_group_pool_create(mode, o))
 dft_projection(filters; R = 1, interp = INTERP_NEAREST) =
     Layer(o -> cfnet_layer_dft_projection_create(filters, R, interp, o))

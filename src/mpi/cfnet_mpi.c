@@ -1,0 +1,255 @@
+/* libcfnet_mpi: the sum hook of data-parallel training on MPI_Allreduce, the same network on
+ * every rank, batch shares and metric sums (include/cfnet/cfnet_mpi.h). Uses only libcfnet's
+ * public API; built with mpicc into its own library, never into libcfnet. */
+#include "cfnet/cfnet_mpi.h"
+
+#include <limits.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+struct cfnet_mpi {
+    MPI_Comm comm;
+    int rank, size;
+    int64_t calls, bytes;
+    double seconds;
+};
+
+static _Thread_local char last_error[512];
+
+const char *cfnet_mpi_last_error(void) { return last_error; }
+
+static cfnet_status fail(cfnet_status st, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(last_error, sizeof last_error, fmt, ap);
+    va_end(ap);
+    return st;
+}
+
+/* A libcfnet call failed: its message becomes ours. */
+static cfnet_status fail_lib(cfnet_status st, const char *what)
+{
+    return fail(st, "%s: %s", what, cfnet_last_error());
+}
+
+static cfnet_status fail_mpi(int rc, const char *what)
+{
+    char msg[MPI_MAX_ERROR_STRING];
+    int len = 0;
+    if (MPI_Error_string(rc, msg, &len) != MPI_SUCCESS) snprintf(msg, sizeof msg, "code %d", rc);
+    return fail(CFNET_E_IO, "cfnet_mpi: %s failed: %s", what, msg);
+}
+
+/* MPI counts are int: long buffers go in chunks. */
+#define CHUNK ((int64_t)1 << 30)
+
+cfnet_status cfnet_mpi_create(MPI_Comm comm, cfnet_mpi **out)
+{
+    if (!out) return fail(CFNET_E_INVALID_ARGUMENT, "cfnet_mpi_create: out is NULL");
+    int inited = 0;
+    MPI_Initialized(&inited);
+    if (!inited) return fail(CFNET_E_STATE, "cfnet_mpi_create: MPI is not initialised");
+    cfnet_mpi *m = calloc(1, sizeof *m);
+    if (!m) return fail(CFNET_E_OUT_OF_MEMORY, "cfnet_mpi_create: out of memory");
+    int rc = MPI_Comm_dup(comm, &m->comm);
+    if (rc != MPI_SUCCESS) {
+        free(m);
+        return fail_mpi(rc, "MPI_Comm_dup");
+    }
+    MPI_Comm_rank(m->comm, &m->rank);
+    MPI_Comm_size(m->comm, &m->size);
+    *out = m;
+    return CFNET_OK;
+}
+
+void cfnet_mpi_free(cfnet_mpi *m)
+{
+    if (!m) return;
+    MPI_Comm_free(&m->comm);
+    free(m);
+}
+
+int cfnet_mpi_rank(const cfnet_mpi *m) { return m ? m->rank : -1; }
+
+int cfnet_mpi_size(const cfnet_mpi *m) { return m ? m->size : 0; }
+
+/* ---- the sum hook ---- */
+
+static cfnet_status allreduce(cfnet_mpi *m, void *data, int64_t count, MPI_Datatype type,
+                              size_t elem)
+{
+    double t0 = MPI_Wtime();
+    for (int64_t done = 0; done < count; done += CHUNK) {
+        int64_t n = count - done < CHUNK ? count - done : CHUNK;
+        int rc = MPI_Allreduce(MPI_IN_PLACE, (char *)data + (size_t)done * elem, (int)n, type,
+                               MPI_SUM, m->comm);
+        if (rc != MPI_SUCCESS) return fail_mpi(rc, "MPI_Allreduce");
+    }
+    m->seconds += MPI_Wtime() - t0;
+    m->calls++;
+    m->bytes += count * (int64_t)elem;
+    return CFNET_OK;
+}
+
+static cfnet_status mpi_sum_hook(void *user, cfnet_sum_kind kind, void *data, int64_t count)
+{
+    cfnet_mpi *m = user;
+    if (kind == CFNET_SUM_GRADIENTS) return allreduce(m, data, count, MPI_FLOAT, sizeof(float));
+    return allreduce(m, data, count, MPI_DOUBLE, sizeof(double));
+}
+
+cfnet_status cfnet_mpi_sum(cfnet_mpi *m, double *v, int64_t count)
+{
+    if (!m || (!v && count > 0) || count < 0)
+        return fail(CFNET_E_INVALID_ARGUMENT, "cfnet_mpi_sum: bad arguments");
+    return allreduce(m, v, count, MPI_DOUBLE, sizeof(double));
+}
+
+void cfnet_mpi_traffic(const cfnet_mpi *m, int64_t *calls, int64_t *bytes, double *seconds)
+{
+    if (calls) *calls = m ? m->calls : 0;
+    if (bytes) *bytes = m ? m->bytes : 0;
+    if (seconds) *seconds = m ? m->seconds : 0;
+}
+
+/* ---- the same network everywhere ---- */
+
+/* FNV-1a, 64 bits. */
+static uint64_t fnv1a(uint64_t h, const void *p, size_t n)
+{
+    const unsigned char *b = p;
+    for (size_t i = 0; i < n; i++) {
+        h ^= b[i];
+        h *= 0x100000001b3ull;
+    }
+    return h;
+}
+
+/* Hash of the model file's header (architecture, seed, options), the step count and the
+ * parameter count. 0 with *st set if the network could not be serialised. */
+static uint64_t network_hash(const cfnet_network *net, cfnet_status *st)
+{
+    void *buf = NULL;
+    size_t size = 0;
+    *st = cfnet_network_save_buffer(net, 0, &buf, &size);
+    if (*st != CFNET_OK) return 0;
+    uint64_t hlen = 0; /* safetensors: 8-byte little-endian header length, then the JSON */
+    for (int i = 7; i >= 0 && size >= 8; i--) hlen = hlen << 8 | ((unsigned char *)buf)[i];
+    if (size < 8 || hlen > size - 8) hlen = size >= 8 ? size - 8 : 0;
+    uint64_t h = fnv1a(0xcbf29ce484222325ull, (unsigned char *)buf + 8, (size_t)hlen);
+    cfnet_free(buf);
+    int64_t extra[2] = {cfnet_network_step_count(net), cfnet_network_param_count(net)};
+    h = fnv1a(h, extra, sizeof extra);
+    return h ? h : 1;
+}
+
+cfnet_status cfnet_mpi_check(cfnet_mpi *m, const cfnet_network *net)
+{
+    if (!m) return fail(CFNET_E_INVALID_ARGUMENT, "cfnet_mpi_check: group is NULL");
+    /* A NULL network still takes part in the collectives, so the other ranks do not wait. */
+    cfnet_status st = CFNET_OK;
+    char local[256] = "";
+    uint64_t h = 0;
+    if (!net) {
+        snprintf(local, sizeof local, "no network");
+    } else {
+        h = network_hash(net, &st);
+        if (st != CFNET_OK) snprintf(local, sizeof local, "%s", cfnet_last_error());
+    }
+    uint64_t h0 = h;
+    int rc = MPI_Bcast(&h0, 1, MPI_UINT64_T, 0, m->comm);
+    if (rc != MPI_SUCCESS) return fail_mpi(rc, "MPI_Bcast");
+    int differs = h == 0 || h0 == 0 || h != h0;
+    int in[2] = {differs, differs ? m->rank : INT_MAX}, outv[2];
+    rc = MPI_Allreduce(in, outv, 1, MPI_INT, MPI_SUM, m->comm);
+    if (rc == MPI_SUCCESS) rc = MPI_Allreduce(in + 1, outv + 1, 1, MPI_INT, MPI_MIN, m->comm);
+    if (rc != MPI_SUCCESS) return fail_mpi(rc, "MPI_Allreduce");
+    if (outv[0] == 0) return CFNET_OK;
+    if (local[0])
+        return fail(CFNET_E_STATE,
+                    "cfnet_mpi: rank %d cannot describe its network (%s); %d rank(s) differ "
+                    "from rank 0",
+                    m->rank, local, outv[0]);
+    return fail(CFNET_E_STATE,
+                "cfnet_mpi: the network on rank %d%s differs from rank 0's in architecture, "
+                "options, seed or step; every rank must build or load the same network with "
+                "the same options",
+                outv[1],
+                outv[0] > 1 ? " (and on other ranks)" : "");
+}
+
+/* Broadcasts `count` floats from rank 0. */
+static cfnet_status bcast_floats(cfnet_mpi *m, float *p, int64_t count)
+{
+    for (int64_t done = 0; done < count; done += CHUNK) {
+        int64_t n = count - done < CHUNK ? count - done : CHUNK;
+        int rc = MPI_Bcast(p + done, (int)n, MPI_FLOAT, 0, m->comm);
+        if (rc != MPI_SUCCESS) return fail_mpi(rc, "MPI_Bcast");
+    }
+    return CFNET_OK;
+}
+
+cfnet_status cfnet_mpi_attach(cfnet_mpi *m, cfnet_network *net)
+{
+    if (!m) return fail(CFNET_E_INVALID_ARGUMENT, "cfnet_mpi_attach: group is NULL");
+    cfnet_status st = cfnet_mpi_check(m, net);
+    if (st != CFNET_OK) return st;
+    /* Same architecture everywhere, so the same tensors in the same order. */
+    for (int i = 0; i < cfnet_network_layer_count(net); i++) {
+        cfnet_layer *l = cfnet_network_layer(net, i);
+        for (int p = 0; p < cfnet_layer_param_count(l); p++) {
+            cfnet_tensor *t = cfnet_layer_param(l, p);
+            st = bcast_floats(m, cfnet_tensor_data(t), cfnet_tensor_numel(t));
+            if (st != CFNET_OK) return st;
+        }
+        for (int s = 0; s < cfnet_layer_state_count(l); s++) {
+            cfnet_tensor *t = cfnet_layer_state(l, s);
+            st = bcast_floats(m, cfnet_tensor_data(t), cfnet_tensor_numel(t));
+            if (st != CFNET_OK) return st;
+        }
+    }
+    st = cfnet_network_set_sum_hook(net, mpi_sum_hook, m);
+    if (st != CFNET_OK) return fail_lib(st, "cfnet_mpi_attach");
+    return CFNET_OK;
+}
+
+cfnet_status cfnet_mpi_detach(cfnet_mpi *m, cfnet_network *net)
+{
+    (void)m;
+    cfnet_status st = cfnet_network_set_sum_hook(net, NULL, NULL);
+    if (st == CFNET_OK) st = cfnet_network_set_batch_position(net, 0, 0);
+    if (st != CFNET_OK) return fail_lib(st, "cfnet_mpi_detach");
+    return CFNET_OK;
+}
+
+cfnet_status cfnet_mpi_share(const cfnet_mpi *m, int64_t global_n, int64_t *offset,
+                             int64_t *count)
+{
+    if (!m || !offset || !count)
+        return fail(CFNET_E_INVALID_ARGUMENT, "cfnet_mpi_share: NULL argument");
+    if (global_n < m->size)
+        return fail(CFNET_E_INVALID_ARGUMENT,
+                    "cfnet_mpi_share: a global batch of %lld cannot give each of %d ranks a "
+                    "sample",
+                    (long long)global_n, m->size);
+    int64_t base = global_n / m->size, extra = global_n % m->size, r = m->rank;
+    *offset = r * base + (r < extra ? r : extra);
+    *count = base + (r < extra ? 1 : 0);
+    return CFNET_OK;
+}
+
+cfnet_status cfnet_mpi_set_batch(cfnet_mpi *m, cfnet_network *net, int64_t global_n,
+                                 int64_t *offset, int64_t *count)
+{
+    int64_t off = 0, cnt = 0;
+    cfnet_status st = cfnet_mpi_share(m, global_n, &off, &cnt);
+    if (st != CFNET_OK) return st;
+    st = cfnet_network_set_batch_position(net, off, global_n);
+    if (st != CFNET_OK) return fail_lib(st, "cfnet_mpi_set_batch");
+    if (offset) *offset = off;
+    if (count) *count = cnt;
+    return CFNET_OK;
+}
