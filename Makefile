@@ -92,7 +92,8 @@ OBJS    := $(SRCS:src/%.c=$(BUILD)/obj/%.o)
 
 # The ONNX messages: protoc-c generates C from the onnx.proto Debian ships (libonnx-dev) into
 # the build directory; the generated file is compiled without the project's warning flags.
-ONNX_PROTO ?= /usr/include/onnx/onnx.proto
+ONNX_PROTO ?= $(firstword $(shell dpkg -L libonnx-dev 2>/dev/null | grep '/onnx\.proto$$') \
+                            /usr/include/onnx/onnx.proto)
 GEN     := $(BUILD)/gen
 GEN_SRC := $(GEN)/onnx.pb-c.c
 GEN_OBJ := $(BUILD)/obj/gen/onnx.pb-c.o
@@ -232,13 +233,14 @@ $(BUILD)/tests/%: tests/%.c tests/testutil.h $(TEST_UTIL) $(ALIB) $(HEADER)
 # The equivariance test measures with the benchmark's protocol (one definition of it).
 $(BUILD)/tests/test_equivariance: bench/equivariance.h
 
-# The command's image readers and preprocessing, tested with the image libraries.
-$(BUILD)/tests/test_imageio: tests/test_imageio.c tests/testutil.h $(TEST_UTIL) $(TOOL_IMAGE_OBJS) \
-                             $(BUILD)/tool/dataset.o $(ALIB) $(HEADER)
+# Unit tests of the command's parts (tests/test_tool_*.c) link its objects (all but main) and
+# the image libraries.
+TOOL_PART_OBJS := $(filter-out $(BUILD)/tool/main.o,$(TOOL_OBJS))
+$(BUILD)/tests/test_tool_%: tests/test_tool_%.c tests/testutil.h $(TEST_UTIL) $(TOOL_PART_OBJS) \
+                            $(ALIB) $(HEADER)
 	@mkdir -p $(dir $@)
 	$(CC) $(BASE_CFLAGS) $(SAN) $(DEP_CFLAGS) $(TEST_CFLAGS) $(TOOL_CFLAGS) $(CFLAGS) -Isrc/tool $< \
-	    $(TEST_UTIL) $(TOOL_IMAGE_OBJS) $(BUILD)/tool/dataset.o $(ALIB) $(TEST_LIBS) $(TOOL_LIBS) \
-	    $(DEP_LIBS) -o $@
+	    $(TEST_UTIL) $(TOOL_PART_OBJS) $(ALIB) $(TEST_LIBS) $(TOOL_LIBS) $(DEP_LIBS) -o $@
 
 test-bins: $(TEST_BINS)
 

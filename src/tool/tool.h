@@ -176,6 +176,20 @@ int dataset_load(tool_dataset *ds, const int64_t *idx, int64_t n, const load_spe
 int dataset_probe(tool_dataset *ds, const int64_t *idx, int64_t n, int skip_bad, int *channels,
                   int *height, int *width);
 
+/* ---- sampling (sampling.c) ------------------------------------------------------------------- */
+
+/* Stratified validation split of a labelled dataset (every sample's cls set): per class, a
+ * shuffle seeded by (seed, class) puts round(frac * n) of its samples in validation (at least
+ * one when frac > 0 and n >= 2, never all); sets every sample's split to SPLIT_TRAIN or
+ * SPLIT_VAL. */
+void split_stratified(tool_dataset *ds, double frac, uint64_t seed);
+/* The visiting order of epoch `epoch` over the training samples tr[0..ntr-1]: ntr positions
+ * into tr. Without balance a permutation; with balance every position draws a class uniformly
+ * (among classes present) and takes the next sample of that class's shuffled cycle. Depends on
+ * (seed, epoch) only. */
+void epoch_order(const tool_dataset *ds, const int64_t *tr, int64_t ntr, uint64_t seed,
+                 int balance, int epoch, int64_t *order);
+
 /* ---- metrics (metrics.c) ---------------------------------------------------------------------- */
 
 typedef struct tool_metrics {

@@ -303,26 +303,6 @@ static void plot_png(const char *svg)
 
 /* ---- data preparation ------------------------------------------------------------------------ */
 
-/* Stratified split: per class (in dataset order), a seeded shuffle puts round(frac * n)
- * images (at least 1 when frac > 0 and the class has 2 or more) in validation. */
-static void split_stratified(tool_dataset *ds, double frac, uint64_t seed)
-{
-    for (int k = 0; k < ds->n_classes; k++) {
-        int64_t n = 0;
-        for (int64_t i = 0; i < ds->n; i++) n += ds->s[i].cls == k;
-        int64_t *idx = xmalloc(sizeof(int64_t) * (size_t)(n ? n : 1)), m = 0;
-        for (int64_t i = 0; i < ds->n; i++)
-            if (ds->s[i].cls == k) idx[m++] = i;
-        uint64_t st = tool_mix(seed ^ 0x5eed5eedull, (uint64_t)k);
-        tool_shuffle(idx, n, &st);
-        int64_t nv = (int64_t)floor(frac * (double)n + 0.5);
-        if (frac > 0 && nv == 0 && n >= 2) nv = 1;
-        if (nv >= n) nv = n - 1; /* keep at least one training image */
-        for (int64_t i = 0; i < n; i++) ds->s[idx[i]].split = i < nv ? SPLIT_VAL : SPLIT_TRAIN;
-        free(idx);
-    }
-}
-
 /* Classes from the training rows of a manifest with a split column; other rows' labels must be
  * among them. */
 static int classes_from_train_rows(tool_dataset *ds)
@@ -351,47 +331,6 @@ static int classes_from_train_rows(tool_dataset *ds)
         if (i == 0 || strcmp(v[i], v[i - 1])) ds->classes[ds->n_classes++] = xstrdup(v[i]);
     free(v);
     return 0;
-}
-
-/* One epoch's sampling order over the training indices tr[0..ntr-1] (positions into tr).
- * Derived from (seed, epoch) only, so a resumed run draws the same orders. */
-static void epoch_order(const train_cfg *c, const tool_dataset *ds, const int64_t *tr, int64_t ntr,
-                        int epoch, int64_t *order)
-{
-    uint64_t st = tool_mix((uint64_t)c->seed ^ 0x0dde7ull, (uint64_t)epoch);
-    if (!c->balance) {
-        for (int64_t i = 0; i < ntr; i++) order[i] = i;
-        tool_shuffle(order, ntr, &st);
-        return;
-    }
-    /* Balanced: every slot picks a class uniformly, then the next image of that class's
-     * shuffled cycle (reshuffled when used up). */
-    const int K = ds->n_classes;
-    int64_t *count = xcalloc((size_t)K, sizeof(int64_t)), *pos = xcalloc((size_t)K, sizeof(int64_t));
-    int64_t **members = xcalloc((size_t)K, sizeof(int64_t *));
-    for (int64_t i = 0; i < ntr; i++) count[ds->s[tr[i]].cls]++;
-    for (int k = 0; k < K; k++) members[k] = xmalloc(sizeof(int64_t) * (size_t)(count[k] ? count[k] : 1));
-    int64_t *fill = xcalloc((size_t)K, sizeof(int64_t));
-    for (int64_t i = 0; i < ntr; i++) {
-        int k = ds->s[tr[i]].cls;
-        members[k][fill[k]++] = i;
-    }
-    for (int k = 0; k < K; k++) tool_shuffle(members[k], count[k], &st);
-    for (int64_t i = 0; i < ntr; i++) {
-        int k;
-        do k = (int)(tool_rand(&st) % (uint64_t)K);
-        while (count[k] == 0);
-        if (pos[k] == count[k]) {
-            tool_shuffle(members[k], count[k], &st);
-            pos[k] = 0;
-        }
-        order[i] = members[k][pos[k]++];
-    }
-    for (int k = 0; k < K; k++) free(members[k]);
-    free(members);
-    free(count);
-    free(pos);
-    free(fill);
 }
 
 /* ---- the progress callback ------------------------------------------------------------------- */
@@ -897,7 +836,7 @@ int cmd_train(int argc, char **argv)
         pc.epoch = e;
         pc.step_offset = 0;
         pc.steps_done_run = steps_epoch * (e - 1 - start_epoch);
-        epoch_order(&c, &ds, tr, ntr, e, order);
+        epoch_order(&ds, tr, ntr, (uint64_t)c.seed, c.balance, e, order);
         double correct = 0;
         int64_t seen = 0;
         pc.loss_sum = 0;

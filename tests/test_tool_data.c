@@ -1,0 +1,298 @@
+/* The `cfnet` command's data handling: metrics (accuracy, balanced accuracy, precision, recall,
+ * F1), the stratified validation split, the epoch orders (plain and class-balanced), CSV
+ * manifests and class folders. */
+#define _GNU_SOURCE
+#include "testutil.h"
+
+#include "tool.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+static char *out_path(const char *name)
+{
+    const char *dir = getenv("CFNET_TEST_OUTDIR");
+    if (!dir) dir = ".";
+    char *d = path_join(dir, "tool_data");
+    make_dirs(d);
+    char *p = path_join(d, name);
+    free(d);
+    return p;
+}
+
+static void write_text(const char *path, const char *text)
+{
+    FILE *f = fopen(path, "wb");
+    assert_non_null(f);
+    fputs(text, f);
+    fclose(f);
+}
+
+/* ---- metrics ---------------------------------------------------------------------------------- */
+
+static void metrics_match_hand_computed_values(void **state)
+{
+    (void)state;
+    /* truth -> predicted: class 0: 3 right, 1 as class 1; class 1: 1 right, 1 as 0;
+     * class 2: no samples, predicted once (for a class-0 sample). */
+    static const int pairs[][2] = {{0, 0}, {0, 0}, {0, 0}, {0, 1}, {1, 1}, {1, 0}, {0, 2}};
+    tool_metrics m;
+    metrics_init(&m, 3);
+    for (size_t i = 0; i < sizeof pairs / sizeof *pairs; i++) metrics_add(&m, pairs[i][0], pairs[i][1]);
+    metrics_finish(&m);
+    assert_int_equal(m.total, 7);
+    assert_int_equal(m.correct, 4);
+    assert_true(fabs(m.accuracy - 4.0 / 7) < 1e-12);
+    /* recall: class 0 3/5, class 1 1/2; class 2 has no support and is left out */
+    assert_true(fabs(m.recall[0] - 0.6) < 1e-12 && fabs(m.recall[1] - 0.5) < 1e-12);
+    assert_true(fabs(m.balanced_accuracy - 0.55) < 1e-12);
+    /* precision: class 0 3/4, class 1 1/2, class 2 0/1 */
+    assert_true(fabs(m.precision[0] - 0.75) < 1e-12 && fabs(m.precision[1] - 0.5) < 1e-12);
+    assert_true(m.precision[2] == 0.0 && m.recall[2] == 0.0 && m.f1[2] == 0.0);
+    double f0 = 2 * 0.75 * 0.6 / 1.35, f1 = 0.5;
+    assert_true(fabs(m.f1[0] - f0) < 1e-12 && fabs(m.f1[1] - f1) < 1e-12);
+    assert_true(fabs(m.macro_f1 - (f0 + f1) / 2) < 1e-12);
+    assert_int_equal(m.support[0], 5);
+    assert_int_equal(m.support[1], 2);
+    assert_int_equal(m.support[2], 0);
+    assert_int_equal(m.confusion[0 * 3 + 2], 1);
+    /* The CSV and JSON reports carry the same numbers. */
+    char *classes[3] = {"a", "b,c", "d"};
+    char *csv = out_path("confusion.csv"), *json = out_path("metrics.json");
+    assert_int_equal(metrics_write_confusion_csv(&m, classes, csv), 0);
+    assert_int_equal(metrics_write_json(&m, classes, json, "model", "data"), 0);
+    unsigned char *text;
+    size_t n;
+    char err[256];
+    assert_int_equal(read_file(csv, 1 << 20, &text, &n, err, sizeof err), 0);
+    text = realloc(text, n + 1);
+    text[n] = 0;
+    assert_string_equal((char *)text, "true\\predicted,a,\"b,c\",d\na,3,1,1\n\"b,c\",1,1,0\nd,0,0,0\n");
+    free(text);
+    assert_int_equal(read_file(json, 1 << 20, &text, &n, err, sizeof err), 0);
+    text = realloc(text, n + 1);
+    text[n] = 0;
+    assert_non_null(strstr((char *)text, "\"balanced_accuracy\": 0.55"));
+    free(text);
+    free(csv);
+    free(json);
+    metrics_free(&m);
+}
+
+/* ---- split and orders ------------------------------------------------------------------------- */
+
+/* A dataset of n samples, sample i of class cls[i] (no files). */
+static void fake_dataset(tool_dataset *ds, const int *cls, int64_t n, int k)
+{
+    memset(ds, 0, sizeof *ds);
+    ds->s = xcalloc((size_t)n, sizeof *ds->s);
+    ds->n = ds->cap = n;
+    ds->n_classes = k;
+    ds->classes = xcalloc((size_t)k, sizeof(char *));
+    for (int c = 0; c < k; c++) ds->classes[c] = xasprintf("c%d", c);
+    for (int64_t i = 0; i < n; i++) {
+        ds->s[i].path = xasprintf("img%lld.tif", (long long)i);
+        ds->s[i].label = xstrdup(ds->classes[cls[i]]);
+        ds->s[i].source = xstrdup("test");
+        ds->s[i].cls = cls[i];
+    }
+}
+
+static void split_is_stratified_seeded_and_keeps_training_images(void **state)
+{
+    (void)state;
+    /* class sizes 40, 9, 2, 1 */
+    enum { N = 52 };
+    int cls[N];
+    for (int i = 0; i < N; i++) cls[i] = i < 40 ? 0 : i < 49 ? 1 : i < 51 ? 2 : 3;
+    tool_dataset a, b;
+    fake_dataset(&a, cls, N, 4);
+    fake_dataset(&b, cls, N, 4);
+    split_stratified(&a, 0.25, 7);
+    split_stratified(&b, 0.25, 7);
+    int val[4] = {0}, tr[4] = {0};
+    for (int i = 0; i < N; i++) {
+        assert_int_equal(a.s[i].split, b.s[i].split); /* same seed, same split */
+        if (a.s[i].split == SPLIT_VAL) val[cls[i]]++;
+        else tr[cls[i]]++;
+    }
+    assert_int_equal(val[0], 10); /* round(0.25 x 40) */
+    assert_int_equal(val[1], 2);  /* round(2.25) */
+    assert_int_equal(val[2], 1);  /* round(0.5) = 1, one left for training */
+    assert_int_equal(val[3], 0);  /* a single image stays in training */
+    for (int c = 0; c < 4; c++) assert_true(tr[c] >= 1);
+    split_stratified(&b, 0.25, 8); /* another seed picks other images */
+    int differ = 0;
+    for (int i = 0; i < N; i++) differ += a.s[i].split != b.s[i].split;
+    assert_true(differ > 0);
+    dataset_free(&a);
+    dataset_free(&b);
+}
+
+static void epoch_orders_are_permutations_or_class_balanced(void **state)
+{
+    (void)state;
+    /* 90 images of class 0, 10 of class 1 */
+    enum { N = 100, E = 200 };
+    int cls[N];
+    for (int i = 0; i < N; i++) cls[i] = i < 90 ? 0 : 1;
+    tool_dataset ds;
+    fake_dataset(&ds, cls, N, 2);
+    int64_t tr[N], order[N], again[N];
+    for (int i = 0; i < N; i++) tr[i] = i;
+    /* plain: a permutation, the same for the same (seed, epoch), another for the next epoch */
+    epoch_order(&ds, tr, N, 3, 0, 1, order);
+    epoch_order(&ds, tr, N, 3, 0, 1, again);
+    assert_memory_equal(order, again, sizeof order);
+    int seen[N] = {0};
+    for (int i = 0; i < N; i++) seen[order[i]]++;
+    for (int i = 0; i < N; i++) assert_int_equal(seen[i], 1);
+    epoch_order(&ds, tr, N, 3, 0, 2, again);
+    assert_true(memcmp(order, again, sizeof order) != 0);
+    /* balanced: over many epochs each class fills about half of the positions, and every
+     * image of the rare class is drawn about equally often */
+    int64_t per_class[2] = {0, 0}, rare[10] = {0};
+    for (int e = 1; e <= E; e++) {
+        epoch_order(&ds, tr, N, 3, 1, e, order);
+        for (int i = 0; i < N; i++) {
+            assert_true(order[i] >= 0 && order[i] < N);
+            per_class[cls[order[i]]]++;
+            if (order[i] >= 90) rare[order[i] - 90]++;
+        }
+    }
+    double frac = (double)per_class[1] / (N * E);
+    assert_true(fabs(frac - 0.5) < 0.02);
+    for (int i = 0; i < 10; i++) assert_true(llabs(rare[i] - per_class[1] / 10) <= 2 * E / 10);
+    dataset_free(&ds);
+}
+
+/* ---- manifests and folders ------------------------------------------------------------------ */
+
+static void manifest_quoting_header_comments_and_splits(void **state)
+{
+    (void)state;
+    char *csv = out_path("m.csv");
+    write_text(csv, "\xEF\xBB\xBFpath,label,split\r\n"
+                    "# a comment\r\n"
+                    "a.tif,x,train\r\n"
+                    "\r\n"
+                    "\"b,1.tif\",\"y \"\"quoted\"\"\",val\r\n"
+                    "/abs/c.png, x ,test\r\n"
+                    "\"multi\nline.tif\",y,train\n");
+    tool_dataset ds;
+    assert_int_equal(dataset_open_labelled(csv, &ds), 0);
+    assert_int_equal(ds.n, 4);
+    assert_true(ds.manifest && ds.has_split);
+    char *dir = out_path("");
+    char *a = path_join(dir, "a.tif"), *b = path_join(dir, "b,1.tif");
+    assert_string_equal(ds.s[0].path, a);
+    assert_int_equal(ds.s[0].line, 3);
+    assert_string_equal(ds.s[1].path, b);
+    assert_string_equal(ds.s[1].label, "y \"quoted\"");
+    assert_int_equal(ds.s[1].split, SPLIT_VAL);
+    assert_int_equal(ds.s[1].line, 5);
+    assert_string_equal(ds.s[2].path, "/abs/c.png");
+    assert_string_equal(ds.s[2].label, "x"); /* spaces around fields are trimmed */
+    assert_int_equal(ds.s[2].split, SPLIT_TEST);
+    assert_int_equal(ds.s[3].line, 7); /* the record starts on line 7 and spans two */
+    assert_int_equal(ds.n_classes, 3); /* sorted distinct labels */
+    assert_string_equal(ds.classes[0], "x");
+    assert_string_equal(ds.classes[1], "y");
+    assert_string_equal(ds.classes[2], "y \"quoted\"");
+    free(a);
+    free(b);
+    free(dir);
+    dataset_free(&ds);
+    free(csv);
+}
+
+static void malformed_manifests_name_the_line(void **state)
+{
+    (void)state;
+    static const char *bad[] = {
+        "a.tif,x\nb.tif,y,train,extra\n",      /* too many fields */
+        "a.tif,x\n\"b.tif,y\n",                /* unterminated quote */
+        "a.tif,x\nb\"c.tif,y\n",               /* quote inside an unquoted field */
+        "a.tif,x\n\"b.tif\"z,y\n",             /* characters after a closing quote */
+        "a.tif,x\n,y\n",                       /* empty path */
+        "a.tif,x\nb.tif\n",                    /* no label */
+        "a.tif,x,train\nb.tif,y,later\n",      /* unknown split */
+        "a.tif,x,train\nb.tif,y\n",            /* split column not filled */
+    };
+    static const char *msg[] = {"too many fields", "unterminated quoted field",
+                                "a quote inside an unquoted field", "after a closing quote",
+                                "empty path", "expected path,label", "split 'later'",
+                                "no split, but other rows have one"};
+    char *csv = out_path("bad.csv");
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+        write_text(csv, bad[i]);
+        tool_dataset ds;
+        /* the message goes to stderr; capture it through a temporary file */
+        char *log = out_path("stderr.txt");
+        fflush(stderr);
+        FILE *saved = stderr;
+        FILE *f = fopen(log, "w+");
+        assert_non_null(f);
+        stderr = f;
+        int rc = dataset_open_labelled(csv, &ds);
+        fflush(f);
+        stderr = saved;
+        rewind(f);
+        char line[512] = "";
+        if (!fgets(line, sizeof line, f)) line[0] = 0;
+        fclose(f);
+        free(log);
+        assert_int_equal(rc, -1);
+        if (!strstr(line, "bad.csv:2: malformed CSV line") || !strstr(line, msg[i]))
+            fail_msg("case %zu: message '%s' lacks line 2 or '%s'", i, line, msg[i]);
+    }
+    free(csv);
+}
+
+static void class_folders_sorted_with_other_files_ignored(void **state)
+{
+    (void)state;
+    char *root = out_path("folders");
+    static const char *files[] = {"zeta/1.tif", "zeta/2.TIFF", "alpha/x.png", "alpha/notes.txt",
+                                  "alpha/.hidden.tif"};
+    for (size_t i = 0; i < sizeof files / sizeof *files; i++) {
+        char *p = path_join(root, files[i]);
+        char *slash = strrchr(p, '/');
+        *slash = 0;
+        make_dirs(p);
+        *slash = '/';
+        write_text(p, "x");
+        free(p);
+    }
+    tool_dataset ds;
+    assert_int_equal(dataset_open_labelled(root, &ds), 0);
+    assert_int_equal(ds.n_classes, 2);
+    assert_string_equal(ds.classes[0], "alpha");
+    assert_string_equal(ds.classes[1], "zeta");
+    assert_int_equal(ds.n, 3); /* x.png, 1.tif, 2.TIFF: no .txt, no hidden file */
+    dataset_free(&ds);
+    /* an empty class folder is an error */
+    char *empty = path_join(root, "middle");
+    make_dirs(empty);
+    assert_int_equal(dataset_open_labelled(root, &ds), -1);
+    rmdir(empty);
+    free(empty);
+    free(root);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(metrics_match_hand_computed_values),
+        cmocka_unit_test(split_is_stratified_seeded_and_keeps_training_images),
+        cmocka_unit_test(epoch_orders_are_permutations_or_class_balanced),
+        cmocka_unit_test(manifest_quoting_header_comments_and_splits),
+        cmocka_unit_test(malformed_manifests_name_the_line),
+        cmocka_unit_test(class_folders_sorted_with_other_files_ignored),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
