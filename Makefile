@@ -140,6 +140,10 @@ MPI_SRCS  := $(sort $(wildcard src/mpi/*.c))
 MPI_OBJS  := $(MPI_SRCS:src/%.c=$(BUILD)/obj/%.o)
 MPI_PROGS := $(patsubst tests/mpi/%.c,$(BUILD)/mpi/%,$(sort $(wildcard tests/mpi/*.c)))
 MPI_CHECK := $(if $(HAVE_MPI),$(MPI_LIB) $(MPI_PROGS))
+# The command is built with mpicc when it exists, so that `mpirun -np N cfnet predict` shards
+# its inputs (src/tool/mpi.c; MPI starts only under a launcher).
+TOOL_CC   := $(if $(HAVE_MPI),OMPI_CC="$(CC)" $(MPICC),$(CC))
+TOOL_MPI  := $(if $(HAVE_MPI),-DCFNET_TOOL_MPI)
 
 TEST_SRCS := $(sort $(wildcard tests/test_*.c))
 TEST_BINS := $(TEST_SRCS:tests/%.c=$(BUILD)/tests/%)
@@ -209,7 +213,7 @@ $(ALIB): $(OBJS)
 
 $(BUILD)/tool/%.o: src/tool/%.c src/tool/tool.h $(HEADER) | deps
 	@mkdir -p $(dir $@)
-	$(CC) $(BASE_CFLAGS) $(SAN) $(DEP_CFLAGS) $(TOOL_CFLAGS) $(CFLAGS) -Iexamples/common -MMD -MP \
+	$(TOOL_CC) $(TOOL_MPI) $(BASE_CFLAGS) $(SAN) $(DEP_CFLAGS) $(TOOL_CFLAGS) $(CFLAGS) -Iexamples/common -MMD -MP \
 	    -c $< -o $@
 
 $(BUILD)/tool/biomarker.o: examples/common/biomarker.c examples/common/biomarker.h | deps
@@ -218,7 +222,7 @@ $(BUILD)/tool/biomarker.o: examples/common/biomarker.c examples/common/biomarker
 
 $(TOOL): $(TOOL_OBJS) $(ALIB)
 	@mkdir -p $(dir $@)
-	$(CC) $(SAN) $(LDFLAGS) -o $@ $(TOOL_OBJS) $(ALIB) $(TOOL_LIBS) $(DEP_LIBS)
+	$(TOOL_CC) $(SAN) $(LDFLAGS) -o $@ $(TOOL_OBJS) $(ALIB) $(TOOL_LIBS) $(DEP_LIBS)
 
 $(TEST_UTIL): tests/testutil.c tests/testutil.h $(HEADER) | deps
 	@mkdir -p $(dir $@)
@@ -235,7 +239,12 @@ $(BUILD)/tests/test_equivariance: bench/equivariance.h
 
 # Unit tests of the command's parts (tests/test_tool_*.c) link its objects (all but main) and
 # the image libraries.
-TOOL_PART_OBJS := $(filter-out $(BUILD)/tool/main.o,$(TOOL_OBJS))
+# (mpi.o is replaced by its single-process build, so that the tests link no MPI.)
+TOOL_PART_OBJS := $(filter-out $(BUILD)/tool/main.o $(BUILD)/tool/mpi.o,$(TOOL_OBJS)) \
+                  $(BUILD)/tool/mpi_single.o
+$(BUILD)/tool/mpi_single.o: src/tool/mpi.c src/tool/tool.h $(HEADER) | deps
+	@mkdir -p $(dir $@)
+	$(CC) $(BASE_CFLAGS) $(SAN) $(DEP_CFLAGS) $(TOOL_CFLAGS) $(CFLAGS) -c $< -o $@
 $(BUILD)/tests/test_tool_%: tests/test_tool_%.c tests/testutil.h $(TEST_UTIL) $(TOOL_PART_OBJS) \
                             $(ALIB) $(HEADER)
 	@mkdir -p $(dir $@)

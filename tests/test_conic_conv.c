@@ -291,6 +291,11 @@ static void conic_conv_rejects_bad_configurations(void **state)
     CF_ASSERT_STATUS(cfnet_layer_conic_conv_create(4, 23, 2, CFNET_PADDING_SAME,
                                                    CFNET_INTERP_STEERABLE, &l),
                      CFNET_E_LIMIT);
+    /* R = 1 resamples nothing, so the steerable limit does not apply. */
+    CF_ASSERT_OK(cfnet_layer_conic_conv_create(4, 23, 1, CFNET_PADDING_SAME,
+                                               CFNET_INTERP_STEERABLE, &l));
+    cfnet_layer_free(l);
+    l = NULL;
     CF_ASSERT_STATUS(cfnet_layer_conic_conv_create(4, 3, 1, CFNET_PADDING_SAME,
                                                    CFNET_INTERP_NEAREST, NULL),
                      CFNET_E_INVALID_ARGUMENT);

@@ -438,7 +438,7 @@ static void projection_rejects_bad_arguments_and_shapes(void **state)
     CF_ASSERT_STATUS(cfnet_layer_setup(l, 1, rank1, 0), CFNET_E_SHAPE_MISMATCH);
     cfnet_layer_free(l);
 
-    /* Steerable maps are dense: maps larger than 21 x 21 are refused at setup. */
+    /* Steerable maps are dense: maps larger than 21 x 21 are refused at setup (R >= 2). */
     CF_ASSERT_OK(cfnet_layer_dft_projection_create(2, 2, CFNET_INTERP_STEERABLE, &l));
     int64_t big[3] = {1, 22, 22}, ok[3] = {1, 12, 12};
     CF_ASSERT_STATUS(cfnet_layer_setup(l, 3, big, 0), CFNET_E_LIMIT);

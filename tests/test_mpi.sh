@@ -81,4 +81,36 @@ if [ $rc -eq 0 ] || [ $rc -eq 124 ]; then
 fi
 echo "test_mpi: killed rank ended the job with status $rc"
 "$prog" verify "$out/fault.cfnet" 3
+# The command: `mpirun -np N cfnet predict` shards the inputs in whole inference batches and
+# rank 0 writes one CSV in input order, identical to one process's; a bad file on one rank ends
+# the job with a message naming it and the rank.
+tool=${CFNET_TOOL:-bin/cfnet}
+if [ -x "$tool" ] && ldd "$tool" | grep -qi mpi; then
+    c="$out/cli"
+    rm -rf "$c"
+    "$tool" synth "$c/d" --classes 3 --per-class 8 --test-per-class 5 --size 32 -q
+    "$tool" train "$c/d/train" -o "$c/m.cfnet" --epochs 1 --width 4 --threads 1 -q
+    "$tool" predict "$c/m.cfnet" "$c/d/test" -o "$c/p1.csv" --threads 1 --batch 4 -q
+    for np in 2 3; do
+        timeout 60 mpirun --allow-run-as-root --oversubscribe -np $np "$tool" predict \
+            "$c/m.cfnet" "$c/d/test" -o "$c/p$np.csv" --threads 1 --batch 4 -q
+        cmp "$c/p1.csv" "$c/p$np.csv" || { echo "test_mpi: $np-rank CSV differs"; exit 1; }
+    done
+    echo "test_mpi: cfnet predict on 2 and 3 ranks wrote the 1-process CSV ($(wc -l <"$c/p1.csv") lines)"
+    mkdir -p "$c/bad"
+    cp "$c"/d/test/class00/*.tif "$c/bad/"
+    echo junk >"$c/bad/zz_broken.tif"
+    set +e
+    timeout 60 mpirun --allow-run-as-root --oversubscribe -np 2 "$tool" predict "$c/m.cfnet" \
+        "$c/bad" -o "$c/pb.csv" --threads 1 --batch 2 -q >"$c/bad.log" 2>&1
+    rc=$?
+    set -e
+    if [ $rc -eq 0 ] || [ $rc -eq 124 ] || ! grep -q "zz_broken.tif" "$c/bad.log" ||
+        ! grep -q "rank 1 of 2" "$c/bad.log"; then
+        cat "$c/bad.log"; echo "test_mpi: a bad file on rank 1 gave status $rc"; exit 1
+    fi
+    echo "test_mpi: a bad file on rank 1 ended the job (status $rc) naming the file and the rank"
+else
+    echo "test_mpi: cfnet command part skipped ($tool missing or built without mpicc)"
+fi
 echo "test_mpi: all checks passed"

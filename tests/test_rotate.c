@@ -141,6 +141,23 @@ static void steerable_maps_rotate_exactly_within_the_basis(void **state)
     }
 }
 
+/* With R = 1 every rotation is a quarter turn: the steerable option resamples nothing, and the
+ * maps are the exact permutations of the nearest ones (no projection). */
+static void steerable_with_R1_is_exact_quarter_turns(void **state)
+{
+    (void)state;
+    tu_rng g = {9};
+    for (int k = 1; k <= 7; k++) {
+        float base[49], a[49], b[49];
+        tu_fill_normal(base, k * k, &g);
+        for (int q = 0; q < 4; q++) {
+            rotate(k, 1, q, CFNET_INTERP_STEERABLE, base, a);
+            rotate(k, 1, q, CFNET_INTERP_NEAREST, base, b);
+            assert_memory_equal(a, b, (size_t)(k * k) * sizeof(float));
+        }
+    }
+}
+
 /* The steerable basis is well conditioned for every supported size, and larger filters are
  * refused with a status (the maps are dense). */
 static void steerable_maps_build_up_to_the_limit(void **state)
@@ -170,6 +187,7 @@ int main(void)
         cmocka_unit_test(nearest_rounding_is_odd_symmetric),
         cmocka_unit_test(steerable_maps_rotate_exactly_within_the_basis),
         cmocka_unit_test(steerable_maps_build_up_to_the_limit),
+        cmocka_unit_test(steerable_with_R1_is_exact_quarter_turns),
     };
     return cmocka_run_group_tests_name("rotate", tests, NULL, NULL);
 }

@@ -220,7 +220,9 @@ typedef enum cfnet_interp {
     CFNET_INTERP_BILINEAR = 1,
     /** Filters are projected (least squares) onto a circular-harmonic basis (Gaussian rings x
      *  cos/sin m theta) and rotated exactly within it, at every angle; quarter turns remain
-     *  exact permutations of the projected filter. Filters up to 21 x 21. See docs/layers.md. */
+     *  exact permutations of the projected filter. Filters up to 21 x 21. Layers with R = 1
+     *  (quarter turns only) resample nothing and keep their filters unprojected. See
+     *  docs/layers.md. */
     CFNET_INTERP_STEERABLE = 2
 } cfnet_interp;
 

@@ -13,7 +13,8 @@
  * m = 0 .. floor(2 rho_j), sigma = 1/2, m > 0 functions zero at the origin. The span of the
  * continuous basis is closed under every rotation, so the rotated fit is exact within the basis:
  * T_s = B_s (B^T B)^{-1} B^T with B (k*k x nb) the basis sampled on the grid and B_s the basis
- * sampled at g^{-1} z. At s = 0 the map is the projection B (B^T B)^{-1} B^T. */
+ * sampled at g^{-1} z. At s = 0 the map is the projection B (B^T B)^{-1} B^T. With R = 1 there
+ * is nothing to resample and the maps are the exact quarter turns of the unprojected filter. */
 #include "rotate.h"
 
 #include <math.h>
@@ -211,7 +212,8 @@ cfnet_status cf_rotmap_build(const cf_allocator *alloc, int k, int R, int r, cfn
     memset(map, 0, sizeof *map);
     int kk = k * k, q = (r / R) % 4, s = r % R;
     double th = s * (CF_PI / (2.0 * R));
-    bool steer = interp == CFNET_INTERP_STEERABLE;
+    /* With R = 1 every rotation is a quarter turn: nothing to resample, filters stay free. */
+    bool steer = interp == CFNET_INTERP_STEERABLE && R > 1;
     CF_FAIL_IF(steer && k > CF_ROT_STEERABLE_MAX_K, CFNET_E_LIMIT,
                "filter rotation: steerable resampling supports filters up to %dx%d, got %dx%d",
                CF_ROT_STEERABLE_MAX_K, CF_ROT_STEERABLE_MAX_K, k, k);

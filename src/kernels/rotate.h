@@ -18,8 +18,9 @@ typedef struct cf_rotmap {
 
 /* Builds the map rotating a k x k filter (k >= 1, odd or even) by r * pi / (2R)
  * counter-clockwise, r in [0, 4R): r = qR + s is the rotation by s * pi / (2R) with `interp`,
- * then q exact quarter turns, so T_{r+R} = rot90 T_r exactly. For CFNET_INTERP_STEERABLE the
- * map includes the projection onto the circular-harmonic basis (also at s = 0); see rotate.c.
+ * then q exact quarter turns, so T_{r+R} = rot90 T_r exactly. For CFNET_INTERP_STEERABLE and
+ * R > 1 the map includes the projection onto the circular-harmonic basis (also at s = 0); see
+ * rotate.c.
  * On error (out of memory, k too large for the steerable basis) *map is left empty. Free with
  * cf_rotmap_free. */
 cfnet_status cf_rotmap_build(const cf_allocator *a, int k, int R, int r, cfnet_interp interp,

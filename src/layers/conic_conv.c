@@ -274,7 +274,8 @@ static cfnet_status conic_check(int *ic, float *fc)
     CF_FAIL_IF(ic[CFG_INTERP] != CFNET_INTERP_NEAREST && ic[CFG_INTERP] != CFNET_INTERP_BILINEAR &&
                    ic[CFG_INTERP] != CFNET_INTERP_STEERABLE,
                CFNET_E_INVALID_ARGUMENT, "conic_conv: unknown interpolation %d", ic[CFG_INTERP]);
-    CF_FAIL_IF(ic[CFG_INTERP] == CFNET_INTERP_STEERABLE && ic[CFG_K] > CF_ROT_STEERABLE_MAX_K,
+    CF_FAIL_IF(ic[CFG_INTERP] == CFNET_INTERP_STEERABLE && ic[CFG_R] > 1 &&
+                   ic[CFG_K] > CF_ROT_STEERABLE_MAX_K,
                CFNET_E_LIMIT, "conic_conv: steerable resampling supports kernels up to %d, got %d",
                CF_ROT_STEERABLE_MAX_K, ic[CFG_K]);
     return CFNET_OK;

@@ -94,7 +94,7 @@ static cfnet_status dft_projection_setup(cfnet_layer *l, uint64_t seed)
                    maps_bytes > SIZE_MAX / 4,
                CFNET_E_LIMIT, "dft_projection: rotation tables for %d rotations of %lldx%lld are "
                "too large", nrot, (long long)M, (long long)M);
-    CF_FAIL_IF(interp == CFNET_INTERP_STEERABLE && M > CF_ROT_STEERABLE_MAX_K, CFNET_E_LIMIT,
+    CF_FAIL_IF(interp == CFNET_INTERP_STEERABLE && R > 1 && M > CF_ROT_STEERABLE_MAX_K, CFNET_E_LIMIT,
                "dft_projection: input %s: steerable resampling supports maps up to %dx%d",
                shape, CF_ROT_STEERABLE_MAX_K, CF_ROT_STEERABLE_MAX_K);
 

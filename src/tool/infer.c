@@ -30,6 +30,9 @@ static int run_model(cfnet_network *net, const tool_model_info *info, tool_datas
     int64_t chunk = CHUNK_BYTES / (per * (int64_t)sizeof(float));
     if (chunk > CHUNK_MAX) chunk = CHUNK_MAX;
     if (chunk < 1) chunk = 1;
+    /* whole inference batches per chunk: every batch starts at a multiple of o->batch, so that
+     * ranks given whole batches (cfnet predict under mpirun) compute the same numbers */
+    if (chunk >= o->batch) chunk = chunk / o->batch * o->batch;
     load_spec spec = {C, S, info->pad || o->pad, info->norm, o->threads, o->skip_bad, 0};
     float *x = xmalloc(sizeof(float) * (size_t)(chunk * per));
     float *p = xmalloc(sizeof(float) * (size_t)(chunk * k));
@@ -167,22 +170,54 @@ int cmd_predict(int argc, char **argv)
     tool_dataset ds;
     int rc = EXIT_RUNTIME;
     if (dataset_open_inputs(argv + optind + 1, argc - optind - 1, &ds) != 0) goto out_model;
-    FILE *f = strcmp(output, "-") ? fopen(output, "w") : stdout;
+    /* Under mpirun the inputs are sharded in contiguous blocks of whole inference batches (the
+     * same batches as one process, so the same numbers); ranks other than 0 keep their rows in
+     * memory, and rank 0 writes them after its own, so the CSV is in input order. */
+    const int rank = tool_mpi_rank(), size = tool_mpi_size();
+    tool_dataset part = ds;
+    const int64_t units = (ds.n + o.batch - 1) / o.batch; /* whole inference batches */
+    const int64_t lo = units * rank / size * o.batch, hi = units * (rank + 1) / size * o.batch;
+    part.s = ds.s + lo;
+    part.n = (hi < ds.n ? hi : ds.n) - (lo < ds.n ? lo : ds.n);
+    char *mem = NULL;
+    size_t memlen = 0;
+    FILE *f = rank ? open_memstream(&mem, &memlen)
+                   : strcmp(output, "-") ? fopen(output, "w") : stdout;
     if (!f) {
-        tool_error("%s: cannot create: %s", output, strerror(errno));
+        tool_error("%s: cannot create: %s", rank ? "memory stream" : output, strerror(errno));
         goto out_ds;
     }
-    fprintf(f, "path,predicted");
-    for (int j = 0; j < info.n_classes; j++) {
+    if (rank == 0) fprintf(f, "path,predicted");
+    for (int j = 0; j < info.n_classes && rank == 0; j++) {
         char *q = csv_quote(info.classes[j]);
         fprintf(f, ",%s", q);
         free(q);
     }
-    fputc('\n', f);
+    if (rank == 0) fputc('\n', f);
     predict_ctx ctx = {f, info.classes, 0};
     int64_t bad = 0;
     double t0 = tool_now();
-    int r = run_model(net, &info, &ds, &o, emit_prediction, &ctx, &bad);
+    int r = run_model(net, &info, &part, &o, emit_prediction, &ctx, &bad);
+    if (r != 0) { /* a bad file: say where, then tool_mpi_finish ends every rank */
+        if (size > 1) tool_error("rank %d of %d could not classify its share of the inputs", rank, size);
+        if (rank) fclose(f);
+        free(mem);
+        goto out_ds;
+    }
+    if (size > 1) {
+        if (rank && fclose(f) != 0) r = -1;
+        if (rank) f = NULL;
+        if (r == 0 && tool_mpi_gather_text(mem, rank ? memlen : 0, f) != 0) r = -1;
+        free(mem);
+        ctx.rows = tool_mpi_sum(ctx.rows);
+        bad = tool_mpi_sum(bad);
+        if (rank) {
+            dataset_free(&ds);
+            model_info_free(&info);
+            cfnet_network_free(net);
+            return r == 0 ? EXIT_OK : EXIT_RUNTIME;
+        }
+    }
     int closed = f == stdout ? fflush(f) : fclose(f);
     if (r == 0 && closed != 0) tool_error("%s: write failed", output);
     if (r == 0 && closed == 0) {

@@ -43,7 +43,10 @@ int main(int argc, char **argv)
     } cmds[] = {{"synth", cmd_synth}, {"train", cmd_train}, {"eval", cmd_eval},
                 {"predict", cmd_predict}, {"info", cmd_info}, {"export", cmd_export}};
     for (size_t i = 0; i < sizeof cmds / sizeof *cmds; i++)
-        if (!strcmp(cmd, cmds[i].name)) return cmds[i].fn(argc - 1, argv + 1);
+        if (!strcmp(cmd, cmds[i].name)) {
+            tool_mpi_init(&argc, &argv);
+            return tool_mpi_finish(cmds[i].fn(argc - 1, argv + 1));
+        }
     fprintf(stderr, "cfnet: unknown command '%s'\n(see 'cfnet --help')\n", cmd);
     return EXIT_USAGE;
 }

@@ -266,4 +266,17 @@ int cmd_export(int argc, char **argv);
 extern volatile int tool_interrupted;
 void tool_install_signals(void);
 
+/* MPI (mpi.c): under mpirun, when built with mpicc (CFNET_TOOL_MPI), the command runs on every
+ * rank; otherwise one rank of one. tool_mpi_finish ends MPI and, if this rank failed, the whole
+ * job (MPI_Abort), so no rank waits for a failed one. */
+void tool_mpi_init(int *argc, char ***argv);
+int tool_mpi_finish(int rc);
+int tool_mpi_rank(void);
+int tool_mpi_size(void);
+/* Sum over the ranks (collective). */
+int64_t tool_mpi_sum(int64_t v);
+/* Collective: rank 0 appends to `out` the text of ranks 1.., in rank order (rank 0 passes its
+ * own length 0). 0 or -1. */
+int tool_mpi_gather_text(const char *buf, size_t len, FILE *out);
+
 #endif

@@ -1,0 +1,93 @@
+/* The command under mpirun (built with mpicc, CFNET_TOOL_MPI): MPI starts only when a launcher
+ * started the process, so a plain `cfnet ...` never touches MPI. Without CFNET_TOOL_MPI every
+ * function is the single-process answer. */
+#define _GNU_SOURCE
+#include "tool.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#ifdef CFNET_TOOL_MPI
+#include <mpi.h>
+
+static int mpi_on, mpi_rank, mpi_size = 1;
+
+void tool_mpi_init(int *argc, char ***argv)
+{
+    if (!getenv("OMPI_COMM_WORLD_SIZE") && !getenv("PMIX_RANK") && !getenv("PMI_SIZE")) return;
+    if (MPI_Init(argc, argv) != MPI_SUCCESS) return;
+    mpi_on = 1;
+    MPI_Comm_rank(MPI_COMM_WORLD, &mpi_rank);
+    MPI_Comm_size(MPI_COMM_WORLD, &mpi_size);
+}
+
+int tool_mpi_finish(int rc)
+{
+    if (!mpi_on) return rc;
+    /* A rank that failed may have left the others waiting in a collective: end them all. */
+    if (rc != EXIT_OK && mpi_size > 1) MPI_Abort(MPI_COMM_WORLD, rc);
+    MPI_Finalize();
+    return rc;
+}
+
+int tool_mpi_rank(void) { return mpi_rank; }
+int tool_mpi_size(void) { return mpi_size; }
+
+int64_t tool_mpi_sum(int64_t v)
+{
+    if (mpi_size == 1) return v;
+    int64_t s = 0;
+    MPI_Allreduce(&v, &s, 1, MPI_INT64_T, MPI_SUM, MPI_COMM_WORLD);
+    return s;
+}
+
+int tool_mpi_gather_text(const char *buf, size_t len, FILE *out)
+{
+    if (mpi_size == 1) return 0;
+    if (len > (size_t)0x7fffffff) {
+        tool_error("rank %d: %zu bytes of output are too many to gather", mpi_rank, len);
+        return -1;
+    }
+    int n = (int)len, *counts = NULL, *displs = NULL;
+    char *all = NULL;
+    if (mpi_rank == 0) counts = xcalloc((size_t)mpi_size, sizeof(int));
+    MPI_Gather(&n, 1, MPI_INT, counts, 1, MPI_INT, 0, MPI_COMM_WORLD);
+    size_t total = 0;
+    if (mpi_rank == 0) {
+        displs = xcalloc((size_t)mpi_size, sizeof(int));
+        for (int r = 0; r < mpi_size; r++) {
+            displs[r] = (int)total;
+            total += (size_t)counts[r];
+        }
+        all = xmalloc(total ? total : 1);
+    }
+    MPI_Gatherv(buf, n, MPI_CHAR, all, counts, displs, MPI_CHAR, 0, MPI_COMM_WORLD);
+    int rc = 0;
+    if (mpi_rank == 0) {
+        /* rank 0's own rows are already in `out`; the others follow in rank order */
+        size_t own = (size_t)counts[0];
+        if (total > own && fwrite(all + own, 1, total - own, out) != total - own) rc = -1;
+    }
+    free(counts);
+    free(displs);
+    free(all);
+    return rc;
+}
+#else
+void tool_mpi_init(int *argc, char ***argv)
+{
+    (void)argc;
+    (void)argv;
+}
+int tool_mpi_finish(int rc) { return rc; }
+int tool_mpi_rank(void) { return 0; }
+int tool_mpi_size(void) { return 1; }
+int64_t tool_mpi_sum(int64_t v) { return v; }
+int tool_mpi_gather_text(const char *buf, size_t len, FILE *out)
+{
+    (void)buf;
+    (void)len;
+    (void)out;
+    return 0;
+}
+#endif
