@@ -110,6 +110,16 @@ if [ -x "$tool" ] && ldd "$tool" | grep -qi mpi; then
         cat "$c/bad.log"; echo "test_mpi: a bad file on rank 1 gave status $rc"; exit 1
     fi
     echo "test_mpi: a bad file on rank 1 ended the job (status $rc) naming the file and the rank"
+    # train is not distributed yet: refused on several ranks instead of N racing copies
+    set +e
+    timeout 60 mpirun --allow-run-as-root --oversubscribe -np 2 "$tool" train "$c/d/train" \
+        -o "$c/m2.cfnet" --epochs 1 >"$c/train2.log" 2>&1
+    rc=$?
+    set -e
+    if [ $rc -eq 0 ] || [ $rc -eq 124 ] || ! grep -q "does not run on several MPI ranks" "$c/train2.log" ||
+        [ -e "$c/m2.cfnet" ]; then
+        cat "$c/train2.log"; echo "test_mpi: cfnet train on 2 ranks gave status $rc"; exit 1
+    fi
 else
     echo "test_mpi: cfnet command part skipped ($tool missing or built without mpicc)"
 fi

@@ -318,10 +318,11 @@ static const char *emit_conv2d(ox *g, const cfnet_layer *l, const char *x)
     return ox_conv(g, x, param(g, l, 0), param(g, l, 1), k, s, pad_of(l->icfg[3], k));
 }
 
-static cfnet_status emit_conic(ox *g, const cfnet_layer *l, const char *x, const char **y)
+/* The conic convolution of N x C x S_in x S_in planes into N x O x S x S. */
+static cfnet_status conic_core(ox *g, const cfnet_layer *l, const char *x, int64_t C, int64_t S,
+                               const char **y)
 {
     int O = l->icfg[0], k = l->icfg[1], pad = pad_of(l->icfg[3], k);
-    int64_t C = l->in_shape[0], S = l->out_shape[1];
     float *bank = NULL;
     int32_t *group_of = NULL;
     int ngroups = 0;
@@ -346,6 +347,70 @@ static cfnet_status emit_conic(ox *g, const cfnet_layer *l, const char *x, const
     }
     cf_free(bank);
     cf_free(group_of);
+    return CFNET_OK;
+}
+
+static cfnet_status emit_conic(ox *g, const cfnet_layer *l, const char *x, const char **y)
+{
+    return conic_core(g, l, x, l->in_shape[0], l->out_shape[1], y);
+}
+
+/* A constant int64 index tensor: a scalar when n == 0, else n values. */
+static const char *ox_index(ox *g, int n, const int64_t *v)
+{
+    return n ? ox_ints(g, "indices", n, v)
+             : ox_const(g, "index", ONNX__TENSOR_PROTO__DATA_TYPE__INT64, 0, NULL, v);
+}
+
+static const char *ox_gather(ox *g, const char *x, const char *indices, int64_t axis)
+{
+    Onnx__NodeProto *n = ox_node(g, "Gather", NULL, x, indices, NULL, NULL, NULL);
+    ox_attr_int(g, n, "axis", axis);
+    return ox_out(n);
+}
+
+/* Columns in reverse order, 0-based indices S-1 .. 0. */
+static const char *reversed(ox *g, int64_t S)
+{
+    int64_t *v = ox_alloc(g, (size_t)S * sizeof *v);
+    if (!v) return NULL;
+    for (int64_t j = 0; j < S; j++) v[j] = S - 1 - j;
+    return ox_index(g, (int)S, v);
+}
+
+/* conic_conv_mirror: y[o, 0] = Phi(f)[o], y[o, 1] = F Phi(F~ f)[o] (src/layers/conic_conv_mirror.c):
+ * the planes and their mirror images (columns reversed, the two input copies exchanged) run as
+ * one batch of 2N through the conic convolution; the second half is mirrored back and the two
+ * halves become the copy axis. */
+static cfnet_status emit_conic_mirror(ox *g, const cfnet_layer *l, const char *x, const char **y)
+{
+    const int G = l->in_ndim == 4 ? 2 : 1;
+    const int64_t C = l->in_shape[0] * G, S = l->in_shape[l->in_ndim - 1];
+    const int64_t O = l->out_shape[0], OS = l->out_shape[2];
+    if (G == 2) {
+        int64_t planes[3] = {C, S, S};
+        x = ox_reshape(g, x, 3, planes);
+    }
+    const char *xm = ox_gather(g, x, reversed(g, S), 3);
+    if (G == 2) {
+        int64_t *swap = ox_alloc(g, (size_t)C * sizeof *swap);
+        if (swap)
+            for (int64_t p = 0; p < C; p++) swap[p] = (p / 2) * 2 + 1 - p % 2;
+        xm = ox_gather(g, xm, swap ? ox_index(g, (int)C, swap) : NULL, 1);
+    }
+    Onnx__NodeProto *cat = ox_node(g, "Concat", NULL, x, xm, NULL, NULL, NULL);
+    ox_attr_int(g, cat, "axis", 0);
+    const char *both = NULL;
+    CF_CHECK(conic_core(g, l, ox_out(cat), C, OS, &both));
+    int64_t halves[5] = {2, -1, O, OS, OS}, zero = 0, one = 1, axes[1] = {2};
+    const char *y5 = OX2(g, "Reshape", both, ox_ints(g, "shape", 5, halves));
+    const char *a = ox_gather(g, y5, ox_index(g, 0, &zero), 0);
+    const char *b = ox_gather(g, ox_gather(g, y5, ox_index(g, 0, &one), 0), reversed(g, OS), 3);
+    const char *ua = OX2(g, "Unsqueeze", a, ox_ints(g, "axes", 1, axes));
+    const char *ub = OX2(g, "Unsqueeze", b, ox_ints(g, "axes", 1, axes));
+    Onnx__NodeProto *out = ox_node(g, "Concat", NULL, ua, ub, NULL, NULL, NULL);
+    ox_attr_int(g, out, "axis", 2);
+    *y = ox_out(out);
     return CFNET_OK;
 }
 
@@ -495,6 +560,7 @@ static cfnet_status emit_layer(ox *g, const cfnet_layer *l, const char *x, const
     switch (l->kind) {
     case CFNET_LAYER_CONV2D: *y = emit_conv2d(g, l, x); break;
     case CFNET_LAYER_CONIC_CONV: return emit_conic(g, l, x, y);
+    case CFNET_LAYER_CONIC_CONV_MIRROR: return emit_conic_mirror(g, l, x, y);
     case CFNET_LAYER_P4_LIFT:
     case CFNET_LAYER_P4_CONV:
     case CFNET_LAYER_P4M_LIFT:

@@ -305,7 +305,7 @@ cfnet_status cf_conic_conv_group_banks(const cfnet_layer *l, float **bank, int *
 {
     const conic_priv *p = l->priv;
     size_t nb = bank_floats(l), banks = (size_t)(2 * p->nrot + 1);
-    int S = (int)l->out_shape[1];
+    int S = p->plan.OH; /* also for conic_conv_mirror, whose output has a copy axis */
     float *all = cf_alloc(&l->alloc, banks * nb * sizeof *all);
     float *out = cf_alloc(&l->alloc, banks * nb * sizeof *out);
     int32_t *of = cf_alloc(&l->alloc, (size_t)S * (size_t)S * sizeof *of);

@@ -45,6 +45,14 @@ int main(int argc, char **argv)
     for (size_t i = 0; i < sizeof cmds / sizeof *cmds; i++)
         if (!strcmp(cmd, cmds[i].name)) {
             tool_mpi_init(&argc, &argv);
+            if (tool_mpi_size() > 1 && strcmp(cmd, "predict")) {
+                /* N copies would each do the whole job and write the same files */
+                if (tool_mpi_rank() == 0)
+                    fprintf(stderr, "cfnet: '%s' does not run on several MPI ranks (only predict "
+                                    "does; distributed training: docs/distributed.md); run it as "
+                                    "one process\n", cmd);
+                return tool_mpi_finish(EXIT_USAGE);
+            }
             return tool_mpi_finish(cmds[i].fn(argc - 1, argv + 1));
         }
     fprintf(stderr, "cfnet: unknown command '%s'\n(see 'cfnet --help')\n", cmd);

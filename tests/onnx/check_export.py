@@ -96,6 +96,14 @@ def cases():
         add("dense_%d" % S, (2, S, S - 1), [L.dense(4)])
         add("softmax_%d" % S, (1, S, S), [L.softmax()])
         add("softmax_flat_%d" % S, (1, S, S), [L.dense(5), L.softmax()])
+    for S in (9, 10):
+        for R in (1, 2, 3):
+            add("conic_mirror_R%d_%d" % (R, S), (2, S, S), [L.conic_conv_mirror(3, 3, R)])
+            add("conic_mirror_2copy_R%d_bilinear_valid_%d" % (R, S), (1, S, S),
+                [L.conic_conv_mirror(2, 3, R), L.conic_conv_mirror(3, 3, R, "valid", "bilinear")])
+        add("conic_mirror_group_pool_%d" % S, (1, S, S),
+            [L.conic_conv_mirror(3, 3, 2), L.group_pool("max")])
+    add("conic_mirror_1x1_output", (1, 3, 3), [L.conic_conv_mirror(2, 3, 2, "valid")])
     add("conic_1x1_output", (2, 3, 3), [L.conic_conv(2, 3, 2, "valid")])
     add("conic_2x2_output", (1, 4, 4), [L.conic_conv(2, 3, 1, "valid")])
     add("dft_magnitude_p4_1x1", (1, 5, 5), [L.p4_lift(3, 5, "valid"), L.dft_magnitude()])
@@ -113,6 +121,10 @@ def cases():
         [L.conic_conv(4, 5, 3, "same", "bilinear"), L.relu(), L.pool("mean"),
          L.conic_conv(5, 3, 1), L.relu(), L.pool(),
          L.dft_projection(4, 3), L.dft_magnitude(), L.dense(3), L.softmax()], invariant=True)
+    add("CFNet_mirror", (1, 20, 20),
+        [L.conic_conv_mirror(4, 3, 2), L.relu(), L.pool(), L.conic_conv_mirror(4, 3, 2),
+         L.group_pool("max"), L.relu(), L.pool(), L.dft_projection(4, 2), L.dft_magnitude(),
+         L.dense(3)], invariant=True)
     add("CNet", (1, 20, 20),
         [L.conic_conv(6, 3, 2), L.relu(), L.pool(), L.conic_conv(8, 3, 2), L.relu(), L.pool(),
          L.dense(5)])
