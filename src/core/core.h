@@ -146,6 +146,21 @@ cfnet_status cf_shape_numel(const char *what, int ndim, const int64_t *shape, in
 /* Writes "31x30"-style text for a shape into buf and returns buf. */
 const char *cf_shape_str(char *buf, size_t size, int ndim, const int64_t *shape);
 
+/* Checks that t is a batch of samples of shape shape[0..ndim-1], i.e. N x shape; when *n > 0, N
+ * must equal *n, otherwise *n receives N. Messages: "<who>: <what> is 2x3, expected N x 3x4". */
+cfnet_status cf_check_batch(const char *who, const char *what, const cfnet_tensor *t, int ndim,
+                            const int64_t *shape, int64_t *n);
+
+/* ------------------------------------------------------------------------------------------ */
+/* Numeric helpers (numeric.c)                                                                */
+
+/* p = softmax(z) over k >= 1 entries (p may alias z, or be NULL), computed in double after
+ * subtracting max z and rounded to float once; returns log(sum_j exp(z_j)). Every softmax of
+ * the library (the layer, the loss, cfnet_network_probabilities) is this one. */
+double cf_softmax(const float *z, float *p, int64_t k);
+/* Index of the first largest of k >= 1 entries. */
+int64_t cf_argmax(const float *z, int64_t k);
+
 /* Rounds a workspace size up so that sub-buffers carved from it stay 64-byte aligned. */
 static inline size_t cf_align64(size_t n) { return (n + 63u) & ~(size_t)63u; }
 

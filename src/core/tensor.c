@@ -178,3 +178,22 @@ const char *cf_shape_str(char *buf, size_t size, int ndim, const int64_t *shape)
     }
     return buf;
 }
+
+cfnet_status cf_check_batch(const char *who, const char *what, const cfnet_tensor *t, int ndim,
+                            const int64_t *shape, int64_t *n)
+{
+    char a[96], b[96];
+    CF_FAIL_IF(!t, CFNET_E_INVALID_ARGUMENT, "%s: %s is NULL", who, what);
+    bool ok = t->ndim == ndim + 1;
+    for (int i = 0; ok && i < ndim; i++) ok = t->shape[i + 1] == shape[i];
+    if (ok && *n > 0) ok = t->shape[0] == *n;
+    if (!ok) {
+        char batch[32] = "N x ";
+        if (*n > 0) snprintf(batch, sizeof batch, "%lldx", (long long)*n);
+        return cf_error(CFNET_E_SHAPE_MISMATCH, "%s: %s is %s, expected %s%s", who, what,
+                        cf_shape_str(a, sizeof a, t->ndim, t->shape), batch,
+                        cf_shape_str(b, sizeof b, ndim, shape));
+    }
+    *n = t->shape[0];
+    return CFNET_OK;
+}

@@ -75,31 +75,12 @@ static void rotate_quarter(const float *in, float *out, int64_t planes, int64_t 
 
 static void build_taps(int64_t S, double radians, rot_tap *taps)
 {
-    double c = (double)(S - 1) / 2.0, cs = cos(radians), sn = sin(radians);
-    for (int64_t i = 0; i < S; i++) {
+    double cs = cos(radians), sn = sin(radians);
+    for (int64_t i = 0; i < S; i++)
         for (int64_t j = 0; j < S; j++) {
-            double u = (double)j - c, v = c - (double)i;
-            /* g^{-1} (u, v): rotation by -radians. */
-            double us = u * cs + v * sn, vs = -u * sn + v * cs;
-            double jx = us + c, ix = c - vs;
-            double j0 = floor(jx), i0 = floor(ix);
-            double fj = jx - j0, fi = ix - i0;
             rot_tap *t = &taps[i * S + j];
-            t->n = 0;
-            for (int di = 0; di < 2; di++) {
-                for (int dj = 0; dj < 2; dj++) {
-                    double ii = i0 + di, jj = j0 + dj;
-                    double w = (di ? fi : 1.0 - fi) * (dj ? fj : 1.0 - fj);
-                    if (w == 0.0 || ii < 0 || ii > (double)(S - 1) || jj < 0 ||
-                        jj > (double)(S - 1))
-                        continue;
-                    t->src[t->n] = (int64_t)ii * S + (int64_t)jj;
-                    t->w[t->n] = w;
-                    t->n++;
-                }
-            }
+            t->n = cf_bilinear_taps(S, i, j, cs, sn, false, t->src, t->w);
         }
-    }
 }
 
 cfnet_status cf_image_rotate(const cf_allocator *alloc, const cfnet_tensor *in, cfnet_tensor *out,

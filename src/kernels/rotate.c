@@ -190,20 +190,42 @@ static void sparse_entry(int k, double cs, double sn, int s, cfnet_interp interp
         }
         return;
     }
-    double jx = snap(us + c), ix = snap(c - vs);
+    int64_t taps[4];
+    double wt[4];
+    int nt = cf_bilinear_taps(k, i, j, cs, sn, true, taps, wt);
+    for (int a = 0; a < nt; a++) {
+        src[a] = (int32_t)taps[a];
+        w[a] = (float)wt[a];
+    }
+}
+
+int cf_bilinear_taps(int64_t S, int64_t i, int64_t j, double cs, double sn, bool snap_coords,
+                     int64_t src[4], double w[4])
+{
+    double c = (double)(S - 1) / 2.0;
+    double u = (double)j - c, v = c - (double)i;
+    /* g^{-1} (u, v): rotation by -theta. */
+    double us = u * cs + v * sn, vs = -u * sn + v * cs;
+    double jx = us + c, ix = c - vs;
+    if (snap_coords) {
+        jx = snap(jx);
+        ix = snap(ix);
+    }
     double j0 = floor(jx), i0 = floor(ix);
     double fj = jx - j0, fi = ix - i0;
-    int a = 0;
+    int n = 0;
     for (int di = 0; di < 2; di++) {
         for (int dj = 0; dj < 2; dj++) {
-            int ii = (int)i0 + di, jj = (int)j0 + dj;
-            double wt = (di ? fi : 1 - fi) * (dj ? fj : 1 - fj);
-            if (wt == 0.0 || ii < 0 || ii >= k || jj < 0 || jj >= k) continue;
-            src[a] = ii * k + jj;
-            w[a] = (float)wt;
-            a++;
+            double ii = i0 + di, jj = j0 + dj;
+            double wt = (di ? fi : 1.0 - fi) * (dj ? fj : 1.0 - fj);
+            if (wt == 0.0 || ii < 0 || ii > (double)(S - 1) || jj < 0 || jj > (double)(S - 1))
+                continue;
+            src[n] = (int64_t)ii * S + (int64_t)jj;
+            w[n] = wt;
+            n++;
         }
     }
+    return n;
 }
 
 cfnet_status cf_rotmap_build(const cf_allocator *alloc, int k, int R, int r, cfnet_interp interp,

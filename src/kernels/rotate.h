@@ -26,6 +26,15 @@ typedef struct cf_rotmap {
 cfnet_status cf_rotmap_build(const cf_allocator *a, int k, int R, int r, cfnet_interp interp,
                              cf_rotmap *map);
 
+/* The bilinear taps of pixel (i, j) (row down, column right) of an S x S grid rotated
+ * counter-clockwise by theta, (cs, sn) = (cos theta, sin theta), about its centre: the point of
+ * the unrotated grid it comes from, as up to 4 (source index, weight > 0) pairs inside the grid;
+ * returns their count. With `snap` the source coordinates are rounded to 1e-9 first, so that
+ * rotations landing on grid points stay exact (filter maps). Used by the filter maps and by
+ * cfnet_image_rotate. */
+int cf_bilinear_taps(int64_t S, int64_t i, int64_t j, double cs, double sn, bool snap,
+                     int64_t src[4], double w[4]);
+
 /* cfnet_image_rotate with the sampling table allocated from `alloc` (NULL: the default). */
 cfnet_status cf_image_rotate(const cf_allocator *alloc, const cfnet_tensor *in, cfnet_tensor *out,
                              double degrees);

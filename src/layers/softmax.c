@@ -18,19 +18,7 @@ static cfnet_status softmax_forward(cfnet_layer *l, const float *x, float *y, in
     (void)training;
     (void)ws;
     const int64_t K = l->in_size;
-    for (int64_t b = 0; b < n; b++) {
-        const float *xb = x + b * K;
-        float *yb = y + b * K;
-        float m = xb[0];
-        for (int64_t i = 1; i < K; i++) m = xb[i] > m ? xb[i] : m;
-        double sum = 0;
-        for (int64_t i = 0; i < K; i++) {
-            yb[i] = expf(xb[i] - m);
-            sum += yb[i];
-        }
-        const float inv = (float)(1.0 / sum);
-        for (int64_t i = 0; i < K; i++) yb[i] *= inv;
-    }
+    for (int64_t b = 0; b < n; b++) cf_softmax(x + b * K, y + b * K, K);
     return CFNET_OK;
 }
 

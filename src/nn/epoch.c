@@ -23,18 +23,14 @@ static cfnet_status check_epoch(const cfnet_network *net, const cfnet_tensor *im
                                 const int32_t *labels, int64_t batch, const int64_t *order,
                                 int64_t count, int64_t *k_out)
 {
-    char a[96], b[96];
     CF_FAIL_IF(!images || !labels, CFNET_E_INVALID_ARGUMENT, WHAT ": NULL argument");
     CF_FAIL_IF(batch < 1, CFNET_E_INVALID_ARGUMENT, WHAT ": batch %lld, must be positive",
                (long long)batch);
     int upto = cf_network_logits_end(net);
     CF_FAIL_IF(upto < 1, CFNET_E_STATE, WHAT ": the network has no layers to train");
-    bool ok = images->ndim == 4 && images->shape[1] == net->in_shape[0] &&
-              images->shape[2] == net->in_shape[1] && images->shape[3] == net->in_shape[2];
-    CF_FAIL_IF(!ok, CFNET_E_SHAPE_MISMATCH, WHAT ": images are %s, expected N x %s",
-               cf_shape_str(a, sizeof a, images->ndim, images->shape),
-               cf_shape_str(b, sizeof b, 3, net->in_shape));
-    int64_t n = images->shape[0], k = net->layers[upto - 1]->out_size;
+    int64_t n = 0;
+    CF_CHECK(cf_check_batch(WHAT, "image batch", images, 3, net->in_shape, &n));
+    int64_t k = net->layers[upto - 1]->out_size;
     for (int64_t i = 0; i < n; i++)
         CF_FAIL_IF(labels[i] < 0 || labels[i] >= k, CFNET_E_INVALID_ARGUMENT,
                    WHAT ": label %lld is %d, must be in [0, %lld)", (long long)i, (int)labels[i],

@@ -184,22 +184,10 @@ CFNET_API cfnet_status cfnet_layer_output_shape(const cfnet_layer *layer, int *n
     return CFNET_OK;
 }
 
-/* Checks that t is N x <sample shape>; if *n > 0 N must equal it, else *n receives N. */
 static cfnet_status check_batch(const cfnet_layer *l, const char *what, const cfnet_tensor *t,
                                 int ndim, const int64_t *shape, int64_t *n)
 {
-    char a[96], b[96];
-    CF_FAIL_IF(!t, CFNET_E_INVALID_ARGUMENT, "%s: %s is NULL", l->ops->name, what);
-    bool ok = t->ndim == ndim + 1;
-    for (int i = 0; ok && i < ndim; i++) ok = t->shape[i + 1] == shape[i];
-    if (ok && *n > 0) ok = t->shape[0] == *n;
-    if (!ok) {
-        return cf_error(CFNET_E_SHAPE_MISMATCH, "%s: %s is %s, expected %s%s", l->ops->name, what,
-                        cf_shape_str(a, sizeof a, t->ndim, t->shape),
-                        *n > 0 ? "" : "N x ", cf_shape_str(b, sizeof b, ndim, shape));
-    }
-    *n = t->shape[0];
-    return CFNET_OK;
+    return cf_check_batch(l->ops->name, what, t, ndim, shape, n);
 }
 
 static cfnet_status ensure_ws(cfnet_layer *l, int64_t n)

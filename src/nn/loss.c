@@ -32,18 +32,11 @@ CFNET_API cfnet_status cfnet_softmax_cross_entropy(const cfnet_tensor *logits,
     double total = 0;
     for (int64_t i = 0; i < n; i++) {
         const float *z = logits->data + i * k;
-        float m = z[0];
-        for (int64_t j = 1; j < k; j++) m = z[j] > m ? z[j] : m;
-        double s = 0;
-        for (int64_t j = 0; j < k; j++) s += exp((double)(z[j] - m));
-        double lse = log(s) + m;
-        total += lse - z[labels[i]];
-        if (grad) {
-            float *g = grad->data + i * k;
-            for (int64_t j = 0; j < k; j++) {
-                double p = exp((double)z[j] - lse);
-                g[j] = (float)((p - (j == labels[i] ? 1.0 : 0.0)) / (double)n);
-            }
+        float *g = grad ? grad->data + i * k : NULL;
+        total += cf_softmax(z, g, k) - z[labels[i]]; /* g = softmax(z) */
+        if (g) {
+            g[labels[i]] -= 1.0f;
+            for (int64_t j = 0; j < k; j++) g[j] = (float)((double)g[j] / (double)n);
         }
     }
     *loss = (float)(total / (double)n);

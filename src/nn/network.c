@@ -311,31 +311,17 @@ CFNET_API cfnet_status cfnet_network_summary(const cfnet_network *net, char *buf
 static cfnet_status check_input(const cfnet_network *net, const char *what, const cfnet_tensor *x,
                                 int64_t *n)
 {
-    char a[96], b[96];
-    CF_FAIL_IF(!x, CFNET_E_INVALID_ARGUMENT, "%s: input is NULL", what);
-    bool ok = x->ndim == 4 && x->shape[1] == net->in_shape[0] && x->shape[2] == net->in_shape[1] &&
-              x->shape[3] == net->in_shape[2];
-    CF_FAIL_IF(!ok, CFNET_E_SHAPE_MISMATCH, "%s: input is %s, expected N x %s", what,
-               cf_shape_str(a, sizeof a, x->ndim, x->shape),
-               cf_shape_str(b, sizeof b, 3, net->in_shape));
-    *n = x->shape[0];
-    return CFNET_OK;
+    *n = 0;
+    return cf_check_batch(what, "input", x, 3, net->in_shape, n);
 }
 
 static cfnet_status check_output(const cfnet_network *net, const char *what,
                                  const cfnet_tensor *t, int64_t n)
 {
-    char a[96], b[96];
     int nd;
     const int64_t *s;
     shape_before(net, net->nlayers, &nd, &s);
-    CF_FAIL_IF(!t, CFNET_E_INVALID_ARGUMENT, "%s: output is NULL", what);
-    bool ok = t->ndim == nd + 1 && t->shape[0] == n;
-    for (int i = 0; ok && i < nd; i++) ok = t->shape[i + 1] == s[i];
-    CF_FAIL_IF(!ok, CFNET_E_SHAPE_MISMATCH, "%s: output tensor is %s, expected %lldx%s", what,
-               cf_shape_str(a, sizeof a, t->ndim, t->shape), (long long)n,
-               cf_shape_str(b, sizeof b, nd, s));
-    return CFNET_OK;
+    return cf_check_batch(what, "output tensor", t, nd, s, &n);
 }
 
 /* ---- inference buffers, cached per network (read-only on the layers) ---- */
@@ -506,13 +492,7 @@ CFNET_API cfnet_status cfnet_network_probabilities(const cfnet_network *net,
                (long long)n, (long long)k);
     CF_CHECK(cf_network_infer_into(net, net->nlayers, x->data, n, probs->data));
     if (last_is_softmax(net)) return CFNET_OK;
-    for (int64_t i = 0; i < n; i++) {
-        float *z = probs->data + i * k, m = z[0];
-        for (int64_t j = 1; j < k; j++) m = z[j] > m ? z[j] : m;
-        double s = 0;
-        for (int64_t j = 0; j < k; j++) s += exp((double)(z[j] - m));
-        for (int64_t j = 0; j < k; j++) z[j] = (float)(exp((double)(z[j] - m)) / s);
-    }
+    for (int64_t i = 0; i < n; i++) cf_softmax(probs->data + i * k, probs->data + i * k, k);
     return CFNET_OK;
 }
 
@@ -537,13 +517,7 @@ CFNET_API cfnet_status cfnet_network_predict(const cfnet_network *net, const cfn
     const float *res;
     cfnet_status st = infer_run(net, net->nlayers, x->data, n, bf, &res);
     if (st == CFNET_OK) {
-        for (int64_t i = 0; i < n; i++) {
-            const float *z = res + i * k;
-            int64_t best = 0;
-            for (int64_t j = 1; j < k; j++)
-                if (z[j] > z[best]) best = j;
-            labels[i] = (int32_t)best;
-        }
+        for (int64_t i = 0; i < n; i++) labels[i] = (int32_t)cf_argmax(res + i * k, k);
     }
     infer_bufs_put(net, bf);
     return st;

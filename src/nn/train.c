@@ -239,15 +239,11 @@ static cfnet_status check_batch_labels(const cfnet_network *net, const char *wha
                                        const cfnet_tensor *images, const int32_t *labels,
                                        int64_t n, int64_t *k_out)
 {
-    char a[96], b[96];
     CF_FAIL_IF(!images || !labels, CFNET_E_INVALID_ARGUMENT, "%s: NULL argument", what);
     CF_FAIL_IF(cf_network_logits_end(net) < 1, CFNET_E_STATE,
                "%s: the network has no layers to train", what);
-    bool ok = images->ndim == 4 && images->shape[1] == net->in_shape[0] &&
-              images->shape[2] == net->in_shape[1] && images->shape[3] == net->in_shape[2];
-    CF_FAIL_IF(!ok, CFNET_E_SHAPE_MISMATCH, "%s: images are %s, expected N x %s", what,
-               cf_shape_str(a, sizeof a, images->ndim, images->shape),
-               cf_shape_str(b, sizeof b, 3, net->in_shape));
+    int64_t batch = 0;
+    CF_CHECK(cf_check_batch(what, "image batch", images, 3, net->in_shape, &batch));
     CF_FAIL_IF(n != images->shape[0] || n < 1, CFNET_E_SHAPE_MISMATCH,
                "%s: %lld labels for %lld images", what, (long long)n,
                (long long)images->shape[0]);
@@ -340,12 +336,7 @@ static cfnet_status train_input_run(cfnet_network *net, const int32_t *labels, i
     int64_t hits = 0;
     if (st == CFNET_OK && correct) {
         const float *z = net->act[upto - 1];
-        for (int64_t i = 0; i < n; i++, z += k) {
-            int64_t best = 0;
-            for (int64_t j = 1; j < k; j++)
-                if (z[j] > z[best]) best = j;
-            hits += best == labels[i];
-        }
+        for (int64_t i = 0; i < n; i++, z += k) hits += cf_argmax(z, k) == labels[i];
     }
     if (st == CFNET_OK) {
         for (int i = 0; i < net->nlayers; i++) cfnet_layer_zero_grad(net->layers[i]);
@@ -413,13 +404,7 @@ CFNET_API cfnet_status cfnet_network_evaluate(const cfnet_network *net,
         float l;
         st = cfnet_softmax_cross_entropy(&lt, labels + s0, nb, &l, NULL);
         sum_loss += (double)l * (double)nb;
-        for (int64_t i = 0; i < nb; i++) {
-            const float *z = logits + i * k;
-            int64_t best = 0;
-            for (int64_t j = 1; j < k; j++)
-                if (z[j] > z[best]) best = j;
-            correct += best == labels[s0 + i];
-        }
+        for (int64_t i = 0; i < nb; i++) correct += cf_argmax(logits + i * k, k) == labels[s0 + i];
     }
     cf_free(logits);
     CF_CHECK(st);
