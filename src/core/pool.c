@@ -1,7 +1,7 @@
 /* Persistent worker threads and the BLAS thread policy; see pool.h. */
 #include "core/pool.h"
 
-#include <pthread.h>
+#include "platform/platform.h"
 
 #ifdef CF_BLAS_OPENBLAS
 #include <cblas.h> /* OpenBLAS's cblas.h declares openblas_get/set_num_threads */
@@ -12,15 +12,15 @@
 typedef struct cf_worker {
     struct cf_pool *pool;
     int index; /* share this worker runs: 1 .. threads - 1 */
-    pthread_t tid;
+    cf_thread tid;
 } cf_worker;
 
 struct cf_pool {
     int threads;   /* shares per job: workers + the caller */
     int nworkers;  /* workers actually started */
     cf_worker *workers;
-    pthread_mutex_t lock;
-    pthread_cond_t work, done;
+    cf_mutex lock;
+    cf_cond work, done;
     /* Job, published under `lock` with a new generation. */
     uint64_t gen;
     void (*fn)(void *arg, int i);
@@ -36,30 +36,30 @@ static void *worker_main(void *v)
     cf_worker *w = v;
     cf_pool *p = w->pool;
     uint64_t seen = 0;
-    pthread_mutex_lock(&p->lock);
+    cf_mutex_lock(&p->lock);
     for (;;) {
-        while (!p->shutdown && p->gen == seen) pthread_cond_wait(&p->work, &p->lock);
+        while (!p->shutdown && p->gen == seen) cf_cond_wait(&p->work, &p->lock);
         if (p->shutdown) break;
         seen = p->gen;
         void (*fn)(void *, int) = p->fn;
         void *arg = p->arg;
         int count = p->count;
-        pthread_mutex_unlock(&p->lock);
+        cf_mutex_unlock(&p->lock);
         if (w->index < count) fn(arg, w->index);
-        pthread_mutex_lock(&p->lock);
-        if (--p->pending == 0) pthread_cond_signal(&p->done);
+        cf_mutex_lock(&p->lock);
+        if (--p->pending == 0) cf_cond_signal(&p->done);
     }
-    pthread_mutex_unlock(&p->lock);
+    cf_mutex_unlock(&p->lock);
     return NULL;
 }
 
 static void pool_stop(cf_pool *p)
 {
-    pthread_mutex_lock(&p->lock);
+    cf_mutex_lock(&p->lock);
     p->shutdown = true;
-    pthread_cond_broadcast(&p->work);
-    pthread_mutex_unlock(&p->lock);
-    for (int i = 0; i < p->nworkers; i++) pthread_join(p->workers[i].tid, NULL);
+    cf_cond_broadcast(&p->work);
+    cf_mutex_unlock(&p->lock);
+    for (int i = 0; i < p->nworkers; i++) cf_thread_join(p->workers[i].tid);
     p->nworkers = 0;
 }
 
@@ -75,13 +75,13 @@ cfnet_status cf_pool_create(const cf_allocator *a, int threads, cf_pool **out)
         cf_free(p);
         return cf_error(CFNET_E_OUT_OF_MEMORY, "thread pool: out of memory");
     }
-    pthread_mutex_init(&p->lock, NULL);
-    pthread_cond_init(&p->work, NULL);
-    pthread_cond_init(&p->done, NULL);
+    cf_mutex_init(&p->lock);
+    cf_cond_init(&p->work);
+    cf_cond_init(&p->done);
     for (int i = 0; i < threads - 1; i++) {
         p->workers[i].pool = p;
         p->workers[i].index = i + 1;
-        if (pthread_create(&p->workers[i].tid, NULL, worker_main, &p->workers[i]) != 0) {
+        if (!cf_thread_start(&p->workers[i].tid, worker_main, &p->workers[i])) {
             pool_stop(p);
             cf_pool_destroy(p);
             return cf_error(CFNET_E_INTERNAL, "thread pool: cannot start thread %d of %d", i + 1,
@@ -97,9 +97,9 @@ void cf_pool_destroy(cf_pool *p)
 {
     if (!p) return;
     pool_stop(p);
-    pthread_cond_destroy(&p->work);
-    pthread_cond_destroy(&p->done);
-    pthread_mutex_destroy(&p->lock);
+    cf_cond_destroy(&p->work);
+    cf_cond_destroy(&p->done);
+    cf_mutex_destroy(&p->lock);
     cf_free(p->workers);
     cf_free(p);
 }
@@ -110,28 +110,28 @@ int cf_pool_threads(const cf_pool *p) { return p ? p->threads : 1; }
 static bool pool_claim(cf_pool *p, int count)
 {
     if (!p || count > p->threads) return false;
-    pthread_mutex_lock(&p->lock);
+    cf_mutex_lock(&p->lock);
     bool ok = !p->busy && !p->shutdown;
     if (ok) p->busy = true;
-    pthread_mutex_unlock(&p->lock);
+    cf_mutex_unlock(&p->lock);
     return ok;
 }
 
 static void pool_run(cf_pool *p, int count, void (*fn)(void *, int), void *arg)
 {
-    pthread_mutex_lock(&p->lock);
+    cf_mutex_lock(&p->lock);
     p->fn = fn;
     p->arg = arg;
     p->count = count;
     p->pending = p->nworkers;
     p->gen++;
-    pthread_cond_broadcast(&p->work);
-    pthread_mutex_unlock(&p->lock);
+    cf_cond_broadcast(&p->work);
+    cf_mutex_unlock(&p->lock);
     fn(arg, 0);
-    pthread_mutex_lock(&p->lock);
-    while (p->pending > 0) pthread_cond_wait(&p->done, &p->lock);
+    cf_mutex_lock(&p->lock);
+    while (p->pending > 0) cf_cond_wait(&p->done, &p->lock);
     p->busy = false;
-    pthread_mutex_unlock(&p->lock);
+    cf_mutex_unlock(&p->lock);
 }
 
 /* ---- the calling thread's current pool ---- */
@@ -158,7 +158,7 @@ typedef struct cf_once_thread {
     void (*fn)(void *, int);
     void *arg;
     int index;
-    pthread_t tid;
+    cf_thread tid;
     bool started;
 } cf_once_thread;
 
@@ -188,13 +188,13 @@ void cf_parallel_run(int count, void (*fn)(void *arg, int i), void *arg)
         int n = count < CF_ONCE_MAX ? count : CF_ONCE_MAX, started = 0;
         for (int i = 1; i < n; i++) {
             th[i] = (cf_once_thread){.fn = fn, .arg = arg, .index = i};
-            th[i].started = pthread_create(&th[i].tid, NULL, once_main, &th[i]) == 0;
+            th[i].started = cf_thread_start(&th[i].tid, once_main, &th[i]);
             started += th[i].started;
         }
         path = started ? 2 : 3;
         fn(arg, 0);
         for (int i = 1; i < count; i++) {
-            if (i < n && th[i].started) pthread_join(th[i].tid, NULL);
+            if (i < n && th[i].started) cf_thread_join(th[i].tid);
             else fn(arg, i);
         }
     }
@@ -204,7 +204,7 @@ void cf_parallel_run(int count, void (*fn)(void *arg, int i), void *arg)
 
 /* ---- BLAS thread policy ---- */
 
-static pthread_mutex_t cf_blas_lock = PTHREAD_MUTEX_INITIALIZER;
+static cf_mutex cf_blas_lock = CF_MUTEX_INIT;
 static int cf_blas_depth;  /* callers inside the policy */
 static int cf_blas_saved;  /* the host's setting, restored when the last one leaves */
 
@@ -228,17 +228,17 @@ void cf_blas_set_threads(int n)
 
 void cf_blas_single_enter(void)
 {
-    pthread_mutex_lock(&cf_blas_lock);
+    cf_mutex_lock(&cf_blas_lock);
     if (cf_blas_depth++ == 0) {
         cf_blas_saved = cf_blas_threads();
         if (cf_blas_saved > 1) cf_blas_set_threads(1);
     }
-    pthread_mutex_unlock(&cf_blas_lock);
+    cf_mutex_unlock(&cf_blas_lock);
 }
 
 void cf_blas_single_leave(void)
 {
-    pthread_mutex_lock(&cf_blas_lock);
+    cf_mutex_lock(&cf_blas_lock);
     if (--cf_blas_depth == 0 && cf_blas_saved > 1) cf_blas_set_threads(cf_blas_saved);
-    pthread_mutex_unlock(&cf_blas_lock);
+    cf_mutex_unlock(&cf_blas_lock);
 }

@@ -2,17 +2,17 @@
 #include "fft.h"
 
 #include <limits.h>
-#include <pthread.h>
+#include "platform/platform.h"
 
 /* Guards every FFTW planner call (plan creation and destruction) that libcfnet makes. */
-static pthread_mutex_t cf_fft_planner_lock = PTHREAD_MUTEX_INITIALIZER;
+static cf_mutex cf_fft_planner_lock = CF_MUTEX_INIT;
 
 /* FFTW's planner is one per process and shared with the host and any other library that uses
  * FFTW. libcfnet's own mutex cannot protect it from their calls, so before its first plan
  * libcfnet asks FFTW to lock its planner itself (fftwf_make_planner_thread_safe, FFTW >= 3.3.5):
  * from then on every fftwf_plan_* and fftwf_destroy_plan in the process, whoever calls it, runs
  * under FFTW's own lock. */
-static pthread_once_t cf_fft_once = PTHREAD_ONCE_INIT;
+static cf_once cf_fft_once = CF_ONCE_INIT;
 static void make_planner_thread_safe(void) { fftwf_make_planner_thread_safe(); }
 
 cfnet_status cf_fft2d_init(const cf_allocator *a, cf_fft2d *f, int rows, int cols,
@@ -43,8 +43,8 @@ cfnet_status cf_fft2d_init_many(const cf_allocator *a, cf_fft2d *f, int rows, in
     CF_FAIL_IF(!tmp, CFNET_E_OUT_OF_MEMORY, "%s: cannot allocate %zu bytes for FFT planning",
                who, bytes);
     const unsigned flags = FFTW_ESTIMATE | FFTW_UNALIGNED;
-    pthread_once(&cf_fft_once, make_planner_thread_safe);
-    pthread_mutex_lock(&cf_fft_planner_lock);
+    cf_once_run(&cf_fft_once, make_planner_thread_safe);
+    cf_mutex_lock(&cf_fft_planner_lock);
     f->fwd = fftwf_plan_dft_2d(rows, cols, tmp, tmp + nb, FFTW_FORWARD, flags);
     f->bwd = fftwf_plan_dft_2d(rows, cols, tmp, tmp + nb, FFTW_BACKWARD, flags);
     if (f->howmany > 1) {
@@ -54,7 +54,7 @@ cfnet_status cf_fft2d_init_many(const cf_allocator *a, cf_fft2d *f, int rows, in
         f->bwd_many = fftwf_plan_many_dft(2, dims, f->howmany, tmp, NULL, 1, dist, tmp + nb,
                                           NULL, 1, dist, FFTW_BACKWARD, flags);
     }
-    pthread_mutex_unlock(&cf_fft_planner_lock);
+    cf_mutex_unlock(&cf_fft_planner_lock);
     cf_free(tmp);
     if (!f->fwd || !f->bwd || (f->howmany > 1 && (!f->fwd_many || !f->bwd_many))) {
         cf_fft2d_destroy(f);
@@ -67,12 +67,12 @@ cfnet_status cf_fft2d_init_many(const cf_allocator *a, cf_fft2d *f, int rows, in
 void cf_fft2d_destroy(cf_fft2d *f)
 {
     if (f->fwd || f->bwd || f->fwd_many || f->bwd_many) {
-        pthread_mutex_lock(&cf_fft_planner_lock);
+        cf_mutex_lock(&cf_fft_planner_lock);
         if (f->fwd) fftwf_destroy_plan(f->fwd);
         if (f->bwd) fftwf_destroy_plan(f->bwd);
         if (f->fwd_many) fftwf_destroy_plan(f->fwd_many);
         if (f->bwd_many) fftwf_destroy_plan(f->bwd_many);
-        pthread_mutex_unlock(&cf_fft_planner_lock);
+        cf_mutex_unlock(&cf_fft_planner_lock);
     }
     f->fwd = f->bwd = f->fwd_many = f->bwd_many = NULL;
 }

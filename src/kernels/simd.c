@@ -2,7 +2,6 @@
 #include "simd.h"
 #include "platform/platform.h"
 
-#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -60,7 +59,7 @@ const cf_simd_ops *cf_simd_variant(int variant)
 }
 
 static const cf_simd_ops *cf_active;
-static pthread_once_t cf_simd_once = PTHREAD_ONCE_INIT;
+static cf_once cf_simd_once = CF_ONCE_INIT;
 
 static void choose(void)
 {
@@ -81,6 +80,6 @@ static void choose(void)
 
 const cf_simd_ops *cf_simd(void)
 {
-    pthread_once(&cf_simd_once, choose);
+    cf_once_run(&cf_simd_once, choose);
     return cf_active;
 }

@@ -4,7 +4,7 @@
 #include "layers/fused.h"
 
 #include <math.h>
-#include <pthread.h>
+#include "platform/platform.h"
 #include <stdio.h>
 #include <string.h>
 
@@ -42,7 +42,7 @@ CFNET_API cfnet_status cfnet_network_create_in(cfnet_context *ctx, int channels,
         cf_free(net);
         return cf_error(CFNET_E_OUT_OF_MEMORY, "network_create: out of memory");
     }
-    pthread_mutex_init(&net->infer_cache->lock, NULL);
+    cf_mutex_init(&net->infer_cache->lock);
     net->ctx = ctx;
     memcpy(net->in_shape, shape, sizeof shape);
     net->in_size = numel;
@@ -97,7 +97,7 @@ CFNET_API void cfnet_network_free(cfnet_network *net)
     cf_free(net->sum_buf);
     cf_pool_destroy(net->pool);
     infer_cache_clear(net);
-    pthread_mutex_destroy(&net->infer_cache->lock);
+    cf_mutex_destroy(&net->infer_cache->lock);
     cf_free(net->infer_cache);
     for (int i = 0; i < net->nlayers; i++) cf_layer_destroy(net->layers[i]);
     cf_free(net->layers);
@@ -262,9 +262,9 @@ CFNET_API size_t cfnet_network_memory_usage(const cfnet_network *net)
     }
     if (net->sum_buf) bytes += (size_t)net->sum_buf_n * sizeof(float);
     cf_infer_cache *c = net->infer_cache;
-    pthread_mutex_lock(&c->lock);
+    cf_mutex_lock(&c->lock);
     size_t cached = c->bytes;
-    pthread_mutex_unlock(&c->lock);
+    cf_mutex_unlock(&c->lock);
     return bytes + net->train_bytes + cached;
 }
 
@@ -379,13 +379,13 @@ static cfnet_status infer_bufs_get(const cfnet_network *net, int upto, int64_t n
     /* The cache is the network's mutable part: its own lock makes concurrent calls safe. */
     cf_infer_cache *c = net->infer_cache;
     cf_infer_bufs *bf = NULL;
-    pthread_mutex_lock(&c->lock);
+    cf_mutex_lock(&c->lock);
     if (c->free_list) {
         bf = c->free_list;
         c->free_list = bf->next;
         c->bytes -= bf->count * 2 * sizeof(float) + bf->ws_bytes;
     }
-    pthread_mutex_unlock(&c->lock);
+    cf_mutex_unlock(&c->lock);
     if (bf && bf->count >= count && bf->ws_bytes >= maxws) {
         *out = bf;
         return CFNET_OK;
@@ -411,11 +411,11 @@ static cfnet_status infer_bufs_get(const cfnet_network *net, int upto, int64_t n
 static void infer_bufs_put(const cfnet_network *net, cf_infer_bufs *bf)
 {
     cf_infer_cache *c = net->infer_cache;
-    pthread_mutex_lock(&c->lock);
+    cf_mutex_lock(&c->lock);
     bf->next = c->free_list;
     c->free_list = bf;
     c->bytes += bf->count * 2 * sizeof(float) + bf->ws_bytes;
-    pthread_mutex_unlock(&c->lock);
+    cf_mutex_unlock(&c->lock);
 }
 
 /* Runs layers [0, upto) in inference mode on x (n samples); returns the pointer to the result

@@ -6,7 +6,7 @@
 #include "core/context.h"
 #include "core/pool.h"
 
-#include <pthread.h>
+#include "platform/platform.h"
 
 #include <stdatomic.h>
 
@@ -27,7 +27,7 @@ typedef struct cf_options {
  * (const on the network) changes, under its own lock. */
 struct cf_infer_bufs;
 typedef struct cf_infer_cache {
-    pthread_mutex_t lock;
+    cf_mutex lock;
     struct cf_infer_bufs *free_list;
     size_t bytes; /* held by the sets in free_list */
 } cf_infer_cache;

@@ -5,12 +5,15 @@
  *   file.c   files: the process umask, temporary files, directory sync, opening for a read
  *            that must not block on a FIFO or device.
  *   cpu.c    CPU features for the runtime dispatch of the SIMD kernels.
+ *   thread.c threads, mutexes, condition variables and one-time initialisation (the thread
+ *            pool, the engine's per-call threads, the FFT planner lock, the inference cache).
  *
  * Errors are reported the POSIX way (-1 / false with errno set); callers turn them into a
  * cfnet_status with their own message. */
 #ifndef CFNET_PLATFORM_PLATFORM_H
 #define CFNET_PLATFORM_PLATFORM_H
 
+#include <pthread.h>
 #include <stdbool.h>
 
 /* --- files (file.c) --- */
@@ -37,5 +40,30 @@ typedef enum cf_cpu_feature { CF_CPU_AVX2, CF_CPU_AVX512F } cf_cpu_feature;
 /* Whether the running CPU (and operating system) supports `f`; false on other architectures or
  * compilers without detection. */
 bool cf_platform_cpu_has(cf_cpu_feature f);
+
+/* --- threads (thread.c) ---
+ * POSIX threads today; the types are the platform's, used only through these functions. */
+
+typedef pthread_t cf_thread;
+typedef pthread_mutex_t cf_mutex;
+typedef pthread_cond_t cf_cond;
+typedef pthread_once_t cf_once;
+#define CF_MUTEX_INIT PTHREAD_MUTEX_INITIALIZER
+#define CF_ONCE_INIT PTHREAD_ONCE_INIT
+
+/* Starts `fn(arg)` on a new thread; false if it could not be started. */
+bool cf_thread_start(cf_thread *t, void *(*fn)(void *), void *arg);
+void cf_thread_join(cf_thread t);
+void cf_mutex_init(cf_mutex *m);
+void cf_mutex_destroy(cf_mutex *m);
+void cf_mutex_lock(cf_mutex *m);
+void cf_mutex_unlock(cf_mutex *m);
+void cf_cond_init(cf_cond *c);
+void cf_cond_destroy(cf_cond *c);
+void cf_cond_wait(cf_cond *c, cf_mutex *m);
+void cf_cond_signal(cf_cond *c);
+void cf_cond_broadcast(cf_cond *c);
+/* Runs `fn` once per process however many threads call this with the same `once`. */
+void cf_once_run(cf_once *once, void (*fn)(void));
 
 #endif
