@@ -2,9 +2,9 @@
  * synced, renamed over it, then the directory synced), so a failed save leaves the old model
  * intact; loading reads a regular file of bounded size whole, then parses it as a buffer. */
 #include "io/io.h"
+#include "platform/platform.h"
 
 #include <errno.h>
-#include <fcntl.h>
 #include <inttypes.h>
 #include <limits.h>
 #include <stdio.h>
@@ -54,24 +54,6 @@ static quoted_path quote_path(const char *path)
 }
 #define QP(path) (quote_path(path).s)
 
-/* The process umask, read without changing it (Linux /proc); 022 if unavailable. */
-static mode_t current_umask(void)
-{
-    mode_t mask = 022;
-    FILE *f = fopen("/proc/self/status", "r");
-    if (!f) return mask;
-    char line[256];
-    while (fgets(line, sizeof line, f)) {
-        unsigned m;
-        if (sscanf(line, "Umask: %o", &m) == 1) {
-            mask = (mode_t)(m & 0777);
-            break;
-        }
-    }
-    fclose(f);
-    return mask;
-}
-
 /* Best effort: makes the rename durable. The file itself is already complete and synced. */
 static void sync_parent_dir(const cf_allocator *a, const char *path)
 {
@@ -84,11 +66,7 @@ static void sync_parent_dir(const cf_allocator *a, const char *path)
         memcpy(dir, path, n);
         dir[n] = '\0';
     }
-    int fd = open(dir ? dir : ".", O_RDONLY);
-    if (fd >= 0) {
-        (void)fsync(fd);
-        close(fd);
-    }
+    cf_platform_sync_dir(dir ? dir : ".");
     cf_free(dir);
 }
 
@@ -131,20 +109,13 @@ cfnet_status cf_file_write_atomic(const cf_allocator *a, const char *path,
     memcpy(tmp, path, tlen);
     memcpy(tmp + tlen, suffix, sizeof suffix);
 
-    int fd = mkstemp(tmp);
+    int fd = cf_platform_temp_file(tmp, path);
     if (fd < 0) {
         int err = errno;
         cf_free(tmp);
         return cf_error(CFNET_E_IO, "%s: cannot create a temporary file beside '%s': %s", what,
                         QP(path), errno_text(err, ebuf, sizeof ebuf));
     }
-    /* mkstemp creates the file 0600; give it the mode an ordinary create would (or the mode of
-     * the file it replaces). Failing to do so is not worth losing the save over. */
-    struct stat sb;
-    mode_t mode = (stat(path, &sb) == 0 && S_ISREG(sb.st_mode)) ? (sb.st_mode & 0777)
-                                                                : (0666 & ~current_umask());
-    (void)fchmod(fd, mode);
-
     const char *step = NULL;
     int err = 0;
     FILE *f = fdopen(fd, "wb");
@@ -224,9 +195,9 @@ cfnet_status cf_file_read_all(const cf_allocator *a, const char *path, uint64_t 
                               uint64_t max_data, const char *what, unsigned char **buf_out, size_t *size_out)
 {
     char ebuf[128];
-    /* O_NONBLOCK: opening a FIFO (or a device) must not wait for a writer; fstat then refuses
-     * anything that is not a regular file before a byte is read. */
-    int fd = open(path, O_RDONLY | O_NONBLOCK | O_NOCTTY | O_CLOEXEC);
+    /* Opening a FIFO (or a device) must not wait for a writer; fstat then refuses anything that
+     * is not a regular file before a byte is read. */
+    int fd = cf_platform_open_read_nowait(path);
     if (fd < 0) {
         int err = errno;
         return cf_error(CFNET_E_IO, "%s: cannot open '%s': %s", what, QP(path),
@@ -247,8 +218,7 @@ cfnet_status cf_file_read_all(const cf_allocator *a, const char *path, uint64_t 
                       ")",
                       what, QP(path), (long long)sb.st_size, max_size);
     } else {
-        int fl = fcntl(fd, F_GETFL);
-        if (fl >= 0) (void)fcntl(fd, F_SETFL, fl & ~O_NONBLOCK);
+        cf_platform_set_blocking(fd);
     }
     /* The framing first: the 8-byte header length and the JSON header are read and checked
      * before the file is read whole, so a large file that is not a model is refused after a few

@@ -1,5 +1,6 @@
 /* Runtime CPU dispatch: the kernels of simd_kernels.inc in three variants; see simd.h. */
 #include "simd.h"
+#include "platform/platform.h"
 
 #include <pthread.h>
 #include <stdlib.h>
@@ -50,11 +51,9 @@ const cf_simd_ops *cf_simd_variant(int variant)
     case CF_SIMD_GENERIC: return &ops_generic;
 #ifdef CF_HAVE_X86_VARIANTS
     case CF_SIMD_AVX2:
-        __builtin_cpu_init();
-        return __builtin_cpu_supports("avx2") ? &ops_avx2 : NULL;
+        return cf_platform_cpu_has(CF_CPU_AVX2) ? &ops_avx2 : NULL;
     case CF_SIMD_AVX512:
-        __builtin_cpu_init();
-        return __builtin_cpu_supports("avx512f") ? &ops_avx512 : NULL;
+        return cf_platform_cpu_has(CF_CPU_AVX512F) ? &ops_avx512 : NULL;
 #endif
     default: return NULL;
     }
