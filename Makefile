@@ -220,9 +220,11 @@ $(BUILD)/tool/biomarker.o: examples/common/biomarker.c examples/common/biomarker
 	@mkdir -p $(dir $@)
 	$(CC) $(BASE_CFLAGS) $(SAN) $(CFLAGS) -c $< -o $@
 
-$(TOOL): $(TOOL_OBJS) $(ALIB)
+# (with mpicc it also links libcfnet_mpi: `mpirun -np N cfnet train`)
+TOOL_MPI_LIB := $(if $(HAVE_MPI),$(MPI_LIB))
+$(TOOL): $(TOOL_OBJS) $(TOOL_MPI_LIB) $(ALIB)
 	@mkdir -p $(dir $@)
-	$(TOOL_CC) $(SAN) $(LDFLAGS) -o $@ $(TOOL_OBJS) $(ALIB) $(TOOL_LIBS) $(DEP_LIBS)
+	$(TOOL_CC) $(SAN) $(LDFLAGS) -o $@ $(TOOL_OBJS) $(TOOL_MPI_LIB) $(ALIB) $(TOOL_LIBS) $(DEP_LIBS)
 
 $(TEST_UTIL): tests/testutil.c tests/testutil.h $(HEADER) | deps
 	@mkdir -p $(dir $@)

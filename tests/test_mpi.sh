@@ -7,7 +7,10 @@
 #  - a rank with another option set makes every rank stop with one message (no hang);
 #  - the same from Python with mpi4py (examples/python/mpi_train.py);
 #  - a rank killed mid-training ends the job with an error within the timeout, and rank 0's
-#    last checkpoint loads and trains on.
+#    last checkpoint loads and trains on;
+#  - the command: `mpirun -np N cfnet predict` writes the 1-process CSV; `mpirun -np N cfnet
+#    train` gives the 1-process weights (within 1e-5 relative), with validation summed over
+#    ranks, the log written once, and --resume on another rank count.
 # Skipped, with the reason, when mpirun is absent (scripts/install-deps installs openmpi-bin).
 set -eu
 build=${CFNET_BUILD:-build/default}
@@ -110,15 +113,41 @@ if [ -x "$tool" ] && ldd "$tool" | grep -qi mpi; then
         cat "$c/bad.log"; echo "test_mpi: a bad file on rank 1 gave status $rc"; exit 1
     fi
     echo "test_mpi: a bad file on rank 1 ended the job (status $rc) naming the file and the rank"
-    # train is not distributed yet: refused on several ranks instead of N racing copies
+    # `mpirun -np N cfnet train`: each rank decodes its share of every global batch of --batch
+    # images (and of the validation set); N ranks compute what one process computes. SGD: Adam
+    # divides by the root of each gradient's square, which turns rounding-level differences of
+    # near-zero gradients into full-size steps (docs/distributed.md).
+    mr() { np=$1; shift; timeout 60 mpirun --allow-run-as-root --oversubscribe -np "$np" "$tool" "$@"; }
+    t="$c/t"
+    "$tool" synth "$t/d" --classes 3 --per-class 30 --test-per-class 1 --size 32 -q
+    a="$t/d/train --epochs 3 --width 4 --threads 1 -q --optimizer sgd --lr 0.02 --val 0.8"
+    # 72 validation images: two inference batches, classified on two ranks and summed
+    "$tool" train $a --batch 6 --rotate none -o "$t/plain.cfnet" --log "$t/plain.csv"
+    mr 2 train $a --batch 6 --rotate none -o "$t/two.cfnet" --log "$t/two.csv"
+    "$prog" compare-models "$t/two.cfnet.last.safetensors" "$t/plain.cfnet.last.safetensors" 1e-5
+    cut -d, -f5,6 "$t/plain.csv" >"$t/plain.val"
+    cut -d, -f5,6 "$t/two.csv" >"$t/two.val"
+    cmp "$t/plain.val" "$t/two.val" || { echo "test_mpi: validation accuracy differs on 2 ranks"; exit 1; }
+    [ "$(wc -l <"$t/two.csv")" -eq 4 ] || { cat "$t/two.csv"; echo "test_mpi: the log is not rank 0's alone"; exit 1; }
+    # augmentation on (keyed per sample under mpirun), uneven shares (batch 7: 4+3, 3+2+2)
+    mr 1 train $a --batch 7 --rotate any -o "$t/aug1.cfnet"
+    mr 2 train $a --batch 7 --rotate any -o "$t/aug2.cfnet"
+    "$prog" compare-models "$t/aug2.cfnet.last.safetensors" "$t/aug1.cfnet.last.safetensors" 1e-5
+    # resume on another rank count: 1 epoch on 2 ranks, then epochs 2-3 on 3 ranks
+    mr 2 train $a --batch 7 --rotate any --epochs 1 -o "$t/res.cfnet"
+    mr 3 train "$t/d/train" --epochs 3 --threads 1 -q --resume "$t/res.cfnet.last.safetensors" \
+        -o "$t/res.cfnet"
+    "$prog" compare-models "$t/res.cfnet.last.safetensors" "$t/aug1.cfnet.last.safetensors" 1e-5
+    "$prog" compare-models "$t/res.cfnet" "$t/aug1.cfnet" 1e-5
+    echo "test_mpi: cfnet train on 2 and 3 ranks (and resumed from 2 on 3) gave the 1-process weights"
+    # a batch that cannot give every rank a sample is refused before training, by rank 0 once
     set +e
-    timeout 60 mpirun --allow-run-as-root --oversubscribe -np 2 "$tool" train "$c/d/train" \
-        -o "$c/m2.cfnet" --epochs 1 >"$c/train2.log" 2>&1
+    mr 3 train $a --batch 2 -o "$t/small.cfnet" >"$t/small.log" 2>&1
     rc=$?
     set -e
-    if [ $rc -eq 0 ] || [ $rc -eq 124 ] || ! grep -q "does not run on several MPI ranks" "$c/train2.log" ||
-        [ -e "$c/m2.cfnet" ]; then
-        cat "$c/train2.log"; echo "test_mpi: cfnet train on 2 ranks gave status $rc"; exit 1
+    if [ $rc -eq 0 ] || [ $rc -eq 124 ] || ! grep -q "3 MPI ranks need at least 3 images" "$t/small.log" ||
+        [ -e "$t/small.cfnet" ]; then
+        cat "$t/small.log"; echo "test_mpi: batch 2 on 3 ranks gave status $rc"; exit 1
     fi
 else
     echo "test_mpi: cfnet command part skipped ($tool missing or built without mpicc)"

@@ -10,7 +10,10 @@
 #ifdef CFNET_TOOL_MPI
 #include <mpi.h>
 
+#include "cfnet/cfnet_mpi.h"
+
 static int mpi_on, mpi_rank, mpi_size = 1;
+static cfnet_mpi *group; /* libcfnet_mpi's group of a distributed `cfnet train` */
 
 void tool_mpi_init(int *argc, char ***argv)
 {
@@ -24,12 +27,17 @@ void tool_mpi_init(int *argc, char ***argv)
 int tool_mpi_finish(int rc)
 {
     if (!mpi_on) return rc;
+    cfnet_mpi_free(group);
+    group = NULL;
     /* A rank that failed may have left the others waiting in a collective: end them all. */
     if (rc != EXIT_OK && mpi_size > 1) MPI_Abort(MPI_COMM_WORLD, rc);
+    cfnet_mpi_free(group);
+    group = NULL;
     MPI_Finalize();
     return rc;
 }
 
+int tool_mpi_active(void) { return mpi_on; }
 int tool_mpi_rank(void) { return mpi_rank; }
 int tool_mpi_size(void) { return mpi_size; }
 
@@ -39,6 +47,48 @@ int64_t tool_mpi_sum(int64_t v)
     int64_t s = 0;
     MPI_Allreduce(&v, &s, 1, MPI_INT64_T, MPI_SUM, MPI_COMM_WORLD);
     return s;
+}
+
+int tool_mpi_sum_doubles(double *v, int64_t n)
+{
+    if (mpi_size == 1 || n == 0) return 0;
+    if (n > 0x7fffffff) return -1;
+    return MPI_Allreduce(MPI_IN_PLACE, v, (int)n, MPI_DOUBLE, MPI_SUM, MPI_COMM_WORLD) ==
+                   MPI_SUCCESS ? 0 : -1;
+}
+
+int tool_mpi_attach(cfnet_network *net)
+{
+    cfnet_status st = group ? CFNET_OK : cfnet_mpi_create(MPI_COMM_WORLD, &group);
+    if (st == CFNET_OK) st = cfnet_mpi_attach(group, net);
+    if (st != CFNET_OK) {
+        tool_error("rank %d of %d: %s: %s", mpi_rank, mpi_size, cfnet_status_string(st),
+                   cfnet_mpi_last_error());
+        return -1;
+    }
+    return 0;
+}
+
+int tool_mpi_set_batch(cfnet_network *net, int64_t global_n, int64_t *offset, int64_t *count)
+{
+    cfnet_status st = group ? cfnet_mpi_set_batch(group, net, global_n, offset, count)
+                            : CFNET_E_STATE;
+    if (st != CFNET_OK) {
+        tool_error("rank %d of %d: %s: %s", mpi_rank, mpi_size, cfnet_status_string(st),
+                   group ? cfnet_mpi_last_error() : "not attached");
+        return -1;
+    }
+    return 0;
+}
+
+void tool_mpi_detach(cfnet_network *net)
+{
+    if (group && net) cfnet_mpi_detach(group, net);
+}
+
+void tool_mpi_traffic(int64_t *calls, int64_t *bytes, double *seconds)
+{
+    cfnet_mpi_traffic(group, calls, bytes, seconds);
 }
 
 int tool_mpi_gather_text(const char *buf, size_t len, FILE *out)
@@ -80,9 +130,36 @@ void tool_mpi_init(int *argc, char ***argv)
     (void)argv;
 }
 int tool_mpi_finish(int rc) { return rc; }
+int tool_mpi_active(void) { return 0; }
 int tool_mpi_rank(void) { return 0; }
 int tool_mpi_size(void) { return 1; }
 int64_t tool_mpi_sum(int64_t v) { return v; }
+int tool_mpi_sum_doubles(double *v, int64_t n)
+{
+    (void)v;
+    (void)n;
+    return 0;
+}
+int tool_mpi_attach(cfnet_network *net)
+{
+    (void)net;
+    tool_error("this cfnet was built without MPI");
+    return -1;
+}
+int tool_mpi_set_batch(cfnet_network *net, int64_t global_n, int64_t *offset, int64_t *count)
+{
+    (void)net;
+    *offset = 0;
+    *count = global_n;
+    return 0;
+}
+void tool_mpi_detach(cfnet_network *net) { (void)net; }
+void tool_mpi_traffic(int64_t *calls, int64_t *bytes, double *seconds)
+{
+    if (calls) *calls = 0;
+    if (bytes) *bytes = 0;
+    if (seconds) *seconds = 0;
+}
 int tool_mpi_gather_text(const char *buf, size_t len, FILE *out)
 {
     (void)buf;

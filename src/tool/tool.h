@@ -278,5 +278,18 @@ int64_t tool_mpi_sum(int64_t v);
 /* Collective: rank 0 appends to `out` the text of ranks 1.., in rank order (rank 0 passes its
  * own length 0). 0 or -1. */
 int tool_mpi_gather_text(const char *buf, size_t len, FILE *out);
+/* 1 when the process runs under an MPI launcher (any number of ranks, 1 included). */
+int tool_mpi_active(void);
+/* Collective: v[0..n-1] replaced by its sum over the ranks. 0 or -1. */
+int tool_mpi_sum_doubles(double *v, int64_t n);
+/* Distributed training with libcfnet_mpi (collective): checks that every rank has the same
+ * network, broadcasts rank 0's and installs the all-reduce hook. 0, or -1 with a message. */
+int tool_mpi_attach(cfnet_network *net);
+/* This rank's share [*offset, *offset + *count) of a global batch of global_n samples, set as
+ * the network's batch position. 0, or -1 with a message. */
+int tool_mpi_set_batch(cfnet_network *net, int64_t global_n, int64_t *offset, int64_t *count);
+void tool_mpi_detach(cfnet_network *net);
+/* All-reduce calls, bytes and seconds of the training hook so far. */
+void tool_mpi_traffic(int64_t *calls, int64_t *bytes, double *seconds);
 
 #endif

@@ -38,7 +38,8 @@ static const char train_help[] =
     "Training:\n"
     "  --epochs N              total epochs (default 30; with --resume, up to this many in all)\n"
     "  --batch N               images per step (default 50)\n"
-    "  --lr X                  Adam learning rate (default 5e-3)\n"
+    "  --optimizer O           adam (default) or sgd (momentum 0.9)\n"
+    "  --lr X                  learning rate (default 5e-3)\n"
     "  --lr-decay X            multiply the learning rate by X after every epoch (default 0.95)\n"
     "  --weight-decay X        L2 weight decay (default 5e-4)\n"
     "  --rotate R              augmentation: any (default; any angle), quarter or none\n"
@@ -69,6 +70,7 @@ typedef struct train_cfg {
     char arch[32];
     int width, size, pad, epochs, batch, jitter, flip, balance, patience, threads, skip_bad;
     int rotate; /* CFNET_AUG_ROTATION_* */
+    int sgd;    /* --optimizer sgd (else Adam) */
     double lr, lr_decay, weight_decay, val;
     long seed;
     uint64_t max_memory;
@@ -97,6 +99,7 @@ static char *config_json(const train_cfg *c)
     json_object_set_new(o, "rotate", json_integer(c->rotate));
     json_object_set_new(o, "jitter", json_integer(c->jitter));
     json_object_set_new(o, "flip", json_boolean(c->flip));
+    if (c->sgd) json_object_set_new(o, "optimizer", json_string("sgd")); /* absent: Adam */
     char *s = json_dumps(o, JSON_COMPACT | JSON_SORT_KEYS);
     json_decref(o);
     return s;
@@ -123,6 +126,8 @@ static int config_from_json(const char *s, train_cfg *c)
     c->rotate = (int)json_integer_value(json_object_get(o, "rotate"));
     c->jitter = (int)json_integer_value(json_object_get(o, "jitter"));
     c->flip = json_is_true(json_object_get(o, "flip"));
+    const char *opt = json_string_value(json_object_get(o, "optimizer"));
+    c->sgd = opt && !strcmp(opt, "sgd");
     json_decref(o);
     return (arch && c->batch > 0) ? 0 : -1;
 }
@@ -370,9 +375,13 @@ static int on_step(void *user, int64_t step, int64_t steps, double loss, double 
     fmt_time(eta, e2, sizeof e2);
     int force = s == p->steps_epoch || (p->plain_every > 0 && s % p->plain_every == 0);
     if (s != p->steps_epoch || p->pr.tty)
-        progress_line(&p->pr, force && !p->pr.tty, "epoch %d/%d  step %lld/%lld  loss %.4f  acc %.1f %%  "
+    {
+        char acc[32] = "";
+        if (!isnan(accuracy)) snprintf(acc, sizeof acc, "  acc %.1f %%", 100 * accuracy);
+        progress_line(&p->pr, force && !p->pr.tty, "epoch %d/%d  step %lld/%lld  loss %.4f%s  "
                       "elapsed %s  ETA %s", p->epoch, p->epochs, (long long)s,
-                      (long long)p->steps_epoch, loss, 100 * accuracy, e1, e2);
+                      (long long)p->steps_epoch, loss, acc, e1, e2);
+    }
     return tool_interrupted ? 1 : 0;
 }
 
@@ -410,6 +419,20 @@ static int validate(cfnet_network *net, tool_dataset *ds, const int64_t *va, int
             double q = p[s->cls];
             loss += -log(q > 1e-12 ? q : 1e-12);
         }
+    }
+    if (rc == 0 && tool_mpi_size() > 1) {
+        /* distributed: each rank classified its share; add the confusion matrices and losses */
+        const int64_t kk = (int64_t)k * k;
+        double *v = xmalloc(sizeof(double) * (size_t)(kk + 1));
+        for (int64_t i = 0; i < kk; i++) v[i] = (double)m->confusion[i];
+        v[kk] = loss;
+        if (tool_mpi_sum_doubles(v, kk + 1) != 0) {
+            tool_error("rank %d: the sum of the validation metrics failed", tool_mpi_rank());
+            rc = -1;
+        }
+        for (int64_t i = 0; i < kk; i++) m->confusion[i] = (int64_t)v[i];
+        loss = v[kk];
+        free(v);
     }
     metrics_finish(m);
     m->loss = m->total ? loss / (double)m->total : NAN;
@@ -449,7 +472,8 @@ static int parse_args(int argc, char **argv, train_cfg *c)
         {"threads", required_argument, 0, 'T'},    {"max-memory", required_argument, 0, 'M'},
         {"skip-bad", no_argument, 0, 'K'},         {"log", required_argument, 0, 'g'},
         {"plot", required_argument, 0, 'G'},       {"quiet", no_argument, 0, 'q'},
-        {"help", no_argument, 0, 'h'},             {0, 0, 0, 0}};
+        {"optimizer", required_argument, 0, 'O'},  {"help", no_argument, 0, 'h'},
+        {0, 0, 0, 0}};
     long v;
     int ch;
     opterr = 0;
@@ -518,6 +542,10 @@ static int parse_args(int argc, char **argv, train_cfg *c)
             break;
         case 'f': c->flip = 1; break;
         case 'B': c->balance = 1; break;
+        case 'O':
+            if (!strcmp(optarg, "adam") || !strcmp(optarg, "sgd")) c->sgd = optarg[0] == 's';
+            else return tool_usage_error("train", "--optimizer: expected adam or sgd, got '%s'", optarg);
+            break;
         case 'v':
             if (parse_double(optarg, 0, 0.9, &c->val)) return tool_usage_error("train", "--val: expected a fraction in [0, 0.9], got '%s'", optarg);
             break;
@@ -582,6 +610,14 @@ int cmd_train(int argc, char **argv)
     if (u == -1) return EXIT_OK; /* --help */
     if (u) return u;
     if (c.threads < 1) c.threads = tool_cpus();
+    /* Under mpirun (any rank count): every rank decodes only its share of each global batch
+     * and of the validation set; rank 0 alone writes files (docs/distributed.md). */
+    const int dist = tool_mpi_active(), nranks = tool_mpi_size(), rank = tool_mpi_rank();
+    if (dist && rank != 0) tool_quiet = 1;
+    if (dist && nranks > 1 && c.skip_bad)
+        return tool_usage_error("train", "--skip-bad is not available on several MPI ranks "
+                                "(a rank cannot leave images out of a global batch); check the "
+                                "data with one process first");
     if (c.max_memory == 0) {
         uint64_t ram = tool_phys_memory();
         c.max_memory = ram ? ram / 4 : ((uint64_t)1 << 30);
@@ -731,7 +767,8 @@ int cmd_train(int argc, char **argv)
     struct {
         cfnet_option o;
         double v;
-    } opts[] = {{CFNET_OPTION_LEARNING_RATE, c.lr},
+    } opts[] = {{CFNET_OPTION_OPTIMIZER, c.sgd ? CFNET_OPTIMIZER_SGD : CFNET_OPTIMIZER_ADAM},
+                {CFNET_OPTION_LEARNING_RATE, c.lr},
                 {CFNET_OPTION_WEIGHT_DECAY, c.weight_decay},
                 {CFNET_OPTION_LR_DECAY_RATE, c.lr_decay},
                 {CFNET_OPTION_LR_DECAY_STEPS, (double)steps_epoch},
@@ -746,13 +783,28 @@ int cmd_train(int argc, char **argv)
             goto out;
         }
     }
+    if (dist) {
+        /* every global batch, the last one too, must give each rank at least one sample */
+        int64_t last = ntr % c.batch;
+        if (c.batch < nranks || (last && last < nranks)) {
+            if (rank == 0) /* the same on every rank: said once */
+                tool_error("%d MPI ranks need at least %d images in every batch: --batch %d over %lld "
+                       "training images leaves %lld in the last one; change --batch or the "
+                       "rank count", nranks, nranks, c.batch, (long long)ntr,
+                       (long long)(last ? last : c.batch));
+            goto out;
+        }
+        if (tool_mpi_attach(net) != 0) goto out;
+    }
 
     /* Memory: everything resident when it fits under the cap, else chunks streamed from disk
      * (chunks are whole batches, so the steps are the same either way). */
     uint64_t need = (uint64_t)(ntr + nva) * (uint64_t)per * sizeof(float);
-    int resident = need <= c.max_memory;
+    int resident = !dist && need <= c.max_memory;
     int64_t chunk = ntr;
-    if (!resident) {
+    if (dist) {
+        chunk = c.batch;
+    } else if (!resident) {
         int64_t fit = (int64_t)(c.max_memory / ((uint64_t)per * sizeof(float)));
         chunk = fit / c.batch * c.batch;
         if (chunk < c.batch) chunk = c.batch;
@@ -805,8 +857,19 @@ int cmd_train(int argc, char **argv)
     tool_info("training %s on %lld images of %d classes (%lld for validation), %dx%d, %d "
               "channel%s, epochs %d to %d", c.arch, (long long)ntr, K, (long long)nva, c.size,
               c.size, ch, ch == 1 ? "" : "s", start_epoch + 1, c.epochs);
+    if (dist)
+        tool_info("MPI: %d rank%s share every batch of %d images", nranks, nranks == 1 ? "" : "s",
+                  c.batch);
+    /* distributed validation: rank r classifies a contiguous block of whole inference batches */
+    int64_t va_off = 0, va_n = nva;
+    if (dist) {
+        int64_t nb = (nva + VAL_BATCH - 1) / VAL_BATCH;
+        int64_t b0 = nb * rank / nranks, b1 = nb * (rank + 1) / nranks;
+        va_off = b0 * VAL_BATCH < nva ? b0 * VAL_BATCH : nva;
+        va_n = (b1 * VAL_BATCH < nva ? b1 * VAL_BATCH : nva) - va_off;
+    }
 
-    if (c.log) {
+    if (c.log && rank == 0) {
         logf = fopen(c.log, c.resume ? "a" : "w");
         if (!logf) {
             tool_error("%s: cannot open: %s", c.log, strerror(errno));
@@ -842,7 +905,34 @@ int cmd_train(int argc, char **argv)
         pc.loss_sum = 0;
         pc.batch = c.batch;
         cfnet_status st = CFNET_OK;
-        for (int64_t c0 = 0; c0 < ntr && st == CFNET_OK; c0 += chunk) {
+        /* distributed: global batches of the global order, step by step; this rank decodes and
+         * trains only its share, the hook sums gradients and batch-norm statistics */
+        for (int64_t s0 = 0; dist && s0 < ntr && st == CFNET_OK; s0 += c.batch) {
+            int64_t nb = ntr - s0 < c.batch ? ntr - s0 : c.batch, off = 0, cnt = 0;
+            if (tool_mpi_set_batch(net, nb, &off, &cnt) != 0) goto out;
+            for (int64_t i = 0; i < cnt; i++) {
+                chunk_idx[i] = tr[order[s0 + off + i]];
+                chunklab[i] = trlab[order[s0 + off + i]];
+            }
+            if (dataset_load(&ds, chunk_idx, cnt, &spec, chunkbuf, &bad) != 0) {
+                tool_error("rank %d of %d: could not load its share of step %lld of epoch %d", rank,
+                           nranks, (long long)(s0 / c.batch + 1), e);
+                goto out;
+            }
+            int64_t shape[4] = {cnt, ch, c.size, c.size};
+            cfnet_tensor *t = NULL;
+            float l = 0;
+            st = cfnet_tensor_wrap(chunkbuf, 4, shape, &t);
+            if (st == CFNET_OK) st = cfnet_network_train_step(net, t, chunklab, cnt, &l);
+            cfnet_tensor_free(t);
+            if (st != CFNET_OK) break;
+            pc.chunk_n = ntr;
+            seen += nb;
+            /* an interrupt on any rank stops every rank after the same step */
+            if (tool_mpi_sum(on_step(&pc, s0 / c.batch + 1, steps_epoch, (double)l, NAN)) > 0)
+                st = CFNET_E_CANCELLED;
+        }
+        for (int64_t c0 = 0; !dist && c0 < ntr && st == CFNET_OK; c0 += chunk) {
             int64_t n = ntr - c0 < chunk ? ntr - c0 : chunk, nuse = n;
             const cfnet_tensor *imgs;
             cfnet_tensor *t = NULL;
@@ -897,7 +987,7 @@ int cmd_train(int argc, char **argv)
         memset(r, 0, sizeof *r);
         r->epoch = e;
         r->train_loss = seen ? pc.loss_sum / (double)seen : NAN;
-        r->train_acc = seen ? correct / (double)seen : NAN;
+        r->train_acc = seen && !dist ? correct / (double)seen : NAN; /* not summed over ranks */
         r->val_loss = r->val_acc = r->val_bacc = NAN;
         r->lr = c.lr * pow(c.lr_decay, (double)(cfnet_network_step_count(net) / steps_epoch));
         int improved = 0;
@@ -906,7 +996,9 @@ int cmd_train(int argc, char **argv)
             /* streamed: chunks of whole inference batches, so that every image is classified
              * in the same batch as when resident (results equal to the last bit) */
             int64_t vchunk = resident ? nva : (chunk + VAL_BATCH - 1) / VAL_BATCH * VAL_BATCH;
-            int vr = validate(net, &ds, va, nva, vamem, vchunk, &spec, K, VAL_BATCH, &m, &bad);
+            if (dist) vchunk = 4 * VAL_BATCH;
+            int vr = validate(net, &ds, va + va_off, va_n, vamem, vchunk, &spec, K, VAL_BATCH, &m,
+                              &bad);
             r->val_loss = m.loss;
             r->val_acc = m.accuracy;
             r->val_bacc = m.balanced_accuracy;
@@ -931,27 +1023,28 @@ int cmd_train(int argc, char **argv)
             tool_lib_error("storing the training state", s2);
             goto out;
         }
-        if (improved && save_net(net, c.output, 0) != 0) goto out;
-        if (save_net(net, ckpt, CFNET_SAVE_OPTIMIZER) != 0) goto out;
+        if (rank == 0 && improved && save_net(net, c.output, 0) != 0) goto out;
+        if (rank == 0 && save_net(net, ckpt, CFNET_SAVE_OPTIMIZER) != 0) goto out;
 
-        char e1[32];
+        char e1[32], tacc[32] = "";
         fmt_time(tool_now() - pc.run_t0, e1, sizeof e1);
+        if (!isnan(r->train_acc)) snprintf(tacc, sizeof tacc, " acc %.1f %%", 100 * r->train_acc);
         /* on a terminal the epoch line replaces the step line */
         if (nva)
-            progress_line(&pc.pr, 1, "epoch %d/%d  train loss %.4f acc %.1f %%  val loss %.4f acc "
+            progress_line(&pc.pr, 1, "epoch %d/%d  train loss %.4f%s  val loss %.4f acc "
                           "%.1f %% balanced %.1f %%%s  %.1f s (total %s)", e, c.epochs, r->train_loss,
-                          100 * r->train_acc, r->val_loss, 100 * r->val_acc, 100 * r->val_bacc,
+                          tacc, r->val_loss, 100 * r->val_acc, 100 * r->val_bacc,
                           improved ? "  best" : "", r->seconds, e1);
         else
-            progress_line(&pc.pr, 1, "epoch %d/%d  train loss %.4f acc %.1f %%  %.1f s (total %s)", e,
-                          c.epochs, r->train_loss, 100 * r->train_acc, r->seconds, e1);
+            progress_line(&pc.pr, 1, "epoch %d/%d  train loss %.4f%s  %.1f s (total %s)", e,
+                          c.epochs, r->train_loss, tacc, r->seconds, e1);
         if (pc.pr.tty && !tool_quiet) fputc('\n', stderr);
         if (logf) {
             fprintf(logf, "%d,%.6f,%.6f,%.6f,%.6f,%.6f,%.6g,%.3f\n", e, r->train_loss, r->train_acc,
                     r->val_loss, r->val_acc, r->val_bacc, r->lr, r->seconds);
             fflush(logf);
         }
-        if (c.plot) {
+        if (c.plot && rank == 0) {
             if (write_plot(c.plot, hist, nhist, nva > 0) != 0) goto out;
         }
         if (c.patience > 0 && nva && since_best >= c.patience) {
@@ -960,7 +1053,14 @@ int cmd_train(int argc, char **argv)
             break;
         }
     }
-    if (c.plot) plot_png(c.plot);
+    if (c.plot && rank == 0) plot_png(c.plot);
+    if (dist) {
+        int64_t calls = 0, bytes = 0;
+        double secs = 0;
+        tool_mpi_traffic(&calls, &bytes, &secs);
+        tool_info("MPI: %lld all-reduce calls of %.1f KiB on average, %.2f s in them on rank 0",
+                  (long long)calls, calls ? bytes / 1024.0 / (double)calls : 0.0, secs);
+    }
     if (nva)
         tool_info("best validation balanced accuracy %.2f %% at epoch %d -> %s (last state: %s)",
                   100 * best, best_epoch, c.output, ckpt);
@@ -975,6 +1075,7 @@ out:
         tool_error("%s: write failed", c.log);
         rc = EXIT_RUNTIME;
     }
+    if (dist) tool_mpi_detach(net);
     cfnet_network_free(net);
     dataset_free(&ds);
     model_info_free(&minfo);

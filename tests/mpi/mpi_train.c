@@ -195,9 +195,39 @@ static int compare(const char *a, const char *b, double tol)
     return rel <= tol ? 0 : 1;
 }
 
+/* Two model files (e.g. from `cfnet train` on different rank counts): every parameter and
+ * batch-norm statistic, max |a - b| / max |b| against tol. */
+static int compare_models(const char *a, const char *b, double tol)
+{
+    cfnet_network *na = NULL, *nb = NULL;
+    check(cfnet_network_load(a, &na), a);
+    check(cfnet_network_load(b, &nb), b);
+    int64_t n = dump(na, NULL);
+    if (n != dump(nb, NULL) || n == 0) die("compare-models", "the models differ in size");
+    float *x = malloc((size_t)n * 4), *y = malloc((size_t)n * 4);
+    dump(na, x);
+    dump(nb, y);
+    double scale = 0, worst = 0;
+    for (int64_t i = 0; i < n; i++) {
+        scale = fmax(scale, fabs((double)y[i]));
+        double d = fabs((double)x[i] - (double)y[i]);
+        if (!(d <= worst)) worst = d;
+    }
+    double rel = worst / scale;
+    printf("compare-models: %lld values, max |a - b| / max |b| = %.3g (tolerance %.3g)\n",
+           (long long)n, rel, tol);
+    free(x);
+    free(y);
+    cfnet_network_free(na);
+    cfnet_network_free(nb);
+    return rel <= tol ? 0 : 1;
+}
+
 int main(int argc, char **argv)
 {
     if (argc >= 5 && !strcmp(argv[1], "compare")) return compare(argv[2], argv[3], atof(argv[4]));
+    if (argc >= 5 && !strcmp(argv[1], "compare-models"))
+        return compare_models(argv[2], argv[3], atof(argv[4]));
     if (argc >= 4 && !strcmp(argv[1], "verify")) {
         cfnet_network *net = NULL;
         check(cfnet_network_load(argv[2], &net), "load checkpoint");
