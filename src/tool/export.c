@@ -29,7 +29,7 @@ int cmd_export(int argc, char **argv)
         case 'p': flags |= CFNET_ONNX_PROBABILITIES; break;
         case 'q': quiet = 1; break;
         case 'h': fputs(export_help, stdout); return EXIT_OK;
-        default: return tool_usage_error("export", "unknown option '%s'", argv[optind - 1]);
+        default: return opt_error("export", c, argv);
         }
     }
     if (argc - optind != 2)

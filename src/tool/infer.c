@@ -110,21 +110,14 @@ static int emit_prediction(void *user, const tool_sample *s, const float *p, int
 
 static int common_opt(int c, const char *cmd, run_opts *o, char **argv)
 {
-    long v;
     switch (c) {
-    case 'T':
-        if (parse_int(optarg, 1, 256, &v)) return tool_usage_error(cmd, "--threads: expected 1..256, got '%s'", optarg);
-        o->threads = (int)v;
-        return 0;
-    case 'B':
-        if (parse_int(optarg, 1, 100000, &o->batch)) return tool_usage_error(cmd, "--batch: expected 1..100000, got '%s'", optarg);
-        return 0;
+    case 'T': return opt_int(cmd, "--threads", optarg, 1, 256, NULL, &o->threads);
+    case 'B': return opt_long(cmd, "--batch", optarg, 1, 100000, NULL, &o->batch);
     case 't': o->tta = 1; return 0;
     case 'P': o->pad = 1; return 0;
     case 'S': o->skip_bad = 1; return 0;
     case 'q': tool_quiet = 1; return 0;
-    case ':': return tool_usage_error(cmd, "%s needs a value", argv[optind - 1]);
-    default: return tool_usage_error(cmd, "unknown option '%s'", argv[optind - 1]);
+    default: return opt_error(cmd, c, argv);
     }
 }
 
@@ -427,17 +420,12 @@ int cmd_info(int argc, char **argv)
             fputs(info_help, stdout);
             return EXIT_OK;
         }
-        return tool_usage_error("info", "unknown option '%s'", argv[optind - 1]);
+        return opt_error("info", c, argv);
     }
     if (argc - optind != 1) return tool_usage_error("info", argc == optind ? "missing MODEL" : "one MODEL expected");
     const char *path = argv[optind];
-    cfnet_network *net = NULL;
-    cfnet_status st = cfnet_network_load(path, &net);
-    if (st != CFNET_OK) {
-        tool_error("%s: cannot load the model: %s: %s", path, cfnet_status_string(st),
-                   cfnet_last_error());
-        return EXIT_RUNTIME;
-    }
+    cfnet_network *net;
+    if (model_load(path, &net) != 0) return EXIT_RUNTIME;
     tool_model_info info;
     int have = 0;
     const char *probe = NULL;

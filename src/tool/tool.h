@@ -53,6 +53,20 @@ int parse_double(const char *s, double lo, double hi, double *out);
 /* "512M", "2G", "100000" (bytes; K/M/G/T suffixes, powers of 1024). */
 int parse_bytes(const char *s, uint64_t *out);
 
+/* Option values: parse `value`, the value of option `name` ("--width") of command `cmd`, as an
+ * integer (opt_long, opt_int) or a number (opt_double) in lo..hi. 0 on success; else prints the
+ * usage error "NAME: expected EXPECT, got 'VALUE'" (integers: EXPECT NULL says "LO..HI") and
+ * returns EXIT_USAGE. */
+int opt_long(const char *cmd, const char *name, const char *value, long lo, long hi,
+             const char *expect, long *out);
+int opt_int(const char *cmd, const char *name, const char *value, long lo, long hi,
+            const char *expect, int *out);
+int opt_double(const char *cmd, const char *name, const char *value, double lo, double hi,
+               const char *expect, double *out);
+/* The usage error for what getopt_long returned as `ch`: ':' (an option without its value) or
+ * anything else (an unknown option). Returns EXIT_USAGE. */
+int opt_error(const char *cmd, int ch, char **argv);
+
 /* Reads a whole file into memory (at most `limit` bytes, else an error). Returns 0 or -1 with
  * a message in err. */
 int read_file(const char *path, size_t limit, unsigned char **data, size_t *size, char *err,

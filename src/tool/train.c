@@ -474,10 +474,10 @@ static int parse_args(int argc, char **argv, train_cfg *c)
         {"plot", required_argument, 0, 'G'},       {"quiet", no_argument, 0, 'q'},
         {"optimizer", required_argument, 0, 'O'},  {"help", no_argument, 0, 'h'},
         {0, 0, 0, 0}};
-    long v;
     int ch;
     opterr = 0;
     while ((ch = getopt_long(argc, argv, ":o:qh", longopts, NULL)) != -1) {
+        int u = 0;
         switch (ch) {
         case 'o': c->output = optarg; break;
         case 'a': {
@@ -487,14 +487,8 @@ static int parse_args(int argc, char **argv, train_cfg *c)
             snprintf(c->arch, sizeof c->arch, "%s", cfnet_family_name(fam));
             break;
         }
-        case 'w':
-            if (parse_int(optarg, 0, 1024, &v)) return tool_usage_error("train", "--width: expected 0..1024, got '%s'", optarg);
-            c->width = (int)v;
-            break;
-        case 's':
-            if (parse_int(optarg, 16, 512, &v)) return tool_usage_error("train", "--size: expected 16..512, got '%s'", optarg);
-            c->size = (int)v;
-            break;
+        case 'w': u = opt_int("train", "--width", optarg, 0, 1024, NULL, &c->width); break;
+        case 's': u = opt_int("train", "--size", optarg, 16, 512, NULL, &c->size); break;
         case 'P': c->pad = 1; break;
         case 'N': {
             char *comma = strchr(optarg, ',');
@@ -510,57 +504,32 @@ static int parse_args(int argc, char **argv, train_cfg *c)
             break;
         }
         case 'x':
-            if (parse_double(optarg, 1e-30, 1e30, &c->norm.scale)) return tool_usage_error("train", "--scale: expected a positive number, got '%s'", optarg);
-            c->norm.percentile = 0;
+            u = opt_double("train", "--scale", optarg, 1e-30, 1e30, "a positive number", &c->norm.scale);
+            if (u == 0) c->norm.percentile = 0;
             break;
-        case 'e':
-            if (parse_int(optarg, 1, 1000000, &v)) return tool_usage_error("train", "--epochs: expected 1..1000000, got '%s'", optarg);
-            c->epochs = (int)v;
-            break;
-        case 'b':
-            if (parse_int(optarg, 1, 100000, &v)) return tool_usage_error("train", "--batch: expected 1..100000, got '%s'", optarg);
-            c->batch = (int)v;
-            break;
-        case 'l':
-            if (parse_double(optarg, 1e-12, 10, &c->lr)) return tool_usage_error("train", "--lr: expected a positive number, got '%s'", optarg);
-            break;
-        case 'L':
-            if (parse_double(optarg, 1e-6, 1, &c->lr_decay)) return tool_usage_error("train", "--lr-decay: expected a number in (0, 1], got '%s'", optarg);
-            break;
-        case 'W':
-            if (parse_double(optarg, 0, 1, &c->weight_decay)) return tool_usage_error("train", "--weight-decay: expected 0..1, got '%s'", optarg);
-            break;
+        case 'e': u = opt_int("train", "--epochs", optarg, 1, 1000000, NULL, &c->epochs); break;
+        case 'b': u = opt_int("train", "--batch", optarg, 1, 100000, NULL, &c->batch); break;
+        case 'l': u = opt_double("train", "--lr", optarg, 1e-12, 10, "a positive number", &c->lr); break;
+        case 'L': u = opt_double("train", "--lr-decay", optarg, 1e-6, 1, "a number in (0, 1]", &c->lr_decay); break;
+        case 'W': u = opt_double("train", "--weight-decay", optarg, 0, 1, "0..1", &c->weight_decay); break;
         case 'r':
             if (!strcmp(optarg, "any")) c->rotate = CFNET_AUG_ROTATION_ANY;
             else if (!strcmp(optarg, "quarter")) c->rotate = CFNET_AUG_ROTATION_QUARTER;
             else if (!strcmp(optarg, "none")) c->rotate = CFNET_AUG_ROTATION_NONE;
             else return tool_usage_error("train", "--rotate: expected any, quarter or none, got '%s'", optarg);
             break;
-        case 'j':
-            if (parse_int(optarg, 0, 64, &v)) return tool_usage_error("train", "--jitter: expected 0..64, got '%s'", optarg);
-            c->jitter = (int)v;
-            break;
+        case 'j': u = opt_int("train", "--jitter", optarg, 0, 64, NULL, &c->jitter); break;
         case 'f': c->flip = 1; break;
         case 'B': c->balance = 1; break;
         case 'O':
             if (!strcmp(optarg, "adam") || !strcmp(optarg, "sgd")) c->sgd = optarg[0] == 's';
             else return tool_usage_error("train", "--optimizer: expected adam or sgd, got '%s'", optarg);
             break;
-        case 'v':
-            if (parse_double(optarg, 0, 0.9, &c->val)) return tool_usage_error("train", "--val: expected a fraction in [0, 0.9], got '%s'", optarg);
-            break;
-        case 'p':
-            if (parse_int(optarg, 0, 1000000, &v)) return tool_usage_error("train", "--patience: expected 0 or more, got '%s'", optarg);
-            c->patience = (int)v;
-            break;
-        case 'S':
-            if (parse_int(optarg, 0, 0x7fffffffL, &c->seed)) return tool_usage_error("train", "--seed: expected a non-negative integer, got '%s'", optarg);
-            break;
+        case 'v': u = opt_double("train", "--val", optarg, 0, 0.9, "a fraction in [0, 0.9]", &c->val); break;
+        case 'p': u = opt_int("train", "--patience", optarg, 0, 1000000, "0 or more", &c->patience); break;
+        case 'S': u = opt_long("train", "--seed", optarg, 0, 0x7fffffffL, "a non-negative integer", &c->seed); break;
         case 'R': c->resume = optarg; break;
-        case 'T':
-            if (parse_int(optarg, 1, 256, &v)) return tool_usage_error("train", "--threads: expected 1..256, got '%s'", optarg);
-            c->threads = (int)v;
-            break;
+        case 'T': u = opt_int("train", "--threads", optarg, 1, 256, NULL, &c->threads); break;
         case 'M':
             if (parse_bytes(optarg, &c->max_memory)) return tool_usage_error("train", "--max-memory: expected bytes with an optional K, M, G suffix, got '%s'", optarg);
             break;
@@ -569,9 +538,9 @@ static int parse_args(int argc, char **argv, train_cfg *c)
         case 'G': c->plot = optarg; break;
         case 'q': tool_quiet = 1; break;
         case 'h': fputs(train_help, stdout); return -1;
-        case ':': return tool_usage_error("train", "%s needs a value", argv[optind - 1]);
-        default: return tool_usage_error("train", "unknown option '%s'", argv[optind - 1]);
+        default: return opt_error("train", ch, argv);
         }
+        if (u) return u;
     }
     if (argc - optind != 1)
         return tool_usage_error("train", argc == optind ? "missing DATA" : "one DATA expected");

@@ -208,6 +208,36 @@ int parse_bytes(const char *s, uint64_t *out)
     return 0;
 }
 
+int opt_long(const char *cmd, const char *name, const char *value, long lo, long hi,
+             const char *expect, long *out)
+{
+    if (parse_int(value, lo, hi, out) == 0) return 0;
+    if (expect) return tool_usage_error(cmd, "%s: expected %s, got '%s'", name, expect, value);
+    return tool_usage_error(cmd, "%s: expected %ld..%ld, got '%s'", name, lo, hi, value);
+}
+
+int opt_int(const char *cmd, const char *name, const char *value, long lo, long hi,
+            const char *expect, int *out)
+{
+    long v;
+    int u = opt_long(cmd, name, value, lo, hi, expect, &v);
+    if (u == 0) *out = (int)v;
+    return u;
+}
+
+int opt_double(const char *cmd, const char *name, const char *value, double lo, double hi,
+               const char *expect, double *out)
+{
+    if (parse_double(value, lo, hi, out) == 0) return 0;
+    return tool_usage_error(cmd, "%s: expected %s, got '%s'", name, expect, value);
+}
+
+int opt_error(const char *cmd, int ch, char **argv)
+{
+    if (ch == ':') return tool_usage_error(cmd, "%s needs a value", argv[optind - 1]);
+    return tool_usage_error(cmd, "unknown option '%s'", argv[optind - 1]);
+}
+
 int read_file(const char *path, size_t limit, unsigned char **data, size_t *size, char *err,
               size_t errsize)
 {
