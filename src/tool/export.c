@@ -36,14 +36,9 @@ int cmd_export(int argc, char **argv)
         return tool_usage_error("export", argc - optind < 2 ? "MODEL and OUT.onnx expected"
                                                             : "only MODEL and OUT.onnx expected");
     const char *model = argv[optind], *out = argv[optind + 1];
-    cfnet_network *net = NULL;
-    cfnet_status st = cfnet_network_load(model, &net);
-    if (st != CFNET_OK) {
-        tool_error("%s: cannot load the model: %s: %s", model, cfnet_status_string(st),
-                   cfnet_last_error());
-        return EXIT_RUNTIME;
-    }
-    st = cfnet_network_export_onnx(net, out, flags);
+    cfnet_network *net;
+    if (model_load(model, &net) != 0) return EXIT_RUNTIME;
+    cfnet_status st = cfnet_network_export_onnx(net, out, flags);
     if (st != CFNET_OK) {
         tool_error("%s: cannot export: %s: %s", out, cfnet_status_string(st), cfnet_last_error());
         cfnet_network_free(net);

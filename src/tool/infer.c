@@ -206,8 +206,7 @@ int cmd_predict(int argc, char **argv)
         bad = tool_mpi_sum(bad);
         if (rank) {
             dataset_free(&ds);
-            model_info_free(&info);
-            cfnet_network_free(net);
+            model_close(net, &info);
             return r == 0 ? EXIT_OK : EXIT_RUNTIME;
         }
     }
@@ -222,8 +221,7 @@ int cmd_predict(int argc, char **argv)
 out_ds:
     dataset_free(&ds);
 out_model:
-    model_info_free(&info);
-    cfnet_network_free(net);
+    model_close(net, &info);
     return rc;
 }
 
@@ -397,8 +395,7 @@ out_ds:
     metrics_free(&ctx.m);
     dataset_free(&ds);
 out_model:
-    model_info_free(&info);
-    cfnet_network_free(net);
+    model_close(net, &info);
     return rc;
 }
 

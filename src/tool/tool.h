@@ -242,8 +242,11 @@ int model_store_info(cfnet_network *net, const tool_model_info *info);
 /* Reads it back; missing keys are an error naming the model file. */
 int model_load_info(const cfnet_network *net, const char *path, tool_model_info *info);
 void model_info_free(tool_model_info *info);
-/* Loads a model made by `cfnet train` (message printed on error). */
+/* Loads any model file (message printed on error): 0 or -1. */
+int model_load(const char *path, cfnet_network **net);
+/* Loads a model made by `cfnet train` (message printed on error); model_close frees both. */
 int model_open(const char *path, cfnet_network **net, tool_model_info *info);
+void model_close(cfnet_network *net, tool_model_info *info);
 
 /* Runs the network on n prepared images (n x C x S x S) in batches; probs gets n x k. tta:
  * averages the four quarter turns. */
