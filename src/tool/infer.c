@@ -344,19 +344,11 @@ int cmd_eval(int argc, char **argv)
     if (outdir) {
         if (make_dirs(outdir) != 0) goto out_ds;
         char *pp = path_join(outdir, "predictions.csv");
-        ctx.pred = fopen(pp, "w");
-        if (!ctx.pred) {
-            tool_error("%s: cannot create: %s", pp, strerror(errno));
-            free(pp);
-            goto out_ds;
-        }
+        ctx.pred = file_create(pp);
         free(pp);
+        if (!ctx.pred) goto out_ds;
         fprintf(ctx.pred, "path,label,predicted");
-        for (int j = 0; j < info.n_classes; j++) {
-            char *q = csv_quote(info.classes[j]);
-            fprintf(ctx.pred, ",%s", q);
-            free(q);
-        }
+        csv_write_names(ctx.pred, info.classes, info.n_classes);
         fputc('\n', ctx.pred);
     }
     int64_t bad = 0;

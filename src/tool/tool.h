@@ -77,6 +77,10 @@ int write_file_atomic(const char *path, const void *data, size_t size);
 int path_is_dir(const char *path);
 /* Creates a directory and its parents (like mkdir -p). 0 or -1 with a message printed. */
 int make_dirs(const char *path);
+/* Opens path for writing (fopen "w"); NULL with a message printed. */
+FILE *file_create(const char *path);
+/* Closes f, written to path: 0, or -1 with a message printed (the data may not all be there). */
+int file_close(FILE *f, const char *path);
 /* Joins a directory and a name ("dir/name"); a heap string. */
 char *path_join(const char *dir, const char *name);
 /* Lower-case extension check: 1 if path ends in .tif/.tiff/.png (any case). */

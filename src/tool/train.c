@@ -206,11 +206,8 @@ static void svg_polyline(FILE *f, const epoch_rec *h, int n, size_t off, double 
 
 static int write_plot(const char *path, const epoch_rec *h, int n, int has_val)
 {
-    FILE *f = fopen(path, "w");
-    if (!f) {
-        tool_error("%s: cannot create: %s", path, strerror(errno));
-        return -1;
-    }
+    FILE *f = file_create(path);
+    if (!f) return -1;
     int maxe = n ? h[n - 1].epoch : 1;
     double lmax = 0;
     for (int i = 0; i < n; i++) {
@@ -254,11 +251,7 @@ static int write_plot(const char *path, const epoch_rec *h, int n, int has_val)
             "<text x=\"300\" y=\"%d\" fill=\"#d62728\">validation</text>\n"
             "<text x=\"420\" y=\"%d\" fill=\"#2ca02c\">validation balanced accuracy (dashed)</text>\n"
             "</svg>\n", H - 12, H - 12, H - 12);
-    if (fclose(f) != 0) {
-        tool_error("%s: write failed", path);
-        return -1;
-    }
-    return 0;
+    return file_close(f, path);
 }
 
 static int have_program(const char *name)

@@ -342,6 +342,22 @@ int make_dirs(const char *path)
     return 0;
 }
 
+FILE *file_create(const char *path)
+{
+    FILE *f = fopen(path, "w");
+    if (!f) tool_error("%s: cannot create: %s", path, strerror(errno));
+    return f;
+}
+
+int file_close(FILE *f, const char *path)
+{
+    if (fclose(f) != 0) {
+        tool_error("%s: write failed", path);
+        return -1;
+    }
+    return 0;
+}
+
 char *path_join(const char *dir, const char *name)
 {
     size_t n = strlen(dir);
