@@ -66,6 +66,13 @@ static int argmax(const float *p, int k)
     return b;
 }
 
+/* The end of a predictions row: the k class probabilities. */
+static void write_probabilities(FILE *f, const float *p, int k)
+{
+    for (int j = 0; j < k; j++) fprintf(f, ",%.6g", (double)p[j]);
+    fputc('\n', f);
+}
+
 /* ---- predict -------------------------------------------------------------------------------- */
 
 static const char predict_help[] =
@@ -102,8 +109,7 @@ static int emit_prediction(void *user, const tool_sample *s, const float *p, int
     fprintf(c->out, "%s,%s", q, cl);
     free(q);
     free(cl);
-    for (int j = 0; j < k; j++) fprintf(c->out, ",%.6g", (double)p[j]);
-    fputc('\n', c->out);
+    write_probabilities(c->out, p, k);
     c->rows++;
     return ferror(c->out) ? -1 : 0;
 }
@@ -180,13 +186,11 @@ int cmd_predict(int argc, char **argv)
         tool_error("%s: cannot create: %s", rank ? "memory stream" : output, strerror(errno));
         goto out_ds;
     }
-    if (rank == 0) fprintf(f, "path,predicted");
-    for (int j = 0; j < info.n_classes && rank == 0; j++) {
-        char *q = csv_quote(info.classes[j]);
-        fprintf(f, ",%s", q);
-        free(q);
+    if (rank == 0) {
+        fprintf(f, "path,predicted");
+        csv_write_names(f, info.classes, info.n_classes);
+        fputc('\n', f);
     }
-    if (rank == 0) fputc('\n', f);
     predict_ctx ctx = {f, info.classes, 0};
     int64_t bad = 0;
     double t0 = tool_now();
@@ -269,8 +273,7 @@ static int emit_eval(void *user, const tool_sample *s, const float *p, int k)
         free(a);
         free(b);
         free(d);
-        for (int j = 0; j < k; j++) fprintf(c->pred, ",%.6g", (double)p[j]);
-        fputc('\n', c->pred);
+        write_probabilities(c->pred, p, k);
     }
     return 0;
 }

@@ -67,15 +67,21 @@ void metrics_free(tool_metrics *m)
     memset(m, 0, sizeof *m);
 }
 
+/* The length of the longest of names[0..k), at least lo and at most hi. */
+static int names_width(char **names, int k, int lo, int hi)
+{
+    int w = lo;
+    for (int i = 0; i < k; i++) {
+        int l = (int)strlen(names[i]);
+        if (l > w) w = l;
+    }
+    return w > hi ? hi : w;
+}
+
 void metrics_print(const tool_metrics *m, char **classes, FILE *out)
 {
     const int k = m->k;
-    int w = 5;
-    for (int i = 0; i < k; i++) {
-        int l = (int)strlen(classes[i]);
-        if (l > w) w = l;
-    }
-    if (w > 40) w = 40;
+    const int w = names_width(classes, k, 5, 40);
     fprintf(out, "images            %lld\n", (long long)m->total);
     fprintf(out, "accuracy          %.2f %%\n", 100 * m->accuracy);
     fprintf(out, "balanced accuracy %.2f %%\n", 100 * m->balanced_accuracy);

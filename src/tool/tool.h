@@ -88,6 +88,8 @@ int has_image_extension(const char *path);
 
 /* CSV quoting of one field into a heap string ("a,b" -> "\"a,b\""). */
 char *csv_quote(const char *s);
+/* Writes names[0..n) to f as CSV fields, each after a comma (the rest of a header line). */
+void csv_write_names(FILE *f, char **names, int n);
 
 /* ---- images (imageio.c) ---------------------------------------------------------------------- */
 

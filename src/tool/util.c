@@ -389,6 +389,15 @@ char *csv_quote(const char *s)
     return o;
 }
 
+void csv_write_names(FILE *f, char **names, int n)
+{
+    for (int j = 0; j < n; j++) {
+        char *q = csv_quote(names[j]);
+        fprintf(f, ",%s", q);
+        free(q);
+    }
+}
+
 void progress_init(tool_progress *p, FILE *out)
 {
     p->out = out;
