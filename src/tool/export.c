@@ -23,15 +23,14 @@ int cmd_export(int argc, char **argv)
                                              {0, 0, 0, 0}};
     unsigned flags = 0;
     int quiet = 0, c;
-    opterr = 0;
-    while ((c = getopt_long(argc, argv, ":pqh", longopts, NULL)) != -1) {
+    while ((c = opt_next(argc, argv, ":pqh", longopts, export_help)) >= 0) {
         switch (c) {
         case 'p': flags |= CFNET_ONNX_PROBABILITIES; break;
         case 'q': quiet = 1; break;
-        case 'h': fputs(export_help, stdout); return EXIT_OK;
         default: return opt_error("export", c, argv);
         }
     }
+    if (c == OPT_HELP) return EXIT_OK;
     if (argc - optind != 2)
         return tool_usage_error("export", argc - optind < 2 ? "MODEL and OUT.onnx expected"
                                                             : "only MODEL and OUT.onnx expected");

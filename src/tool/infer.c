@@ -146,13 +146,8 @@ int cmd_predict(int argc, char **argv)
                                              {0, 0, 0, 0}};
     run_opts o = {0, 0, 0, 0, 64};
     const char *output = "-";
-    opterr = 0;
     int c;
-    while ((c = getopt_long(argc, argv, ":o:qh", longopts, NULL)) != -1) {
-        if (c == 'h') {
-            fputs(predict_help, stdout);
-            return EXIT_OK;
-        }
+    while ((c = opt_next(argc, argv, ":o:qh", longopts, predict_help)) >= 0) {
         if (c == 'o') {
             output = optarg;
             continue;
@@ -160,6 +155,7 @@ int cmd_predict(int argc, char **argv)
         int u = common_opt(c, "predict", &o, argv);
         if (u) return u;
     }
+    if (c == OPT_HELP) return EXIT_OK;
     if (argc - optind < 2)
         return tool_usage_error("predict", argc - optind < 1 ? "missing MODEL and INPUTS" : "missing INPUTS");
     cfnet_network *net;
@@ -288,13 +284,8 @@ int cmd_eval(int argc, char **argv)
     run_opts o = {0, 0, 0, 0, 64};
     const char *outdir = NULL, *split_name = NULL;
     int json = 0;
-    opterr = 0;
     int c;
-    while ((c = getopt_long(argc, argv, ":qh", longopts, NULL)) != -1) {
-        if (c == 'h') {
-            fputs(eval_help, stdout);
-            return EXIT_OK;
-        }
+    while ((c = opt_next(argc, argv, ":qh", longopts, eval_help)) >= 0) {
         if (c == 'O') outdir = optarg;
         else if (c == 'J') json = 1;
         else if (c == 'X') {
@@ -307,6 +298,7 @@ int cmd_eval(int argc, char **argv)
             if (u) return u;
         }
     }
+    if (c == OPT_HELP) return EXIT_OK;
     if (argc - optind != 2)
         return tool_usage_error("eval", argc - optind < 2 ? "expected MODEL and DATA" : "too many arguments");
     const char *model = argv[optind], *data = argv[optind + 1];
@@ -405,15 +397,9 @@ static const char info_help[] =
 int cmd_info(int argc, char **argv)
 {
     static const struct option longopts[] = {{"help", no_argument, 0, 'h'}, {0, 0, 0, 0}};
-    opterr = 0;
-    int c;
-    while ((c = getopt_long(argc, argv, ":h", longopts, NULL)) != -1) {
-        if (c == 'h') {
-            fputs(info_help, stdout);
-            return EXIT_OK;
-        }
-        return opt_error("info", c, argv);
-    }
+    int c = opt_next(argc, argv, ":h", longopts, info_help);
+    if (c == OPT_HELP) return EXIT_OK;
+    if (c != -1) return opt_error("info", c, argv);
     if (argc - optind != 1) return tool_usage_error("info", argc == optind ? "missing MODEL" : "one MODEL expected");
     const char *path = argv[optind];
     cfnet_network *net;

@@ -76,9 +76,8 @@ int cmd_synth(int argc, char **argv)
     long size = BM_SIZE;
     int png = 0;
     tiff_layout layout = TIFF_PAGES;
-    opterr = 0;
     int c;
-    while ((c = getopt_long(argc, argv, ":qh", longopts, NULL)) != -1) {
+    while ((c = opt_next(argc, argv, ":qh", longopts, synth_help)) >= 0) {
         int u = 0;
         switch (c) {
         case 'k': u = opt_long("synth", "--classes", optarg, 2, BM_CLASSES, NULL, &classes); break;
@@ -105,11 +104,11 @@ int cmd_synth(int argc, char **argv)
         case 'p': u = opt_long("synth", "--pattern-seed", optarg, 0, 0x7fffffffL, "a non-negative integer", &pseed); break;
         case 'S': u = opt_long("synth", "--size", optarg, 8, 1024, NULL, &size); break;
         case 'q': tool_quiet = 1; break;
-        case 'h': fputs(synth_help, stdout); return EXIT_OK;
         default: return opt_error("synth", c, argv);
         }
         if (u) return u;
     }
+    if (c == OPT_HELP) return EXIT_OK;
     if (optind != argc - 1)
         return tool_usage_error("synth", optind >= argc ? "missing DIR" : "one DIR expected");
     if (png && bits == 32) return tool_usage_error("synth", "--bits 32 (float) is TIFF only");

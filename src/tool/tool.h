@@ -63,6 +63,13 @@ int opt_int(const char *cmd, const char *name, const char *value, long lo, long 
             const char *expect, int *out);
 int opt_double(const char *cmd, const char *name, const char *value, double lo, double hi,
                const char *expect, double *out);
+/* The next option of a command's arguments (getopt_long without its own messages), -1 after
+ * the last; -h/--help prints `help` to standard output and gives OPT_HELP (the command then
+ * ends with EXIT_OK). */
+struct option;
+#define OPT_HELP (-2)
+int opt_next(int argc, char **argv, const char *optstring, const struct option *longopts,
+             const char *help);
 /* The usage error for what getopt_long returned as `ch`: ':' (an option without its value) or
  * anything else (an unknown option). Returns EXIT_USAGE. */
 int opt_error(const char *cmd, int ch, char **argv);

@@ -468,8 +468,7 @@ static int parse_args(int argc, char **argv, train_cfg *c)
         {"optimizer", required_argument, 0, 'O'},  {"help", no_argument, 0, 'h'},
         {0, 0, 0, 0}};
     int ch;
-    opterr = 0;
-    while ((ch = getopt_long(argc, argv, ":o:qh", longopts, NULL)) != -1) {
+    while ((ch = opt_next(argc, argv, ":o:qh", longopts, train_help)) >= 0) {
         int u = 0;
         switch (ch) {
         case 'o': c->output = optarg; break;
@@ -530,11 +529,11 @@ static int parse_args(int argc, char **argv, train_cfg *c)
         case 'g': c->log = optarg; break;
         case 'G': c->plot = optarg; break;
         case 'q': tool_quiet = 1; break;
-        case 'h': fputs(train_help, stdout); return -1;
         default: return opt_error("train", ch, argv);
         }
         if (u) return u;
     }
+    if (ch == OPT_HELP) return -1;
     if (argc - optind != 1)
         return tool_usage_error("train", argc == optind ? "missing DATA" : "one DATA expected");
     if (!c->output) return tool_usage_error("train", "missing -o MODEL");

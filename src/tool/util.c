@@ -5,6 +5,7 @@
 #include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <getopt.h>
 #include <math.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -230,6 +231,18 @@ int opt_double(const char *cmd, const char *name, const char *value, double lo, 
 {
     if (parse_double(value, lo, hi, out) == 0) return 0;
     return tool_usage_error(cmd, "%s: expected %s, got '%s'", name, expect, value);
+}
+
+int opt_next(int argc, char **argv, const char *optstring, const struct option *longopts,
+             const char *help)
+{
+    opterr = 0;
+    int c = getopt_long(argc, argv, optstring, longopts, NULL);
+    if (c == 'h') {
+        fputs(help, stdout);
+        return OPT_HELP;
+    }
+    return c;
 }
 
 int opt_error(const char *cmd, int ch, char **argv)
