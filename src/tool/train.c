@@ -8,6 +8,7 @@
 #include <getopt.h>
 #include <jansson.h>
 #include <math.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -84,21 +85,41 @@ typedef struct epoch_rec {
 
 /* ---- settings stored in the checkpoint ------------------------------------------------------- */
 
+/* The settings besides arch and optimizer, by key; config_json writes and config_from_json reads
+ * them with this one table. */
+typedef enum cfg_type { CFG_INT, CFG_LONG, CFG_REAL, CFG_BOOL } cfg_type;
+static const struct cfg_field {
+    const char *key;
+    cfg_type type;
+    size_t offset;
+} cfg_fields[] = {
+    {"width", CFG_INT, offsetof(train_cfg, width)},
+    {"batch", CFG_INT, offsetof(train_cfg, batch)},
+    {"seed", CFG_LONG, offsetof(train_cfg, seed)},
+    {"val", CFG_REAL, offsetof(train_cfg, val)},
+    {"balance", CFG_BOOL, offsetof(train_cfg, balance)},
+    {"lr", CFG_REAL, offsetof(train_cfg, lr)},
+    {"lr_decay", CFG_REAL, offsetof(train_cfg, lr_decay)},
+    {"weight_decay", CFG_REAL, offsetof(train_cfg, weight_decay)},
+    {"rotate", CFG_INT, offsetof(train_cfg, rotate)},
+    {"jitter", CFG_INT, offsetof(train_cfg, jitter)},
+    {"flip", CFG_BOOL, offsetof(train_cfg, flip)},
+};
+#define N_CFG_FIELDS (sizeof cfg_fields / sizeof *cfg_fields)
+
 static char *config_json(const train_cfg *c)
 {
     json_t *o = json_object();
     json_object_set_new(o, "arch", json_string(c->arch));
-    json_object_set_new(o, "width", json_integer(c->width));
-    json_object_set_new(o, "batch", json_integer(c->batch));
-    json_object_set_new(o, "seed", json_integer(c->seed));
-    json_object_set_new(o, "val", json_real(c->val));
-    json_object_set_new(o, "balance", json_boolean(c->balance));
-    json_object_set_new(o, "lr", json_real(c->lr));
-    json_object_set_new(o, "lr_decay", json_real(c->lr_decay));
-    json_object_set_new(o, "weight_decay", json_real(c->weight_decay));
-    json_object_set_new(o, "rotate", json_integer(c->rotate));
-    json_object_set_new(o, "jitter", json_integer(c->jitter));
-    json_object_set_new(o, "flip", json_boolean(c->flip));
+    for (size_t i = 0; i < N_CFG_FIELDS; i++) {
+        const struct cfg_field *f = &cfg_fields[i];
+        const char *p = (const char *)c + f->offset;
+        json_t *v = f->type == CFG_INT    ? json_integer(*(const int *)p)
+                    : f->type == CFG_LONG ? json_integer(*(const long *)p)
+                    : f->type == CFG_REAL ? json_real(*(const double *)p)
+                                          : json_boolean(*(const int *)p);
+        json_object_set_new(o, f->key, v);
+    }
     if (c->sgd) json_object_set_new(o, "optimizer", json_string("sgd")); /* absent: Adam */
     char *s = json_dumps(o, JSON_COMPACT | JSON_SORT_KEYS);
     json_decref(o);
@@ -115,17 +136,17 @@ static int config_from_json(const char *s, train_cfg *c)
     }
     const char *arch = json_string_value(json_object_get(o, "arch"));
     if (arch) snprintf(c->arch, sizeof c->arch, "%s", arch);
-    c->width = (int)json_integer_value(json_object_get(o, "width"));
-    c->batch = (int)json_integer_value(json_object_get(o, "batch"));
-    c->seed = (long)json_integer_value(json_object_get(o, "seed"));
-    c->val = json_number_value(json_object_get(o, "val"));
-    c->balance = json_is_true(json_object_get(o, "balance"));
-    c->lr = json_number_value(json_object_get(o, "lr"));
-    c->lr_decay = json_number_value(json_object_get(o, "lr_decay"));
-    c->weight_decay = json_number_value(json_object_get(o, "weight_decay"));
-    c->rotate = (int)json_integer_value(json_object_get(o, "rotate"));
-    c->jitter = (int)json_integer_value(json_object_get(o, "jitter"));
-    c->flip = json_is_true(json_object_get(o, "flip"));
+    for (size_t i = 0; i < N_CFG_FIELDS; i++) {
+        const struct cfg_field *f = &cfg_fields[i];
+        json_t *v = json_object_get(o, f->key);
+        char *p = (char *)c + f->offset;
+        switch (f->type) {
+        case CFG_INT: *(int *)p = (int)json_integer_value(v); break;
+        case CFG_LONG: *(long *)p = (long)json_integer_value(v); break;
+        case CFG_REAL: *(double *)p = json_number_value(v); break;
+        case CFG_BOOL: *(int *)p = json_is_true(v); break;
+        }
+    }
     const char *opt = json_string_value(json_object_get(o, "optimizer"));
     c->sgd = opt && !strcmp(opt, "sgd");
     json_decref(o);
