@@ -210,9 +210,12 @@ static size_t reduce_bytes(const cf_conv_plan *p, int O)
 
 /* Start of the workspace: what the column blocks hold. When every thread's share of the batch
  * fits in one block, a forward leaves the columns of its whole batch in the workspace, and the
- * backward that follows (same x, n and threads; the workspace is untouched in between, see
- * cf_layer_ops) uses them instead of building them again. The backward's input gradient
- * overwrites the columns, so it marks them stale. */
+ * backward that follows (same x, n and threads; the kept part of the workspace is untouched in
+ * between, see cf_layer_ops.workspace_kept) uses them instead of building them again. The
+ * backward's input gradient overwrites the columns, so it marks them stale. The header, and the
+ * column blocks when they are reused, are the kept part; everything else (job descriptors,
+ * outputs, padded input, columns that are rebuilt anyway, the threads' gradient banks) is
+ * scratch for one call. */
 typedef struct ws_header {
     const float *x;
     int64_t n;
@@ -226,6 +229,21 @@ typedef struct ws_header {
  * that run_split's frame stays small whatever the thread count (hosts call libcfnet on threads
  * with small stacks). */
 static size_t jobs_bytes(int T);
+
+/* Whether every thread's share of a batch of n fits one column block (then the forward's
+ * columns are kept for the backward). */
+static bool one_block(const cf_conv_plan *p, int64_t n, int T)
+{
+    return (n + T - 1) / T <= block_of(p, n, T);
+}
+
+size_t cf_conv_workspace_kept(const cf_conv_plan *p, int O, int64_t n, int threads)
+{
+    (void)O;
+    int T = eff_threads(threads, n);
+    return HEADER_BYTES +
+           (one_block(p, n, T) ? (size_t)T * col_bytes(p, block_of(p, n, T)) : 0);
+}
 
 size_t cf_conv_workspace(const cf_conv_plan *p, int O, int64_t n, int threads)
 {
@@ -455,32 +473,37 @@ static void share_main(void *arg, int i)
 /* Splits the batch over T shares run at once by cf_parallel_run (the calling thread's pool, see
  * core/pool.h; the caller does share 0); each share uses its own slice of the workspace. */
 static void run_split(const conv_job *base, bool backward, int64_t n, int threads, void *ws,
-                      float *const *dWg_shared, float *dbias_shared)
+                      void *scratch, float *const *dWg_shared, float *dbias_shared)
 {
     const cf_conv_plan *p = base->p;
     int T = eff_threads(threads, n);
     int64_t nb = block_of(p, n, T);
     ws_header *hdr = ws;
-    bool one_block = (n + T - 1) / T <= nb;
-    bool reuse = backward && one_block && hdr->valid && hdr->x == base->x && hdr->n == n &&
+    bool keep = one_block(p, n, T);
+    bool reuse = backward && keep && hdr->valid && hdr->x == base->x && hdr->n == n &&
                  hdr->threads == T;
-    conv_thread *th = (conv_thread *)((char *)ws + HEADER_BYTES);
-    ws = (char *)ws + HEADER_BYTES + jobs_bytes(T);
-    size_t tb = thread_bytes(p, base->O, nb);
+    /* Kept: the header, then (keep) the threads' column blocks. Scratch (by default right after
+     * the kept part): the job descriptors, then per thread (its column block unless kept) its
+     * outputs and padded input, then the gradient banks of threads 1..T-1. */
+    if (!scratch) scratch = (char *)ws + cf_conv_workspace_kept(p, base->O, n, threads);
+    conv_thread *th = (conv_thread *)scratch;
+    char *sp = (char *)scratch + jobs_bytes(T);
     size_t colb = col_bytes(p, nb), outb = cf_align64((size_t)base->O * (size_t)(nb * p->P) *
                                                      sizeof(float));
+    size_t tb = thread_bytes(p, base->O, nb) - (keep ? colb : 0);
     size_t bank = (size_t)base->O * (size_t)p->CK;
     size_t rfloats = cf_align64(((size_t)p->ngroups * bank + (size_t)base->O) * sizeof(float));
-    char *reduce = (char *)ws + (size_t)T * tb;
+    char *reduce = sp + (size_t)T * tb;
     for (int t = 0; t < T; t++) {
         conv_job *j = &th[t].job;
+        char *mine = sp + (size_t)t * tb;
         *j = *base;
         j->s_begin = n * t / T;
         j->s_end = n * (t + 1) / T;
         j->nbmax = nb;
-        j->col = (float *)((char *)ws + (size_t)t * tb);
-        j->out = (float *)((char *)ws + (size_t)t * tb + colb);
-        j->xpad = (float *)((char *)ws + (size_t)t * tb + colb + outb);
+        j->col = keep ? (float *)((char *)ws + HEADER_BYTES + (size_t)t * colb) : (float *)mine;
+        j->out = (float *)(mine + (keep ? 0 : colb));
+        j->xpad = (float *)((char *)j->out + outb);
         j->cols_ready = reuse;
         th[t].backward = backward;
         if (backward && t > 0) {
@@ -502,7 +525,7 @@ static void run_split(const conv_job *base, bool backward, int64_t n, int thread
         hdr->x = base->x;
         hdr->n = n;
         hdr->threads = T;
-        hdr->valid = one_block;
+        hdr->valid = keep;
         return;
     }
     if (base->dx) hdr->valid = 0;
@@ -519,7 +542,7 @@ static void run_split(const conv_job *base, bool backward, int64_t n, int thread
 }
 
 void cf_conv_forward(const cf_conv_plan *p, int O, const float *const *Wg, const float *bias,
-                     const float *x, float *y, int64_t n, void *ws, int threads)
+                     const float *x, float *y, int64_t n, void *ws, void *scratch, int threads)
 {
     conv_job j;
     memset(&j, 0, sizeof j);
@@ -529,12 +552,12 @@ void cf_conv_forward(const cf_conv_plan *p, int O, const float *const *Wg, const
     j.bias = bias;
     j.x = x;
     j.y = y;
-    run_split(&j, false, n, threads, ws, NULL, NULL);
+    run_split(&j, false, n, threads, ws, scratch, NULL, NULL);
 }
 
 void cf_conv_backward(const cf_conv_plan *p, int O, const float *const *Wg, float *const *dWg,
                       float *dbias, const float *x, const float *dy, float *dx, int64_t n,
-                      void *ws, int threads)
+                      void *ws, void *scratch, int threads)
 {
     conv_job j;
     memset(&j, 0, sizeof j);
@@ -544,5 +567,5 @@ void cf_conv_backward(const cf_conv_plan *p, int O, const float *const *Wg, floa
     j.x = x;
     j.dy = dy;
     j.dx = dx;
-    run_split(&j, true, n, threads, ws, dWg, dbias);
+    run_split(&j, true, n, threads, ws, scratch, dWg, dbias);
 }

@@ -58,18 +58,24 @@ void cf_conv_plan_free(cf_conv_plan *p);
  * split into one contiguous share per thread; backward reduces the threads' weight gradients
  * in thread order, so results depend on the thread count but not on timing). */
 size_t cf_conv_workspace(const cf_conv_plan *p, int O, int64_t n, int threads);
+/* The part of it, at its start, that must stay untouched from a training forward to the
+ * backward that follows (the rest is scratch during one call; see cf_layer_ops.workspace_kept):
+ * a small header, plus the forward's columns when every thread's share of the batch fits one
+ * column block (the backward then uses them instead of building them again). */
+size_t cf_conv_workspace_kept(const cf_conv_plan *p, int O, int64_t n, int threads);
 
 /* y (n x O x P) = conv(x (n x C x H x W)); Wg[g] is group g's O x CK matrix; bias (O) may be
- * NULL. */
+ * NULL. ws is the workspace; scratch, when not NULL, replaces its scratch part (the bytes after
+ * cf_conv_workspace_kept), which is then not touched. */
 void cf_conv_forward(const cf_conv_plan *p, int O, const float *const *Wg, const float *bias,
-                     const float *x, float *y, int64_t n, void *ws, int threads);
+                     const float *x, float *y, int64_t n, void *ws, void *scratch, int threads);
 
 /* dWg[g] += dY_g col_g^T (dWg[g] may repeat a pointer: contributions add), dbias += sums (may
- * be NULL), dx = conv^T (dy) if dx is not NULL. ws must be the workspace of the forward of the
- * same x, untouched since: when the batch fitted in one column block per thread, the forward's
- * columns are used again. */
+ * be NULL), dx = conv^T (dy) if dx is not NULL. The kept part of ws must be that of the forward
+ * of the same x, untouched since: when the batch fitted in one column block per thread, the
+ * forward's columns are used again. scratch as for cf_conv_forward. */
 void cf_conv_backward(const cf_conv_plan *p, int O, const float *const *Wg, float *const *dWg,
                       float *dbias, const float *x, const float *dy, float *dx, int64_t n,
-                      void *ws, int threads);
+                      void *ws, void *scratch, int threads);
 
 #endif

@@ -137,6 +137,15 @@ static size_t conic_workspace(const cfnet_layer *l, int64_t n)
            cf_conv_workspace(&p->plan, l->icfg[CFG_OUT], n, l->threads);
 }
 
+/* The banks and the engine's kept part. */
+static size_t conic_workspace_kept(const cfnet_layer *l, int64_t n)
+{
+    const conic_priv *p = l->priv;
+    size_t banks = (size_t)(2 * p->nrot + 1) * 2;
+    return cf_align64(banks * bank_floats(l) * sizeof(float)) +
+           cf_conv_workspace_kept(&p->plan, l->icfg[CFG_OUT], n, l->threads);
+}
+
 typedef struct conic_ws {
     float *rot, *grp, *drot, *dgrp; /* nrot, nrot+1, nrot, nrot+1 banks */
     void *engine;
@@ -212,7 +221,7 @@ static cfnet_status conic_forward(cfnet_layer *l, const float *x, float *y, int6
     float *dWg[CF_CONIC_MAX_GROUPS];
     group_banks(l, &w, Wg, dWg);
     cf_conv_forward(&p->plan, l->icfg[CFG_OUT], Wg, l->param[1]->data, x, y, n, w.engine,
-                    l->threads);
+                    l->scratch, l->threads);
     return CFNET_OK;
 }
 
@@ -229,7 +238,7 @@ static cfnet_status conic_backward(cfnet_layer *l, const float *x, const float *
     float *dWg[CF_CONIC_MAX_GROUPS];
     group_banks(l, &w, Wg, dWg);
     cf_conv_backward(&p->plan, l->icfg[CFG_OUT], Wg, dWg, l->grad[1]->data, x, dy, dx, n,
-                     w.engine, l->threads);
+                     w.engine, l->scratch, l->threads);
     /* Rays and centre hand their gradient to the rotations they average. */
     for (int rho = 0; rho < p->nrot; rho++) {
         if (!p->nonempty[p->nrot + rho]) continue;
@@ -282,6 +291,7 @@ const cf_layer_ops cf_conic_conv_ops = {
     .check = conic_check,
     .setup = conic_setup,
     .workspace = conic_workspace,
+    .workspace_kept = conic_workspace_kept,
     .forward = conic_forward,
     .backward = conic_backward,
     .destroy_priv = conic_destroy,

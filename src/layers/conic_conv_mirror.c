@@ -88,6 +88,14 @@ static size_t mirror_workspace(const cfnet_layer *l, int64_t n)
     return 2 * xs + 2 * ys + cf_conic_conv_ops.workspace(l, 2 * n);
 }
 
+/* The doubled batch, its outputs and gradients, and what the conic layer keeps. */
+static size_t mirror_workspace_kept(const cfnet_layer *l, int64_t n)
+{
+    size_t xs = cf_align64((size_t)(2 * n * l->in_size) * sizeof(float));
+    size_t ys = cf_align64((size_t)(n * l->out_size) * sizeof(float));
+    return 2 * xs + 2 * ys + cf_conic_conv_ops.workspace_kept(l, 2 * n);
+}
+
 /* out = F~ in for one sample of G x planes x ... : every S x S plane mirrored (column j <->
  * S-1-j); with G = 2 the copies of each channel exchanged. */
 static void mirror_sample(const float *in, float *out, int64_t channels, int G, int64_t S)
@@ -161,6 +169,7 @@ const cf_layer_ops cf_conic_conv_mirror_ops = {
     .check = mirror_check,
     .setup = mirror_setup,
     .workspace = mirror_workspace,
+    .workspace_kept = mirror_workspace_kept,
     .forward = mirror_forward,
     .backward = mirror_backward,
     .destroy_priv = mirror_destroy,

@@ -38,13 +38,18 @@ static size_t conv2d_workspace(const cfnet_layer *l, int64_t n)
     return cf_conv_workspace(l->priv, l->icfg[CFG_OUT], n, l->threads);
 }
 
+static size_t conv2d_workspace_kept(const cfnet_layer *l, int64_t n)
+{
+    return cf_conv_workspace_kept(l->priv, l->icfg[CFG_OUT], n, l->threads);
+}
+
 static cfnet_status conv2d_forward(cfnet_layer *l, const float *x, float *y, int64_t n,
                                    bool training, void *ws)
 {
     (void)training;
     const float *w = l->param[0]->data;
     cf_conv_forward(l->priv, l->icfg[CFG_OUT], &w, l->param[1]->data, x, y, n, ws,
-                    l->threads);
+                    l->scratch, l->threads);
     return CFNET_OK;
 }
 
@@ -55,7 +60,7 @@ static cfnet_status conv2d_backward(cfnet_layer *l, const float *x, const float 
     const float *w = l->param[0]->data;
     float *dw = l->grad[0]->data;
     cf_conv_backward(l->priv, l->icfg[CFG_OUT], &w, &dw, l->grad[1]->data, x, dy, dx, n, ws,
-                     l->threads);
+                     l->scratch, l->threads);
     return CFNET_OK;
 }
 
@@ -81,6 +86,7 @@ const cf_layer_ops cf_conv2d_ops = {
     .check = conv2d_check,
     .setup = conv2d_setup,
     .workspace = conv2d_workspace,
+    .workspace_kept = conv2d_workspace_kept,
     .forward = conv2d_forward,
     .backward = conv2d_backward,
     .destroy_priv = conv2d_destroy,

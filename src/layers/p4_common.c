@@ -131,6 +131,14 @@ size_t cf_p4_workspace(const cfnet_layer *l, int64_t n)
            cf_conv_workspace(&p->plan, (int)nb, n, l->threads);
 }
 
+size_t cf_p4_workspace_kept(const cfnet_layer *l, int64_t n)
+{
+    const p4_priv *p = l->priv;
+    size_t nb = maps_out(l);
+    return cf_align64((2 * bank_floats(l) + 2 * nb) * sizeof(float)) +
+           cf_conv_workspace_kept(&p->plan, (int)nb, n, l->threads);
+}
+
 typedef struct p4_ws {
     float *w, *dw, *b, *db;
     void *engine;
@@ -186,7 +194,8 @@ cfnet_status cf_p4_forward(cfnet_layer *l, const float *x, float *y, int64_t n, 
     p4_ws w = carve(l, ws);
     expand(l, w.w, w.b);
     const float *wg = w.w;
-    cf_conv_forward(&p->plan, (int)maps_out(l), &wg, w.b, x, y, n, w.engine, l->threads);
+    cf_conv_forward(&p->plan, (int)maps_out(l), &wg, w.b, x, y, n, w.engine, l->scratch,
+                    l->threads);
     return CFNET_OK;
 }
 
@@ -205,7 +214,8 @@ cfnet_status cf_p4_backward(cfnet_layer *l, const float *x, const float *y, cons
     memset(w.db, 0, maps_out(l) * sizeof(float));
     const float *wg = w.w;
     float *dwg = w.dw;
-    cf_conv_backward(&p->plan, n_g * O, &wg, &dwg, w.db, x, dy, dx, n, w.engine, l->threads);
+    cf_conv_backward(&p->plan, n_g * O, &wg, &dwg, w.db, x, dy, dx, n, w.engine,
+                     l->scratch, l->threads);
     float *gbase = l->grad[0]->data, *gbias = l->grad[1]->data;
     for (int o = 0; o < O; o++) {
         float db = 0.0f;

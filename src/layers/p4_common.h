@@ -45,6 +45,7 @@ cfnet_status cf_p4m_check_conv(int *icfg, float *fcfg);
 cfnet_status cf_p4_setup(cfnet_layer *l, uint64_t seed, int order, int G);
 
 size_t cf_p4_workspace(const cfnet_layer *l, int64_t n);
+size_t cf_p4_workspace_kept(const cfnet_layer *l, int64_t n);
 cfnet_status cf_p4_forward(cfnet_layer *l, const float *x, float *y, int64_t n, bool training,
                            void *ws);
 cfnet_status cf_p4_backward(cfnet_layer *l, const float *x, const float *y, const float *dy,

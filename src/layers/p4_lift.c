@@ -15,6 +15,7 @@ const cf_layer_ops cf_p4_lift_ops = {
     .check = cf_p4_check_lift,
     .setup = p4_lift_setup,
     .workspace = cf_p4_workspace,
+    .workspace_kept = cf_p4_workspace_kept,
     .forward = cf_p4_forward,
     .backward = cf_p4_backward,
     .destroy_priv = cf_p4_destroy,

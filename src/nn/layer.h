@@ -43,6 +43,12 @@ typedef struct cf_layer_ops {
      * passed to a training forward and to the backward that follows it, untouched in between,
      * so forward may leave there what backward needs (rotated filters, masks, statistics). */
     size_t (*workspace)(const cfnet_layer *l, int64_t n);
+    /* How many of those bytes, at the start of the workspace, are kept from a training forward
+     * to its backward (at most workspace(l, n)); the rest is scratch that a call uses only
+     * while it runs. A layer that has this op finds its scratch at l->scratch when that is not
+     * NULL (a network's training calls: one region shared by all layers, see network.c), else
+     * right after the kept bytes (standalone layers, inference). NULL: all bytes are kept. */
+    size_t (*workspace_kept)(const cfnet_layer *l, int64_t n);
     /* y = f(x) for a batch of n. In inference mode it must not write to the layer (several
      * threads may run it at once with their own workspaces); in training mode it may update
      * the layer's state (batch-norm running statistics). */
@@ -84,6 +90,9 @@ struct cfnet_layer {
     int64_t last_n; /* batch of the last standalone forward (0: none) */
     /* Set by the network for the duration of a train step, NULL otherwise. */
     const cf_batch_ctx *batch;
+    /* Set by the network for the duration of one training forward or backward call of a layer
+     * with ops->workspace_kept: where its scratch is (see there); NULL otherwise. */
+    void *scratch;
     uint64_t batch_key; /* the layer's key for per-sample randomness (network seed, index) */
 };
 

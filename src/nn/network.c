@@ -63,11 +63,13 @@ static void free_train_buffers(cfnet_network *net)
         for (int i = 0; i < net->nlayers; i++) cf_free(net->ws[i]);
     cf_free(net->act);
     cf_free(net->ws);
+    cf_free(net->scratch);
     cf_free(net->input);
     cf_free(net->grad_a);
     cf_free(net->grad_b);
     net->act = NULL;
     net->ws = NULL;
+    net->scratch = NULL;
     net->input = net->grad_a = net->grad_b = NULL;
     net->train_n = 0;
     net->train_bytes = 0;
@@ -530,7 +532,7 @@ cfnet_status cf_network_ensure_train_buffers(cfnet_network *net, int64_t n)
     if (net->train_n >= n && net->act) return CFNET_OK;
     free_train_buffers(net);
     int L = net->nlayers;
-    size_t bytes = 0, cnt;
+    size_t bytes = 0, cnt, scratch = 0;
     int64_t maxsz = net->in_size;
     net->act = cf_alloc_zero(&net->alloc, (size_t)(L ? L : 1), sizeof *net->act);
     net->ws = cf_alloc_zero(&net->alloc, (size_t)(L ? L : 1), sizeof *net->ws);
@@ -539,18 +541,24 @@ cfnet_status cf_network_ensure_train_buffers(cfnet_network *net, int64_t n)
         const cfnet_layer *l = net->layers[i];
         if (!cf_mul_size((size_t)l->out_size, (size_t)n, &cnt) || cnt > SIZE_MAX / 4) goto big;
         net->act[i] = cf_alloc(&net->alloc, cnt * sizeof(float));
-        size_t w = l->ops->workspace ? l->ops->workspace(l, n) : 0;
-        net->ws[i] = cf_alloc(&net->alloc, w);
+        size_t w = l->ops->workspace ? l->ops->workspace(l, n) : 0, kept = w;
+        if (l->ops->workspace_kept) {
+            kept = l->ops->workspace_kept(l, n);
+            if (kept > w) kept = w;
+            if (w - kept > scratch) scratch = w - kept;
+        }
+        net->ws[i] = cf_alloc(&net->alloc, kept);
         if (!net->act[i] || !net->ws[i]) goto oom;
-        bytes += cnt * sizeof(float) + w;
+        bytes += cnt * sizeof(float) + kept;
         if (l->out_size > maxsz) maxsz = l->out_size;
     }
     if (!cf_mul_size((size_t)maxsz, (size_t)n, &cnt) || cnt > SIZE_MAX / 4) goto big;
     net->input = cf_alloc(&net->alloc, (size_t)(net->in_size * n) * sizeof(float));
     net->grad_a = cf_alloc(&net->alloc, cnt * sizeof(float));
     net->grad_b = cf_alloc(&net->alloc, cnt * sizeof(float));
-    if (!net->input || !net->grad_a || !net->grad_b) goto oom;
-    bytes += (size_t)(net->in_size * n) * sizeof(float) + 2 * cnt * sizeof(float);
+    net->scratch = cf_alloc(&net->alloc, scratch);
+    if (!net->input || !net->grad_a || !net->grad_b || !net->scratch) goto oom;
+    bytes += (size_t)(net->in_size * n) * sizeof(float) + 2 * cnt * sizeof(float) + scratch;
     net->train_n = n;
     net->train_bytes = bytes;
     return CFNET_OK;
@@ -563,12 +571,34 @@ big:
     return cf_error(CFNET_E_LIMIT, "network: batch of %lld is too large", (long long)n);
 }
 
+/* Training calls of layer i: the kept part of its workspace is its own, the scratch part the
+ * network's shared region (for the duration of the call only, so that nothing else, such as a
+ * callback's inference, ever sees it). */
+static cfnet_status train_forward_layer(cfnet_network *net, int i, const float *x, int64_t n)
+{
+    cfnet_layer *l = net->layers[i];
+    l->scratch = l->ops->workspace_kept ? net->scratch : NULL;
+    cfnet_status st = cf_layer_forward_raw(l, x, net->act[i], n, true, net->ws[i]);
+    l->scratch = NULL;
+    return st;
+}
+
+static cfnet_status train_backward_layer(cfnet_network *net, int i, const float *x,
+                                         const float *dy, float *dx, int64_t n)
+{
+    cfnet_layer *l = net->layers[i];
+    l->scratch = l->ops->workspace_kept ? net->scratch : NULL;
+    cfnet_status st = cf_layer_backward_raw(l, x, net->act[i], dy, dx, n, net->ws[i]);
+    l->scratch = NULL;
+    return st;
+}
+
 /* Training forward of layers [0, upto) on net->input (already filled); results in net->act. */
 cfnet_status cf_network_train_forward(cfnet_network *net, int upto, int64_t n)
 {
     const float *cur = net->input;
     for (int i = 0; i < upto; i++) {
-        CF_CHECK(cf_layer_forward_raw(net->layers[i], cur, net->act[i], n, true, net->ws[i]));
+        CF_CHECK(train_forward_layer(net, i, cur, n));
         cur = net->act[i];
     }
     net->fwd_n = n;
@@ -581,7 +611,7 @@ cfnet_status cf_network_train_backward(cfnet_network *net, int upto, float *d, i
     for (int i = upto - 1; i >= 0; i--) {
         const float *x = i ? net->act[i - 1] : net->input;
         float *dx = i ? (d == net->grad_a ? net->grad_b : net->grad_a) : NULL;
-        CF_CHECK(cf_layer_backward_raw(net->layers[i], x, net->act[i], d, dx, n, net->ws[i]));
+        CF_CHECK(train_backward_layer(net, i, x, d, dx, n));
         d = dx;
     }
     return CFNET_OK;

@@ -91,7 +91,11 @@ struct cfnet_network {
     int64_t train_n;
     float *input;       /* the (augmented) batch */
     float **act;        /* act[i]: output of layer i */
-    void **ws;          /* ws[i]: workspace of layer i, kept from forward to backward */
+    void **ws;          /* ws[i]: the kept part of layer i's workspace (all of it for layers
+                         * without ops->workspace_kept), from forward to backward */
+    void *scratch;      /* the scratch parts of the layers' workspaces, one region the size
+                         * of the largest: layers run one at a time (each spreads over the
+                         * threads inside its own scratch) */
     float *grad_a, *grad_b;
     size_t train_bytes;
     int64_t fwd_n;      /* batch of the last training forward, 0 if none */

@@ -1,0 +1,166 @@
+/* Layer workspaces in a network: the part each layer keeps from a training forward to its
+ * backward is its own, the scratch part is one region shared by all layers (src/nn/network.c,
+ * cf_layer_ops.workspace_kept). A network of convolution layers whose columns are kept (one
+ * column block per thread) and rebuilt (several blocks) must train bit-identically to the same
+ * layers run standalone, each with a whole workspace of its own, and must need less memory than
+ * the sum of its layers' workspaces. */
+#include "testutil.h"
+
+#include "nn/layer.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#define N 12 /* conv2d 32 -> 32 at 50 x 50: 2.9 MB of columns per sample, several blocks */
+#define NLAYERS 11
+
+static const int64_t IN_SHAPE[3] = {4, 50, 50};
+
+static cfnet_layer *make_layer(int i)
+{
+    cfnet_layer *l = NULL;
+    const cfnet_padding S = CFNET_PADDING_SAME, V = CFNET_PADDING_VALID;
+    switch (i) {
+    case 0: CF_ASSERT_OK(cfnet_layer_conv2d_create(32, 3, 1, S, &l)); break;
+    case 1: CF_ASSERT_OK(cfnet_layer_relu_create(&l)); break;
+    case 2: CF_ASSERT_OK(cfnet_layer_conv2d_create(32, 3, 1, S, &l)); break;
+    case 3: CF_ASSERT_OK(cfnet_layer_relu_create(&l)); break;
+    case 4: CF_ASSERT_OK(cfnet_layer_pool_create(CFNET_POOL_MAX, 0, 0, &l)); break;
+    case 5:
+        CF_ASSERT_OK(cfnet_layer_conic_conv_create(8, 3, 2, S, CFNET_INTERP_NEAREST, &l));
+        break;
+    case 6: CF_ASSERT_OK(cfnet_layer_p4_lift_create(4, 3, V, &l)); break;
+    case 7: CF_ASSERT_OK(cfnet_layer_p4_conv_create(4, 3, V, &l)); break;
+    case 8: CF_ASSERT_OK(cfnet_layer_group_pool_create(CFNET_POOL_MAX, &l)); break;
+    case 9:
+        CF_ASSERT_OK(cfnet_layer_conic_conv_mirror_create(4, 3, 1, S, CFNET_INTERP_NEAREST, &l));
+        break;
+    default: CF_ASSERT_OK(cfnet_layer_dense_create(3, &l)); break;
+    }
+    return l;
+}
+
+static cfnet_network *make_network(int threads)
+{
+    cfnet_network *net = NULL;
+    CF_ASSERT_OK(cfnet_network_create((int)IN_SHAPE[0], (int)IN_SHAPE[1], (int)IN_SHAPE[2], 3,
+                                      &net));
+    for (int i = 0; i < NLAYERS; i++) CF_ASSERT_OK(cfnet_network_append(net, make_layer(i)));
+    CF_ASSERT_OK(cfnet_network_set_option(net, CFNET_OPTION_THREADS, threads));
+    return net;
+}
+
+static void network_training_matches_standalone_layers(void **state)
+{
+    (void)state;
+    for (int threads = 1; threads <= 2; threads++) {
+        cfnet_network *net = make_network(threads);
+        tu_rng r = {11};
+        const int64_t xs[4] = {N, IN_SHAPE[0], IN_SHAPE[1], IN_SHAPE[2]}, os[2] = {N, 3};
+        cfnet_tensor *x = tu_tensor(4, xs, &r), *out = tu_tensor(2, os, NULL),
+                     *dout = tu_tensor(2, os, &r);
+        /* Two rounds: the second forward finds the shared scratch dirty from the first
+         * backward. */
+        for (int round = 0; round < 2; round++) {
+            CF_ASSERT_OK(cfnet_network_forward(net, x, out, CFNET_MODE_TRAINING));
+            CF_ASSERT_OK(cfnet_network_backward(net, dout));
+        }
+        /* The same layers standalone, each with its own whole workspace. */
+        cfnet_layer *ls[NLAYERS];
+        cfnet_tensor *act[NLAYERS + 1], *grad[NLAYERS + 1];
+        act[0] = x;
+        for (int i = 0; i < NLAYERS; i++) {
+            const cfnet_layer *nl = cfnet_network_layer(net, i);
+            ls[i] = make_layer(i);
+            CF_ASSERT_OK(cfnet_layer_setup(ls[i], nl->in_ndim, nl->in_shape, 0));
+            ls[i]->threads = threads;
+            for (int p = 0; p < nl->nparam; p++)
+                memcpy(ls[i]->param[p]->data, nl->param[p]->data,
+                       (size_t)nl->param[p]->numel * sizeof(float));
+            act[i + 1] = tu_output_for(ls[i], N);
+            int nd;
+            int64_t shp[CFNET_MAX_DIMS + 1];
+            CF_ASSERT_OK(cfnet_tensor_shape(act[i], &nd, shp));
+            grad[i] = tu_tensor(nd, shp, NULL);
+            /* The network left no scratch pointer behind. */
+            assert_null(nl->scratch);
+        }
+        for (int round = 0; round < 2; round++) {
+            for (int i = 0; i < NLAYERS; i++)
+                CF_ASSERT_OK(cfnet_layer_forward(ls[i], act[i], act[i + 1], CFNET_MODE_TRAINING));
+            const cfnet_tensor *d = dout;
+            for (int i = NLAYERS - 1; i >= 0; i--) {
+                CF_ASSERT_OK(cfnet_layer_backward(ls[i], act[i], act[i + 1], d,
+                                                  i ? grad[i] : NULL));
+                d = grad[i];
+            }
+        }
+        assert_memory_equal(cfnet_tensor_data(out), cfnet_tensor_data(act[NLAYERS]),
+                            (size_t)cfnet_tensor_numel(out) * sizeof(float));
+        for (int i = 0; i < NLAYERS; i++) {
+            const cfnet_layer *nl = cfnet_network_layer(net, i);
+            for (int p = 0; p < nl->nparam; p++)
+                assert_memory_equal(nl->grad[p]->data, ls[i]->grad[p]->data,
+                                    (size_t)nl->grad[p]->numel * sizeof(float));
+        }
+        for (int i = 0; i < NLAYERS; i++) {
+            cfnet_layer_free(ls[i]);
+            cfnet_tensor_free(act[i + 1]);
+            cfnet_tensor_free(grad[i]);
+        }
+        cfnet_tensor_free(x);
+        cfnet_tensor_free(out);
+        cfnet_tensor_free(dout);
+        cfnet_network_free(net);
+    }
+}
+
+static void network_shares_scratch_between_layers(void **state)
+{
+    (void)state;
+    for (int threads = 1; threads <= 2; threads++) {
+        cfnet_network *net = make_network(threads);
+        size_t base = cfnet_network_memory_usage(net);
+        /* What the training buffers took when every layer owned its whole workspace. */
+        size_t sum_ws = 0, sum_scratch = 0, max_scratch = 0, acts = 0;
+        int64_t maxsz = IN_SHAPE[0] * IN_SHAPE[1] * IN_SHAPE[2];
+        for (int i = 0; i < NLAYERS; i++) {
+            const cfnet_layer *l = cfnet_network_layer(net, i);
+            size_t w = l->ops->workspace ? l->ops->workspace(l, N) : 0;
+            size_t kept = l->ops->workspace_kept ? l->ops->workspace_kept(l, N) : w;
+            assert_true(kept <= w);
+            sum_ws += w;
+            sum_scratch += w - kept;
+            if (w - kept > max_scratch) max_scratch = w - kept;
+            acts += (size_t)(l->out_size * N) * sizeof(float);
+            if (l->out_size > maxsz) maxsz = l->out_size;
+        }
+        size_t fixed = acts + (size_t)(IN_SHAPE[0] * IN_SHAPE[1] * IN_SHAPE[2] * N) *
+                                  sizeof(float) +
+                       2 * (size_t)(maxsz * N) * sizeof(float);
+        /* Several convolution layers have scratch: sharing it must save something. */
+        assert_true(sum_scratch - max_scratch > ((size_t)1 << 20));
+        tu_rng r = {5};
+        const int64_t xs[4] = {N, IN_SHAPE[0], IN_SHAPE[1], IN_SHAPE[2]}, os[2] = {N, 3};
+        cfnet_tensor *x = tu_tensor(4, xs, &r), *out = tu_tensor(2, os, NULL),
+                     *dout = tu_tensor(2, os, &r);
+        CF_ASSERT_OK(cfnet_network_forward(net, x, out, CFNET_MODE_TRAINING));
+        CF_ASSERT_OK(cfnet_network_backward(net, dout));
+        size_t used = cfnet_network_memory_usage(net);
+        assert_true(used < base + fixed + sum_ws);
+        assert_int_equal(used, base + fixed + (sum_ws - sum_scratch) + max_scratch);
+        cfnet_tensor_free(x);
+        cfnet_tensor_free(out);
+        cfnet_tensor_free(dout);
+        cfnet_network_free(net);
+    }
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(network_training_matches_standalone_layers),
+        cmocka_unit_test(network_shares_scratch_between_layers),
+    };
+    return cmocka_run_group_tests_name("workspace", tests, NULL, NULL);
+}
