@@ -107,6 +107,19 @@ cfnet_status cf_layer_add_weight_bias(cfnet_layer *l, int wdim, const int64_t *w
     return CFNET_OK;
 }
 
+void cf_layer_set_out_shape(cfnet_layer *l, int ndim, const int64_t *shape)
+{
+    l->out_ndim = ndim;
+    for (int i = 0; i < ndim; i++) l->out_shape[i] = shape[i];
+}
+
+cfnet_status cf_layer_setup_same_shape(cfnet_layer *l, uint64_t seed)
+{
+    (void)seed;
+    cf_layer_set_out_shape(l, l->in_ndim, l->in_shape);
+    return CFNET_OK;
+}
+
 CFNET_API void cfnet_layer_free(cfnet_layer *layer)
 {
     if (!cf_handle_ok(layer, CF_MAGIC_LAYER, "layer", __func__)) return;
@@ -225,6 +238,7 @@ cfnet_status cf_layer_forward_raw(cfnet_layer *l, const float *x, float *y, int6
 cfnet_status cf_layer_backward_raw(cfnet_layer *l, const float *x, const float *y,
                                    const float *dy, float *dx, int64_t n, void *ws)
 {
+    if (!dx && l->nparam == 0) return CFNET_OK; /* no gradient wanted: nothing to compute */
     return l->ops->backward(l, x, y, dy, dx, n, ws);
 }
 
@@ -272,8 +286,8 @@ CFNET_API cfnet_status cfnet_layer_backward(cfnet_layer *layer, const cfnet_tens
     CF_FAIL_IF(n != layer->last_n, CFNET_E_STATE,
                "%s: backward batch is %lld, the preceding forward had %lld", layer->ops->name,
                (long long)n, (long long)layer->last_n);
-    return layer->ops->backward(layer, x->data, y->data, dy->data, dx ? dx->data : NULL, n,
-                                layer->ws);
+    return cf_layer_backward_raw(layer, x->data, y->data, dy->data, dx ? dx->data : NULL, n,
+                                 layer->ws);
 }
 
 CFNET_API int cfnet_layer_param_count(const cfnet_layer *layer)
