@@ -298,20 +298,17 @@ CFNET_API int cfnet_layer_param_count(const cfnet_layer *layer)
 
 CFNET_API cfnet_tensor *cfnet_layer_param(const cfnet_layer *layer, int i)
 {
-    if (!cf_handle_ok(layer, CF_MAGIC_LAYER, "layer", __func__)) layer = NULL;
-    return layer && i >= 0 && i < layer->nparam ? layer->param[i] : NULL;
+    return CF_HANDLE_ITEM(layer, CF_MAGIC_LAYER, "layer", nparam, param, i);
 }
 
 CFNET_API cfnet_tensor *cfnet_layer_grad(const cfnet_layer *layer, int i)
 {
-    if (!cf_handle_ok(layer, CF_MAGIC_LAYER, "layer", __func__)) layer = NULL;
-    return layer && i >= 0 && i < layer->nparam ? layer->grad[i] : NULL;
+    return CF_HANDLE_ITEM(layer, CF_MAGIC_LAYER, "layer", nparam, grad, i);
 }
 
 CFNET_API const char *cfnet_layer_param_name(const cfnet_layer *layer, int i)
 {
-    if (!cf_handle_ok(layer, CF_MAGIC_LAYER, "layer", __func__)) layer = NULL;
-    return layer && i >= 0 && i < layer->nparam ? layer->param_name[i] : NULL;
+    return CF_HANDLE_ITEM(layer, CF_MAGIC_LAYER, "layer", nparam, param_name, i);
 }
 
 CFNET_API int cfnet_layer_state_count(const cfnet_layer *layer)
@@ -322,14 +319,12 @@ CFNET_API int cfnet_layer_state_count(const cfnet_layer *layer)
 
 CFNET_API cfnet_tensor *cfnet_layer_state(const cfnet_layer *layer, int i)
 {
-    if (!cf_handle_ok(layer, CF_MAGIC_LAYER, "layer", __func__)) layer = NULL;
-    return layer && i >= 0 && i < layer->nstate ? layer->state[i] : NULL;
+    return CF_HANDLE_ITEM(layer, CF_MAGIC_LAYER, "layer", nstate, state, i);
 }
 
 CFNET_API const char *cfnet_layer_state_name(const cfnet_layer *layer, int i)
 {
-    if (!cf_handle_ok(layer, CF_MAGIC_LAYER, "layer", __func__)) layer = NULL;
-    return layer && i >= 0 && i < layer->nstate ? layer->state_name[i] : NULL;
+    return CF_HANDLE_ITEM(layer, CF_MAGIC_LAYER, "layer", nstate, state_name, i);
 }
 
 CFNET_API cfnet_status cfnet_layer_zero_grad(cfnet_layer *layer)
