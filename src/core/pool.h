@@ -21,6 +21,7 @@
 #define CFNET_CORE_POOL_H
 
 #include "core/core.h"
+#include "platform/platform.h"
 
 typedef struct cf_pool cf_pool;
 
@@ -38,8 +39,7 @@ cf_pool *cf_pool_current(void);
 cf_pool *cf_pool_scope_enter(cf_pool *p);
 void cf_pool_scope_leave(cf_pool **prev);
 #define CF_POOL_SCOPE(p)                                                                   \
-    cf_pool *cf_pool_prev_ __attribute__((cleanup(cf_pool_scope_leave), unused)) =           \
-        cf_pool_scope_enter(p)
+    cf_pool *cf_pool_prev_ CF_SCOPE_EXIT(cf_pool_scope_leave) = cf_pool_scope_enter(p)
 
 /* Runs fn(arg, i) for every i in [0, count), share 0 in the caller, the others at the same time
  * on the current pool's workers (or on threads started for the call, see above); returns when

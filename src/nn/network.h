@@ -127,7 +127,7 @@ typedef struct cf_net_guard {
 cf_net_guard cf_net_guard_enter(const cfnet_network *net, bool write);
 void cf_net_guard_leave(cf_net_guard *g);
 #define CF_NET_GUARD(net, write, what)                                                        \
-    cf_net_guard cf_guard_ __attribute__((cleanup(cf_net_guard_leave))) =                     \
+    cf_net_guard cf_guard_ CF_SCOPE_EXIT(cf_net_guard_leave) =                                \
         cf_net_guard_enter((net), (write));                                                   \
     CF_FAIL_IF(!cf_guard_.held, CFNET_E_STATE,                                                \
                "%s: the network is in use by another thread (%s); nothing was done", (what), \

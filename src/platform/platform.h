@@ -16,6 +16,20 @@
 #include <pthread.h>
 #include <stdbool.h>
 
+/* --- compiler --- */
+
+/* CF_SCOPE_EXIT(fn) on a local variable `v` makes the compiler call fn(&v) whenever `v` goes out
+ * of scope, however the block is left (an early return through CF_CHECK included). The
+ * library's two scopes use it: the network in-use guard (nn/network.h) and the current thread
+ * pool (core/pool.h). GNU C and clang have it; a port to another compiler must supply an
+ * equivalent here (for example C++ destructors), so the build stops with this message instead
+ * of leaking a claim on a network. */
+#if defined(__GNUC__) || defined(__clang__)
+#define CF_SCOPE_EXIT(fn) __attribute__((cleanup(fn), unused))
+#else
+#error "libcfnet needs a scope-exit cleanup (GNU C or clang); see src/platform/platform.h"
+#endif
+
 /* --- files (file.c) --- */
 
 /* Creates a temporary file from `tmpl` (a path ending in "XXXXXX", rewritten in place to the

@@ -23,27 +23,21 @@ int cmd_export(int argc, char **argv)
                                              {0, 0, 0, 0}};
     unsigned flags = 0;
     int quiet = 0, c;
-    opterr = 0;
-    while ((c = getopt_long(argc, argv, ":pqh", longopts, NULL)) != -1) {
+    while ((c = opt_next(argc, argv, ":pqh", longopts, export_help)) >= 0) {
         switch (c) {
         case 'p': flags |= CFNET_ONNX_PROBABILITIES; break;
         case 'q': quiet = 1; break;
-        case 'h': fputs(export_help, stdout); return EXIT_OK;
-        default: return tool_usage_error("export", "unknown option '%s'", argv[optind - 1]);
+        default: return opt_error("export", c, argv);
         }
     }
+    if (c == OPT_HELP) return EXIT_OK;
     if (argc - optind != 2)
         return tool_usage_error("export", argc - optind < 2 ? "MODEL and OUT.onnx expected"
                                                             : "only MODEL and OUT.onnx expected");
     const char *model = argv[optind], *out = argv[optind + 1];
-    cfnet_network *net = NULL;
-    cfnet_status st = cfnet_network_load(model, &net);
-    if (st != CFNET_OK) {
-        tool_error("%s: cannot load the model: %s: %s", model, cfnet_status_string(st),
-                   cfnet_last_error());
-        return EXIT_RUNTIME;
-    }
-    st = cfnet_network_export_onnx(net, out, flags);
+    cfnet_network *net;
+    if (model_load(model, &net) != 0) return EXIT_RUNTIME;
+    cfnet_status st = cfnet_network_export_onnx(net, out, flags);
     if (st != CFNET_OK) {
         tool_error("%s: cannot export: %s: %s", out, cfnet_status_string(st), cfnet_last_error());
         cfnet_network_free(net);

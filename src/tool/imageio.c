@@ -486,6 +486,13 @@ int image_read(const char *path, tool_image *out, char *err, size_t errsize)
 
 /* ---- writing ---------------------------------------------------------------------------------- */
 
+/* An unsigned integer sample of 8 or 16 bits: x rounded, clamped to the range. */
+static unsigned to_sample(float x, int bits)
+{
+    double mx = bits == 8 ? 255.0 : 65535.0;
+    return (unsigned)(x < 0 ? 0 : x > mx ? mx : floor((double)x + 0.5));
+}
+
 static void to_bytes(const float *v, int64_t n, int stride, int bits, unsigned char *dst)
 {
     for (int64_t i = 0; i < n; i++) {
@@ -494,12 +501,10 @@ static void to_bytes(const float *v, int64_t n, int stride, int bits, unsigned c
             memcpy(dst + 4 * i * stride, &x, 4);
             continue;
         }
-        double mx = bits == 8 ? 255.0 : 65535.0;
-        double r = x < 0 ? 0 : x > mx ? mx : floor((double)x + 0.5);
         if (bits == 8) {
-            dst[i * stride] = (unsigned char)r;
+            dst[i * stride] = (unsigned char)to_sample(x, bits);
         } else {
-            uint16_t u = (uint16_t)r;
+            uint16_t u = (uint16_t)to_sample(x, bits);
             memcpy(dst + 2 * i * stride, &u, 2);
         }
     }
@@ -620,14 +625,11 @@ int image_write_png(const char *path, const tool_image *img, int bits, char *err
     for (int y = 0; y < H; y++) {
         for (int x = 0; x < W; x++)
             for (int c = 0; c < C; c++) {
-                float v = img->data[c * plane + (int64_t)y * W + x];
-                double mx = bits == 8 ? 255.0 : 65535.0;
-                double r = v < 0 ? 0 : v > mx ? mx : floor((double)v + 0.5);
+                unsigned u = to_sample(img->data[c * plane + (int64_t)y * W + x], bits);
                 size_t k = (size_t)x * C + c;
                 if (bits == 8) {
-                    row[k] = (unsigned char)r;
+                    row[k] = (unsigned char)u;
                 } else {
-                    unsigned u = (unsigned)r;
                     row[2 * k] = (unsigned char)(u >> 8);
                     row[2 * k + 1] = (unsigned char)(u & 0xff);
                 }

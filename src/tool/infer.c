@@ -66,6 +66,13 @@ static int argmax(const float *p, int k)
     return b;
 }
 
+/* The end of a predictions row: the k class probabilities. */
+static void write_probabilities(FILE *f, const float *p, int k)
+{
+    for (int j = 0; j < k; j++) fprintf(f, ",%.6g", (double)p[j]);
+    fputc('\n', f);
+}
+
 /* ---- predict -------------------------------------------------------------------------------- */
 
 static const char predict_help[] =
@@ -102,29 +109,21 @@ static int emit_prediction(void *user, const tool_sample *s, const float *p, int
     fprintf(c->out, "%s,%s", q, cl);
     free(q);
     free(cl);
-    for (int j = 0; j < k; j++) fprintf(c->out, ",%.6g", (double)p[j]);
-    fputc('\n', c->out);
+    write_probabilities(c->out, p, k);
     c->rows++;
     return ferror(c->out) ? -1 : 0;
 }
 
 static int common_opt(int c, const char *cmd, run_opts *o, char **argv)
 {
-    long v;
     switch (c) {
-    case 'T':
-        if (parse_int(optarg, 1, 256, &v)) return tool_usage_error(cmd, "--threads: expected 1..256, got '%s'", optarg);
-        o->threads = (int)v;
-        return 0;
-    case 'B':
-        if (parse_int(optarg, 1, 100000, &o->batch)) return tool_usage_error(cmd, "--batch: expected 1..100000, got '%s'", optarg);
-        return 0;
+    case 'T': return opt_int(cmd, "--threads", optarg, 1, 256, NULL, &o->threads);
+    case 'B': return opt_long(cmd, "--batch", optarg, 1, 100000, NULL, &o->batch);
     case 't': o->tta = 1; return 0;
     case 'P': o->pad = 1; return 0;
     case 'S': o->skip_bad = 1; return 0;
     case 'q': tool_quiet = 1; return 0;
-    case ':': return tool_usage_error(cmd, "%s needs a value", argv[optind - 1]);
-    default: return tool_usage_error(cmd, "unknown option '%s'", argv[optind - 1]);
+    default: return opt_error(cmd, c, argv);
     }
 }
 
@@ -147,13 +146,8 @@ int cmd_predict(int argc, char **argv)
                                              {0, 0, 0, 0}};
     run_opts o = {0, 0, 0, 0, 64};
     const char *output = "-";
-    opterr = 0;
     int c;
-    while ((c = getopt_long(argc, argv, ":o:qh", longopts, NULL)) != -1) {
-        if (c == 'h') {
-            fputs(predict_help, stdout);
-            return EXIT_OK;
-        }
+    while ((c = opt_next(argc, argv, ":o:qh", longopts, predict_help)) >= 0) {
         if (c == 'o') {
             output = optarg;
             continue;
@@ -161,6 +155,7 @@ int cmd_predict(int argc, char **argv)
         int u = common_opt(c, "predict", &o, argv);
         if (u) return u;
     }
+    if (c == OPT_HELP) return EXIT_OK;
     if (argc - optind < 2)
         return tool_usage_error("predict", argc - optind < 1 ? "missing MODEL and INPUTS" : "missing INPUTS");
     cfnet_network *net;
@@ -187,13 +182,11 @@ int cmd_predict(int argc, char **argv)
         tool_error("%s: cannot create: %s", rank ? "memory stream" : output, strerror(errno));
         goto out_ds;
     }
-    if (rank == 0) fprintf(f, "path,predicted");
-    for (int j = 0; j < info.n_classes && rank == 0; j++) {
-        char *q = csv_quote(info.classes[j]);
-        fprintf(f, ",%s", q);
-        free(q);
+    if (rank == 0) {
+        fprintf(f, "path,predicted");
+        csv_write_names(f, info.classes, info.n_classes);
+        fputc('\n', f);
     }
-    if (rank == 0) fputc('\n', f);
     predict_ctx ctx = {f, info.classes, 0};
     int64_t bad = 0;
     double t0 = tool_now();
@@ -213,8 +206,7 @@ int cmd_predict(int argc, char **argv)
         bad = tool_mpi_sum(bad);
         if (rank) {
             dataset_free(&ds);
-            model_info_free(&info);
-            cfnet_network_free(net);
+            model_close(net, &info);
             return r == 0 ? EXIT_OK : EXIT_RUNTIME;
         }
     }
@@ -229,8 +221,7 @@ int cmd_predict(int argc, char **argv)
 out_ds:
     dataset_free(&ds);
 out_model:
-    model_info_free(&info);
-    cfnet_network_free(net);
+    model_close(net, &info);
     return rc;
 }
 
@@ -278,8 +269,7 @@ static int emit_eval(void *user, const tool_sample *s, const float *p, int k)
         free(a);
         free(b);
         free(d);
-        for (int j = 0; j < k; j++) fprintf(c->pred, ",%.6g", (double)p[j]);
-        fputc('\n', c->pred);
+        write_probabilities(c->pred, p, k);
     }
     return 0;
 }
@@ -294,13 +284,8 @@ int cmd_eval(int argc, char **argv)
     run_opts o = {0, 0, 0, 0, 64};
     const char *outdir = NULL, *split_name = NULL;
     int json = 0;
-    opterr = 0;
     int c;
-    while ((c = getopt_long(argc, argv, ":qh", longopts, NULL)) != -1) {
-        if (c == 'h') {
-            fputs(eval_help, stdout);
-            return EXIT_OK;
-        }
+    while ((c = opt_next(argc, argv, ":qh", longopts, eval_help)) >= 0) {
         if (c == 'O') outdir = optarg;
         else if (c == 'J') json = 1;
         else if (c == 'X') {
@@ -313,6 +298,7 @@ int cmd_eval(int argc, char **argv)
             if (u) return u;
         }
     }
+    if (c == OPT_HELP) return EXIT_OK;
     if (argc - optind != 2)
         return tool_usage_error("eval", argc - optind < 2 ? "expected MODEL and DATA" : "too many arguments");
     const char *model = argv[optind], *data = argv[optind + 1];
@@ -353,19 +339,11 @@ int cmd_eval(int argc, char **argv)
     if (outdir) {
         if (make_dirs(outdir) != 0) goto out_ds;
         char *pp = path_join(outdir, "predictions.csv");
-        ctx.pred = fopen(pp, "w");
-        if (!ctx.pred) {
-            tool_error("%s: cannot create: %s", pp, strerror(errno));
-            free(pp);
-            goto out_ds;
-        }
+        ctx.pred = file_create(pp);
         free(pp);
+        if (!ctx.pred) goto out_ds;
         fprintf(ctx.pred, "path,label,predicted");
-        for (int j = 0; j < info.n_classes; j++) {
-            char *q = csv_quote(info.classes[j]);
-            fprintf(ctx.pred, ",%s", q);
-            free(q);
-        }
+        csv_write_names(ctx.pred, info.classes, info.n_classes);
         fputc('\n', ctx.pred);
     }
     int64_t bad = 0;
@@ -404,8 +382,7 @@ out_ds:
     metrics_free(&ctx.m);
     dataset_free(&ds);
 out_model:
-    model_info_free(&info);
-    cfnet_network_free(net);
+    model_close(net, &info);
     return rc;
 }
 
@@ -420,24 +397,13 @@ static const char info_help[] =
 int cmd_info(int argc, char **argv)
 {
     static const struct option longopts[] = {{"help", no_argument, 0, 'h'}, {0, 0, 0, 0}};
-    opterr = 0;
-    int c;
-    while ((c = getopt_long(argc, argv, ":h", longopts, NULL)) != -1) {
-        if (c == 'h') {
-            fputs(info_help, stdout);
-            return EXIT_OK;
-        }
-        return tool_usage_error("info", "unknown option '%s'", argv[optind - 1]);
-    }
+    int c = opt_next(argc, argv, ":h", longopts, info_help);
+    if (c == OPT_HELP) return EXIT_OK;
+    if (c != -1) return opt_error("info", c, argv);
     if (argc - optind != 1) return tool_usage_error("info", argc == optind ? "missing MODEL" : "one MODEL expected");
     const char *path = argv[optind];
-    cfnet_network *net = NULL;
-    cfnet_status st = cfnet_network_load(path, &net);
-    if (st != CFNET_OK) {
-        tool_error("%s: cannot load the model: %s: %s", path, cfnet_status_string(st),
-                   cfnet_last_error());
-        return EXIT_RUNTIME;
-    }
+    cfnet_network *net;
+    if (model_load(path, &net) != 0) return EXIT_RUNTIME;
     tool_model_info info;
     int have = 0;
     const char *probe = NULL;

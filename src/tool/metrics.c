@@ -2,7 +2,6 @@
 #define _GNU_SOURCE
 #include "tool.h"
 
-#include <errno.h>
 #include <jansson.h>
 #include <math.h>
 #include <stdlib.h>
@@ -68,15 +67,21 @@ void metrics_free(tool_metrics *m)
     memset(m, 0, sizeof *m);
 }
 
+/* The length of the longest of names[0..k), at least lo and at most hi. */
+static int names_width(char **names, int k, int lo, int hi)
+{
+    int w = lo;
+    for (int i = 0; i < k; i++) {
+        int l = (int)strlen(names[i]);
+        if (l > w) w = l;
+    }
+    return w > hi ? hi : w;
+}
+
 void metrics_print(const tool_metrics *m, char **classes, FILE *out)
 {
     const int k = m->k;
-    int w = 5;
-    for (int i = 0; i < k; i++) {
-        int l = (int)strlen(classes[i]);
-        if (l > w) w = l;
-    }
-    if (w > 40) w = 40;
+    const int w = names_width(classes, k, 5, 40);
     fprintf(out, "images            %lld\n", (long long)m->total);
     fprintf(out, "accuracy          %.2f %%\n", 100 * m->accuracy);
     fprintf(out, "balanced accuracy %.2f %%\n", 100 * m->balanced_accuracy);
@@ -105,17 +110,10 @@ void metrics_print(const tool_metrics *m, char **classes, FILE *out)
 
 int metrics_write_confusion_csv(const tool_metrics *m, char **classes, const char *path)
 {
-    FILE *f = fopen(path, "w");
-    if (!f) {
-        tool_error("%s: cannot create: %s", path, strerror(errno));
-        return -1;
-    }
+    FILE *f = file_create(path);
+    if (!f) return -1;
     fprintf(f, "true\\predicted");
-    for (int j = 0; j < m->k; j++) {
-        char *q = csv_quote(classes[j]);
-        fprintf(f, ",%s", q);
-        free(q);
-    }
+    csv_write_names(f, classes, m->k);
     fputc('\n', f);
     for (int i = 0; i < m->k; i++) {
         char *q = csv_quote(classes[i]);
@@ -124,11 +122,7 @@ int metrics_write_confusion_csv(const tool_metrics *m, char **classes, const cha
         for (int j = 0; j < m->k; j++) fprintf(f, ",%lld", (long long)m->confusion[(int64_t)i * m->k + j]);
         fputc('\n', f);
     }
-    if (fclose(f) != 0) {
-        tool_error("%s: write failed", path);
-        return -1;
-    }
-    return 0;
+    return file_close(f, path);
 }
 
 static void xml_text(FILE *f, const char *s)
@@ -147,18 +141,10 @@ static void xml_text(FILE *f, const char *s)
 /* Heat map of the row-normalised confusion matrix (recall per true class), counts in cells. */
 int metrics_write_confusion_svg(const tool_metrics *m, char **classes, const char *path)
 {
-    FILE *f = fopen(path, "w");
-    if (!f) {
-        tool_error("%s: cannot create: %s", path, strerror(errno));
-        return -1;
-    }
+    FILE *f = file_create(path);
+    if (!f) return -1;
     const int k = m->k;
-    int maxlen = 4;
-    for (int i = 0; i < k; i++) {
-        int l = (int)strlen(classes[i]);
-        if (l > maxlen) maxlen = l;
-    }
-    if (maxlen > 32) maxlen = 32;
+    const int maxlen = names_width(classes, k, 4, 32);
     int cell = k <= 10 ? 40 : k <= 25 ? 24 : 14, font = cell >= 40 ? 12 : cell >= 24 ? 9 : 7;
     /* column labels are rotated by -60 degrees above the matrix: about 6 px of height per
      * character; the title line needs about 480 px */
@@ -206,11 +192,7 @@ int metrics_write_confusion_svg(const tool_metrics *m, char **classes, const cha
     }
     fprintf(f, "<text x=\"%d\" y=\"%d\" font-size=\"10\">cells: count, shade: fraction of the "
             "true class (row)</text>\n</svg>\n", left, top + k * cell + 20);
-    if (fclose(f) != 0) {
-        tool_error("%s: write failed", path);
-        return -1;
-    }
-    return 0;
+    return file_close(f, path);
 }
 
 int metrics_write_json(const tool_metrics *m, char **classes, const char *path, const char *model,

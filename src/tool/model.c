@@ -110,7 +110,7 @@ bad:
     return -1;
 }
 
-int model_open(const char *path, cfnet_network **net, tool_model_info *info)
+int model_load(const char *path, cfnet_network **net)
 {
     *net = NULL;
     cfnet_status st = cfnet_network_load(path, net);
@@ -119,12 +119,24 @@ int model_open(const char *path, cfnet_network **net, tool_model_info *info)
                    cfnet_last_error());
         return -1;
     }
+    return 0;
+}
+
+int model_open(const char *path, cfnet_network **net, tool_model_info *info)
+{
+    if (model_load(path, net) != 0) return -1;
     if (model_load_info(*net, path, info) != 0) {
         cfnet_network_free(*net);
         *net = NULL;
         return -1;
     }
     return 0;
+}
+
+void model_close(cfnet_network *net, tool_model_info *info)
+{
+    model_info_free(info);
+    cfnet_network_free(net);
 }
 
 int model_probabilities(const cfnet_network *net, const float *images, int64_t n, int channels,

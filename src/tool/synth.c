@@ -76,22 +76,14 @@ int cmd_synth(int argc, char **argv)
     long size = BM_SIZE;
     int png = 0;
     tiff_layout layout = TIFF_PAGES;
-    opterr = 0;
     int c;
-    while ((c = getopt_long(argc, argv, ":qh", longopts, NULL)) != -1) {
+    while ((c = opt_next(argc, argv, ":qh", longopts, synth_help)) >= 0) {
+        int u = 0;
         switch (c) {
-        case 'k':
-            if (parse_int(optarg, 2, BM_CLASSES, &classes)) return tool_usage_error("synth", "--classes: expected 2..%d, got '%s'", BM_CLASSES, optarg);
-            break;
-        case 'n':
-            if (parse_int(optarg, 1, 1000000, &per)) return tool_usage_error("synth", "--per-class: expected 1..1000000, got '%s'", optarg);
-            break;
-        case 't':
-            if (parse_int(optarg, 0, 1000000, &test)) return tool_usage_error("synth", "--test-per-class: expected 0..1000000, got '%s'", optarg);
-            break;
-        case 'c':
-            if (parse_int(optarg, 1, 2, &channels)) return tool_usage_error("synth", "--channels: expected 1 or 2, got '%s'", optarg);
-            break;
+        case 'k': u = opt_long("synth", "--classes", optarg, 2, BM_CLASSES, NULL, &classes); break;
+        case 'n': u = opt_long("synth", "--per-class", optarg, 1, 1000000, NULL, &per); break;
+        case 't': u = opt_long("synth", "--test-per-class", optarg, 0, 1000000, NULL, &test); break;
+        case 'c': u = opt_long("synth", "--channels", optarg, 1, 2, "1 or 2", &channels); break;
         case 'f':
             if (!strcmp(optarg, "png")) png = 1;
             else if (!strcmp(optarg, "tiff") || !strcmp(optarg, "tif")) png = 0;
@@ -108,21 +100,15 @@ int cmd_synth(int argc, char **argv)
             else if (!strcmp(optarg, "tiled")) layout = TIFF_TILED;
             else return tool_usage_error("synth", "--layout: expected pages, interleaved, planar or tiled, got '%s'", optarg);
             break;
-        case 's':
-            if (parse_int(optarg, 0, 0x7fffffffL, &seed)) return tool_usage_error("synth", "--seed: expected a non-negative integer, got '%s'", optarg);
-            break;
-        case 'p':
-            if (parse_int(optarg, 0, 0x7fffffffL, &pseed)) return tool_usage_error("synth", "--pattern-seed: expected a non-negative integer, got '%s'", optarg);
-            break;
-        case 'S':
-            if (parse_int(optarg, 8, 1024, &size)) return tool_usage_error("synth", "--size: expected 8..1024, got '%s'", optarg);
-            break;
+        case 's': u = opt_long("synth", "--seed", optarg, 0, 0x7fffffffL, "a non-negative integer", &seed); break;
+        case 'p': u = opt_long("synth", "--pattern-seed", optarg, 0, 0x7fffffffL, "a non-negative integer", &pseed); break;
+        case 'S': u = opt_long("synth", "--size", optarg, 8, 1024, NULL, &size); break;
         case 'q': tool_quiet = 1; break;
-        case 'h': fputs(synth_help, stdout); return EXIT_OK;
-        case ':': return tool_usage_error("synth", "%s needs a value", argv[optind - 1]);
-        default: return tool_usage_error("synth", "unknown option '%s'", argv[optind - 1]);
+        default: return opt_error("synth", c, argv);
         }
+        if (u) return u;
     }
+    if (c == OPT_HELP) return EXIT_OK;
     if (optind != argc - 1)
         return tool_usage_error("synth", optind >= argc ? "missing DIR" : "one DIR expected");
     if (png && bits == 32) return tool_usage_error("synth", "--bits 32 (float) is TIFF only");

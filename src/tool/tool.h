@@ -53,6 +53,27 @@ int parse_double(const char *s, double lo, double hi, double *out);
 /* "512M", "2G", "100000" (bytes; K/M/G/T suffixes, powers of 1024). */
 int parse_bytes(const char *s, uint64_t *out);
 
+/* Option values: parse `value`, the value of option `name` ("--width") of command `cmd`, as an
+ * integer (opt_long, opt_int) or a number (opt_double) in lo..hi. 0 on success; else prints the
+ * usage error "NAME: expected EXPECT, got 'VALUE'" (integers: EXPECT NULL says "LO..HI") and
+ * returns EXIT_USAGE. */
+int opt_long(const char *cmd, const char *name, const char *value, long lo, long hi,
+             const char *expect, long *out);
+int opt_int(const char *cmd, const char *name, const char *value, long lo, long hi,
+            const char *expect, int *out);
+int opt_double(const char *cmd, const char *name, const char *value, double lo, double hi,
+               const char *expect, double *out);
+/* The next option of a command's arguments (getopt_long without its own messages), -1 after
+ * the last; -h/--help prints `help` to standard output and gives OPT_HELP (the command then
+ * ends with EXIT_OK). */
+struct option;
+#define OPT_HELP (-2)
+int opt_next(int argc, char **argv, const char *optstring, const struct option *longopts,
+             const char *help);
+/* The usage error for what getopt_long returned as `ch`: ':' (an option without its value) or
+ * anything else (an unknown option). Returns EXIT_USAGE. */
+int opt_error(const char *cmd, int ch, char **argv);
+
 /* Reads a whole file into memory (at most `limit` bytes, else an error). Returns 0 or -1 with
  * a message in err. */
 int read_file(const char *path, size_t limit, unsigned char **data, size_t *size, char *err,
@@ -63,6 +84,10 @@ int write_file_atomic(const char *path, const void *data, size_t size);
 int path_is_dir(const char *path);
 /* Creates a directory and its parents (like mkdir -p). 0 or -1 with a message printed. */
 int make_dirs(const char *path);
+/* Opens path for writing (fopen "w"); NULL with a message printed. */
+FILE *file_create(const char *path);
+/* Closes f, written to path: 0, or -1 with a message printed (the data may not all be there). */
+int file_close(FILE *f, const char *path);
 /* Joins a directory and a name ("dir/name"); a heap string. */
 char *path_join(const char *dir, const char *name);
 /* Lower-case extension check: 1 if path ends in .tif/.tiff/.png (any case). */
@@ -70,6 +95,8 @@ int has_image_extension(const char *path);
 
 /* CSV quoting of one field into a heap string ("a,b" -> "\"a,b\""). */
 char *csv_quote(const char *s);
+/* Writes names[0..n) to f as CSV fields, each after a comma (the rest of a header line). */
+void csv_write_names(FILE *f, char **names, int n);
 
 /* ---- images (imageio.c) ---------------------------------------------------------------------- */
 
@@ -228,8 +255,11 @@ int model_store_info(cfnet_network *net, const tool_model_info *info);
 /* Reads it back; missing keys are an error naming the model file. */
 int model_load_info(const cfnet_network *net, const char *path, tool_model_info *info);
 void model_info_free(tool_model_info *info);
-/* Loads a model made by `cfnet train` (message printed on error). */
+/* Loads any model file (message printed on error): 0 or -1. */
+int model_load(const char *path, cfnet_network **net);
+/* Loads a model made by `cfnet train` (message printed on error); model_close frees both. */
 int model_open(const char *path, cfnet_network **net, tool_model_info *info);
+void model_close(cfnet_network *net, tool_model_info *info);
 
 /* Runs the network on n prepared images (n x C x S x S) in batches; probs gets n x k. tta:
  * averages the four quarter turns. */

@@ -8,6 +8,7 @@
 #include <getopt.h>
 #include <jansson.h>
 #include <math.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -84,21 +85,41 @@ typedef struct epoch_rec {
 
 /* ---- settings stored in the checkpoint ------------------------------------------------------- */
 
+/* The settings besides arch and optimizer, by key; config_json writes and config_from_json reads
+ * them with this one table. */
+typedef enum cfg_type { CFG_INT, CFG_LONG, CFG_REAL, CFG_BOOL } cfg_type;
+static const struct cfg_field {
+    const char *key;
+    cfg_type type;
+    size_t offset;
+} cfg_fields[] = {
+    {"width", CFG_INT, offsetof(train_cfg, width)},
+    {"batch", CFG_INT, offsetof(train_cfg, batch)},
+    {"seed", CFG_LONG, offsetof(train_cfg, seed)},
+    {"val", CFG_REAL, offsetof(train_cfg, val)},
+    {"balance", CFG_BOOL, offsetof(train_cfg, balance)},
+    {"lr", CFG_REAL, offsetof(train_cfg, lr)},
+    {"lr_decay", CFG_REAL, offsetof(train_cfg, lr_decay)},
+    {"weight_decay", CFG_REAL, offsetof(train_cfg, weight_decay)},
+    {"rotate", CFG_INT, offsetof(train_cfg, rotate)},
+    {"jitter", CFG_INT, offsetof(train_cfg, jitter)},
+    {"flip", CFG_BOOL, offsetof(train_cfg, flip)},
+};
+#define N_CFG_FIELDS (sizeof cfg_fields / sizeof *cfg_fields)
+
 static char *config_json(const train_cfg *c)
 {
     json_t *o = json_object();
     json_object_set_new(o, "arch", json_string(c->arch));
-    json_object_set_new(o, "width", json_integer(c->width));
-    json_object_set_new(o, "batch", json_integer(c->batch));
-    json_object_set_new(o, "seed", json_integer(c->seed));
-    json_object_set_new(o, "val", json_real(c->val));
-    json_object_set_new(o, "balance", json_boolean(c->balance));
-    json_object_set_new(o, "lr", json_real(c->lr));
-    json_object_set_new(o, "lr_decay", json_real(c->lr_decay));
-    json_object_set_new(o, "weight_decay", json_real(c->weight_decay));
-    json_object_set_new(o, "rotate", json_integer(c->rotate));
-    json_object_set_new(o, "jitter", json_integer(c->jitter));
-    json_object_set_new(o, "flip", json_boolean(c->flip));
+    for (size_t i = 0; i < N_CFG_FIELDS; i++) {
+        const struct cfg_field *f = &cfg_fields[i];
+        const char *p = (const char *)c + f->offset;
+        json_t *v = f->type == CFG_INT    ? json_integer(*(const int *)p)
+                    : f->type == CFG_LONG ? json_integer(*(const long *)p)
+                    : f->type == CFG_REAL ? json_real(*(const double *)p)
+                                          : json_boolean(*(const int *)p);
+        json_object_set_new(o, f->key, v);
+    }
     if (c->sgd) json_object_set_new(o, "optimizer", json_string("sgd")); /* absent: Adam */
     char *s = json_dumps(o, JSON_COMPACT | JSON_SORT_KEYS);
     json_decref(o);
@@ -115,17 +136,17 @@ static int config_from_json(const char *s, train_cfg *c)
     }
     const char *arch = json_string_value(json_object_get(o, "arch"));
     if (arch) snprintf(c->arch, sizeof c->arch, "%s", arch);
-    c->width = (int)json_integer_value(json_object_get(o, "width"));
-    c->batch = (int)json_integer_value(json_object_get(o, "batch"));
-    c->seed = (long)json_integer_value(json_object_get(o, "seed"));
-    c->val = json_number_value(json_object_get(o, "val"));
-    c->balance = json_is_true(json_object_get(o, "balance"));
-    c->lr = json_number_value(json_object_get(o, "lr"));
-    c->lr_decay = json_number_value(json_object_get(o, "lr_decay"));
-    c->weight_decay = json_number_value(json_object_get(o, "weight_decay"));
-    c->rotate = (int)json_integer_value(json_object_get(o, "rotate"));
-    c->jitter = (int)json_integer_value(json_object_get(o, "jitter"));
-    c->flip = json_is_true(json_object_get(o, "flip"));
+    for (size_t i = 0; i < N_CFG_FIELDS; i++) {
+        const struct cfg_field *f = &cfg_fields[i];
+        json_t *v = json_object_get(o, f->key);
+        char *p = (char *)c + f->offset;
+        switch (f->type) {
+        case CFG_INT: *(int *)p = (int)json_integer_value(v); break;
+        case CFG_LONG: *(long *)p = (long)json_integer_value(v); break;
+        case CFG_REAL: *(double *)p = json_number_value(v); break;
+        case CFG_BOOL: *(int *)p = json_is_true(v); break;
+        }
+    }
     const char *opt = json_string_value(json_object_get(o, "optimizer"));
     c->sgd = opt && !strcmp(opt, "sgd");
     json_decref(o);
@@ -206,11 +227,8 @@ static void svg_polyline(FILE *f, const epoch_rec *h, int n, size_t off, double 
 
 static int write_plot(const char *path, const epoch_rec *h, int n, int has_val)
 {
-    FILE *f = fopen(path, "w");
-    if (!f) {
-        tool_error("%s: cannot create: %s", path, strerror(errno));
-        return -1;
-    }
+    FILE *f = file_create(path);
+    if (!f) return -1;
     int maxe = n ? h[n - 1].epoch : 1;
     double lmax = 0;
     for (int i = 0; i < n; i++) {
@@ -254,11 +272,7 @@ static int write_plot(const char *path, const epoch_rec *h, int n, int has_val)
             "<text x=\"300\" y=\"%d\" fill=\"#d62728\">validation</text>\n"
             "<text x=\"420\" y=\"%d\" fill=\"#2ca02c\">validation balanced accuracy (dashed)</text>\n"
             "</svg>\n", H - 12, H - 12, H - 12);
-    if (fclose(f) != 0) {
-        tool_error("%s: write failed", path);
-        return -1;
-    }
-    return 0;
+    return file_close(f, path);
 }
 
 static int have_program(const char *name)
@@ -474,10 +488,9 @@ static int parse_args(int argc, char **argv, train_cfg *c)
         {"plot", required_argument, 0, 'G'},       {"quiet", no_argument, 0, 'q'},
         {"optimizer", required_argument, 0, 'O'},  {"help", no_argument, 0, 'h'},
         {0, 0, 0, 0}};
-    long v;
     int ch;
-    opterr = 0;
-    while ((ch = getopt_long(argc, argv, ":o:qh", longopts, NULL)) != -1) {
+    while ((ch = opt_next(argc, argv, ":o:qh", longopts, train_help)) >= 0) {
+        int u = 0;
         switch (ch) {
         case 'o': c->output = optarg; break;
         case 'a': {
@@ -487,14 +500,8 @@ static int parse_args(int argc, char **argv, train_cfg *c)
             snprintf(c->arch, sizeof c->arch, "%s", cfnet_family_name(fam));
             break;
         }
-        case 'w':
-            if (parse_int(optarg, 0, 1024, &v)) return tool_usage_error("train", "--width: expected 0..1024, got '%s'", optarg);
-            c->width = (int)v;
-            break;
-        case 's':
-            if (parse_int(optarg, 16, 512, &v)) return tool_usage_error("train", "--size: expected 16..512, got '%s'", optarg);
-            c->size = (int)v;
-            break;
+        case 'w': u = opt_int("train", "--width", optarg, 0, 1024, NULL, &c->width); break;
+        case 's': u = opt_int("train", "--size", optarg, 16, 512, NULL, &c->size); break;
         case 'P': c->pad = 1; break;
         case 'N': {
             char *comma = strchr(optarg, ',');
@@ -510,57 +517,32 @@ static int parse_args(int argc, char **argv, train_cfg *c)
             break;
         }
         case 'x':
-            if (parse_double(optarg, 1e-30, 1e30, &c->norm.scale)) return tool_usage_error("train", "--scale: expected a positive number, got '%s'", optarg);
-            c->norm.percentile = 0;
+            u = opt_double("train", "--scale", optarg, 1e-30, 1e30, "a positive number", &c->norm.scale);
+            if (u == 0) c->norm.percentile = 0;
             break;
-        case 'e':
-            if (parse_int(optarg, 1, 1000000, &v)) return tool_usage_error("train", "--epochs: expected 1..1000000, got '%s'", optarg);
-            c->epochs = (int)v;
-            break;
-        case 'b':
-            if (parse_int(optarg, 1, 100000, &v)) return tool_usage_error("train", "--batch: expected 1..100000, got '%s'", optarg);
-            c->batch = (int)v;
-            break;
-        case 'l':
-            if (parse_double(optarg, 1e-12, 10, &c->lr)) return tool_usage_error("train", "--lr: expected a positive number, got '%s'", optarg);
-            break;
-        case 'L':
-            if (parse_double(optarg, 1e-6, 1, &c->lr_decay)) return tool_usage_error("train", "--lr-decay: expected a number in (0, 1], got '%s'", optarg);
-            break;
-        case 'W':
-            if (parse_double(optarg, 0, 1, &c->weight_decay)) return tool_usage_error("train", "--weight-decay: expected 0..1, got '%s'", optarg);
-            break;
+        case 'e': u = opt_int("train", "--epochs", optarg, 1, 1000000, NULL, &c->epochs); break;
+        case 'b': u = opt_int("train", "--batch", optarg, 1, 100000, NULL, &c->batch); break;
+        case 'l': u = opt_double("train", "--lr", optarg, 1e-12, 10, "a positive number", &c->lr); break;
+        case 'L': u = opt_double("train", "--lr-decay", optarg, 1e-6, 1, "a number in (0, 1]", &c->lr_decay); break;
+        case 'W': u = opt_double("train", "--weight-decay", optarg, 0, 1, "0..1", &c->weight_decay); break;
         case 'r':
             if (!strcmp(optarg, "any")) c->rotate = CFNET_AUG_ROTATION_ANY;
             else if (!strcmp(optarg, "quarter")) c->rotate = CFNET_AUG_ROTATION_QUARTER;
             else if (!strcmp(optarg, "none")) c->rotate = CFNET_AUG_ROTATION_NONE;
             else return tool_usage_error("train", "--rotate: expected any, quarter or none, got '%s'", optarg);
             break;
-        case 'j':
-            if (parse_int(optarg, 0, 64, &v)) return tool_usage_error("train", "--jitter: expected 0..64, got '%s'", optarg);
-            c->jitter = (int)v;
-            break;
+        case 'j': u = opt_int("train", "--jitter", optarg, 0, 64, NULL, &c->jitter); break;
         case 'f': c->flip = 1; break;
         case 'B': c->balance = 1; break;
         case 'O':
             if (!strcmp(optarg, "adam") || !strcmp(optarg, "sgd")) c->sgd = optarg[0] == 's';
             else return tool_usage_error("train", "--optimizer: expected adam or sgd, got '%s'", optarg);
             break;
-        case 'v':
-            if (parse_double(optarg, 0, 0.9, &c->val)) return tool_usage_error("train", "--val: expected a fraction in [0, 0.9], got '%s'", optarg);
-            break;
-        case 'p':
-            if (parse_int(optarg, 0, 1000000, &v)) return tool_usage_error("train", "--patience: expected 0 or more, got '%s'", optarg);
-            c->patience = (int)v;
-            break;
-        case 'S':
-            if (parse_int(optarg, 0, 0x7fffffffL, &c->seed)) return tool_usage_error("train", "--seed: expected a non-negative integer, got '%s'", optarg);
-            break;
+        case 'v': u = opt_double("train", "--val", optarg, 0, 0.9, "a fraction in [0, 0.9]", &c->val); break;
+        case 'p': u = opt_int("train", "--patience", optarg, 0, 1000000, "0 or more", &c->patience); break;
+        case 'S': u = opt_long("train", "--seed", optarg, 0, 0x7fffffffL, "a non-negative integer", &c->seed); break;
         case 'R': c->resume = optarg; break;
-        case 'T':
-            if (parse_int(optarg, 1, 256, &v)) return tool_usage_error("train", "--threads: expected 1..256, got '%s'", optarg);
-            c->threads = (int)v;
-            break;
+        case 'T': u = opt_int("train", "--threads", optarg, 1, 256, NULL, &c->threads); break;
         case 'M':
             if (parse_bytes(optarg, &c->max_memory)) return tool_usage_error("train", "--max-memory: expected bytes with an optional K, M, G suffix, got '%s'", optarg);
             break;
@@ -568,11 +550,11 @@ static int parse_args(int argc, char **argv, train_cfg *c)
         case 'g': c->log = optarg; break;
         case 'G': c->plot = optarg; break;
         case 'q': tool_quiet = 1; break;
-        case 'h': fputs(train_help, stdout); return -1;
-        case ':': return tool_usage_error("train", "%s needs a value", argv[optind - 1]);
-        default: return tool_usage_error("train", "unknown option '%s'", argv[optind - 1]);
+        default: return opt_error("train", ch, argv);
         }
+        if (u) return u;
     }
+    if (ch == OPT_HELP) return -1;
     if (argc - optind != 1)
         return tool_usage_error("train", argc == optind ? "missing DATA" : "one DATA expected");
     if (!c->output) return tool_usage_error("train", "missing -o MODEL");

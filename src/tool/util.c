@@ -5,6 +5,7 @@
 #include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <getopt.h>
 #include <math.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -208,6 +209,48 @@ int parse_bytes(const char *s, uint64_t *out)
     return 0;
 }
 
+int opt_long(const char *cmd, const char *name, const char *value, long lo, long hi,
+             const char *expect, long *out)
+{
+    if (parse_int(value, lo, hi, out) == 0) return 0;
+    if (expect) return tool_usage_error(cmd, "%s: expected %s, got '%s'", name, expect, value);
+    return tool_usage_error(cmd, "%s: expected %ld..%ld, got '%s'", name, lo, hi, value);
+}
+
+int opt_int(const char *cmd, const char *name, const char *value, long lo, long hi,
+            const char *expect, int *out)
+{
+    long v;
+    int u = opt_long(cmd, name, value, lo, hi, expect, &v);
+    if (u == 0) *out = (int)v;
+    return u;
+}
+
+int opt_double(const char *cmd, const char *name, const char *value, double lo, double hi,
+               const char *expect, double *out)
+{
+    if (parse_double(value, lo, hi, out) == 0) return 0;
+    return tool_usage_error(cmd, "%s: expected %s, got '%s'", name, expect, value);
+}
+
+int opt_next(int argc, char **argv, const char *optstring, const struct option *longopts,
+             const char *help)
+{
+    opterr = 0;
+    int c = getopt_long(argc, argv, optstring, longopts, NULL);
+    if (c == 'h') {
+        fputs(help, stdout);
+        return OPT_HELP;
+    }
+    return c;
+}
+
+int opt_error(const char *cmd, int ch, char **argv)
+{
+    if (ch == ':') return tool_usage_error(cmd, "%s needs a value", argv[optind - 1]);
+    return tool_usage_error(cmd, "unknown option '%s'", argv[optind - 1]);
+}
+
 int read_file(const char *path, size_t limit, unsigned char **data, size_t *size, char *err,
               size_t errsize)
 {
@@ -312,6 +355,22 @@ int make_dirs(const char *path)
     return 0;
 }
 
+FILE *file_create(const char *path)
+{
+    FILE *f = fopen(path, "w");
+    if (!f) tool_error("%s: cannot create: %s", path, strerror(errno));
+    return f;
+}
+
+int file_close(FILE *f, const char *path)
+{
+    if (fclose(f) != 0) {
+        tool_error("%s: write failed", path);
+        return -1;
+    }
+    return 0;
+}
+
 char *path_join(const char *dir, const char *name)
 {
     size_t n = strlen(dir);
@@ -341,6 +400,15 @@ char *csv_quote(const char *s)
     *q++ = '"';
     *q = 0;
     return o;
+}
+
+void csv_write_names(FILE *f, char **names, int n)
+{
+    for (int j = 0; j < n; j++) {
+        char *q = csv_quote(names[j]);
+        fprintf(f, ",%s", q);
+        free(q);
+    }
 }
 
 void progress_init(tool_progress *p, FILE *out)
