@@ -149,6 +149,14 @@ if [ -x "$tool" ] && ldd "$tool" | grep -qi mpi; then
         [ -e "$t/small.cfnet" ]; then
         cat "$t/small.log"; echo "test_mpi: batch 2 on 3 ranks gave status $rc"; exit 1
     fi
+    # a command that runs on one process only: one message from rank 0, no abort that loses it
+    set +e
+    mr 2 info "$t/small.cfnet" >"$t/info2.log" 2>&1
+    rc=$?
+    set -e
+    if [ $rc -eq 0 ] || [ $rc -eq 124 ] || ! grep -q "'info' does not run on several MPI ranks" "$t/info2.log"; then
+        cat "$t/info2.log"; echo "test_mpi: info on 2 ranks gave status $rc"; exit 1
+    fi
 else
     echo "test_mpi: cfnet command part skipped ($tool missing or built without mpicc)"
 fi

@@ -126,6 +126,13 @@ uint64_t cf_sample_seed(uint64_t key, int64_t step, int64_t index);
 bool cf_handle_ok(const void *h, uint32_t magic, const char *kind, const char *fn);
 /* The same as a status: CFNET_E_INVALID_ARGUMENT for a stale or foreign handle. */
 cfnet_status cf_handle_check(const void *h, uint32_t magic, const char *kind, const char *fn);
+/* The value of a public indexed accessor: element i of the handle's array `arr` of `count`
+ * entries, or NULL for a NULL handle, a stale or foreign one (reported as cf_handle_ok does) or
+ * an i outside [0, count). */
+#define CF_HANDLE_ITEM(h, magic, kind, count, arr, i)                                        \
+    (cf_handle_ok((h), (magic), (kind), __func__) && (h) && (i) >= 0 && (i) < (h)->count    \
+         ? (h)->arr[(i)]                                                                    \
+         : NULL)
 
 struct cfnet_tensor {
     uint32_t magic; /* CF_MAGIC_TENSOR */

@@ -34,6 +34,31 @@ bool cf_json_set(json_t *o, const char *key, json_t *v)
 
 bool cf_json_append(json_t *a, json_t *v) { return json_array_append_new(a, v) == 0; }
 
+json_t *cf_json_built(json_t *v, bool ok)
+{
+    if (ok) return v;
+    json_decref(v);
+    return NULL;
+}
+
+cfnet_status cf_json_parse_object(const char *text, size_t len, const char *what, json_t **out)
+{
+    json_error_t jerr;
+    json_t *v = json_loadb(text, len, JSON_REJECT_DUPLICATES, &jerr);
+    if (!v) {
+        if (json_error_code(&jerr) == json_error_out_of_memory)
+            return cf_error(CFNET_E_OUT_OF_MEMORY, CF_LOAD ": out of memory parsing the %s", what);
+        return cf_error(CFNET_E_FORMAT, CF_LOAD ": %s is not valid JSON: %s (at byte %d)", what,
+                        CF_SAFE(jerr.text), jerr.position);
+    }
+    if (!json_is_object(v)) {
+        json_decref(v);
+        return cf_error(CFNET_E_FORMAT, CF_LOAD ": %s is not a JSON object", what);
+    }
+    *out = v;
+    return CFNET_OK;
+}
+
 void cf_io_limits(const cfnet_context *ctx, uint64_t *max_header, uint64_t *max_data)
 {
     *max_header = ctx ? ctx->max_header_bytes : CF_DEFAULT_MAX_HEADER_BYTES;
@@ -128,11 +153,7 @@ static json_t *tensor_entry_json(const cf_tensor_ref *r, uint64_t begin, uint64_
     }
     json_decref(shape);
     json_decref(offs);
-    if (!ok) {
-        json_decref(o);
-        return NULL;
-    }
-    return o;
+    return cf_json_built(o, ok);
 }
 
 cfnet_status cf_container_encode(const cf_allocator *a, json_t *root, const cf_tensor_list *ls, uint64_t max_header,
@@ -332,29 +353,10 @@ cfnet_status cf_container_check_framing(const unsigned char *head, uint64_t hlen
     return CFNET_OK;
 }
 
-/* Parses the header text into a JSON object (*root, a new reference). */
-static cfnet_status parse_header(const unsigned char *text, size_t hlen, json_t **root)
-{
-    json_error_t jerr;
-    json_t *r = json_loadb((const char *)text, hlen, JSON_REJECT_DUPLICATES, &jerr);
-    if (!r) {
-        if (json_error_code(&jerr) == json_error_out_of_memory)
-            return cf_error(CFNET_E_OUT_OF_MEMORY, CF_LOAD ": out of memory parsing the header");
-        return cf_error(CFNET_E_FORMAT, CF_LOAD ": header is not valid JSON: %s (at byte %d)",
-                        CF_SAFE(jerr.text), jerr.position);
-    }
-    if (!json_is_object(r)) {
-        json_decref(r);
-        return cf_error(CFNET_E_FORMAT, CF_LOAD ": header is not a JSON object");
-    }
-    *root = r;
-    return CFNET_OK;
-}
-
 cfnet_status cf_container_check_header(const unsigned char *text, size_t hlen)
 {
     json_t *root = NULL;
-    CF_CHECK(parse_header(text, hlen, &root));
+    CF_CHECK(cf_json_parse_object((const char *)text, hlen, "header", &root));
     json_decref(root);
     return CFNET_OK;
 }
@@ -367,7 +369,7 @@ cfnet_status cf_container_decode(const cf_allocator *a, const unsigned char *buf
     CF_CHECK(cf_container_check_framing(buf, hlen, size, max_header, max_data));
     uint64_t dsize = (uint64_t)(size - 8) - hlen;
     json_t *root = NULL;
-    CF_CHECK(parse_header(buf + 8, (size_t)hlen, &root));
+    CF_CHECK(cf_json_parse_object((const char *)buf + 8, (size_t)hlen, "header", &root));
     c->root = root;
     c->data = buf + 8 + hlen;
     c->dsize = dsize;

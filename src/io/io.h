@@ -39,6 +39,11 @@ cf_safe_text cf_make_safe(const char *in);
  * NULL, so a chain of `ok = ok && ... ` builds an object without leaks. */
 bool cf_json_set(json_t *o, const char *key, json_t *v);
 bool cf_json_append(json_t *a, json_t *v);
+/* The end of such a chain: v when ok, otherwise NULL with v released. */
+json_t *cf_json_built(json_t *v, bool ok);
+/* Parses len bytes of text as a JSON object (duplicate keys refused) into *out, a new reference;
+ * `what` names the text in the loader's messages ("header", "architecture"). */
+cfnet_status cf_json_parse_object(const char *text, size_t len, const char *what, json_t **out);
 
 /* ------------------------------------------------------------------------------------------ */
 /* container.c                                                                                */

@@ -87,11 +87,7 @@ static json_t *rng_json(const cf_rng *rng)
     json_t *a = json_array();
     bool ok = a != NULL;
     for (int i = 0; ok && i < 4; i++) ok = cf_json_append(a, u64_string(rng->s[i]));
-    if (!ok) {
-        json_decref(a);
-        return NULL;
-    }
-    return a;
+    return cf_json_built(a, ok);
 }
 
 static json_t *layer_json(const cfnet_layer *l)
@@ -102,11 +98,7 @@ static json_t *layer_json(const cfnet_layer *l)
         ok = cf_json_set(o, l->ops->icfg_names[j], json_integer(l->icfg[j]));
     for (int j = 0; ok && j < CF_MAX_FCFG && l->ops->fcfg_names[j]; j++)
         ok = cf_json_set(o, l->ops->fcfg_names[j], json_real((double)l->fcfg[j]));
-    if (!ok) {
-        json_decref(o);
-        return NULL;
-    }
-    return o;
+    return cf_json_built(o, ok);
 }
 
 static json_t *options_json(const cfnet_network *net)
@@ -126,11 +118,7 @@ static json_t *options_json(const cfnet_network *net)
         }
         ok = cf_json_set(o, d->file_name, j);
     }
-    if (!ok) {
-        json_decref(o);
-        return NULL;
-    }
-    return o;
+    return cf_json_built(o, ok);
 }
 
 static json_t *training_json(const cfnet_network *net)
@@ -150,11 +138,7 @@ static json_t *training_json(const cfnet_network *net)
         lr = NULL;
     }
     json_decref(lr);
-    if (!ok) {
-        json_decref(o);
-        return NULL;
-    }
-    return o;
+    return cf_json_built(o, ok);
 }
 
 /* Serialises `v` into a new NUL-terminated buffer (cf_free) through json_dumpb, so that no
@@ -303,21 +287,8 @@ static cfnet_status read_metadata(json_t *root, json_t **arch_out)
                CF_LOAD ": format_version is \"%s\", this library reads \"" CF_FORMAT_VERSION "\"",
                CF_SAFE(ver));
     json_t *text = json_object_get(meta, "architecture");
-    json_error_t jerr;
-    json_t *arch = json_loadb(json_string_value(text), json_string_length(text),
-                              JSON_REJECT_DUPLICATES, &jerr);
-    if (!arch) {
-        if (json_error_code(&jerr) == json_error_out_of_memory)
-            return cf_error(CFNET_E_OUT_OF_MEMORY, CF_LOAD ": out of memory parsing the architecture");
-        return cf_error(CFNET_E_FORMAT, CF_LOAD ": architecture is not valid JSON: %s (at byte %d)",
-                        CF_SAFE(jerr.text), jerr.position);
-    }
-    if (!json_is_object(arch)) {
-        json_decref(arch);
-        return cf_error(CFNET_E_FORMAT, CF_LOAD ": architecture is not a JSON object");
-    }
-    *arch_out = arch;
-    return CFNET_OK;
+    return cf_json_parse_object(json_string_value(text), json_string_length(text), "architecture",
+                                arch_out);
 }
 
 /* Parses a canonical decimal uint64 ("0" or no leading zero, digits only). */

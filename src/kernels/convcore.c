@@ -544,14 +544,7 @@ static void run_split(const conv_job *base, bool backward, int64_t n, int thread
 void cf_conv_forward(const cf_conv_plan *p, int O, const float *const *Wg, const float *bias,
                      const float *x, float *y, int64_t n, void *ws, void *scratch, int threads)
 {
-    conv_job j;
-    memset(&j, 0, sizeof j);
-    j.p = p;
-    j.O = O;
-    j.Wg = Wg;
-    j.bias = bias;
-    j.x = x;
-    j.y = y;
+    conv_job j = {.p = p, .O = O, .Wg = Wg, .bias = bias, .x = x, .y = y};
     run_split(&j, false, n, threads, ws, scratch, NULL, NULL);
 }
 
@@ -559,13 +552,6 @@ void cf_conv_backward(const cf_conv_plan *p, int O, const float *const *Wg, floa
                       float *dbias, const float *x, const float *dy, float *dx, int64_t n,
                       void *ws, void *scratch, int threads)
 {
-    conv_job j;
-    memset(&j, 0, sizeof j);
-    j.p = p;
-    j.O = O;
-    j.Wg = Wg;
-    j.x = x;
-    j.dy = dy;
-    j.dx = dx;
+    conv_job j = {.p = p, .O = O, .Wg = Wg, .x = x, .dy = dy, .dx = dx};
     run_split(&j, true, n, threads, ws, scratch, dWg, dbias);
 }

@@ -57,8 +57,7 @@ static cfnet_status bn_setup(cfnet_layer *l, uint64_t seed)
     CF_CHECK(cf_layer_add_state(l, "running_mean", 1, cs, NULL));
     CF_CHECK(cf_layer_add_state(l, "running_var", 1, cs, &var));
     for (int64_t c = 0; c < cs[0]; c++) gamma->data[c] = var->data[c] = 1.0f;
-    l->out_ndim = l->in_ndim;
-    for (int i = 0; i < l->in_ndim; i++) l->out_shape[i] = l->in_shape[i];
+    cf_layer_set_out_shape(l, l->in_ndim, l->in_shape);
     return CFNET_OK;
 }
 

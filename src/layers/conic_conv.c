@@ -114,10 +114,7 @@ static cfnet_status conic_setup(cfnet_layer *l, uint64_t seed)
 
     int64_t wshape[4] = {O, C, k, k};
     CF_CHECK(cf_layer_add_weight_bias(l, 4, wshape, p->plan.CK, seed));
-    l->out_ndim = 3;
-    l->out_shape[0] = O;
-    l->out_shape[1] = OS;
-    l->out_shape[2] = OS;
+    cf_layer_set_out_shape(l, 3, (const int64_t[]){O, OS, OS});
     return CFNET_OK;
 }
 

@@ -55,11 +55,7 @@ static cfnet_status mirror_setup(cfnet_layer *l, uint64_t seed)
     if (st != CFNET_OK)
         return cf_error(st, "conic_conv_mirror: input is %s: %s", s, cfnet_last_error());
     int64_t O = l->out_shape[0], OS = l->out_shape[1];
-    l->out_ndim = 4;
-    l->out_shape[0] = O;
-    l->out_shape[1] = 2;
-    l->out_shape[2] = OS;
-    l->out_shape[3] = OS;
+    cf_layer_set_out_shape(l, 4, (const int64_t[]){O, 2, OS, OS});
     return CFNET_OK;
 }
 

@@ -26,10 +26,7 @@ static cfnet_status conv2d_setup(cfnet_layer *l, uint64_t seed)
                         cf_shape_str(s, sizeof s, l->in_ndim, l->in_shape), cfnet_last_error());
     int64_t wshape[4] = {O, C, k, k};
     CF_CHECK(cf_layer_add_weight_bias(l, 4, wshape, plan->CK, seed));
-    l->out_ndim = 3;
-    l->out_shape[0] = O;
-    l->out_shape[1] = plan->OH;
-    l->out_shape[2] = plan->OW;
+    cf_layer_set_out_shape(l, 3, (const int64_t[]){O, plan->OH, plan->OW});
     return CFNET_OK;
 }
 

@@ -23,8 +23,7 @@ static cfnet_status dense_setup(cfnet_layer *l, uint64_t seed)
     const int64_t wshape[2] = {O, D};
     CF_CHECK(cf_layer_add_weight_bias(l, 2, wshape, D, seed));
 
-    l->out_ndim = 1;
-    l->out_shape[0] = O;
+    cf_layer_set_out_shape(l, 1, (const int64_t[]){O});
     return CFNET_OK;
 }
 

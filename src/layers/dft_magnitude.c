@@ -36,6 +36,21 @@ static void dft_magnitude_destroy_priv(cfnet_layer *l)
     l->priv = NULL;
 }
 
+/* Allocates l->priv for grids of A x B with its FFT plans; the output is A x B per grid,
+ * out_shape per sample. */
+static cfnet_status dft_magnitude_init(cfnet_layer *l, int A, int B, int out_ndim,
+                                       const int64_t *out_shape)
+{
+    dft_magnitude_priv *p = cf_alloc_zero(&l->alloc, 1, sizeof *p);
+    CF_FAIL_IF(!p, CFNET_E_OUT_OF_MEMORY, "%s: out of memory", l->ops->name);
+    l->priv = p; /* freed by destroy_priv if anything below fails */
+    p->A = A;
+    p->B = B;
+    CF_CHECK(cf_fft2d_init_many(&l->alloc, &p->fft, A, B, CF_DFTM_BATCH, l->ops->name));
+    cf_layer_set_out_shape(l, out_ndim, out_shape);
+    return CFNET_OK;
+}
+
 static cfnet_status dft_magnitude_setup(cfnet_layer *l, uint64_t seed)
 {
     (void)seed;
@@ -55,19 +70,7 @@ static cfnet_status dft_magnitude_setup(cfnet_layer *l, uint64_t seed)
     CF_FAIL_IF(l->in_size > INT_MAX, CFNET_E_LIMIT,
                "dft_magnitude: input is %s, the DFT grid is limited to %d points",
                cf_shape_str(buf, sizeof buf, l->in_ndim, l->in_shape), INT_MAX);
-
-    dft_magnitude_priv *p = cf_alloc_zero(&l->alloc, 1, sizeof *p);
-    CF_FAIL_IF(!p, CFNET_E_OUT_OF_MEMORY, "dft_magnitude: out of memory");
-    l->priv = p; /* freed by destroy_priv if anything below fails */
-    p->A = (int)A;
-    p->B = (int)B;
-    CF_CHECK(cf_fft2d_init_many(&l->alloc, &p->fft, p->A, p->B, CF_DFTM_BATCH,
-                                "dft_magnitude"));
-
-    l->out_ndim = 2;
-    l->out_shape[0] = A;
-    l->out_shape[1] = B;
-    return CFNET_OK;
+    return dft_magnitude_init(l, (int)A, (int)B, 2, (const int64_t[]){A, B});
 }
 
 /* Both kinds transform grids of A x B consecutive values: one per sample (dft_magnitude,
@@ -120,7 +123,6 @@ static cfnet_status dft_magnitude_backward(cfnet_layer *l, const float *x, const
 {
     (void)x;
     (void)y;
-    if (!dx) return CFNET_OK;
     const dft_magnitude_priv *p = l->priv;
     const int64_t g = (int64_t)p->A * p->B;
     fftwf_complex *X, *Y, *T;
@@ -142,13 +144,15 @@ static cfnet_status dft_magnitude_backward(cfnet_layer *l, const float *x, const
     return CFNET_OK;
 }
 
+/* The operations both kinds share: they differ in setup only. */
+#define DFT_MAGNITUDE_OPS                                                                         \
+    .workspace = dft_magnitude_workspace, .forward = dft_magnitude_forward,                       \
+    .backward = dft_magnitude_backward, .destroy_priv = dft_magnitude_destroy_priv
+
 const cf_layer_ops cf_dft_magnitude_ops = {
     .name = "dft_magnitude",
     .setup = dft_magnitude_setup,
-    .workspace = dft_magnitude_workspace,
-    .forward = dft_magnitude_forward,
-    .backward = dft_magnitude_backward,
-    .destroy_priv = dft_magnitude_destroy_priv,
+    DFT_MAGNITUDE_OPS,
 };
 
 CFNET_API cfnet_status cfnet_layer_dft_magnitude_create(cfnet_layer **out)
@@ -172,26 +176,13 @@ static cfnet_status p4m_dft_magnitude_setup(cfnet_layer *l, uint64_t seed)
     CF_FAIL_IF(!ok, CFNET_E_SHAPE_MISMATCH,
                "p4m_dft_magnitude: input is %s, expected C x 8 or C x 8 x 1 x 1 (a p4m map)",
                cf_shape_str(buf, sizeof buf, l->in_ndim, l->in_shape));
-    dft_magnitude_priv *p = cf_alloc_zero(&l->alloc, 1, sizeof *p);
-    CF_FAIL_IF(!p, CFNET_E_OUT_OF_MEMORY, "p4m_dft_magnitude: out of memory");
-    l->priv = p; /* freed by destroy_priv if anything below fails */
-    p->A = 2;
-    p->B = 4;
-    CF_CHECK(cf_fft2d_init_many(&l->alloc, &p->fft, p->A, p->B, CF_DFTM_BATCH,
-                                "p4m_dft_magnitude"));
-    l->out_ndim = 2;
-    l->out_shape[0] = l->in_shape[0];
-    l->out_shape[1] = 8;
-    return CFNET_OK;
+    return dft_magnitude_init(l, 2, 4, 2, (const int64_t[]){l->in_shape[0], 8});
 }
 
 const cf_layer_ops cf_p4m_dft_magnitude_ops = {
     .name = "p4m_dft_magnitude",
     .setup = p4m_dft_magnitude_setup,
-    .workspace = dft_magnitude_workspace,
-    .forward = dft_magnitude_forward,
-    .backward = dft_magnitude_backward,
-    .destroy_priv = dft_magnitude_destroy_priv,
+    DFT_MAGNITUDE_OPS,
 };
 
 CFNET_API cfnet_status cfnet_layer_p4m_dft_magnitude_create(cfnet_layer **out)

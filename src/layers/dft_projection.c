@@ -131,9 +131,7 @@ static cfnet_status dft_projection_setup(cfnet_layer *l, uint64_t seed)
     cf_rng_seed(&rng, seed);
     cf_init_he(w, l->in_size, &rng); /* fan-in K M M, or K 4 M M */
 
-    l->out_ndim = 2;
-    l->out_shape[0] = N;
-    l->out_shape[1] = nrot;
+    cf_layer_set_out_shape(l, 2, (const int64_t[]){N, nrot});
     return CFNET_OK;
 }
 

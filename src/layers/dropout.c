@@ -28,8 +28,7 @@ static float keep_scale(const cfnet_layer *l) { return 1.0f / (1.0f - l->fcfg[0]
 
 static cfnet_status dropout_setup(cfnet_layer *l, uint64_t seed)
 {
-    l->out_ndim = l->in_ndim;
-    for (int i = 0; i < l->in_ndim; i++) l->out_shape[i] = l->in_shape[i];
+    cf_layer_set_out_shape(l, l->in_ndim, l->in_shape);
     cf_rng *rng = cf_alloc(&l->alloc, sizeof *rng);
     CF_FAIL_IF(!rng, CFNET_E_OUT_OF_MEMORY, "dropout: out of memory");
     cf_rng_seed(rng, seed);
@@ -75,7 +74,6 @@ static cfnet_status dropout_backward(cfnet_layer *l, const float *x, const float
 {
     (void)x;
     (void)y;
-    if (!dx) return CFNET_OK;
     const int64_t total = n * l->in_size;
     if (!((const dropout_ws *)ws)->training) {
         memcpy(dx, dy, (size_t)total * sizeof *dx);

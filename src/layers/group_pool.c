@@ -17,10 +17,8 @@ static cfnet_status group_pool_setup(cfnet_layer *l, uint64_t seed)
                "group_pool: input is %s, needs C x 4 x H x W (p4), C x 8 x H x W (p4m) or "
                "C x 2 x H x W (conic_conv_mirror)",
                cf_shape_str(sb, sizeof sb, l->in_ndim, l->in_shape));
-    l->out_ndim = 3;
-    l->out_shape[0] = l->in_shape[0];
-    l->out_shape[1] = l->in_shape[2];
-    l->out_shape[2] = l->in_shape[3];
+    cf_layer_set_out_shape(l, 3,
+                           (const int64_t[]){l->in_shape[0], l->in_shape[2], l->in_shape[3]});
     return CFNET_OK;
 }
 
@@ -58,7 +56,6 @@ static cfnet_status group_pool_backward(cfnet_layer *l, const float *x, const fl
 {
     (void)y;
     (void)ws;
-    if (!dx) return CFNET_OK;
     const int64_t P = l->out_size / l->in_shape[0];
     const int64_t maps = n * l->in_shape[0];
     const int G = (int)l->in_shape[1];

@@ -19,29 +19,18 @@ static cfnet_status p4_check(const char *name, const int *ic, int order)
                               (cfnet_padding)ic[CF_P4_CFG_PAD]);
 }
 
-cfnet_status cf_p4_check_lift(int *icfg, float *fcfg)
-{
-    (void)fcfg;
-    return p4_check("p4_lift", icfg, 4);
-}
+/* The ops->check of the kind `name` for a group of `order` elements. */
+#define P4_CHECK(fn, name, order)                                                              \
+    cfnet_status fn(int *icfg, float *fcfg)                                                    \
+    {                                                                                          \
+        (void)fcfg;                                                                            \
+        return p4_check(name, icfg, order);                                                    \
+    }
 
-cfnet_status cf_p4_check_conv(int *icfg, float *fcfg)
-{
-    (void)fcfg;
-    return p4_check("p4_conv", icfg, 4);
-}
-
-cfnet_status cf_p4m_check_lift(int *icfg, float *fcfg)
-{
-    (void)fcfg;
-    return p4_check("p4m_lift", icfg, 8);
-}
-
-cfnet_status cf_p4m_check_conv(int *icfg, float *fcfg)
-{
-    (void)fcfg;
-    return p4_check("p4m_conv", icfg, 8);
-}
+P4_CHECK(cf_p4_check_lift, "p4_lift", 4)
+P4_CHECK(cf_p4_check_conv, "p4_conv", 4)
+P4_CHECK(cf_p4m_check_lift, "p4m_lift", 8)
+P4_CHECK(cf_p4m_check_conv, "p4m_conv", 8)
 
 void cf_p4_destroy(cfnet_layer *l)
 {
@@ -101,11 +90,7 @@ cfnet_status cf_p4_setup(cfnet_layer *l, uint64_t seed, int order, int G)
     if (G == 1) wshape[2] = k; /* O x C x k x k */
     /* fan-in C * G * k * k */
     CF_CHECK(cf_layer_add_weight_bias(l, G == 1 ? 4 : 5, wshape, p->plan.CK, seed));
-    l->out_ndim = 4;
-    l->out_shape[0] = O;
-    l->out_shape[1] = order;
-    l->out_shape[2] = OS;
-    l->out_shape[3] = OS;
+    cf_layer_set_out_shape(l, 4, (const int64_t[]){O, order, OS, OS});
     return CFNET_OK;
 }
 

@@ -10,10 +10,13 @@
 enum { ICFG_MODE, ICFG_WINDOW, ICFG_STRIDE };
 
 typedef struct pool_geom {
-    int64_t planes;  /* per sample */
-    int64_t H, W;    /* input plane */
-    int64_t Ho, Wo;  /* output plane */
-    int64_t k, s;    /* effective window and stride */
+    int64_t planes;              /* per sample */
+    int64_t H, W;                /* input plane */
+    int64_t Ho, Wo;              /* output plane */
+    int64_t k, s;                /* effective window and stride */
+    int64_t in_plane, out_plane; /* H * W, Ho * Wo */
+    bool is_max;                 /* max pooling, else mean */
+    float inv;                   /* 1 / k^2, the weight of the mean */
 } pool_geom;
 
 static pool_geom geom_of(const cfnet_layer *l)
@@ -32,6 +35,10 @@ static pool_geom geom_of(const cfnet_layer *l)
     }
     g.Ho = l->out_shape[nd - 2];
     g.Wo = l->out_shape[nd - 1];
+    g.in_plane = g.H * g.W;
+    g.out_plane = g.Ho * g.Wo;
+    g.is_max = l->icfg[ICFG_MODE] == CFNET_POOL_MAX;
+    g.inv = 1.0f / (float)(g.k * g.k);
     return g;
 }
 
@@ -85,16 +92,14 @@ static cfnet_status pool_forward(cfnet_layer *l, const float *x, float *y, int64
     (void)training;
     (void)ws;
     const pool_geom g = geom_of(l);
-    const int64_t P = n * g.planes, in_plane = g.H * g.W, out_plane = g.Ho * g.Wo;
-    const bool is_max = l->icfg[ICFG_MODE] == CFNET_POOL_MAX;
-    const float inv = 1.0f / (float)(g.k * g.k);
+    const int64_t P = n * g.planes;
     for (int64_t p = 0; p < P; p++) {
-        const float *xp = x + p * in_plane;
-        float *yp = y + p * out_plane;
+        const float *xp = x + p * g.in_plane;
+        float *yp = y + p * g.out_plane;
         for (int64_t i = 0; i < g.Ho; i++) {
             for (int64_t j = 0; j < g.Wo; j++) {
                 const int64_t at = i * g.s * g.W + j * g.s;
-                if (is_max) {
+                if (g.is_max) {
                     yp[i * g.Wo + j] = xp[window_argmax(xp, at, g.W, g.k)];
                 } else {
                     float sum = 0.0f;
@@ -102,7 +107,7 @@ static cfnet_status pool_forward(cfnet_layer *l, const float *x, float *y, int64
                         const float *row = xp + at + a * g.W;
                         for (int64_t b = 0; b < g.k; b++) sum += row[b];
                     }
-                    yp[i * g.Wo + j] = sum * inv;
+                    yp[i * g.Wo + j] = sum * g.inv;
                 }
             }
         }
@@ -117,23 +122,20 @@ static cfnet_status pool_backward(cfnet_layer *l, const float *x, const float *y
 {
     (void)y;
     (void)ws;
-    if (!dx) return CFNET_OK;
     const pool_geom g = geom_of(l);
-    const int64_t P = n * g.planes, in_plane = g.H * g.W, out_plane = g.Ho * g.Wo;
-    const bool is_max = l->icfg[ICFG_MODE] == CFNET_POOL_MAX;
-    const float inv = 1.0f / (float)(g.k * g.k);
-    memset(dx, 0, (size_t)(P * in_plane) * sizeof *dx);
+    const int64_t P = n * g.planes;
+    memset(dx, 0, (size_t)(P * g.in_plane) * sizeof *dx);
     for (int64_t p = 0; p < P; p++) {
-        const float *xp = x + p * in_plane, *dyp = dy + p * out_plane;
-        float *dxp = dx + p * in_plane;
+        const float *xp = x + p * g.in_plane, *dyp = dy + p * g.out_plane;
+        float *dxp = dx + p * g.in_plane;
         for (int64_t i = 0; i < g.Ho; i++) {
             for (int64_t j = 0; j < g.Wo; j++) {
                 const int64_t at = i * g.s * g.W + j * g.s;
                 const float d = dyp[i * g.Wo + j];
-                if (is_max) {
+                if (g.is_max) {
                     dxp[window_argmax(xp, at, g.W, g.k)] += d;
                 } else {
-                    const float dm = d * inv;
+                    const float dm = d * g.inv;
                     for (int64_t a = 0; a < g.k; a++) {
                         float *row = dxp + at + a * g.W;
                         for (int64_t b = 0; b < g.k; b++) row[b] += dm;

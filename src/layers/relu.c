@@ -8,14 +8,6 @@
  * sign is close to random, and a branch per element mispredicts half the time), bit-exact with
  * `x > 0 ? x : +0.0f`. */
 
-static cfnet_status relu_setup(cfnet_layer *l, uint64_t seed)
-{
-    (void)seed;
-    l->out_ndim = l->in_ndim;
-    for (int i = 0; i < l->in_ndim; i++) l->out_shape[i] = l->in_shape[i];
-    return CFNET_OK;
-}
-
 static cfnet_status relu_forward(cfnet_layer *l, const float *x, float *y, int64_t n,
                                  bool training, void *ws)
 {
@@ -32,7 +24,6 @@ static cfnet_status relu_backward(cfnet_layer *l, const float *x, const float *y
 {
     (void)x;
     (void)ws;
-    if (!dx) return CFNET_OK;
     int64_t total = n * l->in_size;
     cf_simd()->relu_backward(y, dy, dx, total);
     return CFNET_OK;
@@ -40,7 +31,7 @@ static cfnet_status relu_backward(cfnet_layer *l, const float *x, const float *y
 
 const cf_layer_ops cf_relu_ops = {
     .name = "relu",
-    .setup = relu_setup,
+    .setup = cf_layer_setup_same_shape,
     .forward = relu_forward,
     .backward = relu_backward,
 };

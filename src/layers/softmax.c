@@ -4,14 +4,6 @@
 
 #include <math.h>
 
-static cfnet_status softmax_setup(cfnet_layer *l, uint64_t seed)
-{
-    (void)seed;
-    l->out_ndim = l->in_ndim;
-    for (int i = 0; i < l->in_ndim; i++) l->out_shape[i] = l->in_shape[i];
-    return CFNET_OK;
-}
-
 static cfnet_status softmax_forward(cfnet_layer *l, const float *x, float *y, int64_t n,
                                     bool training, void *ws)
 {
@@ -28,7 +20,6 @@ static cfnet_status softmax_backward(cfnet_layer *l, const float *x, const float
 {
     (void)x;
     (void)ws;
-    if (!dx) return CFNET_OK;
     const int64_t K = l->in_size;
     for (int64_t b = 0; b < n; b++) {
         const float *yb = y + b * K, *dyb = dy + b * K;
@@ -45,7 +36,7 @@ const cf_layer_ops cf_softmax_ops = {
     .name = "softmax",
     .icfg_names = {NULL},
     .fcfg_names = {NULL},
-    .setup = softmax_setup,
+    .setup = cf_layer_setup_same_shape,
     .forward = softmax_forward,
     .backward = softmax_backward,
 };

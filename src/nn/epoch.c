@@ -57,11 +57,7 @@ CFNET_API cfnet_status cfnet_network_train_epoch(cfnet_network *net, const cfnet
                                                  cfnet_progress_fn progress, void *user,
                                                  double *mean_loss, double *accuracy)
 {
-    CF_CHECK(cf_handle_check(net, CF_MAGIC_NETWORK, "network", __func__));
-    CF_NET_GUARD(net, true, "network_train_epoch");
-    CF_CHECK(cf_handle_check(images, CF_MAGIC_TENSOR, "tensor", __func__));
-    CF_FAIL_IF(!net, CFNET_E_INVALID_ARGUMENT, WHAT ": network is NULL");
-    CF_NET_SCOPE(net);
+    CF_NET_ENTER(net, true, WHAT, images, NULL);
     int64_t k = 0;
     CF_CHECK(check_epoch(net, images, labels, batch, order, count, &k));
     if (!order) count = images->shape[0];

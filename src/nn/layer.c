@@ -107,6 +107,19 @@ cfnet_status cf_layer_add_weight_bias(cfnet_layer *l, int wdim, const int64_t *w
     return CFNET_OK;
 }
 
+void cf_layer_set_out_shape(cfnet_layer *l, int ndim, const int64_t *shape)
+{
+    l->out_ndim = ndim;
+    for (int i = 0; i < ndim; i++) l->out_shape[i] = shape[i];
+}
+
+cfnet_status cf_layer_setup_same_shape(cfnet_layer *l, uint64_t seed)
+{
+    (void)seed;
+    cf_layer_set_out_shape(l, l->in_ndim, l->in_shape);
+    return CFNET_OK;
+}
+
 CFNET_API void cfnet_layer_free(cfnet_layer *layer)
 {
     if (!cf_handle_ok(layer, CF_MAGIC_LAYER, "layer", __func__)) return;
@@ -225,6 +238,7 @@ cfnet_status cf_layer_forward_raw(cfnet_layer *l, const float *x, float *y, int6
 cfnet_status cf_layer_backward_raw(cfnet_layer *l, const float *x, const float *y,
                                    const float *dy, float *dx, int64_t n, void *ws)
 {
+    if (!dx && l->nparam == 0) return CFNET_OK; /* no gradient wanted: nothing to compute */
     return l->ops->backward(l, x, y, dy, dx, n, ws);
 }
 
@@ -272,8 +286,8 @@ CFNET_API cfnet_status cfnet_layer_backward(cfnet_layer *layer, const cfnet_tens
     CF_FAIL_IF(n != layer->last_n, CFNET_E_STATE,
                "%s: backward batch is %lld, the preceding forward had %lld", layer->ops->name,
                (long long)n, (long long)layer->last_n);
-    return layer->ops->backward(layer, x->data, y->data, dy->data, dx ? dx->data : NULL, n,
-                                layer->ws);
+    return cf_layer_backward_raw(layer, x->data, y->data, dy->data, dx ? dx->data : NULL, n,
+                                 layer->ws);
 }
 
 CFNET_API int cfnet_layer_param_count(const cfnet_layer *layer)
@@ -284,20 +298,17 @@ CFNET_API int cfnet_layer_param_count(const cfnet_layer *layer)
 
 CFNET_API cfnet_tensor *cfnet_layer_param(const cfnet_layer *layer, int i)
 {
-    if (!cf_handle_ok(layer, CF_MAGIC_LAYER, "layer", __func__)) layer = NULL;
-    return layer && i >= 0 && i < layer->nparam ? layer->param[i] : NULL;
+    return CF_HANDLE_ITEM(layer, CF_MAGIC_LAYER, "layer", nparam, param, i);
 }
 
 CFNET_API cfnet_tensor *cfnet_layer_grad(const cfnet_layer *layer, int i)
 {
-    if (!cf_handle_ok(layer, CF_MAGIC_LAYER, "layer", __func__)) layer = NULL;
-    return layer && i >= 0 && i < layer->nparam ? layer->grad[i] : NULL;
+    return CF_HANDLE_ITEM(layer, CF_MAGIC_LAYER, "layer", nparam, grad, i);
 }
 
 CFNET_API const char *cfnet_layer_param_name(const cfnet_layer *layer, int i)
 {
-    if (!cf_handle_ok(layer, CF_MAGIC_LAYER, "layer", __func__)) layer = NULL;
-    return layer && i >= 0 && i < layer->nparam ? layer->param_name[i] : NULL;
+    return CF_HANDLE_ITEM(layer, CF_MAGIC_LAYER, "layer", nparam, param_name, i);
 }
 
 CFNET_API int cfnet_layer_state_count(const cfnet_layer *layer)
@@ -308,14 +319,12 @@ CFNET_API int cfnet_layer_state_count(const cfnet_layer *layer)
 
 CFNET_API cfnet_tensor *cfnet_layer_state(const cfnet_layer *layer, int i)
 {
-    if (!cf_handle_ok(layer, CF_MAGIC_LAYER, "layer", __func__)) layer = NULL;
-    return layer && i >= 0 && i < layer->nstate ? layer->state[i] : NULL;
+    return CF_HANDLE_ITEM(layer, CF_MAGIC_LAYER, "layer", nstate, state, i);
 }
 
 CFNET_API const char *cfnet_layer_state_name(const cfnet_layer *layer, int i)
 {
-    if (!cf_handle_ok(layer, CF_MAGIC_LAYER, "layer", __func__)) layer = NULL;
-    return layer && i >= 0 && i < layer->nstate ? layer->state_name[i] : NULL;
+    return CF_HANDLE_ITEM(layer, CF_MAGIC_LAYER, "layer", nstate, state_name, i);
 }
 
 CFNET_API cfnet_status cfnet_layer_zero_grad(cfnet_layer *layer)

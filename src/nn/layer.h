@@ -55,7 +55,8 @@ typedef struct cf_layer_ops {
     cfnet_status (*forward)(cfnet_layer *l, const float *x, float *y, int64_t n, bool training,
                             void *ws);
     /* dx = J^T dy (dx may be NULL), parameter gradients += . Receives the x, y and workspace of
-     * the preceding forward. */
+     * the preceding forward. Not called for a layer without parameters when dx is NULL (there
+     * is nothing to compute; cf_layer_backward_raw skips it). */
     cfnet_status (*backward)(cfnet_layer *l, const float *x, const float *y, const float *dy,
                              float *dx, int64_t n, void *ws);
     /* Frees l->priv (parameters are freed by the generic code). May be NULL. */
@@ -116,6 +117,11 @@ void cf_init_he(cfnet_tensor *t, int64_t fan_in, cf_rng *rng);
  * from `seed` with fan-in `fan_in`, and a zero "bias" of wshape[0] entries. */
 cfnet_status cf_layer_add_weight_bias(cfnet_layer *l, int wdim, const int64_t *wshape,
                                       int64_t fan_in, uint64_t seed);
+/* Sets the per-sample output shape during setup: ndim dimensions shape[0..ndim-1]. */
+void cf_layer_set_out_shape(cfnet_layer *l, int ndim, const int64_t *shape);
+/* The setup of a kind without parameters whose output has the shape of its input (relu,
+ * softmax). */
+cfnet_status cf_layer_setup_same_shape(cfnet_layer *l, uint64_t seed);
 
 /* Runs a whole forward / backward for a batch with a caller-supplied workspace, checking
  * nothing but the layer's setup state (the network and the public API validate tensors). */

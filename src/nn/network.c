@@ -197,8 +197,7 @@ CFNET_API int cfnet_network_layer_count(const cfnet_network *net)
 
 CFNET_API cfnet_layer *cfnet_network_layer(const cfnet_network *net, int i)
 {
-    if (!cf_handle_ok(net, CF_MAGIC_NETWORK, "network", __func__)) net = NULL;
-    return net && i >= 0 && i < net->nlayers ? net->layers[i] : NULL;
+    return CF_HANDLE_ITEM(net, CF_MAGIC_NETWORK, "network", nlayers, layers, i);
 }
 
 CFNET_API cfnet_status cfnet_network_input_shape(const cfnet_network *net, int *ndim,
@@ -460,12 +459,7 @@ cfnet_status cf_network_infer_into(const cfnet_network *net, int upto, const flo
 CFNET_API cfnet_status cfnet_network_infer(const cfnet_network *net, const cfnet_tensor *x,
                                            cfnet_tensor *out)
 {
-    CF_CHECK(cf_handle_check(net, CF_MAGIC_NETWORK, "network", __func__));
-    CF_NET_GUARD(net, false, "network_infer");
-    CF_CHECK(cf_handle_check(x, CF_MAGIC_TENSOR, "tensor", __func__));
-    CF_CHECK(cf_handle_check(out, CF_MAGIC_TENSOR, "tensor", __func__));
-    CF_FAIL_IF(!net, CFNET_E_INVALID_ARGUMENT, "network_infer: network is NULL");
-    CF_NET_SCOPE(net);
+    CF_NET_ENTER(net, false, "network_infer", x, out);
     int64_t n;
     CF_CHECK(check_input(net, "network_infer", x, &n));
     CF_CHECK(check_output(net, "network_infer", out, n));
@@ -480,12 +474,7 @@ static bool last_is_softmax(const cfnet_network *net)
 CFNET_API cfnet_status cfnet_network_probabilities(const cfnet_network *net,
                                                    const cfnet_tensor *x, cfnet_tensor *probs)
 {
-    CF_CHECK(cf_handle_check(net, CF_MAGIC_NETWORK, "network", __func__));
-    CF_NET_GUARD(net, false, "network_probabilities");
-    CF_CHECK(cf_handle_check(x, CF_MAGIC_TENSOR, "tensor", __func__));
-    CF_CHECK(cf_handle_check(probs, CF_MAGIC_TENSOR, "tensor", __func__));
-    CF_FAIL_IF(!net, CFNET_E_INVALID_ARGUMENT, "network_probabilities: network is NULL");
-    CF_NET_SCOPE(net);
+    CF_NET_ENTER(net, false, "network_probabilities", x, probs);
     int64_t n;
     CF_CHECK(check_input(net, "network_probabilities", x, &n));
     int64_t k = out_size(net);
@@ -620,12 +609,7 @@ cfnet_status cf_network_train_backward(cfnet_network *net, int upto, float *d, i
 CFNET_API cfnet_status cfnet_network_forward(cfnet_network *net, const cfnet_tensor *x,
                                              cfnet_tensor *out, cfnet_mode mode)
 {
-    CF_CHECK(cf_handle_check(net, CF_MAGIC_NETWORK, "network", __func__));
-    CF_NET_GUARD(net, true, "network_forward");
-    CF_CHECK(cf_handle_check(x, CF_MAGIC_TENSOR, "tensor", __func__));
-    CF_CHECK(cf_handle_check(out, CF_MAGIC_TENSOR, "tensor", __func__));
-    CF_FAIL_IF(!net, CFNET_E_INVALID_ARGUMENT, "network_forward: network is NULL");
-    CF_NET_SCOPE(net);
+    CF_NET_ENTER(net, true, "network_forward", x, out);
     CF_FAIL_IF(mode != CFNET_MODE_INFERENCE && mode != CFNET_MODE_TRAINING,
                CFNET_E_INVALID_ARGUMENT, "network_forward: unknown mode %d", (int)mode);
     int64_t n;
@@ -644,11 +628,7 @@ CFNET_API cfnet_status cfnet_network_forward(cfnet_network *net, const cfnet_ten
 
 CFNET_API cfnet_status cfnet_network_backward(cfnet_network *net, const cfnet_tensor *d_out)
 {
-    CF_CHECK(cf_handle_check(net, CF_MAGIC_NETWORK, "network", __func__));
-    CF_NET_GUARD(net, true, "network_backward");
-    CF_CHECK(cf_handle_check(d_out, CF_MAGIC_TENSOR, "tensor", __func__));
-    CF_FAIL_IF(!net, CFNET_E_INVALID_ARGUMENT, "network_backward: network is NULL");
-    CF_NET_SCOPE(net);
+    CF_NET_ENTER(net, true, "network_backward", d_out, NULL);
     CF_FAIL_IF(net->fwd_n == 0, CFNET_E_STATE,
                "network_backward: needs a preceding training-mode forward");
     CF_CHECK(check_output(net, "network_backward", d_out, net->fwd_n));

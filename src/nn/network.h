@@ -143,6 +143,18 @@ void cf_net_guard_leave(cf_net_guard *g);
  * Allocation needs no scope: it names net->alloc. */
 #define CF_NET_SCOPE(net) CF_POOL_SCOPE((net)->pool)
 
+/* The opening of an entry point that runs the network on tensors, in this order: the network
+ * handle, CF_NET_GUARD(net, write, what), the handles of the tensors t1 and t2 (NULL where there
+ * is one tensor), a NULL network, and CF_NET_SCOPE(net). Returns from the function on failure;
+ * the claim and the scope last until the end of the enclosing block. */
+#define CF_NET_ENTER(net, write, what, t1, t2)                                                \
+    CF_CHECK(cf_handle_check((net), CF_MAGIC_NETWORK, "network", __func__));                  \
+    CF_NET_GUARD(net, write, what);                                                           \
+    CF_CHECK(cf_handle_check((t1), CF_MAGIC_TENSOR, "tensor", __func__));                     \
+    CF_CHECK(cf_handle_check((t2), CF_MAGIC_TENSOR, "tensor", __func__));                     \
+    CF_FAIL_IF(!(net), CFNET_E_INVALID_ARGUMENT, "%s: network is NULL", (what));              \
+    CF_NET_SCOPE(net)
+
 /* Seed of layer i, derived from the network seed (so it does not depend on call order). */
 uint64_t cf_network_layer_seed(const cfnet_network *net, int index);
 

@@ -20,67 +20,45 @@ _Static_assert(CFNET_AUG_ROTATION_NONE == 0 && CFNET_AUG_ROTATION_QUARTER == 1 &
                    CFNET_AUG_ROTATION_ANY == 2,
                "rotation_names follows the CFNET_AUG_ROTATION_ values");
 
-#define FIELD(f, t) .offset = offsetof(cf_options, f), .field = t
 #define OPT_D 'd' /* double field */
 #define OPT_I 'i' /* int field */
 #define OPT_L 'l' /* int64_t field */
 
+/* A row of the table: OPT names the option (key CFNET_OPTION_<K>, public name, model-file name,
+ * name in messages), REAL / INT / NAMED its field in cf_options, bounds [lo, hi] and default
+ * (min_open / max_open added where a bound is exclusive). */
+#define OPT(K, nm, file, wh) .key = CFNET_OPTION_##K, .name = nm, .file_name = file, .what = wh
+#define FIELD(f, t) .offset = offsetof(cf_options, f), .field = t
+#define REAL(f, lo, hi, d) .type = CF_OPTION_REAL, .min = lo, .max = hi, .def = d, FIELD(f, OPT_D)
+#define INT(f, t, lo, hi, d) .type = CF_OPTION_INT, .min = lo, .max = hi, .def = d, FIELD(f, t)
+#define NAMED(f, names, hi, d)                                                                   \
+    .type = CF_OPTION_NAMED, .min = 0, .max = hi, .def = d, FIELD(f, OPT_I), .value_names = names
+
 /* In key order (the index is key - 1): the optimiser comes first, so that a loader setting the
  * options in table order resets the optimiser state before anything else. */
 static const cf_option_def table[] = {
-    {.key = CFNET_OPTION_OPTIMIZER, .name = "optimizer", .file_name = "optimizer",
-     .what = "optimizer",
-     .type = CF_OPTION_NAMED, .min = 0, .max = 1, .def = CFNET_OPTIMIZER_ADAM,
-     FIELD(optimizer, OPT_I), .value_names = optimizer_names},
-    {.key = CFNET_OPTION_LEARNING_RATE, .name = "learning_rate", .file_name = "lr",
-     .what = "learning rate",
-     .type = CF_OPTION_REAL, .min = 0, .max = DBL_MAX, .def = 1e-3,
-     FIELD(lr, OPT_D)},
-    {.key = CFNET_OPTION_BETA1, .name = "beta1", .file_name = "beta1",
-     .what = "beta1",
-     .type = CF_OPTION_REAL, .min = 0, .max = 1, .max_open = true, .def = 0.9,
-     FIELD(beta1, OPT_D)},
-    {.key = CFNET_OPTION_BETA2, .name = "beta2", .file_name = "beta2",
-     .what = "beta2",
-     .type = CF_OPTION_REAL, .min = 0, .max = 1, .max_open = true, .def = 0.999,
-     FIELD(beta2, OPT_D)},
-    {.key = CFNET_OPTION_EPSILON, .name = "epsilon", .file_name = "epsilon",
-     .what = "epsilon",
-     .type = CF_OPTION_REAL, .min = 0, .max = DBL_MAX, .min_open = true, .def = 1e-8,
-     FIELD(eps, OPT_D)},
-    {.key = CFNET_OPTION_MOMENTUM, .name = "momentum", .file_name = "momentum",
-     .what = "momentum",
-     .type = CF_OPTION_REAL, .min = 0, .max = 1, .max_open = true, .def = 0.9,
-     FIELD(momentum, OPT_D)},
-    {.key = CFNET_OPTION_WEIGHT_DECAY, .name = "weight_decay", .file_name = "weight_decay",
-     .what = "weight decay",
-     .type = CF_OPTION_REAL, .min = 0, .max = DBL_MAX, .def = 0,
-     FIELD(weight_decay, OPT_D)},
-    {.key = CFNET_OPTION_LR_DECAY_RATE, .name = "lr_decay_rate", .file_name = "decay_rate",
-     .what = "decay rate",
-     .type = CF_OPTION_REAL, .min = 0, .max = 1, .min_open = true, .def = 1,
-     FIELD(decay_rate, OPT_D)},
-    {.key = CFNET_OPTION_LR_DECAY_STEPS, .name = "lr_decay_steps", .file_name = "decay_steps",
-     .what = "decay steps",
-     .type = CF_OPTION_INT, .min = 1, .max = 1e15, .def = 1000,
-     FIELD(decay_steps, OPT_L)},
-    {.key = CFNET_OPTION_THREADS, .name = "threads", .file_name = "threads",
-     .what = "threads",
-     .type = CF_OPTION_INT, .min = 1, .max = CFNET_MAX_THREADS, .def = 1,
-     FIELD(threads, OPT_I)},
-    {.key = CFNET_OPTION_AUG_ROTATION, .name = "aug_rotation", .file_name = "aug_rotation",
-     .what = "rotation augmentation",
-     .type = CF_OPTION_NAMED, .min = 0, .max = 2, .def = CFNET_AUG_ROTATION_NONE,
-     FIELD(aug_rotation, OPT_I), .value_names = rotation_names},
+    {OPT(OPTIMIZER, "optimizer", "optimizer", "optimizer"),
+     NAMED(optimizer, optimizer_names, 1, CFNET_OPTIMIZER_ADAM)},
+    {OPT(LEARNING_RATE, "learning_rate", "lr", "learning rate"), REAL(lr, 0, DBL_MAX, 1e-3)},
+    {OPT(BETA1, "beta1", "beta1", "beta1"), REAL(beta1, 0, 1, 0.9), .max_open = true},
+    {OPT(BETA2, "beta2", "beta2", "beta2"), REAL(beta2, 0, 1, 0.999), .max_open = true},
+    {OPT(EPSILON, "epsilon", "epsilon", "epsilon"), REAL(eps, 0, DBL_MAX, 1e-8),
+     .min_open = true},
+    {OPT(MOMENTUM, "momentum", "momentum", "momentum"), REAL(momentum, 0, 1, 0.9),
+     .max_open = true},
+    {OPT(WEIGHT_DECAY, "weight_decay", "weight_decay", "weight decay"),
+     REAL(weight_decay, 0, DBL_MAX, 0)},
+    {OPT(LR_DECAY_RATE, "lr_decay_rate", "decay_rate", "decay rate"),
+     REAL(decay_rate, 0, 1, 1), .min_open = true},
+    {OPT(LR_DECAY_STEPS, "lr_decay_steps", "decay_steps", "decay steps"),
+     INT(decay_steps, OPT_L, 1, 1e15, 1000)},
+    {OPT(THREADS, "threads", "threads", "threads"), INT(threads, OPT_I, 1, CFNET_MAX_THREADS, 1)},
+    {OPT(AUG_ROTATION, "aug_rotation", "aug_rotation", "rotation augmentation"),
+     NAMED(aug_rotation, rotation_names, 2, CFNET_AUG_ROTATION_NONE)},
     /* also less than the input's height and width (checked against the network) */
-    {.key = CFNET_OPTION_AUG_JITTER, .name = "aug_jitter", .file_name = "aug_jitter",
-     .what = "jitter",
-     .type = CF_OPTION_INT, .min = 0, .max = INT_MAX - 1, .def = 0,
-     FIELD(aug_jitter, OPT_I)},
-    {.key = CFNET_OPTION_AUG_FLIP, .name = "aug_flip", .file_name = "aug_flip",
-     .what = "flip",
-     .type = CF_OPTION_INT, .min = 0, .max = 1, .def = 0,
-     FIELD(aug_flip, OPT_I)},
+    {OPT(AUG_JITTER, "aug_jitter", "aug_jitter", "jitter"),
+     INT(aug_jitter, OPT_I, 0, INT_MAX - 1, 0)},
+    {OPT(AUG_FLIP, "aug_flip", "aug_flip", "flip"), INT(aug_flip, OPT_I, 0, 1, 0)},
 };
 #define N_OPTIONS ((int)(sizeof table / sizeof table[0]))
 

@@ -259,11 +259,7 @@ static cfnet_status check_batch_labels(const cfnet_network *net, const char *wha
 CFNET_API cfnet_status cfnet_network_train_step(cfnet_network *net, const cfnet_tensor *images,
                                                 const int32_t *labels, int64_t n, float *loss)
 {
-    CF_CHECK(cf_handle_check(net, CF_MAGIC_NETWORK, "network", __func__));
-    CF_NET_GUARD(net, true, "network_train_step");
-    CF_CHECK(cf_handle_check(images, CF_MAGIC_TENSOR, "tensor", __func__));
-    CF_FAIL_IF(!net, CFNET_E_INVALID_ARGUMENT, "network_train_step: network is NULL");
-    CF_NET_SCOPE(net);
+    CF_NET_ENTER(net, true, "network_train_step", images, NULL);
     int64_t k;
     CF_CHECK(check_batch_labels(net, "network_train_step", images, labels, n, &k));
     int64_t total = n * net->in_size;
@@ -378,11 +374,7 @@ CFNET_API cfnet_status cfnet_network_evaluate(const cfnet_network *net,
                                               int64_t n, int64_t batch, float *loss,
                                               float *accuracy)
 {
-    CF_CHECK(cf_handle_check(net, CF_MAGIC_NETWORK, "network", __func__));
-    CF_NET_GUARD(net, false, "network_evaluate");
-    CF_CHECK(cf_handle_check(images, CF_MAGIC_TENSOR, "tensor", __func__));
-    CF_FAIL_IF(!net, CFNET_E_INVALID_ARGUMENT, "network_evaluate: network is NULL");
-    CF_NET_SCOPE(net);
+    CF_NET_ENTER(net, false, "network_evaluate", images, NULL);
     CF_FAIL_IF(batch < 0, CFNET_E_INVALID_ARGUMENT, "network_evaluate: batch %lld is negative",
                (long long)batch);
     int64_t k;

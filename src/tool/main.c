@@ -51,6 +51,7 @@ int main(int argc, char **argv)
                     fprintf(stderr, "cfnet: '%s' does not run on several MPI ranks (only train and "
                                     "predict do; distributed training: docs/distributed.md); run it as "
                                     "one process\n", cmd);
+                tool_mpi_fail_together();
                 return tool_mpi_finish(EXIT_USAGE);
             }
             return tool_mpi_finish(cmds[i].fn(argc - 1, argv + 1));

@@ -14,6 +14,7 @@
 
 static int mpi_on, mpi_rank, mpi_size = 1;
 static cfnet_mpi *group; /* libcfnet_mpi's group of a distributed `cfnet train` */
+static int failing_together; /* every rank fails at the same point: no abort needed */
 
 void tool_mpi_init(int *argc, char ***argv)
 {
@@ -29,13 +30,15 @@ int tool_mpi_finish(int rc)
     if (!mpi_on) return rc;
     cfnet_mpi_free(group);
     group = NULL;
-    /* A rank that failed may have left the others waiting in a collective: end them all. */
-    if (rc != EXIT_OK && mpi_size > 1) MPI_Abort(MPI_COMM_WORLD, rc);
-    cfnet_mpi_free(group);
-    group = NULL;
+    /* A rank that failed may have left the others waiting in a collective: end them all. Not
+     * when every rank failed at the same check: an abort by one rank could then end rank 0
+     * before its message is out, and the others are not waiting for anything. */
+    if (rc != EXIT_OK && mpi_size > 1 && !failing_together) MPI_Abort(MPI_COMM_WORLD, rc);
     MPI_Finalize();
     return rc;
 }
+
+void tool_mpi_fail_together(void) { failing_together = 1; }
 
 int tool_mpi_active(void) { return mpi_on; }
 int tool_mpi_rank(void) { return mpi_rank; }
@@ -130,6 +133,7 @@ void tool_mpi_init(int *argc, char ***argv)
     (void)argv;
 }
 int tool_mpi_finish(int rc) { return rc; }
+void tool_mpi_fail_together(void) {}
 int tool_mpi_active(void) { return 0; }
 int tool_mpi_rank(void) { return 0; }
 int tool_mpi_size(void) { return 1; }

@@ -301,6 +301,10 @@ void tool_install_signals(void);
  * job (MPI_Abort), so no rank waits for a failed one. */
 void tool_mpi_init(int *argc, char ***argv);
 int tool_mpi_finish(int rc);
+/* Says that this failure happens on every rank at the same point (a check of what all ranks
+ * share, such as the batch against the rank count): tool_mpi_finish then ends MPI normally on
+ * every rank instead of aborting the job, so the message that rank 0 prints is not lost. */
+void tool_mpi_fail_together(void);
 int tool_mpi_rank(void);
 int tool_mpi_size(void);
 /* Sum over the ranks (collective). */

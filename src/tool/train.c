@@ -774,6 +774,7 @@ int cmd_train(int argc, char **argv)
                        "training images leaves %lld in the last one; change --batch or the "
                        "rank count", nranks, nranks, c.batch, (long long)ntr,
                        (long long)(last ? last : c.batch));
+            tool_mpi_fail_together();
             goto out;
         }
         if (tool_mpi_attach(net) != 0) goto out;
