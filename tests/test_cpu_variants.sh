@@ -8,7 +8,7 @@ cd "$(dirname "$0")/.."
 B=${CFNET_BUILD:-build/default}/tests
 variants=$("$B/test_simd" --list)
 [ -n "$variants" ] || { echo "test_cpu_variants: no variant listed" >&2; exit 1; }
-suites="test_simd test_conv2d test_conic_conv test_p4_conv test_batch_norm test_relu_loss
+suites="test_simd test_convcore test_conv2d test_conic_conv test_p4_conv test_batch_norm test_relu_loss
         test_pool test_group_pool test_equivariance test_dft_projection test_dft_magnitude
         test_network test_threads"
 failed=0

@@ -1,14 +1,17 @@
-/* im2col + GEMM convolution with per-group weights; see convcore.h. */
+/* Tiled im2col + GEMM convolution with per-group weights; see convcore.h. */
 #include "convcore.h"
 
 #include "core/pool.h"
 
-#include <cblas.h>
 #include <string.h>
 
-/* Column blocks are sized to about this many bytes (trading GEMM width against cache). */
-#ifndef CF_CONV_BLOCK_BYTES
-#define CF_CONV_BLOCK_BYTES ((size_t)16 << 20)
+/* A tile's columns per block aim at this many (a multiple of 24, the products' strip width),
+ * and the rows built at once at this many bytes of columns (about half of a 512 KiB L2). */
+#ifndef CF_CONV_TILE_COLS
+#define CF_CONV_TILE_COLS 480
+#endif
+#ifndef CF_CONV_TILE_BYTES
+#define CF_CONV_TILE_BYTES ((size_t)192 << 10)
 #endif
 
 cfnet_status cf_check_conv_args(const char *name, int out_channels, int max_out, int kernel,
@@ -39,12 +42,68 @@ void cf_conv_plan_free(cf_conv_plan *p)
     cf_free(p->pruns);
     cf_free(p->prun_off);
     cf_free(p->run_off);
+    cf_free(p->tgroup);
+    cf_free(p->tj0);
+    cf_free(p->tj1);
     memset(p, 0, sizeof *p);
+}
+
+/* Cuts every group into tiles (see convcore.h): spb samples per block so that a block of the
+ * largest group has about CF_CONV_TILE_COLS columns, groups cut into pieces of at most wmax
+ * columns per sample (multiples of 24 but the last). */
+static cfnet_status plan_tiles(const cf_allocator *a, cf_conv_plan *p, int64_t tile_cols,
+                               size_t tile_bytes)
+{
+    int64_t pgmax = 1;
+    for (int g = 0; g < p->ngroups; g++)
+        if (p->goff[g + 1] - p->goff[g] > pgmax) pgmax = p->goff[g + 1] - p->goff[g];
+    if (tile_cols < 1) tile_cols = 1;
+    p->spb = tile_cols / pgmax;
+    if (p->spb < 1) p->spb = 1;
+    p->wmax = tile_cols / p->spb;
+    if (p->wmax < 1) p->wmax = 1;
+    if (p->wmax > pgmax) p->wmax = pgmax;
+    if (p->wmax > 24) p->wmax -= p->wmax % 24;
+    int64_t tcols = p->spb * p->wmax;
+    p->rows = (int64_t)(tile_bytes / sizeof(float)) / tcols;
+    p->rows -= p->rows % 4;
+    if (p->rows < 8) p->rows = 8;
+    if (p->rows >= p->CK) p->rows = p->CK;
+    int64_t nt = 0;
+    for (int g = 0; g < p->ngroups; g++) {
+        int64_t pg = p->goff[g + 1] - p->goff[g];
+        nt += (pg + p->wmax - 1) / p->wmax;
+    }
+    CF_FAIL_IF(nt > INT32_MAX / 64, CFNET_E_OUT_OF_MEMORY, "convolution: too many tiles");
+    p->ntiles = (int)nt;
+    size_t cnt = (size_t)(nt ? nt : 1);
+    p->tgroup = cf_alloc(a, cnt * sizeof *p->tgroup);
+    p->tj0 = cf_alloc(a, cnt * sizeof *p->tj0);
+    p->tj1 = cf_alloc(a, cnt * sizeof *p->tj1);
+    CF_FAIL_IF(!p->tgroup || !p->tj0 || !p->tj1, CFNET_E_OUT_OF_MEMORY,
+               "convolution: cannot allocate index tables");
+    int i = 0;
+    for (int g = 0; g < p->ngroups; g++)
+        for (int64_t j = p->goff[g]; j < p->goff[g + 1]; j += p->wmax, i++) {
+            p->tgroup[i] = g;
+            p->tj0[i] = j;
+            p->tj1[i] = j + p->wmax < p->goff[g + 1] ? j + p->wmax : p->goff[g + 1];
+        }
+    return CFNET_OK;
 }
 
 cfnet_status cf_conv_plan_init(const cf_allocator *a, cf_conv_plan *p, int C, int H, int W,
                                int k, int stride,
                                cfnet_padding padding, const int32_t *group_of, int ngroups)
+{
+    return cf_conv_plan_init_tiled(a, p, C, H, W, k, stride, padding, group_of, ngroups,
+                                   CF_CONV_TILE_COLS, CF_CONV_TILE_BYTES);
+}
+
+cfnet_status cf_conv_plan_init_tiled(const cf_allocator *a, cf_conv_plan *p, int C, int H,
+                                     int W, int k, int stride, cfnet_padding padding,
+                                     const int32_t *group_of, int ngroups, int64_t tile_cols,
+                                     size_t tile_bytes)
 {
     memset(p, 0, sizeof *p);
     int OH = cf_conv_out_size(H, k, stride, padding), OW = cf_conv_out_size(W, k, stride, padding);
@@ -67,9 +126,8 @@ cfnet_status cf_conv_plan_init(const cf_allocator *a, cf_conv_plan *p, int C, in
     size_t idx_n;
     if (!cf_mul_size((size_t)kk, (size_t)p->P, &idx_n)) idx_n = SIZE_MAX / 8;
     p->goff = cf_alloc_zero(a, (size_t)p->ngroups + 1, sizeof *p->goff);
-    p->run_off = cf_alloc_zero(a, (size_t)(kk * p->ngroups) + 1, sizeof *p->run_off);
     if (group_of) p->perm = cf_alloc(a, (size_t)p->P * sizeof *p->perm);
-    if (!p->goff || !p->run_off || (group_of && !p->perm)) {
+    if (!p->goff || (group_of && !p->perm)) {
         cf_conv_plan_free(p);
         return cf_error(CFNET_E_OUT_OF_MEMORY, "convolution: cannot allocate index tables");
     }
@@ -85,33 +143,46 @@ cfnet_status cf_conv_plan_init(const cf_allocator *a, cf_conv_plan *p, int C, in
         memcpy(fill, p->goff, (size_t)p->ngroups * sizeof *fill);
         for (int64_t q = 0; q < p->P; q++) p->perm[fill[group_of[q]]++] = (int32_t)q;
         cf_free(fill);
-        /* Runs of grouped columns that are consecutive output pixels, for the scatter of the
+    } else {
+        p->goff[1] = p->P;
+    }
+    cfnet_status st = plan_tiles(a, p, tile_cols, tile_bytes);
+    if (st != CFNET_OK) {
+        cf_conv_plan_free(p);
+        return st;
+    }
+    int nt = p->ntiles;
+    p->run_off = cf_alloc_zero(a, (size_t)(kk * nt) + 1, sizeof *p->run_off);
+    if (!p->run_off) {
+        cf_conv_plan_free(p);
+        return cf_error(CFNET_E_OUT_OF_MEMORY, "convolution: cannot allocate index tables");
+    }
+    if (group_of) {
+        /* Runs of a tile's columns that are consecutive output pixels, for the scatter of the
          * outputs and the gather of their gradient. */
-        p->prun_off = cf_alloc_zero(a, (size_t)p->ngroups + 1, sizeof *p->prun_off);
+        p->prun_off = cf_alloc_zero(a, (size_t)nt + 1, sizeof *p->prun_off);
         p->pruns = cf_alloc(a, (size_t)p->P * sizeof *p->pruns);
         if (!p->prun_off || !p->pruns) {
             cf_conv_plan_free(p);
             return cf_error(CFNET_E_OUT_OF_MEMORY, "convolution: cannot allocate index tables");
         }
         int64_t nr = 0;
-        for (int g = 0; g < p->ngroups; g++) {
-            p->prun_off[g] = nr;
-            for (int64_t jj = p->goff[g]; jj < p->goff[g + 1];) {
+        for (int i = 0; i < nt; i++) {
+            p->prun_off[i] = nr;
+            for (int64_t jj = p->tj0[i]; jj < p->tj1[i];) {
                 int64_t e = jj + 1;
-                while (e < p->goff[g + 1] && p->perm[e] == p->perm[e - 1] + 1) e++;
-                p->pruns[nr].dst = (int32_t)jj;
+                while (e < p->tj1[i] && p->perm[e] == p->perm[e - 1] + 1) e++;
+                p->pruns[nr].dst = (int32_t)(jj - p->tj0[i]);
                 p->pruns[nr].src = p->perm[jj];
                 p->pruns[nr].len = (int32_t)(e - jj);
                 nr++;
                 jj = e;
             }
         }
-        p->prun_off[p->ngroups] = nr;
-    } else {
-        p->goff[1] = p->P;
+        p->prun_off[nt] = nr;
     }
-    /* Offset in the padded input of every (tap, column), then the runs: two passes, count then
-     * fill. */
+    /* Offset in the padded input of every (tap, column), then the runs of every (tap, tile):
+     * two passes, count then fill. */
     int32_t *idx = cf_alloc(a, idx_n * sizeof *idx);
     if (!idx) {
         cf_conv_plan_free(p);
@@ -127,9 +198,9 @@ cfnet_status cf_conv_plan_init(const cf_allocator *a, cf_conv_plan *p, int C, in
         int64_t nr = 0;
         for (int64_t t = 0; t < kk; t++) {
             const int32_t *ix = idx + t * p->P;
-            for (int g = 0; g < p->ngroups; g++) {
-                int64_t j0 = p->goff[g], j1 = p->goff[g + 1];
-                if (pass == 0) p->run_off[t * p->ngroups + g] = nr;
+            for (int i = 0; i < nt; i++) {
+                int64_t j0 = p->tj0[i], j1 = p->tj1[i];
+                if (pass == 0) p->run_off[t * nt + i] = nr;
                 for (int64_t j = j0; j < j1;) {
                     int64_t e = j + 1;
                     while (e < j1 && ix[e] == ix[e - 1] + 1) e++;
@@ -144,7 +215,7 @@ cfnet_status cf_conv_plan_init(const cf_allocator *a, cf_conv_plan *p, int C, in
             }
         }
         if (pass == 0) {
-            p->run_off[kk * p->ngroups] = nr;
+            p->run_off[kk * nt] = nr;
             p->runs = cf_alloc(a, (size_t)(nr ? nr : 1) * sizeof *p->runs);
             if (!p->runs) {
                 cf_free(idx);
@@ -155,9 +226,6 @@ cfnet_status cf_conv_plan_init(const cf_allocator *a, cf_conv_plan *p, int C, in
         }
     }
     cf_free(idx);
-    size_t per_sample = (size_t)p->CK * (size_t)p->P * sizeof(float);
-    p->chunk = (int64_t)(CF_CONV_BLOCK_BYTES / (per_sample ? per_sample : 1));
-    if (p->chunk < 1) p->chunk = 1;
     return CFNET_OK;
 }
 
@@ -169,34 +237,46 @@ static int eff_threads(int threads, int64_t n)
     return n < threads ? (int)(n > 0 ? n : 1) : threads;
 }
 
-/* Samples per block for one thread's share of a batch of n. */
-static int64_t block_of(const cf_conv_plan *p, int64_t n, int T)
-{
-    int64_t share = (n + T - 1) / T;
-    return share < p->chunk ? share : p->chunk;
-}
-
-/* Floats of slack after the column block and the padded input: run copies move whole blocks of
- * RUN_BLOCK floats and may run past the end of a run by up to RUN_BLOCK - 1. */
+/* Floats of slack after the column chunk and the padded input: run copies move whole blocks
+ * of RUN_BLOCK floats and may run past the end of a run by up to RUN_BLOCK - 1. */
 #define RUN_BLOCK CF_RUN_BLOCK
 
-static size_t col_bytes(const cf_conv_plan *p, int64_t nb)
+/* Per thread: a chunk of columns (rows x spb wmax, reused for their gradient), the outputs or
+ * output gradients of a tile (O x spb wmax), the zero-padded input of a block (spb C planes)
+ * and, in backward, the padded input gradient (as many). */
+static size_t col_bytes(const cf_conv_plan *p)
 {
-    return cf_align64(((size_t)p->CK * (size_t)(nb * p->P) + RUN_BLOCK) * sizeof(float));
-}
-
-static size_t pad_bytes(const cf_conv_plan *p, int64_t nb)
-{
-    return cf_align64(((size_t)(nb * p->C) * (size_t)p->Hp * (size_t)p->Wp + RUN_BLOCK) *
+    return cf_align64(((size_t)p->rows * (size_t)(p->spb * p->wmax) + RUN_BLOCK) *
                       sizeof(float));
 }
 
-static size_t thread_bytes(const cf_conv_plan *p, int O, int64_t nb)
+static size_t out_bytes(const cf_conv_plan *p, int O)
 {
-    /* columns (CK x nb P, reused for their gradient) + outputs (O x nb P) + the zero-padded
-     * input (nb C planes, reused for the padded input gradient) */
-    return col_bytes(p, nb) + cf_align64((size_t)O * (size_t)(nb * p->P) * sizeof(float)) +
-           pad_bytes(p, nb);
+    return cf_align64((size_t)O * (size_t)(p->spb * p->wmax) * sizeof(float));
+}
+
+static size_t pad_bytes(const cf_conv_plan *p)
+{
+    return cf_align64(((size_t)(2 * p->spb * p->C) * (size_t)p->Hp * (size_t)p->Wp + RUN_BLOCK) *
+                      sizeof(float));
+}
+
+static size_t thread_bytes(const cf_conv_plan *p, int O)
+{
+    return col_bytes(p) + out_bytes(p, O) + pad_bytes(p);
+}
+
+/* Shared by the threads: the packed weights of every group, O x CK for the forward and CK x O
+ * (transposed) for the input gradient. */
+static size_t packed_floats(const cf_conv_plan *p, int O, bool transposed)
+{
+    return transposed ? cf_gemm_packed_floats((int)p->CK, O) : cf_gemm_packed_floats(O, (int)p->CK);
+}
+
+static size_t packed_bytes(const cf_conv_plan *p, int O)
+{
+    size_t f = packed_floats(p, O, false), t = packed_floats(p, O, true);
+    return cf_align64((size_t)p->ngroups * (f > t ? f : t) * sizeof(float));
 }
 
 /* Per extra thread in backward: private weight-gradient banks (one per group) and bias, and
@@ -208,55 +288,22 @@ static size_t reduce_bytes(const cf_conv_plan *p, int O)
            cf_align64((size_t)p->ngroups * sizeof(float *));
 }
 
-/* Start of the workspace: what the column blocks hold. When every thread's share of the batch
- * fits in one block, a forward leaves the columns of its whole batch in the workspace, and the
- * backward that follows (same x, n and threads; the kept part of the workspace is untouched in
- * between, see cf_layer_ops.workspace_kept) uses them instead of building them again. The
- * backward's input gradient overwrites the columns, so it marks them stale. The header, and the
- * column blocks when they are reused, are the kept part; everything else (job descriptors,
- * outputs, padded input, columns that are rebuilt anyway, the threads' gradient banks) is
- * scratch for one call. */
-typedef struct ws_header {
-    const float *x;
-    int64_t n;
-    int threads;
-    int valid;
-} ws_header;
-
-#define HEADER_BYTES cf_align64(sizeof(ws_header))
-
-/* The per-thread job descriptors (conv_thread, defined below) also live in the workspace, so
+/* The per-thread job descriptors (conv_thread, defined below) live in the workspace too, so
  * that run_split's frame stays small whatever the thread count (hosts call libcfnet on threads
  * with small stacks). */
 static size_t jobs_bytes(int T);
 
-/* Whether every thread's share of a batch of n fits one column block (then the forward's
- * columns are kept for the backward). */
-static bool one_block(const cf_conv_plan *p, int64_t n, int T)
-{
-    return (n + T - 1) / T <= block_of(p, n, T);
-}
-
 size_t cf_conv_workspace_kept(const cf_conv_plan *p, int O, int64_t n, int threads)
 {
-    (void)O;
-    int T = eff_threads(threads, n);
-    return HEADER_BYTES +
-           (one_block(p, n, T) ? (size_t)T * col_bytes(p, block_of(p, n, T)) : 0);
+    (void)p, (void)O, (void)n, (void)threads;
+    return 0;
 }
 
 size_t cf_conv_workspace(const cf_conv_plan *p, int O, int64_t n, int threads)
 {
     int T = eff_threads(threads, n);
-    return HEADER_BYTES + jobs_bytes(T) + (size_t)T * thread_bytes(p, O, block_of(p, n, T)) +
+    return jobs_bytes(T) + packed_bytes(p, O) + (size_t)T * thread_bytes(p, O) +
            (size_t)(T - 1) * reduce_bytes(p, O);
-}
-
-/* Position of sample b's column j (grouped order, j in group g) inside a block of nb samples. */
-static inline int64_t colpos(const cf_conv_plan *p, int g, int64_t nb, int64_t b, int64_t j)
-{
-    int64_t g0 = p->goff[g], pg = p->goff[g + 1] - g0;
-    return nb * g0 + b * pg + (j - g0);
 }
 
 /* Copies the nb samples' planes into xpad with a zero border of p->pad, plus zeroed slack. */
@@ -282,77 +329,57 @@ static void pad_input(const cf_conv_plan *p, const float *x, int64_t nb, float *
     memset(xpad + planes * HWp, 0, RUN_BLOCK * sizeof(float));
 }
 
-/* Columns of a block of nb samples from their padded planes. Every (c, t) row holds, group by
- * group and within a group sample by sample, segments that follow each other in memory; each
- * segment is covered by its runs in increasing order. Conic groups cut image rows into short
- * runs (about 8 floats at R = 2), where a memcpy call would cost more than the copy, so runs are
- * copied in whole blocks of RUN_BLOCK floats: the overshoot lands on columns written next (or in
- * the slack after the block) and reads stay inside the padded planes and their slack. */
-static void im2col(const cf_conv_plan *p, const float *xpad, int64_t nb, float *col)
+/* Rows [r0, r1) of tile i's columns for a block of nb samples (row stride nb w, sample by
+ * sample within a row) from their padded planes. Runs are copied in whole blocks of RUN_BLOCK
+ * floats (conic tiles cut image rows into short runs, where a memcpy call would cost more than
+ * the copy): the overshoot lands on columns written next, or in the slack after the chunk, and
+ * reads stay inside the padded planes and their slack. */
+static void im2col(const cf_conv_plan *p, int i, const float *xpad, int64_t nb, int64_t r0,
+                   int64_t r1, float *col)
 {
-    int64_t kk = (int64_t)p->k * p->k, HWp = (int64_t)p->Hp * p->Wp, BP = nb * p->P;
-    int G = p->ngroups;
+    int64_t kk = (int64_t)p->k * p->k, HWp = (int64_t)p->Hp * p->Wp;
+    int64_t w = p->tj1[i] - p->tj0[i], tn = nb * w;
+    int nt = p->ntiles;
     const cf_simd_ops *k = cf_simd();
-    for (int c = 0; c < p->C; c++) {
-        for (int64_t t = 0; t < kk; t++) {
-            float *row = col + (c * kk + t) * BP;
-            for (int g = 0; g < G; g++) {
-                int64_t g0 = p->goff[g], pg = p->goff[g + 1] - g0;
-                const cf_conv_run *r0 = p->runs + p->run_off[t * G + g],
-                                  *r1 = p->runs + p->run_off[t * G + g + 1];
-                for (int64_t b = 0; b < nb; b++) {
-                    const float *xb = xpad + (b * p->C + c) * HWp;
-                    k->copy_runs(row + nb * g0 + b * pg, xb, r0, r1);
-                }
-            }
-        }
+    for (int64_t r = r0; r < r1; r++) {
+        int64_t c = r / kk, t = r % kk;
+        float *row = col + (r - r0) * tn;
+        const cf_conv_run *a = p->runs + p->run_off[t * nt + i],
+                          *e = p->runs + p->run_off[t * nt + i + 1];
+        for (int64_t b = 0; b < nb; b++) k->copy_runs(row + b * w, xpad + (b * p->C + c) * HWp, a, e);
     }
 }
 
-/* dx (nb samples, overwritten) = col2im(col), accumulated in the padded planes dxpad. */
-static void col2im(const cf_conv_plan *p, const float *col, int64_t nb, float *dx, float *dxpad)
+/* dxpad += col2im of rows [r0, r1) of tile i's column gradients. */
+static void col2im(const cf_conv_plan *p, int i, const float *col, int64_t nb, int64_t r0,
+                   int64_t r1, float *dxpad)
 {
-    int64_t kk = (int64_t)p->k * p->k, HW = (int64_t)p->H * p->W,
-            HWp = (int64_t)p->Hp * p->Wp, BP = nb * p->P;
-    int G = p->ngroups;
+    int64_t kk = (int64_t)p->k * p->k, HWp = (int64_t)p->Hp * p->Wp;
+    int64_t w = p->tj1[i] - p->tj0[i], tn = nb * w;
+    int nt = p->ntiles;
     const cf_simd_ops *k = cf_simd();
-    memset(dxpad, 0, (size_t)(nb * p->C * HWp) * sizeof(float));
-    for (int c = 0; c < p->C; c++) {
-        for (int64_t t = 0; t < kk; t++) {
-            const float *row = col + (c * kk + t) * BP;
-            for (int g = 0; g < G; g++) {
-                int64_t g0 = p->goff[g], pg = p->goff[g + 1] - g0;
-                const cf_conv_run *r0 = p->runs + p->run_off[t * G + g],
-                                  *r1 = p->runs + p->run_off[t * G + g + 1];
-                for (int64_t b = 0; b < nb; b++) {
-                    float *db = dxpad + (b * p->C + c) * HWp;
-                    const float *src = row + nb * g0 + b * pg;
-                    k->add_runs(db, src, r0, r1);
-                }
-            }
-        }
-    }
-    for (int64_t pl = 0; pl < nb * p->C; pl++) {
-        const float *src = dxpad + pl * HWp + p->pad * p->Wp + p->pad;
-        float *dst = dx + pl * HW;
-        for (int i = 0; i < p->H; i++, src += p->Wp, dst += p->W)
-            memcpy(dst, src, (size_t)p->W * sizeof(float));
+    for (int64_t r = r0; r < r1; r++) {
+        int64_t c = r / kk, t = r % kk;
+        const float *row = col + (r - r0) * tn;
+        const cf_conv_run *a = p->runs + p->run_off[t * nt + i],
+                          *e = p->runs + p->run_off[t * nt + i + 1];
+        for (int64_t b = 0; b < nb; b++) k->add_runs(dxpad + (b * p->C + c) * HWp, row + b * w, a, e);
     }
 }
 
-/* One thread's share: samples [s_begin, s_end), blocks of at most nbmax, its own buffers. */
+/* One thread's share: samples [s_begin, s_end), blocks of at most spb, its own buffers. */
 typedef struct conv_job {
     const cf_conv_plan *p;
     int O;
-    const float *const *Wg;
+    const float *Wp;   /* packed banks, group g at g * wstride: forward W_g, backward W_g^T */
+    size_t wstride;
     float *const *dWg; /* backward: where this thread accumulates (private for t > 0) */
     const float *bias;
     float *dbias;
     const float *x, *dy;
     float *y, *dx;
-    int64_t s_begin, s_end, nbmax;
+    int64_t s_begin, s_end;
     float *col, *out, *xpad;
-    bool cols_ready; /* backward: col already holds this share's columns (one block) */
 } conv_job;
 
 static void forward_range(const conv_job *j)
@@ -360,33 +387,42 @@ static void forward_range(const conv_job *j)
     const cf_conv_plan *p = j->p;
     int O = j->O;
     int64_t P = p->P, CK = p->CK, in_size = (int64_t)p->C * p->H * p->W;
-    for (int64_t s0 = j->s_begin; s0 < j->s_end; s0 += j->nbmax) {
-        int64_t nb = j->s_end - s0 < j->nbmax ? j->s_end - s0 : j->nbmax, BP = nb * P;
+    const cf_simd_ops *k = cf_simd();
+    for (int64_t s0 = j->s_begin; s0 < j->s_end; s0 += p->spb) {
+        int64_t nb = j->s_end - s0 < p->spb ? j->s_end - s0 : p->spb;
         pad_input(p, j->x + s0 * in_size, nb, j->xpad);
-        im2col(p, j->xpad, nb, j->col);
-        for (int g = 0; g < p->ngroups; g++) {
-            int64_t g0 = p->goff[g], pg = p->goff[g + 1] - g0;
-            if (pg == 0) continue;
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, O, (int)(nb * pg), (int)CK,
-                        1.0f, j->Wg[g], (int)CK, j->col + nb * g0, (int)BP, 0.0f,
-                        j->out + nb * g0, (int)BP);
-        }
-        const cf_simd_ops *k = cf_simd();
-        for (int64_t b = 0; b < nb; b++) {
-            float *yb = j->y + (s0 + b) * O * P;
-            for (int o = 0; o < O; o++) {
-                float bo = j->bias ? j->bias[o] : 0.0f;
-                const float *src = j->out + o * BP;
-                float *dst = yb + o * P;
-                if (!p->perm) {
-                    k->add_scalar(dst, src + b * P, P, bo);
-                    continue;
+        for (int i = 0; i < p->ntiles; i++) {
+            int g = p->tgroup[i];
+            int64_t w = p->tj1[i] - p->tj0[i], tn = nb * w;
+            const float *Wp = j->Wp + (size_t)g * j->wstride;
+            /* One sample in natural order: the products write straight into y, then the bias
+             * is added in place. Otherwise into the tile's outputs, then scattered with the
+             * bias: y = (chain from 0) + b either way. */
+            bool direct = !p->perm && nb == 1;
+            float *dst = direct ? j->y + s0 * O * P + p->tj0[i] : j->out;
+            int64_t ldd = direct ? P : tn;
+            for (int64_t r0 = 0; r0 < CK; r0 += p->rows) {
+                int64_t r1 = CK - r0 < p->rows ? CK : r0 + p->rows;
+                im2col(p, i, j->xpad, nb, r0, r1, j->col);
+                k->gemm_nn(O, (int)tn, (int)(r1 - r0), Wp + 4 * r0, (int)CK, j->col, (int)tn,
+                           dst, (int)ldd, r0 > 0);
+            }
+            if (direct && j->bias)
+                for (int o = 0; o < O; o++) {
+                    float bo = j->bias[o], *row = dst + o * ldd;
+                    for (int64_t q = 0; q < w; q++) row[q] += bo;
                 }
-                for (int g = 0; g < p->ngroups; g++) {
-                    int64_t j0 = p->goff[g];
-                    const float *sv = src + colpos(p, g, nb, b, j0) - j0;
-                    k->scatter_runs(dst, sv, p->pruns + p->prun_off[g],
-                                    p->pruns + p->prun_off[g + 1], bo);
+            if (direct) continue;
+            for (int64_t b = 0; b < nb; b++) {
+                float *yb = j->y + (s0 + b) * O * P;
+                for (int o = 0; o < O; o++) {
+                    float bo = j->bias ? j->bias[o] : 0.0f;
+                    const float *src = j->out + o * tn + b * w;
+                    if (!p->perm)
+                        k->add_scalar(yb + o * P + p->tj0[i], src, w, bo);
+                    else
+                        k->scatter_runs(yb + o * P, src, p->pruns + p->prun_off[i],
+                                        p->pruns + p->prun_off[i + 1], bo);
                 }
             }
         }
@@ -409,53 +445,62 @@ static void backward_range(const conv_job *j)
     const cf_conv_plan *p = j->p;
     int O = j->O;
     int64_t P = p->P, CK = p->CK, in_size = (int64_t)p->C * p->H * p->W;
-    for (int64_t s0 = j->s_begin; s0 < j->s_end; s0 += j->nbmax) {
-        int64_t nb = j->s_end - s0 < j->nbmax ? j->s_end - s0 : j->nbmax, BP = nb * P;
-        float *dout = j->out;
-        const cf_simd_ops *k = cf_simd();
-        /* Gather dy into grouped column order. */
-        for (int64_t b = 0; b < nb; b++) {
-            const float *dyb = j->dy + (s0 + b) * O * P;
-            for (int o = 0; o < O; o++) {
-                const float *src = dyb + o * P;
-                float *dst = dout + o * BP;
-                if (!p->perm) {
-                    memcpy(dst + b * P, src, (size_t)P * sizeof(float));
-                } else {
-                    for (int g = 0; g < p->ngroups; g++) {
-                        int64_t j0 = p->goff[g];
-                        float *dv = dst + colpos(p, g, nb, b, j0) - j0;
-                        k->gather_runs(dv, src, p->pruns + p->prun_off[g],
-                                       p->pruns + p->prun_off[g + 1]);
+    int64_t HW = (int64_t)p->H * p->W, HWp = (int64_t)p->Hp * p->Wp;
+    const cf_simd_ops *k = cf_simd();
+    float *dout = j->out;
+    for (int64_t s0 = j->s_begin; s0 < j->s_end; s0 += p->spb) {
+        int64_t nb = j->s_end - s0 < p->spb ? j->s_end - s0 : p->spb;
+        if (j->dbias)
+            for (int64_t b = 0; b < nb; b++)
+                for (int o = 0; o < O; o++)
+                    j->dbias[o] += (float)sum_floats(j->dy + ((s0 + b) * O + o) * P, P);
+        pad_input(p, j->x + s0 * in_size, nb, j->xpad);
+        /* The input gradient accumulates in padded planes after the padded input's. */
+        float *dxpad = j->xpad + (size_t)nb * p->C * HWp;
+        if (j->dx) memset(dxpad, 0, (size_t)(nb * p->C * HWp) * sizeof(float));
+        for (int i = 0; i < p->ntiles; i++) {
+            int g = p->tgroup[i];
+            int64_t w = p->tj1[i] - p->tj0[i], tn = nb * w;
+            /* The tile's output gradient: read in place for one sample in natural order,
+             * otherwise gathered sample by sample. */
+            const float *dt = j->dy + s0 * O * P + p->tj0[i];
+            int64_t ldt = P;
+            if (p->perm || nb > 1) {
+                for (int64_t b = 0; b < nb; b++) {
+                    const float *dyb = j->dy + (s0 + b) * O * P;
+                    for (int o = 0; o < O; o++) {
+                        float *d = dout + o * tn + b * w;
+                        if (!p->perm)
+                            memcpy(d, dyb + o * P + p->tj0[i], (size_t)w * sizeof(float));
+                        else
+                            k->gather_runs(d, dyb + o * P, p->pruns + p->prun_off[i],
+                                           p->pruns + p->prun_off[i + 1]);
                     }
                 }
-                if (j->dbias) j->dbias[o] += (float)sum_floats(src, P);
+                dt = dout;
+                ldt = tn;
+            }
+            const float *Wt = j->Wp + (size_t)g * j->wstride;
+            for (int64_t r0 = 0; r0 < CK; r0 += p->rows) {
+                int64_t r1 = CK - r0 < p->rows ? CK : r0 + p->rows;
+                im2col(p, i, j->xpad, nb, r0, r1, j->col);
+                k->gemm_nt(O, (int)(r1 - r0), (int)tn, dt, (int)ldt, j->col, (int)tn,
+                           j->dWg[g] + r0, (int)CK);
+                if (!j->dx) continue;
+                k->gemm_nn((int)(r1 - r0), (int)tn, O, Wt + (size_t)r0 * O, O, dt, (int)ldt,
+                           j->col, (int)tn, 0);
+                col2im(p, i, j->col, nb, r0, r1, dxpad);
             }
         }
-        if (!j->cols_ready) {
-            pad_input(p, j->x + s0 * in_size, nb, j->xpad);
-            im2col(p, j->xpad, nb, j->col);
-        }
-        for (int g = 0; g < p->ngroups; g++) {
-            int64_t g0 = p->goff[g], pg = p->goff[g + 1] - g0;
-            if (pg == 0) continue;
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, O, (int)CK, (int)(nb * pg),
-                        1.0f, dout + nb * g0, (int)BP, j->col + nb * g0, (int)BP, 1.0f,
-                        j->dWg[g], (int)CK);
-        }
         if (!j->dx) continue;
-        /* The columns are no longer needed: their gradient overwrites them. */
-        for (int g = 0; g < p->ngroups; g++) {
-            int64_t g0 = p->goff[g], pg = p->goff[g + 1] - g0;
-            if (pg == 0) continue;
-            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)CK, (int)(nb * pg), O,
-                        1.0f, j->Wg[g], (int)CK, dout + nb * g0, (int)BP, 0.0f,
-                        j->col + nb * g0, (int)BP);
+        for (int64_t pl = 0; pl < nb * p->C; pl++) {
+            const float *src = dxpad + pl * HWp + p->pad * p->Wp + p->pad;
+            float *dst = j->dx + s0 * in_size + pl * HW;
+            for (int r = 0; r < p->H; r++, src += p->Wp, dst += p->W)
+                memcpy(dst, src, (size_t)p->W * sizeof(float));
         }
-        col2im(p, j->col, nb, j->dx + s0 * in_size, j->xpad);
     }
 }
-
 typedef struct conv_thread {
     conv_job job;
     bool backward;
@@ -472,46 +517,46 @@ static void share_main(void *arg, int i)
 
 /* Splits the batch over T shares run at once by cf_parallel_run (the calling thread's pool, see
  * core/pool.h; the caller does share 0); each share uses its own slice of the workspace. */
-static void run_split(const conv_job *base, bool backward, int64_t n, int threads, void *ws,
-                      void *scratch, float *const *dWg_shared, float *dbias_shared)
+static void run_split(const conv_job *base, const float *const *Wg, bool backward, int64_t n,
+                      int threads, void *ws, void *scratch, float *const *dWg_shared,
+                      float *dbias_shared)
 {
     const cf_conv_plan *p = base->p;
-    int T = eff_threads(threads, n);
-    int64_t nb = block_of(p, n, T);
-    ws_header *hdr = ws;
-    bool keep = one_block(p, n, T);
-    bool reuse = backward && keep && hdr->valid && hdr->x == base->x && hdr->n == n &&
-                 hdr->threads == T;
-    /* Kept: the header, then (keep) the threads' column blocks. Scratch (by default right after
-     * the kept part): the job descriptors, then per thread (its column block unless kept) its
-     * outputs and padded input, then the gradient banks of threads 1..T-1. */
-    if (!scratch) scratch = (char *)ws + cf_conv_workspace_kept(p, base->O, n, threads);
+    int O = base->O, T = eff_threads(threads, n);
+    /* Scratch: the job descriptors, the packed banks, per thread its buffers, then the
+     * gradient banks of threads 1..T-1. */
+    if (!scratch) scratch = ws;
     conv_thread *th = (conv_thread *)scratch;
     char *sp = (char *)scratch + jobs_bytes(T);
-    size_t colb = col_bytes(p, nb), outb = cf_align64((size_t)base->O * (size_t)(nb * p->P) *
-                                                     sizeof(float));
-    size_t tb = thread_bytes(p, base->O, nb) - (keep ? colb : 0);
-    size_t bank = (size_t)base->O * (size_t)p->CK;
-    size_t rfloats = cf_align64(((size_t)p->ngroups * bank + (size_t)base->O) * sizeof(float));
+    float *packed = (float *)sp;
+    sp += packed_bytes(p, O);
+    size_t wstride = packed_floats(p, O, backward);
+    if (!backward || base->dx)
+        for (int g = 0; g < p->ngroups; g++) {
+            if (backward) cf_gemm_pack_at((int)p->CK, O, Wg[g], (int)p->CK, packed + g * wstride);
+            else cf_gemm_pack_a(O, (int)p->CK, Wg[g], (int)p->CK, packed + g * wstride);
+        }
+    size_t tb = thread_bytes(p, O), bank = (size_t)O * (size_t)p->CK;
+    size_t rfloats = cf_align64(((size_t)p->ngroups * bank + (size_t)O) * sizeof(float));
     char *reduce = sp + (size_t)T * tb;
     for (int t = 0; t < T; t++) {
         conv_job *j = &th[t].job;
         char *mine = sp + (size_t)t * tb;
         *j = *base;
+        j->Wp = packed;
+        j->wstride = wstride;
         j->s_begin = n * t / T;
         j->s_end = n * (t + 1) / T;
-        j->nbmax = nb;
-        j->col = keep ? (float *)((char *)ws + HEADER_BYTES + (size_t)t * colb) : (float *)mine;
-        j->out = (float *)(mine + (keep ? 0 : colb));
-        j->xpad = (float *)((char *)j->out + outb);
-        j->cols_ready = reuse;
+        j->col = (float *)mine;
+        j->out = (float *)(mine + col_bytes(p));
+        j->xpad = (float *)(mine + col_bytes(p) + out_bytes(p, O));
         th[t].backward = backward;
         if (backward && t > 0) {
             /* Private gradient banks of threads t > 0 and their pointer table, carved from
              * the end of the workspace. */
-            char *rb = reduce + (size_t)(t - 1) * reduce_bytes(p, base->O);
+            char *rb = reduce + (size_t)(t - 1) * reduce_bytes(p, O);
             float *r = (float *)rb, **ptrs = (float **)(rb + rfloats);
-            memset(r, 0, ((size_t)p->ngroups * bank + (size_t)base->O) * sizeof(float));
+            memset(r, 0, ((size_t)p->ngroups * bank + (size_t)O) * sizeof(float));
             for (int g = 0; g < p->ngroups; g++) ptrs[g] = r + (size_t)g * bank;
             j->dWg = ptrs;
             j->dbias = dbias_shared ? r + (size_t)p->ngroups * bank : NULL;
@@ -521,14 +566,7 @@ static void run_split(const conv_job *base, bool backward, int64_t n, int thread
         }
     }
     cf_parallel_run(T, share_main, th);
-    if (!backward) {
-        hdr->x = base->x;
-        hdr->n = n;
-        hdr->threads = T;
-        hdr->valid = keep;
-        return;
-    }
-    if (base->dx) hdr->valid = 0;
+    if (!backward) return;
     /* Deterministic reduction in thread order. */
     for (int t = 1; t < T; t++) {
         for (int g = 0; g < p->ngroups; g++) {
@@ -537,21 +575,21 @@ static void run_split(const conv_job *base, bool backward, int64_t n, int thread
             for (size_t i = 0; i < bank; i++) dst[i] += src[i];
         }
         if (dbias_shared)
-            for (int o = 0; o < base->O; o++) dbias_shared[o] += th[t].job.dbias[o];
+            for (int o = 0; o < O; o++) dbias_shared[o] += th[t].job.dbias[o];
     }
 }
 
 void cf_conv_forward(const cf_conv_plan *p, int O, const float *const *Wg, const float *bias,
                      const float *x, float *y, int64_t n, void *ws, void *scratch, int threads)
 {
-    conv_job j = {.p = p, .O = O, .Wg = Wg, .bias = bias, .x = x, .y = y};
-    run_split(&j, false, n, threads, ws, scratch, NULL, NULL);
+    conv_job j = {.p = p, .O = O, .bias = bias, .x = x, .y = y};
+    run_split(&j, Wg, false, n, threads, ws, scratch, NULL, NULL);
 }
 
 void cf_conv_backward(const cf_conv_plan *p, int O, const float *const *Wg, float *const *dWg,
                       float *dbias, const float *x, const float *dy, float *dx, int64_t n,
                       void *ws, void *scratch, int threads)
 {
-    conv_job j = {.p = p, .O = O, .Wg = Wg, .x = x, .dy = dy, .dx = dx};
-    run_split(&j, true, n, threads, ws, scratch, dWg, dbias);
+    conv_job j = {.p = p, .O = O, .x = x, .dy = dy, .dx = dx};
+    run_split(&j, Wg, true, n, threads, ws, scratch, dWg, dbias);
 }

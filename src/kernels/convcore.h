@@ -6,8 +6,15 @@
  * uses one group per cone (plus the rays between cones and the centre), so the cost stays that
  * of one convolution: every output pixel is computed exactly once.
  *
- * Columns are built per chunk of samples, group-major: the GEMM of group g covers the columns
- * of all samples of the chunk at once. */
+ * The columns are never built whole. Samples are taken in blocks of `spb`; each group's
+ * columns for a block are cut into tiles of at most `wmax` columns per sample, and a tile's
+ * columns are built and used in chunks of `rows` of their C*k*k rows (a cache-sized piece),
+ * with the engine's own products (kernels/gemm.h). Every output element is one chain of fused
+ * multiply-adds over c*k*k + t in order, plus the bias, so the forward result depends neither
+ * on the tiling nor on the thread count, the batch or the CPU variant. The input gradient adds
+ * the tiles' contributions tile by tile: for a given plan it does not depend on the threads or
+ * the batch either. The weight gradient sums tile by tile too, in an order fixed by the plan and
+ * the threads' shares of the batch. */
 #ifndef CFNET_CONVCORE_H
 #define CFNET_CONVCORE_H
 
@@ -36,7 +43,15 @@ typedef struct cf_conv_plan {
      * pixels (src = perm[j]); group g's are pruns[prun_off[g] .. prun_off[g + 1]). */
     cf_conv_run *pruns;
     int64_t *prun_off;
-    int64_t chunk;     /* samples per column block */
+    /* Tiles: ntiles ranges [tj0, tj1) of the grouped column order, each inside one group
+     * (tgroup); runs and pruns are per tile (index t * ntiles + i and i), their dst relative to
+     * the tile's first column. */
+    int ntiles;
+    int32_t *tgroup;
+    int64_t *tj0, *tj1;
+    int64_t spb;       /* samples per block */
+    int64_t wmax;      /* most columns of a tile per sample */
+    int64_t rows;      /* column rows built at once (a multiple of 4) */
 } cf_conv_plan;
 
 /* Checks the hyper-parameters every convolution layer shares: 1 <= out_channels
@@ -52,6 +67,13 @@ int cf_conv_out_size(int S, int k, int stride, cfnet_padding padding);
 cfnet_status cf_conv_plan_init(const cf_allocator *a, cf_conv_plan *p, int C, int H, int W,
                                int k, int stride,
                                cfnet_padding padding, const int32_t *group_of, int ngroups);
+/* The same with the tile size given (columns per tile and bytes of a column chunk; the
+ * defaults are CF_CONV_TILE_COLS and CF_CONV_TILE_BYTES in convcore.c): for tests, which check
+ * that the tiling does not change results. */
+cfnet_status cf_conv_plan_init_tiled(const cf_allocator *a, cf_conv_plan *p, int C, int H,
+                                     int W, int k, int stride, cfnet_padding padding,
+                                     const int32_t *group_of, int ngroups, int64_t tile_cols,
+                                     size_t tile_bytes);
 void cf_conv_plan_free(cf_conv_plan *p);
 
 /* Workspace bytes for O output channels, a batch of n and `threads` threads (the batch is
@@ -59,9 +81,8 @@ void cf_conv_plan_free(cf_conv_plan *p);
  * in thread order, so results depend on the thread count but not on timing). */
 size_t cf_conv_workspace(const cf_conv_plan *p, int O, int64_t n, int threads);
 /* The part of it, at its start, that must stay untouched from a training forward to the
- * backward that follows (the rest is scratch during one call; see cf_layer_ops.workspace_kept):
- * a small header, plus the forward's columns when every thread's share of the batch fits one
- * column block (the backward then uses them instead of building them again). */
+ * backward that follows (see cf_layer_ops.workspace_kept): none, the engine keeps nothing
+ * between calls (0). */
 size_t cf_conv_workspace_kept(const cf_conv_plan *p, int O, int64_t n, int threads);
 
 /* y (n x O x P) = conv(x (n x C x H x W)); Wg[g] is group g's O x CK matrix; bias (O) may be
@@ -71,9 +92,7 @@ void cf_conv_forward(const cf_conv_plan *p, int O, const float *const *Wg, const
                      const float *x, float *y, int64_t n, void *ws, void *scratch, int threads);
 
 /* dWg[g] += dY_g col_g^T (dWg[g] may repeat a pointer: contributions add), dbias += sums (may
- * be NULL), dx = conv^T (dy) if dx is not NULL. The kept part of ws must be that of the forward
- * of the same x, untouched since: when the batch fitted in one column block per thread, the
- * forward's columns are used again. scratch as for cf_conv_forward. */
+ * be NULL), dx = conv^T (dy) if dx is not NULL. scratch as for cf_conv_forward. */
 void cf_conv_backward(const cf_conv_plan *p, int O, const float *const *Wg, float *const *dWg,
                       float *dbias, const float *x, const float *dy, float *dx, int64_t n,
                       void *ws, void *scratch, int threads);

@@ -15,7 +15,11 @@
 #define CF_NAME "generic"
 #define CF_ATTR
 #define CF_VW 1
+#define CF_GEMM_NN cf_gemm_nn_generic
+#define CF_GEMM_NT cf_gemm_nt_generic
 #include "simd_kernels.inc"
+#undef CF_GEMM_NN
+#undef CF_GEMM_NT
 #undef CF_SFX
 #undef CF_NAME
 #undef CF_ATTR
@@ -23,6 +27,8 @@
 
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
 #define CF_HAVE_X86_VARIANTS 1
+#define CF_GEMM_NN cf_gemm_nn_avx2
+#define CF_GEMM_NT cf_gemm_nt_avx2
 #define CF_SFX avx2
 #define CF_NAME "avx2"
 #define CF_ATTR __attribute__((target("avx2")))
@@ -42,6 +48,8 @@
 #undef CF_NAME
 #undef CF_ATTR
 #undef CF_VW
+#undef CF_GEMM_NN
+#undef CF_GEMM_NT
 #endif
 
 const cf_simd_ops *cf_simd_variant(int variant)
@@ -50,9 +58,13 @@ const cf_simd_ops *cf_simd_variant(int variant)
     case CF_SIMD_GENERIC: return &ops_generic;
 #ifdef CF_HAVE_X86_VARIANTS
     case CF_SIMD_AVX2:
-        return cf_platform_cpu_has(CF_CPU_AVX2) ? &ops_avx2 : NULL;
+        return cf_platform_cpu_has(CF_CPU_AVX2) && cf_platform_cpu_has(CF_CPU_FMA) ? &ops_avx2
+                                                                                  : NULL;
     case CF_SIMD_AVX512:
-        return cf_platform_cpu_has(CF_CPU_AVX512F) ? &ops_avx512 : NULL;
+        return cf_platform_cpu_has(CF_CPU_AVX512F) && cf_platform_cpu_has(CF_CPU_AVX2) &&
+                       cf_platform_cpu_has(CF_CPU_FMA)
+                   ? &ops_avx512
+                   : NULL;
 #endif
     default: return NULL;
     }

@@ -5,7 +5,8 @@
  * compiler flags are needed and the file builds everywhere). The variant is chosen once, at the
  * first use: the best one the CPU supports, or the one named by the environment variable
  * CFNET_CPU=generic|avx2|avx512 (a variant the CPU lacks, or an unknown name, falls back to the
- * best supported one). No kernel contracts a*b+c into an FMA and every sum uses the same
+ * best supported one). The avx2 and avx512 variants need FMA too (every CPU with AVX2 or
+ * AVX-512 has it); their matrix products (kernels/gemm.h) are the AVX2+FMA ones. No kernel contracts a*b+c into an FMA and every sum uses the same
  * partial sums in the same order in every variant, so all variants give bit-identical results;
  * `tests/test_simd.c` checks that, and `make check` runs the layer suites under every variant
  * the machine supports (tests/test_cpu_variants.sh). */
@@ -13,6 +14,7 @@
 #define CFNET_KERNELS_SIMD_H
 
 #include "core/core.h"
+#include "kernels/gemm.h"
 
 /* Floats of slack the run copies may write and read past a run (see convcore.c). */
 #define CF_RUN_BLOCK 8
@@ -54,6 +56,9 @@ typedef struct cf_simd_ops {
     /* dx = k * (dy - a - (x - m) * bc) */
     void (*bn_dx)(const float *x, const float *dy, float *dx, int64_t n, float k, float a,
                   float m, float bc);
+    /* The convolution engine's products (kernels/gemm.h; bit-identical in every variant). */
+    cf_gemm_nn_fn gemm_nn;
+    cf_gemm_nt_fn gemm_nt;
 } cf_simd_ops;
 
 /* The active variant (chosen once; thread-safe). */

@@ -8,6 +8,7 @@ bool cf_platform_cpu_has(cf_cpu_feature f)
     switch (f) {
     case CF_CPU_AVX2: return __builtin_cpu_supports("avx2");
     case CF_CPU_AVX512F: return __builtin_cpu_supports("avx512f");
+    case CF_CPU_FMA: return __builtin_cpu_supports("fma");
     }
     return false;
 #else

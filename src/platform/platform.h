@@ -49,7 +49,7 @@ void cf_platform_set_blocking(int fd);
 
 /* --- CPU features (cpu.c) --- */
 
-typedef enum cf_cpu_feature { CF_CPU_AVX2, CF_CPU_AVX512F } cf_cpu_feature;
+typedef enum cf_cpu_feature { CF_CPU_AVX2, CF_CPU_AVX512F, CF_CPU_FMA } cf_cpu_feature;
 
 /* Whether the running CPU (and operating system) supports `f`; false on other architectures or
  * compilers without detection. */

@@ -1,0 +1,264 @@
+/* The convolution engine's matrix products: portable C and AVX2+FMA; see gemm.h. */
+#include "kernels/gemm.h"
+
+#include <math.h>
+#include <stdbool.h>
+#include <stddef.h>
+
+#ifdef __clang__
+#pragma clang fp contract(off)
+#endif
+
+/* K is cut into blocks of this many steps; between blocks the partial sums go through C, which
+ * keeps B's strip in the L1 cache without changing any element's chain of operations. */
+#ifndef KC
+#define KC 128
+#endif
+
+static inline float tree8(const float s[8])
+{
+    return ((s[0] + s[1]) + (s[2] + s[3])) + ((s[4] + s[5]) + (s[6] + s[7]));
+}
+
+size_t cf_gemm_packed_floats(int M, int K) { return (size_t)((M + 3) / 4) * 4 * (size_t)K; }
+
+void cf_gemm_pack_a(int M, int K, const float *A, int lda, float *Ap)
+{
+    for (int m0 = 0; m0 < M; m0 += 4)
+        for (int k = 0; k < K; k++)
+            for (int i = 0; i < 4; i++)
+                Ap[(size_t)m0 * K + (size_t)k * 4 + i] =
+                    m0 + i < M ? A[(size_t)(m0 + i) * lda + k] : 0.0f;
+}
+
+void cf_gemm_pack_at(int M, int K, const float *A, int lda, float *Ap)
+{
+    for (int m0 = 0; m0 < M; m0 += 4)
+        for (int k = 0; k < K; k++)
+            for (int i = 0; i < 4; i++)
+                Ap[(size_t)m0 * K + (size_t)k * 4 + i] =
+                    m0 + i < M ? A[(size_t)k * lda + m0 + i] : 0.0f;
+}
+
+void cf_gemm_nn_generic(int M, int N, int K, const float *Ap, int ak, const float *B, int ldb,
+                        float *C, int ldc, int cont)
+{
+    for (int m = 0; m < M; m++) {
+        float *c = C + (size_t)m * ldc;
+        const float *a = Ap + (size_t)(m / 4 * 4) * ak + m % 4;
+        if (!cont)
+            for (int n = 0; n < N; n++) c[n] = 0.0f;
+        for (int k = 0; k < K; k++) {
+            const float *b = B + (size_t)k * ldb;
+            for (int n = 0; n < N; n++) c[n] = fmaf(a[(size_t)k * 4], b[n], c[n]);
+        }
+    }
+}
+
+void cf_gemm_nt_generic(int M, int L, int N, const float *A, int lda, const float *B, int ldb,
+                        float *C, int ldc)
+{
+    for (int m = 0; m < M; m++) {
+        const float *a = A + (size_t)m * lda;
+        for (int l = 0; l < L; l++) {
+            const float *b = B + (size_t)l * ldb;
+            float s[8] = {0};
+            int n = 0;
+            for (; n + 8 <= N; n += 8)
+                for (int u = 0; u < 8; u++) s[u] = fmaf(a[n + u], b[n + u], s[u]);
+            if (n < N)
+                for (int u = 0; u < 8; u++) {
+                    bool in = n + u < N;
+                    s[u] = fmaf(in ? a[n + u] : 0.0f, in ? b[n + u] : 0.0f, s[u]);
+                }
+            C[(size_t)m * ldc + l] += tree8(s);
+        }
+    }
+}
+
+#ifdef CF_HAVE_GEMM_AVX2
+#include <immintrin.h>
+
+#define T2 __attribute__((target("avx2,fma")))
+#define INL static inline __attribute__((always_inline)) T2
+
+/* Lanes 0 .. rem-1 set (rem in 1..8). */
+INL __m256i mask_of(int rem)
+{
+    return _mm256_cmpgt_epi32(_mm256_set1_epi32(rem), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+}
+
+/* One register tile of C: mr rows x nv vectors of 8 columns (the last one holding rem columns
+ * when masked), over k in [k0, k1); first: start from 0, else from C. */
+INL void nn_tile(const int mr, const int nv, const bool masked, int rem, int k0, int k1,
+                 bool first, const float *A, const float *B, int ldb, float *C, int ldc)
+{
+    __m256 acc[4][3];
+    __m256i mask = masked ? mask_of(rem) : _mm256_setzero_si256();
+#pragma GCC unroll 4
+    for (int i = 0; i < mr; i++)
+#pragma GCC unroll 3
+        for (int v = 0; v < nv; v++) {
+            if (first) acc[i][v] = _mm256_setzero_ps();
+            else if (masked && v == nv - 1)
+                acc[i][v] = _mm256_maskload_ps(C + (size_t)i * ldc + 8 * v, mask);
+            else acc[i][v] = _mm256_loadu_ps(C + (size_t)i * ldc + 8 * v);
+        }
+    for (int k = k0; k < k1; k++) {
+        const float *b = B + (size_t)k * ldb;
+        __m256 bv[3];
+#pragma GCC unroll 3
+        for (int v = 0; v < nv; v++)
+            bv[v] = masked && v == nv - 1 ? _mm256_maskload_ps(b + 8 * v, mask)
+                                          : _mm256_loadu_ps(b + 8 * v);
+#pragma GCC unroll 4
+        for (int i = 0; i < mr; i++) {
+            __m256 a = _mm256_broadcast_ss(A + (size_t)k * 4 + i);
+#pragma GCC unroll 3
+            for (int v = 0; v < nv; v++) acc[i][v] = _mm256_fmadd_ps(a, bv[v], acc[i][v]);
+        }
+    }
+#pragma GCC unroll 4
+    for (int i = 0; i < mr; i++)
+#pragma GCC unroll 3
+        for (int v = 0; v < nv; v++) {
+            if (masked && v == nv - 1)
+                _mm256_maskstore_ps(C + (size_t)i * ldc + 8 * v, mask, acc[i][v]);
+            else _mm256_storeu_ps(C + (size_t)i * ldc + 8 * v, acc[i][v]);
+        }
+}
+
+/* Rows of one strip of columns (width w <= 24) with mr rows at a time. */
+INL void nn_rows(const int mr, int w, int k0, int k1, bool first, const float *A,
+                 const float *B, int ldb, float *C, int ldc)
+{
+    if (w == 24) {
+        nn_tile(mr, 3, false, 8, k0, k1, first, A, B, ldb, C, ldc);
+        return;
+    }
+    int nv = (w + 7) / 8, rem = w - 8 * (nv - 1);
+    bool masked = rem < 8;
+    switch (nv * 2 + masked) {
+    case 2: nn_tile(mr, 1, false, 8, k0, k1, first, A, B, ldb, C, ldc); break;
+    case 3: nn_tile(mr, 1, true, rem, k0, k1, first, A, B, ldb, C, ldc); break;
+    case 4: nn_tile(mr, 2, false, 8, k0, k1, first, A, B, ldb, C, ldc); break;
+    case 5: nn_tile(mr, 2, true, rem, k0, k1, first, A, B, ldb, C, ldc); break;
+    default: nn_tile(mr, 3, true, rem, k0, k1, first, A, B, ldb, C, ldc); break;
+    }
+}
+
+static T2 void nn_strip(int M, int ak, int w, int k0, int k1, bool first, const float *Ap,
+                        const float *B, int ldb, float *C, int ldc)
+{
+    int m = 0;
+    for (; m + 4 <= M; m += 4)
+        nn_rows(4, w, k0, k1, first, Ap + (size_t)m * ak, B, ldb, C + (size_t)m * ldc, ldc);
+    const float *a = Ap + (size_t)m * ak;
+    float *c = C + (size_t)m * ldc;
+    switch (M - m) {
+    case 3: nn_rows(3, w, k0, k1, first, a, B, ldb, c, ldc); break;
+    case 2: nn_rows(2, w, k0, k1, first, a, B, ldb, c, ldc); break;
+    case 1: nn_rows(1, w, k0, k1, first, a, B, ldb, c, ldc); break;
+    default: break;
+    }
+}
+
+T2 void cf_gemm_nn_avx2(int M, int N, int K, const float *Ap, int ak, const float *B, int ldb,
+                        float *C, int ldc, int cont)
+{
+    if (K <= 0) {
+        if (cont) return;
+        for (int m = 0; m < M; m++)
+            for (int n = 0; n < N; n++) C[(size_t)m * ldc + n] = 0.0f;
+        return;
+    }
+    for (int k0 = 0; k0 < K; k0 += KC) {
+        int k1 = K - k0 < KC ? K : k0 + KC;
+        for (int n = 0; n < N; n += 24) {
+            int w = N - n < 24 ? N - n : 24;
+            nn_strip(M, ak, w, k0, k1, k0 == 0 && !cont, Ap, B + n, ldb, C + n, ldc);
+        }
+    }
+}
+
+/* Sums of one register tile: mr rows of A against lr rows of B (mr <= 3, lr <= 4), each an
+ * 8-lane chain. The lanes are combined with horizontal adds, which form exactly the pairs of
+ * the tree in gemm.h: hadd gives s0+s1, s2+s3, hadd again (s0+s1)+(s2+s3), and the two
+ * 128-bit halves hold that for lanes 0..3 and 4..7. */
+INL void nt_tile(const int mr, const int lr, int N, const float *A, int lda, const float *B,
+                 int ldb, float *C, int ldc)
+{
+    __m256 acc[3][4];
+#pragma GCC unroll 3
+    for (int i = 0; i < mr; i++)
+#pragma GCC unroll 4
+        for (int j = 0; j < lr; j++) acc[i][j] = _mm256_setzero_ps();
+    int n = 0;
+    for (; n + 8 <= N; n += 8) {
+        __m256 bv[4];
+#pragma GCC unroll 4
+        for (int j = 0; j < lr; j++) bv[j] = _mm256_loadu_ps(B + (size_t)j * ldb + n);
+#pragma GCC unroll 3
+        for (int i = 0; i < mr; i++) {
+            __m256 a = _mm256_loadu_ps(A + (size_t)i * lda + n);
+#pragma GCC unroll 4
+            for (int j = 0; j < lr; j++) acc[i][j] = _mm256_fmadd_ps(a, bv[j], acc[i][j]);
+        }
+    }
+    if (n < N) {
+        __m256i mask = mask_of(N - n);
+        __m256 bv[4];
+#pragma GCC unroll 4
+        for (int j = 0; j < lr; j++) bv[j] = _mm256_maskload_ps(B + (size_t)j * ldb + n, mask);
+#pragma GCC unroll 3
+        for (int i = 0; i < mr; i++) {
+            __m256 a = _mm256_maskload_ps(A + (size_t)i * lda + n, mask);
+#pragma GCC unroll 4
+            for (int j = 0; j < lr; j++) acc[i][j] = _mm256_fmadd_ps(a, bv[j], acc[i][j]);
+        }
+    }
+#pragma GCC unroll 3
+    for (int i = 0; i < mr; i++) {
+        __m256 z = _mm256_setzero_ps();
+        __m256 h01 = _mm256_hadd_ps(acc[i][0], lr > 1 ? acc[i][1] : z);
+        __m256 h23 = _mm256_hadd_ps(lr > 2 ? acc[i][2] : z, lr > 3 ? acc[i][3] : z);
+        __m256 h = _mm256_hadd_ps(h01, h23);
+        __m128 sum = _mm_add_ps(_mm256_castps256_ps128(h), _mm256_extractf128_ps(h, 1));
+        float *c = C + (size_t)i * ldc;
+        if (lr == 4) {
+            _mm_storeu_ps(c, _mm_add_ps(_mm_loadu_ps(c), sum));
+        } else {
+            float s[4];
+            _mm_storeu_ps(s, sum);
+            for (int j = 0; j < lr; j++) c[j] += s[j];
+        }
+    }
+}
+
+/* All rows of A against lr rows of B (B's rows stay in L1 while A's rows pass). */
+INL void nt_cols(const int lr, int M, int N, const float *A, int lda, const float *B, int ldb,
+                 float *C, int ldc)
+{
+    int m = 0;
+    for (; m + 3 <= M; m += 3)
+        nt_tile(3, lr, N, A + (size_t)m * lda, lda, B, ldb, C + (size_t)m * ldc, ldc);
+    const float *a = A + (size_t)m * lda;
+    float *c = C + (size_t)m * ldc;
+    if (M - m == 2) nt_tile(2, lr, N, a, lda, B, ldb, c, ldc);
+    else if (M - m == 1) nt_tile(1, lr, N, a, lda, B, ldb, c, ldc);
+}
+
+T2 void cf_gemm_nt_avx2(int M, int L, int N, const float *A, int lda, const float *B, int ldb,
+                        float *C, int ldc)
+{
+    int l = 0;
+    for (; l + 4 <= L; l += 4) nt_cols(4, M, N, A, lda, B + (size_t)l * ldb, ldb, C + l, ldc);
+    const float *b = B + (size_t)l * ldb;
+    switch (L - l) {
+    case 3: nt_cols(3, M, N, A, lda, b, ldb, C + l, ldc); break;
+    case 2: nt_cols(2, M, N, A, lda, b, ldb, C + l, ldc); break;
+    case 1: nt_cols(1, M, N, A, lda, b, ldb, C + l, ldc); break;
+    default: break;
+    }
+}
+#endif

@@ -1,0 +1,51 @@
+/* The convolution engine's own small matrix products (private).
+ *
+ * Two products, in a portable C variant and an AVX2+FMA variant chosen with the other kernels
+ * (see simd.h, cf_simd_ops.gemm_nn / gemm_nt). Unlike a BLAS sgemm, whose result for an element
+ * depends on the shape of the whole call (how it blocks and packs), every element here is
+ * computed in one fixed order that depends only on the element's own dot product, so
+ *   - the result does not depend on how a caller cuts a product into tiles, nor on the CPU
+ *     variant (all variants give bit-identical results: fused multiply-adds in the same order);
+ *   - the engine can build its columns in cache-sized tiles and keep nothing between calls.
+ *
+ * gemm_nn: C (M x N, row stride ldc) = A (M x K) * B (K x N, ldb), A packed by cf_gemm_pack_a
+ *   (or the transpose of a K x M matrix by cf_gemm_pack_at) for ak >= K columns; Ap may point
+ *   at column k0 of a packed matrix (Ap + 4 * k0) and M rows from a multiple of 4
+ *   (Ap + m0 * ak). Element (m, n) is the chain c = fma(A[m][k], B[k][n], c) for k = 0 .. K-1,
+ *   from c = 0, or with cont from the value in C, so that calls over consecutive ranges of k
+ *   give exactly the chain of one call.
+ * gemm_nt: C (M x L, ldc) += A (M x N, lda) * B (L x N, ldb)^T. Element (m, l) sums
+ *   A[m][n] * B[l][n] in 8 partial sums (n mod 8, each a chain of fmas in increasing n, the
+ *   last incomplete group of 8 padded with 0 * 0), combined as
+ *   ((s0 + s1) + (s2 + s3)) + ((s4 + s5) + (s6 + s7)) and added to C. */
+#ifndef CFNET_KERNELS_GEMM_H
+#define CFNET_KERNELS_GEMM_H
+
+#include <stddef.h>
+
+typedef void (*cf_gemm_nn_fn)(int M, int N, int K, const float *Ap, int ak, const float *B,
+                              int ldb, float *C, int ldc, int cont);
+typedef void (*cf_gemm_nt_fn)(int M, int L, int N, const float *A, int lda, const float *B,
+                              int ldb, float *C, int ldc);
+
+/* Packed A: rows in blocks of 4 (the last padded with zeros), within a block k-major: element
+ * (m, k) at [(m / 4) * 4 * K + k * 4 + m % 4]; cf_gemm_packed_floats(M, K) floats. pack_at
+ * packs the transpose of a K x M matrix (A[m][k] = At[k * lda + m]). */
+size_t cf_gemm_packed_floats(int M, int K);
+void cf_gemm_pack_a(int M, int K, const float *A, int lda, float *Ap);
+void cf_gemm_pack_at(int M, int K, const float *At, int lda, float *Ap);
+
+void cf_gemm_nn_generic(int M, int N, int K, const float *Ap, int ak, const float *B, int ldb,
+                        float *C, int ldc, int cont);
+void cf_gemm_nt_generic(int M, int L, int N, const float *A, int lda, const float *B, int ldb,
+                        float *C, int ldc);
+
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+#define CF_HAVE_GEMM_AVX2 1
+void cf_gemm_nn_avx2(int M, int N, int K, const float *Ap, int ak, const float *B, int ldb,
+                     float *C, int ldc, int cont);
+void cf_gemm_nt_avx2(int M, int L, int N, const float *A, int lda, const float *B, int ldb,
+                     float *C, int ldc);
+#endif
+
+#endif /* CFNET_KERNELS_GEMM_H */

@@ -1,0 +1,340 @@
+/* The convolution engine (src/kernels/convcore.c) and its products (src/kernels/gemm.c):
+ *   - every CPU variant's gemm_nn / gemm_nt gives the portable variant's bits, on every shape
+ *     edge (rows not a multiple of 4, columns not a multiple of 8 or 24, K across the internal
+ *     blocking, sub-matrices of packed operands, continued chains);
+ *   - both agree with a double-precision product;
+ *   - gemm_nn cut into column pieces and into consecutive K ranges (continued chains) gives
+ *     exactly the bits of one call;
+ *   - a grouped convolution (random groups, as conic convolution uses them) agrees with a
+ *     direct loop written here, in value and in all three gradients;
+ *   - its output is bit-identical whatever the tiling, the thread count and the batch a sample
+ *     is in, its input gradient whatever the thread count and the batch for a given plan (the
+ *     claims of convcore.h); otherwise the gradients agree within float rounding. */
+#include "testutil.h"
+
+#include "kernels/convcore.h"
+#include "kernels/gemm.h"
+#include "kernels/simd.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+static float *randf(size_t n, tu_rng *r)
+{
+    float *x = malloc((n ? n : 1) * sizeof *x);
+    assert_non_null(x);
+    tu_fill_normal(x, (int64_t)n, r);
+    return x;
+}
+
+/* C = A B with A given row-major (M x K, lda), through the packed form. */
+static void nn_call(const cf_simd_ops *v, int M, int N, int K, const float *A, int lda,
+                    const float *B, int ldb, float *C, int ldc)
+{
+    float *Ap = malloc(cf_gemm_packed_floats(M, K) * sizeof *Ap + 4);
+    assert_non_null(Ap);
+    cf_gemm_pack_a(M, K, A, lda, Ap);
+    v->gemm_nn(M, N, K, Ap, K, B, ldb, C, ldc, 0);
+    free(Ap);
+}
+
+static void gemm_variants_match_generic(void **state)
+{
+    (void)state;
+    const cf_simd_ops *g = cf_simd_variant(CF_SIMD_GENERIC);
+    tu_rng r = {7};
+    static const int Ms[] = {1, 2, 3, 4, 5, 7, 8, 13, 32};
+    static const int Ns[] = {0, 1, 5, 8, 9, 16, 23, 24, 25, 47, 49, 100};
+    static const int Ks[] = {0, 1, 3, 9, 127, 128, 129, 300};
+    int checked = 0;
+    for (int vi = 0; vi < CF_SIMD_COUNT; vi++) {
+        const cf_simd_ops *v = cf_simd_variant(vi);
+        if (!v) continue;
+        for (size_t a = 0; a < sizeof Ms / sizeof *Ms; a++)
+            for (size_t b = 0; b < sizeof Ns / sizeof *Ns; b++)
+                for (size_t c = 0; c < sizeof Ks / sizeof *Ks; c++) {
+                    int M = Ms[a], N = Ns[b], K = Ks[c];
+                    int ldb = N + 3, ldc = N + 5;
+                    float *A = randf((size_t)M * K, &r), *B = randf((size_t)K * ldb, &r);
+                    float *C1 = randf((size_t)M * ldc, &r);
+                    size_t cn = (size_t)M * (size_t)ldc;
+                    float *C2 = malloc((cn ? cn : 1) * sizeof *C2);
+                    assert_non_null(C2);
+                    memcpy(C2, C1, (size_t)M * ldc * sizeof *C1);
+                    /* nn: columns outside N must stay untouched (the whole buffers compare) */
+                    nn_call(g, M, N, K, A, K, B, ldb, C1, ldc);
+                    nn_call(v, M, N, K, A, K, B, ldb, C2, ldc);
+                    assert_memory_equal(C1, C2, (size_t)M * ldc * sizeof *C1);
+                    /* nt: C (M x K) += A' (M x N) B' (K x N)^T with A' = B's first M rows
+                     * (when K >= M) or fresh data */
+                    float *An = randf((size_t)M * ldb, &r), *D1 = randf((size_t)M * (K + 2), &r);
+                    float *D2 = malloc(((size_t)M * (K + 2)) * sizeof *D2);
+                    assert_non_null(D2);
+                    memcpy(D2, D1, (size_t)M * (K + 2) * sizeof *D1);
+                    g->gemm_nt(M, K, N, An, ldb, B, ldb, D1, K + 2);
+                    v->gemm_nt(M, K, N, An, ldb, B, ldb, D2, K + 2);
+                    assert_memory_equal(D1, D2, (size_t)M * (K + 2) * sizeof *D1);
+                    free(A), free(B), free(C1), free(C2), free(An), free(D1), free(D2);
+                    checked++;
+                }
+    }
+    print_message("gemm shapes checked against generic: %d\n", checked);
+    assert_true(checked >= (int)(sizeof Ms / sizeof *Ms * sizeof Ns / sizeof *Ns *
+                                 sizeof Ks / sizeof *Ks));
+}
+
+static void gemm_matches_double_products(void **state)
+{
+    (void)state;
+    const cf_simd_ops *v = cf_simd();
+    tu_rng r = {11};
+    int M = 15, N = 77, K = 290;
+    float *A = randf((size_t)M * K, &r), *B = randf((size_t)K * N, &r), *C = randf((size_t)M * N, &r);
+    nn_call(v, M, N, K, A, K, B, N, C, N);
+    for (int m = 0; m < M; m++)
+        for (int n = 0; n < N; n++) {
+            double s = 0, mag = 0;
+            for (int k = 0; k < K; k++) {
+                s += (double)A[m * K + k] * B[k * N + n];
+                mag += fabs((double)A[m * K + k] * B[k * N + n]);
+            }
+            assert_true(fabs(C[m * N + n] - s) <= 1e-6 * mag + 1e-30);
+        }
+    /* nt: D (M x K) = 0 + A2 (M x N) B2 (K x N)^T */
+    float *A2 = randf((size_t)M * N, &r), *B2 = randf((size_t)K * N, &r);
+    float *D = calloc((size_t)M * K, sizeof *D);
+    assert_non_null(D);
+    v->gemm_nt(M, K, N, A2, N, B2, N, D, K);
+    for (int m = 0; m < M; m++)
+        for (int k = 0; k < K; k++) {
+            double s = 0, mag = 0;
+            for (int n = 0; n < N; n++) {
+                s += (double)A2[m * N + n] * B2[k * N + n];
+                mag += fabs((double)A2[m * N + n] * B2[k * N + n]);
+            }
+            assert_true(fabs(D[m * K + k] - s) <= 1e-6 * mag + 1e-30);
+        }
+    free(A), free(B), free(C), free(A2), free(B2), free(D);
+}
+
+/* One call against pieces: columns in any cut, K in consecutive ranges continued through C,
+ * rows from a multiple of 4 (sub-matrices of the packed operand). */
+static void gemm_pieces_give_the_same_bits(void **state)
+{
+    (void)state;
+    const cf_simd_ops *v = cf_simd();
+    tu_rng r = {13};
+    int M = 22, N = 101, K = 333;
+    float *A = randf((size_t)M * K, &r), *B = randf((size_t)K * N, &r);
+    float *Ap = malloc(cf_gemm_packed_floats(M, K) * sizeof *Ap);
+    float *C1 = calloc((size_t)M * N, sizeof *C1), *C2 = calloc((size_t)M * N, sizeof *C2);
+    assert_non_null(Ap), assert_non_null(C1), assert_non_null(C2);
+    cf_gemm_pack_a(M, K, A, K, Ap);
+    v->gemm_nn(M, N, K, Ap, K, B, N, C1, N, 0);
+    static const int ncut[] = {0, 7, 31, 32, 80, 101}, kcut[] = {0, 1, 100, 129, 250, 333},
+                     mcut[] = {0, 4, 12, 22};
+    for (int a = 0; a + 1 < 3 + 1; a++)
+        for (int b = 0; b + 1 < 6; b++)
+            for (int c = 0; c + 1 < 6; c++) {
+                int m0 = mcut[a], m1 = mcut[a + 1], n0 = ncut[b], n1 = ncut[b + 1],
+                    k0 = kcut[c], k1 = kcut[c + 1];
+                v->gemm_nn(m1 - m0, n1 - n0, k1 - k0, Ap + (size_t)m0 * K + 4 * k0, K,
+                           B + (size_t)k0 * N + n0, N, C2 + (size_t)m0 * N + n0, N, k0 > 0);
+            }
+    assert_memory_equal(C1, C2, (size_t)M * N * sizeof *C1);
+    /* The transposed packing gives the product with A^T. */
+    float *At = malloc((size_t)K * M * sizeof *At), *Atp = malloc(cf_gemm_packed_floats(M, K) * sizeof *Atp);
+    assert_non_null(At), assert_non_null(Atp);
+    for (int m = 0; m < M; m++)
+        for (int k = 0; k < K; k++) At[(size_t)k * M + m] = A[(size_t)m * K + k];
+    cf_gemm_pack_at(M, K, At, M, Atp);
+    assert_memory_equal(Ap, Atp, cf_gemm_packed_floats(M, K) * sizeof *Ap);
+    free(A), free(B), free(Ap), free(C1), free(C2), free(At), free(Atp);
+}
+
+/* ---- the engine ---- */
+
+typedef struct conv_case {
+    int C, S, k, stride, O, ngroups;
+    cfnet_padding pad;
+} conv_case;
+
+/* Direct grouped correlation in double: output pixel q uses group g[q]'s weights. */
+static void ref_forward(const conv_case *cc, const cf_conv_plan *p, const int32_t *grp,
+                        const float *const *W, const float *bias, const float *x, double *y,
+                        int n)
+{
+    for (int s = 0; s < n; s++)
+        for (int o = 0; o < cc->O; o++)
+            for (int64_t q = 0; q < p->P; q++) {
+                int i = (int)(q / p->OW), j = (int)(q % p->OW);
+                const float *w = W[grp ? grp[q] : 0] + (size_t)o * p->CK;
+                double acc = bias[o];
+                for (int c = 0; c < cc->C; c++)
+                    for (int a = 0; a < cc->k; a++)
+                        for (int d = 0; d < cc->k; d++) {
+                            int ii = i * cc->stride - p->pad + a, jj = j * cc->stride - p->pad + d;
+                            if (ii < 0 || ii >= cc->S || jj < 0 || jj >= cc->S) continue;
+                            acc += (double)x[((size_t)(s * cc->C + c) * cc->S + ii) * cc->S + jj] *
+                                   w[(c * cc->k + a) * cc->k + d];
+                        }
+                y[((size_t)s * cc->O + o) * p->P + q] = acc;
+            }
+}
+
+typedef struct run_out {
+    float *y, *dx, *dW, *db;
+} run_out;
+
+static void run_engine(const cf_conv_plan *p, int O, int ngroups, const float *const *W,
+                       const float *bias, const float *x, const float *dy, int n, int threads,
+                       run_out *out)
+{
+    size_t ws = cf_conv_workspace(p, O, n, threads);
+    assert_int_equal(cf_conv_workspace_kept(p, O, n, threads), 0);
+    void *buf = aligned_alloc(64, (ws + 63) / 64 * 64);
+    assert_non_null(buf);
+    size_t bank = (size_t)O * p->CK;
+    out->y = malloc((size_t)n * O * p->P * sizeof(float));
+    out->dx = malloc((size_t)n * p->C * p->H * p->W * sizeof(float));
+    out->dW = calloc((size_t)ngroups * bank, sizeof(float));
+    out->db = calloc((size_t)O, sizeof(float));
+    assert_non_null(out->y), assert_non_null(out->dx), assert_non_null(out->dW),
+        assert_non_null(out->db);
+    float *dWg[64];
+    for (int g = 0; g < ngroups; g++) dWg[g] = out->dW + (size_t)g * bank;
+    cf_conv_forward(p, O, W, bias, x, out->y, n, buf, NULL, threads);
+    cf_conv_backward(p, O, W, dWg, out->db, x, dy, out->dx, n, buf, NULL, threads);
+    free(buf);
+}
+
+static void free_out(run_out *o) { free(o->y), free(o->dx), free(o->dW), free(o->db); }
+
+static void check_case(const conv_case *cc, tu_rng *r)
+{
+    const cf_allocator *a = &cf_default_allocator;
+    int n = 5;
+    cf_conv_plan ref;
+    int OS = cf_conv_out_size(cc->S, cc->k, cc->stride, cc->pad);
+    int32_t *grp = NULL;
+    if (cc->ngroups > 1) {
+        grp = malloc((size_t)OS * OS * sizeof *grp);
+        assert_non_null(grp);
+        /* groups as blobs of pixels, some groups empty */
+        for (int q = 0; q < OS * OS; q++)
+            grp[q] = (int32_t)(((q / OS) / 2 * 3 + (q % OS) / 3) % (cc->ngroups - 1));
+    }
+    CF_ASSERT_OK(cf_conv_plan_init(a, &ref, cc->C, cc->S, cc->S, cc->k, cc->stride, cc->pad, grp,
+                                   cc->ngroups));
+    size_t bank = (size_t)cc->O * ref.CK;
+    float *Wd = randf(bank * cc->ngroups, r), *bias = randf((size_t)cc->O, r);
+    const float *W[64];
+    for (int g = 0; g < cc->ngroups; g++) W[g] = Wd + (size_t)g * bank;
+    size_t xn = (size_t)n * cc->C * cc->S * cc->S, yn = (size_t)n * cc->O * ref.P;
+    float *x = randf(xn, r), *dy = randf(yn, r);
+    double *yref = malloc(yn * sizeof *yref);
+    assert_non_null(yref);
+    ref_forward(cc, &ref, grp, W, bias, x, yref, n);
+
+    run_out base;
+    run_engine(&ref, cc->O, cc->ngroups, W, bias, x, dy, n, 1, &base);
+    /* value */
+    for (size_t i = 0; i < yn; i++) assert_true(fabs(base.y[i] - yref[i]) <= 1e-4 * (1 + fabs(yref[i])));
+    /* gradients against the reference by linearity: dx = d/dx <dy, y>, checked by directional
+     * derivative along a random direction (exact in double for a linear map) */
+    float *u = randf(xn, r);
+    double *yu = malloc(yn * sizeof *yu);
+    float *zero_b = calloc((size_t)cc->O, sizeof *zero_b);
+    assert_non_null(yu), assert_non_null(zero_b);
+    ref_forward(cc, &ref, grp, W, zero_b, u, yu, n);
+    double lhs = 0, rhs = 0, mag = 0;
+    for (size_t i = 0; i < yn; i++) lhs += (double)dy[i] * yu[i], mag += fabs((double)dy[i] * yu[i]);
+    for (size_t i = 0; i < xn; i++) rhs += (double)base.dx[i] * u[i];
+    assert_true(fabs(lhs - rhs) <= 1e-5 * mag);
+    /* dW: <dW, V> = <dy, conv_V(x)> without bias */
+    float *Vd = randf(bank * cc->ngroups, r);
+    const float *V[64];
+    for (int g = 0; g < cc->ngroups; g++) V[g] = Vd + (size_t)g * bank;
+    ref_forward(cc, &ref, grp, V, zero_b, x, yu, n);
+    lhs = rhs = mag = 0;
+    for (size_t i = 0; i < yn; i++) lhs += (double)dy[i] * yu[i], mag += fabs((double)dy[i] * yu[i]);
+    for (size_t i = 0; i < bank * cc->ngroups; i++) rhs += (double)base.dW[i] * Vd[i];
+    assert_true(fabs(lhs - rhs) <= 1e-5 * mag);
+    for (int o = 0; o < cc->O; o++) {
+        double s = 0;
+        for (int b = 0; b < n; b++)
+            for (int64_t q = 0; q < ref.P; q++) s += dy[((size_t)b * cc->O + o) * ref.P + q];
+        assert_true(fabs(base.db[o] - s) <= 1e-5 * (1 + fabs(s)));
+    }
+
+    /* Other tilings and thread counts: identical output and input gradient. */
+    static const int64_t cols[] = {1, 7, 24, 100, 480, 100000};
+    static const size_t bytes[] = {64, 4096, 196608};
+    for (size_t ci = 0; ci < sizeof cols / sizeof *cols; ci++)
+        for (size_t bi = 0; bi < sizeof bytes / sizeof *bytes; bi++)
+            for (int threads = 1; threads <= 3; threads += 2) {
+                cf_conv_plan p;
+                CF_ASSERT_OK(cf_conv_plan_init_tiled(a, &p, cc->C, cc->S, cc->S, cc->k,
+                                                     cc->stride, cc->pad, grp, cc->ngroups,
+                                                     cols[ci], bytes[bi]));
+                run_out o;
+                run_engine(&p, cc->O, cc->ngroups, W, bias, x, dy, n, threads, &o);
+                assert_memory_equal(o.y, base.y, yn * sizeof(float));
+                /* The input gradient adds the tiles' contributions tile by tile, so its bits
+                 * follow the plan's tiling (not the threads, see below). */
+                assert_true(tu_max_rel_diff(o.dx, base.dx, (int64_t)xn) < 1e-4);
+                assert_true(tu_max_rel_diff(o.dW, base.dW, (int64_t)(bank * cc->ngroups)) < 1e-4);
+                free_out(&o);
+                cf_conv_plan_free(&p);
+            }
+    /* Same plan: any thread count, and a sample alone, give the output and input gradient bits
+     * it gets inside the batch on one thread. */
+    for (int threads = 2; threads <= 4; threads++) {
+        run_out o;
+        run_engine(&ref, cc->O, cc->ngroups, W, bias, x, dy, n, threads, &o);
+        assert_memory_equal(o.y, base.y, yn * sizeof(float));
+        assert_memory_equal(o.dx, base.dx, xn * sizeof(float));
+        assert_true(tu_max_rel_diff(o.dW, base.dW, (int64_t)(bank * cc->ngroups)) < 1e-4);
+        free_out(&o);
+    }
+    for (int s = 0; s < n; s++) {
+        run_out o;
+        run_engine(&ref, cc->O, cc->ngroups, W, bias, x + (size_t)s * cc->C * cc->S * cc->S,
+                   dy + (size_t)s * cc->O * ref.P, 1, 1, &o);
+        assert_memory_equal(o.y, base.y + (size_t)s * cc->O * ref.P, (size_t)cc->O * ref.P * 4);
+        assert_memory_equal(o.dx, base.dx + (size_t)s * cc->C * cc->S * cc->S,
+                            (size_t)cc->C * cc->S * cc->S * 4);
+        free_out(&o);
+    }
+    free_out(&base);
+    cf_conv_plan_free(&ref);
+    free(grp), free(Wd), free(bias), free(x), free(dy), free(yref), free(u), free(yu),
+        free(zero_b), free(Vd);
+}
+
+static void engine_matches_direct_loop_and_ignores_tiling(void **state)
+{
+    (void)state;
+    tu_rng r = {17};
+    static const conv_case cases[] = {
+        {3, 11, 3, 1, 5, 1, CFNET_PADDING_SAME},
+        {2, 12, 3, 1, 4, 1, CFNET_PADDING_VALID},
+        {4, 13, 5, 1, 6, 7, CFNET_PADDING_SAME},
+        {3, 14, 3, 2, 5, 1, CFNET_PADDING_SAME},
+        {5, 9, 1, 1, 9, 3, CFNET_PADDING_VALID},
+        {1, 20, 3, 1, 15, 9, CFNET_PADDING_VALID},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) check_case(&cases[i], &r);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(gemm_variants_match_generic),
+        cmocka_unit_test(gemm_matches_double_products),
+        cmocka_unit_test(gemm_pieces_give_the_same_bits),
+        cmocka_unit_test(engine_matches_direct_loop_and_ignores_tiling),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
