@@ -1,9 +1,8 @@
 /* Layer workspaces in a network: the part each layer keeps from a training forward to its
  * backward is its own, the scratch part is one region shared by all layers (src/nn/network.c,
- * cf_layer_ops.workspace_kept). A network of convolution layers whose columns are kept (one
- * column block per thread) and rebuilt (several blocks) must train bit-identically to the same
- * layers run standalone, each with a whole workspace of its own, and must need less memory than
- * the sum of its layers' workspaces. */
+ * cf_layer_ops.workspace_kept). A network of convolution layers (small and large maps) must
+ * train bit-identically to the same layers run standalone, each with a whole workspace of its
+ * own, and must need less memory than the sum of its layers' workspaces. */
 #include "testutil.h"
 
 #include "nn/layer.h"

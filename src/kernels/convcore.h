@@ -1,4 +1,4 @@
-/* Shared im2col + GEMM convolution engine (private).
+/* Shared convolution engine: tiled im2col and the engine's own products (private).
  *
  * Computes, for each sample, y[o, p] = sum_{c, t} W_{g(p)}[o, c*k*k + t] * x[c, in(p, t)] + b[o]
  * where the output pixels p are partitioned into groups g and every group has its own weight

@@ -1,5 +1,5 @@
 /* 2D convolution (correlation): y[o, x] = sum_{c, z} w[o, c, z] f[c, x + z] + b[o].
- * Shapes: x N x C x H x W, w O x C x k x k, y N x O x H' x W'. im2col + one GEMM per block. */
+ * Shapes: x N x C x H x W, w O x C x k x k, y N x O x H' x W'. The engine: kernels/convcore.h. */
 #include "kernels/convcore.h"
 
 enum { CFG_OUT, CFG_K, CFG_STRIDE, CFG_PAD };
