@@ -79,9 +79,12 @@ static void check_variant(const cf_simd_ops *g, const cf_simd_ops *v)
             assert_true(fabs(g->sum(xs, n) - ref) <= 1e-12 * (1.0 + fabs(ref)) + 1e-9);
         }
     }
-    /* Runs: random runs in a 40 x 8 grid, dst segments with slack, as im2col / col2im use. */
-    enum { SRC = 512, DST = 512 };
-    float src[SRC + CF_RUN_BLOCK], d1[DST + CF_RUN_BLOCK], d2[DST + CF_RUN_BLOCK];
+    /* Runs of a tile as im2col / col2im use them: random runs with consecutive dst, rows
+     * [r0, r1) of a column chunk with row stride ld (slack after the last column), each row
+     * reading at its own offset rowoff[q]. */
+    enum { SRC = 512, DST = 512, ROWS = 5, LD = 480 };
+    static float src[SRC + CF_RUN_BLOCK + ROWS * 8], d1[ROWS * LD], d2[ROWS * LD];
+    int32_t rowoff[ROWS];
     cf_run runs[24];
     for (int rep = 0; rep < 200; rep++) {
         int nr = 1 + (int)(tu_uniform(&r) * 24), pos = 0;
@@ -92,46 +95,63 @@ static void check_variant(const cf_simd_ops *g, const cf_simd_ops *v)
             runs[i].len = len;
             pos += len;
         }
-        fill(src, SRC + CF_RUN_BLOCK, &r, false);
-        fill(d1, DST + CF_RUN_BLOCK, &r, false);
+        for (int q = 0; q < ROWS; q++) rowoff[q] = (int32_t)(tu_uniform(&r) * ROWS * 8);
+        int r0 = (int)(tu_uniform(&r) * 2), r1 = r0 + 1 + (int)(tu_uniform(&r) * (ROWS - r0));
+        fill(src, SRC + CF_RUN_BLOCK + ROWS * 8, &r, false);
+        fill(d1, ROWS * LD, &r, false);
         memcpy(d2, d1, sizeof d1);
-        g->copy_runs(d1, src, runs, runs + nr);
-        v->copy_runs(d2, src, runs, runs + nr);
+        g->im2col_runs(d1, LD, src, rowoff, r0, r1, runs, runs + nr);
+        v->im2col_runs(d2, LD, src, rowoff, r0, r1, runs, runs + nr);
         assert_memory_equal(d1, d2, sizeof d1);
-        for (int i = 0; i < nr; i++) /* the runs themselves hold their inputs */
-            for (int k = 0; k < runs[i].len; k++) {
-                /* a later run overwrites an earlier run's overshoot, never its columns */
-                assert_memory_equal(&d1[runs[i].dst + k], &src[runs[i].src + k], sizeof(float));
-            }
-        /* col2im direction (dst += src by run.src / run.dst): disjoint destinations, one run
+        for (int q = r0; q < r1; q++)
+            for (int i = 0; i < nr; i++) /* the runs themselves hold their inputs */
+                for (int k = 0; k < runs[i].len; k++) {
+                    /* a later run overwrites an earlier run's overshoot, never its columns */
+                    assert_memory_equal(&d1[(q - r0) * LD + runs[i].dst + k],
+                                        &src[rowoff[q] + runs[i].src + k], sizeof(float));
+                }
+        /* col2im direction (dst[rowoff + run.src] += src[row + run.dst]): overlapping
+         * destinations across rows and runs, exact sums in the same order */
+        float *acc = d1, *acc2 = d2;
+        fill(acc, ROWS * LD, &r, false);
+        memcpy(acc2, acc, sizeof d1);
+        const float *cs = src; /* column gradients: rows of stride 64 */
+        g->col2im_runs(acc, cs, 64, rowoff, r0, r1, runs, runs + (nr < 6 ? nr : 6));
+        v->col2im_runs(acc2, cs, 64, rowoff, r0, r1, runs, runs + (nr < 6 ? nr : 6));
+        assert_memory_equal(acc, acc2, sizeof d1);
+        /* the conic output scatter and the gradient gather: disjoint destinations, one run
          * per 20-float slot */
         for (int i = 0; i < nr; i++) {
             runs[i].src = 20 * i;
             runs[i].dst = (int)(tu_uniform(&r) * (DST - 24));
         }
-        fill(d1, DST + CF_RUN_BLOCK, &r, false);
+        fill(d1, ROWS * LD, &r, false);
         memcpy(d2, d1, sizeof d1);
-        g->add_runs(d1, src, runs, runs + nr);
-        v->add_runs(d2, src, runs, runs + nr);
-        assert_memory_equal(d1, d2, sizeof d1);
-        /* the conic output scatter (same direction, + bias) and the gradient gather */
-        g->scatter_runs(d1, src, runs, runs + nr, -0.25f);
-        v->scatter_runs(d2, src, runs, runs + nr, -0.25f);
-        assert_memory_equal(d1, d2, sizeof d1);
-        for (int i = 0; i < nr; i++)
-            for (int k = 0; k < runs[i].len; k++)
-                assert_true(d1[runs[i].src + k] == src[runs[i].dst + k] + -0.25f);
+        /* the conic output scatter of 3 rows (+ bias) and the gradient gather */
+        static const float bias[3] = {-0.25f, 0.5f, 0.0f};
+        for (int bi = 0; bi < 2; bi++) {
+            const float *bs = bi ? bias : NULL;
+            g->scatter_runs(d1, 600, src, 16, 3, bs, runs, runs + nr);
+            v->scatter_runs(d2, 600, src, 16, 3, bs, runs, runs + nr);
+            assert_memory_equal(d1, d2, sizeof d1);
+            for (int o = 0; o < 3; o++)
+                for (int i = 0; i < nr; i++)
+                    for (int k = 0; k < runs[i].len; k++)
+                        assert_true(d1[o * 600 + runs[i].src + k] ==
+                                    src[o * 16 + runs[i].dst + k] + (bs ? bs[o] : 0.0f));
+        }
         for (int i = 0; i < nr; i++) { /* gather: disjoint destination slots again */
             int t = runs[i].src;
             runs[i].src = runs[i].dst;
             runs[i].dst = t;
         }
-        g->gather_runs(d1, src, runs, runs + nr);
-        v->gather_runs(d2, src, runs, runs + nr);
+        g->gather_runs(d1, 600, src, 16, 3, runs, runs + nr);
+        v->gather_runs(d2, 600, src, 16, 3, runs, runs + nr);
         assert_memory_equal(d1, d2, sizeof d1);
-        for (int i = 0; i < nr; i++)
-            assert_memory_equal(d1 + runs[i].dst, src + runs[i].src,
-                                (size_t)runs[i].len * sizeof(float));
+        for (int o = 0; o < 3; o++)
+            for (int i = 0; i < nr; i++)
+                assert_memory_equal(d1 + o * 600 + runs[i].dst, src + o * 16 + runs[i].src,
+                                    (size_t)runs[i].len * sizeof(float));
     }
 }
 

@@ -42,6 +42,7 @@ void cf_conv_plan_free(cf_conv_plan *p)
     cf_free(p->pruns);
     cf_free(p->prun_off);
     cf_free(p->run_off);
+    cf_free(p->rowoff);
     cf_free(p->tgroup);
     cf_free(p->tj0);
     cf_free(p->tj1);
@@ -123,8 +124,6 @@ cfnet_status cf_conv_plan_init_tiled(const cf_allocator *a, cf_conv_plan *p, int
     p->CK = (int64_t)C * k * k;
     p->ngroups = group_of ? ngroups : 1;
     int64_t kk = (int64_t)k * k;
-    size_t idx_n;
-    if (!cf_mul_size((size_t)kk, (size_t)p->P, &idx_n)) idx_n = SIZE_MAX / 8;
     p->goff = cf_alloc_zero(a, (size_t)p->ngroups + 1, sizeof *p->goff);
     if (group_of) p->perm = cf_alloc(a, (size_t)p->P * sizeof *p->perm);
     if (!p->goff || (group_of && !p->perm)) {
@@ -152,8 +151,9 @@ cfnet_status cf_conv_plan_init_tiled(const cf_allocator *a, cf_conv_plan *p, int
         return st;
     }
     int nt = p->ntiles;
-    p->run_off = cf_alloc_zero(a, (size_t)(kk * nt) + 1, sizeof *p->run_off);
-    if (!p->run_off) {
+    p->run_off = cf_alloc_zero(a, (size_t)nt + 1, sizeof *p->run_off);
+    p->rowoff = cf_alloc(a, (size_t)p->CK * sizeof *p->rowoff);
+    if (!p->run_off || !p->rowoff) {
         cf_conv_plan_free(p);
         return cf_error(CFNET_E_OUT_OF_MEMORY, "convolution: cannot allocate index tables");
     }
@@ -181,9 +181,16 @@ cfnet_status cf_conv_plan_init_tiled(const cf_allocator *a, cf_conv_plan *p, int
         }
         p->prun_off[nt] = nr;
     }
-    /* Offset in the padded input of every (tap, column), then the runs of every (tap, tile):
-     * two passes, count then fill. */
-    int32_t *idx = cf_alloc(a, idx_n * sizeof *idx);
+    int64_t HWp = (int64_t)p->Hp * p->Wp;
+    if (p->C * HWp > INT32_MAX) {
+        cf_conv_plan_free(p);
+        return cf_error(CFNET_E_OUT_OF_MEMORY, "convolution: input too large");
+    }
+    for (int64_t r = 0; r < p->CK; r++)
+        p->rowoff[r] = (int32_t)(r / kk * HWp + (r % kk) / k * p->Wp + (r % kk) % k);
+    /* Offset in the padded input of every column (tap 0), then the runs of every tile: two
+     * passes, count then fill. */
+    int32_t *idx = cf_alloc(a, (size_t)p->P * sizeof *idx);
     if (!idx) {
         cf_conv_plan_free(p);
         return cf_error(CFNET_E_OUT_OF_MEMORY, "convolution: cannot allocate index tables");
@@ -191,31 +198,27 @@ cfnet_status cf_conv_plan_init_tiled(const cf_allocator *a, cf_conv_plan *p, int
     for (int64_t j = 0; j < p->P; j++) {
         int64_t q = p->perm ? p->perm[j] : j;
         int oi = (int)(q / OW), oj = (int)(q % OW);
-        for (int t = 0; t < kk; t++)
-            idx[t * p->P + j] = (oi * stride + t / k) * p->Wp + oj * stride + t % k;
+        idx[j] = oi * stride * p->Wp + oj * stride;
     }
     for (int pass = 0; pass < 2; pass++) {
         int64_t nr = 0;
-        for (int64_t t = 0; t < kk; t++) {
-            const int32_t *ix = idx + t * p->P;
-            for (int i = 0; i < nt; i++) {
-                int64_t j0 = p->tj0[i], j1 = p->tj1[i];
-                if (pass == 0) p->run_off[t * nt + i] = nr;
-                for (int64_t j = j0; j < j1;) {
-                    int64_t e = j + 1;
-                    while (e < j1 && ix[e] == ix[e - 1] + 1) e++;
-                    if (pass == 1) {
-                        p->runs[nr].dst = (int32_t)(j - j0);
-                        p->runs[nr].src = ix[j];
-                        p->runs[nr].len = (int32_t)(e - j);
-                    }
-                    nr++;
-                    j = e;
+        for (int i = 0; i < nt; i++) {
+            int64_t j0 = p->tj0[i], j1 = p->tj1[i];
+            if (pass == 0) p->run_off[i] = nr;
+            for (int64_t j = j0; j < j1;) {
+                int64_t e = j + 1;
+                while (e < j1 && idx[e] == idx[e - 1] + 1) e++;
+                if (pass == 1) {
+                    p->runs[nr].dst = (int32_t)(j - j0);
+                    p->runs[nr].src = idx[j];
+                    p->runs[nr].len = (int32_t)(e - j);
                 }
+                nr++;
+                j = e;
             }
         }
         if (pass == 0) {
-            p->run_off[kk * nt] = nr;
+            p->run_off[nt] = nr;
             p->runs = cf_alloc(a, (size_t)(nr ? nr : 1) * sizeof *p->runs);
             if (!p->runs) {
                 cf_free(idx);
@@ -241,13 +244,14 @@ static int eff_threads(int threads, int64_t n)
  * of RUN_BLOCK floats and may run past the end of a run by up to RUN_BLOCK - 1. */
 #define RUN_BLOCK CF_RUN_BLOCK
 
+static inline int64_t col_ld(int64_t tn);
+
 /* Per thread: a chunk of columns (rows x spb wmax, reused for their gradient), the outputs or
  * output gradients of a tile (O x spb wmax), the zero-padded input of a block (spb C planes)
  * and, in backward, the padded input gradient (as many). */
 static size_t col_bytes(const cf_conv_plan *p)
 {
-    return cf_align64(((size_t)p->rows * (size_t)(p->spb * p->wmax) + RUN_BLOCK) *
-                      sizeof(float));
+    return cf_align64((size_t)p->rows * (size_t)col_ld(p->spb * p->wmax) * sizeof(float));
 }
 
 static size_t out_bytes(const cf_conv_plan *p, int O)
@@ -329,43 +333,35 @@ static void pad_input(const cf_conv_plan *p, const float *x, int64_t nb, float *
     memset(xpad + planes * HWp, 0, RUN_BLOCK * sizeof(float));
 }
 
-/* Rows [r0, r1) of tile i's columns for a block of nb samples (row stride nb w, sample by
- * sample within a row) from their padded planes. Runs are copied in whole blocks of RUN_BLOCK
- * floats (conic tiles cut image rows into short runs, where a memcpy call would cost more than
- * the copy): the overshoot lands on columns written next, or in the slack after the chunk, and
- * reads stay inside the padded planes and their slack. */
+/* Rows [r0, r1) of tile i's columns for a block of nb samples (row stride ld, sample by sample
+ * within a row) from their padded planes. Runs are copied in whole blocks of RUN_BLOCK floats
+ * (conic tiles cut image rows into short runs, where a memcpy call would cost more than the
+ * copy): the overshoot lands on columns written later or in the row's slack (ld leaves
+ * RUN_BLOCK floats after the last column), and reads stay inside the padded planes and their
+ * slack. */
 static void im2col(const cf_conv_plan *p, int i, const float *xpad, int64_t nb, int64_t r0,
-                   int64_t r1, float *col)
+                   int64_t r1, float *col, int64_t ld)
 {
-    int64_t kk = (int64_t)p->k * p->k, HWp = (int64_t)p->Hp * p->Wp;
-    int64_t w = p->tj1[i] - p->tj0[i], tn = nb * w;
-    int nt = p->ntiles;
+    int64_t w = p->tj1[i] - p->tj0[i], plane = (int64_t)p->C * p->Hp * p->Wp;
     const cf_simd_ops *k = cf_simd();
-    for (int64_t r = r0; r < r1; r++) {
-        int64_t c = r / kk, t = r % kk;
-        float *row = col + (r - r0) * tn;
-        const cf_conv_run *a = p->runs + p->run_off[t * nt + i],
-                          *e = p->runs + p->run_off[t * nt + i + 1];
-        for (int64_t b = 0; b < nb; b++) k->copy_runs(row + b * w, xpad + (b * p->C + c) * HWp, a, e);
-    }
+    for (int64_t b = 0; b < nb; b++)
+        k->im2col_runs(col + b * w, ld, xpad + b * plane, p->rowoff, r0, r1,
+                       p->runs + p->run_off[i], p->runs + p->run_off[i + 1]);
 }
 
 /* dxpad += col2im of rows [r0, r1) of tile i's column gradients. */
-static void col2im(const cf_conv_plan *p, int i, const float *col, int64_t nb, int64_t r0,
-                   int64_t r1, float *dxpad)
+static void col2im(const cf_conv_plan *p, int i, const float *col, int64_t ld, int64_t nb,
+                   int64_t r0, int64_t r1, float *dxpad)
 {
-    int64_t kk = (int64_t)p->k * p->k, HWp = (int64_t)p->Hp * p->Wp;
-    int64_t w = p->tj1[i] - p->tj0[i], tn = nb * w;
-    int nt = p->ntiles;
+    int64_t w = p->tj1[i] - p->tj0[i], plane = (int64_t)p->C * p->Hp * p->Wp;
     const cf_simd_ops *k = cf_simd();
-    for (int64_t r = r0; r < r1; r++) {
-        int64_t c = r / kk, t = r % kk;
-        const float *row = col + (r - r0) * tn;
-        const cf_conv_run *a = p->runs + p->run_off[t * nt + i],
-                          *e = p->runs + p->run_off[t * nt + i + 1];
-        for (int64_t b = 0; b < nb; b++) k->add_runs(dxpad + (b * p->C + c) * HWp, row + b * w, a, e);
-    }
+    for (int64_t b = 0; b < nb; b++)
+        k->col2im_runs(dxpad + b * plane, col + b * w, ld, p->rowoff, r0, r1,
+                       p->runs + p->run_off[i], p->runs + p->run_off[i + 1]);
 }
+
+/* Row stride of a tile's columns: its width plus slack for the run copies' overshoot. */
+static inline int64_t col_ld(int64_t tn) { return (tn + 7) / 8 * 8 + RUN_BLOCK; }
 
 /* One thread's share: samples [s_begin, s_end), blocks of at most spb, its own buffers. */
 typedef struct conv_job {
@@ -400,11 +396,11 @@ static void forward_range(const conv_job *j)
              * bias: y = (chain from 0) + b either way. */
             bool direct = !p->perm && nb == 1;
             float *dst = direct ? j->y + s0 * O * P + p->tj0[i] : j->out;
-            int64_t ldd = direct ? P : tn;
+            int64_t ldd = direct ? P : tn, ld = col_ld(tn);
             for (int64_t r0 = 0; r0 < CK; r0 += p->rows) {
                 int64_t r1 = CK - r0 < p->rows ? CK : r0 + p->rows;
-                im2col(p, i, j->xpad, nb, r0, r1, j->col);
-                k->gemm_nn(O, (int)tn, (int)(r1 - r0), Wp + 4 * r0, (int)CK, j->col, (int)tn,
+                im2col(p, i, j->xpad, nb, r0, r1, j->col, ld);
+                k->gemm_nn(O, (int)tn, (int)(r1 - r0), Wp + 4 * r0, (int)CK, j->col, (int)ld,
                            dst, (int)ldd, r0 > 0);
             }
             if (direct && j->bias)
@@ -415,14 +411,14 @@ static void forward_range(const conv_job *j)
             if (direct) continue;
             for (int64_t b = 0; b < nb; b++) {
                 float *yb = j->y + (s0 + b) * O * P;
-                for (int o = 0; o < O; o++) {
-                    float bo = j->bias ? j->bias[o] : 0.0f;
-                    const float *src = j->out + o * tn + b * w;
-                    if (!p->perm)
-                        k->add_scalar(yb + o * P + p->tj0[i], src, w, bo);
-                    else
-                        k->scatter_runs(yb + o * P, src, p->pruns + p->prun_off[i],
-                                        p->pruns + p->prun_off[i + 1], bo);
+                const float *src = j->out + b * w;
+                if (!p->perm) {
+                    for (int o = 0; o < O; o++)
+                        k->add_scalar(yb + o * P + p->tj0[i], src + o * tn, w,
+                                      j->bias ? j->bias[o] : 0.0f);
+                } else {
+                    k->scatter_runs(yb, P, src, tn, O, j->bias, p->pruns + p->prun_off[i],
+                                    p->pruns + p->prun_off[i + 1]);
                 }
             }
         }
@@ -468,28 +464,29 @@ static void backward_range(const conv_job *j)
             if (p->perm || nb > 1) {
                 for (int64_t b = 0; b < nb; b++) {
                     const float *dyb = j->dy + (s0 + b) * O * P;
-                    for (int o = 0; o < O; o++) {
-                        float *d = dout + o * tn + b * w;
-                        if (!p->perm)
-                            memcpy(d, dyb + o * P + p->tj0[i], (size_t)w * sizeof(float));
-                        else
-                            k->gather_runs(d, dyb + o * P, p->pruns + p->prun_off[i],
-                                           p->pruns + p->prun_off[i + 1]);
+                    if (!p->perm) {
+                        for (int o = 0; o < O; o++)
+                            memcpy(dout + o * tn + b * w, dyb + o * P + p->tj0[i],
+                                   (size_t)w * sizeof(float));
+                    } else {
+                        k->gather_runs(dout + b * w, tn, dyb, P, O, p->pruns + p->prun_off[i],
+                                       p->pruns + p->prun_off[i + 1]);
                     }
                 }
                 dt = dout;
                 ldt = tn;
             }
             const float *Wt = j->Wp + (size_t)g * j->wstride;
+            int64_t ld = col_ld(tn);
             for (int64_t r0 = 0; r0 < CK; r0 += p->rows) {
                 int64_t r1 = CK - r0 < p->rows ? CK : r0 + p->rows;
-                im2col(p, i, j->xpad, nb, r0, r1, j->col);
-                k->gemm_nt(O, (int)(r1 - r0), (int)tn, dt, (int)ldt, j->col, (int)tn,
+                im2col(p, i, j->xpad, nb, r0, r1, j->col, ld);
+                k->gemm_nt(O, (int)(r1 - r0), (int)tn, dt, (int)ldt, j->col, (int)ld,
                            j->dWg[g] + r0, (int)CK);
                 if (!j->dx) continue;
                 k->gemm_nn((int)(r1 - r0), (int)tn, O, Wt + (size_t)r0 * O, O, dt, (int)ldt,
-                           j->col, (int)tn, 0);
-                col2im(p, i, j->col, nb, r0, r1, dxpad);
+                           j->col, (int)ld, 0);
+                col2im(p, i, j->col, ld, nb, r0, r1, dxpad);
             }
         }
         if (!j->dx) continue;

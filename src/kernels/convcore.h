@@ -35,17 +35,19 @@ typedef struct cf_conv_plan {
     int ngroups;
     int64_t *goff;     /* ngroups + 1 offsets into the grouped column order */
     int32_t *perm;     /* grouped column j -> output pixel; NULL when the order is natural */
-    /* The columns of tap t in group g as runs: consecutive grouped columns whose offsets in the
-     * padded input are consecutive, so im2col and col2im move whole runs. */
+    /* The columns of every tile as runs: consecutive columns whose offsets in the padded input
+     * (of tap 0; tap t adds a constant) are consecutive, so im2col and col2im move whole runs;
+     * tile i's are runs[run_off[i] .. run_off[i + 1]). rowoff[r] is column row r's offset
+     * (r = c k k + t: plane c, tap t) from tap 0 in the padded planes. */
     cf_conv_run *runs;
-    int64_t *run_off;  /* k*k * ngroups + 1 offsets into runs, index t * ngroups + g */
+    int64_t *run_off;
+    int32_t *rowoff;
     /* With perm: runs of grouped columns (dst = grouped index j) that are consecutive output
      * pixels (src = perm[j]); group g's are pruns[prun_off[g] .. prun_off[g + 1]). */
     cf_conv_run *pruns;
     int64_t *prun_off;
     /* Tiles: ntiles ranges [tj0, tj1) of the grouped column order, each inside one group
-     * (tgroup); runs and pruns are per tile (index t * ntiles + i and i), their dst relative to
-     * the tile's first column. */
+     * (tgroup); runs and pruns are per tile, their dst relative to the tile's first column. */
     int ntiles;
     int32_t *tgroup;
     int64_t *tj0, *tj1;

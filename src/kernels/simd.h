@@ -29,15 +29,24 @@ enum { CF_SIMD_GENERIC = 0, CF_SIMD_AVX2 = 1, CF_SIMD_AVX512 = 2, CF_SIMD_COUNT 
 
 typedef struct cf_simd_ops {
     const char *name;
-    /* im2col: for each run, dst[r.dst ..] = src[r.src ..], len rounded up to CF_RUN_BLOCK. */
-    void (*copy_runs)(float *dst, const float *src, const cf_run *r0, const cf_run *r1);
-    /* col2im: for each run, dst[r.src + i] += src[r.dst + i], i < len (exact). */
-    void (*add_runs)(float *dst, const float *src, const cf_run *r0, const cf_run *r1);
-    /* Conic output scatter: for each run, dst[r.src + i] = src[r.dst + i] + b; and the gather of
-     * its gradient: dst[r.dst + i] = src[r.src + i] (exact lengths). */
-    void (*scatter_runs)(float *dst, const float *src, const cf_run *r0, const cf_run *r1,
-                         float b);
-    void (*gather_runs)(float *dst, const float *src, const cf_run *r0, const cf_run *r1);
+    /* A tile's im2col: for each run, then each row r in [r0, r1):
+     * dst[(r - r0) * ld + r.dst ..] = src[rowoff[r] + r.src ..], len rounded up to
+     * CF_RUN_BLOCK (the overshoot lands on the next run, the next sample's columns or the
+     * row's slack, all written later). col2im: dst[rowoff[r] + r.src + i] +=
+     * src[(r - r0) * ld + r.dst + i], i < len (exact), row by row and within a row run by
+     * run. */
+    void (*im2col_runs)(float *dst, int64_t ld, const float *src, const int32_t *rowoff,
+                        int64_t r0, int64_t r1, const cf_run *a, const cf_run *e);
+    void (*col2im_runs)(float *dst, const float *src, int64_t ld, const int32_t *rowoff,
+                        int64_t r0, int64_t r1, const cf_run *a, const cf_run *e);
+    /* Conic output scatter of a tile's rows: for each run, each row o < rows:
+     * dst[o * ldd + r.src + i] = src[o * lds + r.dst + i] + (bias ? bias[o] : 0); and the
+     * gather of its gradient: dst[o * ldd + r.dst + i] = src[o * lds + r.src + i] (exact
+     * lengths). */
+    void (*scatter_runs)(float *dst, int64_t ldd, const float *src, int64_t lds, int rows,
+                         const float *bias, const cf_run *a, const cf_run *e);
+    void (*gather_runs)(float *dst, int64_t ldd, const float *src, int64_t lds, int rows,
+                        const cf_run *a, const cf_run *e);
     /* dst[i] = src[i] + b */
     void (*add_scalar)(float *dst, const float *src, int64_t n, float b);
     /* y = max(0, x) (bit-exact select: -0 and NaN give +0); dx = y > 0 ? dy : 0 */
