@@ -232,12 +232,27 @@ cfnet_status cf_conv_plan_init_tiled(const cf_allocator *a, cf_conv_plan *p, int
     return CFNET_OK;
 }
 
-/* Threads actually used for a batch of n. */
+/* Threads actually used for a batch of n: the batch is split into shares of samples; a
+ * forward with fewer samples than threads (a single image, for latency) splits the tiles
+ * instead (every output element is computed by exactly one thread either way, so the result
+ * is the same). */
 static int eff_threads(int threads, int64_t n)
 {
     if (threads < 1) threads = 1;
     if (threads > CFNET_MAX_THREADS) threads = CFNET_MAX_THREADS; /* the option refuses more */
     return n < threads ? (int)(n > 0 ? n : 1) : threads;
+}
+
+static bool split_tiles(const cf_conv_plan *p, int64_t n, int threads)
+{
+    return n < threads && threads > 1 && p->ntiles > 1;
+}
+
+static int fwd_threads(const cf_conv_plan *p, int64_t n, int threads)
+{
+    if (!split_tiles(p, n, threads)) return eff_threads(threads, n);
+    int T = eff_threads(threads, threads); /* clamped */
+    return T < p->ntiles ? T : p->ntiles;
 }
 
 /* Floats of slack after the column chunk and the padded input: run copies move whole blocks
@@ -305,9 +320,11 @@ size_t cf_conv_workspace_kept(const cf_conv_plan *p, int O, int64_t n, int threa
 
 size_t cf_conv_workspace(const cf_conv_plan *p, int O, int64_t n, int threads)
 {
-    int T = eff_threads(threads, n);
-    return jobs_bytes(T) + packed_bytes(p, O) + (size_t)T * thread_bytes(p, O) +
-           (size_t)(T - 1) * reduce_bytes(p, O);
+    int T = eff_threads(threads, n), F = fwd_threads(p, n, threads);
+    size_t bwd = jobs_bytes(T) + packed_bytes(p, O) + (size_t)T * thread_bytes(p, O) +
+                 (size_t)(T - 1) * reduce_bytes(p, O),
+           fwd = jobs_bytes(F) + packed_bytes(p, O) + (size_t)F * thread_bytes(p, O);
+    return bwd > fwd ? bwd : fwd;
 }
 
 /* Copies the nb samples' planes into xpad with a zero border of p->pad, plus zeroed slack. */
@@ -363,7 +380,8 @@ static void col2im(const cf_conv_plan *p, int i, const float *col, int64_t ld, i
 /* Row stride of a tile's columns: its width plus slack for the run copies' overshoot. */
 static inline int64_t col_ld(int64_t tn) { return (tn + 7) / 8 * 8 + RUN_BLOCK; }
 
-/* One thread's share: samples [s_begin, s_end), blocks of at most spb, its own buffers. */
+/* One thread's share: samples [s_begin, s_end), blocks of at most spb, tiles [t_begin, t_end),
+ * its own buffers. */
 typedef struct conv_job {
     const cf_conv_plan *p;
     int O;
@@ -375,6 +393,7 @@ typedef struct conv_job {
     const float *x, *dy;
     float *y, *dx;
     int64_t s_begin, s_end;
+    int t_begin, t_end;
     float *col, *out, *xpad;
 } conv_job;
 
@@ -387,7 +406,7 @@ static void forward_range(const conv_job *j)
     for (int64_t s0 = j->s_begin; s0 < j->s_end; s0 += p->spb) {
         int64_t nb = j->s_end - s0 < p->spb ? j->s_end - s0 : p->spb;
         pad_input(p, j->x + s0 * in_size, nb, j->xpad);
-        for (int i = 0; i < p->ntiles; i++) {
+        for (int i = j->t_begin; i < j->t_end; i++) {
             int g = p->tgroup[i];
             int64_t w = p->tj1[i] - p->tj0[i], tn = nb * w;
             const float *Wp = j->Wp + (size_t)g * j->wstride;
@@ -519,7 +538,8 @@ static void run_split(const conv_job *base, const float *const *Wg, bool backwar
                       float *dbias_shared)
 {
     const cf_conv_plan *p = base->p;
-    int O = base->O, T = eff_threads(threads, n);
+    int O = base->O, T = backward ? eff_threads(threads, n) : fwd_threads(p, n, threads);
+    bool by_tiles = !backward && split_tiles(p, n, threads);
     /* Scratch: the job descriptors, the packed banks, per thread its buffers, then the
      * gradient banks of threads 1..T-1. */
     if (!scratch) scratch = ws;
@@ -542,8 +562,10 @@ static void run_split(const conv_job *base, const float *const *Wg, bool backwar
         *j = *base;
         j->Wp = packed;
         j->wstride = wstride;
-        j->s_begin = n * t / T;
-        j->s_end = n * (t + 1) / T;
+        j->s_begin = by_tiles ? 0 : n * t / T;
+        j->s_end = by_tiles ? n : n * (t + 1) / T;
+        j->t_begin = by_tiles ? (int)((int64_t)p->ntiles * t / T) : 0;
+        j->t_end = by_tiles ? (int)((int64_t)p->ntiles * (t + 1) / T) : p->ntiles;
         j->col = (float *)mine;
         j->out = (float *)(mine + col_bytes(p));
         j->xpad = (float *)(mine + col_bytes(p) + out_bytes(p, O));
