@@ -531,6 +531,18 @@ static void share_main(void *arg, int i)
     else forward_range(&t->job);
 }
 
+/* First tile of share t of T when the tiles are split: the shares get about equal numbers of
+ * columns (the tiles' sizes differ: conic cones against rays). */
+static int tile_split(const cf_conv_plan *p, int t, int T)
+{
+    if (t <= 0) return 0;
+    if (t >= T) return p->ntiles;
+    int64_t goal = p->P * t / T, acc = 0;
+    int i = 0;
+    while (i < p->ntiles && acc + (p->tj1[i] - p->tj0[i]) / 2 < goal) acc += p->tj1[i] - p->tj0[i], i++;
+    return i;
+}
+
 /* Splits the batch over T shares run at once by cf_parallel_run (the calling thread's pool, see
  * core/pool.h; the caller does share 0); each share uses its own slice of the workspace. */
 static void run_split(const conv_job *base, const float *const *Wg, bool backward, int64_t n,
@@ -564,8 +576,8 @@ static void run_split(const conv_job *base, const float *const *Wg, bool backwar
         j->wstride = wstride;
         j->s_begin = by_tiles ? 0 : n * t / T;
         j->s_end = by_tiles ? n : n * (t + 1) / T;
-        j->t_begin = by_tiles ? (int)((int64_t)p->ntiles * t / T) : 0;
-        j->t_end = by_tiles ? (int)((int64_t)p->ntiles * (t + 1) / T) : p->ntiles;
+        j->t_begin = by_tiles ? tile_split(p, t, T) : 0;
+        j->t_end = by_tiles ? tile_split(p, t + 1, T) : p->ntiles;
         j->col = (float *)mine;
         j->out = (float *)(mine + col_bytes(p));
         j->xpad = (float *)(mine + col_bytes(p) + out_bytes(p, O));
