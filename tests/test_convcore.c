@@ -325,6 +325,10 @@ static void engine_matches_direct_loop_and_ignores_tiling(void **state)
         {3, 14, 3, 2, 5, 1, CFNET_PADDING_SAME},
         {5, 9, 1, 1, 9, 3, CFNET_PADDING_VALID},
         {1, 20, 3, 1, 15, 9, CFNET_PADDING_VALID},
+        /* large enough (P C k k >= CF_CONV_SPLIT_WORK) for a lone sample's forward to split
+         * its tiles over the threads */
+        {32, 48, 3, 1, 4, 1, CFNET_PADDING_SAME},
+        {16, 64, 3, 1, 3, 9, CFNET_PADDING_VALID},
     };
     for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) check_case(&cases[i], &r);
 }

@@ -10,6 +10,11 @@
 #ifndef CF_CONV_TILE_COLS
 #define CF_CONV_TILE_COLS 480
 #endif
+/* Multiply-adds per sample and output channel from which a forward with fewer samples than
+ * threads splits the tiles over the threads (a 64 x 64 map with 32 input channels is 1.2 M). */
+#ifndef CF_CONV_SPLIT_WORK
+#define CF_CONV_SPLIT_WORK ((int64_t)1 << 19)
+#endif
 #ifndef CF_CONV_TILE_BYTES
 #define CF_CONV_TILE_BYTES ((size_t)192 << 10)
 #endif
@@ -245,7 +250,8 @@ static int eff_threads(int threads, int64_t n)
 
 static bool split_tiles(const cf_conv_plan *p, int64_t n, int threads)
 {
-    return n < threads && threads > 1 && p->ntiles > 1;
+    /* Waking the other threads costs tens of microseconds: worth it only for a large layer. */
+    return n < threads && threads > 1 && p->ntiles > 1 && p->P * p->CK >= CF_CONV_SPLIT_WORK;
 }
 
 static int fwd_threads(const cf_conv_plan *p, int64_t n, int threads)

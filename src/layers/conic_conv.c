@@ -11,6 +11,7 @@
 #include "kernels/convcore.h"
 #include "kernels/rotate.h"
 #include "layers/banks.h"
+#include "platform/platform.h"
 
 #include <math.h>
 #include <string.h>
@@ -25,6 +26,13 @@ typedef struct conic_priv {
     int R, nrot, ngroups; /* nrot = 4R; groups: cones [0, 4R), rays [4R, 8R), centre 8R */
     cf_rotmap *rot;       /* nrot maps */
     bool *nonempty;       /* per group */
+    /* Inference cache of the filter banks (allocated by the first inference): a copy of the
+     * base filter they were built from, then the nrot rotated and nrot + 1 group banks. An
+     * inference whose base filter equals the copy bit for bit copies the banks instead of
+     * rotating again; lock guards it (concurrent inference is allowed). */
+    float *cache;
+    bool cached, lock_ready;
+    cf_mutex lock;
 } conic_priv;
 
 /* Group of output pixel (i, j) in an S x S map: see the header comment. Exact: the position is
@@ -60,6 +68,8 @@ static void conic_destroy(cfnet_layer *l)
         for (int r = 0; r < p->nrot; r++) cf_rotmap_free(&p->rot[r]);
     cf_free(p->rot);
     cf_free(p->nonempty);
+    cf_free(p->cache);
+    if (p->lock_ready) cf_mutex_destroy(&p->lock);
     cf_free(p);
 }
 
@@ -84,6 +94,8 @@ static cfnet_status conic_setup(cfnet_layer *l, uint64_t seed)
     conic_priv *p = cf_alloc_zero(&l->alloc, 1, sizeof *p);
     CF_FAIL_IF(!p, CFNET_E_OUT_OF_MEMORY, "conic_conv: out of memory");
     l->priv = p;
+    cf_mutex_init(&p->lock);
+    p->lock_ready = true;
     p->R = R;
     p->nrot = 4 * R;
     p->ngroups = 8 * R + 1;
@@ -207,13 +219,38 @@ static void fill_banks(const cfnet_layer *l, float *rot, float *grp)
     }
 }
 
+/* Inference: the banks from the cache when the base filter has not changed since they were
+ * built (checked bit for bit), else built and cached. Without a cache (its allocation failed)
+ * they are built in the workspace as in training. */
+static void cached_banks(cfnet_layer *l, conic_ws *w)
+{
+    conic_priv *p = l->priv;
+    size_t bank = bank_floats(l), nb = (size_t)(2 * p->nrot + 1);
+    const float *base = l->param[0]->data;
+    cf_mutex_lock(&p->lock);
+    if (!p->cache) p->cache = cf_alloc_zero(&l->alloc, (nb + 1) * bank, sizeof(float));
+    if (!p->cache) {
+        cf_mutex_unlock(&p->lock);
+        fill_banks(l, w->rot, w->grp);
+        return;
+    }
+    float *banks = p->cache + bank;
+    if (!p->cached || memcmp(p->cache, base, bank * sizeof(float)) != 0) {
+        fill_banks(l, banks, banks + (size_t)p->nrot * bank);
+        memcpy(p->cache, base, bank * sizeof(float));
+        p->cached = true;
+    }
+    memcpy(w->rot, banks, nb * bank * sizeof(float)); /* rot and grp are consecutive */
+    cf_mutex_unlock(&p->lock);
+}
+
 static cfnet_status conic_forward(cfnet_layer *l, const float *x, float *y, int64_t n,
                                   bool training, void *ws)
 {
-    (void)training;
     const conic_priv *p = l->priv;
     conic_ws w = carve(l, ws);
-    fill_banks(l, w.rot, w.grp);
+    if (training) fill_banks(l, w.rot, w.grp);
+    else cached_banks(l, &w);
     const float *Wg[CF_CONIC_MAX_GROUPS];
     float *dWg[CF_CONIC_MAX_GROUPS];
     group_banks(l, &w, Wg, dWg);

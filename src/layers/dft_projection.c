@@ -18,6 +18,8 @@
 #include "layers/p4_common.h"
 #include "nn/layer.h"
 
+#include "platform/platform.h"
+
 #include <cblas.h>
 #include <limits.h>
 #include <string.h>
@@ -31,6 +33,13 @@ typedef struct dft_projection_priv {
     int rows;         /* N * 4R: rows of Wrot, output values per sample */
     int D;            /* per-sample input size: K G M M */
     cf_rotmap *maps;  /* nrot maps */
+    /* Inference cache (allocated by the first inference): a copy of the weights and the Wrot
+     * built from them; an inference whose weights equal the copy bit for bit uses it instead of
+     * rotating again. lock guards it and is held through the product that reads it
+     * (concurrent inference is allowed). */
+    float *cache, *cache_wrot;
+    bool cached, lock_ready;
+    cf_mutex lock;
 } dft_projection_priv;
 
 static void dft_projection_destroy_priv(cfnet_layer *l)
@@ -40,6 +49,9 @@ static void dft_projection_destroy_priv(cfnet_layer *l)
     if (p->maps)
         for (int r = 0; r < p->nrot; r++) cf_rotmap_free(&p->maps[r]);
     cf_free(p->maps);
+    cf_free(p->cache);
+    cf_free(p->cache_wrot);
+    if (p->lock_ready) cf_mutex_destroy(&p->lock);
     cf_free(p);
     l->priv = NULL;
 }
@@ -101,6 +113,8 @@ static cfnet_status dft_projection_setup(cfnet_layer *l, uint64_t seed)
     dft_projection_priv *p = cf_alloc_zero(&l->alloc, 1, sizeof *p);
     CF_FAIL_IF(!p, CFNET_E_OUT_OF_MEMORY, "dft_projection: out of memory");
     l->priv = p; /* freed by destroy_priv if anything below fails */
+    cf_mutex_init(&p->lock);
+    p->lock_ready = true;
     p->G = G;
     p->K = (int)K;
     p->M = (int)M;
@@ -181,17 +195,45 @@ static void expand(const cfnet_layer *l, float *Wrot)
 static cfnet_status dft_projection_forward(cfnet_layer *l, const float *x, float *y, int64_t n,
                                            bool training, void *ws)
 {
-    (void)training;
-    const dft_projection_priv *p = l->priv;
+    dft_projection_priv *p = l->priv;
     CF_FAIL_IF(n > INT_MAX, CFNET_E_LIMIT, "dft_projection: batch of %lld exceeds %d",
                (long long)n, INT_MAX);
     const int N = l->icfg[ICFG_FILTERS], nrot = p->nrot, D = p->D;
     const float *b = l->param[1]->data;
     float *Wrot = ws;
-    expand(l, Wrot);
+    bool locked = false;
+    if (!training) {
+        size_t wn = (size_t)cfnet_tensor_numel(l->param[0]);
+        cf_mutex_lock(&p->lock);
+        locked = true;
+        if (!p->cache) {
+            p->cache = cf_alloc(&l->alloc, wn * sizeof(float));
+            p->cache_wrot = cf_alloc(&l->alloc, (size_t)p->rows * (size_t)D * sizeof(float));
+            if (!p->cache || !p->cache_wrot) {
+                cf_free(p->cache);
+                cf_free(p->cache_wrot);
+                p->cache = p->cache_wrot = NULL;
+            }
+        }
+        if (p->cache) {
+            if (!p->cached || memcmp(p->cache, l->param[0]->data, wn * sizeof(float)) != 0) {
+                expand(l, p->cache_wrot);
+                memcpy(p->cache, l->param[0]->data, wn * sizeof(float));
+                p->cached = true;
+            }
+            Wrot = p->cache_wrot;
+        } else {
+            cf_mutex_unlock(&p->lock);
+            locked = false;
+            expand(l, Wrot);
+        }
+    } else {
+        expand(l, Wrot);
+    }
     /* Psi (n x rows) = X (n x D) Wrot^T. */
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)n, p->rows, D, 1.0f, x, D, Wrot,
                 D, 0.0f, y, p->rows);
+    if (locked) cf_mutex_unlock(&p->lock);
     for (int64_t s = 0; s < n; s++) {
         float *ys = y + s * p->rows;
         for (int f = 0; f < N; f++)
