@@ -1,0 +1,173 @@
+/* The inference caches of the rotated filter banks (conic_conv, conic_conv_mirror through it,
+ * and dft_projection): an inference gives the bits of a training-mode forward with the current
+ * weights, also right after the weights were changed through their data pointer (the cache is
+ * checked against a copy of the weights), after they were changed back, and on two threads at
+ * once. */
+#include "testutil.h"
+
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+
+typedef struct job {
+    const cfnet_network *net;
+    const cfnet_tensor *x;
+    cfnet_tensor *y;
+    cfnet_status st;
+} job;
+
+static void *run_infer(void *arg)
+{
+    job *j = arg;
+    for (int i = 0; i < 10 && j->st == CFNET_OK; i++) j->st = cfnet_network_infer(j->net, j->x, j->y);
+    return NULL;
+}
+
+/* y of a forward in mode into a fresh tensor (the caller frees it). */
+static cfnet_tensor *forward(cfnet_layer *l, const cfnet_tensor *x, int64_t n, cfnet_mode mode)
+{
+    cfnet_tensor *y = tu_output_for(l, n);
+    CF_ASSERT_OK(cfnet_layer_forward(l, x, y, mode));
+    return y;
+}
+
+static void assert_same(const cfnet_tensor *a, const cfnet_tensor *b)
+{
+    assert_int_equal(cfnet_tensor_numel(a), cfnet_tensor_numel(b));
+    assert_memory_equal(cfnet_tensor_data(a), cfnet_tensor_data(b),
+                        (size_t)cfnet_tensor_numel(a) * sizeof(float));
+}
+
+static void check_layer(cfnet_layer *l, int ndim, const int64_t *in)
+{
+    CF_ASSERT_OK(cfnet_layer_setup(l, ndim, in, 3));
+    tu_rng r = {21};
+    int64_t xs[5] = {2};
+    for (int d = 0; d < ndim; d++) xs[d + 1] = in[d];
+    cfnet_tensor *x = tu_tensor(ndim + 1, xs, &r);
+    float *w = cfnet_tensor_data(cfnet_layer_param(l, 0));
+    int64_t wn = cfnet_tensor_numel(cfnet_layer_param(l, 0));
+
+    cfnet_tensor *a = forward(l, x, 2, CFNET_MODE_INFERENCE); /* builds the cache */
+    cfnet_tensor *t = forward(l, x, 2, CFNET_MODE_TRAINING);
+    assert_same(a, t);
+    cfnet_tensor *a2 = forward(l, x, 2, CFNET_MODE_INFERENCE); /* from the cache */
+    assert_same(a2, t);
+
+    /* Change one weight through the data pointer: the next inference sees it. */
+    float keep = w[wn / 2];
+    w[wn / 2] = keep + 0.5f;
+    cfnet_tensor *b = forward(l, x, 2, CFNET_MODE_INFERENCE);
+    cfnet_tensor *bt = forward(l, x, 2, CFNET_MODE_TRAINING);
+    assert_same(b, bt);
+    assert_true(memcmp(cfnet_tensor_data(a), cfnet_tensor_data(b),
+                       (size_t)cfnet_tensor_numel(a) * sizeof(float)) != 0);
+
+    /* Back to the first weights: the first result again. */
+    w[wn / 2] = keep;
+    cfnet_tensor *c = forward(l, x, 2, CFNET_MODE_INFERENCE);
+    assert_same(c, a);
+
+    cfnet_tensor *all[] = {x, a, t, a2, b, bt, c};
+    for (size_t i = 0; i < sizeof all / sizeof *all; i++) cfnet_tensor_free(all[i]);
+    cfnet_layer_free(l);
+}
+
+static void conic_cache_follows_the_weights(void **state)
+{
+    (void)state;
+    for (int interp = 0; interp < 3; interp++) {
+        cfnet_layer *l = NULL;
+        CF_ASSERT_OK(cfnet_layer_conic_conv_create(5, 3, 2, CFNET_PADDING_SAME,
+                                                   (cfnet_interp)interp, &l));
+        check_layer(l, 3, (const int64_t[]){3, 13, 13});
+    }
+    cfnet_layer *m = NULL;
+    CF_ASSERT_OK(cfnet_layer_conic_conv_mirror_create(4, 3, 1, CFNET_PADDING_VALID,
+                                                      CFNET_INTERP_NEAREST, &m));
+    check_layer(m, 3, (const int64_t[]){2, 11, 11});
+}
+
+static void dft_projection_cache_follows_the_weights(void **state)
+{
+    (void)state;
+    cfnet_layer *l = NULL;
+    CF_ASSERT_OK(cfnet_layer_dft_projection_create(6, 2, CFNET_INTERP_BILINEAR, &l));
+    check_layer(l, 3, (const int64_t[]){4, 7, 7});
+    CF_ASSERT_OK(cfnet_layer_dft_projection_create(3, 1, CFNET_INTERP_NEAREST, &l));
+    check_layer(l, 4, (const int64_t[]){2, 4, 5, 5});
+}
+
+/* A CFNet (conic layers and a DFT projection) used by two threads at once, right after its
+ * weights changed through their data pointers: both get the single-threaded result. */
+static void network_inference_on_two_threads_after_a_change(void **state)
+{
+    (void)state;
+    cfnet_network *net = NULL;
+    CF_ASSERT_OK(cfnet_network_create_classifier(CFNET_FAMILY_CFNET, 1, 24, 3, 6, 5, &net));
+    tu_rng r = {8};
+    int64_t xs[] = {3, 1, 24, 24}, ys[] = {3, 3};
+    cfnet_tensor *x = tu_tensor(4, xs, &r), *ref = tu_tensor(2, ys, NULL);
+    CF_ASSERT_OK(cfnet_network_infer(net, x, ref)); /* builds the caches */
+    for (int li = 0; li < cfnet_network_layer_count(net); li++) {
+        cfnet_layer *l = cfnet_network_layer(net, li);
+        if (cfnet_layer_param_count(l) == 0) continue;
+        float *w = cfnet_tensor_data(cfnet_layer_param(l, 0));
+        w[0] += 0.125f;
+    }
+    CF_ASSERT_OK(cfnet_network_infer(net, x, ref)); /* one thread, after the change */
+    CF_ASSERT_OK(cfnet_network_infer(net, x, ref));
+    for (int li = 0; li < cfnet_network_layer_count(net); li++) {
+        cfnet_layer *l = cfnet_network_layer(net, li);
+        if (cfnet_layer_param_count(l) == 0) continue;
+        cfnet_tensor_data(cfnet_layer_param(l, 0))[1] -= 0.25f;
+    }
+    /* The two threads are the first to run with the new weights: they race to rebuild. */
+    job jobs[2];
+    pthread_t th[2];
+    for (int i = 0; i < 2; i++) {
+        jobs[i] = (job){net, x, tu_tensor(2, ys, NULL), CFNET_OK};
+        assert_int_equal(pthread_create(&th[i], NULL, run_infer, &jobs[i]), 0);
+    }
+    for (int i = 0; i < 2; i++) assert_int_equal(pthread_join(th[i], NULL), 0);
+    /* The expected result: built again on one thread (a detour through other weights makes
+     * every cache rebuild). */
+    float saved[64];
+    int nl = cfnet_network_layer_count(net);
+    assert_true(nl <= 64);
+    for (int li = 0; li < nl; li++) {
+        cfnet_layer *l = cfnet_network_layer(net, li);
+        if (cfnet_layer_param_count(l) == 0) continue;
+        float *w = cfnet_tensor_data(cfnet_layer_param(l, 0));
+        saved[li] = w[2];
+        w[2] += 1.0f;
+    }
+    CF_ASSERT_OK(cfnet_network_infer(net, x, ref));
+    for (int li = 0; li < nl; li++) {
+        cfnet_layer *l = cfnet_network_layer(net, li);
+        if (cfnet_layer_param_count(l) == 0) continue;
+        cfnet_tensor_data(cfnet_layer_param(l, 0))[2] = saved[li];
+    }
+    cfnet_tensor *expect = tu_tensor(2, ys, NULL);
+    CF_ASSERT_OK(cfnet_network_infer(net, x, expect));
+    for (int i = 0; i < 2; i++) {
+        CF_ASSERT_OK(jobs[i].st);
+        assert_memory_equal(cfnet_tensor_data(jobs[i].y), cfnet_tensor_data(expect),
+                            9 * sizeof(float));
+        cfnet_tensor_free(jobs[i].y);
+    }
+    cfnet_tensor_free(x);
+    cfnet_tensor_free(ref);
+    cfnet_tensor_free(expect);
+    cfnet_network_free(net);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(conic_cache_follows_the_weights),
+        cmocka_unit_test(dft_projection_cache_follows_the_weights),
+        cmocka_unit_test(network_inference_on_two_threads_after_a_change),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
