@@ -50,7 +50,6 @@ void cf_conv_plan_free(cf_conv_plan *p)
     cf_free(p->rowoff);
     cf_free(p->tgroup);
     cf_free(p->tj0);
-    cf_free(p->tj1);
     memset(p, 0, sizeof *p);
 }
 
@@ -84,17 +83,16 @@ static cfnet_status plan_tiles(const cf_allocator *a, cf_conv_plan *p, int64_t t
     p->ntiles = (int)nt;
     size_t cnt = (size_t)(nt ? nt : 1);
     p->tgroup = cf_alloc(a, cnt * sizeof *p->tgroup);
-    p->tj0 = cf_alloc(a, cnt * sizeof *p->tj0);
-    p->tj1 = cf_alloc(a, cnt * sizeof *p->tj1);
-    CF_FAIL_IF(!p->tgroup || !p->tj0 || !p->tj1, CFNET_E_OUT_OF_MEMORY,
+    p->tj0 = cf_alloc(a, (cnt + 1) * sizeof *p->tj0);
+    CF_FAIL_IF(!p->tgroup || !p->tj0, CFNET_E_OUT_OF_MEMORY,
                "convolution: cannot allocate index tables");
     int i = 0;
     for (int g = 0; g < p->ngroups; g++)
         for (int64_t j = p->goff[g]; j < p->goff[g + 1]; j += p->wmax, i++) {
             p->tgroup[i] = g;
             p->tj0[i] = j;
-            p->tj1[i] = j + p->wmax < p->goff[g + 1] ? j + p->wmax : p->goff[g + 1];
         }
+    p->tj0[nt] = p->P; /* tiles follow each other: tile i ends where tile i + 1 starts */
     return CFNET_OK;
 }
 
@@ -174,9 +172,9 @@ cfnet_status cf_conv_plan_init_tiled(const cf_allocator *a, cf_conv_plan *p, int
         int64_t nr = 0;
         for (int i = 0; i < nt; i++) {
             p->prun_off[i] = nr;
-            for (int64_t jj = p->tj0[i]; jj < p->tj1[i];) {
+            for (int64_t jj = p->tj0[i]; jj < p->tj0[i + 1];) {
                 int64_t e = jj + 1;
-                while (e < p->tj1[i] && p->perm[e] == p->perm[e - 1] + 1) e++;
+                while (e < p->tj0[i + 1] && p->perm[e] == p->perm[e - 1] + 1) e++;
                 p->pruns[nr].dst = (int32_t)(jj - p->tj0[i]);
                 p->pruns[nr].src = p->perm[jj];
                 p->pruns[nr].len = (int32_t)(e - jj);
@@ -208,7 +206,7 @@ cfnet_status cf_conv_plan_init_tiled(const cf_allocator *a, cf_conv_plan *p, int
     for (int pass = 0; pass < 2; pass++) {
         int64_t nr = 0;
         for (int i = 0; i < nt; i++) {
-            int64_t j0 = p->tj0[i], j1 = p->tj1[i];
+            int64_t j0 = p->tj0[i], j1 = p->tj0[i + 1];
             if (pass == 0) p->run_off[i] = nr;
             for (int64_t j = j0; j < j1;) {
                 int64_t e = j + 1;
@@ -365,7 +363,7 @@ static void pad_input(const cf_conv_plan *p, const float *x, int64_t nb, float *
 static void im2col(const cf_conv_plan *p, int i, const float *xpad, int64_t nb, int64_t r0,
                    int64_t r1, float *col, int64_t ld)
 {
-    int64_t w = p->tj1[i] - p->tj0[i], plane = (int64_t)p->C * p->Hp * p->Wp;
+    int64_t w = p->tj0[i + 1] - p->tj0[i], plane = (int64_t)p->C * p->Hp * p->Wp;
     const cf_simd_ops *k = cf_simd();
     for (int64_t b = 0; b < nb; b++)
         k->im2col_runs(col + b * w, ld, xpad + b * plane, p->rowoff, r0, r1,
@@ -376,7 +374,7 @@ static void im2col(const cf_conv_plan *p, int i, const float *xpad, int64_t nb, 
 static void col2im(const cf_conv_plan *p, int i, const float *col, int64_t ld, int64_t nb,
                    int64_t r0, int64_t r1, float *dxpad)
 {
-    int64_t w = p->tj1[i] - p->tj0[i], plane = (int64_t)p->C * p->Hp * p->Wp;
+    int64_t w = p->tj0[i + 1] - p->tj0[i], plane = (int64_t)p->C * p->Hp * p->Wp;
     const cf_simd_ops *k = cf_simd();
     for (int64_t b = 0; b < nb; b++)
         k->col2im_runs(dxpad + b * plane, col + b * w, ld, p->rowoff, r0, r1,
@@ -414,7 +412,7 @@ static void forward_range(const conv_job *j)
         pad_input(p, j->x + s0 * in_size, nb, j->xpad);
         for (int i = j->t_begin; i < j->t_end; i++) {
             int g = p->tgroup[i];
-            int64_t w = p->tj1[i] - p->tj0[i], tn = nb * w;
+            int64_t w = p->tj0[i + 1] - p->tj0[i], tn = nb * w;
             const float *Wp = j->Wp + (size_t)g * j->wstride;
             /* One sample in natural order: the products write straight into y, then the bias
              * is added in place. Otherwise into the tile's outputs, then scattered with the
@@ -481,7 +479,7 @@ static void backward_range(const conv_job *j)
         if (j->dx) memset(dxpad, 0, (size_t)(nb * p->C * HWp) * sizeof(float));
         for (int i = 0; i < p->ntiles; i++) {
             int g = p->tgroup[i];
-            int64_t w = p->tj1[i] - p->tj0[i], tn = nb * w;
+            int64_t w = p->tj0[i + 1] - p->tj0[i], tn = nb * w;
             /* The tile's output gradient: read in place for one sample in natural order,
              * otherwise gathered sample by sample. */
             const float *dt = j->dy + s0 * O * P + p->tj0[i];
@@ -545,7 +543,7 @@ static int tile_split(const cf_conv_plan *p, int t, int T)
     if (t >= T) return p->ntiles;
     int64_t goal = p->P * t / T, acc = 0;
     int i = 0;
-    while (i < p->ntiles && acc + (p->tj1[i] - p->tj0[i]) / 2 < goal) acc += p->tj1[i] - p->tj0[i], i++;
+    while (i < p->ntiles && acc + (p->tj0[i + 1] - p->tj0[i]) / 2 < goal) acc += p->tj0[i + 1] - p->tj0[i], i++;
     return i;
 }
 

@@ -46,11 +46,12 @@ typedef struct cf_conv_plan {
      * pixels (src = perm[j]); group g's are pruns[prun_off[g] .. prun_off[g + 1]). */
     cf_conv_run *pruns;
     int64_t *prun_off;
-    /* Tiles: ntiles ranges [tj0, tj1) of the grouped column order, each inside one group
-     * (tgroup); runs and pruns are per tile, their dst relative to the tile's first column. */
+    /* Tiles: ntiles consecutive ranges [tj0[i], tj0[i + 1]) of the grouped column order, each
+     * inside one group (tgroup); runs and pruns are per tile, their dst relative to the tile's
+     * first column. */
     int ntiles;
     int32_t *tgroup;
-    int64_t *tj0, *tj1;
+    int64_t *tj0;
     int64_t spb;       /* samples per block */
     int64_t wmax;      /* most columns of a tile per sample */
     int64_t rows;      /* column rows built at once (a multiple of 4) */
