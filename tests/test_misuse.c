@@ -324,6 +324,10 @@ static void preset_functions_reject_bad_arguments(void **state)
                      CFNET_E_INVALID_ARGUMENT);
     assert_null(net);
     assert_int_equal(cfnet_network_multiply_adds(NULL), -1);
+    CF_ASSERT_STATUS(cfnet_network_init_normal(NULL, 0.1, 1), CFNET_E_INVALID_ARGUMENT);
+    CF_ASSERT_OK(cfnet_network_create(1, 8, 8, 0, &net));
+    CF_ASSERT_STATUS(cfnet_network_init_normal(net, -1.0, 1), CFNET_E_INVALID_ARGUMENT);
+    cfnet_network_free(net);
 }
 
 static void metadata_functions_reject_null_and_bad_strings(void **state)

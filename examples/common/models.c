@@ -98,20 +98,7 @@ cfnet_network *ex_preset(ex_model m, int channels, int size, int classes, int wi
 
 void ex_init_normal(cfnet_network *net, double sd, uint64_t seed)
 {
-    uint64_t st = seed * 0x9e3779b97f4a7c15ull + 1;
-    for (int i = 0; i < cfnet_network_layer_count(net); i++) {
-        cfnet_layer *l = cfnet_network_layer(net, i);
-        for (int p = 0; p < cfnet_layer_param_count(l); p++) {
-            if (strcmp(cfnet_layer_param_name(l, p), "weight") != 0) continue;
-            cfnet_tensor *t = cfnet_layer_param(l, p);
-            float *d = cfnet_tensor_data(t);
-            for (int64_t j = 0; j < cfnet_tensor_numel(t); j++) {
-                double u1 = ex_uniform(&st), u2 = ex_uniform(&st);
-                if (u1 < 1e-300) u1 = 1e-300;
-                d[j] = (float)(sd * sqrt(-2.0 * log(u1)) * cos(6.283185307179586 * u2));
-            }
-        }
-    }
+    EX_CHECK(cfnet_network_init_normal(net, sd, seed));
 }
 
 void ex_set_recipe(cfnet_network *net, double lr, double weight_decay, int decay_steps,

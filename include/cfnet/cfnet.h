@@ -830,6 +830,17 @@ CFNET_API cfnet_status cfnet_network_create_classifier(cfnet_family family, int 
                                                        int size, int classes, int width,
                                                        uint64_t seed, cfnet_network **out);
 
+/** Redraws every weight of `net` (each layer's parameters named "weight": convolution, conic,
+ *  p4, p4m, DFT projection and dense filters) from the normal distribution N(0, sd^2), whatever
+ *  the layer's fan-in; biases, batch-norm parameters and statistics, the optimiser's state and
+ *  the step count stay as they are. This is the original CFNet code's initialisation (sd 0.1)
+ *  and the one the CFNet preset uses (docs/results.md, ablation study); layers are otherwise
+ *  He-initialised when created. The numbers come from a splitmix64 stream started at `seed`
+ *  (Box-Muller, two uniforms per weight), drawn layer by layer, parameter by parameter, in
+ *  storage order, so they are the same on every machine. sd: finite, > 0 and <= 1000, else
+ *  CFNET_E_INVALID_ARGUMENT and nothing changes. Since 0.2. */
+CFNET_API cfnet_status cfnet_network_init_normal(cfnet_network *net, double sd, uint64_t seed);
+
 /** Nominal multiply-adds of one sample's forward pass (2 x this = FLOP): each weight of a
  *  convolution, p4, DFT projection or dense layer counted once per output position; batch
  *  norm, ReLU, pooling and the DFT itself are not counted, and conic layers count one filter

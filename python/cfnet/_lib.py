@@ -151,6 +151,7 @@ PROTOTYPES = {
     "cfnet_family_parse": (_status, [_str, _p_int]),
     "cfnet_network_create_classifier": (_status, [_int, _int, _int, _int, _int, _u64, _p_handle]),
     "cfnet_network_multiply_adds": (_i64, [_handle]),
+    "cfnet_network_init_normal": (_status, [_handle, _dbl, _u64]),
     # training epochs (the progress callback is passed as a PROGRESS_FN cast to void *)
     "cfnet_network_train_epoch": (_status, [_handle, _handle, _p_i32, _i64, _p_i64, _i64,
                                             ctypes.c_void_p, ctypes.c_void_p, _p_dbl, _p_dbl]),

@@ -190,6 +190,13 @@ class Network(Handle):
         net.metadata["classes"]``, ``dict(net.metadata)``."""
         return Metadata(self)
 
+    def init_normal(self, sd=0.1, seed=0):
+        """Redraws every weight from N(0, sd^2) whatever the layer's fan-in, the original CFNet
+        code's initialisation and the CFNet preset's (cfnet_network_init_normal); biases,
+        batch-norm parameters and the training state stay. Returns self."""
+        _lib.load().call("cfnet_network_init_normal", self._h(), float(sd), int(seed))
+        return self
+
     @property
     def multiply_adds(self):
         """Nominal multiply-adds of one sample's forward pass (cfnet_network_multiply_adds;

@@ -30,6 +30,22 @@ class PresetTest(LeakCheckedTestCase):
             with cfnet.classifier(name, 1, 50, 10, width=12, seed=1) as net:
                 self.assertEqual(net.param_count, params, name)
 
+    def test_init_normal(self):
+        with cfnet.classifier("cnn", 1, 32, 10, width=32, seed=1) as net:
+            biases = [p.copy() for layer in net for name, p in layer.params.items()
+                      if name != "weight"]
+            self.assertIs(net.init_normal(0.1, seed=5), net)
+            weights = np.concatenate([layer.params["weight"].ravel() for layer in net
+                                      if "weight" in layer.params])
+            self.assertGreater(weights.size, 20000)
+            self.assertAlmostEqual(float(weights.std()), 0.1, delta=0.003)
+            self.assertAlmostEqual(float(weights.mean()), 0.0, delta=0.003)
+            after = [p for layer in net for name, p in layer.params.items() if name != "weight"]
+            for a, b in zip(biases, after):
+                np.testing.assert_array_equal(a, b)
+            with self.assertRaises(cfnet.InvalidArgumentError):
+                net.init_normal(0.0)
+
     def test_invariant_families(self):
         x = np.random.default_rng(1).random((3, 1, 28, 28), dtype=np.float32)
         for name in ("cfnet", "gcnn-dft"):

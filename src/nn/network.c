@@ -240,6 +240,38 @@ CFNET_API int64_t cfnet_network_param_count(const cfnet_network *net)
     return total;
 }
 
+/* splitmix64: the stream of cfnet_network_init_normal (documented, so fixed). */
+static double init_uniform(uint64_t *state)
+{
+    uint64_t z = (*state += 0x9e3779b97f4a7c15ull);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    z ^= z >> 31;
+    return (double)(z >> 11) * 0x1.0p-53;
+}
+
+CFNET_API cfnet_status cfnet_network_init_normal(cfnet_network *net, double sd, uint64_t seed)
+{
+    CF_CHECK(cf_handle_check(net, CF_MAGIC_NETWORK, "network", __func__));
+    CF_FAIL_IF(!net, CFNET_E_INVALID_ARGUMENT, "network_init_normal: net is NULL");
+    CF_FAIL_IF(!(sd > 0.0 && sd <= 1000.0), CFNET_E_INVALID_ARGUMENT,
+               "network_init_normal: sd %g, must be finite, > 0 and <= 1000", sd);
+    uint64_t state = seed * 0x9e3779b97f4a7c15ull + 1;
+    for (int i = 0; i < net->nlayers; i++) {
+        cfnet_layer *l = net->layers[i];
+        for (int p = 0; p < l->nparam; p++) {
+            if (strcmp(l->param_name[p], "weight") != 0) continue;
+            cfnet_tensor *t = l->param[p];
+            for (int64_t j = 0; j < t->numel; j++) {
+                double u1 = init_uniform(&state), u2 = init_uniform(&state);
+                if (u1 < 1e-300) u1 = 1e-300;
+                t->data[j] = (float)(sd * sqrt(-2.0 * log(u1)) * cos(6.283185307179586 * u2));
+            }
+        }
+    }
+    return CFNET_OK;
+}
+
 CFNET_API size_t cfnet_network_memory_usage(const cfnet_network *net)
 {
     if (!cf_handle_ok(net, CF_MAGIC_NETWORK, "network", __func__)) net = NULL;

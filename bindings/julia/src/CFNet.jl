@@ -23,7 +23,7 @@ export conv2d, conic_conv, p4_lift, p4_conv, group_pool, dft_projection, dft_mag
 export option_bounds, option_default
 export infer, probabilities, predict, train_step!, train_epoch!, evaluate, invariance, set_option!, get_option,
        save, load_network, export_onnx, summary_string, output_shape, param_count, classifier,
-       multiply_adds, metadata, set_metadata!
+       multiply_adds, init_normal!, metadata, set_metadata!
 
 const libcfnet = get(ENV, "CFNET_LIBRARY", "libcfnet")
 
@@ -251,6 +251,8 @@ cfnet_network_create_classifier(family, channels, size, classes, width, seed, ou
           family, channels, size, classes, width, seed, out)
 cfnet_network_multiply_adds(net) =
     ccall((:cfnet_network_multiply_adds, libcfnet), Int64, (Handle,), net)
+cfnet_network_init_normal(net, sd, seed) =
+    ccall((:cfnet_network_init_normal, libcfnet), Cint, (Handle, Cdouble, UInt64), net, sd, seed)
 
 # User metadata
 cfnet_network_set_metadata(net, key, value) =
@@ -507,6 +509,13 @@ end
 
 """Nominal multiply-adds of one sample's forward pass (2 x this = FLOP)."""
 multiply_adds(net::Network) = cfnet_network_multiply_adds(handle(net))
+
+"""Redraws every weight of `net` from N(0, sd^2) whatever the fan-in (the original CFNet code's
+initialisation, the CFNet preset's); biases and batch norm stay. Returns `net`."""
+function init_normal!(net::Network, sd::Real = 0.1, seed::Integer = 0)
+    check(cfnet_network_init_normal(handle(net), Float64(sd), UInt64(seed)))
+    return net
+end
 
 """The preset classifier of `family` ("cfnet", "cnet", "gcnn", "gcnn-dft", "cnn", "gcnn-p4m", or the
 CFNET_FAMILY_ value) for `channels` x `size` x `size` images (size 16 to 512) and `classes`
