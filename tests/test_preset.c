@@ -219,7 +219,9 @@ static void biomarker_preset_matches_the_demo(void **state)
  * examples/common/models.c built it before the presets existed: four 3x3 same-padding layers
  * with batch norm and ReLU, max pooling (window 0) after the first three, R = 2, 2, 1, 1; the
  * DFT head with width projection filters (p4: half) at 4 rotations, bilinear; the other heads
- * 2x2 mean pooling; dense. */
+ * 2x2 mean pooling; dense. Since 0.2 the CFNet's conic layers resample steerably and its
+ * weights are drawn from N(0, 0.1^2) (the ablation study's choice, docs/results.md); CNet
+ * keeps nearest resampling and He initialisation. */
 static cfnet_network *hand_biomarker(cfnet_family fam, int width, int classes, uint64_t seed)
 {
     static const int R[4] = {2, 2, 1, 1};
@@ -232,7 +234,9 @@ static cfnet_network *hand_biomarker(cfnet_family fam, int width, int classes, u
     for (int i = 0; i < 4; i++) {
         if (fam == CFNET_FAMILY_CFNET || fam == CFNET_FAMILY_CNET)
             ADD(cfnet_layer_conic_conv_create(w, 3, R[i], CFNET_PADDING_SAME,
-                                              CFNET_INTERP_NEAREST, &l));
+                                              fam == CFNET_FAMILY_CFNET ? CFNET_INTERP_STEERABLE
+                                                                        : CFNET_INTERP_NEAREST,
+                                              &l));
         else if (p4 && i == 0) ADD(cfnet_layer_p4_lift_create(w, 3, CFNET_PADDING_SAME, &l));
         else if (p4) ADD(cfnet_layer_p4_conv_create(w, 3, CFNET_PADDING_SAME, &l));
         else ADD(cfnet_layer_conv2d_create(w, 3, 1, CFNET_PADDING_SAME, &l));
@@ -251,6 +255,7 @@ static cfnet_network *hand_biomarker(cfnet_family fam, int width, int classes, u
     }
     ADD(cfnet_layer_dense_create(classes, &l));
 #undef ADD
+    if (fam == CFNET_FAMILY_CFNET) CF_ASSERT_OK(cfnet_network_init_normal(net, 0.1, seed));
     return net;
 }
 

@@ -103,7 +103,10 @@ CFNET_API cfnet_status cfnet_network_create_classifier(cfnet_family family, int 
         if (conic)
             PRESET_APPEND(cfnet_layer_conic_conv_create(filters, 3, map >= PRESET_R2_MAP ? 2 : 1,
                                                         CFNET_PADDING_SAME,
-                                                        CFNET_INTERP_NEAREST, &l_));
+                                                        family == CFNET_FAMILY_CFNET
+                                                            ? CFNET_INTERP_STEERABLE
+                                                            : CFNET_INTERP_NEAREST,
+                                                        &l_));
         else if (p4m && i == 0)
             PRESET_APPEND(cfnet_layer_p4m_lift_create(filters, 3, CFNET_PADDING_SAME, &l_));
         else if (p4m)
@@ -134,6 +137,13 @@ CFNET_API cfnet_status cfnet_network_create_classifier(cfnet_family family, int 
         PRESET_APPEND(cfnet_layer_pool_create(CFNET_POOL_MEAN, window, 2, &l_));
     }
     PRESET_APPEND(cfnet_layer_dense_create(classes, &l_));
+    if (family == CFNET_FAMILY_CFNET) {
+        cfnet_status s = cfnet_network_init_normal(net, 0.1, seed);
+        if (s != CFNET_OK) {
+            cfnet_network_free(net);
+            return s;
+        }
+    }
     *out = net;
     return CFNET_OK;
 }
