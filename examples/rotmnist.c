@@ -44,8 +44,8 @@ static void usage(void)
             "                parameters, training time) with the label of --label\n"
             "  --max-steps K stop each model after K steps (timing runs)\n"
             "  --dft-r R     CFNet: DFT projection at 4R rotations (default 1)\n"
-            "  --interp I    CFNet: conic filter resampling, nearest (default), bilinear or\n"
-            "                steerable\n"
+            "  --interp I    CFNet: conic filter resampling, steerable (default), nearest\n"
+            "                or bilinear (0.1's default: nearest)\n"
             "  --dft-interp I  CFNet: resampling of the DFT projection filters (default\n"
             "                bilinear, as the original code)\n"
             "  --cfnet-width W  CFNet: filters per conic layer (default 15)\n"
@@ -60,7 +60,9 @@ static void usage(void)
             "                original: projection -> ReLU -> |DFT| -> batch norm\n"
             "  --dropout P   dropout with drop probability P after every convolution block\n"
             "                (the original code: 0.2, i.e. keep 0.8; default 0 = none)\n"
-            "  --init I      he (default) or normal: weights from N(0, 0.1^2), the original's\n"
+            "  --init I      auto (default): normal for the CFNet, he for the others;\n"
+            "                he: He (fan-in) for all; normal: all weights from N(0, 0.1^2),\n"
+            "                the original code's (0.1's default: he)\n"
             "  --lr LR       initial learning rate (default 5e-3)\n"
             "  --lr-decay F  learning-rate factor (default 0.95) applied every\n"
             "  --decay-epochs E  epochs (default 1)\n"
@@ -171,12 +173,12 @@ int main(int argc, char **argv)
 {
     const char *dir = "build/data/mnist", *csv_path = NULL, *summary_path = NULL;
     const char *models = "cfnet,gcnn,gcnn-dft,cnn", *label = "";
-    int epochs = 30, threads = 2, seeds = 1, decay_epochs = 1, normal_init = 0;
+    int epochs = 30, threads = 2, seeds = 1, decay_epochs = 1, normal_init = -1;
     double lr = 5e-3, lr_decay = 0.95;
     int reflect_test = 0;
     mnist_opts mo = {.dft_R = 1, .cfnet_width = 15, .gcnn_width = 10, .p4m_width = 7, .dft_filters = 0,
                      .R = {2, 2, 2, 1, 1, 1}, .dft_head_original = 0,
-                     .interp = CFNET_INTERP_NEAREST, .dft_interp = CFNET_INTERP_BILINEAR,
+                     .interp = CFNET_INTERP_STEERABLE, .dft_interp = CFNET_INTERP_BILINEAR,
                      .dropout = 0.0f};
     int64_t ntrain = 7000, nval = 1000, ntest = 2000, max_steps = 0;
     uint64_t seed = 1;
@@ -214,8 +216,8 @@ int main(int argc, char **argv)
         else if (!strcmp(o, "--lr-decay")) lr_decay = atof(v);
         else if (!strcmp(o, "--decay-epochs")) decay_epochs = atoi(v);
         else if (!strcmp(o, "--init")) {
-            if (strcmp(v, "he") && strcmp(v, "normal")) usage();
-            normal_init = !strcmp(v, "normal");
+            if (strcmp(v, "he") && strcmp(v, "normal") && strcmp(v, "auto")) usage();
+            normal_init = !strcmp(v, "auto") ? -1 : !strcmp(v, "normal");
         } else if (!strcmp(o, "--dft-head")) {
             if (strcmp(v, "ours") && strcmp(v, "original")) usage();
             mo.dft_head_original = !strcmp(v, "original");
@@ -303,7 +305,10 @@ int main(int argc, char **argv)
            mo.cfnet_width, mo.R[0], mo.R[1], mo.R[2], mo.R[3], mo.R[4], mo.R[5],
            interp_name(mo.interp), mo.dft_filters, 4 * mo.dft_R, interp_name(mo.dft_interp),
            mo.dft_head_original ? "original" : "ours", (double)mo.dropout,
-           normal_init ? "N(0, 0.1^2)" : "He", lr, lr_decay, decay_epochs, seeds,
+           normal_init == 1   ? "N(0, 0.1^2)"
+           : normal_init == 0 ? "He"
+                              : "N(0, 0.1^2) for the CFNet, He for the others",
+           lr, lr_decay, decay_epochs, seeds,
            (unsigned long long)seed);
 
     FILE *csv = NULL, *summary = NULL;
@@ -346,7 +351,8 @@ int main(int argc, char **argv)
         for (int si = 0; si < seeds; si++) {
             uint64_t ts = seed + (uint64_t)si; /* training seed */
             cfnet_network *net = ex_build((ex_model)m, &a, 1, S, 10, ts * 7919u + (uint64_t)m);
-            if (normal_init) ex_init_normal(net, 0.1, ts * 104729u + (uint64_t)m);
+            if (normal_init == 1 || (normal_init == -1 && m == EX_CFNET))
+                ex_init_normal(net, 0.1, ts * 104729u + (uint64_t)m);
             ex_set_recipe(net, lr, 5e-4, (int)(steps_per_epoch * decay_epochs), 0, threads);
             EX_CHECK(cfnet_network_set_option(net, CFNET_OPTION_LR_DECAY_RATE, lr_decay));
             r->params = cfnet_network_param_count(net);
