@@ -153,6 +153,86 @@ static void gemm_pieces_give_the_same_bits(void **state)
     free(A), free(B), free(Ap), free(C1), free(C2), free(At), free(Atp);
 }
 
+/* The direct forward over runs: every variant gives the generic bits, writes exactly the
+ * runs' outputs (the whole buffer compares), and agrees with a double-precision product. */
+static void direct_forward_variants_match_generic(void **state)
+{
+    (void)state;
+    const cf_simd_ops *g = cf_simd_variant(CF_SIMD_GENERIC);
+    tu_rng r = {11};
+    static const int lens[] = {1, 2, 7, 8, 9, 15, 16, 17, 23, 24, 25, 31, 33, 48, 50, 57};
+    enum { NR = sizeof lens / sizeof *lens, XS = 4096, YS = 1024 };
+    cf_run runs[NR];
+    int32_t rq[NR];
+    int src = 0, dst = 0;
+    for (int i = 0; i < NR; i++) {
+        runs[i].dst = dst;
+        runs[i].src = src;
+        runs[i].len = lens[i];
+        rq[i] = dst + 3 * i; /* gaps between the runs' outputs stay untouched */
+        src += lens[i] + 5;
+        dst += lens[i];
+    }
+    int ldy = dst + 3 * NR;
+    int checked = 0;
+    static const int Ms[] = {1, 3, 4, 5, 8, 9, 12, 15, 17, 32};
+    static const int Ks[] = {1, 9, 27, 135};
+    for (size_t a = 0; a < sizeof Ms / sizeof *Ms; a++)
+        for (size_t c = 0; c < sizeof Ks / sizeof *Ks; c++) {
+            int M = Ms[a], K = Ks[c];
+            int32_t rowoff[135];
+            for (int k = 0; k < K; k++) rowoff[k] = (k * 37) % 700;
+            float *x = randf((size_t)XS, &r), *A = randf((size_t)M * K, &r),
+                  *bias = randf((size_t)M, &r);
+            float *Ap = malloc(cf_gemm_packed_floats(M, K) * sizeof *Ap);
+            float *y0 = randf((size_t)M * ldy, &r);
+            float *y1 = malloc((size_t)M * ldy * sizeof *y1);
+            assert_non_null(Ap), assert_non_null(y1);
+            assert_true(src + 700 + 8 <= XS && M * ldy <= 32 * YS);
+            cf_gemm_pack_a(M, K, A, K, Ap);
+            float *yg = malloc((size_t)M * ldy * sizeof *yg);
+            assert_non_null(yg);
+            memcpy(yg, y0, (size_t)M * ldy * sizeof *yg);
+            g->conv_fwd_runs(M, K, Ap, x, rowoff, runs, runs + NR, rq, yg, ldy, bias);
+            for (int i = 0; i < NR; i++)
+                for (int m = 0; m < M; m++)
+                    for (int nn = 0; nn < lens[i]; nn++) {
+                        double ref = bias[m];
+                        for (int k = 0; k < K; k++)
+                            ref += (double)A[m * K + k] * x[rowoff[k] + runs[i].src + nn];
+                        assert_true(fabs(yg[m * ldy + rq[i] + nn] - ref) <= 1e-4 * (1 + fabs(ref)));
+                    }
+            for (int vi = 0; vi < CF_SIMD_COUNT; vi++) {
+                const cf_simd_ops *v = cf_simd_variant(vi);
+                if (!v) continue;
+                memcpy(y1, y0, (size_t)M * ldy * sizeof *y1);
+                v->conv_fwd_runs(M, K, Ap, x, rowoff, runs, runs + NR, rq, y1, ldy, bias);
+                assert_memory_equal(y1, yg, (size_t)M * ldy * sizeof *y1);
+                /* without bias: the bare chains */
+                memcpy(y1, y0, (size_t)M * ldy * sizeof *y1);
+                v->conv_fwd_runs(M, K, Ap, x, rowoff, runs, runs + NR, rq, y1, ldy, NULL);
+                float *y2 = malloc((size_t)M * ldy * sizeof *y2);
+                assert_non_null(y2);
+                memcpy(y2, y0, (size_t)M * ldy * sizeof *y2);
+                g->conv_fwd_runs(M, K, Ap, x, rowoff, runs, runs + NR, rq, y2, ldy, NULL);
+                assert_memory_equal(y1, y2, (size_t)M * ldy * sizeof *y1);
+                free(y2);
+                checked++;
+            }
+            /* the gaps were not written */
+            for (int i = 0; i < NR; i++)
+                for (int m = 0; m < M; m++)
+                    for (int q = 0; q < 3; q++) {
+                        size_t at = (size_t)m * ldy + rq[i] + lens[i] + q;
+                        if (at < (size_t)M * ldy && (i + 1 == NR || (int)(rq[i] + lens[i] + q) < rq[i + 1]))
+                            assert_memory_equal(&yg[at], &y0[at], sizeof(float));
+                    }
+            free(x), free(A), free(bias), free(Ap), free(y0), free(y1), free(yg);
+        }
+    print_message("direct forward shapes checked against generic: %d\n", checked);
+    assert_true(checked >= (int)(sizeof Ms / sizeof *Ms * sizeof Ks / sizeof *Ks));
+}
+
 /* ---- the engine ---- */
 
 typedef struct conv_case {
@@ -288,6 +368,25 @@ static void check_case(const conv_case *cc, tu_rng *r)
                 free_out(&o);
                 cf_conv_plan_free(&p);
             }
+    /* The direct forward (stride 1) and the column forward give the same bits, whichever
+     * tiles take which path; the backward does not depend on it. */
+    for (int mode = CF_CONV_DIRECT_NEVER; mode <= CF_CONV_DIRECT_AUTO; mode++) {
+        cf_conv_plan p;
+        CF_ASSERT_OK(cf_conv_plan_init(a, &p, cc->C, cc->S, cc->S, cc->k, cc->stride, cc->pad,
+                                       grp, cc->ngroups));
+        bool ok = cf_conv_plan_set_direct(&p, (cf_conv_direct)mode);
+        assert_int_equal(ok, cc->stride == 1 || mode == CF_CONV_DIRECT_NEVER);
+        if (mode == CF_CONV_DIRECT_ALWAYS && ok)
+            for (int i = 0; i < p.ntiles; i++) assert_true(p.tdirect[i]);
+        for (int threads = 1; threads <= 2; threads++) {
+            run_out o;
+            run_engine(&p, cc->O, cc->ngroups, W, bias, x, dy, n, threads, &o);
+            assert_memory_equal(o.y, base.y, yn * sizeof(float));
+            assert_memory_equal(o.dx, base.dx, xn * sizeof(float));
+            free_out(&o);
+        }
+        cf_conv_plan_free(&p);
+    }
     /* Same plan: any thread count, and a sample alone, give the output and input gradient bits
      * it gets inside the batch on one thread. */
     for (int threads = 2; threads <= 4; threads++) {
@@ -343,6 +442,7 @@ int main(void)
         cmocka_unit_test(gemm_variants_match_generic),
         cmocka_unit_test(gemm_matches_double_products),
         cmocka_unit_test(gemm_pieces_give_the_same_bits),
+        cmocka_unit_test(direct_forward_variants_match_generic),
         cmocka_unit_test(engine_matches_direct_loop_and_ignores_tiling),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -50,6 +50,8 @@ void cf_conv_plan_free(cf_conv_plan *p)
     cf_free(p->rowoff);
     cf_free(p->tgroup);
     cf_free(p->tj0);
+    cf_free(p->rq);
+    cf_free(p->tdirect);
     memset(p, 0, sizeof *p);
 }
 
@@ -94,6 +96,48 @@ static cfnet_status plan_tiles(const cf_allocator *a, cf_conv_plan *p, int64_t t
         }
     p->tj0[nt] = p->P; /* tiles follow each other: tile i ends where tile i + 1 starts */
     return CFNET_OK;
+}
+
+/* The direct forward pays off when its vectors are well filled: AUTO sends a tile of a plain
+ * convolution (one group: runs are whole output rows) direct when at least this share of the
+ * lanes of its pieces (runs cut into pieces of up to 24 columns, each taking whole vectors of
+ * 8) hold columns. Grouped (conic) plans keep the columns: their runs are pieces of rows, and
+ * measured at 28, 50 and 64 pixels the direct products were no faster there (round 4 in
+ * docs/performance.md). */
+#ifndef CF_CONV_DIRECT_FILL
+#define CF_CONV_DIRECT_FILL 0.8
+#endif
+/* ... and when a piece's rows of input (CK rows of up to 24 floats) and the output channels
+ * stay small: with more, the column path's products, which keep a strip of columns in L1
+ * across all output rows, were faster (p4 layers: 60 to 128 output channels, CK up to 1152). */
+#ifndef CF_CONV_DIRECT_MAX_CK
+#define CF_CONV_DIRECT_MAX_CK 320
+#endif
+#ifndef CF_CONV_DIRECT_MAX_O
+#define CF_CONV_DIRECT_MAX_O 32
+#endif
+
+static bool tile_fills_lanes(const cf_conv_plan *p, int i)
+{
+    int64_t cols = 0, lanes = 0;
+    for (int64_t r = p->run_off[i]; r < p->run_off[i + 1]; r++) {
+        int len = p->runs[r].len;
+        cols += len;
+        for (int n0 = 0; n0 < len; n0 += 24) lanes += (len - n0 < 24 ? len - n0 + 7 : 24) / 8 * 8;
+    }
+    return lanes > 0 && (double)cols >= CF_CONV_DIRECT_FILL * (double)lanes;
+}
+
+bool cf_conv_plan_set_direct(cf_conv_plan *p, cf_conv_direct mode)
+{
+    if (!p->tdirect) return mode == CF_CONV_DIRECT_NEVER;
+    /* AUTO also needs a small product per piece (checked per call, where O is known). */
+    p->direct_auto = mode == CF_CONV_DIRECT_AUTO;
+    for (int i = 0; i < p->ntiles; i++)
+        p->tdirect[i] = mode == CF_CONV_DIRECT_ALWAYS ||
+                        (mode == CF_CONV_DIRECT_AUTO && !p->perm && p->CK <= CF_CONV_DIRECT_MAX_CK &&
+                         tile_fills_lanes(p, i));
+    return true;
 }
 
 cfnet_status cf_conv_plan_init(const cf_allocator *a, cf_conv_plan *p, int C, int H, int W,
@@ -232,6 +276,23 @@ cfnet_status cf_conv_plan_init_tiled(const cf_allocator *a, cf_conv_plan *p, int
         }
     }
     cf_free(idx);
+    if (stride == 1) {
+        /* The direct forward's tables: each run's first output pixel, and which tiles take
+         * the direct path. */
+        int64_t nr = p->run_off[nt];
+        p->rq = cf_alloc(a, (size_t)(nr ? nr : 1) * sizeof *p->rq);
+        p->tdirect = cf_alloc_zero(a, (size_t)(nt ? nt : 1), sizeof *p->tdirect);
+        if (!p->rq || !p->tdirect) {
+            cf_conv_plan_free(p);
+            return cf_error(CFNET_E_OUT_OF_MEMORY, "convolution: cannot allocate index tables");
+        }
+        for (int i = 0; i < nt; i++)
+            for (int64_t r = p->run_off[i]; r < p->run_off[i + 1]; r++) {
+                int64_t j = p->tj0[i] + p->runs[r].dst;
+                p->rq[r] = p->perm ? p->perm[j] : (int32_t)j;
+            }
+        cf_conv_plan_set_direct(p, CF_CONV_DIRECT_AUTO);
+    }
     return CFNET_OK;
 }
 
@@ -405,7 +466,8 @@ static void forward_range(const conv_job *j)
 {
     const cf_conv_plan *p = j->p;
     int O = j->O;
-    int64_t P = p->P, CK = p->CK, in_size = (int64_t)p->C * p->H * p->W;
+    int64_t P = p->P, CK = p->CK, in_size = (int64_t)p->C * p->H * p->W,
+            plane = (int64_t)p->C * p->Hp * p->Wp;
     const cf_simd_ops *k = cf_simd();
     for (int64_t s0 = j->s_begin; s0 < j->s_end; s0 += p->spb) {
         int64_t nb = j->s_end - s0 < p->spb ? j->s_end - s0 : p->spb;
@@ -414,6 +476,15 @@ static void forward_range(const conv_job *j)
             int g = p->tgroup[i];
             int64_t w = p->tj0[i + 1] - p->tj0[i], tn = nb * w;
             const float *Wp = j->Wp + (size_t)g * j->wstride;
+            if (p->tdirect && p->tdirect[i] && (!p->direct_auto || O <= CF_CONV_DIRECT_MAX_O)) {
+                /* Direct: the products read the padded input in place and write y. */
+                for (int64_t b = 0; b < nb; b++)
+                    k->conv_fwd_runs(O, (int)CK, Wp, j->xpad + b * plane, p->rowoff,
+                                     p->runs + p->run_off[i], p->runs + p->run_off[i + 1],
+                                     p->rq + p->run_off[i], j->y + (s0 + b) * O * P, P,
+                                     j->bias);
+                continue;
+            }
             /* One sample in natural order: the products write straight into y, then the bias
              * is added in place. Otherwise into the tile's outputs, then scattered with the
              * bias: y = (chain from 0) + b either way. */
@@ -566,7 +637,8 @@ static void run_split(const conv_job *base, const float *const *Wg, bool backwar
     size_t wstride = packed_floats(p, O, backward);
     if (!backward || base->dx)
         for (int g = 0; g < p->ngroups; g++) {
-            if (backward) cf_gemm_pack_at((int)p->CK, O, Wg[g], (int)p->CK, packed + g * wstride);
+            if (backward)
+                cf_gemm_pack_at((int)p->CK, O, Wg[g], (int)p->CK, packed + g * wstride);
             else cf_gemm_pack_a(O, (int)p->CK, Wg[g], (int)p->CK, packed + g * wstride);
         }
     size_t tb = thread_bytes(p, O), bank = (size_t)O * (size_t)p->CK;

@@ -52,6 +52,13 @@ typedef struct cf_conv_plan {
     int ntiles;
     int32_t *tgroup;
     int64_t *tj0;
+    /* The direct forward (stride 1 only; kernels/gemm.h conv_fwd_runs): tiles with
+     * tdirect[i] set are computed by products that read the padded input in place, no columns
+     * built, with the same bits. rq[r] is the output pixel of run r's first column. NULL for
+     * other strides. */
+    uint8_t *tdirect;
+    bool direct_auto; /* tdirect chosen by the rule (which also asks for O <= 32) */
+    int32_t *rq;
     int64_t spb;       /* samples per block */
     int64_t wmax;      /* most columns of a tile per sample */
     int64_t rows;      /* column rows built at once (a multiple of 4) */
@@ -78,6 +85,16 @@ cfnet_status cf_conv_plan_init_tiled(const cf_allocator *a, cf_conv_plan *p, int
                                      const int32_t *group_of, int ngroups, int64_t tile_cols,
                                      size_t tile_bytes);
 void cf_conv_plan_free(cf_conv_plan *p);
+/* Which tiles the forward computes directly: NEVER (all through columns), ALWAYS, or AUTO (the
+ * tiles whose vectors the direct products fill well; what cf_conv_plan_init chooses). The
+ * result is the same bits whichever is chosen (tests compare them). Returns false, changing
+ * nothing, for a direct mode on a plan with stride other than 1. */
+typedef enum cf_conv_direct {
+    CF_CONV_DIRECT_NEVER = 0,
+    CF_CONV_DIRECT_ALWAYS = 1,
+    CF_CONV_DIRECT_AUTO = 2
+} cf_conv_direct;
+bool cf_conv_plan_set_direct(cf_conv_plan *p, cf_conv_direct mode);
 
 /* Workspace bytes for O output channels, a batch of n and `threads` threads (the batch is
  * split into one contiguous share per thread; backward reduces the threads' weight gradients

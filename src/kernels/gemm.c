@@ -1,5 +1,6 @@
 /* The convolution engine's matrix products: portable C and AVX2+FMA; see gemm.h. */
 #include "kernels/gemm.h"
+#include "kernels/simd.h" /* cf_run */
 
 #include <math.h>
 #include <stdbool.h>
@@ -72,6 +73,28 @@ void cf_gemm_nt_generic(int M, int L, int N, const float *A, int lda, const floa
                     s[u] = fmaf(in ? a[n + u] : 0.0f, in ? b[n + u] : 0.0f, s[u]);
                 }
             C[(size_t)m * ldc + l] += tree8(s);
+        }
+    }
+}
+
+
+/* ---- direct convolution over runs (see gemm.h) ---- */
+
+
+void cf_conv_fwd_runs_generic(int M, int K, const float *Ap, const float *x,
+                              const int32_t *rowoff, const cf_run *a, const cf_run *e,
+                              const int32_t *rq, float *y, int64_t ldy, const float *bias)
+{
+    for (const cf_run *r = a; r < e; r++) {
+        const float *xs = x + r->src;
+        float *yq = y + rq[r - a];
+        for (int m = 0; m < M; m++) {
+            const float *am = Ap + (size_t)(m / 4 * 4) * K + m % 4;
+            for (int n = 0; n < r->len; n++) {
+                float c = 0.0f;
+                for (int k = 0; k < K; k++) c = fmaf(am[(size_t)k * 4], xs[rowoff[k] + n], c);
+                yq[m * ldy + n] = bias ? c + bias[m] : c;
+            }
         }
     }
 }
@@ -261,4 +284,71 @@ T2 void cf_gemm_nt_avx2(int M, int L, int N, const float *A, int lda, const floa
     default: break;
     }
 }
+/* Forward of one piece of a run: mr rows (4, or 8 from two packed blocks A0 and A1) by nv
+ * vectors (the last holding rem columns), of which the first `rows` rows are stored. x is read
+ * unmasked past the piece (the padded planes' slack); y is written exactly. */
+INL void fr_tile(const int mr, const int nv, int rem, int rows, int K, const float *A0,
+                 const float *A1, const float *xs, const int32_t *rowoff, float *yq,
+                 int64_t ldy, const float *bias)
+{
+    __m256 acc[8][3];
+#pragma GCC unroll 8
+    for (int i = 0; i < mr; i++)
+#pragma GCC unroll 3
+        for (int v = 0; v < nv; v++) acc[i][v] = _mm256_setzero_ps();
+    for (int k = 0; k < K; k++) {
+        const float *b = xs + rowoff[k];
+        __m256 bv[3];
+#pragma GCC unroll 3
+        for (int v = 0; v < nv; v++) bv[v] = _mm256_loadu_ps(b + 8 * v);
+#pragma GCC unroll 8
+        for (int i = 0; i < mr; i++) {
+            __m256 av = _mm256_broadcast_ss(i < 4 ? A0 + (size_t)k * 4 + i
+                                                  : A1 + (size_t)k * 4 + (i - 4));
+#pragma GCC unroll 3
+            for (int v = 0; v < nv; v++) acc[i][v] = _mm256_fmadd_ps(av, bv[v], acc[i][v]);
+        }
+    }
+    __m256i mask = mask_of(rem);
+#pragma GCC unroll 8
+    for (int i = 0; i < mr; i++) {
+        if (i >= rows) break;
+        float *c = yq + (size_t)i * ldy;
+#pragma GCC unroll 3
+        for (int v = 0; v < nv; v++) {
+            __m256 val = bias ? _mm256_add_ps(acc[i][v], _mm256_set1_ps(bias[i])) : acc[i][v];
+            if (v == nv - 1 && rem < 8) _mm256_maskstore_ps(c + 8 * v, mask, val);
+            else _mm256_storeu_ps(c + 8 * v, val);
+        }
+    }
+}
+
+T2 void cf_conv_fwd_runs_avx2(int M, int K, const float *Ap, const float *x, const int32_t *rowoff,
+                           const cf_run *a, const cf_run *e, const int32_t *rq, float *y,
+                           int64_t ldy, const float *bias)
+{
+    for (const cf_run *r = a; r < e; r++) {
+        for (int n0 = 0; n0 < r->len; n0 += 24) {
+            int w = r->len - n0 < 24 ? r->len - n0 : 24;
+            int nv = (w + 7) / 8, rem = w - 8 * (nv - 1);
+            const float *xs = x + r->src + n0;
+            float *yq = y + rq[r - a] + n0;
+            int m = 0;
+            if (nv == 1)
+                for (; m + 4 < M; m += 8)
+                    fr_tile(8, 1, rem, M - m < 8 ? M - m : 8, K, Ap + (size_t)m * K,
+                            Ap + (size_t)(m + 4) * K, xs, rowoff, yq + m * ldy, ldy,
+                            bias ? bias + m : NULL);
+            for (; m < M; m += 4) {
+                int rows = M - m < 4 ? M - m : 4;
+                const float *A = Ap + (size_t)m * K, *bm = bias ? bias + m : NULL;
+                float *ym = yq + m * ldy;
+                if (nv == 1) fr_tile(4, 1, rem, rows, K, A, A, xs, rowoff, ym, ldy, bm);
+                else if (nv == 2) fr_tile(4, 2, rem, rows, K, A, A, xs, rowoff, ym, ldy, bm);
+                else fr_tile(4, 3, rem, rows, K, A, A, xs, rowoff, ym, ldy, bm);
+            }
+        }
+    }
+}
+
 #endif

@@ -22,11 +22,27 @@
 #define CFNET_KERNELS_GEMM_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 typedef void (*cf_gemm_nn_fn)(int M, int N, int K, const float *Ap, int ak, const float *B,
                               int ldb, float *C, int ldc, int cont);
 typedef void (*cf_gemm_nt_fn)(int M, int L, int N, const float *A, int lda, const float *B,
                               int ldb, float *C, int ldc);
+
+/* The direct convolution forward (stride 1): the product of gemm_nn with the columns read
+ * where they lie, in the zero-padded input planes, instead of copied into a column matrix.
+ * A run r (see simd.h) is r->len consecutive columns whose tap-0 input is at x + r->src and
+ * whose output pixels are y + rq[r - a] onwards; column row k (plane c, tap t) of column n of
+ * the run is x[rowoff[k] + r->src + n]. For each run, column n and row m < M:
+ *   y[m * ldy + rq + n] = chain(m, n) (+ bias[m] if bias),
+ * where chain is gemm_nn's fma chain over k = 0 .. K-1 from 0 (A packed by cf_gemm_pack_a,
+ * ak = K): exactly the value the column path gives. x is read up to 7 floats past a run (the
+ * padded planes' slack). */
+struct cf_run;
+typedef void (*cf_conv_fwd_runs_fn)(int M, int K, const float *Ap, const float *x,
+                                    const int32_t *rowoff, const struct cf_run *a,
+                                    const struct cf_run *e, const int32_t *rq, float *y,
+                                    int64_t ldy, const float *bias);
 
 /* Packed A: rows in blocks of 4 (the last padded with zeros), within a block k-major: element
  * (m, k) at [(m / 4) * 4 * K + k * 4 + m % 4]; cf_gemm_packed_floats(M, K) floats. pack_at
@@ -39,6 +55,10 @@ void cf_gemm_nn_generic(int M, int N, int K, const float *Ap, int ak, const floa
                         float *C, int ldc, int cont);
 void cf_gemm_nt_generic(int M, int L, int N, const float *A, int lda, const float *B, int ldb,
                         float *C, int ldc);
+void cf_conv_fwd_runs_generic(int M, int K, const float *Ap, const float *x,
+                              const int32_t *rowoff, const struct cf_run *a,
+                              const struct cf_run *e, const int32_t *rq, float *y, int64_t ldy,
+                              const float *bias);
 
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
 #define CF_HAVE_GEMM_AVX2 1
@@ -46,6 +66,9 @@ void cf_gemm_nn_avx2(int M, int N, int K, const float *Ap, int ak, const float *
                      float *C, int ldc, int cont);
 void cf_gemm_nt_avx2(int M, int L, int N, const float *A, int lda, const float *B, int ldb,
                      float *C, int ldc);
+void cf_conv_fwd_runs_avx2(int M, int K, const float *Ap, const float *x, const int32_t *rowoff,
+                           const struct cf_run *a, const struct cf_run *e, const int32_t *rq,
+                           float *y, int64_t ldy, const float *bias);
 #endif
 
 #endif /* CFNET_KERNELS_GEMM_H */

@@ -17,9 +17,11 @@
 #define CF_VW 1
 #define CF_GEMM_NN cf_gemm_nn_generic
 #define CF_GEMM_NT cf_gemm_nt_generic
+#define CF_CONV_FWD_RUNS cf_conv_fwd_runs_generic
 #include "simd_kernels.inc"
 #undef CF_GEMM_NN
 #undef CF_GEMM_NT
+#undef CF_CONV_FWD_RUNS
 #undef CF_SFX
 #undef CF_NAME
 #undef CF_ATTR
@@ -29,6 +31,7 @@
 #define CF_HAVE_X86_VARIANTS 1
 #define CF_GEMM_NN cf_gemm_nn_avx2
 #define CF_GEMM_NT cf_gemm_nt_avx2
+#define CF_CONV_FWD_RUNS cf_conv_fwd_runs_avx2
 #define CF_SFX avx2
 #define CF_NAME "avx2"
 #define CF_ATTR __attribute__((target("avx2")))
@@ -50,6 +53,7 @@
 #undef CF_VW
 #undef CF_GEMM_NN
 #undef CF_GEMM_NT
+#undef CF_CONV_FWD_RUNS
 #endif
 
 const cf_simd_ops *cf_simd_variant(int variant)

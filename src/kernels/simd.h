@@ -68,6 +68,8 @@ typedef struct cf_simd_ops {
     /* The convolution engine's products (kernels/gemm.h; bit-identical in every variant). */
     cf_gemm_nn_fn gemm_nn;
     cf_gemm_nt_fn gemm_nt;
+    /* The direct convolution forward over runs (kernels/gemm.h; bit-identical too). */
+    cf_conv_fwd_runs_fn conv_fwd_runs;
 } cf_simd_ops;
 
 /* The active variant (chosen once; thread-safe). */
