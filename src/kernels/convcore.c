@@ -637,8 +637,7 @@ static void run_split(const conv_job *base, const float *const *Wg, bool backwar
     size_t wstride = packed_floats(p, O, backward);
     if (!backward || base->dx)
         for (int g = 0; g < p->ngroups; g++) {
-            if (backward)
-                cf_gemm_pack_at((int)p->CK, O, Wg[g], (int)p->CK, packed + g * wstride);
+            if (backward) cf_gemm_pack_at((int)p->CK, O, Wg[g], (int)p->CK, packed + g * wstride);
             else cf_gemm_pack_a(O, (int)p->CK, Wg[g], (int)p->CK, packed + g * wstride);
         }
     size_t tb = thread_bytes(p, O), bank = (size_t)O * (size_t)p->CK;

@@ -77,9 +77,7 @@ void cf_gemm_nt_generic(int M, int L, int N, const float *A, int lda, const floa
     }
 }
 
-
 /* ---- direct convolution over runs (see gemm.h) ---- */
-
 
 void cf_conv_fwd_runs_generic(int M, int K, const float *Ap, const float *x,
                               const int32_t *rowoff, const cf_run *a, const cf_run *e,
@@ -284,6 +282,7 @@ T2 void cf_gemm_nt_avx2(int M, int L, int N, const float *A, int lda, const floa
     default: break;
     }
 }
+
 /* Forward of one piece of a run: mr rows (4, or 8 from two packed blocks A0 and A1) by nv
  * vectors (the last holding rem columns), of which the first `rows` rows are stored. x is read
  * unmasked past the piece (the padded planes' slack); y is written exactly. */
