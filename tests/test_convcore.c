@@ -235,6 +235,188 @@ static void direct_forward_variants_match_generic(void **state)
 
 /* ---- the engine ---- */
 
+/* The forward over output channels (conic tiles): columns in any order, each its own input
+ * offset and output pixel; every variant gives the generic bits, which agree with a double
+ * product, and writes exactly the columns' outputs. */
+static void pix_forward_variants_match_generic(void **state)
+{
+    (void)state;
+    const cf_simd_ops *g = cf_simd_variant(CF_SIMD_GENERIC);
+    tu_rng r = {13};
+    enum { XS = 4096, NMAX = 23, P = 64 };
+    int checked = 0;
+    static const int Ms[] = {1, 3, 7, 8, 9, 15, 16, 17, 24, 31, 32, 33};
+    static const int Ks[] = {1, 9, 27, 135};
+    static const int Ns[] = {1, 5, 6, 7, 12, 13, NMAX};
+    for (size_t a = 0; a < sizeof Ms / sizeof *Ms; a++)
+        for (size_t c = 0; c < sizeof Ks / sizeof *Ks; c++)
+            for (size_t e = 0; e < sizeof Ns / sizeof *Ns; e++) {
+                int M = Ms[a], K = Ks[c], n = Ns[e];
+                int32_t rowoff[135], src[NMAX], q[NMAX];
+                for (int k = 0; k < K; k++) rowoff[k] = (k * 37) % 700;
+                /* distinct output pixels in a scrambled order, some left unwritten */
+                for (int j = 0; j < n; j++) {
+                    src[j] = (int32_t)(tu_uniform(&r) * (XS - 701));
+                    q[j] = (j * 29 + 5) % P;
+                }
+                float *x = randf((size_t)XS, &r), *A = randf((size_t)M * K, &r),
+                      *bias = randf((size_t)M, &r), *y0 = randf((size_t)M * P, &r);
+                float *Ap = malloc(cf_gemm_pix_floats(M, K) * sizeof *Ap),
+                      *yg = malloc((size_t)M * P * sizeof *yg),
+                      *y1 = malloc((size_t)M * P * sizeof *y1);
+                assert_non_null(Ap), assert_non_null(yg), assert_non_null(y1);
+                cf_gemm_pack_pix(M, K, A, K, Ap);
+                for (int bi = 0; bi < 2; bi++) {
+                    const float *bs = bi ? bias : NULL;
+                    memcpy(yg, y0, (size_t)M * P * sizeof *yg);
+                    g->conv_fwd_pix(M, K, Ap, x, rowoff, src, q, n, yg, P, bs);
+                    for (int m = 0; m < M; m++)
+                        for (int qq = 0; qq < P; qq++) {
+                            int j = 0;
+                            while (j < n && q[j] != qq) j++;
+                            float got = yg[m * P + qq];
+                            if (j == n) { /* not an output of these columns: untouched */
+                                assert_memory_equal(&got, &y0[m * P + qq], sizeof got);
+                                continue;
+                            }
+                            double ref = bs ? bs[m] : 0.0;
+                            for (int k = 0; k < K; k++)
+                                ref += (double)A[m * K + k] * x[rowoff[k] + src[j]];
+                            assert_true(fabs(got - ref) <= 1e-4 * (1 + fabs(ref)));
+                        }
+                    for (int vi = 0; vi < CF_SIMD_COUNT; vi++) {
+                        const cf_simd_ops *v = cf_simd_variant(vi);
+                        if (!v) continue;
+                        memcpy(y1, y0, (size_t)M * P * sizeof *y1);
+                        v->conv_fwd_pix(M, K, Ap, x, rowoff, src, q, n, y1, P, bs);
+                        assert_memory_equal(y1, yg, (size_t)M * P * sizeof *y1);
+                        checked++;
+                    }
+                }
+                /* the chain is gemm_nn's: the same bits as the column path's product */
+                if (K >= 9) {
+                    float *col = malloc((size_t)K * n * sizeof *col),
+                          *Ac = malloc(cf_gemm_packed_floats(M, K) * sizeof *Ac),
+                          *yc = malloc((size_t)M * n * sizeof *yc);
+                    assert_non_null(col), assert_non_null(Ac), assert_non_null(yc);
+                    for (int k = 0; k < K; k++)
+                        for (int j = 0; j < n; j++) col[k * n + j] = x[rowoff[k] + src[j]];
+                    cf_gemm_pack_a(M, K, A, K, Ac);
+                    g->gemm_nn(M, n, K, Ac, K, col, n, yc, n, 0);
+                    memcpy(y1, y0, (size_t)M * P * sizeof *y1);
+                    cf_simd()->conv_fwd_pix(M, K, Ap, x, rowoff, src, q, n, y1, P, NULL);
+                    for (int m = 0; m < M; m++)
+                        for (int j = 0; j < n; j++)
+                            assert_memory_equal(&y1[m * P + q[j]], &yc[m * n + j], sizeof(float));
+                    free(col), free(Ac), free(yc);
+                }
+                free(x), free(A), free(bias), free(y0), free(Ap), free(yg), free(y1);
+            }
+    print_message("forward over output channels, cases checked against generic: %d\n", checked);
+    assert_true(checked >= 2 * (int)(sizeof Ms / sizeof *Ms * sizeof Ks / sizeof *Ks * sizeof Ns / sizeof *Ns));
+}
+
+/* The backward over output channels: the weight gradient (columns in any order, the output
+ * gradient transposed) and the input gradient of a grouped map; every variant gives the
+ * generic bits, which agree with double sums. */
+static void pix_backward_variants_match_generic(void **state)
+{
+    (void)state;
+    const cf_simd_ops *g = cf_simd_variant(CF_SIMD_GENERIC);
+    tu_rng r = {23};
+    int checked = 0;
+    /* weight gradient */
+    enum { XS = 4096, NMAX = 23, P = 64 };
+    static const int Ms[] = {1, 7, 8, 9, 15, 16, 17, 24};
+    static const int Ks[] = {1, 5, 6, 7, 13, 135};
+    for (size_t a = 0; a < sizeof Ms / sizeof *Ms; a++)
+        for (size_t c = 0; c < sizeof Ks / sizeof *Ks; c++) {
+            int M = Ms[a], K = Ks[c], Mp = (M + 7) / 8 * 8, n = 1 + (int)(tu_uniform(&r) * NMAX);
+            int32_t rowoff[135], src[NMAX], q[NMAX];
+            for (int k = 0; k < K; k++) rowoff[k] = (k * 37) % 700;
+            for (int j = 0; j < n; j++) {
+                src[j] = (int32_t)(tu_uniform(&r) * (XS - 701));
+                q[j] = (int32_t)(tu_uniform(&r) * P); /* repeats allowed */
+            }
+            float *x = randf((size_t)XS, &r), *dyT = randf((size_t)P * Mp, &r),
+                  *w0 = randf((size_t)K * Mp, &r);
+            for (int qq = 0; qq < P; qq++)
+                for (int m = M; m < Mp; m++) dyT[qq * Mp + m] = 0.0f;
+            float *wg = malloc((size_t)K * Mp * sizeof *wg), *wv = malloc((size_t)K * Mp * sizeof *wv);
+            assert_non_null(wg), assert_non_null(wv);
+            memcpy(wg, w0, (size_t)K * Mp * sizeof *wg);
+            g->conv_bwd_w_pix(M, K, dyT, x, rowoff, src, q, n, wg);
+            for (int k = 0; k < K; k++)
+                for (int m = 0; m < Mp; m++) {
+                    double ref = w0[k * Mp + m], mag = fabs(ref);
+                    for (int j = 0; j < n; j++) {
+                        double t = (double)x[rowoff[k] + src[j]] * dyT[q[j] * Mp + m];
+                        ref += t, mag += fabs(t);
+                    }
+                    assert_true(fabs(wg[k * Mp + m] - ref) <= 1e-5 * (1 + mag));
+                }
+            for (int vi = 0; vi < CF_SIMD_COUNT; vi++) {
+                const cf_simd_ops *v = cf_simd_variant(vi);
+                if (!v) continue;
+                memcpy(wv, w0, (size_t)K * Mp * sizeof *wv);
+                v->conv_bwd_w_pix(M, K, dyT, x, rowoff, src, q, n, wv);
+                assert_memory_equal(wv, wg, (size_t)K * Mp * sizeof *wv);
+                checked++;
+            }
+            free(x), free(dyT), free(w0), free(wg), free(wv);
+        }
+    /* input gradient: groups as blobs of output pixels, zero-weight taps from outside */
+    static const struct { int C, M, k, H, pad; } xc[] = {
+        {1, 15, 3, 9, 0}, {15, 15, 3, 13, 1}, {3, 5, 5, 11, 2}, {9, 17, 3, 8, 0},
+        {16, 8, 1, 7, 0}, {17, 3, 3, 14, 1}, {24, 16, 3, 6, 1},
+    };
+    for (size_t ci = 0; ci < sizeof xc / sizeof *xc; ci++) {
+        int C = xc[ci].C, M = xc[ci].M, k = xc[ci].k, H = xc[ci].H, W = H + 2, pad = xc[ci].pad;
+        int OH = H + 2 * pad - k + 1, OW = W + 2 * pad - k + 1, G = 5;
+        int64_t Pq = (int64_t)OH * OW;
+        int32_t *gq = malloc((size_t)Pq * sizeof *gq);
+        assert_non_null(gq);
+        for (int64_t qq = 0; qq < Pq; qq++)
+            gq[qq] = (int32_t)(((qq / OW) / 2 * 3 + (qq % OW) / 3) % G);
+        size_t gs = cf_gemm_dx_floats(C, M, k), CK = (size_t)C * k * k;
+        float *Wd = randf((size_t)G * M * CK, &r), *Wc = malloc((G + 1) * gs * sizeof *Wc);
+        float *dy = randf((size_t)M * Pq, &r);
+        size_t xn = (size_t)C * H * W;
+        float *dg = malloc(xn * sizeof *dg), *dv = malloc(xn * sizeof *dv);
+        assert_non_null(Wc), assert_non_null(dg), assert_non_null(dv);
+        for (int gg = 0; gg < G; gg++) cf_gemm_pack_dx(C, M, k, Wd + (size_t)gg * M * CK, Wc + gg * gs);
+        memset(Wc + G * gs, 0, gs * sizeof *Wc);
+        g->conv_bwd_x_pix(C, M, k, Wc, gs, gq, G, dy, OH, OW, pad, dg, H, W);
+        for (int c = 0; c < C; c++)
+            for (int i = 0; i < H; i++)
+                for (int j = 0; j < W; j++) {
+                    double ref = 0, mag = 0;
+                    for (int t = 0; t < k * k; t++) {
+                        int oi = i + pad - t / k, oj = j + pad - t % k;
+                        if (oi < 0 || oi >= OH || oj < 0 || oj >= OW) continue;
+                        const float *A = Wd + (size_t)gq[oi * OW + oj] * M * CK;
+                        for (int m = 0; m < M; m++) {
+                            double v = (double)A[m * CK + (size_t)c * k * k + t] *
+                                       dy[m * Pq + oi * OW + oj];
+                            ref += v, mag += fabs(v);
+                        }
+                    }
+                    assert_true(fabs(dg[((size_t)c * H + i) * W + j] - ref) <= 1e-5 * (1 + mag));
+                }
+        for (int vi = 0; vi < CF_SIMD_COUNT; vi++) {
+            const cf_simd_ops *v = cf_simd_variant(vi);
+            if (!v) continue;
+            memset(dv, 0xff, xn * sizeof *dv); /* every element is written */
+            v->conv_bwd_x_pix(C, M, k, Wc, gs, gq, G, dy, OH, OW, pad, dv, H, W);
+            assert_memory_equal(dv, dg, xn * sizeof *dv);
+            checked++;
+        }
+        free(gq), free(Wd), free(Wc), free(dy), free(dg), free(dv);
+    }
+    print_message("backward over output channels, cases checked against generic: %d\n", checked);
+    assert_true(checked >= (int)(sizeof Ms / sizeof *Ms * sizeof Ks / sizeof *Ks + sizeof xc / sizeof *xc));
+}
+
 typedef struct conv_case {
     int C, S, k, stride, O, ngroups;
     cfnet_padding pad;
@@ -368,21 +550,36 @@ static void check_case(const conv_case *cc, tu_rng *r)
                 free_out(&o);
                 cf_conv_plan_free(&p);
             }
-    /* The direct forward (stride 1) and the column forward give the same bits, whichever
-     * tiles take which path; the backward does not depend on it. */
+    /* The direct forward (stride 1; over output channels for grouped plans) and the column
+     * forward give the same bits, whichever tiles take which path; the backward does not
+     * depend on it. */
     for (int mode = CF_CONV_DIRECT_NEVER; mode <= CF_CONV_DIRECT_AUTO; mode++) {
         cf_conv_plan p;
         CF_ASSERT_OK(cf_conv_plan_init(a, &p, cc->C, cc->S, cc->S, cc->k, cc->stride, cc->pad,
                                        grp, cc->ngroups));
         bool ok = cf_conv_plan_set_direct(&p, (cf_conv_direct)mode);
-        assert_int_equal(ok, cc->stride == 1 || mode == CF_CONV_DIRECT_NEVER);
-        if (mode == CF_CONV_DIRECT_ALWAYS && ok)
-            for (int i = 0; i < p.ntiles; i++) assert_true(p.tdirect[i]);
+        if (grp) {
+            /* grouped: over output channels with ALWAYS and AUTO, whatever the stride */
+            assert_true(ok);
+            assert_int_equal(p.pix, mode != CF_CONV_DIRECT_NEVER);
+        } else {
+            assert_int_equal(ok, cc->stride == 1 || mode == CF_CONV_DIRECT_NEVER);
+            assert_false(p.pix);
+            if (mode == CF_CONV_DIRECT_ALWAYS && ok)
+                for (int i = 0; i < p.ntiles; i++) assert_true(p.tdirect[i]);
+        }
         for (int threads = 1; threads <= 2; threads++) {
             run_out o;
             run_engine(&p, cc->O, cc->ngroups, W, bias, x, dy, n, threads, &o);
             assert_memory_equal(o.y, base.y, yn * sizeof(float));
-            assert_memory_equal(o.dx, base.dx, xn * sizeof(float));
+            if (grp && cc->stride == 1 && mode != CF_CONV_DIRECT_AUTO) {
+                /* grouped plans' backward: over output channels or through columns (which the
+                 * rule picks depends on O and C k k), two orders of the same sums */
+                assert_true(tu_max_rel_diff(o.dx, base.dx, (int64_t)xn) < 1e-4);
+                assert_true(tu_max_rel_diff(o.dW, base.dW, (int64_t)(bank * cc->ngroups)) < 1e-4);
+            } else {
+                assert_memory_equal(o.dx, base.dx, xn * sizeof(float));
+            }
             free_out(&o);
         }
         cf_conv_plan_free(&p);
@@ -424,6 +621,9 @@ static void engine_matches_direct_loop_and_ignores_tiling(void **state)
         {3, 14, 3, 2, 5, 1, CFNET_PADDING_SAME},
         {5, 9, 1, 1, 9, 3, CFNET_PADDING_VALID},
         {1, 20, 3, 1, 15, 9, CFNET_PADDING_VALID},
+        {3, 15, 3, 2, 17, 4, CFNET_PADDING_SAME}, /* grouped, stride 2 */
+        /* grouped with weights too large for AUTO's forward over output channels */
+        {32, 12, 3, 1, 24, 5, CFNET_PADDING_SAME},
         /* large enough (P C k k >= CF_CONV_SPLIT_WORK) for a lone sample's forward to split
          * its tiles over the threads */
         {32, 48, 3, 1, 4, 1, CFNET_PADDING_SAME},
@@ -443,6 +643,8 @@ int main(void)
         cmocka_unit_test(gemm_matches_double_products),
         cmocka_unit_test(gemm_pieces_give_the_same_bits),
         cmocka_unit_test(direct_forward_variants_match_generic),
+        cmocka_unit_test(pix_forward_variants_match_generic),
+        cmocka_unit_test(pix_backward_variants_match_generic),
         cmocka_unit_test(engine_matches_direct_loop_and_ignores_tiling),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

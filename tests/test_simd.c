@@ -114,6 +114,9 @@ static void check_variant(const cf_simd_ops *g, const cf_simd_ops *v)
          * destinations across rows and runs, exact sums in the same order */
         float *acc = d1, *acc2 = d2;
         fill(acc, ROWS * LD, &r, false);
+        /* negative zeros everywhere: a vector tail past a run must leave them as they are
+         * (adding 0 there would turn them into +0) */
+        for (int i = 0; i < ROWS * LD; i += 3) acc[i] = -0.0f;
         memcpy(acc2, acc, sizeof d1);
         const float *cs = src; /* column gradients: rows of stride 64 */
         g->col2im_runs(acc, cs, 64, rowoff, r0, r1, runs, runs + (nr < 6 ? nr : 6));

@@ -52,6 +52,8 @@ void cf_conv_plan_free(cf_conv_plan *p)
     cf_free(p->tj0);
     cf_free(p->rq);
     cf_free(p->tdirect);
+    cf_free(p->csrc);
+    cf_free(p->gq);
     memset(p, 0, sizeof *p);
 }
 
@@ -117,6 +119,44 @@ static cfnet_status plan_tiles(const cf_allocator *a, cf_conv_plan *p, int64_t t
 #define CF_CONV_DIRECT_MAX_O 32
 #endif
 
+/* The forward over output channels (conic plans) reads a group's packed weights once per few
+ * columns and stores each column's O outputs one by one, a plane apart: AUTO takes it while
+ * the weights stay in the L1 cache (Mp x CK floats up to this many bytes: the rotated-MNIST
+ * layers, 16 x 135, are 8.6 KiB) and for at most 16 output channels. With more (yeast: 32
+ * channels, 32 x 288 floats = 36 KiB) the column path, whose products block K and whose
+ * scatter moves whole runs, measured faster (round 5 in docs/performance.md). */
+#ifndef CF_CONV_PIX_MAX_BYTES
+#define CF_CONV_PIX_MAX_BYTES 16384
+#endif
+#ifndef CF_CONV_PIX_MAX_O
+#define CF_CONV_PIX_MAX_O 16
+#endif
+
+/* ... and while a column's O outputs, P floats apart, fall in different sets of the L1 cache
+ * (at most 4 of them in any of its 64 sets of 64-byte lines): planes of 1024 or 4096 floats
+ * (32 x 32, 64 x 64 maps) put them all in one set, and measured slower. */
+static bool stores_spread(int64_t P, int O)
+{
+    int lines[64] = {0};
+    for (int o = 0; o < O; o++)
+        if (++lines[((int64_t)o * P * (int64_t)sizeof(float) / 64) % 64] > 4) return false;
+    return true;
+}
+
+static bool use_pix(const cf_conv_plan *p, int O)
+{
+    if (!p->pix) return false;
+    if (!p->direct_auto) return true;
+    return O <= CF_CONV_PIX_MAX_O &&
+           cf_gemm_pix_floats(O, (int)p->CK) * sizeof(float) <= CF_CONV_PIX_MAX_BYTES &&
+           stores_spread(p->P, O);
+}
+
+/* The backward over output channels too (stride 1 only). */
+static bool use_pix_bwd(const cf_conv_plan *p, int O) { return p->stride == 1 && use_pix(p, O); }
+
+static int pad8(int n) { return (n + 7) / 8 * 8; }
+
 static bool tile_fills_lanes(const cf_conv_plan *p, int i)
 {
     int64_t cols = 0, lanes = 0;
@@ -130,6 +170,14 @@ static bool tile_fills_lanes(const cf_conv_plan *p, int i)
 
 bool cf_conv_plan_set_direct(cf_conv_plan *p, cf_conv_direct mode)
 {
+    if (p->perm) {
+        /* Conic: every tile over output channels, or none (the runs are too short for
+         * direct products over pixels; round 5 in docs/performance.md). AUTO asks for small
+         * enough weights too (checked per call, where O is known). */
+        p->pix = mode != CF_CONV_DIRECT_NEVER;
+        p->direct_auto = mode == CF_CONV_DIRECT_AUTO;
+        return true;
+    }
     if (!p->tdirect) return mode == CF_CONV_DIRECT_NEVER;
     /* AUTO also needs a small product per piece (checked per call, where O is known). */
     p->direct_auto = mode == CF_CONV_DIRECT_AUTO;
@@ -275,7 +323,19 @@ cfnet_status cf_conv_plan_init_tiled(const cf_allocator *a, cf_conv_plan *p, int
             }
         }
     }
-    cf_free(idx);
+    if (p->perm) {
+        p->csrc = idx; /* kept for the forward over output channels */
+        p->gq = cf_alloc(a, (size_t)p->P * sizeof *p->gq);
+        if (!p->gq) {
+            cf_conv_plan_free(p);
+            return cf_error(CFNET_E_OUT_OF_MEMORY, "convolution: cannot allocate index tables");
+        }
+        for (int g = 0; g < p->ngroups; g++)
+            for (int64_t j = p->goff[g]; j < p->goff[g + 1]; j++) p->gq[p->perm[j]] = g;
+        cf_conv_plan_set_direct(p, CF_CONV_DIRECT_AUTO);
+    } else {
+        cf_free(idx);
+    }
     if (stride == 1) {
         /* The direct forward's tables: each run's first output pixel, and which tiles take
          * the direct path. */
@@ -345,22 +405,43 @@ static size_t pad_bytes(const cf_conv_plan *p)
                       sizeof(float));
 }
 
+/* The column chunk's place, which the backward over output channels uses for the output
+ * gradient transposed (P x Mp) and the weight gradients (ngroups banks of CK x Mp). */
+static size_t col_region(const cf_conv_plan *p, int O)
+{
+    size_t c = col_bytes(p);
+    if (!use_pix_bwd(p, O)) return c;
+    size_t Mp = (size_t)pad8(O),
+           pix = cf_align64((size_t)p->P * Mp * sizeof(float)) +
+                 cf_align64((size_t)p->ngroups * (size_t)p->CK * Mp * sizeof(float));
+    return c > pix ? c : pix;
+}
+
 static size_t thread_bytes(const cf_conv_plan *p, int O)
 {
-    return col_bytes(p) + out_bytes(p, O) + pad_bytes(p);
+    return col_region(p, O) + out_bytes(p, O) + pad_bytes(p);
 }
 
 /* Shared by the threads: the packed weights of every group, O x CK for the forward and CK x O
  * (transposed) for the input gradient. */
 static size_t packed_floats(const cf_conv_plan *p, int O, bool transposed)
 {
-    return transposed ? cf_gemm_packed_floats((int)p->CK, O) : cf_gemm_packed_floats(O, (int)p->CK);
+    if (transposed)
+        return use_pix_bwd(p, O) ? cf_gemm_dx_floats(p->C, O, p->k)
+                                 : cf_gemm_packed_floats((int)p->CK, O);
+    return use_pix(p, O) ? cf_gemm_pix_floats(O, (int)p->CK) : cf_gemm_packed_floats(O, (int)p->CK);
 }
 
 static size_t packed_bytes(const cf_conv_plan *p, int O)
 {
-    size_t f = packed_floats(p, O, false), t = packed_floats(p, O, true);
-    return cf_align64((size_t)p->ngroups * (f > t ? f : t) * sizeof(float));
+    size_t f = cf_gemm_packed_floats(O, (int)p->CK), t = cf_gemm_packed_floats((int)p->CK, O);
+    f = f > t ? f : t;
+    if (!p->perm) return cf_align64((size_t)p->ngroups * f * sizeof(float));
+    /* grouped: the layouts over output channels too, and for the input gradient a block of
+     * zeros after the groups' */
+    size_t x = cf_gemm_pix_floats(O, (int)p->CK), d = cf_gemm_dx_floats(p->C, O, p->k);
+    f = f > x ? f : x;
+    return cf_align64((size_t)(p->ngroups + 1) * (f > d ? f : d) * sizeof(float));
 }
 
 /* Per extra thread in backward: private weight-gradient banks (one per group) and bias, and
@@ -469,6 +550,7 @@ static void forward_range(const conv_job *j)
     int64_t P = p->P, CK = p->CK, in_size = (int64_t)p->C * p->H * p->W,
             plane = (int64_t)p->C * p->Hp * p->Wp;
     const cf_simd_ops *k = cf_simd();
+    bool pix = use_pix(p, O);
     for (int64_t s0 = j->s_begin; s0 < j->s_end; s0 += p->spb) {
         int64_t nb = j->s_end - s0 < p->spb ? j->s_end - s0 : p->spb;
         pad_input(p, j->x + s0 * in_size, nb, j->xpad);
@@ -476,6 +558,14 @@ static void forward_range(const conv_job *j)
             int g = p->tgroup[i];
             int64_t w = p->tj0[i + 1] - p->tj0[i], tn = nb * w;
             const float *Wp = j->Wp + (size_t)g * j->wstride;
+            if (pix) {
+                /* Direct over output channels: reads the padded input, writes y. */
+                for (int64_t b = 0; b < nb; b++)
+                    k->conv_fwd_pix(O, (int)CK, Wp, j->xpad + b * plane, p->rowoff,
+                                    p->csrc + p->tj0[i], p->perm + p->tj0[i], (int)w,
+                                    j->y + (s0 + b) * O * P, P, j->bias);
+                continue;
+            }
             if (p->tdirect && p->tdirect[i] && (!p->direct_auto || O <= CF_CONV_DIRECT_MAX_O)) {
                 /* Direct: the products read the padded input in place and write y. */
                 for (int64_t b = 0; b < nb; b++)
@@ -530,8 +620,57 @@ static double sum_floats(const float *v, int64_t n)
     return ((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7]));
 }
 
+/* Backward over output channels (conic plans, stride 1; see kernels/gemm.h): the weight
+ * gradient from the output gradient transposed and the padded input read in place, the input
+ * gradient pixel by pixel from the output gradient; no columns. */
+static void backward_pix(const conv_job *j)
+{
+    const cf_conv_plan *p = j->p;
+    int O = j->O, Mp = pad8(O);
+    int64_t P = p->P, CK = p->CK, in_size = (int64_t)p->C * p->H * p->W,
+            plane = (int64_t)p->C * p->Hp * p->Wp;
+    const cf_simd_ops *k = cf_simd();
+    float *dyT = j->col,
+          *dWt = (float *)((char *)j->col + cf_align64((size_t)P * Mp * sizeof(float)));
+    size_t bank = (size_t)CK * Mp;
+    memset(dWt, 0, (size_t)p->ngroups * bank * sizeof(float));
+    for (int64_t q = 0; q < P; q++) /* lanes past O stay zero */
+        for (int o = O; o < Mp; o++) dyT[q * Mp + o] = 0.0f;
+    for (int64_t s0 = j->s_begin; s0 < j->s_end; s0 += p->spb) {
+        int64_t nb = j->s_end - s0 < p->spb ? j->s_end - s0 : p->spb;
+        if (j->dbias)
+            for (int64_t b = 0; b < nb; b++)
+                for (int o = 0; o < O; o++)
+                    j->dbias[o] += (float)sum_floats(j->dy + ((s0 + b) * O + o) * P, P);
+        pad_input(p, j->x + s0 * in_size, nb, j->xpad);
+        for (int64_t b = 0; b < nb; b++) {
+            const float *dys = j->dy + (s0 + b) * O * P;
+            for (int o = 0; o < O; o++)
+                for (int64_t q = 0; q < P; q++) dyT[q * Mp + o] = dys[o * P + q];
+            for (int i = 0; i < p->ntiles; i++)
+                k->conv_bwd_w_pix(O, (int)CK, dyT, j->xpad + b * plane, p->rowoff,
+                                  p->csrc + p->tj0[i], p->perm + p->tj0[i],
+                                  (int)(p->tj0[i + 1] - p->tj0[i]),
+                                  dWt + (size_t)p->tgroup[i] * bank);
+            if (j->dx)
+                k->conv_bwd_x_pix(p->C, O, p->k, j->Wp, j->wstride, p->gq, p->ngroups, dys,
+                                  p->OH, p->OW, p->pad, j->dx + (s0 + b) * in_size, p->H, p->W);
+        }
+    }
+    for (int g = 0; g < p->ngroups; g++)
+        for (int o = 0; o < O; o++) {
+            float *d = j->dWg[g] + (size_t)o * CK;
+            const float *src = dWt + (size_t)g * bank + o;
+            for (int64_t kk = 0; kk < CK; kk++) d[kk] += src[kk * Mp];
+        }
+}
+
 static void backward_range(const conv_job *j)
 {
+    if (use_pix_bwd(j->p, j->O)) {
+        backward_pix(j);
+        return;
+    }
     const cf_conv_plan *p = j->p;
     int O = j->O;
     int64_t P = p->P, CK = p->CK, in_size = (int64_t)p->C * p->H * p->W;
@@ -637,9 +776,13 @@ static void run_split(const conv_job *base, const float *const *Wg, bool backwar
     size_t wstride = packed_floats(p, O, backward);
     if (!backward || base->dx)
         for (int g = 0; g < p->ngroups; g++) {
-            if (backward) cf_gemm_pack_at((int)p->CK, O, Wg[g], (int)p->CK, packed + g * wstride);
+            if (backward && use_pix_bwd(p, O)) cf_gemm_pack_dx(p->C, O, p->k, Wg[g], packed + g * wstride);
+            else if (backward) cf_gemm_pack_at((int)p->CK, O, Wg[g], (int)p->CK, packed + g * wstride);
+            else if (use_pix(p, O)) cf_gemm_pack_pix(O, (int)p->CK, Wg[g], (int)p->CK, packed + g * wstride);
             else cf_gemm_pack_a(O, (int)p->CK, Wg[g], (int)p->CK, packed + g * wstride);
         }
+    if (backward && base->dx && use_pix_bwd(p, O)) /* the zero block of taps from outside */
+        memset(packed + (size_t)p->ngroups * wstride, 0, wstride * sizeof(float));
     size_t tb = thread_bytes(p, O), bank = (size_t)O * (size_t)p->CK;
     size_t rfloats = cf_align64(((size_t)p->ngroups * bank + (size_t)O) * sizeof(float));
     char *reduce = sp + (size_t)T * tb;
@@ -654,8 +797,8 @@ static void run_split(const conv_job *base, const float *const *Wg, bool backwar
         j->t_begin = by_tiles ? tile_split(p, t, T) : 0;
         j->t_end = by_tiles ? tile_split(p, t + 1, T) : p->ntiles;
         j->col = (float *)mine;
-        j->out = (float *)(mine + col_bytes(p));
-        j->xpad = (float *)(mine + col_bytes(p) + out_bytes(p, O));
+        j->out = (float *)(mine + col_region(p, O));
+        j->xpad = (float *)(mine + col_region(p, O) + out_bytes(p, O));
         th[t].backward = backward;
         if (backward && t > 0) {
             /* Private gradient banks of threads t > 0 and their pointer table, carved from

@@ -14,7 +14,14 @@
  * on the tiling nor on the thread count, the batch or the CPU variant. The input gradient adds
  * the tiles' contributions tile by tile: for a given plan it does not depend on the threads or
  * the batch either. The weight gradient sums tile by tile too, in an order fixed by the plan and
- * the threads' shares of the batch. */
+ * the threads' shares of the batch.
+ *
+ * Grouped (conic) plans with few output channels (see use_pix in convcore.c) take no columns
+ * at all: the forward vectorises over output channels (the same chains, so the same bits), the
+ * weight gradient is one chain per weight over the group's pixels in order, and the input
+ * gradient one chain per input value over its taps and output channels (kernels/gemm.h,
+ * conv_bwd_w_pix and conv_bwd_x_pix); both depend neither on the batch nor, for the input
+ * gradient, on the threads. */
 #ifndef CFNET_CONVCORE_H
 #define CFNET_CONVCORE_H
 
@@ -57,8 +64,14 @@ typedef struct cf_conv_plan {
      * built, with the same bits. rq[r] is the output pixel of run r's first column. NULL for
      * other strides. */
     uint8_t *tdirect;
-    bool direct_auto; /* tdirect chosen by the rule (which also asks for O <= 32) */
+    bool direct_auto; /* tdirect or pix chosen by the rule (which also looks at O) */
     int32_t *rq;
+    /* Conic plans (with perm): the forward over output channels (kernels/gemm.h
+     * conv_fwd_pix) reads every column's inputs in place, at csrc[j] (grouped column j's tap 0
+     * in the padded planes), and writes its output pixel; same bits as the columns. */
+    bool pix;
+    int32_t *csrc;
+    int32_t *gq; /* with perm: the group of every output pixel (natural order) */
     int64_t spb;       /* samples per block */
     int64_t wmax;      /* most columns of a tile per sample */
     int64_t rows;      /* column rows built at once (a multiple of 4) */
@@ -86,9 +99,10 @@ cfnet_status cf_conv_plan_init_tiled(const cf_allocator *a, cf_conv_plan *p, int
                                      size_t tile_bytes);
 void cf_conv_plan_free(cf_conv_plan *p);
 /* Which tiles the forward computes directly: NEVER (all through columns), ALWAYS, or AUTO (the
- * tiles whose vectors the direct products fill well; what cf_conv_plan_init chooses). The
- * result is the same bits whichever is chosen (tests compare them). Returns false, changing
- * nothing, for a direct mode on a plan with stride other than 1. */
+ * tiles whose vectors the direct products fill well; what cf_conv_plan_init chooses). Grouped
+ * (conic) plans go direct over output channels (pix) with ALWAYS and AUTO, whatever the
+ * stride. The result is the same bits whichever is chosen (tests compare them). Returns
+ * false, changing nothing, for a direct mode on a one-group plan with stride other than 1. */
 typedef enum cf_conv_direct {
     CF_CONV_DIRECT_NEVER = 0,
     CF_CONV_DIRECT_ALWAYS = 1,

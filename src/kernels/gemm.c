@@ -97,6 +97,85 @@ void cf_conv_fwd_runs_generic(int M, int K, const float *Ap, const float *x,
     }
 }
 
+/* ---- direct convolution over output channels (see gemm.h) ---- */
+
+size_t cf_gemm_pix_floats(int M, int K) { return (size_t)((M + 7) / 8) * 8 * (size_t)K; }
+
+void cf_gemm_pack_pix(int M, int K, const float *A, int lda, float *Ap)
+{
+    int Mp = (M + 7) / 8 * 8;
+    for (int k = 0; k < K; k++)
+        for (int m = 0; m < Mp; m++)
+            Ap[(size_t)k * Mp + m] = m < M ? A[(size_t)m * lda + k] : 0.0f;
+}
+
+void cf_conv_fwd_pix_generic(int M, int K, const float *Ap, const float *x,
+                             const int32_t *rowoff, const int32_t *src, const int32_t *q, int n,
+                             float *y, int64_t ldy, const float *bias)
+{
+    int Mp = (M + 7) / 8 * 8;
+    for (int j = 0; j < n; j++) {
+        const float *xs = x + src[j];
+        for (int m = 0; m < M; m++) {
+            float c = 0.0f;
+            for (int k = 0; k < K; k++) c = fmaf(Ap[(size_t)k * Mp + m], xs[rowoff[k]], c);
+            y[m * ldy + q[j]] = bias ? c + bias[m] : c;
+        }
+    }
+}
+
+size_t cf_gemm_dx_floats(int C, int M, int k)
+{
+    return (size_t)k * k * (size_t)M * (size_t)((C + 7) / 8 * 8);
+}
+
+void cf_gemm_pack_dx(int C, int M, int k, const float *A, float *Wc)
+{
+    int Cp = (C + 7) / 8 * 8, kk = k * k;
+    size_t CK = (size_t)C * kk;
+    for (int t = 0; t < kk; t++)
+        for (int m = 0; m < M; m++)
+            for (int c = 0; c < Cp; c++)
+                Wc[((size_t)t * M + m) * Cp + c] = c < C ? A[m * CK + (size_t)c * kk + t] : 0.0f;
+}
+
+void cf_conv_bwd_w_pix_generic(int M, int K, const float *dyT, const float *x,
+                               const int32_t *rowoff, const int32_t *src, const int32_t *q, int n,
+                               float *dWt)
+{
+    int Mp = (M + 7) / 8 * 8;
+    for (int k = 0; k < K; k++)
+        for (int m = 0; m < Mp; m++) {
+            float c = dWt[(size_t)k * Mp + m];
+            for (int j = 0; j < n; j++)
+                c = fmaf(x[rowoff[k] + src[j]], dyT[(size_t)q[j] * Mp + m], c);
+            dWt[(size_t)k * Mp + m] = c;
+        }
+}
+
+void cf_conv_bwd_x_pix_generic(int C, int M, int k, const float *Wc, size_t gstride,
+                               const int32_t *gq, int zg, const float *dy, int OH, int OW,
+                               int pad, float *dx, int H, int W)
+{
+    int Cp = (C + 7) / 8 * 8;
+    int64_t P = (int64_t)OH * OW;
+    for (int i = 0; i < H; i++)
+        for (int j = 0; j < W; j++)
+            for (int c = 0; c < C; c++) {
+                float acc = 0.0f;
+                for (int t = 0; t < k * k; t++) {
+                    int oi = i + pad - t / k, oj = j + pad - t % k;
+                    bool in = oi >= 0 && oi < OH && oj >= 0 && oj < OW;
+                    int64_t pq = in ? (int64_t)oi * OW + oj : 0;
+                    const float *w = Wc + (size_t)(in ? gq[pq] : zg) * gstride +
+                                     (size_t)t * M * Cp + c;
+                    for (int m = 0; m < M; m++)
+                        acc = fmaf(dy[m * P + pq], w[(size_t)m * Cp], acc);
+                }
+                dx[((int64_t)c * H + i) * W + j] = acc;
+            }
+}
+
 #ifdef CF_HAVE_GEMM_AVX2
 #include <immintrin.h>
 
@@ -348,6 +427,298 @@ T2 void cf_conv_fwd_runs_avx2(int M, int K, const float *Ap, const float *x, con
             }
         }
     }
+}
+
+/* Forward over output channels: np columns (pixels) x nv vectors of 8 rows from row m0 (bias,
+ * if any, points at row m0's and holds 8 nv values), each broadcast input shared by the
+ * vectors. */
+INL void fp_tile(const int np, const int nv, int M, int Mp, int m0, int K, const float *Ap,
+                 const float *const *xs, const int32_t *rowoff, const int32_t *q, float *y,
+                 int64_t ldy, const float *bias)
+{
+    __m256 acc[6][4];
+#pragma GCC unroll 6
+    for (int j = 0; j < np; j++)
+#pragma GCC unroll 4
+        for (int v = 0; v < nv; v++) acc[j][v] = _mm256_setzero_ps();
+    const float *a = Ap + m0;
+    for (int k = 0; k < K; k++, a += Mp) {
+        __m256 av[4];
+#pragma GCC unroll 4
+        for (int v = 0; v < nv; v++) av[v] = _mm256_loadu_ps(a + 8 * v);
+        int32_t off = rowoff[k];
+#pragma GCC unroll 6
+        for (int j = 0; j < np; j++) {
+            __m256 xv = _mm256_broadcast_ss(xs[j] + off);
+#pragma GCC unroll 4
+            for (int v = 0; v < nv; v++) acc[j][v] = _mm256_fmadd_ps(xv, av[v], acc[j][v]);
+        }
+    }
+    int rows = M - m0 < 8 * nv ? M - m0 : 8 * nv;
+#pragma GCC unroll 6
+    for (int j = 0; j < np; j++) {
+        float t[32];
+#pragma GCC unroll 4
+        for (int v = 0; v < nv; v++) {
+            __m256 val = acc[j][v];
+            if (bias) val = _mm256_add_ps(val, _mm256_loadu_ps(bias + 8 * v));
+            _mm256_storeu_ps(t + 8 * v, val);
+        }
+        float *yq = y + q[j] + m0 * ldy;
+        for (int m = 0; m < rows; m++) yq[m * ldy] = t[m];
+    }
+}
+
+/* Columns [j, j + np) of the rows from m0 in vectors of nv (up to 4: register tiles of 6 x 2 or
+ * 3 x 4 vectors). The fp_block_NV wrappers below are not inlined: one frame per nv keeps the
+ * stack small in sanitizer builds (a single function held them all, 30 KB under ASan). */
+#define NOINL static __attribute__((noinline)) T2
+INL void fp_block(const int nv, int np, int M, int Mp, int m0, int K, const float *Ap,
+                  const float *const *xs, const int32_t *rowoff, const int32_t *q, float *y,
+                  int64_t ldy, const float *bias)
+{
+    switch (np) {
+    case 1: fp_tile(1, nv, M, Mp, m0, K, Ap, xs, rowoff, q, y, ldy, bias); break;
+    case 2: fp_tile(2, nv, M, Mp, m0, K, Ap, xs, rowoff, q, y, ldy, bias); break;
+    case 3: fp_tile(3, nv, M, Mp, m0, K, Ap, xs, rowoff, q, y, ldy, bias); break;
+    case 4: fp_tile(4, nv < 3 ? nv : 2, M, Mp, m0, K, Ap, xs, rowoff, q, y, ldy, bias); break;
+    case 5: fp_tile(5, nv < 3 ? nv : 2, M, Mp, m0, K, Ap, xs, rowoff, q, y, ldy, bias); break;
+    default: fp_tile(6, nv < 3 ? nv : 2, M, Mp, m0, K, Ap, xs, rowoff, q, y, ldy, bias); break;
+    }
+}
+
+#define FP_BLOCK_NV(NV)                                                                          \
+    NOINL void fp_block_##NV(int np, int M, int Mp, int m0, int K, const float *Ap,              \
+                             const float *const *xs, const int32_t *rowoff, const int32_t *q,    \
+                             float *y, int64_t ldy, const float *bias)                           \
+    {                                                                                            \
+        fp_block(NV, np, M, Mp, m0, K, Ap, xs, rowoff, q, y, ldy, bias);                         \
+    }
+FP_BLOCK_NV(1)
+FP_BLOCK_NV(2)
+FP_BLOCK_NV(3)
+FP_BLOCK_NV(4)
+#undef FP_BLOCK_NV
+
+T2 void cf_conv_fwd_pix_avx2(int M, int K, const float *Ap, const float *x, const int32_t *rowoff,
+                          const int32_t *src, const int32_t *q, int n, float *y, int64_t ldy,
+                          const float *bias)
+{
+    int Mp = (M + 7) / 8 * 8;
+    /* 32 rows and more: 3 columns by 4 vectors (each input read once for all of them), else
+     * 6 columns by up to 2 vectors */
+    int pw = Mp >= 32 ? 3 : 6;
+    float bpad[32];
+    for (int j = 0; j < n; j += pw) {
+        int np = n - j < pw ? n - j : pw;
+        const float *xs[6];
+        for (int i = 0; i < 6; i++) xs[i] = x + src[j + (i < np ? i : 0)];
+        for (int m0 = 0; m0 < M;) {
+            int left = (Mp - m0) / 8, nv = pw == 3 ? (left < 4 ? left : 4) : (left < 2 ? left : 2);
+            /* the bias vectors read 8 nv rows: past M from a zero-padded copy */
+            const float *b = bias ? bias + m0 : NULL;
+            if (bias && m0 + 8 * nv > M) {
+                for (int i = 0; i < 8 * nv; i++) bpad[i] = m0 + i < M ? bias[m0 + i] : 0.0f;
+                b = bpad;
+            }
+            switch (nv) {
+            case 1: fp_block_1(np, M, Mp, m0, K, Ap, xs, rowoff, q + j, y, ldy, b); break;
+            case 2: fp_block_2(np, M, Mp, m0, K, Ap, xs, rowoff, q + j, y, ldy, b); break;
+            case 3: fp_block_3(np, M, Mp, m0, K, Ap, xs, rowoff, q + j, y, ldy, b); break;
+            default: fp_block_4(np, M, Mp, m0, K, Ap, xs, rowoff, q + j, y, ldy, b); break;
+            }
+            m0 += 8 * (np > 3 && nv > 2 ? 2 : nv);
+        }
+    }
+}
+
+/* Weight gradient over output channels: rows k0 .. k0 + kb - 1 of dWt by nv vectors of 8
+ * channels from m0, kept in registers over all n columns (each of the kb nv chains gets one
+ * fma per column). */
+INL void bw_tile(const int kb, const int nv, int Mp, int m0, int k0, const float *dyT,
+                 const float *x, const int32_t *rowoff, const int32_t *src, const int32_t *q,
+                 int n, float *dWt)
+{
+    __m256 acc[6][2];
+    int32_t off[6];
+#pragma GCC unroll 6
+    for (int r = 0; r < kb; r++) {
+        off[r] = rowoff[k0 + r];
+#pragma GCC unroll 2
+        for (int v = 0; v < nv; v++)
+            acc[r][v] = _mm256_loadu_ps(dWt + (size_t)(k0 + r) * Mp + m0 + 8 * v);
+    }
+    for (int j = 0; j < n; j++) {
+        const float *xs = x + src[j], *d = dyT + (size_t)q[j] * Mp + m0;
+        __m256 dv[2];
+#pragma GCC unroll 2
+        for (int v = 0; v < nv; v++) dv[v] = _mm256_loadu_ps(d + 8 * v);
+#pragma GCC unroll 6
+        for (int r = 0; r < kb; r++) {
+            __m256 xb = _mm256_broadcast_ss(xs + off[r]);
+#pragma GCC unroll 2
+            for (int v = 0; v < nv; v++) acc[r][v] = _mm256_fmadd_ps(xb, dv[v], acc[r][v]);
+        }
+    }
+#pragma GCC unroll 6
+    for (int r = 0; r < kb; r++)
+#pragma GCC unroll 2
+        for (int v = 0; v < nv; v++)
+            _mm256_storeu_ps(dWt + (size_t)(k0 + r) * Mp + m0 + 8 * v, acc[r][v]);
+}
+
+/* All rows of dWt for nv vectors of channels from m0 (one frame per nv, as fp_block_NV). */
+INL void bw_rows(const int nv, int K, int Mp, int m0, const float *dyT, const float *x,
+                   const int32_t *rowoff, const int32_t *src, const int32_t *q, int n, float *dWt)
+{
+    for (int k0 = 0; k0 < K; k0 += 6) {
+        switch (K - k0 < 6 ? K - k0 : 6) {
+        case 1: bw_tile(1, nv, Mp, m0, k0, dyT, x, rowoff, src, q, n, dWt); break;
+        case 2: bw_tile(2, nv, Mp, m0, k0, dyT, x, rowoff, src, q, n, dWt); break;
+        case 3: bw_tile(3, nv, Mp, m0, k0, dyT, x, rowoff, src, q, n, dWt); break;
+        case 4: bw_tile(4, nv, Mp, m0, k0, dyT, x, rowoff, src, q, n, dWt); break;
+        case 5: bw_tile(5, nv, Mp, m0, k0, dyT, x, rowoff, src, q, n, dWt); break;
+        default: bw_tile(6, nv, Mp, m0, k0, dyT, x, rowoff, src, q, n, dWt); break;
+        }
+    }
+}
+
+#define BW_ROWS_NV(NV)                                                                           \
+    NOINL void bw_rows_##NV(int K, int Mp, int m0, const float *dyT, const float *x,             \
+                            const int32_t *rowoff, const int32_t *src, const int32_t *q, int n,  \
+                            float *dWt)                                                          \
+    {                                                                                            \
+        bw_rows(NV, K, Mp, m0, dyT, x, rowoff, src, q, n, dWt);                                  \
+    }
+BW_ROWS_NV(1)
+BW_ROWS_NV(2)
+#undef BW_ROWS_NV
+
+T2 void cf_conv_bwd_w_pix_avx2(int M, int K, const float *dyT, const float *x,
+                            const int32_t *rowoff, const int32_t *src, const int32_t *q, int n,
+                            float *dWt)
+{
+    int Mp = (M + 7) / 8 * 8;
+    for (int m0 = 0; m0 < Mp; m0 += 16) {
+        if (Mp - m0 >= 16) bw_rows_2(K, Mp, m0, dyT, x, rowoff, src, q, n, dWt);
+        else bw_rows_1(K, Mp, m0, dyT, x, rowoff, src, q, n, dWt);
+    }
+}
+
+/* Input gradient over input channels: np pixels of input row i from column j0 by nv vectors of
+ * 8 planes from c0. Where the np pixels take a tap from one group (inside a cone), a weight
+ * vector serves all of them. */
+INL void bx_tile(const int np, const int nv, int C, int Cp, int c0, int M, int k,
+                 const float *Wc, size_t gstride, const int32_t *gq, int zg, const float *dy,
+                 int OH, int OW, int pad, float *dx, int H, int W, int i, int j0)
+{
+    __m256 acc[6][2];
+#pragma GCC unroll 6
+    for (int jj = 0; jj < np; jj++)
+#pragma GCC unroll 2
+        for (int v = 0; v < nv; v++) acc[jj][v] = _mm256_setzero_ps();
+    int64_t P = (int64_t)OH * OW;
+    for (int t = 0; t < k * k; t++) {
+        int oi = i + pad - t / k, kj = t % k;
+        bool row_in = oi >= 0 && oi < OH, same = true;
+        const float *wp[6], *dp[6];
+#pragma GCC unroll 6
+        for (int jj = 0; jj < np; jj++) {
+            int oj = j0 + jj + pad - kj;
+            bool in = row_in && oj >= 0 && oj < OW;
+            int64_t pq = in ? (int64_t)oi * OW + oj : 0;
+            wp[jj] = Wc + (size_t)(in ? gq[pq] : zg) * gstride + (size_t)t * M * Cp + c0;
+            dp[jj] = dy + pq;
+            same = same && wp[jj] == wp[0];
+        }
+        if (same) {
+            const float *w = wp[0];
+            for (int m = 0; m < M; m++, w += Cp) {
+                __m256 wv[2];
+#pragma GCC unroll 2
+                for (int v = 0; v < nv; v++) wv[v] = _mm256_loadu_ps(w + 8 * v);
+#pragma GCC unroll 6
+                for (int jj = 0; jj < np; jj++) {
+                    __m256 b = _mm256_broadcast_ss(dp[jj] + m * P);
+#pragma GCC unroll 2
+                    for (int v = 0; v < nv; v++) acc[jj][v] = _mm256_fmadd_ps(b, wv[v], acc[jj][v]);
+                }
+            }
+        } else {
+            for (int m = 0; m < M; m++) {
+#pragma GCC unroll 6
+                for (int jj = 0; jj < np; jj++) {
+                    __m256 b = _mm256_broadcast_ss(dp[jj] + m * P);
+#pragma GCC unroll 2
+                    for (int v = 0; v < nv; v++)
+                        acc[jj][v] = _mm256_fmadd_ps(
+                            b, _mm256_loadu_ps(wp[jj] + (size_t)m * Cp + 8 * v), acc[jj][v]);
+                }
+            }
+        }
+    }
+    int planes = C - c0 < 8 * nv ? C - c0 : 8 * nv;
+    int64_t HW = (int64_t)H * W;
+#pragma GCC unroll 6
+    for (int jj = 0; jj < np; jj++) {
+        float tv[16];
+#pragma GCC unroll 2
+        for (int v = 0; v < nv; v++) _mm256_storeu_ps(tv + 8 * v, acc[jj][v]);
+        float *d = dx + c0 * HW + (int64_t)i * W + j0 + jj;
+        for (int c = 0; c < planes; c++) d[c * HW] = tv[c];
+    }
+}
+
+/* np pixels from column j0 of row i, nv vectors of planes from c0 (one frame per nv, as
+ * fp_block_NV). */
+INL void bx_block(const int nv, int np, int C, int Cp, int c0, int M, int k, const float *Wc,
+                    size_t gstride, const int32_t *gq, int zg, const float *dy, int OH, int OW,
+                    int pad, float *dx, int H, int W, int i, int j0)
+{
+    switch (np) {
+#define BX_CASE(N)                                                                               \
+    case N:                                                                                      \
+        bx_tile(N, nv, C, Cp, c0, M, k, Wc, gstride, gq, zg, dy, OH, OW, pad, dx, H, W, i, j0);  \
+        break;
+        BX_CASE(1)
+        BX_CASE(2)
+        BX_CASE(3)
+        BX_CASE(4)
+        BX_CASE(5)
+#undef BX_CASE
+    default: bx_tile(6, nv, C, Cp, c0, M, k, Wc, gstride, gq, zg, dy, OH, OW, pad, dx, H, W, i, j0);
+    }
+}
+
+#define BX_BLOCK_NV(NV)                                                                          \
+    NOINL void bx_block_##NV(int np, int C, int Cp, int c0, int M, int k, const float *Wc,       \
+                             size_t gstride, const int32_t *gq, int zg, const float *dy, int OH, \
+                             int OW, int pad, float *dx, int H, int W, int i, int j0)            \
+    {                                                                                            \
+        bx_block(NV, np, C, Cp, c0, M, k, Wc, gstride, gq, zg, dy, OH, OW, pad, dx, H, W, i,     \
+                 j0);                                                                            \
+    }
+BX_BLOCK_NV(1)
+BX_BLOCK_NV(2)
+#undef BX_BLOCK_NV
+
+T2 void cf_conv_bwd_x_pix_avx2(int C, int M, int k, const float *Wc, size_t gstride,
+                            const int32_t *gq, int zg, const float *dy, int OH, int OW, int pad,
+                            float *dx, int H, int W)
+{
+    int Cp = (C + 7) / 8 * 8;
+    for (int i = 0; i < H; i++)
+        for (int j0 = 0; j0 < W; j0 += 6) {
+            int np = W - j0 < 6 ? W - j0 : 6;
+            for (int c0 = 0; c0 < Cp; c0 += 16) {
+                if (Cp - c0 >= 16)
+                    bx_block_2(np, C, Cp, c0, M, k, Wc, gstride, gq, zg, dy, OH, OW, pad, dx, H,
+                               W, i, j0);
+                else
+                    bx_block_1(np, C, Cp, c0, M, k, Wc, gstride, gq, zg, dy, OH, OW, pad, dx, H,
+                               W, i, j0);
+            }
+        }
 }
 
 #endif

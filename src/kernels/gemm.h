@@ -44,12 +44,51 @@ typedef void (*cf_conv_fwd_runs_fn)(int M, int K, const float *Ap, const float *
                                     const struct cf_run *e, const int32_t *rq, float *y,
                                     int64_t ldy, const float *bias);
 
+/* The direct convolution forward over output channels, for columns in any order (conic
+ * tiles, whose runs are too short to fill vectors of pixels): column j < n has its tap-0 input
+ * at x + src[j] and its output pixel at y + q[j]. For every column j and row m < M:
+ *   y[m * ldy + q[j]] = chain(m, j) (+ bias[m] if bias),
+ * the same fma chain over k = 0 .. K-1 from 0 as gemm_nn's (so the column path's bits), with
+ * A packed by cf_gemm_pack_pix: vectors of 8 rows (output channels) per k. x is read exactly. */
+typedef void (*cf_conv_fwd_pix_fn)(int M, int K, const float *Ap, const float *x,
+                                   const int32_t *rowoff, const int32_t *src, const int32_t *q,
+                                   int n, float *y, int64_t ldy, const float *bias);
+
+/* The backward of conv_fwd_pix (stride 1), over output channels too, with M output channels
+ * padded to Mp = M rounded up to 8.
+ * Weight gradient: dyT holds the output gradient transposed, dyT[q * Mp + m] (zero for m >= M);
+ * for every k < K and m < Mp, over the columns j = 0 .. n-1 in order:
+ *   dWt[k * Mp + m] = fma(x[rowoff[k] + src[j]], dyT[q[j] * Mp + m], dWt[k * Mp + m]).
+ * Input gradient of one sample, C planes H x W (output OH x OW, k x k taps, zero padding pad):
+ * for every input pixel (i, j) and plane c < C, one chain from 0 over the taps t = (ki, kj) in
+ * order and, within a tap, the output channels m in order:
+ *   acc = fma(dy[m * OH * OW + p], Wc[g * gstride + (t * M + m) * Cp + c], acc),
+ * p = (i + pad - ki) * OW + (j + pad - kj) the output pixel the tap comes from and g =
+ * gq[p] its group; a tap from outside the output map takes g = zg (a block of zero weights)
+ * and p = 0. dx[c * H * W + i * W + j] = acc. Wc is packed by cf_gemm_pack_dx (Cp = C rounded
+ * up to 8). */
+typedef void (*cf_conv_bwd_w_pix_fn)(int M, int K, const float *dyT, const float *x,
+                                     const int32_t *rowoff, const int32_t *src,
+                                     const int32_t *q, int n, float *dWt);
+typedef void (*cf_conv_bwd_x_pix_fn)(int C, int M, int k, const float *Wc, size_t gstride,
+                                     const int32_t *gq, int zg, const float *dy, int OH, int OW,
+                                     int pad, float *dx, int H, int W);
+
 /* Packed A: rows in blocks of 4 (the last padded with zeros), within a block k-major: element
  * (m, k) at [(m / 4) * 4 * K + k * 4 + m % 4]; cf_gemm_packed_floats(M, K) floats. pack_at
  * packs the transpose of a K x M matrix (A[m][k] = At[k * lda + m]). */
 size_t cf_gemm_packed_floats(int M, int K);
 void cf_gemm_pack_a(int M, int K, const float *A, int lda, float *Ap);
 void cf_gemm_pack_at(int M, int K, const float *At, int lda, float *Ap);
+/* For conv_fwd_pix: element (m, k) of an M x K matrix at [k * Mp + m], Mp = M rounded up to a
+ * multiple of 8 (the rows past M zero); cf_gemm_pix_floats(M, K) = Mp * K floats. */
+size_t cf_gemm_pix_floats(int M, int K);
+void cf_gemm_pack_pix(int M, int K, const float *A, int lda, float *Ap);
+/* For conv_bwd_x_pix: an M x (C k k) weight matrix A (row m, column c k k + t) as
+ * Wc[(t * M + m) * Cp + c], Cp = C rounded up to 8 (zeros past C); cf_gemm_dx_floats(C, M, k)
+ * = k k M Cp floats. */
+size_t cf_gemm_dx_floats(int C, int M, int k);
+void cf_gemm_pack_dx(int C, int M, int k, const float *A, float *Wc);
 
 void cf_gemm_nn_generic(int M, int N, int K, const float *Ap, int ak, const float *B, int ldb,
                         float *C, int ldc, int cont);
@@ -59,6 +98,15 @@ void cf_conv_fwd_runs_generic(int M, int K, const float *Ap, const float *x,
                               const int32_t *rowoff, const struct cf_run *a,
                               const struct cf_run *e, const int32_t *rq, float *y, int64_t ldy,
                               const float *bias);
+void cf_conv_fwd_pix_generic(int M, int K, const float *Ap, const float *x,
+                             const int32_t *rowoff, const int32_t *src, const int32_t *q, int n,
+                             float *y, int64_t ldy, const float *bias);
+void cf_conv_bwd_w_pix_generic(int M, int K, const float *dyT, const float *x,
+                               const int32_t *rowoff, const int32_t *src, const int32_t *q, int n,
+                               float *dWt);
+void cf_conv_bwd_x_pix_generic(int C, int M, int k, const float *Wc, size_t gstride,
+                               const int32_t *gq, int zg, const float *dy, int OH, int OW,
+                               int pad, float *dx, int H, int W);
 
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
 #define CF_HAVE_GEMM_AVX2 1
@@ -69,6 +117,15 @@ void cf_gemm_nt_avx2(int M, int L, int N, const float *A, int lda, const float *
 void cf_conv_fwd_runs_avx2(int M, int K, const float *Ap, const float *x, const int32_t *rowoff,
                            const struct cf_run *a, const struct cf_run *e, const int32_t *rq,
                            float *y, int64_t ldy, const float *bias);
+void cf_conv_fwd_pix_avx2(int M, int K, const float *Ap, const float *x, const int32_t *rowoff,
+                          const int32_t *src, const int32_t *q, int n, float *y, int64_t ldy,
+                          const float *bias);
+void cf_conv_bwd_w_pix_avx2(int M, int K, const float *dyT, const float *x,
+                            const int32_t *rowoff, const int32_t *src, const int32_t *q, int n,
+                            float *dWt);
+void cf_conv_bwd_x_pix_avx2(int C, int M, int k, const float *Wc, size_t gstride,
+                            const int32_t *gq, int zg, const float *dy, int OH, int OW, int pad,
+                            float *dx, int H, int W);
 #endif
 
 #endif /* CFNET_KERNELS_GEMM_H */

@@ -18,10 +18,16 @@
 #define CF_GEMM_NN cf_gemm_nn_generic
 #define CF_GEMM_NT cf_gemm_nt_generic
 #define CF_CONV_FWD_RUNS cf_conv_fwd_runs_generic
+#define CF_CONV_FWD_PIX cf_conv_fwd_pix_generic
+#define CF_CONV_BWD_W_PIX cf_conv_bwd_w_pix_generic
+#define CF_CONV_BWD_X_PIX cf_conv_bwd_x_pix_generic
 #include "simd_kernels.inc"
 #undef CF_GEMM_NN
 #undef CF_GEMM_NT
 #undef CF_CONV_FWD_RUNS
+#undef CF_CONV_FWD_PIX
+#undef CF_CONV_BWD_W_PIX
+#undef CF_CONV_BWD_X_PIX
 #undef CF_SFX
 #undef CF_NAME
 #undef CF_ATTR
@@ -32,6 +38,9 @@
 #define CF_GEMM_NN cf_gemm_nn_avx2
 #define CF_GEMM_NT cf_gemm_nt_avx2
 #define CF_CONV_FWD_RUNS cf_conv_fwd_runs_avx2
+#define CF_CONV_FWD_PIX cf_conv_fwd_pix_avx2
+#define CF_CONV_BWD_W_PIX cf_conv_bwd_w_pix_avx2
+#define CF_CONV_BWD_X_PIX cf_conv_bwd_x_pix_avx2
 #define CF_SFX avx2
 #define CF_NAME "avx2"
 #define CF_ATTR __attribute__((target("avx2")))
@@ -54,6 +63,9 @@
 #undef CF_GEMM_NN
 #undef CF_GEMM_NT
 #undef CF_CONV_FWD_RUNS
+#undef CF_CONV_FWD_PIX
+#undef CF_CONV_BWD_W_PIX
+#undef CF_CONV_BWD_X_PIX
 #endif
 
 const cf_simd_ops *cf_simd_variant(int variant)

@@ -33,8 +33,10 @@ typedef struct cf_simd_ops {
      * dst[(r - r0) * ld + r.dst ..] = src[rowoff[r] + r.src ..], len rounded up to
      * CF_RUN_BLOCK (the overshoot lands on the next run, the next sample's columns or the
      * row's slack, all written later). col2im: dst[rowoff[r] + r.src + i] +=
-     * src[(r - r0) * ld + r.dst + i], i < len (exact), row by row and within a row run by
-     * run. */
+     * src[(r - r0) * ld + r.dst + i], i < len, row by row and within a row run by run; the
+     * vector variants add a run shorter than 8 as one block of 8 whose lanes past the run
+     * keep their bits, so they read src and read and rewrite dst up to 7 floats past such a
+     * run (the columns' and the padded planes' slack). */
     void (*im2col_runs)(float *dst, int64_t ld, const float *src, const int32_t *rowoff,
                         int64_t r0, int64_t r1, const cf_run *a, const cf_run *e);
     void (*col2im_runs)(float *dst, const float *src, int64_t ld, const int32_t *rowoff,
@@ -70,6 +72,10 @@ typedef struct cf_simd_ops {
     cf_gemm_nt_fn gemm_nt;
     /* The direct convolution forward over runs (kernels/gemm.h; bit-identical too). */
     cf_conv_fwd_runs_fn conv_fwd_runs;
+    /* ... and over output channels, for columns in any order (conic tiles). */
+    cf_conv_fwd_pix_fn conv_fwd_pix;
+    cf_conv_bwd_w_pix_fn conv_bwd_w_pix;
+    cf_conv_bwd_x_pix_fn conv_bwd_x_pix;
 } cf_simd_ops;
 
 /* The active variant (chosen once; thread-safe). */
