@@ -110,6 +110,20 @@ static void pool_max_backward_routes_to_first_maximum_on_ties(void **state)
     CF_ASSERT_OK(cfnet_layer_backward(l, x, y, dy, dx));
     const float expect[8] = {3, 0, 0, 7, 0, 0, 0, 0};
     assert_memory_equal(cfnet_tensor_data(dx), expect, sizeof expect);
+    /* The first maximum in value too: -0 before +0 stays -0; a NaN first stays, a NaN later
+     * never wins (the 2 x 2 windows have their own loop, which must agree). */
+    const float zv[8] = {-0.0f, 0.0f, 1, NAN, 0.0f, -0.0f, 3, 2};
+    CF_ASSERT_OK(cfnet_tensor_copy_in(x, zv, 8));
+    CF_ASSERT_OK(cfnet_layer_forward(l, x, y, CFNET_MODE_TRAINING));
+    assert_true(signbit(cfnet_tensor_data(y)[0]) && cfnet_tensor_data(y)[0] == 0.0f);
+    assert_true(cfnet_tensor_data(y)[1] == 3.0f);
+    const float nv[8] = {NAN, 1, 2, 3, 4, 5, 6, 7};
+    CF_ASSERT_OK(cfnet_tensor_copy_in(x, nv, 8));
+    CF_ASSERT_OK(cfnet_layer_forward(l, x, y, CFNET_MODE_TRAINING));
+    assert_true(isnan(cfnet_tensor_data(y)[0]) && cfnet_tensor_data(y)[1] == 7.0f);
+    CF_ASSERT_OK(cfnet_layer_backward(l, x, y, dy, dx));
+    const float expect2[8] = {3, 0, 0, 0, 0, 0, 0, 7};
+    assert_memory_equal(cfnet_tensor_data(dx), expect2, sizeof expect2);
     cfnet_tensor_free(x);
     cfnet_tensor_free(dx);
     cfnet_tensor_free(y);
