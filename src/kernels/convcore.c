@@ -620,6 +620,19 @@ static double sum_floats(const float *v, int64_t n)
     return ((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7]));
 }
 
+/* The start of a backward block of nb samples from s0: their bias gradient and the padded
+ * input. */
+static void backward_block_start(const conv_job *j, int64_t s0, int64_t nb)
+{
+    const cf_conv_plan *p = j->p;
+    int64_t P = p->P, in_size = (int64_t)p->C * p->H * p->W;
+    if (j->dbias)
+        for (int64_t b = 0; b < nb; b++)
+            for (int o = 0; o < j->O; o++)
+                j->dbias[o] += (float)sum_floats(j->dy + ((s0 + b) * j->O + o) * P, P);
+    pad_input(p, j->x + s0 * in_size, nb, j->xpad);
+}
+
 /* Backward over output channels (conic plans, stride 1; see kernels/gemm.h): the weight
  * gradient from the output gradient transposed and the padded input read in place, the input
  * gradient pixel by pixel from the output gradient; no columns. */
@@ -638,11 +651,7 @@ static void backward_pix(const conv_job *j)
         for (int o = O; o < Mp; o++) dyT[q * Mp + o] = 0.0f;
     for (int64_t s0 = j->s_begin; s0 < j->s_end; s0 += p->spb) {
         int64_t nb = j->s_end - s0 < p->spb ? j->s_end - s0 : p->spb;
-        if (j->dbias)
-            for (int64_t b = 0; b < nb; b++)
-                for (int o = 0; o < O; o++)
-                    j->dbias[o] += (float)sum_floats(j->dy + ((s0 + b) * O + o) * P, P);
-        pad_input(p, j->x + s0 * in_size, nb, j->xpad);
+        backward_block_start(j, s0, nb);
         for (int64_t b = 0; b < nb; b++) {
             const float *dys = j->dy + (s0 + b) * O * P;
             for (int o = 0; o < O; o++)
@@ -679,11 +688,7 @@ static void backward_range(const conv_job *j)
     float *dout = j->out;
     for (int64_t s0 = j->s_begin; s0 < j->s_end; s0 += p->spb) {
         int64_t nb = j->s_end - s0 < p->spb ? j->s_end - s0 : p->spb;
-        if (j->dbias)
-            for (int64_t b = 0; b < nb; b++)
-                for (int o = 0; o < O; o++)
-                    j->dbias[o] += (float)sum_floats(j->dy + ((s0 + b) * O + o) * P, P);
-        pad_input(p, j->x + s0 * in_size, nb, j->xpad);
+        backward_block_start(j, s0, nb);
         /* The input gradient accumulates in padded planes after the padded input's. */
         float *dxpad = j->xpad + (size_t)nb * p->C * HWp;
         if (j->dx) memset(dxpad, 0, (size_t)(nb * p->C * HWp) * sizeof(float));
