@@ -622,8 +622,13 @@ static void engine_matches_direct_loop_and_ignores_tiling(void **state)
         {5, 9, 1, 1, 9, 3, CFNET_PADDING_VALID},
         {1, 20, 3, 1, 15, 9, CFNET_PADDING_VALID},
         {3, 15, 3, 2, 17, 4, CFNET_PADDING_SAME}, /* grouped, stride 2 */
-        /* grouped with weights too large for AUTO's forward over output channels */
+        /* grouped, 24 channels: AUTO's forward over output channels, backward through the
+         * columns (the backward's rule stops at 16 channels) */
         {32, 12, 3, 1, 24, 5, CFNET_PADDING_SAME},
+        /* grouped with weights too large for AUTO's forward over output channels (48 x 432
+         * floats), and too many channels (40) */
+        {48, 10, 3, 1, 24, 5, CFNET_PADDING_VALID},
+        {16, 12, 3, 1, 40, 5, CFNET_PADDING_SAME},
         /* large enough (P C k k >= CF_CONV_SPLIT_WORK) for a lone sample's forward to split
          * its tiles over the threads */
         {32, 48, 3, 1, 4, 1, CFNET_PADDING_SAME},

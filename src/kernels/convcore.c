@@ -120,21 +120,31 @@ static cfnet_status plan_tiles(const cf_allocator *a, cf_conv_plan *p, int64_t t
 #endif
 
 /* The forward over output channels (conic plans) reads a group's packed weights once per few
- * columns and stores each column's O outputs one by one, a plane apart: AUTO takes it while
- * the weights stay in the L1 cache (Mp x CK floats up to this many bytes: the rotated-MNIST
- * layers, 16 x 135, are 8.6 KiB) and for at most 16 output channels. With more (yeast: 32
- * channels, 32 x 288 floats = 36 KiB) the column path, whose products block K and whose
- * scatter moves whole runs, measured faster (round 5 in docs/performance.md). */
+ * columns and stores each column's O outputs one by one, a plane apart. AUTO takes it for at
+ * most 32 output channels and packed weights (Mp x CK floats) of at most 40 KiB: measured
+ * faster than the columns for the rotated-MNIST layers (16 x 135 floats, 8.6 KiB) and for
+ * 32 channels on 50 x 50 maps (32 x 288 floats, 36 KiB: forward R = 2 36.8 -> 32.3 ms,
+ * R = 4 40.4 -> 33.6 ms; round 6 in docs/performance.md). */
 #ifndef CF_CONV_PIX_MAX_BYTES
-#define CF_CONV_PIX_MAX_BYTES 16384
+#define CF_CONV_PIX_MAX_BYTES 40960
 #endif
 #ifndef CF_CONV_PIX_MAX_O
-#define CF_CONV_PIX_MAX_O 16
+#define CF_CONV_PIX_MAX_O 32
+#endif
+/* The backward over output channels keeps to 16 channels and 16 KiB: for the 50 x 50 x 32
+ * layers it measured no faster than through the columns (R = 4: 92 -> 101 ms), nor did the
+ * weight gradient alone over output channels with the input gradient through the columns. */
+#ifndef CF_CONV_PIX_BWD_MAX_BYTES
+#define CF_CONV_PIX_BWD_MAX_BYTES 16384
+#endif
+#ifndef CF_CONV_PIX_BWD_MAX_O
+#define CF_CONV_PIX_BWD_MAX_O 16
 #endif
 
 /* ... and while a column's O outputs, P floats apart, fall in different sets of the L1 cache
  * (at most 4 of them in any of its 64 sets of 64-byte lines): planes of 1024 or 4096 floats
- * (32 x 32, 64 x 64 maps) put them all in one set, and measured slower. */
+ * (32 x 32, 64 x 64 maps) put them all in one set, and measured slower (the yeast CFNet's
+ * 64 x 64, 32 x 32 and 16 x 16 layers keep the columns for this reason). */
 static bool stores_spread(int64_t P, int O)
 {
     int lines[64] = {0};
@@ -152,8 +162,14 @@ static bool use_pix(const cf_conv_plan *p, int O)
            stores_spread(p->P, O);
 }
 
-/* The backward over output channels too (stride 1 only). */
-static bool use_pix_bwd(const cf_conv_plan *p, int O) { return p->stride == 1 && use_pix(p, O); }
+/* The backward over output channels too (stride 1 only, a tighter rule under AUTO). */
+static bool use_pix_bwd(const cf_conv_plan *p, int O)
+{
+    if (p->stride != 1 || !use_pix(p, O)) return false;
+    return !p->direct_auto ||
+           (O <= CF_CONV_PIX_BWD_MAX_O &&
+            cf_gemm_pix_floats(O, (int)p->CK) * sizeof(float) <= CF_CONV_PIX_BWD_MAX_BYTES);
+}
 
 static int pad8(int n) { return (n + 7) / 8 * 8; }
 

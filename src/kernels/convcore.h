@@ -16,8 +16,9 @@
  * the batch either. The weight gradient sums tile by tile too, in an order fixed by the plan and
  * the threads' shares of the batch.
  *
- * Grouped (conic) plans with few output channels (see use_pix in convcore.c) take no columns
- * at all: the forward vectorises over output channels (the same chains, so the same bits), the
+ * Grouped (conic) plans with few output channels (see use_pix and use_pix_bwd in convcore.c:
+ * up to 32 for the forward, 16 for the backward) take no columns: the forward vectorises over
+ * output channels (the same chains, so the same bits), the
  * weight gradient is one chain per weight over the group's pixels in order, and the input
  * gradient one chain per input value over its taps and output channels (kernels/gemm.h,
  * conv_bwd_w_pix and conv_bwd_x_pix); both depend neither on the batch nor, for the input
