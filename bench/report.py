@@ -1,22 +1,37 @@
 #!/usr/bin/python3
 """Tables of a `make bench` run: reads the tab-separated result files of bench/run.sh and prints
 layer, network and memory tables, the targets of docs/performance.md measured at 2 threads, and
-ends with the libcfnet / PyTorch time ratios.
+ends with the libcfnet / PyTorch time ratios. A case measured by several passes counts with
+its best value in each column (libcfnet and PyTorch alike).
 
     /usr/bin/python3 bench/report.py RESULT.tsv...
 """
 import sys
 
 layers, nets, rss, sgemm, lat, macs = {}, {}, {}, {}, {}, {}
+
+
+def fastest(old, new, faster):
+    """Several passes (BENCH_PASSES in bench/run.sh) measure a case again: every column keeps
+    its best value (faster[i]: min for times, max for rates), as each pass keeps its fastest
+    repetition."""
+    if old is None:
+        return new
+    return tuple((min if fa else max)(a, b) for a, b, fa in zip(old, new, faster))
+
+
 for path in sys.argv[1:]:
     with open(path) as f:
         for line in f:
             c = line.rstrip("\n").split("\t")
             if c[0] == "layer" and len(c) == 9:   # name shape threads mode fwd fb gf gf
-                layers[(c[1], c[2], int(c[3]), c[4])] = (float(c[5]), float(c[6]),
-                                                         float(c[7]), float(c[8]))
+                k = (c[1], c[2], int(c[3]), c[4])
+                layers[k] = fastest(layers.get(k), tuple(float(v) for v in c[5:9]),
+                                    (True, True, False, False))
             elif c[0] == "net" and len(c) == 8:    # name threads mode train ips infer ips
-                nets[(c[1], int(c[2]), c[3])] = tuple(float(v) for v in c[4:8])
+                k = (c[1], int(c[2]), c[3])
+                nets[k] = fastest(nets.get(k), tuple(float(v) for v in c[4:8]),
+                                  (True, False, True, False))
             elif c[0] == "rss" and len(c) == 7:    # name threads mode peak base bytes
                 rss[(c[1], int(c[2]))] = (int(c[4]), int(c[5]), int(c[6]))
             elif c[0] == "lat" and len(c) == 7:    # name threads mode median p99 calls
