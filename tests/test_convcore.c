@@ -365,56 +365,96 @@ static void pix_backward_variants_match_generic(void **state)
             }
             free(x), free(dyT), free(w0), free(wg), free(wv);
         }
-    /* input gradient: groups as blobs of output pixels, zero-weight taps from outside */
-    static const struct { int C, M, k, H, pad; } xc[] = {
-        {1, 15, 3, 9, 0}, {15, 15, 3, 13, 1}, {3, 5, 5, 11, 2}, {9, 17, 3, 8, 0},
-        {16, 8, 1, 7, 0}, {17, 3, 3, 14, 1}, {24, 16, 3, 6, 1},
+    /* input gradient: a tile of columns (distinct output pixels q in a scrambled order, their
+     * windows' tap 0 at src) into a pixel-by-pixel buffer holding earlier sums */
+    static const struct { int C, M, k, n; } xc[] = {
+        {1, 15, 3, 9}, {15, 15, 3, 13}, {3, 5, 5, 11}, {9, 17, 3, 8},
+        {16, 8, 1, 7}, {17, 3, 3, 14}, {24, 16, 3, 6}, {32, 32, 3, 23}, {15, 15, 3, 1},
     };
     for (size_t ci = 0; ci < sizeof xc / sizeof *xc; ci++) {
-        int C = xc[ci].C, M = xc[ci].M, k = xc[ci].k, H = xc[ci].H, W = H + 2, pad = xc[ci].pad;
-        int OH = H + 2 * pad - k + 1, OW = W + 2 * pad - k + 1, G = 5;
-        int64_t Pq = (int64_t)OH * OW;
-        int32_t *gq = malloc((size_t)Pq * sizeof *gq);
-        assert_non_null(gq);
-        for (int64_t qq = 0; qq < Pq; qq++)
-            gq[qq] = (int32_t)(((qq / OW) / 2 * 3 + (qq % OW) / 3) % G);
-        size_t gs = cf_gemm_dx_floats(C, M, k), CK = (size_t)C * k * k;
-        float *Wd = randf((size_t)G * M * CK, &r), *Wc = malloc((G + 1) * gs * sizeof *Wc);
-        float *dy = randf((size_t)M * Pq, &r);
-        size_t xn = (size_t)C * H * W;
+        int C = xc[ci].C, M = xc[ci].M, k = xc[ci].k, n = xc[ci].n, T = k * k,
+            Cp = (C + 7) / 8 * 8, Wp = 12, HWp = 12 * 12;
+        int64_t Pq = 40;
+        int32_t rowoff[25], src[23], q[23];
+        for (int t = 0; t < T; t++) rowoff[t] = t / k * Wp + t % k;
+        int used[40] = {0};
+        for (int j = 0; j < n; j++) {
+            int qq;
+            do qq = (int)(tu_uniform(&r) * (double)Pq); while (used[qq]);
+            used[qq] = 1;
+            q[j] = qq;
+            src[j] = (int32_t)(tu_uniform(&r) * (double)(Wp - k + 1)) +
+                     Wp * (int32_t)(tu_uniform(&r) * (double)(Wp - k + 1));
+        }
+        size_t gs = cf_gemm_dx_floats(C, M, k), CK = (size_t)C * k * k, xn = (size_t)HWp * Cp;
+        float *Wd = randf((size_t)M * CK, &r), *Wc = malloc(gs * sizeof *Wc);
+        float *dy = randf((size_t)M * Pq, &r), *d0 = randf(xn, &r);
         float *dg = malloc(xn * sizeof *dg), *dv = malloc(xn * sizeof *dv);
         assert_non_null(Wc), assert_non_null(dg), assert_non_null(dv);
-        for (int gg = 0; gg < G; gg++) cf_gemm_pack_dx(C, M, k, Wd + (size_t)gg * M * CK, Wc + gg * gs);
-        memset(Wc + G * gs, 0, gs * sizeof *Wc);
-        g->conv_bwd_x_pix(C, M, k, Wc, gs, gq, G, dy, OH, OW, pad, dg, H, W);
-        for (int c = 0; c < C; c++)
-            for (int i = 0; i < H; i++)
-                for (int j = 0; j < W; j++) {
-                    double ref = 0, mag = 0;
-                    for (int t = 0; t < k * k; t++) {
-                        int oi = i + pad - t / k, oj = j + pad - t % k;
-                        if (oi < 0 || oi >= OH || oj < 0 || oj >= OW) continue;
-                        const float *A = Wd + (size_t)gq[oi * OW + oj] * M * CK;
+        cf_gemm_pack_dx(C, M, k, Wd, Wc);
+        memcpy(dg, d0, xn * sizeof *dg);
+        g->conv_bwd_x_pix(Cp, M, T, Wc, dy, Pq, rowoff, src, q, n, dg);
+        for (int pix = 0; pix < HWp; pix++)
+            for (int c = 0; c < Cp; c++) {
+                double ref = d0[pix * Cp + c], mag = fabs(ref);
+                for (int t = 0; t < T; t++)
+                    for (int j = 0; j < n; j++) {
+                        if (src[j] + rowoff[t] != pix || c >= C) continue;
                         for (int m = 0; m < M; m++) {
-                            double v = (double)A[m * CK + (size_t)c * k * k + t] *
-                                       dy[m * Pq + oi * OW + oj];
+                            double v = (double)Wd[m * CK + (size_t)c * T + t] * dy[m * Pq + q[j]];
                             ref += v, mag += fabs(v);
                         }
                     }
-                    assert_true(fabs(dg[((size_t)c * H + i) * W + j] - ref) <= 1e-5 * (1 + mag));
-                }
+                assert_true(fabs(dg[pix * Cp + c] - ref) <= 1e-5 * (1 + mag));
+            }
         for (int vi = 0; vi < CF_SIMD_COUNT; vi++) {
             const cf_simd_ops *v = cf_simd_variant(vi);
             if (!v) continue;
-            memset(dv, 0xff, xn * sizeof *dv); /* every element is written */
-            v->conv_bwd_x_pix(C, M, k, Wc, gs, gq, G, dy, OH, OW, pad, dv, H, W);
+            memcpy(dv, d0, xn * sizeof *dv);
+            v->conv_bwd_x_pix(Cp, M, T, Wc, dy, Pq, rowoff, src, q, n, dv);
             assert_memory_equal(dv, dg, xn * sizeof *dv);
             checked++;
         }
-        free(gq), free(Wd), free(Wc), free(dy), free(dg), free(dv);
+        free(Wd), free(Wc), free(dy), free(d0), free(dg), free(dv);
     }
     print_message("backward over output channels, cases checked against generic: %d\n", checked);
     assert_true(checked >= (int)(sizeof Ms / sizeof *Ms * sizeof Ks / sizeof *Ks + sizeof xc / sizeof *xc));
+}
+
+/* The strided transpose between plane-major and pixel-major gradients: every variant moves each
+ * element to its place and writes nothing else. */
+static void transpose_variants_move_every_element(void **state)
+{
+    (void)state;
+    tu_rng r = {29};
+    int checked = 0;
+    static const int rows_[] = {1, 7, 8, 9, 15, 16, 17, 32, 33};
+    static const int64_t cols_[] = {1, 5, 8, 13, 16, 24, 26, 100};
+    for (size_t a = 0; a < sizeof rows_ / sizeof *rows_; a++)
+        for (size_t b = 0; b < sizeof cols_ / sizeof *cols_; b++) {
+            int rows = rows_[a];
+            int64_t cols = cols_[b], lds = cols + (int64_t)(tu_uniform(&r) * 5),
+                    ldd = rows + (int64_t)(tu_uniform(&r) * 9);
+            size_t sn = (size_t)(rows * lds), dn = (size_t)(cols * ldd);
+            float *src = randf(sn, &r), *dst = malloc(dn * sizeof *dst);
+            assert_non_null(dst);
+            for (int vi = 0; vi < CF_SIMD_COUNT; vi++) {
+                const cf_simd_ops *v = cf_simd_variant(vi);
+                if (!v) continue;
+                memset(dst, 0xff, dn * sizeof *dst); /* NaN where nothing is written */
+                v->transpose(src, lds, rows, cols, dst, ldd);
+                for (int64_t q = 0; q < cols; q++)
+                    for (int64_t o = 0; o < ldd; o++) {
+                        float got = dst[q * ldd + o];
+                        if (o < rows) assert_true(got == src[o * lds + q]);
+                        else assert_true(isnan(got));
+                    }
+                checked++;
+            }
+            free(src), free(dst);
+        }
+    print_message("transposes checked: %d\n", checked);
+    assert_true(checked >= 72);
 }
 
 typedef struct conv_case {
@@ -572,14 +612,12 @@ static void check_case(const conv_case *cc, tu_rng *r)
             run_out o;
             run_engine(&p, cc->O, cc->ngroups, W, bias, x, dy, n, threads, &o);
             assert_memory_equal(o.y, base.y, yn * sizeof(float));
-            if (grp && cc->stride == 1 && mode != CF_CONV_DIRECT_AUTO) {
-                /* grouped plans' backward: over output channels or through columns (which the
-                 * rule picks depends on O and C k k), two orders of the same sums */
-                assert_true(tu_max_rel_diff(o.dx, base.dx, (int64_t)xn) < 1e-4);
+            /* grouped plans' backward, over output channels or through columns (which the
+             * rule picks depends on O and C k k): the input gradient's sums in the same order,
+             * the weight gradient's in two orders */
+            assert_memory_equal(o.dx, base.dx, xn * sizeof(float));
+            if (grp && cc->stride == 1 && mode != CF_CONV_DIRECT_AUTO)
                 assert_true(tu_max_rel_diff(o.dW, base.dW, (int64_t)(bank * cc->ngroups)) < 1e-4);
-            } else {
-                assert_memory_equal(o.dx, base.dx, xn * sizeof(float));
-            }
             free_out(&o);
         }
         cf_conv_plan_free(&p);
@@ -650,6 +688,7 @@ int main(void)
         cmocka_unit_test(direct_forward_variants_match_generic),
         cmocka_unit_test(pix_forward_variants_match_generic),
         cmocka_unit_test(pix_backward_variants_match_generic),
+        cmocka_unit_test(transpose_variants_move_every_element),
         cmocka_unit_test(engine_matches_direct_loop_and_ignores_tiling),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

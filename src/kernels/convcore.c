@@ -53,7 +53,6 @@ void cf_conv_plan_free(cf_conv_plan *p)
     cf_free(p->rq);
     cf_free(p->tdirect);
     cf_free(p->csrc);
-    cf_free(p->gq);
     memset(p, 0, sizeof *p);
 }
 
@@ -131,16 +130,6 @@ static cfnet_status plan_tiles(const cf_allocator *a, cf_conv_plan *p, int64_t t
 #ifndef CF_CONV_PIX_MAX_O
 #define CF_CONV_PIX_MAX_O 32
 #endif
-/* The backward over output channels keeps to 16 channels and 16 KiB: for the 50 x 50 x 32
- * layers it measured no faster than through the columns (R = 4: 92 -> 101 ms), nor did the
- * weight gradient alone over output channels with the input gradient through the columns. */
-#ifndef CF_CONV_PIX_BWD_MAX_BYTES
-#define CF_CONV_PIX_BWD_MAX_BYTES 16384
-#endif
-#ifndef CF_CONV_PIX_BWD_MAX_O
-#define CF_CONV_PIX_BWD_MAX_O 16
-#endif
-
 /* ... and while a column's O outputs, P floats apart, fall in different sets of the L1 cache
  * (at most 4 of them in any of its 64 sets of 64-byte lines): planes of 1024 or 4096 floats
  * (32 x 32, 64 x 64 maps) put them all in one set, and measured slower (the yeast CFNet's
@@ -162,14 +151,9 @@ static bool use_pix(const cf_conv_plan *p, int O)
            stores_spread(p->P, O);
 }
 
-/* The backward over output channels too (stride 1 only, a tighter rule under AUTO). */
-static bool use_pix_bwd(const cf_conv_plan *p, int O)
-{
-    if (p->stride != 1 || !use_pix(p, O)) return false;
-    return !p->direct_auto ||
-           (O <= CF_CONV_PIX_BWD_MAX_O &&
-            cf_gemm_pix_floats(O, (int)p->CK) * sizeof(float) <= CF_CONV_PIX_BWD_MAX_BYTES);
-}
+/* The backward over output channels too (stride 1 only), under the same rule: measured at
+ * 64 x 64 (aliased planes) it was slower than the columns as well (R = 1 177 -> 225 ms). */
+static bool use_pix_bwd(const cf_conv_plan *p, int O) { return p->stride == 1 && use_pix(p, O); }
 
 static int pad8(int n) { return (n + 7) / 8 * 8; }
 
@@ -340,14 +324,7 @@ cfnet_status cf_conv_plan_init_tiled(const cf_allocator *a, cf_conv_plan *p, int
         }
     }
     if (p->perm) {
-        p->csrc = idx; /* kept for the forward over output channels */
-        p->gq = cf_alloc(a, (size_t)p->P * sizeof *p->gq);
-        if (!p->gq) {
-            cf_conv_plan_free(p);
-            return cf_error(CFNET_E_OUT_OF_MEMORY, "convolution: cannot allocate index tables");
-        }
-        for (int g = 0; g < p->ngroups; g++)
-            for (int64_t j = p->goff[g]; j < p->goff[g + 1]; j++) p->gq[p->perm[j]] = g;
+        p->csrc = idx; /* kept for the products over output channels */
         cf_conv_plan_set_direct(p, CF_CONV_DIRECT_AUTO);
     } else {
         cf_free(idx);
@@ -421,15 +398,23 @@ static size_t pad_bytes(const cf_conv_plan *p)
                       sizeof(float));
 }
 
-/* The column chunk's place, which the backward over output channels uses for the output
- * gradient transposed (P x Mp) and the weight gradients (ngroups banks of CK x Mp). */
+/* The backward over output channels, per thread: the output gradient transposed (P x Mp), the
+ * weight gradients (ngroups banks of CK x Mp) and a sample's padded input gradient pixel by
+ * pixel (Hp Wp x Cp). */
+static size_t pix_bwd_bytes(const cf_conv_plan *p, int O)
+{
+    size_t Mp = (size_t)pad8(O), Cp = (size_t)pad8(p->C);
+    return cf_align64((size_t)p->P * Mp * sizeof(float)) +
+           cf_align64((size_t)p->ngroups * (size_t)p->CK * Mp * sizeof(float)) +
+           cf_align64((size_t)p->Hp * (size_t)p->Wp * Cp * sizeof(float));
+}
+
+/* The column chunk's place, which the backward over output channels uses for its buffers. */
 static size_t col_region(const cf_conv_plan *p, int O)
 {
     size_t c = col_bytes(p);
     if (!use_pix_bwd(p, O)) return c;
-    size_t Mp = (size_t)pad8(O),
-           pix = cf_align64((size_t)p->P * Mp * sizeof(float)) +
-                 cf_align64((size_t)p->ngroups * (size_t)p->CK * Mp * sizeof(float));
+    size_t pix = pix_bwd_bytes(p, O);
     return c > pix ? c : pix;
 }
 
@@ -453,11 +438,10 @@ static size_t packed_bytes(const cf_conv_plan *p, int O)
     size_t f = cf_gemm_packed_floats(O, (int)p->CK), t = cf_gemm_packed_floats((int)p->CK, O);
     f = f > t ? f : t;
     if (!p->perm) return cf_align64((size_t)p->ngroups * f * sizeof(float));
-    /* grouped: the layouts over output channels too, and for the input gradient a block of
-     * zeros after the groups' */
+    /* grouped: the layouts over output channels too */
     size_t x = cf_gemm_pix_floats(O, (int)p->CK), d = cf_gemm_dx_floats(p->C, O, p->k);
     f = f > x ? f : x;
-    return cf_align64((size_t)(p->ngroups + 1) * (f > d ? f : d) * sizeof(float));
+    return cf_align64((size_t)p->ngroups * (f > d ? f : d) * sizeof(float));
 }
 
 /* Per extra thread in backward: private weight-gradient banks (one per group) and bias, and
@@ -649,18 +633,33 @@ static void backward_block_start(const conv_job *j, int64_t s0, int64_t nb)
     pad_input(p, j->x + s0 * in_size, nb, j->xpad);
 }
 
+/* The input gradient's C planes (H x W) from its padded pixel-by-pixel form (Cp floats per
+ * pixel of the Hp x Wp map), row by row. */
+static void planes_from_pixels(const cf_conv_plan *p, const float *dxT, int Cp, float *dx)
+{
+    const cf_simd_ops *k = cf_simd();
+    for (int i = 0; i < p->H; i++)
+        k->transpose(dxT + ((int64_t)(i + p->pad) * p->Wp + p->pad) * Cp, Cp, p->W, p->C,
+                     dx + (int64_t)i * p->W, (int64_t)p->H * p->W);
+}
+
 /* Backward over output channels (conic plans, stride 1; see kernels/gemm.h): the weight
  * gradient from the output gradient transposed and the padded input read in place, the input
- * gradient pixel by pixel from the output gradient; no columns. */
+ * gradient tile by tile and tap by tap into a padded pixel-by-pixel buffer (the column path's
+ * sums in its order, so its bits); no columns. */
 static void backward_pix(const conv_job *j)
 {
     const cf_conv_plan *p = j->p;
-    int O = j->O, Mp = pad8(O);
+    int O = j->O, Mp = pad8(O), Cp = pad8(p->C), kk = p->k * p->k;
     int64_t P = p->P, CK = p->CK, in_size = (int64_t)p->C * p->H * p->W,
-            plane = (int64_t)p->C * p->Hp * p->Wp;
+            plane = (int64_t)p->C * p->Hp * p->Wp, HWp = (int64_t)p->Hp * p->Wp;
     const cf_simd_ops *k = cf_simd();
-    float *dyT = j->col,
-          *dWt = (float *)((char *)j->col + cf_align64((size_t)P * Mp * sizeof(float)));
+    char *buf = (char *)j->col;
+    float *dyT = (float *)buf;
+    buf += cf_align64((size_t)P * Mp * sizeof(float));
+    float *dWt = (float *)buf;
+    buf += cf_align64((size_t)p->ngroups * (size_t)CK * Mp * sizeof(float));
+    float *dxT = (float *)buf;
     size_t bank = (size_t)CK * Mp;
     memset(dWt, 0, (size_t)p->ngroups * bank * sizeof(float));
     for (int64_t q = 0; q < P; q++) /* lanes past O stay zero */
@@ -670,23 +669,26 @@ static void backward_pix(const conv_job *j)
         backward_block_start(j, s0, nb);
         for (int64_t b = 0; b < nb; b++) {
             const float *dys = j->dy + (s0 + b) * O * P;
-            for (int o = 0; o < O; o++)
-                for (int64_t q = 0; q < P; q++) dyT[q * Mp + o] = dys[o * P + q];
+            k->transpose(dys, P, O, P, dyT, Mp);
             for (int i = 0; i < p->ntiles; i++)
                 k->conv_bwd_w_pix(O, (int)CK, dyT, j->xpad + b * plane, p->rowoff,
                                   p->csrc + p->tj0[i], p->perm + p->tj0[i],
                                   (int)(p->tj0[i + 1] - p->tj0[i]),
                                   dWt + (size_t)p->tgroup[i] * bank);
-            if (j->dx)
-                k->conv_bwd_x_pix(p->C, O, p->k, j->Wp, j->wstride, p->gq, p->ngroups, dys,
-                                  p->OH, p->OW, p->pad, j->dx + (s0 + b) * in_size, p->H, p->W);
+            if (!j->dx) continue;
+            memset(dxT, 0, (size_t)(HWp * Cp) * sizeof(float));
+            for (int i = 0; i < p->ntiles; i++)
+                k->conv_bwd_x_pix(Cp, O, kk, j->Wp + (size_t)p->tgroup[i] * j->wstride, dys, P,
+                                  p->rowoff, p->csrc + p->tj0[i], p->perm + p->tj0[i],
+                                  (int)(p->tj0[i + 1] - p->tj0[i]), dxT);
+            planes_from_pixels(p, dxT, Cp, j->dx + (s0 + b) * in_size);
         }
     }
     for (int g = 0; g < p->ngroups; g++)
         for (int o = 0; o < O; o++) {
             float *d = j->dWg[g] + (size_t)o * CK;
             const float *src = dWt + (size_t)g * bank + o;
-            for (int64_t kk = 0; kk < CK; kk++) d[kk] += src[kk * Mp];
+            for (int64_t kk2 = 0; kk2 < CK; kk2++) d[kk2] += src[kk2 * Mp];
         }
 }
 
@@ -802,8 +804,6 @@ static void run_split(const conv_job *base, const float *const *Wg, bool backwar
             else if (use_pix(p, O)) cf_gemm_pack_pix(O, (int)p->CK, Wg[g], (int)p->CK, packed + g * wstride);
             else cf_gemm_pack_a(O, (int)p->CK, Wg[g], (int)p->CK, packed + g * wstride);
         }
-    if (backward && base->dx && use_pix_bwd(p, O)) /* the zero block of taps from outside */
-        memset(packed + (size_t)p->ngroups * wstride, 0, wstride * sizeof(float));
     size_t tb = thread_bytes(p, O), bank = (size_t)O * (size_t)p->CK;
     size_t rfloats = cf_align64(((size_t)p->ngroups * bank + (size_t)O) * sizeof(float));
     char *reduce = sp + (size_t)T * tb;

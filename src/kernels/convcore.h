@@ -69,10 +69,10 @@ typedef struct cf_conv_plan {
     int32_t *rq;
     /* Conic plans (with perm): the forward over output channels (kernels/gemm.h
      * conv_fwd_pix) reads every column's inputs in place, at csrc[j] (grouped column j's tap 0
-     * in the padded planes), and writes its output pixel; same bits as the columns. */
+     * in the padded planes), and writes its output pixel; same bits as the columns. Their
+     * backward (stride 1) reads csrc too. */
     bool pix;
     int32_t *csrc;
-    int32_t *gq; /* with perm: the group of every output pixel (natural order) */
     int64_t spb;       /* samples per block */
     int64_t wmax;      /* most columns of a tile per sample */
     int64_t rows;      /* column rows built at once (a multiple of 4) */

@@ -153,27 +153,28 @@ void cf_conv_bwd_w_pix_generic(int M, int K, const float *dyT, const float *x,
         }
 }
 
-void cf_conv_bwd_x_pix_generic(int C, int M, int k, const float *Wc, size_t gstride,
-                               const int32_t *gq, int zg, const float *dy, int OH, int OW,
-                               int pad, float *dx, int H, int W)
+void cf_transpose_generic(const float *src, int64_t lds, int rows, int64_t cols, float *dst,
+                          int64_t ldd)
 {
-    int Cp = (C + 7) / 8 * 8;
-    int64_t P = (int64_t)OH * OW;
-    for (int i = 0; i < H; i++)
-        for (int j = 0; j < W; j++)
-            for (int c = 0; c < C; c++) {
+    for (int o = 0; o < rows; o++)
+        for (int64_t q = 0; q < cols; q++) dst[q * ldd + o] = src[o * lds + q];
+}
+
+void cf_conv_bwd_x_pix_generic(int Cp, int M, int T, const float *Wc, const float *dy,
+                               int64_t P, const int32_t *rowoff, const int32_t *src,
+                               const int32_t *q, int n, float *dxT)
+{
+    for (int t = 0; t < T; t++)
+        for (int j = 0; j < n; j++) {
+            float *d = dxT + (int64_t)(src[j] + rowoff[t]) * Cp;
+            const float *dq = dy + q[j];
+            for (int c = 0; c < Cp; c++) {
                 float acc = 0.0f;
-                for (int t = 0; t < k * k; t++) {
-                    int oi = i + pad - t / k, oj = j + pad - t % k;
-                    bool in = oi >= 0 && oi < OH && oj >= 0 && oj < OW;
-                    int64_t pq = in ? (int64_t)oi * OW + oj : 0;
-                    const float *w = Wc + (size_t)(in ? gq[pq] : zg) * gstride +
-                                     (size_t)t * M * Cp + c;
-                    for (int m = 0; m < M; m++)
-                        acc = fmaf(dy[m * P + pq], w[(size_t)m * Cp], acc);
-                }
-                dx[((int64_t)c * H + i) * W + j] = acc;
+                for (int m = 0; m < M; m++)
+                    acc = fmaf(dq[(int64_t)m * P], Wc[((size_t)t * M + m) * Cp + c], acc);
+                d[c] += acc;
             }
+        }
 }
 
 #ifdef CF_HAVE_GEMM_AVX2
@@ -605,119 +606,117 @@ T2 void cf_conv_bwd_w_pix_avx2(int M, int K, const float *dyT, const float *x,
     }
 }
 
-/* Input gradient over input channels: np pixels of input row i from column j0 by nv vectors of
- * 8 planes from c0. Where the np pixels take a tap from one group (inside a cone), a weight
- * vector serves all of them. */
-INL void bx_tile(const int np, const int nv, int C, int Cp, int c0, int M, int k,
-                 const float *Wc, size_t gstride, const int32_t *gq, int zg, const float *dy,
-                 int OH, int OW, int pad, float *dx, int H, int W, int i, int j0)
+/* Input gradient of one tap for np columns by nv vectors of planes from c0: each column's sums
+ * over the output channels in registers, then added to its input pixel's Cp floats. */
+INL void bx_tile(const int np, const int nv, int Cp, int M, const float *w, const float *dy,
+                 int64_t P, int32_t off, const int32_t *src, const int32_t *q, float *dxT)
 {
     __m256 acc[6][2];
-#pragma GCC unroll 6
-    for (int jj = 0; jj < np; jj++)
-#pragma GCC unroll 2
-        for (int v = 0; v < nv; v++) acc[jj][v] = _mm256_setzero_ps();
-    int64_t P = (int64_t)OH * OW;
-    for (int t = 0; t < k * k; t++) {
-        int oi = i + pad - t / k, kj = t % k;
-        bool row_in = oi >= 0 && oi < OH, same = true;
-        const float *wp[6], *dp[6];
-#pragma GCC unroll 6
-        for (int jj = 0; jj < np; jj++) {
-            int oj = j0 + jj + pad - kj;
-            bool in = row_in && oj >= 0 && oj < OW;
-            int64_t pq = in ? (int64_t)oi * OW + oj : 0;
-            wp[jj] = Wc + (size_t)(in ? gq[pq] : zg) * gstride + (size_t)t * M * Cp + c0;
-            dp[jj] = dy + pq;
-            same = same && wp[jj] == wp[0];
-        }
-        if (same) {
-            const float *w = wp[0];
-            for (int m = 0; m < M; m++, w += Cp) {
-                __m256 wv[2];
-#pragma GCC unroll 2
-                for (int v = 0; v < nv; v++) wv[v] = _mm256_loadu_ps(w + 8 * v);
-#pragma GCC unroll 6
-                for (int jj = 0; jj < np; jj++) {
-                    __m256 b = _mm256_broadcast_ss(dp[jj] + m * P);
-#pragma GCC unroll 2
-                    for (int v = 0; v < nv; v++) acc[jj][v] = _mm256_fmadd_ps(b, wv[v], acc[jj][v]);
-                }
-            }
-        } else {
-            for (int m = 0; m < M; m++) {
-#pragma GCC unroll 6
-                for (int jj = 0; jj < np; jj++) {
-                    __m256 b = _mm256_broadcast_ss(dp[jj] + m * P);
-#pragma GCC unroll 2
-                    for (int v = 0; v < nv; v++)
-                        acc[jj][v] = _mm256_fmadd_ps(
-                            b, _mm256_loadu_ps(wp[jj] + (size_t)m * Cp + 8 * v), acc[jj][v]);
-                }
-            }
-        }
-    }
-    int planes = C - c0 < 8 * nv ? C - c0 : 8 * nv;
-    int64_t HW = (int64_t)H * W;
+    const float *dp[6];
 #pragma GCC unroll 6
     for (int jj = 0; jj < np; jj++) {
-        float tv[16];
+        dp[jj] = dy + q[jj];
 #pragma GCC unroll 2
-        for (int v = 0; v < nv; v++) _mm256_storeu_ps(tv + 8 * v, acc[jj][v]);
-        float *d = dx + c0 * HW + (int64_t)i * W + j0 + jj;
-        for (int c = 0; c < planes; c++) d[c * HW] = tv[c];
+        for (int v = 0; v < nv; v++) acc[jj][v] = _mm256_setzero_ps();
+    }
+    for (int m = 0; m < M; m++, w += Cp) {
+        __m256 wv[2];
+#pragma GCC unroll 2
+        for (int v = 0; v < nv; v++) wv[v] = _mm256_loadu_ps(w + 8 * v);
+#pragma GCC unroll 6
+        for (int jj = 0; jj < np; jj++) {
+            __m256 b = _mm256_broadcast_ss(dp[jj] + (int64_t)m * P);
+#pragma GCC unroll 2
+            for (int v = 0; v < nv; v++) acc[jj][v] = _mm256_fmadd_ps(b, wv[v], acc[jj][v]);
+        }
+    }
+#pragma GCC unroll 6
+    for (int jj = 0; jj < np; jj++) {
+        float *d = dxT + (int64_t)(src[jj] + off) * Cp;
+#pragma GCC unroll 2
+        for (int v = 0; v < nv; v++)
+            _mm256_storeu_ps(d + 8 * v, _mm256_add_ps(_mm256_loadu_ps(d + 8 * v), acc[jj][v]));
     }
 }
 
-/* np pixels from column j0 of row i, nv vectors of planes from c0 (one frame per nv, as
- * fp_block_NV). */
-INL void bx_block(const int nv, int np, int C, int Cp, int c0, int M, int k, const float *Wc,
-                    size_t gstride, const int32_t *gq, int zg, const float *dy, int OH, int OW,
-                    int pad, float *dx, int H, int W, int i, int j0)
+/* All columns of one tap, nv vectors of planes (one frame per nv, as fp_block_NV). */
+INL void bx_cols(const int nv, int Cp, int M, const float *w, const float *dy, int64_t P,
+                 int32_t off, const int32_t *src, const int32_t *q, int n, float *dxT)
 {
-    switch (np) {
+    int j = 0;
+    for (; j + 6 <= n; j += 6) bx_tile(6, nv, Cp, M, w, dy, P, off, src + j, q + j, dxT);
+    switch (n - j) {
 #define BX_CASE(N)                                                                               \
-    case N:                                                                                      \
-        bx_tile(N, nv, C, Cp, c0, M, k, Wc, gstride, gq, zg, dy, OH, OW, pad, dx, H, W, i, j0);  \
-        break;
+    case N: bx_tile(N, nv, Cp, M, w, dy, P, off, src + j, q + j, dxT); break;
         BX_CASE(1)
         BX_CASE(2)
         BX_CASE(3)
         BX_CASE(4)
         BX_CASE(5)
 #undef BX_CASE
-    default: bx_tile(6, nv, C, Cp, c0, M, k, Wc, gstride, gq, zg, dy, OH, OW, pad, dx, H, W, i, j0);
+    default: break;
     }
 }
 
-#define BX_BLOCK_NV(NV)                                                                          \
-    NOINL void bx_block_##NV(int np, int C, int Cp, int c0, int M, int k, const float *Wc,       \
-                             size_t gstride, const int32_t *gq, int zg, const float *dy, int OH, \
-                             int OW, int pad, float *dx, int H, int W, int i, int j0)            \
+#define BX_COLS_NV(NV)                                                                           \
+    NOINL void bx_cols_##NV(int Cp, int M, const float *w, const float *dy, int64_t P,           \
+                            int32_t off, const int32_t *src, const int32_t *q, int n,            \
+                            float *dxT)                                                          \
     {                                                                                            \
-        bx_block(NV, np, C, Cp, c0, M, k, Wc, gstride, gq, zg, dy, OH, OW, pad, dx, H, W, i,     \
-                 j0);                                                                            \
+        bx_cols(NV, Cp, M, w, dy, P, off, src, q, n, dxT);                                       \
     }
-BX_BLOCK_NV(1)
-BX_BLOCK_NV(2)
-#undef BX_BLOCK_NV
+BX_COLS_NV(1)
+BX_COLS_NV(2)
+#undef BX_COLS_NV
 
-T2 void cf_conv_bwd_x_pix_avx2(int C, int M, int k, const float *Wc, size_t gstride,
-                            const int32_t *gq, int zg, const float *dy, int OH, int OW, int pad,
-                            float *dx, int H, int W)
+/* 8 x 8 blocks through registers (unpack, shuffle, swap of halves), the edges element by
+ * element. */
+T2 void cf_transpose_avx2(const float *src, int64_t lds, int rows, int64_t cols, float *dst,
+                       int64_t ldd)
 {
-    int Cp = (C + 7) / 8 * 8;
-    for (int i = 0; i < H; i++)
-        for (int j0 = 0; j0 < W; j0 += 6) {
-            int np = W - j0 < 6 ? W - j0 : 6;
-            for (int c0 = 0; c0 < Cp; c0 += 16) {
-                if (Cp - c0 >= 16)
-                    bx_block_2(np, C, Cp, c0, M, k, Wc, gstride, gq, zg, dy, OH, OW, pad, dx, H,
-                               W, i, j0);
-                else
-                    bx_block_1(np, C, Cp, c0, M, k, Wc, gstride, gq, zg, dy, OH, OW, pad, dx, H,
-                               W, i, j0);
-            }
+    int o0 = 0;
+    for (; o0 + 8 <= rows; o0 += 8) {
+        const float *s = src + (int64_t)o0 * lds;
+        int64_t q0 = 0;
+        for (; q0 + 8 <= cols; q0 += 8) {
+            __m256 r0 = _mm256_loadu_ps(s + 0 * lds + q0), r1 = _mm256_loadu_ps(s + 1 * lds + q0),
+                   r2 = _mm256_loadu_ps(s + 2 * lds + q0), r3 = _mm256_loadu_ps(s + 3 * lds + q0),
+                   r4 = _mm256_loadu_ps(s + 4 * lds + q0), r5 = _mm256_loadu_ps(s + 5 * lds + q0),
+                   r6 = _mm256_loadu_ps(s + 6 * lds + q0), r7 = _mm256_loadu_ps(s + 7 * lds + q0);
+            __m256 t0 = _mm256_unpacklo_ps(r0, r1), t1 = _mm256_unpackhi_ps(r0, r1),
+                   t2 = _mm256_unpacklo_ps(r2, r3), t3 = _mm256_unpackhi_ps(r2, r3),
+                   t4 = _mm256_unpacklo_ps(r4, r5), t5 = _mm256_unpackhi_ps(r4, r5),
+                   t6 = _mm256_unpacklo_ps(r6, r7), t7 = _mm256_unpackhi_ps(r6, r7);
+            __m256 u0 = _mm256_shuffle_ps(t0, t2, 0x44), u1 = _mm256_shuffle_ps(t0, t2, 0xEE),
+                   u2 = _mm256_shuffle_ps(t1, t3, 0x44), u3 = _mm256_shuffle_ps(t1, t3, 0xEE),
+                   u4 = _mm256_shuffle_ps(t4, t6, 0x44), u5 = _mm256_shuffle_ps(t4, t6, 0xEE),
+                   u6 = _mm256_shuffle_ps(t5, t7, 0x44), u7 = _mm256_shuffle_ps(t5, t7, 0xEE);
+            float *d = dst + q0 * ldd + o0;
+            _mm256_storeu_ps(d + 0 * ldd, _mm256_permute2f128_ps(u0, u4, 0x20));
+            _mm256_storeu_ps(d + 1 * ldd, _mm256_permute2f128_ps(u1, u5, 0x20));
+            _mm256_storeu_ps(d + 2 * ldd, _mm256_permute2f128_ps(u2, u6, 0x20));
+            _mm256_storeu_ps(d + 3 * ldd, _mm256_permute2f128_ps(u3, u7, 0x20));
+            _mm256_storeu_ps(d + 4 * ldd, _mm256_permute2f128_ps(u0, u4, 0x31));
+            _mm256_storeu_ps(d + 5 * ldd, _mm256_permute2f128_ps(u1, u5, 0x31));
+            _mm256_storeu_ps(d + 6 * ldd, _mm256_permute2f128_ps(u2, u6, 0x31));
+            _mm256_storeu_ps(d + 7 * ldd, _mm256_permute2f128_ps(u3, u7, 0x31));
+        }
+        for (int o = o0; o < o0 + 8; o++)
+            for (int64_t q = q0; q < cols; q++) dst[q * ldd + o] = src[o * lds + q];
+    }
+    for (int o = o0; o < rows; o++)
+        for (int64_t q = 0; q < cols; q++) dst[q * ldd + o] = src[o * lds + q];
+}
+
+T2 void cf_conv_bwd_x_pix_avx2(int Cp, int M, int T, const float *Wc, const float *dy, int64_t P,
+                            const int32_t *rowoff, const int32_t *src, const int32_t *q, int n,
+                            float *dxT)
+{
+    for (int t = 0; t < T; t++)
+        for (int c0 = 0; c0 < Cp; c0 += 16) {
+            const float *w = Wc + (size_t)t * M * Cp + c0;
+            if (Cp - c0 >= 16) bx_cols_2(Cp, M, w, dy, P, rowoff[t], src, q, n, dxT + c0);
+            else bx_cols_1(Cp, M, w, dy, P, rowoff[t], src, q, n, dxT + c0);
         }
 }
 

@@ -59,20 +59,24 @@ typedef void (*cf_conv_fwd_pix_fn)(int M, int K, const float *Ap, const float *x
  * Weight gradient: dyT holds the output gradient transposed, dyT[q * Mp + m] (zero for m >= M);
  * for every k < K and m < Mp, over the columns j = 0 .. n-1 in order:
  *   dWt[k * Mp + m] = fma(x[rowoff[k] + src[j]], dyT[q[j] * Mp + m], dWt[k * Mp + m]).
- * Input gradient of one sample, C planes H x W (output OH x OW, k x k taps, zero padding pad):
- * for every input pixel (i, j) and plane c < C, one chain from 0 over the taps t = (ki, kj) in
- * order and, within a tap, the output channels m in order:
- *   acc = fma(dy[m * OH * OW + p], Wc[g * gstride + (t * M + m) * Cp + c], acc),
- * p = (i + pad - ki) * OW + (j + pad - kj) the output pixel the tap comes from and g =
- * gq[p] its group; a tap from outside the output map takes g = zg (a block of zero weights)
- * and p = 0. dx[c * H * W + i * W + j] = acc. Wc is packed by cf_gemm_pack_dx (Cp = C rounded
- * up to 8). */
+ * Input gradient of one tile of columns (the transpose of conv_fwd_pix), into dxT, the padded
+ * input gradient pixel by pixel (Cp floats per pixel, Cp = the input planes rounded up to 8):
+ * for every tap t < T in order, then every column j < n in order, and every plane c < Cp,
+ *   dxT[(src[j] + rowoff[t]) * Cp + c] += s,  s = one chain from 0 over m < M in order of
+ *   s = fma(dy[m * P + q[j]], Wc[(t * M + m) * Cp + c], s),
+ * dy the sample's output gradient (M planes of P) and Wc one group's weights packed by
+ * cf_gemm_pack_dx. These are the column path's sums (gemm_nn's chains over the output
+ * channels, then col2im adding tap by tap), so tile by tile the same bits. */
+/* dst[q * ldd + o] = src[o * lds + q] for o < rows, q < cols (a strided transpose; the
+ * products over output channels move gradients between plane-major and pixel-major). */
+typedef void (*cf_transpose_fn)(const float *src, int64_t lds, int rows, int64_t cols,
+                                float *dst, int64_t ldd);
 typedef void (*cf_conv_bwd_w_pix_fn)(int M, int K, const float *dyT, const float *x,
                                      const int32_t *rowoff, const int32_t *src,
                                      const int32_t *q, int n, float *dWt);
-typedef void (*cf_conv_bwd_x_pix_fn)(int C, int M, int k, const float *Wc, size_t gstride,
-                                     const int32_t *gq, int zg, const float *dy, int OH, int OW,
-                                     int pad, float *dx, int H, int W);
+typedef void (*cf_conv_bwd_x_pix_fn)(int Cp, int M, int T, const float *Wc, const float *dy,
+                                     int64_t P, const int32_t *rowoff, const int32_t *src,
+                                     const int32_t *q, int n, float *dxT);
 
 /* Packed A: rows in blocks of 4 (the last padded with zeros), within a block k-major: element
  * (m, k) at [(m / 4) * 4 * K + k * 4 + m % 4]; cf_gemm_packed_floats(M, K) floats. pack_at
@@ -104,9 +108,11 @@ void cf_conv_fwd_pix_generic(int M, int K, const float *Ap, const float *x,
 void cf_conv_bwd_w_pix_generic(int M, int K, const float *dyT, const float *x,
                                const int32_t *rowoff, const int32_t *src, const int32_t *q, int n,
                                float *dWt);
-void cf_conv_bwd_x_pix_generic(int C, int M, int k, const float *Wc, size_t gstride,
-                               const int32_t *gq, int zg, const float *dy, int OH, int OW,
-                               int pad, float *dx, int H, int W);
+void cf_transpose_generic(const float *src, int64_t lds, int rows, int64_t cols, float *dst,
+                          int64_t ldd);
+void cf_conv_bwd_x_pix_generic(int Cp, int M, int T, const float *Wc, const float *dy,
+                               int64_t P, const int32_t *rowoff, const int32_t *src,
+                               const int32_t *q, int n, float *dxT);
 
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
 #define CF_HAVE_GEMM_AVX2 1
@@ -123,9 +129,11 @@ void cf_conv_fwd_pix_avx2(int M, int K, const float *Ap, const float *x, const i
 void cf_conv_bwd_w_pix_avx2(int M, int K, const float *dyT, const float *x,
                             const int32_t *rowoff, const int32_t *src, const int32_t *q, int n,
                             float *dWt);
-void cf_conv_bwd_x_pix_avx2(int C, int M, int k, const float *Wc, size_t gstride,
-                            const int32_t *gq, int zg, const float *dy, int OH, int OW, int pad,
-                            float *dx, int H, int W);
+void cf_transpose_avx2(const float *src, int64_t lds, int rows, int64_t cols, float *dst,
+                       int64_t ldd);
+void cf_conv_bwd_x_pix_avx2(int Cp, int M, int T, const float *Wc, const float *dy, int64_t P,
+                            const int32_t *rowoff, const int32_t *src, const int32_t *q, int n,
+                            float *dxT);
 #endif
 
 #endif /* CFNET_KERNELS_GEMM_H */

@@ -21,6 +21,7 @@
 #define CF_CONV_FWD_PIX cf_conv_fwd_pix_generic
 #define CF_CONV_BWD_W_PIX cf_conv_bwd_w_pix_generic
 #define CF_CONV_BWD_X_PIX cf_conv_bwd_x_pix_generic
+#define CF_TRANSPOSE cf_transpose_generic
 #include "simd_kernels.inc"
 #undef CF_GEMM_NN
 #undef CF_GEMM_NT
@@ -28,6 +29,7 @@
 #undef CF_CONV_FWD_PIX
 #undef CF_CONV_BWD_W_PIX
 #undef CF_CONV_BWD_X_PIX
+#undef CF_TRANSPOSE
 #undef CF_SFX
 #undef CF_NAME
 #undef CF_ATTR
@@ -41,6 +43,7 @@
 #define CF_CONV_FWD_PIX cf_conv_fwd_pix_avx2
 #define CF_CONV_BWD_W_PIX cf_conv_bwd_w_pix_avx2
 #define CF_CONV_BWD_X_PIX cf_conv_bwd_x_pix_avx2
+#define CF_TRANSPOSE cf_transpose_avx2
 #define CF_SFX avx2
 #define CF_NAME "avx2"
 #define CF_ATTR __attribute__((target("avx2")))
@@ -66,6 +69,7 @@
 #undef CF_CONV_FWD_PIX
 #undef CF_CONV_BWD_W_PIX
 #undef CF_CONV_BWD_X_PIX
+#undef CF_TRANSPOSE
 #endif
 
 const cf_simd_ops *cf_simd_variant(int variant)

@@ -76,6 +76,7 @@ typedef struct cf_simd_ops {
     cf_conv_fwd_pix_fn conv_fwd_pix;
     cf_conv_bwd_w_pix_fn conv_bwd_w_pix;
     cf_conv_bwd_x_pix_fn conv_bwd_x_pix;
+    cf_transpose_fn transpose;
 } cf_simd_ops;
 
 /* The active variant (chosen once; thread-safe). */

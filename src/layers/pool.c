@@ -100,6 +100,13 @@ static inline int max2x2(const float *w, int64_t W, float *best)
     return at;
 }
 
+/* *o = the float with these bits if keep, else +0, without a branch. */
+static inline void put_masked(float *o, uint32_t bits, bool keep)
+{
+    uint32_t m = bits & (0u - (uint32_t)keep);
+    memcpy(o, &m, sizeof m);
+}
+
 static cfnet_status pool_forward(cfnet_layer *l, const float *x, float *y, int64_t n,
                                  bool training, void *ws)
 {
@@ -148,21 +155,39 @@ static cfnet_status pool_backward(cfnet_layer *l, const float *x, const float *y
     (void)ws;
     const pool_geom g = geom_of(l);
     const int64_t P = n * g.planes;
-    memset(dx, 0, (size_t)(P * g.in_plane) * sizeof *dx);
     if (g.is_max && g.k == 2 && g.s == 2) {
+        /* The windows do not overlap: each writes its four elements (dy at the first maximum,
+         * 0 + dy as the sum on zeros would give, zeros elsewhere) with selects rather than
+         * branches, which mispredict on data; only rows or columns no window covers (odd
+         * sizes) need clearing first. */
+        if (2 * g.Ho != g.H || 2 * g.Wo != g.W)
+            memset(dx, 0, (size_t)(P * g.in_plane) * sizeof *dx);
         for (int64_t p = 0; p < P; p++) {
             const float *xp = x + p * g.in_plane, *dyp = dy + p * g.out_plane;
             float *dxp = dx + p * g.in_plane;
             for (int64_t i = 0; i < g.Ho; i++)
                 for (int64_t j = 0; j < g.Wo; j++) {
                     int64_t at = 2 * i * g.W + 2 * j;
-                    float v;
-                    int a = max2x2(xp + at, g.W, &v);
-                    dxp[at + (a >> 1) * g.W + (a & 1)] += dyp[i * g.Wo + j];
+                    const float *w = xp + at;
+                    /* the index with integer masks, the maximum as a max (x > v ? x : v) */
+                    float v = w[0];
+                    uint32_t a = 0, c;
+                    c = w[1] > v, a ^= (a ^ 1u) & (0u - c), v = w[1] > v ? w[1] : v;
+                    c = w[g.W] > v, a ^= (a ^ 2u) & (0u - c), v = w[g.W] > v ? w[g.W] : v;
+                    c = w[g.W + 1] > v, a ^= (a ^ 3u) & (0u - c);
+                    float d = 0.0f + dyp[i * g.Wo + j];
+                    uint32_t bits;
+                    memcpy(&bits, &d, sizeof bits);
+                    float *o = dxp + at;
+                    put_masked(o, bits, a == 0);
+                    put_masked(o + 1, bits, a == 1);
+                    put_masked(o + g.W, bits, a == 2);
+                    put_masked(o + g.W + 1, bits, a == 3);
                 }
         }
         return CFNET_OK;
     }
+    memset(dx, 0, (size_t)(P * g.in_plane) * sizeof *dx);
     for (int64_t p = 0; p < P; p++) {
         const float *xp = x + p * g.in_plane, *dyp = dy + p * g.out_plane;
         float *dxp = dx + p * g.in_plane;
