@@ -131,53 +131,62 @@ static void pool_max_backward_routes_to_first_maximum_on_ties(void **state)
     cfnet_layer_free(l);
 }
 
-/* The 2 x 2 max windows' backward (their own branch-free loop) against explicit loops: dy at
- * each window's first maximum as 0 + dy (a -0 gradient lands as +0), exact zeros elsewhere,
- * including the row and column no window covers at odd sizes; values drawn from a few levels
- * so that ties are common. */
-static void pool_max_2x2_backward_matches_explicit_loops(void **state)
+/* The 2 x 2 windows (their own loops) against explicit loops, bit for bit. Max: dy at each
+ * window's first maximum as 0 + dy (a -0 gradient lands as +0), exact zeros elsewhere. Mean:
+ * the general loop's float sum ((0 + a) + b + c) + d times 1/4 forward, 0 + dy/4 to each
+ * element backward. Both: zeros in the row and column no window covers at odd sizes. Values
+ * from a few levels, so that ties are common. */
+static void pool_2x2_windows_match_explicit_loops(void **state)
 {
     (void)state;
     static const int64_t shapes[][3] = {{3, 6, 8}, {2, 7, 5}, {1, 2, 2}, {4, 5, 6}};
     tu_rng r = {37};
-    for (size_t c = 0; c < sizeof shapes / sizeof shapes[0]; c++) {
-        const int64_t C = shapes[c][0], H = shapes[c][1], W = shapes[c][2], N = 2;
-        const int64_t Ho = H / 2, Wo = W / 2, xs[4] = {N, C, H, W};
-        cfnet_layer *l = NULL;
-        CF_ASSERT_OK(cfnet_layer_pool_create(CFNET_POOL_MAX, 2, 2, &l));
-        CF_ASSERT_OK(cfnet_layer_setup(l, 3, shapes[c], 0));
-        cfnet_tensor *x = tu_tensor(4, xs, NULL), *dx = tu_tensor(4, xs, NULL);
-        cfnet_tensor *y = tu_output_for(l, N), *dy = tu_tensor(4, (int64_t[]){N, C, Ho, Wo}, &r);
-        float *xv = cfnet_tensor_data(x), *dyv = cfnet_tensor_data(dy);
-        const int64_t n = N * C * H * W, m = N * C * Ho * Wo;
-        for (int64_t i = 0; i < n; i++) xv[i] = (float)(int)(tu_uniform(&r) * 3.0);
-        dyv[0] = -0.0f;
-        CF_ASSERT_OK(cfnet_layer_forward(l, x, y, CFNET_MODE_TRAINING));
-        CF_ASSERT_OK(cfnet_tensor_fill(dx, 99.0f));
-        CF_ASSERT_OK(cfnet_layer_backward(l, x, y, dy, dx));
-        float *expect = calloc((size_t)n, sizeof *expect);
-        assert_non_null(expect);
-        for (int64_t pl = 0; pl < N * C; pl++)
-            for (int64_t i = 0; i < Ho; i++)
-                for (int64_t j = 0; j < Wo; j++) {
-                    int64_t best = pl * H * W + 2 * i * W + 2 * j;
-                    for (int a = 0; a < 2; a++)
-                        for (int b = 0; b < 2; b++) {
-                            int64_t at = pl * H * W + (2 * i + a) * W + 2 * j + b;
-                            if (xv[at] > xv[best]) best = at;
-                        }
-                    expect[best] += dyv[(pl * Ho + i) * Wo + j];
-                }
-        assert_true(m > 0);
-        assert_memory_equal(cfnet_tensor_data(dx), expect, (size_t)n * sizeof *expect);
-        assert_false(signbit(cfnet_tensor_data(dx)[0])); /* 0 + (-0) */
-        free(expect);
-        cfnet_tensor_free(x);
-        cfnet_tensor_free(dx);
-        cfnet_tensor_free(y);
-        cfnet_tensor_free(dy);
-        cfnet_layer_free(l);
-    }
+    for (int mode = CFNET_POOL_MAX; mode <= CFNET_POOL_MEAN; mode++)
+        for (size_t c = 0; c < sizeof shapes / sizeof shapes[0]; c++) {
+            const int64_t C = shapes[c][0], H = shapes[c][1], W = shapes[c][2], N = 2;
+            const int64_t Ho = H / 2, Wo = W / 2, xs[4] = {N, C, H, W};
+            cfnet_layer *l = NULL;
+            CF_ASSERT_OK(cfnet_layer_pool_create((cfnet_pool_mode)mode, 2, 2, &l));
+            CF_ASSERT_OK(cfnet_layer_setup(l, 3, shapes[c], 0));
+            cfnet_tensor *x = tu_tensor(4, xs, NULL), *dx = tu_tensor(4, xs, NULL);
+            cfnet_tensor *y = tu_output_for(l, N),
+                         *dy = tu_tensor(4, (int64_t[]){N, C, Ho, Wo}, &r);
+            float *xv = cfnet_tensor_data(x), *dyv = cfnet_tensor_data(dy);
+            const int64_t n = N * C * H * W, m = N * C * Ho * Wo;
+            for (int64_t i = 0; i < n; i++) /* levels for max (ties), any value for mean */
+                xv[i] = mode == CFNET_POOL_MAX ? (float)(int)(tu_uniform(&r) * 3.0) - 0.5f
+                                               : (float)(tu_uniform(&r) * 3.0 - 1.0);
+            dyv[0] = -0.0f;
+            CF_ASSERT_OK(cfnet_layer_forward(l, x, y, CFNET_MODE_TRAINING));
+            CF_ASSERT_OK(cfnet_tensor_fill(dx, 99.0f));
+            CF_ASSERT_OK(cfnet_layer_backward(l, x, y, dy, dx));
+            float *expect = calloc((size_t)n, sizeof *expect),
+                  *yexp = malloc((size_t)m * sizeof *yexp);
+            assert_non_null(expect), assert_non_null(yexp);
+            for (int64_t pl = 0; pl < N * C; pl++)
+                for (int64_t i = 0; i < Ho; i++)
+                    for (int64_t j = 0; j < Wo; j++) {
+                        int64_t o = (pl * Ho + i) * Wo + j, best = pl * H * W + 2 * i * W + 2 * j;
+                        float sum = 0.0f;
+                        for (int a = 0; a < 2; a++)
+                            for (int b = 0; b < 2; b++) {
+                                int64_t at = pl * H * W + (2 * i + a) * W + 2 * j + b;
+                                if (xv[at] > xv[best]) best = at;
+                                sum += xv[at];
+                                if (mode == CFNET_POOL_MEAN) expect[at] += dyv[o] * 0.25f;
+                            }
+                        if (mode == CFNET_POOL_MAX) expect[best] += dyv[o];
+                        yexp[o] = mode == CFNET_POOL_MAX ? xv[best] : sum * 0.25f;
+                    }
+            assert_memory_equal(cfnet_tensor_data(y), yexp, (size_t)m * sizeof *yexp);
+            assert_memory_equal(cfnet_tensor_data(dx), expect, (size_t)n * sizeof *expect);
+            free(expect), free(yexp);
+            cfnet_tensor_free(x);
+            cfnet_tensor_free(dx);
+            cfnet_tensor_free(y);
+            cfnet_tensor_free(dy);
+            cfnet_layer_free(l);
+        }
 }
 
 /* Gradient check on one configuration; returns the worst relative error. */
@@ -359,7 +368,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(pool_matches_explicit_window_loops),
         cmocka_unit_test(pool_max_backward_routes_to_first_maximum_on_ties),
-        cmocka_unit_test(pool_max_2x2_backward_matches_explicit_loops),
+        cmocka_unit_test(pool_2x2_windows_match_explicit_loops),
         cmocka_unit_test(pool_gradient_matches_finite_differences_odd_and_even),
         cmocka_unit_test(pool_equivariant_mode_commutes_with_rot90_odd_size),
         cmocka_unit_test(pool_equivariant_mode_commutes_with_rot90_even_size),

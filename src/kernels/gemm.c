@@ -533,6 +533,10 @@ T2 void cf_conv_fwd_pix_avx2(int M, int K, const float *Ap, const float *x, cons
     }
 }
 
+#ifndef PIX_BW_CHUNK
+#define PIX_BW_CHUNK 128
+#endif
+
 /* Weight gradient over output channels: rows k0 .. k0 + kb - 1 of dWt by nv vectors of 8
  * channels from m0, kept in registers over all n columns (each of the kb nv chains gets one
  * fma per column). */
@@ -600,9 +604,15 @@ T2 void cf_conv_bwd_w_pix_avx2(int M, int K, const float *dyT, const float *x,
                             float *dWt)
 {
     int Mp = (M + 7) / 8 * 8;
-    for (int m0 = 0; m0 < Mp; m0 += 16) {
-        if (Mp - m0 >= 16) bw_rows_2(K, Mp, m0, dyT, x, rowoff, src, q, n, dWt);
-        else bw_rows_1(K, Mp, m0, dyT, x, rowoff, src, q, n, dWt);
+    /* Columns in chunks, so that a chunk's output gradients and inputs stay in L1 over the
+     * passes of all K rows (large cones otherwise stream them from L2 once per 6 rows). Each
+     * chain goes on from the stored partial sum: the same operations, the same bits. */
+    for (int j0 = 0; j0 < n; j0 += PIX_BW_CHUNK) {
+        int nc = n - j0 < PIX_BW_CHUNK ? n - j0 : PIX_BW_CHUNK;
+        for (int m0 = 0; m0 < Mp; m0 += 16) {
+            if (Mp - m0 >= 16) bw_rows_2(K, Mp, m0, dyT, x, rowoff, src + j0, q + j0, nc, dWt);
+            else bw_rows_1(K, Mp, m0, dyT, x, rowoff, src + j0, q + j0, nc, dWt);
+        }
     }
 }
 

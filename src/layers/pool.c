@@ -124,6 +124,21 @@ static cfnet_status pool_forward(cfnet_layer *l, const float *x, float *y, int64
         }
         return CFNET_OK;
     }
+    if (!g.is_max && g.k == 2 && g.s == 2) {
+        /* the general loop's sum, ((0 + a) + b + c) + d, written out */
+        for (int64_t p = 0; p < P; p++) {
+            const float *xp = x + p * g.in_plane;
+            float *yp = y + p * g.out_plane;
+            for (int64_t i = 0; i < g.Ho; i++) {
+                const float *r0 = xp + 2 * i * g.W, *r1 = r0 + g.W;
+                for (int64_t j = 0; j < g.Wo; j++)
+                    yp[i * g.Wo + j] =
+                        ((((0.0f + r0[2 * j]) + r0[2 * j + 1]) + r1[2 * j]) + r1[2 * j + 1]) *
+                        g.inv;
+            }
+        }
+        return CFNET_OK;
+    }
     for (int64_t p = 0; p < P; p++) {
         const float *xp = x + p * g.in_plane;
         float *yp = y + p * g.out_plane;
@@ -184,6 +199,24 @@ static cfnet_status pool_backward(cfnet_layer *l, const float *x, const float *y
                     put_masked(o + g.W, bits, a == 2);
                     put_masked(o + g.W + 1, bits, a == 3);
                 }
+        }
+        return CFNET_OK;
+    }
+    if (!g.is_max && g.k == 2 && g.s == 2) {
+        /* 0 + dy / 4 to each of the window's four elements, as the general loop's sums on
+         * zeros give; uncovered rows or columns (odd sizes) cleared first */
+        if (2 * g.Ho != g.H || 2 * g.Wo != g.W)
+            memset(dx, 0, (size_t)(P * g.in_plane) * sizeof *dx);
+        for (int64_t p = 0; p < P; p++) {
+            const float *dyp = dy + p * g.out_plane;
+            float *dxp = dx + p * g.in_plane;
+            for (int64_t i = 0; i < g.Ho; i++) {
+                float *r0 = dxp + 2 * i * g.W, *r1 = r0 + g.W;
+                for (int64_t j = 0; j < g.Wo; j++) {
+                    float dm = 0.0f + dyp[i * g.Wo + j] * g.inv;
+                    r0[2 * j] = dm, r0[2 * j + 1] = dm, r1[2 * j] = dm, r1[2 * j + 1] = dm;
+                }
+            }
         }
         return CFNET_OK;
     }
