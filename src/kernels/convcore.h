@@ -17,12 +17,13 @@
  * the threads' shares of the batch.
  *
  * Grouped (conic) plans with few output channels (see use_pix and use_pix_bwd in convcore.c:
- * up to 32 for the forward, 16 for the backward) take no columns: the forward vectorises over
- * output channels (the same chains, so the same bits), the
- * weight gradient is one chain per weight over the group's pixels in order, and the input
- * gradient one chain per input value over its taps and output channels (kernels/gemm.h,
- * conv_bwd_w_pix and conv_bwd_x_pix); both depend neither on the batch nor, for the input
- * gradient, on the threads. */
+ * up to 32, weights up to 40 KiB, planes that do not alias in L1) take no columns: the forward
+ * vectorises over output channels (the same chains, so the same bits), the weight gradient is
+ * one chain per weight over the group's pixels in order, and the input gradient adds, tile by
+ * tile and tap by tap, each column's chain over the output channels to its input pixel in a
+ * pixel-major buffer: the column path's sums in its order, so the same bits (kernels/gemm.h,
+ * conv_bwd_w_pix and conv_bwd_x_pix). Neither depends on the batch; the input gradient not on
+ * the threads either. */
 #ifndef CFNET_CONVCORE_H
 #define CFNET_CONVCORE_H
 
