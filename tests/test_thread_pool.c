@@ -2,13 +2,16 @@
  * exactly once on every path (pool, threads started for the call, busy pool), a network with
  * CFNET_OPTION_THREADS > 1 runs its convolutions on its own pool, its worker threads end with
  * the network (or when the option changes), and OpenBLAS is single-threaded exactly while the
- * engine runs several shares, with the host's setting restored afterwards. */
+ * engine runs several shares, with the host's setting restored afterwards. Workers and callers
+ * poll before sleeping; cf_parallel_for cuts ranges for the layers' own loops, which keep
+ * their bits on any number of threads. */
 #include "testutil.h"
 
 #include "core/pool.h"
 #include "nn/network.h"
 
 #include <dirent.h>
+#include <stdlib.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <string.h>
@@ -234,6 +237,215 @@ static void blas_is_single_threaded_inside_parallel_runs(void **state)
     cf_blas_set_threads(host);
 }
 
+/* Workers poll for the next job for a while and then sleep; callers poll for the end of their
+ * job and then sleep. Every share runs exactly once whether the workers are found polling (no
+ * gap between jobs, polling longer than any gap) or asleep (no polling, or gaps longer than
+ * it), and a pool whose workers are polling stops when destroyed. */
+static void pool_polls_then_sleeps_and_runs_every_share_once(void **state)
+{
+    (void)state;
+    const uint64_t spins[] = {0, 20000, 1000000000ull}; /* none, 20 us, 1 s */
+    for (int s = 0; s < 3; s++) {
+        cf_pool *p = NULL;
+        CF_ASSERT_OK(cf_pool_create(NULL, 3, &p));
+        cf_pool_set_spin_ns(p, spins[s]);
+        assert_true(cf_pool_spin_ns(p) == spins[s]);
+        counts c;
+        memset(&c, 0, sizeof c);
+        {
+            CF_POOL_SCOPE(p);
+            for (int rep = 0; rep < 300; rep++) {
+                int n = 2 + rep % 2;
+                cf_parallel_run(n, count_share, &c);
+                assert_each_once(&c, n);
+                assert_int_equal(cf_parallel_last_path(), 1);
+                if (rep % 25 == 0) { /* a gap longer than the 20 us of polling */
+                    struct timespec ts = {0, 300000};
+                    nanosleep(&ts, NULL);
+                }
+            }
+        }
+        cf_pool_destroy(p);
+    }
+    assert_true(cf_pool_spin_ns(NULL) == 0);
+}
+
+/* CFNET_SPIN_US sets a new pool's polling time; values that are not whole microseconds in
+ * [0, 1000000] are ignored (the default, 1 ms). */
+static void pool_polling_time_from_the_environment(void **state)
+{
+    (void)state;
+    const struct {
+        const char *env;
+        uint64_t ns;
+    } cases[] = {{"250", 250000}, {"0", 0},         {"1000000", 1000000000ull},
+                 {"abc", 1000000}, {"12x", 1000000}, {"-5", 1000000},
+                 {"1000001", 1000000}, {"", 1000000}, {NULL, 1000000}};
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        if (cases[i].env) setenv("CFNET_SPIN_US", cases[i].env, 1);
+        else unsetenv("CFNET_SPIN_US");
+        cf_pool *p = NULL;
+        CF_ASSERT_OK(cf_pool_create(NULL, 2, &p));
+        assert_true(cf_pool_spin_ns(p) == cases[i].ns);
+        cf_pool_destroy(p);
+    }
+    unsetenv("CFNET_SPIN_US");
+}
+
+/* cf_parallel_for: contiguous ranges covering [0, n) once, one per share, as many shares as
+ * the threads allow with at least min_items each, and the caller alone when that is one. */
+typedef struct ranges {
+    atomic_int calls;
+    int64_t lo[8], hi[8];
+    atomic_int hit[1000];
+} ranges;
+
+static void record_range(void *arg, int64_t i0, int64_t i1)
+{
+    ranges *r = arg;
+    int k = atomic_fetch_add(&r->calls, 1);
+    if (k < 8) r->lo[k] = i0, r->hi[k] = i1;
+    for (int64_t i = i0; i < i1; i++) atomic_fetch_add(&r->hit[i], 1);
+}
+
+static void parallel_for_covers_the_range_once(void **state)
+{
+    (void)state;
+    static ranges r;
+    const int64_t ns[] = {0, 1, 7, 64, 100, 999, 1000};
+    const int64_t mins[] = {1, 10, 64, 5000};
+    for (int threads = 0; threads <= 4; threads++)
+        for (size_t a = 0; a < sizeof ns / sizeof *ns; a++)
+            for (size_t b = 0; b < sizeof mins / sizeof *mins; b++) {
+                memset(&r, 0, sizeof r);
+                int64_t n = ns[a], m = mins[b];
+                cf_parallel_run(2, count_share, &(counts){0}); /* last path: 2 */
+                cf_parallel_for(threads, n, m, record_range, &r);
+                int64_t most = n / m, want = threads < 1 ? 1 : threads;
+                if (want > most) want = most < 1 ? 1 : most;
+                if (n == 0) want = 0;
+                assert_int_equal(atomic_load(&r.calls), (int)want);
+                for (int64_t i = 0; i < 1000; i++)
+                    assert_int_equal(atomic_load(&r.hit[i]), i < n ? 1 : 0);
+                /* the ranges tile [0, n) without gaps, each non-empty and >= m when split */
+                int64_t covered = 0;
+                for (int k = 0; k < want; k++) {
+                    assert_true(r.hi[k] > r.lo[k]);
+                    if (want > 1) assert_true(r.hi[k] - r.lo[k] >= m);
+                    covered += r.hi[k] - r.lo[k];
+                }
+                assert_int_equal(covered, n);
+                /* several shares ran through cf_parallel_run (here without a pool) */
+                assert_int_equal(cf_parallel_last_path(), 2);
+            }
+}
+
+/* ReLU, batch norm and pooling split their loops over the layer's threads (by element, by
+ * channel, by plane): forward outputs, input gradients and parameter gradients have the same
+ * bits on 1 and 3 threads, and the 3-thread run really ran in parallel (on the pool). */
+static void run_layer(cfnet_layer *l, int threads, cfnet_tensor *x, cfnet_tensor *y,
+                      cfnet_tensor *dy, cfnet_tensor *dx)
+{
+    l->threads = threads;
+    for (int i = 0; i < cfnet_layer_param_count(l); i++)
+        memset(cfnet_tensor_data(cfnet_layer_grad(l, i)), 0,
+               (size_t)cfnet_tensor_numel(cfnet_layer_grad(l, i)) * sizeof(float));
+    CF_ASSERT_OK(cfnet_layer_forward(l, x, y, CFNET_MODE_TRAINING));
+    CF_ASSERT_OK(cfnet_layer_backward(l, x, y, dy, dx));
+}
+
+static void layers_split_over_threads_keep_their_bits(void **state)
+{
+    (void)state;
+    enum { NL = 6 };
+    cfnet_layer *ls[NL] = {NULL};
+    CF_ASSERT_OK(cfnet_layer_relu_create(&ls[0]));
+    CF_ASSERT_OK(cfnet_layer_batch_norm_create(0.1f, 1e-5f, &ls[1]));
+    CF_ASSERT_OK(cfnet_layer_pool_create(CFNET_POOL_MAX, 2, 2, &ls[2]));
+    CF_ASSERT_OK(cfnet_layer_pool_create(CFNET_POOL_MEAN, 2, 2, &ls[3]));
+    CF_ASSERT_OK(cfnet_layer_pool_create(CFNET_POOL_MAX, 3, 2, &ls[4]));
+    CF_ASSERT_OK(cfnet_layer_pool_create(CFNET_POOL_MEAN, 3, 1, &ls[5]));
+    const int64_t in[] = {16, 32, 33}, xs[] = {8, 16, 32, 33}; /* odd width: uncovered columns */
+    cf_pool *p = NULL;
+    CF_ASSERT_OK(cf_pool_create(NULL, 3, &p));
+    for (int k = 0; k < NL; k++) {
+        cfnet_layer *l = ls[k];
+        CF_ASSERT_OK(cfnet_layer_setup(l, 3, in, 1));
+        int ond;
+        int64_t os[CFNET_MAX_DIMS + 1];
+        CF_ASSERT_OK(cfnet_layer_output_shape(l, &ond, os + 1));
+        os[0] = 8;
+        tu_rng r = {100 + (uint64_t)k};
+        cfnet_tensor *x = tu_tensor(4, xs, &r), *dy = tu_tensor(ond + 1, os, &r);
+        cfnet_tensor *y1 = tu_tensor(ond + 1, os, NULL), *y3 = tu_tensor(ond + 1, os, NULL);
+        cfnet_tensor *d1 = tu_tensor(4, xs, NULL), *d3 = tu_tensor(4, xs, NULL);
+        /* ties and signed zeros, which a max or a ReLU must keep picking the same way */
+        float *xv = cfnet_tensor_data(x);
+        for (int64_t i = 0; i < cfnet_tensor_numel(x); i += 7) xv[i] = (i % 14) ? 0.0f : -0.0f;
+        run_layer(l, 1, x, y1, dy, d1);
+        float g1[2][16];
+        for (int i = 0; i < cfnet_layer_param_count(l); i++)
+            memcpy(g1[i], cfnet_tensor_data(cfnet_layer_grad(l, i)), 16 * sizeof(float));
+        cf_parallel_run(2, count_share, &(counts){0}); /* last path: 2 (no pool) */
+        {
+            CF_POOL_SCOPE(p);
+            run_layer(l, 3, x, y3, dy, d3);
+            assert_int_equal(cf_parallel_last_path(), 1);
+        }
+        assert_memory_equal(cfnet_tensor_data(y1), cfnet_tensor_data(y3),
+                            (size_t)cfnet_tensor_numel(y1) * sizeof(float));
+        assert_memory_equal(cfnet_tensor_data(d1), cfnet_tensor_data(d3),
+                            (size_t)cfnet_tensor_numel(d1) * sizeof(float));
+        for (int i = 0; i < cfnet_layer_param_count(l); i++)
+            assert_memory_equal(g1[i], cfnet_tensor_data(cfnet_layer_grad(l, i)),
+                                16 * sizeof(float));
+        cfnet_tensor_free(x);
+        cfnet_tensor_free(dy);
+        cfnet_tensor_free(y1);
+        cfnet_tensor_free(y3);
+        cfnet_tensor_free(d1);
+        cfnet_tensor_free(d3);
+        cfnet_layer_free(l);
+    }
+    cf_pool_destroy(p);
+}
+
+/* The same for batch norm fused with the ReLU after it (the network's pass): a network of
+ * both on 1 and 3 threads gives the same outputs and parameter gradients, bit for bit. */
+static void fused_batch_norm_relu_split_over_threads_keeps_its_bits(void **state)
+{
+    (void)state;
+    static float out[2][8 * 16 * 32 * 32], grads[2][64];
+    int64_t xs[] = {8, 16, 32, 32};
+    tu_rng r = {5};
+    cfnet_tensor *x = tu_tensor(4, xs, &r), *dy = tu_tensor(4, xs, &r);
+    for (int t = 0; t < 2; t++) {
+        cfnet_network *net = NULL;
+        CF_ASSERT_OK(cfnet_network_create(16, 32, 32, 3, &net));
+        cfnet_layer *l = NULL;
+        CF_ASSERT_OK(cfnet_layer_batch_norm_create(0.1f, 1e-5f, &l));
+        CF_ASSERT_OK(cfnet_network_append(net, l));
+        CF_ASSERT_OK(cfnet_layer_relu_create(&l));
+        CF_ASSERT_OK(cfnet_network_append(net, l));
+        CF_ASSERT_OK(cfnet_layer_batch_norm_create(0.1f, 1e-5f, &l));
+        CF_ASSERT_OK(cfnet_network_append(net, l));
+        CF_ASSERT_OK(cfnet_network_set_option(net, CFNET_OPTION_THREADS, t ? 3 : 1));
+        cfnet_tensor *o = tu_tensor(4, xs, NULL);
+        CF_ASSERT_OK(cfnet_network_forward(net, x, o, CFNET_MODE_TRAINING));
+        if (t) assert_int_equal(cf_parallel_last_path(), 1);
+        CF_ASSERT_OK(cfnet_network_backward(net, dy));
+        memcpy(out[t], cfnet_tensor_data(o), sizeof out[t]);
+        assert_int_equal(cfnet_network_param_count(net), 64);
+        CF_ASSERT_OK(cfnet_network_gradients(net, grads[t], 64));
+        cfnet_tensor_free(o);
+        cfnet_network_free(net);
+    }
+    assert_memory_equal(out[0], out[1], sizeof out[0]);
+    assert_memory_equal(grads[0], grads[1], sizeof grads[0]);
+    cfnet_tensor_free(x);
+    cfnet_tensor_free(dy);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -241,6 +453,11 @@ int main(void)
         cmocka_unit_test(busy_pool_falls_back_to_own_threads),
         cmocka_unit_test(network_pool_follows_the_thread_option),
         cmocka_unit_test(blas_is_single_threaded_inside_parallel_runs),
+        cmocka_unit_test(pool_polls_then_sleeps_and_runs_every_share_once),
+        cmocka_unit_test(pool_polling_time_from_the_environment),
+        cmocka_unit_test(parallel_for_covers_the_range_once),
+        cmocka_unit_test(layers_split_over_threads_keep_their_bits),
+        cmocka_unit_test(fused_batch_norm_relu_split_over_threads_keeps_its_bits),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

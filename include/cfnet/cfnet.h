@@ -538,11 +538,15 @@ typedef enum cfnet_option {
 
 /* Threads: with CFNET_OPTION_THREADS = T > 1 a network keeps T - 1 worker threads from the moment
  * the option is set until cfnet_network_free (or until the option changes); the convolution
- * engine splits each batch over them. While it does, OpenBLAS is kept on one thread and the
- * host's openblas_set_num_threads setting is restored afterwards (process-wide: a host thread
- * calling OpenBLAS during such a call runs single-threaded meanwhile). The library's own loops
- * use AVX2 or AVX-512 when the CPU has them; the environment variable CFNET_CPU=generic|avx2|
- * avx512 forces one variant (all give bit-identical results). See docs/performance.md. */
+ * engine splits each batch over them, and ReLU, batch norm and pooling their loops (with the
+ * same bits as on one thread). After a piece of work a worker polls for the next one for up to
+ * 1 ms before it sleeps (the environment variable CFNET_SPIN_US, read when the workers are
+ * created, sets that time in microseconds, 0 to 1000000; 0 never polls). While the engine
+ * runs, OpenBLAS is kept on one thread and the host's openblas_set_num_threads setting is
+ * restored afterwards (process-wide: a host thread calling OpenBLAS during such a call runs
+ * single-threaded meanwhile). The library's own loops use AVX2 or AVX-512 when the CPU has
+ * them; the environment variable CFNET_CPU=generic|avx2|avx512 forces one variant (all give
+ * bit-identical results). See docs/performance.md. */
 
 /** CFNET_OPTION_OPTIMIZER value: Adam (beta1, beta2, epsilon). */
 #define CFNET_OPTIMIZER_ADAM 0

@@ -3,6 +3,9 @@
 
 #include "platform/platform.h"
 
+#include <stdatomic.h>
+#include <stdlib.h>
+
 #ifdef CF_BLAS_OPENBLAS
 #include <cblas.h> /* OpenBLAS's cblas.h declares openblas_get/set_num_threads */
 #endif
@@ -21,42 +24,85 @@ struct cf_pool {
     cf_worker *workers;
     cf_mutex lock;
     cf_cond work, done;
-    /* Job, published under `lock` with a new generation. */
-    uint64_t gen;
+    /* Job: fn, arg and count are written under `lock` before `gen` is increased (release);
+     * a worker that sees the new generation (acquire) reads them. */
+    _Atomic uint64_t gen;
     void (*fn)(void *arg, int i);
     void *arg;
     int count;
-    int pending; /* workers that have not finished the current generation */
-    bool busy;   /* a caller owns the pool */
-    bool shutdown;
+    _Atomic int pending; /* workers that have not finished the current generation */
+    bool busy;           /* a caller owns the pool (under `lock`) */
+    _Atomic bool shutdown;
+    _Atomic uint64_t spin; /* polling time in ns (see below) */
 };
+
+/* How long a worker keeps polling for the next job, and a caller for the workers' end, before
+ * sleeping on the condition variable (CF_POOL_SPIN_NS; CFNET_SPIN_US in the environment
+ * overrides it, 0 never polls). On a virtual machine a core that sleeps is given back to the
+ * host, and waking it again can take up to milliseconds, which the networks' 2-thread training
+ * steps spent waiting between their layers (docs/performance.md, round 8). Polling costs at
+ * most this much CPU time per job. */
+#ifndef CF_POOL_SPIN_NS
+#define CF_POOL_SPIN_NS 1000000u
+#endif
+
+static uint64_t default_spin_ns(void)
+{
+    const char *e = getenv("CFNET_SPIN_US");
+    if (e && *e) {
+        char *end;
+        long long us = strtoll(e, &end, 10);
+        if (*end == '\0' && us >= 0 && us <= 1000000) return (uint64_t)us * 1000u;
+    }
+    return CF_POOL_SPIN_NS;
+}
+
+/* Polls until *gen differs from `seen` (or shutdown) for at most the spin time; true if it
+ * did. */
+static bool spin_for_job(cf_pool *p, uint64_t seen)
+{
+    uint64_t budget = atomic_load_explicit(&p->spin, memory_order_relaxed);
+    if (!budget) return false;
+    uint64_t t0 = cf_platform_now_ns();
+    for (unsigned i = 1;; i++) {
+        if (atomic_load_explicit(&p->gen, memory_order_acquire) != seen ||
+            atomic_load_explicit(&p->shutdown, memory_order_relaxed))
+            return true;
+        cf_cpu_relax();
+        if (!(i & 63) && cf_platform_now_ns() - t0 > budget) return false;
+    }
+}
 
 static void *worker_main(void *v)
 {
     cf_worker *w = v;
     cf_pool *p = w->pool;
     uint64_t seen = 0;
-    cf_mutex_lock(&p->lock);
     for (;;) {
-        while (!p->shutdown && p->gen == seen) cf_cond_wait(&p->work, &p->lock);
-        if (p->shutdown) break;
-        seen = p->gen;
-        void (*fn)(void *, int) = p->fn;
-        void *arg = p->arg;
-        int count = p->count;
-        cf_mutex_unlock(&p->lock);
-        if (w->index < count) fn(arg, w->index);
-        cf_mutex_lock(&p->lock);
-        if (--p->pending == 0) cf_cond_signal(&p->done);
+        if (!spin_for_job(p, seen)) {
+            cf_mutex_lock(&p->lock);
+            while (!atomic_load(&p->shutdown) && atomic_load(&p->gen) == seen)
+                cf_cond_wait(&p->work, &p->lock);
+            cf_mutex_unlock(&p->lock);
+        }
+        if (atomic_load(&p->shutdown)) break;
+        seen = atomic_load_explicit(&p->gen, memory_order_acquire);
+        if (w->index < p->count) p->fn(p->arg, w->index);
+        /* The last worker to finish wakes a caller that went to sleep; the lock orders the
+         * signal after the caller's check (see pool_run). */
+        if (atomic_fetch_sub_explicit(&p->pending, 1, memory_order_acq_rel) == 1) {
+            cf_mutex_lock(&p->lock);
+            cf_cond_signal(&p->done);
+            cf_mutex_unlock(&p->lock);
+        }
     }
-    cf_mutex_unlock(&p->lock);
     return NULL;
 }
 
 static void pool_stop(cf_pool *p)
 {
     cf_mutex_lock(&p->lock);
-    p->shutdown = true;
+    atomic_store(&p->shutdown, true);
     cf_cond_broadcast(&p->work);
     cf_mutex_unlock(&p->lock);
     for (int i = 0; i < p->nworkers; i++) cf_thread_join(p->workers[i].tid);
@@ -70,6 +116,7 @@ cfnet_status cf_pool_create(const cf_allocator *a, int threads, cf_pool **out)
     cf_pool *p = cf_alloc_zero(a, 1, sizeof *p);
     CF_FAIL_IF(!p, CFNET_E_OUT_OF_MEMORY, "thread pool: out of memory");
     p->threads = threads;
+    atomic_store(&p->spin, default_spin_ns());
     p->workers = cf_alloc_zero(a, (size_t)threads - 1, sizeof *p->workers);
     if (!p->workers) {
         cf_free(p);
@@ -106,6 +153,16 @@ void cf_pool_destroy(cf_pool *p)
 
 int cf_pool_threads(const cf_pool *p) { return p ? p->threads : 1; }
 
+void cf_pool_set_spin_ns(cf_pool *p, uint64_t ns)
+{
+    if (p) atomic_store_explicit(&p->spin, ns, memory_order_relaxed);
+}
+
+uint64_t cf_pool_spin_ns(const cf_pool *p)
+{
+    return p ? atomic_load_explicit(&((cf_pool *)p)->spin, memory_order_relaxed) : 0;
+}
+
 /* Claims the pool for a job of `count` shares; false if it is busy or too small. */
 static bool pool_claim(cf_pool *p, int count)
 {
@@ -123,13 +180,22 @@ static void pool_run(cf_pool *p, int count, void (*fn)(void *, int), void *arg)
     p->fn = fn;
     p->arg = arg;
     p->count = count;
-    p->pending = p->nworkers;
-    p->gen++;
+    atomic_store_explicit(&p->pending, p->nworkers, memory_order_relaxed);
+    atomic_fetch_add_explicit(&p->gen, 1, memory_order_release);
     cf_cond_broadcast(&p->work);
     cf_mutex_unlock(&p->lock);
     fn(arg, 0);
+    /* Poll for the workers' end for a while, then sleep until the last one signals. */
+    uint64_t budget = atomic_load_explicit(&p->spin, memory_order_relaxed),
+             t0 = budget ? cf_platform_now_ns() : 0;
+    for (unsigned i = 1; budget && atomic_load_explicit(&p->pending, memory_order_acquire) > 0;
+         i++) {
+        cf_cpu_relax();
+        if (!(i & 63) && cf_platform_now_ns() - t0 > budget) break;
+    }
     cf_mutex_lock(&p->lock);
-    while (p->pending > 0) cf_cond_wait(&p->done, &p->lock);
+    while (atomic_load_explicit(&p->pending, memory_order_acquire) > 0)
+        cf_cond_wait(&p->done, &p->lock);
     p->busy = false;
     cf_mutex_unlock(&p->lock);
 }
@@ -200,6 +266,35 @@ void cf_parallel_run(int count, void (*fn)(void *arg, int i), void *arg)
     }
     cf_last_path = path; /* after the shares, which may have run parallel calls of their own */
     cf_blas_single_leave();
+}
+
+typedef struct cf_for_job {
+    void (*fn)(void *arg, int64_t i0, int64_t i1);
+    void *arg;
+    int64_t n;
+    int shares;
+} cf_for_job;
+
+static void for_share(void *v, int i)
+{
+    const cf_for_job *j = v;
+    j->fn(j->arg, j->n * i / j->shares, j->n * (i + 1) / j->shares);
+}
+
+void cf_parallel_for(int threads, int64_t n, int64_t min_items,
+                     void (*fn)(void *arg, int64_t i0, int64_t i1), void *arg)
+{
+    if (n <= 0) return;
+    if (min_items < 1) min_items = 1;
+    int64_t most = n / min_items;
+    int shares = threads < 1 ? 1 : threads;
+    if (shares > most) shares = most < 1 ? 1 : (int)most;
+    if (shares == 1) {
+        fn(arg, 0, n);
+        return;
+    }
+    cf_for_job j = {.fn = fn, .arg = arg, .n = n, .shares = shares};
+    cf_parallel_run(shares, for_share, &j);
 }
 
 /* ---- BLAS thread policy ---- */

@@ -33,6 +33,12 @@ cfnet_status cf_pool_create(const cf_allocator *a, int threads, cf_pool **out);
 void cf_pool_destroy(cf_pool *p);
 /* Shares the pool runs at once (1 for NULL). */
 int cf_pool_threads(const cf_pool *p);
+/* How long (ns) the pool's workers poll for the next job, and a caller for the end of its job,
+ * before sleeping: a new pool takes CFNET_SPIN_US from the environment (whole microseconds,
+ * 0 to 1000000; anything else is ignored) or else 1 ms. The setter is for tests (NULL:
+ * nothing); the getter gives 0 for NULL. */
+void cf_pool_set_spin_ns(cf_pool *p, uint64_t ns);
+uint64_t cf_pool_spin_ns(const cf_pool *p);
 
 /* The calling thread's current pool, and the scope that sets it until the end of the block. */
 cf_pool *cf_pool_current(void);
@@ -45,6 +51,23 @@ void cf_pool_scope_leave(cf_pool **prev);
  * on the current pool's workers (or on threads started for the call, see above); returns when
  * all are done. Applies the BLAS thread policy while count > 1. */
 void cf_parallel_run(int count, void (*fn)(void *arg, int i), void *arg);
+
+/* The loops of the layers other than convolutions (ReLU, pooling, batch norm): fn(arg, i0, i1)
+ * on contiguous ranges covering [0, n), one per share, at most `threads` shares and each of at
+ * least `min_items` items, through cf_parallel_run; a single fn(arg, 0, n) in the caller when
+ * that leaves one share. Share i's range depends only on (n, min_items, threads). For loops
+ * whose items are independent, so that the result does not depend on the split. */
+void cf_parallel_for(int threads, int64_t n, int64_t min_items,
+                     void (*fn)(void *arg, int64_t i0, int64_t i1), void *arg);
+/* Items of `item_floats` floats each that make a share worth waking another thread for (about
+ * CF_PAR_MIN_FLOATS floats of work, at least 1). */
+#define CF_PAR_MIN_FLOATS ((int64_t)1 << 15)
+static inline int64_t cf_par_min_items(int64_t item_floats)
+{
+    return item_floats >= CF_PAR_MIN_FLOATS ? 1
+                                            : (CF_PAR_MIN_FLOATS + item_floats - 1) /
+                                                  (item_floats > 0 ? item_floats : 1);
+}
 
 /* How the last multi-share cf_parallel_run of this thread ran (for tests): 1 pool, 2 threads
  * started for the call, 3 serially in the caller, 0 none yet. */

@@ -9,6 +9,7 @@
  * mu, var and the backward's per-channel means are added over the processes by the hook, and m
  * counts the samples of the global batch, so every process normalises with the statistics of
  * the whole global batch. The parameter gradients stay local (the network sums them later). */
+#include "core/pool.h"
 #include "kernels/simd.h"
 #include "layers/fused.h"
 #include "nn/layer.h"
@@ -61,11 +62,61 @@ static cfnet_status bn_setup(cfnet_layer *l, uint64_t seed)
     return CFNET_OK;
 }
 
+/* The loops over channels, split over the layer's threads by channel (each channel's sums are
+ * its own, in the same order whatever the split: the same bits). */
+typedef struct bn_job {
+    const float *x, *dy;
+    float *out;
+    int64_t n, C, M;
+    double *a, *b; /* per-channel results (pass-dependent) */
+    const double *mean, *invstd;
+    const float *gamma, *beta;
+    float *dgamma, *dbeta;
+    bool relu, training;
+    int64_t count;
+} bn_job;
+
+static void bn_sum_channels(void *v, int64_t c0, int64_t c1)
+{
+    const bn_job *j = v;
+    const cf_simd_ops *k = cf_simd();
+    for (int64_t c = c0; c < c1; c++) {
+        double s = 0;
+        for (int64_t b = 0; b < j->n; b++) s += k->sum(j->x + (b * j->C + c) * j->M, j->M);
+        j->a[c] = s;
+    }
+}
+
+/* a[c] holds the mean on entry; b[c] gets the sum of squared deviations */
+static void bn_sq_channels(void *v, int64_t c0, int64_t c1)
+{
+    const bn_job *j = v;
+    const cf_simd_ops *k = cf_simd();
+    for (int64_t c = c0; c < c1; c++) {
+        double ss = 0; /* second pass: no cancellation when |mu| >> std */
+        for (int64_t b = 0; b < j->n; b++)
+            ss += k->sum_sq_dev(j->x + (b * j->C + c) * j->M, j->M, j->a[c]);
+        j->b[c] = ss;
+    }
+}
+
+static void bn_affine_channels(void *v, int64_t c0, int64_t c1)
+{
+    const bn_job *j = v;
+    const cf_simd_ops *k = cf_simd();
+    for (int64_t c = c0; c < c1; c++) {
+        const float mu = (float)j->mean[c], scale = (float)(j->gamma[c] * j->invstd[c]),
+                    shift = j->beta[c];
+        for (int64_t b = 0; b < j->n; b++)
+            k->affine(j->x + (b * j->C + c) * j->M, j->out + (b * j->C + c) * j->M, j->M, mu,
+                      scale, shift, j->relu);
+    }
+}
+
 /* The forward; with relu, y = max(0, BN(x)) in the same pass (fused.h). */
 static cfnet_status bn_forward_impl(cfnet_layer *l, const float *x, float *y, int64_t n,
                                     bool training, void *ws, bool relu)
 {
-    const cf_simd_ops *k = cf_simd();
     const int64_t C = l->in_shape[0], M = l->in_size / C;
     const float *gamma = l->param[P_GAMMA]->data, *beta = l->param[P_BETA]->data;
     const double eps = l->fcfg[FCFG_EPS], mom = l->fcfg[FCFG_MOMENTUM];
@@ -74,20 +125,14 @@ static cfnet_status bn_forward_impl(cfnet_layer *l, const float *x, float *y, in
     const int64_t count = (sync ? sync->global_n : n) * M;
     ((bn_ws *)ws)->training = training;
 
+    bn_job j = {.x = x, .out = y, .n = n, .C = C, .M = M, .a = mean, .b = invstd,
+                .mean = mean, .invstd = invstd, .gamma = gamma, .beta = beta, .relu = relu};
+    const int64_t grain = cf_par_min_items(n * M);
     if (training) {
-        for (int64_t c = 0; c < C; c++) {
-            double s = 0;
-            for (int64_t b = 0; b < n; b++) s += k->sum(x + (b * C + c) * M, M);
-            mean[c] = s;
-        }
+        cf_parallel_for(l->threads, C, grain, bn_sum_channels, &j);
         if (sync) CF_CHECK(bn_sum(sync, mean, C, "sums of x"));
-        for (int64_t c = 0; c < C; c++) {
-            const double mu = mean[c] / (double)count;
-            double ss = 0; /* second pass: no cancellation when |mu| >> std */
-            for (int64_t b = 0; b < n; b++) ss += k->sum_sq_dev(x + (b * C + c) * M, M, mu);
-            mean[c] = mu;
-            invstd[c] = ss;
-        }
+        for (int64_t c = 0; c < C; c++) mean[c] /= (double)count;
+        cf_parallel_for(l->threads, C, grain, bn_sq_channels, &j);
         if (sync) CF_CHECK(bn_sum(sync, invstd, C, "sums of squares"));
         for (int64_t c = 0; c < C; c++) {
             const double mu = mean[c], var = invstd[c] / (double)count;
@@ -103,11 +148,7 @@ static cfnet_status bn_forward_impl(cfnet_layer *l, const float *x, float *y, in
             invstd[c] = 1.0 / sqrt((double)l->state[S_VAR]->data[c] + eps);
         }
     }
-    for (int64_t c = 0; c < C; c++) {
-        const float mu = (float)mean[c], scale = (float)(gamma[c] * invstd[c]), shift = beta[c];
-        for (int64_t b = 0; b < n; b++)
-            k->affine(x + (b * C + c) * M, y + (b * C + c) * M, M, mu, scale, shift, relu);
-    }
+    cf_parallel_for(l->threads, C, grain, bn_affine_channels, &j);
     return CFNET_OK;
 }
 
@@ -121,6 +162,48 @@ cfnet_status cf_batch_norm_forward_relu(cfnet_layer *l, const float *x, float *y
                                         bool training, void *ws)
 {
     return bn_forward_impl(l, x, y, n, training, ws, true);
+}
+
+/* a = sum dy, b = sum dy * xh per channel; dbeta += a, dgamma += b */
+static void bn_grad_sums_channels(void *v, int64_t c0, int64_t c1)
+{
+    const bn_job *j = v;
+    const cf_simd_ops *ks = cf_simd();
+    for (int64_t c = c0; c < c1; c++) {
+        double a = 0, bsum = 0;
+        for (int64_t b = 0; b < j->n; b++)
+            ks->sum_dy_dyx(j->x + (b * j->C + c) * j->M, j->dy + (b * j->C + c) * j->M, j->M,
+                           j->mean[c], &a, &bsum);
+        j->a[c] = a;
+        j->b[c] = bsum * j->invstd[c]; /* sum dy * xh */
+        j->dbeta[c] += (float)j->a[c];
+        j->dgamma[c] += (float)j->b[c];
+    }
+}
+
+static void bn_dx_channels(void *v, int64_t c0, int64_t c1)
+{
+    const bn_job *j = v;
+    const cf_simd_ops *ks = cf_simd();
+    const int64_t M = j->M;
+    for (int64_t c = c0; c < c1; c++) {
+        const double mu = j->mean[c], is = j->invstd[c];
+        const float k = (float)(j->gamma[c] * is);
+        if (j->training) {
+            const float a = (float)(j->a[c] / (double)j->count), mf = (float)mu,
+                        bcoef = (float)(j->b[c] / (double)j->count * is);
+            /* dx = k * (dy - a - (x - mu) * invstd * mean(dy * xh)) */
+            for (int64_t b = 0; b < j->n; b++)
+                ks->bn_dx(j->x + (b * j->C + c) * M, j->dy + (b * j->C + c) * M,
+                          j->out + (b * j->C + c) * M, M, k, a, mf, bcoef);
+        } else {
+            for (int64_t b = 0; b < j->n; b++) {
+                const float *dyc = j->dy + (b * j->C + c) * M;
+                float *dxc = j->out + (b * j->C + c) * M;
+                for (int64_t i = 0; i < M; i++) dxc[i] = k * dyc[i];
+            }
+        }
+    }
 }
 
 /* With xh = (x - mu) * invstd: dbeta += sum dy, dgamma += sum dy * xh. Training (mu, var depend
@@ -138,37 +221,14 @@ static cfnet_status bn_backward(cfnet_layer *l, const float *x, const float *y, 
     double *sdy = bn_stats(ws) + 2 * C, *sdyx = sdy + C;
     const cf_batch_ctx *sync = training ? bn_sync(l) : NULL;
     const int64_t count = (sync ? sync->global_n : n) * M;
-    const cf_simd_ops *ks = cf_simd();
-
-    for (int64_t c = 0; c < C; c++) {
-        double a = 0, bsum = 0;
-        for (int64_t b = 0; b < n; b++)
-            ks->sum_dy_dyx(x + (b * C + c) * M, dy + (b * C + c) * M, M, mean[c], &a, &bsum);
-        sdy[c] = a;
-        sdyx[c] = bsum * invstd[c]; /* sum dy * xh */
-        dbeta[c] += (float)sdy[c];
-        dgamma[c] += (float)sdyx[c];
-    }
+    bn_job j = {.x = x, .dy = dy, .out = dx, .n = n, .C = C, .M = M, .a = sdy, .b = sdyx,
+                .mean = mean, .invstd = invstd, .gamma = gamma, .dgamma = dgamma,
+                .dbeta = dbeta, .training = training, .count = count};
+    const int64_t grain = cf_par_min_items(n * M);
+    cf_parallel_for(l->threads, C, grain, bn_grad_sums_channels, &j);
     if (!dx) return CFNET_OK;
     if (sync) CF_CHECK(bn_sum(sync, sdy, 2 * C, "backward sums"));
-    for (int64_t c = 0; c < C; c++) {
-        const double mu = mean[c], is = invstd[c];
-        const float k = (float)(gamma[c] * is);
-        if (training) {
-            const float a = (float)(sdy[c] / (double)count), mf = (float)mu,
-                        bcoef = (float)(sdyx[c] / (double)count * is);
-            /* dx = k * (dy - a - (x - mu) * invstd * mean(dy * xh)) */
-            for (int64_t b = 0; b < n; b++)
-                ks->bn_dx(x + (b * C + c) * M, dy + (b * C + c) * M, dx + (b * C + c) * M, M, k,
-                          a, mf, bcoef);
-        } else {
-            for (int64_t b = 0; b < n; b++) {
-                const float *dyc = dy + (b * C + c) * M;
-                float *dxc = dx + (b * C + c) * M;
-                for (int64_t j = 0; j < M; j++) dxc[j] = k * dyc[j];
-            }
-        }
-    }
+    cf_parallel_for(l->threads, C, grain, bn_dx_channels, &j);
     return CFNET_OK;
 }
 

@@ -3,6 +3,7 @@
  * where p runs over every leading axis (channels, rotations) and the batch.
  * Window 0 is the equivariant choice: k = 2 for even S, 3 for odd S, s = 2, so that
  * (S - k) mod s == 0 and the windows sit symmetrically about the map centre. */
+#include "core/pool.h"
 #include "nn/layer.h"
 
 #include <string.h>
@@ -107,26 +108,32 @@ static inline void put_masked(float *o, uint32_t bits, bool keep)
     memcpy(o, &m, sizeof m);
 }
 
-static cfnet_status pool_forward(cfnet_layer *l, const float *x, float *y, int64_t n,
-                                 bool training, void *ws)
+typedef struct pool_job {
+    pool_geom g;
+    const float *x, *dy;
+    float *out;
+} pool_job;
+
+/* Planes [p0, p1) of the batch (each plane is independent: the split changes no bits). */
+static void pool_fwd_planes(void *arg, int64_t p0, int64_t p1)
 {
-    (void)training;
-    (void)ws;
-    const pool_geom g = geom_of(l);
-    const int64_t P = n * g.planes;
+    const pool_job *jb = arg;
+    const pool_geom g = jb->g;
+    const float *x = jb->x;
+    float *y = jb->out;
     if (g.is_max && g.k == 2 && g.s == 2) {
-        for (int64_t p = 0; p < P; p++) {
+        for (int64_t p = p0; p < p1; p++) {
             const float *xp = x + p * g.in_plane;
             float *yp = y + p * g.out_plane;
             for (int64_t i = 0; i < g.Ho; i++)
                 for (int64_t j = 0; j < g.Wo; j++)
                     (void)max2x2(xp + 2 * i * g.W + 2 * j, g.W, &yp[i * g.Wo + j]);
         }
-        return CFNET_OK;
+        return;
     }
     if (!g.is_max && g.k == 2 && g.s == 2) {
         /* the general loop's sum, ((0 + a) + b + c) + d, written out */
-        for (int64_t p = 0; p < P; p++) {
+        for (int64_t p = p0; p < p1; p++) {
             const float *xp = x + p * g.in_plane;
             float *yp = y + p * g.out_plane;
             for (int64_t i = 0; i < g.Ho; i++) {
@@ -137,9 +144,9 @@ static cfnet_status pool_forward(cfnet_layer *l, const float *x, float *y, int64
                         g.inv;
             }
         }
-        return CFNET_OK;
+        return;
     }
-    for (int64_t p = 0; p < P; p++) {
+    for (int64_t p = p0; p < p1; p++) {
         const float *xp = x + p * g.in_plane;
         float *yp = y + p * g.out_plane;
         for (int64_t i = 0; i < g.Ho; i++) {
@@ -158,26 +165,35 @@ static cfnet_status pool_forward(cfnet_layer *l, const float *x, float *y, int64
             }
         }
     }
+}
+
+static cfnet_status pool_forward(cfnet_layer *l, const float *x, float *y, int64_t n,
+                                 bool training, void *ws)
+{
+    (void)training;
+    (void)ws;
+    pool_job j = {.g = geom_of(l), .x = x, .out = y};
+    cf_parallel_for(l->threads, n * j.g.planes, cf_par_min_items(j.g.in_plane), pool_fwd_planes,
+                    &j);
     return CFNET_OK;
 }
 
 /* Max: dy goes to the first maximum of each window (recomputed from x). Mean: dy / k^2 to
  * every element of the window. Overlapping windows (s < k) accumulate. */
-static cfnet_status pool_backward(cfnet_layer *l, const float *x, const float *y,
-                                  const float *dy, float *dx, int64_t n, void *ws)
+static void pool_bwd_planes(void *arg, int64_t p0, int64_t p1)
 {
-    (void)y;
-    (void)ws;
-    const pool_geom g = geom_of(l);
-    const int64_t P = n * g.planes;
+    const pool_job *jb = arg;
+    const pool_geom g = jb->g;
+    const float *x = jb->x, *dy = jb->dy;
+    float *dx = jb->out;
     if (g.is_max && g.k == 2 && g.s == 2) {
         /* The windows do not overlap: each writes its four elements (dy at the first maximum,
          * 0 + dy as the sum on zeros would give, zeros elsewhere) with selects rather than
          * branches, which mispredict on data; only rows or columns no window covers (odd
          * sizes) need clearing first. */
         if (2 * g.Ho != g.H || 2 * g.Wo != g.W)
-            memset(dx, 0, (size_t)(P * g.in_plane) * sizeof *dx);
-        for (int64_t p = 0; p < P; p++) {
+            memset(dx + p0 * g.in_plane, 0, (size_t)((p1 - p0) * g.in_plane) * sizeof *dx);
+        for (int64_t p = p0; p < p1; p++) {
             const float *xp = x + p * g.in_plane, *dyp = dy + p * g.out_plane;
             float *dxp = dx + p * g.in_plane;
             for (int64_t i = 0; i < g.Ho; i++)
@@ -200,14 +216,14 @@ static cfnet_status pool_backward(cfnet_layer *l, const float *x, const float *y
                     put_masked(o + g.W + 1, bits, a == 3);
                 }
         }
-        return CFNET_OK;
+        return;
     }
     if (!g.is_max && g.k == 2 && g.s == 2) {
         /* 0 + dy / 4 to each of the window's four elements, as the general loop's sums on
          * zeros give; uncovered rows or columns (odd sizes) cleared first */
         if (2 * g.Ho != g.H || 2 * g.Wo != g.W)
-            memset(dx, 0, (size_t)(P * g.in_plane) * sizeof *dx);
-        for (int64_t p = 0; p < P; p++) {
+            memset(dx + p0 * g.in_plane, 0, (size_t)((p1 - p0) * g.in_plane) * sizeof *dx);
+        for (int64_t p = p0; p < p1; p++) {
             const float *dyp = dy + p * g.out_plane;
             float *dxp = dx + p * g.in_plane;
             for (int64_t i = 0; i < g.Ho; i++) {
@@ -218,10 +234,10 @@ static cfnet_status pool_backward(cfnet_layer *l, const float *x, const float *y
                 }
             }
         }
-        return CFNET_OK;
+        return;
     }
-    memset(dx, 0, (size_t)(P * g.in_plane) * sizeof *dx);
-    for (int64_t p = 0; p < P; p++) {
+    memset(dx + p0 * g.in_plane, 0, (size_t)((p1 - p0) * g.in_plane) * sizeof *dx);
+    for (int64_t p = p0; p < p1; p++) {
         const float *xp = x + p * g.in_plane, *dyp = dy + p * g.out_plane;
         float *dxp = dx + p * g.in_plane;
         for (int64_t i = 0; i < g.Ho; i++) {
@@ -240,6 +256,16 @@ static cfnet_status pool_backward(cfnet_layer *l, const float *x, const float *y
             }
         }
     }
+}
+
+static cfnet_status pool_backward(cfnet_layer *l, const float *x, const float *y,
+                                  const float *dy, float *dx, int64_t n, void *ws)
+{
+    (void)y;
+    (void)ws;
+    pool_job j = {.g = geom_of(l), .x = x, .dy = dy, .out = dx};
+    cf_parallel_for(l->threads, n * j.g.planes, cf_par_min_items(j.g.in_plane), pool_bwd_planes,
+                    &j);
     return CFNET_OK;
 }
 

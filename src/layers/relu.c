@@ -1,4 +1,5 @@
 /* ReLU: y = max(0, x). Any shape; no parameters. */
+#include "core/pool.h"
 #include "kernels/simd.h"
 #include "nn/layer.h"
 
@@ -8,13 +9,32 @@
  * sign is close to random, and a branch per element mispredicts half the time), bit-exact with
  * `x > 0 ? x : +0.0f`. */
 
+/* Elementwise, so split over the layer's threads in ranges of whole elements (the same bits
+ * whatever the split). */
+typedef struct relu_job {
+    const float *x, *y, *dy;
+    float *out;
+} relu_job;
+
+static void relu_fwd_range(void *v, int64_t i0, int64_t i1)
+{
+    const relu_job *j = v;
+    cf_simd()->relu(j->x + i0, j->out + i0, i1 - i0);
+}
+
+static void relu_bwd_range(void *v, int64_t i0, int64_t i1)
+{
+    const relu_job *j = v;
+    cf_simd()->relu_backward(j->y + i0, j->dy + i0, j->out + i0, i1 - i0);
+}
+
 static cfnet_status relu_forward(cfnet_layer *l, const float *x, float *y, int64_t n,
                                  bool training, void *ws)
 {
     (void)training;
     (void)ws;
-    int64_t total = n * l->in_size;
-    cf_simd()->relu(x, y, total);
+    relu_job j = {.x = x, .out = y};
+    cf_parallel_for(l->threads, n * l->in_size, CF_PAR_MIN_FLOATS, relu_fwd_range, &j);
     return CFNET_OK;
 }
 
@@ -24,8 +44,8 @@ static cfnet_status relu_backward(cfnet_layer *l, const float *x, const float *y
 {
     (void)x;
     (void)ws;
-    int64_t total = n * l->in_size;
-    cf_simd()->relu_backward(y, dy, dx, total);
+    relu_job j = {.y = y, .dy = dy, .out = dx};
+    cf_parallel_for(l->threads, n * l->in_size, CF_PAR_MIN_FLOATS, relu_bwd_range, &j);
     return CFNET_OK;
 }
 

@@ -15,6 +15,7 @@
 
 #include <pthread.h>
 #include <stdbool.h>
+#include <stdint.h>
 
 /* --- compiler --- */
 
@@ -79,5 +80,18 @@ void cf_cond_signal(cf_cond *c);
 void cf_cond_broadcast(cf_cond *c);
 /* Runs `fn` once per process however many threads call this with the same `once`. */
 void cf_once_run(cf_once *once, void (*fn)(void));
+
+/* Monotonic clock in nanoseconds, for bounded spin-waits. */
+uint64_t cf_platform_now_ns(void);
+
+/* Tells the CPU that the caller is spin-waiting (x86 `pause`, Arm `yield`; nothing elsewhere). */
+static inline void cf_cpu_relax(void)
+{
+#if (defined(__x86_64__) || defined(__i386__)) && (defined(__GNUC__) || defined(__clang__))
+    __builtin_ia32_pause();
+#elif defined(__aarch64__) && (defined(__GNUC__) || defined(__clang__))
+    __asm__ __volatile__("yield");
+#endif
+}
 
 #endif

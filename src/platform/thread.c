@@ -1,6 +1,8 @@
 /* Threads: POSIX threads behind the functions of platform.h. */
 #include "platform/platform.h"
 
+#include <time.h>
+
 bool cf_thread_start(cf_thread *t, void *(*fn)(void *), void *arg)
 {
     return pthread_create(t, NULL, fn, arg) == 0;
@@ -20,3 +22,10 @@ void cf_cond_signal(cf_cond *c) { pthread_cond_signal(c); }
 void cf_cond_broadcast(cf_cond *c) { pthread_cond_broadcast(c); }
 
 void cf_once_run(cf_once *once, void (*fn)(void)) { pthread_once(once, fn); }
+
+uint64_t cf_platform_now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
