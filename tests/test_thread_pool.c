@@ -271,16 +271,20 @@ static void pool_polls_then_sleeps_and_runs_every_share_once(void **state)
 }
 
 /* CFNET_SPIN_US sets a new pool's polling time; values that are not whole microseconds in
- * [0, 1000000] are ignored (the default, 1 ms). */
+ * [0, 1000000] are ignored. Without it a pool polls 1 ms, or not at all when it has more
+ * threads than the process has processors. */
 static void pool_polling_time_from_the_environment(void **state)
 {
     (void)state;
+    const int cpus = cf_platform_cpu_count();
+    assert_true(cpus >= 1);
+    const uint64_t def = cpus >= 2 ? 1000000 : 0; /* for a 2-thread pool */
     const struct {
         const char *env;
         uint64_t ns;
-    } cases[] = {{"250", 250000}, {"0", 0},         {"1000000", 1000000000ull},
-                 {"abc", 1000000}, {"12x", 1000000}, {"-5", 1000000},
-                 {"1000001", 1000000}, {"", 1000000}, {NULL, 1000000}};
+    } cases[] = {{"250", 250000}, {"0", 0},     {"1000000", 1000000000ull},
+                 {"abc", def},    {"12x", def}, {"-5", def},
+                 {"1000001", def}, {"", def},   {NULL, def}};
     for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
         if (cases[i].env) setenv("CFNET_SPIN_US", cases[i].env, 1);
         else unsetenv("CFNET_SPIN_US");
@@ -289,6 +293,15 @@ static void pool_polling_time_from_the_environment(void **state)
         assert_true(cf_pool_spin_ns(p) == cases[i].ns);
         cf_pool_destroy(p);
     }
+    /* more threads than processors: no polling, unless asked for */
+    cf_pool *p = NULL;
+    CF_ASSERT_OK(cf_pool_create(NULL, cpus + 1, &p));
+    assert_true(cf_pool_spin_ns(p) == 0);
+    cf_pool_destroy(p);
+    setenv("CFNET_SPIN_US", "250", 1);
+    CF_ASSERT_OK(cf_pool_create(NULL, cpus + 1, &p));
+    assert_true(cf_pool_spin_ns(p) == 250000);
+    cf_pool_destroy(p);
     unsetenv("CFNET_SPIN_US");
 }
 

@@ -540,8 +540,9 @@ typedef enum cfnet_option {
  * the option is set until cfnet_network_free (or until the option changes); the convolution
  * engine splits each batch over them, and ReLU, batch norm and pooling their loops (with the
  * same bits as on one thread). After a piece of work a worker polls for the next one for up to
- * 1 ms before it sleeps (the environment variable CFNET_SPIN_US, read when the workers are
- * created, sets that time in microseconds, 0 to 1000000; 0 never polls). While the engine
+ * 1 ms before it sleeps, unless there are more threads than processors (the environment
+ * variable CFNET_SPIN_US, read when the workers are created, sets that time in microseconds,
+ * 0 to 1000000; 0 never polls). While the engine
  * runs, OpenBLAS is kept on one thread and the host's openblas_set_num_threads setting is
  * restored afterwards (process-wide: a host thread calling OpenBLAS during such a call runs
  * single-threaded meanwhile). The library's own loops use AVX2 or AVX-512 when the CPU has

@@ -46,7 +46,10 @@ struct cf_pool {
 #define CF_POOL_SPIN_NS 1000000u
 #endif
 
-static uint64_t default_spin_ns(void)
+/* CFNET_SPIN_US if set and valid; otherwise CF_POOL_SPIN_NS, or no polling when the pool has
+ * more threads than the process has processors (a polling worker would then take a processor
+ * from a thread with work). */
+static uint64_t default_spin_ns(int threads)
 {
     const char *e = getenv("CFNET_SPIN_US");
     if (e && *e) {
@@ -54,7 +57,7 @@ static uint64_t default_spin_ns(void)
         long long us = strtoll(e, &end, 10);
         if (*end == '\0' && us >= 0 && us <= 1000000) return (uint64_t)us * 1000u;
     }
-    return CF_POOL_SPIN_NS;
+    return threads > cf_platform_cpu_count() ? 0 : CF_POOL_SPIN_NS;
 }
 
 /* Polls until *gen differs from `seen` (or shutdown) for at most the spin time; true if it
@@ -116,7 +119,7 @@ cfnet_status cf_pool_create(const cf_allocator *a, int threads, cf_pool **out)
     cf_pool *p = cf_alloc_zero(a, 1, sizeof *p);
     CF_FAIL_IF(!p, CFNET_E_OUT_OF_MEMORY, "thread pool: out of memory");
     p->threads = threads;
-    atomic_store(&p->spin, default_spin_ns());
+    atomic_store(&p->spin, default_spin_ns(threads));
     p->workers = cf_alloc_zero(a, (size_t)threads - 1, sizeof *p->workers);
     if (!p->workers) {
         cf_free(p);

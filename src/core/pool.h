@@ -35,8 +35,9 @@ void cf_pool_destroy(cf_pool *p);
 int cf_pool_threads(const cf_pool *p);
 /* How long (ns) the pool's workers poll for the next job, and a caller for the end of its job,
  * before sleeping: a new pool takes CFNET_SPIN_US from the environment (whole microseconds,
- * 0 to 1000000; anything else is ignored) or else 1 ms. The setter is for tests (NULL:
- * nothing); the getter gives 0 for NULL. */
+ * 0 to 1000000; anything else is ignored), or else 1 ms, or 0 when it has more threads than
+ * the process has processors. The setter is for tests (NULL: nothing); the getter gives 0 for
+ * NULL. */
 void cf_pool_set_spin_ns(cf_pool *p, uint64_t ns);
 uint64_t cf_pool_spin_ns(const cf_pool *p);
 

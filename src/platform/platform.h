@@ -81,6 +81,10 @@ void cf_cond_broadcast(cf_cond *c);
 /* Runs `fn` once per process however many threads call this with the same `once`. */
 void cf_once_run(cf_once *once, void (*fn)(void));
 
+/* Processors the process may run on (its CPU affinity mask, else the online count; at least
+ * 1). */
+int cf_platform_cpu_count(void);
+
 /* Monotonic clock in nanoseconds, for bounded spin-waits. */
 uint64_t cf_platform_now_ns(void);
 

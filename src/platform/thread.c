@@ -1,7 +1,10 @@
 /* Threads: POSIX threads behind the functions of platform.h. */
+#define _GNU_SOURCE /* sched_getaffinity, CPU_COUNT */
 #include "platform/platform.h"
 
+#include <sched.h>
 #include <time.h>
+#include <unistd.h>
 
 bool cf_thread_start(cf_thread *t, void *(*fn)(void *), void *arg)
 {
@@ -28,4 +31,17 @@ uint64_t cf_platform_now_ns(void)
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+int cf_platform_cpu_count(void)
+{
+#ifdef CPU_COUNT
+    cpu_set_t set;
+    if (sched_getaffinity(0, sizeof set, &set) == 0) {
+        int n = CPU_COUNT(&set);
+        if (n > 0) return n;
+    }
+#endif
+    long n = sysconf(_SC_NPROCESSORS_ONLN);
+    return n > 0 ? (int)n : 1;
 }
