@@ -157,11 +157,120 @@ static void network_shares_scratch_between_layers(void **state)
     }
 }
 
+/* A conic layer keeps nothing from a training forward to its backward (its filter banks are
+ * scratch, built again by the backward): wiping its whole standalone workspace in between
+ * leaves the gradients bit for bit as they are without the wipe. Over output channels (15) and
+ * through the columns (40 channels, more than the engine's limit for that path). */
+static void conic_backward_needs_nothing_kept(void **state)
+{
+    (void)state;
+    const int outs[2] = {15, 40};
+    for (int c = 0; c < 2; c++)
+        for (int threads = 1; threads <= 2; threads++) {
+            const int64_t in[3] = {6, 14, 14};
+            cfnet_layer *l[2];
+            for (int k = 0; k < 2; k++) {
+                CF_ASSERT_OK(cfnet_layer_conic_conv_create(outs[c], 3, 2, CFNET_PADDING_SAME,
+                                                           CFNET_INTERP_NEAREST, &l[k]));
+                CF_ASSERT_OK(cfnet_layer_setup(l[k], 3, in, 3));
+                l[k]->threads = threads;
+                assert_int_equal(l[k]->ops->workspace_kept(l[k], 4), 0);
+            }
+            tu_rng r = {21};
+            const int64_t xs[4] = {4, in[0], in[1], in[2]};
+            cfnet_tensor *x = tu_tensor(4, xs, &r), *y = tu_output_for(l[0], 4),
+                         *dy = tu_output_for(l[0], 4), *dx[2];
+            tu_fill_normal(cfnet_tensor_data(dy), cfnet_tensor_numel(dy), &r);
+            for (int k = 0; k < 2; k++) {
+                dx[k] = tu_tensor(4, xs, NULL);
+                CF_ASSERT_OK(cfnet_layer_forward(l[k], x, y, CFNET_MODE_TRAINING));
+                if (k == 1) memset(l[k]->ws, 0xff, l[k]->ws_size); /* NaNs everywhere */
+                CF_ASSERT_OK(cfnet_layer_backward(l[k], x, y, dy, dx[k]));
+            }
+            assert_memory_equal(cfnet_tensor_data(dx[0]), cfnet_tensor_data(dx[1]),
+                                (size_t)cfnet_tensor_numel(x) * sizeof(float));
+            for (int p = 0; p < l[0]->nparam; p++)
+                assert_memory_equal(l[0]->grad[p]->data, l[1]->grad[p]->data,
+                                    (size_t)l[0]->grad[p]->numel * sizeof(float));
+            for (int k = 0; k < 2; k++) {
+                cfnet_layer_free(l[k]);
+                cfnet_tensor_free(dx[k]);
+            }
+            cfnet_tensor_free(x);
+            cfnet_tensor_free(y);
+            cfnet_tensor_free(dy);
+        }
+}
+
+/* Training memory of the rotated-MNIST CFNet of the benchmarks (batch 50): beyond its
+ * activations, the input copy and the two gradient buffers, the network needs its parameters
+ * (value and gradient), a little for the DFT layers and one shared scratch region. Its conic
+ * layers go over output channels, take one sample at a time and keep nothing, so that region
+ * stays under 1 MiB on one thread (+ 0.5 MiB per further thread). It was 2.3 MiB (1 thread)
+ * and 3.5 MiB (2 threads) when the layers kept their banks and the engine sized its buffers for
+ * blocks of samples. */
+static void cfnet_training_memory_overhead(void **state)
+{
+    (void)state;
+    static const int R[6] = {2, 2, 2, 1, 1, 1};
+    const int64_t n = 50;
+    for (int threads = 1; threads <= 2; threads++) {
+        cfnet_network *net = NULL;
+        cfnet_layer *l = NULL;
+        CF_ASSERT_OK(cfnet_network_create(1, 28, 28, 7, &net));
+        for (int i = 0; i < 6; i++) {
+            CF_ASSERT_OK(cfnet_layer_conic_conv_create(15, 3, R[i], CFNET_PADDING_VALID,
+                                                       CFNET_INTERP_NEAREST, &l));
+            CF_ASSERT_OK(cfnet_network_append(net, l));
+            CF_ASSERT_OK(cfnet_layer_relu_create(&l));
+            CF_ASSERT_OK(cfnet_network_append(net, l));
+            if (i == 1) {
+                CF_ASSERT_OK(cfnet_layer_pool_create(CFNET_POOL_MAX, 0, 0, &l));
+                CF_ASSERT_OK(cfnet_network_append(net, l));
+            }
+        }
+        CF_ASSERT_OK(cfnet_layer_dft_projection_create(15, 1, CFNET_INTERP_NEAREST, &l));
+        CF_ASSERT_OK(cfnet_network_append(net, l));
+        CF_ASSERT_OK(cfnet_layer_dft_magnitude_create(&l));
+        CF_ASSERT_OK(cfnet_network_append(net, l));
+        CF_ASSERT_OK(cfnet_layer_dense_create(10, &l));
+        CF_ASSERT_OK(cfnet_network_append(net, l));
+        CF_ASSERT_OK(cfnet_network_set_option(net, CFNET_OPTION_THREADS, threads));
+        size_t fixed = (size_t)(28 * 28 * n) * sizeof(float), params = 0;
+        int64_t maxsz = 28 * 28;
+        for (int i = 0; i < cfnet_network_layer_count(net); i++) {
+            const cfnet_layer *li = cfnet_network_layer(net, i);
+            fixed += (size_t)(li->out_size * n) * sizeof(float);
+            if (li->out_size > maxsz) maxsz = li->out_size;
+            for (int p = 0; p < li->nparam; p++)
+                params += 2 * (size_t)li->param[p]->numel * sizeof(float);
+        }
+        fixed += 2 * (size_t)(maxsz * n) * sizeof(float);
+        tu_rng r = {3};
+        const int64_t xs[4] = {n, 1, 28, 28};
+        cfnet_tensor *x = tu_tensor(4, xs, &r);
+        int32_t labels[50];
+        for (int i = 0; i < 50; i++) labels[i] = i % 10;
+        CF_ASSERT_OK(cfnet_network_train_step(net, x, labels, n, NULL));
+        size_t used = cfnet_network_memory_usage(net), bound = ((size_t)1 << 20) +
+                                                              (size_t)(threads - 1) * (1 << 19);
+        assert_true(used > fixed + params);
+        size_t over = used - fixed - params;
+        if (over > bound)
+            fail_msg("%d thread(s): %zu bytes beyond activations, gradients and parameters, "
+                     "more than %zu", threads, over, bound);
+        cfnet_tensor_free(x);
+        cfnet_network_free(net);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(network_training_matches_standalone_layers),
         cmocka_unit_test(network_shares_scratch_between_layers),
+        cmocka_unit_test(conic_backward_needs_nothing_kept),
+        cmocka_unit_test(cfnet_training_memory_overhead),
     };
     return cmocka_run_group_tests_name("workspace", tests, NULL, NULL);
 }

@@ -381,6 +381,15 @@ static int fwd_threads(const cf_conv_plan *p, int64_t n, int threads)
 
 static inline int64_t col_ld(int64_t tn);
 
+/* Plans that go over output channels both ways (use_pix_bwd, which implies use_pix) build no
+ * columns and no tile outputs in either direction, and take their samples one at a time (the
+ * blocks only serve the columns): their threads need neither the column chunk nor the tile
+ * outputs, and the padded input of one sample. The sums are per sample in sample order either
+ * way, so the results are the same bits. */
+static bool pix_both(const cf_conv_plan *p, int O) { return use_pix_bwd(p, O); }
+
+static int64_t block_samples(const cf_conv_plan *p, int O) { return pix_both(p, O) ? 1 : p->spb; }
+
 /* Per thread: a chunk of columns (rows x spb wmax, reused for their gradient), the outputs or
  * output gradients of a tile (O x spb wmax), the zero-padded input of a block (spb C planes)
  * and, in backward, the padded input gradient (as many). */
@@ -391,13 +400,14 @@ static size_t col_bytes(const cf_conv_plan *p)
 
 static size_t out_bytes(const cf_conv_plan *p, int O)
 {
+    if (pix_both(p, O)) return 0;
     return cf_align64((size_t)O * (size_t)(p->spb * p->wmax) * sizeof(float));
 }
 
-static size_t pad_bytes(const cf_conv_plan *p)
+static size_t pad_bytes(const cf_conv_plan *p, int O)
 {
-    return cf_align64(((size_t)(2 * p->spb * p->C) * (size_t)p->Hp * (size_t)p->Wp + RUN_BLOCK) *
-                      sizeof(float));
+    size_t planes = pix_both(p, O) ? (size_t)p->C : (size_t)(2 * p->spb * p->C);
+    return cf_align64((planes * (size_t)p->Hp * (size_t)p->Wp + RUN_BLOCK) * sizeof(float));
 }
 
 /* The backward over output channels, per thread: the output gradient transposed (P x Mp), the
@@ -414,15 +424,13 @@ static size_t pix_bwd_bytes(const cf_conv_plan *p, int O)
 /* The column chunk's place, which the backward over output channels uses for its buffers. */
 static size_t col_region(const cf_conv_plan *p, int O)
 {
-    size_t c = col_bytes(p);
-    if (!use_pix_bwd(p, O)) return c;
-    size_t pix = pix_bwd_bytes(p, O);
-    return c > pix ? c : pix;
+    if (pix_both(p, O)) return pix_bwd_bytes(p, O);
+    return col_bytes(p);
 }
 
 static size_t thread_bytes(const cf_conv_plan *p, int O)
 {
-    return col_region(p, O) + out_bytes(p, O) + pad_bytes(p);
+    return col_region(p, O) + out_bytes(p, O) + pad_bytes(p, O);
 }
 
 /* Shared by the threads: the packed weights of every group, O x CK for the forward and CK x O
@@ -553,8 +561,9 @@ static void forward_range(const conv_job *j)
             plane = (int64_t)p->C * p->Hp * p->Wp;
     const cf_simd_ops *k = cf_simd();
     bool pix = use_pix(p, O);
-    for (int64_t s0 = j->s_begin; s0 < j->s_end; s0 += p->spb) {
-        int64_t nb = j->s_end - s0 < p->spb ? j->s_end - s0 : p->spb;
+    int64_t spb = block_samples(p, O);
+    for (int64_t s0 = j->s_begin; s0 < j->s_end; s0 += spb) {
+        int64_t nb = j->s_end - s0 < spb ? j->s_end - s0 : spb;
         pad_input(p, j->x + s0 * in_size, nb, j->xpad);
         for (int i = j->t_begin; i < j->t_end; i++) {
             int g = p->tgroup[i];
@@ -666,8 +675,9 @@ static void backward_pix(const conv_job *j)
     memset(dWt, 0, (size_t)p->ngroups * bank * sizeof(float));
     for (int64_t q = 0; q < P; q++) /* lanes past O stay zero */
         for (int o = O; o < Mp; o++) dyT[q * Mp + o] = 0.0f;
-    for (int64_t s0 = j->s_begin; s0 < j->s_end; s0 += p->spb) {
-        int64_t nb = j->s_end - s0 < p->spb ? j->s_end - s0 : p->spb;
+    int64_t spb = block_samples(p, O);
+    for (int64_t s0 = j->s_begin; s0 < j->s_end; s0 += spb) {
+        int64_t nb = j->s_end - s0 < spb ? j->s_end - s0 : spb;
         backward_block_start(j, s0, nb);
         for (int64_t b = 0; b < nb; b++) {
             const float *dys = j->dy + (s0 + b) * O * P;

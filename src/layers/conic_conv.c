@@ -130,46 +130,55 @@ static cfnet_status conic_setup(cfnet_layer *l, uint64_t seed)
     return CFNET_OK;
 }
 
-/* Workspace: rotated filters (nrot banks), group filters for rays and centre (nrot + 1 banks),
- * their gradients (same), then the engine's own space. */
+/* Workspace: the engine's kept part (none, see cf_conv_workspace_kept), then scratch: the
+ * rotated filters (nrot banks), the filters of the rays and the centre (nrot + 1 banks), their
+ * gradients (as many), then the engine's scratch. Nothing of the layer's own is kept from a
+ * training forward to its backward: the backward builds the banks again from the base filter
+ * (the same bits: the parameters do not change in between), so in a network the banks live in
+ * the scratch region all layers share instead of a kept region per layer. */
 static size_t bank_floats(const cfnet_layer *l)
 {
     const conic_priv *p = l->priv;
     return (size_t)l->icfg[CFG_OUT] * (size_t)p->plan.CK;
 }
 
+static size_t banks_bytes(const cfnet_layer *l)
+{
+    const conic_priv *p = l->priv;
+    return cf_align64((size_t)(2 * p->nrot + 1) * 2 * bank_floats(l) * sizeof(float));
+}
+
 static size_t conic_workspace(const cfnet_layer *l, int64_t n)
 {
     const conic_priv *p = l->priv;
-    size_t banks = (size_t)(2 * p->nrot + 1) * 2;
-    return cf_align64(banks * bank_floats(l) * sizeof(float)) +
-           cf_conv_workspace(&p->plan, l->icfg[CFG_OUT], n, l->threads);
+    return banks_bytes(l) + cf_conv_workspace(&p->plan, l->icfg[CFG_OUT], n, l->threads);
 }
 
-/* The banks and the engine's kept part. */
 static size_t conic_workspace_kept(const cfnet_layer *l, int64_t n)
 {
     const conic_priv *p = l->priv;
-    size_t banks = (size_t)(2 * p->nrot + 1) * 2;
-    return cf_align64(banks * bank_floats(l) * sizeof(float)) +
-           cf_conv_workspace_kept(&p->plan, l->icfg[CFG_OUT], n, l->threads);
+    return cf_conv_workspace_kept(&p->plan, l->icfg[CFG_OUT], n, l->threads);
 }
 
 typedef struct conic_ws {
     float *rot, *grp, *drot, *dgrp; /* nrot, nrot+1, nrot, nrot+1 banks */
-    void *engine;
+    void *engine, *engine_scratch;  /* the engine's workspace (its kept part) and scratch */
 } conic_ws;
 
-static conic_ws carve(const cfnet_layer *l, void *ws)
+/* The scratch is the network's shared region while a network trains (l->scratch), else the
+ * bytes after the kept part. */
+static conic_ws carve(const cfnet_layer *l, int64_t n, void *ws)
 {
     const conic_priv *p = l->priv;
     size_t bank = bank_floats(l);
+    char *scratch = l->scratch ? (char *)l->scratch : (char *)ws + conic_workspace_kept(l, n);
     conic_ws w;
-    w.rot = ws;
+    w.rot = (float *)scratch;
     w.grp = w.rot + (size_t)p->nrot * bank;
     w.drot = w.grp + (size_t)(p->nrot + 1) * bank;
     w.dgrp = w.drot + (size_t)p->nrot * bank;
-    w.engine = (char *)ws + cf_align64((size_t)(2 * p->nrot + 1) * 2 * bank * sizeof(float));
+    w.engine = ws;
+    w.engine_scratch = scratch + banks_bytes(l);
     return w;
 }
 
@@ -248,14 +257,14 @@ static cfnet_status conic_forward(cfnet_layer *l, const float *x, float *y, int6
                                   bool training, void *ws)
 {
     const conic_priv *p = l->priv;
-    conic_ws w = carve(l, ws);
+    conic_ws w = carve(l, n, ws);
     if (training) fill_banks(l, w.rot, w.grp);
     else cached_banks(l, &w);
     const float *Wg[CF_CONIC_MAX_GROUPS];
     float *dWg[CF_CONIC_MAX_GROUPS];
     group_banks(l, &w, Wg, dWg);
     cf_conv_forward(&p->plan, l->icfg[CFG_OUT], Wg, l->param[1]->data, x, y, n, w.engine,
-                    l->scratch, l->threads);
+                    w.engine_scratch, l->threads);
     return CFNET_OK;
 }
 
@@ -266,13 +275,14 @@ static cfnet_status conic_backward(cfnet_layer *l, const float *x, const float *
     const conic_priv *p = l->priv;
     int k = l->icfg[CFG_K], kk = k * k;
     size_t bank = bank_floats(l), planes = bank / (size_t)kk;
-    conic_ws w = carve(l, ws);
+    conic_ws w = carve(l, n, ws);
+    fill_banks(l, w.rot, w.grp); /* the forward's, which the scratch did not keep */
     memset(w.drot, 0, (size_t)(2 * p->nrot + 1) * bank * sizeof(float));
     const float *Wg[CF_CONIC_MAX_GROUPS];
     float *dWg[CF_CONIC_MAX_GROUPS];
     group_banks(l, &w, Wg, dWg);
     cf_conv_backward(&p->plan, l->icfg[CFG_OUT], Wg, dWg, l->grad[1]->data, x, dy, dx, n,
-                     w.engine, l->scratch, l->threads);
+                     w.engine, w.engine_scratch, l->threads);
     /* Rays and centre hand their gradient to the rotations they average. */
     for (int rho = 0; rho < p->nrot; rho++) {
         if (!p->nonempty[p->nrot + rho]) continue;
