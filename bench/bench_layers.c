@@ -13,6 +13,7 @@
  * cone's filter), backward = 2x forward for the GEMM layers; DFT magnitude counts 5 G log2 G
  * per FFT of G points. */
 #include "bench_util.h"
+#include "core/pool.h"
 #include "nn/layer.h"
 
 #include <math.h>
@@ -107,6 +108,14 @@ int main(int argc, char **argv)
     bool blas_mode = strcmp(mode, "blas") == 0;
     int engine_threads = blas_mode ? 1 : threads;
     bench_blas_threads(blas_mode ? threads : 1);
+    /* The engine's shares run on persistent workers, as in a network with this thread count
+     * (which owns such a pool; without one, a standalone layer starts threads on every call). */
+    cf_pool *pool = NULL;
+    if (engine_threads > 1 && cf_pool_create(NULL, engine_threads, &pool) != CFNET_OK) {
+        fprintf(stderr, "pool: %s\n", cfnet_last_error());
+        return 1;
+    }
+    cf_pool *prev = cf_pool_scope_enter(pool);
     bench_print_blas(stdout);
     printf("# batch %d, kernel 3, same padding; threads %d, mode %s (engine %d, BLAS %d)\n",
            BATCH, threads, mode, engine_threads, blas_mode ? threads : 1);
@@ -167,5 +176,7 @@ int main(int argc, char **argv)
                         mode, engine_threads);
         }
     }
+    cf_pool_scope_leave(&prev);
+    cf_pool_destroy(pool);
     return 0;
 }
