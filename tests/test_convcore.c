@@ -160,7 +160,7 @@ static void direct_forward_variants_match_generic(void **state)
     (void)state;
     const cf_simd_ops *g = cf_simd_variant(CF_SIMD_GENERIC);
     tu_rng r = {11};
-    static const int lens[] = {1, 2, 7, 8, 9, 15, 16, 17, 23, 24, 25, 31, 33, 48, 50, 57};
+    static const int lens[] = {1, 2, 7, 8, 9, 15, 16, 17, 23, 24, 25, 31, 33, 48, 50, 57, 95, 97};
     enum { NR = sizeof lens / sizeof *lens, XS = 4096, YS = 1024 };
     cf_run runs[NR];
     int32_t rq[NR];
@@ -245,7 +245,7 @@ static void pix_forward_variants_match_generic(void **state)
     tu_rng r = {13};
     enum { XS = 4096, NMAX = 23, P = 64 };
     int checked = 0;
-    static const int Ms[] = {1, 3, 7, 8, 9, 15, 16, 17, 24, 31, 32, 33};
+    static const int Ms[] = {1, 3, 7, 8, 9, 15, 16, 17, 24, 31, 32, 33, 40, 57, 64, 65, 72};
     static const int Ks[] = {1, 9, 27, 135};
     static const int Ns[] = {1, 5, 6, 7, 12, 13, NMAX};
     for (size_t a = 0; a < sizeof Ms / sizeof *Ms; a++)
@@ -327,7 +327,7 @@ static void pix_backward_variants_match_generic(void **state)
     int checked = 0;
     /* weight gradient */
     enum { XS = 4096, NMAX = 23, P = 64 };
-    static const int Ms[] = {1, 7, 8, 9, 15, 16, 17, 24};
+    static const int Ms[] = {1, 7, 8, 9, 15, 16, 17, 24, 25, 32, 33, 40, 41};
     static const int Ks[] = {1, 5, 6, 7, 13, 135};
     for (size_t a = 0; a < sizeof Ms / sizeof *Ms; a++)
         for (size_t c = 0; c < sizeof Ks / sizeof *Ks; c++) {
@@ -370,6 +370,7 @@ static void pix_backward_variants_match_generic(void **state)
     static const struct { int C, M, k, n; } xc[] = {
         {1, 15, 3, 9}, {15, 15, 3, 13}, {3, 5, 5, 11}, {9, 17, 3, 8},
         {16, 8, 1, 7}, {17, 3, 3, 14}, {24, 16, 3, 6}, {32, 32, 3, 23}, {15, 15, 3, 1},
+        {33, 12, 3, 7}, {40, 9, 3, 10}, {48, 5, 1, 6},
     };
     for (size_t ci = 0; ci < sizeof xc / sizeof *xc; ci++) {
         int C = xc[ci].C, M = xc[ci].M, k = xc[ci].k, n = xc[ci].n, T = k * k,

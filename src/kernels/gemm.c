@@ -189,99 +189,6 @@ INL __m256i mask_of(int rem)
     return _mm256_cmpgt_epi32(_mm256_set1_epi32(rem), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
 }
 
-/* One register tile of C: mr rows x nv vectors of 8 columns (the last one holding rem columns
- * when masked), over k in [k0, k1); first: start from 0, else from C. */
-INL void nn_tile(const int mr, const int nv, const bool masked, int rem, int k0, int k1,
-                 bool first, const float *A, const float *B, int ldb, float *C, int ldc)
-{
-    __m256 acc[4][3];
-    __m256i mask = masked ? mask_of(rem) : _mm256_setzero_si256();
-#pragma GCC unroll 4
-    for (int i = 0; i < mr; i++)
-#pragma GCC unroll 3
-        for (int v = 0; v < nv; v++) {
-            if (first) acc[i][v] = _mm256_setzero_ps();
-            else if (masked && v == nv - 1)
-                acc[i][v] = _mm256_maskload_ps(C + (size_t)i * ldc + 8 * v, mask);
-            else acc[i][v] = _mm256_loadu_ps(C + (size_t)i * ldc + 8 * v);
-        }
-    for (int k = k0; k < k1; k++) {
-        const float *b = B + (size_t)k * ldb;
-        __m256 bv[3];
-#pragma GCC unroll 3
-        for (int v = 0; v < nv; v++)
-            bv[v] = masked && v == nv - 1 ? _mm256_maskload_ps(b + 8 * v, mask)
-                                          : _mm256_loadu_ps(b + 8 * v);
-#pragma GCC unroll 4
-        for (int i = 0; i < mr; i++) {
-            __m256 a = _mm256_broadcast_ss(A + (size_t)k * 4 + i);
-#pragma GCC unroll 3
-            for (int v = 0; v < nv; v++) acc[i][v] = _mm256_fmadd_ps(a, bv[v], acc[i][v]);
-        }
-    }
-#pragma GCC unroll 4
-    for (int i = 0; i < mr; i++)
-#pragma GCC unroll 3
-        for (int v = 0; v < nv; v++) {
-            if (masked && v == nv - 1)
-                _mm256_maskstore_ps(C + (size_t)i * ldc + 8 * v, mask, acc[i][v]);
-            else _mm256_storeu_ps(C + (size_t)i * ldc + 8 * v, acc[i][v]);
-        }
-}
-
-/* Rows of one strip of columns (width w <= 24) with mr rows at a time. */
-INL void nn_rows(const int mr, int w, int k0, int k1, bool first, const float *A,
-                 const float *B, int ldb, float *C, int ldc)
-{
-    if (w == 24) {
-        nn_tile(mr, 3, false, 8, k0, k1, first, A, B, ldb, C, ldc);
-        return;
-    }
-    int nv = (w + 7) / 8, rem = w - 8 * (nv - 1);
-    bool masked = rem < 8;
-    switch (nv * 2 + masked) {
-    case 2: nn_tile(mr, 1, false, 8, k0, k1, first, A, B, ldb, C, ldc); break;
-    case 3: nn_tile(mr, 1, true, rem, k0, k1, first, A, B, ldb, C, ldc); break;
-    case 4: nn_tile(mr, 2, false, 8, k0, k1, first, A, B, ldb, C, ldc); break;
-    case 5: nn_tile(mr, 2, true, rem, k0, k1, first, A, B, ldb, C, ldc); break;
-    default: nn_tile(mr, 3, true, rem, k0, k1, first, A, B, ldb, C, ldc); break;
-    }
-}
-
-static T2 void nn_strip(int M, int ak, int w, int k0, int k1, bool first, const float *Ap,
-                        const float *B, int ldb, float *C, int ldc)
-{
-    int m = 0;
-    for (; m + 4 <= M; m += 4)
-        nn_rows(4, w, k0, k1, first, Ap + (size_t)m * ak, B, ldb, C + (size_t)m * ldc, ldc);
-    const float *a = Ap + (size_t)m * ak;
-    float *c = C + (size_t)m * ldc;
-    switch (M - m) {
-    case 3: nn_rows(3, w, k0, k1, first, a, B, ldb, c, ldc); break;
-    case 2: nn_rows(2, w, k0, k1, first, a, B, ldb, c, ldc); break;
-    case 1: nn_rows(1, w, k0, k1, first, a, B, ldb, c, ldc); break;
-    default: break;
-    }
-}
-
-T2 void cf_gemm_nn_avx2(int M, int N, int K, const float *Ap, int ak, const float *B, int ldb,
-                        float *C, int ldc, int cont)
-{
-    if (K <= 0) {
-        if (cont) return;
-        for (int m = 0; m < M; m++)
-            for (int n = 0; n < N; n++) C[(size_t)m * ldc + n] = 0.0f;
-        return;
-    }
-    for (int k0 = 0; k0 < K; k0 += KC) {
-        int k1 = K - k0 < KC ? K : k0 + KC;
-        for (int n = 0; n < N; n += 24) {
-            int w = N - n < 24 ? N - n : 24;
-            nn_strip(M, ak, w, k0, k1, k0 == 0 && !cont, Ap, B + n, ldb, C + n, ldc);
-        }
-    }
-}
-
 /* Sums of one register tile: mr rows of A against lr rows of B (mr <= 3, lr <= 4), each an
  * 8-lane chain. The lanes are combined with horizontal adds, which form exactly the pairs of
  * the tree in gemm.h: hadd gives s0+s1, s2+s3, hadd again (s0+s1)+(s2+s3), and the two
@@ -363,322 +270,6 @@ T2 void cf_gemm_nt_avx2(int M, int L, int N, const float *A, int lda, const floa
     }
 }
 
-/* Forward of one piece of a run: mr rows (4, or 8 from two packed blocks A0 and A1) by nv
- * vectors (the last holding rem columns), of which the first `rows` rows are stored. x is read
- * unmasked past the piece (the padded planes' slack); y is written exactly. */
-INL void fr_tile(const int mr, const int nv, int rem, int rows, int K, const float *A0,
-                 const float *A1, const float *xs, const int32_t *rowoff, float *yq,
-                 int64_t ldy, const float *bias)
-{
-    __m256 acc[8][3];
-#pragma GCC unroll 8
-    for (int i = 0; i < mr; i++)
-#pragma GCC unroll 3
-        for (int v = 0; v < nv; v++) acc[i][v] = _mm256_setzero_ps();
-    for (int k = 0; k < K; k++) {
-        const float *b = xs + rowoff[k];
-        __m256 bv[3];
-#pragma GCC unroll 3
-        for (int v = 0; v < nv; v++) bv[v] = _mm256_loadu_ps(b + 8 * v);
-#pragma GCC unroll 8
-        for (int i = 0; i < mr; i++) {
-            __m256 av = _mm256_broadcast_ss(i < 4 ? A0 + (size_t)k * 4 + i
-                                                  : A1 + (size_t)k * 4 + (i - 4));
-#pragma GCC unroll 3
-            for (int v = 0; v < nv; v++) acc[i][v] = _mm256_fmadd_ps(av, bv[v], acc[i][v]);
-        }
-    }
-    __m256i mask = mask_of(rem);
-#pragma GCC unroll 8
-    for (int i = 0; i < mr; i++) {
-        if (i >= rows) break;
-        float *c = yq + (size_t)i * ldy;
-#pragma GCC unroll 3
-        for (int v = 0; v < nv; v++) {
-            __m256 val = bias ? _mm256_add_ps(acc[i][v], _mm256_set1_ps(bias[i])) : acc[i][v];
-            if (v == nv - 1 && rem < 8) _mm256_maskstore_ps(c + 8 * v, mask, val);
-            else _mm256_storeu_ps(c + 8 * v, val);
-        }
-    }
-}
-
-T2 void cf_conv_fwd_runs_avx2(int M, int K, const float *Ap, const float *x, const int32_t *rowoff,
-                           const cf_run *a, const cf_run *e, const int32_t *rq, float *y,
-                           int64_t ldy, const float *bias)
-{
-    for (const cf_run *r = a; r < e; r++) {
-        for (int n0 = 0; n0 < r->len; n0 += 24) {
-            int w = r->len - n0 < 24 ? r->len - n0 : 24;
-            int nv = (w + 7) / 8, rem = w - 8 * (nv - 1);
-            const float *xs = x + r->src + n0;
-            float *yq = y + rq[r - a] + n0;
-            int m = 0;
-            if (nv == 1)
-                for (; m + 4 < M; m += 8)
-                    fr_tile(8, 1, rem, M - m < 8 ? M - m : 8, K, Ap + (size_t)m * K,
-                            Ap + (size_t)(m + 4) * K, xs, rowoff, yq + m * ldy, ldy,
-                            bias ? bias + m : NULL);
-            for (; m < M; m += 4) {
-                int rows = M - m < 4 ? M - m : 4;
-                const float *A = Ap + (size_t)m * K, *bm = bias ? bias + m : NULL;
-                float *ym = yq + m * ldy;
-                if (nv == 1) fr_tile(4, 1, rem, rows, K, A, A, xs, rowoff, ym, ldy, bm);
-                else if (nv == 2) fr_tile(4, 2, rem, rows, K, A, A, xs, rowoff, ym, ldy, bm);
-                else fr_tile(4, 3, rem, rows, K, A, A, xs, rowoff, ym, ldy, bm);
-            }
-        }
-    }
-}
-
-/* Forward over output channels: np columns (pixels) x nv vectors of 8 rows from row m0 (bias,
- * if any, points at row m0's and holds 8 nv values), each broadcast input shared by the
- * vectors. */
-INL void fp_tile(const int np, const int nv, int M, int Mp, int m0, int K, const float *Ap,
-                 const float *const *xs, const int32_t *rowoff, const int32_t *q, float *y,
-                 int64_t ldy, const float *bias)
-{
-    __m256 acc[6][4];
-#pragma GCC unroll 6
-    for (int j = 0; j < np; j++)
-#pragma GCC unroll 4
-        for (int v = 0; v < nv; v++) acc[j][v] = _mm256_setzero_ps();
-    const float *a = Ap + m0;
-    for (int k = 0; k < K; k++, a += Mp) {
-        __m256 av[4];
-#pragma GCC unroll 4
-        for (int v = 0; v < nv; v++) av[v] = _mm256_loadu_ps(a + 8 * v);
-        int32_t off = rowoff[k];
-#pragma GCC unroll 6
-        for (int j = 0; j < np; j++) {
-            __m256 xv = _mm256_broadcast_ss(xs[j] + off);
-#pragma GCC unroll 4
-            for (int v = 0; v < nv; v++) acc[j][v] = _mm256_fmadd_ps(xv, av[v], acc[j][v]);
-        }
-    }
-    int rows = M - m0 < 8 * nv ? M - m0 : 8 * nv;
-#pragma GCC unroll 6
-    for (int j = 0; j < np; j++) {
-        float t[32];
-#pragma GCC unroll 4
-        for (int v = 0; v < nv; v++) {
-            __m256 val = acc[j][v];
-            if (bias) val = _mm256_add_ps(val, _mm256_loadu_ps(bias + 8 * v));
-            _mm256_storeu_ps(t + 8 * v, val);
-        }
-        float *yq = y + q[j] + m0 * ldy;
-        for (int m = 0; m < rows; m++) yq[m * ldy] = t[m];
-    }
-}
-
-/* Columns [j, j + np) of the rows from m0 in vectors of nv (up to 4: register tiles of 6 x 2 or
- * 3 x 4 vectors). The fp_block_NV wrappers below are not inlined: one frame per nv keeps the
- * stack small in sanitizer builds (a single function held them all, 30 KB under ASan). */
-#define NOINL static __attribute__((noinline)) T2
-INL void fp_block(const int nv, int np, int M, int Mp, int m0, int K, const float *Ap,
-                  const float *const *xs, const int32_t *rowoff, const int32_t *q, float *y,
-                  int64_t ldy, const float *bias)
-{
-    switch (np) {
-    case 1: fp_tile(1, nv, M, Mp, m0, K, Ap, xs, rowoff, q, y, ldy, bias); break;
-    case 2: fp_tile(2, nv, M, Mp, m0, K, Ap, xs, rowoff, q, y, ldy, bias); break;
-    case 3: fp_tile(3, nv, M, Mp, m0, K, Ap, xs, rowoff, q, y, ldy, bias); break;
-    case 4: fp_tile(4, nv < 3 ? nv : 2, M, Mp, m0, K, Ap, xs, rowoff, q, y, ldy, bias); break;
-    case 5: fp_tile(5, nv < 3 ? nv : 2, M, Mp, m0, K, Ap, xs, rowoff, q, y, ldy, bias); break;
-    default: fp_tile(6, nv < 3 ? nv : 2, M, Mp, m0, K, Ap, xs, rowoff, q, y, ldy, bias); break;
-    }
-}
-
-#define FP_BLOCK_NV(NV)                                                                          \
-    NOINL void fp_block_##NV(int np, int M, int Mp, int m0, int K, const float *Ap,              \
-                             const float *const *xs, const int32_t *rowoff, const int32_t *q,    \
-                             float *y, int64_t ldy, const float *bias)                           \
-    {                                                                                            \
-        fp_block(NV, np, M, Mp, m0, K, Ap, xs, rowoff, q, y, ldy, bias);                         \
-    }
-FP_BLOCK_NV(1)
-FP_BLOCK_NV(2)
-FP_BLOCK_NV(3)
-FP_BLOCK_NV(4)
-#undef FP_BLOCK_NV
-
-T2 void cf_conv_fwd_pix_avx2(int M, int K, const float *Ap, const float *x, const int32_t *rowoff,
-                          const int32_t *src, const int32_t *q, int n, float *y, int64_t ldy,
-                          const float *bias)
-{
-    int Mp = (M + 7) / 8 * 8;
-    /* 32 rows and more: 3 columns by 4 vectors (each input read once for all of them), else
-     * 6 columns by up to 2 vectors */
-    int pw = Mp >= 32 ? 3 : 6;
-    float bpad[32];
-    for (int j = 0; j < n; j += pw) {
-        int np = n - j < pw ? n - j : pw;
-        const float *xs[6];
-        for (int i = 0; i < 6; i++) xs[i] = x + src[j + (i < np ? i : 0)];
-        for (int m0 = 0; m0 < M;) {
-            int left = (Mp - m0) / 8, nv = pw == 3 ? (left < 4 ? left : 4) : (left < 2 ? left : 2);
-            /* the bias vectors read 8 nv rows: past M from a zero-padded copy */
-            const float *b = bias ? bias + m0 : NULL;
-            if (bias && m0 + 8 * nv > M) {
-                for (int i = 0; i < 8 * nv; i++) bpad[i] = m0 + i < M ? bias[m0 + i] : 0.0f;
-                b = bpad;
-            }
-            switch (nv) {
-            case 1: fp_block_1(np, M, Mp, m0, K, Ap, xs, rowoff, q + j, y, ldy, b); break;
-            case 2: fp_block_2(np, M, Mp, m0, K, Ap, xs, rowoff, q + j, y, ldy, b); break;
-            case 3: fp_block_3(np, M, Mp, m0, K, Ap, xs, rowoff, q + j, y, ldy, b); break;
-            default: fp_block_4(np, M, Mp, m0, K, Ap, xs, rowoff, q + j, y, ldy, b); break;
-            }
-            m0 += 8 * (np > 3 && nv > 2 ? 2 : nv);
-        }
-    }
-}
-
-#ifndef PIX_BW_CHUNK
-#define PIX_BW_CHUNK 128
-#endif
-
-/* Weight gradient over output channels: rows k0 .. k0 + kb - 1 of dWt by nv vectors of 8
- * channels from m0, kept in registers over all n columns (each of the kb nv chains gets one
- * fma per column). */
-INL void bw_tile(const int kb, const int nv, int Mp, int m0, int k0, const float *dyT,
-                 const float *x, const int32_t *rowoff, const int32_t *src, const int32_t *q,
-                 int n, float *dWt)
-{
-    __m256 acc[6][2];
-    int32_t off[6];
-#pragma GCC unroll 6
-    for (int r = 0; r < kb; r++) {
-        off[r] = rowoff[k0 + r];
-#pragma GCC unroll 2
-        for (int v = 0; v < nv; v++)
-            acc[r][v] = _mm256_loadu_ps(dWt + (size_t)(k0 + r) * Mp + m0 + 8 * v);
-    }
-    for (int j = 0; j < n; j++) {
-        const float *xs = x + src[j], *d = dyT + (size_t)q[j] * Mp + m0;
-        __m256 dv[2];
-#pragma GCC unroll 2
-        for (int v = 0; v < nv; v++) dv[v] = _mm256_loadu_ps(d + 8 * v);
-#pragma GCC unroll 6
-        for (int r = 0; r < kb; r++) {
-            __m256 xb = _mm256_broadcast_ss(xs + off[r]);
-#pragma GCC unroll 2
-            for (int v = 0; v < nv; v++) acc[r][v] = _mm256_fmadd_ps(xb, dv[v], acc[r][v]);
-        }
-    }
-#pragma GCC unroll 6
-    for (int r = 0; r < kb; r++)
-#pragma GCC unroll 2
-        for (int v = 0; v < nv; v++)
-            _mm256_storeu_ps(dWt + (size_t)(k0 + r) * Mp + m0 + 8 * v, acc[r][v]);
-}
-
-/* All rows of dWt for nv vectors of channels from m0 (one frame per nv, as fp_block_NV). */
-INL void bw_rows(const int nv, int K, int Mp, int m0, const float *dyT, const float *x,
-                   const int32_t *rowoff, const int32_t *src, const int32_t *q, int n, float *dWt)
-{
-    for (int k0 = 0; k0 < K; k0 += 6) {
-        switch (K - k0 < 6 ? K - k0 : 6) {
-        case 1: bw_tile(1, nv, Mp, m0, k0, dyT, x, rowoff, src, q, n, dWt); break;
-        case 2: bw_tile(2, nv, Mp, m0, k0, dyT, x, rowoff, src, q, n, dWt); break;
-        case 3: bw_tile(3, nv, Mp, m0, k0, dyT, x, rowoff, src, q, n, dWt); break;
-        case 4: bw_tile(4, nv, Mp, m0, k0, dyT, x, rowoff, src, q, n, dWt); break;
-        case 5: bw_tile(5, nv, Mp, m0, k0, dyT, x, rowoff, src, q, n, dWt); break;
-        default: bw_tile(6, nv, Mp, m0, k0, dyT, x, rowoff, src, q, n, dWt); break;
-        }
-    }
-}
-
-#define BW_ROWS_NV(NV)                                                                           \
-    NOINL void bw_rows_##NV(int K, int Mp, int m0, const float *dyT, const float *x,             \
-                            const int32_t *rowoff, const int32_t *src, const int32_t *q, int n,  \
-                            float *dWt)                                                          \
-    {                                                                                            \
-        bw_rows(NV, K, Mp, m0, dyT, x, rowoff, src, q, n, dWt);                                  \
-    }
-BW_ROWS_NV(1)
-BW_ROWS_NV(2)
-#undef BW_ROWS_NV
-
-T2 void cf_conv_bwd_w_pix_avx2(int M, int K, const float *dyT, const float *x,
-                            const int32_t *rowoff, const int32_t *src, const int32_t *q, int n,
-                            float *dWt)
-{
-    int Mp = (M + 7) / 8 * 8;
-    /* Columns in chunks, so that a chunk's output gradients and inputs stay in L1 over the
-     * passes of all K rows (large cones otherwise stream them from L2 once per 6 rows). Each
-     * chain goes on from the stored partial sum: the same operations, the same bits. */
-    for (int j0 = 0; j0 < n; j0 += PIX_BW_CHUNK) {
-        int nc = n - j0 < PIX_BW_CHUNK ? n - j0 : PIX_BW_CHUNK;
-        for (int m0 = 0; m0 < Mp; m0 += 16) {
-            if (Mp - m0 >= 16) bw_rows_2(K, Mp, m0, dyT, x, rowoff, src + j0, q + j0, nc, dWt);
-            else bw_rows_1(K, Mp, m0, dyT, x, rowoff, src + j0, q + j0, nc, dWt);
-        }
-    }
-}
-
-/* Input gradient of one tap for np columns by nv vectors of planes from c0: each column's sums
- * over the output channels in registers, then added to its input pixel's Cp floats. */
-INL void bx_tile(const int np, const int nv, int Cp, int M, const float *w, const float *dy,
-                 int64_t P, int32_t off, const int32_t *src, const int32_t *q, float *dxT)
-{
-    __m256 acc[6][2];
-    const float *dp[6];
-#pragma GCC unroll 6
-    for (int jj = 0; jj < np; jj++) {
-        dp[jj] = dy + q[jj];
-#pragma GCC unroll 2
-        for (int v = 0; v < nv; v++) acc[jj][v] = _mm256_setzero_ps();
-    }
-    for (int m = 0; m < M; m++, w += Cp) {
-        __m256 wv[2];
-#pragma GCC unroll 2
-        for (int v = 0; v < nv; v++) wv[v] = _mm256_loadu_ps(w + 8 * v);
-#pragma GCC unroll 6
-        for (int jj = 0; jj < np; jj++) {
-            __m256 b = _mm256_broadcast_ss(dp[jj] + (int64_t)m * P);
-#pragma GCC unroll 2
-            for (int v = 0; v < nv; v++) acc[jj][v] = _mm256_fmadd_ps(b, wv[v], acc[jj][v]);
-        }
-    }
-#pragma GCC unroll 6
-    for (int jj = 0; jj < np; jj++) {
-        float *d = dxT + (int64_t)(src[jj] + off) * Cp;
-#pragma GCC unroll 2
-        for (int v = 0; v < nv; v++)
-            _mm256_storeu_ps(d + 8 * v, _mm256_add_ps(_mm256_loadu_ps(d + 8 * v), acc[jj][v]));
-    }
-}
-
-/* All columns of one tap, nv vectors of planes (one frame per nv, as fp_block_NV). */
-INL void bx_cols(const int nv, int Cp, int M, const float *w, const float *dy, int64_t P,
-                 int32_t off, const int32_t *src, const int32_t *q, int n, float *dxT)
-{
-    int j = 0;
-    for (; j + 6 <= n; j += 6) bx_tile(6, nv, Cp, M, w, dy, P, off, src + j, q + j, dxT);
-    switch (n - j) {
-#define BX_CASE(N)                                                                               \
-    case N: bx_tile(N, nv, Cp, M, w, dy, P, off, src + j, q + j, dxT); break;
-        BX_CASE(1)
-        BX_CASE(2)
-        BX_CASE(3)
-        BX_CASE(4)
-        BX_CASE(5)
-#undef BX_CASE
-    default: break;
-    }
-}
-
-#define BX_COLS_NV(NV)                                                                           \
-    NOINL void bx_cols_##NV(int Cp, int M, const float *w, const float *dy, int64_t P,           \
-                            int32_t off, const int32_t *src, const int32_t *q, int n,            \
-                            float *dxT)                                                          \
-    {                                                                                            \
-        bx_cols(NV, Cp, M, w, dy, P, off, src, q, n, dxT);                                       \
-    }
-BX_COLS_NV(1)
-BX_COLS_NV(2)
-#undef BX_COLS_NV
-
 /* 8 x 8 blocks through registers (unpack, shuffle, swap of halves), the edges element by
  * element. */
 T2 void cf_transpose_avx2(const float *src, int64_t lds, int rows, int64_t cols, float *dst,
@@ -718,16 +309,180 @@ T2 void cf_transpose_avx2(const float *src, int64_t lds, int rows, int64_t cols,
         for (int64_t q = 0; q < cols; q++) dst[q * ldd + o] = src[o * lds + q];
 }
 
-T2 void cf_conv_bwd_x_pix_avx2(int Cp, int M, int T, const float *Wc, const float *dy, int64_t P,
-                            const int32_t *rowoff, const int32_t *src, const int32_t *q, int n,
-                            float *dxT)
+#ifndef PIX_BW_CHUNK
+#define PIX_BW_CHUNK 128
+#endif
+
+/* The kernels written once for a vector width (gemm_vec.inc): AVX2 + FMA, 8 lanes. */
+#define VW 8
+#define V __m256
+#define VM __m256i
+#define VN(name) name##_avx2
+#define VT T2
+#define vzero() _mm256_setzero_ps()
+#define vload(p) _mm256_loadu_ps(p)
+#define vstore(p, v) _mm256_storeu_ps(p, v)
+#define vbcast(p) _mm256_broadcast_ss(p)
+#define vset1(x) _mm256_set1_ps(x)
+#define vfma(a, b, c) _mm256_fmadd_ps(a, b, c)
+#define vadd(a, b) _mm256_add_ps(a, b)
+#define vmask(rem) mask_of(rem)
+#define vmload(p, m) _mm256_maskload_ps(p, m)
+#define vmstore(p, m, v) _mm256_maskstore_ps(p, m, v)
+#include "gemm_vec.inc"
+#undef VW
+#undef V
+#undef VM
+#undef VN
+#undef VT
+#undef vzero
+#undef vload
+#undef vstore
+#undef vbcast
+#undef vset1
+#undef vfma
+#undef vadd
+#undef vmask
+#undef vmload
+#undef vmstore
+
+/* The same kernels in AVX-512, 16 lanes (masks in mask registers). */
+#define T5 __attribute__((target("avx512f,avx2,fma")))
+static inline __attribute__((always_inline)) T5 __mmask16 mask16_of(int rem)
 {
-    for (int t = 0; t < T; t++)
-        for (int c0 = 0; c0 < Cp; c0 += 16) {
-            const float *w = Wc + (size_t)t * M * Cp + c0;
-            if (Cp - c0 >= 16) bx_cols_2(Cp, M, w, dy, P, rowoff[t], src, q, n, dxT + c0);
-            else bx_cols_1(Cp, M, w, dy, P, rowoff[t], src, q, n, dxT + c0);
+    return (__mmask16)((1u << rem) - 1u);
+}
+#define VW 16
+#define V __m512
+#define VM __mmask16
+#define VN(name) name##_avx512
+#define VT T5
+#define vzero() _mm512_setzero_ps()
+#define vload(p) _mm512_loadu_ps(p)
+#define vstore(p, v) _mm512_storeu_ps(p, v)
+#define vbcast(p) _mm512_set1_ps(*(p))
+#define vset1(x) _mm512_set1_ps(x)
+#define vfma(a, b, c) _mm512_fmadd_ps(a, b, c)
+#define vadd(a, b) _mm512_add_ps(a, b)
+#define vmask(rem) mask16_of(rem)
+#define vmload(p, m) _mm512_maskz_loadu_ps(m, p)
+#define vmstore(p, m, v) _mm512_mask_storeu_ps(p, m, v)
+#include "gemm_vec.inc"
+#undef VW
+#undef V
+#undef VM
+#undef VN
+#undef VT
+#undef vzero
+#undef vload
+#undef vstore
+#undef vbcast
+#undef vset1
+#undef vfma
+#undef vadd
+#undef vmask
+#undef vmload
+#undef vmstore
+
+/* gemm_nt with 16 lanes: a vector holds the 8 partial sums of two elements, (m, l) in lanes
+ * 0..7 and (m, l + 1) in lanes 8..15 (A's row m in both halves, B's rows l and l + 1 side by
+ * side), so each lane's chain is exactly the AVX2 lane's; the halves then go through nt_tile's
+ * horizontal adds. Tiles of 4 rows of A by 8 rows of B; the rows of B past a multiple of 8 go
+ * to the AVX2 kernel (the same bits either way). */
+static inline __attribute__((always_inline)) T5 __m512 nt5_pair(const float *b0, const float *b1)
+{
+    return _mm512_castpd_ps(_mm512_insertf64x4(
+        _mm512_castpd256_pd512(_mm256_castps_pd(_mm256_loadu_ps(b0))),
+        _mm256_castps_pd(_mm256_loadu_ps(b1)), 1));
+}
+
+static inline __attribute__((always_inline)) T5 __m512 nt5_pair_masked(const float *b0,
+                                                                       const float *b1, __m256i m)
+{
+    return _mm512_castpd_ps(_mm512_insertf64x4(
+        _mm512_castpd256_pd512(_mm256_castps_pd(_mm256_maskload_ps(b0, m))),
+        _mm256_castps_pd(_mm256_maskload_ps(b1, m)), 1));
+}
+
+static inline __attribute__((always_inline)) T5 __m512 nt5_both(__m256 a)
+{
+    return _mm512_castpd_ps(_mm512_broadcast_f64x4(_mm256_castps_pd(a)));
+}
+
+/* C[i][l .. l + 3] += the trees of pairs P0 = (l, l + 1) and P1 = (l + 2, l + 3). */
+static inline __attribute__((always_inline)) T5 void nt5_store4(__m512 p0, __m512 p1, float *c)
+{
+    __m256 h01 = _mm256_hadd_ps(_mm512_castps512_ps256(p0),
+                                _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(p0), 1)));
+    __m256 h23 = _mm256_hadd_ps(_mm512_castps512_ps256(p1),
+                                _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(p1), 1)));
+    __m256 h = _mm256_hadd_ps(h01, h23);
+    __m128 sum = _mm_add_ps(_mm256_castps256_ps128(h), _mm256_extractf128_ps(h, 1));
+    _mm_storeu_ps(c, _mm_add_ps(_mm_loadu_ps(c), sum));
+}
+
+static inline __attribute__((always_inline)) T5 void nt5_tile(const int mr, int N, const float *A,
+                                                              int lda, const float *B, int ldb,
+                                                              float *C, int ldc)
+{
+    __m512 acc[4][4];
+#pragma GCC unroll 4
+    for (int i = 0; i < mr; i++)
+#pragma GCC unroll 4
+        for (int p = 0; p < 4; p++) acc[i][p] = _mm512_setzero_ps();
+    int n = 0;
+    for (; n + 8 <= N; n += 8) {
+        __m512 bv[4];
+#pragma GCC unroll 4
+        for (int p = 0; p < 4; p++)
+            bv[p] = nt5_pair(B + (size_t)(2 * p) * ldb + n, B + (size_t)(2 * p + 1) * ldb + n);
+#pragma GCC unroll 4
+        for (int i = 0; i < mr; i++) {
+            __m512 a = nt5_both(_mm256_loadu_ps(A + (size_t)i * lda + n));
+#pragma GCC unroll 4
+            for (int p = 0; p < 4; p++) acc[i][p] = _mm512_fmadd_ps(a, bv[p], acc[i][p]);
         }
+    }
+    if (n < N) {
+        __m256i mask = mask_of(N - n);
+        __m512 bv[4];
+#pragma GCC unroll 4
+        for (int p = 0; p < 4; p++)
+            bv[p] = nt5_pair_masked(B + (size_t)(2 * p) * ldb + n,
+                                    B + (size_t)(2 * p + 1) * ldb + n, mask);
+#pragma GCC unroll 4
+        for (int i = 0; i < mr; i++) {
+            __m512 a = nt5_both(_mm256_maskload_ps(A + (size_t)i * lda + n, mask));
+#pragma GCC unroll 4
+            for (int p = 0; p < 4; p++) acc[i][p] = _mm512_fmadd_ps(a, bv[p], acc[i][p]);
+        }
+    }
+#pragma GCC unroll 4
+    for (int i = 0; i < mr; i++) {
+        nt5_store4(acc[i][0], acc[i][1], C + (size_t)i * ldc);
+        nt5_store4(acc[i][2], acc[i][3], C + (size_t)i * ldc + 4);
+    }
+}
+
+T5 void cf_gemm_nt_avx512(int M, int L, int N, const float *A, int lda, const float *B, int ldb,
+                          float *C, int ldc)
+{
+    int l = 0;
+    for (; l + 8 <= L; l += 8) {
+        const float *b = B + (size_t)l * ldb;
+        int m = 0;
+        for (; m + 4 <= M; m += 4)
+            nt5_tile(4, N, A + (size_t)m * lda, lda, b, ldb, C + (size_t)m * ldc + l, ldc);
+        const float *a = A + (size_t)m * lda;
+        float *c = C + (size_t)m * ldc + l;
+        switch (M - m) {
+        case 3: nt5_tile(3, N, a, lda, b, ldb, c, ldc); break;
+        case 2: nt5_tile(2, N, a, lda, b, ldb, c, ldc); break;
+        case 1: nt5_tile(1, N, a, lda, b, ldb, c, ldc); break;
+        default: break;
+        }
+    }
+    if (l < L) cf_gemm_nt_avx2(M, L - l, N, A, lda, B + (size_t)l * ldb, ldb, C + l, ldc);
 }
 
 #endif

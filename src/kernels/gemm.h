@@ -1,6 +1,6 @@
 /* The convolution engine's own small matrix products (private).
  *
- * Two products, in a portable C variant and an AVX2+FMA variant chosen with the other kernels
+ * Two products, in a portable C variant, an AVX2+FMA and an AVX-512 variant chosen with the other kernels
  * (see simd.h, cf_simd_ops.gemm_nn / gemm_nt). Unlike a BLAS sgemm, whose result for an element
  * depends on the shape of the whole call (how it blocks and packs), every element here is
  * computed in one fixed order that depends only on the element's own dot product, so
@@ -134,6 +134,25 @@ void cf_transpose_avx2(const float *src, int64_t lds, int rows, int64_t cols, fl
 void cf_conv_bwd_x_pix_avx2(int Cp, int M, int T, const float *Wc, const float *dy, int64_t P,
                             const int32_t *rowoff, const int32_t *src, const int32_t *q, int n,
                             float *dxT);
+/* The same kernels with 16 lanes (AVX-512F): the same bits as every other variant (gemm_nt's
+ * vectors hold two elements' 8 partial sums); the transpose stays the AVX2 one. */
+void cf_gemm_nn_avx512(int M, int N, int K, const float *Ap, int ak, const float *B, int ldb,
+                       float *C, int ldc, int cont);
+void cf_gemm_nt_avx512(int M, int L, int N, const float *A, int lda, const float *B, int ldb,
+                       float *C, int ldc);
+void cf_conv_fwd_runs_avx512(int M, int K, const float *Ap, const float *x,
+                             const int32_t *rowoff, const struct cf_run *a,
+                             const struct cf_run *e, const int32_t *rq, float *y, int64_t ldy,
+                             const float *bias);
+void cf_conv_fwd_pix_avx512(int M, int K, const float *Ap, const float *x,
+                            const int32_t *rowoff, const int32_t *src, const int32_t *q, int n,
+                            float *y, int64_t ldy, const float *bias);
+void cf_conv_bwd_w_pix_avx512(int M, int K, const float *dyT, const float *x,
+                              const int32_t *rowoff, const int32_t *src, const int32_t *q, int n,
+                              float *dWt);
+void cf_conv_bwd_x_pix_avx512(int Cp, int M, int T, const float *Wc, const float *dy, int64_t P,
+                              const int32_t *rowoff, const int32_t *src, const int32_t *q, int n,
+                              float *dxT);
 #endif
 
 #endif /* CFNET_KERNELS_GEMM_H */

@@ -54,6 +54,18 @@
 #undef CF_ATTR
 #undef CF_VW
 
+#undef CF_GEMM_NN
+#undef CF_GEMM_NT
+#undef CF_CONV_FWD_RUNS
+#undef CF_CONV_FWD_PIX
+#undef CF_CONV_BWD_W_PIX
+#undef CF_CONV_BWD_X_PIX
+#define CF_GEMM_NN cf_gemm_nn_avx512
+#define CF_GEMM_NT cf_gemm_nt_avx512
+#define CF_CONV_FWD_RUNS cf_conv_fwd_runs_avx512
+#define CF_CONV_FWD_PIX cf_conv_fwd_pix_avx512
+#define CF_CONV_BWD_W_PIX cf_conv_bwd_w_pix_avx512
+#define CF_CONV_BWD_X_PIX cf_conv_bwd_x_pix_avx512
 #define CF_SFX avx512
 #define CF_NAME "avx512"
 #define CF_ATTR __attribute__((target("avx512f")))
