@@ -1,5 +1,6 @@
 /* conv2d: agreement with a direct loop, gradients, bad arguments. */
 #include "testutil.h"
+#include "kernels/convcore.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -121,6 +122,29 @@ static void conv2d_gradients_match_finite_differences(void **state)
     gradcheck_one(1, 6, 2, 1, 1, CFNET_PADDING_VALID);
 }
 
+/* Rows of 32 pixels or more that would leave 16-float vectors a fifth empty (34 -> 48 lanes,
+ * 50 -> 64) are planned as one group over output channels (kernels/convcore.h); those layers
+ * agree with the reference loop and their gradients with finite differences. */
+static void conv2d_wide_rows_go_over_output_channels(void **state)
+{
+    (void)state;
+    assert_true(cf_conv_plain_over_channels(32, 50, 50, 3, 1, CFNET_PADDING_SAME, 32));
+    assert_true(cf_conv_plain_over_channels(4, 34, 34, 3, 1, CFNET_PADDING_SAME, 8));
+    assert_true(cf_conv_plain_over_channels(2, 34, 36, 3, 1, CFNET_PADDING_VALID, 3));
+    /* rows that fill the vectors, too narrow, strided, too many channels, or all outputs of a
+     * pixel in one L1 set (64 x 64 planes) keep the plain plan */
+    assert_false(cf_conv_plain_over_channels(15, 28, 28, 3, 1, CFNET_PADDING_SAME, 15));
+    assert_false(cf_conv_plain_over_channels(32, 48, 48, 3, 1, CFNET_PADDING_SAME, 32));
+    assert_false(cf_conv_plain_over_channels(4, 7, 7, 3, 1, CFNET_PADDING_SAME, 8));
+    assert_false(cf_conv_plain_over_channels(4, 34, 34, 3, 2, CFNET_PADDING_SAME, 8));
+    assert_false(cf_conv_plain_over_channels(4, 34, 34, 3, 1, CFNET_PADDING_SAME, 33));
+    assert_false(cf_conv_plain_over_channels(32, 64, 64, 3, 1, CFNET_PADDING_SAME, 32));
+    check_against_reference(4, 34, 34, 8, 3, 1, CFNET_PADDING_SAME);
+    check_against_reference(3, 36, 50, 5, 3, 1, CFNET_PADDING_SAME);
+    check_against_reference(2, 34, 36, 3, 3, 1, CFNET_PADDING_VALID);
+    gradcheck_one(2, 34, 3, 3, 1, CFNET_PADDING_SAME);
+}
+
 static void conv2d_rejects_bad_configurations(void **state)
 {
     (void)state;
@@ -151,6 +175,7 @@ int main(void)
         cmocka_unit_test(conv2d_matches_direct_loop),
         cmocka_unit_test(conv2d_batch_blocks_agree_with_single_samples),
         cmocka_unit_test(conv2d_gradients_match_finite_differences),
+        cmocka_unit_test(conv2d_wide_rows_go_over_output_channels),
         cmocka_unit_test(conv2d_rejects_bad_configurations),
     };
     return cmocka_run_group_tests_name("conv2d", tests, NULL, NULL);

@@ -77,6 +77,9 @@ typedef struct cf_simd_ops {
     cf_conv_bwd_w_pix_fn conv_bwd_w_pix;
     cf_conv_bwd_x_pix_fn conv_bwd_x_pix;
     cf_transpose_fn transpose;
+    /* Floats per vector of the products above (8, or 16 with AVX-512): the direct forward cuts
+     * runs into pieces of 3 vectors, which the engine's planner counts (convcore.c). */
+    int lanes;
 } cf_simd_ops;
 
 /* The active variant (chosen once; thread-safe). */

@@ -19,8 +19,18 @@ static cfnet_status conv2d_setup(cfnet_layer *l, uint64_t seed)
     CF_FAIL_IF(!plan, CFNET_E_OUT_OF_MEMORY, "conv2d: out of memory");
     l->priv = plan;
     int C = (int)l->in_shape[0], H = (int)l->in_shape[1], W = (int)l->in_shape[2];
-    cfnet_status st = cf_conv_plan_init(&l->alloc, plan, C, H, W, k, l->icfg[CFG_STRIDE],
-                                        (cfnet_padding)l->icfg[CFG_PAD], NULL, 1);
+    int stride = l->icfg[CFG_STRIDE];
+    cfnet_padding pad = (cfnet_padding)l->icfg[CFG_PAD];
+    /* one group over output channels where the direct products over pixels fill their
+     * vectors poorly (convcore.h) */
+    int32_t *one_group = NULL;
+    if (cf_conv_plain_over_channels(C, H, W, k, stride, pad, O)) {
+        int64_t P = (int64_t)cf_conv_out_size(H, k, stride, pad) * cf_conv_out_size(W, k, stride, pad);
+        one_group = cf_alloc_zero(&l->alloc, (size_t)P, sizeof *one_group);
+        CF_FAIL_IF(!one_group, CFNET_E_OUT_OF_MEMORY, "conv2d: out of memory");
+    }
+    cfnet_status st = cf_conv_plan_init(&l->alloc, plan, C, H, W, k, stride, pad, one_group, 1);
+    cf_free(one_group);
     if (st != CFNET_OK)
         return cf_error(st, "conv2d: input is %s: %s",
                         cf_shape_str(s, sizeof s, l->in_ndim, l->in_shape), cfnet_last_error());
