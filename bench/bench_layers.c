@@ -117,6 +117,7 @@ int main(int argc, char **argv)
     }
     cf_pool *prev = cf_pool_scope_enter(pool);
     bench_print_blas(stdout);
+    bench_print_kernels(stdout);
     printf("# batch %d, kernel 3, same padding; threads %d, mode %s (engine %d, BLAS %d)\n",
            BATCH, threads, mode, engine_threads, blas_mode ? threads : 1);
     static const struct { int S, C; } shapes[] = {{28, 15}, {50, 32}, {64, 32}};

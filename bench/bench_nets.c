@@ -238,6 +238,7 @@ int main(int argc, char **argv)
     bench_blas_threads(blas_mode ? threads : 1);
     if (child) return rss_child(child, threads, mode, engine_threads);
     bench_print_blas(stdout);
+    bench_print_kernels(stdout);
     printf("# batch %d; threads %d, mode %s (engine %d, BLAS %d)\n", BATCH, threads, mode,
            engine_threads, blas_mode ? threads : 1);
     fflush(stdout);

@@ -14,6 +14,8 @@
 #include <string.h>
 #include <time.h>
 
+#include "kernels/simd.h" /* the kernel variant that runs (linked statically) */
+
 #ifndef BENCH_MIN_SECONDS
 #define BENCH_MIN_SECONDS 0.6
 #endif
@@ -77,6 +79,14 @@ static inline void bench_print_blas(FILE *f)
 #else
     fprintf(f, "# blas: reference CBLAS (not OpenBLAS)\n");
 #endif
+}
+
+/* One line naming libcfnet's kernel variant (generic, avx2 or avx512: the best the CPU has, or
+ * the one CFNET_CPU forces), as "# cfnet kernels: ...". */
+static inline void bench_print_kernels(FILE *f)
+{
+    const char *want = getenv("CFNET_CPU");
+    fprintf(f, "# cfnet kernels: %s | CFNET_CPU=%s\n", cf_simd()->name, want ? want : "(unset)");
 }
 
 static inline void bench_fill(float *p, size_t n, unsigned seed)

@@ -20,9 +20,13 @@ def fastest(old, new, faster):
     return tuple((min if fa else max)(a, b) for a, b, fa in zip(old, new, faster))
 
 
+kernels = {}   # "blas" / "cfnet kernels": the first such line of the run
 for path in sys.argv[1:]:
     with open(path) as f:
         for line in f:
+            for tag in ("# blas: ", "# cfnet kernels: "):
+                if line.startswith(tag):
+                    kernels.setdefault(tag[2:-2], line[len(tag):].strip())
             c = line.rstrip("\n").split("\t")
             if c[0] == "layer" and len(c) == 9:   # name shape threads mode fwd fb gf gf
                 k = (c[1], c[2], int(c[3]), c[4])
@@ -62,6 +66,10 @@ def table(title, head, rows):
     print("|" + "|".join("---" for _ in head) + "|")
     for r in rows:
         print("| " + " | ".join(str(x) for x in r) + " |")
+
+
+print("\nKernels: libcfnet %s; OpenBLAS %s" % (
+    kernels.get("cfnet kernels", "(not printed)"), kernels.get("blas", "(not printed)")))
 
 
 def lay(name, shape, t, mode="engine"):
