@@ -270,43 +270,53 @@ T2 void cf_gemm_nt_avx2(int M, int L, int N, const float *A, int lda, const floa
     }
 }
 
-/* 8 x 8 blocks through registers (unpack, shuffle, swap of halves), the edges element by
- * element. */
-T2 void cf_transpose_avx2(const float *src, int64_t lds, int rows, int64_t cols, float *dst,
-                       int64_t ldd)
+/* One block of up to 8 x 8 through registers (unpack, shuffle, swap of halves): nr rows of
+ * nq floats read (under a mask when nq < 8; rows past nr are zeros), nq rows of nr floats
+ * written (under a mask when nr < 8), nothing outside the block touched. */
+INL void tr8_block(const float *s, int64_t lds, int nr, int nq, float *d, int64_t ldd,
+                   const bool full)
 {
-    int o0 = 0;
-    for (; o0 + 8 <= rows; o0 += 8) {
-        const float *s = src + (int64_t)o0 * lds;
-        int64_t q0 = 0;
-        for (; q0 + 8 <= cols; q0 += 8) {
-            __m256 r0 = _mm256_loadu_ps(s + 0 * lds + q0), r1 = _mm256_loadu_ps(s + 1 * lds + q0),
-                   r2 = _mm256_loadu_ps(s + 2 * lds + q0), r3 = _mm256_loadu_ps(s + 3 * lds + q0),
-                   r4 = _mm256_loadu_ps(s + 4 * lds + q0), r5 = _mm256_loadu_ps(s + 5 * lds + q0),
-                   r6 = _mm256_loadu_ps(s + 6 * lds + q0), r7 = _mm256_loadu_ps(s + 7 * lds + q0);
-            __m256 t0 = _mm256_unpacklo_ps(r0, r1), t1 = _mm256_unpackhi_ps(r0, r1),
-                   t2 = _mm256_unpacklo_ps(r2, r3), t3 = _mm256_unpackhi_ps(r2, r3),
-                   t4 = _mm256_unpacklo_ps(r4, r5), t5 = _mm256_unpackhi_ps(r4, r5),
-                   t6 = _mm256_unpacklo_ps(r6, r7), t7 = _mm256_unpackhi_ps(r6, r7);
-            __m256 u0 = _mm256_shuffle_ps(t0, t2, 0x44), u1 = _mm256_shuffle_ps(t0, t2, 0xEE),
-                   u2 = _mm256_shuffle_ps(t1, t3, 0x44), u3 = _mm256_shuffle_ps(t1, t3, 0xEE),
-                   u4 = _mm256_shuffle_ps(t4, t6, 0x44), u5 = _mm256_shuffle_ps(t4, t6, 0xEE),
-                   u6 = _mm256_shuffle_ps(t5, t7, 0x44), u7 = _mm256_shuffle_ps(t5, t7, 0xEE);
-            float *d = dst + q0 * ldd + o0;
-            _mm256_storeu_ps(d + 0 * ldd, _mm256_permute2f128_ps(u0, u4, 0x20));
-            _mm256_storeu_ps(d + 1 * ldd, _mm256_permute2f128_ps(u1, u5, 0x20));
-            _mm256_storeu_ps(d + 2 * ldd, _mm256_permute2f128_ps(u2, u6, 0x20));
-            _mm256_storeu_ps(d + 3 * ldd, _mm256_permute2f128_ps(u3, u7, 0x20));
-            _mm256_storeu_ps(d + 4 * ldd, _mm256_permute2f128_ps(u0, u4, 0x31));
-            _mm256_storeu_ps(d + 5 * ldd, _mm256_permute2f128_ps(u1, u5, 0x31));
-            _mm256_storeu_ps(d + 6 * ldd, _mm256_permute2f128_ps(u2, u6, 0x31));
-            _mm256_storeu_ps(d + 7 * ldd, _mm256_permute2f128_ps(u3, u7, 0x31));
-        }
-        for (int o = o0; o < o0 + 8; o++)
-            for (int64_t q = q0; q < cols; q++) dst[q * ldd + o] = src[o * lds + q];
+    __m256i qm = mask_of(full ? 8 : nq), om = mask_of(full ? 8 : nr);
+    __m256 r[8];
+#pragma GCC unroll 8
+    for (int i = 0; i < 8; i++)
+        r[i] = full     ? _mm256_loadu_ps(s + i * lds)
+               : i < nr ? _mm256_maskload_ps(s + i * lds, qm)
+                        : _mm256_setzero_ps();
+    __m256 t0 = _mm256_unpacklo_ps(r[0], r[1]), t1 = _mm256_unpackhi_ps(r[0], r[1]),
+           t2 = _mm256_unpacklo_ps(r[2], r[3]), t3 = _mm256_unpackhi_ps(r[2], r[3]),
+           t4 = _mm256_unpacklo_ps(r[4], r[5]), t5 = _mm256_unpackhi_ps(r[4], r[5]),
+           t6 = _mm256_unpacklo_ps(r[6], r[7]), t7 = _mm256_unpackhi_ps(r[6], r[7]);
+    __m256 u0 = _mm256_shuffle_ps(t0, t2, 0x44), u1 = _mm256_shuffle_ps(t0, t2, 0xEE),
+           u2 = _mm256_shuffle_ps(t1, t3, 0x44), u3 = _mm256_shuffle_ps(t1, t3, 0xEE),
+           u4 = _mm256_shuffle_ps(t4, t6, 0x44), u5 = _mm256_shuffle_ps(t4, t6, 0xEE),
+           u6 = _mm256_shuffle_ps(t5, t7, 0x44), u7 = _mm256_shuffle_ps(t5, t7, 0xEE);
+    __m256 o[8] = {_mm256_permute2f128_ps(u0, u4, 0x20), _mm256_permute2f128_ps(u1, u5, 0x20),
+                   _mm256_permute2f128_ps(u2, u6, 0x20), _mm256_permute2f128_ps(u3, u7, 0x20),
+                   _mm256_permute2f128_ps(u0, u4, 0x31), _mm256_permute2f128_ps(u1, u5, 0x31),
+                   _mm256_permute2f128_ps(u2, u6, 0x31), _mm256_permute2f128_ps(u3, u7, 0x31)};
+#pragma GCC unroll 8
+    for (int j = 0; j < 8; j++) {
+        if (full) _mm256_storeu_ps(d + j * ldd, o[j]);
+        else if (j < nq) _mm256_maskstore_ps(d + j * ldd, om, o[j]);
     }
-    for (int o = o0; o < rows; o++)
-        for (int64_t q = 0; q < cols; q++) dst[q * ldd + o] = src[o * lds + q];
+}
+
+/* Blocks of 8 x 8, the edges (rows or columns not a multiple of 8) through masked blocks: the
+ * conic layers' 15 channels and 26-pixel rows would otherwise move half their elements one by
+ * one. */
+T2 void cf_transpose_avx2(const float *src, int64_t lds, int rows, int64_t cols, float *dst,
+                          int64_t ldd)
+{
+    for (int o0 = 0; o0 < rows; o0 += 8) {
+        int nr = rows - o0 < 8 ? rows - o0 : 8;
+        const float *s = src + (int64_t)o0 * lds;
+        for (int64_t q0 = 0; q0 < cols; q0 += 8) {
+            int nq = cols - q0 < 8 ? (int)(cols - q0) : 8;
+            if (nr == 8 && nq == 8) tr8_block(s + q0, lds, 8, 8, dst + q0 * ldd + o0, ldd, true);
+            else tr8_block(s + q0, lds, nr, nq, dst + q0 * ldd + o0, ldd, false);
+        }
+    }
 }
 
 #ifndef PIX_BW_CHUNK
