@@ -339,22 +339,7 @@ T2 void cf_transpose_avx2(const float *src, int64_t lds, int rows, int64_t cols,
 #define vmask(rem) mask_of(rem)
 #define vmload(p, m) _mm256_maskload_ps(p, m)
 #define vmstore(p, m, v) _mm256_maskstore_ps(p, m, v)
-#include "gemm_vec.inc"
-#undef VW
-#undef V
-#undef VM
-#undef VN
-#undef VT
-#undef vzero
-#undef vload
-#undef vstore
-#undef vbcast
-#undef vset1
-#undef vfma
-#undef vadd
-#undef vmask
-#undef vmload
-#undef vmstore
+#include "gemm_vec.inc" /* which undefines its parameters */
 
 /* The same kernels in AVX-512, 16 lanes (masks in mask registers). */
 #define T5 __attribute__((target("avx512f,avx2,fma")))
@@ -377,22 +362,7 @@ static inline __attribute__((always_inline)) T5 __mmask16 mask16_of(int rem)
 #define vmask(rem) mask16_of(rem)
 #define vmload(p, m) _mm512_maskz_loadu_ps(m, p)
 #define vmstore(p, m, v) _mm512_mask_storeu_ps(p, m, v)
-#include "gemm_vec.inc"
-#undef VW
-#undef V
-#undef VM
-#undef VN
-#undef VT
-#undef vzero
-#undef vload
-#undef vstore
-#undef vbcast
-#undef vset1
-#undef vfma
-#undef vadd
-#undef vmask
-#undef vmload
-#undef vmstore
+#include "gemm_vec.inc" /* which undefines its parameters */
 
 /* gemm_nt with 16 lanes: a vector holds the 8 partial sums of two elements, (m, l) in lanes
  * 0..7 and (m, l + 1) in lanes 8..15 (A's row m in both halves, B's rows l and l + 1 side by
