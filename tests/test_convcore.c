@@ -680,6 +680,52 @@ static void engine_matches_direct_loop_and_ignores_tiling(void **state)
     for (size_t i = 0; i < count; i++) check_case(&cases[i], &r);
 }
 
+/* A plain convolution planned as one group over output channels (cf_conv_plain_over_channels:
+ * group_of all zero, bwd_columns set; conv2d on 50 x 50 maps) gives the plain plan's bits: its
+ * forward products are the same chains, its backward the same column path. With the
+ * backward over output channels instead, the weight gradient's sums would run in another
+ * order. */
+static void plain_plan_over_channels_keeps_the_bits(void **state)
+{
+    (void)state;
+    const cf_allocator *a = &cf_default_allocator;
+    tu_rng r = {31};
+    static const conv_case cases[] = {
+        {4, 34, 3, 1, 8, 1, CFNET_PADDING_SAME},
+        {3, 50, 3, 1, 16, 1, CFNET_PADDING_SAME},
+        {2, 36, 3, 1, 5, 1, CFNET_PADDING_VALID},
+    };
+    for (size_t ci = 0; ci < sizeof cases / sizeof *cases; ci++) {
+        const conv_case *cc = &cases[ci];
+        assert_true(cf_conv_plain_over_channels(cc->C, cc->S, cc->S, cc->k, cc->stride, cc->pad,
+                                                cc->O));
+        int OS = cf_conv_out_size(cc->S, cc->k, cc->stride, cc->pad), n = 3;
+        int32_t *zeros = calloc((size_t)OS * OS, sizeof *zeros);
+        assert_non_null(zeros);
+        cf_conv_plan plain, one;
+        CF_ASSERT_OK(cf_conv_plan_init(a, &plain, cc->C, cc->S, cc->S, cc->k, 1, cc->pad, NULL, 1));
+        CF_ASSERT_OK(cf_conv_plan_init(a, &one, cc->C, cc->S, cc->S, cc->k, 1, cc->pad, zeros, 1));
+        one.bwd_columns = true;
+        size_t bank = (size_t)cc->O * plain.CK;
+        float *Wd = randf(bank, &r), *bias = randf((size_t)cc->O, &r);
+        const float *W[1] = {Wd};
+        float *x = randf((size_t)n * cc->C * cc->S * cc->S, &r),
+              *dy = randf((size_t)n * cc->O * plain.P, &r);
+        for (int threads = 1; threads <= 2; threads++) {
+            run_out p0, p1;
+            run_engine(&plain, cc->O, 1, W, bias, x, dy, n, threads, &p0);
+            run_engine(&one, cc->O, 1, W, bias, x, dy, n, threads, &p1);
+            assert_memory_equal(p0.y, p1.y, (size_t)n * cc->O * plain.P * sizeof(float));
+            assert_memory_equal(p0.dx, p1.dx, (size_t)n * cc->C * cc->S * cc->S * sizeof(float));
+            assert_memory_equal(p0.dW, p1.dW, bank * sizeof(float));
+            assert_memory_equal(p0.db, p1.db, (size_t)cc->O * sizeof(float));
+            free_out(&p0), free_out(&p1);
+        }
+        cf_conv_plan_free(&plain), cf_conv_plan_free(&one);
+        free(zeros), free(Wd), free(bias), free(x), free(dy);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -691,6 +737,7 @@ int main(void)
         cmocka_unit_test(pix_backward_variants_match_generic),
         cmocka_unit_test(transpose_variants_move_every_element),
         cmocka_unit_test(engine_matches_direct_loop_and_ignores_tiling),
+        cmocka_unit_test(plain_plan_over_channels_keeps_the_bits),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -155,7 +155,10 @@ static bool use_pix(const cf_conv_plan *p, int O)
  * columns at 50 x 50 x 32 (fwd+bwd R = 4 129 -> 106 ms, R = 2 148 -> 116 ms), slower at
  * 64 x 64 x 32 even though it stores pixel-major (R = 1 177 -> 202 ms; round 7 in
  * docs/performance.md). */
-static bool use_pix_bwd(const cf_conv_plan *p, int O) { return p->stride == 1 && use_pix(p, O); }
+static bool use_pix_bwd(const cf_conv_plan *p, int O)
+{
+    return p->stride == 1 && !p->bwd_columns && use_pix(p, O);
+}
 
 static int pad8(int n) { return (n + 7) / 8 * 8; }
 

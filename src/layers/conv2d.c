@@ -24,13 +24,15 @@ static cfnet_status conv2d_setup(cfnet_layer *l, uint64_t seed)
     /* one group over output channels where the direct products over pixels fill their
      * vectors poorly (convcore.h) */
     int32_t *one_group = NULL;
-    if (cf_conv_plain_over_channels(C, H, W, k, stride, pad, O)) {
+    bool over_channels = cf_conv_plain_over_channels(C, H, W, k, stride, pad, O);
+    if (over_channels) {
         int64_t P = (int64_t)cf_conv_out_size(H, k, stride, pad) * cf_conv_out_size(W, k, stride, pad);
         one_group = cf_alloc_zero(&l->alloc, (size_t)P, sizeof *one_group);
         CF_FAIL_IF(!one_group, CFNET_E_OUT_OF_MEMORY, "conv2d: out of memory");
     }
     cfnet_status st = cf_conv_plan_init(&l->alloc, plan, C, H, W, k, stride, pad, one_group, 1);
     cf_free(one_group);
+    plan->bwd_columns = over_channels; /* the plain plan's gradients, bit for bit */
     if (st != CFNET_OK)
         return cf_error(st, "conv2d: input is %s: %s",
                         cf_shape_str(s, sizeof s, l->in_ndim, l->in_shape), cfnet_last_error());
