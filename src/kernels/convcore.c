@@ -102,9 +102,9 @@ static cfnet_status plan_tiles(const cf_allocator *a, cf_conv_plan *p, int64_t t
 /* The direct forward pays off when its vectors are well filled: AUTO sends a tile of a plain
  * convolution (one group: runs are whole output rows) direct when at least this share of the
  * lanes of its pieces (runs cut into pieces of up to 3 vectors, each taking whole vectors of
- * the active variant's 8 or 16 lanes) hold columns. Grouped (conic) plans keep the columns: their runs are pieces of rows, and
- * measured at 28, 50 and 64 pixels the direct products were no faster there (round 4 in
- * docs/performance.md). */
+ * the active variant's 8 or 16 lanes) hold columns. Grouped (conic) plans keep the columns:
+ * their runs are pieces of rows, and measured at 28, 50 and 64 pixels the direct products
+ * were no faster there (round 4 in docs/performance.md). */
 #ifndef CF_CONV_DIRECT_FILL
 #define CF_CONV_DIRECT_FILL 0.8
 #endif
@@ -162,6 +162,16 @@ static bool use_pix_bwd(const cf_conv_plan *p, int O)
 
 static int pad8(int n) { return (n + 7) / 8 * 8; }
 
+/* Lanes the direct forward's vectors of vw floats take for a run of len columns (pieces of 3
+ * vectors, the last piece in whole vectors). */
+static int64_t run_lanes(int len, int vw)
+{
+    int64_t lanes = 0;
+    for (int n0 = 0; n0 < len; n0 += 3 * vw)
+        lanes += (len - n0 < 3 * vw ? len - n0 + vw - 1 : 3 * vw) / vw * vw;
+    return lanes;
+}
+
 bool cf_conv_plain_over_channels(int C, int H, int W, int k, int stride, cfnet_padding padding,
                                  int O)
 {
@@ -171,21 +181,17 @@ bool cf_conv_plain_over_channels(int C, int H, int W, int k, int stride, cfnet_p
         cf_gemm_pix_floats(O, (int)CK) * sizeof(float) > CF_CONV_PIX_MAX_BYTES ||
         !stores_spread((int64_t)OH * OW, O))
         return false;
-    /* a row's share of the lanes of 16-float vectors in pieces of 3 (the direct forward's) */
-    int lanes = 0;
-    for (int n0 = 0; n0 < OW; n0 += 48) lanes += (OW - n0 < 48 ? OW - n0 + 15 : 48) / 16 * 16;
-    return (double)OW < CF_CONV_DIRECT_FILL * (double)lanes;
+    /* a row's share of the lanes of 16-float vectors */
+    return (double)OW < CF_CONV_DIRECT_FILL * (double)run_lanes(OW, 16);
 }
 
 static bool tile_fills_lanes(const cf_conv_plan *p, int i)
 {
     int64_t cols = 0, lanes = 0;
-    int vw = cf_simd()->lanes, piece = 3 * vw;
+    int vw = cf_simd()->lanes;
     for (int64_t r = p->run_off[i]; r < p->run_off[i + 1]; r++) {
-        int len = p->runs[r].len;
-        cols += len;
-        for (int n0 = 0; n0 < len; n0 += piece)
-            lanes += (len - n0 < piece ? len - n0 + vw - 1 : piece) / vw * vw;
+        cols += p->runs[r].len;
+        lanes += run_lanes(p->runs[r].len, vw);
     }
     return lanes > 0 && (double)cols >= CF_CONV_DIRECT_FILL * (double)lanes;
 }
