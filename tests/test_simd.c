@@ -177,6 +177,111 @@ static void variants_match_generic(void **state)
     assert_null(cf_simd_variant(-1));
 }
 
+/* 2 x 2 max pooling, written out independently: the first maximum scanning rows then columns
+ * (a later element wins only if greater). */
+static int ref_window_first_max(const float *w, int W)
+{
+    const int at[4] = {0, 1, W, W + 1};
+    int best = 0;
+    for (int e = 1; e < 4; e++)
+        if (w[at[e]] > w[at[best]]) best = e;
+    return at[best];
+}
+
+static void max_pooling_matches_the_reference(void **state)
+{
+    (void)state;
+    tu_rng r = {7};
+    enum { HMAX = 9, WMAX = 41 };
+    float x[HMAX * WMAX], dy[HMAX * WMAX], y[HMAX * WMAX], dx[HMAX * WMAX],
+        ry[HMAX * WMAX], rdx[HMAX * WMAX];
+    int checked = 0;
+    for (int v = 0; v < CF_SIMD_COUNT; v++) {
+        const cf_simd_ops *k = cf_simd_variant(v);
+        if (!k) continue;
+        checked++;
+        for (int H = 2; H <= HMAX; H++)
+            for (int W = 2; W <= WMAX; W++) {
+                int Ho = H / 2, Wo = W / 2;
+                /* few distinct values (ties everywhere), signed zeros, a NaN now and then */
+                for (int i = 0; i < H * W; i++) {
+                    float u = tu_uniform(&r);
+                    x[i] = u < 0.1f    ? -0.0f
+                           : u < 0.2f  ? 0.0f
+                           : u < 0.23f ? NAN
+                                       : (float)((int)(tu_uniform(&r) * 5) - 2);
+                    dy[i] = tu_uniform(&r) < 0.1f ? -0.0f : tu_uniform(&r) - 0.5f;
+                }
+                memset(y, 0x55, sizeof y);
+                memset(ry, 0x55, sizeof ry);
+                memset(dx, 0x55, sizeof dx);
+                memset(rdx, 0x55, sizeof rdx);
+                for (int i = 0; i < Ho; i++)
+                    for (int j = 0; j < Wo; j++) {
+                        const float *w = x + 2 * i * W + 2 * j;
+                        int m = ref_window_first_max(w, W);
+                        ry[i * Wo + j] = w[m];
+                        float *o = rdx + 2 * i * W + 2 * j;
+                        o[0] = o[1] = o[W] = o[W + 1] = 0.0f;
+                        o[m] = 0.0f + dy[i * Wo + j];
+                    }
+                k->max2_fwd(x, W, Ho, Wo, y);
+                k->max2_bwd(x, dy, W, Ho, Wo, dx);
+                assert_memory_equal(y, ry, sizeof y); /* nothing written past Ho x Wo */
+                assert_memory_equal(dx, rdx, sizeof dx); /* uncovered elements untouched */
+            }
+    }
+    assert_true(checked >= 1);
+}
+
+/* sum_rows against its scheme written out (8 partial sums in double, the tail into sum 0)
+ * and against a plain double loop. */
+static void row_sums_match_the_reference(void **state)
+{
+    (void)state;
+    tu_rng r = {11};
+    enum { ROWS = 9, N = 70, LD = N + 3 };
+    float x[ROWS * LD];
+    int checked = 0;
+    for (int v = 0; v < CF_SIMD_COUNT; v++) {
+        const cf_simd_ops *k = cf_simd_variant(v);
+        if (!k) continue;
+        checked++;
+        for (int rows = 0; rows <= ROWS; rows++)
+            for (int n = 0; n <= N; n++) {
+                tu_fill_normal(x, ROWS * LD, &r);
+                float out[ROWS + 1], ref[ROWS + 1];
+                for (int i = 0; i <= ROWS; i++) out[i] = ref[i] = 0.25f * (float)i - 1.0f;
+                k->sum_rows(x, LD, rows, n, out);
+                for (int q = 0; q < rows; q++) {
+                    double acc[8] = {0}, plain = 0;
+                    int n8 = n - n % 8;
+                    for (int i = 0; i < n; i++) {
+                        acc[i < n8 ? i % 8 : 0] += x[q * LD + i];
+                        plain += x[q * LD + i];
+                    }
+                    double s = ((acc[0] + acc[1]) + (acc[2] + acc[3])) +
+                               ((acc[4] + acc[5]) + (acc[6] + acc[7]));
+                    assert_true(fabs(s - plain) <= 1e-12 * (1.0 + fabs(plain)));
+                    ref[q] += (float)s;
+                }
+                assert_memory_equal(out, ref, sizeof out); /* rows past `rows` untouched */
+            }
+        /* where the scheme shows in float: 2^60 and -2^60 in sums 0 and 1 cancel, and the
+         * last of 11 elements goes to sum 0 (where it is lost against 2^60), not to sum 2 */
+        for (int rows = 1; rows <= ROWS; rows++) {
+            memset(x, 0, sizeof x);
+            x[(rows - 1) * LD + 0] = 0x1p60f;
+            x[(rows - 1) * LD + 1] = -0x1p60f;
+            x[(rows - 1) * LD + 10] = 1.0f;
+            float out[ROWS] = {0};
+            k->sum_rows(x, LD, rows, 11, out);
+            assert_true(out[rows - 1] == 0.0f);
+        }
+    }
+    assert_true(checked >= 1);
+}
+
 static void cfnet_cpu_selects_the_variant(void **state)
 {
     (void)state;
@@ -244,6 +349,8 @@ int main(int argc, char **argv)
     }
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(variants_match_generic),
+        cmocka_unit_test(max_pooling_matches_the_reference),
+        cmocka_unit_test(row_sums_match_the_reference),
         cmocka_unit_test(cfnet_cpu_selects_the_variant),
         cmocka_unit_test(fused_batch_norm_relu_equals_the_two_layers),
     };

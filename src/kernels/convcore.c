@@ -646,17 +646,6 @@ static void forward_range(const conv_job *j)
     }
 }
 
-/* Sum in double with 8 independent partial sums (a fixed order: deterministic). */
-static double sum_floats(const float *v, int64_t n)
-{
-    double acc[8] = {0};
-    int64_t i = 0;
-    for (; i + 8 <= n; i += 8)
-        for (int u = 0; u < 8; u++) acc[u] += v[i + u];
-    for (; i < n; i++) acc[0] += v[i];
-    return ((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7]));
-}
-
 /* The start of a backward block of nb samples from s0: their bias gradient and the padded
  * input. */
 static void backward_block_start(const conv_job *j, int64_t s0, int64_t nb)
@@ -665,8 +654,7 @@ static void backward_block_start(const conv_job *j, int64_t s0, int64_t nb)
     int64_t P = p->P, in_size = (int64_t)p->C * p->H * p->W;
     if (j->dbias)
         for (int64_t b = 0; b < nb; b++)
-            for (int o = 0; o < j->O; o++)
-                j->dbias[o] += (float)sum_floats(j->dy + ((s0 + b) * j->O + o) * P, P);
+            cf_simd()->sum_rows(j->dy + (s0 + b) * j->O * P, P, j->O, P, j->dbias);
     pad_input(p, j->x + s0 * in_size, nb, j->xpad);
 }
 

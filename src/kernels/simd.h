@@ -61,12 +61,25 @@ typedef struct cf_simd_ops {
      * ((s0 + s1) + (s2 + s3)) + ((s4 + s5) + (s6 + s7)); sum_sq_dev sums (x - mu)^2. */
     double (*sum)(const float *x, int64_t n);
     double (*sum_sq_dev)(const float *x, int64_t n, double mu);
+    /* out[r] += (float) the sum of x[r ld + j], j < n, for r < rows: in double with 8 partial
+     * sums over the first n - n mod 8 elements (element j to sum j mod 8), the last n mod 8
+     * added to sum 0 in order, combined as above (the convolution's bias gradient; rows are
+     * independent, so the vector variants run several at once). */
+    void (*sum_rows)(const float *x, int64_t ld, int rows, int64_t n, float *out);
     /* *sdy += sum dy, *sdyx += sum dy * (x - mu) (same partial-sum scheme). */
     void (*sum_dy_dyx)(const float *x, const float *dy, int64_t n, double mu, double *sdy,
                        double *sdyx);
     /* dx = k * (dy - a - (x - m) * bc) */
     void (*bn_dx)(const float *x, const float *dy, float *dx, int64_t n, float k, float a,
                   float m, float bc);
+    /* 2 x 2 max pooling with step 2 of one plane (rows of W floats; Ho x Wo windows): y is
+     * each window's first maximum, scanning its rows then columns, where a later element
+     * replaces the best only if greater (so ties, signed zeros and NaN resolve in that
+     * order). The backward writes each window's four elements of dx: 0 + dy at that first
+     * maximum, +0 at the others (elements no window covers are left as they are). */
+    void (*max2_fwd)(const float *x, int64_t W, int64_t Ho, int64_t Wo, float *y);
+    void (*max2_bwd)(const float *x, const float *dy, int64_t W, int64_t Ho, int64_t Wo,
+                     float *dx);
     /* The convolution engine's products (kernels/gemm.h; bit-identical in every variant). */
     cf_gemm_nn_fn gemm_nn;
     cf_gemm_nt_fn gemm_nt;

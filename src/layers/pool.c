@@ -4,6 +4,7 @@
  * Window 0 is the equivariant choice: k = 2 for even S, 3 for odd S, s = 2, so that
  * (S - k) mod s == 0 and the windows sit symmetrically about the map centre. */
 #include "core/pool.h"
+#include "kernels/simd.h"
 #include "nn/layer.h"
 
 #include <string.h>
@@ -87,27 +88,6 @@ static inline int64_t window_argmax(const float *plane, int64_t at, int64_t W, i
     return best_at;
 }
 
-/* The common window, 2 x 2 with step 2, written out: the same first maximum as window_argmax
- * (each later element replaces the best only if greater, so ties and NaN resolve the same
- * way), about four times faster than the general loops. */
-static inline int max2x2(const float *w, int64_t W, float *best)
-{
-    float v = w[0];
-    int at = 0;
-    if (w[1] > v) v = w[1], at = 1;
-    if (w[W] > v) v = w[W], at = 2;
-    if (w[W + 1] > v) v = w[W + 1], at = 3;
-    *best = v;
-    return at;
-}
-
-/* *o = the float with these bits if keep, else +0, without a branch. */
-static inline void put_masked(float *o, uint32_t bits, bool keep)
-{
-    uint32_t m = bits & (0u - (uint32_t)keep);
-    memcpy(o, &m, sizeof m);
-}
-
 typedef struct pool_job {
     pool_geom g;
     const float *x, *dy;
@@ -122,13 +102,10 @@ static void pool_fwd_planes(void *arg, int64_t p0, int64_t p1)
     const float *x = jb->x;
     float *y = jb->out;
     if (g.is_max && g.k == 2 && g.s == 2) {
-        for (int64_t p = p0; p < p1; p++) {
-            const float *xp = x + p * g.in_plane;
-            float *yp = y + p * g.out_plane;
-            for (int64_t i = 0; i < g.Ho; i++)
-                for (int64_t j = 0; j < g.Wo; j++)
-                    (void)max2x2(xp + 2 * i * g.W + 2 * j, g.W, &yp[i * g.Wo + j]);
-        }
+        /* the common window (kernels/simd.h): the same first maximum as window_argmax */
+        const cf_simd_ops *k = cf_simd();
+        for (int64_t p = p0; p < p1; p++)
+            k->max2_fwd(x + p * g.in_plane, g.W, g.Ho, g.Wo, y + p * g.out_plane);
         return;
     }
     if (!g.is_max && g.k == 2 && g.s == 2) {
@@ -188,34 +165,14 @@ static void pool_bwd_planes(void *arg, int64_t p0, int64_t p1)
     float *dx = jb->out;
     if (g.is_max && g.k == 2 && g.s == 2) {
         /* The windows do not overlap: each writes its four elements (dy at the first maximum,
-         * 0 + dy as the sum on zeros would give, zeros elsewhere) with selects rather than
-         * branches, which mispredict on data; only rows or columns no window covers (odd
-         * sizes) need clearing first. */
+         * 0 + dy as the sum on zeros would give, zeros elsewhere; kernels/simd.h); only rows
+         * or columns no window covers (odd sizes) need clearing first. */
         if (2 * g.Ho != g.H || 2 * g.Wo != g.W)
             memset(dx + p0 * g.in_plane, 0, (size_t)((p1 - p0) * g.in_plane) * sizeof *dx);
-        for (int64_t p = p0; p < p1; p++) {
-            const float *xp = x + p * g.in_plane, *dyp = dy + p * g.out_plane;
-            float *dxp = dx + p * g.in_plane;
-            for (int64_t i = 0; i < g.Ho; i++)
-                for (int64_t j = 0; j < g.Wo; j++) {
-                    int64_t at = 2 * i * g.W + 2 * j;
-                    const float *w = xp + at;
-                    /* the index with integer masks, the maximum as a max (x > v ? x : v) */
-                    float v = w[0];
-                    uint32_t a = 0, c;
-                    c = w[1] > v, a ^= (a ^ 1u) & (0u - c), v = w[1] > v ? w[1] : v;
-                    c = w[g.W] > v, a ^= (a ^ 2u) & (0u - c), v = w[g.W] > v ? w[g.W] : v;
-                    c = w[g.W + 1] > v, a ^= (a ^ 3u) & (0u - c);
-                    float d = 0.0f + dyp[i * g.Wo + j];
-                    uint32_t bits;
-                    memcpy(&bits, &d, sizeof bits);
-                    float *o = dxp + at;
-                    put_masked(o, bits, a == 0);
-                    put_masked(o + 1, bits, a == 1);
-                    put_masked(o + g.W, bits, a == 2);
-                    put_masked(o + g.W + 1, bits, a == 3);
-                }
-        }
+        const cf_simd_ops *k = cf_simd();
+        for (int64_t p = p0; p < p1; p++)
+            k->max2_bwd(x + p * g.in_plane, dy + p * g.out_plane, g.W, g.Ho, g.Wo,
+                        dx + p * g.in_plane);
         return;
     }
     if (!g.is_max && g.k == 2 && g.s == 2) {
