@@ -162,6 +162,16 @@ static bool use_pix_bwd(const cf_conv_plan *p, int O)
 
 static int pad8(int n) { return (n + 7) / 8 * 8; }
 
+/* Plans whose weight gradient goes through the columns while the forward goes over output
+ * channels (bwd_columns: plain convolutions planned as one group) take their input gradient
+ * over output channels, tile by tile and tap by tap as the columns' col2im adds it: the same
+ * sums in the same order, so the column path's bits, without the product into the columns'
+ * gradient and its col2im. */
+static bool dx_pix_only(const cf_conv_plan *p, int O)
+{
+    return p->stride == 1 && p->bwd_columns && use_pix(p, O);
+}
+
 /* Lanes the direct forward's vectors of vw floats take for a run of len columns (pieces of 3
  * vectors, the last piece in whole vectors). */
 static int64_t run_lanes(int len, int vw)
@@ -447,11 +457,18 @@ static size_t pix_bwd_bytes(const cf_conv_plan *p, int O)
            cf_align64((size_t)p->Hp * (size_t)p->Wp * Cp * sizeof(float));
 }
 
-/* The column chunk's place, which the backward over output channels uses for its buffers. */
+/* A sample's padded input gradient pixel by pixel (Hp Wp x Cp). */
+static size_t dxT_bytes(const cf_conv_plan *p)
+{
+    return cf_align64((size_t)p->Hp * (size_t)p->Wp * (size_t)pad8(p->C) * sizeof(float));
+}
+
+/* The column chunk's place, which the backward over output channels uses for its buffers
+ * (and after it, a plan with dx_pix_only keeps its input gradient pixel by pixel). */
 static size_t col_region(const cf_conv_plan *p, int O)
 {
     if (pix_both(p, O)) return pix_bwd_bytes(p, O);
-    return col_bytes(p);
+    return col_bytes(p) + (dx_pix_only(p, O) ? dxT_bytes(p) : 0);
 }
 
 static size_t thread_bytes(const cf_conv_plan *p, int O)
@@ -464,8 +481,8 @@ static size_t thread_bytes(const cf_conv_plan *p, int O)
 static size_t packed_floats(const cf_conv_plan *p, int O, bool transposed)
 {
     if (transposed)
-        return use_pix_bwd(p, O) ? cf_gemm_dx_floats(p->C, O, p->k)
-                                 : cf_gemm_packed_floats((int)p->CK, O);
+        return use_pix_bwd(p, O) || dx_pix_only(p, O) ? cf_gemm_dx_floats(p->C, O, p->k)
+                                                       : cf_gemm_packed_floats((int)p->CK, O);
     return use_pix(p, O) ? cf_gemm_pix_floats(O, (int)p->CK) : cf_gemm_packed_floats(O, (int)p->CK);
 }
 
@@ -473,7 +490,7 @@ static size_t packed_bytes(const cf_conv_plan *p, int O)
 {
     size_t f = cf_gemm_packed_floats(O, (int)p->CK), t = cf_gemm_packed_floats((int)p->CK, O);
     f = f > t ? f : t;
-    if (!p->perm) return cf_align64((size_t)p->ngroups * f * sizeof(float));
+    if (!p->perm && !dx_pix_only(p, O)) return cf_align64((size_t)p->ngroups * f * sizeof(float));
     /* grouped: the layouts over output channels too */
     size_t x = cf_gemm_pix_floats(O, (int)p->CK), d = cf_gemm_dx_floats(p->C, O, p->k);
     f = f > x ? f : x;
@@ -755,12 +772,13 @@ static void backward_range(const conv_job *j)
     int64_t HW = (int64_t)p->H * p->W, HWp = (int64_t)p->Hp * p->Wp;
     const cf_simd_ops *k = cf_simd();
     float *dout = j->out;
+    bool dx_cols = j->dx && !dx_pix_only(p, O);
     for (int64_t s0 = j->s_begin; s0 < j->s_end; s0 += p->spb) {
         int64_t nb = j->s_end - s0 < p->spb ? j->s_end - s0 : p->spb;
         (void)backward_block_start(j, s0, nb, false);
         /* The input gradient accumulates in padded planes after the padded input's. */
         float *dxpad = j->xpad + (size_t)nb * p->C * HWp;
-        if (j->dx) memset(dxpad, 0, (size_t)(nb * p->C * HWp) * sizeof(float));
+        if (dx_cols) memset(dxpad, 0, (size_t)(nb * p->C * HWp) * sizeof(float));
         for (int i = 0; i < p->ntiles; i++) {
             int g = p->tgroup[i];
             int64_t w = p->tj0[i + 1] - p->tj0[i], tn = nb * w;
@@ -790,13 +808,27 @@ static void backward_range(const conv_job *j)
                 im2col(p, i, j->xpad, nb, r0, r1, j->col, ld);
                 k->gemm_nt(O, (int)(r1 - r0), (int)tn, dt, (int)ldt, j->col, (int)ld,
                            j->dWg[g] + r0, (int)CK);
-                if (!j->dx) continue;
+                if (!dx_cols) continue;
                 k->gemm_nn((int)(r1 - r0), (int)tn, O, Wt + (size_t)r0 * O, O, dt, (int)ldt,
                            j->col, (int)ld, 0);
                 col2im(p, i, j->col, ld, nb, r0, r1, dxpad);
             }
         }
-        if (!j->dx) continue;
+        if (j->dx && !dx_cols) {
+            int Cp = pad8(p->C);
+            float *dxT = (float *)((char *)j->col + col_bytes(p));
+            for (int64_t b = 0; b < nb; b++) {
+                const float *dys = j->dy + (s0 + b) * O * P;
+                memset(dxT, 0, (size_t)(HWp * Cp) * sizeof(float));
+                for (int i = 0; i < p->ntiles; i++)
+                    k->conv_bwd_x_pix(Cp, O, p->k * p->k, j->Wp + (size_t)p->tgroup[i] * j->wstride,
+                                      dys, P, p->rowoff, p->csrc + p->tj0[i],
+                                      p->perm + p->tj0[i], (int)(p->tj0[i + 1] - p->tj0[i]),
+                                      dxT);
+                planes_from_pixels(p, dxT, Cp, j->dx + (s0 + b) * in_size);
+            }
+        }
+        if (!dx_cols) continue;
         for (int64_t pl = 0; pl < nb * p->C; pl++) {
             const float *src = dxpad + pl * HWp + p->pad * p->Wp + p->pad;
             float *dst = j->dx + s0 * in_size + pl * HW;
@@ -850,7 +882,7 @@ static void run_split(const conv_job *base, const float *const *Wg, bool backwar
     size_t wstride = packed_floats(p, O, backward);
     if (!backward || base->dx)
         for (int g = 0; g < p->ngroups; g++) {
-            if (backward && use_pix_bwd(p, O)) cf_gemm_pack_dx(p->C, O, p->k, Wg[g], packed + g * wstride);
+            if (backward && (use_pix_bwd(p, O) || dx_pix_only(p, O))) cf_gemm_pack_dx(p->C, O, p->k, Wg[g], packed + g * wstride);
             else if (backward) cf_gemm_pack_at((int)p->CK, O, Wg[g], (int)p->CK, packed + g * wstride);
             else if (use_pix(p, O)) cf_gemm_pack_pix(O, (int)p->CK, Wg[g], (int)p->CK, packed + g * wstride);
             else cf_gemm_pack_a(O, (int)p->CK, Wg[g], (int)p->CK, packed + g * wstride);
