@@ -66,6 +66,11 @@ static void conv2d_matches_direct_loop(void **state)
     check_against_reference(2, 9, 8, 3, 3, 2, CFNET_PADDING_SAME);
     check_against_reference(2, 10, 10, 3, 3, 2, CFNET_PADDING_VALID);
     check_against_reference(4, 5, 5, 2, 1, 1, CFNET_PADDING_VALID);
+    /* the padded copy's row paths: blocks of 8 with an overlapping last block (widths 13 and
+     * 17, borders 4 and 1), and row by row where the border is wider than 4 (k = 11) */
+    check_against_reference(2, 13, 13, 3, 9, 1, CFNET_PADDING_SAME);
+    check_against_reference(3, 11, 17, 4, 3, 1, CFNET_PADDING_SAME);
+    check_against_reference(2, 12, 12, 3, 11, 1, CFNET_PADDING_SAME);
 }
 
 /* Large batches are processed in blocks of samples and tiles of columns; a sample's output is
