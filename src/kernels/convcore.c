@@ -442,7 +442,10 @@ static size_t out_bytes(const cf_conv_plan *p, int O)
 
 static size_t pad_bytes(const cf_conv_plan *p, int O)
 {
-    size_t planes = pix_both(p, O) ? (size_t)p->C : (size_t)(2 * p->spb * p->C);
+    /* the padded input gradient's planes only where col2im builds it */
+    size_t planes = pix_both(p, O)      ? (size_t)p->C
+                    : dx_pix_only(p, O) ? (size_t)(p->spb * p->C)
+                                        : (size_t)(2 * p->spb * p->C);
     return cf_align64((planes * (size_t)p->Hp * (size_t)p->Wp + RUN_BLOCK) * sizeof(float));
 }
 
@@ -526,10 +529,10 @@ size_t cf_conv_workspace(const cf_conv_plan *p, int O, int64_t n, int threads)
     return bwd > fwd ? bwd : fwd;
 }
 
-/* Copies the nb samples' planes into xpad with a zero border of p->pad, plus zeroed slack. */
 /* 8 floats, unaligned (GCC/Clang vector extension: portable C, 2 or 1 moves) */
 typedef float cf_v8 __attribute__((vector_size(32), aligned(4)));
 
+/* Copies the nb samples' planes into xpad with a zero border of p->pad, plus zeroed slack. */
 static void pad_input(const cf_conv_plan *p, const float *x, int64_t nb, float *xpad)
 {
     int64_t planes = nb * p->C, HW = (int64_t)p->H * p->W, HWp = (int64_t)p->Hp * p->Wp;
