@@ -150,6 +150,29 @@ static void conv2d_wide_rows_go_over_output_channels(void **state)
     gradcheck_one(2, 34, 3, 3, 1, CFNET_PADDING_SAME);
 }
 
+/* Such layers take their forward on the plain plan where the active variant's direct
+ * products fill their vectors (pieces of 3 vectors, the last in whole vectors): 8-float
+ * vectors at 50 columns (24 + 24 + 8 lanes), not 16-float ones (48 + 16). The layers above ran
+ * it under whichever variant is active (tests/test_cpu_variants.sh runs every one). */
+static void conv2d_forward_rows_fill_the_active_lanes(void **state)
+{
+    (void)state;
+    assert_true(cf_conv_row_fills_lanes(50, 8));
+    assert_false(cf_conv_row_fills_lanes(50, 16));
+    assert_true(cf_conv_row_fills_lanes(34, 8));   /* 40 lanes */
+    assert_false(cf_conv_row_fills_lanes(34, 16)); /* 48 */
+    assert_true(cf_conv_row_fills_lanes(48, 16));
+    assert_true(cf_conv_row_fills_lanes(64, 16));
+    assert_false(cf_conv_row_fills_lanes(17, 8)); /* 24 */
+    assert_false(cf_conv_row_fills_lanes(25, 8)); /* 32: 0.78 */
+    assert_true(cf_conv_row_fills_lanes(26, 8));  /* 0.81 */
+    assert_false(cf_conv_row_fills_lanes(50, 4));
+    assert_false(cf_conv_row_fills_lanes(0, 8));
+    /* the rule over output channels counts 16-float vectors whatever the variant */
+    assert_true(cf_conv_plain_over_channels(32, 50, 50, 3, 1, CFNET_PADDING_SAME, 32) ==
+                !cf_conv_row_fills_lanes(50, 16));
+}
+
 static void conv2d_rejects_bad_configurations(void **state)
 {
     (void)state;
@@ -181,6 +204,7 @@ int main(void)
         cmocka_unit_test(conv2d_batch_blocks_agree_with_single_samples),
         cmocka_unit_test(conv2d_gradients_match_finite_differences),
         cmocka_unit_test(conv2d_wide_rows_go_over_output_channels),
+        cmocka_unit_test(conv2d_forward_rows_fill_the_active_lanes),
         cmocka_unit_test(conv2d_rejects_bad_configurations),
     };
     return cmocka_run_group_tests_name("conv2d", tests, NULL, NULL);

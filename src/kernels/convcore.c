@@ -192,7 +192,13 @@ bool cf_conv_plain_over_channels(int C, int H, int W, int k, int stride, cfnet_p
         !stores_spread((int64_t)OH * OW, O))
         return false;
     /* a row's share of the lanes of 16-float vectors */
-    return (double)OW < CF_CONV_DIRECT_FILL * (double)run_lanes(OW, 16);
+    return !cf_conv_row_fills_lanes(OW, 16);
+}
+
+bool cf_conv_row_fills_lanes(int OW, int vw)
+{
+    return OW > 0 && (vw == 8 || vw == 16) &&
+           (double)OW >= CF_CONV_DIRECT_FILL * (double)run_lanes(OW, vw);
 }
 
 static bool tile_fills_lanes(const cf_conv_plan *p, int i)

@@ -117,6 +117,13 @@ void cf_conv_plan_free(cf_conv_plan *p);
  * the CPU variant. */
 bool cf_conv_plain_over_channels(int C, int H, int W, int k, int stride, cfnet_padding padding,
                                  int O);
+/* Whether the direct forward over pixels fills at least CF_CONV_DIRECT_FILL of the lanes of
+ * vw-float vectors (8 or 16; false otherwise) on output rows of OW columns: 50 columns fill 56
+ * of 56 AVX2 lanes (pieces of 24) but 50 of 64 AVX-512 lanes (pieces of 48). conv2d layers
+ * that cf_conv_plain_over_channels plans as one group still take their forward on the plain
+ * plan where the active variant's vectors (cf_simd()->lanes) are filled: at 50 x 50 x 32 on
+ * AVX2 that forward is faster than the one over output channels (the same bits either way). */
+bool cf_conv_row_fills_lanes(int OW, int vw);
 /* Which tiles the forward computes directly: NEVER (all through columns), ALWAYS, or AUTO (the
  * tiles whose vectors the direct products fill well; what cf_conv_plan_init chooses). Grouped
  * (conic) plans go direct over output channels (pix) with ALWAYS and AUTO, whatever the

@@ -1,8 +1,20 @@
 /* 2D convolution (correlation): y[o, x] = sum_{c, z} w[o, c, z] f[c, x + z] + b[o].
  * Shapes: x N x C x H x W, w O x C x k x k, y N x O x H' x W'. The engine: kernels/convcore.h. */
 #include "kernels/convcore.h"
+#include "kernels/simd.h"
 
 enum { CFG_OUT, CFG_K, CFG_STRIDE, CFG_PAD };
+
+/* The layer's plans. `plan` takes the backward, and the forward too unless `split`: a plain
+ * convolution that cf_conv_plain_over_channels plans as one group (its weight gradient on the
+ * columns, its input gradient over output channels) takes its forward on the plain plan `fwd`
+ * where the active variant's direct products fill their vectors (cf_conv_row_fills_lanes:
+ * AVX2 at 50 x 50). Either plan gives the same bits. */
+typedef struct conv2d_priv {
+    cf_conv_plan plan;
+    cf_conv_plan fwd;
+    bool split;
+} conv2d_priv;
 
 static cfnet_status conv2d_setup(cfnet_layer *l, uint64_t seed)
 {
@@ -15,13 +27,13 @@ static cfnet_status conv2d_setup(cfnet_layer *l, uint64_t seed)
                    l->in_shape[2] > 1 << 20 || l->in_shape[1] * l->in_shape[2] > INT32_MAX,
                CFNET_E_LIMIT, "conv2d: input %s is too large",
                cf_shape_str(s, sizeof s, l->in_ndim, l->in_shape));
-    cf_conv_plan *plan = cf_alloc_zero(&l->alloc, 1, sizeof *plan);
-    CF_FAIL_IF(!plan, CFNET_E_OUT_OF_MEMORY, "conv2d: out of memory");
-    l->priv = plan;
+    conv2d_priv *pv = cf_alloc_zero(&l->alloc, 1, sizeof *pv);
+    CF_FAIL_IF(!pv, CFNET_E_OUT_OF_MEMORY, "conv2d: out of memory");
+    l->priv = pv;
     int C = (int)l->in_shape[0], H = (int)l->in_shape[1], W = (int)l->in_shape[2];
     int stride = l->icfg[CFG_STRIDE];
     cfnet_padding pad = (cfnet_padding)l->icfg[CFG_PAD];
-    /* one group over output channels where the direct products over pixels fill their
+    /* one group over output channels where the direct products over pixels fill 16-float
      * vectors poorly (convcore.h) */
     int32_t *one_group = NULL;
     bool over_channels = cf_conv_plain_over_channels(C, H, W, k, stride, pad, O);
@@ -30,26 +42,44 @@ static cfnet_status conv2d_setup(cfnet_layer *l, uint64_t seed)
         one_group = cf_alloc_zero(&l->alloc, (size_t)P, sizeof *one_group);
         CF_FAIL_IF(!one_group, CFNET_E_OUT_OF_MEMORY, "conv2d: out of memory");
     }
-    cfnet_status st = cf_conv_plan_init(&l->alloc, plan, C, H, W, k, stride, pad, one_group, 1);
+    cfnet_status st = cf_conv_plan_init(&l->alloc, &pv->plan, C, H, W, k, stride, pad, one_group, 1);
     cf_free(one_group);
-    plan->bwd_columns = over_channels; /* the plain plan's gradients, bit for bit */
+    pv->plan.bwd_columns = over_channels; /* the plain plan's gradients, bit for bit */
+    if (st == CFNET_OK && over_channels && cf_conv_row_fills_lanes(pv->plan.OW, cf_simd()->lanes)) {
+        st = cf_conv_plan_init(&l->alloc, &pv->fwd, C, H, W, k, stride, pad, NULL, 1);
+        pv->split = st == CFNET_OK;
+    }
     if (st != CFNET_OK)
         return cf_error(st, "conv2d: input is %s: %s",
                         cf_shape_str(s, sizeof s, l->in_ndim, l->in_shape), cfnet_last_error());
     int64_t wshape[4] = {O, C, k, k};
-    CF_CHECK(cf_layer_add_weight_bias(l, 4, wshape, plan->CK, seed));
-    cf_layer_set_out_shape(l, 3, (const int64_t[]){O, plan->OH, plan->OW});
+    CF_CHECK(cf_layer_add_weight_bias(l, 4, wshape, pv->plan.CK, seed));
+    cf_layer_set_out_shape(l, 3, (const int64_t[]){O, pv->plan.OH, pv->plan.OW});
     return CFNET_OK;
+}
+
+static const cf_conv_plan *fwd_plan(const cfnet_layer *l)
+{
+    const conv2d_priv *pv = l->priv;
+    return pv->split ? &pv->fwd : &pv->plan;
 }
 
 static size_t conv2d_workspace(const cfnet_layer *l, int64_t n)
 {
-    return cf_conv_workspace(l->priv, l->icfg[CFG_OUT], n, l->threads);
+    const conv2d_priv *pv = l->priv;
+    int O = l->icfg[CFG_OUT];
+    size_t b = cf_conv_workspace(&pv->plan, O, n, l->threads),
+           f = pv->split ? cf_conv_workspace(&pv->fwd, O, n, l->threads) : 0;
+    return b > f ? b : f;
 }
 
 static size_t conv2d_workspace_kept(const cfnet_layer *l, int64_t n)
 {
-    return cf_conv_workspace_kept(l->priv, l->icfg[CFG_OUT], n, l->threads);
+    const conv2d_priv *pv = l->priv;
+    int O = l->icfg[CFG_OUT];
+    size_t b = cf_conv_workspace_kept(&pv->plan, O, n, l->threads),
+           f = pv->split ? cf_conv_workspace_kept(&pv->fwd, O, n, l->threads) : 0;
+    return b > f ? b : f;
 }
 
 static cfnet_status conv2d_forward(cfnet_layer *l, const float *x, float *y, int64_t n,
@@ -57,7 +87,7 @@ static cfnet_status conv2d_forward(cfnet_layer *l, const float *x, float *y, int
 {
     (void)training;
     const float *w = l->param[0]->data;
-    cf_conv_forward(l->priv, l->icfg[CFG_OUT], &w, l->param[1]->data, x, y, n, ws,
+    cf_conv_forward(fwd_plan(l), l->icfg[CFG_OUT], &w, l->param[1]->data, x, y, n, ws,
                     l->scratch, l->threads);
     return CFNET_OK;
 }
@@ -68,15 +98,18 @@ static cfnet_status conv2d_backward(cfnet_layer *l, const float *x, const float 
     (void)y;
     const float *w = l->param[0]->data;
     float *dw = l->grad[0]->data;
-    cf_conv_backward(l->priv, l->icfg[CFG_OUT], &w, &dw, l->grad[1]->data, x, dy, dx, n, ws,
+    conv2d_priv *pv = l->priv;
+    cf_conv_backward(&pv->plan, l->icfg[CFG_OUT], &w, &dw, l->grad[1]->data, x, dy, dx, n, ws,
                      l->scratch, l->threads);
     return CFNET_OK;
 }
 
 static void conv2d_destroy(cfnet_layer *l)
 {
-    cf_conv_plan_free(l->priv);
-    cf_free(l->priv);
+    conv2d_priv *pv = l->priv;
+    cf_conv_plan_free(&pv->plan);
+    cf_conv_plan_free(&pv->fwd);
+    cf_free(pv);
 }
 
 static cfnet_status conv2d_check(int *ic, float *fc)
