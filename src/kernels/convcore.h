@@ -114,7 +114,8 @@ void cf_conv_plan_free(cf_conv_plan *p);
  * over output channels take (at most 32 channels, 40 KiB of weights, outputs spread over the
  * L1 sets). Measured at 50 x 50 x 32: forward 14.4 -> 12.1 ms (AVX-512, 1 thread), and the
  * input gradient over output channels forward+backward 45 -> 42-44 ms. It does not depend on
- * the CPU variant. */
+ * the CPU variant (conv2d may still take its forward on the plain plan: cf_conv_row_fills_lanes
+ * below). */
 bool cf_conv_plain_over_channels(int C, int H, int W, int k, int stride, cfnet_padding padding,
                                  int O);
 /* Whether the direct forward over pixels fills at least CF_CONV_DIRECT_FILL of the lanes of
