@@ -223,6 +223,42 @@ static void unsupported_tiffs_are_refused_with_a_reason(void **state)
     TIFFClose(t);
     expect_error(p, "colour model");
     free(p);
+
+    /* tiles far larger than the image (a fuzzed file asked for an 8 GiB tile buffer) are
+     * refused before anything is allocated; a 256 x 256 tile on a small image is read */
+    for (int big = 0; big < 2; big++) {
+        uint32_t side = big ? 2048u : 256u;
+        p = out_path(big ? "imageio_huge_tiles.tif" : "imageio_small_image_tiles.tif");
+        t = TIFFOpen(p, "w");
+        TIFFSetField(t, TIFFTAG_IMAGEWIDTH, 5u);
+        TIFFSetField(t, TIFFTAG_IMAGELENGTH, 3u);
+        TIFFSetField(t, TIFFTAG_BITSPERSAMPLE, 8);
+        TIFFSetField(t, TIFFTAG_SAMPLESPERPIXEL, 1);
+        TIFFSetField(t, TIFFTAG_PHOTOMETRIC, PHOTOMETRIC_MINISBLACK);
+        TIFFSetField(t, TIFFTAG_COMPRESSION, COMPRESSION_ADOBE_DEFLATE);
+        TIFFSetField(t, TIFFTAG_TILEWIDTH, side);
+        TIFFSetField(t, TIFFTAG_TILELENGTH, side);
+        uint8_t *tile = calloc((size_t)side * side, 1);
+        assert_non_null(tile);
+        for (uint32_t y = 0; y < 3; y++)
+            for (uint32_t x = 0; x < 5; x++) tile[y * side + x] = (uint8_t)(10 * y + x);
+        assert_true(TIFFWriteTile(t, tile, 0, 0, 0, 0) > 0);
+        TIFFClose(t);
+        free(tile);
+        if (big) {
+            expect_error(p, "2048x2048 tiles for a 5x3 image");
+        } else {
+            tool_image got;
+            assert_int_equal(image_read(p, &got, err, sizeof err), 0);
+            assert_int_equal(got.width, 5);
+            assert_int_equal(got.height, 3);
+            for (int y = 0; y < 3; y++)
+                for (int x = 0; x < 5; x++)
+                    assert_true(got.data[y * 5 + x] == (float)(10 * y + x));
+            image_free(&got);
+        }
+        free(p);
+    }
 }
 
 /* Every prefix of valid files (truncation at any byte) is an error or, when the missing part

@@ -145,8 +145,18 @@ static void convert_samples(const unsigned char *src, int bps, int stride, int64
 }
 
 /* Reads one directory's samples into planes (spp x H x W floats at dst). */
+/* The largest tile side accepted for an image side of n: the side rounded up to TIFF's tile
+ * granularity of 16, or 256 (a common tile size, also used for small images). Larger tiles
+ * would make the decoder allocate far more than the image it reads. */
+static uint64_t tile_side_limit(uint32_t n)
+{
+    uint64_t r = ((uint64_t)n + 15) / 16 * 16;
+    return r > 256 ? r : 256;
+}
+
 static int tiff_read_page(TIFF *tif, mem_stream *m, int page, uint32_t W, uint32_t H, int spp,
-                          int bps, int planar, float *dst, char *err, size_t errsize)
+                          int bps, int planar, int64_t max_values, float *dst, char *err,
+                          size_t errsize)
 {
     const int64_t plane = (int64_t)W * H;
     const int bytes = bps / 8;
@@ -160,6 +170,12 @@ static int tiff_read_page(TIFF *tif, mem_stream *m, int page, uint32_t W, uint32
             return -1;
         }
         int per_tile = planar == PLANARCONFIG_SEPARATE ? 1 : spp;
+        if (tw > tile_side_limit(W) || th > tile_side_limit(H) ||
+            (int64_t)tw * th * per_tile > max_values) {
+            set_err(err, errsize, "invalid TIFF: %ux%u tiles for a %ux%u image on page %d", tw,
+                    th, W, H, page + 1);
+            return -1;
+        }
         if ((int64_t)tw * th * per_tile * bytes > ts) {
             set_err(err, errsize, "invalid TIFF: tile size inconsistent on page %d", page + 1);
             return -1;
@@ -319,7 +335,7 @@ static int decode_tiff(const unsigned char *data, size_t size, int64_t max_value
             goto done;
         }
         buf = nb;
-        if (tiff_read_page(tif, &m, page, W, H, spp, bps, planar,
+        if (tiff_read_page(tif, &m, page, W, H, spp, bps, planar, max_values,
                            buf + (size_t)channels * W * H, err, errsize) != 0)
             goto done;
         channels += spp;
