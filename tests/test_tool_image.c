@@ -225,10 +225,15 @@ static void unsupported_tiffs_are_refused_with_a_reason(void **state)
     free(p);
 
     /* tiles far larger than the image (a fuzzed file asked for an 8 GiB tile buffer) are
-     * refused before anything is allocated; a 256 x 256 tile on a small image is read */
-    for (int big = 0; big < 2; big++) {
-        uint32_t side = big ? 2048u : 256u;
-        p = out_path(big ? "imageio_huge_tiles.tif" : "imageio_small_image_tiles.tif");
+     * refused before anything is allocated; the tile sizes writers keep for small images and
+     * pyramid levels (256 to 1024) are read */
+    static const uint32_t sides[] = {256u, 512u, 1024u, 2048u};
+    for (size_t i = 0; i < sizeof sides / sizeof sides[0]; i++) {
+        uint32_t side = sides[i];
+        int big = side > 1024u;
+        char name[64];
+        snprintf(name, sizeof name, "imageio_tiles_%u.tif", (unsigned)side);
+        p = out_path(name);
         t = TIFFOpen(p, "w");
         TIFFSetField(t, TIFFTAG_IMAGEWIDTH, 5u);
         TIFFSetField(t, TIFFTAG_IMAGELENGTH, 3u);

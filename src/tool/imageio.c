@@ -144,15 +144,18 @@ static void convert_samples(const unsigned char *src, int bps, int stride, int64
     }
 }
 
-/* Reads one directory's samples into planes (spp x H x W floats at dst). */
 /* The largest tile side accepted for an image side of n: the side rounded up to TIFF's tile
- * granularity of 16, or 256 (a common tile size, also used for small images). Larger tiles
- * would make the decoder allocate far more than the image it reads. */
+ * granularity of 16, or 1024. Writers often keep one tile size (256, 512, 1024) for every
+ * image and pyramid level, small ones included; a tile of 1024 x 1024 costs the decoder at most
+ * 16 MiB. Larger tiles on a smaller image would make it allocate far more than the image it
+ * reads (a fuzzed file asked for 8 GiB). */
 static uint64_t tile_side_limit(uint32_t n)
 {
     uint64_t r = ((uint64_t)n + 15) / 16 * 16;
-    return r > 256 ? r : 256;
+    return r > 1024 ? r : 1024;
 }
+
+/* Reads one directory's samples into planes (spp x H x W floats at dst). */
 
 static int tiff_read_page(TIFF *tif, mem_stream *m, int page, uint32_t W, uint32_t H, int spp,
                           int bps, int planar, int64_t max_values, float *dst, char *err,
