@@ -156,7 +156,6 @@ static uint64_t tile_side_limit(uint32_t n)
 }
 
 /* Reads one directory's samples into planes (spp x H x W floats at dst). */
-
 static int tiff_read_page(TIFF *tif, mem_stream *m, int page, uint32_t W, uint32_t H, int spp,
                           int bps, int planar, int64_t max_values, float *dst, char *err,
                           size_t errsize)
