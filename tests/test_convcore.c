@@ -233,6 +233,64 @@ static void direct_forward_variants_match_generic(void **state)
     assert_true(checked >= (int)(sizeof Ms / sizeof *Ms * sizeof Ks / sizeof *Ks));
 }
 
+/* gemm_nt on columns read in place (gemm_nt_runs): every variant gives exactly generic
+ * gemm_nt's bits on the column matrix built here from the runs, for several samples, row
+ * counts across the tiles' edges (M, L not multiples of 3, 4 or 8) and runs of 8 to 72
+ * columns; it adds to C. */
+static void nt_runs_match_gemm_nt_on_columns(void **state)
+{
+    (void)state;
+    const cf_simd_ops *g = cf_simd_variant(CF_SIMD_GENERIC);
+    tu_rng r = {13};
+    static const int lens[] = {8, 16, 24, 64, 40, 72, 8, 32};
+    enum { NR = sizeof lens / sizeof *lens, PLANE = 2048 };
+    cf_run runs[NR];
+    int src = 3, w = 0;
+    for (int i = 0; i < NR; i++) {
+        runs[i].dst = w;
+        runs[i].src = src;
+        runs[i].len = lens[i];
+        src += lens[i] + 5;
+        w += lens[i];
+    }
+    static const int Ms[] = {1, 2, 3, 4, 5, 7, 8, 13, 32};
+    static const int Ls[] = {1, 3, 4, 7, 8, 9, 13, 17, 36};
+    int checked = 0;
+    for (int nb = 1; nb <= 3; nb++)
+        for (size_t a = 0; a < sizeof Ms / sizeof *Ms; a++)
+            for (size_t c = 0; c < sizeof Ls / sizeof *Ls; c++) {
+                int M = Ms[a], L = Ls[c], N = nb * w, lda = N + 3, ldc = L + 2;
+                int32_t rowoff[36];
+                for (int l = 0; l < L; l++) rowoff[l] = (l * 29) % 600;
+                assert_true(src + 600 <= PLANE);
+                float *x = randf((size_t)nb * PLANE, &r), *A = randf((size_t)M * lda, &r);
+                float *B = malloc((size_t)L * N * sizeof *B);
+                float *C0 = randf((size_t)M * ldc, &r), *Cg = malloc((size_t)M * ldc * sizeof *Cg),
+                      *Cv = malloc((size_t)M * ldc * sizeof *Cv);
+                assert_non_null(B), assert_non_null(Cg), assert_non_null(Cv);
+                for (int l = 0; l < L; l++)
+                    for (int b = 0; b < nb; b++)
+                        for (int i = 0; i < NR; i++)
+                            for (int j = 0; j < lens[i]; j++)
+                                B[(size_t)l * N + b * w + runs[i].dst + j] =
+                                    x[(size_t)b * PLANE + rowoff[l] + runs[i].src + j];
+                memcpy(Cg, C0, (size_t)M * ldc * sizeof *Cg);
+                g->gemm_nt(M, L, N, A, lda, B, N, Cg, ldc);
+                for (int vi = 0; vi < CF_SIMD_COUNT; vi++) {
+                    const cf_simd_ops *v = cf_simd_variant(vi);
+                    if (!v) continue;
+                    memcpy(Cv, C0, (size_t)M * ldc * sizeof *Cv);
+                    v->gemm_nt_runs(M, L, A, lda, x, PLANE, nb, w, rowoff, runs, runs + NR, Cv,
+                                    ldc);
+                    assert_memory_equal(Cv, Cg, (size_t)M * ldc * sizeof *Cv);
+                    checked++;
+                }
+                free(x), free(A), free(B), free(C0), free(Cg), free(Cv);
+            }
+    print_message("gemm_nt_runs shapes checked against gemm_nt: %d\n", checked);
+    assert_true(checked >= 3 * (int)(sizeof Ms / sizeof *Ms * sizeof Ls / sizeof *Ls));
+}
+
 /* ---- the engine ---- */
 
 /* The forward over output channels (conic tiles): columns in any order, each its own input
@@ -726,6 +784,60 @@ static void plain_plan_over_channels_keeps_the_bits(void **state)
     }
 }
 
+/* Plans whose runs all start and end on multiples of 8 columns (maps 8 k pixels wide, in
+ * natural order) take their weight gradient on the columns read in place (nt_runs); it gives
+ * the bits of the column path (im2col + gemm_nt), and so does everything else, on one and two
+ * threads, with one sample per block (64 x 64: tiles end in the middle of rows) and with
+ * several (8 x 8). Maps of other widths keep the columns. */
+static void weight_gradient_in_place_keeps_the_bits(void **state)
+{
+    (void)state;
+    const cf_allocator *a = &cf_default_allocator;
+    tu_rng r = {37};
+    static const conv_case cases[] = {
+        {4, 64, 3, 1, 5, 1, CFNET_PADDING_SAME},
+        {3, 18, 3, 1, 9, 1, CFNET_PADDING_VALID},
+        {5, 8, 3, 1, 4, 1, CFNET_PADDING_SAME},
+        {2, 16, 1, 1, 3, 1, CFNET_PADDING_SAME},
+    };
+    for (size_t ci = 0; ci < sizeof cases / sizeof *cases; ci++) {
+        const conv_case *cc = &cases[ci];
+        int n = 5;
+        cf_conv_plan p;
+        CF_ASSERT_OK(cf_conv_plan_init(a, &p, cc->C, cc->S, cc->S, cc->k, 1, cc->pad, NULL, 1));
+        assert_true(p.nt_runs);
+        if (cc->S == 8) assert_true(p.spb > 1);
+        cf_conv_plan cols = p; /* the same tables, the weight gradient through im2col */
+        cols.nt_runs = false;
+        size_t bank = (size_t)cc->O * p.CK;
+        float *Wd = randf(bank, &r), *bias = randf((size_t)cc->O, &r);
+        const float *W[1] = {Wd};
+        float *x = randf((size_t)n * cc->C * cc->S * cc->S, &r),
+              *dy = randf((size_t)n * cc->O * p.P, &r);
+        for (int threads = 1; threads <= 2; threads++) {
+            run_out o0, o1;
+            run_engine(&cols, cc->O, 1, W, bias, x, dy, n, threads, &o0);
+            run_engine(&p, cc->O, 1, W, bias, x, dy, n, threads, &o1);
+            assert_memory_equal(o0.y, o1.y, (size_t)n * cc->O * p.P * sizeof(float));
+            assert_memory_equal(o0.dx, o1.dx, (size_t)n * cc->C * cc->S * cc->S * sizeof(float));
+            assert_memory_equal(o0.dW, o1.dW, bank * sizeof(float));
+            assert_memory_equal(o0.db, o1.db, (size_t)cc->O * sizeof(float));
+            free_out(&o0), free_out(&o1);
+        }
+        cf_conv_plan_free(&p);
+        free(Wd), free(bias), free(x), free(dy);
+    }
+    /* 50 and 28 columns per row: the columns */
+    static const int widths[] = {50, 28, 12};
+    for (size_t i = 0; i < sizeof widths / sizeof *widths; i++) {
+        cf_conv_plan p;
+        CF_ASSERT_OK(cf_conv_plan_init(a, &p, 3, widths[i], widths[i], 3, 1, CFNET_PADDING_SAME,
+                                       NULL, 1));
+        assert_false(p.nt_runs);
+        cf_conv_plan_free(&p);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -738,6 +850,8 @@ int main(void)
         cmocka_unit_test(transpose_variants_move_every_element),
         cmocka_unit_test(engine_matches_direct_loop_and_ignores_tiling),
         cmocka_unit_test(plain_plan_over_channels_keeps_the_bits),
+        cmocka_unit_test(nt_runs_match_gemm_nt_on_columns),
+        cmocka_unit_test(weight_gradient_in_place_keeps_the_bits),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

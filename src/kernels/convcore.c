@@ -367,6 +367,9 @@ cfnet_status cf_conv_plan_init_tiled(const cf_allocator *a, cf_conv_plan *p, int
             }
         }
     }
+    p->nt_runs = p->run_off[nt] > 0;
+    for (int64_t r = 0; r < p->run_off[nt]; r++)
+        if (p->runs[r].dst % 8 || p->runs[r].len % 8) p->nt_runs = false;
     if (p->perm) {
         p->csrc = idx; /* kept for the products over output channels */
         cf_conv_plan_set_direct(p, CF_CONV_DIRECT_AUTO);
@@ -778,7 +781,7 @@ static void backward_range(const conv_job *j)
     const cf_conv_plan *p = j->p;
     int O = j->O;
     int64_t P = p->P, CK = p->CK, in_size = (int64_t)p->C * p->H * p->W;
-    int64_t HW = (int64_t)p->H * p->W, HWp = (int64_t)p->Hp * p->Wp;
+    int64_t HW = (int64_t)p->H * p->W, HWp = (int64_t)p->Hp * p->Wp, plane = p->C * HWp;
     const cf_simd_ops *k = cf_simd();
     float *dout = j->out;
     bool dx_cols = j->dx && !dx_pix_only(p, O);
@@ -814,9 +817,15 @@ static void backward_range(const conv_job *j)
             int64_t ld = col_ld(tn);
             for (int64_t r0 = 0; r0 < CK; r0 += p->rows) {
                 int64_t r1 = CK - r0 < p->rows ? CK : r0 + p->rows;
-                im2col(p, i, j->xpad, nb, r0, r1, j->col, ld);
-                k->gemm_nt(O, (int)(r1 - r0), (int)tn, dt, (int)ldt, j->col, (int)ld,
-                           j->dWg[g] + r0, (int)CK);
+                if (p->nt_runs) {
+                    k->gemm_nt_runs(O, (int)(r1 - r0), dt, (int)ldt, j->xpad, plane, (int)nb,
+                                    (int)w, p->rowoff + r0, p->runs + p->run_off[i],
+                                    p->runs + p->run_off[i + 1], j->dWg[g] + r0, (int)CK);
+                } else {
+                    im2col(p, i, j->xpad, nb, r0, r1, j->col, ld);
+                    k->gemm_nt(O, (int)(r1 - r0), (int)tn, dt, (int)ldt, j->col, (int)ld,
+                               j->dWg[g] + r0, (int)CK);
+                }
                 if (!dx_cols) continue;
                 k->gemm_nn((int)(r1 - r0), (int)tn, O, Wt + (size_t)r0 * O, O, dt, (int)ldt,
                            j->col, (int)ld, 0);

@@ -78,6 +78,10 @@ typedef struct cf_conv_plan {
      * bits): set for plain convolutions planned as one group (cf_conv_plain_over_channels), so
      * that their gradients keep the plain plan's bits. */
     bool bwd_columns;
+    /* Every run of every tile starts and ends on a multiple of 8 columns (rows of 8 k pixels
+     * in natural order): the weight gradient on the columns reads them in place
+     * (gemm_nt_runs), without im2col, with the same bits. */
+    bool nt_runs;
     int32_t *csrc;
     int64_t spb;       /* samples per block */
     int64_t wmax;      /* most columns of a tile per sample */

@@ -77,6 +77,24 @@ void cf_gemm_nt_generic(int M, int L, int N, const float *A, int lda, const floa
     }
 }
 
+void cf_gemm_nt_runs_generic(int M, int L, const float *A, int lda, const float *x,
+                             int64_t plane, int nb, int w, const int32_t *rowoff,
+                             const cf_run *a, const cf_run *e, float *C, int ldc)
+{
+    for (int m = 0; m < M; m++)
+        for (int l = 0; l < L; l++) {
+            float s[8] = {0};
+            for (int b = 0; b < nb; b++)
+                for (const cf_run *r = a; r < e; r++) {
+                    const float *am = A + (size_t)m * lda + (size_t)b * w + r->dst;
+                    const float *xb = x + b * plane + rowoff[l] + r->src;
+                    for (int j = 0; j < r->len; j += 8)
+                        for (int u = 0; u < 8; u++) s[u] = fmaf(am[j + u], xb[j + u], s[u]);
+                }
+            C[(size_t)m * ldc + l] += tree8(s);
+        }
+}
+
 /* ---- direct convolution over runs (see gemm.h) ---- */
 
 void cf_conv_fwd_runs_generic(int M, int K, const float *Ap, const float *x,
@@ -189,10 +207,31 @@ INL __m256i mask_of(int rem)
     return _mm256_cmpgt_epi32(_mm256_set1_epi32(rem), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
 }
 
-/* Sums of one register tile: mr rows of A against lr rows of B (mr <= 3, lr <= 4), each an
- * 8-lane chain. The lanes are combined with horizontal adds, which form exactly the pairs of
+/* C[i][0 .. lr-1] += the trees of a register tile's chains acc[i][j] (mr <= 3 rows of A
+ * against lr <= 4 rows of B), combined with horizontal adds, which form exactly the pairs of
  * the tree in gemm.h: hadd gives s0+s1, s2+s3, hadd again (s0+s1)+(s2+s3), and the two
  * 128-bit halves hold that for lanes 0..3 and 4..7. */
+INL void nt_finish(const int mr, const int lr, __m256 acc[3][4], float *C, int ldc)
+{
+#pragma GCC unroll 3
+    for (int i = 0; i < mr; i++) {
+        __m256 z = _mm256_setzero_ps();
+        __m256 h01 = _mm256_hadd_ps(acc[i][0], lr > 1 ? acc[i][1] : z);
+        __m256 h23 = _mm256_hadd_ps(lr > 2 ? acc[i][2] : z, lr > 3 ? acc[i][3] : z);
+        __m256 h = _mm256_hadd_ps(h01, h23);
+        __m128 sum = _mm_add_ps(_mm256_castps256_ps128(h), _mm256_extractf128_ps(h, 1));
+        float *c = C + (size_t)i * ldc;
+        if (lr == 4) {
+            _mm_storeu_ps(c, _mm_add_ps(_mm_loadu_ps(c), sum));
+        } else {
+            float s[4];
+            _mm_storeu_ps(s, sum);
+            for (int j = 0; j < lr; j++) c[j] += s[j];
+        }
+    }
+}
+
+/* Sums of one register tile: mr rows of A against lr rows of B, each an 8-lane chain. */
 INL void nt_tile(const int mr, const int lr, int N, const float *A, int lda, const float *B,
                  int ldb, float *C, int ldc)
 {
@@ -225,22 +264,7 @@ INL void nt_tile(const int mr, const int lr, int N, const float *A, int lda, con
             for (int j = 0; j < lr; j++) acc[i][j] = _mm256_fmadd_ps(a, bv[j], acc[i][j]);
         }
     }
-#pragma GCC unroll 3
-    for (int i = 0; i < mr; i++) {
-        __m256 z = _mm256_setzero_ps();
-        __m256 h01 = _mm256_hadd_ps(acc[i][0], lr > 1 ? acc[i][1] : z);
-        __m256 h23 = _mm256_hadd_ps(lr > 2 ? acc[i][2] : z, lr > 3 ? acc[i][3] : z);
-        __m256 h = _mm256_hadd_ps(h01, h23);
-        __m128 sum = _mm_add_ps(_mm256_castps256_ps128(h), _mm256_extractf128_ps(h, 1));
-        float *c = C + (size_t)i * ldc;
-        if (lr == 4) {
-            _mm_storeu_ps(c, _mm_add_ps(_mm_loadu_ps(c), sum));
-        } else {
-            float s[4];
-            _mm_storeu_ps(s, sum);
-            for (int j = 0; j < lr; j++) c[j] += s[j];
-        }
-    }
+    nt_finish(mr, lr, acc, C, ldc);
 }
 
 /* All rows of A against lr rows of B (B's rows stay in L1 while A's rows pass). */
@@ -266,6 +290,65 @@ T2 void cf_gemm_nt_avx2(int M, int L, int N, const float *A, int lda, const floa
     case 3: nt_cols(3, M, N, A, lda, b, ldb, C + l, ldc); break;
     case 2: nt_cols(2, M, N, A, lda, b, ldb, C + l, ldc); break;
     case 1: nt_cols(1, M, N, A, lda, b, ldb, C + l, ldc); break;
+    default: break;
+    }
+}
+
+/* nt_tile on the columns read where they lie (gemm.h, gemm_nt_runs): lr rows of B at
+ * x + rowoff[j]. */
+INL void nt_runs_tile(const int mr, const int lr, const float *A, int lda, const float *x,
+                      int64_t plane, int nb, int w, const int32_t *rowoff, const cf_run *a,
+                      const cf_run *e, float *C, int ldc)
+{
+    __m256 acc[3][4];
+#pragma GCC unroll 3
+    for (int i = 0; i < mr; i++)
+#pragma GCC unroll 4
+        for (int j = 0; j < lr; j++) acc[i][j] = _mm256_setzero_ps();
+    for (int b = 0; b < nb; b++)
+        for (const cf_run *r = a; r < e; r++) {
+            const float *ab = A + (size_t)b * w + r->dst, *xb = x + b * plane + r->src;
+            for (int n = 0; n < r->len; n += 8) {
+                __m256 bv[4];
+#pragma GCC unroll 4
+                for (int j = 0; j < lr; j++) bv[j] = _mm256_loadu_ps(xb + rowoff[j] + n);
+#pragma GCC unroll 3
+                for (int i = 0; i < mr; i++) {
+                    __m256 av = _mm256_loadu_ps(ab + (size_t)i * lda + n);
+#pragma GCC unroll 4
+                    for (int j = 0; j < lr; j++) acc[i][j] = _mm256_fmadd_ps(av, bv[j], acc[i][j]);
+                }
+            }
+        }
+    nt_finish(mr, lr, acc, C, ldc);
+}
+
+INL void nt_runs_cols(const int lr, int M, const float *A, int lda, const float *x,
+                      int64_t plane, int nb, int w, const int32_t *rowoff, const cf_run *a,
+                      const cf_run *e, float *C, int ldc)
+{
+    int m = 0;
+    for (; m + 3 <= M; m += 3)
+        nt_runs_tile(3, lr, A + (size_t)m * lda, lda, x, plane, nb, w, rowoff, a, e,
+                     C + (size_t)m * ldc, ldc);
+    const float *am = A + (size_t)m * lda;
+    float *c = C + (size_t)m * ldc;
+    if (M - m == 2) nt_runs_tile(2, lr, am, lda, x, plane, nb, w, rowoff, a, e, c, ldc);
+    else if (M - m == 1) nt_runs_tile(1, lr, am, lda, x, plane, nb, w, rowoff, a, e, c, ldc);
+}
+
+T2 void cf_gemm_nt_runs_avx2(int M, int L, const float *A, int lda, const float *x,
+                             int64_t plane, int nb, int w, const int32_t *rowoff,
+                             const cf_run *a, const cf_run *e, float *C, int ldc)
+{
+    int l = 0;
+    for (; l + 4 <= L; l += 4)
+        nt_runs_cols(4, M, A, lda, x, plane, nb, w, rowoff + l, a, e, C + l, ldc);
+    const int32_t *ro = rowoff + l;
+    switch (L - l) {
+    case 3: nt_runs_cols(3, M, A, lda, x, plane, nb, w, ro, a, e, C + l, ldc); break;
+    case 2: nt_runs_cols(2, M, A, lda, x, plane, nb, w, ro, a, e, C + l, ldc); break;
+    case 1: nt_runs_cols(1, M, A, lda, x, plane, nb, w, ro, a, e, C + l, ldc); break;
     default: break;
     }
 }
@@ -401,6 +484,17 @@ static inline __attribute__((always_inline)) T5 void nt5_store4(__m512 p0, __m51
     _mm_storeu_ps(c, _mm_add_ps(_mm_loadu_ps(c), sum));
 }
 
+/* C[i][0 .. 7] += the trees of a tile's 4 x 8 elements (mr <= 4 rows of A). */
+static inline __attribute__((always_inline)) T5 void nt5_finish(const int mr, __m512 acc[4][4],
+                                                                float *C, int ldc)
+{
+#pragma GCC unroll 4
+    for (int i = 0; i < mr; i++) {
+        nt5_store4(acc[i][0], acc[i][1], C + (size_t)i * ldc);
+        nt5_store4(acc[i][2], acc[i][3], C + (size_t)i * ldc + 4);
+    }
+}
+
 static inline __attribute__((always_inline)) T5 void nt5_tile(const int mr, int N, const float *A,
                                                               int lda, const float *B, int ldb,
                                                               float *C, int ldc)
@@ -437,11 +531,7 @@ static inline __attribute__((always_inline)) T5 void nt5_tile(const int mr, int 
             for (int p = 0; p < 4; p++) acc[i][p] = _mm512_fmadd_ps(a, bv[p], acc[i][p]);
         }
     }
-#pragma GCC unroll 4
-    for (int i = 0; i < mr; i++) {
-        nt5_store4(acc[i][0], acc[i][1], C + (size_t)i * ldc);
-        nt5_store4(acc[i][2], acc[i][3], C + (size_t)i * ldc + 4);
-    }
+    nt5_finish(mr, acc, C, ldc);
 }
 
 T5 void cf_gemm_nt_avx512(int M, int L, int N, const float *A, int lda, const float *B, int ldb,
@@ -463,6 +553,60 @@ T5 void cf_gemm_nt_avx512(int M, int L, int N, const float *A, int lda, const fl
         }
     }
     if (l < L) cf_gemm_nt_avx2(M, L - l, N, A, lda, B + (size_t)l * ldb, ldb, C + l, ldc);
+}
+
+/* nt5_tile on the columns read where they lie (gemm.h, gemm_nt_runs): 8 rows of B at
+ * x + rowoff[j]. */
+static inline __attribute__((always_inline)) T5 void
+nt5_runs_tile(const int mr, const float *A, int lda, const float *x, int64_t plane, int nb,
+              int w, const int32_t *rowoff, const cf_run *a, const cf_run *e, float *C, int ldc)
+{
+    __m512 acc[4][4];
+#pragma GCC unroll 4
+    for (int i = 0; i < mr; i++)
+#pragma GCC unroll 4
+        for (int p = 0; p < 4; p++) acc[i][p] = _mm512_setzero_ps();
+    for (int b = 0; b < nb; b++)
+        for (const cf_run *r = a; r < e; r++) {
+            const float *ab = A + (size_t)b * w + r->dst, *xb = x + b * plane + r->src;
+            for (int n = 0; n < r->len; n += 8) {
+                __m512 bv[4];
+#pragma GCC unroll 4
+                for (int p = 0; p < 4; p++)
+                    bv[p] = nt5_pair(xb + rowoff[2 * p] + n, xb + rowoff[2 * p + 1] + n);
+#pragma GCC unroll 4
+                for (int i = 0; i < mr; i++) {
+                    __m512 av = nt5_both(_mm256_loadu_ps(ab + (size_t)i * lda + n));
+#pragma GCC unroll 4
+                    for (int p = 0; p < 4; p++) acc[i][p] = _mm512_fmadd_ps(av, bv[p], acc[i][p]);
+                }
+            }
+        }
+    nt5_finish(mr, acc, C, ldc);
+}
+
+T5 void cf_gemm_nt_runs_avx512(int M, int L, const float *A, int lda, const float *x,
+                               int64_t plane, int nb, int w, const int32_t *rowoff,
+                               const cf_run *a, const cf_run *e, float *C, int ldc)
+{
+    int l = 0;
+    for (; l + 8 <= L; l += 8) {
+        const int32_t *ro = rowoff + l;
+        int m = 0;
+        for (; m + 4 <= M; m += 4)
+            nt5_runs_tile(4, A + (size_t)m * lda, lda, x, plane, nb, w, ro, a, e,
+                          C + (size_t)m * ldc + l, ldc);
+        const float *am = A + (size_t)m * lda;
+        float *c = C + (size_t)m * ldc + l;
+        switch (M - m) {
+        case 3: nt5_runs_tile(3, am, lda, x, plane, nb, w, ro, a, e, c, ldc); break;
+        case 2: nt5_runs_tile(2, am, lda, x, plane, nb, w, ro, a, e, c, ldc); break;
+        case 1: nt5_runs_tile(1, am, lda, x, plane, nb, w, ro, a, e, c, ldc); break;
+        default: break;
+        }
+    }
+    if (l < L)
+        cf_gemm_nt_runs_avx2(M, L - l, A, lda, x, plane, nb, w, rowoff + l, a, e, C + l, ldc);
 }
 
 #endif

@@ -44,6 +44,17 @@ typedef void (*cf_conv_fwd_runs_fn)(int M, int K, const float *Ap, const float *
                                     const struct cf_run *e, const int32_t *rq, float *y,
                                     int64_t ldy, const float *bias);
 
+/* gemm_nt on a tile of columns read where they lie (the weight gradient without im2col): B
+ * (L x N, N = nb w) is the column matrix whose row l, column b w + r->dst + j (sample b < nb,
+ * run r in [a, e), j < r->len) is x[b * plane + rowoff[l] + r->src + j], A (M x N) as for
+ * gemm_nt. Every run's dst and len are multiples of 8, so that each column falls in the same
+ * one of gemm_nt's 8 partial sums, in the same order, as in the column matrix: the result is
+ * gemm_nt's on that matrix, bit for bit. x is read exactly. */
+typedef void (*cf_gemm_nt_runs_fn)(int M, int L, const float *A, int lda, const float *x,
+                                   int64_t plane, int nb, int w, const int32_t *rowoff,
+                                   const struct cf_run *a, const struct cf_run *e, float *C,
+                                   int ldc);
+
 /* The direct convolution forward over output channels, for columns in any order (conic
  * tiles, whose runs are too short to fill vectors of pixels): column j < n has its tap-0 input
  * at x + src[j] and its output pixel at y + q[j]. For every column j and row m < M:
@@ -98,6 +109,9 @@ void cf_gemm_nn_generic(int M, int N, int K, const float *Ap, int ak, const floa
                         float *C, int ldc, int cont);
 void cf_gemm_nt_generic(int M, int L, int N, const float *A, int lda, const float *B, int ldb,
                         float *C, int ldc);
+void cf_gemm_nt_runs_generic(int M, int L, const float *A, int lda, const float *x,
+                             int64_t plane, int nb, int w, const int32_t *rowoff,
+                             const struct cf_run *a, const struct cf_run *e, float *C, int ldc);
 void cf_conv_fwd_runs_generic(int M, int K, const float *Ap, const float *x,
                               const int32_t *rowoff, const struct cf_run *a,
                               const struct cf_run *e, const int32_t *rq, float *y, int64_t ldy,
@@ -120,6 +134,9 @@ void cf_gemm_nn_avx2(int M, int N, int K, const float *Ap, int ak, const float *
                      float *C, int ldc, int cont);
 void cf_gemm_nt_avx2(int M, int L, int N, const float *A, int lda, const float *B, int ldb,
                      float *C, int ldc);
+void cf_gemm_nt_runs_avx2(int M, int L, const float *A, int lda, const float *x, int64_t plane,
+                          int nb, int w, const int32_t *rowoff, const struct cf_run *a,
+                          const struct cf_run *e, float *C, int ldc);
 void cf_conv_fwd_runs_avx2(int M, int K, const float *Ap, const float *x, const int32_t *rowoff,
                            const struct cf_run *a, const struct cf_run *e, const int32_t *rq,
                            float *y, int64_t ldy, const float *bias);
@@ -140,6 +157,9 @@ void cf_gemm_nn_avx512(int M, int N, int K, const float *Ap, int ak, const float
                        float *C, int ldc, int cont);
 void cf_gemm_nt_avx512(int M, int L, int N, const float *A, int lda, const float *B, int ldb,
                        float *C, int ldc);
+void cf_gemm_nt_runs_avx512(int M, int L, const float *A, int lda, const float *x,
+                            int64_t plane, int nb, int w, const int32_t *rowoff,
+                            const struct cf_run *a, const struct cf_run *e, float *C, int ldc);
 void cf_conv_fwd_runs_avx512(int M, int K, const float *Ap, const float *x,
                              const int32_t *rowoff, const struct cf_run *a,
                              const struct cf_run *e, const int32_t *rq, float *y, int64_t ldy,

@@ -17,6 +17,7 @@
 #define CF_VW 1
 #define CF_GEMM_NN cf_gemm_nn_generic
 #define CF_GEMM_NT cf_gemm_nt_generic
+#define CF_GEMM_NT_RUNS cf_gemm_nt_runs_generic
 #define CF_CONV_FWD_RUNS cf_conv_fwd_runs_generic
 #define CF_CONV_FWD_PIX cf_conv_fwd_pix_generic
 #define CF_CONV_BWD_W_PIX cf_conv_bwd_w_pix_generic
@@ -25,6 +26,7 @@
 #include "simd_kernels.inc"
 #undef CF_GEMM_NN
 #undef CF_GEMM_NT
+#undef CF_GEMM_NT_RUNS
 #undef CF_CONV_FWD_RUNS
 #undef CF_CONV_FWD_PIX
 #undef CF_CONV_BWD_W_PIX
@@ -39,6 +41,7 @@
 #define CF_HAVE_X86_VARIANTS 1
 #define CF_GEMM_NN cf_gemm_nn_avx2
 #define CF_GEMM_NT cf_gemm_nt_avx2
+#define CF_GEMM_NT_RUNS cf_gemm_nt_runs_avx2
 #define CF_CONV_FWD_RUNS cf_conv_fwd_runs_avx2
 #define CF_CONV_FWD_PIX cf_conv_fwd_pix_avx2
 #define CF_CONV_BWD_W_PIX cf_conv_bwd_w_pix_avx2
@@ -56,12 +59,14 @@
 
 #undef CF_GEMM_NN
 #undef CF_GEMM_NT
+#undef CF_GEMM_NT_RUNS
 #undef CF_CONV_FWD_RUNS
 #undef CF_CONV_FWD_PIX
 #undef CF_CONV_BWD_W_PIX
 #undef CF_CONV_BWD_X_PIX
 #define CF_GEMM_NN cf_gemm_nn_avx512
 #define CF_GEMM_NT cf_gemm_nt_avx512
+#define CF_GEMM_NT_RUNS cf_gemm_nt_runs_avx512
 #define CF_CONV_FWD_RUNS cf_conv_fwd_runs_avx512
 #define CF_CONV_FWD_PIX cf_conv_fwd_pix_avx512
 #define CF_CONV_BWD_W_PIX cf_conv_bwd_w_pix_avx512
@@ -77,6 +82,7 @@
 #undef CF_VW
 #undef CF_GEMM_NN
 #undef CF_GEMM_NT
+#undef CF_GEMM_NT_RUNS
 #undef CF_CONV_FWD_RUNS
 #undef CF_CONV_FWD_PIX
 #undef CF_CONV_BWD_W_PIX

@@ -83,6 +83,9 @@ typedef struct cf_simd_ops {
     /* The convolution engine's products (kernels/gemm.h; bit-identical in every variant). */
     cf_gemm_nn_fn gemm_nn;
     cf_gemm_nt_fn gemm_nt;
+    /* gemm_nt on a tile's columns read in place (the weight gradient where every run is a
+     * multiple of 8 columns; bit-identical too). */
+    cf_gemm_nt_runs_fn gemm_nt_runs;
     /* The direct convolution forward over runs (kernels/gemm.h; bit-identical too). */
     cf_conv_fwd_runs_fn conv_fwd_runs;
     /* ... and over output channels, for columns in any order (conic tiles). */
