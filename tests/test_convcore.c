@@ -738,6 +738,29 @@ static void engine_matches_direct_loop_and_ignores_tiling(void **state)
     for (size_t i = 0; i < count; i++) check_case(&cases[i], &r);
 }
 
+/* Two plans of one convolution run on the same random data, on one and two threads, give
+ * the same output, input gradient, weight gradient and bias gradient, bit for bit. */
+static void plans_give_the_same_bits(const cf_conv_plan *p0, const cf_conv_plan *p1,
+                                     const conv_case *cc, int n, tu_rng *r)
+{
+    size_t bank = (size_t)cc->O * p0->CK, xn = (size_t)n * cc->C * cc->S * cc->S,
+           yn = (size_t)n * cc->O * p0->P;
+    float *Wd = randf(bank, r), *bias = randf((size_t)cc->O, r);
+    const float *W[1] = {Wd};
+    float *x = randf(xn, r), *dy = randf(yn, r);
+    for (int threads = 1; threads <= 2; threads++) {
+        run_out o0, o1;
+        run_engine(p0, cc->O, 1, W, bias, x, dy, n, threads, &o0);
+        run_engine(p1, cc->O, 1, W, bias, x, dy, n, threads, &o1);
+        assert_memory_equal(o0.y, o1.y, yn * sizeof(float));
+        assert_memory_equal(o0.dx, o1.dx, xn * sizeof(float));
+        assert_memory_equal(o0.dW, o1.dW, bank * sizeof(float));
+        assert_memory_equal(o0.db, o1.db, (size_t)cc->O * sizeof(float));
+        free_out(&o0), free_out(&o1);
+    }
+    free(Wd), free(bias), free(x), free(dy);
+}
+
 /* A plain convolution planned as one group over output channels (cf_conv_plain_over_channels:
  * group_of all zero, bwd_columns set; conv2d on 50 x 50 maps) gives the plain plan's bits: its
  * forward products are the same chains, its backward the same column path. With the
@@ -764,23 +787,9 @@ static void plain_plan_over_channels_keeps_the_bits(void **state)
         CF_ASSERT_OK(cf_conv_plan_init(a, &plain, cc->C, cc->S, cc->S, cc->k, 1, cc->pad, NULL, 1));
         CF_ASSERT_OK(cf_conv_plan_init(a, &one, cc->C, cc->S, cc->S, cc->k, 1, cc->pad, zeros, 1));
         one.bwd_columns = true;
-        size_t bank = (size_t)cc->O * plain.CK;
-        float *Wd = randf(bank, &r), *bias = randf((size_t)cc->O, &r);
-        const float *W[1] = {Wd};
-        float *x = randf((size_t)n * cc->C * cc->S * cc->S, &r),
-              *dy = randf((size_t)n * cc->O * plain.P, &r);
-        for (int threads = 1; threads <= 2; threads++) {
-            run_out p0, p1;
-            run_engine(&plain, cc->O, 1, W, bias, x, dy, n, threads, &p0);
-            run_engine(&one, cc->O, 1, W, bias, x, dy, n, threads, &p1);
-            assert_memory_equal(p0.y, p1.y, (size_t)n * cc->O * plain.P * sizeof(float));
-            assert_memory_equal(p0.dx, p1.dx, (size_t)n * cc->C * cc->S * cc->S * sizeof(float));
-            assert_memory_equal(p0.dW, p1.dW, bank * sizeof(float));
-            assert_memory_equal(p0.db, p1.db, (size_t)cc->O * sizeof(float));
-            free_out(&p0), free_out(&p1);
-        }
+        plans_give_the_same_bits(&plain, &one, cc, n, &r);
         cf_conv_plan_free(&plain), cf_conv_plan_free(&one);
-        free(zeros), free(Wd), free(bias), free(x), free(dy);
+        free(zeros);
     }
 }
 
@@ -809,23 +818,8 @@ static void weight_gradient_in_place_keeps_the_bits(void **state)
         if (cc->S == 8) assert_true(p.spb > 1);
         cf_conv_plan cols = p; /* the same tables, the weight gradient through im2col */
         cols.nt_runs = false;
-        size_t bank = (size_t)cc->O * p.CK;
-        float *Wd = randf(bank, &r), *bias = randf((size_t)cc->O, &r);
-        const float *W[1] = {Wd};
-        float *x = randf((size_t)n * cc->C * cc->S * cc->S, &r),
-              *dy = randf((size_t)n * cc->O * p.P, &r);
-        for (int threads = 1; threads <= 2; threads++) {
-            run_out o0, o1;
-            run_engine(&cols, cc->O, 1, W, bias, x, dy, n, threads, &o0);
-            run_engine(&p, cc->O, 1, W, bias, x, dy, n, threads, &o1);
-            assert_memory_equal(o0.y, o1.y, (size_t)n * cc->O * p.P * sizeof(float));
-            assert_memory_equal(o0.dx, o1.dx, (size_t)n * cc->C * cc->S * cc->S * sizeof(float));
-            assert_memory_equal(o0.dW, o1.dW, bank * sizeof(float));
-            assert_memory_equal(o0.db, o1.db, (size_t)cc->O * sizeof(float));
-            free_out(&o0), free_out(&o1);
-        }
+        plans_give_the_same_bits(&cols, &p, cc, n, &r);
         cf_conv_plan_free(&p);
-        free(Wd), free(bias), free(x), free(dy);
     }
     /* 50 and 28 columns per row: the columns */
     static const int widths[] = {50, 28, 12};
