@@ -794,10 +794,12 @@ static void plain_plan_over_channels_keeps_the_bits(void **state)
 }
 
 /* Plans whose runs all start and end on multiples of 8 columns (maps 8 k pixels wide, in
- * natural order) take their weight gradient on the columns read in place (nt_runs); it gives
- * the bits of the column path (im2col + gemm_nt), and so does everything else, on one and two
- * threads, with one sample per block (64 x 64: tiles end in the middle of rows) and with
- * several (8 x 8). Maps of other widths keep the columns. */
+ * natural order: runs_fit) can take their weight gradient on the columns read in place
+ * (nt_runs); it gives the bits of the column path (im2col + gemm_nt), and so does everything
+ * else, on one and two threads, with one sample per block (64 x 64: tiles end in the middle of
+ * rows) and with several (8 x 8). The planner takes the path where the runs are at least 32
+ * columns long on average (64 x 64, 32 x 32), not on shorter rows (8, 16, 24), and maps of
+ * other widths keep the columns. */
 static void weight_gradient_in_place_keeps_the_bits(void **state)
 {
     (void)state;
@@ -814,20 +816,31 @@ static void weight_gradient_in_place_keeps_the_bits(void **state)
         int n = 5;
         cf_conv_plan p;
         CF_ASSERT_OK(cf_conv_plan_init(a, &p, cc->C, cc->S, cc->S, cc->k, 1, cc->pad, NULL, 1));
-        assert_true(p.nt_runs);
+        assert_true(p.runs_fit);
+        /* 1 x 1 filters without padding: a tile's columns are one run */
+        assert_true(p.nt_runs == (cc->S == 64 || cc->k == 1));
         if (cc->S == 8) assert_true(p.spb > 1);
+        p.nt_runs = true;
         cf_conv_plan cols = p; /* the same tables, the weight gradient through im2col */
         cols.nt_runs = false;
         plans_give_the_same_bits(&cols, &p, cc, n, &r);
         cf_conv_plan_free(&p);
     }
-    /* 50 and 28 columns per row: the columns */
-    static const int widths[] = {50, 28, 12};
+    /* The rule, with valid padding too (the rotated-MNIST G-CNN's 24 x 24 and 8 x 8 outputs
+     * keep the columns), and widths whose runs do not fit (50, 28, 12 columns per row). */
+    static const struct { int S, fit, in_place; cfnet_padding pad; } widths[] = {
+        {64, 1, 1, CFNET_PADDING_SAME},  {32, 1, 1, CFNET_PADDING_SAME},
+        {34, 1, 1, CFNET_PADDING_VALID}, {24, 1, 0, CFNET_PADDING_SAME},
+        {26, 1, 0, CFNET_PADDING_VALID}, {16, 1, 0, CFNET_PADDING_SAME},
+        {10, 1, 0, CFNET_PADDING_VALID}, {50, 0, 0, CFNET_PADDING_SAME},
+        {28, 0, 0, CFNET_PADDING_SAME},  {12, 0, 0, CFNET_PADDING_SAME},
+    };
     for (size_t i = 0; i < sizeof widths / sizeof *widths; i++) {
         cf_conv_plan p;
-        CF_ASSERT_OK(cf_conv_plan_init(a, &p, 3, widths[i], widths[i], 3, 1, CFNET_PADDING_SAME,
+        CF_ASSERT_OK(cf_conv_plan_init(a, &p, 3, widths[i].S, widths[i].S, 3, 1, widths[i].pad,
                                        NULL, 1));
-        assert_false(p.nt_runs);
+        assert_int_equal(p.runs_fit, widths[i].fit);
+        assert_int_equal(p.nt_runs, widths[i].in_place);
         cf_conv_plan_free(&p);
     }
 }

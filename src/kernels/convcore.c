@@ -18,6 +18,15 @@
 #ifndef CF_CONV_TILE_BYTES
 #define CF_CONV_TILE_BYTES ((size_t)192 << 10)
 #endif
+/* Fewest columns a run has on average for the weight gradient to read the columns in place
+ * (nt_runs): each run restarts the product's 12 row pointers, and the in-place reads cross
+ * cache lines where im2col's rows are aligned. Weight gradient alone, 1 thread, batch 50, ms
+ * (in place / im2col): conv2d 32 channels 16 x 16 1.83 / 1.75, 24 x 24 3.6 / 3.7, 32 x 32
+ * 6.3 / 6.6, 64 x 64 23.4 / 25.3; p4 group 60 channels, 8 x 8 outputs 1.90 / 1.42, 24 x 24
+ * 12.6 / 11.7, 32 x 32 20.4 / 20.5 (docs/performance.md, round 15). */
+#ifndef CF_CONV_NT_RUNS_MIN_LEN
+#define CF_CONV_NT_RUNS_MIN_LEN 32
+#endif
 
 cfnet_status cf_check_conv_args(const char *name, int out_channels, int max_out, int kernel,
                                 cfnet_padding padding)
@@ -367,9 +376,13 @@ cfnet_status cf_conv_plan_init_tiled(const cf_allocator *a, cf_conv_plan *p, int
             }
         }
     }
-    p->nt_runs = p->run_off[nt] > 0;
-    for (int64_t r = 0; r < p->run_off[nt]; r++)
-        if (p->runs[r].dst % 8 || p->runs[r].len % 8) p->nt_runs = false;
+    p->runs_fit = p->run_off[nt] > 0;
+    int64_t run_cols = 0;
+    for (int64_t r = 0; r < p->run_off[nt]; r++) {
+        if (p->runs[r].dst % 8 || p->runs[r].len % 8) p->runs_fit = false;
+        run_cols += p->runs[r].len;
+    }
+    p->nt_runs = p->runs_fit && run_cols >= CF_CONV_NT_RUNS_MIN_LEN * p->run_off[nt];
     if (p->perm) {
         p->csrc = idx; /* kept for the products over output channels */
         cf_conv_plan_set_direct(p, CF_CONV_DIRECT_AUTO);

@@ -79,8 +79,11 @@ typedef struct cf_conv_plan {
      * that their gradients keep the plain plan's bits. */
     bool bwd_columns;
     /* Every run of every tile starts and ends on a multiple of 8 columns (rows of 8 k pixels
-     * in natural order): the weight gradient on the columns reads them in place
-     * (gemm_nt_runs), without im2col, with the same bits. */
+     * in natural order): the weight gradient can read the columns in place (gemm_nt_runs),
+     * without im2col, with the same bits. */
+    bool runs_fit;
+    /* It does (runs_fit, and the runs are long enough on average to gain from it:
+     * CF_CONV_NT_RUNS_MIN_LEN in convcore.c). Tests may set it on any plan with runs_fit. */
     bool nt_runs;
     int32_t *csrc;
     int64_t spb;       /* samples per block */
