@@ -177,6 +177,54 @@ static void variants_match_generic(void **state)
     assert_null(cf_simd_variant(-1));
 }
 
+/* col2im as the engine uses it on a map narrower than 8 pixels (a 3 x 3 valid convolution of a
+ * 6 x 6 plane: output rows of 4 pixels, runs 6 floats apart, so each run's 8-float block
+ * overlaps the next run's): every variant gives exactly the sums written out in the natural
+ * order (taps outer, then the runs of a tile in order), whatever order it visits the runs of a
+ * tap in, since a tap's runs never share an element. Negative zeros stay where nothing is
+ * added. */
+static void col2im_narrow_rows_match_the_natural_order(void **state)
+{
+    (void)state;
+    enum { S = 6, OS = 4, K = 3, C = 2, Q = C * K * K, NB = 3, LD = NB * OS * OS + 8 };
+    tu_rng r = {7};
+    int32_t rowoff[Q];
+    for (int c = 0, q = 0; c < C; c++)
+        for (int ky = 0; ky < K; ky++)
+            for (int kx = 0; kx < K; kx++) rowoff[q++] = c * S * S + ky * S + kx;
+    cf_run runs[OS];
+    for (int y = 0; y < OS; y++) runs[y] = (cf_run){.dst = y * OS, .src = y * S, .len = OS};
+    static float cols[Q * LD], base[NB * C * S * S + 8], want[NB * C * S * S + 8],
+        got[NB * C * S * S + 8];
+    fill(cols, Q * LD, &r, false);
+    fill(base, NB * C * S * S + 8, &r, false);
+    for (int i = 0; i < NB * C * S * S; i += 5) base[i] = -0.0f;
+    int checked = 0;
+    for (int v = 0; v < CF_SIMD_COUNT; v++) {
+        const cf_simd_ops *ops = cf_simd_variant(v);
+        if (!ops) continue;
+        /* rows [r0, r1) of the column chunk, for each of NB samples (a block) */
+        for (int r0 = 0; r0 < Q; r0 += 7) {
+            int r1 = r0 + 7 < Q ? r0 + 7 : Q;
+            memcpy(want, base, sizeof base);
+            memcpy(got, base, sizeof base);
+            for (int b = 0; b < NB; b++) {
+                float *w = want + b * C * S * S;
+                for (int q = r0; q < r1; q++)
+                    for (int t = 0; t < OS; t++)
+                        for (int i = 0; i < runs[t].len; i++)
+                            w[rowoff[q] + runs[t].src + i] +=
+                                cols[(q - r0) * LD + b * OS * OS + runs[t].dst + i];
+                ops->col2im_runs(got + b * C * S * S, cols + b * OS * OS, LD, rowoff, r0, r1,
+                                 runs, runs + OS);
+            }
+            assert_memory_equal(got, want, sizeof want);
+        }
+        checked++;
+    }
+    assert_true(checked >= 1);
+}
+
 /* 2 x 2 max pooling, written out independently: the first maximum scanning rows then columns
  * (a later element wins only if greater). */
 static int ref_window_first_max(const float *w, int W)
@@ -349,6 +397,7 @@ int main(int argc, char **argv)
     }
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(variants_match_generic),
+        cmocka_unit_test(col2im_narrow_rows_match_the_natural_order),
         cmocka_unit_test(max_pooling_matches_the_reference),
         cmocka_unit_test(row_sums_match_the_reference),
         cmocka_unit_test(cfnet_cpu_selects_the_variant),
