@@ -565,7 +565,20 @@ static void run_engine(const cf_conv_plan *p, int O, int ngroups, const float *c
         assert_non_null(out->db);
     float *dWg[64];
     for (int g = 0; g < ngroups; g++) dWg[g] = out->dW + (size_t)g * bank;
-    cf_conv_forward(p, O, W, bias, x, out->y, n, buf, NULL, threads);
+    cf_conv_forward(p, O, W, bias, x, out->y, n, buf, NULL, threads, false);
+    /* The forward with the ReLU applied by the engine: max(0, y) of the plain forward, bit for
+     * bit, on every path, tiling and thread count this is called with (a lone sample on 2 or 3
+     * threads shares its tiles). */
+    size_t yn = (size_t)n * O * p->P;
+    float *yr = malloc(yn * sizeof(float));
+    assert_non_null(yr);
+    for (size_t i = 0; i < yn; i++) yr[i] = NAN;
+    cf_conv_forward(p, O, W, bias, x, yr, n, buf, NULL, threads, true);
+    for (size_t i = 0; i < yn; i++) {
+        float want = out->y[i] > 0.0f ? out->y[i] : 0.0f;
+        assert_memory_equal(&yr[i], &want, sizeof(float));
+    }
+    free(yr);
     cf_conv_backward(p, O, W, dWg, out->db, x, dy, out->dx, n, buf, NULL, threads);
     free(buf);
 }

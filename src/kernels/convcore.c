@@ -634,14 +634,95 @@ typedef struct conv_job {
     int64_t s_begin, s_end;
     int t_begin, t_end;
     float *col, *out, *xpad;
+    /* forward: max(0, .) on the outputs, a block's once all its tiles are written
+     * (CF_RELU_BLOCK) or a tile's pixels once it is written (CF_RELU_TILE: shares of tiles) */
+    int relu;
 } conv_job;
+
+enum { CF_RELU_NONE = 0, CF_RELU_BLOCK = 1, CF_RELU_TILE = 2 };
+
+/* max(0, .) in place on tile i's pixels of nb samples from yb (with the permutation, its runs of
+ * consecutive output pixels). */
+static void relu_tile(const cf_conv_plan *p, int i, int O, float *yb, int64_t nb)
+{
+    const cf_simd_ops *k = cf_simd();
+    for (int64_t b = 0; b < nb; b++)
+        for (int o = 0; o < O; o++) {
+            float *row = yb + (b * O + o) * p->P;
+            if (!p->perm) {
+                k->relu(row + p->tj0[i], row + p->tj0[i], p->tj0[i + 1] - p->tj0[i]);
+                continue;
+            }
+            for (const cf_conv_run *r = p->pruns + p->prun_off[i];
+                 r < p->pruns + p->prun_off[i + 1]; r++)
+                k->relu(row + r->src, row + r->src, r->len);
+        }
+}
+
+/* Tile i of the block of nb samples from s0 (xin: their padded input, or the input itself). */
+static void forward_tile(const conv_job *j, int i, int64_t s0, int64_t nb, const float *xin)
+{
+    const cf_conv_plan *p = j->p;
+    int O = j->O;
+    int64_t P = p->P, CK = p->CK, plane = (int64_t)p->C * p->Hp * p->Wp;
+    const cf_simd_ops *k = cf_simd();
+    int g = p->tgroup[i];
+    int64_t w = p->tj0[i + 1] - p->tj0[i], tn = nb * w;
+    const float *Wp = j->Wp + (size_t)g * j->wstride;
+    if (use_pix(p, O)) {
+        /* Direct over output channels: reads the padded input, writes y. */
+        for (int64_t b = 0; b < nb; b++)
+            k->conv_fwd_pix(O, (int)CK, Wp, xin + b * plane, p->rowoff,
+                            p->csrc + p->tj0[i], p->perm + p->tj0[i], (int)w,
+                            j->y + (s0 + b) * O * P, P, j->bias);
+        return;
+    }
+    if (p->tdirect && p->tdirect[i] && (!p->direct_auto || O <= CF_CONV_DIRECT_MAX_O)) {
+        /* Direct: the products read the padded input in place and write y. */
+        for (int64_t b = 0; b < nb; b++)
+            k->conv_fwd_runs(O, (int)CK, Wp, j->xpad + b * plane, p->rowoff,
+                             p->runs + p->run_off[i], p->runs + p->run_off[i + 1],
+                             p->rq + p->run_off[i], j->y + (s0 + b) * O * P, P,
+                             j->bias);
+        return;
+    }
+    /* One sample in natural order: the products write straight into y, then the bias
+     * is added in place. Otherwise into the tile's outputs, then scattered with the
+     * bias: y = (chain from 0) + b either way. */
+    bool direct = !p->perm && nb == 1;
+    float *dst = direct ? j->y + s0 * O * P + p->tj0[i] : j->out;
+    int64_t ldd = direct ? P : tn, ld = col_ld(tn);
+    for (int64_t r0 = 0; r0 < CK; r0 += p->rows) {
+        int64_t r1 = CK - r0 < p->rows ? CK : r0 + p->rows;
+        im2col(p, i, j->xpad, nb, r0, r1, j->col, ld);
+        k->gemm_nn(O, (int)tn, (int)(r1 - r0), Wp + 4 * r0, (int)CK, j->col, (int)ld,
+                   dst, (int)ldd, r0 > 0);
+    }
+    if (direct && j->bias)
+        for (int o = 0; o < O; o++) {
+            float bo = j->bias[o], *row = dst + o * ldd;
+            for (int64_t q = 0; q < w; q++) row[q] += bo;
+        }
+    if (direct) return;
+    for (int64_t b = 0; b < nb; b++) {
+        float *yb = j->y + (s0 + b) * O * P;
+        const float *src = j->out + b * w;
+        if (!p->perm) {
+            for (int o = 0; o < O; o++)
+                k->add_scalar(yb + o * P + p->tj0[i], src + o * tn, w,
+                              j->bias ? j->bias[o] : 0.0f);
+        } else {
+            k->scatter_runs(yb, P, src, tn, O, j->bias, p->pruns + p->prun_off[i],
+                            p->pruns + p->prun_off[i + 1]);
+        }
+    }
+}
 
 static void forward_range(const conv_job *j)
 {
     const cf_conv_plan *p = j->p;
     int O = j->O;
-    int64_t P = p->P, CK = p->CK, in_size = (int64_t)p->C * p->H * p->W,
-            plane = (int64_t)p->C * p->Hp * p->Wp;
+    int64_t P = p->P, in_size = (int64_t)p->C * p->H * p->W;
     const cf_simd_ops *k = cf_simd();
     bool pix = use_pix(p, O);
     int64_t spb = block_samples(p, O);
@@ -655,57 +736,11 @@ static void forward_range(const conv_job *j)
             xin = j->xpad;
         }
         for (int i = j->t_begin; i < j->t_end; i++) {
-            int g = p->tgroup[i];
-            int64_t w = p->tj0[i + 1] - p->tj0[i], tn = nb * w;
-            const float *Wp = j->Wp + (size_t)g * j->wstride;
-            if (pix) {
-                /* Direct over output channels: reads the padded input, writes y. */
-                for (int64_t b = 0; b < nb; b++)
-                    k->conv_fwd_pix(O, (int)CK, Wp, xin + b * plane, p->rowoff,
-                                    p->csrc + p->tj0[i], p->perm + p->tj0[i], (int)w,
-                                    j->y + (s0 + b) * O * P, P, j->bias);
-                continue;
-            }
-            if (p->tdirect && p->tdirect[i] && (!p->direct_auto || O <= CF_CONV_DIRECT_MAX_O)) {
-                /* Direct: the products read the padded input in place and write y. */
-                for (int64_t b = 0; b < nb; b++)
-                    k->conv_fwd_runs(O, (int)CK, Wp, j->xpad + b * plane, p->rowoff,
-                                     p->runs + p->run_off[i], p->runs + p->run_off[i + 1],
-                                     p->rq + p->run_off[i], j->y + (s0 + b) * O * P, P,
-                                     j->bias);
-                continue;
-            }
-            /* One sample in natural order: the products write straight into y, then the bias
-             * is added in place. Otherwise into the tile's outputs, then scattered with the
-             * bias: y = (chain from 0) + b either way. */
-            bool direct = !p->perm && nb == 1;
-            float *dst = direct ? j->y + s0 * O * P + p->tj0[i] : j->out;
-            int64_t ldd = direct ? P : tn, ld = col_ld(tn);
-            for (int64_t r0 = 0; r0 < CK; r0 += p->rows) {
-                int64_t r1 = CK - r0 < p->rows ? CK : r0 + p->rows;
-                im2col(p, i, j->xpad, nb, r0, r1, j->col, ld);
-                k->gemm_nn(O, (int)tn, (int)(r1 - r0), Wp + 4 * r0, (int)CK, j->col, (int)ld,
-                           dst, (int)ldd, r0 > 0);
-            }
-            if (direct && j->bias)
-                for (int o = 0; o < O; o++) {
-                    float bo = j->bias[o], *row = dst + o * ldd;
-                    for (int64_t q = 0; q < w; q++) row[q] += bo;
-                }
-            if (direct) continue;
-            for (int64_t b = 0; b < nb; b++) {
-                float *yb = j->y + (s0 + b) * O * P;
-                const float *src = j->out + b * w;
-                if (!p->perm) {
-                    for (int o = 0; o < O; o++)
-                        k->add_scalar(yb + o * P + p->tj0[i], src + o * tn, w,
-                                      j->bias ? j->bias[o] : 0.0f);
-                } else {
-                    k->scatter_runs(yb, P, src, tn, O, j->bias, p->pruns + p->prun_off[i],
-                                    p->pruns + p->prun_off[i + 1]);
-                }
-            }
+            forward_tile(j, i, s0, nb, xin);
+            if (j->relu == CF_RELU_TILE) relu_tile(p, i, O, j->y + s0 * O * P, nb);
         }
+        if (j->relu == CF_RELU_BLOCK)
+            k->relu(j->y + s0 * O * P, j->y + s0 * O * P, nb * O * P);
     }
 }
 
@@ -931,6 +966,7 @@ static void run_split(const conv_job *base, const float *const *Wg, bool backwar
         j->s_end = by_tiles ? n : n * (t + 1) / T;
         j->t_begin = by_tiles ? tile_split(p, t, T) : 0;
         j->t_end = by_tiles ? tile_split(p, t + 1, T) : p->ntiles;
+        j->relu = !base->relu ? CF_RELU_NONE : by_tiles ? CF_RELU_TILE : CF_RELU_BLOCK;
         j->col = (float *)mine;
         j->out = (float *)(mine + col_region(p, O));
         j->xpad = (float *)(mine + col_region(p, O) + out_bytes(p, O));
@@ -964,9 +1000,10 @@ static void run_split(const conv_job *base, const float *const *Wg, bool backwar
 }
 
 void cf_conv_forward(const cf_conv_plan *p, int O, const float *const *Wg, const float *bias,
-                     const float *x, float *y, int64_t n, void *ws, void *scratch, int threads)
+                     const float *x, float *y, int64_t n, void *ws, void *scratch, int threads,
+                     bool relu)
 {
-    conv_job j = {.p = p, .O = O, .bias = bias, .x = x, .y = y};
+    conv_job j = {.p = p, .O = O, .bias = bias, .x = x, .y = y, .relu = relu};
     run_split(&j, Wg, false, n, threads, ws, scratch, NULL, NULL);
 }
 

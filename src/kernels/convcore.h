@@ -155,9 +155,13 @@ size_t cf_conv_workspace_kept(const cf_conv_plan *p, int O, int64_t n, int threa
 
 /* y (n x O x P) = conv(x (n x C x H x W)); Wg[g] is group g's O x CK matrix; bias (O) may be
  * NULL. ws is the workspace; scratch, when not NULL, replaces its scratch part (the bytes after
- * cf_conv_workspace_kept), which is then not touched. */
+ * cf_conv_workspace_kept), which is then not touched. With relu, y = max(0, conv(x)): each
+ * thread applies it to a block of samples (or, when the threads share a sample's tiles, to a
+ * tile's pixels) as soon as that is written, while it is in cache; the bits are those of the
+ * convolution followed by the ReLU kernel. */
 void cf_conv_forward(const cf_conv_plan *p, int O, const float *const *Wg, const float *bias,
-                     const float *x, float *y, int64_t n, void *ws, void *scratch, int threads);
+                     const float *x, float *y, int64_t n, void *ws, void *scratch, int threads,
+                     bool relu);
 
 /* dWg[g] += dY_g col_g^T (dWg[g] may repeat a pointer: contributions add), dbias += sums (may
  * be NULL), dx = conv^T (dy) if dx is not NULL. scratch as for cf_conv_forward. */

@@ -251,6 +251,7 @@ const cf_layer_ops cf_batch_norm_ops = {
     .setup = bn_setup,
     .workspace = bn_workspace,
     .forward = bn_forward,
+    .forward_relu = cf_batch_norm_forward_relu,
     .backward = bn_backward,
 };
 

@@ -253,8 +253,8 @@ static void cached_banks(cfnet_layer *l, conic_ws *w)
     cf_mutex_unlock(&p->lock);
 }
 
-static cfnet_status conic_forward(cfnet_layer *l, const float *x, float *y, int64_t n,
-                                  bool training, void *ws)
+static cfnet_status conic_run(cfnet_layer *l, const float *x, float *y, int64_t n,
+                              bool training, void *ws, bool relu)
 {
     const conic_priv *p = l->priv;
     conic_ws w = carve(l, n, ws);
@@ -264,8 +264,20 @@ static cfnet_status conic_forward(cfnet_layer *l, const float *x, float *y, int6
     float *dWg[CF_CONIC_MAX_GROUPS];
     group_banks(l, &w, Wg, dWg);
     cf_conv_forward(&p->plan, l->icfg[CFG_OUT], Wg, l->param[1]->data, x, y, n, w.engine,
-                    w.engine_scratch, l->threads);
+                    w.engine_scratch, l->threads, relu);
     return CFNET_OK;
+}
+
+static cfnet_status conic_forward(cfnet_layer *l, const float *x, float *y, int64_t n,
+                                  bool training, void *ws)
+{
+    return conic_run(l, x, y, n, training, ws, false);
+}
+
+static cfnet_status conic_forward_relu(cfnet_layer *l, const float *x, float *y, int64_t n,
+                                       bool training, void *ws)
+{
+    return conic_run(l, x, y, n, training, ws, true);
 }
 
 static cfnet_status conic_backward(cfnet_layer *l, const float *x, const float *y,
@@ -337,6 +349,7 @@ const cf_layer_ops cf_conic_conv_ops = {
     .workspace = conic_workspace,
     .workspace_kept = conic_workspace_kept,
     .forward = conic_forward,
+    .forward_relu = conic_forward_relu,
     .backward = conic_backward,
     .destroy_priv = conic_destroy,
 };

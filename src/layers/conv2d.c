@@ -82,13 +82,26 @@ static size_t conv2d_workspace_kept(const cfnet_layer *l, int64_t n)
     return b > f ? b : f;
 }
 
+static void conv2d_run(cfnet_layer *l, const float *x, float *y, int64_t n, void *ws, bool relu)
+{
+    const float *w = l->param[0]->data;
+    cf_conv_forward(fwd_plan(l), l->icfg[CFG_OUT], &w, l->param[1]->data, x, y, n, ws,
+                    l->scratch, l->threads, relu);
+}
+
 static cfnet_status conv2d_forward(cfnet_layer *l, const float *x, float *y, int64_t n,
                                    bool training, void *ws)
 {
     (void)training;
-    const float *w = l->param[0]->data;
-    cf_conv_forward(fwd_plan(l), l->icfg[CFG_OUT], &w, l->param[1]->data, x, y, n, ws,
-                    l->scratch, l->threads);
+    conv2d_run(l, x, y, n, ws, false);
+    return CFNET_OK;
+}
+
+static cfnet_status conv2d_forward_relu(cfnet_layer *l, const float *x, float *y, int64_t n,
+                                        bool training, void *ws)
+{
+    (void)training;
+    conv2d_run(l, x, y, n, ws, true);
     return CFNET_OK;
 }
 
@@ -130,6 +143,7 @@ const cf_layer_ops cf_conv2d_ops = {
     .workspace = conv2d_workspace,
     .workspace_kept = conv2d_workspace_kept,
     .forward = conv2d_forward,
+    .forward_relu = conv2d_forward_relu,
     .backward = conv2d_backward,
     .destroy_priv = conv2d_destroy,
 };

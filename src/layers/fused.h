@@ -1,5 +1,5 @@
-/* Fused layer pairs (private): the network runs a batch-norm layer followed by a ReLU layer as
- * one pass (src/nn/network.c). */
+/* Fused layer pairs (private): batch norm followed by ReLU in one pass, the batch-norm kind's
+ * cf_layer_ops.forward_relu (the network runs such pairs as one, src/nn/network.c). */
 #ifndef CFNET_LAYERS_FUSED_H
 #define CFNET_LAYERS_FUSED_H
 

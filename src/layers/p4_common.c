@@ -171,16 +171,29 @@ static void expand(const cfnet_layer *l, float *wexp, float *bexp)
     }
 }
 
-cfnet_status cf_p4_forward(cfnet_layer *l, const float *x, float *y, int64_t n, bool training,
-                           void *ws)
+static void p4_run(cfnet_layer *l, const float *x, float *y, int64_t n, void *ws, bool relu)
 {
-    (void)training;
     const p4_priv *p = l->priv;
     p4_ws w = carve(l, ws);
     expand(l, w.w, w.b);
     const float *wg = w.w;
     cf_conv_forward(&p->plan, (int)maps_out(l), &wg, w.b, x, y, n, w.engine, l->scratch,
-                    l->threads);
+                    l->threads, relu);
+}
+
+cfnet_status cf_p4_forward(cfnet_layer *l, const float *x, float *y, int64_t n, bool training,
+                           void *ws)
+{
+    (void)training;
+    p4_run(l, x, y, n, ws, false);
+    return CFNET_OK;
+}
+
+cfnet_status cf_p4_forward_relu(cfnet_layer *l, const float *x, float *y, int64_t n,
+                                bool training, void *ws)
+{
+    (void)training;
+    p4_run(l, x, y, n, ws, true);
     return CFNET_OK;
 }
 

@@ -48,6 +48,9 @@ size_t cf_p4_workspace(const cfnet_layer *l, int64_t n);
 size_t cf_p4_workspace_kept(const cfnet_layer *l, int64_t n);
 cfnet_status cf_p4_forward(cfnet_layer *l, const float *x, float *y, int64_t n, bool training,
                            void *ws);
+/* The forward with max(0, .) applied to its output by the engine (cf_layer_ops.forward_relu). */
+cfnet_status cf_p4_forward_relu(cfnet_layer *l, const float *x, float *y, int64_t n,
+                                bool training, void *ws);
 cfnet_status cf_p4_backward(cfnet_layer *l, const float *x, const float *y, const float *dy,
                             float *dx, int64_t n, void *ws);
 void cf_p4_destroy(cfnet_layer *l);

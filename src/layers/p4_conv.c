@@ -18,6 +18,7 @@ const cf_layer_ops cf_p4_conv_ops = {
     .workspace = cf_p4_workspace,
     .workspace_kept = cf_p4_workspace_kept,
     .forward = cf_p4_forward,
+    .forward_relu = cf_p4_forward_relu,
     .backward = cf_p4_backward,
     .destroy_priv = cf_p4_destroy,
 };

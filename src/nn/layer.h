@@ -54,6 +54,13 @@ typedef struct cf_layer_ops {
      * the layer's state (batch-norm running statistics). */
     cfnet_status (*forward)(cfnet_layer *l, const float *x, float *y, int64_t n, bool training,
                             void *ws);
+    /* The forward followed by a ReLU, y = max(0, f(x)), in one call: the same bits, state
+     * updates and workspace contents as forward then the ReLU layer. NULL when the kind has no
+     * such path. A network runs a layer of such a kind and the ReLU layer after it as one pair
+     * (src/nn/network.c); in training the pair shares one output buffer, so only kinds whose
+     * backward does not read y may have this op. */
+    cfnet_status (*forward_relu)(cfnet_layer *l, const float *x, float *y, int64_t n,
+                                 bool training, void *ws);
     /* dx = J^T dy (dx may be NULL), parameter gradients += . Receives the x, y and workspace of
      * the preceding forward. Not called for a layer without parameters when dx is NULL (there
      * is nothing to compute; cf_layer_backward_raw skips it). */

@@ -1,7 +1,6 @@
 /* Networks: layer composition, forward/backward, inference, summary. Training is in train.c. */
 #include "network.h"
 
-#include "layers/fused.h"
 
 #include <math.h>
 #include "platform/platform.h"
@@ -55,10 +54,20 @@ CFNET_API cfnet_status cfnet_network_create_in(cfnet_context *ctx, int channels,
 
 static void infer_cache_clear(cfnet_network *net);
 
+/* Layer i and the ReLU layer after it run as one pair (cf_layer_ops.forward_relu): one forward
+ * call, and in training one output buffer for both (the first layer's backward does not read
+ * its output; the ReLU's reads only its own). */
+static bool relu_pair(const cfnet_network *net, int i)
+{
+    return i + 1 < net->nlayers && net->layers[i]->ops->forward_relu &&
+           net->layers[i + 1]->kind == CFNET_LAYER_RELU;
+}
+
 static void free_train_buffers(cfnet_network *net)
 {
     if (net->act)
-        for (int i = 0; i < net->nlayers; i++) cf_free(net->act[i]);
+        for (int i = 0; i < net->nlayers; i++)
+            if (i == 0 || net->act[i] != net->act[i - 1]) cf_free(net->act[i]);
     if (net->ws)
         for (int i = 0; i < net->nlayers; i++) cf_free(net->ws[i]);
     cf_free(net->act);
@@ -460,10 +469,10 @@ static cfnet_status infer_run(const cfnet_network *net, int upto, const float *x
     for (int i = 0; i < upto; i++) {
         float *dst = (cur == bf->a) ? bf->b : bf->a;
         /* Inference forwards do not write to the layer, so the cast keeps the network const. */
-        if (i + 1 < upto && net->layers[i]->kind == CFNET_LAYER_BATCH_NORM &&
-            net->layers[i + 1]->kind == CFNET_LAYER_RELU) {
-            /* Batch norm + ReLU in one pass (bit-identical to the two layers). */
-            CF_CHECK(cf_batch_norm_forward_relu(net->layers[i], cur, dst, n, false, bf->ws));
+        if (i + 1 < upto && relu_pair(net, i)) {
+            /* The layer and its ReLU in one call (bit-identical to the two layers). */
+            cfnet_layer *l = net->layers[i];
+            CF_CHECK(l->ops->forward_relu(l, cur, dst, n, false, bf->ws));
             i++;
         } else {
             CF_CHECK(cf_layer_forward_raw(net->layers[i], cur, dst, n, false, bf->ws));
@@ -561,7 +570,9 @@ cfnet_status cf_network_ensure_train_buffers(cfnet_network *net, int64_t n)
     for (int i = 0; i < L; i++) {
         const cfnet_layer *l = net->layers[i];
         if (!cf_mul_size((size_t)l->out_size, (size_t)n, &cnt) || cnt > SIZE_MAX / 4) goto big;
-        net->act[i] = cf_alloc(&net->alloc, cnt * sizeof(float));
+        /* The ReLU of a pair writes over its first layer's output (same size). */
+        bool shared = i > 0 && relu_pair(net, i - 1);
+        net->act[i] = shared ? net->act[i - 1] : cf_alloc(&net->alloc, cnt * sizeof(float));
         size_t w = l->ops->workspace ? l->ops->workspace(l, n) : 0, kept = w;
         if (l->ops->workspace_kept) {
             kept = l->ops->workspace_kept(l, n);
@@ -570,7 +581,7 @@ cfnet_status cf_network_ensure_train_buffers(cfnet_network *net, int64_t n)
         }
         net->ws[i] = cf_alloc(&net->alloc, kept);
         if (!net->act[i] || !net->ws[i]) goto oom;
-        bytes += cnt * sizeof(float) + kept;
+        bytes += (shared ? 0 : cnt * sizeof(float)) + kept;
         if (l->out_size > maxsz) maxsz = l->out_size;
     }
     if (!cf_mul_size((size_t)maxsz, (size_t)n, &cnt) || cnt > SIZE_MAX / 4) goto big;
@@ -595,11 +606,13 @@ big:
 /* Training calls of layer i: the kept part of its workspace is its own, the scratch part the
  * network's shared region (for the duration of the call only, so that nothing else, such as a
  * callback's inference, ever sees it). */
-static cfnet_status train_forward_layer(cfnet_network *net, int i, const float *x, int64_t n)
+static cfnet_status train_forward_layer(cfnet_network *net, int i, const float *x, int64_t n,
+                                       bool relu)
 {
     cfnet_layer *l = net->layers[i];
     l->scratch = l->ops->workspace_kept ? net->scratch : NULL;
-    cfnet_status st = cf_layer_forward_raw(l, x, net->act[i], n, true, net->ws[i]);
+    cfnet_status st = relu ? l->ops->forward_relu(l, x, net->act[i], n, true, net->ws[i])
+                           : cf_layer_forward_raw(l, x, net->act[i], n, true, net->ws[i]);
     l->scratch = NULL;
     return st;
 }
@@ -619,8 +632,12 @@ cfnet_status cf_network_train_forward(cfnet_network *net, int upto, int64_t n)
 {
     const float *cur = net->input;
     for (int i = 0; i < upto; i++) {
-        CF_CHECK(train_forward_layer(net, i, cur, n));
+        /* A pair's ReLU has nothing left to do: its output is the first layer's. Without the
+         * ReLU (upto ends between them) the first layer's output is its own. */
+        bool pair = i + 1 < upto && relu_pair(net, i);
+        CF_CHECK(train_forward_layer(net, i, cur, n, pair));
         cur = net->act[i];
+        if (pair) i++;
     }
     net->fwd_n = n;
     return CFNET_OK;
@@ -632,6 +649,8 @@ cfnet_status cf_network_train_backward(cfnet_network *net, int upto, float *d, i
     for (int i = upto - 1; i >= 0; i--) {
         const float *x = i ? net->act[i - 1] : net->input;
         float *dx = i ? (d == net->grad_a ? net->grad_b : net->grad_a) : NULL;
+        /* The ReLU's gradient (dy where y > 0) overwrites dy in place. */
+        if (i && net->layers[i]->kind == CFNET_LAYER_RELU) dx = d;
         CF_CHECK(train_backward_layer(net, i, x, d, dx, n));
         d = dx;
     }
