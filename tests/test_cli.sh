@@ -281,8 +281,84 @@ printf 'img/00-0000.tif,class00,train\nimg/01-0000.tif,class01,train\nimg/02-000
 expect 1 "bad5.csv:3: .*img/02-0000.tif: label 'class02' was not seen in training \(the classes are: class00, class01\)" "$cfnet" train "$mf/bad5.csv" -o "$bad/m"
 printf 'img/00-0000.tif,class00\nimg/missing.tif,class01\n' >"$mf/bad6.csv"
 expect 1 "bad6.csv:2: .*missing.tif: cannot open" "$cfnet" train "$mf/bad6.csv" -o "$bad/m"
-expect 1 "not a model written by|cannot load the model" "$cfnet" predict "$mf/m.csv" "$d/test"
+expect 1 "m.csv: not a model file \(it is a text file\)" "$cfnet" predict "$mf/m.csv" "$d/test"
+expect 1 "0000.tif: not a model file \(it is a TIFF image\)" "$cfnet" info "$d/test/class00/0000.tif"
 expect 1 "no such file" "$cfnet" train "$out/nowhere" -o "$bad/m"
+
+# ---- outputs: never over an input, whole or not at all ------------------------------------------
+ow="$out/outputs"
+mkdir -p "$ow"
+cp -r "$d/test" "$ow/data"
+cp "$m" "$ow/model.safetensors"
+keep() { # keep FILE TEXT: FILE must still hold TEXT
+    [ "$(cat "$1")" = "$2" ] || fail "$1 was changed: $(head -c 80 "$1")"
+}
+# predict -o: a failure part-way (an unreadable image after 10 good ones) leaves the old file
+echo "old predictions" >"$ow/p.csv"
+cp -r "$d/test" "$ow/partial"
+echo "not an image" >"$ow/partial/class02/0009.tif"
+expect 1 "0009.tif: not a TIFF or PNG file" "$cfnet" predict "$ow/model.safetensors" \
+    "$ow/partial" -o "$ow/p.csv" --batch 4 --threads 1
+keep "$ow/p.csv" "old predictions"
+ls "$ow"/p.csv.tmp.* >/dev/null 2>&1 && fail "predict left its temporary file"
+# ... and standard output gets nothing, not even the header
+"$cfnet" predict "$ow/model.safetensors" "$ow/partial/class02/0009.tif" >"$ow/stdout.txt" 2>/dev/null &&
+    fail "predict of a bad image succeeded"
+[ -s "$ow/stdout.txt" ] && fail "predict printed to standard output before failing"
+# predict -o the model or an input: refused, nothing read or written
+cp "$ow/model.safetensors" "$ow/copy.safetensors"
+expect 1 "copy.safetensors is the model; refusing" "$cfnet" predict "$ow/copy.safetensors" \
+    "$ow/data" -o "$ow/copy.safetensors"
+cmp -s "$ow/copy.safetensors" "$m" || fail "predict -o MODEL changed the model"
+cp "$ow/data/class00/0000.tif" "$ow/img.tif"
+expect 1 "refusing to overwrite" "$cfnet" predict "$ow/model.safetensors" "$ow/data" -o "$ow/data/class00/0001.tif"
+cmp -s "$ow/data/class00/0001.tif" "$d/test/class00/0001.tif" || fail "predict -o over an image changed it"
+expect 1 "img.tif is one of the inputs" "$cfnet" predict "$ow/model.safetensors" "$ow/img.tif" -o "$ow/img.tif"
+cmp -s "$ow/img.tif" "$d/test/class00/0000.tif" || fail "predict -o INPUT changed it"
+# eval --out: a failure leaves an earlier report as it was
+expect 0 "" "$cfnet" eval "$ow/model.safetensors" "$ow/data" --out "$ow/report" -q
+cp "$ow/report/predictions.csv" "$ow/pred.before"
+cp "$ow/report/metrics.json" "$ow/metrics.before"
+expect 1 "0009.tif: not a TIFF or PNG file" "$cfnet" eval "$ow/model.safetensors" "$ow/partial" --out "$ow/report"
+cmp -s "$ow/report/predictions.csv" "$ow/pred.before" || fail "a failed eval changed predictions.csv"
+cmp -s "$ow/report/metrics.json" "$ow/metrics.before" || fail "a failed eval changed metrics.json"
+# train: MODEL, checkpoint, --log and --plot differ from each other and from the data; folders
+# are checked before training
+# shellcheck disable=SC2086
+expect 2 "training image .*0002.tif; refusing" "$cfnet" train "$ow/data" -o "$ow/data/class00/0002.tif" --epochs 1 $common
+cmp -s "$ow/data/class00/0002.tif" "$d/test/class00/0002.tif" || fail "train -o over an image changed it"
+expect 2 "-o MODEL .* and --log .* name the same file" "$cfnet" train "$ow/data" -o "$ow/t.safetensors" --log "$ow/t.safetensors"
+expect 2 "--plot .* is DATA" "$cfnet" train "$mf/m.csv" -o "$ow/t.safetensors" --plot "$mf/m.csv"
+expect 2 "is a folder" "$cfnet" train "$ow/data" -o "$ow/report"
+expect 2 "/nowhere/c.svg: cannot create" "$cfnet" train "$ow/data" -o "$ow/t.safetensors" --plot "$out/nowhere/c.svg"
+test -e "$ow/t.safetensors" && fail "train wrote a model before failing on --plot"
+# --resume takes the checkpoint, not the best model (which has no optimiser state)
+cp "$b" "$ow/best.safetensors"
+cp "$out/r1.last.safetensors" "$ow/best.last.safetensors"
+expect 1 "best.safetensors: a model without its training state.*--resume .*best.last.safetensors" \
+    "$cfnet" train "$d/train" -o "$ow/best.safetensors" --epochs 3 --resume "$ow/best.safetensors"
+cmp -s "$ow/best.last.safetensors" "$out/r1.last.safetensors" || fail "a refused --resume changed the checkpoint"
+expect 0 "training steps 0 in this file \(saved without the optimiser state" "$cfnet" info "$ow/best.safetensors"
+# --skip-bad leaves bad images out before the validation split: a class with one readable image
+# keeps it for training
+mkdir -p "$ow/sk/a" "$ow/sk/b"
+cp "$d/train/class00/000"[0-3].tif "$ow/sk/a/"
+cp "$d/train/class01/0000.tif" "$ow/sk/b/"
+echo "not an image" >"$ow/sk/b/0001.tif"
+# shellcheck disable=SC2086
+expect 0 "on 3 images of 2 classes \(2 for validation\)" "$cfnet" train "$ow/sk" -o "$ow/sk.safetensors" \
+    --epochs 1 $common --val 0.5 --skip-bad
+# synth: a new or empty folder only
+expect 1 "not empty; synth writes a dataset into a new or empty folder" "$cfnet" synth "$ow/data"
+test -e "$ow/data/train" && fail "synth wrote into a non-empty folder"
+expect 2 "DIR is empty" "$cfnet" synth ""
+mkdir -p "$ow/empty"
+expect 0 "wrote 4 images" "$cfnet" synth "$ow/empty" --classes 2 --per-class 1 --test-per-class 1 --size 16
+expect 2 "copy.safetensors is the model; refusing" "$cfnet" export "$ow/copy.safetensors" "$ow/copy.safetensors"
+cmp -s "$ow/copy.safetensors" "$m" || fail "export over the model changed it"
+# option conflicts and ranges
+expect 2 "--percentile and --scale are two normalisations" "$cfnet" train d -o m --percentile 1,99 --scale 2
+expect 2 "--lr: expected a number in \(0, 10\]" "$cfnet" train d -o m --lr 11
 
 # ---- the man page renders without warnings ------------------------------------------------------
 if command -v groff >/dev/null 2>&1; then

@@ -71,7 +71,7 @@ set +e
 [ $st = 2 ] && grep -q "unknown option" "$tmp/err.txt" || fail "bad option: exit $st"
 printf 'not a model' > "$tmp/bad.cfnet"
 "$cfnet" export "$tmp/bad.cfnet" "$tmp/x.onnx" > "$tmp/err.txt" 2>&1; st=$?
-[ $st = 1 ] && grep -q "cannot load the model" "$tmp/err.txt" || fail "bad model: exit $st: $(cat "$tmp/err.txt")"
+[ $st = 1 ] && grep -q "bad.cfnet: not a model file (it is a text file)" "$tmp/err.txt" || fail "bad model: exit $st: $(cat "$tmp/err.txt")"
 [ ! -e "$tmp/x.onnx" ] || fail "a failed export left a file"
 "$cfnet" export "$tmp/model.cfnet" "$tmp/no/such/dir/x.onnx" > "$tmp/err.txt" 2>&1; st=$?
 [ $st = 1 ] && grep -q "cannot export" "$tmp/err.txt" || fail "unwritable output: exit $st: $(cat "$tmp/err.txt")"

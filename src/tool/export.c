@@ -35,6 +35,11 @@ int cmd_export(int argc, char **argv)
         return tool_usage_error("export", argc - optind < 2 ? "MODEL and OUT.onnx expected"
                                                             : "only MODEL and OUT.onnx expected");
     const char *model = argv[optind], *out = argv[optind + 1];
+    if (same_file(out, model)) {
+        tool_error("export: %s is the model; refusing to overwrite it (give OUT.onnx another name)",
+                   out);
+        return EXIT_USAGE;
+    }
     cfnet_network *net;
     if (model_load(model, &net) != 0) return EXIT_RUNTIME;
     cfnet_status st = cfnet_network_export_onnx(net, out, flags);

@@ -99,12 +99,25 @@ static const char predict_help[] =
 typedef struct predict_ctx {
     FILE *out;
     char **classes;
+    int k;
     int64_t rows;
+    int header; /* written: the header goes out with the first row, so that a run failing
+                 * before any row prints nothing to standard output */
 } predict_ctx;
+
+static void predict_header(predict_ctx *c)
+{
+    if (c->header) return;
+    fprintf(c->out, "path,predicted");
+    csv_write_names(c->out, c->classes, c->k);
+    fputc('\n', c->out);
+    c->header = 1;
+}
 
 static int emit_prediction(void *user, const tool_sample *s, const float *p, int k)
 {
     predict_ctx *c = user;
+    predict_header(c);
     char *q = csv_quote(s->path), *cl = csv_quote(c->classes[argmax(p, k)]);
     fprintf(c->out, "%s,%s", q, cl);
     free(q);
@@ -112,6 +125,33 @@ static int emit_prediction(void *user, const tool_sample *s, const float *p, int
     write_probabilities(c->out, p, k);
     c->rows++;
     return ferror(c->out) ? -1 : 0;
+}
+
+/* An output file must not be the model or one of the inputs (an image, a manifest, a file
+ * given on the command line): the command refuses before reading anything. Returns 0 or -1
+ * with a message printed. */
+static int check_output(const char *cmd, const char *out, const char *model, char **inputs,
+                        int n_inputs, const tool_dataset *ds)
+{
+    if (same_file(out, model)) {
+        tool_error("%s: %s is the model; refusing to overwrite it (choose another output)", cmd,
+                   out);
+        return -1;
+    }
+    for (int i = 0; i < n_inputs; i++)
+        if (same_file(out, inputs[i])) {
+            tool_error("%s: %s is one of the inputs; refusing to overwrite it (choose another "
+                       "output)", cmd, out);
+            return -1;
+        }
+    int i = dataset_holds(ds, out);
+    if (i >= 0) {
+        tool_error("%s: %s is %s%s; refusing to overwrite it (choose another output)", cmd, out,
+                   strcmp(out, ds->s[i].path) ? "the input image " : "one of the input images",
+                   strcmp(out, ds->s[i].path) ? ds->s[i].path : "");
+        return -1;
+    }
+    return 0;
 }
 
 static int common_opt(int c, const char *cmd, run_opts *o, char **argv)
@@ -174,29 +214,34 @@ int cmd_predict(int argc, char **argv)
     const int64_t lo = units * rank / size * o.batch, hi = units * (rank + 1) / size * o.batch;
     part.s = ds.s + lo;
     part.n = (hi < ds.n ? hi : ds.n) - (lo < ds.n ? lo : ds.n);
+    if (rank == 0 && strcmp(output, "-") &&
+        check_output("predict", output, argv[optind], argv + optind + 1, argc - optind - 1, &ds) != 0)
+        goto out_ds;
+    /* The CSV is written whole or not at all: a failure leaves an existing file as it was. */
     char *mem = NULL;
     size_t memlen = 0;
-    FILE *f = rank ? open_memstream(&mem, &memlen)
-                   : strcmp(output, "-") ? fopen(output, "w") : stdout;
-    if (!f) {
-        tool_error("%s: cannot create: %s", rank ? "memory stream" : output, strerror(errno));
-        goto out_ds;
+    tool_out res;
+    memset(&res, 0, sizeof res);
+    FILE *f = NULL;
+    if (rank) {
+        f = open_memstream(&mem, &memlen);
+        if (!f) tool_error("memory stream: %s", strerror(errno));
+    } else if (out_open(&res, output) == 0) {
+        f = res.f;
     }
-    if (rank == 0) {
-        fprintf(f, "path,predicted");
-        csv_write_names(f, info.classes, info.n_classes);
-        fputc('\n', f);
-    }
-    predict_ctx ctx = {f, info.classes, 0};
+    if (!f) goto out_ds;
+    predict_ctx ctx = {f, info.classes, info.n_classes, 0, rank != 0};
     int64_t bad = 0;
     double t0 = tool_now();
     int r = run_model(net, &info, &part, &o, emit_prediction, &ctx, &bad);
     if (r != 0) { /* a bad file: say where, then tool_mpi_finish ends every rank */
         if (size > 1) tool_error("rank %d of %d could not classify its share of the inputs", rank, size);
         if (rank) fclose(f);
+        else out_discard(&res);
         free(mem);
         goto out_ds;
     }
+    if (rank == 0) predict_header(&ctx); /* also when this rank had no rows */
     if (size > 1) {
         if (rank && fclose(f) != 0) r = -1;
         if (rank) f = NULL;
@@ -210,9 +255,8 @@ int cmd_predict(int argc, char **argv)
             return r == 0 ? EXIT_OK : EXIT_RUNTIME;
         }
     }
-    int closed = f == stdout ? fflush(f) : fclose(f);
-    if (r == 0 && closed != 0) tool_error("%s: write failed", output);
-    if (r == 0 && closed == 0) {
+    if (r != 0) out_discard(&res);
+    else if (out_commit(&res) == 0) {
         rc = EXIT_OK;
         tool_info("predicted %lld images in %.1f s%s%s", (long long)ctx.rows, tool_now() - t0,
                   strcmp(output, "-") ? " -> " : "", strcmp(output, "-") ? output : "");
@@ -255,6 +299,11 @@ typedef struct eval_ctx {
     FILE *pred;
     char **classes;
 } eval_ctx;
+
+/* The files of eval --out, predictions.csv last: it is written as the images are classified
+ * and replaces an earlier one only once the others are written. */
+static const char *const EVAL_FILES[] = {"metrics.json", "confusion.csv", "confusion.svg",
+                                         "predictions.csv"};
 
 static int emit_eval(void *user, const tool_sample *s, const float *p, int k)
 {
@@ -310,6 +359,9 @@ int cmd_eval(int argc, char **argv)
     tool_dataset ds;
     eval_ctx ctx;
     memset(&ctx, 0, sizeof ctx);
+    tool_out pred; /* predictions.csv of --out */
+    memset(&pred, 0, sizeof pred);
+    char *paths[4] = {0};
     if (dataset_open_labelled(data, &ds) != 0) goto out_model;
     if (ds.has_split) { /* keep the requested rows only */
         int want = !split_name || !strcmp(split_name, "test") ? SPLIT_TEST
@@ -338,10 +390,11 @@ int cmd_eval(int argc, char **argv)
     ctx.classes = info.classes;
     if (outdir) {
         if (make_dirs(outdir) != 0) goto out_ds;
-        char *pp = path_join(outdir, "predictions.csv");
-        ctx.pred = file_create(pp);
-        free(pp);
-        if (!ctx.pred) goto out_ds;
+        for (int i = 0; i < 4; i++) paths[i] = path_join(outdir, EVAL_FILES[i]);
+        for (int i = 0; i < 4; i++)
+            if (check_output("eval", paths[i], model, (char **)&data, 1, &ds) != 0) goto out_ds;
+        if (out_open(&pred, paths[3]) != 0) goto out_ds;
+        ctx.pred = pred.f;
         fprintf(ctx.pred, "path,label,predicted");
         csv_write_names(ctx.pred, info.classes, info.n_classes);
         fputc('\n', ctx.pred);
@@ -361,24 +414,19 @@ int cmd_eval(int argc, char **argv)
         metrics_print(&ctx.m, info.classes, stdout);
     }
     if (outdir) {
-        char *a = path_join(outdir, "metrics.json"), *b = path_join(outdir, "confusion.csv"),
-             *d = path_join(outdir, "confusion.svg");
-        int bad_write = metrics_write_json(&ctx.m, info.classes, a, model, data) ||
-                        metrics_write_confusion_csv(&ctx.m, info.classes, b) ||
-                        metrics_write_confusion_svg(&ctx.m, info.classes, d);
-        free(a);
-        free(b);
-        free(d);
-        if (bad_write) goto out_ds;
+        if (metrics_write_json(&ctx.m, info.classes, paths[0], model, data) ||
+            metrics_write_confusion_csv(&ctx.m, info.classes, paths[1]) ||
+            metrics_write_confusion_svg(&ctx.m, info.classes, paths[2]))
+            goto out_ds;
+        ctx.pred = NULL;
+        if (out_commit(&pred) != 0) goto out_ds;
         tool_info("wrote %s/{metrics.json,confusion.csv,confusion.svg,predictions.csv}", outdir);
     }
     if (bad) tool_warn("skipped %lld unreadable or unsuitable images", (long long)bad);
     rc = EXIT_OK;
 out_ds:
-    if (ctx.pred && fclose(ctx.pred) != 0 && rc == EXIT_OK) {
-        tool_error("%s: write failed", outdir);
-        rc = EXIT_RUNTIME;
-    }
+    out_discard(&pred);
+    for (int i = 0; i < 4; i++) free(paths[i]);
     metrics_free(&ctx.m);
     dataset_free(&ds);
 out_model:
@@ -425,7 +473,14 @@ int cmd_info(int argc, char **argv)
         for (int k = 0; k < info.n_classes; k++) printf(" %s", info.classes[k]);
         putchar('\n');
     }
-    printf("training steps %lld\n", (long long)cfnet_network_step_count(net));
+    const char *state = NULL;
+    int64_t steps = cfnet_network_step_count(net);
+    cfnet_network_get_metadata(net, "train.state", &state);
+    if (steps == 0 && state)
+        printf("training steps 0 in this file (saved without the optimiser state, as the best "
+               "model is; the run's checkpoint has it)\n");
+    else
+        printf("training steps %lld\n", (long long)steps);
     printf("\nlayers\n");
     size_t need = 0;
     cfnet_network_summary(net, NULL, 0, &need);

@@ -110,13 +110,39 @@ bad:
     return -1;
 }
 
+/* What a file that did not load as a model is, from its first bytes: an image or a text file
+ * given in place of the model (arguments in the wrong order), else NULL. */
+static const char *not_a_model(const char *path)
+{
+    unsigned char b[9] = {0};
+    FILE *f = fopen(path, "rb");
+    size_t n = f ? fread(b, 1, sizeof b, f) : 0;
+    if (f) fclose(f);
+    if (n >= 4 && ((b[0] == 'I' && b[1] == 'I' && b[2] == 42 && b[3] == 0) ||
+                   (b[0] == 'M' && b[1] == 'M' && b[2] == 0 && b[3] == 42) ||
+                   (b[0] == 'I' && b[1] == 'I' && b[2] == 43 && b[3] == 0) ||
+                   (b[0] == 'M' && b[1] == 'M' && b[2] == 0 && b[3] == 43)))
+        return "a TIFF image";
+    if (n >= 8 && !memcmp(b, "\x89PNG\r\n\x1a\n", 8)) return "a PNG image";
+    if (n == 9 && b[8] == '{') return NULL; /* a safetensors file: the loader's message says more */
+    int text = n > 0;
+    for (size_t i = 0; i < n; i++)
+        text = text && ((b[i] >= 32 && b[i] < 127) || b[i] == '\n' || b[i] == '\r' || b[i] == '\t');
+    return text ? "a text file" : NULL;
+}
+
 int model_load(const char *path, cfnet_network **net)
 {
     *net = NULL;
     cfnet_status st = cfnet_network_load(path, net);
     if (st != CFNET_OK) {
-        tool_error("%s: cannot load the model: %s: %s", path, cfnet_status_string(st),
-                   cfnet_last_error());
+        const char *what = st == CFNET_E_FORMAT || st == CFNET_E_LIMIT ? not_a_model(path) : NULL;
+        if (what)
+            tool_error("%s: not a model file (it is %s); MODEL is a .safetensors file written by "
+                       "'cfnet train'", path, what);
+        else
+            tool_error("%s: cannot load the model: %s: %s", path, cfnet_status_string(st),
+                       cfnet_last_error());
         return -1;
     }
     return 0;

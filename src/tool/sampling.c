@@ -6,15 +6,16 @@
 #include <stdlib.h>
 
 /* Stratified split: per class (in dataset order), a seeded shuffle puts round(frac * n)
- * images (at least 1 when frac > 0 and the class has 2 or more) in validation. */
+ * images (at least 1 when frac > 0 and the class has 2 or more) in validation. Images already
+ * found bad (--skip-bad) take no part: their split stays SPLIT_NONE. */
 void split_stratified(tool_dataset *ds, double frac, uint64_t seed)
 {
     for (int k = 0; k < ds->n_classes; k++) {
         int64_t n = 0;
-        for (int64_t i = 0; i < ds->n; i++) n += ds->s[i].cls == k;
+        for (int64_t i = 0; i < ds->n; i++) n += ds->s[i].cls == k && !ds->s[i].bad;
         int64_t *idx = xmalloc(sizeof(int64_t) * (size_t)(n ? n : 1)), m = 0;
         for (int64_t i = 0; i < ds->n; i++)
-            if (ds->s[i].cls == k) idx[m++] = i;
+            if (ds->s[i].cls == k && !ds->s[i].bad) idx[m++] = i;
         uint64_t st = tool_mix(seed ^ 0x5eed5eedull, (uint64_t)k);
         tool_shuffle(idx, n, &st);
         int64_t nv = (int64_t)floor(frac * (double)n + 0.5);

@@ -5,6 +5,8 @@
 
 #include "biomarker.h"
 
+#include <dirent.h>
+#include <errno.h>
 #include <getopt.h>
 #include <math.h>
 #include <stdlib.h>
@@ -113,6 +115,27 @@ int cmd_synth(int argc, char **argv)
         return tool_usage_error("synth", optind >= argc ? "missing DIR" : "one DIR expected");
     if (png && bits == 32) return tool_usage_error("synth", "--bits 32 (float) is TIFF only");
     const char *dir = argv[optind];
+    if (!dir[0]) return tool_usage_error("synth", "DIR is empty");
+    /* A new or empty folder only: class folders written into an existing dataset would become
+     * classes of it, and files of an earlier run with other counts would stay behind. */
+    if (path_is_dir(dir) == 1) {
+        DIR *dp = opendir(dir);
+        int used = 0;
+        if (dp) {
+            struct dirent *e;
+            while (!used && (e = readdir(dp)))
+                used = strcmp(e->d_name, ".") && strcmp(e->d_name, "..");
+            closedir(dp);
+        }
+        if (!dp || used) {
+            tool_error("%s: %s; synth writes a dataset into a new or empty folder (remove it or "
+                       "give another DIR)", dir, dp ? "the folder is not empty" : strerror(errno));
+            return EXIT_RUNTIME;
+        }
+    } else if (path_is_dir(dir) == 0) {
+        tool_error("%s exists and is not a folder", dir);
+        return EXIT_RUNTIME;
+    }
     bm_class pat[BM_CLASSES], ref;
     for (int k = 0; k < classes; k++) bm_class_pattern(k, (uint64_t)pseed, &pat[k]);
     /* The reference stain: one round component at the centre, like a nucleus. */

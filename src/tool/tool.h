@@ -84,10 +84,26 @@ int write_file_atomic(const char *path, const void *data, size_t size);
 int path_is_dir(const char *path);
 /* Creates a directory and its parents (like mkdir -p). 0 or -1 with a message printed. */
 int make_dirs(const char *path);
-/* Opens path for writing (fopen "w"); NULL with a message printed. */
-FILE *file_create(const char *path);
-/* Closes f, written to path: 0, or -1 with a message printed (the data may not all be there). */
-int file_close(FILE *f, const char *path);
+/* An output file written whole or not at all: out_open creates a temporary file beside path
+ * (path.tmp.PID, never through an existing file or link), out_commit flushes it to disk and
+ * renames it over path, out_discard removes it. Until out_commit succeeds, path keeps what it
+ * held. "-" is standard output (written as it goes). */
+typedef struct tool_out {
+    FILE *f;
+    char *path, *tmp; /* NULL for standard output */
+} tool_out;
+/* 0, or -1 with a message printed. */
+int out_open(tool_out *o, const char *path);
+/* 0, or -1 with a message printed (the temporary file removed, path unchanged). */
+int out_commit(tool_out *o);
+/* Safe on a zeroed, failed or committed tool_out. */
+void out_discard(tool_out *o);
+/* Whether a file can be created at path (its folder exists and is writable): 0, or -1 with a
+ * message printed. Leaves nothing behind. */
+int check_writable(const char *path);
+/* 1 when a and b name the same file: the same inode when both exist, else the same resolved
+ * folder and name (a file still to be written). */
+int same_file(const char *a, const char *b);
 /* Joins a directory and a name ("dir/name"); a heap string. */
 char *path_join(const char *dir, const char *name);
 /* Lower-case extension check: 1 if path ends in .tif/.tiff/.png (any case). */
@@ -182,6 +198,10 @@ int dataset_open_labelled(const char *path, tool_dataset *ds);
  * optional). */
 int dataset_open_inputs(char **paths, int n, tool_dataset *ds);
 void dataset_free(tool_dataset *ds);
+/* The index of a sample of ds that is the existing file at path (same inode), or -1 (path does
+ * not exist or is none of them): outputs are checked against it so that nothing overwrites an
+ * input. */
+int dataset_holds(const tool_dataset *ds, const char *path);
 /* Maps every sample's label to an index of `classes`; a label not in the list is an error
  * naming the file and line ("not seen in training"). */
 int dataset_assign_classes(tool_dataset *ds, char **classes, int n_classes);
@@ -208,7 +228,7 @@ int dataset_probe(tool_dataset *ds, const int64_t *idx, int64_t n, int skip_bad,
 /* Stratified validation split of a labelled dataset (every sample's cls set): per class, a
  * shuffle seeded by (seed, class) puts round(frac * n) of its samples in validation (at least
  * one when frac > 0 and n >= 2, never all); sets every sample's split to SPLIT_TRAIN or
- * SPLIT_VAL. */
+ * SPLIT_VAL, except samples marked bad, which keep SPLIT_NONE. */
 void split_stratified(tool_dataset *ds, double frac, uint64_t seed);
 /* The visiting order of epoch `epoch` over the training samples tr[0..ntr-1]: ntr positions
  * into tr. Without balance a permutation; with balance every position draws a class uniformly

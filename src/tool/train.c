@@ -62,7 +62,8 @@ static const char train_help[] =
     "  --skip-bad              warn about unreadable or unsuitable images and leave them out\n"
     "  --log FILE.csv          per-epoch train loss and accuracy, validation loss, accuracy and\n"
     "                          balanced accuracy, learning rate, seconds\n"
-    "  --plot FILE.svg         learning curves (also FILE.png when ImageMagick's convert exists)\n"
+    "  --plot FILE.svg         learning curves (also FILE.png when rsvg-convert or ImageMagick's\n"
+    "                          convert is installed)\n"
     "  -q, --quiet             no progress output\n"
     "  -h, --help              this help\n";
 
@@ -227,8 +228,9 @@ static void svg_polyline(FILE *f, const epoch_rec *h, int n, size_t off, double 
 
 static int write_plot(const char *path, const epoch_rec *h, int n, int has_val)
 {
-    FILE *f = file_create(path);
-    if (!f) return -1;
+    tool_out o;
+    if (out_open(&o, path) != 0) return -1;
+    FILE *f = o.f;
     int maxe = n ? h[n - 1].epoch : 1;
     double lmax = 0;
     for (int i = 0; i < n; i++) {
@@ -272,7 +274,7 @@ static int write_plot(const char *path, const epoch_rec *h, int n, int has_val)
             "<text x=\"300\" y=\"%d\" fill=\"#d62728\">validation</text>\n"
             "<text x=\"420\" y=\"%d\" fill=\"#2ca02c\">validation balanced accuracy (dashed)</text>\n"
             "</svg>\n", H - 12, H - 12, H - 12);
-    return file_close(f, path);
+    return out_commit(&o);
 }
 
 static int have_program(const char *name)
@@ -488,7 +490,7 @@ static int parse_args(int argc, char **argv, train_cfg *c)
         {"plot", required_argument, 0, 'G'},       {"quiet", no_argument, 0, 'q'},
         {"optimizer", required_argument, 0, 'O'},  {"help", no_argument, 0, 'h'},
         {0, 0, 0, 0}};
-    int ch;
+    int ch, percentile_given = 0, scale_given = 0;
     while ((ch = opt_next(argc, argv, ":o:qh", longopts, train_help)) >= 0) {
         int u = 0;
         switch (ch) {
@@ -514,15 +516,17 @@ static int parse_args(int argc, char **argv, train_cfg *c)
             c->norm.percentile = 1;
             c->norm.low = lo;
             c->norm.high = hi;
+            percentile_given = 1;
             break;
         }
         case 'x':
             u = opt_double("train", "--scale", optarg, 1e-30, 1e30, "a positive number", &c->norm.scale);
             if (u == 0) c->norm.percentile = 0;
+            scale_given = 1;
             break;
         case 'e': u = opt_int("train", "--epochs", optarg, 1, 1000000, NULL, &c->epochs); break;
         case 'b': u = opt_int("train", "--batch", optarg, 1, 100000, NULL, &c->batch); break;
-        case 'l': u = opt_double("train", "--lr", optarg, 1e-12, 10, "a positive number", &c->lr); break;
+        case 'l': u = opt_double("train", "--lr", optarg, 1e-12, 10, "a number in (0, 10]", &c->lr); break;
         case 'L': u = opt_double("train", "--lr-decay", optarg, 1e-6, 1, "a number in (0, 1]", &c->lr_decay); break;
         case 'W': u = opt_double("train", "--weight-decay", optarg, 0, 1, "0..1", &c->weight_decay); break;
         case 'r':
@@ -555,11 +559,94 @@ static int parse_args(int argc, char **argv, train_cfg *c)
         if (u) return u;
     }
     if (ch == OPT_HELP) return -1;
+    if (percentile_given && scale_given)
+        return tool_usage_error("train", "--percentile and --scale are two normalisations; give one");
     if (argc - optind != 1)
         return tool_usage_error("train", argc == optind ? "missing DATA" : "one DATA expected");
     if (!c->output) return tool_usage_error("train", "missing -o MODEL");
     c->data = argv[optind];
     return 0;
+}
+
+/* The files a run writes (the model, its checkpoint, --log, --plot and the plot's PNG) must
+ * differ from each other and from its inputs (DATA, its images, the checkpoint resumed from,
+ * which only the new checkpoint may replace), and their folders must be writable: checked
+ * before any image is read. 0, or -1 with a message printed. */
+static int check_outputs(const train_cfg *c, const char *ckpt, const tool_dataset *ds)
+{
+    char *png = NULL;
+    if (c->plot) {
+        size_t n = strlen(c->plot);
+        png = n > 4 && !strcasecmp(c->plot + n - 4, ".svg")
+                  ? xasprintf("%.*s.png", (int)(n - 4), c->plot) : xasprintf("%s.png", c->plot);
+    }
+    const char *path[5] = {c->output, ckpt, c->log, c->plot, png};
+    static const char *const what[5] = {"-o MODEL", "the checkpoint", "--log", "--plot",
+                                        "the plot's PNG"};
+    int rc = 0;
+    for (int i = 0; i < 5 && rc == 0; i++) {
+        if (!path[i]) continue;
+        for (int j = 0; j < i && rc == 0; j++)
+            if (path[j] && same_file(path[i], path[j])) {
+                tool_error("%s (%s) and %s (%s) name the same file; give them different names",
+                           what[j], path[j], what[i], path[i]);
+                rc = -1;
+            }
+        if (rc) break;
+        if (path_is_dir(path[i]) == 1) {
+            tool_error("%s (%s) is a folder; give a file name", what[i], path[i]);
+            rc = -1;
+        } else if (same_file(path[i], c->data)) {
+            tool_error("%s (%s) is DATA; refusing to overwrite it", what[i], path[i]);
+            rc = -1;
+        } else if (i != 1 && c->resume && same_file(path[i], c->resume)) {
+            tool_error("%s (%s) is the checkpoint given to --resume; refusing to overwrite it",
+                       what[i], path[i]);
+            rc = -1;
+        } else {
+            int k = dataset_holds(ds, path[i]);
+            if (k >= 0) {
+                tool_error("%s (%s) is the training image %s; refusing to overwrite it", what[i],
+                           path[i], ds->s[k].path);
+                rc = -1;
+            }
+        }
+    }
+    /* the outputs written by this command itself: a folder that does not exist or cannot be
+     * written fails now, not after the first epoch (--log is opened before training) */
+    for (int i = 0; i < 4 && rc == 0; i++)
+        if (path[i] && i != 2 && check_writable(path[i]) != 0) rc = -1;
+    free(png);
+    return rc;
+}
+
+/* --skip-bad: reads every training and validation image once before the split and marks the
+ * unreadable or unsuitable ones bad, so that the split (and the check that every class has
+ * training images) counts only images that will be used. The geometry is the one training
+ * takes (the first readable image's channels, --size or its size); when the first image does
+ * not give one (not square, out of range), nothing is marked here and training reports it.
+ * 0, or -1 with a message printed (no readable image at all). */
+static int screen_bad(tool_dataset *ds, const train_cfg *c, int channels)
+{
+    int64_t *idx = xmalloc(sizeof(int64_t) * (size_t)(ds->n ? ds->n : 1)), n = 0;
+    for (int64_t i = 0; i < ds->n; i++)
+        if (ds->s[i].split != SPLIT_TEST) idx[n++] = i;
+    int ch = 0, h = 0, w = 0, rc = dataset_probe(ds, idx, n, 1, &ch, &h, &w);
+    int size = c->size ? c->size : h;
+    if (rc == 0 && (c->size || (h == w && h >= 16 && h <= 512))) {
+        load_spec spec = {channels ? channels : ch, size, c->pad, c->norm, c->threads, 1, !c->size};
+        enum { BLOCK = 64 };
+        float *buf = xmalloc(sizeof(float) * (size_t)BLOCK * (size_t)spec.channels * (size_t)size *
+                             (size_t)size);
+        int64_t m = 0;
+        for (int64_t i = 0; i < n; i++) /* those the probe found bad are out already */
+            if (!ds->s[idx[i]].bad) idx[m++] = idx[i];
+        for (int64_t b = 0; b < m && rc == 0; b += BLOCK)
+            rc = dataset_load(ds, idx + b, m - b < BLOCK ? m - b : BLOCK, &spec, buf, NULL);
+        free(buf);
+    }
+    free(idx);
+    return rc;
 }
 
 static int save_net(const cfnet_network *net, const char *path, unsigned flags)
@@ -638,6 +725,15 @@ int cmd_train(int argc, char **argv)
                        c.resume);
             goto out;
         }
+        if (cfnet_network_step_count(net) == 0) {
+            /* the best model (-o) carries the run's settings but not its optimiser state */
+            char *cp = checkpoint_path(c.resume);
+            tool_error("%s: a model without its training state (the best model that -o writes?), "
+                       "not a checkpoint; continue from the checkpoint, e.g. --resume %s", c.resume,
+                       cp);
+            free(cp);
+            goto out;
+        }
         if (model_load_info(net, c.resume, &minfo) != 0) goto out;
         c.size = minfo.size;
         c.pad = minfo.pad;
@@ -650,6 +746,10 @@ int cmd_train(int argc, char **argv)
     }
 
     if (dataset_open_labelled(c.data, &ds) != 0) goto out;
+    if (rank == 0 && check_outputs(&c, ckpt, &ds) != 0) {
+        rc = EXIT_USAGE;
+        goto out;
+    }
     if (ds.has_split) {
         if (classes_from_train_rows(&ds) != 0) goto out;
         for (int64_t i = 0; i < ds.n; i++) {
@@ -674,11 +774,13 @@ int cmd_train(int argc, char **argv)
             goto out;
         }
     }
+    if (c.skip_bad && screen_bad(&ds, &c, c.resume ? minfo.channels : 0) != 0) goto out;
     if (!ds.has_split) split_stratified(&ds, c.val, (uint64_t)c.seed);
     int64_t ntr = 0, nva = 0;
     tr = xmalloc(sizeof(int64_t) * (size_t)ds.n);
     va = xmalloc(sizeof(int64_t) * (size_t)ds.n);
     for (int64_t i = 0; i < ds.n; i++) {
+        if (ds.s[i].bad) continue;
         if (ds.s[i].split == SPLIT_TRAIN) tr[ntr++] = i;
         else if (ds.s[i].split == SPLIT_VAL) va[nva++] = i;
     }
@@ -686,7 +788,8 @@ int cmd_train(int argc, char **argv)
         int64_t n = 0;
         for (int64_t i = 0; i < ntr; i++) n += ds.s[tr[i]].cls == k;
         if (n == 0) {
-            tool_error("%s: class '%s' has no training images", c.data, ds.classes[k]);
+            tool_error("%s: class '%s' has no %straining images", c.data, ds.classes[k],
+                       c.skip_bad ? "readable " : "");
             goto out;
         }
     }

@@ -355,26 +355,117 @@ int make_dirs(const char *path)
     return 0;
 }
 
-FILE *file_create(const char *path)
+int out_open(tool_out *o, const char *path)
 {
-    FILE *f = fopen(path, "w");
-    if (!f) tool_error("%s: cannot create: %s", path, strerror(errno));
-    return f;
-}
-
-int file_close(FILE *f, const char *path)
-{
-    if (fclose(f) != 0) {
-        tool_error("%s: write failed", path);
+    memset(o, 0, sizeof *o);
+    if (!strcmp(path, "-")) {
+        o->f = stdout;
+        return 0;
+    }
+    o->path = xstrdup(path);
+    o->tmp = xasprintf("%s.tmp.%ld", path, (long)getpid());
+    /* O_EXCL: never write through a file (or a link) that is already there */
+    int fd = open(o->tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0666);
+    if (fd >= 0) o->f = fdopen(fd, "w");
+    if (!o->f) {
+        tool_error("%s: cannot create: %s", path, strerror(errno));
+        if (fd >= 0) {
+            close(fd);
+            unlink(o->tmp);
+        }
+        free(o->path);
+        free(o->tmp);
+        memset(o, 0, sizeof *o);
         return -1;
     }
     return 0;
 }
 
+int out_commit(tool_out *o)
+{
+    if (!o->f) return -1;
+    if (!o->path) { /* standard output */
+        int bad = fflush(o->f) != 0 || ferror(o->f);
+        o->f = NULL;
+        if (bad) tool_error("standard output: write failed");
+        return bad ? -1 : 0;
+    }
+    int ok = fflush(o->f) == 0 && !ferror(o->f);
+    ok = fsync(fileno(o->f)) == 0 && ok;
+    ok = fclose(o->f) == 0 && ok;
+    o->f = NULL;
+    if (!ok || rename(o->tmp, o->path) != 0) {
+        tool_error("%s: write failed: %s (the file is unchanged)", o->path, strerror(errno));
+        unlink(o->tmp);
+        ok = 0;
+    }
+    free(o->path);
+    free(o->tmp);
+    memset(o, 0, sizeof *o);
+    return ok ? 0 : -1;
+}
+
+void out_discard(tool_out *o)
+{
+    if (o->f && o->path) {
+        fclose(o->f);
+        unlink(o->tmp);
+    }
+    free(o->path);
+    free(o->tmp);
+    memset(o, 0, sizeof *o);
+}
+
+int check_writable(const char *path)
+{
+    tool_out o;
+    if (out_open(&o, path) != 0) return -1;
+    out_discard(&o);
+    return 0;
+}
+
+/* The canonical name of path: realpath() when it exists, else its resolved folder plus its last
+ * name (a file about to be created); NULL when neither resolves. */
+static char *canonical(const char *path)
+{
+    char *r = realpath(path, NULL);
+    if (r) return r;
+    const char *slash = strrchr(path, '/');
+    char *dir = slash ? xasprintf("%.*s", (int)(slash - path + (slash == path)), path) : xstrdup(".");
+    char *rd = realpath(dir, NULL);
+    free(dir);
+    if (!rd) return NULL;
+    const char *base = slash ? slash + 1 : path;
+    char *out = path_join(rd, base);
+    free(rd);
+    return out;
+}
+
+int same_file(const char *a, const char *b)
+{
+    struct stat sa, sb;
+    if (stat(a, &sa) == 0 && stat(b, &sb) == 0) return sa.st_dev == sb.st_dev && sa.st_ino == sb.st_ino;
+    char *ca = canonical(a), *cb = canonical(b);
+    int same = ca && cb ? !strcmp(ca, cb) : !strcmp(a, b);
+    free(ca);
+    free(cb);
+    return same;
+}
+
+int dataset_holds(const tool_dataset *ds, const char *path)
+{
+    struct stat so, st;
+    if (stat(path, &so) != 0) return -1; /* a new file: not an input */
+    for (int64_t i = 0; i < ds->n; i++)
+        if (stat(ds->s[i].path, &st) == 0 && st.st_dev == so.st_dev && st.st_ino == so.st_ino)
+            return (int)(i < INT32_MAX ? i : INT32_MAX);
+    return -1;
+}
+
 char *path_join(const char *dir, const char *name)
 {
     size_t n = strlen(dir);
-    if (n == 0 || name[0] == '/') return xstrdup(name);
+    if (n == 0 || name[0] == '/' || !strcmp(dir, ".")) return xstrdup(name);
     if (dir[n - 1] == '/') return xasprintf("%s%s", dir, name);
     return xasprintf("%s/%s", dir, name);
 }
