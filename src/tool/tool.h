@@ -198,9 +198,9 @@ int dataset_open_labelled(const char *path, tool_dataset *ds);
  * optional). */
 int dataset_open_inputs(char **paths, int n, tool_dataset *ds);
 void dataset_free(tool_dataset *ds);
-/* The index of a sample of ds that is the existing file at path (same inode), or -1 (path does
- * not exist or is none of them): outputs are checked against it so that nothing overwrites an
- * input. */
+/* The index of a sample of ds that is the existing file at path (the same last name and
+ * inode), or -1 (path does not exist or is none of them): outputs are checked against it so
+ * that nothing overwrites an input. */
 int dataset_holds(const tool_dataset *ds, const char *path);
 /* Maps every sample's label to an index of `classes`; a label not in the list is an error
  * naming the file and line ("not seen in training"). */

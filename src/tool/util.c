@@ -452,12 +452,24 @@ int same_file(const char *a, const char *b)
     return same;
 }
 
+/* The last name of a path. */
+static const char *base_name(const char *path)
+{
+    const char *slash = strrchr(path, '/');
+    return slash ? slash + 1 : path;
+}
+
 int dataset_holds(const tool_dataset *ds, const char *path)
 {
     struct stat so, st;
     if (stat(path, &so) != 0) return -1; /* a new file: not an input */
+    /* Only samples with the same last name are compared by inode: a stat per image of a large
+     * dataset on a network file system would cost seconds (a hard link under another name goes
+     * unnoticed). */
+    const char *b = base_name(path);
     for (int64_t i = 0; i < ds->n; i++)
-        if (stat(ds->s[i].path, &st) == 0 && st.st_dev == so.st_dev && st.st_ino == so.st_ino)
+        if (!strcmp(base_name(ds->s[i].path), b) && stat(ds->s[i].path, &st) == 0 &&
+            st.st_dev == so.st_dev && st.st_ino == so.st_ino)
             return (int)(i < INT32_MAX ? i : INT32_MAX);
     return -1;
 }
