@@ -110,7 +110,15 @@ static int cmp_str(const void *a, const void *b)
     return strcmp(*(char *const *)a, *(char *const *)b);
 }
 
-/* Sorted entries of a directory (hidden entries skipped). */
+/* Entries no dataset holds: hidden ones (".", "..", ".DS_Store", AppleDouble "._x.tif") and the
+ * "__MACOSX" folder of resource forks that unzipping an archive made on a Mac leaves beside the
+ * data; taken as a class or searched, it would add a class or bogus images. */
+static int skipped_entry(const char *name)
+{
+    return name[0] == '.' || !strcmp(name, "__MACOSX");
+}
+
+/* Sorted entries of a directory (hidden entries and __MACOSX skipped). */
 static int list_dir(const char *dir, char ***names, int *count)
 {
     DIR *d = opendir(dir);
@@ -122,7 +130,7 @@ static int list_dir(const char *dir, char ***names, int *count)
     int n = 0, cap = 0;
     struct dirent *e;
     while ((e = readdir(d))) {
-        if (e->d_name[0] == '.') continue;
+        if (skipped_entry(e->d_name)) continue;
         if (n == cap) {
             cap = cap ? 2 * cap : 64;
             v = xrealloc(v, sizeof *v * (size_t)cap);
@@ -167,6 +175,37 @@ static void collect_classes(tool_dataset *ds)
     ds->n_classes = 0;
     for (int64_t i = 0; i < n; i++)
         if (i == 0 || strcmp(v[i], v[i - 1]) != 0) ds->classes[ds->n_classes++] = xstrdup(v[i]);
+    free(v);
+}
+
+static int cmp_str_nocase(const void *a, const void *b)
+{
+    const char *x = *(char *const *)a, *y = *(char *const *)b;
+    int c = strcasecmp(x, y);
+    return c ? c : strcmp(x, y);
+}
+
+/* Class names that differ only in case ("RING" and "ring": two folders on a case-sensitive file
+ * system, or a label typed two ways in a manifest) are most likely one class spelt twice. They
+ * stay two classes (merging would guess, and a model trained so would not match the folders),
+ * with one warning per pair. Letters are compared as ASCII (strcasecmp in the C locale, which the
+ * command never changes): "Ü" and "ü" are not taken as a pair. */
+static void warn_case_twins(const tool_dataset *ds, const char *data)
+{
+    const int k = ds->n_classes;
+    if (k < 2) return;
+    char **v = xmalloc(sizeof *v * (size_t)k);
+    memcpy(v, ds->classes, sizeof *v * (size_t)k);
+    qsort(v, (size_t)k, sizeof *v, cmp_str_nocase);
+    for (int i = 0; i < k;) {
+        int j = i + 1;
+        while (j < k && !strcasecmp(v[i], v[j])) j++;
+        for (int a = i; a < j; a++)
+            for (int b = a + 1; b < j; b++)
+                tool_warn("%s: classes '%s' and '%s' differ only in case; they are kept as two "
+                          "classes (rename one to merge them)", data, v[a], v[b]);
+        i = j;
+    }
     free(v);
 }
 
@@ -316,6 +355,72 @@ static char *dir_of(const char *path)
     return strndup(path, (size_t)(slash - path));
 }
 
+/* A manifest row's file (device and inode), for finding rows that list the same file. */
+typedef struct row_file {
+    dev_t dev;
+    ino_t ino;
+    int64_t row;
+} row_file;
+
+static int cmp_row_file(const void *a, const void *b)
+{
+    const row_file *x = a, *y = b;
+    if (x->dev != y->dev) return x->dev < y->dev ? -1 : 1;
+    if (x->ino != y->ino) return x->ino < y->ino ? -1 : 1;
+    return x->row < y->row ? -1 : x->row > y->row;
+}
+
+/* Rows of a manifest that name the same file: the same device and inode, so that "a.tif",
+ * "./a.tif", "sub/../a.tif", an absolute path and a link all match. Under two labels the manifest
+ * contradicts itself: an error for every command. Under the same label it is an error when labels
+ * are required (train, eval): the image would weigh twice in training or in the metrics, or sit
+ * in two splits; prediction classifies it once per row. Rows whose file cannot be found are left
+ * to the loader, which names them. 0, or -1 with the first few pairs reported in line order. */
+static int check_duplicates(const tool_dataset *ds, const char *csv, int labels_required)
+{
+    row_file *v = xmalloc(sizeof *v * (size_t)(ds->n ? ds->n : 1));
+    int64_t n = 0;
+    for (int64_t i = 0; i < ds->n; i++) {
+        struct stat st;
+        if (stat(ds->s[i].path, &st) != 0) continue;
+        v[n].dev = st.st_dev;
+        v[n].ino = st.st_ino;
+        v[n].row = i;
+        n++;
+    }
+    qsort(v, (size_t)n, sizeof *v, cmp_row_file);
+    /* first[i]: the earliest row listing row i's file, -1 for that row itself and unique rows */
+    int64_t *first = xmalloc(sizeof *first * (size_t)(ds->n ? ds->n : 1));
+    for (int64_t i = 0; i < ds->n; i++) first[i] = -1;
+    for (int64_t i = 1, g = 0; i < n; i++) {
+        if (v[i].dev != v[g].dev || v[i].ino != v[g].ino) g = i;
+        else first[v[i].row] = v[g].row;
+    }
+    free(v);
+    int errors = 0;
+    const int max_reported = 5;
+    for (int64_t i = 0; i < ds->n; i++) {
+        if (first[i] < 0) continue;
+        const tool_sample *a = &ds->s[first[i]], *b = &ds->s[i];
+        int relabelled = a->label && b->label && strcmp(a->label, b->label) != 0;
+        if (!relabelled && !labels_required) continue;
+        if (++errors > max_reported) continue;
+        char as[1100] = "";
+        if (strcmp(a->path, b->path) != 0)
+            snprintf(as, sizeof as, " (the second time as %s)", b->path);
+        if (relabelled)
+            tool_error("%s: %s is listed twice, lines %d and %d%s, under different labels ('%s' "
+                       "and '%s')", csv, a->path, a->line, b->line, as, a->label, b->label);
+        else
+            tool_error("%s: %s is listed twice, lines %d and %d%s; list every image once", csv,
+                       a->path, a->line, b->line, as);
+    }
+    free(first);
+    if (errors > max_reported)
+        tool_error("%s: %d more rows list a file listed before", csv, errors - max_reported);
+    return errors ? -1 : 0;
+}
+
 /* Reads a manifest. labels: 1 required, 0 optional (prediction). */
 static int open_manifest(const char *csv, tool_dataset *ds, int labels_required)
 {
@@ -407,10 +512,13 @@ static int open_manifest(const char *csv, tool_dataset *ds, int labels_required)
                            ds->s[i].line);
                 return -1;
             }
+    if (check_duplicates(ds, csv, labels_required) != 0) return -1;
     collect_classes(ds);
     return 0;
 }
 
+/* A manifest is a file whose name ends in .csv (any case), for every command: a file by any
+ * other name is an image to predict and cannot be DATA. */
 static int is_csv(const char *path)
 {
     const char *dot = strrchr(path, '.');
@@ -425,12 +533,64 @@ int dataset_open_labelled(const char *path, tool_dataset *ds)
         tool_error("%s: no such file or directory", path);
         return -1;
     }
+    if (d == 0 && !is_csv(path)) {
+        /* parsed as CSV, an image given by mistake would fail with a message about NUL bytes */
+        tool_error("%s: DATA must be a folder with one sub-folder per class, or a .csv manifest",
+                   path);
+        return -1;
+    }
     int rc = d ? open_class_folders(path, ds) : open_manifest(path, ds, 1);
     if (rc != 0) dataset_free(ds);
+    else warn_case_twins(ds, path);
     return rc;
 }
 
-static int walk(const char *dir, tool_dataset *ds, int depth)
+/* The folders a recursive search has entered, by device and inode (an open-addressing set), so
+ * that a folder reached again through a symbolic link is not searched again: a link back up the
+ * tree would otherwise recurse until the depth limit and stop the run, and a second path to a
+ * folder would list its images twice. */
+typedef struct seen_dir {
+    dev_t dev;
+    ino_t ino;
+    int used;
+} seen_dir;
+
+typedef struct walk_state {
+    seen_dir *tab;
+    size_t cap, n;        /* cap: a power of two, kept at least twice n */
+    int64_t skipped;      /* folders reached again, over every INPUT */
+    char *first_skipped;  /* the first of them, for the one message */
+} walk_state;
+
+static size_t seen_slot(const seen_dir *tab, size_t cap, dev_t dev, ino_t ino)
+{
+    size_t h = (size_t)tool_mix((uint64_t)dev, (uint64_t)ino) & (cap - 1);
+    while (tab[h].used && (tab[h].dev != dev || tab[h].ino != ino)) h = (h + 1) & (cap - 1);
+    return h;
+}
+
+/* Adds a folder: 0 if it is new, 1 if it was entered before. */
+static int walk_enter(walk_state *w, dev_t dev, ino_t ino)
+{
+    if (2 * (w->n + 1) > w->cap) {
+        size_t cap = w->cap ? 2 * w->cap : 64;
+        seen_dir *t = xcalloc(cap, sizeof *t);
+        for (size_t i = 0; i < w->cap; i++)
+            if (w->tab[i].used) t[seen_slot(t, cap, w->tab[i].dev, w->tab[i].ino)] = w->tab[i];
+        free(w->tab);
+        w->tab = t;
+        w->cap = cap;
+    }
+    size_t h = seen_slot(w->tab, w->cap, dev, ino);
+    if (w->tab[h].used) return 1;
+    w->tab[h].dev = dev;
+    w->tab[h].ino = ino;
+    w->tab[h].used = 1;
+    w->n++;
+    return 0;
+}
+
+static int walk(const char *dir, tool_dataset *ds, int depth, walk_state *w)
 {
     if (depth > 32) {
         tool_error("%s: folders nested too deeply", dir);
@@ -442,11 +602,18 @@ static int walk(const char *dir, tool_dataset *ds, int depth)
     int rc = 0;
     for (int i = 0; i < n && rc == 0; i++) {
         char *p = path_join(dir, names[i]);
-        int isd = path_is_dir(p);
-        if (isd == 1) {
-            rc = walk(p, ds, depth + 1);
+        struct stat st;
+        if (stat(p, &st) != 0) { /* a dangling link, or gone meanwhile */
             free(p);
-        } else if (isd == 0 && has_image_extension(p)) {
+        } else if (S_ISDIR(st.st_mode)) {
+            if (walk_enter(w, st.st_dev, st.st_ino)) {
+                if (w->skipped++ == 0) w->first_skipped = p;
+                else free(p);
+                continue;
+            }
+            rc = walk(p, ds, depth + 1, w);
+            free(p);
+        } else if (has_image_extension(p)) {
             ds_add(ds, p, NULL, SPLIT_NONE, 0, dir);
         } else {
             free(p);
@@ -456,18 +623,31 @@ static int walk(const char *dir, tool_dataset *ds, int depth)
     return rc;
 }
 
+/* The image reader's message for a file that is neither TIFF nor PNG (imageio.c). Given to
+ * predict under a name without an image extension, such a file is most likely a list of images
+ * named otherwise than .csv, which the message then says. */
+#define NOT_IMAGE_ERROR "not a TIFF or PNG file"
+
 int dataset_open_inputs(char **paths, int n, tool_dataset *ds)
 {
     memset(ds, 0, sizeof *ds);
-    for (int i = 0; i < n; i++) {
+    walk_state w;
+    memset(&w, 0, sizeof w);
+    int rc = 0;
+    for (int i = 0; i < n && rc == 0; i++) {
         int d = path_is_dir(paths[i]);
-        int rc = 0;
         if (d < 0) {
             tool_error("%s: no such file or directory", paths[i]);
             rc = -1;
         } else if (d == 1) {
+            /* every folder given is searched whole, even one inside another given before */
+            free(w.tab);
+            w.tab = NULL;
+            w.cap = w.n = 0;
+            struct stat st;
+            if (stat(paths[i], &st) == 0) walk_enter(&w, st.st_dev, st.st_ino);
             int64_t before = ds->n;
-            rc = walk(paths[i], ds, 0);
+            rc = walk(paths[i], ds, 0, &w);
             if (rc == 0 && ds->n == before) {
                 tool_error("%s: no .tif/.tiff/.png images in this folder", paths[i]);
                 rc = -1;
@@ -487,12 +667,15 @@ int dataset_open_inputs(char **paths, int n, tool_dataset *ds)
         } else {
             ds_add(ds, xstrdup(paths[i]), NULL, SPLIT_NONE, 0, paths[i]);
         }
-        if (rc != 0) {
-            dataset_free(ds);
-            return -1;
-        }
     }
-    return 0;
+    if (rc == 0 && w.skipped)
+        tool_info("skipped %lld folder%s reached again through a symbolic link and already "
+                  "searched (the first: %s)", (long long)w.skipped, w.skipped == 1 ? "" : "s",
+                  w.first_skipped);
+    free(w.tab);
+    free(w.first_skipped);
+    if (rc != 0) dataset_free(ds);
+    return rc;
 }
 
 /* "file" or "manifest.csv:12: file" for messages. */
@@ -579,6 +762,12 @@ static void *load_worker(void *arg)
         if (rc == 0) rc = image_prepare(&img, &j->spec->norm, j->spec->size, j->spec->pad, dst, err,
                                         sizeof err);
         image_free(&img);
+        if (rc != 0 && s->line == 0 && !has_image_extension(s->path) &&
+            !strncmp(err, NOT_IMAGE_ERROR, strlen(NOT_IMAGE_ERROR))) {
+            /* only a file named on the command line can lack an image extension here */
+            size_t l = strlen(err);
+            snprintf(err + l, sizeof err - l, " (a manifest's name must end in .csv)");
+        }
         if (rc != 0) {
             memset(dst, 0, sizeof(float) * (size_t)per);
             char w[1200];

@@ -67,15 +67,42 @@ void metrics_free(tool_metrics *m)
     memset(m, 0, sizeof *m);
 }
 
-/* The length of the longest of names[0..k), at least lo and at most hi. */
+/* Display width of a UTF-8 string, counted in code points (the bytes that do not continue a
+ * character), so that "ring shaped ü" takes 13 columns, not 14. Combining marks (0 columns) and
+ * wide East Asian characters (2 columns) are counted as one: right for the Latin, Greek and
+ * Cyrillic names a class usually has, without a wcwidth table (or a locale) for the rest. Bytes
+ * that are not UTF-8 count as they come. */
+static int text_width(const char *s)
+{
+    int w = 0;
+    for (const unsigned char *p = (const unsigned char *)s; *p; p++) w += (*p & 0xC0) != 0x80;
+    return w;
+}
+
+/* The widest of names[0..k) (text_width), at least lo and at most hi. */
 static int names_width(char **names, int k, int lo, int hi)
 {
     int w = lo;
     for (int i = 0; i < k; i++) {
-        int l = (int)strlen(names[i]);
+        int l = text_width(names[i]);
         if (l > w) w = l;
     }
     return w > hi ? hi : w;
+}
+
+/* Prints name in exactly w columns (text_width): cut after w code points, never inside a
+ * multi-byte character, or padded with spaces. (printf's "%-*.*s" counts bytes.) */
+static void print_name(FILE *out, const char *name, int w)
+{
+    const unsigned char *p = (const unsigned char *)name;
+    int cols = 0;
+    size_t bytes = 0;
+    while (p[bytes]) {
+        if ((p[bytes] & 0xC0) != 0x80 && cols++ == w) break; /* the start of character w + 1 */
+        bytes++;
+    }
+    if (cols > w) cols = w;
+    fprintf(out, "%.*s%*s", (int)bytes, name, w - cols, "");
 }
 
 void metrics_print(const tool_metrics *m, char **classes, FILE *out)
@@ -88,9 +115,11 @@ void metrics_print(const tool_metrics *m, char **classes, FILE *out)
     fprintf(out, "macro F1          %.4f\n", m->macro_f1);
     if (!isnan(m->loss)) fprintf(out, "mean loss         %.4f\n", m->loss);
     fprintf(out, "\n%-*s  precision  recall     F1  support\n", w, "class");
-    for (int i = 0; i < k; i++)
-        fprintf(out, "%-*.*s  %9.4f  %6.4f  %.4f  %7lld\n", w, w, classes[i], m->precision[i],
-                m->recall[i], m->f1[i], (long long)m->support[i]);
+    for (int i = 0; i < k; i++) {
+        print_name(out, classes[i], w);
+        fprintf(out, "  %9.4f  %6.4f  %.4f  %7lld\n", m->precision[i], m->recall[i], m->f1[i],
+                (long long)m->support[i]);
+    }
     fprintf(out, "\nconfusion matrix (rows: true class, columns: predicted, in class order)\n");
     int cw = 4;
     for (int i = 0; i < k * k; i++) {
@@ -102,7 +131,7 @@ void metrics_print(const tool_metrics *m, char **classes, FILE *out)
     for (int j = 0; j < k; j++) fprintf(out, " %*d", cw, j);
     fputc('\n', out);
     for (int i = 0; i < k; i++) {
-        fprintf(out, "%-*.*s", w, w, classes[i]);
+        print_name(out, classes[i], w);
         for (int j = 0; j < k; j++) fprintf(out, " %*lld", cw, (long long)m->confusion[(int64_t)i * k + j]);
         fprintf(out, "   (%d)\n", i);
     }

@@ -1,0 +1,196 @@
+#!/bin/sh
+# How the `cfnet` command finds its data: __MACOSX folders skipped, symbolic link loops in predict's
+# folders, DATA that is neither a folder nor a .csv manifest, a file listed twice in a manifest,
+# class names that differ only in case, and the eval report's columns with UTF-8 class names.
+set -eu
+build=${CFNET_BUILD:-build/default}
+cfnet=${CFNET_TOOL:-}
+if [ -z "$cfnet" ]; then
+    if [ "$build" = build/default ]; then cfnet=bin/cfnet; else cfnet=$build/bin/cfnet; fi
+fi
+py=/usr/bin/python3
+out="$build/test-output/cli-data"
+rm -rf "$out"
+mkdir -p "$out"
+fails=0
+fail() {
+    echo "FAIL: $*"
+    fails=$((fails + 1))
+}
+# expect STATUS PATTERN CMD...: runs CMD, checks its exit status and that stderr+stdout match
+# the (grep -E) pattern.
+expect() {
+    want=$1
+    pat=$2
+    shift 2
+    set +e
+    "$@" >"$out/last.txt" 2>&1
+    got=$?
+    set -e
+    if [ "$got" != "$want" ]; then
+        fail "exit $got (expected $want): $*"
+        sed 's/^/    /' "$out/last.txt" | head -20
+    elif [ -n "$pat" ] && ! grep -Eq -- "$pat" "$out/last.txt"; then
+        fail "output of '$*' lacks /$pat/"
+        sed 's/^/    /' "$out/last.txt" | head -20
+    fi
+}
+# lacks PATTERN WHAT: the last command's output must not match.
+lacks() {
+    if grep -Eq -- "$1" "$out/last.txt"; then
+        fail "$2"
+        sed 's/^/    /' "$out/last.txt" | head -20
+    fi
+}
+train="--epochs 1 --size 32 --width 4 --threads 2 --seed 3 --batch 8 --val 0"
+
+# Source images: 4 classes of 4 training images (32 x 32, 2 channels), in a new folder.
+src="$out/src"
+expect 0 "wrote 16 images" "$cfnet" synth "$src" --classes 4 --per-class 4 --test-per-class 0 --size 32
+img="$src/train/class00/0000.tif"
+
+# ---- 1. __MACOSX is neither a class nor searched ----------------------------------------------
+mac="$out/mac"
+mkdir -p "$mac/__MACOSX/class00"
+cp -r "$src/train/class00" "$src/train/class01" "$mac/"
+# what unzipping leaves: AppleDouble files (hidden) and, from some archivers, plain copies
+cp "$img" "$mac/__MACOSX/class00/._0000.tif"
+cp "$img" "$mac/__MACOSX/class00/0000.tif"
+cp "$img" "$mac/__MACOSX/stray.tif"
+# shellcheck disable=SC2086
+expect 0 "on 8 images of 2 classes" "$cfnet" train "$mac" -o "$out/mac.safetensors" $train
+lacks "__MACOSX" "train took __MACOSX as a class"
+expect 0 "predicted 8 images" "$cfnet" predict "$out/mac.safetensors" "$mac" -o "$out/mac.csv"
+grep -q "__MACOSX" "$out/mac.csv" && fail "predict searched __MACOSX"
+expect 0 "images +8" "$cfnet" eval "$out/mac.safetensors" "$mac"
+m="$out/mac.safetensors"
+
+# ---- 2. a symbolic link loop under a folder given to predict -----------------------------------
+loop="$out/loop"
+mkdir -p "$loop/a/b"
+cp "$src/train/class00/0000.tif" "$src/train/class00/0001.tif" "$loop/a/"
+cp "$src/train/class01/0000.tif" "$loop/a/b/"
+ln -s .. "$loop/a/b/up"     # back to a: a loop
+ln -s ../.. "$loop/a/b/top" # back to the folder given
+ln -s ../../a "$loop/a/b/again" # a again, by another path
+expect 0 "predicted 3 images" "$cfnet" predict "$m" "$loop" -o "$out/loop.csv"
+grep -Eq "skipped 3 folders reached again through a symbolic link" "$out/last.txt" ||
+    fail "predict did not say it skipped the linked folders"
+test "$(grep -c "symbolic link" "$out/last.txt")" = 1 || fail "more than one message about links"
+test "$(wc -l <"$out/loop.csv")" = 4 || fail "loop.csv should have a header and 3 rows"
+# a folder given twice is searched twice (as a file given twice is classified twice)
+expect 0 "predicted 6 images" "$cfnet" predict "$m" "$loop/a" "$loop/a" -o "$out/loop2.csv"
+# a link to a folder elsewhere is followed; a second path to a folder already searched is not
+outer="$out/outer"
+mkdir -p "$outer/real"
+cp "$img" "$outer/real/"
+ln -s real "$outer/alias"
+ln -s ../../mac/class00 "$outer/real/elsewhere"
+expect 0 "predicted 5 images" "$cfnet" predict "$m" "$outer" -o "$out/outer.csv"
+grep -Eq "skipped 1 folder reached again .*the first: .*outer/real\)" "$out/last.txt" ||
+    fail "the second path to outer/real was not the one skipped"
+
+# ---- 3. DATA must be a folder or a .csv manifest; a manifest is named .csv for every command ---
+expect 1 "0000.tif: DATA must be a folder with one sub-folder per class, or a .csv manifest" \
+    "$cfnet" train "$img" -o "$out/x.safetensors"
+lacks "NUL bytes" "train on an image parsed it as CSV"
+expect 1 "0000.tif: DATA must be a folder with one sub-folder per class, or a .csv manifest" \
+    "$cfnet" eval "$m" "$img"
+man="$out/man"
+mkdir -p "$man"
+cp "$src/train/class00/0000.tif" "$man/a0.tif"
+cp "$src/train/class00/0001.tif" "$man/a1.tif"
+cp "$src/train/class01/0000.tif" "$man/b0.tif"
+cp "$src/train/class01/0001.tif" "$man/b1.tif"
+printf 'path,label\na0.tif,class00\na1.tif,class00\nb0.tif,class01\nb1.tif,class01\n' >"$man/good.txt"
+cp "$man/good.txt" "$man/GOOD.CSV"
+expect 1 "good.txt: DATA must be a folder with one sub-folder per class, or a .csv manifest" \
+    "$cfnet" train "$man/good.txt" -o "$out/x.safetensors"
+expect 1 "good.txt: DATA must be a folder" "$cfnet" eval "$m" "$man/good.txt"
+expect 1 "good.txt: not a TIFF or PNG file \(a manifest's name must end in .csv\)" \
+    "$cfnet" predict "$m" "$man/good.txt"
+# shellcheck disable=SC2086
+expect 0 "on 4 images of 2 classes" "$cfnet" train "$man/GOOD.CSV" -o "$out/x.safetensors" $train
+expect 0 "images +4" "$cfnet" eval "$m" "$man/GOOD.CSV"
+expect 0 "predicted 4 images" "$cfnet" predict "$m" "$man/GOOD.CSV" -o "$out/good.csv"
+# an image without an image extension is still classified (the format is in its bytes)
+cp "$img" "$man/plain.dat"
+expect 0 "predicted 1 images" "$cfnet" predict "$m" "$man/plain.dat" -o "$out/plain.csv"
+
+# ---- 4. a file listed twice in a manifest -------------------------------------------------------
+printf 'path,label\na0.tif,class00\nb0.tif,class01\n./a0.tif,class01\nb1.tif,class01\n' >"$man/twolabels.csv"
+for cmd in train eval predict; do
+    case $cmd in
+    train) set -- train "$man/twolabels.csv" -o "$out/x.safetensors" ;;
+    *) set -- "$cmd" "$m" "$man/twolabels.csv" ;;
+    esac
+    expect 1 "twolabels.csv: .*a0.tif is listed twice, lines 2 and 4 \(the second time as .*\./a0.tif\), under different labels \('class00' and 'class01'\)" \
+        "$cfnet" "$@"
+done
+printf 'path,label\na0.tif,class00\nb0.tif,class01\na1.tif,class00\nb1.tif,class01\n' >"$man/same.csv"
+printf '%s,class00\n' "$PWD/$man/a1.tif" >>"$man/same.csv" # an absolute path to a1.tif
+# shellcheck disable=SC2086
+expect 1 "same.csv: .*a1.tif is listed twice, lines 4 and 6" "$cfnet" train "$man/same.csv" -o "$out/x.safetensors" $train
+expect 1 "same.csv: .*a1.tif is listed twice, lines 4 and 6" "$cfnet" eval "$m" "$man/same.csv"
+# predict classifies a file once per row (one output row per input row)
+expect 0 "predicted 5 images" "$cfnet" predict "$m" "$man/same.csv" -o "$out/same.csv"
+# the same file in two splits is listed twice too (leakage)
+printf 'path,label,split\na0.tif,class00,train\nb0.tif,class01,train\na0.tif,class00,test\n' >"$man/split.csv"
+expect 1 "split.csv: .*a0.tif is listed twice, lines 2 and 4" "$cfnet" eval "$m" "$man/split.csv"
+# a hard link is the same file
+ln "$man/b1.tif" "$man/b1-link.tif"
+printf 'a0.tif,class00\nb1.tif,class01\nb1-link.tif,class00\n' >"$man/hard.csv"
+expect 1 "hard.csv: .*b1.tif is listed twice, lines 2 and 3 \(the second time as .*b1-link.tif\), under different labels" \
+    "$cfnet" eval "$m" "$man/hard.csv"
+
+# ---- 5. class names that differ only in case: kept apart, one warning per pair ------------------
+case_="$out/case"
+mkdir -p "$case_"
+cp -r "$src/train/class00" "$case_/RING"
+cp -r "$src/train/class01" "$case_/ring"
+cp -r "$src/train/class02" "$case_/dot"
+# shellcheck disable=SC2086
+expect 0 "on 12 images of 3 classes" "$cfnet" train "$case_" -o "$out/case.safetensors" $train
+grep -q "warning: .*classes 'RING' and 'ring' differ only in case; they are kept as two classes" \
+    "$out/last.txt" || fail "no warning about RING and ring"
+test "$(grep -c "differ only in case" "$out/last.txt")" = 1 || fail "not one warning for one pair"
+printf 'path,label\na0.tif,Class00\na1.tif,class00\nb0.tif,CLASS00\nb1.tif,dot\n' >"$man/case.csv"
+# shellcheck disable=SC2086
+expect 0 "on 4 images of 4 classes" "$cfnet" train "$man/case.csv" -o "$out/x.safetensors" $train
+test "$(grep -c "differ only in case" "$out/last.txt")" = 3 || fail "three labels: three pairs"
+grep -q "classes 'CLASS00' and 'Class00' differ" "$out/last.txt" || fail "CLASS00/Class00 pair"
+
+# ---- 6. eval's report: UTF-8 class names padded and cut by characters ---------------------------
+long="aéééééééééééééééééééééééééééééééééééééééééééé" # 1 + 44 two-byte characters
+utf="$out/utf"
+mkdir -p "$utf"
+cp -r "$src/train/class00" "$utf/ring shaped ü"
+cp -r "$src/train/class01" "$utf/$long"
+cp -r "$src/train/class02" "$utf/dot"
+# shellcheck disable=SC2086
+expect 0 "of 3 classes" "$cfnet" train "$utf" -o "$out/utf.safetensors" $train
+"$cfnet" eval "$out/utf.safetensors" "$utf" >"$out/utf.txt" 2>"$out/utf.err" || fail "eval on UTF-8 names"
+$py - "$out/utf.txt" "$long" <<'EOF' || fail "eval report columns with UTF-8 class names"
+import sys
+text = open(sys.argv[1], "rb").read().decode("utf-8")  # strict: no character cut in half
+lines = text.split("\n")
+h = next(i for i, l in enumerate(lines) if l.startswith("class "))
+table = lines[h + 1:h + 4]
+c = next(i for i, l in enumerate(lines) if l.startswith("confusion matrix"))
+matrix = lines[c + 2:c + 5]
+# names are cut to 40 characters: the long one to "a" and 39 é
+cut = sys.argv[2][:40]
+assert any(l.startswith(cut + "  ") for l in table), table
+assert any(l.startswith(cut + " ") for l in matrix), matrix
+assert any(l.startswith("ring shaped ü" + " " * 27 + "  ") for l in table), table
+# every row of the table and of the matrix has the same length in characters: the columns align
+assert len({len(l) for l in table}) == 1, [len(l) for l in table]
+assert len({len(l) for l in matrix}) == 1, [len(l) for l in matrix]
+assert lines[h].index("precision") == 40 + 2, lines[h]
+EOF
+
+if [ $fails -ne 0 ]; then
+    echo "test_cli_data: $fails failures"
+    exit 1
+fi
+echo "test_cli_data: all checks passed"
