@@ -65,6 +65,16 @@ grep -q "__MACOSX" "$out/mac.csv" && fail "predict searched __MACOSX"
 expect 0 "images +8" "$cfnet" eval "$out/mac.safetensors" "$mac"
 m="$out/mac.safetensors"
 
+# a folder inside a class folder is not searched by train (unlike predict): said, not silent
+nest="$out/nest"
+mkdir -p "$nest"
+cp -r "$src/train/class00" "$src/train/class01" "$nest/"
+mkdir -p "$nest/class01/more"
+cp "$img" "$nest/class01/more/x.tif"
+# shellcheck disable=SC2086
+expect 0 "ignored 1 folder inside class folders: a class's images must sit directly in its folder" \
+    "$cfnet" train "$nest" -o "$out/nest.safetensors" $train
+
 # ---- 2. a symbolic link loop under a folder given to predict -----------------------------------
 loop="$out/loop"
 mkdir -p "$loop/a/b"

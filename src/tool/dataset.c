@@ -214,7 +214,7 @@ static int open_class_folders(const char *dir, tool_dataset *ds)
     char **names;
     int n;
     if (list_dir(dir, &names, &n) != 0) return -1;
-    int classes = 0, ignored = 0, rc = 0;
+    int classes = 0, ignored = 0, subdirs = 0, rc = 0;
     for (int i = 0; i < n && rc == 0; i++) {
         char *sub = path_join(dir, names[i]);
         if (path_is_dir(sub) != 1) {
@@ -236,10 +236,12 @@ static int open_class_folders(const char *dir, tool_dataset *ds)
         int64_t before = ds->n;
         for (int j = 0; j < nf; j++) {
             char *p = path_join(sub, files[j]);
-            if (has_image_extension(p) && path_is_dir(p) == 0)
+            int isdir = path_is_dir(p) == 1;
+            if (has_image_extension(p) && !isdir)
                 ds_add(ds, p, xstrdup(names[i]), SPLIT_NONE, 0, sub);
             else {
-                ignored++;
+                if (isdir) subdirs++;
+                else ignored++;
                 free(p);
             }
         }
@@ -260,6 +262,11 @@ static int open_class_folders(const char *dir, tool_dataset *ds)
         return -1;
     }
     if (ignored) tool_info("%s: ignored %d entries that are not .tif/.tiff/.png files", dir, ignored);
+    /* unlike predict's search: a class is what its folder holds directly */
+    if (subdirs)
+        tool_warn("%s: ignored %d folder%s inside class folders: a class's images must sit "
+                  "directly in its folder (sub-folders are not searched)", dir, subdirs,
+                  subdirs == 1 ? "" : "s");
     collect_classes(ds);
     return 0;
 }
