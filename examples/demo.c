@@ -13,12 +13,10 @@
 #include "models.h"
 #include "pnm.h"
 
-#include <errno.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 
 typedef struct options {
     int classes, test_per_class, steps, eval_every, width, threads, seeds, full, samples;
@@ -57,19 +55,6 @@ typedef struct result {
     double acc, secs;
     double *curve; /* test accuracy at eval points */
 } result;
-
-static void make_dir(const char *d)
-{
-    char tmp[4096];
-    snprintf(tmp, sizeof tmp, "%s", d);
-    for (char *p = tmp + 1; *p; p++)
-        if (*p == '/') {
-            *p = '\0';
-            if (mkdir(tmp, 0777) && errno != EEXIST) ex_die("demo: cannot create %s", tmp);
-            *p = '/';
-        }
-    if (mkdir(tmp, 0777) && errno != EEXIST) ex_die("demo: cannot create %s", tmp);
-}
 
 /* Trains one model; fills r (curve has n_eval points at steps eval_every, 2*eval_every, ...). */
 static void run_one(const options *o, ex_model m, int n_train, int seed, const cfnet_tensor *xtr,
@@ -399,7 +384,7 @@ int main(int argc, char **argv)
         if (o.n_models == EX_MODEL_COUNT) break;
     }
     ex_blas_single_thread();
-    make_dir(o.out);
+    ex_make_dirs(o.out);
 
     printf("libcfnet %s demo: synthetic biomarker images (paper section 3.2)%s\n",
            cfnet_version_string(), o.full ? ", full protocol" : "");

@@ -158,6 +158,7 @@ int main(int argc, char **argv)
         for (int a = 0; a < 3; a++) cfnet_tensor_free(f[a]);
     }
     char ppm[4096], png[4096];
+    ex_make_dirs(out);
     snprintf(ppm, sizeof ppm, "%s/features.ppm", out);
     snprintf(png, sizeof png, "%s/features.png", out);
     if (ex_canvas_write_ppm(&c, ppm)) ex_die("features: cannot write %s", ppm);

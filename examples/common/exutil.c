@@ -1,10 +1,12 @@
 #include "exutil.h"
 
+#include <errno.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 void ex_check_(cfnet_status st, const char *what, const char *file, int line)
@@ -151,4 +153,17 @@ void ex_mean_sd(const double *v, int n, double *mean, double *sd)
     for (int i = 0; i < n; i++) q += (v[i] - m) * (v[i] - m);
     *mean = m;
     *sd = n > 1 ? sqrt(q / (n - 1)) : 0.0;
+}
+
+void ex_make_dirs(const char *dir)
+{
+    char tmp[4096];
+    if (snprintf(tmp, sizeof tmp, "%s", dir) >= (int)sizeof tmp) ex_die("folder name too long: %s", dir);
+    for (char *p = tmp + 1; *p; p++)
+        if (*p == '/') {
+            *p = '\0';
+            if (mkdir(tmp, 0777) && errno != EEXIST) ex_die("cannot create %s", tmp);
+            *p = '/';
+        }
+    if (mkdir(tmp, 0777) && errno != EEXIST) ex_die("cannot create %s", tmp);
 }

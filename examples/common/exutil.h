@@ -17,6 +17,8 @@ void ex_die(const char *fmt, ...)
     __attribute__((format(printf, 1, 2), noreturn))
 #endif
     ;
+/* Creates a folder and its parents (mkdir -p); exits with a message when one cannot be made. */
+void ex_make_dirs(const char *dir);
 
 /* Allocations that exit on failure. */
 void *ex_malloc(size_t size);

@@ -1,5 +1,8 @@
 """Saving and loading: files and bytes, the training state, errors, loader limits, and a saved
 model read by numpy + json alone (no libcfnet) agreeing with the library's own view."""
+import ast
+import contextlib
+import io
 import json
 import os
 import subprocess
@@ -168,6 +171,25 @@ class PersistTest(LeakCheckedTestCase):
         self.assertEqual(meta["user.note"], "zwei\nZeilen — äöü")
         self.assertEqual(meta["format"], "cfnet")
         self.assertEqual(meta["user.format"], "a user key, not the library's")
+        # the numpy-only reader of docs/format.md, taken from the page as it stands
+        page = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "docs",
+                            "format.md")
+        with open(page, encoding="utf-8") as f:
+            text = f.read()
+        section = text[text.index("## Reading a model with numpy alone"):]
+        snippet = section[section.index("```python") + len("```python"):]
+        snippet = snippet[:snippet.index("```")]
+        self.assertIn('read_cfnet("model.safetensors")', snippet)
+        out = io.StringIO()
+        with contextlib.redirect_stdout(out):
+            exec(snippet.replace('"model.safetensors"', repr(self.path)), {})
+        lines = out.getvalue().splitlines()
+        self.assertEqual(lines[0], str([kind for kind in (
+            "conic_conv", "batch_norm", "relu", "pool", "conic_conv", "relu", "pool",
+            "dft_projection", "dft_magnitude", "dense")]))
+        self.assertEqual(lines[1], "(6, 1, 3, 3)")
+        self.assertEqual(ast.literal_eval(lines[2]), {"class_names": md["class_names"], "format": md["format"],
+                                          "note": md["note"]})
         del md["note"]
         self.assertNotIn("note", md)
         with self.assertRaises(KeyError):
