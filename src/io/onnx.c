@@ -189,7 +189,10 @@ static const char *ox_ints(ox *g, const char *what, int n, const int64_t *v)
 }
 
 /* A node with up to 5 inputs (NULL-terminated list) and one output, named `out` (or a fresh
- * name when `out` is NULL). Returns the node; its output is node->output[0]. */
+ * name when `out` is NULL). Returns the node; its output is node->output[0]. Every builder
+ * numbers its names and appends its node or initializer in call order, and C leaves the order
+ * of a call's arguments open: calls that build inputs go in statements of their own, one after
+ * the other, never two as arguments of one call, so that every compiler writes the same bytes. */
 static Onnx__NodeProto *ox_node(ox *g, const char *op, const char *out, const char *in0,
                                 const char *in1, const char *in2, const char *in3,
                                 const char *in4)
@@ -315,7 +318,8 @@ static const char *param(ox *g, const cfnet_layer *l, int i)
 static const char *emit_conv2d(ox *g, const cfnet_layer *l, const char *x)
 {
     int k = l->icfg[1], s = l->icfg[2];
-    return ox_conv(g, x, param(g, l, 0), param(g, l, 1), k, s, pad_of(l->icfg[3], k));
+    const char *w = param(g, l, 0), *b = param(g, l, 1);
+    return ox_conv(g, x, w, b, k, s, pad_of(l->icfg[3], k));
 }
 
 /* The conic convolution of N x C x S_in x S_in planes into N x O x S x S. */
@@ -329,7 +333,8 @@ static cfnet_status conic_core(ox *g, const cfnet_layer *l, const char *x, int64
     CF_CHECK(cf_conic_conv_group_banks(l, &bank, &ngroups, &group_of));
     if (ngroups == 1) { /* a 1 x 1 output: the centre only */
         int64_t wd[4] = {O, C, k, k};
-        *y = ox_conv(g, x, ox_floats(g, "weight", 4, wd, bank), param(g, l, 1), k, 1, pad);
+        const char *w = ox_floats(g, "weight", 4, wd, bank), *b = param(g, l, 1);
+        *y = ox_conv(g, x, w, b, k, 1, pad);
     } else {
         int64_t wd[4] = {(int64_t)ngroups * O, C, k, k}, md[4] = {ngroups, 1, S, S};
         float *mask = ox_alloc(g, (size_t)(ngroups * S * S) * sizeof *mask);
@@ -338,8 +343,9 @@ static cfnet_status conic_core(ox *g, const cfnet_layer *l, const char *x, int64
         const char *conv = ox_conv(g, x, ox_floats(g, "group_weights", 4, wd, bank), NULL, k, 1,
                                    pad);
         int64_t split[4] = {ngroups, O, S, S}, axes[1] = {1}, bd[3] = {O, 1, 1};
-        const char *sel = OX2(g, "Mul", ox_reshape(g, conv, 4, split),
-                              mask ? ox_floats(g, "cone_mask", 4, md, mask) : NULL);
+        const char *split4 = ox_reshape(g, conv, 4, split);
+        const char *cones = mask ? ox_floats(g, "cone_mask", 4, md, mask) : NULL;
+        const char *sel = OX2(g, "Mul", split4, cones);
         Onnx__NodeProto *sum = ox_node(g, "ReduceSum", NULL, sel, ox_ints(g, "axes", 1, axes),
                                        NULL, NULL, NULL);
         ox_attr_int(g, sum, "keepdims", 0);
@@ -405,7 +411,8 @@ static cfnet_status emit_conic_mirror(ox *g, const cfnet_layer *l, const char *x
     int64_t halves[5] = {2, -1, O, OS, OS}, zero = 0, one = 1, axes[1] = {2};
     const char *y5 = OX2(g, "Reshape", both, ox_ints(g, "shape", 5, halves));
     const char *a = ox_gather(g, y5, ox_index(g, 0, &zero), 0);
-    const char *b = ox_gather(g, ox_gather(g, y5, ox_index(g, 0, &one), 0), reversed(g, OS), 3);
+    const char *second = ox_gather(g, y5, ox_index(g, 0, &one), 0);
+    const char *b = ox_gather(g, second, reversed(g, OS), 3);
     const char *ua = OX2(g, "Unsqueeze", a, ox_ints(g, "axes", 1, axes));
     const char *ub = OX2(g, "Unsqueeze", b, ox_ints(g, "axes", 1, axes));
     Onnx__NodeProto *out = ox_node(g, "Concat", NULL, ua, ub, NULL, NULL, NULL);
@@ -428,9 +435,9 @@ static cfnet_status emit_p4(ox *g, const cfnet_layer *l, const char *x, const ch
         x = ox_reshape(g, x, 3, planes);
     }
     int64_t wd[4] = {order * (int64_t)O, CG, k, k}, bd[1] = {order * (int64_t)O};
-    const char *conv = ox_conv(g, x, ox_floats(g, "expanded_weight", 4, wd, bank),
-                               ox_floats(g, "expanded_bias", 1, bd, bias), k, 1,
-                               pad_of(l->icfg[CF_P4_CFG_PAD], k));
+    const char *w = ox_floats(g, "expanded_weight", 4, wd, bank);
+    const char *b = ox_floats(g, "expanded_bias", 1, bd, bias);
+    const char *conv = ox_conv(g, x, w, b, k, 1, pad_of(l->icfg[CF_P4_CFG_PAD], k));
     *y = ox_reshape(g, conv, l->out_ndim, l->out_shape);
     cf_free(bank);
     cf_free(bias);
@@ -457,8 +464,9 @@ static cfnet_status emit_dft_projection(ox *g, const cfnet_layer *l, const char 
     if (bias)
         for (int64_t i = 0; i < rows; i++) bias[i] = l->param[1]->data[i / nrot];
     int64_t wd[2] = {rows, l->in_size}, bd[1] = {rows};
-    const char *psi = ox_gemm_t(g, ox_flatten(g, x), ox_floats(g, "rotated_weight", 2, wd, bank),
-                                bias ? ox_floats(g, "bias", 1, bd, bias) : NULL);
+    const char *flat = ox_flatten(g, x), *w = ox_floats(g, "rotated_weight", 2, wd, bank);
+    const char *b = bias ? ox_floats(g, "bias", 1, bd, bias) : NULL;
+    const char *psi = ox_gemm_t(g, flat, w, b);
     *y = ox_reshape(g, psi, 2, l->out_shape);
     cf_free(bank);
     return CFNET_OK;
@@ -486,9 +494,12 @@ static const char *dft2_magnitude(ox *g, const char *x, int64_t A, int64_t B)
     const char *ca = dft_matrix(g, A, false), *sa = dft_matrix(g, A, true);
     const char *cb = B == A ? ca : dft_matrix(g, B, false), *sb = B == A ? sa : dft_matrix(g, B, true);
     const char *p = OX2(g, "MatMul", x, cb), *q = OX2(g, "MatMul", x, sb);
-    const char *re = OX2(g, "Sub", OX2(g, "MatMul", ca, p), OX2(g, "MatMul", sa, q));
-    const char *im = OX2(g, "Add", OX2(g, "MatMul", sa, p), OX2(g, "MatMul", ca, q));
-    const char *pw = OX2(g, "Add", OX2(g, "Mul", re, re), OX2(g, "Mul", im, im));
+    const char *cp = OX2(g, "MatMul", ca, p), *sq = OX2(g, "MatMul", sa, q);
+    const char *re = OX2(g, "Sub", cp, sq);
+    const char *sp = OX2(g, "MatMul", sa, p), *cq = OX2(g, "MatMul", ca, q);
+    const char *im = OX2(g, "Add", sp, cq);
+    const char *re2 = OX2(g, "Mul", re, re), *im2 = OX2(g, "Mul", im, im);
+    const char *pw = OX2(g, "Add", re2, im2);
     return OX1(g, "Sqrt", pw);
 }
 
@@ -509,7 +520,8 @@ static const char *emit_p4m_dft_magnitude(ox *g, const cfnet_layer *l, const cha
 static const char *emit_dense(ox *g, const cfnet_layer *l, const char *x)
 {
     if (l->in_ndim != 1) x = ox_flatten(g, x);
-    return ox_gemm_t(g, x, param(g, l, 0), param(g, l, 1));
+    const char *w = param(g, l, 0), *b = param(g, l, 1);
+    return ox_gemm_t(g, x, w, b);
 }
 
 static const char *emit_pool(ox *g, const cfnet_layer *l, const char *x)
@@ -537,10 +549,10 @@ static const char *emit_pool(ox *g, const cfnet_layer *l, const char *x)
 static const char *emit_batch_norm(ox *g, const cfnet_layer *l, const char *x)
 {
     int64_t C[1] = {l->in_shape[0]};
-    Onnx__NodeProto *n =
-        ox_node(g, "BatchNormalization", NULL, x, param(g, l, 0), param(g, l, 1),
-                ox_floats(g, l->state_name[0], 1, C, l->state[0]->data),
-                ox_floats(g, l->state_name[1], 1, C, l->state[1]->data));
+    const char *scale = param(g, l, 0), *shift = param(g, l, 1);
+    const char *mean = ox_floats(g, l->state_name[0], 1, C, l->state[0]->data);
+    const char *var = ox_floats(g, l->state_name[1], 1, C, l->state[1]->data);
+    Onnx__NodeProto *n = ox_node(g, "BatchNormalization", NULL, x, scale, shift, mean, var);
     ox_attr_float(g, n, "epsilon", l->fcfg[1]);
     return ox_out(n);
 }
