@@ -4,38 +4,9 @@
 # equivalence (bit-identical files), every image layout, and each bad-input case with its message
 # and exit status.
 set -eu
-build=${CFNET_BUILD:-build/default}
-cfnet=${CFNET_TOOL:-}
-if [ -z "$cfnet" ]; then
-    if [ "$build" = build/default ]; then cfnet=bin/cfnet; else cfnet=$build/bin/cfnet; fi
-fi
-py=/usr/bin/python3
-out="$build/test-output/cli"
-rm -rf "$out"
-mkdir -p "$out"
-fails=0
-fail() {
-    echo "FAIL: $*"
-    fails=$((fails + 1))
-}
-# expect STATUS PATTERN CMD...: runs CMD, checks its exit status and that stderr+stdout match
-# the (grep -E) pattern.
-expect() {
-    want=$1
-    pat=$2
-    shift 2
-    set +e
-    "$@" >"$out/last.txt" 2>&1
-    got=$?
-    set -e
-    if [ "$got" != "$want" ]; then
-        fail "exit $got (expected $want): $*"
-        sed 's/^/    /' "$out/last.txt" | head -20
-    elif [ -n "$pat" ] && ! grep -Eq -- "$pat" "$out/last.txt"; then
-        fail "output of '$*' lacks /$pat/"
-        sed 's/^/    /' "$out/last.txt" | head -20
-    fi
-}
+name=cli
+# shellcheck source=tests/cli_lib.sh
+. "$(dirname "$0")/cli_lib.sh"
 
 # ---- help and usage --------------------------------------------------------------------------
 expect 0 "Usage: cfnet COMMAND" "$cfnet" --help

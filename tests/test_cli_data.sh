@@ -3,45 +3,9 @@
 # folders, DATA that is neither a folder nor a .csv manifest, a file listed twice in a manifest,
 # class names that differ only in case, and the eval report's columns with UTF-8 class names.
 set -eu
-build=${CFNET_BUILD:-build/default}
-cfnet=${CFNET_TOOL:-}
-if [ -z "$cfnet" ]; then
-    if [ "$build" = build/default ]; then cfnet=bin/cfnet; else cfnet=$build/bin/cfnet; fi
-fi
-py=/usr/bin/python3
-out="$build/test-output/cli-data"
-rm -rf "$out"
-mkdir -p "$out"
-fails=0
-fail() {
-    echo "FAIL: $*"
-    fails=$((fails + 1))
-}
-# expect STATUS PATTERN CMD...: runs CMD, checks its exit status and that stderr+stdout match
-# the (grep -E) pattern.
-expect() {
-    want=$1
-    pat=$2
-    shift 2
-    set +e
-    "$@" >"$out/last.txt" 2>&1
-    got=$?
-    set -e
-    if [ "$got" != "$want" ]; then
-        fail "exit $got (expected $want): $*"
-        sed 's/^/    /' "$out/last.txt" | head -20
-    elif [ -n "$pat" ] && ! grep -Eq -- "$pat" "$out/last.txt"; then
-        fail "output of '$*' lacks /$pat/"
-        sed 's/^/    /' "$out/last.txt" | head -20
-    fi
-}
-# lacks PATTERN WHAT: the last command's output must not match.
-lacks() {
-    if grep -Eq -- "$1" "$out/last.txt"; then
-        fail "$2"
-        sed 's/^/    /' "$out/last.txt" | head -20
-    fi
-}
+name=cli-data
+# shellcheck source=tests/cli_lib.sh
+. "$(dirname "$0")/cli_lib.sh"
 train="--epochs 1 --size 32 --width 4 --threads 2 --seed 3 --batch 8 --val 0"
 
 # Source images: 4 classes of 4 training images (32 x 32, 2 channels), in a new folder.

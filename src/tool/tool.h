@@ -78,8 +78,6 @@ int opt_error(const char *cmd, int ch, char **argv);
  * a message in err. */
 int read_file(const char *path, size_t limit, unsigned char **data, size_t *size, char *err,
               size_t errsize);
-/* Writes `data` to path atomically (temporary file + rename). 0 or -1 with errno set. */
-int write_file_atomic(const char *path, const void *data, size_t size);
 /* 1 if path is a directory, 0 if not, -1 if it does not exist. */
 int path_is_dir(const char *path);
 /* Creates a directory and its parents (like mkdir -p). 0 or -1 with a message printed. */

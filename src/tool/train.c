@@ -292,15 +292,21 @@ static int have_program(const char *name)
     return found;
 }
 
+/* The PNG beside a plot: FILE.svg -> FILE.png, other names + ".png" (a heap string). */
+static char *plot_png_path(const char *svg)
+{
+    size_t n = strlen(svg);
+    return n > 4 && !strcasecmp(svg + n - 4, ".svg") ? xasprintf("%.*s.png", (int)(n - 4), svg)
+                                                     : xasprintf("%s.png", svg);
+}
+
 /* FILE.svg -> FILE.png with librsvg's rsvg-convert or ImageMagick's convert, whichever is
  * present (no shell involved). */
 static void plot_png(const char *svg)
 {
     int rsvg = have_program("rsvg-convert");
     if (!rsvg && !have_program("convert")) return;
-    size_t n = strlen(svg);
-    char *png = n > 4 && !strcasecmp(svg + n - 4, ".svg") ? xasprintf("%.*s.png", (int)(n - 4), svg)
-                                                          : xasprintf("%s.png", svg);
+    char *png = plot_png_path(svg);
     pid_t pid = fork();
     if (pid == 0) {
         int devnull = open("/dev/null", O_WRONLY);
@@ -574,12 +580,7 @@ static int parse_args(int argc, char **argv, train_cfg *c)
  * before any image is read. 0, or -1 with a message printed. */
 static int check_outputs(const train_cfg *c, const char *ckpt, const tool_dataset *ds)
 {
-    char *png = NULL;
-    if (c->plot) {
-        size_t n = strlen(c->plot);
-        png = n > 4 && !strcasecmp(c->plot + n - 4, ".svg")
-                  ? xasprintf("%.*s.png", (int)(n - 4), c->plot) : xasprintf("%s.png", c->plot);
-    }
+    char *png = c->plot ? plot_png_path(c->plot) : NULL;
     const char *path[5] = {c->output, ckpt, c->log, c->plot, png};
     static const char *const what[5] = {"-o MODEL", "the checkpoint", "--log", "--plot",
                                         "the plot's PNG"};

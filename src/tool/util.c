@@ -295,32 +295,6 @@ int read_file(const char *path, size_t limit, unsigned char **data, size_t *size
     return 0;
 }
 
-int write_file_atomic(const char *path, const void *data, size_t size)
-{
-    char *tmp = xasprintf("%s.tmp.%ld", path, (long)getpid());
-    FILE *f = fopen(tmp, "wb");
-    if (!f) {
-        int e = errno;
-        free(tmp);
-        errno = e;
-        return -1;
-    }
-    int ok = fwrite(data, 1, size, f) == size;
-    ok = (fflush(f) == 0) && ok;
-    ok = (fsync(fileno(f)) == 0) && ok;
-    int e = errno;
-    ok = (fclose(f) == 0) && ok;
-    if (!ok || rename(tmp, path) != 0) {
-        e = errno ? errno : e;
-        unlink(tmp);
-        free(tmp);
-        errno = e;
-        return -1;
-    }
-    free(tmp);
-    return 0;
-}
-
 int path_is_dir(const char *path)
 {
     struct stat st;

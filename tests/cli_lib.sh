@@ -1,0 +1,42 @@
+# Shared by the `cfnet` command's script tests (tests/test_cli*.sh), sourced after setting
+# `name` (the folder under $build/test-output): finds the command, makes an empty output folder
+# `out`, and defines fail, expect and lacks. `fails` counts the failures.
+build=${CFNET_BUILD:-build/default}
+cfnet=${CFNET_TOOL:-}
+if [ -z "$cfnet" ]; then
+    if [ "$build" = build/default ]; then cfnet=bin/cfnet; else cfnet=$build/bin/cfnet; fi
+fi
+py=/usr/bin/python3
+out="$build/test-output/$name"
+rm -rf "$out"
+mkdir -p "$out"
+fails=0
+fail() {
+    echo "FAIL: $*"
+    fails=$((fails + 1))
+}
+# expect STATUS PATTERN CMD...: runs CMD, checks its exit status and that stderr+stdout match
+# the (grep -E) pattern.
+expect() {
+    want=$1
+    pat=$2
+    shift 2
+    set +e
+    "$@" >"$out/last.txt" 2>&1
+    got=$?
+    set -e
+    if [ "$got" != "$want" ]; then
+        fail "exit $got (expected $want): $*"
+        sed 's/^/    /' "$out/last.txt" | head -20
+    elif [ -n "$pat" ] && ! grep -Eq -- "$pat" "$out/last.txt"; then
+        fail "output of '$*' lacks /$pat/"
+        sed 's/^/    /' "$out/last.txt" | head -20
+    fi
+}
+# lacks PATTERN WHAT: the last command's output must not match.
+lacks() {
+    if grep -Eq -- "$1" "$out/last.txt"; then
+        fail "$2"
+        sed 's/^/    /' "$out/last.txt" | head -20
+    fi
+}
