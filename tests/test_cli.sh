@@ -278,13 +278,13 @@ ls "$ow"/p.csv.tmp.* >/dev/null 2>&1 && fail "predict left its temporary file"
 [ -s "$ow/stdout.txt" ] && fail "predict printed to standard output before failing"
 # predict -o the model or an input: refused, nothing read or written
 cp "$ow/model.safetensors" "$ow/copy.safetensors"
-expect 1 "copy.safetensors is the model; refusing" "$cfnet" predict "$ow/copy.safetensors" \
+expect 2 "copy.safetensors is the model; refusing" "$cfnet" predict "$ow/copy.safetensors" \
     "$ow/data" -o "$ow/copy.safetensors"
 cmp -s "$ow/copy.safetensors" "$m" || fail "predict -o MODEL changed the model"
 cp "$ow/data/class00/0000.tif" "$ow/img.tif"
-expect 1 "refusing to overwrite" "$cfnet" predict "$ow/model.safetensors" "$ow/data" -o "$ow/data/class00/0001.tif"
+expect 2 "refusing to overwrite" "$cfnet" predict "$ow/model.safetensors" "$ow/data" -o "$ow/data/class00/0001.tif"
 cmp -s "$ow/data/class00/0001.tif" "$d/test/class00/0001.tif" || fail "predict -o over an image changed it"
-expect 1 "img.tif is one of the inputs" "$cfnet" predict "$ow/model.safetensors" "$ow/img.tif" -o "$ow/img.tif"
+expect 2 "img.tif is one of the inputs" "$cfnet" predict "$ow/model.safetensors" "$ow/img.tif" -o "$ow/img.tif"
 cmp -s "$ow/img.tif" "$d/test/class00/0000.tif" || fail "predict -o INPUT changed it"
 # eval --out: a failure leaves an earlier report as it was
 expect 0 "" "$cfnet" eval "$ow/model.safetensors" "$ow/data" --out "$ow/report" -q
@@ -293,6 +293,8 @@ cp "$ow/report/metrics.json" "$ow/metrics.before"
 expect 1 "0009.tif: not a TIFF or PNG file" "$cfnet" eval "$ow/model.safetensors" "$ow/partial" --out "$ow/report"
 cmp -s "$ow/report/predictions.csv" "$ow/pred.before" || fail "a failed eval changed predictions.csv"
 cmp -s "$ow/report/metrics.json" "$ow/metrics.before" || fail "a failed eval changed metrics.json"
+# a folder as the output: refused before any image is read
+expect 2 "predict: .*/report is a folder" "$cfnet" predict "$ow/model.safetensors" "$ow/data" -o "$ow/report"
 # train: MODEL, checkpoint, --log and --plot differ from each other and from the data; folders
 # are checked before training
 # shellcheck disable=SC2086
@@ -303,6 +305,8 @@ expect 2 "--plot .* is DATA" "$cfnet" train "$mf/m.csv" -o "$ow/t.safetensors" -
 expect 2 "is a folder" "$cfnet" train "$ow/data" -o "$ow/report"
 expect 2 "/nowhere/c.svg: cannot create" "$cfnet" train "$ow/data" -o "$ow/t.safetensors" --plot "$out/nowhere/c.svg"
 test -e "$ow/t.safetensors" && fail "train wrote a model before failing on --plot"
+expect 2 "nowhere/log.csv: cannot create" "$cfnet" train "$ow/data" -o "$ow/t.safetensors" --log "$out/nowhere/log.csv"
+lacks "decoded" "train read the images before failing on --log"
 # --resume takes the checkpoint, not the best model (which has no optimiser state)
 cp "$b" "$ow/best.safetensors"
 cp "$out/r1.last.safetensors" "$ow/best.last.safetensors"

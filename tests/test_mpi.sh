@@ -112,6 +112,9 @@ if [ -x "$tool" ] && ldd "$tool" | grep -qi mpi; then
         ! grep -q "rank 1 of 2" "$c/bad.log"; then
         cat "$c/bad.log"; echo "test_mpi: a bad file on rank 1 gave status $rc"; exit 1
     fi
+    if ls "$c"/pb.csv.tmp.* >/dev/null 2>&1 || [ -e "$c/pb.csv" ]; then
+        ls -la "$c"; echo "test_mpi: the aborted predict left its output or a temporary file"; exit 1
+    fi
     echo "test_mpi: a bad file on rank 1 ended the job (status $rc) naming the file and the rank"
     # `mpirun -np N cfnet train`: each rank decodes its share of every global batch of --batch
     # images (and of the validation set); N ranks compute what one process computes. SGD: Adam

@@ -1,16 +1,21 @@
 /* The `cfnet` command's data handling: metrics (accuracy, balanced accuracy, precision, recall,
  * F1), the stratified validation split, the epoch orders (plain and class-balanced), CSV
- * manifests and class folders. */
+ * manifests and class folders, and its output files (written whole or not at all, never over
+ * a device, a pipe or a link, nothing left behind by a signal). */
 #define _GNU_SOURCE
 #include "testutil.h"
 
 #include "tool.h"
 
+#include <dirent.h>
+#include <fcntl.h>
 #include <math.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 static char *out_path(const char *name)
@@ -284,6 +289,120 @@ static void class_folders_sorted_with_other_files_ignored(void **state)
     free(root);
 }
 
+/* ---- output files ------------------------------------------------------------------------------ */
+
+static char *read_text(const char *path)
+{
+    FILE *f = fopen(path, "rb");
+    assert_non_null(f);
+    static char buf[256];
+    size_t n = fread(buf, 1, sizeof buf - 1, f);
+    buf[n] = 0;
+    fclose(f);
+    return buf;
+}
+
+/* Entries of dir whose names contain ".tmp" or "cfnet-" (temporary files). */
+static int temporaries_in(const char *dir)
+{
+    DIR *d = opendir(dir);
+    assert_non_null(d);
+    int n = 0;
+    struct dirent *e;
+    while ((e = readdir(d)))
+        n += strstr(e->d_name, ".tmp") != NULL || strstr(e->d_name, "cfnet-") != NULL;
+    closedir(d);
+    return n;
+}
+
+static void outputs_replace_whole_files_and_keep_links_modes_and_pipes(void **state)
+{
+    (void)state;
+    char *dir = out_path("outputs");
+    char *cmd = xasprintf("rm -rf '%s'", dir);
+    assert_int_equal(system(cmd), 0);
+    free(cmd);
+    assert_int_equal(make_dirs(dir), 0);
+    char *file = path_join(dir, "p.csv"), *link = path_join(dir, "link.csv");
+    tool_out o;
+
+    /* discarded: the old contents stay, no temporary is left */
+    write_text(file, "old\n");
+    assert_int_equal(chmod(file, 0600), 0);
+    assert_int_equal(out_open(&o, file), 0);
+    fputs("half", o.f);
+    out_discard(&o);
+    assert_string_equal(read_text(file), "old\n");
+    assert_int_equal(temporaries_in(dir), 0);
+
+    /* a leftover temporary of this process id does not block the next output */
+    char *stale = xasprintf("%s.tmp.%ld.0", file, (long)getpid());
+    write_text(stale, "leftover");
+    assert_int_equal(out_open(&o, file), 0);
+    fputs("new\n", o.f);
+    assert_int_equal(out_commit(&o), 0);
+    assert_string_equal(read_text(file), "new\n");
+    assert_string_equal(read_text(stale), "leftover");
+    unlink(stale);
+    free(stale);
+    struct stat st;
+    assert_int_equal(stat(file, &st), 0);
+    assert_int_equal(st.st_mode & 0777, 0600); /* the replaced file's permissions */
+
+    /* through a link: the file it names is replaced, the link stays */
+    assert_int_equal(symlink("p.csv", link), 0);
+    assert_int_equal(out_open(&o, link), 0);
+    fputs("linked\n", o.f);
+    assert_int_equal(out_commit(&o), 0);
+    assert_int_equal(lstat(link, &st), 0);
+    assert_true(S_ISLNK(st.st_mode));
+    assert_string_equal(read_text(file), "linked\n");
+
+    /* a FIFO is written as it goes and stays a FIFO */
+    char *fifo = path_join(dir, "pipe");
+    assert_int_equal(mkfifo(fifo, 0600), 0);
+    int rfd = open(fifo, O_RDONLY | O_NONBLOCK);
+    assert_true(rfd >= 0);
+    assert_int_equal(out_open(&o, fifo), 0);
+    fputs("through\n", o.f);
+    assert_int_equal(out_commit(&o), 0);
+    char got[16] = {0};
+    assert_int_equal(read(rfd, got, sizeof got - 1), 8);
+    assert_string_equal(got, "through\n");
+    close(rfd);
+    assert_int_equal(stat(fifo, &st), 0);
+    assert_true(S_ISFIFO(st.st_mode));
+
+    /* a folder is refused; so is a name whose folder does not exist */
+    assert_int_equal(out_open(&o, dir), -1);
+    char *nowhere = path_join(dir, "no/such/p.csv");
+    assert_int_equal(out_open(&o, nowhere), -1);
+    assert_int_equal(temporaries_in(dir), 0);
+
+    /* a signal that ends the process removes its temporary files */
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        tool_out a, b;
+        if (out_open(&a, file) != 0 || out_open(&b, link) != 0) _exit(3);
+        fputs("unfinished", a.f);
+        raise(SIGTERM);
+        _exit(4);
+    }
+    int status = 0;
+    assert_int_equal(waitpid(pid, &status, 0), pid);
+    assert_true(WIFSIGNALED(status));
+    assert_int_equal(WTERMSIG(status), SIGTERM);
+    assert_int_equal(temporaries_in(dir), 0);
+    assert_string_equal(read_text(file), "linked\n");
+
+    free(nowhere);
+    free(fifo);
+    free(file);
+    free(link);
+    free(dir);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -293,6 +412,7 @@ int main(void)
         cmocka_unit_test(manifest_quoting_header_comments_and_splits),
         cmocka_unit_test(malformed_manifests_name_the_line),
         cmocka_unit_test(class_folders_sorted_with_other_files_ignored),
+        cmocka_unit_test(outputs_replace_whole_files_and_keep_links_modes_and_pipes),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -193,7 +193,7 @@ static int cmp_str_nocase(const void *a, const void *b)
 static void warn_case_twins(const tool_dataset *ds, const char *data)
 {
     const int k = ds->n_classes;
-    if (k < 2) return;
+    if (k < 2 || tool_mpi_rank() != 0) return; /* every rank reads the same data: said once */
     char **v = xmalloc(sizeof *v * (size_t)k);
     memcpy(v, ds->classes, sizeof *v * (size_t)k);
     qsort(v, (size_t)k, sizeof *v, cmp_str_nocase);
@@ -263,7 +263,7 @@ static int open_class_folders(const char *dir, tool_dataset *ds)
     }
     if (ignored) tool_info("%s: ignored %d entries that are not .tif/.tiff/.png files", dir, ignored);
     /* unlike predict's search: a class is what its folder holds directly */
-    if (subdirs)
+    if (subdirs && tool_mpi_rank() == 0)
         tool_warn("%s: ignored %d folder%s inside class folders: a class's images must sit "
                   "directly in its folder (sub-folders are not searched)", dir, subdirs,
                   subdirs == 1 ? "" : "s");

@@ -127,12 +127,16 @@ static int emit_prediction(void *user, const tool_sample *s, const float *p, int
     return ferror(c->out) ? -1 : 0;
 }
 
-/* An output file must not be the model or one of the inputs (an image, a manifest, a file
- * given on the command line): the command refuses before reading anything. Returns 0 or -1
- * with a message printed. */
+/* An output file must not be a folder, the model or one of the inputs (an image, a manifest, a
+ * file given on the command line): the command refuses before reading anything (a usage
+ * error, as in train). Returns 0 or -1 with a message printed. */
 static int check_output(const char *cmd, const char *out, const char *model,
                         const char *const *inputs, int n_inputs, const tool_dataset *ds)
 {
+    if (path_is_dir(out) == 1) {
+        tool_error("%s: %s is a folder; give a file name", cmd, out);
+        return -1;
+    }
     if (same_file(out, model)) {
         tool_error("%s: %s is the model; refusing to overwrite it (choose another output)", cmd,
                    out);
@@ -144,7 +148,7 @@ static int check_output(const char *cmd, const char *out, const char *model,
                        "output)", cmd, out);
             return -1;
         }
-    int i = dataset_holds(ds, out);
+    int64_t i = dataset_holds(ds, out);
     if (i >= 0) {
         tool_error("%s: %s is %s%s; refusing to overwrite it (choose another output)", cmd, out,
                    strcmp(out, ds->s[i].path) ? "the input image " : "one of the input images",
@@ -216,8 +220,10 @@ int cmd_predict(int argc, char **argv)
     part.n = (hi < ds.n ? hi : ds.n) - (lo < ds.n ? lo : ds.n);
     if (rank == 0 && strcmp(output, "-") &&
         check_output("predict", output, argv[optind], (const char *const *)(argv + optind + 1),
-                     argc - optind - 1, &ds) != 0)
+                     argc - optind - 1, &ds) != 0) {
+        rc = EXIT_USAGE;
         goto out_ds;
+    }
     /* The CSV is written whole or not at all: a failure leaves an existing file as it was. */
     char *mem = NULL;
     size_t memlen = 0;
@@ -393,7 +399,10 @@ int cmd_eval(int argc, char **argv)
         if (make_dirs(outdir) != 0) goto out_ds;
         for (int i = 0; i < 4; i++) paths[i] = path_join(outdir, EVAL_FILES[i]);
         for (int i = 0; i < 4; i++)
-            if (check_output("eval", paths[i], model, &data, 1, &ds) != 0) goto out_ds;
+            if (check_output("eval", paths[i], model, &data, 1, &ds) != 0) {
+                rc = EXIT_USAGE;
+                goto out_ds;
+            }
         if (out_open(&pred, paths[3]) != 0) goto out_ds;
         ctx.pred = pred.f;
         fprintf(ctx.pred, "path,label,predicted");

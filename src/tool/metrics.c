@@ -114,7 +114,7 @@ void metrics_print(const tool_metrics *m, char **classes, FILE *out)
     fprintf(out, "balanced accuracy %.2f %%\n", 100 * m->balanced_accuracy);
     fprintf(out, "macro F1          %.4f\n", m->macro_f1);
     if (!isnan(m->loss)) fprintf(out, "mean loss         %.4f\n", m->loss);
-    fprintf(out, "\n%-*s  precision  recall     F1  support\n", w, "class");
+    fprintf(out, "\n%-*s  precision  recall      F1  support\n", w, "class");
     for (int i = 0; i < k; i++) {
         print_name(out, classes[i], w);
         fprintf(out, "  %9.4f  %6.4f  %.4f  %7lld\n", m->precision[i], m->recall[i], m->f1[i],

@@ -15,7 +15,8 @@
 static const char synth_help[] =
     "Usage: cfnet synth DIR [options]\n"
     "Writes the synthetic biomarker images (docs/biomarker.md) as a dataset with one folder per\n"
-    "class: DIR/train/<class>/NNNN.tif and DIR/test/<class>/NNNN.tif.\n"
+    "class: DIR/train/<class>/NNNN.tif and DIR/test/<class>/NNNN.tif. DIR must be new or\n"
+    "empty.\n"
     "Channel 1 is the biomarker (the class's Gaussian-mixture pattern, randomly rotated and\n"
     "jittered); channel 2 is a class-independent reference stain (one round blob), so the\n"
     "class is in channel 1 only.\n"

@@ -83,12 +83,15 @@ int path_is_dir(const char *path);
 /* Creates a directory and its parents (like mkdir -p). 0 or -1 with a message printed. */
 int make_dirs(const char *path);
 /* An output file written whole or not at all: out_open creates a temporary file beside path
- * (path.tmp.PID, never through an existing file or link), out_commit flushes it to disk and
- * renames it over path, out_discard removes it. Until out_commit succeeds, path keeps what it
- * held. "-" is standard output (written as it goes). */
+ * (path.tmp.PID.N; never through an existing file), out_commit flushes it to disk and renames
+ * it over path with path's permissions, out_discard removes it; a signal that ends the process
+ * removes it too. Until out_commit succeeds, path keeps what it held. A link to a file replaces
+ * the file it names. "-" (standard output), a device or a FIFO are written as they go; a
+ * folder, or a file that cannot be written, is an error. */
 typedef struct tool_out {
     FILE *f;
-    char *path, *tmp; /* NULL for standard output */
+    char *path; /* the file replaced; NULL for standard output */
+    char *tmp;  /* NULL when written as it goes */
 } tool_out;
 /* 0, or -1 with a message printed. */
 int out_open(tool_out *o, const char *path);
@@ -199,7 +202,7 @@ void dataset_free(tool_dataset *ds);
 /* The index of a sample of ds that is the existing file at path (the same last name and
  * inode), or -1 (path does not exist or is none of them): outputs are checked against it so
  * that nothing overwrites an input. */
-int dataset_holds(const tool_dataset *ds, const char *path);
+int64_t dataset_holds(const tool_dataset *ds, const char *path);
 /* Maps every sample's label to an index of `classes`; a label not in the list is an error
  * naming the file and line ("not seen in training"). */
 int dataset_assign_classes(tool_dataset *ds, char **classes, int n_classes);

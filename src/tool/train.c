@@ -605,7 +605,7 @@ static int check_outputs(const train_cfg *c, const char *ckpt, const tool_datase
                        what[i], path[i]);
             rc = -1;
         } else {
-            int k = dataset_holds(ds, path[i]);
+            int64_t k = dataset_holds(ds, path[i]);
             if (k >= 0) {
                 tool_error("%s (%s) is the training image %s; refusing to overwrite it", what[i],
                            path[i], ds->s[k].path);
@@ -614,9 +614,9 @@ static int check_outputs(const train_cfg *c, const char *ckpt, const tool_datase
         }
     }
     /* the outputs written by this command itself: a folder that does not exist or cannot be
-     * written fails now, not after the first epoch (--log is opened before training) */
+     * written fails now, not after the images are read or the first epoch is trained */
     for (int i = 0; i < 4 && rc == 0; i++)
-        if (path[i] && i != 2 && check_writable(path[i]) != 0) rc = -1;
+        if (path[i] && check_writable(path[i]) != 0) rc = -1;
     free(png);
     return rc;
 }

@@ -329,6 +329,44 @@ int make_dirs(const char *path)
     return 0;
 }
 
+/* Temporary files of outputs still open, removed if a signal ends the process (SIGINT, SIGTERM,
+ * which MPI_Abort sends to the other ranks, SIGHUP) so that none is left behind. The handler
+ * is installed only where the signal has its default action: training's own handler, which
+ * stops after the current step, stays. unlink is async-signal-safe. */
+#define OUT_MAX_OPEN 8
+static char *volatile out_tmps[OUT_MAX_OPEN];
+
+static void out_on_signal(int sig)
+{
+    for (int i = 0; i < OUT_MAX_OPEN; i++)
+        if (out_tmps[i]) unlink(out_tmps[i]);
+    signal(sig, SIG_DFL);
+    raise(sig);
+}
+
+static void out_track(char *tmp, char *untrack)
+{
+    static const int sigs[] = {SIGINT, SIGTERM, SIGHUP};
+    for (size_t i = 0; tmp && i < sizeof sigs / sizeof *sigs; i++) {
+        struct sigaction old;
+        if (sigaction(sigs[i], NULL, &old) == 0 && old.sa_handler == SIG_DFL) {
+            struct sigaction sa;
+            memset(&sa, 0, sizeof sa);
+            sa.sa_handler = out_on_signal;
+            sigemptyset(&sa.sa_mask);
+            sigaction(sigs[i], &sa, NULL);
+        }
+    }
+    for (int i = 0; i < OUT_MAX_OPEN; i++) {
+        if (tmp && !out_tmps[i]) {
+            out_tmps[i] = tmp;
+            tmp = NULL;
+        } else if (untrack && out_tmps[i] == untrack) {
+            out_tmps[i] = NULL;
+        }
+    }
+}
+
 int out_open(tool_out *o, const char *path)
 {
     memset(o, 0, sizeof *o);
@@ -336,10 +374,43 @@ int out_open(tool_out *o, const char *path)
         o->f = stdout;
         return 0;
     }
-    o->path = xstrdup(path);
-    o->tmp = xasprintf("%s.tmp.%ld", path, (long)getpid());
-    /* O_EXCL: never write through a file (or a link) that is already there */
-    int fd = open(o->tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0666);
+    struct stat st, lst;
+    int exists = stat(path, &st) == 0;
+    if (exists && S_ISDIR(st.st_mode)) {
+        tool_error("%s is a folder; give a file name", path);
+        return -1;
+    }
+    if ((exists && !S_ISREG(st.st_mode)) || (!exists && lstat(path, &lst) == 0)) {
+        /* a device, FIFO or socket (/dev/null, a pipe), or a link to nothing yet: written as
+         * it goes, as a shell redirection would, never replaced */
+        o->f = fopen(path, "w");
+        if (!o->f) {
+            tool_error("%s: cannot create: %s", path, strerror(errno));
+            return -1;
+        }
+        o->path = xstrdup(path);
+        return 0;
+    }
+    if (exists && access(path, W_OK) != 0) {
+        tool_error("%s: cannot write: %s", path, strerror(errno));
+        return -1;
+    }
+    /* a link to a file: the file it names is replaced, the link stays */
+    o->path = exists ? realpath(path, NULL) : NULL;
+    if (!o->path) o->path = xstrdup(path);
+    const char *slash = strrchr(o->path, '/'), *base = slash ? slash + 1 : o->path;
+    int dirlen = (int)(slash ? slash - o->path + 1 : 0);
+    int fd = -1;
+    for (int n = 0; fd < 0 && n < 100; n++) {
+        free(o->tmp);
+        /* beside the file, under a name of at most NAME_MAX bytes */
+        o->tmp = strlen(base) + 32 <= 255
+                     ? xasprintf("%s.tmp.%ld.%d", o->path, (long)getpid(), n)
+                     : xasprintf("%.*s.cfnet-%ld-%d.tmp", dirlen, o->path, (long)getpid(), n);
+        fd = open(o->tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0666);
+        if (fd < 0 && errno != EEXIST) break;
+    }
+    if (fd >= 0 && exists) (void)fchmod(fd, st.st_mode & 07777); /* keep the file's permissions */
     if (fd >= 0) o->f = fdopen(fd, "w");
     if (!o->f) {
         tool_error("%s: cannot create: %s", path, strerror(errno));
@@ -352,16 +423,32 @@ int out_open(tool_out *o, const char *path)
         memset(o, 0, sizeof *o);
         return -1;
     }
+    out_track(o->tmp, NULL);
     return 0;
+}
+
+/* Makes a rename in path's folder durable (best effort: not every file system allows it). */
+static void sync_folder(const char *path)
+{
+    const char *slash = strrchr(path, '/');
+    char *dir = slash ? xasprintf("%.*s", (int)(slash - path + (slash == path)), path) : xstrdup(".");
+    int fd = open(dir, O_RDONLY | O_CLOEXEC);
+    if (fd >= 0) {
+        (void)fsync(fd);
+        close(fd);
+    }
+    free(dir);
 }
 
 int out_commit(tool_out *o)
 {
     if (!o->f) return -1;
-    if (!o->path) { /* standard output */
+    if (!o->tmp) { /* standard output, or written in place */
         int bad = fflush(o->f) != 0 || ferror(o->f);
-        o->f = NULL;
-        if (bad) tool_error("standard output: write failed");
+        if (o->f != stdout && fclose(o->f) != 0) bad = 1;
+        if (bad) tool_error("%s: write failed", o->path ? o->path : "standard output");
+        free(o->path);
+        memset(o, 0, sizeof *o);
         return bad ? -1 : 0;
     }
     int ok = fflush(o->f) == 0 && !ferror(o->f);
@@ -372,7 +459,10 @@ int out_commit(tool_out *o)
         tool_error("%s: write failed: %s (the file is unchanged)", o->path, strerror(errno));
         unlink(o->tmp);
         ok = 0;
+    } else {
+        sync_folder(o->path);
     }
+    out_track(NULL, o->tmp);
     free(o->path);
     free(o->tmp);
     memset(o, 0, sizeof *o);
@@ -381,9 +471,12 @@ int out_commit(tool_out *o)
 
 void out_discard(tool_out *o)
 {
-    if (o->f && o->path) {
+    if (o->f && o->tmp) {
         fclose(o->f);
         unlink(o->tmp);
+        out_track(NULL, o->tmp);
+    } else if (o->f && o->f != stdout) {
+        fclose(o->f);
     }
     free(o->path);
     free(o->tmp);
@@ -392,6 +485,9 @@ void out_discard(tool_out *o)
 
 int check_writable(const char *path)
 {
+    struct stat st;
+    if (stat(path, &st) == 0 && !S_ISREG(st.st_mode) && !S_ISDIR(st.st_mode))
+        return 0; /* a device or pipe: opening it here could block or consume it */
     tool_out o;
     if (out_open(&o, path) != 0) return -1;
     out_discard(&o);
@@ -433,7 +529,7 @@ static const char *base_name(const char *path)
     return slash ? slash + 1 : path;
 }
 
-int dataset_holds(const tool_dataset *ds, const char *path)
+int64_t dataset_holds(const tool_dataset *ds, const char *path)
 {
     struct stat so, st;
     if (stat(path, &so) != 0) return -1; /* a new file: not an input */
@@ -444,7 +540,7 @@ int dataset_holds(const tool_dataset *ds, const char *path)
     for (int64_t i = 0; i < ds->n; i++)
         if (!strcmp(base_name(ds->s[i].path), b) && stat(ds->s[i].path, &st) == 0 &&
             st.st_dev == so.st_dev && st.st_ino == so.st_ino)
-            return (int)(i < INT32_MAX ? i : INT32_MAX);
+            return i;
     return -1;
 }
 
