@@ -68,8 +68,13 @@ static void metrics_match_hand_computed_values(void **state)
     /* The CSV and JSON reports carry the same numbers. */
     char *classes[3] = {"a", "b,c", "d"};
     char *csv = out_path("confusion.csv"), *json = out_path("metrics.json");
-    assert_int_equal(metrics_write_confusion_csv(&m, classes, csv), 0);
-    assert_int_equal(metrics_write_json(&m, classes, json, "model", "data"), 0);
+    tool_out oc, oj;
+    assert_int_equal(out_open(&oc, csv), 0);
+    assert_int_equal(out_open(&oj, json), 0);
+    assert_int_equal(metrics_write_confusion_csv(&m, classes, oc.f), 0);
+    assert_int_equal(metrics_write_json(&m, classes, oj.f, "model", "data"), 0);
+    assert_int_equal(out_commit(&oc), 0);
+    assert_int_equal(out_commit(&oj), 0);
     unsigned char *text;
     size_t n;
     char err[256];

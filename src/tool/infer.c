@@ -307,8 +307,8 @@ typedef struct eval_ctx {
     char **classes;
 } eval_ctx;
 
-/* The files of eval --out, predictions.csv last: it is written as the images are classified
- * and replaces an earlier one only once the others are written. */
+/* The files of eval --out: all four are written to temporary files (predictions.csv as the
+ * images are classified) and replace earlier ones only once every one is written. */
 static const char *const EVAL_FILES[] = {"metrics.json", "confusion.csv", "confusion.svg",
                                          "predictions.csv"};
 
@@ -366,8 +366,8 @@ int cmd_eval(int argc, char **argv)
     tool_dataset ds;
     eval_ctx ctx;
     memset(&ctx, 0, sizeof ctx);
-    tool_out pred; /* predictions.csv of --out */
-    memset(&pred, 0, sizeof pred);
+    tool_out outs[4]; /* the files of --out, in EVAL_FILES' order */
+    memset(outs, 0, sizeof outs);
     char *paths[4] = {0};
     if (dataset_open_labelled(data, &ds) != 0) goto out_model;
     if (ds.has_split) { /* keep the requested rows only */
@@ -403,8 +403,9 @@ int cmd_eval(int argc, char **argv)
                 rc = EXIT_USAGE;
                 goto out_ds;
             }
-        if (out_open(&pred, paths[3]) != 0) goto out_ds;
-        ctx.pred = pred.f;
+        for (int i = 0; i < 4; i++)
+            if (out_open(&outs[i], paths[i]) != 0) goto out_ds;
+        ctx.pred = outs[3].f;
         fprintf(ctx.pred, "path,label,predicted");
         csv_write_names(ctx.pred, info.classes, info.n_classes);
         fputc('\n', ctx.pred);
@@ -418,24 +419,27 @@ int cmd_eval(int argc, char **argv)
     }
     ctx.m.loss = ctx.loss / (double)ctx.m.total;
     if (json) {
-        if (metrics_write_json(&ctx.m, info.classes, "-", model, data) != 0) goto out_ds;
+        if (metrics_write_json(&ctx.m, info.classes, stdout, model, data) != 0) goto out_ds;
     } else {
         printf("model %s, data %s\n", model, data);
         metrics_print(&ctx.m, info.classes, stdout);
     }
     if (outdir) {
-        if (metrics_write_json(&ctx.m, info.classes, paths[0], model, data) ||
-            metrics_write_confusion_csv(&ctx.m, info.classes, paths[1]) ||
-            metrics_write_confusion_svg(&ctx.m, info.classes, paths[2]))
+        if (metrics_write_json(&ctx.m, info.classes, outs[0].f, model, data) ||
+            metrics_write_confusion_csv(&ctx.m, info.classes, outs[1].f) ||
+            metrics_write_confusion_svg(&ctx.m, info.classes, outs[2].f)) {
+            tool_error("%s: write failed (earlier files are unchanged)", outdir);
             goto out_ds;
+        }
         ctx.pred = NULL;
-        if (out_commit(&pred) != 0) goto out_ds;
+        for (int i = 0; i < 4; i++)
+            if (out_commit(&outs[i]) != 0) goto out_ds;
         tool_info("wrote %s/{metrics.json,confusion.csv,confusion.svg,predictions.csv}", outdir);
     }
     if (bad) tool_warn("skipped %lld unreadable or unsuitable images", (long long)bad);
     rc = EXIT_OK;
 out_ds:
-    out_discard(&pred);
+    for (int i = 0; i < 4; i++) out_discard(&outs[i]);
     for (int i = 0; i < 4; i++) free(paths[i]);
     metrics_free(&ctx.m);
     dataset_free(&ds);

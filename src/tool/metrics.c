@@ -137,11 +137,8 @@ void metrics_print(const tool_metrics *m, char **classes, FILE *out)
     }
 }
 
-int metrics_write_confusion_csv(const tool_metrics *m, char **classes, const char *path)
+int metrics_write_confusion_csv(const tool_metrics *m, char **classes, FILE *f)
 {
-    tool_out o;
-    if (out_open(&o, path) != 0) return -1;
-    FILE *f = o.f;
     fprintf(f, "true\\predicted");
     csv_write_names(f, classes, m->k);
     fputc('\n', f);
@@ -152,7 +149,7 @@ int metrics_write_confusion_csv(const tool_metrics *m, char **classes, const cha
         for (int j = 0; j < m->k; j++) fprintf(f, ",%lld", (long long)m->confusion[(int64_t)i * m->k + j]);
         fputc('\n', f);
     }
-    return out_commit(&o);
+    return ferror(f) ? -1 : 0;
 }
 
 static void xml_text(FILE *f, const char *s)
@@ -169,11 +166,8 @@ static void xml_text(FILE *f, const char *s)
 }
 
 /* Heat map of the row-normalised confusion matrix (recall per true class), counts in cells. */
-int metrics_write_confusion_svg(const tool_metrics *m, char **classes, const char *path)
+int metrics_write_confusion_svg(const tool_metrics *m, char **classes, FILE *f)
 {
-    tool_out o;
-    if (out_open(&o, path) != 0) return -1;
-    FILE *f = o.f;
     const int k = m->k;
     const int maxlen = names_width(classes, k, 4, 32);
     int cell = k <= 10 ? 40 : k <= 25 ? 24 : 14, font = cell >= 40 ? 12 : cell >= 24 ? 9 : 7;
@@ -223,10 +217,10 @@ int metrics_write_confusion_svg(const tool_metrics *m, char **classes, const cha
     }
     fprintf(f, "<text x=\"%d\" y=\"%d\" font-size=\"10\">cells: count, shade: fraction of the "
             "true class (row)</text>\n</svg>\n", left, top + k * cell + 20);
-    return out_commit(&o);
+    return ferror(f) ? -1 : 0;
 }
 
-int metrics_write_json(const tool_metrics *m, char **classes, const char *path, const char *model,
+int metrics_write_json(const tool_metrics *m, char **classes, FILE *f, const char *model,
                        const char *data)
 {
     json_t *o = json_object(), *pc = json_array(), *cm = json_array(), *names = json_array();
@@ -253,23 +247,8 @@ int metrics_write_json(const tool_metrics *m, char **classes, const char *path, 
     json_object_set_new(o, "classes", names);
     json_object_set_new(o, "per_class", pc);
     json_object_set_new(o, "confusion", cm);
-    int rc = 0;
-    if (!strcmp(path, "-")) {
-        rc = json_dumpf(o, stdout, JSON_INDENT(2)) == 0 ? 0 : -1;
-        fputc('\n', stdout);
-    } else {
-        tool_out out;
-        rc = out_open(&out, path);
-        if (rc == 0 && json_dumpf(o, out.f, JSON_INDENT(2)) != 0) {
-            tool_error("%s: cannot write JSON", path);
-            out_discard(&out);
-            rc = -1;
-        }
-        if (rc == 0) {
-            fputc('\n', out.f);
-            rc = out_commit(&out);
-        }
-    }
+    int rc = json_dumpf(o, f, JSON_INDENT(2)) == 0 ? 0 : -1;
+    fputc('\n', f);
     json_decref(o);
-    return rc;
+    return rc == 0 && !ferror(f) ? 0 : -1;
 }

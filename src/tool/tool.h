@@ -255,9 +255,10 @@ void metrics_add(tool_metrics *m, int truth, int predicted);
 void metrics_finish(tool_metrics *m);
 void metrics_free(tool_metrics *m);
 void metrics_print(const tool_metrics *m, char **classes, FILE *out);
-int metrics_write_confusion_csv(const tool_metrics *m, char **classes, const char *path);
-int metrics_write_confusion_svg(const tool_metrics *m, char **classes, const char *path);
-int metrics_write_json(const tool_metrics *m, char **classes, const char *path,
+/* The reports into an open stream: 0, or -1 when a write failed. */
+int metrics_write_confusion_csv(const tool_metrics *m, char **classes, FILE *f);
+int metrics_write_confusion_svg(const tool_metrics *m, char **classes, FILE *f);
+int metrics_write_json(const tool_metrics *m, char **classes, FILE *f,
                        const char *model, const char *data);
 
 /* ---- model metadata (model.c) ----------------------------------------------------------------- */
