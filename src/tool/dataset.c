@@ -354,14 +354,6 @@ static char *trim(char *s)
     return s;
 }
 
-static char *dir_of(const char *path)
-{
-    const char *slash = strrchr(path, '/');
-    if (!slash) return xstrdup(".");
-    if (slash == path) return xstrdup("/");
-    return strndup(path, (size_t)(slash - path));
-}
-
 /* A manifest row's file (device and inode), for finding rows that list the same file. */
 typedef struct row_file {
     dev_t dev;
@@ -446,7 +438,7 @@ static int open_manifest(const char *csv, tool_dataset *ds, int labels_required)
     }
     size_t pos = 0;
     if (len >= 3 && data[0] == 0xEF && data[1] == 0xBB && data[2] == 0xBF) pos = 3; /* UTF-8 BOM */
-    char *base = dir_of(csv);
+    char *base = path_dir(csv);
     int line = 1, rc = 0, rows = 0, first = 1, split_col = 0;
     ds->manifest = 1;
     while (rc == 0) {

@@ -105,6 +105,8 @@ int check_writable(const char *path);
 /* 1 when a and b name the same file: the same inode when both exist, else the same resolved
  * folder and name (a file still to be written). */
 int same_file(const char *a, const char *b);
+/* The folder of a path ("a/b" -> "a", "b" -> ".", "/b" -> "/"); a heap string. */
+char *path_dir(const char *path);
 /* Joins a directory and a name ("dir/name"); a heap string. */
 char *path_join(const char *dir, const char *name);
 /* Lower-case extension check: 1 if path ends in .tif/.tiff/.png (any case). */

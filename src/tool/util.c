@@ -430,8 +430,7 @@ int out_open(tool_out *o, const char *path)
 /* Makes a rename in path's folder durable (best effort: not every file system allows it). */
 static void sync_folder(const char *path)
 {
-    const char *slash = strrchr(path, '/');
-    char *dir = slash ? xasprintf("%.*s", (int)(slash - path + (slash == path)), path) : xstrdup(".");
+    char *dir = path_dir(path);
     int fd = open(dir, O_RDONLY | O_CLOEXEC);
     if (fd >= 0) {
         (void)fsync(fd);
@@ -501,7 +500,7 @@ static char *canonical(const char *path)
     char *r = realpath(path, NULL);
     if (r) return r;
     const char *slash = strrchr(path, '/');
-    char *dir = slash ? xasprintf("%.*s", (int)(slash - path + (slash == path)), path) : xstrdup(".");
+    char *dir = path_dir(path);
     char *rd = realpath(dir, NULL);
     free(dir);
     if (!rd) return NULL;
@@ -542,6 +541,14 @@ int64_t dataset_holds(const tool_dataset *ds, const char *path)
             st.st_dev == so.st_dev && st.st_ino == so.st_ino)
             return i;
     return -1;
+}
+
+char *path_dir(const char *path)
+{
+    const char *slash = strrchr(path, '/');
+    if (!slash) return xstrdup(".");
+    if (slash == path) return xstrdup("/");
+    return xasprintf("%.*s", (int)(slash - path), path);
 }
 
 char *path_join(const char *dir, const char *name)
