@@ -18,6 +18,8 @@ class Context(Handle):
     The binding does not expose the allocator hooks (cfnet_context_set_allocator).
     """
 
+    _copy_hint = ""
+
     def __init__(self, header_bytes=None, tensor_bytes=None):
         self._handle = _lib.new_handle("context", "cfnet_context_create")
         self._finalizer = weakref.finalize(self, _lib.free_context, self._handle)
@@ -36,7 +38,12 @@ class Context(Handle):
             raise StateError(-8, "context_free: %d network(s) created in this context are still "
                              "open" % len(open_nets))
         self._handle = None
-        self._finalizer()
+        self._release()
+
+    def _views_alive(self):
+        # A closed network whose memory is still viewed by numpy needs the context: it is
+        # freed after them.
+        return any(n._finalizer is not None and n._finalizer.alive for n in self._networks)
 
     def set_limit(self, limit, value):
         """Sets a loader limit (Limit.HEADER_BYTES or TENSOR_BYTES, or "header_bytes", ...)."""

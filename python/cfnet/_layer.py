@@ -28,9 +28,13 @@ class Layer(Handle):
     - A layer owned by a network is never freed by Python; closing the network invalidates it.
 
     ``params``, ``grads`` and ``state`` are numpy views of the library's tensors: writing to them
-    changes the layer. They keep the Layer (and its network) alive, but must not be used after
-    the layer or its network is closed, nor after ``setup`` (which replaces the tensors).
+    changes the layer. They keep the Layer (and its network) alive, and stay valid after the
+    layer or its network is closed (the memory is freed when the last view goes);
+    ``setup`` and ``Network.append``, which replace the tensors, are refused (StateError)
+    while such a view is alive.
     """
+
+    _copy_hint = " (copy its arrays instead: {k: v.copy() for k, v in layer.params.items()})"
 
     def __init__(self, handle, network=None):
         # Internal: wrap a handle. Use the create functions below or Network.layers instead.
@@ -64,9 +68,16 @@ class Layer(Handle):
         drops the Python handle; the network keeps the layer."""
         if self._handle is None:
             return
-        if self._finalizer is not None:
-            self._finalizer()
         self._handle = None
+        self._release()
+
+    def _check_no_views(self, what):
+        """StateError if numpy views of the tensors that ``what`` replaces are alive."""
+        n = len(self._views or ())
+        if n:
+            raise StateError(-8, "%s: %d numpy view(s) of this layer's parameters or state are "
+                             "alive, and this call would free their memory; delete them first "
+                             "(keep a .copy() if the values are needed)" % (what, n))
 
     def _give_to(self, network):
         """Called by Network.append before the C call: from now on Python never frees it."""
@@ -122,12 +133,13 @@ class Layer(Handle):
     def setup(self, input_shape, seed=0):
         """Sets the layer up for the per-sample ``input_shape`` (no batch axis); allocates and
         initialises the parameters from ``seed``. Returns the output shape. Replaces the
-        parameter tensors: earlier ``params``/``grads`` views become invalid. Refused for a
-        layer owned by a network."""
+        parameter tensors, so it is refused (StateError) while a numpy view of them
+        (``params``, ``grads``, ``state``) is alive, and for a layer owned by a network."""
         h = self._h()
         if self._network is not None:
             raise StateError(-8, "layer_setup: this layer belongs to a network and must not be "
                              "set up again")
+        self._check_no_views("layer_setup")
         shape, nd = _shape_array(input_shape)
         _lib.load().call("cfnet_layer_setup", h, nd, shape, ctypes.c_uint64(seed))
         return self.output_shape
@@ -169,7 +181,7 @@ class Layer(Handle):
             t = getattr(lib, get_fn)(h, i)
             name = getattr(lib, name_fn)(h, i).decode()
             out[name] = view(lib.cfnet_tensor_data(t), handle_shape(lib, "cfnet_tensor_shape", t),
-                             self)
+                             self, memory_owner=self._network or self)
         return out
 
     @property

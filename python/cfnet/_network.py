@@ -63,7 +63,13 @@ class Network(Handle):
     The handle is freed by ``close()``, at the end of a ``with`` block, or when the object is
     garbage-collected. The network owns its layers: the Layer objects it hands out (from
     ``append``, ``layers``, indexing) keep it alive and are valid only while it is open;
-    ``close()`` invalidates them and any numpy view of their parameters.
+    ``close()`` invalidates them. Numpy views of their parameters (``params``, ``grads``,
+    ``state``) stay valid: while one is alive, ``close()`` keeps the memory, and it is freed
+    when the last view goes.
+
+    A Network cannot be pickled or copied (it holds a C pointer); ``to_bytes`` and
+    ``from_bytes`` carry it across processes, and
+    ``Network.from_bytes(net.to_bytes(optimizer=True))`` is a copy.
 
     Inference calls (infer, probabilities, predict, evaluate, invariance) release the GIL and
     may run from several threads at once on one network, as long as nothing modifies it
@@ -100,16 +106,25 @@ class Network(Handle):
 
     # ---- lifetime ----
 
+    _copy_hint = (" (to copy it: Network.from_bytes(net.to_bytes(optimizer=True)); to_bytes "
+                  "also carries it to another process)")
+
     def close(self):
         """Frees the network and its layers (idempotent); Layer objects taken from it become
-        invalid."""
+        invalid. While a numpy view of a layer's parameters is alive the memory is kept, and
+        freed when the last view goes."""
         if self._handle is None:
             return
         for layer in list(self._layers.values()):
             layer._invalidate()
         self._layers.clear()
         self._handle = None
-        self._finalizer()
+        self._release()
+
+    def _released(self):
+        ctx = self._context
+        if ctx is not None and ctx._handle is None:
+            ctx._release()  # a context closed while this network's memory was kept
 
     # ---- composition ----
 
@@ -117,8 +132,9 @@ class Network(Handle):
         """Appends ``layer`` and sets it up for the current output shape. The network takes
         ownership in every case: on success ``layer`` becomes a view of the network's layer and
         is returned; on failure it is freed (``layer.consumed`` becomes True) and the error is
-        raised. A layer that already belongs to a network raises StateError and is left
-        alone."""
+        raised. A layer that already belongs to a network, or whose ``params``/``grads``/
+        ``state`` views are alive (the append replaces those tensors), raises StateError and
+        is left alone."""
         h = self._h()
         if not isinstance(layer, Layer):
             raise TypeError("append needs a cfnet.Layer, not %s" % type(layer).__name__)
@@ -127,6 +143,7 @@ class Network(Handle):
         if layer.network is not None:
             lib.call("cfnet_network_append", h, lh)  # CFNET_E_STATE, nothing freed
             raise AssertionError("unreachable: appending an owned layer succeeded")
+        layer._check_no_views("network_append")  # left alone, like an owned layer
         index = lib.cfnet_network_layer_count(h)
         layer._give_to(self)
         try:

@@ -90,11 +90,15 @@ class _View:
         self._owner = owner
 
 
-def view(ptr, shape, owner, readonly=False):
-    """An ndarray over ``prod(shape)`` floats of C memory at ``ptr``, keeping ``owner`` alive."""
+def view(ptr, shape, owner, readonly=False, memory_owner=None):
+    """An ndarray over ``prod(shape)`` floats of C memory at ``ptr``, keeping ``owner`` alive;
+    ``memory_owner`` (default ``owner``), the Handle that frees that memory, defers freeing it
+    while the view is alive (Handle._release)."""
     if not ptr:
         raise ValueError("no data")
-    return np.asarray(_View(ptr, shape, owner, readonly))
+    base = _View(ptr, shape, owner, readonly)
+    (memory_owner if memory_owner is not None else owner)._track(base)
+    return np.asarray(base)
 
 
 def handle_shape(lib, fn, handle):
@@ -138,9 +142,11 @@ class Tensor(Handle):
     buffer lives as long as the handle). ``numpy()`` returns a writable view of the data.
 
     The handle is freed by ``close()``, at the end of a ``with`` block, or when the object is
-    garbage-collected. Views returned by ``numpy()`` keep the Tensor alive but must not be used
-    after an explicit ``close()``.
+    garbage-collected. Views returned by ``numpy()`` keep the Tensor alive; after ``close()``
+    they stay valid, and the memory is freed when the last of them goes.
     """
+
+    _copy_hint = " (copy the data instead: Tensor.from_array(t.numpy()))"
 
     def __init__(self, shape):
         shape_arr, nd = _shape_array(shape)
@@ -175,12 +181,14 @@ class Tensor(Handle):
         return t
 
     def close(self):
-        """Frees the handle (idempotent). A wrapped array stays valid; views from numpy() of a
-        library-owned tensor do not."""
+        """Frees the handle (idempotent); while a view from numpy() is alive, its memory is
+        kept until the last such view goes. A wrapped array stays valid."""
         if self._handle is not None:
-            self._finalizer()
             self._handle = None
-            self._array = None
+            self._release()
+
+    def _released(self):
+        self._array = None
 
     @property
     def shape(self):
