@@ -2,7 +2,7 @@
 import numpy as np
 
 from . import _lib
-from ._tensor import Borrow, as_float32
+from ._tensor import Borrow, as_float32, require_nonempty
 
 
 def rotate(images, degrees):
@@ -39,6 +39,7 @@ def normalize(images, low=0.1, high=99.9, inplace=False):
         x = images
     else:
         x = np.array(images, dtype=np.float32, order="C", copy=True)
+    require_nonempty(x, "images")
     with Borrow(x) as tx:
         _lib.load().call("cfnet_image_normalize", tx, float(low), float(high))
     return x

@@ -274,7 +274,11 @@ class Network(Handle):
 
     def _batch(self, x):
         """(x as a passable float32 array with a batch axis, True if one was added): a single
-        C x H x W image (the network's input shape) becomes a batch of one."""
+        C x H x W image (the network's input shape) becomes a batch of one. None for no images
+        (0 x C x H x W): the caller returns an empty result."""
+        a = x if isinstance(x, np.ndarray) else np.asarray(x)
+        if a.ndim == 4 and a.shape[0] == 0 and tuple(a.shape[1:]) == self.input_shape:
+            return None, False
         x = as_float32(x, "images", stacklevel=4)
         if x.ndim == 3 and tuple(x.shape) == self.input_shape:
             return x.reshape((1,) + x.shape), True
@@ -286,30 +290,38 @@ class Network(Handle):
 
     def infer(self, x):
         """Read-only inference: the network output for x (N x <output shape>); for a single
-        C x H x W image, the output without the batch axis."""
+        C x H x W image, the output without the batch axis; for no images (0 x C x H x W), an
+        empty array."""
         h = self._h()
         x, single = self._batch(x)
+        if x is None:
+            return self._out(0)
         out = self._out(x.shape[0] if x.ndim else 0)
         with Borrow(x) as tx, Borrow(out) as to:
             _lib.load().call("cfnet_network_infer", h, tx, to)
         return out[0] if single else out
 
     def probabilities(self, x):
-        """Class probabilities (N x K) for x; a vector of K for a single C x H x W image."""
+        """Class probabilities (N x K) for x; a vector of K for a single C x H x W image (0 x K
+        for no images)."""
         h = self._h()
         x, single = self._batch(x)
-        n = x.shape[0] if x.ndim else 0
         k = int(np.prod(self.output_shape))
+        if x is None:
+            return np.empty((0, k), dtype=np.float32)
+        n = x.shape[0] if x.ndim else 0
         probs = np.empty((n, k), dtype=np.float32)
         with Borrow(x) as tx, Borrow(probs) as tp:
             _lib.load().call("cfnet_network_probabilities", h, tx, tp)
         return probs[0] if single else probs
 
     def predict(self, x):
-        """Predicted class (argmax of the output) per image, as an int32 array of length N; an
-        int for a single C x H x W image."""
+        """Predicted class (argmax of the output) per image, as an int32 array of length N
+        (empty for no images); an int for a single C x H x W image."""
         h = self._h()
         x, single = self._batch(x)
+        if x is None:
+            return np.empty(0, dtype=np.int32)
         n = x.shape[0] if x.ndim else 0
         labels = np.empty(n, dtype=np.int32)
         with Borrow(x) as tx:

@@ -24,13 +24,25 @@ def is_passable(a):
             and a.flags.c_contiguous and a.flags.aligned)
 
 
+def require_nonempty(a, what):
+    """ValueError naming ``what`` for an array with no elements: libcfnet tensors have at least
+    one element in every dimension (the library would only name its internal tensor_wrap)."""
+    if a.size == 0:
+        raise ValueError("%s is empty (shape %s): libcfnet needs at least one element along every "
+                         "axis (e.g. at least one image)" % (what, tuple(a.shape)))
+    return a
+
+
 def as_float32(a, what="array", stacklevel=3):
     """``a`` itself if it is passable, else a C-contiguous float32 copy (with a CopyWarning when
-    ``a`` was already an ndarray: lists and scalars are expected to be converted)."""
+    ``a`` was already an ndarray: lists and scalars are expected to be converted). An empty
+    array raises ValueError (require_nonempty)."""
     if is_passable(a):
-        return a
+        return require_nonempty(a, what)
+    if isinstance(a, np.ndarray):
+        require_nonempty(a, what)
     was_array = isinstance(a, np.ndarray)
-    out = np.ascontiguousarray(a, dtype=np.float32)
+    out = require_nonempty(np.ascontiguousarray(a, dtype=np.float32), what)
     if was_array:
         warnings.warn("%s (%s, %s) copied to a C-contiguous float32 array for libcfnet"
                       % (what, a.dtype, "contiguous" if a.flags.c_contiguous else "strided"),

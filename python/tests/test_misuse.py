@@ -130,6 +130,30 @@ class NumericTest(LeakCheckedTestCase):
                 self.assertTrue(np.isnan(back[len(back) - 1].params["weight"][0, 0]))
 
 
+class EmptyBatchTest(LeakCheckedTestCase):
+    def test_inference_on_no_images_gives_empty_results(self):
+        with small_cfnet() as net:
+            none = np.zeros((0, 1, 16, 16), np.float32)
+            self.assertEqual(net.infer(none).shape, (0, 3))
+            self.assertEqual(net.probabilities(none).shape, (0, 3))
+            p = net.predict(none)
+            self.assertEqual((p.shape, p.dtype), ((0,), np.int32))
+
+    def test_other_calls_name_the_empty_argument(self):
+        # They used to fail with "tensor_wrap: dimension 0 is 0", a call the user never made.
+        with small_cfnet() as net:
+            none = np.zeros((0, 1, 16, 16), np.float32)
+            calls = [lambda: net.train_step(none, []), lambda: net.evaluate(none, []),
+                     lambda: net.fit(none, []), lambda: net.invariance(none),
+                     lambda: net.forward(none), lambda: net.infer(np.zeros((2, 1, 0, 16))),
+                     lambda: cfnet.rotate(none, 90), lambda: cfnet.normalize(none),
+                     lambda: net[0].forward(none)]
+            for call in calls:
+                with self.assertRaisesRegex(ValueError, r"is empty \(shape") as cm:
+                    call()
+                self.assertNotIn("tensor_wrap", str(cm.exception))
+
+
 class SingleImageTest(LeakCheckedTestCase):
     def test_predict_probabilities_infer_on_one_image(self):
         with small_cfnet() as net:
