@@ -51,6 +51,8 @@ class Context(Handle):
                          int(value))
 
     def get_limit(self, limit):
+        """The current value of a loader limit (Limit.HEADER_BYTES or TENSOR_BYTES, or its
+        name)."""
         v = ctypes.c_uint64()
         _lib.load().call("cfnet_context_get_limit", self._h(), int(to_enum(Limit, limit)),
                          ctypes.byref(v))

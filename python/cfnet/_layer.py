@@ -100,10 +100,12 @@ class Layer(Handle):
 
     @property
     def kind(self):
+        """The layer's LayerKind."""
         return LayerKind(_lib.load().cfnet_layer_kind_of(self._h()))
 
     @property
     def kind_name(self):
+        """The library's name of the layer's kind, e.g. "conic_conv"."""
         lib = _lib.load()
         return lib.cfnet_layer_kind_name(lib.cfnet_layer_kind_of(self._h())).decode()
 
@@ -171,6 +173,7 @@ class Layer(Handle):
         return dx
 
     def zero_grad(self):
+        """Sets the parameter gradients (``grads``) to zero."""
         _lib.load().call("cfnet_layer_zero_grad", self._h())
 
     def _tensors(self, count_fn, get_fn, name_fn):
@@ -285,6 +288,7 @@ def dense(out_features):
 
 
 def relu():
+    """max(0, x), element-wise."""
     return _create("cfnet_layer_relu_create")
 
 

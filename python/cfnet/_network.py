@@ -189,10 +189,12 @@ class Network(Handle):
 
     @property
     def input_shape(self):
+        """Per-sample input shape (C, H, W)."""
         return handle_shape(_lib.load(), "cfnet_network_input_shape", self._h())
 
     @property
     def output_shape(self):
+        """Per-sample output shape of the last layer (the input shape if there is none)."""
         return handle_shape(_lib.load(), "cfnet_network_output_shape", self._h())
 
     @property
@@ -270,6 +272,7 @@ class Network(Handle):
             _lib.load().call("cfnet_network_backward", h, td)
 
     def zero_grad(self):
+        """Sets every layer's parameter gradients to zero."""
         _lib.load().call("cfnet_network_zero_grad", self._h())
 
     def _batch(self, x):
@@ -630,6 +633,9 @@ class Network(Handle):
     @classmethod
     def from_bytes(cls, data, context=None):
         """A network read from bytes produced by ``to_bytes`` (or a model file's contents)."""
+        if isinstance(data, str):
+            raise TypeError("from_bytes needs bytes (what to_bytes returns, or a model file's "
+                            "contents), not str; for a path use Network.load")
         buf = data if isinstance(data, bytes) else bytes(data)
         if context is None:
             h = _lib.new_handle("network", "cfnet_network_load_buffer", buf, len(buf))
@@ -708,8 +714,9 @@ def _family(family):
 
 def classifier(family, channels, size, classes, width=0, seed=0):
     """The preset classifier of a family (a Family, or its name: "cfnet", "cnet", "gcnn",
-    "gcnn-dft", "cnn") for N x channels x size x size images (size 16 to 512) and ``classes``
-    classes; ``width`` filters per layer (0: the default, 16; the p4 families use half).
+    "gcnn-dft", "cnn", "gcnn-p4m") for N x channels x size x size images (size 16 to 512) and
+    ``classes`` classes; ``width`` filters per layer (0: the default, 16; the p4 families use
+    half, gcnn-p4m a third).
     See docs/guide.md for the architectures. Returns a Network."""
     h = _lib.new_handle("network", "cfnet_network_create_classifier", int(_family(family)),
                         int(channels), int(size), int(classes), int(width),

@@ -204,14 +204,17 @@ class Tensor(Handle):
 
     @property
     def shape(self):
+        """The shape, as a tuple."""
         return handle_shape(_lib.load(), "cfnet_tensor_shape", self._h())
 
     @property
     def ndim(self):
+        """Number of dimensions (1 to 5)."""
         return _lib.load().cfnet_tensor_ndim(self._h())
 
     @property
     def size(self):
+        """Number of elements."""
         return _lib.load().cfnet_tensor_numel(self._h())
 
     def numpy(self):
@@ -233,9 +236,11 @@ class Tensor(Handle):
         return out
 
     def fill(self, value):
+        """Sets every element to ``value``."""
         _lib.load().call("cfnet_tensor_fill", self._h(), float(value))
 
     def zero(self):
+        """Sets every element to 0."""
         _lib.load().call("cfnet_tensor_zero", self._h())
 
     def reshape(self, shape):
