@@ -3,7 +3,7 @@ import ctypes
 import weakref
 
 from . import _lib
-from ._enums import Limit, to_enum
+from ._enums import UINT64, Limit, to_enum, to_int
 from ._errors import StateError
 from ._handle import Handle
 
@@ -48,7 +48,7 @@ class Context(Handle):
     def set_limit(self, limit, value):
         """Sets a loader limit (Limit.HEADER_BYTES or TENSOR_BYTES, or "header_bytes", ...)."""
         _lib.load().call("cfnet_context_set_limit", self._h(), int(to_enum(Limit, limit)),
-                         int(value))
+                         to_int(value, "limit", UINT64))
 
     def get_limit(self, limit):
         """The current value of a loader limit (Limit.HEADER_BYTES or TENSOR_BYTES, or its

@@ -1,6 +1,8 @@
 """The header's enums and constants as IntEnums. Arguments taking one of them also accept the
 integer value or the member name in any case (``"same"``, ``"BILINEAR"``)."""
 import enum
+import numbers
+import operator
 
 
 class Status(enum.IntEnum):
@@ -108,6 +110,27 @@ SAVE_ALLOW_NONFINITE = 2
 # cfnet_network_export_onnx: the operator set of exported models and the probabilities flag.
 ONNX_OPSET = 13
 ONNX_PROBABILITIES = 1
+
+
+INT32 = (-2**31, 2**31 - 1)
+INT64 = (-2**63, 2**63 - 1)
+UINT64 = (0, 2**64 - 1)
+
+
+def to_int(value, what, bounds=INT32):
+    """``value`` as a Python int for a C integer argument: an integer (or an integral float such
+    as 16.0) within ``bounds``. ctypes would silently truncate 2.5 to 2 and wrap 2**32 + 3 to 3;
+    those raise TypeError and ValueError instead, as does a str."""
+    try:
+        v = operator.index(value)
+    except TypeError:
+        if not (isinstance(value, numbers.Real) and float(value).is_integer()):
+            raise TypeError("%s must be an integer, not %r" % (what, value)) from None
+        v = int(value)
+    lo, hi = bounds
+    if not lo <= v <= hi:
+        raise ValueError("%s = %d is out of range (%d .. %d)" % (what, v, lo, hi))
+    return v
 
 
 def to_enum(cls, value):

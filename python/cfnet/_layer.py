@@ -6,7 +6,7 @@ import weakref
 import numpy as np
 
 from . import _lib
-from ._enums import Interp, LayerKind, Padding, PoolMode, to_enum
+from ._enums import Interp, LayerKind, Padding, PoolMode, to_enum, to_int
 from ._errors import StateError
 from ._tensor import Borrow, MAX_DIMS, _shape_array, as_float32, handle_shape, view
 from ._handle import Handle
@@ -208,45 +208,55 @@ class Layer(Handle):
                              "cfnet_layer_state_name")
 
 
+def _count(out_channels):
+    return to_int(out_channels, "out_channels")
+
+
+def _kernel(kernel):
+    return to_int(kernel, "kernel")
+
+
 def _create(fn, *args):
     return Layer(_lib.new_handle("layer", fn, *args))
 
 
 def conv2d(out_channels, kernel, stride=1, padding="same"):
     """2D convolution (correlation) with bias: C x H x W -> out_channels x H' x W'."""
-    return _create("cfnet_layer_conv2d_create", int(out_channels), int(kernel), int(stride),
+    return _create("cfnet_layer_conv2d_create", _count(out_channels), _kernel(kernel),
+                   to_int(stride, "stride"),
                    to_enum(Padding, padding))
 
 
 def conic_conv(out_channels, kernel, R, padding="same", interp="nearest"):
     """Conic convolution (paper eq. 12) with 4R rotations: C x S x S -> out_channels x S' x S'.
     Exactly equivariant to quarter turns."""
-    return _create("cfnet_layer_conic_conv_create", int(out_channels), int(kernel), int(R),
+    return _create("cfnet_layer_conic_conv_create", _count(out_channels), _kernel(kernel),
+                   to_int(R, "R"),
                    to_enum(Padding, padding), to_enum(Interp, interp))
 
 
 def p4_lift(out_channels, kernel, padding="same"):
     """p4 lifting convolution: C x S x S -> out_channels x 4 x S' x S'."""
-    return _create("cfnet_layer_p4_lift_create", int(out_channels), int(kernel),
+    return _create("cfnet_layer_p4_lift_create", _count(out_channels), _kernel(kernel),
                    to_enum(Padding, padding))
 
 
 def p4_conv(out_channels, kernel, padding="same"):
     """p4 group convolution: C x 4 x S x S -> out_channels x 4 x S' x S'."""
-    return _create("cfnet_layer_p4_conv_create", int(out_channels), int(kernel),
+    return _create("cfnet_layer_p4_conv_create", _count(out_channels), _kernel(kernel),
                    to_enum(Padding, padding))
 
 
 def p4m_lift(out_channels, kernel, padding="same"):
     """p4m lifting convolution (rotations and mirror images, D4):
     C x S x S -> out_channels x 8 x S' x S'."""
-    return _create("cfnet_layer_p4m_lift_create", int(out_channels), int(kernel),
+    return _create("cfnet_layer_p4m_lift_create", _count(out_channels), _kernel(kernel),
                    to_enum(Padding, padding))
 
 
 def p4m_conv(out_channels, kernel, padding="same"):
     """p4m group convolution: C x 8 x S x S -> out_channels x 8 x S' x S'."""
-    return _create("cfnet_layer_p4m_conv_create", int(out_channels), int(kernel),
+    return _create("cfnet_layer_p4m_conv_create", _count(out_channels), _kernel(kernel),
                    to_enum(Padding, padding))
 
 
@@ -260,7 +270,8 @@ def conic_conv_mirror(out_channels, kernel, R, padding="same", interp="nearest")
     """Conic convolution with reflection: two copies per filter (the second for the mirrored
     input), exactly equivariant to quarter turns and reflections.
     C x S x S or C x 2 x S x S -> out_channels x 2 x S' x S'."""
-    return _create("cfnet_layer_conic_conv_mirror_create", int(out_channels), int(kernel), int(R),
+    return _create("cfnet_layer_conic_conv_mirror_create", _count(out_channels), _kernel(kernel),
+                   to_int(R, "R"),
                    to_enum(Padding, padding), to_enum(Interp, interp))
 
 
@@ -273,7 +284,7 @@ def group_pool(mode="max"):
 def dft_projection(filters, R=1, interp="nearest"):
     """DFT transition (a): projection onto ``filters`` map-sized filters at 4R rotations.
     K x M x M -> filters x 4R; p4 K x 4 x M x M -> filters x 4 (R = 1)."""
-    return _create("cfnet_layer_dft_projection_create", int(filters), int(R),
+    return _create("cfnet_layer_dft_projection_create", to_int(filters, "filters"), to_int(R, "R"),
                    to_enum(Interp, interp))
 
 
@@ -284,7 +295,7 @@ def dft_magnitude():
 
 def dense(out_features):
     """Fully connected: the flattened per-sample input -> out_features."""
-    return _create("cfnet_layer_dense_create", int(out_features))
+    return _create("cfnet_layer_dense_create", to_int(out_features, "out_features"))
 
 
 def relu():
@@ -295,7 +306,8 @@ def relu():
 def pool(mode="max", window=0, stride=0):
     """Spatial pooling over the last two axes. window = 0 picks the equivariant choice (2 for
     even sizes, 3 for odd, stride 2)."""
-    return _create("cfnet_layer_pool_create", to_enum(PoolMode, mode), int(window), int(stride))
+    return _create("cfnet_layer_pool_create", to_enum(PoolMode, mode), to_int(window, "window"),
+                   to_int(stride, "stride"))
 
 
 def batch_norm(momentum=0.1, eps=1e-5):

@@ -6,8 +6,8 @@ import weakref
 import numpy as np
 
 from . import _lib
-from ._enums import (AugRotation, Family, ONNX_PROBABILITIES, Option, Optimizer, SAVE_OPTIMIZER,
-                     SAVE_ALLOW_NONFINITE, SumKind, to_enum)
+from ._enums import (INT64, AugRotation, Family, ONNX_PROBABILITIES, Option, Optimizer,
+                     SAVE_OPTIMIZER, SAVE_ALLOW_NONFINITE, SumKind, to_enum, to_int)
 from ._layer import Layer
 from ._tensor import Borrow, as_float32, as_labels, handle_shape
 from ._lib import fs_path
@@ -77,12 +77,12 @@ class Network(Handle):
     """
 
     def __init__(self, channels, height, width, seed=0, context=None):
+        dims = (to_int(channels, "channels"), to_int(height, "height"), to_int(width, "width"))
         if context is None:
-            h = _lib.new_handle("network", "cfnet_network_create", int(channels), int(height),
-                                int(width), ctypes.c_uint64(seed))
+            h = _lib.new_handle("network", "cfnet_network_create", *dims, ctypes.c_uint64(seed))
         else:
             h = _lib.new_handle("network", "cfnet_network_create_in", context._h(),
-                                int(channels), int(height), int(width), ctypes.c_uint64(seed))
+                                *dims, ctypes.c_uint64(seed))
         self._init(h, context)
 
     def _init(self, handle, context=None):
@@ -422,8 +422,9 @@ class Network(Handle):
         """The following train steps' batches are samples [offset, offset + n) of a global
         batch of ``global_batch`` (per-sample keyed augmentation and dropout, loss scaled by
         1 / global_batch); (0, 0) restores single-process training."""
-        _lib.load().call("cfnet_network_set_batch_position", self._h(), int(offset),
-                         int(global_batch))
+        _lib.load().call("cfnet_network_set_batch_position", self._h(),
+                         to_int(offset, "offset", INT64),
+                         to_int(global_batch, "global_batch", INT64))
 
     def gradients(self):
         """Every parameter gradient as one float32 array, in model-file order (layers in
@@ -448,7 +449,7 @@ class Network(Handle):
         with Borrow(x) as tx:
             _lib.load().call("cfnet_network_evaluate", h, tx,
                              lab.ctypes.data_as(ctypes.POINTER(ctypes.c_int32)), lab.size,
-                             int(batch), ctypes.byref(loss), ctypes.byref(acc))
+                             to_int(batch, "batch", INT64), ctypes.byref(loss), ctypes.byref(acc))
         return loss.value, acc.value
 
     def train_epoch(self, images, labels, batch=50, order=None, progress=None):
@@ -490,7 +491,8 @@ class Network(Handle):
         lib = _lib.load()
         with Borrow(x) as tx:
             status = lib.cfnet_network_train_epoch(
-                h, tx, lab.ctypes.data_as(ctypes.POINTER(ctypes.c_int32)), int(batch),
+                h, tx, lab.ctypes.data_as(ctypes.POINTER(ctypes.c_int32)),
+                to_int(batch, "batch", INT64),
                 p_order, int(count), ctypes.cast(cb, ctypes.c_void_p) if cb else None, None,
                 ctypes.byref(mean), ctypes.byref(acc))
         if raised:
@@ -719,7 +721,8 @@ def classifier(family, channels, size, classes, width=0, seed=0):
     half, gcnn-p4m a third).
     See docs/guide.md for the architectures. Returns a Network."""
     h = _lib.new_handle("network", "cfnet_network_create_classifier", int(_family(family)),
-                        int(channels), int(size), int(classes), int(width),
+                        to_int(channels, "channels"), to_int(size, "size"),
+                        to_int(classes, "classes"), to_int(width, "width"),
                         ctypes.c_uint64(seed))
     return Network._from_handle(h)
 

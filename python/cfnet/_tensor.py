@@ -6,6 +6,7 @@ import weakref
 import numpy as np
 
 from . import _lib
+from ._enums import INT64, to_int
 from ._errors import CopyWarning
 from ._handle import Handle
 
@@ -13,7 +14,7 @@ MAX_DIMS = 5
 
 
 def _shape_array(shape):
-    shape = tuple(int(s) for s in shape)
+    shape = tuple(to_int(s, "a dimension", INT64) for s in shape)
     return (ctypes.c_int64 * max(len(shape), 1))(*shape), len(shape)
 
 
