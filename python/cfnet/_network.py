@@ -9,7 +9,7 @@ from . import _lib
 from ._enums import (INT64, AugRotation, Family, ONNX_PROBABILITIES, Option, Optimizer,
                      SAVE_OPTIMIZER, SAVE_ALLOW_NONFINITE, SumKind, to_enum, to_int)
 from ._layer import Layer
-from ._tensor import Borrow, as_float32, as_labels, handle_shape
+from ._tensor import Borrow, as_float32, as_indices, as_labels, handle_shape
 from ._lib import fs_path
 from ._handle import Handle
 
@@ -454,9 +454,10 @@ class Network(Handle):
 
     def train_epoch(self, images, labels, batch=50, order=None, progress=None):
         """One epoch (cfnet_network_train_epoch): batches of ``batch`` in the order of
-        ``order`` (sample indices, repetitions allowed) or, when None, of a permutation drawn
-        from the network's own generator (saved with the training state: resuming is bit
-        identical); the last batch may be smaller; augmentation as configured.
+        ``order`` (a 1-D integer array of sample indices, repetitions allowed) or, when None,
+        of a permutation drawn from the network's own generator (saved with the training
+        state: resuming is bit identical); the last batch may be smaller; augmentation as
+        configured.
 
         ``progress(step, steps, loss, accuracy)`` is called after every step (loss: that
         batch's loss; accuracy: the running training accuracy of the epoch). Return True (any
@@ -471,11 +472,9 @@ class Network(Handle):
         lab = as_labels(labels, x.shape[0] if x.ndim else None)
         mean, acc = ctypes.c_double(), ctypes.c_double()
         if order is not None:
-            order = np.ascontiguousarray(order, dtype=np.int64).reshape(-1)
+            order = as_indices(order, "train_epoch: order")
             p_order = order.ctypes.data_as(ctypes.POINTER(ctypes.c_int64))
             count = order.size
-            if count == 0:
-                raise ValueError("train_epoch: order is empty")
         else:
             p_order, count = None, 0
         raised = []

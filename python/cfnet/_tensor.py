@@ -82,6 +82,26 @@ def as_labels(labels, n=None, what="labels"):
     return np.ascontiguousarray(lab, dtype=np.int32)
 
 
+def as_indices(order, what="order"):
+    """Sample indices as a C-contiguous int64 array: a non-empty 1-D integer array (or list of
+    ints). Floats, booleans, strings and 2-D arrays raise TypeError or ValueError (nothing is
+    truncated, parsed or flattened); the library checks the range."""
+    if isinstance(order, (str, bytes)):
+        raise TypeError("%s must be integers, not a %s" % (what, type(order).__name__))
+    a = order if isinstance(order, np.ndarray) else np.asarray(order)
+    if a.size == 0:
+        raise ValueError("%s is empty" % what)
+    if a.dtype.kind not in "iu":
+        raise TypeError("%s must be an integer array of sample indices, not dtype %s"
+                        % (what, a.dtype))
+    if a.ndim != 1:
+        raise ValueError("%s must be a 1-D array of sample indices, not shape %s"
+                         % (what, a.shape))
+    if a.dtype.kind == "u" and int(a.max()) > 2**63 - 1:
+        raise ValueError("%s: %d is not a sample index" % (what, int(a.max())))
+    return np.ascontiguousarray(a, dtype=np.int64)
+
+
 def require_writeable(a, what):
     """Raises ValueError if libcfnet could write through ``a`` but numpy says it must not."""
     if not a.flags.writeable:
