@@ -1,4 +1,5 @@
 """Networks: the cfnet_network handle, training, inference, invariance check, save and load."""
+import contextlib
 import ctypes
 from collections.abc import MutableMapping
 import weakref
@@ -120,6 +121,23 @@ class Network(Handle):
         self._layers.clear()
         self._handle = None
         self._release()
+
+    _busy = 0  # calls in progress that run Python callbacks (train_epoch, train_step)
+
+    def _views_alive(self):
+        return super()._views_alive() or self._busy > 0
+
+    @contextlib.contextmanager
+    def _in_call(self):
+        """Around a call that runs Python code (a progress callback, the sum hook): a close()
+        from inside it keeps the memory until the call has returned."""
+        self._busy += 1
+        try:
+            yield
+        finally:
+            self._busy -= 1
+            if self._handle is None:
+                self._release()
 
     def _released(self):
         ctx = self._context
@@ -374,7 +392,7 @@ class Network(Handle):
         lab = as_labels(labels, x.shape[0] if x.ndim else None)
         loss = ctypes.c_float()
         raised = getattr(self, "_sum_raised", None)
-        with Borrow(x) as tx:
+        with Borrow(x) as tx, self._in_call():
             try:
                 _lib.load().call("cfnet_network_train_step", h, tx,
                                  lab.ctypes.data_as(ctypes.POINTER(ctypes.c_int32)), lab.size,
@@ -463,8 +481,10 @@ class Network(Handle):
         batch's loss; accuracy: the running training accuracy of the epoch). Return True (any
         true value) from it to stop the epoch after that step: train_epoch then raises
         CancelledError (its ``mean_loss`` and ``accuracy`` cover the steps done), and the steps
-        done are kept (the network stays consistent and can be saved). An exception raised inside ``progress`` also stops the epoch after that step
-        and propagates from train_epoch.
+        done are kept (the network stays consistent and can be saved). An exception raised
+        inside ``progress`` also stops the epoch after that step and propagates from
+        train_epoch; so does ``close()`` called in ``progress`` (CancelledError: the network
+        is freed once the epoch has stopped).
 
         Returns (mean loss, training accuracy) of the epoch."""
         h = self._h()
@@ -482,13 +502,14 @@ class Network(Handle):
         if progress is not None:
             def trampoline(user, step, steps, loss, accuracy):
                 try:
-                    return 1 if progress(step, steps, loss, accuracy) else 0
+                    stop = progress(step, steps, loss, accuracy)
                 except BaseException as e:  # stop the epoch; re-raised below
                     raised.append(e)
                     return 1
+                return 1 if stop or self._handle is None else 0  # closed in progress: stop
             cb = _lib.PROGRESS_FN(trampoline)
         lib = _lib.load()
-        with Borrow(x) as tx:
+        with Borrow(x) as tx, self._in_call():
             status = lib.cfnet_network_train_epoch(
                 h, tx, lab.ctypes.data_as(ctypes.POINTER(ctypes.c_int32)),
                 to_int(batch, "batch", INT64),

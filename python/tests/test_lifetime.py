@@ -101,6 +101,40 @@ class ViewsOutliveCloseTest(LeakCheckedTestCase):
         self.assertEqual(r.stdout.strip(), "(3000, 4096) 2000000.0 True")
 
 
+class CloseInsideCallbacksTest(LeakCheckedTestCase):
+    def test_close_from_progress_or_sum_hook_does_not_free_under_the_call(self):
+        # The network used to be freed while train_epoch / train_step were still running on
+        # it: a segfault. Run in a child so a crash fails the test instead of the suite.
+        code = textwrap.dedent("""
+            import numpy as np, cfnet
+            from cfnet import _lib
+            x = np.random.default_rng(0).standard_normal((6, 1, 16, 16)).astype(np.float32)
+            y = np.arange(6) % 3
+            def make():
+                net = cfnet.Network(1, 16, 16, seed=1)
+                return net.extend([cfnet.conic_conv(8, 3, R=2), cfnet.relu(), cfnet.pool(),
+                                   cfnet.dft_projection(8), cfnet.dft_magnitude(),
+                                   cfnet.dense(3)])
+            net = make()
+            try:
+                net.train_epoch(x, y, batch=2, progress=lambda *a: net.close())
+            except cfnet.CancelledError as e:
+                print("cancelled", net.closed, net.step_count if not net.closed else 1)
+            net = make()
+            net.set_sum_hook(lambda kind, a: net.close())
+            try:
+                net.train_step(x, y)
+            except ValueError as e:
+                print("closed:", e)
+            print(net.closed, _lib.live["network"])
+        """)
+        r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                           env=dict(os.environ), timeout=120)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertEqual(r.stdout.split("\n")[0], "cancelled True 1")
+        self.assertEqual(r.stdout.strip().split("\n")[-1], "True 0")  # both freed after
+
+
 class ReplacingViewedTensorsTest(LeakCheckedTestCase):
     def test_setup_and_append_refuse_while_views_are_alive(self):
         # Both replace the layer's tensors: a view kept across them read freed memory.
