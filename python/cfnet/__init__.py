@@ -72,6 +72,7 @@ def version():
 
 
 def version_number():
+    """Version of the loaded libcfnet as one integer, major * 10000 + minor * 100 + patch."""
     from . import _lib
     return _lib.load().cfnet_version_number()
 

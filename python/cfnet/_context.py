@@ -3,7 +3,7 @@ import ctypes
 import weakref
 
 from . import _lib
-from ._enums import Limit, to_enum
+from ._enums import UINT64, Limit, to_enum, to_int
 from ._errors import StateError
 from ._handle import Handle
 
@@ -17,6 +17,8 @@ class Context(Handle):
     keeps its Context alive, and ``close()`` refuses (StateError) while one of them is open.
     The binding does not expose the allocator hooks (cfnet_context_set_allocator).
     """
+
+    _copy_hint = ""
 
     def __init__(self, header_bytes=None, tensor_bytes=None):
         self._handle = _lib.new_handle("context", "cfnet_context_create")
@@ -36,14 +38,21 @@ class Context(Handle):
             raise StateError(-8, "context_free: %d network(s) created in this context are still "
                              "open" % len(open_nets))
         self._handle = None
-        self._finalizer()
+        self._release()
+
+    def _views_alive(self):
+        # A closed network whose memory is still viewed by numpy needs the context: it is
+        # freed after them.
+        return any(n._finalizer is not None and n._finalizer.alive for n in self._networks)
 
     def set_limit(self, limit, value):
         """Sets a loader limit (Limit.HEADER_BYTES or TENSOR_BYTES, or "header_bytes", ...)."""
         _lib.load().call("cfnet_context_set_limit", self._h(), int(to_enum(Limit, limit)),
-                         int(value))
+                         to_int(value, "limit", UINT64))
 
     def get_limit(self, limit):
+        """The current value of a loader limit (Limit.HEADER_BYTES or TENSOR_BYTES, or its
+        name)."""
         v = ctypes.c_uint64()
         _lib.load().call("cfnet_context_get_limit", self._h(), int(to_enum(Limit, limit)),
                          ctypes.byref(v))

@@ -1,11 +1,19 @@
 """The lifetime plumbing shared by every handle-owning class."""
+import weakref
 
 
 class Handle:
     """Base of Tensor, Layer, Network and Context: `_handle` is the C pointer (None once
-    closed); subclasses define close() and may refine _closed_error()."""
+    closed); subclasses define close() and may refine _closed_error().
+
+    Memory that numpy views point into (``Tensor.numpy()``, ``Layer.params``, ...) must not be
+    freed while a view is alive: the owner tracks its views (``_track``), and ``_release``
+    frees the handle at once when none is alive, else when the last one goes. Until then the
+    object is closed for every call but its memory stays valid."""
 
     _handle = None
+    _finalizer = None  # weakref.finalize freeing the C object; None if Python does not own it
+    _views = None      # weak references to the live numpy views into this object's memory
 
     def _closed_error(self):
         return ValueError("operation on a closed " + type(self).__name__)
@@ -32,3 +40,48 @@ class Handle:
 
     def __exit__(self, *exc):
         self.close()
+
+    # Copies and pickles would share (or, in another process, dangle) the C pointer: refused.
+    def _no_copy(self):
+        raise TypeError("cannot copy or pickle a cfnet.%s: it holds a libcfnet handle%s"
+                        % (type(self).__name__, self._copy_hint))
+
+    _copy_hint = ""
+
+    def __reduce_ex__(self, protocol):
+        self._no_copy()
+
+    def __copy__(self):
+        self._no_copy()
+
+    def __deepcopy__(self, memo):
+        self._no_copy()
+
+    # ---- numpy views into the handle's memory ----
+
+    def _track(self, view):
+        """Records a numpy view (its base object) into this object's memory."""
+        if self._views is None:
+            self._views = set()
+        views = self._views
+        owner = weakref.ref(self)
+
+        def gone(ref):
+            views.discard(ref)
+            obj = owner()
+            if obj is not None and not views and obj._handle is None:
+                obj._release()
+        views.add(weakref.ref(view, gone))
+
+    def _views_alive(self):
+        return bool(self._views)
+
+    def _release(self):
+        """Frees the C object (once), unless a numpy view into it is still alive: then it is
+        freed when the last view goes (or with this object, whichever comes first)."""
+        if self._finalizer is not None and self._finalizer.alive and not self._views_alive():
+            self._finalizer()
+            self._released()
+
+    def _released(self):
+        """Called after the C object was freed by _release (Network: its context may go)."""

@@ -2,7 +2,8 @@
 import numpy as np
 
 from . import _lib
-from ._tensor import Borrow, as_float32
+from ._enums import to_int
+from ._tensor import Borrow, as_float32, require_nonempty
 
 
 def rotate(images, degrees):
@@ -18,11 +19,11 @@ def rotate(images, degrees):
 
 def shift(images, dy, dx):
     """Every plane of ``images`` (..., H, W) shifted dy rows down and dx columns right, zero
-    filled, as a new array."""
+    filled, as a new array (whole pixels: a fractional shift raises TypeError)."""
     x = as_float32(images, "images")
     out = np.empty_like(x)
     with Borrow(x) as tx, Borrow(out) as to:
-        _lib.load().call("cfnet_image_shift", tx, to, int(dy), int(dx))
+        _lib.load().call("cfnet_image_shift", tx, to, to_int(dy, "dy"), to_int(dx, "dx"))
     return out
 
 
@@ -39,6 +40,7 @@ def normalize(images, low=0.1, high=99.9, inplace=False):
         x = images
     else:
         x = np.array(images, dtype=np.float32, order="C", copy=True)
+    require_nonempty(x, "images")
     with Borrow(x) as tx:
         _lib.load().call("cfnet_image_normalize", tx, float(low), float(high))
     return x

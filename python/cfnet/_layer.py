@@ -6,7 +6,7 @@ import weakref
 import numpy as np
 
 from . import _lib
-from ._enums import Interp, LayerKind, Padding, PoolMode, to_enum
+from ._enums import Interp, LayerKind, Padding, PoolMode, to_enum, to_int
 from ._errors import StateError
 from ._tensor import Borrow, MAX_DIMS, _shape_array, as_float32, handle_shape, view
 from ._handle import Handle
@@ -28,9 +28,13 @@ class Layer(Handle):
     - A layer owned by a network is never freed by Python; closing the network invalidates it.
 
     ``params``, ``grads`` and ``state`` are numpy views of the library's tensors: writing to them
-    changes the layer. They keep the Layer (and its network) alive, but must not be used after
-    the layer or its network is closed, nor after ``setup`` (which replaces the tensors).
+    changes the layer. They keep the Layer (and its network) alive, and stay valid after the
+    layer or its network is closed (the memory is freed when the last view goes);
+    ``setup`` and ``Network.append``, which replace the tensors, are refused (StateError)
+    while such a view is alive.
     """
+
+    _copy_hint = " (copy its arrays instead: {k: v.copy() for k, v in layer.params.items()})"
 
     def __init__(self, handle, network=None):
         # Internal: wrap a handle. Use the create functions below or Network.layers instead.
@@ -64,9 +68,16 @@ class Layer(Handle):
         drops the Python handle; the network keeps the layer."""
         if self._handle is None:
             return
-        if self._finalizer is not None:
-            self._finalizer()
         self._handle = None
+        self._release()
+
+    def _check_no_views(self, what):
+        """StateError if numpy views of the tensors that ``what`` replaces are alive."""
+        n = len(self._views or ())
+        if n:
+            raise StateError(-8, "%s: %d numpy view(s) of this layer's parameters or state are "
+                             "alive, and this call would free their memory; delete them first "
+                             "(keep a .copy() if the values are needed)" % (what, n))
 
     def _give_to(self, network):
         """Called by Network.append before the C call: from now on Python never frees it."""
@@ -89,10 +100,12 @@ class Layer(Handle):
 
     @property
     def kind(self):
+        """The layer's LayerKind."""
         return LayerKind(_lib.load().cfnet_layer_kind_of(self._h()))
 
     @property
     def kind_name(self):
+        """The library's name of the layer's kind, e.g. "conic_conv"."""
         lib = _lib.load()
         return lib.cfnet_layer_kind_name(lib.cfnet_layer_kind_of(self._h())).decode()
 
@@ -122,12 +135,13 @@ class Layer(Handle):
     def setup(self, input_shape, seed=0):
         """Sets the layer up for the per-sample ``input_shape`` (no batch axis); allocates and
         initialises the parameters from ``seed``. Returns the output shape. Replaces the
-        parameter tensors: earlier ``params``/``grads`` views become invalid. Refused for a
-        layer owned by a network."""
+        parameter tensors, so it is refused (StateError) while a numpy view of them
+        (``params``, ``grads``, ``state``) is alive, and for a layer owned by a network."""
         h = self._h()
         if self._network is not None:
             raise StateError(-8, "layer_setup: this layer belongs to a network and must not be "
                              "set up again")
+        self._check_no_views("layer_setup")
         shape, nd = _shape_array(input_shape)
         _lib.load().call("cfnet_layer_setup", h, nd, shape, ctypes.c_uint64(seed))
         return self.output_shape
@@ -159,6 +173,7 @@ class Layer(Handle):
         return dx
 
     def zero_grad(self):
+        """Sets the parameter gradients (``grads``) to zero."""
         _lib.load().call("cfnet_layer_zero_grad", self._h())
 
     def _tensors(self, count_fn, get_fn, name_fn):
@@ -169,7 +184,7 @@ class Layer(Handle):
             t = getattr(lib, get_fn)(h, i)
             name = getattr(lib, name_fn)(h, i).decode()
             out[name] = view(lib.cfnet_tensor_data(t), handle_shape(lib, "cfnet_tensor_shape", t),
-                             self)
+                             self, memory_owner=self._network or self)
         return out
 
     @property
@@ -193,45 +208,55 @@ class Layer(Handle):
                              "cfnet_layer_state_name")
 
 
+def _count(out_channels):
+    return to_int(out_channels, "out_channels")
+
+
+def _kernel(kernel):
+    return to_int(kernel, "kernel")
+
+
 def _create(fn, *args):
     return Layer(_lib.new_handle("layer", fn, *args))
 
 
 def conv2d(out_channels, kernel, stride=1, padding="same"):
     """2D convolution (correlation) with bias: C x H x W -> out_channels x H' x W'."""
-    return _create("cfnet_layer_conv2d_create", int(out_channels), int(kernel), int(stride),
+    return _create("cfnet_layer_conv2d_create", _count(out_channels), _kernel(kernel),
+                   to_int(stride, "stride"),
                    to_enum(Padding, padding))
 
 
 def conic_conv(out_channels, kernel, R, padding="same", interp="nearest"):
     """Conic convolution (paper eq. 12) with 4R rotations: C x S x S -> out_channels x S' x S'.
     Exactly equivariant to quarter turns."""
-    return _create("cfnet_layer_conic_conv_create", int(out_channels), int(kernel), int(R),
+    return _create("cfnet_layer_conic_conv_create", _count(out_channels), _kernel(kernel),
+                   to_int(R, "R"),
                    to_enum(Padding, padding), to_enum(Interp, interp))
 
 
 def p4_lift(out_channels, kernel, padding="same"):
     """p4 lifting convolution: C x S x S -> out_channels x 4 x S' x S'."""
-    return _create("cfnet_layer_p4_lift_create", int(out_channels), int(kernel),
+    return _create("cfnet_layer_p4_lift_create", _count(out_channels), _kernel(kernel),
                    to_enum(Padding, padding))
 
 
 def p4_conv(out_channels, kernel, padding="same"):
     """p4 group convolution: C x 4 x S x S -> out_channels x 4 x S' x S'."""
-    return _create("cfnet_layer_p4_conv_create", int(out_channels), int(kernel),
+    return _create("cfnet_layer_p4_conv_create", _count(out_channels), _kernel(kernel),
                    to_enum(Padding, padding))
 
 
 def p4m_lift(out_channels, kernel, padding="same"):
     """p4m lifting convolution (rotations and mirror images, D4):
     C x S x S -> out_channels x 8 x S' x S'."""
-    return _create("cfnet_layer_p4m_lift_create", int(out_channels), int(kernel),
+    return _create("cfnet_layer_p4m_lift_create", _count(out_channels), _kernel(kernel),
                    to_enum(Padding, padding))
 
 
 def p4m_conv(out_channels, kernel, padding="same"):
     """p4m group convolution: C x 8 x S x S -> out_channels x 8 x S' x S'."""
-    return _create("cfnet_layer_p4m_conv_create", int(out_channels), int(kernel),
+    return _create("cfnet_layer_p4m_conv_create", _count(out_channels), _kernel(kernel),
                    to_enum(Padding, padding))
 
 
@@ -245,7 +270,8 @@ def conic_conv_mirror(out_channels, kernel, R, padding="same", interp="nearest")
     """Conic convolution with reflection: two copies per filter (the second for the mirrored
     input), exactly equivariant to quarter turns and reflections.
     C x S x S or C x 2 x S x S -> out_channels x 2 x S' x S'."""
-    return _create("cfnet_layer_conic_conv_mirror_create", int(out_channels), int(kernel), int(R),
+    return _create("cfnet_layer_conic_conv_mirror_create", _count(out_channels), _kernel(kernel),
+                   to_int(R, "R"),
                    to_enum(Padding, padding), to_enum(Interp, interp))
 
 
@@ -258,7 +284,7 @@ def group_pool(mode="max"):
 def dft_projection(filters, R=1, interp="nearest"):
     """DFT transition (a): projection onto ``filters`` map-sized filters at 4R rotations.
     K x M x M -> filters x 4R; p4 K x 4 x M x M -> filters x 4 (R = 1)."""
-    return _create("cfnet_layer_dft_projection_create", int(filters), int(R),
+    return _create("cfnet_layer_dft_projection_create", to_int(filters, "filters"), to_int(R, "R"),
                    to_enum(Interp, interp))
 
 
@@ -269,17 +295,19 @@ def dft_magnitude():
 
 def dense(out_features):
     """Fully connected: the flattened per-sample input -> out_features."""
-    return _create("cfnet_layer_dense_create", int(out_features))
+    return _create("cfnet_layer_dense_create", to_int(out_features, "out_features"))
 
 
 def relu():
+    """max(0, x), element-wise."""
     return _create("cfnet_layer_relu_create")
 
 
 def pool(mode="max", window=0, stride=0):
     """Spatial pooling over the last two axes. window = 0 picks the equivariant choice (2 for
     even sizes, 3 for odd, stride 2)."""
-    return _create("cfnet_layer_pool_create", to_enum(PoolMode, mode), int(window), int(stride))
+    return _create("cfnet_layer_pool_create", to_enum(PoolMode, mode), to_int(window, "window"),
+                   to_int(stride, "stride"))
 
 
 def batch_norm(momentum=0.1, eps=1e-5):

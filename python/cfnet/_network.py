@@ -1,4 +1,5 @@
 """Networks: the cfnet_network handle, training, inference, invariance check, save and load."""
+import contextlib
 import ctypes
 from collections.abc import MutableMapping
 import weakref
@@ -6,10 +7,10 @@ import weakref
 import numpy as np
 
 from . import _lib
-from ._enums import (AugRotation, Family, ONNX_PROBABILITIES, Option, Optimizer, SAVE_OPTIMIZER,
-                     SAVE_ALLOW_NONFINITE, SumKind, to_enum)
+from ._enums import (INT64, AugRotation, Family, ONNX_PROBABILITIES, Option, Optimizer,
+                     SAVE_OPTIMIZER, SAVE_ALLOW_NONFINITE, SumKind, to_enum, to_int)
 from ._layer import Layer
-from ._tensor import Borrow, as_float32, as_labels, handle_shape
+from ._tensor import Borrow, as_float32, as_indices, as_labels, handle_shape
 from ._lib import fs_path
 from ._handle import Handle
 
@@ -63,7 +64,13 @@ class Network(Handle):
     The handle is freed by ``close()``, at the end of a ``with`` block, or when the object is
     garbage-collected. The network owns its layers: the Layer objects it hands out (from
     ``append``, ``layers``, indexing) keep it alive and are valid only while it is open;
-    ``close()`` invalidates them and any numpy view of their parameters.
+    ``close()`` invalidates them. Numpy views of their parameters (``params``, ``grads``,
+    ``state``) stay valid: while one is alive, ``close()`` keeps the memory, and it is freed
+    when the last view goes.
+
+    A Network cannot be pickled or copied (it holds a C pointer); ``to_bytes`` and
+    ``from_bytes`` carry it across processes, and
+    ``Network.from_bytes(net.to_bytes(optimizer=True))`` is a copy.
 
     Inference calls (infer, probabilities, predict, evaluate, invariance) release the GIL and
     may run from several threads at once on one network, as long as nothing modifies it
@@ -71,12 +78,12 @@ class Network(Handle):
     """
 
     def __init__(self, channels, height, width, seed=0, context=None):
+        dims = (to_int(channels, "channels"), to_int(height, "height"), to_int(width, "width"))
         if context is None:
-            h = _lib.new_handle("network", "cfnet_network_create", int(channels), int(height),
-                                int(width), ctypes.c_uint64(seed))
+            h = _lib.new_handle("network", "cfnet_network_create", *dims, ctypes.c_uint64(seed))
         else:
             h = _lib.new_handle("network", "cfnet_network_create_in", context._h(),
-                                int(channels), int(height), int(width), ctypes.c_uint64(seed))
+                                *dims, ctypes.c_uint64(seed))
         self._init(h, context)
 
     def _init(self, handle, context=None):
@@ -100,16 +107,42 @@ class Network(Handle):
 
     # ---- lifetime ----
 
+    _copy_hint = (" (to copy it: Network.from_bytes(net.to_bytes(optimizer=True)); to_bytes "
+                  "also carries it to another process)")
+
     def close(self):
         """Frees the network and its layers (idempotent); Layer objects taken from it become
-        invalid."""
+        invalid. While a numpy view of a layer's parameters is alive the memory is kept, and
+        freed when the last view goes."""
         if self._handle is None:
             return
         for layer in list(self._layers.values()):
             layer._invalidate()
         self._layers.clear()
         self._handle = None
-        self._finalizer()
+        self._release()
+
+    _busy = 0  # calls in progress that run Python callbacks (train_epoch, train_step)
+
+    def _views_alive(self):
+        return super()._views_alive() or self._busy > 0
+
+    @contextlib.contextmanager
+    def _in_call(self):
+        """Around a call that runs Python code (a progress callback, the sum hook): a close()
+        from inside it keeps the memory until the call has returned."""
+        self._busy += 1
+        try:
+            yield
+        finally:
+            self._busy -= 1
+            if self._handle is None:
+                self._release()
+
+    def _released(self):
+        ctx = self._context
+        if ctx is not None and ctx._handle is None:
+            ctx._release()  # a context closed while this network's memory was kept
 
     # ---- composition ----
 
@@ -117,8 +150,9 @@ class Network(Handle):
         """Appends ``layer`` and sets it up for the current output shape. The network takes
         ownership in every case: on success ``layer`` becomes a view of the network's layer and
         is returned; on failure it is freed (``layer.consumed`` becomes True) and the error is
-        raised. A layer that already belongs to a network raises StateError and is left
-        alone."""
+        raised. A layer that already belongs to a network, or whose ``params``/``grads``/
+        ``state`` views are alive (the append replaces those tensors), raises StateError and
+        is left alone."""
         h = self._h()
         if not isinstance(layer, Layer):
             raise TypeError("append needs a cfnet.Layer, not %s" % type(layer).__name__)
@@ -127,6 +161,7 @@ class Network(Handle):
         if layer.network is not None:
             lib.call("cfnet_network_append", h, lh)  # CFNET_E_STATE, nothing freed
             raise AssertionError("unreachable: appending an owned layer succeeded")
+        layer._check_no_views("network_append")  # left alone, like an owned layer
         index = lib.cfnet_network_layer_count(h)
         layer._give_to(self)
         try:
@@ -172,10 +207,12 @@ class Network(Handle):
 
     @property
     def input_shape(self):
+        """Per-sample input shape (C, H, W)."""
         return handle_shape(_lib.load(), "cfnet_network_input_shape", self._h())
 
     @property
     def output_shape(self):
+        """Per-sample output shape of the last layer (the input shape if there is none)."""
         return handle_shape(_lib.load(), "cfnet_network_output_shape", self._h())
 
     @property
@@ -253,11 +290,16 @@ class Network(Handle):
             _lib.load().call("cfnet_network_backward", h, td)
 
     def zero_grad(self):
+        """Sets every layer's parameter gradients to zero."""
         _lib.load().call("cfnet_network_zero_grad", self._h())
 
     def _batch(self, x):
         """(x as a passable float32 array with a batch axis, True if one was added): a single
-        C x H x W image (the network's input shape) becomes a batch of one."""
+        C x H x W image (the network's input shape) becomes a batch of one. None for no images
+        (0 x C x H x W): the caller returns an empty result."""
+        a = x if isinstance(x, np.ndarray) else np.asarray(x)
+        if a.ndim == 4 and a.shape[0] == 0 and tuple(a.shape[1:]) == self.input_shape:
+            return None, False
         x = as_float32(x, "images", stacklevel=4)
         if x.ndim == 3 and tuple(x.shape) == self.input_shape:
             return x.reshape((1,) + x.shape), True
@@ -269,30 +311,38 @@ class Network(Handle):
 
     def infer(self, x):
         """Read-only inference: the network output for x (N x <output shape>); for a single
-        C x H x W image, the output without the batch axis."""
+        C x H x W image, the output without the batch axis; for no images (0 x C x H x W), an
+        empty array."""
         h = self._h()
         x, single = self._batch(x)
+        if x is None:
+            return self._out(0)
         out = self._out(x.shape[0] if x.ndim else 0)
         with Borrow(x) as tx, Borrow(out) as to:
             _lib.load().call("cfnet_network_infer", h, tx, to)
         return out[0] if single else out
 
     def probabilities(self, x):
-        """Class probabilities (N x K) for x; a vector of K for a single C x H x W image."""
+        """Class probabilities (N x K) for x; a vector of K for a single C x H x W image (0 x K
+        for no images)."""
         h = self._h()
         x, single = self._batch(x)
-        n = x.shape[0] if x.ndim else 0
         k = int(np.prod(self.output_shape))
+        if x is None:
+            return np.empty((0, k), dtype=np.float32)
+        n = x.shape[0] if x.ndim else 0
         probs = np.empty((n, k), dtype=np.float32)
         with Borrow(x) as tx, Borrow(probs) as tp:
             _lib.load().call("cfnet_network_probabilities", h, tx, tp)
         return probs[0] if single else probs
 
     def predict(self, x):
-        """Predicted class (argmax of the output) per image, as an int32 array of length N; an
-        int for a single C x H x W image."""
+        """Predicted class (argmax of the output) per image, as an int32 array of length N
+        (empty for no images); an int for a single C x H x W image."""
         h = self._h()
         x, single = self._batch(x)
+        if x is None:
+            return np.empty(0, dtype=np.int32)
         n = x.shape[0] if x.ndim else 0
         labels = np.empty(n, dtype=np.int32)
         with Borrow(x) as tx:
@@ -342,7 +392,7 @@ class Network(Handle):
         lab = as_labels(labels, x.shape[0] if x.ndim else None)
         loss = ctypes.c_float()
         raised = getattr(self, "_sum_raised", None)
-        with Borrow(x) as tx:
+        with Borrow(x) as tx, self._in_call():
             try:
                 _lib.load().call("cfnet_network_train_step", h, tx,
                                  lab.ctypes.data_as(ctypes.POINTER(ctypes.c_int32)), lab.size,
@@ -390,8 +440,9 @@ class Network(Handle):
         """The following train steps' batches are samples [offset, offset + n) of a global
         batch of ``global_batch`` (per-sample keyed augmentation and dropout, loss scaled by
         1 / global_batch); (0, 0) restores single-process training."""
-        _lib.load().call("cfnet_network_set_batch_position", self._h(), int(offset),
-                         int(global_batch))
+        _lib.load().call("cfnet_network_set_batch_position", self._h(),
+                         to_int(offset, "offset", INT64),
+                         to_int(global_batch, "global_batch", INT64))
 
     def gradients(self):
         """Every parameter gradient as one float32 array, in model-file order (layers in
@@ -416,21 +467,24 @@ class Network(Handle):
         with Borrow(x) as tx:
             _lib.load().call("cfnet_network_evaluate", h, tx,
                              lab.ctypes.data_as(ctypes.POINTER(ctypes.c_int32)), lab.size,
-                             int(batch), ctypes.byref(loss), ctypes.byref(acc))
+                             to_int(batch, "batch", INT64), ctypes.byref(loss), ctypes.byref(acc))
         return loss.value, acc.value
 
     def train_epoch(self, images, labels, batch=50, order=None, progress=None):
         """One epoch (cfnet_network_train_epoch): batches of ``batch`` in the order of
-        ``order`` (sample indices, repetitions allowed) or, when None, of a permutation drawn
-        from the network's own generator (saved with the training state: resuming is bit
-        identical); the last batch may be smaller; augmentation as configured.
+        ``order`` (a 1-D integer array of sample indices, repetitions allowed) or, when None,
+        of a permutation drawn from the network's own generator (saved with the training
+        state: resuming is bit identical); the last batch may be smaller; augmentation as
+        configured.
 
         ``progress(step, steps, loss, accuracy)`` is called after every step (loss: that
         batch's loss; accuracy: the running training accuracy of the epoch). Return True (any
         true value) from it to stop the epoch after that step: train_epoch then raises
         CancelledError (its ``mean_loss`` and ``accuracy`` cover the steps done), and the steps
-        done are kept (the network stays consistent and can be saved). An exception raised inside ``progress`` also stops the epoch after that step
-        and propagates from train_epoch.
+        done are kept (the network stays consistent and can be saved). An exception raised
+        inside ``progress`` also stops the epoch after that step and propagates from
+        train_epoch; so does ``close()`` called in ``progress`` (CancelledError: the network
+        is freed once the epoch has stopped).
 
         Returns (mean loss, training accuracy) of the epoch."""
         h = self._h()
@@ -438,11 +492,9 @@ class Network(Handle):
         lab = as_labels(labels, x.shape[0] if x.ndim else None)
         mean, acc = ctypes.c_double(), ctypes.c_double()
         if order is not None:
-            order = np.ascontiguousarray(order, dtype=np.int64).reshape(-1)
+            order = as_indices(order, "train_epoch: order")
             p_order = order.ctypes.data_as(ctypes.POINTER(ctypes.c_int64))
             count = order.size
-            if count == 0:
-                raise ValueError("train_epoch: order is empty")
         else:
             p_order, count = None, 0
         raised = []
@@ -450,15 +502,17 @@ class Network(Handle):
         if progress is not None:
             def trampoline(user, step, steps, loss, accuracy):
                 try:
-                    return 1 if progress(step, steps, loss, accuracy) else 0
+                    stop = progress(step, steps, loss, accuracy)
                 except BaseException as e:  # stop the epoch; re-raised below
                     raised.append(e)
                     return 1
+                return 1 if stop or self._handle is None else 0  # closed in progress: stop
             cb = _lib.PROGRESS_FN(trampoline)
         lib = _lib.load()
-        with Borrow(x) as tx:
+        with Borrow(x) as tx, self._in_call():
             status = lib.cfnet_network_train_epoch(
-                h, tx, lab.ctypes.data_as(ctypes.POINTER(ctypes.c_int32)), int(batch),
+                h, tx, lab.ctypes.data_as(ctypes.POINTER(ctypes.c_int32)),
+                to_int(batch, "batch", INT64),
                 p_order, int(count), ctypes.cast(cb, ctypes.c_void_p) if cb else None, None,
                 ctypes.byref(mean), ctypes.byref(acc))
         if raised:
@@ -601,6 +655,9 @@ class Network(Handle):
     @classmethod
     def from_bytes(cls, data, context=None):
         """A network read from bytes produced by ``to_bytes`` (or a model file's contents)."""
+        if isinstance(data, str):
+            raise TypeError("from_bytes needs bytes (what to_bytes returns, or a model file's "
+                            "contents), not str; for a path use Network.load")
         buf = data if isinstance(data, bytes) else bytes(data)
         if context is None:
             h = _lib.new_handle("network", "cfnet_network_load_buffer", buf, len(buf))
@@ -679,11 +736,13 @@ def _family(family):
 
 def classifier(family, channels, size, classes, width=0, seed=0):
     """The preset classifier of a family (a Family, or its name: "cfnet", "cnet", "gcnn",
-    "gcnn-dft", "cnn") for N x channels x size x size images (size 16 to 512) and ``classes``
-    classes; ``width`` filters per layer (0: the default, 16; the p4 families use half).
+    "gcnn-dft", "cnn", "gcnn-p4m") for N x channels x size x size images (size 16 to 512) and
+    ``classes`` classes; ``width`` filters per layer (0: the default, 16; the p4 families use
+    half, gcnn-p4m a third).
     See docs/guide.md for the architectures. Returns a Network."""
     h = _lib.new_handle("network", "cfnet_network_create_classifier", int(_family(family)),
-                        int(channels), int(size), int(classes), int(width),
+                        to_int(channels, "channels"), to_int(size, "size"),
+                        to_int(classes, "classes"), to_int(width, "width"),
                         ctypes.c_uint64(seed))
     return Network._from_handle(h)
 

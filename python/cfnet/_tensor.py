@@ -6,6 +6,7 @@ import weakref
 import numpy as np
 
 from . import _lib
+from ._enums import INT64, to_int
 from ._errors import CopyWarning
 from ._handle import Handle
 
@@ -13,7 +14,7 @@ MAX_DIMS = 5
 
 
 def _shape_array(shape):
-    shape = tuple(int(s) for s in shape)
+    shape = tuple(to_int(s, "a dimension", INT64) for s in shape)
     return (ctypes.c_int64 * max(len(shape), 1))(*shape), len(shape)
 
 
@@ -24,13 +25,25 @@ def is_passable(a):
             and a.flags.c_contiguous and a.flags.aligned)
 
 
+def require_nonempty(a, what):
+    """ValueError naming ``what`` for an array with no elements: libcfnet tensors have at least
+    one element in every dimension (the library would only name its internal tensor_wrap)."""
+    if a.size == 0:
+        raise ValueError("%s is empty (shape %s): libcfnet needs at least one element along every "
+                         "axis (e.g. at least one image)" % (what, tuple(a.shape)))
+    return a
+
+
 def as_float32(a, what="array", stacklevel=3):
     """``a`` itself if it is passable, else a C-contiguous float32 copy (with a CopyWarning when
-    ``a`` was already an ndarray: lists and scalars are expected to be converted)."""
+    ``a`` was already an ndarray: lists and scalars are expected to be converted). An empty
+    array raises ValueError (require_nonempty)."""
     if is_passable(a):
-        return a
+        return require_nonempty(a, what)
+    if isinstance(a, np.ndarray):
+        require_nonempty(a, what)
     was_array = isinstance(a, np.ndarray)
-    out = np.ascontiguousarray(a, dtype=np.float32)
+    out = require_nonempty(np.ascontiguousarray(a, dtype=np.float32), what)
     if was_array:
         warnings.warn("%s (%s, %s) copied to a C-contiguous float32 array for libcfnet"
                       % (what, a.dtype, "contiguous" if a.flags.c_contiguous else "strided"),
@@ -69,6 +82,26 @@ def as_labels(labels, n=None, what="labels"):
     return np.ascontiguousarray(lab, dtype=np.int32)
 
 
+def as_indices(order, what="order"):
+    """Sample indices as a C-contiguous int64 array: a non-empty 1-D integer array (or list of
+    ints). Floats, booleans, strings and 2-D arrays raise TypeError or ValueError (nothing is
+    truncated, parsed or flattened); the library checks the range."""
+    if isinstance(order, (str, bytes)):
+        raise TypeError("%s must be integers, not a %s" % (what, type(order).__name__))
+    a = order if isinstance(order, np.ndarray) else np.asarray(order)
+    if a.size == 0:
+        raise ValueError("%s is empty" % what)
+    if a.dtype.kind not in "iu":
+        raise TypeError("%s must be an integer array of sample indices, not dtype %s"
+                        % (what, a.dtype))
+    if a.ndim != 1:
+        raise ValueError("%s must be a 1-D array of sample indices, not shape %s"
+                         % (what, a.shape))
+    if a.dtype.kind == "u" and int(a.max()) > 2**63 - 1:
+        raise ValueError("%s: %d is not a sample index" % (what, int(a.max())))
+    return np.ascontiguousarray(a, dtype=np.int64)
+
+
 def require_writeable(a, what):
     """Raises ValueError if libcfnet could write through ``a`` but numpy says it must not."""
     if not a.flags.writeable:
@@ -90,11 +123,15 @@ class _View:
         self._owner = owner
 
 
-def view(ptr, shape, owner, readonly=False):
-    """An ndarray over ``prod(shape)`` floats of C memory at ``ptr``, keeping ``owner`` alive."""
+def view(ptr, shape, owner, readonly=False, memory_owner=None):
+    """An ndarray over ``prod(shape)`` floats of C memory at ``ptr``, keeping ``owner`` alive;
+    ``memory_owner`` (default ``owner``), the Handle that frees that memory, defers freeing it
+    while the view is alive (Handle._release)."""
     if not ptr:
         raise ValueError("no data")
-    return np.asarray(_View(ptr, shape, owner, readonly))
+    base = _View(ptr, shape, owner, readonly)
+    (memory_owner if memory_owner is not None else owner)._track(base)
+    return np.asarray(base)
 
 
 def handle_shape(lib, fn, handle):
@@ -138,9 +175,11 @@ class Tensor(Handle):
     buffer lives as long as the handle). ``numpy()`` returns a writable view of the data.
 
     The handle is freed by ``close()``, at the end of a ``with`` block, or when the object is
-    garbage-collected. Views returned by ``numpy()`` keep the Tensor alive but must not be used
-    after an explicit ``close()``.
+    garbage-collected. Views returned by ``numpy()`` keep the Tensor alive; after ``close()``
+    they stay valid, and the memory is freed when the last of them goes.
     """
+
+    _copy_hint = " (copy the data instead: Tensor.from_array(t.numpy()))"
 
     def __init__(self, shape):
         shape_arr, nd = _shape_array(shape)
@@ -175,23 +214,28 @@ class Tensor(Handle):
         return t
 
     def close(self):
-        """Frees the handle (idempotent). A wrapped array stays valid; views from numpy() of a
-        library-owned tensor do not."""
+        """Frees the handle (idempotent); while a view from numpy() is alive, its memory is
+        kept until the last such view goes. A wrapped array stays valid."""
         if self._handle is not None:
-            self._finalizer()
             self._handle = None
-            self._array = None
+            self._release()
+
+    def _released(self):
+        self._array = None
 
     @property
     def shape(self):
+        """The shape, as a tuple."""
         return handle_shape(_lib.load(), "cfnet_tensor_shape", self._h())
 
     @property
     def ndim(self):
+        """Number of dimensions (1 to 5)."""
         return _lib.load().cfnet_tensor_ndim(self._h())
 
     @property
     def size(self):
+        """Number of elements."""
         return _lib.load().cfnet_tensor_numel(self._h())
 
     def numpy(self):
@@ -213,9 +257,11 @@ class Tensor(Handle):
         return out
 
     def fill(self, value):
+        """Sets every element to ``value``."""
         _lib.load().call("cfnet_tensor_fill", self._h(), float(value))
 
     def zero(self):
+        """Sets every element to 0."""
         _lib.load().call("cfnet_tensor_zero", self._h())
 
     def reshape(self, shape):

@@ -53,11 +53,21 @@ class EpochTest(LeakCheckedTestCase):
                 a.train_epoch(self.x, self.y, batch=3, order=[0, 10])
             with self.assertRaises(ValueError):
                 a.train_epoch(self.x, self.y, batch=3, order=[])
+            # Indices are not truncated, parsed or flattened (they used to be, silently).
+            for bad, exc in (([0.5, 1.7], TypeError), (np.array([1.0, 2.0]), TypeError),
+                             (["0", "1"], TypeError), ([True, False], TypeError),
+                             (np.array([[0, 1], [2, 3]]), ValueError)):
+                with self.assertRaisesRegex(exc, "order must be"):
+                    a.train_epoch(self.x, self.y, batch=3, order=bad)
+                with self.assertRaisesRegex(exc, "order must be"):
+                    a.fit(self.x, self.y, epochs=1, batch=3, order=lambda e: bad)
             with self.assertRaises(cfnet.InvalidArgumentError):
                 a.train_epoch(self.x, self.y, batch=0)
             self.assertEqual(a.step_count, 2)
             a.fit(self.x, self.y, epochs=1, batch=5, rng=np.random.default_rng(1))
             self.assertEqual(a.step_count, 4)
+            a.train_epoch(self.x, self.y, batch=3, order=np.array([0, 1], dtype=np.uint8))
+            self.assertEqual(a.step_count, 5)
 
     def test_returning_true_cancels(self):
         with make_net() as net:

@@ -67,6 +67,25 @@ class LibraryTest(unittest.TestCase):
         for k in cfnet.LayerKind:
             self.assertEqual(cfnet.kind_name(k), k.name.lower())
 
+    def test_every_public_name_has_a_docstring(self):
+        # help(cfnet.X) is the reference the README points to: nothing public left bare.
+        import inspect
+        bare = []
+        for name in cfnet.__all__:
+            obj = getattr(cfnet, name)
+            if not (inspect.isfunction(obj) or inspect.isclass(obj)):
+                continue
+            if not inspect.getdoc(obj) or (inspect.isclass(obj) and obj.__doc__ is None):
+                bare.append(name)
+            if inspect.isclass(obj) and not issubclass(obj, BaseException):
+                for attr, member in vars(obj).items():
+                    if attr.startswith("_"):
+                        continue
+                    fn = member.__func__ if isinstance(member, classmethod) else member
+                    if (inspect.isfunction(fn) or isinstance(fn, property)) and not fn.__doc__:
+                        bare.append(name + "." + attr)
+        self.assertEqual(bare, [])
+
     def test_import_does_not_load_the_library(self):
         env = dict(os.environ, CFNET_LIBRARY="/nonexistent/libcfnet.so")
         r = run_python("import cfnet, cfnet._lib as L; assert L._lib is None; print('ok')", env)

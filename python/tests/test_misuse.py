@@ -130,6 +130,63 @@ class NumericTest(LeakCheckedTestCase):
                 self.assertTrue(np.isnan(back[len(back) - 1].params["weight"][0, 0]))
 
 
+class IntegerArgumentTest(LeakCheckedTestCase):
+    def test_fractions_and_wrapping_values_are_refused(self):
+        # ctypes used to truncate 0.6 to 0 and wrap 2**32 + 3 to 3, silently building
+        # something else than asked (a dense layer of 3 outputs, an image not shifted).
+        img = np.arange(9, dtype=np.float32).reshape(3, 3)
+        with self.assertRaisesRegex(TypeError, "dy must be an integer"):
+            cfnet.shift(img, 0.6, 0)
+        with self.assertRaisesRegex(ValueError, "out_features = 4294967299 is out of range"):
+            cfnet.dense(2**32 + 3)
+        with self.assertRaisesRegex(ValueError, "channels = 4294967297 is out of range"):
+            cfnet.Network(2**32 + 1, 16, 16)
+        with self.assertRaisesRegex(TypeError, "R must be an integer"):
+            cfnet.conic_conv(8, 3, R=1.5)
+        with self.assertRaisesRegex(TypeError, "height must be an integer"):
+            cfnet.Network(1, "16", 16)
+        with self.assertRaisesRegex(TypeError, "dimension must be an integer"):
+            cfnet.Tensor((2.5,))
+        with self.assertRaisesRegex(ValueError, "limit = -1 is out of range"):
+            cfnet.Context(header_bytes=-1)
+        with small_cfnet() as net:
+            x, y = rotated_patterns(4)
+            with self.assertRaisesRegex(TypeError, "batch must be an integer"):
+                net.evaluate(x, y, batch=2.5)
+
+    def test_integers_of_any_kind_and_integral_floats_work(self):
+        with cfnet.Network(np.int64(1), 16.0, np.uint8(16)) as net:
+            self.assertEqual(net.input_shape, (1, 16, 16))
+        with cfnet.Tensor((np.int32(2), 3.0)) as t:
+            self.assertEqual(t.shape, (2, 3))
+        np.testing.assert_array_equal(cfnet.shift(np.eye(3, dtype=np.float32), np.int8(1), 0)[1],
+                                      [1, 0, 0])
+
+
+class EmptyBatchTest(LeakCheckedTestCase):
+    def test_inference_on_no_images_gives_empty_results(self):
+        with small_cfnet() as net:
+            none = np.zeros((0, 1, 16, 16), np.float32)
+            self.assertEqual(net.infer(none).shape, (0, 3))
+            self.assertEqual(net.probabilities(none).shape, (0, 3))
+            p = net.predict(none)
+            self.assertEqual((p.shape, p.dtype), ((0,), np.int32))
+
+    def test_other_calls_name_the_empty_argument(self):
+        # They used to fail with "tensor_wrap: dimension 0 is 0", a call the user never made.
+        with small_cfnet() as net:
+            none = np.zeros((0, 1, 16, 16), np.float32)
+            calls = [lambda: net.train_step(none, []), lambda: net.evaluate(none, []),
+                     lambda: net.fit(none, []), lambda: net.invariance(none),
+                     lambda: net.forward(none), lambda: net.infer(np.zeros((2, 1, 0, 16))),
+                     lambda: cfnet.rotate(none, 90), lambda: cfnet.normalize(none),
+                     lambda: net[0].forward(none)]
+            for call in calls:
+                with self.assertRaisesRegex(ValueError, r"is empty \(shape") as cm:
+                    call()
+                self.assertNotIn("tensor_wrap", str(cm.exception))
+
+
 class SingleImageTest(LeakCheckedTestCase):
     def test_predict_probabilities_infer_on_one_image(self):
         with small_cfnet() as net:

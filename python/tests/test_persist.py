@@ -79,6 +79,8 @@ class PersistTest(LeakCheckedTestCase):
         for buf in (data, bytearray(data), memoryview(data)):
             with cfnet.Network.from_bytes(buf) as copy:
                 np.testing.assert_array_equal(copy.infer(self.x), self.net.infer(self.x))
+        with self.assertRaisesRegex(TypeError, "Network.load"):  # a path given as data
+            cfnet.Network.from_bytes(self.path)
 
     def test_optimizer_flag_continues_training_exactly(self):
         data = self.net.to_bytes(optimizer=True)
