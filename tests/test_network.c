@@ -140,6 +140,10 @@ static void summary_lists_every_layer(void **state)
     char small[16];
     CF_ASSERT_STATUS(cfnet_network_summary(net, small, sizeof small, &need), CFNET_E_LIMIT);
     assert_int_equal(strlen(small), sizeof small - 1);
+    /* One byte: room for the NUL only, which is still written. */
+    small[0] = 'x';
+    CF_ASSERT_STATUS(cfnet_network_summary(net, small, 1, &need), CFNET_E_LIMIT);
+    assert_int_equal(small[0], '\0');
     assert_true(cfnet_network_memory_usage(net) >
                 (size_t)cfnet_network_param_count(net) * 2 * sizeof(float));
     cfnet_network_free(net);

@@ -319,6 +319,7 @@ CFNET_API cfnet_status cfnet_network_summary(const cfnet_network *net, char *buf
                "network_summary: NULL argument");
     size_t used = 0;
     char line[256], shp[96];
+    if (size > 0) buf[0] = '\0'; /* a one-byte buffer holds only the NUL */
     for (int i = -1; i <= net->nlayers; i++) {
         int n;
         if (i < 0) {
