@@ -133,7 +133,9 @@ CFNET_API cfnet_status cfnet_tensor_create(int ndim, const int64_t *shape, cfnet
 CFNET_API cfnet_status cfnet_tensor_wrap(float *data, int ndim, const int64_t *shape,
                                          cfnet_tensor **out);
 
-/** Frees the tensor (and its data unless it wraps a caller's buffer). Accepts NULL. */
+/** Frees the tensor (and its data unless it wraps a caller's buffer). Accepts NULL. A layer's
+ *  own tensor (cfnet_layer_param, cfnet_layer_grad, cfnet_layer_state) is not freed (the layer
+ *  frees it): the call records a message (cfnet_last_error) and returns. */
 CFNET_API void cfnet_tensor_free(cfnet_tensor *t);
 
 /** Number of dimensions, or 0 for NULL. */
@@ -165,7 +167,9 @@ CFNET_API cfnet_status cfnet_tensor_fill(cfnet_tensor *t, float value);
 /** Sets every element to zero. */
 CFNET_API cfnet_status cfnet_tensor_zero(cfnet_tensor *t);
 
-/** Changes the shape without moving data; the element count must stay the same. */
+/** Changes the shape without moving data; the element count must stay the same. A layer's own
+ *  tensor (cfnet_layer_param, _grad, _state) keeps the shape its layer gave it:
+ *  CFNET_E_STATE. */
 CFNET_API cfnet_status cfnet_tensor_reshape(cfnet_tensor *t, int ndim, const int64_t *shape);
 
 /* ---------------------------------------------------------------------------------------------
