@@ -27,11 +27,12 @@
  * Thread safety: functions on distinct objects may run concurrently. A single object must not be
  * used from two threads at once unless a function's documentation says so. The error message is
  * per thread. Networks detect the forbidden case: read-only calls (infer, probabilities,
- * predict, evaluate, invariance, save, save_buffer, summary, export) may run in any number of
- * threads at once, while a call that modifies the network (train_step, train_epoch, forward,
- * backward, zero_grad, set_option, append) returns CFNET_E_STATE, doing nothing, if another
- * thread is using the network — and a read-only call returns CFNET_E_STATE while another thread
- * modifies it. (Freeing a network that another thread uses remains undefined.)
+ * predict, evaluate, invariance, save, save_buffer, summary, export, get_metadata, metadata_at,
+ * gradients) may run in any number of threads at once, while a call that modifies the network
+ * (train_step, train_epoch, forward, backward, zero_grad, set_option, append, init_normal,
+ * set_metadata, set_sum_hook, set_batch_position) returns CFNET_E_STATE, doing nothing, if
+ * another thread is using the network — and a read-only call returns CFNET_E_STATE while another
+ * thread modifies it. (Freeing a network that another thread uses remains undefined.)
  *
  * FFTW: before planning its first transform, libcfnet calls fftwf_make_planner_thread_safe(),
  * so FFTW's planner (one per process) is locked by FFTW itself for every caller in the process,
@@ -438,9 +439,10 @@ CFNET_API cfnet_status cfnet_softmax_cross_entropy(const cfnet_tensor *logits,
  * the same calls compute the same results (for a given thread count).
  *
  * Thread safety: a network must not be used from two threads at once, EXCEPT the inference
- * calls cfnet_network_predict, cfnet_network_infer, cfnet_network_evaluate and
- * cfnet_network_invariance, which only read the network and may run concurrently from
- * several threads on the same network provided no other call modifies it meanwhile.
+ * calls cfnet_network_predict, cfnet_network_infer, cfnet_network_probabilities,
+ * cfnet_network_evaluate and cfnet_network_invariance, which only read the network and may run
+ * concurrently from several threads on the same network provided no other call modifies it
+ * meanwhile (a modifying call is refused, see "Thread safety" at the top).
  * Distinct networks may be used concurrently from different threads.
  * ------------------------------------------------------------------------------------------- */
 

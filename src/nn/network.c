@@ -263,6 +263,7 @@ CFNET_API cfnet_status cfnet_network_init_normal(cfnet_network *net, double sd, 
 {
     CF_CHECK(cf_handle_check(net, CF_MAGIC_NETWORK, "network", __func__));
     CF_FAIL_IF(!net, CFNET_E_INVALID_ARGUMENT, "network_init_normal: net is NULL");
+    CF_NET_GUARD(net, true, "network_init_normal");
     CF_FAIL_IF(!(sd > 0.0 && sd <= 1000.0), CFNET_E_INVALID_ARGUMENT,
                "network_init_normal: sd %g, must be finite, > 0 and <= 1000", sd);
     uint64_t state = seed * 0x9e3779b97f4a7c15ull + 1;
