@@ -300,6 +300,15 @@ static void non_finite_inputs_follow_the_policy(void **state)
     CF_ASSERT_STATUS(cfnet_softmax_cross_entropy(o, &lab, 1, NULL, NULL), CFNET_E_INVALID_ARGUMENT);
     float loss;
     CF_ASSERT_STATUS(cfnet_softmax_cross_entropy(o, &lab, 1, &loss, NULL), CFNET_E_INVALID_ARGUMENT);
+    /* Evaluation names the image by its index in the whole set, not within its batch. */
+    int64_t x3s[] = {3, 1, 4, 4};
+    cfnet_tensor *x3 = tu_tensor(4, x3s, NULL);
+    cfnet_tensor_data(x3)[2 * 16 + 5] = NAN;
+    int32_t lab3[3] = {0, 1, 0};
+    CF_ASSERT_STATUS(cfnet_network_evaluate(net, x3, lab3, 3, 2, &loss, NULL),
+                     CFNET_E_INVALID_ARGUMENT);
+    assert_non_null(strstr(cfnet_last_error(), "image 2 "));
+    cfnet_tensor_free(x3);
     CF_ASSERT_STATUS(cfnet_image_rotate(x, o, 30.0), CFNET_E_SHAPE_MISMATCH);
     CF_ASSERT_STATUS(cfnet_image_rotate(NULL, o, 30.0), CFNET_E_INVALID_ARGUMENT);
     CF_ASSERT_STATUS(cfnet_image_shift(NULL, NULL, 1, 1), CFNET_E_INVALID_ARGUMENT);
