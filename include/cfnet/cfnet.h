@@ -693,8 +693,10 @@ CFNET_API cfnet_status cfnet_image_normalize(cfnet_tensor *images, double low_pe
 /** Writes the whole network (architecture, parameters, batch-norm statistics, training options,
  *  optionally the training state) to `path`. The file is written to a temporary file beside it
  *  and renamed, so on any failure (CFNET_E_IO, with the system's reason) an existing file at
- *  `path` is left intact. Unknown flags give CFNET_E_INVALID_ARGUMENT; a network too large for
- *  the loader's built-in limits gives CFNET_E_LIMIT. */
+ *  `path` is left intact; the new file keeps the permissions of the file it replaces. A
+ *  symbolic link at `path` is replaced by the file, not followed (docs/format.md). Unknown flags
+ *  give CFNET_E_INVALID_ARGUMENT; a network too large for the loader's built-in limits gives
+ *  CFNET_E_LIMIT. */
 CFNET_API cfnet_status cfnet_network_save(const cfnet_network *net, const char *path,
                                           unsigned flags);
 
