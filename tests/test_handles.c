@@ -87,6 +87,15 @@ static void handles_of_the_wrong_kind_are_refused(void **state)
     CF_ASSERT_STATUS(cfnet_context_set_limit((cfnet_context *)(void *)net,
                                              CFNET_LIMIT_HEADER_BYTES, 10),
                      CFNET_E_INVALID_ARGUMENT);
+    /* the data-parallel entry points too */
+    float g[1];
+    CF_ASSERT_STATUS(cfnet_network_set_sum_hook((cfnet_network *)(void *)l, NULL, NULL),
+                     CFNET_E_INVALID_ARGUMENT);
+    CF_ASSERT_STATUS(cfnet_network_set_batch_position((cfnet_network *)(void *)l, 0, 0),
+                     CFNET_E_INVALID_ARGUMENT);
+    CF_ASSERT_STATUS(cfnet_network_gradients((cfnet_network *)(void *)l, g, 0),
+                     CFNET_E_INVALID_ARGUMENT);
+    assert_non_null(strstr(cfnet_last_error(), "network handle"));
     assert_int_equal(cfnet_network_layer_count((cfnet_network *)(void *)x), 0);
     assert_true(cfnet_tensor_numel((cfnet_tensor *)(void *)net) == -1);
     assert_null(cfnet_tensor_data((cfnet_tensor *)(void *)l));

@@ -134,6 +134,62 @@ static void layer_methods_reject_null_and_unset_layers(void **state)
 }
 
 /* Rotation layers need square maps and odd kernels; the message names the shape. */
+/* A layer's parameter, gradient and state tensors are borrowed: cfnet_tensor_free leaves them
+ * to the layer (with a message) and cfnet_tensor_reshape refuses to change their shape, which
+ * the layer, the saver and the loader rely on. */
+static void layer_tensors_cannot_be_freed_or_reshaped(void **state)
+{
+    (void)state;
+    cfnet_network *net = NULL;
+    cfnet_layer *l = NULL;
+    CF_ASSERT_OK(cfnet_network_create(1, 6, 6, 1, &net));
+    CF_ASSERT_OK(cfnet_layer_conic_conv_create(2, 3, 1, CFNET_PADDING_SAME, CFNET_INTERP_NEAREST, &l));
+    CF_ASSERT_OK(cfnet_network_append(net, l));
+    CF_ASSERT_OK(cfnet_layer_batch_norm_create(0.1f, 1e-5f, &l));
+    CF_ASSERT_OK(cfnet_network_append(net, l));
+    CF_ASSERT_OK(cfnet_layer_dense_create(3, &l));
+    CF_ASSERT_OK(cfnet_network_append(net, l));
+    cfnet_layer *alone = NULL;
+    int64_t sample[] = {4};
+    CF_ASSERT_OK(cfnet_layer_batch_norm_create(0.1f, 1e-5f, &alone));
+    CF_ASSERT_OK(cfnet_layer_setup(alone, 1, sample, 0));
+    int checked = 0;
+    for (int i = 0; i <= cfnet_network_layer_count(net); i++) {
+        cfnet_layer *layer = i < cfnet_network_layer_count(net) ? cfnet_network_layer(net, i) : alone;
+        cfnet_tensor *ts[8];
+        int n = 0;
+        for (int p = 0; p < cfnet_layer_param_count(layer); p++) {
+            ts[n++] = cfnet_layer_param(layer, p);
+            ts[n++] = cfnet_layer_grad(layer, p);
+        }
+        for (int s = 0; s < cfnet_layer_state_count(layer); s++) ts[n++] = cfnet_layer_state(layer, s);
+        for (int k = 0; k < n; k++) {
+            int64_t numel = cfnet_tensor_numel(ts[k]), flat[] = {numel}, shape[CFNET_MAX_DIMS];
+            int nd = 0;
+            CF_ASSERT_OK(cfnet_tensor_shape(ts[k], &nd, shape));
+            cfnet_clear_error();
+            cfnet_tensor_free(ts[k]);
+            assert_non_null(strstr(cfnet_last_error(), "belongs to a layer"));
+            CF_ASSERT_STATUS(cfnet_tensor_reshape(ts[k], 1, flat), CFNET_E_STATE);
+            CF_ASSERT_STATUS(cfnet_tensor_reshape(ts[k], nd, shape), CFNET_E_STATE);
+            assert_int_equal(cfnet_tensor_numel(ts[k]), numel);
+            CF_ASSERT_OK(cfnet_tensor_fill(ts[k], 0.5f)); /* the values stay writable */
+            checked++;
+        }
+    }
+    assert_int_equal(checked, 4 * 2 + 2 * 2 + 2 + 2 * 2 + 2);
+    /* The network still saves, loads and frees as before. */
+    void *buf = NULL;
+    size_t size = 0;
+    cfnet_network *copy = NULL;
+    CF_ASSERT_OK(cfnet_network_save_buffer(net, 0, &buf, &size));
+    CF_ASSERT_OK(cfnet_network_load_buffer(buf, size, &copy));
+    cfnet_free(buf);
+    cfnet_network_free(copy);
+    cfnet_network_free(net);
+    cfnet_layer_free(alone);
+}
+
 static void rotation_layers_reject_non_square_maps(void **state)
 {
     (void)state;
@@ -244,6 +300,15 @@ static void non_finite_inputs_follow_the_policy(void **state)
     CF_ASSERT_STATUS(cfnet_softmax_cross_entropy(o, &lab, 1, NULL, NULL), CFNET_E_INVALID_ARGUMENT);
     float loss;
     CF_ASSERT_STATUS(cfnet_softmax_cross_entropy(o, &lab, 1, &loss, NULL), CFNET_E_INVALID_ARGUMENT);
+    /* Evaluation names the image by its index in the whole set, not within its batch. */
+    int64_t x3s[] = {3, 1, 4, 4};
+    cfnet_tensor *x3 = tu_tensor(4, x3s, NULL);
+    cfnet_tensor_data(x3)[2 * 16 + 5] = NAN;
+    int32_t lab3[3] = {0, 1, 0};
+    CF_ASSERT_STATUS(cfnet_network_evaluate(net, x3, lab3, 3, 2, &loss, NULL),
+                     CFNET_E_INVALID_ARGUMENT);
+    assert_non_null(strstr(cfnet_last_error(), "image 2 "));
+    cfnet_tensor_free(x3);
     CF_ASSERT_STATUS(cfnet_image_rotate(x, o, 30.0), CFNET_E_SHAPE_MISMATCH);
     CF_ASSERT_STATUS(cfnet_image_rotate(NULL, o, 30.0), CFNET_E_INVALID_ARGUMENT);
     CF_ASSERT_STATUS(cfnet_image_shift(NULL, NULL, 1, 1), CFNET_E_INVALID_ARGUMENT);
@@ -400,6 +465,7 @@ int main(void)
         cmocka_unit_test(tensor_functions_reject_null_and_bad_sizes),
         cmocka_unit_test(layer_creators_reject_null_out_and_bad_values),
         cmocka_unit_test(layer_methods_reject_null_and_unset_layers),
+        cmocka_unit_test(layer_tensors_cannot_be_freed_or_reshaped),
         cmocka_unit_test(rotation_layers_reject_non_square_maps),
         cmocka_unit_test(network_functions_reject_null),
         cmocka_unit_test(non_finite_inputs_follow_the_policy),

@@ -140,6 +140,10 @@ static void summary_lists_every_layer(void **state)
     char small[16];
     CF_ASSERT_STATUS(cfnet_network_summary(net, small, sizeof small, &need), CFNET_E_LIMIT);
     assert_int_equal(strlen(small), sizeof small - 1);
+    /* One byte: room for the NUL only, which is still written. */
+    small[0] = 'x';
+    CF_ASSERT_STATUS(cfnet_network_summary(net, small, 1, &need), CFNET_E_LIMIT);
+    assert_int_equal(small[0], '\0');
     assert_true(cfnet_network_memory_usage(net) >
                 (size_t)cfnet_network_param_count(net) * 2 * sizeof(float));
     cfnet_network_free(net);
@@ -435,6 +439,33 @@ static void probabilities_and_predict_agree(void **state)
     cfnet_network_free(net);
 }
 
+/* Convolutions address the padded input of a sample with 32-bit offsets: an input over 2^31
+ * padded values is a size limit (CFNET_E_LIMIT, saying so), found before any table is built,
+ * not an allocation failure. */
+static void convolution_inputs_over_the_offset_limit_are_a_limit(void **state)
+{
+    (void)state;
+    struct {
+        int kind, C, S;
+    } cases[] = {{0, 130, 4096}, {1, 1100, 1400}, {2, 200, 4096}, {0, 4096, 32768}};
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        cfnet_network *net = NULL;
+        cfnet_layer *l = NULL;
+        CF_ASSERT_OK(cfnet_network_create(cases[i].C, cases[i].S, cases[i].S, 1, &net));
+        if (cases[i].kind == 0)
+            CF_ASSERT_OK(cfnet_layer_conv2d_create(2, 3, 1, CFNET_PADDING_SAME, &l));
+        else if (cases[i].kind == 1)
+            CF_ASSERT_OK(cfnet_layer_conic_conv_create(2, 3, 2, CFNET_PADDING_SAME,
+                                                       CFNET_INTERP_NEAREST, &l));
+        else
+            CF_ASSERT_OK(cfnet_layer_p4_lift_create(2, 3, CFNET_PADDING_SAME, &l));
+        CF_ASSERT_STATUS(cfnet_network_append(net, l), CFNET_E_LIMIT);
+        assert_non_null(strstr(cfnet_last_error(), "values per sample, at most 2147483647"));
+        assert_int_equal(cfnet_network_layer_count(net), 0);
+        cfnet_network_free(net);
+    }
+}
+
 static void bad_inputs_give_clear_errors(void **state)
 {
     (void)state;
@@ -475,6 +506,7 @@ int main(void)
         cmocka_unit_test(invariance_check_separates_invariant_networks_from_cnn),
         cmocka_unit_test(same_seed_trains_identically),
         cmocka_unit_test(probabilities_and_predict_agree),
+        cmocka_unit_test(convolution_inputs_over_the_offset_limit_are_a_limit),
         cmocka_unit_test(bad_inputs_give_clear_errors),
     };
     return cmocka_run_group_tests_name("network", tests, NULL, NULL);

@@ -165,7 +165,23 @@ typedef struct probe {
     const int32_t *y;
     cfnet_status other_thread_infer, other_thread_train, own_thread_infer, own_thread_train;
     int calls;
+    /* the other calls that modify the network (refused in both threads), and those that read
+     * what they modify (refused in the other thread only) */
+    cfnet_status other_modify[4], own_modify[4], other_read[3], own_read[3];
 } probe;
+
+static void probe_modify_and_read(cfnet_network *net, cfnet_status *modify, cfnet_status *read)
+{
+    const char *key = NULL, *value = NULL;
+    float g[1];
+    modify[0] = cfnet_network_set_metadata(net, "k", "v");
+    modify[1] = cfnet_network_init_normal(net, 0.1, 1);
+    modify[2] = cfnet_network_set_sum_hook(net, NULL, NULL);
+    modify[3] = cfnet_network_set_batch_position(net, 0, 0);
+    read[0] = cfnet_network_get_metadata(net, "k", &value);
+    read[1] = cfnet_network_metadata_at(net, 0, &key, &value);
+    read[2] = cfnet_network_gradients(net, g, 0);
+}
 
 static void *probe_infer(void *arg)
 {
@@ -176,6 +192,7 @@ static void *probe_infer(void *arg)
     p->other_thread_infer = cfnet_network_infer(p->net, p->x, o);
     cfnet_tensor_free(o);
     p->other_thread_train = cfnet_network_train_step(p->net, p->x, p->y, NB, NULL);
+    probe_modify_and_read(p->net, p->other_modify, p->other_read);
     return NULL;
 }
 
@@ -194,6 +211,7 @@ static int probe_progress(void *user, int64_t step, int64_t steps, double loss, 
     p->own_thread_infer = cfnet_network_infer(p->net, p->x, o);
     cfnet_tensor_free(o);
     p->own_thread_train = cfnet_network_train_step(p->net, p->x, p->y, NB, NULL);
+    probe_modify_and_read(p->net, p->own_modify, p->own_read);
     return 0;
 }
 
@@ -207,7 +225,8 @@ static void training_while_another_thread_infers_is_refused(void **state)
     cfnet_tensor *xt = NULL;
     CF_ASSERT_OK(cfnet_tensor_wrap(x, 4, xs, &xt));
     cfnet_network *net = make_net(30);
-    probe p = {net, xt, y, CFNET_OK, CFNET_OK, CFNET_E_INTERNAL, CFNET_OK, 0};
+    probe p = {net, xt, y, CFNET_OK, CFNET_OK, CFNET_E_INTERNAL, CFNET_OK, 0, {0}, {0}, {0}, {0}};
+    CF_ASSERT_OK(cfnet_network_set_metadata(net, "k", "before"));
     double loss, acc;
     CF_ASSERT_OK(cfnet_network_train_epoch(net, xt, y, NB / 2, NULL, 0, probe_progress, &p, &loss,
                                            &acc));
@@ -215,6 +234,17 @@ static void training_while_another_thread_infers_is_refused(void **state)
     assert_int_equal(p.other_thread_train, CFNET_E_STATE);
     assert_int_equal(p.own_thread_infer, CFNET_OK);
     assert_int_equal(p.own_thread_train, CFNET_E_STATE);
+    for (int i = 0; i < 4; i++) {
+        assert_int_equal(p.other_modify[i], CFNET_E_STATE);
+        assert_int_equal(p.own_modify[i], CFNET_E_STATE);
+    }
+    for (int i = 0; i < 3; i++) {
+        assert_int_equal(p.other_read[i], CFNET_E_STATE);
+        assert_int_equal(p.own_read[i], CFNET_E_SHAPE_MISMATCH * (i == 2)); /* count 0 */
+    }
+    const char *value = NULL;
+    CF_ASSERT_OK(cfnet_network_get_metadata(net, "k", &value));
+    assert_string_equal(value, "before");
     assert_int_equal(cfnet_network_step_count(net), 2);
     /* Free again afterwards. */
     CF_ASSERT_OK(cfnet_network_train_step(net, xt, y, NB, NULL));

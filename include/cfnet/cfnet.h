@@ -27,11 +27,12 @@
  * Thread safety: functions on distinct objects may run concurrently. A single object must not be
  * used from two threads at once unless a function's documentation says so. The error message is
  * per thread. Networks detect the forbidden case: read-only calls (infer, probabilities,
- * predict, evaluate, invariance, save, save_buffer, summary, export) may run in any number of
- * threads at once, while a call that modifies the network (train_step, train_epoch, forward,
- * backward, zero_grad, set_option, append) returns CFNET_E_STATE, doing nothing, if another
- * thread is using the network — and a read-only call returns CFNET_E_STATE while another thread
- * modifies it. (Freeing a network that another thread uses remains undefined.)
+ * predict, evaluate, invariance, save, save_buffer, summary, export, get_metadata, metadata_at,
+ * gradients) may run in any number of threads at once, while a call that modifies the network
+ * (train_step, train_epoch, forward, backward, zero_grad, set_option, append, init_normal,
+ * set_metadata, set_sum_hook, set_batch_position) returns CFNET_E_STATE, doing nothing, if
+ * another thread is using the network — and a read-only call returns CFNET_E_STATE while another
+ * thread modifies it. (Freeing a network that another thread uses remains undefined.)
  *
  * FFTW: before planning its first transform, libcfnet calls fftwf_make_planner_thread_safe(),
  * so FFTW's planner (one per process) is locked by FFTW itself for every caller in the process,
@@ -133,7 +134,9 @@ CFNET_API cfnet_status cfnet_tensor_create(int ndim, const int64_t *shape, cfnet
 CFNET_API cfnet_status cfnet_tensor_wrap(float *data, int ndim, const int64_t *shape,
                                          cfnet_tensor **out);
 
-/** Frees the tensor (and its data unless it wraps a caller's buffer). Accepts NULL. */
+/** Frees the tensor (and its data unless it wraps a caller's buffer). Accepts NULL. A layer's
+ *  own tensor (cfnet_layer_param, cfnet_layer_grad, cfnet_layer_state) is not freed (the layer
+ *  frees it): the call records a message (cfnet_last_error) and returns. */
 CFNET_API void cfnet_tensor_free(cfnet_tensor *t);
 
 /** Number of dimensions, or 0 for NULL. */
@@ -165,7 +168,9 @@ CFNET_API cfnet_status cfnet_tensor_fill(cfnet_tensor *t, float value);
 /** Sets every element to zero. */
 CFNET_API cfnet_status cfnet_tensor_zero(cfnet_tensor *t);
 
-/** Changes the shape without moving data; the element count must stay the same. */
+/** Changes the shape without moving data; the element count must stay the same. A layer's own
+ *  tensor (cfnet_layer_param, _grad, _state) keeps the shape its layer gave it:
+ *  CFNET_E_STATE. */
 CFNET_API cfnet_status cfnet_tensor_reshape(cfnet_tensor *t, int ndim, const int64_t *shape);
 
 /* ---------------------------------------------------------------------------------------------
@@ -434,9 +439,10 @@ CFNET_API cfnet_status cfnet_softmax_cross_entropy(const cfnet_tensor *logits,
  * the same calls compute the same results (for a given thread count).
  *
  * Thread safety: a network must not be used from two threads at once, EXCEPT the inference
- * calls cfnet_network_predict, cfnet_network_infer, cfnet_network_evaluate and
- * cfnet_network_invariance, which only read the network and may run concurrently from
- * several threads on the same network provided no other call modifies it meanwhile.
+ * calls cfnet_network_predict, cfnet_network_infer, cfnet_network_probabilities,
+ * cfnet_network_evaluate and cfnet_network_invariance, which only read the network and may run
+ * concurrently from several threads on the same network provided no other call modifies it
+ * meanwhile (a modifying call is refused, see "Thread safety" at the top).
  * Distinct networks may be used concurrently from different threads.
  * ------------------------------------------------------------------------------------------- */
 
@@ -687,8 +693,10 @@ CFNET_API cfnet_status cfnet_image_normalize(cfnet_tensor *images, double low_pe
 /** Writes the whole network (architecture, parameters, batch-norm statistics, training options,
  *  optionally the training state) to `path`. The file is written to a temporary file beside it
  *  and renamed, so on any failure (CFNET_E_IO, with the system's reason) an existing file at
- *  `path` is left intact. Unknown flags give CFNET_E_INVALID_ARGUMENT; a network too large for
- *  the loader's built-in limits gives CFNET_E_LIMIT. */
+ *  `path` is left intact; the new file keeps the permissions of the file it replaces. A
+ *  symbolic link at `path` is replaced by the file, not followed (docs/format.md). Unknown flags
+ *  give CFNET_E_INVALID_ARGUMENT; a network too large for the loader's built-in limits gives
+ *  CFNET_E_LIMIT. */
 CFNET_API cfnet_status cfnet_network_save(const cfnet_network *net, const char *path,
                                           unsigned flags);
 

@@ -141,6 +141,10 @@ struct cfnet_tensor {
     int ndim;
     int64_t shape[CFNET_MAX_DIMS];
     bool owns_data;
+    /* A layer's parameter, gradient or state tensor (handed out borrowed by cfnet_layer_param,
+     * _grad, _state): the layer frees it and fixes its shape, so cfnet_tensor_free and
+     * cfnet_tensor_reshape refuse it; cf_tensor_destroy frees it. */
+    bool layer_owned;
     cf_allocator alloc; /* of the struct and of owned data */
 };
 
@@ -148,6 +152,8 @@ struct cfnet_tensor {
  * parameters. */
 cfnet_status cf_tensor_new(const cf_allocator *a, int ndim, const int64_t *shape,
                            cfnet_tensor **out);
+/* Frees a tensor, including a layer's own (layer_owned); accepts NULL. */
+void cf_tensor_destroy(cfnet_tensor *t);
 /* Validates a shape and computes its element count; `what` names the caller for messages. */
 cfnet_status cf_shape_numel(const char *what, int ndim, const int64_t *shape, int64_t *numel);
 /* Writes "31x30"-style text for a shape into buf and returns buf. */

@@ -69,13 +69,26 @@ CFNET_API cfnet_status cfnet_tensor_wrap(float *data, int ndim, const int64_t *s
     return tensor_make(NULL, "tensor_wrap", data, ndim, shape, out);
 }
 
-CFNET_API void cfnet_tensor_free(cfnet_tensor *t)
+void cf_tensor_destroy(cfnet_tensor *t)
 {
-    if (!cf_handle_ok(t, CF_MAGIC_TENSOR, "tensor", __func__)) return;
     if (!t) return;
     if (t->owns_data) cf_free(t->data);
     t->magic = CF_MAGIC_FREED;
     cf_free(t);
+}
+
+CFNET_API void cfnet_tensor_free(cfnet_tensor *t)
+{
+    if (!cf_handle_ok(t, CF_MAGIC_TENSOR, "tensor", __func__)) return;
+    if (!t) return;
+    if (t->layer_owned) {
+        /* Freeing it would leave the layer with a dangling tensor: refuse. */
+        cf_error(CFNET_E_INVALID_ARGUMENT,
+                 "tensor_free: this tensor belongs to a layer (a parameter, gradient or state), "
+                 "which frees it; nothing was freed");
+        return;
+    }
+    cf_tensor_destroy(t);
 }
 
 CFNET_API int cfnet_tensor_ndim(const cfnet_tensor *t)
@@ -157,6 +170,9 @@ CFNET_API cfnet_status cfnet_tensor_reshape(cfnet_tensor *t, int ndim, const int
 {
     CF_CHECK(cf_handle_check(t, CF_MAGIC_TENSOR, "tensor", __func__));
     CF_FAIL_IF(!t, CFNET_E_INVALID_ARGUMENT, "tensor_reshape: tensor is NULL");
+    CF_FAIL_IF(t->layer_owned, CFNET_E_STATE,
+               "tensor_reshape: this tensor belongs to a layer (a parameter, gradient or state), "
+               "whose shape the layer fixes; its values may be written, its shape not changed");
     int64_t numel;
     CF_CHECK(cf_shape_numel("tensor_reshape", ndim, shape, &numel));
     CF_FAIL_IF(numel != t->numel, CFNET_E_SHAPE_MISMATCH,

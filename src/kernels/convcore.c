@@ -91,7 +91,8 @@ static cfnet_status plan_tiles(const cf_allocator *a, cf_conv_plan *p, int64_t t
         int64_t pg = p->goff[g + 1] - p->goff[g];
         nt += (pg + p->wmax - 1) / p->wmax;
     }
-    CF_FAIL_IF(nt > INT32_MAX / 64, CFNET_E_OUT_OF_MEMORY, "convolution: too many tiles");
+    CF_FAIL_IF(nt > INT32_MAX / 64, CFNET_E_LIMIT, "convolution: too many tiles (%lld)",
+               (long long)nt);
     p->ntiles = (int)nt;
     size_t cnt = (size_t)(nt ? nt : 1);
     p->tgroup = cf_alloc(a, cnt * sizeof *p->tgroup);
@@ -266,6 +267,15 @@ cfnet_status cf_conv_plan_init_tiled(const cf_allocator *a, cf_conv_plan *p, int
     p->pad = padding == CFNET_PADDING_SAME ? (k - 1) / 2 : 0;
     p->Hp = H + 2 * p->pad;
     p->Wp = W + 2 * p->pad;
+    /* Offsets into the padded input are 32-bit: a size limit, checked before any table. */
+    int64_t hp = p->Hp, wp = p->Wp, padded = (int64_t)C * hp * wp;
+    if (padded > INT32_MAX) {
+        memset(p, 0, sizeof *p);
+        return cf_error(CFNET_E_LIMIT,
+                        "convolution: %d channels of %lldx%lld (padded) are %lld values per "
+                        "sample, at most %d", C, (long long)hp, (long long)wp, (long long)padded,
+                        INT32_MAX);
+    }
     p->OH = OH;
     p->OW = OW;
     p->P = (int64_t)OH * OW;
@@ -329,11 +339,7 @@ cfnet_status cf_conv_plan_init_tiled(const cf_allocator *a, cf_conv_plan *p, int
         }
         p->prun_off[nt] = nr;
     }
-    int64_t HWp = (int64_t)p->Hp * p->Wp;
-    if (p->C * HWp > INT32_MAX) {
-        cf_conv_plan_free(p);
-        return cf_error(CFNET_E_OUT_OF_MEMORY, "convolution: input too large");
-    }
+    int64_t HWp = (int64_t)p->Hp * p->Wp; /* C * HWp <= INT32_MAX: checked at the start */
     for (int64_t r = 0; r < p->CK; r++)
         p->rowoff[r] = (int32_t)(r / kk * HWp + (r % kk) / k * p->Wp + (r % kk) % k);
     /* Offset in the padded input of every column (tap 0), then the runs of every tile: two

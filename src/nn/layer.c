@@ -34,6 +34,7 @@ cfnet_status cf_layer_add_param(cfnet_layer *l, const char *name, int ndim, cons
         return cf_error(st, "%s: cannot allocate parameter '%s': %s", l->ops->name, name,
                         cfnet_status_string(st));
     }
+    p->layer_owned = g->layer_owned = true;
     l->param[l->nparam] = p;
     l->grad[l->nparam] = g;
     l->param_name[l->nparam] = name;
@@ -53,6 +54,7 @@ cfnet_status cf_layer_add_state(cfnet_layer *l, const char *name, int ndim, cons
     cf_alloc_exempt(-1);
     if (st != CFNET_OK)
         return cf_error(st, "%s: cannot allocate state '%s'", l->ops->name, name);
+    s->layer_owned = true;
     l->state[l->nstate] = s;
     l->state_name[l->nstate] = name;
     l->nstate++;
@@ -63,13 +65,13 @@ cfnet_status cf_layer_add_state(cfnet_layer *l, const char *name, int ndim, cons
 void cf_layer_release(cfnet_layer *l)
 {
     for (int i = 0; i < l->nparam; i++) {
-        cfnet_tensor_free(l->param[i]);
-        cfnet_tensor_free(l->grad[i]);
+        cf_tensor_destroy(l->param[i]);
+        cf_tensor_destroy(l->grad[i]);
         l->param[i] = l->grad[i] = NULL;
         l->param_name[i] = NULL;
     }
     for (int i = 0; i < l->nstate; i++) {
-        cfnet_tensor_free(l->state[i]);
+        cf_tensor_destroy(l->state[i]);
         l->state[i] = NULL;
         l->state_name[i] = NULL;
     }

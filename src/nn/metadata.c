@@ -139,6 +139,7 @@ CFNET_API cfnet_status cfnet_network_set_metadata(cfnet_network *net, const char
 {
     CF_CHECK(cf_handle_check(net, CF_MAGIC_NETWORK, "network", __func__));
     CF_FAIL_IF(!net || !key, CFNET_E_INVALID_ARGUMENT, SET ": NULL argument");
+    CF_NET_GUARD(net, true, SET);
     CF_NET_SCOPE(net);
     /* lengths are bounded before anything scans further than the limits */
     size_t klen = strnlen(key, CFNET_METADATA_MAX_KEY + 1);
@@ -161,6 +162,7 @@ CFNET_API cfnet_status cfnet_network_get_metadata(const cfnet_network *net, cons
     CF_CHECK(cf_handle_check(net, CF_MAGIC_NETWORK, "network", __func__));
     CF_FAIL_IF(!net || !key || !value, CFNET_E_INVALID_ARGUMENT,
                "network_get_metadata: NULL argument");
+    CF_NET_GUARD(net, false, "network_get_metadata");
     int at = find(net, key);
     *value = at >= 0 ? net->meta[at].value : NULL;
     return CFNET_OK;
@@ -178,6 +180,7 @@ CFNET_API cfnet_status cfnet_network_metadata_at(const cfnet_network *net, int i
     CF_CHECK(cf_handle_check(net, CF_MAGIC_NETWORK, "network", __func__));
     CF_FAIL_IF(!net || !key || !value, CFNET_E_INVALID_ARGUMENT,
                "network_metadata_at: NULL argument");
+    CF_NET_GUARD(net, false, "network_metadata_at");
     CF_FAIL_IF(i < 0 || i >= net->nmeta, CFNET_E_INVALID_ARGUMENT,
                "network_metadata_at: index %d, the network has %d entries", i, net->nmeta);
     *key = net->meta[i].key;

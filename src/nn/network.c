@@ -263,6 +263,7 @@ CFNET_API cfnet_status cfnet_network_init_normal(cfnet_network *net, double sd, 
 {
     CF_CHECK(cf_handle_check(net, CF_MAGIC_NETWORK, "network", __func__));
     CF_FAIL_IF(!net, CFNET_E_INVALID_ARGUMENT, "network_init_normal: net is NULL");
+    CF_NET_GUARD(net, true, "network_init_normal");
     CF_FAIL_IF(!(sd > 0.0 && sd <= 1000.0), CFNET_E_INVALID_ARGUMENT,
                "network_init_normal: sd %g, must be finite, > 0 and <= 1000", sd);
     uint64_t state = seed * 0x9e3779b97f4a7c15ull + 1;
@@ -319,6 +320,7 @@ CFNET_API cfnet_status cfnet_network_summary(const cfnet_network *net, char *buf
                "network_summary: NULL argument");
     size_t used = 0;
     char line[256], shp[96];
+    if (size > 0) buf[0] = '\0'; /* a one-byte buffer holds only the NUL */
     for (int i = -1; i <= net->nlayers; i++) {
         int n;
         if (i < 0) {

@@ -11,7 +11,9 @@
 CFNET_API cfnet_status cfnet_network_set_sum_hook(cfnet_network *net, cfnet_sum_fn fn,
                                                   void *user)
 {
+    CF_CHECK(cf_handle_check(net, CF_MAGIC_NETWORK, "network", __func__));
     CF_FAIL_IF(!net, CFNET_E_INVALID_ARGUMENT, "network_set_sum_hook: network is NULL");
+    CF_NET_GUARD(net, true, "network_set_sum_hook");
     net->sum_fn = fn;
     net->sum_user = fn ? user : NULL;
     return CFNET_OK;
@@ -20,7 +22,9 @@ CFNET_API cfnet_status cfnet_network_set_sum_hook(cfnet_network *net, cfnet_sum_
 CFNET_API cfnet_status cfnet_network_set_batch_position(cfnet_network *net, int64_t offset,
                                                         int64_t global_n)
 {
+    CF_CHECK(cf_handle_check(net, CF_MAGIC_NETWORK, "network", __func__));
     CF_FAIL_IF(!net, CFNET_E_INVALID_ARGUMENT, "network_set_batch_position: network is NULL");
+    CF_NET_GUARD(net, true, "network_set_batch_position");
     CF_FAIL_IF(offset < 0 || global_n < 0, CFNET_E_INVALID_ARGUMENT,
                "network_set_batch_position: offset %lld and global batch %lld must not be "
                "negative",
@@ -39,7 +43,9 @@ CFNET_API cfnet_status cfnet_network_set_batch_position(cfnet_network *net, int6
 CFNET_API cfnet_status cfnet_network_gradients(const cfnet_network *net, float *out,
                                                int64_t count)
 {
+    CF_CHECK(cf_handle_check(net, CF_MAGIC_NETWORK, "network", __func__));
     CF_FAIL_IF(!net || !out, CFNET_E_INVALID_ARGUMENT, "network_gradients: NULL argument");
+    CF_NET_GUARD(net, false, "network_gradients");
     int64_t total = cfnet_network_param_count(net);
     CF_FAIL_IF(count != total, CFNET_E_SHAPE_MISMATCH,
                "network_gradients: count is %lld, the network has %lld parameters",

@@ -391,6 +391,17 @@ CFNET_API cfnet_status cfnet_network_evaluate(const cfnet_network *net,
         int64_t nb = n - s0 < batch ? n - s0 : batch;
         st = cf_network_infer_into(net, upto, images->data + s0 * net->in_size, nb, logits);
         if (st != CFNET_OK) break;
+        /* Named here with the image's index in the whole set (the loss would count within
+         * the batch). */
+        for (int64_t i = 0; i < nb * k; i++)
+            if (!isfinite(logits[i])) {
+                st = cf_error(CFNET_E_INVALID_ARGUMENT,
+                              "network_evaluate: the output for image %lld is not finite (NaN "
+                              "or Inf in the image or in the network)",
+                              (long long)(s0 + i / k));
+                break;
+            }
+        if (st != CFNET_OK) break;
         int64_t lshape[2] = {nb, k};
         cfnet_tensor lt = view(logits, 2, lshape);
         float l;
