@@ -6,6 +6,7 @@
 #include <math.h>
 #include <pthread.h>
 #include <stdbool.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -168,6 +169,7 @@ typedef struct probe {
     /* the other calls that modify the network (refused in both threads), and those that read
      * what they modify (refused in the other thread only) */
     cfnet_status other_modify[4], own_modify[4], other_read[3], own_read[3];
+    char other_train_msg[512], own_train_msg[512]; /* cfnet_last_error() of the train steps */
 } probe;
 
 static void probe_modify_and_read(cfnet_network *net, cfnet_status *modify, cfnet_status *read)
@@ -192,6 +194,7 @@ static void *probe_infer(void *arg)
     p->other_thread_infer = cfnet_network_infer(p->net, p->x, o);
     cfnet_tensor_free(o);
     p->other_thread_train = cfnet_network_train_step(p->net, p->x, p->y, NB, NULL);
+    snprintf(p->other_train_msg, sizeof p->other_train_msg, "%s", cfnet_last_error());
     probe_modify_and_read(p->net, p->other_modify, p->other_read);
     return NULL;
 }
@@ -211,6 +214,7 @@ static int probe_progress(void *user, int64_t step, int64_t steps, double loss, 
     p->own_thread_infer = cfnet_network_infer(p->net, p->x, o);
     cfnet_tensor_free(o);
     p->own_thread_train = cfnet_network_train_step(p->net, p->x, p->y, NB, NULL);
+    snprintf(p->own_train_msg, sizeof p->own_train_msg, "%s", cfnet_last_error());
     probe_modify_and_read(p->net, p->own_modify, p->own_read);
     return 0;
 }
@@ -225,7 +229,8 @@ static void training_while_another_thread_infers_is_refused(void **state)
     cfnet_tensor *xt = NULL;
     CF_ASSERT_OK(cfnet_tensor_wrap(x, 4, xs, &xt));
     cfnet_network *net = make_net(30);
-    probe p = {net, xt, y, CFNET_OK, CFNET_OK, CFNET_E_INTERNAL, CFNET_OK, 0, {0}, {0}, {0}, {0}};
+    probe p = {net, xt, y, CFNET_OK, CFNET_OK, CFNET_E_INTERNAL, CFNET_OK, 0, {0}, {0}, {0}, {0},
+               "", ""};
     CF_ASSERT_OK(cfnet_network_set_metadata(net, "k", "before"));
     double loss, acc;
     CF_ASSERT_OK(cfnet_network_train_epoch(net, xt, y, NB / 2, NULL, 0, probe_progress, &p, &loss,
@@ -234,6 +239,10 @@ static void training_while_another_thread_infers_is_refused(void **state)
     assert_int_equal(p.other_thread_train, CFNET_E_STATE);
     assert_int_equal(p.own_thread_infer, CFNET_OK);
     assert_int_equal(p.own_thread_train, CFNET_E_STATE);
+    /* The messages tell the two refusals apart: the callback's own thread is not "another". */
+    assert_non_null(strstr(p.other_train_msg, "in use by another thread"));
+    assert_non_null(strstr(p.own_train_msg, "from inside a call that is training this network"));
+    assert_null(strstr(p.own_train_msg, "another thread"));
     for (int i = 0; i < 4; i++) {
         assert_int_equal(p.other_modify[i], CFNET_E_STATE);
         assert_int_equal(p.own_modify[i], CFNET_E_STATE);

@@ -756,7 +756,7 @@ cf_net_guard cf_net_guard_enter(const cfnet_network *cnet, bool write)
 {
     /* The counters are the only fields read-only calls write; the network itself is not
      * const-allocated, so the cast is sound. */
-    cf_net_guard g = {(cfnet_network *)cnet, write, true};
+    cf_net_guard g = {(cfnet_network *)cnet, write, true, false};
     cfnet_network *net = g.net;
     if (!net) return g;
     uintptr_t me = this_thread();
@@ -764,6 +764,7 @@ cf_net_guard cf_net_guard_enter(const cfnet_network *cnet, bool write)
         uintptr_t none = 0;
         if (!atomic_compare_exchange_strong(&net->writer, &none, me)) {
             g.held = false; /* another writer, or this thread re-entering from a callback */
+            g.reentered = none == me;
             return g;
         }
         if (atomic_load(&net->readers) != 0) { /* seq_cst pairs with the reader's order */

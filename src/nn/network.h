@@ -127,12 +127,17 @@ struct cfnet_network {
 typedef struct cf_net_guard {
     cfnet_network *net;
     bool write, held;
+    bool reentered; /* not held because this thread already modifies it (a callback) */
 } cf_net_guard;
 cf_net_guard cf_net_guard_enter(const cfnet_network *net, bool write);
 void cf_net_guard_leave(cf_net_guard *g);
 #define CF_NET_GUARD(net, write, what)                                                        \
     cf_net_guard cf_guard_ CF_SCOPE_EXIT(cf_net_guard_leave) =                                \
         cf_net_guard_enter((net), (write));                                                   \
+    CF_FAIL_IF(!cf_guard_.held && cf_guard_.reentered, CFNET_E_STATE,                        \
+               "%s: called from inside a call that is training this network (a progress "   \
+               "callback or sum hook); it cannot be modified until that call returns; "      \
+               "nothing was done", (what));                                                   \
     CF_FAIL_IF(!cf_guard_.held, CFNET_E_STATE,                                                \
                "%s: the network is in use by another thread (%s); nothing was done", (what), \
                (write) ? "a network is modified (trained, appended to, configured) by one "   \
