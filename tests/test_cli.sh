@@ -196,6 +196,15 @@ cp -r "$d/train" "$bad/text"
 echo "not an image" >"$bad/text/class00/0005.tif"
 expect 1 "text/class00/0005.tif: not a TIFF or PNG file" "$cfnet" train "$bad/text" -o "$bad/m" --epochs 1
 
+# a pipe (FIFO) named like an image is refused like any file that is not a regular one, never
+# waited on (opening it for reading would block until something writes to it)
+cp -r "$d/train" "$bad/fifo"
+mkfifo "$bad/fifo/class00/pipe.tif"
+expect 1 "fifo/class00/pipe.tif: not a regular file" timeout 120 "$cfnet" train "$bad/fifo" \
+    -o "$bad/m" --epochs 1
+expect 0 "pipe.tif: not a regular file \(skipped\)" timeout 120 "$cfnet" predict --skip-bad "$m" \
+    "$bad/fifo/class00" -o "$bad/fifo.csv"
+
 expect 0 "" "$cfnet" synth "$bad/one" --classes 3 --per-class 2 --test-per-class 0 --channels 1 --size 32
 expect 1 "0000.tif: image has 1 channel, the model expects 2" "$cfnet" predict "$m" "$bad/one/train/class00/0000.tif"
 expect 1 "image is 32x32, smaller than the input size 40 \(use --pad" "$cfnet" train "$d/train" -o "$bad/m" --size 40 --epochs 1
