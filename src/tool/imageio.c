@@ -428,9 +428,12 @@ static int decode_png(const unsigned char *data, size_t size, int64_t max_values
         png_destroy_read_struct(&png, &info, NULL);
         return -1;
     }
-    if ((int64_t)W * H * C > max_values) {
+    /* The channels kept: all that are stored. A palette image is its colours (RGB); libpng adds
+     * an alpha channel when it has a transparency (tRNS) chunk, which is dropped. */
+    int K = ctype == PNG_COLOR_TYPE_PALETTE && C > 3 ? 3 : C;
+    if ((int64_t)W * H * K > max_values) {
         set_err(err, errsize, "image too large: %ux%u with %d channels (limit %lld values)", W, H,
-                C, (long long)max_values);
+                K, (long long)max_values);
         png_destroy_read_struct(&png, &info, NULL);
         return -1;
     }
@@ -438,7 +441,7 @@ static int decode_png(const unsigned char *data, size_t size, int64_t max_values
     if (rowbytes < (size_t)W * C * (bd / 8)) png_error(png, "row size inconsistent");
     pix = malloc(rowbytes * H);
     rows = malloc(sizeof(png_bytep) * H);
-    fdata = malloc(sizeof(float) * (size_t)W * H * C);
+    fdata = malloc(sizeof(float) * (size_t)W * H * K);
     if (!pix || !rows || !fdata) png_error(png, "out of memory");
     for (png_uint_32 y = 0; y < H; y++) rows[y] = pix + (size_t)y * rowbytes;
     png_read_image(png, rows);
@@ -447,7 +450,7 @@ static int decode_png(const unsigned char *data, size_t size, int64_t max_values
     for (png_uint_32 y = 0; y < H; y++) {
         const unsigned char *r = rows[y];
         for (png_uint_32 x = 0; x < W; x++)
-            for (int c = 0; c < C; c++) {
+            for (int c = 0; c < K; c++) {
                 size_t k = (size_t)x * C + c;
                 float v = bd == 8 ? (float)r[k] : (float)((r[2 * k] << 8) | r[2 * k + 1]);
                 fdata[c * plane + (int64_t)y * W + x] = v;
@@ -456,7 +459,7 @@ static int decode_png(const unsigned char *data, size_t size, int64_t max_values
     png_destroy_read_struct(&png, &info, NULL);
     free(pix);
     free(rows);
-    out->channels = C;
+    out->channels = K;
     out->height = (int)H;
     out->width = (int)W;
     out->data = fdata;
