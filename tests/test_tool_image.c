@@ -230,8 +230,31 @@ static void unsupported_tiffs_are_refused_with_a_reason(void **state)
     TIFFSetField(t, TIFFTAG_COLORMAP, cmap, cmap, cmap);
     TIFFWriteScanline(t, r8, 0, 0);
     TIFFClose(t);
-    expect_error(p, "colour model");
+    expect_error(p, "colour model (palette, photometric 3)");
     free(p);
+
+    /* samples that are not grey or RGB intensities: Lab of every kind, a colour filter array
+     * (a raw Bayer mosaic, which read as grey would be another image), a transparency mask */
+    static const struct {
+        uint16_t photo, spp;
+        const char *what;
+    } models[] = {{PHOTOMETRIC_ICCLAB, 3, "ICC Lab"}, {PHOTOMETRIC_ITULAB, 3, "ITU Lab"},
+                  {PHOTOMETRIC_CIELAB, 3, "CIE Lab"}, {PHOTOMETRIC_CFA, 1, "colour filter array"},
+                  {PHOTOMETRIC_MASK, 1, "transparency mask"}};
+    for (size_t i = 0; i < sizeof models / sizeof models[0]; i++) {
+        p = out_path("imageio_photometric.tif");
+        t = TIFFOpen(p, "w");
+        uint8_t px[12] = {1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12};
+        TIFFSetField(t, TIFFTAG_IMAGEWIDTH, 4u);
+        TIFFSetField(t, TIFFTAG_IMAGELENGTH, 1u);
+        TIFFSetField(t, TIFFTAG_BITSPERSAMPLE, 8);
+        TIFFSetField(t, TIFFTAG_SAMPLESPERPIXEL, models[i].spp);
+        TIFFSetField(t, TIFFTAG_PHOTOMETRIC, models[i].photo);
+        TIFFWriteScanline(t, px, 0, 0);
+        TIFFClose(t);
+        expect_error(p, models[i].what);
+        free(p);
+    }
 
     /* tiles far larger than the image (a fuzzed file asked for an 8 GiB tile buffer) are
      * refused before anything is allocated; the tile sizes writers keep for small images and

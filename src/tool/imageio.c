@@ -155,6 +155,27 @@ static uint64_t tile_side_limit(uint32_t n)
     return r > 1024 ? r : 1024;
 }
 
+/* The name of a colour model whose samples are not intensities of grey or RGB channels, NULL
+ * for the accepted ones (grey either way round, RGB, and the linear camera data of DNG files,
+ * read as stored). A colour filter array is a mosaic of red, green and blue pixels: read as
+ * grey it would be a different image. */
+static const char *unsupported_photometric(uint16_t photo)
+{
+    switch (photo) {
+    case PHOTOMETRIC_PALETTE: return "palette";
+    case PHOTOMETRIC_MASK: return "transparency mask";
+    case PHOTOMETRIC_SEPARATED: return "CMYK";
+    case PHOTOMETRIC_YCBCR: return "YCbCr";
+    case PHOTOMETRIC_CIELAB: return "CIE Lab";
+    case PHOTOMETRIC_ICCLAB: return "ICC Lab";
+    case PHOTOMETRIC_ITULAB: return "ITU Lab";
+    case PHOTOMETRIC_CFA: return "colour filter array";
+    case PHOTOMETRIC_LOGL: return "LogL";
+    case PHOTOMETRIC_LOGLUV: return "LogLuv";
+    default: return NULL;
+    }
+}
+
 /* Reads one directory's samples into planes (spp x H x W floats at dst). */
 static int tiff_read_page(TIFF *tif, mem_stream *m, int page, uint32_t W, uint32_t H, int spp,
                           int bps, int planar, int64_t max_values, float *dst, char *err,
@@ -302,11 +323,10 @@ static int decode_tiff(const unsigned char *data, size_t size, int64_t max_value
                     : fmt == SAMPLEFORMAT_UINT ? "unsigned" : "other");
             goto done;
         }
-        if (photo == PHOTOMETRIC_PALETTE || photo == PHOTOMETRIC_YCBCR ||
-            photo == PHOTOMETRIC_SEPARATED || photo == PHOTOMETRIC_CIELAB ||
-            photo == PHOTOMETRIC_LOGL || photo == PHOTOMETRIC_LOGLUV) {
-            set_err(err, errsize, "unsupported TIFF colour model (photometric %u) on page %d",
-                    photo, page + 1);
+        const char *model = unsupported_photometric(photo);
+        if (model) {
+            set_err(err, errsize, "unsupported TIFF colour model (%s, photometric %u) on page %d "
+                    "(supported: grey and RGB)", model, photo, page + 1);
             goto done;
         }
         if (planar != PLANARCONFIG_CONTIG && planar != PLANARCONFIG_SEPARATE) {
