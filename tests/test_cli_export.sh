@@ -74,8 +74,35 @@ printf 'not a model' > "$tmp/bad.cfnet"
 [ $st = 1 ] && grep -q "bad.cfnet: not a model file (it is a text file)" "$tmp/err.txt" || fail "bad model: exit $st: $(cat "$tmp/err.txt")"
 [ ! -e "$tmp/x.onnx" ] || fail "a failed export left a file"
 "$cfnet" export "$tmp/model.cfnet" "$tmp/no/such/dir/x.onnx" > "$tmp/err.txt" 2>&1; st=$?
-[ $st = 1 ] && grep -q "cannot export" "$tmp/err.txt" || fail "unwritable output: exit $st: $(cat "$tmp/err.txt")"
+[ $st = 1 ] && grep -q "x.onnx: cannot create" "$tmp/err.txt" || fail "unwritable output: exit $st: $(cat "$tmp/err.txt")"
+mkdir "$tmp/folder.onnx"
+"$cfnet" export "$tmp/model.cfnet" "$tmp/folder.onnx" > "$tmp/err.txt" 2>&1; st=$?
+[ $st = 2 ] && grep -q "folder.onnx is a folder; give a file name" "$tmp/err.txt" ||
+    fail "a folder as OUT: exit $st: $(cat "$tmp/err.txt")"
 set -e
+
+# OUT is written like predict's CSV: a pipe (or a device such as /dev/null) is written to, never
+# replaced by a file; through a link, the file it names is replaced, with its permissions; "-"
+# is standard output (the summary line then goes to standard error).
+mkfifo "$tmp/pipe.onnx"
+timeout 60 cat "$tmp/pipe.onnx" > "$tmp/from-pipe.onnx" &
+reader=$!
+"$cfnet" export -q "$tmp/model.cfnet" "$tmp/pipe.onnx" || fail "export into a pipe"
+wait $reader || fail "nothing was written into the pipe"
+[ -p "$tmp/pipe.onnx" ] || fail "export replaced a pipe by a file"
+cmp -s "$tmp/from-pipe.onnx" "$tmp/lib.onnx" || fail "export into a pipe: other bytes"
+echo old > "$tmp/target.onnx"
+chmod 640 "$tmp/target.onnx"
+ln -s target.onnx "$tmp/link.onnx"
+"$cfnet" export -q "$tmp/model.cfnet" "$tmp/link.onnx" || fail "export through a link"
+[ -L "$tmp/link.onnx" ] || fail "export replaced a link by a file"
+cmp -s "$tmp/target.onnx" "$tmp/lib.onnx" || fail "export through a link: the file it names is not the model"
+[ "$(stat -c %a "$tmp/target.onnx")" = 640 ] || fail "export changed the permissions of the file it replaced"
+cfnet_abs=$(cd "$(dirname "$cfnet")" && pwd)/$(basename "$cfnet")
+(cd "$tmp" && "$cfnet_abs" export model.cfnet - > stdout.onnx 2> err.txt) || fail "export to -"
+cmp -s "$tmp/stdout.onnx" "$tmp/lib.onnx" || fail "export to -: other bytes on standard output"
+grep -q "^wrote standard output (ONNX opset 13)" "$tmp/err.txt" || fail "export to -: summary: $(cat "$tmp/err.txt")"
+[ ! -e "$tmp/-" ] || fail "export - wrote a file named -"
 echo "test_cli_export: cfnet export writes the library's ONNX bytes; help and errors: ok"
 
 # docs/deploy.md, "A model trained with the cfnet command": its prepare() plus the exported
