@@ -312,6 +312,13 @@ cmp -s "$ow/data/class00/0002.tif" "$d/test/class00/0002.tif" || fail "train -o 
 expect 2 "-o MODEL .* and --log .* name the same file" "$cfnet" train "$ow/data" -o "$ow/t.safetensors" --log "$ow/t.safetensors"
 expect 2 "--plot .* is DATA" "$cfnet" train "$mf/m.csv" -o "$ow/t.safetensors" --plot "$mf/m.csv"
 expect 2 "is a folder" "$cfnet" train "$ow/data" -o "$ow/report"
+# a pipe or a device as MODEL or as its checkpoint: saving renames a new file over it (as root,
+# -o /dev/null would replace /dev/null), so it is refused before training
+mkfifo "$ow/pipe.safetensors" "$ow/p2.last.safetensors"
+expect 2 "-o MODEL .*pipe.safetensors. is not a regular file" "$cfnet" train "$ow/data" -o "$ow/pipe.safetensors" --epochs 1
+[ -p "$ow/pipe.safetensors" ] || fail "train -o replaced a pipe by a file"
+expect 2 "checkpoint .*p2.last.safetensors. is not a regular file" "$cfnet" train "$ow/data" -o "$ow/p2.safetensors" --epochs 1
+[ -p "$ow/p2.last.safetensors" ] || fail "train replaced a pipe named like its checkpoint by a file"
 expect 2 "/nowhere/c.svg: cannot create" "$cfnet" train "$ow/data" -o "$ow/t.safetensors" --plot "$out/nowhere/c.svg"
 test -e "$ow/t.safetensors" && fail "train wrote a model before failing on --plot"
 expect 2 "nowhere/log.csv: cannot create" "$cfnet" train "$ow/data" -o "$ow/t.safetensors" --log "$out/nowhere/log.csv"
