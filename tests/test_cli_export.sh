@@ -73,6 +73,10 @@ printf 'not a model' > "$tmp/bad.cfnet"
 "$cfnet" export "$tmp/bad.cfnet" "$tmp/x.onnx" > "$tmp/err.txt" 2>&1; st=$?
 [ $st = 1 ] && grep -q "bad.cfnet: not a model file (it is a text file)" "$tmp/err.txt" || fail "bad model: exit $st: $(cat "$tmp/err.txt")"
 [ ! -e "$tmp/x.onnx" ] || fail "a failed export left a file"
+# the exported file given where the model goes (predict, info, export) is named for what it is
+"$cfnet" predict "$tmp/cli.onnx" "$tmp/cli.onnx" > "$tmp/err.txt" 2>&1; st=$?
+[ $st = 1 ] && grep -q "cli.onnx: not a model file (it is an ONNX model, as cfnet export writes)" "$tmp/err.txt" ||
+    fail "an ONNX file as MODEL: exit $st: $(cat "$tmp/err.txt")"
 "$cfnet" export "$tmp/model.cfnet" "$tmp/no/such/dir/x.onnx" > "$tmp/err.txt" 2>&1; st=$?
 [ $st = 1 ] && grep -q "x.onnx: cannot create" "$tmp/err.txt" || fail "unwritable output: exit $st: $(cat "$tmp/err.txt")"
 mkdir "$tmp/folder.onnx"
