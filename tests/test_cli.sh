@@ -196,6 +196,15 @@ cp -r "$d/train" "$bad/text"
 echo "not an image" >"$bad/text/class00/0005.tif"
 expect 1 "text/class00/0005.tif: not a TIFF or PNG file" "$cfnet" train "$bad/text" -o "$bad/m" --epochs 1
 
+# a pipe (FIFO) named like an image is refused like any file that is not a regular one, never
+# waited on (opening it for reading would block until something writes to it)
+cp -r "$d/train" "$bad/fifo"
+mkfifo "$bad/fifo/class00/pipe.tif"
+expect 1 "fifo/class00/pipe.tif: not a regular file" timeout 120 "$cfnet" train "$bad/fifo" \
+    -o "$bad/m" --epochs 1
+expect 0 "pipe.tif: not a regular file \(skipped\)" timeout 120 "$cfnet" predict --skip-bad "$m" \
+    "$bad/fifo/class00" -o "$bad/fifo.csv"
+
 expect 0 "" "$cfnet" synth "$bad/one" --classes 3 --per-class 2 --test-per-class 0 --channels 1 --size 32
 expect 1 "0000.tif: image has 1 channel, the model expects 2" "$cfnet" predict "$m" "$bad/one/train/class00/0000.tif"
 expect 1 "image is 32x32, smaller than the input size 40 \(use --pad" "$cfnet" train "$d/train" -o "$bad/m" --size 40 --epochs 1
@@ -303,6 +312,13 @@ cmp -s "$ow/data/class00/0002.tif" "$d/test/class00/0002.tif" || fail "train -o 
 expect 2 "-o MODEL .* and --log .* name the same file" "$cfnet" train "$ow/data" -o "$ow/t.safetensors" --log "$ow/t.safetensors"
 expect 2 "--plot .* is DATA" "$cfnet" train "$mf/m.csv" -o "$ow/t.safetensors" --plot "$mf/m.csv"
 expect 2 "is a folder" "$cfnet" train "$ow/data" -o "$ow/report"
+# a pipe or a device as MODEL or as its checkpoint: saving renames a new file over it (as root,
+# -o /dev/null would replace /dev/null), so it is refused before training
+mkfifo "$ow/pipe.safetensors" "$ow/p2.last.safetensors"
+expect 2 "-o MODEL .*pipe.safetensors. is not a regular file" "$cfnet" train "$ow/data" -o "$ow/pipe.safetensors" --epochs 1
+[ -p "$ow/pipe.safetensors" ] || fail "train -o replaced a pipe by a file"
+expect 2 "checkpoint .*p2.last.safetensors. is not a regular file" "$cfnet" train "$ow/data" -o "$ow/p2.safetensors" --epochs 1
+[ -p "$ow/p2.last.safetensors" ] || fail "train replaced a pipe named like its checkpoint by a file"
 expect 2 "/nowhere/c.svg: cannot create" "$cfnet" train "$ow/data" -o "$ow/t.safetensors" --plot "$out/nowhere/c.svg"
 test -e "$ow/t.safetensors" && fail "train wrote a model before failing on --plot"
 expect 2 "nowhere/log.csv: cannot create" "$cfnet" train "$ow/data" -o "$ow/t.safetensors" --log "$out/nowhere/log.csv"

@@ -73,7 +73,114 @@ printf 'not a model' > "$tmp/bad.cfnet"
 "$cfnet" export "$tmp/bad.cfnet" "$tmp/x.onnx" > "$tmp/err.txt" 2>&1; st=$?
 [ $st = 1 ] && grep -q "bad.cfnet: not a model file (it is a text file)" "$tmp/err.txt" || fail "bad model: exit $st: $(cat "$tmp/err.txt")"
 [ ! -e "$tmp/x.onnx" ] || fail "a failed export left a file"
+# the exported file given where the model goes (predict, info, export) is named for what it is
+"$cfnet" predict "$tmp/cli.onnx" "$tmp/cli.onnx" > "$tmp/err.txt" 2>&1; st=$?
+[ $st = 1 ] && grep -q "cli.onnx: not a model file (it is an ONNX model, as cfnet export writes)" "$tmp/err.txt" ||
+    fail "an ONNX file as MODEL: exit $st: $(cat "$tmp/err.txt")"
 "$cfnet" export "$tmp/model.cfnet" "$tmp/no/such/dir/x.onnx" > "$tmp/err.txt" 2>&1; st=$?
-[ $st = 1 ] && grep -q "cannot export" "$tmp/err.txt" || fail "unwritable output: exit $st: $(cat "$tmp/err.txt")"
+[ $st = 1 ] && grep -q "x.onnx: cannot create" "$tmp/err.txt" || fail "unwritable output: exit $st: $(cat "$tmp/err.txt")"
+mkdir "$tmp/folder.onnx"
+"$cfnet" export "$tmp/model.cfnet" "$tmp/folder.onnx" > "$tmp/err.txt" 2>&1; st=$?
+[ $st = 2 ] && grep -q "folder.onnx is a folder; give a file name" "$tmp/err.txt" ||
+    fail "a folder as OUT: exit $st: $(cat "$tmp/err.txt")"
 set -e
+
+# OUT is written like predict's CSV: a pipe (or a device such as /dev/null) is written to, never
+# replaced by a file; through a link, the file it names is replaced, with its permissions; "-"
+# is standard output (the summary line then goes to standard error).
+mkfifo "$tmp/pipe.onnx"
+timeout 60 cat "$tmp/pipe.onnx" > "$tmp/from-pipe.onnx" &
+reader=$!
+"$cfnet" export -q "$tmp/model.cfnet" "$tmp/pipe.onnx" || fail "export into a pipe"
+wait $reader || fail "nothing was written into the pipe"
+[ -p "$tmp/pipe.onnx" ] || fail "export replaced a pipe by a file"
+cmp -s "$tmp/from-pipe.onnx" "$tmp/lib.onnx" || fail "export into a pipe: other bytes"
+echo old > "$tmp/target.onnx"
+chmod 640 "$tmp/target.onnx"
+ln -s target.onnx "$tmp/link.onnx"
+"$cfnet" export -q "$tmp/model.cfnet" "$tmp/link.onnx" || fail "export through a link"
+[ -L "$tmp/link.onnx" ] || fail "export replaced a link by a file"
+cmp -s "$tmp/target.onnx" "$tmp/lib.onnx" || fail "export through a link: the file it names is not the model"
+[ "$(stat -c %a "$tmp/target.onnx")" = 640 ] || fail "export changed the permissions of the file it replaced"
+cfnet_abs=$(cd "$(dirname "$cfnet")" && pwd)/$(basename "$cfnet")
+(cd "$tmp" && "$cfnet_abs" export model.cfnet - > stdout.onnx 2> err.txt) || fail "export to -"
+cmp -s "$tmp/stdout.onnx" "$tmp/lib.onnx" || fail "export to -: other bytes on standard output"
+grep -q "^wrote standard output (ONNX opset 13)" "$tmp/err.txt" || fail "export to -: summary: $(cat "$tmp/err.txt")"
+[ ! -e "$tmp/-" ] || fail "export - wrote a file named -"
 echo "test_cli_export: cfnet export writes the library's ONNX bytes; help and errors: ok"
+
+# docs/deploy.md, "A model trained with the cfnet command": its prepare() plus the exported
+# model in ONNX Runtime give cfnet predict's probabilities, for images cropped and padded, with
+# bright outliers (so that the clip to [0, 1] matters). Needs node, onnx and ONNX Runtime.
+command -v node >/dev/null 2>&1 || { echo "test_cli_export: node not found, deploy.md's recipe not run"; exit 0; }
+"$py" -c 'import onnx' 2>/dev/null || { echo "test_cli_export: python3-onnx not installed, deploy.md's recipe not run"; exit 0; }
+ort=$(scripts/install-ort 2>"$tmp/ort.log") || {
+    echo "test_cli_export: ONNX Runtime (npm onnxruntime-node) cannot be installed, deploy.md's recipe not run"; exit 0; }
+awk 'index($0, "<!-- tested: python-prepare") == 1 { want = 1; next }
+     want == 1 && /^```/ { want = 2; next }
+     want == 2 && /^```/ { exit }
+     want == 2 { print }' docs/deploy.md > "$tmp/prepare.py"
+[ -s "$tmp/prepare.py" ] || fail "no tested prepare() in docs/deploy.md"
+mkdir -p "$tmp/data/ring" "$tmp/data/dot" "$tmp/in"
+"$py" - "$tmp" <<'EOF_PY' || fail "writing the images"
+import sys, struct, zlib, numpy as np
+d = sys.argv[1]
+def png(path, x):  # C x H x W uint16, 1 or 2 channels (grey, grey+alpha), 16-bit
+    C, H, W = x.shape
+    raw = b"".join(b"\0" + x[:, y, :].T.astype(">u2").tobytes() for y in range(H))
+    chunk = lambda t, b: struct.pack(">I", len(b)) + t + b + struct.pack(">I", zlib.crc32(t + b))
+    ihdr = struct.pack(">IIBBBBB", W, H, 16, 0 if C == 1 else 4, 0, 0, 0)
+    open(path, "wb").write(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) +
+                           chunk(b"IDAT", zlib.compress(raw)) + chunk(b"IEND", b""))
+rng = np.random.default_rng(7)
+def image(cls, H, W):
+    yy, xx = np.mgrid[:H, :W] - np.array([(H - 1) / 2, (W - 1) / 2])[:, None, None]
+    r = np.hypot(yy, xx)
+    a = 800 * (np.abs(r - 8) < 2) if cls == 0 else 800 * (r < 4)
+    x = np.stack([a + 100, 300 + 200 * np.cos(xx / 3)]) + rng.normal(0, 60, (2, H, W))
+    x[:, rng.integers(0, H, 3), rng.integers(0, W, 3)] = 20000  # hot pixels
+    return np.clip(x, 0, 65535).astype(np.uint16)
+for i in range(6):
+    png("%s/data/ring/%d.png" % (d, i), image(0, 40, 40))
+    png("%s/data/dot/%d.png" % (d, i), image(1, 40, 40))
+for i, (H, W) in enumerate([(40, 40), (45, 37), (26, 30), (32, 32), (20, 20), (44, 44)]):
+    x = image(i % 2, H, W)
+    png("%s/in/%d.png" % (d, i), x)
+    np.save("%s/in/%d.npy" % (d, i), x)
+EOF_PY
+"$cfnet" train "$tmp/data" -o "$tmp/cli.safetensors" --size 32 --epochs 3 --width 4 --val 0 \
+    --threads 2 --batch 4 -q || fail "cfnet train"
+"$cfnet" predict --pad "$tmp/cli.safetensors" "$tmp/in" -o "$tmp/pred.csv" 2>/dev/null || fail "cfnet predict"
+"$cfnet" export -q -p "$tmp/cli.safetensors" "$tmp/cli-p.onnx" || fail "cfnet export -p"
+"$py" - "$tmp" "$ort" <<'EOF_PY' || fail "deploy.md's prepare() with the exported model differs from cfnet predict"
+import sys, os, csv, json, subprocess, numpy as np, onnx
+d, ort = sys.argv[1:3]
+ns = {}
+exec(open(d + "/prepare.py").read(), ns)
+meta = {p.key: p.value for p in onnx.load(d + "/cli-p.onnx").metadata_props}
+rows = list(csv.reader(open(d + "/pred.csv")))
+assert rows[0][2:] == json.loads(meta["classes"]), (rows[0], meta["classes"])
+rows = rows[1:]
+images = [np.load(d + "/in/" + os.path.basename(r[0])[:-4] + ".npy") for r in rows]
+want = np.array([[float(v) for v in r[2:]] for r in rows])
+def run(batch, tag):
+    batch.astype(np.float32).tofile("%s/%s.in" % (d, tag))
+    jobs = [{"model": d + "/cli-p.onnx", "input": "%s/%s.in" % (d, tag), "dims": list(batch.shape),
+             "output": "%s/%s.out" % (d, tag)}]
+    json.dump(jobs, open("%s/%s.json" % (d, tag), "w"))
+    env = dict(os.environ)
+    env.pop("LD_PRELOAD", None)
+    r = subprocess.run(["node", "tests/onnx/run_ort.js", ort, "%s/%s.json" % (d, tag)],
+                       capture_output=True, text=True, env=env)
+    assert r.returncode == 0, r.stderr
+    return np.fromfile("%s/%s.out" % (d, tag), np.float32).reshape(len(batch), -1)
+got = run(np.stack([ns["prepare"](x, meta) for x in images]), "doc")
+err = np.abs(got - want).max()
+assert err <= 2e-5, "max |ORT - predict| = %g" % err
+# the test can tell: cfnet.normalize's default percentiles instead of the model's differ
+other = dict(meta, normalization="percentile 0.1 99.9")
+off = np.abs(run(np.stack([ns["prepare"](x, other) for x in images]), "other") - want).max()
+assert off > 1e-3, "other percentiles agree too: %g" % off
+print("test_cli_export: deploy.md's prepare() + ONNX Runtime = cfnet predict within %.1e "
+      "(%d images; other percentiles: %.1e)" % (err, len(rows), off))
+EOF_PY

@@ -113,9 +113,10 @@ static void png_every_channel_count_and_depth_reads_back_exactly(void **state)
         }
 }
 
-/* Writes a PNG with libpng directly (palette or 1-bit grey). */
+/* Writes a PNG with libpng directly (palette, with transparency when `alpha`, or 1-bit grey). */
 static void write_png_raw(const char *path, int w, int h, int depth, int ctype,
-                          const unsigned char *rows, size_t rowbytes, const png_color *pal, int npal)
+                          const unsigned char *rows, size_t rowbytes, const png_color *pal, int npal,
+                          const unsigned char *alpha)
 {
     FILE *f = fopen(path, "wb");
     assert_non_null(f);
@@ -126,6 +127,7 @@ static void write_png_raw(const char *path, int w, int h, int depth, int ctype,
     png_set_IHDR(png, info, (png_uint_32)w, (png_uint_32)h, depth, ctype, PNG_INTERLACE_NONE,
                  PNG_COMPRESSION_TYPE_DEFAULT, PNG_FILTER_TYPE_DEFAULT);
     if (pal) png_set_PLTE(png, info, pal, npal);
+    if (alpha) png_set_tRNS(png, info, alpha, npal, NULL);
     png_write_info(png, info);
     for (int y = 0; y < h; y++) png_write_row(png, rows + (size_t)y * rowbytes);
     png_write_end(png, info);
@@ -139,19 +141,26 @@ static void png_palette_and_low_bit_grey_are_expanded(void **state)
     char *p = out_path("imageio_palette.png"), err[256];
     png_color pal[2] = {{10, 20, 30}, {200, 150, 100}};
     unsigned char rows[2 * 3] = {0, 1, 0, 1, 1, 0};
-    write_png_raw(p, 3, 2, 8, PNG_COLOR_TYPE_PALETTE, rows, 3, pal, 2);
-    tool_image img;
-    if (image_read(p, &img, err, sizeof err) != 0) fail_msg("%s", err);
-    assert_int_equal(img.channels, 3);
-    for (int i = 0; i < 6; i++) {
-        const png_color *c = &pal[rows[i]];
-        assert_true(img.data[i] == c->red && img.data[6 + i] == c->green && img.data[12 + i] == c->blue);
+    /* with a transparency chunk too (which libpng turns into an alpha channel): still RGB, so
+     * that palette images of one dataset have one channel count */
+    static const unsigned char alpha[2] = {0, 200};
+    for (int t = 0; t < 2; t++) {
+        write_png_raw(p, 3, 2, 8, PNG_COLOR_TYPE_PALETTE, rows, 3, pal, 2, t ? alpha : NULL);
+        tool_image img;
+        if (image_read(p, &img, err, sizeof err) != 0) fail_msg("%s", err);
+        assert_int_equal(img.channels, 3);
+        for (int i = 0; i < 6; i++) {
+            const png_color *c = &pal[rows[i]];
+            assert_true(img.data[i] == c->red && img.data[6 + i] == c->green &&
+                        img.data[12 + i] == c->blue);
+        }
+        image_free(&img);
     }
-    image_free(&img);
     free(p);
+    tool_image img;
     p = out_path("imageio_1bit.png");
     unsigned char bitrow[2] = {0xA0, 0x40}; /* row 0: 1 0 1, row 1: 0 1 0 */
-    write_png_raw(p, 3, 2, 1, PNG_COLOR_TYPE_GRAY, bitrow, 1, NULL, 0);
+    write_png_raw(p, 3, 2, 1, PNG_COLOR_TYPE_GRAY, bitrow, 1, NULL, 0, NULL);
     if (image_read(p, &img, err, sizeof err) != 0) fail_msg("%s", err);
     assert_int_equal(img.channels, 1);
     static const float want[6] = {255, 0, 255, 0, 255, 0};
@@ -221,8 +230,31 @@ static void unsupported_tiffs_are_refused_with_a_reason(void **state)
     TIFFSetField(t, TIFFTAG_COLORMAP, cmap, cmap, cmap);
     TIFFWriteScanline(t, r8, 0, 0);
     TIFFClose(t);
-    expect_error(p, "colour model");
+    expect_error(p, "colour model (palette, photometric 3)");
     free(p);
+
+    /* samples that are not grey or RGB intensities: Lab of every kind, a colour filter array
+     * (a raw Bayer mosaic, which read as grey would be another image), a transparency mask */
+    static const struct {
+        uint16_t photo, spp;
+        const char *what;
+    } models[] = {{PHOTOMETRIC_ICCLAB, 3, "ICC Lab"}, {PHOTOMETRIC_ITULAB, 3, "ITU Lab"},
+                  {PHOTOMETRIC_CIELAB, 3, "CIE Lab"}, {PHOTOMETRIC_CFA, 1, "colour filter array"},
+                  {PHOTOMETRIC_MASK, 1, "transparency mask"}};
+    for (size_t i = 0; i < sizeof models / sizeof models[0]; i++) {
+        p = out_path("imageio_photometric.tif");
+        t = TIFFOpen(p, "w");
+        uint8_t px[12] = {1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12};
+        TIFFSetField(t, TIFFTAG_IMAGEWIDTH, 4u);
+        TIFFSetField(t, TIFFTAG_IMAGELENGTH, 1u);
+        TIFFSetField(t, TIFFTAG_BITSPERSAMPLE, 8);
+        TIFFSetField(t, TIFFTAG_SAMPLESPERPIXEL, models[i].spp);
+        TIFFSetField(t, TIFFTAG_PHOTOMETRIC, models[i].photo);
+        TIFFWriteScanline(t, px, 0, 0);
+        TIFFClose(t);
+        expect_error(p, models[i].what);
+        free(p);
+    }
 
     /* tiles far larger than the image (a fuzzed file asked for an 8 GiB tile buffer) are
      * refused before anything is allocated; the tile sizes writers keep for small images and

@@ -155,6 +155,27 @@ static uint64_t tile_side_limit(uint32_t n)
     return r > 1024 ? r : 1024;
 }
 
+/* The name of a colour model whose samples are not intensities of grey or RGB channels, NULL
+ * for the accepted ones (grey either way round, RGB, and the linear camera data of DNG files,
+ * read as stored). A colour filter array is a mosaic of red, green and blue pixels: read as
+ * grey it would be a different image. */
+static const char *unsupported_photometric(uint16_t photo)
+{
+    switch (photo) {
+    case PHOTOMETRIC_PALETTE: return "palette";
+    case PHOTOMETRIC_MASK: return "transparency mask";
+    case PHOTOMETRIC_SEPARATED: return "CMYK";
+    case PHOTOMETRIC_YCBCR: return "YCbCr";
+    case PHOTOMETRIC_CIELAB: return "CIE Lab";
+    case PHOTOMETRIC_ICCLAB: return "ICC Lab";
+    case PHOTOMETRIC_ITULAB: return "ITU Lab";
+    case PHOTOMETRIC_CFA: return "colour filter array";
+    case PHOTOMETRIC_LOGL: return "LogL";
+    case PHOTOMETRIC_LOGLUV: return "LogLuv";
+    default: return NULL;
+    }
+}
+
 /* Reads one directory's samples into planes (spp x H x W floats at dst). */
 static int tiff_read_page(TIFF *tif, mem_stream *m, int page, uint32_t W, uint32_t H, int spp,
                           int bps, int planar, int64_t max_values, float *dst, char *err,
@@ -302,11 +323,10 @@ static int decode_tiff(const unsigned char *data, size_t size, int64_t max_value
                     : fmt == SAMPLEFORMAT_UINT ? "unsigned" : "other");
             goto done;
         }
-        if (photo == PHOTOMETRIC_PALETTE || photo == PHOTOMETRIC_YCBCR ||
-            photo == PHOTOMETRIC_SEPARATED || photo == PHOTOMETRIC_CIELAB ||
-            photo == PHOTOMETRIC_LOGL || photo == PHOTOMETRIC_LOGLUV) {
-            set_err(err, errsize, "unsupported TIFF colour model (photometric %u) on page %d",
-                    photo, page + 1);
+        const char *model = unsupported_photometric(photo);
+        if (model) {
+            set_err(err, errsize, "unsupported TIFF colour model (%s, photometric %u) on page %d "
+                    "(supported: grey and RGB)", model, photo, page + 1);
             goto done;
         }
         if (planar != PLANARCONFIG_CONTIG && planar != PLANARCONFIG_SEPARATE) {
@@ -428,9 +448,12 @@ static int decode_png(const unsigned char *data, size_t size, int64_t max_values
         png_destroy_read_struct(&png, &info, NULL);
         return -1;
     }
-    if ((int64_t)W * H * C > max_values) {
+    /* The channels kept: all that are stored. A palette image is its colours (RGB); libpng adds
+     * an alpha channel when it has a transparency (tRNS) chunk, which is dropped. */
+    int K = ctype == PNG_COLOR_TYPE_PALETTE && C > 3 ? 3 : C;
+    if ((int64_t)W * H * K > max_values) {
         set_err(err, errsize, "image too large: %ux%u with %d channels (limit %lld values)", W, H,
-                C, (long long)max_values);
+                K, (long long)max_values);
         png_destroy_read_struct(&png, &info, NULL);
         return -1;
     }
@@ -438,7 +461,7 @@ static int decode_png(const unsigned char *data, size_t size, int64_t max_values
     if (rowbytes < (size_t)W * C * (bd / 8)) png_error(png, "row size inconsistent");
     pix = malloc(rowbytes * H);
     rows = malloc(sizeof(png_bytep) * H);
-    fdata = malloc(sizeof(float) * (size_t)W * H * C);
+    fdata = malloc(sizeof(float) * (size_t)W * H * K);
     if (!pix || !rows || !fdata) png_error(png, "out of memory");
     for (png_uint_32 y = 0; y < H; y++) rows[y] = pix + (size_t)y * rowbytes;
     png_read_image(png, rows);
@@ -447,7 +470,7 @@ static int decode_png(const unsigned char *data, size_t size, int64_t max_values
     for (png_uint_32 y = 0; y < H; y++) {
         const unsigned char *r = rows[y];
         for (png_uint_32 x = 0; x < W; x++)
-            for (int c = 0; c < C; c++) {
+            for (int c = 0; c < K; c++) {
                 size_t k = (size_t)x * C + c;
                 float v = bd == 8 ? (float)r[k] : (float)((r[2 * k] << 8) | r[2 * k + 1]);
                 fdata[c * plane + (int64_t)y * W + x] = v;
@@ -456,7 +479,7 @@ static int decode_png(const unsigned char *data, size_t size, int64_t max_values
     png_destroy_read_struct(&png, &info, NULL);
     free(pix);
     free(rows);
-    out->channels = C;
+    out->channels = K;
     out->height = (int)H;
     out->width = (int)W;
     out->data = fdata;

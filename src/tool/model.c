@@ -125,6 +125,13 @@ static const char *not_a_model(const char *path)
         return "a TIFF image";
     if (n >= 8 && !memcmp(b, "\x89PNG\r\n\x1a\n", 8)) return "a PNG image";
     if (n == 9 && b[8] == '{') return NULL; /* a safetensors file: the loader's message says more */
+    /* ONNX (cfnet export's output): a protobuf ModelProto, whose first field is ir_version (tag
+     * 0x08, a small varint) followed by another of its fields (producer name or version,
+     * domain, graph, opset import) */
+    if (n >= 3 && b[0] == 0x08 && b[1] >= 1 && b[1] <= 30 &&
+        (b[2] == 0x12 || b[2] == 0x1a || b[2] == 0x22 || b[2] == 0x28 || b[2] == 0x32 ||
+         b[2] == 0x3a || b[2] == 0x42))
+        return "an ONNX model, as cfnet export writes";
     int text = n > 0;
     for (size_t i = 0; i < n; i++)
         text = text && ((b[i] >= 32 && b[i] < 127) || b[i] == '\n' || b[i] == '\r' || b[i] == '\t');

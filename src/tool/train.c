@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -594,8 +595,15 @@ static int check_outputs(const train_cfg *c, const char *ckpt, const tool_datase
                 rc = -1;
             }
         if (rc) break;
+        struct stat st;
         if (path_is_dir(path[i]) == 1) {
             tool_error("%s (%s) is a folder; give a file name", what[i], path[i]);
+            rc = -1;
+        } else if (i < 2 && stat(path[i], &st) == 0 && !S_ISREG(st.st_mode)) {
+            /* the model and the checkpoint are saved by renaming a new file over the old one,
+             * which would put a file in place of a device or pipe (/dev/null, as root) */
+            tool_error("%s (%s) is not a regular file (a device or a pipe); it is saved "
+                       "by writing a new file in its place: give a file name", what[i], path[i]);
             rc = -1;
         } else if (same_file(path[i], c->data)) {
             tool_error("%s (%s) is DATA; refusing to overwrite it", what[i], path[i]);

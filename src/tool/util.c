@@ -254,7 +254,9 @@ int opt_error(const char *cmd, int ch, char **argv)
 int read_file(const char *path, size_t limit, unsigned char **data, size_t *size, char *err,
               size_t errsize)
 {
-    int fd = open(path, O_RDONLY);
+    /* O_NONBLOCK: opening a FIFO (a pipe named like an image) would otherwise wait for a
+     * writer forever; it is refused below like any other file that is not a regular one. */
+    int fd = open(path, O_RDONLY | O_NONBLOCK);
     if (fd < 0) {
         snprintf(err, errsize, "cannot open: %s", strerror(errno));
         return -1;
@@ -265,6 +267,8 @@ int read_file(const char *path, size_t limit, unsigned char **data, size_t *size
         close(fd);
         return -1;
     }
+    int fl = fcntl(fd, F_GETFL);
+    if (fl != -1) fcntl(fd, F_SETFL, fl & ~O_NONBLOCK);
     if ((uint64_t)st.st_size > limit) {
         snprintf(err, errsize, "file too large (%lld bytes, limit %zu)", (long long)st.st_size,
                  limit);
