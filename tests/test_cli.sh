@@ -184,12 +184,12 @@ head -c 400 "$d/train/class01/0003.tif" >"$bad/trunc/class01/0003.tif"
 expect 1 "trunc/class01/0003.tif: invalid TIFF" "$cfnet" train "$bad/trunc" -o "$bad/m" --epochs 1 $common
 # --skip-bad: a warning and a count, training goes on
 # shellcheck disable=SC2086
-expect 0 "skipped 1 unreadable" "$cfnet" train "$bad/trunc" -o "$bad/m.safetensors" --epochs 1 \
+expect 0 "skipped 1 unreadable or unsuitable image$" "$cfnet" train "$bad/trunc" -o "$bad/m.safetensors" --epochs 1 \
     $common --skip-bad
 grep -q "0003.tif: invalid TIFF.*(skipped)" "$out/last.txt" || fail "--skip-bad names the file"
 # the same when streaming from disk: the bad image is left out, counted once over 2 epochs
 # shellcheck disable=SC2086
-expect 0 "skipped 1 unreadable" "$cfnet" train "$bad/trunc" -o "$bad/ms.safetensors" --epochs 2 \
+expect 0 "skipped 1 unreadable or unsuitable image$" "$cfnet" train "$bad/trunc" -o "$bad/ms.safetensors" --epochs 2 \
     $common --skip-bad --max-memory 40K
 
 cp -r "$d/train" "$bad/text"
@@ -207,6 +207,11 @@ expect 0 "pipe.tif: not a regular file \(skipped\)" timeout 120 "$cfnet" predict
 
 expect 0 "" "$cfnet" synth "$bad/one" --classes 3 --per-class 2 --test-per-class 0 --channels 1 --size 32
 expect 1 "0000.tif: image has 1 channel, the model expects 2" "$cfnet" predict "$m" "$bad/one/train/class00/0000.tif"
+# training images with different channel counts: the message names what the count came from
+cp -r "$d/train" "$bad/mixed"
+cp "$bad/one/train/class00/0000.tif" "$bad/mixed/class01/one.tif"
+expect 1 "one.tif: image has 1 channel, the first image read has 2; every image needs the same" \
+    "$cfnet" train "$bad/mixed" -o "$bad/m" --epochs 1
 expect 1 "image is 32x32, smaller than the input size 40 \(use --pad" "$cfnet" train "$d/train" -o "$bad/m" --size 40 --epochs 1
 
 # differing sizes without --size

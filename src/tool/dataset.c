@@ -748,8 +748,13 @@ static void *load_worker(void *arg)
         tool_image img;
         int rc = image_read(s->path, &img, err, sizeof err);
         if (rc == 0 && img.channels != j->spec->channels) {
-            snprintf(err, sizeof err, "image has %d channel%s, the model expects %d",
-                     img.channels, img.channels == 1 ? "" : "s", j->spec->channels);
+            if (j->spec->channels_from_data)
+                snprintf(err, sizeof err, "image has %d channel%s, the first image read has %d; "
+                         "every image needs the same channels", img.channels,
+                         img.channels == 1 ? "" : "s", j->spec->channels);
+            else
+                snprintf(err, sizeof err, "image has %d channel%s, the model expects %d",
+                         img.channels, img.channels == 1 ? "" : "s", j->spec->channels);
             rc = -1;
         }
         if (rc == 0 && j->spec->exact && (img.height != j->spec->size || img.width != j->spec->size)) {

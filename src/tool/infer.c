@@ -33,7 +33,7 @@ static int run_model(cfnet_network *net, const tool_model_info *info, tool_datas
     /* whole inference batches per chunk: every batch starts at a multiple of o->batch, so that
      * ranks given whole batches (cfnet predict under mpirun) compute the same numbers */
     if (chunk >= o->batch) chunk = chunk / o->batch * o->batch;
-    load_spec spec = {C, S, info->pad || o->pad, info->norm, o->threads, o->skip_bad, 0};
+    load_spec spec = {C, S, info->pad || o->pad, info->norm, o->threads, o->skip_bad, 0, 0};
     float *x = xmalloc(sizeof(float) * (size_t)(chunk * per));
     float *p = xmalloc(sizeof(float) * (size_t)(chunk * k));
     int64_t *idx = xmalloc(sizeof(int64_t) * chunk);
@@ -267,7 +267,8 @@ int cmd_predict(int argc, char **argv)
         rc = EXIT_OK;
         tool_info("predicted %lld images in %.1f s%s%s", (long long)ctx.rows, tool_now() - t0,
                   strcmp(output, "-") ? " -> " : "", strcmp(output, "-") ? output : "");
-        if (bad) tool_warn("skipped %lld unreadable or unsuitable images", (long long)bad);
+        if (bad) tool_warn("skipped %lld unreadable or unsuitable image%s", (long long)bad,
+                           bad == 1 ? "" : "s");
     }
 out_ds:
     dataset_free(&ds);
@@ -436,7 +437,8 @@ int cmd_eval(int argc, char **argv)
             if (out_commit(&outs[i]) != 0) goto out_ds;
         tool_info("wrote %s/{metrics.json,confusion.csv,confusion.svg,predictions.csv}", outdir);
     }
-    if (bad) tool_warn("skipped %lld unreadable or unsuitable images", (long long)bad);
+    if (bad) tool_warn("skipped %lld unreadable or unsuitable image%s", (long long)bad,
+                           bad == 1 ? "" : "s");
     rc = EXIT_OK;
 out_ds:
     for (int i = 0; i < 4; i++) out_discard(&outs[i]);

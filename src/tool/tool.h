@@ -219,6 +219,7 @@ typedef struct load_spec {
     int threads;
     int skip_bad;
     int exact; /* 1: every image must be size x size already (no --size given) */
+    int channels_from_data; /* 1: channels were read from the first image, not from a model */
 } load_spec;
 int dataset_load(tool_dataset *ds, const int64_t *idx, int64_t n, const load_spec *spec,
                  float *dst, int64_t *bad_count);

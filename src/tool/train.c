@@ -643,7 +643,8 @@ static int screen_bad(tool_dataset *ds, const train_cfg *c, int channels)
     int ch = 0, h = 0, w = 0, rc = dataset_probe(ds, idx, n, 1, &ch, &h, &w);
     int size = c->size ? c->size : h;
     if (rc == 0 && (c->size || (h == w && h >= 16 && h <= 512))) {
-        load_spec spec = {channels ? channels : ch, size, c->pad, c->norm, c->threads, 1, !c->size};
+        load_spec spec = {channels ? channels : ch, size, c->pad, c->norm, c->threads, 1, !c->size,
+                          !channels};
         enum { BLOCK = 64 };
         float *buf = xmalloc(sizeof(float) * (size_t)BLOCK * (size_t)spec.channels * (size_t)size *
                              (size_t)size);
@@ -825,7 +826,7 @@ int cmd_train(int argc, char **argv)
         c.size = h0;
         exact = 1;
     }
-    load_spec spec = {ch, c.size, c.pad, c.norm, c.threads, c.skip_bad, exact};
+    load_spec spec = {ch, c.size, c.pad, c.norm, c.threads, c.skip_bad, exact, !c.resume};
     const int K = ds.n_classes;
     const int64_t per = (int64_t)ch * c.size * c.size;
 
@@ -1163,7 +1164,8 @@ int cmd_train(int argc, char **argv)
         tool_info("no validation set: %s is the last epoch (also in %s)", c.output, ckpt);
     bad = 0; /* streamed images are re-read (and found bad) every epoch: count them once */
     for (int64_t i = 0; i < ds.n; i++) bad += ds.s[i].bad;
-    if (bad) tool_warn("skipped %lld unreadable or unsuitable images", (long long)bad);
+    if (bad) tool_warn("skipped %lld unreadable or unsuitable image%s", (long long)bad,
+                           bad == 1 ? "" : "s");
     rc = EXIT_OK;
 out:
     if (logf && fclose(logf) != 0 && rc == EXIT_OK) {
