@@ -143,12 +143,14 @@ expect 0 "p4m_conv" "$cfnet" info "$out/p4m.safetensors"
 # (tiled: 40x40 images in 16x16 tiles, partial tiles at the edges; the centre crop to 32 gives the
 # same pixels as synthesising at 32)
 for v in "tiff 16 interleaved 32" "tiff 16 planar 32" "tiff 16 tiled 32" "tiff 16 tiled 40" \
-    "tiff 16 pages 40" "tiff 32 pages 32" "png 16 pages 32" "png 8 pages 32" "tiff 8 pages 32"; do
+    "tiff 16 pages 40" "tiff 32 pages 32" "png 16 - 32" "png 8 - 32" "tiff 8 pages 32"; do
     # shellcheck disable=SC2086
     set -- $v
     dir="$out/fmt_$1_$2_$3_$4"
+    layout="--layout=$3"
+    [ "$3" = - ] && layout="--format=png" # PNG has no layout (--layout is a usage error)
     expect 0 "" "$cfnet" synth "$dir" --classes 3 --per-class 1 --test-per-class 4 --size "$4" \
-        --format "$1" --bits "$2" --layout "$3"
+        --format "$1" --bits "$2" "$layout"
     expect 0 "" "$cfnet" predict "$m" "$dir/test" -o "$dir.csv" --threads 2
 done
 $py - "$out" <<'EOF' || fail "image layouts"
@@ -167,8 +169,8 @@ assert load("fmt_tiff_16_tiled_32.csv") == ref
 assert load("fmt_tiff_16_tiled_40.csv") == load("fmt_tiff_16_pages_40.csv")
 # float32 holds the intensities before the 16-bit offset/scale: percentile normalisation is
 # affine-invariant, so only 16-bit rounding separates them; PNG 16-bit (grey+alpha) is exact.
-for name, tol in [("fmt_tiff_32_pages_32.csv", 0.01), ("fmt_png_16_pages_32.csv", 0),
-                  ("fmt_png_8_pages_32.csv", 0.05), ("fmt_tiff_8_pages_32.csv", 0.05)]:
+for name, tol in [("fmt_tiff_32_pages_32.csv", 0.01), ("fmt_png_16_-_32.csv", 0),
+                  ("fmt_png_8_-_32.csv", 0.05), ("fmt_tiff_8_pages_32.csv", 0.05)]:
     got = load(name)
     assert got.keys() == ref.keys(), name
     worst = max(abs(a - b) for k in ref for a, b in zip(ref[k], got[k]))
@@ -348,6 +350,8 @@ expect 0 "on 3 images of 2 classes \(2 for validation\)" "$cfnet" train "$ow/sk"
 expect 1 "not empty; synth writes a dataset into a new or empty folder" "$cfnet" synth "$ow/data"
 test -e "$ow/data/train" && fail "synth wrote into a non-empty folder"
 expect 2 "DIR is empty" "$cfnet" synth ""
+expect 2 "--layout is for TIFF files" "$cfnet" synth "$ow/png-layout" --format png --layout planar
+test -e "$ow/png-layout" && fail "synth --format png --layout wrote files"
 mkdir -p "$ow/empty"
 expect 0 "wrote 4 images" "$cfnet" synth "$ow/empty" --classes 2 --per-class 1 --test-per-class 1 --size 16
 expect 2 "copy.safetensors is the model; refusing" "$cfnet" export "$ow/copy.safetensors" "$ow/copy.safetensors"

@@ -79,6 +79,7 @@ int cmd_synth(int argc, char **argv)
     long size = BM_SIZE;
     int png = 0;
     tiff_layout layout = TIFF_PAGES;
+    int layout_given = 0;
     int c;
     while ((c = opt_next(argc, argv, ":qh", longopts, synth_help)) >= 0) {
         int u = 0;
@@ -97,6 +98,7 @@ int cmd_synth(int argc, char **argv)
                 return tool_usage_error("synth", "--bits: expected 8, 16 or 32, got '%s'", optarg);
             break;
         case 'l':
+            layout_given = 1;
             if (!strcmp(optarg, "pages")) layout = TIFF_PAGES;
             else if (!strcmp(optarg, "interleaved")) layout = TIFF_INTERLEAVED;
             else if (!strcmp(optarg, "planar")) layout = TIFF_PLANAR;
@@ -115,6 +117,9 @@ int cmd_synth(int argc, char **argv)
     if (optind != argc - 1)
         return tool_usage_error("synth", optind >= argc ? "missing DIR" : "one DIR expected");
     if (png && bits == 32) return tool_usage_error("synth", "--bits 32 (float) is TIFF only");
+    if (png && layout_given)
+        return tool_usage_error("synth", "--layout is for TIFF files; a PNG holds its channels as "
+                                         "samples of one image");
     const char *dir = argv[optind];
     if (!dir[0]) return tool_usage_error("synth", "DIR is empty");
     /* A new or empty folder only: class folders written into an existing dataset would become
