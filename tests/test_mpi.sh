@@ -165,6 +165,39 @@ if [ -x "$tool" ] && ldd "$tool" | grep -qi mpi; then
     if [ $rc -eq 0 ] || [ $rc -eq 124 ] || ! grep -q "'info' does not run on several MPI ranks" "$t/info2.log"; then
         cat "$t/info2.log"; echo "test_mpi: info on 2 ranks gave status $rc"; exit 1
     fi
+    # Failures of one rank, or of all alike: never a hang (124), one message, nothing written.
+    # rank0.sh adds $EXTRA to rank 0's arguments only (an environment variable that one node
+    # sets and another does not).
+    printf '#!/bin/sh\nif [ "$OMPI_COMM_WORLD_RANK" = 0 ]; then exec "$@" $EXTRA; fi\nexec "$@"\n' \
+        >"$t/rank0.sh"
+    chmod +x "$t/rank0.sh"
+    # expect NAME STATUS TEXT COUNT: the last run ended with STATUS (not 124: a hang) and its
+    # log $t/NAME.log holds TEXT on exactly COUNT lines
+    expect() {
+        n=$(grep -c -- "$3" "$t/$1.log" || true)
+        if [ $rc -ne "$2" ] || [ "$n" -ne "$4" ]; then
+            cat "$t/$1.log"
+            echo "test_mpi: $1: status $rc (expected $2), '$3' on $n lines (expected $4)"; exit 1
+        fi
+    }
+    b="$t/d/train --epochs 2 --width 4 --threads 1 -q --optimizer sgd --lr 0.01 --val 0.8 --batch 6"
+    set +e
+    # another --epochs (or --patience) on one rank: the ranks would leave the loop at different
+    # epochs, one waiting forever for the other; every rank stops before training instead
+    EXTRA="--epochs 3" timeout 60 mpirun --allow-run-as-root --oversubscribe -x EXTRA -np 2 \
+        "$t/rank0.sh" "$tool" train $b -o "$t/ep.cfnet" >"$t/ep.log" 2>&1
+    rc=$?
+    expect ep 1 "the MPI ranks disagree on --epochs" 1
+    [ ! -e "$t/ep.cfnet" ] || { echo "test_mpi: the refused run wrote a model"; exit 1; }
+    # another --batch on one rank of predict: the shards would overlap (rows written twice)
+    EXTRA="--batch 2" timeout 60 mpirun --allow-run-as-root --oversubscribe -x EXTRA -np 2 \
+        "$t/rank0.sh" "$tool" predict "$c/m.cfnet" "$c/d/test" -o "$c/pe.csv" --threads 1 -q \
+        >"$t/pe.log" 2>&1
+    rc=$?
+    expect pe 1 "the MPI ranks disagree on --batch" 1
+    [ ! -e "$c/pe.csv" ] || { echo "test_mpi: predict wrote a CSV from overlapping shards"; exit 1; }
+    set -e
+    echo "test_mpi: settings that differ between ranks ended the job with one message"
 else
     echo "test_mpi: cfnet command part skipped ($tool missing or built without mpicc)"
 fi

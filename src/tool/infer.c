@@ -218,6 +218,19 @@ int cmd_predict(int argc, char **argv)
     const int64_t lo = units * rank / size * o.batch, hi = units * (rank + 1) / size * o.batch;
     part.s = ds.s + lo;
     part.n = (hi < ds.n ? hi : ds.n) - (lo < ds.n ? lo : ds.n);
+    if (size > 1) {
+        /* the shards are cut from the input list and --batch: with another list or batch on
+         * one rank, rows would be left out or written twice */
+        const int64_t same[] = {o.batch, ds.n, tool_mpi_hash_samples(&ds, NULL, ds.n, 0)};
+        int d = tool_mpi_agree(same, 3);
+        if (d >= 0) {
+            if (rank == 0)
+                tool_error("the MPI ranks disagree on %s; every rank needs the same arguments",
+                           d == 0 ? "--batch" : d == 1 ? "the number of inputs" : "the inputs");
+            tool_mpi_fail_together();
+            goto out_ds;
+        }
+    }
     if (rank == 0 && strcmp(output, "-") &&
         check_output("predict", output, argv[optind], (const char *const *)(argv + optind + 1),
                      argc - optind - 1, &ds) != 0) {

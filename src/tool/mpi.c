@@ -52,6 +52,19 @@ int64_t tool_mpi_sum(int64_t v)
     return s;
 }
 
+int tool_mpi_agree(const int64_t *v, int n)
+{
+    if (mpi_size == 1 || n <= 0) return -1;
+    int64_t *lo = xmalloc(sizeof(int64_t) * 2 * (size_t)n), *hi = lo + n;
+    MPI_Allreduce(v, lo, n, MPI_INT64_T, MPI_MIN, MPI_COMM_WORLD);
+    MPI_Allreduce(v, hi, n, MPI_INT64_T, MPI_MAX, MPI_COMM_WORLD);
+    int first = -1;
+    for (int i = 0; i < n && first < 0; i++)
+        if (lo[i] != hi[i]) first = i;
+    free(lo);
+    return first;
+}
+
 int tool_mpi_sum_doubles(double *v, int64_t n)
 {
     if (mpi_size == 1 || n == 0) return 0;
@@ -138,6 +151,12 @@ int tool_mpi_active(void) { return 0; }
 int tool_mpi_rank(void) { return 0; }
 int tool_mpi_size(void) { return 1; }
 int64_t tool_mpi_sum(int64_t v) { return v; }
+int tool_mpi_agree(const int64_t *v, int n)
+{
+    (void)v;
+    (void)n;
+    return -1;
+}
 int tool_mpi_sum_doubles(double *v, int64_t n)
 {
     (void)v;
@@ -172,3 +191,18 @@ int tool_mpi_gather_text(const char *buf, size_t len, FILE *out)
     return 0;
 }
 #endif
+
+int64_t tool_mpi_hash_samples(const tool_dataset *ds, const int64_t *idx, int64_t n, int64_t h)
+{
+    uint64_t x = h ? (uint64_t)h : 0xcbf29ce484222325ull;
+    for (int64_t i = 0; i < n; i++) {
+        const tool_sample *s = &ds->s[idx ? idx[i] : i];
+        /* the path with its terminating NUL, then the class */
+        for (const unsigned char *p = (const unsigned char *)s->path;; p++) {
+            x = (x ^ *p) * 0x100000001b3ull;
+            if (!*p) break;
+        }
+        x = (x ^ (uint64_t)(uint32_t)s->cls) * 0x100000001b3ull;
+    }
+    return (int64_t)x;
+}

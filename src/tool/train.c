@@ -870,6 +870,25 @@ int cmd_train(int argc, char **argv)
         }
     }
     if (dist) {
+        /* Every rank must run the same loop over the same images: with another --epochs or
+         * --patience one rank would wait forever in a sum the others never reach, with other
+         * data the ranks would silently train on different batches. (The network's settings
+         * are compared by tool_mpi_attach.) */
+        int64_t h = tool_mpi_hash_samples(&ds, tr, ntr, 0);
+        const int64_t same[] = {c.epochs, c.patience, ntr, nva,
+                                tool_mpi_hash_samples(&ds, va, nva, h)};
+        static const char *const what[] = {"--epochs", "--patience",
+                                           "the number of training images",
+                                           "the number of validation images",
+                                           "the training and validation images"};
+        int d = tool_mpi_agree(same, (int)(sizeof same / sizeof *same));
+        if (d >= 0) {
+            if (rank == 0)
+                tool_error("the MPI ranks disagree on %s; every rank needs the same arguments "
+                           "and the same DATA", what[d]);
+            tool_mpi_fail_together();
+            goto out;
+        }
         /* every global batch, the last one too, must give each rank at least one sample */
         int64_t last = ntr % c.batch;
         if (c.batch < nranks || (last && last < nranks)) {
