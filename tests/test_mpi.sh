@@ -167,10 +167,11 @@ if [ -x "$tool" ] && ldd "$tool" | grep -qi mpi; then
     fi
     # Failures of one rank, or of all alike: never a hang (124), one message, nothing written.
     # rank0.sh adds $EXTRA to rank 0's arguments only (an environment variable that one node
-    # sets and another does not).
+    # sets and another does not); pids.sh records each rank's pid, then runs the command.
     printf '#!/bin/sh\nif [ "$OMPI_COMM_WORLD_RANK" = 0 ]; then exec "$@" $EXTRA; fi\nexec "$@"\n' \
         >"$t/rank0.sh"
-    chmod +x "$t/rank0.sh"
+    printf '#!/bin/sh\necho $$ >"$PIDS.$OMPI_COMM_WORLD_RANK"\nexec "$@"\n' >"$t/pids.sh"
+    chmod +x "$t/rank0.sh" "$t/pids.sh"
     # expect NAME STATUS TEXT COUNT: the last run ended with STATUS (not 124: a hang) and its
     # log $t/NAME.log holds TEXT on exactly COUNT lines
     expect() {
@@ -189,6 +190,11 @@ if [ -x "$tool" ] && ldd "$tool" | grep -qi mpi; then
     rc=$?
     expect ep 1 "the MPI ranks disagree on --epochs" 1
     [ ! -e "$t/ep.cfnet" ] || { echo "test_mpi: the refused run wrote a model"; exit 1; }
+    # another network setting on one rank: cfnet_mpi_attach fails on every rank, said once
+    EXTRA="--lr 0.1" timeout 60 mpirun --allow-run-as-root --oversubscribe -x EXTRA -np 2 \
+        "$t/rank0.sh" "$tool" train $b -o "$t/lr.cfnet" >"$t/lr.log" 2>&1
+    rc=$?
+    expect lr 1 "differs from rank 0's" 1
     # another --batch on one rank of predict: the shards would overlap (rows written twice)
     EXTRA="--batch 2" timeout 60 mpirun --allow-run-as-root --oversubscribe -x EXTRA -np 2 \
         "$t/rank0.sh" "$tool" predict "$c/m.cfnet" "$c/d/test" -o "$c/pe.csv" --threads 1 -q \
@@ -196,8 +202,31 @@ if [ -x "$tool" ] && ldd "$tool" | grep -qi mpi; then
     rc=$?
     expect pe 1 "the MPI ranks disagree on --batch" 1
     [ ! -e "$c/pe.csv" ] || { echo "test_mpi: predict wrote a CSV from overlapping shards"; exit 1; }
+    # an output folder that does not exist: rank 0's check stops every rank (status 2, no abort)
+    mr 2 train $b -o "$t/missing/m.cfnet" >"$t/out.log" 2>&1
+    rc=$?
+    expect out 2 "missing/m.cfnet" 1
+    expect out 2 "MPI_ABORT" 0
+    mr 2 predict "$c/m.cfnet" "$c/d/test" -o "$c/d/test" --threads 1 -q >"$t/pout.log" 2>&1
+    rc=$?
+    expect pout 2 "is a folder; give a file name" 1
+    expect pout 2 "MPI_ABORT" 0
+    # an interrupt on one rank stops every rank after the same step: rank 0 says so once, the
+    # checkpoint holds the last whole epoch
+    rm -f "$t/pid".*
+    PIDS="$t/pid" timeout 60 mpirun --allow-run-as-root --oversubscribe -x PIDS -np 2 \
+        "$t/pids.sh" "$tool" train $b --epochs 100000 -o "$t/int.cfnet" >"$t/int.log" 2>&1 &
+    job=$!
+    i=0
+    while [ ! -s "$t/int.cfnet.last.safetensors" ] && [ $i -lt 500 ]; do sleep 0.1; i=$((i + 1)); done
+    [ -s "$t/pid.1" ] && kill -INT "$(cat "$t/pid.1")"
+    wait $job
+    rc=$?
+    expect int 130 "interrupted during epoch" 1
+    "$tool" info "$t/int.cfnet.last.safetensors" >/dev/null
     set -e
-    echo "test_mpi: settings that differ between ranks ended the job with one message"
+    echo "test_mpi: settings that differ between ranks, a missing output folder and an interrupt" \
+        "on one rank each ended the job with one message"
 else
     echo "test_mpi: cfnet command part skipped ($tool missing or built without mpicc)"
 fi

@@ -231,9 +231,16 @@ int cmd_predict(int argc, char **argv)
             goto out_ds;
         }
     }
-    if (rank == 0 && strcmp(output, "-") &&
-        check_output("predict", output, argv[optind], (const char *const *)(argv + optind + 1),
-                     argc - optind - 1, &ds) != 0) {
+    /* rank 0 alone writes the CSV, so it alone checks it; every rank learns its verdict */
+    int bad_output = rank == 0 && strcmp(output, "-") &&
+                     check_output("predict", output, argv[optind],
+                                  (const char *const *)(argv + optind + 1), argc - optind - 1,
+                                  &ds) != 0;
+    if (size > 1 && tool_mpi_sum(bad_output) != 0) {
+        bad_output = 1;
+        tool_mpi_fail_together();
+    }
+    if (bad_output) {
         rc = EXIT_USAGE;
         goto out_ds;
     }

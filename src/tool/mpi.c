@@ -76,6 +76,15 @@ int tool_mpi_sum_doubles(double *v, int64_t n)
 int tool_mpi_attach(cfnet_network *net)
 {
     cfnet_status st = group ? CFNET_OK : cfnet_mpi_create(MPI_COMM_WORLD, &group);
+    /* A network that differs from rank 0's fails the check on every rank alike: rank 0 says
+     * so once, and every rank ends normally (an abort could cut rank 0's message off). */
+    if (st == CFNET_OK && cfnet_mpi_check(group, net) != CFNET_OK) {
+        if (mpi_rank == 0)
+            tool_error("%s (start every rank with the same arguments, --threads included)",
+                       cfnet_mpi_last_error());
+        failing_together = 1;
+        return -1;
+    }
     if (st == CFNET_OK) st = cfnet_mpi_attach(group, net);
     if (st != CFNET_OK) {
         tool_error("rank %d of %d: %s: %s", mpi_rank, mpi_size, cfnet_status_string(st),

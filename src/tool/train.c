@@ -747,7 +747,14 @@ int cmd_train(int argc, char **argv)
     }
 
     if (dataset_open_labelled(c.data, &ds) != 0) goto out;
-    if (rank == 0 && check_outputs(&c, ckpt, &ds) != 0) {
+    /* rank 0 alone writes, so it alone checks the outputs; under mpirun every rank learns its
+     * verdict and all end together, with rank 0's message */
+    int bad_outputs = rank == 0 && check_outputs(&c, ckpt, &ds) != 0;
+    if (dist && tool_mpi_sum(bad_outputs) != 0) {
+        bad_outputs = 1;
+        tool_mpi_fail_together();
+    }
+    if (bad_outputs) {
         rc = EXIT_USAGE;
         goto out;
     }
@@ -1077,10 +1084,15 @@ int cmd_train(int argc, char **argv)
             seen += nuse;
             pc.step_offset += (nuse + c.batch - 1) / c.batch;
         }
-        if (st == CFNET_E_CANCELLED || tool_interrupted) {
+        /* under mpirun only the summed flag counts (a rank's own flag is seen at the next
+         * step's sum): every rank cancels the same step, rank 0 says so once and all end
+         * together */
+        if (st == CFNET_E_CANCELLED || (!dist && tool_interrupted)) {
             progress_done(&pc.pr);
-            tool_error("interrupted during epoch %d; %s holds epoch %d (continue with --resume)", e,
-                       ckpt, e - 1);
+            if (dist) tool_mpi_fail_together();
+            if (rank == 0)
+                tool_error("interrupted during epoch %d; %s holds epoch %d (continue with --resume)",
+                           e, ckpt, e - 1);
             rc = 130;
             goto out;
         }
