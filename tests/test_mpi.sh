@@ -211,6 +211,16 @@ if [ -x "$tool" ] && ldd "$tool" | grep -qi mpi; then
     rc=$?
     expect pout 2 "is a folder; give a file name" 1
     expect pout 2 "MPI_ABORT" 0
+    # an unreadable training image, met by one rank: its message, the job ended, no model
+    mkdir -p "$t/bad"
+    cp -r "$t/d/train/class00" "$t/d/train/class01" "$t/d/train/class02" "$t/bad/"
+    echo junk >"$t/bad/class01/zz_broken.tif"
+    mr 2 train "$t/bad" --epochs 2 --width 4 --threads 1 -q --val 0 --batch 7 \
+        -o "$t/bad.cfnet" >"$t/bad.log" 2>&1
+    rc=$?
+    expect bad 1 "zz_broken.tif: not a TIFF or PNG file" 1
+    expect bad 1 "of 2: could not load its share of step" 1
+    [ ! -e "$t/bad.cfnet" ] || { echo "test_mpi: a failed run wrote a model"; exit 1; }
     # an interrupt on one rank stops every rank after the same step: rank 0 says so once, the
     # checkpoint holds the last whole epoch
     rm -f "$t/pid".*
@@ -225,8 +235,8 @@ if [ -x "$tool" ] && ldd "$tool" | grep -qi mpi; then
     expect int 130 "interrupted during epoch" 1
     "$tool" info "$t/int.cfnet.last.safetensors" >/dev/null
     set -e
-    echo "test_mpi: settings that differ between ranks, a missing output folder and an interrupt" \
-        "on one rank each ended the job with one message"
+    echo "test_mpi: settings that differ between ranks, a missing output folder, a bad image and" \
+        "an interrupt on one rank each ended the job with one message"
 else
     echo "test_mpi: cfnet command part skipped ($tool missing or built without mpicc)"
 fi
