@@ -147,7 +147,16 @@ if [ -x "$tool" ] && ldd "$tool" | grep -qi mpi; then
         -o "$t/res.cfnet"
     "$prog" compare-models "$t/res.cfnet.last.safetensors" "$t/aug1.cfnet.last.safetensors" 1e-5
     "$prog" compare-models "$t/res.cfnet" "$t/aug1.cfnet" 1e-5
-    echo "test_mpi: cfnet train on 2 and 3 ranks (and resumed from 2 on 3) gave the 1-process weights"
+    # a plain run's checkpoint resumed under mpirun, whose checkpoint a plain run resumes: the
+    # plain 3-epoch weights (no augmentation: plain and mpirun runs agree)
+    "$tool" train $a --batch 6 --rotate none --epochs 1 -o "$t/mix.cfnet"
+    mr 2 train "$t/d/train" --epochs 2 --threads 1 -q --resume "$t/mix.cfnet.last.safetensors" \
+        -o "$t/mix.cfnet"
+    "$tool" train "$t/d/train" --epochs 3 --threads 1 -q --resume "$t/mix.cfnet.last.safetensors" \
+        -o "$t/mix.cfnet"
+    "$prog" compare-models "$t/mix.cfnet.last.safetensors" "$t/plain.cfnet.last.safetensors" 1e-5
+    echo "test_mpi: cfnet train on 2 and 3 ranks (and resumed from 2 on 3, from plain on 2 and" \
+        "from 2 on plain) gave the 1-process weights"
     # a batch that cannot give every rank a sample is refused before training, by rank 0 once
     set +e
     mr 3 train $a --batch 2 -o "$t/small.cfnet" >"$t/small.log" 2>&1
@@ -221,6 +230,12 @@ if [ -x "$tool" ] && ldd "$tool" | grep -qi mpi; then
     expect bad 1 "zz_broken.tif: not a TIFF or PNG file" 1
     expect bad 1 "of 2: could not load its share of step" 1
     [ ! -e "$t/bad.cfnet" ] || { echo "test_mpi: a failed run wrote a model"; exit 1; }
+    # the same image in the validation set (of 73 images: 64 on rank 0, 9 on rank 1)
+    mr 2 train "$t/bad" --epochs 2 --width 4 --threads 1 -q --val 0.8 --batch 6 \
+        -o "$t/badv.cfnet" >"$t/badv.log" 2>&1
+    rc=$?
+    expect badv 1 "zz_broken.tif: not a TIFF or PNG file" 1
+    expect badv 1 "of 2: could not classify its share of the validation images in epoch 1" 1
     # an interrupt on one rank stops every rank after the same step: rank 0 says so once, the
     # checkpoint holds the last whole epoch
     rm -f "$t/pid".*

@@ -1121,7 +1121,12 @@ int cmd_train(int argc, char **argv)
             r->val_acc = m.accuracy;
             r->val_bacc = m.balanced_accuracy;
             metrics_free(&m);
-            if (vr != 0) goto out;
+            if (vr != 0) {
+                if (nranks > 1) /* after the file's own message: which rank, which phase */
+                    tool_error("rank %d of %d: could not classify its share of the validation "
+                               "images in epoch %d", rank, nranks, e);
+                goto out;
+            }
             if (r->val_bacc > best) {
                 best = r->val_bacc;
                 best_epoch = e;
