@@ -5,6 +5,7 @@
 #    batch 50 for 5 steps, with synchronised batch norm, dropout and augmentation on: every
 #    weight and batch-norm statistic within 1e-5 relative;
 #  - a rank with another option set makes every rank stop with one message (no hang);
+#  - the rest of cfnet_mpi.h: sums, batch shares, the hook's traffic counters, detach;
 #  - the same from Python with mpi4py (examples/python/mpi_train.py);
 #  - a rank killed mid-training ends the job with an error within the timeout, and rank 0's
 #    last checkpoint loads and trains on;
@@ -70,6 +71,9 @@ msg=$(run 2 mismatch)
 echo "$msg"
 echo "$msg" | grep -q "the network on rank 1 differs from rank 0's" || {
     echo "test_mpi: the mismatch was not reported"; exit 1; }
+
+# The rest of the C API (sums, shares, traffic, a rank without a network, detach) on 1-3 ranks.
+for np in 1 2 3; do run $np api; done
 
 # Fault: rank 1 kills itself in step 4 while rank 0 waits in an all-reduce; mpirun must end
 # the job with a failure before the 60 s timeout (124 would mean a hang).
