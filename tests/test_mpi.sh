@@ -63,7 +63,8 @@ rel = float(np.abs(a - b).max() / np.abs(b).max())
 print('test_mpi: mpi4py, 2 ranks against 1: %d values, max rel difference %.3g' % (a.size, rel))
 sys.exit(0 if rel <= 1e-5 else 1)"
 else
-    echo "test_mpi: mpi4py part skipped (python3-mpi4py missing, or a sanitizer build)"
+    echo "test_mpi: mpi4py part skipped (python3-mpi4py missing: scripts/install-deps --extra;" \
+        "or a sanitizer build)"
 fi
 
 # Mismatch: every rank returns the error (exit 0 of the driver), rank 0 prints it once.
@@ -214,7 +215,8 @@ if [ -x "$tool" ] && ldd "$tool" | grep -qi mpi; then
         >"$t/pe.log" 2>&1
     rc=$?
     expect pe 1 "the MPI ranks disagree on --batch" 1
-    [ ! -e "$c/pe.csv" ] || { echo "test_mpi: predict wrote a CSV from overlapping shards"; exit 1; }
+    [ ! -e "$c/pe.csv" ] || {
+        echo "test_mpi: predict wrote a CSV from overlapping shards"; exit 1; }
     # an output folder that does not exist: rank 0's check stops every rank (status 2, no abort)
     mr 2 train $b -o "$t/missing/m.cfnet" >"$t/out.log" 2>&1
     rc=$?
@@ -247,7 +249,9 @@ if [ -x "$tool" ] && ldd "$tool" | grep -qi mpi; then
         "$t/pids.sh" "$tool" train $b --epochs 100000 -o "$t/int.cfnet" >"$t/int.log" 2>&1 &
     job=$!
     i=0
-    while [ ! -s "$t/int.cfnet.last.safetensors" ] && [ $i -lt 500 ]; do sleep 0.1; i=$((i + 1)); done
+    while [ ! -s "$t/int.cfnet.last.safetensors" ] && [ $i -lt 500 ]; do
+        sleep 0.1; i=$((i + 1))
+    done
     [ -s "$t/pid.1" ] && kill -INT "$(cat "$t/pid.1")"
     wait $job
     rc=$?

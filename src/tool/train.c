@@ -1091,8 +1091,8 @@ int cmd_train(int argc, char **argv)
             progress_done(&pc.pr);
             if (dist) tool_mpi_fail_together();
             if (rank == 0)
-                tool_error("interrupted during epoch %d; %s holds epoch %d (continue with --resume)",
-                           e, ckpt, e - 1);
+                tool_error("interrupted during epoch %d; %s holds epoch %d (continue with "
+                           "--resume)", e, ckpt, e - 1);
             rc = 130;
             goto out;
         }
