@@ -226,6 +226,28 @@ if [ -x "$tool" ] && ldd "$tool" | grep -qi mpi; then
     rc=$?
     expect pout 2 "is a folder; give a file name" 1
     expect pout 2 "MPI_ABORT" 0
+    # failures before the ranks start (every rank's stderr is held until then): said once
+    # when every rank meets them, by the rank that met them otherwise, and never an abort
+    mr 3 train $b --bogus -o "$t/u.cfnet" >"$t/usage.log" 2>&1
+    rc=$?
+    expect usage 2 "unknown option '--bogus'" 1
+    expect usage 2 "MPI_ABORT" 0
+    mr 3 train "$t/nodata" -o "$t/u.cfnet" >"$t/nodata.log" 2>&1
+    rc=$?
+    expect nodata 1 "nodata: no such file or directory" 1
+    mr 2 predict "$c/m.cfnet" "$c/d/test" -o "$c/missing/p.csv" -q >"$t/pmiss.log" 2>&1
+    rc=$?
+    expect pmiss 1 "missing/p.csv: cannot create" 1
+    expect pmiss 1 "MPI_ABORT" 0
+    # (rank 1 alone is given a DATA that does not exist)
+    timeout 60 mpirun --allow-run-as-root --oversubscribe -np 3 sh -c \
+        'd=$1; [ "$OMPI_COMM_WORLD_RANK" = 1 ] && d=$2; shift 2; exec "$@" "$d"' sh \
+        "$t/d/train" "$t/nodata" "$tool" train --width 4 --threads 1 -q --batch 6 \
+        -o "$t/u.cfnet" >"$t/nodata1.log" 2>&1
+    rc=$?
+    expect nodata1 1 "nodata: no such file or directory" 1
+    expect nodata1 1 "the message above is rank 1's of 3" 1
+    [ ! -e "$t/u.cfnet" ] || { echo "test_mpi: a run that did not start wrote a model"; exit 1; }
     # an unreadable training image, met by one rank: its message, the job ended, no model
     mkdir -p "$t/bad"
     cp -r "$t/d/train/class00" "$t/d/train/class01" "$t/d/train/class02" "$t/bad/"

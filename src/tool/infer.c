@@ -218,29 +218,9 @@ int cmd_predict(int argc, char **argv)
     const int64_t lo = units * rank / size * o.batch, hi = units * (rank + 1) / size * o.batch;
     part.s = ds.s + lo;
     part.n = (hi < ds.n ? hi : ds.n) - (lo < ds.n ? lo : ds.n);
-    if (size > 1) {
-        /* the shards are cut from the input list and --batch: with another list or batch on
-         * one rank, rows would be left out or written twice */
-        const int64_t same[] = {o.batch, ds.n, tool_mpi_hash_samples(&ds, NULL, ds.n, 0)};
-        int d = tool_mpi_agree(same, 3);
-        if (d >= 0) {
-            if (rank == 0)
-                tool_error("the MPI ranks disagree on %s; every rank needs the same arguments",
-                           d == 0 ? "--batch" : d == 1 ? "the number of inputs" : "the inputs");
-            tool_mpi_fail_together();
-            goto out_ds;
-        }
-    }
-    /* rank 0 alone writes the CSV, so it alone checks it; every rank learns its verdict */
-    int bad_output = rank == 0 && strcmp(output, "-") &&
-                     check_output("predict", output, argv[optind],
-                                  (const char *const *)(argv + optind + 1), argc - optind - 1,
-                                  &ds) != 0;
-    if (size > 1 && tool_mpi_sum(bad_output) != 0) {
-        bad_output = 1;
-        tool_mpi_fail_together();
-    }
-    if (bad_output) {
+    if (rank == 0 && strcmp(output, "-") &&
+        check_output("predict", output, argv[optind], (const char *const *)(argv + optind + 1),
+                     argc - optind - 1, &ds) != 0) {
         rc = EXIT_USAGE;
         goto out_ds;
     }
@@ -257,6 +237,27 @@ int cmd_predict(int argc, char **argv)
         f = res.f;
     }
     if (!f) goto out_ds;
+    /* Under mpirun: a failure on any rank so far (rank 0 alone checks and opens the CSV) stops
+     * every rank here, said once; then the shards, cut from the input list and --batch, must
+     * be the same everywhere, or rows would be left out or written twice. */
+    int started = tool_mpi_started(), d = -1;
+    if (started == 0 && size > 1) {
+        const int64_t same[] = {o.batch, ds.n, tool_mpi_hash_samples(&ds, NULL, ds.n, 0)};
+        d = tool_mpi_agree(same, 3);
+        if (d >= 0) {
+            if (rank == 0)
+                tool_error("the MPI ranks disagree on %s; every rank needs the same arguments",
+                           d == 0 ? "--batch" : d == 1 ? "the number of inputs" : "the inputs");
+            tool_mpi_fail_together();
+        }
+    }
+    if (started != 0 || d >= 0) {
+        if (rank) fclose(f);
+        else out_discard(&res);
+        free(mem);
+        rc = started ? started : EXIT_RUNTIME;
+        goto out_ds;
+    }
     predict_ctx ctx = {f, info.classes, info.n_classes, 0, rank != 0};
     int64_t bad = 0;
     double t0 = tool_now();

@@ -329,6 +329,12 @@ int tool_mpi_finish(int rc);
  * share, such as the batch against the rank count): tool_mpi_finish then ends MPI normally on
  * every rank instead of aborting the job, so the message that rank 0 prints is not lost. */
 void tool_mpi_fail_together(void);
+/* Collective, the start point of a command that runs on several ranks, before its first other
+ * collective: every rank has set up its command (arguments, data, network) without a failure,
+ * 0; or some rank failed before (its message printed once, by the lowest such rank), then the
+ * status that rank ends with, and this rank must end with it too, saying nothing. Until then
+ * every rank's stderr is held back (so that a failure of every rank is said once). */
+int tool_mpi_started(void);
 int tool_mpi_rank(void);
 int tool_mpi_size(void);
 /* Sum over the ranks (collective). */

@@ -747,14 +747,9 @@ int cmd_train(int argc, char **argv)
     }
 
     if (dataset_open_labelled(c.data, &ds) != 0) goto out;
-    /* rank 0 alone writes, so it alone checks the outputs; under mpirun every rank learns its
-     * verdict and all end together, with rank 0's message */
-    int bad_outputs = rank == 0 && check_outputs(&c, ckpt, &ds) != 0;
-    if (dist && tool_mpi_sum(bad_outputs) != 0) {
-        bad_outputs = 1;
-        tool_mpi_fail_together();
-    }
-    if (bad_outputs) {
+    /* rank 0 alone writes, so it alone checks the outputs (the others learn of a failure at
+     * the start vote below) */
+    if (rank == 0 && check_outputs(&c, ckpt, &ds) != 0) {
         rc = EXIT_USAGE;
         goto out;
     }
@@ -875,6 +870,13 @@ int cmd_train(int argc, char **argv)
             tool_lib_error("setting a training option", st);
             goto out;
         }
+    }
+    /* Under mpirun every rank has now set up alone; a failure before this point, on any rank,
+     * stops every rank here with the failed rank's message and status, said once. */
+    int started = tool_mpi_started();
+    if (started != 0) {
+        rc = started;
+        goto out;
     }
     if (dist) {
         /* Every rank must run the same loop over the same images: with another --epochs or
