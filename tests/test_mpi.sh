@@ -12,7 +12,8 @@
 #  - the command: `mpirun -np N cfnet predict` writes the 1-process CSV; `mpirun -np N cfnet
 #    train` gives the 1-process weights (within 1e-5 relative), with validation summed over
 #    ranks, the log written once, and --resume on another rank count.
-# Skipped, with the reason, when mpirun is absent (scripts/install-deps installs openmpi-bin).
+# Skipped, with the reason, when mpirun or mpicc is absent (scripts/install-deps installs
+# openmpi-bin and libopenmpi-dev).
 set -eu
 build=${CFNET_BUILD:-build/default}
 libdir=${CFNET_LIBDIR:-lib}
@@ -20,6 +21,12 @@ prog="$build/mpi/mpi_train"
 out="$build/test-output/mpi"
 if ! command -v mpirun >/dev/null 2>&1; then
     echo "test_mpi: SKIPPED: mpirun not found (install openmpi-bin and libopenmpi-dev)"
+    exit 0
+fi
+# mpirun without mpicc (openmpi-bin without libopenmpi-dev): make check built no MPI programs
+if ! command -v "${MPICC:-mpicc}" >/dev/null 2>&1; then
+    echo "test_mpi: SKIPPED: ${MPICC:-mpicc} not found, nothing was built with MPI" \
+        "(install libopenmpi-dev)"
     exit 0
 fi
 if [ ! -x "$prog" ]; then
