@@ -5,13 +5,15 @@
 #    batch 50 for 5 steps, with synchronised batch norm, dropout and augmentation on: every
 #    weight and batch-norm statistic within 1e-5 relative;
 #  - a rank with another option set makes every rank stop with one message (no hang);
+#  - the rest of cfnet_mpi.h: sums, batch shares, the hook's traffic counters, detach;
 #  - the same from Python with mpi4py (examples/python/mpi_train.py);
 #  - a rank killed mid-training ends the job with an error within the timeout, and rank 0's
 #    last checkpoint loads and trains on;
 #  - the command: `mpirun -np N cfnet predict` writes the 1-process CSV; `mpirun -np N cfnet
 #    train` gives the 1-process weights (within 1e-5 relative), with validation summed over
 #    ranks, the log written once, and --resume on another rank count.
-# Skipped, with the reason, when mpirun is absent (scripts/install-deps installs openmpi-bin).
+# Skipped, with the reason, when mpirun or mpicc is absent (scripts/install-deps installs
+# openmpi-bin and libopenmpi-dev).
 set -eu
 build=${CFNET_BUILD:-build/default}
 libdir=${CFNET_LIBDIR:-lib}
@@ -19,6 +21,12 @@ prog="$build/mpi/mpi_train"
 out="$build/test-output/mpi"
 if ! command -v mpirun >/dev/null 2>&1; then
     echo "test_mpi: SKIPPED: mpirun not found (install openmpi-bin and libopenmpi-dev)"
+    exit 0
+fi
+# mpirun without mpicc (openmpi-bin without libopenmpi-dev): make check built no MPI programs
+if ! command -v "${MPICC:-mpicc}" >/dev/null 2>&1; then
+    echo "test_mpi: SKIPPED: ${MPICC:-mpicc} not found, nothing was built with MPI" \
+        "(install libopenmpi-dev)"
     exit 0
 fi
 if [ ! -x "$prog" ]; then
@@ -62,7 +70,8 @@ rel = float(np.abs(a - b).max() / np.abs(b).max())
 print('test_mpi: mpi4py, 2 ranks against 1: %d values, max rel difference %.3g' % (a.size, rel))
 sys.exit(0 if rel <= 1e-5 else 1)"
 else
-    echo "test_mpi: mpi4py part skipped (python3-mpi4py missing, or a sanitizer build)"
+    echo "test_mpi: mpi4py part skipped (python3-mpi4py missing: scripts/install-deps --extra;" \
+        "or a sanitizer build)"
 fi
 
 # Mismatch: every rank returns the error (exit 0 of the driver), rank 0 prints it once.
@@ -70,6 +79,9 @@ msg=$(run 2 mismatch)
 echo "$msg"
 echo "$msg" | grep -q "the network on rank 1 differs from rank 0's" || {
     echo "test_mpi: the mismatch was not reported"; exit 1; }
+
+# The rest of the C API (sums, shares, traffic, a rank without a network, detach) on 1-3 ranks.
+for np in 1 2 3; do run $np api; done
 
 # Fault: rank 1 kills itself in step 4 while rank 0 waits in an all-reduce; mpirun must end
 # the job with a failure before the 60 s timeout (124 would mean a hang).
@@ -147,7 +159,16 @@ if [ -x "$tool" ] && ldd "$tool" | grep -qi mpi; then
         -o "$t/res.cfnet"
     "$prog" compare-models "$t/res.cfnet.last.safetensors" "$t/aug1.cfnet.last.safetensors" 1e-5
     "$prog" compare-models "$t/res.cfnet" "$t/aug1.cfnet" 1e-5
-    echo "test_mpi: cfnet train on 2 and 3 ranks (and resumed from 2 on 3) gave the 1-process weights"
+    # a plain run's checkpoint resumed under mpirun, whose checkpoint a plain run resumes: the
+    # plain 3-epoch weights (no augmentation: plain and mpirun runs agree)
+    "$tool" train $a --batch 6 --rotate none --epochs 1 -o "$t/mix.cfnet"
+    mr 2 train "$t/d/train" --epochs 2 --threads 1 -q --resume "$t/mix.cfnet.last.safetensors" \
+        -o "$t/mix.cfnet"
+    "$tool" train "$t/d/train" --epochs 3 --threads 1 -q --resume "$t/mix.cfnet.last.safetensors" \
+        -o "$t/mix.cfnet"
+    "$prog" compare-models "$t/mix.cfnet.last.safetensors" "$t/plain.cfnet.last.safetensors" 1e-5
+    echo "test_mpi: cfnet train on 2 and 3 ranks (and resumed from 2 on 3, from plain on 2 and" \
+        "from 2 on plain) gave the 1-process weights"
     # a batch that cannot give every rank a sample is refused before training, by rank 0 once
     set +e
     mr 3 train $a --batch 2 -o "$t/small.cfnet" >"$t/small.log" 2>&1
@@ -165,6 +186,109 @@ if [ -x "$tool" ] && ldd "$tool" | grep -qi mpi; then
     if [ $rc -eq 0 ] || [ $rc -eq 124 ] || ! grep -q "'info' does not run on several MPI ranks" "$t/info2.log"; then
         cat "$t/info2.log"; echo "test_mpi: info on 2 ranks gave status $rc"; exit 1
     fi
+    # Failures of one rank, or of all alike: never a hang (124), one message, nothing written.
+    # rank0.sh adds $EXTRA to rank 0's arguments only (an environment variable that one node
+    # sets and another does not); pids.sh records each rank's pid, then runs the command.
+    printf '#!/bin/sh\nif [ "$OMPI_COMM_WORLD_RANK" = 0 ]; then exec "$@" $EXTRA; fi\nexec "$@"\n' \
+        >"$t/rank0.sh"
+    printf '#!/bin/sh\necho $$ >"$PIDS.$OMPI_COMM_WORLD_RANK"\nexec "$@"\n' >"$t/pids.sh"
+    chmod +x "$t/rank0.sh" "$t/pids.sh"
+    # expect NAME STATUS TEXT COUNT: the last run ended with STATUS (not 124: a hang) and its
+    # log $t/NAME.log holds TEXT on exactly COUNT lines
+    expect() {
+        n=$(grep -c -- "$3" "$t/$1.log" || true)
+        if [ $rc -ne "$2" ] || [ "$n" -ne "$4" ]; then
+            cat "$t/$1.log"
+            echo "test_mpi: $1: status $rc (expected $2), '$3' on $n lines (expected $4)"; exit 1
+        fi
+    }
+    b="$t/d/train --epochs 2 --width 4 --threads 1 -q --optimizer sgd --lr 0.01 --val 0.8 --batch 6"
+    set +e
+    # another --epochs (or --patience) on one rank: the ranks would leave the loop at different
+    # epochs, one waiting forever for the other; every rank stops before training instead
+    EXTRA="--epochs 3" timeout 60 mpirun --allow-run-as-root --oversubscribe -x EXTRA -np 2 \
+        "$t/rank0.sh" "$tool" train $b -o "$t/ep.cfnet" >"$t/ep.log" 2>&1
+    rc=$?
+    expect ep 1 "the MPI ranks disagree on --epochs" 1
+    [ ! -e "$t/ep.cfnet" ] || { echo "test_mpi: the refused run wrote a model"; exit 1; }
+    # another network setting on one rank: cfnet_mpi_attach fails on every rank, said once
+    EXTRA="--lr 0.1" timeout 60 mpirun --allow-run-as-root --oversubscribe -x EXTRA -np 2 \
+        "$t/rank0.sh" "$tool" train $b -o "$t/lr.cfnet" >"$t/lr.log" 2>&1
+    rc=$?
+    expect lr 1 "differs from rank 0's" 1
+    # another --batch on one rank of predict: the shards would overlap (rows written twice)
+    EXTRA="--batch 2" timeout 60 mpirun --allow-run-as-root --oversubscribe -x EXTRA -np 2 \
+        "$t/rank0.sh" "$tool" predict "$c/m.cfnet" "$c/d/test" -o "$c/pe.csv" --threads 1 -q \
+        >"$t/pe.log" 2>&1
+    rc=$?
+    expect pe 1 "the MPI ranks disagree on --batch" 1
+    [ ! -e "$c/pe.csv" ] || {
+        echo "test_mpi: predict wrote a CSV from overlapping shards"; exit 1; }
+    # an output folder that does not exist: rank 0's check stops every rank (status 2, no abort)
+    mr 2 train $b -o "$t/missing/m.cfnet" >"$t/out.log" 2>&1
+    rc=$?
+    expect out 2 "missing/m.cfnet" 1
+    expect out 2 "MPI_ABORT" 0
+    mr 2 predict "$c/m.cfnet" "$c/d/test" -o "$c/d/test" --threads 1 -q >"$t/pout.log" 2>&1
+    rc=$?
+    expect pout 2 "is a folder; give a file name" 1
+    expect pout 2 "MPI_ABORT" 0
+    # failures before the ranks start (every rank's stderr is held until then): said once
+    # when every rank meets them, by the rank that met them otherwise, and never an abort
+    mr 3 train $b --bogus -o "$t/u.cfnet" >"$t/usage.log" 2>&1
+    rc=$?
+    expect usage 2 "unknown option '--bogus'" 1
+    expect usage 2 "MPI_ABORT" 0
+    mr 3 train "$t/nodata" -o "$t/u.cfnet" >"$t/nodata.log" 2>&1
+    rc=$?
+    expect nodata 1 "nodata: no such file or directory" 1
+    mr 2 predict "$c/m.cfnet" "$c/d/test" -o "$c/missing/p.csv" -q >"$t/pmiss.log" 2>&1
+    rc=$?
+    expect pmiss 1 "missing/p.csv: cannot create" 1
+    expect pmiss 1 "MPI_ABORT" 0
+    # (rank 1 alone is given a DATA that does not exist)
+    timeout 60 mpirun --allow-run-as-root --oversubscribe -np 3 sh -c \
+        'd=$1; [ "$OMPI_COMM_WORLD_RANK" = 1 ] && d=$2; shift 2; exec "$@" "$d"' sh \
+        "$t/d/train" "$t/nodata" "$tool" train --width 4 --threads 1 -q --batch 6 \
+        -o "$t/u.cfnet" >"$t/nodata1.log" 2>&1
+    rc=$?
+    expect nodata1 1 "nodata: no such file or directory" 1
+    expect nodata1 1 "the message above is rank 1's of 3" 1
+    [ ! -e "$t/u.cfnet" ] || { echo "test_mpi: a run that did not start wrote a model"; exit 1; }
+    # an unreadable training image, met by one rank: its message, the job ended, no model
+    mkdir -p "$t/bad"
+    cp -r "$t/d/train/class00" "$t/d/train/class01" "$t/d/train/class02" "$t/bad/"
+    echo junk >"$t/bad/class01/zz_broken.tif"
+    mr 2 train "$t/bad" --epochs 2 --width 4 --threads 1 -q --val 0 --batch 7 \
+        -o "$t/bad.cfnet" >"$t/bad.log" 2>&1
+    rc=$?
+    expect bad 1 "zz_broken.tif: not a TIFF or PNG file" 1
+    expect bad 1 "of 2: could not load its share of step" 1
+    [ ! -e "$t/bad.cfnet" ] || { echo "test_mpi: a failed run wrote a model"; exit 1; }
+    # the same image in the validation set (of 73 images: 64 on rank 0, 9 on rank 1)
+    mr 2 train "$t/bad" --epochs 2 --width 4 --threads 1 -q --val 0.8 --batch 6 \
+        -o "$t/badv.cfnet" >"$t/badv.log" 2>&1
+    rc=$?
+    expect badv 1 "zz_broken.tif: not a TIFF or PNG file" 1
+    expect badv 1 "of 2: could not classify its share of the validation images in epoch 1" 1
+    # an interrupt on one rank stops every rank after the same step: rank 0 says so once, the
+    # checkpoint holds the last whole epoch
+    rm -f "$t/pid".*
+    PIDS="$t/pid" timeout 60 mpirun --allow-run-as-root --oversubscribe -x PIDS -np 2 \
+        "$t/pids.sh" "$tool" train $b --epochs 100000 -o "$t/int.cfnet" >"$t/int.log" 2>&1 &
+    job=$!
+    i=0
+    while [ ! -s "$t/int.cfnet.last.safetensors" ] && [ $i -lt 500 ]; do
+        sleep 0.1; i=$((i + 1))
+    done
+    [ -s "$t/pid.1" ] && kill -INT "$(cat "$t/pid.1")"
+    wait $job
+    rc=$?
+    expect int 130 "interrupted during epoch" 1
+    "$tool" info "$t/int.cfnet.last.safetensors" >/dev/null
+    set -e
+    echo "test_mpi: settings that differ between ranks, a missing output folder, a bad image and" \
+        "an interrupt on one rank each ended the job with one message"
 else
     echo "test_mpi: cfnet command part skipped ($tool missing or built without mpicc)"
 fi

@@ -306,5 +306,78 @@ class NetworkTest(LeakCheckedTestCase):
             self.net.append("relu")
 
 
+class SumHookTest(LeakCheckedTestCase):
+    """Network.set_sum_hook, as docs/distributed.md uses it with mpi4py, without MPI: two
+    threads stand for two processes and the hook adds their buffers."""
+
+    def test_two_halves_summed_train_like_the_whole_batch(self):
+        x, y = rotated_patterns(12)
+        with small_cfnet(seed=3) as one:
+            one.configure(optimizer="sgd", learning_rate=0.01)
+            one.set_sum_hook(lambda kind, a: None)  # one process: the sum is the buffer itself
+            one.set_batch_position(0, 12)
+            loss1 = one.train_step(x, y)
+            ref = one.to_bytes()
+        nets = [small_cfnet(seed=3) for _ in range(2)]
+        barrier, bufs, kinds, losses = threading.Barrier(2), [None, None], [], [None, None]
+
+        def member(r):
+            def hook(kind, a):
+                bufs[r] = a.copy()
+                barrier.wait()
+                total = bufs[0] + bufs[1]
+                barrier.wait()
+                a[...] = total
+                if r == 0:
+                    kinds.append((kind, a.dtype))
+            net = nets[r]
+            net.configure(optimizer="sgd", learning_rate=0.01)
+            net.set_sum_hook(hook)
+            net.set_batch_position(6 * r, 12)
+            losses[r] = net.train_step(x[6 * r:6 * r + 6], y[6 * r:6 * r + 6])
+
+        threads = [threading.Thread(target=member, args=(r,)) for r in range(2)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        try:
+            self.assertEqual(kinds[0], (cfnet.SumKind.STATISTICS, np.float64))
+            self.assertEqual(kinds[-1], (cfnet.SumKind.GRADIENTS, np.float32))
+            for r in range(2):
+                self.assertAlmostEqual(losses[r], loss1, places=4)  # the global mean
+                self.assertEqual(nets[r].step_count, 1)
+            self.assertEqual(nets[0].to_bytes(), nets[1].to_bytes())
+            with cfnet.Network.from_bytes(ref) as a:
+                for la, lb in zip(a, nets[0]):
+                    for k in la.params:
+                        np.testing.assert_allclose(lb.params[k], la.params[k], rtol=1e-4,
+                                                   atol=1e-6)
+        finally:
+            for net in nets:
+                net.close()
+
+    def test_an_exception_in_the_hook_fails_the_step_and_changes_nothing(self):
+        x, y = rotated_patterns(6)
+        with small_cfnet() as net:
+            before = net.to_bytes(optimizer=True)
+            calls = []
+
+            def hook(kind, a):
+                calls.append(kind)
+                if len(calls) == 3:
+                    raise KeyError("lost the other ranks")
+            net.set_sum_hook(hook)
+            with self.assertRaises(KeyError) as cm:
+                net.train_step(x, y)
+            self.assertIn("lost the other ranks", str(cm.exception))
+            self.assertEqual(len(calls), 3)
+            self.assertEqual(net.step_count, 0)
+            self.assertEqual(net.to_bytes(optimizer=True), before)
+            net.set_sum_hook(None)
+            net.train_step(x, y)  # the network trains on alone
+            self.assertEqual(net.step_count, 1)
+
+
 if __name__ == "__main__":
     unittest.main()

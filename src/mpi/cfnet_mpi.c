@@ -78,8 +78,9 @@ int cfnet_mpi_size(const cfnet_mpi *m) { return m ? m->size : 0; }
 
 /* ---- the sum hook ---- */
 
+/* In-place sum over the ranks; `hook`: counted in the sum hook's traffic (cfnet_mpi_traffic). */
 static cfnet_status allreduce(cfnet_mpi *m, void *data, int64_t count, MPI_Datatype type,
-                              size_t elem)
+                              size_t elem, int hook)
 {
     double t0 = MPI_Wtime();
     for (int64_t done = 0; done < count; done += CHUNK) {
@@ -88,24 +89,27 @@ static cfnet_status allreduce(cfnet_mpi *m, void *data, int64_t count, MPI_Datat
                                MPI_SUM, m->comm);
         if (rc != MPI_SUCCESS) return fail_mpi(rc, "MPI_Allreduce");
     }
-    m->seconds += MPI_Wtime() - t0;
-    m->calls++;
-    m->bytes += count * (int64_t)elem;
+    if (hook) {
+        m->seconds += MPI_Wtime() - t0;
+        m->calls++;
+        m->bytes += count * (int64_t)elem;
+    }
     return CFNET_OK;
 }
 
 static cfnet_status mpi_sum_hook(void *user, cfnet_sum_kind kind, void *data, int64_t count)
 {
     cfnet_mpi *m = user;
-    if (kind == CFNET_SUM_GRADIENTS) return allreduce(m, data, count, MPI_FLOAT, sizeof(float));
-    return allreduce(m, data, count, MPI_DOUBLE, sizeof(double));
+    if (kind == CFNET_SUM_GRADIENTS)
+        return allreduce(m, data, count, MPI_FLOAT, sizeof(float), 1);
+    return allreduce(m, data, count, MPI_DOUBLE, sizeof(double), 1);
 }
 
 cfnet_status cfnet_mpi_sum(cfnet_mpi *m, double *v, int64_t count)
 {
     if (!m || (!v && count > 0) || count < 0)
         return fail(CFNET_E_INVALID_ARGUMENT, "cfnet_mpi_sum: bad arguments");
-    return allreduce(m, v, count, MPI_DOUBLE, sizeof(double));
+    return allreduce(m, v, count, MPI_DOUBLE, sizeof(double), 0);
 }
 
 void cfnet_mpi_traffic(const cfnet_mpi *m, int64_t *calls, int64_t *bytes, double *seconds)

@@ -237,6 +237,27 @@ int cmd_predict(int argc, char **argv)
         f = res.f;
     }
     if (!f) goto out_ds;
+    /* Under mpirun: a failure on any rank so far (rank 0 alone checks and opens the CSV) stops
+     * every rank here, said once; then the shards, cut from the input list and --batch, must
+     * be the same everywhere, or rows would be left out or written twice. */
+    int started = tool_mpi_started(), d = -1;
+    if (started == 0 && size > 1) {
+        const int64_t same[] = {o.batch, ds.n, tool_mpi_hash_samples(&ds, NULL, ds.n, 0)};
+        d = tool_mpi_agree(same, 3);
+        if (d >= 0) {
+            if (rank == 0)
+                tool_error("the MPI ranks disagree on %s; every rank needs the same arguments",
+                           d == 0 ? "--batch" : d == 1 ? "the number of inputs" : "the inputs");
+            tool_mpi_fail_together();
+        }
+    }
+    if (started != 0 || d >= 0) {
+        if (rank) fclose(f);
+        else out_discard(&res);
+        free(mem);
+        rc = started ? started : EXIT_RUNTIME;
+        goto out_ds;
+    }
     predict_ctx ctx = {f, info.classes, info.n_classes, 0, rank != 0};
     int64_t bad = 0;
     double t0 = tool_now();

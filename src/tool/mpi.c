@@ -16,6 +16,17 @@ static int mpi_on, mpi_rank, mpi_size = 1;
 static cfnet_mpi *group; /* libcfnet_mpi's group of a distributed `cfnet train` */
 static int failing_together; /* every rank fails at the same point: no abort needed */
 
+/* The start vote (tool_mpi_started): until every rank has set up its command, each rank's
+ * stderr goes to a memory buffer, so that a failure met by every rank alike (a usage error, a
+ * missing DATA folder) is printed once instead of once per rank. The vote has a communicator
+ * of its own: every rank takes part exactly once, at the command's start point or, if it
+ * failed or finished before, in tool_mpi_finish, so it always matches. */
+static MPI_Comm start_comm = MPI_COMM_NULL;
+static int voted, agreed_rc;
+static FILE *real_stderr;
+static char *early;
+static size_t early_len;
+
 void tool_mpi_init(int *argc, char ***argv)
 {
     if (!getenv("OMPI_COMM_WORLD_SIZE") && !getenv("PMIX_RANK") && !getenv("PMI_SIZE")) return;
@@ -23,17 +34,75 @@ void tool_mpi_init(int *argc, char ***argv)
     mpi_on = 1;
     MPI_Comm_rank(MPI_COMM_WORLD, &mpi_rank);
     MPI_Comm_size(MPI_COMM_WORLD, &mpi_size);
+    if (mpi_size > 1 && MPI_Comm_dup(MPI_COMM_WORLD, &start_comm) == MPI_SUCCESS) {
+        FILE *f = open_memstream(&early, &early_len);
+        if (f) {
+            real_stderr = stderr;
+            stderr = f;
+        }
+    }
+}
+
+/* Every rank states its status (0: ready to go on); the status of the lowest failed rank, or
+ * 0, is returned on every rank. A failed rank prints its buffered messages unless a lower
+ * failed rank printed the same. */
+static int start_vote(int rc)
+{
+    voted = 1;
+    if (start_comm == MPI_COMM_NULL) return rc;
+    char *text = NULL;
+    size_t len = 0;
+    if (real_stderr) {
+        fclose(stderr);
+        stderr = real_stderr;
+        real_stderr = NULL;
+        text = early;
+        len = early_len;
+        early = NULL;
+    }
+    uint64_t h = 0xcbf29ce484222325ull;
+    for (size_t i = 0; i < len; i++) h = (h ^ (unsigned char)text[i]) * 0x100000001b3ull;
+    int64_t mine[2] = {rc, (int64_t)h}, *all = xmalloc(sizeof(int64_t) * 2 * (size_t)mpi_size);
+    MPI_Allgather(mine, 2, MPI_INT64_T, all, 2, MPI_INT64_T, start_comm);
+    int first = -1, said = 0;
+    for (int r = 0; r < mpi_size; r++) {
+        if (all[2 * r] == 0) continue;
+        if (first < 0) first = r;
+        if (r < mpi_rank && all[2 * r + 1] == mine[1]) said = 1;
+    }
+    agreed_rc = first < 0 ? 0 : (int)all[2 * first];
+    free(all);
+    if (len && (rc == 0 || !said)) {
+        fwrite(text, 1, len, stderr);
+        if (rc != 0 && mpi_rank > 0)
+            fprintf(stderr, "cfnet: (the message above is rank %d's of %d)\n", mpi_rank,
+                    mpi_size);
+    }
+    free(text);
+    if (agreed_rc != 0) failing_together = 1; /* every rank stops here: nobody waits */
+    return agreed_rc;
+}
+
+int tool_mpi_started(void)
+{
+    return mpi_size > 1 && !voted ? start_vote(0) : 0;
 }
 
 int tool_mpi_finish(int rc)
 {
     if (!mpi_on) return rc;
-    cfnet_mpi_free(group);
-    group = NULL;
+    if (mpi_size > 1 && !voted) {
+        /* failed (or done) before the start point: the vote tells every rank */
+        int agreed = start_vote(rc);
+        if (rc != EXIT_OK) rc = agreed;
+    }
     /* A rank that failed may have left the others waiting in a collective: end them all. Not
      * when every rank failed at the same check: an abort by one rank could then end rank 0
      * before its message is out, and the others are not waiting for anything. */
     if (rc != EXIT_OK && mpi_size > 1 && !failing_together) MPI_Abort(MPI_COMM_WORLD, rc);
+    cfnet_mpi_free(group);
+    group = NULL;
+    if (start_comm != MPI_COMM_NULL) MPI_Comm_free(&start_comm);
     MPI_Finalize();
     return rc;
 }
@@ -52,6 +121,19 @@ int64_t tool_mpi_sum(int64_t v)
     return s;
 }
 
+int tool_mpi_agree(const int64_t *v, int n)
+{
+    if (mpi_size == 1 || n <= 0) return -1;
+    int64_t *lo = xmalloc(sizeof(int64_t) * 2 * (size_t)n), *hi = lo + n;
+    MPI_Allreduce(v, lo, n, MPI_INT64_T, MPI_MIN, MPI_COMM_WORLD);
+    MPI_Allreduce(v, hi, n, MPI_INT64_T, MPI_MAX, MPI_COMM_WORLD);
+    int first = -1;
+    for (int i = 0; i < n && first < 0; i++)
+        if (lo[i] != hi[i]) first = i;
+    free(lo);
+    return first;
+}
+
 int tool_mpi_sum_doubles(double *v, int64_t n)
 {
     if (mpi_size == 1 || n == 0) return 0;
@@ -63,6 +145,15 @@ int tool_mpi_sum_doubles(double *v, int64_t n)
 int tool_mpi_attach(cfnet_network *net)
 {
     cfnet_status st = group ? CFNET_OK : cfnet_mpi_create(MPI_COMM_WORLD, &group);
+    /* A network that differs from rank 0's fails the check on every rank alike: rank 0 says
+     * so once, and every rank ends normally (an abort could cut rank 0's message off). */
+    if (st == CFNET_OK && cfnet_mpi_check(group, net) != CFNET_OK) {
+        if (mpi_rank == 0)
+            tool_error("%s (start every rank with the same arguments, --threads included)",
+                       cfnet_mpi_last_error());
+        failing_together = 1;
+        return -1;
+    }
     if (st == CFNET_OK) st = cfnet_mpi_attach(group, net);
     if (st != CFNET_OK) {
         tool_error("rank %d of %d: %s: %s", mpi_rank, mpi_size, cfnet_status_string(st),
@@ -133,11 +224,18 @@ void tool_mpi_init(int *argc, char ***argv)
     (void)argv;
 }
 int tool_mpi_finish(int rc) { return rc; }
+int tool_mpi_started(void) { return 0; }
 void tool_mpi_fail_together(void) {}
 int tool_mpi_active(void) { return 0; }
 int tool_mpi_rank(void) { return 0; }
 int tool_mpi_size(void) { return 1; }
 int64_t tool_mpi_sum(int64_t v) { return v; }
+int tool_mpi_agree(const int64_t *v, int n)
+{
+    (void)v;
+    (void)n;
+    return -1;
+}
 int tool_mpi_sum_doubles(double *v, int64_t n)
 {
     (void)v;
@@ -172,3 +270,18 @@ int tool_mpi_gather_text(const char *buf, size_t len, FILE *out)
     return 0;
 }
 #endif
+
+int64_t tool_mpi_hash_samples(const tool_dataset *ds, const int64_t *idx, int64_t n, int64_t h)
+{
+    uint64_t x = h ? (uint64_t)h : 0xcbf29ce484222325ull;
+    for (int64_t i = 0; i < n; i++) {
+        const tool_sample *s = &ds->s[idx ? idx[i] : i];
+        /* the path with its terminating NUL, then the class */
+        for (const unsigned char *p = (const unsigned char *)s->path;; p++) {
+            x = (x ^ *p) * 0x100000001b3ull;
+            if (!*p) break;
+        }
+        x = (x ^ (uint64_t)(uint32_t)s->cls) * 0x100000001b3ull;
+    }
+    return (int64_t)x;
+}

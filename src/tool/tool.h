@@ -330,10 +330,24 @@ int tool_mpi_finish(int rc);
  * share, such as the batch against the rank count): tool_mpi_finish then ends MPI normally on
  * every rank instead of aborting the job, so the message that rank 0 prints is not lost. */
 void tool_mpi_fail_together(void);
+/* Collective, the start point of a command that runs on several ranks, before its first other
+ * collective: every rank has set up its command (arguments, data, network) without a failure,
+ * 0; or some rank failed before (its message printed once, by the lowest such rank), then the
+ * status that rank ends with, and this rank must end with it too, saying nothing. Until then
+ * every rank's stderr is held back (so that a failure of every rank is said once). */
+int tool_mpi_started(void);
 int tool_mpi_rank(void);
 int tool_mpi_size(void);
 /* Sum over the ranks (collective). */
 int64_t tool_mpi_sum(int64_t v);
+/* Collective: -1 when v[0..n-1] is the same on every rank, else the index of the first value
+ * that differs somewhere (the same answer on every rank). Settings that decide how many
+ * collectives a command makes (--epochs) or which samples a rank takes (the inputs, --batch)
+ * must agree, or one rank would wait forever for the others or compute from other data. */
+int tool_mpi_agree(const int64_t *v, int n);
+/* FNV-1a hash of the paths and classes of samples idx[0..n-1] of ds, continuing from h (start
+ * with 0): what tool_mpi_agree compares to see that the ranks read the same data. */
+int64_t tool_mpi_hash_samples(const tool_dataset *ds, const int64_t *idx, int64_t n, int64_t h);
 /* Collective: rank 0 appends to `out` the text of ranks 1.., in rank order (rank 0 passes its
  * own length 0). 0 or -1. */
 int tool_mpi_gather_text(const char *buf, size_t len, FILE *out);

@@ -756,6 +756,8 @@ int cmd_train(int argc, char **argv)
     }
 
     if (dataset_open_labelled(c.data, &ds) != 0) goto out;
+    /* rank 0 alone writes, so it alone checks the outputs (the others learn of a failure at
+     * the start vote below) */
     if (rank == 0 && check_outputs(&c, ckpt, &ds) != 0) {
         rc = EXIT_USAGE;
         goto out;
@@ -878,7 +880,33 @@ int cmd_train(int argc, char **argv)
             goto out;
         }
     }
+    /* Under mpirun every rank has now set up alone; a failure before this point, on any rank,
+     * stops every rank here with the failed rank's message and status, said once. */
+    int started = tool_mpi_started();
+    if (started != 0) {
+        rc = started;
+        goto out;
+    }
     if (dist) {
+        /* Every rank must run the same loop over the same images: with another --epochs or
+         * --patience one rank would wait forever in a sum the others never reach, with other
+         * data the ranks would silently train on different batches. (The network's settings
+         * are compared by tool_mpi_attach.) */
+        int64_t h = tool_mpi_hash_samples(&ds, tr, ntr, 0);
+        const int64_t same[] = {c.epochs, c.patience, ntr, nva,
+                                tool_mpi_hash_samples(&ds, va, nva, h)};
+        static const char *const what[] = {"--epochs", "--patience",
+                                           "the number of training images",
+                                           "the number of validation images",
+                                           "the training and validation images"};
+        int d = tool_mpi_agree(same, (int)(sizeof same / sizeof *same));
+        if (d >= 0) {
+            if (rank == 0)
+                tool_error("the MPI ranks disagree on %s; every rank needs the same arguments "
+                           "and the same DATA", what[d]);
+            tool_mpi_fail_together();
+            goto out;
+        }
         /* every global batch, the last one too, must give each rank at least one sample */
         int64_t last = ntr % c.batch;
         if (c.batch < nranks || (last && last < nranks)) {
@@ -1067,10 +1095,15 @@ int cmd_train(int argc, char **argv)
             seen += nuse;
             pc.step_offset += (nuse + c.batch - 1) / c.batch;
         }
-        if (st == CFNET_E_CANCELLED || tool_interrupted) {
+        /* under mpirun only the summed flag counts (a rank's own flag is seen at the next
+         * step's sum): every rank cancels the same step, rank 0 says so once and all end
+         * together */
+        if (st == CFNET_E_CANCELLED || (!dist && tool_interrupted)) {
             progress_done(&pc.pr);
-            tool_error("interrupted during epoch %d; %s holds epoch %d (continue with --resume)", e,
-                       ckpt, e - 1);
+            if (dist) tool_mpi_fail_together();
+            if (rank == 0)
+                tool_error("interrupted during epoch %d; %s holds epoch %d (continue with "
+                           "--resume)", e, ckpt, e - 1);
             rc = 130;
             goto out;
         }
@@ -1099,7 +1132,12 @@ int cmd_train(int argc, char **argv)
             r->val_acc = m.accuracy;
             r->val_bacc = m.balanced_accuracy;
             metrics_free(&m);
-            if (vr != 0) goto out;
+            if (vr != 0) {
+                if (nranks > 1) /* after the file's own message: which rank, which phase */
+                    tool_error("rank %d of %d: could not classify its share of the validation "
+                               "images in epoch %d", rank, nranks, e);
+                goto out;
+            }
             if (r->val_bacc > best) {
                 best = r->val_bacc;
                 best_epoch = e;

@@ -9,6 +9,10 @@
  *   mpi_train fault CKPT         rank 0 checkpoints after steps 1..3 (atomic save), then rank 1
  *                                kills itself during step 4; the job must end, not hang
  *   mpi_train verify CKPT STEP   (no MPI) the checkpoint loads, is at STEP and trains on
+ *   mpi_train api                the rest of cfnet_mpi.h on any number of ranks: rank and size,
+ *                                cfnet_mpi_sum, cfnet_mpi_share, cfnet_mpi_traffic (the hook's
+ *                                traffic only), a missing network on one rank, detach, and
+ *                                bad arguments
  *   mpi_train bench STEPS THREADS  the yeast-size CFNet (2x64x64, batch 50): images/s and the
  *                                all-reduce traffic per step, printed by rank 0
  * Exit status 0 on success; every failure prints one line naming the rank. */
@@ -223,6 +227,73 @@ static int compare_models(const char *a, const char *b, double tol)
     return rel <= tol ? 0 : 1;
 }
 
+#define EXPECT(cond)                                                                   \
+    do {                                                                               \
+        if (!(cond)) {                                                                 \
+            fprintf(stderr, "api (rank %d): line %d: %s\n", rank_, __LINE__, #cond);      \
+            failed = 1;                                                                \
+        }                                                                              \
+    } while (0)
+
+static int api(cfnet_mpi *m)
+{
+    int failed = 0, size = 0;
+    MPI_Comm_size(MPI_COMM_WORLD, &size);
+    EXPECT(cfnet_mpi_rank(m) == rank_ && cfnet_mpi_size(m) == size);
+    EXPECT(cfnet_mpi_rank(NULL) == -1 && cfnet_mpi_size(NULL) == 0);
+    /* sums (collective) */
+    double v[2] = {rank_ + 1, 0.5};
+    EXPECT(cfnet_mpi_sum(m, v, 2) == CFNET_OK);
+    EXPECT(v[0] == size * (size + 1) / 2.0 && v[1] == 0.5 * size);
+    EXPECT(cfnet_mpi_sum(m, NULL, 0) == CFNET_OK);
+    EXPECT(cfnet_mpi_sum(m, NULL, 1) == CFNET_E_INVALID_ARGUMENT);
+    EXPECT(cfnet_mpi_sum(m, v, -1) == CFNET_E_INVALID_ARGUMENT);
+    EXPECT(cfnet_mpi_sum(NULL, v, 1) == CFNET_E_INVALID_ARGUMENT);
+    /* the traffic counters are the sum hook's: cfnet_mpi_sum is not in them */
+    int64_t calls = -1, bytes = -1;
+    double secs = -1;
+    cfnet_mpi_traffic(m, &calls, &bytes, &secs);
+    EXPECT(calls == 0 && bytes == 0 && secs == 0);
+    cfnet_mpi_traffic(NULL, &calls, NULL, NULL);
+    EXPECT(calls == 0);
+    /* shares: contiguous blocks in rank order, the first G mod N ranks one more */
+    int64_t off = -1, cnt = -1;
+    EXPECT(cfnet_mpi_share(m, 7 + size, &off, &cnt) == CFNET_OK);
+    int64_t base = (7 + size) / size, extra = (7 + size) % size;
+    EXPECT(cnt == base + (rank_ < extra) && off == rank_ * base + (rank_ < extra ? rank_ : extra));
+    double total[2] = {(double)cnt, (double)(off + cnt == 7 + size)};
+    EXPECT(cfnet_mpi_sum(m, total, 2) == CFNET_OK);
+    EXPECT(total[0] == 7 + size && total[1] == 1); /* all covered, one rank ends the batch */
+    EXPECT(cfnet_mpi_share(m, size - 1, &off, &cnt) == CFNET_E_INVALID_ARGUMENT);
+    EXPECT(cfnet_mpi_share(m, 5, NULL, &cnt) == CFNET_E_INVALID_ARGUMENT);
+    /* a rank without a network: every rank fails the check, no one waits */
+    cfnet_network *net = small_net(0);
+    EXPECT(cfnet_mpi_check(m, rank_ == size - 1 && size > 1 ? NULL : net) ==
+           (size > 1 ? CFNET_E_STATE : CFNET_OK));
+    EXPECT(cfnet_mpi_attach(NULL, net) == CFNET_E_INVALID_ARGUMENT);
+    /* attach, one step, detach: the network then trains alone, batch position cleared */
+    EXPECT(cfnet_mpi_attach(m, net) == CFNET_OK);
+    train(m, net, 0, 1, 6, NULL, -1, -1);
+    cfnet_mpi_traffic(m, &calls, &bytes, NULL);
+    EXPECT(calls == 10 && bytes > 0); /* 3 batch norms x 3 sums + the gradients */
+    EXPECT(cfnet_mpi_detach(m, net) == CFNET_OK);
+    float x[2 * 24 * 24];
+    int32_t y;
+    sample(0, 2 * 24 * 24, 6, x, &y);
+    const int64_t xs[4] = {1, 2, 24, 24};
+    cfnet_tensor *t = NULL;
+    check(cfnet_tensor_wrap(x, 4, xs, &t), "wrap");
+    EXPECT(cfnet_network_train_step(net, t, &y, 1, NULL) == CFNET_OK);
+    cfnet_mpi_traffic(m, &calls, NULL, NULL);
+    EXPECT(calls == 10); /* detached: no more sums */
+    cfnet_tensor_free(t);
+    cfnet_network_free(net);
+    int any = failed;
+    MPI_Allreduce(MPI_IN_PLACE, &any, 1, MPI_INT, MPI_MAX, MPI_COMM_WORLD);
+    if (!any && rank_ == 0) printf("api: %d rank(s): every check passed\n", size);
+    return any;
+}
+
 int main(int argc, char **argv)
 {
     if (argc >= 5 && !strcmp(argv[1], "compare")) return compare(argv[2], argv[3], atof(argv[4]));
@@ -287,6 +358,8 @@ int main(int argc, char **argv)
         cfnet_network_free(net);
         fprintf(stderr, "fault (rank %d): training went on after a rank died\n", rank_);
         rc = 1;
+    } else if (!strcmp(argv[1], "api")) {
+        rc = api(m);
     } else if (!strcmp(argv[1], "bench") && argc >= 4) {
         int steps = atoi(argv[2]), threads = atoi(argv[3]);
         cfnet_network *net = yeast_net();
