@@ -120,6 +120,20 @@ static void sample(int64_t i, int64_t size, int classes, float *x, int32_t *y)
     *y = (int32_t)(i % classes);
 }
 
+/* One training step on sample 0 alone (a 2 x 24 x 24 image), outside any data-parallel split. */
+static cfnet_status one_sample_step(cfnet_network *net)
+{
+    float x[2 * 24 * 24];
+    int32_t y;
+    sample(0, 2 * 24 * 24, 6, x, &y);
+    const int64_t xs[4] = {1, 2, 24, 24};
+    cfnet_tensor *t = NULL;
+    cfnet_status st = cfnet_tensor_wrap(x, 4, xs, &t);
+    if (st == CFNET_OK) st = cfnet_network_train_step(net, t, &y, 1, NULL);
+    cfnet_tensor_free(t);
+    return st;
+}
+
 /* Trains `steps` steps of the global batch; global batch s is data set samples
  * [s * GLOBAL, (s + 1) * GLOBAL). This rank loads only its share. */
 static void train(cfnet_mpi *m, cfnet_network *net, int first_step, int steps, int classes,
@@ -277,16 +291,9 @@ static int api(cfnet_mpi *m)
     cfnet_mpi_traffic(m, &calls, &bytes, NULL);
     EXPECT(calls == 10 && bytes > 0); /* 3 batch norms x 3 sums + the gradients */
     EXPECT(cfnet_mpi_detach(m, net) == CFNET_OK);
-    float x[2 * 24 * 24];
-    int32_t y;
-    sample(0, 2 * 24 * 24, 6, x, &y);
-    const int64_t xs[4] = {1, 2, 24, 24};
-    cfnet_tensor *t = NULL;
-    check(cfnet_tensor_wrap(x, 4, xs, &t), "wrap");
-    EXPECT(cfnet_network_train_step(net, t, &y, 1, NULL) == CFNET_OK);
+    EXPECT(one_sample_step(net) == CFNET_OK);
     cfnet_mpi_traffic(m, &calls, NULL, NULL);
     EXPECT(calls == 10); /* detached: no more sums */
-    cfnet_tensor_free(t);
     cfnet_network_free(net);
     int any = failed;
     MPI_Allreduce(MPI_IN_PLACE, &any, 1, MPI_INT, MPI_MAX, MPI_COMM_WORLD);
@@ -304,15 +311,8 @@ int main(int argc, char **argv)
         check(cfnet_network_load(argv[2], &net), "load checkpoint");
         if (cfnet_network_step_count(net) != atoll(argv[3])) die("verify", "wrong step count");
         /* resumable: one more step alone (one process) */
-        float x[2 * 24 * 24];
-        int32_t y;
-        sample(0, 2 * 24 * 24, 6, x, &y);
-        const int64_t xs[4] = {1, 2, 24, 24};
-        cfnet_tensor *t = NULL;
-        check(cfnet_tensor_wrap(x, 4, xs, &t), "wrap");
-        check(cfnet_network_train_step(net, t, &y, 1, NULL), "train after resume");
+        check(one_sample_step(net), "train after resume");
         printf("verify: checkpoint at step %s loads and trains\n", argv[3]);
-        cfnet_tensor_free(t);
         cfnet_network_free(net);
         return 0;
     }
