@@ -211,6 +211,12 @@ if [ -x "$tool" ] && ldd "$tool" | grep -qi mpi; then
     rc=$?
     expect ep 1 "the MPI ranks disagree on --epochs" 1
     [ ! -e "$t/ep.cfnet" ] || { echo "test_mpi: the refused run wrote a model"; exit 1; }
+    # another --batch on one rank, one that fails the batch-against-ranks check there: every
+    # rank stops at the agreement (not rank 0 alone, the other waiting in cfnet_mpi_attach)
+    EXTRA="--batch 1" timeout 60 mpirun --allow-run-as-root --oversubscribe -x EXTRA -np 2 \
+        "$t/rank0.sh" "$tool" train $b -o "$t/ba.cfnet" >"$t/ba.log" 2>&1
+    rc=$?
+    expect ba 1 "the MPI ranks disagree on --batch" 1
     # another network setting on one rank: cfnet_mpi_attach fails on every rank, said once
     EXTRA="--lr 0.1" timeout 60 mpirun --allow-run-as-root --oversubscribe -x EXTRA -np 2 \
         "$t/rank0.sh" "$tool" train $b -o "$t/lr.cfnet" >"$t/lr.log" 2>&1

@@ -5,6 +5,7 @@
 
 #include <math.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -317,6 +318,59 @@ static void concurrent_calls_run_or_are_refused_and_readers_share(void **state)
     cfnet_tensor_free(xt);
 }
 
+/* A read-only call that reads the network's metadata through the public accessors (the ONNX
+ * export) is one reader: a modifying call tried meanwhile in another thread, itself refused,
+ * must not make the export fail halfway ("in use by another thread" from the nested
+ * cfnet_network_metadata_at, taken while the refused writer held the flag for an instant). */
+typedef struct refused_writer {
+    cfnet_network *net;
+    atomic_int stop;
+    long refused, other;
+} refused_writer;
+
+static void *keep_trying_to_modify(void *arg)
+{
+    refused_writer *w = arg;
+    while (!atomic_load(&w->stop)) {
+        cfnet_status st = cfnet_network_set_option(w->net, CFNET_OPTION_LEARNING_RATE, 1e-3);
+        if (st == CFNET_E_STATE) w->refused++;
+        else if (st != CFNET_OK) w->other++;
+    }
+    return NULL;
+}
+
+static void export_is_not_refused_by_a_refused_writer(void **state)
+{
+    (void)state;
+    cfnet_network *net = make_net(32);
+    for (int i = 0; i < 200; i++) {
+        char key[32];
+        snprintf(key, sizeof key, "key%03d", i);
+        CF_ASSERT_OK(cfnet_network_set_metadata(net, key, "value"));
+    }
+    refused_writer w = {.net = net};
+    atomic_init(&w.stop, 0);
+    pthread_t tid;
+    assert_int_equal(pthread_create(&tid, NULL, keep_trying_to_modify, &w), 0);
+    int failed = 0;
+    char msg[512] = "";
+    for (int i = 0; i < 300 && !failed; i++) {
+        void *buf = NULL;
+        size_t size = 0;
+        cfnet_status st = cfnet_network_export_onnx_buffer(net, 0, &buf, &size);
+        if (st != CFNET_OK) {
+            failed = 1;
+            snprintf(msg, sizeof msg, "%s", cfnet_last_error());
+        }
+        cfnet_free(buf);
+    }
+    atomic_store(&w.stop, 1);
+    pthread_join(tid, NULL);
+    if (failed) fail_msg("export failed while another thread's modification was refused: %s", msg);
+    assert_int_equal(w.other, 0);
+    cfnet_network_free(net);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -324,6 +378,7 @@ int main(void)
         cmocka_unit_test(networks_train_and_serve_concurrently),
         cmocka_unit_test(training_while_another_thread_infers_is_refused),
         cmocka_unit_test(concurrent_calls_run_or_are_refused_and_readers_share),
+        cmocka_unit_test(export_is_not_refused_by_a_refused_writer),
     };
     return cmocka_run_group_tests_name("threads", tests, NULL, NULL);
 }

@@ -731,14 +731,11 @@ static cfnet_status build(ox *g, const cfnet_network *net, unsigned flags, const
     opsets[0] = opset;
 
     /* The user's metadata (class names, normalisation, ...) as it is, then the library's own
-     * entries unless the user set the same key. */
+     * entries unless the user set the same key. Read directly: the export holds the network
+     * already, and the public accessors' own guard could be refused (a modifying call tried
+     * in another thread holds the flag for an instant before it is refused). */
     ox_props props = {0};
-    int nmeta = cfnet_network_metadata_count(net);
-    for (int i = 0; i < nmeta; i++) {
-        const char *key = NULL, *value = NULL;
-        CF_CHECK(cfnet_network_metadata_at(net, i, &key, &value));
-        add_prop(g, &props, key, value);
-    }
+    for (int i = 0; i < net->nmeta; i++) add_prop(g, &props, net->meta[i].key, net->meta[i].value);
     char *layers = ox_alloc(g, 64 * (size_t)net->nlayers + 1);
     if (layers) {
         size_t at = 0;
@@ -755,9 +752,7 @@ static cfnet_status build(ox *g, const cfnet_network *net, unsigned flags, const
         {"cfnet.layers", layers ? layers : ""},
     };
     for (int i = 0; i < 5; i++) {
-        const char *user = NULL;
-        CF_CHECK(cfnet_network_get_metadata(net, own[i][0], &user));
-        if (!user) add_prop(g, &props, own[i][0], own[i][1]);
+        if (!cf_network_metadata_value(net, own[i][0])) add_prop(g, &props, own[i][0], own[i][1]);
     }
 
     onnx__model_proto__init(model);

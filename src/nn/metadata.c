@@ -63,6 +63,12 @@ static int find(const cfnet_network *net, const char *key)
     return -lo - 1;
 }
 
+const char *cf_network_metadata_value(const cfnet_network *net, const char *key)
+{
+    int at = find(net, key);
+    return at >= 0 ? net->meta[at].value : NULL;
+}
+
 static char *dup_str(const cf_allocator *a, const char *s, size_t len)
 {
     char *d = cf_alloc(a, len + 1);

@@ -210,6 +210,10 @@ void cf_network_draw_order(cfnet_network *net, int64_t n, int64_t *order);
 
 /* Frees the user metadata. */
 void cf_network_free_metadata(cfnet_network *net);
+/* The value stored under `key`, or NULL: cfnet_network_get_metadata without its in-use guard,
+ * for a call that already holds the network (a nested guard could be refused by another
+ * thread's refused modification in the instant it holds the flag). */
+const char *cf_network_metadata_value(const cfnet_network *net, const char *key);
 /* Checks a metadata key or value against the rules of the public header; NULL when valid,
  * else a static description of what is wrong. */
 const char *cf_metadata_key_problem(const char *key, size_t len);

@@ -888,14 +888,15 @@ int cmd_train(int argc, char **argv)
         goto out;
     }
     if (dist) {
-        /* Every rank must run the same loop over the same images: with another --epochs or
-         * --patience one rank would wait forever in a sum the others never reach, with other
-         * data the ranks would silently train on different batches. (The network's settings
+        /* Every rank must run the same loop over the same images: with another --epochs,
+         * --patience or --batch one rank would wait forever in a sum the others never reach
+         * (--batch also before: the check of the batch against the rank count below), with
+         * other data the ranks would silently train on different batches. (The network's settings
          * are compared by tool_mpi_attach.) */
         int64_t h = tool_mpi_hash_samples(&ds, tr, ntr, 0);
-        const int64_t same[] = {c.epochs, c.patience, ntr, nva,
+        const int64_t same[] = {c.epochs, c.patience, c.batch, ntr, nva,
                                 tool_mpi_hash_samples(&ds, va, nva, h)};
-        static const char *const what[] = {"--epochs", "--patience",
+        static const char *const what[] = {"--epochs", "--patience", "--batch",
                                            "the number of training images",
                                            "the number of validation images",
                                            "the training and validation images"};
