@@ -1,6 +1,7 @@
 """Networks: the cfnet_network handle, training, inference, invariance check, save and load."""
 import contextlib
 import ctypes
+import threading
 from collections.abc import MutableMapping
 import weakref
 
@@ -50,6 +51,10 @@ def option_default(option):
 
 # Option values that have names, for set_option / configure.
 _OPTION_VALUE_ENUMS = {Option.OPTIMIZER: Optimizer, Option.AUG_ROTATION: AugRotation}
+
+
+# Guards Network._busy (a read-modify-write) on interpreters without a global lock.
+_busy_lock = threading.Lock()
 
 
 class Network(Handle):
@@ -131,11 +136,13 @@ class Network(Handle):
     def _in_call(self):
         """Around a call that runs Python code (a progress callback, the sum hook): a close()
         from inside it keeps the memory until the call has returned."""
-        self._busy += 1
+        with _busy_lock:  # the count stays exact when several threads run calls
+            self._busy += 1
         try:
             yield
         finally:
-            self._busy -= 1
+            with _busy_lock:
+                self._busy -= 1
             if self._handle is None:
                 self._release()
 
