@@ -271,10 +271,18 @@ int cmd_predict(int argc, char **argv)
     }
     if (rank == 0) predict_header(&ctx); /* also when this rank had no rows */
     if (size > 1) {
-        if (rank && fclose(f) != 0) r = -1;
+        /* Every rank enters the gather and the sum, failed or not (a rank that skipped a
+         * collective would leave the others waiting); the sum tells every rank. */
+        int failed = 0;
+        if (rank && fclose(f) != 0) {
+            tool_error("rank %d of %d could not keep its rows in memory", rank, size);
+            failed = 1;
+        }
         if (rank) f = NULL;
-        if (r == 0 && tool_mpi_gather_text(mem, rank ? memlen : 0, f) != 0) r = -1;
+        if (tool_mpi_gather_text(failed ? NULL : mem, rank && !failed ? memlen : 0, f) != 0)
+            failed = 1;
         free(mem);
+        if (tool_mpi_sum(failed) != 0) r = -1;
         ctx.rows = tool_mpi_sum(ctx.rows);
         bad = tool_mpi_sum(bad);
         if (rank) {

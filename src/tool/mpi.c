@@ -4,6 +4,7 @@
 #define _GNU_SOURCE
 #include "tool.h"
 
+#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -188,11 +189,12 @@ void tool_mpi_traffic(int64_t *calls, int64_t *bytes, double *seconds)
 int tool_mpi_gather_text(const char *buf, size_t len, FILE *out)
 {
     if (mpi_size == 1) return 0;
-    if (len > (size_t)0x7fffffff) {
+    int rc = 0, n = (int)len, *counts = NULL, *displs = NULL;
+    if (len > (size_t)0x7fffffff) { /* still takes part in the collectives, with nothing */
         tool_error("rank %d: %zu bytes of output are too many to gather", mpi_rank, len);
-        return -1;
+        rc = -1;
+        n = 0;
     }
-    int n = (int)len, *counts = NULL, *displs = NULL;
     char *all = NULL;
     if (mpi_rank == 0) counts = xcalloc((size_t)mpi_size, sizeof(int));
     MPI_Gather(&n, 1, MPI_INT, counts, 1, MPI_INT, 0, MPI_COMM_WORLD);
@@ -206,11 +208,13 @@ int tool_mpi_gather_text(const char *buf, size_t len, FILE *out)
         all = xmalloc(total ? total : 1);
     }
     MPI_Gatherv(buf, n, MPI_CHAR, all, counts, displs, MPI_CHAR, 0, MPI_COMM_WORLD);
-    int rc = 0;
     if (mpi_rank == 0) {
         /* rank 0's own rows are already in `out`; the others follow in rank order */
         size_t own = (size_t)counts[0];
-        if (total > own && fwrite(all + own, 1, total - own, out) != total - own) rc = -1;
+        if (total > own && fwrite(all + own, 1, total - own, out) != total - own) {
+            tool_error("writing the other ranks' rows: %s", strerror(errno));
+            rc = -1;
+        }
     }
     free(counts);
     free(displs);
