@@ -295,8 +295,9 @@ static void non_finite_inputs_follow_the_policy(void **state)
     cfnet_tensor_data(x)[3] = INFINITY;
     int32_t lab = 1;
     CF_ASSERT_STATUS(cfnet_network_train_step(net, x, &lab, 1, NULL), CFNET_E_INVALID_ARGUMENT);
-    CF_ASSERT_OK(cfnet_network_infer(net, x, o));
-    assert_false(isfinite(cfnet_tensor_data(o)[0]) && isfinite(cfnet_tensor_data(o)[1]));
+    CF_ASSERT_STATUS(cfnet_network_infer(net, x, o), CFNET_E_INVALID_ARGUMENT);
+    assert_non_null(strstr(cfnet_last_error(), "network_infer: image 0 contains NaN or Inf"));
+    for (int i = 0; i < 2; i++) cfnet_tensor_data(o)[i] = INFINITY; /* a non-finite logit */
     CF_ASSERT_STATUS(cfnet_softmax_cross_entropy(o, &lab, 1, NULL, NULL), CFNET_E_INVALID_ARGUMENT);
     float loss;
     CF_ASSERT_STATUS(cfnet_softmax_cross_entropy(o, &lab, 1, &loss, NULL), CFNET_E_INVALID_ARGUMENT);
@@ -314,6 +315,58 @@ static void non_finite_inputs_follow_the_policy(void **state)
     CF_ASSERT_STATUS(cfnet_image_shift(NULL, NULL, 1, 1), CFNET_E_INVALID_ARGUMENT);
     CF_ASSERT_STATUS(cfnet_image_normalize(NULL, 1, 99), CFNET_E_INVALID_ARGUMENT);
     CF_ASSERT_STATUS(cfnet_image_normalize(x, 1, 99), CFNET_E_INVALID_ARGUMENT);
+    cfnet_tensor_free(x);
+    cfnet_tensor_free(o);
+    cfnet_network_free(net);
+}
+
+/* Inference refuses images holding NaN or Inf, naming the first, even where the network would
+ * hide them: ReLU maps NaN to 0, so conv -> ReLU -> dense gives a finite, meaningless output. */
+static void inference_refuses_non_finite_images(void **state)
+{
+    (void)state;
+    cfnet_network *net = NULL;
+    CF_ASSERT_OK(cfnet_network_create(1, 8, 8, 1, &net));
+    cfnet_layer *l = NULL;
+    CF_ASSERT_OK(cfnet_layer_conv2d_create(2, 3, 1, CFNET_PADDING_SAME, &l));
+    CF_ASSERT_OK(cfnet_network_append(net, l));
+    CF_ASSERT_OK(cfnet_layer_relu_create(&l));
+    CF_ASSERT_OK(cfnet_network_append(net, l));
+    CF_ASSERT_OK(cfnet_layer_dense_create(2, &l));
+    CF_ASSERT_OK(cfnet_network_append(net, l));
+    int64_t xs[] = {3, 1, 8, 8}, os[] = {3, 2};
+    cfnet_tensor *x = tu_tensor(4, xs, NULL), *o = tu_tensor(2, os, NULL);
+    for (int i = 0; i < 3 * 64; i++) cfnet_tensor_data(x)[i] = (float)(i % 7) * 0.1f;
+    CF_ASSERT_OK(cfnet_network_infer(net, x, o));
+    const float nonfinite[] = {NAN, INFINITY, -INFINITY};
+    for (int v = 0; v < 3; v++) {
+        cfnet_tensor_data(x)[64 + 9] = nonfinite[v]; /* image 1 */
+        float before[6];
+        memcpy(before, cfnet_tensor_data(o), sizeof before);
+        CF_ASSERT_STATUS(cfnet_network_infer(net, x, o), CFNET_E_INVALID_ARGUMENT);
+        assert_non_null(strstr(cfnet_last_error(), "network_infer: image 1 contains NaN or Inf"));
+        assert_memory_equal(before, cfnet_tensor_data(o), sizeof before); /* untouched */
+        CF_ASSERT_STATUS(cfnet_network_probabilities(net, x, o), CFNET_E_INVALID_ARGUMENT);
+        assert_non_null(strstr(cfnet_last_error(), "image 1 "));
+        int32_t labels[3] = {-1, -1, -1};
+        CF_ASSERT_STATUS(cfnet_network_predict(net, x, labels, 3), CFNET_E_INVALID_ARGUMENT);
+        assert_int_equal(labels[0], -1);
+        CF_ASSERT_STATUS(cfnet_network_forward(net, x, o, CFNET_MODE_INFERENCE),
+                         CFNET_E_INVALID_ARGUMENT);
+        CF_ASSERT_STATUS(cfnet_network_forward(net, x, o, CFNET_MODE_TRAINING),
+                         CFNET_E_INVALID_ARGUMENT);
+        float loss = -1, acc = -1;
+        const int32_t y[3] = {0, 1, 0};
+        CF_ASSERT_STATUS(cfnet_network_evaluate(net, x, y, 3, 2, &loss, &acc),
+                         CFNET_E_INVALID_ARGUMENT);
+        assert_non_null(strstr(cfnet_last_error(), "network_evaluate: image 1 contains NaN"));
+        assert_true(loss == -1 && acc == -1);
+        double change = -1;
+        CF_ASSERT_STATUS(cfnet_network_invariance(net, x, NULL, 0, &change),
+                         CFNET_E_INVALID_ARGUMENT);
+        assert_non_null(strstr(cfnet_last_error(), "network_invariance: image 1 contains"));
+        assert_true(change == -1);
+    }
     cfnet_tensor_free(x);
     cfnet_tensor_free(o);
     cfnet_network_free(net);
@@ -469,6 +522,7 @@ int main(void)
         cmocka_unit_test(rotation_layers_reject_non_square_maps),
         cmocka_unit_test(network_functions_reject_null),
         cmocka_unit_test(non_finite_inputs_follow_the_policy),
+        cmocka_unit_test(inference_refuses_non_finite_images),
         cmocka_unit_test(persistence_and_context_functions_reject_null),
         cmocka_unit_test(preset_functions_reject_bad_arguments),
         cmocka_unit_test(train_epoch_rejects_null_and_bad_sizes),

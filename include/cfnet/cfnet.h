@@ -508,7 +508,11 @@ CFNET_API cfnet_status cfnet_network_backward(cfnet_network *net, const cfnet_te
 /** Zeroes every parameter gradient. */
 CFNET_API cfnet_status cfnet_network_zero_grad(cfnet_network *net);
 
-/** Inference (read-only; thread-safe as above): out = network output for x (N x <output>). */
+/** Inference (read-only; thread-safe as above): out = network output for x (N x <output>).
+ *  An image holding a NaN or an infinity gives CFNET_E_INVALID_ARGUMENT naming it, and out is
+ *  left as it was (ReLU and max pooling could otherwise hide a NaN in a finite, meaningless
+ *  output); the same holds for cfnet_network_probabilities, _predict, _forward, _evaluate and
+ *  _invariance. */
 CFNET_API cfnet_status cfnet_network_infer(const cfnet_network *net, const cfnet_tensor *x,
                                            cfnet_tensor *out);
 

@@ -118,6 +118,21 @@ class NumericTest(LeakCheckedTestCase):
                 for p in layer.params.values():
                     self.assertTrue(np.isfinite(p).all())
 
+    def test_inference_refuses_nan_and_inf_images(self):
+        # conic conv -> ReLU would turn a NaN into 0 and give finite, meaningless scores
+        with small_cfnet(bn=False) as net:
+            x, y = rotated_patterns(6)
+            for bad in (np.nan, np.inf, -np.inf):
+                xb = x.copy()
+                xb[4, 0, 7, 3] = bad
+                for call in (net.infer, net.predict, net.probabilities, net.invariance):
+                    with self.assertRaisesRegex(cfnet.InvalidArgumentError,
+                                                "image 4 contains NaN or Inf"):
+                        call(xb)
+                with self.assertRaisesRegex(cfnet.InvalidArgumentError, "image 4 "):
+                    net.evaluate(xb, y)
+            self.assertEqual(net.predict(x).shape, (6,))
+
     def test_saving_nan_needs_allow_nonfinite(self):
         with small_cfnet() as net, tempfile.TemporaryDirectory() as d:
             w = net[len(net) - 1].params["weight"]

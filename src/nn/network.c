@@ -352,6 +352,18 @@ CFNET_API cfnet_status cfnet_network_summary(const cfnet_network *net, char *buf
 }
 
 /* Checks that x is N x C x H x W for this network; sets *n. */
+cfnet_status cf_check_finite_images(const char *what, const float *x, int64_t n, int64_t per)
+{
+    for (int64_t i = 0; i < n; i++) {
+        const float *p = x + i * per;
+        int bad = 0; /* no early exit inside an image, so the loop vectorises */
+        for (int64_t j = 0; j < per; j++) bad |= !isfinite(p[j]);
+        CF_FAIL_IF(bad, CFNET_E_INVALID_ARGUMENT, "%s: image %lld contains NaN or Inf", what,
+                   (long long)i);
+    }
+    return CFNET_OK;
+}
+
 static cfnet_status check_input(const cfnet_network *net, const char *what, const cfnet_tensor *x,
                                 int64_t *n)
 {
@@ -506,6 +518,7 @@ CFNET_API cfnet_status cfnet_network_infer(const cfnet_network *net, const cfnet
     int64_t n;
     CF_CHECK(check_input(net, "network_infer", x, &n));
     CF_CHECK(check_output(net, "network_infer", out, n));
+    CF_CHECK(cf_check_finite_images("network_infer", x->data, n, net->in_size));
     return cf_network_infer_into(net, net->nlayers, x->data, n, out->data);
 }
 
@@ -524,6 +537,7 @@ CFNET_API cfnet_status cfnet_network_probabilities(const cfnet_network *net,
     CF_FAIL_IF(!probs || probs->ndim != 2 || probs->shape[0] != n || probs->shape[1] != k,
                CFNET_E_SHAPE_MISMATCH, "network_probabilities: probs must be %lldx%lld",
                (long long)n, (long long)k);
+    CF_CHECK(cf_check_finite_images("network_probabilities", x->data, n, net->in_size));
     CF_CHECK(cf_network_infer_into(net, net->nlayers, x->data, n, probs->data));
     if (last_is_softmax(net)) return CFNET_OK;
     for (int64_t i = 0; i < n; i++) cf_softmax(probs->data + i * k, probs->data + i * k, k);
@@ -546,6 +560,7 @@ CFNET_API cfnet_status cfnet_network_predict(const cfnet_network *net, const cfn
     CF_FAIL_IF(net->nlayers == 0, CFNET_E_STATE, "network_predict: the network has no layers");
     int64_t k = out_size(net);
     CF_FAIL_IF(k > INT32_MAX, CFNET_E_LIMIT, "network_predict: too many classes");
+    CF_CHECK(cf_check_finite_images("network_predict", x->data, n, net->in_size));
     cf_infer_bufs *bf;
     CF_CHECK(infer_bufs_get(net, net->nlayers, n, &bf));
     const float *res;
@@ -668,6 +683,7 @@ CFNET_API cfnet_status cfnet_network_forward(cfnet_network *net, const cfnet_ten
     int64_t n;
     CF_CHECK(check_input(net, "network_forward", x, &n));
     CF_CHECK(check_output(net, "network_forward", out, n));
+    CF_CHECK(cf_check_finite_images("network_forward", x->data, n, net->in_size));
     if (mode == CFNET_MODE_INFERENCE)
         return cf_network_infer_into(net, net->nlayers, x->data, n, out->data);
     CF_CHECK(cf_network_ensure_train_buffers(net, n));

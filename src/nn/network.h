@@ -160,6 +160,11 @@ void cf_net_guard_leave(cf_net_guard *g);
     CF_FAIL_IF(!(net), CFNET_E_INVALID_ARGUMENT, "%s: network is NULL", (what));              \
     CF_NET_SCOPE(net)
 
+/* CFNET_E_INVALID_ARGUMENT naming the first of the n images (per values each) that holds a NaN
+ * or an infinity: inference, evaluation and training refuse them rather than return an answer
+ * computed from them (ReLU and max pooling can hide a NaN). */
+cfnet_status cf_check_finite_images(const char *what, const float *x, int64_t n, int64_t per);
+
 /* Seed of layer i, derived from the network seed (so it does not depend on call order). */
 uint64_t cf_network_layer_seed(const cfnet_network *net, int index);
 

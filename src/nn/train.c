@@ -247,6 +247,7 @@ static cfnet_status check_batch_labels(const cfnet_network *net, const char *wha
     CF_FAIL_IF(n != images->shape[0] || n < 1, CFNET_E_SHAPE_MISMATCH,
                "%s: %lld labels for %lld images", what, (long long)n,
                (long long)images->shape[0]);
+    CF_CHECK(cf_check_finite_images(what, images->data, n, net->in_size));
     int64_t k = net->layers[cf_network_logits_end(net) - 1]->out_size;
     for (int64_t i = 0; i < n; i++)
         CF_FAIL_IF(labels[i] < 0 || labels[i] >= k, CFNET_E_INVALID_ARGUMENT,
@@ -263,10 +264,6 @@ CFNET_API cfnet_status cfnet_network_train_step(cfnet_network *net, const cfnet_
     int64_t k;
     CF_CHECK(check_batch_labels(net, "network_train_step", images, labels, n, &k));
     int64_t total = n * net->in_size;
-    for (int64_t i = 0; i < total; i++)
-        CF_FAIL_IF(!isfinite(images->data[i]), CFNET_E_INVALID_ARGUMENT,
-                   "network_train_step: image %lld contains NaN or Inf",
-                   (long long)(i / net->in_size));
     CF_CHECK(cf_network_ensure_train_buffers(net, n));
     CF_CHECK(cf_network_ensure_slots(net));
     memcpy(net->input, images->data, (size_t)total * sizeof(float));
@@ -446,6 +443,7 @@ static cfnet_status invariance(const cfnet_network *net, const cfnet_tensor *x,
     CF_FAIL_IF(net->in_shape[1] != net->in_shape[2], CFNET_E_SHAPE_MISMATCH,
                "network_invariance: inputs are %lldx%lld, rotations need square maps",
                (long long)net->in_shape[1], (long long)net->in_shape[2]);
+    CF_CHECK(cf_check_finite_images("network_invariance", x->data, x->shape[0], net->in_size));
     int64_t n = x->shape[0], osz = net->nlayers ? net->layers[net->nlayers - 1]->out_size
                                                  : net->in_size;
     float *ref = cf_alloc(&net->alloc, (size_t)(n * osz) * sizeof(float));
