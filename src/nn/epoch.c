@@ -2,7 +2,6 @@
  * order), batches with a smaller last one, a progress callback that may cancel. */
 #include "network.h"
 
-#include <math.h>
 #include <string.h>
 
 void cf_network_draw_order(cfnet_network *net, int64_t n, int64_t *order)
@@ -43,10 +42,7 @@ static cfnet_status check_epoch(const cfnet_network *net, const cfnet_tensor *im
                        WHAT ": order[%lld] is %lld, must be in [0, %lld)", (long long)i,
                        (long long)order[i], (long long)n);
     }
-    const float *x = images->data;
-    for (int64_t i = 0; i < n * net->in_size; i++)
-        CF_FAIL_IF(!isfinite(x[i]), CFNET_E_INVALID_ARGUMENT,
-                   WHAT ": image %lld contains NaN or Inf", (long long)(i / net->in_size));
+    CF_CHECK(cf_check_finite_images(WHAT, images->data, n, net->in_size));
     *k_out = k;
     return CFNET_OK;
 }
