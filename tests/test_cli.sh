@@ -270,6 +270,19 @@ printf 'img/00-0000.tif,class00\nimg/missing.tif,class01\n' >"$mf/bad6.csv"
 expect 1 "bad6.csv:2: .*missing.tif: cannot open" "$cfnet" train "$mf/bad6.csv" -o "$bad/m"
 expect 1 "m.csv: not a model file \(it is a text file\)" "$cfnet" predict "$mf/m.csv" "$d/test"
 expect 1 "0000.tif: not a model file \(it is a TIFF image\)" "$cfnet" info "$d/test/class00/0000.tif"
+# A damaged model: cut short at a few lengths, or with bytes appended, each command says which
+# file and why, with exit status 1.
+msize=$(wc -c <"$m")
+for n in 0 5 8 100 $((msize / 2)) $((msize - 1)); do
+    head -c "$n" "$m" >"$bad/cut$n.safetensors"
+    expect 1 "cut$n.safetensors: .*(format error|too short|not a model)" "$cfnet" info "$bad/cut$n.safetensors"
+done
+expect 1 "cut100.safetensors: .*format error" "$cfnet" predict "$bad/cut100.safetensors" "$d/test"
+expect 1 "cut100.safetensors: .*format error" "$cfnet" eval "$bad/cut100.safetensors" "$d/test"
+expect 1 "cut100.safetensors: .*format error" "$cfnet" export "$bad/cut100.safetensors" "$bad/cut.onnx"
+[ -e "$bad/cut.onnx" ] && fail "export of a damaged model wrote its output"
+{ cat "$m"; printf 'appended'; } >"$bad/appended.safetensors"
+expect 1 "appended.safetensors: .*8 trailing bytes after the last tensor" "$cfnet" info "$bad/appended.safetensors"
 expect 1 "no such file" "$cfnet" train "$out/nowhere" -o "$bad/m"
 
 # ---- outputs: never over an input, whole or not at all ------------------------------------------

@@ -455,6 +455,18 @@ static void a_large_non_model_file_is_refused_before_it_is_read(void **state)
     write_head(path, past, 8, 4096);
     CF_ASSERT_STATUS(cfnet_network_load_in(ctx, path, &net), CFNET_E_FORMAT);
     assert_null(net);
+    /* A real model followed by 3 GiB of zeros: its header says where the tensors end, so the
+     * trailing bytes are refused before the data section is read. */
+    cfnet_network *small = make_net(NULL, 1);
+    void *model = NULL;
+    size_t model_size = 0;
+    CF_ASSERT_OK(cfnet_network_save_buffer(small, 0, &model, &model_size));
+    cfnet_network_free(small);
+    write_head(path, model, model_size, big);
+    cfnet_free(model);
+    if (cfnet_network_load_in(ctx, path, &net) != CFNET_E_FORMAT) fail_msg("%s", cfnet_last_error());
+    assert_non_null(strstr(cfnet_last_error(), "trailing bytes"));
+    assert_null(net);
     assert_true(c.largest_wanted <= ((size_t)1 << 20));
     unlink(path);
     free(path);

@@ -699,8 +699,9 @@ CFNET_API cfnet_status cfnet_image_normalize(cfnet_tensor *images, double low_pe
  *  and renamed, so on any failure (CFNET_E_IO, with the system's reason) an existing file at
  *  `path` is left intact; the new file keeps the permissions of the file it replaces. A
  *  symbolic link at `path` is replaced by the file, not followed (docs/format.md). Unknown flags
- *  give CFNET_E_INVALID_ARGUMENT; a network too large for the loader's built-in limits gives
- *  CFNET_E_LIMIT. */
+ *  give CFNET_E_INVALID_ARGUMENT; a network whose file would exceed the loader limits of its
+ *  context (the defaults for a network created without one; user metadata counts as escaped
+ *  JSON) gives CFNET_E_LIMIT. */
 CFNET_API cfnet_status cfnet_network_save(const cfnet_network *net, const char *path,
                                           unsigned flags);
 

@@ -353,12 +353,18 @@ cfnet_status cf_container_check_framing(const unsigned char *head, uint64_t hlen
     return CFNET_OK;
 }
 
-cfnet_status cf_container_check_header(const unsigned char *text, size_t hlen)
+cfnet_status cf_container_check_header(const cf_allocator *a, const unsigned char *text,
+                                       size_t hlen, uint64_t dsize)
 {
     json_t *root = NULL;
     CF_CHECK(cf_json_parse_object((const char *)text, hlen, "header", &root));
+    /* The tensor table says where the data ends: a file with bytes after its tensors (or too
+     * few) is refused before its data section is read. */
+    cf_st_table tab = {0};
+    cfnet_status st = read_table(a, root, dsize, &tab);
+    cf_free(tab.e);
     json_decref(root);
-    return CFNET_OK;
+    return st;
 }
 
 cfnet_status cf_container_decode(const cf_allocator *a, const unsigned char *buf, size_t size, uint64_t max_header,

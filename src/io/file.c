@@ -220,9 +220,10 @@ cfnet_status cf_file_read_all(const cf_allocator *a, const char *path, uint64_t 
     } else {
         cf_platform_set_blocking(fd);
     }
-    /* The framing first: the 8-byte header length and the JSON header are read and checked
-     * before the file is read whole, so a large file that is not a model is refused after a few
-     * bytes, not gigabytes. */
+    /* The framing first: the 8-byte header length and the JSON header (with its tensor table,
+     * which must tile the rest of the file) are read and checked before the file is read
+     * whole, so a large file that is not a model, or a model with bytes appended, is refused
+     * after a few bytes, not gigabytes. */
     size_t size = st == CFNET_OK ? (size_t)sb.st_size : 0;
     unsigned char head[8];
     uint64_t hlen = 0;
@@ -244,7 +245,8 @@ cfnet_status cf_file_read_all(const cf_allocator *a, const char *path, uint64_t 
     if (st == CFNET_OK && size >= 8) {
         memcpy(buf, head, 8);
         if (!read_exact(fd, buf + 8, (size_t)hlen)) st = read_error(what, path, ebuf, sizeof ebuf);
-        if (st == CFNET_OK) st = cf_container_check_header(buf + 8, (size_t)hlen);
+        if (st == CFNET_OK)
+            st = cf_container_check_header(a, buf + 8, (size_t)hlen, size - 8 - (uint64_t)hlen);
     }
     if (st == CFNET_OK && size >= 8 && size > 8 + (size_t)hlen) {
         unsigned char *whole = cf_alloc(a, size);

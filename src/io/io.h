@@ -108,11 +108,13 @@ cfnet_status cf_container_decode(const cf_allocator *a, const unsigned char *buf
                                  uint64_t max_data, cf_container *c);
 void cf_container_free(cf_container *c);
 /* The checks of cf_container_decode that need only the first 8 bytes (`head`, giving header
- * length hlen) and the total size, and the parse of the header text alone: a reader calls
- * them before reading the data section. */
+ * length hlen) and the total size, and those of the header text alone (JSON, tensor entries,
+ * tiling of a data section of dsize bytes): a reader calls them before reading the data
+ * section. */
 cfnet_status cf_container_check_framing(const unsigned char *head, uint64_t hlen, size_t size,
                                         uint64_t max_header, uint64_t max_data);
-cfnet_status cf_container_check_header(const unsigned char *text, size_t hlen);
+cfnet_status cf_container_check_header(const cf_allocator *a, const unsigned char *text,
+                                       size_t hlen, uint64_t dsize);
 /* Copies the tensors of `ls` from the data, checking names and shapes; marks them used. */
 cfnet_status cf_container_fill(cf_container *c, const cf_tensor_list *ls);
 /* Fails on the first tensor no cf_container_fill used. */
