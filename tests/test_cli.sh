@@ -21,6 +21,15 @@ expect 2 "--arch: expected cfnet, cnet, gcnn, gcnn-dft, cnn or gcnn-p4m" "$cfnet
 expect 2 "--epochs: expected" "$cfnet" train d -o m --epochs 0
 expect 2 "--val: expected" "$cfnet" train d -o m --val 2
 expect 2 "needs a value" "$cfnet" train d -o m --epochs
+# usage errors name the option at fault: a short option inside a group (not the argument before
+# it), an abbreviation of several long options, a value given to an option that takes none
+expect 2 "unknown option '-z'" "$cfnet" train d -zq
+lacks "'d'" "train d -zq blames the argument before the group"
+expect 2 "unknown option '-z'" "$cfnet" info -zh m
+expect 2 "unknown option '-z'" "$cfnet" predict m x --tta -zq
+expect 2 "ambiguous option '--pa' \(--pad, --patience\)" "$cfnet" train d -o m --pa 3
+expect 2 "--flip takes no value" "$cfnet" train d -o m --flip=1
+expect 2 "-o needs a value" "$cfnet" train d -qo
 expect 2 "missing INPUTS" "$cfnet" predict m
 expect 2 "expected MODEL and DATA" "$cfnet" eval m
 expect 0 "cfnet [0-9]+\.[0-9]+\.[0-9]+" "$cfnet" --version

@@ -71,7 +71,8 @@ struct option;
 int opt_next(int argc, char **argv, const char *optstring, const struct option *longopts,
              const char *help);
 /* The usage error for what getopt_long returned as `ch`: ':' (an option without its value) or
- * anything else (an unknown option). Returns EXIT_USAGE. */
+ * anything else (an unknown or ambiguous option, or a value given to an option that takes
+ * none), naming the option as given. Returns EXIT_USAGE. */
 int opt_error(const char *cmd, int ch, char **argv);
 
 /* Reads a whole file into memory (at most `limit` bytes, else an error). Returns 0 or -1 with
