@@ -141,6 +141,11 @@ expect 0 "streaming them from disk" "$cfnet" train "$d/train" -o "$out/s.safeten
 # shellcheck disable=SC2086
 expect 0 "" "$cfnet" train "$d/train" -o "$out/ns.safetensors" --epochs 1 $common --val 0.25
 cmp -s "$out/s.safetensors" "$out/ns.safetensors" || fail "streamed training differs from in-memory"
+# --max-memory 0 keeps nothing in memory (it is not the default of a quarter of RAM)
+# shellcheck disable=SC2086
+expect 0 "streaming them from disk in chunks of 16" "$cfnet" train "$d/train" \
+    -o "$out/s0.safetensors" --epochs 1 $common --val 0.25 --max-memory 0
+cmp -s "$out/s0.safetensors" "$out/ns.safetensors" || fail "--max-memory 0 gives another model"
 # the p4m G-CNN (rotations and reflections) trains and is described as such
 # shellcheck disable=SC2086
 expect 0 "" "$cfnet" train "$d/train" -o "$out/p4m.safetensors" --epochs 1 --arch gcnn-p4m \

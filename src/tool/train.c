@@ -59,7 +59,8 @@ static const char train_help[] =
     "Data and output:\n"
     "  --threads N             decoding and training threads (default: all processors)\n"
     "  --max-memory BYTES      cap on decoded images held in memory, e.g. 2G (default: a\n"
-    "                          quarter of RAM); beyond it images are re-read from disk each epoch\n"
+    "                          quarter of RAM; 0: none); beyond it images are re-read from disk\n"
+    "                          each epoch\n"
     "  --skip-bad              warn about unreadable or unsuitable images and leave them out\n"
     "  --log FILE.csv          per-epoch train loss and accuracy, validation loss, accuracy and\n"
     "                          balanced accuracy, learning rate, seconds\n"
@@ -77,6 +78,7 @@ typedef struct train_cfg {
     double lr, lr_decay, weight_decay, val;
     long seed;
     uint64_t max_memory;
+    int max_memory_given; /* --max-memory, 0 included (nothing kept: every chunk streamed) */
     tool_norm norm;
 } train_cfg;
 
@@ -556,6 +558,7 @@ static int parse_args(int argc, char **argv, train_cfg *c)
         case 'T': u = opt_int("train", "--threads", optarg, 1, 256, NULL, &c->threads); break;
         case 'M':
             if (parse_bytes(optarg, &c->max_memory)) return tool_usage_error("train", "--max-memory: expected bytes with an optional K, M, G suffix, got '%s'", optarg);
+            c->max_memory_given = 1;
             break;
         case 'K': c->skip_bad = 1; break;
         case 'g': c->log = optarg; break;
@@ -697,7 +700,7 @@ int cmd_train(int argc, char **argv)
         return tool_usage_error("train", "--skip-bad is not available on several MPI ranks "
                                 "(a rank cannot leave images out of a global batch); check the "
                                 "data with one process first");
-    if (c.max_memory == 0) {
+    if (!c.max_memory_given) {
         uint64_t ram = tool_phys_memory();
         c.max_memory = ram ? ram / 4 : ((uint64_t)1 << 30);
     }
