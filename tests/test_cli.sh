@@ -323,6 +323,13 @@ cp "$ow/report/metrics.json" "$ow/metrics.before"
 expect 1 "0009.tif: not a TIFF or PNG file" "$cfnet" eval "$ow/model.safetensors" "$ow/partial" --out "$ow/report"
 cmp -s "$ow/report/predictions.csv" "$ow/pred.before" || fail "a failed eval changed predictions.csv"
 cmp -s "$ow/report/metrics.json" "$ow/metrics.before" || fail "a failed eval changed metrics.json"
+# ... and leaves no folder that it made for the report
+expect 1 "0009.tif: not a TIFF or PNG file" "$cfnet" eval "$ow/model.safetensors" "$ow/partial" \
+    --out "$ow/newreport/sub"
+[ -e "$ow/newreport" ] && fail "a failed eval left the folders it made for --out"
+# --out naming a file is a usage error naming --out
+expect 2 "--out .*img.tif: not a folder" "$cfnet" eval "$ow/model.safetensors" "$ow/data" --out "$ow/img.tif"
+cmp -s "$ow/img.tif" "$d/test/class00/0000.tif" || fail "eval --out FILE changed it"
 # a folder as the output: refused before any image is read
 expect 2 "predict: .*/report is a folder" "$cfnet" predict "$ow/model.safetensors" "$ow/data" -o "$ow/report"
 # train: MODEL, checkpoint, --log and --plot differ from each other and from the data; folders

@@ -7,6 +7,8 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 /* Images decoded and classified at a time: at most 512, and at most 256 MiB of decoded images
  * (memory stays bounded for any number and size of inputs). */
@@ -342,6 +344,37 @@ typedef struct eval_ctx {
 static const char *const EVAL_FILES[] = {"metrics.json", "confusion.csv", "confusion.svg",
                                          "predictions.csv"};
 
+/* The outermost folder on the way to `path` that does not exist yet (the first that make_dirs
+ * creates), or NULL when path exists. */
+static char *first_missing_dir(const char *path)
+{
+    char *p = xstrdup(path), *top = NULL;
+    struct stat st;
+    while (stat(p, &st) != 0 && errno == ENOENT) {
+        free(top);
+        top = p;
+        p = path_dir(top);
+        if (!strcmp(p, top)) break;
+    }
+    free(p);
+    return top;
+}
+
+/* Removes the folders that make_dirs(path) created, path first, up to `top` (from
+ * first_missing_dir); stops at one that is not empty. */
+static void remove_new_dirs(const char *path, const char *top)
+{
+    char *p = xstrdup(path);
+    while (strlen(p) >= strlen(top)) {
+        if (rmdir(p) != 0 && errno != ENOENT) break;
+        if (!strcmp(p, top)) break;
+        char *up = path_dir(p);
+        free(p);
+        p = up;
+    }
+    free(p);
+}
+
 static int emit_eval(void *user, const tool_sample *s, const float *p, int k)
 {
     eval_ctx *c = user;
@@ -398,7 +431,12 @@ int cmd_eval(int argc, char **argv)
     memset(&ctx, 0, sizeof ctx);
     tool_out outs[4]; /* the files of --out, in EVAL_FILES' order */
     memset(outs, 0, sizeof outs);
-    char *paths[4] = {0};
+    char *paths[4] = {0}, *new_dir = NULL;
+    if (outdir && path_is_dir(outdir) == 0) {
+        model_close(net, &info);
+        return tool_usage_error("eval", "--out %s: not a folder (--out names the folder of the "
+                                "report files)", outdir);
+    }
     if (dataset_open_labelled(data, &ds) != 0) goto out_model;
     if (ds.has_split) { /* keep the requested rows only */
         int want = !split_name || !strcmp(split_name, "test") ? SPLIT_TEST
@@ -426,6 +464,8 @@ int cmd_eval(int argc, char **argv)
     metrics_init(&ctx.m, info.n_classes);
     ctx.classes = info.classes;
     if (outdir) {
+        /* a folder made here is removed again if the run fails */
+        new_dir = first_missing_dir(outdir);
         if (make_dirs(outdir) != 0) goto out_ds;
         for (int i = 0; i < 4; i++) paths[i] = path_join(outdir, EVAL_FILES[i]);
         for (int i = 0; i < 4; i++)
@@ -472,6 +512,8 @@ int cmd_eval(int argc, char **argv)
 out_ds:
     for (int i = 0; i < 4; i++) out_discard(&outs[i]);
     for (int i = 0; i < 4; i++) free(paths[i]);
+    if (rc != EXIT_OK && new_dir) remove_new_dirs(outdir, new_dir);
+    free(new_dir);
     metrics_free(&ctx.m);
     dataset_free(&ds);
 out_model:
