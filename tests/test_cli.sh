@@ -30,6 +30,10 @@ expect 2 "unknown option '-z'" "$cfnet" predict m x --tta -zq
 expect 2 "ambiguous option '--pa' \(--pad, --patience\)" "$cfnet" train d -o m --pa 3
 expect 2 "--flip takes no value" "$cfnet" train d -o m --flip=1
 expect 2 "-o needs a value" "$cfnet" train d -qo
+# --threads goes up to libcfnet's CFNET_MAX_THREADS (64), not beyond
+expect 2 "--threads: expected 1..64, got '65'" "$cfnet" train d -o m --threads 65
+expect 2 "--threads: expected 1..64, got '65'" "$cfnet" predict m x --threads 65
+expect 2 "--threads: expected 1..64, got '65'" "$cfnet" eval m x --threads 65
 expect 2 "missing INPUTS" "$cfnet" predict m
 expect 2 "expected MODEL and DATA" "$cfnet" eval m
 expect 0 "cfnet [0-9]+\.[0-9]+\.[0-9]+" "$cfnet" --version

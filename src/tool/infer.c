@@ -94,7 +94,8 @@ static const char predict_help[] =
     "  --skip-bad           warn about unreadable or unsuitable images and leave them out\n"
     "                       (else the first one is an error)\n"
     "  --batch N            images per forward pass (default 64)\n"
-    "  --threads N          decoding and inference threads (default: all processors)\n"
+    "  --threads N          decoding and inference threads, 1..64 (default: all processors,\n"
+    "                       at most 64)\n"
     "  -q, --quiet          no summary line\n"
     "  -h, --help           this help\n";
 
@@ -163,7 +164,7 @@ static int check_output(const char *cmd, const char *out, const char *model,
 static int common_opt(int c, const char *cmd, run_opts *o, char **argv)
 {
     switch (c) {
-    case 'T': return opt_int(cmd, "--threads", optarg, 1, 256, NULL, &o->threads);
+    case 'T': return opt_int(cmd, "--threads", optarg, 1, CFNET_MAX_THREADS, NULL, &o->threads);
     case 'B': return opt_long(cmd, "--batch", optarg, 1, 100000, NULL, &o->batch);
     case 't': o->tta = 1; return 0;
     case 'P': o->pad = 1; return 0;
@@ -181,7 +182,7 @@ static int common_opt(int c, const char *cmd, run_opts *o, char **argv)
 
 static void apply_threads(cfnet_network *net, run_opts *o)
 {
-    if (o->threads < 1) o->threads = tool_cpus();
+    if (o->threads < 1) o->threads = tool_default_threads();
     tool_blas_single_thread();
     cfnet_network_set_option(net, CFNET_OPTION_THREADS, o->threads);
 }
@@ -328,7 +329,8 @@ static const char eval_help[] =
     "  --pad                zero-pad images smaller than the model's input size\n"
     "  --skip-bad           warn about unreadable images and leave them out\n"
     "  --batch N            images per forward pass (default 64)\n"
-    "  --threads N          decoding and inference threads (default: all processors)\n"
+    "  --threads N          decoding and inference threads, 1..64 (default: all processors,\n"
+    "                       at most 64)\n"
     "  -q, --quiet          no progress messages\n"
     "  -h, --help           this help\n";
 

@@ -36,8 +36,8 @@ char *xasprintf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 double tool_now(void);
 /* Physical memory in bytes (0 if unknown). */
 uint64_t tool_phys_memory(void);
-/* Online processors (at least 1). */
-int tool_cpus(void);
+/* The default of --threads: the online processors (at least 1), at most CFNET_MAX_THREADS. */
+int tool_default_threads(void);
 /* One OpenBLAS thread unless OPENBLAS_NUM_THREADS is set. */
 void tool_blas_single_thread(void);
 

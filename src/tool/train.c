@@ -57,7 +57,8 @@ static const char train_help[] =
     "                          settings are used): the result is bit-identical to an\n"
     "                          uninterrupted run with the same thread count\n"
     "Data and output:\n"
-    "  --threads N             decoding and training threads (default: all processors)\n"
+    "  --threads N             decoding and training threads, 1..64 (default: all processors,\n"
+    "                          at most 64)\n"
     "  --max-memory BYTES      cap on decoded images held in memory, e.g. 2G (default: a\n"
     "                          quarter of RAM; 0: none); beyond it images are re-read from disk\n"
     "                          each epoch\n"
@@ -555,7 +556,7 @@ static int parse_args(int argc, char **argv, train_cfg *c)
         case 'p': u = opt_int("train", "--patience", optarg, 0, 1000000, "0 or more", &c->patience); break;
         case 'S': u = opt_long("train", "--seed", optarg, 0, 0x7fffffffL, "a non-negative integer", &c->seed); break;
         case 'R': c->resume = optarg; break;
-        case 'T': u = opt_int("train", "--threads", optarg, 1, 256, NULL, &c->threads); break;
+        case 'T': u = opt_int("train", "--threads", optarg, 1, CFNET_MAX_THREADS, NULL, &c->threads); break;
         case 'M':
             if (parse_bytes(optarg, &c->max_memory)) return tool_usage_error("train", "--max-memory: expected bytes with an optional K, M, G suffix, got '%s'", optarg);
             c->max_memory_given = 1;
@@ -691,7 +692,7 @@ int cmd_train(int argc, char **argv)
     int u = parse_args(argc, argv, &c);
     if (u == -1) return EXIT_OK; /* --help */
     if (u) return u;
-    if (c.threads < 1) c.threads = tool_cpus();
+    if (c.threads < 1) c.threads = tool_default_threads();
     /* Under mpirun (any rank count): every rank decodes only its share of each global batch
      * and of the validation set; rank 0 alone writes files (docs/distributed.md). */
     const int dist = tool_mpi_active(), nranks = tool_mpi_size(), rank = tool_mpi_rank();

@@ -128,10 +128,10 @@ uint64_t tool_phys_memory(void)
     return (uint64_t)pages * (uint64_t)page;
 }
 
-int tool_cpus(void)
+int tool_default_threads(void)
 {
     long n = sysconf(_SC_NPROCESSORS_ONLN);
-    return n < 1 ? 1 : (int)n;
+    return n < 1 ? 1 : n > CFNET_MAX_THREADS ? CFNET_MAX_THREADS : (int)n;
 }
 
 uint64_t tool_rand(uint64_t *state)
