@@ -150,6 +150,12 @@ cmp -s "$out/s.safetensors" "$out/ns.safetensors" || fail "streamed training dif
 expect 0 "streaming them from disk in chunks of 16" "$cfnet" train "$d/train" \
     -o "$out/s0.safetensors" --epochs 1 $common --val 0.25 --max-memory 0
 cmp -s "$out/s0.safetensors" "$out/ns.safetensors" || fail "--max-memory 0 gives another model"
+# a training setting the library refuses for this data is named by its option; nothing is written
+# shellcheck disable=SC2086
+expect 1 "--jitter: .*jitter is 64, must be less than the image size 32x32" "$cfnet" train \
+    "$d/train" -o "$out/j.safetensors" --epochs 1 $common --jitter 64 --log "$out/j.csv"
+[ -e "$out/j.safetensors" ] || [ -e "$out/j.last.safetensors" ] || [ -e "$out/j.csv" ] &&
+    fail "a refused --jitter left files behind"
 # the p4m G-CNN (rotations and reflections) trains and is described as such
 # shellcheck disable=SC2086
 expect 0 "" "$cfnet" train "$d/train" -o "$out/p4m.safetensors" --epochs 1 --arch gcnn-p4m \

@@ -868,19 +868,22 @@ int cmd_train(int argc, char **argv)
     struct {
         cfnet_option o;
         double v;
-    } opts[] = {{CFNET_OPTION_OPTIMIZER, c.sgd ? CFNET_OPTIMIZER_SGD : CFNET_OPTIMIZER_ADAM},
-                {CFNET_OPTION_LEARNING_RATE, c.lr},
-                {CFNET_OPTION_WEIGHT_DECAY, c.weight_decay},
-                {CFNET_OPTION_LR_DECAY_RATE, c.lr_decay},
-                {CFNET_OPTION_LR_DECAY_STEPS, (double)steps_epoch},
-                {CFNET_OPTION_AUG_ROTATION, c.rotate},
-                {CFNET_OPTION_AUG_JITTER, c.jitter},
-                {CFNET_OPTION_AUG_FLIP, c.flip},
-                {CFNET_OPTION_THREADS, c.threads}};
+        const char *flag; /* the command's option that gave the value */
+    } opts[] = {{CFNET_OPTION_OPTIMIZER, c.sgd ? CFNET_OPTIMIZER_SGD : CFNET_OPTIMIZER_ADAM,
+                 "--optimizer"},
+                {CFNET_OPTION_LEARNING_RATE, c.lr, "--lr"},
+                {CFNET_OPTION_WEIGHT_DECAY, c.weight_decay, "--weight-decay"},
+                {CFNET_OPTION_LR_DECAY_RATE, c.lr_decay, "--lr-decay"},
+                {CFNET_OPTION_LR_DECAY_STEPS, (double)steps_epoch, "--batch"},
+                {CFNET_OPTION_AUG_ROTATION, c.rotate, "--rotate"},
+                {CFNET_OPTION_AUG_JITTER, c.jitter, "--jitter"},
+                {CFNET_OPTION_AUG_FLIP, c.flip, "--flip"},
+                {CFNET_OPTION_THREADS, c.threads, "--threads"}};
     for (size_t i = 0; i < sizeof opts / sizeof *opts; i++) {
         cfnet_status st = cfnet_network_set_option(net, opts[i].o, opts[i].v);
         if (st != CFNET_OK) {
-            tool_lib_error("setting a training option", st);
+            tool_error("%s%s: %s", opts[i].flag, c.resume ? " (from the checkpoint)" : "",
+                       cfnet_last_error());
             goto out;
         }
     }
