@@ -30,6 +30,11 @@ expect 2 "unknown option '-z'" "$cfnet" predict m x --tta -zq
 expect 2 "ambiguous option '--pa' \(--pad, --patience\)" "$cfnet" train d -o m --pa 3
 expect 2 "--flip takes no value" "$cfnet" train d -o m --flip=1
 expect 2 "-o needs a value" "$cfnet" train d -qo
+# an empty file name (an unset shell variable) is a usage error, not found out after the work
+expect 2 "-o: the file name is empty" "$cfnet" train d -o ""
+expect 2 "--log: the file name is empty" "$cfnet" train d -o m --log ""
+expect 2 "-o: the file name is empty" "$cfnet" predict m x -o ""
+expect 2 "--out: the file name is empty" "$cfnet" eval m d --out ""
 # --threads goes up to libcfnet's CFNET_MAX_THREADS (64), not beyond
 expect 2 "--threads: expected 1..64, got '65'" "$cfnet" train d -o m --threads 65
 expect 2 "--threads: expected 1..64, got '65'" "$cfnet" predict m x --threads 65

@@ -196,7 +196,7 @@ int cmd_predict(int argc, char **argv)
     int c;
     while ((c = opt_next(argc, argv, ":o:qh", longopts, predict_help)) >= 0) {
         if (c == 'o') {
-            output = optarg;
+            if (opt_path("predict", "-o", optarg, &output)) return EXIT_USAGE;
             continue;
         }
         int u = common_opt(c, "predict", &o, argv);
@@ -407,9 +407,11 @@ int cmd_eval(int argc, char **argv)
     int json = 0;
     int c;
     while ((c = opt_next(argc, argv, ":qh", longopts, eval_help)) >= 0) {
-        if (c == 'O') outdir = optarg;
-        else if (c == 'J') json = 1;
-        else if (c == 'X') {
+        if (c == 'O') {
+            if (opt_path("eval", "--out", optarg, &outdir)) return EXIT_USAGE;
+        } else if (c == 'J') {
+            json = 1;
+        } else if (c == 'X') {
             split_name = optarg;
             if (strcmp(optarg, "test") && strcmp(optarg, "val") && strcmp(optarg, "train") &&
                 strcmp(optarg, "all"))

@@ -63,6 +63,9 @@ int opt_int(const char *cmd, const char *name, const char *value, long lo, long 
             const char *expect, int *out);
 int opt_double(const char *cmd, const char *name, const char *value, double lo, double hi,
                const char *expect, double *out);
+/* A file or folder name given to option `name`: *out = value, or a usage error if it is empty
+ * (an unset shell variable would otherwise be found out only when writing, after the work). */
+int opt_path(const char *cmd, const char *name, const char *value, const char **out);
 /* The next option of a command's arguments (getopt_long without its own messages), -1 after
  * the last; -h/--help prints `help` to standard output and gives OPT_HELP (the command then
  * ends with EXIT_OK). */

@@ -504,7 +504,7 @@ static int parse_args(int argc, char **argv, train_cfg *c)
     while ((ch = opt_next(argc, argv, ":o:qh", longopts, train_help)) >= 0) {
         int u = 0;
         switch (ch) {
-        case 'o': c->output = optarg; break;
+        case 'o': u = opt_path("train", "-o", optarg, &c->output); break;
         case 'a': {
             cfnet_family fam;
             if (cfnet_family_parse(optarg, &fam) != CFNET_OK)
@@ -555,15 +555,15 @@ static int parse_args(int argc, char **argv, train_cfg *c)
         case 'v': u = opt_double("train", "--val", optarg, 0, 0.9, "a fraction in [0, 0.9]", &c->val); break;
         case 'p': u = opt_int("train", "--patience", optarg, 0, 1000000, "0 or more", &c->patience); break;
         case 'S': u = opt_long("train", "--seed", optarg, 0, 0x7fffffffL, "a non-negative integer", &c->seed); break;
-        case 'R': c->resume = optarg; break;
+        case 'R': u = opt_path("train", "--resume", optarg, &c->resume); break;
         case 'T': u = opt_int("train", "--threads", optarg, 1, CFNET_MAX_THREADS, NULL, &c->threads); break;
         case 'M':
             if (parse_bytes(optarg, &c->max_memory)) return tool_usage_error("train", "--max-memory: expected bytes with an optional K, M, G suffix, got '%s'", optarg);
             c->max_memory_given = 1;
             break;
         case 'K': c->skip_bad = 1; break;
-        case 'g': c->log = optarg; break;
-        case 'G': c->plot = optarg; break;
+        case 'g': u = opt_path("train", "--log", optarg, &c->log); break;
+        case 'G': u = opt_path("train", "--plot", optarg, &c->plot); break;
         case 'q': tool_quiet = 1; break;
         default: return opt_error("train", ch, argv);
         }

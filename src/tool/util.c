@@ -236,6 +236,13 @@ int opt_double(const char *cmd, const char *name, const char *value, double lo, 
 /* The options of the command being parsed, for opt_error's messages. */
 static const struct option *opt_cur_longopts;
 
+int opt_path(const char *cmd, const char *name, const char *value, const char **out)
+{
+    if (!value[0]) return tool_usage_error(cmd, "%s: the file name is empty", name);
+    *out = value;
+    return 0;
+}
+
 int opt_next(int argc, char **argv, const char *optstring, const struct option *longopts,
              const char *help)
 {
