@@ -61,6 +61,18 @@ test "$(wc -l <"$out/log.csv")" = 11 || fail "log.csv should have a header and 1
 head -1 "$out/log.csv" | grep -q "^epoch,train_loss,train_accuracy,val_loss,val_accuracy,val_balanced_accuracy" ||
     fail "log.csv header"
 grep -q "<polyline" "$out/curves.svg" || fail "curves.svg has no curves"
+# the plot's PNG: a failed conversion leaves an earlier PNG as it was and no partial file
+fake="$out/fakebin"
+mkdir -p "$fake"
+# shellcheck disable=SC2016 # $2 is the fake program's argument
+printf '#!/bin/sh\necho partial >"$2"\nexit 1\n' >"$fake/rsvg-convert"
+chmod +x "$fake/rsvg-convert"
+echo "earlier png" >"$out/pc.png"
+# shellcheck disable=SC2086
+expect 0 "pc.png: could not convert the plot" env PATH="$fake:$PATH" "$cfnet" train "$d/train" \
+    -o "$out/pc.safetensors" --epochs 1 $common --plot "$out/pc.svg"
+[ "$(cat "$out/pc.png")" = "earlier png" ] || fail "a failed PNG conversion changed the earlier PNG"
+ls "$out"/pc.png.tmp.* >/dev/null 2>&1 && fail "a failed PNG conversion left its temporary file"
 
 # eval: above a stated accuracy. 3 classes (chance 33 %); 10 epochs on 30 images per class
 # reach 90 % here (other seeds: 73-100 %); the test asks for 60 %.

@@ -305,12 +305,17 @@ static char *plot_png_path(const char *svg)
 }
 
 /* FILE.svg -> FILE.png with librsvg's rsvg-convert or ImageMagick's convert, whichever is
- * present (no shell involved). */
+ * present (no shell involved). The program writes a temporary file beside FILE.png (its name
+ * ends in .png, which convert reads as the format), renamed over FILE.png (the file a link
+ * names) only when the program succeeds: a failed conversion leaves an earlier FILE.png as it
+ * was and no partial file. */
 static void plot_png(const char *svg)
 {
     int rsvg = have_program("rsvg-convert");
     if (!rsvg && !have_program("convert")) return;
-    char *png = plot_png_path(svg);
+    char *png = plot_png_path(svg), *real = realpath(png, NULL);
+    const char *target = real ? real : png;
+    char *tmp = xasprintf("%s.tmp.%ld.png", target, (long)getpid());
     pid_t pid = fork();
     if (pid == 0) {
         int devnull = open("/dev/null", O_WRONLY);
@@ -319,16 +324,20 @@ static void plot_png(const char *svg)
             dup2(devnull, 2);
         }
         if (rsvg)
-            execlp("rsvg-convert", "rsvg-convert", "-o", png, svg, (char *)NULL);
+            execlp("rsvg-convert", "rsvg-convert", "-o", tmp, svg, (char *)NULL);
         else
-            execlp("convert", "convert", svg, png, (char *)NULL);
+            execlp("convert", "convert", svg, tmp, (char *)NULL);
         _exit(127);
     }
     int status = 0;
     if (pid > 0) waitpid(pid, &status, 0);
-    if (pid < 0 || !WIFEXITED(status) || WEXITSTATUS(status) != 0)
-        tool_warn("%s: could not convert the plot to PNG with %s", png,
+    if (pid < 0 || !WIFEXITED(status) || WEXITSTATUS(status) != 0 || rename(tmp, target) != 0) {
+        unlink(tmp);
+        tool_warn("%s: could not convert the plot to PNG with %s (the file is unchanged)", png,
                   rsvg ? "rsvg-convert" : "convert");
+    }
+    free(tmp);
+    free(real);
     free(png);
 }
 
