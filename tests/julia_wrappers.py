@@ -4,9 +4,21 @@ Julia is not installed where libcfnet is built and tested, so the `ccall` wrappe
 Instead every `ccall((:cfnet_x, libcfnet), Ret, (T1, T2, ...), a1, a2, ...)` is parsed and
 checked: cfnet_x is declared in the header, the argument-type tuple has as many entries as the C
 declaration has parameters (and as many values are passed), and each Julia type matches the C type
-(return type included). Header functions without a wrapper are listed, not failed.
+(return type included). Each wrapper is the raw function of the C name,
+`cfnet_x(a1, a2, ...) = ccall((:cfnet_x, libcfnet), ...)`, passing its own arguments in their order.
+Header functions without a wrapper are listed, not failed.
 
-Usage: julia_wrappers.py HEADER JULIA_FILE
+Beyond the ccalls:
+- every integer `const NAME = value` equals the header's CFNET_NAME (enum member or #define), and
+  a header enum that has one member mirrored has all of them;
+- every `@cfunction(f, Ret, (Types...))` has the signature of a function-pointer typedef of the
+  header (cfnet_progress_fn, cfnet_sum_fn, ...), and f catches exceptions (one thrown through
+  the C library's frames would skip its cleanup);
+- every exported name is defined in the module;
+- with DOC files (example.jl, README.md): every option symbol given to set_option!, get_option,
+  option_bounds or option_default is a key of the module's OPTIONS table.
+
+Usage: julia_wrappers.py HEADER JULIA_FILE [DOC...]
 """
 import re
 import sys
@@ -123,15 +135,138 @@ def parse_julia(path):
             i += 1
         args = split_top(text[m.end():i - 1])
         line = text.count("\n", 0, m.start()) + 1
-        calls.append((line, args))
+        calls.append((line, args, m.start()))
     return calls
 
 
-def main(header, julia):
+def header_constants(path):
+    """({CFNET_NAME: value} of enum members and integer #defines, {enum type: [members]})."""
+    with open(path) as f:
+        raw = f.read()
+    text = strip_c_comments(raw)
+    values, enums = {}, {}
+    for m in re.finditer(r"typedef\s+enum\s+(\w+)\s*\{(.*?)\}\s*\1\s*;", text, re.S):
+        nxt, members = 0, []
+        for item in m.group(2).split(","):
+            item = item.strip()
+            if not item:
+                continue
+            name, _, value = item.partition("=")
+            nxt = int(value.strip(), 0) if value.strip() else nxt
+            values[name.strip()] = nxt
+            members.append(name.strip())
+            nxt += 1
+        enums[m.group(1)] = members
+    for m in re.finditer(r"^#define (CFNET_\w+) (-?(?:0x[0-9a-fA-F]+|\d+))[uU]?\s*$", raw, re.M):
+        values[m.group(1)] = int(m.group(2), 0)
+    return values, enums
+
+
+def header_callbacks(path):
+    """{typedef name: (return C type, [parameter C types])} of the function-pointer typedefs."""
+    with open(path) as f:
+        text = strip_c_comments(f.read())
+    out = {}
+    for m in re.finditer(r"typedef\s+([^;()]*?)\(\s*\*\s*(\w+)\s*\)\s*\(([^)]*)\)\s*;", text, re.S):
+        params = [p.strip() for p in m.group(3).split(",")]
+        if params == ["void"]:
+            params = []
+        out[m.group(2)] = (c_type_of(m.group(1) + " x"), [c_type_of(p) for p in params])
+    return out
+
+
+def wrapper_definition(text, start):
+    """(name, [parameters]) of a one-line definition `name(params) =` right before offset
+    `start`, or None."""
+    m = re.search(r"(?:^|\n)[ \t]*(\w+)\(([^()]*)\)\s*=\s*$", text[:start])
+    if not m:
+        return None
+    return m.group(1), [p.strip() for p in m.group(2).split(",") if p.strip()]
+
+
+def check_module(header, julia, text, errors):
+    """Constants, callbacks and exports (see the top of the file)."""
+    values, enums = header_constants(header)
+    mirrored = set()
+    for m in re.finditer(r"^const (\w+) = (-?(?:0x[0-9a-fA-F]+|\d+))\s*$", text, re.M):
+        name, value = m.group(1), int(m.group(2), 0)
+        cname = "CFNET_" + name
+        if cname not in values:
+            errors.append("%s: const %s has no %s in the header" % (julia, name, cname))
+        elif values[cname] != value:
+            errors.append("%s: const %s = %d, the header's %s is %d"
+                          % (julia, name, value, cname, values[cname]))
+        mirrored.add(cname)
+    for typ, members in sorted(enums.items()):
+        have = [c for c in members if c in mirrored]
+        if have and len(have) != len(members):
+            errors.append("%s: enum %s is mirrored without %s"
+                          % (julia, typ, ", ".join(c for c in members if c not in mirrored)))
+
+    callbacks = header_callbacks(header)
+    enum_types = set(enums)
+    for m in re.finditer(r"@cfunction\s*\(", text):
+        i, depth = m.end(), 1
+        while depth and i < len(text):
+            depth += {"(": 1, ")": -1}.get(text[i], 0)
+            i += 1
+        args = split_top(text[m.end():i - 1])
+        line = text.count("\n", 0, m.start()) + 1
+        if len(args) != 3 or not (args[2].startswith("(") and args[2].endswith(")")):
+            errors.append("%s:%d: @cfunction not of the form @cfunction(f, Ret, (Types...))"
+                          % (julia, line))
+            continue
+        ret, types = args[1], split_top(args[2][1:-1])
+        # a Julia exception must not unwind through the C library's frames
+        fm = re.search(r"^function %s\((.*?)^end\b" % re.escape(args[0]), text, re.S | re.M)
+        if not fm or not re.search(r"^\s*catch\b", fm.group(1), re.M):
+            errors.append("%s:%d: the callback %s is not a top-level function that catches "
+                          "exceptions (try ... catch)" % (julia, line, args[0]))
+
+        def fits(ctype, jt, is_return):
+            if ctype in enum_types:
+                return jt in {"Cint", "Int32"}
+            return jt in expected_julia(ctype, is_return)
+        if not any(fits(cr, ret, True) and len(cp) == len(types) and
+                   all(fits(c, t, False) for c, t in zip(cp, types))
+                   for cr, cp in callbacks.values()):
+            errors.append("%s:%d: @cfunction(%s, (%s)) matches no callback type of the header "
+                          "(%s)" % (julia, line, ret, ", ".join(types), ", ".join(sorted(callbacks))))
+
+    exported = set()
+    for m in re.finditer(r"^export\s+((?:[^\n]*,[ \t]*\n)*[^\n]*)", text, re.M):
+        exported |= {n.strip() for n in m.group(1).split(",") if n.strip()}
+    for name in sorted(exported):
+        e = re.escape(name)
+        if not re.search(r"^(?:function\s+%s\s*\(|%s\s*\([^\n]*\)\s*=|(?:mutable\s+)?struct\s+%s\b"
+                         r"|const\s+%s\s*=)" % (e, e, e, e), text, re.M):
+            errors.append("%s: %s is exported but not defined" % (julia, name))
+
+
+def check_docs(text, docs, errors):
+    """Option symbols used in the example and README are keys of OPTIONS."""
+    om = re.search(r"const OPTIONS = Dict\((.*?)\)\s*$", text, re.S | re.M)
+    keys = set(re.findall(r":(\w+)\s*=>", om.group(1))) if om else set()
+    for doc in docs:
+        with open(doc) as f:
+            body = f.read()
+        for m in re.finditer(r"\b(set_option!|get_option|option_bounds|option_default)\s*\("
+                             r"[^:)]*?:(\w+)", body):
+            if m.group(2) not in keys:
+                line = body.count("\n", 0, m.start()) + 1
+                errors.append("%s:%d: %s(:%s): not an option of OPTIONS"
+                              % (doc, line, m.group(1), m.group(2)))
+
+
+def main(header, julia, docs=()):
     decls = parse_header(header)
     calls = parse_julia(julia)
+    with open(julia) as f:
+        text = strip_julia_comments(f.read())
     errors, wrapped = [], set()
-    for line, args in calls:
+    check_module(header, julia, text, errors)
+    check_docs(text, docs, errors)
+    for line, args, start in calls:
         where = "%s:%d" % (julia, line)
         fm = re.match(r"^\(\s*:(\w+)\s*,\s*libcfnet\s*\)$", args[0]) if args else None
         if not fm or len(args) < 3:
@@ -149,6 +284,15 @@ def main(header, julia):
             continue
         wrapped.add(name)
         c_ret, c_params = decls[name]
+        wd = wrapper_definition(text, start)
+        if not wd:
+            errors.append("%s: the ccall of %s is not the body of its raw wrapper %s(...) = ccall(...)"
+                          % (where, name, name))
+        elif wd[0] != name:
+            errors.append("%s: the raw wrapper %s calls %s" % (where, wd[0], name))
+        elif values != wd[1]:
+            errors.append("%s: %s(%s) passes (%s): not its own arguments in their order"
+                          % (where, name, ", ".join(wd[1]), ", ".join(values)))
         if len(jl_types) != len(c_params):
             errors.append("%s: %s takes %d arguments in C, the wrapper declares %d"
                           % (where, name, len(c_params), len(jl_types)))
@@ -177,4 +321,4 @@ def main(header, julia):
 
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1], sys.argv[2]))
+    sys.exit(main(sys.argv[1], sys.argv[2], sys.argv[3:]))

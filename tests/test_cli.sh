@@ -21,6 +21,24 @@ expect 2 "--arch: expected cfnet, cnet, gcnn, gcnn-dft, cnn or gcnn-p4m" "$cfnet
 expect 2 "--epochs: expected" "$cfnet" train d -o m --epochs 0
 expect 2 "--val: expected" "$cfnet" train d -o m --val 2
 expect 2 "needs a value" "$cfnet" train d -o m --epochs
+# usage errors name the option at fault: a short option inside a group (not the argument before
+# it), an abbreviation of several long options, a value given to an option that takes none
+expect 2 "unknown option '-z'" "$cfnet" train d -zq
+lacks "'d'" "train d -zq blames the argument before the group"
+expect 2 "unknown option '-z'" "$cfnet" info -zh m
+expect 2 "unknown option '-z'" "$cfnet" predict m x --tta -zq
+expect 2 "ambiguous option '--pa' \(--pad, --patience\)" "$cfnet" train d -o m --pa 3
+expect 2 "--flip takes no value" "$cfnet" train d -o m --flip=1
+expect 2 "-o needs a value" "$cfnet" train d -qo
+# an empty file name (an unset shell variable) is a usage error, not found out after the work
+expect 2 "-o: the file name is empty" "$cfnet" train d -o ""
+expect 2 "--log: the file name is empty" "$cfnet" train d -o m --log ""
+expect 2 "-o: the file name is empty" "$cfnet" predict m x -o ""
+expect 2 "--out: the file name is empty" "$cfnet" eval m d --out ""
+# --threads goes up to libcfnet's CFNET_MAX_THREADS (64), not beyond
+expect 2 "--threads: expected 1..64, got '65'" "$cfnet" train d -o m --threads 65
+expect 2 "--threads: expected 1..64, got '65'" "$cfnet" predict m x --threads 65
+expect 2 "--threads: expected 1..64, got '65'" "$cfnet" eval m x --threads 65
 expect 2 "missing INPUTS" "$cfnet" predict m
 expect 2 "expected MODEL and DATA" "$cfnet" eval m
 expect 0 "cfnet [0-9]+\.[0-9]+\.[0-9]+" "$cfnet" --version
@@ -43,6 +61,18 @@ test "$(wc -l <"$out/log.csv")" = 11 || fail "log.csv should have a header and 1
 head -1 "$out/log.csv" | grep -q "^epoch,train_loss,train_accuracy,val_loss,val_accuracy,val_balanced_accuracy" ||
     fail "log.csv header"
 grep -q "<polyline" "$out/curves.svg" || fail "curves.svg has no curves"
+# the plot's PNG: a failed conversion leaves an earlier PNG as it was and no partial file
+fake="$out/fakebin"
+mkdir -p "$fake"
+# shellcheck disable=SC2016 # $2 is the fake program's argument
+printf '#!/bin/sh\necho partial >"$2"\nexit 1\n' >"$fake/rsvg-convert"
+chmod +x "$fake/rsvg-convert"
+echo "earlier png" >"$out/pc.png"
+# shellcheck disable=SC2086
+expect 0 "pc.png: could not convert the plot" env PATH="$fake:$PATH" "$cfnet" train "$d/train" \
+    -o "$out/pc.safetensors" --epochs 1 $common --plot "$out/pc.svg"
+[ "$(cat "$out/pc.png")" = "earlier png" ] || fail "a failed PNG conversion changed the earlier PNG"
+ls "$out"/pc.png.tmp.* >/dev/null 2>&1 && fail "a failed PNG conversion left its temporary file"
 
 # eval: above a stated accuracy. 3 classes (chance 33 %); 10 epochs on 30 images per class
 # reach 90 % here (other seeds: 73-100 %); the test asks for 60 %.
@@ -132,6 +162,17 @@ expect 0 "streaming them from disk" "$cfnet" train "$d/train" -o "$out/s.safeten
 # shellcheck disable=SC2086
 expect 0 "" "$cfnet" train "$d/train" -o "$out/ns.safetensors" --epochs 1 $common --val 0.25
 cmp -s "$out/s.safetensors" "$out/ns.safetensors" || fail "streamed training differs from in-memory"
+# --max-memory 0 keeps nothing in memory (it is not the default of a quarter of RAM)
+# shellcheck disable=SC2086
+expect 0 "streaming them from disk in chunks of 16" "$cfnet" train "$d/train" \
+    -o "$out/s0.safetensors" --epochs 1 $common --val 0.25 --max-memory 0
+cmp -s "$out/s0.safetensors" "$out/ns.safetensors" || fail "--max-memory 0 gives another model"
+# a training setting the library refuses for this data is named by its option; nothing is written
+# shellcheck disable=SC2086
+expect 1 "--jitter: .*jitter is 64, must be less than the image size 32x32" "$cfnet" train \
+    "$d/train" -o "$out/j.safetensors" --epochs 1 $common --jitter 64 --log "$out/j.csv"
+[ -e "$out/j.safetensors" ] || [ -e "$out/j.last.safetensors" ] || [ -e "$out/j.csv" ] &&
+    fail "a refused --jitter left files behind"
 # the p4m G-CNN (rotations and reflections) trains and is described as such
 # shellcheck disable=SC2086
 expect 0 "" "$cfnet" train "$d/train" -o "$out/p4m.safetensors" --epochs 1 --arch gcnn-p4m \
@@ -322,6 +363,13 @@ cp "$ow/report/metrics.json" "$ow/metrics.before"
 expect 1 "0009.tif: not a TIFF or PNG file" "$cfnet" eval "$ow/model.safetensors" "$ow/partial" --out "$ow/report"
 cmp -s "$ow/report/predictions.csv" "$ow/pred.before" || fail "a failed eval changed predictions.csv"
 cmp -s "$ow/report/metrics.json" "$ow/metrics.before" || fail "a failed eval changed metrics.json"
+# ... and leaves no folder that it made for the report
+expect 1 "0009.tif: not a TIFF or PNG file" "$cfnet" eval "$ow/model.safetensors" "$ow/partial" \
+    --out "$ow/newreport/sub"
+[ -e "$ow/newreport" ] && fail "a failed eval left the folders it made for --out"
+# --out naming a file is a usage error naming --out
+expect 2 "--out .*img.tif: not a folder" "$cfnet" eval "$ow/model.safetensors" "$ow/data" --out "$ow/img.tif"
+cmp -s "$ow/img.tif" "$d/test/class00/0000.tif" || fail "eval --out FILE changed it"
 # a folder as the output: refused before any image is read
 expect 2 "predict: .*/report is a folder" "$cfnet" predict "$ow/model.safetensors" "$ow/data" -o "$ow/report"
 # train: MODEL, checkpoint, --log and --plot differ from each other and from the data; folders

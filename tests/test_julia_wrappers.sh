@@ -1,7 +1,9 @@
 #!/bin/sh
 # The Julia bindings cannot drift silently from the C API: every ccall in
 # bindings/julia/src/CFNet.jl must name a function of include/cfnet/cfnet.h with the same number and
-# types of arguments (Julia itself is not installed here; see bindings/julia/README.md).
+# types of arguments, as the body of the raw wrapper of that name passing its own arguments in
+# order; the module's constants, callbacks and exports and the option names of example.jl and
+# README.md are checked too (Julia itself is not installed here; see bindings/julia/README.md).
 # The checker is first shown to reject a few broken copies of the bindings.
 set -eu
 cd "$(dirname "$0")/.."
@@ -37,7 +39,30 @@ must_reject "an unknown function" 's/:cfnet_tensor_zero,/:cfnet_tensor_clear,/'
 must_reject "values not matching the types" \
     's/(Handle, Handle), net, layer)/(Handle, Handle), net)/'
 
-"$py" tests/julia_wrappers.py "$header" "$jl"
+must_reject "a constant that differs from the header" 's/^const PADDING_SAME = 1$/const PADDING_SAME = 2/'
+must_reject "a flag constant that differs from the header" \
+    's/^const INVARIANCE_REFLECT = 0x00000001$/const INVARIANCE_REFLECT = 0x00000002/'
+must_reject "a constant the header does not have" 's/^const POOL_MEAN = 1$/&\nconst POOL_MEDIAN = 2/'
+must_reject "an enum mirrored in part" '/^const INTERP_STEERABLE = 2$/d'
+must_reject "a raw wrapper named after another function" \
+    's/^cfnet_tensor_zero(t) = ccall((:cfnet_tensor_zero,/cfnet_tensor_clear(t) = ccall((:cfnet_tensor_zero,/'
+must_reject "arguments passed in another order" \
+    's/(Handle, Handle, Cint, Cint), inp, out, dy, dx)/(Handle, Handle, Cint, Cint), inp, out, dx, dy)/'
+must_reject "a callback of the wrong signature" \
+    's/Cint, (Ptr{Cvoid}, Int64, Int64, Cdouble, Cdouble))/Cint, (Ptr{Cvoid}, Int64, Int64, Cfloat, Cdouble))/'
+must_reject "a callback that lets exceptions through" 's/^    catch e$/    finally/'
+must_reject "an export without a definition" \
+    's/^export option_bounds, option_default$/export option_bounds, option_default, option_names/'
+# an option symbol in the documentation that the OPTIONS table does not have
+sed 's/:learning_rate/:learning_rat/' bindings/julia/example.jl >"$tmp/example.jl"
+if "$py" tests/julia_wrappers.py "$header" "$jl" "$tmp/example.jl" >"$tmp/out" 2>&1 ||
+    ! grep -q "FAIL.*learning_rat" "$tmp/out"; then
+    cat "$tmp/out"
+    echo "test_julia_wrappers: the checker accepted an unknown option in example.jl" >&2
+    exit 1
+fi
+
+"$py" tests/julia_wrappers.py "$header" "$jl" bindings/julia/example.jl bindings/julia/README.md
 
 # For information: wrapped functions that the built library does not export (a wrapper for
 # them would fail at call time).

@@ -7,6 +7,8 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 /* Images decoded and classified at a time: at most 512, and at most 256 MiB of decoded images
  * (memory stays bounded for any number and size of inputs). */
@@ -92,7 +94,8 @@ static const char predict_help[] =
     "  --skip-bad           warn about unreadable or unsuitable images and leave them out\n"
     "                       (else the first one is an error)\n"
     "  --batch N            images per forward pass (default 64)\n"
-    "  --threads N          decoding and inference threads (default: all processors)\n"
+    "  --threads N          decoding and inference threads, 1..64 (default: all processors,\n"
+    "                       at most 64)\n"
     "  -q, --quiet          no summary line\n"
     "  -h, --help           this help\n";
 
@@ -161,7 +164,7 @@ static int check_output(const char *cmd, const char *out, const char *model,
 static int common_opt(int c, const char *cmd, run_opts *o, char **argv)
 {
     switch (c) {
-    case 'T': return opt_int(cmd, "--threads", optarg, 1, 256, NULL, &o->threads);
+    case 'T': return opt_int(cmd, "--threads", optarg, 1, CFNET_MAX_THREADS, NULL, &o->threads);
     case 'B': return opt_long(cmd, "--batch", optarg, 1, 100000, NULL, &o->batch);
     case 't': o->tta = 1; return 0;
     case 'P': o->pad = 1; return 0;
@@ -179,7 +182,7 @@ static int common_opt(int c, const char *cmd, run_opts *o, char **argv)
 
 static void apply_threads(cfnet_network *net, run_opts *o)
 {
-    if (o->threads < 1) o->threads = tool_cpus();
+    if (o->threads < 1) o->threads = tool_default_threads();
     tool_blas_single_thread();
     cfnet_network_set_option(net, CFNET_OPTION_THREADS, o->threads);
 }
@@ -193,7 +196,7 @@ int cmd_predict(int argc, char **argv)
     int c;
     while ((c = opt_next(argc, argv, ":o:qh", longopts, predict_help)) >= 0) {
         if (c == 'o') {
-            output = optarg;
+            if (opt_path("predict", "-o", optarg, &output)) return EXIT_USAGE;
             continue;
         }
         int u = common_opt(c, "predict", &o, argv);
@@ -326,7 +329,8 @@ static const char eval_help[] =
     "  --pad                zero-pad images smaller than the model's input size\n"
     "  --skip-bad           warn about unreadable images and leave them out\n"
     "  --batch N            images per forward pass (default 64)\n"
-    "  --threads N          decoding and inference threads (default: all processors)\n"
+    "  --threads N          decoding and inference threads, 1..64 (default: all processors,\n"
+    "                       at most 64)\n"
     "  -q, --quiet          no progress messages\n"
     "  -h, --help           this help\n";
 
@@ -341,6 +345,37 @@ typedef struct eval_ctx {
  * images are classified) and replace earlier ones only once every one is written. */
 static const char *const EVAL_FILES[] = {"metrics.json", "confusion.csv", "confusion.svg",
                                          "predictions.csv"};
+
+/* The outermost folder on the way to `path` that does not exist yet (the first that make_dirs
+ * creates), or NULL when path exists. */
+static char *first_missing_dir(const char *path)
+{
+    char *p = xstrdup(path), *top = NULL;
+    struct stat st;
+    while (stat(p, &st) != 0 && errno == ENOENT) {
+        free(top);
+        top = p;
+        p = path_dir(top);
+        if (!strcmp(p, top)) break;
+    }
+    free(p);
+    return top;
+}
+
+/* Removes the folders that make_dirs(path) created, path first, up to `top` (from
+ * first_missing_dir); stops at one that is not empty. */
+static void remove_new_dirs(const char *path, const char *top)
+{
+    char *p = xstrdup(path);
+    while (strlen(p) >= strlen(top)) {
+        if (rmdir(p) != 0 && errno != ENOENT) break;
+        if (!strcmp(p, top)) break;
+        char *up = path_dir(p);
+        free(p);
+        p = up;
+    }
+    free(p);
+}
 
 static int emit_eval(void *user, const tool_sample *s, const float *p, int k)
 {
@@ -372,9 +407,11 @@ int cmd_eval(int argc, char **argv)
     int json = 0;
     int c;
     while ((c = opt_next(argc, argv, ":qh", longopts, eval_help)) >= 0) {
-        if (c == 'O') outdir = optarg;
-        else if (c == 'J') json = 1;
-        else if (c == 'X') {
+        if (c == 'O') {
+            if (opt_path("eval", "--out", optarg, &outdir)) return EXIT_USAGE;
+        } else if (c == 'J') {
+            json = 1;
+        } else if (c == 'X') {
             split_name = optarg;
             if (strcmp(optarg, "test") && strcmp(optarg, "val") && strcmp(optarg, "train") &&
                 strcmp(optarg, "all"))
@@ -398,7 +435,12 @@ int cmd_eval(int argc, char **argv)
     memset(&ctx, 0, sizeof ctx);
     tool_out outs[4]; /* the files of --out, in EVAL_FILES' order */
     memset(outs, 0, sizeof outs);
-    char *paths[4] = {0};
+    char *paths[4] = {0}, *new_dir = NULL;
+    if (outdir && path_is_dir(outdir) == 0) {
+        model_close(net, &info);
+        return tool_usage_error("eval", "--out %s: not a folder (--out names the folder of the "
+                                "report files)", outdir);
+    }
     if (dataset_open_labelled(data, &ds) != 0) goto out_model;
     if (ds.has_split) { /* keep the requested rows only */
         int want = !split_name || !strcmp(split_name, "test") ? SPLIT_TEST
@@ -426,6 +468,8 @@ int cmd_eval(int argc, char **argv)
     metrics_init(&ctx.m, info.n_classes);
     ctx.classes = info.classes;
     if (outdir) {
+        /* a folder made here is removed again if the run fails */
+        new_dir = first_missing_dir(outdir);
         if (make_dirs(outdir) != 0) goto out_ds;
         for (int i = 0; i < 4; i++) paths[i] = path_join(outdir, EVAL_FILES[i]);
         for (int i = 0; i < 4; i++)
@@ -472,6 +516,8 @@ int cmd_eval(int argc, char **argv)
 out_ds:
     for (int i = 0; i < 4; i++) out_discard(&outs[i]);
     for (int i = 0; i < 4; i++) free(paths[i]);
+    if (rc != EXIT_OK && new_dir) remove_new_dirs(outdir, new_dir);
+    free(new_dir);
     metrics_free(&ctx.m);
     dataset_free(&ds);
 out_model:

@@ -36,8 +36,8 @@ char *xasprintf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 double tool_now(void);
 /* Physical memory in bytes (0 if unknown). */
 uint64_t tool_phys_memory(void);
-/* Online processors (at least 1). */
-int tool_cpus(void);
+/* The default of --threads: the online processors (at least 1), at most CFNET_MAX_THREADS. */
+int tool_default_threads(void);
 /* One OpenBLAS thread unless OPENBLAS_NUM_THREADS is set. */
 void tool_blas_single_thread(void);
 
@@ -63,6 +63,9 @@ int opt_int(const char *cmd, const char *name, const char *value, long lo, long 
             const char *expect, int *out);
 int opt_double(const char *cmd, const char *name, const char *value, double lo, double hi,
                const char *expect, double *out);
+/* A file or folder name given to option `name`: *out = value, or a usage error if it is empty
+ * (an unset shell variable would otherwise be found out only when writing, after the work). */
+int opt_path(const char *cmd, const char *name, const char *value, const char **out);
 /* The next option of a command's arguments (getopt_long without its own messages), -1 after
  * the last; -h/--help prints `help` to standard output and gives OPT_HELP (the command then
  * ends with EXIT_OK). */
@@ -71,7 +74,8 @@ struct option;
 int opt_next(int argc, char **argv, const char *optstring, const struct option *longopts,
              const char *help);
 /* The usage error for what getopt_long returned as `ch`: ':' (an option without its value) or
- * anything else (an unknown option). Returns EXIT_USAGE. */
+ * anything else (an unknown or ambiguous option, or a value given to an option that takes
+ * none), naming the option as given. Returns EXIT_USAGE. */
 int opt_error(const char *cmd, int ch, char **argv);
 
 /* Reads a whole file into memory (at most `limit` bytes, else an error). Returns 0 or -1 with

@@ -57,9 +57,11 @@ static const char train_help[] =
     "                          settings are used): the result is bit-identical to an\n"
     "                          uninterrupted run with the same thread count\n"
     "Data and output:\n"
-    "  --threads N             decoding and training threads (default: all processors)\n"
+    "  --threads N             decoding and training threads, 1..64 (default: all processors,\n"
+    "                          at most 64)\n"
     "  --max-memory BYTES      cap on decoded images held in memory, e.g. 2G (default: a\n"
-    "                          quarter of RAM); beyond it images are re-read from disk each epoch\n"
+    "                          quarter of RAM; 0: none); beyond it images are re-read from disk\n"
+    "                          each epoch\n"
     "  --skip-bad              warn about unreadable or unsuitable images and leave them out\n"
     "  --log FILE.csv          per-epoch train loss and accuracy, validation loss, accuracy and\n"
     "                          balanced accuracy, learning rate, seconds\n"
@@ -77,6 +79,7 @@ typedef struct train_cfg {
     double lr, lr_decay, weight_decay, val;
     long seed;
     uint64_t max_memory;
+    int max_memory_given; /* --max-memory, 0 included (nothing kept: every chunk streamed) */
     tool_norm norm;
 } train_cfg;
 
@@ -302,12 +305,17 @@ static char *plot_png_path(const char *svg)
 }
 
 /* FILE.svg -> FILE.png with librsvg's rsvg-convert or ImageMagick's convert, whichever is
- * present (no shell involved). */
+ * present (no shell involved). The program writes a temporary file beside FILE.png (its name
+ * ends in .png, which convert reads as the format), renamed over FILE.png (the file a link
+ * names) only when the program succeeds: a failed conversion leaves an earlier FILE.png as it
+ * was and no partial file. */
 static void plot_png(const char *svg)
 {
     int rsvg = have_program("rsvg-convert");
     if (!rsvg && !have_program("convert")) return;
-    char *png = plot_png_path(svg);
+    char *png = plot_png_path(svg), *real = realpath(png, NULL);
+    const char *target = real ? real : png;
+    char *tmp = xasprintf("%s.tmp.%ld.png", target, (long)getpid());
     pid_t pid = fork();
     if (pid == 0) {
         int devnull = open("/dev/null", O_WRONLY);
@@ -316,16 +324,20 @@ static void plot_png(const char *svg)
             dup2(devnull, 2);
         }
         if (rsvg)
-            execlp("rsvg-convert", "rsvg-convert", "-o", png, svg, (char *)NULL);
+            execlp("rsvg-convert", "rsvg-convert", "-o", tmp, svg, (char *)NULL);
         else
-            execlp("convert", "convert", svg, png, (char *)NULL);
+            execlp("convert", "convert", svg, tmp, (char *)NULL);
         _exit(127);
     }
     int status = 0;
     if (pid > 0) waitpid(pid, &status, 0);
-    if (pid < 0 || !WIFEXITED(status) || WEXITSTATUS(status) != 0)
-        tool_warn("%s: could not convert the plot to PNG with %s", png,
+    if (pid < 0 || !WIFEXITED(status) || WEXITSTATUS(status) != 0 || rename(tmp, target) != 0) {
+        unlink(tmp);
+        tool_warn("%s: could not convert the plot to PNG with %s (the file is unchanged)", png,
                   rsvg ? "rsvg-convert" : "convert");
+    }
+    free(tmp);
+    free(real);
     free(png);
 }
 
@@ -501,7 +513,7 @@ static int parse_args(int argc, char **argv, train_cfg *c)
     while ((ch = opt_next(argc, argv, ":o:qh", longopts, train_help)) >= 0) {
         int u = 0;
         switch (ch) {
-        case 'o': c->output = optarg; break;
+        case 'o': u = opt_path("train", "-o", optarg, &c->output); break;
         case 'a': {
             cfnet_family fam;
             if (cfnet_family_parse(optarg, &fam) != CFNET_OK)
@@ -552,14 +564,15 @@ static int parse_args(int argc, char **argv, train_cfg *c)
         case 'v': u = opt_double("train", "--val", optarg, 0, 0.9, "a fraction in [0, 0.9]", &c->val); break;
         case 'p': u = opt_int("train", "--patience", optarg, 0, 1000000, "0 or more", &c->patience); break;
         case 'S': u = opt_long("train", "--seed", optarg, 0, 0x7fffffffL, "a non-negative integer", &c->seed); break;
-        case 'R': c->resume = optarg; break;
-        case 'T': u = opt_int("train", "--threads", optarg, 1, 256, NULL, &c->threads); break;
+        case 'R': u = opt_path("train", "--resume", optarg, &c->resume); break;
+        case 'T': u = opt_int("train", "--threads", optarg, 1, CFNET_MAX_THREADS, NULL, &c->threads); break;
         case 'M':
             if (parse_bytes(optarg, &c->max_memory)) return tool_usage_error("train", "--max-memory: expected bytes with an optional K, M, G suffix, got '%s'", optarg);
+            c->max_memory_given = 1;
             break;
         case 'K': c->skip_bad = 1; break;
-        case 'g': c->log = optarg; break;
-        case 'G': c->plot = optarg; break;
+        case 'g': u = opt_path("train", "--log", optarg, &c->log); break;
+        case 'G': u = opt_path("train", "--plot", optarg, &c->plot); break;
         case 'q': tool_quiet = 1; break;
         default: return opt_error("train", ch, argv);
         }
@@ -688,7 +701,7 @@ int cmd_train(int argc, char **argv)
     int u = parse_args(argc, argv, &c);
     if (u == -1) return EXIT_OK; /* --help */
     if (u) return u;
-    if (c.threads < 1) c.threads = tool_cpus();
+    if (c.threads < 1) c.threads = tool_default_threads();
     /* Under mpirun (any rank count): every rank decodes only its share of each global batch
      * and of the validation set; rank 0 alone writes files (docs/distributed.md). */
     const int dist = tool_mpi_active(), nranks = tool_mpi_size(), rank = tool_mpi_rank();
@@ -697,7 +710,7 @@ int cmd_train(int argc, char **argv)
         return tool_usage_error("train", "--skip-bad is not available on several MPI ranks "
                                 "(a rank cannot leave images out of a global batch); check the "
                                 "data with one process first");
-    if (c.max_memory == 0) {
+    if (!c.max_memory_given) {
         uint64_t ram = tool_phys_memory();
         c.max_memory = ram ? ram / 4 : ((uint64_t)1 << 30);
     }
@@ -864,19 +877,22 @@ int cmd_train(int argc, char **argv)
     struct {
         cfnet_option o;
         double v;
-    } opts[] = {{CFNET_OPTION_OPTIMIZER, c.sgd ? CFNET_OPTIMIZER_SGD : CFNET_OPTIMIZER_ADAM},
-                {CFNET_OPTION_LEARNING_RATE, c.lr},
-                {CFNET_OPTION_WEIGHT_DECAY, c.weight_decay},
-                {CFNET_OPTION_LR_DECAY_RATE, c.lr_decay},
-                {CFNET_OPTION_LR_DECAY_STEPS, (double)steps_epoch},
-                {CFNET_OPTION_AUG_ROTATION, c.rotate},
-                {CFNET_OPTION_AUG_JITTER, c.jitter},
-                {CFNET_OPTION_AUG_FLIP, c.flip},
-                {CFNET_OPTION_THREADS, c.threads}};
+        const char *flag; /* the command's option that gave the value */
+    } opts[] = {{CFNET_OPTION_OPTIMIZER, c.sgd ? CFNET_OPTIMIZER_SGD : CFNET_OPTIMIZER_ADAM,
+                 "--optimizer"},
+                {CFNET_OPTION_LEARNING_RATE, c.lr, "--lr"},
+                {CFNET_OPTION_WEIGHT_DECAY, c.weight_decay, "--weight-decay"},
+                {CFNET_OPTION_LR_DECAY_RATE, c.lr_decay, "--lr-decay"},
+                {CFNET_OPTION_LR_DECAY_STEPS, (double)steps_epoch, "--batch"},
+                {CFNET_OPTION_AUG_ROTATION, c.rotate, "--rotate"},
+                {CFNET_OPTION_AUG_JITTER, c.jitter, "--jitter"},
+                {CFNET_OPTION_AUG_FLIP, c.flip, "--flip"},
+                {CFNET_OPTION_THREADS, c.threads, "--threads"}};
     for (size_t i = 0; i < sizeof opts / sizeof *opts; i++) {
         cfnet_status st = cfnet_network_set_option(net, opts[i].o, opts[i].v);
         if (st != CFNET_OK) {
-            tool_lib_error("setting a training option", st);
+            tool_error("%s%s: %s", opts[i].flag, c.resume ? " (from the checkpoint)" : "",
+                       cfnet_last_error());
             goto out;
         }
     }

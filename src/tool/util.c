@@ -128,10 +128,10 @@ uint64_t tool_phys_memory(void)
     return (uint64_t)pages * (uint64_t)page;
 }
 
-int tool_cpus(void)
+int tool_default_threads(void)
 {
     long n = sysconf(_SC_NPROCESSORS_ONLN);
-    return n < 1 ? 1 : (int)n;
+    return n < 1 ? 1 : n > CFNET_MAX_THREADS ? CFNET_MAX_THREADS : (int)n;
 }
 
 uint64_t tool_rand(uint64_t *state)
@@ -233,10 +233,21 @@ int opt_double(const char *cmd, const char *name, const char *value, double lo, 
     return tool_usage_error(cmd, "%s: expected %s, got '%s'", name, expect, value);
 }
 
+/* The options of the command being parsed, for opt_error's messages. */
+static const struct option *opt_cur_longopts;
+
+int opt_path(const char *cmd, const char *name, const char *value, const char **out)
+{
+    if (!value[0]) return tool_usage_error(cmd, "%s: the file name is empty", name);
+    *out = value;
+    return 0;
+}
+
 int opt_next(int argc, char **argv, const char *optstring, const struct option *longopts,
              const char *help)
 {
     opterr = 0;
+    opt_cur_longopts = longopts;
     int c = getopt_long(argc, argv, optstring, longopts, NULL);
     if (c == 'h') {
         fputs(help, stdout);
@@ -247,8 +258,39 @@ int opt_next(int argc, char **argv, const char *optstring, const struct option *
 
 int opt_error(const char *cmd, int ch, char **argv)
 {
-    if (ch == ':') return tool_usage_error(cmd, "%s needs a value", argv[optind - 1]);
-    return tool_usage_error(cmd, "unknown option '%s'", argv[optind - 1]);
+    /* getopt_long has moved past a long option, so argv[optind - 1] is that argument. A short
+     * option is named by optopt: inside a group (-zq) argv[optind - 1] is still the argument
+     * before the group. */
+    const char *arg = argv[optind - 1];
+    const int is_long = !strncmp(arg, "--", 2) && arg[2];
+    if (ch == ':') {
+        if (is_long) return tool_usage_error(cmd, "%s needs a value", arg);
+        return tool_usage_error(cmd, "-%c needs a value", optopt);
+    }
+    const char *name = arg + 2, *eq = strchr(arg, '=');
+    const size_t len = is_long ? (eq ? (size_t)(eq - name) : strlen(name)) : 0;
+    const struct option *match = NULL;
+    int n = 0, exact = 0;
+    char list[512] = "";
+    size_t used = 0;
+    for (const struct option *o = opt_cur_longopts; is_long && o && o->name; o++) {
+        if (strncmp(o->name, name, len)) continue;
+        if (!exact) match = o;
+        if (strlen(o->name) == len) exact = 1;
+        n++;
+        int w = snprintf(list + used, sizeof list - used, "%s--%s", n > 1 ? ", " : "", o->name);
+        if (w > 0 && (size_t)w < sizeof list - used) used += (size_t)w;
+    }
+    if (optopt == 0) { /* an unknown or ambiguous long option */
+        if (n > 1 && !exact)
+            return tool_usage_error(cmd, "ambiguous option '--%.*s' (%s)", (int)len, name, list);
+        return tool_usage_error(cmd, "unknown option '%s'", arg);
+    }
+    /* optopt is the code of a long option given a value it does not take (--flip=1), or an
+     * unknown short option */
+    if (eq && match && (n == 1 || exact) && match->has_arg == no_argument && match->val == optopt)
+        return tool_usage_error(cmd, "--%s takes no value, got '%s'", match->name, arg);
+    return tool_usage_error(cmd, "unknown option '-%c'", optopt);
 }
 
 int read_file(const char *path, size_t limit, unsigned char **data, size_t *size, char *err,

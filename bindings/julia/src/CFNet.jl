@@ -314,6 +314,7 @@ const OPTIMIZER_SGD = 1
 const AUG_ROTATION_NONE = 0
 const AUG_ROTATION_QUARTER = 1
 const AUG_ROTATION_ANY = 2
+const INVARIANCE_REFLECT = 0x00000001
 const SAVE_OPTIMIZER = 0x00000001
 const SAVE_ALLOW_NONFINITE = 0x00000002
 const ONNX_OPSET = 13
@@ -607,20 +608,27 @@ function train_step!(net::Network, x::AbstractArray{<:Real,4}, labels::AbstractV
     return loss[]
 end
 
-# The C progress callback: `user` points to a Ref holding the Julia function given to
-# train_epoch!.
+# The C progress callback: `user` points to a Vector{Any} holding the Julia function given to
+# train_epoch! and, after it threw, the exception. An exception must not unwind through the C
+# library's frames: it is kept, the epoch is stopped (return 1), and train_epoch! throws it.
 function _progress_trampoline(user::Ptr{Cvoid}, step::Int64, steps::Int64, loss::Cdouble,
                               accuracy::Cdouble)::Cint
-    f = unsafe_pointer_to_objref(user)::Base.RefValue{Any}
-    return f[](step, steps, loss, accuracy) === true ? Cint(1) : Cint(0)
+    box = unsafe_pointer_to_objref(user)::Vector{Any}
+    try
+        return box[1](step, steps, loss, accuracy) === true ? Cint(1) : Cint(0)
+    catch e
+        box[2] = e
+        return Cint(1)
+    end
 end
 
 """One epoch (cfnet_network_train_epoch) over images `x` (W, H, C, N) and `labels` (0-based):
 batches of `batch`, in the order of `order` (0-based sample indices, repetitions allowed) or of
 a permutation drawn from the network's generator when `order` is `nothing`. `progress(step,
 steps, loss, accuracy)` is called after every step; returning `true` stops the epoch after that
-step (a CFNetError with status -11, CFNET_E_CANCELLED, is thrown; the steps done are kept).
-Returns (mean loss, training accuracy)."""
+step (a CFNetError with status -11, CFNET_E_CANCELLED, is thrown; the steps done are kept). An
+exception thrown by `progress` also stops the epoch after that step and is thrown again by
+train_epoch! (never through the C library's frames). Returns (mean loss, training accuracy)."""
 function train_epoch!(net::Network, x::AbstractArray{<:Real,4}, labels::AbstractVector{<:Integer};
                       batch::Integer = 50, order = nothing, progress = nothing)
     lab = Vector{Int32}(labels)
@@ -629,13 +637,15 @@ function train_epoch!(net::Network, x::AbstractArray{<:Real,4}, labels::Abstract
     acc = Ref{Cdouble}(0)
     cb = progress === nothing ? C_NULL :
          @cfunction(_progress_trampoline, Cint, (Ptr{Cvoid}, Int64, Int64, Cdouble, Cdouble))
-    box = Ref{Any}(progress)
-    GC.@preserve box ord with_tensors(x) do tx
+    box = Any[progress, nothing]
+    status = GC.@preserve box ord with_tensors(x) do tx
         user = progress === nothing ? C_NULL : pointer_from_objref(box)
-        check(cfnet_network_train_epoch(handle(net), tx, lab, batch,
-                                        order === nothing ? C_NULL : pointer(ord), length(ord),
-                                        cb, user, mean, acc))
+        cfnet_network_train_epoch(handle(net), tx, lab, batch,
+                                  order === nothing ? C_NULL : pointer(ord), length(ord),
+                                  cb, user, mean, acc)
     end
+    box[2] === nothing || throw(box[2])  # thrown by `progress`: the epoch stopped after that step
+    check(status)
     return mean[], acc[]
 end
 
@@ -657,8 +667,8 @@ function invariance(net::Network, x::AbstractArray{<:Real,4}; angles = [90.0, 18
     a = Vector{Cdouble}(angles)
     change = Ref{Cdouble}(0)
     with_tensors(x) do tx
-        check(cfnet_network_invariance_ex(handle(net), tx, a, length(a), reflect ? 0x1 : 0x0,
-                                          change))
+        flags = reflect ? INVARIANCE_REFLECT : 0x00000000
+        check(cfnet_network_invariance_ex(handle(net), tx, a, length(a), flags, change))
     end
     return change[]
 end
