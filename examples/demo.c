@@ -18,6 +18,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+enum { BATCH = 50 }; /* training batch of every step */
+
 typedef struct options {
     int classes, test_per_class, steps, eval_every, width, threads, seeds, full, samples;
     int n_train[2], n_sizes;
@@ -38,6 +40,8 @@ static void usage(void)
             "  --full     50 classes, N = 50 and 100, 200 test images per class, 3000 steps,\n"
             "             evaluation every 100 steps, 3 seeds, width 16; writes\n"
             "             DIR/biomarker-curves.csv and DIR/biomarker-curves.svg\n"
+            "  --train N[,N2]  training images per class (a second N: a second run of every\n"
+            "             model); classes x N must be at least one batch of 50\n"
             "  --steps S  training steps (batch 50) per model; learning rate x0.95 every\n"
             "             S/30 steps\n"
             "  --width W  filters per layer of the planar networks (p4 networks: W/2)\n"
@@ -61,7 +65,7 @@ static void run_one(const options *o, ex_model m, int n_train, int seed, const c
                     const int32_t *ytr, int64_t ntr, const cfnet_tensor *xte, const int32_t *yte,
                     int64_t nte, result *r)
 {
-    const int64_t B = 50, per = BM_SIZE * BM_SIZE;
+    const int64_t B = BATCH, per = BM_SIZE * BM_SIZE;
     cfnet_network *net = ex_preset(m, 1, BM_SIZE, o->classes, o->width,
                                    (uint64_t)seed * 1000003u + (uint64_t)m);
     ex_set_recipe(net, 5e-3, 5e-4, o->decay_steps, 3, o->threads);
@@ -73,7 +77,7 @@ static void run_one(const options *o, ex_model m, int n_train, int seed, const c
     r->curve = ex_calloc((size_t)(n_eval > 0 ? n_eval : 1), sizeof *r->curve);
 
     cfnet_tensor *xb = ex_tensor4(B, 1, BM_SIZE, BM_SIZE);
-    int32_t yb[50], pred[50];
+    int32_t yb[BATCH], pred[BATCH];
     int64_t *order = ex_malloc((size_t)ntr * sizeof *order);
     for (int64_t i = 0; i < ntr; i++) order[i] = i;
     uint64_t ss = (uint64_t)seed * 7919u + (uint64_t)m;
@@ -271,6 +275,7 @@ static int plot_csv(const char *csv_path)
         r->curve[e - 1] = acc;
     }
     fclose(f);
+    if (nres == 0) ex_die("demo: %s has no runs (only a header)", csv_path);
     /* Re-index the curves from steps to evaluation points. */
     for (int i = 0; i < nres; i++) {
         int n_eval = o.steps / o.eval_every;
@@ -373,6 +378,15 @@ int main(int argc, char **argv)
         o.width < 2 || o.seeds < 1 || o.seeds > 64 || o.threads < 1 || o.n_sizes < 1 || o.n_train[0] < 1 ||
         (o.n_sizes == 2 && o.n_train[1] < 1) || o.eval_every < 0)
         usage();
+    for (int p = 0; p < o.n_sizes; p++)
+        if ((int64_t)o.classes * o.n_train[p] < BATCH) {
+            /* every step draws a batch of BATCH different training images */
+            fprintf(stderr,
+                    "demo: %d classes x %d training images per class = %lld, fewer than one "
+                    "batch of %d; raise --classes or --train\n",
+                    o.classes, o.n_train[p], (long long)o.classes * o.n_train[p], BATCH);
+            exit(2);
+        }
     if (o.eval_every > o.steps) o.eval_every = 0;
     o.decay_steps = o.steps / 30 > 0 ? o.steps / 30 : 1;
     char list[256];

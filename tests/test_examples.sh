@@ -1,0 +1,31 @@
+#!/bin/sh
+# The example programs (docs/examples.md) on wrong arguments and inputs: a message and a non-zero
+# exit status (2 for a usage error), never a crash and never a file written under an option's
+# name. Their normal runs: tests/test_minimal.sh, `make demo`, python/tests/test_example.py.
+set -eu
+name=examples
+. tests/cli_lib.sh
+ex=$build/examples
+
+# demo: every step trains on a batch of 50 different images, so fewer than 50 training images
+# is a usage error (it read past the training set before).
+expect 2 "fewer than one batch of 50" "$ex/demo" --classes 2 --train 10 --steps 1 --out "$out/d"
+expect 2 "fewer than one batch of 50" "$ex/demo" --classes 5 --train 10,5 --steps 1 --out "$out/d"
+expect 2 "usage: demo" "$ex/demo" --steps 0
+expect 2 "usage: demo" "$ex/demo" --bogus 1
+expect 1 "unknown model 'foo'" "$ex/demo" --models foo --out "$out/d"
+expect 1 "cannot read" "$ex/demo" --plot "$out/missing.csv"
+printf 'model,n_train,seed,step,test_accuracy\n' >"$out/header.csv"
+expect 1 "has no runs" "$ex/demo" --plot "$out/header.csv"
+printf 'model,n_train,seed,step,test_accuracy\nCFNet,50,1,abc,0.5\n' >"$out/bad.csv"
+expect 1 "malformed line" "$ex/demo" --plot "$out/bad.csv"
+
+# features and rotmnist.
+expect 2 "usage: features" "$ex/features" --bogus
+expect 1 "must be positive" "$ex/features" --steps 0
+expect 1 "run scripts/fetch-mnist first" "$ex/rotmnist" --data "$out/no-mnist"
+expect 1 "unknown resampling 'foo'" "$ex/rotmnist" --interp foo
+expect 2 "usage: rotmnist" "$ex/rotmnist" --epochs
+
+[ "$fails" -eq 0 ] || { echo "test_examples: $fails failure(s)"; exit 1; }
+echo "test_examples: the examples refuse wrong arguments and inputs with a message"
