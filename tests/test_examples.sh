@@ -7,6 +7,18 @@ name=examples
 . tests/cli_lib.sh
 ex=$build/examples
 
+# minimal: one optional MODEL_PATH; an option is not taken for a file name. Run in the output
+# folder, where a file written under an option's name would show.
+in_out() { sh -c 'cd "$1" && shift && exec "$@"' sh "$out" "$@"; }
+minimal=$(pwd)/$ex/minimal
+expect 0 "usage: minimal" in_out "$minimal" --help
+expect 2 "usage: minimal" in_out "$minimal" --bogus
+expect 2 "usage: minimal" in_out "$minimal" a.cfnet b.cfnet
+for f in --help --bogus a.cfnet; do
+    [ ! -e "$out/$f" ] || fail "minimal wrote a model file named $f"
+done
+expect 1 "cannot create" "$minimal" "$out/no/such/folder/m.cfnet"
+
 # demo: every step trains on a batch of 50 different images, so fewer than 50 training images
 # is a usage error (it read past the training set before).
 expect 2 "fewer than one batch of 50" "$ex/demo" --classes 2 --train 10 --steps 1 --out "$out/d"
