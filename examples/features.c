@@ -113,6 +113,7 @@ int main(int argc, char **argv)
         }
     }
     if (steps < 1) ex_die("features: --steps must be positive");
+    ex_make_dirs(out); /* before training, so that a folder that cannot be made fails at once */
     ex_blas_single_thread();
     int64_t n = CLASSES * 50;
     cfnet_tensor *x = ex_tensor4(n, 1, BM_SIZE, BM_SIZE);
@@ -158,7 +159,6 @@ int main(int argc, char **argv)
         for (int a = 0; a < 3; a++) cfnet_tensor_free(f[a]);
     }
     char ppm[4096], png[4096];
-    ex_make_dirs(out);
     snprintf(ppm, sizeof ppm, "%s/features.ppm", out);
     snprintf(png, sizeof png, "%s/features.png", out);
     if (ex_canvas_write_ppm(&c, ppm)) ex_die("features: cannot write %s", ppm);

@@ -35,6 +35,9 @@ expect 1 "malformed line" "$ex/demo" --plot "$out/bad.csv"
 # features and rotmnist.
 expect 2 "usage: features" "$ex/features" --bogus
 expect 1 "must be positive" "$ex/features" --steps 0
+: >"$out/file"
+expect 1 "cannot create" "$ex/features" --out "$out/file/sub"
+lacks "training" "features trained before finding that --out cannot be made"
 expect 1 "run scripts/fetch-mnist first" "$ex/rotmnist" --data "$out/no-mnist"
 expect 1 "unknown resampling 'foo'" "$ex/rotmnist" --interp foo
 expect 2 "usage: rotmnist" "$ex/rotmnist" --epochs
