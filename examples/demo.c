@@ -237,7 +237,8 @@ static int plot_csv(const char *csv_path)
     char line[512], name[64];
     int n_train, seed, step;
     double acc;
-    if (!fgets(line, sizeof line, f)) ex_die("demo: %s is empty", csv_path);
+    if (!fgets(line, sizeof line, f))
+        ex_die(ferror(f) ? "demo: cannot read %s" : "demo: %s is empty", csv_path);
     while (fgets(line, sizeof line, f)) {
         if (sscanf(line, "%63[^,],%d,%d,%d,%lf", name, &n_train, &seed, &step, &acc) != 5 || step < 1)
             ex_die("demo: %s: malformed line: %s", csv_path, line);

@@ -16,6 +16,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #define S 28
 
@@ -98,6 +99,8 @@ static unsigned char *read_file(const char *path, size_t *size)
 {
     FILE *f = fopen(path, "rb");
     if (!f) ex_die("rotmnist: cannot open %s (run scripts/fetch-mnist first)", path);
+    struct stat st;
+    if (fstat(fileno(f), &st) || !S_ISREG(st.st_mode)) ex_die("rotmnist: %s is not a file", path);
     fseek(f, 0, SEEK_END);
     long n = ftell(f);
     fseek(f, 0, SEEK_SET);

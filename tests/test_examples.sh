@@ -29,6 +29,7 @@ expect 1 "unknown model 'foo'" "$ex/demo" --models foo --out "$out/d"
 expect 1 "cannot read" "$ex/demo" --plot "$out/missing.csv"
 printf 'model,n_train,seed,step,test_accuracy\n' >"$out/header.csv"
 expect 1 "has no runs" "$ex/demo" --plot "$out/header.csv"
+expect 1 "cannot read" "$ex/demo" --plot "$out"
 printf 'model,n_train,seed,step,test_accuracy\nCFNet,50,1,abc,0.5\n' >"$out/bad.csv"
 expect 1 "malformed line" "$ex/demo" --plot "$out/bad.csv"
 
@@ -39,6 +40,8 @@ expect 1 "must be positive" "$ex/features" --steps 0
 expect 1 "cannot create" "$ex/features" --out "$out/file/sub"
 lacks "training" "features trained before finding that --out cannot be made"
 expect 1 "run scripts/fetch-mnist first" "$ex/rotmnist" --data "$out/no-mnist"
+mkdir -p "$out/dir-mnist/mnist-images-idx3-ubyte"
+expect 1 "mnist-images-idx3-ubyte is not a file" "$ex/rotmnist" --data "$out/dir-mnist"
 expect 1 "unknown resampling 'foo'" "$ex/rotmnist" --interp foo
 expect 2 "usage: rotmnist" "$ex/rotmnist" --epochs
 
