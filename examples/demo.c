@@ -398,6 +398,7 @@ int main(int argc, char **argv)
         o.models[o.n_models++] = m;
         if (o.n_models == EX_MODEL_COUNT) break;
     }
+    if (o.n_models == 0) ex_die("demo: --models '%s' names no model", models);
     ex_blas_single_thread();
     ex_make_dirs(o.out);
 

@@ -240,6 +240,22 @@ int main(int argc, char **argv)
         seeds > 100 || mo.p4m_width < 1 || !(mo.dropout >= 0 && mo.dropout < 1) || !(lr > 0) ||
         !(lr_decay > 0 && lr_decay <= 1) || decay_epochs < 1)
         usage();
+    /* The model list is checked before anything trains, so that a misspelt name does not end
+     * the run after the models before it. */
+    int model_list[EX_MODEL_COUNT], n_models = 0;
+    {
+        char list[256];
+        snprintf(list, sizeof list, "%s", models);
+        for (char *tok = strtok(list, ","); tok && n_models < EX_MODEL_COUNT;
+             tok = strtok(NULL, ",")) {
+            int m = ex_model_parse(tok);
+            if (m < 0)
+                ex_die("rotmnist: unknown model '%s' (cfnet, cnet, gcnn, gcnn-dft, cnn, gcnn-p4m)",
+                       tok);
+            model_list[n_models++] = m;
+        }
+        if (n_models == 0) ex_die("rotmnist: --models '%s' names no model", models);
+    }
 
     ex_blas_single_thread();
     float *all;
@@ -348,11 +364,8 @@ int main(int argc, char **argv)
     result *res = ex_calloc(EX_MODEL_COUNT, sizeof *res);
     int nres = 0;
 
-    char list[256];
-    snprintf(list, sizeof list, "%s", models);
-    for (char *tok = strtok(list, ","); tok && nres < EX_MODEL_COUNT; tok = strtok(NULL, ",")) {
-        int m = ex_model_parse(tok);
-        if (m < 0) ex_die("rotmnist: unknown model '%s'", tok);
+    for (int mi = 0; mi < n_models; mi++) {
+        int m = model_list[mi];
         ex_arch a = mnist_arch((ex_model)m, &mo);
         result *r = &res[nres++];
         r->model = m;

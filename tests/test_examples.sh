@@ -26,6 +26,7 @@ expect 2 "fewer than one batch of 50" "$ex/demo" --classes 5 --train 10,5 --step
 expect 2 "usage: demo" "$ex/demo" --steps 0
 expect 2 "usage: demo" "$ex/demo" --bogus 1
 expect 1 "unknown model 'foo'" "$ex/demo" --models foo --out "$out/d"
+expect 1 "names no model" "$ex/demo" --models , --out "$out/d"
 expect 1 "cannot read" "$ex/demo" --plot "$out/missing.csv"
 printf 'model,n_train,seed,step,test_accuracy\n' >"$out/header.csv"
 expect 1 "has no runs" "$ex/demo" --plot "$out/header.csv"
@@ -43,6 +44,9 @@ expect 1 "run scripts/fetch-mnist first" "$ex/rotmnist" --data "$out/no-mnist"
 mkdir -p "$out/dir-mnist/mnist-images-idx3-ubyte"
 expect 1 "mnist-images-idx3-ubyte is not a file" "$ex/rotmnist" --data "$out/dir-mnist"
 expect 1 "unknown resampling 'foo'" "$ex/rotmnist" --interp foo
+# A misspelt model is refused before the data are read and anything trains.
+expect 1 "unknown model 'foo'" "$ex/rotmnist" --data "$out/no-mnist" --models cnn,foo
+expect 1 "names no model" "$ex/rotmnist" --data "$out/no-mnist" --models ,
 expect 2 "usage: rotmnist" "$ex/rotmnist" --epochs
 
 [ "$fails" -eq 0 ] || { echo "test_examples: $fails failure(s)"; exit 1; }
