@@ -28,12 +28,14 @@ typedef struct options {
     const char *out;
 } options;
 
-static void usage(void)
+/* Prints the usage: on stdout and exit status 0 for --help, on stderr and 2 for a usage error. */
+static void usage(int status)
 {
-    fprintf(stderr,
+    fprintf(status ? stderr : stdout,
             "usage: demo [--full] [--classes K] [--train N[,N2]] [--test M] [--steps S]\n"
             "            [--eval-every E] [--width W] [--seeds R] [--threads T]\n"
-            "            [--models cfnet,cnet,gcnn,gcnn-dft,cnn] [--out DIR] [--samples]\n"
+            "            [--models cfnet,cnet,gcnn,gcnn-dft,cnn,gcnn-p4m] [--out DIR]\n"
+            "            [--samples]\n"
             "       demo --plot CSV\n"
             "  default    10 classes, N = 50 training and 100 test images per class, 300 steps,\n"
             "             width 12, 1 seed\n"
@@ -50,7 +52,7 @@ static void usage(void)
             "             standard deviation and min-max, DIR/demo-runs.csv every run\n"
             "  --out DIR  output directory (default build/results)\n"
             "  --plot CSV only redraw the SVG next to a learning-curve CSV written earlier\n");
-    exit(2);
+    exit(status);
 }
 
 typedef struct result {
@@ -361,7 +363,8 @@ int main(int argc, char **argv)
             o.samples = 1;
             continue;
         }
-        if (!strcmp(a, "-h") || !strcmp(a, "--help") || i + 1 >= argc) usage();
+        if (!strcmp(a, "-h") || !strcmp(a, "--help")) usage(0);
+        if (i + 1 >= argc) usage(2);
         const char *v = argv[++i];
         if (!strcmp(a, "--classes")) o.classes = atoi(v);
         else if (!strcmp(a, "--train")) o.n_sizes = sscanf(v, "%d,%d", &o.n_train[0], &o.n_train[1]);
@@ -373,12 +376,12 @@ int main(int argc, char **argv)
         else if (!strcmp(a, "--threads")) o.threads = atoi(v);
         else if (!strcmp(a, "--models")) models = v;
         else if (!strcmp(a, "--out")) o.out = v;
-        else usage();
+        else usage(2);
     }
     if (o.classes < 2 || o.classes > BM_CLASSES || o.test_per_class < 1 || o.steps < 1 ||
         o.width < 2 || o.seeds < 1 || o.seeds > 64 || o.threads < 1 || o.n_sizes < 1 || o.n_train[0] < 1 ||
         (o.n_sizes == 2 && o.n_train[1] < 1) || o.eval_every < 0)
-        usage();
+        usage(2);
     for (int p = 0; p < o.n_sizes; p++)
         if ((int64_t)o.classes * o.n_train[p] < BATCH) {
             /* every step draws a batch of BATCH different training images */

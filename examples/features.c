@@ -108,8 +108,12 @@ int main(int argc, char **argv)
         if (i + 1 < argc && !strcmp(argv[i], "--steps")) steps = atoi(argv[++i]);
         else if (i + 1 < argc && !strcmp(argv[i], "--out")) out = argv[++i];
         else {
-            fprintf(stderr, "usage: features [--steps S] [--out DIR]\n");
-            return 2;
+            int help = !strcmp(argv[i], "-h") || !strcmp(argv[i], "--help");
+            fprintf(help ? stdout : stderr,
+                    "usage: features [--steps S] [--out DIR]\n"
+                    "  --steps S  training steps of each network (default 300)\n"
+                    "  --out DIR  output folder (default build/results)\n");
+            return help ? 0 : 2;
         }
     }
     if (steps < 1) ex_die("features: --steps must be positive");

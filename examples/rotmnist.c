@@ -20,9 +20,10 @@
 
 #define S 28
 
-static void usage(void)
+/* Prints the usage: on stdout and exit status 0 for --help, on stderr and 2 for a usage error. */
+static void usage(int status)
 {
-    fprintf(stderr,
+    fprintf(status ? stderr : stdout,
             "usage: rotmnist [--data DIR] [--epochs E] [--train N] [--val N] [--test N]\n"
             "                [--models cfnet,gcnn,gcnn-dft,cnn,gcnn-p4m] [--threads T]\n"
             "                [--seed S] [--reflect-test] [--p4m-width W]\n"
@@ -73,7 +74,7 @@ static void usage(void)
             "training ones (--dropout, --init,\n"
             "--lr*, --decay-epochs, --epochs) change the CFNet only; the training ones apply to\n"
             "every model of the run.\n");
-    exit(2);
+    exit(status);
 }
 
 static cfnet_interp parse_interp(const char *v)
@@ -189,12 +190,12 @@ int main(int argc, char **argv)
     uint64_t seed = 1;
     for (int i = 1; i < argc; i++) {
         const char *o = argv[i];
-        if (!strcmp(o, "-h") || !strcmp(o, "--help")) usage();
+        if (!strcmp(o, "-h") || !strcmp(o, "--help")) usage(0);
         if (!strcmp(o, "--reflect-test")) {
             reflect_test = 1;
             continue;
         }
-        if (i + 1 >= argc) usage();
+        if (i + 1 >= argc) usage(2);
         const char *v = argv[++i];
         if (!strcmp(o, "--data")) dir = v;
         else if (!strcmp(o, "--epochs")) epochs = atoi(v);
@@ -221,25 +222,25 @@ int main(int argc, char **argv)
         else if (!strcmp(o, "--lr-decay")) lr_decay = atof(v);
         else if (!strcmp(o, "--decay-epochs")) decay_epochs = atoi(v);
         else if (!strcmp(o, "--init")) {
-            if (strcmp(v, "he") && strcmp(v, "normal") && strcmp(v, "auto")) usage();
+            if (strcmp(v, "he") && strcmp(v, "normal") && strcmp(v, "auto")) usage(2);
             normal_init = !strcmp(v, "auto") ? -1 : !strcmp(v, "normal");
         } else if (!strcmp(o, "--dft-head")) {
-            if (strcmp(v, "ours") && strcmp(v, "original")) usage();
+            if (strcmp(v, "ours") && strcmp(v, "original")) usage(2);
             mo.dft_head_original = !strcmp(v, "original");
         } else if (!strcmp(o, "--r-schedule")) {
             if (sscanf(v, "%d,%d,%d,%d,%d,%d", &mo.R[0], &mo.R[1], &mo.R[2], &mo.R[3], &mo.R[4],
                        &mo.R[5]) != 6)
-                usage();
+                usage(2);
             for (int k = 0; k < 6; k++)
-                if (mo.R[k] < 1 || mo.R[k] > 64) usage();
-        } else usage();
+                if (mo.R[k] < 1 || mo.R[k] > 64) usage(2);
+        } else usage(2);
     }
     if (mo.dft_filters == 0) mo.dft_filters = mo.cfnet_width;
     if (epochs < 0 || mo.dft_R < 1 || mo.cfnet_width < 1 || mo.gcnn_width < 1 ||
         mo.dft_filters < 1 || ntrain < 50 || nval < 1 || ntest < 1 || threads < 1 || seeds < 1 ||
         seeds > 100 || mo.p4m_width < 1 || !(mo.dropout >= 0 && mo.dropout < 1) || !(lr > 0) ||
         !(lr_decay > 0 && lr_decay <= 1) || decay_epochs < 1)
-        usage();
+        usage(2);
     /* The model list is checked before anything trains, so that a misspelt name does not end
      * the run after the models before it. */
     int model_list[EX_MODEL_COUNT], n_models = 0;

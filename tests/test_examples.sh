@@ -19,6 +19,11 @@ for f in --help --bogus a.cfnet; do
 done
 expect 1 "cannot create" "$minimal" "$out/no/such/folder/m.cfnet"
 
+# --help: the usage on stdout, status 0, for every example.
+for prog in minimal demo features rotmnist; do
+    expect 0 "usage: $prog" sh -c '"$1" --help 2>/dev/null' sh "$(pwd)/$ex/$prog"
+done
+
 # demo: every step trains on a batch of 50 different images, so fewer than 50 training images
 # is a usage error (it read past the training set before).
 expect 2 "fewer than one batch of 50" "$ex/demo" --classes 2 --train 10 --steps 1 --out "$out/d"
