@@ -257,6 +257,12 @@ int main(int argc, char **argv)
         }
         if (n_models == 0) ex_die("rotmnist: --models '%s' names no model", models);
     }
+    /* Every network is built once now, so that an option the library refuses (a width or an R
+     * out of its range) stops the run before any model has trained. */
+    for (int mi = 0; mi < n_models; mi++) {
+        ex_arch a = mnist_arch((ex_model)model_list[mi], &mo);
+        cfnet_network_free(ex_build((ex_model)model_list[mi], &a, 1, S, 10, 1));
+    }
 
     ex_blas_single_thread();
     float *all;

@@ -52,6 +52,9 @@ expect 1 "unknown resampling 'foo'" "$ex/rotmnist" --interp foo
 # A misspelt model is refused before the data are read and anything trains.
 expect 1 "unknown model 'foo'" "$ex/rotmnist" --data "$out/no-mnist" --models cnn,foo
 expect 1 "names no model" "$ex/rotmnist" --data "$out/no-mnist" --models ,
+# So is an option the library refuses for one of the models (each network is built first).
+expect 1 "p4m_lift: out_channels is 300000000" "$ex/rotmnist" --data "$out/no-mnist" \
+    --models cnn,gcnn-p4m --p4m-width 300000000
 expect 2 "usage: rotmnist" "$ex/rotmnist" --epochs
 
 [ "$fails" -eq 0 ] || { echo "test_examples: $fails failure(s)"; exit 1; }
