@@ -4,7 +4,8 @@
 # name. Their normal runs: tests/test_minimal.sh, `make demo`, python/tests/test_example.py.
 set -eu
 name=examples
-. tests/cli_lib.sh
+# shellcheck source=tests/cli_lib.sh
+. "$(dirname "$0")/cli_lib.sh"
 ex=$build/examples
 
 # minimal: one optional MODEL_PATH; an option is not taken for a file name. Run in the output
@@ -21,6 +22,7 @@ expect 1 "cannot create" "$minimal" "$out/no/such/folder/m.cfnet"
 
 # --help: the usage on stdout, status 0, for every example.
 for prog in minimal demo features rotmnist; do
+    # shellcheck disable=SC2016
     expect 0 "usage: $prog" sh -c '"$1" --help 2>/dev/null' sh "$(pwd)/$ex/$prog"
 done
 
