@@ -367,7 +367,11 @@ int main(int argc, char **argv)
         if (i + 1 >= argc) usage(2);
         const char *v = argv[++i];
         if (!strcmp(a, "--classes")) o.classes = atoi(v);
-        else if (!strcmp(a, "--train")) o.n_sizes = sscanf(v, "%d,%d", &o.n_train[0], &o.n_train[1]);
+        else if (!strcmp(a, "--train")) {
+            int end = 0; /* one or two different numbers and nothing after them */
+            o.n_sizes = sscanf(v, "%d%n,%d%n", &o.n_train[0], &end, &o.n_train[1], &end);
+            if (v[end] != '\0' || (o.n_sizes == 2 && o.n_train[1] == o.n_train[0])) usage(2);
+        }
         else if (!strcmp(a, "--test")) o.test_per_class = atoi(v);
         else if (!strcmp(a, "--steps")) o.steps = atoi(v);
         else if (!strcmp(a, "--eval-every")) o.eval_every = atoi(v);

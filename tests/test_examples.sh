@@ -31,6 +31,9 @@ done
 expect 2 "fewer than one batch of 50" "$ex/demo" --classes 2 --train 10 --steps 1 --out "$out/d"
 expect 2 "fewer than one batch of 50" "$ex/demo" --classes 5 --train 10,5 --steps 1 --out "$out/d"
 expect 2 "usage: demo" "$ex/demo" --steps 0
+for n in 50,100,150 50x 50, 50,50; do # one or two different numbers of images per class
+    expect 2 "usage: demo" "$ex/demo" --train "$n" --steps 1 --models cnn --out "$out/d"
+done
 expect 2 "usage: demo" "$ex/demo" --bogus 1
 expect 1 "unknown model 'foo'" "$ex/demo" --models foo --out "$out/d"
 expect 1 "names no model" "$ex/demo" --models , --out "$out/d"
