@@ -18,6 +18,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+enum { BATCH = 50 }; /* training batch of every step */
+
 typedef struct options {
     int classes, test_per_class, steps, eval_every, width, threads, seeds, full, samples;
     int n_train[2], n_sizes;
@@ -26,18 +28,22 @@ typedef struct options {
     const char *out;
 } options;
 
-static void usage(void)
+/* Prints the usage: on stdout and exit status 0 for --help, on stderr and 2 for a usage error. */
+static void usage(int status)
 {
-    fprintf(stderr,
+    fprintf(status ? stderr : stdout,
             "usage: demo [--full] [--classes K] [--train N[,N2]] [--test M] [--steps S]\n"
             "            [--eval-every E] [--width W] [--seeds R] [--threads T]\n"
-            "            [--models cfnet,cnet,gcnn,gcnn-dft,cnn] [--out DIR] [--samples]\n"
+            "            [--models cfnet,cnet,gcnn,gcnn-dft,cnn,gcnn-p4m] [--out DIR]\n"
+            "            [--samples]\n"
             "       demo --plot CSV\n"
             "  default    10 classes, N = 50 training and 100 test images per class, 300 steps,\n"
             "             width 12, 1 seed\n"
             "  --full     50 classes, N = 50 and 100, 200 test images per class, 3000 steps,\n"
             "             evaluation every 100 steps, 3 seeds, width 16; writes\n"
             "             DIR/biomarker-curves.csv and DIR/biomarker-curves.svg\n"
+            "  --train N[,N2]  training images per class (a second N: a second run of every\n"
+            "             model); classes x N must be at least one batch of 50\n"
             "  --steps S  training steps (batch 50) per model; learning rate x0.95 every\n"
             "             S/30 steps\n"
             "  --width W  filters per layer of the planar networks (p4 networks: W/2)\n"
@@ -46,7 +52,7 @@ static void usage(void)
             "             standard deviation and min-max, DIR/demo-runs.csv every run\n"
             "  --out DIR  output directory (default build/results)\n"
             "  --plot CSV only redraw the SVG next to a learning-curve CSV written earlier\n");
-    exit(2);
+    exit(status);
 }
 
 typedef struct result {
@@ -61,7 +67,7 @@ static void run_one(const options *o, ex_model m, int n_train, int seed, const c
                     const int32_t *ytr, int64_t ntr, const cfnet_tensor *xte, const int32_t *yte,
                     int64_t nte, result *r)
 {
-    const int64_t B = 50, per = BM_SIZE * BM_SIZE;
+    const int64_t B = BATCH, per = BM_SIZE * BM_SIZE;
     cfnet_network *net = ex_preset(m, 1, BM_SIZE, o->classes, o->width,
                                    (uint64_t)seed * 1000003u + (uint64_t)m);
     ex_set_recipe(net, 5e-3, 5e-4, o->decay_steps, 3, o->threads);
@@ -73,7 +79,7 @@ static void run_one(const options *o, ex_model m, int n_train, int seed, const c
     r->curve = ex_calloc((size_t)(n_eval > 0 ? n_eval : 1), sizeof *r->curve);
 
     cfnet_tensor *xb = ex_tensor4(B, 1, BM_SIZE, BM_SIZE);
-    int32_t yb[50], pred[50];
+    int32_t yb[BATCH], pred[BATCH];
     int64_t *order = ex_malloc((size_t)ntr * sizeof *order);
     for (int64_t i = 0; i < ntr; i++) order[i] = i;
     uint64_t ss = (uint64_t)seed * 7919u + (uint64_t)m;
@@ -233,7 +239,8 @@ static int plot_csv(const char *csv_path)
     char line[512], name[64];
     int n_train, seed, step;
     double acc;
-    if (!fgets(line, sizeof line, f)) ex_die("demo: %s is empty", csv_path);
+    if (!fgets(line, sizeof line, f))
+        ex_die(ferror(f) ? "demo: cannot read %s" : "demo: %s is empty", csv_path);
     while (fgets(line, sizeof line, f)) {
         if (sscanf(line, "%63[^,],%d,%d,%d,%lf", name, &n_train, &seed, &step, &acc) != 5 || step < 1)
             ex_die("demo: %s: malformed line: %s", csv_path, line);
@@ -271,6 +278,7 @@ static int plot_csv(const char *csv_path)
         r->curve[e - 1] = acc;
     }
     fclose(f);
+    if (nres == 0) ex_die("demo: %s has no runs (only a header)", csv_path);
     /* Re-index the curves from steps to evaluation points. */
     for (int i = 0; i < nres; i++) {
         int n_eval = o.steps / o.eval_every;
@@ -355,10 +363,15 @@ int main(int argc, char **argv)
             o.samples = 1;
             continue;
         }
-        if (!strcmp(a, "-h") || !strcmp(a, "--help") || i + 1 >= argc) usage();
+        if (!strcmp(a, "-h") || !strcmp(a, "--help")) usage(0);
+        if (i + 1 >= argc) usage(2);
         const char *v = argv[++i];
         if (!strcmp(a, "--classes")) o.classes = atoi(v);
-        else if (!strcmp(a, "--train")) o.n_sizes = sscanf(v, "%d,%d", &o.n_train[0], &o.n_train[1]);
+        else if (!strcmp(a, "--train")) {
+            int end = 0; /* one or two different numbers and nothing after them */
+            o.n_sizes = sscanf(v, "%d%n,%d%n", &o.n_train[0], &end, &o.n_train[1], &end);
+            if (v[end] != '\0' || (o.n_sizes == 2 && o.n_train[1] == o.n_train[0])) usage(2);
+        }
         else if (!strcmp(a, "--test")) o.test_per_class = atoi(v);
         else if (!strcmp(a, "--steps")) o.steps = atoi(v);
         else if (!strcmp(a, "--eval-every")) o.eval_every = atoi(v);
@@ -367,12 +380,21 @@ int main(int argc, char **argv)
         else if (!strcmp(a, "--threads")) o.threads = atoi(v);
         else if (!strcmp(a, "--models")) models = v;
         else if (!strcmp(a, "--out")) o.out = v;
-        else usage();
+        else usage(2);
     }
     if (o.classes < 2 || o.classes > BM_CLASSES || o.test_per_class < 1 || o.steps < 1 ||
         o.width < 2 || o.seeds < 1 || o.seeds > 64 || o.threads < 1 || o.n_sizes < 1 || o.n_train[0] < 1 ||
         (o.n_sizes == 2 && o.n_train[1] < 1) || o.eval_every < 0)
-        usage();
+        usage(2);
+    for (int p = 0; p < o.n_sizes; p++)
+        if ((int64_t)o.classes * o.n_train[p] < BATCH) {
+            /* every step draws a batch of BATCH different training images */
+            fprintf(stderr,
+                    "demo: %d classes x %d training images per class = %lld, fewer than one "
+                    "batch of %d; raise --classes or --train\n",
+                    o.classes, o.n_train[p], (long long)o.classes * o.n_train[p], BATCH);
+            exit(2);
+        }
     if (o.eval_every > o.steps) o.eval_every = 0;
     o.decay_steps = o.steps / 30 > 0 ? o.steps / 30 : 1;
     char list[256];
@@ -383,6 +405,7 @@ int main(int argc, char **argv)
         o.models[o.n_models++] = m;
         if (o.n_models == EX_MODEL_COUNT) break;
     }
+    if (o.n_models == 0) ex_die("demo: --models '%s' names no model", models);
     ex_blas_single_thread();
     ex_make_dirs(o.out);
 

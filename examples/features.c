@@ -108,11 +108,16 @@ int main(int argc, char **argv)
         if (i + 1 < argc && !strcmp(argv[i], "--steps")) steps = atoi(argv[++i]);
         else if (i + 1 < argc && !strcmp(argv[i], "--out")) out = argv[++i];
         else {
-            fprintf(stderr, "usage: features [--steps S] [--out DIR]\n");
-            return 2;
+            int help = !strcmp(argv[i], "-h") || !strcmp(argv[i], "--help");
+            fprintf(help ? stdout : stderr,
+                    "usage: features [--steps S] [--out DIR]\n"
+                    "  --steps S  training steps of each network (default 300)\n"
+                    "  --out DIR  output folder (default build/results)\n");
+            return help ? 0 : 2;
         }
     }
     if (steps < 1) ex_die("features: --steps must be positive");
+    ex_make_dirs(out); /* before training, so that a folder that cannot be made fails at once */
     ex_blas_single_thread();
     int64_t n = CLASSES * 50;
     cfnet_tensor *x = ex_tensor4(n, 1, BM_SIZE, BM_SIZE);
@@ -158,7 +163,6 @@ int main(int argc, char **argv)
         for (int a = 0; a < 3; a++) cfnet_tensor_free(f[a]);
     }
     char ppm[4096], png[4096];
-    ex_make_dirs(out);
     snprintf(ppm, sizeof ppm, "%s/features.ppm", out);
     snprintf(png, sizeof png, "%s/features.png", out);
     if (ex_canvas_write_ppm(&c, ppm)) ex_die("features: cannot write %s", ppm);

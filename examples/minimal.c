@@ -50,6 +50,12 @@ static void make_images(float *x, int32_t *y)
 
 int main(int argc, char **argv)
 {
+    if (argc > 2 || (argc == 2 && argv[1][0] == '-')) { /* an option is not a file name */
+        int help = argc == 2 && (!strcmp(argv[1], "-h") || !strcmp(argv[1], "--help"));
+        fprintf(help ? stdout : stderr,
+                "usage: minimal [MODEL_PATH]   (default build/minimal.cfnet)\n");
+        return help ? 0 : 2;
+    }
     const char *path = argc > 1 ? argv[1] : "build/minimal.cfnet";
     static float images[N * S * S];
     int32_t labels[N], before[N], after[N];

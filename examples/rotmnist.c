@@ -16,12 +16,14 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #define S 28
 
-static void usage(void)
+/* Prints the usage: on stdout and exit status 0 for --help, on stderr and 2 for a usage error. */
+static void usage(int status)
 {
-    fprintf(stderr,
+    fprintf(status ? stderr : stdout,
             "usage: rotmnist [--data DIR] [--epochs E] [--train N] [--val N] [--test N]\n"
             "                [--models cfnet,gcnn,gcnn-dft,cnn,gcnn-p4m] [--threads T]\n"
             "                [--seed S] [--reflect-test] [--p4m-width W]\n"
@@ -72,7 +74,7 @@ static void usage(void)
             "training ones (--dropout, --init,\n"
             "--lr*, --decay-epochs, --epochs) change the CFNet only; the training ones apply to\n"
             "every model of the run.\n");
-    exit(2);
+    exit(status);
 }
 
 static cfnet_interp parse_interp(const char *v)
@@ -98,6 +100,8 @@ static unsigned char *read_file(const char *path, size_t *size)
 {
     FILE *f = fopen(path, "rb");
     if (!f) ex_die("rotmnist: cannot open %s (run scripts/fetch-mnist first)", path);
+    struct stat st;
+    if (fstat(fileno(f), &st) || !S_ISREG(st.st_mode)) ex_die("rotmnist: %s is not a file", path);
     fseek(f, 0, SEEK_END);
     long n = ftell(f);
     fseek(f, 0, SEEK_SET);
@@ -186,12 +190,12 @@ int main(int argc, char **argv)
     uint64_t seed = 1;
     for (int i = 1; i < argc; i++) {
         const char *o = argv[i];
-        if (!strcmp(o, "-h") || !strcmp(o, "--help")) usage();
+        if (!strcmp(o, "-h") || !strcmp(o, "--help")) usage(0);
         if (!strcmp(o, "--reflect-test")) {
             reflect_test = 1;
             continue;
         }
-        if (i + 1 >= argc) usage();
+        if (i + 1 >= argc) usage(2);
         const char *v = argv[++i];
         if (!strcmp(o, "--data")) dir = v;
         else if (!strcmp(o, "--epochs")) epochs = atoi(v);
@@ -218,25 +222,47 @@ int main(int argc, char **argv)
         else if (!strcmp(o, "--lr-decay")) lr_decay = atof(v);
         else if (!strcmp(o, "--decay-epochs")) decay_epochs = atoi(v);
         else if (!strcmp(o, "--init")) {
-            if (strcmp(v, "he") && strcmp(v, "normal") && strcmp(v, "auto")) usage();
+            if (strcmp(v, "he") && strcmp(v, "normal") && strcmp(v, "auto")) usage(2);
             normal_init = !strcmp(v, "auto") ? -1 : !strcmp(v, "normal");
         } else if (!strcmp(o, "--dft-head")) {
-            if (strcmp(v, "ours") && strcmp(v, "original")) usage();
+            if (strcmp(v, "ours") && strcmp(v, "original")) usage(2);
             mo.dft_head_original = !strcmp(v, "original");
         } else if (!strcmp(o, "--r-schedule")) {
             if (sscanf(v, "%d,%d,%d,%d,%d,%d", &mo.R[0], &mo.R[1], &mo.R[2], &mo.R[3], &mo.R[4],
                        &mo.R[5]) != 6)
-                usage();
+                usage(2);
             for (int k = 0; k < 6; k++)
-                if (mo.R[k] < 1 || mo.R[k] > 64) usage();
-        } else usage();
+                if (mo.R[k] < 1 || mo.R[k] > 64) usage(2);
+        } else usage(2);
     }
     if (mo.dft_filters == 0) mo.dft_filters = mo.cfnet_width;
     if (epochs < 0 || mo.dft_R < 1 || mo.cfnet_width < 1 || mo.gcnn_width < 1 ||
         mo.dft_filters < 1 || ntrain < 50 || nval < 1 || ntest < 1 || threads < 1 || seeds < 1 ||
         seeds > 100 || mo.p4m_width < 1 || !(mo.dropout >= 0 && mo.dropout < 1) || !(lr > 0) ||
         !(lr_decay > 0 && lr_decay <= 1) || decay_epochs < 1)
-        usage();
+        usage(2);
+    /* The model list is checked before anything trains, so that a misspelt name does not end
+     * the run after the models before it. */
+    int model_list[EX_MODEL_COUNT], n_models = 0;
+    {
+        char list[256];
+        snprintf(list, sizeof list, "%s", models);
+        for (char *tok = strtok(list, ","); tok && n_models < EX_MODEL_COUNT;
+             tok = strtok(NULL, ",")) {
+            int m = ex_model_parse(tok);
+            if (m < 0)
+                ex_die("rotmnist: unknown model '%s' (cfnet, cnet, gcnn, gcnn-dft, cnn, gcnn-p4m)",
+                       tok);
+            model_list[n_models++] = m;
+        }
+        if (n_models == 0) ex_die("rotmnist: --models '%s' names no model", models);
+    }
+    /* Every network is built once now, so that an option the library refuses (a width or an R
+     * out of its range) stops the run before any model has trained. */
+    for (int mi = 0; mi < n_models; mi++) {
+        ex_arch a = mnist_arch((ex_model)model_list[mi], &mo);
+        cfnet_network_free(ex_build((ex_model)model_list[mi], &a, 1, S, 10, 1));
+    }
 
     ex_blas_single_thread();
     float *all;
@@ -345,11 +371,8 @@ int main(int argc, char **argv)
     result *res = ex_calloc(EX_MODEL_COUNT, sizeof *res);
     int nres = 0;
 
-    char list[256];
-    snprintf(list, sizeof list, "%s", models);
-    for (char *tok = strtok(list, ","); tok && nres < EX_MODEL_COUNT; tok = strtok(NULL, ",")) {
-        int m = ex_model_parse(tok);
-        if (m < 0) ex_die("rotmnist: unknown model '%s'", tok);
+    for (int mi = 0; mi < n_models; mi++) {
+        int m = model_list[mi];
         ex_arch a = mnist_arch((ex_model)m, &mo);
         result *r = &res[nres++];
         r->model = m;

@@ -59,14 +59,28 @@ def build(size, seed):
     return net
 
 
+def count(low):
+    """An argparse type: an integer >= low."""
+    def parse(text):
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError("'%s' is not an integer" % text) from None
+        if value < low:
+            raise argparse.ArgumentTypeError("%d is less than %d" % (value, low))
+        return value
+    return parse
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--size", type=int, default=16, help="image size (default 16)")
-    ap.add_argument("--train", type=int, default=600, help="training images (default 600)")
-    ap.add_argument("--test", type=int, default=300, help="test images (default 300)")
-    ap.add_argument("--epochs", type=int, default=8)
-    ap.add_argument("--batch", type=int, default=50)
-    ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--size", type=count(1), default=16,
+                    help="image size, 16 to 512 (default 16)")
+    ap.add_argument("--train", type=count(1), default=600, help="training images (default 600)")
+    ap.add_argument("--test", type=count(1), default=300, help="test images (default 300)")
+    ap.add_argument("--epochs", type=count(1), default=8)
+    ap.add_argument("--batch", type=count(1), default=50)
+    ap.add_argument("--seed", type=count(0), default=1)
     ap.add_argument("--out", default="cfnet_rotated_patterns.safetensors",
                     help="model file to write")
     args = ap.parse_args(argv)
@@ -111,4 +125,7 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    try:
+        sys.exit(main())
+    except (cfnet.CfnetError, OSError) as e:  # e.g. --size 10, or --out in a missing folder
+        sys.exit("train.py: %s" % e)

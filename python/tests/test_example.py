@@ -32,6 +32,25 @@ class ExampleTest(unittest.TestCase):
                 x = np.zeros((1, 1, 16, 16), np.float32)
                 self.assertEqual(net.predict(x).shape, (1,))
 
+    def test_bad_arguments(self):
+        """A wrong argument gives a one-line message and exit status 2 (usage) or 1 (refused
+        by the library, or an unwritable --out), not a traceback."""
+        with tempfile.TemporaryDirectory() as d:
+            cases = [(["--batch", "0"], 2, "argument --batch"),
+                     (["--epochs", "-1"], 2, "argument --epochs"),
+                     (["--train", "x"], 2, "argument --train"),
+                     (["--seed", "-1"], 2, "argument --seed"),
+                     (["--size", "10", "--train", "3", "--test", "3"], 1, "16 to 512"),
+                     (["--train", "20", "--test", "5", "--epochs", "1", "--out",
+                       os.path.join(d, "missing", "m.safetensors")], 1, "network_save")]
+            for args, status, text in cases:
+                r = subprocess.run([sys.executable, EXAMPLE] + args, cwd=d,
+                                   capture_output=True, text=True, timeout=600)
+                self.assertEqual(r.returncode, status, (args, r.stdout, r.stderr))
+                self.assertIn(text, r.stderr, args)
+                self.assertNotIn("Traceback", r.stderr, args)
+            self.assertEqual(os.listdir(d), [])
+
 
 if __name__ == "__main__":
     unittest.main()

@@ -1,0 +1,66 @@
+#!/bin/sh
+# The example programs (docs/examples.md) on wrong arguments and inputs: a message and a non-zero
+# exit status (2 for a usage error), never a crash and never a file written under an option's
+# name. Their normal runs: tests/test_minimal.sh, `make demo`, python/tests/test_example.py.
+set -eu
+name=examples
+# shellcheck source=tests/cli_lib.sh
+. "$(dirname "$0")/cli_lib.sh"
+ex=$build/examples
+
+# minimal: one optional MODEL_PATH; an option is not taken for a file name. Run in the output
+# folder, where a file written under an option's name would show.
+in_out() { sh -c 'cd "$1" && shift && exec "$@"' sh "$out" "$@"; }
+minimal=$(pwd)/$ex/minimal
+expect 0 "usage: minimal" in_out "$minimal" --help
+expect 2 "usage: minimal" in_out "$minimal" --bogus
+expect 2 "usage: minimal" in_out "$minimal" a.cfnet b.cfnet
+for f in --help --bogus a.cfnet; do
+    [ ! -e "$out/$f" ] || fail "minimal wrote a model file named $f"
+done
+expect 1 "cannot create" "$minimal" "$out/no/such/folder/m.cfnet"
+
+# --help: the usage on stdout, status 0, for every example.
+for prog in minimal demo features rotmnist; do
+    # shellcheck disable=SC2016
+    expect 0 "usage: $prog" sh -c '"$1" --help 2>/dev/null' sh "$(pwd)/$ex/$prog"
+done
+
+# demo: every step trains on a batch of 50 different images, so fewer than 50 training images
+# is a usage error (it read past the training set before).
+expect 2 "fewer than one batch of 50" "$ex/demo" --classes 2 --train 10 --steps 1 --out "$out/d"
+expect 2 "fewer than one batch of 50" "$ex/demo" --classes 5 --train 10,5 --steps 1 --out "$out/d"
+expect 2 "usage: demo" "$ex/demo" --steps 0
+for n in 50,100,150 50x 50, 50,50; do # one or two different numbers of images per class
+    expect 2 "usage: demo" "$ex/demo" --train "$n" --steps 1 --models cnn --out "$out/d"
+done
+expect 2 "usage: demo" "$ex/demo" --bogus 1
+expect 1 "unknown model 'foo'" "$ex/demo" --models foo --out "$out/d"
+expect 1 "names no model" "$ex/demo" --models , --out "$out/d"
+expect 1 "cannot read" "$ex/demo" --plot "$out/missing.csv"
+printf 'model,n_train,seed,step,test_accuracy\n' >"$out/header.csv"
+expect 1 "has no runs" "$ex/demo" --plot "$out/header.csv"
+expect 1 "cannot read" "$ex/demo" --plot "$out"
+printf 'model,n_train,seed,step,test_accuracy\nCFNet,50,1,abc,0.5\n' >"$out/bad.csv"
+expect 1 "malformed line" "$ex/demo" --plot "$out/bad.csv"
+
+# features and rotmnist.
+expect 2 "usage: features" "$ex/features" --bogus
+expect 1 "must be positive" "$ex/features" --steps 0
+: >"$out/file"
+expect 1 "cannot create" "$ex/features" --out "$out/file/sub"
+lacks "training" "features trained before finding that --out cannot be made"
+expect 1 "run scripts/fetch-mnist first" "$ex/rotmnist" --data "$out/no-mnist"
+mkdir -p "$out/dir-mnist/mnist-images-idx3-ubyte"
+expect 1 "mnist-images-idx3-ubyte is not a file" "$ex/rotmnist" --data "$out/dir-mnist"
+expect 1 "unknown resampling 'foo'" "$ex/rotmnist" --interp foo
+# A misspelt model is refused before the data are read and anything trains.
+expect 1 "unknown model 'foo'" "$ex/rotmnist" --data "$out/no-mnist" --models cnn,foo
+expect 1 "names no model" "$ex/rotmnist" --data "$out/no-mnist" --models ,
+# So is an option the library refuses for one of the models (each network is built first).
+expect 1 "p4m_lift: out_channels is 300000000" "$ex/rotmnist" --data "$out/no-mnist" \
+    --models cnn,gcnn-p4m --p4m-width 300000000
+expect 2 "usage: rotmnist" "$ex/rotmnist" --epochs
+
+[ "$fails" -eq 0 ] || { echo "test_examples: $fails failure(s)"; exit 1; }
+echo "test_examples: the examples refuse wrong arguments and inputs with a message"
