@@ -66,4 +66,29 @@ done
 CFNET_CPU=generic BENCH_REPS=1 "$B/bench_nets" --latency --only preset64_cfnet > "$tmp/out"
 grep -q '^# cfnet kernels: generic | CFNET_CPU=generic$' "$tmp/out" || fail "bench_nets kernels"
 grep -q '^# batch 1;' "$tmp/out" || fail "bench_nets --latency: batch line"
+# The PyTorch peer (when this Python has PyTorch): the same refusals.
+py=/usr/bin/python3
+if [ -x "$py" ] && "$py" -c 'import torch' > /dev/null 2>&1; then
+    badpy() { # what command...: status 2, a message, nothing on stdout, no traceback
+        what=$1
+        shift
+        st=0
+        "$@" > "$tmp/out" 2> "$tmp/err" || st=$?
+        [ "$st" = 2 ] || { cat "$tmp/err" >&2; fail "torch_peer $what: status $st (want 2)"; }
+        [ ! -s "$tmp/out" ] || fail "torch_peer $what: printed results"
+        grep -q 'torch_peer.py' "$tmp/err" || { cat "$tmp/err" >&2; fail "torch_peer $what: message"; }
+        if grep -q Traceback "$tmp/err"; then cat "$tmp/err" >&2; fail "torch_peer $what: traceback"; fi
+    }
+    badpy "--threads 1,x" "$py" bench/torch_peer.py --threads 1,x
+    badpy "--threads 0" "$py" bench/torch_peer.py --threads 0
+    badpy "--shape 32" "$py" bench/torch_peer.py --shape 32
+    badpy "--only conv3d" "$py" bench/torch_peer.py --only conv3d
+    badpy "BENCH_LAT_CALLS=many" env BENCH_LAT_CALLS=many "$py" bench/torch_peer.py --latency
+    badpy "BENCH_REPS=0" env BENCH_REPS=0 "$py" bench/torch_peer.py
+    BENCH_REPS=1 "$py" bench/torch_peer.py --threads 1 --layers-only --shape 28 \
+        --only dft_magnitude > "$tmp/out"
+    [ "$(grep -c '^layer' "$tmp/out")" = 1 ] || { cat "$tmp/out"; fail "torch_peer small run"; }
+else
+    echo "test_bench_args: no PyTorch in $py; the peer's arguments not checked"
+fi
 echo "test_bench_args: ok (kernel variants here: $(echo $supported); best $best)"
