@@ -312,7 +312,7 @@ export CFNET_LIBDIR := $(abspath $(LIBOUT))
 export CFNET_SANITIZE := $(SANITIZE)
 export CFNET_TOOL := $(abspath $(TOOL))
 
-check: all test-bins examples symbols-check $(FUZZ_REPLAY) $(MPI_CHECK)
+check: all test-bins examples bench-bins symbols-check $(FUZZ_REPLAY) $(MPI_CHECK)
 	@failed=0; total=0; \
 	for t in $(TEST_BINS) $(SCRIPT_TESTS); do \
 	    total=$$((total + 1)); \

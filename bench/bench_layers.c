@@ -90,18 +90,40 @@ static bool wanted(const char *only, const char *name)
     return !only || strcmp(only, name) == 0 || strncmp(name, only, strlen(only)) == 0;
 }
 
+static const char *const LAYERS[] = {"conv2d",   "conic_R1", "conic_R2", "conic_R4",
+                                     "p4_lift",  "p4_group", "p4m_lift", "p4m_group",
+                                     "dft_projection", "dft_magnitude"};
+
 int main(int argc, char **argv)
 {
     int threads = 1, shape_only = 0;
     const char *mode = "engine", *only = NULL;
     for (int i = 1; i < argc; i++) {
-        if (!strcmp(argv[i], "--threads") && i + 1 < argc) threads = atoi(argv[++i]);
-        else if (!strcmp(argv[i], "--mode") && i + 1 < argc) mode = argv[++i];
-        else if (!strcmp(argv[i], "--shape") && i + 1 < argc) shape_only = atoi(argv[++i]);
-        else if (!strcmp(argv[i], "--only") && i + 1 < argc) only = argv[++i];
+        if (!strcmp(argv[i], "--threads") && i + 1 < argc)
+            threads = bench_int_arg(argv[0], "--threads", argv[++i], 1, CFNET_MAX_THREADS);
+        else if (!strcmp(argv[i], "--mode") && i + 1 < argc)
+            mode = bench_mode_arg(argv[0], argv[++i]);
+        else if (!strcmp(argv[i], "--shape") && i + 1 < argc) {
+            shape_only = bench_int_arg(argv[0], "--shape", argv[++i], 28, 64);
+            if (shape_only != 28 && shape_only != 50 && shape_only != 64) {
+                fprintf(stderr, "%s: --shape %d: must be 28, 50 or 64\n", argv[0], shape_only);
+                return 2;
+            }
+        } else if (!strcmp(argv[i], "--only") && i + 1 < argc) only = argv[++i];
         else {
-            fprintf(stderr, "usage: %s [--threads T] [--mode engine|blas] [--shape S] "
+            fprintf(stderr, "usage: %s [--threads T] [--mode engine|blas] [--shape 28|50|64] "
                             "[--only NAME]\n", argv[0]);
+            return 2;
+        }
+    }
+    if (only) { /* a name or the start of names (conic: the three conic rows) */
+        bool any = false;
+        for (size_t i = 0; i < sizeof LAYERS / sizeof LAYERS[0]; i++)
+            any |= wanted(only, LAYERS[i]);
+        if (!any) {
+            fprintf(stderr, "%s: --only %s: no such layer (conv2d, conic_R1, conic_R2, conic_R4, "
+                            "p4_lift, p4_group, p4m_lift, p4m_group, dft_projection, "
+                            "dft_magnitude, or the start of these names)\n", argv[0], only);
             return 2;
         }
     }

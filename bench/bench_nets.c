@@ -221,8 +221,10 @@ int main(int argc, char **argv)
     int threads = 1, rss = 0, lat = 0;
     const char *mode = "engine", *only = NULL, *child = NULL;
     for (int i = 1; i < argc; i++) {
-        if (!strcmp(argv[i], "--threads") && i + 1 < argc) threads = atoi(argv[++i]);
-        else if (!strcmp(argv[i], "--mode") && i + 1 < argc) mode = argv[++i];
+        if (!strcmp(argv[i], "--threads") && i + 1 < argc)
+            threads = bench_int_arg(argv[0], "--threads", argv[++i], 1, CFNET_MAX_THREADS);
+        else if (!strcmp(argv[i], "--mode") && i + 1 < argc)
+            mode = bench_mode_arg(argv[0], argv[++i]);
         else if (!strcmp(argv[i], "--only") && i + 1 < argc) only = argv[++i];
         else if (!strcmp(argv[i], "--rss")) rss = 1;
         else if (!strcmp(argv[i], "--latency")) lat = 1;
@@ -233,17 +235,29 @@ int main(int argc, char **argv)
             return 2;
         }
     }
+    static const char *const LAT[] = {"yeast_cfnet", "preset64_cfnet"};
+    if (only && !child) { /* the networks this mode measures */
+        const char *const *names = lat ? LAT : NETS;
+        size_t n = lat ? 2 : sizeof NETS / sizeof NETS[0];
+        bool known = false;
+        for (size_t i = 0; i < n; i++) known |= strcmp(only, names[i]) == 0;
+        if (!known) {
+            fprintf(stderr, "%s: --only %s: not one of the networks %s (%s)\n", argv[0], only,
+                    lat ? "--latency measures" : "measured", lat ? "yeast_cfnet, preset64_cfnet"
+                    : "rotmnist_cfnet, rotmnist_gcnn, rotmnist_cnn, yeast_cfnet");
+            return 2;
+        }
+    }
     bool blas_mode = strcmp(mode, "blas") == 0;
     int engine_threads = blas_mode ? 1 : threads;
     bench_blas_threads(blas_mode ? threads : 1);
     if (child) return rss_child(child, threads, mode, engine_threads);
     bench_print_blas(stdout);
     bench_print_kernels(stdout);
-    printf("# batch %d; threads %d, mode %s (engine %d, BLAS %d)\n", BATCH, threads, mode,
-           engine_threads, blas_mode ? threads : 1);
+    printf("# batch %d; threads %d, mode %s (engine %d, BLAS %d)\n", lat ? 1 : BATCH, threads,
+           mode, engine_threads, blas_mode ? threads : 1);
     fflush(stdout);
     if (lat) {
-        static const char *const LAT[] = {"yeast_cfnet", "preset64_cfnet"};
         for (size_t i = 0; i < 2; i++)
             if (!only || !strcmp(only, LAT[i])) latency(LAT[i], threads, mode, engine_threads);
         return 0;

@@ -1,7 +1,7 @@
 /* The practical compute ceiling: OpenBLAS sgemm on a large square product (C = A B, row-major,
  * n x n, n = 2048 by default), on 1 and 2 BLAS threads.
  *
- *   bench_sgemm [n]
+ *   bench_sgemm [n]          (16..16384)
  *
  * Output: "sgemm <n> <threads> <ms> <GFLOP/s>" tab-separated, after a "# blas:" line. */
 #include "bench_util.h"
@@ -20,8 +20,11 @@ static void run(void *arg)
 
 int main(int argc, char **argv)
 {
-    int n = argc > 1 ? atoi(argv[1]) : 2048;
-    if (n < 16) n = 16;
+    if (argc > 2) {
+        fprintf(stderr, "usage: %s [n]   (16..16384, default 2048)\n", argv[0]);
+        return 2;
+    }
+    int n = argc > 1 ? bench_int_arg(argv[0], "n", argv[1], 16, 16384) : 2048;
     size_t sz = (size_t)n * (size_t)n;
     gcase g = {n, malloc(sz * sizeof(float)), malloc(sz * sizeof(float)),
                malloc(sz * sizeof(float))};

@@ -9,6 +9,7 @@
 #define CFNET_BENCH_UTIL_H
 
 #include <cblas.h>
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -87,6 +88,30 @@ static inline void bench_print_kernels(FILE *f)
 {
     const char *want = getenv("CFNET_CPU");
     fprintf(f, "# cfnet kernels: %s | CFNET_CPU=%s\n", cf_simd()->name, want ? want : "(unset)");
+}
+
+/* The integer value of option `opt` of program `prog`, in lo..hi; anything else (not a number,
+ * trailing characters, out of range) is a usage error: a message and exit status 2. */
+static inline int bench_int_arg(const char *prog, const char *opt, const char *v, int lo, int hi)
+{
+    char *end;
+    errno = 0;
+    long x = strtol(v, &end, 10);
+    if (errno || end == v || *end || x < lo || x > hi) {
+        fprintf(stderr, "%s: %s %s: must be an integer in %d..%d\n", prog, opt, v, lo, hi);
+        exit(2);
+    }
+    return (int)x;
+}
+
+/* --mode: "engine" or "blas" (usage error otherwise). */
+static inline const char *bench_mode_arg(const char *prog, const char *v)
+{
+    if (strcmp(v, "engine") && strcmp(v, "blas")) {
+        fprintf(stderr, "%s: --mode %s: must be engine or blas\n", prog, v);
+        exit(2);
+    }
+    return v;
 }
 
 static inline void bench_fill(float *p, size_t n, unsigned seed)

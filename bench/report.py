@@ -20,30 +20,81 @@ def fastest(old, new, faster):
     return tuple((min if fa else max)(a, b) for a, b, fa in zip(old, new, faster))
 
 
+def die(msg):
+    sys.stderr.write("report.py: %s\n" % msg)
+    sys.exit(1)
+
+
+# Result lines: tag -> (fields, type of each field after the tag). Anything else but comments
+# ('#') and blank lines is an error, as is a file that is empty or ends in the middle of a line:
+# a truncated or damaged results file must not give a table with rows silently missing.
+FORMAT = {
+    "layer": (str, str, int, str, float, float, float, float),  # name shape threads mode fwd fb gf gf
+    "net": (str, int, str, float, float, float, float),          # name threads mode train ips infer ips
+    "rss": (str, int, str, int, int, int),                       # name threads mode peak base bytes
+    "lat": (str, int, str, float, float, int),                   # name threads mode median p99 calls
+    "macs": (str, int),                                          # name multiply-adds per sample
+    "sgemm": (int, int, float, float),                           # n threads ms gflops
+}
+
+
+def parse(path, n, line):
+    c = line.rstrip("\n").split("\t")
+    want = FORMAT.get(c[0])
+    if want is None:
+        die("%s:%d: not a result line of the benchmarks: %r" % (path, n, line.rstrip("\n")))
+    if len(c) != len(want) + 1:
+        die("%s:%d: '%s' line with %d fields, %d expected (a truncated or damaged results "
+            "file?): %r" % (path, n, c[0], len(c) - 1, len(want), line.rstrip("\n")))
+    try:
+        return c[0], [t(v) for t, v in zip(want, c[1:])]
+    except ValueError:
+        die("%s:%d: '%s' line with a field that is not a number: %r" % (
+            path, n, c[0], line.rstrip("\n")))
+
+
+if len(sys.argv) < 2:
+    sys.stderr.write("usage: /usr/bin/python3 bench/report.py RESULT.tsv...  "
+                     "(the files bench/run.sh wrote)\n")
+    sys.exit(2)
 kernels = {}   # "blas" / "cfnet kernels": the first such line of the run
+results = 0
 for path in sys.argv[1:]:
-    with open(path) as f:
-        for line in f:
-            for tag in ("# blas: ", "# cfnet kernels: "):
-                if line.startswith(tag):
-                    kernels.setdefault(tag[2:-2], line[len(tag):].strip())
-            c = line.rstrip("\n").split("\t")
-            if c[0] == "layer" and len(c) == 9:   # name shape threads mode fwd fb gf gf
-                k = (c[1], c[2], int(c[3]), c[4])
-                layers[k] = fastest(layers.get(k), tuple(float(v) for v in c[5:9]),
-                                    (True, True, False, False))
-            elif c[0] == "net" and len(c) == 8:    # name threads mode train ips infer ips
-                k = (c[1], int(c[2]), c[3])
-                nets[k] = fastest(nets.get(k), tuple(float(v) for v in c[4:8]),
-                                  (True, False, True, False))
-            elif c[0] == "rss" and len(c) == 7:    # name threads mode peak base bytes
-                rss[(c[1], int(c[2]))] = (int(c[4]), int(c[5]), int(c[6]))
-            elif c[0] == "lat" and len(c) == 7:    # name threads mode median p99 calls
-                lat[(c[1], int(c[2]), c[3])] = (float(c[4]), float(c[5]), int(c[6]))
-            elif c[0] == "macs" and len(c) == 3:   # name multiply-adds per sample
-                macs[c[1]] = int(c[2])
-            elif c[0] == "sgemm" and len(c) == 5:  # n threads ms gflops; the best run counts
-                sgemm[int(c[2])] = max(sgemm.get(int(c[2]), 0.0), float(c[4]))
+    try:
+        with open(path) as f:
+            text = f.read()
+    except (OSError, UnicodeDecodeError) as e:
+        die("cannot read %s: %s" % (path, e.strerror if isinstance(e, OSError) else e))
+    if not text:
+        die("%s is empty (did the benchmark that writes it fail?)" % path)
+    lines = text.splitlines(True)
+    for n, line in enumerate(lines, 1):
+        for tag in ("# blas: ", "# cfnet kernels: "):
+            if line.startswith(tag):
+                kernels.setdefault(tag[2:-2], line[len(tag):].strip())
+        if line.startswith("#") or not line.strip():
+            continue
+        if not line.endswith("\n"):
+            die("%s:%d: the file ends in the middle of a line (truncated?): %r" % (
+                path, n, line))
+        tag, c = parse(path, n, line)
+        results += 1
+        if tag == "layer":
+            k = tuple(c[0:4])
+            layers[k] = fastest(layers.get(k), tuple(c[4:8]), (True, True, False, False))
+        elif tag == "net":
+            k = tuple(c[0:3])
+            nets[k] = fastest(nets.get(k), tuple(c[3:7]), (True, False, True, False))
+        elif tag == "rss":
+            rss[(c[0], c[1])] = tuple(c[3:6])
+        elif tag == "lat":
+            lat[(c[0], c[1], c[2])] = tuple(c[3:6])
+        elif tag == "macs":
+            macs[c[0]] = c[1]
+        elif tag == "sgemm":   # the best run counts
+            sgemm[c[1]] = max(sgemm.get(c[1], 0.0), c[3])
+if not results:
+    die("no benchmark results in %s" % " ".join(sys.argv[1:]))
 
 SHAPES = ("28x28x15", "50x50x32", "64x64x32")
 LAYERS = ("conv2d", "conic_R1", "conic_R2", "conic_R4", "p4_lift", "p4_group", "p4m_lift",

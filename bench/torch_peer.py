@@ -18,6 +18,8 @@ Latency (--latency or the default run): batch-1 inference (eval mode, no_grad) o
 preset64_cfnet (the layers of cfnet_network_create_classifier(CFNET_FAMILY_CFNET, 2, 64, 22, 0)),
 20 warm-up calls, then BENCH_LAT_CALLS (default 1000) timed calls; median and 99th percentile.
 Timing: one warm-up call, then repetitions until 0.6 s (at least 3); the fastest is reported.
+BENCH_REPS=n fixes the repetitions, as in the C programs. A value outside its range (in the
+options or these variables) is a usage error: a message and status 2.
 """
 import argparse
 import math
@@ -34,13 +36,34 @@ except ImportError:
     sys.exit(0)
 
 BATCH = 50
-MIN_SECONDS = float(os.environ.get("BENCH_MIN_SECONDS", "0.6"))
+
+
+def env_number(name, default, kind, low):
+    """The environment variable `name` as a `kind` >= low (default if unset); else exit 2."""
+    v = os.environ.get(name)
+    if v is None:
+        return default
+    try:
+        x = kind(v)
+        if not x >= low:
+            raise ValueError
+        return x
+    except ValueError:
+        sys.stderr.write("torch_peer.py: %s=%s: must be %s >= %s\n" % (
+            name, v, "an integer" if kind is int else "a number", low))
+        sys.exit(2)
+
+
+MIN_SECONDS = env_number("BENCH_MIN_SECONDS", 0.6, float, 0.0)
+REPS = min(env_number("BENCH_REPS", 0, int, 1), 200)      # 0: until MIN_SECONDS
+LAT_CALLS = max(10, env_number("BENCH_LAT_CALLS", 1000, int, 1))
 
 
 def best_time(fn, min_seconds=MIN_SECONDS):
     fn()
     times, total = [], 0.0
-    while len(times) < 3 or (total < min_seconds and len(times) < 200):
+    while (len(times) < REPS if REPS else
+           len(times) < 3 or (total < min_seconds and len(times) < 200)):
         t0 = time.perf_counter()
         fn()
         dt = time.perf_counter() - t0
@@ -375,7 +398,7 @@ LAT_NETS = ("yeast_cfnet", "preset64_cfnet")
 
 
 def run_latency(threads, only, out):
-    calls = max(10, int(os.environ.get("BENCH_LAT_CALLS", "1000")))
+    calls = LAT_CALLS
     for name in LAT_NETS:
         if only and name != only:
             continue
@@ -398,21 +421,41 @@ def run_latency(threads, only, out):
         out.flush()
 
 
+LAYER_NAMES = ("conv2d", "conic_R1", "conic_R2", "conic_R4", "p4_lift", "p4_group",
+               "dft_projection", "dft_magnitude")
+
+
+def thread_list(v):
+    try:
+        ts = [int(s) for s in v.split(",")]
+    except ValueError:
+        ts = []
+    if not ts or any(t < 1 or t > 64 for t in ts):
+        raise argparse.ArgumentTypeError("%r: comma-separated integers in 1..64" % v)
+    return ts
+
+
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("--threads", default="1,2")
+    ap.add_argument("--threads", default="1,2", type=thread_list,
+                    help="comma-separated thread counts, each 1..64")
     ap.add_argument("--only")
     ap.add_argument("--layers-only", action="store_true")
     ap.add_argument("--nets-only", action="store_true")
     ap.add_argument("--latency", action="store_true", help="only the batch-1 latency")
-    ap.add_argument("--shape", type=int, help="layers at one shape only (28, 50 or 64)")
+    ap.add_argument("--shape", type=int, choices=(28, 50, 64),
+                    help="layers at one shape only (28, 50 or 64)")
     a = ap.parse_args()
+    if a.only and not (any(n.startswith(a.only) for n in LAYER_NAMES) or a.only in NETS
+                       or a.only in LAT_NETS):
+        ap.error("--only %s: not a layer (%s, or the start of these names) or a network (%s)"
+                 % (a.only, ", ".join(LAYER_NAMES), ", ".join(NETS + LAT_NETS[1:])))
     torch.set_num_interop_threads(1)
     out = sys.stdout
     out.write("# torch %s, %s\n" % (torch.__version__,
               torch.backends.cpu.get_cpu_capability()
               if hasattr(torch.backends, "cpu") else "cpu"))
-    for t in (int(s) for s in a.threads.split(",")):
+    for t in a.threads:
         torch.set_num_threads(t)
         if a.latency:
             run_latency(t, a.only, out)

@@ -1,6 +1,7 @@
 #!/bin/sh
 # scripts/ablation-table: mean +- sample standard deviation per row and model of a
-# `rotmnist --summary` file, in the order the rows first appear.
+# `rotmnist --summary` file, in the order the rows first appear; a file without the header,
+# empty, missing or truncated is an error with a message (status 1), not a traceback.
 set -eu
 cd "$(dirname "$0")/.."
 out=${CFNET_TEST_OUTDIR:-build/default/test-output}/ablation-table
@@ -21,4 +22,29 @@ grep -q '^| gcnn | G-CNN | 1 | 19880 | 2.05 ± 0.00 % | 2.10 ± 0.00 % | 2.05 | 
     "$out/table.md" || fail "single-seed row wrong"
 [ "$(sed -n 3p "$out/table.md" | cut -d'|' -f2)" = " base " ] || fail "row order"
 if scripts/ablation-table > /dev/null 2>&1; then fail "no argument accepted"; fi
+bad() { # what file: status 1, one message, no table, no traceback
+    st=0
+    scripts/ablation-table "$2" > "$out/bad.out" 2> "$out/bad.err" || st=$?
+    [ "$st" = 1 ] || { cat "$out/bad.err" >&2; fail "$1: status $st (want 1)"; }
+    [ ! -s "$out/bad.out" ] || fail "$1: printed a table"
+    grep -q '^ablation-table: ' "$out/bad.err" || { cat "$out/bad.err" >&2; fail "$1: no message"; }
+    if grep -q Traceback "$out/bad.err"; then cat "$out/bad.err" >&2; fail "$1: traceback"; fi
+}
+tail -n +2 "$out/summary.csv" > "$out/noheader.csv"
+bad "no header" "$out/noheader.csv"
+grep -q 'missing column' "$out/bad.err" || fail "no header: message"
+bad "missing file" "$out/missing.csv"
+: > "$out/empty.csv"
+bad "empty file" "$out/empty.csv"
+head -n 1 "$out/summary.csv" > "$out/headeronly.csv"
+bad "header only" "$out/headeronly.csv"
+head -c -3 "$out/summary.csv" > "$out/cut.csv"
+bad "cut in a number" "$out/cut.csv"
+{ head -n 1 "$out/summary.csv"; sed -n 2,3p "$out/summary.csv" | cut -d, -f1-6; } > "$out/short.csv"
+bad "short row" "$out/short.csv"
+grep -q 'short.csv:2: 6 fields, 8 expected' "$out/bad.err" || fail "short row: message"
+# The committed summaries of docs/results are such files.
+for f in docs/results/ablation/summary.csv docs/results/rotmnist_reflect_summary.csv; do
+    scripts/ablation-table "$f" > /dev/null || fail "$f"
+done
 echo "test_ablation_table: ok"

@@ -1,6 +1,8 @@
 #!/bin/sh
 # bench/report.py: a case measured by several passes (BENCH_PASSES) counts with its best value
-# in each column, libcfnet and PyTorch alike, and the targets table judges those values.
+# in each column, libcfnet and PyTorch alike, and the targets table judges those values; a
+# missing, empty, truncated or foreign results file is an error with a message, not a table
+# with rows silently missing.
 set -eu
 cd "$(dirname "$0")/.."
 out=${CFNET_TEST_OUTDIR:-build/default/test-output}/bench-report
@@ -39,4 +41,34 @@ grep -q '^| conv2d 28x28x15 fwd+bwd / PyTorch | 1 | <= 0.90 | 1.20 | missed |$' 
 # training step min(30, 15) = 15 against PyTorch min(70, 60) = 60: 0.25, met
 grep -q '^| rotmnist_cfnet training step / PyTorch | 1 | <= 0.25 | 0.25 | met |$' \
     "$out/report.txt" || fail "network target"
+
+# Bad input: status 1 (2 without arguments), a message naming the file, no table, no traceback.
+bad() { # want-status what file...
+    want=$1 what=$2
+    shift 2
+    st=0
+    /usr/bin/python3 bench/report.py "$@" > "$out/bad.out" 2> "$out/bad.err" || st=$?
+    [ "$st" = "$want" ] || { cat "$out/bad.err" >&2; fail "$what: status $st (want $want)"; }
+    [ ! -s "$out/bad.out" ] || { cat "$out/bad.out" >&2; fail "$what: printed a table"; }
+    grep -q '^report.py: \|^usage: ' "$out/bad.err" || { cat "$out/bad.err" >&2; fail "$what: no message"; }
+    if grep -q Traceback "$out/bad.err"; then cat "$out/bad.err" >&2; fail "$what: traceback"; fi
+}
+bad 2 "no arguments"
+bad 1 "missing file" "$out/a.tsv" "$out/missing.tsv"
+: > "$out/empty.tsv"
+bad 1 "empty file" "$out/a.tsv" "$out/empty.tsv"
+grep -q 'empty.tsv is empty' "$out/bad.err" || fail "empty file: message does not name it"
+# cut in the middle of the last number (no newline at the end)
+head -c -4 "$out/a.tsv" > "$out/cut.tsv"
+bad 1 "file cut in a number" "$out/cut.tsv"
+grep -q 'cut.tsv:3: the file ends in the middle of a line' "$out/bad.err" || fail "cut: message"
+# cut after a field (a line with too few fields)
+printf 'layer\tconv2d\t28x28x15\t1\tengine\t4.00\n' > "$out/short.tsv"
+bad 1 "short line" "$out/a.tsv" "$out/short.tsv"
+grep -q "short.tsv:1: 'layer' line with 5 fields, 8 expected" "$out/bad.err" || fail "short: message"
+printf 'net\trotmnist_cfnet\t1\tengine\t30.0\t\t5.0\t10000\n' > "$out/hole.tsv"
+bad 1 "empty field" "$out/hole.tsv"
+printf '# blas: OpenBLAS\n# cfnet kernels: avx2 | CFNET_CPU=avx2\n' > "$out/comments.tsv"
+bad 1 "no results" "$out/comments.tsv"
+bad 1 "not a results file" "$out/a.tsv" "$out/report.txt"
 echo "test_bench_report: ok"
