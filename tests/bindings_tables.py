@@ -20,7 +20,7 @@ import re
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from julia_wrappers import parse_header, strip_c_comments, strip_julia_comments  # noqa: E402
+from julia_wrappers import header_enums, parse_header, strip_julia_comments  # noqa: E402
 
 # Python class -> (header enum type or None for a #define family, constant prefix)
 PY_ENUMS = {
@@ -37,25 +37,6 @@ PY_ENUMS = {
     "Optimizer": (None, "CFNET_OPTIMIZER_"),
     "AugRotation": (None, "CFNET_AUG_ROTATION_"),
 }
-
-
-def header_enums(path):
-    """{enum type: {member: value}} for every typedef enum of the header."""
-    with open(path) as f:
-        text = strip_c_comments(f.read())
-    enums = {}
-    for m in re.finditer(r"typedef\s+enum\s+(\w+)\s*\{(.*?)\}\s*\1\s*;", text, re.S):
-        members, nxt = {}, 0
-        for item in m.group(2).split(","):
-            item = item.strip()
-            if not item:
-                continue
-            name, _, value = item.partition("=")
-            nxt = int(value.strip(), 0) if value.strip() else nxt
-            members[name.strip()] = nxt
-            nxt += 1
-        enums[m.group(1)] = members
-    return enums
 
 
 def header_defines(path, prefix):

@@ -139,24 +139,33 @@ def parse_julia(path):
     return calls
 
 
-def header_constants(path):
-    """({CFNET_NAME: value} of enum members and integer #defines, {enum type: [members]})."""
+def header_enums(path):
+    """{enum type: {member: value}} for every typedef enum of the header."""
     with open(path) as f:
-        raw = f.read()
-    text = strip_c_comments(raw)
-    values, enums = {}, {}
+        text = strip_c_comments(f.read())
+    enums = {}
     for m in re.finditer(r"typedef\s+enum\s+(\w+)\s*\{(.*?)\}\s*\1\s*;", text, re.S):
-        nxt, members = 0, []
+        members, nxt = {}, 0
         for item in m.group(2).split(","):
             item = item.strip()
             if not item:
                 continue
             name, _, value = item.partition("=")
             nxt = int(value.strip(), 0) if value.strip() else nxt
-            values[name.strip()] = nxt
-            members.append(name.strip())
+            members[name.strip()] = nxt
             nxt += 1
         enums[m.group(1)] = members
+    return enums
+
+
+def header_constants(path):
+    """({CFNET_NAME: value} of enum members and integer #defines, {enum type: [members]})."""
+    with open(path) as f:
+        raw = f.read()
+    values, enums = {}, {}
+    for name, members in header_enums(path).items():
+        values.update(members)
+        enums[name] = list(members)
     for m in re.finditer(r"^#define (CFNET_\w+) (-?(?:0x[0-9a-fA-F]+|\d+))[uU]?\s*$", raw, re.M):
         values[m.group(1)] = int(m.group(2), 0)
     return values, enums
