@@ -366,18 +366,18 @@ int main(int argc, char **argv)
         if (!strcmp(a, "-h") || !strcmp(a, "--help")) usage(0);
         if (i + 1 >= argc) usage(2);
         const char *v = argv[++i];
-        if (!strcmp(a, "--classes")) o.classes = atoi(v);
+        if (!strcmp(a, "--classes")) o.classes = ex_arg_int("demo", a, v);
         else if (!strcmp(a, "--train")) {
             int end = 0; /* one or two different numbers and nothing after them */
             o.n_sizes = sscanf(v, "%d%n,%d%n", &o.n_train[0], &end, &o.n_train[1], &end);
             if (v[end] != '\0' || (o.n_sizes == 2 && o.n_train[1] == o.n_train[0])) usage(2);
         }
-        else if (!strcmp(a, "--test")) o.test_per_class = atoi(v);
-        else if (!strcmp(a, "--steps")) o.steps = atoi(v);
-        else if (!strcmp(a, "--eval-every")) o.eval_every = atoi(v);
-        else if (!strcmp(a, "--width")) o.width = atoi(v);
-        else if (!strcmp(a, "--seeds")) o.seeds = atoi(v);
-        else if (!strcmp(a, "--threads")) o.threads = atoi(v);
+        else if (!strcmp(a, "--test")) o.test_per_class = ex_arg_int("demo", a, v);
+        else if (!strcmp(a, "--steps")) o.steps = ex_arg_int("demo", a, v);
+        else if (!strcmp(a, "--eval-every")) o.eval_every = ex_arg_int("demo", a, v);
+        else if (!strcmp(a, "--width")) o.width = ex_arg_int("demo", a, v);
+        else if (!strcmp(a, "--seeds")) o.seeds = ex_arg_int("demo", a, v);
+        else if (!strcmp(a, "--threads")) o.threads = ex_arg_int("demo", a, v);
         else if (!strcmp(a, "--models")) models = v;
         else if (!strcmp(a, "--out")) o.out = v;
         else usage(2);

@@ -105,7 +105,10 @@ int main(int argc, char **argv)
     int steps = 300;
     const char *out = "build/results";
     for (int i = 1; i < argc; i++) {
-        if (i + 1 < argc && !strcmp(argv[i], "--steps")) steps = atoi(argv[++i]);
+        if (i + 1 < argc && !strcmp(argv[i], "--steps")) {
+            steps = ex_arg_int("features", argv[i], argv[i + 1]);
+            i++;
+        }
         else if (i + 1 < argc && !strcmp(argv[i], "--out")) out = argv[++i];
         else {
             int help = !strcmp(argv[i], "-h") || !strcmp(argv[i], "--help");

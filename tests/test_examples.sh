@@ -35,6 +35,11 @@ for n in 50,100,150 50x 50, 50,50; do # one or two different numbers of images p
     expect 2 "usage: demo" "$ex/demo" --train "$n" --steps 1 --models cnn --out "$out/d"
 done
 expect 2 "usage: demo" "$ex/demo" --bogus 1
+# Numbers are read whole: a trailing letter, an out-of-range count or an empty value is a usage
+# error naming the option (they were read as 3, as 1, or as 0 before).
+expect 2 "demo: --steps takes a whole number, not '3x'" "$ex/demo" --steps 3x --out "$out/d"
+expect 2 "not '4294967297'" "$ex/demo" --steps 4294967297 --out "$out/d"
+expect 2 "demo: --width takes a whole number, not ''" "$ex/demo" --width "" --out "$out/d"
 expect 1 "unknown model 'foo'" "$ex/demo" --models foo --out "$out/d"
 expect 1 "names no model" "$ex/demo" --models , --out "$out/d"
 expect 1 "cannot read" "$ex/demo" --plot "$out/missing.csv"
@@ -54,6 +59,11 @@ expect 1 "run scripts/fetch-mnist first" "$ex/rotmnist" --data "$out/no-mnist"
 mkdir -p "$out/dir-mnist/mnist-images-idx3-ubyte"
 expect 1 "mnist-images-idx3-ubyte is not a file" "$ex/rotmnist" --data "$out/dir-mnist"
 expect 1 "unknown resampling 'foo'" "$ex/rotmnist" --interp foo
+expect 2 "rotmnist: --epochs takes a whole number, not 'abc'" "$ex/rotmnist" --epochs abc
+expect 2 "rotmnist: --seed takes a whole number from 0, not '-1'" "$ex/rotmnist" --seed -1
+expect 2 "rotmnist: --lr takes a number, not '1e-3x'" "$ex/rotmnist" --lr 1e-3x
+expect 2 "rotmnist: --lr takes a number, not 'nan'" "$ex/rotmnist" --lr nan
+expect 2 "features: --steps takes a whole number, not '5q'" "$ex/features" --steps 5q
 # A misspelt model is refused before the data are read and anything trains.
 expect 1 "unknown model 'foo'" "$ex/rotmnist" --data "$out/no-mnist" --models cnn,foo
 expect 1 "names no model" "$ex/rotmnist" --data "$out/no-mnist" --models ,

@@ -1,6 +1,7 @@
 #include "exutil.h"
 
 #include <errno.h>
+#include <limits.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stdlib.h>
@@ -25,6 +26,49 @@ void ex_die(const char *fmt, ...)
     va_end(ap);
     fputc('\n', stderr);
     exit(1);
+}
+
+static void arg_error(const char *prog, const char *opt, const char *kind, const char *v)
+{
+    fprintf(stderr, "%s: %s takes %s, not '%s'\n", prog, opt, kind, v);
+    exit(2);
+}
+
+long long ex_arg_ll(const char *prog, const char *opt, const char *v)
+{
+    char *end = NULL;
+    errno = 0;
+    long long x = strtoll(v, &end, 10);
+    if (end == v || *end != '\0' || errno == ERANGE) arg_error(prog, opt, "a whole number", v);
+    return x;
+}
+
+int ex_arg_int(const char *prog, const char *opt, const char *v)
+{
+    long long x = ex_arg_ll(prog, opt, v);
+    if (x < INT_MIN || x > INT_MAX) arg_error(prog, opt, "a whole number", v);
+    return (int)x;
+}
+
+uint64_t ex_arg_u64(const char *prog, const char *opt, const char *v)
+{
+    char *end = NULL;
+    errno = 0;
+    unsigned long long x = strtoull(v, &end, 10);
+    /* strtoull takes "-1" as 2^64 - 1: a sign is refused */
+    if (end == v || *end != '\0' || errno == ERANGE || strchr(v, '-'))
+        arg_error(prog, opt, "a whole number from 0", v);
+    return (uint64_t)x;
+}
+
+double ex_arg_double(const char *prog, const char *opt, const char *v)
+{
+    char *end = NULL;
+    errno = 0;
+    double x = strtod(v, &end);
+    if (end == v || *end != '\0' || errno == ERANGE || !isfinite(x))
+        arg_error(prog, opt, "a number", v);
+    return x;
 }
 
 void *ex_malloc(size_t size)

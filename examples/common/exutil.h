@@ -17,6 +17,13 @@ void ex_die(const char *fmt, ...)
     __attribute__((format(printf, 1, 2), noreturn))
 #endif
     ;
+/* Command-line numbers: the whole of `v` must be one decimal integer that fits the type, or one
+ * finite number; otherwise prints "PROG: OPT takes ..., not 'V'" and exits 2 (a usage error).
+ * Ranges are the caller's to check. */
+int ex_arg_int(const char *prog, const char *opt, const char *v);
+long long ex_arg_ll(const char *prog, const char *opt, const char *v);
+uint64_t ex_arg_u64(const char *prog, const char *opt, const char *v);
+double ex_arg_double(const char *prog, const char *opt, const char *v);
 /* Creates a folder and its parents (mkdir -p); exits with a message when one cannot be made. */
 void ex_make_dirs(const char *dir);
 
