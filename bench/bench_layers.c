@@ -98,6 +98,7 @@ int main(int argc, char **argv)
 {
     int threads = 1, shape_only = 0;
     const char *mode = "engine", *only = NULL;
+    bench_check_env(argv[0]);
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--threads") && i + 1 < argc)
             threads = bench_int_arg(argv[0], "--threads", argv[++i], 1, CFNET_MAX_THREADS);

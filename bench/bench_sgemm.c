@@ -20,6 +20,7 @@ static void run(void *arg)
 
 int main(int argc, char **argv)
 {
+    bench_check_env(argv[0]);
     if (argc > 2) {
         fprintf(stderr, "usage: %s [n]   (16..16384, default 2048)\n", argv[0]);
         return 2;

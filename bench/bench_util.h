@@ -104,6 +104,35 @@ static inline int bench_int_arg(const char *prog, const char *opt, const char *v
     return (int)x;
 }
 
+/* The environment variables the programs read, when set: BENCH_REPS (1..2147483647, at most
+ * BENCH_MAX_REPS are run), BENCH_LAT_CALLS (1..1000000, at least 10 are made) and BENCH_CLOCK
+ * (cpu or wall). Any other value is a usage error (a message and exit status 2), as in
+ * bench/run.sh, rather than silently the default. */
+static inline void bench_check_env(const char *prog)
+{
+    static const struct {
+        const char *name;
+        long hi;
+    } ints[] = {{"BENCH_REPS", 2147483647L}, {"BENCH_LAT_CALLS", 1000000L}};
+    for (size_t i = 0; i < sizeof ints / sizeof ints[0]; i++) {
+        const char *v = getenv(ints[i].name);
+        if (!v) continue;
+        char *end;
+        errno = 0;
+        long x = strtol(v, &end, 10);
+        if (errno || end == v || *end || x < 1 || x > ints[i].hi) {
+            fprintf(stderr, "%s: %s=%s: must be an integer in 1..%ld\n", prog, ints[i].name, v,
+                    ints[i].hi);
+            exit(2);
+        }
+    }
+    const char *clk = getenv("BENCH_CLOCK");
+    if (clk && strcmp(clk, "cpu") && strcmp(clk, "wall")) {
+        fprintf(stderr, "%s: BENCH_CLOCK=%s: must be cpu or wall\n", prog, clk);
+        exit(2);
+    }
+}
+
 /* --mode: "engine" or "blas" (usage error otherwise). */
 static inline const char *bench_mode_arg(const char *prog, const char *v)
 {

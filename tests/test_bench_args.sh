@@ -37,6 +37,24 @@ bad bench_nets --rss --only preset64_cfnet
 bad bench_sgemm abc
 bad bench_sgemm 8
 bad bench_sgemm 64 2
+# The BENCH_* variables the programs read: a value outside its range is a usage error too (not
+# silently the default, as bench/run.sh and torch_peer.py refuse it).
+badenv() { # VAR=value program args...
+    setting=$1
+    shift
+    st=0
+    env "$setting" "$B/$@" > "$tmp/out" 2> "$tmp/err" || st=$?
+    [ "$st" = 2 ] || { cat "$tmp/err" >&2; fail "$setting $*: status $st (want 2)"; }
+    [ ! -s "$tmp/out" ] || { cat "$tmp/out" >&2; fail "$setting $*: printed results"; }
+    grep -q "${setting%%=*}=" "$tmp/err" || { cat "$tmp/err" >&2; fail "$setting $*: message"; }
+}
+badenv BENCH_REPS=abc bench_layers --shape 28 --only dft_magnitude
+badenv BENCH_REPS=0 bench_layers --shape 28 --only dft_magnitude
+badenv BENCH_REPS= bench_sgemm 16
+badenv BENCH_LAT_CALLS=many bench_nets --latency --only yeast_cfnet
+badenv BENCH_LAT_CALLS=-5 bench_nets --latency --only yeast_cfnet
+badenv BENCH_LAT_CALLS=99999999999 bench_nets --latency --only yeast_cfnet
+badenv BENCH_CLOCK=process bench_sgemm 16
 
 # A small run: one row of the layer asked for, in the format bench/report.py reads.
 BENCH_REPS=1 "$B/bench_layers" --threads 2 --mode blas --shape 28 --only dft_mag > "$tmp/out"
@@ -63,7 +81,7 @@ for v in generic avx2 avx512; do
     [ "$(kernels $v)" = "$want" ] || fail "CFNET_CPU=$v: $(kernels $v) (want $want)"
 done
 [ "$(kernels bogus)" = "$best" ] || fail "CFNET_CPU=bogus: $(kernels bogus) (want $best)"
-CFNET_CPU=generic BENCH_REPS=1 "$B/bench_nets" --latency --only preset64_cfnet > "$tmp/out"
+CFNET_CPU=generic BENCH_REPS=1 BENCH_LAT_CALLS=10 "$B/bench_nets" --latency --only preset64_cfnet > "$tmp/out"
 grep -q '^# cfnet kernels: generic | CFNET_CPU=generic$' "$tmp/out" || fail "bench_nets kernels"
 grep -q '^# batch 1;' "$tmp/out" || fail "bench_nets --latency: batch line"
 # The PyTorch peer (when this Python has PyTorch): the same refusals.

@@ -37,6 +37,9 @@ expect 2 "-o: the file name is empty" "$cfnet" predict m x -o ""
 expect 2 "--out: the file name is empty" "$cfnet" eval m d --out ""
 # --threads goes up to libcfnet's CFNET_MAX_THREADS (64), not beyond
 expect 2 "--threads: expected 1..64, got '65'" "$cfnet" train d -o m --threads 65
+# --max-memory: the message names every suffix it takes (T too, as docs/cli.md says)
+expect 2 "--max-memory: expected bytes with an optional K, M, G or T suffix, got '2X'" "$cfnet" \
+    train d -o m --max-memory 2X
 expect 2 "--threads: expected 1..64, got '65'" "$cfnet" predict m x --threads 65
 expect 2 "--threads: expected 1..64, got '65'" "$cfnet" eval m x --threads 65
 expect 2 "missing INPUTS" "$cfnet" predict m

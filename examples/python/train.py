@@ -59,13 +59,15 @@ def build(size, seed):
     return net
 
 
-def count(low):
-    """An argparse type: an integer >= low."""
+def count(low, high=None):
+    """An argparse type: an integer >= low (and <= high when given)."""
     def parse(text):
         try:
             value = int(text)
         except ValueError:
             raise argparse.ArgumentTypeError("'%s' is not an integer" % text) from None
+        if high is not None and not low <= value <= high:
+            raise argparse.ArgumentTypeError("%d is not in %d to %d" % (value, low, high))
         if value < low:
             raise argparse.ArgumentTypeError("%d is less than %d" % (value, low))
         return value
@@ -74,7 +76,9 @@ def count(low):
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--size", type=count(1), default=16,
+    # the presets' input sizes, checked before the images are made (--size 100000 would
+    # otherwise run out of memory making them, before the library could refuse the size)
+    ap.add_argument("--size", type=count(16, 512), default=16,
                     help="image size, 16 to 512 (default 16)")
     ap.add_argument("--train", type=count(1), default=600, help="training images (default 600)")
     ap.add_argument("--test", type=count(1), default=300, help="test images (default 300)")

@@ -33,14 +33,16 @@ class ExampleTest(unittest.TestCase):
                 self.assertEqual(net.predict(x).shape, (1,))
 
     def test_bad_arguments(self):
-        """A wrong argument gives a one-line message and exit status 2 (usage) or 1 (refused
-        by the library, or an unwritable --out), not a traceback."""
+        """A wrong argument gives a one-line message and exit status 2 (usage) or 1 (an
+        unwritable --out), not a traceback; a size outside the presets' 16 to 512 is refused
+        before any image is made."""
         with tempfile.TemporaryDirectory() as d:
             cases = [(["--batch", "0"], 2, "argument --batch"),
                      (["--epochs", "-1"], 2, "argument --epochs"),
                      (["--train", "x"], 2, "argument --train"),
                      (["--seed", "-1"], 2, "argument --seed"),
-                     (["--size", "10", "--train", "3", "--test", "3"], 1, "16 to 512"),
+                     (["--size", "10", "--train", "3", "--test", "3"], 2, "16 to 512"),
+                     (["--size", "100000"], 2, "16 to 512"),
                      (["--train", "20", "--test", "5", "--epochs", "1", "--out",
                        os.path.join(d, "missing", "m.safetensors")], 1, "network_save")]
             for args, status, text in cases:

@@ -567,7 +567,7 @@ static int parse_args(int argc, char **argv, train_cfg *c)
         case 'R': u = opt_path("train", "--resume", optarg, &c->resume); break;
         case 'T': u = opt_int("train", "--threads", optarg, 1, CFNET_MAX_THREADS, NULL, &c->threads); break;
         case 'M':
-            if (parse_bytes(optarg, &c->max_memory)) return tool_usage_error("train", "--max-memory: expected bytes with an optional K, M, G suffix, got '%s'", optarg);
+            if (parse_bytes(optarg, &c->max_memory)) return tool_usage_error("train", "--max-memory: expected bytes with an optional K, M, G or T suffix, got '%s'", optarg);
             c->max_memory_given = 1;
             break;
         case 'K': c->skip_bad = 1; break;
