@@ -22,18 +22,23 @@ OUT=${BENCH_OUT:-$BUILD/bench-results}
 PY=/usr/bin/python3
 
 usage_error() { echo "bench/run.sh: $*" >&2; exit 2; }
-positive() { # NAME VALUE: VALUE must be a positive integer
+positive() { # NAME VALUE [MAX]: VALUE must be a positive integer, at most MAX when given
     case $2 in
     '' | *[!0-9]* | 0*) usage_error "$1=$2: must be a positive integer" ;;
     esac
+    # the length first: the shell's arithmetic overflows on very long numbers
+    if [ -n "${3:-}" ] && { [ ${#2} -gt ${#3} ] || [ "$2" -gt "$3" ]; }; then
+        usage_error "$1=$2: must be at most $3"
+    fi
 }
 case ${BENCH_SHAPE:-} in
 '' | 28 | 50 | 64) ;;
 *) usage_error "BENCH_SHAPE=$BENCH_SHAPE: must be 28, 50 or 64" ;;
 esac
 positive BENCH_PASSES "${BENCH_PASSES:-1}"
-[ -z "${BENCH_REPS+x}" ] || positive BENCH_REPS "$BENCH_REPS"
-[ -z "${BENCH_LAT_CALLS+x}" ] || positive BENCH_LAT_CALLS "$BENCH_LAT_CALLS"
+# the limits of the benchmark programs (bench_check_env in bench/bench_util.h)
+[ -z "${BENCH_REPS+x}" ] || positive BENCH_REPS "$BENCH_REPS" 2147483647
+[ -z "${BENCH_LAT_CALLS+x}" ] || positive BENCH_LAT_CALLS "$BENCH_LAT_CALLS" 1000000
 case ${BENCH_KEEP_BLAS_ENV:-0} in
 0 | 1) ;;
 *) usage_error "BENCH_KEEP_BLAS_ENV=$BENCH_KEEP_BLAS_ENV: must be 0 or 1" ;;

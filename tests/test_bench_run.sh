@@ -80,10 +80,11 @@ if grep -q bench_nets "$tmp/ran"; then fail "failing bench_layers: the run went 
 
 # 3. Values outside their range: status 2, a message, nothing run.
 for setting in BENCH_SHAPE=32 BENCH_SHAPE=abc BENCH_PASSES=0 BENCH_PASSES=two BENCH_REPS=x \
-               BENCH_REPS= BENCH_LAT_CALLS=-5 BENCH_KEEP_BLAS_ENV=yes BENCH_CLOCK=process; do
+               BENCH_REPS= BENCH_REPS=2147483648 BENCH_LAT_CALLS=-5 BENCH_LAT_CALLS=1000001 \
+               BENCH_LAT_CALLS=123456789012345678901234 BENCH_KEEP_BLAS_ENV=yes BENCH_CLOCK=process; do
     env "$setting" sh -c 'true' # the setting is a valid assignment
     st=0
-    env "$setting" CFNET_BUILD="$tmp/build" BENCH_OUT="$tmp/r3" FAKE_RAN="$tmp/ran3" \
+    env "$setting" CFNET_BUILD="$tmp/build" BENCH_OUT="$tmp/r3" FAKE_RAN="$tmp/ran3" PYTHONPATH="$tmp/notorch" \
         bench/run.sh > "$tmp/r3.out" 2> "$tmp/r3.err" || st=$?
     [ "$st" = 2 ] || { cat "$tmp/r3.err" >&2; fail "$setting: status $st (want 2)"; }
     grep -q "^bench/run.sh: ${setting%%=*}=" "$tmp/r3.err" || { cat "$tmp/r3.err" >&2; fail "$setting: message"; }
