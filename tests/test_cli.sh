@@ -35,6 +35,7 @@ expect 2 "-o: the file name is empty" "$cfnet" train d -o ""
 expect 2 "--log: the file name is empty" "$cfnet" train d -o m --log ""
 expect 2 "-o: the file name is empty" "$cfnet" predict m x -o ""
 expect 2 "--out: the file name is empty" "$cfnet" eval m d --out ""
+expect 2 "export: OUT.onnx: the file name is empty" "$cfnet" export m ""
 # --threads goes up to libcfnet's CFNET_MAX_THREADS (64), not beyond
 expect 2 "--threads: expected 1..64, got '65'" "$cfnet" train d -o m --threads 65
 # --max-memory: the message names every suffix it takes (T too, as docs/cli.md says)

@@ -37,6 +37,9 @@ int cmd_export(int argc, char **argv)
         return tool_usage_error("export", argc - optind < 2 ? "MODEL and OUT.onnx expected"
                                                             : "only MODEL and OUT.onnx expected");
     const char *model = argv[optind], *out = argv[optind + 1];
+    /* as for the -o options of the other commands: an unset shell variable, found before the
+     * model is read and converted */
+    if (!out[0]) return tool_usage_error("export", "OUT.onnx: the file name is empty");
     if (path_is_dir(out) == 1) {
         tool_error("export: %s is a folder; give a file name", out);
         return EXIT_USAGE;
