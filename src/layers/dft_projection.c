@@ -251,7 +251,11 @@ static cfnet_status dft_projection_backward(cfnet_layer *l, const float *x, cons
                (long long)n, INT_MAX);
     const int N = l->icfg[ICFG_FILTERS], nrot = p->nrot, MM = p->MM, D = p->D;
     const int planes = D / MM;
-    const float *Wrot = ws;
+    /* The bank is expanded again from the current weights: an inference forward leaves it in
+     * the layer's cache, not in the workspace, and the weights may have changed since the last
+     * training forward. Expanding costs as much as the transposed maps below. */
+    float *Wrot = ws;
+    if (dx) expand(l, Wrot);
     float *dWrot = bank_grad(p, ws), *dW = l->grad[0]->data, *db = l->grad[1]->data;
 
     /* dX (n x D) = dPsi (n x rows) Wrot (rows x D). */
