@@ -167,6 +167,41 @@ static void nearest_45_degree_projection_shifts_3x3_ring_by_one(void **state)
     cfnet_layer_free(p.l);
 }
 
+/* docs/conventions.md: on the half-integer offsets of an even map, nearest-neighbour rotation by
+ * 45 degrees leaves the four central taps in place (a coordinate that snaps to 0 keeps its sign);
+ * the outer ring is resampled and its corners left empty. The table follows from the definition
+ * there (computed independently of the library). */
+static void nearest_45_degree_projection_on_4x4_keeps_central_taps(void **state)
+{
+    (void)state;
+    /* src[t]: the tap of phi that lands on tap t of the 45-degree filter, -1 for none. */
+    static const int src[16] = {-1, 2, 7, -1, 1, 5, 6, 11, 4, 9, 10, 14, -1, 8, 13, -1};
+    const int N = 2, K = 2, R = 2, B = 2, M = 4, MM = 16;
+    proj p = make_proj(N, R, CFNET_INTERP_NEAREST, K, M, false, 19);
+    tu_rng r = {19};
+    cfnet_tensor *x = proj_input(&p, B, &r), *y = run(&p, x);
+    const float *W = cfnet_tensor_data(cfnet_layer_param(p.l, 0)),
+                *b = cfnet_tensor_data(cfnet_layer_param(p.l, 1)), *xd = cfnet_tensor_data(x);
+    double ref[2 * 2 * 8];
+    for (int s = 0; s < B; s++)
+        for (int n = 0; n < N; n++)
+            for (int g = 0; g < 8; g++) {
+                double v = NAN;
+                if (g == 1) { /* 45 degrees */
+                    v = b[n];
+                    for (int k = 0; k < K; k++)
+                        for (int t = 0; t < MM; t++)
+                            if (src[t] >= 0)
+                                v += (double)W[(n * K + k) * MM + src[t]] * xd[(s * K + k) * MM + t];
+                }
+                ref[(s * N + n) * 8 + g] = v;
+            }
+    expect_close(cfnet_tensor_data(y), ref, B * N * 8, 1e-5, "4x4 at 45 degrees");
+    cfnet_tensor_free(x);
+    cfnet_tensor_free(y);
+    cfnet_layer_free(p.l);
+}
+
 static void p4_projection_is_group_convolution_at_centre(void **state)
 {
     (void)state;
@@ -530,6 +565,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(planar_projection_matches_explicitly_rotated_filters),
         cmocka_unit_test(nearest_45_degree_projection_shifts_3x3_ring_by_one),
+        cmocka_unit_test(nearest_45_degree_projection_on_4x4_keeps_central_taps),
         cmocka_unit_test(p4_projection_is_group_convolution_at_centre),
         cmocka_unit_test(quarter_turn_of_input_shifts_projection_by_R),
         cmocka_unit_test(projection_then_magnitude_is_invariant_to_quarter_turns),
