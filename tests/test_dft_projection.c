@@ -167,6 +167,41 @@ static void nearest_45_degree_projection_shifts_3x3_ring_by_one(void **state)
     cfnet_layer_free(p.l);
 }
 
+/* docs/conventions.md: on the half-integer offsets of an even map, nearest-neighbour rotation by
+ * 45 degrees leaves the four central taps in place (a coordinate that snaps to 0 keeps its sign);
+ * the outer ring is resampled and its corners left empty. The table follows from the definition
+ * there (computed independently of the library). */
+static void nearest_45_degree_projection_on_4x4_keeps_central_taps(void **state)
+{
+    (void)state;
+    /* src[t]: the tap of phi that lands on tap t of the 45-degree filter, -1 for none. */
+    static const int src[16] = {-1, 2, 7, -1, 1, 5, 6, 11, 4, 9, 10, 14, -1, 8, 13, -1};
+    const int N = 2, K = 2, R = 2, B = 2, M = 4, MM = 16;
+    proj p = make_proj(N, R, CFNET_INTERP_NEAREST, K, M, false, 19);
+    tu_rng r = {19};
+    cfnet_tensor *x = proj_input(&p, B, &r), *y = run(&p, x);
+    const float *W = cfnet_tensor_data(cfnet_layer_param(p.l, 0)),
+                *b = cfnet_tensor_data(cfnet_layer_param(p.l, 1)), *xd = cfnet_tensor_data(x);
+    double ref[2 * 2 * 8];
+    for (int s = 0; s < B; s++)
+        for (int n = 0; n < N; n++)
+            for (int g = 0; g < 8; g++) {
+                double v = NAN;
+                if (g == 1) { /* 45 degrees */
+                    v = b[n];
+                    for (int k = 0; k < K; k++)
+                        for (int t = 0; t < MM; t++)
+                            if (src[t] >= 0)
+                                v += (double)W[(n * K + k) * MM + src[t]] * xd[(s * K + k) * MM + t];
+                }
+                ref[(s * N + n) * 8 + g] = v;
+            }
+    expect_close(cfnet_tensor_data(y), ref, B * N * 8, 1e-5, "4x4 at 45 degrees");
+    cfnet_tensor_free(x);
+    cfnet_tensor_free(y);
+    cfnet_layer_free(p.l);
+}
+
 static void p4_projection_is_group_convolution_at_centre(void **state)
 {
     (void)state;
@@ -367,6 +402,77 @@ static void projection_parameter_gradients_accumulate(void **state)
     cfnet_layer_free(p.l);
 }
 
+/* cfnet_layer_backward follows the most recent forward in either mode: after an inference
+ * forward (its rotated bank is the layer's cache, not the workspace) and after the weights
+ * changed since an earlier training forward, dx and the gradients are those of a training
+ * forward with the current weights, bit for bit. */
+static void backward_after_inference_forward_uses_current_weights(void **state)
+{
+    (void)state;
+    const int N = 2, K = 2, B = 3;
+    const struct { int M, R, G; } cases[] = {{4, 2, 1}, {5, 3, 1}, {3, 1, 4}, {3, 1, 8}};
+    for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
+        const int M = cases[c].M, R = cases[c].R, G = cases[c].G;
+        int64_t s3[3] = {K, M, M}, s4[4] = {K, G, M, M};
+        cfnet_layer *l[2];
+        for (int i = 0; i < 2; i++) {
+            CF_ASSERT_OK(cfnet_layer_dft_projection_create(N, R, CFNET_INTERP_BILINEAR, &l[i]));
+            CF_ASSERT_OK(G == 1 ? cfnet_layer_setup(l[i], 3, s3, 7) : cfnet_layer_setup(l[i], 4, s4, 7));
+        }
+        tu_rng r = {70 + c};
+        int64_t xs[5] = {B, K, G, M, M}, x3[4] = {B, K, M, M};
+        cfnet_tensor *x = G == 1 ? tu_tensor(4, x3, &r) : tu_tensor(5, xs, &r);
+        cfnet_tensor *y0 = tu_output_for(l[0], B), *y1 = tu_output_for(l[1], B);
+        cfnet_tensor *dy = tu_output_for(l[0], B);
+        tu_fill_normal(cfnet_tensor_data(dy), cfnet_tensor_numel(dy), &r);
+        cfnet_tensor *dx0 = tu_tensor(G == 1 ? 4 : 5, G == 1 ? x3 : xs, &r);
+        cfnet_tensor *dx1 = tu_tensor(G == 1 ? 4 : 5, G == 1 ? x3 : xs, &r);
+        /* Layer 0: a training forward and backward with the initial weights, then new weights
+         * and an inference forward. Layer 1: the new weights, a training forward. */
+        CF_ASSERT_OK(cfnet_layer_forward(l[0], x, y0, CFNET_MODE_TRAINING));
+        CF_ASSERT_OK(cfnet_layer_backward(l[0], x, y0, dy, dx0));
+        cfnet_tensor *w0 = cfnet_layer_param(l[0], 0), *w1 = cfnet_layer_param(l[1], 0);
+        tu_fill_normal(cfnet_tensor_data(w0), cfnet_tensor_numel(w0), &r);
+        memcpy(cfnet_tensor_data(w1), cfnet_tensor_data(w0),
+               (size_t)cfnet_tensor_numel(w0) * sizeof(float));
+        CF_ASSERT_OK(cfnet_layer_zero_grad(l[0]));
+        CF_ASSERT_OK(cfnet_layer_forward(l[0], x, y0, CFNET_MODE_INFERENCE));
+        CF_ASSERT_OK(cfnet_layer_backward(l[0], x, y0, dy, dx0));
+        CF_ASSERT_OK(cfnet_layer_forward(l[1], x, y1, CFNET_MODE_TRAINING));
+        CF_ASSERT_OK(cfnet_layer_backward(l[1], x, y1, dy, dx1));
+        assert_memory_equal(cfnet_tensor_data(y0), cfnet_tensor_data(y1),
+                            (size_t)cfnet_tensor_numel(y0) * sizeof(float));
+        assert_memory_equal(cfnet_tensor_data(dx0), cfnet_tensor_data(dx1),
+                            (size_t)cfnet_tensor_numel(dx0) * sizeof(float));
+        for (int i = 0; i < 2; i++)
+            assert_memory_equal(cfnet_tensor_data(cfnet_layer_grad(l[0], i)),
+                                cfnet_tensor_data(cfnet_layer_grad(l[1], i)),
+                                (size_t)cfnet_tensor_numel(cfnet_layer_grad(l[0], i)) *
+                                    sizeof(float));
+        /* A fresh layer whose only forward was an inference one. */
+        cfnet_layer *f;
+        CF_ASSERT_OK(cfnet_layer_dft_projection_create(N, R, CFNET_INTERP_BILINEAR, &f));
+        CF_ASSERT_OK(G == 1 ? cfnet_layer_setup(f, 3, s3, 7) : cfnet_layer_setup(f, 4, s4, 7));
+        memcpy(cfnet_tensor_data(cfnet_layer_param(f, 0)), cfnet_tensor_data(w0),
+               (size_t)cfnet_tensor_numel(w0) * sizeof(float));
+        CF_ASSERT_OK(cfnet_layer_forward(f, x, y0, CFNET_MODE_INFERENCE));
+        CF_ASSERT_OK(cfnet_layer_backward(f, x, y0, dy, dx0));
+        assert_memory_equal(cfnet_tensor_data(dx0), cfnet_tensor_data(dx1),
+                            (size_t)cfnet_tensor_numel(dx0) * sizeof(float));
+        assert_memory_equal(cfnet_tensor_data(cfnet_layer_grad(f, 0)),
+                            cfnet_tensor_data(cfnet_layer_grad(l[1], 0)),
+                            (size_t)cfnet_tensor_numel(w0) * sizeof(float));
+        cfnet_layer_free(f);
+        cfnet_tensor_free(x);
+        cfnet_tensor_free(y0);
+        cfnet_tensor_free(y1);
+        cfnet_tensor_free(dy);
+        cfnet_tensor_free(dx0);
+        cfnet_tensor_free(dx1);
+        for (int i = 0; i < 2; i++) cfnet_layer_free(l[i]);
+    }
+}
+
 static void projection_parameters_have_documented_shapes_and_init(void **state)
 {
     (void)state;
@@ -459,11 +565,13 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(planar_projection_matches_explicitly_rotated_filters),
         cmocka_unit_test(nearest_45_degree_projection_shifts_3x3_ring_by_one),
+        cmocka_unit_test(nearest_45_degree_projection_on_4x4_keeps_central_taps),
         cmocka_unit_test(p4_projection_is_group_convolution_at_centre),
         cmocka_unit_test(quarter_turn_of_input_shifts_projection_by_R),
         cmocka_unit_test(projection_then_magnitude_is_invariant_to_quarter_turns),
         cmocka_unit_test(projection_gradients_match_finite_differences),
         cmocka_unit_test(projection_parameter_gradients_accumulate),
+        cmocka_unit_test(backward_after_inference_forward_uses_current_weights),
         cmocka_unit_test(projection_parameters_have_documented_shapes_and_init),
         cmocka_unit_test(projection_rejects_bad_arguments_and_shapes),
     };

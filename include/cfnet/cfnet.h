@@ -269,7 +269,8 @@ CFNET_API cfnet_status cfnet_layer_p4_lift_create(int out_channels, int kernel,
 CFNET_API cfnet_status cfnet_layer_p4_conv_create(int out_channels, int kernel,
                                                   cfnet_padding padding, cfnet_layer **out);
 
-/** Pooling over the 4 rotations of a p4 map: input C x 4 x H x W, output C x H x W. */
+/** Max or mean over the group axis: input C x 4 x H x W (p4), C x 8 x H x W (p4m) or
+ *  C x 2 x H x W (conic_conv_mirror), output C x H x W. */
 CFNET_API cfnet_status cfnet_layer_group_pool_create(cfnet_pool_mode mode, cfnet_layer **out);
 
 /** DFT transition, part (a): projection Psi(n, r) = <T_r phi_n, f> + b_n with `filters` learned

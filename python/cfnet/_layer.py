@@ -276,14 +276,15 @@ def conic_conv_mirror(out_channels, kernel, R, padding="same", interp="nearest")
 
 
 def group_pool(mode="max"):
-    """Pooling over the group axis of a p4 or p4m map: C x 4 x H x W or C x 8 x H x W ->
-    C x H x W."""
+    """Pooling over the group axis of a p4, p4m or conic_conv_mirror map: C x 4 x H x W,
+    C x 8 x H x W or C x 2 x H x W -> C x H x W."""
     return _create("cfnet_layer_group_pool_create", to_enum(PoolMode, mode))
 
 
 def dft_projection(filters, R=1, interp="nearest"):
     """DFT transition (a): projection onto ``filters`` map-sized filters at 4R rotations.
-    K x M x M -> filters x 4R; p4 K x 4 x M x M -> filters x 4 (R = 1)."""
+    K x M x M -> filters x 4R; p4 K x 4 x M x M -> filters x 4 and p4m K x 8 x M x M ->
+    filters x 8 (R = 1)."""
     return _create("cfnet_layer_dft_projection_create", to_int(filters, "filters"), to_int(R, "R"),
                    to_enum(Interp, interp))
 

@@ -149,18 +149,26 @@ static cfnet_status dft_projection_setup(cfnet_layer *l, uint64_t seed)
     return CFNET_OK;
 }
 
-/* Workspace: Wrot and dWrot, (N 4R) x D floats each; independent of the batch size. */
+/* Workspace: Wrot and dWrot, (N 4R) x D floats each, then a flag telling whether Wrot holds the
+ * bank of the forward that last ran on this workspace; independent of the batch size. */
 static size_t dft_projection_workspace(const cfnet_layer *l, int64_t n)
 {
     (void)n;
     const dft_projection_priv *p = l->priv;
     size_t bank = (size_t)p->rows * (size_t)p->D * sizeof(float);
-    return 2 * cf_align64(bank);
+    return 2 * cf_align64(bank) + sizeof(int);
 }
 
 static float *bank_grad(const dft_projection_priv *p, void *ws)
 {
     return (float *)((char *)ws + cf_align64((size_t)p->rows * (size_t)p->D * sizeof(float)));
+}
+
+/* An inference forward that uses the layer's cache leaves Wrot unwritten: it clears the flag,
+ * and a backward after it expands the bank itself. */
+static int *bank_valid(const dft_projection_priv *p, void *ws)
+{
+    return (int *)((char *)ws + 2 * cf_align64((size_t)p->rows * (size_t)p->D * sizeof(float)));
 }
 
 /* Row n * 4R + r of Wrot, column block of input plane (c, s), comes from weight plane `src` via
@@ -222,13 +230,16 @@ static cfnet_status dft_projection_forward(cfnet_layer *l, const float *x, float
                 p->cached = true;
             }
             Wrot = p->cache_wrot;
+            *bank_valid(p, ws) = 0;
         } else {
             cf_mutex_unlock(&p->lock);
             locked = false;
             expand(l, Wrot);
+            *bank_valid(p, ws) = 1;
         }
     } else {
         expand(l, Wrot);
+        *bank_valid(p, ws) = 1;
     }
     /* Psi (n x rows) = X (n x D) Wrot^T. */
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)n, p->rows, D, 1.0f, x, D, Wrot,
@@ -251,7 +262,8 @@ static cfnet_status dft_projection_backward(cfnet_layer *l, const float *x, cons
                (long long)n, INT_MAX);
     const int N = l->icfg[ICFG_FILTERS], nrot = p->nrot, MM = p->MM, D = p->D;
     const int planes = D / MM;
-    const float *Wrot = ws;
+    float *Wrot = ws;
+    if (dx && !*bank_valid(p, ws)) expand(l, Wrot);
     float *dWrot = bank_grad(p, ws), *dW = l->grad[0]->data, *db = l->grad[1]->data;
 
     /* dX (n x D) = dPsi (n x rows) Wrot (rows x D). */
