@@ -241,6 +241,13 @@ static int plot_csv(const char *csv_path)
     double acc;
     if (!fgets(line, sizeof line, f))
         ex_die(ferror(f) ? "demo: cannot read %s" : "demo: %s is empty", csv_path);
+    /* The header names the file: demo-runs.csv (one row per run) has no curves to draw. */
+    line[strcspn(line, "\r\n")] = '\0';
+    if (strcmp(line, "model,n_train,seed,step,test_accuracy") != 0)
+        ex_die("demo: %s is not a learning-curve CSV (its first line is not "
+               "model,n_train,seed,step,test_accuracy): give the biomarker-curves.csv that "
+               "--full or --eval-every wrote, not demo-runs.csv",
+               csv_path);
     while (fgets(line, sizeof line, f)) {
         if (sscanf(line, "%63[^,],%d,%d,%d,%lf", name, &n_train, &seed, &step, &acc) != 5 || step < 1)
             ex_die("demo: %s: malformed line: %s", csv_path, line);

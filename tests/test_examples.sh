@@ -48,6 +48,12 @@ expect 1 "has no runs" "$ex/demo" --plot "$out/header.csv"
 expect 1 "cannot read" "$ex/demo" --plot "$out"
 printf 'model,n_train,seed,step,test_accuracy\nCFNet,50,1,abc,0.5\n' >"$out/bad.csv"
 expect 1 "malformed line" "$ex/demo" --plot "$out/bad.csv"
+# demo-runs.csv, the table every run writes, is not a learning-curve CSV (its parameter counts
+# were drawn as steps before).
+printf 'model,n_train,seed,parameters,test_accuracy,train_seconds\nCFNet,50,1,9850,0.1,2.3\n' \
+    >"$out/demo-runs.csv"
+expect 1 "is not a learning-curve CSV" "$ex/demo" --plot "$out/demo-runs.csv"
+[ ! -e "$out/demo-runs.svg" ] || fail "demo --plot drew a runs table"
 
 # features and rotmnist.
 expect 2 "usage: features" "$ex/features" --bogus

@@ -806,7 +806,18 @@ static void metadata_errors(void **state)
     p = split(f.buf, f.size);
     json_object_set_new(json_object_get(p.root, "__metadata__"), "format_version",
                         json_string("2"));
-    expect_parts_error(&p, CFNET_E_FORMAT, "format_version");
+    json_object_set_new(json_object_get(p.root, "__metadata__"), "library_version",
+                        json_string("9.8.7"));
+    /* The message names the release that wrote the file and this one. */
+    expect_parts_error(&p, CFNET_E_FORMAT,
+                       "format_version is \"2\" (written by libcfnet 9.8.7), but libcfnet "
+                       CFNET_VERSION_STRING " reads format_version \"1\" only");
+
+    p = split(f.buf, f.size);
+    json_object_set_new(json_object_get(p.root, "__metadata__"), "format_version",
+                        json_string("2"));
+    json_object_del(json_object_get(p.root, "__metadata__"), "library_version");
+    expect_parts_error(&p, CFNET_E_FORMAT, "format_version is \"2\", but libcfnet");
 
     p = split(f.buf, f.size);
     json_object_del(json_object_get(p.root, "__metadata__"), "architecture");

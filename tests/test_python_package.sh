@@ -91,6 +91,24 @@ mkdir -p "$tmp/work"
     "$tmp/venv/bin/python" "$tmp/user.py" "$tmp/venv" "$tmp/prefix" "$version"
 ) || fail "the installed package does not work"
 
+# make install-python into the prefix of `make install`: the package finds that prefix's library
+# without PKG_CONFIG_PATH or CFNET_LIBRARY (pkg-config made to find nothing).
+# shellcheck disable=SC2086
+make --no-print-directory -s install-python PREFIX="$tmp/prefix" PYTHON="$py" \
+    $makevars >"$tmp/install-python-prefix.log" 2>&1 ||
+    { cat "$tmp/install-python-prefix.log"; fail "make install-python PREFIX"; }
+psite=$(find "$tmp/prefix" -type d -name cfnet -path '*-packages/cfnet')
+[ -n "$psite" ] || fail "make install-python PREFIX installed no cfnet package"
+mkdir -p "$tmp/no-pc"
+got=$(cd "$tmp/work" && env -u PKG_CONFIG_PATH PKG_CONFIG_LIBDIR="$tmp/no-pc" \
+    PYTHONPATH=$(dirname "$psite") "$py" -c 'import cfnet; print(cfnet.library_path())' 2>&1) ||
+    fail "the package installed into the prefix does not find its library: $got"
+[ "$got" = "$(cd "$tmp/prefix/lib" && pwd -P)/libcfnet.so.$version" ] ||
+    fail "the package installed into the prefix loads $got"
+# shellcheck disable=SC2086
+make --no-print-directory -s uninstall-python PREFIX="$tmp/prefix" PYTHON="$py" $makevars \
+    >/dev/null 2>&1 || fail "make uninstall-python PREFIX"
+
 # make install-python with DESTDIR, then make uninstall-python.
 # shellcheck disable=SC2086
 make --no-print-directory -s install-python DESTDIR="$tmp/stage" PREFIX=/usr/local PYTHON="$py" \

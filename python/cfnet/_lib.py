@@ -4,8 +4,11 @@ The library is looked up, in order, at:
 
 1. ``$CFNET_LIBRARY``: the path of the shared library itself (``.../libcfnet.so``);
 2. ``pkg-config --variable=libdir cfnet``: an installed copy (honours ``PKG_CONFIG_PATH``);
-3. the build tree: ``lib/`` next to the ``python/`` directory that holds this package;
-4. the dynamic linker's own search (``ctypes.util.find_library("cfnet")``).
+3. the prefix the package was installed into: ``PREFIX/lib`` when the package is in
+   ``PREFIX/lib/pythonX.Y/site-packages`` (or ``dist-packages``), as ``make install-python``
+   puts it next to ``make install``'s library;
+4. the build tree: ``lib/`` next to the ``python/`` directory that holds this package;
+5. the dynamic linker's own search (``ctypes.util.find_library("cfnet")``).
 
 Nothing is loaded at import time: the first call that needs the library loads it, so modules
 that do not need it (and ``import cfnet`` itself) work without libcfnet.
@@ -232,6 +235,13 @@ def _candidates():
         except (OSError, subprocess.SubprocessError):
             pass
     here = os.path.dirname(os.path.abspath(__file__))
+    # PREFIX/lib/pythonX.Y/site-packages/cfnet -> PREFIX/lib, where `make install PREFIX=...`
+    # put the library (so that a prefix outside pkg-config's search path needs no setting).
+    site = os.path.dirname(here)
+    pydir = os.path.dirname(site)
+    if (os.path.basename(site) in ("site-packages", "dist-packages")
+            and os.path.basename(pydir).startswith("python")):
+        yield "installed prefix", os.path.join(os.path.dirname(pydir), "libcfnet.so")
     yield "build tree", os.path.join(here, os.pardir, os.pardir, "lib", "libcfnet.so")
     found = ctypes.util.find_library("cfnet")
     if found:

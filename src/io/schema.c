@@ -283,9 +283,15 @@ static cfnet_status read_metadata(json_t *root, json_t **arch_out)
     CF_FAIL_IF(strcmp(fmt, CF_FORMAT_NAME) != 0, CFNET_E_FORMAT,
                CF_LOAD ": metadata format is \"%s\", expected \"" CF_FORMAT_NAME "\"", CF_SAFE(fmt));
     const char *ver = json_string_value(json_object_get(meta, "format_version"));
+    /* Name the writer (library_version is informative, but tells the user which libcfnet reads
+     * the file) and this library, so that a file from another release says what to do. */
+    const char *writer = json_string_value(json_object_get(meta, "library_version"));
     CF_FAIL_IF(strcmp(ver, CF_FORMAT_VERSION) != 0, CFNET_E_FORMAT,
-               CF_LOAD ": format_version is \"%s\", this library reads \"" CF_FORMAT_VERSION "\"",
-               CF_SAFE(ver));
+               CF_LOAD ": format_version is \"%s\"%s%s%s, but libcfnet " CFNET_VERSION_STRING
+                       " reads format_version \"" CF_FORMAT_VERSION
+                       "\" only: load the file with the libcfnet that wrote it",
+               CF_SAFE(ver), writer ? " (written by libcfnet " : "", writer ? CF_SAFE(writer) : "",
+               writer ? ")" : "");
     json_t *text = json_object_get(meta, "architecture");
     return cf_json_parse_object(json_string_value(text), json_string_length(text), "architecture",
                                 arch_out);
