@@ -264,6 +264,23 @@ static int tiff_read_page(TIFF *tif, mem_stream *m, int page, uint32_t W, uint32
     return 0;
 }
 
+/* Whether the directory at `off` lies wholly inside the file, up to and including
+ * its link to the next directory (4 bytes, 8 in BigTIFF, after the entries). */
+static int tiff_directory_complete(TIFF *tif, uint64_t off, const unsigned char *data,
+                                   size_t size)
+{
+    const int big = TIFFIsBigTIFF(tif), be = TIFFIsBigEndian(tif);
+    const uint64_t count_bytes = big ? 8 : 2, entry_bytes = big ? 20 : 12, link_bytes = big ? 8 : 4;
+    if (off > size || size - off < count_bytes) return 0;
+    uint64_t n = 0;
+    for (uint64_t i = 0; i < count_bytes; i++) {
+        uint64_t b = data[off + (be ? i : count_bytes - 1 - i)];
+        n = n << 8 | b;
+    }
+    if (n > (size - off - count_bytes) / entry_bytes) return 0;
+    return size - off - count_bytes - n * entry_bytes >= link_bytes;
+}
+
 static int decode_tiff(const unsigned char *data, size_t size, int64_t max_values, tool_image *out,
                        char *err, size_t errsize)
 {
@@ -289,7 +306,9 @@ static int decode_tiff(const unsigned char *data, size_t size, int64_t max_value
     uint32_t W0 = 0, H0 = 0;
     int channels = 0, page = 0, rc = -1;
     float *buf = NULL;
+    uint64_t last_dir = 0;
     do {
+        last_dir = TIFFCurrentDirOffset(tif);
         uint32_t subtype = 0;
         if (TIFFGetField(tif, TIFFTAG_SUBFILETYPE, &subtype) && (subtype & FILETYPE_REDUCEDIMAGE)) {
             page++;
@@ -364,6 +383,13 @@ static int decode_tiff(const unsigned char *data, size_t size, int64_t max_value
         page++;
     } while (TIFFReadDirectory(tif));
     if (m.has_err) goto done; /* a broken directory chain is an error, not a shorter stack */
+    if (!tiff_directory_complete(tif, last_dir, data, size)) {
+        /* libtiff takes a link to the next page that the end of the file cuts off for the
+         * end of the chain: a truncated stack would read as fewer channels. */
+        set_err(err, errsize, "invalid TIFF: file truncated after page %d (its link to the "
+                "next page is cut off)", page);
+        goto done;
+    }
     if (channels == 0) {
         set_err(err, errsize, "invalid TIFF: no full-resolution page");
         goto done;
