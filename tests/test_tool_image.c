@@ -355,6 +355,12 @@ static void prepare_crops_pads_and_normalises_as_documented(void **state)
             float v = (y >= 2 && y < 6 && x >= 1 && x < 7) ? 0.5f * (float)((y - 2) * 6 + x - 1) : 0.0f;
             assert_true(out[y * 8 + x] == v);
         }
+    /* A scale that takes a value past float32's range is an error naming the pixel, not an
+     * infinity handed to the network. */
+    tool_norm big = {0, 0, 0, 1e30};
+    img.data[13] = 1e10f;
+    assert_int_equal(image_prepare(&img, &big, 4, 0, out, err, sizeof err), -1);
+    assert_non_null(strstr(err, "channel 1 at row 2, column 1 overflows float32"));
     /* Percentiles 0 and 100: the minimum maps to 0 and the maximum to 1. */
     for (int i = 0; i < 24; i++) img.data[i] = 100.0f + 2.0f * (float)i;
     tool_norm pct = {1, 0, 100, 0};
