@@ -182,6 +182,15 @@ static void expect_error(const char *path, const char *what)
 static void unsupported_tiffs_are_refused_with_a_reason(void **state)
 {
     (void)state;
+    /* A stack of more pages than the channel limit: the message names that limit, not the
+     * limit on values (1025 pages of 2x2 are 4100 values). */
+    tool_image stack = make_image(1025, 2, 2, 255, 7);
+    char *s = out_path("imageio_1025_pages.tif"), serr[256];
+    if (image_write_tiff(s, &stack, 8, TIFF_PAGES, serr, sizeof serr) != 0) fail_msg("%s", serr);
+    expect_error(s, "too many channels: 1025 or more on page 1025 (at most 1024");
+    image_free(&stack);
+    free(s);
+
     char *p = out_path("imageio_signed.tif");
     TIFF *t = TIFFOpen(p, "w");
     int16_t row[4] = {-1, 2, -3, 4};

@@ -364,8 +364,13 @@ static int decode_tiff(const unsigned char *data, size_t size, int64_t max_value
                     "and must have one size)", page + 1, W, H, W0, H0);
             goto done;
         }
-        if (channels + spp > MAX_CHANNELS ||
-            (int64_t)(channels + spp) * W * H > max_values) {
+        if (channels + spp > MAX_CHANNELS) {
+            set_err(err, errsize, "too many channels: %d or more on page %d (at most %d; every "
+                    "page and every sample of a TIFF is a channel)", channels + spp, page + 1,
+                    MAX_CHANNELS);
+            goto done;
+        }
+        if ((int64_t)(channels + spp) * W * H > max_values) {
             set_err(err, errsize, "image too large: %ux%u with %d+ channels (limit %lld values)",
                     W, H, channels + spp, (long long)max_values);
             goto done;
