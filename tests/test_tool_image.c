@@ -124,6 +124,7 @@ static void write_png_raw(const char *path, int w, int h, int depth, int ctype,
     png_infop info = png_create_info_struct(png);
     if (setjmp(png_jmpbuf(png))) fail_msg("libpng failed writing %s", path);
     png_init_io(png, f);
+    png_set_user_limits(png, 0x7fffffffu, 0x7fffffffu); /* libpng's default is 10^6 */
     png_set_IHDR(png, info, (png_uint_32)w, (png_uint_32)h, depth, ctype, PNG_INTERLACE_NONE,
                  PNG_COMPRESSION_TYPE_DEFAULT, PNG_FILTER_TYPE_DEFAULT);
     if (pal) png_set_PLTE(png, info, pal, npal);
@@ -134,6 +135,8 @@ static void write_png_raw(const char *path, int w, int h, int depth, int ctype,
     png_destroy_write_struct(&png, &info);
     fclose(f);
 }
+
+static void expect_error(const char *path, const char *what);
 
 static void png_palette_and_low_bit_grey_are_expanded(void **state)
 {
@@ -158,6 +161,16 @@ static void png_palette_and_low_bit_grey_are_expanded(void **state)
     }
     free(p);
     tool_image img;
+    /* A side over 2^20 pixels (a 1048577 x 1 line, far below the cap on values) is refused by
+     * that limit, said as such, not as a broken file. */
+    p = out_path("imageio_wide.png");
+    unsigned char *wide = calloc((size_t)1 << 20 | 1, 1);
+    assert_non_null(wide);
+    write_png_raw(p, (1 << 20) + 1, 1, 8, PNG_COLOR_TYPE_GRAY, wide, ((size_t)1 << 20) + 1, NULL,
+                  0, NULL);
+    free(wide);
+    expect_error(p, "PNG too large: sides of more than 1048576 pixels are not read");
+    free(p);
     p = out_path("imageio_1bit.png");
     unsigned char bitrow[2] = {0xA0, 0x40}; /* row 0: 1 0 1, row 1: 0 1 0 */
     write_png_raw(p, 3, 2, 1, PNG_COLOR_TYPE_GRAY, bitrow, 1, NULL, 0, NULL);

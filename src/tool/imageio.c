@@ -413,10 +413,15 @@ done:
 
 /* ---- PNG ------------------------------------------------------------------------------------- */
 
+/* The longest side read: libpng allocates row buffers of that width before the image's values
+ * are counted against the cap. */
+#define PNG_MAX_SIDE (1u << 20)
+
 typedef struct png_src {
     const unsigned char *data;
     size_t size, pos;
     char msg[200];
+    int over_limit; /* libpng warned that a side exceeds PNG_MAX_SIDE */
 } png_src;
 
 static void png_mem_read(png_structp png, png_bytep out, size_t n)
@@ -436,14 +441,14 @@ static void png_on_error(png_structp png, png_const_charp msg)
 
 static void png_on_warning(png_structp png, png_const_charp msg)
 {
-    (void)png;
-    (void)msg;
+    png_src *s = png_get_error_ptr(png);
+    if (s && strstr(msg, "exceeds user limit")) s->over_limit = 1;
 }
 
 static int decode_png(const unsigned char *data, size_t size, int64_t max_values, tool_image *out,
                       char *err, size_t errsize)
 {
-    png_src src = {data, size, 0, "unknown error"};
+    png_src src = {data, size, 0, "unknown error", 0};
     png_structp png = png_create_read_struct(PNG_LIBPNG_VER_STRING, &src, png_on_error,
                                              png_on_warning);
     if (!png) {
@@ -456,7 +461,11 @@ static int decode_png(const unsigned char *data, size_t size, int64_t max_values
     png_bytep *volatile rows = NULL;
     float *volatile fdata = NULL;
     if (!info || setjmp(png_jmpbuf(png))) {
-        set_err(err, errsize, "invalid PNG (%s)", info ? src.msg : "out of memory");
+        if (src.over_limit)
+            set_err(err, errsize, "PNG too large: sides of more than %u pixels are not read",
+                    PNG_MAX_SIDE);
+        else
+            set_err(err, errsize, "invalid PNG (%s)", info ? src.msg : "out of memory");
         png_destroy_read_struct(&png, info ? &info : NULL, NULL);
         free(pix);
         free(rows);
@@ -464,7 +473,7 @@ static int decode_png(const unsigned char *data, size_t size, int64_t max_values
         return -1;
     }
     png_set_read_fn(png, &src, png_mem_read);
-    png_set_user_limits(png, 1u << 20, 1u << 20);
+    png_set_user_limits(png, PNG_MAX_SIDE, PNG_MAX_SIDE);
     png_set_chunk_malloc_max(png, (png_alloc_size_t)8 << 20);
     png_read_info(png, info);
     png_uint_32 W = png_get_image_width(png, info), H = png_get_image_height(png, info);
@@ -675,7 +684,7 @@ int image_write_png(const char *path, const tool_image *img, int bits, char *err
         set_err(err, errsize, "cannot create %s", path);
         return -1;
     }
-    png_src src = {NULL, 0, 0, "unknown error"};
+    png_src src = {NULL, 0, 0, "unknown error", 0};
     png_structp png = png_create_write_struct(PNG_LIBPNG_VER_STRING, &src, png_on_error,
                                               png_on_warning);
     png_infop info = png ? png_create_info_struct(png) : NULL;
