@@ -124,6 +124,7 @@ static void write_png_raw(const char *path, int w, int h, int depth, int ctype,
     png_infop info = png_create_info_struct(png);
     if (setjmp(png_jmpbuf(png))) fail_msg("libpng failed writing %s", path);
     png_init_io(png, f);
+    png_set_user_limits(png, 0x7fffffffu, 0x7fffffffu); /* libpng's default is 10^6 */
     png_set_IHDR(png, info, (png_uint_32)w, (png_uint_32)h, depth, ctype, PNG_INTERLACE_NONE,
                  PNG_COMPRESSION_TYPE_DEFAULT, PNG_FILTER_TYPE_DEFAULT);
     if (pal) png_set_PLTE(png, info, pal, npal);
@@ -134,6 +135,8 @@ static void write_png_raw(const char *path, int w, int h, int depth, int ctype,
     png_destroy_write_struct(&png, &info);
     fclose(f);
 }
+
+static void expect_error(const char *path, const char *what);
 
 static void png_palette_and_low_bit_grey_are_expanded(void **state)
 {
@@ -158,6 +161,16 @@ static void png_palette_and_low_bit_grey_are_expanded(void **state)
     }
     free(p);
     tool_image img;
+    /* A side over 2^20 pixels (a 1048577 x 1 line, far below the cap on values) is refused by
+     * that limit, said as such, not as a broken file. */
+    p = out_path("imageio_wide.png");
+    unsigned char *wide = calloc((size_t)1 << 20 | 1, 1);
+    assert_non_null(wide);
+    write_png_raw(p, (1 << 20) + 1, 1, 8, PNG_COLOR_TYPE_GRAY, wide, ((size_t)1 << 20) + 1, NULL,
+                  0, NULL);
+    free(wide);
+    expect_error(p, "PNG too large: sides of more than 1048576 pixels are not read");
+    free(p);
     p = out_path("imageio_1bit.png");
     unsigned char bitrow[2] = {0xA0, 0x40}; /* row 0: 1 0 1, row 1: 0 1 0 */
     write_png_raw(p, 3, 2, 1, PNG_COLOR_TYPE_GRAY, bitrow, 1, NULL, 0, NULL);
@@ -182,6 +195,15 @@ static void expect_error(const char *path, const char *what)
 static void unsupported_tiffs_are_refused_with_a_reason(void **state)
 {
     (void)state;
+    /* A stack of more pages than the channel limit: the message names that limit, not the
+     * limit on values (1025 pages of 2x2 are 4100 values). */
+    tool_image stack = make_image(1025, 2, 2, 255, 7);
+    char *s = out_path("imageio_1025_pages.tif"), serr[256];
+    if (image_write_tiff(s, &stack, 8, TIFF_PAGES, serr, sizeof serr) != 0) fail_msg("%s", serr);
+    expect_error(s, "too many channels: 1025 or more on page 1025 (at most 1024");
+    image_free(&stack);
+    free(s);
+
     char *p = out_path("imageio_signed.tif");
     TIFF *t = TIFFOpen(p, "w");
     int16_t row[4] = {-1, 2, -3, 4};
@@ -299,13 +321,15 @@ static void unsupported_tiffs_are_refused_with_a_reason(void **state)
 }
 
 /* Every prefix of valid files (truncation at any byte) is an error or, when the missing part
- * is not needed, the same image: never a crash, never garbage dimensions. */
+ * is not needed, the same image: never a crash, never garbage dimensions, never a stack with
+ * fewer pages (a prefix that ends inside a page's link to the next page). */
 static void truncated_files_never_crash(void **state)
 {
     (void)state;
-    const char *names[2] = {"imageio_16_2_37.tif", "imageio_2_16.png"};
+    const char *names[3] = {"imageio_16_2_37.tif", "imageio_2_16.png", "imageio_8_0_37.tif"};
     tiff_roundtrip(16, TIFF_PLANAR, 3, 21, 37);
-    for (int f = 0; f < 2; f++) {
+    tiff_roundtrip(8, TIFF_PAGES, 3, 21, 37);
+    for (int f = 0; f < 3; f++) {
         char *p = out_path(names[f]), err[256];
         unsigned char *data;
         size_t size;
@@ -353,6 +377,12 @@ static void prepare_crops_pads_and_normalises_as_documented(void **state)
             float v = (y >= 2 && y < 6 && x >= 1 && x < 7) ? 0.5f * (float)((y - 2) * 6 + x - 1) : 0.0f;
             assert_true(out[y * 8 + x] == v);
         }
+    /* A scale that takes a value past float32's range is an error naming the pixel, not an
+     * infinity handed to the network. */
+    tool_norm big = {0, 0, 0, 1e30};
+    img.data[13] = 1e10f;
+    assert_int_equal(image_prepare(&img, &big, 4, 0, out, err, sizeof err), -1);
+    assert_non_null(strstr(err, "channel 1 at row 2, column 1 overflows float32"));
     /* Percentiles 0 and 100: the minimum maps to 0 and the maximum to 1. */
     for (int i = 0; i < 24; i++) img.data[i] = 100.0f + 2.0f * (float)i;
     tool_norm pct = {1, 0, 100, 0};

@@ -56,7 +56,18 @@ int image_prepare(tool_image *img, const tool_norm *norm, int size, int pad, flo
     } else {
         int64_t n = (int64_t)C * H * W;
         float s = (float)norm->scale;
-        for (int64_t i = 0; i < n; i++) img->data[i] *= s;
+        for (int64_t i = 0; i < n; i++) {
+            img->data[i] *= s;
+            if (!isfinite(img->data[i])) {
+                /* A large float value times a large --scale: the network would get infinity. */
+                int64_t plane = (int64_t)H * W;
+                snprintf(err, errsize, "value in channel %lld at row %lld, column %lld overflows "
+                         "float32 when multiplied by the scale %.10g",
+                         (long long)(i / plane + 1), (long long)(i % plane / W),
+                         (long long)(i % W), norm->scale);
+                return -1;
+            }
+        }
     }
     /* Centre crop (offset floor((H - S) / 2)) or centre pad (offset floor((S - H) / 2)). */
     memset(dst, 0, sizeof(float) * (size_t)C * size * size);

@@ -264,6 +264,23 @@ static int tiff_read_page(TIFF *tif, mem_stream *m, int page, uint32_t W, uint32
     return 0;
 }
 
+/* Whether the directory at `off` lies wholly inside the file, up to and including
+ * its link to the next directory (4 bytes, 8 in BigTIFF, after the entries). */
+static int tiff_directory_complete(TIFF *tif, uint64_t off, const unsigned char *data,
+                                   size_t size)
+{
+    const int big = TIFFIsBigTIFF(tif), be = TIFFIsBigEndian(tif);
+    const uint64_t count_bytes = big ? 8 : 2, entry_bytes = big ? 20 : 12, link_bytes = big ? 8 : 4;
+    if (off > size || size - off < count_bytes) return 0;
+    uint64_t n = 0;
+    for (uint64_t i = 0; i < count_bytes; i++) {
+        uint64_t b = data[off + (be ? i : count_bytes - 1 - i)];
+        n = n << 8 | b;
+    }
+    if (n > (size - off - count_bytes) / entry_bytes) return 0;
+    return size - off - count_bytes - n * entry_bytes >= link_bytes;
+}
+
 static int decode_tiff(const unsigned char *data, size_t size, int64_t max_values, tool_image *out,
                        char *err, size_t errsize)
 {
@@ -289,7 +306,9 @@ static int decode_tiff(const unsigned char *data, size_t size, int64_t max_value
     uint32_t W0 = 0, H0 = 0;
     int channels = 0, page = 0, rc = -1;
     float *buf = NULL;
+    uint64_t last_dir = 0;
     do {
+        last_dir = TIFFCurrentDirOffset(tif);
         uint32_t subtype = 0;
         if (TIFFGetField(tif, TIFFTAG_SUBFILETYPE, &subtype) && (subtype & FILETYPE_REDUCEDIMAGE)) {
             page++;
@@ -345,8 +364,13 @@ static int decode_tiff(const unsigned char *data, size_t size, int64_t max_value
                     "and must have one size)", page + 1, W, H, W0, H0);
             goto done;
         }
-        if (channels + spp > MAX_CHANNELS ||
-            (int64_t)(channels + spp) * W * H > max_values) {
+        if (channels + spp > MAX_CHANNELS) {
+            set_err(err, errsize, "too many channels: %d or more on page %d (at most %d; every "
+                    "page and every sample of a TIFF is a channel)", channels + spp, page + 1,
+                    MAX_CHANNELS);
+            goto done;
+        }
+        if ((int64_t)(channels + spp) * W * H > max_values) {
             set_err(err, errsize, "image too large: %ux%u with %d+ channels (limit %lld values)",
                     W, H, channels + spp, (long long)max_values);
             goto done;
@@ -364,6 +388,13 @@ static int decode_tiff(const unsigned char *data, size_t size, int64_t max_value
         page++;
     } while (TIFFReadDirectory(tif));
     if (m.has_err) goto done; /* a broken directory chain is an error, not a shorter stack */
+    if (!tiff_directory_complete(tif, last_dir, data, size)) {
+        /* libtiff takes a link to the next page that the end of the file cuts off for the
+         * end of the chain: a truncated stack would read as fewer channels. */
+        set_err(err, errsize, "invalid TIFF: file truncated after page %d (its link to the "
+                "next page is cut off)", page);
+        goto done;
+    }
     if (channels == 0) {
         set_err(err, errsize, "invalid TIFF: no full-resolution page");
         goto done;
@@ -382,10 +413,15 @@ done:
 
 /* ---- PNG ------------------------------------------------------------------------------------- */
 
+/* The longest side read: libpng allocates row buffers of that width before the image's values
+ * are counted against the cap. */
+#define PNG_MAX_SIDE (1u << 20)
+
 typedef struct png_src {
     const unsigned char *data;
     size_t size, pos;
     char msg[200];
+    int over_limit; /* libpng warned that a side exceeds PNG_MAX_SIDE */
 } png_src;
 
 static void png_mem_read(png_structp png, png_bytep out, size_t n)
@@ -405,14 +441,14 @@ static void png_on_error(png_structp png, png_const_charp msg)
 
 static void png_on_warning(png_structp png, png_const_charp msg)
 {
-    (void)png;
-    (void)msg;
+    png_src *s = png_get_error_ptr(png);
+    if (s && strstr(msg, "exceeds user limit")) s->over_limit = 1;
 }
 
 static int decode_png(const unsigned char *data, size_t size, int64_t max_values, tool_image *out,
                       char *err, size_t errsize)
 {
-    png_src src = {data, size, 0, "unknown error"};
+    png_src src = {data, size, 0, "unknown error", 0};
     png_structp png = png_create_read_struct(PNG_LIBPNG_VER_STRING, &src, png_on_error,
                                              png_on_warning);
     if (!png) {
@@ -425,7 +461,11 @@ static int decode_png(const unsigned char *data, size_t size, int64_t max_values
     png_bytep *volatile rows = NULL;
     float *volatile fdata = NULL;
     if (!info || setjmp(png_jmpbuf(png))) {
-        set_err(err, errsize, "invalid PNG (%s)", info ? src.msg : "out of memory");
+        if (src.over_limit)
+            set_err(err, errsize, "PNG too large: sides of more than %u pixels are not read",
+                    PNG_MAX_SIDE);
+        else
+            set_err(err, errsize, "invalid PNG (%s)", info ? src.msg : "out of memory");
         png_destroy_read_struct(&png, info ? &info : NULL, NULL);
         free(pix);
         free(rows);
@@ -433,7 +473,7 @@ static int decode_png(const unsigned char *data, size_t size, int64_t max_values
         return -1;
     }
     png_set_read_fn(png, &src, png_mem_read);
-    png_set_user_limits(png, 1u << 20, 1u << 20);
+    png_set_user_limits(png, PNG_MAX_SIDE, PNG_MAX_SIDE);
     png_set_chunk_malloc_max(png, (png_alloc_size_t)8 << 20);
     png_read_info(png, info);
     png_uint_32 W = png_get_image_width(png, info), H = png_get_image_height(png, info);
@@ -644,7 +684,7 @@ int image_write_png(const char *path, const tool_image *img, int bits, char *err
         set_err(err, errsize, "cannot create %s", path);
         return -1;
     }
-    png_src src = {NULL, 0, 0, "unknown error"};
+    png_src src = {NULL, 0, 0, "unknown error", 0};
     png_structp png = png_create_write_struct(PNG_LIBPNG_VER_STRING, &src, png_on_error,
                                               png_on_warning);
     png_infop info = png ? png_create_info_struct(png) : NULL;
