@@ -145,6 +145,18 @@ MPI_CHECK := $(if $(HAVE_MPI),$(MPI_LIB) $(MPI_PROGS))
 TOOL_CC   := $(if $(HAVE_MPI),OMPI_CC="$(CC)" $(MPICC),$(CC))
 TOOL_MPI  := $(if $(HAVE_MPI),-DCFNET_TOOL_MPI)
 
+# Everything built depends on the flags it was built with ($(BUILD)/flags holds them): after a
+# plain build, `make BLAS=blas`, `make WERROR=1`, `make CFLAGS=...` or another compiler rebuild
+# instead of keeping what was built before. (The file is rewritten when the flags differ, also
+# by `make -n`.)
+FLAGS_STAMP := $(BUILD)/flags
+FLAGS_NOW    = $(CC) $(MPICC) $(BASE_CFLAGS) $(STACK_WARN) $(SAN) $(CFLAGS) $(LDFLAGS) \
+               $(DEP_CFLAGS) $(DEP_LIBS) $(TOOL_CFLAGS) $(TOOL_LIBS)
+ifneq ($(file <$(FLAGS_STAMP)),$(strip $(FLAGS_NOW)))
+$(shell mkdir -p $(BUILD))
+$(file >$(FLAGS_STAMP),$(strip $(FLAGS_NOW)))
+endif
+
 TEST_SRCS := $(sort $(wildcard tests/test_*.c))
 TEST_BINS := $(TEST_SRCS:tests/%.c=$(BUILD)/tests/%)
 TEST_UTIL := $(BUILD)/tests/testutil.o
@@ -252,6 +264,9 @@ $(BUILD)/tests/test_tool_%: tests/test_tool_%.c tests/testutil.h $(TEST_UTIL) $(
 	@mkdir -p $(dir $@)
 	$(CC) $(BASE_CFLAGS) $(SAN) $(DEP_CFLAGS) $(TEST_CFLAGS) $(TOOL_CFLAGS) $(CFLAGS) -Isrc/tool $< \
 	    $(TEST_UTIL) $(TOOL_PART_OBJS) $(ALIB) $(TEST_LIBS) $(TOOL_LIBS) $(DEP_LIBS) -o $@
+
+$(OBJS) $(MPI_OBJS) $(MPI_PROGS) $(SOLIB) $(TOOL_OBJS) $(BUILD)/tool/mpi_single.o $(TOOL) \
+    $(TEST_UTIL) $(TEST_BINS) $(EX_BINS) $(BENCH_BINS) $(FUZZ_REPLAY): $(FLAGS_STAMP)
 
 test-bins: $(TEST_BINS)
 
