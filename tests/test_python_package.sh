@@ -100,8 +100,13 @@ make --no-print-directory -s install-python PREFIX="$tmp/prefix" PYTHON="$py" \
 psite=$(find "$tmp/prefix" -type d -name cfnet -path '*-packages/cfnet')
 [ -n "$psite" ] || fail "make install-python PREFIX installed no cfnet package"
 mkdir -p "$tmp/no-pc"
-got=$(cd "$tmp/work" && env -u PKG_CONFIG_PATH PKG_CONFIG_LIBDIR="$tmp/no-pc" \
-    PYTHONPATH=$(dirname "$psite") "$py" -c 'import cfnet; print(cfnet.library_path())' 2>&1) ||
+got=$(cd "$tmp/work" &&
+    if [ "$SAN_KIND" = asan ]; then
+        LD_PRELOAD=$SAN_PRELOAD ASAN_OPTIONS=detect_leaks=0
+        export LD_PRELOAD ASAN_OPTIONS
+    fi &&
+    env -u PKG_CONFIG_PATH PKG_CONFIG_LIBDIR="$tmp/no-pc" \
+    PYTHONPATH="$(dirname "$psite")" "$py" -c 'import cfnet; print(cfnet.library_path())' 2>&1) ||
     fail "the package installed into the prefix does not find its library: $got"
 [ "$got" = "$(cd "$tmp/prefix/lib" && pwd -P)/libcfnet.so.$version" ] ||
     fail "the package installed into the prefix loads $got"
