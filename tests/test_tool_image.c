@@ -398,6 +398,17 @@ static void prepare_crops_pads_and_normalises_as_documented(void **state)
     assert_true(n.percentile && n.low == 1 && n.high == 99.8);
     assert_int_equal(norm_parse("percentile 5 1", &n), -1);
     assert_int_equal(norm_parse("scale 0.5 x", &n), -1);
+    /* A stored scale within what train --scale takes: one that float32 cannot hold (or holds
+     * as 0, or a negative one) is refused when the model is read, not blamed on a pixel. */
+    assert_int_equal(norm_parse("scale 1e30", &n), 0);
+    assert_true(n.scale == 1e30);
+    assert_int_equal(norm_parse("scale 1e-30", &n), 0);
+    assert_int_equal(norm_parse("scale 1e300", &n), -1);
+    assert_int_equal(norm_parse("scale 1e-300", &n), -1);
+    assert_int_equal(norm_parse("scale 0", &n), -1);
+    assert_int_equal(norm_parse("scale -2", &n), -1);
+    assert_int_equal(norm_parse("scale inf", &n), -1);
+    assert_int_equal(norm_parse("scale nan", &n), -1);
 }
 
 int main(void)

@@ -30,7 +30,8 @@ int norm_parse(const char *s, tool_norm *n)
         n->percentile = 1;
         return (n->low >= 0 && n->low < n->high && n->high <= 100) ? 0 : -1;
     }
-    if (sscanf(s, "scale %lf %c", &n->scale, &extra) == 1) return isfinite(n->scale) ? 0 : -1;
+    if (sscanf(s, "scale %lf %c", &n->scale, &extra) == 1)
+        return n->scale >= TOOL_SCALE_MIN && n->scale <= TOOL_SCALE_MAX ? 0 : -1;
     return -1;
 }
 

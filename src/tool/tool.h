@@ -166,7 +166,11 @@ typedef struct tool_norm {
     double scale;
 } tool_norm;
 
-/* "percentile 1 99.8" / "scale 0.0001". */
+/* The scales `train --scale` takes and a model may store (a float32 stays finite or non-zero). */
+#define TOOL_SCALE_MIN 1e-30
+#define TOOL_SCALE_MAX 1e30
+
+/* "percentile 1 99.8" / "scale 0.0001" (a scale within TOOL_SCALE_MIN..TOOL_SCALE_MAX). */
 void norm_format(const tool_norm *n, char *buf, size_t size);
 int norm_parse(const char *s, tool_norm *n);
 

@@ -539,7 +539,7 @@ static int parse_args(int argc, char **argv, train_cfg *c)
             break;
         }
         case 'x':
-            u = opt_double("train", "--scale", optarg, 1e-30, 1e30, "a positive number", &c->norm.scale);
+            u = opt_double("train", "--scale", optarg, TOOL_SCALE_MIN, TOOL_SCALE_MAX, "a positive number", &c->norm.scale);
             if (u == 0) c->norm.percentile = 0;
             scale_given = 1;
             break;
