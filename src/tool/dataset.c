@@ -61,11 +61,10 @@ int image_prepare(tool_image *img, const tool_norm *norm, int size, int pad, flo
             img->data[i] *= s;
             if (!isfinite(img->data[i])) {
                 /* A large float value times a large --scale: the network would get infinity. */
-                int64_t plane = (int64_t)H * W;
-                snprintf(err, errsize, "value in channel %lld at row %lld, column %lld overflows "
-                         "float32 when multiplied by the scale %.10g",
-                         (long long)(i / plane + 1), (long long)(i % plane / W),
-                         (long long)(i % W), norm->scale);
+                char where[96];
+                image_where(img, i, where, sizeof where);
+                snprintf(err, errsize, "value in %s overflows float32 when multiplied by the "
+                         "scale %.10g", where, norm->scale);
                 return -1;
             }
         }

@@ -526,6 +526,13 @@ static int decode_png(const unsigned char *data, size_t size, int64_t max_values
     return 0;
 }
 
+void image_where(const tool_image *img, int64_t i, char *buf, size_t size)
+{
+    int64_t plane = (int64_t)img->height * img->width;
+    snprintf(buf, size, "channel %lld at row %lld, column %lld", (long long)(i / plane + 1),
+             (long long)(i % plane / img->width), (long long)(i % img->width));
+}
+
 int image_decode(const unsigned char *data, size_t size, int64_t max_values, tool_image *out,
                  char *err, size_t errsize)
 {
@@ -544,10 +551,9 @@ int image_decode(const unsigned char *data, size_t size, int64_t max_values, too
     int64_t n = (int64_t)out->channels * out->height * out->width;
     for (int64_t i = 0; i < n; i++)
         if (!isfinite(out->data[i])) {
-            int64_t plane = (int64_t)out->height * out->width;
-            set_err(err, errsize, "non-finite value (NaN or infinity) in channel %lld at row %lld, "
-                    "column %lld", (long long)(i / plane + 1), (long long)(i % plane / out->width),
-                    (long long)(i % out->width));
+            char where[96];
+            image_where(out, i, where, sizeof where);
+            set_err(err, errsize, "non-finite value (NaN or infinity) in %s", where);
             image_free(out);
             return -1;
         }

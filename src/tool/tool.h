@@ -141,6 +141,9 @@ int image_decode(const unsigned char *data, size_t size, int64_t max_values, too
 /* Reads and decodes a file (same contract). */
 int image_read(const char *path, tool_image *out, char *err, size_t errsize);
 void image_free(tool_image *img);
+/* "channel C at row R, column X" of value i of img (channels from 1, rows and columns from 0),
+ * for messages about one value. */
+void image_where(const tool_image *img, int64_t i, char *buf, size_t size);
 
 /* TIFF layouts for writing. */
 typedef enum tiff_layout {
