@@ -131,54 +131,14 @@ static void planar_projection_matches_explicitly_rotated_filters(void **state)
     }
 }
 
-/* docs/conventions.md: for k = 3 and 45 degrees, nearest-neighbour rotation shifts the 8-pixel ring
- * by one position counter-clockwise (the centre stays). */
-static void nearest_45_degree_projection_shifts_3x3_ring_by_one(void **state)
+/* The 45-degree outputs (rotation g = 1 of R = 2) of an M x M projection with K input channels
+ * against the filter whose tap t is tap src[t] of phi (0 where src[t] < 0), in double; the other
+ * rotations are not checked. */
+static void check_45_degree_taps(int M, int K, const int *src, uint64_t seed, const char *what)
 {
-    (void)state;
-    /* Ring in counter-clockwise order starting at the right-middle pixel. */
-    static const int ring[8] = {5, 2, 1, 0, 3, 6, 7, 8};
-    const int N = 2, K = 3, R = 2, B = 2;
-    proj p = make_proj(N, R, CFNET_INTERP_NEAREST, K, 3, false, 9);
-    tu_rng r = {9};
-    cfnet_tensor *x = proj_input(&p, B, &r), *y = run(&p, x);
-    const float *W = cfnet_tensor_data(cfnet_layer_param(p.l, 0)),
-                *b = cfnet_tensor_data(cfnet_layer_param(p.l, 1)), *xd = cfnet_tensor_data(x);
-    double ref[2 * 2 * 8];
-    for (int s = 0; s < B; s++)
-        for (int n = 0; n < N; n++)
-            for (int g = 0; g < 8; g++) {
-                double v = NAN;
-                if (g == 1) { /* 45 degrees */
-                    v = b[n];
-                    for (int k = 0; k < K; k++) {
-                        float rot[9];
-                        rot[4] = W[(n * K + k) * 9 + 4];
-                        const float *w = W + (n * K + k) * 9;
-                        for (int a = 0; a < 8; a++) rot[ring[(a + 1) % 8]] = w[ring[a]];
-                        for (int t = 0; t < 9; t++) v += (double)rot[t] * xd[(s * K + k) * 9 + t];
-                    }
-                }
-                ref[(s * N + n) * 8 + g] = v;
-            }
-    expect_close(cfnet_tensor_data(y), ref, B * N * 8, 1e-5, "3x3 at 45 degrees");
-    cfnet_tensor_free(x);
-    cfnet_tensor_free(y);
-    cfnet_layer_free(p.l);
-}
-
-/* docs/conventions.md: on the half-integer offsets of an even map, nearest-neighbour rotation by
- * 45 degrees leaves the four central taps in place (a coordinate that snaps to 0 keeps its sign);
- * the outer ring is resampled and its corners left empty. The table follows from the definition
- * there (computed independently of the library). */
-static void nearest_45_degree_projection_on_4x4_keeps_central_taps(void **state)
-{
-    (void)state;
-    /* src[t]: the tap of phi that lands on tap t of the 45-degree filter, -1 for none. */
-    static const int src[16] = {-1, 2, 7, -1, 1, 5, 6, 11, 4, 9, 10, 14, -1, 8, 13, -1};
-    const int N = 2, K = 2, R = 2, B = 2, M = 4, MM = 16;
-    proj p = make_proj(N, R, CFNET_INTERP_NEAREST, K, M, false, 19);
-    tu_rng r = {19};
+    const int N = 2, R = 2, B = 2, MM = M * M;
+    proj p = make_proj(N, R, CFNET_INTERP_NEAREST, K, M, false, seed);
+    tu_rng r = {seed};
     cfnet_tensor *x = proj_input(&p, B, &r), *y = run(&p, x);
     const float *W = cfnet_tensor_data(cfnet_layer_param(p.l, 0)),
                 *b = cfnet_tensor_data(cfnet_layer_param(p.l, 1)), *xd = cfnet_tensor_data(x);
@@ -196,10 +156,35 @@ static void nearest_45_degree_projection_on_4x4_keeps_central_taps(void **state)
                 }
                 ref[(s * N + n) * 8 + g] = v;
             }
-    expect_close(cfnet_tensor_data(y), ref, B * N * 8, 1e-5, "4x4 at 45 degrees");
+    expect_close(cfnet_tensor_data(y), ref, B * N * 8, 1e-5, what);
     cfnet_tensor_free(x);
     cfnet_tensor_free(y);
     cfnet_layer_free(p.l);
+}
+
+/* docs/conventions.md: for k = 3 and 45 degrees, nearest-neighbour rotation shifts the 8-pixel ring
+ * by one position counter-clockwise (the centre stays). */
+static void nearest_45_degree_projection_shifts_3x3_ring_by_one(void **state)
+{
+    (void)state;
+    /* Ring in counter-clockwise order starting at the right-middle pixel. */
+    static const int ring[8] = {5, 2, 1, 0, 3, 6, 7, 8};
+    int src[9];
+    src[4] = 4;
+    for (int a = 0; a < 8; a++) src[ring[(a + 1) % 8]] = ring[a];
+    check_45_degree_taps(3, 3, src, 9, "3x3 at 45 degrees");
+}
+
+/* docs/conventions.md: on the half-integer offsets of an even map, nearest-neighbour rotation by
+ * 45 degrees leaves the four central taps in place (a coordinate that snaps to 0 keeps its sign);
+ * the outer ring is resampled and its corners left empty. The table follows from the definition
+ * there (computed independently of the library). */
+static void nearest_45_degree_projection_on_4x4_keeps_central_taps(void **state)
+{
+    (void)state;
+    /* src[t]: the tap of phi that lands on tap t of the 45-degree filter, -1 for none. */
+    static const int src[16] = {-1, 2, 7, -1, 1, 5, 6, 11, 4, 9, 10, 14, -1, 8, 13, -1};
+    check_45_degree_taps(4, 2, src, 19, "4x4 at 45 degrees");
 }
 
 static void p4_projection_is_group_convolution_at_centre(void **state)
