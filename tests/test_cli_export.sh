@@ -109,6 +109,69 @@ grep -q "^wrote standard output (ONNX opset 13)" "$tmp/err.txt" || fail "export 
 [ ! -e "$tmp/-" ] || fail "export - wrote a file named -"
 echo "test_cli_export: cfnet export writes the library's ONNX bytes; help and errors: ok"
 
+# docs/cli.md, "A network trained elsewhere": a network from the Python binding, without the
+# command's metadata, is refused by predict naming the missing key and the page; with the four
+# keys the page's snippet adds, predict gives the network's own probabilities for the images
+# normalised as the metadata says.
+mkdir -p "$tmp/elsewhere/images"
+pyrun - "$tmp/elsewhere" <<'EOF_PY' || fail "writing the network trained elsewhere and its images"
+import sys, struct, zlib, numpy as np, cfnet
+d = sys.argv[1]
+with cfnet.classifier("cfnet", 1, 16, 3, width=4, seed=9) as net:
+    net.save(d + "/mine.safetensors")
+rng = np.random.default_rng(3)
+for i in range(5):
+    x = np.clip(rng.normal(900, 300, (16, 16)) + 3000 * (rng.random((16, 16)) < 0.02), 0, 65535)
+    x = x.astype(np.uint16)
+    raw = b"".join(b"\0" + x[y].astype(">u2").tobytes() for y in range(16))
+    chunk = lambda t, b: struct.pack(">I", len(b)) + t + b + struct.pack(">I", zlib.crc32(t + b))
+    ihdr = struct.pack(">IIBBBBB", 16, 16, 16, 0, 0, 0, 0)
+    open("%s/images/%d.png" % (d, i), "wb").write(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) +
+        chunk(b"IDAT", zlib.compress(raw)) + chunk(b"IEND", b""))
+    np.save("%s/images/%d.npy" % (d, i), x)
+EOF_PY
+set +e
+"$cfnet" predict "$tmp/elsewhere/mine.safetensors" "$tmp/elsewhere/images" -o "$tmp/elsewhere/no.csv" \
+    > "$tmp/err.txt" 2>&1; st=$?
+set -e
+[ $st = 1 ] && grep -q "mine.safetensors: not a model written by 'cfnet train' (its metadata has no \"classes\"; docs/cli.md, \"A network trained elsewhere\", says what to add)" "$tmp/err.txt" ||
+    fail "a model without the command's metadata: exit $st: $(cat "$tmp/err.txt")"
+awk 'index($0, "<!-- tested: trained-elsewhere") == 1 { want = 1; next }
+     want == 1 && /^```/ { want = 2; next }
+     want == 2 && /^```/ { exit }
+     want == 2 { print }' docs/cli.md > "$tmp/elsewhere/snippet.py"
+[ -s "$tmp/elsewhere/snippet.py" ] || fail "no tested trained-elsewhere snippet in docs/cli.md"
+pyrun - "$tmp/elsewhere" <<'EOF_PY' || fail "docs/cli.md's trained-elsewhere snippet failed"
+import os, sys
+os.chdir(sys.argv[1])  # the snippet names its files relative to the current folder
+exec(compile(open("snippet.py").read(), "snippet.py", "exec"), {"__name__": "__main__"})
+EOF_PY
+"$cfnet" predict "$tmp/elsewhere/mine-for-cfnet.safetensors" "$tmp/elsewhere/images" \
+    -o "$tmp/elsewhere/pred.csv" 2> "$tmp/err.txt" || fail "predict with the added metadata: $(cat "$tmp/err.txt")"
+"$cfnet" info "$tmp/elsewhere/mine-for-cfnet.safetensors" > "$tmp/elsewhere/info.txt" 2>&1 ||
+    fail "info with the added metadata"
+grep -q "^classes        3: ring bar blob$" "$tmp/elsewhere/info.txt" || fail "info: $(cat "$tmp/elsewhere/info.txt")"
+grep -q "^normalisation  percentile 0.1 99.9$" "$tmp/elsewhere/info.txt" || fail "info: $(cat "$tmp/elsewhere/info.txt")"
+pyrun - "$tmp/elsewhere" <<'EOF_PY' || fail "cfnet predict differs from the network trained elsewhere"
+import sys, os, csv, numpy as np, cfnet
+d = sys.argv[1]
+rows = list(csv.reader(open(d + "/pred.csv")))
+assert rows[0][2:] == ["ring", "bar", "blob"], rows[0]
+rows = rows[1:]
+assert len(rows) == 5, rows
+x = np.stack([np.load(d + "/images/" + os.path.basename(r[0])[:-4] + ".npy") for r in rows])
+x = x[:, None].astype(np.float32)
+want = np.array([[float(v) for v in r[2:]] for r in rows])
+with cfnet.Network.load(d + "/mine.safetensors") as net:
+    got = net.probabilities(cfnet.normalize(x))
+    raw = net.probabilities(x)
+err = np.abs(got - want).max()
+assert err <= 1e-5, "max |network - predict| = %g" % err
+# the comparison can tell: the raw pixel values give other probabilities
+assert np.abs(raw - want).max() > 1e-3, np.abs(raw - want).max()
+EOF_PY
+echo "test_cli_export: a network trained elsewhere, with docs/cli.md's metadata, predicts as itself: ok"
+
 # docs/deploy.md, "A model trained with the cfnet command": its prepare() plus the exported
 # model in ONNX Runtime give cfnet predict's probabilities, for images cropped and padded, with
 # bright outliers (so that the clip to [0, 1] matters). Needs node, onnx and ONNX Runtime.

@@ -62,7 +62,8 @@ int model_load_info(const cfnet_network *net, const char *path, tool_model_info 
     static const char *keys[] = {"classes", "channels", "input_size", "normalization"};
     for (size_t i = 0; i < sizeof keys / sizeof *keys; i++)
         if (!get_meta(net, keys[i])) {
-            tool_error("%s: not a model written by 'cfnet train' (its metadata has no \"%s\")",
+            tool_error("%s: not a model written by 'cfnet train' (its metadata has no \"%s\"; "
+                       "docs/cli.md, \"A network trained elsewhere\", says what to add)",
                        path, keys[i]);
             return -1;
         }
