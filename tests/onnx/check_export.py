@@ -4,7 +4,8 @@ For every network below: export it with cfnet_network_export_onnx, validate the 
 onnx.checker (full check, with shape inference), run it in ONNX Runtime (onnxruntime-node, one
 node process for all models) and compare with cfnet_network_infer on the same input:
 max |ORT - cfnet| / max |cfnet| <= 1e-5. The networks: a minimal network ending in each layer
-kind (odd and even map sizes, R = 1, 2, 3, both paddings and interpolations), with parameters
+kind (odd and even map sizes, 1 x 1 and 2 x 2 maps, R = 1, 2, 3 and 64, both paddings, every
+interpolation including steerable), with parameters
 and batch-norm statistics set to random values, the paper's five architectures (CFNet, CNet,
 G-CNN, G-CNN+DFT, CNN) built from layers, and the library's preset classifiers of the five
 families at an odd and an even size. For the rotation-invariant ones, ORT's outputs for the four
@@ -109,6 +110,21 @@ def cases():
     add("conic_2x2_output", (1, 4, 4), [L.conic_conv(2, 3, 1, "valid")])
     add("dft_magnitude_p4_1x1", (1, 5, 5), [L.p4_lift(3, 5, "valid"), L.dft_magnitude()])
     add("p4m_dft_magnitude_1x1", (1, 5, 5), [L.p4m_lift(3, 5, "valid"), L.p4m_dft_magnitude()])
+    # Steerable resampling, tiny maps, R and kernels at their limits.
+    for S in (8, 9):
+        for R in (2, 3):
+            add("conic_steerable_R%d_%d" % (R, S), (2, S, S),
+                [L.conic_conv(3, 5, R, "same", "steerable")])
+            add("dft_projection_steerable_R%d_%d" % (R, S), (2, S, S),
+                [L.dft_projection(2, R, "steerable"), L.dft_magnitude()], invariant=True)
+        add("conic_mirror_steerable_%d" % S, (1, S, S),
+            [L.conic_conv_mirror(2, 3, 2, "valid", "steerable")])
+    for S in (1, 2):
+        add("conic_R3_k3_on_%dx%d" % (S, S), (2, S, S), [L.conic_conv(2, 3, 3)])
+        add("p4m_k3_on_%dx%d" % (S, S), (1, S, S), [L.p4m_lift(2, 3), L.p4m_conv(2, 3)])
+        add("dft_projection_R2_on_%dx%d" % (S, S), (2, S, S),
+            [L.dft_projection(2, 2, "bilinear"), L.dft_magnitude()], invariant=True)
+    add("conic_R64_k7", (1, 8, 8), [L.conic_conv(2, 7, 64)])
     add("batch_norm_flat", (1, 6, 6), [L.dense(4), L.batch_norm()])
     add("batch_norm_grid", (1, 6, 6), [L.dft_projection(3, 2), L.batch_norm()])
 
