@@ -9,6 +9,7 @@ each rank trains on its share of the global batch of 50. With OUT.npy, rank 0 sa
 parameter and batch-norm statistic after 5 steps: the file is the same (to 1e-5) for any
 number of ranks (tests/test_mpi.sh checks 1 against 2).
 """
+import argparse
 import os
 import sys
 
@@ -21,6 +22,13 @@ except ImportError:  # run from a source tree: use the package beside the librar
     sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir,
                                     os.pardir, "python"))
     import cfnet
+
+parser = argparse.ArgumentParser(
+    description="Data-parallel training through mpi4py: every rank trains on its share of "
+    "each global batch of 50, for 5 steps (run under mpirun).")
+parser.add_argument("out", nargs="?", metavar="OUT.npy",
+                    help="rank 0 saves every parameter and batch-norm statistic here")
+args = parser.parse_args()
 
 GLOBAL, STEPS = 50, 5
 comm = MPI.COMM_WORLD
@@ -52,5 +60,5 @@ for s in range(STEPS):
     if rank == 0:
         print(f"step {s + 1}: loss {loss:.5f} (mean over the global batch, {size} rank(s))")
 
-if rank == 0 and len(sys.argv) > 1:
-    np.save(sys.argv[1], np.concatenate([np.asarray(t).ravel() for t in tensors]))
+if rank == 0 and args.out:
+    np.save(args.out, np.concatenate([np.asarray(t).ravel() for t in tensors]))
