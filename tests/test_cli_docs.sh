@@ -4,7 +4,9 @@
 #     command's section of docs/cli.md and in docs/cfnet.1, and `cfnet --help`'s own options
 #     in both files;
 #   - every option in the option tables of a docs/cli.md section, and every long option that
-#     docs/cfnet.1 names, is one the command accepts (its --help lists it).
+#     docs/cfnet.1 names, is one the command accepts (its --help lists it);
+#   - the defaults in the option | default | meaning tables of docs/cli.md are the ones --help
+#     states (tests/cli_doc_defaults.py).
 # The checker is first shown to reject a copy of each file with one option renamed.
 set -eu
 name=cli_docs
@@ -87,8 +89,21 @@ if [ -s "$out/result.txt" ]; then
     fails=$((fails + $(wc -l <"$out/result.txt")))
 fi
 
+# The defaults of the train and synth tables, after the checker has rejected a changed one.
+"$cfnet" train --help >"$out/help.train"
+"$cfnet" synth --help >"$out/help.synth"
+defaults() { "$py" tests/cli_doc_defaults.py "$1" train="$out/help.train" synth="$out/help.synth"; }
+# shellcheck disable=SC2016
+sed 's/^| `--epochs N` | 30 |/| `--epochs N` | 40 |/' docs/cli.md >"$out/cli-defaults.md"
+cmp -s "$out/cli-defaults.md" docs/cli.md && fail "the copy of docs/cli.md with another default is unchanged"
+defaults "$out/cli-defaults.md" >"$out/defaults-broken.txt" &&
+    fail "tests/cli_doc_defaults.py accepted --epochs 40 in docs/cli.md"
+grep -q "cfnet train --epochs: default 40" "$out/defaults-broken.txt" ||
+    fail "tests/cli_doc_defaults.py did not name --epochs"
+defaults docs/cli.md || fail "defaults in docs/cli.md differ from --help"
+
 if [ "$fails" -ne 0 ]; then
     echo "test_cli_docs: $fails failures"
     exit 1
 fi
-echo "test_cli_docs: the $(wc -l <"$out/opts.all") options of cfnet and its $ncmds commands are in docs/cli.md and docs/cfnet.1, and both name only those"
+echo "test_cli_docs: the $(wc -l <"$out/opts.all") options of cfnet and its $ncmds commands are in docs/cli.md and docs/cfnet.1, both name only those, and the defaults agree"
