@@ -73,10 +73,17 @@ printf '#!/bin/sh\necho partial >"$2"\nexit 1\n' >"$fake/rsvg-convert"
 chmod +x "$fake/rsvg-convert"
 echo "earlier png" >"$out/pc.png"
 # shellcheck disable=SC2086
-expect 0 "pc.png: could not convert the plot" env PATH="$fake:$PATH" "$cfnet" train "$d/train" \
-    -o "$out/pc.safetensors" --epochs 1 $common --plot "$out/pc.svg"
+expect 0 "pc.png: could not convert the plot to PNG with rsvg-convert \(the earlier PNG is kept\)" \
+    env PATH="$fake:$PATH" "$cfnet" train "$d/train" -o "$out/pc.safetensors" --epochs 1 $common \
+    --plot "$out/pc.svg"
 [ "$(cat "$out/pc.png")" = "earlier png" ] || fail "a failed PNG conversion changed the earlier PNG"
 ls "$out"/pc.png.tmp.* >/dev/null 2>&1 && fail "a failed PNG conversion left its temporary file"
+# without an earlier PNG the warning does not claim one
+# shellcheck disable=SC2086
+expect 0 "pn.png: could not convert the plot to PNG with rsvg-convert \(no PNG written\)" \
+    env PATH="$fake:$PATH" "$cfnet" train "$d/train" -o "$out/pn.safetensors" --epochs 1 $common \
+    --plot "$out/pn.svg"
+test -e "$out/pn.png" && fail "a failed PNG conversion left pn.png"
 
 # eval: above a stated accuracy. 3 classes (chance 33 %); 10 epochs on 30 images per class
 # reach 90 % here (other seeds: 73-100 %); the test asks for 60 %.

@@ -3,6 +3,8 @@
 #   1. The programs in docs/guide.md marked "<!-- tested: c" / "<!-- tested: python" compile
 #      and run against the library just built (C: warnings are errors); the numpy-only model
 #      reader ("<!-- tested: python-reader") reads the model the Python program saved.
+#   1d. Calls of the C API written in README.md and docs/*.md pass the header's number of
+#      arguments (tests/docs_calls.py).
 #   2. If doxygen is installed: the API reference builds from the header (docs/Doxyfile) with
 #      every public function documented and no documentation warnings.
 # Environment (set by `make check`): CFNET_LIBDIR, CFNET_SANITIZE, CFNET_BUILD, CC.
@@ -63,6 +65,20 @@ reader_out=$(cd "$tmp" && env -u CFNET_LIBRARY -u PYTHONPATH -u LD_PRELOAD \
 [ "$reader_out" = "(8, 1, 3, 3)" ] || fail "reader printed: $reader_out"
 echo "test_docs: numpy-only model reader: weight shape $reader_out"
 fi
+
+# 1d. Calls of the C API in the pages have the header's number of arguments (a page that shows
+# cfnet_layer_dense_create(out_features) without its &layer does not compile when copied).
+# The checker first rejects a copy of README.md with one argument dropped.
+docs_py=$(command -v /usr/bin/python3 || command -v python3) || fail "no python3"
+sed 's/cfnet_network_create(1, 28, 28, \/\*seed\*\/ 42, &net)/cfnet_network_create(1, 28, 28, \&net)/' \
+    README.md >"$tmp/README.md"
+if cmp -s README.md "$tmp/README.md" ||
+    "$docs_py" tests/docs_calls.py include/cfnet/cfnet.h "$tmp/README.md" >/dev/null; then
+    fail "tests/docs_calls.py accepted a call with an argument dropped"
+fi
+"$docs_py" tests/docs_calls.py include/cfnet/cfnet.h README.md docs/*.md python/README.md \
+    bindings/julia/README.md SECURITY.md ||
+    fail "calls of the C API in the documentation"
 
 # 2. The API reference.
 if ! command -v doxygen >/dev/null 2>&1; then

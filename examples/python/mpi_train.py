@@ -2,19 +2,33 @@
 """Data-parallel training from Python with mpi4py (Debian: python3-mpi4py) — no MPI code in
 libcfnet or its binding: the network's sum hook calls mpi4py's Allreduce.
 
-    mpirun -np 2 python3 examples/python/mpi_train.py [OUT.npy]
+    mpirun -np 2 /usr/bin/python3 examples/python/mpi_train.py [OUT.npy]
 
 Every rank builds the same network (same seed), rank 0's weights are broadcast, then every step
 each rank trains on its share of the global batch of 50. With OUT.npy, rank 0 saves every
 parameter and batch-norm statistic after 5 steps: the file is the same (to 1e-5) for any
 number of ranks (tests/test_mpi.sh checks 1 against 2).
 """
+import argparse
+import os
 import sys
 
 import numpy as np
 from mpi4py import MPI
 
-import cfnet
+try:
+    import cfnet
+except ImportError:  # run from a source tree: use the package beside the library
+    sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir,
+                                    os.pardir, "python"))
+    import cfnet
+
+parser = argparse.ArgumentParser(
+    description="Data-parallel training through mpi4py: every rank trains on its share of "
+    "each global batch of 50, for 5 steps (run under mpirun).")
+parser.add_argument("out", nargs="?", metavar="OUT.npy",
+                    help="rank 0 saves every parameter and batch-norm statistic here")
+args = parser.parse_args()
 
 GLOBAL, STEPS = 50, 5
 comm = MPI.COMM_WORLD
@@ -46,5 +60,5 @@ for s in range(STEPS):
     if rank == 0:
         print(f"step {s + 1}: loss {loss:.5f} (mean over the global batch, {size} rank(s))")
 
-if rank == 0 and len(sys.argv) > 1:
-    np.save(sys.argv[1], np.concatenate([np.asarray(t).ravel() for t in tensors]))
+if rank == 0 and args.out:
+    np.save(args.out, np.concatenate([np.asarray(t).ravel() for t in tensors]))

@@ -333,8 +333,9 @@ static void plot_png(const char *svg)
     if (pid > 0) waitpid(pid, &status, 0);
     if (pid < 0 || !WIFEXITED(status) || WEXITSTATUS(status) != 0 || rename(tmp, target) != 0) {
         unlink(tmp);
-        tool_warn("%s: could not convert the plot to PNG with %s (the file is unchanged)", png,
-                  rsvg ? "rsvg-convert" : "convert");
+        tool_warn("%s: could not convert the plot to PNG with %s (%s)", png,
+                  rsvg ? "rsvg-convert" : "convert",
+                  real ? "the earlier PNG is kept" : "no PNG written");
     }
     free(tmp);
     free(real);
