@@ -119,6 +119,9 @@ cfnet_status cf_pool_create(const cf_allocator *a, int threads, cf_pool **out)
     cf_pool *p = cf_alloc_zero(a, 1, sizeof *p);
     CF_FAIL_IF(!p, CFNET_E_OUT_OF_MEMORY, "thread pool: out of memory");
     p->threads = threads;
+    /* Workers run libcfnet's code for as long as the network lives: a host that unloads the
+     * library (dlclose) before freeing it must not pull the code from under them. */
+    cf_platform_keep_self_loaded();
     atomic_store(&p->spin, default_spin_ns(threads));
     p->workers = cf_alloc_zero(a, (size_t)threads - 1, sizeof *p->workers);
     if (!p->workers) {

@@ -1,8 +1,10 @@
 /* Threads: POSIX threads behind the functions of platform.h. */
-#define _GNU_SOURCE /* sched_getaffinity, CPU_COUNT */
+#define _GNU_SOURCE /* sched_getaffinity, CPU_COUNT, dladdr, RTLD_NODELETE */
 #include "platform/platform.h"
 
+#include <dlfcn.h>
 #include <sched.h>
+#include <string.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -25,6 +27,26 @@ void cf_cond_signal(cf_cond *c) { pthread_cond_signal(c); }
 void cf_cond_broadcast(cf_cond *c) { pthread_cond_broadcast(c); }
 
 void cf_once_run(cf_once *once, void (*fn)(void)) { pthread_once(once, fn); }
+
+void cf_platform_keep_loaded(void (*fn)(void))
+{
+#if defined(RTLD_NODELETE) && defined(RTLD_NOLOAD)
+    /* POSIX lets a function pointer be represented as a void * (as dlsym returns them). */
+    const void *code = NULL;
+    memcpy(&code, &fn, sizeof code < sizeof fn ? sizeof code : sizeof fn);
+    Dl_info info;
+    if (!code || !dladdr(code, &info) || !info.dli_fname || !info.dli_fname[0]) return;
+    /* RTLD_NOLOAD: only if it is loaded already (never loads anything); RTLD_NODELETE marks it
+     * as never unloaded. The reference taken is never released, on purpose. */
+    (void)dlopen(info.dli_fname, RTLD_LAZY | RTLD_NOLOAD | RTLD_NODELETE);
+#else
+    (void)fn;
+#endif
+}
+
+static pthread_once_t cf_self_once = PTHREAD_ONCE_INIT;
+static void keep_self(void) { cf_platform_keep_loaded(keep_self); }
+void cf_platform_keep_self_loaded(void) { pthread_once(&cf_self_once, keep_self); }
 
 uint64_t cf_platform_now_ns(void)
 {
