@@ -42,6 +42,9 @@
  *
  * Host processes: once a network has worker threads (CFNET_OPTION_THREADS > 1), libcfnet stays
  * loaded until the process ends (dlclose does not unload it), since the workers run its code.
+ * A child created by fork() may use the networks it inherited: their workers stayed in the
+ * parent, so its calls run on threads started for each call (same results) until it sets the
+ * thread count again, which starts workers of its own.
  */
 #ifndef CFNET_CFNET_H
 #define CFNET_CFNET_H

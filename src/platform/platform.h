@@ -7,8 +7,8 @@
  *   cpu.c    CPU features for the runtime dispatch of the SIMD kernels.
  *   thread.c threads, mutexes, condition variables and one-time initialisation (the thread
  *            pool, the engine's per-call threads, the FFT planner lock, the inference cache);
- *            keeping code loaded for the host's dlclose (the thread pool, FFTW's planner
- *            hooks).
+ *            fork detection and keeping code loaded for the host's dlclose (the thread pool,
+ *            FFTW's planner hooks).
  *
  * Errors are reported the POSIX way (-1 / false with errno set); callers turn them into a
  * cfnet_status with their own message. */
@@ -82,6 +82,12 @@ void cf_cond_signal(cf_cond *c);
 void cf_cond_broadcast(cf_cond *c);
 /* Runs `fn` once per process however many threads call this with the same `once`. */
 void cf_once_run(cf_once *once, void (*fn)(void));
+
+/* Fork generation: the same value in the process that created an object and a different one in
+ * every child created by fork() since (counted by a pthread_atfork child handler registered on
+ * the first call). Threads do not survive a fork: an object that owns threads records the
+ * generation when it starts them, and a forked child must neither use nor join them. */
+uint64_t cf_platform_fork_generation(void);
 
 /* Keeps the shared object that contains the function `fn` loaded until the process ends,
  * whatever dlclose the host calls: for code that may still run after the host unloads libcfnet
