@@ -36,7 +36,15 @@
  *
  * FFTW: before planning its first transform, libcfnet calls fftwf_make_planner_thread_safe(),
  * so FFTW's planner (one per process) is locked by FFTW itself for every caller in the process,
- * including a host's own fftwf_plan_* calls; transforms execute without a lock.
+ * including a host's own fftwf_plan_* calls; transforms execute without a lock. FFTW's planner
+ * then calls lock functions of libfftw3f_threads, so that library stays loaded for the rest of
+ * the process even if the host unloads libcfnet with dlclose.
+ *
+ * Host processes: once a network has worker threads (CFNET_OPTION_THREADS > 1), libcfnet stays
+ * loaded until the process ends (dlclose does not unload it), since the workers run its code.
+ * A child created by fork() may use the networks it inherited: their workers stayed in the
+ * parent, so its calls run on threads started for each call (same results) until it sets the
+ * thread count again, which starts workers of its own.
  */
 #ifndef CFNET_CFNET_H
 #define CFNET_CFNET_H

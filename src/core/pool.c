@@ -34,7 +34,14 @@ struct cf_pool {
     bool busy;           /* a caller owns the pool (under `lock`) */
     _Atomic bool shutdown;
     _Atomic uint64_t spin; /* polling time in ns (see below) */
+    uint64_t forkgen;      /* cf_platform_fork_generation() when the workers started */
 };
+
+/* The workers exist only in the process that started them: a child created by fork() (a host
+ * forking worker processes, Python's multiprocessing) has copies of the pool without threads.
+ * There the pool is never claimed (calls start threads of their own, with the same results) and
+ * destroying it only frees its memory. */
+static bool pool_forked(const cf_pool *p) { return cf_platform_fork_generation() != p->forkgen; }
 
 /* How long a worker keeps polling for the next job, and a caller for the workers' end, before
  * sleeping on the condition variable (CF_POOL_SPIN_NS; CFNET_SPIN_US in the environment
@@ -119,6 +126,10 @@ cfnet_status cf_pool_create(const cf_allocator *a, int threads, cf_pool **out)
     cf_pool *p = cf_alloc_zero(a, 1, sizeof *p);
     CF_FAIL_IF(!p, CFNET_E_OUT_OF_MEMORY, "thread pool: out of memory");
     p->threads = threads;
+    p->forkgen = cf_platform_fork_generation();
+    /* Workers run libcfnet's code for as long as the network lives: a host that unloads the
+     * library (dlclose) before freeing it must not pull the code from under them. */
+    cf_platform_keep_self_loaded();
     atomic_store(&p->spin, default_spin_ns(threads));
     p->workers = cf_alloc_zero(a, (size_t)threads - 1, sizeof *p->workers);
     if (!p->workers) {
@@ -146,6 +157,11 @@ cfnet_status cf_pool_create(const cf_allocator *a, int threads, cf_pool **out)
 void cf_pool_destroy(cf_pool *p)
 {
     if (!p) return;
+    if (pool_forked(p)) { /* no workers to stop; the lock may be held by a thread now gone */
+        cf_free(p->workers);
+        cf_free(p);
+        return;
+    }
     pool_stop(p);
     cf_cond_destroy(&p->work);
     cf_cond_destroy(&p->done);
@@ -169,7 +185,7 @@ uint64_t cf_pool_spin_ns(const cf_pool *p)
 /* Claims the pool for a job of `count` shares; false if it is busy or too small. */
 static bool pool_claim(cf_pool *p, int count)
 {
-    if (!p || count > p->threads) return false;
+    if (!p || count > p->threads || pool_forked(p)) return false;
     cf_mutex_lock(&p->lock);
     bool ok = !p->busy && !p->shutdown;
     if (ok) p->busy = true;

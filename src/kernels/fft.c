@@ -12,8 +12,16 @@ static cf_mutex cf_fft_planner_lock = CF_MUTEX_INIT;
  * libcfnet asks FFTW to lock its planner itself (fftwf_make_planner_thread_safe, FFTW >= 3.3.5):
  * from then on every fftwf_plan_* and fftwf_destroy_plan in the process, whoever calls it, runs
  * under FFTW's own lock. */
+/* The lock functions FFTW then calls live in libfftw3f_threads, which only libcfnet may have
+ * loaded: if a host that uses FFTW itself unloaded libcfnet (dlclose of a plugin), FFTW's
+ * planner would call into unloaded code at the host's next plan. So the object holding them
+ * stays loaded for the rest of the process. */
 static cf_once cf_fft_once = CF_ONCE_INIT;
-static void make_planner_thread_safe(void) { fftwf_make_planner_thread_safe(); }
+static void make_planner_thread_safe(void)
+{
+    fftwf_make_planner_thread_safe();
+    cf_platform_keep_loaded(fftwf_make_planner_thread_safe);
+}
 
 cfnet_status cf_fft2d_init(const cf_allocator *a, cf_fft2d *f, int rows, int cols,
                            const char *who)

@@ -6,7 +6,9 @@
  *            that must not block on a FIFO or device.
  *   cpu.c    CPU features for the runtime dispatch of the SIMD kernels.
  *   thread.c threads, mutexes, condition variables and one-time initialisation (the thread
- *            pool, the engine's per-call threads, the FFT planner lock, the inference cache).
+ *            pool, the engine's per-call threads, the FFT planner lock, the inference cache);
+ *            fork detection and keeping code loaded for the host's dlclose (the thread pool,
+ *            FFTW's planner hooks).
  *
  * Errors are reported the POSIX way (-1 / false with errno set); callers turn them into a
  * cfnet_status with their own message. */
@@ -80,6 +82,20 @@ void cf_cond_signal(cf_cond *c);
 void cf_cond_broadcast(cf_cond *c);
 /* Runs `fn` once per process however many threads call this with the same `once`. */
 void cf_once_run(cf_once *once, void (*fn)(void));
+
+/* Fork generation: the same value in the process that created an object and a different one in
+ * every child created by fork() since (counted by a pthread_atfork child handler registered on
+ * the first call). Threads do not survive a fork: an object that owns threads records the
+ * generation when it starts them, and a forked child must neither use nor join them. */
+uint64_t cf_platform_fork_generation(void);
+
+/* Keeps the shared object that contains the function `fn` loaded until the process ends,
+ * whatever dlclose the host calls: for code that may still run after the host unloads libcfnet
+ * (hooks that libcfnet installed in another library). cf_platform_keep_self_loaded does the
+ * same for the object libcfnet itself is part of (its worker threads run its code). Best
+ * effort: nothing happens for the main program or where the platform cannot. */
+void cf_platform_keep_loaded(void (*fn)(void));
+void cf_platform_keep_self_loaded(void);
 
 /* Processors the process may run on (its CPU affinity mask, else the online count; at least
  * 1). */
