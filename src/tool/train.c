@@ -612,9 +612,10 @@ static int check_outputs(const train_cfg *c, const char *ckpt, const tool_datase
         if (path_is_dir(path[i]) == 1) {
             tool_error("%s (%s) is a folder; give a file name", what[i], path[i]);
             rc = -1;
-        } else if (i < 2 && stat(path[i], &st) == 0 && !S_ISREG(st.st_mode)) {
-            /* the model and the checkpoint are saved by renaming a new file over the old one,
-             * which would put a file in place of a device or pipe (/dev/null, as root) */
+        } else if ((i < 2 || i == 4) && stat(path[i], &st) == 0 && !S_ISREG(st.st_mode)) {
+            /* the model, the checkpoint and the plot's PNG are saved by renaming a new file
+             * over the old one, which would put a file in place of a device or pipe (/dev/null,
+             * as root; through a link, the device it names) */
             tool_error("%s (%s) is not a regular file (a device or a pipe); it is saved "
                        "by writing a new file in its place: give a file name", what[i], path[i]);
             rc = -1;
@@ -824,7 +825,8 @@ int cmd_train(int argc, char **argv)
     if (dataset_probe(&ds, tr, ntr, c.skip_bad, &ch, &h0, &w0) != 0) goto out;
     if (c.resume) {
         if (ch != minfo.channels) {
-            tool_error("%s: images have %d channels, the checkpoint %d", c.data, ch, minfo.channels);
+            tool_error("%s: images have %d channel%s, the checkpoint %d", c.data, ch,
+                       ch == 1 ? "" : "s", minfo.channels);
             goto out;
         }
     } else if (c.size == 0) {
@@ -1019,7 +1021,10 @@ int cmd_train(int argc, char **argv)
         if (!c.resume || ftell(logf) == 0)
             fprintf(logf, "epoch,train_loss,train_accuracy,val_loss,val_accuracy,"
                           "val_balanced_accuracy,learning_rate,seconds\n");
-        fflush(logf);
+        if (fflush(logf) != 0 || ferror(logf)) {
+            tool_error("%s: cannot write: %s", c.log, strerror(errno));
+            goto out;
+        }
     }
 
     tool_install_signals();
@@ -1193,7 +1198,13 @@ int cmd_train(int argc, char **argv)
         if (logf) {
             fprintf(logf, "%d,%.6f,%.6f,%.6f,%.6f,%.6f,%.6g,%.3f\n", e, r->train_loss, r->train_acc,
                     r->val_loss, r->val_acc, r->val_bacc, r->lr, r->seconds);
-            fflush(logf);
+            /* a full disk is found now, not after the last epoch (or never: a failed flush
+             * leaves nothing for fclose to report) */
+            if (fflush(logf) != 0 || ferror(logf)) {
+                tool_error("%s: cannot write epoch %d: %s; %s holds epoch %d (continue with "
+                           "--resume)", c.log, e, strerror(errno), ckpt, e);
+                goto out;
+            }
         }
         if (c.plot && rank == 0) {
             if (write_plot(c.plot, hist, nhist, nva > 0) != 0) goto out;
@@ -1224,7 +1235,7 @@ int cmd_train(int argc, char **argv)
     rc = EXIT_OK;
 out:
     if (logf && fclose(logf) != 0 && rc == EXIT_OK) {
-        tool_error("%s: write failed", c.log);
+        tool_error("%s: write failed: %s", c.log, strerror(errno));
         rc = EXIT_RUNTIME;
     }
     if (dist) tool_mpi_detach(net);
