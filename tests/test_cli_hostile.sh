@@ -107,6 +107,37 @@ expect 0 "" "$cfnet" synth "$out/one" --classes 3 --per-class 3 --test-per-class
 expect 1 "images have 1 channel, the checkpoint 2" "$cfnet" train "$out/one/train" -o "$out/sigINT.safetensors" \
     --epochs 100 $common --resume "$out/sigINT.last.safetensors"
 
+# ---- two runs writing the same model ------------------------------------------------------------
+# The first run finds the second's files in place of its own before its next save and stops with
+# status 1 (it used to go on, leaving a model of one run beside the checkpoint of the other).
+t="$out/twice"
+# shellcheck disable=SC2086
+"$cfnet" train "$d/train" -o "$t.safetensors" --epochs 100000 $common -q --log "$t.csv" 2>"$t.err" &
+pid=$!
+n=0
+while [ "$( (wc -l <"$t.csv") 2>/dev/null || echo 0)" -lt 3 ] && [ $n -lt 600 ]; do
+    sleep 0.1
+    n=$((n + 1))
+done
+# shellcheck disable=SC2086
+"$cfnet" train "$d/train" -o "$t.safetensors" --epochs 2 $common -q --seed 5 2>/dev/null || true
+n=0
+while kill -0 $pid 2>/dev/null && [ $n -lt 600 ]; do
+    sleep 0.1
+    n=$((n + 1))
+done
+if kill -0 $pid 2>/dev/null; then
+    kill -KILL $pid
+    fail "a run whose model another run replaced went on training"
+fi
+set +e
+wait $pid
+st=$?
+set -e
+[ $st = 1 ] || fail "a run whose model another run replaced: exit $st (expected 1)"
+grep -q "twice.*safetensors was replaced by another program during training (another 'cfnet train -o .*twice.safetensors' at the same time?)" \
+    "$t.err" || fail "two runs on one model: message: $(cat "$t.err")"
+
 # ---- a file system that fills up (root only: a small tmpfs) ------------------------------------
 if [ "$(id -u)" = 0 ] && command -v mount >/dev/null 2>&1; then
     small=$(mktemp -d)

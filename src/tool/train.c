@@ -673,13 +673,39 @@ static int screen_bad(tool_dataset *ds, const train_cfg *c, int channels)
     return rc;
 }
 
-static int save_net(const cfnet_network *net, const char *path, unsigned flags)
+/* The file this run last saved at a path (the model, the checkpoint): another program that
+ * replaces it meanwhile, such as a second `cfnet train` writing the same model, is found before
+ * the next save, and the run stops rather than leave a model of one run beside the checkpoint
+ * of another. */
+typedef struct saved_file {
+    int known;
+    dev_t dev;
+    ino_t ino;
+} saved_file;
+
+static int still_ours(const saved_file *f, const char *path, const char *model)
+{
+    struct stat st;
+    if (!f->known || stat(path, &st) != 0 || (st.st_dev == f->dev && st.st_ino == f->ino))
+        return 1; /* not saved yet, or removed: nothing of another run to keep apart */
+    tool_error("%s was replaced by another program during training (another 'cfnet train -o "
+               "%s' at the same time?); stopping so that the model and its checkpoint stay "
+               "from one run", path, model);
+    return 0;
+}
+
+static int save_net(const cfnet_network *net, const char *path, unsigned flags, saved_file *f)
 {
     cfnet_status st = cfnet_network_save(net, path, flags);
     if (st != CFNET_OK) {
         tool_error("%s: cannot save: %s: %s", path, cfnet_status_string(st), cfnet_last_error());
         return -1;
     }
+    struct stat sb;
+    memset(&sb, 0, sizeof sb);
+    f->known = stat(path, &sb) == 0;
+    f->dev = sb.st_dev;
+    f->ino = sb.st_ino;
     return 0;
 }
 
@@ -718,6 +744,8 @@ int cmd_train(int argc, char **argv)
     tool_blas_single_thread();
 
     int rc = EXIT_RUNTIME;
+    saved_file saved[2];
+    memset(saved, 0, sizeof saved);
     cfnet_network *net = NULL;
     tool_dataset ds;
     memset(&ds, 0, sizeof ds);
@@ -1179,8 +1207,11 @@ int cmd_train(int argc, char **argv)
             tool_lib_error("storing the training state", s2);
             goto out;
         }
-        if (rank == 0 && improved && save_net(net, c.output, 0) != 0) goto out;
-        if (rank == 0 && save_net(net, ckpt, CFNET_SAVE_OPTIMIZER) != 0) goto out;
+        if (rank == 0 && (!still_ours(&saved[0], c.output, c.output) ||
+                          !still_ours(&saved[1], ckpt, c.output)))
+            goto out;
+        if (rank == 0 && improved && save_net(net, c.output, 0, &saved[0]) != 0) goto out;
+        if (rank == 0 && save_net(net, ckpt, CFNET_SAVE_OPTIMIZER, &saved[1]) != 0) goto out;
 
         char e1[32], tacc[32] = "";
         fmt_time(tool_now() - pc.run_t0, e1, sizeof e1);
