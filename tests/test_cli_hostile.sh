@@ -155,6 +155,22 @@ if [ "$(id -u)" = 0 ] && command -v mount >/dev/null 2>&1; then
         expect 1 "p.csv: write failed: No space left on device \(the file is unchanged\)" "$cfnet" \
             predict "$m" "$d/test" -o "$small/p.csv" -q
         [ "$(cat "$small/p.csv")" = old ] || fail "a full disk changed predict's earlier CSV"
+        # eval --out: the four files replace the earlier report together or not at all. With
+        # two pages free each file alone would fit (it used to rename each as soon as it was
+        # written: a new metrics.json beside an old predictions.csv); all four do not.
+        rm -f "$small/fill" "$small/p.csv"
+        "$cfnet" eval "$m" "$d/test" --out "$small/rep" -q >/dev/null
+        for f in metrics.json confusion.csv confusion.svg predictions.csv; do
+            cp "$small/rep/$f" "$out/rep.$f"
+        done
+        avail=$(df -k --output=avail "$small" | tail -1)
+        dd if=/dev/zero of="$small/fill" bs=1k count=$((avail - 8)) 2>/dev/null || true
+        expect 1 "write failed: No space left on device \(the earlier files are unchanged\)" "$cfnet" \
+            eval "$out/sigINT.safetensors" "$d/test" --out "$small/rep" -q
+        for f in metrics.json confusion.csv confusion.svg predictions.csv; do
+            cmp -s "$small/rep/$f" "$out/rep.$f" || fail "a full disk changed the earlier report's $f"
+        done
+        ls "$small"/rep/*tmp* >/dev/null 2>&1 && fail "a full disk left a temporary file in the report"
         umount "$small"
     fi
     rmdir "$small"
