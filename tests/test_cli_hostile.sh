@@ -70,12 +70,14 @@ cmp -s "$out/ok.svg" "$out/ok.png" || fail "the fake conversion did not write ok
 # SIGINT and SIGTERM stop after the current step with status 130; the checkpoint holds the last
 # finished epoch and --resume continues from it; no temporary file is left, and the model is
 # always a whole file.
-for sig in INT TERM; do
+# SIGHUP (the terminal closed) too, unless it is ignored (nohup); env --default-signal gives the
+# run the default disposition whatever this script inherited.
+for sig in INT TERM HUP; do
     s="$out/sig$sig"
     rm -f "$s".*
     # shellcheck disable=SC2086
-    "$cfnet" train "$d/train" -o "$s.safetensors" --epochs 100000 $common -q --log "$s.csv" \
-        2>"$s.err" &
+    env --default-signal=HUP "$cfnet" train "$d/train" -o "$s.safetensors" --epochs 100000 $common \
+        -q --log "$s.csv" 2>"$s.err" &
     pid=$!
     n=0 # wait (at most 60 s) until two epochs are logged
     while [ "$( (wc -l <"$s.csv") 2>/dev/null || echo 0)" -lt 3 ] && [ $n -lt 600 ]; do
@@ -83,6 +85,12 @@ for sig in INT TERM; do
         n=$((n + 1))
     done
     kill -"$sig" $pid
+    n=0
+    while kill -0 $pid 2>/dev/null && [ $n -lt 600 ]; do
+        sleep 0.1
+        n=$((n + 1))
+    done
+    kill -0 $pid 2>/dev/null && kill -KILL $pid
     set +e
     wait $pid
     st=$?
@@ -100,6 +108,34 @@ for sig in INT TERM; do
         --log "$s.csv"
     [ "$(wc -l <"$s.csv")" = $((done_epochs + 2)) ] || fail "SIG$sig: the log after --resume: $(wc -l <"$s.csv") lines"
 done
+
+# under nohup SIGHUP stays ignored: the run goes on (two more epochs logged), then SIGTERM ends it
+s="$out/nohup"
+# shellcheck disable=SC2086
+nohup "$cfnet" train "$d/train" -o "$s.safetensors" --epochs 100000 $common -q --log "$s.csv" \
+    >/dev/null 2>"$s.err" &
+pid=$!
+n=0
+while [ "$( (wc -l <"$s.csv") 2>/dev/null || echo 0)" -lt 3 ] && [ $n -lt 600 ]; do
+    sleep 0.1
+    n=$((n + 1))
+done
+kill -HUP $pid
+lines=$(wc -l <"$s.csv")
+n=0
+while [ "$(wc -l <"$s.csv")" -lt $((lines + 2)) ] && kill -0 $pid 2>/dev/null && [ $n -lt 600 ]; do
+    sleep 0.1
+    n=$((n + 1))
+done
+kill -0 $pid 2>/dev/null || fail "SIGHUP ended a run started under nohup"
+kill -TERM $pid 2>/dev/null || true
+n=0
+while kill -0 $pid 2>/dev/null && [ $n -lt 600 ]; do
+    sleep 0.1
+    n=$((n + 1))
+done
+kill -0 $pid 2>/dev/null && kill -KILL $pid
+wait $pid || true
 
 # resuming with images of another channel count names both counts
 expect 0 "" "$cfnet" synth "$out/one" --classes 3 --per-class 3 --test-per-class 0 --size 16 --channels 1 -q

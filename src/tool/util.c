@@ -729,6 +729,11 @@ void tool_install_signals(void)
     sigemptyset(&sa.sa_mask);
     sigaction(SIGINT, &sa, NULL);
     sigaction(SIGTERM, &sa, NULL);
+    /* a closed terminal stops training like Ctrl-C (it used to end the process at once, even
+     * inside a save, leaving its temporary file); under nohup SIGHUP stays ignored */
+    struct sigaction old;
+    if (sigaction(SIGHUP, NULL, &old) == 0 && old.sa_handler != SIG_IGN)
+        sigaction(SIGHUP, &sa, NULL);
 }
 
 /* OpenBLAS threads on top of libcfnet's own threads oversubscribe the cores (see
