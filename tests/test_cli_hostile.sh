@@ -137,6 +137,14 @@ done
 kill -0 $pid 2>/dev/null && kill -KILL $pid
 wait $pid || true
 
+# resuming with settings the checkpoint decides: they are named as ignored, and the run goes on
+# with the checkpoint's (the architecture stays cfnet)
+# shellcheck disable=SC2086
+expect 0 "sigINT.last.safetensors: the run's settings come from the checkpoint; --arch, --width, --size, --batch, --lr, --seed are ignored" \
+    "$cfnet" train "$d/train" -o "$out/sigINT.safetensors" --epochs 100000 $common --arch cnn --lr 1 \
+    --resume "$out/sigINT.last.safetensors" --patience 1
+expect 0 "conic" "$cfnet" info "$out/sigINT.safetensors"
+
 # resuming with images of another channel count names both counts
 expect 0 "" "$cfnet" synth "$out/one" --classes 3 --per-class 3 --test-per-class 0 --size 16 --channels 1 -q
 # shellcheck disable=SC2086

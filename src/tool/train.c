@@ -81,7 +81,37 @@ typedef struct train_cfg {
     uint64_t max_memory;
     int max_memory_given; /* --max-memory, 0 included (nothing kept: every chunk streamed) */
     tool_norm norm;
+    unsigned char given[128]; /* the options on the command line, by getopt code */
 } train_cfg;
+
+/* The options whose values a resumed run takes from its checkpoint, by getopt code. */
+static const struct {
+    char code;
+    const char *flag;
+} stored_opts[] = {{'a', "--arch"},     {'w', "--width"},    {'s', "--size"},
+                   {'P', "--pad"},      {'N', "--percentile"}, {'x', "--scale"},
+                   {'b', "--batch"},    {'O', "--optimizer"}, {'l', "--lr"},
+                   {'L', "--lr-decay"}, {'W', "--weight-decay"}, {'r', "--rotate"},
+                   {'j', "--jitter"},   {'f', "--flip"},     {'B', "--balance"},
+                   {'v', "--val"},      {'S', "--seed"}};
+
+/* --resume with options the checkpoint decides: one warning naming them, so that a changed
+ * setting is not believed to be in effect. */
+static void warn_ignored_on_resume(const train_cfg *c)
+{
+    char list[256] = "";
+    size_t used = 0;
+    int n = 0;
+    for (size_t i = 0; i < sizeof stored_opts / sizeof *stored_opts; i++) {
+        if (!c->given[(unsigned char)stored_opts[i].code]) continue;
+        int w = snprintf(list + used, sizeof list - used, "%s%s", n ? ", " : "", stored_opts[i].flag);
+        if (w > 0 && (size_t)w < sizeof list - used) used += (size_t)w;
+        n++;
+    }
+    if (n)
+        tool_warn("%s: the run's settings come from the checkpoint; %s %s ignored", c->resume,
+                  list, n == 1 ? "is" : "are");
+}
 
 typedef struct epoch_rec {
     int epoch;
@@ -512,6 +542,7 @@ static int parse_args(int argc, char **argv, train_cfg *c)
     int ch, percentile_given = 0, scale_given = 0;
     while ((ch = opt_next(argc, argv, ":o:qh", longopts, train_help)) >= 0) {
         int u = 0;
+        if (ch > 0 && ch < 128) c->given[ch] = 1;
         switch (ch) {
         case 'o': u = opt_path("train", "-o", optarg, &c->output); break;
         case 'a': {
@@ -787,6 +818,7 @@ int cmd_train(int argc, char **argv)
             goto out;
         }
         if (model_load_info(net, c.resume, &minfo) != 0) goto out;
+        if (rank == 0) warn_ignored_on_resume(&c);
         c.size = minfo.size;
         c.pad = minfo.pad;
         c.norm = minfo.norm;
