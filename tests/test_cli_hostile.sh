@@ -21,7 +21,7 @@ if [ -c /dev/full ]; then
     ln -s /dev/full "$out/full.csv"
     # a --log that cannot be written stops the run with the reason (it used to end with status 0)
     # shellcheck disable=SC2086
-    expect 1 "full.csv: cannot write: No space left on device" "$cfnet" train "$d/train" \
+    expect 1 "full.csv: cannot write epoch 1: No space left on device; .*log.last.safetensors holds epoch 1" "$cfnet" train "$d/train" \
         -o "$out/log.safetensors" --epochs 1 $common -q --log "$out/full.csv"
     # standard output on a full device: a report, a summary or a help text that was not written
     # is an error, not a success
@@ -188,12 +188,14 @@ if [ "$(id -u)" = 0 ] && command -v mount >/dev/null 2>&1; then
     if mount -t tmpfs -o size=200k tmpfs "$small" 2>/dev/null; then
         cp "$m" "$out/m.last.safetensors" "$small/"
         cp "$m" "$small/before.safetensors"
+        cp "$out/sigINT.csv" "$small/log.csv"
         avail=$(df -k --output=avail "$small" | tail -1)
         dd if=/dev/zero of="$small/fill" bs=1k count=$((avail - 4)) 2>/dev/null || true
         # shellcheck disable=SC2086
         expect 1 "m.safetensors: cannot save: .*No space left on device" "$cfnet" train "$d/train" \
-            -o "$small/m.safetensors" --epochs 1 $common -q --seed 9
+            -o "$small/m.safetensors" --epochs 1 $common -q --seed 9 --log "$small/log.csv"
         cmp -s "$small/m.safetensors" "$small/before.safetensors" || fail "a full disk changed the model"
+        cmp -s "$small/log.csv" "$out/sigINT.csv" || fail "a run that saved nothing replaced the earlier log"
         ls "$small"/*tmp* >/dev/null 2>&1 && fail "a full disk left a temporary file"
         echo "old" >"$small/p.csv" || true
         expect 1 "p.csv: write failed: No space left on device \(the file is unchanged\)" "$cfnet" \

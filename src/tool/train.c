@@ -1072,21 +1072,6 @@ int cmd_train(int argc, char **argv)
         va_n = (b1 * VAL_BATCH < nva ? b1 * VAL_BATCH : nva) - va_off;
     }
 
-    if (c.log && rank == 0) {
-        logf = fopen(c.log, c.resume ? "a" : "w");
-        if (!logf) {
-            tool_error("%s: cannot open: %s", c.log, strerror(errno));
-            goto out;
-        }
-        if (!c.resume || ftell(logf) == 0)
-            fprintf(logf, "epoch,train_loss,train_accuracy,val_loss,val_accuracy,"
-                          "val_balanced_accuracy,learning_rate,seconds\n");
-        if (fflush(logf) != 0 || ferror(logf)) {
-            tool_error("%s: cannot write: %s", c.log, strerror(errno));
-            goto out;
-        }
-    }
-
     tool_install_signals();
     order = xmalloc(sizeof(int64_t) * (size_t)(ntr ? ntr : 1));
     hist = xrealloc(hist, sizeof *hist * (size_t)(nhist + (c.epochs - start_epoch) + 1));
@@ -1258,6 +1243,18 @@ int cmd_train(int argc, char **argv)
             progress_line(&pc.pr, 1, "epoch %d/%d  train loss %.4f%s  %.1f s (total %s)", e,
                           c.epochs, r->train_loss, tacc, r->seconds, e1);
         if (pc.pr.tty && !tool_quiet) fputc('\n', stderr);
+        if (c.log && rank == 0 && !logf) {
+            /* opened once the first epoch is saved: a run that fails or is interrupted before
+             * leaves an earlier run's log beside that run's model and checkpoint */
+            logf = fopen(c.log, c.resume ? "a" : "w");
+            if (!logf) {
+                tool_error("%s: cannot open: %s", c.log, strerror(errno));
+                goto out;
+            }
+            if (!c.resume || ftell(logf) == 0)
+                fprintf(logf, "epoch,train_loss,train_accuracy,val_loss,val_accuracy,"
+                              "val_balanced_accuracy,learning_rate,seconds\n");
+        }
         if (logf) {
             fprintf(logf, "%d,%.6f,%.6f,%.6f,%.6f,%.6f,%.6g,%.3f\n", e, r->train_loss, r->train_acc,
                     r->val_loss, r->val_acc, r->val_bacc, r->lr, r->seconds);
