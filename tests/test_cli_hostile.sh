@@ -151,6 +151,15 @@ expect 0 "" "$cfnet" synth "$out/one" --classes 3 --per-class 3 --test-per-class
 expect 1 "images have 1 channel, the checkpoint 2" "$cfnet" train "$out/one/train" -o "$out/sigINT.safetensors" \
     --epochs 100 $common --resume "$out/sigINT.last.safetensors"
 
+# resuming on other images of the same classes: a warning with both splits' sizes
+expect 0 "" "$cfnet" synth "$out/fewer" --classes 3 --per-class 6 --test-per-class 0 --size 16 -q
+cp "$out/sigINT.last.safetensors" "$out/other.last.safetensors"
+# shellcheck disable=SC2086
+expect 0 "fewer/train has 15 training and 3 validation images, the run of .*other.last.safetensors had 33 and 3: not the same DATA" \
+    "$cfnet" train "$out/fewer/train" -o "$out/other.safetensors" --epochs 1000000 --threads 1 \
+    --resume "$out/other.last.safetensors" --patience 1
+lacks "improved for 1 epochs" "early stop: '1 epochs'"
+
 # ---- two runs writing the same model ------------------------------------------------------------
 # The first run finds the second's files in place of its own before its next save and stops with
 # status 1 (it used to go on, leaving a model of one run beside the checkpoint of the other).

@@ -190,10 +190,14 @@ static int config_from_json(const char *s, train_cfg *c)
 
 /* Training state: epochs done, best so far and the history (no timings: the checkpoint of a
  * resumed run must equal the uninterrupted one byte for byte). */
-static char *state_json(int epoch, int best_epoch, double best, const epoch_rec *h, int nh)
+static char *state_json(int epoch, int best_epoch, double best, const epoch_rec *h, int nh,
+                        int64_t ntr, int64_t nva)
 {
     json_t *o = json_object(), *a = json_array();
     json_object_set_new(o, "epoch", json_integer(epoch));
+    /* the split's sizes, so that --resume notices other DATA with the same classes */
+    json_object_set_new(o, "train_images", json_integer(ntr));
+    json_object_set_new(o, "val_images", json_integer(nva));
     json_object_set_new(o, "best_epoch", json_integer(best_epoch));
     json_object_set_new(o, "best_val_balanced_accuracy", json_real(best));
     for (int i = 0; i < nh; i++) {
@@ -214,7 +218,7 @@ static char *state_json(int epoch, int best_epoch, double best, const epoch_rec 
 }
 
 static int state_from_json(const char *s, int *epoch, int *best_epoch, double *best, epoch_rec **h,
-                           int *nh)
+                           int *nh, int64_t *ntr, int64_t *nva)
 {
     json_error_t je;
     json_t *o = json_loads(s, 0, &je);
@@ -224,6 +228,9 @@ static int state_from_json(const char *s, int *epoch, int *best_epoch, double *b
         return -1;
     }
     *epoch = (int)json_integer_value(json_object_get(o, "epoch"));
+    json_t *t = json_object_get(o, "train_images"), *v = json_object_get(o, "val_images");
+    *ntr = json_is_integer(t) ? (int64_t)json_integer_value(t) : -1; /* absent: an older file */
+    *nva = json_is_integer(v) ? (int64_t)json_integer_value(v) : -1;
     *best_epoch = (int)json_integer_value(json_object_get(o, "best_epoch"));
     *best = json_number_value(json_object_get(o, "best_val_balanced_accuracy"));
     *nh = (int)json_array_size(a);
@@ -775,6 +782,7 @@ int cmd_train(int argc, char **argv)
     tool_blas_single_thread();
 
     int rc = EXIT_RUNTIME;
+    int64_t ckpt_ntr = -1, ckpt_nva = -1; /* the checkpoint's split, when it records one */
     saved_file saved[2];
     memset(saved, 0, sizeof saved);
     cfnet_network *net = NULL;
@@ -803,7 +811,8 @@ int cmd_train(int argc, char **argv)
         cfnet_network_get_metadata(net, "train.config", &cfg);
         cfnet_network_get_metadata(net, "train.state", &state);
         if (!cfg || !state || config_from_json(cfg, &c) != 0 ||
-            state_from_json(state, &start_epoch, &best_epoch, &best, &hist, &nhist) != 0) {
+            state_from_json(state, &start_epoch, &best_epoch, &best, &hist, &nhist, &ckpt_ntr,
+                            &ckpt_nva) != 0) {
             tool_error("%s: not a checkpoint of 'cfnet train' (no training state in its metadata)",
                        c.resume);
             goto out;
@@ -870,6 +879,12 @@ int cmd_train(int argc, char **argv)
         if (ds.s[i].split == SPLIT_TRAIN) tr[ntr++] = i;
         else if (ds.s[i].split == SPLIT_VAL) va[nva++] = i;
     }
+    const int64_t split_ntr = ntr, split_nva = nva;
+    if (c.resume && rank == 0 && ckpt_ntr >= 0 && (ckpt_ntr != ntr || ckpt_nva != nva))
+        tool_warn("%s has %lld training and %lld validation images, the run of %s had %lld and "
+                  "%lld: not the same DATA, so the run goes on with another split and order "
+                  "than an uninterrupted one", c.data, (long long)ntr, (long long)nva, c.resume,
+                  (long long)ckpt_ntr, (long long)ckpt_nva);
     for (int k = 0; k < ds.n_classes; k++) {
         int64_t n = 0;
         for (int64_t i = 0; i < ntr; i++) n += ds.s[tr[i]].cls == k;
@@ -1217,7 +1232,7 @@ int cmd_train(int argc, char **argv)
         since_best = improved ? 0 : since_best + 1;
         r->seconds = tool_now() - te;
 
-        char *state = state_json(e, best_epoch, best, hist, nhist);
+        char *state = state_json(e, best_epoch, best, hist, nhist, split_ntr, split_nva);
         cfnet_status s2 = cfnet_network_set_metadata(net, "train.state", state);
         free(state);
         if (s2 != CFNET_OK) {
@@ -1270,8 +1285,8 @@ int cmd_train(int argc, char **argv)
             if (write_plot(c.plot, hist, nhist, nva > 0) != 0) goto out;
         }
         if (c.patience > 0 && nva && since_best >= c.patience) {
-            tool_info("early stop: validation balanced accuracy has not improved for %d epochs",
-                      c.patience);
+            tool_info("early stop: validation balanced accuracy has not improved for %d epoch%s",
+                      c.patience, c.patience == 1 ? "" : "s");
             break;
         }
     }
