@@ -719,6 +719,8 @@ typedef struct saved_file {
     int known;
     dev_t dev;
     ino_t ino;
+    off_t size;
+    struct timespec mtime;
 } saved_file;
 
 static int still_ours(const saved_file *f, const char *path, const char *model)
@@ -726,6 +728,9 @@ static int still_ours(const saved_file *f, const char *path, const char *model)
     struct stat st;
     if (!f->known || stat(path, &st) != 0 || (st.st_dev == f->dev && st.st_ino == f->ino))
         return 1; /* not saved yet, or removed: nothing of another run to keep apart */
+    if (st.st_size == f->size && st.st_mtim.tv_sec == f->mtime.tv_sec &&
+        st.st_mtim.tv_nsec == f->mtime.tv_nsec)
+        return 1; /* the same file under a new inode number (some FUSE file systems) */
     tool_error("%s was replaced by another program during training (another 'cfnet train -o "
                "%s' at the same time?); stopping so that the model and its checkpoint stay "
                "from one run", path, model);
@@ -744,6 +749,8 @@ static int save_net(const cfnet_network *net, const char *path, unsigned flags, 
     f->known = stat(path, &sb) == 0;
     f->dev = sb.st_dev;
     f->ino = sb.st_ino;
+    f->size = sb.st_size;
+    f->mtime = sb.st_mtim;
     return 0;
 }
 
