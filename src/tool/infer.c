@@ -506,8 +506,7 @@ int cmd_eval(int argc, char **argv)
             goto out_ds;
         }
         ctx.pred = NULL;
-        for (int i = 0; i < 4; i++)
-            if (out_commit(&outs[i]) != 0) goto out_ds;
+        if (out_commit_all(outs, 4) != 0) goto out_ds;
         tool_info("wrote %s/{metrics.json,confusion.csv,confusion.svg,predictions.csv}", outdir);
     }
     if (bad) tool_warn("skipped %lld unreadable or unsuitable image%s", (long long)bad,

@@ -2,6 +2,7 @@
 #define _GNU_SOURCE
 #include "tool.h"
 
+#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -22,7 +23,25 @@ static const char main_help[] =
     "  -h, --help      this help\n"
     "Documentation: docs/cli.md, man cfnet.\n";
 
-int main(int argc, char **argv)
+/* Standard output is flushed before the exit status is decided: a report, a JSON summary or a
+ * help text that did not reach a full disk (or /dev/full) is an error, not a success. A
+ * command that already failed keeps its own status (and its own message). */
+static int finish(int rc)
+{
+    errno = 0;
+    int bad = fflush(stdout) != 0;
+    int err = errno;
+    if ((bad || ferror(stdout)) && rc == EXIT_OK) {
+        if (err)
+            tool_error("standard output: write failed: %s", strerror(err));
+        else
+            tool_error("standard output: write failed");
+        rc = EXIT_RUNTIME;
+    }
+    return rc;
+}
+
+static int run(int argc, char **argv)
 {
     if (argc < 2) {
         fputs(main_help, stderr);
@@ -58,4 +77,9 @@ int main(int argc, char **argv)
         }
     fprintf(stderr, "cfnet: unknown command '%s'\n(see 'cfnet --help')\n", cmd);
     return EXIT_USAGE;
+}
+
+int main(int argc, char **argv)
+{
+    return finish(run(argc, argv));
 }

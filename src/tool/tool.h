@@ -101,6 +101,10 @@ typedef struct tool_out {
 int out_open(tool_out *o, const char *path);
 /* 0, or -1 with a message printed (the temporary file removed, path unchanged). */
 int out_commit(tool_out *o);
+/* Commits o[0..n-1] together: every file is flushed to disk before the first is renamed, so a
+ * failure (a full disk) leaves every earlier file as it was. 0, or -1 with a message printed
+ * and every temporary file removed. */
+int out_commit_all(tool_out *o, int n);
 /* Safe on a zeroed, failed or committed tool_out. */
 void out_discard(tool_out *o);
 /* Whether a file can be created at path (its folder exists and is writable): 0, or -1 with a

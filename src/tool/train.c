@@ -81,7 +81,37 @@ typedef struct train_cfg {
     uint64_t max_memory;
     int max_memory_given; /* --max-memory, 0 included (nothing kept: every chunk streamed) */
     tool_norm norm;
+    unsigned char given[128]; /* the options on the command line, by getopt code */
 } train_cfg;
+
+/* The options whose values a resumed run takes from its checkpoint, by getopt code. */
+static const struct {
+    char code;
+    const char *flag;
+} stored_opts[] = {{'a', "--arch"},     {'w', "--width"},    {'s', "--size"},
+                   {'P', "--pad"},      {'N', "--percentile"}, {'x', "--scale"},
+                   {'b', "--batch"},    {'O', "--optimizer"}, {'l', "--lr"},
+                   {'L', "--lr-decay"}, {'W', "--weight-decay"}, {'r', "--rotate"},
+                   {'j', "--jitter"},   {'f', "--flip"},     {'B', "--balance"},
+                   {'v', "--val"},      {'S', "--seed"}};
+
+/* --resume with options the checkpoint decides: one warning naming them, so that a changed
+ * setting is not believed to be in effect. */
+static void warn_ignored_on_resume(const train_cfg *c)
+{
+    char list[256] = "";
+    size_t used = 0;
+    int n = 0;
+    for (size_t i = 0; i < sizeof stored_opts / sizeof *stored_opts; i++) {
+        if (!c->given[(unsigned char)stored_opts[i].code]) continue;
+        int w = snprintf(list + used, sizeof list - used, "%s%s", n ? ", " : "", stored_opts[i].flag);
+        if (w > 0 && (size_t)w < sizeof list - used) used += (size_t)w;
+        n++;
+    }
+    if (n)
+        tool_warn("%s: the run's settings come from the checkpoint; %s %s ignored", c->resume,
+                  list, n == 1 ? "is" : "are");
+}
 
 typedef struct epoch_rec {
     int epoch;
@@ -160,10 +190,14 @@ static int config_from_json(const char *s, train_cfg *c)
 
 /* Training state: epochs done, best so far and the history (no timings: the checkpoint of a
  * resumed run must equal the uninterrupted one byte for byte). */
-static char *state_json(int epoch, int best_epoch, double best, const epoch_rec *h, int nh)
+static char *state_json(int epoch, int best_epoch, double best, const epoch_rec *h, int nh,
+                        int64_t ntr, int64_t nva)
 {
     json_t *o = json_object(), *a = json_array();
     json_object_set_new(o, "epoch", json_integer(epoch));
+    /* the split's sizes, so that --resume notices other DATA with the same classes */
+    json_object_set_new(o, "train_images", json_integer(ntr));
+    json_object_set_new(o, "val_images", json_integer(nva));
     json_object_set_new(o, "best_epoch", json_integer(best_epoch));
     json_object_set_new(o, "best_val_balanced_accuracy", json_real(best));
     for (int i = 0; i < nh; i++) {
@@ -184,7 +218,7 @@ static char *state_json(int epoch, int best_epoch, double best, const epoch_rec 
 }
 
 static int state_from_json(const char *s, int *epoch, int *best_epoch, double *best, epoch_rec **h,
-                           int *nh)
+                           int *nh, int64_t *ntr, int64_t *nva)
 {
     json_error_t je;
     json_t *o = json_loads(s, 0, &je);
@@ -194,6 +228,9 @@ static int state_from_json(const char *s, int *epoch, int *best_epoch, double *b
         return -1;
     }
     *epoch = (int)json_integer_value(json_object_get(o, "epoch"));
+    json_t *t = json_object_get(o, "train_images"), *v = json_object_get(o, "val_images");
+    *ntr = json_is_integer(t) ? (int64_t)json_integer_value(t) : -1; /* absent: an older file */
+    *nva = json_is_integer(v) ? (int64_t)json_integer_value(v) : -1;
     *best_epoch = (int)json_integer_value(json_object_get(o, "best_epoch"));
     *best = json_number_value(json_object_get(o, "best_val_balanced_accuracy"));
     *nh = (int)json_array_size(a);
@@ -513,6 +550,7 @@ static int parse_args(int argc, char **argv, train_cfg *c)
     int ch, percentile_given = 0, scale_given = 0;
     while ((ch = opt_next(argc, argv, ":o:qh", longopts, train_help)) >= 0) {
         int u = 0;
+        if (ch > 0 && ch < 128) c->given[ch] = 1;
         switch (ch) {
         case 'o': u = opt_path("train", "-o", optarg, &c->output); break;
         case 'a': {
@@ -613,9 +651,10 @@ static int check_outputs(const train_cfg *c, const char *ckpt, const tool_datase
         if (path_is_dir(path[i]) == 1) {
             tool_error("%s (%s) is a folder; give a file name", what[i], path[i]);
             rc = -1;
-        } else if (i < 2 && stat(path[i], &st) == 0 && !S_ISREG(st.st_mode)) {
-            /* the model and the checkpoint are saved by renaming a new file over the old one,
-             * which would put a file in place of a device or pipe (/dev/null, as root) */
+        } else if ((i < 2 || i == 4) && stat(path[i], &st) == 0 && !S_ISREG(st.st_mode)) {
+            /* the model, the checkpoint and the plot's PNG are saved by renaming a new file
+             * over the old one, which would put a file in place of a device or pipe (/dev/null,
+             * as root; through a link, the device it names) */
             tool_error("%s (%s) is not a regular file (a device or a pipe); it is saved "
                        "by writing a new file in its place: give a file name", what[i], path[i]);
             rc = -1;
@@ -673,13 +712,46 @@ static int screen_bad(tool_dataset *ds, const train_cfg *c, int channels)
     return rc;
 }
 
-static int save_net(const cfnet_network *net, const char *path, unsigned flags)
+/* The file this run last saved at a path (the model, the checkpoint): another program that
+ * replaces it meanwhile, such as a second `cfnet train` writing the same model, is found before
+ * the next save, and the run stops rather than leave a model of one run beside the checkpoint
+ * of another. */
+typedef struct saved_file {
+    int known;
+    dev_t dev;
+    ino_t ino;
+    off_t size;
+    struct timespec mtime;
+} saved_file;
+
+static int still_ours(const saved_file *f, const char *path, const char *model)
+{
+    struct stat st;
+    if (!f->known || stat(path, &st) != 0 || (st.st_dev == f->dev && st.st_ino == f->ino))
+        return 1; /* not saved yet, or removed: nothing of another run to keep apart */
+    if (st.st_size == f->size && st.st_mtim.tv_sec == f->mtime.tv_sec &&
+        st.st_mtim.tv_nsec == f->mtime.tv_nsec)
+        return 1; /* the same file under a new inode number (some FUSE file systems) */
+    tool_error("%s was replaced by another program during training (another 'cfnet train -o "
+               "%s' at the same time?); stopping so that the model and its checkpoint stay "
+               "from one run", path, model);
+    return 0;
+}
+
+static int save_net(const cfnet_network *net, const char *path, unsigned flags, saved_file *f)
 {
     cfnet_status st = cfnet_network_save(net, path, flags);
     if (st != CFNET_OK) {
         tool_error("%s: cannot save: %s: %s", path, cfnet_status_string(st), cfnet_last_error());
         return -1;
     }
+    struct stat sb;
+    memset(&sb, 0, sizeof sb);
+    f->known = stat(path, &sb) == 0;
+    f->dev = sb.st_dev;
+    f->ino = sb.st_ino;
+    f->size = sb.st_size;
+    f->mtime = sb.st_mtim;
     return 0;
 }
 
@@ -718,6 +790,9 @@ int cmd_train(int argc, char **argv)
     tool_blas_single_thread();
 
     int rc = EXIT_RUNTIME;
+    int64_t ckpt_ntr = -1, ckpt_nva = -1; /* the checkpoint's split, when it records one */
+    saved_file saved[2];
+    memset(saved, 0, sizeof saved);
     cfnet_network *net = NULL;
     tool_dataset ds;
     memset(&ds, 0, sizeof ds);
@@ -744,7 +819,8 @@ int cmd_train(int argc, char **argv)
         cfnet_network_get_metadata(net, "train.config", &cfg);
         cfnet_network_get_metadata(net, "train.state", &state);
         if (!cfg || !state || config_from_json(cfg, &c) != 0 ||
-            state_from_json(state, &start_epoch, &best_epoch, &best, &hist, &nhist) != 0) {
+            state_from_json(state, &start_epoch, &best_epoch, &best, &hist, &nhist, &ckpt_ntr,
+                            &ckpt_nva) != 0) {
             tool_error("%s: not a checkpoint of 'cfnet train' (no training state in its metadata)",
                        c.resume);
             goto out;
@@ -759,6 +835,7 @@ int cmd_train(int argc, char **argv)
             goto out;
         }
         if (model_load_info(net, c.resume, &minfo) != 0) goto out;
+        if (rank == 0) warn_ignored_on_resume(&c);
         c.size = minfo.size;
         c.pad = minfo.pad;
         c.norm = minfo.norm;
@@ -810,6 +887,12 @@ int cmd_train(int argc, char **argv)
         if (ds.s[i].split == SPLIT_TRAIN) tr[ntr++] = i;
         else if (ds.s[i].split == SPLIT_VAL) va[nva++] = i;
     }
+    const int64_t split_ntr = ntr, split_nva = nva;
+    if (c.resume && rank == 0 && ckpt_ntr >= 0 && (ckpt_ntr != ntr || ckpt_nva != nva))
+        tool_warn("%s has %lld training and %lld validation images, the run of %s had %lld and "
+                  "%lld: not the same DATA, so the run goes on with another split and order "
+                  "than an uninterrupted one", c.data, (long long)ntr, (long long)nva, c.resume,
+                  (long long)ckpt_ntr, (long long)ckpt_nva);
     for (int k = 0; k < ds.n_classes; k++) {
         int64_t n = 0;
         for (int64_t i = 0; i < ntr; i++) n += ds.s[tr[i]].cls == k;
@@ -825,7 +908,8 @@ int cmd_train(int argc, char **argv)
     if (dataset_probe(&ds, tr, ntr, c.skip_bad, &ch, &h0, &w0) != 0) goto out;
     if (c.resume) {
         if (ch != minfo.channels) {
-            tool_error("%s: images have %d channels, the checkpoint %d", c.data, ch, minfo.channels);
+            tool_error("%s: images have %d channel%s, the checkpoint %d", c.data, ch,
+                       ch == 1 ? "" : "s", minfo.channels);
             goto out;
         }
     } else if (c.size == 0) {
@@ -1011,18 +1095,6 @@ int cmd_train(int argc, char **argv)
         va_n = (b1 * VAL_BATCH < nva ? b1 * VAL_BATCH : nva) - va_off;
     }
 
-    if (c.log && rank == 0) {
-        logf = fopen(c.log, c.resume ? "a" : "w");
-        if (!logf) {
-            tool_error("%s: cannot open: %s", c.log, strerror(errno));
-            goto out;
-        }
-        if (!c.resume || ftell(logf) == 0)
-            fprintf(logf, "epoch,train_loss,train_accuracy,val_loss,val_accuracy,"
-                          "val_balanced_accuracy,learning_rate,seconds\n");
-        fflush(logf);
-    }
-
     tool_install_signals();
     order = xmalloc(sizeof(int64_t) * (size_t)(ntr ? ntr : 1));
     hist = xrealloc(hist, sizeof *hist * (size_t)(nhist + (c.epochs - start_epoch) + 1));
@@ -1168,15 +1240,18 @@ int cmd_train(int argc, char **argv)
         since_best = improved ? 0 : since_best + 1;
         r->seconds = tool_now() - te;
 
-        char *state = state_json(e, best_epoch, best, hist, nhist);
+        char *state = state_json(e, best_epoch, best, hist, nhist, split_ntr, split_nva);
         cfnet_status s2 = cfnet_network_set_metadata(net, "train.state", state);
         free(state);
         if (s2 != CFNET_OK) {
             tool_lib_error("storing the training state", s2);
             goto out;
         }
-        if (rank == 0 && improved && save_net(net, c.output, 0) != 0) goto out;
-        if (rank == 0 && save_net(net, ckpt, CFNET_SAVE_OPTIMIZER) != 0) goto out;
+        if (rank == 0 && (!still_ours(&saved[0], c.output, c.output) ||
+                          !still_ours(&saved[1], ckpt, c.output)))
+            goto out;
+        if (rank == 0 && improved && save_net(net, c.output, 0, &saved[0]) != 0) goto out;
+        if (rank == 0 && save_net(net, ckpt, CFNET_SAVE_OPTIMIZER, &saved[1]) != 0) goto out;
 
         char e1[32], tacc[32] = "";
         fmt_time(tool_now() - pc.run_t0, e1, sizeof e1);
@@ -1191,17 +1266,35 @@ int cmd_train(int argc, char **argv)
             progress_line(&pc.pr, 1, "epoch %d/%d  train loss %.4f%s  %.1f s (total %s)", e,
                           c.epochs, r->train_loss, tacc, r->seconds, e1);
         if (pc.pr.tty && !tool_quiet) fputc('\n', stderr);
+        if (c.log && rank == 0 && !logf) {
+            /* opened once the first epoch is saved: a run that fails or is interrupted before
+             * leaves an earlier run's log beside that run's model and checkpoint */
+            logf = fopen(c.log, c.resume ? "a" : "w");
+            if (!logf) {
+                tool_error("%s: cannot open: %s", c.log, strerror(errno));
+                goto out;
+            }
+            if (!c.resume || ftell(logf) == 0)
+                fprintf(logf, "epoch,train_loss,train_accuracy,val_loss,val_accuracy,"
+                              "val_balanced_accuracy,learning_rate,seconds\n");
+        }
         if (logf) {
             fprintf(logf, "%d,%.6f,%.6f,%.6f,%.6f,%.6f,%.6g,%.3f\n", e, r->train_loss, r->train_acc,
                     r->val_loss, r->val_acc, r->val_bacc, r->lr, r->seconds);
-            fflush(logf);
+            /* a full disk is found now, not after the last epoch (or never: a failed flush
+             * leaves nothing for fclose to report) */
+            if (fflush(logf) != 0 || ferror(logf)) {
+                tool_error("%s: cannot write epoch %d: %s; %s holds epoch %d (continue with "
+                           "--resume)", c.log, e, strerror(errno), ckpt, e);
+                goto out;
+            }
         }
         if (c.plot && rank == 0) {
             if (write_plot(c.plot, hist, nhist, nva > 0) != 0) goto out;
         }
         if (c.patience > 0 && nva && since_best >= c.patience) {
-            tool_info("early stop: validation balanced accuracy has not improved for %d epochs",
-                      c.patience);
+            tool_info("early stop: validation balanced accuracy has not improved for %d epoch%s",
+                      c.patience, c.patience == 1 ? "" : "s");
             break;
         }
     }
@@ -1225,7 +1318,7 @@ int cmd_train(int argc, char **argv)
     rc = EXIT_OK;
 out:
     if (logf && fclose(logf) != 0 && rc == EXIT_OK) {
-        tool_error("%s: write failed", c.log);
+        tool_error("%s: write failed: %s", c.log, strerror(errno));
         rc = EXIT_RUNTIME;
     }
     if (dist) tool_mpi_detach(net);

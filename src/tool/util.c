@@ -485,33 +485,80 @@ static void sync_folder(const char *path)
     free(dir);
 }
 
-int out_commit(tool_out *o)
+/* Flushes o's temporary file to disk and closes it (o->f becomes NULL, the file stays). 1 when
+ * every byte reached the disk; 0 with errno set otherwise. */
+static int out_flush_tmp(tool_out *o)
 {
-    if (!o->f) return -1;
-    if (!o->tmp) { /* standard output, or written in place */
-        int bad = fflush(o->f) != 0 || ferror(o->f);
-        if (o->f != stdout && fclose(o->f) != 0) bad = 1;
-        if (bad) tool_error("%s: write failed", o->path ? o->path : "standard output");
-        free(o->path);
-        memset(o, 0, sizeof *o);
-        return bad ? -1 : 0;
-    }
     int ok = fflush(o->f) == 0 && !ferror(o->f);
-    ok = fsync(fileno(o->f)) == 0 && ok;
-    ok = fclose(o->f) == 0 && ok;
-    o->f = NULL;
-    if (!ok || rename(o->tmp, o->path) != 0) {
-        tool_error("%s: write failed: %s (the file is unchanged)", o->path, strerror(errno));
-        unlink(o->tmp);
+    int err = ok ? 0 : errno;
+    if (fsync(fileno(o->f)) != 0 && ok) {
         ok = 0;
-    } else {
-        sync_folder(o->path);
+        err = errno;
     }
+    if (fclose(o->f) != 0 && ok) {
+        ok = 0;
+        err = errno;
+    }
+    o->f = NULL;
+    errno = err;
+    return ok;
+}
+
+/* Forgets o after its temporary file was renamed or removed. */
+static void out_forget(tool_out *o)
+{
     out_track(NULL, o->tmp);
     free(o->path);
     free(o->tmp);
     memset(o, 0, sizeof *o);
+}
+
+int out_commit_all(tool_out *o, int n)
+{
+    int ok = 1;
+    /* every file is on disk before any replaces its earlier version: a full disk part-way
+     * leaves every earlier file as it was, not some new and some old */
+    for (int i = 0; i < n; i++) {
+        if (!o[i].f) {
+            if (ok) tool_error("internal error: an output was not open");
+            ok = 0;
+        } else if (!o[i].tmp) { /* standard output, or written in place */
+            int bad = fflush(o[i].f) != 0 || ferror(o[i].f);
+            int err = errno;
+            if (o[i].f != stdout && fclose(o[i].f) != 0 && !bad) {
+                bad = 1;
+                err = errno;
+            }
+            if (bad && ok)
+                tool_error("%s: write failed: %s", o[i].path ? o[i].path : "standard output",
+                           strerror(err));
+            ok = ok && !bad;
+            free(o[i].path);
+            memset(&o[i], 0, sizeof o[i]);
+        } else if (!out_flush_tmp(&o[i])) {
+            if (ok)
+                tool_error("%s: write failed: %s (%s unchanged)", o[i].path, strerror(errno),
+                           n > 1 ? "the earlier files are" : "the file is");
+            ok = 0;
+        }
+    }
+    for (int i = 0; i < n; i++) {
+        if (!o[i].tmp) continue;
+        if (ok && rename(o[i].tmp, o[i].path) != 0) {
+            tool_error("%s: write failed: %s (the file is unchanged)", o[i].path, strerror(errno));
+            ok = 0;
+        } else if (ok) {
+            sync_folder(o[i].path);
+        }
+        if (!ok) unlink(o[i].tmp);
+        out_forget(&o[i]);
+    }
     return ok ? 0 : -1;
+}
+
+int out_commit(tool_out *o)
+{
+    return out_commit_all(o, 1);
 }
 
 void out_discard(tool_out *o)
@@ -682,6 +729,11 @@ void tool_install_signals(void)
     sigemptyset(&sa.sa_mask);
     sigaction(SIGINT, &sa, NULL);
     sigaction(SIGTERM, &sa, NULL);
+    /* a closed terminal stops training like Ctrl-C (it used to end the process at once, even
+     * inside a save, leaving its temporary file); under nohup SIGHUP stays ignored */
+    struct sigaction old;
+    if (sigaction(SIGHUP, NULL, &old) == 0 && old.sa_handler != SIG_IGN)
+        sigaction(SIGHUP, &sa, NULL);
 }
 
 /* OpenBLAS threads on top of libcfnet's own threads oversubscribe the cores (see

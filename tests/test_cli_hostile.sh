@@ -1,0 +1,238 @@
+#!/bin/sh
+# The `cfnet` command under hostile conditions: outputs that cannot be written (a full device,
+# a pipe where a file is renamed into place), standard output on a full device, a signal during
+# training and --resume from what it leaves, and (as root) a file system that fills up while the
+# model is saved. Every case: one clear message, the documented exit status, earlier files
+# left whole.
+set -eu
+name=cli_hostile
+# shellcheck source=tests/cli_lib.sh
+. "$(dirname "$0")/cli_lib.sh"
+
+d="$out/data"
+expect 0 "" "$cfnet" synth "$d" --classes 3 --per-class 12 --test-per-class 4 --size 16 -q
+common="--size 16 --width 4 --batch 8 --threads 1 --seed 2"
+m="$out/m.safetensors"
+# shellcheck disable=SC2086
+expect 0 "" "$cfnet" train "$d/train" -o "$m" --epochs 1 $common -q
+
+# ---- writes that fail ---------------------------------------------------------------------------
+if [ -c /dev/full ]; then
+    ln -s /dev/full "$out/full.csv"
+    # a --log that cannot be written stops the run with the reason (it used to end with status 0)
+    # shellcheck disable=SC2086
+    expect 1 "full.csv: cannot write epoch 1: No space left on device; .*log.last.safetensors holds epoch 1" "$cfnet" train "$d/train" \
+        -o "$out/log.safetensors" --epochs 1 $common -q --log "$out/full.csv"
+    # standard output on a full device: a report, a summary or a help text that was not written
+    # is an error, not a success
+    for cmd in "eval $m $d/test" "eval $m $d/test --json" "info $m" "--help" "train --help"; do
+        set +e
+        # shellcheck disable=SC2086 # the command and its arguments
+        "$cfnet" $cmd >/dev/full 2>"$out/err.txt"
+        st=$?
+        set -e
+        [ $st = 1 ] || fail "cfnet $cmd >/dev/full: exit $st (expected 1)"
+        grep -q "standard output: write failed" "$out/err.txt" ||
+            fail "cfnet $cmd >/dev/full: no message: $(cat "$out/err.txt")"
+    done
+    # predict's own message, once
+    set +e
+    "$cfnet" predict "$m" "$d/test" -q >/dev/full 2>"$out/err.txt"
+    st=$?
+    set -e
+    [ $st = 1 ] || fail "predict >/dev/full: exit $st"
+    [ "$(grep -c "write failed" "$out/err.txt")" = 1 ] || fail "predict >/dev/full: $(cat "$out/err.txt")"
+fi
+
+# the plot's PNG is renamed into place like the model: a pipe (or, through a link, a device)
+# of that name is refused before training, never replaced by a file
+fake="$out/fakebin"
+mkdir -p "$fake" "$out/other"
+# shellcheck disable=SC2016 # the fake program's arguments: -o OUT IN
+printf '#!/bin/sh\ncp "$3" "$2"\n' >"$fake/rsvg-convert"
+chmod +x "$fake/rsvg-convert"
+mkfifo "$out/pipe.png" "$out/other/fifo"
+ln -s other/fifo "$out/link.png"
+for p in pipe link; do
+    # shellcheck disable=SC2086
+    expect 2 "the plot's PNG .*$p.png. is not a regular file" env PATH="$fake:$PATH" "$cfnet" train \
+        "$d/train" -o "$out/png.safetensors" --epochs 1 $common -q --plot "$out/$p.svg"
+done
+[ -p "$out/pipe.png" ] || fail "train --plot replaced a pipe named like the PNG by a file"
+[ -p "$out/other/fifo" ] || fail "train --plot replaced the pipe a link named like the PNG points to"
+# a PNG that is a file is still converted through the fake program
+# shellcheck disable=SC2086
+expect 0 "" env PATH="$fake:$PATH" "$cfnet" train "$d/train" -o "$out/png.safetensors" --epochs 1 \
+    $common -q --plot "$out/ok.svg"
+cmp -s "$out/ok.svg" "$out/ok.png" || fail "the fake conversion did not write ok.png"
+
+# ---- a signal during training --------------------------------------------------------------------
+# SIGINT and SIGTERM stop after the current step with status 130; the checkpoint holds the last
+# finished epoch and --resume continues from it; no temporary file is left, and the model is
+# always a whole file.
+# SIGHUP (the terminal closed) too, unless it is ignored (nohup); env --default-signal gives the
+# run the default disposition whatever this script inherited.
+for sig in INT TERM HUP; do
+    s="$out/sig$sig"
+    rm -f "$s".*
+    # shellcheck disable=SC2086
+    env --default-signal=HUP "$cfnet" train "$d/train" -o "$s.safetensors" --epochs 100000 $common \
+        -q --log "$s.csv" 2>"$s.err" &
+    pid=$!
+    n=0 # wait (at most 60 s) until two epochs are logged
+    while [ "$( (wc -l <"$s.csv") 2>/dev/null || echo 0)" -lt 3 ] && [ $n -lt 600 ]; do
+        sleep 0.1
+        n=$((n + 1))
+    done
+    kill -"$sig" $pid
+    n=0
+    while kill -0 $pid 2>/dev/null && [ $n -lt 600 ]; do
+        sleep 0.1
+        n=$((n + 1))
+    done
+    kill -0 $pid 2>/dev/null && kill -KILL $pid
+    set +e
+    wait $pid
+    st=$?
+    set -e
+    [ $st = 130 ] || fail "SIG$sig during train: exit $st (expected 130)"
+    grep -q "interrupted during epoch [0-9]*; .*sig$sig.last.safetensors holds epoch [0-9]* (continue with --resume)" \
+        "$s.err" || fail "SIG$sig: message: $(cat "$s.err")"
+    ls "$out"/sig"$sig".*tmp* >/dev/null 2>&1 && fail "SIG$sig left a temporary file"
+    expect 0 "" "$cfnet" info "$s.safetensors"
+    done_epochs=$(sed -n 's/.*holds epoch \([0-9]*\).*/\1/p' "$s.err")
+    expect 0 "\"epoch\":$done_epochs," "$cfnet" info "$s.last.safetensors"
+    # shellcheck disable=SC2086
+    expect 0 "epochs $((done_epochs + 1)) to $((done_epochs + 1))" "$cfnet" train "$d/train" \
+        -o "$s.safetensors" --epochs $((done_epochs + 1)) $common --resume "$s.last.safetensors" \
+        --log "$s.csv"
+    [ "$(wc -l <"$s.csv")" = $((done_epochs + 2)) ] || fail "SIG$sig: the log after --resume: $(wc -l <"$s.csv") lines"
+done
+
+# under nohup SIGHUP stays ignored: the run goes on (two more epochs logged), then SIGTERM ends it
+s="$out/nohup"
+# shellcheck disable=SC2086
+nohup "$cfnet" train "$d/train" -o "$s.safetensors" --epochs 100000 $common -q --log "$s.csv" \
+    >/dev/null 2>"$s.err" &
+pid=$!
+n=0
+while [ "$( (wc -l <"$s.csv") 2>/dev/null || echo 0)" -lt 3 ] && [ $n -lt 600 ]; do
+    sleep 0.1
+    n=$((n + 1))
+done
+kill -HUP $pid
+lines=$(wc -l <"$s.csv")
+n=0
+while [ "$(wc -l <"$s.csv")" -lt $((lines + 2)) ] && kill -0 $pid 2>/dev/null && [ $n -lt 600 ]; do
+    sleep 0.1
+    n=$((n + 1))
+done
+kill -0 $pid 2>/dev/null || fail "SIGHUP ended a run started under nohup"
+kill -TERM $pid 2>/dev/null || true
+n=0
+while kill -0 $pid 2>/dev/null && [ $n -lt 600 ]; do
+    sleep 0.1
+    n=$((n + 1))
+done
+kill -0 $pid 2>/dev/null && kill -KILL $pid
+wait $pid || true
+
+# resuming with settings the checkpoint decides: they are named as ignored, and the run goes on
+# with the checkpoint's (the architecture stays cfnet)
+# shellcheck disable=SC2086
+expect 0 "sigINT.last.safetensors: the run's settings come from the checkpoint; --arch, --width, --size, --batch, --lr, --seed are ignored" \
+    "$cfnet" train "$d/train" -o "$out/sigINT.safetensors" --epochs 100000 $common --arch cnn --lr 1 \
+    --resume "$out/sigINT.last.safetensors" --patience 1
+expect 0 "conic" "$cfnet" info "$out/sigINT.safetensors"
+
+# resuming with images of another channel count names both counts
+expect 0 "" "$cfnet" synth "$out/one" --classes 3 --per-class 3 --test-per-class 0 --size 16 --channels 1 -q
+# shellcheck disable=SC2086
+expect 1 "images have 1 channel, the checkpoint 2" "$cfnet" train "$out/one/train" -o "$out/sigINT.safetensors" \
+    --epochs 100 $common --resume "$out/sigINT.last.safetensors"
+
+# resuming on other images of the same classes: a warning with both splits' sizes
+expect 0 "" "$cfnet" synth "$out/fewer" --classes 3 --per-class 6 --test-per-class 0 --size 16 -q
+cp "$out/sigINT.last.safetensors" "$out/other.last.safetensors"
+# shellcheck disable=SC2086
+expect 0 "fewer/train has 15 training and 3 validation images, the run of .*other.last.safetensors had 33 and 3: not the same DATA" \
+    "$cfnet" train "$out/fewer/train" -o "$out/other.safetensors" --epochs 1000000 --threads 1 \
+    --resume "$out/other.last.safetensors" --patience 1
+lacks "improved for 1 epochs" "early stop: '1 epochs'"
+
+# ---- two runs writing the same model ------------------------------------------------------------
+# The first run finds the second's files in place of its own before its next save and stops with
+# status 1 (it used to go on, leaving a model of one run beside the checkpoint of the other).
+t="$out/twice"
+# shellcheck disable=SC2086
+"$cfnet" train "$d/train" -o "$t.safetensors" --epochs 100000 $common -q --log "$t.csv" 2>"$t.err" &
+pid=$!
+n=0
+while [ "$( (wc -l <"$t.csv") 2>/dev/null || echo 0)" -lt 3 ] && [ $n -lt 600 ]; do
+    sleep 0.1
+    n=$((n + 1))
+done
+# shellcheck disable=SC2086
+"$cfnet" train "$d/train" -o "$t.safetensors" --epochs 2 $common -q --seed 5 2>/dev/null || true
+n=0
+while kill -0 $pid 2>/dev/null && [ $n -lt 600 ]; do
+    sleep 0.1
+    n=$((n + 1))
+done
+if kill -0 $pid 2>/dev/null; then
+    kill -KILL $pid
+    fail "a run whose model another run replaced went on training"
+fi
+set +e
+wait $pid
+st=$?
+set -e
+[ $st = 1 ] || fail "a run whose model another run replaced: exit $st (expected 1)"
+grep -q "twice.*safetensors was replaced by another program during training (another 'cfnet train -o .*twice.safetensors' at the same time?)" \
+    "$t.err" || fail "two runs on one model: message: $(cat "$t.err")"
+
+# ---- a file system that fills up (root only: a small tmpfs) ------------------------------------
+if [ "$(id -u)" = 0 ] && command -v mount >/dev/null 2>&1; then
+    small=$(mktemp -d)
+    if mount -t tmpfs -o size=200k tmpfs "$small" 2>/dev/null; then
+        cp "$m" "$out/m.last.safetensors" "$small/"
+        cp "$m" "$small/before.safetensors"
+        cp "$out/sigINT.csv" "$small/log.csv"
+        avail=$(df -k --output=avail "$small" | tail -1)
+        dd if=/dev/zero of="$small/fill" bs=1k count=$((avail - 4)) 2>/dev/null || true
+        # shellcheck disable=SC2086
+        expect 1 "m.safetensors: cannot save: .*No space left on device" "$cfnet" train "$d/train" \
+            -o "$small/m.safetensors" --epochs 1 $common -q --seed 9 --log "$small/log.csv"
+        cmp -s "$small/m.safetensors" "$small/before.safetensors" || fail "a full disk changed the model"
+        cmp -s "$small/log.csv" "$out/sigINT.csv" || fail "a run that saved nothing replaced the earlier log"
+        ls "$small"/*tmp* >/dev/null 2>&1 && fail "a full disk left a temporary file"
+        echo "old" >"$small/p.csv" || true
+        expect 1 "p.csv: write failed: No space left on device \(the file is unchanged\)" "$cfnet" \
+            predict "$m" "$d/test" -o "$small/p.csv" -q
+        [ "$(cat "$small/p.csv")" = old ] || fail "a full disk changed predict's earlier CSV"
+        # eval --out: the four files replace the earlier report together or not at all. With
+        # two pages free each file alone would fit (it used to rename each as soon as it was
+        # written: a new metrics.json beside an old predictions.csv); all four do not.
+        rm -f "$small/fill" "$small/p.csv"
+        "$cfnet" eval "$m" "$d/test" --out "$small/rep" -q >/dev/null
+        for f in metrics.json confusion.csv confusion.svg predictions.csv; do
+            cp "$small/rep/$f" "$out/rep.$f"
+        done
+        avail=$(df -k --output=avail "$small" | tail -1)
+        dd if=/dev/zero of="$small/fill" bs=1k count=$((avail - 8)) 2>/dev/null || true
+        expect 1 "write failed: No space left on device \(the earlier files are unchanged\)" "$cfnet" \
+            eval "$out/sigINT.safetensors" "$d/test" --out "$small/rep" -q
+        for f in metrics.json confusion.csv confusion.svg predictions.csv; do
+            cmp -s "$small/rep/$f" "$out/rep.$f" || fail "a full disk changed the earlier report's $f"
+        done
+        ls "$small"/rep/*tmp* >/dev/null 2>&1 && fail "a full disk left a temporary file in the report"
+        umount "$small"
+    fi
+    rmdir "$small"
+fi
+
+if [ $fails -ne 0 ]; then
+    echo "test_cli_hostile: $fails failures"
+    exit 1
+fi
+echo "test_cli_hostile: all checks passed"
