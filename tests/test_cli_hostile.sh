@@ -66,6 +66,33 @@ expect 0 "" env PATH="$fake:$PATH" "$cfnet" train "$d/train" -o "$out/png.safete
     $common -q --plot "$out/ok.svg"
 cmp -s "$out/ok.svg" "$out/ok.png" || fail "the fake conversion did not write ok.png"
 
+# wait_lines FILE N PID: waits (at most 60 s) until FILE has N lines, or PID has ended.
+wait_lines() {
+    n=0
+    while [ "$( (wc -l <"$1") 2>/dev/null || echo 0)" -lt "$2" ] && kill -0 "$3" 2>/dev/null &&
+        [ $n -lt 600 ]; do
+        sleep 0.1
+        n=$((n + 1))
+    done
+}
+# finish PID: waits (at most 60 s) for PID to end, else kills it (killed=1); its status in st.
+finish() {
+    n=0
+    while kill -0 "$1" 2>/dev/null && [ $n -lt 600 ]; do
+        sleep 0.1
+        n=$((n + 1))
+    done
+    killed=0
+    if kill -0 "$1" 2>/dev/null; then
+        kill -KILL "$1"
+        killed=1
+    fi
+    set +e
+    wait "$1"
+    st=$?
+    set -e
+}
+
 # ---- a signal during training --------------------------------------------------------------------
 # SIGINT and SIGTERM stop after the current step with status 130; the checkpoint holds the last
 # finished epoch and --resume continues from it; no temporary file is left, and the model is
@@ -79,22 +106,9 @@ for sig in INT TERM HUP; do
     env --default-signal=HUP "$cfnet" train "$d/train" -o "$s.safetensors" --epochs 100000 $common \
         -q --log "$s.csv" 2>"$s.err" &
     pid=$!
-    n=0 # wait (at most 60 s) until two epochs are logged
-    while [ "$( (wc -l <"$s.csv") 2>/dev/null || echo 0)" -lt 3 ] && [ $n -lt 600 ]; do
-        sleep 0.1
-        n=$((n + 1))
-    done
+    wait_lines "$s.csv" 3 $pid # two epochs logged
     kill -"$sig" $pid
-    n=0
-    while kill -0 $pid 2>/dev/null && [ $n -lt 600 ]; do
-        sleep 0.1
-        n=$((n + 1))
-    done
-    kill -0 $pid 2>/dev/null && kill -KILL $pid
-    set +e
-    wait $pid
-    st=$?
-    set -e
+    finish $pid
     [ $st = 130 ] || fail "SIG$sig during train: exit $st (expected 130)"
     grep -q "interrupted during epoch [0-9]*; .*sig$sig.last.safetensors holds epoch [0-9]* (continue with --resume)" \
         "$s.err" || fail "SIG$sig: message: $(cat "$s.err")"
@@ -115,27 +129,12 @@ s="$out/nohup"
 nohup "$cfnet" train "$d/train" -o "$s.safetensors" --epochs 100000 $common -q --log "$s.csv" \
     >/dev/null 2>"$s.err" &
 pid=$!
-n=0
-while [ "$( (wc -l <"$s.csv") 2>/dev/null || echo 0)" -lt 3 ] && [ $n -lt 600 ]; do
-    sleep 0.1
-    n=$((n + 1))
-done
+wait_lines "$s.csv" 3 $pid
 kill -HUP $pid
-lines=$(wc -l <"$s.csv")
-n=0
-while [ "$(wc -l <"$s.csv")" -lt $((lines + 2)) ] && kill -0 $pid 2>/dev/null && [ $n -lt 600 ]; do
-    sleep 0.1
-    n=$((n + 1))
-done
+wait_lines "$s.csv" $(($(wc -l <"$s.csv") + 2)) $pid
 kill -0 $pid 2>/dev/null || fail "SIGHUP ended a run started under nohup"
 kill -TERM $pid 2>/dev/null || true
-n=0
-while kill -0 $pid 2>/dev/null && [ $n -lt 600 ]; do
-    sleep 0.1
-    n=$((n + 1))
-done
-kill -0 $pid 2>/dev/null && kill -KILL $pid
-wait $pid || true
+finish $pid
 
 # resuming with settings the checkpoint decides: they are named as ignored, and the run goes on
 # with the checkpoint's (the architecture stays cfnet)
@@ -167,26 +166,11 @@ t="$out/twice"
 # shellcheck disable=SC2086
 "$cfnet" train "$d/train" -o "$t.safetensors" --epochs 100000 $common -q --log "$t.csv" 2>"$t.err" &
 pid=$!
-n=0
-while [ "$( (wc -l <"$t.csv") 2>/dev/null || echo 0)" -lt 3 ] && [ $n -lt 600 ]; do
-    sleep 0.1
-    n=$((n + 1))
-done
+wait_lines "$t.csv" 3 $pid
 # shellcheck disable=SC2086
 "$cfnet" train "$d/train" -o "$t.safetensors" --epochs 2 $common -q --seed 5 2>/dev/null || true
-n=0
-while kill -0 $pid 2>/dev/null && [ $n -lt 600 ]; do
-    sleep 0.1
-    n=$((n + 1))
-done
-if kill -0 $pid 2>/dev/null; then
-    kill -KILL $pid
-    fail "a run whose model another run replaced went on training"
-fi
-set +e
-wait $pid
-st=$?
-set -e
+finish $pid
+[ $killed = 0 ] || fail "a run whose model another run replaced went on training"
 [ $st = 1 ] || fail "a run whose model another run replaced: exit $st (expected 1)"
 grep -q "twice.*safetensors was replaced by another program during training (another 'cfnet train -o .*twice.safetensors' at the same time?)" \
     "$t.err" || fail "two runs on one model: message: $(cat "$t.err")"
