@@ -463,8 +463,13 @@ int main(int argc, char **argv)
         ex_mean_sd(r->test_err, seeds, &tm, &tsd);
         ex_mean_sd(r->secs, seeds, &sm, &ssd);
         char v[32], t[32];
-        snprintf(v, sizeof v, "%.2f +- %.2f%%", 100 * vm, 100 * vs);
-        snprintf(t, sizeof t, "%.2f +- %.2f%%", 100 * tm, 100 * tsd);
+        if (seeds > 1) { /* one seed has no spread to report */
+            snprintf(v, sizeof v, "%.2f +- %.2f%%", 100 * vm, 100 * vs);
+            snprintf(t, sizeof t, "%.2f +- %.2f%%", 100 * tm, 100 * tsd);
+        } else {
+            snprintf(v, sizeof v, "%.2f%%", 100 * vm);
+            snprintf(t, sizeof t, "%.2f%%", 100 * tm);
+        }
         printf("%-10s %10lld %17s %17s %9.0f ", ex_model_name((ex_model)r->model),
                (long long)r->params, v, t, sm);
         for (int si = 0; si < seeds; si++)

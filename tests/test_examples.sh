@@ -78,5 +78,25 @@ expect 1 "p4m_lift: out_channels is 300000000" "$ex/rotmnist" --data "$out/no-mn
     --models cnn,gcnn-p4m --p4m-width 300000000
 expect 2 "usage: rotmnist" "$ex/rotmnist" --epochs
 
+# A run with one seed reports its errors without a spread (it printed "+- 0.00%" before). The
+# digits are 52 random 28x28 images in IDX files, enough for one batch, one validation and one
+# test digit.
+"$py" - "$out/mnist" <<'PY'
+import os, random, struct, sys
+d = sys.argv[1]
+os.makedirs(d, exist_ok=True)
+r = random.Random(1)
+with open(os.path.join(d, "mnist-images-idx3-ubyte"), "wb") as f:
+    f.write(struct.pack(">IIII", 0x803, 52, 28, 28))
+    f.write(bytes(r.randrange(256) for _ in range(52 * 28 * 28)))
+with open(os.path.join(d, "mnist-labels-idx1-ubyte"), "wb") as f:
+    f.write(struct.pack(">II", 0x801, 52) + bytes(i % 10 for i in range(52)))
+PY
+expect 0 "" "$ex/rotmnist" --data "$out/mnist" --models cnn --train 50 --val 1 --test 1 \
+    --epochs 1 --seeds 1
+grep -Eq '^CNN +[0-9]+ +[0-9.]+% +[0-9.]+% ' "$out/last.txt" ||
+    { fail "rotmnist, one seed: no plain error row"; sed 's/^/    /' "$out/last.txt" | tail -5; }
+if grep -q -- '+-' "$out/last.txt"; then fail "rotmnist, one seed: a spread was printed"; fi
+
 [ "$fails" -eq 0 ] || { echo "test_examples: $fails failure(s)"; exit 1; }
 echo "test_examples: the examples refuse wrong arguments and inputs with a message"
