@@ -299,6 +299,24 @@ if [ -x "$tool" ] && ldd "$tool" | grep -qi mpi; then
     rc=$?
     expect badv 1 "zz_broken.tif: not a TIFF or PNG file" 1
     expect badv 1 "of 2: could not classify its share of the validation images in epoch 1" 1
+    # a step that fails on every rank alike (non-finite numbers reach every rank through the
+    # sums): rank 0 says so once and the ranks end together (not one message per rank and an
+    # MPI_Abort from each). Raw intensities times 1e30 overflow inside the first step on these
+    # images; the plain run shows that they do on this machine.
+    "$tool" synth "$t/nan" --classes 3 --per-class 10 --test-per-class 1 --size 32 -q
+    n="$t/nan/train --epochs 2 --width 4 --threads 1 -q --optimizer sgd --lr 10 --batch 6 --scale 1e30 --rotate none"
+    "$tool" train $n -o "$t/nan1.cfnet" >"$t/nan1.log" 2>&1
+    rc=$?
+    if [ $rc -eq 1 ] && grep -q "training: non-finite numbers" "$t/nan1.log"; then
+        mr 2 train $n -o "$t/nan2.cfnet" >"$t/nan2.log" 2>&1
+        rc=$?
+        expect nan2 1 "training: non-finite numbers" 1
+        expect nan2 1 "MPI_ABORT" 0
+        [ ! -e "$t/nan2.cfnet" ] || { echo "test_mpi: a failed run wrote a model"; exit 1; }
+    else
+        echo "test_mpi: non-finite step skipped (the plain run did not fail in its step:" \
+            "$(head -1 "$t/nan1.log"))"
+    fi
     # an interrupt on one rank stops every rank after the same step: rank 0 says so once, the
     # checkpoint holds the last whole epoch
     rm -f "$t/pid".*

@@ -1199,7 +1199,17 @@ int cmd_train(int argc, char **argv)
         }
         if (st != CFNET_OK) {
             progress_done(&pc.pr);
-            tool_lib_error("training", st);
+            if (dist && st == CFNET_E_NUMERIC) {
+                /* non-finite numbers inside a step reach every rank through the sums, so
+                 * every rank fails this step alike: rank 0 says so once, all end together */
+                tool_mpi_fail_together();
+                if (rank == 0) tool_lib_error("training", st);
+            } else if (nranks > 1) { /* this rank alone: the others wait, to be aborted */
+                tool_error("rank %d of %d: training: %s: %s", rank, nranks,
+                           cfnet_status_string(st), cfnet_last_error());
+            } else {
+                tool_lib_error("training", st);
+            }
             goto out;
         }
         epoch_rec *r = &hist[nhist++];
