@@ -79,6 +79,29 @@ if /usr/bin/python3 -c 'import mpi4py, numpy' 2>/dev/null && [ -z "${CFNET_SANIT
         echo "test_mpi: FAIL: mpi_train.py --help trained and wrote --help.npy" >&2
         exit 1
     fi
+    # an exception on one rank (here: rank 1's third train_step) ends every rank, instead of
+    # leaving rank 0 waiting forever in its Allreduce (124: the timeout)
+    set +e
+    CFNET_LIBRARY="$libdir/libcfnet.so" PYTHONPATH=python run_py 2 -c '
+import runpy, sys, cfnet
+from mpi4py import MPI
+step = cfnet.Network.train_step
+calls = [0]
+def failing(self, *a, **k):
+    calls[0] += 1
+    if MPI.COMM_WORLD.Get_rank() == 1 and calls[0] == 3:
+        raise RuntimeError("rank 1 cannot read its share")
+    return step(self, *a, **k)
+cfnet.Network.train_step = failing
+sys.argv = ["mpi_train.py"]
+runpy.run_path("examples/python/mpi_train.py", run_name="__main__")' >"$out/pyfail.txt" 2>&1
+    st=$?
+    set -e
+    if [ $st = 0 ] || [ $st = 124 ] || ! grep -q "rank 1 cannot read its share" "$out/pyfail.txt"; then
+        cat "$out/pyfail.txt"
+        echo "test_mpi: FAIL: an exception on rank 1 of mpi_train.py gave status $st (124: a hang)" >&2
+        exit 1
+    fi
     set +e
     CFNET_LIBRARY="$libdir/libcfnet.so" PYTHONPATH=python \
         /usr/bin/python3 examples/python/mpi_train.py --steps 3 >"$out/pybad.txt" 2>&1
