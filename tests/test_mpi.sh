@@ -223,6 +223,18 @@ if [ -x "$tool" ] && ldd "$tool" | grep -qi mpi; then
         [ -e "$t/small.cfnet" ]; then
         cat "$t/small.log"; echo "test_mpi: batch 2 on 3 ranks gave status $rc"; exit 1
     fi
+    # the same on --resume, where --batch is the checkpoint's: the message gives the most ranks
+    # that work instead of asking for another --batch (18 training images in batches of 7
+    # leave 4 in the last one)
+    set +e
+    mr 5 train "$t/d/train" --epochs 4 --threads 1 -q --resume "$t/res.cfnet.last.safetensors" \
+        -o "$t/res5.cfnet" >"$t/res5.log" 2>&1
+    rc=$?
+    set -e
+    if [ $rc -eq 0 ] || [ $rc -eq 124 ] ||
+        ! grep -q "leaves 4 in the last one; run on at most 4 ranks (--batch is the checkpoint's)" "$t/res5.log"; then
+        cat "$t/res5.log"; echo "test_mpi: resuming on 5 ranks gave status $rc"; exit 1
+    fi
     # a command that runs on one process only: one message from rank 0, no abort that loses it
     set +e
     mr 2 info "$t/small.cfnet" >"$t/info2.log" 2>&1

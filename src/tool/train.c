@@ -1012,11 +1012,15 @@ int cmd_train(int argc, char **argv)
         /* every global batch, the last one too, must give each rank at least one sample */
         int64_t last = ntr % c.batch;
         if (c.batch < nranks || (last && last < nranks)) {
+            /* the most ranks that work; on --resume the batch is the checkpoint's */
+            int64_t most = last && last < c.batch ? last : c.batch;
             if (rank == 0) /* the same on every rank: said once */
-                tool_error("%d MPI ranks need at least %d images in every batch: --batch %d over %lld "
-                       "training images leaves %lld in the last one; change --batch or the "
-                       "rank count", nranks, nranks, c.batch, (long long)ntr,
-                       (long long)(last ? last : c.batch));
+                tool_error("%d MPI ranks need at least %d images in every batch: --batch %d over "
+                           "%lld training images leaves %lld in the last one; run on at most "
+                           "%lld rank%s%s", nranks, nranks, c.batch, (long long)ntr,
+                           (long long)(last ? last : c.batch), (long long)most,
+                           most == 1 ? "" : "s",
+                           c.resume ? " (--batch is the checkpoint's)" : " or change --batch");
             tool_mpi_fail_together();
             goto out;
         }
