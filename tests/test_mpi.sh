@@ -79,6 +79,29 @@ if /usr/bin/python3 -c 'import mpi4py, numpy' 2>/dev/null && [ -z "${CFNET_SANIT
         echo "test_mpi: FAIL: mpi_train.py --help trained and wrote --help.npy" >&2
         exit 1
     fi
+    # an exception on one rank (here: rank 1's third train_step) ends every rank, instead of
+    # leaving rank 0 waiting forever in its Allreduce (124: the timeout)
+    set +e
+    CFNET_LIBRARY="$libdir/libcfnet.so" PYTHONPATH=python run_py 2 -c '
+import runpy, sys, cfnet
+from mpi4py import MPI
+step = cfnet.Network.train_step
+calls = [0]
+def failing(self, *a, **k):
+    calls[0] += 1
+    if MPI.COMM_WORLD.Get_rank() == 1 and calls[0] == 3:
+        raise RuntimeError("rank 1 cannot read its share")
+    return step(self, *a, **k)
+cfnet.Network.train_step = failing
+sys.argv = ["mpi_train.py"]
+runpy.run_path("examples/python/mpi_train.py", run_name="__main__")' >"$out/pyfail.txt" 2>&1
+    st=$?
+    set -e
+    if [ $st = 0 ] || [ $st = 124 ] || ! grep -q "rank 1 cannot read its share" "$out/pyfail.txt"; then
+        cat "$out/pyfail.txt"
+        echo "test_mpi: FAIL: an exception on rank 1 of mpi_train.py gave status $st (124: a hang)" >&2
+        exit 1
+    fi
     set +e
     CFNET_LIBRARY="$libdir/libcfnet.so" PYTHONPATH=python \
         /usr/bin/python3 examples/python/mpi_train.py --steps 3 >"$out/pybad.txt" 2>&1
@@ -200,6 +223,18 @@ if [ -x "$tool" ] && ldd "$tool" | grep -qi mpi; then
         [ -e "$t/small.cfnet" ]; then
         cat "$t/small.log"; echo "test_mpi: batch 2 on 3 ranks gave status $rc"; exit 1
     fi
+    # the same on --resume, where --batch is the checkpoint's: the message gives the most ranks
+    # that work instead of asking for another --batch (18 training images in batches of 7
+    # leave 4 in the last one)
+    set +e
+    mr 5 train "$t/d/train" --epochs 4 --threads 1 -q --resume "$t/res.cfnet.last.safetensors" \
+        -o "$t/res5.cfnet" >"$t/res5.log" 2>&1
+    rc=$?
+    set -e
+    if [ $rc -eq 0 ] || [ $rc -eq 124 ] ||
+        ! grep -q "leaves 4 in the last one; run on at most 4 ranks (--batch is the checkpoint's)" "$t/res5.log"; then
+        cat "$t/res5.log"; echo "test_mpi: resuming on 5 ranks gave status $rc"; exit 1
+    fi
     # a command that runs on one process only: one message from rank 0, no abort that loses it
     set +e
     mr 2 info "$t/small.cfnet" >"$t/info2.log" 2>&1
@@ -299,6 +334,24 @@ if [ -x "$tool" ] && ldd "$tool" | grep -qi mpi; then
     rc=$?
     expect badv 1 "zz_broken.tif: not a TIFF or PNG file" 1
     expect badv 1 "of 2: could not classify its share of the validation images in epoch 1" 1
+    # a step that fails on every rank alike (non-finite numbers reach every rank through the
+    # sums): rank 0 says so once and the ranks end together (not one message per rank and an
+    # MPI_Abort from each). Raw intensities times 1e30 overflow inside the first step on these
+    # images; the plain run shows that they do on this machine.
+    "$tool" synth "$t/nan" --classes 3 --per-class 10 --test-per-class 1 --size 32 -q
+    n="$t/nan/train --epochs 2 --width 4 --threads 1 -q --optimizer sgd --lr 10 --batch 6 --scale 1e30 --rotate none"
+    "$tool" train $n -o "$t/nan1.cfnet" >"$t/nan1.log" 2>&1
+    rc=$?
+    if [ $rc -eq 1 ] && grep -q "training: non-finite numbers" "$t/nan1.log"; then
+        mr 2 train $n -o "$t/nan2.cfnet" >"$t/nan2.log" 2>&1
+        rc=$?
+        expect nan2 1 "training: non-finite numbers" 1
+        expect nan2 1 "MPI_ABORT" 0
+        [ ! -e "$t/nan2.cfnet" ] || { echo "test_mpi: a failed run wrote a model"; exit 1; }
+    else
+        echo "test_mpi: non-finite step skipped (the plain run did not fail in its step:" \
+            "$(head -1 "$t/nan1.log"))"
+    fi
     # an interrupt on one rank stops every rank after the same step: rank 0 says so once, the
     # checkpoint holds the last whole epoch
     rm -f "$t/pid".*

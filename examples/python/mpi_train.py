@@ -34,6 +34,18 @@ GLOBAL, STEPS = 50, 5
 comm = MPI.COMM_WORLD
 rank, size = comm.Get_rank(), comm.Get_size()
 
+
+def abort_job(kind, value, tb):
+    """An exception on one rank ends every rank: without this, the rank's interpreter would
+    wait in MPI_Finalize and the others forever in their next Allreduce
+    (`python3 -m mpi4py script.py` does the same)."""
+    sys.__excepthook__(kind, value, tb)
+    sys.stderr.flush()
+    comm.Abort(1)
+
+
+sys.excepthook = abort_job
+
 net = cfnet.Network(2, 24, 24, seed=11)
 net.extend([cfnet.conic_conv(8, 3, R=2), cfnet.batch_norm(0.1, 1e-3), cfnet.relu(),
             cfnet.dropout(0.2), cfnet.pool(),

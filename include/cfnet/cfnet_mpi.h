@@ -36,7 +36,7 @@ extern "C" {
 typedef struct cfnet_mpi cfnet_mpi;
 
 /** Creates a group over `comm` (duplicated with MPI_Comm_dup; collective). The caller owns
- *  *out (cfnet_mpi_free). */
+ *  *out (cfnet_mpi_free). MPI_COMM_NULL gives CFNET_E_INVALID_ARGUMENT. */
 cfnet_status cfnet_mpi_create(MPI_Comm comm, cfnet_mpi **out);
 
 /** Frees the group (MPI_Comm_free; collective). Accepts NULL. Networks attached to it must be
@@ -52,7 +52,8 @@ int cfnet_mpi_size(const cfnet_mpi *m);
 /** Collective: checks that every rank holds a network with the same architecture, options
  *  (thread count included), seed and step count — a hash of the model file's header, compared
  *  with rank 0's. On a mismatch every rank returns CFNET_E_STATE with the same message naming
- *  the first rank that differs and how many do. */
+ *  the first rank that differs, or the first that has no network (`net` may be NULL) or
+ *  cannot describe it (that rank adds the reason). */
 cfnet_status cfnet_mpi_check(cfnet_mpi *m, const cfnet_network *net);
 
 /** Collective: cfnet_mpi_check, then broadcasts rank 0's parameters and batch-norm state to
@@ -76,7 +77,9 @@ cfnet_status cfnet_mpi_set_batch(cfnet_mpi *m, cfnet_network *net, int64_t globa
                                  int64_t *offset, int64_t *count);
 
 /** Collective: replaces v[0..count-1] by its sum over the ranks (validation loss and accuracy
- *  counts, for instance). */
+ *  counts, for instance). A NULL `v` with a positive count, a negative count or counts that
+ *  differ between the ranks make every rank return CFNET_E_INVALID_ARGUMENT (a small
+ *  all-reduce compares the counts first), leaving every `v` as it was. */
 cfnet_status cfnet_mpi_sum(cfnet_mpi *m, double *v, int64_t count);
 
 /** Traffic of the group's sum hook since creation: number of all-reduce calls, bytes reduced

@@ -49,6 +49,10 @@ static cfnet_status fail_mpi(int rc, const char *what)
 cfnet_status cfnet_mpi_create(MPI_Comm comm, cfnet_mpi **out)
 {
     if (!out) return fail(CFNET_E_INVALID_ARGUMENT, "cfnet_mpi_create: out is NULL");
+    /* MPI_Comm_dup would raise MPI_ERR_COMM on MPI_COMM_WORLD's handler: a fatal error */
+    if (comm == MPI_COMM_NULL)
+        return fail(CFNET_E_INVALID_ARGUMENT, "cfnet_mpi_create: the communicator is "
+                                              "MPI_COMM_NULL");
     int inited = 0;
     MPI_Initialized(&inited);
     if (!inited) return fail(CFNET_E_STATE, "cfnet_mpi_create: MPI is not initialised");
@@ -107,8 +111,22 @@ static cfnet_status mpi_sum_hook(void *user, cfnet_sum_kind kind, void *data, in
 
 cfnet_status cfnet_mpi_sum(cfnet_mpi *m, double *v, int64_t count)
 {
-    if (!m || (!v && count > 0) || count < 0)
-        return fail(CFNET_E_INVALID_ARGUMENT, "cfnet_mpi_sum: bad arguments");
+    if (!m) return fail(CFNET_E_INVALID_ARGUMENT, "cfnet_mpi_sum: group is NULL");
+    /* Every rank first states its count (-1: bad arguments), so that a rank with bad
+     * arguments or another count neither leaves the others waiting nor meets another rank's
+     * next collective: every rank returns the same status. */
+    int64_t mine = (!v && count > 0) || count < 0 ? -1 : count;
+    int64_t range[2] = {mine, -mine}; /* the largest count and minus the smallest */
+    int rc = MPI_Allreduce(MPI_IN_PLACE, range, 2, MPI_INT64_T, MPI_MAX, m->comm);
+    if (rc != MPI_SUCCESS) return fail_mpi(rc, "MPI_Allreduce");
+    if (-range[1] < 0)
+        return fail(CFNET_E_INVALID_ARGUMENT,
+                    "cfnet_mpi_sum: a rank passed a NULL buffer or a negative count");
+    if (-range[1] != range[0])
+        return fail(CFNET_E_INVALID_ARGUMENT,
+                    "cfnet_mpi_sum: the ranks passed different counts (%lld to %lld); every "
+                    "rank must sum the same number of values",
+                    (long long)-range[1], (long long)range[0]);
     return allreduce(m, v, count, MPI_DOUBLE, sizeof(double), 0);
 }
 
@@ -167,16 +185,17 @@ cfnet_status cfnet_mpi_check(cfnet_mpi *m, const cfnet_network *net)
     int rc = MPI_Bcast(&h0, 1, MPI_UINT64_T, 0, m->comm);
     if (rc != MPI_SUCCESS) return fail_mpi(rc, "MPI_Bcast");
     int differs = h == 0 || h0 == 0 || h != h0;
-    int in[2] = {differs, differs ? m->rank : INT_MAX}, outv[2];
+    /* how many differ, the first that differs, the first without a description */
+    int in[3] = {differs, differs ? m->rank : INT_MAX, h == 0 ? m->rank : INT_MAX}, outv[3];
     rc = MPI_Allreduce(in, outv, 1, MPI_INT, MPI_SUM, m->comm);
-    if (rc == MPI_SUCCESS) rc = MPI_Allreduce(in + 1, outv + 1, 1, MPI_INT, MPI_MIN, m->comm);
+    if (rc == MPI_SUCCESS) rc = MPI_Allreduce(in + 1, outv + 1, 2, MPI_INT, MPI_MIN, m->comm);
     if (rc != MPI_SUCCESS) return fail_mpi(rc, "MPI_Allreduce");
     if (outv[0] == 0) return CFNET_OK;
-    if (local[0])
+    if (outv[2] != INT_MAX) /* the same message on every rank; that rank adds its reason */
         return fail(CFNET_E_STATE,
-                    "cfnet_mpi: rank %d cannot describe its network (%s); %d rank(s) differ "
-                    "from rank 0",
-                    m->rank, local, outv[0]);
+                    "cfnet_mpi: rank %d has no network or cannot describe it%s%s%s; every rank "
+                    "must build or load the same network",
+                    outv[2], local[0] ? " (" : "", local, local[0] ? ")" : "");
     return fail(CFNET_E_STATE,
                 "cfnet_mpi: the network on rank %d%s differs from rank 0's in architecture, "
                 "options, seed or step; every rank must build or load the same network with "

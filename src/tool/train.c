@@ -1012,11 +1012,15 @@ int cmd_train(int argc, char **argv)
         /* every global batch, the last one too, must give each rank at least one sample */
         int64_t last = ntr % c.batch;
         if (c.batch < nranks || (last && last < nranks)) {
+            /* the most ranks that work; on --resume the batch is the checkpoint's */
+            int64_t most = last && last < c.batch ? last : c.batch;
             if (rank == 0) /* the same on every rank: said once */
-                tool_error("%d MPI ranks need at least %d images in every batch: --batch %d over %lld "
-                       "training images leaves %lld in the last one; change --batch or the "
-                       "rank count", nranks, nranks, c.batch, (long long)ntr,
-                       (long long)(last ? last : c.batch));
+                tool_error("%d MPI ranks need at least %d images in every batch: --batch %d over "
+                           "%lld training images leaves %lld in the last one; run on at most "
+                           "%lld rank%s%s", nranks, nranks, c.batch, (long long)ntr,
+                           (long long)(last ? last : c.batch), (long long)most,
+                           most == 1 ? "" : "s",
+                           c.resume ? " (--batch is the checkpoint's)" : " or change --batch");
             tool_mpi_fail_together();
             goto out;
         }
@@ -1199,7 +1203,17 @@ int cmd_train(int argc, char **argv)
         }
         if (st != CFNET_OK) {
             progress_done(&pc.pr);
-            tool_lib_error("training", st);
+            if (dist && st == CFNET_E_NUMERIC) {
+                /* non-finite numbers inside a step reach every rank through the sums, so
+                 * every rank fails this step alike: rank 0 says so once, all end together */
+                tool_mpi_fail_together();
+                if (rank == 0) tool_lib_error("training", st);
+            } else if (nranks > 1) { /* this rank alone: the others wait, to be aborted */
+                tool_error("rank %d of %d: training: %s: %s", rank, nranks,
+                           cfnet_status_string(st), cfnet_last_error());
+            } else {
+                tool_lib_error("training", st);
+            }
             goto out;
         }
         epoch_rec *r = &hist[nhist++];

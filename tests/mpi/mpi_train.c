@@ -263,6 +263,23 @@ static int api(cfnet_mpi *m)
     EXPECT(cfnet_mpi_sum(m, NULL, 1) == CFNET_E_INVALID_ARGUMENT);
     EXPECT(cfnet_mpi_sum(m, v, -1) == CFNET_E_INVALID_ARGUMENT);
     EXPECT(cfnet_mpi_sum(NULL, v, 1) == CFNET_E_INVALID_ARGUMENT);
+    /* bad arguments on one rank, or counts that differ: every rank returns the error, and the
+     * next sum still pairs with the others' (no rank waits, no MPI_ERR_TRUNCATE abort) */
+    if (size > 1) {
+        double w[3] = {1, 2, 3};
+        EXPECT(cfnet_mpi_sum(m, rank_ == 1 ? NULL : w, 3) == CFNET_E_INVALID_ARGUMENT);
+        EXPECT(strstr(cfnet_mpi_last_error(), "NULL buffer") != NULL);
+        EXPECT(cfnet_mpi_sum(m, w, rank_ == size - 1 ? 2 : 3) == CFNET_E_INVALID_ARGUMENT);
+        EXPECT(strstr(cfnet_mpi_last_error(), "different counts (2 to 3)") != NULL);
+        EXPECT(cfnet_mpi_sum(m, w, rank_ == 0 ? -1 : 3) == CFNET_E_INVALID_ARGUMENT);
+        EXPECT(w[0] == 1 && w[1] == 2 && w[2] == 3);
+        EXPECT(cfnet_mpi_sum(m, w, 1) == CFNET_OK && w[0] == size);
+    }
+    /* MPI_COMM_NULL: a status, not MPI_ERR_COMM on MPI_COMM_WORLD's fatal handler */
+    cfnet_mpi *none = NULL;
+    EXPECT(cfnet_mpi_create(MPI_COMM_NULL, &none) == CFNET_E_INVALID_ARGUMENT && !none);
+    EXPECT(strstr(cfnet_mpi_last_error(), "MPI_COMM_NULL") != NULL);
+    EXPECT(cfnet_mpi_create(MPI_COMM_WORLD, NULL) == CFNET_E_INVALID_ARGUMENT);
     /* the traffic counters are the sum hook's: cfnet_mpi_sum is not in them */
     int64_t calls = -1, bytes = -1;
     double secs = -1;
@@ -284,6 +301,11 @@ static int api(cfnet_mpi *m)
     cfnet_network *net = small_net(0);
     EXPECT(cfnet_mpi_check(m, rank_ == size - 1 && size > 1 ? NULL : net) ==
            (size > 1 ? CFNET_E_STATE : CFNET_OK));
+    if (size > 1) { /* every rank names the rank without a network (not "differs") */
+        char want[64];
+        snprintf(want, sizeof want, "rank %d has no network", size - 1);
+        EXPECT(strstr(cfnet_mpi_last_error(), want) != NULL);
+    }
     EXPECT(cfnet_mpi_attach(NULL, net) == CFNET_E_INVALID_ARGUMENT);
     /* attach, one step, detach: the network then trains alone, batch position cleared */
     EXPECT(cfnet_mpi_attach(m, net) == CFNET_OK);
