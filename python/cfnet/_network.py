@@ -1,6 +1,7 @@
 """Networks: the cfnet_network handle, training, inference, invariance check, save and load."""
 import contextlib
 import ctypes
+import signal
 import threading
 from collections.abc import MutableMapping
 import weakref
@@ -55,6 +56,35 @@ _OPTION_VALUE_ENUMS = {Option.OPTIMIZER: Optimizer, Option.AUG_ROTATION: AugRota
 
 # Guards Network._busy (a read-modify-write) on interpreters without a global lock.
 _busy_lock = threading.Lock()
+
+
+@contextlib.contextmanager
+def _deferred_interrupt():
+    """Around a libcfnet call that runs Python callbacks (train_epoch's progress, the sum
+    hook). Python delivers a Ctrl-C (SIGINT) at the next Python code it runs, which during such a
+    call is the entry of a ctypes callback: ctypes would print the KeyboardInterrupt as
+    "ignored" and drop it, and the callback's return value would be undefined (train_epoch
+    reported a cancel by the progress function, fit returned as if nothing had happened, and
+    without a progress function the interrupt waited for the end of the epoch). So, in the main
+    thread and while SIGINT has Python's default handler, a SIGINT is only recorded during the
+    call: the yielded list becomes non-empty (callbacks check it to stop), and
+    KeyboardInterrupt is raised once the call has returned. Elsewhere None is yielded and
+    nothing changes."""
+    if (threading.current_thread() is not threading.main_thread()
+            or signal.getsignal(signal.SIGINT) is not signal.default_int_handler):
+        yield None
+        return
+    hit = []
+
+    def record(signum, frame):
+        hit.append(signum)
+    signal.signal(signal.SIGINT, record)
+    try:
+        yield hit
+    finally:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+    if hit:
+        raise KeyboardInterrupt
 
 
 class Network(Handle):
@@ -399,7 +429,9 @@ class Network(Handle):
         lab = as_labels(labels, x.shape[0] if x.ndim else None)
         loss = ctypes.c_float()
         raised = getattr(self, "_sum_raised", None)
-        with Borrow(x) as tx, self._in_call():
+        hook = getattr(self, "_sum_cb", None) is not None  # runs Python code: defer Ctrl-C
+        with Borrow(x) as tx, self._in_call(), \
+                (_deferred_interrupt() if hook else contextlib.nullcontext()):
             try:
                 _lib.load().call("cfnet_network_train_step", h, tx,
                                  lab.ctypes.data_as(ctypes.POINTER(ctypes.c_int32)), lab.size,
@@ -491,7 +523,9 @@ class Network(Handle):
         done are kept (the network stays consistent and can be saved). An exception raised
         inside ``progress`` also stops the epoch after that step and propagates from
         train_epoch; so does ``close()`` called in ``progress`` (CancelledError: the network
-        is freed once the epoch has stopped).
+        is freed once the epoch has stopped). Ctrl-C (SIGINT, e.g. a notebook's interrupt)
+        in the main thread stops the epoch after the current step, with or without
+        ``progress``, and raises KeyboardInterrupt; the steps done are kept.
 
         Returns (mean loss, training accuracy) of the epoch."""
         h = self._h()
@@ -505,21 +539,26 @@ class Network(Handle):
         else:
             p_order, count = None, 0
         raised = []
-        cb = None
-        if progress is not None:
-            def trampoline(user, step, steps, loss, accuracy):
-                try:
-                    stop = progress(step, steps, loss, accuracy)
-                except BaseException as e:  # stop the epoch; re-raised below
-                    raised.append(e)
-                    return 1
-                return 1 if stop or self._handle is None else 0  # closed in progress: stop
-            cb = _lib.PROGRESS_FN(trampoline)
         lib = _lib.load()
-        with Borrow(x) as tx, self._in_call():
+        n_batch = to_int(batch, "batch", INT64)
+        p_labels = lab.ctypes.data_as(ctypes.POINTER(ctypes.c_int32))
+        with Borrow(x) as tx, self._in_call(), _deferred_interrupt() as interrupted:
+            cb = None
+            if progress is not None or interrupted is not None:
+                def trampoline(user, step, steps, loss, accuracy):
+                    try:
+                        if interrupted:  # Ctrl-C: stop; KeyboardInterrupt follows the call
+                            return 1
+                        if progress is None:
+                            return 0
+                        stop = progress(step, steps, loss, accuracy)
+                        return 1 if stop or self._handle is None else 0  # closed: stop
+                    except BaseException as e:  # stop the epoch; re-raised below
+                        raised.append(e)
+                        return 1
+                cb = _lib.PROGRESS_FN(trampoline)
             status = lib.cfnet_network_train_epoch(
-                h, tx, lab.ctypes.data_as(ctypes.POINTER(ctypes.c_int32)),
-                to_int(batch, "batch", INT64),
+                h, tx, p_labels, n_batch,
                 p_order, int(count), ctypes.cast(cb, ctypes.c_void_p) if cb else None, None,
                 ctypes.byref(mean), ctypes.byref(acc))
         if raised:
@@ -546,7 +585,8 @@ class Network(Handle):
         - ``progress(epoch, step, steps, loss, accuracy)`` after every step; return True to
           stop: fit then returns early, the last entry being the mean loss of the steps done
           in the stopped epoch (``step_count`` says how many steps were taken). An exception
-          raised in ``progress`` stops training the same way and propagates.
+          raised in ``progress`` stops training the same way and propagates; so does
+          KeyboardInterrupt on Ctrl-C (after the current step, with or without ``progress``).
         - ``callback(epoch, mean_loss)`` after each completed epoch.
         """
         from ._errors import CancelledError
