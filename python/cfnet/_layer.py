@@ -6,7 +6,7 @@ import weakref
 import numpy as np
 
 from . import _lib
-from ._enums import Interp, LayerKind, Padding, PoolMode, to_enum, to_int
+from ._enums import UINT64, Interp, LayerKind, Padding, PoolMode, to_enum, to_int
 from ._errors import StateError
 from ._tensor import Borrow, MAX_DIMS, _shape_array, as_float32, handle_shape, view
 from ._handle import Handle
@@ -143,7 +143,7 @@ class Layer(Handle):
                              "set up again")
         self._check_no_views("layer_setup")
         shape, nd = _shape_array(input_shape)
-        _lib.load().call("cfnet_layer_setup", h, nd, shape, ctypes.c_uint64(seed))
+        _lib.load().call("cfnet_layer_setup", h, nd, shape, to_int(seed, "seed", UINT64))
         return self.output_shape
 
     def forward(self, x, training=False):

@@ -1,6 +1,7 @@
 """Networks: the cfnet_network handle, training, inference, invariance check, save and load."""
 import contextlib
 import ctypes
+import operator
 import signal
 import threading
 from collections.abc import MutableMapping
@@ -9,7 +10,7 @@ import weakref
 import numpy as np
 
 from . import _lib
-from ._enums import (INT64, AugRotation, Family, ONNX_PROBABILITIES, Option, Optimizer,
+from ._enums import (INT64, UINT64, AugRotation, Family, ONNX_PROBABILITIES, Option, Optimizer,
                      SAVE_OPTIMIZER, SAVE_ALLOW_NONFINITE, SumKind, to_enum, to_int)
 from ._layer import Layer
 from ._tensor import Borrow, as_float32, as_indices, as_labels, handle_shape
@@ -115,10 +116,11 @@ class Network(Handle):
     def __init__(self, channels, height, width, seed=0, context=None):
         dims = (to_int(channels, "channels"), to_int(height, "height"), to_int(width, "width"))
         if context is None:
-            h = _lib.new_handle("network", "cfnet_network_create", *dims, ctypes.c_uint64(seed))
+            h = _lib.new_handle("network", "cfnet_network_create", *dims,
+                                to_int(seed, "seed", UINT64))
         else:
             h = _lib.new_handle("network", "cfnet_network_create_in", context._h(),
-                                *dims, ctypes.c_uint64(seed))
+                                *dims, to_int(seed, "seed", UINT64))
         self._init(h, context)
 
     def _init(self, handle, context=None):
@@ -222,8 +224,10 @@ class Network(Handle):
 
     def __getitem__(self, i):
         n = len(self)
-        if not isinstance(i, int):
-            raise TypeError("layer index must be an int")
+        try:
+            i = operator.index(i)  # an int, or a numpy integer
+        except TypeError:
+            raise TypeError("layer index must be an int, not %s" % type(i).__name__) from None
         if i < 0:
             i += n
         if not 0 <= i < n:
@@ -268,7 +272,8 @@ class Network(Handle):
         """Redraws every weight from N(0, sd^2) whatever the layer's fan-in, the original CFNet
         code's initialisation and the CFNet preset's (cfnet_network_init_normal); biases,
         batch-norm parameters and the training state stay. Returns self."""
-        _lib.load().call("cfnet_network_init_normal", self._h(), float(sd), int(seed))
+        _lib.load().call("cfnet_network_init_normal", self._h(), float(sd),
+                         to_int(seed, "seed", UINT64))
         return self
 
     @property
@@ -594,7 +599,7 @@ class Network(Handle):
         labels = as_labels(labels, images.shape[0] if images.ndim else None)
         n = len(labels)
         losses = []
-        for epoch in range(epochs):
+        for epoch in range(to_int(epochs, "epochs", (0, 2**63 - 1))):
             if callable(order):
                 ep_order = order(epoch)
             elif order is not None:
@@ -790,7 +795,7 @@ def classifier(family, channels, size, classes, width=0, seed=0):
     h = _lib.new_handle("network", "cfnet_network_create_classifier", int(_family(family)),
                         to_int(channels, "channels"), to_int(size, "size"),
                         to_int(classes, "classes"), to_int(width, "width"),
-                        ctypes.c_uint64(seed))
+                        to_int(seed, "seed", UINT64))
     return Network._from_handle(h)
 
 
