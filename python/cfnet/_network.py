@@ -1,6 +1,7 @@
 """Networks: the cfnet_network handle, training, inference, invariance check, save and load."""
 import contextlib
 import ctypes
+import functools
 import operator
 import signal
 import threading
@@ -55,10 +56,6 @@ def option_default(option):
 _OPTION_VALUE_ENUMS = {Option.OPTIMIZER: Optimizer, Option.AUG_ROTATION: AugRotation}
 
 
-# Guards Network._busy (a read-modify-write) on interpreters without a global lock.
-_busy_lock = threading.Lock()
-
-
 @contextlib.contextmanager
 def _deferred_interrupt():
     """Around a libcfnet call that runs Python callbacks (train_epoch's progress, the sum
@@ -88,6 +85,17 @@ def _deferred_interrupt():
         raise KeyboardInterrupt
 
 
+def _using(method):
+    """Runs a Network method inside ``_in_call``: a close() from another thread (or from a
+    callback) while the method's C call runs only marks the network closed, and its memory is
+    freed when the call has returned."""
+    @functools.wraps(method)
+    def wrapper(self, *args, **kwargs):
+        with self._in_call():
+            return method(self, *args, **kwargs)
+    return wrapper
+
+
 class Network(Handle):
     """A cfnet_network: a per-sample input shape C x H x W, a list of layers and the training
     state (options, optimiser, step count).
@@ -110,7 +118,8 @@ class Network(Handle):
 
     Inference calls (infer, probabilities, predict, evaluate, invariance) release the GIL and
     may run from several threads at once on one network, as long as nothing modifies it
-    meanwhile (append, options, training, close).
+    meanwhile (append, options, training). A ``close()`` while another thread is inside a
+    method of the network or of one of its layers frees the memory when that call returns.
     """
 
     def __init__(self, channels, height, width, seed=0, context=None):
@@ -158,25 +167,6 @@ class Network(Handle):
         self._layers.clear()
         self._handle = None
         self._release()
-
-    _busy = 0  # calls in progress that run Python callbacks (train_epoch, train_step)
-
-    def _views_alive(self):
-        return super()._views_alive() or self._busy > 0
-
-    @contextlib.contextmanager
-    def _in_call(self):
-        """Around a call that runs Python code (a progress callback, the sum hook): a close()
-        from inside it keeps the memory until the call has returned."""
-        with _busy_lock:  # the count stays exact when several threads run calls
-            self._busy += 1
-        try:
-            yield
-        finally:
-            with _busy_lock:
-                self._busy -= 1
-            if self._handle is None:
-                self._release()
 
     def _released(self):
         ctx = self._context
@@ -268,6 +258,7 @@ class Network(Handle):
         net.metadata["classes"]``, ``dict(net.metadata)``."""
         return Metadata(self)
 
+    @_using
     def init_normal(self, sd=0.1, seed=0):
         """Redraws every weight from N(0, sd^2) whatever the layer's fan-in, the original CFNet
         code's initialisation and the CFNet preset's (cfnet_network_init_normal); biases,
@@ -287,6 +278,7 @@ class Network(Handle):
         """Bytes held by the network (parameters, optimiser state, buffers)."""
         return _lib.load().cfnet_network_memory_usage(self._h())
 
+    @_using
     def summary(self):
         """One line per layer plus totals, as a str."""
         lib = _lib.load()
@@ -313,6 +305,7 @@ class Network(Handle):
     def _out(self, n):
         return np.empty((n,) + self.output_shape, dtype=np.float32)
 
+    @_using
     def forward(self, x, training=False):
         """Network output for images x (N x C x H x W), as a new array. With training=True the
         activations are kept for ``backward``."""
@@ -323,6 +316,7 @@ class Network(Handle):
             _lib.load().call("cfnet_network_forward", h, tx, to, 1 if training else 0)
         return out
 
+    @_using
     def backward(self, d_out):
         """Backward pass after ``forward(x, training=True)``: d_out = d loss / d output;
         parameter gradients are accumulated into the layers' ``grads``."""
@@ -331,6 +325,7 @@ class Network(Handle):
         with Borrow(d) as td:
             _lib.load().call("cfnet_network_backward", h, td)
 
+    @_using
     def zero_grad(self):
         """Sets every layer's parameter gradients to zero."""
         _lib.load().call("cfnet_network_zero_grad", self._h())
@@ -351,6 +346,7 @@ class Network(Handle):
                              % ("x".join(map(str, self.input_shape)), x.shape))
         return x, False
 
+    @_using
     def infer(self, x):
         """Read-only inference: the network output for x (N x <output shape>); for a single
         C x H x W image, the output without the batch axis; for no images (0 x C x H x W), an
@@ -364,6 +360,7 @@ class Network(Handle):
             _lib.load().call("cfnet_network_infer", h, tx, to)
         return out[0] if single else out
 
+    @_using
     def probabilities(self, x):
         """Class probabilities (N x K) for x; a vector of K for a single C x H x W image (0 x K
         for no images)."""
@@ -378,6 +375,7 @@ class Network(Handle):
             _lib.load().call("cfnet_network_probabilities", h, tx, tp)
         return probs[0] if single else probs
 
+    @_using
     def predict(self, x):
         """Predicted class (argmax of the output) per image, as an int32 array of length N
         (empty for no images); an int for a single C x H x W image."""
@@ -394,6 +392,7 @@ class Network(Handle):
 
     # ---- options and training ----
 
+    @_using
     def set_option(self, option, value):
         """Sets one option (an Option, its int value or name such as "learning_rate"). Named
         values are accepted for OPTIMIZER ("adam", "sgd") and AUG_ROTATION ("none", "quarter",
@@ -403,6 +402,7 @@ class Network(Handle):
             value = to_enum(_OPTION_VALUE_ENUMS[opt], value)
         _lib.load().call("cfnet_network_set_option", self._h(), int(opt), float(value))
 
+    @_using
     def get_option(self, option):
         """The current value of an option (a float; OPTIMIZER and AUG_ROTATION as their
         enums)."""
@@ -426,6 +426,7 @@ class Network(Handle):
         """Every option's current value, by the library's name (cfnet_option_name)."""
         return {name: self.get_option(k) for k, name in _option_names()}
 
+    @_using
     def train_step(self, images, labels):
         """One optimisation step on a batch (augmentation, forward, loss, backward, update).
         Returns the batch loss before the update."""
@@ -449,6 +450,7 @@ class Network(Handle):
                 raise
         return loss.value
 
+    @_using
     def set_sum_hook(self, fn):
         """Data-parallel training (docs/distributed.md, "Data-parallel training" in cfnet.h):
         during every train_step, ``fn(kind, array)`` must replace the numpy ``array`` in place by
@@ -480,6 +482,7 @@ class Network(Handle):
         _lib.load().call("cfnet_network_set_sum_hook", h, ctypes.cast(cb, ctypes.c_void_p), None)
         self._sum_cb = cb  # the C side keeps only the pointer
 
+    @_using
     def set_batch_position(self, offset, global_batch):
         """The following train steps' batches are samples [offset, offset + n) of a global
         batch of ``global_batch`` (per-sample keyed augmentation and dropout, loss scaled by
@@ -488,6 +491,7 @@ class Network(Handle):
                          to_int(offset, "offset", INT64),
                          to_int(global_batch, "global_batch", INT64))
 
+    @_using
     def gradients(self):
         """Every parameter gradient as one float32 array, in model-file order (layers in
         order, each layer's parameters in order)."""
@@ -501,6 +505,7 @@ class Network(Handle):
         """Optimisation steps taken so far."""
         return _lib.load().cfnet_network_step_count(self._h())
 
+    @_using
     def evaluate(self, images, labels, batch=0):
         """Inference-mode (mean loss, accuracy) over the images, in batches of ``batch``
         (0 = 100)."""
@@ -514,6 +519,7 @@ class Network(Handle):
                              to_int(batch, "batch", INT64), ctypes.byref(loss), ctypes.byref(acc))
         return loss.value, acc.value
 
+    @_using
     def train_epoch(self, images, labels, batch=50, order=None, progress=None):
         """One epoch (cfnet_network_train_epoch): batches of ``batch`` in the order of
         ``order`` (a 1-D integer array of sample indices, repetitions allowed) or, when None,
@@ -622,6 +628,7 @@ class Network(Handle):
                 callback(epoch, mean)
         return losses
 
+    @_using
     def invariance(self, x, angles=None, reflect=False):
         """Largest relative change max|f(g x) - f(x)| / max|f(x)| of the output over the
         rotations of x by ``angles`` in degrees (default 90, 180, 270); with reflect=True also
@@ -643,6 +650,7 @@ class Network(Handle):
 
     # ---- saving and loading ----
 
+    @_using
     def save(self, path, optimizer=False, allow_nonfinite=False):
         """Writes the network to ``path`` (safetensors layout, docs/format.md); with
         optimizer=True also the optimiser state. An existing file is replaced atomically.
@@ -651,6 +659,7 @@ class Network(Handle):
                                                         else 0)
         _lib.load().call("cfnet_network_save", self._h(), fs_path(path), flags)
 
+    @_using
     def to_bytes(self, optimizer=False, allow_nonfinite=False):
         """The saved network as bytes (what ``save`` would write)."""
         lib = _lib.load()
@@ -669,6 +678,7 @@ class Network(Handle):
 
     # ---- ONNX export ----
 
+    @_using
     def export_onnx(self, path, probabilities=False):
         """Writes the network as an ONNX model (opset ``cfnet.ONNX_OPSET``; input "input"
         N x C x H x W, output "output") computing what ``infer`` computes, or with
@@ -676,6 +686,7 @@ class Network(Handle):
         flags = ONNX_PROBABILITIES if probabilities else 0
         _lib.load().call("cfnet_network_export_onnx", self._h(), fs_path(path), flags)
 
+    @_using
     def to_onnx(self, probabilities=False):
         """The ONNX model as bytes (what ``export_onnx`` would write)."""
         lib = _lib.load()
