@@ -632,9 +632,20 @@ class Network(Handle):
     def invariance(self, x, angles=None, reflect=False):
         """Largest relative change max|f(g x) - f(x)| / max|f(x)| of the output over the
         rotations of x by ``angles`` in degrees (default 90, 180, 270); with reflect=True also
-        over the mirrored x (left-right flip) and its rotations, i.e. all of D4 by default."""
+        over the mirrored x (left-right flip) and its rotations, i.e. all of D4 by default.
+        ``x`` is N x C x H x W, or one C x H x W image."""
         h = self._h()
         x = as_float32(x, "images")
+        shape = self.input_shape
+        if tuple(x.shape) == shape:  # one image
+            x = x.reshape((1,) + x.shape)
+        elif x.ndim != 4 or tuple(x.shape[1:]) != shape:
+            # the library would only say "input does not match the network"
+            from ._errors import ShapeMismatchError
+            raise ShapeMismatchError(-3, "network_invariance: images are %s, expected N x %s "
+                                     "(or one %s image)" % ("x".join(map(str, x.shape)),
+                                                            "x".join(map(str, shape)),
+                                                            "x".join(map(str, shape))))
         out = ctypes.c_double()
         flags = 1 if reflect else 0  # CFNET_INVARIANCE_REFLECT
         with Borrow(x) as tx:

@@ -283,6 +283,20 @@ class SingleImageTest(LeakCheckedTestCase):
                 self.assertIsInstance(net.predict(x[i]), int)
                 self.assertEqual(net.infer(x[i]).shape, (3,))
 
+    def test_invariance_of_one_image_and_wrong_shapes(self):
+        # invariance(x[0]) failed with "input does not match the network", naming no shape.
+        with small_cfnet() as net:
+            x, _ = rotated_patterns(3)
+            self.assertEqual(net.invariance(x[1]), net.invariance(x[1:2]))
+            self.assertEqual(net.invariance(x[1], angles=[45], reflect=True),
+                             net.invariance(x[1:2], angles=[45], reflect=True))
+            for bad in (np.zeros((2, 1, 8, 8), np.float32), np.zeros((16, 16), np.float32),
+                        np.zeros((2, 2, 16, 16), np.float32)):
+                with self.assertRaisesRegex(cfnet.ShapeMismatchError,
+                                            r"images are %s, expected N x 1x16x16"
+                                            % "x".join(map(str, bad.shape))):
+                    net.invariance(bad)
+
     def test_other_shapes_say_to_add_the_batch_axis(self):
         with small_cfnet() as net:
             with self.assertRaisesRegex(ValueError, "batch axis"):
