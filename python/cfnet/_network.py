@@ -400,7 +400,14 @@ class Network(Handle):
         opt = to_enum(Option, option)
         if opt in _OPTION_VALUE_ENUMS:
             value = to_enum(_OPTION_VALUE_ENUMS[opt], value)
-        _lib.load().call("cfnet_network_set_option", self._h(), int(opt), float(value))
+        try:
+            v = float(value)
+        except (TypeError, ValueError):
+            # float() alone said "could not convert string to float: 'yes'", naming no option
+            raise TypeError("option %s takes a number%s, not %r"
+                            % (opt.name.lower(), " (or True/False)" if opt == Option.AUG_FLIP
+                               else "", value)) from None
+        _lib.load().call("cfnet_network_set_option", self._h(), int(opt), v)
 
     @_using
     def get_option(self, option):

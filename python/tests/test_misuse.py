@@ -1,6 +1,7 @@
 """Binding misuse: read-only memory, label validation, NUL in paths, single images. Each case
 once crashed, mutated immutable memory or silently did something else than asked."""
 import os
+import re
 import tempfile
 
 import numpy as np
@@ -215,6 +216,24 @@ class SeedAndCountTest(LeakCheckedTestCase):
             self.assertEqual(net[np.uint8(1)].kind, net[1].kind)
             with self.assertRaisesRegex(TypeError, "layer index must be an int, not str"):
                 net["0"]
+
+
+class OptionValueTest(LeakCheckedTestCase):
+    def test_a_value_that_is_not_a_number_names_the_option(self):
+        # float() alone said "could not convert string to float: 'yes'" (a ValueError) or
+        # "float() argument must be a string or a real number, not 'NoneType'".
+        with small_cfnet() as net:
+            for name, value, hint in (("aug_flip", "yes", r" \(or True/False\)"),
+                                      ("learning_rate", None, ""),
+                                      ("weight_decay", [1e-4, 2e-4], "")):
+                with self.assertRaisesRegex(TypeError, "option %s takes a number%s, not %s"
+                                            % (name, hint, re.escape(repr(value)))):
+                    net.set_option(name, value)
+                with self.assertRaisesRegex(TypeError, "option %s takes a number" % name):
+                    net.configure(**{name: value})
+            net.configure(aug_flip=True, learning_rate=np.float32(0.5), weight_decay="1e-4")
+            self.assertEqual((net.get_option("aug_flip"), net.get_option("learning_rate"),
+                              net.get_option("weight_decay")), (1.0, 0.5, 1e-4))
 
 
 class NoneInputTest(LeakCheckedTestCase):
