@@ -606,6 +606,9 @@ class Network(Handle):
           raised in ``progress`` stops training the same way and propagates; so does
           KeyboardInterrupt on Ctrl-C (after the current step, with or without ``progress``).
         - ``callback(epoch, mean_loss)`` after each completed epoch.
+
+        ``epoch`` counts from 0 (in ``order``, ``progress`` and ``callback``); ``step`` from 1
+        to ``steps``.
         """
         from ._errors import CancelledError
         images = as_float32(images, "images")
