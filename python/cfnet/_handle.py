@@ -1,5 +1,10 @@
 """The lifetime plumbing shared by every handle-owning class."""
+import contextlib
+import threading
 import weakref
+
+# Guards Handle._busy (a read-modify-write) on interpreters without a global lock.
+_busy_lock = threading.Lock()
 
 
 class Handle:
@@ -73,8 +78,27 @@ class Handle:
                 obj._release()
         views.add(weakref.ref(view, gone))
 
+    _busy = 0  # calls into libcfnet in progress on this object (_in_call)
+
+    @contextlib.contextmanager
+    def _in_call(self):
+        """Around a libcfnet call that uses this object's memory (Network methods, layer
+        forward and backward; the training calls also run Python callbacks): a close()
+        meanwhile, from another thread or from inside a callback, marks the object closed but
+        keeps its memory until the call has returned (it used to be freed under the call: a
+        crash)."""
+        with _busy_lock:  # the count stays exact when several threads run calls
+            self._busy += 1
+        try:
+            yield
+        finally:
+            with _busy_lock:
+                self._busy -= 1
+            if self._handle is None:
+                self._release()
+
     def _views_alive(self):
-        return bool(self._views)
+        return bool(self._views) or self._busy > 0
 
     def _release(self):
         """Frees the C object (once), unless a numpy view into it is still alive: then it is

@@ -3,7 +3,7 @@ import numpy as np
 
 from . import _lib
 from ._enums import to_int
-from ._tensor import Borrow, as_float32, require_nonempty
+from ._tensor import Borrow, as_float32, require_nonempty, require_numbers
 
 
 def rotate(images, degrees):
@@ -39,6 +39,7 @@ def normalize(images, low=0.1, high=99.9, inplace=False):
             raise TypeError("normalize(inplace=True) needs a writable C-contiguous float32 array")
         x = images
     else:
+        require_numbers(images, "images")
         x = np.array(images, dtype=np.float32, order="C", copy=True)
     require_nonempty(x, "images")
     with Borrow(x) as tx:

@@ -6,7 +6,7 @@ import weakref
 import numpy as np
 
 from . import _lib
-from ._enums import Interp, LayerKind, Padding, PoolMode, to_enum, to_int
+from ._enums import UINT64, Interp, LayerKind, Padding, PoolMode, to_enum, to_int
 from ._errors import StateError
 from ._tensor import Borrow, MAX_DIMS, _shape_array, as_float32, handle_shape, view
 from ._handle import Handle
@@ -143,11 +143,20 @@ class Layer(Handle):
                              "set up again")
         self._check_no_views("layer_setup")
         shape, nd = _shape_array(input_shape)
-        _lib.load().call("cfnet_layer_setup", h, nd, shape, ctypes.c_uint64(seed))
+        _lib.load().call("cfnet_layer_setup", h, nd, shape, to_int(seed, "seed", UINT64))
         return self.output_shape
+
+    def _using(self):
+        """_in_call of the object that frees this layer's memory: the network that owns it,
+        else the layer itself."""
+        return (self._network if self._network is not None else self)._in_call()
 
     def forward(self, x, training=False):
         """y = layer(x) for x of shape ``(N,) + input_shape``; returns a new array."""
+        with self._using():
+            return self._forward(x, training)
+
+    def _forward(self, x, training):
         h = self._h()
         x = as_float32(x, "layer input")
         y = np.empty((x.shape[0] if x.ndim else 0,) + self.output_shape, dtype=np.float32)
@@ -159,6 +168,10 @@ class Layer(Handle):
         """Backward pass of the most recent forward (same x and y) with output gradient dy.
         Accumulates the parameter gradients (``grads``) and returns dx (None if not
         ``need_dx``)."""
+        with self._using():
+            return self._backward(x, y, dy, need_dx)
+
+    def _backward(self, x, y, dy, need_dx):
         h = self._h()
         x = as_float32(x, "layer input")
         y = as_float32(y, "layer output")

@@ -1,6 +1,9 @@
 """Networks: the cfnet_network handle, training, inference, invariance check, save and load."""
 import contextlib
 import ctypes
+import functools
+import operator
+import signal
 import threading
 from collections.abc import MutableMapping
 import weakref
@@ -8,7 +11,7 @@ import weakref
 import numpy as np
 
 from . import _lib
-from ._enums import (INT64, AugRotation, Family, ONNX_PROBABILITIES, Option, Optimizer,
+from ._enums import (INT64, UINT64, AugRotation, Family, ONNX_PROBABILITIES, Option, Optimizer,
                      SAVE_OPTIMIZER, SAVE_ALLOW_NONFINITE, SumKind, to_enum, to_int)
 from ._layer import Layer
 from ._tensor import Borrow, as_float32, as_indices, as_labels, handle_shape
@@ -53,8 +56,44 @@ def option_default(option):
 _OPTION_VALUE_ENUMS = {Option.OPTIMIZER: Optimizer, Option.AUG_ROTATION: AugRotation}
 
 
-# Guards Network._busy (a read-modify-write) on interpreters without a global lock.
-_busy_lock = threading.Lock()
+@contextlib.contextmanager
+def _deferred_interrupt():
+    """Around a libcfnet call that runs Python callbacks (train_epoch's progress, the sum
+    hook). Python delivers a Ctrl-C (SIGINT) at the next Python code it runs, which during such a
+    call is the entry of a ctypes callback: ctypes would print the KeyboardInterrupt as
+    "ignored" and drop it, and the callback's return value would be undefined (train_epoch
+    reported a cancel by the progress function, fit returned as if nothing had happened, and
+    without a progress function the interrupt waited for the end of the epoch). So, in the main
+    thread and while SIGINT has Python's default handler, a SIGINT is only recorded during the
+    call: the yielded list becomes non-empty (callbacks check it to stop), and
+    KeyboardInterrupt is raised once the call has returned. Elsewhere None is yielded and
+    nothing changes."""
+    if (threading.current_thread() is not threading.main_thread()
+            or signal.getsignal(signal.SIGINT) is not signal.default_int_handler):
+        yield None
+        return
+    hit = []
+
+    def record(signum, frame):
+        hit.append(signum)
+    signal.signal(signal.SIGINT, record)
+    try:
+        yield hit
+    finally:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+    if hit:
+        raise KeyboardInterrupt
+
+
+def _using(method):
+    """Runs a Network method inside ``_in_call``: a close() from another thread (or from a
+    callback) while the method's C call runs only marks the network closed, and its memory is
+    freed when the call has returned."""
+    @functools.wraps(method)
+    def wrapper(self, *args, **kwargs):
+        with self._in_call():
+            return method(self, *args, **kwargs)
+    return wrapper
 
 
 class Network(Handle):
@@ -79,16 +118,18 @@ class Network(Handle):
 
     Inference calls (infer, probabilities, predict, evaluate, invariance) release the GIL and
     may run from several threads at once on one network, as long as nothing modifies it
-    meanwhile (append, options, training, close).
+    meanwhile (append, options, training). A ``close()`` while another thread is inside a
+    method of the network or of one of its layers frees the memory when that call returns.
     """
 
     def __init__(self, channels, height, width, seed=0, context=None):
         dims = (to_int(channels, "channels"), to_int(height, "height"), to_int(width, "width"))
         if context is None:
-            h = _lib.new_handle("network", "cfnet_network_create", *dims, ctypes.c_uint64(seed))
+            h = _lib.new_handle("network", "cfnet_network_create", *dims,
+                                to_int(seed, "seed", UINT64))
         else:
             h = _lib.new_handle("network", "cfnet_network_create_in", context._h(),
-                                *dims, ctypes.c_uint64(seed))
+                                *dims, to_int(seed, "seed", UINT64))
         self._init(h, context)
 
     def _init(self, handle, context=None):
@@ -126,25 +167,6 @@ class Network(Handle):
         self._layers.clear()
         self._handle = None
         self._release()
-
-    _busy = 0  # calls in progress that run Python callbacks (train_epoch, train_step)
-
-    def _views_alive(self):
-        return super()._views_alive() or self._busy > 0
-
-    @contextlib.contextmanager
-    def _in_call(self):
-        """Around a call that runs Python code (a progress callback, the sum hook): a close()
-        from inside it keeps the memory until the call has returned."""
-        with _busy_lock:  # the count stays exact when several threads run calls
-            self._busy += 1
-        try:
-            yield
-        finally:
-            with _busy_lock:
-                self._busy -= 1
-            if self._handle is None:
-                self._release()
 
     def _released(self):
         ctx = self._context
@@ -192,8 +214,10 @@ class Network(Handle):
 
     def __getitem__(self, i):
         n = len(self)
-        if not isinstance(i, int):
-            raise TypeError("layer index must be an int")
+        try:
+            i = operator.index(i)  # an int, or a numpy integer
+        except TypeError:
+            raise TypeError("layer index must be an int, not %s" % type(i).__name__) from None
         if i < 0:
             i += n
         if not 0 <= i < n:
@@ -234,11 +258,13 @@ class Network(Handle):
         net.metadata["classes"]``, ``dict(net.metadata)``."""
         return Metadata(self)
 
+    @_using
     def init_normal(self, sd=0.1, seed=0):
         """Redraws every weight from N(0, sd^2) whatever the layer's fan-in, the original CFNet
         code's initialisation and the CFNet preset's (cfnet_network_init_normal); biases,
         batch-norm parameters and the training state stay. Returns self."""
-        _lib.load().call("cfnet_network_init_normal", self._h(), float(sd), int(seed))
+        _lib.load().call("cfnet_network_init_normal", self._h(), float(sd),
+                         to_int(seed, "seed", UINT64))
         return self
 
     @property
@@ -252,6 +278,7 @@ class Network(Handle):
         """Bytes held by the network (parameters, optimiser state, buffers)."""
         return _lib.load().cfnet_network_memory_usage(self._h())
 
+    @_using
     def summary(self):
         """One line per layer plus totals, as a str."""
         lib = _lib.load()
@@ -278,6 +305,7 @@ class Network(Handle):
     def _out(self, n):
         return np.empty((n,) + self.output_shape, dtype=np.float32)
 
+    @_using
     def forward(self, x, training=False):
         """Network output for images x (N x C x H x W), as a new array. With training=True the
         activations are kept for ``backward``."""
@@ -288,6 +316,7 @@ class Network(Handle):
             _lib.load().call("cfnet_network_forward", h, tx, to, 1 if training else 0)
         return out
 
+    @_using
     def backward(self, d_out):
         """Backward pass after ``forward(x, training=True)``: d_out = d loss / d output;
         parameter gradients are accumulated into the layers' ``grads``."""
@@ -296,6 +325,7 @@ class Network(Handle):
         with Borrow(d) as td:
             _lib.load().call("cfnet_network_backward", h, td)
 
+    @_using
     def zero_grad(self):
         """Sets every layer's parameter gradients to zero."""
         _lib.load().call("cfnet_network_zero_grad", self._h())
@@ -316,6 +346,7 @@ class Network(Handle):
                              % ("x".join(map(str, self.input_shape)), x.shape))
         return x, False
 
+    @_using
     def infer(self, x):
         """Read-only inference: the network output for x (N x <output shape>); for a single
         C x H x W image, the output without the batch axis; for no images (0 x C x H x W), an
@@ -329,6 +360,7 @@ class Network(Handle):
             _lib.load().call("cfnet_network_infer", h, tx, to)
         return out[0] if single else out
 
+    @_using
     def probabilities(self, x):
         """Class probabilities (N x K) for x; a vector of K for a single C x H x W image (0 x K
         for no images)."""
@@ -343,6 +375,7 @@ class Network(Handle):
             _lib.load().call("cfnet_network_probabilities", h, tx, tp)
         return probs[0] if single else probs
 
+    @_using
     def predict(self, x):
         """Predicted class (argmax of the output) per image, as an int32 array of length N
         (empty for no images); an int for a single C x H x W image."""
@@ -359,6 +392,7 @@ class Network(Handle):
 
     # ---- options and training ----
 
+    @_using
     def set_option(self, option, value):
         """Sets one option (an Option, its int value or name such as "learning_rate"). Named
         values are accepted for OPTIMIZER ("adam", "sgd") and AUG_ROTATION ("none", "quarter",
@@ -366,8 +400,16 @@ class Network(Handle):
         opt = to_enum(Option, option)
         if opt in _OPTION_VALUE_ENUMS:
             value = to_enum(_OPTION_VALUE_ENUMS[opt], value)
-        _lib.load().call("cfnet_network_set_option", self._h(), int(opt), float(value))
+        try:
+            v = float(value)
+        except (TypeError, ValueError):
+            # float() alone said "could not convert string to float: 'yes'", naming no option
+            raise TypeError("option %s takes a number%s, not %r"
+                            % (opt.name.lower(), " (or True/False)" if opt == Option.AUG_FLIP
+                               else "", value)) from None
+        _lib.load().call("cfnet_network_set_option", self._h(), int(opt), v)
 
+    @_using
     def get_option(self, option):
         """The current value of an option (a float; OPTIMIZER and AUG_ROTATION as their
         enums)."""
@@ -391,6 +433,7 @@ class Network(Handle):
         """Every option's current value, by the library's name (cfnet_option_name)."""
         return {name: self.get_option(k) for k, name in _option_names()}
 
+    @_using
     def train_step(self, images, labels):
         """One optimisation step on a batch (augmentation, forward, loss, backward, update).
         Returns the batch loss before the update."""
@@ -399,7 +442,9 @@ class Network(Handle):
         lab = as_labels(labels, x.shape[0] if x.ndim else None)
         loss = ctypes.c_float()
         raised = getattr(self, "_sum_raised", None)
-        with Borrow(x) as tx, self._in_call():
+        hook = getattr(self, "_sum_cb", None) is not None  # runs Python code: defer Ctrl-C
+        with Borrow(x) as tx, self._in_call(), \
+                (_deferred_interrupt() if hook else contextlib.nullcontext()):
             try:
                 _lib.load().call("cfnet_network_train_step", h, tx,
                                  lab.ctypes.data_as(ctypes.POINTER(ctypes.c_int32)), lab.size,
@@ -412,6 +457,7 @@ class Network(Handle):
                 raise
         return loss.value
 
+    @_using
     def set_sum_hook(self, fn):
         """Data-parallel training (docs/distributed.md, "Data-parallel training" in cfnet.h):
         during every train_step, ``fn(kind, array)`` must replace the numpy ``array`` in place by
@@ -443,6 +489,7 @@ class Network(Handle):
         _lib.load().call("cfnet_network_set_sum_hook", h, ctypes.cast(cb, ctypes.c_void_p), None)
         self._sum_cb = cb  # the C side keeps only the pointer
 
+    @_using
     def set_batch_position(self, offset, global_batch):
         """The following train steps' batches are samples [offset, offset + n) of a global
         batch of ``global_batch`` (per-sample keyed augmentation and dropout, loss scaled by
@@ -451,6 +498,7 @@ class Network(Handle):
                          to_int(offset, "offset", INT64),
                          to_int(global_batch, "global_batch", INT64))
 
+    @_using
     def gradients(self):
         """Every parameter gradient as one float32 array, in model-file order (layers in
         order, each layer's parameters in order)."""
@@ -464,6 +512,7 @@ class Network(Handle):
         """Optimisation steps taken so far."""
         return _lib.load().cfnet_network_step_count(self._h())
 
+    @_using
     def evaluate(self, images, labels, batch=0):
         """Inference-mode (mean loss, accuracy) over the images, in batches of ``batch``
         (0 = 100)."""
@@ -477,6 +526,7 @@ class Network(Handle):
                              to_int(batch, "batch", INT64), ctypes.byref(loss), ctypes.byref(acc))
         return loss.value, acc.value
 
+    @_using
     def train_epoch(self, images, labels, batch=50, order=None, progress=None):
         """One epoch (cfnet_network_train_epoch): batches of ``batch`` in the order of
         ``order`` (a 1-D integer array of sample indices, repetitions allowed) or, when None,
@@ -491,7 +541,9 @@ class Network(Handle):
         done are kept (the network stays consistent and can be saved). An exception raised
         inside ``progress`` also stops the epoch after that step and propagates from
         train_epoch; so does ``close()`` called in ``progress`` (CancelledError: the network
-        is freed once the epoch has stopped).
+        is freed once the epoch has stopped). Ctrl-C (SIGINT, e.g. a notebook's interrupt)
+        in the main thread stops the epoch after the current step, with or without
+        ``progress``, and raises KeyboardInterrupt; the steps done are kept.
 
         Returns (mean loss, training accuracy) of the epoch."""
         h = self._h()
@@ -505,21 +557,26 @@ class Network(Handle):
         else:
             p_order, count = None, 0
         raised = []
-        cb = None
-        if progress is not None:
-            def trampoline(user, step, steps, loss, accuracy):
-                try:
-                    stop = progress(step, steps, loss, accuracy)
-                except BaseException as e:  # stop the epoch; re-raised below
-                    raised.append(e)
-                    return 1
-                return 1 if stop or self._handle is None else 0  # closed in progress: stop
-            cb = _lib.PROGRESS_FN(trampoline)
         lib = _lib.load()
-        with Borrow(x) as tx, self._in_call():
+        n_batch = to_int(batch, "batch", INT64)
+        p_labels = lab.ctypes.data_as(ctypes.POINTER(ctypes.c_int32))
+        with Borrow(x) as tx, self._in_call(), _deferred_interrupt() as interrupted:
+            cb = None
+            if progress is not None or interrupted is not None:
+                def trampoline(user, step, steps, loss, accuracy):
+                    try:
+                        if interrupted:  # Ctrl-C: stop; KeyboardInterrupt follows the call
+                            return 1
+                        if progress is None:
+                            return 0
+                        stop = progress(step, steps, loss, accuracy)
+                        return 1 if stop or self._handle is None else 0  # closed: stop
+                    except BaseException as e:  # stop the epoch; re-raised below
+                        raised.append(e)
+                        return 1
+                cb = _lib.PROGRESS_FN(trampoline)
             status = lib.cfnet_network_train_epoch(
-                h, tx, lab.ctypes.data_as(ctypes.POINTER(ctypes.c_int32)),
-                to_int(batch, "batch", INT64),
+                h, tx, p_labels, n_batch,
                 p_order, int(count), ctypes.cast(cb, ctypes.c_void_p) if cb else None, None,
                 ctypes.byref(mean), ctypes.byref(acc))
         if raised:
@@ -546,15 +603,19 @@ class Network(Handle):
         - ``progress(epoch, step, steps, loss, accuracy)`` after every step; return True to
           stop: fit then returns early, the last entry being the mean loss of the steps done
           in the stopped epoch (``step_count`` says how many steps were taken). An exception
-          raised in ``progress`` stops training the same way and propagates.
+          raised in ``progress`` stops training the same way and propagates; so does
+          KeyboardInterrupt on Ctrl-C (after the current step, with or without ``progress``).
         - ``callback(epoch, mean_loss)`` after each completed epoch.
+
+        ``epoch`` counts from 0 (in ``order``, ``progress`` and ``callback``); ``step`` from 1
+        to ``steps``.
         """
         from ._errors import CancelledError
         images = as_float32(images, "images")
         labels = as_labels(labels, images.shape[0] if images.ndim else None)
         n = len(labels)
         losses = []
-        for epoch in range(epochs):
+        for epoch in range(to_int(epochs, "epochs", (0, 2**63 - 1))):
             if callable(order):
                 ep_order = order(epoch)
             elif order is not None:
@@ -577,12 +638,24 @@ class Network(Handle):
                 callback(epoch, mean)
         return losses
 
+    @_using
     def invariance(self, x, angles=None, reflect=False):
         """Largest relative change max|f(g x) - f(x)| / max|f(x)| of the output over the
         rotations of x by ``angles`` in degrees (default 90, 180, 270); with reflect=True also
-        over the mirrored x (left-right flip) and its rotations, i.e. all of D4 by default."""
+        over the mirrored x (left-right flip) and its rotations, i.e. all of D4 by default.
+        ``x`` is N x C x H x W, or one C x H x W image."""
         h = self._h()
         x = as_float32(x, "images")
+        shape = self.input_shape
+        if tuple(x.shape) == shape:  # one image
+            x = x.reshape((1,) + x.shape)
+        elif x.ndim != 4 or tuple(x.shape[1:]) != shape:
+            # the library would only say "input does not match the network"
+            from ._errors import ShapeMismatchError
+            raise ShapeMismatchError(-3, "network_invariance: images are %s, expected N x %s "
+                                     "(or one %s image)" % ("x".join(map(str, x.shape)),
+                                                            "x".join(map(str, shape)),
+                                                            "x".join(map(str, shape))))
         out = ctypes.c_double()
         flags = 1 if reflect else 0  # CFNET_INVARIANCE_REFLECT
         with Borrow(x) as tx:
@@ -598,6 +671,7 @@ class Network(Handle):
 
     # ---- saving and loading ----
 
+    @_using
     def save(self, path, optimizer=False, allow_nonfinite=False):
         """Writes the network to ``path`` (safetensors layout, docs/format.md); with
         optimizer=True also the optimiser state. An existing file is replaced atomically.
@@ -606,6 +680,7 @@ class Network(Handle):
                                                         else 0)
         _lib.load().call("cfnet_network_save", self._h(), fs_path(path), flags)
 
+    @_using
     def to_bytes(self, optimizer=False, allow_nonfinite=False):
         """The saved network as bytes (what ``save`` would write)."""
         lib = _lib.load()
@@ -624,6 +699,7 @@ class Network(Handle):
 
     # ---- ONNX export ----
 
+    @_using
     def export_onnx(self, path, probabilities=False):
         """Writes the network as an ONNX model (opset ``cfnet.ONNX_OPSET``; input "input"
         N x C x H x W, output "output") computing what ``infer`` computes, or with
@@ -631,6 +707,7 @@ class Network(Handle):
         flags = ONNX_PROBABILITIES if probabilities else 0
         _lib.load().call("cfnet_network_export_onnx", self._h(), fs_path(path), flags)
 
+    @_using
     def to_onnx(self, probabilities=False):
         """The ONNX model as bytes (what ``export_onnx`` would write)."""
         lib = _lib.load()
@@ -750,7 +827,7 @@ def classifier(family, channels, size, classes, width=0, seed=0):
     h = _lib.new_handle("network", "cfnet_network_create_classifier", int(_family(family)),
                         to_int(channels, "channels"), to_int(size, "size"),
                         to_int(classes, "classes"), to_int(width, "width"),
-                        ctypes.c_uint64(seed))
+                        to_int(seed, "seed", UINT64))
     return Network._from_handle(h)
 
 

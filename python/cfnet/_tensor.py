@@ -34,12 +34,31 @@ def require_nonempty(a, what):
     return a
 
 
+def require_numbers(a, what):
+    """TypeError for None or an object array (e.g. a list holding None): numpy would turn
+    each None into NaN, so a forgotten argument became an image of NaN, or a NaN written into
+    a tensor without a word."""
+    if a is None:
+        raise TypeError("%s must be an array of numbers, not None" % what)
+    if isinstance(a, np.ndarray) and a.dtype == object:
+        raise TypeError("%s must be an array of numbers, not dtype object" % what)
+    if isinstance(a, (list, tuple)):
+        try:
+            kind = np.asarray(a).dtype.kind
+        except ValueError:  # ragged: numpy's own conversion says what is wrong
+            return
+        if kind == "O":
+            raise TypeError("%s must be an array of numbers (it holds None or other "
+                            "objects)" % what)
+
+
 def as_float32(a, what="array", stacklevel=3):
     """``a`` itself if it is passable, else a C-contiguous float32 copy (with a CopyWarning when
     ``a`` was already an ndarray: lists and scalars are expected to be converted). An empty
     array raises ValueError (require_nonempty)."""
     if is_passable(a):
         return require_nonempty(a, what)
+    require_numbers(a, what)
     if isinstance(a, np.ndarray):
         require_nonempty(a, what)
     was_array = isinstance(a, np.ndarray)
@@ -208,6 +227,7 @@ class Tensor(Handle):
     @classmethod
     def from_array(cls, array):
         """A new library-owned Tensor holding a copy of ``array``."""
+        require_numbers(array, "Tensor.from_array input")
         a = np.asarray(array, dtype=np.float32)
         t = cls(a.shape)
         t.copy_in(a)
@@ -245,6 +265,7 @@ class Tensor(Handle):
 
     def copy_in(self, array):
         """Copies ``array`` (same number of elements) into the tensor."""
+        require_numbers(array, "copy_in input")
         a = np.ascontiguousarray(array, dtype=np.float32)
         _lib.load().call("cfnet_tensor_copy_in", self._h(), ctypes.c_void_p(a.ctypes.data),
                          a.size)

@@ -1,5 +1,10 @@
 """Network.train_epoch and Network.fit over cfnet_network_train_epoch: progress, cancel,
 orders, resume."""
+import os
+import signal
+import sys
+import threading
+import time
 import unittest
 
 import numpy as np
@@ -98,6 +103,84 @@ class EpochTest(LeakCheckedTestCase):
             with self.assertRaises(Stop):
                 net.fit(self.x, self.y, epochs=2, batch=2, progress=boom)
             self.assertEqual(net.step_count, 3)
+
+
+class InterruptTest(LeakCheckedTestCase):
+    """Ctrl-C (SIGINT) during a long epoch stops it after the current step with
+    KeyboardInterrupt, whether or not a progress function is given, and the network stays
+    usable. It used to be dropped by ctypes at a callback's entry ("Exception ignored"): fit
+    then returned as if nothing had happened, train_epoch raised CancelledError, and without a
+    progress function the interrupt waited for the end of the epoch."""
+
+    STEPS = 40000
+
+    def interrupt_during(self, name, run, inside="train_epoch"):
+        main = threading.main_thread().ident
+        done = threading.Event()
+
+        def kill():
+            # Wait until the main thread is inside ``inside`` (the C call), then Ctrl-C.
+            deadline = time.monotonic() + 60
+            while not done.is_set() and time.monotonic() < deadline:
+                frame = sys._current_frames().get(main)
+                names = set()
+                while frame is not None:
+                    names.add(frame.f_code.co_name)
+                    frame = frame.f_back
+                if inside in names:
+                    time.sleep(0.1)
+                    os.kill(os.getpid(), signal.SIGINT)
+                    return
+                time.sleep(0.01)
+        t = threading.Thread(target=kill)
+        t.start()
+        try:
+            with self.assertRaises(KeyboardInterrupt, msg=name):
+                run()
+        finally:
+            done.set()
+            t.join()
+
+    def test_ctrl_c_stops_the_epoch_soon(self):
+        x, y = rotated_patterns(10, S=16, seed=3)
+        order = np.zeros(2 * self.STEPS, dtype=np.int64)
+        self.assertIs(signal.getsignal(signal.SIGINT), signal.default_int_handler)
+        with make_net() as net:
+            cases = [("train_epoch", lambda: net.train_epoch(x, y, batch=2, order=order)),
+                     ("train_epoch with progress",
+                      lambda: net.train_epoch(x, y, batch=2, order=order,
+                                              progress=lambda *a: False)),
+                     ("fit with progress",
+                      lambda: net.fit(x, y, epochs=2, batch=2, order=order,
+                                      progress=lambda *a: None)),
+                     ("fit", lambda: net.fit(x, y, epochs=2, batch=2, order=order))]
+            for name, run in cases:
+                before = net.step_count
+                self.interrupt_during(name, run)
+                self.assertLess(net.step_count - before, self.STEPS, name)
+                # Python's handler is back, and the network is consistent and usable.
+                self.assertIs(signal.getsignal(signal.SIGINT), signal.default_int_handler)
+                self.assertEqual(net.predict(x).shape, (10,))
+                self.assertTrue(np.isfinite(net.evaluate(x, y)[0]))
+            net.train_epoch(x, y, batch=5)
+
+    def test_ctrl_c_during_a_train_step_with_a_sum_hook(self):
+        # The hook's trampoline used to drop the interrupt and fail the step with a
+        # StateError ("the sum hook failed"); now the step completes and KeyboardInterrupt
+        # follows.
+        x, y = rotated_patterns(12, S=16, seed=3)
+        calls = []
+        with make_net() as net:
+            net.set_sum_hook(lambda kind, a: calls.append(kind))
+
+            def loop():
+                for _ in range(self.STEPS):
+                    net.train_step(x, y)
+            self.interrupt_during("train_step", loop, inside="train_step")
+            self.assertLess(net.step_count, self.STEPS)
+            self.assertIs(signal.getsignal(signal.SIGINT), signal.default_int_handler)
+            net.set_sum_hook(None)
+            self.assertTrue(np.isfinite(net.train_step(x, y)))
 
 
 if __name__ == "__main__":

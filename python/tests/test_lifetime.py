@@ -13,7 +13,7 @@ import numpy as np
 
 import cfnet
 from cfnet import _lib
-from cfnet_testutil import LeakCheckedTestCase, small_cfnet
+from cfnet_testutil import REPO, LeakCheckedTestCase, small_cfnet
 
 
 class ViewsOutliveCloseTest(LeakCheckedTestCase):
@@ -172,6 +172,71 @@ class NoCopiesTest(LeakCheckedTestCase):
         for obj in objs + [twin]:
             obj.close()
         gc.collect()
+
+
+CLOSE_DURING_CALL = r"""
+import gc, sys, threading, time
+import numpy as np
+import cfnet
+from cfnet import _lib
+
+def run(name, obj, call):
+    main = threading.main_thread()
+    out = []
+    def work():
+        try:
+            out.append(call())
+        except ValueError as e:  # closed before the call began
+            out.append(e)
+    t = threading.Thread(target=work)
+    t.start()
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and t.is_alive():  # wait until the worker is in the call
+        frame = sys._current_frames().get(t.ident)
+        names = set()
+        while frame is not None:
+            names.add(frame.f_code.co_name)
+            frame = frame.f_back
+        if name in names:
+            break
+        time.sleep(0.001)
+    time.sleep(0.02)
+    obj.close()
+    t.join()
+    assert obj.closed
+    print(name, "finished" if not isinstance(out[0], Exception) else "refused")
+
+x = np.random.default_rng(0).random((300, 1, 48, 48), dtype=np.float32)
+y = np.arange(300) % 3
+for name, call in [("evaluate", lambda n: n.evaluate(x, y)), ("infer", lambda n: n.infer(x)),
+                   ("invariance", lambda n: n.invariance(x)),
+                   ("train_epoch", lambda n: n.train_epoch(x, y, batch=20)),
+                   ("forward", lambda n: n[0].forward(x))]:
+    net = cfnet.classifier("cfnet", 1, 48, 3, width=4)
+    run(name, net, lambda: call(net))
+    del net
+layer = cfnet.conic_conv(8, 5, R=4)
+layer.setup((1, 48, 48))
+run("forward", layer, lambda: layer.forward(x))
+del layer
+gc.collect()
+assert not any(_lib.live.values()), _lib.live
+print("done")
+"""
+
+
+class CloseFromAnotherThreadTest(LeakCheckedTestCase):
+    def test_close_while_another_thread_is_in_a_call_does_not_free_under_it(self):
+        # close() freed the network (or layer) while another thread's evaluate, infer,
+        # invariance or layer forward was running in it: a crash. The memory is now kept until
+        # the call has returned. (In a child process, so that a crash is a failure here.)
+        env = dict(os.environ)
+        env["PYTHONPATH"] = os.pathsep.join(p for p in (os.path.join(REPO, "python"),
+                                                        env.get("PYTHONPATH")) if p)
+        r = subprocess.run([sys.executable, "-c", CLOSE_DURING_CALL], env=env,
+                           capture_output=True, text=True, timeout=600)
+        self.assertEqual(r.returncode, 0, "status %d\n%s%s" % (r.returncode, r.stdout, r.stderr))
+        self.assertIn("done", r.stdout)
 
 
 if __name__ == "__main__":

@@ -1,6 +1,7 @@
 """Binding misuse: read-only memory, label validation, NUL in paths, single images. Each case
 once crashed, mutated immutable memory or silently did something else than asked."""
 import os
+import re
 import tempfile
 
 import numpy as np
@@ -178,6 +179,92 @@ class IntegerArgumentTest(LeakCheckedTestCase):
                                       [1, 0, 0])
 
 
+class SeedAndCountTest(LeakCheckedTestCase):
+    def test_seeds_are_checked_like_other_integers(self):
+        # ctypes used to wrap seed=-1 to 2**64 - 1 and truncate 2.5 to 2 (init_normal) without a
+        # word, or fail with "'float' object cannot be interpreted as an integer" for 16.0.
+        calls = [lambda s: cfnet.Network(1, 16, 16, seed=s).close(),
+                 lambda s: cfnet.classifier("cnn", 1, 16, 2, width=2, seed=s).close(),
+                 lambda s: cfnet.relu().setup((1, 4, 4), seed=s)]
+        with small_cfnet() as net:
+            calls.append(lambda s: net.init_normal(seed=s))
+            for call in calls:
+                with self.assertRaisesRegex(ValueError, "seed = -1 is out of range"):
+                    call(-1)
+                with self.assertRaisesRegex(TypeError, "seed must be an integer, not 2.5"):
+                    call(2.5)
+                with self.assertRaisesRegex(TypeError, "seed must be an integer, not None"):
+                    call(None)
+                call(16.0)
+                call(np.uint64(2**64 - 1))
+        # init_normal(seed=2.5) used to give the weights of seed 2
+        with small_cfnet() as a, small_cfnet() as b:
+            a.init_normal(seed=2)
+            b.init_normal(seed=2.0)
+            np.testing.assert_array_equal(a[0].params["weight"], b[0].params["weight"])
+
+    def test_fit_epochs_and_numpy_layer_indices(self):
+        with small_cfnet() as net:
+            x, y = rotated_patterns(4)
+            with self.assertRaisesRegex(ValueError, "epochs = -1 is out of range"):
+                net.fit(x, y, epochs=-1)  # used to return [] without training
+            with self.assertRaisesRegex(TypeError, "epochs must be an integer"):
+                net.fit(x, y, epochs=1.5)
+            self.assertEqual(len(net.fit(x, y, epochs=np.int64(1), batch=2)), 1)
+            # numpy integers (from np.arange, argmax, ...) index layers like ints
+            self.assertEqual(net[np.int64(0)].kind, net[0].kind)
+            self.assertEqual(net[np.uint8(1)].kind, net[1].kind)
+            with self.assertRaisesRegex(TypeError, "layer index must be an int, not str"):
+                net["0"]
+
+
+class OptionValueTest(LeakCheckedTestCase):
+    def test_a_value_that_is_not_a_number_names_the_option(self):
+        # float() alone said "could not convert string to float: 'yes'" (a ValueError) or
+        # "float() argument must be a string or a real number, not 'NoneType'".
+        with small_cfnet() as net:
+            for name, value, hint in (("aug_flip", "yes", r" \(or True/False\)"),
+                                      ("learning_rate", None, ""),
+                                      ("weight_decay", [1e-4, 2e-4], "")):
+                with self.assertRaisesRegex(TypeError, "option %s takes a number%s, not %s"
+                                            % (name, hint, re.escape(repr(value)))):
+                    net.set_option(name, value)
+                with self.assertRaisesRegex(TypeError, "option %s takes a number" % name):
+                    net.configure(**{name: value})
+            net.configure(aug_flip=True, learning_rate=np.float32(0.5), weight_decay="1e-4")
+            self.assertEqual((net.get_option("aug_flip"), net.get_option("learning_rate"),
+                              net.get_option("weight_decay")), (1.0, 0.5, 1e-4))
+
+
+class NoneInputTest(LeakCheckedTestCase):
+    def test_none_and_object_arrays_are_refused_by_name(self):
+        # numpy turns None into NaN: copy_in(None) wrote a NaN, Tensor.wrap(None) made a tensor
+        # of NaN, and a forgotten image argument failed as "image batch is 1" or
+        # "1..5 dimensions, not 0".
+        with cfnet.Tensor((2,)) as t:
+            t.copy_in([1.0, 2.0])
+            with self.assertRaisesRegex(TypeError, "copy_in input must be an array of numbers"):
+                t.copy_in(None)
+            with self.assertRaisesRegex(TypeError, "holds None"):
+                t.copy_in([None, 1.0])
+            np.testing.assert_array_equal(t.copy_out(), [1.0, 2.0])
+        with small_cfnet() as net:
+            x, y = rotated_patterns(4)
+            calls = {"images": [lambda: net.train_step(None, y), lambda: net.evaluate(None, y),
+                                lambda: net.infer(None), lambda: net.predict(None),
+                                lambda: net.forward(None), lambda: net.invariance(None),
+                                lambda: net.fit(None, y), lambda: cfnet.rotate(None, 90),
+                                lambda: cfnet.shift(None, 1, 0), lambda: cfnet.normalize(None),
+                                lambda: net.infer(np.array([None] * 4))],
+                     "Tensor.wrap input": [lambda: cfnet.Tensor.wrap(None)],
+                     "Tensor.from_array input": [lambda: cfnet.Tensor.from_array(None)],
+                     "logits": [lambda: cfnet.softmax_cross_entropy(None, [0])]}
+            for what, fns in calls.items():
+                for call in fns:
+                    with self.assertRaisesRegex(TypeError, what + " must be an array of numbers"):
+                        call()
+
+
 class EmptyBatchTest(LeakCheckedTestCase):
     def test_inference_on_no_images_gives_empty_results(self):
         with small_cfnet() as net:
@@ -214,6 +301,20 @@ class SingleImageTest(LeakCheckedTestCase):
                 self.assertEqual(net.predict(x[i]), int(net.predict(x)[i]))
                 self.assertIsInstance(net.predict(x[i]), int)
                 self.assertEqual(net.infer(x[i]).shape, (3,))
+
+    def test_invariance_of_one_image_and_wrong_shapes(self):
+        # invariance(x[0]) failed with "input does not match the network", naming no shape.
+        with small_cfnet() as net:
+            x, _ = rotated_patterns(3)
+            self.assertEqual(net.invariance(x[1]), net.invariance(x[1:2]))
+            self.assertEqual(net.invariance(x[1], angles=[45], reflect=True),
+                             net.invariance(x[1:2], angles=[45], reflect=True))
+            for bad in (np.zeros((2, 1, 8, 8), np.float32), np.zeros((16, 16), np.float32),
+                        np.zeros((2, 2, 16, 16), np.float32)):
+                with self.assertRaisesRegex(cfnet.ShapeMismatchError,
+                                            r"images are %s, expected N x 1x16x16"
+                                            % "x".join(map(str, bad.shape))):
+                    net.invariance(bad)
 
     def test_other_shapes_say_to_add_the_batch_axis(self):
         with small_cfnet() as net:
