@@ -1,7 +1,8 @@
 #!/bin/sh
 # How the `cfnet` command finds its data: __MACOSX folders skipped, symbolic link loops in predict's
 # folders, DATA that is neither a folder nor a .csv manifest, a file listed twice in a manifest,
-# class names that differ only in case, and the eval report's columns with UTF-8 class names.
+# class names that differ only in case, the eval report's columns with UTF-8 class names, names
+# that are not UTF-8, and the same file in two class folders.
 set -eu
 name=cli-data
 # shellcheck source=tests/cli_lib.sh
@@ -162,6 +163,55 @@ assert len({len(l) for l in table}) == 1, [len(l) for l in table]
 assert len({len(l) for l in matrix}) == 1, [len(l) for l in matrix]
 assert lines[h].index("precision") == 40 + 2, lines[h]
 EOF
+
+# ---- 7. names that are not UTF-8 (folders unzipped from an archive made on another system) -----
+# A Latin-1 class folder name: the model stores its classes as UTF-8 JSON, where such a name
+# cannot go (it used to drop out of the list silently: a model with 2 names for 3 outputs).
+lat="$out/latin1"
+mkdir -p "$lat"
+cp -r "$src/train/class00" "$lat/caf$(printf '\351')"
+cp -r "$src/train/class01" "$lat/tea"
+# shellcheck disable=SC2086
+expect 1 "latin1: class 'caf[\\]xE9' is not valid UTF-8 .*rename the class folder" \
+    "$cfnet" train "$lat" -o "$out/latin1.safetensors" $train
+test -e "$out/latin1.safetensors" && fail "train wrote a model for a class name that is not UTF-8"
+printf 'path,label\na0.tif,caf\351\nb0.tif,tea\n' >"$man/latin1.csv"
+# shellcheck disable=SC2086
+expect 1 "class 'caf[\\]xE9' is not valid UTF-8 .*rename the label in the manifest" \
+    "$cfnet" train "$man/latin1.csv" -o "$out/latin1.safetensors" $train
+# eval --out of a DATA folder so named: metrics.json still names it (U+FFFD for the byte)
+latd="$out/data$(printf '\351')"
+mkdir -p "$latd"
+cp -r "$src/train/class00" "$src/train/class01" "$latd/"
+expect 0 "images +8" "$cfnet" eval "$m" "$latd" --out "$out/latin1-report"
+"$py" - "$out/latin1-report/metrics.json" <<'PY' || fail "metrics.json lacks the data path"
+import json, sys
+j = json.load(open(sys.argv[1], encoding="utf-8"))
+assert j["data"].endswith("data\ufffd"), j.get("data")
+PY
+
+# ---- 8. the same file in two class folders (a link) ----------------------------------------------
+dup="$out/dup"
+mkdir -p "$dup"
+cp -r "$src/train/class00" "$src/train/class01" "$dup/"
+ln -s class01 "$dup/class01-again" # a second class of the same images
+# shellcheck disable=SC2086
+expect 1 "dup: class folders 'class01' and 'class01-again' are the same folder \(one is a link to the other\)" \
+    "$cfnet" train "$dup" -o "$out/dup.safetensors" $train
+rm "$dup/class01-again"
+ln -s ../class01/0002.tif "$dup/class00/linked.tif" # one image in two classes
+# shellcheck disable=SC2086
+expect 1 "dup: .*class00/linked.tif and .*class01/0002.tif are the same file \(a link\), in classes 'class00' and 'class01'" \
+    "$cfnet" train "$dup" -o "$out/dup.safetensors" $train
+expect 1 "are the same file \(a link\), in classes 'class00' and 'class01'" "$cfnet" eval "$m" "$dup"
+rm "$dup/class00/linked.tif"
+ln "$dup/class00/0000.tif" "$dup/class00/hard.tif" # one image twice in a class: weighs twice
+# shellcheck disable=SC2086
+expect 1 "dup: .*class00/0000.tif and .*class00/hard.tif are the same file \(a link\) in class 'class00'; keep one" \
+    "$cfnet" train "$dup" -o "$out/dup.safetensors" $train
+rm "$dup/class00/hard.tif"
+# shellcheck disable=SC2086
+expect 0 "on 8 images of 2 classes" "$cfnet" train "$dup" -o "$out/dup.safetensors" $train
 
 if [ $fails -ne 0 ]; then
     echo "test_cli_data: $fails failures"

@@ -220,14 +220,46 @@ static void warn_case_twins(const tool_dataset *ds, const char *data)
     free(v);
 }
 
+/* A dataset row's file or a class folder (device and inode), for finding two rows that name the
+ * same file. */
+typedef struct row_file {
+    dev_t dev;
+    ino_t ino;
+    int64_t row;
+} row_file;
+
+static int check_duplicates(const tool_dataset *ds, const char *csv, int labels_required);
+
 static int open_class_folders(const char *dir, tool_dataset *ds)
 {
     char **names;
     int n;
     if (list_dir(dir, &names, &n) != 0) return -1;
     int classes = 0, ignored = 0, subdirs = 0, rc = 0;
+    /* the class folders read so far (device, inode, entry): a link to a class folder beside it
+     * would be a second class of the same images */
+    row_file *folders = xmalloc(sizeof *folders * (size_t)(n ? n : 1));
     for (int i = 0; i < n && rc == 0; i++) {
         char *sub = path_join(dir, names[i]);
+        struct stat fst;
+        folders[classes].row = -1; /* a folder that cannot be stat'ed is not compared */
+        if (path_is_dir(sub) == 1 && stat(sub, &fst) == 0) {
+            for (int f = 0; f < classes; f++)
+                if (folders[f].row >= 0 && folders[f].dev == fst.st_dev &&
+                    folders[f].ino == fst.st_ino) {
+                    tool_error("%s: class folders '%s' and '%s' are the same folder (one is a "
+                               "link to the other); every image belongs to one class: remove "
+                               "the link", dir, names[folders[f].row], names[i]);
+                    rc = -1;
+                }
+            if (rc != 0) {
+                free(sub);
+                break;
+            }
+            folders[classes].dev = fst.st_dev;
+            folders[classes].ino = fst.st_ino;
+            folders[classes].row = i;
+        }
         if (path_is_dir(sub) != 1) {
             if (has_image_extension(sub)) {
                 tool_error("%s: an image directly in the dataset folder; DATA must hold one "
@@ -266,6 +298,7 @@ static int open_class_folders(const char *dir, tool_dataset *ds)
         free(sub);
     }
     free_names(names, n);
+    free(folders);
     if (rc != 0) return -1;
     if (classes == 0) {
         tool_error("%s: no class sub-folders (DATA is a folder with one sub-folder of images per "
@@ -278,6 +311,8 @@ static int open_class_folders(const char *dir, tool_dataset *ds)
         tool_warn("%s: ignored %d folder%s inside class folders: a class's images must sit "
                   "directly in its folder (sub-folders are not searched)", dir, subdirs,
                   subdirs == 1 ? "" : "s");
+    /* the same file in two class folders (a link, or a hard link), or twice in one */
+    if (check_duplicates(ds, dir, 1) != 0) return -1;
     collect_classes(ds);
     return 0;
 }
@@ -365,13 +400,6 @@ static char *trim(char *s)
     return s;
 }
 
-/* A manifest row's file (device and inode), for finding rows that list the same file. */
-typedef struct row_file {
-    dev_t dev;
-    ino_t ino;
-    int64_t row;
-} row_file;
-
 static int cmp_row_file(const void *a, const void *b)
 {
     const row_file *x = a, *y = b;
@@ -415,6 +443,16 @@ static int check_duplicates(const tool_dataset *ds, const char *csv, int labels_
         int relabelled = a->label && b->label && strcmp(a->label, b->label) != 0;
         if (!relabelled && !labels_required) continue;
         if (++errors > max_reported) continue;
+        if (a->line == 0) { /* class folders: the same file twice, through a link */
+            if (relabelled)
+                tool_error("%s: %s and %s are the same file (a link), in classes '%s' and '%s'; "
+                           "every image belongs to one class", csv, a->path, b->path, a->label,
+                           b->label);
+            else
+                tool_error("%s: %s and %s are the same file (a link) in class '%s'; keep one",
+                           csv, a->path, b->path, a->label);
+            continue;
+        }
         char as[1100] = "";
         if (strcmp(a->path, b->path) != 0)
             snprintf(as, sizeof as, " (the second time as %s)", b->path);
@@ -427,7 +465,8 @@ static int check_duplicates(const tool_dataset *ds, const char *csv, int labels_
     }
     free(first);
     if (errors > max_reported)
-        tool_error("%s: %d more rows list a file listed before", csv, errors - max_reported);
+        tool_error("%s: %d more %s a file %s before", csv, errors - max_reported,
+                   ds->manifest ? "rows list" : "images are", ds->manifest ? "listed" : "found");
     return errors ? -1 : 0;
 }
 
