@@ -2,7 +2,7 @@
 # How the `cfnet` command finds its data: __MACOSX folders skipped, symbolic link loops in predict's
 # folders, DATA that is neither a folder nor a .csv manifest, a file listed twice in a manifest,
 # class names that differ only in case, the eval report's columns with UTF-8 class names, names
-# that are not UTF-8, and the same file in two class folders.
+# that are not UTF-8, the same file in two class folders, and the files predict's search leaves out.
 set -eu
 name=cli-data
 # shellcheck source=tests/cli_lib.sh
@@ -212,6 +212,22 @@ expect 1 "dup: .*class00/0000.tif and .*class00/hard.tif are the same file \(a l
 rm "$dup/class00/hard.tif"
 # shellcheck disable=SC2086
 expect 0 "on 8 images of 2 classes" "$cfnet" train "$dup" -o "$out/dup.safetensors" $train
+
+# ---- 9. predict says how many files of its folders it left out --------------------------------
+mixed="$out/mixed"
+mkdir -p "$mixed/sub"
+cp "$img" "$mixed/a.tif"
+cp "$img" "$mixed/sub/b.TIF"
+cp "$img" "$mixed/c.jpg"           # an image, but not one predict reads
+cp "$img" "$mixed/sub/d"           # no name ending
+printf 'x' >"$mixed/notes.txt"
+printf 'x' >"$mixed/.DS_Store"     # hidden: skipped, not counted
+printf 'x' >"$mixed/sub/Thumbs.db"
+expect 0 "ignored 4 files in the folders searched that are not named .tif, .tiff or .png \(the first: .*mixed/c.jpg\)" \
+    "$cfnet" predict "$m" "$mixed" -o "$out/mixed.csv"
+grep -q "predicted 2 images" "$out/last.txt" || fail "predict should classify the two TIFFs"
+expect 0 "" "$cfnet" predict "$m" "$mixed/a.tif" -o "$out/mixed1.csv"
+lacks "ignored" "a file given by name is no folder search: nothing is ignored"
 
 if [ $fails -ne 0 ]; then
     echo "test_cli_data: $fails failures"

@@ -609,6 +609,8 @@ typedef struct walk_state {
     size_t cap, n;        /* cap: a power of two, kept at least twice n */
     int64_t skipped;      /* folders reached again, over every INPUT */
     char *first_skipped;  /* the first of them, for the one message */
+    int64_t ignored;      /* files found that are not named as images, over every INPUT */
+    char *first_ignored;  /* the first of them */
 } walk_state;
 
 static size_t seen_slot(const seen_dir *tab, size_t cap, dev_t dev, ino_t ino)
@@ -664,6 +666,8 @@ static int walk(const char *dir, tool_dataset *ds, int depth, walk_state *w)
             free(p);
         } else if (has_image_extension(p)) {
             ds_add(ds, p, NULL, SPLIT_NONE, 0, dir);
+        } else if (w->ignored++ == 0) {
+            w->first_ignored = p;
         } else {
             free(p);
         }
@@ -721,8 +725,15 @@ int dataset_open_inputs(char **paths, int n, tool_dataset *ds)
         tool_info("skipped %lld folder%s reached again through a symbolic link and already "
                   "searched (the first: %s)", (long long)w.skipped, w.skipped == 1 ? "" : "s",
                   w.first_skipped);
+    /* said, as train says it of class folders: images saved as .jpg or without a name ending
+     * beside the TIFFs would otherwise be left out of the table without a word */
+    if (rc == 0 && w.ignored)
+        tool_info("ignored %lld file%s in the folders searched that %s not named .tif, .tiff or "
+                  ".png (the first: %s)", (long long)w.ignored, w.ignored == 1 ? "" : "s",
+                  w.ignored == 1 ? "is" : "are", w.first_ignored);
     free(w.tab);
     free(w.first_skipped);
+    free(w.first_ignored);
     if (rc != 0) dataset_free(ds);
     return rc;
 }
