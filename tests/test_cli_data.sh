@@ -2,7 +2,8 @@
 # How the `cfnet` command finds its data: __MACOSX folders skipped, symbolic link loops in predict's
 # folders, DATA that is neither a folder nor a .csv manifest, a file listed twice in a manifest,
 # class names that differ only in case, the eval report's columns with UTF-8 class names, names
-# that are not UTF-8, the same file in two class folders, and the files predict's search leaves out.
+# that are not UTF-8, the same file in two class folders, the files predict's search leaves out, and
+# class names in two Unicode forms.
 set -eu
 name=cli-data
 # shellcheck source=tests/cli_lib.sh
@@ -228,6 +229,27 @@ expect 0 "ignored 4 files in the folders searched that are not named .tif, .tiff
 grep -q "predicted 2 images" "$out/last.txt" || fail "predict should classify the two TIFFs"
 expect 0 "" "$cfnet" predict "$m" "$mixed/a.tif" -o "$out/mixed1.csv"
 lacks "ignored" "a file given by name is no folder search: nothing is ignored"
+
+# ---- 10. a class name in decomposed Unicode (a folder copied from a Mac) against the composed one --
+nfc="$out/nfc"
+nfd="$out/nfd"
+mkdir -p "$nfc" "$nfd"
+cp -r "$src/train/class00" "$nfc/caf$(printf '\303\251')"  # é: U+00E9
+cp -r "$src/train/class01" "$nfc/tea"
+cp -r "$src/train/class00" "$nfd/cafe$(printf '\314\201')" # e + U+0301
+cp -r "$src/train/class01" "$nfd/tea"
+# shellcheck disable=SC2086
+expect 0 "on 8 images of 2 classes" "$cfnet" train "$nfc" -o "$out/nfc.safetensors" $train
+# (caf[^']+ matches either form of "café")
+expect 1 "label 'caf[^']+' was not seen in training \\(the classes are: caf[^,]+, tea\\); the label is in decomposed Unicode \\(NFD.*the class 'caf[^']+' is composed \\(NFC\\)" \
+    "$cfnet" eval "$out/nfc.safetensors" "$nfd"
+# shellcheck disable=SC2086
+expect 0 "on 8 images of 2 classes" "$cfnet" train "$nfd" -o "$out/nfd.safetensors" $train
+expect 1 "the class 'caf[^']+' is in decomposed Unicode \(NFD.*the label is composed \(NFC\)" \
+    "$cfnet" eval "$out/nfd.safetensors" "$nfc"
+# no hint when no class looks alike
+expect 1 "label 'caf[^']+' was not seen in training" "$cfnet" eval "$m" "$nfd"
+lacks "NFD" "a hint about Unicode forms where no class looks alike"
 
 if [ $fails -ne 0 ]; then
     echo "test_cli_data: $fails failures"

@@ -747,6 +747,51 @@ static void where(const tool_sample *s, char *buf, size_t size)
         snprintf(buf, size, "%s", s->path);
 }
 
+/* Whether s holds a combining accent (U+0300 to U+036F, UTF-8 CC 80 to CD AF): "é" written as
+ * "e" and U+0301, the decomposed form (NFD) in which macOS stores file names. Such a name looks
+ * like its composed form (NFC, one code point U+00E9) but is other bytes. */
+static int has_combining_accent(const char *s)
+{
+    for (const unsigned char *p = (const unsigned char *)s; *p; p++)
+        if ((p[0] == 0xCC && p[1] >= 0x80 && p[1] <= 0xBF) ||
+            (p[0] == 0xCD && p[1] >= 0x80 && p[1] <= 0xAF))
+            return 1;
+    return 0;
+}
+
+/* The next code point of s at *p that is not a combining accent (0 at the end); bytes that are
+ * not UTF-8 count as one code point each. */
+static unsigned next_base(const unsigned char **p)
+{
+    for (;;) {
+        const unsigned char *q = *p;
+        unsigned c = q[0];
+        int n = c < 0x80 ? 1 : c >= 0xC0 && c < 0xE0 ? 2 : c >= 0xE0 && c < 0xF0 ? 3
+                : c >= 0xF0 && c < 0xF8 ? 4 : 1;
+        for (int i = 1; i < n; i++)
+            if ((q[i] & 0xC0) != 0x80) n = 1;
+        if (c == 0) return 0;
+        unsigned cp = n == 1 ? c : n == 2 ? (c & 0x1F) : n == 3 ? (c & 0x0F) : (c & 0x07);
+        for (int i = 1; i < n; i++) cp = cp << 6 | (q[i] & 0x3F);
+        *p = q + n;
+        if (cp >= 0x300 && cp <= 0x36F) continue;
+        return cp;
+    }
+}
+
+/* Whether a decomposed name (combining accents) and another could be one name in two Unicode
+ * forms: after the accents are dropped, they have as many characters, and where they differ one
+ * of the two is not ASCII (the composed letter "é" against the "e" that carried the accent). */
+static int looks_alike(const char *a, const char *b)
+{
+    const unsigned char *p = (const unsigned char *)a, *q = (const unsigned char *)b;
+    for (;;) {
+        unsigned x = next_base(&p), y = next_base(&q);
+        if (!x || !y) return !x && !y;
+        if (x != y && x < 0x80 && y < 0x80) return 0;
+    }
+}
+
 int dataset_assign_classes(tool_dataset *ds, char **classes, int n_classes)
 {
     for (int64_t i = 0; i < ds->n; i++) {
@@ -768,8 +813,25 @@ int dataset_assign_classes(tool_dataset *ds, char **classes, int n_classes)
             for (int k = 0; k < n_classes && o + 1 < sizeof known; k++)
                 o += (size_t)snprintf(known + o, sizeof known - o, "%s%s", k ? ", " : "", classes[k]);
             if (o >= sizeof known) strcpy(known + sizeof known - 5, "...");
-            tool_error("%s: label '%s' was not seen in training (the classes are: %s)", w,
-                       s->label, known);
+            /* a folder copied from a Mac against one typed or made elsewhere: the names look
+             * alike, so the message says why they differ */
+            int alike = -1;
+            for (int k = 0; alike < 0 && k < n_classes; k++)
+                if (has_combining_accent(s->label) != has_combining_accent(classes[k]) &&
+                    looks_alike(s->label, classes[k]))
+                    alike = k;
+            char hint[1400] = "";
+            if (alike >= 0) {
+                int label_nfd = has_combining_accent(s->label);
+                char cls[600];
+                snprintf(cls, sizeof cls, "the class '%s'", classes[alike]);
+                snprintf(hint, sizeof hint, "; %s is in decomposed Unicode (NFD: a letter and a "
+                         "combining accent, as macOS stores file names), %s is composed (NFC): "
+                         "they look the same but are other bytes; rename the folder or the label",
+                         label_nfd ? "the label" : cls, label_nfd ? cls : "the label");
+            }
+            tool_error("%s: label '%s' was not seen in training (the classes are: %s)%s", w,
+                       s->label, known, hint);
             return -1;
         }
     }
