@@ -721,13 +721,15 @@ int dataset_open_inputs(char **paths, int n, tool_dataset *ds)
             ds_add(ds, xstrdup(paths[i]), NULL, SPLIT_NONE, 0, paths[i]);
         }
     }
-    if (rc == 0 && w.skipped)
+    /* every rank of mpirun searches the same folders: said once, by rank 0 */
+    const int say = rc == 0 && tool_mpi_rank() == 0;
+    if (say && w.skipped)
         tool_info("skipped %lld folder%s reached again through a symbolic link and already "
                   "searched (the first: %s)", (long long)w.skipped, w.skipped == 1 ? "" : "s",
                   w.first_skipped);
     /* said, as train says it of class folders: images saved as .jpg or without a name ending
      * beside the TIFFs would otherwise be left out of the table without a word */
-    if (rc == 0 && w.ignored)
+    if (say && w.ignored)
         tool_info("ignored %lld file%s in the folders searched that %s not named .tif, .tiff or "
                   ".png (the first: %s)", (long long)w.ignored, w.ignored == 1 ? "" : "s",
                   w.ignored == 1 ? "is" : "are", w.first_ignored);
