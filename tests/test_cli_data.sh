@@ -3,7 +3,7 @@
 # folders, DATA that is neither a folder nor a .csv manifest, a file listed twice in a manifest,
 # class names that differ only in case, the eval report's columns with UTF-8 class names, names
 # that are not UTF-8, the same file in two class folders, the files predict's search leaves out, and
-# class names in two Unicode forms.
+# class names in two Unicode forms, and a quoted manifest path that starts with '#'.
 set -eu
 name=cli-data
 # shellcheck source=tests/cli_lib.sh
@@ -250,6 +250,23 @@ expect 1 "the class 'caf[^']+' is in decomposed Unicode \(NFD.*the label is comp
 # no hint when no class looks alike
 expect 1 "label 'caf[^']+' was not seen in training" "$cfnet" eval "$m" "$nfd"
 lacks "NFD" "a hint about Unicode forms where no class looks alike"
+
+# ---- 11. a manifest lists a file whose name starts with '#' by quoting it -------------------------
+hash_="$out/hash"
+mkdir -p "$hash_"
+cp "$src/train/class00/0000.tif" "$hash_/#12.tif"
+cp "$src/train/class00/0001.tif" "$hash_/a.tif"
+cp "$src/train/class01/0000.tif" "$hash_/b.tif"
+cp "$src/train/class01/0001.tif" "$hash_/c.tif"
+printf 'path,label\n"#12.tif",class00\n#12.tif,class00\na.tif,class00\nb.tif,class01\nc.tif,class01\n' \
+    >"$hash_/m.csv"
+expect 0 "images +4" "$cfnet" eval "$m" "$hash_/m.csv" # the unquoted line is a comment
+expect 0 "predicted 4 images" "$cfnet" predict "$m" "$hash_/m.csv" -o "$out/hash.csv"
+"$py" - "$out/hash.csv" <<'PY' || fail "predict's CSV lacks #12.tif"
+import csv, sys
+rows = list(csv.reader(open(sys.argv[1], newline="")))
+assert rows[1][0].endswith("/#12.tif"), rows[1]
+PY
 
 if [ $fails -ne 0 ]; then
     echo "test_cli_data: $fails failures"

@@ -321,9 +321,10 @@ static int open_class_folders(const char *dir, tool_dataset *ds)
 
 /* Splits one CSV record starting at *pos (RFC 4180: quoted fields with "" escapes, a quoted
  * field may span lines). Returns the number of fields (fields[] heap strings), 0 at end of
- * input, -1 on a malformed record (message in err). *line is advanced by the newlines read. */
+ * input, -1 on a malformed record (message in err). *line is advanced by the newlines read;
+ * *first_quoted says whether the first field was quoted. */
 static int csv_record(const char *text, size_t len, size_t *pos, int *line, char **fields,
-                      int max_fields, char *err, size_t errsize)
+                      int max_fields, int *first_quoted, char *err, size_t errsize)
 {
     size_t p = *pos;
     if (p >= len) return 0;
@@ -367,7 +368,7 @@ static int csv_record(const char *text, size_t len, size_t *pos, int *line, char
             }
         }
         buf[b] = 0;
-        (void)quoted;
+        if (nf == 0) *first_quoted = quoted;
         if (nf == max_fields) {
             snprintf(err, errsize, "too many fields (expected path,label[,split])");
             goto fail;
@@ -494,7 +495,8 @@ static int open_manifest(const char *csv, tool_dataset *ds, int labels_required)
     while (rc == 0) {
         int start = line;
         char *f[4];
-        int nf = csv_record(text, len, &pos, &line, f, 3, err, sizeof err);
+        int quoted = 0;
+        int nf = csv_record(text, len, &pos, &line, f, 3, &quoted, err, sizeof err);
         line++;
         if (nf == 0) break;
         if (nf < 0) {
@@ -504,7 +506,7 @@ static int open_manifest(const char *csv, tool_dataset *ds, int labels_required)
         }
         char *path = trim(f[0]);
         int blank = nf == 1 && !*path;
-        int comment = path[0] == '#';
+        int comment = path[0] == '#' && !quoted; /* "#12.tif", quoted, is a file */
         if (first && !blank && !comment && !strcasecmp(path, "path")) { /* header */
             split_col = nf == 3;
             first = 0;
