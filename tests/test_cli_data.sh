@@ -1,7 +1,9 @@
 #!/bin/sh
 # How the `cfnet` command finds its data: __MACOSX folders skipped, symbolic link loops in predict's
 # folders, DATA that is neither a folder nor a .csv manifest, a file listed twice in a manifest,
-# class names that differ only in case, and the eval report's columns with UTF-8 class names.
+# class names that differ only in case, the eval report's columns with UTF-8 class names, names
+# that are not UTF-8, the same file in two class folders, the files predict's search leaves out, and
+# class names in two Unicode forms, and a quoted manifest path that starts with '#'.
 set -eu
 name=cli-data
 # shellcheck source=tests/cli_lib.sh
@@ -162,6 +164,109 @@ assert len({len(l) for l in table}) == 1, [len(l) for l in table]
 assert len({len(l) for l in matrix}) == 1, [len(l) for l in matrix]
 assert lines[h].index("precision") == 40 + 2, lines[h]
 EOF
+
+# ---- 7. names that are not UTF-8 (folders unzipped from an archive made on another system) -----
+# A Latin-1 class folder name: the model stores its classes as UTF-8 JSON, where such a name
+# cannot go (it used to drop out of the list silently: a model with 2 names for 3 outputs).
+lat="$out/latin1"
+mkdir -p "$lat"
+cp -r "$src/train/class00" "$lat/caf$(printf '\351')"
+cp -r "$src/train/class01" "$lat/tea"
+# shellcheck disable=SC2086
+expect 1 "latin1: class 'caf[\\]xE9' is not valid UTF-8 .*rename the class folder" \
+    "$cfnet" train "$lat" -o "$out/latin1.safetensors" $train
+test -e "$out/latin1.safetensors" && fail "train wrote a model for a class name that is not UTF-8"
+printf 'path,label\na0.tif,caf\351\nb0.tif,tea\n' >"$man/latin1.csv"
+# shellcheck disable=SC2086
+expect 1 "class 'caf[\\]xE9' is not valid UTF-8 .*rename the label in the manifest" \
+    "$cfnet" train "$man/latin1.csv" -o "$out/latin1.safetensors" $train
+# eval --out of a DATA folder so named: metrics.json still names it (U+FFFD for the byte)
+latd="$out/data$(printf '\351')"
+mkdir -p "$latd"
+cp -r "$src/train/class00" "$src/train/class01" "$latd/"
+expect 0 "images +8" "$cfnet" eval "$m" "$latd" --out "$out/latin1-report"
+"$py" - "$out/latin1-report/metrics.json" <<'PY' || fail "metrics.json lacks the data path"
+import json, sys
+j = json.load(open(sys.argv[1], encoding="utf-8"))
+assert j["data"].endswith("data\ufffd"), j.get("data")
+PY
+
+# ---- 8. the same file in two class folders (a link) ----------------------------------------------
+dup="$out/dup"
+mkdir -p "$dup"
+cp -r "$src/train/class00" "$src/train/class01" "$dup/"
+ln -s class01 "$dup/class01-again" # a second class of the same images
+# shellcheck disable=SC2086
+expect 1 "dup: class folders 'class01' and 'class01-again' are the same folder \(one is a link to the other\)" \
+    "$cfnet" train "$dup" -o "$out/dup.safetensors" $train
+rm "$dup/class01-again"
+ln -s ../class01/0002.tif "$dup/class00/linked.tif" # one image in two classes
+# shellcheck disable=SC2086
+expect 1 "dup: .*class00/linked.tif and .*class01/0002.tif are the same file \(a link\), in classes 'class00' and 'class01'" \
+    "$cfnet" train "$dup" -o "$out/dup.safetensors" $train
+expect 1 "are the same file \(a link\), in classes 'class00' and 'class01'" "$cfnet" eval "$m" "$dup"
+rm "$dup/class00/linked.tif"
+ln "$dup/class00/0000.tif" "$dup/class00/hard.tif" # one image twice in a class: weighs twice
+# shellcheck disable=SC2086
+expect 1 "dup: .*class00/0000.tif and .*class00/hard.tif are the same file \(a link\) in class 'class00'; keep one" \
+    "$cfnet" train "$dup" -o "$out/dup.safetensors" $train
+rm "$dup/class00/hard.tif"
+# shellcheck disable=SC2086
+expect 0 "on 8 images of 2 classes" "$cfnet" train "$dup" -o "$out/dup.safetensors" $train
+
+# ---- 9. predict says how many files of its folders it left out --------------------------------
+mixed="$out/mixed"
+mkdir -p "$mixed/sub"
+cp "$img" "$mixed/a.tif"
+cp "$img" "$mixed/sub/b.TIF"
+cp "$img" "$mixed/c.jpg"           # an image, but not one predict reads
+cp "$img" "$mixed/sub/d"           # no name ending
+printf 'x' >"$mixed/notes.txt"
+printf 'x' >"$mixed/.DS_Store"     # hidden: skipped, not counted
+printf 'x' >"$mixed/sub/Thumbs.db"
+expect 0 "ignored 4 files in the folders searched that are not named .tif, .tiff or .png \(the first: .*mixed/c.jpg\)" \
+    "$cfnet" predict "$m" "$mixed" -o "$out/mixed.csv"
+grep -q "predicted 2 images" "$out/last.txt" || fail "predict should classify the two TIFFs"
+expect 0 "" "$cfnet" predict "$m" "$mixed/a.tif" -o "$out/mixed1.csv"
+lacks "ignored" "a file given by name is no folder search: nothing is ignored"
+
+# ---- 10. a class name in decomposed Unicode (a folder copied from a Mac) against the composed one --
+nfc="$out/nfc"
+nfd="$out/nfd"
+mkdir -p "$nfc" "$nfd"
+cp -r "$src/train/class00" "$nfc/caf$(printf '\303\251')"  # é: U+00E9
+cp -r "$src/train/class01" "$nfc/tea"
+cp -r "$src/train/class00" "$nfd/cafe$(printf '\314\201')" # e + U+0301
+cp -r "$src/train/class01" "$nfd/tea"
+# shellcheck disable=SC2086
+expect 0 "on 8 images of 2 classes" "$cfnet" train "$nfc" -o "$out/nfc.safetensors" $train
+# (caf[^']+ matches either form of "café")
+expect 1 "label 'caf[^']+' was not seen in training \\(the classes are: caf[^,]+, tea\\); the label is in decomposed Unicode \\(NFD.*the class 'caf[^']+' is composed \\(NFC\\)" \
+    "$cfnet" eval "$out/nfc.safetensors" "$nfd"
+# shellcheck disable=SC2086
+expect 0 "on 8 images of 2 classes" "$cfnet" train "$nfd" -o "$out/nfd.safetensors" $train
+expect 1 "the class 'caf[^']+' is in decomposed Unicode \(NFD.*the label is composed \(NFC\)" \
+    "$cfnet" eval "$out/nfd.safetensors" "$nfc"
+# no hint when no class looks alike
+expect 1 "label 'caf[^']+' was not seen in training" "$cfnet" eval "$m" "$nfd"
+lacks "NFD" "a hint about Unicode forms where no class looks alike"
+
+# ---- 11. a manifest lists a file whose name starts with '#' by quoting it -------------------------
+hash_="$out/hash"
+mkdir -p "$hash_"
+cp "$src/train/class00/0000.tif" "$hash_/#12.tif"
+cp "$src/train/class00/0001.tif" "$hash_/a.tif"
+cp "$src/train/class01/0000.tif" "$hash_/b.tif"
+cp "$src/train/class01/0001.tif" "$hash_/c.tif"
+printf 'path,label\n"#12.tif",class00\n#12.tif,class00\na.tif,class00\nb.tif,class01\nc.tif,class01\n' \
+    >"$hash_/m.csv"
+expect 0 "images +4" "$cfnet" eval "$m" "$hash_/m.csv" # the unquoted line is a comment
+expect 0 "predicted 4 images" "$cfnet" predict "$m" "$hash_/m.csv" -o "$out/hash.csv"
+"$py" - "$out/hash.csv" <<'PY' || fail "predict's CSV lacks #12.tif"
+import csv, sys
+rows = list(csv.reader(open(sys.argv[1], newline="")))
+assert rows[1][0].endswith("/#12.tif"), rows[1]
+PY
 
 if [ $fails -ne 0 ]; then
     echo "test_cli_data: $fails failures"

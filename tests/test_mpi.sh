@@ -157,6 +157,17 @@ if [ -x "$tool" ] && ldd "$tool" | grep -qi mpi; then
         cmp "$c/p1.csv" "$c/p$np.csv" || { echo "test_mpi: $np-rank CSV differs"; exit 1; }
     done
     echo "test_mpi: cfnet predict on 2 and 3 ranks wrote the 1-process CSV ($(wc -l <"$c/p1.csv") lines)"
+    # the messages of the folder search (a file left out, a folder reached again) once per run
+    mkdir -p "$c/msg/a"
+    cp "$c"/d/test/class00/*.tif "$c/msg/a/"
+    echo notes >"$c/msg/a/notes.txt"
+    ln -s .. "$c/msg/a/up"
+    timeout 60 mpirun --allow-run-as-root --oversubscribe -np 2 "$tool" predict "$c/m.cfnet" \
+        "$c/msg" -o "$c/pm.csv" --threads 1 --batch 4 >"$c/msg.log" 2>&1
+    if [ "$(grep -c "ignored 1 file in the folders searched" "$c/msg.log")" != 1 ] ||
+        [ "$(grep -c "skipped 1 folder reached again" "$c/msg.log")" != 1 ]; then
+        cat "$c/msg.log"; echo "test_mpi: the folder search's messages not once per run"; exit 1
+    fi
     mkdir -p "$c/bad"
     cp "$c"/d/test/class00/*.tif "$c/bad/"
     echo junk >"$c/bad/zz_broken.tif"

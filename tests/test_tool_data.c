@@ -9,6 +9,7 @@
 
 #include <dirent.h>
 #include <fcntl.h>
+#include <jansson.h>
 #include <math.h>
 #include <signal.h>
 #include <stdio.h>
@@ -320,6 +321,45 @@ static int temporaries_in(const char *dir)
     return n;
 }
 
+/* utf8_repair keeps valid UTF-8 and replaces every byte of an invalid sequence (what jansson's
+ * json_string refuses: stray continuation bytes, cut-off sequences, overlong forms, surrogates,
+ * code points above U+10FFFF). */
+static void utf8_repair_replaces_exactly_the_invalid_bytes(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *in, *hex;
+        int valid;
+    } cases[] = {
+        {"plain", "plain", 1},
+        {"caf\xC3\xA9 \xE6\x97\xA5\xF0\x9F\x94\xAC", "caf\xC3\xA9 \xE6\x97\xA5\xF0\x9F\x94\xAC", 1},
+        {"caf\xE9", "caf\\xE9", 0},                 /* Latin-1 */
+        {"\x80x", "\\x80x", 0},                     /* stray continuation byte */
+        {"a\xC3", "a\\xC3", 0},                     /* cut off at the end */
+        {"\xC0\xAF", "\\xC0\\xAF", 0},             /* overlong '/' */
+        {"\xE0\x80\xAF", "\\xE0\\x80\\xAF", 0},   /* overlong, 3 bytes */
+        {"\xED\xA0\x80", "\\xED\\xA0\\x80", 0},   /* surrogate U+D800 */
+        {"\xF4\x90\x80\x80", "\\xF4\\x90\\x80\\x80", 0}, /* above U+10FFFF */
+        {"\x83\x65\x83\x58\x83\x67", "\\x83e\\x83X\\x83g", 0}, /* Shift-JIS */
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        int valid = -1;
+        char *hex = utf8_repair(cases[i].in, 1, &valid);
+        assert_string_equal(hex, cases[i].hex);
+        assert_int_equal(valid, cases[i].valid);
+        char *json = utf8_repair(cases[i].in, 0, NULL);
+        json_t *j = json_string(json); /* NULL if not UTF-8 */
+        assert_non_null(j);
+        json_decref(j);
+        if (cases[i].valid) assert_string_equal(json, cases[i].in);
+        free(hex);
+        free(json);
+    }
+    char *r = utf8_repair("caf\xE9!", 0, NULL);
+    assert_string_equal(r, "caf\xEF\xBF\xBD!");
+    free(r);
+}
+
 static void outputs_replace_whole_files_and_keep_links_modes_and_pipes(void **state)
 {
     (void)state;
@@ -417,6 +457,7 @@ int main(void)
         cmocka_unit_test(manifest_quoting_header_comments_and_splits),
         cmocka_unit_test(malformed_manifests_name_the_line),
         cmocka_unit_test(class_folders_sorted_with_other_files_ignored),
+        cmocka_unit_test(utf8_repair_replaces_exactly_the_invalid_bytes),
         cmocka_unit_test(outputs_replace_whole_files_and_keep_links_modes_and_pipes),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

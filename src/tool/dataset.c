@@ -220,14 +220,46 @@ static void warn_case_twins(const tool_dataset *ds, const char *data)
     free(v);
 }
 
+/* A dataset row's file or a class folder (device and inode), for finding two rows that name the
+ * same file. */
+typedef struct row_file {
+    dev_t dev;
+    ino_t ino;
+    int64_t row;
+} row_file;
+
+static int check_duplicates(const tool_dataset *ds, const char *csv, int labels_required);
+
 static int open_class_folders(const char *dir, tool_dataset *ds)
 {
     char **names;
     int n;
     if (list_dir(dir, &names, &n) != 0) return -1;
     int classes = 0, ignored = 0, subdirs = 0, rc = 0;
+    /* the class folders read so far (device, inode, entry): a link to a class folder beside it
+     * would be a second class of the same images */
+    row_file *folders = xmalloc(sizeof *folders * (size_t)(n ? n : 1));
     for (int i = 0; i < n && rc == 0; i++) {
         char *sub = path_join(dir, names[i]);
+        struct stat fst;
+        folders[classes].row = -1; /* a folder that cannot be stat'ed is not compared */
+        if (path_is_dir(sub) == 1 && stat(sub, &fst) == 0) {
+            for (int f = 0; f < classes; f++)
+                if (folders[f].row >= 0 && folders[f].dev == fst.st_dev &&
+                    folders[f].ino == fst.st_ino) {
+                    tool_error("%s: class folders '%s' and '%s' are the same folder (one is a "
+                               "link to the other); every image belongs to one class: remove "
+                               "the link", dir, names[folders[f].row], names[i]);
+                    rc = -1;
+                }
+            if (rc != 0) {
+                free(sub);
+                break;
+            }
+            folders[classes].dev = fst.st_dev;
+            folders[classes].ino = fst.st_ino;
+            folders[classes].row = i;
+        }
         if (path_is_dir(sub) != 1) {
             if (has_image_extension(sub)) {
                 tool_error("%s: an image directly in the dataset folder; DATA must hold one "
@@ -266,6 +298,7 @@ static int open_class_folders(const char *dir, tool_dataset *ds)
         free(sub);
     }
     free_names(names, n);
+    free(folders);
     if (rc != 0) return -1;
     if (classes == 0) {
         tool_error("%s: no class sub-folders (DATA is a folder with one sub-folder of images per "
@@ -278,6 +311,8 @@ static int open_class_folders(const char *dir, tool_dataset *ds)
         tool_warn("%s: ignored %d folder%s inside class folders: a class's images must sit "
                   "directly in its folder (sub-folders are not searched)", dir, subdirs,
                   subdirs == 1 ? "" : "s");
+    /* the same file in two class folders (a link, or a hard link), or twice in one */
+    if (check_duplicates(ds, dir, 1) != 0) return -1;
     collect_classes(ds);
     return 0;
 }
@@ -286,9 +321,10 @@ static int open_class_folders(const char *dir, tool_dataset *ds)
 
 /* Splits one CSV record starting at *pos (RFC 4180: quoted fields with "" escapes, a quoted
  * field may span lines). Returns the number of fields (fields[] heap strings), 0 at end of
- * input, -1 on a malformed record (message in err). *line is advanced by the newlines read. */
+ * input, -1 on a malformed record (message in err). *line is advanced by the newlines read;
+ * *first_quoted says whether the first field was quoted. */
 static int csv_record(const char *text, size_t len, size_t *pos, int *line, char **fields,
-                      int max_fields, char *err, size_t errsize)
+                      int max_fields, int *first_quoted, char *err, size_t errsize)
 {
     size_t p = *pos;
     if (p >= len) return 0;
@@ -332,7 +368,7 @@ static int csv_record(const char *text, size_t len, size_t *pos, int *line, char
             }
         }
         buf[b] = 0;
-        (void)quoted;
+        if (nf == 0) *first_quoted = quoted;
         if (nf == max_fields) {
             snprintf(err, errsize, "too many fields (expected path,label[,split])");
             goto fail;
@@ -364,13 +400,6 @@ static char *trim(char *s)
     while (n && (s[n - 1] == ' ' || s[n - 1] == '\t')) s[--n] = 0;
     return s;
 }
-
-/* A manifest row's file (device and inode), for finding rows that list the same file. */
-typedef struct row_file {
-    dev_t dev;
-    ino_t ino;
-    int64_t row;
-} row_file;
 
 static int cmp_row_file(const void *a, const void *b)
 {
@@ -415,6 +444,16 @@ static int check_duplicates(const tool_dataset *ds, const char *csv, int labels_
         int relabelled = a->label && b->label && strcmp(a->label, b->label) != 0;
         if (!relabelled && !labels_required) continue;
         if (++errors > max_reported) continue;
+        if (a->line == 0) { /* class folders: the same file twice, through a link */
+            if (relabelled)
+                tool_error("%s: %s and %s are the same file (a link), in classes '%s' and '%s'; "
+                           "every image belongs to one class", csv, a->path, b->path, a->label,
+                           b->label);
+            else
+                tool_error("%s: %s and %s are the same file (a link) in class '%s'; keep one",
+                           csv, a->path, b->path, a->label);
+            continue;
+        }
         char as[1100] = "";
         if (strcmp(a->path, b->path) != 0)
             snprintf(as, sizeof as, " (the second time as %s)", b->path);
@@ -427,7 +466,8 @@ static int check_duplicates(const tool_dataset *ds, const char *csv, int labels_
     }
     free(first);
     if (errors > max_reported)
-        tool_error("%s: %d more rows list a file listed before", csv, errors - max_reported);
+        tool_error("%s: %d more %s a file %s before", csv, errors - max_reported,
+                   ds->manifest ? "rows list" : "images are", ds->manifest ? "listed" : "found");
     return errors ? -1 : 0;
 }
 
@@ -455,7 +495,8 @@ static int open_manifest(const char *csv, tool_dataset *ds, int labels_required)
     while (rc == 0) {
         int start = line;
         char *f[4];
-        int nf = csv_record(text, len, &pos, &line, f, 3, err, sizeof err);
+        int quoted = 0;
+        int nf = csv_record(text, len, &pos, &line, f, 3, &quoted, err, sizeof err);
         line++;
         if (nf == 0) break;
         if (nf < 0) {
@@ -465,7 +506,7 @@ static int open_manifest(const char *csv, tool_dataset *ds, int labels_required)
         }
         char *path = trim(f[0]);
         int blank = nf == 1 && !*path;
-        int comment = path[0] == '#';
+        int comment = path[0] == '#' && !quoted; /* "#12.tif", quoted, is a file */
         if (first && !blank && !comment && !strcasecmp(path, "path")) { /* header */
             split_col = nf == 3;
             first = 0;
@@ -570,6 +611,8 @@ typedef struct walk_state {
     size_t cap, n;        /* cap: a power of two, kept at least twice n */
     int64_t skipped;      /* folders reached again, over every INPUT */
     char *first_skipped;  /* the first of them, for the one message */
+    int64_t ignored;      /* files found that are not named as images, over every INPUT */
+    char *first_ignored;  /* the first of them */
 } walk_state;
 
 static size_t seen_slot(const seen_dir *tab, size_t cap, dev_t dev, ino_t ino)
@@ -625,6 +668,8 @@ static int walk(const char *dir, tool_dataset *ds, int depth, walk_state *w)
             free(p);
         } else if (has_image_extension(p)) {
             ds_add(ds, p, NULL, SPLIT_NONE, 0, dir);
+        } else if (w->ignored++ == 0) {
+            w->first_ignored = p;
         } else {
             free(p);
         }
@@ -678,12 +723,21 @@ int dataset_open_inputs(char **paths, int n, tool_dataset *ds)
             ds_add(ds, xstrdup(paths[i]), NULL, SPLIT_NONE, 0, paths[i]);
         }
     }
-    if (rc == 0 && w.skipped)
+    /* every rank of mpirun searches the same folders: said once, by rank 0 */
+    const int say = rc == 0 && tool_mpi_rank() == 0;
+    if (say && w.skipped)
         tool_info("skipped %lld folder%s reached again through a symbolic link and already "
                   "searched (the first: %s)", (long long)w.skipped, w.skipped == 1 ? "" : "s",
                   w.first_skipped);
+    /* said, as train says it of class folders: images saved as .jpg or without a name ending
+     * beside the TIFFs would otherwise be left out of the table without a word */
+    if (say && w.ignored)
+        tool_info("ignored %lld file%s in the folders searched that %s not named .tif, .tiff or "
+                  ".png (the first: %s)", (long long)w.ignored, w.ignored == 1 ? "" : "s",
+                  w.ignored == 1 ? "is" : "are", w.first_ignored);
     free(w.tab);
     free(w.first_skipped);
+    free(w.first_ignored);
     if (rc != 0) dataset_free(ds);
     return rc;
 }
@@ -695,6 +749,51 @@ static void where(const tool_sample *s, char *buf, size_t size)
         snprintf(buf, size, "%s:%d: %s", s->source, s->line, s->path);
     else
         snprintf(buf, size, "%s", s->path);
+}
+
+/* Whether s holds a combining accent (U+0300 to U+036F, UTF-8 CC 80 to CD AF): "é" written as
+ * "e" and U+0301, the decomposed form (NFD) in which macOS stores file names. Such a name looks
+ * like its composed form (NFC, one code point U+00E9) but is other bytes. */
+static int has_combining_accent(const char *s)
+{
+    for (const unsigned char *p = (const unsigned char *)s; *p; p++)
+        if ((p[0] == 0xCC && p[1] >= 0x80 && p[1] <= 0xBF) ||
+            (p[0] == 0xCD && p[1] >= 0x80 && p[1] <= 0xAF))
+            return 1;
+    return 0;
+}
+
+/* The next code point of s at *p that is not a combining accent (0 at the end); bytes that are
+ * not UTF-8 count as one code point each. */
+static unsigned next_base(const unsigned char **p)
+{
+    for (;;) {
+        const unsigned char *q = *p;
+        unsigned c = q[0];
+        int n = c < 0x80 ? 1 : c >= 0xC0 && c < 0xE0 ? 2 : c >= 0xE0 && c < 0xF0 ? 3
+                : c >= 0xF0 && c < 0xF8 ? 4 : 1;
+        for (int i = 1; i < n; i++)
+            if ((q[i] & 0xC0) != 0x80) n = 1;
+        if (c == 0) return 0;
+        unsigned cp = n == 1 ? c : n == 2 ? (c & 0x1F) : n == 3 ? (c & 0x0F) : (c & 0x07);
+        for (int i = 1; i < n; i++) cp = cp << 6 | (q[i] & 0x3F);
+        *p = q + n;
+        if (cp >= 0x300 && cp <= 0x36F) continue;
+        return cp;
+    }
+}
+
+/* Whether a decomposed name (combining accents) and another could be one name in two Unicode
+ * forms: after the accents are dropped, they have as many characters, and where they differ one
+ * of the two is not ASCII (the composed letter "é" against the "e" that carried the accent). */
+static int looks_alike(const char *a, const char *b)
+{
+    const unsigned char *p = (const unsigned char *)a, *q = (const unsigned char *)b;
+    for (;;) {
+        unsigned x = next_base(&p), y = next_base(&q);
+        if (!x || !y) return !x && !y;
+        if (x != y && x < 0x80 && y < 0x80) return 0;
+    }
 }
 
 int dataset_assign_classes(tool_dataset *ds, char **classes, int n_classes)
@@ -718,8 +817,25 @@ int dataset_assign_classes(tool_dataset *ds, char **classes, int n_classes)
             for (int k = 0; k < n_classes && o + 1 < sizeof known; k++)
                 o += (size_t)snprintf(known + o, sizeof known - o, "%s%s", k ? ", " : "", classes[k]);
             if (o >= sizeof known) strcpy(known + sizeof known - 5, "...");
-            tool_error("%s: label '%s' was not seen in training (the classes are: %s)", w,
-                       s->label, known);
+            /* a folder copied from a Mac against one typed or made elsewhere: the names look
+             * alike, so the message says why they differ */
+            int alike = -1;
+            for (int k = 0; alike < 0 && k < n_classes; k++)
+                if (has_combining_accent(s->label) != has_combining_accent(classes[k]) &&
+                    looks_alike(s->label, classes[k]))
+                    alike = k;
+            char hint[1400] = "";
+            if (alike >= 0) {
+                int label_nfd = has_combining_accent(s->label);
+                char cls[600];
+                snprintf(cls, sizeof cls, "the class '%s'", classes[alike]);
+                snprintf(hint, sizeof hint, "; %s is in decomposed Unicode (NFD: a letter and a "
+                         "combining accent, as macOS stores file names), %s is composed (NFC): "
+                         "they look the same but are other bytes; rename the folder or the label",
+                         label_nfd ? "the label" : cls, label_nfd ? cls : "the label");
+            }
+            tool_error("%s: label '%s' was not seen in training (the classes are: %s)%s", w,
+                       s->label, known, hint);
             return -1;
         }
     }

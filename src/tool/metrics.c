@@ -224,8 +224,13 @@ int metrics_write_json(const tool_metrics *m, char **classes, FILE *f, const cha
                        const char *data)
 {
     json_t *o = json_object(), *pc = json_array(), *cm = json_array(), *names = json_array();
-    json_object_set_new(o, "model", json_string(model));
-    json_object_set_new(o, "data", json_string(data));
+    /* paths are bytes, JSON strings UTF-8: a byte that is not UTF-8 becomes U+FFFD (without
+     * the repair jansson would leave the key out) */
+    char *model_u = utf8_repair(model, 0, NULL), *data_u = utf8_repair(data, 0, NULL);
+    json_object_set_new(o, "model", json_string(model_u));
+    json_object_set_new(o, "data", json_string(data_u));
+    free(model_u);
+    free(data_u);
     json_object_set_new(o, "images", json_integer(m->total));
     json_object_set_new(o, "accuracy", json_real(m->accuracy));
     json_object_set_new(o, "balanced_accuracy", json_real(m->balanced_accuracy));

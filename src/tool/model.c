@@ -19,8 +19,12 @@ static int set_meta(cfnet_network *net, const char *key, const char *value)
 int model_store_info(cfnet_network *net, const tool_model_info *info)
 {
     json_t *a = json_array();
-    for (int k = 0; k < info->n_classes; k++) json_array_append_new(a, json_string(info->classes[k]));
-    char *classes = json_dumps(a, JSON_COMPACT | JSON_ENSURE_ASCII);
+    int ok = a != NULL;
+    /* json_string is NULL for text that is not UTF-8, and appending NULL fails: checked, so
+     * that no class goes missing from the list */
+    for (int k = 0; ok && k < info->n_classes; k++)
+        ok = json_array_append_new(a, json_string(info->classes[k])) == 0;
+    char *classes = ok ? json_dumps(a, JSON_COMPACT | JSON_ENSURE_ASCII) : NULL;
     json_decref(a);
     if (!classes) {
         tool_error("class names are not valid UTF-8");

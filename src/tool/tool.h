@@ -120,6 +120,10 @@ char *path_join(const char *dir, const char *name);
 /* Lower-case extension check: 1 if path ends in .tif/.tiff/.png (any case). */
 int has_image_extension(const char *path);
 
+/* A copy of s that is valid UTF-8: each byte that does not belong to a valid UTF-8 sequence
+ * becomes "\xNN" (hex, for messages) or U+FFFD (for JSON). *was_valid (if not NULL): whether s
+ * was valid UTF-8 already. */
+char *utf8_repair(const char *s, int hex, int *was_valid);
 /* CSV quoting of one field into a heap string ("a,b" -> "\"a,b\""). */
 char *csv_quote(const char *s);
 /* Writes names[0..n) to f as CSV fields, each after a comma (the rest of a header line). */

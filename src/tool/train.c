@@ -869,6 +869,19 @@ int cmd_train(int argc, char **argv)
                    ds.n_classes == 1 ? "" : "es");
         goto out;
     }
+    for (int k = 0; k < ds.n_classes; k++) {
+        /* the model stores its classes as a JSON array, which holds UTF-8 text only: a folder
+         * name in another encoding (Latin-1 or Shift-JIS names unzipped from an archive made
+         * on another system) would otherwise be dropped from the list */
+        int valid;
+        char *shown = utf8_repair(ds.classes[k], 1, &valid);
+        if (!valid)
+            tool_error("%s: class '%s' is not valid UTF-8 (bytes that are not UTF-8 are shown as "
+                       "\\xNN); the model stores class names as UTF-8: rename the %s", c.data,
+                       shown, ds.manifest ? "label in the manifest" : "class folder");
+        free(shown);
+        if (!valid) goto out;
+    }
     if (c.resume) { /* the data's classes must be the checkpoint's */
         int same = minfo.n_classes == ds.n_classes;
         for (int k = 0; same && k < ds.n_classes; k++) same = !strcmp(minfo.classes[k], ds.classes[k]);

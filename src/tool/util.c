@@ -659,6 +659,45 @@ int has_image_extension(const char *path)
     return !strcasecmp(dot, ".tif") || !strcasecmp(dot, ".tiff") || !strcasecmp(dot, ".png");
 }
 
+/* Length of the valid UTF-8 sequence at p (1 to 4), or 0 if the bytes there are not one
+ * (a stray continuation byte, a cut-off sequence, an overlong form, a surrogate, a code point
+ * above U+10FFFF): the rules jansson checks strings by. */
+static int utf8_seq(const unsigned char *p)
+{
+    unsigned c = p[0];
+    if (c < 0x80) return 1;
+    int n = c >= 0xC2 && c <= 0xDF ? 2 : c >= 0xE0 && c <= 0xEF ? 3 : c >= 0xF0 && c <= 0xF4 ? 4 : 0;
+    for (int i = 1; i < n; i++)
+        if ((p[i] & 0xC0) != 0x80) return 0;
+    if (n == 3 && ((c == 0xE0 && p[1] < 0xA0) || (c == 0xED && p[1] > 0x9F))) return 0;
+    if (n == 4 && ((c == 0xF0 && p[1] < 0x90) || (c == 0xF4 && p[1] > 0x8F))) return 0;
+    return n;
+}
+
+char *utf8_repair(const char *s, int hex, int *was_valid)
+{
+    const unsigned char *p = (const unsigned char *)s;
+    size_t n = strlen(s);
+    char *o = xmalloc(4 * n + 1), *q = o;
+    int valid = 1;
+    while (*p) {
+        int l = utf8_seq(p);
+        if (l > 0) {
+            memcpy(q, p, (size_t)l);
+            q += l;
+            p += l;
+            continue;
+        }
+        valid = 0;
+        if (hex) q += sprintf(q, "\\x%02X", *p);
+        else q += sprintf(q, "\xEF\xBF\xBD"); /* U+FFFD REPLACEMENT CHARACTER */
+        p++;
+    }
+    *q = 0;
+    if (was_valid) *was_valid = valid;
+    return o;
+}
+
 char *csv_quote(const char *s)
 {
     if (!strpbrk(s, ",\"\r\n") && s[0] != ' ' && (s[0] == 0 || s[strlen(s) - 1] != ' '))
