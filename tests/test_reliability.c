@@ -347,6 +347,34 @@ static void divergence_is_refused_and_never_leaves_nonfinite_parameters(void **s
     cfnet_tensor_free(x);
 }
 
+/* Finite activations whose batch variance overflows float (inputs of 1e30: the batch-norm
+ * layer normalises them to finite values, but its running variance would become infinite):
+ * the step is refused with CFNET_E_NUMERIC naming the layer and statistic, nothing changes, and
+ * the network still saves without CFNET_SAVE_ALLOW_NONFINITE. */
+static void a_step_overflowing_the_running_statistics_changes_nothing(void **state)
+{
+    (void)state;
+    int32_t y[NB];
+    cfnet_tensor *x = make_batch(5, y);
+    cfnet_network *net = make_net(NULL, 19);
+    CF_ASSERT_OK(cfnet_network_train_step(net, x, y, NB, NULL));
+    float *d = cfnet_tensor_data(x);
+    for (int64_t j = 0; j < cfnet_tensor_numel(x); j++) d[j] = (d[j] + 2.0f) * 1e30f;
+    blob before = state_of(net);
+    CF_ASSERT_STATUS(cfnet_network_train_step(net, x, y, NB, NULL), CFNET_E_NUMERIC);
+    if (!strstr(cfnet_last_error(), "layer 1 (batch_norm) running_var"))
+        fail_msg("message does not name the statistic: %s", cfnet_last_error());
+    assert_same_state(before, net, "a step overflowing the running variance");
+    assert_int_equal(cfnet_network_step_count(net), 1);
+    void *buf = NULL;
+    size_t n = 0;
+    CF_ASSERT_OK(cfnet_network_save_buffer(net, CFNET_SAVE_OPTIMIZER, &buf, &n));
+    cfnet_free(buf);
+    cfnet_free(before.p);
+    cfnet_network_free(net);
+    cfnet_tensor_free(x);
+}
+
 static void save_refuses_nonfinite_values_unless_asked(void **state)
 {
     (void)state;
@@ -595,6 +623,7 @@ int main(void)
         cmocka_unit_test(a_step_failing_at_any_allocation_changes_nothing),
         cmocka_unit_test(a_step_failing_on_numbers_changes_nothing),
         cmocka_unit_test(divergence_is_refused_and_never_leaves_nonfinite_parameters),
+        cmocka_unit_test(a_step_overflowing_the_running_statistics_changes_nothing),
         cmocka_unit_test(save_refuses_nonfinite_values_unless_asked),
         cmocka_unit_test(fifos_devices_and_directories_are_refused_without_blocking),
         cmocka_unit_test(a_large_non_model_file_is_refused_before_it_is_read),

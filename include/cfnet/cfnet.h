@@ -616,7 +616,8 @@ CFNET_API int cfnet_option_is_integer(int option);
  *  The step is all or nothing: on any error the parameters, optimiser moments, step count,
  *  batch-norm running statistics and random generators are exactly as before (the parameter
  *  gradients are scratch space of the step). A step that would leave a non-finite value — a
- *  non-finite activation, loss or gradient, or an update that overflows — returns
+ *  non-finite activation, loss or gradient, an update that overflows, or a batch-norm running
+ *  statistic that overflows (finite activations of order 1e19 and more) — returns
  *  CFNET_E_NUMERIC naming the layer. After 2^53 steps the count is full: CFNET_E_LIMIT. */
 CFNET_API cfnet_status cfnet_network_train_step(cfnet_network *net, const cfnet_tensor *images,
                                                 const int32_t *labels, int64_t n, float *loss);

@@ -228,6 +228,23 @@ static cfnet_status nonfinite_forward(const cfnet_network *net, int upto, int64_
                                      "updated");
 }
 
+/* The running statistics the training forward moved: a step whose batch statistics overflow
+ * float (activations of order 1e19 and more, or a diverging network) would leave a non-finite
+ * running variance that inference uses and save refuses. */
+static cfnet_status nonfinite_state(const cfnet_network *net)
+{
+    for (int i = 0; i < net->nlayers; i++) {
+        const cfnet_layer *l = net->layers[i];
+        for (int s = 0; s < l->nstate; s++)
+            CF_FAIL_IF(!all_finite(l->state[s]->data, l->state[s]->numel), CFNET_E_NUMERIC,
+                       "network_train_step: layer %d (%s) %s would become non-finite "
+                       "(activations too large: diverged parameters or inputs?); nothing was "
+                       "updated",
+                       i, l->ops->name, l->state_name[s]);
+    }
+    return CFNET_OK;
+}
+
 /* Index one past the layer that produces the logits (a final softmax is skipped). */
 int cf_network_logits_end(const cfnet_network *net)
 {
@@ -338,6 +355,7 @@ static cfnet_status train_input_run(cfnet_network *net, const int32_t *labels, i
     if (st == CFNET_OK && bctx->sum) st = cf_parallel_sum_gradients(net, &l);
     opt_coef c = optimizer_coef(net);
     if (st == CFNET_OK) st = optimizer_pass(net, &c, false);
+    if (st == CFNET_OK) st = nonfinite_state(net);
     if (st == CFNET_E_NUMERIC && deferred) st = nonfinite_forward(net, upto, n);
     net->fwd_n = 0; /* the activations are stale after the update (or the failure) */
     if (st != CFNET_OK) {
