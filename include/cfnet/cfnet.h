@@ -543,7 +543,9 @@ typedef enum cfnet_option {
     CFNET_OPTION_LEARNING_RATE = 2,  /**< initial learning rate, default 1e-3 */
     CFNET_OPTION_BETA1 = 3,          /**< Adam, default 0.9 */
     CFNET_OPTION_BETA2 = 4,          /**< Adam, default 0.999 */
-    CFNET_OPTION_EPSILON = 5,        /**< Adam, default 1e-8 */
+    CFNET_OPTION_EPSILON = 5,        /**< Adam, default 1e-8 (the update runs in float: a
+                                          value below float's range acts as the smallest
+                                          positive float) */
     CFNET_OPTION_MOMENTUM = 6,       /**< SGD, default 0.9 */
     CFNET_OPTION_WEIGHT_DECAY = 7,   /**< L2 on weights (not biases or batch-norm), default 0 */
     CFNET_OPTION_LR_DECAY_RATE = 8,  /**< lr = lr0 * rate^floor(step / steps), default 1 */
