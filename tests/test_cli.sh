@@ -166,6 +166,17 @@ cmp -s "$a" "$b" || fail "resumed best model differs from the uninterrupted run'
 expect 1 "already trained for 2 epochs" "$cfnet" train "$d/train" -o "$b" --epochs 2 --threads 2 \
     --resume "$out/r1.last.safetensors"
 
+# ---- a diverging run stops at the refused step, says so, and keeps the last good checkpoint -----
+dv="$out/diverge"
+expect 0 "" "$cfnet" synth "$dv" --classes 3 --per-class 8 --test-per-class 0 --channels 1 --size 16
+expect 1 "training diverged in epoch [0-9]+ \(try a smaller --lr\)" "$cfnet" train "$dv/train" \
+    -o "$out/dv.safetensors" --epochs 8 --batch 4 --lr 3 --optimizer sgd --width 4 --threads 1 \
+    --rotate none -q
+lacks "cannot save" "a diverging run ended in a failed save instead of the refused step"
+if grep -q "holds epoch" "$out/last.txt"; then
+    expect 0 "training steps [1-9]" "$cfnet" info "$out/dv.last.safetensors"
+fi
+
 # ---- streaming from disk gives the same model as holding images in memory ----------------------
 # shellcheck disable=SC2086
 expect 0 "streaming them from disk" "$cfnet" train "$d/train" -o "$out/s.safetensors" --epochs 1 \

@@ -242,6 +242,37 @@ static void resume_from_a_saved_buffer_is_bit_identical(void **state)
     cfnet_tensor_free(x);
 }
 
+/* A step that fails on numbers mid-epoch (image 9 scaled to 1e30 overflows the batch-norm
+ * statistics in step 3): CFNET_E_NUMERIC, a message naming the step and saying what is kept,
+ * and the network exactly as after the two steps before it (saveable, no NaN). */
+static void a_step_failing_mid_epoch_keeps_the_steps_before_it(void **state)
+{
+    (void)state;
+    cfnet_tensor *x = make_images();
+    float *d = cfnet_tensor_data(x);
+    for (int j = 0; j < S * S; j++) d[9 * S * S + j] = (d[9 * S * S + j] + 2.0f) * 1e30f;
+    cfnet_network *a = make_net(0), *ref = make_net(0);
+    const int64_t order[6] = {0, 1, 2, 3, 9, 4};
+    record rec = {0};
+    double mean = 42, acc = 42;
+    CF_ASSERT_STATUS(
+        cfnet_network_train_epoch(a, x, labels, 2, order, 6, on_progress, &rec, &mean, &acc),
+        CFNET_E_NUMERIC);
+    const char *msg = cfnet_last_error();
+    if (!strstr(msg, "network_train_epoch: step 3 of 3 failed (2 earlier steps are kept)") ||
+        !strstr(msg, "batch_norm"))
+        fail_msg("message: %s", msg);
+    assert_int_equal(rec.calls, 2);
+    assert_int_equal(cfnet_network_step_count(a), 2);
+    int64_t correct = 0;
+    step_on(ref, x, order, 2, 0, &correct);
+    step_on(ref, x, order + 2, 2, 0, &correct);
+    assert_same_state(a, ref);
+    cfnet_network_free(a);
+    cfnet_network_free(ref);
+    cfnet_tensor_free(x);
+}
+
 static void misuse_is_rejected_before_anything_changes(void **state)
 {
     (void)state;
@@ -316,6 +347,7 @@ int main(void)
         cmocka_unit_test(progress_reports_step_loss_and_running_accuracy),
         cmocka_unit_test(cancel_keeps_the_steps_done_and_a_saveable_network),
         cmocka_unit_test(resume_from_a_saved_buffer_is_bit_identical),
+        cmocka_unit_test(a_step_failing_mid_epoch_keeps_the_steps_before_it),
         cmocka_unit_test(misuse_is_rejected_before_anything_changes),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

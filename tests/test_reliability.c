@@ -347,6 +347,103 @@ static void divergence_is_refused_and_never_leaves_nonfinite_parameters(void **s
     cfnet_tensor_free(x);
 }
 
+/* Finite activations whose batch variance overflows float (inputs of 1e30: the batch-norm
+ * layer normalises them to finite values, but its running variance would become infinite):
+ * the step is refused with CFNET_E_NUMERIC naming the layer and statistic, nothing changes, and
+ * the network still saves without CFNET_SAVE_ALLOW_NONFINITE. */
+static void a_step_overflowing_the_running_statistics_changes_nothing(void **state)
+{
+    (void)state;
+    int32_t y[NB];
+    cfnet_tensor *x = make_batch(5, y);
+    cfnet_network *net = make_net(NULL, 19);
+    CF_ASSERT_OK(cfnet_network_train_step(net, x, y, NB, NULL));
+    float *d = cfnet_tensor_data(x);
+    for (int64_t j = 0; j < cfnet_tensor_numel(x); j++) d[j] = (d[j] + 2.0f) * 1e30f;
+    blob before = state_of(net);
+    CF_ASSERT_STATUS(cfnet_network_train_step(net, x, y, NB, NULL), CFNET_E_NUMERIC);
+    if (!strstr(cfnet_last_error(), "layer 1 (batch_norm) running_var"))
+        fail_msg("message does not name the statistic: %s", cfnet_last_error());
+    assert_same_state(before, net, "a step overflowing the running variance");
+    assert_int_equal(cfnet_network_step_count(net), 1);
+    void *buf = NULL;
+    size_t n = 0;
+    CF_ASSERT_OK(cfnet_network_save_buffer(net, CFNET_SAVE_OPTIMIZER, &buf, &n));
+    cfnet_free(buf);
+    cfnet_free(before.p);
+    cfnet_network_free(net);
+    cfnet_tensor_free(x);
+}
+
+/* Adam's epsilon is a double option; one below float's range (1e-300) must not make the
+ * update of a parameter without gradient 0/0: blank images leave the convolution's weights
+ * without gradient, and the step trains the rest and leaves them as they were. */
+static void an_epsilon_below_float_range_still_trains(void **state)
+{
+    (void)state;
+    cfnet_network *net = NULL;
+    CF_ASSERT_OK(cfnet_network_create(1, S, S, 23, &net));
+    APPEND(net, cfnet_layer_conv2d_create(4, 3, 1, CFNET_PADDING_SAME, &l_));
+    APPEND(net, cfnet_layer_relu_create(&l_));
+    APPEND(net, cfnet_layer_dense_create(K, &l_));
+    CF_ASSERT_OK(cfnet_network_set_option(net, CFNET_OPTION_EPSILON, 1e-300));
+    int64_t xs[4] = {NB, 1, S, S};
+    cfnet_tensor *x = tu_tensor(4, xs, NULL);
+    CF_ASSERT_OK(cfnet_tensor_zero(x));
+    int32_t y[NB];
+    for (int i = 0; i < NB; i++) y[i] = i % K;
+    cfnet_tensor *w = cfnet_layer_param(cfnet_network_layer(net, 0), 0);
+    int64_t nw = cfnet_tensor_numel(w);
+    float *w0 = malloc((size_t)nw * sizeof *w0);
+    assert_non_null(w0);
+    CF_ASSERT_OK(cfnet_tensor_copy_out(w, w0, nw));
+    for (int t = 0; t < 3; t++) CF_ASSERT_OK(cfnet_network_train_step(net, x, y, NB, NULL));
+    assert_int_equal(cfnet_network_step_count(net), 3);
+    assert_memory_equal(cfnet_tensor_data(w), w0, (size_t)nw * sizeof *w0);
+    assert_true(params_finite(net));
+    free(w0);
+    cfnet_tensor_free(x);
+    cfnet_network_free(net);
+}
+
+/* Adam's betas are double options below 1; one within 3e-8 of 1 (0.99999999) rounds to 1.0f
+ * in the float update. The moments must still move (1 - beta from the double): the first step
+ * moves the weights by about the learning rate, as with the default betas (beta1: not at all
+ * before; beta2: by orders of magnitude more, v staying 0), and they stay finite. */
+static void betas_next_to_one_still_train(void **state)
+{
+    (void)state;
+    int32_t y[NB];
+    cfnet_tensor *x = make_batch(6, y);
+    for (int which = 0; which < 2; which++) {
+        cfnet_network *net = NULL;
+        CF_ASSERT_OK(cfnet_network_create(1, S, S, 29, &net));
+        APPEND(net, cfnet_layer_dense_create(K, &l_));
+        CF_ASSERT_OK(cfnet_network_set_option(
+            net, which ? CFNET_OPTION_BETA2 : CFNET_OPTION_BETA1, 0.99999999));
+        cfnet_tensor *w = cfnet_layer_param(cfnet_network_layer(net, 0), 0);
+        int64_t nw = cfnet_tensor_numel(w);
+        float *w0 = malloc((size_t)nw * sizeof *w0);
+        assert_non_null(w0);
+        CF_ASSERT_OK(cfnet_tensor_copy_out(w, w0, nw));
+        CF_ASSERT_OK(cfnet_network_train_step(net, x, y, NB, NULL));
+        int moved = 0;
+        double largest = 0; /* Adam's first step moves each weight by about the rate, 1e-3 */
+        for (int64_t j = 0; j < nw; j++) {
+            moved += cfnet_tensor_data(w)[j] != w0[j];
+            largest = fmax(largest, fabs((double)cfnet_tensor_data(w)[j] - w0[j]));
+        }
+        if (moved < nw / 2 || largest > 1e-2)
+            fail_msg("beta%d = 0.99999999: %d of %d weights moved, the largest by %g",
+                     which + 1, moved, (int)nw, largest);
+        for (int t = 0; t < 5; t++) CF_ASSERT_OK(cfnet_network_train_step(net, x, y, NB, NULL));
+        assert_true(params_finite(net));
+        free(w0);
+        cfnet_network_free(net);
+    }
+    cfnet_tensor_free(x);
+}
+
 static void save_refuses_nonfinite_values_unless_asked(void **state)
 {
     (void)state;
@@ -595,6 +692,9 @@ int main(void)
         cmocka_unit_test(a_step_failing_at_any_allocation_changes_nothing),
         cmocka_unit_test(a_step_failing_on_numbers_changes_nothing),
         cmocka_unit_test(divergence_is_refused_and_never_leaves_nonfinite_parameters),
+        cmocka_unit_test(a_step_overflowing_the_running_statistics_changes_nothing),
+        cmocka_unit_test(an_epsilon_below_float_range_still_trains),
+        cmocka_unit_test(betas_next_to_one_still_train),
         cmocka_unit_test(save_refuses_nonfinite_values_unless_asked),
         cmocka_unit_test(fifos_devices_and_directories_are_refused_without_blocking),
         cmocka_unit_test(a_large_non_model_file_is_refused_before_it_is_read),

@@ -98,12 +98,52 @@ static void cross_entropy_matches_direct_formula(void **state)
     cfnet_tensor_free(g);
 }
 
+/* Logits of +-1e4 (exp overflows float and double without the max shift): the loss is the
+ * direct formula and finite, and the gradient matches central differences of the loss, taken
+ * with steps large enough for float at that magnitude (the loss is nearly linear there). */
+static void cross_entropy_of_extreme_logits_is_finite_and_its_gradient_checks(void **state)
+{
+    (void)state;
+    enum { N = 3, C = 3 };
+    int64_t s[] = {N, C};
+    const float z[N * C] = {1e4f, -1e4f, 0.0f, 1e4f, 1e4f, -1e4f, -1e4f, 0.5f, -1e4f};
+    int32_t lab[N] = {1, 2, 1};
+    cfnet_tensor *zt = tu_tensor(2, s, NULL), *g = tu_tensor(2, s, NULL);
+    CF_ASSERT_OK(cfnet_tensor_copy_in(zt, z, N * C));
+    float loss;
+    CF_ASSERT_OK(cfnet_softmax_cross_entropy(zt, lab, N, &loss, g));
+    /* sample 0: 2e4; sample 1: 1e4 + ln 2 + 1e4; sample 2: 0 (up to exp(-1e4)) */
+    double expect = (2e4 + 2e4 + log(2.0)) / N;
+    assert_true(isfinite(loss));
+    assert_float_equal(loss, expect, 1e-3);
+    float gd[N * C];
+    CF_ASSERT_OK(cfnet_tensor_copy_out(g, gd, N * C));
+    for (int i = 0; i < N * C; i++) {
+        assert_true(isfinite(gd[i]));
+        const double h = 4.0;
+        float w[N * C], lp, lm;
+        memcpy(w, z, sizeof w);
+        w[i] = (float)(z[i] + h);
+        CF_ASSERT_OK(cfnet_tensor_copy_in(zt, w, N * C));
+        CF_ASSERT_OK(cfnet_softmax_cross_entropy(zt, lab, N, &lp, NULL));
+        w[i] = (float)(z[i] - h);
+        CF_ASSERT_OK(cfnet_tensor_copy_in(zt, w, N * C));
+        CF_ASSERT_OK(cfnet_softmax_cross_entropy(zt, lab, N, &lm, NULL));
+        double fd = ((double)lp - (double)lm) / (2 * h);
+        if (fabs(fd - gd[i]) > 1e-3)
+            fail_msg("logit %d: gradient %.6g, central difference %.6g", i, gd[i], fd);
+    }
+    cfnet_tensor_free(zt);
+    cfnet_tensor_free(g);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(relu_clamps_negatives_and_gradient_checks),
         cmocka_unit_test(layer_rejects_wrong_shapes_and_state),
         cmocka_unit_test(cross_entropy_matches_direct_formula),
+        cmocka_unit_test(cross_entropy_of_extreme_logits_is_finite_and_its_gradient_checks),
     };
     return cmocka_run_group_tests_name("relu_loss", tests, NULL, NULL);
 }

@@ -433,7 +433,10 @@ CFNET_API cfnet_status cfnet_layer_conic_conv_mirror_create(int out_channels, in
 
 /** Mean softmax cross-entropy of `logits` (N x K, or N x anything flattened to K) against
  *  integer labels[0..N-1] in [0, K). Writes the mean loss to *loss and, if `grad` is not NULL
- *  (same shape as logits), d loss / d logits = (softmax - onehot) / N. Numerically stable. */
+ *  (same shape as logits), d loss / d logits = (softmax - onehot) / N. Numerically stable:
+ *  logits of any finite size give finite gradients, and the loss (computed in double) is
+ *  +Inf only when it exceeds the float range (a logit gap beyond about 3.4e38). A NaN or
+ *  infinite logit gives CFNET_E_INVALID_ARGUMENT. */
 CFNET_API cfnet_status cfnet_softmax_cross_entropy(const cfnet_tensor *logits,
                                                    const int32_t *labels, int64_t n_labels,
                                                    float *loss, cfnet_tensor *grad);
@@ -540,7 +543,9 @@ typedef enum cfnet_option {
     CFNET_OPTION_LEARNING_RATE = 2,  /**< initial learning rate, default 1e-3 */
     CFNET_OPTION_BETA1 = 3,          /**< Adam, default 0.9 */
     CFNET_OPTION_BETA2 = 4,          /**< Adam, default 0.999 */
-    CFNET_OPTION_EPSILON = 5,        /**< Adam, default 1e-8 */
+    CFNET_OPTION_EPSILON = 5,        /**< Adam, default 1e-8 (the update runs in float: a
+                                          value below float's range acts as the smallest
+                                          positive float) */
     CFNET_OPTION_MOMENTUM = 6,       /**< SGD, default 0.9 */
     CFNET_OPTION_WEIGHT_DECAY = 7,   /**< L2 on weights (not biases or batch-norm), default 0 */
     CFNET_OPTION_LR_DECAY_RATE = 8,  /**< lr = lr0 * rate^floor(step / steps), default 1 */
@@ -616,7 +621,8 @@ CFNET_API int cfnet_option_is_integer(int option);
  *  The step is all or nothing: on any error the parameters, optimiser moments, step count,
  *  batch-norm running statistics and random generators are exactly as before (the parameter
  *  gradients are scratch space of the step). A step that would leave a non-finite value — a
- *  non-finite activation, loss or gradient, or an update that overflows — returns
+ *  non-finite activation, loss or gradient, an update that overflows, or a batch-norm running
+ *  statistic that overflows (finite activations of order 1e19 and more) — returns
  *  CFNET_E_NUMERIC naming the layer. After 2^53 steps the count is full: CFNET_E_LIMIT. */
 CFNET_API cfnet_status cfnet_network_train_step(cfnet_network *net, const cfnet_tensor *images,
                                                 const int32_t *labels, int64_t n, float *loss);
@@ -948,7 +954,10 @@ typedef int (*cfnet_progress_fn)(void *user, int64_t step, int64_t steps, double
  *  a label outside [0, classes), an order index outside [0, N), count <= 0 with an order, or
  *  NaN/Inf in the images give CFNET_E_INVALID_ARGUMENT / CFNET_E_SHAPE_MISMATCH /
  *  CFNET_E_STATE (no layers) before anything changes. A failure during the epoch (out of
- *  memory) leaves the steps done before it applied. */
+ *  memory, or CFNET_E_NUMERIC from a step that would diverge, which changes nothing itself)
+ *  leaves the steps done before it applied; its message says "step S of T failed (S - 1
+ *  earlier steps are kept)" followed by the step's own message. *mean_loss and *accuracy
+ *  are not written then. */
 CFNET_API cfnet_status cfnet_network_train_epoch(cfnet_network *net, const cfnet_tensor *images,
                                                  const int32_t *labels, int64_t batch,
                                                  const int64_t *order, int64_t count,

@@ -2,6 +2,7 @@
  * order), batches with a smaller last one, a progress callback that may cancel. */
 #include "network.h"
 
+#include <stdio.h>
 #include <string.h>
 
 void cf_network_draw_order(cfnet_network *net, int64_t n, int64_t *order)
@@ -87,7 +88,14 @@ CFNET_API cfnet_status cfnet_network_train_epoch(cfnet_network *net, const cfnet
         float l = 0;
         int64_t c = 0;
         st = cf_network_train_input(net, lab, nb, k, &l, &c);
-        if (st != CFNET_OK) break;
+        if (st != CFNET_OK) { /* the host learns which step failed and what is kept */
+            char msg[512];
+            snprintf(msg, sizeof msg, "%s", cfnet_last_error());
+            cf_error(st, WHAT ": step %lld of %lld failed (%lld earlier step%s kept): %s",
+                     (long long)(step + 1), (long long)steps, (long long)step,
+                     step == 1 ? " is" : "s are", msg);
+            break;
+        }
         step++;
         seen += nb;
         correct += c;

@@ -3,6 +3,7 @@
 
 #include "kernels/rotate.h"
 
+#include <float.h>
 #include <math.h>
 #include <string.h>
 
@@ -79,6 +80,7 @@ static cfnet_status augment_sample(cfnet_network *net, float *x, float *tmp, cf_
 typedef struct opt_coef {
     bool adam;
     float step, rb2, eps, b1, b2, mu;
+    float omb1, omb2; /* 1 - b1, 1 - b2 */
 } opt_coef;
 
 static opt_coef optimizer_coef(const cfnet_network *net)
@@ -91,9 +93,17 @@ static opt_coef optimizer_coef(const cfnet_network *net)
     c.adam = o->optimizer == CFNET_OPTIMIZER_ADAM;
     c.step = c.adam ? (float)(lr / bc1) : (float)lr;
     c.rb2 = (float)(1.0 / bc2);
-    c.eps = (float)o->eps;
+    /* The update runs in float: an epsilon below float's range (the option accepts any
+     * positive double) counts as the smallest positive float rather than as 0, which would
+     * turn the update of a parameter that never had a gradient (m = v = 0) into 0/0. */
+    c.eps = (float)o->eps > 0.0f ? (float)o->eps : FLT_TRUE_MIN;
     c.b1 = (float)o->beta1;
     c.b2 = (float)o->beta2;
+    /* A beta within 3e-8 of 1 rounds to 1.0f, and 1.0f - beta would be 0: the moment would
+     * never move (beta1: Adam never updates; beta2: v stays 0 and the steps blow up). Then
+     * 1 - beta is taken from the double; otherwise the float difference, as always. */
+    c.omb1 = c.b1 < 1.0f ? 1.0f - c.b1 : (float)(1.0 - o->beta1);
+    c.omb2 = c.b2 < 1.0f ? 1.0f - c.b2 : (float)(1.0 - o->beta2);
     c.mu = (float)o->momentum;
     return c;
 }
@@ -103,8 +113,8 @@ static inline void update_one(const opt_coef *c, float wd, float g, float *w, fl
 {
     float gj = g + wd * *w;
     if (c->adam) {
-        *m = c->b1 * *m + (1.0f - c->b1) * gj;
-        *v = c->b2 * *v + (1.0f - c->b2) * gj * gj;
+        *m = c->b1 * *m + c->omb1 * gj;
+        *v = c->b2 * *v + c->omb2 * gj * gj;
         *w -= c->step * *m / (sqrtf(*v * c->rb2) + c->eps);
     } else {
         *m = c->mu * *m + gj;
@@ -228,6 +238,23 @@ static cfnet_status nonfinite_forward(const cfnet_network *net, int upto, int64_
                                      "updated");
 }
 
+/* The running statistics the training forward moved: a step whose batch statistics overflow
+ * float (activations of order 1e19 and more, or a diverging network) would leave a non-finite
+ * running variance that inference uses and save refuses. */
+static cfnet_status nonfinite_state(const cfnet_network *net)
+{
+    for (int i = 0; i < net->nlayers; i++) {
+        const cfnet_layer *l = net->layers[i];
+        for (int s = 0; s < l->nstate; s++)
+            CF_FAIL_IF(!all_finite(l->state[s]->data, l->state[s]->numel), CFNET_E_NUMERIC,
+                       "network_train_step: layer %d (%s) %s would become non-finite "
+                       "(activations too large: diverged parameters or inputs?); nothing was "
+                       "updated",
+                       i, l->ops->name, l->state_name[s]);
+    }
+    return CFNET_OK;
+}
+
 /* Index one past the layer that produces the logits (a final softmax is skipped). */
 int cf_network_logits_end(const cfnet_network *net)
 {
@@ -338,6 +365,7 @@ static cfnet_status train_input_run(cfnet_network *net, const int32_t *labels, i
     if (st == CFNET_OK && bctx->sum) st = cf_parallel_sum_gradients(net, &l);
     opt_coef c = optimizer_coef(net);
     if (st == CFNET_OK) st = optimizer_pass(net, &c, false);
+    if (st == CFNET_OK) st = nonfinite_state(net);
     if (st == CFNET_E_NUMERIC && deferred) st = nonfinite_forward(net, upto, n);
     net->fwd_n = 0; /* the activations are stale after the update (or the failure) */
     if (st != CFNET_OK) {

@@ -1227,6 +1227,18 @@ int cmd_train(int argc, char **argv)
             } else {
                 tool_lib_error("training", st);
             }
+            /* the step was refused, so the last saved state is the last good one */
+            if (st == CFNET_E_NUMERIC && rank == 0) {
+                if (e > start_epoch + 1)
+                    tool_error("training diverged in epoch %d (try a smaller --lr); %s holds "
+                               "epoch %d", e, ckpt, e - 1);
+                else if (start_epoch > 0)
+                    tool_error("training diverged in epoch %d (try a smaller --lr); %s holds "
+                               "epoch %d", e, c.resume, e - 1);
+                else
+                    tool_error("training diverged in epoch %d (try a smaller --lr); this run "
+                               "saved nothing", e);
+            }
             goto out;
         }
         epoch_rec *r = &hist[nhist++];
