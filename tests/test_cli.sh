@@ -275,7 +275,7 @@ expect 1 "0000.tif: image has 1 channel, the model expects 2" "$cfnet" predict "
 # training images with different channel counts: the message names what the count came from
 cp -r "$d/train" "$bad/mixed"
 cp "$bad/one/train/class00/0000.tif" "$bad/mixed/class01/one.tif"
-expect 1 "one.tif: image has 1 channel, the first image read has 2; every image needs the same" \
+expect 1 "one.tif: image has 1 channel, the first image read \(.*/mixed/class00/0000.tif\) has 2; every image needs the same" \
     "$cfnet" train "$bad/mixed" -o "$bad/m" --epochs 1
 expect 1 "image is 32x32, smaller than the input size 40 \(use --pad" "$cfnet" train "$d/train" -o "$bad/m" --size 40 --epochs 1
 
@@ -283,7 +283,12 @@ expect 1 "image is 32x32, smaller than the input size 40 \(use --pad" "$cfnet" t
 cp -r "$d/train" "$bad/sizes"
 "$cfnet" synth "$bad/big" --classes 2 --per-class 1 --test-per-class 0 --size 40 -q
 cp "$bad/big/train/class01/0000.tif" "$bad/sizes/class01/big.tif"
-expect 1 "big.tif: image is 40x40 but the first image is 32x32; give --size" "$cfnet" train "$bad/sizes" -o "$bad/m" --epochs 1
+expect 1 "big.tif: image is 40x40 but the first image \(.*/sizes/class00/0000.tif\) is 32x32; give --size" "$cfnet" train "$bad/sizes" -o "$bad/m" --epochs 1
+# with --skip-bad, the first image is the first readable one: a broken first file is not named
+printf 'not an image' >"$bad/sizes/class00/0000.tif"
+cp "$bad/big/train/class01/0000.tif" "$bad/sizes/class00/0001.tif"
+expect 1 "class00/0002.tif: image is 32x32 but the first image \(.*/sizes/class00/0001.tif\) is 40x40" \
+    "$cfnet" train "$bad/sizes" -o "$bad/m" --epochs 1 --skip-bad
 
 # label not seen in training (folder and manifest)
 cp -r "$d/test" "$bad/extra"

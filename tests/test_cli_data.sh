@@ -3,7 +3,8 @@
 # folders, DATA that is neither a folder nor a .csv manifest, a file listed twice in a manifest,
 # class names that differ only in case, the eval report's columns with UTF-8 class names, names
 # that are not UTF-8, the same file in two class folders, the files predict's search leaves out, and
-# class names in two Unicode forms, and a quoted manifest path that starts with '#'.
+# class names in two Unicode forms, a quoted manifest path that starts with '#', and a class name
+# with a control character in the SVG report.
 set -eu
 name=cli-data
 # shellcheck source=tests/cli_lib.sh
@@ -266,6 +267,27 @@ expect 0 "predicted 4 images" "$cfnet" predict "$m" "$hash_/m.csv" -o "$out/hash
 import csv, sys
 rows = list(csv.reader(open(sys.argv[1], newline="")))
 assert rows[1][0].endswith("/#12.tif"), rows[1]
+PY
+
+# ---- 12. a label with a control character: confusion.svg stays well-formed XML -------------------
+# XML 1.0 has no way to write U+0001 (not even &#1;), so the SVG shows U+FFFD for it; the JSON and
+# CSV files keep the name as it is.
+ctl="$out/ctl"
+mkdir -p "$ctl"
+cp "$src/train/class00/0000.tif" "$ctl/a.tif"
+cp "$src/train/class00/0001.tif" "$ctl/b.tif"
+cp "$src/train/class01/0000.tif" "$ctl/c.tif"
+cp "$src/train/class01/0001.tif" "$ctl/d.tif"
+printf 'path,label\na.tif,ring\001x\nb.tif,ring\001x\nc.tif,dot\nd.tif,dot\n' >"$ctl/m.csv"
+# shellcheck disable=SC2086
+expect 0 "of 2 classes" "$cfnet" train "$ctl/m.csv" -o "$out/ctl.safetensors" $train
+expect 0 "" "$cfnet" eval "$out/ctl.safetensors" "$ctl/m.csv" --out "$out/ctl-report" -q
+"$py" - "$out/ctl-report" <<'PY' || fail "confusion.svg with a control character in a class name"
+import json, sys, xml.etree.ElementTree as ET
+d = sys.argv[1]
+texts = [t.text for t in ET.parse(d + "/confusion.svg").getroot().iter("{http://www.w3.org/2000/svg}text")]
+assert "ring\ufffdx" in texts, texts
+assert "ring\x01x" in json.load(open(d + "/metrics.json"))["classes"]
 PY
 
 if [ $fails -ne 0 ]; then

@@ -871,23 +871,26 @@ static void *load_worker(void *arg)
         if (i >= j->n || stop) break;
         tool_sample *s = &j->ds->s[j->idx[i]];
         float *dst = j->dst + i * per;
-        char err[512];
+        char err[1024];
         tool_image img;
         int rc = image_read(s->path, &img, err, sizeof err);
+        /* the image the others are compared with, when there is one */
+        const char *first = j->spec->first ? j->spec->first : "";
+        const char *fl = j->spec->first ? " (" : "", *fr = j->spec->first ? ")" : "";
         if (rc == 0 && img.channels != j->spec->channels) {
             if (j->spec->channels_from_data)
-                snprintf(err, sizeof err, "image has %d channel%s, the first image read has %d; "
-                         "every image needs the same channels", img.channels,
-                         img.channels == 1 ? "" : "s", j->spec->channels);
+                snprintf(err, sizeof err, "image has %d channel%s, the first image read%s%s%s has "
+                         "%d; every image needs the same channels", img.channels,
+                         img.channels == 1 ? "" : "s", fl, first, fr, j->spec->channels);
             else
                 snprintf(err, sizeof err, "image has %d channel%s, the model expects %d",
                          img.channels, img.channels == 1 ? "" : "s", j->spec->channels);
             rc = -1;
         }
         if (rc == 0 && j->spec->exact && (img.height != j->spec->size || img.width != j->spec->size)) {
-            snprintf(err, sizeof err, "image is %dx%d but the first image is %dx%d; give --size S "
-                     "to centre-crop (and --pad to zero-pad) every image to SxS",
-                     img.width, img.height, j->spec->size, j->spec->size);
+            snprintf(err, sizeof err, "image is %dx%d but the first image%s%s%s is %dx%d; give "
+                     "--size S to centre-crop (and --pad to zero-pad) every image to SxS",
+                     img.width, img.height, fl, first, fr, j->spec->size, j->spec->size);
             rc = -1;
         }
         if (rc == 0) rc = image_prepare(&img, &j->spec->norm, j->spec->size, j->spec->pad, dst, err,
@@ -951,7 +954,7 @@ int dataset_load(tool_dataset *ds, const int64_t *idx, int64_t n, const load_spe
 }
 
 int dataset_probe(tool_dataset *ds, const int64_t *idx, int64_t n, int skip_bad, int *channels,
-                  int *height, int *width)
+                  int *height, int *width, int64_t *first)
 {
     for (int64_t i = 0; i < n; i++) {
         tool_sample *s = &ds->s[idx ? idx[i] : i];
@@ -961,6 +964,7 @@ int dataset_probe(tool_dataset *ds, const int64_t *idx, int64_t n, int skip_bad,
             *channels = img.channels;
             *height = img.height;
             *width = img.width;
+            if (first) *first = idx ? idx[i] : i;
             image_free(&img);
             return 0;
         }

@@ -35,7 +35,7 @@ static int run_model(cfnet_network *net, const tool_model_info *info, tool_datas
     /* whole inference batches per chunk: every batch starts at a multiple of o->batch, so that
      * ranks given whole batches (cfnet predict under mpirun) compute the same numbers */
     if (chunk >= o->batch) chunk = chunk / o->batch * o->batch;
-    load_spec spec = {C, S, info->pad || o->pad, info->norm, o->threads, o->skip_bad, 0, 0};
+    load_spec spec = {C, S, info->pad || o->pad, info->norm, o->threads, o->skip_bad, 0, 0, NULL};
     float *x = xmalloc(sizeof(float) * (size_t)(chunk * per));
     float *p = xmalloc(sizeof(float) * (size_t)(chunk * k));
     int64_t *idx = xmalloc(sizeof(int64_t) * chunk);

@@ -152,15 +152,22 @@ int metrics_write_confusion_csv(const tool_metrics *m, char **classes, FILE *f)
     return ferror(f) ? -1 : 0;
 }
 
+/* Text for an XML 1.0 element or attribute. A control character other than tab, newline and
+ * carriage return cannot appear in XML 1.0 at all, not even as a character reference, so it
+ * is written as U+FFFD (a manifest label may hold one; the file must stay readable). */
 static void xml_text(FILE *f, const char *s)
 {
     for (; *s; s++) {
-        switch (*s) {
+        unsigned char c = (unsigned char)*s;
+        switch (c) {
         case '<': fputs("&lt;", f); break;
         case '>': fputs("&gt;", f); break;
         case '&': fputs("&amp;", f); break;
         case '"': fputs("&quot;", f); break;
-        default: fputc(*s, f);
+        case '\t': case '\n': case '\r': fputc(c, f); break;
+        default:
+            if (c < 0x20) fputs("\xEF\xBF\xBD", f);
+            else fputc(c, f);
         }
     }
 }

@@ -239,12 +239,14 @@ typedef struct load_spec {
     int skip_bad;
     int exact; /* 1: every image must be size x size already (no --size given) */
     int channels_from_data; /* 1: channels were read from the first image, not from a model */
+    const char *first;      /* that first image (exact or channels_from_data), for messages */
 } load_spec;
 int dataset_load(tool_dataset *ds, const int64_t *idx, int64_t n, const load_spec *spec,
                  float *dst, int64_t *bad_count);
-/* Reads the first good image to find channels and size (when not given). */
+/* Reads the first good image to find channels and size (when not given); *first (may be NULL)
+ * is its sample index, for messages that compare other images with it. */
 int dataset_probe(tool_dataset *ds, const int64_t *idx, int64_t n, int skip_bad, int *channels,
-                  int *height, int *width);
+                  int *height, int *width, int64_t *first);
 
 /* ---- sampling (sampling.c) ------------------------------------------------------------------- */
 

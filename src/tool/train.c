@@ -693,11 +693,13 @@ static int screen_bad(tool_dataset *ds, const train_cfg *c, int channels)
     int64_t *idx = xmalloc(sizeof(int64_t) * (size_t)(ds->n ? ds->n : 1)), n = 0;
     for (int64_t i = 0; i < ds->n; i++)
         if (ds->s[i].split != SPLIT_TEST) idx[n++] = i;
-    int ch = 0, h = 0, w = 0, rc = dataset_probe(ds, idx, n, 1, &ch, &h, &w);
+    int ch = 0, h = 0, w = 0;
+    int64_t first = 0;
+    int rc = dataset_probe(ds, idx, n, 1, &ch, &h, &w, &first);
     int size = c->size ? c->size : h;
     if (rc == 0 && (c->size || (h == w && h >= 16 && h <= 512))) {
         load_spec spec = {channels ? channels : ch, size, c->pad, c->norm, c->threads, 1, !c->size,
-                          !channels};
+                          !channels, ds->s[first].path};
         enum { BLOCK = 64 };
         float *buf = xmalloc(sizeof(float) * (size_t)BLOCK * (size_t)spec.channels * (size_t)size *
                              (size_t)size);
@@ -918,7 +920,8 @@ int cmd_train(int argc, char **argv)
 
     /* Input geometry from the first image (channels; size unless given). */
     int ch = 0, h0 = 0, w0 = 0, exact = 0;
-    if (dataset_probe(&ds, tr, ntr, c.skip_bad, &ch, &h0, &w0) != 0) goto out;
+    int64_t first = 0; /* the sample probed: the first readable one */
+    if (dataset_probe(&ds, tr, ntr, c.skip_bad, &ch, &h0, &w0, &first) != 0) goto out;
     if (c.resume) {
         if (ch != minfo.channels) {
             tool_error("%s: images have %d channel%s, the checkpoint %d", c.data, ch,
@@ -928,18 +931,19 @@ int cmd_train(int argc, char **argv)
     } else if (c.size == 0) {
         if (h0 != w0) {
             tool_error("%s: images are %dx%d (not square); give --size S to centre-crop them to "
-                       "SxS", ds.s[tr[0]].path, w0, h0);
+                       "SxS", ds.s[first].path, w0, h0);
             goto out;
         }
         if (h0 < 16 || h0 > 512) {
             tool_error("%s: images are %dx%d; the models take 16 to 512 pixels: give --size "
-                       "(and --pad for small images)", ds.s[tr[0]].path, w0, h0);
+                       "(and --pad for small images)", ds.s[first].path, w0, h0);
             goto out;
         }
         c.size = h0;
         exact = 1;
     }
-    load_spec spec = {ch, c.size, c.pad, c.norm, c.threads, c.skip_bad, exact, !c.resume};
+    load_spec spec = {ch, c.size, c.pad, c.norm, c.threads, c.skip_bad, exact, !c.resume,
+                      ds.s[first].path};
     const int K = ds.n_classes;
     const int64_t per = (int64_t)ch * c.size * c.size;
 
