@@ -247,6 +247,58 @@ static void sgd_and_adam_steps_follow_their_formulas(void **state)
     cfnet_tensor_free(x);
 }
 
+/* Adam's update in float, bit for bit, for ordinary settings (the defaults, and other betas and
+ * epsilon): with a zero input the weights' gradient is weight decay alone, g = wd w, so the
+ * update can be followed here with the float formula (weights as small as the steps, so that
+ * a change of one bit in m or v shows in them), m = b1 m + (1 - b1) g,
+ * v = b2 v + (1 - b2) g^2, w -= (lr / bc1) m / (sqrt(v / bc2) + eps). A change of the
+ * library's arithmetic for such settings (only the limits of float may change it) fails here. */
+static void adam_update_is_the_float_formula_bit_for_bit(void **state)
+{
+    (void)state;
+    static const double cfg[2][4] = {{0.9, 0.999, 1e-8, 0.01}, {0.8, 0.99, 1e-6, 0.2}};
+    for (int c = 0; c < 2; c++) {
+        cfnet_network *net = tiny_dense();
+        cfnet_layer *l = cfnet_network_layer(net, 0);
+        float w[4] = {3e-3f, -7e-3f, 1.1e-2f, 2.5e-2f}, m[4] = {0}, v[4] = {0};
+        CF_ASSERT_OK(cfnet_tensor_copy_in(cfnet_layer_param(l, 0), w, 4));
+        const double lr = 0.01, wd = 0.05;
+        if (c == 1) {
+            CF_ASSERT_OK(cfnet_network_set_option(net, CFNET_OPTION_BETA1, cfg[c][0]));
+            CF_ASSERT_OK(cfnet_network_set_option(net, CFNET_OPTION_BETA2, cfg[c][1]));
+            CF_ASSERT_OK(cfnet_network_set_option(net, CFNET_OPTION_EPSILON, cfg[c][2]));
+        }
+        CF_ASSERT_OK(cfnet_network_set_option(net, CFNET_OPTION_LEARNING_RATE, lr));
+        CF_ASSERT_OK(cfnet_network_set_option(net, CFNET_OPTION_WEIGHT_DECAY, wd));
+        CF_ASSERT_OK(cfnet_network_set_option(net, CFNET_OPTION_LR_DECAY_STEPS, 3));
+        CF_ASSERT_OK(cfnet_network_set_option(net, CFNET_OPTION_LR_DECAY_RATE, 0.5));
+        int64_t xs[] = {1, 1, 1, 2};
+        cfnet_tensor *x = tu_tensor(4, xs, NULL); /* zero input: no data gradient on W */
+        int32_t lab = 1;
+        const float b1 = (float)cfg[c][0], b2 = (float)cfg[c][1], eps = (float)cfg[c][2],
+                    fwd = (float)wd;
+        for (int t = 1; t <= 7; t++) {
+            CF_ASSERT_OK(cfnet_network_train_step(net, x, &lab, 1, NULL));
+            const double rate = lr * pow(0.5, (double)((t - 1) / 3));
+            const float step = (float)(rate / (1.0 - pow(cfg[c][0], t))),
+                        rb2 = (float)(1.0 / (1.0 - pow(cfg[c][1], t)));
+            for (int i = 0; i < 4; i++) {
+                float g = 0.0f + fwd * w[i];
+                m[i] = b1 * m[i] + (1.0f - b1) * g;
+                v[i] = b2 * v[i] + (1.0f - b2) * g * g;
+                w[i] -= step * m[i] / (sqrtf(v[i] * rb2) + eps);
+            }
+            const float *got = cfnet_tensor_data(cfnet_layer_param(l, 0));
+            if (memcmp(got, w, sizeof w) != 0)
+                fail_msg("settings %d, step %d: weights %.9g %.9g %.9g %.9g, the float formula "
+                         "gives %.9g %.9g %.9g %.9g", c, t, got[0], got[1], got[2], got[3], w[0],
+                         w[1], w[2], w[3]);
+        }
+        cfnet_tensor_free(x);
+        cfnet_network_free(net);
+    }
+}
+
 /* SGD without momentum on a zero gradient with weight decay: w <- w (1 - lr wd) each step,
  * and the learning rate follows lr0 * rate^floor(step / k). */
 static void weight_decay_and_learning_rate_schedule(void **state)
@@ -501,6 +553,7 @@ int main(void)
         cmocka_unit_test(summary_lists_every_layer),
         cmocka_unit_test(network_backward_matches_finite_differences),
         cmocka_unit_test(sgd_and_adam_steps_follow_their_formulas),
+        cmocka_unit_test(adam_update_is_the_float_formula_bit_for_bit),
         cmocka_unit_test(weight_decay_and_learning_rate_schedule),
         cmocka_unit_test(cfnet_learns_rotation_invariant_problem),
         cmocka_unit_test(invariance_check_separates_invariant_networks_from_cnn),

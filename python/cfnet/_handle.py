@@ -87,15 +87,21 @@ class Handle:
         meanwhile, from another thread or from inside a callback, marks the object closed but
         keeps its memory until the call has returned (it used to be freed under the call: a
         crash)."""
-        with _busy_lock:  # the count stays exact when several threads run calls
-            self._busy += 1
+        self._call_begin()
         try:
             yield
         finally:
-            with _busy_lock:
-                self._busy -= 1
-            if self._handle is None:
-                self._release()
+            self._call_end()
+
+    def _call_begin(self):
+        with _busy_lock:  # the count stays exact when several threads run calls
+            self._busy += 1
+
+    def _call_end(self):
+        with _busy_lock:
+            self._busy -= 1
+        if self._handle is None:
+            self._release()
 
     def _views_alive(self):
         return bool(self._views) or self._busy > 0

@@ -1,6 +1,7 @@
 """Layers: the cfnet_layer handle and one create function per layer kind."""
 import collections
 import ctypes
+import functools
 import weakref
 
 import numpy as np
@@ -10,6 +11,16 @@ from ._enums import UINT64, Interp, LayerKind, Padding, PoolMode, to_enum, to_in
 from ._errors import StateError
 from ._tensor import Borrow, MAX_DIMS, _shape_array, as_float32, handle_shape, view
 from ._handle import Handle
+
+
+def _layer_call(method):
+    """Runs a Layer method inside ``Layer._using``: a close() of the layer or of its network
+    meanwhile (another thread) frees the memory only after the call."""
+    @functools.wraps(method)
+    def wrapper(self, *args, **kwargs):
+        with self._using():
+            return method(self, *args, **kwargs)
+    return wrapper
 
 
 class Layer(Handle):
@@ -99,22 +110,26 @@ class Layer(Handle):
     # ---- description ----
 
     @property
+    @_layer_call
     def kind(self):
         """The layer's LayerKind."""
         return LayerKind(_lib.load().cfnet_layer_kind_of(self._h()))
 
     @property
+    @_layer_call
     def kind_name(self):
         """The library's name of the layer's kind, e.g. "conic_conv"."""
         lib = _lib.load()
         return lib.cfnet_layer_kind_name(lib.cfnet_layer_kind_of(self._h())).decode()
 
     @property
+    @_layer_call
     def input_shape(self):
         """Per-sample input shape (StateError before setup)."""
         return handle_shape(_lib.load(), "cfnet_layer_input_shape", self._h())
 
     @property
+    @_layer_call
     def output_shape(self):
         """Per-sample output shape (StateError before setup)."""
         return handle_shape(_lib.load(), "cfnet_layer_output_shape", self._h())
@@ -132,6 +147,7 @@ class Layer(Handle):
 
     # ---- use ----
 
+    @_layer_call
     def setup(self, input_shape, seed=0):
         """Sets the layer up for the per-sample ``input_shape`` (no batch axis); allocates and
         initialises the parameters from ``seed``. Returns the output shape. Replaces the
@@ -185,10 +201,12 @@ class Layer(Handle):
                     _lib.load().call("cfnet_layer_backward", h, tx, ty, tdy, tdx)
         return dx
 
+    @_layer_call
     def zero_grad(self):
         """Sets the parameter gradients (``grads``) to zero."""
         _lib.load().call("cfnet_layer_zero_grad", self._h())
 
+    @_layer_call
     def _tensors(self, count_fn, get_fn, name_fn):
         lib = _lib.load()
         h = self._h()

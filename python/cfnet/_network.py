@@ -91,8 +91,24 @@ def _using(method):
     freed when the call has returned."""
     @functools.wraps(method)
     def wrapper(self, *args, **kwargs):
-        with self._in_call():
+        self._call_begin()  # _in_call without a generator: this wraps every small call too
+        try:
             return method(self, *args, **kwargs)
+        finally:
+            self._call_end()
+    return wrapper
+
+
+def _using_net(method):
+    """``_using`` for a Metadata method: the call counts on its network."""
+    @functools.wraps(method)
+    def wrapper(self, *args, **kwargs):
+        net = self._net
+        net._call_begin()
+        try:
+            return method(self, *args, **kwargs)
+        finally:
+            net._call_end()
     return wrapper
 
 
@@ -175,6 +191,7 @@ class Network(Handle):
 
     # ---- composition ----
 
+    @_using
     def append(self, layer):
         """Appends ``layer`` and sets it up for the current output shape. The network takes
         ownership in every case: on success ``layer`` becomes a view of the network's layer and
@@ -209,9 +226,11 @@ class Network(Handle):
             self.append(layer)
         return self
 
+    @_using
     def __len__(self):
         return _lib.load().cfnet_network_layer_count(self._h())
 
+    @_using
     def __getitem__(self, i):
         n = len(self)
         try:
@@ -237,16 +256,19 @@ class Network(Handle):
         return list(self)
 
     @property
+    @_using
     def input_shape(self):
         """Per-sample input shape (C, H, W)."""
         return handle_shape(_lib.load(), "cfnet_network_input_shape", self._h())
 
     @property
+    @_using
     def output_shape(self):
         """Per-sample output shape of the last layer (the input shape if there is none)."""
         return handle_shape(_lib.load(), "cfnet_network_output_shape", self._h())
 
     @property
+    @_using
     def param_count(self):
         """Total number of trainable scalars."""
         return _lib.load().cfnet_network_param_count(self._h())
@@ -268,12 +290,14 @@ class Network(Handle):
         return self
 
     @property
+    @_using
     def multiply_adds(self):
         """Nominal multiply-adds of one sample's forward pass (cfnet_network_multiply_adds;
         2 x this = FLOP)."""
         return _lib.load().cfnet_network_multiply_adds(self._h())
 
     @property
+    @_using
     def memory_usage(self):
         """Bytes held by the network (parameters, optimiser state, buffers)."""
         return _lib.load().cfnet_network_memory_usage(self._h())
@@ -508,6 +532,7 @@ class Network(Handle):
         return g
 
     @property
+    @_using
     def step_count(self):
         """Optimisation steps taken so far."""
         return _lib.load().cfnet_network_step_count(self._h())
@@ -767,6 +792,7 @@ class Metadata(MutableMapping):
             raise ValueError("metadata %s contains a NUL character" % what)
         return s.encode("utf-8")
 
+    @_using_net
     def __getitem__(self, key):
         v = ctypes.c_char_p()
         _lib.load().call("cfnet_network_get_metadata", self._net._h(), self._enc(key, "key"),
@@ -775,18 +801,22 @@ class Metadata(MutableMapping):
             raise KeyError(key)
         return v.value.decode("utf-8")
 
+    @_using_net
     def __setitem__(self, key, value):
         _lib.load().call("cfnet_network_set_metadata", self._net._h(), self._enc(key, "key"),
                          self._enc(value, "value"))
 
+    @_using_net
     def __delitem__(self, key):
         self[key]  # KeyError when absent
         _lib.load().call("cfnet_network_set_metadata", self._net._h(), self._enc(key, "key"),
                          None)
 
+    @_using_net
     def __len__(self):
         return _lib.load().cfnet_network_metadata_count(self._net._h())
 
+    @_using_net
     def __iter__(self):
         lib = _lib.load()
         h = self._net._h()

@@ -239,6 +239,69 @@ class CloseFromAnotherThreadTest(LeakCheckedTestCase):
         self.assertIn("done", r.stdout)
 
 
+class CloseDuringEveryCallTest(LeakCheckedTestCase):
+    """close() from another thread can land while any C call of a Network, its Metadata or a
+    Layer runs (ctypes releases the GIL): here the library function itself closes the object
+    before it runs, deterministically, and must still find the memory valid."""
+
+    def _closing(self, obj, names):
+        lib = _lib.load()
+        freed = []
+        saved = {n: getattr(lib, n) for n in names}
+
+        def wrap(name, fn):
+            def call(*args):
+                obj.close()  # "another thread", in the middle of the call
+                if not obj._finalizer.alive:
+                    freed.append(name)
+                return fn(*args)
+            return call
+        for n, fn in saved.items():
+            setattr(lib, n, wrap(n, fn))
+        return lib, saved, freed
+
+    def _check(self, make, names, call):
+        obj = make()
+        lib, saved, freed = self._closing(obj, names)
+        try:
+            call(obj)
+        except ValueError:
+            pass  # closed before a later call of the same method: refused, not a crash
+        finally:
+            for n, fn in saved.items():
+                setattr(lib, n, fn)
+        self.assertEqual(freed, [], "freed during the call")
+        self.assertTrue(obj.closed)
+        del obj
+        gc.collect()
+
+    def test_small_network_calls_keep_the_memory(self):
+        for names, call in [
+                (["cfnet_network_step_count"], lambda n: n.step_count),
+                (["cfnet_network_memory_usage"], lambda n: n.memory_usage),
+                (["cfnet_network_param_count"], lambda n: n.param_count),
+                (["cfnet_network_multiply_adds"], lambda n: n.multiply_adds),
+                (["cfnet_network_layer_count"], lambda n: len(n)),
+                (["cfnet_network_layer"], lambda n: n[0]),
+                (["cfnet_network_metadata_count"], lambda n: list(n.metadata)),
+                (["cfnet_network_get_metadata"], lambda n: n.metadata.get("k")),
+                (["cfnet_network_set_metadata"], lambda n: n.metadata.update(k="v"))]:
+            with self.subTest(names[0]):
+                self._check(small_cfnet, names, call)
+
+    def test_small_layer_calls_keep_the_memory(self):
+        for names, call in [
+                (["cfnet_layer_kind_of"], lambda l: l.kind),
+                (["cfnet_layer_zero_grad"], lambda l: l.zero_grad()),
+                (["cfnet_layer_param_count"], lambda l: l.params)]:
+            with self.subTest(names[0]):
+                def make():
+                    layer = cfnet.conv2d(4, 3)
+                    layer.setup((1, 8, 8))
+                    return layer
+                self._check(make, names, call)
+
+
 if __name__ == "__main__":
     import unittest
     unittest.main()

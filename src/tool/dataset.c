@@ -438,10 +438,21 @@ static int check_duplicates(const tool_dataset *ds, const char *csv, int labels_
     free(v);
     int errors = 0;
     const int max_reported = 5;
+    /* class folders: one file under two names in one class (hard links made by a tool that
+     * merges identical files, such as hardlink or rdfind) is the same data as two copies, which
+     * are used as they are: said, not refused */
+    int64_t linked = 0, linked_a = -1, linked_b = -1;
     for (int64_t i = 0; i < ds->n; i++) {
         if (first[i] < 0) continue;
         const tool_sample *a = &ds->s[first[i]], *b = &ds->s[i];
         int relabelled = a->label && b->label && strcmp(a->label, b->label) != 0;
+        if (!relabelled && a->line == 0) {
+            if (linked++ == 0) {
+                linked_a = first[i];
+                linked_b = i;
+            }
+            continue;
+        }
         if (!relabelled && !labels_required) continue;
         if (++errors > max_reported) continue;
         if (a->line == 0) { /* class folders: the same file twice, through a link */
@@ -449,9 +460,6 @@ static int check_duplicates(const tool_dataset *ds, const char *csv, int labels_
                 tool_error("%s: %s and %s are the same file (a link), in classes '%s' and '%s'; "
                            "every image belongs to one class", csv, a->path, b->path, a->label,
                            b->label);
-            else
-                tool_error("%s: %s and %s are the same file (a link) in class '%s'; keep one",
-                           csv, a->path, b->path, a->label);
             continue;
         }
         char as[1100] = "";
@@ -465,6 +473,10 @@ static int check_duplicates(const tool_dataset *ds, const char *csv, int labels_
                        a->path, a->line, b->line, as);
     }
     free(first);
+    if (linked && !errors)
+        tool_warn("%s: %s and %s are the same file (a link) in class '%s'%s; each name counts as "
+                  "one image, as a copy would", csv, ds->s[linked_a].path, ds->s[linked_b].path,
+                  ds->s[linked_a].label, linked > 1 ? " (and more such names)" : "");
     if (errors > max_reported)
         tool_error("%s: %d more %s a file %s before", csv, errors - max_reported,
                    ds->manifest ? "rows list" : "images are", ds->manifest ? "listed" : "found");
