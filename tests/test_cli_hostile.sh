@@ -160,20 +160,32 @@ expect 0 "fewer/train has 15 training and 3 validation images, the run of .*othe
 lacks "improved for 1 epochs" "early stop: '1 epochs'"
 
 # ---- two runs writing the same model ------------------------------------------------------------
-# The first run finds the second's files in place of its own before its next save and stops with
-# status 1 (it used to go on, leaving a model of one run beside the checkpoint of the other).
+# A run that finds the other's files in place of its own before its next save stops with status
+# 1 (both went on before, leaving a model of one run beside the checkpoint of the other). Which
+# one stops first depends on how their saves interleave; the other is then alone, and stopped
+# here. Files are told apart by size and time, not by inode number, which a file system reuses
+# for the other run's next file.
 t="$out/twice"
 # shellcheck disable=SC2086
 "$cfnet" train "$d/train" -o "$t.safetensors" --epochs 100000 $common -q --log "$t.csv" 2>"$t.err" &
 pid=$!
 wait_lines "$t.csv" 3 $pid
 # shellcheck disable=SC2086
-"$cfnet" train "$d/train" -o "$t.safetensors" --epochs 2 $common -q --seed 5 2>/dev/null || true
-finish $pid
-[ $killed = 0 ] || fail "a run whose model another run replaced went on training"
+"$cfnet" train "$d/train" -o "$t.safetensors" --epochs 100000 $common -q --seed 5 2>"$t.err2" &
+pid2=$!
+n=0
+while kill -0 $pid 2>/dev/null && kill -0 $pid2 2>/dev/null && [ $n -lt 600 ]; do
+    sleep 0.1
+    n=$((n + 1))
+done
+if kill -0 $pid 2>/dev/null; then first=$pid2 other=$pid err=$t.err2; else first=$pid other=$pid2 err=$t.err; fi
+finish $first
+[ $killed = 0 ] || fail "two runs on one model: both went on training for a minute"
 [ $st = 1 ] || fail "a run whose model another run replaced: exit $st (expected 1)"
 grep -q "twice.*safetensors was replaced by another program during training (another 'cfnet train -o .*twice.safetensors' at the same time?)" \
-    "$t.err" || fail "two runs on one model: message: $(cat "$t.err")"
+    "$err" || fail "two runs on one model: message: $(cat "$err")"
+kill -TERM $other 2>/dev/null || true
+finish $other
 
 # ---- a file system that fills up (root only: a small tmpfs) ------------------------------------
 if [ "$(id -u)" = 0 ] && command -v mount >/dev/null 2>&1; then

@@ -448,6 +448,70 @@ static void outputs_replace_whole_files_and_keep_links_modes_and_pipes(void **st
     free(dir);
 }
 
+/* `cfnet train` checks before each save that its model and checkpoint are still the files it
+ * wrote. The identity is the size and the modification time to the nanosecond, not the inode
+ * number: a file system hands a freed number to the next new file, so another run's file could
+ * carry the number of ours (a second `cfnet train -o` of the same model then went on training,
+ * saving over the other run's files). Here a rewrite in place keeps the inode exactly. */
+static void a_saved_file_rewritten_under_its_inode_number_is_not_ours(void **state)
+{
+    (void)state;
+    char *p = out_path("saved.bin"), *q = out_path("saved.other");
+    write_text(p, "model of run 1");
+    tool_saved f;
+    tool_saved_note(&f, p);
+    assert_int_equal(f.known, 1);
+    assert_int_equal(tool_saved_unchanged(&f, p), 1);
+    struct stat before, after;
+    assert_int_equal(stat(p, &before), 0);
+
+    /* another run's bytes, same size, in the same inode, a second later */
+    int fd = open(p, O_WRONLY | O_TRUNC);
+    assert_true(fd >= 0);
+    assert_int_equal(write(fd, "model of run 2", 14), 14);
+    struct timespec later[2] = {before.st_atim, before.st_mtim};
+    later[0].tv_sec += 1;
+    later[1].tv_sec += 1;
+    assert_int_equal(futimens(fd, later), 0);
+    close(fd);
+    assert_int_equal(stat(p, &after), 0);
+    assert_true(after.st_ino == before.st_ino && after.st_dev == before.st_dev);
+    assert_int_equal(tool_saved_unchanged(&f, p), 0);
+
+    /* a file renamed over it (what a second run's save does) */
+    tool_saved_note(&f, p);
+    write_text(q, "model of run 3");
+    assert_int_equal(rename(q, p), 0);
+    struct timespec other[2] = {later[0], later[1]};
+    other[1].tv_sec += 5;
+    assert_int_equal(utimensat(AT_FDCWD, p, other, 0), 0);
+    assert_int_equal(tool_saved_unchanged(&f, p), 0);
+
+    /* the same size and time under a new inode number (a FUSE file system renumbering an
+     * unchanged file) is still ours */
+    tool_saved_note(&f, p);
+    write_text(q, "model of run 3");
+    struct timespec same[2] = {{0, 0}, {(time_t)f.mtime_sec, (long)f.mtime_nsec}};
+    same[0] = same[1];
+    assert_int_equal(utimensat(AT_FDCWD, q, same, 0), 0);
+    assert_int_equal(rename(q, p), 0);
+    assert_int_equal(tool_saved_unchanged(&f, p), 1);
+
+    /* another size at the same time is not */
+    write_text(p, "a longer model of run 4");
+    assert_int_equal(utimensat(AT_FDCWD, p, same, 0), 0);
+    assert_int_equal(tool_saved_unchanged(&f, p), 0);
+
+    /* removed, or never saved: nothing to keep apart */
+    unlink(p);
+    assert_int_equal(tool_saved_unchanged(&f, p), 1);
+    tool_saved none;
+    memset(&none, 0, sizeof none);
+    assert_int_equal(tool_saved_unchanged(&none, q), 1);
+    free(p);
+    free(q);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -459,6 +523,7 @@ int main(void)
         cmocka_unit_test(class_folders_sorted_with_other_files_ignored),
         cmocka_unit_test(utf8_repair_replaces_exactly_the_invalid_bytes),
         cmocka_unit_test(outputs_replace_whole_files_and_keep_links_modes_and_pipes),
+        cmocka_unit_test(a_saved_file_rewritten_under_its_inode_number_is_not_ours),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -113,6 +113,20 @@ int check_writable(const char *path);
 /* 1 when a and b name the same file: the same inode when both exist, else the same resolved
  * folder and name (a file still to be written). */
 int same_file(const char *a, const char *b);
+/* A file this run wrote (a model, a checkpoint), to notice before the next save that another
+ * program replaced or rewrote it (a second `cfnet train -o` of the same model). It is
+ * identified by its size and modification time to the nanosecond: an inode number alone is
+ * not enough, since a file system gives a freed number to the next new file (another run's
+ * rename frees ours), and some FUSE file systems change it under an unchanged file. */
+typedef struct tool_saved {
+    int known;
+    long long size;
+    long long mtime_sec, mtime_nsec;
+} tool_saved;
+/* Records path as this run's (known = 0 when it cannot be read). */
+void tool_saved_note(tool_saved *f, const char *path);
+/* 1 when path is still the file noted (or none was noted, or path is gone), else 0. */
+int tool_saved_unchanged(const tool_saved *f, const char *path);
 /* The folder of a path ("a/b" -> "a", "b" -> ".", "/b" -> "/"); a heap string. */
 char *path_dir(const char *path);
 /* Joins a directory and a name ("dir/name"); a heap string. */

@@ -718,42 +718,23 @@ static int screen_bad(tool_dataset *ds, const train_cfg *c, int channels)
  * replaces it meanwhile, such as a second `cfnet train` writing the same model, is found before
  * the next save, and the run stops rather than leave a model of one run beside the checkpoint
  * of another. */
-typedef struct saved_file {
-    int known;
-    dev_t dev;
-    ino_t ino;
-    off_t size;
-    struct timespec mtime;
-} saved_file;
-
-static int still_ours(const saved_file *f, const char *path, const char *model)
+static int still_ours(const tool_saved *f, const char *path, const char *model)
 {
-    struct stat st;
-    if (!f->known || stat(path, &st) != 0 || (st.st_dev == f->dev && st.st_ino == f->ino))
-        return 1; /* not saved yet, or removed: nothing of another run to keep apart */
-    if (st.st_size == f->size && st.st_mtim.tv_sec == f->mtime.tv_sec &&
-        st.st_mtim.tv_nsec == f->mtime.tv_nsec)
-        return 1; /* the same file under a new inode number (some FUSE file systems) */
+    if (tool_saved_unchanged(f, path)) return 1;
     tool_error("%s was replaced by another program during training (another 'cfnet train -o "
                "%s' at the same time?); stopping so that the model and its checkpoint stay "
                "from one run", path, model);
     return 0;
 }
 
-static int save_net(const cfnet_network *net, const char *path, unsigned flags, saved_file *f)
+static int save_net(const cfnet_network *net, const char *path, unsigned flags, tool_saved *f)
 {
     cfnet_status st = cfnet_network_save(net, path, flags);
     if (st != CFNET_OK) {
         tool_error("%s: cannot save: %s: %s", path, cfnet_status_string(st), cfnet_last_error());
         return -1;
     }
-    struct stat sb;
-    memset(&sb, 0, sizeof sb);
-    f->known = stat(path, &sb) == 0;
-    f->dev = sb.st_dev;
-    f->ino = sb.st_ino;
-    f->size = sb.st_size;
-    f->mtime = sb.st_mtim;
+    tool_saved_note(f, path);
     return 0;
 }
 
@@ -793,7 +774,7 @@ int cmd_train(int argc, char **argv)
 
     int rc = EXIT_RUNTIME;
     int64_t ckpt_ntr = -1, ckpt_nva = -1; /* the checkpoint's split, when it records one */
-    saved_file saved[2];
+    tool_saved saved[2];
     memset(saved, 0, sizeof saved);
     cfnet_network *net = NULL;
     tool_dataset ds;

@@ -603,6 +603,26 @@ static char *canonical(const char *path)
     return out;
 }
 
+void tool_saved_note(tool_saved *f, const char *path)
+{
+    struct stat st;
+    memset(f, 0, sizeof *f);
+    if (stat(path, &st) != 0) return;
+    f->known = 1;
+    f->size = (long long)st.st_size;
+    f->mtime_sec = (long long)st.st_mtim.tv_sec;
+    f->mtime_nsec = (long long)st.st_mtim.tv_nsec;
+}
+
+int tool_saved_unchanged(const tool_saved *f, const char *path)
+{
+    struct stat st;
+    if (!f->known || stat(path, &st) != 0)
+        return 1; /* not saved yet, or removed: nothing of another run to keep apart */
+    return (long long)st.st_size == f->size && (long long)st.st_mtim.tv_sec == f->mtime_sec &&
+           (long long)st.st_mtim.tv_nsec == f->mtime_nsec;
+}
+
 int same_file(const char *a, const char *b)
 {
     struct stat sa, sb;
