@@ -665,9 +665,10 @@ CFNET_API cfnet_status cfnet_network_invariance(const cfnet_network *net, const 
 
 /** cfnet_network_invariance with options: `flags` is 0 (then it is exactly
  *  cfnet_network_invariance) or CFNET_INVARIANCE_REFLECT; unknown bits give
- *  CFNET_E_INVALID_ARGUMENT. Networks built from p4m layers with p4m_dft_magnitude or
- *  group_pool heads are invariant to reflections too (docs/layers.md). Thread-safe like
- *  cfnet_network_invariance. Since 0.2. */
+ *  CFNET_E_INVALID_ARGUMENT. Networks built from p4m layers with a p4m_dft_magnitude head, or
+ *  with group_pool followed by a mean over the whole map, are invariant to reflections too
+ *  (docs/layers.md); the gcnn-p4m preset is not (its mean pooling leaves a 2 x 2 to 4 x 4 map).
+ *  Thread-safe like cfnet_network_invariance. Since 0.2. */
 CFNET_API cfnet_status cfnet_network_invariance_ex(const cfnet_network *net,
                                                    const cfnet_tensor *x, const double *angles,
                                                    int n_angles, unsigned flags,
