@@ -5,7 +5,7 @@
 # (`pkg-config --cflags --libs cfnet-static`, which names libcfnet.a itself); all four must run
 # and print the right output. The compile flags must carry no dependency include path. Install
 # without DESTDIR must say how programs find the library, and run ldconfig when the library
-# directory is on the linker's search path. A moved copy of the installed tree builds with
+# directory is on the linker's search path, and refuse a relative PREFIX. A moved copy of the installed tree builds with
 # `pkg-config --define-prefix`, and README.md's host program builds and runs as README says.
 # Finally `make uninstall` must remove every installed file and every directory install
 # created, and keep the ones that were there before.
@@ -29,6 +29,17 @@ extra=$SAN_CFLAGS
 
 # Run make afresh, not as a child of the `make check` that runs this script.
 unset MAKEFLAGS MFLAGS MAKELEVEL || true
+# A relative PREFIX would end up in cfnet.pc, relative to every consumer's own folder: install
+# refuses it, naming the path, before it creates or writes anything.
+rel=build/cfnet-relative-prefix.$$
+# shellcheck disable=SC2086
+if make --no-print-directory -s install PREFIX="$rel" $makevars >"$tmp/rel.log" 2>&1; then
+    rm -rf "$rel"; fail "make install accepted the relative PREFIX $rel"
+fi
+if [ -e "$rel" ]; then rm -rf "$rel"; fail "make install with a relative PREFIX created $rel"; fi
+grep -q "install: the directories must be absolute paths, not '$rel/" "$tmp/rel.log" ||
+    { cat "$tmp/rel.log"; fail "make install with a relative PREFIX: no clear message"; }
+
 # shellcheck disable=SC2086
 make --no-print-directory -s install PREFIX="$prefix" $makevars >"$tmp/install.log" 2>&1 ||
     { cat "$tmp/install.log"; fail "make install"; }
