@@ -806,6 +806,7 @@ CFNET_API cfnet_status cfnet_network_export_onnx(const cfnet_network *net, const
     CF_NET_GUARD(net, false, "network_export_onnx");
     const char *what = "network_export_onnx";
     CF_FAIL_IF(!net || !path, CFNET_E_INVALID_ARGUMENT, "%s: NULL argument", what);
+    CF_FAIL_IF(!*path, CFNET_E_INVALID_ARGUMENT, "%s: path is empty", what);
     CF_NET_SCOPE(net);
     uint8_t *buf;
     size_t size;
