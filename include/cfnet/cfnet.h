@@ -985,8 +985,8 @@ CFNET_API cfnet_status cfnet_network_train_epoch(cfnet_network *net, const cfnet
  * (N x <output shape>), computing what cfnet_network_infer computes, up to float rounding. Every
  * layer kind is written with default-domain operators of opset CFNET_ONNX_OPSET. The model's
  * metadata_props carry every user metadata entry (cfnet_network_set_metadata) unchanged, and
- * "cfnet.version", "cfnet.input_shape", "cfnet.output_shape", "cfnet.output", "cfnet.layers"
- * unless the user metadata has the same key.
+ * "cfnet.version", "cfnet.input_shape", "cfnet.output_shape" (of "output", batch axis left
+ * out), "cfnet.output", "cfnet.layers" unless the user metadata has the same key.
  * ------------------------------------------------------------------------------------------- */
 
 /** The ONNX operator set version of exported models (IR version 7). */

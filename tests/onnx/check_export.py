@@ -220,6 +220,13 @@ def main():
                 failures.append("%s: metadata %s / opset %s" % (name, meta,
                                                                 model.opset_import[0].version))
             want = net.probabilities(x) if probs else net.infer(x)
+            # the metadata and the graph's doc string describe the model's own output
+            want_out = "x".join(str(d) for d in want.shape[1:])
+            if (meta.get("cfnet.output_shape") != want_out
+                    or "output N x %s (" % want_out not in model.graph.doc_string):
+                failures.append("%s%s: output N x %s, but cfnet.output_shape %r and doc string %r"
+                                % (name, "/probabilities" if probs else "", want_out,
+                                   meta.get("cfnet.output_shape"), model.graph.doc_string))
             inputs = [("id", x)]
             if invariant and not probs:
                 inputs += [("rot%d" % k, np.ascontiguousarray(np.rot90(x, k, axes=(2, 3))))
