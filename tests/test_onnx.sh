@@ -3,6 +3,7 @@
 # the paper's architectures, validates each file with onnx.checker (Debian's python3-onnx) and
 # compares ONNX Runtime's output (npm onnxruntime-node, installed into build/onnxruntime by
 # scripts/install-ort) with cfnet_network_infer, including invariance to quarter turns.
+# tests/onnx/check_zoo.py builds docs/deploy.md's BioImage Model Zoo package and checks it.
 # Skips, saying why, only when a tool is missing and cannot be installed here
 # (scripts/install-deps --extra installs them all).
 # Environment (set by `make check`): CFNET_LIBDIR, CFNET_SANITIZE, CFNET_BUILD, CC.
@@ -37,3 +38,5 @@ esac
 work=$(mktemp -d "${TMPDIR:-/tmp}/cfnet-onnx.XXXXXX")
 trap 'rm -rf "$work"' EXIT INT TERM
 PYTHONDONTWRITEBYTECODE=1 PYTHONPATH=$(pwd)/python "$py" tests/onnx/check_export.py "$ort" "$work"
+# docs/deploy.md's BioImage Model Zoo package, as a user builds it.
+PYTHONDONTWRITEBYTECODE=1 PYTHONPATH=$(pwd)/python "$py" tests/onnx/check_zoo.py "$ort" "$work/zoo"

@@ -120,6 +120,11 @@ static void export_failures_report_and_change_nothing(void **state)
     CF_ASSERT_STATUS(cfnet_network_export_onnx_buffer(empty, 0, &buf, &size), CFNET_E_STATE);
     cfnet_network_free(empty);
 
+    /* An empty path is a bad argument, as for cfnet_network_save: no temporary file is tried
+     * in the current directory. */
+    CF_ASSERT_STATUS(cfnet_network_export_onnx(net, "", 0), CFNET_E_INVALID_ARGUMENT);
+    assert_non_null(strstr(cfnet_last_error(), "path is empty"));
+
     char path[512];
     snprintf(path, sizeof path, "%s/no-such-dir/model.onnx", tu_outdir());
     CF_ASSERT_STATUS(cfnet_network_export_onnx(net, path, 0), CFNET_E_IO);

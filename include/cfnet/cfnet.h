@@ -985,8 +985,8 @@ CFNET_API cfnet_status cfnet_network_train_epoch(cfnet_network *net, const cfnet
  * (N x <output shape>), computing what cfnet_network_infer computes, up to float rounding. Every
  * layer kind is written with default-domain operators of opset CFNET_ONNX_OPSET. The model's
  * metadata_props carry every user metadata entry (cfnet_network_set_metadata) unchanged, and
- * "cfnet.version", "cfnet.input_shape", "cfnet.output_shape", "cfnet.output", "cfnet.layers"
- * unless the user metadata has the same key.
+ * "cfnet.version", "cfnet.input_shape", "cfnet.output_shape" (of "output", batch axis left
+ * out), "cfnet.output", "cfnet.layers" unless the user metadata has the same key.
  * ------------------------------------------------------------------------------------------- */
 
 /** The ONNX operator set version of exported models (IR version 7). */
@@ -998,9 +998,9 @@ CFNET_API cfnet_status cfnet_network_train_epoch(cfnet_network *net, const cfnet
 
 /** Writes the network as an ONNX model to `path` (temporary file and rename, so an existing file
  *  is left intact on failure: CFNET_E_IO with the system's reason). `flags`: 0 or
- *  CFNET_ONNX_PROBABILITIES (other bits: CFNET_E_INVALID_ARGUMENT). A network without layers
- *  gives CFNET_E_STATE, a layer kind without an ONNX form CFNET_E_UNSUPPORTED naming it, a model
- *  over protobuf's 2 GiB message limit CFNET_E_LIMIT. The network is not changed (thread-safe
+ *  CFNET_ONNX_PROBABILITIES (other bits, or an empty path: CFNET_E_INVALID_ARGUMENT). A network
+ *  without layers gives CFNET_E_STATE, a layer kind without an ONNX form CFNET_E_UNSUPPORTED
+ *  naming it, a model over protobuf's 2 GiB message limit CFNET_E_LIMIT. The network is not changed (thread-safe
  *  like cfnet_network_infer). */
 CFNET_API cfnet_status cfnet_network_export_onnx(const cfnet_network *net, const char *path,
                                                  unsigned flags);

@@ -665,7 +665,6 @@ static cfnet_status build(ox *g, const cfnet_network *net, unsigned flags, const
     char shape_in[96], shape_out[96];
     const cfnet_layer *last = net->layers[net->nlayers - 1];
     cf_shape_str(shape_in, sizeof shape_in, 3, net->in_shape);
-    cf_shape_str(shape_out, sizeof shape_out, last->out_ndim, last->out_shape);
 
     const char *x = "input";
     for (int i = 0; i < net->nlayers; i++) {
@@ -694,6 +693,8 @@ static cfnet_status build(ox *g, const cfnet_network *net, unsigned flags, const
         out_ndim = 1;
         out_shape = flat;
     }
+    /* the shape of the model's output (after the flattening above), as the metadata says it */
+    cf_shape_str(shape_out, sizeof shape_out, out_ndim, out_shape);
     /* The graph output is named "output": the last node writes it directly. */
     if (!g->oom && g->nnodes && !strcmp(g->nodes[g->nnodes - 1]->output[0], x))
         g->nodes[g->nnodes - 1]->output[0] = (char *)"output";
@@ -806,6 +807,7 @@ CFNET_API cfnet_status cfnet_network_export_onnx(const cfnet_network *net, const
     CF_NET_GUARD(net, false, "network_export_onnx");
     const char *what = "network_export_onnx";
     CF_FAIL_IF(!net || !path, CFNET_E_INVALID_ARGUMENT, "%s: NULL argument", what);
+    CF_FAIL_IF(!*path, CFNET_E_INVALID_ARGUMENT, "%s: path is empty", what);
     CF_NET_SCOPE(net);
     uint8_t *buf;
     size_t size;

@@ -2,14 +2,15 @@
 
 For every network below: export it with cfnet_network_export_onnx, validate the file with
 onnx.checker (full check, with shape inference), run it in ONNX Runtime (onnxruntime-node, one
-node process for all models) and compare with cfnet_network_infer on the same input:
+node process for all models) and compare with cfnet_network_infer on the same input (a batch
+of three samples, and one of them alone, the batch axis being symbolic):
 max |ORT - cfnet| / max |cfnet| <= 1e-5. The networks: a minimal network ending in each layer
 kind (odd and even map sizes, 1 x 1 and 2 x 2 maps, R = 1, 2, 3 and 64, both paddings, every
 interpolation including steerable), with parameters
 and batch-norm statistics set to random values, the paper's five architectures (CFNet, CNet,
 G-CNN, G-CNN+DFT, CNN) built from layers, and the library's preset classifiers of the five
-families at an odd and an even size. For the rotation-invariant ones, ORT's outputs for the four
-quarter turns of the input must agree to the same tolerance. The probabilities flag must give
+families at an odd and an even size, and with three input channels. For the rotation-invariant
+ones, ORT's outputs for the four quarter turns of the input must agree to the same tolerance. The probabilities flag must give
 cfnet_network_probabilities; the metadata must name the shapes and carry the user metadata.
 
 Usage: check_export.py ORT_DIR WORKDIR
@@ -170,6 +171,10 @@ def cases():
             net = randomize(cfnet.classifier(family, 1, size, 4, width=4, seed=size))
             out.append(("preset_%s_%d" % (family, size), net,
                         family in ("cfnet", "gcnn-dft")))
+    # and with three input channels (an RGB image, a three-stain sample)
+    for family in ("cfnet", "cnet", "gcnn", "gcnn-dft", "cnn"):
+        net = randomize(cfnet.classifier(family, 3, 17, 4, width=4, seed=17))
+        out.append(("preset_%s_3ch_17" % family, net, family in ("cfnet", "gcnn-dft")))
     return out
 
 
@@ -220,7 +225,16 @@ def main():
                 failures.append("%s: metadata %s / opset %s" % (name, meta,
                                                                 model.opset_import[0].version))
             want = net.probabilities(x) if probs else net.infer(x)
+            # the metadata and the graph's doc string describe the model's own output
+            want_out = "x".join(str(d) for d in want.shape[1:])
+            if (meta.get("cfnet.output_shape") != want_out
+                    or "output N x %s (" % want_out not in model.graph.doc_string):
+                failures.append("%s%s: output N x %s, but cfnet.output_shape %r and doc string %r"
+                                % (name, "/probabilities" if probs else "", want_out,
+                                   meta.get("cfnet.output_shape"), model.graph.doc_string))
             inputs = [("id", x)]
+            if not probs:  # the batch axis is symbolic: one sample gives its row of three
+                inputs.append(("b1", np.ascontiguousarray(x[1:2])))
             if invariant and not probs:
                 inputs += [("rot%d" % k, np.ascontiguousarray(np.rot90(x, k, axes=(2, 3))))
                            for k in (1, 2, 3)]
@@ -271,7 +285,12 @@ def main():
     id_out = {}
     for (name, tag, want, out_path), res in zip(checks, results):
         got = np.fromfile(out_path, dtype=np.float32).reshape(res["dims"])
-        if tag == "id":
+        if tag == "b1":
+            e = rel_err(got, want[1:2]) if got.shape == want[1:2].shape else float("inf")
+            if not e <= TOL:
+                failures.append("%s: a batch of one differs from cfnet_network_infer by %.3g"
+                                % (name, e))
+        elif tag == "id":
             if got.shape != want.shape:
                 failures.append("%s: ORT output %s, cfnet %s" % (name, got.shape, want.shape))
                 continue
