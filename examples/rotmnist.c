@@ -228,11 +228,8 @@ int main(int argc, char **argv)
             if (strcmp(v, "ours") && strcmp(v, "original")) usage(2);
             mo.dft_head_original = !strcmp(v, "original");
         } else if (!strcmp(o, "--r-schedule")) {
-            if (sscanf(v, "%d,%d,%d,%d,%d,%d", &mo.R[0], &mo.R[1], &mo.R[2], &mo.R[3], &mo.R[4],
-                       &mo.R[5]) != 6)
-                usage(2);
-            for (int k = 0; k < 6; k++)
-                if (mo.R[k] < 1 || mo.R[k] > 64) usage(2);
+            ex_arg_int_list("rotmnist", o, v, 6, 6, 1, 64,
+                            "six whole numbers R1,..,R6 from 1 to 64", mo.R);
         } else usage(2);
     }
     if (mo.dft_filters == 0) mo.dft_filters = mo.cfnet_width;
