@@ -95,6 +95,8 @@ expect 1 "names no model" "$ex/rotmnist" --data "$out/no-mnist" --models ,
 expect 1 "p4m_lift: out_channels is 300000000" "$ex/rotmnist" --data "$out/no-mnist" \
     --models cnn,gcnn-p4m --p4m-width 300000000
 expect 2 "usage: rotmnist" "$ex/rotmnist" --epochs
+# A negative --max-steps stopped every model after its first step (0 is "no limit").
+expect 2 "usage: rotmnist" "$ex/rotmnist" --data "$out/no-mnist" --max-steps -1
 
 # A run with one seed reports its errors without a spread (it printed "+- 0.00%" before). The
 # digits are 52 random 28x28 images in IDX files, enough for one batch, one validation and one
