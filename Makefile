@@ -400,7 +400,12 @@ INST_DEP_LIBS = $(strip -lfftw3f_threads $(shell pkg-config --libs $(PKGS) 2>/de
 PREFIX_REL  = $(shell realpath -m --relative-to=$(CMAKEDIR) $(PREFIX))
 LIBDIR_REL  = $(shell realpath -m --relative-to=$(PREFIX) $(LIBDIR))
 INCDIR_REL  = $(shell realpath -m --relative-to=$(PREFIX) $(INCDIR))
+# In the .pc files a directory under PREFIX is written as ${prefix}/..., so that
+# `pkg-config --define-prefix` (pkgconf) finds a moved or DESTDIR-staged tree from the .pc file's
+# own location; a directory set elsewhere stays absolute.
+pc_dir = $(if $(filter $(PREFIX)/%,$(1)),$${prefix}/$(patsubst $(PREFIX)/%,%,$(1)),$(1))
 SUBST = sed -e 's|@PREFIX@|$(PREFIX)|g' -e 's|@LIBDIR@|$(LIBDIR)|g' -e 's|@INCDIR@|$(INCDIR)|g' \
+    -e 's|@PC_LIBDIR@|$(call pc_dir,$(LIBDIR))|g' -e 's|@PC_INCDIR@|$(call pc_dir,$(INCDIR))|g' \
     -e 's|@VERSION@|$(VERSION)|g' -e 's|@MAJOR@|$(MAJOR)|g' -e 's|@DEP_LIBS@|$(INST_DEP_LIBS)|g' \
     -e 's|@SONAME@|$(SONAME)|g' -e 's|@SOFILE@|libcfnet.so.$(VERSION)|g' \
     -e 's|@PREFIX_REL@|$(PREFIX_REL)|g' -e 's|@LIBDIR_REL@|$(LIBDIR_REL)|g' \

@@ -242,6 +242,18 @@ expect 0 "ignored 4 files in the folders searched that are not named .tif, .tiff
 grep -q "predicted 2 images" "$out/last.txt" || fail "predict should classify the two TIFFs"
 expect 0 "" "$cfnet" predict "$m" "$mixed/a.tif" -o "$out/mixed1.csv"
 lacks "ignored" "a file given by name is no folder search: nothing is ignored"
+# a link named as an image whose target is gone (a share not mounted) is said, with its target;
+# a link without an image name counts among the ignored files
+ln -s "$out/not-mounted/e.tif" "$mixed/sub/e.tif"
+ln -s "$out/not-mounted/f.tif" "$mixed/f.tif"
+ln -s "$out/not-mounted/notes" "$mixed/sub/notes"
+expect 0 "skipped 2 symbolic links named as images whose target does not exist \(the first: .*mixed/f.tif -> .*not-mounted/f.tif\)" \
+    "$cfnet" predict "$m" "$mixed" -o "$out/mixed.csv"
+grep -q "ignored 5 files" "$out/last.txt" || fail "a dangling link without an image name is an ignored file"
+grep -q "predicted 2 images" "$out/last.txt" || fail "predict should still classify the two TIFFs"
+rm "$mixed/sub/e.tif"
+expect 0 "skipped 1 symbolic link named as an image whose target" \
+    "$cfnet" predict "$m" "$mixed" -o "$out/mixed.csv"
 
 # ---- 10. a class name in decomposed Unicode (a folder copied from a Mac) against the composed one --
 nfc="$out/nfc"
@@ -290,10 +302,26 @@ cp "$src/train/class00/0000.tif" "$ctl/a.tif"
 cp "$src/train/class00/0001.tif" "$ctl/b.tif"
 cp "$src/train/class01/0000.tif" "$ctl/c.tif"
 cp "$src/train/class01/0001.tif" "$ctl/d.tif"
-printf 'path,label\na.tif,ring\001x\nb.tif,ring\001x\nc.tif,dot\nd.tif,dot\n' >"$ctl/m.csv"
+printf 'path,label\na.tif,ring\001x\nb.tif,ring\001x\nc.tif,"do\tt"\nd.tif,"do\tt"\n' >"$ctl/m.csv"
 # shellcheck disable=SC2086
 expect 0 "of 2 classes" "$cfnet" train "$ctl/m.csv" -o "$out/ctl.safetensors" $train
 expect 0 "" "$cfnet" eval "$out/ctl.safetensors" "$ctl/m.csv" --out "$out/ctl-report" -q
+# the text report shows U+FFFD for them too: a tab written as it is shifted its row's columns
+"$cfnet" eval "$out/ctl.safetensors" "$ctl/m.csv" >"$out/ctl.txt" 2>/dev/null ||
+    fail "eval of the control-character manifest"
+"$py" - "$out/ctl.txt" <<'PY' || fail "the text report with a tab in a class name"
+import sys
+text = open(sys.argv[1], encoding="utf-8").read()
+assert "\t" not in text and "\x01" not in text, repr(text)
+lines = text.splitlines()
+head = [l for l in lines if l.startswith("class ")][0]
+rows = lines[lines.index(head) + 1:lines.index(head) + 3]
+assert sorted(r.split()[0] for r in rows) == ["do\ufffdt", "ring\ufffdx"], rows
+assert all(len(r) == len(rows[0]) for r in rows), rows     # the columns line up
+PY
+"$cfnet" info "$out/ctl.safetensors" >"$out/ctl-info.txt" || fail "info of the control-character model"
+grep -q "^classes        2: do$(printf '\357\277\275')t ring$(printf '\357\277\275')x\$" "$out/ctl-info.txt" ||
+    fail "info's classes line should show U+FFFD for a tab and a control character"
 "$py" - "$out/ctl-report" <<'PY' || fail "confusion.svg with a control character in a class name"
 import json, sys, xml.etree.ElementTree as ET
 d = sys.argv[1]

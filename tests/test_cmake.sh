@@ -3,7 +3,7 @@
 # project (tests/consumers/cmake) finds it with find_package(cfnet CONFIG) through
 # CMAKE_PREFIX_PATH and is built twice, against cfnet::cfnet (must need libcfnet.so.N) and
 # against cfnet::cfnet_static (must not); both must run and print the right output. A request
-# for a newer major version must be refused.
+# for a newer major version must be refused, and a version range honoured at both ends.
 # Environment (set by `make check`): CFNET_SANITIZE, CFNET_BUILD, CC (see tests/sanitizer_env.sh).
 set -eu
 top=$(cd "$(dirname "$0")/.." && pwd)
@@ -63,5 +63,24 @@ find_package(cfnet $((major + 1)) CONFIG REQUIRED)
 EOC
 if cmake -S "$tmp/newer" -B "$tmp/newer/build" -DCMAKE_PREFIX_PATH="$root" >"$tmp/newer.log" 2>&1; then
     fail "find_package(cfnet $((major + 1))) accepted version $version"
+fi
+# A version range (CMake 3.19 and newer) is honoured at both ends: a range that ends below the
+# installed version, or just before it, is refused; one that contains it is accepted.
+cmake_mm=$(cmake --version | sed -n 's/^cmake version \([0-9]*\)\.\([0-9]*\).*/\1 \2/p')
+if [ "${cmake_mm% *}" -gt 3 ] || { [ "${cmake_mm% *}" -eq 3 ] && [ "${cmake_mm#* }" -ge 19 ]; }; then
+    n=0
+    for want in "$major...<$version:no" "$major...$version:yes" "$version...<$((major + 1)):yes" \
+        "$major...<$((major + 1)):yes"; do
+        range=${want%:*} n=$((n + 1))
+        mkdir -p "$tmp/range$n"
+        printf 'cmake_minimum_required(VERSION 3.19)\nproject(range LANGUAGES C)\nfind_package(cfnet %s CONFIG REQUIRED)\n' \
+            "$range" >"$tmp/range$n/CMakeLists.txt"
+        if cmake -S "$tmp/range$n" -B "$tmp/range$n/build" -DCMAKE_PREFIX_PATH="$root" \
+            >"$tmp/range$n.log" 2>&1; then got=yes; else got=no; fi
+        [ "$got" = "${want##*:}" ] || { cat "$tmp/range$n.log"; fail "find_package(cfnet $range) with $version installed: found: $got"; }
+    done
+    echo "test_cmake: version ranges: ok"
+else
+    echo "test_cmake: version ranges skipped (cmake older than 3.19)"
 fi
 echo "test_cmake: find_package(cfnet CONFIG) from a DESTDIR install, C++ consumer shared and static: ok"

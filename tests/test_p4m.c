@@ -586,6 +586,36 @@ static void p4m_network_with_projection_head_is_invariant(void **state)
     cfnet_network_free(net);
 }
 
+/* The summary keeps its columns when a kind name is longer than the usual column
+ * (p4m_dft_magnitude has 17 characters): every layer line ends at the same place. */
+static void summary_columns_stay_aligned_with_p4m_kinds(void **state)
+{
+    (void)state;
+    cfnet_network *net = NULL;
+    CF_ASSERT_OK(cfnet_network_create(1, 5, 5, 3, &net));
+    APPEND(net, cfnet_layer_p4m_lift_create(2, 3, CFNET_PADDING_VALID, &l_));
+    APPEND(net, cfnet_layer_p4m_conv_create(2, 3, CFNET_PADDING_VALID, &l_));
+    APPEND(net, cfnet_layer_p4m_dft_magnitude_create(&l_));
+    APPEND(net, cfnet_layer_dense_create(3, &l_));
+    char buf[1024];
+    CF_ASSERT_OK(cfnet_network_summary(net, buf, sizeof buf, NULL));
+    assert_non_null(strstr(buf, "p4m_dft_magnitude "));
+    /* lines 1 .. 4 are the layers (line 0 the input, line 5 the total) */
+    const char *p = buf;
+    size_t len0 = 0;
+    for (int line = 0; *p; line++) {
+        const char *e = strchr(p, '\n');
+        assert_non_null(e);
+        size_t len = (size_t)(e - p);
+        if (line == 1) len0 = len;
+        if (line >= 1 && line <= 4 && len != len0)
+            fail_msg("summary line %d has %zu characters, line 1 has %zu:\n%s", line, len, len0,
+                     buf);
+        p = e + 1;
+    }
+    cfnet_network_free(net);
+}
+
 /* ---- shapes, names and bad arguments ---- */
 
 static void p4m_shapes_names_and_bad_arguments(void **state)
@@ -755,6 +785,7 @@ int main(void)
         cmocka_unit_test(p4m_head_gradients_match_finite_differences),
         cmocka_unit_test(dft_projection_from_p4m_maps),
         cmocka_unit_test(p4m_network_with_projection_head_is_invariant),
+        cmocka_unit_test(summary_columns_stay_aligned_with_p4m_kinds),
         cmocka_unit_test(p4m_shapes_names_and_bad_arguments),
         cmocka_unit_test(p4m_networks_are_invariant_to_rotations_and_reflections),
         cmocka_unit_test(reflection_check_detects_p4_networks),

@@ -5,8 +5,10 @@
 # (`pkg-config --cflags --libs cfnet-static`, which names libcfnet.a itself); all four must run
 # and print the right output. The compile flags must carry no dependency include path. Install
 # without DESTDIR must say how programs find the library, and run ldconfig when the library
-# directory is on the linker's search path. Finally `make uninstall` must remove every installed
-# file and every directory install created, and keep the ones that were there before.
+# directory is on the linker's search path, and refuse a relative PREFIX. A moved copy of the installed tree builds with
+# `pkg-config --define-prefix`, and README.md's host program builds and runs as README says.
+# Finally `make uninstall` must remove every installed file and every directory install
+# created, and keep the ones that were there before.
 # Environment (set by `make check`): CFNET_SANITIZE, CFNET_BUILD, CC (see tests/sanitizer_env.sh).
 set -eu
 top=$(cd "$(dirname "$0")/.." && pwd)
@@ -27,6 +29,17 @@ extra=$SAN_CFLAGS
 
 # Run make afresh, not as a child of the `make check` that runs this script.
 unset MAKEFLAGS MFLAGS MAKELEVEL || true
+# A relative PREFIX would end up in cfnet.pc, relative to every consumer's own folder: install
+# refuses it, naming the path, before it creates or writes anything.
+rel=build/cfnet-relative-prefix.$$
+# shellcheck disable=SC2086
+if make --no-print-directory -s install PREFIX="$rel" $makevars >"$tmp/rel.log" 2>&1; then
+    rm -rf "$rel"; fail "make install accepted the relative PREFIX $rel"
+fi
+if [ -e "$rel" ]; then rm -rf "$rel"; fail "make install with a relative PREFIX created $rel"; fi
+grep -q "install: the directories must be absolute paths, not '$rel/" "$tmp/rel.log" ||
+    { cat "$tmp/rel.log"; fail "make install with a relative PREFIX: no clear message"; }
+
 # shellcheck disable=SC2086
 make --no-print-directory -s install PREFIX="$prefix" $makevars >"$tmp/install.log" 2>&1 ||
     { cat "$tmp/install.log"; fail "make install"; }
@@ -105,6 +118,48 @@ build_and_run c-shared "$SAN_CC" -std=c11 consumer.c "$libs"
 build_and_run c-static "$SAN_CC" -std=c11 consumer.c "$static_libs"
 build_and_run cxx-shared "$SAN_CXX" -std=c++17 consumer.cpp "$libs"
 build_and_run cxx-static "$SAN_CXX" -std=c++17 consumer.cpp "$static_libs"
+
+# A moved copy of the installed tree (a plugin bundle, a relocatable package): the .pc files
+# write their directories under ${prefix}, so `pkg-config --define-prefix` (pkgconf) derives
+# them from where the .pc file now is, and the consumers build and run against the copy alone.
+moved=$tmp/moved
+cp -a "$prefix" "$moved"
+for pcname in cfnet cfnet-static; do
+    for var in libdir includedir; do
+        [ "$(pkg-config --variable=$var $pcname)" = "$prefix/${var%dir}" ] ||
+            fail "$pcname.pc: $var is $(pkg-config --variable=$var $pcname), not $prefix/${var%dir}"
+    done
+done
+mcflags=$(PKG_CONFIG_PATH=$moved/lib/pkgconfig pc --define-prefix --cflags cfnet)
+mlibs=$(PKG_CONFIG_PATH=$moved/lib/pkgconfig pc --define-prefix --libs cfnet)
+mstatic=$(PKG_CONFIG_PATH=$moved/lib/pkgconfig pc --define-prefix --libs cfnet-static)
+[ "$mcflags" = "-I$moved/include" ] || fail "moved tree: --define-prefix --cflags gives [$mcflags]"
+case " $mlibs " in *" -L$moved/lib "*) ;; *) fail "moved tree: --define-prefix --libs gives [$mlibs]" ;; esac
+case " $mstatic " in *" $moved/lib/libcfnet.a "*) ;; *) fail "moved tree: cfnet-static gives [$mstatic]" ;; esac
+# shellcheck disable=SC2086
+"$SAN_CC" -std=c11 $warn $extra $mcflags tests/consumers/consumer.c -o "$out/moved-shared" $mlibs \
+    -Wl,-rpath,"$moved/lib" || fail "moved tree: shared build"
+resolved=$(env -u LD_LIBRARY_PATH ldd "$out/moved-shared" | sed -n 's/.*libcfnet[^ ]* => \([^ ]*\).*/\1/p')
+[ "$resolved" = "$moved/lib/libcfnet.so.${version%%.*}" ] || fail "moved-shared resolves libcfnet to '$resolved'"
+env -u LD_LIBRARY_PATH "$out/moved-shared" | grep -qx "consumer ok" || fail "moved-shared: not ok"
+# shellcheck disable=SC2086
+"$SAN_CC" -std=c11 $warn $extra $mcflags tests/consumers/consumer.c -o "$out/moved-static" $mstatic ||
+    fail "moved tree: static build"
+env -u LD_LIBRARY_PATH "$out/moved-static" | grep -qx "consumer ok" || fail "moved-static: not ok"
+echo "test_pkgconfig: a moved copy of the install builds with pkg-config --define-prefix: ok"
+
+# README.md's host program, verbatim, built with the command README gives (shared and static).
+awk '/^## A host program/ { a = 1 } a && /^```c/ { b = 1; next } b && /^```/ { exit } b' README.md \
+    >"$out/host.c"
+[ -s "$out/host.c" ] || fail "no C program under README.md's 'A host program'"
+# shellcheck disable=SC2086
+"$SAN_CC" $warn $extra "$out/host.c" $cflags $libs -o "$out/host" || fail "README host.c: shared build"
+LD_LIBRARY_PATH=$prefix/lib "$out/host" || fail "README host.c: run"
+# shellcheck disable=SC2086
+"$SAN_CC" $warn $extra "$out/host.c" $cflags $static_libs -o "$out/host-static" ||
+    fail "README host.c: static build"
+env -u LD_LIBRARY_PATH "$out/host-static" || fail "README host.c (static): run"
+echo "test_pkgconfig: README.md's host program, shared and static: ok"
 
 # shellcheck disable=SC2086
 make --no-print-directory -s uninstall PREFIX="$prefix" $makevars >"$tmp/uninstall.log" 2>&1 ||

@@ -25,8 +25,12 @@
  *   allocator has handed out again; memory checkers (ASan, valgrind) report any use after free.
  *
  * Thread safety: functions on distinct objects may run concurrently. A single object must not be
- * used from two threads at once unless a function's documentation says so. The error message is
- * per thread. Networks detect the forbidden case: read-only calls (infer, probabilities,
+ * used from two threads at once unless a function's documentation says so. Objects a call only
+ * reads may be shared: the same input tensor (a const cfnet_tensor * argument, e.g. one image
+ * batch given to several networks) and the same context (cfnet_network_create_in, _load_in,
+ * _load_buffer_in, cfnet_context_get_limit, and saving networks created in it) may be used by
+ * any number of threads at once, as long as no thread changes or frees it meanwhile. The error
+ * message is per thread. Networks detect the forbidden case: read-only calls (infer, probabilities,
  * predict, evaluate, invariance, save, save_buffer, summary, export, get_metadata, metadata_at,
  * gradients) may run in any number of threads at once, while a call that modifies the network
  * (train_step, train_epoch, forward, backward, zero_grad, set_option, append, init_normal,
@@ -450,11 +454,11 @@ CFNET_API cfnet_status cfnet_softmax_cross_entropy(const cfnet_tensor *logits,
  * network's own generator, seeded at creation: two networks created with the same seed and fed
  * the same calls compute the same results (for a given thread count).
  *
- * Thread safety: a network must not be used from two threads at once, EXCEPT the inference
- * calls cfnet_network_predict, cfnet_network_infer, cfnet_network_probabilities,
- * cfnet_network_evaluate and cfnet_network_invariance, which only read the network and may run
- * concurrently from several threads on the same network provided no other call modifies it
- * meanwhile (a modifying call is refused, see "Thread safety" at the top).
+ * Thread safety: a network must not be used from two threads at once, EXCEPT the read-only
+ * calls listed under "Thread safety" at the top (cfnet_network_predict, _infer,
+ * _probabilities, _evaluate, _invariance, _save, _save_buffer, _summary, _export_onnx, ...),
+ * which may run concurrently from several threads on the same network provided no other call
+ * modifies it meanwhile (a modifying call is refused with CFNET_E_STATE).
  * Distinct networks may be used concurrently from different threads.
  * ------------------------------------------------------------------------------------------- */
 
@@ -665,9 +669,10 @@ CFNET_API cfnet_status cfnet_network_invariance(const cfnet_network *net, const 
 
 /** cfnet_network_invariance with options: `flags` is 0 (then it is exactly
  *  cfnet_network_invariance) or CFNET_INVARIANCE_REFLECT; unknown bits give
- *  CFNET_E_INVALID_ARGUMENT. Networks built from p4m layers with p4m_dft_magnitude or
- *  group_pool heads are invariant to reflections too (docs/layers.md). Thread-safe like
- *  cfnet_network_invariance. Since 0.2. */
+ *  CFNET_E_INVALID_ARGUMENT. Networks built from p4m layers with a p4m_dft_magnitude head, or
+ *  with group_pool followed by a mean over the whole map, are invariant to reflections too
+ *  (docs/layers.md); the gcnn-p4m preset is not (its mean pooling leaves a 2 x 2 to 4 x 4 map).
+ *  Thread-safe like cfnet_network_invariance. Since 0.2. */
 CFNET_API cfnet_status cfnet_network_invariance_ex(const cfnet_network *net,
                                                    const cfnet_tensor *x, const double *angles,
                                                    int n_angles, unsigned flags,
@@ -734,7 +739,8 @@ CFNET_API cfnet_status cfnet_network_load(const char *path, cfnet_network **out)
 CFNET_API cfnet_status cfnet_network_load_buffer(const void *buffer, size_t size,
                                                  cfnet_network **out);
 
-/** Frees memory returned by libcfnet (cfnet_network_save_buffer). Accepts NULL. */
+/** Frees memory returned by libcfnet (cfnet_network_save_buffer,
+ *  cfnet_network_export_onnx_buffer). Accepts NULL. */
 CFNET_API void cfnet_free(void *p);
 
 /* ---------------------------------------------------------------------------------------------
@@ -766,7 +772,11 @@ CFNET_API void cfnet_free(void *p);
 /** A context (opaque): allocator hooks and loader limits. */
 typedef struct cfnet_context cfnet_context;
 
-/** Allocation hook: returns `size` bytes aligned for any object type, or NULL on failure. */
+/** Allocation hook: returns `size` bytes aligned for any object type, or NULL on failure (never
+ *  a C++ exception or longjmp: return NULL, and the call fails with CFNET_E_OUT_OF_MEMORY).
+ *  The hooks are called from every thread that uses a network holding them (networks of one
+ *  context used in different threads, concurrent read-only calls on one network), possibly at
+ *  once: they must be thread-safe. */
 typedef void *(*cfnet_alloc_fn)(void *opaque, size_t size);
 /** Release hook for blocks returned by the matching cfnet_alloc_fn (never called with NULL). */
 typedef void (*cfnet_free_fn)(void *opaque, void *ptr);
@@ -932,7 +942,10 @@ CFNET_API cfnet_status cfnet_network_metadata_at(const cfnet_network *net, int i
  *  seen whose training-mode output, before the update, has its label as the largest). `user` is
  *  the pointer given to train_epoch. A non-zero return cancels the epoch after this step. The
  *  callback may make read-only calls on the network (inference, evaluation, saving); calls
- *  that would modify it return CFNET_E_STATE. */
+ *  that would modify it return CFNET_E_STATE. The callback must return: a C++ exception or a
+ *  longjmp out of it would unwind through libcfnet, leaving the network marked as in use (every
+ *  later modifying call then returns CFNET_E_STATE) and memory of the call lost. A C++ host
+ *  catches inside the callback and returns non-zero to stop. */
 typedef int (*cfnet_progress_fn)(void *user, int64_t step, int64_t steps, double loss,
                                  double accuracy);
 
@@ -1055,7 +1068,8 @@ typedef enum cfnet_sum_kind {
 
 /** Sum hook: replaces data[0..count-1] (float for CFNET_SUM_GRADIENTS, double for
  *  CFNET_SUM_STATISTICS) by its element-wise sum over all processes. `user` is the pointer given
- *  to cfnet_network_set_sum_hook. Returns CFNET_OK, or an error status that aborts the step. */
+ *  to cfnet_network_set_sum_hook. Returns CFNET_OK, or an error status that aborts the step.
+ *  Like cfnet_progress_fn, it must return (no C++ exception or longjmp out of it). */
 typedef cfnet_status (*cfnet_sum_fn)(void *user, cfnet_sum_kind kind, void *data,
                                      int64_t count);
 

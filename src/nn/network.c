@@ -320,6 +320,13 @@ CFNET_API cfnet_status cfnet_network_summary(const cfnet_network *net, char *buf
                "network_summary: NULL argument");
     size_t used = 0;
     char line[256], shp[96];
+    /* The kind column is as wide as the longest kind in the network (at least 15), so that
+     * long names (p4m_dft_magnitude, conic_conv_mirror) do not push the other columns out. */
+    int kind_w = 15;
+    for (int i = 0; i < net->nlayers; i++) {
+        int len = (int)strlen(net->layers[i]->ops->name);
+        if (len > kind_w) kind_w = len;
+    }
     if (size > 0) buf[0] = '\0'; /* a one-byte buffer holds only the NUL */
     for (int i = -1; i <= net->nlayers; i++) {
         int n;
@@ -330,8 +337,8 @@ CFNET_API cfnet_status cfnet_network_summary(const cfnet_network *net, char *buf
             const cfnet_layer *l = net->layers[i];
             int64_t params = 0;
             for (int p = 0; p < l->nparam; p++) params += l->param[p]->numel;
-            n = snprintf(line, sizeof line, "%3d %-15s %-16s %10lld\n", i, l->ops->name,
-                         cf_shape_str(shp, sizeof shp, l->out_ndim, l->out_shape),
+            n = snprintf(line, sizeof line, "%3d %-*s %-16s %10lld\n", i, kind_w,
+                         l->ops->name, cf_shape_str(shp, sizeof shp, l->out_ndim, l->out_shape),
                          (long long)params);
         } else {
             n = snprintf(line, sizeof line, "total parameters %lld\n",

@@ -11,6 +11,7 @@
 #include <string.h>
 #include <strings.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 /* ---- normalisation and crop/pad ---------------------------------------------------------------- */
 
@@ -625,6 +626,8 @@ typedef struct walk_state {
     char *first_skipped;  /* the first of them, for the one message */
     int64_t ignored;      /* files found that are not named as images, over every INPUT */
     char *first_ignored;  /* the first of them */
+    int64_t broken;       /* symbolic links named as images whose target does not exist */
+    char *first_broken;   /* the first of them, "link -> target" */
 } walk_state;
 
 static size_t seen_slot(const seen_dir *tab, size_t cap, dev_t dev, ino_t ino)
@@ -668,7 +671,23 @@ static int walk(const char *dir, tool_dataset *ds, int depth, walk_state *w)
     for (int i = 0; i < n && rc == 0; i++) {
         char *p = path_join(dir, names[i]);
         struct stat st;
-        if (stat(p, &st) != 0) { /* a dangling link, or gone meanwhile */
+        if (stat(p, &st) != 0) {
+            /* a link whose target is gone (a share that is not mounted, a moved folder): said
+             * when it is named as an image, since predict would otherwise classify fewer images
+             * than the folder shows without a word; a file gone meanwhile is not counted */
+            struct stat lst;
+            if (lstat(p, &lst) == 0 && S_ISLNK(lst.st_mode) && has_image_extension(p)) {
+                if (w->broken++ == 0) {
+                    char target[1024];
+                    ssize_t len = readlink(p, target, sizeof target - 1);
+                    target[len > 0 ? len : 0] = 0;
+                    w->first_broken = xmalloc(strlen(p) + strlen(target) + 5);
+                    sprintf(w->first_broken, "%s -> %s", p, target);
+                }
+            } else if (lstat(p, &lst) == 0 && w->ignored++ == 0) {
+                w->first_ignored = p;
+                continue;
+            }
             free(p);
         } else if (S_ISDIR(st.st_mode)) {
             if (walk_enter(w, st.st_dev, st.st_ino)) {
@@ -747,9 +766,14 @@ int dataset_open_inputs(char **paths, int n, tool_dataset *ds)
         tool_info("ignored %lld file%s in the folders searched that %s not named .tif, .tiff or "
                   ".png (the first: %s)", (long long)w.ignored, w.ignored == 1 ? "" : "s",
                   w.ignored == 1 ? "is" : "are", w.first_ignored);
+    if (say && w.broken)
+        tool_warn("skipped %lld symbolic link%s named as %s whose target does not exist (the "
+                  "first: %s)", (long long)w.broken, w.broken == 1 ? "" : "s",
+                  w.broken == 1 ? "an image" : "images", w.first_broken);
     free(w.tab);
     free(w.first_skipped);
     free(w.first_ignored);
+    free(w.first_broken);
     if (rc != 0) dataset_free(ds);
     return rc;
 }

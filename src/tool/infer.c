@@ -560,7 +560,10 @@ int cmd_info(int argc, char **argv)
         norm_format(&info.norm, norm, sizeof norm);
         printf("normalisation  %s%s\n", norm, info.pad ? ", small images zero-padded" : "");
         printf("classes        %d:", info.n_classes);
-        for (int k = 0; k < info.n_classes; k++) printf(" %s", info.classes[k]);
+        for (int k = 0; k < info.n_classes; k++) { /* the metadata below has them exactly */
+            putchar(' ');
+            tool_put_visible(stdout, info.classes[k], strlen(info.classes[k]));
+        }
         putchar('\n');
     }
     const char *state = NULL;

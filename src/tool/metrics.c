@@ -91,7 +91,9 @@ static int names_width(char **names, int k, int lo, int hi)
 }
 
 /* Prints name in exactly w columns (text_width): cut after w code points, never inside a
- * multi-byte character, or padded with spaces. (printf's "%-*.*s" counts bytes.) */
+ * multi-byte character, or padded with spaces. (printf's "%-*.*s" counts bytes.) A control
+ * character (a tab or a newline in a manifest's label) is printed as U+FFFD, one column, as in
+ * confusion.svg: written as it is, it would break the table's lines and columns. */
 static void print_name(FILE *out, const char *name, int w)
 {
     const unsigned char *p = (const unsigned char *)name;
@@ -102,7 +104,17 @@ static void print_name(FILE *out, const char *name, int w)
         bytes++;
     }
     if (cols > w) cols = w;
-    fprintf(out, "%.*s%*s", (int)bytes, name, w - cols, "");
+    tool_put_visible(out, name, bytes);
+    fprintf(out, "%*s", w - cols, "");
+}
+
+void tool_put_visible(FILE *out, const char *s, size_t bytes)
+{
+    const unsigned char *p = (const unsigned char *)s;
+    for (size_t i = 0; i < bytes && p[i]; i++) {
+        if (p[i] < 0x20 || p[i] == 0x7F) fputs("\xEF\xBF\xBD", out);
+        else fputc(p[i], out);
+    }
 }
 
 void metrics_print(const tool_metrics *m, char **classes, FILE *out)

@@ -293,6 +293,9 @@ void metrics_add(tool_metrics *m, int truth, int predicted);
 void metrics_finish(tool_metrics *m);
 void metrics_free(tool_metrics *m);
 void metrics_print(const tool_metrics *m, char **classes, FILE *out);
+/* Writes the first bytes of s (up to its end) with each control character (a tab, a newline in
+ * a manifest's label) as U+FFFD, for text meant to be read in a terminal. */
+void tool_put_visible(FILE *out, const char *s, size_t bytes);
 /* The reports into an open stream: 0, or -1 when a write failed. */
 int metrics_write_confusion_csv(const tool_metrics *m, char **classes, FILE *f);
 int metrics_write_confusion_svg(const tool_metrics *m, char **classes, FILE *f);
