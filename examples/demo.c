@@ -1,7 +1,7 @@
 /* The main example (`make demo`): CFNet against CNet, G-CNN, G-CNN+DFT and a standard CNN on
  * synthetic biomarker images (paper section 3.2, Fig. 3), with the paper's training recipe.
  *
- *   build/default/examples/demo              quick run (about 3 minutes on 2 cores)
+ *   build/default/examples/demo              quick run (about a minute on 2 cores)
  *   build/default/examples/demo --full       the paper's protocol: 50 classes, N = 50 and 100
  *                                            training images per class, 3 seeds per model,
  *                                            learning curves as CSV and SVG (hours)
@@ -375,9 +375,11 @@ int main(int argc, char **argv)
         const char *v = argv[++i];
         if (!strcmp(a, "--classes")) o.classes = ex_arg_int("demo", a, v);
         else if (!strcmp(a, "--train")) {
-            int end = 0; /* one or two different numbers and nothing after them */
-            o.n_sizes = sscanf(v, "%d%n,%d%n", &o.n_train[0], &end, &o.n_train[1], &end);
-            if (v[end] != '\0' || (o.n_sizes == 2 && o.n_train[1] == o.n_train[0])) usage(2);
+            /* one or two different numbers and nothing after them */
+            o.n_sizes = ex_arg_int_list("demo", a, v, 1, 2, 1, 1000000,
+                                        "one or two whole numbers N[,N2] from 1 to 1000000",
+                                        o.n_train);
+            if (o.n_sizes == 2 && o.n_train[1] == o.n_train[0]) usage(2);
         }
         else if (!strcmp(a, "--test")) o.test_per_class = ex_arg_int("demo", a, v);
         else if (!strcmp(a, "--steps")) o.steps = ex_arg_int("demo", a, v);

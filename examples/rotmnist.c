@@ -46,7 +46,7 @@ static void usage(int status)
             "  --csv FILE    per-epoch validation and test error of every model and seed\n"
             "  --summary FILE  append one row per model and seed (selected epoch, errors,\n"
             "                parameters, training time) with the label of --label\n"
-            "  --max-steps K stop each model after K steps (timing runs)\n"
+            "  --max-steps K stop each model after K steps (timing runs; 0: no limit)\n"
             "  --dft-r R     CFNet: DFT projection at 4R rotations (default 1)\n"
             "  --interp I    CFNet: conic filter resampling, steerable (default), nearest\n"
             "                or bilinear (0.1's default: nearest)\n"
@@ -228,16 +228,14 @@ int main(int argc, char **argv)
             if (strcmp(v, "ours") && strcmp(v, "original")) usage(2);
             mo.dft_head_original = !strcmp(v, "original");
         } else if (!strcmp(o, "--r-schedule")) {
-            if (sscanf(v, "%d,%d,%d,%d,%d,%d", &mo.R[0], &mo.R[1], &mo.R[2], &mo.R[3], &mo.R[4],
-                       &mo.R[5]) != 6)
-                usage(2);
-            for (int k = 0; k < 6; k++)
-                if (mo.R[k] < 1 || mo.R[k] > 64) usage(2);
+            ex_arg_int_list("rotmnist", o, v, 6, 6, 1, 64,
+                            "six whole numbers R1,..,R6 from 1 to 64", mo.R);
         } else usage(2);
     }
     if (mo.dft_filters == 0) mo.dft_filters = mo.cfnet_width;
     if (epochs < 0 || mo.dft_R < 1 || mo.cfnet_width < 1 || mo.gcnn_width < 1 ||
-        mo.dft_filters < 1 || ntrain < 50 || nval < 1 || ntest < 1 || threads < 1 || seeds < 1 ||
+        mo.dft_filters < 1 || ntrain < 50 || nval < 1 || ntest < 1 || max_steps < 0 ||
+        threads < 1 || seeds < 1 ||
         seeds > 100 || mo.p4m_width < 1 || !(mo.dropout >= 0 && mo.dropout < 1) || !(lr > 0) ||
         !(lr_decay > 0 && lr_decay <= 1) || decay_epochs < 1)
         usage(2);

@@ -31,9 +31,13 @@ done
 expect 2 "fewer than one batch of 50" "$ex/demo" --classes 2 --train 10 --steps 1 --out "$out/d"
 expect 2 "fewer than one batch of 50" "$ex/demo" --classes 5 --train 10,5 --steps 1 --out "$out/d"
 expect 2 "usage: demo" "$ex/demo" --steps 0
-for n in 50,100,150 50x 50, 50,50; do # one or two different numbers of images per class
-    expect 2 "usage: demo" "$ex/demo" --train "$n" --steps 1 --models cnn --out "$out/d"
+for n in 50,100,150 50x 50, ,50 50,,100; do # one or two numbers of images per class
+    expect 2 "demo: --train takes one or two whole numbers N\[,N2\] from 1 to 1000000, not '$n'" \
+        "$ex/demo" --train "$n" --steps 1 --models cnn --out "$out/d"
 done
+expect 2 "usage: demo" "$ex/demo" --train 50,50 --steps 1 --models cnn --out "$out/d" # different
+expect 0 "N = 25 50 training and 1 test" "$ex/demo" --classes 2 --train 25,50 --test 1 --steps 1 \
+    --models cnn --out "$out/d"
 expect 2 "usage: demo" "$ex/demo" --bogus 1
 # Numbers are read whole: a trailing letter, an out-of-range count or an empty value is a usage
 # error naming the option (they were read as 3, as 1, or as 0 before).
@@ -70,6 +74,20 @@ expect 2 "rotmnist: --seed takes a whole number from 0, not '-1'" "$ex/rotmnist"
 expect 2 "rotmnist: --lr takes a number, not '1e-3x'" "$ex/rotmnist" --lr 1e-3x
 expect 2 "rotmnist: --lr takes a number, not 'nan'" "$ex/rotmnist" --lr nan
 expect 2 "features: --steps takes a whole number, not '5q'" "$ex/features" --steps 5q
+# Lists of numbers are read whole too: a trailing letter, a seventh R, or a count that does not
+# fit an int (taken as six R values, or wrapped to 50 training images, before).
+expect 2 "rotmnist: --r-schedule takes six whole numbers" "$ex/rotmnist" --data "$out/no-mnist" \
+    --r-schedule 2,2,2,1,1,1x
+expect 2 "rotmnist: --r-schedule takes six whole numbers" "$ex/rotmnist" --data "$out/no-mnist" \
+    --r-schedule 2,2,2,1,1,1,1
+expect 2 "rotmnist: --r-schedule takes six whole numbers" "$ex/rotmnist" --data "$out/no-mnist" \
+    --r-schedule 2,2,2,1,1,65
+expect 1 "run scripts/fetch-mnist first" "$ex/rotmnist" --data "$out/no-mnist" \
+    --r-schedule 4,4,2,2,1,1 # a good list: the run goes on to the data
+expect 2 "demo: --train takes one or two whole numbers" "$ex/demo" --train 4294967346 \
+    --steps 1 --models cnn --out "$out/d"
+expect 2 "demo: --train takes one or two whole numbers" "$ex/demo" --train " 50" \
+    --steps 1 --models cnn --out "$out/d"
 # A misspelt model is refused before the data are read and anything trains.
 expect 1 "unknown model 'foo'" "$ex/rotmnist" --data "$out/no-mnist" --models cnn,foo
 expect 1 "names no model" "$ex/rotmnist" --data "$out/no-mnist" --models ,
@@ -77,6 +95,8 @@ expect 1 "names no model" "$ex/rotmnist" --data "$out/no-mnist" --models ,
 expect 1 "p4m_lift: out_channels is 300000000" "$ex/rotmnist" --data "$out/no-mnist" \
     --models cnn,gcnn-p4m --p4m-width 300000000
 expect 2 "usage: rotmnist" "$ex/rotmnist" --epochs
+# A negative --max-steps stopped every model after its first step (0 is "no limit").
+expect 2 "usage: rotmnist" "$ex/rotmnist" --data "$out/no-mnist" --max-steps -1
 
 # A run with one seed reports its errors without a spread (it printed "+- 0.00%" before). The
 # digits are 52 random 28x28 images in IDX files, enough for one batch, one validation and one

@@ -71,6 +71,27 @@ double ex_arg_double(const char *prog, const char *opt, const char *v)
     return x;
 }
 
+int ex_arg_int_list(const char *prog, const char *opt, const char *v, int min_n, int max_n,
+                    long long lo, long long hi, const char *kind, int *out)
+{
+    int n = 0;
+    const char *p = v;
+    for (;;) {
+        char *end = NULL;
+        /* strtoll would skip leading spaces and take '+': an entry starts with a digit or '-' */
+        if (n == max_n || !(*p == '-' || (*p >= '0' && *p <= '9'))) arg_error(prog, opt, kind, v);
+        errno = 0;
+        long long x = strtoll(p, &end, 10);
+        if (end == p || errno == ERANGE || x < lo || x > hi) arg_error(prog, opt, kind, v);
+        out[n++] = (int)x;
+        if (*end == '\0') break;
+        if (*end != ',') arg_error(prog, opt, kind, v);
+        p = end + 1;
+    }
+    if (n < min_n) arg_error(prog, opt, kind, v);
+    return n;
+}
+
 void *ex_malloc(size_t size)
 {
     void *p = malloc(size ? size : 1);

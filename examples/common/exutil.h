@@ -24,6 +24,12 @@ int ex_arg_int(const char *prog, const char *opt, const char *v);
 long long ex_arg_ll(const char *prog, const char *opt, const char *v);
 uint64_t ex_arg_u64(const char *prog, const char *opt, const char *v);
 double ex_arg_double(const char *prog, const char *opt, const char *v);
+/* A comma-separated list of min_n to max_n whole numbers, each from lo to hi, with nothing
+ * before, between or after them (no spaces, no sign other than '-', no empty entry); stores them
+ * in out[] and returns their count. Otherwise prints "PROG: OPT takes KIND, not 'V'" and exits
+ * 2. */
+int ex_arg_int_list(const char *prog, const char *opt, const char *v, int min_n, int max_n,
+                    long long lo, long long hi, const char *kind, int *out);
 /* Creates a folder and its parents (mkdir -p); exits with a message when one cannot be made. */
 void ex_make_dirs(const char *dir);
 
