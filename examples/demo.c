@@ -411,8 +411,11 @@ int main(int argc, char **argv)
     for (char *t = strtok(list, ","); t; t = strtok(NULL, ",")) {
         int m = ex_model_parse(t);
         if (m < 0) ex_die("demo: unknown model '%s' (cfnet, cnet, gcnn, gcnn-dft, cnn, gcnn-p4m)", t);
+        /* each model once: a model named twice would train twice under one name (and the
+         * list holds each of the EX_MODEL_COUNT models at most once) */
+        for (int k = 0; k < o.n_models; k++)
+            if (o.models[k] == m) ex_die("demo: --models names '%s' twice", t);
         o.models[o.n_models++] = m;
-        if (o.n_models == EX_MODEL_COUNT) break;
     }
     if (o.n_models == 0) ex_die("demo: --models '%s' names no model", models);
     ex_blas_single_thread();

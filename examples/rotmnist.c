@@ -245,12 +245,14 @@ int main(int argc, char **argv)
     {
         char list[256];
         snprintf(list, sizeof list, "%s", models);
-        for (char *tok = strtok(list, ","); tok && n_models < EX_MODEL_COUNT;
-             tok = strtok(NULL, ",")) {
+        for (char *tok = strtok(list, ","); tok; tok = strtok(NULL, ",")) {
             int m = ex_model_parse(tok);
             if (m < 0)
                 ex_die("rotmnist: unknown model '%s' (cfnet, cnet, gcnn, gcnn-dft, cnn, gcnn-p4m)",
                        tok);
+            /* each model once, so the list holds at most EX_MODEL_COUNT */
+            for (int k = 0; k < n_models; k++)
+                if (model_list[k] == m) ex_die("rotmnist: --models names '%s' twice", tok);
             model_list[n_models++] = m;
         }
         if (n_models == 0) ex_die("rotmnist: --models '%s' names no model", models);

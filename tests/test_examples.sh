@@ -46,6 +46,9 @@ expect 2 "not '4294967297'" "$ex/demo" --steps 4294967297 --out "$out/d"
 expect 2 "demo: --width takes a whole number, not ''" "$ex/demo" --width "" --out "$out/d"
 expect 1 "unknown model 'foo'" "$ex/demo" --models foo --out "$out/d"
 expect 1 "names no model" "$ex/demo" --models , --out "$out/d"
+# a model named twice (a seventh entry used to be dropped without a word)
+expect 1 "names 'cnn' twice" "$ex/demo" --models cnn,cfnet,cnn --out "$out/d"
+expect 1 "names 'cfnet' twice" "$ex/demo" --models cfnet,cnet,gcnn,gcnn-dft,cnn,gcnn-p4m,cfnet --out "$out/d"
 expect 1 "cannot read" "$ex/demo" --plot "$out/missing.csv"
 printf 'model,n_train,seed,step,test_accuracy\n' >"$out/header.csv"
 expect 1 "has no runs" "$ex/demo" --plot "$out/header.csv"
@@ -91,6 +94,8 @@ expect 2 "demo: --train takes one or two whole numbers" "$ex/demo" --train " 50"
 # A misspelt model is refused before the data are read and anything trains.
 expect 1 "unknown model 'foo'" "$ex/rotmnist" --data "$out/no-mnist" --models cnn,foo
 expect 1 "names no model" "$ex/rotmnist" --data "$out/no-mnist" --models ,
+expect 1 "names 'cnn' twice" "$ex/rotmnist" --data "$out/no-mnist" --models cnn,cnn
+expect 1 "names 'cfnet' twice" "$ex/rotmnist" --data "$out/no-mnist" --models cfnet,cnet,gcnn,gcnn-dft,cnn,gcnn-p4m,cfnet
 # So is an option the library refuses for one of the models (each network is built first).
 expect 1 "p4m_lift: out_channels is 300000000" "$ex/rotmnist" --data "$out/no-mnist" \
     --models cnn,gcnn-p4m --p4m-width 300000000
