@@ -402,8 +402,10 @@ LIBDIR_REL  = $(shell realpath -m --relative-to=$(PREFIX) $(LIBDIR))
 INCDIR_REL  = $(shell realpath -m --relative-to=$(PREFIX) $(INCDIR))
 # In the .pc files a directory under PREFIX is written as ${prefix}/..., so that
 # `pkg-config --define-prefix` (pkgconf) finds a moved or DESTDIR-staged tree from the .pc file's
-# own location; a directory set elsewhere stays absolute.
-pc_dir = $(if $(filter $(PREFIX)/%,$(1)),$${prefix}/$(patsubst $(PREFIX)/%,%,$(1)),$(1))
+# own location; a directory set elsewhere stays absolute. A PREFIX written with a trailing slash
+# (PREFIX=/usr/ LIBDIR=/usr/lib) still has LIBDIR under it.
+pc_pfx = $(patsubst %/,%,$(PREFIX))
+pc_dir = $(if $(filter $(pc_pfx)/%,$(1)),$${prefix}/$(patsubst /%,%,$(patsubst $(pc_pfx)/%,%,$(1))),$(1))
 SUBST = sed -e 's|@PREFIX@|$(PREFIX)|g' -e 's|@LIBDIR@|$(LIBDIR)|g' -e 's|@INCDIR@|$(INCDIR)|g' \
     -e 's|@PC_LIBDIR@|$(call pc_dir,$(LIBDIR))|g' -e 's|@PC_INCDIR@|$(call pc_dir,$(INCDIR))|g' \
     -e 's|@VERSION@|$(VERSION)|g' -e 's|@MAJOR@|$(MAJOR)|g' -e 's|@DEP_LIBS@|$(INST_DEP_LIBS)|g' \

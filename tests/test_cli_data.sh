@@ -254,6 +254,13 @@ grep -q "predicted 2 images" "$out/last.txt" || fail "predict should still class
 rm "$mixed/sub/e.tif"
 expect 0 "skipped 1 symbolic link named as an image whose target" \
     "$cfnet" predict "$m" "$mixed" -o "$out/mixed.csv"
+# a folder of nothing but such links (the whole share not mounted) is still refused, and the
+# message says why rather than only "no images"
+mkdir -p "$out/unmounted"
+ln -s "$out/not-mounted/g.tif" "$out/unmounted/g.tif"
+ln -s "$out/not-mounted/h.png" "$out/unmounted/h.png"
+expect 1 "unmounted: no .tif/.tiff/.png images in this folder, only 2 symbolic links named as images whose target does not exist \(the first: .*unmounted/g.tif -> .*not-mounted/g.tif\)" \
+    "$cfnet" predict "$m" "$out/unmounted" -o "$out/unmounted.csv"
 
 # ---- 10. a class name in decomposed Unicode (a folder copied from a Mac) against the composed one --
 nfc="$out/nfc"

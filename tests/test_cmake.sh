@@ -65,12 +65,16 @@ if cmake -S "$tmp/newer" -B "$tmp/newer/build" -DCMAKE_PREFIX_PATH="$root" >"$tm
     fail "find_package(cfnet $((major + 1))) accepted version $version"
 fi
 # A version range (CMake 3.19 and newer) is honoured at both ends: a range that ends below the
-# installed version, or just before it, is refused; one that contains it is accepted.
+# installed version (inclusive or not), or just before it, is refused; one that contains it is
+# accepted.
 cmake_mm=$(cmake --version | sed -n 's/^cmake version \([0-9]*\)\.\([0-9]*\).*/\1 \2/p')
 if [ "${cmake_mm% *}" -gt 3 ] || { [ "${cmake_mm% *}" -eq 3 ] && [ "${cmake_mm#* }" -ge 19 ]; }; then
     n=0
+    # an inclusive upper end below the installed version (when there is one of the same major)
+    below=""
+    [ "$version" = "$major.0.0" ] || below="$major...$major.0:no"
     for want in "$major...<$version:no" "$major...$version:yes" "$version...<$((major + 1)):yes" \
-        "$major...<$((major + 1)):yes"; do
+        "$major...<$((major + 1)):yes" $below; do
         range=${want%:*} n=$((n + 1))
         mkdir -p "$tmp/range$n"
         printf 'cmake_minimum_required(VERSION 3.19)\nproject(range LANGUAGES C)\nfind_package(cfnet %s CONFIG REQUIRED)\n' \

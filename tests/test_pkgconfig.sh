@@ -5,7 +5,8 @@
 # (`pkg-config --cflags --libs cfnet-static`, which names libcfnet.a itself); all four must run
 # and print the right output. The compile flags must carry no dependency include path. Install
 # without DESTDIR must say how programs find the library, and run ldconfig when the library
-# directory is on the linker's search path, and refuse a relative PREFIX. A moved copy of the installed tree builds with
+# directory is on the linker's search path, and refuse a relative PREFIX; a PREFIX with a
+# trailing slash keeps the directories under it in the .pc files. A moved copy of the installed tree builds with
 # `pkg-config --define-prefix`, and README.md's host program builds and runs as README says.
 # Finally `make uninstall` must remove every installed file and every directory install
 # created, and keep the ones that were there before.
@@ -39,6 +40,21 @@ fi
 if [ -e "$rel" ]; then rm -rf "$rel"; fail "make install with a relative PREFIX created $rel"; fi
 grep -q "install: the directories must be absolute paths, not '$rel/" "$tmp/rel.log" ||
     { cat "$tmp/rel.log"; fail "make install with a relative PREFIX: no clear message"; }
+# A PREFIX written with a trailing slash still has the LIBDIR and INCDIR set under it: the .pc
+# files write them as ${prefix}/..., so --define-prefix finds a moved copy (not the old path).
+slash=$tmp/slash
+# shellcheck disable=SC2086
+make --no-print-directory -s install PREFIX="$slash/" LIBDIR="$slash/lib" INCDIR="$slash/include" \
+    $makevars >"$tmp/slash.log" 2>&1 || { cat "$tmp/slash.log"; fail "make install PREFIX=$slash/"; }
+for pcname in cfnet cfnet-static; do
+    # shellcheck disable=SC2016
+    grep -qx 'libdir=${prefix}/lib' "$slash/lib/pkgconfig/$pcname.pc" &&
+        grep -qx 'includedir=${prefix}/include' "$slash/lib/pkgconfig/$pcname.pc" ||
+        { cat "$slash/lib/pkgconfig/$pcname.pc"; fail "PREFIX=$slash/: $pcname.pc's directories are not under \${prefix}"; }
+done
+# shellcheck disable=SC2086
+make --no-print-directory -s uninstall PREFIX="$slash/" LIBDIR="$slash/lib" INCDIR="$slash/include" \
+    $makevars >"$tmp/slash.log" 2>&1 || { cat "$tmp/slash.log"; fail "make uninstall PREFIX=$slash/"; }
 
 # shellcheck disable=SC2086
 make --no-print-directory -s install PREFIX="$prefix" $makevars >"$tmp/install.log" 2>&1 ||

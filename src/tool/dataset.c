@@ -732,9 +732,18 @@ int dataset_open_inputs(char **paths, int n, tool_dataset *ds)
             w.cap = w.n = 0;
             struct stat st;
             if (stat(paths[i], &st) == 0) walk_enter(&w, st.st_dev, st.st_ino);
-            int64_t before = ds->n;
+            int64_t before = ds->n, broken_before = w.broken;
             rc = walk(paths[i], ds, 0, &w);
-            if (rc == 0 && ds->n == before) {
+            if (rc == 0 && ds->n == before && w.broken > broken_before) {
+                /* only links into a share that is not mounted: say so, not just "no images" */
+                int64_t nb = w.broken - broken_before;
+                tool_error("%s: no .tif/.tiff/.png images in this folder, only %lld symbolic "
+                           "link%s named as %s whose target does not exist%s%s%s", paths[i],
+                           (long long)nb, nb == 1 ? "" : "s", nb == 1 ? "an image" : "images",
+                           broken_before ? "" : " (the first: ", broken_before ? "" : w.first_broken,
+                           broken_before ? "" : ")");
+                rc = -1;
+            } else if (rc == 0 && ds->n == before) {
                 tool_error("%s: no .tif/.tiff/.png images in this folder", paths[i]);
                 rc = -1;
             }

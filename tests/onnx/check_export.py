@@ -233,8 +233,8 @@ def main():
                                 % (name, "/probabilities" if probs else "", want_out,
                                    meta.get("cfnet.output_shape"), model.graph.doc_string))
             inputs = [("id", x)]
-            if not probs:  # the batch axis is symbolic: one sample gives its row of three
-                inputs.append(("b1", np.ascontiguousarray(x[1:2])))
+            # the batch axis is symbolic: one sample gives its row of three (for probabilities too)
+            inputs.append(("b1", np.ascontiguousarray(x[1:2])))
             if invariant and not probs:
                 inputs += [("rot%d" % k, np.ascontiguousarray(np.rot90(x, k, axes=(2, 3))))
                            for k in (1, 2, 3)]

@@ -91,8 +91,9 @@ def main():
     try:
         import yaml
     except ImportError:
-        print("check_zoo: python3-yaml is not installed, the rdf.yaml is not checked "
-              "(apt-get install python3-yaml)")
+        print("check_zoo: SKIPPED in part: python3-yaml is not installed, so neither the "
+              "rdf.yaml nor the package's run through ONNX Runtime is checked "
+              "(scripts/install-deps --extra installs it)")
         return 1 if failures else 0
     rdf = yaml.safe_load(rdf_text)
     for key in ("format_version", "type", "name", "description", "authors", "cite", "license",
