@@ -17,6 +17,7 @@ from ._layer import Layer
 from ._tensor import Borrow, as_float32, as_indices, as_labels, handle_shape
 from ._lib import fs_path
 from ._handle import Handle
+from ._errors import CfnetError
 
 def _option_names():
     """(key, name) of every option the library knows, from cfnet_option_name."""
@@ -51,6 +52,12 @@ def option_default(option):
         return _OPTION_VALUE_ENUMS[opt](int(v.value))
     return v.value
 
+
+# cfnet_network_evaluate's batch when it is given 0, and the largest batch that evaluate runs
+# as a call of its own: a float32 loss times a count below 2**29 is exact in double, and a
+# float32 accuracy times a count below 2**23 rounds to the count of hits.
+_EVALUATE_BATCH = 100
+_EVALUATE_SPLIT_MAX = 2**22
 
 # Option values that have names, for set_option / configure.
 _OPTION_VALUE_ENUMS = {Option.OPTIMIZER: Optimizer, Option.AUG_ROTATION: AugRotation}
@@ -540,15 +547,48 @@ class Network(Handle):
     @_using
     def evaluate(self, images, labels, batch=0):
         """Inference-mode (mean loss, accuracy) over the images, in batches of ``batch``
-        (0 = 100)."""
+        (0 = 100). Ctrl-C (SIGINT) in the main thread stops it after the current batch and
+        raises KeyboardInterrupt.
+
+        Each batch is a cfnet_network_evaluate call of its own, so that an interrupt is seen
+        between batches; the batches and their sums are those of one call over all the images,
+        so the results are bit-identical to it. An error names images and labels by their
+        index among all of them, as that one call does."""
         h = self._h()
         x = as_float32(images, "images")
         lab = as_labels(labels, x.shape[0] if x.ndim else None)
+        lib = _lib.load()
+        b = to_int(batch, "batch", INT64)
+        n, size = lab.size, b or _EVALUATE_BATCH
+        if b < 0 or x.ndim == 0 or n <= size or size > _EVALUATE_SPLIT_MAX:
+            return self._evaluate_call(lib, h, x, lab, b)
+        sum_loss, correct = 0.0, 0
+        with _deferred_interrupt() as interrupted:
+            try:
+                for s0 in range(0, n, size):
+                    if interrupted:
+                        break  # KeyboardInterrupt follows
+                    nb = min(size, n - s0)
+                    loss, acc = self._evaluate_call(lib, h, x[s0:s0 + nb], lab[s0:s0 + nb], b)
+                    # One batch per call: its loss is the batch's mean loss exactly, and its
+                    # accuracy gives the count of hits exactly (nb <= _EVALUATE_SPLIT_MAX).
+                    # The sums are formed as the library forms them, in double.
+                    sum_loss += loss * nb
+                    correct += round(acc * nb)
+            except CfnetError:
+                # A batch's error counts images and labels within the batch: one call over all
+                # of them raises the library's own error (validation comes first in it, so a
+                # bad image or label fails at once).
+                return self._evaluate_call(lib, h, x, lab, b)
+        return float(np.float32(sum_loss / n)), float(np.float32(correct / n))
+
+    @staticmethod
+    def _evaluate_call(lib, h, x, lab, batch):
         loss, acc = ctypes.c_float(), ctypes.c_float()
         with Borrow(x) as tx:
-            _lib.load().call("cfnet_network_evaluate", h, tx,
-                             lab.ctypes.data_as(ctypes.POINTER(ctypes.c_int32)), lab.size,
-                             to_int(batch, "batch", INT64), ctypes.byref(loss), ctypes.byref(acc))
+            lib.call("cfnet_network_evaluate", h, tx,
+                     lab.ctypes.data_as(ctypes.POINTER(ctypes.c_int32)), lab.size, batch,
+                     ctypes.byref(loss), ctypes.byref(acc))
         return loss.value, acc.value
 
     @_using
