@@ -2,6 +2,7 @@
 import contextlib
 import ctypes
 import functools
+import numbers
 import operator
 import signal
 import threading
@@ -14,7 +15,8 @@ from . import _lib
 from ._enums import (INT64, UINT64, AugRotation, Family, ONNX_PROBABILITIES, Option, Optimizer,
                      SAVE_OPTIMIZER, SAVE_ALLOW_NONFINITE, SumKind, to_enum, to_int)
 from ._layer import Layer
-from ._tensor import Borrow, as_float32, as_indices, as_labels, handle_shape
+from ._tensor import (Borrow, as_float32, as_indices, as_labels, handle_shape,
+                      require_numbers)
 from ._lib import fs_path
 from ._handle import Handle
 from ._errors import CfnetError
@@ -718,9 +720,15 @@ class Network(Handle):
             # the library would only say "input does not match the network"
             from ._errors import ShapeMismatchError
             raise ShapeMismatchError(-3, "network_invariance: images are %s, expected N x %s "
-                                     "(or one %s image)" % ("x".join(map(str, x.shape)),
+                                     "(or one %s image)" % ("x".join(map(str, x.shape))
+                                                            or "a 0-d array",
                                                             "x".join(map(str, shape)),
                                                             "x".join(map(str, shape))))
+        if angles is not None:
+            require_numbers(angles, "angles")
+            a = np.asarray(angles, dtype=np.float64)
+            to_int(a.size, "the number of angles")  # a C int
+            a = np.ascontiguousarray(a).reshape(-1)
         out = ctypes.c_double()
         flags = 1 if reflect else 0  # CFNET_INVARIANCE_REFLECT
         with Borrow(x) as tx:
@@ -728,7 +736,6 @@ class Network(Handle):
                 _lib.load().call("cfnet_network_invariance_ex", h, tx, None, 0, flags,
                                  ctypes.byref(out))
             else:
-                a = np.ascontiguousarray(angles, dtype=np.float64).reshape(-1)
                 _lib.load().call("cfnet_network_invariance_ex", h, tx,
                                  a.ctypes.data_as(ctypes.POINTER(ctypes.c_double)), a.size,
                                  flags, ctypes.byref(out))
@@ -807,6 +814,9 @@ class Network(Handle):
         if isinstance(data, str):
             raise TypeError("from_bytes needs bytes (what to_bytes returns, or a model file's "
                             "contents), not str; for a path use Network.load")
+        if isinstance(data, numbers.Integral):  # bytes(5) would be 5 zero bytes
+            raise TypeError("from_bytes needs bytes (what to_bytes returns, or a model file's "
+                            "contents), not %s" % type(data).__name__)
         buf = data if isinstance(data, bytes) else bytes(data)
         if context is None:
             h = _lib.new_handle("network", "cfnet_network_load_buffer", buf, len(buf))
