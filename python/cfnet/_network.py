@@ -363,13 +363,20 @@ class Network(Handle):
         """Sets every layer's parameter gradients to zero."""
         _lib.load().call("cfnet_network_zero_grad", self._h())
 
-    def _batch(self, x):
+    def _batch(self, x, what):
         """(x as a passable float32 array with a batch axis, True if one was added): a single
         C x H x W image (the network's input shape) becomes a batch of one. None for no images
-        (0 x C x H x W): the caller returns an empty result."""
+        (0 x C x H x W): the caller returns an empty result. ``what`` names the C function."""
         a = x if isinstance(x, np.ndarray) else np.asarray(x)
-        if a.ndim == 4 and a.shape[0] == 0 and tuple(a.shape[1:]) == self.input_shape:
-            return None, False
+        if a.ndim == 4 and a.shape[0] == 0:
+            shape = self.input_shape
+            if tuple(a.shape[1:]) == shape:
+                return None, False
+            # as_float32 would call it empty, as if no images were not allowed here
+            from ._errors import ShapeMismatchError
+            raise ShapeMismatchError(-3, "%s: input is %s, expected N x %s"
+                                     % (what, "x".join(map(str, a.shape)),
+                                        "x".join(map(str, shape))))
         x = as_float32(x, "images", stacklevel=4)
         if x.ndim == 3 and tuple(x.shape) == self.input_shape:
             return x.reshape((1,) + x.shape), True
@@ -385,7 +392,7 @@ class Network(Handle):
         C x H x W image, the output without the batch axis; for no images (0 x C x H x W), an
         empty array."""
         h = self._h()
-        x, single = self._batch(x)
+        x, single = self._batch(x, "network_infer")
         if x is None:
             return self._out(0)
         out = self._out(x.shape[0] if x.ndim else 0)
@@ -398,7 +405,7 @@ class Network(Handle):
         """Class probabilities (N x K) for x; a vector of K for a single C x H x W image (0 x K
         for no images)."""
         h = self._h()
-        x, single = self._batch(x)
+        x, single = self._batch(x, "network_probabilities")
         k = int(np.prod(self.output_shape))
         if x is None:
             return np.empty((0, k), dtype=np.float32)
@@ -413,7 +420,7 @@ class Network(Handle):
         """Predicted class (argmax of the output) per image, as an int32 array of length N
         (empty for no images); an int for a single C x H x W image."""
         h = self._h()
-        x, single = self._batch(x)
+        x, single = self._batch(x, "network_predict")
         if x is None:
             return np.empty(0, dtype=np.int32)
         n = x.shape[0] if x.ndim else 0

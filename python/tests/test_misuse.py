@@ -275,6 +275,15 @@ class EmptyBatchTest(LeakCheckedTestCase):
             p = net.predict(none)
             self.assertEqual((p.shape, p.dtype), ((0,), np.int32))
 
+    def test_no_images_of_another_shape_is_a_shape_mismatch(self):
+        # It was "images is empty ...: libcfnet needs at least one element along every axis",
+        # although no images of the right shape are fine.
+        with small_cfnet() as net:
+            for name in ("infer", "predict", "probabilities"):
+                with self.assertRaisesRegex(cfnet.ShapeMismatchError, r"^network_%s: input is "
+                                            r"0x1x8x8, expected N x 1x16x16 \(shape" % name):
+                    getattr(net, name)(np.zeros((0, 1, 8, 8), np.float32))
+
     def test_other_calls_name_the_empty_argument(self):
         # They used to fail with "tensor_wrap: dimension 0 is 0", a call the user never made.
         with small_cfnet() as net:
