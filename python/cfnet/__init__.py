@@ -2,7 +2,9 @@
 
 A thin ctypes layer over the C API in include/cfnet/cfnet.h; no compiler step. libcfnet is found
 through $CFNET_LIBRARY (path of libcfnet.so), then ``pkg-config --variable=libdir cfnet``, then
-the build tree (lib/ beside python/), and is loaded on first use.
+the lib/ of the prefix the package was installed into (``make install-python``), then the build
+tree (lib/ beside python/), then the dynamic linker's search path, and is loaded on first use
+(``library_path()`` says which).
 
     import numpy as np, cfnet
     with cfnet.Network(1, 16, 16, seed=1) as net:

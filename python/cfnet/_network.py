@@ -2,6 +2,7 @@
 import contextlib
 import ctypes
 import functools
+import numbers
 import operator
 import signal
 import threading
@@ -14,9 +15,11 @@ from . import _lib
 from ._enums import (INT64, UINT64, AugRotation, Family, ONNX_PROBABILITIES, Option, Optimizer,
                      SAVE_OPTIMIZER, SAVE_ALLOW_NONFINITE, SumKind, to_enum, to_int)
 from ._layer import Layer
-from ._tensor import Borrow, as_float32, as_indices, as_labels, handle_shape
+from ._tensor import (Borrow, as_float32, as_indices, as_labels, handle_shape,
+                      require_numbers)
 from ._lib import fs_path
 from ._handle import Handle
+from ._errors import CfnetError
 
 def _option_names():
     """(key, name) of every option the library knows, from cfnet_option_name."""
@@ -51,6 +54,12 @@ def option_default(option):
         return _OPTION_VALUE_ENUMS[opt](int(v.value))
     return v.value
 
+
+# cfnet_network_evaluate's batch when it is given 0, and the largest batch that evaluate runs
+# as a call of its own: a float32 loss times a count below 2**29 is exact in double, and a
+# float32 accuracy times a count below 2**23 rounds to the count of hits.
+_EVALUATE_BATCH = 100
+_EVALUATE_SPLIT_MAX = 2**22
 
 # Option values that have names, for set_option / configure.
 _OPTION_VALUE_ENUMS = {Option.OPTIMIZER: Optimizer, Option.AUG_ROTATION: AugRotation}
@@ -354,13 +363,20 @@ class Network(Handle):
         """Sets every layer's parameter gradients to zero."""
         _lib.load().call("cfnet_network_zero_grad", self._h())
 
-    def _batch(self, x):
+    def _batch(self, x, what):
         """(x as a passable float32 array with a batch axis, True if one was added): a single
         C x H x W image (the network's input shape) becomes a batch of one. None for no images
-        (0 x C x H x W): the caller returns an empty result."""
+        (0 x C x H x W): the caller returns an empty result. ``what`` names the C function."""
         a = x if isinstance(x, np.ndarray) else np.asarray(x)
-        if a.ndim == 4 and a.shape[0] == 0 and tuple(a.shape[1:]) == self.input_shape:
-            return None, False
+        if a.ndim == 4 and a.shape[0] == 0:
+            shape = self.input_shape
+            if tuple(a.shape[1:]) == shape:
+                return None, False
+            # as_float32 would call it empty, as if no images were not allowed here
+            from ._errors import ShapeMismatchError
+            raise ShapeMismatchError(-3, "%s: input is %s, expected N x %s"
+                                     % (what, "x".join(map(str, a.shape)),
+                                        "x".join(map(str, shape))))
         x = as_float32(x, "images", stacklevel=4)
         if x.ndim == 3 and tuple(x.shape) == self.input_shape:
             return x.reshape((1,) + x.shape), True
@@ -376,7 +392,7 @@ class Network(Handle):
         C x H x W image, the output without the batch axis; for no images (0 x C x H x W), an
         empty array."""
         h = self._h()
-        x, single = self._batch(x)
+        x, single = self._batch(x, "network_infer")
         if x is None:
             return self._out(0)
         out = self._out(x.shape[0] if x.ndim else 0)
@@ -389,7 +405,7 @@ class Network(Handle):
         """Class probabilities (N x K) for x; a vector of K for a single C x H x W image (0 x K
         for no images)."""
         h = self._h()
-        x, single = self._batch(x)
+        x, single = self._batch(x, "network_probabilities")
         k = int(np.prod(self.output_shape))
         if x is None:
             return np.empty((0, k), dtype=np.float32)
@@ -404,7 +420,7 @@ class Network(Handle):
         """Predicted class (argmax of the output) per image, as an int32 array of length N
         (empty for no images); an int for a single C x H x W image."""
         h = self._h()
-        x, single = self._batch(x)
+        x, single = self._batch(x, "network_predict")
         if x is None:
             return np.empty(0, dtype=np.int32)
         n = x.shape[0] if x.ndim else 0
@@ -540,15 +556,48 @@ class Network(Handle):
     @_using
     def evaluate(self, images, labels, batch=0):
         """Inference-mode (mean loss, accuracy) over the images, in batches of ``batch``
-        (0 = 100)."""
+        (0 = 100). Ctrl-C (SIGINT) in the main thread stops it after the current batch and
+        raises KeyboardInterrupt.
+
+        Each batch is a cfnet_network_evaluate call of its own, so that an interrupt is seen
+        between batches; the batches and their sums are those of one call over all the images,
+        so the results are bit-identical to it. An error names images and labels by their
+        index among all of them, as that one call does."""
         h = self._h()
         x = as_float32(images, "images")
         lab = as_labels(labels, x.shape[0] if x.ndim else None)
+        lib = _lib.load()
+        b = to_int(batch, "batch", INT64)
+        n, size = lab.size, b or _EVALUATE_BATCH
+        if b < 0 or x.ndim == 0 or n <= size or size > _EVALUATE_SPLIT_MAX:
+            return self._evaluate_call(lib, h, x, lab, b)
+        sum_loss, correct = 0.0, 0
+        with _deferred_interrupt() as interrupted:
+            try:
+                for s0 in range(0, n, size):
+                    if interrupted:
+                        break  # KeyboardInterrupt follows
+                    nb = min(size, n - s0)
+                    loss, acc = self._evaluate_call(lib, h, x[s0:s0 + nb], lab[s0:s0 + nb], b)
+                    # One batch per call: its loss is the batch's mean loss exactly, and its
+                    # accuracy gives the count of hits exactly (nb <= _EVALUATE_SPLIT_MAX).
+                    # The sums are formed as the library forms them, in double.
+                    sum_loss += loss * nb
+                    correct += round(acc * nb)
+            except CfnetError:
+                # A batch's error counts images and labels within the batch: one call over all
+                # of them raises the library's own error (validation comes first in it, so a
+                # bad image or label fails at once).
+                return self._evaluate_call(lib, h, x, lab, b)
+        return float(np.float32(sum_loss / n)), float(np.float32(correct / n))
+
+    @staticmethod
+    def _evaluate_call(lib, h, x, lab, batch):
         loss, acc = ctypes.c_float(), ctypes.c_float()
         with Borrow(x) as tx:
-            _lib.load().call("cfnet_network_evaluate", h, tx,
-                             lab.ctypes.data_as(ctypes.POINTER(ctypes.c_int32)), lab.size,
-                             to_int(batch, "batch", INT64), ctypes.byref(loss), ctypes.byref(acc))
+            lib.call("cfnet_network_evaluate", h, tx,
+                     lab.ctypes.data_as(ctypes.POINTER(ctypes.c_int32)), lab.size, batch,
+                     ctypes.byref(loss), ctypes.byref(acc))
         return loss.value, acc.value
 
     @_using
@@ -678,9 +727,15 @@ class Network(Handle):
             # the library would only say "input does not match the network"
             from ._errors import ShapeMismatchError
             raise ShapeMismatchError(-3, "network_invariance: images are %s, expected N x %s "
-                                     "(or one %s image)" % ("x".join(map(str, x.shape)),
+                                     "(or one %s image)" % ("x".join(map(str, x.shape))
+                                                            or "a 0-d array",
                                                             "x".join(map(str, shape)),
                                                             "x".join(map(str, shape))))
+        if angles is not None:
+            require_numbers(angles, "angles")
+            a = np.asarray(angles, dtype=np.float64)
+            to_int(a.size, "the number of angles")  # a C int
+            a = np.ascontiguousarray(a).reshape(-1)
         out = ctypes.c_double()
         flags = 1 if reflect else 0  # CFNET_INVARIANCE_REFLECT
         with Borrow(x) as tx:
@@ -688,7 +743,6 @@ class Network(Handle):
                 _lib.load().call("cfnet_network_invariance_ex", h, tx, None, 0, flags,
                                  ctypes.byref(out))
             else:
-                a = np.ascontiguousarray(angles, dtype=np.float64).reshape(-1)
                 _lib.load().call("cfnet_network_invariance_ex", h, tx,
                                  a.ctypes.data_as(ctypes.POINTER(ctypes.c_double)), a.size,
                                  flags, ctypes.byref(out))
@@ -767,6 +821,9 @@ class Network(Handle):
         if isinstance(data, str):
             raise TypeError("from_bytes needs bytes (what to_bytes returns, or a model file's "
                             "contents), not str; for a path use Network.load")
+        if isinstance(data, numbers.Integral):  # bytes(5) would be 5 zero bytes
+            raise TypeError("from_bytes needs bytes (what to_bytes returns, or a model file's "
+                            "contents), not %s" % type(data).__name__)
         buf = data if isinstance(data, bytes) else bytes(data)
         if context is None:
             h = _lib.new_handle("network", "cfnet_network_load_buffer", buf, len(buf))

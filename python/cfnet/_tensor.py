@@ -14,8 +14,13 @@ MAX_DIMS = 5
 
 
 def _shape_array(shape):
-    shape = tuple(to_int(s, "a dimension", INT64) for s in shape)
-    return (ctypes.c_int64 * max(len(shape), 1))(*shape), len(shape)
+    try:
+        dims = tuple(shape)
+    except TypeError:
+        raise TypeError("a shape must be a sequence of integers such as (2, 3), not %s"
+                        % type(shape).__name__) from None
+    dims = tuple(to_int(s, "a dimension", INT64) for s in dims)
+    return (ctypes.c_int64 * max(len(dims), 1))(*dims), len(dims)
 
 
 def is_passable(a):
@@ -35,21 +40,26 @@ def require_nonempty(a, what):
 
 
 def require_numbers(a, what):
-    """TypeError for None or an object array (e.g. a list holding None): numpy would turn
-    each None into NaN, so a forgotten argument became an image of NaN, or a NaN written into
-    a tensor without a word."""
+    """TypeError for None, or for an array (or list) of anything but booleans, integers and
+    real floats. numpy would turn each None into NaN, so a forgotten argument became an image
+    of NaN, or a NaN written into a tensor without a word; it would drop the imaginary part of
+    complex numbers and parse strings."""
     if a is None:
         raise TypeError("%s must be an array of numbers, not None" % what)
-    if isinstance(a, np.ndarray) and a.dtype == object:
-        raise TypeError("%s must be an array of numbers, not dtype object" % what)
-    if isinstance(a, (list, tuple)):
+    if isinstance(a, np.ndarray):
+        dtype = a.dtype
+    else:
         try:
-            kind = np.asarray(a).dtype.kind
+            dtype = np.asarray(a).dtype
         except ValueError:  # ragged: numpy's own conversion says what is wrong
             return
-        if kind == "O":
-            raise TypeError("%s must be an array of numbers (it holds None or other "
-                            "objects)" % what)
+    if dtype.kind == "O":
+        if isinstance(a, np.ndarray):
+            raise TypeError("%s must be an array of numbers, not dtype object" % what)
+        raise TypeError("%s must be an array of numbers (it holds None or other "
+                        "objects)" % what)
+    if dtype.kind not in "biuf":
+        raise TypeError("%s must be an array of real numbers, not dtype %s" % (what, dtype))
 
 
 def as_float32(a, what="array", stacklevel=3):

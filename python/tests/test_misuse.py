@@ -3,6 +3,7 @@ once crashed, mutated immutable memory or silently did something else than asked
 import os
 import re
 import tempfile
+import warnings
 
 import numpy as np
 
@@ -274,6 +275,15 @@ class EmptyBatchTest(LeakCheckedTestCase):
             p = net.predict(none)
             self.assertEqual((p.shape, p.dtype), ((0,), np.int32))
 
+    def test_no_images_of_another_shape_is_a_shape_mismatch(self):
+        # It was "images is empty ...: libcfnet needs at least one element along every axis",
+        # although no images of the right shape are fine.
+        with small_cfnet() as net:
+            for name in ("infer", "predict", "probabilities"):
+                with self.assertRaisesRegex(cfnet.ShapeMismatchError, r"^network_%s: input is "
+                                            r"0x1x8x8, expected N x 1x16x16 \(shape" % name):
+                    getattr(net, name)(np.zeros((0, 1, 8, 8), np.float32))
+
     def test_other_calls_name_the_empty_argument(self):
         # They used to fail with "tensor_wrap: dimension 0 is 0", a call the user never made.
         with small_cfnet() as net:
@@ -322,3 +332,67 @@ class SingleImageTest(LeakCheckedTestCase):
                 net.predict(np.zeros((16, 16), np.float32))
             with self.assertRaisesRegex(ValueError, "batch axis"):
                 net.probabilities(np.zeros((2, 16, 16), np.float32))
+
+
+class InputKindTest(LeakCheckedTestCase):
+    def test_complex_strings_and_dates_are_refused_by_name(self):
+        # numpy dropped the imaginary part (with only a ComplexWarning) and parsed strings:
+        # infer(np.array([["0.5", ...]])) computed on the parsed numbers.
+        x, _ = rotated_patterns(2)
+        kinds = [x.astype(np.complex64), (x + 0j).tolist(), x.astype(str),
+                 np.zeros(x.shape, "datetime64[s]")]
+        with small_cfnet() as net, cfnet.Tensor(x.shape) as t:
+            for bad in kinds:
+                calls = {"images": [lambda: net.infer(bad), lambda: net.evaluate(bad, [0, 1]),
+                                    lambda: net.train_step(bad, [0, 1]),
+                                    lambda: cfnet.rotate(bad, 90), lambda: cfnet.normalize(bad)],
+                         "Tensor.wrap input": [lambda: cfnet.Tensor.wrap(bad)],
+                         "Tensor.from_array input": [lambda: cfnet.Tensor.from_array(bad)],
+                         "copy_in input": [lambda: t.copy_in(bad)],
+                         "angles": [lambda: net.invariance(x, angles=np.asarray(bad).ravel()[:2])]}
+                for what, fns in calls.items():
+                    for call in fns:
+                        with self.assertRaisesRegex(TypeError, what + " must be an array of "
+                                                    "real numbers, not dtype"):
+                            call()
+            # Booleans and integers are numbers.
+            for fine in (x > 0.5, (x * 100).astype(np.int16), (x * 100).astype(int).tolist()):
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore", cfnet.CopyWarning)
+                    np.testing.assert_array_equal(net.infer(fine),
+                                                  net.infer(np.asarray(fine, np.float32)))
+
+    def test_invariance_angles(self):
+        x, _ = rotated_patterns(2)
+        with small_cfnet() as net:
+            with self.assertRaisesRegex(TypeError, "angles must be an array of numbers"):
+                net.invariance(x, angles=[None])  # was a NaN angle: "degrees is not finite"
+            # The count is a C int: it wrapped to a negative "n_angles is -2147483643".
+            with self.assertRaisesRegex(ValueError, "the number of angles = 2147483653 is out "
+                                        "of range"):
+                net.invariance(x, angles=np.broadcast_to(90.0, (2**31 + 5,)))
+            self.assertEqual(net.invariance(x, angles=(90, 180.0)),
+                             net.invariance(x, angles=np.array([90, 180], np.int64)))
+            with self.assertRaisesRegex(cfnet.ShapeMismatchError, "images are a 0-d array, "
+                                        "expected N x 1x16x16"):
+                net.invariance(np.array(1, np.float32))
+
+    def test_shapes_must_be_sequences(self):
+        with self.assertRaisesRegex(TypeError, "a shape must be a sequence of integers such as "
+                                    r"\(2, 3\), not int"):
+            cfnet.Tensor(3)  # "'int' object is not iterable"
+        with cfnet.dense(3) as layer:
+            with self.assertRaisesRegex(TypeError, "a shape must be a sequence"):
+                layer.setup(4)
+            self.assertEqual(layer.setup([4]), (3,))
+
+    def test_from_bytes_takes_bytes_like_objects_only(self):
+        with small_cfnet() as net:
+            data = net.to_bytes()
+            x, _ = rotated_patterns(2)
+            for like in (bytearray(data), memoryview(data), np.frombuffer(data, np.uint8)):
+                with cfnet.Network.from_bytes(like) as copy:
+                    np.testing.assert_array_equal(copy.infer(x), net.infer(x))
+        for bad in (5, np.int64(16), True):  # bytes(5) is five zero bytes: a FormatError
+            with self.assertRaisesRegex(TypeError, "from_bytes needs bytes"):
+                cfnet.Network.from_bytes(bad)
