@@ -4,7 +4,7 @@
 # class names that differ only in case, the eval report's columns with UTF-8 class names, names
 # that are not UTF-8, the same file in two class folders, the files predict's search leaves out, and
 # class names in two Unicode forms, a quoted manifest path that starts with '#', and a class name
-# with a control character in the SVG report.
+# with a control character in the SVG report, a folder nested beyond the system's path limit.
 set -eu
 name=cli-data
 # shellcheck source=tests/cli_lib.sh
@@ -336,6 +336,23 @@ texts = [t.text for t in ET.parse(d + "/confusion.svg").getroot().iter("{http://
 assert "ring\ufffdx" in texts, texts
 assert "ring\x01x" in json.load(open(d + "/metrics.json"))["classes"]
 PY
+
+# ---- 13. a folder nested deeper than the system's path limit is said, not left out silently -------
+# readdir lists it, but no call takes its path (ENAMETOOLONG): its images would be missing from
+# the table without a word
+deep="$out/deep"
+mkdir -p "$deep"
+cp "$img" "$deep/top.tif"
+# (made one folder at a time from inside the last: a shell's cd takes no such path)
+"$py" -c 'import os, sys
+os.chdir(sys.argv[1])
+for _ in range(22):
+    os.mkdir("d" * 200)
+    os.chdir("d" * 200)' "$deep"
+# the deepest folder's path is over 4096 bytes from the test's folder
+expect 1 "cannot read: File name too long \(the path is [0-9]+ bytes, the system takes at most [0-9]+" \
+    "$cfnet" predict "$m" "$deep" -o "$out/deep.csv"
+[ -e "$out/deep.csv" ] && fail "predict wrote a table without the images it could not reach"
 
 if [ $fails -ne 0 ]; then
     echo "test_cli_data: $fails failures"
