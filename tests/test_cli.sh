@@ -189,6 +189,16 @@ cmp -s "$out/s.safetensors" "$out/ns.safetensors" || fail "streamed training dif
 expect 0 "streaming them from disk in chunks of 16" "$cfnet" train "$d/train" \
     -o "$out/s0.safetensors" --epochs 1 $common --val 0.25 --max-memory 0
 cmp -s "$out/s0.safetensors" "$out/ns.safetensors" || fail "--max-memory 0 gives another model"
+# ... and the same progress lines: the running accuracy is the epoch's, not that of the chunk
+# being trained (12 steps of 8 images in chunks of 8: a plain line every 3 steps)
+for mm in 0 1G; do
+    # shellcheck disable=SC2086
+    expect 0 "step 9/12" "$cfnet" train "$d/train" -o "$out/sp$mm.safetensors" --epochs 1 \
+        $common --batch 8 --val 0.25 --max-memory $mm
+    grep "step" "$out/last.txt" | sed 's/elapsed.*//' >"$out/steps$mm.txt"
+done
+cmp -s "$out/steps0.txt" "$out/steps1G.txt" ||
+    fail "streamed training printed other step lines: $(cat "$out/steps0.txt") against $(cat "$out/steps1G.txt")"
 # a training setting the library refuses for this data is named by its option; nothing is written
 # shellcheck disable=SC2086
 expect 1 "--jitter: .*jitter is 64, must be less than the image size 32x32" "$cfnet" train \

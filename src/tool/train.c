@@ -423,6 +423,10 @@ typedef struct prog_ctx {
      * are resident or streamed in chunks, so both give the same numbers to the last bit. */
     int64_t chunk_n, batch;
     double loss_sum;
+    /* The samples of the epoch's earlier chunks (streamed) and how many of them were right: the
+     * library's running accuracy covers the current chunk's call only. */
+    int64_t seen_before;
+    double correct_before;
 } prog_ctx;
 
 static void fmt_time(double s, char *buf, size_t n)
@@ -439,6 +443,11 @@ static int on_step(void *user, int64_t step, int64_t steps, double loss, double 
     (void)steps;
     int64_t left = p->chunk_n - (step - 1) * p->batch;
     p->loss_sum += loss * (double)(left < p->batch ? left : p->batch);
+    if (p->seen_before > 0 && !isnan(accuracy)) { /* the epoch's, not the chunk's */
+        int64_t in_chunk = step * p->batch < p->chunk_n ? step * p->batch : p->chunk_n;
+        accuracy = (p->correct_before + floor(accuracy * (double)in_chunk + 0.5)) /
+                   (double)(p->seen_before + in_chunk);
+    }
     int64_t s = p->step_offset + step;
     int64_t done = p->steps_done_run + s;
     double el = tool_now() - p->run_t0;
@@ -1119,6 +1128,8 @@ int cmd_train(int argc, char **argv)
         double correct = 0;
         int64_t seen = 0;
         pc.loss_sum = 0;
+        pc.seen_before = 0;
+        pc.correct_before = 0;
         pc.batch = c.batch;
         cfnet_status st = CFNET_OK;
         /* distributed: global batches of the global order, step by step; this rank decodes and
@@ -1179,6 +1190,8 @@ int cmd_train(int argc, char **argv)
             imgs = t;
             double ml = 0, acc = 0;
             pc.chunk_n = nuse;
+            pc.seen_before = seen;
+            pc.correct_before = correct;
             if (st == CFNET_OK)
                 st = cfnet_network_train_epoch(net, imgs, labs, c.batch, ord, nuse, on_step, &pc,
                                                &ml, &acc);
