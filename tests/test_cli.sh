@@ -199,6 +199,24 @@ for mm in 0 1G; do
 done
 cmp -s "$out/steps0.txt" "$out/steps1G.txt" ||
     fail "streamed training printed other step lines: $(cat "$out/steps0.txt") against $(cat "$out/steps1G.txt")"
+# --max-memory bounds the images held, validation included: streamed validation reuses the
+# training chunk's buffer (it held a second chunk beside it: twice the bound). 2 x 128 x 128
+# images (128 KiB) in chunks of 256 (32 MiB) with 256 validation images: the peak over
+# --max-memory 0 (chunks of one batch) grows by about the 32 MiB, not 64
+if [ -x /usr/bin/time ]; then
+    vm="$out/valmem"
+    expect 0 "" "$cfnet" synth "$vm" --classes 2 --per-class 256 --test-per-class 0 --size 128 -q
+    for mm in 0 32M; do
+        /usr/bin/time -f "%M" -o "$out/rss$mm.txt" "$cfnet" train "$vm/train" \
+            -o "$out/vm$mm.safetensors" --epochs 1 --val 0.5 --width 4 --batch 8 --threads 2 \
+            --max-memory $mm -q || fail "train --max-memory $mm"
+    done
+    cmp -s "$out/vm0.safetensors" "$out/vm32M.safetensors" ||
+        fail "streamed validation in larger chunks gives another model"
+    grow=$(($(tail -1 "$out/rss32M.txt") - $(tail -1 "$out/rss0.txt")))
+    [ "$grow" -lt 40960 ] ||
+        fail "train --max-memory 32M peaked $grow KiB above --max-memory 0 (validation held a second chunk)"
+fi
 # a training setting the library refuses for this data is named by its option; nothing is written
 # shellcheck disable=SC2086
 expect 1 "--jitter: .*jitter is 64, must be less than the image size 32x32" "$cfnet" train \

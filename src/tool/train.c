@@ -470,12 +470,17 @@ static int on_step(void *user, int64_t step, int64_t steps, double loss, double 
 /* ---- validation ------------------------------------------------------------------------------- */
 
 static int validate(cfnet_network *net, tool_dataset *ds, const int64_t *va, int64_t nva,
-                    const float *mem, int64_t chunk, const load_spec *spec, int k, int64_t batch,
-                    tool_metrics *m, int64_t *bad)
+                    const float *mem, int64_t chunk, float *scratch, int64_t scratch_n,
+                    const load_spec *spec, int k, int64_t batch, tool_metrics *m, int64_t *bad)
 {
     const int64_t per = (int64_t)spec->channels * spec->size * spec->size;
+    if (chunk > nva) chunk = nva > 0 ? nva : 1;
     float *probs = xmalloc(sizeof(float) * (size_t)(chunk * k));
-    float *buf = mem ? NULL : xmalloc(sizeof(float) * (size_t)(chunk * per));
+    /* streamed: the training chunk's buffer when it holds a validation chunk (it is free
+     * between epochs), so that --max-memory bounds the images held, validation included */
+    float *own = mem || (scratch && chunk <= scratch_n) ? NULL
+                                                        : xmalloc(sizeof(float) * (size_t)(chunk * per));
+    float *buf = mem ? NULL : own ? own : scratch;
     double loss = 0;
     metrics_init(m, k);
     int rc = 0;
@@ -519,7 +524,7 @@ static int validate(cfnet_network *net, tool_dataset *ds, const int64_t *va, int
     metrics_finish(m);
     m->loss = m->total ? loss / (double)m->total : NAN;
     free(probs);
-    free(buf);
+    free(own);
     return rc;
 }
 
@@ -1251,10 +1256,11 @@ int cmd_train(int argc, char **argv)
             tool_metrics m;
             /* streamed: chunks of whole inference batches, so that every image is classified
              * in the same batch as when resident (results equal to the last bit) */
-            int64_t vchunk = resident ? nva : (chunk + VAL_BATCH - 1) / VAL_BATCH * VAL_BATCH;
+            int64_t vchunk = resident ? nva : chunk >= VAL_BATCH ? chunk / VAL_BATCH * VAL_BATCH
+                                                                 : VAL_BATCH;
             if (dist) vchunk = 4 * VAL_BATCH;
-            int vr = validate(net, &ds, va + va_off, va_n, vamem, vchunk, &spec, K, VAL_BATCH, &m,
-                              &bad);
+            int vr = validate(net, &ds, va + va_off, va_n, vamem, vchunk, chunkbuf,
+                              chunkbuf ? chunk : 0, &spec, K, VAL_BATCH, &m, &bad);
             r->val_loss = m.loss;
             r->val_acc = m.accuracy;
             r->val_bacc = m.balanced_accuracy;
