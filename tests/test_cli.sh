@@ -217,6 +217,22 @@ if [ -x /usr/bin/time ]; then
     [ "$grow" -lt 40960 ] ||
         fail "train --max-memory 32M peaked $grow KiB above --max-memory 0 (validation held a second chunk)"
 fi
+# a memory limit below the physical memory (ulimit -v, a batch job's) refuses images that fit
+# under the default --max-memory: said with the numbers and the way out, not a bare "out of
+# memory". 100 small images padded to 512 x 512 need 200 MiB. (Not under a sanitizer, which
+# reserves more address space than the limit.)
+case "${CFNET_SANITIZE:-}:${CFNET_BUILD:-build/default}" in
+:*san*) nolimit=1 ;;
+:*) nolimit=0 ;;
+*) nolimit=1 ;;
+esac
+if [ "$nolimit" = 0 ] && (ulimit -v 300000) 2>/dev/null; then
+    pm="$out/padmem"
+    expect 0 "" "$cfnet" synth "$pm" --classes 2 --per-class 50 --test-per-class 0 --size 32 -q
+    expect 1 "out of memory for the 100 decoded images \(200 MiB as float32, under --max-memory [0-9]+ MiB, the default: a quarter of the physical memory\): give a smaller --max-memory to stream them from disk" \
+        sh -c 'ulimit -v 300000 && exec timeout -s KILL 60 "$0" "$@"' "$cfnet" train "$pm/train" \
+        -o "$out/pm.safetensors" --epochs 1 --threads 2 --width 4 --size 512 --pad
+fi
 # a training setting the library refuses for this data is named by its option; nothing is written
 # shellcheck disable=SC2086
 expect 1 "--jitter: .*jitter is 64, must be less than the image size 32x32" "$cfnet" train \

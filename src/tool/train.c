@@ -1059,12 +1059,21 @@ int cmd_train(int argc, char **argv)
     trlab = xmalloc(sizeof(int32_t) * (size_t)(ntr ? ntr : 1));
     for (int64_t i = 0; i < ntr; i++) trlab[i] = ds.s[tr[i]].cls;
     if (resident) {
-        trmem = xmalloc(sizeof(float) * (size_t)(ntr * per));
-        if (dataset_load(&ds, tr, ntr, &spec, trmem, &bad) != 0) goto out;
-        if (nva) {
-            vamem = xmalloc(sizeof(float) * (size_t)(nva * per));
-            if (dataset_load(&ds, va, nva, &spec, vamem, &bad) != 0) goto out;
+        /* a limit below the physical memory (ulimit -v, a batch job's) may refuse what fits
+         * under the default --max-memory: said with the numbers and the way out, before any
+         * decoding, rather than as a bare "out of memory" */
+        trmem = malloc(sizeof(float) * (size_t)(ntr * per));
+        vamem = nva ? malloc(sizeof(float) * (size_t)(nva * per)) : NULL;
+        if (!trmem || (nva && !vamem)) {
+            tool_error("out of memory for the %lld decoded images (%.0f MiB as float32, under "
+                       "--max-memory %.0f MiB%s): give a smaller --max-memory to stream them "
+                       "from disk", (long long)(ntr + nva), need / 1048576.0,
+                       c.max_memory / 1048576.0,
+                       c.max_memory_given ? "" : ", the default: a quarter of the physical memory");
+            goto out;
         }
+        if (dataset_load(&ds, tr, ntr, &spec, trmem, &bad) != 0) goto out;
+        if (nva && dataset_load(&ds, va, nva, &spec, vamem, &bad) != 0) goto out;
         double dt = tool_now() - t_load;
         tool_info("decoded %lld images (%dx%dx%d) in %.2f s: %.0f images/s with %d thread%s",
                   (long long)(ntr + nva), ch, c.size, c.size, dt, (ntr + nva) / (dt > 0 ? dt : 1e-9),
