@@ -189,6 +189,50 @@ cmp -s "$out/s.safetensors" "$out/ns.safetensors" || fail "streamed training dif
 expect 0 "streaming them from disk in chunks of 16" "$cfnet" train "$d/train" \
     -o "$out/s0.safetensors" --epochs 1 $common --val 0.25 --max-memory 0
 cmp -s "$out/s0.safetensors" "$out/ns.safetensors" || fail "--max-memory 0 gives another model"
+# ... and the same progress lines: the running accuracy is the epoch's, not that of the chunk
+# being trained (12 steps of 8 images in chunks of 8: a plain line every 3 steps)
+for mm in 0 1G; do
+    # shellcheck disable=SC2086
+    expect 0 "step 9/12" "$cfnet" train "$d/train" -o "$out/sp$mm.safetensors" --epochs 1 \
+        $common --batch 8 --val 0.25 --max-memory $mm
+    grep "step" "$out/last.txt" | sed 's/elapsed.*//' >"$out/steps$mm.txt"
+done
+cmp -s "$out/steps0.txt" "$out/steps1G.txt" ||
+    fail "streamed training printed other step lines: $(cat "$out/steps0.txt") against $(cat "$out/steps1G.txt")"
+# --max-memory bounds the images held, validation included: streamed validation reuses the
+# training chunk's buffer (it held a second chunk beside it: twice the bound). 2 x 128 x 128
+# images (128 KiB) in chunks of 256 (32 MiB) with 256 validation images: the peak over
+# --max-memory 0 (chunks of one batch) grows by about the 32 MiB, not 64
+if [ -x /usr/bin/time ]; then
+    vm="$out/valmem"
+    expect 0 "" "$cfnet" synth "$vm" --classes 2 --per-class 256 --test-per-class 0 --size 128 -q
+    for mm in 0 32M; do
+        /usr/bin/time -f "%M" -o "$out/rss$mm.txt" "$cfnet" train "$vm/train" \
+            -o "$out/vm$mm.safetensors" --epochs 1 --val 0.5 --width 4 --batch 8 --threads 2 \
+            --max-memory $mm -q || fail "train --max-memory $mm"
+    done
+    cmp -s "$out/vm0.safetensors" "$out/vm32M.safetensors" ||
+        fail "streamed validation in larger chunks gives another model"
+    grow=$(($(tail -1 "$out/rss32M.txt") - $(tail -1 "$out/rss0.txt")))
+    [ "$grow" -lt 40960 ] ||
+        fail "train --max-memory 32M peaked $grow KiB above --max-memory 0 (validation held a second chunk)"
+fi
+# a memory limit below the physical memory (ulimit -v, a batch job's) refuses images that fit
+# under the default --max-memory: said with the numbers and the way out, not a bare "out of
+# memory". 100 small images padded to 512 x 512 need 200 MiB. (Not under a sanitizer, which
+# reserves more address space than the limit.)
+case "${CFNET_SANITIZE:-}:${CFNET_BUILD:-build/default}" in
+:*san*) nolimit=1 ;;
+:*) nolimit=0 ;;
+*) nolimit=1 ;;
+esac
+if [ "$nolimit" = 0 ] && (ulimit -v 300000) 2>/dev/null; then
+    pm="$out/padmem"
+    expect 0 "" "$cfnet" synth "$pm" --classes 2 --per-class 50 --test-per-class 0 --size 32 -q
+    expect 1 "out of memory for the 100 decoded images \(200 MiB as float32, under --max-memory [0-9]+ MiB, the default: a quarter of the physical memory\): give a smaller --max-memory to stream them from disk" \
+        sh -c 'ulimit -v 300000 && exec timeout -s KILL 60 "$0" "$@"' "$cfnet" train "$pm/train" \
+        -o "$out/pm.safetensors" --epochs 1 --threads 2 --width 4 --size 512 --pad
+fi
 # a training setting the library refuses for this data is named by its option; nothing is written
 # shellcheck disable=SC2086
 expect 1 "--jitter: .*jitter is 64, must be less than the image size 32x32" "$cfnet" train \

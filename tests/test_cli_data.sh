@@ -4,7 +4,7 @@
 # class names that differ only in case, the eval report's columns with UTF-8 class names, names
 # that are not UTF-8, the same file in two class folders, the files predict's search leaves out, and
 # class names in two Unicode forms, a quoted manifest path that starts with '#', and a class name
-# with a control character in the SVG report.
+# with a control character in the SVG report, long class names in it, a folder nested beyond the system's path limit.
 set -eu
 name=cli-data
 # shellcheck source=tests/cli_lib.sh
@@ -336,6 +336,50 @@ texts = [t.text for t in ET.parse(d + "/confusion.svg").getroot().iter("{http://
 assert "ring\ufffdx" in texts, texts
 assert "ring\x01x" in json.load(open(d + "/metrics.json"))["classes"]
 PY
+
+# ---- 12b. long class names: confusion.svg's axis labels fit its margins ---------------------------
+# the margins are made for 32 characters; a longer label ran off the picture's edge from its start
+# (the part that tells classes apart), so it is cut with "…"; the cells' tooltips keep the name
+lng="$out/long"
+mkdir -p "$lng"
+cp "$src/train/class00/0000.tif" "$src/train/class00/0001.tif" "$lng/"
+a="ring-$(printf 'é%.0s' $(seq 60))-A"
+b="ring-$(printf 'é%.0s' $(seq 60))-B"
+printf 'path,label\n0000.tif,%s\n0001.tif,%s\n' "$a" "$b" >"$lng/m.csv"
+cp "$src/train/class01/0000.tif" "$lng/1000.tif"
+cp "$src/train/class01/0001.tif" "$lng/1001.tif"
+printf '1000.tif,%s\n1001.tif,%s\n' "$b" "$a" >>"$lng/m.csv"
+# shellcheck disable=SC2086
+expect 0 "of 2 classes" "$cfnet" train "$lng/m.csv" -o "$out/long.safetensors" $train
+expect 0 "" "$cfnet" eval "$out/long.safetensors" "$lng/m.csv" --out "$out/long-report" -q
+"$py" - "$out/long-report" "$a" <<'PY' || fail "confusion.svg's labels of long class names"
+import sys, xml.etree.ElementTree as ET
+ns = "{http://www.w3.org/2000/svg}"
+root = ET.parse(sys.argv[1] + "/confusion.svg").getroot()
+labels = [t.text for t in root.iter(ns + "text") if t.text and t.text.startswith("ring-")]
+assert len(labels) == 4, labels                       # two rows, two columns
+assert all(len(l) == 32 and l.endswith("\u2026") for l in labels), labels
+assert labels[0] == sys.argv[2][:31] + "\u2026", labels[0]
+titles = [t.text for t in root.iter(ns + "title")]
+assert any(t.startswith(sys.argv[2] + " -> ") for t in titles), titles[:2]
+PY
+
+# ---- 13. a folder nested deeper than the system's path limit is said, not left out silently -------
+# readdir lists it, but no call takes its path (ENAMETOOLONG): its images would be missing from
+# the table without a word
+deep="$out/deep"
+mkdir -p "$deep"
+cp "$img" "$deep/top.tif"
+# (made one folder at a time from inside the last: a shell's cd takes no such path)
+"$py" -c 'import os, sys
+os.chdir(sys.argv[1])
+for _ in range(22):
+    os.mkdir("d" * 200)
+    os.chdir("d" * 200)' "$deep"
+# the deepest folder's path is over 4096 bytes from the test's folder
+expect 1 "cannot read: File name too long \(the path is [0-9]+ bytes, the system takes at most [0-9]+" \
+    "$cfnet" predict "$m" "$deep" -o "$out/deep.csv"
+[ -e "$out/deep.csv" ] && fail "predict wrote a table without the images it could not reach"
 
 if [ $fails -ne 0 ]; then
     echo "test_cli_data: $fails failures"

@@ -5,6 +5,7 @@
 
 #include <dirent.h>
 #include <errno.h>
+#include <limits.h>
 #include <math.h>
 #include <pthread.h>
 #include <stdlib.h>
@@ -684,9 +685,24 @@ static int walk(const char *dir, tool_dataset *ds, int depth, walk_state *w)
                     w->first_broken = xmalloc(strlen(p) + strlen(target) + 5);
                     sprintf(w->first_broken, "%s -> %s", p, target);
                 }
-            } else if (lstat(p, &lst) == 0 && w->ignored++ == 0) {
-                w->first_ignored = p;
-                continue;
+            } else if (lstat(p, &lst) == 0) {
+                if (w->ignored++ == 0) {
+                    w->first_ignored = p;
+                    continue;
+                }
+            } else if (errno != ENOENT) {
+                /* listed, but not reachable by its path: a path longer than the system takes
+                 * (folders nested deeper than PATH_MAX bytes), a folder without search
+                 * permission. Left out silently, its images would be missing from the table
+                 * without a word; a file gone meanwhile (ENOENT) is not counted */
+                int e = errno;
+                if (e == ENAMETOOLONG)
+                    tool_error("%s: cannot read: %s (the path is %zu bytes, the system takes "
+                               "at most %d: move the folder up or shorten its folders' names)",
+                               p, strerror(e), strlen(p), PATH_MAX - 1);
+                else
+                    tool_error("%s: cannot read: %s", p, strerror(e));
+                rc = -1;
             }
             free(p);
         } else if (S_ISDIR(st.st_mode)) {

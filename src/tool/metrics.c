@@ -184,6 +184,28 @@ static void xml_text(FILE *f, const char *s)
     }
 }
 
+/* xml_text of a class name as an axis label of at most w characters (code points, as
+ * text_width counts them): a longer name is cut after w - 1 and ends in "…". The margins are
+ * made for w characters, so a longer label would run off the picture's edge from its start,
+ * the part that tells classes apart; the cells' tooltips keep the whole name. */
+static void xml_label(FILE *f, const char *s, int w)
+{
+    if (text_width(s) <= w) {
+        xml_text(f, s);
+        return;
+    }
+    size_t bytes = 0;
+    int cols = 0;
+    for (const unsigned char *p = (const unsigned char *)s; p[bytes]; bytes++)
+        if ((p[bytes] & 0xC0) != 0x80 && cols++ == w - 1) break; /* the start of character w */
+    char *cut = xmalloc(bytes + 1);
+    memcpy(cut, s, bytes);
+    cut[bytes] = 0;
+    xml_text(f, cut);
+    fputs("\xE2\x80\xA6", f); /* … */
+    free(cut);
+}
+
 /* Heat map of the row-normalised confusion matrix (recall per true class), counts in cells. */
 int metrics_write_confusion_svg(const tool_metrics *m, char **classes, FILE *f)
 {
@@ -209,12 +231,12 @@ int metrics_write_confusion_svg(const tool_metrics *m, char **classes, FILE *f)
         int64_t row = m->support[i];
         fprintf(f, "<text x=\"%d\" y=\"%d\" font-size=\"%d\" text-anchor=\"end\">", left - 4,
                 top + i * cell + cell / 2 + font / 3, font);
-        xml_text(f, classes[i]);
+        xml_label(f, classes[i], maxlen);
         fprintf(f, "</text>\n");
         int cx = left + i * cell + cell / 2, cy = top - 4;
         fprintf(f, "<text x=\"%d\" y=\"%d\" font-size=\"%d\" transform=\"rotate(-60 %d %d)\">", cx,
                 cy, font, cx, cy);
-        xml_text(f, classes[i]);
+        xml_label(f, classes[i], maxlen);
         fprintf(f, "</text>\n");
         for (int j = 0; j < k; j++) {
             int64_t c = m->confusion[(int64_t)i * k + j];

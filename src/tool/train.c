@@ -423,6 +423,10 @@ typedef struct prog_ctx {
      * are resident or streamed in chunks, so both give the same numbers to the last bit. */
     int64_t chunk_n, batch;
     double loss_sum;
+    /* The samples of the epoch's earlier chunks (streamed) and how many of them were right: the
+     * library's running accuracy covers the current chunk's call only. */
+    int64_t seen_before;
+    double correct_before;
 } prog_ctx;
 
 static void fmt_time(double s, char *buf, size_t n)
@@ -439,6 +443,11 @@ static int on_step(void *user, int64_t step, int64_t steps, double loss, double 
     (void)steps;
     int64_t left = p->chunk_n - (step - 1) * p->batch;
     p->loss_sum += loss * (double)(left < p->batch ? left : p->batch);
+    if (p->seen_before > 0 && !isnan(accuracy)) { /* the epoch's, not the chunk's */
+        int64_t in_chunk = step * p->batch < p->chunk_n ? step * p->batch : p->chunk_n;
+        accuracy = (p->correct_before + floor(accuracy * (double)in_chunk + 0.5)) /
+                   (double)(p->seen_before + in_chunk);
+    }
     int64_t s = p->step_offset + step;
     int64_t done = p->steps_done_run + s;
     double el = tool_now() - p->run_t0;
@@ -461,12 +470,17 @@ static int on_step(void *user, int64_t step, int64_t steps, double loss, double 
 /* ---- validation ------------------------------------------------------------------------------- */
 
 static int validate(cfnet_network *net, tool_dataset *ds, const int64_t *va, int64_t nva,
-                    const float *mem, int64_t chunk, const load_spec *spec, int k, int64_t batch,
-                    tool_metrics *m, int64_t *bad)
+                    const float *mem, int64_t chunk, float *scratch, int64_t scratch_n,
+                    const load_spec *spec, int k, int64_t batch, tool_metrics *m, int64_t *bad)
 {
     const int64_t per = (int64_t)spec->channels * spec->size * spec->size;
+    if (chunk > nva) chunk = nva > 0 ? nva : 1;
     float *probs = xmalloc(sizeof(float) * (size_t)(chunk * k));
-    float *buf = mem ? NULL : xmalloc(sizeof(float) * (size_t)(chunk * per));
+    /* streamed: the training chunk's buffer when it holds a validation chunk (it is free
+     * between epochs), so that --max-memory bounds the images held, validation included */
+    float *own = mem || (scratch && chunk <= scratch_n) ? NULL
+                                                        : xmalloc(sizeof(float) * (size_t)(chunk * per));
+    float *buf = mem ? NULL : own ? own : scratch;
     double loss = 0;
     metrics_init(m, k);
     int rc = 0;
@@ -510,7 +524,7 @@ static int validate(cfnet_network *net, tool_dataset *ds, const int64_t *va, int
     metrics_finish(m);
     m->loss = m->total ? loss / (double)m->total : NAN;
     free(probs);
-    free(buf);
+    free(own);
     return rc;
 }
 
@@ -1045,12 +1059,21 @@ int cmd_train(int argc, char **argv)
     trlab = xmalloc(sizeof(int32_t) * (size_t)(ntr ? ntr : 1));
     for (int64_t i = 0; i < ntr; i++) trlab[i] = ds.s[tr[i]].cls;
     if (resident) {
-        trmem = xmalloc(sizeof(float) * (size_t)(ntr * per));
-        if (dataset_load(&ds, tr, ntr, &spec, trmem, &bad) != 0) goto out;
-        if (nva) {
-            vamem = xmalloc(sizeof(float) * (size_t)(nva * per));
-            if (dataset_load(&ds, va, nva, &spec, vamem, &bad) != 0) goto out;
+        /* a limit below the physical memory (ulimit -v, a batch job's) may refuse what fits
+         * under the default --max-memory: said with the numbers and the way out, before any
+         * decoding, rather than as a bare "out of memory" */
+        trmem = malloc(sizeof(float) * (size_t)(ntr * per));
+        vamem = nva ? malloc(sizeof(float) * (size_t)(nva * per)) : NULL;
+        if (!trmem || (nva && !vamem)) {
+            tool_error("out of memory for the %lld decoded images (%.0f MiB as float32, under "
+                       "--max-memory %.0f MiB%s): give a smaller --max-memory to stream them "
+                       "from disk", (long long)(ntr + nva), need / 1048576.0,
+                       c.max_memory / 1048576.0,
+                       c.max_memory_given ? "" : ", the default: a quarter of the physical memory");
+            goto out;
         }
+        if (dataset_load(&ds, tr, ntr, &spec, trmem, &bad) != 0) goto out;
+        if (nva && dataset_load(&ds, va, nva, &spec, vamem, &bad) != 0) goto out;
         double dt = tool_now() - t_load;
         tool_info("decoded %lld images (%dx%dx%d) in %.2f s: %.0f images/s with %d thread%s",
                   (long long)(ntr + nva), ch, c.size, c.size, dt, (ntr + nva) / (dt > 0 ? dt : 1e-9),
@@ -1119,6 +1142,8 @@ int cmd_train(int argc, char **argv)
         double correct = 0;
         int64_t seen = 0;
         pc.loss_sum = 0;
+        pc.seen_before = 0;
+        pc.correct_before = 0;
         pc.batch = c.batch;
         cfnet_status st = CFNET_OK;
         /* distributed: global batches of the global order, step by step; this rank decodes and
@@ -1179,6 +1204,8 @@ int cmd_train(int argc, char **argv)
             imgs = t;
             double ml = 0, acc = 0;
             pc.chunk_n = nuse;
+            pc.seen_before = seen;
+            pc.correct_before = correct;
             if (st == CFNET_OK)
                 st = cfnet_network_train_epoch(net, imgs, labs, c.batch, ord, nuse, on_step, &pc,
                                                &ml, &acc);
@@ -1238,10 +1265,11 @@ int cmd_train(int argc, char **argv)
             tool_metrics m;
             /* streamed: chunks of whole inference batches, so that every image is classified
              * in the same batch as when resident (results equal to the last bit) */
-            int64_t vchunk = resident ? nva : (chunk + VAL_BATCH - 1) / VAL_BATCH * VAL_BATCH;
+            int64_t vchunk = resident ? nva : chunk >= VAL_BATCH ? chunk / VAL_BATCH * VAL_BATCH
+                                                                 : VAL_BATCH;
             if (dist) vchunk = 4 * VAL_BATCH;
-            int vr = validate(net, &ds, va + va_off, va_n, vamem, vchunk, &spec, K, VAL_BATCH, &m,
-                              &bad);
+            int vr = validate(net, &ds, va + va_off, va_n, vamem, vchunk, chunkbuf,
+                              chunkbuf ? chunk : 0, &spec, K, VAL_BATCH, &m, &bad);
             r->val_loss = m.loss;
             r->val_acc = m.accuracy;
             r->val_bacc = m.balanced_accuracy;
