@@ -492,6 +492,36 @@ cmp -s "$ow/copy.safetensors" "$m" || fail "export over the model changed it"
 expect 2 "--percentile and --scale are two normalisations" "$cfnet" train d -o m --percentile 1,99 --scale 2
 expect 2 "--lr: expected a number in \(0, 10\]" "$cfnet" train d -o m --lr 11
 
+# ---- on a terminal: eval and predict show their progress, and a message starts its own line -----
+tty_err="$out/tty.err"
+# eval: the line is drawn after each chunk and erased before the report, which is unchanged
+"$cfnet" eval "$m" "$d/test" >"$out/eval-plain.txt" 2>/dev/null || fail "eval failed"
+"$py" tests/on_tty.py "$tty_err" "$cfnet" eval "$m" "$d/test" >"$out/eval-tty.txt" ||
+    fail "eval on a terminal failed"
+grep -q "$(printf '\r')eval: 30 of 30 images" "$tty_err" || fail "eval on a terminal showed no progress line"
+[ "$(tail -c 4 "$tty_err" | od -An -c | tr -d ' ')" = '\r033[K' ] ||
+    fail "eval left its progress line above the report"
+cmp -s "$out/eval-plain.txt" "$out/eval-tty.txt" || fail "eval's report differs on a terminal"
+"$py" tests/on_tty.py "$tty_err" "$cfnet" eval -q "$m" "$d/test" >/dev/null || fail "eval -q failed"
+[ -s "$tty_err" ] && fail "eval -q printed progress on a terminal"
+# predict: not beside rows going to the same terminal; no line when standard error is not one
+"$py" tests/on_tty.py --stdout-tty "$tty_err" "$cfnet" predict "$m" "$d/test" || fail "predict to a terminal failed"
+grep -q "predict: 30 of 30" "$tty_err" && fail "predict drew its progress line among its rows"
+expect 0 "predicted 30 images" "$cfnet" predict "$m" "$d/test" -o "$out/p-plain.csv"
+lacks "of 30 images" "predict showed a progress line where standard error is not a terminal"
+# a file that fails in the second chunk (512 images each): the error starts a line of its own
+many="$out/many"
+mkdir -p "$many"
+i=1000
+while [ $i -lt 1600 ]; do ln "$d/test/class00/0000.tif" "$many/a$i.tif"; i=$((i + 1)); done
+echo "not an image" >"$many/zz.tif"
+"$py" tests/on_tty.py "$tty_err" "$cfnet" predict "$m" "$many" -o "$out/many.csv" &&
+    fail "predict of a folder with a bad file succeeded"
+grep -q "$(printf '\r')predict: 512 of 601 images" "$tty_err" || fail "predict showed no progress before the bad file"
+tr -d '\r' <"$tty_err" | grep -q "^cfnet: error: .*zz.tif: not a TIFF or PNG file" ||
+    fail "the error did not start a line of its own after the progress line"
+rm -rf "$many"
+
 # ---- the man page renders without warnings ------------------------------------------------------
 if command -v groff >/dev/null 2>&1; then
     groff -man -Tutf8 -ww -z docs/cfnet.1 >"$out/man.txt" 2>&1 || fail "groff failed on docs/cfnet.1"

@@ -24,8 +24,10 @@ typedef struct run_opts {
  * sample. Returns 0, or -1 (message printed). */
 typedef int (*emit_fn)(void *user, const tool_sample *s, const float *probs, int k);
 
+/* `cmd` names the command on the progress line that a terminal gets after every chunk (nothing
+ * elsewhere, and nothing with NULL or --quiet); the line is erased at the end. */
 static int run_model(cfnet_network *net, const tool_model_info *info, tool_dataset *ds,
-                     const run_opts *o, emit_fn emit, void *user, int64_t *bad)
+                     const run_opts *o, emit_fn emit, void *user, int64_t *bad, const char *cmd)
 {
     const int k = info->n_classes, S = info->size, C = info->channels;
     const int64_t per = (int64_t)C * S * S;
@@ -40,6 +42,9 @@ static int run_model(cfnet_network *net, const tool_model_info *info, tool_datas
     float *p = xmalloc(sizeof(float) * (size_t)(chunk * k));
     int64_t *idx = xmalloc(sizeof(int64_t) * chunk);
     int rc = 0;
+    tool_progress pr;
+    progress_init(&pr, stderr);
+    if (!cmd) pr.tty = 0;
     for (int64_t c0 = 0; c0 < ds->n && rc == 0; c0 += chunk) {
         int64_t n = ds->n - c0 < chunk ? ds->n - c0 : chunk;
         for (int64_t i = 0; i < n; i++) idx[i] = c0 + i;
@@ -53,7 +58,11 @@ static int run_model(cfnet_network *net, const tool_model_info *info, tool_datas
         }
         for (int64_t i = 0; i < n && rc == 0; i++)
             if (!ds->s[c0 + i].bad) rc = emit(user, &ds->s[c0 + i], p + i * k, k);
+        if (pr.tty)
+            progress_line(&pr, 0, "%s: %lld of %lld images  %.0f s", cmd, (long long)(c0 + n),
+                          (long long)ds->n, tool_now() - pr.t0);
     }
+    progress_erase(&pr);
     free(x);
     free(p);
     free(idx);
@@ -264,7 +273,10 @@ int cmd_predict(int argc, char **argv)
     predict_ctx ctx = {f, info.classes, info.n_classes, 0, rank != 0};
     int64_t bad = 0;
     double t0 = tool_now();
-    int r = run_model(net, &info, &part, &o, emit_prediction, &ctx, &bad);
+    /* no progress line beside rows going to the same terminal */
+    const int rows_on_tty = !strcmp(output, "-") && isatty(STDOUT_FILENO);
+    int r = run_model(net, &info, &part, &o, emit_prediction, &ctx, &bad,
+                      rank || rows_on_tty ? NULL : "predict");
     if (r != 0) { /* a bad file: say where, then tool_mpi_finish ends every rank */
         if (size > 1) tool_error("rank %d of %d could not classify its share of the inputs", rank, size);
         if (rank) fclose(f);
@@ -485,7 +497,7 @@ int cmd_eval(int argc, char **argv)
         fputc('\n', ctx.pred);
     }
     int64_t bad = 0;
-    if (run_model(net, &info, &ds, &o, emit_eval, &ctx, &bad) != 0) goto out_ds;
+    if (run_model(net, &info, &ds, &o, emit_eval, &ctx, &bad, "eval") != 0) goto out_ds;
     metrics_finish(&ctx.m);
     if (ctx.m.total == 0) {
         tool_error("%s: no image could be evaluated", data);

@@ -338,10 +338,14 @@ typedef struct tool_progress {
     int64_t last_plain;
 } tool_progress;
 void progress_init(tool_progress *p, FILE *out);
-/* Prints the current line: on a terminal it is redrawn with \r; otherwise only when `force`. */
+/* Prints the current line: on a terminal it is redrawn with \r (and stays open: progress_done
+ * ends it, progress_erase removes it, and any message ends it first); otherwise only when
+ * `force`. */
 void progress_line(tool_progress *p, int force, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 void progress_done(tool_progress *p);
+/* Erases the current line on a terminal (for a line that should not stay above the output). */
+void progress_erase(tool_progress *p);
 
 /* ---- commands ----------------------------------------------------------------------------------- */
 

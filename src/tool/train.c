@@ -1317,7 +1317,7 @@ int cmd_train(int argc, char **argv)
         else
             progress_line(&pc.pr, 1, "epoch %d/%d  train loss %.4f%s  %.1f s (total %s)", e,
                           c.epochs, r->train_loss, tacc, r->seconds, e1);
-        if (pc.pr.tty && !tool_quiet) fputc('\n', stderr);
+        progress_done(&pc.pr);
         if (c.log && rank == 0 && !logf) {
             /* opened once the first epoch is saved: a run that fails or is interrupted before
              * leaves an earlier run's log beside that run's model and checkpoint */

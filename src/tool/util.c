@@ -19,9 +19,23 @@
 int tool_quiet = 0;
 volatile int tool_interrupted = 0;
 
+/* The progress line drawn on a terminal and not ended yet: a message ends it first, so that the
+ * message starts a line of its own. */
+static FILE *open_line;
+
+static void end_open_line(void)
+{
+    if (open_line) {
+        fputc('\n', open_line);
+        fflush(open_line);
+        open_line = NULL;
+    }
+}
+
 static void vmsg(const char *prefix, const char *fmt, va_list ap)
 {
     fflush(stdout);
+    end_open_line();
     fprintf(stderr, "cfnet: %s", prefix);
     vfprintf(stderr, fmt, ap);
     fputc('\n', stderr);
@@ -46,6 +60,7 @@ void tool_warn(const char *fmt, ...)
 void tool_info(const char *fmt, ...)
 {
     if (tool_quiet) return;
+    end_open_line();
     va_list ap;
     va_start(ap, fmt);
     vfprintf(stderr, fmt, ap);
@@ -759,18 +774,25 @@ void progress_line(tool_progress *p, int force, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(buf, sizeof buf, fmt, ap);
     va_end(ap);
-    if (p->tty)
+    if (p->tty) {
         fprintf(p->out, "\r%s\033[K", buf);
-    else
+        open_line = p->out;
+    } else
         fprintf(p->out, "%s\n", buf);
     fflush(p->out);
 }
 
 void progress_done(tool_progress *p)
 {
-    if (p->tty && !tool_quiet) {
-        fputc('\n', p->out);
+    if (open_line == p->out) end_open_line();
+}
+
+void progress_erase(tool_progress *p)
+{
+    if (open_line == p->out) {
+        fputs("\r\033[K", p->out);
         fflush(p->out);
+        open_line = NULL;
     }
 }
 
