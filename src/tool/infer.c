@@ -105,7 +105,7 @@ static const char predict_help[] =
     "  --batch N            images per forward pass (default 64)\n"
     "  --threads N          decoding and inference threads, 1..64 (default: all processors,\n"
     "                       at most 64)\n"
-    "  -q, --quiet          no summary line\n"
+    "  -q, --quiet          no progress or summary line\n"
     "  -h, --help           this help\n";
 
 typedef struct predict_ctx {
