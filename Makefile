@@ -240,7 +240,8 @@ $(TOOL): $(TOOL_OBJS) $(TOOL_MPI_LIB) $(ALIB)
 
 $(TEST_UTIL): tests/testutil.c tests/testutil.h $(HEADER) | deps
 	@mkdir -p $(dir $@)
-	$(CC) $(BASE_CFLAGS) $(SAN) $(DEP_CFLAGS) $(TEST_CFLAGS) $(CFLAGS) -Isrc -c $< -o $@
+	$(CC) $(BASE_CFLAGS) $(SAN) $(DEP_CFLAGS) $(TEST_CFLAGS) $(CFLAGS) -Isrc \
+	    -DTU_DEFAULT_OUTDIR='"$(BUILD)/test-output"' -c $< -o $@
 
 # Tests link the static library so they can also reach internal helpers.
 $(BUILD)/tests/%: tests/%.c tests/testutil.h $(TEST_UTIL) $(ALIB) $(HEADER)
