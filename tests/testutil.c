@@ -327,7 +327,7 @@ const char *tu_outdir(void)
 }
 
 /* CFNET_TEST_FILTER=PATTERN runs only the cases of a suite whose names match PATTERN (cmocka's
- * `*` and `?`), e.g. CFNET_TEST_FILTER='max_pool*' build/default/tests/test_pool. Every suite
+ * `*` and `?`), e.g. CFNET_TEST_FILTER='pool_equivariant*' build/default/tests/test_pool. Every suite
  * links this file, so the filter is set before its main() runs. */
 __attribute__((constructor)) static void tu_filter_from_env(void)
 {
