@@ -9,6 +9,7 @@
 #   (make also builds the command bin/cfnet, which alone needs libtiff and libpng)
 #   make BLAS=blas    link the reference CBLAS instead of OpenBLAS
 #   make WERROR=1     treat warnings as errors (CI does)
+#   make help         every target in brief; docs/contributing.md has the details
 
 # The version lives once, in the public header.
 HEADER  := include/cfnet/cfnet.h
@@ -119,6 +120,7 @@ TOOL_IMAGE_OBJS := $(BUILD)/tool/imageio.o $(BUILD)/tool/util.o
 EX_COMMON := $(sort $(wildcard examples/common/*.c))
 EX_SRCS   := $(sort $(wildcard examples/*.c))
 EX_BINS   := $(EX_SRCS:examples/%.c=$(BUILD)/examples/%)
+EX_OBJS   := $(EX_COMMON:examples/common/%.c=$(BUILD)/excommon/%.o)
 # Benchmarks: every bench/*.c is a program (run by bench/run.sh).
 BENCH_SRCS := $(sort $(wildcard bench/*.c))
 BENCH_BINS := $(BENCH_SRCS:bench/%.c=$(BUILD)/bench/%)
@@ -128,6 +130,7 @@ SCRIPT_TESTS := $(sort $(wildcard tests/test_*.sh))
 # Fuzz targets: fuzz/fuzz_*.c; replay drivers (any compiler) run the committed corpus in check.
 FUZZ_SRCS   := $(sort $(wildcard fuzz/fuzz_*.c))
 FUZZ_REPLAY := $(FUZZ_SRCS:fuzz/fuzz_%.c=$(BUILD)/fuzz/replay_%)
+FUZZ_OBJ    := $(BUILD)/fuzz/replay.o
 FUZZ_SECONDS ?= 60
 
 # The MPI component: lib/libcfnet_mpi.a from src/mpi with mpicc (driving $(CC)), and the MPI test
@@ -145,12 +148,18 @@ MPI_CHECK := $(if $(HAVE_MPI),$(MPI_LIB) $(MPI_PROGS))
 TOOL_CC   := $(if $(HAVE_MPI),OMPI_CC="$(CC)" $(MPICC),$(CC))
 TOOL_MPI  := $(if $(HAVE_MPI),-DCFNET_TOOL_MPI)
 
+# Every compiler run also writes what its source includes (-MMD) into a .d file next to its
+# output, read back at the end of this file, so that a changed header rebuilds exactly what
+# includes it; -MP adds an empty rule for each header, so that removing a header does not stop
+# the next build.
+DEPFLAGS := -MMD -MP
+
 # Everything built depends on the flags it was built with ($(BUILD)/flags holds them): after a
 # plain build, `make BLAS=blas`, `make WERROR=1`, `make CFLAGS=...` or another compiler rebuild
 # instead of keeping what was built before. (The file is rewritten when the flags differ, also
 # by `make -n`.)
 FLAGS_STAMP := $(BUILD)/flags
-FLAGS_NOW    = $(CC) $(MPICC) $(BASE_CFLAGS) $(STACK_WARN) $(SAN) $(CFLAGS) $(LDFLAGS) \
+FLAGS_NOW    = $(CC) $(MPICC) $(BASE_CFLAGS) $(STACK_WARN) $(SAN) $(CFLAGS) $(LDFLAGS) $(DEPFLAGS) \
                $(DEP_CFLAGS) $(DEP_LIBS) $(TOOL_CFLAGS) $(TOOL_LIBS)
 ifneq ($(file <$(FLAGS_STAMP)),$(strip $(FLAGS_NOW)))
 $(shell mkdir -p $(BUILD))
@@ -164,19 +173,47 @@ TEST_CFLAGS = $(shell pkg-config --cflags cmocka 2>/dev/null)
 TEST_LIBS   = $(shell pkg-config --libs cmocka 2>/dev/null)
 
 .PHONY: all deps check test-bins examples bench-bins bench docs demo install uninstall clean \
-        mpi bench-mpi symbols-check check-valgrind check-threads abi-check abi-baseline coverage fuzz
+        mpi bench-mpi symbols-check check-valgrind check-threads abi-check abi-baseline coverage fuzz \
+        help
 
 all: $(SOLIB) $(ALIB) $(TOOL)
+
+# The targets in brief (docs/contributing.md has the options and how to run one test).
+help:
+	@echo 'make, make all       lib/libcfnet.so, lib/libcfnet.a and bin/cfnet (not the programs below)'
+	@echo 'make test-bins        the C test suites    (build/default/tests/)'
+	@echo 'make examples         the example programs (build/default/examples/)'
+	@echo 'make bench-bins       the benchmarks       (build/default/bench/)'
+	@echo 'make check            build everything above and run every test suite'
+	@echo 'make check-valgrind   the C suites under valgrind'
+	@echo 'make check-threads    the thread tests (with SANITIZE=thread CC=clang)'
+	@echo 'make symbols-check    only cfnet_* symbols are exported'
+	@echo 'make abi-check        the ABI against abi/ (make abi-baseline after a deliberate change)'
+	@echo 'make coverage         line and branch coverage of src/ (build/coverage/)'
+	@echo 'make fuzz             libFuzzer runs of fuzz/ (clang; FUZZ_SECONDS=60 each)'
+	@echo 'make mpi              lib/libcfnet_mpi.a and the MPI test programs; make bench-mpi'
+	@echo 'make bench            the benchmarks against PyTorch (about 15 minutes)'
+	@echo 'make demo             train the paper'"'"'s five models (DEMO_ARGS=...)'
+	@echo 'make docs             the HTML API reference (doxygen) in docs/api/'
+	@echo 'make install / uninstall, install-python / uninstall-python   (PREFIX=/usr/local DESTDIR=)'
+	@echo 'make deps             install missing build dependencies'
+	@echo 'make clean            remove build/, lib/ and bin/'
+	@echo 'Options: WERROR=1 SANITIZE=1|thread CC=clang BLAS=blas OPT=-O0 CFLAGS=... LDFLAGS=...'
+	@echo 'One C suite: make build/default/tests/test_pool && build/default/tests/test_pool'
+	@echo 'make help             this list'
 
 # Installs missing build dependencies (no-op when present); see scripts/install-deps.
 deps:
 	@scripts/install-deps
 
-$(BUILD)/obj/%.o: src/%.c $(HEADER) | deps
+$(BUILD)/obj/%.o: src/%.c | deps
 	@mkdir -p $(dir $@)
-	$(CC) $(BASE_CFLAGS) $(STACK_WARN) $(SAN) $(DEP_CFLAGS) $(OBJ_INC) $(CFLAGS) -MMD -MP -c $< -o $@
+	$(CC) $(BASE_CFLAGS) $(STACK_WARN) $(SAN) $(DEP_CFLAGS) $(OBJ_INC) $(CFLAGS) $(DEPFLAGS) -c $< -o $@
 
-$(GEN)/onnx.pb-c.c $(GEN)/onnx.pb-c.h: $(ONNX_PROTO) | deps
+# (A pattern rule, so that one protoc-c run makes both files: two explicit targets would be two
+# rules, and a parallel build would run protoc-c twice at once, each overwriting the other's
+# output while it is being compiled.)
+$(GEN)/%.pb-c.c $(GEN)/%.pb-c.h: $(ONNX_PROTO) | deps
 	@mkdir -p $(GEN)
 	cp $(ONNX_PROTO) $(GEN)/onnx.proto
 	protoc-c --c_out=$(GEN) --proto_path=$(GEN) $(GEN)/onnx.proto
@@ -191,16 +228,16 @@ $(BUILD)/obj/io/onnx.o: OBJ_INC := -I$(GEN)
 
 $(BUILD)/obj/mpi/%.o: src/mpi/%.c $(MPI_HDR) $(HEADER) | deps
 	@mkdir -p $(dir $@)
-	OMPI_CC="$(CC)" $(MPICC) $(BASE_CFLAGS) $(SAN) $(CFLAGS) -c $< -o $@
+	OMPI_CC="$(CC)" $(MPICC) $(BASE_CFLAGS) $(SAN) $(CFLAGS) $(DEPFLAGS) -c $< -o $@
 
 $(MPI_LIB): $(MPI_OBJS)
 	@mkdir -p $(LIBOUT)
 	rm -f $@
 	ar rcs $@ $(MPI_OBJS)
 
-$(BUILD)/mpi/%: tests/mpi/%.c $(wildcard tests/mpi/*.h) $(MPI_LIB) $(ALIB) $(MPI_HDR) $(HEADER)
+$(BUILD)/mpi/%: tests/mpi/%.c $(MPI_LIB) $(ALIB) $(MPI_HDR) $(HEADER)
 	@mkdir -p $(dir $@)
-	OMPI_CC="$(CC)" $(MPICC) $(BASE_CFLAGS) $(SAN) $(DEP_CFLAGS) $(CFLAGS) $< $(MPI_LIB) \
+	OMPI_CC="$(CC)" $(MPICC) $(BASE_CFLAGS) $(SAN) $(DEP_CFLAGS) $(CFLAGS) $(DEPFLAGS) $< $(MPI_LIB) \
 	    $(ALIB) $(DEP_LIBS) -o $@
 
 mpi: all
@@ -223,14 +260,14 @@ $(ALIB): $(OBJS)
 	rm -f $@
 	ar rcs $@ $(OBJS)
 
-$(BUILD)/tool/%.o: src/tool/%.c src/tool/tool.h $(HEADER) | deps
+$(BUILD)/tool/%.o: src/tool/%.c | deps
 	@mkdir -p $(dir $@)
-	$(TOOL_CC) $(TOOL_MPI) $(BASE_CFLAGS) $(SAN) $(DEP_CFLAGS) $(TOOL_CFLAGS) $(CFLAGS) -Iexamples/common -MMD -MP \
+	$(TOOL_CC) $(TOOL_MPI) $(BASE_CFLAGS) $(SAN) $(DEP_CFLAGS) $(TOOL_CFLAGS) $(CFLAGS) -Iexamples/common $(DEPFLAGS) \
 	    -c $< -o $@
 
-$(BUILD)/tool/biomarker.o: examples/common/biomarker.c examples/common/biomarker.h | deps
+$(BUILD)/tool/biomarker.o: examples/common/biomarker.c | deps
 	@mkdir -p $(dir $@)
-	$(CC) $(BASE_CFLAGS) $(SAN) $(CFLAGS) -c $< -o $@
+	$(CC) $(BASE_CFLAGS) $(SAN) $(CFLAGS) $(DEPFLAGS) -c $< -o $@
 
 # (with mpicc it also links libcfnet_mpi: `mpirun -np N cfnet train`)
 TOOL_MPI_LIB := $(if $(HAVE_MPI),$(MPI_LIB))
@@ -238,60 +275,66 @@ $(TOOL): $(TOOL_OBJS) $(TOOL_MPI_LIB) $(ALIB)
 	@mkdir -p $(dir $@)
 	$(TOOL_CC) $(SAN) $(LDFLAGS) -o $@ $(TOOL_OBJS) $(TOOL_MPI_LIB) $(ALIB) $(TOOL_LIBS) $(DEP_LIBS)
 
-$(TEST_UTIL): tests/testutil.c tests/testutil.h $(HEADER) | deps
+$(TEST_UTIL): tests/testutil.c | deps
 	@mkdir -p $(dir $@)
-	$(CC) $(BASE_CFLAGS) $(SAN) $(DEP_CFLAGS) $(TEST_CFLAGS) $(CFLAGS) -Isrc -c $< -o $@
+	$(CC) $(BASE_CFLAGS) $(SAN) $(DEP_CFLAGS) $(TEST_CFLAGS) $(CFLAGS) -Isrc $(DEPFLAGS) \
+	    -DTU_DEFAULT_OUTDIR='"$(BUILD)/test-output"' -c $< -o $@
 
 # Tests link the static library so they can also reach internal helpers.
-$(BUILD)/tests/%: tests/%.c tests/testutil.h $(TEST_UTIL) $(ALIB) $(HEADER)
+$(BUILD)/tests/%: tests/%.c $(TEST_UTIL) $(ALIB) | deps
 	@mkdir -p $(dir $@)
-	$(CC) $(BASE_CFLAGS) $(SAN) $(DEP_CFLAGS) $(TEST_CFLAGS) $(CFLAGS) -Isrc $< $(TEST_UTIL) \
+	$(CC) $(BASE_CFLAGS) $(SAN) $(DEP_CFLAGS) $(TEST_CFLAGS) $(CFLAGS) -Isrc $(DEPFLAGS) $< $(TEST_UTIL) \
 	    $(ALIB) $(TEST_LIBS) $(DEP_LIBS) -o $@
-
-# The equivariance test measures with the benchmark's protocol (one definition of it).
-$(BUILD)/tests/test_equivariance: bench/equivariance.h
 
 # Unit tests of the command's parts (tests/test_tool_*.c) link its objects (all but main) and
 # the image libraries.
 # (mpi.o is replaced by its single-process build, so that the tests link no MPI.)
 TOOL_PART_OBJS := $(filter-out $(BUILD)/tool/main.o $(BUILD)/tool/mpi.o,$(TOOL_OBJS)) \
                   $(BUILD)/tool/mpi_single.o
-$(BUILD)/tool/mpi_single.o: src/tool/mpi.c src/tool/tool.h $(HEADER) | deps
+$(BUILD)/tool/mpi_single.o: src/tool/mpi.c | deps
 	@mkdir -p $(dir $@)
-	$(CC) $(BASE_CFLAGS) $(SAN) $(DEP_CFLAGS) $(TOOL_CFLAGS) $(CFLAGS) -c $< -o $@
-$(BUILD)/tests/test_tool_%: tests/test_tool_%.c tests/testutil.h $(TEST_UTIL) $(TOOL_PART_OBJS) \
-                            $(ALIB) $(HEADER)
+	$(CC) $(BASE_CFLAGS) $(SAN) $(DEP_CFLAGS) $(TOOL_CFLAGS) $(CFLAGS) $(DEPFLAGS) -c $< -o $@
+$(BUILD)/tests/test_tool_%: tests/test_tool_%.c $(TEST_UTIL) $(TOOL_PART_OBJS) $(ALIB) | deps
 	@mkdir -p $(dir $@)
-	$(CC) $(BASE_CFLAGS) $(SAN) $(DEP_CFLAGS) $(TEST_CFLAGS) $(TOOL_CFLAGS) $(CFLAGS) -Isrc/tool $< \
+	$(CC) $(BASE_CFLAGS) $(SAN) $(DEP_CFLAGS) $(TEST_CFLAGS) $(TOOL_CFLAGS) $(CFLAGS) -Isrc/tool $(DEPFLAGS) $< \
 	    $(TEST_UTIL) $(TOOL_PART_OBJS) $(ALIB) $(TEST_LIBS) $(TOOL_LIBS) $(DEP_LIBS) -o $@
 
 $(OBJS) $(MPI_OBJS) $(MPI_PROGS) $(SOLIB) $(TOOL_OBJS) $(BUILD)/tool/mpi_single.o $(TOOL) \
-    $(TEST_UTIL) $(TEST_BINS) $(EX_BINS) $(BENCH_BINS) $(FUZZ_REPLAY): $(FLAGS_STAMP)
+    $(TEST_UTIL) $(TEST_BINS) $(EX_OBJS) $(EX_BINS) $(BENCH_BINS) $(FUZZ_OBJ) $(FUZZ_REPLAY): $(FLAGS_STAMP)
 
 test-bins: $(TEST_BINS)
 
-$(BUILD)/examples/%: examples/%.c $(EX_COMMON) $(wildcard examples/common/*.h) $(ALIB) $(HEADER)
+# examples/common/*.c, compiled once for the examples and the benchmarks.
+$(BUILD)/excommon/%.o: examples/common/%.c | deps
 	@mkdir -p $(dir $@)
-	$(CC) $(BASE_CFLAGS) $(SAN) $(DEP_CFLAGS) $(CFLAGS) -Iexamples/common $< $(EX_COMMON) \
+	$(CC) $(BASE_CFLAGS) $(SAN) $(DEP_CFLAGS) $(CFLAGS) -Iexamples/common $(DEPFLAGS) -c $< -o $@
+
+$(BUILD)/examples/%: examples/%.c $(EX_OBJS) $(ALIB) | deps
+	@mkdir -p $(dir $@)
+	$(CC) $(BASE_CFLAGS) $(SAN) $(DEP_CFLAGS) $(CFLAGS) -Iexamples/common $(DEPFLAGS) $< $(EX_OBJS) \
 	    $(ALIB) $(DEP_LIBS) -o $@
 
 examples: $(EX_BINS)
 
-$(BUILD)/bench/%: bench/%.c $(wildcard bench/*.h) $(EX_COMMON) $(ALIB) $(HEADER)
+$(BUILD)/bench/%: bench/%.c $(EX_OBJS) $(ALIB) | deps
 	@mkdir -p $(dir $@)
-	$(CC) $(BASE_CFLAGS) $(SAN) $(DEP_CFLAGS) $(CFLAGS) -Isrc -Iexamples/common $< $(EX_COMMON) \
+	$(CC) $(BASE_CFLAGS) $(SAN) $(DEP_CFLAGS) $(CFLAGS) -Isrc -Iexamples/common $(DEPFLAGS) $< $(EX_OBJS) \
 	    $(ALIB) $(DEP_LIBS) -o $@
 
 bench-bins: $(BENCH_BINS)
 
-$(BUILD)/fuzz/replay_%: fuzz/fuzz_%.c fuzz/replay.c $(ALIB) $(HEADER)
+$(FUZZ_OBJ): fuzz/replay.c | deps
 	@mkdir -p $(dir $@)
-	$(CC) $(BASE_CFLAGS) $(SAN) $(DEP_CFLAGS) $(CFLAGS) $< fuzz/replay.c $(ALIB) $(DEP_LIBS) -o $@
+	$(CC) $(BASE_CFLAGS) $(SAN) $(CFLAGS) $(DEPFLAGS) -c $< -o $@
+
+$(BUILD)/fuzz/replay_%: fuzz/fuzz_%.c $(FUZZ_OBJ) $(ALIB) | deps
+	@mkdir -p $(dir $@)
+	$(CC) $(BASE_CFLAGS) $(SAN) $(DEP_CFLAGS) $(CFLAGS) $(DEPFLAGS) $< $(FUZZ_OBJ) $(ALIB) $(DEP_LIBS) -o $@
 
 # The image readers' target also links the command's image code and the image libraries.
-$(BUILD)/fuzz/replay_image: fuzz/fuzz_image.c fuzz/replay.c $(TOOL_IMAGE_OBJS) $(ALIB) $(HEADER)
+$(BUILD)/fuzz/replay_image: fuzz/fuzz_image.c $(FUZZ_OBJ) $(TOOL_IMAGE_OBJS) $(ALIB) | deps
 	@mkdir -p $(dir $@)
-	$(CC) $(BASE_CFLAGS) $(SAN) $(DEP_CFLAGS) $(TOOL_CFLAGS) $(CFLAGS) -Isrc/tool $< fuzz/replay.c \
+	$(CC) $(BASE_CFLAGS) $(SAN) $(DEP_CFLAGS) $(TOOL_CFLAGS) $(CFLAGS) -Isrc/tool $(DEPFLAGS) $< $(FUZZ_OBJ) \
 	    $(TOOL_IMAGE_OBJS) $(ALIB) $(TOOL_LIBS) $(DEP_LIBS) -o $@
 
 # libFuzzer builds with clang (library compiled in, instrumented); each target runs for
@@ -482,4 +525,8 @@ uninstall-python:
 clean:
 	rm -rf build lib bin
 
--include $(DEPS) $(TOOL_OBJS:.o=.d)
+# What each object and program includes, as the compiler found it (-MMD; -MP keeps a removed
+# header from stopping the next build).
+-include $(DEPS) $(TOOL_OBJS:.o=.d) $(BUILD)/tool/mpi_single.d $(MPI_OBJS:.o=.d) \
+    $(MPI_PROGS:=.d) $(TEST_UTIL:.o=.d) $(TEST_BINS:=.d) $(EX_OBJS:.o=.d) $(EX_BINS:=.d) \
+    $(BENCH_BINS:=.d) $(FUZZ_OBJ:.o=.d) $(FUZZ_REPLAY:=.d)

@@ -21,9 +21,7 @@
 
 static char *out_path(const char *name)
 {
-    const char *dir = getenv("CFNET_TEST_OUTDIR");
-    if (!dir) dir = ".";
-    char *d = path_join(dir, "tool_data");
+    char *d = path_join(tu_outdir(), "tool_data");
     make_dirs(d);
     char *p = path_join(d, name);
     free(d);

@@ -16,10 +16,7 @@
 
 static char *out_path(const char *name)
 {
-    const char *dir = getenv("CFNET_TEST_OUTDIR");
-    if (!dir) dir = ".";
-    make_dirs(dir);
-    return path_join(dir, name);
+    return path_join(tu_outdir(), name);
 }
 
 /* An image with distinct integer values in [0, maxv]. */

@@ -302,10 +302,14 @@ double tu_gradcheck(cfnet_layer *l, cfnet_tensor *x, cfnet_mode mode, double h, 
     return worst;
 }
 
+#ifndef TU_DEFAULT_OUTDIR /* set by the Makefile to $(BUILD)/test-output */
+#define TU_DEFAULT_OUTDIR "build/default/test-output"
+#endif
+
 const char *tu_outdir(void)
 {
     const char *d = getenv("CFNET_TEST_OUTDIR");
-    if (!d || !*d) d = "build/test-output";
+    if (!d || !*d) d = TU_DEFAULT_OUTDIR;
     char buf[1024];
     size_t len = strlen(d);
     if (len < sizeof buf) {
@@ -320,4 +324,13 @@ const char *tu_outdir(void)
         }
     }
     return d;
+}
+
+/* CFNET_TEST_FILTER=PATTERN runs only the cases of a suite whose names match PATTERN (cmocka's
+ * `*` and `?`), e.g. CFNET_TEST_FILTER='pool_equivariant*' build/default/tests/test_pool. Every suite
+ * links this file, so the filter is set before its main() runs. */
+__attribute__((constructor)) static void tu_filter_from_env(void)
+{
+    const char *f = getenv("CFNET_TEST_FILTER");
+    if (f && *f) cmocka_set_test_filter(f);
 }

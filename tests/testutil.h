@@ -93,8 +93,9 @@ double tu_max_rel_diff(const float *a, const float *b, int64_t n);
 double tu_gradcheck(cfnet_layer *l, cfnet_tensor *x, cfnet_mode mode, double h, int max_checks,
                     double *worst_param);
 
-/* Directory for files written by tests (from CFNET_TEST_OUTDIR, default "build/test-output"),
- * created if needed. */
+/* Directory for files written by tests, created if needed: $CFNET_TEST_OUTDIR, else the
+ * test-output folder of the build directory the test was built in (TU_DEFAULT_OUTDIR, e.g.
+ * "build/default/test-output", relative to the repository root the tests run from). */
 const char *tu_outdir(void);
 
 #endif
