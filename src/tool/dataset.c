@@ -676,7 +676,9 @@ static int walk(const char *dir, tool_dataset *ds, int depth, walk_state *w)
              * when it is named as an image, since predict would otherwise classify fewer images
              * than the folder shows without a word; a file gone meanwhile is not counted */
             struct stat lst;
-            if (lstat(p, &lst) == 0 && S_ISLNK(lst.st_mode) && has_image_extension(p)) {
+            if (lstat(p, &lst) != 0) {
+                free(p);
+            } else if (S_ISLNK(lst.st_mode) && has_image_extension(p)) {
                 if (w->broken++ == 0) {
                     char target[1024];
                     ssize_t len = readlink(p, target, sizeof target - 1);
@@ -684,11 +686,12 @@ static int walk(const char *dir, tool_dataset *ds, int depth, walk_state *w)
                     w->first_broken = xmalloc(strlen(p) + strlen(target) + 5);
                     sprintf(w->first_broken, "%s -> %s", p, target);
                 }
-            } else if (lstat(p, &lst) == 0 && w->ignored++ == 0) {
+                free(p);
+            } else if (w->ignored++ == 0) {
                 w->first_ignored = p;
-                continue;
+            } else {
+                free(p);
             }
-            free(p);
         } else if (S_ISDIR(st.st_mode)) {
             if (walk_enter(w, st.st_dev, st.st_ino)) {
                 if (w->skipped++ == 0) w->first_skipped = p;
