@@ -3,8 +3,8 @@
 # folders, DATA that is neither a folder nor a .csv manifest, a file listed twice in a manifest,
 # class names that differ only in case, the eval report's columns with UTF-8 class names, names
 # that are not UTF-8, the same file in two class folders, the files predict's search leaves out, and
-# class names in two Unicode forms, a quoted manifest path that starts with '#', and a class name
-# with a control character in the SVG report.
+# class names in two Unicode forms, a quoted manifest path that starts with '#', a class name
+# with a control character in the SVG report, and symbolic links that loop.
 set -eu
 name=cli-data
 # shellcheck source=tests/cli_lib.sh
@@ -261,6 +261,32 @@ ln -s "$out/not-mounted/g.tif" "$out/unmounted/g.tif"
 ln -s "$out/not-mounted/h.png" "$out/unmounted/h.png"
 expect 1 "unmounted: no .tif/.tiff/.png images in this folder, only 2 symbolic links named as images whose target does not exist \(the first: .*unmounted/g.tif -> .*not-mounted/g.tif\)" \
     "$cfnet" predict "$m" "$out/unmounted" -o "$out/unmounted.csv"
+# a link that loops (to itself, or two links to each other) is said to loop, not to have a target
+# that does not exist (stat fails with ELOOP); another reason (a target name too long for the file
+# system) is given as the system says it
+loops="$out/loops"
+mkdir -p "$loops"
+cp "$img" "$loops/ok.tif"
+ln -s self.tif "$loops/self.tif"
+ln -s b.tif "$loops/a.tif"
+ln -s a.tif "$loops/b.tif"
+ln -s "$(printf '%0300d' 0).tif" "$loops/long.tif"
+expect 0 "skipped 3 symbolic links named as images that lead into a loop of links \(the first: .*loops/[abs][a-z]*.tif -> [abs][a-z]*.tif\)" \
+    "$cfnet" predict "$m" "$loops" -o "$out/loops.csv"
+lacks "does not exist" "a link that loops was said to have no target"
+grep -Eq "skipped 1 symbolic link named as an image whose target cannot be reached \(the first: .*loops/long.tif -> 0+.tif: File name too long\)" "$out/last.txt" ||
+    fail "a link whose target name is too long: the system's reason"
+grep -q "predicted 1 image" "$out/last.txt" || fail "predict should classify ok.tif beside the loops"
+rm "$loops/ok.tif" "$loops/long.tif"
+ln -s "$out/not-mounted/z.tif" "$loops/z.tif"
+expect 1 "loops: no .tif/.tiff/.png images in this folder, only 1 symbolic link named as an image whose target does not exist \(the first: .*loops/z.tif -> .*not-mounted/z.tif\) and 3 symbolic links named as images that lead into a loop of links \(the first: " \
+    "$cfnet" predict "$m" "$loops" -o "$out/loops.csv"
+# given by name, such a link is said as it is, not as "no such file or directory"
+expect 1 "loops/self.tif: a symbolic link that leads into a loop of links" \
+    "$cfnet" predict "$m" "$loops/self.tif" -o "$out/loops.csv"
+expect 1 "loops/a.tif: a symbolic link that leads into a loop of links" \
+    "$cfnet" eval "$m" "$loops/a.tif"
+expect 1 "loops/z.tif: no such file or directory" "$cfnet" predict "$m" "$loops/z.tif" -o "$out/loops.csv"
 
 # ---- 10. a class name in decomposed Unicode (a folder copied from a Mac) against the composed one --
 nfc="$out/nfc"

@@ -82,7 +82,7 @@ int opt_error(const char *cmd, int ch, char **argv);
  * a message in err. */
 int read_file(const char *path, size_t limit, unsigned char **data, size_t *size, char *err,
               size_t errsize);
-/* 1 if path is a directory, 0 if not, -1 if it does not exist. */
+/* 1 if path is a directory, 0 if not, -1 if stat cannot reach it (errno says why). */
 int path_is_dir(const char *path);
 /* Creates a directory and its parents (like mkdir -p). 0 or -1 with a message printed. */
 int make_dirs(const char *path);
