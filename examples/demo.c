@@ -46,6 +46,8 @@ static void usage(int status)
             "             model); classes x N must be at least one batch of 50\n"
             "  --steps S  training steps (batch 50) per model; learning rate x0.95 every\n"
             "             S/30 steps\n"
+            "  --eval-every E  test accuracy every E steps, E from 1 to S (0: none, the\n"
+            "             default without --full): DIR/biomarker-curves.csv and .svg\n"
             "  --width W  filters per layer of the planar networks (p4 networks: W/2)\n"
             "  --samples  also write DIR/biomarker-samples.ppm (and .png) as in Fig. 3a,b\n"
             "  --seeds R  train every model R times (seeds 1..R); the table shows mean +- sample\n"
@@ -348,6 +350,7 @@ int main(int argc, char **argv)
     o.n_sizes = 1;
     o.out = "build/results";
     const char *models = "cfnet,cnet,gcnn,gcnn-dft,cnn";
+    int eval_given = 0; /* --eval-every given, not only set by --full */
     for (int i = 1; i + 1 < argc; i++)
         if (!strcmp(argv[i], "--plot")) return plot_csv(argv[i + 1]);
     for (int i = 1; i < argc; i++)
@@ -383,7 +386,10 @@ int main(int argc, char **argv)
         }
         else if (!strcmp(a, "--test")) o.test_per_class = ex_arg_int("demo", a, v);
         else if (!strcmp(a, "--steps")) o.steps = ex_arg_int("demo", a, v);
-        else if (!strcmp(a, "--eval-every")) o.eval_every = ex_arg_int("demo", a, v);
+        else if (!strcmp(a, "--eval-every")) {
+            o.eval_every = ex_arg_int("demo", a, v);
+            eval_given = 1;
+        }
         else if (!strcmp(a, "--width")) o.width = ex_arg_int("demo", a, v);
         else if (!strcmp(a, "--seeds")) o.seeds = ex_arg_int("demo", a, v);
         else if (!strcmp(a, "--threads")) o.threads = ex_arg_int("demo", a, v);
@@ -404,20 +410,26 @@ int main(int argc, char **argv)
                     o.classes, o.n_train[p], (long long)o.classes * o.n_train[p], BATCH);
             exit(2);
         }
-    if (o.eval_every > o.steps) o.eval_every = 0;
+    /* the curve's points are at E, 2E, ... up to S: with E > S there would be none, and no
+     * curve file, without a word */
+    if (o.eval_every > o.steps)
+        ex_bad_arg("demo: --eval-every %d is more than --steps %d: the run would never be "
+                   "evaluated%s; give an E from 1 to %d (or 0: no learning curves)", o.eval_every,
+                   o.steps, eval_given ? "" : " (--full evaluates every 100 steps)", o.steps);
     o.decay_steps = o.steps / 30 > 0 ? o.steps / 30 : 1;
     char list[256];
     snprintf(list, sizeof list, "%s", models);
     for (char *t = strtok(list, ","); t; t = strtok(NULL, ",")) {
         int m = ex_model_parse(t);
-        if (m < 0) ex_die("demo: unknown model '%s' (cfnet, cnet, gcnn, gcnn-dft, cnn, gcnn-p4m)", t);
+        if (m < 0)
+            ex_bad_arg("demo: unknown model '%s' (cfnet, cnet, gcnn, gcnn-dft, cnn, gcnn-p4m)", t);
         /* each model once: a model named twice would train twice under one name (and the
          * list holds each of the EX_MODEL_COUNT models at most once) */
         for (int k = 0; k < o.n_models; k++)
-            if (o.models[k] == m) ex_die("demo: --models names '%s' twice", t);
+            if (o.models[k] == m) ex_bad_arg("demo: --models names '%s' twice", t);
         o.models[o.n_models++] = m;
     }
-    if (o.n_models == 0) ex_die("demo: --models '%s' names no model", models);
+    if (o.n_models == 0) ex_bad_arg("demo: --models '%s' names no model", models);
     ex_blas_single_thread();
     ex_make_dirs(o.out);
 

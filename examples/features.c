@@ -119,7 +119,7 @@ int main(int argc, char **argv)
             return help ? 0 : 2;
         }
     }
-    if (steps < 1) ex_die("features: --steps must be positive");
+    if (steps < 1) ex_bad_arg("features: --steps must be positive, not %d", steps);
     ex_make_dirs(out); /* before training, so that a folder that cannot be made fails at once */
     ex_blas_single_thread();
     int64_t n = CLASSES * 50;

@@ -82,7 +82,7 @@ static cfnet_interp parse_interp(const char *v)
     if (!strcmp(v, "nearest")) return CFNET_INTERP_NEAREST;
     if (!strcmp(v, "bilinear")) return CFNET_INTERP_BILINEAR;
     if (!strcmp(v, "steerable")) return CFNET_INTERP_STEERABLE;
-    ex_die("rotmnist: unknown resampling '%s' (nearest, bilinear, steerable)", v);
+    ex_bad_arg("rotmnist: unknown resampling '%s' (nearest, bilinear, steerable)", v);
 }
 
 static const char *interp_name(cfnet_interp i)
@@ -248,14 +248,14 @@ int main(int argc, char **argv)
         for (char *tok = strtok(list, ","); tok; tok = strtok(NULL, ",")) {
             int m = ex_model_parse(tok);
             if (m < 0)
-                ex_die("rotmnist: unknown model '%s' (cfnet, cnet, gcnn, gcnn-dft, cnn, gcnn-p4m)",
-                       tok);
+                ex_bad_arg("rotmnist: unknown model '%s' (cfnet, cnet, gcnn, gcnn-dft, cnn, "
+                           "gcnn-p4m)", tok);
             /* each model once, so the list holds at most EX_MODEL_COUNT */
             for (int k = 0; k < n_models; k++)
-                if (model_list[k] == m) ex_die("rotmnist: --models names '%s' twice", tok);
+                if (model_list[k] == m) ex_bad_arg("rotmnist: --models names '%s' twice", tok);
             model_list[n_models++] = m;
         }
-        if (n_models == 0) ex_die("rotmnist: --models '%s' names no model", models);
+        if (n_models == 0) ex_bad_arg("rotmnist: --models '%s' names no model", models);
     }
     /* Every network is built once now, so that an option the library refuses (a width or an R
      * out of its range) stops the run before any model has trained. */

@@ -3,8 +3,9 @@
 # folders, DATA that is neither a folder nor a .csv manifest, a file listed twice in a manifest,
 # class names that differ only in case, the eval report's columns with UTF-8 class names, names
 # that are not UTF-8, the same file in two class folders, the files predict's search leaves out, and
-# class names in two Unicode forms, a quoted manifest path that starts with '#', and a class name
-# with a control character in the SVG report, long class names in it, a folder nested beyond the system's path limit.
+# class names in two Unicode forms, a quoted manifest path that starts with '#', a class name
+# with a control character in the SVG report, long class names in it, a folder nested beyond the
+# system's path limit, symbolic links that loop, and control characters of names in messages.
 set -eu
 name=cli-data
 # shellcheck source=tests/cli_lib.sh
@@ -261,6 +262,32 @@ ln -s "$out/not-mounted/g.tif" "$out/unmounted/g.tif"
 ln -s "$out/not-mounted/h.png" "$out/unmounted/h.png"
 expect 1 "unmounted: no .tif/.tiff/.png images in this folder, only 2 symbolic links named as images whose target does not exist \(the first: .*unmounted/g.tif -> .*not-mounted/g.tif\)" \
     "$cfnet" predict "$m" "$out/unmounted" -o "$out/unmounted.csv"
+# a link that loops (to itself, or two links to each other) is said to loop, not to have a target
+# that does not exist (stat fails with ELOOP); another reason (a target name too long for the file
+# system) is given as the system says it
+loops="$out/loops"
+mkdir -p "$loops"
+cp "$img" "$loops/ok.tif"
+ln -s self.tif "$loops/self.tif"
+ln -s b.tif "$loops/a.tif"
+ln -s a.tif "$loops/b.tif"
+ln -s "$(printf '%0300d' 0).tif" "$loops/long.tif"
+expect 0 "skipped 3 symbolic links named as images that lead into a loop of links \(the first: .*loops/[abs][a-z]*.tif -> [abs][a-z]*.tif\)" \
+    "$cfnet" predict "$m" "$loops" -o "$out/loops.csv"
+lacks "does not exist" "a link that loops was said to have no target"
+grep -Eq "skipped 1 symbolic link named as an image whose target cannot be reached \(the first: .*loops/long.tif -> 0+.tif: File name too long\)" "$out/last.txt" ||
+    fail "a link whose target name is too long: the system's reason"
+grep -q "predicted 1 image" "$out/last.txt" || fail "predict should classify ok.tif beside the loops"
+rm "$loops/ok.tif" "$loops/long.tif"
+ln -s "$out/not-mounted/z.tif" "$loops/z.tif"
+expect 1 "loops: no .tif/.tiff/.png images in this folder, only 1 symbolic link named as an image whose target does not exist \(the first: .*loops/z.tif -> .*not-mounted/z.tif\) and 3 symbolic links named as images that lead into a loop of links \(the first: " \
+    "$cfnet" predict "$m" "$loops" -o "$out/loops.csv"
+# given by name, such a link is said as it is, not as "no such file or directory"
+expect 1 "loops/self.tif: a symbolic link that leads into a loop of links" \
+    "$cfnet" predict "$m" "$loops/self.tif" -o "$out/loops.csv"
+expect 1 "loops/a.tif: a symbolic link that leads into a loop of links" \
+    "$cfnet" eval "$m" "$loops/a.tif"
+expect 1 "loops/z.tif: no such file or directory" "$cfnet" predict "$m" "$loops/z.tif" -o "$out/loops.csv"
 
 # ---- 10. a class name in decomposed Unicode (a folder copied from a Mac) against the composed one --
 nfc="$out/nfc"
@@ -382,6 +409,48 @@ expect 1 "cannot read: File name too long \(the path is [0-9]+ bytes, the system
 [ -e "$out/deep.csv" ] && fail "predict wrote a table without the images it could not reach"
 # (removed at once: tools that walk the build folder by path, such as git worktree remove, stop at it)
 rm -rf "$deep"
+
+# ---- 14. names from the data in messages: control characters shown as U+FFFD -------------------
+# A class folder or a file named with a tab, an escape sequence or a C1 control (U+009B, CSI: C2 9B
+# in UTF-8) went to the terminal as it is in warnings and errors. A no-break space (U+00A0, C2 A0)
+# and bytes that are not UTF-8 are not controls and stay as they are.
+vis="$out/vis"
+tab=$(printf '\t')
+esc=$(printf '\033')
+csi=$(printf '\302\233')
+nbsp=$(printf '\302\240')
+mkdir -p "$vis/Ri${tab}ng${esc}[2J${csi}1m" "$vis/ri${tab}ng${esc}[2j${csi}1M" "$vis/no${nbsp}break"
+for c in "Ri${tab}ng${esc}[2J${csi}1m" "ri${tab}ng${esc}[2j${csi}1M" "no${nbsp}break"; do
+    cp "$src/train/class00/0000.tif" "$src/train/class00/0001.tif" "$vis/$c/"
+done
+# shellcheck disable=SC2086
+expect 0 "differ only in case" "$cfnet" train "$vis" -o "$out/vis.safetensors" $train
+cp "$out/last.txt" "$out/vis-train.txt"
+mkdir -p "$out/visp"
+printf 'not an image' >"$out/visp/bad${esc}[2J${csi}${nbsp}$(printf '\377').tif"
+expect 1 "not a TIFF or PNG file" "$cfnet" predict "$out/vis.safetensors" "$out/visp" -o "$out/visp.csv"
+"$py" - "$out/vis-train.txt" "$out/last.txt" <<'PY' || fail "control characters of names in messages"
+import sys
+train, pred = (open(p, "rb").read() for p in sys.argv[1:3])
+for t in (train, pred):
+    assert b"\t" not in t and b"\x1b" not in t and b"\xc2\x9b" not in t, t
+fffd = "\ufffd".encode()
+assert b"'Ri" + fffd + b"ng" + fffd + b"[2J" + fffd + b"1m'" in train, train
+# U+00A0 is no control, and a byte that is not UTF-8 is written as it is
+assert b"bad" + fffd + b"[2J" + fffd + b"\xc2\xa0\xff.tif" in pred, pred
+PY
+# confusion.svg and the eval table show the C1 control as U+FFFD too; metrics.json keeps it
+expect 0 "" "$cfnet" eval "$out/vis.safetensors" "$vis" --out "$out/vis-report"
+"$py" - "$out/vis-report" "$out/last.txt" <<'PY' || fail "a C1 control in confusion.svg and the eval table"
+import json, sys, xml.etree.ElementTree as ET
+d = sys.argv[1]
+texts = [t.text for t in ET.parse(d + "/confusion.svg").getroot().iter("{http://www.w3.org/2000/svg}text")]
+assert "Ri\tng\ufffd[2J\ufffd1m" in texts, texts   # XML keeps a tab; ESC and U+009B: U+FFFD
+assert "no\u00a0break" in texts, texts
+assert "Ri\tng\x1b[2J\x9b1m" in json.load(open(d + "/metrics.json"))["classes"]
+table = open(sys.argv[2], "rb").read()
+assert b"\xc2\x9b" not in table and b"\x1b" not in table, table
+PY
 
 if [ $fails -ne 0 ]; then
     echo "test_cli_data: $fails failures"

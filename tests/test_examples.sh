@@ -31,6 +31,19 @@ done
 expect 2 "fewer than one batch of 50" "$ex/demo" --classes 2 --train 10 --steps 1 --out "$out/d"
 expect 2 "fewer than one batch of 50" "$ex/demo" --classes 5 --train 10,5 --steps 1 --out "$out/d"
 expect 2 "usage: demo" "$ex/demo" --steps 0
+# evaluations every E steps with E > S: none would fall in the run (it was silently none, and no
+# learning-curve file); E = S is one point. (Small runs, should the refusal be missing.)
+small="--classes 2 --train 25 --test 1 --models cnn --width 2 --out $out/d"
+# shellcheck disable=SC2086
+expect 2 "demo: --eval-every 3 is more than --steps 2: the run would never be evaluated; give an E from 1 to 2" \
+    "$ex/demo" --steps 2 --eval-every 3 $small
+[ ! -e "$out/d/biomarker-curves.csv" ] || fail "demo wrote curves for --eval-every 3 --steps 2"
+# shellcheck disable=SC2086
+expect 2 "demo: --eval-every 100 is more than --steps 2: the run would never be evaluated \(--full evaluates every 100 steps\)" \
+    "$ex/demo" --full --steps 2 --seeds 1 $small
+# shellcheck disable=SC2086
+expect 0 "wrote .*biomarker-curves.csv" "$ex/demo" --steps 2 --eval-every 2 $small
+grep -q "^CNN,25,1,2," "$out/d/biomarker-curves.csv" || fail "demo --eval-every 2 --steps 2: no point at step 2"
 for n in 50,100,150 50x 50, ,50 50,,100; do # one or two numbers of images per class
     expect 2 "demo: --train takes one or two whole numbers N\[,N2\] from 1 to 1000000, not '$n'" \
         "$ex/demo" --train "$n" --steps 1 --models cnn --out "$out/d"
@@ -44,11 +57,12 @@ expect 2 "usage: demo" "$ex/demo" --bogus 1
 expect 2 "demo: --steps takes a whole number, not '3x'" "$ex/demo" --steps 3x --out "$out/d"
 expect 2 "not '4294967297'" "$ex/demo" --steps 4294967297 --out "$out/d"
 expect 2 "demo: --width takes a whole number, not ''" "$ex/demo" --width "" --out "$out/d"
-expect 1 "unknown model 'foo'" "$ex/demo" --models foo --out "$out/d"
-expect 1 "names no model" "$ex/demo" --models , --out "$out/d"
+# a value that cannot be used is a usage error too (status 2, as for a number that is not one)
+expect 2 "unknown model 'foo'" "$ex/demo" --models foo --out "$out/d"
+expect 2 "names no model" "$ex/demo" --models , --out "$out/d"
 # a model named twice (a seventh entry used to be dropped without a word)
-expect 1 "names 'cnn' twice" "$ex/demo" --models cnn,cfnet,cnn --out "$out/d"
-expect 1 "names 'cfnet' twice" "$ex/demo" --models cfnet,cnet,gcnn,gcnn-dft,cnn,gcnn-p4m,cfnet --out "$out/d"
+expect 2 "names 'cnn' twice" "$ex/demo" --models cnn,cfnet,cnn --out "$out/d"
+expect 2 "names 'cfnet' twice" "$ex/demo" --models cfnet,cnet,gcnn,gcnn-dft,cnn,gcnn-p4m,cfnet --out "$out/d"
 expect 1 "cannot read" "$ex/demo" --plot "$out/missing.csv"
 printf 'model,n_train,seed,step,test_accuracy\n' >"$out/header.csv"
 expect 1 "has no runs" "$ex/demo" --plot "$out/header.csv"
@@ -64,14 +78,14 @@ expect 1 "is not a learning-curve CSV" "$ex/demo" --plot "$out/demo-runs.csv"
 
 # features and rotmnist.
 expect 2 "usage: features" "$ex/features" --bogus
-expect 1 "must be positive" "$ex/features" --steps 0
+expect 2 "features: --steps must be positive, not 0" "$ex/features" --steps 0 # as demo --steps 0
 : >"$out/file"
 expect 1 "cannot create" "$ex/features" --out "$out/file/sub"
 lacks "training" "features trained before finding that --out cannot be made"
 expect 1 "run scripts/fetch-mnist first" "$ex/rotmnist" --data "$out/no-mnist"
 mkdir -p "$out/dir-mnist/mnist-images-idx3-ubyte"
 expect 1 "mnist-images-idx3-ubyte is not a file" "$ex/rotmnist" --data "$out/dir-mnist"
-expect 1 "unknown resampling 'foo'" "$ex/rotmnist" --interp foo
+expect 2 "unknown resampling 'foo'" "$ex/rotmnist" --interp foo
 expect 2 "rotmnist: --epochs takes a whole number, not 'abc'" "$ex/rotmnist" --epochs abc
 expect 2 "rotmnist: --seed takes a whole number from 0, not '-1'" "$ex/rotmnist" --seed -1
 expect 2 "rotmnist: --lr takes a number, not '1e-3x'" "$ex/rotmnist" --lr 1e-3x
@@ -92,10 +106,10 @@ expect 2 "demo: --train takes one or two whole numbers" "$ex/demo" --train 42949
 expect 2 "demo: --train takes one or two whole numbers" "$ex/demo" --train " 50" \
     --steps 1 --models cnn --out "$out/d"
 # A misspelt model is refused before the data are read and anything trains.
-expect 1 "unknown model 'foo'" "$ex/rotmnist" --data "$out/no-mnist" --models cnn,foo
-expect 1 "names no model" "$ex/rotmnist" --data "$out/no-mnist" --models ,
-expect 1 "names 'cnn' twice" "$ex/rotmnist" --data "$out/no-mnist" --models cnn,cnn
-expect 1 "names 'cfnet' twice" "$ex/rotmnist" --data "$out/no-mnist" --models cfnet,cnet,gcnn,gcnn-dft,cnn,gcnn-p4m,cfnet
+expect 2 "unknown model 'foo'" "$ex/rotmnist" --data "$out/no-mnist" --models cnn,foo
+expect 2 "names no model" "$ex/rotmnist" --data "$out/no-mnist" --models ,
+expect 2 "names 'cnn' twice" "$ex/rotmnist" --data "$out/no-mnist" --models cnn,cnn
+expect 2 "names 'cfnet' twice" "$ex/rotmnist" --data "$out/no-mnist" --models cfnet,cnet,gcnn,gcnn-dft,cnn,gcnn-p4m,cfnet
 # So is an option the library refuses for one of the models (each network is built first).
 expect 1 "p4m_lift: out_channels is 300000000" "$ex/rotmnist" --data "$out/no-mnist" \
     --models cnn,gcnn-p4m --p4m-width 300000000

@@ -582,6 +582,12 @@ static void quoted_paths_stay_on_one_line(void **state)
     assert_null(strchr(msg, '\t'));
     if (!strstr(msg, "no\\nsuch\\tmodel\\x01\\x7f.safetensors")) fail_msg("%s", msg);
     free(path);
+    /* a C1 control (U+009B, CSI) is escaped too; U+00A0 and a byte that is not UTF-8 are kept */
+    path = out_file("c1\xc2\x9b[2J\xc2\xa0\xff\xc2.safetensors");
+    CF_ASSERT_STATUS(cfnet_network_load(path, &net), CFNET_E_IO);
+    msg = cfnet_last_error();
+    if (!strstr(msg, "c1\\xc2\\x9b[2J\xc2\xa0\xff\xc2.safetensors")) fail_msg("%s", msg);
+    free(path);
     net = make_net(NULL, 1);
     path = out_file("missing\ndir/x.safetensors");
     CF_ASSERT_STATUS(cfnet_network_save(net, path, 0), CFNET_E_IO);

@@ -28,6 +28,16 @@ void ex_die(const char *fmt, ...)
     exit(1);
 }
 
+void ex_bad_arg(const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fputc('\n', stderr);
+    exit(2);
+}
+
 static void arg_error(const char *prog, const char *opt, const char *kind, const char *v)
 {
     fprintf(stderr, "%s: %s takes %s, not '%s'\n", prog, opt, kind, v);

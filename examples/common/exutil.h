@@ -17,6 +17,13 @@ void ex_die(const char *fmt, ...)
     __attribute__((format(printf, 1, 2), noreturn))
 #endif
     ;
+/* Prints a message about a command-line argument to stderr and exits 2 (a usage error, like
+ * the ex_arg_* readers below): for a value that is read but cannot be used. */
+void ex_bad_arg(const char *fmt, ...)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 1, 2), noreturn))
+#endif
+    ;
 /* Command-line numbers: the whole of `v` must be one decimal integer that fits the type, or one
  * finite number; otherwise prints "PROG: OPT takes ..., not 'V'" and exits 2 (a usage error).
  * Ranges are the caller's to check. */

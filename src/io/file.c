@@ -19,9 +19,11 @@ static const char *errno_text(int err, char *buf, size_t size)
     return buf;
 }
 
-/* A path quoted in an error message: control characters and bytes >= 0x7f are escaped (\n,
- * \t, \xNN) so that a message stays one line whatever the file name; long paths are cut with
- * "...". Lives until the end of the enclosing full expression, like CF_SAFE. */
+/* A path quoted in an error message: control characters are escaped (\n, \t, \xNN), C0, DEL
+ * and C1 (U+0080 to U+009F, UTF-8 C2 80 to C2 9F, as \xc2\xNN: U+009B is a terminal's CSI), so
+ * that a message stays one line and cannot drive a terminal whatever the file name; other bytes
+ * (UTF-8 of non-ASCII names, or not UTF-8) are kept; long paths are cut with "...". Lives until
+ * the end of the enclosing full expression, like CF_SAFE. */
 typedef struct quoted_path {
     char s[512];
 } quoted_path;
@@ -32,7 +34,7 @@ static quoted_path quote_path(const char *path)
     quoted_path q;
     size_t n = 0, cap = sizeof q.s - 4; /* room for "..." and the NUL */
     for (const unsigned char *c = (const unsigned char *)path; *c; c++) {
-        char e[4];
+        char e[8];
         size_t len = 0;
         if (*c == '\n') e[len++] = '\\', e[len++] = 'n';
         else if (*c == '\t') e[len++] = '\\', e[len++] = 't';
@@ -40,6 +42,11 @@ static quoted_path quote_path(const char *path)
         else if (*c == '\\') e[len++] = '\\', e[len++] = '\\';
         else if (*c < 0x20 || *c == 0x7f)
             e[len++] = '\\', e[len++] = 'x', e[len++] = hex[*c >> 4], e[len++] = hex[*c & 15];
+        else if (*c == 0xc2 && c[1] >= 0x80 && c[1] <= 0x9f) {
+            e[len++] = '\\', e[len++] = 'x', e[len++] = 'c', e[len++] = '2';
+            e[len++] = '\\', e[len++] = 'x', e[len++] = hex[c[1] >> 4], e[len++] = hex[c[1] & 15];
+            c++;
+        }
         else e[len++] = (char)*c; /* UTF-8 bytes of non-ASCII names are kept */
         if (n + len > cap) {
             memcpy(q.s + n, "...", 3);

@@ -590,12 +590,25 @@ static int is_csv(const char *path)
     return dot && !strchr(dot, '/') && !strcasecmp(dot, ".csv");
 }
 
+/* The message for a DATA or INPUT path that stat cannot reach (err: its errno): a symbolic link
+ * that loops is not "no such file or directory". */
+static void say_unreachable(const char *path, int err)
+{
+    if (err == ENOENT || err == ENOTDIR)
+        tool_error("%s: no such file or directory", path);
+    else if (err == ELOOP)
+        tool_error("%s: a symbolic link that leads into a loop of links (a link to itself, or "
+                   "links that point to each other)", path);
+    else
+        tool_error("%s: cannot be reached: %s", path, strerror(err));
+}
+
 int dataset_open_labelled(const char *path, tool_dataset *ds)
 {
     memset(ds, 0, sizeof *ds);
     int d = path_is_dir(path);
     if (d < 0) {
-        tool_error("%s: no such file or directory", path);
+        say_unreachable(path, errno);
         return -1;
     }
     if (d == 0 && !is_csv(path)) {
@@ -620,6 +633,35 @@ typedef struct seen_dir {
     int used;
 } seen_dir;
 
+/* What a symbolic link named as an image leads to when stat fails on it. */
+enum bad_link {
+    BAD_LINK_MISSING, /* ENOENT, ENOTDIR: the target does not exist (a share not mounted) */
+    BAD_LINK_LOOP,    /* ELOOP: a link to itself, two links to each other */
+    BAD_LINK_OTHER,   /* anything else (a folder on the way that cannot be searched, a name
+                       * too long): said with the system's reason */
+    BAD_LINK_KINDS
+};
+
+static int bad_link_kind(int err)
+{
+    return err == ENOENT || err == ENOTDIR ? BAD_LINK_MISSING
+           : err == ELOOP                  ? BAD_LINK_LOOP
+                                           : BAD_LINK_OTHER;
+}
+
+/* "N symbolic links named as images whose target does not exist", and so on, with "(the
+ * first: link -> target)" when first is not NULL. */
+static char *bad_link_phrase(int kind, int64_t n, const char *first)
+{
+    const char *why = kind == BAD_LINK_MISSING ? "whose target does not exist"
+                      : kind == BAD_LINK_LOOP  ? (n == 1 ? "that leads into a loop of links"
+                                                         : "that lead into a loop of links")
+                                               : "whose target cannot be reached";
+    return xasprintf("%lld symbolic link%s named as %s %s%s%s%s", (long long)n, n == 1 ? "" : "s",
+                     n == 1 ? "an image" : "images", why, first ? " (the first: " : "",
+                     first ? first : "", first ? ")" : "");
+}
+
 typedef struct walk_state {
     seen_dir *tab;
     size_t cap, n;        /* cap: a power of two, kept at least twice n */
@@ -627,8 +669,10 @@ typedef struct walk_state {
     char *first_skipped;  /* the first of them, for the one message */
     int64_t ignored;      /* files found that are not named as images, over every INPUT */
     char *first_ignored;  /* the first of them */
-    int64_t broken;       /* symbolic links named as images whose target does not exist */
-    char *first_broken;   /* the first of them, "link -> target" */
+    /* symbolic links named as images that lead to no file, by why (enum bad_link): how many,
+     * and the first of each kind as "link -> target" */
+    int64_t bad[BAD_LINK_KINDS];
+    char *first_bad[BAD_LINK_KINDS];
 } walk_state;
 
 static size_t seen_slot(const seen_dir *tab, size_t cap, dev_t dev, ino_t ino)
@@ -673,38 +717,43 @@ static int walk(const char *dir, tool_dataset *ds, int depth, walk_state *w)
         char *p = path_join(dir, names[i]);
         struct stat st;
         if (stat(p, &st) != 0) {
-            /* a link whose target is gone (a share that is not mounted, a moved folder): said
-             * when it is named as an image, since predict would otherwise classify fewer images
-             * than the folder shows without a word; a file gone meanwhile is not counted */
+            /* a link whose target is gone (a share that is not mounted, a moved folder) or that
+             * loops: said when it is named as an image, since predict would otherwise classify
+             * fewer images than the folder shows without a word; a file gone meanwhile is not
+             * counted */
+            const int err = errno, kind = bad_link_kind(err);
             struct stat lst;
-            if (lstat(p, &lst) == 0 && S_ISLNK(lst.st_mode) && has_image_extension(p)) {
-                if (w->broken++ == 0) {
+            if (lstat(p, &lst) != 0) {
+                const int e = errno;
+                if (e != ENOENT) {
+                    /* listed, but not reachable by its path: a path longer than the system
+                     * takes (folders nested deeper than PATH_MAX bytes), a folder without search
+                     * permission. Left out silently, its images would be missing from the table
+                     * without a word */
+                    if (e == ENAMETOOLONG)
+                        tool_error("%s: cannot read: %s (the path is %zu bytes, the system takes "
+                                   "at most %d: move the folder up or shorten its folders' names)",
+                                   p, strerror(e), strlen(p), PATH_MAX - 1);
+                    else
+                        tool_error("%s: cannot read: %s", p, strerror(e));
+                    rc = -1;
+                }
+                free(p);
+            } else if (S_ISLNK(lst.st_mode) && has_image_extension(p)) {
+                if (w->bad[kind]++ == 0) {
                     char target[1024];
                     ssize_t len = readlink(p, target, sizeof target - 1);
                     target[len > 0 ? len : 0] = 0;
-                    w->first_broken = xmalloc(strlen(p) + strlen(target) + 5);
-                    sprintf(w->first_broken, "%s -> %s", p, target);
+                    w->first_bad[kind] = kind == BAD_LINK_OTHER
+                                             ? xasprintf("%s -> %s: %s", p, target, strerror(err))
+                                             : xasprintf("%s -> %s", p, target);
                 }
-            } else if (lstat(p, &lst) == 0) {
-                if (w->ignored++ == 0) {
-                    w->first_ignored = p;
-                    continue;
-                }
-            } else if (errno != ENOENT) {
-                /* listed, but not reachable by its path: a path longer than the system takes
-                 * (folders nested deeper than PATH_MAX bytes), a folder without search
-                 * permission. Left out silently, its images would be missing from the table
-                 * without a word; a file gone meanwhile (ENOENT) is not counted */
-                int e = errno;
-                if (e == ENAMETOOLONG)
-                    tool_error("%s: cannot read: %s (the path is %zu bytes, the system takes "
-                               "at most %d: move the folder up or shorten its folders' names)",
-                               p, strerror(e), strlen(p), PATH_MAX - 1);
-                else
-                    tool_error("%s: cannot read: %s", p, strerror(e));
-                rc = -1;
+                free(p);
+            } else if (w->ignored++ == 0) {
+                w->first_ignored = p;
+            } else {
+                free(p);
             }
-            free(p);
         } else if (S_ISDIR(st.st_mode)) {
             if (walk_enter(w, st.st_dev, st.st_ino)) {
                 if (w->skipped++ == 0) w->first_skipped = p;
@@ -739,7 +788,7 @@ int dataset_open_inputs(char **paths, int n, tool_dataset *ds)
     for (int i = 0; i < n && rc == 0; i++) {
         int d = path_is_dir(paths[i]);
         if (d < 0) {
-            tool_error("%s: no such file or directory", paths[i]);
+            say_unreachable(paths[i], errno);
             rc = -1;
         } else if (d == 1) {
             /* every folder given is searched whole, even one inside another given before */
@@ -748,16 +797,25 @@ int dataset_open_inputs(char **paths, int n, tool_dataset *ds)
             w.cap = w.n = 0;
             struct stat st;
             if (stat(paths[i], &st) == 0) walk_enter(&w, st.st_dev, st.st_ino);
-            int64_t before = ds->n, broken_before = w.broken;
+            int64_t before = ds->n, bad_before[BAD_LINK_KINDS], nbad = 0;
+            memcpy(bad_before, w.bad, sizeof bad_before);
             rc = walk(paths[i], ds, 0, &w);
-            if (rc == 0 && ds->n == before && w.broken > broken_before) {
-                /* only links into a share that is not mounted: say so, not just "no images" */
-                int64_t nb = w.broken - broken_before;
-                tool_error("%s: no .tif/.tiff/.png images in this folder, only %lld symbolic "
-                           "link%s named as %s whose target does not exist%s%s%s", paths[i],
-                           (long long)nb, nb == 1 ? "" : "s", nb == 1 ? "an image" : "images",
-                           broken_before ? "" : " (the first: ", broken_before ? "" : w.first_broken,
-                           broken_before ? "" : ")");
+            for (int k = 0; k < BAD_LINK_KINDS; k++) nbad += w.bad[k] - bad_before[k];
+            if (rc == 0 && ds->n == before && nbad > 0) {
+                /* only links into a share that is not mounted (or links that loop): say so, not
+                 * just "no images"; the first of a kind is named when it is in this folder */
+                char *only = NULL;
+                for (int k = 0; k < BAD_LINK_KINDS; k++) {
+                    int64_t nk = w.bad[k] - bad_before[k];
+                    if (nk == 0) continue;
+                    char *ph = bad_link_phrase(k, nk, bad_before[k] ? NULL : w.first_bad[k]);
+                    char *t = only ? xasprintf("%s and %s", only, ph) : xstrdup(ph);
+                    free(ph);
+                    free(only);
+                    only = t;
+                }
+                tool_error("%s: no .tif/.tiff/.png images in this folder, only %s", paths[i], only);
+                free(only);
                 rc = -1;
             } else if (rc == 0 && ds->n == before) {
                 tool_error("%s: no .tif/.tiff/.png images in this folder", paths[i]);
@@ -791,14 +849,17 @@ int dataset_open_inputs(char **paths, int n, tool_dataset *ds)
         tool_info("ignored %lld file%s in the folders searched that %s not named .tif, .tiff or "
                   ".png (the first: %s)", (long long)w.ignored, w.ignored == 1 ? "" : "s",
                   w.ignored == 1 ? "is" : "are", w.first_ignored);
-    if (say && w.broken)
-        tool_warn("skipped %lld symbolic link%s named as %s whose target does not exist (the "
-                  "first: %s)", (long long)w.broken, w.broken == 1 ? "" : "s",
-                  w.broken == 1 ? "an image" : "images", w.first_broken);
+    for (int k = 0; k < BAD_LINK_KINDS; k++) {
+        if (say && w.bad[k]) {
+            char *ph = bad_link_phrase(k, w.bad[k], w.first_bad[k]);
+            tool_warn("skipped %s", ph);
+            free(ph);
+        }
+        free(w.first_bad[k]);
+    }
     free(w.tab);
     free(w.first_skipped);
     free(w.first_ignored);
-    free(w.first_broken);
     if (rc != 0) dataset_free(ds);
     return rc;
 }

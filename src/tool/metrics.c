@@ -92,8 +92,8 @@ static int names_width(char **names, int k, int lo, int hi)
 
 /* Prints name in exactly w columns (text_width): cut after w code points, never inside a
  * multi-byte character, or padded with spaces. (printf's "%-*.*s" counts bytes.) A control
- * character (a tab or a newline in a manifest's label) is printed as U+FFFD, one column, as in
- * confusion.svg: written as it is, it would break the table's lines and columns. */
+ * character (a tab or a newline in a manifest's label, a C1 control) is printed as U+FFFD, one
+ * column, as in confusion.svg: written as it is, it would break the table's lines and columns. */
 static void print_name(FILE *out, const char *name, int w)
 {
     const unsigned char *p = (const unsigned char *)name;
@@ -106,15 +106,6 @@ static void print_name(FILE *out, const char *name, int w)
     if (cols > w) cols = w;
     tool_put_visible(out, name, bytes);
     fprintf(out, "%*s", w - cols, "");
-}
-
-void tool_put_visible(FILE *out, const char *s, size_t bytes)
-{
-    const unsigned char *p = (const unsigned char *)s;
-    for (size_t i = 0; i < bytes && p[i]; i++) {
-        if (p[i] < 0x20 || p[i] == 0x7F) fputs("\xEF\xBF\xBD", out);
-        else fputc(p[i], out);
-    }
 }
 
 void metrics_print(const tool_metrics *m, char **classes, FILE *out)
@@ -166,11 +157,18 @@ int metrics_write_confusion_csv(const tool_metrics *m, char **classes, FILE *f)
 
 /* Text for an XML 1.0 element or attribute. A control character other than tab, newline and
  * carriage return cannot appear in XML 1.0 at all, not even as a character reference, so it
- * is written as U+FFFD (a manifest label may hold one; the file must stay readable). */
+ * is written as U+FFFD (a manifest label may hold one; the file must stay readable); so is a C1
+ * control (U+0080 to U+009F), which XML 1.0 allows but discourages and a viewer draws as
+ * nothing or a box, as in the terminal's tables (tool_put_visible). */
 static void xml_text(FILE *f, const char *s)
 {
     for (; *s; s++) {
         unsigned char c = (unsigned char)*s;
+        if (tool_is_c1((const unsigned char *)s, 2)) { /* s[1] is read only when s[0] is C2 */
+            fputs("\xEF\xBF\xBD", f);
+            s++;
+            continue;
+        }
         switch (c) {
         case '<': fputs("&lt;", f); break;
         case '>': fputs("&gt;", f); break;

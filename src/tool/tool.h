@@ -15,7 +15,15 @@
 
 /* ---- messages (util.c) ---------------------------------------------------------------------- */
 
-/* Prints "cfnet: <message>" to stderr. */
+/* Writes the first bytes of s (up to its end) with each control character as U+FFFD: C0 (a tab,
+ * a newline in a manifest's label, an escape), DEL and C1 (U+0080 to U+009F, UTF-8 C2 80 to
+ * C2 9F), for text meant to be read in a terminal. Other bytes, UTF-8 or not, are written as
+ * they are. The messages (tool_error, tool_warn, tool_info) go through it. */
+void tool_put_visible(FILE *out, const char *s, size_t bytes);
+/* Whether p (left bytes from p on, at least 1) starts with a C1 control, UTF-8 C2 80 to C2 9F. */
+int tool_is_c1(const unsigned char *p, size_t left);
+/* Prints "cfnet: <message>" to stderr, control characters as U+FFFD (tool_put_visible): a
+ * message may name a class folder, a label or a file from the data. */
 void tool_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 void tool_warn(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 /* Prints "cfnet <cmd>: <message>" plus a hint to run --help, returns EXIT_USAGE. */
@@ -82,7 +90,7 @@ int opt_error(const char *cmd, int ch, char **argv);
  * a message in err. */
 int read_file(const char *path, size_t limit, unsigned char **data, size_t *size, char *err,
               size_t errsize);
-/* 1 if path is a directory, 0 if not, -1 if it does not exist. */
+/* 1 if path is a directory, 0 if not, -1 if stat cannot reach it (errno says why). */
 int path_is_dir(const char *path);
 /* Creates a directory and its parents (like mkdir -p). 0 or -1 with a message printed. */
 int make_dirs(const char *path);
@@ -293,9 +301,6 @@ void metrics_add(tool_metrics *m, int truth, int predicted);
 void metrics_finish(tool_metrics *m);
 void metrics_free(tool_metrics *m);
 void metrics_print(const tool_metrics *m, char **classes, FILE *out);
-/* Writes the first bytes of s (up to its end) with each control character (a tab, a newline in
- * a manifest's label) as U+FFFD, for text meant to be read in a terminal. */
-void tool_put_visible(FILE *out, const char *s, size_t bytes);
 /* The reports into an open stream: 0, or -1 when a write failed. */
 int metrics_write_confusion_csv(const tool_metrics *m, char **classes, FILE *f);
 int metrics_write_confusion_svg(const tool_metrics *m, char **classes, FILE *f);

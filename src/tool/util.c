@@ -32,12 +32,54 @@ static void end_open_line(void)
     }
 }
 
+/* Whether p starts with a C1 control character, U+0080 to U+009F (UTF-8 C2 80 to C2 9F): as
+ * much a terminal control as a C0 one (U+009B is CSI, the start of an escape sequence, for a
+ * terminal that reads C1 controls). A byte C2 followed by anything else (U+00A0 and up, or bytes
+ * that are not UTF-8) is not one. */
+int tool_is_c1(const unsigned char *p, size_t left)
+{
+    return left >= 2 && p[0] == 0xC2 && p[1] >= 0x80 && p[1] <= 0x9F;
+}
+
+void tool_put_visible(FILE *out, const char *s, size_t bytes)
+{
+    const unsigned char *p = (const unsigned char *)s;
+    for (size_t i = 0; i < bytes && p[i]; i++) {
+        if (p[i] < 0x20 || p[i] == 0x7F) {
+            fputs("\xEF\xBF\xBD", out);
+        } else if (tool_is_c1(p + i, bytes - i)) {
+            fputs("\xEF\xBF\xBD", out);
+            i++;
+        } else {
+            fputc(p[i], out);
+        }
+    }
+}
+
+/* Writes a message to stderr with its control characters shown as U+FFFD (tool_put_visible):
+ * messages name class folders, labels and files from the data, and a tab, a newline or an
+ * escape sequence in such a name would otherwise reach the terminal as it is. */
+static void put_visible_v(const char *fmt, va_list ap)
+{
+    char *s = NULL;
+    va_list aq;
+    va_copy(aq, ap);
+    int n = vasprintf(&s, fmt, aq);
+    va_end(aq);
+    if (n < 0) {
+        vfprintf(stderr, fmt, ap); /* out of memory: the message as it is rather than none */
+        return;
+    }
+    tool_put_visible(stderr, s, (size_t)n);
+    free(s);
+}
+
 static void vmsg(const char *prefix, const char *fmt, va_list ap)
 {
     fflush(stdout);
     end_open_line();
     fprintf(stderr, "cfnet: %s", prefix);
-    vfprintf(stderr, fmt, ap);
+    put_visible_v(fmt, ap);
     fputc('\n', stderr);
 }
 
@@ -63,7 +105,7 @@ void tool_info(const char *fmt, ...)
     end_open_line();
     va_list ap;
     va_start(ap, fmt);
-    vfprintf(stderr, fmt, ap);
+    put_visible_v(fmt, ap);
     fputc('\n', stderr);
     va_end(ap);
 }
@@ -73,7 +115,7 @@ int tool_usage_error(const char *cmd, const char *fmt, ...)
     va_list ap;
     va_start(ap, fmt);
     fprintf(stderr, "cfnet %s: ", cmd);
-    vfprintf(stderr, fmt, ap);
+    put_visible_v(fmt, ap);
     fprintf(stderr, "\n(see 'cfnet %s --help')\n", cmd);
     va_end(ap);
     return EXIT_USAGE;
