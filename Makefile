@@ -278,7 +278,7 @@ $(TOOL): $(TOOL_OBJS) $(TOOL_MPI_LIB) $(ALIB)
 $(TEST_UTIL): tests/testutil.c | deps
 	@mkdir -p $(dir $@)
 	$(CC) $(BASE_CFLAGS) $(SAN) $(DEP_CFLAGS) $(TEST_CFLAGS) $(CFLAGS) -Isrc $(DEPFLAGS) \
-	    -DTU_DEFAULT_OUTDIR='"$(BUILD)/test-output"' -c $< -o $@
+	    -DTU_DEFAULT_OUTDIR='"$(abspath $(BUILD))/test-output"' -c $< -o $@
 
 # Tests link the static library so they can also reach internal helpers.
 $(BUILD)/tests/%: tests/%.c $(TEST_UTIL) $(ALIB) | deps

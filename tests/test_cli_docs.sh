@@ -102,6 +102,10 @@ grep -q "cfnet train --epochs: default 40" "$out/defaults-broken.txt" ||
     fail "tests/cli_doc_defaults.py did not name --epochs"
 defaults docs/cli.md || fail "defaults in docs/cli.md differ from --help"
 
+# A table row is one line: a line broken inside a row would end the table there (Markdown).
+broken=$(awk 'prev ~ /^\|/ && $0 != "" && $0 !~ /^\|/ { print FILENAME ":" NR } { prev = $0 }' docs/cli.md)
+[ -z "$broken" ] || fail "a table row of docs/cli.md goes on in the next line: $broken"
+
 if [ "$fails" -ne 0 ]; then
     echo "test_cli_docs: $fails failures"
     exit 1

@@ -44,5 +44,7 @@ for s in $suites; do
         { cat "$tmp/$s.log"; fail "$s without CFNET_TEST_OUTDIR"; }
 done
 left=$(ls -A "$tmp/cwd")
-[ "$left" = build ] || fail "without CFNET_TEST_OUTDIR, the suites wrote outside build/: $left"
-echo "test_suite_alone: scratch files go to CFNET_TEST_OUTDIR, else under build/, never into the current folder"
+[ -z "$left" ] || fail "without CFNET_TEST_OUTDIR, the suites wrote into the current folder: $left"
+[ -n "$(find "$build/test-output" -newer "$tmp/filter.log" -print -quit 2>/dev/null)" ] ||
+    fail "without CFNET_TEST_OUTDIR, the suites wrote nothing into $build/test-output"
+echo "test_suite_alone: scratch files go to CFNET_TEST_OUTDIR, else to $build/test-output, never into the current folder"

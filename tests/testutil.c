@@ -302,7 +302,7 @@ double tu_gradcheck(cfnet_layer *l, cfnet_tensor *x, cfnet_mode mode, double h, 
     return worst;
 }
 
-#ifndef TU_DEFAULT_OUTDIR /* set by the Makefile to $(BUILD)/test-output */
+#ifndef TU_DEFAULT_OUTDIR /* set by the Makefile to $(abspath $(BUILD))/test-output */
 #define TU_DEFAULT_OUTDIR "build/default/test-output"
 #endif
 

@@ -94,8 +94,9 @@ double tu_gradcheck(cfnet_layer *l, cfnet_tensor *x, cfnet_mode mode, double h, 
                     double *worst_param);
 
 /* Directory for files written by tests, created if needed: $CFNET_TEST_OUTDIR, else the
- * test-output folder of the build directory the test was built in (TU_DEFAULT_OUTDIR, e.g.
- * "build/default/test-output", relative to the repository root the tests run from). */
+ * test-output folder of the build directory the test was built in (TU_DEFAULT_OUTDIR, set by
+ * the Makefile as an absolute path, e.g. "/path/to/repo/build/default/test-output"), whatever
+ * the current folder. */
 const char *tu_outdir(void);
 
 #endif
