@@ -522,6 +522,25 @@ grep -q "$(printf '\r')predict: 512 of 601 images" "$tty_err" || fail "predict s
 tr -d '\r' <"$tty_err" | grep -q "^cfnet: error: .*zz.tif: not a TIFF or PNG file" ||
     fail "the error did not start a line of its own after the progress line"
 rm -rf "$many"
+# train: a line while it searches DATA and while it decodes the images, erased before its own
+# lines; none where standard error is not a terminal (a log), none with -q
+tm="$out/tty.safetensors"
+# shellcheck disable=SC2086
+"$py" tests/on_tty.py "$tty_err" "$cfnet" train "$d/train" -o "$tm" --epochs 1 $common ||
+    fail "train on a terminal failed"
+grep -qF "$(printf '\r')train: reading the class folders" "$tty_err" ||
+    fail "train showed no line while it searched DATA"
+grep -qF "$(printf '\r')train: decoding 1 of 120 images" "$tty_err" ||
+    fail "train showed no line while it decoded the images"
+grep -qF "$(printf '\r\033[K')decoded 120 images" "$tty_err" ||
+    fail "train did not erase its decoding line before its summary"
+# shellcheck disable=SC2086
+expect 0 "decoded 120 images" "$cfnet" train "$d/train" -o "$tm" --epochs 1 $common
+lacks "reading the class folders|decoding [0-9]+ of" "train drew a progress line where standard error is not a terminal"
+# shellcheck disable=SC2086
+"$py" tests/on_tty.py "$tty_err" "$cfnet" train -q "$d/train" -o "$tm" --epochs 1 $common ||
+    fail "train -q on a terminal failed"
+[ -s "$tty_err" ] && fail "train -q printed progress on a terminal"
 
 # ---- the man page renders without warnings ------------------------------------------------------
 if command -v groff >/dev/null 2>&1; then

@@ -232,7 +232,8 @@ typedef struct row_file {
 
 static int check_duplicates(const tool_dataset *ds, const char *csv, int labels_required);
 
-static int open_class_folders(const char *dir, tool_dataset *ds)
+static int open_class_folders(const char *dir, tool_dataset *ds, tool_progress *pr,
+                              const char *cmd)
 {
     char **names;
     int n;
@@ -282,9 +283,12 @@ static int open_class_folders(const char *dir, tool_dataset *ds)
         for (int j = 0; j < nf; j++) {
             char *p = path_join(sub, files[j]);
             int isdir = path_is_dir(p) == 1;
-            if (has_image_extension(p) && !isdir)
+            if (has_image_extension(p) && !isdir) {
                 ds_add(ds, p, xstrdup(names[i]), SPLIT_NONE, 0, sub);
-            else {
+                if (pr)
+                    progress_tick(pr, "%s: searching the class folders: %lld images", cmd,
+                                  (long long)ds->n);
+            } else {
                 if (isdir) subdirs++;
                 else ignored++;
                 free(p);
@@ -603,7 +607,8 @@ static void say_unreachable(const char *path, int err)
         tool_error("%s: cannot be reached: %s", path, strerror(err));
 }
 
-int dataset_open_labelled(const char *path, tool_dataset *ds)
+int dataset_open_labelled(const char *path, tool_dataset *ds, struct tool_progress *pr,
+                          const char *cmd)
 {
     memset(ds, 0, sizeof *ds);
     int d = path_is_dir(path);
@@ -617,7 +622,8 @@ int dataset_open_labelled(const char *path, tool_dataset *ds)
                    path);
         return -1;
     }
-    int rc = d ? open_class_folders(path, ds) : open_manifest(path, ds, 1);
+    if (pr) progress_tick(pr, "%s: reading %s", cmd, d ? "the class folders" : "the manifest");
+    int rc = d ? open_class_folders(path, ds, pr, cmd) : open_manifest(path, ds, 1);
     if (rc != 0) dataset_free(ds);
     else warn_case_twins(ds, path);
     return rc;
@@ -975,6 +981,7 @@ typedef struct load_job {
     float *dst;
     pthread_mutex_t lock;
     int64_t next;
+    int64_t done; /* images finished, for the progress line */
     int64_t bad;
     int failed;
     int64_t first_fail; /* position of the first failure (reported in order) */
@@ -1038,6 +1045,15 @@ static void *load_worker(void *arg)
                 j->first_fail = i;
                 j->failed = 1;
             }
+            pthread_mutex_unlock(&j->lock);
+        }
+        if (j->spec->progress) {
+            pthread_mutex_lock(&j->lock);
+            j->done++;
+            progress_tick(j->spec->progress, "%s %lld of %lld images  %.0f s",
+                          j->spec->progress_what, (long long)(j->spec->progress_base + j->done),
+                          (long long)j->spec->progress_total,
+                          tool_now() - j->spec->progress->t0);
             pthread_mutex_unlock(&j->lock);
         }
     }

@@ -37,7 +37,8 @@ static int run_model(cfnet_network *net, const tool_model_info *info, tool_datas
     /* whole inference batches per chunk: every batch starts at a multiple of o->batch, so that
      * ranks given whole batches (cfnet predict under mpirun) compute the same numbers */
     if (chunk >= o->batch) chunk = chunk / o->batch * o->batch;
-    load_spec spec = {C, S, info->pad || o->pad, info->norm, o->threads, o->skip_bad, 0, 0, NULL};
+    load_spec spec = {C, S, info->pad || o->pad, info->norm, o->threads, o->skip_bad, 0, 0, NULL,
+                      NULL, NULL, 0, 0};
     float *x = xmalloc(sizeof(float) * (size_t)(chunk * per));
     float *p = xmalloc(sizeof(float) * (size_t)(chunk * k));
     int64_t *idx = xmalloc(sizeof(int64_t) * chunk);
@@ -453,7 +454,7 @@ int cmd_eval(int argc, char **argv)
         return tool_usage_error("eval", "--out %s: not a folder (--out names the folder of the "
                                 "report files)", outdir);
     }
-    if (dataset_open_labelled(data, &ds) != 0) goto out_model;
+    if (dataset_open_labelled(data, &ds, NULL, NULL) != 0) goto out_model;
     if (ds.has_split) { /* keep the requested rows only */
         int want = !split_name || !strcmp(split_name, "test") ? SPLIT_TEST
                    : !strcmp(split_name, "val") ? SPLIT_VAL

@@ -214,6 +214,8 @@ int image_prepare(tool_image *img, const tool_norm *norm, int size, int pad, flo
 
 /* ---- datasets (dataset.c) --------------------------------------------------------------------- */
 
+struct tool_progress; /* the progress line, below */
+
 enum { SPLIT_NONE = 0, SPLIT_TRAIN = 1, SPLIT_VAL = 2, SPLIT_TEST = 3 };
 
 typedef struct tool_sample {
@@ -236,8 +238,10 @@ typedef struct tool_dataset {
 } tool_dataset;
 
 /* Reads DATA: a folder with one sub-folder per class, or a CSV manifest. Labels required.
- * Returns 0 or -1 (message printed). */
-int dataset_open_labelled(const char *path, tool_dataset *ds);
+ * Returns 0 or -1 (message printed). pr (may be NULL): a terminal's progress line counting the
+ * images a folder search has found, named cmd. */
+int dataset_open_labelled(const char *path, tool_dataset *ds, struct tool_progress *pr,
+                          const char *cmd);
 /* For prediction: files, folders (searched recursively for images) or manifests (labels
  * optional). */
 int dataset_open_inputs(char **paths, int n, tool_dataset *ds);
@@ -262,6 +266,11 @@ typedef struct load_spec {
     int exact; /* 1: every image must be size x size already (no --size given) */
     int channels_from_data; /* 1: channels were read from the first image, not from a model */
     const char *first;      /* that first image (exact or channels_from_data), for messages */
+    /* A terminal's progress line while decoding (NULL: none): "WHAT B+i of TOTAL images"
+     * with i the images of this call done so far. */
+    struct tool_progress *progress;
+    const char *progress_what;
+    int64_t progress_base, progress_total;
 } load_spec;
 int dataset_load(tool_dataset *ds, const int64_t *idx, int64_t n, const load_spec *spec,
                  float *dst, int64_t *bad_count);
@@ -341,6 +350,7 @@ typedef struct tool_progress {
     int tty;
     double t0;
     int64_t last_plain;
+    double last_tick; /* when progress_tick last drew, 0 before its first line */
 } tool_progress;
 void progress_init(tool_progress *p, FILE *out);
 /* Prints the current line: on a terminal it is redrawn with \r (and stays open: progress_done
@@ -349,6 +359,10 @@ void progress_init(tool_progress *p, FILE *out);
 void progress_line(tool_progress *p, int force, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 void progress_done(tool_progress *p);
+/* progress_line on a terminal only, drawn at most every 0.1 s (always the first time): for a
+ * loop over thousands of files that would otherwise redraw the line thousands of times a
+ * second. Nothing elsewhere (a log or a pipe), nothing under -q. */
+void progress_tick(tool_progress *p, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /* Erases the current line on a terminal (for a line that should not stay above the output). */
 void progress_erase(tool_progress *p);
 

@@ -702,7 +702,7 @@ static int check_outputs(const train_cfg *c, const char *ckpt, const tool_datase
  * takes (the first readable image's channels, --size or its size); when the first image does
  * not give one (not square, out of range), nothing is marked here and training reports it.
  * 0, or -1 with a message printed (no readable image at all). */
-static int screen_bad(tool_dataset *ds, const train_cfg *c, int channels)
+static int screen_bad(tool_dataset *ds, const train_cfg *c, int channels, tool_progress *pr)
 {
     int64_t *idx = xmalloc(sizeof(int64_t) * (size_t)(ds->n ? ds->n : 1)), n = 0;
     for (int64_t i = 0; i < ds->n; i++)
@@ -713,15 +713,18 @@ static int screen_bad(tool_dataset *ds, const train_cfg *c, int channels)
     int size = c->size ? c->size : h;
     if (rc == 0 && (c->size || (h == w && h >= 16 && h <= 512))) {
         load_spec spec = {channels ? channels : ch, size, c->pad, c->norm, c->threads, 1, !c->size,
-                          !channels, ds->s[first].path};
+                          !channels, ds->s[first].path, pr, "train: checking", 0, 0};
         enum { BLOCK = 64 };
         float *buf = xmalloc(sizeof(float) * (size_t)BLOCK * (size_t)spec.channels * (size_t)size *
                              (size_t)size);
         int64_t m = 0;
         for (int64_t i = 0; i < n; i++) /* those the probe found bad are out already */
             if (!ds->s[idx[i]].bad) idx[m++] = idx[i];
-        for (int64_t b = 0; b < m && rc == 0; b += BLOCK)
+        spec.progress_total = m;
+        for (int64_t b = 0; b < m && rc == 0; b += BLOCK) {
+            spec.progress_base = b;
             rc = dataset_load(ds, idx + b, m - b < BLOCK ? m - b : BLOCK, &spec, buf, NULL);
+        }
         free(buf);
     }
     free(idx);
@@ -843,7 +846,12 @@ int cmd_train(int argc, char **argv)
         }
     }
 
-    if (dataset_open_labelled(c.data, &ds) != 0) goto out;
+    /* on a terminal, a line for the folder search and the decoding before the first epoch (for
+     * tens of thousands of images they take seconds to minutes) */
+    tool_progress lp;
+    progress_init(&lp, stderr);
+    if (dataset_open_labelled(c.data, &ds, &lp, "train") != 0) goto out;
+    progress_erase(&lp);
     /* rank 0 alone writes, so it alone checks the outputs (the others learn of a failure at
      * the start vote below) */
     if (rank == 0 && check_outputs(&c, ckpt, &ds) != 0) {
@@ -887,7 +895,8 @@ int cmd_train(int argc, char **argv)
             goto out;
         }
     }
-    if (c.skip_bad && screen_bad(&ds, &c, c.resume ? minfo.channels : 0) != 0) goto out;
+    if (c.skip_bad && screen_bad(&ds, &c, c.resume ? minfo.channels : 0, &lp) != 0) goto out;
+    progress_erase(&lp);
     if (!ds.has_split) split_stratified(&ds, c.val, (uint64_t)c.seed);
     int64_t ntr = 0, nva = 0;
     tr = xmalloc(sizeof(int64_t) * (size_t)ds.n);
@@ -938,7 +947,7 @@ int cmd_train(int argc, char **argv)
         exact = 1;
     }
     load_spec spec = {ch, c.size, c.pad, c.norm, c.threads, c.skip_bad, exact, !c.resume,
-                      ds.s[first].path};
+                      ds.s[first].path, NULL, NULL, 0, 0};
     const int K = ds.n_classes;
     const int64_t per = (int64_t)ch * c.size * c.size;
 
@@ -1072,8 +1081,15 @@ int cmd_train(int argc, char **argv)
                        c.max_memory_given ? "" : ", the default: a quarter of the physical memory");
             goto out;
         }
-        if (dataset_load(&ds, tr, ntr, &spec, trmem, &bad) != 0) goto out;
-        if (nva && dataset_load(&ds, va, nva, &spec, vamem, &bad) != 0) goto out;
+        load_spec shown = spec;
+        shown.progress = &lp;
+        shown.progress_what = "train: decoding";
+        shown.progress_total = ntr + nva;
+        lp.t0 = t_load;
+        if (dataset_load(&ds, tr, ntr, &shown, trmem, &bad) != 0) goto out;
+        shown.progress_base = ntr;
+        if (nva && dataset_load(&ds, va, nva, &shown, vamem, &bad) != 0) goto out;
+        progress_erase(&lp);
         double dt = tool_now() - t_load;
         tool_info("decoded %lld images (%dx%dx%d) in %.2f s: %.0f images/s with %d thread%s",
                   (long long)(ntr + nva), ch, c.size, c.size, dt, (ntr + nva) / (dt > 0 ? dt : 1e-9),

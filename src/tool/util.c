@@ -806,6 +806,7 @@ void progress_init(tool_progress *p, FILE *out)
     p->tty = isatty(fileno(out));
     p->t0 = tool_now();
     p->last_plain = 0;
+    p->last_tick = 0;
 }
 
 void progress_line(tool_progress *p, int force, const char *fmt, ...)
@@ -824,6 +825,20 @@ void progress_line(tool_progress *p, int force, const char *fmt, ...)
     fflush(p->out);
 }
 
+void progress_tick(tool_progress *p, const char *fmt, ...)
+{
+    if (tool_quiet || !p->tty) return;
+    double t = tool_now();
+    if (p->last_tick > 0 && t - p->last_tick < 0.1) return;
+    p->last_tick = t;
+    char buf[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(buf, sizeof buf, fmt, ap);
+    va_end(ap);
+    progress_line(p, 0, "%s", buf);
+}
+
 void progress_done(tool_progress *p)
 {
     if (open_line == p->out) end_open_line();
@@ -836,6 +851,7 @@ void progress_erase(tool_progress *p)
         fflush(p->out);
         open_line = NULL;
     }
+    p->last_tick = 0; /* the next line is another one: drawn at once */
 }
 
 static void on_signal(int sig)
