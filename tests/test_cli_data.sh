@@ -327,6 +327,20 @@ rows = list(csv.reader(open(sys.argv[1], newline="")))
 assert rows[1][0].endswith("/#12.tif"), rows[1]
 PY
 
+# ---- 11b. info's class list: a name with a space (or a quote) is quoted, the others are not -----
+sp="$out/spaces"
+mkdir -p "$sp"
+cp "$src/train/class00/0000.tif" "$sp/a.tif"
+cp "$src/train/class01/0000.tif" "$sp/b.tif"
+cp "$src/train/class02/0000.tif" "$sp/c.tif"
+cp "$src/train/class03/0000.tif" "$sp/d.tif"
+printf 'path,label\na.tif,a b\nb.tif,a\302\240b\nc.tif,plain\nd.tif,"say ""hi"" \\o/"\n' >"$sp/m.csv"
+# shellcheck disable=SC2086
+expect 0 "of 4 classes" "$cfnet" train "$sp/m.csv" -o "$out/spaces.safetensors" $train
+expect 0 "" "$cfnet" info "$out/spaces.safetensors"
+grep -qxF "$(printf 'classes        4: "a b" "a\302\240b" plain "say \\"hi\\" \\\\o/"')" "$out/last.txt" ||
+    fail "info's classes line should quote the names with a space or a quote: $(grep '^classes' "$out/last.txt")"
+
 # ---- 12. a label with a control character: confusion.svg stays well-formed XML -------------------
 # XML 1.0 has no way to write U+0001 (not even &#1;), so the SVG shows U+FFFD for it; the JSON and
 # CSV files keep the name as it is.

@@ -545,6 +545,46 @@ static const char info_help[] =
     "training state and every metadata entry of a model file.\n"
     "  -h, --help   this help\n";
 
+/* Whether a class name, in info's space-separated list, must be quoted to be told apart from its
+ * neighbours: empty, or holding a space of any kind (ASCII, no-break U+00A0, U+1680, U+2000 to
+ * U+200B, U+202F, U+205F, U+3000, U+FEFF), a double quote or a backslash. */
+static int name_needs_quotes(const char *s)
+{
+    const unsigned char *p = (const unsigned char *)s;
+    if (!*p) return 1;
+    for (; *p; p++) {
+        if (*p == ' ' || *p == '"' || *p == '\\') return 1;
+        if (p[0] == 0xC2 && p[1] == 0xA0) return 1;
+        if (p[0] == 0xE1 && p[1] == 0x9A && p[2] == 0x80) return 1;
+        if (p[0] == 0xE2 && p[1] == 0x80 && ((p[2] >= 0x80 && p[2] <= 0x8B) || p[2] == 0xAF))
+            return 1;
+        if (p[0] == 0xE2 && p[1] == 0x81 && p[2] == 0x9F) return 1;
+        if (p[0] == 0xE3 && p[1] == 0x80 && p[2] == 0x80) return 1;
+        if (p[0] == 0xEF && p[1] == 0xBB && p[2] == 0xBF) return 1;
+    }
+    return 0;
+}
+
+/* A class name as info lists it: as it is, or in double quotes with \" and \\ for a quote and
+ * a backslash when it needs them (name_needs_quotes); control characters as U+FFFD either way. */
+static void put_class_name(FILE *out, const char *name)
+{
+    if (!name_needs_quotes(name)) {
+        tool_put_visible(out, name, strlen(name));
+        return;
+    }
+    size_t n = strlen(name);
+    char *q = xmalloc(2 * n + 3), *w = q;
+    *w++ = '"';
+    for (const char *p = name; *p; p++) {
+        if (*p == '"' || *p == '\\') *w++ = '\\';
+        *w++ = *p;
+    }
+    *w++ = '"';
+    tool_put_visible(out, q, (size_t)(w - q));
+    free(q);
+}
+
 int cmd_info(int argc, char **argv)
 {
     static const struct option longopts[] = {{"help", no_argument, 0, 'h'}, {0, 0, 0, 0}};
@@ -575,7 +615,7 @@ int cmd_info(int argc, char **argv)
         printf("classes        %d:", info.n_classes);
         for (int k = 0; k < info.n_classes; k++) { /* the metadata below has them exactly */
             putchar(' ');
-            tool_put_visible(stdout, info.classes[k], strlen(info.classes[k]));
+            put_class_name(stdout, info.classes[k]);
         }
         putchar('\n');
     }
