@@ -138,7 +138,7 @@ expect 0 "on 4 images of 4 classes" "$cfnet" train "$man/case.csv" -o "$out/x.sa
 test "$(grep -c "differ only in case" "$out/last.txt")" = 3 || fail "three labels: three pairs"
 grep -q "classes 'CLASS00' and 'Class00' differ" "$out/last.txt" || fail "CLASS00/Class00 pair"
 
-# ---- 6. eval's report: UTF-8 class names padded and cut by characters ---------------------------
+# ---- 6. eval's report: UTF-8 class names padded and cut (with …) by characters ------------------
 long="aéééééééééééééééééééééééééééééééééééééééééééé" # 1 + 44 two-byte characters
 utf="$out/utf"
 mkdir -p "$utf"
@@ -156,8 +156,8 @@ h = next(i for i, l in enumerate(lines) if l.startswith("class "))
 table = lines[h + 1:h + 4]
 c = next(i for i, l in enumerate(lines) if l.startswith("confusion matrix"))
 matrix = lines[c + 2:c + 5]
-# names are cut to 40 characters: the long one to "a" and 39 é
-cut = sys.argv[2][:40]
+# names longer than 40 characters are cut to 39 and "…": the long one to "a", 38 é and "…"
+cut = sys.argv[2][:39] + "\u2026"
 assert any(l.startswith(cut + "  ") for l in table), table
 assert any(l.startswith(cut + " ") for l in matrix), matrix
 assert any(l.startswith("ring shaped ü" + " " * 27 + "  ") for l in table), table

@@ -90,22 +90,27 @@ static int names_width(char **names, int k, int lo, int hi)
     return w > hi ? hi : w;
 }
 
-/* Prints name in exactly w columns (text_width): cut after w code points, never inside a
- * multi-byte character, or padded with spaces. (printf's "%-*.*s" counts bytes.) A control
- * character (a tab or a newline in a manifest's label, a C1 control) is printed as U+FFFD, one
- * column, as in confusion.svg: written as it is, it would break the table's lines and columns. */
+/* Prints name in exactly w columns (text_width): padded with spaces, or, when longer, cut after
+ * w - 1 code points (never inside a multi-byte character) and ended with "…", as confusion.svg
+ * does, so that a cut name does not pass for a whole one. (printf's "%-*.*s" counts bytes.) A
+ * control character (a tab or a newline in a manifest's label, a C1 control) is printed as
+ * U+FFFD, one column, as in confusion.svg: written as it is, it would break the table's lines
+ * and columns. */
 static void print_name(FILE *out, const char *name, int w)
 {
     const unsigned char *p = (const unsigned char *)name;
+    const int cut = text_width(name) > w;
+    const int keep = cut ? w - 1 : w;
     int cols = 0;
     size_t bytes = 0;
     while (p[bytes]) {
-        if ((p[bytes] & 0xC0) != 0x80 && cols++ == w) break; /* the start of character w + 1 */
+        if ((p[bytes] & 0xC0) != 0x80 && cols++ == keep) break; /* character keep + 1 */
         bytes++;
     }
-    if (cols > w) cols = w;
+    if (cols > keep) cols = keep;
     tool_put_visible(out, name, bytes);
-    fprintf(out, "%*s", w - cols, "");
+    if (cut) fputs("\xE2\x80\xA6", out); /* … */
+    fprintf(out, "%*s", w - cols - cut, "");
 }
 
 void metrics_print(const tool_metrics *m, char **classes, FILE *out)
