@@ -466,6 +466,25 @@ table = open(sys.argv[2], "rb").read()
 assert b"\xc2\x9b" not in table and b"\x1b" not in table, table
 PY
 
+# arguments typed or pasted with a control character: echoed with U+FFFD in messages and in the
+# lines of info and of eval's report that name the files (an unknown command, a bad value, a
+# model named with a tab, an escape sequence and a C1 control)
+odd="$out/vis${tab}${esc}[2J${csi}.safetensors"
+cp "$out/vis.safetensors" "$odd"
+"$cfnet" "fr${esc}[2J${csi}ob" >"$out/vis-args.txt" 2>&1 && fail "an unknown command succeeded"
+"$cfnet" train "$vis" -o m --epochs "2${esc}[2J" >>"$out/vis-args.txt" 2>&1 && fail "--epochs 2ESC succeeded"
+"$cfnet" info "$odd" >>"$out/vis-args.txt" 2>&1 || fail "info of a model named with control characters"
+"$cfnet" eval "$odd" "$vis" >>"$out/vis-args.txt" 2>&1 || fail "eval of a model named with control characters"
+"$py" - "$out/vis-args.txt" <<'PY' || fail "control characters of arguments in messages and reports"
+import sys
+t = open(sys.argv[1], "rb").read()
+assert b"\t" not in t and b"\x1b" not in t and b"\xc2\x9b" not in t, t
+fffd = "\ufffd".encode()
+assert b"unknown command 'fr" + fffd + b"[2J" + fffd + b"ob'" in t, t
+assert b"got '2" + fffd + b"[2J'" in t, t
+assert t.count(b"vis" + fffd + fffd + b"[2J" + fffd + b".safetensors") == 2, t  # info, eval
+PY
+
 if [ $fails -ne 0 ]; then
     echo "test_cli_data: $fails failures"
     exit 1

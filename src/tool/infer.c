@@ -508,7 +508,11 @@ int cmd_eval(int argc, char **argv)
     if (json) {
         if (metrics_write_json(&ctx.m, info.classes, stdout, model, data) != 0) goto out_ds;
     } else {
-        printf("model %s, data %s\n", model, data);
+        fputs("model ", stdout); /* paths as typed: a control character shows as U+FFFD */
+        tool_put_visible(stdout, model, strlen(model));
+        fputs(", data ", stdout);
+        tool_put_visible(stdout, data, strlen(data));
+        putchar('\n');
         metrics_print(&ctx.m, info.classes, stdout);
     }
     if (outdir) {
@@ -603,8 +607,12 @@ int cmd_info(int argc, char **argv)
     int64_t in[3];
     int nd;
     cfnet_network_input_shape(net, &nd, in);
-    printf("model          %s\n", path);
-    printf("architecture   %s\n", have ? info.arch : "(not a 'cfnet train' model)");
+    fputs("model          ", stdout); /* as typed: a control character shows as U+FFFD */
+    tool_put_visible(stdout, path, strlen(path));
+    const char *arch = have ? info.arch : "(not a 'cfnet train' model)";
+    fputs("\narchitecture   ", stdout);
+    tool_put_visible(stdout, arch, strlen(arch));
+    putchar('\n');
     printf("input          %lld channel%s x %lld x %lld\n", (long long)in[0], in[0] == 1 ? "" : "s",
            (long long)in[1], (long long)in[2]);
     printf("parameters     %lld\n", (long long)cfnet_network_param_count(net));

@@ -75,7 +75,9 @@ static int run(int argc, char **argv)
             }
             return tool_mpi_finish(cmds[i].fn(argc - 1, argv + 1));
         }
-    fprintf(stderr, "cfnet: unknown command '%s'\n(see 'cfnet --help')\n", cmd);
+    fputs("cfnet: unknown command '", stderr); /* as typed: a control character as U+FFFD */
+    tool_put_visible(stderr, cmd, strlen(cmd));
+    fputs("'\n(see 'cfnet --help')\n", stderr);
     return EXIT_USAGE;
 }
 
