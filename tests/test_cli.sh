@@ -463,6 +463,25 @@ expect 2 "/nowhere/c.svg: cannot create" "$cfnet" train "$ow/data" -o "$ow/t.saf
 test -e "$ow/t.safetensors" && fail "train wrote a model before failing on --plot"
 expect 2 "nowhere/log.csv: cannot create" "$cfnet" train "$ow/data" -o "$ow/t.safetensors" --log "$out/nowhere/log.csv"
 lacks "decoded" "train read the images before failing on --log"
+# --log held by another run (an advisory lock: here a Python process holds it, as a running
+# `cfnet train` does): refused before any image is read, the log left as it was; a run that
+# ends before its first epoch leaves no log where there was none
+cp "$out/log.csv" "$ow/log-before.csv"
+# shellcheck disable=SC2086,SC2016
+expect 1 "log.csv: another 'cfnet train' is writing this log; give each run its own --log" \
+    "$py" -c 'import fcntl, subprocess, sys
+f = open(sys.argv[1], "a")
+fcntl.flock(f, fcntl.LOCK_EX)
+sys.exit(subprocess.call(sys.argv[2:]))' "$out/log.csv" \
+    "$cfnet" train "$d/train" -o "$ow/locked.safetensors" --epochs 1 $common --log "$out/log.csv"
+lacks "decoded" "train read the images while another run held its --log"
+cmp -s "$out/log.csv" "$ow/log-before.csv" || fail "a run refused for a held --log changed it"
+test -e "$ow/locked.safetensors" && fail "a run refused for a held --log wrote a model"
+mkdir -p "$ow/halfbad/a" "$ow/halfbad/b"
+cp "$d/test/class00/0000.tif" "$ow/halfbad/a/"
+echo "not an image" >"$ow/halfbad/b/x.tif"
+expect 1 "x.tif: not a TIFF or PNG file" "$cfnet" train "$ow/halfbad" -o "$ow/hb.safetensors" --log "$ow/hb.csv"
+test -e "$ow/hb.csv" && fail "a run that failed before its first epoch left a new --log"
 # --resume takes the checkpoint, not the best model (which has no optimiser state)
 cp "$b" "$ow/best.safetensors"
 cp "$out/r1.last.safetensors" "$ow/best.last.safetensors"

@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -696,6 +697,35 @@ static int check_outputs(const train_cfg *c, const char *ckpt, const tool_datase
     return rc;
 }
 
+/* --log is held with an advisory lock (flock) from the start of a run to its end, so that a
+ * second `cfnet train` given the same log while this one runs stops before it reads an image,
+ * rather than interleave its lines with this run's (or truncate them). Runs one after the other
+ * go on as before: a new run starts the log afresh at its first saved epoch, --resume appends.
+ * Only a regular file (or a new one) is locked: a device or a pipe (/dev/null, a FIFO) is
+ * opened at the first epoch, as it is. The file is opened without truncating it, so an earlier
+ * log stays as it was until the first epoch is saved. *fd: the open file or -1; *created: the
+ * run made the file (removed again if the run ends before writing to it). 0, or -1 with a
+ * message printed. */
+static int lock_log(const char *path, int append, int *fd, int *created)
+{
+    struct stat st;
+    int exists = stat(path, &st) == 0;
+    if (exists && !S_ISREG(st.st_mode)) return 0;
+    *fd = open(path, O_WRONLY | O_CREAT | O_CLOEXEC | (append ? O_APPEND : 0), 0666);
+    if (*fd < 0) {
+        tool_error("%s: cannot open: %s", path, strerror(errno));
+        return -1;
+    }
+    *created = !exists;
+    if (flock(*fd, LOCK_EX | LOCK_NB) == 0) return 0;
+    if (errno != EWOULDBLOCK) return 0; /* a file system without locks: written unlocked */
+    close(*fd);
+    *fd = -1;
+    tool_error("%s: another 'cfnet train' is writing this log; give each run its own --log (or "
+               "wait for the other run to end)", path);
+    return -1;
+}
+
 /* --skip-bad: reads every training and validation image once before the split and marks the
  * unreadable or unsuitable ones bad, so that the split (and the check that every class has
  * training images) counts only images that will be used. The geometry is the one training
@@ -804,6 +834,7 @@ int cmd_train(int argc, char **argv)
     float *trmem = NULL, *vamem = NULL, *chunkbuf = NULL;
     int32_t *trlab = NULL, *chunklab = NULL;
     FILE *logf = NULL;
+    int logfd = -1, log_created = 0; /* --log, open and locked from the start (lock_log) */
     tool_model_info minfo;
     memset(&minfo, 0, sizeof minfo);
 
@@ -858,6 +889,8 @@ int cmd_train(int argc, char **argv)
         rc = EXIT_USAGE;
         goto out;
     }
+    if (rank == 0 && c.log && lock_log(c.log, c.resume != NULL, &logfd, &log_created) != 0)
+        goto out;
     if (ds.has_split) {
         if (classes_from_train_rows(&ds) != 0) goto out;
         for (int64_t i = 0; i < ds.n; i++) {
@@ -1337,12 +1370,25 @@ int cmd_train(int argc, char **argv)
         if (c.log && rank == 0 && !logf) {
             /* opened once the first epoch is saved: a run that fails or is interrupted before
              * leaves an earlier run's log beside that run's model and checkpoint */
-            logf = fopen(c.log, c.resume ? "a" : "w");
+            struct stat lst;
+            int empty = 1;
+            if (logfd >= 0) { /* the file locked at the start */
+                if (!c.resume && ftruncate(logfd, 0) != 0) {
+                    tool_error("%s: cannot truncate: %s", c.log, strerror(errno));
+                    goto out;
+                }
+                empty = fstat(logfd, &lst) != 0 || lst.st_size == 0;
+                logf = fdopen(logfd, c.resume ? "a" : "w");
+                if (logf) logfd = -1;
+            } else {
+                logf = fopen(c.log, c.resume ? "a" : "w");
+                empty = logf && ftell(logf) == 0;
+            }
             if (!logf) {
                 tool_error("%s: cannot open: %s", c.log, strerror(errno));
                 goto out;
             }
-            if (!c.resume || ftell(logf) == 0)
+            if (!c.resume || empty)
                 fprintf(logf, "epoch,train_loss,train_accuracy,val_loss,val_accuracy,"
                               "val_balanced_accuracy,learning_rate,seconds\n");
         }
@@ -1385,6 +1431,11 @@ int cmd_train(int argc, char **argv)
                            bad == 1 ? "" : "s");
     rc = EXIT_OK;
 out:
+    if (logfd >= 0) { /* the run ended before its first epoch was logged */
+        struct stat lst;
+        if (log_created && fstat(logfd, &lst) == 0 && lst.st_size == 0) unlink(c.log);
+        close(logfd);
+    }
     if (logf && fclose(logf) != 0 && rc == EXIT_OK) {
         tool_error("%s: write failed: %s", c.log, strerror(errno));
         rc = EXIT_RUNTIME;
