@@ -367,6 +367,17 @@ cp "$d/train/class00/0000.tif" "$mf/img/a,0.tif"
 # shellcheck disable=SC2086
 expect 0 "on 16 images of 3 classes \(3 for validation\)" "$cfnet" train "$mf/m.csv" -o "$mf/model.safetensors" --epochs 1 $common
 expect 0 "images +3" "$cfnet" eval "$mf/model.safetensors" "$mf/m.csv"
+# --split: the val rows of a manifest with a split column; a folder of class folders has no
+# splits (a usage error, known from the arguments: status 2, before any image is read), nor has a
+# manifest without the column (status 1, an unsuitable file); --split all takes either
+expect 0 "images +3" "$cfnet" eval "$mf/model.safetensors" "$mf/m.csv" --split val
+expect 2 "eval: --split val: DATA .*/test is a folder of class folders, which has no splits" \
+    "$cfnet" eval "$mf/model.safetensors" "$d/test" --split val
+lacks "images +|error:" "eval --split val on a folder read its images"
+expect 0 "images +30" "$cfnet" eval "$mf/model.safetensors" "$d/test" --split all -q
+printf 'path,label\nimg/00-0000.tif,class00\n' >"$mf/nosplit.csv"
+expect 1 "nosplit.csv: --split val needs a manifest with a split column \(path,label,split\); this one has none" \
+    "$cfnet" eval "$mf/model.safetensors" "$mf/nosplit.csv" --split val
 expect 0 "predicted 22 images" "$cfnet" predict "$mf/model.safetensors" "$mf/m.csv" -o "$mf/p.csv"
 cp "$mf/m.csv" "$mf/bad1.csv"
 echo "img/00-0000.tif,class00,train,extra" >>"$mf/bad1.csv"

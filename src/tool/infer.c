@@ -454,6 +454,14 @@ int cmd_eval(int argc, char **argv)
         return tool_usage_error("eval", "--out %s: not a folder (--out names the folder of the "
                                 "report files)", outdir);
     }
+    if (split_name && strcmp(split_name, "all") && path_is_dir(data) == 1) {
+        /* known from the arguments alone, as a usage error should be, before any image is read */
+        model_close(net, &info);
+        return tool_usage_error("eval", "--split %s: DATA %s is a folder of class folders, which "
+                                "has no splits (--split picks rows of a .csv manifest by its "
+                                "split column); give the folder to evaluate as DATA without "
+                                "--split", split_name, data);
+    }
     if (dataset_open_labelled(data, &ds, NULL, NULL) != 0) goto out_model;
     if (ds.has_split) { /* keep the requested rows only */
         int want = !split_name || !strcmp(split_name, "test") ? SPLIT_TEST
@@ -474,7 +482,8 @@ int cmd_eval(int argc, char **argv)
             goto out_ds;
         }
     } else if (split_name && strcmp(split_name, "all")) {
-        tool_error("%s: --split %s needs a manifest with a split column", data, split_name);
+        tool_error("%s: --split %s needs a manifest with a split column (path,label,split); "
+                   "this one has none: without --split every row is evaluated", data, split_name);
         goto out_ds;
     }
     if (dataset_assign_classes(&ds, info.classes, info.n_classes) != 0) goto out_ds;
