@@ -193,7 +193,7 @@ static void manifest_quoting_header_comments_and_splits(void **state)
                     "/abs/c.png, x ,test\r\n"
                     "\"multi\nline.tif\",y,train\n");
     tool_dataset ds;
-    assert_int_equal(dataset_open_labelled(csv, &ds), 0);
+    assert_int_equal(dataset_open_labelled(csv, &ds, NULL, NULL), 0);
     assert_int_equal(ds.n, 4);
     assert_true(ds.manifest && ds.has_split);
     char *dir = out_path("");
@@ -247,7 +247,7 @@ static void malformed_manifests_name_the_line(void **state)
         FILE *f = fopen(log, "w+");
         assert_non_null(f);
         stderr = f;
-        int rc = dataset_open_labelled(csv, &ds);
+        int rc = dataset_open_labelled(csv, &ds, NULL, NULL);
         fflush(f);
         stderr = saved;
         rewind(f);
@@ -278,7 +278,7 @@ static void class_folders_sorted_with_other_files_ignored(void **state)
         free(p);
     }
     tool_dataset ds;
-    assert_int_equal(dataset_open_labelled(root, &ds), 0);
+    assert_int_equal(dataset_open_labelled(root, &ds, NULL, NULL), 0);
     assert_int_equal(ds.n_classes, 2);
     assert_string_equal(ds.classes[0], "alpha");
     assert_string_equal(ds.classes[1], "zeta");
@@ -287,7 +287,7 @@ static void class_folders_sorted_with_other_files_ignored(void **state)
     /* an empty class folder is an error */
     char *empty = path_join(root, "middle");
     make_dirs(empty);
-    assert_int_equal(dataset_open_labelled(root, &ds), -1);
+    assert_int_equal(dataset_open_labelled(root, &ds, NULL, NULL), -1);
     rmdir(empty);
     free(empty);
     free(root);
