@@ -751,6 +751,7 @@ static int screen_bad(tool_dataset *ds, const train_cfg *c, int channels, tool_p
         for (int64_t i = 0; i < n; i++) /* those the probe found bad are out already */
             if (!ds->s[idx[i]].bad) idx[m++] = idx[i];
         spec.progress_total = m;
+        pr->t0 = tool_now(); /* the line's seconds count this pass */
         for (int64_t b = 0; b < m && rc == 0; b += BLOCK) {
             spec.progress_base = b;
             rc = dataset_load(ds, idx + b, m - b < BLOCK ? m - b : BLOCK, &spec, buf, NULL);
