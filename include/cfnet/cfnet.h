@@ -513,7 +513,10 @@ CFNET_API cfnet_status cfnet_network_summary(const cfnet_network *net, char *buf
                                              size_t *needed);
 
 /** Forward pass: x is N x C x H x W, out has shape N x <output shape> and receives the last
- *  layer's output. In training mode the activations are kept for cfnet_network_backward. */
+ *  layer's output. In training mode the activations are kept for cfnet_network_backward and the
+ *  batch-norm running statistics and dropout generators move; a failed call (any status) leaves
+ *  the parameters, running statistics and generators as they were, and a following
+ *  cfnet_network_backward needs a new successful training forward. */
 CFNET_API cfnet_status cfnet_network_forward(cfnet_network *net, const cfnet_tensor *x,
                                              cfnet_tensor *out, cfnet_mode mode);
 
