@@ -146,6 +146,19 @@ CFNET_API cfnet_status cfnet_tensor_create(int ndim, const int64_t *shape, cfnet
 CFNET_API cfnet_status cfnet_tensor_wrap(float *data, int ndim, const int64_t *shape,
                                          cfnet_tensor **out);
 
+/** Since 0.2. Creates a read-only tensor that views the caller's const buffer `data` (numel
+ *  floats) without copying, as cfnet_tensor_wrap does (same ownership rules). It may be given
+ *  wherever a `const cfnet_tensor *` is taken (images, inputs, logits, gradients read). Every
+ *  function that writes a tensor's values refuses it with CFNET_E_INVALID_ARGUMENT ("... is
+ *  read-only") and writes nothing: cfnet_tensor_copy_in, _fill, _zero, cfnet_image_normalize,
+ *  the output of cfnet_image_rotate and _shift, of cfnet_layer_forward, cfnet_network_forward,
+ *  _infer and _probabilities, dx of cfnet_layer_backward and grad of
+ *  cfnet_softmax_cross_entropy. cfnet_tensor_reshape and cfnet_tensor_free work as for any
+ *  wrapped tensor; cfnet_tensor_data returns `data` itself, which the caller must not write
+ *  through. */
+CFNET_API cfnet_status cfnet_tensor_wrap_const(const float *data, int ndim,
+                                               const int64_t *shape, cfnet_tensor **out);
+
 /** Frees the tensor (and its data unless it wraps a caller's buffer). Accepts NULL. A layer's
  *  own tensor (cfnet_layer_param, cfnet_layer_grad, cfnet_layer_state) is not freed (the layer
  *  frees it): the call records a message (cfnet_last_error) and returns. */

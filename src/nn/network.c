@@ -384,6 +384,7 @@ static cfnet_status check_output(const cfnet_network *net, const char *what,
     int nd;
     const int64_t *s;
     shape_before(net, net->nlayers, &nd, &s);
+    CF_CHECK(cf_tensor_writable(what, "output tensor", t));
     return cf_check_batch(what, "output tensor", t, nd, s, &n);
 }
 
@@ -541,6 +542,7 @@ CFNET_API cfnet_status cfnet_network_probabilities(const cfnet_network *net,
     int64_t n;
     CF_CHECK(check_input(net, "network_probabilities", x, &n));
     int64_t k = out_size(net);
+    CF_CHECK(cf_tensor_writable("network_probabilities", "probs tensor", probs));
     CF_FAIL_IF(!probs || probs->ndim != 2 || probs->shape[0] != n || probs->shape[1] != k,
                CFNET_E_SHAPE_MISMATCH, "network_probabilities: probs must be %lldx%lld",
                (long long)n, (long long)k);
