@@ -50,6 +50,99 @@ static void tensor_functions_reject_null_and_bad_sizes(void **state)
     cfnet_tensor_free(t);
 }
 
+/* A read-only tensor (cfnet_tensor_wrap_const) is an input everywhere and an output nowhere:
+ * every function that writes a tensor's values refuses it with CFNET_E_INVALID_ARGUMENT and a
+ * message naming cfnet_tensor_wrap_const, and writes nothing; readers accept it. */
+static void read_only_tensors_are_refused_by_every_writer(void **state)
+{
+    (void)state;
+    cfnet_tensor *t = NULL;
+    int64_t neg[] = {-1}, ok[] = {2, 2};
+    static const float zeros[4] = {0};
+    CF_ASSERT_STATUS(cfnet_tensor_wrap_const(NULL, 2, ok, &t), CFNET_E_INVALID_ARGUMENT);
+    CF_ASSERT_STATUS(cfnet_tensor_wrap_const(zeros, 2, ok, NULL), CFNET_E_INVALID_ARGUMENT);
+    CF_ASSERT_STATUS(cfnet_tensor_wrap_const(zeros, 1, neg, &t), CFNET_E_INVALID_ARGUMENT);
+    assert_null(t);
+
+    enum { N = 2, S = 6, K = 3 };
+    float img[N * S * S], snap[N * S * S], buf[N * S * S];
+    for (int i = 0; i < N * S * S; i++) img[i] = (float)((i * 7) % 13) / 13.0f;
+    memcpy(snap, img, sizeof img);
+    int64_t xs[4] = {N, 1, S, S}, os[2] = {N, K};
+    cfnet_tensor *ro = NULL, *out = NULL, *img_rw = NULL;
+    CF_ASSERT_OK(cfnet_tensor_wrap_const(img, 4, xs, &ro));
+    CF_ASSERT_OK(cfnet_tensor_create(2, os, &out));
+    CF_ASSERT_OK(cfnet_tensor_create(4, xs, &img_rw));
+#define REFUSED(call)                                                        \
+    do {                                                                     \
+        CF_ASSERT_STATUS(call, CFNET_E_INVALID_ARGUMENT);                    \
+        assert_non_null(strstr(cfnet_last_error(), "read-only"));           \
+        assert_memory_equal(img, snap, sizeof img);                          \
+    } while (0)
+    /* the tensor functions that write */
+    REFUSED(cfnet_tensor_copy_in(ro, buf, N * S * S));
+    REFUSED(cfnet_tensor_fill(ro, 1.0f));
+    REFUSED(cfnet_tensor_zero(ro));
+    REFUSED(cfnet_image_normalize(ro, 1.0, 99.0));
+    REFUSED(cfnet_image_rotate(img_rw, ro, 90.0));
+    REFUSED(cfnet_image_shift(img_rw, ro, 1, 0));
+    /* readers and the shape take it */
+    CF_ASSERT_OK(cfnet_tensor_copy_out(ro, buf, N * S * S));
+    assert_memory_equal(buf, img, sizeof img);
+    CF_ASSERT_OK(cfnet_image_rotate(ro, img_rw, 90.0));
+    CF_ASSERT_OK(cfnet_image_shift(ro, img_rw, 1, 0));
+    int64_t flat[2] = {N, S * S};
+    CF_ASSERT_OK(cfnet_tensor_reshape(ro, 2, flat));
+    CF_ASSERT_OK(cfnet_tensor_reshape(ro, 4, xs));
+    assert_true(cfnet_tensor_data(ro) == img);
+
+    /* a network: input yes, output no */
+    cfnet_network *net = NULL;
+    cfnet_layer *l = NULL;
+    CF_ASSERT_OK(cfnet_network_create(1, S, S, 1, &net));
+    CF_ASSERT_OK(cfnet_layer_conv2d_create(2, 3, 1, CFNET_PADDING_SAME, &l));
+    CF_ASSERT_OK(cfnet_network_append(net, l));
+    CF_ASSERT_OK(cfnet_layer_dense_create(K, &l));
+    CF_ASSERT_OK(cfnet_network_append(net, l));
+    float o[N * K];
+    cfnet_tensor *ro_out = NULL;
+    CF_ASSERT_OK(cfnet_tensor_wrap_const(o, 2, os, &ro_out));
+    REFUSED(cfnet_network_infer(net, img_rw, ro_out));
+    REFUSED(cfnet_network_probabilities(net, img_rw, ro_out));
+    REFUSED(cfnet_network_forward(net, img_rw, ro_out, CFNET_MODE_INFERENCE));
+    REFUSED(cfnet_network_forward(net, img_rw, ro_out, CFNET_MODE_TRAINING));
+    CF_ASSERT_OK(cfnet_network_infer(net, ro, out));
+    CF_ASSERT_OK(cfnet_network_forward(net, ro, out, CFNET_MODE_TRAINING));
+    int32_t labels[N] = {0, 1};
+    float loss;
+    CF_ASSERT_OK(cfnet_network_train_step(net, ro, labels, N, &loss));
+    REFUSED(cfnet_softmax_cross_entropy(out, labels, N, &loss, ro_out));
+    CF_ASSERT_OK(cfnet_softmax_cross_entropy(ro_out, labels, N, &loss, NULL));
+    /* a layer: output and input gradient no */
+    cfnet_layer *conv = cfnet_network_layer(net, 0);
+    int64_t ys[4] = {N, 2, S, S};
+    cfnet_tensor *y = NULL, *ro_dx = NULL;
+    CF_ASSERT_OK(cfnet_tensor_create(4, ys, &y));
+    CF_ASSERT_OK(cfnet_tensor_wrap_const(img, 4, xs, &ro_dx));
+    static float ybuf[N * 2 * S * S];
+    cfnet_tensor *ro_y = NULL;
+    CF_ASSERT_OK(cfnet_tensor_wrap_const(ybuf, 4, ys, &ro_y));
+    REFUSED(cfnet_layer_forward(conv, img_rw, ro_y, CFNET_MODE_TRAINING));
+    cfnet_tensor_free(ro_y);
+    CF_ASSERT_OK(cfnet_layer_forward(conv, ro, y, CFNET_MODE_TRAINING));
+    REFUSED(cfnet_layer_backward(conv, ro, y, y, ro_dx));
+    CF_ASSERT_OK(cfnet_layer_backward(conv, ro, y, y, NULL));
+#undef REFUSED
+    cfnet_tensor_free(ro_dx);
+    cfnet_tensor_free(y);
+    cfnet_tensor_free(ro_out);
+    cfnet_network_free(net);
+    cfnet_tensor_free(img_rw);
+    cfnet_tensor_free(out);
+    cfnet_tensor_free(ro);
+    assert_memory_equal(img, snap, sizeof img);
+}
+
 static void layer_creators_reject_null_out_and_bad_values(void **state)
 {
     (void)state;
@@ -516,6 +609,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(version_and_error_functions_never_fail),
         cmocka_unit_test(tensor_functions_reject_null_and_bad_sizes),
+        cmocka_unit_test(read_only_tensors_are_refused_by_every_writer),
         cmocka_unit_test(layer_creators_reject_null_out_and_bad_values),
         cmocka_unit_test(layer_methods_reject_null_and_unset_layers),
         cmocka_unit_test(layer_tensors_cannot_be_freed_or_reshaped),

@@ -128,6 +128,24 @@ echo "$msg" | grep -q "the network on rank 1 differs from rank 0's" || {
 # The rest of the C API (sums, shares, traffic, a rank without a network, detach) on 1-3 ranks.
 for np in 1 2 3; do run $np api; done
 
+# MPI_COMM_NULL on some ranks only. Left out by MPI_Comm_split (MPI_UNDEFINED): those ranks get
+# CFNET_E_INVALID_ARGUMENT at once, the others a group without them. Passed by rank 1 while rank
+# 0 passes MPI_COMM_WORLD: rank 0 waits in MPI_Comm_dup and cannot be told (cfnet_mpi.h); rank
+# 1's message says to end the job, and doing so ends it (124 would mean a hang).
+for np in 2 3; do run $np nullcomm >"$out/nullcomm.log"; done
+grep -q "rank 1: cfnet_mpi_create: the communicator is MPI_COMM_NULL on this rank" \
+    "$out/nullcomm.log" || { cat "$out/nullcomm.log"; echo "test_mpi: nullcomm"; exit 1; }
+set +e
+run 2 nullcomm-abort >"$out/nullcomm-abort.log" 2>&1
+rc=$?
+set -e
+if [ $rc -eq 0 ] || [ $rc -eq 124 ] ||
+    ! grep -q "rank 1: .*end the job (MPI_Abort)" "$out/nullcomm-abort.log"; then
+    cat "$out/nullcomm-abort.log"
+    echo "test_mpi: MPI_COMM_NULL on rank 1 gave status $rc (0: went on, 124: hang)"; exit 1
+fi
+echo "test_mpi: MPI_COMM_NULL on some ranks: an error there, the job ended by its host ($rc)"
+
 # Fault: rank 1 kills itself in step 4 while rank 0 waits in an all-reduce; mpirun must end
 # the job with a failure before the 60 s timeout (124 would mean a hang).
 rm -f "$out/fault.cfnet"

@@ -128,6 +128,10 @@ build_and_run() { # name compiler std source link-flags
     echo "$output" | grep -qx "libcfnet $version (header $version)" || fail "$name: version line"
     echo "$output" | grep -q "^output 2 x 3, network output shape (3)" || fail "$name: shape"
     echo "$output" | grep -qx "consumer ok" || fail "$name: not ok"
+    case $src in
+    *.cpp) echo "$output" | grep -q "^callbacks ok: cancelled (2 steps kept)" ||
+        fail "$name: the callback rule (catch inside, return non-zero)" ;;
+    esac
 }
 
 build_and_run c-shared "$SAN_CC" -std=c11 consumer.c "$libs"

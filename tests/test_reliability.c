@@ -250,6 +250,60 @@ static void a_step_failing_at_any_allocation_changes_nothing(void **state)
     cfnet_tensor_free(x);
 }
 
+/* A training-mode forward is all or nothing too: failed at each of its allocations — on a fresh
+ * network (buffers to build) and on one whose buffers are too small for the batch — the
+ * parameters, the running statistics and the generators are the same bits as before. */
+static void a_training_forward_failing_at_any_allocation_changes_nothing(void **state)
+{
+    (void)state;
+    int32_t y[NB];
+    cfnet_tensor *x = make_batch(6, y);
+    int64_t xs2[4] = {2 * NB, 1, S, S}, os2[2] = {2 * NB, K};
+    tu_rng r = {7};
+    cfnet_tensor *x2 = tu_tensor(4, xs2, &r), *out2 = NULL;
+    CF_ASSERT_OK(cfnet_tensor_create(2, os2, &out2));
+    for (int trained = 0; trained <= 1; trained++) {
+        counting c = {0};
+        cfnet_context *ctx = NULL;
+        CF_ASSERT_OK(cfnet_context_create(&ctx));
+        CF_ASSERT_OK(cfnet_context_set_allocator(ctx, count_alloc, count_free, &c));
+        cfnet_network *net = make_net(ctx, 8);
+        if (trained) CF_ASSERT_OK(cfnet_network_train_step(net, x, y, NB, NULL)); /* buffers for NB */
+        int failures = 0;
+        for (long k = 1;; k++) {
+            blob before = state_of(net);
+            c.calls = 0;
+            c.fail_at = k;
+            cfnet_status st = cfnet_network_forward(net, x2, out2, CFNET_MODE_TRAINING);
+            c.fail_at = 0;
+            if (st == CFNET_OK) {
+                cfnet_free(before.p);
+                break;
+            }
+            assert_int_equal(st, CFNET_E_OUT_OF_MEMORY);
+            assert_same_state(before, net, "a training forward failing at an allocation");
+            cfnet_free(before.p);
+            failures++;
+            assert_true(k < 1000);
+        }
+        assert_true(failures > 0);
+        /* and the network still trains: a backward needs the successful forward just made */
+        int64_t gs[2] = {2 * NB, K};
+        cfnet_tensor *g = NULL;
+        CF_ASSERT_OK(cfnet_tensor_create(2, gs, &g));
+        CF_ASSERT_OK(cfnet_network_backward(net, g));
+        cfnet_tensor_free(g);
+        print_message("%s network: the training forward failed at each of its %d allocations, "
+                      "state intact\n", trained ? "trained" : "fresh", failures);
+        cfnet_network_free(net);
+        cfnet_context_free(ctx);
+        assert_int_equal(c.live, 0);
+    }
+    cfnet_tensor_free(out2);
+    cfnet_tensor_free(x2);
+    cfnet_tensor_free(x);
+}
+
 static void set_all(cfnet_tensor *t, float v)
 {
     float *d = cfnet_tensor_data(t);
@@ -696,6 +750,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(step_count_is_bounded_on_load_and_never_wraps),
         cmocka_unit_test(a_step_failing_at_any_allocation_changes_nothing),
+        cmocka_unit_test(a_training_forward_failing_at_any_allocation_changes_nothing),
         cmocka_unit_test(a_step_failing_on_numbers_changes_nothing),
         cmocka_unit_test(divergence_is_refused_and_never_leaves_nonfinite_parameters),
         cmocka_unit_test(a_step_overflowing_the_running_statistics_changes_nothing),

@@ -67,10 +67,10 @@ extern "C" {
 /** Major version: incompatible ABI changes (the SONAME is libcfnet.so.MAJOR). */
 #define CFNET_VERSION_MAJOR 0
 /** Minor version: compatible additions. */
-#define CFNET_VERSION_MINOR 1
+#define CFNET_VERSION_MINOR 2
 /** Patch version: fixes only. */
 #define CFNET_VERSION_PATCH 0
-/** MAJOR * 10000 + MINOR * 100 + PATCH, e.g. 100 for 0.1.0. */
+/** MAJOR * 10000 + MINOR * 100 + PATCH, e.g. 200 for 0.2.0. */
 #define CFNET_VERSION_NUMBER \
     (CFNET_VERSION_MAJOR * 10000 + CFNET_VERSION_MINOR * 100 + CFNET_VERSION_PATCH)
 #define CFNET_STRINGIFY_(x) #x
@@ -91,7 +91,7 @@ extern "C" {
 /** Version of the library actually linked, as CFNET_VERSION_NUMBER. Compare with the macro to
  *  check that header and library match. Never fails. */
 CFNET_API unsigned cfnet_version_number(void);
-/** Version of the linked library as a static string, e.g. "0.1.0". Never fails. */
+/** Version of the linked library as a static string, e.g. "0.2.0". Never fails. */
 CFNET_API const char *cfnet_version_string(void);
 
 /* ---------------------------------------------------------------------------------------------
@@ -145,6 +145,19 @@ CFNET_API cfnet_status cfnet_tensor_create(int ndim, const int64_t *shape, cfnet
  *  tensor is in use; cfnet_tensor_free() frees only the handle. */
 CFNET_API cfnet_status cfnet_tensor_wrap(float *data, int ndim, const int64_t *shape,
                                          cfnet_tensor **out);
+
+/** Since 0.2. Creates a read-only tensor that views the caller's const buffer `data` (numel
+ *  floats) without copying, as cfnet_tensor_wrap does (same ownership rules). It may be given
+ *  wherever a `const cfnet_tensor *` is taken (images, inputs, logits, gradients read). Every
+ *  function that writes a tensor's values refuses it with CFNET_E_INVALID_ARGUMENT ("... is
+ *  read-only") and writes nothing: cfnet_tensor_copy_in, _fill, _zero, cfnet_image_normalize,
+ *  the output of cfnet_image_rotate and _shift, of cfnet_layer_forward, cfnet_network_forward,
+ *  _infer and _probabilities, dx of cfnet_layer_backward and grad of
+ *  cfnet_softmax_cross_entropy. cfnet_tensor_reshape and cfnet_tensor_free work as for any
+ *  wrapped tensor; cfnet_tensor_data returns `data` itself, which the caller must not write
+ *  through. */
+CFNET_API cfnet_status cfnet_tensor_wrap_const(const float *data, int ndim,
+                                               const int64_t *shape, cfnet_tensor **out);
 
 /** Frees the tensor (and its data unless it wraps a caller's buffer). Accepts NULL. A layer's
  *  own tensor (cfnet_layer_param, cfnet_layer_grad, cfnet_layer_state) is not freed (the layer
@@ -390,7 +403,7 @@ CFNET_API const char *cfnet_layer_state_name(const cfnet_layer *layer, int i);
 CFNET_API cfnet_status cfnet_layer_zero_grad(cfnet_layer *layer);
 
 /** Number of layer kinds this library implements: the kinds are 1..cfnet_layer_kind_count()
- *  (cfnet_layer_kind values; a newer library may know more). */
+ *  (cfnet_layer_kind values; a newer library may know more). Since 0.2. */
 CFNET_API int cfnet_layer_kind_count(void);
 
 /* ---------------------------------------------------------------------------------------------
@@ -513,7 +526,10 @@ CFNET_API cfnet_status cfnet_network_summary(const cfnet_network *net, char *buf
                                              size_t *needed);
 
 /** Forward pass: x is N x C x H x W, out has shape N x <output shape> and receives the last
- *  layer's output. In training mode the activations are kept for cfnet_network_backward. */
+ *  layer's output. In training mode the activations are kept for cfnet_network_backward and the
+ *  batch-norm running statistics and dropout generators move; a failed call (any status) leaves
+ *  the parameters, running statistics and generators as they were, and a following
+ *  cfnet_network_backward needs a new successful training forward. */
 CFNET_API cfnet_status cfnet_network_forward(cfnet_network *net, const cfnet_tensor *x,
                                              cfnet_tensor *out, cfnet_mode mode);
 
@@ -598,7 +614,7 @@ CFNET_API cfnet_status cfnet_network_get_option(const cfnet_network *net, cfnet_
                                                 double *value);
 
 /** Static name of an option: its enum name in lower case ("learning_rate", "aug_flip"), or NULL
- *  for a value that is not an option. Options are 1, 2, ... up to the first NULL. */
+ *  for a value that is not an option. Options are 1, 2, ... up to the first NULL. Since 0.2. */
 CFNET_API const char *cfnet_option_name(int option);
 
 /** The values cfnet_network_set_option accepts, as closed bounds: every v with *min <= v <=
@@ -606,15 +622,16 @@ CFNET_API const char *cfnet_option_name(int option);
  *  representable values (beta1: [0, 0.9999999999999999]), no upper bound by DBL_MAX.
  *  CFNET_OPTION_AUG_JITTER must also be
  *  less than the input's height and width, and a rotation augmentation needs square inputs.
- *  CFNET_E_INVALID_ARGUMENT for an unknown option or a NULL pointer. */
+ *  CFNET_E_INVALID_ARGUMENT for an unknown option or a NULL pointer. Since 0.2. */
 CFNET_API cfnet_status cfnet_option_bounds(int option, double *min, double *max);
 
 /** The option's value in a new network into *value (CFNET_E_INVALID_ARGUMENT for an unknown
- *  option or NULL). */
+ *  option or NULL). Since 0.2. */
 CFNET_API cfnet_status cfnet_option_default(int option, double *value);
 
 /** 1 if the option takes integers only (counts, flags and enumerated values such as
- *  CFNET_OPTION_OPTIMIZER), 0 if any real number in its bounds, -1 for an unknown option. */
+ *  CFNET_OPTION_OPTIMIZER), 0 if any real number in its bounds, -1 for an unknown option.
+ *  Since 0.2. */
 CFNET_API int cfnet_option_is_integer(int option);
 
 /** One optimisation step on a batch: augmentation (per the options), training forward, mean
@@ -853,11 +870,11 @@ typedef enum cfnet_family {
 } cfnet_family;
 
 /** Static name of a family: "cfnet", "cnet", "gcnn", "gcnn-dft", "cnn", "gcnn-p4m"; NULL for an
- *  unknown value. */
+ *  unknown value. Since 0.2. */
 CFNET_API const char *cfnet_family_name(int family);
 
 /** Parses a family name as printed by cfnet_family_name (case-insensitive) into *out.
- *  CFNET_E_INVALID_ARGUMENT, with a message listing the names, for anything else. */
+ *  CFNET_E_INVALID_ARGUMENT, with a message listing the names, for anything else. Since 0.2. */
 CFNET_API cfnet_status cfnet_family_parse(const char *name, cfnet_family *out);
 
 /** Creates the preset classifier of `family` for inputs N x channels x size x size and
@@ -871,7 +888,7 @@ CFNET_API cfnet_status cfnet_family_parse(const char *name, cfnet_family *out);
  *  p4 families (G-CNN, G-CNN+DFT) use (width + 1) / 2 filters, each with 4 orientations, about
  *  the same number of convolution weights; the p4m family (width + 2) / 3 filters, each with 8
  *  transformations. channels: 1 to 4096. The caller owns *out
- *  (cfnet_network_free); training options are the defaults of cfnet_network_create. */
+ *  (cfnet_network_free); training options are the defaults of cfnet_network_create. Since 0.2. */
 CFNET_API cfnet_status cfnet_network_create_classifier(cfnet_family family, int channels,
                                                        int size, int classes, int width,
                                                        uint64_t seed, cfnet_network **out);
@@ -890,7 +907,7 @@ CFNET_API cfnet_status cfnet_network_init_normal(cfnet_network *net, double sd, 
 /** Nominal multiply-adds of one sample's forward pass (2 x this = FLOP): each weight of a
  *  convolution, p4, DFT projection or dense layer counted once per output position; batch
  *  norm, ReLU, pooling and the DFT itself are not counted, and conic layers count one filter
- *  per pixel. -1 for NULL. */
+ *  per pixel. -1 for NULL. Since 0.2. */
 CFNET_API int64_t cfnet_network_multiply_adds(const cfnet_network *net);
 
 /* ---------------------------------------------------------------------------------------------
@@ -914,21 +931,21 @@ CFNET_API int64_t cfnet_network_multiply_adds(const cfnet_network *net);
  *  valid UTF-8 (control characters such as newlines allowed). CFNET_E_INVALID_ARGUMENT for a
  *  malformed key or value, CFNET_E_LIMIT for a key or value too long or when the entry would
  *  exceed CFNET_METADATA_MAX_COUNT or CFNET_METADATA_MAX_TOTAL; nothing changes then. Setting a
- *  key invalidates the pointers previously returned for that key only. */
+ *  key invalidates the pointers previously returned for that key only. Since 0.2. */
 CFNET_API cfnet_status cfnet_network_set_metadata(cfnet_network *net, const char *key,
                                                   const char *value);
 
 /** Looks `key` up: *value = its value, or NULL (and CFNET_OK) when the key is absent. The string
  *  is owned by the network and valid until that key is set or removed or the network is
- *  freed. */
+ *  freed. Since 0.2. */
 CFNET_API cfnet_status cfnet_network_get_metadata(const cfnet_network *net, const char *key,
                                                   const char **value);
 
-/** Number of metadata entries; -1 for NULL. */
+/** Number of metadata entries; -1 for NULL. Since 0.2. */
 CFNET_API int cfnet_network_metadata_count(const cfnet_network *net);
 
 /** The i-th entry in key order (sorted bytewise, as strcmp), 0 <= i < count: *key and *value are
- *  owned by the network, valid as for cfnet_network_get_metadata. */
+ *  owned by the network, valid as for cfnet_network_get_metadata. Since 0.2. */
 CFNET_API cfnet_status cfnet_network_metadata_at(const cfnet_network *net, int i,
                                                  const char **key, const char **value);
 
@@ -970,7 +987,7 @@ typedef int (*cfnet_progress_fn)(void *user, int64_t step, int64_t steps, double
  *  memory, or CFNET_E_NUMERIC from a step that would diverge, which changes nothing itself)
  *  leaves the steps done before it applied; its message says "step S of T failed (S - 1
  *  earlier steps are kept)" followed by the step's own message. *mean_loss and *accuracy
- *  are not written then. */
+ *  are not written then. Since 0.2. */
 CFNET_API cfnet_status cfnet_network_train_epoch(cfnet_network *net, const cfnet_tensor *images,
                                                  const int32_t *labels, int64_t batch,
                                                  const int64_t *order, int64_t count,
@@ -1001,11 +1018,11 @@ CFNET_API cfnet_status cfnet_network_train_epoch(cfnet_network *net, const cfnet
  *  CFNET_ONNX_PROBABILITIES (other bits, or an empty path: CFNET_E_INVALID_ARGUMENT). A network
  *  without layers gives CFNET_E_STATE, a layer kind without an ONNX form CFNET_E_UNSUPPORTED
  *  naming it, a model over protobuf's 2 GiB message limit CFNET_E_LIMIT. The network is not changed (thread-safe
- *  like cfnet_network_infer). */
+ *  like cfnet_network_infer). Since 0.2. */
 CFNET_API cfnet_status cfnet_network_export_onnx(const cfnet_network *net, const char *path,
                                                  unsigned flags);
 
-/** Same, into a new buffer of *size bytes that the caller frees with cfnet_free(). */
+/** Same, into a new buffer of *size bytes that the caller frees with cfnet_free(). Since 0.2. */
 CFNET_API cfnet_status cfnet_network_export_onnx_buffer(const cfnet_network *net, unsigned flags,
                                                         void **buffer, size_t *size);
 

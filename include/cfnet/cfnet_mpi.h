@@ -36,7 +36,14 @@ extern "C" {
 typedef struct cfnet_mpi cfnet_mpi;
 
 /** Creates a group over `comm` (duplicated with MPI_Comm_dup; collective). The caller owns
- *  *out (cfnet_mpi_free). MPI_COMM_NULL gives CFNET_E_INVALID_ARGUMENT. */
+ *  *out (cfnet_mpi_free). MPI_COMM_NULL gives CFNET_E_INVALID_ARGUMENT at once on the rank
+ *  that passes it, whose message says to end the job. That is all that can be done: a rank
+ *  holding MPI_COMM_NULL has no communicator to tell the others through, and it cannot know
+ *  whether it belongs to theirs. Ranks left out of a communicator (MPI_Comm_split with
+ *  MPI_UNDEFINED) get MPI_COMM_NULL rightly, and the others' group works without them. But if
+ *  a rank passes MPI_COMM_NULL while the others pass a communicator that includes it, they wait
+ *  for it in MPI_Comm_dup for ever; the host must then call MPI_Abort on that rank, as for any
+ *  error that keeps a rank out of a collective (a timeout would make a slow rank an error). */
 cfnet_status cfnet_mpi_create(MPI_Comm comm, cfnet_mpi **out);
 
 /** Frees the group (MPI_Comm_free; collective). Accepts NULL. Networks attached to it must be

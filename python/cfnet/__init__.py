@@ -68,7 +68,7 @@ def library_path():
 
 
 def version():
-    """Version string of the loaded libcfnet, e.g. "0.1.0"."""
+    """Version string of the loaded libcfnet, e.g. "0.2.0"."""
     from . import _lib
     return _lib.load().cfnet_version_string().decode()
 

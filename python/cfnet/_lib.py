@@ -55,6 +55,7 @@ PROTOTYPES = {
     # tensors
     "cfnet_tensor_create": (_status, [_int, _p_i64, _p_handle]),
     "cfnet_tensor_wrap": (_status, [ctypes.c_void_p, _int, _p_i64, _p_handle]),
+    "cfnet_tensor_wrap_const": (_status, [ctypes.c_void_p, _int, _p_i64, _p_handle]),
     "cfnet_tensor_free": (_void, [_handle]),
     "cfnet_tensor_ndim": (_int, [_handle]),
     "cfnet_tensor_dim": (_i64, [_handle, _int]),

@@ -145,6 +145,9 @@ struct cfnet_tensor {
      * _grad, _state): the layer frees it and fixes its shape, so cfnet_tensor_free and
      * cfnet_tensor_reshape refuse it; cf_tensor_destroy frees it. */
     bool layer_owned;
+    /* Made by cfnet_tensor_wrap_const: the caller's data is const. Every function that writes
+     * a tensor's values refuses it (cf_tensor_writable). */
+    bool read_only;
     cf_allocator alloc; /* of the struct and of owned data */
 };
 
@@ -156,6 +159,10 @@ cfnet_status cf_tensor_new(const cf_allocator *a, int ndim, const int64_t *shape
 void cf_tensor_destroy(cfnet_tensor *t);
 /* Validates a shape and computes its element count; `what` names the caller for messages. */
 cfnet_status cf_shape_numel(const char *what, int ndim, const int64_t *shape, int64_t *numel);
+/* CFNET_E_INVALID_ARGUMENT if t (may be NULL: OK, other checks report it) is read-only, i.e.
+ * made by cfnet_tensor_wrap_const; `who` names the function, `what` the tensor. Every public
+ * function that writes into a caller's tensor calls it before writing anything. */
+cfnet_status cf_tensor_writable(const char *who, const char *what, const cfnet_tensor *t);
 /* Writes "31x30"-style text for a shape into buf and returns buf. */
 const char *cf_shape_str(char *buf, size_t size, int ndim, const int64_t *shape);
 

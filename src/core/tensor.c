@@ -69,6 +69,24 @@ CFNET_API cfnet_status cfnet_tensor_wrap(float *data, int ndim, const int64_t *s
     return tensor_make(NULL, "tensor_wrap", data, ndim, shape, out);
 }
 
+CFNET_API cfnet_status cfnet_tensor_wrap_const(const float *data, int ndim, const int64_t *shape,
+                                               cfnet_tensor **out)
+{
+    CF_FAIL_IF(!data, CFNET_E_INVALID_ARGUMENT, "tensor_wrap_const: data is NULL");
+    /* The cast keeps the one data field; read_only makes every writer refuse the tensor. */
+    CF_CHECK(tensor_make(NULL, "tensor_wrap_const", (float *)data, ndim, shape, out));
+    (*out)->read_only = true;
+    return CFNET_OK;
+}
+
+cfnet_status cf_tensor_writable(const char *who, const char *what, const cfnet_tensor *t)
+{
+    CF_FAIL_IF(t && t->read_only, CFNET_E_INVALID_ARGUMENT,
+               "%s: the %s is read-only (made by cfnet_tensor_wrap_const); nothing was written",
+               who, what);
+    return CFNET_OK;
+}
+
 void cf_tensor_destroy(cfnet_tensor *t)
 {
     if (!t) return;
@@ -132,6 +150,7 @@ CFNET_API cfnet_status cfnet_tensor_copy_in(cfnet_tensor *t, const float *src, i
 {
     CF_CHECK(cf_handle_check(t, CF_MAGIC_TENSOR, "tensor", __func__));
     CF_FAIL_IF(!t || !src, CFNET_E_INVALID_ARGUMENT, "tensor_copy_in: NULL argument");
+    CF_CHECK(cf_tensor_writable("tensor_copy_in", "tensor", t));
     CF_FAIL_IF(count != t->numel, CFNET_E_SHAPE_MISMATCH,
                "tensor_copy_in: count is %lld, tensor has %lld elements", (long long)count,
                (long long)t->numel);
@@ -154,6 +173,7 @@ CFNET_API cfnet_status cfnet_tensor_fill(cfnet_tensor *t, float value)
 {
     CF_CHECK(cf_handle_check(t, CF_MAGIC_TENSOR, "tensor", __func__));
     CF_FAIL_IF(!t, CFNET_E_INVALID_ARGUMENT, "tensor_fill: tensor is NULL");
+    CF_CHECK(cf_tensor_writable("tensor_fill", "tensor", t));
     for (int64_t i = 0; i < t->numel; i++) t->data[i] = value;
     return CFNET_OK;
 }
@@ -162,6 +182,7 @@ CFNET_API cfnet_status cfnet_tensor_zero(cfnet_tensor *t)
 {
     CF_CHECK(cf_handle_check(t, CF_MAGIC_TENSOR, "tensor", __func__));
     CF_FAIL_IF(!t, CFNET_E_INVALID_ARGUMENT, "tensor_zero: tensor is NULL");
+    CF_CHECK(cf_tensor_writable("tensor_zero", "tensor", t));
     memset(t->data, 0, (size_t)t->numel * sizeof(float));
     return CFNET_OK;
 }

@@ -23,6 +23,7 @@ static cfnet_status check_pair(const char *what, const cfnet_tensor *in, const c
     char a[96], b[96];
     CF_FAIL_IF(!in, CFNET_E_INVALID_ARGUMENT, "%s: input is NULL", what);
     CF_FAIL_IF(!out, CFNET_E_INVALID_ARGUMENT, "%s: output is NULL", what);
+    CF_CHECK(cf_tensor_writable(what, "output tensor", out));
     CF_FAIL_IF(in->ndim < 2, CFNET_E_SHAPE_MISMATCH,
                "%s: input has shape %s, needs at least 2 dimensions (..., H, W)", what,
                cf_shape_str(a, sizeof a, in->ndim, in->shape));
@@ -220,6 +221,7 @@ CFNET_API cfnet_status cfnet_image_normalize(cfnet_tensor *images, double low_pe
     static const char what[] = "image_normalize";
     char buf[96];
     CF_FAIL_IF(!images, CFNET_E_INVALID_ARGUMENT, "%s: images is NULL", what);
+    CF_CHECK(cf_tensor_writable(what, "images tensor", images));
     CF_FAIL_IF(images->ndim != 4, CFNET_E_SHAPE_MISMATCH, "%s: images are %s, need N x C x H x W",
                what, cf_shape_str(buf, sizeof buf, images->ndim, images->shape));
     CF_FAIL_IF(!isfinite(low_percentile) || !isfinite(high_percentile) || low_percentile < 0 ||

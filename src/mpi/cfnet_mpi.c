@@ -49,10 +49,13 @@ static cfnet_status fail_mpi(int rc, const char *what)
 cfnet_status cfnet_mpi_create(MPI_Comm comm, cfnet_mpi **out)
 {
     if (!out) return fail(CFNET_E_INVALID_ARGUMENT, "cfnet_mpi_create: out is NULL");
-    /* MPI_Comm_dup would raise MPI_ERR_COMM on MPI_COMM_WORLD's handler: a fatal error */
+    /* MPI_Comm_dup would raise MPI_ERR_COMM on MPI_COMM_WORLD's handler: a fatal error. Only
+     * this rank can know: it has no communicator to tell the others through (cfnet_mpi.h). */
     if (comm == MPI_COMM_NULL)
-        return fail(CFNET_E_INVALID_ARGUMENT, "cfnet_mpi_create: the communicator is "
-                                              "MPI_COMM_NULL");
+        return fail(CFNET_E_INVALID_ARGUMENT,
+                    "cfnet_mpi_create: the communicator is MPI_COMM_NULL on this rank; if other "
+                    "ranks passed a communicator that includes this process, they wait for it "
+                    "in MPI_Comm_dup and cannot be told: end the job (MPI_Abort)");
     int inited = 0;
     MPI_Initialized(&inited);
     if (!inited) return fail(CFNET_E_STATE, "cfnet_mpi_create: MPI is not initialised");

@@ -258,6 +258,7 @@ CFNET_API cfnet_status cfnet_layer_forward(cfnet_layer *layer, const cfnet_tenso
     int64_t n = 0;
     CF_CHECK(check_batch(layer, "input", x, layer->in_ndim, layer->in_shape, &n));
     CF_CHECK(check_batch(layer, "output", y, layer->out_ndim, layer->out_shape, &n));
+    CF_CHECK(cf_tensor_writable(layer->ops->name, "output tensor", y));
     CF_FAIL_IF(x->data == y->data, CFNET_E_INVALID_ARGUMENT,
                "%s: input and output must not share memory", layer->ops->name);
     CF_CHECK(ensure_ws(layer, n));
@@ -285,6 +286,7 @@ CFNET_API cfnet_status cfnet_layer_backward(cfnet_layer *layer, const cfnet_tens
     CF_CHECK(check_batch(layer, "output", y, layer->out_ndim, layer->out_shape, &n));
     CF_CHECK(check_batch(layer, "output gradient", dy, layer->out_ndim, layer->out_shape, &n));
     if (dx) CF_CHECK(check_batch(layer, "input gradient", dx, layer->in_ndim, layer->in_shape, &n));
+    CF_CHECK(cf_tensor_writable(layer->ops->name, "input gradient tensor", dx));
     CF_FAIL_IF(n != layer->last_n, CFNET_E_STATE,
                "%s: backward batch is %lld, the preceding forward had %lld", layer->ops->name,
                (long long)n, (long long)layer->last_n);

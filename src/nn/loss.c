@@ -12,6 +12,7 @@ CFNET_API cfnet_status cfnet_softmax_cross_entropy(const cfnet_tensor *logits,
     CF_CHECK(cf_handle_check(grad, CF_MAGIC_TENSOR, "tensor", __func__));
     CF_FAIL_IF(!logits || !labels || !loss, CFNET_E_INVALID_ARGUMENT,
                "softmax_cross_entropy: NULL argument");
+    CF_CHECK(cf_tensor_writable("softmax_cross_entropy", "grad tensor", grad));
     CF_FAIL_IF(logits->ndim < 2, CFNET_E_SHAPE_MISMATCH,
                "softmax_cross_entropy: logits need a batch axis and a class axis");
     int64_t n = logits->shape[0], k = logits->numel / n;

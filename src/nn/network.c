@@ -384,6 +384,7 @@ static cfnet_status check_output(const cfnet_network *net, const char *what,
     int nd;
     const int64_t *s;
     shape_before(net, net->nlayers, &nd, &s);
+    CF_CHECK(cf_tensor_writable(what, "output tensor", t));
     return cf_check_batch(what, "output tensor", t, nd, s, &n);
 }
 
@@ -541,6 +542,7 @@ CFNET_API cfnet_status cfnet_network_probabilities(const cfnet_network *net,
     int64_t n;
     CF_CHECK(check_input(net, "network_probabilities", x, &n));
     int64_t k = out_size(net);
+    CF_CHECK(cf_tensor_writable("network_probabilities", "probs tensor", probs));
     CF_FAIL_IF(!probs || probs->ndim != 2 || probs->shape[0] != n || probs->shape[1] != k,
                CFNET_E_SHAPE_MISMATCH, "network_probabilities: probs must be %lldx%lld",
                (long long)n, (long long)k);
@@ -696,7 +698,18 @@ CFNET_API cfnet_status cfnet_network_forward(cfnet_network *net, const cfnet_ten
     CF_CHECK(cf_network_ensure_train_buffers(net, n));
     memcpy(net->input, x->data, (size_t)(n * net->in_size) * sizeof(float));
     net->fwd_n = 0;
-    CF_CHECK(cf_network_train_forward(net, net->nlayers, n));
+    /* All or nothing: a layer failing part-way must not leave the running statistics (or the
+     * generators) of the layers before it moved. */
+    cf_net_snapshot sn;
+    CF_CHECK(cf_network_snapshot_take(net, &sn, "network_forward"));
+    cfnet_status st = cf_network_train_forward(net, net->nlayers, n);
+    if (st != CFNET_OK) {
+        net->fwd_n = 0;
+        cf_network_snapshot_restore(net, &sn);
+        cf_network_snapshot_free(&sn);
+        return st;
+    }
+    cf_network_snapshot_free(&sn);
     const float *res = net->nlayers ? net->act[net->nlayers - 1] : net->input;
     memcpy(out->data, res, (size_t)(n * out_size(net)) * sizeof(float));
     return CFNET_OK;

@@ -157,14 +157,7 @@ static cfnet_status optimizer_pass(cfnet_network *net, const opt_coef *c, bool w
     return CFNET_OK;
 }
 
-/* What a training forward may move: the generators and the layers' state tensors. */
-typedef struct step_snapshot {
-    cf_rng net_rng;
-    cf_rng *layer_rng; /* one per layer (unused entries for layers without a generator) */
-    float *state;      /* every layer's state tensors, concatenated */
-} step_snapshot;
-
-static cfnet_status snapshot_take(cfnet_network *net, step_snapshot *sn)
+cfnet_status cf_network_snapshot_take(cfnet_network *net, cf_net_snapshot *sn, const char *what)
 {
     memset(sn, 0, sizeof *sn);
     sn->net_rng = net->rng;
@@ -177,7 +170,7 @@ static cfnet_status snapshot_take(cfnet_network *net, step_snapshot *sn)
     if (!sn->layer_rng || (floats && !sn->state)) {
         cf_free(sn->layer_rng);
         cf_free(sn->state);
-        return cf_error(CFNET_E_OUT_OF_MEMORY, "network_train_step: out of memory");
+        return cf_error(CFNET_E_OUT_OF_MEMORY, "%s: out of memory", what);
     }
     float *at = sn->state;
     for (int i = 0; i < net->nlayers; i++) {
@@ -193,7 +186,7 @@ static cfnet_status snapshot_take(cfnet_network *net, step_snapshot *sn)
     return CFNET_OK;
 }
 
-static void snapshot_restore(cfnet_network *net, const step_snapshot *sn)
+void cf_network_snapshot_restore(cfnet_network *net, const cf_net_snapshot *sn)
 {
     net->rng = sn->net_rng;
     const float *at = sn->state;
@@ -209,7 +202,7 @@ static void snapshot_restore(cfnet_network *net, const step_snapshot *sn)
     }
 }
 
-static void snapshot_free(step_snapshot *sn)
+void cf_network_snapshot_free(cf_net_snapshot *sn)
 {
     cf_free(sn->layer_rng);
     cf_free(sn->state);
@@ -304,8 +297,8 @@ static cfnet_status train_input_run(cfnet_network *net, const int32_t *labels, i
 {
     CF_FAIL_IF(net->step >= CF_MAX_STEP, CFNET_E_LIMIT,
                "network_train_step: the step count is at its limit (2^53 steps)");
-    step_snapshot sn;
-    cfnet_status st = snapshot_take(net, &sn);
+    cf_net_snapshot sn;
+    cfnet_status st = cf_network_snapshot_take(net, &sn, "network_train_step");
     if (st != CFNET_OK) {
         if (net->slots_fresh) cf_network_reset_optimizer(net);
         return st;
@@ -369,13 +362,13 @@ static cfnet_status train_input_run(cfnet_network *net, const int32_t *labels, i
     if (st == CFNET_E_NUMERIC && deferred) st = nonfinite_forward(net, upto, n);
     net->fwd_n = 0; /* the activations are stale after the update (or the failure) */
     if (st != CFNET_OK) {
-        snapshot_restore(net, &sn);
-        snapshot_free(&sn);
+        cf_network_snapshot_restore(net, &sn);
+        cf_network_snapshot_free(&sn);
         /* optimiser state this step created (zeroed) goes again: a saved state shows none */
         if (net->slots_fresh) cf_network_reset_optimizer(net);
         return st;
     }
-    snapshot_free(&sn);
+    cf_network_snapshot_free(&sn);
     optimizer_pass(net, &c, true);
     net->slots_fresh = false;
     net->step++;

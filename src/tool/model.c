@@ -189,7 +189,7 @@ int model_probabilities(const cfnet_network *net, const float *images, int64_t n
         int64_t nb = n - b0 < batch ? n - b0 : batch;
         int64_t xs[4] = {nb, channels, size, size}, ps[2] = {nb, k};
         cfnet_tensor *x = NULL, *pr = NULL, *xr = NULL, *pt = NULL;
-        cfnet_status st = cfnet_tensor_wrap((float *)images + b0 * per, 4, xs, &x);
+        cfnet_status st = cfnet_tensor_wrap_const(images + b0 * per, 4, xs, &x);
         if (st == CFNET_OK) st = cfnet_tensor_wrap(probs + b0 * k, 2, ps, &pr);
         if (st == CFNET_OK) st = cfnet_network_probabilities(net, x, pr);
         if (st == CFNET_OK && tta) {

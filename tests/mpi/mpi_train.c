@@ -9,6 +9,11 @@
  *   mpi_train fault CKPT         rank 0 checkpoints after steps 1..3 (atomic save), then rank 1
  *                                kills itself during step 4; the job must end, not hang
  *   mpi_train verify CKPT STEP   (no MPI) the checkpoint loads, is at STEP and trains on
+ *   mpi_train nullcomm           MPI_COMM_NULL on some ranks: rank 0 on a communicator of its
+ *                                own (MPI_Comm_split, MPI_UNDEFINED elsewhere), every other rank
+ *                                MPI_COMM_NULL: they get CFNET_E_INVALID_ARGUMENT, rank 0 a group
+ *   mpi_train nullcomm-abort     rank 1 passes MPI_COMM_NULL while rank 0 passes MPI_COMM_WORLD:
+ *                                rank 1 follows the message (MPI_Abort), which ends the job
  *   mpi_train api                the rest of cfnet_mpi.h on any number of ranks: rank and size,
  *                                cfnet_mpi_sum, cfnet_mpi_share, cfnet_mpi_traffic (the hook's
  *                                traffic only), a missing network on one rank, detach, and
@@ -249,6 +254,31 @@ static int compare_models(const char *a, const char *b, double tol)
         }                                                                              \
     } while (0)
 
+/* MPI_COMM_NULL on some ranks only (cfnet_mpi_create's documentation). */
+static int null_comm(void)
+{
+    int failed = 0;
+    MPI_Comm sub = MPI_COMM_NULL;
+    MPI_Comm_split(MPI_COMM_WORLD, rank_ == 0 ? 0 : MPI_UNDEFINED, 0, &sub);
+    cfnet_mpi *g = NULL;
+    cfnet_status st = cfnet_mpi_create(sub, &g);
+    if (rank_ == 0) {
+        double v = 2;
+        EXPECT(st == CFNET_OK && cfnet_mpi_size(g) == 1 && cfnet_mpi_rank(g) == 0);
+        EXPECT(cfnet_mpi_sum(g, &v, 1) == CFNET_OK && v == 2);
+        cfnet_mpi_free(g);
+        MPI_Comm_free(&sub);
+    } else {
+        EXPECT(st == CFNET_E_INVALID_ARGUMENT && !g);
+        EXPECT(strstr(cfnet_mpi_last_error(), "MPI_COMM_NULL on this rank") != NULL);
+        EXPECT(strstr(cfnet_mpi_last_error(), "MPI_Abort") != NULL);
+    }
+    MPI_Barrier(MPI_COMM_WORLD);
+    if (!failed) printf("nullcomm: rank %d: %s\n", rank_, st == CFNET_OK ? "a group of 1" :
+                                                        cfnet_mpi_last_error());
+    return failed;
+}
+
 static int api(cfnet_mpi *m)
 {
     int failed = 0, size = 0;
@@ -382,6 +412,19 @@ int main(int argc, char **argv)
         rc = 1;
     } else if (!strcmp(argv[1], "api")) {
         rc = api(m);
+    } else if (!strcmp(argv[1], "nullcomm")) {
+        rc = null_comm();
+    } else if (!strcmp(argv[1], "nullcomm-abort")) {
+        /* rank 0 waits in MPI_Comm_dup for rank 1, which cannot tell it; rank 1 does what the
+         * message says, and the job ends instead of hanging */
+        cfnet_mpi *g = NULL;
+        cfnet_status st = cfnet_mpi_create(rank_ == 1 ? MPI_COMM_NULL : MPI_COMM_WORLD, &g);
+        if (st != CFNET_OK) {
+            fprintf(stderr, "mpi_train: rank %d: %s\n", rank_, cfnet_mpi_last_error());
+            MPI_Abort(MPI_COMM_WORLD, 3);
+        }
+        cfnet_mpi_free(g);
+        rc = rank_ == 1; /* not reached on 2 ranks */
     } else if (!strcmp(argv[1], "bench") && argc >= 4) {
         int steps = atoi(argv[2]), threads = atoi(argv[3]);
         cfnet_network *net = yeast_net();

@@ -47,6 +47,9 @@ cfnet_tensor_create(ndim, shape, out) =
 cfnet_tensor_wrap(data, ndim, shape, out) =
     ccall((:cfnet_tensor_wrap, libcfnet), Cint, (Ptr{Cfloat}, Cint, Ptr{Int64}, Ptr{Handle}),
           data, ndim, shape, out)
+cfnet_tensor_wrap_const(data, ndim, shape, out) =
+    ccall((:cfnet_tensor_wrap_const, libcfnet), Cint, (Ptr{Cfloat}, Cint, Ptr{Int64}, Ptr{Handle}),
+          data, ndim, shape, out)
 cfnet_tensor_free(t) = ccall((:cfnet_tensor_free, libcfnet), Cvoid, (Handle,), t)
 cfnet_tensor_ndim(t) = ccall((:cfnet_tensor_ndim, libcfnet), Cint, (Handle,), t)
 cfnet_tensor_dim(t, axis) = ccall((:cfnet_tensor_dim, libcfnet), Int64, (Handle, Cint), t, axis)
