@@ -417,8 +417,9 @@ int main(int argc, char **argv)
                    "evaluated%s; give an E from 1 to %d (or 0: no learning curves)", o.eval_every,
                    o.steps, eval_given ? "" : " (--full evaluates every 100 steps)", o.steps);
     o.decay_steps = o.steps / 30 > 0 ? o.steps / 30 : 1;
-    char list[256];
-    snprintf(list, sizeof list, "%s", models);
+    /* a copy of any length for strtok (a fixed buffer cut a long list without a word) */
+    char *list = ex_malloc(strlen(models) + 1);
+    memcpy(list, models, strlen(models) + 1);
     for (char *t = strtok(list, ","); t; t = strtok(NULL, ",")) {
         int m = ex_model_parse(t);
         if (m < 0)
@@ -430,6 +431,7 @@ int main(int argc, char **argv)
         o.models[o.n_models++] = m;
     }
     if (o.n_models == 0) ex_bad_arg("demo: --models '%s' names no model", models);
+    free(list);
     ex_blas_single_thread();
     ex_make_dirs(o.out);
 

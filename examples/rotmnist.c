@@ -243,8 +243,9 @@ int main(int argc, char **argv)
      * the run after the models before it. */
     int model_list[EX_MODEL_COUNT], n_models = 0;
     {
-        char list[256];
-        snprintf(list, sizeof list, "%s", models);
+        /* a copy of any length for strtok (a fixed buffer cut a long list without a word) */
+        char *list = ex_malloc(strlen(models) + 1);
+        memcpy(list, models, strlen(models) + 1);
         for (char *tok = strtok(list, ","); tok; tok = strtok(NULL, ",")) {
             int m = ex_model_parse(tok);
             if (m < 0)
@@ -256,6 +257,7 @@ int main(int argc, char **argv)
             model_list[n_models++] = m;
         }
         if (n_models == 0) ex_bad_arg("rotmnist: --models '%s' names no model", models);
+        free(list);
     }
     /* Every network is built once now, so that an option the library refuses (a width or an R
      * out of its range) stops the run before any model has trained. */

@@ -63,6 +63,10 @@ expect 2 "names no model" "$ex/demo" --models , --out "$out/d"
 # a model named twice (a seventh entry used to be dropped without a word)
 expect 2 "names 'cnn' twice" "$ex/demo" --models cnn,cfnet,cnn --out "$out/d"
 expect 2 "names 'cfnet' twice" "$ex/demo" --models cfnet,cnet,gcnn,gcnn-dft,cnn,gcnn-p4m,cfnet --out "$out/d"
+# a --models value of any length is read whole (one longer than 255 characters was cut, and the
+# models past the cut were dropped without a word)
+long_models="cnn$(printf ',%.0s' $(seq 300))foo"
+expect 2 "unknown model 'foo'" "$ex/demo" --models "$long_models" --out /dev/null/d
 expect 1 "cannot read" "$ex/demo" --plot "$out/missing.csv"
 printf 'model,n_train,seed,step,test_accuracy\n' >"$out/header.csv"
 expect 1 "has no runs" "$ex/demo" --plot "$out/header.csv"
@@ -108,6 +112,7 @@ expect 2 "demo: --train takes one or two whole numbers" "$ex/demo" --train " 50"
 # A misspelt model is refused before the data are read and anything trains.
 expect 2 "unknown model 'foo'" "$ex/rotmnist" --data "$out/no-mnist" --models cnn,foo
 expect 2 "names no model" "$ex/rotmnist" --data "$out/no-mnist" --models ,
+expect 2 "unknown model 'foo'" "$ex/rotmnist" --data "$out/no-mnist" --models "$long_models"
 expect 2 "names 'cnn' twice" "$ex/rotmnist" --data "$out/no-mnist" --models cnn,cnn
 expect 2 "names 'cfnet' twice" "$ex/rotmnist" --data "$out/no-mnist" --models cfnet,cnet,gcnn,gcnn-dft,cnn,gcnn-p4m,cfnet
 # So is an option the library refuses for one of the models (each network is built first).
