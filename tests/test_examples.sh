@@ -26,6 +26,16 @@ for prog in minimal demo features rotmnist; do
     expect 0 "usage: $prog" sh -c '"$1" --help 2>/dev/null' sh "$(pwd)/$ex/$prog"
 done
 
+# --help describes every option its synopsis lists (demo's --classes, --test, --models and
+# --threads, rotmnist's --models, --threads and --label were listed only).
+for prog in demo rotmnist features; do
+    help=$("$ex/$prog" --help)
+    for opt in $(printf '%s\n' "$help" | sed -n '/^usage:/,/^  -/p' | grep -o '\[--[a-z0-9-]*' | tr -d '['); do
+        printf '%s\n' "$help" | grep -Eq -- "^  (--[a-z-]+/)*$opt( |/|\$)" ||
+            fail "$prog --help lists $opt in its synopsis but does not describe it"
+    done
+done
+
 # demo: every step trains on a batch of 50 different images, so fewer than 50 training images
 # is a usage error (it read past the training set before).
 expect 2 "fewer than one batch of 50" "$ex/demo" --classes 2 --train 10 --steps 1 --out "$out/d"
