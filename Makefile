@@ -520,7 +520,7 @@ uninstall-python:
 	fi; \
 	rm -rf $(DESTDIR)$(PYSITE)/cfnet/__pycache__ $(DESTDIR)$(PYSITE)/cfnet-$(VERSION).dist-info; \
 	rmdir $(DESTDIR)$(PYSITE)/cfnet 2>/dev/null || true
-	@scripts/install-dirs remove $(PY_MANIFEST) "$(DESTDIR)"
+	@scripts/install-dirs remove $(PY_MANIFEST) "$(DESTDIR)" uninstall-python
 
 clean:
 	rm -rf build lib bin

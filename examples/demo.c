@@ -39,6 +39,8 @@ static void usage(int status)
             "       demo --plot CSV\n"
             "  default    10 classes, N = 50 training and 100 test images per class, 300 steps,\n"
             "             width 12, 1 seed\n"
+            "  --classes K  number of classes, 2 to 50\n"
+            "  --test M   test images per class\n"
             "  --full     50 classes, N = 50 and 100, 200 test images per class, 3000 steps,\n"
             "             evaluation every 100 steps, 3 seeds, width 16; writes\n"
             "             DIR/biomarker-curves.csv and DIR/biomarker-curves.svg\n"
@@ -48,7 +50,11 @@ static void usage(int status)
             "             S/30 steps\n"
             "  --eval-every E  test accuracy every E steps, E from 1 to S (0: none, the\n"
             "             default without --full): DIR/biomarker-curves.csv and .svg\n"
-            "  --width W  filters per layer of the planar networks (p4 networks: W/2)\n"
+            "  --width W  filters per layer of the planar networks (p4 networks: (W+1)/2,\n"
+            "             gcnn-p4m: (W+2)/3)\n"
+            "  --models L the models to train, in this order (default\n"
+            "             cfnet,cnet,gcnn,gcnn-dft,cnn)\n"
+            "  --threads T  libcfnet threads per network (default 2)\n"
             "  --samples  also write DIR/biomarker-samples.ppm (and .png) as in Fig. 3a,b\n"
             "  --seeds R  train every model R times (seeds 1..R); the table shows mean +- sample\n"
             "             standard deviation and min-max, DIR/demo-runs.csv every run\n"
@@ -417,8 +423,9 @@ int main(int argc, char **argv)
                    "evaluated%s; give an E from 1 to %d (or 0: no learning curves)", o.eval_every,
                    o.steps, eval_given ? "" : " (--full evaluates every 100 steps)", o.steps);
     o.decay_steps = o.steps / 30 > 0 ? o.steps / 30 : 1;
-    char list[256];
-    snprintf(list, sizeof list, "%s", models);
+    /* a copy of any length for strtok (a fixed buffer cut a long list without a word) */
+    char *list = ex_malloc(strlen(models) + 1);
+    memcpy(list, models, strlen(models) + 1);
     for (char *t = strtok(list, ","); t; t = strtok(NULL, ",")) {
         int m = ex_model_parse(t);
         if (m < 0)
@@ -430,6 +437,7 @@ int main(int argc, char **argv)
         o.models[o.n_models++] = m;
     }
     if (o.n_models == 0) ex_bad_arg("demo: --models '%s' names no model", models);
+    free(list);
     ex_blas_single_thread();
     ex_make_dirs(o.out);
 

@@ -38,6 +38,9 @@ static void usage(int status)
             "                then still trains in less time than the G-CNN's 30, and 30 for\n"
             "                the others; 0.1's default: 30 for all)\n"
             "  --train/--val/--test  split sizes (default 7000 / 1000 / 2000, at most 10000)\n"
+            "  --models L    the models to train, in this order (default\n"
+            "                cfnet,gcnn,gcnn-dft,cnn)\n"
+            "  --threads T   libcfnet threads per network (default 2)\n"
             "  --seed S      data seed: rotation angles and split (default 1); also the first\n"
             "                training seed\n"
             "  --seeds K     train every model K times with training seeds S .. S+K-1\n"
@@ -46,6 +49,7 @@ static void usage(int status)
             "  --csv FILE    per-epoch validation and test error of every model and seed\n"
             "  --summary FILE  append one row per model and seed (selected epoch, errors,\n"
             "                parameters, training time) with the label of --label\n"
+            "  --label NAME  the label of those rows (default empty)\n"
             "  --max-steps K stop each model after K steps (timing runs; 0: no limit)\n"
             "  --dft-r R     CFNet: DFT projection at 4R rotations (default 1)\n"
             "  --interp I    CFNet: conic filter resampling, steerable (default), nearest\n"
@@ -243,8 +247,9 @@ int main(int argc, char **argv)
      * the run after the models before it. */
     int model_list[EX_MODEL_COUNT], n_models = 0;
     {
-        char list[256];
-        snprintf(list, sizeof list, "%s", models);
+        /* a copy of any length for strtok (a fixed buffer cut a long list without a word) */
+        char *list = ex_malloc(strlen(models) + 1);
+        memcpy(list, models, strlen(models) + 1);
         for (char *tok = strtok(list, ","); tok; tok = strtok(NULL, ",")) {
             int m = ex_model_parse(tok);
             if (m < 0)
@@ -256,6 +261,7 @@ int main(int argc, char **argv)
             model_list[n_models++] = m;
         }
         if (n_models == 0) ex_bad_arg("rotmnist: --models '%s' names no model", models);
+        free(list);
     }
     /* Every network is built once now, so that an option the library refuses (a width or an R
      * out of its range) stops the run before any model has trained. */

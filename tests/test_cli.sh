@@ -345,6 +345,10 @@ expect 1 "class99/x.tif: label 'class99' was not seen in training" "$cfnet" eval
 cp -r "$d/train" "$bad/empty"
 mkdir -p "$bad/empty/class03"
 expect 1 "class folder 'class03' has no images" "$cfnet" train "$bad/empty" -o "$bad/m" --epochs 1
+# the folder above the datasets (synth's DIR, holding train/ and test/) given as DATA: its
+# "class folders" hold folders; the message says so instead of "has no images; remove it"
+expect 1 "$d/test: class folder 'test' holds folders, not images: DATA must be the folder whose sub-folders hold the images, one per class \\(is $d a folder of datasets\\? then give one of them, such as $d/test\\)" \
+    "$cfnet" train "$d" -o "$bad/m" --epochs 1
 
 # manifests: a good one with a split column (quoted path with a comma), then malformed lines
 mf="$out/man"

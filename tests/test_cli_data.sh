@@ -93,7 +93,7 @@ expect 0 "images +4" "$cfnet" eval "$m" "$man/GOOD.CSV"
 expect 0 "predicted 4 images" "$cfnet" predict "$m" "$man/GOOD.CSV" -o "$out/good.csv"
 # an image without an image extension is still classified (the format is in its bytes)
 cp "$img" "$man/plain.dat"
-expect 0 "predicted 1 images" "$cfnet" predict "$m" "$man/plain.dat" -o "$out/plain.csv"
+expect 0 "predicted 1 image in" "$cfnet" predict "$m" "$man/plain.dat" -o "$out/plain.csv"
 
 # ---- 4. a file listed twice in a manifest -------------------------------------------------------
 printf 'path,label\na0.tif,class00\nb0.tif,class01\n./a0.tif,class01\nb1.tif,class01\n' >"$man/twolabels.csv"

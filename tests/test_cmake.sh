@@ -54,6 +54,27 @@ for target in cfnet::cfnet cfnet::cfnet_static; do
     echo "$output" | grep -qx "consumer ok" || fail "$target: not ok"
 done
 
+# docs/deploy.md's CMake lines, as written, with both of the targets it names, around the C++
+# consumer above.
+awk '/^\*\*CMake\*\*/ { a = 1 } a && /^```cmake/ { b = 1; next } b && /^```/ { exit } b' \
+    docs/deploy.md >"$tmp/deploy.cmake"
+grep -q "target_link_libraries(app PRIVATE cfnet::cfnet)" "$tmp/deploy.cmake" ||
+    fail "no CMake block linking cfnet::cfnet under docs/deploy.md's **CMake**"
+for target in cfnet::cfnet cfnet::cfnet_static; do
+    d=$tmp/deploy-$(echo "$target" | sed 's/.*:://')
+    mkdir -p "$d"
+    cp tests/consumers/consumer.cpp "$d/app.cpp"
+    { printf 'cmake_minimum_required(VERSION 3.13)\nproject(app LANGUAGES C CXX)\nset(CMAKE_CXX_STANDARD 17)\n'
+      sed "s/PRIVATE cfnet::cfnet)/PRIVATE $target)/" "$tmp/deploy.cmake"; } >"$d/CMakeLists.txt"
+    { cmake -S "$d" -B "$d/build" -DCMAKE_PREFIX_PATH="$root" -DCMAKE_C_COMPILER="$SAN_CC" \
+        -DCMAKE_CXX_COMPILER="$SAN_CXX" -DCMAKE_CXX_FLAGS="$SAN_CFLAGS" \
+        -DCMAKE_EXE_LINKER_FLAGS="$SAN_CFLAGS" && cmake --build "$d/build"; } >"$d.log" 2>&1 ||
+        { cat "$d.log"; fail "docs/deploy.md's CMake lines with $target: configure or build"; }
+    env -u LD_LIBRARY_PATH LD_LIBRARY_PATH="$root/lib" "$d/build/app" | grep -qx "consumer ok" ||
+        fail "docs/deploy.md's CMake lines with $target: the program did not run"
+done
+echo "test_cmake: docs/deploy.md's CMake lines, with cfnet::cfnet and cfnet::cfnet_static: ok"
+
 # A newer major version than installed is not found.
 mkdir -p "$tmp/newer"
 cat > "$tmp/newer/CMakeLists.txt" <<EOC

@@ -2,7 +2,8 @@
 # Documentation checks:
 #   1. The programs in docs/guide.md marked "<!-- tested: c" / "<!-- tested: python" compile
 #      and run against the library just built (C: warnings are errors); the numpy-only model
-#      reader ("<!-- tested: python-reader") reads the model the Python program saved.
+#      reader ("<!-- tested: python-reader") reads the model the Python program saved; README.md's
+#      Python example ("<!-- tested: readme-python") runs.
 #   1d. Calls of the C API written in README.md and docs/*.md pass the header's number of
 #      arguments (tests/docs_calls.py).
 #   2. If doxygen is installed: the API reference builds from the header (docs/Doxyfile) with
@@ -64,6 +65,17 @@ reader_out=$(cd "$tmp" && env -u CFNET_LIBRARY -u PYTHONPATH -u LD_PRELOAD \
     PYTHONDONTWRITEBYTECODE=1 "$py" reader.py 2>&1) || { echo "$reader_out"; fail "reader failed"; }
 [ "$reader_out" = "(8, 1, 3, 3)" ] || fail "reader printed: $reader_out"
 echo "test_docs: numpy-only model reader: weight shape $reader_out"
+# 1e. README.md's Python example: it runs as written (PYTHONPATH=python, the build tree's
+# library) and prints the loss and an invariance at the level of float rounding.
+extract "<!-- tested: readme-python" README.md >"$tmp/readme.py"
+[ -s "$tmp/readme.py" ] || fail "no tested Python example in README.md"
+readme_out=$(cd "$tmp" && CFNET_LIBRARY="$libdir/libcfnet.so" PYTHONPATH="$top/python" \
+    PYTHONDONTWRITEBYTECODE=1 LD_PRELOAD="$SAN_PRELOAD" ASAN_OPTIONS="$asan_options" \
+    "$py" readme.py 2>&1) || { echo "$readme_out"; fail "README.md's Python example failed"; }
+[ -s "$tmp/model.safetensors" ] || fail "README.md's Python example saved no model.safetensors"
+echo "$readme_out" | awk 'NF == 2 && $1 + 0 > 0 && $2 + 0 >= 0 && $2 + 0 < 1e-5 { ok = 1 } END { exit !ok }' ||
+    fail "README.md's Python example printed: $readme_out"
+echo "test_docs: README.md's Python example: loss and invariance $readme_out"
 fi
 
 # 1d. Calls of the C API in the pages have the header's number of arguments (a page that shows

@@ -26,6 +26,16 @@ for prog in minimal demo features rotmnist; do
     expect 0 "usage: $prog" sh -c '"$1" --help 2>/dev/null' sh "$(pwd)/$ex/$prog"
 done
 
+# --help describes every option its synopsis lists (demo's --classes, --test, --models and
+# --threads, rotmnist's --models, --threads and --label were listed only).
+for prog in demo rotmnist features; do
+    help=$("$ex/$prog" --help)
+    for opt in $(printf '%s\n' "$help" | sed -n '/^usage:/,/^  -/p' | grep -o '\[--[a-z0-9-]*' | tr -d '['); do
+        printf '%s\n' "$help" | grep -Eq -- "^  (--[a-z-]+/)*$opt( |/|\$)" ||
+            fail "$prog --help lists $opt in its synopsis but does not describe it"
+    done
+done
+
 # demo: every step trains on a batch of 50 different images, so fewer than 50 training images
 # is a usage error (it read past the training set before).
 expect 2 "fewer than one batch of 50" "$ex/demo" --classes 2 --train 10 --steps 1 --out "$out/d"
@@ -63,6 +73,10 @@ expect 2 "names no model" "$ex/demo" --models , --out "$out/d"
 # a model named twice (a seventh entry used to be dropped without a word)
 expect 2 "names 'cnn' twice" "$ex/demo" --models cnn,cfnet,cnn --out "$out/d"
 expect 2 "names 'cfnet' twice" "$ex/demo" --models cfnet,cnet,gcnn,gcnn-dft,cnn,gcnn-p4m,cfnet --out "$out/d"
+# a --models value of any length is read whole (one longer than 255 characters was cut, and the
+# models past the cut were dropped without a word)
+long_models="cnn$(printf ',%.0s' $(seq 300))foo"
+expect 2 "unknown model 'foo'" "$ex/demo" --models "$long_models" --out /dev/null/d
 expect 1 "cannot read" "$ex/demo" --plot "$out/missing.csv"
 printf 'model,n_train,seed,step,test_accuracy\n' >"$out/header.csv"
 expect 1 "has no runs" "$ex/demo" --plot "$out/header.csv"
@@ -108,6 +122,7 @@ expect 2 "demo: --train takes one or two whole numbers" "$ex/demo" --train " 50"
 # A misspelt model is refused before the data are read and anything trains.
 expect 2 "unknown model 'foo'" "$ex/rotmnist" --data "$out/no-mnist" --models cnn,foo
 expect 2 "names no model" "$ex/rotmnist" --data "$out/no-mnist" --models ,
+expect 2 "unknown model 'foo'" "$ex/rotmnist" --data "$out/no-mnist" --models "$long_models"
 expect 2 "names 'cnn' twice" "$ex/rotmnist" --data "$out/no-mnist" --models cnn,cnn
 expect 2 "names 'cfnet' twice" "$ex/rotmnist" --data "$out/no-mnist" --models cfnet,cnet,gcnn,gcnn-dft,cnn,gcnn-p4m,cfnet
 # So is an option the library refuses for one of the models (each network is built first).

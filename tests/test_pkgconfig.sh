@@ -181,6 +181,22 @@ LD_LIBRARY_PATH=$prefix/lib "$out/host" || fail "README host.c: run"
 env -u LD_LIBRARY_PATH "$out/host-static" || fail "README host.c (static): run"
 echo "test_pkgconfig: README.md's host program, shared and static: ok"
 
+# docs/guide.md's program, built with the command the guide gives for an installed libcfnet
+# (`cc -std=c11 guide.c $(pkg-config --cflags --libs cfnet) -lm`) and run in its own folder.
+grep -qF 'cc -std=c11 guide.c $(pkg-config --cflags --libs cfnet) -lm' docs/guide.md ||
+    fail "docs/guide.md no longer gives the build command this test runs"
+mkdir -p "$out/guide"
+awk 'index($0, "<!-- tested: c ") == 1 { w = 1; next } w == 1 && /^```/ { w = 2; next }
+     w == 2 && /^```/ { exit } w == 2' docs/guide.md >"$out/guide/guide.c"
+[ -s "$out/guide/guide.c" ] || fail "no tested C program in docs/guide.md"
+# shellcheck disable=SC2086
+"$SAN_CC" -std=c11 $warn $extra "$out/guide/guide.c" $cflags $libs -lm -o "$out/guide/guide" ||
+    fail "docs/guide.md's program: build with pkg-config"
+(cd "$out/guide" && LD_LIBRARY_PATH=$prefix/lib ./guide >guide.out 2>&1) ||
+    { cat "$out/guide/guide.out"; fail "docs/guide.md's program: run"; }
+grep -q "reloaded network agrees on 90 of 90" "$out/guide/guide.out" || fail "docs/guide.md's program: output"
+echo "test_pkgconfig: docs/guide.md's program, built as the guide says: ok"
+
 # shellcheck disable=SC2086
 make --no-print-directory -s uninstall PREFIX="$prefix" $makevars >"$tmp/uninstall.log" 2>&1 ||
     { cat "$tmp/uninstall.log"; fail "make uninstall"; }

@@ -127,4 +127,7 @@ make --no-print-directory -s uninstall-python DESTDIR="$tmp/stage" PREFIX=/usr/l
     $makevars >"$tmp/uninstall-python.log" 2>&1 || { cat "$tmp/uninstall-python.log"; fail "make uninstall-python"; }
 left=$(find "$tmp/stage" -mindepth 1)
 [ -z "$left" ] || fail "make uninstall-python left: $left"
+# it names itself in what it says (it said "make uninstall: removed ...")
+grep -q "^make uninstall-python: removed $tmp/stage/usr/local/lib/python" "$tmp/uninstall-python.log" ||
+    fail "make uninstall-python's messages: $(cat "$tmp/uninstall-python.log")"
 echo "test_python_package: make install-python (DESTDIR) and uninstall-python: ok"

@@ -18,24 +18,29 @@ void ex_check_(cfnet_status st, const char *what, const char *file, int line)
     exit(1);
 }
 
+/* The message of ex_die and ex_bad_arg, then the exit status. */
+#if defined(__GNUC__)
+__attribute__((noreturn))
+#endif
+static void die_with(int status, const char *fmt, va_list ap)
+{
+    vfprintf(stderr, fmt, ap);
+    fputc('\n', stderr);
+    exit(status);
+}
+
 void ex_die(const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
-    vfprintf(stderr, fmt, ap);
-    va_end(ap);
-    fputc('\n', stderr);
-    exit(1);
+    die_with(1, fmt, ap);
 }
 
 void ex_bad_arg(const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
-    vfprintf(stderr, fmt, ap);
-    va_end(ap);
-    fputc('\n', stderr);
-    exit(2);
+    die_with(2, fmt, ap);
 }
 
 static void arg_error(const char *prog, const char *opt, const char *kind, const char *v)

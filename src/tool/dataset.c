@@ -280,6 +280,7 @@ static int open_class_folders(const char *dir, tool_dataset *ds, tool_progress *
             break;
         }
         int64_t before = ds->n;
+        int here_dirs = 0;
         for (int j = 0; j < nf; j++) {
             char *p = path_join(sub, files[j]);
             int isdir = path_is_dir(p) == 1;
@@ -289,13 +290,20 @@ static int open_class_folders(const char *dir, tool_dataset *ds, tool_progress *
                     progress_tick(pr, "%s: searching the class folders: %lld images", cmd,
                                   (long long)ds->n);
             } else {
-                if (isdir) subdirs++;
+                if (isdir) here_dirs++;
                 else ignored++;
                 free(p);
             }
         }
+        subdirs += here_dirs;
         free_names(files, nf);
-        if (ds->n == before) {
+        if (ds->n == before && here_dirs) {
+            /* the usual slip: the folder above the datasets (synth's DIR, with train/ and test/) */
+            tool_error("%s: class folder '%s' holds folders, not images: DATA must be the folder "
+                       "whose sub-folders hold the images, one per class (is %s a folder of "
+                       "datasets? then give one of them, such as %s)", sub, names[i], dir, sub);
+            rc = -1;
+        } else if (ds->n == before) {
             tool_error("%s: class folder '%s' has no images (.tif, .tiff, .png); remove it or "
                        "add images", sub, names[i]);
             rc = -1;

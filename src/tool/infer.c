@@ -310,8 +310,9 @@ int cmd_predict(int argc, char **argv)
     if (r != 0) out_discard(&res);
     else if (out_commit(&res) == 0) {
         rc = EXIT_OK;
-        tool_info("predicted %lld images in %.1f s%s%s", (long long)ctx.rows, tool_now() - t0,
-                  strcmp(output, "-") ? " -> " : "", strcmp(output, "-") ? output : "");
+        tool_info("predicted %lld image%s in %.1f s%s%s", (long long)ctx.rows,
+                  ctx.rows == 1 ? "" : "s", tool_now() - t0, strcmp(output, "-") ? " -> " : "",
+                  strcmp(output, "-") ? output : "");
         if (bad) tool_warn("skipped %lld unreadable or unsuitable image%s", (long long)bad,
                            bad == 1 ? "" : "s");
     }
