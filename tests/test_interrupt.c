@@ -1,7 +1,11 @@
 /* cfnet_network_set_interrupt: the callback is asked before each layer of infer, probabilities,
- * predict, evaluate and invariance; one that never stops changes no bits; a stop at any point
- * gives CFNET_E_CANCELLED, writes no output and leaves the network as it was and usable. */
+ * predict, evaluate and invariance, and between parts of the batch in per-sample layers; one
+ * that never stops changes no bits (for every layer kind, part size and thread count); a stop
+ * at any point gives CFNET_E_CANCELLED, writes no output and leaves the network as it was and
+ * usable. */
 #include "testutil.h"
+
+#include "nn/network.h" /* interrupt_part: small parts of the batch, to test them */
 
 #include <string.h>
 
@@ -21,7 +25,7 @@ typedef struct probe {
 static int ask(void *user, int64_t done, int64_t total)
 {
     probe *p = user;
-    if (p->calls > 0 && done <= p->last_done) p->monotone = 0;
+    if (p->calls > 0 && done < p->last_done) p->monotone = 0; /* parts repeat `done` */
     if (done < 0 || done >= total) p->monotone = 0;
     p->last_done = done;
     p->total = total;
@@ -167,6 +171,7 @@ static void a_stop_at_any_point_writes_nothing_and_keeps_the_network(void **stat
     for (int i = 0; i < N; i++) labels[i] = i % K;
     cfnet_tensor *x = make_images();
     cfnet_network *net = make_net(1);
+    net->interrupt_part = 9; /* stops inside layers too */
     /* some training state, so that "unchanged" covers the optimiser and the step count */
     CF_ASSERT_OK(cfnet_network_train_step(net, x, labels, N, NULL));
     results ref;
@@ -235,6 +240,76 @@ static void a_stop_at_any_point_writes_nothing_and_keeps_the_network(void **stat
     cfnet_tensor_free(x);
 }
 
+/* Per-sample layers run on parts of the batch between checks: the bits of every family's
+ * layers (every kind with per_sample set: the convolutions, p4 and p4m, conic mirror, pooling,
+ * group pooling, batch norm, ReLU, dropout, softmax) are those of one run over the batch, for
+ * parts of 1, 3 and 16 samples on 1 to 3 threads. */
+static void parts_of_the_batch_change_no_bits(void **state)
+{
+    (void)state;
+    static const int families[] = {CFNET_FAMILY_CFNET, CFNET_FAMILY_CNET, CFNET_FAMILY_GCNN,
+                                   CFNET_FAMILY_GCNN_DFT, CFNET_FAMILY_CNN,
+                                   CFNET_FAMILY_GCNN_P4M};
+    static const int64_t parts[] = {1, 3, 16};
+    cfnet_tensor *x = make_images();
+    int64_t oshape[2] = {N, K};
+    cfnet_tensor *ref = tu_tensor(2, oshape, NULL), *got = tu_tensor(2, oshape, NULL);
+    for (size_t f = 0; f < sizeof families / sizeof *families; f++) {
+        for (int threads = 1; threads <= 3; threads++) {
+            cfnet_network *net = NULL;
+            CF_ASSERT_OK(cfnet_network_create_classifier(families[f], 1, S, K, 4, 5, &net));
+            if (threads > 1)
+                CF_ASSERT_OK(cfnet_network_set_option(net, CFNET_OPTION_THREADS, threads));
+            CF_ASSERT_OK(cfnet_network_infer(net, x, ref));
+            for (size_t k = 0; k < sizeof parts / sizeof *parts; k++) {
+                probe p;
+                probe_reset(&p, -1);
+                net->interrupt_part = parts[k];
+                CF_ASSERT_OK(cfnet_network_set_interrupt(net, ask, &p));
+                CF_ASSERT_OK(cfnet_network_infer(net, x, got));
+                assert_memory_equal(cfnet_tensor_data(ref), cfnet_tensor_data(got),
+                                    N * K * sizeof(float));
+                assert_true(p.monotone);
+                assert_true(p.calls > cfnet_network_layer_count(net)); /* parts were run */
+                CF_ASSERT_OK(cfnet_network_set_interrupt(net, NULL, NULL));
+            }
+            cfnet_network_free(net);
+        }
+    }
+    /* The kinds the presets leave out. */
+    for (int threads = 1; threads <= 2; threads++) {
+        cfnet_network *net = NULL;
+        CF_ASSERT_OK(cfnet_network_create(1, S, S, 7, &net));
+        cfnet_layer *l = NULL;
+        CF_ASSERT_OK(cfnet_layer_conic_conv_mirror_create(3, 3, 2, CFNET_PADDING_SAME,
+                                                      CFNET_INTERP_BILINEAR, &l));
+        CF_ASSERT_OK(cfnet_network_append(net, l));
+        CF_ASSERT_OK(cfnet_layer_relu_create(&l));
+        CF_ASSERT_OK(cfnet_network_append(net, l));
+        CF_ASSERT_OK(cfnet_layer_dropout_create(0.5f, &l));
+        CF_ASSERT_OK(cfnet_network_append(net, l));
+        CF_ASSERT_OK(cfnet_layer_pool_create(CFNET_POOL_MEAN, 0, 0, &l));
+        CF_ASSERT_OK(cfnet_network_append(net, l));
+        CF_ASSERT_OK(cfnet_layer_dense_create(K, &l));
+        CF_ASSERT_OK(cfnet_network_append(net, l));
+        CF_ASSERT_OK(cfnet_layer_softmax_create(&l));
+        CF_ASSERT_OK(cfnet_network_append(net, l));
+        if (threads > 1) CF_ASSERT_OK(cfnet_network_set_option(net, CFNET_OPTION_THREADS, 2));
+        CF_ASSERT_OK(cfnet_network_infer(net, x, ref));
+        probe p;
+        probe_reset(&p, -1);
+        net->interrupt_part = 2;
+        CF_ASSERT_OK(cfnet_network_set_interrupt(net, ask, &p));
+        CF_ASSERT_OK(cfnet_network_infer(net, x, got));
+        assert_memory_equal(cfnet_tensor_data(ref), cfnet_tensor_data(got), N * K * sizeof(float));
+        assert_true(p.calls > 4 * (N / 2));
+        cfnet_network_free(net);
+    }
+    cfnet_tensor_free(ref);
+    cfnet_tensor_free(got);
+    cfnet_tensor_free(x);
+}
+
 static void the_callback_may_read_but_not_modify_the_network(void **state)
 {
     (void)state;
@@ -263,6 +338,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(a_callback_that_never_stops_changes_no_bits),
         cmocka_unit_test(a_stop_at_any_point_writes_nothing_and_keeps_the_network),
+        cmocka_unit_test(parts_of_the_batch_change_no_bits),
         cmocka_unit_test(the_callback_may_read_but_not_modify_the_network),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -501,6 +501,38 @@ static cfnet_status interrupt_check(cf_interrupt *ir)
                     ir->what, (long long)ir->done, (long long)ir->total);
 }
 
+/* Samples per part when layer l (with the ReLU after it if `pair`) runs on parts of a batch of
+ * n between interrupt checks, or n for one run: parts only with a callback, for per-sample
+ * kinds, when their workspace fits the one sized for n. */
+static int64_t part_samples(const cfnet_network *net, const cfnet_layer *l, int64_t n,
+                            const cf_interrupt *ir, size_t ws_bytes)
+{
+    if (!ir || !ir->fn || !l->ops->per_sample) return n;
+    int64_t part = net->interrupt_part;
+    if (part <= 0) {
+        part = CF_INTERRUPT_PART_FLOATS / (l->in_size + l->out_size);
+        if (part < CF_INTERRUPT_PART_MIN) part = CF_INTERRUPT_PART_MIN;
+    }
+    if (part >= n) return n;
+    /* a part's workspace is no larger than the batch's for the kinds here; checked anyway */
+    if (l->ops->workspace && l->ops->workspace(l, part) > ws_bytes) return n;
+    if (l->ops->workspace && l->ops->workspace(l, n % part ? n % part : part) > ws_bytes)
+        return n;
+    return part;
+}
+
+/* Runs layer i (and its ReLU if `pair`) on samples [s0, s0 + m) of cur into dst. */
+static cfnet_status run_layer(const cfnet_network *net, int i, bool pair, const float *cur,
+                              float *dst, int64_t s0, int64_t m, void *ws)
+{
+    /* Inference forwards do not write to the layer, so the cast keeps the network const. */
+    cfnet_layer *l = net->layers[i];
+    const float *x = cur + s0 * l->in_size;
+    float *y = dst + s0 * l->out_size; /* a fused ReLU keeps the shape */
+    if (pair) return l->ops->forward_relu(l, x, y, m, false, ws);
+    return cf_layer_forward_raw(l, x, y, m, false, ws);
+}
+
 static cfnet_status infer_run(const cfnet_network *net, int upto, const float *x, int64_t n,
                               cf_infer_bufs *bf, const float **result, cf_interrupt *ir)
 {
@@ -508,15 +540,18 @@ static cfnet_status infer_run(const cfnet_network *net, int upto, const float *x
     for (int i = 0; i < upto; i++) {
         CF_CHECK(interrupt_check(ir));
         float *dst = (cur == bf->a) ? bf->b : bf->a;
-        /* Inference forwards do not write to the layer, so the cast keeps the network const. */
-        if (i + 1 < upto && relu_pair(net, i)) {
-            /* The layer and its ReLU in one call (bit-identical to the two layers). */
-            cfnet_layer *l = net->layers[i];
-            CF_CHECK(l->ops->forward_relu(l, cur, dst, n, false, bf->ws));
+        /* A layer and its ReLU run in one call (bit-identical to the two layers). */
+        const bool pair = i + 1 < upto && relu_pair(net, i);
+        const int64_t part = part_samples(net, net->layers[i], n, ir, bf->ws_bytes);
+        for (int64_t s0 = 0; s0 < n; s0 += part) {
+            if (s0 > 0) CF_CHECK(interrupt_check(ir)); /* per-sample: the same bits */
+            CF_CHECK(run_layer(net, i, pair, cur, dst, s0, n - s0 < part ? n - s0 : part,
+                               bf->ws));
+        }
+        if (n == 0) CF_CHECK(run_layer(net, i, pair, cur, dst, 0, 0, bf->ws));
+        if (pair) {
             i++;
             if (ir) ir->done++;
-        } else {
-            CF_CHECK(cf_layer_forward_raw(net->layers[i], cur, dst, n, false, bf->ws));
         }
         if (ir) ir->done++;
         cur = dst;

@@ -120,7 +120,16 @@ struct cfnet_network {
     /* cfnet_network_set_interrupt; not saved. */
     cfnet_interrupt_fn interrupt_fn;
     void *interrupt_user;
+    /* Samples per part of a per-sample layer's batch between interrupt checks; 0: chosen from
+     * the layer's size (CF_INTERRUPT_PART_FLOATS). Tests set it to force small parts. */
+    int64_t interrupt_part;
 };
+
+/* Inference with an interrupt callback runs a per-sample layer (cf_layer_ops.per_sample) on
+ * parts of the batch of about this many input and output floats (32 MiB, a few ms to some tens
+ * of ms of work), at least CF_INTERRUPT_PART_MIN samples each, asking the callback between them. */
+#define CF_INTERRUPT_PART_FLOATS ((int64_t)8 << 20)
+#define CF_INTERRUPT_PART_MIN 16
 
 /* Concurrent use. Read-only calls (inference, evaluation, saving) may run in any number of
  * threads at once; a call that modifies the network (training, forward/backward, options,
