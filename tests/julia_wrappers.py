@@ -38,7 +38,8 @@ SCALARS = {
 ENUMS = {"cfnet_status", "cfnet_padding", "cfnet_interp", "cfnet_pool_mode", "cfnet_mode",
          "cfnet_option", "cfnet_layer_kind", "cfnet_limit", "cfnet_family"}
 HANDLES = {"cfnet_tensor", "cfnet_layer", "cfnet_network", "cfnet_context"}
-FUNCTION_POINTERS = {"cfnet_alloc_fn", "cfnet_free_fn", "cfnet_progress_fn", "cfnet_sum_fn"}
+FUNCTION_POINTERS = {"cfnet_alloc_fn", "cfnet_free_fn", "cfnet_progress_fn", "cfnet_sum_fn",
+                     "cfnet_interrupt_fn"}
 HANDLE_JL = {"Handle", "Ptr{Cvoid}"}
 
 

@@ -361,6 +361,9 @@ static void network_functions_reject_null(void **state)
     /* Data-parallel training: NULL handles, impossible batch positions, wrong gradient counts. */
     CF_ASSERT_STATUS(cfnet_network_set_sum_hook(NULL, NULL, NULL), CFNET_E_INVALID_ARGUMENT);
     CF_ASSERT_OK(cfnet_network_set_sum_hook(net, NULL, NULL));
+    /* Interrupt callback: NULL network; NULL callback (none) is valid. */
+    CF_ASSERT_STATUS(cfnet_network_set_interrupt(NULL, NULL, NULL), CFNET_E_INVALID_ARGUMENT);
+    CF_ASSERT_OK(cfnet_network_set_interrupt(net, NULL, &f));
     CF_ASSERT_STATUS(cfnet_network_set_batch_position(NULL, 0, 0), CFNET_E_INVALID_ARGUMENT);
     CF_ASSERT_STATUS(cfnet_network_set_batch_position(net, -1, 4), CFNET_E_INVALID_ARGUMENT);
     CF_ASSERT_STATUS(cfnet_network_set_batch_position(net, 0, -4), CFNET_E_INVALID_ARGUMENT);

@@ -34,8 +34,8 @@
  * predict, evaluate, invariance, save, save_buffer, summary, export, get_metadata, metadata_at,
  * gradients) may run in any number of threads at once, while a call that modifies the network
  * (train_step, train_epoch, forward, backward, zero_grad, set_option, append, init_normal,
- * set_metadata, set_sum_hook, set_batch_position) returns CFNET_E_STATE, doing nothing, if
- * another thread is using the network — and a read-only call returns CFNET_E_STATE while another
+ * set_metadata, set_sum_hook, set_batch_position, set_interrupt) returns CFNET_E_STATE, doing
+ * nothing, if another thread is using the network — and a read-only call returns CFNET_E_STATE while another
  * thread modifies it. (Freeing a network that another thread uses remains undefined.)
  *
  * FFTW: before planning its first transform, libcfnet calls fftwf_make_planner_thread_safe(),
@@ -556,6 +556,43 @@ CFNET_API cfnet_status cfnet_network_probabilities(const cfnet_network *net,
 /** Inference: labels[i] = argmax of the output for sample i, i < n == N. */
 CFNET_API cfnet_status cfnet_network_predict(const cfnet_network *net, const cfnet_tensor *x,
                                              int32_t *labels, int64_t n);
+
+/** Interrupt callback of a network (cfnet_network_set_interrupt), asked before each layer runs
+ *  in a long read-only call, and between parts of the batch inside layers whose results do
+ *  not depend on the batch (then with the same `done` again): `done` counts the layer runs the
+ *  call has finished, `total` is the
+ *  number it makes (layers times passes: one pass for infer, probabilities and predict, one per
+ *  batch for evaluate, one per transformed input plus one for invariance; a layer run fused with
+ *  the ReLU after it counts as two, so `done` may grow by 2). `user` is the pointer given to
+ *  cfnet_network_set_interrupt. A non-zero return stops the call. Since 0.3. */
+typedef int (*cfnet_interrupt_fn)(void *user, int64_t done, int64_t total);
+
+/** Sets the network's interrupt callback (fn NULL: none, the default; `user` is then ignored).
+ *  It is not saved. cfnet_network_infer, _probabilities, _predict, _evaluate, _invariance and
+ *  _invariance_ex ask it before each layer they run, in the calling thread, with the callback
+ *  and user pointer set when the call started. With a callback set, layers that compute each
+ *  sample on its own (convolutions of every kind, pooling, group pooling, batch norm, ReLU,
+ *  dropout, softmax) run on parts of the batch of about 32 MiB of input and output (at least
+ *  16 samples), and the callback is also asked between the parts; the DFT projection, DFT
+ *  magnitude and dense layers, whose OpenBLAS GEMMs and batched FFTs round differently for
+ *  other batch sizes, run on the whole batch. A non-zero return stops the call with
+ *  CFNET_E_CANCELLED ("... stopped by the interrupt callback after D of T layer runs"): no
+ *  output is written (out, probs, labels, *loss, *accuracy, *max_rel_change keep their
+ *  contents) and the network is unchanged, usable at once. The checks sit where no result's
+ *  bits depend on them: with a callback that never stops, every result is bit-identical to a
+ *  call without one. A call therefore stops within one part's run, or one whole-batch layer's
+ *  (evaluate: over one of its batches). Training calls do not ask it
+ *  (cfnet_network_train_epoch has its own progress callback).
+ *
+ *  Concurrent read-only calls on one network each ask the callback from their own thread, so it
+ *  must be thread-safe if the host runs such calls in several threads. Like the progress
+ *  callback of cfnet_network_train_epoch, it may make read-only calls on the network (calls
+ *  that would modify it return CFNET_E_STATE) and it must return: a C++ exception or a longjmp
+ *  out of it would unwind through libcfnet, leaving the network marked as in use and memory of
+ *  the call lost; a C++ host catches inside the callback and returns non-zero to stop.
+ *  Setting it modifies the network: CFNET_E_STATE while another thread uses it. Since 0.3. */
+CFNET_API cfnet_status cfnet_network_set_interrupt(cfnet_network *net, cfnet_interrupt_fn fn,
+                                                   void *user);
 
 /** Training and run-time options, set by key (the list is append-only). */
 typedef enum cfnet_option {

@@ -176,11 +176,16 @@ PROTOTYPES = {
     "cfnet_network_set_sum_hook": (_status, [_handle, ctypes.c_void_p, ctypes.c_void_p]),
     "cfnet_network_set_batch_position": (_status, [_handle, _i64, _i64]),
     "cfnet_network_gradients": (_status, [_handle, _p_flt, _i64]),
+    # interrupting inference (0.3): the callback is an INTERRUPT_FN cast to void *
+    "cfnet_network_set_interrupt": (_status, [_handle, ctypes.c_void_p, ctypes.c_void_p]),
 }
 
 # cfnet_progress_fn
 PROGRESS_FN = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_void_p, ctypes.c_int64, ctypes.c_int64,
                                ctypes.c_double, ctypes.c_double)
+
+# cfnet_interrupt_fn: int (*)(void *user, int64_t done, int64_t total)
+INTERRUPT_FN = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_void_p, ctypes.c_int64, ctypes.c_int64)
 
 # cfnet_sum_fn: cfnet_status (*)(void *user, cfnet_sum_kind kind, void *data, int64_t count)
 SUM_FN = ctypes.CFUNCTYPE(_status, ctypes.c_void_p, _int, ctypes.c_void_p, _i64)

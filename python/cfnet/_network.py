@@ -19,7 +19,7 @@ from ._tensor import (Borrow, as_float32, as_indices, as_labels, handle_shape,
                       require_numbers)
 from ._lib import fs_path
 from ._handle import Handle
-from ._errors import CfnetError
+from ._errors import CancelledError, CfnetError
 
 def _option_names():
     """(key, name) of every option the library knows, from cfnet_option_name."""
@@ -94,6 +94,101 @@ def _deferred_interrupt():
         raise KeyboardInterrupt
 
 
+class _InterruptState:
+    """One interruptible call in the main thread (see ``_interruptible``)."""
+    __slots__ = ("handler", "pending", "stop", "raised")
+
+    def __init__(self, handler):
+        self.handler = handler  # the SIGINT handler in place before the call
+        self.pending = []       # SIGINTs recorded and not yet handed to it
+        self.stop = False       # the default handler's Ctrl-C: KeyboardInterrupt follows
+        self.raised = []        # what the host's own handler raised
+
+
+_interrupt_tls = threading.local()  # .state: the _InterruptState of the thread's current call
+
+# PyErr_CheckSignals through ctypes.pythonapi (a PyDLL: the GIL stays held; an exception from
+# a handler would be raised here).
+_check_signals = ctypes.pythonapi.PyErr_CheckSignals
+_check_signals.restype = ctypes.c_int
+_check_signals.argtypes = []
+
+
+def _interrupt_check(user, done, total):
+    """The cfnet_interrupt_fn every Network installs (cfnet_network_set_interrupt): libcfnet
+    asks it before each layer of infer, probabilities, predict, evaluate and invariance, and
+    between parts of the batch in per-sample layers. Outside an ``_interruptible`` call of this
+    thread it says "go on". Inside one it runs the pending Python signal handlers
+    (PyErr_CheckSignals: a SIGINT's C handler only flags it, and the Python handler, here the
+    recorder of ``_interruptible``, would otherwise wait for a later bytecode boundary), then
+    hands a recorded SIGINT to the handler that was in place: the default one stops the call
+    (KeyboardInterrupt follows it), a host's own handler is called here and stops the call if
+    it raises."""
+    state = getattr(_interrupt_tls, "state", None)
+    if state is None:
+        return 0
+    try:
+        _check_signals()
+        return 1 if _deliver(state) else 0
+    except BaseException as e:  # stop; re-raised after the call
+        state.raised.append(e)
+        return 1
+
+
+def _deliver(state):
+    """Hands the recorded SIGINTs to the handler in place before the call; True to stop."""
+    while state.pending and not (state.stop or state.raised):
+        signum = state.pending.pop(0)
+        if state.handler is signal.default_int_handler:
+            state.stop = True
+        else:
+            state.handler(signum, None)  # may raise: the caller records it
+    return state.stop or bool(state.raised)
+
+
+_INTERRUPT_FN = _lib.INTERRUPT_FN(_interrupt_check)  # kept alive with the module
+
+
+@contextlib.contextmanager
+def _interruptible():
+    """Around every call that asks the network's interrupt callback (infer, probabilities,
+    predict, evaluate, invariance): in the main thread, while the SIGINT handler is a Python
+    function (the default one raising KeyboardInterrupt, or the host's), a SIGINT is only
+    recorded during the call, and the callback hands it to that handler at the next check, so
+    that Ctrl-C stops the call before the next layer or part of the batch instead of after the
+    whole call (CFNET_E_CANCELLED, nothing written, the network unchanged): KeyboardInterrupt,
+    or what the host's handler raised, comes out instead of CancelledError. (Left in place, a
+    Python handler would run at the entry of the ctypes callback, where an exception it raises
+    is printed as "ignored" and lost.) A SIGINT recorded after the last check is handed over
+    when the call returns. Elsewhere nothing changes."""
+    handler = signal.getsignal(signal.SIGINT)
+    if (threading.current_thread() is not threading.main_thread() or not callable(handler)
+            or getattr(_interrupt_tls, "state", None) is not None):  # nested: the outer one
+        yield
+        return
+    state = _InterruptState(handler)
+    signal.signal(signal.SIGINT, lambda signum, frame: state.pending.append(signum))
+    _interrupt_tls.state = state
+    failure = None
+    try:
+        yield
+    except CancelledError as e:
+        if not (state.stop or state.raised):
+            failure = e
+    except BaseException as e:  # after the SIGINTs below: a Ctrl-C is not lost to an error
+        failure = e
+    finally:
+        _interrupt_tls.state = None
+        signal.signal(signal.SIGINT, handler)
+    if state.raised:
+        raise state.raised[0]
+    _deliver(state)  # a SIGINT after the last check (the host's handler may raise here)
+    if state.stop:
+        raise KeyboardInterrupt
+    if failure is not None:
+        raise failure
+
+
 def _using(method):
     """Runs a Network method inside ``_in_call``: a close() from another thread (or from a
     callback) while the method's C call runs only marks the network closed, and its memory is
@@ -164,6 +259,12 @@ class Network(Handle):
         self._finalizer = weakref.finalize(self, _lib.free_network, handle)
         if context is not None:
             context._register(self)
+        lib = _lib.load()
+        if "cfnet_network_set_interrupt" not in lib._missing:  # an older libcfnet: no Ctrl-C
+            # The callback lets Ctrl-C stop inference between layers (_interruptible); set once
+            # here, since setting it is refused while another thread runs inference.
+            lib.call("cfnet_network_set_interrupt", handle,
+                     ctypes.cast(_INTERRUPT_FN, ctypes.c_void_p), None)
 
     @classmethod
     def _from_handle(cls, handle, context=None):
@@ -390,13 +491,15 @@ class Network(Handle):
     def infer(self, x):
         """Read-only inference: the network output for x (N x <output shape>); for a single
         C x H x W image, the output without the batch axis; for no images (0 x C x H x W), an
-        empty array."""
+        empty array. Ctrl-C (SIGINT) in the main thread stops it at the next layer or part of
+        the batch (libcfnet's interrupt callback) and raises KeyboardInterrupt; so it does in
+        probabilities, predict, evaluate and invariance."""
         h = self._h()
         x, single = self._batch(x, "network_infer")
         if x is None:
             return self._out(0)
         out = self._out(x.shape[0] if x.ndim else 0)
-        with Borrow(x) as tx, Borrow(out) as to:
+        with Borrow(x) as tx, Borrow(out) as to, _interruptible():
             _lib.load().call("cfnet_network_infer", h, tx, to)
         return out[0] if single else out
 
@@ -411,7 +514,7 @@ class Network(Handle):
             return np.empty((0, k), dtype=np.float32)
         n = x.shape[0] if x.ndim else 0
         probs = np.empty((n, k), dtype=np.float32)
-        with Borrow(x) as tx, Borrow(probs) as tp:
+        with Borrow(x) as tx, Borrow(probs) as tp, _interruptible():
             _lib.load().call("cfnet_network_probabilities", h, tx, tp)
         return probs[0] if single else probs
 
@@ -425,7 +528,7 @@ class Network(Handle):
             return np.empty(0, dtype=np.int32)
         n = x.shape[0] if x.ndim else 0
         labels = np.empty(n, dtype=np.int32)
-        with Borrow(x) as tx:
+        with Borrow(x) as tx, _interruptible():
             _lib.load().call("cfnet_network_predict", h, tx,
                              labels.ctypes.data_as(ctypes.POINTER(ctypes.c_int32)), n)
         return int(labels[0]) if single else labels
@@ -556,11 +659,10 @@ class Network(Handle):
     @_using
     def evaluate(self, images, labels, batch=0):
         """Inference-mode (mean loss, accuracy) over the images, in batches of ``batch``
-        (0 = 100). Ctrl-C (SIGINT) in the main thread stops it after the current batch and
-        raises KeyboardInterrupt.
+        (0 = 100). Ctrl-C (SIGINT) in the main thread stops it at the next layer (or part of the
+        batch) and raises KeyboardInterrupt.
 
-        Each batch is a cfnet_network_evaluate call of its own, so that an interrupt is seen
-        between batches; the batches and their sums are those of one call over all the images,
+        Each batch is a cfnet_network_evaluate call of its own; the batches and their sums are those of one call over all the images,
         so the results are bit-identical to it. An error names images and labels by their
         index among all of them, as that one call does."""
         h = self._h()
@@ -572,11 +674,9 @@ class Network(Handle):
         if b < 0 or x.ndim == 0 or n <= size or size > _EVALUATE_SPLIT_MAX:
             return self._evaluate_call(lib, h, x, lab, b)
         sum_loss, correct = 0.0, 0
-        with _deferred_interrupt() as interrupted:
+        with _interruptible():  # the calls' own checks stop one at the next layer
             try:
                 for s0 in range(0, n, size):
-                    if interrupted:
-                        break  # KeyboardInterrupt follows
                     nb = min(size, n - s0)
                     loss, acc = self._evaluate_call(lib, h, x[s0:s0 + nb], lab[s0:s0 + nb], b)
                     # One batch per call: its loss is the batch's mean loss exactly, and its
@@ -584,6 +684,8 @@ class Network(Handle):
                     # The sums are formed as the library forms them, in double.
                     sum_loss += loss * nb
                     correct += round(acc * nb)
+            except CancelledError:
+                raise  # Ctrl-C: KeyboardInterrupt from _interruptible
             except CfnetError:
                 # A batch's error counts images and labels within the batch: one call over all
                 # of them raises the library's own error (validation comes first in it, so a
@@ -594,7 +696,7 @@ class Network(Handle):
     @staticmethod
     def _evaluate_call(lib, h, x, lab, batch):
         loss, acc = ctypes.c_float(), ctypes.c_float()
-        with Borrow(x) as tx:
+        with Borrow(x) as tx, _interruptible():
             lib.call("cfnet_network_evaluate", h, tx,
                      lab.ctypes.data_as(ctypes.POINTER(ctypes.c_int32)), lab.size, batch,
                      ctypes.byref(loss), ctypes.byref(acc))
@@ -738,7 +840,7 @@ class Network(Handle):
             a = np.ascontiguousarray(a).reshape(-1)
         out = ctypes.c_double()
         flags = 1 if reflect else 0  # CFNET_INVARIANCE_REFLECT
-        with Borrow(x) as tx:
+        with Borrow(x) as tx, _interruptible():
             if angles is None:
                 _lib.load().call("cfnet_network_invariance_ex", h, tx, None, 0, flags,
                                  ctypes.byref(out))

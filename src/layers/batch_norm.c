@@ -245,6 +245,7 @@ static cfnet_status bn_check(int *ic, float *fc)
 
 const cf_layer_ops cf_batch_norm_ops = {
     .name = "batch_norm",
+    .per_sample = true,
     .icfg_names = {NULL},
     .fcfg_names = {"momentum", "eps", NULL},
     .check = bn_check,

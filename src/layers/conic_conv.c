@@ -343,6 +343,7 @@ static cfnet_status conic_check(int *ic, float *fc)
 
 const cf_layer_ops cf_conic_conv_ops = {
     .name = "conic_conv",
+    .per_sample = true,
     .icfg_names = {"out_channels", "kernel", "R", "padding", "interp", NULL},
     .check = conic_check,
     .setup = conic_setup,

@@ -161,6 +161,7 @@ static void mirror_destroy(cfnet_layer *l)
 
 const cf_layer_ops cf_conic_conv_mirror_ops = {
     .name = "conic_conv_mirror",
+    .per_sample = true,
     .icfg_names = {"out_channels", "kernel", "R", "padding", "interp", NULL},
     .check = mirror_check,
     .setup = mirror_setup,

@@ -137,6 +137,7 @@ static cfnet_status conv2d_check(int *ic, float *fc)
 
 const cf_layer_ops cf_conv2d_ops = {
     .name = "conv2d",
+    .per_sample = true,
     .icfg_names = {"out_channels", "kernel", "stride", "padding", NULL},
     .check = conv2d_check,
     .setup = conv2d_setup,

@@ -95,6 +95,7 @@ static cfnet_status dropout_check(int *ic, float *fc)
 
 const cf_layer_ops cf_dropout_ops = {
     .name = "dropout",
+    .per_sample = true,
     .icfg_names = {NULL},
     .fcfg_names = {"drop", NULL},
     .check = dropout_check,

@@ -94,6 +94,7 @@ static cfnet_status group_pool_check(int *ic, float *fc)
 
 const cf_layer_ops cf_group_pool_ops = {
     .name = "group_pool",
+    .per_sample = true,
     .icfg_names = {"mode", NULL},
     .fcfg_names = {NULL},
     .check = group_pool_check,

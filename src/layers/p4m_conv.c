@@ -13,6 +13,7 @@ static cfnet_status p4m_conv_setup(cfnet_layer *l, uint64_t seed)
 
 const cf_layer_ops cf_p4m_conv_ops = {
     .name = "p4m_conv",
+    .per_sample = true,
     .icfg_names = {"out_channels", "kernel", "padding", NULL},
     .check = cf_p4m_check_conv,
     .setup = p4m_conv_setup,

@@ -246,6 +246,7 @@ static cfnet_status pool_check(int *ic, float *fc)
 
 const cf_layer_ops cf_pool_ops = {
     .name = "pool",
+    .per_sample = true,
     .icfg_names = {"mode", "window", "stride", NULL},
     .fcfg_names = {NULL},
     .check = pool_check,

@@ -51,6 +51,7 @@ static cfnet_status relu_backward(cfnet_layer *l, const float *x, const float *y
 
 const cf_layer_ops cf_relu_ops = {
     .name = "relu",
+    .per_sample = true,
     .setup = cf_layer_setup_same_shape,
     .forward = relu_forward,
     .backward = relu_backward,

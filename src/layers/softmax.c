@@ -34,6 +34,7 @@ static cfnet_status softmax_backward(cfnet_layer *l, const float *x, const float
 
 const cf_layer_ops cf_softmax_ops = {
     .name = "softmax",
+    .per_sample = true,
     .icfg_names = {NULL},
     .fcfg_names = {NULL},
     .setup = cf_layer_setup_same_shape,

@@ -26,6 +26,13 @@ typedef struct cf_batch_ctx {
 
 typedef struct cf_layer_ops {
     const char *name; /* also the kind's name in model files */
+    /* In inference mode each sample's output bits depend on that sample only, not on the rest
+     * of the batch or its size (the layer computes sample by sample, as the convolution engine,
+     * pooling and the elementwise kinds do; not a kind that hands the whole batch to one
+     * OpenBLAS GEMM or a batched FFTW plan, whose blocking depends on the batch). Inference
+     * with an interrupt callback runs such a layer on parts of the batch, asking the callback
+     * between them (network.c); tests/test_interrupt.c checks the bits of every such kind. */
+    bool per_sample;
     /* Names of the integer and float hyper-parameters (icfg / fcfg), NULL-terminated lists, in
      * the order of the public create function's arguments. */
     const char *icfg_names[CF_MAX_ICFG + 1];

@@ -484,21 +484,77 @@ static void infer_bufs_put(const cfnet_network *net, cf_infer_bufs *bf)
 
 /* Runs layers [0, upto) in inference mode on x (n samples); returns the pointer to the result
  * (inside bf, or x itself when upto == 0). */
+cf_interrupt cf_interrupt_begin(const cfnet_network *net, const char *what, int64_t passes,
+                                int upto)
+{
+    cf_interrupt ir = {net->interrupt_fn, net->interrupt_user, what, 0, passes * upto};
+    return ir;
+}
+
+/* Asks the interrupt callback before a layer runs (between layers nothing is left half done:
+ * no result's bits depend on where a call could stop). */
+static cfnet_status interrupt_check(cf_interrupt *ir)
+{
+    if (!ir || !ir->fn || !ir->fn(ir->user, ir->done, ir->total)) return CFNET_OK;
+    return cf_error(CFNET_E_CANCELLED,
+                    "%s: stopped by the interrupt callback after %lld of %lld layer runs; no "
+                    "output was written",
+                    ir->what, (long long)ir->done, (long long)ir->total);
+}
+
+/* Samples per part when layer l (with the ReLU after it if `pair`) runs on parts of a batch of
+ * n between interrupt checks, or n for one run: parts only with a callback, for per-sample
+ * kinds, when their workspace fits the one sized for n. */
+static int64_t part_samples(const cfnet_network *net, const cfnet_layer *l, int64_t n,
+                            const cf_interrupt *ir, size_t ws_bytes)
+{
+    if (!ir || !ir->fn || !l->ops->per_sample) return n;
+    int64_t part = net->interrupt_part;
+    if (part <= 0) {
+        part = CF_INTERRUPT_PART_FLOATS / (l->in_size + l->out_size);
+        if (part < CF_INTERRUPT_PART_MIN) part = CF_INTERRUPT_PART_MIN;
+    }
+    if (part >= n) return n;
+    /* a part's workspace is no larger than the batch's for the kinds here; checked anyway */
+    if (l->ops->workspace && l->ops->workspace(l, part) > ws_bytes) return n;
+    if (l->ops->workspace && l->ops->workspace(l, n % part ? n % part : part) > ws_bytes)
+        return n;
+    return part;
+}
+
+/* Runs layer i (and its ReLU if `pair`) on samples [s0, s0 + m) of cur into dst. */
+static cfnet_status run_layer(const cfnet_network *net, int i, bool pair, const float *cur,
+                              float *dst, int64_t s0, int64_t m, void *ws)
+{
+    /* Inference forwards do not write to the layer, so the cast keeps the network const. */
+    cfnet_layer *l = net->layers[i];
+    const float *x = cur + s0 * l->in_size;
+    float *y = dst + s0 * l->out_size; /* a fused ReLU keeps the shape */
+    if (pair) return l->ops->forward_relu(l, x, y, m, false, ws);
+    return cf_layer_forward_raw(l, x, y, m, false, ws);
+}
+
 static cfnet_status infer_run(const cfnet_network *net, int upto, const float *x, int64_t n,
-                              cf_infer_bufs *bf, const float **result)
+                              cf_infer_bufs *bf, const float **result, cf_interrupt *ir)
 {
     const float *cur = x;
     for (int i = 0; i < upto; i++) {
+        CF_CHECK(interrupt_check(ir));
         float *dst = (cur == bf->a) ? bf->b : bf->a;
-        /* Inference forwards do not write to the layer, so the cast keeps the network const. */
-        if (i + 1 < upto && relu_pair(net, i)) {
-            /* The layer and its ReLU in one call (bit-identical to the two layers). */
-            cfnet_layer *l = net->layers[i];
-            CF_CHECK(l->ops->forward_relu(l, cur, dst, n, false, bf->ws));
-            i++;
-        } else {
-            CF_CHECK(cf_layer_forward_raw(net->layers[i], cur, dst, n, false, bf->ws));
+        /* A layer and its ReLU run in one call (bit-identical to the two layers). */
+        const bool pair = i + 1 < upto && relu_pair(net, i);
+        const int64_t part = part_samples(net, net->layers[i], n, ir, bf->ws_bytes);
+        for (int64_t s0 = 0; s0 < n; s0 += part) {
+            if (s0 > 0) CF_CHECK(interrupt_check(ir)); /* per-sample: the same bits */
+            CF_CHECK(run_layer(net, i, pair, cur, dst, s0, n - s0 < part ? n - s0 : part,
+                               bf->ws));
         }
+        if (n == 0) CF_CHECK(run_layer(net, i, pair, cur, dst, 0, 0, bf->ws));
+        if (pair) {
+            i++;
+            if (ir) ir->done++;
+        }
+        if (ir) ir->done++;
         cur = dst;
     }
     *result = cur;
@@ -507,12 +563,12 @@ static cfnet_status infer_run(const cfnet_network *net, int upto, const float *x
 
 /* Inference of layers [0, upto) on x, results copied to out (n x size of layer upto-1). */
 cfnet_status cf_network_infer_into(const cfnet_network *net, int upto, const float *x, int64_t n,
-                                   float *out)
+                                   float *out, cf_interrupt *ir)
 {
     cf_infer_bufs *bf;
     CF_CHECK(infer_bufs_get(net, upto, n, &bf));
     const float *res;
-    cfnet_status st = infer_run(net, upto, x, n, bf, &res);
+    cfnet_status st = infer_run(net, upto, x, n, bf, &res, ir);
     int64_t sz = upto ? net->layers[upto - 1]->out_size : net->in_size;
     if (st == CFNET_OK) memcpy(out, res, (size_t)(sz * n) * sizeof(float));
     infer_bufs_put(net, bf);
@@ -527,7 +583,19 @@ CFNET_API cfnet_status cfnet_network_infer(const cfnet_network *net, const cfnet
     CF_CHECK(check_input(net, "network_infer", x, &n));
     CF_CHECK(check_output(net, "network_infer", out, n));
     CF_CHECK(cf_check_finite_images("network_infer", x->data, n, net->in_size));
-    return cf_network_infer_into(net, net->nlayers, x->data, n, out->data);
+    cf_interrupt ir = cf_interrupt_begin(net, "network_infer", 1, net->nlayers);
+    return cf_network_infer_into(net, net->nlayers, x->data, n, out->data, &ir);
+}
+
+CFNET_API cfnet_status cfnet_network_set_interrupt(cfnet_network *net, cfnet_interrupt_fn fn,
+                                                   void *user)
+{
+    CF_CHECK(cf_handle_check(net, CF_MAGIC_NETWORK, "network", __func__));
+    CF_FAIL_IF(!net, CFNET_E_INVALID_ARGUMENT, "network_set_interrupt: network is NULL");
+    CF_NET_GUARD(net, true, "network_set_interrupt");
+    net->interrupt_fn = fn;
+    net->interrupt_user = fn ? user : NULL;
+    return CFNET_OK;
 }
 
 static bool last_is_softmax(const cfnet_network *net)
@@ -547,7 +615,8 @@ CFNET_API cfnet_status cfnet_network_probabilities(const cfnet_network *net,
                CFNET_E_SHAPE_MISMATCH, "network_probabilities: probs must be %lldx%lld",
                (long long)n, (long long)k);
     CF_CHECK(cf_check_finite_images("network_probabilities", x->data, n, net->in_size));
-    CF_CHECK(cf_network_infer_into(net, net->nlayers, x->data, n, probs->data));
+    cf_interrupt ir = cf_interrupt_begin(net, "network_probabilities", 1, net->nlayers);
+    CF_CHECK(cf_network_infer_into(net, net->nlayers, x->data, n, probs->data, &ir));
     if (last_is_softmax(net)) return CFNET_OK;
     for (int64_t i = 0; i < n; i++) cf_softmax(probs->data + i * k, probs->data + i * k, k);
     return CFNET_OK;
@@ -573,7 +642,8 @@ CFNET_API cfnet_status cfnet_network_predict(const cfnet_network *net, const cfn
     cf_infer_bufs *bf;
     CF_CHECK(infer_bufs_get(net, net->nlayers, n, &bf));
     const float *res;
-    cfnet_status st = infer_run(net, net->nlayers, x->data, n, bf, &res);
+    cf_interrupt ir = cf_interrupt_begin(net, "network_predict", 1, net->nlayers);
+    cfnet_status st = infer_run(net, net->nlayers, x->data, n, bf, &res, &ir);
     if (st == CFNET_OK) {
         for (int64_t i = 0; i < n; i++) labels[i] = (int32_t)cf_argmax(res + i * k, k);
     }
@@ -694,7 +764,7 @@ CFNET_API cfnet_status cfnet_network_forward(cfnet_network *net, const cfnet_ten
     CF_CHECK(check_output(net, "network_forward", out, n));
     CF_CHECK(cf_check_finite_images("network_forward", x->data, n, net->in_size));
     if (mode == CFNET_MODE_INFERENCE)
-        return cf_network_infer_into(net, net->nlayers, x->data, n, out->data);
+        return cf_network_infer_into(net, net->nlayers, x->data, n, out->data, NULL);
     CF_CHECK(cf_network_ensure_train_buffers(net, n));
     memcpy(net->input, x->data, (size_t)(n * net->in_size) * sizeof(float));
     net->fwd_n = 0;

@@ -116,7 +116,20 @@ struct cfnet_network {
     void *sum_user;
     float *sum_buf; /* param_count + 1 floats for the gradient sum, allocated lazily */
     int64_t sum_buf_n;
+
+    /* cfnet_network_set_interrupt; not saved. */
+    cfnet_interrupt_fn interrupt_fn;
+    void *interrupt_user;
+    /* Samples per part of a per-sample layer's batch between interrupt checks; 0: chosen from
+     * the layer's size (CF_INTERRUPT_PART_FLOATS). Tests set it to force small parts. */
+    int64_t interrupt_part;
 };
+
+/* Inference with an interrupt callback runs a per-sample layer (cf_layer_ops.per_sample) on
+ * parts of the batch of about this many input and output floats (32 MiB, a few ms to some tens
+ * of ms of work), at least CF_INTERRUPT_PART_MIN samples each, asking the callback between them. */
+#define CF_INTERRUPT_PART_FLOATS ((int64_t)8 << 20)
+#define CF_INTERRUPT_PART_MIN 16
 
 /* Concurrent use. Read-only calls (inference, evaluation, saving) may run in any number of
  * threads at once; a call that modifies the network (training, forward/backward, options,
@@ -175,10 +188,25 @@ cfnet_status cf_network_append(cfnet_network *net, cfnet_layer *layer);
 /* Allocates the optimiser slots for the current layers if not yet done (zeroed). */
 cfnet_status cf_network_ensure_slots(cfnet_network *net);
 
+/* The interrupt checks of one read-only call (cfnet_network_set_interrupt): the network's
+ * callback, taken when the call starts, is asked before each layer run; `done` counts the layer
+ * runs finished so far in the call, `total` those it makes (a layer fused with its ReLU counts
+ * as two). `what` names the call in the CFNET_E_CANCELLED message. */
+typedef struct cf_interrupt {
+    cfnet_interrupt_fn fn; /* NULL: no checks */
+    void *user;
+    const char *what;
+    int64_t done, total;
+} cf_interrupt;
+/* The checks of a call that makes `passes` inference passes over layers [0, upto). */
+cf_interrupt cf_interrupt_begin(const cfnet_network *net, const char *what, int64_t passes,
+                                int upto);
+
 /* Inference of layers [0, upto) on x (n samples) with per-call buffers; copies the result to
- * out (n x output size of layer upto-1). Read-only on the network. */
+ * out (n x output size of layer upto-1). Read-only on the network. `ir` (may be NULL: no
+ * checks) is asked before each layer; a stop gives CFNET_E_CANCELLED with out untouched. */
 cfnet_status cf_network_infer_into(const cfnet_network *net, int upto, const float *x, int64_t n,
-                                   float *out);
+                                   float *out, cf_interrupt *ir);
 /* Training buffers (activations, workspaces, gradients) for batches up to n. */
 cfnet_status cf_network_ensure_train_buffers(cfnet_network *net, int64_t n);
 /* Training forward of layers [0, upto) from net->input into net->act. */

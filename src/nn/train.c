@@ -400,6 +400,7 @@ CFNET_API cfnet_status cfnet_network_evaluate(const cfnet_network *net,
     if (batch == 0) batch = 100;
     if (batch > n) batch = n;
     int upto = cf_network_logits_end(net);
+    cf_interrupt ir = cf_interrupt_begin(net, "network_evaluate", (n + batch - 1) / batch, upto);
     float *logits = cf_alloc(&net->alloc, (size_t)(batch * k) * sizeof(float));
     CF_FAIL_IF(!logits, CFNET_E_OUT_OF_MEMORY, "network_evaluate: out of memory");
     double sum_loss = 0;
@@ -407,7 +408,7 @@ CFNET_API cfnet_status cfnet_network_evaluate(const cfnet_network *net,
     cfnet_status st = CFNET_OK;
     for (int64_t s0 = 0; s0 < n && st == CFNET_OK; s0 += batch) {
         int64_t nb = n - s0 < batch ? n - s0 : batch;
-        st = cf_network_infer_into(net, upto, images->data + s0 * net->in_size, nb, logits);
+        st = cf_network_infer_into(net, upto, images->data + s0 * net->in_size, nb, logits, &ir);
         if (st != CFNET_OK) break;
         /* Named here with the image's index in the whole set (the loss would count within
          * the batch). */
@@ -475,7 +476,10 @@ static cfnet_status invariance(const cfnet_network *net, const cfnet_tensor *x,
     cfnet_status st = CFNET_OK;
     if (!ref || !got || !xr || (reflect && !xm))
         st = cf_error(CFNET_E_OUT_OF_MEMORY, "network_invariance: out of memory");
-    if (st == CFNET_OK) st = cf_network_infer_into(net, net->nlayers, x->data, n, ref);
+    cf_interrupt ir = cf_interrupt_begin(net, "network_invariance",
+                                         (1 + (int64_t)n_angles) * (reflect ? 2 : 1),
+                                         net->nlayers);
+    if (st == CFNET_OK) st = cf_network_infer_into(net, net->nlayers, x->data, n, ref, &ir);
     double scale = 0, worst = 0;
     if (st == CFNET_OK)
         for (int64_t i = 0; i < n * osz; i++) scale = fmax(scale, fabs((double)ref[i]));
@@ -493,7 +497,7 @@ static cfnet_status invariance(const cfnet_network *net, const cfnet_tensor *x,
                 st = cfnet_image_rotate(m ? &tm : x, &tr, angles[a]);
                 in = xr;
             }
-            if (st == CFNET_OK) st = cf_network_infer_into(net, net->nlayers, in, n, got);
+            if (st == CFNET_OK) st = cf_network_infer_into(net, net->nlayers, in, n, got, &ir);
             if (st != CFNET_OK) break;
             for (int64_t i = 0; i < n * osz; i++) {
                 double d = fabs((double)got[i] - (double)ref[i]);
