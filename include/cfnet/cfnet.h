@@ -564,7 +564,7 @@ CFNET_API cfnet_status cfnet_network_predict(const cfnet_network *net, const cfn
  *  number it makes (layers times passes: one pass for infer, probabilities and predict, one per
  *  batch for evaluate, one per transformed input plus one for invariance; a layer run fused with
  *  the ReLU after it counts as two, so `done` may grow by 2). `user` is the pointer given to
- *  cfnet_network_set_interrupt. A non-zero return stops the call. Since 0.3. */
+ *  cfnet_network_set_interrupt. A non-zero return stops the call. Since 0.2. */
 typedef int (*cfnet_interrupt_fn)(void *user, int64_t done, int64_t total);
 
 /** Sets the network's interrupt callback (fn NULL: none, the default; `user` is then ignored).
@@ -590,7 +590,7 @@ typedef int (*cfnet_interrupt_fn)(void *user, int64_t done, int64_t total);
  *  that would modify it return CFNET_E_STATE) and it must return: a C++ exception or a longjmp
  *  out of it would unwind through libcfnet, leaving the network marked as in use and memory of
  *  the call lost; a C++ host catches inside the callback and returns non-zero to stop.
- *  Setting it modifies the network: CFNET_E_STATE while another thread uses it. Since 0.3. */
+ *  Setting it modifies the network: CFNET_E_STATE while another thread uses it. Since 0.2. */
 CFNET_API cfnet_status cfnet_network_set_interrupt(cfnet_network *net, cfnet_interrupt_fn fn,
                                                    void *user);
 

@@ -176,7 +176,7 @@ PROTOTYPES = {
     "cfnet_network_set_sum_hook": (_status, [_handle, ctypes.c_void_p, ctypes.c_void_p]),
     "cfnet_network_set_batch_position": (_status, [_handle, _i64, _i64]),
     "cfnet_network_gradients": (_status, [_handle, _p_flt, _i64]),
-    # interrupting inference (0.3): the callback is an INTERRUPT_FN cast to void *
+    # interrupting inference (0.2): the callback is an INTERRUPT_FN cast to void *
     "cfnet_network_set_interrupt": (_status, [_handle, ctypes.c_void_p, ctypes.c_void_p]),
 }
 

@@ -294,7 +294,7 @@ cfnet_network_set_batch_position(net, offset, global_n) =
     ccall((:cfnet_network_set_batch_position, libcfnet), Cint, (Handle, Int64, Int64), net, offset, global_n)
 cfnet_network_gradients(net, out, count) =
     ccall((:cfnet_network_gradients, libcfnet), Cint, (Handle, Ptr{Cfloat}, Int64), net, out, count)
-# Interrupting inference (0.3): `fn` is a @cfunction(f, Cint, (Ptr{Cvoid}, Int64, Int64)) that
+# Interrupting inference (0.2): `fn` is a @cfunction(f, Cint, (Ptr{Cvoid}, Int64, Int64)) that
 # catches its exceptions, or C_NULL
 cfnet_network_set_interrupt(net, fn, user) =
     ccall((:cfnet_network_set_interrupt, libcfnet), Cint, (Handle, Ptr{Cvoid}, Ptr{Cvoid}), net, fn, user)
