@@ -499,7 +499,7 @@ class Network(Handle):
         if x is None:
             return self._out(0)
         out = self._out(x.shape[0] if x.ndim else 0)
-        with Borrow(x) as tx, Borrow(out) as to, _interruptible():
+        with _interruptible(), Borrow(x) as tx, Borrow(out) as to:
             _lib.load().call("cfnet_network_infer", h, tx, to)
         return out[0] if single else out
 
@@ -514,7 +514,7 @@ class Network(Handle):
             return np.empty((0, k), dtype=np.float32)
         n = x.shape[0] if x.ndim else 0
         probs = np.empty((n, k), dtype=np.float32)
-        with Borrow(x) as tx, Borrow(probs) as tp, _interruptible():
+        with _interruptible(), Borrow(x) as tx, Borrow(probs) as tp:
             _lib.load().call("cfnet_network_probabilities", h, tx, tp)
         return probs[0] if single else probs
 
@@ -528,7 +528,7 @@ class Network(Handle):
             return np.empty(0, dtype=np.int32)
         n = x.shape[0] if x.ndim else 0
         labels = np.empty(n, dtype=np.int32)
-        with Borrow(x) as tx, _interruptible():
+        with _interruptible(), Borrow(x) as tx:
             _lib.load().call("cfnet_network_predict", h, tx,
                              labels.ctypes.data_as(ctypes.POINTER(ctypes.c_int32)), n)
         return int(labels[0]) if single else labels
@@ -585,9 +585,9 @@ class Network(Handle):
         lab = as_labels(labels, x.shape[0] if x.ndim else None)
         loss = ctypes.c_float()
         raised = getattr(self, "_sum_raised", None)
-        hook = getattr(self, "_sum_cb", None) is not None  # runs Python code: defer Ctrl-C
-        with Borrow(x) as tx, self._in_call(), \
-                (_deferred_interrupt() if hook else contextlib.nullcontext()):
+        # Ctrl-C deferred (outermost, so that it never lands between the borrowed tensor's
+        # creation and its release): the sum hook runs Python code during the call
+        with _deferred_interrupt(), Borrow(x) as tx, self._in_call():
             try:
                 _lib.load().call("cfnet_network_train_step", h, tx,
                                  lab.ctypes.data_as(ctypes.POINTER(ctypes.c_int32)), lab.size,
@@ -696,7 +696,7 @@ class Network(Handle):
     @staticmethod
     def _evaluate_call(lib, h, x, lab, batch):
         loss, acc = ctypes.c_float(), ctypes.c_float()
-        with Borrow(x) as tx, _interruptible():
+        with _interruptible(), Borrow(x) as tx:
             lib.call("cfnet_network_evaluate", h, tx,
                      lab.ctypes.data_as(ctypes.POINTER(ctypes.c_int32)), lab.size, batch,
                      ctypes.byref(loss), ctypes.byref(acc))
@@ -736,7 +736,7 @@ class Network(Handle):
         lib = _lib.load()
         n_batch = to_int(batch, "batch", INT64)
         p_labels = lab.ctypes.data_as(ctypes.POINTER(ctypes.c_int32))
-        with Borrow(x) as tx, self._in_call(), _deferred_interrupt() as interrupted:
+        with _deferred_interrupt() as interrupted, Borrow(x) as tx, self._in_call():
             cb = None
             if progress is not None or interrupted is not None:
                 def trampoline(user, step, steps, loss, accuracy):
@@ -840,7 +840,7 @@ class Network(Handle):
             a = np.ascontiguousarray(a).reshape(-1)
         out = ctypes.c_double()
         flags = 1 if reflect else 0  # CFNET_INVARIANCE_REFLECT
-        with Borrow(x) as tx, _interruptible():
+        with _interruptible(), Borrow(x) as tx:
             if angles is None:
                 _lib.load().call("cfnet_network_invariance_ex", h, tx, None, 0, flags,
                                  ctypes.byref(out))

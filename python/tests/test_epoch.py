@@ -183,5 +183,43 @@ class InterruptTest(LeakCheckedTestCase):
             self.assertTrue(np.isfinite(net.train_step(x, y)))
 
 
+    def test_ctrl_c_never_lands_between_a_borrowed_tensor_and_its_release(self):
+        # A Ctrl-C arriving as a call releases its temporary tensor over the caller's array
+        # (Borrow) used to raise KeyboardInterrupt before the release: the tensor leaked. Here
+        # the SIGINT is sent from inside the release itself, deterministically.
+        from cfnet import _lib
+        real_free = _lib.free_tensor
+
+        def free_after_sigint(h):
+            os.kill(os.getpid(), signal.SIGINT)
+            real_free(h)
+        x, y = rotated_patterns(6, S=16, seed=3)
+        with make_net() as net:
+            calls = [("train_step", lambda: net.train_step(x, y)),
+                     ("train_epoch", lambda: net.train_epoch(x, y, batch=3)),
+                     ("infer", lambda: net.infer(x)),
+                     ("probabilities", lambda: net.probabilities(x)),
+                     ("predict", lambda: net.predict(x)),
+                     ("evaluate", lambda: net.evaluate(x, y)),
+                     ("invariance", lambda: net.invariance(x))]
+            for name, call in calls:
+                _lib.free_tensor = free_after_sigint
+                try:
+                    with self.assertRaises(KeyboardInterrupt, msg=name):
+                        call()
+                finally:
+                    _lib.free_tensor = real_free
+                self.assertIs(signal.getsignal(signal.SIGINT), signal.default_int_handler)
+            net.set_sum_hook(lambda kind, a: None)
+            _lib.free_tensor = free_after_sigint
+            try:
+                with self.assertRaises(KeyboardInterrupt):
+                    net.train_step(x, y)
+            finally:
+                _lib.free_tensor = real_free
+            net.set_sum_hook(None)
+            self.assertTrue(np.isfinite(net.train_step(x, y)))
+
+
 if __name__ == "__main__":
     unittest.main()
