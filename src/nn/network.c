@@ -482,8 +482,6 @@ static void infer_bufs_put(const cfnet_network *net, cf_infer_bufs *bf)
     cf_mutex_unlock(&c->lock);
 }
 
-/* Runs layers [0, upto) in inference mode on x (n samples); returns the pointer to the result
- * (inside bf, or x itself when upto == 0). */
 cf_interrupt cf_interrupt_begin(const cfnet_network *net, const char *what, int64_t passes,
                                 int upto)
 {
@@ -534,6 +532,8 @@ static cfnet_status run_layer(const cfnet_network *net, int i, bool pair, const 
     return cf_layer_forward_raw(l, x, y, m, false, ws);
 }
 
+/* Runs layers [0, upto) in inference mode on x (n samples); returns the pointer to the result
+ * (inside bf, or x itself when upto == 0). */
 static cfnet_status infer_run(const cfnet_network *net, int upto, const float *x, int64_t n,
                               cf_infer_bufs *bf, const float **result, cf_interrupt *ir)
 {
