@@ -423,21 +423,7 @@ int main(int argc, char **argv)
                    "evaluated%s; give an E from 1 to %d (or 0: no learning curves)", o.eval_every,
                    o.steps, eval_given ? "" : " (--full evaluates every 100 steps)", o.steps);
     o.decay_steps = o.steps / 30 > 0 ? o.steps / 30 : 1;
-    /* a copy of any length for strtok (a fixed buffer cut a long list without a word) */
-    char *list = ex_malloc(strlen(models) + 1);
-    memcpy(list, models, strlen(models) + 1);
-    for (char *t = strtok(list, ","); t; t = strtok(NULL, ",")) {
-        int m = ex_model_parse(t);
-        if (m < 0)
-            ex_bad_arg("demo: unknown model '%s' (cfnet, cnet, gcnn, gcnn-dft, cnn, gcnn-p4m)", t);
-        /* each model once: a model named twice would train twice under one name (and the
-         * list holds each of the EX_MODEL_COUNT models at most once) */
-        for (int k = 0; k < o.n_models; k++)
-            if (o.models[k] == m) ex_bad_arg("demo: --models names '%s' twice", t);
-        o.models[o.n_models++] = m;
-    }
-    if (o.n_models == 0) ex_bad_arg("demo: --models '%s' names no model", models);
-    free(list);
+    o.n_models = ex_model_list("demo", models, o.models);
     ex_blas_single_thread();
     ex_make_dirs(o.out);
 

@@ -245,24 +245,8 @@ int main(int argc, char **argv)
         usage(2);
     /* The model list is checked before anything trains, so that a misspelt name does not end
      * the run after the models before it. */
-    int model_list[EX_MODEL_COUNT], n_models = 0;
-    {
-        /* a copy of any length for strtok (a fixed buffer cut a long list without a word) */
-        char *list = ex_malloc(strlen(models) + 1);
-        memcpy(list, models, strlen(models) + 1);
-        for (char *tok = strtok(list, ","); tok; tok = strtok(NULL, ",")) {
-            int m = ex_model_parse(tok);
-            if (m < 0)
-                ex_bad_arg("rotmnist: unknown model '%s' (cfnet, cnet, gcnn, gcnn-dft, cnn, "
-                           "gcnn-p4m)", tok);
-            /* each model once, so the list holds at most EX_MODEL_COUNT */
-            for (int k = 0; k < n_models; k++)
-                if (model_list[k] == m) ex_bad_arg("rotmnist: --models names '%s' twice", tok);
-            model_list[n_models++] = m;
-        }
-        if (n_models == 0) ex_bad_arg("rotmnist: --models '%s' names no model", models);
-        free(list);
-    }
+    int model_list[EX_MODEL_COUNT];
+    const int n_models = ex_model_list("rotmnist", models, model_list);
     /* Every network is built once now, so that an option the library refuses (a width or an R
      * out of its range) stops the run before any model has trained. */
     for (int mi = 0; mi < n_models; mi++) {

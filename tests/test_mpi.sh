@@ -132,9 +132,15 @@ for np in 1 2 3; do run $np api; done
 # CFNET_E_INVALID_ARGUMENT at once, the others a group without them. Passed by rank 1 while rank
 # 0 passes MPI_COMM_WORLD: rank 0 waits in MPI_Comm_dup and cannot be told (cfnet_mpi.h); rank
 # 1's message says to end the job, and doing so ends it (124 would mean a hang).
-for np in 2 3; do run $np nullcomm >"$out/nullcomm.log"; done
-grep -q "rank 1: cfnet_mpi_create: the communicator is MPI_COMM_NULL on this rank" \
-    "$out/nullcomm.log" || { cat "$out/nullcomm.log"; echo "test_mpi: nullcomm"; exit 1; }
+# Every run's lines are checked: rank 0's group of 1, the message on each of the other ranks.
+for np in 2 3; do
+    run $np nullcomm >"$out/nullcomm.log"
+    msg="cfnet_mpi_create: the communicator is MPI_COMM_NULL on this rank"
+    left=$(grep -c "^nullcomm: rank [1-9]: $msg" "$out/nullcomm.log" || true)
+    if [ "$left" != $((np - 1)) ] || ! grep -q "^nullcomm: rank 0: a group of 1" "$out/nullcomm.log"; then
+        cat "$out/nullcomm.log"; echo "test_mpi: nullcomm on $np ranks"; exit 1
+    fi
+done
 set +e
 run 2 nullcomm-abort >"$out/nullcomm-abort.log" 2>&1
 rc=$?

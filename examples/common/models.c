@@ -4,6 +4,7 @@
 
 #include <ctype.h>
 #include <math.h>
+#include <stdlib.h>
 #include <string.h>
 
 static const char *const names[EX_MODEL_COUNT] = {"CFNet", "CNet",  "G-CNN",
@@ -29,6 +30,28 @@ int ex_model_parse(const char *name)
     for (int m = 0; m < EX_MODEL_COUNT; m++)
         if (same_name(name, names[m])) return m;
     return -1;
+}
+
+int ex_model_list(const char *prog, const char *list, int out[EX_MODEL_COUNT])
+{
+    /* a copy of any length for strtok (a fixed buffer cut a long list without a word) */
+    char *copy = ex_malloc(strlen(list) + 1);
+    memcpy(copy, list, strlen(list) + 1);
+    int n = 0;
+    for (char *t = strtok(copy, ","); t; t = strtok(NULL, ",")) {
+        int m = ex_model_parse(t);
+        if (m < 0)
+            ex_bad_arg("%s: unknown model '%s' (cfnet, cnet, gcnn, gcnn-dft, cnn, gcnn-p4m)", prog,
+                       t);
+        /* each model once: a model named twice would train twice under one name (and the list
+         * holds each of the EX_MODEL_COUNT models at most once) */
+        for (int k = 0; k < n; k++)
+            if (out[k] == m) ex_bad_arg("%s: --models names '%s' twice", prog, t);
+        out[n++] = m;
+    }
+    free(copy);
+    if (n == 0) ex_bad_arg("%s: --models '%s' names no model", prog, list);
+    return n;
 }
 
 cfnet_network *ex_build(ex_model m, const ex_arch *a, int channels, int size, int classes,

@@ -43,6 +43,11 @@ typedef struct ex_arch {
 const char *ex_model_name(ex_model m);
 /* Parses a name as printed (case-insensitive, "gcnn-dft" also accepted); -1 if unknown. */
 int ex_model_parse(const char *name);
+/* Parses a --models list (names separated by commas; empty entries are skipped) of any length
+ * into out, in its order, and returns the count. Each model at most once, so out needs room for
+ * EX_MODEL_COUNT. An unknown name, a name given twice or a list naming no model exits with
+ * status 2 (ex_bad_arg) and a message that starts with prog. */
+int ex_model_list(const char *prog, const char *list, int out[EX_MODEL_COUNT]);
 
 /* Builds the network (exits with cfnet_last_error() on failure). */
 cfnet_network *ex_build(ex_model m, const ex_arch *a, int channels, int size, int classes,
