@@ -104,7 +104,7 @@ static void read_only_tensors_are_refused_by_every_writer(void **state)
     CF_ASSERT_OK(cfnet_network_append(net, l));
     CF_ASSERT_OK(cfnet_layer_dense_create(K, &l));
     CF_ASSERT_OK(cfnet_network_append(net, l));
-    float o[N * K];
+    float o[N * K] = {0}; /* read as logits below: defined values */
     cfnet_tensor *ro_out = NULL;
     CF_ASSERT_OK(cfnet_tensor_wrap_const(o, 2, os, &ro_out));
     REFUSED(cfnet_network_infer(net, img_rw, ro_out));
