@@ -65,37 +65,36 @@ _EVALUATE_SPLIT_MAX = 2**22
 _OPTION_VALUE_ENUMS = {Option.OPTIMIZER: Optimizer, Option.AUG_ROTATION: AugRotation}
 
 
-@contextlib.contextmanager
-def _deferred_interrupt():
-    """Around a libcfnet call that runs Python callbacks (train_epoch's progress, the sum
-    hook). Python delivers a Ctrl-C (SIGINT) at the next Python code it runs, which during such a
-    call is the entry of a ctypes callback: ctypes would print the KeyboardInterrupt as
-    "ignored" and drop it, and the callback's return value would be undefined (train_epoch
-    reported a cancel by the progress function, fit returned as if nothing had happened, and
-    without a progress function the interrupt waited for the end of the epoch). So, in the main
-    thread and while SIGINT has Python's default handler, a SIGINT is only recorded during the
-    call: the yielded list becomes non-empty (callbacks check it to stop), and
-    KeyboardInterrupt is raised once the call has returned. Elsewhere None is yielded and
-    nothing changes."""
-    if (threading.current_thread() is not threading.main_thread()
-            or signal.getsignal(signal.SIGINT) is not signal.default_int_handler):
-        yield None
-        return
-    hit = []
+# ---- Ctrl-C (SIGINT) during a libcfnet call ----
+#
+# A Ctrl-C is delivered by Python at the next bytecode the main thread runs. During a libcfnet
+# call that is the entry of a ctypes callback (the interrupt callback of inference, the progress
+# function of train_epoch, the sum hook), where an exception raised by the SIGINT handler would
+# be printed as "ignored" and lost, and the callback's return value undefined; without any
+# callback the interrupt would wait for the end of the call. So every call that can take long,
+# or that runs Python callbacks, runs inside ``_sigint_guard``: one mechanism for inference and
+# training.
+#
+# In the main thread, while the SIGINT handler is a Python function (Python's default one,
+# raising KeyboardInterrupt, or the host's own), the guard replaces it for the duration of the
+# call by a recorder, and restores it in one place when the call returns. Recorded SIGINTs are
+# handed to the handler that was in place at the call's own check points (``_sigint_poll``):
+# libcfnet's interrupt callback before each layer or part of the batch of inference, and the
+# progress callback after each training step. Python's default handler stops the call there
+# (KeyboardInterrupt follows it); a host's handler is called there and stops the call if it
+# raises (its exception follows it). Calls without check points (train_step) get their SIGINT
+# after the call. A SIGINT after the last check point is handed over when the call returns.
+# Either way the exception comes out of the guard after every handle of the call (Borrow) has
+# been released, and it takes precedence over the CancelledError of the stop (or any other
+# error) it caused.
+#
+# In any other thread (signal handlers can only be installed, and are only run, in the main
+# thread), with SIG_IGN or SIG_DFL, or inside a call already guarded (evaluate's batches, a
+# read-only call from a progress callback), the guard changes nothing: a SIGINT goes wherever
+# it would go without it, and the check points of the thread say "go on".
 
-    def record(signum, frame):
-        hit.append(signum)
-    signal.signal(signal.SIGINT, record)
-    try:
-        yield hit
-    finally:
-        signal.signal(signal.SIGINT, signal.default_int_handler)
-    if hit:
-        raise KeyboardInterrupt
-
-
-class _InterruptState:
-    """One interruptible call in the main thread (see ``_interruptible``)."""
+class _GuardedCall:
+    """The state of one guarded call in the main thread (see ``_sigint_guard``)."""
     __slots__ = ("handler", "pending", "stop", "raised")
 
     def __init__(self, handler):
@@ -104,8 +103,22 @@ class _InterruptState:
         self.stop = False       # the default handler's Ctrl-C: KeyboardInterrupt follows
         self.raised = []        # what the host's own handler raised
 
+    def stopping(self):
+        return self.stop or bool(self.raised)
 
-_interrupt_tls = threading.local()  # .state: the _InterruptState of the thread's current call
+    def deliver(self):
+        """Hands the recorded SIGINTs to the handler in place before the call; True to stop.
+        The host's handler may raise here."""
+        while self.pending and not self.stopping():
+            signum = self.pending.pop(0)
+            if self.handler is signal.default_int_handler:
+                self.stop = True
+            else:
+                self.handler(signum, None)
+        return self.stopping()
+
+
+_guard_tls = threading.local()  # .call: the _GuardedCall of the thread's current guarded call
 
 # PyErr_CheckSignals through ctypes.pythonapi (a PyDLL: the GIL stays held; an exception from
 # a handler would be raised here).
@@ -114,76 +127,69 @@ _check_signals.restype = ctypes.c_int
 _check_signals.argtypes = []
 
 
+def _sigint_poll(call):
+    """A check point of the guarded ``call`` (a _GuardedCall, or None: not guarded, go on):
+    runs the pending Python signal handlers (a SIGINT's C handler only flags it, and the
+    recorder would otherwise wait for a later bytecode boundary), then hands the recorded
+    SIGINTs over. True to stop the C call; what the host's handler raised is kept in
+    ``call.raised`` and re-raised by the guard."""
+    if call is None:
+        return False
+    if call.stopping():
+        return True
+    try:
+        _check_signals()
+        return call.deliver()
+    except BaseException as e:
+        call.raised.append(e)
+        return True
+
+
 def _interrupt_check(user, done, total):
     """The cfnet_interrupt_fn every Network installs (cfnet_network_set_interrupt): libcfnet
     asks it before each layer of infer, probabilities, predict, evaluate and invariance, and
-    between parts of the batch in per-sample layers. Outside an ``_interruptible`` call of this
-    thread it says "go on". Inside one it runs the pending Python signal handlers
-    (PyErr_CheckSignals: a SIGINT's C handler only flags it, and the Python handler, here the
-    recorder of ``_interruptible``, would otherwise wait for a later bytecode boundary), then
-    hands a recorded SIGINT to the handler that was in place: the default one stops the call
-    (KeyboardInterrupt follows it), a host's own handler is called here and stops the call if
-    it raises."""
-    state = getattr(_interrupt_tls, "state", None)
-    if state is None:
-        return 0
-    try:
-        _check_signals()
-        return 1 if _deliver(state) else 0
-    except BaseException as e:  # stop; re-raised after the call
-        state.raised.append(e)
-        return 1
-
-
-def _deliver(state):
-    """Hands the recorded SIGINTs to the handler in place before the call; True to stop."""
-    while state.pending and not (state.stop or state.raised):
-        signum = state.pending.pop(0)
-        if state.handler is signal.default_int_handler:
-            state.stop = True
-        else:
-            state.handler(signum, None)  # may raise: the caller records it
-    return state.stop or bool(state.raised)
+    between parts of the batch in per-sample layers. A check point of the thread's guarded
+    call, if any (``_sigint_poll``)."""
+    return 1 if _sigint_poll(getattr(_guard_tls, "call", None)) else 0
 
 
 _INTERRUPT_FN = _lib.INTERRUPT_FN(_interrupt_check)  # kept alive with the module
 
 
 @contextlib.contextmanager
-def _interruptible():
-    """Around every call that asks the network's interrupt callback (infer, probabilities,
-    predict, evaluate, invariance): in the main thread, while the SIGINT handler is a Python
-    function (the default one raising KeyboardInterrupt, or the host's), a SIGINT is only
-    recorded during the call, and the callback hands it to that handler at the next check, so
-    that Ctrl-C stops the call before the next layer or part of the batch instead of after the
-    whole call (CFNET_E_CANCELLED, nothing written, the network unchanged): KeyboardInterrupt,
-    or what the host's handler raised, comes out instead of CancelledError. (Left in place, a
-    Python handler would run at the entry of the ctypes callback, where an exception it raises
-    is printed as "ignored" and lost.) A SIGINT recorded after the last check is handed over
-    when the call returns. Elsewhere nothing changes."""
-    handler = signal.getsignal(signal.SIGINT)
-    if (threading.current_thread() is not threading.main_thread() or not callable(handler)
-            or getattr(_interrupt_tls, "state", None) is not None):  # nested: the outer one
-        yield
+def _sigint_guard():
+    """Around a libcfnet call that can take long or runs Python callbacks (see the comment
+    above ``_GuardedCall``); outermost, so that a SIGINT never lands between a borrowed
+    tensor's creation and its release. Yields the _GuardedCall whose check points the call's
+    own Python callbacks poll (``_sigint_poll``), or None where nothing is guarded (another
+    thread, a SIGINT handler that is not a Python function); a nested guard yields the outer
+    call's and leaves everything to it."""
+    outer = getattr(_guard_tls, "call", None)
+    if outer is not None:
+        yield outer
         return
-    state = _InterruptState(handler)
-    signal.signal(signal.SIGINT, lambda signum, frame: state.pending.append(signum))
-    _interrupt_tls.state = state
+    handler = signal.getsignal(signal.SIGINT)
+    if threading.current_thread() is not threading.main_thread() or not callable(handler):
+        yield None
+        return
+    call = _GuardedCall(handler)
+    signal.signal(signal.SIGINT, lambda signum, frame: call.pending.append(signum))
+    _guard_tls.call = call
     failure = None
     try:
-        yield
+        yield call
     except CancelledError as e:
-        if not (state.stop or state.raised):
+        if not call.stopping():  # a stop of the call's own (progress returned True)
             failure = e
     except BaseException as e:  # after the SIGINTs below: a Ctrl-C is not lost to an error
         failure = e
     finally:
-        _interrupt_tls.state = None
-        signal.signal(signal.SIGINT, handler)
-    if state.raised:
-        raise state.raised[0]
-    _deliver(state)  # a SIGINT after the last check (the host's handler may raise here)
-    if state.stop:
+        _guard_tls.call = None
+        signal.signal(signal.SIGINT, handler)  # the one place the host's handler comes back
+    if call.raised:
+        raise call.raised[0]
+    call.deliver()  # a SIGINT after the last check point (the host's handler may raise here)
+    if call.stop:
         raise KeyboardInterrupt
     if failure is not None:
         raise failure
@@ -261,7 +267,7 @@ class Network(Handle):
             context._register(self)
         lib = _lib.load()
         if "cfnet_network_set_interrupt" not in lib._missing:  # an older libcfnet: no Ctrl-C
-            # The callback lets Ctrl-C stop inference between layers (_interruptible); set once
+            # The callback lets Ctrl-C stop inference between layers (_sigint_guard); set once
             # here, since setting it is refused while another thread runs inference.
             lib.call("cfnet_network_set_interrupt", handle,
                      ctypes.cast(_INTERRUPT_FN, ctypes.c_void_p), None)
@@ -499,7 +505,7 @@ class Network(Handle):
         if x is None:
             return self._out(0)
         out = self._out(x.shape[0] if x.ndim else 0)
-        with _interruptible(), Borrow(x) as tx, Borrow(out) as to:
+        with _sigint_guard(), Borrow(x) as tx, Borrow(out) as to:
             _lib.load().call("cfnet_network_infer", h, tx, to)
         return out[0] if single else out
 
@@ -514,7 +520,7 @@ class Network(Handle):
             return np.empty((0, k), dtype=np.float32)
         n = x.shape[0] if x.ndim else 0
         probs = np.empty((n, k), dtype=np.float32)
-        with _interruptible(), Borrow(x) as tx, Borrow(probs) as tp:
+        with _sigint_guard(), Borrow(x) as tx, Borrow(probs) as tp:
             _lib.load().call("cfnet_network_probabilities", h, tx, tp)
         return probs[0] if single else probs
 
@@ -528,7 +534,7 @@ class Network(Handle):
             return np.empty(0, dtype=np.int32)
         n = x.shape[0] if x.ndim else 0
         labels = np.empty(n, dtype=np.int32)
-        with _interruptible(), Borrow(x) as tx:
+        with _sigint_guard(), Borrow(x) as tx:
             _lib.load().call("cfnet_network_predict", h, tx,
                              labels.ctypes.data_as(ctypes.POINTER(ctypes.c_int32)), n)
         return int(labels[0]) if single else labels
@@ -585,9 +591,8 @@ class Network(Handle):
         lab = as_labels(labels, x.shape[0] if x.ndim else None)
         loss = ctypes.c_float()
         raised = getattr(self, "_sum_raised", None)
-        # Ctrl-C deferred (outermost, so that it never lands between the borrowed tensor's
-        # creation and its release): the sum hook runs Python code during the call
-        with _deferred_interrupt(), Borrow(x) as tx, self._in_call():
+        # Ctrl-C after the step (no check points: the sum hook must not fail the step)
+        with _sigint_guard(), Borrow(x) as tx, self._in_call():
             try:
                 _lib.load().call("cfnet_network_train_step", h, tx,
                                  lab.ctypes.data_as(ctypes.POINTER(ctypes.c_int32)), lab.size,
@@ -674,7 +679,7 @@ class Network(Handle):
         if b < 0 or x.ndim == 0 or n <= size or size > _EVALUATE_SPLIT_MAX:
             return self._evaluate_call(lib, h, x, lab, b)
         sum_loss, correct = 0.0, 0
-        with _interruptible():  # the calls' own checks stop one at the next layer
+        with _sigint_guard():  # the calls' own checks stop one at the next layer
             try:
                 for s0 in range(0, n, size):
                     nb = min(size, n - s0)
@@ -685,7 +690,7 @@ class Network(Handle):
                     sum_loss += loss * nb
                     correct += round(acc * nb)
             except CancelledError:
-                raise  # Ctrl-C: KeyboardInterrupt from _interruptible
+                raise  # Ctrl-C: KeyboardInterrupt from _sigint_guard
             except CfnetError:
                 # A batch's error counts images and labels within the batch: one call over all
                 # of them raises the library's own error (validation comes first in it, so a
@@ -696,7 +701,7 @@ class Network(Handle):
     @staticmethod
     def _evaluate_call(lib, h, x, lab, batch):
         loss, acc = ctypes.c_float(), ctypes.c_float()
-        with _interruptible(), Borrow(x) as tx:
+        with _sigint_guard(), Borrow(x) as tx:
             lib.call("cfnet_network_evaluate", h, tx,
                      lab.ctypes.data_as(ctypes.POINTER(ctypes.c_int32)), lab.size, batch,
                      ctypes.byref(loss), ctypes.byref(acc))
@@ -736,12 +741,13 @@ class Network(Handle):
         lib = _lib.load()
         n_batch = to_int(batch, "batch", INT64)
         p_labels = lab.ctypes.data_as(ctypes.POINTER(ctypes.c_int32))
-        with _deferred_interrupt() as interrupted, Borrow(x) as tx, self._in_call():
+        # Ctrl-C stops the epoch after the current step: the progress callback is a check point
+        with _sigint_guard() as guarded, Borrow(x) as tx, self._in_call():
             cb = None
-            if progress is not None or interrupted is not None:
+            if progress is not None or guarded is not None:
                 def trampoline(user, step, steps, loss, accuracy):
                     try:
-                        if interrupted:  # Ctrl-C: stop; KeyboardInterrupt follows the call
+                        if _sigint_poll(guarded):  # Ctrl-C: stop; the guard raises after
                             return 1
                         if progress is None:
                             return 0
@@ -755,15 +761,16 @@ class Network(Handle):
                 h, tx, p_labels, n_batch,
                 p_order, int(count), ctypes.cast(cb, ctypes.c_void_p) if cb else None, None,
                 ctypes.byref(mean), ctypes.byref(acc))
-        if raised:
-            raise raised[0]
-        if status != 0:
-            from ._errors import CancelledError, check
-            try:
-                check(status, lib.cfnet_last_error())
-            except CancelledError as e:
-                e.mean_loss, e.accuracy = mean.value, acc.value
-                raise
+            # inside the guard: a Ctrl-C takes precedence over what it caused
+            if raised:
+                raise raised[0]
+            if status != 0:
+                from ._errors import check
+                try:
+                    check(status, lib.cfnet_last_error())
+                except CancelledError as e:
+                    e.mean_loss, e.accuracy = mean.value, acc.value
+                    raise
         return mean.value, acc.value
 
     def fit(self, images, labels, epochs=1, batch=50, order=None, progress=None, rng=None,
@@ -840,7 +847,7 @@ class Network(Handle):
             a = np.ascontiguousarray(a).reshape(-1)
         out = ctypes.c_double()
         flags = 1 if reflect else 0  # CFNET_INVARIANCE_REFLECT
-        with _interruptible(), Borrow(x) as tx:
+        with _sigint_guard(), Borrow(x) as tx:
             if angles is None:
                 _lib.load().call("cfnet_network_invariance_ex", h, tx, None, 0, flags,
                                  ctypes.byref(out))

@@ -114,7 +114,7 @@ class InterruptTest(LeakCheckedTestCase):
 
     STEPS = 40000
 
-    def interrupt_during(self, name, run, inside="train_epoch"):
+    def interrupt_during(self, name, run, inside="train_epoch", expect=KeyboardInterrupt):
         main = threading.main_thread().ident
         done = threading.Event()
 
@@ -135,7 +135,7 @@ class InterruptTest(LeakCheckedTestCase):
         t = threading.Thread(target=kill)
         t.start()
         try:
-            with self.assertRaises(KeyboardInterrupt, msg=name):
+            with self.assertRaises(expect, msg=name):
                 run()
         finally:
             done.set()
@@ -163,6 +163,37 @@ class InterruptTest(LeakCheckedTestCase):
                 self.assertEqual(net.predict(x).shape, (10,))
                 self.assertTrue(np.isfinite(net.evaluate(x, y)[0]))
             net.train_epoch(x, y, batch=5)
+
+    def test_a_host_sigint_handler_stops_the_epoch_and_its_exception_propagates(self):
+        # A host's own SIGINT handler is called at the next step's check point, inside the
+        # call, and its exception stops the epoch and propagates; it used to run at the
+        # progress callback's entry, where ctypes printed its exception as "ignored" and the
+        # epoch went on.
+        class Stop(Exception):
+            pass
+
+        calls = []
+
+        def handler(signum, frame):
+            calls.append(signum)
+            raise Stop()
+        x, y = rotated_patterns(10, S=16, seed=3)
+        order = np.zeros(2 * self.STEPS, dtype=np.int64)
+        old = signal.signal(signal.SIGINT, handler)
+        try:
+            with make_net() as net:
+                for name, progress in (("without progress", None),
+                                       ("with progress", lambda *a: False)):
+                    before = net.step_count
+                    self.interrupt_during(
+                        name, lambda: net.train_epoch(x, y, batch=2, order=order,
+                                                      progress=progress), expect=Stop)
+                    self.assertLess(net.step_count - before, self.STEPS, name)
+                    self.assertIs(signal.getsignal(signal.SIGINT), handler)
+                self.assertEqual(len(calls), 2)
+                self.assertEqual(net.predict(x).shape, (10,))
+        finally:
+            signal.signal(signal.SIGINT, old)
 
     def test_ctrl_c_during_a_train_step_with_a_sum_hook(self):
         # The hook's trampoline used to drop the interrupt and fail the step with a
