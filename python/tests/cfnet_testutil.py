@@ -1,7 +1,10 @@
-"""Shared helpers for the binding's tests: small networks, a rotated-pattern dataset, and the
-live-handle counter check."""
+"""Shared helpers for the binding's tests: small networks, a rotated-pattern dataset, the
+live-handle counter check, and a child process interrupted by SIGINT inside a C call."""
 import gc
 import os
+import signal
+import subprocess
+import sys
 import unittest
 
 import numpy as np
@@ -57,3 +60,58 @@ class LeakCheckedTestCase(unittest.TestCase):
     def tearDown(self):
         gc.collect()
         self.assertEqual(dict(_lib.live), self._live_before, "handles leaked or freed twice")
+
+
+# Put before the code of an interrupt_child: ``run_interrupted(call, *args)`` runs call(*args)
+# and, at the first check point the C call asks (the binding's interrupt callback), prints
+# "inside" and waits there until a signal has reached the process (signal.set_wakeup_fd), so
+# that the parent's SIGINT lands inside the C call, before a single layer has run, whatever
+# the timing. It returns ("interrupted" or "finished", the (done, total) of every check point
+# asked): a call stopped by the SIGINT asks no check point after the one where it was waiting.
+CHILD_PRELUDE = r"""
+import os, select, signal, sys
+def run_interrupted(call, *args):
+    r, w = os.pipe()
+    os.set_blocking(w, False)
+    checks = []
+    def profile(frame, event, arg):
+        if event == "call" and frame.f_code.co_name == "_interrupt_check":
+            checks.append((frame.f_locals["done"], frame.f_locals["total"]))
+            if len(checks) == 1:
+                print("inside", flush=True)
+                select.select([r], [], [], 300)
+    old = signal.set_wakeup_fd(w)
+    sys.setprofile(profile)
+    try:
+        call(*args)
+        return "finished", checks
+    except KeyboardInterrupt:
+        return "interrupted", checks
+    finally:
+        sys.setprofile(None)
+        signal.set_wakeup_fd(old)
+        os.close(r)
+        os.close(w)
+"""
+
+
+def interrupt_child(test, code, *args, timeout=300):
+    """Runs CHILD_PRELUDE + ``code`` with ``args`` in a child Python (this environment), sends
+    it SIGINT (as Ctrl-C would) once it prints "inside", and returns the lines it printed after
+    that; fails ``test`` if the child never got there or did not exit with status 0."""
+    proc = subprocess.Popen([sys.executable, "-c", CHILD_PRELUDE + code] + list(args),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env=dict(os.environ))
+    try:
+        first = proc.stdout.readline()
+        if first != "inside\n":
+            out, err = proc.communicate(timeout=timeout)
+            test.fail("the child did not reach the C call: %r\n%s" % (first + out, err))
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=timeout)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    test.assertEqual(proc.returncode, 0, err)
+    return out.splitlines()
