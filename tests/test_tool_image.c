@@ -431,9 +431,9 @@ static void unsupported_tiffs_are_refused_with_a_reason(void **state)
         TIFFSetField(t, TIFFTAG_PHOTOMETRIC, PHOTOMETRIC_YCBCR);
         TIFFSetField(t, TIFFTAG_YCBCRSUBSAMPLING, 1, 1);
         TIFFSetField(t, TIFFTAG_ROWSPERSTRIP, 16u);
-        for (int s = 0; s < (planar ? 3 : 1); s++)
+        for (int plane = 0; plane < (planar ? 3 : 1); plane++)
             for (uint32_t y = 0; y < 16; y++)
-                assert_true(TIFFWriteScanline(t, px, y, (uint16_t)s) >= 0);
+                assert_true(TIFFWriteScanline(t, px, y, (uint16_t)plane) >= 0);
         TIFFClose(t);
         expect_error(p, "colour model (YCbCr, photometric 6) on page 1 (supported: grey, RGB, "
                         "YCbCr as 8-bit interleaved JPEG)");
