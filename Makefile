@@ -462,6 +462,19 @@ empty :=
 space := $(empty) $(empty)
 LDCONFIG ?=
 
+# Earlier releases of the same SONAME left in LIBDIR (libcfnet.so.0.1.0 under 0.2.0): real files
+# named libcfnet.so.MAJOR.N.N (digits only) that the SONAME link no longer points at. Nothing
+# loads them, uninstall would never remove them, and ldconfig would point the SONAME link at
+# the newest of them again (after a downgrade, the newer file). Symlinks and any other name stay.
+REMOVE_STALE_SOLIBS = d='$(DESTDIR)$(LIBDIR)'; cur=$$(readlink "$$d/$(SONAME)"); \
+    for f in "$$d"/libcfnet.so.$(MAJOR).*.*; do \
+        n=$${f\#\#*/}; v=$${n\#libcfnet.so.$(MAJOR).}; \
+        case "$$v" in *[!0-9.]* | .* | *. | *..* | *.*.*) continue ;; *.*) ;; *) continue ;; esac; \
+        if [ -f "$$f" ] && [ ! -L "$$f" ] && [ "$$n" != "$$cur" ]; then \
+            rm -f "$$f" && echo "make install: removed $$f (another release; $(SONAME) now points at $$cur)"; \
+        fi; \
+    done
+
 # Directories install created, for uninstall (scripts/install-dirs).
 DIRS_MANIFEST = $(CMAKEDIR)/installed-directories
 
@@ -474,6 +487,7 @@ install: $(SOLIB) $(ALIB) $(TOOL)
 	install -m 755 $(SOLIB) $(DESTDIR)$(LIBDIR)/
 	ln -sf libcfnet.so.$(VERSION) $(DESTDIR)$(LIBDIR)/$(SONAME)
 	ln -sf $(SONAME) $(DESTDIR)$(LIBDIR)/libcfnet.so
+	@$(REMOVE_STALE_SOLIBS)
 	install -m 644 $(ALIB) $(DESTDIR)$(LIBDIR)/
 	$(SUBST) pkgconfig/cfnet.pc.in > $(DESTDIR)$(PCDIR)/cfnet.pc
 	$(SUBST) pkgconfig/cfnet-static.pc.in > $(DESTDIR)$(PCDIR)/cfnet-static.pc

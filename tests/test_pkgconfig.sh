@@ -6,7 +6,8 @@
 # and print the right output. The compile flags must carry no dependency include path. Install
 # without DESTDIR must say how programs find the library, and run ldconfig when the library
 # directory is on the linker's search path, and refuse a relative PREFIX; a PREFIX with a
-# trailing slash keeps the directories under it in the .pc files. A moved copy of the installed tree builds with
+# trailing slash keeps the directories under it in the .pc files; install over an earlier
+# release removes that release's library file and nothing else. A moved copy of the installed tree builds with
 # `pkg-config --define-prefix`, and README.md's host program builds and runs as README says.
 # Finally `make uninstall` must remove every installed file and every directory install
 # created, and keep the ones that were there before.
@@ -55,6 +56,47 @@ done
 # shellcheck disable=SC2086
 make --no-print-directory -s uninstall PREFIX="$slash/" LIBDIR="$slash/lib" INCDIR="$slash/include" \
     $makevars >"$tmp/slash.log" 2>&1 || { cat "$tmp/slash.log"; fail "make uninstall PREFIX=$slash/"; }
+
+# Installing over an earlier release of the same SONAME (0.1.0 under 0.2.0) removes its library
+# file, which nothing loads any more and uninstall would never remove (ldconfig would even point
+# the SONAME link back at it if it were newer); nothing else in the folder is touched, and
+# uninstall removes what install installed. Staged with DESTDIR, which the removal must honour.
+major=$(sed -n 's/^#define CFNET_VERSION_MAJOR \([0-9]*\).*/\1/p' include/cfnet/cfnet.h)
+minor=$(sed -n 's/^#define CFNET_VERSION_MINOR \([0-9]*\).*/\1/p' include/cfnet/cfnet.h)
+old=$major.1.0 # 0.1.0 under 0.2.0
+[ "$minor" != 1 ] || old=$major.0.1
+stage=$tmp/stage
+slib=$stage/cfnet-upgrade-prefix/lib
+mkdir -p "$slib"
+echo "old release" > "$slib/libcfnet.so.$old" # the release before, as a real file
+echo "newer release" > "$slib/libcfnet.so.$major.99.0"
+ln -s "libcfnet.so.$old" "$slib/libcfnet.so.$major"
+for keep in "libcfnet.so.$old.orig" "libcfnet.so.$((major + 1)).0.0" libcfnet.so.$major.x.1 \
+            libother.so.$major.0.1 notes.txt; do
+    echo "not ours" > "$slib/$keep"
+done
+ln -s notes.txt "$slib/libcfnet.so.$major.77.7" # a symlink of a release's name: not a real file
+# shellcheck disable=SC2086
+make --no-print-directory -s install PREFIX=/cfnet-upgrade-prefix DESTDIR="$stage" $makevars \
+    >"$tmp/upgrade.log" 2>&1 || { cat "$tmp/upgrade.log"; fail "make install over an earlier release"; }
+for gone in "libcfnet.so.$old" "libcfnet.so.$major.99.0"; do
+    [ ! -e "$slib/$gone" ] || fail "make install left the earlier release's $gone"
+    grep -q "make install: removed $slib/$gone " "$tmp/upgrade.log" ||
+        { cat "$tmp/upgrade.log"; fail "make install did not say it removed $gone"; }
+done
+soname_target=$(readlink "$slib/libcfnet.so.$major")
+case "$soname_target" in libcfnet.so.$major.*.*) [ -f "$slib/$soname_target" ] ;; *) false ;; esac ||
+    fail "libcfnet.so.$major points at '$soname_target' after the install"
+# shellcheck disable=SC2086
+make --no-print-directory -s uninstall PREFIX=/cfnet-upgrade-prefix DESTDIR="$stage" $makevars \
+    >"$tmp/upgrade.log" 2>&1 || { cat "$tmp/upgrade.log"; fail "make uninstall (upgrade)"; }
+left=$(find "$slib" -mindepth 1 -maxdepth 1 -printf '%f\n' | LC_ALL=C sort | tr '\n' ' ')
+want="libcfnet.so.$old.orig libcfnet.so.$major.77.7 libcfnet.so.$major.x.1 libcfnet.so.$((major + 1)).0.0 libother.so.$major.0.1 notes.txt "
+[ "$left" = "$want" ] || fail "after install over an earlier release and uninstall, lib/ holds: $left (expected: $want)"
+[ "$(cat "$slib/notes.txt")" = "not ours" ] || fail "make install changed notes.txt"
+[ -z "$(find "$stage" -mindepth 1 ! -path "$slib" ! -path "$slib/*" ! -path "$stage/cfnet-upgrade-prefix")" ] ||
+    fail "make uninstall (upgrade) left: $(find "$stage" -mindepth 1 ! -path "$slib*")"
+echo "test_pkgconfig: install over an earlier release removes its library file only: ok"
 
 # shellcheck disable=SC2086
 make --no-print-directory -s install PREFIX="$prefix" $makevars >"$tmp/install.log" 2>&1 ||

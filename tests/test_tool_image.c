@@ -91,6 +91,146 @@ static void tiff_big_endian_reads_back_exactly(void **state)
     free(p);
 }
 
+/* A smooth 8-bit RGB test pattern (interleaved): gradients and slow waves in each channel,
+ * the content JPEG keeps well, so a reading error shows above the compression error. */
+static uint8_t smooth_rgb(int x, int y, int c)
+{
+    double v = c == 0   ? 40 + 3.0 * x + 60 * sin(y / 6.0)
+               : c == 1 ? 200 - 2.5 * y + 40 * cos(x / 7.0)
+                        : 128 + 90 * sin((x + y) / 9.0);
+    return (uint8_t)(v < 0 ? 0 : v > 255 ? 255 : lround(v));
+}
+
+/* Writes an RGB image as a JPEG-compressed YCbCr TIFF with 4:2:0 subsampling, the way slide
+ * scanners do: libtiff converts the RGB it is given (JPEGCOLORMODE_RGB). `pages` colour
+ * functions of (x, y, c) become pages; tiles of 16 x 16 or strips of 16 rows. */
+typedef uint8_t (*rgb_fn)(int x, int y, int c);
+static void write_jpeg_ycbcr(const char *path, int w, int h, int tiled, const rgb_fn *fn,
+                             int pages)
+{
+    TIFF *t = TIFFOpen(path, "w");
+    assert_non_null(t);
+    for (int p = 0; p < pages; p++) {
+        TIFFSetField(t, TIFFTAG_IMAGEWIDTH, (uint32_t)w);
+        TIFFSetField(t, TIFFTAG_IMAGELENGTH, (uint32_t)h);
+        TIFFSetField(t, TIFFTAG_SAMPLESPERPIXEL, 3);
+        TIFFSetField(t, TIFFTAG_BITSPERSAMPLE, 8);
+        TIFFSetField(t, TIFFTAG_PLANARCONFIG, PLANARCONFIG_CONTIG);
+        TIFFSetField(t, TIFFTAG_COMPRESSION, COMPRESSION_JPEG);
+        TIFFSetField(t, TIFFTAG_PHOTOMETRIC, PHOTOMETRIC_YCBCR);
+        TIFFSetField(t, TIFFTAG_YCBCRSUBSAMPLING, 2, 2);
+        TIFFSetField(t, TIFFTAG_JPEGQUALITY, 90);
+        TIFFSetField(t, TIFFTAG_JPEGCOLORMODE, JPEGCOLORMODE_RGB);
+        if (pages > 1) TIFFSetField(t, TIFFTAG_SUBFILETYPE, (uint32_t)FILETYPE_PAGE);
+        if (tiled) {
+            TIFFSetField(t, TIFFTAG_TILEWIDTH, 16u);
+            TIFFSetField(t, TIFFTAG_TILELENGTH, 16u);
+            uint8_t tile[16 * 16 * 3];
+            for (int y0 = 0; y0 < h; y0 += 16)
+                for (int x0 = 0; x0 < w; x0 += 16) {
+                    for (int y = 0; y < 16; y++)
+                        for (int x = 0; x < 16; x++)
+                            for (int c = 0; c < 3; c++)
+                                tile[(y * 16 + x) * 3 + c] = fn[p](x0 + x, y0 + y, c);
+                    assert_true(TIFFWriteTile(t, tile, (uint32_t)x0, (uint32_t)y0, 0, 0) > 0);
+                }
+        } else {
+            TIFFSetField(t, TIFFTAG_ROWSPERSTRIP, 16u); /* a multiple of the 16-row MCU */
+            uint8_t *row = xmalloc((size_t)w * 3);
+            for (int y = 0; y < h; y++) {
+                for (int x = 0; x < w; x++)
+                    for (int c = 0; c < 3; c++) row[x * 3 + c] = fn[p](x, y, c);
+                assert_true(TIFFWriteScanline(t, row, (uint32_t)y, 0) >= 0);
+            }
+            free(row);
+        }
+        assert_true(TIFFWriteDirectory(t));
+    }
+    TIFFClose(t);
+}
+
+static uint8_t pure_red(int x, int y, int c) { (void)x; (void)y; return c == 0 ? 255 : 0; }
+static uint8_t pure_green(int x, int y, int c) { (void)x; (void)y; return c == 1 ? 255 : 0; }
+static uint8_t pure_blue(int x, int y, int c) { (void)x; (void)y; return c == 2 ? 255 : 0; }
+
+static void tiff_jpeg_ycbcr_reads_as_rgb(void **state)
+{
+    (void)state;
+    char err[256];
+    /* 37 x 41: partial MCUs, strips and tiles at the right and bottom edges */
+    const int w = 37, h = 41;
+    for (int tiled = 0; tiled < 2; tiled++) {
+        char *p = out_path(tiled ? "imageio_jpeg_ycbcr_tiles.tif" : "imageio_jpeg_ycbcr_strips.tif");
+        const rgb_fn smooth[1] = {smooth_rgb};
+        write_jpeg_ycbcr(p, w, h, tiled, smooth, 1);
+        tool_image img;
+        if (image_read(p, &img, err, sizeof err) != 0) fail_msg("%s: %s", p, err);
+        assert_int_equal(img.channels, 3);
+        assert_int_equal(img.height, h);
+        assert_int_equal(img.width, w);
+        double maxd = 0, sumd = 0;
+        for (int c = 0; c < 3; c++)
+            for (int y = 0; y < h; y++)
+                for (int x = 0; x < w; x++) {
+                    double d = fabs(img.data[(c * h + y) * w + x] - smooth_rgb(x, y, c));
+                    sumd += d;
+                    if (d > maxd) maxd = d;
+                }
+        double mean = sumd / (3.0 * w * h);
+        if (getenv("CFNET_TEST_VERBOSE"))
+            fprintf(stderr, "jpeg ycbcr %s: max %.0f mean %.3f\n", tiled ? "tiles" : "strips",
+                    maxd, mean);
+        /* Against the source, JPEG's loss: measured with libjpeg-turbo 2.1.5, max 17 and
+         * mean 1.6 (strips) / 1.7 (tiles) at quality 90 and 4:2:0; max 8-10 at quality 100
+         * (chroma subsampling), max 3 at quality 100 without subsampling (rounding). The
+         * bounds leave room for another libjpeg's rounding; Y, Cb, Cr read as channels or
+         * channels out of order would be off by tens on average. */
+        if (maxd > 24 || mean > 3) fail_msg("max %g mean %g", maxd, mean);
+        /* and exactly the pixels of libtiff's own RGBA reader */
+        TIFF *t = TIFFOpen(p, "r");
+        assert_non_null(t);
+        uint32_t *rgba = xmalloc(sizeof(uint32_t) * (size_t)(w * h));
+        assert_true(TIFFReadRGBAImageOriented(t, (uint32_t)w, (uint32_t)h, rgba,
+                                              ORIENTATION_TOPLEFT, 0));
+        TIFFClose(t);
+        for (int i = 0; i < w * h; i++) {
+            uint32_t v = rgba[i];
+            float want[3] = {(float)TIFFGetR(v), (float)TIFFGetG(v), (float)TIFFGetB(v)};
+            for (int c = 0; c < 3; c++)
+                if (img.data[c * w * h + i] != want[c])
+                    fail_msg("pixel %d channel %d: %g, libtiff's RGBA reader %g", i, c,
+                             img.data[c * w * h + i], want[c]);
+        }
+        free(rgba);
+        image_free(&img);
+        free(p);
+    }
+    /* pages of pure red, green and blue: channels in R, G, B order on every page (the colour
+     * mode is set again for each directory) */
+    for (int tiled = 0; tiled < 2; tiled++) {
+        char *p = out_path("imageio_jpeg_ycbcr_rgb_pages.tif");
+        const rgb_fn fn[3] = {pure_red, pure_green, pure_blue};
+        write_jpeg_ycbcr(p, w, h, tiled, fn, 3);
+        tool_image img;
+        if (image_read(p, &img, err, sizeof err) != 0) fail_msg("%s: %s", p, err);
+        assert_int_equal(img.channels, 9);
+        for (int ch = 0; ch < 9; ch++) {
+            float lo = 255, hi = 0;
+            for (int i = 0; i < w * h; i++) {
+                float v = img.data[ch * w * h + i];
+                lo = v < lo ? v : lo;
+                hi = v > hi ? v : hi;
+            }
+            /* measured: 254 or 255 where the colour is on, 0 or 1 where it is off */
+            int on = ch % 3 == ch / 3; /* page p is pure colour p */
+            if (on ? lo < 250 : hi > 5)
+                fail_msg("%s channel %d spans [%g, %g]", tiled ? "tiles" : "strips", ch, lo, hi);
+        }
+        image_free(&img);
+        free(p);
+    }
+}
+
 static void png_every_channel_count_and_depth_reads_back_exactly(void **state)
 {
     (void)state;
@@ -275,6 +415,31 @@ static void unsupported_tiffs_are_refused_with_a_reason(void **state)
         free(p);
     }
 
+    /* YCbCr is read only when libjpeg decodes it to RGB: uncompressed (or LZW) YCbCr, and
+     * JPEG YCbCr in planes (which libtiff gives as Y, Cb and Cr planes), are refused */
+    for (int planar = 0; planar < 2; planar++) {
+        p = out_path("imageio_ycbcr.tif");
+        t = TIFFOpen(p, "w");
+        uint8_t px[16 * 16 * 3];
+        memset(px, 128, sizeof px);
+        TIFFSetField(t, TIFFTAG_IMAGEWIDTH, 16u);
+        TIFFSetField(t, TIFFTAG_IMAGELENGTH, 16u);
+        TIFFSetField(t, TIFFTAG_BITSPERSAMPLE, 8);
+        TIFFSetField(t, TIFFTAG_SAMPLESPERPIXEL, 3);
+        TIFFSetField(t, TIFFTAG_PLANARCONFIG, planar ? PLANARCONFIG_SEPARATE : PLANARCONFIG_CONTIG);
+        TIFFSetField(t, TIFFTAG_COMPRESSION, planar ? COMPRESSION_JPEG : COMPRESSION_LZW);
+        TIFFSetField(t, TIFFTAG_PHOTOMETRIC, PHOTOMETRIC_YCBCR);
+        TIFFSetField(t, TIFFTAG_YCBCRSUBSAMPLING, 1, 1);
+        TIFFSetField(t, TIFFTAG_ROWSPERSTRIP, 16u);
+        for (int plane = 0; plane < (planar ? 3 : 1); plane++)
+            for (uint32_t y = 0; y < 16; y++)
+                assert_true(TIFFWriteScanline(t, px, y, (uint16_t)plane) >= 0);
+        TIFFClose(t);
+        expect_error(p, "colour model (YCbCr, photometric 6) on page 1 (supported: grey, RGB, "
+                        "YCbCr as 8-bit interleaved JPEG)");
+        free(p);
+    }
+
     /* tiles far larger than the image (a fuzzed file asked for an 8 GiB tile buffer) are
      * refused before anything is allocated; the tile sizes writers keep for small images and
      * pyramid levels (256 to 1024) are read */
@@ -413,6 +578,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(tiff_every_layout_and_depth_reads_back_exactly),
         cmocka_unit_test(tiff_big_endian_reads_back_exactly),
+        cmocka_unit_test(tiff_jpeg_ycbcr_reads_as_rgb),
         cmocka_unit_test(png_every_channel_count_and_depth_reads_back_exactly),
         cmocka_unit_test(png_palette_and_low_bit_grey_are_expanded),
         cmocka_unit_test(unsupported_tiffs_are_refused_with_a_reason),

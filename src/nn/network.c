@@ -772,7 +772,7 @@ CFNET_API cfnet_status cfnet_network_forward(cfnet_network *net, const cfnet_ten
      * training forward fails part-way (the sum hook, the one failure inside the layers, is
      * train_step's alone), so the running statistics and generators move only on success.
      * tests/test_reliability.c fails each allocation and compares the saved state. A layer
-     * that could fail part-way would need train_step's snapshot (cf_network_snapshot_take). */
+     * that could fail part-way would need train_step's snapshot (snapshot_take in train.c). */
     CF_CHECK(cf_network_train_forward(net, net->nlayers, n));
     const float *res = net->nlayers ? net->act[net->nlayers - 1] : net->input;
     memcpy(out->data, res, (size_t)(n * out_size(net)) * sizeof(float));

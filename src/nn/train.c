@@ -157,7 +157,16 @@ static cfnet_status optimizer_pass(cfnet_network *net, const opt_coef *c, bool w
     return CFNET_OK;
 }
 
-cfnet_status cf_network_snapshot_take(cfnet_network *net, cf_net_snapshot *sn, const char *what)
+/* What a training forward may move: the generators and the layers' state tensors (batch-norm
+ * running statistics). Taken before, restored after a failure, so that a failed call leaves
+ * them as they were; `what` names the caller in the out-of-memory message. */
+typedef struct net_snapshot {
+    cf_rng net_rng;
+    cf_rng *layer_rng; /* one per layer (unused entries for layers without a generator) */
+    float *state;      /* every layer's state tensors, concatenated */
+} net_snapshot;
+
+static cfnet_status snapshot_take(cfnet_network *net, net_snapshot *sn, const char *what)
 {
     memset(sn, 0, sizeof *sn);
     sn->net_rng = net->rng;
@@ -186,7 +195,7 @@ cfnet_status cf_network_snapshot_take(cfnet_network *net, cf_net_snapshot *sn, c
     return CFNET_OK;
 }
 
-void cf_network_snapshot_restore(cfnet_network *net, const cf_net_snapshot *sn)
+static void snapshot_restore(cfnet_network *net, const net_snapshot *sn)
 {
     net->rng = sn->net_rng;
     const float *at = sn->state;
@@ -202,7 +211,7 @@ void cf_network_snapshot_restore(cfnet_network *net, const cf_net_snapshot *sn)
     }
 }
 
-void cf_network_snapshot_free(cf_net_snapshot *sn)
+static void snapshot_free(net_snapshot *sn)
 {
     cf_free(sn->layer_rng);
     cf_free(sn->state);
@@ -297,8 +306,8 @@ static cfnet_status train_input_run(cfnet_network *net, const int32_t *labels, i
 {
     CF_FAIL_IF(net->step >= CF_MAX_STEP, CFNET_E_LIMIT,
                "network_train_step: the step count is at its limit (2^53 steps)");
-    cf_net_snapshot sn;
-    cfnet_status st = cf_network_snapshot_take(net, &sn, "network_train_step");
+    net_snapshot sn;
+    cfnet_status st = snapshot_take(net, &sn, "network_train_step");
     if (st != CFNET_OK) {
         if (net->slots_fresh) cf_network_reset_optimizer(net);
         return st;
@@ -362,13 +371,13 @@ static cfnet_status train_input_run(cfnet_network *net, const int32_t *labels, i
     if (st == CFNET_E_NUMERIC && deferred) st = nonfinite_forward(net, upto, n);
     net->fwd_n = 0; /* the activations are stale after the update (or the failure) */
     if (st != CFNET_OK) {
-        cf_network_snapshot_restore(net, &sn);
-        cf_network_snapshot_free(&sn);
+        snapshot_restore(net, &sn);
+        snapshot_free(&sn);
         /* optimiser state this step created (zeroed) goes again: a saved state shows none */
         if (net->slots_fresh) cf_network_reset_optimizer(net);
         return st;
     }
-    cf_network_snapshot_free(&sn);
+    snapshot_free(&sn);
     optimizer_pass(net, &c, true);
     net->slots_fresh = false;
     net->step++;

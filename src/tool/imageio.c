@@ -157,8 +157,9 @@ static uint64_t tile_side_limit(uint32_t n)
 
 /* The name of a colour model whose samples are not intensities of grey or RGB channels, NULL
  * for the accepted ones (grey either way round, RGB, and the linear camera data of DNG files,
- * read as stored). A colour filter array is a mosaic of red, green and blue pixels: read as
- * grey it would be a different image. */
+ * read as stored; JPEG-compressed YCbCr is decoded to RGB before this is asked). A colour
+ * filter array is a mosaic of red, green and blue pixels: read as grey it would be a different
+ * image. */
 static const char *unsupported_photometric(uint16_t photo)
 {
     switch (photo) {
@@ -342,10 +343,27 @@ static int decode_tiff(const unsigned char *data, size_t size, int64_t max_value
                     : fmt == SAMPLEFORMAT_UINT ? "unsigned" : "other");
             goto done;
         }
+        uint16_t compression = COMPRESSION_NONE;
+        TIFFGetFieldDefaulted(tif, TIFFTAG_COMPRESSION, &compression);
+        if (photo == PHOTOMETRIC_YCBCR && compression == COMPRESSION_JPEG && bps == 8 &&
+            spp == 3 && planar == PLANARCONFIG_CONTIG) {
+            /* JPEG-compressed YCbCr (slide scanners, microscope exporters): libjpeg converts
+             * to RGB and upsamples the chroma itself, so the page reads as interleaved 8-bit
+             * RGB. The pseudo-tag is reset with every directory. Planar YCbCr would still
+             * give Y, Cb and Cr planes and stays refused with other YCbCr below. */
+            if (!TIFFSetField(tif, TIFFTAG_JPEGCOLORMODE, JPEGCOLORMODE_RGB)) {
+                if (!m.has_err)
+                    set_err(err, errsize, "invalid TIFF: JPEG YCbCr page %d cannot be decoded "
+                            "as RGB", page + 1);
+                goto done;
+            }
+            photo = PHOTOMETRIC_RGB;
+        }
         const char *model = unsupported_photometric(photo);
         if (model) {
             set_err(err, errsize, "unsupported TIFF colour model (%s, photometric %u) on page %d "
-                    "(supported: grey and RGB)", model, photo, page + 1);
+                    "(supported: grey, RGB, YCbCr as 8-bit interleaved JPEG)", model, photo,
+                    page + 1);
             goto done;
         }
         if (planar != PLANARCONFIG_CONTIG && planar != PLANARCONFIG_SEPARATE) {
