@@ -459,6 +459,10 @@ expect 2 "--out .*img.tif: not a folder" "$cfnet" eval "$ow/model.safetensors" "
 cmp -s "$ow/img.tif" "$d/test/class00/0000.tif" || fail "eval --out FILE changed it"
 # a folder as the output: refused before any image is read
 expect 2 "predict: .*/report is a folder" "$cfnet" predict "$ow/model.safetensors" "$ow/data" -o "$ow/report"
+# an output in a folder that does not exist: a usage error before any image is read, as for train
+# (and export, in tests/test_cli_export.sh)
+expect 2 "nowhere/p.csv: cannot create" "$cfnet" predict "$ow/model.safetensors" "$ow/data" -o "$out/nowhere/p.csv"
+test -e "$out/nowhere" && fail "predict made the missing folder of -o"
 # train: MODEL, checkpoint, --log and --plot differ from each other and from the data; folders
 # are checked before training
 # shellcheck disable=SC2086

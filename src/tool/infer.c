@@ -237,6 +237,12 @@ int cmd_predict(int argc, char **argv)
         rc = EXIT_USAGE;
         goto out_ds;
     }
+    /* as train's outputs: a folder that does not exist or cannot be written is found from the
+     * arguments, before any image is read (a usage error, like an output that is a folder) */
+    if (rank == 0 && strcmp(output, "-") && check_writable(output) != 0) {
+        rc = EXIT_USAGE;
+        goto out_ds;
+    }
     /* The CSV is written whole or not at all: a failure leaves an existing file as it was. */
     char *mem = NULL;
     size_t memlen = 0;
