@@ -501,6 +501,15 @@ cp "$d/test/class00/0000.tif" "$ow/halfbad/a/"
 echo "not an image" >"$ow/halfbad/b/x.tif"
 expect 1 "x.tif: not a TIFF or PNG file" "$cfnet" train "$ow/halfbad" -o "$ow/hb.safetensors" --log "$ow/hb.csv"
 test -e "$ow/hb.csv" && fail "a run that failed before its first epoch left a new --log"
+# the same through links to files not there yet (a dangling link, as for a log kept elsewhere):
+# neither the log nor the plot is made, and the links stay as they were
+ln -s hb-target.csv "$ow/hb-link.csv"
+ln -s hb-target.svg "$ow/hb-link.svg"
+expect 1 "x.tif: not a TIFF or PNG file" "$cfnet" train "$ow/halfbad" -o "$ow/hb.safetensors" \
+    --log "$ow/hb-link.csv" --plot "$ow/hb-link.svg"
+test -e "$ow/hb-target.csv" && fail "a run that failed before its first epoch made the file a --log link names"
+test -e "$ow/hb-target.svg" && fail "a run that failed before its first epoch made the file a --plot link names"
+[ -L "$ow/hb-link.csv" ] && [ -L "$ow/hb-link.svg" ] || fail "a failed run removed a --log or --plot link"
 # --resume takes the checkpoint, not the best model (which has no optimiser state)
 cp "$b" "$ow/best.safetensors"
 cp "$out/r1.last.safetensors" "$ow/best.last.safetensors"
