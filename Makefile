@@ -178,28 +178,32 @@ TEST_LIBS   = $(shell pkg-config --libs cmocka 2>/dev/null)
 
 all: $(SOLIB) $(ALIB) $(TOOL)
 
-# The targets in brief (docs/contributing.md has the options and how to run one test).
+# The targets in brief (docs/contributing.md has the options and how to run one test). The
+# folders are this build's (SANITIZE=1 builds into build/san-<compiler>/ with its own lib/ and
+# bin/), as tests/test_make_deps.sh checks.
 help:
-	@echo 'make, make all       lib/libcfnet.so, lib/libcfnet.a and bin/cfnet (not the programs below)'
-	@echo 'make test-bins        the C test suites    (build/default/tests/)'
-	@echo 'make examples         the example programs (build/default/examples/)'
-	@echo 'make bench-bins       the benchmarks       (build/default/bench/)'
-	@echo 'make check            build everything above and run every test suite'
+	@echo 'make, make all        $(LIBOUT)/libcfnet.so, $(LIBOUT)/libcfnet.a and $(BINOUT)/cfnet (not the programs below)'
+	@echo 'make test-bins        the C test suites    ($(BUILD)/tests/)'
+	@echo 'make examples         the example programs ($(BUILD)/examples/)'
+	@echo 'make bench-bins       the benchmarks       ($(BUILD)/bench/)'
+	@echo 'make check            build all of the above, then run every suite: the C suites, then tests/test_*.sh'
 	@echo 'make check-valgrind   the C suites under valgrind'
 	@echo 'make check-threads    the thread tests (with SANITIZE=thread CC=clang)'
 	@echo 'make symbols-check    only cfnet_* symbols are exported'
 	@echo 'make abi-check        the ABI against abi/ (make abi-baseline after a deliberate change)'
 	@echo 'make coverage         line and branch coverage of src/ (build/coverage/)'
-	@echo 'make fuzz             libFuzzer runs of fuzz/ (clang; FUZZ_SECONDS=60 each)'
-	@echo 'make mpi              lib/libcfnet_mpi.a and the MPI test programs; make bench-mpi'
+	@echo 'make fuzz             libFuzzer runs of fuzz/ (clang; FUZZ_SECONDS=$(FUZZ_SECONDS) each)'
+	@echo 'make mpi              $(LIBOUT)/libcfnet_mpi.a and the MPI test programs ($(BUILD)/mpi/); make bench-mpi'
 	@echo 'make bench            the benchmarks against PyTorch (about 15 minutes)'
 	@echo 'make demo             train the paper'"'"'s five models (DEMO_ARGS=...)'
-	@echo 'make docs             the HTML API reference (doxygen) in docs/api/'
-	@echo 'make install / uninstall, install-python / uninstall-python   (PREFIX=/usr/local DESTDIR=)'
+	@echo 'make docs             the HTML API reference (doxygen) in docs/api/html/'
+	@echo 'make install / uninstall, install-python / uninstall-python   (PREFIX=$(PREFIX) DESTDIR=)'
 	@echo 'make deps             install missing build dependencies'
-	@echo 'make clean            remove build/, lib/ and bin/'
+	@echo 'make clean            remove build/, lib/ and bin/ (every build)'
 	@echo 'Options: WERROR=1 SANITIZE=1|thread CC=clang BLAS=blas OPT=-O0 CFLAGS=... LDFLAGS=...'
-	@echo 'One C suite: make build/default/tests/test_pool && build/default/tests/test_pool'
+	@echo 'One C suite:      make $(BUILD)/tests/test_pool && $(BUILD)/tests/test_pool'
+	@echo "One case of it:   CFNET_TEST_FILTER='pool_equivariant*' $(BUILD)/tests/test_pool"
+	@echo 'One script test:  tests/test_cli.sh (from the repository root; it tests build/default/ and bin/)'
 	@echo 'make help             this list'
 
 # Installs missing build dependencies (no-op when present); see scripts/install-deps.

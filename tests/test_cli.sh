@@ -459,6 +459,10 @@ expect 2 "--out .*img.tif: not a folder" "$cfnet" eval "$ow/model.safetensors" "
 cmp -s "$ow/img.tif" "$d/test/class00/0000.tif" || fail "eval --out FILE changed it"
 # a folder as the output: refused before any image is read
 expect 2 "predict: .*/report is a folder" "$cfnet" predict "$ow/model.safetensors" "$ow/data" -o "$ow/report"
+# an output in a folder that does not exist: a usage error before any image is read, as for train
+# (and export, in tests/test_cli_export.sh)
+expect 2 "nowhere/p.csv: cannot create" "$cfnet" predict "$ow/model.safetensors" "$ow/data" -o "$out/nowhere/p.csv"
+test -e "$out/nowhere" && fail "predict made the missing folder of -o"
 # train: MODEL, checkpoint, --log and --plot differ from each other and from the data; folders
 # are checked before training
 # shellcheck disable=SC2086
@@ -497,6 +501,15 @@ cp "$d/test/class00/0000.tif" "$ow/halfbad/a/"
 echo "not an image" >"$ow/halfbad/b/x.tif"
 expect 1 "x.tif: not a TIFF or PNG file" "$cfnet" train "$ow/halfbad" -o "$ow/hb.safetensors" --log "$ow/hb.csv"
 test -e "$ow/hb.csv" && fail "a run that failed before its first epoch left a new --log"
+# the same through links to files not there yet (a dangling link, as for a log kept elsewhere):
+# neither the log nor the plot is made, and the links stay as they were
+ln -s hb-target.csv "$ow/hb-link.csv"
+ln -s hb-target.svg "$ow/hb-link.svg"
+expect 1 "x.tif: not a TIFF or PNG file" "$cfnet" train "$ow/halfbad" -o "$ow/hb.safetensors" \
+    --log "$ow/hb-link.csv" --plot "$ow/hb-link.svg"
+test -e "$ow/hb-target.csv" && fail "a run that failed before its first epoch made the file a --log link names"
+test -e "$ow/hb-target.svg" && fail "a run that failed before its first epoch made the file a --plot link names"
+[ -L "$ow/hb-link.csv" ] && [ -L "$ow/hb-link.svg" ] || fail "a failed run removed a --log or --plot link"
 # --resume takes the checkpoint, not the best model (which has no optimiser state)
 cp "$b" "$ow/best.safetensors"
 cp "$out/r1.last.safetensors" "$ow/best.last.safetensors"
@@ -529,11 +542,18 @@ expect 2 "--lr: expected a number in \(0, 10\]" "$cfnet" train d -o m --lr 11
 
 # ---- on a terminal: eval and predict show their progress, and a message starts its own line -----
 tty_err="$out/tty.err"
-# eval: the line is drawn after each chunk and erased before the report, which is unchanged
+# eval: the line is drawn while it searches DATA, while it decodes (the first image drawn at
+# once) and after each chunk, and erased before the report, which is unchanged
 "$cfnet" eval "$m" "$d/test" >"$out/eval-plain.txt" 2>/dev/null || fail "eval failed"
 "$py" tests/on_tty.py "$tty_err" "$cfnet" eval "$m" "$d/test" >"$out/eval-tty.txt" ||
     fail "eval on a terminal failed"
 grep -q "$(printf '\r')eval: 30 of 30 images" "$tty_err" || fail "eval on a terminal showed no progress line"
+grep -qF "$(printf '\r')eval: reading the class folders" "$tty_err" ||
+    fail "eval showed no line while it searched DATA"
+grep -qF "$(printf '\r')eval: 1 of 30 images" "$tty_err" ||
+    fail "eval showed no line while it decoded the images"
+expect 0 "balanced" "$cfnet" eval "$m" "$d/test"
+lacks "reading the class folders|of 30 images" "eval drew a progress line where standard error is not a terminal"
 [ "$(tail -c 4 "$tty_err" | od -An -c | tr -d ' ')" = '\r033[K' ] ||
     fail "eval left its progress line above the report"
 cmp -s "$out/eval-plain.txt" "$out/eval-tty.txt" || fail "eval's report differs on a terminal"
@@ -543,7 +563,7 @@ cmp -s "$out/eval-plain.txt" "$out/eval-tty.txt" || fail "eval's report differs 
 "$py" tests/on_tty.py --stdout-tty "$tty_err" "$cfnet" predict "$m" "$d/test" || fail "predict to a terminal failed"
 grep -q "predict: 30 of 30" "$tty_err" && fail "predict drew its progress line among its rows"
 expect 0 "predicted 30 images" "$cfnet" predict "$m" "$d/test" -o "$out/p-plain.csv"
-lacks "of 30 images" "predict showed a progress line where standard error is not a terminal"
+lacks "of 30 images|searching the folders" "predict showed a progress line where standard error is not a terminal"
 # a file that fails in the second chunk (512 images each): the error starts a line of its own
 many="$out/many"
 mkdir -p "$many"
@@ -553,6 +573,10 @@ echo "not an image" >"$many/zz.tif"
 "$py" tests/on_tty.py "$tty_err" "$cfnet" predict "$m" "$many" -o "$out/many.csv" &&
     fail "predict of a folder with a bad file succeeded"
 grep -q "$(printf '\r')predict: 512 of 601 images" "$tty_err" || fail "predict showed no progress before the bad file"
+grep -qF "$(printf '\r')predict: searching the folders: 1 images" "$tty_err" ||
+    fail "predict showed no line while it searched its folder"
+grep -qF "$(printf '\r')predict: 1 of 601 images" "$tty_err" ||
+    fail "predict showed no line while it decoded the images"
 tr -d '\r' <"$tty_err" | grep -q "^cfnet: error: .*zz.tif: not a TIFF or PNG file" ||
     fail "the error did not start a line of its own after the progress line"
 rm -rf "$many"

@@ -78,7 +78,8 @@ printf 'not a model' > "$tmp/bad.cfnet"
 [ $st = 1 ] && grep -q "cli.onnx: not a model file (it is an ONNX model, as cfnet export writes)" "$tmp/err.txt" ||
     fail "an ONNX file as MODEL: exit $st: $(cat "$tmp/err.txt")"
 "$cfnet" export "$tmp/model.cfnet" "$tmp/no/such/dir/x.onnx" > "$tmp/err.txt" 2>&1; st=$?
-[ $st = 1 ] && grep -q "x.onnx: cannot create" "$tmp/err.txt" || fail "unwritable output: exit $st: $(cat "$tmp/err.txt")"
+# a usage error (status 2), found before the model is read, as for train and predict
+[ $st = 2 ] && grep -q "x.onnx: cannot create" "$tmp/err.txt" || fail "unwritable output: exit $st: $(cat "$tmp/err.txt")"
 mkdir "$tmp/folder.onnx"
 "$cfnet" export "$tmp/model.cfnet" "$tmp/folder.onnx" > "$tmp/err.txt" 2>&1; st=$?
 [ $st = 2 ] && grep -q "folder.onnx is a folder; give a file name" "$tmp/err.txt" ||

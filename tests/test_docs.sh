@@ -66,14 +66,16 @@ reader_out=$(cd "$tmp" && env -u CFNET_LIBRARY -u PYTHONPATH -u LD_PRELOAD \
 [ "$reader_out" = "(8, 1, 3, 3)" ] || fail "reader printed: $reader_out"
 echo "test_docs: numpy-only model reader: weight shape $reader_out"
 # 1e. README.md's Python example: it runs as written (PYTHONPATH=python, the build tree's
-# library) and prints the loss and an invariance at the level of float rounding.
+# library) and prints the loss and an invariance at the level of float rounding: 6.2e-7 as
+# written (6.9e-7 on 4 or more threads); over network seeds 1-200, data seeds 0-9 and 1-2
+# threads 1.8e-7 to 1.9e-6, which README.md says; the bound is twice that worst case.
 extract "<!-- tested: readme-python" README.md >"$tmp/readme.py"
 [ -s "$tmp/readme.py" ] || fail "no tested Python example in README.md"
 readme_out=$(cd "$tmp" && CFNET_LIBRARY="$libdir/libcfnet.so" PYTHONPATH="$top/python" \
     PYTHONDONTWRITEBYTECODE=1 LD_PRELOAD="$SAN_PRELOAD" ASAN_OPTIONS="$asan_options" \
     "$py" readme.py 2>&1) || { echo "$readme_out"; fail "README.md's Python example failed"; }
 [ -s "$tmp/model.safetensors" ] || fail "README.md's Python example saved no model.safetensors"
-echo "$readme_out" | awk 'NF == 2 && $1 + 0 > 0 && $2 + 0 >= 0 && $2 + 0 < 1e-5 { ok = 1 } END { exit !ok }' ||
+echo "$readme_out" | awk 'NF == 2 && $1 + 0 > 0 && $2 + 0 >= 0 && $2 + 0 < 4e-6 { ok = 1 } END { exit !ok }' ||
     fail "README.md's Python example printed: $readme_out"
 echo "test_docs: README.md's Python example: loss and invariance $readme_out"
 fi

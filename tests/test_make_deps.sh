@@ -67,3 +67,16 @@ for t in $phony; do
         fail "docs/contributing.md does not name the target $t"
 done
 echo "test_make_deps: make help and docs/contributing.md name every target ($(echo $phony | wc -w))"
+
+# The folders `make help` names are this build's, and the programs it names exist once built: a
+# newcomer can copy its lines (another build, such as SANITIZE=1, gets its own folders).
+printf '%s\n' "$help" | grep -qF "($b/tests/)" || fail "make help does not name $b/tests/"
+for p in $(printf '%s\n' "$help" | grep -oE "$b/tests/test_[a-z_0-9]+" | sort -u); do
+    [ -x "$p" ] || fail "make help names $p, which this build did not make"
+done
+san_help=$(make --no-print-directory -s SANITIZE=1 help 2>&1)
+printf '%s\n' "$san_help" | grep -q "build/san-[^ ]*/tests/test_pool" ||
+    fail "make SANITIZE=1 help does not name its own build folder"
+printf '%s\n' "$san_help" | grep -E "build/default/(tests|examples|bench|mpi)|[ (]lib/|[ (]bin/" |
+    grep -v -e "^make clean" -e "^One script test" | grep -q . && fail "make SANITIZE=1 help names the default build's folders"
+echo "test_make_deps: make help names this build's folders ($b/)"

@@ -687,6 +687,8 @@ typedef struct walk_state {
      * and the first of each kind as "link -> target" */
     int64_t bad[BAD_LINK_KINDS];
     char *first_bad[BAD_LINK_KINDS];
+    tool_progress *pr; /* a terminal's line counting the images found (NULL: none) */
+    const char *cmd;
 } walk_state;
 
 static size_t seen_slot(const seen_dir *tab, size_t cap, dev_t dev, ino_t ino)
@@ -778,6 +780,9 @@ static int walk(const char *dir, tool_dataset *ds, int depth, walk_state *w)
             free(p);
         } else if (has_image_extension(p)) {
             ds_add(ds, p, NULL, SPLIT_NONE, 0, dir);
+            if (w->pr)
+                progress_tick(w->pr, "%s: searching the folders: %lld images", w->cmd,
+                              (long long)ds->n);
         } else if (w->ignored++ == 0) {
             w->first_ignored = p;
         } else {
@@ -793,11 +798,14 @@ static int walk(const char *dir, tool_dataset *ds, int depth, walk_state *w)
  * named otherwise than .csv, which the message then says. */
 #define NOT_IMAGE_ERROR "not a TIFF or PNG file"
 
-int dataset_open_inputs(char **paths, int n, tool_dataset *ds)
+int dataset_open_inputs(char **paths, int n, tool_dataset *ds, struct tool_progress *pr,
+                        const char *cmd)
 {
     memset(ds, 0, sizeof *ds);
     walk_state w;
     memset(&w, 0, sizeof w);
+    w.pr = pr;
+    w.cmd = cmd;
     int rc = 0;
     for (int i = 0; i < n && rc == 0; i++) {
         int d = path_is_dir(paths[i]);

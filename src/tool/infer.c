@@ -39,6 +39,7 @@ static int run_model(cfnet_network *net, const tool_model_info *info, tool_datas
     if (chunk >= o->batch) chunk = chunk / o->batch * o->batch;
     load_spec spec = {C, S, info->pad || o->pad, info->norm, o->threads, o->skip_bad, 0, 0, NULL,
                       NULL, NULL, 0, 0};
+    char what[64];
     float *x = xmalloc(sizeof(float) * (size_t)(chunk * per));
     float *p = xmalloc(sizeof(float) * (size_t)(chunk * k));
     int64_t *idx = xmalloc(sizeof(int64_t) * chunk);
@@ -46,9 +47,18 @@ static int run_model(cfnet_network *net, const tool_model_info *info, tool_datas
     tool_progress pr;
     progress_init(&pr, stderr);
     if (!cmd) pr.tty = 0;
+    if (pr.tty) {
+        /* while a chunk is decoded, the same line counts the images decoded so far (at most
+         * ten redraws a second, as train's decoding line) */
+        snprintf(what, sizeof what, "%s:", cmd);
+        spec.progress = &pr;
+        spec.progress_what = what;
+        spec.progress_total = ds->n;
+    }
     for (int64_t c0 = 0; c0 < ds->n && rc == 0; c0 += chunk) {
         int64_t n = ds->n - c0 < chunk ? ds->n - c0 : chunk;
         for (int64_t i = 0; i < n; i++) idx[i] = c0 + i;
+        spec.progress_base = c0;
         if (dataset_load(ds, idx, n, &spec, x, bad) != 0) {
             rc = -1;
             break;
@@ -221,7 +231,16 @@ int cmd_predict(int argc, char **argv)
     apply_threads(net, &o);
     tool_dataset ds;
     int rc = EXIT_RUNTIME;
-    if (dataset_open_inputs(argv + optind + 1, argc - optind - 1, &ds) != 0) goto out_model;
+    /* no progress line beside rows going to the same terminal, nor from ranks other than 0 */
+    const int rows_on_tty = !strcmp(output, "-") && isatty(STDOUT_FILENO);
+    const char *progress_cmd = tool_mpi_rank() || rows_on_tty ? NULL : "predict";
+    /* on a terminal, a line while the folders are searched (as eval's and train's) */
+    tool_progress lp;
+    progress_init(&lp, stderr);
+    if (dataset_open_inputs(argv + optind + 1, argc - optind - 1, &ds, progress_cmd ? &lp : NULL,
+                            progress_cmd) != 0)
+        goto out_model;
+    progress_erase(&lp);
     /* Under mpirun the inputs are sharded in contiguous blocks of whole inference batches (the
      * same batches as one process, so the same numbers); ranks other than 0 keep their rows in
      * memory, and rank 0 writes them after its own, so the CSV is in input order. */
@@ -234,6 +253,12 @@ int cmd_predict(int argc, char **argv)
     if (rank == 0 && strcmp(output, "-") &&
         check_output("predict", output, argv[optind], (const char *const *)(argv + optind + 1),
                      argc - optind - 1, &ds) != 0) {
+        rc = EXIT_USAGE;
+        goto out_ds;
+    }
+    /* as train's outputs: a folder that does not exist or cannot be written is found from the
+     * arguments, before any image is read (a usage error, like an output that is a folder) */
+    if (rank == 0 && strcmp(output, "-") && check_writable(output) != 0) {
         rc = EXIT_USAGE;
         goto out_ds;
     }
@@ -274,10 +299,7 @@ int cmd_predict(int argc, char **argv)
     predict_ctx ctx = {f, info.classes, info.n_classes, 0, rank != 0};
     int64_t bad = 0;
     double t0 = tool_now();
-    /* no progress line beside rows going to the same terminal */
-    const int rows_on_tty = !strcmp(output, "-") && isatty(STDOUT_FILENO);
-    int r = run_model(net, &info, &part, &o, emit_prediction, &ctx, &bad,
-                      rank || rows_on_tty ? NULL : "predict");
+    int r = run_model(net, &info, &part, &o, emit_prediction, &ctx, &bad, progress_cmd);
     if (r != 0) { /* a bad file: say where, then tool_mpi_finish ends every rank */
         if (size > 1) tool_error("rank %d of %d could not classify its share of the inputs", rank, size);
         if (rank) fclose(f);
@@ -463,7 +485,11 @@ int cmd_eval(int argc, char **argv)
                                 "split column); give the folder to evaluate as DATA without "
                                 "--split", split_name, data);
     }
-    if (dataset_open_labelled(data, &ds, NULL, NULL) != 0) goto out_model;
+    /* on a terminal, a line while the class folders are searched, as train's */
+    tool_progress lp;
+    progress_init(&lp, stderr);
+    if (dataset_open_labelled(data, &ds, &lp, "eval") != 0) goto out_model;
+    progress_erase(&lp);
     if (ds.has_split) { /* keep the requested rows only */
         int want = !split_name || !strcmp(split_name, "test") ? SPLIT_TEST
                    : !strcmp(split_name, "val") ? SPLIT_VAL

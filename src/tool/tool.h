@@ -243,8 +243,10 @@ typedef struct tool_dataset {
 int dataset_open_labelled(const char *path, tool_dataset *ds, struct tool_progress *pr,
                           const char *cmd);
 /* For prediction: files, folders (searched recursively for images) or manifests (labels
- * optional). */
-int dataset_open_inputs(char **paths, int n, tool_dataset *ds);
+ * optional). pr (may be NULL): a terminal's progress line counting the images the search of
+ * the folders has found, named cmd. */
+int dataset_open_inputs(char **paths, int n, tool_dataset *ds, struct tool_progress *pr,
+                        const char *cmd);
 void dataset_free(tool_dataset *ds);
 /* The index of a sample of ds that is the existing file at path (the same last name and
  * inode), or -1 (path does not exist or is none of them): outputs are checked against it so

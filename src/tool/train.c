@@ -704,9 +704,10 @@ static int check_outputs(const train_cfg *c, const char *ckpt, const tool_datase
  * Only a regular file (or a new one) is locked: a device or a pipe (/dev/null, a FIFO) is
  * opened at the first epoch, as it is. The file is opened without truncating it, so an earlier
  * log stays as it was until the first epoch is saved. *fd: the open file or -1; *created: the
- * run made the file (removed again if the run ends before writing to it). 0, or -1 with a
- * message printed. */
-static int lock_log(const char *path, int append, int *fd, int *created)
+ * file the run made (a heap string, NULL if it existed), removed again if the run ends before
+ * writing to it: the file itself, so a link to a file not there yet (a dangling link) is left
+ * as it was, as a missing log is. 0, or -1 with a message printed. */
+static int lock_log(const char *path, int append, int *fd, char **created)
 {
     struct stat st;
     int exists = stat(path, &st) == 0;
@@ -716,7 +717,7 @@ static int lock_log(const char *path, int append, int *fd, int *created)
         tool_error("%s: cannot open: %s", path, strerror(errno));
         return -1;
     }
-    *created = !exists;
+    if (!exists) *created = realpath(path, NULL);
     if (flock(*fd, LOCK_EX | LOCK_NB) == 0) return 0;
     if (errno != EWOULDBLOCK) return 0; /* a file system without locks: written unlocked */
     close(*fd);
@@ -835,7 +836,8 @@ int cmd_train(int argc, char **argv)
     float *trmem = NULL, *vamem = NULL, *chunkbuf = NULL;
     int32_t *trlab = NULL, *chunklab = NULL;
     FILE *logf = NULL;
-    int logfd = -1, log_created = 0; /* --log, open and locked from the start (lock_log) */
+    int logfd = -1; /* --log, open and locked from the start (lock_log) */
+    char *log_created = NULL; /* the file that lock_log made, if it made one */
     tool_model_info minfo;
     memset(&minfo, 0, sizeof minfo);
 
@@ -1434,9 +1436,13 @@ int cmd_train(int argc, char **argv)
 out:
     if (logfd >= 0) { /* the run ended before its first epoch was logged */
         struct stat lst;
-        if (log_created && fstat(logfd, &lst) == 0 && lst.st_size == 0) unlink(c.log);
+        struct stat made;
+        if (log_created && fstat(logfd, &lst) == 0 && lst.st_size == 0 &&
+            stat(log_created, &made) == 0 && made.st_dev == lst.st_dev && made.st_ino == lst.st_ino)
+            unlink(log_created);
         close(logfd);
     }
+    free(log_created);
     if (logf && fclose(logf) != 0 && rc == EXIT_OK) {
         tool_error("%s: write failed: %s", c.log, strerror(errno));
         rc = EXIT_RUNTIME;
