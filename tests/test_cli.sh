@@ -224,15 +224,16 @@ if [ "$plain" = 1 ] && [ -x /usr/bin/time ]; then
     [ "$grow" -lt 40960 ] ||
         fail "train --max-memory 32M peaked $grow KiB above --max-memory 0 (validation held a second chunk)"
 fi
-# a memory limit below the physical memory (ulimit -v, a batch job's) refuses images that fit
-# under the default --max-memory: said with the numbers and the way out, not a bare "out of
-# memory". 100 small images padded to 512 x 512 need 200 MiB.
+# a memory limit (ulimit -v, a batch job's) that refuses images fitting under a given
+# --max-memory: said with the numbers and the way out, not a bare "out of memory" (the default
+# is a quarter of such a limit, tests/test_cli_memory.sh). 400 small images padded to 512 x 512
+# need 800 MiB.
 if [ "$plain" = 1 ] && (ulimit -v 300000) 2>/dev/null; then
     pm="$out/padmem"
-    expect 0 "" "$cfnet" synth "$pm" --classes 2 --per-class 50 --test-per-class 0 --size 32 -q
-    expect 1 "out of memory for the 100 decoded images \(200 MiB as float32, under --max-memory [0-9]+ MiB, the default: a quarter of the physical memory\): give a smaller --max-memory to stream them from disk" \
+    expect 0 "" "$cfnet" synth "$pm" --classes 2 --per-class 200 --test-per-class 0 --size 32 -q
+    expect 1 "out of memory for the 400 decoded images \(800 MiB as float32, under --max-memory 1024 MiB\): give a smaller --max-memory to stream them from disk" \
         sh -c 'ulimit -v 300000 && exec timeout -s KILL 60 "$0" "$@"' "$cfnet" train "$pm/train" \
-        -o "$out/pm.safetensors" --epochs 1 --threads 2 --width 4 --size 512 --pad
+        -o "$out/pm.safetensors" --epochs 1 --threads 2 --width 4 --size 512 --pad --max-memory 1G
 fi
 # a training setting the library refuses for this data is named by its option; nothing is written
 # shellcheck disable=SC2086

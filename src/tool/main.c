@@ -5,6 +5,8 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
+#include <unistd.h>
 
 static const char main_help[] =
     "Usage: cfnet COMMAND [options]   (cfnet COMMAND --help for each command's options)\n"
@@ -81,7 +83,28 @@ static int run(int argc, char **argv)
     return EXIT_USAGE;
 }
 
+/* OpenBLAS starts one thread per further processor when it is loaded, before main, and each
+ * allocates its 128 MiB working buffer at once, retrying forever when that fails: under a
+ * ulimit -v or -d such a thread spins, and exit waits for it, a hang. The command runs OpenBLAS
+ * on one thread anyway (tool_blas_single_thread), so under such a limit, unless the user chose a
+ * number, it starts itself again with OPENBLAS_NUM_THREADS=1, which OpenBLAS reads when it is
+ * loaded (the environment cannot be changed earlier than main: glibc sets it up after an
+ * executable's preinit_array). */
+extern void openblas_set_num_threads(int n) __attribute__((weak));
+
+static void no_blas_threads(char **argv)
+{
+    struct rlimit as, data;
+    if (!openblas_set_num_threads || getenv("OPENBLAS_NUM_THREADS")) return;
+    int limited = (getrlimit(RLIMIT_AS, &as) == 0 && as.rlim_cur != RLIM_INFINITY) ||
+                  (getrlimit(RLIMIT_DATA, &data) == 0 && data.rlim_cur != RLIM_INFINITY);
+    if (!limited || setenv("OPENBLAS_NUM_THREADS", "1", 1) != 0) return;
+    execv("/proc/self/exe", argv);
+    unsetenv("OPENBLAS_NUM_THREADS"); /* not started again: runs on as before */
+}
+
 int main(int argc, char **argv)
 {
+    no_blas_threads(argv);
     return finish(run(argc, argv));
 }

@@ -44,10 +44,21 @@ char *xasprintf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 double tool_now(void);
 /* Physical memory in bytes (0 if unknown). */
 uint64_t tool_phys_memory(void);
+/* The memory this process may use: the smallest of the physical memory, its cgroup's memory
+ * limit (v2 or v1, parents included) and RLIMIT_AS / RLIMIT_DATA; *what names which one ("the
+ * cgroup memory limit"). 0 (and *what NULL) if none is known. */
+uint64_t tool_memory_limit(const char **what);
 /* The default of --threads: the online processors (at least 1), at most CFNET_MAX_THREADS. */
 int tool_default_threads(void);
 /* One OpenBLAS thread unless OPENBLAS_NUM_THREADS is set. */
 void tool_blas_single_thread(void);
+/* Under a finite RLIMIT_AS or RLIMIT_DATA with OpenBLAS: OpenBLAS allocates a 128 MiB working
+ * buffer at its first product in a thread and retries forever when that fails (a hang). If
+ * TOOL_BLAS_ROOM bytes can still be mapped, one product takes the buffer now (OpenBLAS keeps
+ * it; libcfnet calls BLAS from the calling thread only) and 0 is returned; else -1 after
+ * saying so. 0 without a limit or without OpenBLAS. */
+#define TOOL_BLAS_ROOM ((size_t)160 << 20)
+int tool_blas_room(void);
 
 /* splitmix64 generator used for splits and sampling orders (derived from --seed). */
 uint64_t tool_rand(uint64_t *state);

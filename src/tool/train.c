@@ -61,8 +61,8 @@ static const char train_help[] =
     "  --threads N             decoding and training threads, 1..64 (default: all processors,\n"
     "                          at most 64)\n"
     "  --max-memory BYTES      cap on decoded images held in memory, e.g. 2G (default: a\n"
-    "                          quarter of RAM; 0: none); beyond it images are re-read from disk\n"
-    "                          each epoch\n"
+    "                          quarter of RAM, or of a lower cgroup or ulimit -v/-d limit; 0:\n"
+    "                          none); beyond it images are re-read from disk each epoch\n"
     "  --skip-bad              warn about unreadable or unsuitable images and leave them out\n"
     "  --log FILE.csv          per-epoch train loss and accuracy, validation loss, accuracy and\n"
     "                          balanced accuracy, learning rate, seconds\n"
@@ -815,9 +815,21 @@ int cmd_train(int argc, char **argv)
         return tool_usage_error("train", "--skip-bad is not available on several MPI ranks "
                                 "(a rank cannot leave images out of a global batch); check the "
                                 "data with one process first");
+    /* the default --max-memory: a quarter of what the process may use, named in the messages
+     * about it (a batch job's or container's limit below the physical memory says so) */
+    char *mm_default = NULL;
     if (!c.max_memory_given) {
-        uint64_t ram = tool_phys_memory();
-        c.max_memory = ram ? ram / 4 : ((uint64_t)1 << 30);
+        const char *what;
+        uint64_t lim = tool_memory_limit(&what);
+        c.max_memory = lim ? lim / 4 : ((uint64_t)1 << 30);
+        mm_default = lim >= ((uint64_t)1 << 30)
+                         ? xasprintf("the default: a quarter of %s (%.1f GiB)", what,
+                                     lim / 1073741824.0)
+                     : lim ? xasprintf("the default: a quarter of %s (%.0f MiB)", what,
+                                       lim / 1048576.0)
+                         : xstrdup("the default: 1 GiB, the physical memory being unknown");
+        if (lim && strcmp(what, "the physical memory") != 0)
+            tool_info("--max-memory %.0f MiB, %s", c.max_memory / 1048576.0, mm_default);
     }
     tool_blas_single_thread();
 
@@ -1095,9 +1107,10 @@ int cmd_train(int argc, char **argv)
         int64_t fit = (int64_t)(c.max_memory / ((uint64_t)per * sizeof(float)));
         chunk = fit / c.batch * c.batch;
         if (chunk < c.batch) chunk = c.batch;
-        tool_info("%lld images need %.0f MiB as float32, above --max-memory %.0f MiB: streaming "
-                  "them from disk in chunks of %lld", (long long)(ntr + nva), need / 1048576.0,
-                  c.max_memory / 1048576.0, (long long)chunk);
+        tool_info("%lld images need %.0f MiB as float32, above --max-memory %.0f MiB%s%s%s: "
+                  "streaming them from disk in chunks of %lld", (long long)(ntr + nva),
+                  need / 1048576.0, c.max_memory / 1048576.0, mm_default ? " (" : "",
+                  mm_default ? mm_default : "", mm_default ? ")" : "", (long long)chunk);
     }
     double t_load = tool_now();
     int64_t bad = 0;
@@ -1111,12 +1124,13 @@ int cmd_train(int argc, char **argv)
         vamem = nva ? malloc(sizeof(float) * (size_t)(nva * per)) : NULL;
         if (!trmem || (nva && !vamem)) {
             tool_error("out of memory for the %lld decoded images (%.0f MiB as float32, under "
-                       "--max-memory %.0f MiB%s): give a smaller --max-memory to stream them "
+                       "--max-memory %.0f MiB%s%s): give a smaller --max-memory to stream them "
                        "from disk", (long long)(ntr + nva), need / 1048576.0,
-                       c.max_memory / 1048576.0,
-                       c.max_memory_given ? "" : ", the default: a quarter of the physical memory");
+                       c.max_memory / 1048576.0, mm_default ? ", " : "",
+                       mm_default ? mm_default : "");
             goto out;
         }
+        if (tool_blas_room() != 0) goto out;
         load_spec shown = spec;
         shown.progress = &lp;
         shown.progress_what = "train: decoding";
@@ -1135,6 +1149,7 @@ int cmd_train(int argc, char **argv)
         chunklab = xmalloc(sizeof(int32_t) * (size_t)chunk);
         chunk_idx = xmalloc(sizeof(int64_t) * (size_t)chunk);
         local = xmalloc(sizeof(int64_t) * (size_t)chunk);
+        if (tool_blas_room() != 0) goto out;
     }
     if (c.skip_bad && resident) {
         /* leave bad images out of the training order */
@@ -1452,6 +1467,7 @@ out:
     dataset_free(&ds);
     model_info_free(&minfo);
     free(hist);
+    free(mm_default);
     free(ckpt);
     free(tr);
     free(va);

@@ -2,6 +2,7 @@
 #define _GNU_SOURCE
 #include "tool.h"
 
+#include <cblas.h>
 #include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -12,6 +13,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/mman.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -183,6 +186,120 @@ uint64_t tool_phys_memory(void)
     long pages = sysconf(_SC_PHYS_PAGES), page = sysconf(_SC_PAGESIZE);
     if (pages <= 0 || page <= 0) return 0;
     return (uint64_t)pages * (uint64_t)page;
+}
+
+/* One number from a cgroup file ("max" or anything else than a number: none). */
+static int read_limit_file(const char *path, uint64_t *v)
+{
+    FILE *f = fopen(path, "r");
+    if (!f) return 0;
+    char buf[64];
+    int ok = 0;
+    if (fgets(buf, sizeof buf, f) && isdigit((unsigned char)buf[0])) {
+        char *end;
+        errno = 0;
+        unsigned long long x = strtoull(buf, &end, 10);
+        if (errno == 0 && (*end == '\n' || *end == '\0')) {
+            *v = (uint64_t)x;
+            ok = 1;
+        }
+    }
+    fclose(f);
+    return ok;
+}
+
+/* The smallest limit in FILE of the cgroup BASE + PATH and of each parent up to BASE (a
+ * parent's limit applies to its children too). A path missing under BASE (a container that sees
+ * the host's path but has its own cgroup mounted at BASE) leaves BASE's own file. */
+static uint64_t cgroup_walk(const char *base, const char *path, const char *file)
+{
+    uint64_t best = UINT64_MAX, v;
+    size_t baselen = strlen(base);
+    char *dir = xasprintf("%s%s%s", base, path[0] == '/' ? "" : "/", path);
+    for (;;) {
+        char *f = xasprintf("%s/%s", dir, file);
+        if (read_limit_file(f, &v) && v < best) best = v;
+        free(f);
+        char *slash = strlen(dir) > baselen ? strrchr(dir + baselen, '/') : NULL;
+        if (!slash) break;
+        *slash = '\0';
+    }
+    free(dir);
+    return best;
+}
+
+/* The cgroup memory limit of this process (UINT64_MAX if none): cgroup v2's memory.max for its
+ * "0::" line of /proc/self/cgroup, cgroup v1's memory.limit_in_bytes for its "memory" line.
+ * CFNET_TEST_CGROUP_ROOT is a test hook (tests/test_cli_memory.sh): a folder standing for
+ * /sys/fs/cgroup, with its file "self-cgroup" standing for /proc/self/cgroup. */
+static uint64_t cgroup_memory_limit(void)
+{
+    const char *root = getenv("CFNET_TEST_CGROUP_ROOT");
+    char *self = root && root[0] ? xasprintf("%s/self-cgroup", root) : xstrdup("/proc/self/cgroup");
+    if (!root || !root[0]) root = "/sys/fs/cgroup";
+    FILE *f = fopen(self, "r");
+    free(self);
+    if (!f) return UINT64_MAX;
+    uint64_t best = UINT64_MAX;
+    char line[4096];
+    while (fgets(line, sizeof line, f)) {
+        line[strcspn(line, "\n")] = '\0';
+        char *c1 = strchr(line, ':'), *c2 = c1 ? strchr(c1 + 1, ':') : NULL;
+        if (!c2) continue;
+        *c1 = *c2 = '\0';
+        const char *ctrl = c1 + 1, *path = c2 + 1;
+        uint64_t v = UINT64_MAX;
+        if (strcmp(line, "0") == 0 && ctrl[0] == '\0') {
+            /* v2: mounted at the root itself, or at root/unified beside v1 controllers */
+            char *probe = xasprintf("%s/cgroup.controllers", root);
+            char *base = access(probe, F_OK) == 0 ? xstrdup(root) : xasprintf("%s/unified", root);
+            v = cgroup_walk(base, path, "memory.max");
+            free(probe);
+            free(base);
+        } else {
+            int memory = 0;
+            for (const char *p = ctrl; *p;) {
+                size_t n = strcspn(p, ",");
+                if (n == 6 && strncmp(p, "memory", 6) == 0) memory = 1;
+                p += n + (p[n] == ',');
+            }
+            if (memory) {
+                char *base = xasprintf("%s/memory", root);
+                v = cgroup_walk(base, path, "memory.limit_in_bytes");
+                free(base);
+            }
+        }
+        if (v < best) best = v;
+    }
+    fclose(f);
+    return best;
+}
+
+uint64_t tool_memory_limit(const char **what)
+{
+    uint64_t best = tool_phys_memory();
+    *what = "the physical memory";
+    if (!best) {
+        best = UINT64_MAX;
+        *what = NULL;
+    }
+    uint64_t cg = cgroup_memory_limit();
+    if (cg < best) {
+        best = cg;
+        *what = "the cgroup memory limit";
+    }
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_AS, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY &&
+        (uint64_t)rl.rlim_cur < best) {
+        best = (uint64_t)rl.rlim_cur;
+        *what = "the ulimit -v address-space limit";
+    }
+    if (getrlimit(RLIMIT_DATA, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY &&
+        (uint64_t)rl.rlim_cur < best) {
+        best = (uint64_t)rl.rlim_cur;
+        *what = "the ulimit -d data-size limit";
+    }
+    return *what ? best : 0;
 }
 
 int tool_default_threads(void)
@@ -896,8 +1013,43 @@ void tool_install_signals(void)
 /* OpenBLAS threads on top of libcfnet's own threads oversubscribe the cores (see
  * docs/performance.md); a weak reference keeps other BLAS libraries working. */
 extern void openblas_set_num_threads(int n) __attribute__((weak));
+#pragma weak cblas_sgemm
 
 void tool_blas_single_thread(void)
 {
     if (openblas_set_num_threads && !getenv("OPENBLAS_NUM_THREADS")) openblas_set_num_threads(1);
+}
+
+int tool_blas_room(void)
+{
+    struct rlimit as, data;
+    if (!openblas_set_num_threads || !cblas_sgemm) return 0;
+    int limited_as = getrlimit(RLIMIT_AS, &as) == 0 && as.rlim_cur != RLIM_INFINITY;
+    int limited_data = getrlimit(RLIMIT_DATA, &data) == 0 && data.rlim_cur != RLIM_INFINITY;
+    if (!limited_as && !limited_data) return 0;
+    /* reserved, not touched: counts against both limits without using memory */
+    void *p = mmap(NULL, TOOL_BLAS_ROOM, PROT_READ | PROT_WRITE,
+                   MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    if (p == MAP_FAILED) {
+        uint64_t lim = limited_as ? (uint64_t)as.rlim_cur : (uint64_t)data.rlim_cur;
+        int v = limited_as;
+        if (limited_as && limited_data && (uint64_t)data.rlim_cur < lim) {
+            lim = (uint64_t)data.rlim_cur;
+            v = 0;
+        }
+        tool_error("the ulimit -%s limit of %.0f MiB leaves less than %zu MiB for OpenBLAS's "
+                   "working buffer (128 MiB; OpenBLAS retries a failed allocation forever, so the "
+                   "run would hang): raise the limit, or give a smaller --max-memory",
+                   v ? "v" : "d", lim / 1048576.0, TOOL_BLAS_ROOM >> 20);
+        return -1;
+    }
+    munmap(p, TOOL_BLAS_ROOM);
+    /* one product now makes OpenBLAS take its buffer, which it keeps: an allocation failing
+     * later is then libcfnet's, said as "out of memory", not a hang inside OpenBLAS */
+    enum { N = 128 };
+    float *m = xcalloc((size_t)3 * N * N, sizeof(float));
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, N, N, N, 1.0f, m, N, m + N * N, N, 0.0f,
+                m + 2 * N * N, N);
+    free(m);
+    return 0;
 }

@@ -1,0 +1,133 @@
+#!/bin/sh
+# The default of `cfnet train --max-memory`: a quarter of the smallest of the physical memory,
+# the cgroup memory limit (v2 memory.max or v1 memory.limit_in_bytes, a parent's too) and the
+# ulimit -v / -d limits, named in the messages. Cgroups are faked through the test hook
+# CFNET_TEST_CGROUP_ROOT (a folder standing for /sys/fs/cgroup, its file self-cgroup for
+# /proc/self/cgroup), so the checks do not depend on the machine's own cgroups.
+set -eu
+name=cli_memory
+# shellcheck source=tests/cli_lib.sh
+. "$(dirname "$0")/cli_lib.sh"
+
+# the default is named before the data is read: a missing folder shows it without training
+nodata="$out/none"
+# cg NAME LINES...: a fake cgroup root $out/NAME whose self-cgroup holds LINES
+cg() {
+    r="$out/$1"
+    shift
+    mkdir -p "$r"
+    printf '%s\n' "$@" >"$r/self-cgroup"
+}
+train_in() { # train_in ROOT ARGS...: cfnet train on nothing under the fake cgroup root ROOT
+    r=$1
+    shift
+    CFNET_TEST_CGROUP_ROOT="$r" "$cfnet" train "$nodata" -o "$out/m.safetensors" "$@"
+}
+
+# cgroup v2, nested: the parent's 2 GiB limit applies to the child's 4 GiB one
+cg v2 "0::/job/step"
+: >"$out/v2/cgroup.controllers"
+mkdir -p "$out/v2/job/step"
+echo 2147483648 >"$out/v2/job/memory.max"
+echo 4294967296 >"$out/v2/job/step/memory.max"
+expect 1 "^--max-memory 512 MiB, the default: a quarter of the cgroup memory limit \(2\.0 GiB\)" \
+    train_in "$out/v2"
+# "max" means no limit: the child's own 1 GiB then
+echo max >"$out/v2/job/memory.max"
+echo 1073741824 >"$out/v2/job/step/memory.max"
+expect 1 "^--max-memory 256 MiB, the default: a quarter of the cgroup memory limit \(1\.0 GiB\)" \
+    train_in "$out/v2"
+# "max" everywhere: the physical memory, not said (as without a limit)
+echo max >"$out/v2/job/step/memory.max"
+expect 1 "no such file" train_in "$out/v2"
+lacks "max-memory" "cgroup v2 'max' everywhere named a default"
+
+# cgroup v1 beside a cgroup v2 hierarchy without the memory controller (root/unified), the
+# unlimited value of v1 (9223372036854771712) at the top
+cg v1 "5:devices:/job" "4:cpu,memory:/job/step" "0::/job"
+mkdir -p "$out/v1/memory/job/step" "$out/v1/unified/job"
+: >"$out/v1/unified/cgroup.controllers"
+echo 9223372036854771712 >"$out/v1/memory/memory.limit_in_bytes"
+echo 9223372036854771712 >"$out/v1/memory/job/memory.limit_in_bytes"
+echo 805306368 >"$out/v1/memory/job/step/memory.limit_in_bytes"
+expect 1 "^--max-memory 192 MiB, the default: a quarter of the cgroup memory limit \(768 MiB\)" \
+    train_in "$out/v1"
+# a container seeing the host's path with its own cgroup mounted at the top: the top's limit
+cg v1host "4:memory:/docker/abc"
+mkdir -p "$out/v1host/memory"
+echo 1073741824 >"$out/v1host/memory/memory.limit_in_bytes"
+expect 1 "^--max-memory 256 MiB, the default: a quarter of the cgroup memory limit" \
+    train_in "$out/v1host"
+
+# unreadable or malformed files fall back silently to the physical memory
+cg bad "0::/job" "4:memory:/job"
+: >"$out/bad/cgroup.controllers"
+mkdir -p "$out/bad/job/memory.max" "$out/bad/memory/job"
+echo "12 bytes" >"$out/bad/memory/job/memory.limit_in_bytes"
+expect 1 "no such file" train_in "$out/bad"
+lacks "max-memory|cgroup|warning" "unreadable cgroup files were reported"
+mkdir -p "$out/empty"
+expect 1 "no such file" train_in "$out/empty"
+lacks "max-memory|cgroup|warning" "a missing self-cgroup was reported"
+# a given --max-memory is not replaced
+expect 1 "no such file" train_in "$out/v1" --max-memory 1G
+lacks "max-memory" "a given --max-memory was replaced by the cgroup default"
+
+# streaming under the default from a cgroup limit says so: 10 images of 2 x 128 x 128 (1.25 MiB)
+# above a quarter of 4 MiB, trained in chunks of the 8 images (two batches of 4) that fit
+d="$out/data"
+expect 0 "" "$cfnet" synth "$d" --classes 2 --per-class 5 --test-per-class 0 --size 32 -q
+cg small "0::/"
+: >"$out/small/cgroup.controllers"
+echo 4194304 >"$out/small/memory.max"
+expect 0 "above --max-memory 1 MiB \(the default: a quarter of the cgroup memory limit \(4 MiB\)\): streaming them from disk in chunks of 8" \
+    env CFNET_TEST_CGROUP_ROOT="$out/small" "$cfnet" train "$d/train" -o "$out/s.safetensors" \
+    --epochs 1 --batch 4 --threads 2 --width 4 --size 128 --pad --val 0.2
+
+# ulimit -v and -d (getrlimit): 4 GiB, below a quarter of the physical memory where it has 16
+# GiB or more. Not under the sanitizers, which reserve more address space than that.
+case "${CFNET_SANITIZE:-}:${CFNET_BUILD:-build/default}" in
+:*san*) plain=0 ;;
+:*) plain=1 ;;
+*) plain=0 ;;
+esac
+physkib=$(awk '/^MemTotal:/ { print $2 }' /proc/meminfo)
+if [ "$plain" = 1 ] && [ "$physkib" -ge 16777216 ]; then
+    expect 1 "^--max-memory 1024 MiB, the default: a quarter of the ulimit -v address-space limit \(4\.0 GiB\)" \
+        sh -c 'ulimit -v 4194304 && exec "$0" "$@"' "$cfnet" train "$nodata" -o "$out/m.safetensors"
+    expect 1 "^--max-memory 768 MiB, the default: a quarter of the ulimit -d data-size limit \(3\.0 GiB\)" \
+        sh -c 'ulimit -d 3145728 && exec "$0" "$@"' "$cfnet" train "$nodata" -o "$out/m.safetensors"
+    # the smallest limit wins: the 1 GiB cgroup under a 4 GiB ulimit -v
+    expect 1 "^--max-memory 256 MiB, the default: a quarter of the cgroup memory limit" \
+        sh -c 'ulimit -v 4194304 && exec env CFNET_TEST_CGROUP_ROOT="$1" "$0" train "$2" -o "$3"' \
+        "$cfnet" "$out/v1host" "$nodata" "$out/m.safetensors"
+    rlimits="ulimit checked"
+    # OpenBLAS allocates a 128 MiB buffer per thread and retries a failed allocation forever:
+    # under a small ulimit -v the run hung (at exit, joining OpenBLAS's thread spinning since
+    # the library was loaded, or in the first product). Now the command starts no OpenBLAS
+    # thread under a limit, refuses when the buffer has no room, and else takes it before
+    # training, so a later failure is libcfnet's "out of memory". timeout only ends a hang.
+    if ldd "$cfnet" 2>/dev/null | grep -q openblas; then
+        vd="$out/vdata"
+        expect 0 "" "$cfnet" synth "$vd" --classes 2 --per-class 50 --test-per-class 0 --size 32 -q
+        vtrain() { # vtrain KIB SIZE: train on vd under ulimit -v KIB at --size SIZE
+            sh -c 'ulimit -v "$1" && shift && exec timeout -s KILL 60 "$@"' sh "$1" "$cfnet" \
+                train "$vd/train" -o "$out/v.safetensors" --epochs 1 --threads 2 --width 4 \
+                --size "$2" --pad
+        }
+        expect 1 "cfnet: error: the ulimit -v limit of 117 MiB leaves less than 160 MiB for OpenBLAS's working buffer \(128 MiB; OpenBLAS retries a failed allocation forever, so the run would hang\): raise the limit, or give a smaller --max-memory" \
+            vtrain 120000 64
+        expect 0 "best validation" vtrain 250000 64
+        expect 1 "cfnet: error: training: out of memory" vtrain 450000 256
+    else
+        rlimits="$rlimits, SKIPPED the OpenBLAS checks (not linked)"
+    fi
+else
+    rlimits="SKIPPED the ulimit checks (sanitizers, or under 16 GiB of memory)"
+fi
+
+if [ $fails -ne 0 ]; then
+    echo "test_cli_memory: $fails failures"
+    exit 1
+fi
+echo "test_cli_memory: all checks passed ($rlimits)"
