@@ -580,6 +580,16 @@ grep -qF "$(printf '\r')predict: 1 of 601 images" "$tty_err" ||
     fail "predict showed no line while it decoded the images"
 tr -d '\r' <"$tty_err" | grep -q "^cfnet: error: .*zz.tif: not a TIFF or PNG file" ||
     fail "the error did not start a line of its own after the progress line"
+# -o through a link to a file not there yet: a run that fails after the first chunk's rows
+# leaves no file (it left the first 512 rows, a CSV that passes for a whole one), and the link
+rm -f "$out/many-target.csv"
+ln -sf many-target.csv "$out/many-link.csv"
+expect 1 "zz.tif: not a TIFF or PNG file" "$cfnet" predict "$m" "$many" -o "$out/many-link.csv"
+test -e "$out/many-target.csv" && fail "a failed predict left the file its -o link names"
+[ -L "$out/many-link.csv" ] || fail "a failed predict removed its -o link"
+expect 0 "predicted 1 image" "$cfnet" predict "$m" "$d/test/class00/0000.tif" -o "$out/many-link.csv"
+[ -L "$out/many-link.csv" ] && grep -q "0000.tif" "$out/many-target.csv" ||
+    fail "predict -o through a link to a file not there yet did not write that file"
 rm -rf "$many"
 # train: a line while it searches DATA and while it decodes the images, erased before its own
 # lines; none where standard error is not a terminal (a log), none with -q

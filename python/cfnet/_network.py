@@ -77,8 +77,9 @@ _OPTION_VALUE_ENUMS = {Option.OPTIMIZER: Optimizer, Option.AUG_ROTATION: AugRota
 #
 # In the main thread, while the SIGINT handler is a Python function (Python's default one,
 # raising KeyboardInterrupt, or the host's own), the guard replaces it for the duration of the
-# call by a recorder, and restores it in one place when the call returns. Recorded SIGINTs are
-# handed to the handler that was in place at the call's own check points (``_sigint_poll``):
+# call by a recorder, and restores it in one place when the call returns (unless a callback of
+# the call set a handler of its own meanwhile: that one stays). Recorded SIGINTs are handed to
+# the handler that was in place at the call's own check points (``_sigint_poll``):
 # libcfnet's interrupt callback before each layer or part of the batch of inference, and the
 # progress callback after each training step. Python's default handler stops the call there
 # (KeyboardInterrupt follows it); a host's handler is called there and stops the call if it
@@ -173,7 +174,10 @@ def _sigint_guard():
         yield None
         return
     call = _GuardedCall(handler)
-    signal.signal(signal.SIGINT, lambda signum, frame: call.pending.append(signum))
+
+    def record(signum, frame):
+        call.pending.append(signum)
+    signal.signal(signal.SIGINT, record)
     _guard_tls.call = call
     failure = None
     try:
@@ -185,7 +189,10 @@ def _sigint_guard():
         failure = e
     finally:
         _guard_tls.call = None
-        signal.signal(signal.SIGINT, handler)  # the one place the host's handler comes back
+        # the one place the host's handler comes back, unless a callback of the call set a
+        # handler of its own meanwhile: that one stays
+        if signal.getsignal(signal.SIGINT) is record:
+            signal.signal(signal.SIGINT, handler)
     if call.raised:
         raise call.raised[0]
     call.deliver()  # a SIGINT after the last check point (the host's handler may raise here)

@@ -195,6 +195,32 @@ class InterruptTest(LeakCheckedTestCase):
         finally:
             signal.signal(signal.SIGINT, old)
 
+    def test_a_handler_set_during_the_call_stays(self):
+        # A progress function (or sum hook) that installs a SIGINT handler of its own, or
+        # SIG_IGN, keeps it after the call; the guard put the handler from before the call back
+        # over it.
+        def mine(signum, frame):
+            pass
+        x, y = rotated_patterns(10, S=16, seed=3)
+        old = signal.getsignal(signal.SIGINT)
+        try:
+            with make_net() as net:
+                for new in (mine, signal.SIG_IGN):
+                    signal.signal(signal.SIGINT, signal.default_int_handler)
+
+                    def progress(step, steps, loss, accuracy):
+                        signal.signal(signal.SIGINT, new)
+                        return False
+                    net.train_epoch(x, y, batch=5, progress=progress)
+                    self.assertIs(signal.getsignal(signal.SIGINT), new, "train_epoch")
+                    signal.signal(signal.SIGINT, signal.default_int_handler)
+                    net.set_sum_hook(lambda kind, a: signal.signal(signal.SIGINT, new))
+                    net.train_step(x, y)
+                    net.set_sum_hook(None)
+                    self.assertIs(signal.getsignal(signal.SIGINT), new, "train_step")
+        finally:
+            signal.signal(signal.SIGINT, old)
+
     def test_ctrl_c_during_a_train_step_with_a_sum_hook(self):
         # The hook's trampoline used to drop the interrupt and fail the step with a
         # StateError ("the sum hook failed"); now the step completes and KeyboardInterrupt

@@ -109,12 +109,15 @@ int make_dirs(const char *path);
  * (path.tmp.PID.N; never through an existing file), out_commit flushes it to disk and renames
  * it over path with path's permissions, out_discard removes it; a signal that ends the process
  * removes it too. Until out_commit succeeds, path keeps what it held. A link to a file replaces
- * the file it names. "-" (standard output), a device or a FIFO are written as they go; a
+ * the file it names. "-" (standard output), a device or a FIFO are written as they go, and so
+ * is a link to a file not there yet (that file is removed again by out_discard or a signal); a
  * folder, or a file that cannot be written, is an error. */
 typedef struct tool_out {
     FILE *f;
     char *path; /* the file replaced; NULL for standard output */
     char *tmp;  /* NULL when written as it goes */
+    char *made; /* written as it goes, the file created through a link to nothing yet: removed
+                 * again by out_discard or a signal, so a failed run leaves none */
 } tool_out;
 /* 0, or -1 with a message printed. */
 int out_open(tool_out *o, const char *path);

@@ -609,6 +609,9 @@ int out_open(tool_out *o, const char *path)
             return -1;
         }
         o->path = xstrdup(path);
+        /* through a link to nothing yet: the file made here goes again if the run fails (or
+         * a signal ends it), as no file is left where there was none */
+        if (!exists && (o->made = realpath(path, NULL)) != NULL) out_track(o->made, NULL);
         return 0;
     }
     if (exists && access(path, W_OK) != 0) {
@@ -707,6 +710,8 @@ int out_commit_all(tool_out *o, int n)
                 tool_error("%s: write failed: %s", o[i].path ? o[i].path : "standard output",
                            strerror(err));
             ok = ok && !bad;
+            if (o[i].made) out_track(NULL, o[i].made);
+            free(o[i].made);
             free(o[i].path);
             memset(&o[i], 0, sizeof o[i]);
         } else if (!out_flush_tmp(&o[i])) {
@@ -742,8 +747,14 @@ void out_discard(tool_out *o)
         unlink(o->tmp);
         out_track(NULL, o->tmp);
     } else if (o->f && o->f != stdout) {
+        struct stat fst, mst; /* the file made through a link, if it is still that file */
+        if (o->made && fstat(fileno(o->f), &fst) == 0 && stat(o->made, &mst) == 0 &&
+            fst.st_dev == mst.st_dev && fst.st_ino == mst.st_ino)
+            unlink(o->made);
         fclose(o->f);
     }
+    if (o->made) out_track(NULL, o->made);
+    free(o->made);
     free(o->path);
     free(o->tmp);
     memset(o, 0, sizeof *o);
