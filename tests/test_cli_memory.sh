@@ -119,6 +119,19 @@ if [ "$plain" = 1 ] && [ "$physkib" -ge 16777216 ]; then
             vtrain 120000 64
         expect 0 "best validation" vtrain 250000 64
         expect 1 "cfnet: error: training: out of memory" vtrain 450000 256
+        # eval and predict run the same products: they hung under these limits too
+        vrun() { # vrun KIB ARGS...: cfnet ARGS under ulimit -v KIB
+            k=$1
+            shift
+            sh -c 'ulimit -v "$1" && shift && exec timeout -s KILL 60 "$@"' sh "$k" "$cfnet" "$@"
+        }
+        for c in eval predict; do
+            expect 1 "cfnet: error: the ulimit -v limit of 117 MiB leaves less than 160 MiB for OpenBLAS's working buffer \(128 MiB; OpenBLAS retries a failed allocation forever, so the run would hang\): raise the limit\$" \
+                vrun 120000 "$c" "$out/v.safetensors" "$vd/train"
+        done
+        expect 0 "accuracy" vrun 250000 eval "$out/v.safetensors" "$vd/train"
+        expect 0 "predicted 100 images" vrun 250000 predict "$out/v.safetensors" "$vd/train" \
+            -o "$out/v.csv"
     else
         rlimits="$rlimits, SKIPPED the OpenBLAS checks (not linked)"
     fi
