@@ -43,7 +43,9 @@ static int run_model(cfnet_network *net, const tool_model_info *info, tool_datas
     float *x = xmalloc(sizeof(float) * (size_t)(chunk * per));
     float *p = xmalloc(sizeof(float) * (size_t)(chunk * k));
     int64_t *idx = xmalloc(sizeof(int64_t) * chunk);
-    int rc = 0;
+    /* under a ulimit -v or -d, OpenBLAS's buffer is taken now or the run refused, as in train:
+     * a failed allocation in the first product would spin forever */
+    int rc = tool_blas_room("") != 0 ? -1 : 0;
     tool_progress pr;
     progress_init(&pr, stderr);
     if (!cmd) pr.tty = 0;

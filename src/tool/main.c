@@ -5,7 +5,9 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/auxv.h>
 #include <sys/resource.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 static const char main_help[] =
@@ -92,13 +94,23 @@ static int run(int argc, char **argv)
  * executable's preinit_array). */
 extern void openblas_set_num_threads(int n) __attribute__((weak));
 
+/* Whether /proc/self/exe is this program: not when it was started through the dynamic loader
+ * (`ld.so cfnet ...`), where it is the loader, which would take argv[1] for the program. */
+static int self_exe_is_program(void)
+{
+    const char *fn = (const char *)getauxval(AT_EXECFN);
+    struct stat a, b;
+    return fn && stat("/proc/self/exe", &a) == 0 && stat(fn, &b) == 0 && a.st_dev == b.st_dev &&
+           a.st_ino == b.st_ino;
+}
+
 static void no_blas_threads(char **argv)
 {
     struct rlimit as, data;
     if (!openblas_set_num_threads || getenv("OPENBLAS_NUM_THREADS")) return;
     int limited = (getrlimit(RLIMIT_AS, &as) == 0 && as.rlim_cur != RLIM_INFINITY) ||
                   (getrlimit(RLIMIT_DATA, &data) == 0 && data.rlim_cur != RLIM_INFINITY);
-    if (!limited || setenv("OPENBLAS_NUM_THREADS", "1", 1) != 0) return;
+    if (!limited || !self_exe_is_program() || setenv("OPENBLAS_NUM_THREADS", "1", 1) != 0) return;
     execv("/proc/self/exe", argv);
     unsetenv("OPENBLAS_NUM_THREADS"); /* not started again: runs on as before */
 }

@@ -56,9 +56,11 @@ void tool_blas_single_thread(void);
  * buffer at its first product in a thread and retries forever when that fails (a hang). If
  * TOOL_BLAS_ROOM bytes can still be mapped, one product takes the buffer now (OpenBLAS keeps
  * it; libcfnet calls BLAS from the calling thread only) and 0 is returned; else -1 after
- * saying so. 0 without a limit or without OpenBLAS. */
+ * saying so, with HINT after "raise the limit" (", or give a smaller --max-memory"; "" for
+ * none). 0 without a limit or without OpenBLAS. Every command that runs the network calls it
+ * before its first product (train, eval, predict). */
 #define TOOL_BLAS_ROOM ((size_t)160 << 20)
-int tool_blas_room(void);
+int tool_blas_room(const char *hint);
 
 /* splitmix64 generator used for splits and sampling orders (derived from --seed). */
 uint64_t tool_rand(uint64_t *state);

@@ -1130,7 +1130,7 @@ int cmd_train(int argc, char **argv)
                        mm_default ? mm_default : "");
             goto out;
         }
-        if (tool_blas_room() != 0) goto out;
+        if (tool_blas_room(", or give a smaller --max-memory") != 0) goto out;
         load_spec shown = spec;
         shown.progress = &lp;
         shown.progress_what = "train: decoding";
@@ -1149,7 +1149,7 @@ int cmd_train(int argc, char **argv)
         chunklab = xmalloc(sizeof(int32_t) * (size_t)chunk);
         chunk_idx = xmalloc(sizeof(int64_t) * (size_t)chunk);
         local = xmalloc(sizeof(int64_t) * (size_t)chunk);
-        if (tool_blas_room() != 0) goto out;
+        if (tool_blas_room(", or give a smaller --max-memory") != 0) goto out;
     }
     if (c.skip_bad && resident) {
         /* leave bad images out of the training order */

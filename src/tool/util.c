@@ -1031,7 +1031,7 @@ void tool_blas_single_thread(void)
     if (openblas_set_num_threads && !getenv("OPENBLAS_NUM_THREADS")) openblas_set_num_threads(1);
 }
 
-int tool_blas_room(void)
+int tool_blas_room(const char *hint)
 {
     struct rlimit as, data;
     if (!openblas_set_num_threads || !cblas_sgemm) return 0;
@@ -1050,8 +1050,8 @@ int tool_blas_room(void)
         }
         tool_error("the ulimit -%s limit of %.0f MiB leaves less than %zu MiB for OpenBLAS's "
                    "working buffer (128 MiB; OpenBLAS retries a failed allocation forever, so the "
-                   "run would hang): raise the limit, or give a smaller --max-memory",
-                   v ? "v" : "d", lim / 1048576.0, TOOL_BLAS_ROOM >> 20);
+                   "run would hang): raise the limit%s",
+                   v ? "v" : "d", lim / 1048576.0, TOOL_BLAS_ROOM >> 20, hint);
         return -1;
     }
     munmap(p, TOOL_BLAS_ROOM);
