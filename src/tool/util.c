@@ -765,24 +765,7 @@ int check_writable(const char *path)
     struct stat st;
     if (stat(path, &st) == 0 && !S_ISREG(st.st_mode) && !S_ISDIR(st.st_mode))
         return 0; /* a device or pipe: opening it here could block or consume it */
-    struct stat lst;
-    if (stat(path, &st) != 0 && lstat(path, &lst) == 0 && S_ISLNK(lst.st_mode)) {
-        /* a link to a file not there yet: out_open would create that file and leave it, empty,
-         * behind a run that fails later; the file is created and removed again */
-        int fd = open(path, O_WRONLY | O_CREAT | O_CLOEXEC, 0666);
-        if (fd < 0) {
-            tool_error("%s: cannot create: %s", path, strerror(errno));
-            return -1;
-        }
-        char *made = realpath(path, NULL);
-        struct stat fst, mst;
-        if (made && fstat(fd, &fst) == 0 && stat(made, &mst) == 0 && fst.st_dev == mst.st_dev &&
-            fst.st_ino == mst.st_ino)
-            unlink(made);
-        free(made);
-        close(fd);
-        return 0;
-    }
+    /* a link to a file not there yet: out_open creates that file, out_discard removes it */
     tool_out o;
     if (out_open(&o, path) != 0) return -1;
     out_discard(&o);
