@@ -1,6 +1,6 @@
 /* Threads: the per-network thread count changes results only by rounding and keeps runs
  * reproducible; distinct networks train concurrently; one network serves inference to several
- * threads at once. */
+ * threads at once, also with worker threads of its own, with the bits of each call alone. */
 #include "testutil.h"
 
 #include <math.h>
@@ -371,6 +371,71 @@ static void export_is_not_refused_by_a_refused_writer(void **state)
     cfnet_network_free(net);
 }
 
+/* ---- a viewer: one loaded classifier with worker threads, several host threads at once ---- */
+
+enum { VS = 16, VC = 2, VK = 3, VJOBS = 4, VMAX = 7 };
+
+typedef struct viewer_job {
+    cfnet_network *net;
+    const float *x; /* VMAX images */
+    int n;          /* batch size of this thread */
+    float out[VMAX * VK];
+    cfnet_status st;
+} viewer_job;
+
+static void *viewer_classify(void *arg)
+{
+    viewer_job *j = arg;
+    int64_t xs[] = {j->n, VC, VS, VS}, ps[] = {j->n, VK};
+    for (int t = 0; t < 4; t++) {
+        cfnet_tensor *x = NULL, *p = NULL;
+        j->st = cfnet_tensor_wrap_const(j->x, 4, xs, &x);
+        if (j->st == CFNET_OK) j->st = cfnet_tensor_wrap(j->out, 2, ps, &p);
+        if (j->st == CFNET_OK) j->st = cfnet_network_probabilities(j->net, x, p);
+        cfnet_tensor_free(x);
+        cfnet_tensor_free(p);
+        if (j->st != CFNET_OK) break;
+    }
+    return NULL;
+}
+
+/* docs/deploy.md: a viewer loads a model once, sets CFNET_OPTION_THREADS, and classifies from
+ * its own worker threads, each with its own batch size; every call gives the bits of the same
+ * call made alone (the network's workers are shared by the concurrent calls). */
+static void host_threads_share_a_network_with_workers_bit_identically(void **state)
+{
+    (void)state;
+    cfnet_network *orig = NULL, *net = NULL;
+    CF_ASSERT_OK(cfnet_network_create_classifier(CFNET_FAMILY_CFNET, VC, VS, VK, 6, 7, &orig));
+    void *buf = NULL;
+    size_t size = 0;
+    CF_ASSERT_OK(cfnet_network_save_buffer(orig, 0, &buf, &size));
+    CF_ASSERT_OK(cfnet_network_load_buffer(buf, size, &net));
+    cfnet_free(buf);
+    cfnet_network_free(orig);
+    CF_ASSERT_OK(cfnet_network_set_option(net, CFNET_OPTION_THREADS, 3));
+    static float x[VJOBS][VMAX * VC * VS * VS];
+    static const int sizes[VJOBS] = {1, 2, 5, 7};
+    tu_rng r = {41};
+    viewer_job jobs[VJOBS], ref[VJOBS];
+    for (int k = 0; k < VJOBS; k++) {
+        tu_fill_normal(x[k], VMAX * VC * VS * VS, &r);
+        ref[k] = (viewer_job){.net = net, .x = x[k], .n = sizes[k]};
+        viewer_classify(&ref[k]); /* alone, in this thread */
+        CF_ASSERT_OK(ref[k].st);
+        jobs[k] = (viewer_job){.net = net, .x = x[k], .n = sizes[k]};
+    }
+    pthread_t tid[VJOBS];
+    for (int k = 0; k < VJOBS; k++)
+        assert_int_equal(pthread_create(&tid[k], NULL, viewer_classify, &jobs[k]), 0);
+    for (int k = 0; k < VJOBS; k++) pthread_join(tid[k], NULL);
+    for (int k = 0; k < VJOBS; k++) {
+        CF_ASSERT_OK(jobs[k].st);
+        assert_memory_equal(jobs[k].out, ref[k].out, sizeof(float) * (size_t)sizes[k] * VK);
+    }
+    cfnet_network_free(net);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -379,6 +444,7 @@ int main(void)
         cmocka_unit_test(training_while_another_thread_infers_is_refused),
         cmocka_unit_test(concurrent_calls_run_or_are_refused_and_readers_share),
         cmocka_unit_test(export_is_not_refused_by_a_refused_writer),
+        cmocka_unit_test(host_threads_share_a_network_with_workers_bit_identically),
     };
     return cmocka_run_group_tests_name("threads", tests, NULL, NULL);
 }

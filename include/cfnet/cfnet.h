@@ -32,11 +32,13 @@
  * any number of threads at once, as long as no thread changes or frees it meanwhile. The error
  * message is per thread. Networks detect the forbidden case: read-only calls (infer, probabilities,
  * predict, evaluate, invariance, save, save_buffer, summary, export, get_metadata, metadata_at,
- * gradients) may run in any number of threads at once, while a call that modifies the network
- * (train_step, train_epoch, forward, backward, zero_grad, set_option, append, init_normal,
- * set_metadata, set_sum_hook, set_batch_position, set_interrupt) returns CFNET_E_STATE, doing
- * nothing, if another thread is using the network — and a read-only call returns CFNET_E_STATE while another
- * thread modifies it. (Freeing a network that another thread uses remains undefined.)
+ * gradients) may run in any number of threads at once (also on a network with worker threads,
+ * CFNET_OPTION_THREADS > 1: each call gives the bits it gives alone), while a call that
+ * modifies the network (train_step, train_epoch, forward, backward, zero_grad, set_option,
+ * append, init_normal, set_metadata, set_sum_hook, set_batch_position, set_interrupt) returns
+ * CFNET_E_STATE, doing nothing, if another thread is using the network — and a read-only call
+ * returns CFNET_E_STATE while another thread modifies it. (Freeing a network that another thread
+ * uses remains undefined.)
  *
  * FFTW: before planning its first transform, libcfnet calls fftwf_make_planner_thread_safe(),
  * so FFTW's planner (one per process) is locked by FFTW itself for every caller in the process,
