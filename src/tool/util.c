@@ -1031,10 +1031,15 @@ int tool_blas_room(const char *hint)
             lim = (uint64_t)data.rlim_cur;
             v = 0;
         }
-        tool_error("the ulimit -%s limit of %.0f MiB leaves less than %zu MiB for OpenBLAS's "
+        /* under mpirun the limit may be one node's: the message names the rank (the others
+         * are ended by tool_mpi_finish's MPI_Abort, see tests/test_mpi.sh) */
+        char who[48] = "";
+        if (tool_mpi_size() > 1)
+            snprintf(who, sizeof who, "rank %d of %d: ", tool_mpi_rank(), tool_mpi_size());
+        tool_error("%sthe ulimit -%s limit of %.0f MiB leaves less than %zu MiB for OpenBLAS's "
                    "working buffer (128 MiB; OpenBLAS retries a failed allocation forever, so the "
                    "run would hang): raise the limit%s",
-                   v ? "v" : "d", lim / 1048576.0, TOOL_BLAS_ROOM >> 20, hint);
+                   who, v ? "v" : "d", lim / 1048576.0, TOOL_BLAS_ROOM >> 20, hint);
         return -1;
     }
     munmap(p, TOOL_BLAS_ROOM);
