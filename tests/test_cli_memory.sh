@@ -3,7 +3,8 @@
 # the cgroup memory limit (v2 memory.max or v1 memory.limit_in_bytes, a parent's too) and the
 # ulimit -v / -d limits, named in the messages. Cgroups are faked through the test hook
 # CFNET_TEST_CGROUP_ROOT (a folder standing for /sys/fs/cgroup, its file self-cgroup for
-# /proc/self/cgroup), so the checks do not depend on the machine's own cgroups.
+# /proc/self/cgroup and its file mountinfo, where there is one, for /proc/self/mountinfo), so
+# the checks do not depend on the machine's own cgroups.
 set -eu
 name=cli_memory
 # shellcheck source=tests/cli_lib.sh
@@ -58,6 +59,53 @@ mkdir -p "$out/v1host/memory"
 echo 1073741824 >"$out/v1host/memory/memory.limit_in_bytes"
 expect 1 "^--max-memory 256 MiB, the default: a quarter of the cgroup memory limit" \
     train_in "$out/v1host"
+
+# cgroup v1 where /proc/self/mountinfo puts it (the file "mountinfo" of the fake root; its mount
+# points are folders of the test): the memory controller is found by file system type "cgroup"
+# and the super option "memory", not at ROOT/memory, which holds a 64 MiB decoy each time
+# mi ROOT LINES...: ROOT/mountinfo holding LINES, and the decoy ROOT/memory
+mi() {
+    r="$1"
+    shift
+    printf '%s\n' "$@" >"$r/mountinfo"
+    mkdir -p "$r/memory"
+    echo 67108864 >"$r/memory/memory.limit_in_bytes"
+}
+other="25 1 0:22 / /sys/fs/cgroup/unified rw,nosuid - cgroup2 cgroup2 rw
+26 1 0:23 / /sys/fs/cgroup/cpu rw,nosuid - cgroup cgroup rw,cpu"
+# combined with another controller (mounted as cpuacct,memory): its 768 MiB
+cg comb "4:cpuacct,memory:/job"
+mkdir -p "$out/comb/cpuacct,memory/job"
+echo 805306368 >"$out/comb/cpuacct,memory/job/memory.limit_in_bytes"
+mi "$out/comb" "$other" \
+    "27 1 0:24 / $out/comb/cpuacct,memory rw,nosuid,nodev shared:9 - cgroup cgroup rw,cpuacct,memory"
+expect 1 "^--max-memory 192 MiB, the default: a quarter of the cgroup memory limit \(768 MiB\)" \
+    train_in "$out/comb"
+# a mount point of its own, with a space (\040 in mountinfo): its 1 GiB
+cg custom "7:memory:/"
+mkdir -p "$out/custom/my cgroups/mem"
+echo 1073741824 >"$out/custom/my cgroups/mem/memory.limit_in_bytes"
+mi "$out/custom" "$other" "30 1 0:25 / $out/custom/my\\040cgroups/mem rw - cgroup none rw,memory"
+expect 1 "^--max-memory 256 MiB, the default: a quarter of the cgroup memory limit \(1\.0 GiB\)" \
+    train_in "$out/custom"
+# no cgroup v1 memory mount: no cgroup limit (the decoy is not read)
+cg nomem "4:memory:/job"
+mi "$out/nomem" "$other"
+expect 1 "no such file" train_in "$out/nomem"
+lacks "max-memory" "a cgroup v1 limit was read without a memory mount in mountinfo"
+# the mount's root (field 4) is the container's cgroup /docker/abc: the process's /docker/abc/job
+# is the folder job below the mount point, whose 512 MiB is below the container's 2 GiB
+cg croot "4:memory:/docker/abc/job"
+mkdir -p "$out/croot/mem/job"
+echo 2147483648 >"$out/croot/mem/memory.limit_in_bytes"
+echo 536870912 >"$out/croot/mem/job/memory.limit_in_bytes"
+mi "$out/croot" "$other" "31 1 0:26 /docker/abc $out/croot/mem ro,nosuid - cgroup cgroup rw,memory"
+expect 1 "^--max-memory 128 MiB, the default: a quarter of the cgroup memory limit \(512 MiB\)" \
+    train_in "$out/croot"
+# a path outside the mount's root (/docker/abcdef is not below /docker/abc): the mount point's own
+cg croot "4:memory:/docker/abcdef/job"
+expect 1 "^--max-memory 512 MiB, the default: a quarter of the cgroup memory limit \(2\.0 GiB\)" \
+    train_in "$out/croot"
 
 # unreadable or malformed files fall back silently to the physical memory
 cg bad "0::/job" "4:memory:/job"
