@@ -458,6 +458,34 @@ expect 1 "0009.tif: not a TIFF or PNG file" "$cfnet" eval "$ow/model.safetensors
 # --out naming a file is a usage error naming --out
 expect 2 "--out .*img.tif: not a folder" "$cfnet" eval "$ow/model.safetensors" "$ow/data" --out "$ow/img.tif"
 cmp -s "$ow/img.tif" "$d/test/class00/0000.tif" || fail "eval --out FILE changed it"
+# --out makes its folder and any missing parent; one that cannot be made or written into (a
+# file on the way, no write permission) is a usage error before any image is read ($ow/partial
+# holds an unreadable image: its message would mean the images were read first), as predict -o
+expect 0 "" "$cfnet" eval "$ow/model.safetensors" "$ow/data" --out "$ow/made/a/rep" -q
+test -s "$ow/made/a/rep/metrics.json" || fail "eval --out did not make the missing parents"
+expect 2 "cannot create directory .*img.tif/rep: Not a directory" "$cfnet" eval \
+    "$ow/model.safetensors" "$ow/partial" --out "$ow/img.tif/rep"
+lacks "0009.tif" "eval read the images before failing on --out"
+# no write permission: as another user when run as root (root may write anywhere)
+mkdir -p "$ow/ro"
+chmod 555 "$ow/ro"
+asother=""
+if [ "$(id -u)" = 0 ]; then
+    command -v setpriv >/dev/null 2>&1 && asother="setpriv --reuid=65534 --regid=65534 --clear-groups"
+else
+    asother="env"
+fi
+if [ -n "$asother" ]; then
+    # shellcheck disable=SC2086
+    expect 2 "cannot create directory .*ro/rep: Permission denied" $asother "$cfnet" eval \
+        "$ow/model.safetensors" "$ow/partial" --out "$ow/ro/rep"
+    lacks "0009.tif" "eval read the images before failing on an --out it cannot make"
+    # shellcheck disable=SC2086
+    expect 2 "ro/metrics.json: cannot create: Permission denied" $asother "$cfnet" eval \
+        "$ow/model.safetensors" "$ow/partial" --out "$ow/ro"
+    lacks "0009.tif" "eval read the images before failing on an --out it cannot write"
+fi
+chmod 755 "$ow/ro"
 # a folder as the output: refused before any image is read
 expect 2 "predict: .*/report is a folder" "$cfnet" predict "$ow/model.safetensors" "$ow/data" -o "$ow/report"
 # an output in a folder that does not exist: a usage error before any image is read, as for train

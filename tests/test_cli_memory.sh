@@ -3,7 +3,8 @@
 # the cgroup memory limit (v2 memory.max or v1 memory.limit_in_bytes, a parent's too) and the
 # ulimit -v / -d limits, named in the messages. Cgroups are faked through the test hook
 # CFNET_TEST_CGROUP_ROOT (a folder standing for /sys/fs/cgroup, its file self-cgroup for
-# /proc/self/cgroup), so the checks do not depend on the machine's own cgroups.
+# /proc/self/cgroup and its file mountinfo, where there is one, for /proc/self/mountinfo), so
+# the checks do not depend on the machine's own cgroups.
 set -eu
 name=cli_memory
 # shellcheck source=tests/cli_lib.sh
@@ -59,6 +60,53 @@ echo 1073741824 >"$out/v1host/memory/memory.limit_in_bytes"
 expect 1 "^--max-memory 256 MiB, the default: a quarter of the cgroup memory limit" \
     train_in "$out/v1host"
 
+# cgroup v1 where /proc/self/mountinfo puts it (the file "mountinfo" of the fake root; its mount
+# points are folders of the test): the memory controller is found by file system type "cgroup"
+# and the super option "memory", not at ROOT/memory, which holds a 64 MiB decoy each time
+# mi ROOT LINES...: ROOT/mountinfo holding LINES, and the decoy ROOT/memory
+mi() {
+    r="$1"
+    shift
+    printf '%s\n' "$@" >"$r/mountinfo"
+    mkdir -p "$r/memory"
+    echo 67108864 >"$r/memory/memory.limit_in_bytes"
+}
+other="25 1 0:22 / /sys/fs/cgroup/unified rw,nosuid - cgroup2 cgroup2 rw
+26 1 0:23 / /sys/fs/cgroup/cpu rw,nosuid - cgroup cgroup rw,cpu"
+# combined with another controller (mounted as cpuacct,memory): its 768 MiB
+cg comb "4:cpuacct,memory:/job"
+mkdir -p "$out/comb/cpuacct,memory/job"
+echo 805306368 >"$out/comb/cpuacct,memory/job/memory.limit_in_bytes"
+mi "$out/comb" "$other" \
+    "27 1 0:24 / $out/comb/cpuacct,memory rw,nosuid,nodev shared:9 - cgroup cgroup rw,cpuacct,memory"
+expect 1 "^--max-memory 192 MiB, the default: a quarter of the cgroup memory limit \(768 MiB\)" \
+    train_in "$out/comb"
+# a mount point of its own, with a space (\040 in mountinfo): its 1 GiB
+cg custom "7:memory:/"
+mkdir -p "$out/custom/my cgroups/mem"
+echo 1073741824 >"$out/custom/my cgroups/mem/memory.limit_in_bytes"
+mi "$out/custom" "$other" "30 1 0:25 / $out/custom/my\\040cgroups/mem rw - cgroup none rw,memory"
+expect 1 "^--max-memory 256 MiB, the default: a quarter of the cgroup memory limit \(1\.0 GiB\)" \
+    train_in "$out/custom"
+# no cgroup v1 memory mount: no cgroup limit (the decoy is not read)
+cg nomem "4:memory:/job"
+mi "$out/nomem" "$other"
+expect 1 "no such file" train_in "$out/nomem"
+lacks "max-memory" "a cgroup v1 limit was read without a memory mount in mountinfo"
+# the mount's root (field 4) is the container's cgroup /docker/abc: the process's /docker/abc/job
+# is the folder job below the mount point, whose 512 MiB is below the container's 2 GiB
+cg croot "4:memory:/docker/abc/job"
+mkdir -p "$out/croot/mem/job"
+echo 2147483648 >"$out/croot/mem/memory.limit_in_bytes"
+echo 536870912 >"$out/croot/mem/job/memory.limit_in_bytes"
+mi "$out/croot" "$other" "31 1 0:26 /docker/abc $out/croot/mem ro,nosuid - cgroup cgroup rw,memory"
+expect 1 "^--max-memory 128 MiB, the default: a quarter of the cgroup memory limit \(512 MiB\)" \
+    train_in "$out/croot"
+# a path outside the mount's root (/docker/abcdef is not below /docker/abc): the mount point's own
+cg croot "4:memory:/docker/abcdef/job"
+expect 1 "^--max-memory 512 MiB, the default: a quarter of the cgroup memory limit \(2\.0 GiB\)" \
+    train_in "$out/croot"
+
 # unreadable or malformed files fall back silently to the physical memory
 cg bad "0::/job" "4:memory:/job"
 : >"$out/bad/cgroup.controllers"
@@ -95,14 +143,17 @@ if [ -n "$ldso" ] && ldd "$cfnet" 2>/dev/null | grep -q openblas &&
 fi
 
 # ulimit -v and -d (getrlimit): 4 GiB, below a quarter of the physical memory where it has 16
-# GiB or more. Not under the sanitizers, which reserve more address space than that.
+# GiB or more. Not under the sanitizers, which reserve more address space than that (nor the
+# OpenBLAS checks below, whose limits are far smaller).
 case "${CFNET_SANITIZE:-}:${CFNET_BUILD:-build/default}" in
 :*san*) plain=0 ;;
 :*) plain=1 ;;
 *) plain=0 ;;
 esac
 physkib=$(awk '/^MemTotal:/ { print $2 }' /proc/meminfo)
-if [ "$plain" = 1 ] && [ "$physkib" -ge 16777216 ]; then
+if [ "$plain" = 0 ]; then
+    rlimits="SKIPPED the ulimit and OpenBLAS checks (sanitizers or a non-plain build)"
+elif [ "$physkib" -ge 16777216 ]; then
     expect 1 "^--max-memory 1024 MiB, the default: a quarter of the ulimit -v address-space limit \(4\.0 GiB\)" \
         sh -c 'ulimit -v 4194304 && exec "$0" "$@"' "$cfnet" train "$nodata" -o "$out/m.safetensors"
     expect 1 "^--max-memory 768 MiB, the default: a quarter of the ulimit -d data-size limit \(3\.0 GiB\)" \
@@ -112,41 +163,44 @@ if [ "$plain" = 1 ] && [ "$physkib" -ge 16777216 ]; then
         sh -c 'ulimit -v 4194304 && exec env CFNET_TEST_CGROUP_ROOT="$1" "$0" train "$2" -o "$3"' \
         "$cfnet" "$out/v1host" "$nodata" "$out/m.safetensors"
     rlimits="ulimit checked"
-    # OpenBLAS allocates a 128 MiB buffer per thread and retries a failed allocation forever:
-    # under a small ulimit -v the run hung (at exit, joining OpenBLAS's thread spinning since
-    # the library was loaded, or in the first product). Now the command starts no OpenBLAS
-    # thread under a limit, refuses when the buffer has no room, and else takes it before
-    # training, so a later failure is libcfnet's "out of memory". timeout only ends a hang.
-    if ldd "$cfnet" 2>/dev/null | grep -q openblas; then
-        vd="$out/vdata"
-        expect 0 "" "$cfnet" synth "$vd" --classes 2 --per-class 50 --test-per-class 0 --size 32 -q
-        vtrain() { # vtrain KIB SIZE: train on vd under ulimit -v KIB at --size SIZE
-            sh -c 'ulimit -v "$1" && shift && exec timeout -s KILL 60 "$@"' sh "$1" "$cfnet" \
-                train "$vd/train" -o "$out/v.safetensors" --epochs 1 --threads 2 --width 4 \
-                --size "$2" --pad
-        }
-        expect 1 "cfnet: error: the ulimit -v limit of 117 MiB leaves less than 160 MiB for OpenBLAS's working buffer \(128 MiB; OpenBLAS retries a failed allocation forever, so the run would hang\): raise the limit, or give a smaller --max-memory" \
-            vtrain 120000 64
-        expect 0 "best validation" vtrain 250000 64
-        expect 1 "cfnet: error: training: out of memory" vtrain 450000 256
-        # eval and predict run the same products: they hung under these limits too
-        vrun() { # vrun KIB ARGS...: cfnet ARGS under ulimit -v KIB
-            k=$1
-            shift
-            sh -c 'ulimit -v "$1" && shift && exec timeout -s KILL 60 "$@"' sh "$k" "$cfnet" "$@"
-        }
-        for c in eval predict; do
-            expect 1 "cfnet: error: the ulimit -v limit of 117 MiB leaves less than 160 MiB for OpenBLAS's working buffer \(128 MiB; OpenBLAS retries a failed allocation forever, so the run would hang\): raise the limit\$" \
-                vrun 120000 "$c" "$out/v.safetensors" "$vd/train"
-        done
-        expect 0 "accuracy" vrun 250000 eval "$out/v.safetensors" "$vd/train"
-        expect 0 "predicted 100 images" vrun 250000 predict "$out/v.safetensors" "$vd/train" \
-            -o "$out/v.csv"
-    else
-        rlimits="$rlimits, SKIPPED the OpenBLAS checks (not linked)"
-    fi
 else
-    rlimits="SKIPPED the ulimit checks (sanitizers, or under 16 GiB of memory)"
+    rlimits="SKIPPED the 4 GiB ulimit default checks (under 16 GiB of memory)"
+fi
+
+# OpenBLAS allocates a 128 MiB buffer per thread and retries a failed allocation forever:
+# under a small ulimit -v the run hung (at exit, joining OpenBLAS's thread spinning since
+# the library was loaded, or in the first product). Now the command starts no OpenBLAS
+# thread under a limit, refuses when the buffer has no room, and else takes it before
+# training, so a later failure is libcfnet's "out of memory". timeout only ends a hang.
+# These limits (117 to 440 MiB) are far below any machine's memory: no 16 GiB gate.
+if [ "$plain" = 1 ] && ldd "$cfnet" 2>/dev/null | grep -q openblas; then
+    vd="$out/vdata"
+    expect 0 "" "$cfnet" synth "$vd" --classes 2 --per-class 50 --test-per-class 0 --size 32 -q
+    vtrain() { # vtrain KIB SIZE: train on vd under ulimit -v KIB at --size SIZE
+        sh -c 'ulimit -v "$1" && shift && exec timeout -s KILL 60 "$@"' sh "$1" "$cfnet" \
+            train "$vd/train" -o "$out/v.safetensors" --epochs 1 --threads 2 --width 4 \
+            --size "$2" --pad
+    }
+    expect 1 "cfnet: error: the ulimit -v limit of 117 MiB leaves less than 160 MiB for OpenBLAS's working buffer \(128 MiB; OpenBLAS retries a failed allocation forever, so the run would hang\): raise the limit, or give a smaller --max-memory" \
+        vtrain 120000 64
+    expect 0 "best validation" vtrain 250000 64
+    expect 1 "cfnet: error: training: out of memory" vtrain 450000 256
+    # eval and predict run the same products: they hung under these limits too
+    vrun() { # vrun KIB ARGS...: cfnet ARGS under ulimit -v KIB
+        k=$1
+        shift
+        sh -c 'ulimit -v "$1" && shift && exec timeout -s KILL 60 "$@"' sh "$k" "$cfnet" "$@"
+    }
+    for c in eval predict; do
+        expect 1 "cfnet: error: the ulimit -v limit of 117 MiB leaves less than 160 MiB for OpenBLAS's working buffer \(128 MiB; OpenBLAS retries a failed allocation forever, so the run would hang\): raise the limit\$" \
+            vrun 120000 "$c" "$out/v.safetensors" "$vd/train"
+    done
+    expect 0 "accuracy" vrun 250000 eval "$out/v.safetensors" "$vd/train"
+    expect 0 "predicted 100 images" vrun 250000 predict "$out/v.safetensors" "$vd/train" \
+        -o "$out/v.csv"
+    rlimits="$rlimits, OpenBLAS checked"
+elif [ "$plain" = 1 ]; then
+    rlimits="$rlimits, SKIPPED the OpenBLAS checks (not linked)"
 fi
 
 if [ $fails -ne 0 ]; then

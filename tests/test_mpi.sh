@@ -369,6 +369,32 @@ if [ -x "$tool" ] && ldd "$tool" | grep -qi mpi; then
     rc=$?
     expect badv 1 "zz_broken.tif: not a TIFF or PNG file" 1
     expect badv 1 "of 2: could not classify its share of the validation images in epoch 1" 1
+    # a lower ulimit -v on one node (here rank 1's): its OpenBLAS buffer is refused after the
+    # start vote, on that rank only, while the other waits in its first collective; the
+    # refusing rank names itself and its MPI_Abort ends the job (124 would be a hang; Open MPI's
+    # own MPI_ABORT notice is not checked: its daemon may fail to print it for a rank under a
+    # ulimit, "ORTE_ERROR_LOG: Out of resource ... show_help.c"). Needs
+    # OpenBLAS and a plain build (the sanitizers reserve more address space than the limit).
+    case "${CFNET_SANITIZE:-}:$build" in :*san*) plain=0 ;; :*) plain=1 ;; *) plain=0 ;; esac
+    if [ "$plain" = 1 ] && ldd "$tool" | grep -q openblas; then
+        printf '#!/bin/sh\nif [ "$OMPI_COMM_WORLD_RANK" = 1 ]; then ulimit -v 120000; fi\nexec "$@"\n' \
+            >"$t/lim1.sh"
+        chmod +x "$t/lim1.sh"
+        lim="rank 1 of 2: the ulimit -v limit of 117 MiB leaves less than 160 MiB for OpenBLAS"
+        timeout 60 mpirun --allow-run-as-root --oversubscribe -np 2 "$t/lim1.sh" "$tool" train $b \
+            -o "$t/lim.cfnet" >"$t/lim.log" 2>&1
+        rc=$?
+        expect lim 1 "$lim" 1
+        [ ! -e "$t/lim.cfnet" ] || { echo "test_mpi: a failed run wrote a model"; exit 1; }
+        timeout 60 mpirun --allow-run-as-root --oversubscribe -np 2 "$t/lim1.sh" "$tool" predict \
+            "$c/m.cfnet" "$c/d/test" -o "$c/plim.csv" --threads 1 --batch 4 -q >"$t/plim.log" 2>&1
+        rc=$?
+        expect plim 1 "$lim" 1
+        [ ! -e "$c/plim.csv" ] || { echo "test_mpi: a failed predict wrote its CSV"; exit 1; }
+        echo "test_mpi: a ulimit -v on rank 1 alone ended train and predict with rank 1's message"
+    else
+        echo "test_mpi: the ulimit -v on one rank skipped (not OpenBLAS, or a sanitizer build)"
+    fi
     # a step that fails on every rank alike (non-finite numbers reach every rank through the
     # sums): rank 0 says so once and the ranks end together (not one message per rank and an
     # MPI_Abort from each). Raw intensities times 1e30 overflow inside the first step on these

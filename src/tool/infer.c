@@ -519,17 +519,18 @@ int cmd_eval(int argc, char **argv)
     metrics_init(&ctx.m, info.n_classes);
     ctx.classes = info.classes;
     if (outdir) {
-        /* a folder made here is removed again if the run fails */
+        /* a folder made here is removed again if the run fails. A folder that cannot be made
+         * (a file on the way, no permission, a read-only file system) or written into is found
+         * here, before any image is read: a usage error, as predict -o's and train's outputs */
+        rc = EXIT_USAGE;
         new_dir = first_missing_dir(outdir);
         if (make_dirs(outdir) != 0) goto out_ds;
         for (int i = 0; i < 4; i++) paths[i] = path_join(outdir, EVAL_FILES[i]);
         for (int i = 0; i < 4; i++)
-            if (check_output("eval", paths[i], model, &data, 1, &ds) != 0) {
-                rc = EXIT_USAGE;
-                goto out_ds;
-            }
+            if (check_output("eval", paths[i], model, &data, 1, &ds) != 0) goto out_ds;
         for (int i = 0; i < 4; i++)
             if (out_open(&outs[i], paths[i]) != 0) goto out_ds;
+        rc = EXIT_RUNTIME;
         ctx.pred = outs[3].f;
         fprintf(ctx.pred, "path,label,predicted");
         csv_write_names(ctx.pred, info.classes, info.n_classes);

@@ -228,18 +228,101 @@ static uint64_t cgroup_walk(const char *base, const char *path, const char *file
     return best;
 }
 
+/* A field of /proc/self/mountinfo in place: its octal escapes (\040 for a space, \011, \012,
+ * \134 for a backslash) decoded. */
+static void mountinfo_unescape(char *s)
+{
+    char *w = s;
+    for (char *r = s; *r;) {
+        if (r[0] == '\\' && r[1] >= '0' && r[1] <= '3' && r[2] >= '0' && r[2] <= '7' &&
+            r[3] >= '0' && r[3] <= '7') {
+            *w++ = (char)((r[1] - '0') * 64 + (r[2] - '0') * 8 + (r[3] - '0'));
+            r += 4;
+        } else {
+            *w++ = *r++;
+        }
+    }
+    *w = '\0';
+}
+
+/* Whether the comma-separated list `opts` holds `name`. */
+static int opt_listed(const char *opts, const char *name)
+{
+    size_t len = strlen(name);
+    for (const char *p = opts; *p;) {
+        size_t n = strcspn(p, ",");
+        if (n == len && strncmp(p, name, n) == 0) return 1;
+        p += n + (p[n] == ',');
+    }
+    return 0;
+}
+
+/* The folder of the cgroup v1 memory controller for the cgroup `path` (of /proc/self/cgroup),
+ * from the mountinfo file `mountinfo`: a mount of file system type "cgroup" whose super options
+ * name "memory" (mounted alone at /sys/fs/cgroup/memory, or combined, "memory,cpuacct", or
+ * anywhere else). Its field 4 is the folder of the hierarchy seen at the mount point (in a
+ * container, often the container's own cgroup): `path` is taken relative to it, and a `path`
+ * outside it leaves the mount point's own cgroup. *base is the mount point and *rel the path
+ * below it (both allocated); among several mounts, the one whose root holds `path` most closely.
+ * 0 when there is none, -1 when the file cannot be read. */
+static int cgroup_v1_memory_mount(const char *mountinfo, const char *path, char **base, char **rel)
+{
+    FILE *f = fopen(mountinfo, "r");
+    if (!f) return -1;
+    char line[8192];
+    size_t best = 0;
+    int found = 0;
+    *base = *rel = NULL;
+    while (fgets(line, sizeof line, f)) {
+        line[strcspn(line, "\n")] = '\0';
+        /* id parent major:minor root mountpoint options [optional...] - fstype source super */
+        char *field[6] = {0}, *save = NULL, *t = strtok_r(line, " ", &save);
+        int n = 0;
+        for (; t && n < 6; t = strtok_r(NULL, " ", &save)) field[n++] = t;
+        if (n < 6) continue;
+        while (t && strcmp(t, "-") != 0) t = strtok_r(NULL, " ", &save);
+        char *fstype = t ? strtok_r(NULL, " ", &save) : NULL;
+        char *source = fstype ? strtok_r(NULL, " ", &save) : NULL;
+        char *super = source ? strtok_r(NULL, " ", &save) : NULL;
+        if (!super || strcmp(fstype, "cgroup") != 0 || !opt_listed(super, "memory")) continue;
+        char *mroot = field[3], *mpoint = field[4];
+        mountinfo_unescape(mroot);
+        mountinfo_unescape(mpoint);
+        size_t rl = strcmp(mroot, "/") == 0 ? 0 : strlen(mroot);
+        int inside = strncmp(path, mroot, rl) == 0 && (path[rl] == '/' || path[rl] == '\0');
+        size_t score = inside ? rl + 2 : 1; /* a mount whose root holds path beats one that does not */
+        if (found && score <= best) continue;
+        free(*base);
+        free(*rel);
+        *base = xstrdup(mpoint);
+        *rel = xstrdup(inside ? path + rl : "");
+        best = score;
+        found = 1;
+    }
+    fclose(f);
+    return found;
+}
+
 /* The cgroup memory limit of this process (UINT64_MAX if none): cgroup v2's memory.max for its
- * "0::" line of /proc/self/cgroup, cgroup v1's memory.limit_in_bytes for its "memory" line.
- * CFNET_TEST_CGROUP_ROOT is a test hook (tests/test_cli_memory.sh): a folder standing for
- * /sys/fs/cgroup, with its file "self-cgroup" standing for /proc/self/cgroup. */
+ * "0::" line of /proc/self/cgroup, cgroup v1's memory.limit_in_bytes for its "memory" line, in
+ * the memory controller's folder found in /proc/self/mountinfo (/sys/fs/cgroup/memory when that
+ * cannot be read). CFNET_TEST_CGROUP_ROOT is a test hook (tests/test_cli_memory.sh): a folder
+ * standing for /sys/fs/cgroup, with its file "self-cgroup" standing for /proc/self/cgroup and
+ * its file "mountinfo", if there is one, for /proc/self/mountinfo (its mount points are used as
+ * they are: the test gives folders of its own). */
 static uint64_t cgroup_memory_limit(void)
 {
     const char *root = getenv("CFNET_TEST_CGROUP_ROOT");
-    char *self = root && root[0] ? xasprintf("%s/self-cgroup", root) : xstrdup("/proc/self/cgroup");
-    if (!root || !root[0]) root = "/sys/fs/cgroup";
+    int test = root && root[0];
+    char *self = test ? xasprintf("%s/self-cgroup", root) : xstrdup("/proc/self/cgroup");
+    char *mountinfo = test ? xasprintf("%s/mountinfo", root) : xstrdup("/proc/self/mountinfo");
+    if (!test) root = "/sys/fs/cgroup";
     FILE *f = fopen(self, "r");
     free(self);
-    if (!f) return UINT64_MAX;
+    if (!f) {
+        free(mountinfo);
+        return UINT64_MAX;
+    }
     uint64_t best = UINT64_MAX;
     char line[4096];
     while (fgets(line, sizeof line, f)) {
@@ -256,22 +339,20 @@ static uint64_t cgroup_memory_limit(void)
             v = cgroup_walk(base, path, "memory.max");
             free(probe);
             free(base);
-        } else {
-            int memory = 0;
-            for (const char *p = ctrl; *p;) {
-                size_t n = strcspn(p, ",");
-                if (n == 6 && strncmp(p, "memory", 6) == 0) memory = 1;
-                p += n + (p[n] == ',');
-            }
-            if (memory) {
-                char *base = xasprintf("%s/memory", root);
-                v = cgroup_walk(base, path, "memory.limit_in_bytes");
-                free(base);
-            }
+        } else if (opt_listed(ctrl, "memory")) {
+            char *base = NULL, *rel = NULL;
+            int m = cgroup_v1_memory_mount(mountinfo, path, &base, &rel);
+            if (m < 0) /* no mountinfo: the usual place */
+                v = cgroup_walk((base = xasprintf("%s/memory", root)), path, "memory.limit_in_bytes");
+            else if (m > 0)
+                v = cgroup_walk(base, rel, "memory.limit_in_bytes");
+            free(base);
+            free(rel);
         }
         if (v < best) best = v;
     }
     fclose(f);
+    free(mountinfo);
     return best;
 }
 
@@ -1008,6 +1089,9 @@ void tool_install_signals(void)
  * docs/performance.md); a weak reference keeps other BLAS libraries working. */
 extern void openblas_set_num_threads(int n) __attribute__((weak));
 #pragma weak cblas_sgemm
+/* weak too: programs linking the image code without src/tool/mpi.c (fuzz/replay_image) */
+#pragma weak tool_mpi_size
+#pragma weak tool_mpi_rank
 
 void tool_blas_single_thread(void)
 {
@@ -1031,10 +1115,15 @@ int tool_blas_room(const char *hint)
             lim = (uint64_t)data.rlim_cur;
             v = 0;
         }
-        tool_error("the ulimit -%s limit of %.0f MiB leaves less than %zu MiB for OpenBLAS's "
+        /* under mpirun the limit may be one node's: the message names the rank (the others
+         * are ended by tool_mpi_finish's MPI_Abort, see tests/test_mpi.sh) */
+        char who[48] = "";
+        if (tool_mpi_size && tool_mpi_rank && tool_mpi_size() > 1)
+            snprintf(who, sizeof who, "rank %d of %d: ", tool_mpi_rank(), tool_mpi_size());
+        tool_error("%sthe ulimit -%s limit of %.0f MiB leaves less than %zu MiB for OpenBLAS's "
                    "working buffer (128 MiB; OpenBLAS retries a failed allocation forever, so the "
                    "run would hang): raise the limit%s",
-                   v ? "v" : "d", lim / 1048576.0, TOOL_BLAS_ROOM >> 20, hint);
+                   who, v ? "v" : "d", lim / 1048576.0, TOOL_BLAS_ROOM >> 20, hint);
         return -1;
     }
     munmap(p, TOOL_BLAS_ROOM);
