@@ -244,8 +244,24 @@ static int open_class_folders(const char *dir, tool_dataset *ds, tool_progress *
     row_file *folders = xmalloc(sizeof *folders * (size_t)(n ? n : 1));
     for (int i = 0; i < n && rc == 0; i++) {
         char *sub = path_join(dir, names[i]);
-        struct stat fst;
+        struct stat fst, lst;
         folders[classes].row = -1; /* a folder that cannot be stat'ed is not compared */
+        if (stat(sub, &fst) != 0 && lstat(sub, &lst) == 0 && S_ISLNK(lst.st_mode)) {
+            /* most likely a class folder kept elsewhere (a share that is not mounted, a moved
+             * folder): left out as "not an image", the class would be missing from the model
+             * without a word */
+            const int e = errno;
+            char target[1024];
+            ssize_t len = readlink(sub, target, sizeof target - 1);
+            target[len > 0 ? len : 0] = 0;
+            tool_error("%s: a symbolic link in the dataset folder that cannot be followed (-> %s: "
+                       "%s); if it is a class folder (on a share that is not mounted?), make its "
+                       "target reachable, otherwise remove the link", sub, target,
+                       e == ELOOP ? "a loop of links" : strerror(e));
+            free(sub);
+            rc = -1;
+            break;
+        }
         if (path_is_dir(sub) == 1 && stat(sub, &fst) == 0) {
             for (int f = 0; f < classes; f++)
                 if (folders[f].row >= 0 && folders[f].dev == fst.st_dev &&
@@ -522,9 +538,22 @@ static int open_manifest(const char *csv, tool_dataset *ds, int labels_required)
         int start = line;
         char *f[4];
         int quoted = 0;
+        const size_t record = pos;
         int nf = csv_record(text, len, &pos, &line, f, 3, &quoted, err, sizeof err);
         line++;
         if (nf == 0) break;
+        if (nf < 0 && first && (!strncasecmp(text + record, "path,predicted,", 15) ||
+                                !strncasecmp(text + record, "path,label,predicted,", 21))) {
+            /* `cfnet predict out/...` (a shell pattern) with an earlier run's table among the
+             * images */
+            tool_error("%s: a table of predictions written by 'cfnet %s' (columns path,%s"
+                       "predicted and one per class), not a manifest of images (path,label"
+                       "[,split]): leave it out of the inputs", csv,
+                       text[record + 5] == 'p' || text[record + 5] == 'P' ? "predict" : "eval",
+                       text[record + 5] == 'p' || text[record + 5] == 'P' ? "" : "label,");
+            rc = -1;
+            break;
+        }
         if (nf < 0) {
             tool_error("%s:%d: malformed CSV line: %s", csv, start, err);
             rc = -1;
@@ -798,6 +827,39 @@ static int walk(const char *dir, tool_dataset *ds, int depth, walk_state *w)
  * named otherwise than .csv, which the message then says. */
 #define NOT_IMAGE_ERROR "not a TIFF or PNG file"
 
+/* Whether path is a macOS AppleDouble file: the resource fork that copying from a Mac to a share
+ * or a disk that is not the Mac's own format leaves as "._NAME" beside every file, "._x.tif"
+ * beside "x.tif" (4 KiB, starting 00 05 16 07). A folder search skips it as hidden; a manifest
+ * made with `find` or a list of files names it. */
+static int is_appledouble(const char *path)
+{
+    const char *b = strrchr(path, '/');
+    b = b ? b + 1 : path;
+    if (!strncmp(b, "._", 2)) return 1;
+    unsigned char m[4];
+    FILE *f = fopen(path, "rb");
+    int r = f && fread(m, 1, 4, f) == 4 && m[0] == 0 && m[1] == 5 && m[2] == 0x16 && m[3] == 7;
+    if (f) fclose(f);
+    return r;
+}
+
+/* Says what to do about an image image_read refused (err, its message): an AppleDouble file is
+ * named as such; without --skip-bad, that --skip-bad leaves such images out (a single process:
+ * several ranks refuse it). */
+static void explain_bad(const tool_sample *s, int skip_bad, char *err, size_t size)
+{
+    size_t l = strlen(err);
+    if (!strncmp(err, NOT_IMAGE_ERROR, strlen(NOT_IMAGE_ERROR)) && is_appledouble(s->path))
+        l += (size_t)snprintf(err + l, size - l, " (a macOS AppleDouble file, the resource fork "
+                              "that copying from a Mac leaves as ._NAME beside each file, not "
+                              "an image: delete these files, with dot_clean on the Mac or find "
+                              "DIR -name '._*' -delete, or leave them out%s)",
+                              s->line > 0 ? " of the manifest" : "");
+    if (!skip_bad && tool_mpi_size() <= 1 && l < size)
+        snprintf(err + l, size - l, "; give --skip-bad to leave out the images that cannot be "
+                 "used");
+}
+
 int dataset_open_inputs(char **paths, int n, tool_dataset *ds, struct tool_progress *pr,
                         const char *cmd)
 {
@@ -1019,6 +1081,7 @@ static void *load_worker(void *arg)
         char err[1024];
         tool_image img;
         int rc = image_read(s->path, &img, err, sizeof err);
+        int unreadable = rc != 0; /* or of other channels: --skip-bad helps (not for sizes) */
         /* the image the others are compared with, when there is one */
         const char *first = j->spec->first ? j->spec->first : "";
         const char *fl = j->spec->first ? " (" : "", *fr = j->spec->first ? ")" : "";
@@ -1031,6 +1094,7 @@ static void *load_worker(void *arg)
                 snprintf(err, sizeof err, "image has %d channel%s, the model expects %d",
                          img.channels, img.channels == 1 ? "" : "s", j->spec->channels);
             rc = -1;
+            unreadable = 1;
         }
         if (rc == 0 && j->spec->exact && (img.height != j->spec->size || img.width != j->spec->size)) {
             snprintf(err, sizeof err, "image is %dx%d but the first image%s%s%s is %dx%d; give "
@@ -1047,6 +1111,7 @@ static void *load_worker(void *arg)
             size_t l = strlen(err);
             snprintf(err + l, sizeof err - l, " (a manifest's name must end in .csv)");
         }
+        if (unreadable) explain_bad(s, j->spec->skip_bad, err, sizeof err);
         if (rc != 0) {
             memset(dst, 0, sizeof(float) * (size_t)per);
             char w[1200];
@@ -1113,7 +1178,7 @@ int dataset_probe(tool_dataset *ds, const int64_t *idx, int64_t n, int skip_bad,
     for (int64_t i = 0; i < n; i++) {
         tool_sample *s = &ds->s[idx ? idx[i] : i];
         tool_image img;
-        char err[512], w[1200];
+        char err[1024], w[1200];
         if (image_read(s->path, &img, err, sizeof err) == 0) {
             *channels = img.channels;
             *height = img.height;
@@ -1123,6 +1188,7 @@ int dataset_probe(tool_dataset *ds, const int64_t *idx, int64_t n, int skip_bad,
             return 0;
         }
         where(s, w, sizeof w);
+        explain_bad(s, skip_bad, err, sizeof err);
         if (!skip_bad) {
             tool_error("%s: %s", w, err);
             return -1;
