@@ -2,8 +2,8 @@
 # The `cfnet` command on a lab's messy shared folder: macOS AppleDouble files (._NAME), .DS_Store,
 # Thumbs.db, editor backups, mixed-case extensions, names with spaces, accents and leading dashes,
 # class folders that are links whose target is gone or that loop, a manifest that lists
-# AppleDouble files (made with `find`), a bad image without --skip-bad, and an earlier run's
-# table of predictions among predict's inputs.
+# AppleDouble files (made with `find`), a bad image without --skip-bad, an earlier run's table of
+# predictions among predict's inputs, and plate/well/site folders inside a class folder.
 set -eu
 name=cli-lab
 # shellcheck source=tests/cli_lib.sh
@@ -94,6 +94,22 @@ expect 1 "run1/predictions.csv: a table of predictions written by 'cfnet predict
     "$cfnet" predict "$m" "$run"/*.tif "$@" -o "$out/p2.csv"
 expect 1 "report/predictions.csv: a table of predictions written by 'cfnet eval' \(columns path,label,predicted" \
     "$cfnet" train "$run/report/predictions.csv" -o "$out/x.safetensors"
+
+# ---- 6. plate/well/site folders inside a class folder: the messages name one and say what to do -
+plate="$out/plate"
+mkdir -p "$plate/a/plate1/A01" "$plate/b"
+cp "$src/train/class00/"*.tif "$plate/a/plate1/A01/"
+cp "$src/train/class01/"*.tif "$plate/b/"
+: >"$plate/b/Thumbs.db"
+# shellcheck disable=SC2086
+expect 1 "plate/a: class folder 'a' holds folders, not images: .*; the folders inside a class folder \(such as plate, well or site folders\) are not searched: move their images up into the class folder, or list them in a CSV manifest" \
+    "$cfnet" train "$plate" -o "$out/x.safetensors" $train
+cp "$src/train/class02/0000.tif" "$plate/a/"
+# shellcheck disable=SC2086
+expect 0 "ignored 1 folder inside class folders: .*the first: .*plate/a/plate1; move their images up, or list them in a CSV manifest" \
+    "$cfnet" train "$plate" -o "$out/x.safetensors" $train
+grep -Eq "ignored 1 entry that is not .tif/.tiff/.png files \(the first: .*plate/b/Thumbs.db\)" "$out/last.txt" ||
+    fail "train did not name the file it ignored: $(cat "$out/last.txt")"
 
 if [ $fails -ne 0 ]; then
     echo "test_cli_lab: $fails failures"

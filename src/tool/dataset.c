@@ -239,6 +239,7 @@ static int open_class_folders(const char *dir, tool_dataset *ds, tool_progress *
     int n;
     if (list_dir(dir, &names, &n) != 0) return -1;
     int classes = 0, ignored = 0, subdirs = 0, rc = 0;
+    char *first_ignored = NULL, *first_subdir = NULL; /* named in the messages that count them */
     /* the class folders read so far (device, inode, entry): a link to a class folder beside it
      * would be a second class of the same images */
     row_file *folders = xmalloc(sizeof *folders * (size_t)(n ? n : 1));
@@ -305,9 +306,10 @@ static int open_class_folders(const char *dir, tool_dataset *ds, tool_progress *
                 if (pr)
                     progress_tick(pr, "%s: searching the class folders: %lld images", cmd,
                                   (long long)ds->n);
+            } else if (isdir ? here_dirs++ + subdirs == 0 : ignored++ == 0) {
+                if (isdir) first_subdir = p;
+                else first_ignored = p;
             } else {
-                if (isdir) here_dirs++;
-                else ignored++;
                 free(p);
             }
         }
@@ -317,7 +319,10 @@ static int open_class_folders(const char *dir, tool_dataset *ds, tool_progress *
             /* the usual slip: the folder above the datasets (synth's DIR, with train/ and test/) */
             tool_error("%s: class folder '%s' holds folders, not images: DATA must be the folder "
                        "whose sub-folders hold the images, one per class (is %s a folder of "
-                       "datasets? then give one of them, such as %s)", sub, names[i], dir, sub);
+                       "datasets? then give one of them, such as %s); the folders inside a class "
+                       "folder (such as plate, well or site folders) are not searched: move their "
+                       "images up into the class folder, or list them in a CSV manifest", sub,
+                       names[i], dir, sub);
             rc = -1;
         } else if (ds->n == before) {
             tool_error("%s: class folder '%s' has no images (.tif, .tiff, .png); remove it or "
@@ -329,18 +334,29 @@ static int open_class_folders(const char *dir, tool_dataset *ds, tool_progress *
     }
     free_names(names, n);
     free(folders);
-    if (rc != 0) return -1;
+    if (rc != 0) {
+        free(first_ignored);
+        free(first_subdir);
+        return -1;
+    }
     if (classes == 0) {
         tool_error("%s: no class sub-folders (DATA is a folder with one sub-folder of images per "
                    "class, or a CSV manifest)", dir);
+        free(first_ignored);
+        free(first_subdir);
         return -1;
     }
-    if (ignored) tool_info("%s: ignored %d entries that are not .tif/.tiff/.png files", dir, ignored);
+    if (ignored)
+        tool_info("%s: ignored %d entr%s that %s not .tif/.tiff/.png files (the first: %s)", dir,
+                  ignored, ignored == 1 ? "y" : "ies", ignored == 1 ? "is" : "are", first_ignored);
     /* unlike predict's search: a class is what its folder holds directly */
     if (subdirs && tool_mpi_rank() == 0)
         tool_warn("%s: ignored %d folder%s inside class folders: a class's images must sit "
-                  "directly in its folder (sub-folders are not searched)", dir, subdirs,
-                  subdirs == 1 ? "" : "s");
+                  "directly in its folder (sub-folders are not searched; the first: %s; move "
+                  "their images up, or list them in a CSV manifest)", dir, subdirs,
+                  subdirs == 1 ? "" : "s", first_subdir);
+    free(first_ignored);
+    free(first_subdir);
     /* the same file in two class folders (a link, or a hard link), or twice in one */
     if (check_duplicates(ds, dir, 1) != 0) return -1;
     collect_classes(ds);
