@@ -3,7 +3,8 @@
 # Thumbs.db, editor backups, mixed-case extensions, names with spaces, accents and leading dashes,
 # class folders that are links whose target is gone or that loop, a manifest that lists
 # AppleDouble files (made with `find`), a bad image without --skip-bad, an earlier run's table of
-# predictions among predict's inputs, and plate/well/site folders inside a class folder.
+# predictions among predict's inputs, plate/well/site folders inside a class folder, and a link
+# to a folder on a share that is not mounted among predict's inputs.
 set -eu
 name=cli-lab
 # shellcheck source=tests/cli_lib.sh
@@ -110,6 +111,16 @@ expect 0 "ignored 1 folder inside class folders: .*the first: .*plate/a/plate1; 
     "$cfnet" train "$plate" -o "$out/x.safetensors" $train
 grep -Eq "ignored 1 entry that is not .tif/.tiff/.png files \(the first: .*plate/b/Thumbs.db\)" "$out/last.txt" ||
     fail "train did not name the file it ignored: $(cat "$out/last.txt")"
+
+# ---- 7. predict: a link to a plate folder on a share that is not mounted is said, not counted
+# among the files that are not images --------------------------------------------------------------
+pl="$out/plates"
+mkdir -p "$pl/plate1"
+cp "$src/train/class00/"*.tif "$pl/plate1/"
+ln -s /nonexistent/share/plate2 "$pl/plate2"
+expect 0 "warning: skipped 1 symbolic link that cannot be followed \(the first: .*plates/plate2 -> /nonexistent/share/plate2: No such file or directory\); a folder of images" \
+    "$cfnet" predict "$m" "$pl" -o "$out/plates.csv"
+lacks "ignored 1 file" "predict counted the link among the files that are not images"
 
 if [ $fails -ne 0 ]; then
     echo "test_cli_lab: $fails failures"

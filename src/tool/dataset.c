@@ -732,6 +732,10 @@ typedef struct walk_state {
      * and the first of each kind as "link -> target" */
     int64_t bad[BAD_LINK_KINDS];
     char *first_bad[BAD_LINK_KINDS];
+    /* symbolic links not named as images that lead nowhere: maybe folders of images (a plate on
+     * a share that is not mounted), so not counted with the files that are not images */
+    int64_t dead;
+    char *first_dead; /* "link -> target: reason" */
     tool_progress *pr; /* a terminal's line counting the images found (NULL: none) */
     const char *cmd;
 } walk_state;
@@ -808,6 +812,15 @@ static int walk(const char *dir, tool_dataset *ds, int depth, walk_state *w)
                     w->first_bad[kind] = kind == BAD_LINK_OTHER
                                              ? xasprintf("%s -> %s: %s", p, target, strerror(err))
                                              : xasprintf("%s -> %s", p, target);
+                }
+                free(p);
+            } else if (S_ISLNK(lst.st_mode)) {
+                if (w->dead++ == 0) {
+                    char target[1024];
+                    ssize_t len = readlink(p, target, sizeof target - 1);
+                    target[len > 0 ? len : 0] = 0;
+                    w->first_dead = xasprintf("%s -> %s: %s", p, target,
+                                              err == ELOOP ? "a loop of links" : strerror(err));
                 }
                 free(p);
             } else if (w->ignored++ == 0) {
@@ -949,6 +962,12 @@ int dataset_open_inputs(char **paths, int n, tool_dataset *ds, struct tool_progr
         tool_info("ignored %lld file%s in the folders searched that %s not named .tif, .tiff or "
                   ".png (the first: %s)", (long long)w.ignored, w.ignored == 1 ? "" : "s",
                   w.ignored == 1 ? "is" : "are", w.first_ignored);
+    if (say && w.dead)
+        tool_warn("skipped %lld symbolic link%s that cannot be followed (the first: %s); a folder "
+                  "of images on a share that is not mounted would be missing from the table: "
+                  "make it reachable, or remove the link", (long long)w.dead,
+                  w.dead == 1 ? "" : "s", w.first_dead);
+    free(w.first_dead);
     for (int k = 0; k < BAD_LINK_KINDS; k++) {
         if (say && w.bad[k]) {
             char *ph = bad_link_phrase(k, w.bad[k], w.first_bad[k]);
