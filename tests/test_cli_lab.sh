@@ -4,7 +4,8 @@
 # class folders that are links whose target is gone or that loop, a manifest that lists
 # AppleDouble files (made with `find`), a bad image without --skip-bad, an earlier run's table of
 # predictions among predict's inputs, plate/well/site folders inside a class folder, and a link
-# to a folder on a share that is not mounted among predict's inputs.
+# to a folder on a share that is not mounted among predict's inputs, and a Synology share's
+# @eaDir folders.
 set -eu
 name=cli-lab
 # shellcheck source=tests/cli_lib.sh
@@ -121,6 +122,18 @@ ln -s /nonexistent/share/plate2 "$pl/plate2"
 expect 0 "warning: skipped 1 symbolic link that cannot be followed \(the first: .*plates/plate2 -> /nonexistent/share/plate2: No such file or directory\); a folder of images" \
     "$cfnet" predict "$m" "$pl" -o "$out/plates.csv"
 lacks "ignored 1 file" "predict counted the link among the files that are not images"
+
+# ---- 8. a Synology share's @eaDir folders (thumbnails, metadata) are neither a class nor searched
+syn="$out/syn"
+cp -r "$src/train" "$syn"
+mkdir -p "$syn/@eaDir/class00@SynoEAStream" "$syn/class00/@eaDir/0000.tif" "$syn/class01/@eaDir"
+cp "$src/train/class00/0000.tif" "$syn/class00/@eaDir/0000.tif/SYNOPHOTO_THUMB_M.tif"
+: >"$syn/class01/@eaDir/0000.tif@SynoEAStream"
+# shellcheck disable=SC2086
+expect 0 "on 12 images of 3 classes" "$cfnet" train "$syn" -o "$out/x.safetensors" $train
+lacks "eaDir|ignored" "train took @eaDir as a class or counted it"
+expect 0 "predicted 12 images" "$cfnet" predict "$m" "$syn" -o "$out/syn.csv"
+lacks "eaDir|ignored" "predict searched @eaDir"
 
 if [ $fails -ne 0 ]; then
     echo "test_cli_lab: $fails failures"

@@ -123,15 +123,16 @@ static int cmp_str(const void *a, const void *b)
     return strcmp(*(char *const *)a, *(char *const *)b);
 }
 
-/* Entries no dataset holds: hidden ones (".", "..", ".DS_Store", AppleDouble "._x.tif") and the
+/* Entries no dataset holds: hidden ones (".", "..", ".DS_Store", AppleDouble "._x.tif"), the
  * "__MACOSX" folder of resource forks that unzipping an archive made on a Mac leaves beside the
- * data; taken as a class or searched, it would add a class or bogus images. */
+ * data, and the "@eaDir" folder of thumbnails and metadata that a Synology file server puts in
+ * every folder of a share; taken as a class or searched, it would add a class or bogus images. */
 static int skipped_entry(const char *name)
 {
-    return name[0] == '.' || !strcmp(name, "__MACOSX");
+    return name[0] == '.' || !strcmp(name, "__MACOSX") || !strcmp(name, "@eaDir");
 }
 
-/* Sorted entries of a directory (hidden entries and __MACOSX skipped). */
+/* Sorted entries of a directory (hidden entries, __MACOSX and @eaDir skipped). */
 static int list_dir(const char *dir, char ***names, int *count)
 {
     DIR *d = opendir(dir);
