@@ -110,7 +110,7 @@ cp "$src/train/class02/0000.tif" "$plate/a/"
 # shellcheck disable=SC2086
 expect 0 "ignored 1 folder inside class folders: .*the first: .*plate/a/plate1; move their images up, or list them in a CSV manifest" \
     "$cfnet" train "$plate" -o "$out/x.safetensors" $train
-grep -Eq "ignored 1 entry that is not .tif/.tiff/.png files \(the first: .*plate/b/Thumbs.db\)" "$out/last.txt" ||
+grep -Eq "ignored 1 entry that is not a .tif/.tiff/.png file \(the first: .*plate/b/Thumbs.db\)" "$out/last.txt" ||
     fail "train did not name the file it ignored: $(cat "$out/last.txt")"
 
 # ---- 7. predict: a link to a plate folder on a share that is not mounted is said, not counted

@@ -248,11 +248,11 @@ static int open_class_folders(const char *dir, tool_dataset *ds, tool_progress *
         char *sub = path_join(dir, names[i]);
         struct stat fst, lst;
         folders[classes].row = -1; /* a folder that cannot be stat'ed is not compared */
-        if (stat(sub, &fst) != 0 && lstat(sub, &lst) == 0 && S_ISLNK(lst.st_mode)) {
+        const int e = stat(sub, &fst) != 0 ? errno : 0;
+        if (e && lstat(sub, &lst) == 0 && S_ISLNK(lst.st_mode)) {
             /* most likely a class folder kept elsewhere (a share that is not mounted, a moved
              * folder): left out as "not an image", the class would be missing from the model
              * without a word */
-            const int e = errno;
             char target[1024];
             ssize_t len = readlink(sub, target, sizeof target - 1);
             target[len > 0 ? len : 0] = 0;
@@ -348,8 +348,9 @@ static int open_class_folders(const char *dir, tool_dataset *ds, tool_progress *
         return -1;
     }
     if (ignored)
-        tool_info("%s: ignored %d entr%s that %s not .tif/.tiff/.png files (the first: %s)", dir,
-                  ignored, ignored == 1 ? "y" : "ies", ignored == 1 ? "is" : "are", first_ignored);
+        tool_info("%s: ignored %d %s .tif/.tiff/.png file%s (the first: %s)", dir, ignored,
+                  ignored == 1 ? "entry that is not a" : "entries that are not",
+                  ignored == 1 ? "" : "s", first_ignored);
     /* unlike predict's search: a class is what its folder holds directly */
     if (subdirs && tool_mpi_rank() == 0)
         tool_warn("%s: ignored %d folder%s inside class folders: a class's images must sit "
