@@ -123,15 +123,16 @@ static int cmp_str(const void *a, const void *b)
     return strcmp(*(char *const *)a, *(char *const *)b);
 }
 
-/* Entries no dataset holds: hidden ones (".", "..", ".DS_Store", AppleDouble "._x.tif") and the
+/* Entries no dataset holds: hidden ones (".", "..", ".DS_Store", AppleDouble "._x.tif"), the
  * "__MACOSX" folder of resource forks that unzipping an archive made on a Mac leaves beside the
- * data; taken as a class or searched, it would add a class or bogus images. */
+ * data, and the "@eaDir" folder of thumbnails and metadata that a Synology file server puts in
+ * every folder of a share; taken as a class or searched, it would add a class or bogus images. */
 static int skipped_entry(const char *name)
 {
-    return name[0] == '.' || !strcmp(name, "__MACOSX");
+    return name[0] == '.' || !strcmp(name, "__MACOSX") || !strcmp(name, "@eaDir");
 }
 
-/* Sorted entries of a directory (hidden entries and __MACOSX skipped). */
+/* Sorted entries of a directory (hidden entries, __MACOSX and @eaDir skipped). */
 static int list_dir(const char *dir, char ***names, int *count)
 {
     DIR *d = opendir(dir);
@@ -239,13 +240,30 @@ static int open_class_folders(const char *dir, tool_dataset *ds, tool_progress *
     int n;
     if (list_dir(dir, &names, &n) != 0) return -1;
     int classes = 0, ignored = 0, subdirs = 0, rc = 0;
+    char *first_ignored = NULL, *first_subdir = NULL; /* named in the messages that count them */
     /* the class folders read so far (device, inode, entry): a link to a class folder beside it
      * would be a second class of the same images */
     row_file *folders = xmalloc(sizeof *folders * (size_t)(n ? n : 1));
     for (int i = 0; i < n && rc == 0; i++) {
         char *sub = path_join(dir, names[i]);
-        struct stat fst;
+        struct stat fst, lst;
         folders[classes].row = -1; /* a folder that cannot be stat'ed is not compared */
+        const int e = stat(sub, &fst) != 0 ? errno : 0;
+        if (e && lstat(sub, &lst) == 0 && S_ISLNK(lst.st_mode)) {
+            /* most likely a class folder kept elsewhere (a share that is not mounted, a moved
+             * folder): left out as "not an image", the class would be missing from the model
+             * without a word */
+            char target[1024];
+            ssize_t len = readlink(sub, target, sizeof target - 1);
+            target[len > 0 ? len : 0] = 0;
+            tool_error("%s: a symbolic link in the dataset folder that cannot be followed (-> %s: "
+                       "%s); if it is a class folder (on a share that is not mounted?), make its "
+                       "target reachable, otherwise remove the link", sub, target,
+                       e == ELOOP ? "a loop of links" : strerror(e));
+            free(sub);
+            rc = -1;
+            break;
+        }
         if (path_is_dir(sub) == 1 && stat(sub, &fst) == 0) {
             for (int f = 0; f < classes; f++)
                 if (folders[f].row >= 0 && folders[f].dev == fst.st_dev &&
@@ -289,9 +307,10 @@ static int open_class_folders(const char *dir, tool_dataset *ds, tool_progress *
                 if (pr)
                     progress_tick(pr, "%s: searching the class folders: %lld images", cmd,
                                   (long long)ds->n);
+            } else if (isdir ? here_dirs++ + subdirs == 0 : ignored++ == 0) {
+                if (isdir) first_subdir = p;
+                else first_ignored = p;
             } else {
-                if (isdir) here_dirs++;
-                else ignored++;
                 free(p);
             }
         }
@@ -301,7 +320,10 @@ static int open_class_folders(const char *dir, tool_dataset *ds, tool_progress *
             /* the usual slip: the folder above the datasets (synth's DIR, with train/ and test/) */
             tool_error("%s: class folder '%s' holds folders, not images: DATA must be the folder "
                        "whose sub-folders hold the images, one per class (is %s a folder of "
-                       "datasets? then give one of them, such as %s)", sub, names[i], dir, sub);
+                       "datasets? then give one of them, such as %s); the folders inside a class "
+                       "folder (such as plate, well or site folders) are not searched: move their "
+                       "images up into the class folder, or list them in a CSV manifest", sub,
+                       names[i], dir, sub);
             rc = -1;
         } else if (ds->n == before) {
             tool_error("%s: class folder '%s' has no images (.tif, .tiff, .png); remove it or "
@@ -313,18 +335,30 @@ static int open_class_folders(const char *dir, tool_dataset *ds, tool_progress *
     }
     free_names(names, n);
     free(folders);
-    if (rc != 0) return -1;
+    if (rc != 0) {
+        free(first_ignored);
+        free(first_subdir);
+        return -1;
+    }
     if (classes == 0) {
         tool_error("%s: no class sub-folders (DATA is a folder with one sub-folder of images per "
                    "class, or a CSV manifest)", dir);
+        free(first_ignored);
+        free(first_subdir);
         return -1;
     }
-    if (ignored) tool_info("%s: ignored %d entries that are not .tif/.tiff/.png files", dir, ignored);
+    if (ignored)
+        tool_info("%s: ignored %d %s .tif/.tiff/.png file%s (the first: %s)", dir, ignored,
+                  ignored == 1 ? "entry that is not a" : "entries that are not",
+                  ignored == 1 ? "" : "s", first_ignored);
     /* unlike predict's search: a class is what its folder holds directly */
     if (subdirs && tool_mpi_rank() == 0)
         tool_warn("%s: ignored %d folder%s inside class folders: a class's images must sit "
-                  "directly in its folder (sub-folders are not searched)", dir, subdirs,
-                  subdirs == 1 ? "" : "s");
+                  "directly in its folder (sub-folders are not searched; the first: %s; move "
+                  "their images up, or list them in a CSV manifest)", dir, subdirs,
+                  subdirs == 1 ? "" : "s", first_subdir);
+    free(first_ignored);
+    free(first_subdir);
     /* the same file in two class folders (a link, or a hard link), or twice in one */
     if (check_duplicates(ds, dir, 1) != 0) return -1;
     collect_classes(ds);
@@ -522,9 +556,22 @@ static int open_manifest(const char *csv, tool_dataset *ds, int labels_required)
         int start = line;
         char *f[4];
         int quoted = 0;
+        const size_t record = pos;
         int nf = csv_record(text, len, &pos, &line, f, 3, &quoted, err, sizeof err);
         line++;
         if (nf == 0) break;
+        if (nf < 0 && first && (!strncasecmp(text + record, "path,predicted,", 15) ||
+                                !strncasecmp(text + record, "path,label,predicted,", 21))) {
+            /* `cfnet predict out/...` (a shell pattern) with an earlier run's table among the
+             * images */
+            tool_error("%s: a table of predictions written by 'cfnet %s' (columns path,%s"
+                       "predicted and one per class), not a manifest of images (path,label"
+                       "[,split]): leave it out of the inputs", csv,
+                       text[record + 5] == 'p' || text[record + 5] == 'P' ? "predict" : "eval",
+                       text[record + 5] == 'p' || text[record + 5] == 'P' ? "" : "label,");
+            rc = -1;
+            break;
+        }
         if (nf < 0) {
             tool_error("%s:%d: malformed CSV line: %s", csv, start, err);
             rc = -1;
@@ -687,6 +734,10 @@ typedef struct walk_state {
      * and the first of each kind as "link -> target" */
     int64_t bad[BAD_LINK_KINDS];
     char *first_bad[BAD_LINK_KINDS];
+    /* symbolic links not named as images that lead nowhere: maybe folders of images (a plate on
+     * a share that is not mounted), so not counted with the files that are not images */
+    int64_t dead;
+    char *first_dead; /* "link -> target: reason" */
     tool_progress *pr; /* a terminal's line counting the images found (NULL: none) */
     const char *cmd;
 } walk_state;
@@ -765,6 +816,15 @@ static int walk(const char *dir, tool_dataset *ds, int depth, walk_state *w)
                                              : xasprintf("%s -> %s", p, target);
                 }
                 free(p);
+            } else if (S_ISLNK(lst.st_mode)) {
+                if (w->dead++ == 0) {
+                    char target[1024];
+                    ssize_t len = readlink(p, target, sizeof target - 1);
+                    target[len > 0 ? len : 0] = 0;
+                    w->first_dead = xasprintf("%s -> %s: %s", p, target,
+                                              err == ELOOP ? "a loop of links" : strerror(err));
+                }
+                free(p);
             } else if (w->ignored++ == 0) {
                 w->first_ignored = p;
             } else {
@@ -797,6 +857,39 @@ static int walk(const char *dir, tool_dataset *ds, int depth, walk_state *w)
  * predict under a name without an image extension, such a file is most likely a list of images
  * named otherwise than .csv, which the message then says. */
 #define NOT_IMAGE_ERROR "not a TIFF or PNG file"
+
+/* Whether path is a macOS AppleDouble file: the resource fork that copying from a Mac to a share
+ * or a disk that is not the Mac's own format leaves as "._NAME" beside every file, "._x.tif"
+ * beside "x.tif" (4 KiB, starting 00 05 16 07). A folder search skips it as hidden; a manifest
+ * made with `find` or a list of files names it. */
+static int is_appledouble(const char *path)
+{
+    const char *b = strrchr(path, '/');
+    b = b ? b + 1 : path;
+    if (!strncmp(b, "._", 2)) return 1;
+    unsigned char m[4];
+    FILE *f = fopen(path, "rb");
+    int r = f && fread(m, 1, 4, f) == 4 && m[0] == 0 && m[1] == 5 && m[2] == 0x16 && m[3] == 7;
+    if (f) fclose(f);
+    return r;
+}
+
+/* Says what to do about an image image_read refused (err, its message): an AppleDouble file is
+ * named as such; without --skip-bad, that --skip-bad leaves such images out (a single process:
+ * several ranks refuse it). */
+static void explain_bad(const tool_sample *s, int skip_bad, char *err, size_t size)
+{
+    size_t l = strlen(err);
+    if (!strncmp(err, NOT_IMAGE_ERROR, strlen(NOT_IMAGE_ERROR)) && is_appledouble(s->path))
+        l += (size_t)snprintf(err + l, size - l, " (a macOS AppleDouble file, the resource fork "
+                              "that copying from a Mac leaves as ._NAME beside each file, not "
+                              "an image: delete these files, with dot_clean on the Mac or find "
+                              "DIR -name '._*' -delete, or leave them out%s)",
+                              s->line > 0 ? " of the manifest" : "");
+    if (!skip_bad && tool_mpi_size() <= 1 && l < size)
+        snprintf(err + l, size - l, "; give --skip-bad to leave out the images that cannot be "
+                 "used");
+}
 
 int dataset_open_inputs(char **paths, int n, tool_dataset *ds, struct tool_progress *pr,
                         const char *cmd)
@@ -871,6 +964,12 @@ int dataset_open_inputs(char **paths, int n, tool_dataset *ds, struct tool_progr
         tool_info("ignored %lld file%s in the folders searched that %s not named .tif, .tiff or "
                   ".png (the first: %s)", (long long)w.ignored, w.ignored == 1 ? "" : "s",
                   w.ignored == 1 ? "is" : "are", w.first_ignored);
+    if (say && w.dead)
+        tool_warn("skipped %lld symbolic link%s that cannot be followed (the first: %s); a folder "
+                  "of images on a share that is not mounted would be missing from the table: "
+                  "make it reachable, or remove the link", (long long)w.dead,
+                  w.dead == 1 ? "" : "s", w.first_dead);
+    free(w.first_dead);
     for (int k = 0; k < BAD_LINK_KINDS; k++) {
         if (say && w.bad[k]) {
             char *ph = bad_link_phrase(k, w.bad[k], w.first_bad[k]);
@@ -1019,6 +1118,7 @@ static void *load_worker(void *arg)
         char err[1024];
         tool_image img;
         int rc = image_read(s->path, &img, err, sizeof err);
+        int unreadable = rc != 0; /* or of other channels: --skip-bad helps (not for sizes) */
         /* the image the others are compared with, when there is one */
         const char *first = j->spec->first ? j->spec->first : "";
         const char *fl = j->spec->first ? " (" : "", *fr = j->spec->first ? ")" : "";
@@ -1031,6 +1131,7 @@ static void *load_worker(void *arg)
                 snprintf(err, sizeof err, "image has %d channel%s, the model expects %d",
                          img.channels, img.channels == 1 ? "" : "s", j->spec->channels);
             rc = -1;
+            unreadable = 1;
         }
         if (rc == 0 && j->spec->exact && (img.height != j->spec->size || img.width != j->spec->size)) {
             snprintf(err, sizeof err, "image is %dx%d but the first image%s%s%s is %dx%d; give "
@@ -1047,6 +1148,7 @@ static void *load_worker(void *arg)
             size_t l = strlen(err);
             snprintf(err + l, sizeof err - l, " (a manifest's name must end in .csv)");
         }
+        if (unreadable) explain_bad(s, j->spec->skip_bad, err, sizeof err);
         if (rc != 0) {
             memset(dst, 0, sizeof(float) * (size_t)per);
             char w[1200];
@@ -1113,7 +1215,7 @@ int dataset_probe(tool_dataset *ds, const int64_t *idx, int64_t n, int skip_bad,
     for (int64_t i = 0; i < n; i++) {
         tool_sample *s = &ds->s[idx ? idx[i] : i];
         tool_image img;
-        char err[512], w[1200];
+        char err[1024], w[1200];
         if (image_read(s->path, &img, err, sizeof err) == 0) {
             *channels = img.channels;
             *height = img.height;
@@ -1123,6 +1225,7 @@ int dataset_probe(tool_dataset *ds, const int64_t *idx, int64_t n, int skip_bad,
             return 0;
         }
         where(s, w, sizeof w);
+        explain_bad(s, skip_bad, err, sizeof err);
         if (!skip_bad) {
             tool_error("%s: %s", w, err);
             return -1;
