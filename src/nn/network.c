@@ -768,12 +768,22 @@ CFNET_API cfnet_status cfnet_network_forward(cfnet_network *net, const cfnet_ten
     CF_CHECK(cf_network_ensure_train_buffers(net, n));
     memcpy(net->input, x->data, (size_t)(n * net->in_size) * sizeof(float));
     net->fwd_n = 0;
-    /* All or nothing without a copy: every allocation of the call is made above, and no layer's
-     * training forward fails part-way (the sum hook, the one failure inside the layers, is
-     * train_step's alone), so the running statistics and generators move only on success.
-     * tests/test_reliability.c fails each allocation and compares the saved state. A layer
-     * that could fail part-way would need train_step's snapshot (snapshot_take in train.c). */
-    CF_CHECK(cf_network_train_forward(net, net->nlayers, n));
+    /* All or nothing: the generators and running statistics are copied first and put back if
+     * the forward fails or would leave a running statistic non-finite (finite activations of
+     * order 1e19 and more, or a diverged layer before a batch norm): the same check and the same
+     * CFNET_E_NUMERIC as cfnet_network_train_step, so that a host that runs training forwards
+     * and then infers never gets a network poisoned with NaN. */
+    cf_net_snapshot sn;
+    CF_CHECK(cf_net_snapshot_take(net, &sn, "network_forward"));
+    cfnet_status st = cf_network_train_forward(net, net->nlayers, n);
+    if (st == CFNET_OK) st = cf_network_nonfinite_state(net, "network_forward");
+    if (st != CFNET_OK) {
+        net->fwd_n = 0;
+        cf_net_snapshot_restore(net, &sn);
+        cf_net_snapshot_free(&sn);
+        return st;
+    }
+    cf_net_snapshot_free(&sn);
     const float *res = net->nlayers ? net->act[net->nlayers - 1] : net->input;
     memcpy(out->data, res, (size_t)(n * out_size(net)) * sizeof(float));
     return CFNET_OK;
