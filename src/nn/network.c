@@ -598,6 +598,19 @@ CFNET_API cfnet_status cfnet_network_set_interrupt(cfnet_network *net, cfnet_int
     return CFNET_OK;
 }
 
+/* Outputs of finite images that are NaN or infinite (parameters so large that the activations
+ * overflow: diverged or edited): probabilities of NaN and the argmax of them mean nothing. */
+static cfnet_status nonfinite_output(const char *what, const float *y, int64_t n, int64_t k)
+{
+    for (int64_t i = 0; i < n; i++)
+        for (int64_t j = 0; j < k; j++)
+            CF_FAIL_IF(!isfinite(y[i * k + j]), CFNET_E_NUMERIC,
+                       "%s: the output for image %lld is not finite (NaN or infinite: parameters "
+                       "too large, diverged or edited?)",
+                       what, (long long)i);
+    return CFNET_OK;
+}
+
 static bool last_is_softmax(const cfnet_network *net)
 {
     return net->nlayers > 0 && net->layers[net->nlayers - 1]->kind == CFNET_LAYER_SOFTMAX;
@@ -617,9 +630,9 @@ CFNET_API cfnet_status cfnet_network_probabilities(const cfnet_network *net,
     CF_CHECK(cf_check_finite_images("network_probabilities", x->data, n, net->in_size));
     cf_interrupt ir = cf_interrupt_begin(net, "network_probabilities", 1, net->nlayers);
     CF_CHECK(cf_network_infer_into(net, net->nlayers, x->data, n, probs->data, &ir));
-    if (last_is_softmax(net)) return CFNET_OK;
-    for (int64_t i = 0; i < n; i++) cf_softmax(probs->data + i * k, probs->data + i * k, k);
-    return CFNET_OK;
+    if (!last_is_softmax(net))
+        for (int64_t i = 0; i < n; i++) cf_softmax(probs->data + i * k, probs->data + i * k, k);
+    return nonfinite_output("network_probabilities", probs->data, n, k);
 }
 
 CFNET_API cfnet_status cfnet_network_predict(const cfnet_network *net, const cfnet_tensor *x,
@@ -644,6 +657,7 @@ CFNET_API cfnet_status cfnet_network_predict(const cfnet_network *net, const cfn
     const float *res;
     cf_interrupt ir = cf_interrupt_begin(net, "network_predict", 1, net->nlayers);
     cfnet_status st = infer_run(net, net->nlayers, x->data, n, bf, &res, &ir);
+    if (st == CFNET_OK) st = nonfinite_output("network_predict", res, n, k);
     if (st == CFNET_OK) {
         for (int64_t i = 0; i < n; i++) labels[i] = (int32_t)cf_argmax(res + i * k, k);
     }
