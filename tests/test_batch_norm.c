@@ -288,6 +288,142 @@ static void batch_norm_rejects_bad_arguments(void **state)
     cfnet_layer_free(l);
 }
 
+/* The running statistics of a batch-norm layer, both tensors concatenated (C each). */
+static void running_stats(const cfnet_layer *l, float *out, int64_t C)
+{
+    memcpy(out, cfnet_tensor_data(cfnet_layer_state(l, 0)), (size_t)C * sizeof(float));
+    memcpy(out + C, cfnet_tensor_data(cfnet_layer_state(l, 1)), (size_t)C * sizeof(float));
+}
+
+static bool all_finite(const float *v, int64_t n)
+{
+    for (int64_t i = 0; i < n; i++)
+        if (!isfinite(v[i])) return false;
+    return true;
+}
+
+/* A training forward that would leave a NaN or an infinity in a running statistic (an input
+ * holding one, or finite inputs so large that the variance overflows float) is refused with
+ * CFNET_E_NUMERIC naming the statistic, and the statistics stay bit for bit as they were: a
+ * host that then switches to inference gets finite outputs. */
+static void batch_norm_training_forward_never_leaves_non_finite_running_stats(void **state)
+{
+    (void)state;
+    enum { C = 3, N = 4 };
+    const int64_t shape[] = {C, 5, 5};
+    tu_rng r = {41};
+    cfnet_layer *l = make_bn(0.3f, 1e-5f, 3, shape);
+    cfnet_tensor *x = channel_data(N, 3, shape, &r);
+    int64_t ys[] = {N, C, 5, 5};
+    cfnet_tensor *y = tu_tensor(4, ys, NULL);
+    CF_ASSERT_OK(cfnet_layer_forward(l, x, y, CFNET_MODE_TRAINING));
+    float before[2 * C], after[2 * C];
+    running_stats(l, before, C);
+    float *d = cfnet_tensor_data(x);
+    const int64_t numel = cfnet_tensor_numel(x);
+    const float good = d[7];
+    const float bad[] = {NAN, INFINITY, -INFINITY};
+    for (int k = 0; k < 3; k++) {
+        d[7] = bad[k];
+        CF_ASSERT_STATUS(cfnet_layer_forward(l, x, y, CFNET_MODE_TRAINING), CFNET_E_NUMERIC);
+        if (!strstr(cfnet_last_error(), "batch_norm: running_mean would become non-finite"))
+            fail_msg("message: %s", cfnet_last_error());
+        running_stats(l, after, C);
+        assert_memory_equal(before, after, sizeof before);
+    }
+    d[7] = good;
+    float *keep = malloc((size_t)numel * sizeof(float));
+    assert_non_null(keep);
+    memcpy(keep, d, (size_t)numel * sizeof(float));
+    for (int64_t i = 0; i < numel; i++) d[i] = (d[i] + 9.0f) * 1e30f; /* finite, var overflows */
+    CF_ASSERT_STATUS(cfnet_layer_forward(l, x, y, CFNET_MODE_TRAINING), CFNET_E_NUMERIC);
+    if (!strstr(cfnet_last_error(), "batch_norm: running_var would become non-finite"))
+        fail_msg("message: %s", cfnet_last_error());
+    running_stats(l, after, C);
+    assert_memory_equal(before, after, sizeof before);
+    /* still usable: inference is finite, and a good training forward moves the statistics */
+    memcpy(d, keep, (size_t)numel * sizeof(float));
+    CF_ASSERT_OK(cfnet_layer_forward(l, x, y, CFNET_MODE_INFERENCE));
+    assert_true(all_finite(cfnet_tensor_data(y), cfnet_tensor_numel(y)));
+    CF_ASSERT_OK(cfnet_layer_forward(l, x, y, CFNET_MODE_TRAINING));
+    running_stats(l, after, C);
+    assert_true(all_finite(after, 2 * C));
+    assert_memory_not_equal(before, after, sizeof before);
+    free(keep);
+    cfnet_tensor_free(x);
+    cfnet_tensor_free(y);
+    cfnet_layer_free(l);
+}
+
+/* The same in a network: cfnet_network_forward in training mode refuses NaN and Inf images
+ * (CFNET_E_INVALID_ARGUMENT) and finite images whose batch-norm variance overflows
+ * (CFNET_E_NUMERIC naming the layer and statistic, as cfnet_network_train_step does); every
+ * running statistic stays bit for bit as it was, inference stays finite, the network still
+ * trains and saves without CFNET_SAVE_ALLOW_NONFINITE. */
+static void network_training_forward_never_leaves_non_finite_running_stats(void **state)
+{
+    (void)state;
+    enum { N = 4, S = 6, K = 3 };
+    cfnet_network *net = NULL;
+    cfnet_layer *l = NULL;
+    CF_ASSERT_OK(cfnet_network_create(1, S, S, 5, &net));
+    CF_ASSERT_OK(cfnet_layer_batch_norm_create(0.5f, 1e-5f, &l));
+    CF_ASSERT_OK(cfnet_network_append(net, l));
+    CF_ASSERT_OK(cfnet_layer_conv2d_create(2, 3, 1, CFNET_PADDING_SAME, &l));
+    CF_ASSERT_OK(cfnet_network_append(net, l));
+    CF_ASSERT_OK(cfnet_layer_batch_norm_create(0.5f, 1e-5f, &l));
+    CF_ASSERT_OK(cfnet_network_append(net, l));
+    CF_ASSERT_OK(cfnet_layer_relu_create(&l));
+    CF_ASSERT_OK(cfnet_network_append(net, l));
+    CF_ASSERT_OK(cfnet_layer_dense_create(K, &l));
+    CF_ASSERT_OK(cfnet_network_append(net, l));
+    int64_t xs[] = {N, 1, S, S}, os[] = {N, K};
+    tu_rng r = {43};
+    cfnet_tensor *x = tu_tensor(4, xs, &r), *out = tu_tensor(2, os, NULL);
+    CF_ASSERT_OK(cfnet_network_forward(net, x, out, CFNET_MODE_TRAINING));
+    float before[6], after[6];
+    running_stats(cfnet_network_layer(net, 0), before, 1);
+    running_stats(cfnet_network_layer(net, 2), before + 2, 2);
+    float *d = cfnet_tensor_data(x);
+    const int64_t numel = cfnet_tensor_numel(x);
+    const float good = d[3];
+    const float bad[] = {NAN, INFINITY};
+    for (int k = 0; k < 2; k++) {
+        d[3] = bad[k];
+        CF_ASSERT_STATUS(cfnet_network_forward(net, x, out, CFNET_MODE_TRAINING),
+                         CFNET_E_INVALID_ARGUMENT);
+        running_stats(cfnet_network_layer(net, 0), after, 1);
+        running_stats(cfnet_network_layer(net, 2), after + 2, 2);
+        assert_memory_equal(before, after, sizeof before);
+    }
+    d[3] = good;
+    float *keep = malloc((size_t)numel * sizeof(float));
+    assert_non_null(keep);
+    memcpy(keep, d, (size_t)numel * sizeof(float));
+    /* layer 0 normalises these to finite values, but its running variance would overflow */
+    for (int64_t i = 0; i < numel; i++) d[i] = (d[i] + 2.0f) * 1e30f;
+    CF_ASSERT_STATUS(cfnet_network_forward(net, x, out, CFNET_MODE_TRAINING), CFNET_E_NUMERIC);
+    if (!strstr(cfnet_last_error(), "network_forward: layer 0 (batch_norm) running_var"))
+        fail_msg("message: %s", cfnet_last_error());
+    running_stats(cfnet_network_layer(net, 0), after, 1);
+    running_stats(cfnet_network_layer(net, 2), after + 2, 2);
+    assert_memory_equal(before, after, sizeof before);
+    CF_ASSERT_STATUS(cfnet_network_backward(net, out), CFNET_E_STATE);
+    memcpy(d, keep, (size_t)numel * sizeof(float));
+    CF_ASSERT_OK(cfnet_network_forward(net, x, out, CFNET_MODE_INFERENCE));
+    assert_true(all_finite(cfnet_tensor_data(out), N * K));
+    int32_t labels[N] = {0, 1, 2, 0};
+    CF_ASSERT_OK(cfnet_network_train_step(net, x, labels, N, NULL));
+    void *buf = NULL;
+    size_t size = 0;
+    CF_ASSERT_OK(cfnet_network_save_buffer(net, 0, &buf, &size));
+    cfnet_free(buf);
+    free(keep);
+    cfnet_tensor_free(x);
+    cfnet_tensor_free(out);
+    cfnet_network_free(net);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -299,6 +435,8 @@ int main(void)
         cmocka_unit_test(batch_norm_on_p4_maps_commutes_with_rot90),
         cmocka_unit_test(batch_norm_on_planar_maps_commutes_with_rot90),
         cmocka_unit_test(batch_norm_rejects_bad_arguments),
+        cmocka_unit_test(batch_norm_training_forward_never_leaves_non_finite_running_stats),
+        cmocka_unit_test(network_training_forward_never_leaves_non_finite_running_stats),
     };
     return cmocka_run_group_tests_name("batch_norm", tests, NULL, NULL);
 }

@@ -488,6 +488,66 @@ assert b"got '2" + fffd + b"[2J'" in t, t
 assert t.count(b"vis" + fffd + fffd + b"[2J" + fffd + b".safetensors") == 2, t  # info, eval
 PY
 
+# ---- float TIFFs with NaN (masked background) and models whose outputs overflow ---------------
+# A float32 TIFF from a processing pipeline with NaN pixels is a bad file naming the counts (no
+# NaN reaches the network), left out by --skip-bad; predict and eval of a model whose outputs are
+# not finite (dense weights edited to 3e38, finite so the loader takes them) fail with status 1
+# and write no rows of NaN probabilities.
+fl="$out/float"
+"$py" - "$fl" <<'PY' || fail "writing float TIFFs"
+import os, struct, sys
+import numpy as np
+def tiff(path, a):
+    a = np.ascontiguousarray(a, dtype="<f4")
+    h, w = a.shape
+    tags = [(256, 4, w), (257, 4, h), (258, 3, 32), (259, 3, 1), (262, 3, 1), (273, 4, 0),
+            (277, 3, 1), (278, 4, h), (279, 4, a.nbytes), (339, 3, 3)]
+    data_at = 8 + 2 + 12 * len(tags) + 4
+    ifd = struct.pack("<H", len(tags))
+    for tag, typ, val in tags:
+        val = data_at if tag == 273 else val
+        ifd += struct.pack("<HHI", tag, typ, 1) + (struct.pack("<HH", val, 0) if typ == 3 else struct.pack("<I", val))
+    with open(path, "wb") as f:
+        f.write(b"II*\0" + struct.pack("<I", 8) + ifd + struct.pack("<I", 0) + a.tobytes())
+rng = np.random.default_rng(1)
+for c in ("a", "b"):
+    os.makedirs(os.path.join(sys.argv[1], c), exist_ok=True)
+    for i in range(4):
+        tiff(os.path.join(sys.argv[1], c, "%d.tif" % i), rng.random((32, 32)) + (c == "b"))
+m = rng.random((32, 32)) + 5
+m[:10, :] = np.nan  # masked background
+tiff(os.path.join(sys.argv[1], "a", "masked.tif"), m)
+PY
+# shellcheck disable=SC2086
+expect 1 "masked.tif: non-finite values: 320 NaN and 0 infinite of 1024 \(the first in channel 1 at row 0, column 0\)" \
+    "$cfnet" train "$fl" -o "$out/float.safetensors" $train
+# shellcheck disable=SC2086
+expect 0 "masked.tif: non-finite values: 320 NaN .*\(skipped\)" \
+    "$cfnet" train "$fl" -o "$out/float.safetensors" $train --skip-bad
+expect 1 "masked.tif: non-finite values: 320 NaN" \
+    "$cfnet" predict "$out/float.safetensors" "$fl" -o "$out/float.csv"
+expect 0 "predicted 8 images" \
+    "$cfnet" predict "$out/float.safetensors" "$fl" -o "$out/float.csv" --skip-bad
+grep -qi "nan" "$out/float.csv" && fail "predict wrote NaN: $(cat "$out/float.csv")"
+"$py" - "$out/float.safetensors" "$out/float-inf.safetensors" <<'PY' || fail "editing the weights"
+import json, struct, sys
+import numpy as np
+b = open(sys.argv[1], "rb").read()
+n = struct.unpack("<Q", b[:8])[0]
+h = json.loads(b[8:8 + n])
+data = bytearray(b[8 + n:])
+key = [k for k in h if k.endswith(".dense.weight")][-1]
+s, e = h[key]["data_offsets"]
+data[s:e] = np.full((e - s) // 4, 3e38, dtype="<f4").tobytes()
+open(sys.argv[2], "wb").write(b[:8 + n] + bytes(data))
+PY
+rm -f "$out/float-inf.csv"
+expect 1 "network_probabilities: the output for image 0 is not finite" \
+    "$cfnet" predict "$out/float-inf.safetensors" "$fl" -o "$out/float-inf.csv" --skip-bad
+test -e "$out/float-inf.csv" && fail "predict left a CSV of a model with non-finite outputs"
+expect 1 "the output for image 0 is not finite" \
+    "$cfnet" eval "$out/float-inf.safetensors" "$fl" --skip-bad
+
 if [ $fails -ne 0 ]; then
     echo "test_cli_data: $fails failures"
     exit 1

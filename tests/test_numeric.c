@@ -109,6 +109,38 @@ static void bilinear_taps_are_a_partition_of_unity_inside_the_grid(void **state)
     assert_true(fabs(s - 1.0) < 1e-12);
 }
 
+/* Finite images whose outputs overflow (a dense layer with weights of 3e38, as a diverged or
+ * edited model file can hold: the loader accepts finite values): probabilities and predicted
+ * labels would be NaN and the argmax of NaN; both calls give CFNET_E_NUMERIC naming the image,
+ * with or without a final softmax layer. */
+static void probabilities_and_predict_refuse_non_finite_outputs(void **state)
+{
+    (void)state;
+    for (int soft = 0; soft < 2; soft++) {
+        cfnet_network *net = small_net(soft);
+        int64_t xs[] = {3, 2, 9, 9}, ps[] = {3, 7};
+        cfnet_tensor *x = tu_tensor(4, xs, NULL), *p = NULL;
+        tu_rng r = {5};
+        tu_fill_normal(cfnet_tensor_data(x), cfnet_tensor_numel(x), &r);
+        CF_ASSERT_OK(cfnet_tensor_create(2, ps, &p));
+        int32_t labels[3];
+        CF_ASSERT_OK(cfnet_network_probabilities(net, x, p));
+        CF_ASSERT_OK(cfnet_network_predict(net, x, labels, 3));
+        cfnet_tensor *w = cfnet_layer_param(cfnet_network_layer(net, 2), 0);
+        for (int64_t i = 0; i < cfnet_tensor_numel(w); i++) cfnet_tensor_data(w)[i] = 3e38f;
+        CF_ASSERT_STATUS(cfnet_network_probabilities(net, x, p), CFNET_E_NUMERIC);
+        if (!strstr(cfnet_last_error(), "network_probabilities: the output for image 0 is not "
+                                        "finite"))
+            fail_msg("message: %s", cfnet_last_error());
+        CF_ASSERT_STATUS(cfnet_network_predict(net, x, labels, 3), CFNET_E_NUMERIC);
+        if (!strstr(cfnet_last_error(), "network_predict: the output for image 0 is not finite"))
+            fail_msg("message: %s", cfnet_last_error());
+        cfnet_tensor_free(p);
+        cfnet_tensor_free(x);
+        cfnet_network_free(net);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -116,6 +148,7 @@ int main(void)
         cmocka_unit_test(softmax_returns_log_sum_exp_and_argmax_takes_the_first_maximum),
         cmocka_unit_test(batch_check_names_who_what_and_the_expected_shape),
         cmocka_unit_test(bilinear_taps_are_a_partition_of_unity_inside_the_grid),
+        cmocka_unit_test(probabilities_and_predict_refuse_non_finite_outputs),
     };
     return cmocka_run_group_tests_name("numeric", tests, NULL, NULL);
 }

@@ -369,7 +369,10 @@ CFNET_API cfnet_status cfnet_layer_input_shape(const cfnet_layer *layer, int *nd
 CFNET_API cfnet_status cfnet_layer_output_shape(const cfnet_layer *layer, int *ndim,
                                                 int64_t *shape);
 
-/** Forward pass: x is N x <input shape>, y must be a tensor of shape N x <output shape>. */
+/** Forward pass: x is N x <input shape>, y must be a tensor of shape N x <output shape>.
+ *  A training forward that would leave a NaN or an infinity in the layer's state (a batch-norm
+ *  running statistic, from an input holding one or from activations whose variance overflows
+ *  float) gives CFNET_E_NUMERIC naming the statistic and leaves the state as it was. */
 CFNET_API cfnet_status cfnet_layer_forward(cfnet_layer *layer, const cfnet_tensor *x,
                                            cfnet_tensor *y, cfnet_mode mode);
 
@@ -531,7 +534,10 @@ CFNET_API cfnet_status cfnet_network_summary(const cfnet_network *net, char *buf
  *  layer's output. In training mode the activations are kept for cfnet_network_backward and the
  *  batch-norm running statistics and dropout generators move; a failed call (any status) leaves
  *  the parameters, running statistics and generators as they were, and a following
- *  cfnet_network_backward needs a new successful training forward. */
+ *  cfnet_network_backward needs a new successful training forward. A training forward that
+ *  would leave a running statistic non-finite (finite activations of order 1e19 and more, or a
+ *  diverged layer) gives CFNET_E_NUMERIC naming the layer and statistic, as
+ *  cfnet_network_train_step does. */
 CFNET_API cfnet_status cfnet_network_forward(cfnet_network *net, const cfnet_tensor *x,
                                              cfnet_tensor *out, cfnet_mode mode);
 
@@ -551,7 +557,10 @@ CFNET_API cfnet_status cfnet_network_infer(const cfnet_network *net, const cfnet
                                            cfnet_tensor *out);
 
 /** Inference: class probabilities (softmax of the output, or the output itself if the last
- *  layer is a softmax) for x; probs is N x K. */
+ *  layer is a softmax) for x; probs is N x K. Outputs of finite images that are NaN or infinite
+ *  (parameters so large that the activations overflow: a diverged or edited network, which the
+ *  loader takes as long as its values are finite) give CFNET_E_NUMERIC naming the image, and
+ *  probs then holds nothing meaningful; cfnet_network_predict does the same. */
 CFNET_API cfnet_status cfnet_network_probabilities(const cfnet_network *net,
                                                    const cfnet_tensor *x, cfnet_tensor *probs);
 

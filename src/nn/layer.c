@@ -263,10 +263,49 @@ CFNET_API cfnet_status cfnet_layer_forward(cfnet_layer *layer, const cfnet_tenso
                "%s: input and output must not share memory", layer->ops->name);
     CF_CHECK(ensure_ws(layer, n));
     layer->last_n = 0;
-    CF_CHECK(layer->ops->forward(layer, x->data, y->data, n, mode == CFNET_MODE_TRAINING,
-                                 layer->ws));
-    layer->last_n = n;
-    return CFNET_OK;
+    const bool training = mode == CFNET_MODE_TRAINING;
+    if (!training || layer->nstate == 0) {
+        CF_CHECK(layer->ops->forward(layer, x->data, y->data, n, training, layer->ws));
+        layer->last_n = n;
+        return CFNET_OK;
+    }
+    /* A training forward moves the state (batch-norm running statistics): copied first and put
+     * back if the call fails or would leave a NaN or an infinity there (an input holding one, or
+     * activations so large that the variance overflows), which inference would use and save
+     * refuses. */
+    size_t floats = 0;
+    for (int s = 0; s < layer->nstate; s++) floats += (size_t)layer->state[s]->numel;
+    float *copy = cf_alloc(&layer->alloc, floats * sizeof(float));
+    CF_FAIL_IF(!copy, CFNET_E_OUT_OF_MEMORY, "%s: out of memory", layer->ops->name);
+    float *at = copy;
+    for (int s = 0; s < layer->nstate; s++) {
+        memcpy(at, layer->state[s]->data, (size_t)layer->state[s]->numel * sizeof(float));
+        at += layer->state[s]->numel;
+    }
+    cfnet_status st = layer->ops->forward(layer, x->data, y->data, n, true, layer->ws);
+    for (int s = 0; s < layer->nstate && st == CFNET_OK; s++) {
+        const float *v = layer->state[s]->data;
+        for (int64_t j = 0; j < layer->state[s]->numel; j++) {
+            if (!isfinite(v[j])) {
+                st = cf_error(CFNET_E_NUMERIC,
+                              "%s: %s would become non-finite (NaN or infinite inputs, or "
+                              "activations too large); the state is unchanged",
+                              layer->ops->name, layer->state_name[s]);
+                break;
+            }
+        }
+    }
+    if (st != CFNET_OK) {
+        at = copy;
+        for (int s = 0; s < layer->nstate; s++) {
+            memcpy(layer->state[s]->data, at, (size_t)layer->state[s]->numel * sizeof(float));
+            at += layer->state[s]->numel;
+        }
+    } else {
+        layer->last_n = n;
+    }
+    cf_free(copy);
+    return st;
 }
 
 CFNET_API cfnet_status cfnet_layer_backward(cfnet_layer *layer, const cfnet_tensor *x,

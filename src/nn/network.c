@@ -598,6 +598,19 @@ CFNET_API cfnet_status cfnet_network_set_interrupt(cfnet_network *net, cfnet_int
     return CFNET_OK;
 }
 
+/* Outputs of finite images that are NaN or infinite (parameters so large that the activations
+ * overflow: diverged or edited): probabilities of NaN and the argmax of them mean nothing. */
+static cfnet_status nonfinite_output(const char *what, const float *y, int64_t n, int64_t k)
+{
+    for (int64_t i = 0; i < n; i++)
+        for (int64_t j = 0; j < k; j++)
+            CF_FAIL_IF(!isfinite(y[i * k + j]), CFNET_E_NUMERIC,
+                       "%s: the output for image %lld is not finite (NaN or infinite: parameters "
+                       "too large, diverged or edited?)",
+                       what, (long long)i);
+    return CFNET_OK;
+}
+
 static bool last_is_softmax(const cfnet_network *net)
 {
     return net->nlayers > 0 && net->layers[net->nlayers - 1]->kind == CFNET_LAYER_SOFTMAX;
@@ -617,9 +630,9 @@ CFNET_API cfnet_status cfnet_network_probabilities(const cfnet_network *net,
     CF_CHECK(cf_check_finite_images("network_probabilities", x->data, n, net->in_size));
     cf_interrupt ir = cf_interrupt_begin(net, "network_probabilities", 1, net->nlayers);
     CF_CHECK(cf_network_infer_into(net, net->nlayers, x->data, n, probs->data, &ir));
-    if (last_is_softmax(net)) return CFNET_OK;
-    for (int64_t i = 0; i < n; i++) cf_softmax(probs->data + i * k, probs->data + i * k, k);
-    return CFNET_OK;
+    if (!last_is_softmax(net))
+        for (int64_t i = 0; i < n; i++) cf_softmax(probs->data + i * k, probs->data + i * k, k);
+    return nonfinite_output("network_probabilities", probs->data, n, k);
 }
 
 CFNET_API cfnet_status cfnet_network_predict(const cfnet_network *net, const cfnet_tensor *x,
@@ -644,6 +657,7 @@ CFNET_API cfnet_status cfnet_network_predict(const cfnet_network *net, const cfn
     const float *res;
     cf_interrupt ir = cf_interrupt_begin(net, "network_predict", 1, net->nlayers);
     cfnet_status st = infer_run(net, net->nlayers, x->data, n, bf, &res, &ir);
+    if (st == CFNET_OK) st = nonfinite_output("network_predict", res, n, k);
     if (st == CFNET_OK) {
         for (int64_t i = 0; i < n; i++) labels[i] = (int32_t)cf_argmax(res + i * k, k);
     }
@@ -768,12 +782,22 @@ CFNET_API cfnet_status cfnet_network_forward(cfnet_network *net, const cfnet_ten
     CF_CHECK(cf_network_ensure_train_buffers(net, n));
     memcpy(net->input, x->data, (size_t)(n * net->in_size) * sizeof(float));
     net->fwd_n = 0;
-    /* All or nothing without a copy: every allocation of the call is made above, and no layer's
-     * training forward fails part-way (the sum hook, the one failure inside the layers, is
-     * train_step's alone), so the running statistics and generators move only on success.
-     * tests/test_reliability.c fails each allocation and compares the saved state. A layer
-     * that could fail part-way would need train_step's snapshot (snapshot_take in train.c). */
-    CF_CHECK(cf_network_train_forward(net, net->nlayers, n));
+    /* All or nothing: the generators and running statistics are copied first and put back if
+     * the forward fails or would leave a running statistic non-finite (finite activations of
+     * order 1e19 and more, or a diverged layer before a batch norm): the same check and the same
+     * CFNET_E_NUMERIC as cfnet_network_train_step, so that a host that runs training forwards
+     * and then infers never gets a network poisoned with NaN. */
+    cf_net_snapshot sn;
+    CF_CHECK(cf_net_snapshot_take(net, &sn, "network_forward"));
+    cfnet_status st = cf_network_train_forward(net, net->nlayers, n);
+    if (st == CFNET_OK) st = cf_network_nonfinite_state(net, "network_forward");
+    if (st != CFNET_OK) {
+        net->fwd_n = 0;
+        cf_net_snapshot_restore(net, &sn);
+        cf_net_snapshot_free(&sn);
+        return st;
+    }
+    cf_net_snapshot_free(&sn);
     const float *res = net->nlayers ? net->act[net->nlayers - 1] : net->input;
     memcpy(out->data, res, (size_t)(n * out_size(net)) * sizeof(float));
     return CFNET_OK;

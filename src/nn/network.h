@@ -211,6 +211,20 @@ cfnet_status cf_network_infer_into(const cfnet_network *net, int upto, const flo
 cfnet_status cf_network_ensure_train_buffers(cfnet_network *net, int64_t n);
 /* Training forward of layers [0, upto) from net->input into net->act. */
 cfnet_status cf_network_train_forward(cfnet_network *net, int upto, int64_t n);
+/* What a training forward may move: the generators and the layers' state tensors (batch-norm
+ * running statistics). Taken before, restored after a failure, so that a failed call leaves
+ * them as they were; `what` names the caller in the out-of-memory message (train.c). */
+typedef struct cf_net_snapshot {
+    cf_rng net_rng;
+    cf_rng *layer_rng; /* one per layer (unused entries for layers without a generator) */
+    float *state;      /* every layer's state tensors, concatenated */
+} cf_net_snapshot;
+cfnet_status cf_net_snapshot_take(cfnet_network *net, cf_net_snapshot *sn, const char *what);
+void cf_net_snapshot_restore(cfnet_network *net, const cf_net_snapshot *sn);
+void cf_net_snapshot_free(cf_net_snapshot *sn);
+/* CFNET_E_NUMERIC naming the first layer and state tensor (running statistic) holding a NaN or
+ * an infinity, "<what>: layer i (kind) name would become non-finite ..."; CFNET_OK if none. */
+cfnet_status cf_network_nonfinite_state(const cfnet_network *net, const char *what);
 
 /* Backward of layers [0, upto) from d (in grad_a or grad_b); accumulates parameter gradients. */
 cfnet_status cf_network_train_backward(cfnet_network *net, int upto, float *d, int64_t n);

@@ -157,16 +157,8 @@ static cfnet_status optimizer_pass(cfnet_network *net, const opt_coef *c, bool w
     return CFNET_OK;
 }
 
-/* What a training forward may move: the generators and the layers' state tensors (batch-norm
- * running statistics). Taken before, restored after a failure, so that a failed call leaves
- * them as they were; `what` names the caller in the out-of-memory message. */
-typedef struct net_snapshot {
-    cf_rng net_rng;
-    cf_rng *layer_rng; /* one per layer (unused entries for layers without a generator) */
-    float *state;      /* every layer's state tensors, concatenated */
-} net_snapshot;
-
-static cfnet_status snapshot_take(cfnet_network *net, net_snapshot *sn, const char *what)
+/* The snapshot of a training forward (network.h). */
+cfnet_status cf_net_snapshot_take(cfnet_network *net, cf_net_snapshot *sn, const char *what)
 {
     memset(sn, 0, sizeof *sn);
     sn->net_rng = net->rng;
@@ -195,7 +187,7 @@ static cfnet_status snapshot_take(cfnet_network *net, net_snapshot *sn, const ch
     return CFNET_OK;
 }
 
-static void snapshot_restore(cfnet_network *net, const net_snapshot *sn)
+void cf_net_snapshot_restore(cfnet_network *net, const cf_net_snapshot *sn)
 {
     net->rng = sn->net_rng;
     const float *at = sn->state;
@@ -211,7 +203,7 @@ static void snapshot_restore(cfnet_network *net, const net_snapshot *sn)
     }
 }
 
-static void snapshot_free(net_snapshot *sn)
+void cf_net_snapshot_free(cf_net_snapshot *sn)
 {
     cf_free(sn->layer_rng);
     cf_free(sn->state);
@@ -243,16 +235,16 @@ static cfnet_status nonfinite_forward(const cfnet_network *net, int upto, int64_
 /* The running statistics the training forward moved: a step whose batch statistics overflow
  * float (activations of order 1e19 and more, or a diverging network) would leave a non-finite
  * running variance that inference uses and save refuses. */
-static cfnet_status nonfinite_state(const cfnet_network *net)
+cfnet_status cf_network_nonfinite_state(const cfnet_network *net, const char *what)
 {
     for (int i = 0; i < net->nlayers; i++) {
         const cfnet_layer *l = net->layers[i];
         for (int s = 0; s < l->nstate; s++)
             CF_FAIL_IF(!all_finite(l->state[s]->data, l->state[s]->numel), CFNET_E_NUMERIC,
-                       "network_train_step: layer %d (%s) %s would become non-finite "
+                       "%s: layer %d (%s) %s would become non-finite "
                        "(activations too large: diverged parameters or inputs?); nothing was "
                        "updated",
-                       i, l->ops->name, l->state_name[s]);
+                       what, i, l->ops->name, l->state_name[s]);
     }
     return CFNET_OK;
 }
@@ -306,8 +298,8 @@ static cfnet_status train_input_run(cfnet_network *net, const int32_t *labels, i
 {
     CF_FAIL_IF(net->step >= CF_MAX_STEP, CFNET_E_LIMIT,
                "network_train_step: the step count is at its limit (2^53 steps)");
-    net_snapshot sn;
-    cfnet_status st = snapshot_take(net, &sn, "network_train_step");
+    cf_net_snapshot sn;
+    cfnet_status st = cf_net_snapshot_take(net, &sn, "network_train_step");
     if (st != CFNET_OK) {
         if (net->slots_fresh) cf_network_reset_optimizer(net);
         return st;
@@ -367,17 +359,17 @@ static cfnet_status train_input_run(cfnet_network *net, const int32_t *labels, i
     if (st == CFNET_OK && bctx->sum) st = cf_parallel_sum_gradients(net, &l);
     opt_coef c = optimizer_coef(net);
     if (st == CFNET_OK) st = optimizer_pass(net, &c, false);
-    if (st == CFNET_OK) st = nonfinite_state(net);
+    if (st == CFNET_OK) st = cf_network_nonfinite_state(net, "network_train_step");
     if (st == CFNET_E_NUMERIC && deferred) st = nonfinite_forward(net, upto, n);
     net->fwd_n = 0; /* the activations are stale after the update (or the failure) */
     if (st != CFNET_OK) {
-        snapshot_restore(net, &sn);
-        snapshot_free(&sn);
+        cf_net_snapshot_restore(net, &sn);
+        cf_net_snapshot_free(&sn);
         /* optimiser state this step created (zeroed) goes again: a saved state shows none */
         if (net->slots_fresh) cf_network_reset_optimizer(net);
         return st;
     }
-    snapshot_free(&sn);
+    cf_net_snapshot_free(&sn);
     optimizer_pass(net, &c, true);
     net->slots_fresh = false;
     net->step++;

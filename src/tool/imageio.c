@@ -566,15 +566,26 @@ int image_decode(const unsigned char *data, size_t size, int64_t max_values, too
         return -1;
     }
     if (rc != 0) return -1;
-    int64_t n = (int64_t)out->channels * out->height * out->width;
+    /* Float images from processing pipelines may mark masked pixels (background) as NaN: the
+     * network cannot take them and no normalisation makes them mean something, so the file is
+     * refused (a bad file: --skip-bad leaves it out) with the counts and the first one's place. */
+    int64_t n = (int64_t)out->channels * out->height * out->width, first = -1, nans = 0, infs = 0;
     for (int64_t i = 0; i < n; i++)
         if (!isfinite(out->data[i])) {
-            char where[96];
-            image_where(out, i, where, sizeof where);
-            set_err(err, errsize, "non-finite value (NaN or infinity) in %s", where);
-            image_free(out);
-            return -1;
+            if (first < 0) first = i;
+            if (isnan(out->data[i])) nans++;
+            else infs++;
         }
+    if (first >= 0) {
+        char where[96];
+        image_where(out, first, where, sizeof where);
+        set_err(err, errsize,
+                "non-finite values: %lld NaN and %lld infinite of %lld (the first in %s); "
+                "replace them with numbers (masked background: 0) or leave the file out",
+                (long long)nans, (long long)infs, (long long)n, where);
+        image_free(out);
+        return -1;
+    }
     return 0;
 }
 
