@@ -141,6 +141,49 @@ static void probabilities_and_predict_refuse_non_finite_outputs(void **state)
     }
 }
 
+/* An output of -infinity among finite ones (one class's weights of -3e38: a diverged or edited
+ * model) is a probability of 0, not a NaN: probabilities give them and predict gives the label
+ * of their largest, with or without a final softmax layer, as probabilities and predict refuse
+ * the same images (predict refused this one while probabilities accepted it). */
+static void predict_and_probabilities_agree_on_an_output_of_minus_infinity(void **state)
+{
+    (void)state;
+    for (int soft = 0; soft < 2; soft++) {
+        cfnet_network *net = small_net(soft);
+        int64_t xs[] = {3, 2, 9, 9}, ps[] = {3, 7};
+        cfnet_tensor *x = tu_tensor(4, xs, NULL), *p = NULL, *o = NULL;
+        tu_rng r = {5};
+        tu_fill_normal(cfnet_tensor_data(x), cfnet_tensor_numel(x), &r);
+        CF_ASSERT_OK(cfnet_tensor_create(2, ps, &p));
+        CF_ASSERT_OK(cfnet_tensor_create(2, ps, &o));
+        cfnet_layer *dense = cfnet_network_layer(net, 2);
+        cfnet_tensor *w = cfnet_layer_param(dense, 0); /* 7 x D: row 0 is class 0's */
+        const int64_t D = cfnet_tensor_numel(w) / 7;
+        for (int64_t i = 0; i < D; i++) cfnet_tensor_data(w)[i] = -3e38f;
+        /* the dense layer's output: class 0 is -infinity for every image, the others finite */
+        CF_ASSERT_OK(cfnet_network_infer(net, x, o));
+        for (int i = 0; i < 3 && !soft; i++) {
+            assert_true(isinf(cfnet_tensor_data(o)[i * 7]) && cfnet_tensor_data(o)[i * 7] < 0);
+            for (int j = 1; j < 7; j++) assert_true(isfinite(cfnet_tensor_data(o)[i * 7 + j]));
+        }
+        int32_t labels[3];
+        CF_ASSERT_OK(cfnet_network_probabilities(net, x, p));
+        CF_ASSERT_OK(cfnet_network_predict(net, x, labels, 3));
+        for (int i = 0; i < 3; i++) {
+            const float *q = cfnet_tensor_data(p) + i * 7;
+            int best = 0;
+            for (int j = 1; j < 7; j++)
+                if (q[j] > q[best]) best = j;
+            assert_true(q[0] == 0.0f);
+            assert_int_equal(labels[i], best);
+        }
+        cfnet_tensor_free(o);
+        cfnet_tensor_free(p);
+        cfnet_tensor_free(x);
+        cfnet_network_free(net);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -149,6 +192,7 @@ int main(void)
         cmocka_unit_test(batch_check_names_who_what_and_the_expected_shape),
         cmocka_unit_test(bilinear_taps_are_a_partition_of_unity_inside_the_grid),
         cmocka_unit_test(probabilities_and_predict_refuse_non_finite_outputs),
+        cmocka_unit_test(predict_and_probabilities_agree_on_an_output_of_minus_infinity),
     };
     return cmocka_run_group_tests_name("numeric", tests, NULL, NULL);
 }

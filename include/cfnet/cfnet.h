@@ -557,10 +557,12 @@ CFNET_API cfnet_status cfnet_network_infer(const cfnet_network *net, const cfnet
                                            cfnet_tensor *out);
 
 /** Inference: class probabilities (softmax of the output, or the output itself if the last
- *  layer is a softmax) for x; probs is N x K. Outputs of finite images that are NaN or infinite
- *  (parameters so large that the activations overflow: a diverged or edited network, which the
- *  loader takes as long as its values are finite) give CFNET_E_NUMERIC naming the image, and
- *  probs then holds nothing meaningful; cfnet_network_predict does the same. */
+ *  layer is a softmax) for x; probs is N x K. Finite images whose probabilities would be NaN
+ *  (an output that is NaN or +infinite, or all of an image's outputs -infinite: parameters so
+ *  large that the activations overflow, a diverged or edited network, which the loader takes as
+ *  long as its values are finite) give CFNET_E_NUMERIC naming the image, and probs then holds
+ *  nothing meaningful; cfnet_network_predict refuses the same images. An output of -infinity
+ *  among finite ones is a probability of 0. */
 CFNET_API cfnet_status cfnet_network_probabilities(const cfnet_network *net,
                                                    const cfnet_tensor *x, cfnet_tensor *probs);
 

@@ -598,16 +598,28 @@ CFNET_API cfnet_status cfnet_network_set_interrupt(cfnet_network *net, cfnet_int
     return CFNET_OK;
 }
 
-/* Outputs of finite images that are NaN or infinite (parameters so large that the activations
- * overflow: diverged or edited): probabilities of NaN and the argmax of them mean nothing. */
+/* Outputs of finite images whose probabilities would be NaN (parameters so large that the
+ * activations overflow: diverged or edited): an output that is NaN or +infinity, or all of an
+ * image's outputs -infinity (exactly where cf_softmax gives a NaN). An output of -infinity among
+ * finite ones is a probability of 0, and its argmax means what it says. probabilities (on its
+ * probabilities) and predict (on the outputs) refuse the same images. */
 static cfnet_status nonfinite_output(const char *what, const float *y, int64_t n, int64_t k)
 {
-    for (int64_t i = 0; i < n; i++)
-        for (int64_t j = 0; j < k; j++)
-            CF_FAIL_IF(!isfinite(y[i * k + j]), CFNET_E_NUMERIC,
+    for (int64_t i = 0; i < n; i++) {
+        bool some_finite = false;
+        for (int64_t j = 0; j < k; j++) {
+            const float v = y[i * k + j];
+            CF_FAIL_IF(isnan(v) || v == INFINITY, CFNET_E_NUMERIC,
                        "%s: the output for image %lld is not finite (NaN or infinite: parameters "
                        "too large, diverged or edited?)",
                        what, (long long)i);
+            some_finite |= isfinite(v);
+        }
+        CF_FAIL_IF(!some_finite, CFNET_E_NUMERIC,
+                   "%s: the output for image %lld is not finite (NaN or infinite: parameters "
+                   "too large, diverged or edited?)",
+                   what, (long long)i);
+    }
     return CFNET_OK;
 }
 
