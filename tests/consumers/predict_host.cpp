@@ -165,7 +165,11 @@ int main(int argc, char **argv)
     for (; a < argc && argv[a][0] == '-'; a++) {
         if (!std::strcmp(argv[a], "--exact")) exact = true;
         else if (!std::strcmp(argv[a], "--dump")) dump = true;
-        else if (!std::strcmp(argv[a], "--locale")) std::setlocale(LC_ALL, "");
+        else if (!std::strcmp(argv[a], "--locale")) {
+            // the case is only a test if the environment's locale really has a decimal comma
+            if (!std::setlocale(LC_ALL, "") || std::strcmp(std::localeconv()->decimal_point, ","))
+                die("--locale: the environment's locale has no decimal comma");
+        }
         else if (!std::strcmp(argv[a], "--batch") && a + 1 < argc) batch = std::atoi(argv[++a]);
         else if (!std::strcmp(argv[a], "--threads") && a + 1 < argc) threads = std::atoi(argv[++a]);
         else if (!std::strcmp(argv[a], "--workers") && a + 1 < argc) workers = std::atoi(argv[++a]);
