@@ -113,8 +113,9 @@ TOOL_LIBS    = $(shell pkg-config --libs $(TOOL_PKGS) 2>/dev/null)
 TOOL_SRCS   := $(sort $(wildcard src/tool/*.c))
 TOOL_OBJS   := $(TOOL_SRCS:src/tool/%.c=$(BUILD)/tool/%.o) $(BUILD)/tool/biomarker.o
 TOOL        := $(BINOUT)/cfnet
-# The image readers alone (and what they use), for the image fuzz target.
-TOOL_IMAGE_OBJS := $(BUILD)/tool/imageio.o $(BUILD)/tool/util.o
+# The image readers alone (and what they use: util.c, and mpi.c's single-process build for
+# the rank util.c names under mpirun), for the image fuzz target.
+TOOL_IMAGE_OBJS := $(BUILD)/tool/imageio.o $(BUILD)/tool/util.o $(BUILD)/tool/mpi_single.o
 
 # Examples: every examples/*.c is a program; examples/common/*.c is linked into each.
 EX_COMMON := $(sort $(wildcard examples/common/*.c))
@@ -352,7 +353,7 @@ fuzz: $(GEN_SRC) | deps
 	    name=$$(basename $$f .c); \
 	    short=$${name#fuzz_}; extra=""; corpus=fuzz/corpus; \
 	    if [ "$$short" = image ]; then \
-	        extra="-Isrc/tool $(TOOL_CFLAGS) src/tool/imageio.c src/tool/util.c $(TOOL_LIBS)"; fi; \
+	        extra="-Isrc/tool $(TOOL_CFLAGS) src/tool/imageio.c src/tool/util.c src/tool/mpi.c $(TOOL_LIBS)"; fi; \
 	    if [ -d fuzz/corpus_$$short ]; then corpus=fuzz/corpus_$$short; fi; \
 	    clang -std=c11 -O1 -g -Iinclude -Isrc -D_POSIX_C_SOURCE=200809L -fsanitize=fuzzer,address,undefined \
 	        -fno-sanitize-recover=all $(DEP_CFLAGS) -I$(GEN) $$f $(SRCS) $(GEN_SRC) $$extra $(DEP_LIBS) -o build/fuzz/$$name || exit 1; \

@@ -475,6 +475,14 @@ if [ "$(id -u)" = 0 ]; then
 else
     asother="env"
 fi
+# the other user must reach the command, the model and the images (a checkout under a folder
+# only root may enter, /root/..., or a umask of 077, would make its run fail on them instead)
+# shellcheck disable=SC2086
+if [ "$asother" != env ] && [ -n "$asother" ] &&
+    ! $asother sh -c '"$1" info "$2" && ls "$3"' sh "$cfnet" "$ow/model.safetensors" \
+        "$ow/partial" >/dev/null 2>&1; then
+    asother=""
+fi
 if [ -n "$asother" ]; then
     # shellcheck disable=SC2086
     expect 2 "cannot create directory .*ro/rep: Permission denied" $asother "$cfnet" eval \

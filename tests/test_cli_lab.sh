@@ -122,6 +122,11 @@ ln -s /nonexistent/share/plate2 "$pl/plate2"
 expect 0 "warning: skipped 1 symbolic link that cannot be followed \(the first: .*plates/plate2 -> /nonexistent/share/plate2: No such file or directory\); a folder of images" \
     "$cfnet" predict "$m" "$pl" -o "$out/plates.csv"
 lacks "ignored 1 file" "predict counted the link among the files that are not images"
+# a folder holding only such a link: the error says what the folder holds, not just "no images"
+mkdir -p "$out/plates-only"
+ln -s /nonexistent/share/plate3 "$out/plates-only/plate3"
+expect 1 "plates-only: no .tif/.tiff/.png images in this folder, only 1 symbolic link that cannot be followed \(a folder of images on a share that is not mounted\? The first: .*plates-only/plate3 -> /nonexistent/share/plate3: No such file" \
+    "$cfnet" predict "$m" "$out/plates-only" -o "$out/plates-only.csv"
 
 # ---- 8. a Synology share's @eaDir folders (thumbnails, metadata) are neither a class nor searched
 syn="$out/syn"

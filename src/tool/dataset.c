@@ -912,14 +912,22 @@ int dataset_open_inputs(char **paths, int n, tool_dataset *ds, struct tool_progr
             w.cap = w.n = 0;
             struct stat st;
             if (stat(paths[i], &st) == 0) walk_enter(&w, st.st_dev, st.st_ino);
-            int64_t before = ds->n, bad_before[BAD_LINK_KINDS], nbad = 0;
+            int64_t before = ds->n, bad_before[BAD_LINK_KINDS], nbad = 0, dead_before = w.dead;
             memcpy(bad_before, w.bad, sizeof bad_before);
             rc = walk(paths[i], ds, 0, &w);
             for (int k = 0; k < BAD_LINK_KINDS; k++) nbad += w.bad[k] - bad_before[k];
-            if (rc == 0 && ds->n == before && nbad > 0) {
+            const int64_t ndead = w.dead - dead_before;
+            if (rc == 0 && ds->n == before && nbad + ndead > 0) {
                 /* only links into a share that is not mounted (or links that loop): say so, not
-                 * just "no images"; the first of a kind is named when it is in this folder */
+                 * just "no images"; the first of a kind is named when it is in this folder (the
+                 * warning about links not named as images is not said when the run stops) */
                 char *only = NULL;
+                if (ndead > 0)
+                    only = xasprintf("%lld symbolic link%s that cannot be followed (a folder of "
+                                     "images on a share that is not mounted?%s%s)",
+                                     (long long)ndead, ndead == 1 ? "" : "s",
+                                     dead_before ? "" : " The first: ",
+                                     dead_before ? "" : w.first_dead);
                 for (int k = 0; k < BAD_LINK_KINDS; k++) {
                     int64_t nk = w.bad[k] - bad_before[k];
                     if (nk == 0) continue;

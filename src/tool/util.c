@@ -1089,9 +1089,6 @@ void tool_install_signals(void)
  * docs/performance.md); a weak reference keeps other BLAS libraries working. */
 extern void openblas_set_num_threads(int n) __attribute__((weak));
 #pragma weak cblas_sgemm
-/* weak too: programs linking the image code without src/tool/mpi.c (fuzz/replay_image) */
-#pragma weak tool_mpi_size
-#pragma weak tool_mpi_rank
 
 void tool_blas_single_thread(void)
 {
@@ -1118,7 +1115,7 @@ int tool_blas_room(const char *hint)
         /* under mpirun the limit may be one node's: the message names the rank (the others
          * are ended by tool_mpi_finish's MPI_Abort, see tests/test_mpi.sh) */
         char who[48] = "";
-        if (tool_mpi_size && tool_mpi_rank && tool_mpi_size() > 1)
+        if (tool_mpi_size() > 1)
             snprintf(who, sizeof who, "rank %d of %d: ", tool_mpi_rank(), tool_mpi_size());
         tool_error("%sthe ulimit -%s limit of %.0f MiB leaves less than %zu MiB for OpenBLAS's "
                    "working buffer (128 MiB; OpenBLAS retries a failed allocation forever, so the "
