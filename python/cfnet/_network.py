@@ -202,6 +202,20 @@ def _sigint_guard():
         raise failure
 
 
+def _layout_hint(shape, input_shape):
+    """"; <how to fix it>" for images of ``shape`` in a layout a numpy user often has instead of
+    N x C x H x W (tifffile, PIL and skimage give H x W x C or H x W), else ""."""
+    s, (c, hh, ww) = tuple(shape), input_shape
+    if len(s) in (3, 4) and s[-1] == c and s[-3:-1] == (hh, ww) and s[-3:] != input_shape:
+        return ("; channels last? (H x W x C): move the channel axis with "
+                "np.moveaxis(x, -1, -3)")
+    if c == 1 and len(s) == 3 and s[1:] == (hh, ww):
+        return "; no channel axis? (N x H x W): add it with x[:, None]"
+    if c == 1 and s == (hh, ww):
+        return "; one image without its channel axis: x[None] (a batch of one: x[None, None])"
+    return ""
+
+
 def _using(method):
     """Runs a Network method inside ``_in_call``: a close() from another thread (or from a
     callback) while the method's C call runs only marks the network closed, and its memory is
@@ -496,9 +510,20 @@ class Network(Handle):
             return x.reshape((1,) + x.shape), True
         if x.ndim != 4:
             raise ValueError("images must be N x C x H x W (or one C x H x W image, %s), not "
-                             "shape %s; add the batch axis with x[None]"
-                             % ("x".join(map(str, self.input_shape)), x.shape))
+                             "shape %s%s" % ("x".join(map(str, self.input_shape)), x.shape,
+                                             _layout_hint(x.shape, self.input_shape)))
+        self._check_layout(x, what)
         return x, False
+
+    def _check_layout(self, x, what):
+        """ShapeMismatchError with a hint for images in a recognisable other layout (channels
+        last, no channel axis); other shapes are left to the library's own message."""
+        hint = _layout_hint(x.shape, self.input_shape)
+        if hint:
+            from ._errors import ShapeMismatchError
+            raise ShapeMismatchError(-3, "%s: images are %s, expected N x %s%s"
+                                     % (what, "x".join(map(str, x.shape)),
+                                        "x".join(map(str, self.input_shape)), hint))
 
     @_using
     def infer(self, x):
@@ -595,6 +620,7 @@ class Network(Handle):
         Returns the batch loss before the update."""
         h = self._h()
         x = as_float32(images, "images")
+        self._check_layout(x, "network_train_step")
         lab = as_labels(labels, x.shape[0] if x.ndim else None)
         loss = ctypes.c_float()
         raised = getattr(self, "_sum_raised", None)
@@ -679,6 +705,7 @@ class Network(Handle):
         index among all of them, as that one call does."""
         h = self._h()
         x = as_float32(images, "images")
+        self._check_layout(x, "network_evaluate")
         lab = as_labels(labels, x.shape[0] if x.ndim else None)
         lib = _lib.load()
         b = to_int(batch, "batch", INT64)
@@ -736,6 +763,7 @@ class Network(Handle):
         Returns (mean loss, training accuracy) of the epoch."""
         h = self._h()
         x = as_float32(images, "images")
+        self._check_layout(x, "network_train_epoch")
         lab = as_labels(labels, x.shape[0] if x.ndim else None)
         mean, acc = ctypes.c_double(), ctypes.c_double()
         if order is not None:
@@ -843,10 +871,11 @@ class Network(Handle):
             # the library would only say "input does not match the network"
             from ._errors import ShapeMismatchError
             raise ShapeMismatchError(-3, "network_invariance: images are %s, expected N x %s "
-                                     "(or one %s image)" % ("x".join(map(str, x.shape))
-                                                            or "a 0-d array",
-                                                            "x".join(map(str, shape)),
-                                                            "x".join(map(str, shape))))
+                                     "(or one %s image)%s" % ("x".join(map(str, x.shape))
+                                                              or "a 0-d array",
+                                                              "x".join(map(str, shape)),
+                                                              "x".join(map(str, shape)),
+                                                              _layout_hint(x.shape, shape)))
         if angles is not None:
             require_numbers(angles, "angles")
             a = np.asarray(angles, dtype=np.float64)

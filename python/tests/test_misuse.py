@@ -328,10 +328,39 @@ class SingleImageTest(LeakCheckedTestCase):
 
     def test_other_shapes_say_to_add_the_batch_axis(self):
         with small_cfnet() as net:
-            with self.assertRaisesRegex(ValueError, "batch axis"):
+            with self.assertRaisesRegex(ValueError, "batch of one: x\\[None, None\\]"):
                 net.predict(np.zeros((16, 16), np.float32))
-            with self.assertRaisesRegex(ValueError, "batch axis"):
+            # it said "add the batch axis with x[None]", which gives 1 x 2 x 16 x 16
+            with self.assertRaisesRegex(ValueError, "add it with x\\[:, None\\]"):
                 net.probabilities(np.zeros((2, 16, 16), np.float32))
+
+    def test_channels_last_and_missing_channel_axis_are_named(self):
+        # tifffile, PIL and skimage give H x W x C or H x W images: every call said only
+        # "image batch is 5x16x16x2, expected N x 2x16x16", and predict of one H x W x C
+        # image advised x[None], which does not fix it.
+        x = np.zeros((3, 16, 16, 2), np.float32)
+        y = np.zeros(3, np.int32)
+        with cfnet.classifier("cnn", 2, 16, 3, seed=1) as net:
+            calls = [lambda: net.predict(x), lambda: net.probabilities(x), lambda: net.infer(x),
+                     lambda: net.train_step(x, y), lambda: net.fit(x, y),
+                     lambda: net.train_epoch(x, y), lambda: net.evaluate(x, y),
+                     lambda: net.invariance(x)]
+            for call in calls:
+                with self.assertRaisesRegex(cfnet.ShapeMismatchError,
+                                            r"3x16x16x2.*np\.moveaxis\(x, -1, -3\)"):
+                    call()
+            with self.assertRaisesRegex(ValueError, r"np\.moveaxis\(x, -1, -3\)"):
+                net.predict(x[0])
+            self.assertEqual(net.step_count, 0)
+            self.assertEqual(net.predict(np.moveaxis(x, -1, -3)).shape, (3,))
+        with cfnet.classifier("cnn", 1, 16, 3, seed=1) as net:
+            for call in (lambda: net.train_step(x[..., 0], y), lambda: net.fit(x[..., 0], y),
+                         lambda: net.evaluate(x[..., 0], y), lambda: net.invariance(x[..., 0])):
+                with self.assertRaisesRegex(cfnet.ShapeMismatchError, r"x\[:, None\]"):
+                    call()
+            with self.assertRaisesRegex(cfnet.ShapeMismatchError, r"np\.moveaxis"):
+                net.fit(x[..., :1], y)
+            self.assertEqual(net.step_count, 0)
 
 
 class InputKindTest(LeakCheckedTestCase):
