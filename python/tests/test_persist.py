@@ -260,3 +260,29 @@ print("ok")
 if __name__ == "__main__":
     import unittest
     unittest.main()
+
+
+class NotAModelTest(LeakCheckedTestCase):
+    def test_other_files_are_called_not_a_model(self):
+        # Loading an image or the ONNX export instead of the model said only "header length
+        # 21509198989641 exceeds the limit of 16777216 bytes", as if a limit were to be raised.
+        tiff = b"II*\x00\x08\x00\x00\x00" + bytes(200)
+        png = b"\x89PNG\r\n\x1a\n" + bytes(100)
+        with small_cfnet() as net, tempfile.TemporaryDirectory() as d:
+            onnx = net.to_onnx()
+            for name, data in (("a.tif", tiff), ("a.png", png), ("m.onnx", onnx),
+                               ("notes.txt", b"class names: ER, Golgi\n")):
+                path = os.path.join(d, name)
+                with open(path, "wb") as f:
+                    f.write(data)
+                for load in (lambda: cfnet.Network.load(path),
+                             lambda: cfnet.Network.from_bytes(data)):
+                    with self.assertRaisesRegex(cfnet.LimitError,
+                                                "not a libcfnet model file"):
+                        load()
+            # a model's own header over a lowered cap is only over the limit
+            ctx = cfnet.Context(header_bytes=16)
+            with self.assertRaises(cfnet.LimitError) as cm:
+                cfnet.Network.from_bytes(net.to_bytes(), context=ctx)
+            self.assertNotIn("not a libcfnet model", str(cm.exception))
+            ctx.close()

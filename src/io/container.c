@@ -340,6 +340,13 @@ cfnet_status cf_container_check_framing(const unsigned char *head, uint64_t hlen
     (void)head;
     CF_FAIL_IF(size < 8, CFNET_E_FORMAT,
                CF_LOAD ": %zu bytes is too short for the 8-byte header length", size);
+    /* Any other file (an image, an ONNX export, text) read as a model has a "header length"
+     * far over the cap and past its end: say that it is not a model, not only the limit. */
+    CF_FAIL_IF(hlen > max_header && hlen > size - 8, CFNET_E_LIMIT,
+               CF_LOAD ": header length %" PRIu64 " exceeds the limit of %" PRIu64
+                    " bytes and the %zu-byte input: not a libcfnet model file (one begins with "
+                    "the 8-byte length of its JSON header)",
+               hlen, max_header, size);
     CF_FAIL_IF(hlen > max_header, CFNET_E_LIMIT,
                CF_LOAD ": header length %" PRIu64 " exceeds the limit of %" PRIu64 " bytes", hlen,
                max_header);
