@@ -31,7 +31,11 @@ def normalize(images, low=0.1, high=99.9, inplace=False):
     """Percentile stretch per image and channel of an N x C x H x W array: the ``low`` and
     ``high`` percentiles map to 0 and 1, then clip to [0, 1] (defaults: the original CFNet
     code's 0.1 and 99.9). Returns a new array, or, with inplace=True, modifies ``images``
-    (which must then be a C-contiguous float32 array) and returns it."""
+    (which must then be a C-contiguous float32 array) and returns it.
+
+    Axis 1 is the channel: move the channel axis of H x W x C images first
+    (``np.moveaxis(x, -1, -3)``); an N x H x W x C array is taken as H channels of W x C
+    planes, without an error. One C x H x W image: ``normalize(x[None])[0]``."""
     if inplace:
         if not (isinstance(images, np.ndarray) and images.dtype == np.float32
                 and images.dtype.isnative and images.flags.c_contiguous

@@ -1030,6 +1030,8 @@ class Metadata(MutableMapping):
         return iter(keys)
 
     def __repr__(self):
+        if self._net._handle is None:  # repr must not raise (a notebook shows it)
+            return "Metadata(<closed network>)"
         return "Metadata(%r)" % dict(self.items())
 
 

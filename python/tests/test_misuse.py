@@ -425,3 +425,18 @@ class InputKindTest(LeakCheckedTestCase):
         for bad in (5, np.int64(16), True):  # bytes(5) is five zero bytes: a FormatError
             with self.assertRaisesRegex(TypeError, "from_bytes needs bytes"):
                 cfnet.Network.from_bytes(bad)
+
+
+class ReprTest(LeakCheckedTestCase):
+    def test_repr_of_closed_objects_does_not_raise(self):
+        # repr(net.metadata) after net.close() raised ValueError: a notebook cell showing it
+        # printed a traceback instead of the value.
+        net = cfnet.classifier("cnn", 1, 16, 2, seed=1)
+        net.metadata["classes"] = '["a", "b"]'
+        meta, layer = net.metadata, net[0]
+        self.assertEqual(repr(meta), "Metadata({'classes': '[\"a\", \"b\"]'})")
+        net.close()
+        for obj in (net, meta, layer):
+            self.assertIn("closed", repr(obj))
+        with self.assertRaises(ValueError):
+            dict(meta)
