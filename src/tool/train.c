@@ -5,9 +5,12 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <dirent.h>
 #include <getopt.h>
 #include <jansson.h>
+#include <limits.h>
 #include <math.h>
+#include <signal.h>
 #include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
@@ -56,7 +59,9 @@ static const char train_help[] =
     "  --seed N                seed of the weights, split, order and augmentation (default 1)\n"
     "  --resume CHECKPOINT     continue a run from its checkpoint (same DATA; the run's stored\n"
     "                          settings are used): the result is bit-identical to an\n"
-    "                          uninterrupted run with the same thread count\n"
+    "                          uninterrupted run with the same thread count; auto: MODEL's\n"
+    "                          checkpoint if there is one, else a new run (for jobs that a\n"
+    "                          cluster requeues; a finished run then exits 0)\n"
     "Data and output:\n"
     "  --threads N             decoding and training threads, 1..64 (default: all processors,\n"
     "                          at most 64)\n"
@@ -73,6 +78,8 @@ static const char train_help[] =
 
 typedef struct train_cfg {
     const char *data, *output, *resume, *log, *plot;
+    int resume_auto; /* --resume auto: MODEL's checkpoint when it exists, else a new run */
+    int size_exact;  /* no --size: every image was size x size (stored in the checkpoint) */
     char arch[32];
     int width, size, pad, epochs, batch, jitter, flip, balance, patience, threads, skip_bad;
     int rotate; /* CFNET_AUG_ROTATION_* */
@@ -98,13 +105,42 @@ static const struct {
 
 /* --resume with options the checkpoint decides: one warning naming them, so that a changed
  * setting is not believed to be in effect. */
-static void warn_ignored_on_resume(const train_cfg *c)
+/* With --resume auto the command line is the one of the run's first job, so only the options
+ * whose values differ from the checkpoint's are named (cmd: the command line's values). */
+static int same_as_stored(const train_cfg *c, const train_cfg *cmd, char code)
+{
+    switch (code) {
+    case 'a': return !strcmp(c->arch, cmd->arch);
+    case 'w': return c->width == cmd->width;
+    case 's': return c->size == cmd->size;
+    case 'P': return c->pad == cmd->pad;
+    case 'N':
+    case 'x': return c->norm.percentile == cmd->norm.percentile &&
+                     (c->norm.percentile ? c->norm.low == cmd->norm.low && c->norm.high == cmd->norm.high
+                                         : c->norm.scale == cmd->norm.scale);
+    case 'b': return c->batch == cmd->batch;
+    case 'O': return c->sgd == cmd->sgd;
+    case 'l': return c->lr == cmd->lr;
+    case 'L': return c->lr_decay == cmd->lr_decay;
+    case 'W': return c->weight_decay == cmd->weight_decay;
+    case 'r': return c->rotate == cmd->rotate;
+    case 'j': return c->jitter == cmd->jitter;
+    case 'f': return c->flip == cmd->flip;
+    case 'B': return c->balance == cmd->balance;
+    case 'v': return c->val == cmd->val;
+    case 'S': return c->seed == cmd->seed;
+    default: return 0;
+    }
+}
+
+static void warn_ignored_on_resume(const train_cfg *c, const train_cfg *cmd)
 {
     char list[256] = "";
     size_t used = 0;
     int n = 0;
     for (size_t i = 0; i < sizeof stored_opts / sizeof *stored_opts; i++) {
         if (!c->given[(unsigned char)stored_opts[i].code]) continue;
+        if (c->resume_auto && same_as_stored(c, cmd, stored_opts[i].code)) continue;
         int w = snprintf(list + used, sizeof list - used, "%s%s", n ? ", " : "", stored_opts[i].flag);
         if (w > 0 && (size_t)w < sizeof list - used) used += (size_t)w;
         n++;
@@ -157,6 +193,8 @@ static char *config_json(const train_cfg *c)
         json_object_set_new(o, f->key, v);
     }
     if (c->sgd) json_object_set_new(o, "optimizer", json_string("sgd")); /* absent: Adam */
+    /* the run took the images' own size (no --size): a resumed run must find that size */
+    if (c->size_exact) json_object_set_new(o, "size_from_images", json_true());
     char *s = json_dumps(o, JSON_COMPACT | JSON_SORT_KEYS);
     json_decref(o);
     return s;
@@ -185,6 +223,7 @@ static int config_from_json(const char *s, train_cfg *c)
     }
     const char *opt = json_string_value(json_object_get(o, "optimizer"));
     c->sgd = opt && !strcmp(opt, "sgd");
+    c->size_exact = json_is_true(json_object_get(o, "size_from_images")); /* absent: older */
     json_decref(o);
     return (arch && c->batch > 0) ? 0 : -1;
 }
@@ -618,7 +657,11 @@ static int parse_args(int argc, char **argv, train_cfg *c)
         case 'v': u = opt_double("train", "--val", optarg, 0, 0.9, "a fraction in [0, 0.9]", &c->val); break;
         case 'p': u = opt_int("train", "--patience", optarg, 0, 1000000, "0 or more", &c->patience); break;
         case 'S': u = opt_long("train", "--seed", optarg, 0, 0x7fffffffL, "a non-negative integer", &c->seed); break;
-        case 'R': u = opt_path("train", "--resume", optarg, &c->resume); break;
+        case 'R':
+            c->resume_auto = !strcmp(optarg, "auto"); /* a file named auto: --resume ./auto */
+            c->resume = NULL;
+            if (!c->resume_auto) u = opt_path("train", "--resume", optarg, &c->resume);
+            break;
         case 'T': u = opt_int("train", "--threads", optarg, 1, CFNET_MAX_THREADS, NULL, &c->threads); break;
         case 'M':
             if (parse_bytes(optarg, &c->max_memory)) return tool_usage_error("train", "--max-memory: expected bytes with an optional K, M, G or T suffix, got '%s'", optarg);
@@ -776,15 +819,153 @@ static int still_ours(const tool_saved *f, const char *path, const char *model)
     return 0;
 }
 
+/* The model and the checkpoint are saved as cfnet_network_save does (a temporary file beside
+ * the target, synced and renamed over it, keeping the target's permissions; a link at the
+ * target is replaced), but under a temporary name that says which process on which host wrote
+ * it, "<name>.tmp.<pid>.<host>", so that the next run can remove the one a killed run (kill -9,
+ * a cluster's time limit or preemption) left: see remove_stale_tmps. A heap string, or NULL
+ * when the name would be too long or the host has no name (then the library saves). */
+static int tmp_host(char host[256])
+{
+    if (gethostname(host, 256) != 0) return -1;
+    host[255] = 0;
+    return host[0] && !strchr(host, '/') ? 0 : -1;
+}
+
+static char *save_tmp_name(const char *path, long pid)
+{
+    char host[256];
+    if (tmp_host(host) != 0) return NULL;
+    const char *slash = strrchr(path, '/');
+    char *dir = path_dir(path);
+    long name_max = pathconf(dir, _PC_NAME_MAX);
+    free(dir);
+    if (name_max <= 0) name_max = NAME_MAX;
+    char *tmp = xasprintf("%s.tmp.%ld.%s", path, pid, host);
+    if ((long)strlen(slash ? tmp + (slash + 1 - path) : tmp) > name_max) {
+        free(tmp);
+        return NULL;
+    }
+    return tmp;
+}
+
 static int save_net(const cfnet_network *net, const char *path, unsigned flags, tool_saved *f)
 {
-    cfnet_status st = cfnet_network_save(net, path, flags);
+    char *tmp = save_tmp_name(path, (long)getpid());
+    if (!tmp) {
+        cfnet_status st = cfnet_network_save(net, path, flags);
+        if (st != CFNET_OK) {
+            tool_error("%s: cannot save: %s: %s", path, cfnet_status_string(st), cfnet_last_error());
+            return -1;
+        }
+        tool_saved_note(f, path);
+        return 0;
+    }
+    void *buf = NULL;
+    size_t size = 0;
+    cfnet_status st = cfnet_network_save_buffer(net, flags, &buf, &size);
     if (st != CFNET_OK) {
         tool_error("%s: cannot save: %s: %s", path, cfnet_status_string(st), cfnet_last_error());
+        free(tmp);
         return -1;
     }
+    /* a file of this name is one that this process id left on this host before: not live */
+    int fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0666);
+    if (fd < 0 && errno == EEXIST && unlink(tmp) == 0)
+        fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0666);
+    const char *step = fd < 0 ? "creating" : NULL;
+    int err = fd < 0 ? errno : 0;
+    if (fd >= 0) {
+        struct stat pst;
+        if (stat(path, &pst) == 0 && S_ISREG(pst.st_mode)) (void)fchmod(fd, pst.st_mode & 0777);
+        const char *p = buf;
+        for (size_t left = size; left > 0 && !step;) {
+            ssize_t w = write(fd, p, left);
+            if (w < 0 && errno == EINTR) continue;
+            if (w <= 0) {
+                err = w < 0 ? errno : ENOSPC;
+                step = "writing";
+            } else {
+                p += w;
+                left -= (size_t)w;
+            }
+        }
+        if (!step && fsync(fd) != 0) {
+            err = errno;
+            step = "syncing";
+        }
+        if (close(fd) != 0 && !step) {
+            err = errno;
+            step = "closing";
+        }
+        if (!step && rename(tmp, path) != 0) {
+            err = errno;
+            step = "renaming";
+        }
+        if (step) unlink(tmp);
+    }
+    cfnet_free(buf);
+    if (step) {
+        tool_error("%s: cannot save: %s the temporary file %s failed: %s", path, step, tmp,
+                   strerror(err));
+        free(tmp);
+        return -1;
+    }
+    free(tmp);
+    char *dir = path_dir(path);
+    int dfd = open(dir, O_RDONLY | O_CLOEXEC);
+    if (dfd >= 0) { /* the rename made durable (best effort) */
+        (void)fsync(dfd);
+        close(dfd);
+    }
+    free(dir);
     tool_saved_note(f, path);
     return 0;
+}
+
+/* Removes the temporary files of path that save_net of a process no longer alive on this host
+ * left (a run killed while it saved: kill -9, a cluster's time limit or preemption), so that a
+ * job requeued again and again does not pile up files of the model's size. Only names of
+ * exactly that pattern for this path and this host, of process ids that do not exist; a live
+ * process's file (another run of the same model, or another user's) is left alone. */
+static void remove_stale_tmps(const char *path)
+{
+    char host[256];
+    if (tmp_host(host) != 0) return;
+    const char *slash = strrchr(path, '/');
+    char *prefix = xasprintf("%s.tmp.", slash ? slash + 1 : path), *suffix = xasprintf(".%s", host);
+    size_t plen = strlen(prefix);
+    char *dir = path_dir(path);
+    DIR *d = opendir(dir);
+    int removed = 0;
+    char *first = NULL;
+    for (struct dirent *e; d && (e = readdir(d)) != NULL;) {
+        const char *n = e->d_name, *q = n + plen;
+        if (strncmp(n, prefix, plen) != 0) continue;
+        size_t digits = strspn(q, "0123456789");
+        if (digits == 0 || digits > 9 || q[0] == '0') continue;
+        /* also the empty file with which check_writable tries the folder, "<name>.tmp.<pid>.<n>"
+         * (no host: removing another host's is harmless, it only unlinks it again) */
+        int probe = q[digits] == '.' && q[digits + 1] &&
+                    strspn(q + digits + 1, "0123456789") == strlen(q + digits + 1);
+        if (!probe && strcmp(q + digits, suffix) != 0) continue;
+        long pid = strtol(q, NULL, 10);
+        if (pid == (long)getpid() || kill((pid_t)pid, 0) == 0 || errno != ESRCH) continue;
+        char *full = path_join(dir, n);
+        struct stat st;
+        if (lstat(full, &st) == 0 && S_ISREG(st.st_mode) && (!probe || st.st_size == 0) &&
+            unlink(full) == 0 && !removed++)
+            first = xstrdup(full);
+        free(full);
+    }
+    if (d) closedir(d);
+    if (removed)
+        tool_info("removed %d temporary file%s of %s that a run killed while saving left (%s%s)",
+                  removed, removed == 1 ? "" : "s", path, first, removed > 1 ? ", ..." : "");
+    free(first);
+    free(dir);
+    free(prefix);
+    free(suffix);
 }
 
 int cmd_train(int argc, char **argv)
@@ -853,14 +1034,30 @@ int cmd_train(int argc, char **argv)
     tool_model_info minfo;
     memset(&minfo, 0, sizeof minfo);
 
+    /* --resume auto: a job that a cluster requeues runs the same command line again, so the
+     * first run starts afresh and every later one continues from MODEL's checkpoint. */
+    if (c.resume_auto) {
+        struct stat cst;
+        if (stat(ckpt, &cst) == 0 || errno != ENOENT) {
+            c.resume = ckpt; /* also one that cannot be read: its error, not a new run */
+        } else if (rank == 0) {
+            tool_info("--resume auto: no checkpoint %s yet; starting a new run", ckpt);
+        }
+    }
     /* Resume: the checkpoint's stored settings replace the command line's. */
     if (c.resume) {
         cfnet_status st = cfnet_network_load(c.resume, &net);
         if (st != CFNET_OK) {
-            tool_error("%s: cannot load the checkpoint: %s: %s", c.resume, cfnet_status_string(st),
-                       cfnet_last_error());
+            /* a job script that resumes on every run: name the option that does what it meant */
+            int missing = !c.resume_auto && access(c.resume, F_OK) != 0 && errno == ENOENT;
+            tool_error("%s: cannot load the checkpoint: %s: %s%s", c.resume,
+                       cfnet_status_string(st), cfnet_last_error(),
+                       missing ? " (to start a new run when there is no checkpoint yet and "
+                                 "continue from MODEL's otherwise, as a requeued job needs, "
+                                 "give --resume auto)" : "");
             goto out;
         }
+        const train_cfg cmdline = c; /* the command line's values, for the warning below */
         const char *cfg = NULL, *state = NULL;
         cfnet_network_get_metadata(net, "train.config", &cfg);
         cfnet_network_get_metadata(net, "train.state", &state);
@@ -881,15 +1078,44 @@ int cmd_train(int argc, char **argv)
             goto out;
         }
         if (model_load_info(net, c.resume, &minfo) != 0) goto out;
-        if (rank == 0) warn_ignored_on_resume(&c);
         c.size = minfo.size;
         c.pad = minfo.pad;
         c.norm = minfo.norm;
-        if (start_epoch >= c.epochs) {
-            tool_error("%s: already trained for %d epochs; give --epochs above that to continue",
-                       c.resume, start_epoch);
+        if (rank == 0) warn_ignored_on_resume(&c, &cmdline);
+        /* a run that is over: --epochs reached, or stopped early by --patience (the epochs
+         * since the best, as the loop counts them) */
+        int since = 0;
+        for (int i = nhist - 1; i >= 0 && hist[i].epoch > best_epoch; i--) since++;
+        /* (--patience is not stored: only a requeued job's command line is the run's own) */
+        int early = c.resume_auto && c.patience > 0 && since >= c.patience &&
+                    start_epoch < c.epochs;
+        if (start_epoch >= c.epochs || early) {
+            char why[128];
+            if (early)
+                snprintf(why, sizeof why, "stopped early at epoch %d, no improvement for %d "
+                         "epoch%s", start_epoch, since, since == 1 ? "" : "s");
+            else
+                snprintf(why, sizeof why, "already trained for %d epoch%s", start_epoch,
+                         start_epoch == 1 ? "" : "s");
+            if (c.resume_auto) { /* a requeued job that had finished: nothing to do */
+                if (rank == 0) {
+                    remove_stale_tmps(c.output);
+                    remove_stale_tmps(ckpt);
+                }
+                if (rank == 0)
+                    tool_info("%s: the run is complete (%s); nothing to do (give %s to "
+                              "continue)", c.resume, why,
+                              early ? "a larger --patience" : "a larger --epochs");
+                rc = EXIT_OK;
+            } else {
+                tool_error("%s: %s; give %s to continue", c.resume, why,
+                           early ? "a larger --patience" : "--epochs above that");
+            }
             goto out;
         }
+        if (c.resume_auto && rank == 0)
+            tool_info("--resume auto: continuing from %s (%d epoch%s done)", c.resume,
+                      start_epoch, start_epoch == 1 ? "" : "s");
     }
 
     /* on a terminal, a line for the folder search and the decoding before the first epoch (for
@@ -903,6 +1129,10 @@ int cmd_train(int argc, char **argv)
     if (rank == 0 && check_outputs(&c, ckpt, &ds) != 0) {
         rc = EXIT_USAGE;
         goto out;
+    }
+    if (rank == 0) {
+        remove_stale_tmps(c.output);
+        remove_stale_tmps(ckpt);
     }
     if (rank == 0 && c.log && lock_log(c.log, c.resume != NULL, &logfd, &log_created) != 0)
         goto out;
@@ -980,6 +1210,14 @@ int cmd_train(int argc, char **argv)
                        ch == 1 ? "" : "s", minfo.channels);
             goto out;
         }
+        if (c.size_exact && (h0 != c.size || w0 != c.size)) {
+            /* cropping them to the checkpoint's size would train on other data without a word */
+            tool_error("%s: images are %dx%d (%s), the checkpoint's run took %dx%d images as "
+                       "they were (no --size): not the same DATA", c.data, w0, h0,
+                       ds.s[first].path, c.size, c.size);
+            goto out;
+        }
+        exact = c.size_exact;
     } else if (c.size == 0) {
         if (h0 != w0) {
             tool_error("%s: images are %dx%d (not square); give --size S to centre-crop them to "
@@ -992,7 +1230,7 @@ int cmd_train(int argc, char **argv)
             goto out;
         }
         c.size = h0;
-        exact = 1;
+        exact = c.size_exact = 1;
     }
     load_spec spec = {ch, c.size, c.pad, c.norm, c.threads, c.skip_bad, exact, !c.resume,
                       ds.s[first].path, NULL, NULL, 0, 0};

@@ -1,0 +1,154 @@
+#!/bin/sh
+# `cfnet train` on a cluster that kills and requeues jobs: --resume auto (a new run, a run
+# continued from MODEL's checkpoint, a finished run that exits 0), the temporary files that a
+# run killed while saving leaves (removed by the next run), a run killed with SIGKILL in the
+# middle of a save then resumed to files byte-identical to an uninterrupted run's, and resuming
+# from bad checkpoints (truncated, empty, another data set's), which writes nothing.
+set -eu
+name=cli_resume
+# shellcheck source=tests/cli_lib.sh
+. "$(dirname "$0")/cli_lib.sh"
+
+d="$out/data"
+expect 0 "" "$cfnet" synth "$d" --classes 3 --per-class 12 --test-per-class 0 --size 16 -q
+common="--width 4 --threads 2 --seed 3 --batch 8 -q"
+
+# ---- the reference: an uninterrupted run of 3 epochs --------------------------------------------
+# shellcheck disable=SC2086
+expect 0 "" "$cfnet" train "$d/train" -o "$out/ref.safetensors" --epochs 3 $common
+
+# ---- --resume auto: the same command line for the first job and every requeued one -------------
+a="$out/auto.safetensors"
+# shellcheck disable=SC2086
+expect 0 "--resume auto: no checkpoint .*auto.last.safetensors yet; starting a new run" \
+    "$cfnet" train "$d/train" -o "$a" --epochs 2 --width 4 --threads 2 --seed 3 --batch 8 --resume auto
+# shellcheck disable=SC2086
+expect 0 "--resume auto: continuing from .*auto.last.safetensors \(2 epochs done\)" \
+    "$cfnet" train "$d/train" -o "$a" --epochs 3 --width 4 --threads 2 --seed 3 --batch 8 --resume auto
+# the command line is the first job's: its stored options are not named as ignored
+lacks "are ignored|is ignored" "--resume auto named the first job's own options as ignored"
+cmp -s "$a" "$out/ref.safetensors" || fail "--resume auto: the model differs from an uninterrupted run's"
+cmp -s "$out/auto.last.safetensors" "$out/ref.last.safetensors" ||
+    fail "--resume auto: the checkpoint differs from an uninterrupted run's"
+# a requeued job whose run had finished: status 0, saying so, nothing written
+cp "$a" "$out/auto.before"
+cp "$out/auto.last.safetensors" "$out/auto.last.before"
+expect 0 "auto.last.safetensors: the run is complete \(already trained for 3 epochs\); nothing to do" \
+    "$cfnet" train "$d/train" -o "$a" --epochs 3 --width 4 --threads 2 --seed 3 --batch 8 --resume auto
+cmp -s "$a" "$out/auto.before" || fail "a finished run's requeued job changed the model"
+cmp -s "$out/auto.last.safetensors" "$out/auto.last.before" || fail "a finished run's requeued job changed the checkpoint"
+# a value that differs from the checkpoint's is still named
+# shellcheck disable=SC2086
+expect 0 "the run's settings come from the checkpoint; --width is ignored" \
+    "$cfnet" train "$d/train" -o "$a" --epochs 3 --width 8 --threads 2 --seed 3 --batch 8 --resume auto
+# an explicit --resume of a finished run stays an error
+# shellcheck disable=SC2086
+expect 1 "already trained for 3 epochs; give --epochs above that" \
+    "$cfnet" train "$d/train" -o "$a" --epochs 3 $common --resume "$out/auto.last.safetensors"
+# a run that --patience stopped early is finished too (its requeued job has the same --patience)
+p="$out/patience.safetensors"
+# shellcheck disable=SC2086
+expect 0 "" "$cfnet" train "$d/train" -o "$p" --epochs 1000 $common --patience 1 --resume auto
+cp "$out/patience.last.safetensors" "$out/patience.last.before"
+expect 0 "the run is complete \(stopped early at epoch [0-9]+, no improvement for 1 epoch\)" \
+    "$cfnet" train "$d/train" -o "$p" --epochs 1000 --width 4 --threads 2 --seed 3 --batch 8 \
+    --patience 1 --resume auto
+cmp -s "$out/patience.last.safetensors" "$out/patience.last.before" ||
+    fail "a requeued job of a run stopped early trained on"
+# an explicit checkpoint that is not there names --resume auto
+# shellcheck disable=SC2086
+expect 1 "cannot load the checkpoint: .*No such file or directory" \
+    "$cfnet" train "$d/train" -o "$out/none.safetensors" --epochs 2 $common --resume "$out/none.last.safetensors"
+grep -q "give --resume auto" "$out/last.txt" || fail "a missing checkpoint does not mention --resume auto"
+test ! -e "$out/none.safetensors" || fail "a missing checkpoint started a run"
+# a checkpoint that cannot be read is an error with --resume auto too, not a new run
+: >"$out/empty.last.safetensors"
+# shellcheck disable=SC2086
+expect 1 "empty.last.safetensors: cannot load the checkpoint" \
+    "$cfnet" train "$d/train" -o "$out/empty.safetensors" --epochs 2 $common --resume auto
+test ! -s "$out/empty.last.safetensors" || fail "--resume auto replaced an unreadable checkpoint"
+
+# ---- temporary files that a killed run left ------------------------------------------------------
+k="$out/kill.safetensors"
+host=$(hostname)
+# a process id that is no longer alive (a subshell that has ended), and one that is (this shell)
+dead=$(sh -c 'echo $$')
+: >"$k.tmp.$dead.$host"
+: >"$out/kill.last.safetensors.tmp.$dead.$host"
+: >"$k.tmp.$dead.0"                 # check_writable's empty probe
+: >"$k.tmp.$$.$host"                # a live process's: kept
+: >"$k.tmp.$dead.otherhost"         # another host's: kept
+echo x >"$k.tmp.$dead.1"            # not empty: not a probe, kept
+: >"$out/other.safetensors.tmp.$dead.$host" # another model's: kept
+# shellcheck disable=SC2086
+expect 0 "removed 2 temporary files of .*kill.safetensors " "$cfnet" train "$d/train" -o "$k" \
+    --epochs 1 --width 4 --threads 2 --seed 3 --batch 8
+grep -q "removed 1 temporary file of .*kill.last.safetensors " "$out/last.txt" ||
+    fail "the checkpoint's temporary file was not named as removed"
+for f in "$k.tmp.$dead.$host" "$out/kill.last.safetensors.tmp.$dead.$host" "$k.tmp.$dead.0"; do
+    test ! -e "$f" || fail "a dead run's temporary file was left: $f"
+done
+for f in "$k.tmp.$$.$host" "$k.tmp.$dead.otherhost" "$k.tmp.$dead.1" "$out/other.safetensors.tmp.$dead.$host"; do
+    test -e "$f" || fail "a file that is not a dead run's temporary file was removed: $f"
+done
+
+# ---- SIGKILL in the middle of a save (strace injects it at the Nth rename), then resume ----------
+if command -v strace >/dev/null 2>&1 && strace -o /dev/null -qq -e trace=none true 2>/dev/null; then
+    for n in 1 2 3 4; do # the run of 3 epochs saves 4 times (the model twice)
+        s="$out/k$n.safetensors"
+        set +e
+        # shellcheck disable=SC2086
+        timeout 120 strace -f -qq -o /dev/null -e trace=rename -e inject=rename:signal=KILL:when=$n \
+            "$cfnet" train "$d/train" -o "$s" --epochs 3 $common >/dev/null 2>&1
+        st=$?
+        set -e
+        [ "$st" != 0 ] || fail "rename $n: the run was not killed"
+        ls "$out/k$n."*.tmp.* >/dev/null 2>&1 || fail "rename $n: no temporary file was left to test"
+        for f in "$s" "$out/k$n.last.safetensors"; do
+            if [ -e "$f" ]; then "$cfnet" info "$f" >/dev/null 2>&1 || fail "rename $n: $f does not load"; fi
+        done
+        # shellcheck disable=SC2086
+        expect 0 "" timeout 120 "$cfnet" train "$d/train" -o "$s" --epochs 3 $common --resume auto
+        cmp -s "$s" "$out/ref.safetensors" || fail "rename $n: the resumed model differs from an uninterrupted run's"
+        cmp -s "$out/k$n.last.safetensors" "$out/ref.last.safetensors" ||
+            fail "rename $n: the resumed checkpoint differs from an uninterrupted run's"
+        ! ls "$out/k$n."*.tmp.* >/dev/null 2>&1 || fail "rename $n: the killed run's temporary file is still there"
+    done
+else
+    echo "skip: strace cannot trace here (the SIGKILL-in-a-save checks)"
+fi
+
+# ---- resuming from bad checkpoints: a message and status 1, nothing written -----------------------
+c="$out/ref.last.safetensors"
+head -c 1000 "$c" >"$out/trunc.last.safetensors"
+: >"$out/zero.last.safetensors"
+for bad in trunc zero; do
+    # shellcheck disable=SC2086
+    expect 1 "$bad.last.safetensors: cannot load the checkpoint: format error" "$cfnet" train "$d/train" \
+        -o "$out/$bad.safetensors" --epochs 5 $common --resume "$out/$bad.last.safetensors"
+    test ! -e "$out/$bad.safetensors" || fail "a $bad checkpoint wrote a model"
+done
+# a checkpoint of another data set: other classes, other channels, another image size
+expect 0 "" "$cfnet" synth "$out/classes" --classes 2 --per-class 12 --test-per-class 0 --size 16 -q
+expect 0 "" "$cfnet" synth "$out/channels" --classes 3 --per-class 12 --test-per-class 0 --size 16 --channels 1 -q
+expect 0 "" "$cfnet" synth "$out/size" --classes 3 --per-class 12 --test-per-class 0 --size 24 -q
+for other in classes channels size; do
+    cp "$c" "$out/$other.last.safetensors"
+    cp "$out/ref.safetensors" "$out/$other.safetensors"
+done
+# shellcheck disable=SC2086
+expect 1 "the classes of .*classes/train differ from the checkpoint's" "$cfnet" train "$out/classes/train" \
+    -o "$out/classes.safetensors" --epochs 5 $common --resume "$out/classes.last.safetensors"
+# shellcheck disable=SC2086
+expect 1 "images have 1 channel, the checkpoint 2" "$cfnet" train "$out/channels/train" \
+    -o "$out/channels.safetensors" --epochs 5 $common --resume "$out/channels.last.safetensors"
+# shellcheck disable=SC2086
+expect 1 "size/train.*24x24.*the checkpoint's run took 16x16" "$cfnet" train "$out/size/train" \
+    -o "$out/size.safetensors" --epochs 5 $common --resume "$out/size.last.safetensors"
+for other in classes channels size; do
+    cmp -s "$out/$other.safetensors" "$out/ref.safetensors" || fail "resuming on other $other changed the model"
+    cmp -s "$out/$other.last.safetensors" "$c" || fail "resuming on other $other changed the checkpoint"
+done
+
+[ "$fails" = 0 ] && echo "test_cli_resume: all passed"
+exit "$fails"
