@@ -286,43 +286,38 @@ static void bad_images_and_batches_are_refused(void **state)
 
 /* A host that called setlocale(LC_ALL, "") under a decimal comma gets the same numbers: the
  * metadata's "99.8" is not read as 99. The locale comes from the system or is compiled with
- * localedef into the test output folder; without either the case is skipped. */
+ * localedef into the test output folder; without either the case is skipped. (setlocale, as a
+ * host does: glibc's newlocale leaks its search path when LOCPATH is set.) */
+static int comma_locale(const char *name)
+{
+    return setlocale(LC_NUMERIC, name) && !strcmp(localeconv()->decimal_point, ",");
+}
+
 static void metadata_numbers_do_not_depend_on_the_locale(void **state)
 {
     (void)state;
     static const char *const names[] = {"de_DE.UTF-8", "de_DE.utf8", "fr_FR.UTF-8", "de_DE"};
-    locale_t comma = (locale_t)0;
-    for (size_t i = 0; i < sizeof names / sizeof *names && !comma; i++) {
-        comma = newlocale(LC_NUMERIC_MASK, names[i], (locale_t)0);
-        if (comma) {
-            locale_t old = uselocale(comma);
-            double v = 0;
-            sscanf("0,5", "%lf", &v);
-            uselocale(old);
-            if (v != 0.5) {
-                freelocale(comma);
-                comma = (locale_t)0;
-            }
-        }
-    }
+    int comma = 0;
+    for (size_t i = 0; i < sizeof names / sizeof *names && !comma; i++)
+        comma = comma_locale(names[i]);
     if (!comma) { /* compiled for this test, as tests/test_host.sh does */
         char dir[1024], cmd[2200];
         snprintf(dir, sizeof dir, "%s/prepare-locale", tu_outdir());
         snprintf(cmd, sizeof cmd, "mkdir -p '%s' && localedef -i de_DE -f UTF-8 "
                  "'%s/de_DE.UTF-8' >/dev/null 2>&1", dir, dir);
-        if (system(cmd) == 0 && setenv("LOCPATH", dir, 1) == 0)
-            comma = newlocale(LC_NUMERIC_MASK, "de_DE.UTF-8", (locale_t)0);
+        comma = system(cmd) == 0 && setenv("LOCPATH", dir, 1) == 0 && comma_locale("de_DE.UTF-8");
     }
     if (!comma) {
-        printf("no decimal-comma locale: skipped (LOCPATH=%s)\n",
-               getenv("LOCPATH") ? getenv("LOCPATH") : "unset");
+        setlocale(LC_NUMERIC, "C");
+        printf("no decimal-comma locale: skipped\n");
         skip();
     }
+    double v = 0;
+    sscanf("99.8", "%lf", &v);
+    assert_true(v == 99); /* the trap the library avoids */
     cfnet_network *net = model(1, 16, "percentile 1 99.8", "1");
-    locale_t old = uselocale(comma);
     check_one(net, 1, 21, 18, 16, 1, 1, 99.8, 0, 1);
-    uselocale(old);
-    freelocale(comma);
+    setlocale(LC_NUMERIC, "C");
     cfnet_network_free(net);
 }
 

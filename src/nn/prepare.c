@@ -23,7 +23,8 @@ typedef struct prep_settings {
  * point whatever the thread's or process's locale (a host under de_DE would read "99.8" as 99). */
 static int scan_c_locale(const char *text, const char *fmt, double *a, double *b)
 {
-    locale_t c = newlocale(LC_NUMERIC_MASK, "C", (locale_t)0);
+    /* all categories: glibc then gives its static C locale, nothing allocated or read */
+    locale_t c = newlocale(LC_ALL_MASK, "C", (locale_t)0);
     if (!c) return -2;
     locale_t old = uselocale(c);
     char extra;
