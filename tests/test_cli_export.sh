@@ -149,6 +149,21 @@ exec(compile(open("snippet.py").read(), "snippet.py", "exec"), {"__name__": "__m
 EOF_PY
 "$cfnet" predict "$tmp/elsewhere/mine-for-cfnet.safetensors" "$tmp/elsewhere/images" \
     -o "$tmp/elsewhere/pred.csv" 2> "$tmp/err.txt" || fail "predict with the added metadata: $(cat "$tmp/err.txt")"
+# a "pad" other than 0 or 1 is refused when the model is loaded, not taken as 0 (as
+# cfnet_network_prepare_image, which prepares predict's images, refuses it)
+pyrun - "$tmp/elsewhere" <<'EOF_PY' || fail "writing a model with pad = yes"
+import sys, cfnet
+d = sys.argv[1]
+with cfnet.Network.load(d + "/mine-for-cfnet.safetensors") as net:
+    net.metadata["pad"] = "yes"
+    net.save(d + "/bad-pad.safetensors")
+EOF_PY
+set +e
+"$cfnet" predict "$tmp/elsewhere/bad-pad.safetensors" "$tmp/elsewhere/images" -o "$tmp/elsewhere/no.csv" \
+    > "$tmp/err.txt" 2>&1; st=$?
+set -e
+[ $st = 1 ] && grep -q "bad-pad.safetensors: inconsistent metadata (channels, input_size, pad or normalization" "$tmp/err.txt" ||
+    fail "a model with pad = yes: exit $st: $(cat "$tmp/err.txt")"
 "$cfnet" info "$tmp/elsewhere/mine-for-cfnet.safetensors" > "$tmp/elsewhere/info.txt" 2>&1 ||
     fail "info with the added metadata"
 grep -q "^classes        3: ring bar blob$" "$tmp/elsewhere/info.txt" || fail "info: $(cat "$tmp/elsewhere/info.txt")"

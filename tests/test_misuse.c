@@ -566,6 +566,28 @@ static void metadata_functions_reject_null_and_bad_strings(void **state)
     cfnet_network_free(net);
 }
 
+static void prepare_image_rejects_null_and_wrong_handles(void **state)
+{
+    (void)state;
+    int64_t is[3] = {1, 16, 16}, bs[4] = {1, 1, 16, 16};
+    cfnet_tensor *img = tu_tensor(3, is, NULL), *bat = tu_tensor(4, bs, NULL);
+    cfnet_network *net = NULL;
+    CF_ASSERT_OK(cfnet_network_create_classifier(CFNET_FAMILY_CNN, 1, 16, 2, 2, 1, &net));
+    CF_ASSERT_STATUS(cfnet_network_prepare_image(NULL, img, 0, bat, 0), CFNET_E_INVALID_ARGUMENT);
+    CF_ASSERT_STATUS(cfnet_network_prepare_image(net, NULL, 0, bat, 0), CFNET_E_INVALID_ARGUMENT);
+    CF_ASSERT_STATUS(cfnet_network_prepare_image(net, img, 0, NULL, 0), CFNET_E_INVALID_ARGUMENT);
+    CF_ASSERT_STATUS(cfnet_network_prepare_image((const cfnet_network *)img, img, 0, bat, 0),
+                     CFNET_E_INVALID_ARGUMENT);
+    CF_ASSERT_STATUS(cfnet_network_prepare_image(net, (const cfnet_tensor *)net, 0, bat, 0),
+                     CFNET_E_INVALID_ARGUMENT);
+    /* a network without the metadata of the cfnet command */
+    CF_ASSERT_STATUS(cfnet_network_prepare_image(net, img, 0, bat, 0), CFNET_E_FORMAT);
+    CF_ASSERT_STATUS(cfnet_network_prepare_image(net, img, 8, bat, 0), CFNET_E_INVALID_ARGUMENT);
+    cfnet_tensor_free(img);
+    cfnet_tensor_free(bat);
+    cfnet_network_free(net);
+}
+
 static void train_epoch_rejects_null_and_bad_sizes(void **state)
 {
     (void)state;
@@ -624,6 +646,7 @@ int main(void)
         cmocka_unit_test(preset_functions_reject_bad_arguments),
         cmocka_unit_test(train_epoch_rejects_null_and_bad_sizes),
         cmocka_unit_test(metadata_functions_reject_null_and_bad_strings),
+        cmocka_unit_test(prepare_image_rejects_null_and_wrong_handles),
         cmocka_unit_test(introspection_functions_never_fail),
     };
     return cmocka_run_group_tests_name("misuse", tests, NULL, NULL);

@@ -32,13 +32,13 @@
  * any number of threads at once, as long as no thread changes or frees it meanwhile. The error
  * message is per thread. Networks detect the forbidden case: read-only calls (infer, probabilities,
  * predict, evaluate, invariance, save, save_buffer, summary, export, get_metadata, metadata_at,
- * gradients) may run in any number of threads at once (also on a network with worker threads,
- * CFNET_OPTION_THREADS > 1: each call gives the bits it gives alone), while a call that
- * modifies the network (train_step, train_epoch, forward, backward, zero_grad, set_option,
- * append, init_normal, set_metadata, set_sum_hook, set_batch_position, set_interrupt) returns
- * CFNET_E_STATE, doing nothing, if another thread is using the network — and a read-only call
- * returns CFNET_E_STATE while another thread modifies it. (Freeing a network that another thread
- * uses remains undefined.)
+ * prepare_image, gradients) may run in any number of threads at once (also on a network with
+ * worker threads, CFNET_OPTION_THREADS > 1: each call gives the bits it gives alone), while a
+ * call that modifies the network (train_step, train_epoch, forward, backward, zero_grad,
+ * set_option, append, init_normal, set_metadata, set_sum_hook, set_batch_position,
+ * set_interrupt) returns CFNET_E_STATE, doing nothing, if another thread is using the network —
+ * and a read-only call returns CFNET_E_STATE while another thread modifies it. (Freeing a
+ * network that another thread uses remains undefined.)
  *
  * FFTW: before planning its first transform, libcfnet calls fftwf_make_planner_thread_safe(),
  * so FFTW's planner (one per process) is locked by FFTW itself for every caller in the process,
@@ -765,6 +765,39 @@ CFNET_API cfnet_status cfnet_image_shift(const cfnet_tensor *in, cfnet_tensor *o
  *  percentile stretch). A plane whose percentiles coincide becomes 0. */
 CFNET_API cfnet_status cfnet_image_normalize(cfnet_tensor *images, double low_percentile,
                                              double high_percentile);
+
+/** Flag of cfnet_network_prepare_image: zero-pad an image smaller than the input size even when
+ *  the model's "pad" is 0 (as `cfnet predict --pad`). */
+#define CFNET_PREPARE_PAD 1
+
+/** Prepares one image for a network trained by the `cfnet` command exactly as `cfnet predict`
+ *  does (the same code, the same bits), from the settings the network's metadata holds
+ *  (docs/cli.md, "What the model file holds"): "channels" (C), "input_size" (S), "pad" ("1": pad
+ *  smaller images; "0" or absent: refuse them) and "normalization" ("percentile LOW HIGH": per
+ *  channel over the whole image, the LOW and HIGH percentiles to 0 and 1, clipped to [0, 1], a
+ *  channel whose percentiles coincide 0; "scale X": times X in float32), then the centre S x S
+ *  crop (offset (H - S) / 2 rounded down, likewise for W) or the centred zero pad (offset
+ *  (S - H) / 2 rounded down). The numbers in the metadata are read the same way under any
+ *  locale.
+ *
+ *  `image`: C x H x W or 1 x C x H x W, the values as stored (not scaled), finite; only read
+ *  (a cfnet_tensor_wrap_const tensor will do). `batch`: N x C x S x S, writable; row `index`
+ *  (0 <= index < N) is overwritten, nothing else. Allocate it with the network's input shape
+ *  (cfnet_network_input_shape: C, S, S; a model of the command has it equal to its metadata),
+ *  fill rows 0..N-1 and give it to cfnet_network_probabilities. `flags`: 0 or
+ *  CFNET_PREPARE_PAD.
+ *
+ *  Errors (nothing written): NULL arguments, unknown flags, an index out of range, non-finite
+ *  image values CFNET_E_INVALID_ARGUMENT; an image of other than C channels, an image smaller
+ *  than S without padding, a batch of another shape CFNET_E_SHAPE_MISMATCH; a network without
+ *  these metadata keys (one not trained by the `cfnet` command), or with values that are
+ *  malformed or disagree with the network's input shape CFNET_E_FORMAT naming the key; a value
+ *  that overflows float32 when scaled CFNET_E_NUMERIC; no memory for the scratch plane
+ *  CFNET_E_OUT_OF_MEMORY. Thread-safe like cfnet_network_get_metadata (read-only: any number of
+ *  threads may prepare images and run inference on one network at once). Since 0.2. */
+CFNET_API cfnet_status cfnet_network_prepare_image(const cfnet_network *net,
+                                                   const cfnet_tensor *image, int flags,
+                                                   cfnet_tensor *batch, int64_t index);
 
 /* ---------------------------------------------------------------------------------------------
  * Saving and loading (safetensors layout; see docs/format.md)

@@ -24,7 +24,7 @@ float32 are copied with a CopyWarning. See the class docstrings for ownership ru
 """
 from ._context import Context
 from ._enums import (AugRotation, Family, Interp, LayerKind, Limit, Mode, Option, Optimizer, Padding,
-                     PoolMode, ONNX_OPSET, ONNX_PROBABILITIES, SAVE_ALLOW_NONFINITE, SAVE_OPTIMIZER, Status,
+                     PoolMode, ONNX_OPSET, ONNX_PROBABILITIES, PREPARE_PAD, SAVE_ALLOW_NONFINITE, SAVE_OPTIMIZER, Status,
                      SumKind)
 from ._errors import (CancelledError, CfnetError, CfnetIOError, CopyWarning, FormatError,
                       InternalError, InvalidArgumentError, LimitError, NumericError,
@@ -93,7 +93,7 @@ def last_error():
 
 __all__ = [
     "Context", "Limit", "AugRotation", "Interp", "LayerKind", "Mode", "Option", "Optimizer", "Padding", "PoolMode",
-    "ONNX_OPSET", "ONNX_PROBABILITIES", "SAVE_ALLOW_NONFINITE", "SAVE_OPTIMIZER", "Status", "CfnetError", "CfnetIOError", "CopyWarning", "FormatError",
+    "ONNX_OPSET", "ONNX_PROBABILITIES", "PREPARE_PAD", "SAVE_ALLOW_NONFINITE", "SAVE_OPTIMIZER", "Status", "CfnetError", "CfnetIOError", "CopyWarning", "FormatError",
     "InternalError", "InvalidArgumentError", "LimitError", "OutOfMemoryError",
     "ShapeMismatchError", "StateError", "UnsupportedError", "normalize", "rotate", "shift",
     "Layer", "batch_norm", "conic_conv", "conv2d", "dense", "dft_magnitude", "dft_projection",

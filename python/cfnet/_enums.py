@@ -110,6 +110,8 @@ SAVE_ALLOW_NONFINITE = 2
 # cfnet_network_export_onnx: the operator set of exported models and the probabilities flag.
 ONNX_OPSET = 13
 ONNX_PROBABILITIES = 1
+# cfnet_network_prepare_image: pad smaller images even when the model's "pad" is 0.
+PREPARE_PAD = 1
 
 
 INT32 = (-2**31, 2**31 - 1)

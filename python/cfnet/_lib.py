@@ -132,6 +132,7 @@ PROTOTYPES = {
     "cfnet_image_rotate": (_status, [_handle, _handle, _dbl]),
     "cfnet_image_shift": (_status, [_handle, _handle, _int, _int]),
     "cfnet_image_normalize": (_status, [_handle, _dbl, _dbl]),
+    "cfnet_network_prepare_image": (_status, [_handle, _handle, _int, _handle, _i64]),
     # saving and loading
     "cfnet_network_save": (_status, [_handle, _str, ctypes.c_uint]),
     "cfnet_network_save_buffer": (_status, [_handle, ctypes.c_uint, _p_handle, _p_size]),

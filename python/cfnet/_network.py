@@ -12,11 +12,11 @@ import weakref
 import numpy as np
 
 from . import _lib
-from ._enums import (INT64, UINT64, AugRotation, Family, ONNX_PROBABILITIES, Option, Optimizer,
-                     SAVE_OPTIMIZER, SAVE_ALLOW_NONFINITE, SumKind, to_enum, to_int)
+from ._enums import (INT64, UINT64, AugRotation, Family, ONNX_PROBABILITIES, PREPARE_PAD, Option,
+                     Optimizer, SAVE_OPTIMIZER, SAVE_ALLOW_NONFINITE, SumKind, to_enum, to_int)
 from ._layer import Layer
 from ._tensor import (Borrow, as_float32, as_indices, as_labels, handle_shape,
-                      require_numbers)
+                      require_nonempty, require_numbers)
 from ._lib import fs_path
 from ._handle import Handle
 from ._errors import CancelledError, CfnetError
@@ -524,6 +524,40 @@ class Network(Handle):
             raise ShapeMismatchError(-3, "%s: images are %s, expected N x %s%s"
                                      % (what, "x".join(map(str, x.shape)),
                                         "x".join(map(str, self.input_shape)), hint))
+
+    @_using
+    def prepare(self, images, pad=False):
+        """Images prepared for a model trained by the ``cfnet`` command exactly as ``cfnet
+        predict`` prepares them (cfnet_network_prepare_image), from the settings in the model's
+        metadata: the normalisation over the whole image, then the centre S x S crop or zero
+        pad. One image (C x H x W, the values as stored, any real dtype, byte order or layout)
+        gives a C x S x S float32 array; a list or tuple of images (their sizes may differ) or
+        an N x C x H x W array gives N x C x S x S, for probabilities(). ``pad=True`` zero-pads
+        images smaller than S even when the model's "pad" is 0 (``predict --pad``); otherwise
+        they raise ShapeMismatchError, as predict refuses them."""
+        h = self._h()
+        flags = PREPARE_PAD if pad else 0
+        if isinstance(images, (list, tuple)):
+            seq, single = images, False
+        else:
+            require_numbers(images, "images")
+            a = np.asarray(images)
+            if a.ndim not in (3, 4):
+                raise ValueError("images must be one C x H x W image, a list of them or an "
+                                 "N x C x H x W array, not shape %s" % (a.shape,))
+            seq, single = ([a], True) if a.ndim == 3 else (list(a), False)
+        C, S, _ = self.input_shape
+        out = np.empty((len(seq), C, S, S), dtype=np.float32)
+        if not len(seq):
+            return out
+        lib = _lib.load()
+        with Borrow(out) as to:
+            for i, im in enumerate(seq):
+                require_numbers(im, "images[%d]" % i)
+                x = require_nonempty(np.ascontiguousarray(im, dtype=np.float32), "image")
+                with Borrow(x) as tx:
+                    lib.call("cfnet_network_prepare_image", h, tx, flags, to, i)
+        return out[0] if single else out
 
     @_using
     def infer(self, x):

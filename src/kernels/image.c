@@ -2,6 +2,7 @@
  *
  * Coordinates follow docs/conventions.md: pixel (i, j) of an S x S plane sits at (u, v) =
  * (j - c, c - i), c = (S - 1) / 2; rotations are counter-clockwise; out(z) = in(g^{-1} z). */
+#include "kernels/image.h"
 #include "kernels/rotate.h"
 
 #include <math.h>
@@ -214,6 +215,14 @@ static double percentile_select(float *a, int64_t n, double p)
     return lo + f * (b - lo);
 }
 
+void cf_plane_percentiles(const float *x, int64_t n, double low, double high, float *scratch,
+                          double *lo, double *hi)
+{
+    memcpy(scratch, x, (size_t)n * sizeof(float));
+    *lo = percentile_select(scratch, n, low);
+    *hi = percentile_select(scratch, n, high);
+}
+
 CFNET_API cfnet_status cfnet_image_normalize(cfnet_tensor *images, double low_percentile,
                                              double high_percentile)
 {
@@ -247,18 +256,9 @@ CFNET_API cfnet_status cfnet_image_normalize(cfnet_tensor *images, double low_pe
                (long long)HW);
     for (int64_t p = 0; p < planes; p++) {
         float *x = images->data + p * HW;
-        memcpy(sorted, x, (size_t)HW * sizeof(float));
-        double lo = percentile_select(sorted, HW, low_percentile);
-        double hi = percentile_select(sorted, HW, high_percentile);
-        if (!(hi > lo)) {
-            memset(x, 0, (size_t)HW * sizeof(float));
-            continue;
-        }
-        double range = hi - lo;
-        for (int64_t k = 0; k < HW; k++) {
-            double y = ((double)x[k] - lo) / range;
-            x[k] = (float)(y < 0.0 ? 0.0 : y > 1.0 ? 1.0 : y);
-        }
+        double lo, hi;
+        cf_plane_percentiles(x, HW, low_percentile, high_percentile, sorted, &lo, &hi);
+        for (int64_t k = 0; k < HW; k++) x[k] = cf_stretch(x[k], lo, hi);
     }
     cf_free(sorted);
     return CFNET_OK;

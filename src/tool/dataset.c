@@ -87,6 +87,34 @@ int image_prepare(tool_image *img, const tool_norm *norm, int size, int pad, flo
     return 0;
 }
 
+int image_prepare_model(const cfnet_network *net, const tool_image *img, int size, int pad,
+                        float *dst, char *err, size_t errsize)
+{
+    const int C = img->channels, H = img->height, W = img->width;
+    if (!pad && (H < size || W < size)) {
+        /* before the library's own refusal, which names its flag rather than the option */
+        snprintf(err, errsize, "image is %dx%d, smaller than the input size %d (use --pad to "
+                 "zero-pad small images)", W, H, size);
+        return -1;
+    }
+    int64_t is[3] = {C, H, W}, bs[4] = {1, C, size, size};
+    cfnet_tensor *ti = NULL, *tb = NULL;
+    cfnet_status st = cfnet_tensor_wrap_const(img->data, 3, is, &ti);
+    if (st == CFNET_OK) st = cfnet_tensor_wrap(dst, 4, bs, &tb);
+    if (st == CFNET_OK)
+        st = cfnet_network_prepare_image(net, ti, pad ? CFNET_PREPARE_PAD : 0, tb, 0);
+    cfnet_tensor_free(ti);
+    cfnet_tensor_free(tb);
+    if (st != CFNET_OK) {
+        static const char prefix[] = "network_prepare_image: ";
+        const char *m = cfnet_last_error();
+        if (!strncmp(m, prefix, sizeof prefix - 1)) m += sizeof prefix - 1;
+        snprintf(err, errsize, "%s", m);
+        return -1;
+    }
+    return 0;
+}
+
 /* ---- dataset containers ------------------------------------------------------------------------ */
 
 static void ds_add(tool_dataset *ds, char *path, char *label, int split, int line, const char *source)
@@ -1101,6 +1129,7 @@ typedef struct load_job {
     const int64_t *idx;
     int64_t n;
     const load_spec *spec;
+    const cfnet_network *net; /* NULL: spec's norm */
     float *dst;
     pthread_mutex_t lock;
     int64_t next;
@@ -1147,8 +1176,12 @@ static void *load_worker(void *arg)
                      img.width, img.height, fl, first, fr, j->spec->size, j->spec->size);
             rc = -1;
         }
-        if (rc == 0) rc = image_prepare(&img, &j->spec->norm, j->spec->size, j->spec->pad, dst, err,
-                                        sizeof err);
+        if (rc == 0 && j->net)
+            rc = image_prepare_model(j->net, &img, j->spec->size, j->spec->pad, dst, err,
+                                     sizeof err);
+        else if (rc == 0)
+            rc = image_prepare(&img, &j->spec->norm, j->spec->size, j->spec->pad, dst, err,
+                               sizeof err);
         image_free(&img);
         if (rc != 0 && s->line == 0 && !has_image_extension(s->path) &&
             !strncmp(err, NOT_IMAGE_ERROR, strlen(NOT_IMAGE_ERROR))) {
@@ -1189,12 +1222,19 @@ static void *load_worker(void *arg)
 int dataset_load(tool_dataset *ds, const int64_t *idx, int64_t n, const load_spec *spec,
                  float *dst, int64_t *bad_count)
 {
+    return dataset_load_model(ds, idx, n, spec, NULL, dst, bad_count);
+}
+
+int dataset_load_model(tool_dataset *ds, const int64_t *idx, int64_t n, const load_spec *spec,
+                       const cfnet_network *net, float *dst, int64_t *bad_count)
+{
     load_job j;
     memset(&j, 0, sizeof j);
     j.ds = ds;
     j.idx = idx;
     j.n = n;
     j.spec = spec;
+    j.net = net;
     j.dst = dst;
     pthread_mutex_init(&j.lock, NULL);
     int T = spec->threads < 1 ? 1 : spec->threads;

@@ -61,7 +61,7 @@ static int run_model(cfnet_network *net, const tool_model_info *info, tool_datas
         int64_t n = ds->n - c0 < chunk ? ds->n - c0 : chunk;
         for (int64_t i = 0; i < n; i++) idx[i] = c0 + i;
         spec.progress_base = c0;
-        if (dataset_load(ds, idx, n, &spec, x, bad) != 0) {
+        if (dataset_load_model(ds, idx, n, &spec, net, x, bad) != 0) {
             rc = -1;
             break;
         }

@@ -104,13 +104,15 @@ int model_load_info(const cfnet_network *net, const char *path, tool_model_info 
     info->size = (int)v;
     if (norm_parse(get_meta(net, "normalization"), &info->norm) != 0) goto bad;
     const char *pad = get_meta(net, "pad");
+    /* "0", "1" or absent (0), as cfnet_network_prepare_image reads it for every image */
+    if (pad && strcmp(pad, "0") && strcmp(pad, "1")) goto bad;
     info->pad = pad && !strcmp(pad, "1");
     const char *arch = get_meta(net, "arch");
     snprintf(info->arch, sizeof info->arch, "%s", arch ? arch : "custom");
     return 0;
 bad:
-    tool_error("%s: inconsistent metadata (channels, input_size or normalization do not match the "
-               "network)", path);
+    tool_error("%s: inconsistent metadata (channels, input_size, pad or normalization are malformed "
+               "or do not match the network)", path);
     model_info_free(info);
     return -1;
 }

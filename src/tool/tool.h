@@ -228,6 +228,11 @@ int norm_parse(const char *s, tool_norm *n);
 int image_prepare(tool_image *img, const tool_norm *norm, int size, int pad, float *dst,
                   char *err, size_t errsize);
 
+/* The same with the settings of a model trained by the command (cfnet_network_prepare_image):
+ * img is only read; pad as predict --pad (or the model's "pad"). */
+int image_prepare_model(const cfnet_network *net, const tool_image *img, int size, int pad,
+                        float *dst, char *err, size_t errsize);
+
 /* ---- datasets (dataset.c) --------------------------------------------------------------------- */
 
 struct tool_progress; /* the progress line, below */
@@ -292,6 +297,11 @@ typedef struct load_spec {
 } load_spec;
 int dataset_load(tool_dataset *ds, const int64_t *idx, int64_t n, const load_spec *spec,
                  float *dst, int64_t *bad_count);
+/* The same for a model trained by the command (predict, eval): every image is prepared with the
+ * model's own settings by cfnet_network_prepare_image, the library's preparation for host
+ * programs (spec's channels, size and pad still apply; its norm is not used). */
+int dataset_load_model(tool_dataset *ds, const int64_t *idx, int64_t n, const load_spec *spec,
+                       const cfnet_network *net, float *dst, int64_t *bad_count);
 /* Reads the first good image to find channels and size (when not given); *first (may be NULL)
  * is its sample index, for messages that compare other images with it. */
 int dataset_probe(tool_dataset *ds, const int64_t *idx, int64_t n, int skip_bad, int *channels,

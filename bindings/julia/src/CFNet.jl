@@ -23,7 +23,7 @@ export conv2d, conic_conv, p4_lift, p4_conv, group_pool, dft_projection, dft_mag
 export option_bounds, option_default
 export infer, probabilities, predict, train_step!, train_epoch!, evaluate, invariance, set_option!, get_option,
        save, load_network, export_onnx, summary_string, output_shape, param_count, classifier,
-       multiply_adds, init_normal!, metadata, set_metadata!
+       multiply_adds, init_normal!, metadata, set_metadata!, prepare
 
 const libcfnet = get(ENV, "CFNET_LIBRARY", "libcfnet")
 
@@ -204,6 +204,9 @@ cfnet_image_shift(inp, out, dy, dx) =
     ccall((:cfnet_image_shift, libcfnet), Cint, (Handle, Handle, Cint, Cint), inp, out, dy, dx)
 cfnet_image_normalize(images, low, high) =
     ccall((:cfnet_image_normalize, libcfnet), Cint, (Handle, Cdouble, Cdouble), images, low, high)
+cfnet_network_prepare_image(net, image, flags, batch, index) =
+    ccall((:cfnet_network_prepare_image, libcfnet), Cint, (Handle, Handle, Cint, Handle, Int64),
+          net, image, flags, batch, index)
 
 # Saving and loading
 cfnet_network_save(net, path, flags) =
@@ -326,6 +329,7 @@ const SAVE_OPTIMIZER = 0x00000001
 const SAVE_ALLOW_NONFINITE = 0x00000002
 const ONNX_OPSET = 13
 const ONNX_PROBABILITIES = 0x00000001
+const PREPARE_PAD = 1
 const LIMIT_HEADER_BYTES = 1
 const LIMIT_TENSOR_BYTES = 2
 const MAX_DIMS = 5
@@ -595,6 +599,29 @@ function probabilities(net::Network, x::AbstractArray{<:Real,4})
     end
     return probs
 end
+
+"""Images prepared for a model trained by the `cfnet` command exactly as `cfnet predict` prepares
+them (cfnet_network_prepare_image, from the model's metadata: the normalisation over the whole
+image, then the centre S x S crop or zero pad): a vector of images of size (W, H, C), the values
+as stored, gives (S, S, C, N) Float32 for `probabilities`. `pad = true` zero-pads images smaller
+than S even when the model's "pad" is 0 (`predict --pad`)."""
+function prepare(net::Network, images::AbstractVector; pad::Bool=false)
+    c, s, _ = input_shape(net)
+    out = zeros(Float32, s, s, c, length(images))
+    with_tensors(out) do tout
+        for (i, im) in enumerate(images)
+            with_tensors(im) do ti
+                check(cfnet_network_prepare_image(handle(net), ti, pad ? PREPARE_PAD : 0, tout,
+                                                  i - 1))
+            end
+        end
+    end
+    return out
+end
+
+"""One image (W, H, C) prepared as above: (S, S, C)."""
+prepare(net::Network, image::AbstractArray{<:Real,3}; pad::Bool=false) =
+    dropdims(prepare(net, [image]; pad=pad); dims=4)
 
 """Predicted classes (0-based, as in C) for each image."""
 function predict(net::Network, x::AbstractArray{<:Real,4})

@@ -1,0 +1,89 @@
+"""Network.prepare (cfnet_network_prepare_image) against docs/deploy.md's numpy recipe: the
+percentile normalisation per channel over the whole image, the centre crop or pad; one image,
+lists of images of different sizes, any dtype and layout; padding refused and allowed."""
+import unittest
+import warnings
+
+import numpy as np
+
+import cfnet
+
+
+def reference(image, low, high, S):
+    """numpy's percentiles (linear), stretched, clipped, then the centre S x S crop or pad."""
+    x = np.asarray(image, dtype=np.float32)
+    lo, hi = np.percentile(x, [low, high], axis=(1, 2), keepdims=True)
+    span = np.where(hi > lo, hi - lo, 1)
+    x = np.where(hi > lo, np.clip((x - lo) / span, 0, 1), 0).astype(np.float32)
+    out = np.zeros((x.shape[0], S, S), np.float32)
+
+    def place(n):
+        return ((n - S) // 2, 0, S) if n >= S else (0, (S - n) // 2, n)
+    (sy, ty, ny), (sx, tx, nx) = place(x.shape[1]), place(x.shape[2])
+    out[:, ty:ty + ny, tx:tx + nx] = x[:, sy:sy + ny, sx:sx + nx]
+    return out
+
+
+def model(pad="0", norm="percentile 1 99.8"):
+    net = cfnet.classifier("cnn", 2, 16, 3, width=2, seed=1)
+    net.metadata.update({"channels": "2", "input_size": "16", "pad": pad,
+                         "normalization": norm, "classes": '["a","b","c"]'})
+    return net
+
+
+class PrepareTest(unittest.TestCase):
+    def test_matches_the_numpy_recipe(self):
+        rng = np.random.default_rng(4)
+        with model(pad="1") as net:
+            for H, W in [(16, 16), (21, 30), (17, 16), (9, 12), (40, 11)]:
+                im = rng.integers(100, 4000, size=(2, H, W)).astype(np.uint16)
+                want = reference(im, 1, 99.8, 16)
+                for layout in (im, im.astype(">u2"), np.asfortranarray(im), im.astype(np.float64)):
+                    with warnings.catch_warnings():
+                        warnings.simplefilter("error")   # converted without a CopyWarning
+                        got = net.prepare(layout)
+                    self.assertEqual(got.dtype, np.float32)
+                    self.assertEqual(got.shape, (2, 16, 16))
+                    # the library's float32 arithmetic may differ from numpy's in the last bit
+                    np.testing.assert_allclose(got, want, rtol=0, atol=2e-7)
+            ims = [rng.random((2, 20, 18)) * 100, rng.random((2, 12, 16)), rng.random((2, 16, 16))]
+            batch = net.prepare(ims)
+            self.assertEqual(batch.shape, (3, 2, 16, 16))
+            for b, im in zip(batch, ims):
+                np.testing.assert_array_equal(b, net.prepare(im))
+            self.assertEqual(net.prepare([]).shape, (0, 2, 16, 16))
+            self.assertEqual(net.prepare(np.stack([ims[2], ims[2]])).shape, (2, 2, 16, 16))
+            self.assertEqual(net.probabilities(batch).shape, (3, 3))
+
+    def test_scale_model(self):
+        with model(norm="scale 0.5") as net:
+            im = np.arange(2 * 18 * 20, dtype=np.float32).reshape(2, 18, 20)
+            np.testing.assert_array_equal(net.prepare(im), im[:, 1:17, 2:18] * np.float32(0.5))
+
+    def test_small_images_need_pad(self):
+        with model(pad="0") as net:
+            small = np.ones((2, 10, 20), np.float32)
+            with self.assertRaises(cfnet.ShapeMismatchError):
+                net.prepare(small)
+            self.assertEqual(net.prepare(small, pad=True).shape, (2, 16, 16))
+
+    def test_refusals(self):
+        with model() as net:
+            with self.assertRaises(cfnet.ShapeMismatchError):
+                net.prepare(np.ones((3, 16, 16)))            # channels
+            with self.assertRaises(ValueError):
+                net.prepare(np.ones((16, 16)))
+            with self.assertRaises(TypeError):
+                net.prepare(None)
+            net.metadata["normalization"] = "zscore"
+            with self.assertRaises(cfnet.FormatError) as e:
+                net.prepare(np.ones((2, 16, 16)))
+            self.assertIn("normalization", str(e.exception))
+        with cfnet.classifier("cnn", 1, 16, 3, width=2) as plain:
+            with self.assertRaises(cfnet.FormatError) as e:
+                plain.prepare(np.ones((1, 16, 16)))
+            self.assertIn("not trained by the cfnet command", str(e.exception))
+
+
+if __name__ == "__main__":
+    unittest.main()
