@@ -431,6 +431,34 @@ if [ -x "$tool" ] && ldd "$tool" | grep -qi mpi; then
     set -e
     echo "test_mpi: settings that differ between ranks, a missing output folder, a bad image and" \
         "an interrupt on one rank each ended the job with one message"
+    set +e
+    # predict --skip-bad: the 1-process CSV, the warnings of one process (once, in input
+    # order, not interleaved), bad files in every shard; more ranks than images
+    mkdir -p "$c/sk"
+    cp "$c"/d/test/class00/*.tif "$c/sk/"
+    for f in 0000_bad 0002_bad zz_bad; do echo junk >"$c/sk/$f.tif"; done
+    "$tool" predict "$c/m.cfnet" "$c/sk" -o "$c/sk1.csv" --threads 1 --batch 2 --skip-bad \
+        2>"$t/psk1.log"
+    grep "warning:" "$t/psk1.log" >"$t/psk1.warn"
+    for np in 2 3; do
+        mr $np predict "$c/m.cfnet" "$c/sk" -o "$c/sk$np.csv" --threads 1 --batch 2 --skip-bad \
+            >"$t/psk$np.log" 2>&1
+        rc=$?
+        expect psk$np 0 "skipped 3 unreadable" 1
+        grep "warning:" "$t/psk$np.log" >"$t/psk$np.warn" || true
+        cmp "$c/sk1.csv" "$c/sk$np.csv" || { echo "test_mpi: predict --skip-bad on $np ranks: CSV differs"; exit 1; }
+        cmp "$t/psk1.warn" "$t/psk$np.warn" ||
+            { cat "$t/psk$np.log"; echo "test_mpi: predict --skip-bad on $np ranks: warnings differ"; exit 1; }
+    done
+    mkdir -p "$c/two"
+    cp "$c/d/test/class00/0000.tif" "$c/d/test/class01/0001.tif" "$c/two/"
+    "$tool" predict "$c/m.cfnet" "$c/two" -o "$c/two1.csv" --threads 1 -q
+    mr 3 predict "$c/m.cfnet" "$c/two" -o "$c/two3.csv" --threads 1 --batch 1 -q >"$t/two.log" 2>&1
+    rc=$?
+    expect two 0 "error" 0
+    cmp "$c/two1.csv" "$c/two3.csv" || { echo "test_mpi: predict of 2 images on 3 ranks differs"; exit 1; }
+    set -e
+    echo "test_mpi: predict --skip-bad on 2 and 3 ranks wrote the 1-process CSV and warnings"
 else
     echo "test_mpi: cfnet command part skipped ($tool missing or built without mpicc)"
 fi

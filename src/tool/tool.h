@@ -289,9 +289,18 @@ typedef struct load_spec {
     struct tool_progress *progress;
     const char *progress_what;
     int64_t progress_base, progress_total;
+    /* With skip_bad: NULL, each bad image's warning is printed (in the order of idx); else
+     * its text ("where: why", without "(skipped)") is written here with a NUL after it, for
+     * dataset_say_skipped. */
+    FILE *warn_to;
 } load_spec;
 int dataset_load(tool_dataset *ds, const int64_t *idx, int64_t n, const load_spec *spec,
                  float *dst, int64_t *bad_count);
+/* Collective under mpirun (a plain call otherwise): rank 0 prints the warnings that each rank's
+ * dataset_load wrote to its warn_to (text, len: this rank's), rank 0's first, then rank 1's
+ * and so on, each as "warning: ... (skipped)": in input order when the ranks took contiguous
+ * blocks in rank order. */
+void dataset_say_skipped(const char *text, size_t len);
 /* Reads the first good image to find channels and size (when not given); *first (may be NULL)
  * is its sample index, for messages that compare other images with it. */
 int dataset_probe(tool_dataset *ds, const int64_t *idx, int64_t n, int skip_bad, int *channels,

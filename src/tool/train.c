@@ -744,7 +744,7 @@ static int screen_bad(tool_dataset *ds, const train_cfg *c, int channels, tool_p
     int size = c->size ? c->size : h;
     if (rc == 0 && (c->size || (h == w && h >= 16 && h <= 512))) {
         load_spec spec = {channels ? channels : ch, size, c->pad, c->norm, c->threads, 1, !c->size,
-                          !channels, ds->s[first].path, pr, "train: checking", 0, 0};
+                          !channels, ds->s[first].path, pr, "train: checking", 0, 0, NULL};
         enum { BLOCK = 64 };
         float *buf = xmalloc(sizeof(float) * (size_t)BLOCK * (size_t)spec.channels * (size_t)size *
                              (size_t)size);
@@ -995,7 +995,7 @@ int cmd_train(int argc, char **argv)
         exact = 1;
     }
     load_spec spec = {ch, c.size, c.pad, c.norm, c.threads, c.skip_bad, exact, !c.resume,
-                      ds.s[first].path, NULL, NULL, 0, 0};
+                      ds.s[first].path, NULL, NULL, 0, 0, NULL};
     const int K = ds.n_classes;
     const int64_t per = (int64_t)ch * c.size * c.size;
 
