@@ -875,8 +875,7 @@ static int is_appledouble(const char *path)
 }
 
 /* Says what to do about an image image_read refused (err, its message): an AppleDouble file is
- * named as such; without --skip-bad, that --skip-bad leaves such images out (a single process:
- * several ranks refuse it). */
+ * named as such; without --skip-bad (skip_bad 0), that --skip-bad leaves such images out. */
 static void explain_bad(const tool_sample *s, int skip_bad, char *err, size_t size)
 {
     size_t l = strlen(err);
@@ -886,7 +885,7 @@ static void explain_bad(const tool_sample *s, int skip_bad, char *err, size_t si
                               "an image: delete these files, with dot_clean on the Mac or find "
                               "DIR -name '._*' -delete, or leave them out%s)",
                               s->line > 0 ? " of the manifest" : "");
-    if (!skip_bad && tool_mpi_size() <= 1 && l < size)
+    if (!skip_bad && l < size)
         snprintf(err + l, size - l, "; give --skip-bad to leave out the images that cannot be "
                  "used");
 }

@@ -280,7 +280,8 @@ typedef struct load_spec {
     int channels, size, pad;
     tool_norm norm;
     int threads;
-    int skip_bad;
+    int skip_bad; /* 1: --skip-bad; -1: --skip-bad, the images checked already (train under
+                   * mpirun): a bad image is an error, as with 0, without the hint to give it */
     int exact; /* 1: every image must be size x size already (no --size given) */
     int channels_from_data; /* 1: channels were read from the first image, not from a model */
     const char *first;      /* that first image (exact or channels_from_data), for messages */
@@ -424,6 +425,11 @@ void tool_mpi_fail_together(void);
  * status that rank ends with, and this rank must end with it too, saying nothing. Until then
  * every rank's stderr is held back (so that a failure of every rank is said once). */
 int tool_mpi_started(void);
+/* Collective, before tool_mpi_started, for a command that needs other collectives before its
+ * start point (train --skip-bad's shared check of the images): 0 when no rank has failed so
+ * far (stderr stays held back until tool_mpi_started); else this was the start vote, and the
+ * status is the one to end with, as tool_mpi_started's. */
+int tool_mpi_ready(void);
 int tool_mpi_rank(void);
 int tool_mpi_size(void);
 /* Sum over the ranks (collective). */
