@@ -511,6 +511,14 @@ if [ -x "$tool" ] && ldd "$tool" | grep -qi mpi; then
     expect allbad 1 "no readable image" 1
     expect allbad 1 "(skipped)" 3
     expect allbad 1 "MPI_ABORT" 0
+    # images the models do not take (600x600) after a bad first one: the size's error once
+    "$tool" synth "$t/big" --classes 2 --per-class 2 --test-per-class 1 --size 600 -q
+    echo junk >"$t/big/train/class00/00-first.tif"
+    mr 2 train "$t/big/train" --epochs 1 --width 4 --threads 1 -q --batch 2 --skip-bad \
+        -o "$t/big.cfnet" >"$t/big.log" 2>&1
+    rc=$?
+    expect big 1 "images are 600x600; the models take 16 to 512 pixels" 1
+    expect big 1 "00-first.tif: not a TIFF or PNG file (skipped)" 1
     # rank 1 alone given a DATA that does not exist: it fails before the shared check, which
     # the others must not wait in (a hang, 124)
     timeout 60 mpirun --allow-run-as-root --oversubscribe -np 3 sh -c \

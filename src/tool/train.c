@@ -1016,13 +1016,14 @@ int cmd_train(int argc, char **argv)
                   "%lld: not the same DATA, so the run goes on with another split and order "
                   "than an uninterrupted one", c.data, (long long)ntr, (long long)nva, c.resume,
                   (long long)ckpt_ntr, (long long)ckpt_nva);
+    /* on several ranks with --skip-bad every rank finds the data's faults below alike after
+     * the shared check: said once, by rank 0, after the images it named as left out */
+    const int say_data = !c.skip_bad || nranks == 1 || rank == 0;
     for (int k = 0; k < ds.n_classes; k++) {
         int64_t n = 0;
         for (int64_t i = 0; i < ntr; i++) n += ds.s[tr[i]].cls == k;
         if (n == 0) {
-            /* on several ranks every rank finds it alike after the shared check: said once,
-             * by rank 0, after the images it named as left out */
-            if (!c.skip_bad || nranks == 1 || rank == 0)
+            if (say_data)
                 tool_error("%s: class '%s' has no %straining images", c.data, ds.classes[k],
                            c.skip_bad ? "readable " : "");
             goto out;
@@ -1035,19 +1036,22 @@ int cmd_train(int argc, char **argv)
     if (dataset_probe(&ds, tr, ntr, c.skip_bad, &ch, &h0, &w0, &first) != 0) goto out;
     if (c.resume) {
         if (ch != minfo.channels) {
-            tool_error("%s: images have %d channel%s, the checkpoint %d", c.data, ch,
-                       ch == 1 ? "" : "s", minfo.channels);
+            if (say_data)
+                tool_error("%s: images have %d channel%s, the checkpoint %d", c.data, ch,
+                           ch == 1 ? "" : "s", minfo.channels);
             goto out;
         }
     } else if (c.size == 0) {
         if (h0 != w0) {
-            tool_error("%s: images are %dx%d (not square); give --size S to centre-crop them to "
-                       "SxS", ds.s[first].path, w0, h0);
+            if (say_data)
+                tool_error("%s: images are %dx%d (not square); give --size S to centre-crop "
+                           "them to SxS", ds.s[first].path, w0, h0);
             goto out;
         }
         if (h0 < 16 || h0 > 512) {
-            tool_error("%s: images are %dx%d; the models take 16 to 512 pixels: give --size "
-                       "(and --pad for small images)", ds.s[first].path, w0, h0);
+            if (say_data)
+                tool_error("%s: images are %dx%d; the models take 16 to 512 pixels: give "
+                           "--size (and --pad for small images)", ds.s[first].path, w0, h0);
             goto out;
         }
         c.size = h0;
