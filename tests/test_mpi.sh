@@ -362,6 +362,8 @@ if [ -x "$tool" ] && ldd "$tool" | grep -qi mpi; then
     rc=$?
     expect bad 1 "zz_broken.tif: not a TIFF or PNG file" 1
     expect bad 1 "of 2: could not load its share of step" 1
+    # (its message says that --skip-bad, which works on several ranks, leaves it out)
+    expect bad 1 "zz_broken.tif: not a TIFF or PNG file; give --skip-bad to leave out" 1
     [ ! -e "$t/bad.cfnet" ] || { echo "test_mpi: a failed run wrote a model"; exit 1; }
     # the same image in the validation set (of 73 images: 64 on rank 0, 9 on rank 1)
     mr 2 train "$t/bad" --epochs 2 --width 4 --threads 1 -q --val 0.8 --batch 6 \
@@ -431,6 +433,130 @@ if [ -x "$tool" ] && ldd "$tool" | grep -qi mpi; then
     set -e
     echo "test_mpi: settings that differ between ranks, a missing output folder, a bad image and" \
         "an interrupt on one rank each ended the job with one message"
+    set +e
+    # --skip-bad on several ranks: rank 0 reads up to the first readable image, each rank checks
+    # a contiguous block of the rest and the verdicts are summed, so every rank leaves out what
+    # one process leaves out. The bad images: the first one (rank 0's probe), one in rank 0's
+    # block, one of another size in the middle (rank 0's of 2, rank 1's of 3) and one at the
+    # end (the last rank's). Weights within 1e-5 of the 1-rank run, the same validation
+    # columns, and the warnings of the 1-rank run: each file once, in input order, and the
+    # count once.
+    sb="$t/skipbad"
+    mkdir -p "$sb"
+    cp -r "$t/d/train/class00" "$t/d/train/class01" "$t/d/train/class02" "$sb/"
+    echo junk >"$sb/class00/00-first.tif"
+    echo junk >"$sb/class00/0005_bad.tif"
+    "$tool" synth "$t/s24" --classes 2 --per-class 1 --test-per-class 1 --size 24 -q
+    cp "$t/s24/train/class01/0000.tif" "$sb/class01/0010_small.tif"
+    echo junk >"$sb/class02/zz_bad.tif"
+    k="$sb --epochs 2 --width 4 --threads 1 -q --optimizer sgd --lr 0.01 --val 0.8 --batch 7 --skip-bad"
+    for np in 1 2 3; do
+        mr $np train $k -o "$t/sb$np.cfnet" --log "$t/sb$np.csv" >"$t/sb$np.log" 2>&1
+        rc=$?
+        expect sb$np 0 "(skipped)" 4
+        expect sb$np 0 "skipped 4 unreadable or unsuitable images" 1
+        grep "warning:" "$t/sb$np.log" >"$t/sb$np.warn" || true
+        cut -d, -f5,6 "$t/sb$np.csv" >"$t/sb$np.val"
+    done
+    for np in 2 3; do
+        cmp "$t/sb1.warn" "$t/sb$np.warn" ||
+            { cat "$t/sb$np.log"; echo "test_mpi: --skip-bad's warnings on $np ranks differ"; exit 1; }
+        cmp "$t/sb1.val" "$t/sb$np.val" ||
+            { echo "test_mpi: --skip-bad's validation on $np ranks differs"; exit 1; }
+        "$prog" compare-models "$t/sb$np.cfnet.last.safetensors" "$t/sb1.cfnet.last.safetensors" 1e-5 ||
+            exit 1
+        "$prog" compare-models "$t/sb$np.cfnet" "$t/sb1.cfnet" 1e-5 || exit 1
+    done
+    grep -q "00-first.tif: not a TIFF.*0005_bad.tif.*0010_small.tif: image is 24x24.*zz_bad.tif" \
+        "$t/sb1.warn" -z || { cat "$t/sb1.warn"; echo "test_mpi: --skip-bad's warnings not in input order"; exit 1; }
+    # a file read at the check and gone afterwards (removed mid-run) still ends the job
+    # (not trained on as zeros): the run is started long, the file removed after epoch 1
+    rm -rf "$t/gone" "$t/gone.cfnet".*
+    cp -r "$t/d/train" "$t/gone"
+    echo junk >"$t/gone/class00/zz_bad.tif"
+    mr 2 train "$t/gone" --epochs 100000 --width 4 --threads 1 -q --val 0 --batch 6 --skip-bad \
+        -o "$t/gone.cfnet" >"$t/gone.log" 2>&1 &
+    job=$!
+    i=0
+    while [ ! -s "$t/gone.cfnet.last.safetensors" ] && [ $i -lt 500 ]; do
+        sleep 0.1; i=$((i + 1))
+    done
+    rm -f "$t/gone/class01/0003.tif"
+    wait $job
+    rc=$?
+    expect gone 1 "class01/0003.tif: cannot open" 1
+    expect gone 1 "could not load its share of step" 1
+    expect gone 1 "give --skip-bad" 0
+    # every image of a class bad: the class's error once (after the warnings, once each), no
+    # abort; every image bad: "no readable image" once
+    mkdir -p "$t/cls/class02"
+    cp -r "$t/d/train/class00" "$t/d/train/class01" "$t/cls/"
+    echo junk >"$t/cls/class02/a.tif"
+    echo junk >"$t/cls/class02/b.tif"
+    for np in 2 3; do
+        mr $np train "$t/cls" --epochs 1 --width 4 --threads 1 -q --batch 6 --skip-bad \
+            -o "$t/cls.cfnet" >"$t/cls.log" 2>&1
+        rc=$?
+        expect cls 1 "class 'class02' has no readable training images" 1
+        expect cls 1 "class02/b.tif: not a TIFF or PNG file (skipped)" 1
+        expect cls 1 "MPI_ABORT" 0
+    done
+    mkdir -p "$t/allbad/a" "$t/allbad/b"
+    echo junk >"$t/allbad/a/1.tif"
+    echo junk >"$t/allbad/b/2.tif"
+    echo junk >"$t/allbad/b/3.tif"
+    mr 2 train "$t/allbad" --epochs 1 --width 4 --threads 1 -q --batch 6 --skip-bad \
+        -o "$t/allbad.cfnet" >"$t/allbad.log" 2>&1
+    rc=$?
+    expect allbad 1 "no readable image" 1
+    expect allbad 1 "(skipped)" 3
+    expect allbad 1 "MPI_ABORT" 0
+    # images the models do not take (600x600) after a bad first one: the size's error once
+    "$tool" synth "$t/big" --classes 2 --per-class 2 --test-per-class 1 --size 600 -q
+    echo junk >"$t/big/train/class00/00-first.tif"
+    mr 2 train "$t/big/train" --epochs 1 --width 4 --threads 1 -q --batch 2 --skip-bad \
+        -o "$t/big.cfnet" >"$t/big.log" 2>&1
+    rc=$?
+    expect big 1 "images are 600x600; the models take 16 to 512 pixels" 1
+    expect big 1 "00-first.tif: not a TIFF or PNG file (skipped)" 1
+    # rank 1 alone given a DATA that does not exist: it fails before the shared check, which
+    # the others must not wait in (a hang, 124)
+    timeout 60 mpirun --allow-run-as-root --oversubscribe -np 3 sh -c \
+        'd=$1; [ "$OMPI_COMM_WORLD_RANK" = 1 ] && d=$2; shift 2; exec "$@" "$d"' sh \
+        "$sb" "$t/nodata" "$tool" train --width 4 --threads 1 -q --batch 6 --skip-bad \
+        -o "$t/u.cfnet" >"$t/nodatasb.log" 2>&1
+    rc=$?
+    expect nodatasb 1 "nodata: no such file or directory" 1
+    expect nodatasb 1 "the message above is rank 1's of 3" 1
+    expect nodatasb 1 "(skipped)" 0
+    # predict --skip-bad: the 1-process CSV, the warnings of one process (once, in input
+    # order, not interleaved), bad files in every shard; more ranks than images
+    mkdir -p "$c/sk"
+    cp "$c"/d/test/class00/*.tif "$c/sk/"
+    for f in 0000_bad 0002_bad zz_bad; do echo junk >"$c/sk/$f.tif"; done
+    "$tool" predict "$c/m.cfnet" "$c/sk" -o "$c/sk1.csv" --threads 1 --batch 2 --skip-bad \
+        2>"$t/psk1.log"
+    grep "warning:" "$t/psk1.log" >"$t/psk1.warn"
+    for np in 2 3; do
+        mr $np predict "$c/m.cfnet" "$c/sk" -o "$c/sk$np.csv" --threads 1 --batch 2 --skip-bad \
+            >"$t/psk$np.log" 2>&1
+        rc=$?
+        expect psk$np 0 "skipped 3 unreadable" 1
+        grep "warning:" "$t/psk$np.log" >"$t/psk$np.warn" || true
+        cmp "$c/sk1.csv" "$c/sk$np.csv" || { echo "test_mpi: predict --skip-bad on $np ranks: CSV differs"; exit 1; }
+        cmp "$t/psk1.warn" "$t/psk$np.warn" ||
+            { cat "$t/psk$np.log"; echo "test_mpi: predict --skip-bad on $np ranks: warnings differ"; exit 1; }
+    done
+    mkdir -p "$c/two"
+    cp "$c/d/test/class00/0000.tif" "$c/d/test/class01/0001.tif" "$c/two/"
+    "$tool" predict "$c/m.cfnet" "$c/two" -o "$c/two1.csv" --threads 1 -q
+    mr 3 predict "$c/m.cfnet" "$c/two" -o "$c/two3.csv" --threads 1 --batch 1 -q >"$t/two.log" 2>&1
+    rc=$?
+    expect two 0 "error" 0
+    cmp "$c/two1.csv" "$c/two3.csv" || { echo "test_mpi: predict of 2 images on 3 ranks differs"; exit 1; }
+    set -e
+    echo "test_mpi: --skip-bad on 2 and 3 ranks (train and predict) left out what one process" \
+        "leaves out, with its warnings once, in input order"
 else
     echo "test_mpi: cfnet command part skipped ($tool missing or built without mpicc)"
 fi

@@ -903,8 +903,7 @@ static int is_appledouble(const char *path)
 }
 
 /* Says what to do about an image image_read refused (err, its message): an AppleDouble file is
- * named as such; without --skip-bad, that --skip-bad leaves such images out (a single process:
- * several ranks refuse it). */
+ * named as such; without --skip-bad (skip_bad 0), that --skip-bad leaves such images out. */
 static void explain_bad(const tool_sample *s, int skip_bad, char *err, size_t size)
 {
     size_t l = strlen(err);
@@ -914,7 +913,7 @@ static void explain_bad(const tool_sample *s, int skip_bad, char *err, size_t si
                               "an image: delete these files, with dot_clean on the Mac or find "
                               "DIR -name '._*' -delete, or leave them out%s)",
                               s->line > 0 ? " of the manifest" : "");
-    if (!skip_bad && tool_mpi_size() <= 1 && l < size)
+    if (!skip_bad && l < size)
         snprintf(err + l, size - l, "; give --skip-bad to leave out the images that cannot be "
                  "used");
 }
@@ -1138,6 +1137,7 @@ typedef struct load_job {
     int failed;
     int64_t first_fail; /* position of the first failure (reported in order) */
     char fail_msg[2048];
+    char **skipped; /* --skip-bad: each position's warning, said in order after the threads */
 } load_job;
 
 static void *load_worker(void *arg)
@@ -1147,7 +1147,7 @@ static void *load_worker(void *arg)
     for (;;) {
         pthread_mutex_lock(&j->lock);
         int64_t i = j->next++;
-        int stop = j->failed && !j->spec->skip_bad;
+        int stop = j->failed && j->spec->skip_bad <= 0;
         pthread_mutex_unlock(&j->lock);
         if (i >= j->n || stop) break;
         tool_sample *s = &j->ds->s[j->idx[i]];
@@ -1195,8 +1195,8 @@ static void *load_worker(void *arg)
             char w[1200];
             where(s, w, sizeof w);
             pthread_mutex_lock(&j->lock);
-            if (j->spec->skip_bad) {
-                if (!s->bad) tool_warn("%s: %s (skipped)", w, err);
+            if (j->spec->skip_bad > 0) {
+                if (!s->bad) j->skipped[i] = xasprintf("%s: %s", w, err);
                 s->bad = 1;
                 j->bad++;
             } else if (!j->failed || i < j->first_fail) {
@@ -1237,6 +1237,7 @@ int dataset_load_model(tool_dataset *ds, const int64_t *idx, int64_t n, const lo
     j.net = net;
     j.dst = dst;
     pthread_mutex_init(&j.lock, NULL);
+    if (spec->skip_bad > 0) j.skipped = xcalloc((size_t)(n ? n : 1), sizeof(char *));
     int T = spec->threads < 1 ? 1 : spec->threads;
     if (T > n) T = n > 0 ? (int)n : 1;
     pthread_t th[256];
@@ -1249,12 +1250,43 @@ int dataset_load_model(tool_dataset *ds, const int64_t *idx, int64_t n, const lo
     load_worker(&j);
     for (int t = 0; t < started; t++) pthread_join(th[t], NULL);
     pthread_mutex_destroy(&j.lock);
+    for (int64_t i = 0; j.skipped && i < n; i++) { /* in input order, whichever thread */
+        if (!j.skipped[i]) continue;
+        if (spec->warn_to) fwrite(j.skipped[i], 1, strlen(j.skipped[i]) + 1, spec->warn_to);
+        else tool_warn("%s (skipped)", j.skipped[i]);
+        free(j.skipped[i]);
+    }
+    free(j.skipped);
     if (bad_count) *bad_count += j.bad;
     if (j.failed) {
         tool_error("%s", j.fail_msg);
         return -1;
     }
     return 0;
+}
+
+void dataset_say_skipped(const char *text, size_t len)
+{
+    char *all = NULL;
+    size_t n = 0;
+    FILE *f = NULL;
+    if (tool_mpi_size() > 1) {
+        /* rank 0's own text first, the others' appended by the gather in rank order */
+        if (tool_mpi_rank() == 0 && (f = open_memstream(&all, &n)) != NULL)
+            fwrite(text, 1, len, f);
+        tool_mpi_gather_text(text, len, f);
+        if (f) fclose(f);
+        if (tool_mpi_rank() != 0) return;
+        text = all;
+        len = f ? n : 0;
+    }
+    for (size_t o = 0; o < len;) {
+        const char *m = text + o;
+        size_t l = strnlen(m, len - o);
+        tool_warn("%.*s (skipped)", (int)l, m);
+        o += l + 1;
+    }
+    free(all);
 }
 
 int dataset_probe(tool_dataset *ds, const int64_t *idx, int64_t n, int skip_bad, int *channels,

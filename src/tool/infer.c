@@ -18,6 +18,7 @@
 typedef struct run_opts {
     int threads, tta, pad, skip_bad;
     long batch;
+    FILE *warn_to; /* --skip-bad's warnings (load_spec.warn_to); NULL: printed */
 } run_opts;
 
 /* Classifies every sample of ds (in order) chunk by chunk; calls emit(i, probs) for each good
@@ -38,7 +39,7 @@ static int run_model(cfnet_network *net, const tool_model_info *info, tool_datas
      * ranks given whole batches (cfnet predict under mpirun) compute the same numbers */
     if (chunk >= o->batch) chunk = chunk / o->batch * o->batch;
     load_spec spec = {C, S, info->pad || o->pad, info->norm, o->threads, o->skip_bad, 0, 0, NULL,
-                      NULL, NULL, 0, 0};
+                      NULL, NULL, 0, 0, o->warn_to};
     char what[64];
     float *x = xmalloc(sizeof(float) * (size_t)(chunk * per));
     float *p = xmalloc(sizeof(float) * (size_t)(chunk * k));
@@ -213,7 +214,7 @@ int cmd_predict(int argc, char **argv)
 {
     static const struct option longopts[] = {{"output", required_argument, 0, 'o'}, COMMON_LONGOPTS,
                                              {0, 0, 0, 0}};
-    run_opts o = {0, 0, 0, 0, 64};
+    run_opts o = {0, 0, 0, 0, 64, NULL};
     const char *output = "-";
     int c;
     while ((c = opt_next(argc, argv, ":o:qh", longopts, predict_help)) >= 0) {
@@ -301,8 +302,19 @@ int cmd_predict(int argc, char **argv)
     predict_ctx ctx = {f, info.classes, info.n_classes, 0, rank != 0};
     int64_t bad = 0;
     double t0 = tool_now();
+    /* several ranks: --skip-bad's warnings are kept and said by rank 0, in input order, once
+     * (not as each rank meets them, interleaved) */
+    char *warned = NULL;
+    size_t warned_len = 0;
+    if (size > 1 && o.skip_bad) {
+        o.warn_to = open_memstream(&warned, &warned_len);
+        if (!o.warn_to) tool_error("memory stream: %s", strerror(errno));
+    }
     int r = run_model(net, &info, &part, &o, emit_prediction, &ctx, &bad, progress_cmd);
+    if (o.warn_to) fclose(o.warn_to);
+    o.warn_to = NULL;
     if (r != 0) { /* a bad file: say where, then tool_mpi_finish ends every rank */
+        free(warned);
         if (size > 1) tool_error("rank %d of %d could not classify its share of the inputs", rank, size);
         if (rank) fclose(f);
         else out_discard(&res);
@@ -322,6 +334,8 @@ int cmd_predict(int argc, char **argv)
         if (tool_mpi_gather_text(failed ? NULL : mem, rank && !failed ? memlen : 0, f) != 0)
             failed = 1;
         free(mem);
+        if (o.skip_bad) dataset_say_skipped(warned ? warned : "", warned ? warned_len : 0);
+        free(warned);
         if (tool_mpi_sum(failed) != 0) r = -1;
         ctx.rows = tool_mpi_sum(ctx.rows);
         bad = tool_mpi_sum(bad);
@@ -440,7 +454,7 @@ int cmd_eval(int argc, char **argv)
                                              {"split", required_argument, 0, 'X'},
                                              COMMON_LONGOPTS,
                                              {0, 0, 0, 0}};
-    run_opts o = {0, 0, 0, 0, 64};
+    run_opts o = {0, 0, 0, 0, 64, NULL};
     const char *outdir = NULL, *split_name = NULL;
     int json = 0;
     int c;

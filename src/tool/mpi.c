@@ -46,23 +46,30 @@ void tool_mpi_init(int *argc, char ***argv)
 
 /* Every rank states its status (0: ready to go on); the status of the lowest failed rank, or
  * 0, is returned on every rank. A failed rank prints its buffered messages unless a lower
- * failed rank printed the same. */
-static int start_vote(int rc)
+ * failed rank printed the same. tentative (tool_mpi_ready, status 0): when no rank failed,
+ * stderr stays held back and the vote is still to come; when one did, this is the vote. A rank
+ * that failed before takes part once, through tool_mpi_finish, in whichever vote the others
+ * are in: both are the same Allgather on start_comm. */
+static int start_vote(int rc, int tentative)
 {
-    voted = 1;
-    if (start_comm == MPI_COMM_NULL) return rc;
+    if (start_comm == MPI_COMM_NULL) {
+        if (!tentative) voted = 1;
+        return rc;
+    }
     char *text = NULL;
     size_t len = 0;
-    if (real_stderr) {
-        fclose(stderr);
-        stderr = real_stderr;
-        real_stderr = NULL;
-        text = early;
-        len = early_len;
-        early = NULL;
-    }
     uint64_t h = 0xcbf29ce484222325ull;
-    for (size_t i = 0; i < len; i++) h = (h ^ (unsigned char)text[i]) * 0x100000001b3ull;
+    if (!tentative) {
+        if (real_stderr) {
+            fclose(stderr);
+            stderr = real_stderr;
+            real_stderr = NULL;
+            text = early;
+            len = early_len;
+            early = NULL;
+        }
+        for (size_t i = 0; i < len; i++) h = (h ^ (unsigned char)text[i]) * 0x100000001b3ull;
+    }
     int64_t mine[2] = {rc, (int64_t)h}, *all = xmalloc(sizeof(int64_t) * 2 * (size_t)mpi_size);
     MPI_Allgather(mine, 2, MPI_INT64_T, all, 2, MPI_INT64_T, start_comm);
     int first = -1, said = 0;
@@ -71,8 +78,19 @@ static int start_vote(int rc)
         if (first < 0) first = r;
         if (r < mpi_rank && all[2 * r + 1] == mine[1]) said = 1;
     }
-    agreed_rc = first < 0 ? 0 : (int)all[2 * first];
+    const int64_t first_rc = first < 0 ? 0 : all[2 * first];
     free(all);
+    if (tentative && first < 0) return 0;
+    voted = 1;
+    agreed_rc = (int)first_rc;
+    if (tentative && real_stderr) { /* rc is 0 here: this rank's text is said as in a vote */
+        fclose(stderr);
+        stderr = real_stderr;
+        real_stderr = NULL;
+        text = early;
+        len = early_len;
+        early = NULL;
+    }
     if (len && (rc == 0 || !said)) {
         fwrite(text, 1, len, stderr);
         if (rc != 0 && mpi_rank > 0)
@@ -86,7 +104,12 @@ static int start_vote(int rc)
 
 int tool_mpi_started(void)
 {
-    return mpi_size > 1 && !voted ? start_vote(0) : 0;
+    return mpi_size > 1 && !voted ? start_vote(0, 0) : 0;
+}
+
+int tool_mpi_ready(void)
+{
+    return mpi_size > 1 && !voted ? start_vote(0, 1) : 0;
 }
 
 int tool_mpi_finish(int rc)
@@ -94,7 +117,7 @@ int tool_mpi_finish(int rc)
     if (!mpi_on) return rc;
     if (mpi_size > 1 && !voted) {
         /* failed (or done) before the start point: the vote tells every rank */
-        int agreed = start_vote(rc);
+        int agreed = start_vote(rc, 0);
         if (rc != EXIT_OK) rc = agreed;
     }
     /* A rank that failed may have left the others waiting in a collective: end them all. Not
@@ -229,6 +252,7 @@ void tool_mpi_init(int *argc, char ***argv)
 }
 int tool_mpi_finish(int rc) { return rc; }
 int tool_mpi_started(void) { return 0; }
+int tool_mpi_ready(void) { return 0; }
 void tool_mpi_fail_together(void) {}
 int tool_mpi_active(void) { return 0; }
 int tool_mpi_rank(void) { return 0; }

@@ -285,7 +285,8 @@ typedef struct load_spec {
     int channels, size, pad;
     tool_norm norm;
     int threads;
-    int skip_bad;
+    int skip_bad; /* 1: --skip-bad; -1: --skip-bad, the images checked already (train under
+                   * mpirun): a bad image is an error, as with 0, without the hint to give it */
     int exact; /* 1: every image must be size x size already (no --size given) */
     int channels_from_data; /* 1: channels were read from the first image, not from a model */
     const char *first;      /* that first image (exact or channels_from_data), for messages */
@@ -294,6 +295,10 @@ typedef struct load_spec {
     struct tool_progress *progress;
     const char *progress_what;
     int64_t progress_base, progress_total;
+    /* With skip_bad: NULL, each bad image's warning is printed (in the order of idx); else
+     * its text ("where: why", without "(skipped)") is written here with a NUL after it, for
+     * dataset_say_skipped. */
+    FILE *warn_to;
 } load_spec;
 int dataset_load(tool_dataset *ds, const int64_t *idx, int64_t n, const load_spec *spec,
                  float *dst, int64_t *bad_count);
@@ -302,6 +307,11 @@ int dataset_load(tool_dataset *ds, const int64_t *idx, int64_t n, const load_spe
  * programs (spec's channels, size and pad still apply; its norm is not used). */
 int dataset_load_model(tool_dataset *ds, const int64_t *idx, int64_t n, const load_spec *spec,
                        const cfnet_network *net, float *dst, int64_t *bad_count);
+/* Collective under mpirun (a plain call otherwise): rank 0 prints the warnings that each rank's
+ * dataset_load wrote to its warn_to (text, len: this rank's), rank 0's first, then rank 1's
+ * and so on, each as "warning: ... (skipped)": in input order when the ranks took contiguous
+ * blocks in rank order. */
+void dataset_say_skipped(const char *text, size_t len);
 /* Reads the first good image to find channels and size (when not given); *first (may be NULL)
  * is its sample index, for messages that compare other images with it. */
 int dataset_probe(tool_dataset *ds, const int64_t *idx, int64_t n, int skip_bad, int *channels,
@@ -425,6 +435,11 @@ void tool_mpi_fail_together(void);
  * status that rank ends with, and this rank must end with it too, saying nothing. Until then
  * every rank's stderr is held back (so that a failure of every rank is said once). */
 int tool_mpi_started(void);
+/* Collective, before tool_mpi_started, for a command that needs other collectives before its
+ * start point (train --skip-bad's shared check of the images): 0 when no rank has failed so
+ * far (stderr stays held back until tool_mpi_started); else this was the start vote, and the
+ * status is the one to end with, as tool_mpi_started's. */
+int tool_mpi_ready(void);
 int tool_mpi_rank(void);
 int tool_mpi_size(void);
 /* Sum over the ranks (collective). */

@@ -775,32 +775,86 @@ static int lock_log(const char *path, int append, int *fd, char **created)
  * training images) counts only images that will be used. The geometry is the one training
  * takes (the first readable image's channels, --size or its size); when the first image does
  * not give one (not square, out of range), nothing is marked here and training reports it.
- * 0, or -1 with a message printed (no readable image at all). */
+ * On several MPI ranks (after tool_mpi_ready: every rank is here) rank 0 reads the first images
+ * for the geometry, each rank checks a contiguous block of the others, and the verdicts are
+ * summed, so every rank leaves out the same images as one process would; rank 0 names them, in
+ * input order. 0; -1 with a message printed (no readable image at all: by rank 0, on every
+ * rank alike); or the status of a rank that failed before (tool_mpi_ready, said). */
 static int screen_bad(tool_dataset *ds, const train_cfg *c, int channels, tool_progress *pr)
 {
+    const int nranks = tool_mpi_size(), rank = tool_mpi_rank();
+    if (nranks > 1) {
+        int v = tool_mpi_ready();
+        if (v) return v;
+    }
     int64_t *idx = xmalloc(sizeof(int64_t) * (size_t)(ds->n ? ds->n : 1)), n = 0;
     for (int64_t i = 0; i < ds->n; i++)
         if (ds->s[i].split != SPLIT_TEST) idx[n++] = i;
     int ch = 0, h = 0, w = 0;
     int64_t first = 0;
-    int rc = dataset_probe(ds, idx, n, 1, &ch, &h, &w, &first);
+    int rc = 0;
+    if (nranks > 1) {
+        /* rank 0 reads up to the first readable image (naming those it leaves out) and tells
+         * the others: its position (n: none), channels and size */
+        double g[4] = {0, 0, 0, 0};
+        if (rank == 0) {
+            rc = dataset_probe(ds, idx, n, 1, &ch, &h, &w, &first);
+            int64_t pos = 0;
+            while (rc == 0 && pos < n && idx[pos] != first) pos++;
+            g[0] = rc == 0 ? (double)pos : (double)n;
+            g[1] = ch;
+            g[2] = h;
+            g[3] = w;
+        }
+        if (tool_mpi_sum_doubles(g, 4) != 0) g[0] = (double)n;
+        const int64_t pos = (int64_t)g[0];
+        for (int64_t i = 0; i < pos && i < n; i++) ds->s[idx[i]].bad = 1;
+        rc = pos < n ? 0 : -1;
+        if (rc == 0) {
+            first = idx[pos];
+            ch = (int)g[1];
+            h = (int)g[2];
+            w = (int)g[3];
+        }
+    } else {
+        rc = dataset_probe(ds, idx, n, 1, &ch, &h, &w, &first);
+    }
     int size = c->size ? c->size : h;
     if (rc == 0 && (c->size || (h == w && h >= 16 && h <= 512))) {
         load_spec spec = {channels ? channels : ch, size, c->pad, c->norm, c->threads, 1, !c->size,
-                          !channels, ds->s[first].path, pr, "train: checking", 0, 0};
+                          !channels, ds->s[first].path, pr, "train: checking", 0, 0, NULL};
         enum { BLOCK = 64 };
         float *buf = xmalloc(sizeof(float) * (size_t)BLOCK * (size_t)spec.channels * (size_t)size *
                              (size_t)size);
         int64_t m = 0;
         for (int64_t i = 0; i < n; i++) /* those the probe found bad are out already */
             if (!ds->s[idx[i]].bad) idx[m++] = idx[i];
-        spec.progress_total = m;
+        /* this rank's block (all of them on one process); the warnings kept for rank 0 */
+        const int64_t lo = m * rank / nranks, hi = m * (rank + 1) / nranks;
+        char *warned = NULL;
+        size_t warned_len = 0;
+        if (nranks > 1) spec.warn_to = open_memstream(&warned, &warned_len);
+        spec.progress_total = hi - lo;
         pr->t0 = tool_now(); /* the line's seconds count this pass */
-        for (int64_t b = 0; b < m && rc == 0; b += BLOCK) {
-            spec.progress_base = b;
-            rc = dataset_load(ds, idx + b, m - b < BLOCK ? m - b : BLOCK, &spec, buf, NULL);
+        for (int64_t b = lo; b < hi && rc == 0; b += BLOCK) {
+            spec.progress_base = b - lo;
+            rc = dataset_load(ds, idx + b, hi - b < BLOCK ? hi - b : BLOCK, &spec, buf, NULL);
         }
         free(buf);
+        if (nranks > 1) {
+            /* with skip_bad, dataset_load does not fail: every rank gets here */
+            if (spec.warn_to) fclose(spec.warn_to);
+            double *bad = xcalloc((size_t)(m ? m : 1), sizeof(double));
+            for (int64_t i = lo; i < hi; i++) bad[i] = ds->s[idx[i]].bad;
+            if (tool_mpi_sum_doubles(bad, m) != 0) {
+                tool_error("rank %d of %d: the sum of the images found bad failed", rank, nranks);
+                rc = -1;
+            }
+            for (int64_t i = 0; i < m; i++) ds->s[idx[i]].bad = bad[i] > 0;
+            free(bad);
+            dataset_say_skipped(warned ? warned : "", warned ? warned_len : 0);
+            free(warned);
+        }
     }
     free(idx);
     return rc;
@@ -992,10 +1046,6 @@ int cmd_train(int argc, char **argv)
      * and of the validation set; rank 0 alone writes files (docs/distributed.md). */
     const int dist = tool_mpi_active(), nranks = tool_mpi_size(), rank = tool_mpi_rank();
     if (dist && rank != 0) tool_quiet = 1;
-    if (dist && nranks > 1 && c.skip_bad)
-        return tool_usage_error("train", "--skip-bad is not available on several MPI ranks "
-                                "(a rank cannot leave images out of a global batch); check the "
-                                "data with one process first");
     /* the default --max-memory: a quarter of what the process may use, named in the messages
      * about it (a batch job's or container's limit below the physical memory says so) */
     char *mm_default = NULL;
@@ -1173,7 +1223,13 @@ int cmd_train(int argc, char **argv)
             goto out;
         }
     }
-    if (c.skip_bad && screen_bad(&ds, &c, c.resume ? minfo.channels : 0, &lp) != 0) goto out;
+    if (c.skip_bad) {
+        int sr = screen_bad(&ds, &c, c.resume ? minfo.channels : 0, &lp);
+        if (sr != 0) {
+            if (sr > 0) rc = sr;
+            goto out;
+        }
+    }
     progress_erase(&lp);
     if (!ds.has_split) split_stratified(&ds, c.val, (uint64_t)c.seed);
     int64_t ntr = 0, nva = 0;
@@ -1190,12 +1246,16 @@ int cmd_train(int argc, char **argv)
                   "%lld: not the same DATA, so the run goes on with another split and order "
                   "than an uninterrupted one", c.data, (long long)ntr, (long long)nva, c.resume,
                   (long long)ckpt_ntr, (long long)ckpt_nva);
+    /* on several ranks with --skip-bad every rank finds the data's faults below alike after
+     * the shared check: said once, by rank 0, after the images it named as left out */
+    const int say_data = !c.skip_bad || nranks == 1 || rank == 0;
     for (int k = 0; k < ds.n_classes; k++) {
         int64_t n = 0;
         for (int64_t i = 0; i < ntr; i++) n += ds.s[tr[i]].cls == k;
         if (n == 0) {
-            tool_error("%s: class '%s' has no %straining images", c.data, ds.classes[k],
-                       c.skip_bad ? "readable " : "");
+            if (say_data)
+                tool_error("%s: class '%s' has no %straining images", c.data, ds.classes[k],
+                           c.skip_bad ? "readable " : "");
             goto out;
         }
     }
@@ -1206,8 +1266,9 @@ int cmd_train(int argc, char **argv)
     if (dataset_probe(&ds, tr, ntr, c.skip_bad, &ch, &h0, &w0, &first) != 0) goto out;
     if (c.resume) {
         if (ch != minfo.channels) {
-            tool_error("%s: images have %d channel%s, the checkpoint %d", c.data, ch,
-                       ch == 1 ? "" : "s", minfo.channels);
+            if (say_data)
+                tool_error("%s: images have %d channel%s, the checkpoint %d", c.data, ch,
+                           ch == 1 ? "" : "s", minfo.channels);
             goto out;
         }
         if (c.size_exact && (h0 != c.size || w0 != c.size)) {
@@ -1220,20 +1281,25 @@ int cmd_train(int argc, char **argv)
         exact = c.size_exact;
     } else if (c.size == 0) {
         if (h0 != w0) {
-            tool_error("%s: images are %dx%d (not square); give --size S to centre-crop them to "
-                       "SxS", ds.s[first].path, w0, h0);
+            if (say_data)
+                tool_error("%s: images are %dx%d (not square); give --size S to centre-crop "
+                           "them to SxS", ds.s[first].path, w0, h0);
             goto out;
         }
         if (h0 < 16 || h0 > 512) {
-            tool_error("%s: images are %dx%d; the models take 16 to 512 pixels: give --size "
-                       "(and --pad for small images)", ds.s[first].path, w0, h0);
+            if (say_data)
+                tool_error("%s: images are %dx%d; the models take 16 to 512 pixels: give "
+                           "--size (and --pad for small images)", ds.s[first].path, w0, h0);
             goto out;
         }
         c.size = h0;
         exact = c.size_exact = 1;
     }
-    load_spec spec = {ch, c.size, c.pad, c.norm, c.threads, c.skip_bad, exact, !c.resume,
-                      ds.s[first].path, NULL, NULL, 0, 0};
+    /* under mpirun the images were checked (screen_bad): one that cannot be read now (a file
+     * removed meanwhile) ends the job, as without --skip-bad, rather than leave a rank's share
+     * of a global batch short */
+    load_spec spec = {ch, c.size, c.pad, c.norm, c.threads, dist && c.skip_bad ? -1 : c.skip_bad,
+                      exact, !c.resume, ds.s[first].path, NULL, NULL, 0, 0, NULL};
     const int K = ds.n_classes;
     const int64_t per = (int64_t)ch * c.size * c.size;
 
@@ -1683,7 +1749,7 @@ int cmd_train(int argc, char **argv)
         tool_info("no validation set: %s is the last epoch (also in %s)", c.output, ckpt);
     bad = 0; /* streamed images are re-read (and found bad) every epoch: count them once */
     for (int64_t i = 0; i < ds.n; i++) bad += ds.s[i].bad;
-    if (bad) tool_warn("skipped %lld unreadable or unsuitable image%s", (long long)bad,
+    if (bad && rank == 0) tool_warn("skipped %lld unreadable or unsuitable image%s", (long long)bad,
                            bad == 1 ? "" : "s");
     rc = EXIT_OK;
 out:
