@@ -60,6 +60,34 @@ void model_info_free(tool_model_info *info)
     memset(info, 0, sizeof *info);
 }
 
+/* cfnet_network_prepare_image's reading of the metadata, tried on a one-pixel image padded
+ * into a one-row batch: its refusal of the metadata (CFNET_E_FORMAT) as the model's error. */
+static int metadata_check_prepare(const cfnet_network *net, const char *path)
+{
+    int64_t in[3];
+    int nd = 0;
+    cfnet_network_input_shape(net, &nd, in);
+    float *pixel = xcalloc((size_t)in[0], sizeof(float));
+    float *row = xcalloc((size_t)(in[0] * in[1] * in[2]), sizeof(float));
+    int64_t is[3] = {in[0], 1, 1}, bs[4] = {1, in[0], in[1], in[2]};
+    cfnet_tensor *ti = NULL, *tb = NULL;
+    cfnet_status st = cfnet_tensor_wrap_const(pixel, 3, is, &ti);
+    if (st == CFNET_OK) st = cfnet_tensor_wrap(row, 4, bs, &tb);
+    if (st == CFNET_OK) st = cfnet_network_prepare_image(net, ti, CFNET_PREPARE_PAD, tb, 0);
+    cfnet_tensor_free(ti);
+    cfnet_tensor_free(tb);
+    free(pixel);
+    free(row);
+    if (st != CFNET_OK) {
+        static const char prefix[] = "network_prepare_image: ";
+        const char *m = cfnet_last_error();
+        if (!strncmp(m, prefix, sizeof prefix - 1)) m += sizeof prefix - 1;
+        tool_error("%s: %s", path, m);
+        return -1;
+    }
+    return 0;
+}
+
 int model_load_info(const cfnet_network *net, const char *path, tool_model_info *info)
 {
     memset(info, 0, sizeof *info);
@@ -109,6 +137,13 @@ int model_load_info(const cfnet_network *net, const char *path, tool_model_info 
     info->pad = pad && !strcmp(pad, "1");
     const char *arch = get_meta(net, "arch");
     snprintf(info->arch, sizeof info->arch, "%s", arch ? arch : "custom");
+    /* The library reads the same keys for every image predict and eval prepare: what it
+     * refuses (e.g. an input_size of "+64", which strtol takes) is refused here, once for
+     * the model, not once per image as if each image were bad. */
+    if (metadata_check_prepare(net, path) != 0) {
+        model_info_free(info);
+        return -1;
+    }
     return 0;
 bad:
     tool_error("%s: inconsistent metadata (channels, input_size, pad or normalization are malformed "
