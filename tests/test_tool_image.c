@@ -519,6 +519,51 @@ static void truncated_files_never_crash(void **state)
     }
 }
 
+/* cfnet train prepares its images with image_prepare (the settings of its command line),
+ * predict and eval with cfnet_network_prepare_image (image_prepare_model, the model's
+ * metadata): two implementations of the crop, pad and scale, which must give the same bits, or
+ * a model would be validated on other numbers than it is later given. */
+static void train_and_predict_prepare_the_same_bits(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *norm;
+        tool_norm n;
+    } norms[] = {{"percentile 1 99.8", {1, 1, 99.8, 0}},
+                 {"percentile 0 100", {1, 0, 100, 0}},
+                 {"scale 0.000244140625", {0, 0, 0, 0.000244140625}},
+                 {"scale 0.3", {0, 0, 0, 0.3}}};
+    static const int sizes[][2] = {{16, 16}, {21, 16}, {16, 22}, {40, 33}, {13, 16},
+                                   {10, 11}, {9, 30}, {31, 12}, {1, 1}, {17, 18}};
+    const int C = 2, S = 16;
+    tu_rng r = {7};
+    for (size_t k = 0; k < sizeof norms / sizeof *norms; k++) {
+        cfnet_network *net = NULL;
+        CF_ASSERT_OK(cfnet_network_create_classifier(CFNET_FAMILY_CNN, C, S, 3, 2, 1, &net));
+        CF_ASSERT_OK(cfnet_network_set_metadata(net, "channels", "2"));
+        CF_ASSERT_OK(cfnet_network_set_metadata(net, "input_size", "16"));
+        CF_ASSERT_OK(cfnet_network_set_metadata(net, "normalization", norms[k].norm));
+        CF_ASSERT_OK(cfnet_network_set_metadata(net, "pad", "1"));
+        for (size_t i = 0; i < sizeof sizes / sizeof *sizes; i++) {
+            const int H = sizes[i][0], W = sizes[i][1];
+            tool_image img = {C, H, W, xmalloc(sizeof(float) * (size_t)(C * H * W))};
+            for (int j = 0; j < C * H * W; j++) {
+                double u = tu_uniform(&r);
+                img.data[j] = u < 0.3 ? 100.0f : (float)floor(100 + 4000 * u * u);
+            }
+            float a[2 * 16 * 16], b[2 * 16 * 16];
+            char err[512];
+            assert_int_equal(image_prepare_model(net, &img, S, 1, b, err, sizeof err), 0);
+            assert_int_equal(image_prepare(&img, &norms[k].n, S, 1, a, err, sizeof err), 0);
+            if (memcmp(a, b, sizeof a) != 0)
+                fail_msg("%s, %dx%d: train's and predict's prepared images differ",
+                         norms[k].norm, W, H);
+            image_free(&img);
+        }
+        cfnet_network_free(net);
+    }
+}
+
 static void prepare_crops_pads_and_normalises_as_documented(void **state)
 {
     (void)state;
@@ -587,6 +632,7 @@ int main(void)
         cmocka_unit_test(unsupported_tiffs_are_refused_with_a_reason),
         cmocka_unit_test(truncated_files_never_crash),
         cmocka_unit_test(prepare_crops_pads_and_normalises_as_documented),
+        cmocka_unit_test(train_and_predict_prepare_the_same_bits),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
