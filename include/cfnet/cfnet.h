@@ -788,13 +788,15 @@ CFNET_API cfnet_status cfnet_image_normalize(cfnet_tensor *images, double low_pe
  *  CFNET_PREPARE_PAD.
  *
  *  Errors (nothing written): NULL arguments, unknown flags, an index out of range, non-finite
- *  image values CFNET_E_INVALID_ARGUMENT; an image of other than C channels, an image smaller
- *  than S without padding, a batch of another shape CFNET_E_SHAPE_MISMATCH; a network without
- *  these metadata keys (one not trained by the `cfnet` command), or with values that are
- *  malformed or disagree with the network's input shape CFNET_E_FORMAT naming the key; a value
- *  that overflows float32 when scaled CFNET_E_NUMERIC; no memory for the scratch plane
- *  CFNET_E_OUT_OF_MEMORY. Thread-safe like cfnet_network_get_metadata (read-only: any number of
- *  threads may prepare images and run inference on one network at once). Since 0.2. */
+ *  image values, a read-only batch (cfnet_tensor_wrap_const), an image that shares memory with row
+ *  `index` CFNET_E_INVALID_ARGUMENT; an image of another rank, or of other than C channels, an
+ *  image smaller than S without padding, a batch of another shape CFNET_E_SHAPE_MISMATCH; a
+ *  network without these metadata keys (one not trained by the `cfnet` command), or with values
+ *  that are malformed or disagree with the network's input shape CFNET_E_FORMAT naming the key; a
+ *  value that overflows float32 when scaled CFNET_E_NUMERIC; no memory for the scratch plane
+ *  CFNET_E_OUT_OF_MEMORY; a network another thread modifies CFNET_E_STATE. Thread-safe like
+ *  cfnet_network_get_metadata (read-only: any number of threads may prepare images and run
+ *  inference on one network at once). Since 0.2. */
 CFNET_API cfnet_status cfnet_network_prepare_image(const cfnet_network *net,
                                                    const cfnet_tensor *image, int flags,
                                                    cfnet_tensor *batch, int64_t index);
