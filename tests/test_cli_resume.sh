@@ -85,6 +85,7 @@ echo x >"$k.tmp.$dead.1"            # not empty: not a probe, kept
 held="$k.tmp.$(sh -c 'echo $$').$host"
 echo x >"$held"
 mkfifo "$out/release"
+# shellcheck disable=SC2016
 flock -x "$held" sh -c ': >"$1"; exec timeout 600 cat "$2" >/dev/null' sh "$out/locked" "$out/release" &
 holder=$!
 while [ ! -e "$out/locked" ]; do
