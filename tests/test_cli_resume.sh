@@ -80,9 +80,30 @@ dead=$(sh -c 'echo $$')
 : >"$k.tmp.$dead.otherhost"         # another host's: kept
 echo x >"$k.tmp.$dead.1"            # not empty: not a probe, kept
 : >"$out/other.safetensors.tmp.$dead.$host" # another model's: kept
+# a file that a live run holds locked while it saves, of a process id not alive here (another
+# machine of the same host name sharing the folder, another PID namespace): kept
+held="$k.tmp.$(sh -c 'echo $$').$host"
+echo x >"$held"
+mkfifo "$out/release"
+# shellcheck disable=SC2016
+flock -x "$held" sh -c ': >"$1"; exec timeout 600 cat "$2" >/dev/null' sh "$out/locked" "$out/release" &
+holder=$!
+while [ ! -e "$out/locked" ]; do
+    kill -0 "$holder" 2>/dev/null || fail "flock did not lock $held"
+    sleep 0.1
+done
+set +e
 # shellcheck disable=SC2086
-expect 0 "removed 2 temporary files of .*kill.safetensors " "$cfnet" train "$d/train" -o "$k" \
-    --epochs 1 --width 4 --threads 2 --seed 3 --batch 8
+"$cfnet" train "$d/train" -o "$k" --epochs 1 --width 4 --threads 2 --seed 3 --batch 8 >"$out/held.txt" 2>&1
+st=$?
+set -e
+echo >"$out/release"
+wait "$holder" || true
+[ "$st" = 0 ] || fail "train with a locked temporary file: status $st: $(cat "$out/held.txt")"
+grep -q "removed 2 temporary files of .*kill.safetensors " "$out/held.txt" ||
+    fail "the dead run's temporary files were not named as removed: $(cat "$out/held.txt")"
+cp "$out/held.txt" "$out/last.txt"
+test -e "$held" || fail "a live run's locked temporary file was removed: $held"
 grep -q "removed 1 temporary file of .*kill.last.safetensors " "$out/last.txt" ||
     fail "the checkpoint's temporary file was not named as removed"
 for f in "$k.tmp.$dead.$host" "$out/kill.last.safetensors.tmp.$dead.$host" "$k.tmp.$dead.0"; do

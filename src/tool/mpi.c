@@ -44,6 +44,18 @@ void tool_mpi_init(int *argc, char ***argv)
     }
 }
 
+/* stderr back to the real one; *text, *len: what was held back (a heap string or NULL, 0) */
+static void take_early(char **text, size_t *len)
+{
+    if (!real_stderr) return;
+    fclose(stderr);
+    stderr = real_stderr;
+    real_stderr = NULL;
+    *text = early;
+    *len = early_len;
+    early = NULL;
+}
+
 /* Every rank states its status (0: ready to go on); the status of the lowest failed rank, or
  * 0, is returned on every rank. A failed rank prints its buffered messages unless a lower
  * failed rank printed the same. tentative (tool_mpi_ready, status 0): when no rank failed,
@@ -60,14 +72,7 @@ static int start_vote(int rc, int tentative)
     size_t len = 0;
     uint64_t h = 0xcbf29ce484222325ull;
     if (!tentative) {
-        if (real_stderr) {
-            fclose(stderr);
-            stderr = real_stderr;
-            real_stderr = NULL;
-            text = early;
-            len = early_len;
-            early = NULL;
-        }
+        take_early(&text, &len);
         for (size_t i = 0; i < len; i++) h = (h ^ (unsigned char)text[i]) * 0x100000001b3ull;
     }
     int64_t mine[2] = {rc, (int64_t)h}, *all = xmalloc(sizeof(int64_t) * 2 * (size_t)mpi_size);
@@ -83,14 +88,7 @@ static int start_vote(int rc, int tentative)
     if (tentative && first < 0) return 0;
     voted = 1;
     agreed_rc = (int)first_rc;
-    if (tentative && real_stderr) { /* rc is 0 here: this rank's text is said as in a vote */
-        fclose(stderr);
-        stderr = real_stderr;
-        real_stderr = NULL;
-        text = early;
-        len = early_len;
-        early = NULL;
-    }
+    if (tentative) take_early(&text, &len); /* rc is 0 here: said as in a vote */
     if (len && (rc == 0 || !said)) {
         fwrite(text, 1, len, stderr);
         if (rc != 0 && mpi_rank > 0)

@@ -927,6 +927,25 @@ static int save_net(const cfnet_network *net, const char *path, unsigned flags, 
     int fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0666);
     if (fd < 0 && errno == EEXIST && unlink(tmp) == 0)
         fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0666);
+    /* The file is locked (flock) until it is renamed, through lk, a duplicate that the close
+     * below leaves open: remove_stale_tmps leaves a locked file alone, so a live run elsewhere
+     * whose process id it cannot see (another machine of the same host name on a shared folder,
+     * another PID namespace) keeps its file. Should remove_stale_tmps have taken the file
+     * between its creation and the lock, the name no longer holds it: made again. */
+    int lk = -1;
+    for (int again = 0; fd >= 0 && again < 3; again++) {
+        struct stat a, b;
+        (void)flock(fd, LOCK_EX); /* waits only for a remove_stale_tmps that holds it */
+        if (fstat(fd, &a) == 0 && lstat(tmp, &b) == 0 && a.st_ino == b.st_ino &&
+            a.st_dev == b.st_dev)
+            break;
+        close(fd);
+        fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0666);
+    }
+    if (fd >= 0) {
+        (void)flock(fd, LOCK_EX | LOCK_NB);
+        lk = dup(fd);
+    }
     const char *step = fd < 0 ? "creating" : NULL;
     int err = fd < 0 ? errno : 0;
     if (fd >= 0) {
@@ -958,6 +977,7 @@ static int save_net(const cfnet_network *net, const char *path, unsigned flags, 
         }
         if (step) unlink(tmp);
     }
+    if (lk >= 0) close(lk);
     cfnet_free(buf);
     if (step) {
         tool_error("%s: cannot save: %s the temporary file %s failed: %s", path, step, tmp,
@@ -982,6 +1002,24 @@ static int save_net(const cfnet_network *net, const char *path, unsigned flags, 
  * job requeued again and again does not pile up files of the model's size. Only names of
  * exactly that pattern for this path and this host, of process ids that do not exist; a live
  * process's file (another run of the same model, or another user's) is left alone. */
+/* Removes full (st: its lstat) unless a live save_net holds it locked (see save_net). The lock
+ * is taken and held over the unlink, so that a save_net that locks after finds its name gone.
+ * A file system without locks, or a file that cannot be opened: the process id decides, as
+ * before. 0 when removed. */
+static int unlink_unlocked(const char *full, const struct stat *st)
+{
+    /* shared: it excludes save_net's lock all the same and needs only reading (over NFS too) */
+    int fd = open(full, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY | O_CLOEXEC);
+    if (fd < 0) return unlink(full);
+    struct stat fst;
+    int rc = -1;
+    if ((flock(fd, LOCK_SH | LOCK_NB) == 0 || errno != EWOULDBLOCK) && fstat(fd, &fst) == 0 &&
+        fst.st_ino == st->st_ino && fst.st_dev == st->st_dev) /* and not another file since */
+        rc = unlink(full);
+    close(fd);
+    return rc;
+}
+
 static void remove_stale_tmps(const char *path)
 {
     char host[256];
@@ -1008,7 +1046,7 @@ static void remove_stale_tmps(const char *path)
         char *full = path_join(dir, n);
         struct stat st;
         if (lstat(full, &st) == 0 && S_ISREG(st.st_mode) && (!probe || st.st_size == 0) &&
-            unlink(full) == 0 && !removed++)
+            unlink_unlocked(full, &st) == 0 && !removed++)
             first = xstrdup(full);
         free(full);
     }
