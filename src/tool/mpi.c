@@ -232,7 +232,10 @@ int tool_mpi_gather_text(const char *buf, size_t len, FILE *out)
     if (mpi_rank == 0) {
         /* rank 0's own rows are already in `out`; the others follow in rank order */
         size_t own = (size_t)counts[0];
-        if (total > own && fwrite(all + own, 1, total - own, out) != total - own) {
+        if (total > own && !out) { /* rank 0's stream could not be made (out of memory) */
+            tool_error("the other ranks' output: no stream to write it to");
+            rc = -1;
+        } else if (total > own && fwrite(all + own, 1, total - own, out) != total - own) {
             tool_error("writing the other ranks' rows: %s", strerror(errno));
             rc = -1;
         }
