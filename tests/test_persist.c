@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <signal.h>
+#include <sys/file.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -1374,6 +1375,90 @@ static void null_arguments_are_rejected(void **state)
     cfnet_network_free(net);
 }
 
+/* "<path>.tmp.<this process id>.<this host>", the name under which the library writes path's
+ * temporary file (heap string). */
+static char *own_temp_name(const char *path)
+{
+    char host[256];
+    assert_int_equal(gethostname(host, sizeof host), 0);
+    host[255] = '\0';
+    size_t n = strlen(path) + strlen(host) + 32;
+    char *tmp = malloc(n);
+    assert_non_null(tmp);
+    snprintf(tmp, n, "%s.tmp.%ld.%s", path, (long)getpid(), host);
+    return tmp;
+}
+
+/* The temporary file is "<name>.tmp.<pid>.<host>", so that a process killed while it saves
+ * leaves a file that a later program can tell to be stale and remove (cfnet train does): the
+ * failing write names it. It used to be "<name>.tmp.XXXXXX", which nobody could ever clean. */
+static void the_temporary_file_names_the_process_and_the_host(void **state)
+{
+    (void)state;
+    cfnet_network *big = make_cfnet_like(73);
+    char *path = out_path("named_tmp.safetensors"), *tmp = own_temp_name(path);
+    void *buf = NULL;
+    size_t size = 0;
+    CF_ASSERT_OK(cfnet_network_save_buffer(big, 0, &buf, &size));
+    struct rlimit keep, lim;
+    assert_int_equal(getrlimit(RLIMIT_FSIZE, &keep), 0);
+    lim = keep;
+    lim.rlim_cur = (rlim_t)(size / 2);
+    void (*prev)(int) = signal(SIGXFSZ, SIG_IGN);
+    assert_int_equal(setrlimit(RLIMIT_FSIZE, &lim), 0);
+    cfnet_status st = cfnet_network_save(big, path, 0);
+    assert_int_equal(setrlimit(RLIMIT_FSIZE, &keep), 0);
+    signal(SIGXFSZ, prev);
+    assert_int_equal(st, CFNET_E_IO);
+    const char *slash = strrchr(tmp, '/');
+    if (!strstr(cfnet_last_error(), slash ? slash + 1 : tmp))
+        fail_msg("the temporary file is not %s: %s", tmp, cfnet_last_error());
+    assert_int_equal(count_temp_files(), 0);
+    unlink(path);
+    cfnet_free(buf);
+    free(tmp);
+    free(path);
+    cfnet_network_free(big);
+}
+
+/* A file of the temporary file's name already there is one that an earlier process of the same
+ * id on this host left (ids are reused): replaced, and gone after the save. One that a live
+ * writer holds locked (another thread saving the same path, a process of the same id on a
+ * machine of the same name sharing the folder) is left alone, and the save still succeeds. */
+static void an_own_named_temporary_file_is_replaced_unless_locked(void **state)
+{
+    (void)state;
+    cfnet_network *net = make_tiny(74);
+    char *path = out_path("own_tmp.safetensors"), *tmp = own_temp_name(path);
+    write_file(tmp, "stale", 5);
+    CF_ASSERT_OK(cfnet_network_save(net, path, 0));
+    struct stat sb;
+    assert_int_not_equal(lstat(tmp, &sb), 0);
+    assert_int_equal(count_temp_files(), 0);
+
+    write_file(tmp, "live", 4);
+    int fd = open(tmp, O_RDONLY);
+    assert_true(fd >= 0);
+    assert_int_equal(flock(fd, LOCK_EX | LOCK_NB), 0);
+    CF_ASSERT_OK(cfnet_network_save(net, path, 0));
+    size_t n;
+    unsigned char *held = read_file(tmp, &n);
+    assert_int_equal(n, 4);
+    assert_memory_equal(held, "live", 4);
+    assert_int_equal(count_temp_files(), 1); /* only the locked one */
+    cfnet_network *back = NULL;
+    CF_ASSERT_OK(cfnet_network_load(path, &back));
+    assert_same_weights(net, back);
+    close(fd);
+    unlink(tmp);
+    unlink(path);
+    free(held);
+    free(tmp);
+    free(path);
+    cfnet_network_free(back);
+    cfnet_network_free(net);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1399,6 +1484,8 @@ int main(void)
         cmocka_unit_test(a_failed_save_leaves_the_previous_file_intact),
         cmocka_unit_test(a_save_failing_midway_leaves_the_previous_file_intact),
         cmocka_unit_test(saving_replaces_an_existing_file_with_the_usual_mode),
+        cmocka_unit_test(the_temporary_file_names_the_process_and_the_host),
+        cmocka_unit_test(an_own_named_temporary_file_is_replaced_unless_locked),
         cmocka_unit_test(every_kind_has_an_ops_table_named_like_the_kind),
         cmocka_unit_test(null_arguments_are_rejected),
     };

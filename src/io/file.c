@@ -96,56 +96,95 @@ static size_t name_max_for(const cf_allocator *a, const char *path, const char *
     return m > 0 ? (size_t)m : (size_t)NAME_MAX;
 }
 
+/* The temporary file's name: path with its file name shortened when the name plus `suffix`
+ * would exceed the directory's longest file name (a legal 250-byte name plus the suffix does),
+ * then `suffix`. A heap string, or NULL when out of memory. */
+static char *temp_name(const cf_allocator *a, const char *path, const char *slash,
+                       size_t name_max, const char *suffix)
+{
+    size_t plen = strlen(path), slen = strlen(suffix);
+    size_t base = slash ? plen - (size_t)(slash + 1 - path) : plen, keep = base;
+    if (keep + slen > name_max) keep = name_max > slen ? name_max - slen : 0;
+    size_t tlen = plen - base + keep;
+    char *tmp = cf_alloc(a, tlen + slen + 1);
+    if (!tmp) return NULL;
+    memcpy(tmp, path, tlen);
+    memcpy(tmp + tlen, suffix, slen + 1);
+    return tmp;
+}
+
 cfnet_status cf_file_write_atomic(const cf_allocator *a, const char *path,
                                   const unsigned char *buf, size_t size, const char *what)
 {
-    static const char suffix[] = ".tmp.XXXXXX";
     char ebuf[128];
-    size_t plen = strlen(path);
-    /* The temporary file is "<name>.tmp.XXXXXX" beside the target; when that would exceed the
-     * directory's longest file name (a legal 250-byte name plus the suffix does), the name
-     * part is shortened so that it fits. */
+    /* The temporary file is "<name>.tmp.<pid>.<host>" beside the target, locked (flock) until
+     * it is renamed: a process killed while it saves (kill -9, a cluster's time limit) leaves
+     * a file that says whose it was, so that a later program on this host can remove it once
+     * that process is gone, and a locked one never (see docs/format.md). Without a host name,
+     * with a suffix that leaves no room for a name, or with the name held by a live writer (a
+     * thread of this process saving the same path), it is "<name>.tmp.XXXXXX" (mkstemp). */
     const char *slash = strrchr(path, '/');
-    size_t base = slash ? plen - (size_t)(slash + 1 - path) : plen;
-    size_t name_max = name_max_for(a, path, slash), keep = base;
-    if (keep + sizeof suffix - 1 > name_max)
-        keep = name_max > sizeof suffix - 1 ? name_max - (sizeof suffix - 1) : 0;
-    size_t tlen = plen - base + keep;
-    char *tmp = cf_alloc(a, tlen + sizeof suffix);
-    CF_FAIL_IF(!tmp, CFNET_E_OUT_OF_MEMORY, "%s: out of memory", what);
-    memcpy(tmp, path, tlen);
-    memcpy(tmp + tlen, suffix, sizeof suffix);
-
-    int fd = cf_platform_temp_file(tmp, path);
+    size_t name_max = name_max_for(a, path, slash);
+    char host[256], suffix[300];
+    bool named = cf_platform_host_name(host, sizeof host) == 0;
+    if (named) snprintf(suffix, sizeof suffix, ".tmp.%ld.%s", (long)getpid(), host);
+    if (named && strlen(suffix) >= name_max) named = false;
+    char *tmp = NULL;
+    int fd = -1, err = 0;
+    if (named) {
+        tmp = temp_name(a, path, slash, name_max, suffix);
+        CF_FAIL_IF(!tmp, CFNET_E_OUT_OF_MEMORY, "%s: out of memory", what);
+        fd = cf_platform_temp_file_locked(tmp, path);
+        err = errno;
+        if (fd < 0 && err == EEXIST) {
+            cf_free(tmp);
+            tmp = NULL;
+            named = false;
+        }
+    }
+    if (!named) {
+        tmp = temp_name(a, path, slash, name_max, ".tmp.XXXXXX");
+        CF_FAIL_IF(!tmp, CFNET_E_OUT_OF_MEMORY, "%s: out of memory", what);
+        fd = cf_platform_temp_file(tmp, path);
+        err = errno;
+    }
     if (fd < 0) {
-        int err = errno;
         cf_free(tmp);
         return cf_error(CFNET_E_IO, "%s: cannot create a temporary file beside '%s': %s", what,
                         QP(path), errno_text(err, ebuf, sizeof ebuf));
     }
     const char *step = NULL;
-    int err = 0;
-    FILE *f = fdopen(fd, "wb");
-    if (!f) {
-        err = errno;
-        close(fd);
-        step = "opening";
-    } else {
-        if (size > 0 && fwrite(buf, 1, size, f) != size) step = "writing";
-        else if (fflush(f) != 0) step = "writing";
-        else if (fsync(fileno(f)) != 0) step = "syncing";
-        if (step) err = errno;
-        if (fclose(f) != 0 && !step) {
-            err = errno;
-            step = "closing";
+    err = 0;
+    const unsigned char *p = buf;
+    for (size_t left = size; left > 0 && !step;) {
+        size_t chunk = left > ((size_t)1 << 30) ? ((size_t)1 << 30) : left;
+        ssize_t w = write(fd, p, chunk);
+        if (w < 0 && errno == EINTR) continue;
+        if (w <= 0) {
+            err = w < 0 ? errno : ENOSPC;
+            step = "writing";
+        } else {
+            p += w;
+            left -= (size_t)w;
         }
+    }
+    if (!step && fsync(fd) != 0) {
+        err = errno;
+        step = "syncing";
+    }
+    /* the lock lasts through lk, a duplicate that the close below leaves open, until the rename */
+    int lk = named ? dup(fd) : -1;
+    if (close(fd) != 0 && !step) {
+        err = errno;
+        step = "closing";
     }
     if (!step && rename(tmp, path) != 0) {
         err = errno;
         step = "renaming";
     }
+    if (step) unlink(tmp);
+    if (lk >= 0) close(lk);
     if (step) {
-        unlink(tmp);
         cf_error(CFNET_E_IO, "%s: %s the temporary file '%s' for '%s' failed: %s", what, step,
                  QP(tmp), QP(path), errno_text(err, ebuf, sizeof ebuf));
         cf_free(tmp);

@@ -41,6 +41,17 @@
  * Failing to set the mode is not an error. Returns an open descriptor, or -1 with errno set. */
 int cf_platform_temp_file(char *tmpl, const char *replaces);
 
+/* Creates the file `name` (O_EXCL, 0666 less the umask, or the permission bits of `replaces`
+ * when that is an existing regular file) and locks it (flock, exclusive) without waiting; the
+ * lock lasts while a descriptor of it (or a dup) is open, so that a cleaner of stale temporary
+ * files leaves it alone. An existing file of that name is removed first unless it is locked.
+ * Returns an open descriptor, or -1 with errno set (EEXIST: a live writer holds the name). */
+int cf_platform_temp_file_locked(const char *name, const char *replaces);
+
+/* This host's name (gethostname) in buf: 0, or -1 when there is none, or it is empty or holds
+ * a '/' (unusable in a file name). */
+int cf_platform_host_name(char *buf, size_t size);
+
 /* Best effort: syncs directory `dir` so that a rename in it is durable. */
 void cf_platform_sync_dir(const char *dir);
 

@@ -873,12 +873,11 @@ static int still_ours(const tool_saved *f, const char *path, const char *model)
     return 0;
 }
 
-/* The model and the checkpoint are saved as cfnet_network_save does (a temporary file beside
- * the target, synced and renamed over it, keeping the target's permissions; a link at the
- * target is replaced), but under a temporary name that says which process on which host wrote
- * it, "<name>.tmp.<pid>.<host>", so that the next run can remove the one a killed run (kill -9,
- * a cluster's time limit or preemption) left: see remove_stale_tmps. A heap string, or NULL
- * when the name would be too long or the host has no name (then the library saves). */
+/* The model and the checkpoint are saved with cfnet_network_save: a temporary file beside the
+ * target, "<name>.tmp.<pid>.<host>", locked until it is synced and renamed over the target
+ * (which keeps its permissions; a link at the target is replaced). A run killed while it saves
+ * (kill -9, a cluster's time limit or preemption) leaves that file, which says which process on
+ * which host wrote it, so that the next run can remove it: see remove_stale_tmps. */
 static int tmp_host(char host[256])
 {
     if (gethostname(host, 256) != 0) return -1;
@@ -886,113 +885,13 @@ static int tmp_host(char host[256])
     return host[0] && !strchr(host, '/') ? 0 : -1;
 }
 
-static char *save_tmp_name(const char *path, long pid)
-{
-    char host[256];
-    if (tmp_host(host) != 0) return NULL;
-    const char *slash = strrchr(path, '/');
-    char *dir = path_dir(path);
-    long name_max = pathconf(dir, _PC_NAME_MAX);
-    free(dir);
-    if (name_max <= 0) name_max = NAME_MAX;
-    char *tmp = xasprintf("%s.tmp.%ld.%s", path, pid, host);
-    if ((long)strlen(slash ? tmp + (slash + 1 - path) : tmp) > name_max) {
-        free(tmp);
-        return NULL;
-    }
-    return tmp;
-}
-
 static int save_net(const cfnet_network *net, const char *path, unsigned flags, tool_saved *f)
 {
-    char *tmp = save_tmp_name(path, (long)getpid());
-    if (!tmp) {
-        cfnet_status st = cfnet_network_save(net, path, flags);
-        if (st != CFNET_OK) {
-            tool_error("%s: cannot save: %s: %s", path, cfnet_status_string(st), cfnet_last_error());
-            return -1;
-        }
-        tool_saved_note(f, path);
-        return 0;
-    }
-    void *buf = NULL;
-    size_t size = 0;
-    cfnet_status st = cfnet_network_save_buffer(net, flags, &buf, &size);
+    cfnet_status st = cfnet_network_save(net, path, flags);
     if (st != CFNET_OK) {
         tool_error("%s: cannot save: %s: %s", path, cfnet_status_string(st), cfnet_last_error());
-        free(tmp);
         return -1;
     }
-    /* a file of this name is one that this process id left on this host before: not live */
-    int fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0666);
-    if (fd < 0 && errno == EEXIST && unlink(tmp) == 0)
-        fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0666);
-    /* The file is locked (flock) until it is renamed, through lk, a duplicate that the close
-     * below leaves open: remove_stale_tmps leaves a locked file alone, so a live run elsewhere
-     * whose process id it cannot see (another machine of the same host name on a shared folder,
-     * another PID namespace) keeps its file. Should remove_stale_tmps have taken the file
-     * between its creation and the lock, the name no longer holds it: made again. */
-    int lk = -1;
-    for (int again = 0; fd >= 0 && again < 3; again++) {
-        struct stat a, b;
-        (void)flock(fd, LOCK_EX); /* waits only for a remove_stale_tmps that holds it */
-        if (fstat(fd, &a) == 0 && lstat(tmp, &b) == 0 && a.st_ino == b.st_ino &&
-            a.st_dev == b.st_dev)
-            break;
-        close(fd);
-        fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0666);
-    }
-    if (fd >= 0) {
-        (void)flock(fd, LOCK_EX | LOCK_NB);
-        lk = dup(fd);
-    }
-    const char *step = fd < 0 ? "creating" : NULL;
-    int err = fd < 0 ? errno : 0;
-    if (fd >= 0) {
-        struct stat pst;
-        if (stat(path, &pst) == 0 && S_ISREG(pst.st_mode)) (void)fchmod(fd, pst.st_mode & 0777);
-        const char *p = buf;
-        for (size_t left = size; left > 0 && !step;) {
-            ssize_t w = write(fd, p, left);
-            if (w < 0 && errno == EINTR) continue;
-            if (w <= 0) {
-                err = w < 0 ? errno : ENOSPC;
-                step = "writing";
-            } else {
-                p += w;
-                left -= (size_t)w;
-            }
-        }
-        if (!step && fsync(fd) != 0) {
-            err = errno;
-            step = "syncing";
-        }
-        if (close(fd) != 0 && !step) {
-            err = errno;
-            step = "closing";
-        }
-        if (!step && rename(tmp, path) != 0) {
-            err = errno;
-            step = "renaming";
-        }
-        if (step) unlink(tmp);
-    }
-    if (lk >= 0) close(lk);
-    cfnet_free(buf);
-    if (step) {
-        tool_error("%s: cannot save: %s the temporary file %s failed: %s", path, step, tmp,
-                   strerror(err));
-        free(tmp);
-        return -1;
-    }
-    free(tmp);
-    char *dir = path_dir(path);
-    int dfd = open(dir, O_RDONLY | O_CLOEXEC);
-    if (dfd >= 0) { /* the rename made durable (best effort) */
-        (void)fsync(dfd);
-        close(dfd);
-    }
-    free(dir);
     tool_saved_note(f, path);
     return 0;
 }
@@ -1020,6 +919,24 @@ static int unlink_unlocked(const char *full, const struct stat *st)
     return rc;
 }
 
+/* When n is the library's temporary name for a file name too long to take the suffix, the
+ * name shortened so that n has the directory's longest length, "<short>.tmp.<pid><suffix>" with
+ * <short> a beginning of prefix's name (prefix without its ".tmp."): where <pid> starts in n.
+ * Else NULL. */
+static const char *shortened_tmp(const char *n, const char *prefix, const char *suffix,
+                                 long name_max)
+{
+    size_t len = strlen(n), slen = strlen(suffix), base = strlen(prefix) - 5;
+    if (name_max <= 0 || len != (size_t)name_max || len <= slen ||
+        strcmp(n + len - slen, suffix) != 0)
+        return NULL;
+    size_t end = len - slen, start = end;
+    while (start > 0 && n[start - 1] >= '0' && n[start - 1] <= '9') start--;
+    if (start == end || start < 5 || strncmp(n + start - 5, ".tmp.", 5) != 0) return NULL;
+    size_t keep = start - 5;
+    return keep < base && strncmp(n, prefix, keep) == 0 ? n + start : NULL;
+}
+
 static void remove_stale_tmps(const char *path)
 {
     char host[256];
@@ -1031,9 +948,11 @@ static void remove_stale_tmps(const char *path)
     DIR *d = opendir(dir);
     int removed = 0;
     char *first = NULL;
+    long name_max = pathconf(dir, _PC_NAME_MAX);
     for (struct dirent *e; d && (e = readdir(d)) != NULL;) {
         const char *n = e->d_name, *q = n + plen;
-        if (strncmp(n, prefix, plen) != 0) continue;
+        if (strncmp(n, prefix, plen) != 0 && !(q = shortened_tmp(n, prefix, suffix, name_max)))
+            continue;
         size_t digits = strspn(q, "0123456789");
         if (digits == 0 || digits > 9 || q[0] == '0') continue;
         /* also the empty file with which check_writable tries the folder, "<name>.tmp.<pid>.<n>"
