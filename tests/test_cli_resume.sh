@@ -113,6 +113,21 @@ for f in "$k.tmp.$$.$host" "$k.tmp.$dead.otherhost" "$k.tmp.$dead.1" "$out/other
     test -e "$f" || fail "a file that is not a dead run's temporary file was removed: $f"
 done
 
+# a model name too long to take the suffix: the library shortens the name part of its temporary
+# file to the folder's longest name, and those are removed too
+nmax=$(getconf NAME_MAX "$out" 2>/dev/null || echo 255)
+if [ "$nmax" -ge 64 ] && [ "$nmax" -le 1024 ]; then
+    long="$(head -c $((nmax - 5 - 12)) /dev/zero | tr '\0' 'm').safetensors" # + ".last" fits
+    sfx=".tmp.$dead.$host"
+    short="$out/$(printf '%s' "$long" | head -c $((nmax - ${#sfx})))$sfx"
+    : >"$short"
+    # shellcheck disable=SC2086
+    expect 0 "removed 1 temporary file of .*safetensors " \
+        "$cfnet" train "$d/train" -o "$out/$long" --epochs 1 --width 4 --threads 2 --seed 3 --batch 8
+    test ! -e "$short" || fail "a dead run's shortened temporary file was left"
+    rm -f "$out/$long" "$out/${long%.safetensors}.last.safetensors"
+fi
+
 # ---- SIGKILL in the middle of a save (strace injects it at the Nth rename), then resume ----------
 if command -v strace >/dev/null 2>&1 && strace -o /dev/null -qq -e trace=none true 2>/dev/null; then
     for n in 1 2 3 4; do # the run of 3 epochs saves 4 times (the model twice)

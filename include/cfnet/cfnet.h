@@ -820,7 +820,9 @@ CFNET_API cfnet_status cfnet_network_prepare_image(const cfnet_network *net,
  *  optionally the training state) to `path`. The file is written to a temporary file beside it
  *  and renamed, so on any failure (CFNET_E_IO, with the system's reason) an existing file at
  *  `path` is left intact; the new file keeps the permissions of the file it replaces. A
- *  symbolic link at `path` is replaced by the file, not followed (docs/format.md). Unknown flags
+ *  symbolic link at `path` is replaced by the file, not followed. The temporary file is
+ *  `path.tmp.PID.HOST`, locked (flock) until the rename, so that one a process killed while
+ *  saving leaves can be told stale and removed (docs/format.md). Unknown flags
  *  give CFNET_E_INVALID_ARGUMENT; a network whose file would exceed the loader limits of its
  *  context (the defaults for a network created without one; user metadata counts as escaped
  *  JSON) gives CFNET_E_LIMIT. */
