@@ -61,31 +61,21 @@ void model_info_free(tool_model_info *info)
 }
 
 /* cfnet_network_prepare_image's reading of the metadata, tried on a one-pixel image padded
- * into a one-row batch: its refusal of the metadata (CFNET_E_FORMAT) as the model's error. */
+ * into a one-row batch (image_prepare_model): its refusal of the metadata (CFNET_E_FORMAT) as
+ * the model's error. */
 static int metadata_check_prepare(const cfnet_network *net, const char *path)
 {
     int64_t in[3];
     int nd = 0;
     cfnet_network_input_shape(net, &nd, in);
-    float *pixel = xcalloc((size_t)in[0], sizeof(float));
+    tool_image px = {(int)in[0], 1, 1, xcalloc((size_t)in[0], sizeof(float))};
     float *row = xcalloc((size_t)(in[0] * in[1] * in[2]), sizeof(float));
-    int64_t is[3] = {in[0], 1, 1}, bs[4] = {1, in[0], in[1], in[2]};
-    cfnet_tensor *ti = NULL, *tb = NULL;
-    cfnet_status st = cfnet_tensor_wrap_const(pixel, 3, is, &ti);
-    if (st == CFNET_OK) st = cfnet_tensor_wrap(row, 4, bs, &tb);
-    if (st == CFNET_OK) st = cfnet_network_prepare_image(net, ti, CFNET_PREPARE_PAD, tb, 0);
-    cfnet_tensor_free(ti);
-    cfnet_tensor_free(tb);
-    free(pixel);
+    char err[512];
+    int rc = image_prepare_model(net, &px, (int)in[1], 1, row, err, sizeof err);
+    free(px.data);
     free(row);
-    if (st != CFNET_OK) {
-        static const char prefix[] = "network_prepare_image: ";
-        const char *m = cfnet_last_error();
-        if (!strncmp(m, prefix, sizeof prefix - 1)) m += sizeof prefix - 1;
-        tool_error("%s: %s", path, m);
-        return -1;
-    }
-    return 0;
+    if (rc != 0) tool_error("%s: %s", path, err);
+    return rc;
 }
 
 int model_load_info(const cfnet_network *net, const char *path, tool_model_info *info)
