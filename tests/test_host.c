@@ -9,6 +9,7 @@
 #include "nn/network.h"
 
 #include <locale.h>
+#include <pthread.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -118,6 +119,116 @@ static void forked_child_uses_a_network_with_threads(void **state)
     cfnet_tensor_free(o);
 }
 
+/* A claim of the network (cf_net_guard) taken by a thread that then ends without releasing it:
+ * in the parent, a call still running; in a forked child, a claim no thread will release. */
+typedef struct holder {
+    cfnet_network *net;
+    bool write;
+    cf_net_guard g;
+} holder;
+
+static void *hold_claim(void *arg)
+{
+    holder *h = arg;
+    h->g = cf_net_guard_enter(h->net, h->write);
+    return NULL;
+}
+
+static void hold_in_thread(holder *h)
+{
+    pthread_t t;
+    if (pthread_create(&t, NULL, hold_claim, h) != 0) abort();
+    pthread_join(t, NULL);
+}
+
+/* 0, or the number of the check that failed: `st` is CFNET_E_STATE with a message that names
+ * the fork (fork = true) or another thread (fork = false). */
+static int refused(cfnet_status st, bool fork, int check)
+{
+    const char *m = cfnet_last_error();
+    if (st != CFNET_E_STATE) return check;
+    if (fork != (strstr(m, "this process was forked while a thread of its parent") != NULL))
+        return check + 1;
+    if (fork == (strstr(m, "in use by another thread") != NULL)) return check + 2;
+    return 0;
+}
+
+/* The child's part of forked_child_is_told_a_claim_came_through_fork. */
+static int claim_child_checks(cfnet_network *wnet, cfnet_network *rnet, cfnet_network *used,
+                              const cfnet_tensor *x, cfnet_tensor *o)
+{
+    int f;
+    /* held by a writer at the fork: every call refused, worded for the fork */
+    if ((f = refused(cfnet_network_infer(wnet, x, o), true, 1))) return f;
+    if ((f = refused(cfnet_network_set_option(wnet, CFNET_OPTION_THREADS, 1), true, 4))) return f;
+    if (!strstr(cfnet_last_error(), "every call that modifies it")) return 7;
+    /* held by a reader at the fork: reads run, modifications are refused */
+    if (cfnet_network_infer(rnet, x, o) != CFNET_OK) return 8;
+    if ((f = refused(cfnet_network_set_option(rnet, CFNET_OPTION_THREADS, 1), true, 9))) return f;
+    /* a network used in the parent, free at the fork, held by a thread of the child: the
+     * thread wording, as for a network created here */
+    holder h = {used, true, {0}};
+    hold_in_thread(&h);
+    if (!h.g.held) return 12;
+    if ((f = refused(cfnet_network_infer(used, x, o), false, 13))) return f;
+    cf_net_guard_leave(&h.g);
+    if (cfnet_network_infer(used, x, o) != CFNET_OK) return 16;
+    return 0;
+}
+
+/* docs/deploy.md: a network another thread of the parent was using at the fork stays in use in
+ * the child; its calls say so in those words, not as if a thread of the child were using it. */
+static void forked_child_is_told_a_claim_came_through_fork(void **state)
+{
+    (void)state;
+    if (UNDER_TSAN) skip(); /* ThreadSanitizer does not support threads after a fork */
+    cfnet_network *wnet = small_net(), *rnet = small_net(), *used = small_net();
+    int64_t xs[] = {NB, 1, S, S}, os[] = {NB, K};
+    tu_rng r = {9};
+    cfnet_tensor *x = tu_tensor(4, xs, &r), *o = tu_tensor(2, os, NULL);
+    CF_ASSERT_OK(cfnet_network_infer(used, x, o));
+    holder hw = {wnet, true, {0}}, hr = {rnet, false, {0}};
+    hold_in_thread(&hw);
+    hold_in_thread(&hr);
+    assert_true(hw.g.held && hr.g.held);
+    /* in the parent, the same claims are another thread's */
+    assert_int_equal(refused(cfnet_network_infer(wnet, x, o), false, 1), 0);
+    assert_int_equal(refused(cfnet_network_set_option(rnet, CFNET_OPTION_THREADS, 1), false, 1), 0);
+
+    int fds[2];
+    assert_int_equal(pipe(fds), 0);
+    fflush(NULL);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        close(fds[0]);
+        alarm(20);
+        int failed = claim_child_checks(wnet, rnet, used, x, o);
+        char c = (char)('A' + failed);
+        if (write(fds[1], &c, 1) != 1) _exit(2);
+        _exit(0);
+    }
+    close(fds[1]);
+    char c = 'x';
+    ssize_t got = read(fds[0], &c, 1);
+    close(fds[0]);
+    int status;
+    assert_int_equal(waitpid(pid, &status, 0), pid);
+    assert_int_equal(got, 1);
+    if (c != 'A') fprintf(stderr, "child failed check %d\n", c - 'A');
+    assert_int_equal(c, 'A');
+    /* the parent's claims end as calls do */
+    cf_net_guard_leave(&hw.g);
+    cf_net_guard_leave(&hr.g);
+    CF_ASSERT_OK(cfnet_network_infer(wnet, x, o));
+    CF_ASSERT_OK(cfnet_network_set_option(rnet, CFNET_OPTION_THREADS, 1));
+    cfnet_network_free(wnet);
+    cfnet_network_free(rnet);
+    cfnet_network_free(used);
+    cfnet_tensor_free(x);
+    cfnet_tensor_free(o);
+}
+
 /* Sets LC_ALL to a locale whose decimal separator is a comma: an installed one, else one
  * compiled with localedef into a temporary LOCPATH. False if neither works. */
 static bool comma_locale(char *dir, size_t size)
@@ -215,6 +326,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(forked_child_uses_a_network_with_threads),
+        cmocka_unit_test(forked_child_is_told_a_claim_came_through_fork),
         cmocka_unit_test(model_files_do_not_depend_on_the_locale),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

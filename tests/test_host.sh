@@ -221,6 +221,13 @@ for name, f in layouts.items():
     got = as_csv(ns["probs"], ns["classes"])
     assert got == want, (name, [(g, w) for g, w in zip(got, want) if g != w][:2])
     ns["net"].close()
+# no images (an empty list, an empty array): probs is 0 x K, not numpy's "need at least one
+# array to concatenate"
+for none in ([], np.zeros((0,) + raw[0].shape, np.uint16)):
+    ns = {"images": none}
+    exec(block.replace('"model.safetensors"', repr(d + "/model.safetensors")), ns)
+    assert ns["probs"].shape == (0, len(ns["classes"])), ns["probs"].shape
+    ns["net"].close()
 # and it can tell: other percentiles than the model's
 ns = {"images": raw}
 other = block.replace('"model.safetensors"', repr(d + "/model.safetensors")).replace(
@@ -229,5 +236,5 @@ assert other != block
 exec(other, ns)
 assert as_csv(ns["probs"], ns["classes"]) != want, "other percentiles give predict's CSV too"
 print("test_host: docs/deploy.md's Python host = cfnet predict's CSV for %d images as %s arrays; "
-      "other percentiles differ: ok" % (len(paths), ", ".join(layouts)))
+      "no images give 0 x K; other percentiles differ: ok" % (len(paths), ", ".join(layouts)))
 EOF_PY

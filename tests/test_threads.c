@@ -1,6 +1,7 @@
 /* Threads: the per-network thread count changes results only by rounding and keeps runs
  * reproducible; distinct networks train concurrently; one network serves inference to several
- * threads at once, also with worker threads of its own, with the bits of each call alone. */
+ * threads at once, also with worker threads of its own, with the bits of each call alone, and
+ * threads prepare images (cfnet_network_prepare_image) on it meanwhile, with the same bits. */
 #include "testutil.h"
 
 #include <math.h>
@@ -436,6 +437,113 @@ static void host_threads_share_a_network_with_workers_bit_identically(void **sta
     cfnet_network_free(net);
 }
 
+/* ---- preparing images from several threads while others run inference ---- */
+
+enum { PJOBS = 6, PN = 5, PROUNDS = 20 };
+static const int prep_hw[PN][2] = {{16, 16}, {23, 19}, {11, 16}, {30, 27}, {9, 13}};
+
+typedef struct prep_job {
+    cfnet_network *net;
+    const float *img[PN]; /* VC x H x W each, sizes prep_hw */
+    const float *x;       /* PN x VC x VS x VS: the batch of an inference-only job */
+    bool prepare;         /* prepare img into batch, then infer it; else infer x */
+    float batch[PN * VC * VS * VS];
+    float out[PN * VK];
+    cfnet_status st;
+    int64_t bad_round;    /* first round whose bits differ from ref (-1: none) */
+    const struct prep_job *ref;
+} prep_job;
+
+/* One round: the job's batch (prepared, or x) and its network output. */
+static cfnet_status prep_round(prep_job *j)
+{
+    int64_t bs[] = {PN, VC, VS, VS}, os[] = {PN, VK};
+    cfnet_tensor *b = NULL, *o = NULL, *im = NULL;
+    cfnet_status st = j->prepare ? cfnet_tensor_wrap(j->batch, 4, bs, &b)
+                                 : cfnet_tensor_wrap_const(j->x, 4, bs, &b);
+    for (int i = 0; j->prepare && st == CFNET_OK && i < PN; i++) {
+        int64_t is[] = {VC, prep_hw[i][0], prep_hw[i][1]};
+        st = cfnet_tensor_wrap_const(j->img[i], 3, is, &im);
+        if (st == CFNET_OK) st = cfnet_network_prepare_image(j->net, im, 0, b, i);
+        cfnet_tensor_free(im);
+        im = NULL;
+    }
+    if (st == CFNET_OK) st = cfnet_tensor_wrap(j->out, 2, os, &o);
+    if (st == CFNET_OK) st = cfnet_network_infer(j->net, b, o);
+    cfnet_tensor_free(b);
+    cfnet_tensor_free(o);
+    return st;
+}
+
+static void *prep_worker(void *arg)
+{
+    prep_job *j = arg;
+    j->bad_round = -1;
+    for (int r = 0; r < PROUNDS; r++) {
+        memset(j->batch, 0xff, sizeof j->batch); /* NaN: a row left unwritten would show */
+        memset(j->out, 0xff, sizeof j->out);
+        j->st = prep_round(j);
+        if (j->st != CFNET_OK) break;
+        if (j->bad_round < 0 && (memcmp(j->out, j->ref->out, sizeof j->out) != 0 ||
+                                 (j->prepare && memcmp(j->batch, j->ref->batch,
+                                                       sizeof j->batch) != 0)))
+            j->bad_round = r;
+    }
+    return NULL;
+}
+
+/* docs/deploy.md: a host's threads each prepare their own images (cfnet_network_prepare_image:
+ * percentiles, crops and pads) on one loaded model while other threads run inference on it, the
+ * network with worker threads of its own: every prepared batch and every output has the bits of
+ * the same calls made alone in one thread. */
+static void threads_prepare_and_infer_on_one_network_bit_identically(void **state)
+{
+    (void)state;
+    cfnet_network *net = NULL;
+    CF_ASSERT_OK(cfnet_network_create_classifier(CFNET_FAMILY_CFNET, VC, VS, VK, 6, 9, &net));
+    CF_ASSERT_OK(cfnet_network_set_metadata(net, "channels", "2"));
+    CF_ASSERT_OK(cfnet_network_set_metadata(net, "input_size", "16"));
+    CF_ASSERT_OK(cfnet_network_set_metadata(net, "pad", "1"));
+    CF_ASSERT_OK(cfnet_network_set_metadata(net, "normalization", "percentile 1 99.8"));
+    CF_ASSERT_OK(cfnet_network_set_option(net, CFNET_OPTION_THREADS, 3));
+    int nd = 0;
+    int64_t oshape[CFNET_MAX_DIMS];
+    CF_ASSERT_OK(cfnet_network_output_shape(net, &nd, oshape));
+    assert_int_equal(nd, 1);
+    assert_int_equal(oshape[0], VK);
+    static float imgs[PJOBS][PN][VC * 30 * 30];
+    static float xs[PJOBS][PN * VC * VS * VS];
+    static prep_job jobs[PJOBS], ref[PJOBS];
+    tu_rng r = {77};
+    for (int k = 0; k < PJOBS; k++) {
+        ref[k] = (prep_job){.net = net, .x = xs[k], .prepare = k % 3 != 2};
+        for (int i = 0; i < PN; i++) {
+            /* 16-bit-like values with a few bright outliers, so percentiles matter */
+            for (int v = 0; v < VC * prep_hw[i][0] * prep_hw[i][1]; v++)
+                imgs[k][i][v] = (float)(int)(tu_uniform(&r) * 4000.0) +
+                                (tu_uniform(&r) < 0.01 ? 60000.0f : 0.0f);
+            ref[k].img[i] = imgs[k][i];
+        }
+        tu_fill_normal(xs[k], PN * VC * VS * VS, &r);
+        CF_ASSERT_OK(prep_round(&ref[k])); /* alone, in this thread */
+        jobs[k] = ref[k];
+        jobs[k].ref = &ref[k];
+    }
+    /* the prepared values are the images' own (a test that could not tell would pass here) */
+    assert_memory_not_equal(ref[0].batch, ref[1].batch, sizeof ref[0].batch);
+    pthread_t tid[PJOBS];
+    for (int k = 0; k < PJOBS; k++)
+        assert_int_equal(pthread_create(&tid[k], NULL, prep_worker, &jobs[k]), 0);
+    for (int k = 0; k < PJOBS; k++) pthread_join(tid[k], NULL);
+    for (int k = 0; k < PJOBS; k++) {
+        CF_ASSERT_OK(jobs[k].st);
+        if (jobs[k].bad_round >= 0)
+            fail_msg("job %d (%s): round %lld differs from the single-threaded bits", k,
+                     jobs[k].prepare ? "prepare + infer" : "infer", (long long)jobs[k].bad_round);
+    }
+    cfnet_network_free(net);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -445,6 +553,7 @@ int main(void)
         cmocka_unit_test(concurrent_calls_run_or_are_refused_and_readers_share),
         cmocka_unit_test(export_is_not_refused_by_a_refused_writer),
         cmocka_unit_test(host_threads_share_a_network_with_workers_bit_identically),
+        cmocka_unit_test(threads_prepare_and_infer_on_one_network_bit_identically),
     };
     return cmocka_run_group_tests_name("threads", tests, NULL, NULL);
 }

@@ -50,7 +50,9 @@
  * loaded until the process ends (dlclose does not unload it), since the workers run its code.
  * A child created by fork() may use the networks it inherited: their workers stayed in the
  * parent, so its calls run on threads started for each call (same results) until it sets the
- * thread count again, which starts workers of its own.
+ * thread count again, which starts workers of its own. A network that a thread of the parent
+ * was using at the fork stays in use in the child: the calls that conflict with that use return
+ * CFNET_E_STATE, with a message that says the process was forked while it was in use.
  */
 #ifndef CFNET_CFNET_H
 #define CFNET_CFNET_H

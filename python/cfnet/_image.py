@@ -28,14 +28,15 @@ def shift(images, dy, dx):
 
 
 def normalize(images, low=0.1, high=99.9, inplace=False):
-    """Percentile stretch per image and channel of an N x C x H x W array: the ``low`` and
-    ``high`` percentiles map to 0 and 1, then clip to [0, 1] (defaults: the original CFNet
-    code's 0.1 and 99.9). Returns a new array, or, with inplace=True, modifies ``images``
-    (which must then be a C-contiguous float32 array) and returns it.
+    """Percentile stretch per image and channel of an N x C x H x W array, or of one
+    C x H x W image (as ``Network.prepare`` takes one): the ``low`` and ``high`` percentiles
+    map to 0 and 1, then clip to [0, 1] (defaults: the original CFNet code's 0.1 and 99.9).
+    Returns a new array of the shape given, or, with inplace=True, modifies ``images`` (which
+    must then be a C-contiguous float32 array) and returns it.
 
-    Axis 1 is the channel: move the channel axis of H x W x C images first
+    The channel is the axis before H and W: move the channel axis of H x W x C images first
     (``np.moveaxis(x, -1, -3)``); an N x H x W x C array is taken as H channels of W x C
-    planes, without an error. One C x H x W image: ``normalize(x[None])[0]``."""
+    planes, without an error."""
     if inplace:
         if not (isinstance(images, np.ndarray) and images.dtype == np.float32
                 and images.dtype.isnative and images.flags.c_contiguous
@@ -46,6 +47,10 @@ def normalize(images, low=0.1, high=99.9, inplace=False):
         require_numbers(images, "images")
         x = np.array(images, dtype=np.float32, order="C", copy=True)
     require_nonempty(x, "images")
+    if x.ndim == 3:  # one C x H x W image: a batch of one, through a view of the same memory
+        with Borrow(x.reshape((1,) + x.shape)) as tx:
+            _lib.load().call("cfnet_image_normalize", tx, float(low), float(high))
+        return x
     with Borrow(x) as tx:
         _lib.load().call("cfnet_image_normalize", tx, float(low), float(high))
     return x

@@ -216,6 +216,31 @@ def _layout_hint(shape, input_shape):
     return ""
 
 
+_FLOAT32_MAX = float(np.finfo(np.float32).max)
+
+
+def _prepare_input(image, what):
+    """One image for cfnet_network_prepare_image: a C-contiguous float32 array. A finite value
+    that float32 cannot hold (float64 beyond +-3.4e38) raises InvalidArgumentError saying so:
+    the cast would make it an infinity, which the library would report as one."""
+    a = image if isinstance(image, np.ndarray) else np.asarray(image)
+    with np.errstate(over="ignore"):  # numpy's overflow warning: the error below says more
+        x = require_nonempty(np.ascontiguousarray(a, dtype=np.float32), "image")
+    if a.dtype.kind == "f" and a.dtype.itemsize > 4 and not np.isfinite(x).all():
+        big = np.isinf(x) & np.isfinite(a)
+        if big.any():
+            idx = np.unravel_index(int(np.argmax(big)), a.shape)
+            from ._errors import InvalidArgumentError
+            where = ("channel %d at row %d, column %d" % tuple(int(v) + (k == 0) for k, v in
+                                                           enumerate(idx[-3:]))
+                     if a.ndim == 3 else "index %s" % (tuple(int(v) for v in idx),))
+            raise InvalidArgumentError(-1, "network_prepare_image: %s: %s is %r, beyond the "
+                                       "float32 range (+-%.7g) in which libcfnet computes; "
+                                       "scale the image first" % (what, where, float(a[idx]),
+                                                                  _FLOAT32_MAX))
+    return x
+
+
 def _using(method):
     """Runs a Network method inside ``_in_call``: a close() from another thread (or from a
     callback) while the method's C call runs only marks the network closed, and its memory is
@@ -496,6 +521,8 @@ class Network(Handle):
         C x H x W image (the network's input shape) becomes a batch of one. None for no images
         (0 x C x H x W): the caller returns an empty result. ``what`` names the C function."""
         a = x if isinstance(x, np.ndarray) else np.asarray(x)
+        if a.ndim == 1 and a.size == 0:  # [] or np.array([]): no images, as 0 x C x H x W
+            return None, False
         if a.ndim == 4 and a.shape[0] == 0:
             shape = self.input_shape
             if tuple(a.shape[1:]) == shape:
@@ -534,7 +561,9 @@ class Network(Handle):
         gives a C x S x S float32 array; a list or tuple of images (their sizes may differ) or
         an N x C x H x W array gives N x C x S x S, for probabilities(). ``pad=True`` zero-pads
         images smaller than S even when the model's "pad" is 0 (``predict --pad``); otherwise
-        they raise ShapeMismatchError, as predict refuses them."""
+        they raise ShapeMismatchError, as predict refuses them. No images ([], 0 x C x H x W)
+        give 0 x C x S x S. A finite value float32 cannot hold (float64 beyond +-3.4e38)
+        raises InvalidArgumentError naming it."""
         h = self._h()
         flags = PREPARE_PAD if pad else 0
         if isinstance(images, (list, tuple)):
@@ -542,6 +571,13 @@ class Network(Handle):
         else:
             require_numbers(images, "images")
             a = np.asarray(images)
+            if a.ndim == 1 and a.size == 0:  # np.array([]) of no images
+                a = a.reshape(0, self.input_shape[0], 0, 0)
+            if a.ndim == 4 and a.shape[0] == 0 and a.shape[1] != self.input_shape[0]:
+                from ._errors import ShapeMismatchError
+                raise ShapeMismatchError(-3, "network_prepare_image: input is %s, expected "
+                                         "N x %d x H x W" % ("x".join(map(str, a.shape)),
+                                                             self.input_shape[0]))
             if a.ndim not in (3, 4):
                 raise ValueError("images must be one C x H x W image, a list of them or an "
                                  "N x C x H x W array, not shape %s" % (a.shape,))
@@ -554,7 +590,7 @@ class Network(Handle):
         with Borrow(out) as to:
             for i, im in enumerate(seq):
                 require_numbers(im, "images[%d]" % i)
-                x = require_nonempty(np.ascontiguousarray(im, dtype=np.float32), "image")
+                x = _prepare_input(im, "image" if single else "images[%d]" % i)
                 with Borrow(x) as tx:
                     lib.call("cfnet_network_prepare_image", h, tx, flags, to, i)
         return out[0] if single else out
@@ -562,7 +598,7 @@ class Network(Handle):
     @_using
     def infer(self, x):
         """Read-only inference: the network output for x (N x <output shape>); for a single
-        C x H x W image, the output without the batch axis; for no images (0 x C x H x W), an
+        C x H x W image, the output without the batch axis; for no images (0 x C x H x W or []), an
         empty array. Ctrl-C (SIGINT) in the main thread stops it at the next layer or part of
         the batch (libcfnet's interrupt callback) and raises KeyboardInterrupt; so it does in
         probabilities, predict, evaluate and invariance."""

@@ -94,6 +94,12 @@ def as_labels(labels, n=None, what="labels"):
     lab = labels if isinstance(labels, np.ndarray) else np.asarray(labels)
     if lab.size == 0 and lab.dtype.kind == "f" and not isinstance(labels, np.ndarray):
         lab = lab.astype(np.int32)  # [] converts to float64
+    if lab.dtype.kind in "US" or (lab.dtype.kind == "O" and lab.size
+                                  and all(isinstance(v, (str, bytes)) for v in lab.flat)):
+        raise TypeError("%s must be integer class indices 0 .. K-1, not strings (dtype %s): "
+                        "for class names, classes, idx = np.unique(labels, "
+                        "return_inverse=True) gives the indices idx to pass, and classes[i] "
+                        "names class i" % (what, lab.dtype))
     if lab.dtype.kind not in "iu":
         raise TypeError("%s must be an integer array, not dtype %s (convert explicitly, e.g. "
                         "labels.astype(np.int32), if the values are whole numbers)"

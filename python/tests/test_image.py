@@ -46,6 +46,17 @@ class ImageTest(LeakCheckedTestCase):
             cfnet.normalize(bad, inplace=True)
         self.assertIn("image 1, channel 2", cm.exception.message)
 
+    def test_normalize_takes_one_image_as_prepare_does(self):
+        # It raised ShapeMismatchError for C x H x W, which Network.prepare and infer accept.
+        one = self.x[1].copy()
+        want = cfnet.normalize(self.x, 5, 95)[1]
+        out = cfnet.normalize(one, 5, 95)
+        self.assertEqual(out.shape, one.shape)
+        np.testing.assert_array_equal(out, want)
+        np.testing.assert_array_equal(cfnet.normalize(one.astype(np.float64), 5, 95), want)
+        self.assertIs(cfnet.normalize(one, 5, 95, inplace=True), one)
+        np.testing.assert_array_equal(one, want)
+
     def test_errors(self):
         with self.assertRaises(cfnet.ShapeMismatchError):
             cfnet.rotate(np.zeros((2, 3, 4), np.float32), 90)

@@ -77,6 +77,16 @@ class LabelTest(LeakCheckedTestCase):
         self.assert_refused(np.array([True, False, True, False]), TypeError, "integer")
         self.assert_refused("0120", TypeError, "integer")
 
+    def test_class_names_get_a_hint_that_suits_them(self):
+        # The hint was labels.astype(np.int32), which fails on class names.
+        names = np.array(["cat", "dog", "cat", "owl"])
+        for labels in (names, list(names), names.astype(object), names.astype("S3")):
+            self.assert_refused(labels, TypeError, r"not strings .*np\.unique\(labels, "
+                                r"return_inverse=True\)")
+        classes, idx = np.unique(names, return_inverse=True)  # the hint works as written
+        self.assertEqual(list(classes), ["cat", "dog", "owl"])
+        self.net.evaluate(self.x, idx)
+
     def test_two_dimensional_labels_are_not_flattened(self):
         self.assert_refused(np.array([[0, 1], [2, 0]]), ValueError, "1-D")
 
@@ -274,6 +284,16 @@ class EmptyBatchTest(LeakCheckedTestCase):
             self.assertEqual(net.probabilities(none).shape, (0, 3))
             p = net.predict(none)
             self.assertEqual((p.shape, p.dtype), ((0,), np.int32))
+
+    def test_an_empty_list_is_no_images(self):
+        # [] and np.array([]) (shape (0,)) raised "images is empty"; docs/deploy.md's batched
+        # loop hands them on for no images.
+        with small_cfnet() as net:
+            for none in ([], (), np.array([])):
+                self.assertEqual(net.infer(none).shape, (0, 3))
+                self.assertEqual(net.probabilities(none).shape, (0, 3))
+                p = net.predict(none)
+                self.assertEqual((p.shape, p.dtype), ((0,), np.int32))
 
     def test_no_images_of_another_shape_is_a_shape_mismatch(self):
         # It was "images is empty ...: libcfnet needs at least one element along every axis",

@@ -55,6 +55,38 @@ class PrepareTest(unittest.TestCase):
             self.assertEqual(net.prepare(np.stack([ims[2], ims[2]])).shape, (2, 2, 16, 16))
             self.assertEqual(net.probabilities(batch).shape, (3, 3))
 
+    def test_no_images(self):
+        with model() as net:
+            for none in ([], (), np.array([]), np.zeros((0, 2, 5, 7), np.uint16)):
+                got = net.prepare(none)
+                self.assertEqual((got.shape, got.dtype), ((0, 2, 16, 16), np.float32))
+                self.assertEqual(net.probabilities(got).shape, (0, 3))
+                if not isinstance(none, np.ndarray) or none.ndim == 1:
+                    self.assertEqual(net.predict(none).shape, (0,))
+            with self.assertRaisesRegex(cfnet.ShapeMismatchError, "0x3x16x16, expected N x 2 x H x W"):
+                net.prepare(np.zeros((0, 3, 16, 16)))
+
+    def test_values_beyond_float32_are_named_so(self):
+        # They became infinities in the cast to float32, reported as "contains an infinity".
+        with model() as net:
+            im = np.ones((2, 16, 16))
+            im[1, 3, 4] = 1e39
+            with warnings.catch_warnings():
+                warnings.simplefilter("error")   # and numpy's overflow warning is not shown
+                for images, what in ((im, "image"), ([np.ones((2, 20, 20)), im], "images[1]")):
+                    with self.assertRaises(cfnet.InvalidArgumentError) as e:
+                        net.prepare(images)
+                    msg = str(e.exception)
+                    self.assertIn("%s: channel 2 at row 3, column 4 is 1e+39, beyond the "
+                                  "float32 range" % what, msg)
+                    self.assertNotIn("infinity", msg)
+                im[1, 3, 4] = -1e300
+                with self.assertRaisesRegex(cfnet.InvalidArgumentError, r"-1e\+300, beyond"):
+                    net.prepare(im[None])
+                im[1, 3, 4] = np.inf            # a true infinity is still called one
+                with self.assertRaisesRegex(cfnet.InvalidArgumentError, "an infinity"):
+                    net.prepare(im)
+
     def test_scale_model(self):
         with model(norm="scale 0.5") as net:
             im = np.arange(2 * 18 * 20, dtype=np.float32).reshape(2, 18, 20)

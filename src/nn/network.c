@@ -892,28 +892,41 @@ cf_net_guard cf_net_guard_enter(const cfnet_network *cnet, bool write)
 {
     /* The counters are the only fields read-only calls write; the network itself is not
      * const-allocated, so the cast is sound. */
-    cf_net_guard g = {(cfnet_network *)cnet, write, true, false};
+    cf_net_guard g = {(cfnet_network *)cnet, write, true, false, false};
     cfnet_network *net = g.net;
     if (!net) return g;
     uintptr_t me = this_thread();
+    /* A thread that finds the network free records the process's fork generation before its
+     * claim becomes visible, so a refused call that sees another generation was refused by a
+     * claim from before a fork(), which no thread of this process will release. (A claim
+     * inherited through fork() keeps the network from ever looking free here.) */
+    uint64_t gen = cf_platform_fork_generation();
     if (write) {
+        if (atomic_load(&net->writer) == 0 && atomic_load(&net->readers) == 0)
+            atomic_store(&net->claim_gen, gen);
         uintptr_t none = 0;
         if (!atomic_compare_exchange_strong(&net->writer, &none, me)) {
             g.held = false; /* another writer, or this thread re-entering from a callback */
             g.reentered = none == me;
+            g.forked = !g.reentered && atomic_load(&net->claim_gen) != gen;
             return g;
         }
         if (atomic_load(&net->readers) != 0) { /* seq_cst pairs with the reader's order */
             atomic_store(&net->writer, 0);
             g.held = false;
+            g.forked = atomic_load(&net->claim_gen) != gen;
         }
         return g;
     }
-    atomic_fetch_add(&net->readers, 1);
+    unsigned r = atomic_load(&net->readers);
+    do {
+        if (r == 0 && atomic_load(&net->writer) == 0) atomic_store(&net->claim_gen, gen);
+    } while (!atomic_compare_exchange_weak(&net->readers, &r, r + 1));
     uintptr_t w = atomic_load(&net->writer);
     if (w != 0 && w != me) {
         atomic_fetch_sub(&net->readers, 1);
         g.held = false;
+        g.forked = atomic_load(&net->claim_gen) != gen;
     }
     return g;
 }

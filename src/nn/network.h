@@ -85,7 +85,11 @@ struct cfnet_network {
     /* In-use flag (see CF_NET_GUARD): the thread that is modifying the network (0: none) and
      * the number of read-only calls running. */
     _Atomic uintptr_t writer;
-    _Atomic unsigned readers;   /* slots created (zeroed) and not yet used by a successful step */
+    _Atomic unsigned readers;
+    /* cf_platform_fork_generation() of the process whose thread last claimed the network when
+     * it was free: another value than the current one in a refused call means the claim was
+     * inherited through fork() from a thread that does not exist in this process. */
+    _Atomic uint64_t claim_gen;   /* slots created (zeroed) and not yet used by a successful step */
 
     /* Training buffers, sized for `train_n` samples. */
     int64_t train_n;
@@ -141,6 +145,7 @@ typedef struct cf_net_guard {
     cfnet_network *net;
     bool write, held;
     bool reentered; /* not held because this thread already modifies it (a callback) */
+    bool forked;    /* not held because of a claim inherited through fork() (claim_gen) */
 } cf_net_guard;
 cf_net_guard cf_net_guard_enter(const cfnet_network *net, bool write);
 void cf_net_guard_leave(cf_net_guard *g);
@@ -151,6 +156,13 @@ void cf_net_guard_leave(cf_net_guard *g);
                "%s: called from inside a call that is training this network (a progress "   \
                "callback or sum hook); it cannot be modified until that call returns; "      \
                "nothing was done", (what));                                                   \
+    CF_FAIL_IF(!cf_guard_.held && cf_guard_.forked, CFNET_E_STATE,                           \
+               "%s: this process was forked while a thread of its parent was using the "     \
+               "network; that thread does not exist here, so this copy stays in use and %s "  \
+               "(load the model again in the child, or fork while no call runs on the "      \
+               "network); nothing was done",                                                  \
+               (what), (write) ? "every call that modifies it is refused"                    \
+                               : "every call on it is refused");                              \
     CF_FAIL_IF(!cf_guard_.held, CFNET_E_STATE,                                                \
                "%s: the network is in use by another thread (%s); nothing was done", (what), \
                (write) ? "a network is modified (trained, appended to, configured) by one "   \

@@ -603,11 +603,12 @@ end
 """Images prepared for a model trained by the `cfnet` command exactly as `cfnet predict` prepares
 them (cfnet_network_prepare_image, from the model's metadata: the normalisation over the whole
 image, then the centre S x S crop or zero pad): a vector of images of size (W, H, C), the values
-as stored, gives (S, S, C, N) Float32 for `probabilities`. `pad = true` zero-pads images smaller
-than S even when the model's "pad" is 0 (`predict --pad`)."""
+as stored, gives (S, S, C, N) Float32 for `probabilities` (no images: (S, S, C, 0)). `pad = true`
+zero-pads images smaller than S even when the model's "pad" is 0 (`predict --pad`)."""
 function prepare(net::Network, images::AbstractVector; pad::Bool=false)
     c, s, _ = input_shape(net)
     out = zeros(Float32, s, s, c, length(images))
+    isempty(images) && return out  # (S, S, C, 0): libcfnet wraps no tensor with an empty axis
     with_tensors(out) do tout
         for (i, im) in enumerate(images)
             with_tensors(im) do ti
