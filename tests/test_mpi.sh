@@ -354,6 +354,29 @@ if [ -x "$tool" ] && ldd "$tool" | grep -qi mpi; then
     expect nodata1 1 "nodata: no such file or directory" 1
     expect nodata1 1 "the message above is rank 1's of 3" 1
     [ ! -e "$t/u.cfnet" ] || { echo "test_mpi: a run that did not start wrote a model"; exit 1; }
+    # --resume auto with MODEL's folder not shared (here: another -o on rank 1, whose folder
+    # holds no checkpoint) and a checkpoint of 3 epochs on rank 0: every rank stops before
+    # training with one message from rank 0, when the run is to go on to 5 epochs (rank 1
+    # started afresh beside rank 0 and the ranks disagreed "on --batch") and when it is
+    # complete (rank 0 ended as complete while rank 1 went on and waited for it: a hang); a
+    # folder every rank shares: the complete run is said once, status 0
+    mkdir -p "$t/ra" "$t/rb"
+    cp "$t/res.cfnet.last.safetensors" "$t/ra/m.cfnet.last.safetensors"
+    for ep in 5 3; do
+        timeout 60 mpirun --allow-run-as-root --oversubscribe -np 2 sh -c \
+            'o=$1; [ "$OMPI_COMM_WORLD_RANK" = 1 ] && o=$2; shift 2; exec "$@" -o "$o"' sh \
+            "$t/ra/m.cfnet" "$t/rb/m.cfnet" "$tool" train "$t/d/train" --threads 1 -q \
+            --resume auto --epochs $ep >"$t/ra$ep.log" 2>&1
+        rc=$?
+        expect ra$ep 1 "resume auto: the MPI ranks do not see the same checkpoint .*ra/m.cfnet.last.safetensors (rank 0 finds one with 3 epochs done)" 1
+        expect ra$ep 1 "MPI_ABORT" 0
+        cmp "$t/res.cfnet.last.safetensors" "$t/ra/m.cfnet.last.safetensors" ||
+            { echo "test_mpi: the refused --resume auto changed the checkpoint"; exit 1; }
+        [ -z "$(ls "$t/rb")" ] || { ls "$t/rb"; echo "test_mpi: the refused --resume auto wrote"; exit 1; }
+    done
+    mr 2 train "$t/d/train" --threads 1 --resume auto --epochs 3 -o "$t/ra/m.cfnet" >"$t/rauto.log" 2>&1
+    rc=$?
+    expect rauto 0 "the run is complete" 1
     # an unreadable training image, met by one rank: its message, the job ended, no model
     mkdir -p "$t/bad"
     cp -r "$t/d/train/class00" "$t/d/train/class01" "$t/d/train/class02" "$t/bad/"
