@@ -607,6 +607,14 @@ if [ -x "$tool" ] && ldd "$tool" | grep -qi mpi; then
         mr $np $ev --json >"$e/j$np.txt" 2>/dev/null
         cmp "$e/j1.txt" "$e/j$np.txt" || { echo "test_mpi: eval --json on $np ranks differs"; exit 1; }
     done
+    # the mean loss is rank 0's sum and then every other rank's terms added one by one in
+    # input order, the additions of one process: 90 images on 3 ranks, where adding each
+    # rank's own sum instead changes metrics.json's mean_loss in its 16th digit
+    "$tool" eval "$t/plain.cfnet" "$t/d/train" --threads 1 --batch 2 --json -q >"$e/l1.txt"
+    for np in 2 3; do
+        mr $np eval "$t/plain.cfnet" "$t/d/train" --threads 1 --batch 2 --json -q >"$e/l$np.txt"
+        cmp "$e/l1.txt" "$e/l$np.txt" || { echo "test_mpi: eval's mean loss on $np ranks differs"; exit 1; }
+    done
     mkdir -p "$e/two/a" "$e/two/b"
     cp "$c/d/test/class00/0000.tif" "$e/two/a/"
     cp "$c/d/test/class01/0001.tif" "$e/two/b/"
