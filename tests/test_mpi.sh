@@ -9,9 +9,10 @@
 #  - the same from Python with mpi4py (examples/python/mpi_train.py);
 #  - a rank killed mid-training ends the job with an error within the timeout, and rank 0's
 #    last checkpoint loads and trains on;
-#  - the command: `mpirun -np N cfnet predict` writes the 1-process CSV; `mpirun -np N cfnet
-#    train` gives the 1-process weights (within 1e-5 relative), with validation summed over
-#    ranks, the log written once, and --resume on another rank count.
+#  - the command: `mpirun -np N cfnet predict` writes the 1-process CSV, `mpirun -np N cfnet
+#    eval` the 1-process report; `mpirun -np N cfnet train` gives the 1-process weights
+#    (within 1e-5 relative), with validation summed over ranks, the log written once, and
+#    --resume on another rank count.
 # Skipped, with the reason, when mpirun or mpicc is absent (scripts/install-deps installs
 # openmpi-bin and libopenmpi-dev).
 set -eu
@@ -353,6 +354,29 @@ if [ -x "$tool" ] && ldd "$tool" | grep -qi mpi; then
     expect nodata1 1 "nodata: no such file or directory" 1
     expect nodata1 1 "the message above is rank 1's of 3" 1
     [ ! -e "$t/u.cfnet" ] || { echo "test_mpi: a run that did not start wrote a model"; exit 1; }
+    # --resume auto with MODEL's folder not shared (here: another -o on rank 1, whose folder
+    # holds no checkpoint) and a checkpoint of 3 epochs on rank 0: every rank stops before
+    # training with one message from rank 0, when the run is to go on to 5 epochs (rank 1
+    # started afresh beside rank 0 and the ranks disagreed "on --batch") and when it is
+    # complete (rank 0 ended as complete while rank 1 went on and waited for it: a hang); a
+    # folder every rank shares: the complete run is said once, status 0
+    mkdir -p "$t/ra" "$t/rb"
+    cp "$t/res.cfnet.last.safetensors" "$t/ra/m.cfnet.last.safetensors"
+    for ep in 5 3; do
+        timeout 60 mpirun --allow-run-as-root --oversubscribe -np 2 sh -c \
+            'o=$1; [ "$OMPI_COMM_WORLD_RANK" = 1 ] && o=$2; shift 2; exec "$@" -o "$o"' sh \
+            "$t/ra/m.cfnet" "$t/rb/m.cfnet" "$tool" train "$t/d/train" --threads 1 -q \
+            --resume auto --epochs $ep >"$t/ra$ep.log" 2>&1
+        rc=$?
+        expect ra$ep 1 "resume auto: the MPI ranks do not see the same checkpoint .*ra/m.cfnet.last.safetensors (rank 0 finds one with 3 epochs done)" 1
+        expect ra$ep 1 "MPI_ABORT" 0
+        cmp "$t/res.cfnet.last.safetensors" "$t/ra/m.cfnet.last.safetensors" ||
+            { echo "test_mpi: the refused --resume auto changed the checkpoint"; exit 1; }
+        [ -z "$(ls "$t/rb")" ] || { ls "$t/rb"; echo "test_mpi: the refused --resume auto wrote"; exit 1; }
+    done
+    mr 2 train "$t/d/train" --threads 1 --resume auto --epochs 3 -o "$t/ra/m.cfnet" >"$t/rauto.log" 2>&1
+    rc=$?
+    expect rauto 0 "the run is complete" 1
     # an unreadable training image, met by one rank: its message, the job ended, no model
     mkdir -p "$t/bad"
     cp -r "$t/d/train/class00" "$t/d/train/class01" "$t/d/train/class02" "$t/bad/"
@@ -554,6 +578,94 @@ if [ -x "$tool" ] && ldd "$tool" | grep -qi mpi; then
     rc=$?
     expect two 0 "error" 0
     cmp "$c/two1.csv" "$c/two3.csv" || { echo "test_mpi: predict of 2 images on 3 ranks differs"; exit 1; }
+    # `mpirun -np N cfnet eval`: every rank classifies its share (whole inference batches),
+    # rank 0 prints the report of one process from the summed counts: the text report, --json
+    # and the four --out files byte-identical on 1, 2 and 3 ranks, with --skip-bad (bad images
+    # in every rank's share of 2 and of 3; the warnings of one process, once, in input order)
+    # and with more ranks than images
+    e="$c/ev"
+    rm -rf "$e"
+    mkdir -p "$e"
+    cp -r "$c/d/test" "$e/data"
+    for f in class00/0000_bad class01/0002_bad class02/zz_bad; do echo junk >"$e/data/$f.tif"; done
+    ev="eval $c/m.cfnet $e/data --threads 1 --batch 2 --skip-bad"
+    "$tool" $ev --out "$e/o1" >"$e/r1.txt" 2>"$t/ev1.log"
+    "$tool" $ev --json >"$e/j1.txt" 2>/dev/null
+    grep "warning:" "$t/ev1.log" >"$t/ev1.warn"
+    [ "$(grep -c "(skipped)" "$t/ev1.warn")" = 3 ] || { cat "$t/ev1.log"; echo "test_mpi: eval --skip-bad"; exit 1; }
+    for np in 2 3; do
+        mr $np $ev --out "$e/o$np" >"$e/r$np.txt" 2>"$t/ev$np.log"
+        rc=$?
+        expect ev$np 0 "skipped 3 unreadable" 1
+        grep "warning:" "$t/ev$np.log" >"$t/ev$np.warn" || true
+        cmp "$t/ev1.warn" "$t/ev$np.warn" ||
+            { cat "$t/ev$np.log"; echo "test_mpi: eval --skip-bad on $np ranks: warnings differ"; exit 1; }
+        cmp "$e/r1.txt" "$e/r$np.txt" || { echo "test_mpi: eval's report on $np ranks differs"; exit 1; }
+        for f in metrics.json confusion.csv confusion.svg predictions.csv; do
+            cmp "$e/o1/$f" "$e/o$np/$f" || { echo "test_mpi: eval --out's $f on $np ranks differs"; exit 1; }
+        done
+        mr $np $ev --json >"$e/j$np.txt" 2>/dev/null
+        cmp "$e/j1.txt" "$e/j$np.txt" || { echo "test_mpi: eval --json on $np ranks differs"; exit 1; }
+    done
+    # the mean loss is rank 0's sum and then every other rank's terms added one by one in
+    # input order, the additions of one process: 90 images on 3 ranks, where adding each
+    # rank's own sum instead changes metrics.json's mean_loss in its 16th digit
+    "$tool" eval "$t/plain.cfnet" "$t/d/train" --threads 1 --batch 2 --json -q >"$e/l1.txt"
+    for np in 2 3; do
+        mr $np eval "$t/plain.cfnet" "$t/d/train" --threads 1 --batch 2 --json -q >"$e/l$np.txt"
+        cmp "$e/l1.txt" "$e/l$np.txt" || { echo "test_mpi: eval's mean loss on $np ranks differs"; exit 1; }
+    done
+    mkdir -p "$e/two/a" "$e/two/b"
+    cp "$c/d/test/class00/0000.tif" "$e/two/a/"
+    cp "$c/d/test/class01/0001.tif" "$e/two/b/"
+    "$tool" train "$e/two" -o "$e/two.cfnet" --epochs 1 --width 4 --threads 1 --val 0 -q
+    "$tool" eval "$e/two.cfnet" "$e/two" --threads 1 --batch 1 --json >"$e/two1.txt"
+    mr 3 eval "$e/two.cfnet" "$e/two" --threads 1 --batch 1 --json >"$e/two3.txt" 2>"$t/evtwo.log"
+    rc=$?
+    expect evtwo 0 "error" 0
+    cmp "$e/two1.txt" "$e/two3.txt" || { echo "test_mpi: eval of 2 images on 3 ranks differs"; exit 1; }
+    # a bad image without --skip-bad in rank 1's share: every rank ends with status 1 (no hang,
+    # no abort), naming the file and the rank, and rank 0 leaves no --out folder
+    cp -r "$c/d/test" "$e/bad1"
+    echo junk >"$e/bad1/class02/zz_bad.tif"
+    mr 2 eval "$c/m.cfnet" "$e/bad1" --threads 1 --batch 2 -q --out "$e/bad" >"$t/evbad.log" 2>&1
+    rc=$?
+    expect evbad 1 "zz_bad.tif: not a TIFF or PNG file" 1
+    expect evbad 1 "rank 1 of 2 could not classify its share of the images" 1
+    expect evbad 1 "MPI_ABORT" 0
+    [ ! -e "$e/bad" ] || { echo "test_mpi: a failed eval left its --out folder"; exit 1; }
+    # settings given to rank 0 only: refused once by rank 0, before any image is read (another
+    # --batch or --skip-bad would count images twice or leave a rank waiting in a gather)
+    EXTRA="--batch 3" timeout 60 mpirun --allow-run-as-root --oversubscribe -x EXTRA -np 2 \
+        "$t/rank0.sh" "$tool" $ev -q >"$t/evb.log" 2>&1
+    rc=$?
+    expect evb 1 "the MPI ranks disagree on --batch" 1
+    EXTRA="--out $e/only0" timeout 60 mpirun --allow-run-as-root --oversubscribe -x EXTRA -np 2 \
+        "$t/rank0.sh" "$tool" $ev -q >"$t/evo.log" 2>&1
+    rc=$?
+    expect evo 1 "the MPI ranks disagree on --out" 1
+    [ ! -e "$e/only0" ] || { echo "test_mpi: a refused eval left its --out folder"; exit 1; }
+    EXTRA="--skip-bad" timeout 60 mpirun --allow-run-as-root --oversubscribe -x EXTRA -np 2 \
+        "$t/rank0.sh" "$tool" eval "$c/m.cfnet" "$e/data" --threads 1 --batch 2 -q >"$t/evs.log" 2>&1
+    rc=$?
+    expect evs 1 "the MPI ranks disagree on --skip-bad" 1
+    # (predict too: with --skip-bad on rank 0 alone and the bad image in its share, rank 0
+    # waited in the gather of the warnings, the others elsewhere: a hang)
+    EXTRA="--skip-bad" timeout 60 mpirun --allow-run-as-root --oversubscribe -x EXTRA -np 2 \
+        "$t/rank0.sh" "$tool" predict "$c/m.cfnet" "$e/data/class00" -o "$e/ps.csv" --threads 1 \
+        --batch 2 -q >"$t/evps.log" 2>&1
+    rc=$?
+    expect evps 1 "the MPI ranks disagree on --skip-bad" 1
+    # rank 1 alone given a DATA that does not exist: its message, once
+    timeout 60 mpirun --allow-run-as-root --oversubscribe -np 3 sh -c \
+        'd=$1; [ "$OMPI_COMM_WORLD_RANK" = 1 ] && d=$2; shift 2; exec "$@" "$d"' sh \
+        "$e/data" "$t/nodata" "$tool" eval --threads 1 -q --skip-bad "$c/m.cfnet" >"$t/evnd.log" 2>&1
+    rc=$?
+    expect evnd 1 "nodata: no such file or directory" 1
+    expect evnd 1 "the message above is rank 1's of 3" 1
+    echo "test_mpi: cfnet eval on 2 and 3 ranks printed and wrote the 1-process report" \
+        "(--skip-bad, --json, --out, more ranks than images); a bad image and settings that" \
+        "differ between ranks ended it with one message"
     set -e
     echo "test_mpi: --skip-bad on 2 and 3 ranks (train and predict) left out what one process" \
         "leaves out, with its warnings once, in input order"

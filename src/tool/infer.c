@@ -203,6 +203,44 @@ static int common_opt(int c, const char *cmd, run_opts *o, char **argv)
         {"skip-bad", no_argument, 0, 'S'}, {"quiet", no_argument, 0, 'q'},                     \
         {"help", no_argument, 0, 'h'}
 
+/* Under mpirun: this rank's share of ds, a contiguous block of whole inference batches (the
+ * batches of one process, so the same numbers), in rank order (so rank 0 can put the ranks'
+ * results in input order). Empty on a rank past the last batch. */
+static tool_dataset rank_share(const tool_dataset *ds, long batch)
+{
+    const int rank = tool_mpi_rank(), size = tool_mpi_size();
+    tool_dataset part = *ds;
+    const int64_t units = (ds->n + batch - 1) / batch; /* whole inference batches */
+    const int64_t lo = units * rank / size * batch, hi = units * (rank + 1) / size * batch;
+    part.s = ds->s + (lo < ds->n ? lo : ds->n);
+    part.n = (hi < ds->n ? hi : ds->n) - (lo < ds->n ? lo : ds->n);
+    return part;
+}
+
+/* Under mpirun, after tool_mpi_started (collective): -1 when every rank has the settings that
+ * decide its share and what is done with it (the inputs, --batch, --skip-bad, --tta, and
+ * `extra`: whether eval writes --out), else that setting's index, said once by rank 0 and the
+ * failure marked as every rank's. Another --batch or other inputs would leave images out or
+ * count them twice; another --skip-bad would leave one rank waiting in a gather of warnings
+ * that the others do not make; another --tta would mix other numbers in silently. */
+static int ranks_disagree(const run_opts *o, const tool_dataset *ds, int64_t extra,
+                          const char *extra_name)
+{
+    if (tool_mpi_size() == 1) return -1;
+    const int64_t same[] = {o->batch, ds->n, tool_mpi_hash_samples(ds, NULL, ds->n, 0),
+                            o->skip_bad, o->tta, extra};
+    static const char *const what[] = {"--batch", "the number of inputs", "the inputs",
+                                       "--skip-bad", "--tta"};
+    const int d = tool_mpi_agree(same, extra_name ? 6 : 5);
+    if (d >= 0) {
+        if (tool_mpi_rank() == 0)
+            tool_error("the MPI ranks disagree on %s; every rank needs the same arguments",
+                       d < 5 ? what[d] : extra_name);
+        tool_mpi_fail_together();
+    }
+    return d;
+}
+
 static void apply_threads(cfnet_network *net, run_opts *o)
 {
     if (o->threads < 1) o->threads = tool_default_threads();
@@ -248,11 +286,7 @@ int cmd_predict(int argc, char **argv)
      * same batches as one process, so the same numbers); ranks other than 0 keep their rows in
      * memory, and rank 0 writes them after its own, so the CSV is in input order. */
     const int rank = tool_mpi_rank(), size = tool_mpi_size();
-    tool_dataset part = ds;
-    const int64_t units = (ds.n + o.batch - 1) / o.batch; /* whole inference batches */
-    const int64_t lo = units * rank / size * o.batch, hi = units * (rank + 1) / size * o.batch;
-    part.s = ds.s + lo;
-    part.n = (hi < ds.n ? hi : ds.n) - (lo < ds.n ? lo : ds.n);
+    tool_dataset part = rank_share(&ds, o.batch);
     if (rank == 0 && strcmp(output, "-") &&
         check_output("predict", output, argv[optind], (const char *const *)(argv + optind + 1),
                      argc - optind - 1, &ds) != 0) {
@@ -282,16 +316,7 @@ int cmd_predict(int argc, char **argv)
      * every rank here, said once; then the shards, cut from the input list and --batch, must
      * be the same everywhere, or rows would be left out or written twice. */
     int started = tool_mpi_started(), d = -1;
-    if (started == 0 && size > 1) {
-        const int64_t same[] = {o.batch, ds.n, tool_mpi_hash_samples(&ds, NULL, ds.n, 0)};
-        d = tool_mpi_agree(same, 3);
-        if (d >= 0) {
-            if (rank == 0)
-                tool_error("the MPI ranks disagree on %s; every rank needs the same arguments",
-                           d == 0 ? "--batch" : d == 1 ? "the number of inputs" : "the inputs");
-            tool_mpi_fail_together();
-        }
-    }
+    if (started == 0) d = ranks_disagree(&o, &ds, 0, NULL);
     if (started != 0 || d >= 0) {
         if (rank) fclose(f);
         else out_discard(&res);
@@ -390,6 +415,7 @@ typedef struct eval_ctx {
     tool_metrics m;
     double loss;
     FILE *pred;
+    FILE *terms; /* a rank other than 0 of several: each image's loss term, for rank 0 */
     char **classes;
 } eval_ctx;
 
@@ -434,8 +460,9 @@ static int emit_eval(void *user, const tool_sample *s, const float *p, int k)
     eval_ctx *c = user;
     int pr = argmax(p, k);
     metrics_add(&c->m, s->cls, pr);
-    double q = p[s->cls];
-    c->loss += -log(q > 1e-12 ? q : 1e-12);
+    double q = p[s->cls], t = -log(q > 1e-12 ? q : 1e-12);
+    c->loss += t;
+    if (c->terms && fwrite(&t, sizeof t, 1, c->terms) != 1) return -1;
     if (c->pred) {
         char *a = csv_quote(s->path), *b = csv_quote(s->label), *d = csv_quote(c->classes[pr]);
         fprintf(c->pred, "%s,%s,%s", a, b, d);
@@ -477,6 +504,11 @@ int cmd_eval(int argc, char **argv)
     if (argc - optind != 2)
         return tool_usage_error("eval", argc - optind < 2 ? "expected MODEL and DATA" : "too many arguments");
     const char *model = argv[optind], *data = argv[optind + 1];
+    /* Under mpirun every rank reads the list of images and classifies its share of them
+     * (rank_share); rank 0 alone checks and writes the outputs and prints the report, from
+     * the confusion matrices summed over the ranks and the other ranks' predictions.csv rows
+     * and loss terms, added after its own in rank order: the report of one process. */
+    const int rank = tool_mpi_rank(), size = tool_mpi_size();
     cfnet_network *net;
     tool_model_info info;
     if (model_open(model, &net, &info) != 0) return EXIT_RUNTIME;
@@ -488,7 +520,12 @@ int cmd_eval(int argc, char **argv)
     tool_out outs[4]; /* the files of --out, in EVAL_FILES' order */
     memset(outs, 0, sizeof outs);
     char *paths[4] = {0}, *new_dir = NULL;
-    if (outdir && path_is_dir(outdir) == 0) {
+    /* the other ranks' predictions.csv rows and loss terms (their memory streams), and the
+     * --skip-bad warnings of a rank of several */
+    char *rows = NULL, *terms = NULL, *warned = NULL;
+    size_t rows_len = 0, terms_len = 0, warned_len = 0;
+    FILE *terms_f = NULL;
+    if (rank == 0 && outdir && path_is_dir(outdir) == 0) {
         model_close(net, &info);
         return tool_usage_error("eval", "--out %s: not a folder (--out names the folder of the "
                                 "report files)", outdir);
@@ -501,10 +538,10 @@ int cmd_eval(int argc, char **argv)
                                 "split column); give the folder to evaluate as DATA without "
                                 "--split", split_name, data);
     }
-    /* on a terminal, a line while the class folders are searched, as train's */
+    /* on a terminal, a line while the class folders are searched, as train's (rank 0's) */
     tool_progress lp;
     progress_init(&lp, stderr);
-    if (dataset_open_labelled(data, &ds, &lp, "eval") != 0) goto out_model;
+    if (dataset_open_labelled(data, &ds, rank ? NULL : &lp, "eval") != 0) goto out_model;
     progress_erase(&lp);
     if (ds.has_split) { /* keep the requested rows only */
         int want = !split_name || !strcmp(split_name, "test") ? SPLIT_TEST
@@ -532,7 +569,7 @@ int cmd_eval(int argc, char **argv)
     if (dataset_assign_classes(&ds, info.classes, info.n_classes) != 0) goto out_ds;
     metrics_init(&ctx.m, info.n_classes);
     ctx.classes = info.classes;
-    if (outdir) {
+    if (outdir && rank == 0) {
         /* a folder made here is removed again if the run fails. A folder that cannot be made
          * (a file on the way, no permission, a read-only file system) or written into is found
          * here, before any image is read: a usage error, as predict -o's and train's outputs */
@@ -549,12 +586,97 @@ int cmd_eval(int argc, char **argv)
         fprintf(ctx.pred, "path,label,predicted");
         csv_write_names(ctx.pred, info.classes, info.n_classes);
         fputc('\n', ctx.pred);
+    } else if (outdir) {
+        ctx.pred = open_memstream(&rows, &rows_len);
+        if (!ctx.pred) {
+            tool_error("memory stream: %s", strerror(errno));
+            goto out_ds;
+        }
     }
+    if (rank) {
+        ctx.terms = terms_f = open_memstream(&terms, &terms_len);
+        if (!terms_f) {
+            tool_error("memory stream: %s", strerror(errno));
+            goto out_ds;
+        }
+    }
+    /* Under mpirun: a failure on any rank so far (rank 0 alone checks and opens --out's files)
+     * stops every rank here, said once; then the ranks must agree on what decides the shares
+     * and what is gathered */
+    int started = tool_mpi_started();
+    if (started != 0) {
+        rc = started;
+        goto out_ds;
+    }
+    if (ranks_disagree(&o, &ds, outdir != NULL, "--out") >= 0) goto out_ds;
+    if (size > 1 && o.skip_bad) { /* said by rank 0, once and in input order */
+        o.warn_to = open_memstream(&warned, &warned_len);
+        if (!o.warn_to) tool_error("memory stream: %s", strerror(errno));
+    }
+    tool_dataset part = rank_share(&ds, o.batch);
     int64_t bad = 0;
-    if (run_model(net, &info, &ds, &o, emit_eval, &ctx, &bad, "eval") != 0) goto out_ds;
+    int r = (size > 1 && o.skip_bad && !o.warn_to) ? -1
+            : run_model(net, &info, &part, &o, emit_eval, &ctx, &bad, rank ? NULL : "eval");
+    if (o.warn_to) fclose(o.warn_to);
+    o.warn_to = NULL;
+    if (size > 1) {
+        /* A rank that failed (a bad image: its message is out) does not end the job: every
+         * rank learns of it from the sum and ends with status 1, so that rank 0 removes its
+         * --out files and the folder it made. Then every rank takes part in every gather. */
+        if (r != 0)
+            tool_error("rank %d of %d could not classify its share of the images", rank, size);
+        if (rank) {
+            int kept = !ctx.pred || fclose(ctx.pred) == 0;
+            kept = fclose(terms_f) == 0 && kept;
+            ctx.pred = ctx.terms = terms_f = NULL;
+            if (!kept && r == 0) {
+                tool_error("rank %d of %d could not keep its results in memory", rank, size);
+                r = -1;
+            }
+        }
+        if (tool_mpi_sum(r != 0) != 0) {
+            tool_mpi_fail_together();
+            goto out_ds;
+        }
+        int failed = 0;
+        if (outdir && tool_mpi_gather_text(rows, rank ? rows_len : 0, ctx.pred) != 0) failed = 1;
+        /* the loss: rank 0's own sum, then the other ranks' terms one by one in input order,
+         * the additions of one process */
+        FILE *all = NULL;
+        char *allbuf = NULL;
+        size_t all_len = 0;
+        if (rank == 0 && (all = open_memstream(&allbuf, &all_len)) == NULL) {
+            tool_error("memory stream: %s", strerror(errno));
+            failed = 1;
+        }
+        if (tool_mpi_gather_text(terms, rank ? terms_len : 0, all) != 0) failed = 1;
+        if (all && fclose(all) != 0) failed = 1;
+        for (size_t i = 0; !failed && i + sizeof(double) <= all_len; i += sizeof(double)) {
+            double t;
+            memcpy(&t, allbuf + i, sizeof t);
+            ctx.loss += t;
+        }
+        free(allbuf);
+        if (o.skip_bad) dataset_say_skipped(warned ? warned : "", warned ? warned_len : 0);
+        if (tool_mpi_sum_counts(ctx.m.confusion, (int64_t)info.n_classes * info.n_classes) != 0)
+            failed = 1;
+        bad = tool_mpi_sum(bad);
+        if (tool_mpi_sum(failed) != 0) {
+            if (rank == 0) tool_error("the MPI ranks could not gather their results");
+            tool_mpi_fail_together();
+            goto out_ds;
+        }
+    } else if (r != 0) {
+        goto out_ds;
+    }
     metrics_finish(&ctx.m);
-    if (ctx.m.total == 0) {
-        tool_error("%s: no image could be evaluated", data);
+    if (ctx.m.total == 0) { /* the same on every rank: said once, ended together */
+        if (rank == 0) tool_error("%s: no image could be evaluated", data);
+        tool_mpi_fail_together();
+        goto out_ds;
+    }
+    if (rank) {
+        rc = EXIT_OK;
         goto out_ds;
     }
     ctx.m.loss = ctx.loss / (double)ctx.m.total;
@@ -583,6 +705,12 @@ int cmd_eval(int argc, char **argv)
                            bad == 1 ? "" : "s");
     rc = EXIT_OK;
 out_ds:
+    if (rank && ctx.pred) fclose(ctx.pred);
+    if (terms_f) fclose(terms_f);
+    if (o.warn_to) fclose(o.warn_to);
+    free(rows);
+    free(terms);
+    free(warned);
     for (int i = 0; i < 4; i++) out_discard(&outs[i]);
     for (int i = 0; i < 4; i++) free(paths[i]);
     if (rc != EXIT_OK && new_dir) remove_new_dirs(outdir, new_dir);

@@ -68,11 +68,12 @@ static int run(int argc, char **argv)
     for (size_t i = 0; i < sizeof cmds / sizeof *cmds; i++)
         if (!strcmp(cmd, cmds[i].name)) {
             tool_mpi_init(&argc, &argv);
-            if (tool_mpi_size() > 1 && strcmp(cmd, "predict") && strcmp(cmd, "train")) {
+            if (tool_mpi_size() > 1 && strcmp(cmd, "predict") && strcmp(cmd, "train") &&
+                strcmp(cmd, "eval")) {
                 /* N copies would each do the whole job and write the same files */
                 if (tool_mpi_rank() == 0)
-                    fprintf(stderr, "cfnet: '%s' does not run on several MPI ranks (only train and "
-                                    "predict do; distributed training: docs/distributed.md); run it as "
+                    fprintf(stderr, "cfnet: '%s' does not run on several MPI ranks (only train, eval "
+                                    "and predict do; distributed training: docs/distributed.md); run it as "
                                     "one process\n", cmd);
                 tool_mpi_fail_together();
                 return tool_mpi_finish(EXIT_USAGE);

@@ -156,6 +156,14 @@ int tool_mpi_agree(const int64_t *v, int n)
     return first;
 }
 
+int tool_mpi_sum_counts(int64_t *v, int64_t n)
+{
+    if (mpi_size == 1 || n == 0) return 0;
+    if (n > 0x7fffffff) return -1;
+    return MPI_Allreduce(MPI_IN_PLACE, v, (int)n, MPI_INT64_T, MPI_SUM, MPI_COMM_WORLD) ==
+                   MPI_SUCCESS ? 0 : -1;
+}
+
 int tool_mpi_sum_doubles(double *v, int64_t n)
 {
     if (mpi_size == 1 || n == 0) return 0;
@@ -264,6 +272,12 @@ int tool_mpi_agree(const int64_t *v, int n)
     (void)v;
     (void)n;
     return -1;
+}
+int tool_mpi_sum_counts(int64_t *v, int64_t n)
+{
+    (void)v;
+    (void)n;
+    return 0;
 }
 int tool_mpi_sum_doubles(double *v, int64_t n)
 {

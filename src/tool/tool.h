@@ -453,12 +453,14 @@ int tool_mpi_agree(const int64_t *v, int n);
  * with 0): what tool_mpi_agree compares to see that the ranks read the same data. */
 int64_t tool_mpi_hash_samples(const tool_dataset *ds, const int64_t *idx, int64_t n, int64_t h);
 /* Collective: rank 0 appends to `out` the text of ranks 1.., in rank order (rank 0 passes its
- * own length 0). 0 or -1. */
+ * own length 0). Any bytes, not only text (eval gathers its loss terms so). 0 or -1. */
 int tool_mpi_gather_text(const char *buf, size_t len, FILE *out);
 /* 1 when the process runs under an MPI launcher (any number of ranks, 1 included). */
 int tool_mpi_active(void);
 /* Collective: v[0..n-1] replaced by its sum over the ranks. 0 or -1. */
 int tool_mpi_sum_doubles(double *v, int64_t n);
+/* The same for counts, summed exactly (eval's confusion matrix). */
+int tool_mpi_sum_counts(int64_t *v, int64_t n);
 /* Distributed training with libcfnet_mpi (collective): checks that every rank has the same
  * network, broadcasts rank 0's and installs the all-reduce hook. 0, or -1 with a message. */
 int tool_mpi_attach(cfnet_network *net);

@@ -1045,13 +1045,11 @@ int cmd_train(int argc, char **argv)
      * first run starts afresh and every later one continues from MODEL's checkpoint. */
     if (c.resume_auto) {
         struct stat cst;
-        if (stat(ckpt, &cst) == 0 || errno != ENOENT) {
+        if (stat(ckpt, &cst) == 0 || errno != ENOENT)
             c.resume = ckpt; /* also one that cannot be read: its error, not a new run */
-        } else if (rank == 0) {
-            tool_info("--resume auto: no checkpoint %s yet; starting a new run", ckpt);
-        }
     }
     /* Resume: the checkpoint's stored settings replace the command line's. */
+    train_cfg cmdline = c; /* the command line's values, for the warning below */
     if (c.resume) {
         cfnet_status st = cfnet_network_load(c.resume, &net);
         if (st != CFNET_OK) {
@@ -1064,7 +1062,6 @@ int cmd_train(int argc, char **argv)
                                  "give --resume auto)" : "");
             goto out;
         }
-        const train_cfg cmdline = c; /* the command line's values, for the warning below */
         const char *cfg = NULL, *state = NULL;
         cfnet_network_get_metadata(net, "train.config", &cfg);
         cfnet_network_get_metadata(net, "train.state", &state);
@@ -1088,6 +1085,46 @@ int cmd_train(int argc, char **argv)
         c.size = minfo.size;
         c.pad = minfo.pad;
         c.norm = minfo.norm;
+    }
+    /* On several ranks each rank has looked for and loaded the checkpoint itself, which is
+     * right only when they read the same file. With --resume auto, a rank that found none
+     * (MODEL's folder local to its node) would start a new run beside ranks that continue,
+     * and one that finds the run complete would end while the others wait for it; so the
+     * ranks compare what they found (whether, its epochs and steps) and what decides whether
+     * the run is over, and unless all agree they stop together, said once by rank 0. */
+    if (nranks > 1) {
+        int v = tool_mpi_ready(); /* a rank that could not load its checkpoint: said, stop */
+        if (v != 0) {
+            rc = v;
+            goto out;
+        }
+        const int64_t seen[] = {c.resume_auto, c.resume != NULL, start_epoch,
+                                net ? cfnet_network_step_count(net) : 0, c.epochs, c.patience};
+        int d = tool_mpi_agree(seen, 6);
+        if (d >= 0) {
+            char found[64] = "none";
+            if (c.resume)
+                snprintf(found, sizeof found, "one with %d epoch%s done", start_epoch,
+                         start_epoch == 1 ? "" : "s");
+            if (rank == 0 && c.resume_auto && d >= 1 && d <= 3)
+                tool_error("--resume auto: the MPI ranks do not see the same checkpoint %s (rank "
+                           "0 finds %s); MODEL's folder must be on a file system that every rank "
+                           "shares", ckpt, found);
+            else if (rank == 0 && d >= 2 && d <= 3)
+                tool_error("the MPI ranks resume from different checkpoints (rank 0's: %s, %d "
+                           "epoch%s done); every rank needs the same --resume", c.resume,
+                           start_epoch, start_epoch == 1 ? "" : "s");
+            else if (rank == 0)
+                tool_error("the MPI ranks disagree on %s; every rank needs the same arguments "
+                           "and the same DATA", d <= 1 ? "--resume" : d == 4 ? "--epochs"
+                                                                           : "--patience");
+            tool_mpi_fail_together();
+            goto out;
+        }
+    }
+    if (c.resume_auto && !c.resume && rank == 0)
+        tool_info("--resume auto: no checkpoint %s yet; starting a new run", ckpt);
+    if (c.resume) {
         if (rank == 0) warn_ignored_on_resume(&c, &cmdline);
         /* a run that is over: --epochs reached, or stopped early by --patience (the epochs
          * since the best, as the loop counts them) */
