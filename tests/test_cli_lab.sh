@@ -5,7 +5,8 @@
 # AppleDouble files (made with `find`), a bad image without --skip-bad, an earlier run's table of
 # predictions among predict's inputs, plate/well/site folders inside a class folder, and a link
 # to a folder on a share that is not mounted among predict's inputs, a Synology share's
-# @eaDir folders, and a JPEG or a vendor's file (Zeiss CZI) named .tif.
+# @eaDir folders, a JPEG or a vendor's file (Zeiss CZI) named .tif, and a link to an image that
+# is gone.
 set -eu
 name=cli-lab
 # shellcheck source=tests/cli_lib.sh
@@ -157,6 +158,17 @@ cp "$vf/class01/0003.tif" "$out/photo.jpg"
 expect 1 "photo.jpg: not a TIFF or PNG file \(it is a JPEG image; [^)]*\); give --skip-bad" \
     "$cfnet" predict "$m" "$out/photo.jpg"
 lacks "manifest's name" "predict took a JPEG for a list of images"
+
+# ---- 10. an image in a class folder that is a link whose target is gone (a relative link copied
+# without its target): the message says it is a link and where it points --------------------------
+dl="$out/dangling"
+cp -r "$src/train" "$dl"
+ln -s ../../elsewhere/0009.tif "$dl/class01/0009.tif"
+# shellcheck disable=SC2086
+expect 1 "class01/0009.tif: cannot open: a symbolic link whose target does not exist \(-> \.\./\.\./elsewhere/0009.tif\); give --skip-bad" \
+    "$cfnet" train "$dl" -o "$out/x.safetensors" $train
+# shellcheck disable=SC2086
+expect 0 "skipped 1 unreadable" "$cfnet" train "$dl" -o "$out/x.safetensors" $train --skip-bad
 
 if [ $fails -ne 0 ]; then
     echo "test_cli_lab: $fails failures"
