@@ -292,12 +292,12 @@ mkdir -p "$bad"
 cp -r "$d/train" "$bad/trunc"
 head -c 400 "$d/train/class01/0003.tif" >"$bad/trunc/class01/0003.tif"
 # shellcheck disable=SC2086
-expect 1 "trunc/class01/0003.tif: invalid TIFF" "$cfnet" train "$bad/trunc" -o "$bad/m" --epochs 1 $common
+expect 1 "trunc/class01/0003.tif: truncated TIFF: the file ends at byte 400" "$cfnet" train "$bad/trunc" -o "$bad/m" --epochs 1 $common
 # --skip-bad: a warning and a count, training goes on
 # shellcheck disable=SC2086
 expect 0 "skipped 1 unreadable or unsuitable image$" "$cfnet" train "$bad/trunc" -o "$bad/m.safetensors" --epochs 1 \
     $common --skip-bad
-grep -q "0003.tif: invalid TIFF.*(skipped)" "$out/last.txt" || fail "--skip-bad names the file"
+grep -q "0003.tif: truncated TIFF.*(skipped)" "$out/last.txt" || fail "--skip-bad names the file"
 # the same when streaming from disk: the bad image is left out, counted once over 2 epochs
 # shellcheck disable=SC2086
 expect 0 "skipped 1 unreadable or unsuitable image$" "$cfnet" train "$bad/trunc" -o "$bad/ms.safetensors" --epochs 2 \

@@ -4,8 +4,9 @@
 # class folders that are links whose target is gone or that loop, a manifest that lists
 # AppleDouble files (made with `find`), a bad image without --skip-bad, an earlier run's table of
 # predictions among predict's inputs, plate/well/site folders inside a class folder, and a link
-# to a folder on a share that is not mounted among predict's inputs, and a Synology share's
-# @eaDir folders.
+# to a folder on a share that is not mounted among predict's inputs, a Synology share's
+# @eaDir folders, a JPEG or a vendor's file (Zeiss CZI) named .tif, and a link to an image that
+# is gone.
 set -eu
 name=cli-lab
 # shellcheck source=tests/cli_lib.sh
@@ -139,6 +140,35 @@ expect 0 "on 12 images of 3 classes" "$cfnet" train "$syn" -o "$out/x.safetensor
 lacks "eaDir|ignored" "train took @eaDir as a class or counted it"
 expect 0 "predicted 12 images" "$cfnet" predict "$m" "$syn" -o "$out/syn.csv"
 lacks "eaDir|ignored" "predict searched @eaDir"
+
+# ---- 9. a JPEG or a microscope vendor's file under a .tif name, or a .jpg given to predict: the
+# message says what the file is, and --skip-bad leaves it out ----------------------------------------
+vf="$out/vendor"
+cp -r "$src/train" "$vf"
+printf '\377\330\377\340\000\020JFIF\000' >"$vf/class01/0003.tif"
+{ printf 'ZISRAWFILE'; head -c 200 /dev/zero; } >"$vf/class02/0003.tif"
+# shellcheck disable=SC2086
+expect 1 "class01/0003.tif: not a TIFF or PNG file \(it is a JPEG image; convert it to TIFF or PNG" \
+    "$cfnet" train "$vf" -o "$out/x.safetensors" $train
+# shellcheck disable=SC2086
+expect 0 "skipped 2 unreadable" "$cfnet" train "$vf" -o "$out/x.safetensors" $train --skip-bad
+grep -q "class02/0003.tif: not a TIFF or PNG file (it is a Zeiss CZI file; .*(skipped)" "$out/last.txt" ||
+    fail "the CZI file was not named as such: $(cat "$out/last.txt")"
+cp "$vf/class01/0003.tif" "$out/photo.jpg"
+expect 1 "photo.jpg: not a TIFF or PNG file \(it is a JPEG image; [^)]*\); give --skip-bad" \
+    "$cfnet" predict "$m" "$out/photo.jpg"
+lacks "manifest's name" "predict took a JPEG for a list of images"
+
+# ---- 10. an image in a class folder that is a link whose target is gone (a relative link copied
+# without its target): the message says it is a link and where it points --------------------------
+dl="$out/dangling"
+cp -r "$src/train" "$dl"
+ln -s ../../elsewhere/0009.tif "$dl/class01/0009.tif"
+# shellcheck disable=SC2086
+expect 1 "class01/0009.tif: cannot open: a symbolic link whose target does not exist \(-> \.\./\.\./elsewhere/0009.tif\); give --skip-bad" \
+    "$cfnet" train "$dl" -o "$out/x.safetensors" $train
+# shellcheck disable=SC2086
+expect 0 "skipped 1 unreadable" "$cfnet" train "$dl" -o "$out/x.safetensors" $train --skip-bad
 
 if [ $fails -ne 0 ]; then
     echo "test_cli_lab: $fails failures"

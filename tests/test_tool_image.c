@@ -485,8 +485,46 @@ static void unsupported_tiffs_are_refused_with_a_reason(void **state)
     }
 }
 
-/* Every prefix of valid files (truncation at any byte) is an error or, when the missing part
- * is not needed, the same image: never a crash, never garbage dimensions, never a stack with
+/* A file that is neither TIFF nor PNG is named by what it is when that is a format a lab's folder
+ * holds (other images, microscope vendors' files), so that the message says to convert it; a
+ * file that is none of them (text, a damaged file) keeps the plain message. */
+static void other_formats_are_named(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *bytes;
+        size_t n;
+        const char *what;
+    } files[] = {
+        {"\xFF\xD8\xFF\xE0\0\x10JFIF\0", 11, "(it is a JPEG image; convert it to TIFF or PNG"},
+        {"GIF89a\x01\0\x01\0", 10, "(it is a GIF image;"},
+        {"ZISRAWFILE\0\0\0\0", 14, "(it is a Zeiss CZI file;"},
+        {"\xDA\xCE\xBE\x0A\0\0\0\0", 8, "(it is a Nikon ND2 file;"},
+        {"\xD0\xCF\x11\xE0\xA1\xB1\x1A\xE1", 8, "(it is an OLE2 compound file (Olympus OIB"},
+        {"\x89HDF\r\n\x1A\n", 8, "(it is an HDF5 file"},
+        {"\x93NUMPY\x01\0", 8, "(it is a NumPy array"},
+        {"\x70\0\0\0\x10\0\0\0\x2A", 9, "(it is a Leica LIF file;"},
+        {"BM\x46\0\0\0\0\0\0\0\x36\0\0\0", 14, "(it is a BMP image;"},
+    };
+    for (size_t i = 0; i < sizeof files / sizeof files[0]; i++) {
+        tool_image img;
+        char err[256] = "";
+        if (image_decode((const unsigned char *)files[i].bytes, files[i].n, 1 << 20, &img, err,
+                         sizeof err) == 0)
+            fail_msg("file %zu was accepted", i);
+        if (strncmp(err, "not a TIFF or PNG file ", 23) != 0 || !strstr(err, files[i].what))
+            fail_msg("file %zu: '%s' lacks '%s'", i, err, files[i].what);
+    }
+    tool_image img;
+    char err[256] = "";
+    const char *text = "path,label\nBMP is a format\n";
+    assert_int_not_equal(image_decode((const unsigned char *)text, strlen(text), 1 << 20, &img,
+                                      err, sizeof err), 0);
+    assert_string_equal(err, "not a TIFF or PNG file");
+}
+
+/* Every prefix of valid files (truncation at any byte) is an error that says the file is
+ * truncated or, when the missing part is not needed, the same image: never a crash, never garbage dimensions, never a stack with
  * fewer pages (a prefix that ends inside a page's link to the next page). */
 static void truncated_files_never_crash(void **state)
 {
@@ -506,6 +544,10 @@ static void truncated_files_never_crash(void **state)
             tool_image img;
             if (image_decode(data, n, 1 << 20, &img, err, sizeof err) != 0) {
                 assert_true(err[0] != 0);
+                /* a file cut short says so, not only libtiff's "Read error at scanline
+                 * 4294967295" or "Can not read TIFF directory count" */
+                if (n >= 8 && !strstr(err, "truncated"))
+                    fail_msg("%s cut at %zu bytes: '%s' does not say truncated", names[f], n, err);
                 errors++;
                 continue;
             }
@@ -631,6 +673,7 @@ int main(void)
         cmocka_unit_test(png_palette_and_low_bit_grey_are_expanded),
         cmocka_unit_test(unsupported_tiffs_are_refused_with_a_reason),
         cmocka_unit_test(truncated_files_never_crash),
+        cmocka_unit_test(other_formats_are_named),
         cmocka_unit_test(prepare_crops_pads_and_normalises_as_documented),
         cmocka_unit_test(train_and_predict_prepare_the_same_bits),
     };

@@ -1184,7 +1184,7 @@ static void *load_worker(void *arg)
                                sizeof err);
         image_free(&img);
         if (rc != 0 && s->line == 0 && !has_image_extension(s->path) &&
-            !strncmp(err, NOT_IMAGE_ERROR, strlen(NOT_IMAGE_ERROR))) {
+            !strcmp(err, NOT_IMAGE_ERROR)) {
             /* only a file named on the command line can lack an image extension here */
             size_t l = strlen(err);
             snprintf(err + l, sizeof err - l, " (a manifest's name must end in .csv)");

@@ -41,15 +41,22 @@ typedef struct mem_stream {
     char *err;     /* first libtiff error message */
     size_t errsize;
     int has_err;
+    int short_read; /* libtiff asked for bytes past the end of the file */
 } mem_stream;
 
 static tmsize_t ms_read(thandle_t h, void *buf, tmsize_t n)
 {
     mem_stream *m = h;
     if (n < 0) return -1;
-    if (m->pos >= m->size) return 0;
+    if (m->pos >= m->size) {
+        if (n > 0) m->short_read = 1;
+        return 0;
+    }
     uint64_t left = m->size - m->pos;
-    if ((uint64_t)n > left) n = (tmsize_t)left;
+    if ((uint64_t)n > left) {
+        m->short_read = 1;
+        n = (tmsize_t)left;
+    }
     memcpy(buf, m->data + m->pos, (size_t)n);
     m->pos += (uint64_t)n;
     return n;
@@ -282,10 +289,30 @@ static int tiff_directory_complete(TIFF *tif, uint64_t off, const unsigned char 
     return size - off - count_bytes - n * entry_bytes >= link_bytes;
 }
 
+/* A file cut short (an interrupted copy or download, a share that went away mid-write) makes
+ * libtiff fail with messages such as "Read error at scanline 4294967295" or "Can not read TIFF
+ * directory count" that do not say so: when the failure came with a read past the end of the
+ * file, the message says the file is truncated, and keeps libtiff's words after it. */
+static void tiff_say_truncated(mem_stream *m)
+{
+    if (!m->short_read) return;
+    char was[256];
+    snprintf(was, sizeof was, "%s", m->err);
+    if (strstr(was, "truncated")) return;
+    const char *why = was;
+    size_t n = strlen(was);
+    if (strncmp(was, "invalid TIFF (", 14) == 0 && n > 14 && was[n - 1] == ')') {
+        was[n - 1] = 0;
+        why = was + 14;
+    }
+    set_err(m->err, m->errsize, "truncated TIFF: the file ends at byte %zu, before the data it "
+            "points to (an incomplete copy?; %s)", m->size, why);
+}
+
 static int decode_tiff(const unsigned char *data, size_t size, int64_t max_values, tool_image *out,
                        char *err, size_t errsize)
 {
-    mem_stream m = {data, size, 0, err, errsize, 0};
+    mem_stream m = {data, size, 0, err, errsize, 0, 0};
     TIFFOpenOptions *opts = TIFFOpenOptionsAlloc();
     if (!opts) {
         set_err(err, errsize, "out of memory");
@@ -302,6 +329,7 @@ static int decode_tiff(const unsigned char *data, size_t size, int64_t max_value
     TIFFOpenOptionsFree(opts);
     if (!tif) {
         if (!m.has_err) set_err(err, errsize, "invalid TIFF header");
+        tiff_say_truncated(&m);
         return -1;
     }
     uint32_t W0 = 0, H0 = 0;
@@ -424,6 +452,7 @@ static int decode_tiff(const unsigned char *data, size_t size, int64_t max_value
     buf = NULL;
     rc = 0;
 done:
+    if (rc != 0) tiff_say_truncated(&m);
     free(buf);
     TIFFClose(tif);
     return rc;
@@ -551,6 +580,40 @@ void image_where(const tool_image *img, int64_t i, char *buf, size_t size)
              (long long)(i % plane / img->width), (long long)(i % img->width));
 }
 
+/* What a file that is neither TIFF nor PNG is, from its first bytes, for the formats a lab's
+ * folder holds beside its TIFFs (or under a .tif name): other images, microscope vendors' own
+ * formats and containers. NULL when it is none of them (text, a damaged file). */
+static const char *other_format(const unsigned char *d, size_t n)
+{
+    static const struct {
+        size_t at, len;
+        const char *magic, *what;
+    } sigs[] = {
+        {0, 3, "\xFF\xD8\xFF", "a JPEG image"},
+        {0, 6, "GIF87a", "a GIF image"},
+        {0, 6, "GIF89a", "a GIF image"},
+        {0, 12, "\0\0\0\x0CjP  \r\n\x87\n", "a JPEG 2000 image"},
+        {0, 4, "\xFF\x4F\xFF\x51", "a JPEG 2000 image"},
+        {0, 10, "ZISRAWFILE", "a Zeiss CZI file"},
+        {0, 4, "\xDA\xCE\xBE\x0A", "a Nikon ND2 file"},
+        {0, 8, "\xD0\xCF\x11\xE0\xA1\xB1\x1A\xE1",
+         "an OLE2 compound file (Olympus OIB, Zeiss ZVI)"},
+        {0, 8, "\x89HDF\r\n\x1A\n", "an HDF5 file (Imaris IMS, BigDataViewer)"},
+        {128, 4, "DICM", "a DICOM file"},
+        {0, 6, "\x93NUMPY", "a NumPy array (.npy)"},
+        {0, 4, "PK\x03\x04", "a ZIP archive"},
+        {0, 4, "8BPS", "a Photoshop document"},
+    };
+    for (size_t i = 0; i < sizeof sigs / sizeof sigs[0]; i++)
+        if (n >= sigs[i].at + sigs[i].len && !memcmp(d + sigs[i].at, sigs[i].magic, sigs[i].len))
+            return sigs[i].what;
+    /* Leica LIF: a 0x70 tag, a length, then the 0x2A of its XML block */
+    if (n >= 9 && d[0] == 0x70 && !d[1] && !d[2] && !d[3] && d[8] == 0x2A) return "a Leica LIF file";
+    if (n >= 14 && d[0] == 'B' && d[1] == 'M' && !d[6] && !d[7] && !d[8] && !d[9])
+        return "a BMP image";
+    return NULL;
+}
+
 int image_decode(const unsigned char *data, size_t size, int64_t max_values, tool_image *out,
                  char *err, size_t errsize)
 {
@@ -562,7 +625,12 @@ int image_decode(const unsigned char *data, size_t size, int64_t max_values, too
     } else if (size >= 4 && ((data[0] == 'I' && data[1] == 'I') || (data[0] == 'M' && data[1] == 'M'))) {
         rc = decode_tiff(data, size, max_values, out, err, errsize);
     } else {
-        set_err(err, errsize, size == 0 ? "empty file" : "not a TIFF or PNG file");
+        const char *what = size == 0 ? NULL : other_format(data, size);
+        if (what)
+            set_err(err, errsize, "not a TIFF or PNG file (it is %s; convert it to TIFF or PNG, "
+                    "e.g. in Fiji, which opens microscope formats with Bio-Formats)", what);
+        else
+            set_err(err, errsize, size == 0 ? "empty file" : "not a TIFF or PNG file");
         return -1;
     }
     if (rc != 0) return -1;

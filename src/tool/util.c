@@ -555,7 +555,22 @@ int read_file(const char *path, size_t limit, unsigned char **data, size_t *size
      * writer forever; it is refused below like any other file that is not a regular one. */
     int fd = open(path, O_RDONLY | O_NONBLOCK);
     if (fd < 0) {
-        snprintf(err, errsize, "cannot open: %s", strerror(errno));
+        int e = errno;
+        /* A symbolic link whose target is gone (a link into a share that is not mounted, a
+         * folder copied with its relative links) is listed like a file: "No such file" alone
+         * would name a file that `ls` shows. */
+        struct stat ls;
+        char to[512];
+        ssize_t tn;
+        if ((e == ENOENT || e == ELOOP) && lstat(path, &ls) == 0 && S_ISLNK(ls.st_mode) &&
+            (tn = readlink(path, to, sizeof to - 1)) >= 0) {
+            to[tn] = 0;
+            snprintf(err, errsize, "cannot open: a symbolic link %s (-> %s)",
+                     e == ENOENT ? "whose target does not exist" : "that leads into a loop of links",
+                     to);
+        } else {
+            snprintf(err, errsize, "cannot open: %s", strerror(e));
+        }
         return -1;
     }
     struct stat st;
