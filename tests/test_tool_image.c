@@ -308,6 +308,22 @@ static void png_palette_and_low_bit_grey_are_expanded(void **state)
     free(wide);
     expect_error(p, "PNG too large: sides of more than 1048576 pixels are not read");
     free(p);
+    /* over the cap on values: said in words ("1 channel", not "1 channels") */
+    p = out_path("imageio_cap.png");
+    unsigned char grey[4 * 4] = {0};
+    write_png_raw(p, 4, 4, 8, PNG_COLOR_TYPE_GRAY, grey, 4, NULL, 0, NULL);
+    {
+        FILE *f = fopen(p, "rb");
+        assert_non_null(f);
+        unsigned char bytes[4096];
+        size_t n = fread(bytes, 1, sizeof bytes, f);
+        fclose(f);
+        err[0] = 0;
+        assert_int_not_equal(image_decode(bytes, n, 10, &img, err, sizeof err), 0);
+        if (!strstr(err, "image too large: 4x4 with 1 channel (limit 10 values)"))
+            fail_msg("message '%s'", err);
+    }
+    free(p);
     p = out_path("imageio_1bit.png");
     unsigned char bitrow[2] = {0xA0, 0x40}; /* row 0: 1 0 1, row 1: 0 1 0 */
     write_png_raw(p, 3, 2, 1, PNG_COLOR_TYPE_GRAY, bitrow, 1, NULL, 0, NULL);

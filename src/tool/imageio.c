@@ -539,8 +539,8 @@ static int decode_png(const unsigned char *data, size_t size, int64_t max_values
      * an alpha channel when it has a transparency (tRNS) chunk, which is dropped. */
     int K = ctype == PNG_COLOR_TYPE_PALETTE && C > 3 ? 3 : C;
     if ((int64_t)W * H * K > max_values) {
-        set_err(err, errsize, "image too large: %ux%u with %d channels (limit %lld values)", W, H,
-                K, (long long)max_values);
+        set_err(err, errsize, "image too large: %ux%u with %d channel%s (limit %lld values)", W,
+                H, K, K == 1 ? "" : "s", (long long)max_values);
         png_destroy_read_struct(&png, &info, NULL);
         return -1;
     }
