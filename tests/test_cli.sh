@@ -68,8 +68,7 @@ grep -q "<polyline" "$out/curves.svg" || fail "curves.svg has no curves"
 # the plot's PNG: a failed conversion leaves an earlier PNG as it was and no partial file
 fake="$out/fakebin"
 mkdir -p "$fake"
-# shellcheck disable=SC2016 # $2 is the fake program's argument
-printf '#!/bin/sh\necho partial >"$2"\nexit 1\n' >"$fake/rsvg-convert"
+printf '#!/bin/sh\necho partial\nexit 1\n' >"$fake/rsvg-convert" # writes the PNG to stdout
 chmod +x "$fake/rsvg-convert"
 echo "earlier png" >"$out/pc.png"
 # shellcheck disable=SC2086

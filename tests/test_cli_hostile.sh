@@ -48,8 +48,8 @@ fi
 # of that name is refused before training, never replaced by a file
 fake="$out/fakebin"
 mkdir -p "$fake" "$out/other"
-# shellcheck disable=SC2016 # the fake program's arguments: -o OUT IN
-printf '#!/bin/sh\ncp "$3" "$2"\n' >"$fake/rsvg-convert"
+# shellcheck disable=SC2016 # the fake program's argument: IN (the PNG goes to standard output)
+printf '#!/bin/sh\ncat "$1"\n' >"$fake/rsvg-convert"
 chmod +x "$fake/rsvg-convert"
 mkfifo "$out/pipe.png" "$out/other/fifo"
 ln -s other/fifo "$out/link.png"

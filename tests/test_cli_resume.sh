@@ -128,6 +128,56 @@ if [ "$nmax" -ge 64 ] && [ "$nmax" -le 1024 ]; then
     rm -f "$out/$long" "$out/${long%.safetensors}.last.safetensors"
 fi
 
+# the --plot SVG and its PNG are written the same way, "<name>.tmp.<pid>.<host>" locked until the
+# rename (here seen from a fake converter while it writes the PNG to its standard output), and
+# a dead run's are removed by the next run with the same --plot; locked or live ones are kept
+fake="$out/fakebin"
+mkdir -p "$fake"
+# shellcheck disable=SC2016 # the fake's own variables; $1 is the SVG
+printf '#!/bin/sh
+t="%s/pl.png.tmp.$PPID.%s"
+if [ -e "$t" ]; then flock -n -s "$t" true && echo unlocked || echo locked; else echo missing; fi >"%s/seen"
+cat "$1"
+' \
+    "$out" "$host" "$out" >"$fake/rsvg-convert"
+chmod +x "$fake/rsvg-convert"
+echo x >"$out/pl.svg.tmp.$dead.$host"
+echo x >"$out/pl.png.tmp.$dead.$host"
+echo x >"$out/pl.svg.tmp.$$.$host"   # a live process's: kept
+echo x >"$out/pl.png.tmp.$dead.otherhost"   # another host's: kept
+plheld="$out/pl.svg.tmp.$(sh -c 'echo $$').$host"
+echo x >"$plheld"
+flock -x "$plheld" sh -c ': >"$1"; exec timeout 600 cat "$2" >/dev/null' sh "$out/pllocked" "$out/release" &
+holder=$!
+while [ ! -e "$out/pllocked" ]; do
+    kill -0 "$holder" 2>/dev/null || fail "flock did not lock $plheld"
+    sleep 0.1
+done
+set +e
+# shellcheck disable=SC2086
+env PATH="$fake:$PATH" "$cfnet" train "$d/train" -o "$out/pl.safetensors" --epochs 1 --width 4 \
+    --threads 2 --seed 3 --batch 8 --plot "$out/pl.svg" >"$out/plot.txt" 2>&1
+st=$?
+set -e
+echo >"$out/release"
+wait "$holder" || true
+[ "$st" = 0 ] || fail "train --plot with stale temporary files: status $st: $(cat "$out/plot.txt")"
+grep -q "removed 1 temporary file of .*pl.svg " "$out/plot.txt" ||
+    fail "the dead run's plot temporary file was not named as removed: $(cat "$out/plot.txt")"
+grep -q "removed 1 temporary file of .*pl.png " "$out/plot.txt" ||
+    fail "the dead run's PNG temporary file was not named as removed: $(cat "$out/plot.txt")"
+for f in "$out/pl.svg.tmp.$dead.$host" "$out/pl.png.tmp.$dead.$host"; do
+    test ! -e "$f" || fail "a dead run's plot temporary file was left: $f"
+done
+for f in "$out/pl.svg.tmp.$$.$host" "$out/pl.png.tmp.$dead.otherhost" "$plheld"; do
+    test -e "$f" || fail "a plot file that is not a dead run's temporary file was removed: $f"
+done
+[ "$(cat "$out/seen" 2>/dev/null)" = locked ] ||
+    fail "the PNG's temporary file was not pl.png.tmp.PID.HOST locked while written: $(cat "$out/seen" 2>/dev/null)"
+cmp -s "$out/pl.svg" "$out/pl.png" || fail "the fake conversion did not write pl.png"
+ls "$out"/pl.*.tmp.* | grep -v -e "\.$$\.$host\$" -e otherhost -e "$plheld" &&
+    fail "train --plot left a temporary file"
+
 # ---- SIGKILL in the middle of a save (strace injects it at the Nth rename), then resume ----------
 if command -v strace >/dev/null 2>&1 && strace -o /dev/null -qq -e trace=none true 2>/dev/null; then
     for n in 1 2 3 4; do # the run of 3 epochs saves 4 times (the model twice)

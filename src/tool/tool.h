@@ -120,6 +120,7 @@ typedef struct tool_out {
     char *tmp;  /* NULL when written as it goes */
     char *made; /* written as it goes, the file created through a link to nothing yet: removed
                  * again by out_discard or a signal, so a failed run leaves none */
+    int lock;   /* a duplicate of tmp's descriptor + 1, holding its lock until the rename; 0: none */
 } tool_out;
 /* 0, or -1 with a message printed. */
 int out_open(tool_out *o, const char *path);

@@ -2,6 +2,7 @@
  * model and checkpoint, resume, early stopping, log and learning curves. */
 #define _GNU_SOURCE
 #include "tool.h"
+#include "platform/platform.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -382,40 +383,45 @@ static char *plot_png_path(const char *svg)
 }
 
 /* FILE.svg -> FILE.png with librsvg's rsvg-convert or ImageMagick's convert, whichever is
- * present (no shell involved). The program writes a temporary file beside FILE.png (its name
- * ends in .png, which convert reads as the format), renamed over FILE.png (the file a link
- * names) only when the program succeeds: a failed conversion leaves an earlier FILE.png as it
- * was and no partial file. */
+ * present (no shell involved). The program writes to its standard output, the locked
+ * temporary file of out_open beside FILE.png ("FILE.png.tmp.PID.HOST", which a later run
+ * removes if this one is killed), renamed over FILE.png (the file a link names) only when the
+ * program succeeds: a failed conversion leaves an earlier FILE.png as it was and no partial
+ * file. */
 static void plot_png(const char *svg)
 {
     int rsvg = have_program("rsvg-convert");
     if (!rsvg && !have_program("convert")) return;
-    char *png = plot_png_path(svg), *real = realpath(png, NULL);
-    const char *target = real ? real : png;
-    char *tmp = xasprintf("%s.tmp.%ld.png", target, (long)getpid());
+    char *png = plot_png_path(svg);
+    struct stat st;
+    int earlier = stat(png, &st) == 0;
+    tool_out o;
+    if (out_open(&o, png) != 0) {
+        free(png);
+        return;
+    }
+    fflush(NULL);
     pid_t pid = fork();
     if (pid == 0) {
+        dup2(fileno(o.f), 1);
         int devnull = open("/dev/null", O_WRONLY);
-        if (devnull >= 0) {
-            dup2(devnull, 1);
-            dup2(devnull, 2);
-        }
+        if (devnull >= 0) dup2(devnull, 2);
         if (rsvg)
-            execlp("rsvg-convert", "rsvg-convert", "-o", tmp, svg, (char *)NULL);
+            execlp("rsvg-convert", "rsvg-convert", svg, (char *)NULL);
         else
-            execlp("convert", "convert", svg, tmp, (char *)NULL);
+            execlp("convert", "convert", svg, "png:-", (char *)NULL);
         _exit(127);
     }
     int status = 0;
     if (pid > 0) waitpid(pid, &status, 0);
-    if (pid < 0 || !WIFEXITED(status) || WEXITSTATUS(status) != 0 || rename(tmp, target) != 0) {
-        unlink(tmp);
+    if (pid < 0 || !WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+        out_discard(&o);
         tool_warn("%s: could not convert the plot to PNG with %s (%s)", png,
                   rsvg ? "rsvg-convert" : "convert",
-                  real ? "the earlier PNG is kept" : "no PNG written");
+                  earlier ? "the earlier PNG is kept" : "no PNG written");
+    } else {
+        (void)out_commit(&o); /* a failure is reported */
     }
-    free(tmp);
-    free(real);
     free(png);
 }
 
@@ -875,15 +881,10 @@ static int still_ours(const tool_saved *f, const char *path, const char *model)
 
 /* The model and the checkpoint are saved with cfnet_network_save: a temporary file beside the
  * target, "<name>.tmp.<pid>.<host>", locked until it is synced and renamed over the target
- * (which keeps its permissions; a link at the target is replaced). A run killed while it saves
- * (kill -9, a cluster's time limit or preemption) leaves that file, which says which process on
- * which host wrote it, so that the next run can remove it: see remove_stale_tmps. */
-static int tmp_host(char host[256])
-{
-    if (gethostname(host, 256) != 0) return -1;
-    host[255] = 0;
-    return host[0] && !strchr(host, '/') ? 0 : -1;
-}
+ * (which keeps its permissions; a link at the target is replaced); the --plot SVG and its PNG
+ * likewise by out_open. A run killed while it saves (kill -9, a cluster's time limit or
+ * preemption) leaves that file, which says which process on which host wrote it, so that the
+ * next run can remove it: see remove_stale_tmps. */
 
 static int save_net(const cfnet_network *net, const char *path, unsigned flags, tool_saved *f)
 {
@@ -896,15 +897,10 @@ static int save_net(const cfnet_network *net, const char *path, unsigned flags, 
     return 0;
 }
 
-/* Removes the temporary files of path that save_net of a process no longer alive on this host
- * left (a run killed while it saved: kill -9, a cluster's time limit or preemption), so that a
- * job requeued again and again does not pile up files of the model's size. Only names of
- * exactly that pattern for this path and this host, of process ids that do not exist; a live
- * process's file (another run of the same model, or another user's) is left alone. */
-/* Removes full (st: its lstat) unless a live save_net holds it locked (see save_net). The lock
- * is taken and held over the unlink, so that a save_net that locks after finds its name gone.
- * A file system without locks, or a file that cannot be opened: the process id decides, as
- * before. 0 when removed. */
+/* Removes full (st: its lstat) unless a live writer holds it locked (the library's atomic save,
+ * cf_platform_temp_file_locked, or the command's out_open). The lock is taken and held over
+ * the unlink, so that a writer that locks after finds its name gone. A file system without
+ * locks, or a file that cannot be opened: the process id decides, as before. 0 when removed. */
 static int unlink_unlocked(const char *full, const struct stat *st)
 {
     /* shared: it excludes save_net's lock all the same and needs only reading (over NFS too) */
@@ -937,10 +933,15 @@ static const char *shortened_tmp(const char *n, const char *prefix, const char *
     return keep < base && strncmp(n, prefix, keep) == 0 ? n + start : NULL;
 }
 
+/* Removes the temporary files of path that a process no longer alive on this host left (a run
+ * killed while it saved: kill -9, a cluster's time limit or preemption), so that a job
+ * requeued again and again does not pile up files of the model's size. Only names of exactly
+ * that pattern for this path and this host, of process ids that do not exist; a live
+ * process's file (another run of the same model, or another user's) is left alone. */
 static void remove_stale_tmps(const char *path)
 {
     char host[256];
-    if (tmp_host(host) != 0) return;
+    if (cf_platform_host_name(host, sizeof host) != 0) return;
     const char *slash = strrchr(path, '/');
     char *prefix = xasprintf("%s.tmp.", slash ? slash + 1 : path), *suffix = xasprintf(".%s", host);
     size_t plen = strlen(prefix);
@@ -977,6 +978,20 @@ static void remove_stale_tmps(const char *path)
     free(dir);
     free(prefix);
     free(suffix);
+}
+
+/* remove_stale_tmps for every file a run replaces: the model, its checkpoint, the --plot SVG
+ * and its PNG. */
+static void remove_stale_outputs(const train_cfg *c, const char *ckpt)
+{
+    remove_stale_tmps(c->output);
+    remove_stale_tmps(ckpt);
+    if (c->plot && strcmp(c->plot, "-") != 0) {
+        char *png = plot_png_path(c->plot);
+        remove_stale_tmps(c->plot);
+        remove_stale_tmps(png);
+        free(png);
+    }
 }
 
 int cmd_train(int argc, char **argv)
@@ -1142,10 +1157,7 @@ int cmd_train(int argc, char **argv)
                 snprintf(why, sizeof why, "already trained for %d epoch%s", start_epoch,
                          start_epoch == 1 ? "" : "s");
             if (c.resume_auto) { /* a requeued job that had finished: nothing to do */
-                if (rank == 0) {
-                    remove_stale_tmps(c.output);
-                    remove_stale_tmps(ckpt);
-                }
+                if (rank == 0) remove_stale_outputs(&c, ckpt);
                 if (rank == 0)
                     tool_info("%s: the run is complete (%s); nothing to do (give %s to "
                               "continue)", c.resume, why,
@@ -1174,10 +1186,7 @@ int cmd_train(int argc, char **argv)
         rc = EXIT_USAGE;
         goto out;
     }
-    if (rank == 0) {
-        remove_stale_tmps(c.output);
-        remove_stale_tmps(ckpt);
-    }
+    if (rank == 0) remove_stale_outputs(&c, ckpt);
     if (rank == 0 && c.log && lock_log(c.log, c.resume != NULL, &logfd, &log_created) != 0)
         goto out;
     if (ds.has_split) {

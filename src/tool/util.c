@@ -2,6 +2,8 @@
 #define _GNU_SOURCE
 #include "tool.h"
 
+#include "platform/platform.h"
+
 #include <cblas.h>
 #include <ctype.h>
 #include <errno.h>
@@ -720,6 +722,25 @@ int out_open(tool_out *o, const char *path)
     const char *slash = strrchr(o->path, '/'), *base = slash ? slash + 1 : o->path;
     int dirlen = (int)(slash ? slash - o->path + 1 : 0);
     int fd = -1;
+    /* "<name>.tmp.<pid>.<host>", locked until the rename as the library's atomic saves are (the
+     * name part shortened when the suffix would not fit): a run killed while it writes leaves a
+     * file that the next cfnet train with the same path removes once that process is gone (see
+     * remove_stale_tmps). Without a host name, or with the name held by a live writer, the
+     * numbered names below. */
+    char host[256];
+    if (cf_platform_host_name(host, sizeof host) == 0) {
+        char *suffix = xasprintf(".tmp.%ld.%s", (long)getpid(), host);
+        char *dir = path_dir(o->path);
+        long nmax = pathconf(dir, _PC_NAME_MAX);
+        free(dir);
+        size_t slen = strlen(suffix), blen = strlen(base), max = nmax > 0 ? (size_t)nmax : 255;
+        if (slen < max) {
+            size_t keep = blen + slen > max ? max - slen : blen;
+            o->tmp = xasprintf("%.*s%s", (int)(dirlen + keep), o->path, suffix);
+            fd = cf_platform_temp_file_locked(o->tmp, exists ? o->path : NULL);
+        }
+        free(suffix);
+    }
     for (int n = 0; fd < 0 && n < 100; n++) {
         free(o->tmp);
         /* beside the file, under a name of at most NAME_MAX bytes */
@@ -730,6 +751,7 @@ int out_open(tool_out *o, const char *path)
         if (fd < 0 && errno != EEXIST) break;
     }
     if (fd >= 0 && exists) (void)fchmod(fd, st.st_mode & 07777); /* keep the file's permissions */
+    if (fd >= 0) o->lock = dup(fd) + 1; /* the lock lasts until the rename (0: none) */
     if (fd >= 0) o->f = fdopen(fd, "w");
     if (!o->f) {
         tool_error("%s: cannot create: %s", path, strerror(errno));
@@ -737,6 +759,7 @@ int out_open(tool_out *o, const char *path)
             close(fd);
             unlink(o->tmp);
         }
+        if (o->lock > 0) close(o->lock - 1);
         free(o->path);
         free(o->tmp);
         memset(o, 0, sizeof *o);
@@ -780,6 +803,7 @@ static int out_flush_tmp(tool_out *o)
 /* Forgets o after its temporary file was renamed or removed. */
 static void out_forget(tool_out *o)
 {
+    if (o->lock > 0) close(o->lock - 1);
     out_track(NULL, o->tmp);
     free(o->path);
     free(o->tmp);
@@ -842,6 +866,7 @@ void out_discard(tool_out *o)
         fclose(o->f);
         unlink(o->tmp);
         out_track(NULL, o->tmp);
+        if (o->lock > 0) close(o->lock - 1);
     } else if (o->f && o->f != stdout) {
         struct stat fst, mst; /* the file made through a link, if it is still that file */
         if (o->made && fstat(fileno(o->f), &fst) == 0 && stat(o->made, &mst) == 0 &&
