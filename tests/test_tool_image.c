@@ -539,6 +539,39 @@ static void other_formats_are_named(void **state)
     assert_string_equal(err, "not a TIFF or PNG file");
 }
 
+/* A whole TIFF whose page libtiff reads but the reader refuses (1-bit samples), with a tag
+ * whose value lies past the end of the file (a writer's bad offset, which libtiff ignores with
+ * a warning): refused for its samples, not called truncated (the read past the end had nothing
+ * to do with the failure). */
+static void a_whole_tiff_refused_for_another_reason_is_not_called_truncated(void **state)
+{
+    (void)state;
+    /* little-endian, one IFD at 8 of 7 entries, the 1-byte strip at 98 */
+    unsigned char t[99] = {'I', 'I', 42, 0, 8, 0, 0, 0, 7, 0};
+    static const unsigned short e[7][4] = {
+        {256, 3, 1, 1},     /* width 1 */
+        {257, 3, 1, 1},     /* height 1 */
+        {258, 3, 1, 1},     /* 1 bit per sample */
+        {262, 3, 1, 1},     /* min-is-black */
+        {270, 2, 200, 4000}, /* ImageDescription: 200 bytes at 4000, past the end */
+        {273, 4, 1, 98},    /* strip offset */
+        {279, 4, 1, 1},     /* strip byte count */
+    };
+    for (int i = 0; i < 7; i++) {
+        unsigned char *q = t + 10 + 12 * i;
+        q[0] = (unsigned char)(e[i][0] & 255), q[1] = (unsigned char)(e[i][0] >> 8);
+        q[2] = (unsigned char)e[i][1];
+        q[4] = (unsigned char)(e[i][2] & 255);
+        q[8] = (unsigned char)(e[i][3] & 255), q[9] = (unsigned char)(e[i][3] >> 8);
+    }
+    /* next IFD offset 0 at 94..97, the strip byte at 98 */
+    tool_image img;
+    char err[256] = "";
+    assert_int_not_equal(image_decode(t, sizeof t, 1 << 20, &img, err, sizeof err), 0);
+    if (strstr(err, "truncated") || !strstr(err, "1-bit"))
+        fail_msg("'%s' is not the samples' reason", err);
+}
+
 /* Every prefix of valid files (truncation at any byte) is an error that says the file is
  * truncated or, when the missing part is not needed, the same image: never a crash, never garbage dimensions, never a stack with
  * fewer pages (a prefix that ends inside a page's link to the next page). */
@@ -689,6 +722,7 @@ int main(void)
         cmocka_unit_test(png_palette_and_low_bit_grey_are_expanded),
         cmocka_unit_test(unsupported_tiffs_are_refused_with_a_reason),
         cmocka_unit_test(truncated_files_never_crash),
+        cmocka_unit_test(a_whole_tiff_refused_for_another_reason_is_not_called_truncated),
         cmocka_unit_test(other_formats_are_named),
         cmocka_unit_test(prepare_crops_pads_and_normalises_as_documented),
         cmocka_unit_test(train_and_predict_prepare_the_same_bits),
