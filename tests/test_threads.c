@@ -11,6 +11,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <dirent.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #define APPEND(net, expr)                              \
     do {                                               \
@@ -544,6 +547,70 @@ static void threads_prepare_and_infer_on_one_network_bit_identically(void **stat
     cfnet_network_free(net);
 }
 
+/* Two threads saving different networks to one path at once (the same NAME.tmp.PID.HOST
+ * temporary name: one takes it locked, the other falls back to a name of its own): every save
+ * succeeds, the file is always one of the two whole models, and no temporary file is left. */
+typedef struct {
+    const cfnet_network *net;
+    const char *path;
+    atomic_int *ready;
+    int failed;
+} save_job;
+
+enum { SAVES = 40 };
+
+static void *save_many(void *arg)
+{
+    save_job *j = arg;
+    atomic_fetch_add(j->ready, 1);
+    while (atomic_load(j->ready) < 2) {
+    }
+    for (int i = 0; i < SAVES; i++)
+        if (cfnet_network_save(j->net, j->path, 0) != CFNET_OK) j->failed++;
+    return NULL;
+}
+
+static void two_threads_saving_one_path_both_succeed(void **state)
+{
+    (void)state;
+    char dir[4096];
+    snprintf(dir, sizeof dir, "%s/threads_save", tu_outdir());
+    mkdir(dir, 0777);
+    char path[4200];
+    snprintf(path, sizeof path, "%s/model.safetensors", dir);
+    cfnet_network *net[2] = {make_net(21), make_net(22)};
+    void *buf[2];
+    size_t size[2];
+    for (int k = 0; k < 2; k++) CF_ASSERT_OK(cfnet_network_save_buffer(net[k], 0, &buf[k], &size[k]));
+    atomic_int ready = 0;
+    save_job jobs[2] = {{net[0], path, &ready, 0}, {net[1], path, &ready, 0}};
+    pthread_t tid[2];
+    for (int k = 0; k < 2; k++) assert_int_equal(pthread_create(&tid[k], NULL, save_many, &jobs[k]), 0);
+    for (int k = 0; k < 2; k++) pthread_join(tid[k], NULL);
+    assert_int_equal(jobs[0].failed + jobs[1].failed, 0);
+    FILE *f = fopen(path, "rb");
+    assert_non_null(f);
+    unsigned char *got = malloc(size[0] + size[1] + 1);
+    size_t n = fread(got, 1, size[0] + size[1] + 1, f);
+    fclose(f);
+    int same = (n == size[0] && !memcmp(got, buf[0], n)) || (n == size[1] && !memcmp(got, buf[1], n));
+    assert_true(same);
+    DIR *d = opendir(dir);
+    assert_non_null(d);
+    int files = 0;
+    for (struct dirent *e; (e = readdir(d)) != NULL;)
+        if (e->d_name[0] != '.') files++;
+    closedir(d);
+    assert_int_equal(files, 1); /* the model alone */
+    unlink(path);
+    rmdir(dir);
+    free(got);
+    for (int k = 0; k < 2; k++) {
+        cfnet_free(buf[k]);
+        cfnet_network_free(net[k]);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -554,6 +621,7 @@ int main(void)
         cmocka_unit_test(export_is_not_refused_by_a_refused_writer),
         cmocka_unit_test(host_threads_share_a_network_with_workers_bit_identically),
         cmocka_unit_test(threads_prepare_and_infer_on_one_network_bit_identically),
+        cmocka_unit_test(two_threads_saving_one_path_both_succeed),
     };
     return cmocka_run_group_tests_name("threads", tests, NULL, NULL);
 }
