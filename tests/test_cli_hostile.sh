@@ -65,6 +65,18 @@ done
 expect 0 "" env PATH="$fake:$PATH" "$cfnet" train "$d/train" -o "$out/png.safetensors" --epochs 1 \
     $common -q --plot "$out/ok.svg"
 cmp -s "$out/ok.svg" "$out/ok.png" || fail "the fake conversion did not write ok.png"
+# the converter gets the temporary file as its standard output and no other descriptor of it
+# (the lock's duplicate is close-on-exec)
+if [ -d /proc/self/fd ]; then
+    # shellcheck disable=SC2016 # the fake program's argument: IN
+    printf '#!/bin/sh\nls -l /proc/$$/fd | cat >"%s/fds.txt"\ncat "$1"\n' "$out" >"$fake/rsvg-convert"
+    # shellcheck disable=SC2086
+    expect 0 "" env PATH="$fake:$PATH" "$cfnet" train "$d/train" -o "$out/png.safetensors" \
+        --epochs 1 $common -q --plot "$out/fd.svg"
+    grep -q " 1 -> .*fd.png.tmp" "$out/fds.txt" || fail "the converter's output is not the temporary file"
+    grep -v " 1 -> " "$out/fds.txt" | grep "fd.png.tmp" &&
+        fail "the converter inherited another descriptor of the temporary file"
+fi
 
 # wait_lines FILE N PID: waits (at most 60 s) until FILE has N lines, or PID has ended.
 wait_lines() {

@@ -5,6 +5,7 @@
 #include "platform/platform.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <inttypes.h>
 #include <limits.h>
 #include <stdio.h>
@@ -172,8 +173,9 @@ cfnet_status cf_file_write_atomic(const cf_allocator *a, const char *path,
         err = errno;
         step = "syncing";
     }
-    /* the lock lasts through lk, a duplicate that the close below leaves open, until the rename */
-    int lk = named ? dup(fd) : -1;
+    /* the lock lasts through lk, a duplicate that the close below leaves open, until the rename;
+     * close-on-exec like fd (a program another thread starts meanwhile would keep it open) */
+    int lk = named ? fcntl(fd, F_DUPFD_CLOEXEC, 0) : -1;
     if (close(fd) != 0 && !step) {
         err = errno;
         step = "closing";

@@ -751,7 +751,9 @@ int out_open(tool_out *o, const char *path)
         if (fd < 0 && errno != EEXIST) break;
     }
     if (fd >= 0 && exists) (void)fchmod(fd, st.st_mode & 07777); /* keep the file's permissions */
-    if (fd >= 0) o->lock = dup(fd) + 1; /* the lock lasts until the rename (0: none) */
+    /* the lock lasts until the rename (0: none); close-on-exec, or the PNG converter (and any
+     * program started while the file is open) would hold a descriptor of it */
+    if (fd >= 0) o->lock = fcntl(fd, F_DUPFD_CLOEXEC, 0) + 1;
     if (fd >= 0) o->f = fdopen(fd, "w");
     if (!o->f) {
         tool_error("%s: cannot create: %s", path, strerror(errno));
