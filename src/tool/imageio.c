@@ -42,22 +42,20 @@ typedef struct mem_stream {
     size_t errsize;
     int has_err;
     int short_read; /* libtiff asked for bytes past the end of the file */
-    int last_short; /* the latest read did */
-    int err_short;  /* the first error came right after such a read: the missing bytes caused it */
+    int err_short;  /* libtiff's first error came after such a read */
 } mem_stream;
 
 static tmsize_t ms_read(thandle_t h, void *buf, tmsize_t n)
 {
     mem_stream *m = h;
     if (n < 0) return -1;
-    m->last_short = 0;
     if (m->pos >= m->size) {
-        if (n > 0) m->short_read = m->last_short = 1;
+        if (n > 0) m->short_read = 1;
         return 0;
     }
     uint64_t left = m->size - m->pos;
     if ((uint64_t)n > left) {
-        m->short_read = m->last_short = 1;
+        m->short_read = 1;
         n = (tmsize_t)left;
     }
     memcpy(buf, m->data + m->pos, (size_t)n);
@@ -120,7 +118,7 @@ static int tiff_error_handler(TIFF *tif, void *user, const char *module, const c
         snprintf(m->err, m->errsize, "invalid TIFF (%s%s%s)", module ? module : "",
                  module ? ": " : "", msg);
         m->has_err = 1;
-        m->err_short = m->last_short;
+        m->err_short = m->short_read;
     }
     return 1; /* handled: nothing is printed */
 }
@@ -295,11 +293,12 @@ static int tiff_directory_complete(TIFF *tif, uint64_t off, const unsigned char 
 
 /* A file cut short (an interrupted copy or download, a share that went away mid-write) makes
  * libtiff fail with messages such as "Read error at scanline 4294967295" or "Can not read TIFF
- * directory count" that do not say so: when libtiff's error came right after a read past the
- * end of the file (or the file could not be opened without one, after such a read), the message
- * says the file is truncated, and keeps libtiff's words after it. A read past the end that
- * libtiff only warned about (a tag's value at a bad offset, ignored) does not make the reader's
- * own refusal of a whole file (1-bit samples, too large) a truncation. */
+ * directory count" that do not say so: when libtiff failed (an error of its own, or no file
+ * opened) after a read past the end of the file, the message says the file is truncated, and
+ * keeps libtiff's words after it (libtiff may fail later than that read: a JPEG page whose
+ * tables were cut off decodes to "Quantization table 0x00 was not defined"). A read past the end
+ * that libtiff only warned about (a tag's value at a bad offset, ignored) does not make the
+ * reader's own refusal of a whole file (1-bit samples, too large) a truncation. */
 static void tiff_say_truncated(mem_stream *m, int opened)
 {
     if (m->has_err ? !m->err_short : opened || !m->short_read) return;
@@ -319,7 +318,7 @@ static void tiff_say_truncated(mem_stream *m, int opened)
 static int decode_tiff(const unsigned char *data, size_t size, int64_t max_values, tool_image *out,
                        char *err, size_t errsize)
 {
-    mem_stream m = {data, size, 0, err, errsize, 0, 0, 0, 0};
+    mem_stream m = {data, size, 0, err, errsize, 0, 0, 0};
     TIFFOpenOptions *opts = TIFFOpenOptionsAlloc();
     if (!opts) {
         set_err(err, errsize, "out of memory");
