@@ -395,7 +395,10 @@ int cmd_predict(int argc, char **argv)
         free(mem);
         if (o.skip_bad) dataset_say_skipped(warned ? warned : "", warned ? warned_len : 0);
         free(warned);
-        if (tool_mpi_sum(failed) != 0) r = -1;
+        if (tool_mpi_sum(failed) != 0) { /* every rank knows: it ends them all, no abort */
+            r = -1;
+            tool_mpi_fail_together();
+        }
         ctx.rows = tool_mpi_sum(ctx.rows);
         bad = tool_mpi_sum(bad);
         if (rank) {
