@@ -663,6 +663,32 @@ if [ -x "$tool" ] && ldd "$tool" | grep -qi mpi; then
     rc=$?
     expect evnd 1 "nodata: no such file or directory" 1
     expect evnd 1 "the message above is rank 1's of 3" 1
+    # rank 1 alone given another model of the same classes (a node-local copy of another run's
+    # model): refused once by rank 0 (its numbers went into the report and the CSV silently)
+    for cmd in eval predict; do
+        data="$e/data"
+        [ $cmd = predict ] && data="$e/data/class00"
+        timeout 60 mpirun --allow-run-as-root --oversubscribe -np 2 sh -c \
+            'm=$1; [ "$OMPI_COMM_WORLD_RANK" = 1 ] && m=$2; shift 2; exec "$@" "$m" "$0"' \
+            "$data" "$c/m.cfnet" "$t/plain.cfnet" "$tool" $cmd --threads 1 --skip-bad -q >"$t/evm.log" 2>&1
+        rc=$?
+        expect evm 1 "the MPI ranks disagree on MODEL (its contents)" 1
+    done
+    # more output than rank 0 can gather at once (MPI_Gatherv's int offsets overflowed past
+    # 2 GB in all; the limit lowered by CFNET_TEST_GATHER_MAX): every rank ends with status 1
+    # and one message, no abort, and no output left
+    for cmd in eval predict; do
+        rm -rf "$e/g"
+        oflag="--out" lim=1000 # eval: its CSV rows, not its loss terms (120 bytes)
+        [ $cmd = predict ] && oflag="-o" lim=100
+        CFNET_TEST_GATHER_MAX=$lim timeout 60 mpirun --allow-run-as-root --oversubscribe \
+            -x CFNET_TEST_GATHER_MAX -np 2 "$tool" $cmd "$c/m.cfnet" "$c/d/test" $oflag "$e/g" \
+            --threads 1 -q >"$t/evg.log" 2>&1
+        rc=$?
+        expect evg 1 "is too much to gather on rank 0" 1
+        expect evg 1 "MPI_ABORT" 0
+        [ ! -e "$e/g" ] || { echo "test_mpi: $cmd left its output after a gather too big"; exit 1; }
+    done
     echo "test_mpi: cfnet eval on 2 and 3 ranks printed and wrote the 1-process report" \
         "(--skip-bad, --json, --out, more ranks than images); a bad image and settings that" \
         "differ between ranks ended it with one message"

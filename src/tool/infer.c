@@ -217,25 +217,59 @@ static tool_dataset rank_share(const tool_dataset *ds, long batch)
     return part;
 }
 
+/* FNV-1a of the model's input settings, classes and every parameter and state value: the
+ * same on ranks that loaded the same model file. (Ranks with another model, such as a
+ * node-local copy of another run's, would mix its numbers into the report silently.) */
+static int64_t model_hash(const cfnet_network *net, const tool_model_info *info)
+{
+    uint64_t h = 0xcbf29ce484222325ull;
+#define MIX(p, len)                                                                       \
+    for (size_t b_ = 0; b_ < (size_t)(len); b_++)                                          \
+        h = (h ^ ((const unsigned char *)(p))[b_]) * 0x100000001b3ull;
+    const int32_t v[] = {info->n_classes, info->channels, info->size, info->pad,
+                         info->norm.percentile, cfnet_network_layer_count(net)};
+    const double nv[] = {info->norm.low, info->norm.high, info->norm.scale};
+    MIX(v, sizeof v);
+    MIX(nv, sizeof nv);
+    for (int i = 0; i < info->n_classes; i++) MIX(info->classes[i], strlen(info->classes[i]) + 1);
+    for (int i = 0; i < cfnet_network_layer_count(net); i++) {
+        const cfnet_layer *l = cfnet_network_layer(net, i);
+        for (int p = 0; p < cfnet_layer_param_count(l) + cfnet_layer_state_count(l); p++) {
+            const int np = cfnet_layer_param_count(l);
+            const cfnet_tensor *t = p < np ? cfnet_layer_param(l, p) : cfnet_layer_state(l, p - np);
+            const int64_t n = cfnet_tensor_numel(t);
+            MIX(&n, sizeof n);
+            MIX(cfnet_tensor_data(t), (size_t)n * sizeof(float));
+        }
+    }
+#undef MIX
+    return (int64_t)h;
+}
+
 /* Under mpirun, after tool_mpi_started (collective): -1 when every rank has the settings that
- * decide its share and what is done with it (the inputs, --batch, --skip-bad, --tta, and
- * `extra`: whether eval writes --out), else that setting's index, said once by rank 0 and the
- * failure marked as every rank's. Another --batch or other inputs would leave images out or
- * count them twice; another --skip-bad would leave one rank waiting in a gather of warnings
- * that the others do not make; another --tta would mix other numbers in silently. */
-static int ranks_disagree(const run_opts *o, const tool_dataset *ds, int64_t extra,
+ * decide its share and what is done with it (the model, the inputs, --batch, --skip-bad,
+ * --tta, and `extra`: whether eval writes --out), else that setting's index, said once by rank
+ * 0 and the failure marked as every rank's. Another --batch or other inputs would leave images
+ * out or count them twice; another --skip-bad would leave one rank waiting in a gather of
+ * warnings that the others do not make; another model or --tta would mix other numbers in
+ * silently. */
+static int ranks_disagree(const cfnet_network *net, const tool_model_info *info,
+                          const run_opts *o, const tool_dataset *ds, int64_t extra,
                           const char *extra_name)
 {
     if (tool_mpi_size() == 1) return -1;
-    const int64_t same[] = {o->batch, ds->n, tool_mpi_hash_samples(ds, NULL, ds->n, 0),
-                            o->skip_bad, o->tta, extra};
-    static const char *const what[] = {"--batch", "the number of inputs", "the inputs",
-                                       "--skip-bad", "--tta"};
-    const int d = tool_mpi_agree(same, extra_name ? 6 : 5);
+    const int64_t same[] = {model_hash(net, info), o->batch, ds->n,
+                            tool_mpi_hash_samples(ds, NULL, ds->n, 0), o->skip_bad, o->tta,
+                            extra};
+    static const char *const what[] = {"MODEL (its contents)", "--batch", "the number of inputs",
+                                       "the inputs", "--skip-bad", "--tta"};
+    const int d = tool_mpi_agree(same, extra_name ? 7 : 6);
     if (d >= 0) {
         if (tool_mpi_rank() == 0)
-            tool_error("the MPI ranks disagree on %s; every rank needs the same arguments",
-                       d < 5 ? what[d] : extra_name);
+            tool_error("the MPI ranks disagree on %s; every rank needs the same arguments%s",
+                       d < 6 ? what[d] : extra_name,
+                       d == 0 ? " and the same model file (a copy local to each node may "
+                                "differ)" : "");
         tool_mpi_fail_together();
     }
     return d;
@@ -316,7 +350,7 @@ int cmd_predict(int argc, char **argv)
      * every rank here, said once; then the shards, cut from the input list and --batch, must
      * be the same everywhere, or rows would be left out or written twice. */
     int started = tool_mpi_started(), d = -1;
-    if (started == 0) d = ranks_disagree(&o, &ds, 0, NULL);
+    if (started == 0) d = ranks_disagree(net, &info, &o, &ds, 0, NULL);
     if (started != 0 || d >= 0) {
         if (rank) fclose(f);
         else out_discard(&res);
@@ -361,7 +395,10 @@ int cmd_predict(int argc, char **argv)
         free(mem);
         if (o.skip_bad) dataset_say_skipped(warned ? warned : "", warned ? warned_len : 0);
         free(warned);
-        if (tool_mpi_sum(failed) != 0) r = -1;
+        if (tool_mpi_sum(failed) != 0) { /* every rank knows: it ends them all, no abort */
+            r = -1;
+            tool_mpi_fail_together();
+        }
         ctx.rows = tool_mpi_sum(ctx.rows);
         bad = tool_mpi_sum(bad);
         if (rank) {
@@ -608,7 +645,7 @@ int cmd_eval(int argc, char **argv)
         rc = started;
         goto out_ds;
     }
-    if (ranks_disagree(&o, &ds, outdir != NULL, "--out") >= 0) goto out_ds;
+    if (ranks_disagree(net, &info, &o, &ds, outdir != NULL, "--out") >= 0) goto out_ds;
     if (size > 1 && o.skip_bad) { /* said by rank 0, once and in input order */
         o.warn_to = open_memstream(&warned, &warned_len);
         if (!o.warn_to) tool_error("memory stream: %s", strerror(errno));

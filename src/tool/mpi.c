@@ -227,7 +227,29 @@ int tool_mpi_gather_text(const char *buf, size_t len, FILE *out)
     char *all = NULL;
     if (mpi_rank == 0) counts = xcalloc((size_t)mpi_size, sizeof(int));
     MPI_Gather(&n, 1, MPI_INT, counts, 1, MPI_INT, 0, MPI_COMM_WORLD);
+    /* MPI_Gatherv places each rank's part at an int offset: more than INT_MAX bytes in all
+     * (say 2 GB of predict rows over 8 ranks) would overflow rank 0's offsets, so rank 0 says
+     * whether they fit and every rank skips the gather alike when they do not.
+     * CFNET_TEST_GATHER_MAX lowers the limit for tests/test_mpi.sh. */
     size_t total = 0;
+    int fits = 1;
+    if (mpi_rank == 0) {
+        size_t max = 0x7fffffff;
+        const char *t = getenv("CFNET_TEST_GATHER_MAX");
+        if (t && *t) max = (size_t)strtoull(t, NULL, 10);
+        for (int r = 0; r < mpi_size; r++) total += (size_t)counts[r];
+        if (total > max) {
+            tool_error("the ranks' output, %zu bytes, is too much to gather on rank 0 (at most "
+                       "%zu bytes); write it in parts (fewer inputs per run)", total, max);
+            fits = 0;
+        }
+        total = 0;
+    }
+    MPI_Bcast(&fits, 1, MPI_INT, 0, MPI_COMM_WORLD);
+    if (!fits) {
+        free(counts);
+        return -1;
+    }
     if (mpi_rank == 0) {
         displs = xcalloc((size_t)mpi_size, sizeof(int));
         for (int r = 0; r < mpi_size; r++) {
