@@ -477,6 +477,11 @@ static void persistence_and_context_functions_reject_null(void **state)
     uint64_t v;
     unsigned char junk[16] = {0};
     CF_ASSERT_STATUS(cfnet_network_save(NULL, "x", 0), CFNET_E_INVALID_ARGUMENT);
+    CF_ASSERT_STATUS(cfnet_remove_stale_temporaries(NULL, &size), CFNET_E_INVALID_ARGUMENT);
+    CF_ASSERT_STATUS(cfnet_remove_stale_temporaries("", &size), CFNET_E_INVALID_ARGUMENT);
+    CF_ASSERT_STATUS(cfnet_remove_stale_temporaries("folder/", NULL), CFNET_E_INVALID_ARGUMENT);
+    CF_ASSERT_STATUS(cfnet_remove_stale_temporaries("no/such/folder/x", &size), CFNET_E_IO);
+    assert_int_equal(size, 0); /* untouched on error */
     CF_ASSERT_STATUS(cfnet_network_save_buffer(NULL, 0, &buf, &size), CFNET_E_INVALID_ARGUMENT);
     CF_ASSERT_STATUS(cfnet_network_export_onnx(NULL, "x", 0), CFNET_E_INVALID_ARGUMENT);
     CF_ASSERT_STATUS(cfnet_network_export_onnx_buffer(NULL, 0, &buf, &size),

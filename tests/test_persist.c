@@ -14,6 +14,8 @@
 #include <sys/file.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
+#include <fcntl.h>
 #include <unistd.h>
 
 #include <jansson.h>
@@ -1459,6 +1461,201 @@ static void an_own_named_temporary_file_is_replaced_unless_locked(void **state)
     cfnet_network_free(net);
 }
 
+/* A process id that no longer exists: a child that has exited and been waited for. */
+static long dead_pid(void)
+{
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) _exit(0);
+    assert_int_equal(waitpid(pid, NULL, 0), pid);
+    return (long)pid;
+}
+
+/* A fresh folder under the test output directory (heap string). */
+static char *fresh_dir(const char *name)
+{
+    char *dir = out_path(name);
+    char cmd[4096];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+    assert_int_equal(system(cmd), 0);
+    assert_int_equal(mkdir(dir, 0777), 0);
+    return dir;
+}
+
+static void touch(const char *dir, const char *name, const char *text)
+{
+    char p[16384];
+    snprintf(p, sizeof p, "%s/%s", dir, name);
+    write_file(p, text, strlen(text));
+}
+
+static bool exists_in(const char *dir, const char *name)
+{
+    char p[16384];
+    struct stat sb;
+    snprintf(p, sizeof p, "%s/%s", dir, name);
+    return lstat(p, &sb) == 0;
+}
+
+static void this_host(char *host, size_t size)
+{
+    assert_int_equal(gethostname(host, size), 0);
+    host[size - 1] = '\0';
+}
+
+/* cfnet_remove_stale_temporaries removes "<name>.tmp.<pid>.<host>" of a dead process on this
+ * host, and nothing else: not a live process's (nor this process's), not one locked by a live
+ * writer, not another host's, not "<name>.tmp.foo", another file's, a link, or the command's
+ * probe name; *removed counts. */
+static void stale_temporary_files_of_dead_saves_are_removed(void **state)
+{
+    (void)state;
+    char *dir = fresh_dir("stale"), host[256], name[512], locked[512];
+    this_host(host, sizeof host);
+    long dead = dead_pid(), dead2 = dead_pid();
+    const char *keep[16];
+    int nkeep = 0;
+    char kept[8][512];
+    snprintf(name, sizeof name, "m.safetensors.tmp.%ld.%s", dead, host);
+    touch(dir, name, "stale");
+    snprintf(kept[0], 512, "m.safetensors.tmp.%ld.%s", (long)getppid(), host);  /* live */
+    snprintf(kept[1], 512, "m.safetensors.tmp.%ld.%s", (long)getpid(), host);   /* own */
+    snprintf(kept[2], 512, "m.safetensors.tmp.%ld.otherhost-%s", dead, host); /* other host */
+    snprintf(kept[3], 512, "m.safetensors.tmp.foo");
+    snprintf(kept[4], 512, "n.safetensors.tmp.%ld.%s", dead, host); /* another file's */
+    snprintf(kept[5], 512, "m.safetensors.tmp.%ld.0", dead);           /* cfnet's probe */
+    snprintf(kept[6], 512, "m.safetensors.tmp.0%ld.%s", dead, host);   /* not a process id */
+    for (int i = 0; i < 7; i++) {
+        if (i == 5) touch(dir, kept[i], "");
+        else touch(dir, kept[i], "x");
+        keep[nkeep++] = kept[i];
+    }
+    char link[512];
+    snprintf(link, sizeof link, "%s/m.safetensors.tmp.%ld.%s", dir, dead2, host);
+    assert_int_equal(symlink("elsewhere", link), 0);
+    keep[nkeep++] = strrchr(link, '/') + 1;
+    /* a dead process's name, but a live writer holds its lock (a process of that id elsewhere
+     * sharing the folder): kept */
+    snprintf(locked, sizeof locked, "%s/m.safetensors.tmp.%ld.%s", dir, dead_pid(), host);
+    write_file(locked, "held", 4);
+    int fd = open(locked, O_RDONLY);
+    assert_true(fd >= 0);
+    assert_int_equal(flock(fd, LOCK_EX | LOCK_NB), 0);
+    keep[nkeep++] = strrchr(locked, '/') + 1;
+
+    char path[4096];
+    snprintf(path, sizeof path, "%s/m.safetensors", dir);
+    size_t removed = 99;
+    CF_ASSERT_OK(cfnet_remove_stale_temporaries(path, &removed));
+    assert_int_equal(removed, 1);
+    assert_false(exists_in(dir, name));
+    for (int i = 0; i < nkeep; i++)
+        if (!exists_in(dir, keep[i])) fail_msg("%s was removed", keep[i]);
+    CF_ASSERT_OK(cfnet_remove_stale_temporaries(path, &removed));
+    assert_int_equal(removed, 0);
+    close(fd); /* the writer is gone: now it is stale */
+    CF_ASSERT_OK(cfnet_remove_stale_temporaries(path, NULL));
+    assert_false(exists_in(dir, strrchr(locked, '/') + 1));
+    /* a relative path: the current folder */
+    char cwd[4096];
+    assert_non_null(getcwd(cwd, sizeof cwd));
+    assert_int_equal(chdir(dir), 0);
+    touch(".", name, "stale");
+    touch(".", name + 1, "x"); /* "<name>" not a prefix of this one's */
+    CF_ASSERT_OK(cfnet_remove_stale_temporaries("m.safetensors", &removed));
+    assert_int_equal(chdir(cwd), 0);
+    assert_int_equal(removed, 1);
+    assert_false(exists_in(dir, name));
+    assert_true(exists_in(dir, name + 1));
+    free(dir);
+}
+
+/* With the files `gone` in gdir and `kept` in kdir made, cleaning `path` removes exactly gone. */
+static void removes_one(const char *path, const char *gdir, const char *gone, const char *kdir,
+                        const char *kept)
+{
+    touch(gdir, gone, "stale");
+    touch(kdir, kept, "x");
+    size_t removed = 0;
+    CF_ASSERT_OK(cfnet_remove_stale_temporaries(path, &removed));
+    assert_int_equal(removed, 1);
+    if (exists_in(gdir, gone)) fail_msg("%s/%s was kept", gdir, gone);
+    if (!exists_in(kdir, kept)) fail_msg("%s/%s was removed", kdir, kept);
+}
+
+/* A file name too long to take the suffix is shortened by the save so that the temporary name
+ * has the folder's longest length: such a dead save's file is removed too, one of another
+ * length is not. */
+static void shortened_stale_temporary_names_are_removed(void **state)
+{
+    (void)state;
+    char *dir = fresh_dir("stale_long"), host[256];
+    this_host(host, sizeof host);
+    long name_max = pathconf(dir, _PC_NAME_MAX);
+    assert_true(name_max > 100 && name_max < 4000);
+    char base[4096], sfx[512], tmp[8192], wrong[8192], path[8192];
+    memset(base, 'b', (size_t)name_max - 5);
+    base[name_max - 5] = '\0';
+    snprintf(path, sizeof path, "%s/%s", dir, base);
+    snprintf(sfx, sizeof sfx, ".tmp.%ld.%s", dead_pid(), host);
+    int keep = (int)(name_max - (long)strlen(sfx));
+    snprintf(tmp, sizeof tmp, "%.*s%s", keep, base, sfx);
+    snprintf(wrong, sizeof wrong, "%.*s%s", keep - 1, base, sfx);
+    assert_int_equal(strlen(tmp), (size_t)name_max);
+    removes_one(path, dir, tmp, dir, wrong);
+    /* the save's own temporary name is that length too: a save of this path leaves none */
+    cfnet_network *net = make_tiny(75);
+    CF_ASSERT_OK(cfnet_network_save(net, path, 0));
+    cfnet_network_free(net);
+    free(dir);
+}
+
+/* A symbolic link at the path is replaced by a save, which writes beside the link: that folder
+ * is the one cleaned, not the target's. */
+static void stale_temporaries_of_a_link_are_beside_the_link(void **state)
+{
+    (void)state;
+    char *dir = fresh_dir("stale_link"), host[256], sub[4096], lpath[4096], name[512];
+    this_host(host, sizeof host);
+    snprintf(sub, sizeof sub, "%s/sub", dir);
+    assert_int_equal(mkdir(sub, 0777), 0);
+    snprintf(lpath, sizeof lpath, "%s/link.safetensors", dir);
+    assert_int_equal(symlink("sub/target.safetensors", lpath), 0);
+    long dead = dead_pid();
+    snprintf(name, sizeof name, "link.safetensors.tmp.%ld.%s", dead, host);
+    char other[512];
+    snprintf(other, sizeof other, "target.safetensors.tmp.%ld.%s", dead, host);
+    removes_one(lpath, dir, name, sub, other);
+    free(dir);
+}
+
+/* A folder that is missing, or not a folder: CFNET_E_IO naming it, *removed untouched; a NULL,
+ * empty or folder path: CFNET_E_INVALID_ARGUMENT. */
+static void removing_stale_temporaries_reports_bad_paths(void **state)
+{
+    (void)state;
+    char *dir = fresh_dir("stale_bad"), p[4096];
+    size_t removed = 42;
+    snprintf(p, sizeof p, "%s/missing/m.safetensors", dir);
+    CF_ASSERT_STATUS(cfnet_remove_stale_temporaries(p, &removed), CFNET_E_IO);
+    assert_non_null(strstr(cfnet_last_error(), "missing"));
+    touch(dir, "file", "x");
+    snprintf(p, sizeof p, "%s/file/m.safetensors", dir);
+    CF_ASSERT_STATUS(cfnet_remove_stale_temporaries(p, &removed), CFNET_E_IO);
+    if (geteuid() != 0) { /* root reads any folder */
+        snprintf(p, sizeof p, "%s/closed", dir);
+        assert_int_equal(mkdir(p, 0300), 0);
+        snprintf(p, sizeof p, "%s/closed/m.safetensors", dir);
+        CF_ASSERT_STATUS(cfnet_remove_stale_temporaries(p, &removed), CFNET_E_IO);
+    }
+    CF_ASSERT_STATUS(cfnet_remove_stale_temporaries(NULL, &removed), CFNET_E_INVALID_ARGUMENT);
+    CF_ASSERT_STATUS(cfnet_remove_stale_temporaries("", &removed), CFNET_E_INVALID_ARGUMENT);
+    snprintf(p, sizeof p, "%s/", dir);
+    CF_ASSERT_STATUS(cfnet_remove_stale_temporaries(p, &removed), CFNET_E_INVALID_ARGUMENT);
+    assert_int_equal(removed, 42);
+    free(dir);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1486,6 +1683,10 @@ int main(void)
         cmocka_unit_test(saving_replaces_an_existing_file_with_the_usual_mode),
         cmocka_unit_test(the_temporary_file_names_the_process_and_the_host),
         cmocka_unit_test(an_own_named_temporary_file_is_replaced_unless_locked),
+        cmocka_unit_test(stale_temporary_files_of_dead_saves_are_removed),
+        cmocka_unit_test(shortened_stale_temporary_names_are_removed),
+        cmocka_unit_test(stale_temporaries_of_a_link_are_beside_the_link),
+        cmocka_unit_test(removing_stale_temporaries_reports_bad_paths),
         cmocka_unit_test(every_kind_has_an_ops_table_named_like_the_kind),
         cmocka_unit_test(null_arguments_are_rejected),
     };

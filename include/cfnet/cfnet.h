@@ -831,6 +831,21 @@ CFNET_API cfnet_status cfnet_network_prepare_image(const cfnet_network *net,
 CFNET_API cfnet_status cfnet_network_save(const cfnet_network *net, const char *path,
                                           unsigned flags);
 
+/** Removes the temporary files that saves to `path` (cfnet_network_save,
+ *  cfnet_network_export_onnx) of processes killed meanwhile left: `path.tmp.PID.HOST` beside
+ *  `path` (the name part shortened as the save shortens it for a long name), of this host, of a
+ *  process id that no longer exists, and only while a shared lock on it is obtained without
+ *  waiting (a live writer's lock keeps it; so do other hosts' files, this process's own,
+ *  `path.tmp.XXXXXX` names and any other file). Call it before saving, e.g. when a job killed
+ *  by a time limit starts again. A symbolic link at `path` is not followed: the saves replace
+ *  the link and write beside it, so that is the folder looked in. `*removed` (may be NULL)
+ *  receives how many files were removed. A host without a name removes nothing (CFNET_OK, 0).
+ *  Errors (nothing removed): a NULL or empty `path`, or one ending in '/'
+ *  (CFNET_E_INVALID_ARGUMENT); a folder of `path` that does not exist or cannot be read
+ *  (CFNET_E_IO, with the system's reason). A file that vanishes or cannot be removed meanwhile
+ *  is skipped. Thread-safe. Since 0.2. */
+CFNET_API cfnet_status cfnet_remove_stale_temporaries(const char *path, size_t *removed);
+
 /** Same, into a new buffer of *size bytes that the caller frees with cfnet_free(). */
 CFNET_API cfnet_status cfnet_network_save_buffer(const cfnet_network *net, unsigned flags,
                                                  void **buffer, size_t *size);

@@ -34,7 +34,7 @@ from ._layer import (Layer, batch_norm, conic_conv, conic_conv_mirror, conv2d, d
                      dropout, group_pool, kind_name, p4_conv, p4_lift, p4m_conv,
                      p4m_dft_magnitude, p4m_lift, pool, relu, softmax)
 from ._network import (Network, classifier, family_name, option_bounds, option_default,
-                       softmax_cross_entropy)
+                       remove_stale_temporaries, softmax_cross_entropy)
 from ._tensor import MAX_DIMS, Tensor
 
 
@@ -102,5 +102,5 @@ __all__ = [
     "Network", "option_bounds", "option_default", "softmax_cross_entropy", "MAX_DIMS", "Tensor",
     "library_path", "version",
     "version_number", "status_string", "last_error",
-    "Family", "classifier", "family_name", "NumericError", "CancelledError", "SumKind",
+    "Family", "classifier", "family_name", "remove_stale_temporaries", "NumericError", "CancelledError", "SumKind",
 ]

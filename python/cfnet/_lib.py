@@ -135,6 +135,7 @@ PROTOTYPES = {
     "cfnet_network_prepare_image": (_status, [_handle, _handle, _int, _handle, _i64]),
     # saving and loading
     "cfnet_network_save": (_status, [_handle, _str, ctypes.c_uint]),
+    "cfnet_remove_stale_temporaries": (_status, [_str, _p_size]),
     "cfnet_network_save_buffer": (_status, [_handle, ctypes.c_uint, _p_handle, _p_size]),
     "cfnet_network_load": (_status, [_str, _p_handle]),
     "cfnet_network_load_buffer": (_status, [ctypes.c_void_p, _size, _p_handle]),

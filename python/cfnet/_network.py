@@ -1105,6 +1105,17 @@ class Metadata(MutableMapping):
         return "Metadata(%r)" % dict(self.items())
 
 
+def remove_stale_temporaries(path):
+    """Removes the temporary files that saves to ``path`` (``Network.save``, ``export_onnx``) of
+    processes killed meanwhile left on this host, ``path.tmp.PID.HOST`` of a process that no
+    longer exists and that no live writer holds locked; returns how many. A link at ``path`` is
+    not followed (a save replaces the link and writes beside it). A folder that does not exist or
+    cannot be read raises CfnetIOError."""
+    removed = ctypes.c_size_t()
+    _lib.load().call("cfnet_remove_stale_temporaries", fs_path(path), ctypes.byref(removed))
+    return removed.value
+
+
 def family_name(family):
     """The library's name of a preset family ("cfnet", "cnet", "gcnn", "gcnn-dft", "cnn",
     "gcnn-p4m")."""

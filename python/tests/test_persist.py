@@ -257,6 +257,30 @@ print("ok")
         np.testing.assert_array_equal(np.load(out2), self.net[7].params["weight"])
 
 
+    def test_remove_stale_temporaries(self):
+        # a dead save's "<path>.tmp.<pid>.<host>" goes; another host's, a live process's and
+        # other names stay; the count is returned
+        child = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                               capture_output=True, text=True, check=True)
+        dead = int(child.stdout)
+        host = os.uname().nodename
+        stale = "%s.tmp.%d.%s" % (self.path, dead, host)
+        kept = ["%s.tmp.%d.%s" % (self.path, os.getpid(), host),
+                "%s.tmp.%d.other-%s" % (self.path, dead, host), self.path + ".tmp.foo"]
+        for name in [stale] + kept:
+            with open(name, "wb") as f:
+                f.write(b"x")
+        self.assertEqual(cfnet.remove_stale_temporaries(self.path), 1)
+        self.assertFalse(os.path.exists(stale))
+        for name in kept:
+            self.assertTrue(os.path.exists(name), name)
+        self.assertEqual(cfnet.remove_stale_temporaries(self.path), 0)
+        self.net.save(self.path)
+        with self.assertRaises(cfnet.CfnetIOError):
+            cfnet.remove_stale_temporaries(os.path.join(self.dir.name, "missing", "m"))
+        with self.assertRaises(cfnet.InvalidArgumentError):
+            cfnet.remove_stale_temporaries("")
+
 if __name__ == "__main__":
     import unittest
     unittest.main()

@@ -104,8 +104,8 @@ static char *temp_name(const cf_allocator *a, const char *path, const char *slas
                        size_t name_max, const char *suffix)
 {
     size_t plen = strlen(path), slen = strlen(suffix);
-    size_t base = slash ? plen - (size_t)(slash + 1 - path) : plen, keep = base;
-    if (keep + slen > name_max) keep = name_max > slen ? name_max - slen : 0;
+    size_t base = slash ? plen - (size_t)(slash + 1 - path) : plen;
+    size_t keep = cf_platform_temp_keep(path + plen - base, base, slen, name_max);
     size_t tlen = plen - base + keep;
     char *tmp = cf_alloc(a, tlen + slen + 1);
     if (!tmp) return NULL;
@@ -210,6 +210,38 @@ CFNET_API cfnet_status cfnet_network_save(const cfnet_network *net, const char *
     CF_CHECK(cf_schema_serialize(net, flags, "network_save", &buf, &size));
     cfnet_status st = cf_file_write_atomic(&net->alloc, path, buf, size, "network_save");
     cf_free(buf);
+    return st;
+}
+
+CFNET_API cfnet_status cfnet_remove_stale_temporaries(const char *path, size_t *removed)
+{
+    char ebuf[128];
+    CF_FAIL_IF(!path, CFNET_E_INVALID_ARGUMENT, "remove_stale_temporaries: NULL path");
+    CF_FAIL_IF(!*path, CFNET_E_INVALID_ARGUMENT, "remove_stale_temporaries: path is empty");
+    const char *slash = strrchr(path, '/'), *base = slash ? slash + 1 : path;
+    CF_FAIL_IF(!*base, CFNET_E_INVALID_ARGUMENT,
+               "remove_stale_temporaries: '%s' names a folder, not a file a save writes",
+               QP(path));
+    /* the folder the saves write in: path's own (a link at path is replaced, not followed) */
+    char *dir = NULL;
+    if (slash) {
+        size_t n = slash == path ? 1 : (size_t)(slash - path);
+        dir = cf_alloc(&cf_default_allocator, n + 1);
+        CF_FAIL_IF(!dir, CFNET_E_OUT_OF_MEMORY, "remove_stale_temporaries: out of memory");
+        memcpy(dir, path, n);
+        dir[n] = '\0';
+    }
+    int fd = open(dir ? dir : ".", O_RDONLY | O_DIRECTORY | O_NOCTTY | O_CLOEXEC);
+    size_t count = 0;
+    int rc = fd >= 0 ? cf_platform_remove_stale_temps(fd, base, 0, &count, NULL, 0) : -1;
+    int err = errno;
+    if (fd >= 0) close(fd);
+    cfnet_status st = CFNET_OK;
+    if (rc != 0)
+        st = cf_error(CFNET_E_IO, "remove_stale_temporaries: cannot read the folder '%s': %s",
+                      QP(dir ? dir : "."), errno_text(err, ebuf, sizeof ebuf));
+    cf_free(dir);
+    if (st == CFNET_OK && removed) *removed = count;
     return st;
 }
 

@@ -1,8 +1,11 @@
 /* Files: the POSIX calls behind atomic saves and bounded reads (see platform.h). */
 #include "platform/platform.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -49,25 +52,33 @@ int cf_platform_host_name(char *buf, size_t size)
     return buf[0] && !strchr(buf, '/') ? 0 : -1;
 }
 
+static bool same_file(const struct stat *a, const struct stat *b)
+{
+    return a->st_ino == b->st_ino && a->st_dev == b->st_dev;
+}
+
 static int same_inode(int fd, const char *name)
 {
     struct stat a, b;
-    return fstat(fd, &a) == 0 && lstat(name, &b) == 0 && a.st_ino == b.st_ino &&
-           a.st_dev == b.st_dev;
+    return fstat(fd, &a) == 0 && lstat(name, &b) == 0 && same_file(&a, &b);
 }
 
-/* Removes the regular file `name` if no process holds a lock on it, holding a shared lock (it
- * excludes a writer's exclusive one, and needs only reading, over NFS too) over the unlink so
- * that a writer that locks after finds its name gone. 0 when removed. */
-static int unlink_if_unlocked(const char *name)
+/* Removes the regular file `name` (in the folder dir, or AT_FDCWD) if no process holds a lock on
+ * it, holding a shared lock (it excludes a writer's exclusive one, and needs only reading, over
+ * NFS too) over the unlink so that a writer that locks after finds its name gone; when `seen` is
+ * given, only while it is still that file. lenient: a file that cannot be opened, or a file
+ * system without locks, is removed all the same (the caller's process id decided). 0 when
+ * removed. */
+static int unlink_if_unlocked(int dir, const char *name, const struct stat *seen, bool lenient)
 {
-    int fd = open(name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY | O_CLOEXEC);
-    if (fd < 0) return -1;
-    struct stat sb;
+    int fd = openat(dir, name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY | O_CLOEXEC);
+    if (fd < 0) return lenient && errno != ENOENT && errno != ELOOP ? unlinkat(dir, name, 0) : -1;
+    struct stat sb, now;
     int rc = -1;
-    if (flock(fd, LOCK_SH | LOCK_NB) == 0 && fstat(fd, &sb) == 0 && S_ISREG(sb.st_mode) &&
-        same_inode(fd, name))
-        rc = unlink(name);
+    if ((flock(fd, LOCK_SH | LOCK_NB) == 0 || (lenient && errno != EWOULDBLOCK)) &&
+        fstat(fd, &sb) == 0 && S_ISREG(sb.st_mode) && (!seen || same_file(&sb, seen)) &&
+        fstatat(dir, name, &now, AT_SYMLINK_NOFOLLOW) == 0 && same_file(&sb, &now))
+        rc = unlinkat(dir, name, 0);
     close(fd);
     return rc;
 }
@@ -79,7 +90,7 @@ int cf_platform_temp_file_locked(const char *name, const char *replaces)
      * reused), removed unless it is locked (a live writer: another thread of this process saving
      * the same path, or a process of the same id elsewhere sharing the folder). */
     if (fd < 0 && errno == EEXIST) {
-        if (unlink_if_unlocked(name) != 0) {
+        if (unlink_if_unlocked(AT_FDCWD, name, NULL, false) != 0) {
             errno = EEXIST;
             return -1;
         }
@@ -126,4 +137,82 @@ void cf_platform_set_blocking(int fd)
 {
     int fl = fcntl(fd, F_GETFL);
     if (fl >= 0) (void)fcntl(fd, F_SETFL, fl & ~O_NONBLOCK);
+}
+
+size_t cf_platform_temp_keep(const char *base, size_t blen, size_t slen, size_t name_max)
+{
+    (void)base;
+    if (blen + slen <= name_max) return blen;
+    return name_max > slen ? name_max - slen : 0;
+}
+
+/* The process id of a temporary name's "<pid>" at q (1 to 999999999, no leading zero); *end
+ * after it. 0 when there is none. */
+static long name_pid(const char *q, const char **end)
+{
+    size_t digits = strspn(q, "0123456789");
+    if (digits == 0 || digits > 9 || q[0] == '0') return 0;
+    *end = q + digits;
+    return strtol(q, NULL, 10);
+}
+
+/* Where "<pid>" starts in the entry n if n is a temporary name of base (blen bytes) with the
+ * suffix ".<host>": "<base>.tmp.<pid>..." whole, or shortened as cf_platform_temp_keep says
+ * ("<a beginning of base>.tmp.<pid>.<host>", as long as the folder allows). Else NULL. */
+static const char *temp_pid_start(const char *n, const char *base, size_t blen,
+                                  const char *hsuffix, size_t name_max)
+{
+    if (strncmp(n, base, blen) == 0 && strncmp(n + blen, ".tmp.", 5) == 0) return n + blen + 5;
+    size_t len = strlen(n), hlen = strlen(hsuffix);
+    if (len <= hlen || strcmp(n + len - hlen, hsuffix) != 0) return NULL;
+    size_t start = len - hlen;
+    while (start > 0 && n[start - 1] >= '0' && n[start - 1] <= '9') start--;
+    if (start == len - hlen || start < 5 || strncmp(n + start - 5, ".tmp.", 5) != 0) return NULL;
+    size_t keep = start - 5;
+    if (keep >= blen || strncmp(n, base, keep) != 0 ||
+        cf_platform_temp_keep(base, blen, len - keep, name_max) != keep)
+        return NULL;
+    return n + start;
+}
+
+int cf_platform_remove_stale_temps(int dirfd, const char *base, unsigned flags, size_t *removed,
+                                   char *first, size_t first_size)
+{
+    *removed = 0;
+    if (first_size) first[0] = '\0';
+    char host[256], hsuffix[258];
+    if (cf_platform_host_name(host, sizeof host) != 0) return 0;
+    snprintf(hsuffix, sizeof hsuffix, ".%s", host);
+    int fd = fcntl(dirfd, F_DUPFD_CLOEXEC, 0);
+    DIR *d = fd >= 0 ? fdopendir(fd) : NULL;
+    if (!d) {
+        int err = errno;
+        if (fd >= 0) close(fd);
+        errno = err;
+        return -1;
+    }
+    rewinddir(d); /* the descriptor's offset is shared with dirfd */
+    long m = fpathconf(dirfd, _PC_NAME_MAX);
+    size_t name_max = m > 0 ? (size_t)m : (size_t)NAME_MAX, blen = strlen(base);
+    long self = (long)getpid();
+    for (struct dirent *e; (e = readdir(d)) != NULL;) {
+        const char *n = e->d_name, *tail = NULL;
+        const char *q = temp_pid_start(n, base, blen, hsuffix, name_max);
+        long pid = q ? name_pid(q, &tail) : 0;
+        if (pid == 0) continue;
+        /* the command's empty probe "<base>.tmp.<pid>.<n>" has no host: removing another host's
+         * is harmless, it only unlinks it again */
+        bool probe = (flags & CF_STALE_PROBES) && q == n + blen + 5 && tail[0] == '.' && tail[1] &&
+                     strspn(tail + 1, "0123456789") == strlen(tail + 1);
+        if (!probe && strcmp(tail, hsuffix) != 0) continue;
+        if (pid == self || kill((pid_t)pid, 0) == 0 || errno != ESRCH) continue;
+        struct stat st;
+        if (fstatat(dirfd, n, &st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISREG(st.st_mode) &&
+            (!probe || st.st_size == 0) &&
+            unlink_if_unlocked(dirfd, n, &st, (flags & CF_STALE_LENIENT) != 0) == 0 &&
+            (*removed)++ == 0 && first_size)
+            snprintf(first, first_size, "%s", n);
+    }
+    closedir(d);
+    return 0;
 }

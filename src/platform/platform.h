@@ -17,6 +17,7 @@
 
 #include <pthread.h>
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 /* --- compiler --- */
@@ -47,6 +48,26 @@ int cf_platform_temp_file(char *tmpl, const char *replaces);
  * files leaves it alone. An existing file of that name is removed first unless it is locked.
  * Returns an open descriptor, or -1 with errno set (EEXIST: a live writer holds the name). */
 int cf_platform_temp_file_locked(const char *name, const char *replaces);
+
+/* Bytes of the file name `base` (blen bytes) that a temporary name keeps before a suffix of
+ * slen bytes in a folder whose longest name is name_max: all of them when they fit, else as many
+ * as leave room for the suffix (a name of 250 bytes plus ".tmp.PID.HOST" would not fit). The
+ * atomic saves, the command's outputs and the cleaner below agree through this function. */
+size_t cf_platform_temp_keep(const char *base, size_t blen, size_t slen, size_t name_max);
+
+/* Removes, in the folder open as `dirfd`, the temporary files "<base>.tmp.<pid>.<host>" (the
+ * name part shortened as cf_platform_temp_keep says) that a process of this host no longer alive
+ * left: a regular file, not of this process, of a process id that does not exist, removed only
+ * while holding a shared flock taken without waiting (a live writer's exclusive lock keeps it).
+ * CF_STALE_PROBES: also the empty "<base>.tmp.<pid>.<n>" (the command's probe of a folder);
+ * CF_STALE_LENIENT: a file that cannot be opened, or on a file system without locks, the process
+ * id alone decides. *removed: how many; the name of the first in first (first_size bytes, may
+ * be 0). Without a host name nothing can be told stale (0 removed). 0, or -1 with errno set when
+ * the folder cannot be read (nothing removed). */
+#define CF_STALE_PROBES 1u
+#define CF_STALE_LENIENT 2u
+int cf_platform_remove_stale_temps(int dirfd, const char *base, unsigned flags, size_t *removed,
+                                   char *first, size_t first_size);
 
 /* This host's name (gethostname) in buf: 0, or -1 when there is none, or it is empty or holds
  * a '/' (unusable in a file name). */

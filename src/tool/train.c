@@ -6,7 +6,6 @@
 
 #include <errno.h>
 #include <fcntl.h>
-#include <dirent.h>
 #include <getopt.h>
 #include <jansson.h>
 #include <limits.h>
@@ -897,99 +896,42 @@ static int save_net(const cfnet_network *net, const char *path, unsigned flags, 
     return 0;
 }
 
-/* Removes full (st: its lstat) unless a live writer holds it locked (the library's atomic save,
- * cf_platform_temp_file_locked, or the command's out_open). The lock is taken and held over
- * the unlink, so that a writer that locks after finds its name gone. A file system without
- * locks, or a file that cannot be opened: the process id decides, as before. 0 when removed. */
-static int unlink_unlocked(const char *full, const struct stat *st)
-{
-    /* shared: it excludes save_net's lock all the same and needs only reading (over NFS too) */
-    int fd = open(full, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY | O_CLOEXEC);
-    if (fd < 0) return unlink(full);
-    struct stat fst;
-    int rc = -1;
-    if ((flock(fd, LOCK_SH | LOCK_NB) == 0 || errno != EWOULDBLOCK) && fstat(fd, &fst) == 0 &&
-        fst.st_ino == st->st_ino && fst.st_dev == st->st_dev) /* and not another file since */
-        rc = unlink(full);
-    close(fd);
-    return rc;
-}
-
-/* When n is the library's temporary name for a file name too long to take the suffix, the
- * name shortened so that n has the directory's longest length, "<short>.tmp.<pid><suffix>" with
- * <short> a beginning of prefix's name (prefix without its ".tmp."): where <pid> starts in n.
- * Else NULL. */
-static const char *shortened_tmp(const char *n, const char *prefix, const char *suffix,
-                                 long name_max)
-{
-    size_t len = strlen(n), slen = strlen(suffix), base = strlen(prefix) - 5;
-    if (name_max <= 0 || len != (size_t)name_max || len <= slen ||
-        strcmp(n + len - slen, suffix) != 0)
-        return NULL;
-    size_t end = len - slen, start = end;
-    while (start > 0 && n[start - 1] >= '0' && n[start - 1] <= '9') start--;
-    if (start == end || start < 5 || strncmp(n + start - 5, ".tmp.", 5) != 0) return NULL;
-    size_t keep = start - 5;
-    return keep < base && strncmp(n, prefix, keep) == 0 ? n + start : NULL;
-}
-
 /* Removes the temporary files of path that a process no longer alive on this host left (a run
  * killed while it saved: kill -9, a cluster's time limit or preemption), so that a job
- * requeued again and again does not pile up files of the model's size. Only names of exactly
- * that pattern for this path and this host, of process ids that do not exist; a live
- * process's file (another run of the same model, or another user's) is left alone. */
-static void remove_stale_tmps(const char *path)
+ * requeued again and again does not pile up files of the model's size: the library's rule
+ * (cfnet_remove_stale_temporaries), also for check_writable's empty probe of the folder, and
+ * with the process id alone deciding where a file cannot be locked. `scan` is the file whose
+ * folder holds them; `shown` names it. */
+static void remove_stale_tmps(const char *scan, const char *shown)
 {
-    char host[256];
-    if (cf_platform_host_name(host, sizeof host) != 0) return;
-    const char *slash = strrchr(path, '/');
-    char *prefix = xasprintf("%s.tmp.", slash ? slash + 1 : path), *suffix = xasprintf(".%s", host);
-    size_t plen = strlen(prefix);
-    char *dir = path_dir(path);
-    DIR *d = opendir(dir);
-    int removed = 0;
-    char *first = NULL;
-    long name_max = pathconf(dir, _PC_NAME_MAX);
-    for (struct dirent *e; d && (e = readdir(d)) != NULL;) {
-        const char *n = e->d_name, *q = n + plen;
-        if (strncmp(n, prefix, plen) != 0 && !(q = shortened_tmp(n, prefix, suffix, name_max)))
-            continue;
-        size_t digits = strspn(q, "0123456789");
-        if (digits == 0 || digits > 9 || q[0] == '0') continue;
-        /* also the empty file with which check_writable tries the folder, "<name>.tmp.<pid>.<n>"
-         * (no host: removing another host's is harmless, it only unlinks it again) */
-        int probe = q[digits] == '.' && q[digits + 1] &&
-                    strspn(q + digits + 1, "0123456789") == strlen(q + digits + 1);
-        if (!probe && strcmp(q + digits, suffix) != 0) continue;
-        long pid = strtol(q, NULL, 10);
-        if (pid == (long)getpid() || kill((pid_t)pid, 0) == 0 || errno != ESRCH) continue;
-        char *full = path_join(dir, n);
-        struct stat st;
-        if (lstat(full, &st) == 0 && S_ISREG(st.st_mode) && (!probe || st.st_size == 0) &&
-            unlink_unlocked(full, &st) == 0 && !removed++)
-            first = xstrdup(full);
+    const char *slash = strrchr(scan, '/');
+    char *dir = path_dir(scan), first[256];
+    int fd = open(dir, O_RDONLY | O_DIRECTORY | O_NOCTTY | O_CLOEXEC);
+    size_t removed = 0;
+    if (fd >= 0 &&
+        cf_platform_remove_stale_temps(fd, slash ? slash + 1 : scan,
+                                       CF_STALE_PROBES | CF_STALE_LENIENT, &removed, first,
+                                       sizeof first) == 0 &&
+        removed) {
+        char *full = path_join(dir, first);
+        tool_info("removed %zu temporary file%s of %s that a run killed while saving left (%s%s)",
+                  removed, removed == 1 ? "" : "s", shown, full, removed > 1 ? ", ..." : "");
         free(full);
     }
-    if (d) closedir(d);
-    if (removed)
-        tool_info("removed %d temporary file%s of %s that a run killed while saving left (%s%s)",
-                  removed, removed == 1 ? "" : "s", path, first, removed > 1 ? ", ..." : "");
-    free(first);
+    if (fd >= 0) close(fd);
     free(dir);
-    free(prefix);
-    free(suffix);
 }
 
 /* remove_stale_tmps for every file a run replaces: the model, its checkpoint, the --plot SVG
  * and its PNG. */
 static void remove_stale_outputs(const train_cfg *c, const char *ckpt)
 {
-    remove_stale_tmps(c->output);
-    remove_stale_tmps(ckpt);
+    remove_stale_tmps(c->output, c->output);
+    remove_stale_tmps(ckpt, ckpt);
     if (c->plot && strcmp(c->plot, "-") != 0) {
         char *png = plot_png_path(c->plot);
-        remove_stale_tmps(c->plot);
-        remove_stale_tmps(png);
+        remove_stale_tmps(c->plot, c->plot);
+        remove_stale_tmps(png, png);
         free(png);
     }
 }

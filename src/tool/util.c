@@ -735,7 +735,7 @@ int out_open(tool_out *o, const char *path)
         free(dir);
         size_t slen = strlen(suffix), blen = strlen(base), max = nmax > 0 ? (size_t)nmax : 255;
         if (slen < max) {
-            size_t keep = blen + slen > max ? max - slen : blen;
+            size_t keep = cf_platform_temp_keep(base, blen, slen, max);
             o->tmp = xasprintf("%.*s%s", (int)(dirlen + keep), o->path, suffix);
             fd = cf_platform_temp_file_locked(o->tmp, exists ? o->path : NULL);
         }

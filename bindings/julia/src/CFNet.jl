@@ -23,7 +23,7 @@ export conv2d, conic_conv, p4_lift, p4_conv, group_pool, dft_projection, dft_mag
 export option_bounds, option_default
 export infer, probabilities, predict, train_step!, train_epoch!, evaluate, invariance, set_option!, get_option,
        save, load_network, export_onnx, summary_string, output_shape, param_count, classifier,
-       multiply_adds, init_normal!, metadata, set_metadata!, prepare
+       multiply_adds, init_normal!, metadata, set_metadata!, prepare, remove_stale_temporaries
 
 const libcfnet = get(ENV, "CFNET_LIBRARY", "libcfnet")
 
@@ -211,6 +211,8 @@ cfnet_network_prepare_image(net, image, flags, batch, index) =
 # Saving and loading
 cfnet_network_save(net, path, flags) =
     ccall((:cfnet_network_save, libcfnet), Cint, (Handle, Cstring, Cuint), net, path, flags)
+cfnet_remove_stale_temporaries(path, removed) =
+    ccall((:cfnet_remove_stale_temporaries, libcfnet), Cint, (Cstring, Ptr{Csize_t}), path, removed)
 cfnet_network_save_buffer(net, flags, buffer, size) =
     ccall((:cfnet_network_save_buffer, libcfnet), Cint, (Handle, Cuint, Ptr{Ptr{Cvoid}}, Ptr{Csize_t}),
           net, flags, buffer, size)
@@ -711,6 +713,15 @@ end
 function save(net::Network, path::AbstractString; optimizer::Bool = false)
     check(cfnet_network_save(handle(net), path, optimizer ? SAVE_OPTIMIZER : 0x0))
     return path
+end
+
+"""Removes the temporary files that saves to `path` of processes killed meanwhile left on this
+host (`path.tmp.PID.HOST` of a process that no longer exists, not locked by a live writer);
+returns how many. A link at `path` is not followed: a save replaces it and writes beside it."""
+function remove_stale_temporaries(path::AbstractString)
+    removed = Ref{Csize_t}(0)
+    check(cfnet_remove_stale_temporaries(path, removed))
+    return Int(removed[])
 end
 
 """Writes the network as an ONNX model (opset 13) computing what `infer` computes, or the class
