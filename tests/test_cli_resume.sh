@@ -178,6 +178,29 @@ cmp -s "$out/pl.svg" "$out/pl.png" || fail "the fake conversion did not write pl
 ls "$out"/pl.*.tmp.* | grep -v -e "\.$$\.$host\$" -e otherhost -e "$plheld" &&
     fail "train --plot left a temporary file"
 
+# --plot through a link to a file: out_open writes beside the file the link names (and replaces
+# that file), so that is where a dead run's temporary files are, and where the next run looks
+mkdir -p "$out/plt"
+echo old >"$out/plt/real.svg"
+echo old >"$out/plt/real.png"
+ln -sf plt/real.svg "$out/lnk.svg"
+ln -sf plt/real.png "$out/lnk.png"
+echo x >"$out/plt/real.svg.tmp.$dead.$host"
+echo x >"$out/plt/real.png.tmp.$dead.$host"
+set +e
+# shellcheck disable=SC2086
+env PATH="$fake:$PATH" "$cfnet" train "$d/train" -o "$out/lnk.safetensors" --epochs 1 --width 4 \
+    --threads 2 --seed 3 --batch 8 --plot "$out/lnk.svg" >"$out/lnkplot.txt" 2>&1
+st=$?
+set -e
+[ "$st" = 0 ] || fail "train --plot through a link: status $st: $(cat "$out/lnkplot.txt")"
+for f in "$out/plt/real.svg.tmp.$dead.$host" "$out/plt/real.png.tmp.$dead.$host"; do
+    test ! -e "$f" || fail "a dead run's temporary file beside a linked --plot's file was left: $f"
+done
+grep -q "removed 1 temporary file of .*lnk.svg " "$out/lnkplot.txt" ||
+    fail "the linked plot's temporary file was not named as removed: $(cat "$out/lnkplot.txt")"
+test -L "$out/lnk.svg" && test -L "$out/lnk.png" || fail "--plot replaced the links"
+
 # ---- SIGKILL in the middle of a save (strace injects it at the Nth rename), then resume ----------
 if command -v strace >/dev/null 2>&1 && strace -o /dev/null -qq -e trace=none true 2>/dev/null; then
     for n in 1 2 3 4; do # the run of 3 epochs saves 4 times (the model twice)

@@ -901,7 +901,7 @@ static int save_net(const cfnet_network *net, const char *path, unsigned flags, 
  * requeued again and again does not pile up files of the model's size: the library's rule
  * (cfnet_remove_stale_temporaries), also for check_writable's empty probe of the folder, and
  * with the process id alone deciding where a file cannot be locked. `scan` is the file whose
- * folder holds them; `shown` names it. */
+ * folder holds them (the file a link names, for out_open's outputs); `shown` names it. */
 static void remove_stale_tmps(const char *scan, const char *shown)
 {
     const char *slash = strrchr(scan, '/');
@@ -922,16 +922,21 @@ static void remove_stale_tmps(const char *scan, const char *shown)
     free(dir);
 }
 
-/* remove_stale_tmps for every file a run replaces: the model, its checkpoint, the --plot SVG
- * and its PNG. */
+/* remove_stale_tmps for every file a run replaces: the model and its checkpoint (beside the
+ * name given, as cfnet_network_save replaces a link there), the --plot SVG and its PNG (beside
+ * the file a link names, which out_open replaces). */
 static void remove_stale_outputs(const train_cfg *c, const char *ckpt)
 {
     remove_stale_tmps(c->output, c->output);
     remove_stale_tmps(ckpt, ckpt);
     if (c->plot && strcmp(c->plot, "-") != 0) {
         char *png = plot_png_path(c->plot);
-        remove_stale_tmps(c->plot, c->plot);
-        remove_stale_tmps(png, png);
+        const char *files[2] = {c->plot, png};
+        for (int i = 0; i < 2; i++) {
+            char *target = realpath(files[i], NULL);
+            remove_stale_tmps(target ? target : files[i], files[i]);
+            free(target);
+        }
         free(png);
     }
 }
