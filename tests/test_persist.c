@@ -20,7 +20,8 @@
 
 #include <jansson.h>
 
-#include "nn/layer.h" /* cf_layer_ops_of */
+#include "nn/layer.h"          /* cf_layer_ops_of */
+#include "platform/platform.h" /* cf_platform_temp_keep */
 
 #define APPEND(net, expr)                              \
     do {                                               \
@@ -1391,14 +1392,11 @@ static char *own_temp_name(const char *path)
     return tmp;
 }
 
-/* The temporary file is "<name>.tmp.<pid>.<host>", so that a process killed while it saves
- * leaves a file that a later program can tell to be stale and remove (cfnet train does): the
- * failing write names it. It used to be "<name>.tmp.XXXXXX", which nobody could ever clean. */
-static void the_temporary_file_names_the_process_and_the_host(void **state)
+/* Saves a network to path with the file size limited to half of it: the write fails
+ * (CFNET_E_IO), and the message names the temporary file. */
+static void save_failing_midway(const char *path, uint64_t seed)
 {
-    (void)state;
-    cfnet_network *big = make_cfnet_like(73);
-    char *path = out_path("named_tmp.safetensors"), *tmp = own_temp_name(path);
+    cfnet_network *big = make_cfnet_like(seed);
     void *buf = NULL;
     size_t size = 0;
     CF_ASSERT_OK(cfnet_network_save_buffer(big, 0, &buf, &size));
@@ -1412,15 +1410,25 @@ static void the_temporary_file_names_the_process_and_the_host(void **state)
     assert_int_equal(setrlimit(RLIMIT_FSIZE, &keep), 0);
     signal(SIGXFSZ, prev);
     assert_int_equal(st, CFNET_E_IO);
+    cfnet_free(buf);
+    cfnet_network_free(big);
+}
+
+/* The temporary file is "<name>.tmp.<pid>.<host>", so that a process killed while it saves
+ * leaves a file that a later program can tell to be stale and remove (cfnet train does): the
+ * failing write names it. It used to be "<name>.tmp.XXXXXX", which nobody could ever clean. */
+static void the_temporary_file_names_the_process_and_the_host(void **state)
+{
+    (void)state;
+    char *path = out_path("named_tmp.safetensors"), *tmp = own_temp_name(path);
+    save_failing_midway(path, 73);
     const char *slash = strrchr(tmp, '/');
     if (!strstr(cfnet_last_error(), slash ? slash + 1 : tmp))
         fail_msg("the temporary file is not %s: %s", tmp, cfnet_last_error());
     assert_int_equal(count_temp_files(), 0);
     unlink(path);
-    cfnet_free(buf);
     free(tmp);
     free(path);
-    cfnet_network_free(big);
 }
 
 /* A file of the temporary file's name already there is one that an earlier process of the same
@@ -1610,6 +1618,52 @@ static void shortened_stale_temporary_names_are_removed(void **state)
     free(dir);
 }
 
+/* A long name of 2-byte UTF-8 characters whose shortening would fall inside a character is cut
+ * before it: the save's temporary name (named by a failing write) and the cleaner agree on that
+ * name, and the cleaner also removes the name cut inside the character that earlier versions
+ * wrote. */
+static void shortened_temporary_names_keep_utf8_characters_whole(void **state)
+{
+    (void)state;
+    char *dir = fresh_dir("stale_utf8"), host[256], sfx[512], base[4096], path[8192];
+    this_host(host, sizeof host);
+    long name_max = pathconf(dir, _PC_NAME_MAX);
+    assert_true(name_max > 100 && name_max < 4000);
+    snprintf(sfx, sizeof sfx, ".tmp.%ld.%s", (long)getpid(), host);
+    size_t cut = (size_t)name_max - strlen(sfx), len = 0; /* the byte limit's cut */
+    if (cut % 2 == 0) base[len++] = 'a'; /* so that the cut falls inside a character */
+    while (len + 2 <= (size_t)name_max) {
+        base[len++] = (char)0xc3; /* U+00E9 */
+        base[len++] = (char)0xa9;
+    }
+    base[len] = '\0';
+    assert_int_equal((unsigned char)base[cut], 0xa9); /* inside a character */
+    assert_int_equal(cf_platform_temp_keep(base, len, strlen(sfx), (size_t)name_max), cut - 1);
+    assert_int_equal(cf_platform_temp_keep(base, 5, strlen(sfx), (size_t)name_max), 5);
+    assert_int_equal(cf_platform_temp_keep("\x80\x80\x80\x80\x80", 5, 3, 6), 3); /* not UTF-8 */
+    snprintf(path, sizeof path, "%s/%s", dir, base);
+
+    /* the save: a write that fails names the temporary file */
+    save_failing_midway(path, 76);
+    char tmp[8192];
+    snprintf(tmp, sizeof tmp, "%.*s%s'", (int)cut - 1, base, sfx);
+    if (!strstr(cfnet_last_error(), tmp))
+        fail_msg("the temporary name is not cut before the character: %s", cfnet_last_error());
+
+    /* the cleaner: a dead save's name cut before the character, and one cut inside it */
+    snprintf(sfx, sizeof sfx, ".tmp.%ld.%s", dead_pid(), host);
+    cut = (size_t)name_max - strlen(sfx);
+    char whole[8192], split[8192], other[8192];
+    size_t k = cf_platform_temp_keep(base, len, strlen(sfx), (size_t)name_max);
+    snprintf(whole, sizeof whole, "%.*s%s", (int)k, base, sfx);
+    snprintf(split, sizeof split, "%.*s%s", (int)cut, base, sfx);
+    snprintf(other, sizeof other, "%.*s%s", (int)k - 2, base, sfx); /* neither: kept */
+    assert_int_not_equal(cut, k);
+    removes_one(path, dir, whole, dir, other);
+    removes_one(path, dir, split, dir, other);
+    free(dir);
+}
+
 /* A symbolic link at the path is replaced by a save, which writes beside the link: that folder
  * is the one cleaned, not the target's. */
 static void stale_temporaries_of_a_link_are_beside_the_link(void **state)
@@ -1686,6 +1740,7 @@ int main(void)
         cmocka_unit_test(stale_temporary_files_of_dead_saves_are_removed),
         cmocka_unit_test(shortened_stale_temporary_names_are_removed),
         cmocka_unit_test(stale_temporaries_of_a_link_are_beside_the_link),
+        cmocka_unit_test(shortened_temporary_names_keep_utf8_characters_whole),
         cmocka_unit_test(removing_stale_temporaries_reports_bad_paths),
         cmocka_unit_test(every_kind_has_an_ops_table_named_like_the_kind),
         cmocka_unit_test(null_arguments_are_rejected),

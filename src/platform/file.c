@@ -141,9 +141,13 @@ void cf_platform_set_blocking(int fd)
 
 size_t cf_platform_temp_keep(const char *base, size_t blen, size_t slen, size_t name_max)
 {
-    (void)base;
     if (blen + slen <= name_max) return blen;
-    return name_max > slen ? name_max - slen : 0;
+    size_t keep = name_max > slen ? name_max - slen : 0;
+    /* not inside a UTF-8 character: back to the lead byte of one cut (at most 3 bytes back) */
+    const unsigned char *b = (const unsigned char *)base;
+    size_t k = keep;
+    while (k > 0 && keep - k < 3 && (b[k] & 0xc0) == 0x80) k--;
+    return k < keep && (b[k] & 0xc0) == 0xc0 ? k : keep;
 }
 
 /* The process id of a temporary name's "<pid>" at q (1 to 999999999, no leading zero); *end
@@ -169,8 +173,11 @@ static const char *temp_pid_start(const char *n, const char *base, size_t blen,
     while (start > 0 && n[start - 1] >= '0' && n[start - 1] <= '9') start--;
     if (start == len - hlen || start < 5 || strncmp(n + start - 5, ".tmp.", 5) != 0) return NULL;
     size_t keep = start - 5;
+    /* cut on a character boundary, or (as earlier versions did) at the byte the limit says */
+    size_t slen = len - keep;
     if (keep >= blen || strncmp(n, base, keep) != 0 ||
-        cf_platform_temp_keep(base, blen, len - keep, name_max) != keep)
+        (cf_platform_temp_keep(base, blen, slen, name_max) != keep &&
+         (len != name_max || blen + slen <= name_max)))
         return NULL;
     return n + start;
 }

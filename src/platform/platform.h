@@ -51,13 +51,16 @@ int cf_platform_temp_file_locked(const char *name, const char *replaces);
 
 /* Bytes of the file name `base` (blen bytes) that a temporary name keeps before a suffix of
  * slen bytes in a folder whose longest name is name_max: all of them when they fit, else as many
- * as leave room for the suffix (a name of 250 bytes plus ".tmp.PID.HOST" would not fit). The
- * atomic saves, the command's outputs and the cleaner below agree through this function. */
+ * as leave room for the suffix (a name of 250 bytes plus ".tmp.PID.HOST" would not fit), fewer
+ * where that would cut a UTF-8 character (a lead byte followed by its continuation bytes) in
+ * two. The atomic saves, the command's outputs and the cleaner below agree through this
+ * function. */
 size_t cf_platform_temp_keep(const char *base, size_t blen, size_t slen, size_t name_max);
 
 /* Removes, in the folder open as `dirfd`, the temporary files "<base>.tmp.<pid>.<host>" (the
  * name part shortened as cf_platform_temp_keep says) that a process of this host no longer alive
- * left: a regular file, not of this process, of a process id that does not exist, removed only
+ * left (or cut at the folder's longest name inside a character, as earlier versions did): a
+ * regular file, not of this process, of a process id that does not exist, removed only
  * while holding a shared flock taken without waiting (a live writer's exclusive lock keeps it).
  * CF_STALE_PROBES: also the empty "<base>.tmp.<pid>.<n>" (the command's probe of a folder);
  * CF_STALE_LENIENT: a file that cannot be opened, or on a file system without locks, the process
