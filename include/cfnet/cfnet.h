@@ -831,6 +831,20 @@ CFNET_API cfnet_status cfnet_network_prepare_image(const cfnet_network *net,
 CFNET_API cfnet_status cfnet_network_save(const cfnet_network *net, const char *path,
                                           unsigned flags);
 
+/** Same, into a new buffer of *size bytes that the caller frees with cfnet_free(). */
+CFNET_API cfnet_status cfnet_network_save_buffer(const cfnet_network *net, unsigned flags,
+                                                 void **buffer, size_t *size);
+
+/** Loads a network saved by cfnet_network_save. Every field is validated; a malformed file
+ *  gives CFNET_E_FORMAT (or CFNET_E_LIMIT for built-in size caps, CFNET_E_IO for file errors)
+ *  with a message naming what was wrong, and no leak. *out is set only on success; the caller
+ *  owns it (cfnet_network_free). */
+CFNET_API cfnet_status cfnet_network_load(const char *path, cfnet_network **out);
+
+/** Same, from `size` bytes at `buffer` (not retained). */
+CFNET_API cfnet_status cfnet_network_load_buffer(const void *buffer, size_t size,
+                                                 cfnet_network **out);
+
 /** Removes the temporary files that saves to `path` (cfnet_network_save,
  *  cfnet_network_export_onnx) of processes killed meanwhile left: `path.tmp.PID.HOST` beside
  *  `path` (the name part shortened as the save shortens it for a long name), of this host, of a
@@ -845,20 +859,6 @@ CFNET_API cfnet_status cfnet_network_save(const cfnet_network *net, const char *
  *  (CFNET_E_IO, with the system's reason). A file that vanishes or cannot be removed meanwhile
  *  is skipped. Thread-safe. Since 0.2. */
 CFNET_API cfnet_status cfnet_remove_stale_temporaries(const char *path, size_t *removed);
-
-/** Same, into a new buffer of *size bytes that the caller frees with cfnet_free(). */
-CFNET_API cfnet_status cfnet_network_save_buffer(const cfnet_network *net, unsigned flags,
-                                                 void **buffer, size_t *size);
-
-/** Loads a network saved by cfnet_network_save. Every field is validated; a malformed file
- *  gives CFNET_E_FORMAT (or CFNET_E_LIMIT for built-in size caps, CFNET_E_IO for file errors)
- *  with a message naming what was wrong, and no leak. *out is set only on success; the caller
- *  owns it (cfnet_network_free). */
-CFNET_API cfnet_status cfnet_network_load(const char *path, cfnet_network **out);
-
-/** Same, from `size` bytes at `buffer` (not retained). */
-CFNET_API cfnet_status cfnet_network_load_buffer(const void *buffer, size_t size,
-                                                 cfnet_network **out);
 
 /** Frees memory returned by libcfnet (cfnet_network_save_buffer,
  *  cfnet_network_export_onnx_buffer). Accepts NULL. */
