@@ -71,6 +71,7 @@ int crop_find_cells(const tool_labels *lab, crop_cell **cells, int64_t *n, char 
     for (int64_t i = 0; i < N; i++) {
         uint32_t v = lab->data[i];
         if (v == 0) continue;
+        const int64_t y = i / W, x = i - y * W;
         if (!hit || v != last) { /* runs of one label along a row skip the lookup */
             if (2 * (used + 1) > cap) {
                 int64_t ncap = cap * 2;
@@ -107,8 +108,8 @@ int crop_find_cells(const tool_labels *lab, crop_cell **cells, int64_t *n, char 
             last = v;
         }
         hit->area++;
-        hit->sum_x += i % W;
-        hit->sum_y += i / W;
+        hit->sum_x += x;
+        hit->sum_y += y;
     }
     int64_t k = 0;
     for (int64_t j = 0; j < cap; j++)
