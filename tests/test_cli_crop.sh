@@ -160,6 +160,12 @@ test -z "$(ls -A "$out/empty")" || fail "a failed crop wrote into the empty DIR"
 expect 0 "" "$cfnet" crop "$out/f16.tif" "$out/m32.tif" -o "$out/empty/" --size 16 -q
 test "$(cat "$out/last.txt")" = "" || fail "-q printed something"
 cmp "$out/empty/cells.csv" "$o1/cells.csv" || fail "the crop into an existing empty DIR differs"
+# a link to an empty folder: the crops go into the folder it names, the link stays
+mkdir "$out/linked"
+ln -s linked "$out/link"
+expect 0 "wrote 4 crops" "$cfnet" crop "$out/f16.tif" "$out/m32.tif" -o "$out/link" --size 16
+test -L "$out/link" || fail "crop replaced the link to DIR"
+cmp "$out/linked/cells.csv" "$o1/cells.csv" || fail "the crop through a link to DIR differs"
 # every cell near the border: no crops is an error
 expect 1 "no crops: 5 cells too near the border" "$cfnet" crop "$out/f16.tif" "$out/m32.tif" -o "$out/bad2" --size 99
 test -e "$out/bad2" && fail "a crop without crops left DIR"

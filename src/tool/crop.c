@@ -346,6 +346,16 @@ int cmd_crop(int argc, char **argv)
     char *target = xstrdup(dir);
     for (size_t k = strlen(target); k > 1 && target[k - 1] == '/'; k--) target[k - 1] = 0;
     int isdir = path_is_dir(target);
+    struct stat lst;
+    if (isdir == 1 && lstat(target, &lst) == 0 && S_ISLNK(lst.st_mode)) {
+        /* a link to an empty folder: the crops go into the folder it names (rename(2) would
+         * not replace the link with a folder) */
+        char *real = realpath(target, NULL);
+        if (real) {
+            free(target);
+            target = real;
+        }
+    }
     if (isdir == 0) {
         free(target);
         return tool_usage_error("crop", "--output: %s exists and is not a folder", dir);
