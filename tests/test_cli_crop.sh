@@ -23,6 +23,7 @@ mkdir -p "$out/full" && : >"$out/full/keep"
 expect 2 "the folder is not empty" "$cfnet" crop f.tif m.tif -o "$out/full"
 : >"$out/afile"
 expect 2 "exists and is not a folder" "$cfnet" crop f.tif m.tif -o "$out/afile"
+expect 2 "afile" "$cfnet" crop f.tif m.tif -o "$out/afile/sub"
 
 # ---- fields and masks ------------------------------------------------------------------------------
 "$py" - "$out" <<'PY'

@@ -383,20 +383,21 @@ int cmd_crop(int argc, char **argv)
         return tool_usage_error("crop", "--output: give DIR by its name, not '%s'", dir);
     }
     char *parent = path_dir(target);
-    if (path_is_dir(parent) != 1 && make_dirs(parent) != 0) {
+    if (path_is_dir(parent) != 1 && make_dirs(parent) != 0) { /* an output that cannot be made */
         free(parent);
         free(target);
-        return EXIT_RUNTIME;
+        return EXIT_USAGE;
     }
     char *sname = xasprintf(".%s.crop-tmp.%ld", base, (long)getpid());
     char *stage = path_join(parent, sname);
     free(sname);
     if (mkdir(stage, 0777) != 0) {
-        tool_error("%s: cannot make a folder beside %s: %s", stage, dir, strerror(errno));
+        int u = tool_usage_error("crop", "--output: cannot make %s beside %s: %s", stage, dir,
+                                 strerror(errno));
         free(stage);
         free(parent);
         free(target);
-        return EXIT_RUNTIME;
+        return u;
     }
     tool_install_signals();
     int rc = EXIT_RUNTIME;
