@@ -10,7 +10,7 @@ name=cli
 
 # ---- help and usage --------------------------------------------------------------------------
 expect 0 "Usage: cfnet COMMAND" "$cfnet" --help
-for c in synth train eval predict info; do
+for c in synth train eval predict info export crop; do
     expect 0 "Usage: cfnet $c" "$cfnet" "$c" --help
 done
 expect 2 "unknown command" "$cfnet" frobnicate

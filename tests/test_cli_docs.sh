@@ -13,8 +13,8 @@ name=cli_docs
 # shellcheck source=tests/cli_lib.sh
 . "$(dirname "$0")/cli_lib.sh"
 
-cmds="synth train eval predict info export"
-ncmds=6
+cmds="synth train eval predict info export crop"
+ncmds=7
 
 # The options of an --help text: the lines that start with two spaces and a dash, up to the
 # first run of two spaces (the description).
@@ -92,7 +92,8 @@ fi
 # The defaults of the train and synth tables, after the checker has rejected a changed one.
 "$cfnet" train --help >"$out/help.train"
 "$cfnet" synth --help >"$out/help.synth"
-defaults() { "$py" tests/cli_doc_defaults.py "$1" train="$out/help.train" synth="$out/help.synth"; }
+"$cfnet" crop --help >"$out/help.crop"
+defaults() { "$py" tests/cli_doc_defaults.py "$1" train="$out/help.train" synth="$out/help.synth" crop="$out/help.crop"; }
 # shellcheck disable=SC2016
 sed 's/^| `--epochs N` | 30 |/| `--epochs N` | 40 |/' docs/cli.md >"$out/cli-defaults.md"
 cmp -s "$out/cli-defaults.md" docs/cli.md && fail "the copy of docs/cli.md with another default is unchanged"

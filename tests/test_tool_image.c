@@ -1,4 +1,5 @@
-/* The `cfnet` command's image readers (src/tool/imageio.c) and preprocessing (image_prepare):
+/* The `cfnet` command's image readers (src/tool/imageio.c), label masks and the cells of
+ * `cfnet crop` (src/tool/crop.c), and preprocessing (image_prepare):
  * every supported TIFF and PNG layout reads back exactly what was written, unsupported and
  * broken files give a message (never a crash), crop/pad/normalisation place pixels as
  * documented. */
@@ -718,6 +719,194 @@ static void prepare_crops_pads_and_normalises_as_documented(void **state)
     assert_int_equal(norm_parse("scale nan", &n), -1);
 }
 
+/* A one-page, one-sample integer TIFF of w x h values (bits 8, 16 or 32; signed or not). */
+static char *write_int_tiff(const char *name, int w, int h, int bits, int is_signed,
+                            const int64_t *v)
+{
+    char *p = out_path(name);
+    TIFF *t = TIFFOpen(p, "w");
+    TIFFSetField(t, TIFFTAG_IMAGEWIDTH, (uint32_t)w);
+    TIFFSetField(t, TIFFTAG_IMAGELENGTH, (uint32_t)h);
+    TIFFSetField(t, TIFFTAG_BITSPERSAMPLE, bits);
+    TIFFSetField(t, TIFFTAG_SAMPLEFORMAT, is_signed ? SAMPLEFORMAT_INT : SAMPLEFORMAT_UINT);
+    TIFFSetField(t, TIFFTAG_PHOTOMETRIC, PHOTOMETRIC_MINISBLACK);
+    unsigned char *row = xmalloc((size_t)w * 4);
+    for (int y = 0; y < h; y++) {
+        for (int x = 0; x < w; x++) {
+            int64_t a = v[(int64_t)y * w + x];
+            if (bits == 8) row[x] = (unsigned char)a;
+            else if (bits == 16) { uint16_t u = (uint16_t)a; memcpy(row + 2 * x, &u, 2); }
+            else { uint32_t u = (uint32_t)a; memcpy(row + 4 * x, &u, 4); }
+        }
+        TIFFWriteScanline(t, row, (uint32_t)y, 0);
+    }
+    free(row);
+    TIFFClose(t);
+    return p;
+}
+
+/* Label masks: 32-bit labels kept exactly (a float would round 4000000001), signed ones read
+ * when not negative, negative, float and multi-channel masks refused; images still refuse
+ * 32-bit integers. */
+static void label_masks_read_exactly_and_refuse_what_is_not_one(void **state)
+{
+    (void)state;
+    int64_t v[6] = {0, 4000000001, 4000000000, 0, 7, 4294967295};
+    char err[256];
+    tool_labels lab;
+    char *p = write_int_tiff("labels_u32.tif", 3, 2, 32, 0, v);
+    if (labels_read(p, &lab, err, sizeof err) != 0) fail_msg("%s", err);
+    assert_int_equal(lab.width, 3);
+    assert_int_equal(lab.height, 2);
+    for (int i = 0; i < 6; i++) assert_true(lab.data[i] == (uint32_t)v[i]);
+    labels_free(&lab);
+    tool_image img;
+    assert_int_equal(image_read(p, &img, err, sizeof err), -1);
+    assert_non_null(strstr(err, "32-bit unsigned"));
+    free(p);
+    int64_t s[6] = {0, 5, 2147483647, 0, 1, 0};
+    for (int bits = 8; bits <= 32; bits *= 2) {
+        if (bits == 8) s[2] = 127;
+        else if (bits == 16) s[2] = 32767;
+        else s[2] = 2147483647;
+        p = write_int_tiff("labels_signed.tif", 3, 2, bits, 1, s);
+        if (labels_read(p, &lab, err, sizeof err) != 0) fail_msg("%d bits: %s", bits, err);
+        for (int i = 0; i < 6; i++) assert_true(lab.data[i] == (uint32_t)s[i]);
+        labels_free(&lab);
+        free(p);
+    }
+    int64_t neg[6] = {0, 5, 0, 0, -2, 0};
+    p = write_int_tiff("labels_negative.tif", 3, 2, 32, 1, neg);
+    assert_int_equal(labels_read(p, &lab, err, sizeof err), -1);
+    assert_non_null(strstr(err, "negative label -2 at row 1, column 1"));
+    assert_null(lab.data);
+    free(p);
+    tool_image f = make_image(1, 2, 3, 10, 3);
+    p = out_path("labels_float.tif");
+    if (image_write_tiff(p, &f, 32, TIFF_PAGES, err, sizeof err) != 0) fail_msg("%s", err);
+    assert_int_equal(labels_read(p, &lab, err, sizeof err), -1);
+    assert_non_null(strstr(err, "not a label mask: 32-bit float"));
+    free(p);
+    image_free(&f);
+    f = make_image(2, 2, 3, 10, 3);
+    for (int layout = 0; layout < 2; layout++) {
+        p = out_path("labels_2ch.tif");
+        if (image_write_tiff(p, &f, 16, (tiff_layout)layout, err, sizeof err) != 0) fail_msg("%s", err);
+        assert_int_equal(labels_read(p, &lab, err, sizeof err), -1);
+        assert_non_null(strstr(err, "not a label mask: 2 or more channels"));
+        free(p);
+    }
+    p = out_path("labels_2ch.png");
+    if (image_write_png(p, &f, 8, err, sizeof err) != 0) fail_msg("%s", err);
+    assert_int_equal(labels_read(p, &lab, err, sizeof err), -1);
+    assert_non_null(strstr(err, "a PNG with 2 channels"));
+    free(p);
+    image_free(&f);
+    f = make_image(1, 2, 3, 65535, 4);
+    p = out_path("labels_grey.png");
+    if (image_write_png(p, &f, 16, err, sizeof err) != 0) fail_msg("%s", err);
+    if (labels_read(p, &lab, err, sizeof err) != 0) fail_msg("%s", err);
+    for (int i = 0; i < 6; i++) assert_true(lab.data[i] == (uint32_t)f.data[i]);
+    labels_free(&lab);
+    free(p);
+    image_free(&f);
+    /* the sample type of a field: the widest page */
+    int bits = 0;
+    f = make_image(1, 2, 3, 255, 5);
+    p = out_path("labels_field8.tif");
+    if (image_write_tiff(p, &f, 8, TIFF_PAGES, err, sizeof err) != 0) fail_msg("%s", err);
+    if (image_read_bits(p, &img, &bits, err, sizeof err) != 0) fail_msg("%s", err);
+    assert_int_equal(bits, 8);
+    image_free(&img);
+    free(p);
+    image_free(&f);
+}
+
+/* The centroid of known shapes, the window's rounding (ties to the larger index), sparse labels
+ * up to 2^32 - 1 without a table per label value, and the crop's padding and --isolate. */
+static void crop_cells_centroids_windows_and_isolate(void **state)
+{
+    (void)state;
+    enum { H = 9, W = 10 };
+    uint32_t m[H * W] = {0};
+    for (int y = 2; y <= 4; y++)
+        for (int x = 3; x <= 5; x++) m[y * W + x] = 4294967295u; /* centroid (4, 3) */
+    for (int y = 6; y <= 7; y++)
+        for (int x = 0; x <= 1; x++) m[y * W + x] = 5; /* centroid (0.5, 6.5) */
+    m[8 * W + 9] = 3000000000u;                       /* one pixel in the corner */
+    m[3 * W + 6] = 5;                                 /* label 5 again, elsewhere */
+    tool_labels lab = {H, W, m};
+    crop_cell *cells;
+    int64_t n;
+    char err[128];
+    assert_int_equal(crop_find_cells(&lab, &cells, &n, err, sizeof err), 0);
+    assert_int_equal(n, 3);
+    assert_true(cells[0].label == 5 && cells[0].area == 5);
+    assert_true(cells[0].sum_x == 0 + 1 + 0 + 1 + 6 && cells[0].sum_y == 6 + 6 + 7 + 7 + 3);
+    assert_true(cells[1].label == 3000000000u && cells[1].area == 1);
+    assert_true(cells[2].label == 4294967295u && cells[2].area == 9);
+    assert_true(cells[2].sum_x == 9 * 4 && cells[2].sum_y == 9 * 3);
+    int64_t top, left;
+    crop_window(&cells[2], 3, &top, &left); /* odd size: the centroid pixel in the middle */
+    assert_true(top == 2 && left == 3);
+    crop_window(&cells[2], 4, &top, &left); /* even: centre 3.5 or 2.5 from 3, tie -> 3.5 */
+    assert_true(top == 2 && left == 3);
+    crop_cell half = {1, 2, 2 * 0 + 1, 2 * 6 + 1}; /* (0.5, 6.5) */
+    crop_window(&half, 3, &top, &left);             /* 0.5 rounds up to 1 */
+    assert_true(top == 6 && left == 0);
+    crop_window(&half, 4, &top, &left); /* centre first + 1.5 = 0.5 exactly */
+    assert_true(top == 5 && left == -1);
+    crop_cell neg = {1, 3, 1, 1}; /* (1/3, 1/3), size 8: first = floor(1/3 - 3.5 + .5) = -3 */
+    crop_window(&neg, 8, &top, &left);
+    assert_true(top == -3 && left == -3);
+    /* the crop: two channels, value 100c + index; outside 0; isolate keeps label 5 only */
+    tool_image f = {2, H, W, xmalloc(sizeof(float) * 2 * H * W)};
+    for (int i = 0; i < 2 * H * W; i++) f.data[i] = (float)(i + 1);
+    float dst[2 * 4 * 4];
+    assert_int_equal(crop_extract(&f, &lab, 5, 5, -1, 4, 0, dst), 1);
+    for (int c = 0; c < 2; c++)
+        for (int y = 0; y < 4; y++)
+            for (int x = 0; x < 4; x++) {
+                int fy = 5 + y, fx = -1 + x;
+                float want = fy < H && fx >= 0 ? f.data[(c * H + fy) * W + fx] : 0.0f;
+                assert_true(dst[(c * 4 + y) * 4 + x] == want);
+            }
+    assert_int_equal(crop_extract(&f, &lab, 5, 5, -1, 4, 1, dst), 1);
+    for (int c = 0; c < 2; c++)
+        for (int y = 0; y < 4; y++)
+            for (int x = 0; x < 4; x++) {
+                int fy = 5 + y, fx = -1 + x;
+                int in = fy < H && fx >= 0 && m[fy * W + fx] == 5;
+                assert_true(dst[(c * 4 + y) * 4 + x] == (in ? f.data[(c * H + fy) * W + fx] : 0.0f));
+            }
+    assert_int_equal(crop_extract(&f, &lab, 4294967295u, 2, 3, 3, 0, dst), 0);
+    free(f.data);
+    free(cells);
+    /* many sparse labels (the table grows), then more than 2^20: refused, not allocated */
+    enum { B = 1025 };
+    uint32_t *big = xmalloc(sizeof(uint32_t) * B * B);
+    for (int i = 0; i < B * B; i++) big[i] = (uint32_t)((uint64_t)(i % 3000) * 1431655 + 7);
+    tool_labels bl = {B, B, big};
+    assert_int_equal(crop_find_cells(&bl, &cells, &n, err, sizeof err), 0);
+    assert_int_equal(n, 3000);
+    for (int64_t i = 0; i < n; i++) {
+        assert_true(cells[i].label == (uint32_t)((uint64_t)i * 1431655 + 7));
+        assert_true(cells[i].area == B * B / 3000 + (i < B * B % 3000));
+    }
+    free(cells);
+    for (int i = 0; i < B * B; i++) big[i] = (uint32_t)i + 1;
+    assert_int_equal(crop_find_cells(&bl, &cells, &n, err, sizeof err), -1);
+    assert_non_null(strstr(err, "more than 1048576 distinct labels"));
+    assert_null(cells);
+    free(big);
+    /* an empty mask: no cells, no error */
+    uint32_t z[4] = {0};
+    tool_labels zl = {2, 2, z};
+    assert_int_equal(crop_find_cells(&zl, &cells, &n, err, sizeof err), 0);
+    assert_int_equal(n, 0);
+    free(cells);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -732,6 +921,8 @@ int main(void)
         cmocka_unit_test(other_formats_are_named),
         cmocka_unit_test(prepare_crops_pads_and_normalises_as_documented),
         cmocka_unit_test(train_and_predict_prepare_the_same_bits),
+        cmocka_unit_test(label_masks_read_exactly_and_refuse_what_is_not_one),
+        cmocka_unit_test(crop_cells_centroids_windows_and_isolate),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

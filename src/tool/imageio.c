@@ -153,6 +153,48 @@ static void convert_samples(const unsigned char *src, int bps, int stride, int64
     }
 }
 
+/* Where tiff_read_page puts the samples: floats (an image) or, for a label mask, unsigned 32-bit
+ * labels (a float cannot hold every label above 2^24 exactly). A signed mask's first negative
+ * value is noted (and stored as 0): the caller refuses the mask. */
+typedef struct sample_sink {
+    float *f;       /* an image's values, or NULL */
+    uint32_t *u;    /* a mask's labels, or NULL */
+    int is_signed;  /* the mask's samples are signed integers */
+    int64_t neg_at; /* the first negative label's index, -1 if none */
+    int64_t neg_val;
+} sample_sink;
+
+static void convert_into(const unsigned char *src, int bps, int stride, int64_t n,
+                         sample_sink *s, int64_t at)
+{
+    if (s->f) {
+        convert_samples(src, bps, stride, n, s->f + at);
+        return;
+    }
+    for (int64_t i = 0; i < n; i++) {
+        int64_t k = i * stride, v;
+        if (bps == 8) {
+            v = s->is_signed ? (int64_t)(int8_t)src[k] : (int64_t)src[k];
+        } else if (bps == 16) {
+            uint16_t w;
+            memcpy(&w, src + 2 * k, 2);
+            v = s->is_signed ? (int64_t)(int16_t)w : (int64_t)w;
+        } else {
+            uint32_t w;
+            memcpy(&w, src + 4 * k, 4);
+            v = s->is_signed ? (int64_t)(int32_t)w : (int64_t)w;
+        }
+        if (v < 0) {
+            if (s->neg_at < 0) {
+                s->neg_at = at + i;
+                s->neg_val = v;
+            }
+            v = 0;
+        }
+        s->u[at + i] = (uint32_t)v;
+    }
+}
+
 /* The largest tile side accepted for an image side of n: the side rounded up to TIFF's tile
  * granularity of 16, or 1024. Writers often keep one tile size (256, 512, 1024) for every
  * image and pyramid level, small ones included; a tile of 1024 x 1024 costs the decoder at most
@@ -188,8 +230,8 @@ static const char *unsupported_photometric(uint16_t photo)
 
 /* Reads one directory's samples into planes (spp x H x W floats at dst). */
 static int tiff_read_page(TIFF *tif, mem_stream *m, int page, uint32_t W, uint32_t H, int spp,
-                          int bps, int planar, int64_t max_values, float *dst, char *err,
-                          size_t errsize)
+                          int bps, int planar, int64_t max_values, sample_sink *dst, int64_t base,
+                          char *err, size_t errsize)
 {
     const int64_t plane = (int64_t)W * H;
     const int bytes = bps / 8;
@@ -232,11 +274,11 @@ static int tiff_read_page(TIFF *tif, mem_stream *m, int page, uint32_t W, uint32
                     for (uint32_t r = 0; r < rows; r++) {
                         const unsigned char *row = buf + (size_t)r * tw * per_tile * bytes;
                         if (planar == PLANARCONFIG_SEPARATE) {
-                            convert_samples(row, bps, 1, cols, dst + s * plane + (int64_t)(y + r) * W + x);
+                            convert_into(row, bps, 1, cols, dst, base + s * plane + (int64_t)(y + r) * W + x);
                         } else {
                             for (int c = 0; c < spp; c++)
-                                convert_samples(row + (size_t)c * bytes, bps, spp, cols,
-                                                dst + c * plane + (int64_t)(y + r) * W + x);
+                                convert_into(row + (size_t)c * bytes, bps, spp, cols, dst,
+                                             base + c * plane + (int64_t)(y + r) * W + x);
                         }
                     }
                 }
@@ -264,11 +306,11 @@ static int tiff_read_page(TIFF *tif, mem_stream *m, int page, uint32_t W, uint32
                 return -1;
             }
             if (planar == PLANARCONFIG_SEPARATE)
-                convert_samples(buf, bps, 1, W, dst + s * plane + (int64_t)y * W);
+                convert_into(buf, bps, 1, W, dst, base + s * plane + (int64_t)y * W);
             else
                 for (int c = 0; c < spp; c++)
-                    convert_samples(buf + (size_t)c * bytes, bps, spp, W,
-                                    dst + c * plane + (int64_t)y * W);
+                    convert_into(buf + (size_t)c * bytes, bps, spp, W, dst,
+                                 base + c * plane + (int64_t)y * W);
         }
     free(buf);
     return 0;
@@ -315,8 +357,11 @@ static void tiff_say_truncated(mem_stream *m, int opened)
             "points to (an incomplete copy?; %s)", m->size, why);
 }
 
+/* An image into out (*bits: the widest sample type of its pages, 8 or 16 for unsigned integers,
+ * 32 for float), or with lab not NULL a label mask into lab (one channel of 8-, 16- or 32-bit
+ * integers, unsigned or signed and then not negative). */
 static int decode_tiff(const unsigned char *data, size_t size, int64_t max_values, tool_image *out,
-                       char *err, size_t errsize)
+                       tool_labels *lab, int *bits, char *err, size_t errsize)
 {
     mem_stream m = {data, size, 0, err, errsize, 0, 0, 0};
     TIFFOpenOptions *opts = TIFFOpenOptionsAlloc();
@@ -339,8 +384,9 @@ static int decode_tiff(const unsigned char *data, size_t size, int64_t max_value
         return -1;
     }
     uint32_t W0 = 0, H0 = 0;
-    int channels = 0, page = 0, rc = -1;
+    int channels = 0, page = 0, rc = -1, widest = 0;
     float *buf = NULL;
+    uint32_t *lbuf = NULL;
     uint64_t last_dir = 0;
     do {
         last_dir = TIFFCurrentDirOffset(tif);
@@ -366,7 +412,22 @@ static int decode_tiff(const unsigned char *data, size_t size, int64_t max_value
             goto done;
         }
         if (fmt == SAMPLEFORMAT_VOID) fmt = SAMPLEFORMAT_UINT;
-        int ok = (fmt == SAMPLEFORMAT_UINT && (bps == 8 || bps == 16)) ||
+        if (lab) {
+            if (!((fmt == SAMPLEFORMAT_UINT || fmt == SAMPLEFORMAT_INT) &&
+                  (bps == 8 || bps == 16 || bps == 32))) {
+                set_err(err, errsize, "not a label mask: %u-bit %s samples (a mask holds integer "
+                        "labels, 0 for background: 8-, 16- or 32-bit, unsigned or signed)", bps,
+                        fmt == SAMPLEFORMAT_IEEEFP ? "float" : fmt == SAMPLEFORMAT_UINT ? "unsigned"
+                        : fmt == SAMPLEFORMAT_INT ? "signed" : "other");
+                goto done;
+            }
+            if (channels + spp > 1) {
+                set_err(err, errsize, "not a label mask: %d or more channels (pages or samples); "
+                        "a mask has one", channels + spp);
+                goto done;
+            }
+        }
+        int ok = lab || (fmt == SAMPLEFORMAT_UINT && (bps == 8 || bps == 16)) ||
                  (fmt == SAMPLEFORMAT_IEEEFP && bps == 32);
         if (!ok) {
             set_err(err, errsize,
@@ -427,15 +488,35 @@ static int decode_tiff(const unsigned char *data, size_t size, int64_t max_value
                     W, H, channels + spp, (long long)max_values);
             goto done;
         }
-        float *nb = realloc(buf, sizeof(float) * (size_t)(channels + spp) * W * H);
-        if (!nb) {
-            set_err(err, errsize, "out of memory decoding %ux%u image", W, H);
+        sample_sink sink = {NULL, NULL, fmt == SAMPLEFORMAT_INT, -1, 0};
+        if (lab) {
+            lbuf = malloc(sizeof(uint32_t) * (size_t)W * H);
+            if (!lbuf) {
+                set_err(err, errsize, "out of memory decoding %ux%u mask", W, H);
+                goto done;
+            }
+            sink.u = lbuf;
+        } else {
+            float *nb = realloc(buf, sizeof(float) * (size_t)(channels + spp) * W * H);
+            if (!nb) {
+                set_err(err, errsize, "out of memory decoding %ux%u image", W, H);
+                goto done;
+            }
+            buf = nb;
+            sink.f = buf;
+        }
+        if (tiff_read_page(tif, &m, page, W, H, spp, bps, planar, max_values, &sink,
+                           (int64_t)channels * W * H, err, errsize) != 0)
+            goto done;
+        if (sink.neg_at >= 0) {
+            set_err(err, errsize, "not a label mask: negative label %lld at row %lld, column %lld "
+                    "(labels are 0 for background and positive for cells)",
+                    (long long)sink.neg_val, (long long)(sink.neg_at / W),
+                    (long long)(sink.neg_at % W));
             goto done;
         }
-        buf = nb;
-        if (tiff_read_page(tif, &m, page, W, H, spp, bps, planar, max_values,
-                           buf + (size_t)channels * W * H, err, errsize) != 0)
-            goto done;
+        int b = fmt == SAMPLEFORMAT_IEEEFP ? 32 : bps;
+        if (b > widest) widest = b;
         channels += spp;
         page++;
     } while (TIFFReadDirectory(tif));
@@ -451,15 +532,24 @@ static int decode_tiff(const unsigned char *data, size_t size, int64_t max_value
         set_err(err, errsize, "invalid TIFF: no full-resolution page");
         goto done;
     }
-    out->channels = channels;
-    out->height = (int)H0;
-    out->width = (int)W0;
-    out->data = buf;
-    buf = NULL;
+    if (lab) {
+        lab->height = (int)H0;
+        lab->width = (int)W0;
+        lab->data = lbuf;
+        lbuf = NULL;
+    } else {
+        out->channels = channels;
+        out->height = (int)H0;
+        out->width = (int)W0;
+        out->data = buf;
+        buf = NULL;
+    }
+    if (bits) *bits = widest;
     rc = 0;
 done:
     if (rc != 0) tiff_say_truncated(&m, 1);
     free(buf);
+    free(lbuf);
     TIFFClose(tif);
     return rc;
 }
@@ -499,7 +589,7 @@ static void png_on_warning(png_structp png, png_const_charp msg)
 }
 
 static int decode_png(const unsigned char *data, size_t size, int64_t max_values, tool_image *out,
-                      char *err, size_t errsize)
+                      int *bits, char *err, size_t errsize)
 {
     png_src src = {data, size, 0, "unknown error", 0};
     png_structp png = png_create_read_struct(PNG_LIBPNG_VER_STRING, &src, png_on_error,
@@ -576,6 +666,7 @@ static int decode_png(const unsigned char *data, size_t size, int64_t max_values
     out->height = (int)H;
     out->width = (int)W;
     out->data = fdata;
+    if (bits) *bits = bd;
     return 0;
 }
 
@@ -620,16 +711,16 @@ static const char *other_format(const unsigned char *d, size_t n)
     return NULL;
 }
 
-int image_decode(const unsigned char *data, size_t size, int64_t max_values, tool_image *out,
-                 char *err, size_t errsize)
+static int decode_any(const unsigned char *data, size_t size, int64_t max_values, tool_image *out,
+                      int *bits, char *err, size_t errsize)
 {
     memset(out, 0, sizeof *out);
     static const unsigned char png_sig[8] = {0x89, 'P', 'N', 'G', '\r', '\n', 0x1a, '\n'};
     int rc;
     if (size >= 8 && memcmp(data, png_sig, 8) == 0) {
-        rc = decode_png(data, size, max_values, out, err, errsize);
+        rc = decode_png(data, size, max_values, out, bits, err, errsize);
     } else if (size >= 4 && ((data[0] == 'I' && data[1] == 'I') || (data[0] == 'M' && data[1] == 'M'))) {
-        rc = decode_tiff(data, size, max_values, out, err, errsize);
+        rc = decode_tiff(data, size, max_values, out, NULL, bits, err, errsize);
     } else {
         const char *what = size == 0 ? NULL : other_format(data, size);
         if (what)
@@ -663,13 +754,79 @@ int image_decode(const unsigned char *data, size_t size, int64_t max_values, too
     return 0;
 }
 
+int image_decode(const unsigned char *data, size_t size, int64_t max_values, tool_image *out,
+                 char *err, size_t errsize)
+{
+    return decode_any(data, size, max_values, out, NULL, err, errsize);
+}
+
+int image_read_bits(const char *path, tool_image *out, int *bits, char *err, size_t errsize)
+{
+    unsigned char *data;
+    size_t size;
+    memset(out, 0, sizeof *out);
+    if (bits) *bits = 0;
+    if (read_file(path, TOOL_IMAGE_MAX_FILE, &data, &size, err, errsize) != 0) return -1;
+    int rc = decode_any(data, size, TOOL_IMAGE_MAX_VALUES, out, bits, err, errsize);
+    free(data);
+    return rc;
+}
+
 int image_read(const char *path, tool_image *out, char *err, size_t errsize)
+{
+    return image_read_bits(path, out, NULL, err, errsize);
+}
+
+void labels_free(tool_labels *lab)
+{
+    if (!lab) return;
+    free(lab->data);
+    lab->data = NULL;
+    lab->height = lab->width = 0;
+}
+
+int labels_decode(const unsigned char *data, size_t size, int64_t max_values, tool_labels *out,
+                  char *err, size_t errsize)
+{
+    static const unsigned char png_sig[8] = {0x89, 'P', 'N', 'G', '\r', '\n', 0x1a, '\n'};
+    memset(out, 0, sizeof *out);
+    if (size >= 4 && ((data[0] == 'I' && data[1] == 'I') || (data[0] == 'M' && data[1] == 'M')))
+        return decode_tiff(data, size, max_values, NULL, out, NULL, err, errsize);
+    if (!(size >= 8 && memcmp(data, png_sig, 8) == 0)) {
+        set_err(err, errsize, size == 0 ? "empty file" : "not a TIFF or PNG file");
+        return -1;
+    }
+    /* A PNG holds at most 16-bit samples, which a float keeps exactly: read as an image, then
+     * one grey channel only (a palette PNG reads as RGB, its colours, not its indices). */
+    tool_image img;
+    if (decode_png(data, size, max_values, &img, NULL, err, errsize) != 0) return -1;
+    if (img.channels != 1) {
+        set_err(err, errsize, "not a label mask: a PNG with %d channels (colour, palette or "
+                "alpha); a mask is one grey channel of integer labels", img.channels);
+        image_free(&img);
+        return -1;
+    }
+    int64_t n = (int64_t)img.height * img.width;
+    out->data = malloc(sizeof(uint32_t) * (size_t)(n > 0 ? n : 1));
+    if (!out->data) {
+        set_err(err, errsize, "out of memory decoding %dx%d mask", img.width, img.height);
+        image_free(&img);
+        return -1;
+    }
+    for (int64_t i = 0; i < n; i++) out->data[i] = (uint32_t)img.data[i];
+    out->height = img.height;
+    out->width = img.width;
+    image_free(&img);
+    return 0;
+}
+
+int labels_read(const char *path, tool_labels *out, char *err, size_t errsize)
 {
     unsigned char *data;
     size_t size;
     memset(out, 0, sizeof *out);
     if (read_file(path, TOOL_IMAGE_MAX_FILE, &data, &size, err, errsize) != 0) return -1;
-    int rc = image_decode(data, size, TOOL_IMAGE_MAX_VALUES, out, err, errsize);
+    int rc = labels_decode(data, size, TOOL_IMAGE_MAX_VALUES, out, err, errsize);
     free(data);
     return rc;
 }

@@ -20,6 +20,7 @@ static const char main_help[] =
     "  predict MODEL INPUTS...    a CSV of class probabilities for images, folders or manifests\n"
     "  info MODEL                 architecture, classes, normalisation and training state\n"
     "  export MODEL OUT.onnx      the model as an ONNX model (ONNX Runtime, BioImage Model Zoo)\n"
+    "  crop FIELD MASK -o DIR     one image per cell from fields of view and their label masks\n"
     "\n"
     "Images: TIFF (8/16-bit unsigned, 32-bit float; pages or samples are channels) and PNG.\n"
     "Exit status: 0 success, 1 runtime error (bad file, training failure), 2 usage error.\n"
@@ -64,7 +65,8 @@ static int run(int argc, char **argv)
         const char *name;
         int (*fn)(int, char **);
     } cmds[] = {{"synth", cmd_synth}, {"train", cmd_train}, {"eval", cmd_eval},
-                {"predict", cmd_predict}, {"info", cmd_info}, {"export", cmd_export}};
+                {"predict", cmd_predict}, {"info", cmd_info}, {"export", cmd_export},
+                {"crop", cmd_crop}};
     for (size_t i = 0; i < sizeof cmds / sizeof *cmds; i++)
         if (!strcmp(cmd, cmds[i].name)) {
             tool_mpi_init(&argc, &argv);

@@ -188,6 +188,22 @@ int image_decode(const unsigned char *data, size_t size, int64_t max_values, too
 /* Reads and decodes a file (same contract). */
 int image_read(const char *path, tool_image *out, char *err, size_t errsize);
 void image_free(tool_image *img);
+/* image_read that also gives the sample type stored (*bits: 8 or 16 for unsigned integers, 32
+ * for float; the widest of a TIFF's pages), to write a crop of it in the same type. */
+int image_read_bits(const char *path, tool_image *out, int *bits, char *err, size_t errsize);
+
+/* A label mask (a segmentation): height x width labels, 0 background, row-major. */
+typedef struct tool_labels {
+    int height, width;
+    uint32_t *data;
+} tool_labels;
+/* Decodes a label mask: a TIFF of one channel of 8-, 16- or 32-bit integers, unsigned or signed
+ * (a negative label is an error), or a grey PNG (8 or 16 bits). Float or multi-channel files are
+ * refused. Images (image_decode) keep refusing 32-bit integer TIFFs. 0, or -1 with err. */
+int labels_decode(const unsigned char *data, size_t size, int64_t max_values, tool_labels *out,
+                  char *err, size_t errsize);
+int labels_read(const char *path, tool_labels *out, char *err, size_t errsize);
+void labels_free(tool_labels *lab);
 /* "channel C at row R, column X" of value i of img (channels from 1, rows and columns from 0),
  * for messages about one value. */
 void image_where(const tool_image *img, int64_t i, char *buf, size_t size);
@@ -413,6 +429,28 @@ int cmd_predict(int argc, char **argv);
 int cmd_info(int argc, char **argv);
 int cmd_synth(int argc, char **argv);
 int cmd_export(int argc, char **argv);
+int cmd_crop(int argc, char **argv);
+
+/* ---- crop (crop.c) ----------------------------------------------------------------------------- */
+
+/* One cell of a label mask: its label, pixel count and the sums of its pixels' columns (x) and
+ * rows (y), from which its centroid is (sum_x / area, sum_y / area). */
+typedef struct crop_cell {
+    uint32_t label;
+    int64_t area, sum_x, sum_y;
+} crop_cell;
+/* The cells of lab (labels > 0) in one pass, sorted by label, into *cells (malloc'd, *n of
+ * them); memory follows the number of cells, not the largest label. 0, or -1 with err (more
+ * than 2^20 labels, out of memory). */
+int crop_find_cells(const tool_labels *lab, crop_cell **cells, int64_t *n, char *err,
+                    size_t errsize);
+/* The first row and column of the size x size window centred on c's centroid: the window whose
+ * centre (first + (size - 1)/2) is nearest to it, a tie going to the larger index; exact. */
+void crop_window(const crop_cell *c, int size, int64_t *top, int64_t *left);
+/* field's window at (top, left) into dst (channels x size x size), 0 outside the field and, with
+ * isolate, wherever lab is not `label`. Returns 1 if the window leaves the field, else 0. */
+int crop_extract(const tool_image *field, const tool_labels *lab, uint32_t label, int64_t top,
+                 int64_t left, int size, int isolate, float *dst);
 
 /* Tool version string (the library's version). */
 #define TOOL_NAME "cfnet"

@@ -1,0 +1,475 @@
+/* `cfnet crop FIELD MASK... -o DIR`: one image per cell from fields of view and their label masks
+ * (a segmentation: 0 background, one positive label per cell), the crops `cfnet` trains on and
+ * classifies, with a table that joins them back to the segmentation. */
+#define _GNU_SOURCE
+#include "tool.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+static const char crop_help[] =
+    "Usage: cfnet crop FIELD MASK [FIELD MASK...] -o DIR [options]\n"
+    "Writes one SxS image per cell of each field of view: MASK is its segmentation (a label\n"
+    "image of the field's size: 0 background, one positive label per cell; 8/16/32-bit integer\n"
+    "TIFF, signed or not, or a grey PNG). The crop is centred on the cell's centroid, holds\n"
+    "every channel of FIELD with its values and sample type, and is written as\n"
+    "DIR/STEM_LABEL.tif (STEM: FIELD's name without its extension); DIR/cells.csv lists\n"
+    "path,field,mask,label,x,y,area,left,top,padded for each crop. DIR must be new or empty; it\n"
+    "is written whole or not at all.\n"
+    "\n"
+    "Options:\n"
+    "  -o, --output DIR     the folder of crops (new or empty; its parents are made)\n"
+    "  --size S             crop side, 4..4096 (default 64)\n"
+    "  --pad                zero-pad the crops of cells near the border (default: leave those\n"
+    "                       cells out and count them)\n"
+    "  --isolate            set every pixel of the crop that is not the cell's (background,\n"
+    "                       other cells) to 0\n"
+    "  --min-area A         leave out cells of fewer than A pixels (default 1)\n"
+    "  -q, --quiet          no summary line\n"
+    "  -h, --help           this help\n";
+
+/* Most distinct labels in one mask (a file each): more is an intensity image, not a mask. */
+#define CROP_MAX_CELLS ((int64_t)1 << 20)
+
+/* ---- the core (unit-tested in tests/test_tool_image.c) ---------------------------------------- */
+
+static uint64_t label_hash(uint32_t v)
+{
+    uint64_t h = (uint64_t)v * 0x9E3779B97F4A7C15ULL;
+    return h ^ (h >> 29);
+}
+
+static int cmp_cell(const void *a, const void *b)
+{
+    uint32_t x = ((const crop_cell *)a)->label, y = ((const crop_cell *)b)->label;
+    return x < y ? -1 : x > y;
+}
+
+int crop_find_cells(const tool_labels *lab, crop_cell **cells, int64_t *n, char *err,
+                    size_t errsize)
+{
+    *cells = NULL;
+    *n = 0;
+    /* open addressing on the label value: memory follows the number of cells, not the
+     * largest label (a mask of three cells labelled up to 4000000000 stays small) */
+    int64_t cap = 1024, used = 0;
+    crop_cell *t = calloc((size_t)cap, sizeof *t);
+    if (!t) {
+        snprintf(err, errsize, "out of memory");
+        return -1;
+    }
+    const int W = lab->width;
+    const int64_t N = (int64_t)lab->height * W;
+    uint32_t last = 0;
+    crop_cell *hit = NULL;
+    for (int64_t i = 0; i < N; i++) {
+        uint32_t v = lab->data[i];
+        if (v == 0) continue;
+        const int64_t y = i / W, x = i - y * W;
+        if (!hit || v != last) { /* runs of one label along a row skip the lookup */
+            if (2 * (used + 1) > cap) {
+                int64_t ncap = cap * 2;
+                crop_cell *nt = calloc((size_t)ncap, sizeof *nt);
+                if (!nt) {
+                    free(t);
+                    snprintf(err, errsize, "out of memory (%lld labels)", (long long)used);
+                    return -1;
+                }
+                for (int64_t k = 0; k < cap; k++) {
+                    if (!t[k].label) continue;
+                    uint64_t j = label_hash(t[k].label) & (uint64_t)(ncap - 1);
+                    while (nt[j].label) j = (j + 1) & (uint64_t)(ncap - 1);
+                    nt[j] = t[k];
+                }
+                free(t);
+                t = nt;
+                cap = ncap;
+            }
+            uint64_t j = label_hash(v) & (uint64_t)(cap - 1);
+            while (t[j].label && t[j].label != v) j = (j + 1) & (uint64_t)(cap - 1);
+            if (!t[j].label) {
+                if (used == CROP_MAX_CELLS) {
+                    free(t);
+                    snprintf(err, errsize, "more than %lld distinct labels (is it a label mask? "
+                             "an intensity image has one label per value)",
+                             (long long)CROP_MAX_CELLS);
+                    return -1;
+                }
+                t[j].label = v;
+                used++;
+            }
+            hit = &t[j];
+            last = v;
+        }
+        hit->area++;
+        hit->sum_x += x;
+        hit->sum_y += y;
+    }
+    int64_t k = 0;
+    for (int64_t j = 0; j < cap; j++)
+        if (t[j].label) t[k++] = t[j];
+    qsort(t, (size_t)k, sizeof *t, cmp_cell);
+    *cells = t;
+    *n = k;
+    return 0;
+}
+
+/* floor(a / b) for b > 0 */
+static int64_t floor_div(int64_t a, int64_t b)
+{
+    int64_t q = a / b;
+    return q * b > a ? q - 1 : q;
+}
+
+void crop_window(const crop_cell *c, int size, int64_t *top, int64_t *left)
+{
+    /* the window whose centre, first + (S - 1)/2, is nearest to the centroid sum/area, a tie
+     * going to the larger index: first = floor(sum/area - (S - 1)/2 + 1/2), exactly */
+    *top = floor_div(2 * c->sum_y + c->area * (2 - size), 2 * c->area);
+    *left = floor_div(2 * c->sum_x + c->area * (2 - size), 2 * c->area);
+}
+
+int crop_extract(const tool_image *field, const tool_labels *lab, uint32_t label, int64_t top,
+                 int64_t left, int size, int isolate, float *dst)
+{
+    const int H = field->height, W = field->width;
+    const int64_t plane = (int64_t)H * W, S2 = (int64_t)size * size;
+    int outside = 0;
+    for (int y = 0; y < size; y++)
+        for (int x = 0; x < size; x++) {
+            int64_t fy = top + y, fx = left + x;
+            int in = fy >= 0 && fy < H && fx >= 0 && fx < W;
+            if (!in) outside = 1;
+            int keep = in && (!isolate || lab->data[fy * W + fx] == label);
+            for (int c = 0; c < field->channels; c++)
+                dst[c * S2 + (int64_t)y * size + x] =
+                    keep ? field->data[c * plane + fy * W + fx] : 0.0f;
+        }
+    return outside;
+}
+
+/* ---- the command ------------------------------------------------------------------------------ */
+
+/* Removes the staging folder and what this run put in it (files only). */
+static void remove_staging(const char *dir)
+{
+    DIR *d = opendir(dir);
+    if (d) {
+        struct dirent *e;
+        while ((e = readdir(d)))
+            if (strcmp(e->d_name, ".") && strcmp(e->d_name, "..")) {
+                char *p = path_join(dir, e->d_name);
+                unlink(p);
+                free(p);
+            }
+        closedir(d);
+    }
+    rmdir(dir);
+}
+
+/* FIELD's name without its folder and extension. */
+static char *field_stem(const char *path)
+{
+    const char *base = strrchr(path, '/');
+    base = base ? base + 1 : path;
+    const char *dot = strrchr(base, '.');
+    size_t n = dot && dot != base ? (size_t)(dot - base) : strlen(base);
+    return xasprintf("%.*s", (int)n, base);
+}
+
+typedef struct crop_opts {
+    int size, pad, isolate;
+    long min_area;
+} crop_opts;
+
+typedef struct crop_counts {
+    int64_t written, edge, small, padded;
+} crop_counts;
+
+/* One FIELD MASK pair into the staging folder; its rows into csv. 0 or -1 (message printed). */
+static int crop_pair(const char *field_path, const char *mask_path, const char *stage,
+                     const crop_opts *o, FILE *csv, crop_counts *cnt, tool_progress *pr)
+{
+    char err[512];
+    tool_labels lab;
+    tool_image img;
+    int bits = 0, rc = -1;
+    crop_cell *cells = NULL;
+    int64_t n = 0;
+    float *buf = NULL;
+    char *stem = field_stem(field_path), *qf = csv_quote(field_path), *qm = csv_quote(mask_path);
+    memset(&img, 0, sizeof img);
+    if (labels_read(mask_path, &lab, err, sizeof err) != 0) {
+        tool_error("%s: %s", mask_path, err);
+        free(stem);
+        free(qf);
+        free(qm);
+        return -1;
+    }
+    if (image_read_bits(field_path, &img, &bits, err, sizeof err) != 0) {
+        tool_error("%s: %s", field_path, err);
+        goto out;
+    }
+    if (img.height != lab.height || img.width != lab.width) {
+        tool_error("%s is %dx%d but its mask %s is %dx%d (width x height); a mask must be the "
+                   "segmentation of its field, pixel for pixel", field_path, img.width,
+                   img.height, mask_path, lab.width, lab.height);
+        goto out;
+    }
+    if (crop_find_cells(&lab, &cells, &n, err, sizeof err) != 0) {
+        tool_error("%s: %s", mask_path, err);
+        goto out;
+    }
+    if (n == 0) {
+        tool_error("%s: no cells (every label is 0, background)", mask_path);
+        goto out;
+    }
+    const int S = o->size;
+    buf = xmalloc(sizeof(float) * (size_t)img.channels * S * S);
+    tool_image crop = {img.channels, S, S, buf};
+    for (int64_t i = 0; i < n; i++) {
+        if (tool_interrupted) goto out;
+        const crop_cell *c = &cells[i];
+        if (c->area < o->min_area) {
+            cnt->small++;
+            continue;
+        }
+        int64_t top, left;
+        crop_window(c, S, &top, &left);
+        int outside = top < 0 || left < 0 || top + S > img.height || left + S > img.width;
+        if (outside && !o->pad) {
+            cnt->edge++;
+            continue;
+        }
+        crop_extract(&img, &lab, c->label, top, left, S, o->isolate, buf);
+        char name[64];
+        snprintf(name, sizeof name, "_%u.tif", c->label);
+        char *file = xasprintf("%s%s", stem, name);
+        char *path = path_join(stage, file);
+        int w = image_write_tiff(path, &crop, bits, TIFF_PAGES, err, sizeof err);
+        free(path);
+        if (w != 0) {
+            tool_error("%s (writing the crop of cell %u of %s)", err, c->label, field_path);
+            free(file);
+            goto out;
+        }
+        char *qfile = csv_quote(file);
+        fprintf(csv, "%s,%s,%s,%u,%.3f,%.3f,%lld,%lld,%lld,%d\n", qfile, qf, qm, c->label,
+                (double)c->sum_x / (double)c->area, (double)c->sum_y / (double)c->area,
+                (long long)c->area, (long long)left, (long long)top, outside);
+        free(qfile);
+        free(file);
+        cnt->written++;
+        cnt->padded += outside;
+        progress_tick(pr, "crop: %lld cells", (long long)cnt->written);
+    }
+    rc = 0;
+out:
+    free(buf);
+    free(cells);
+    image_free(&img);
+    labels_free(&lab);
+    free(stem);
+    free(qf);
+    free(qm);
+    return rc;
+}
+
+/* Flushes everything written under the staging folder to disk (one syncfs for the file system
+ * instead of one fsync per crop). 0 or -1. */
+static int sync_dir(const char *dir)
+{
+    int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd < 0) return -1;
+    int rc = syncfs(fd);
+    close(fd);
+    return rc;
+}
+
+int cmd_crop(int argc, char **argv)
+{
+    static const struct option longopts[] = {
+        {"output", required_argument, 0, 'o'},   {"size", required_argument, 0, 'S'},
+        {"pad", no_argument, 0, 'P'},            {"isolate", no_argument, 0, 'I'},
+        {"min-area", required_argument, 0, 'm'}, {"quiet", no_argument, 0, 'q'},
+        {"help", no_argument, 0, 'h'},           {0, 0, 0, 0}};
+    crop_opts o = {64, 0, 0, 1};
+    const char *dir = NULL;
+    int c;
+    while ((c = opt_next(argc, argv, ":o:qh", longopts, crop_help)) >= 0) {
+        int u = 0;
+        switch (c) {
+        case 'o': u = opt_path("crop", "--output", optarg, &dir); break;
+        case 'S': u = opt_int("crop", "--size", optarg, 4, 4096, NULL, &o.size); break;
+        case 'P': o.pad = 1; break;
+        case 'I': o.isolate = 1; break;
+        case 'm': u = opt_long("crop", "--min-area", optarg, 1, 0x7fffffffL, "a positive integer", &o.min_area); break;
+        case 'q': tool_quiet = 1; break;
+        default: return opt_error("crop", c, argv);
+        }
+        if (u) return u;
+    }
+    if (c == OPT_HELP) return EXIT_OK;
+    int npaths = argc - optind;
+    if (npaths == 0) return tool_usage_error("crop", "missing FIELD MASK");
+    if (npaths % 2)
+        return tool_usage_error("crop", "FIELD MASK pairs expected, got %d file%s (the mask of "
+                                "'%s' is missing)", npaths, npaths == 1 ? "" : "s", argv[argc - 1]);
+    if (!dir) return tool_usage_error("crop", "missing -o DIR");
+    char **paths = argv + optind;
+    int pairs = npaths / 2;
+    /* crops of two fields named alike would overwrite each other */
+    for (int i = 0; i < pairs; i++) {
+        char *a = field_stem(paths[2 * i]);
+        for (int j = 0; j < i; j++) {
+            char *b = field_stem(paths[2 * j]);
+            int same = !strcmp(a, b);
+            free(b);
+            if (same) {
+                int u = tool_usage_error("crop", "fields '%s' and '%s' have the same name '%s' "
+                                         "(their crops would be named alike); crop them into "
+                                         "different folders", paths[2 * j], paths[2 * i], a);
+                free(a);
+                return u;
+            }
+        }
+        free(a);
+    }
+    /* DIR: a new or empty folder, replaced by the staging folder at the end (rename(2) takes
+     * an empty folder's place). */
+    char *target = xstrdup(dir);
+    for (size_t k = strlen(target); k > 1 && target[k - 1] == '/'; k--) target[k - 1] = 0;
+    int isdir = path_is_dir(target);
+    struct stat lst;
+    if (isdir == 1 && lstat(target, &lst) == 0 && S_ISLNK(lst.st_mode)) {
+        /* a link to an empty folder: the crops go into the folder it names (rename(2) would
+         * not replace the link with a folder) */
+        char *real = realpath(target, NULL);
+        if (real) {
+            free(target);
+            target = real;
+        }
+    }
+    if (isdir == 0) {
+        free(target);
+        return tool_usage_error("crop", "--output: %s exists and is not a folder", dir);
+    }
+    if (isdir == 1) {
+        DIR *dp = opendir(target);
+        int used = 0;
+        if (dp) {
+            struct dirent *e;
+            while (!used && (e = readdir(dp))) used = strcmp(e->d_name, ".") && strcmp(e->d_name, "..");
+            closedir(dp);
+        }
+        if (!dp || used) {
+            int u = tool_usage_error("crop", "--output: %s: %s; crop writes into a new or empty "
+                                     "folder (remove it or give another DIR)", dir,
+                                     dp ? "the folder is not empty" : strerror(errno));
+            free(target);
+            return u;
+        }
+    }
+    const char *base = strrchr(target, '/');
+    base = base ? base + 1 : target;
+    if (!base[0] || !strcmp(base, ".") || !strcmp(base, "..")) {
+        free(target);
+        return tool_usage_error("crop", "--output: give DIR by its name, not '%s'", dir);
+    }
+    char *parent = path_dir(target);
+    if (path_is_dir(parent) != 1 && make_dirs(parent) != 0) { /* an output that cannot be made */
+        free(parent);
+        free(target);
+        return EXIT_USAGE;
+    }
+    char *sname = xasprintf(".%s.crop-tmp.%ld", base, (long)getpid());
+    char *stage = path_join(parent, sname);
+    free(sname);
+    if (mkdir(stage, 0777) != 0) {
+        int u = tool_usage_error("crop", "--output: cannot make %s beside %s: %s", stage, dir,
+                                 strerror(errno));
+        free(stage);
+        free(parent);
+        free(target);
+        return u;
+    }
+    tool_install_signals();
+    int rc = EXIT_RUNTIME;
+    crop_counts cnt = {0, 0, 0, 0};
+    tool_progress pr;
+    progress_init(&pr, stderr);
+    char *csv_path = path_join(stage, "cells.csv");
+    FILE *csv = fopen(csv_path, "w");
+    if (!csv) {
+        tool_error("%s: %s", csv_path, strerror(errno));
+        goto done;
+    }
+    fputs("path,field,mask,label,x,y,area,left,top,padded\n", csv);
+    for (int i = 0; i < pairs; i++) {
+        if (crop_pair(paths[2 * i], paths[2 * i + 1], stage, &o, csv, &cnt, &pr) != 0) {
+            if (tool_interrupted) {
+                progress_erase(&pr);
+                tool_error("interrupted; nothing written to %s", dir);
+                rc = 130;
+            } else {
+                tool_error("pair %d of %d failed; nothing written to %s", i + 1, pairs, dir);
+            }
+            goto done;
+        }
+    }
+    progress_erase(&pr);
+    if (cnt.written == 0) {
+        tool_error("no crops: %lld cell%s too near the border (--pad keeps them), %lld smaller "
+                   "than --min-area; nothing written", (long long)cnt.edge,
+                   cnt.edge == 1 ? "" : "s", (long long)cnt.small);
+        goto done;
+    }
+    if (fflush(csv) != 0 || ferror(csv)) {
+        tool_error("%s: write failed: %s", csv_path, strerror(errno));
+        goto done;
+    }
+    int cerr = fclose(csv);
+    csv = NULL;
+    if (cerr != 0) {
+        tool_error("%s: write failed: %s", csv_path, strerror(errno));
+        goto done;
+    }
+    if (sync_dir(stage) != 0) {
+        tool_error("%s: cannot flush to disk: %s", stage, strerror(errno));
+        goto done;
+    }
+    if (rename(stage, target) != 0) {
+        tool_error("%s: cannot move the crops into place: %s%s", dir, strerror(errno),
+                   errno == ENOTEMPTY || errno == EEXIST ? " (the folder is no longer empty)" : "");
+        goto done;
+    }
+    {
+        int pfd = open(parent, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        if (pfd >= 0) {
+            (void)fsync(pfd);
+            close(pfd);
+        }
+    }
+    tool_info("wrote %lld crops (%dx%d) of %d field%s to %s; %lld cell%s too near the border %s",
+              (long long)cnt.written, o.size, o.size, pairs, pairs == 1 ? "" : "s", dir,
+              (long long)(o.pad ? cnt.padded : cnt.edge), (o.pad ? cnt.padded : cnt.edge) == 1 ? "" : "s",
+              o.pad ? "zero-padded" : "left out (--pad keeps them)");
+    if (cnt.small)
+        tool_info("%lld cell%s smaller than --min-area %ld left out", (long long)cnt.small,
+                  cnt.small == 1 ? "" : "s", o.min_area);
+    rc = EXIT_OK;
+done:
+    if (csv) fclose(csv);
+    if (rc != EXIT_OK) remove_staging(stage);
+    free(csv_path);
+    free(stage);
+    free(parent);
+    free(target);
+    return rc;
+}

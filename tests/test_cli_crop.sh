@@ -1,0 +1,220 @@
+#!/bin/sh
+# `cfnet crop FIELD MASK... -o DIR`: every crop compared value for value with one computed
+# independently in numpy (centroid, window, zero padding, --isolate, sample type kept), the
+# cells.csv table, sparse uint32 labels (4000000000), signed, PNG and refused masks (negative,
+# float, two channels, another size, no cells), DIR written whole or not at all, and crop ->
+# predict giving the probabilities of the images the fields were built from, crop -> train.
+set -eu
+name=cli-crop
+# shellcheck source=tests/cli_lib.sh
+. "$(dirname "$0")/cli_lib.sh"
+"$py" -c 'import numpy, tifffile' 2>/dev/null || {
+    echo "test_cli_crop: SKIPPED: python3-numpy or python3-tifffile is not installed"; exit 0; }
+
+# ---- help and usage ------------------------------------------------------------------------------
+expect 0 "Usage: cfnet crop FIELD MASK" "$cfnet" crop --help
+expect 2 "missing FIELD MASK" "$cfnet" crop -o "$out/x"
+expect 2 "the mask of 'f.tif' is missing" "$cfnet" crop f.tif -o "$out/x"
+expect 2 "missing -o DIR" "$cfnet" crop f.tif m.tif
+expect 2 "--size: expected 4..4096, got '2'" "$cfnet" crop f.tif m.tif -o "$out/x" --size 2
+expect 2 "--min-area: expected a positive integer" "$cfnet" crop f.tif m.tif -o "$out/x" --min-area 0
+expect 2 "have the same name 'f'" "$cfnet" crop a/f.tif m.tif b/f.png m2.tif -o "$out/x"
+mkdir -p "$out/full" && : >"$out/full/keep"
+expect 2 "the folder is not empty" "$cfnet" crop f.tif m.tif -o "$out/full"
+: >"$out/afile"
+expect 2 "exists and is not a folder" "$cfnet" crop f.tif m.tif -o "$out/afile"
+expect 2 "afile" "$cfnet" crop f.tif m.tif -o "$out/afile/sub"
+
+# ---- fields and masks ------------------------------------------------------------------------------
+"$py" - "$out" <<'PY'
+import sys, numpy as np, tifffile
+o = sys.argv[1]
+rng = np.random.default_rng(5)
+H, W = 100, 120
+f16 = rng.integers(0, 65536, (2, H, W), dtype=np.uint16)
+m = np.zeros((H, W), np.uint32)
+m[40:51, 50:61] = 4000000000      # a square: centroid (55, 45)
+m[0:5, 0:5] = 7                   # in the corner: its window leaves the field
+m[70:80, 20:26] = 3               # centroid (22.5, 74.5): a tie in both directions
+m[70:80, 26:30] = 2000            # touches cell 3, inside its window
+m[10, 100] = 12                   # one pixel
+tifffile.imwrite(o + "/f16.tif", f16)
+tifffile.imwrite(o + "/m32.tif", m)
+tifffile.imwrite(o + "/f8.tif", rng.integers(0, 256, (H, W), dtype=np.uint8))
+tifffile.imwrite(o + "/ffl.tif", rng.standard_normal((3, H, W)).astype(np.float32))
+small = np.where(m > 0, m % 60000 + 1, 0)
+tifffile.imwrite(o + "/mi32.tif", small.astype(np.int32))
+tifffile.imwrite(o + "/mneg.tif", np.where(m == 3, -5, small).astype(np.int32))
+tifffile.imwrite(o + "/mfloat.tif", small.astype(np.float32))
+tifffile.imwrite(o + "/m2ch.tif", np.stack([small, small]).astype(np.uint16))
+tifffile.imwrite(o + "/mzero.tif", np.zeros((H, W), np.uint16))
+tifffile.imwrite(o + "/mother.tif", np.ones((H, W + 1), np.uint16))
+np.save(o + "/m.npy", m)
+PY
+
+# check DIR FIELD MASK S PAD ISOLATE MINAREA: every crop and row of DIR against numpy
+check() {
+    "$py" - "$@" <<'PY' || fail "crops of $2 in $1 differ from numpy's (S=$4 pad=$5 isolate=$6)"
+import csv, os, sys, numpy as np, tifffile
+d, field, mask, S, pad, iso, mina = sys.argv[1:8]
+S, pad, iso, mina = int(S), int(pad), int(iso), int(mina)
+f = tifffile.imread(field)
+f = f[None] if f.ndim == 2 else f
+# the masks are all made from m.npy: as it is (uint32) or with small labels (m % 60000 + 1)
+m = np.load(os.path.join(os.path.dirname(field), "m.npy")).astype(np.int64)
+if not mask.endswith("m32.tif"):
+    m = np.where(m > 0, m % 60000 + 1, 0)
+C, H, W = f.shape
+stem = os.path.splitext(os.path.basename(field))[0]
+want = {}
+for lab in np.unique(m[m > 0]):
+    ys, xs = np.nonzero(m == lab)
+    if len(ys) < mina:
+        continue
+    cy, cx = ys.mean(), xs.mean()
+    top, left = int(np.floor(cy - (S - 1) / 2 + 0.5)), int(np.floor(cx - (S - 1) / 2 + 0.5))
+    out = top < 0 or left < 0 or top + S > H or left + S > W
+    if out and not pad:
+        continue
+    crop = np.zeros((C, S, S), f.dtype)
+    for y in range(S):
+        for x in range(S):
+            fy, fx = top + y, left + x
+            if 0 <= fy < H and 0 <= fx < W and (not iso or m[fy, fx] == lab):
+                crop[:, y, x] = f[:, fy, fx]
+    want["%s_%d.tif" % (stem, lab)] = (crop, lab, cx, cy, len(ys), left, top, int(out))
+rows = list(csv.reader(open(os.path.join(d, "cells.csv"))))
+assert rows[0] == "path,field,mask,label,x,y,area,left,top,padded".split(","), rows[0]
+rows = rows[1:]
+assert sorted(r[0] for r in rows) == sorted(want), (sorted(r[0] for r in rows), sorted(want))
+assert sorted(os.listdir(d)) == sorted(list(want) + ["cells.csv"]), os.listdir(d)
+for r in rows:
+    crop, lab, cx, cy, area, left, top, out = want[r[0]]
+    assert r[1] == field and r[2] == mask, r
+    assert (int(r[3]), int(r[6]), int(r[7]), int(r[8]), int(r[9])) == (lab, area, left, top, out), r
+    assert abs(float(r[4]) - cx) < 6e-4 and abs(float(r[5]) - cy) < 6e-4, r
+    got = tifffile.imread(os.path.join(d, r[0]))
+    got = got[None] if got.ndim == 2 else got
+    assert got.dtype == f.dtype, (r[0], got.dtype, f.dtype)
+    assert got.shape == crop.shape and np.array_equal(got, crop), r[0]
+PY
+}
+
+o1="$out/c1"
+expect 0 "wrote 4 crops \(16x16\) of 1 field to .*; 1 cell too near the border left out \(--pad keeps them\)" \
+    "$cfnet" crop "$out/f16.tif" "$out/m32.tif" -o "$o1" --size 16
+check "$o1" "$out/f16.tif" "$out/m32.tif" 16 0 0 1
+test -f "$o1/f16_4000000000.tif" || fail "no crop named by the uint32 label 4000000000"
+grep -q '^f16_3.tif,.*,3,22.500,74.500,60,15,67,0$' "$o1/cells.csv" || fail "cell 3's row: $(grep f16_3 "$o1/cells.csv")"
+o2="$out/c2"
+expect 0 "wrote 5 crops \(15x15\) of 1 field .*; 1 cell too near the border zero-padded" \
+    "$cfnet" crop "$out/f16.tif" "$out/m32.tif" -o "$o2" --size 15 --pad --isolate
+check "$o2" "$out/f16.tif" "$out/m32.tif" 15 1 1 1
+"$py" -c "
+import tifffile, numpy as np, sys
+a = tifffile.imread('$o2/f16_3.tif')
+assert (a[:, :, 11:] == 0).all() and (a[:, :, :11] != 0).any(), 'isolate kept cell 2000 in the crop of 3'
+" || fail "--isolate"
+# other sample types (8-bit, float), several pairs, --min-area, signed and PNG masks
+o3="$out/c3"
+expect 0 "wrote 6 crops \(9x9\) of 2 fields" \
+    "$cfnet" crop "$out/f8.tif" "$out/mi32.tif" "$out/ffl.tif" "$out/m32.tif" -o "$o3" --size 9 --min-area 2
+grep -q "2 cells smaller than --min-area 2 left out" "$out/last.txt" || fail "--min-area count missing"
+mkdir -p "$out/c3a" "$out/c3b"
+for f in "$o3"/f8_*; do cp "$f" "$out/c3a/"; done
+grep -E '^(path|f8_)' "$o3/cells.csv" >"$out/c3a/cells.csv"
+for f in "$o3"/ffl_*; do cp "$f" "$out/c3b/"; done
+grep -E '^(path|ffl_)' "$o3/cells.csv" >"$out/c3b/cells.csv"
+check "$out/c3a" "$out/f8.tif" "$out/mi32.tif" 9 0 0 2
+check "$out/c3b" "$out/ffl.tif" "$out/m32.tif" 9 0 0 2
+"$py" - "$out" <<'PY'
+import sys, zlib, struct, numpy as np
+o = sys.argv[1]
+m = np.load(o + "/m.npy")
+a = np.where(m > 0, m % 60000 + 1, 0).astype(">u2")
+def chunk(t, d): return struct.pack(">I", len(d)) + t + d + struct.pack(">I", zlib.crc32(t + d))
+raw = b"".join(b"\0" + r.tobytes() for r in a)
+png = b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", a.shape[1], a.shape[0], 16, 0, 0, 0, 0)) \
+    + chunk(b"IDAT", zlib.compress(raw)) + chunk(b"IEND", b"")
+open(o + "/m16.png", "wb").write(png)
+PY
+expect 0 "wrote 4 crops" "$cfnet" crop "$out/f8.tif" "$out/m16.png" -o "$out/c4" --size 16
+check "$out/c4" "$out/f8.tif" "$out/m16.png" 16 0 0 1
+# refused masks and fields: a message naming the file, status 1, nothing written
+expect 1 "mneg.tif: not a label mask: negative label -5 at row 70, column 20" \
+    "$cfnet" crop "$out/f16.tif" "$out/mneg.tif" -o "$out/bad1"
+expect 1 "mfloat.tif: not a label mask: 32-bit float samples" "$cfnet" crop "$out/f16.tif" "$out/mfloat.tif" -o "$out/bad1"
+expect 1 "m2ch.tif: not a label mask: 2 or more channels" "$cfnet" crop "$out/f16.tif" "$out/m2ch.tif" -o "$out/bad1"
+expect 1 "mzero.tif: no cells" "$cfnet" crop "$out/f16.tif" "$out/mzero.tif" -o "$out/bad1"
+expect 1 "f16.tif is 120x100 but its mask .*mother.tif is 121x100" "$cfnet" crop "$out/f16.tif" "$out/mother.tif" -o "$out/bad1"
+expect 1 "missing.tif: " "$cfnet" crop "$out/f16.tif" "$out/missing.tif" -o "$out/bad1"
+expect 1 "unsupported TIFF samples" "$cfnet" crop "$out/m32.tif" "$out/m32.tif" -o "$out/bad1"
+# a failure on the second pair leaves nothing: no DIR, no staging folder
+expect 1 "pair 2 of 2 failed; nothing written" \
+    "$cfnet" crop "$out/f16.tif" "$out/m32.tif" "$out/f8.tif" "$out/mneg.tif" -o "$out/bad1"
+test -e "$out/bad1" && fail "a failed crop left DIR"
+for s in "$out"/.*crop-tmp*; do test -e "$s" && fail "a failed crop left its staging folder $s"; done
+# ... and an existing empty DIR stays empty
+mkdir "$out/empty"
+expect 1 "pair 2 of 2 failed" "$cfnet" crop "$out/f16.tif" "$out/m32.tif" "$out/f8.tif" "$out/mneg.tif" -o "$out/empty"
+test -z "$(ls -A "$out/empty")" || fail "a failed crop wrote into the empty DIR"
+expect 0 "" "$cfnet" crop "$out/f16.tif" "$out/m32.tif" -o "$out/empty/" --size 16 -q
+test "$(cat "$out/last.txt")" = "" || fail "-q printed something"
+cmp "$out/empty/cells.csv" "$o1/cells.csv" || fail "the crop into an existing empty DIR differs"
+# a link to an empty folder: the crops go into the folder it names, the link stays
+mkdir "$out/linked"
+ln -s linked "$out/link"
+expect 0 "wrote 4 crops" "$cfnet" crop "$out/f16.tif" "$out/m32.tif" -o "$out/link" --size 16
+test -L "$out/link" || fail "crop replaced the link to DIR"
+cmp "$out/linked/cells.csv" "$o1/cells.csv" || fail "the crop through a link to DIR differs"
+# every cell near the border: no crops is an error
+expect 1 "no crops: 5 cells too near the border" "$cfnet" crop "$out/f16.tif" "$out/m32.tif" -o "$out/bad2" --size 99
+test -e "$out/bad2" && fail "a crop without crops left DIR"
+
+# ---- crop -> predict, crop -> train -------------------------------------------------------------------
+d="$out/data"
+expect 0 "wrote" "$cfnet" synth "$d" --classes 2 --per-class 12 --test-per-class 3 --size 32
+m="$out/model.safetensors"
+expect 0 "" "$cfnet" train "$d/train" -o "$m" --epochs 1 --width 4 --threads 2 --batch 8 --val 0 -q
+# a field of the six test images side by side (with 3 pixels of background between them),
+# its mask one square label per image: the crops are the images, so are the probabilities
+"$py" - "$d/test" "$out" <<'PY'
+import sys, glob, numpy as np, tifffile
+t, o = sys.argv[1:3]
+files = sorted(glob.glob(t + "/*/*.tif"))
+field = np.zeros((2, 40, 3 + 35 * len(files)), np.uint16)
+mask = np.zeros(field.shape[1:], np.uint16)
+for i, f in enumerate(files):
+    a = tifffile.imread(f)
+    x = 3 + 35 * i
+    field[:, 4:36, x:x + 32] = a
+    mask[4:36, x:x + 32] = 10 * (i + 1)
+tifffile.imwrite(o + "/row.tif", field)
+tifffile.imwrite(o + "/rowmask.tif", mask)
+open(o + "/order.txt", "w").write("\n".join(files) + "\n")
+PY
+expect 0 "wrote 6 crops \(32x32\)" "$cfnet" crop "$out/row.tif" "$out/rowmask.tif" -o "$out/crops" --size 32
+expect 0 "" "$cfnet" predict "$m" "$out/crops" -o "$out/pc.csv" -q
+# shellcheck disable=SC2046 # the six paths from order.txt, without spaces
+expect 0 "" "$cfnet" predict "$m" $(cat "$out/order.txt") -o "$out/po.csv" -q
+"$py" - "$out" <<'PY' || fail "predictions of the crops differ from those of the images"
+import csv, sys
+o = sys.argv[1]
+orig = [r[1:] for r in list(csv.reader(open(o + "/po.csv")))[1:]]
+crops = {r[0].rsplit("_", 1)[1]: r[1:] for r in list(csv.reader(open(o + "/pc.csv")))[1:]}
+cells = {r[3]: r[0] for r in list(csv.reader(open(o + "/crops/cells.csv")))[1:]}
+assert len(crops) == 6 and len(cells) == 6
+for i, row in enumerate(orig):
+    assert crops["%d.tif" % (10 * (i + 1))] == row, (i, row)
+PY
+# class folders: one crop per class folder, then train on them
+expect 0 "" "$cfnet" crop "$out/row.tif" "$out/rowmask.tif" -o "$out/cls/a" --size 32 -q
+expect 0 "" "$cfnet" crop "$out/f16.tif" "$out/m32.tif" -o "$out/cls/b" --size 32 --pad -q
+expect 0 "best|epoch" "$cfnet" train "$out/cls" -o "$out/cls.safetensors" --epochs 1 --width 4 --threads 2 --batch 4 --val 0
+test -s "$out/cls.safetensors" || fail "train on crops wrote no model"
+
+if [ $fails -ne 0 ]; then
+    echo "test_cli_crop: $fails failures"
+    exit 1
+fi
+echo "test_cli_crop: all checks passed"
