@@ -211,6 +211,8 @@ def _layout_hint(shape, input_shape):
                 "np.moveaxis(x, -1, -3)")
     if c == 1 and len(s) == 3 and s[1:] == (hh, ww):
         return "; no channel axis? (N x H x W): add it with x[:, None]"
+    if s == input_shape:
+        return "; one C x H x W image? a batch of one is x[None]"
     if c == 1 and s == (hh, ww):
         return "; one image without its channel axis: x[None] (a batch of one: x[None, None])"
     return ""
@@ -555,9 +557,11 @@ class Network(Handle):
 
     def _check_layout(self, x, what):
         """ShapeMismatchError with a hint for images in a recognisable other layout (channels
-        last, no channel axis); other shapes are left to the library's own message."""
+        last, no channel axis, one image without the batch axis), or not 4-D (their first axis
+        is not a count of images: the labels' count would be checked against it); other
+        shapes are left to the library's own message."""
         hint = _layout_hint(x.shape, self.input_shape)
-        if hint:
+        if hint or x.ndim != 4:
             from ._errors import ShapeMismatchError
             raise ShapeMismatchError(-3, "%s: images are %s, expected N x %s%s"
                                      % (what, "x".join(map(str, x.shape)),
@@ -591,7 +595,8 @@ class Network(Handle):
                                                              self.input_shape[0]))
             if a.ndim not in (3, 4):
                 raise ValueError("images must be one C x H x W image, a list of them or an "
-                                 "N x C x H x W array, not shape %s" % (a.shape,))
+                                 "N x C x H x W array, not shape %s%s"
+                                 % (a.shape, self._no_channel_hint(a.ndim, "images")))
             seq, single = ([a], True) if a.ndim == 3 else (list(a), False)
         C, S, _ = self.input_shape
         out = np.empty((len(seq), C, S, S), dtype=np.float32)
@@ -601,10 +606,25 @@ class Network(Handle):
         with Borrow(out) as to:
             for i, im in enumerate(seq):
                 require_numbers(im, "images[%d]" % i)
+                if not single and np.ndim(im) == 2:
+                    from ._errors import ShapeMismatchError
+                    raise ShapeMismatchError(
+                        -3, "network_prepare_image: images[%d] is %s, need C x H x W%s"
+                        % (i, "x".join(map(str, np.shape(im))),
+                           self._no_channel_hint(2, "images[%d]" % i)))
                 x = _prepare_input(im, "image" if single else "images[%d]" % i)
                 with Borrow(x) as tx:
                     lib.call("cfnet_network_prepare_image", h, tx, flags, to, i)
         return out[0] if single else out
+
+    def _no_channel_hint(self, ndim, name):
+        """"; <how to fix it>" for an H x W image (ndim 2) given to prepare, else ""."""
+        if ndim != 2:
+            return ""
+        c = self.input_shape[0]
+        if c == 1:
+            return "; one H x W image without its channel axis: %s[None]" % name
+        return "; the model takes %d channels: stack them as C x H x W" % c
 
     @_using
     def infer(self, x):
@@ -612,8 +632,8 @@ class Network(Handle):
         C x H x W image, the output without the batch axis; for no images (0 x C x H x W or []), an
         empty array. Outputs that are not finite (parameters too large, diverged or edited: the
         library checks the inputs, not the arithmetic) are returned with a RuntimeWarning
-        naming the first such image. Ctrl-C (SIGINT) in the main thread stops it at the next layer or part of
-        the batch (libcfnet's interrupt callback) and raises KeyboardInterrupt; so it does in
+        naming the first such image. Ctrl-C (SIGINT) in the main thread stops it at the next
+        layer or part of the batch (libcfnet's interrupt callback) and raises KeyboardInterrupt; so it does in
         probabilities, predict, evaluate and invariance."""
         h = self._h()
         x, single = self._batch(x, "network_infer")
@@ -920,6 +940,7 @@ class Network(Handle):
         from ._errors import CancelledError
         _refuse_no_images(images, "fit", "there is nothing to train on")
         images = as_float32(images, "images", fn="network_train_epoch")
+        self._check_layout(images, "network_train_epoch")
         labels = as_labels(labels, images.shape[0] if images.ndim else None)
         n = len(labels)
         losses = []

@@ -187,3 +187,38 @@ class LabArraysTest(LeakCheckedTestCase):
                                             r"\(1x16x16, 1x20x18\) is not one N x C x H x W "
                                             "batch: crop or pad"):
                     call(ims)
+
+    def test_one_image_given_to_evaluate_or_training_says_to_add_the_batch_axis(self):
+        # It said "1 labels for 2 images": the channel axis was taken for the batch.
+        x = np.zeros((2, 16, 16), np.float32)
+        with cfnet.classifier("cnn", 2, 16, 3, seed=1) as net:
+            for call, fn in ((lambda: net.evaluate(x, [0]), "network_evaluate"),
+                             (lambda: net.train_step(x, [0]), "network_train_step"),
+                             (lambda: net.train_epoch(x, [0]), "network_train_epoch"),
+                             (lambda: net.fit(x, [0]), "network_train_epoch")):
+                with self.assertRaisesRegex(cfnet.ShapeMismatchError,
+                                            r"^%s: images are 2x16x16, expected N x 2x16x16; one "
+                                            r"C x H x W image\? a batch of one is x\[None\]" % fn):
+                    call()
+            with self.assertRaisesRegex(cfnet.ShapeMismatchError, "images are 1, expected"):
+                net.evaluate(np.float32(1), [0])  # not "1 labels for 1 images" and a C error
+            self.assertEqual(net.step_count, 0)
+            self.assertEqual(len(net.evaluate(x[None], [0])), 2)
+
+    def test_prepare_of_an_image_without_its_channel_axis_says_so(self):
+        # A grayscale H x W image (tifffile, PIL): "images must be one C x H x W image ..., not
+        # shape (20, 20)", and in a list "the image is 20x20, need C x H x W", with no fix.
+        for channels, hint in ((1, r"one H x W image without its channel axis: {}\[None\]"),
+                               (2, "the model takes 2 channels")):
+            with cfnet.classifier("cnn", channels, 16, 3, width=2, seed=1) as net:
+                net.metadata.update({"channels": str(channels), "input_size": "16", "pad": "0",
+                                     "normalization": "percentile 1 99.8",
+                                     "classes": '["a","b","c"]'})
+                with self.assertRaisesRegex(ValueError, "not shape \\(20, 20\\); "
+                                            + hint.format("images")):
+                    net.prepare(np.zeros((20, 20)))
+                with self.assertRaisesRegex(cfnet.ShapeMismatchError, "images\\[1\\] is 20x20, "
+                                            "need C x H x W; " + hint.format(re.escape("images[1]"))):
+                    net.prepare([np.zeros((channels, 20, 20)), np.zeros((20, 20))])
+                if channels == 1:
+                    self.assertEqual(net.prepare(np.zeros((20, 20))[None]).shape, (1, 16, 16))
