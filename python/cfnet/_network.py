@@ -248,9 +248,12 @@ def _warn_nonfinite(out, what, stacklevel=4):
 def _refuse_no_images(images, what, why):
     """ValueError for no images ([], an N x ... array with N = 0) given to a call that has no
     result for none (evaluate, training), saying so instead of "images is empty"."""
-    a = images if isinstance(images, np.ndarray) else _stack(images, "images")
-    if a.ndim >= 1 and a.shape[0] == 0:
-        raise ValueError("%s: no images (shape %s): %s" % (what, tuple(a.shape), why))
+    if isinstance(images, (list, tuple)):  # not stacked here: as_float32 does it once
+        shape = (0,) if len(images) == 0 else None
+    else:
+        shape = np.shape(images)
+    if shape and shape[0] == 0:
+        raise ValueError("%s: no images (shape %s): %s" % (what, tuple(shape), why))
 
 
 def _using(method):
