@@ -253,6 +253,33 @@ def check_module(header, julia, text, errors):
             errors.append("%s: %s is exported but not defined" % (julia, name))
 
 
+# Edges the Python binding handles, mirrored (Julia itself is not run here): no images give
+# empty results from infer, probabilities and predict (libcfnet wraps no tensor with an empty
+# axis), and throw "no images" from evaluate and training, before any tensor is made; and every
+# array goes to the library through to_float32 (a Float64 beyond Float32's range is named, not
+# made an infinity).
+EDGES = [("infer", r'_empty_batch\(net, x, "network_infer"\) && return out'),
+         ("probabilities", r'_empty_batch\(net, x, "network_probabilities"\) && return probs'),
+         ("predict", r'_empty_batch\(net, x, "network_predict"\) && return labels'),
+         ("train_step!", r'_refuse_no_images\(x, "network_train_step",'),
+         ("train_epoch!", r'_refuse_no_images\(x, "network_train_epoch",'),
+         ("evaluate", r'_refuse_no_images\(x, "network_evaluate",')]
+
+
+def check_edges(julia, text, errors):
+    for name, guard in EDGES:
+        fm = re.search(r"^function %s\((.*?)^end\b" % re.escape(name), text, re.S | re.M)
+        body = fm.group(1) if fm else ""
+        g, w = re.search(guard, body), body.find("with_tensors(")
+        if not g or w < 0 or g.start() > w:
+            errors.append("%s: %s does not handle no images before with_tensors (%s)"
+                          % (julia, name, guard.replace("\\", "")))
+    if not re.search(r"^Tensor\(a::AbstractArray\{<:Real\}\) = Tensor\(to_float32\(a\)\)$",
+                     text, re.M):
+        errors.append("%s: Tensor(a::AbstractArray{<:Real}) does not convert through "
+                      "to_float32" % julia)
+
+
 def check_docs(text, docs, errors):
     """Option symbols used in the example and README are keys of OPTIONS."""
     om = re.search(r"const OPTIONS = Dict\((.*?)\)\s*$", text, re.S | re.M)
@@ -276,6 +303,7 @@ def main(header, julia, docs=()):
     errors, wrapped = [], set()
     check_module(header, julia, text, errors)
     check_docs(text, docs, errors)
+    check_edges(julia, text, errors)
     for line, args, start in calls:
         where = "%s:%d" % (julia, line)
         fm = re.match(r"^\(\s*:(\w+)\s*,\s*libcfnet\s*\)$", args[0]) if args else None

@@ -229,6 +229,68 @@ static void forked_child_is_told_a_claim_came_through_fork(void **state)
     cfnet_tensor_free(o);
 }
 
+/* forked_child_of_a_callback_is_told_of_the_fork: the progress callback forks once; the child
+ * (the callback's own thread, its training call never to return there) tries to modify the
+ * network and reports through the pipe. */
+typedef struct fork_in_callback {
+    cfnet_network *net;
+    int fd;     /* the pipe's write end */
+    pid_t pid;  /* the child, in the parent */
+} fork_in_callback;
+
+static int fork_from_progress(void *user, int64_t step, int64_t steps, double loss,
+                              double accuracy)
+{
+    (void)steps, (void)loss, (void)accuracy;
+    fork_in_callback *f = user;
+    if (step != 1) return 0;
+    fflush(NULL);
+    f->pid = fork();
+    if (f->pid == 0) {
+        alarm(20);
+        int failed = refused(cfnet_network_set_option(f->net, CFNET_OPTION_THREADS, 1), true, 1);
+        if (!failed && strstr(cfnet_last_error(), "from inside a call")) failed = 4;
+        char c = (char)('A' + failed);
+        if (write(f->fd, &c, 1) != 1) _exit(2);
+        _exit(0);
+    }
+    return 0;
+}
+
+/* A child forked from inside a training call's progress callback holds a copy of the network
+ * the training call claimed, in the same thread: its modifying calls are refused with the
+ * fork's words (load the model again), not as if the callback could return and end the call. */
+static void forked_child_of_a_callback_is_told_of_the_fork(void **state)
+{
+    (void)state;
+    if (UNDER_TSAN) skip(); /* ThreadSanitizer does not support threads after a fork */
+    cfnet_network *net = small_net();
+    int64_t xs[] = {NB, 1, S, S};
+    tu_rng r = {11};
+    cfnet_tensor *x = tu_tensor(4, xs, &r);
+    int32_t labels[NB] = {0, 1, 2, 0, 1, 2};
+    int fds[2];
+    assert_int_equal(pipe(fds), 0);
+    fork_in_callback f = {net, fds[1], -1};
+    double mean, acc;
+    CF_ASSERT_OK(cfnet_network_train_epoch(net, x, labels, 2, NULL, 0, fork_from_progress, &f,
+                                           &mean, &acc));
+    close(fds[1]);
+    assert_true(f.pid > 0);
+    char c = 'x';
+    ssize_t got = read(fds[0], &c, 1);
+    close(fds[0]);
+    int status;
+    assert_int_equal(waitpid(f.pid, &status, 0), f.pid);
+    assert_int_equal(got, 1);
+    if (c != 'A') fprintf(stderr, "child failed check %d: %s\n", c - 'A', "see fork_from_progress");
+    assert_int_equal(c, 'A');
+    /* in the parent the call has ended: the network is free */
+    CF_ASSERT_OK(cfnet_network_set_option(net, CFNET_OPTION_THREADS, 1));
+    cfnet_network_free(net);
+    cfnet_tensor_free(x);
+}
+
 /* Sets LC_ALL to a locale whose decimal separator is a comma: an installed one, else one
  * compiled with localedef into a temporary LOCPATH. False if neither works. */
 static bool comma_locale(char *dir, size_t size)
@@ -327,6 +389,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(forked_child_uses_a_network_with_threads),
         cmocka_unit_test(forked_child_is_told_a_claim_came_through_fork),
+        cmocka_unit_test(forked_child_of_a_callback_is_told_of_the_fork),
         cmocka_unit_test(model_files_do_not_depend_on_the_locale),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -53,6 +53,10 @@ must_reject "a callback of the wrong signature" \
 must_reject "a callback that lets exceptions through" 's/^    catch e$/    finally/'
 must_reject "an export without a definition" \
     's/^export option_bounds, option_default$/export option_bounds, option_default, option_names/'
+must_reject "predict of no images reaching the library" '/_empty_batch(net, x, "network_predict")/d'
+must_reject "evaluate of no images reaching the library" 's/_refuse_no_images(x, "network_evaluate",/(x, "network_evaluate",/'
+must_reject "a conversion to Float32 without the range check" \
+    's/^Tensor(a::AbstractArray{<:Real}) = Tensor(to_float32(a))$/Tensor(a::AbstractArray{<:Real}) = Tensor(Array{Float32}(a))/'
 # an option symbol in the documentation that the OPTIONS table does not have
 sed 's/:learning_rate/:learning_rat/' bindings/julia/example.jl >"$tmp/example.jl"
 if "$py" tests/julia_wrappers.py "$header" "$jl" "$tmp/example.jl" >"$tmp/out" 2>&1 ||

@@ -554,7 +554,10 @@ CFNET_API cfnet_status cfnet_network_zero_grad(cfnet_network *net);
  *  An image holding a NaN or an infinity gives CFNET_E_INVALID_ARGUMENT naming it, and out is
  *  left as it was (ReLU and max pooling could otherwise hide a NaN in a finite, meaningless
  *  output); the same holds for cfnet_network_probabilities, _predict, _forward, _evaluate and
- *  _invariance. */
+ *  _invariance. Finite images can still give non-finite outputs when the parameters are
+ *  (too large, diverged, edited): infer and forward return them with CFNET_OK, invariance a NaN,
+ *  whereas probabilities and predict refuse them (CFNET_E_NUMERIC); check the output (isfinite)
+ *  where that matters. */
 CFNET_API cfnet_status cfnet_network_infer(const cfnet_network *net, const cfnet_tensor *x,
                                            cfnet_tensor *out);
 

@@ -174,7 +174,7 @@ class Layer(Handle):
 
     def _forward(self, x, training):
         h = self._h()
-        x = as_float32(x, "layer input")
+        x = as_float32(x, "layer input", fn="layer_forward")
         y = np.empty((x.shape[0] if x.ndim else 0,) + self.output_shape, dtype=np.float32)
         with Borrow(x) as tx, Borrow(y) as ty:
             _lib.load().call("cfnet_layer_forward", h, tx, ty, 1 if training else 0)
@@ -189,9 +189,9 @@ class Layer(Handle):
 
     def _backward(self, x, y, dy, need_dx):
         h = self._h()
-        x = as_float32(x, "layer input")
-        y = as_float32(y, "layer output")
-        dy = as_float32(dy, "output gradient")
+        x = as_float32(x, "layer input", fn="layer_backward")
+        y = as_float32(y, "layer output", fn="layer_backward")
+        dy = as_float32(dy, "output gradient", fn="layer_backward")
         dx = np.empty(x.shape, dtype=np.float32) if need_dx else None
         with Borrow(x) as tx, Borrow(y) as ty, Borrow(dy) as tdy:
             if dx is None:

@@ -16,7 +16,7 @@ from ._enums import (INT64, UINT64, AugRotation, Family, ONNX_PROBABILITIES, PRE
                      Optimizer, SAVE_OPTIMIZER, SAVE_ALLOW_NONFINITE, SumKind, to_enum, to_int)
 from ._layer import Layer
 from ._tensor import (Borrow, as_float32, as_indices, as_labels, handle_shape,
-                      require_nonempty, require_numbers)
+                      require_nonempty, require_numbers, to_float32, _stack)
 from ._lib import fs_path
 from ._handle import Handle
 from ._errors import CancelledError, CfnetError
@@ -211,34 +211,49 @@ def _layout_hint(shape, input_shape):
                 "np.moveaxis(x, -1, -3)")
     if c == 1 and len(s) == 3 and s[1:] == (hh, ww):
         return "; no channel axis? (N x H x W): add it with x[:, None]"
+    if s == input_shape:
+        return "; one C x H x W image? a batch of one is x[None]"
     if c == 1 and s == (hh, ww):
         return "; one image without its channel axis: x[None] (a batch of one: x[None, None])"
     return ""
 
 
-_FLOAT32_MAX = float(np.finfo(np.float32).max)
-
-
 def _prepare_input(image, what):
-    """One image for cfnet_network_prepare_image: a C-contiguous float32 array. A finite value
-    that float32 cannot hold (float64 beyond +-3.4e38) raises InvalidArgumentError saying so:
-    the cast would make it an infinity, which the library would report as one."""
+    """One image for cfnet_network_prepare_image: a C-contiguous float32 array (to_float32: a
+    value beyond float32's range raises InvalidArgumentError naming it)."""
     a = image if isinstance(image, np.ndarray) else np.asarray(image)
-    with np.errstate(over="ignore"):  # numpy's overflow warning: the error below says more
-        x = require_nonempty(np.ascontiguousarray(a, dtype=np.float32), "image")
-    if a.dtype.kind == "f" and a.dtype.itemsize > 4 and not np.isfinite(x).all():
-        big = np.isinf(x) & np.isfinite(a)
-        if big.any():
-            idx = np.unravel_index(int(np.argmax(big)), a.shape)
-            from ._errors import InvalidArgumentError
-            where = ("channel %d at row %d, column %d" % tuple(int(v) + (k == 0) for k, v in
-                                                           enumerate(idx[-3:]))
-                     if a.ndim == 3 else "index %s" % (tuple(int(v) for v in idx),))
-            raise InvalidArgumentError(-1, "network_prepare_image: %s: %s is %r, beyond the "
-                                       "float32 range (+-%.7g) in which libcfnet computes; "
-                                       "scale the image first" % (what, where, float(a[idx]),
-                                                                  _FLOAT32_MAX))
-    return x
+    require_nonempty(a, "image")
+
+    def place(idx):
+        if a.ndim == 3:  # the library's words: channels from 1, rows and columns from 0
+            return "%s: channel %d at row %d, column %d" % (what, idx[0] + 1, idx[1], idx[2])
+        return "%s: index %s" % (what, idx)
+    return to_float32(a, what, "network_prepare_image", place)
+
+
+def _warn_nonfinite(out, what, stacklevel=4):
+    """A RuntimeWarning when the outputs ``out`` (N x ...) hold NaN or an infinity: libcfnet
+    returns them with status OK from infer and forward (inputs are checked, the arithmetic is
+    not), whereas probabilities, predict and evaluate raise NumericError for them."""
+    bad = ~np.isfinite(out.reshape(out.shape[0], -1)).all(axis=1)
+    if bad.any():
+        import warnings
+        warnings.warn("%s: the output for image %d%s is not finite (NaN or infinite: parameters "
+                      "too large, diverged or edited?); returned as computed"
+                      % (what, int(np.argmax(bad)),
+                         " (and %d more)" % (int(bad.sum()) - 1) if bad.sum() > 1 else ""),
+                      RuntimeWarning, stacklevel=stacklevel)
+
+
+def _refuse_no_images(images, what, why):
+    """ValueError for no images ([], an N x ... array with N = 0) given to a call that has no
+    result for none (evaluate, training), saying so instead of "images is empty"."""
+    if isinstance(images, (list, tuple)):  # not stacked here: as_float32 does it once
+        shape = (0,) if len(images) == 0 else None
+    else:
+        shape = np.shape(images)
+    if shape and shape[0] == 0:
+        raise ValueError("%s: no images (shape %s): %s" % (what, tuple(shape), why))
 
 
 def _using(method):
@@ -496,10 +511,11 @@ class Network(Handle):
         """Network output for images x (N x C x H x W), as a new array. With training=True the
         activations are kept for ``backward``."""
         h = self._h()
-        x = as_float32(x, "images")
+        x = as_float32(x, "images", fn="network_forward")
         out = self._out(x.shape[0] if x.ndim else 0)
         with Borrow(x) as tx, Borrow(out) as to:
             _lib.load().call("cfnet_network_forward", h, tx, to, 1 if training else 0)
+        _warn_nonfinite(out, "network_forward")
         return out
 
     @_using
@@ -507,7 +523,7 @@ class Network(Handle):
         """Backward pass after ``forward(x, training=True)``: d_out = d loss / d output;
         parameter gradients are accumulated into the layers' ``grads``."""
         h = self._h()
-        d = as_float32(d_out, "output gradient")
+        d = as_float32(d_out, "output gradient", fn="network_backward")
         with Borrow(d) as td:
             _lib.load().call("cfnet_network_backward", h, td)
 
@@ -520,7 +536,7 @@ class Network(Handle):
         """(x as a passable float32 array with a batch axis, True if one was added): a single
         C x H x W image (the network's input shape) becomes a batch of one. None for no images
         (0 x C x H x W): the caller returns an empty result. ``what`` names the C function."""
-        a = x if isinstance(x, np.ndarray) else np.asarray(x)
+        a = x if isinstance(x, np.ndarray) else _stack(x, "images")
         if a.ndim == 1 and a.size == 0:  # [] or np.array([]): no images, as 0 x C x H x W
             return None, False
         if a.ndim == 4 and a.shape[0] == 0:
@@ -532,7 +548,7 @@ class Network(Handle):
             raise ShapeMismatchError(-3, "%s: input is %s, expected N x %s"
                                      % (what, "x".join(map(str, a.shape)),
                                         "x".join(map(str, shape))))
-        x = as_float32(x, "images", stacklevel=4)
+        x = as_float32(x, "images", stacklevel=4, fn=what)
         if x.ndim == 3 and tuple(x.shape) == self.input_shape:
             return x.reshape((1,) + x.shape), True
         if x.ndim != 4:
@@ -544,9 +560,11 @@ class Network(Handle):
 
     def _check_layout(self, x, what):
         """ShapeMismatchError with a hint for images in a recognisable other layout (channels
-        last, no channel axis); other shapes are left to the library's own message."""
+        last, no channel axis, one image without the batch axis), or not 4-D (their first axis
+        is not a count of images: the labels' count would be checked against it); other
+        shapes are left to the library's own message."""
         hint = _layout_hint(x.shape, self.input_shape)
-        if hint:
+        if hint or x.ndim != 4:
             from ._errors import ShapeMismatchError
             raise ShapeMismatchError(-3, "%s: images are %s, expected N x %s%s"
                                      % (what, "x".join(map(str, x.shape)),
@@ -580,7 +598,8 @@ class Network(Handle):
                                                              self.input_shape[0]))
             if a.ndim not in (3, 4):
                 raise ValueError("images must be one C x H x W image, a list of them or an "
-                                 "N x C x H x W array, not shape %s" % (a.shape,))
+                                 "N x C x H x W array, not shape %s%s"
+                                 % (a.shape, self._no_channel_hint(a.ndim, "images")))
             seq, single = ([a], True) if a.ndim == 3 else (list(a), False)
         C, S, _ = self.input_shape
         out = np.empty((len(seq), C, S, S), dtype=np.float32)
@@ -590,17 +609,34 @@ class Network(Handle):
         with Borrow(out) as to:
             for i, im in enumerate(seq):
                 require_numbers(im, "images[%d]" % i)
+                if not single and np.ndim(im) == 2:
+                    from ._errors import ShapeMismatchError
+                    raise ShapeMismatchError(
+                        -3, "network_prepare_image: images[%d] is %s, need C x H x W%s"
+                        % (i, "x".join(map(str, np.shape(im))),
+                           self._no_channel_hint(2, "images[%d]" % i)))
                 x = _prepare_input(im, "image" if single else "images[%d]" % i)
                 with Borrow(x) as tx:
                     lib.call("cfnet_network_prepare_image", h, tx, flags, to, i)
         return out[0] if single else out
 
+    def _no_channel_hint(self, ndim, name):
+        """"; <how to fix it>" for an H x W image (ndim 2) given to prepare, else ""."""
+        if ndim != 2:
+            return ""
+        c = self.input_shape[0]
+        if c == 1:
+            return "; one H x W image without its channel axis: %s[None]" % name
+        return "; the model takes %d channels: stack them as C x H x W" % c
+
     @_using
     def infer(self, x):
         """Read-only inference: the network output for x (N x <output shape>); for a single
         C x H x W image, the output without the batch axis; for no images (0 x C x H x W or []), an
-        empty array. Ctrl-C (SIGINT) in the main thread stops it at the next layer or part of
-        the batch (libcfnet's interrupt callback) and raises KeyboardInterrupt; so it does in
+        empty array. Outputs that are not finite (parameters too large, diverged or edited: the
+        library checks the inputs, not the arithmetic) are returned with a RuntimeWarning
+        naming the first such image. Ctrl-C (SIGINT) in the main thread stops it at the next
+        layer or part of the batch (libcfnet's interrupt callback) and raises KeyboardInterrupt; so it does in
         probabilities, predict, evaluate and invariance."""
         h = self._h()
         x, single = self._batch(x, "network_infer")
@@ -609,6 +645,7 @@ class Network(Handle):
         out = self._out(x.shape[0] if x.ndim else 0)
         with _sigint_guard(), Borrow(x) as tx, Borrow(out) as to:
             _lib.load().call("cfnet_network_infer", h, tx, to)
+        _warn_nonfinite(out, "network_infer")
         return out[0] if single else out
 
     @_using
@@ -689,7 +726,8 @@ class Network(Handle):
         """One optimisation step on a batch (augmentation, forward, loss, backward, update).
         Returns the batch loss before the update."""
         h = self._h()
-        x = as_float32(images, "images")
+        _refuse_no_images(images, "network_train_step", "there is nothing to train on")
+        x = as_float32(images, "images", fn="network_train_step")
         self._check_layout(x, "network_train_step")
         lab = as_labels(labels, x.shape[0] if x.ndim else None)
         loss = ctypes.c_float()
@@ -772,9 +810,12 @@ class Network(Handle):
 
         Each batch is a cfnet_network_evaluate call of its own; the batches and their sums are those of one call over all the images,
         so the results are bit-identical to it. An error names images and labels by their
-        index among all of them, as that one call does."""
+        index among all of them, as that one call does. No images raise ValueError: their mean
+        loss and accuracy are undefined."""
         h = self._h()
-        x = as_float32(images, "images")
+        _refuse_no_images(images, "network_evaluate", "the mean loss and accuracy of no images "
+                          "are undefined")
+        x = as_float32(images, "images", fn="network_evaluate")
         self._check_layout(x, "network_evaluate")
         lab = as_labels(labels, x.shape[0] if x.ndim else None)
         lib = _lib.load()
@@ -832,7 +873,8 @@ class Network(Handle):
 
         Returns (mean loss, training accuracy) of the epoch."""
         h = self._h()
-        x = as_float32(images, "images")
+        _refuse_no_images(images, "network_train_epoch", "there is nothing to train on")
+        x = as_float32(images, "images", fn="network_train_epoch")
         self._check_layout(x, "network_train_epoch")
         lab = as_labels(labels, x.shape[0] if x.ndim else None)
         mean, acc = ctypes.c_double(), ctypes.c_double()
@@ -899,7 +941,9 @@ class Network(Handle):
         to ``steps``.
         """
         from ._errors import CancelledError
-        images = as_float32(images, "images")
+        _refuse_no_images(images, "fit", "there is nothing to train on")
+        images = as_float32(images, "images", fn="network_train_epoch")
+        self._check_layout(images, "network_train_epoch")
         labels = as_labels(labels, images.shape[0] if images.ndim else None)
         n = len(labels)
         losses = []
@@ -933,7 +977,7 @@ class Network(Handle):
         over the mirrored x (left-right flip) and its rotations, i.e. all of D4 by default.
         ``x`` is N x C x H x W, or one C x H x W image."""
         h = self._h()
-        x = as_float32(x, "images")
+        x = as_float32(x, "images", fn="network_invariance")
         shape = self.input_shape
         if tuple(x.shape) == shape:  # one image
             x = x.reshape((1,) + x.shape)
@@ -961,6 +1005,11 @@ class Network(Handle):
                 _lib.load().call("cfnet_network_invariance_ex", h, tx,
                                  a.ctypes.data_as(ctypes.POINTER(ctypes.c_double)), a.size,
                                  flags, ctypes.byref(out))
+        if not np.isfinite(out.value):
+            import warnings
+            warnings.warn("network_invariance: the result is %r: the network's outputs for "
+                          "these images are not finite (parameters too large, diverged or "
+                          "edited?)" % out.value, RuntimeWarning, stacklevel=3)
         return out.value
 
     # ---- saving and loading ----
@@ -1149,7 +1198,7 @@ def classifier(family, channels, size, classes, width=0, seed=0):
 def softmax_cross_entropy(logits, labels, grad=True):
     """Mean softmax cross-entropy of logits (N x K) against integer labels. Returns
     (loss, d loss / d logits) — the gradient only if ``grad``, else (loss, None)."""
-    x = as_float32(logits, "logits")
+    x = as_float32(logits, "logits", fn="softmax_cross_entropy")
     lab = as_labels(labels, x.shape[0] if x.ndim else None)
     loss = ctypes.c_float()
     g = np.empty_like(x) if grad else None

@@ -7,7 +7,7 @@ import numpy as np
 
 from . import _lib
 from ._enums import INT64, to_int
-from ._errors import CopyWarning
+from ._errors import CopyWarning, InvalidArgumentError
 from ._handle import Handle
 
 MAX_DIMS = 5
@@ -62,17 +62,64 @@ def require_numbers(a, what):
         raise TypeError("%s must be an array of real numbers, not dtype %s" % (what, dtype))
 
 
-def as_float32(a, what="array", stacklevel=3):
+FLOAT32_MAX = float(np.finfo(np.float32).max)
+
+
+def _stack(a, what):
+    """np.asarray(a) for a list, tuple or scalar; a list of arrays of different shapes raises a
+    ValueError saying so (numpy's own says "setting an array element with a sequence")."""
+    try:
+        return np.asarray(a)
+    except ValueError:
+        if not isinstance(a, (list, tuple)):
+            raise
+        shapes = sorted({tuple(np.shape(v)) for v in a})
+        raise ValueError("%s: a list of arrays of different shapes (%s) is not one N x C x H x W "
+                         "batch: crop or pad them to one size first (Network.prepare does, "
+                         "for a model trained by the cfnet command), or pass them one at a "
+                         "time" % (what, ", ".join("x".join(map(str, sh)) or "a number"
+                                                   for sh in shapes[:4])
+                                   + (", ..." if len(shapes) > 4 else ""))) from None
+
+
+def to_float32(a, what, fn=None, place=None):
+    """``a`` (an ndarray, or what np.asarray takes) as a C-contiguous float32 ndarray (``a``
+    itself when it already is one). A finite value that float32 cannot hold (float64 or long
+    double beyond +-3.4e38) raises InvalidArgumentError naming it and where it is: the cast
+    would make it an infinity, which the library would report as if the data held one (or
+    which it would compute with). The one check for every float64 -> float32 conversion of
+    the binding. ``fn`` (the C function's name) starts the message; ``place(index)`` words
+    the position (default: ``what[i, j, ...]``)."""
+    src = a if isinstance(a, np.ndarray) else _stack(a, what)
+    with np.errstate(over="ignore"):  # numpy's overflow warning: the error below says more
+        x = np.ascontiguousarray(src, dtype=np.float32)
+    if src.dtype.kind == "f" and src.dtype.itemsize > 4 and x.size and not np.isfinite(x).all():
+        big = np.isinf(x) & np.isfinite(src)
+        if big.any():
+            idx = tuple(int(v) for v in np.unravel_index(int(np.argmax(big)), src.shape))
+            if place is not None:
+                where = place(idx)
+            else:
+                where = "%s[%s]" % (what, ", ".join(map(str, idx))) if idx else what
+            raise InvalidArgumentError(-1, "%s%s is %r, beyond the float32 range (+-%.7g) in "
+                                       "which libcfnet computes; scale the values first"
+                                       % (fn + ": " if fn else "", where, float(src[idx]),
+                                          FLOAT32_MAX))
+    return x
+
+
+def as_float32(a, what="array", stacklevel=3, fn=None):
     """``a`` itself if it is passable, else a C-contiguous float32 copy (with a CopyWarning when
     ``a`` was already an ndarray: lists and scalars are expected to be converted). An empty
-    array raises ValueError (require_nonempty)."""
+    array raises ValueError (require_nonempty); a value beyond float32's range
+    InvalidArgumentError (to_float32, whose message ``fn`` starts)."""
     if is_passable(a):
         return require_nonempty(a, what)
     require_numbers(a, what)
-    if isinstance(a, np.ndarray):
-        require_nonempty(a, what)
     was_array = isinstance(a, np.ndarray)
-    out = require_nonempty(np.ascontiguousarray(a, dtype=np.float32), what)
+    src = a if was_array else _stack(a, what)
+    require_nonempty(src, what)
+    out = to_float32(src, what, fn)
     if was_array:
         warnings.warn("%s (%s, %s) copied to a C-contiguous float32 array for libcfnet"
                       % (what, a.dtype, "contiguous" if a.flags.c_contiguous else "strided"),
@@ -244,7 +291,7 @@ class Tensor(Handle):
     def from_array(cls, array):
         """A new library-owned Tensor holding a copy of ``array``."""
         require_numbers(array, "Tensor.from_array input")
-        a = np.asarray(array, dtype=np.float32)
+        a = to_float32(array, "Tensor.from_array input")
         t = cls(a.shape)
         t.copy_in(a)
         return t
@@ -282,7 +329,7 @@ class Tensor(Handle):
     def copy_in(self, array):
         """Copies ``array`` (same number of elements) into the tensor."""
         require_numbers(array, "copy_in input")
-        a = np.ascontiguousarray(array, dtype=np.float32)
+        a = to_float32(array, "copy_in input", "tensor_copy_in")
         _lib.load().call("cfnet_tensor_copy_in", self._h(), ctypes.c_void_p(a.ctypes.data),
                          a.size)
 

@@ -907,8 +907,11 @@ cf_net_guard cf_net_guard_enter(const cfnet_network *cnet, bool write)
         uintptr_t none = 0;
         if (!atomic_compare_exchange_strong(&net->writer, &none, me)) {
             g.held = false; /* another writer, or this thread re-entering from a callback */
-            g.reentered = none == me;
-            g.forked = !g.reentered && atomic_load(&net->claim_gen) != gen;
+            /* A claim from before a fork() is the fork's even when it is this thread's own (a
+             * child forked from inside a training call's callback, which typically never
+             * returns to that call): the fork's message, not "wait until that call returns". */
+            g.forked = atomic_load(&net->claim_gen) != gen;
+            g.reentered = none == me && !g.forked;
             return g;
         }
         if (atomic_load(&net->readers) != 0) { /* seq_cst pairs with the reader's order */

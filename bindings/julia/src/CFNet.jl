@@ -384,7 +384,26 @@ mutable struct Tensor
     end
 end
 
-Tensor(a::AbstractArray{<:Real}) = Tensor(Array{Float32}(a))
+"""`a` as an Array{Float32}, the type libcfnet computes in. A finite value Float32 cannot hold
+(a Float64 beyond +-3.4e38) throws CFNetError(-1, ...) (CFNET_E_INVALID_ARGUMENT) naming the value
+and its index, as the Python binding does: the conversion would make it an infinity, which the
+library would report as one (or compute with). The one check of every conversion (Tensor)."""
+function to_float32(a::AbstractArray{<:Real})
+    out = Array{Float32}(a)
+    if any(isinf, out)
+        for (k, v) in enumerate(a)  # the order of `out`'s elements
+            if isinf(out[k]) && isfinite(v)
+                idx = Tuple(CartesianIndices(a)[k])
+                throw(CFNetError(-1, "the value $(v) at index $(idx) is beyond the Float32 " *
+                                     "range (+-3.4028235e38) in which libcfnet computes; " *
+                                     "scale the values first"))
+            end
+        end
+    end
+    return out
+end
+
+Tensor(a::AbstractArray{<:Real}) = Tensor(to_float32(a))
 
 function with_tensors(f, arrays...)
     ts = map(Tensor, arrays)
@@ -584,10 +603,30 @@ end
 
 nsamples(x::AbstractArray) = size(x, ndims(x))
 
+"""True for no images (N = 0) of the network's input size: the caller returns an empty result
+(libcfnet wraps no tensor with an empty axis), as the Python binding does. No images of another
+size throw CFNetError(-3, ...) (CFNET_E_SHAPE_MISMATCH), as images of that size would."""
+function _empty_batch(net::Network, x::AbstractArray, what::AbstractString)
+    nsamples(x) == 0 || return false
+    want = reverse(input_shape(net))
+    size(x)[1:3] == want && return true
+    throw(CFNetError(-3, "$(what): input is $(join(reverse(size(x)), "x")), expected N x " *
+                         "$(join(reverse(want), "x"))"))
+end
+
+"""For calls that have no result for no images (evaluate, training): an ArgumentError saying
+there are none, as the Python binding's ValueError does."""
+function _refuse_no_images(x::AbstractArray, what::AbstractString, why::AbstractString)
+    nsamples(x) == 0 && throw(ArgumentError("$(what): no images (size $(size(x))): $(why)"))
+    return nothing
+end
+
 """Network output for images `x` of size (W, H, C, N): an array of the reversed output shape
-plus N, e.g. (K, N)."""
+plus N, e.g. (K, N); (K, 0) for no images. Outputs may be non-finite when the parameters are
+(too large, diverged): `probabilities` and `predict` throw for them, `infer` returns them."""
 function infer(net::Network, x::AbstractArray{<:Real,4})
     out = zeros(Float32, reverse(output_shape(net))..., nsamples(x))
+    _empty_batch(net, x, "network_infer") && return out
     with_tensors(x, out) do tx, tout
         check(cfnet_network_infer(handle(net), tx, tout))
     end
@@ -596,6 +635,7 @@ end
 
 function probabilities(net::Network, x::AbstractArray{<:Real,4})
     probs = zeros(Float32, prod(output_shape(net)), nsamples(x))
+    _empty_batch(net, x, "network_probabilities") && return probs
     with_tensors(x, probs) do tx, tp
         check(cfnet_network_probabilities(handle(net), tx, tp))
     end
@@ -626,9 +666,10 @@ end
 prepare(net::Network, image::AbstractArray{<:Real,3}; pad::Bool=false) =
     dropdims(prepare(net, [image]; pad=pad); dims=4)
 
-"""Predicted classes (0-based, as in C) for each image."""
+"""Predicted classes (0-based, as in C) for each image (none for no images)."""
 function predict(net::Network, x::AbstractArray{<:Real,4})
     labels = zeros(Int32, nsamples(x))
+    _empty_batch(net, x, "network_predict") && return labels
     with_tensors(x) do tx
         check(cfnet_network_predict(handle(net), tx, labels, length(labels)))
     end
@@ -637,6 +678,7 @@ end
 
 """One optimisation step; labels are 0-based class indices. Returns the batch loss."""
 function train_step!(net::Network, x::AbstractArray{<:Real,4}, labels::AbstractVector{<:Integer})
+    _refuse_no_images(x, "network_train_step", "there is nothing to train on")
     lab = Vector{Int32}(labels)
     loss = Ref{Cfloat}(0)
     with_tensors(x) do tx
@@ -668,6 +710,7 @@ exception thrown by `progress` also stops the epoch after that step and is throw
 train_epoch! (never through the C library's frames). Returns (mean loss, training accuracy)."""
 function train_epoch!(net::Network, x::AbstractArray{<:Real,4}, labels::AbstractVector{<:Integer};
                       batch::Integer = 50, order = nothing, progress = nothing)
+    _refuse_no_images(x, "network_train_epoch", "there is nothing to train on")
     lab = Vector{Int32}(labels)
     ord = order === nothing ? Int64[] : Vector{Int64}(order)
     mean = Ref{Cdouble}(0)
@@ -686,9 +729,11 @@ function train_epoch!(net::Network, x::AbstractArray{<:Real,4}, labels::Abstract
     return mean[], acc[]
 end
 
-"""(mean loss, accuracy) in inference mode."""
+"""(mean loss, accuracy) in inference mode; no images throw an ArgumentError (undefined)."""
 function evaluate(net::Network, x::AbstractArray{<:Real,4}, labels::AbstractVector{<:Integer};
                   batch::Integer = 0)
+    _refuse_no_images(x, "network_evaluate",
+                      "the mean loss and accuracy of no images are undefined")
     lab = Vector{Int32}(labels)
     loss, acc = Ref{Cfloat}(0), Ref{Cfloat}(0)
     with_tensors(x) do tx
