@@ -656,6 +656,21 @@ if [ -x "$tool" ] && ldd "$tool" | grep -qi mpi; then
         --batch 2 -q >"$t/evps.log" 2>&1
     rc=$?
     expect evps 1 "the MPI ranks disagree on --skip-bad" 1
+    # --pad on rank 0 alone: refused once, before any image is read (its images padded, the
+    # others' refused or classified otherwise); another --threads is allowed: the same CSV
+    for cmd in predict eval; do
+        EXTRA="--pad" timeout 60 mpirun --allow-run-as-root --oversubscribe -x EXTRA -np 2 \
+            "$t/rank0.sh" "$tool" $cmd "$c/m.cfnet" "$c/d/test" --threads 1 --batch 2 -q \
+            >"$t/evpad.log" 2>&1
+        rc=$?
+        expect evpad 1 "the MPI ranks disagree on --pad" 1
+    done
+    EXTRA="--threads 3" timeout 60 mpirun --allow-run-as-root --oversubscribe -x EXTRA -np 2 \
+        "$t/rank0.sh" "$tool" predict "$c/m.cfnet" "$c/d/test" -o "$c/pth.csv" --threads 1 \
+        --batch 4 -q >"$t/pth.log" 2>&1
+    rc=$?
+    expect pth 0 "error" 0
+    cmp "$c/p1.csv" "$c/pth.csv" || { echo "test_mpi: predict with another --threads on rank 0 differs"; exit 1; }
     # rank 1 alone given a DATA that does not exist: its message, once
     timeout 60 mpirun --allow-run-as-root --oversubscribe -np 3 sh -c \
         'd=$1; [ "$OMPI_COMM_WORLD_RANK" = 1 ] && d=$2; shift 2; exec "$@" "$d"' sh \

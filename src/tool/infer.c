@@ -260,14 +260,15 @@ static int ranks_disagree(const cfnet_network *net, const tool_model_info *info,
     if (tool_mpi_size() == 1) return -1;
     const int64_t same[] = {model_hash(net, info), o->batch, ds->n,
                             tool_mpi_hash_samples(ds, NULL, ds->n, 0), o->skip_bad, o->tta,
-                            extra};
+                            o->pad, extra};
     static const char *const what[] = {"MODEL (its contents)", "--batch", "the number of inputs",
-                                       "the inputs", "--skip-bad", "--tta"};
-    const int d = tool_mpi_agree(same, extra_name ? 7 : 6);
+                                       "the inputs", "--skip-bad", "--tta", "--pad"};
+    enum { N_WHAT = sizeof what / sizeof *what };
+    const int d = tool_mpi_agree(same, extra_name ? N_WHAT + 1 : N_WHAT);
     if (d >= 0) {
         if (tool_mpi_rank() == 0)
             tool_error("the MPI ranks disagree on %s; every rank needs the same arguments%s",
-                       d < 6 ? what[d] : extra_name,
+                       d < N_WHAT ? what[d] : extra_name,
                        d == 0 ? " and the same model file (a copy local to each node may "
                                 "differ)" : "");
         tool_mpi_fail_together();
