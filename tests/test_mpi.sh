@@ -374,6 +374,25 @@ if [ -x "$tool" ] && ldd "$tool" | grep -qi mpi; then
             { echo "test_mpi: the refused --resume auto changed the checkpoint"; exit 1; }
         [ -z "$(ls "$t/rb")" ] || { ls "$t/rb"; echo "test_mpi: the refused --resume auto wrote"; exit 1; }
     done
+    # a node-local MODEL folder on each rank, each with a checkpoint of the same epochs, steps
+    # and settings but other contents (a stale or damaged copy; here one byte of the last
+    # optimiser moment): refused the same way (the ranks trained on, each from its own state)
+    mkdir -p "$t/sa" "$t/sb"
+    cp "$t/res.cfnet.last.safetensors" "$t/sa/m.cfnet.last.safetensors"
+    cp "$t/res.cfnet.last.safetensors" "$t/sb/m.cfnet.last.safetensors"
+    f="$t/sb/m.cfnet.last.safetensors"
+    sz=$(stat -c %s "$f")
+    byte=$(od -An -tu1 -j $((sz - 1)) -N 1 "$f" | tr -d ' ')
+    printf "\\$(printf %o $(((byte + 1) % 256)))" | dd of="$f" bs=1 seek=$((sz - 1)) conv=notrunc 2>/dev/null
+    ! cmp -s "$t/sa/m.cfnet.last.safetensors" "$f" || { echo "test_mpi: the copy was not changed"; exit 1; }
+    timeout 60 mpirun --allow-run-as-root --oversubscribe -np 2 sh -c \
+        'o=$1; [ "$OMPI_COMM_WORLD_RANK" = 1 ] && o=$2; shift 2; exec "$@" -o "$o"' sh \
+        "$t/sa/m.cfnet" "$t/sb/m.cfnet" "$tool" train "$t/d/train" --threads 1 -q \
+        --resume auto --epochs 5 >"$t/rsame.log" 2>&1
+    rc=$?
+    expect rsame 1 "resume auto: the MPI ranks do not see the same checkpoint .*sa/m.cfnet.last.safetensors (rank 0 finds one with 3 epochs done; another rank finds one of the same epochs and steps, with other contents)" 1
+    cmp "$t/res.cfnet.last.safetensors" "$t/sa/m.cfnet.last.safetensors" ||
+        { echo "test_mpi: the refused --resume auto changed the checkpoint"; exit 1; }
     mr 2 train "$t/d/train" --threads 1 --resume auto --epochs 3 -o "$t/ra/m.cfnet" >"$t/rauto.log" 2>&1
     rc=$?
     expect rauto 0 "the run is complete" 1

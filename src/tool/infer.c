@@ -222,7 +222,7 @@ static tool_dataset rank_share(const tool_dataset *ds, long batch)
  * node-local copy of another run's, would mix its numbers into the report silently.) */
 static int64_t model_hash(const cfnet_network *net, const tool_model_info *info)
 {
-    uint64_t h = 0xcbf29ce484222325ull;
+    uint64_t h = (uint64_t)model_hash_values(net, 0);
 #define MIX(p, len)                                                                       \
     for (size_t b_ = 0; b_ < (size_t)(len); b_++)                                          \
         h = (h ^ ((const unsigned char *)(p))[b_]) * 0x100000001b3ull;
@@ -232,27 +232,18 @@ static int64_t model_hash(const cfnet_network *net, const tool_model_info *info)
     MIX(v, sizeof v);
     MIX(nv, sizeof nv);
     for (int i = 0; i < info->n_classes; i++) MIX(info->classes[i], strlen(info->classes[i]) + 1);
-    for (int i = 0; i < cfnet_network_layer_count(net); i++) {
-        const cfnet_layer *l = cfnet_network_layer(net, i);
-        for (int p = 0; p < cfnet_layer_param_count(l) + cfnet_layer_state_count(l); p++) {
-            const int np = cfnet_layer_param_count(l);
-            const cfnet_tensor *t = p < np ? cfnet_layer_param(l, p) : cfnet_layer_state(l, p - np);
-            const int64_t n = cfnet_tensor_numel(t);
-            MIX(&n, sizeof n);
-            MIX(cfnet_tensor_data(t), (size_t)n * sizeof(float));
-        }
-    }
 #undef MIX
     return (int64_t)h;
 }
 
 /* Under mpirun, after tool_mpi_started (collective): -1 when every rank has the settings that
  * decide its share and what is done with it (the model, the inputs, --batch, --skip-bad,
- * --tta, and `extra`: whether eval writes --out), else that setting's index, said once by rank
- * 0 and the failure marked as every rank's. Another --batch or other inputs would leave images
- * out or count them twice; another --skip-bad would leave one rank waiting in a gather of
- * warnings that the others do not make; another model or --tta would mix other numbers in
- * silently. */
+ * --tta, --pad, and `extra`: whether eval writes --out), else that setting's index, said once
+ * by rank 0 and the failure marked as every rank's. Another --batch or other inputs would
+ * leave images out or count them twice; another --skip-bad would leave one rank waiting in a
+ * gather of warnings that the others do not make; another model, --tta or --pad would mix
+ * other numbers in silently (--pad: or fail on some ranks only). --threads may differ: each
+ * image's numbers do not depend on it (tests/test_mpi.sh). */
 static int ranks_disagree(const cfnet_network *net, const tool_model_info *info,
                           const run_opts *o, const tool_dataset *ds, int64_t extra,
                           const char *extra_name)

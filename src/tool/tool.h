@@ -376,6 +376,10 @@ int model_load(const char *path, cfnet_network **net);
 /* Loads a model made by `cfnet train` (message printed on error); model_close frees both. */
 int model_open(const char *path, cfnet_network **net, tool_model_info *info);
 void model_close(cfnet_network *net, tool_model_info *info);
+/* FNV-1a of every parameter and state value of net's layers (with their counts), continuing
+ * from h (0: start): the same on MPI ranks that loaded the same file, compared by predict,
+ * eval and train --resume under mpirun. */
+int64_t model_hash_values(const cfnet_network *net, int64_t h);
 
 /* Runs the network on n prepared images (n x C x S x S) in batches; probs gets n x k. tta:
  * averages the four quarter turns. */
