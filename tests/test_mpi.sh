@@ -653,6 +653,29 @@ if [ -x "$tool" ] && ldd "$tool" | grep -qi mpi; then
     expect evbad 1 "rank 1 of 2 could not classify its share of the images" 1
     expect evbad 1 "MPI_ABORT" 0
     [ ! -e "$e/bad" ] || { echo "test_mpi: a failed eval left its --out folder"; exit 1; }
+    # bad images in both ranks' shares, without --skip-bad: one report, every line from rank 0
+    # (--tag-output names the rank of each line), each failed rank's messages in rank order,
+    # not each rank's own lines interleaved; status 1, no abort
+    cp -r "$c/d/test" "$e/bad2"
+    echo junk >"$e/bad2/class00/0000_bad.tif"
+    echo junk >"$e/bad2/class02/zz_bad.tif"
+    for cmd in predict eval; do
+        what=inputs
+        [ $cmd = eval ] && what=images
+        timeout 60 mpirun --allow-run-as-root --oversubscribe --tag-output -np 2 "$tool" $cmd \
+            "$c/m.cfnet" "$e/bad2" --threads 1 --batch 2 -q >"$t/ev2.log" 2>&1
+        rc=$?
+        expect ev2 1 "MPI_ABORT" 0
+        grep "cfnet:" "$t/ev2.log" >"$t/ev2.got"
+        hint="not a TIFF or PNG file; give --skip-bad to leave out the images that cannot be used"
+        printf '%s\n' "[1,0]<stderr>:cfnet: error: $e/bad2/class00/0000_bad.tif: $hint" \
+            "[1,0]<stderr>:cfnet: error: rank 0 of 2 could not classify its share of the $what" \
+            "[1,0]<stderr>:cfnet: error: $e/bad2/class02/zz_bad.tif: $hint" \
+            "[1,0]<stderr>:cfnet: error: rank 1 of 2 could not classify its share of the $what" \
+            >"$t/ev2.want"
+        cmp "$t/ev2.want" "$t/ev2.got" || { diff "$t/ev2.want" "$t/ev2.got"
+            echo "test_mpi: $cmd: bad images on two ranks not said once, by rank 0, in order"; exit 1; }
+    done
     # settings given to rank 0 only: refused once by rank 0, before any image is read (another
     # --batch or --skip-bad would count images twice or leave a rank waiting in a gather)
     EXTRA="--batch 3" timeout 60 mpirun --allow-run-as-root --oversubscribe -x EXTRA -np 2 \
@@ -713,16 +736,56 @@ if [ -x "$tool" ] && ldd "$tool" | grep -qi mpi; then
     # and one message, no abort, and no output left
     for cmd in eval predict; do
         rm -rf "$e/g"
-        oflag="--out" lim=1000 # eval: its CSV rows, not its loss terms (120 bytes)
-        [ $cmd = predict ] && oflag="-o" lim=100
+        # (eval: its CSV rows and its loss terms, 120 bytes, are both too much, and --skip-bad
+        # gathers the warnings: the refusal is said once, not once per gather)
+        oflag="--out" lim=100
+        [ $cmd = predict ] && oflag="-o"
         CFNET_TEST_GATHER_MAX=$lim timeout 60 mpirun --allow-run-as-root --oversubscribe \
             -x CFNET_TEST_GATHER_MAX -np 2 "$tool" $cmd "$c/m.cfnet" "$c/d/test" $oflag "$e/g" \
-            --threads 1 -q >"$t/evg.log" 2>&1
+            --threads 1 --skip-bad -q >"$t/evg.log" 2>&1
         rc=$?
         expect evg 1 "is too much to gather on rank 0" 1
+        expect evg 1 "cfnet:" 1
         expect evg 1 "MPI_ABORT" 0
         [ ! -e "$e/g" ] || { echo "test_mpi: $cmd left its output after a gather too big"; exit 1; }
     done
+    # rank 1 out of memory for its --skip-bad warnings' stream (open_memstream made to fail by
+    # a preloaded shim, at rank 1's 4th call: the start vote's, the loss terms', the held
+    # messages', the warnings'): that cause, said once by rank 0, not "could not classify its
+    # share". A plain build only (the sanitizers' runtime must come first in the preload).
+    if [ "$plain" = 1 ] && command -v "${CC:-cc}" >/dev/null 2>&1; then
+        cat >"$t/shim.c" <<'EOF_SHIM'
+#define _GNU_SOURCE
+#include <dlfcn.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+/* open_memstream fails with ENOMEM at call SHIM_AT of rank SHIM_RANK */
+FILE *open_memstream(char **p, size_t *n)
+{
+    static int calls;
+    FILE *(*real)(char **, size_t *);
+    *(void **)&real = dlsym(RTLD_NEXT, "open_memstream");
+    const char *r = getenv("SHIM_RANK"), *me = getenv("OMPI_COMM_WORLD_RANK");
+    const char *at = getenv("SHIM_AT");
+    if (r && me && at && !strcmp(r, me) && ++calls == atoi(at)) {
+        errno = ENOMEM;
+        return NULL;
+    }
+    return real(p, n);
+}
+EOF_SHIM
+        "${CC:-cc}" -shared -fPIC -o "$t/shim.so" "$t/shim.c" -ldl
+        SHIM_RANK=1 SHIM_AT=4 LD_PRELOAD="$t/shim.so" timeout 60 mpirun --allow-run-as-root \
+            --oversubscribe -x LD_PRELOAD -x SHIM_RANK -x SHIM_AT -np 2 "$tool" eval \
+            "$c/m.cfnet" "$e/bad2" --skip-bad --threads 1 --batch 2 -q >"$t/evmem.log" 2>&1
+        rc=$?
+        expect evmem 1 "rank 1 of 2: a memory stream for the --skip-bad warnings: Cannot allocate memory" 1
+        expect evmem 1 "could not classify" 0
+        expect evmem 1 "cfnet:" 1
+        expect evmem 1 "MPI_ABORT" 0
+    fi
     echo "test_mpi: cfnet eval on 2 and 3 ranks printed and wrote the 1-process report" \
         "(--skip-bad, --json, --out, more ranks than images); a bad image and settings that" \
         "differ between ranks ended it with one message"

@@ -357,16 +357,40 @@ int cmd_predict(int argc, char **argv)
      * (not as each rank meets them, interleaved) */
     char *warned = NULL;
     size_t warned_len = 0;
-    if (size > 1 && o.skip_bad) {
+    /* several ranks: each holds its errors while it classifies its share; then rank 0 says
+     * those of every rank that failed, in rank order (not lines of several interleaved) */
+    char *held = NULL;
+    size_t held_len = 0;
+    FILE *hold = size > 1 ? open_memstream(&held, &held_len) : NULL;
+    if (size > 1 && !hold)
+        tool_error("rank %d of %d: a memory stream for its messages: %s", rank, size,
+                   strerror(errno));
+    tool_hold_messages(hold);
+    int r = size > 1 && !hold ? -1 : 0;
+    if (r == 0 && size > 1 && o.skip_bad) {
         o.warn_to = open_memstream(&warned, &warned_len);
-        if (!o.warn_to) tool_error("memory stream: %s", strerror(errno));
+        if (!o.warn_to) {
+            tool_error("rank %d of %d: a memory stream for the --skip-bad warnings: %s", rank,
+                       size, strerror(errno));
+            r = -1;
+        }
     }
-    int r = run_model(net, &info, &part, &o, emit_prediction, &ctx, &bad, progress_cmd);
-    if (o.warn_to) fclose(o.warn_to);
+    if (r == 0) {
+        r = run_model(net, &info, &part, &o, emit_prediction, &ctx, &bad, progress_cmd);
+        if (r != 0 && size > 1)
+            tool_error("rank %d of %d could not classify its share of the inputs", rank, size);
+    }
+    if (o.warn_to && (ferror(o.warn_to) | fclose(o.warn_to)) != 0 && r == 0) {
+        tool_error("rank %d of %d could not keep its --skip-bad warnings in memory", rank, size);
+        r = -1;
+    }
     o.warn_to = NULL;
-    if (r != 0) { /* a bad file: say where, then tool_mpi_finish ends every rank */
+    tool_hold_messages(NULL);
+    if (hold && fclose(hold) != 0) held_len = 0;
+    if (tool_mpi_say_failures(r != 0, held, held_len) != 0) r = -1;
+    free(held);
+    if (r != 0) { /* a bad file: said (under mpirun by rank 0 once), every rank ends alike */
         free(warned);
-        if (size > 1) tool_error("rank %d of %d could not classify its share of the inputs", rank, size);
         if (rank) fclose(f);
         else out_discard(&res);
         free(mem);
@@ -638,22 +662,39 @@ int cmd_eval(int argc, char **argv)
         goto out_ds;
     }
     if (ranks_disagree(net, &info, &o, &ds, outdir != NULL, "--out") >= 0) goto out_ds;
+    /* several ranks: each holds its errors while it classifies its share; then rank 0 says
+     * those of every rank that failed, in rank order (not lines of several interleaved) */
+    char *held = NULL;
+    size_t held_len = 0;
+    FILE *hold = size > 1 ? open_memstream(&held, &held_len) : NULL;
+    if (size > 1 && !hold)
+        tool_error("rank %d of %d: a memory stream for its messages: %s", rank, size,
+                   strerror(errno));
+    tool_hold_messages(hold);
     if (size > 1 && o.skip_bad) { /* said by rank 0, once and in input order */
         o.warn_to = open_memstream(&warned, &warned_len);
-        if (!o.warn_to) tool_error("memory stream: %s", strerror(errno));
+        if (!o.warn_to)
+            tool_error("rank %d of %d: a memory stream for the --skip-bad warnings: %s", rank,
+                       size, strerror(errno));
     }
     tool_dataset part = rank_share(&ds, o.batch);
     int64_t bad = 0;
-    int r = (size > 1 && o.skip_bad && !o.warn_to) ? -1
+    /* (a stream not made: said above, the true cause) */
+    const int unready = size > 1 && (!hold || (o.skip_bad && !o.warn_to));
+    int r = unready ? -1
             : run_model(net, &info, &part, &o, emit_eval, &ctx, &bad, rank ? NULL : "eval");
-    if (o.warn_to) fclose(o.warn_to);
+    if (r != 0 && !unready && size > 1)
+        tool_error("rank %d of %d could not classify its share of the images", rank, size);
+    if (o.warn_to && (ferror(o.warn_to) | fclose(o.warn_to)) != 0 && r == 0) {
+        tool_error("rank %d of %d could not keep its --skip-bad warnings in memory", rank, size);
+        r = -1;
+    }
     o.warn_to = NULL;
     if (size > 1) {
-        /* A rank that failed (a bad image: its message is out) does not end the job: every
-         * rank learns of it from the sum and ends with status 1, so that rank 0 removes its
-         * --out files and the folder it made. Then every rank takes part in every gather. */
-        if (r != 0)
-            tool_error("rank %d of %d could not classify its share of the images", rank, size);
+        /* A rank that failed (a bad image) does not end the job: every rank learns of it and
+         * ends with status 1, rank 0 saying the failed ranks' messages, in rank order, and
+         * removing its --out files and the folder it made. Then every rank takes part in every
+         * gather. */
         if (rank) {
             int kept = !ctx.pred || fclose(ctx.pred) == 0;
             kept = fclose(terms_f) == 0 && kept;
@@ -663,10 +704,13 @@ int cmd_eval(int argc, char **argv)
                 r = -1;
             }
         }
-        if (tool_mpi_sum(r != 0) != 0) {
-            tool_mpi_fail_together();
-            goto out_ds;
-        }
+        tool_hold_messages(NULL);
+        if (hold && fclose(hold) != 0) held_len = 0;
+        hold = NULL;
+        r = tool_mpi_say_failures(r != 0, held, held_len) != 0 ? -1 : 0;
+        free(held);
+        held = NULL;
+        if (r != 0) goto out_ds;
         int failed = 0;
         if (outdir && tool_mpi_gather_text(rows, rank ? rows_len : 0, ctx.pred) != 0) failed = 1;
         /* the loss: rank 0's own sum, then the other ranks' terms one by one in input order,
@@ -691,7 +735,9 @@ int cmd_eval(int argc, char **argv)
             failed = 1;
         bad = tool_mpi_sum(bad);
         if (tool_mpi_sum(failed) != 0) {
-            if (rank == 0) tool_error("the MPI ranks could not gather their results");
+            /* (a gather refused as too big is said already, once) */
+            if (rank == 0 && !tool_mpi_gather_refused())
+                tool_error("the MPI ranks could not gather their results");
             tool_mpi_fail_together();
             goto out_ds;
         }
