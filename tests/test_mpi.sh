@@ -408,6 +408,28 @@ if [ -x "$tool" ] && ldd "$tool" | grep -qi mpi; then
     # (its message says that --skip-bad, which works on several ranks, leaves it out)
     expect bad 1 "zz_broken.tif: not a TIFF or PNG file; give --skip-bad to leave out" 1
     [ ! -e "$t/bad.cfnet" ] || { echo "test_mpi: a failed run wrote a model"; exit 1; }
+    # bad images in both ranks' shares of a step (14 images, 10 bad after the first good ones,
+    # one batch): one report from rank 0 (--tag-output names each line's rank), each rank's
+    # file and its "could not load" in rank order, status 1, no abort, no model (the ranks'
+    # lines were shuffled together and the job aborted)
+    mkdir -p "$t/tb/class00" "$t/tb/class01"
+    for k in 0 1; do
+        cp "$t/d/train/class0$k/0000.tif" "$t/d/train/class0$k/0001.tif" "$t/tb/class0$k/"
+        for i in 1 2 3 4 5; do echo junk >"$t/tb/class0$k/z$i.tif"; done
+    done
+    timeout 60 mpirun --allow-run-as-root --oversubscribe --tag-output -np 2 "$tool" train \
+        "$t/tb" --epochs 1 --width 4 --threads 1 -q --val 0 --batch 14 -o "$t/tb.cfnet" \
+        >"$t/tb.log" 2>&1
+    rc=$?
+    expect tb 1 "MPI_ABORT" 0
+    expect tb 1 "cfnet:" 4
+    expect tb 1 "^\[1,0\]<stderr>:cfnet: error: .*/tb/class0[01]/z[1-5].tif: not a TIFF or PNG file" 2
+    grep "cfnet:" "$t/tb.log" | sed -n '2p;4p' >"$t/tb.got"
+    printf '%s\n' "[1,0]<stderr>:cfnet: error: rank 0 of 2: could not load its share of step 1 of epoch 1" \
+        "[1,0]<stderr>:cfnet: error: rank 1 of 2: could not load its share of step 1 of epoch 1" \
+        >"$t/tb.want"
+    cmp "$t/tb.want" "$t/tb.got" || { cat "$t/tb.log"; echo "test_mpi: train: bad images on two ranks not said once, by rank 0, in order"; exit 1; }
+    [ ! -e "$t/tb.cfnet" ] || { echo "test_mpi: a failed run wrote a model"; exit 1; }
     # the same image in the validation set (of 73 images: 64 on rank 0, 9 on rank 1)
     mr 2 train "$t/bad" --epochs 2 --width 4 --threads 1 -q --val 0.8 --batch 6 \
         -o "$t/badv.cfnet" >"$t/badv.log" 2>&1

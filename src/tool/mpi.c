@@ -232,12 +232,12 @@ int tool_mpi_gather_refused(void) { return gather_refused; }
 int tool_mpi_say_failures(int failed, const char *held, size_t len)
 {
     if (mpi_size == 1 || tool_mpi_sum(failed != 0) == 0) {
-        if (len) fwrite(held, 1, len, stderr);
+        if (len) tool_say_held(held, len);
         return mpi_size == 1 ? failed != 0 : 0;
     }
     /* rank 0 writes its own messages, then every other rank's in rank order (the shares are
      * contiguous in input order, so that is input order too); nothing from the others */
-    if (mpi_rank == 0 && len) fwrite(held, 1, len, stderr);
+    if (mpi_rank == 0) tool_say_held(held, len);
     if (gather_text(held, mpi_rank ? len : 0, mpi_rank ? NULL : stderr, 0) != 0 && mpi_rank == 0)
         fputs("cfnet: error: the other MPI ranks' messages could not be gathered\n", stderr);
     failing_together = 1;
@@ -367,7 +367,7 @@ int tool_mpi_gather_text(const char *buf, size_t len, FILE *out)
 }
 int tool_mpi_say_failures(int failed, const char *held, size_t len)
 {
-    if (len) fwrite(held, 1, len, stderr);
+    if (len) tool_say_held(held, len);
     return failed != 0;
 }
 int tool_mpi_gather_refused(void) { return 0; }

@@ -34,6 +34,8 @@ void tool_lib_error(const char *what, cfnet_status st);
  * start); returns where they went before. Under mpirun a rank holds its messages while it
  * classifies its share, for tool_mpi_say_failures. */
 FILE *tool_hold_messages(FILE *to);
+/* Writes held messages (text, len bytes) to stderr, ending a progress line first. */
+void tool_say_held(const char *text, size_t len);
 /* Quiet mode (--quiet): info messages suppressed. */
 extern int tool_quiet;
 void tool_info(const char *fmt, ...) __attribute__((format(printf, 1, 2)));

@@ -1554,9 +1554,23 @@ int cmd_train(int argc, char **argv)
                 chunk_idx[i] = tr[order[s0 + off + i]];
                 chunklab[i] = trlab[order[s0 + off + i]];
             }
-            if (dataset_load(&ds, chunk_idx, cnt, &spec, chunkbuf, &bad) != 0) {
+            /* the share's messages are held, then said by rank 0 for every rank that failed,
+             * in rank order, and every rank ends together (not each rank's lines shuffled
+             * together on stderr and an abort) */
+            char *held = NULL;
+            size_t held_len = 0;
+            FILE *hold = open_memstream(&held, &held_len);
+            tool_hold_messages(hold);
+            const int lost = dataset_load(&ds, chunk_idx, cnt, &spec, chunkbuf, &bad) != 0;
+            if (lost)
                 tool_error("rank %d of %d: could not load its share of step %lld of epoch %d", rank,
                            nranks, (long long)(s0 / c.batch + 1), e);
+            tool_hold_messages(NULL);
+            if (hold && fclose(hold) != 0) held_len = 0;
+            const int any = tool_mpi_say_failures(lost, held, held_len);
+            free(held);
+            if (any) {
+                progress_done(&pc.pr);
                 goto out;
             }
             int64_t shape[4] = {cnt, ch, c.size, c.size};

@@ -89,6 +89,13 @@ FILE *tool_hold_messages(FILE *to)
     return was;
 }
 
+void tool_say_held(const char *text, size_t len)
+{
+    fflush(stdout);
+    end_open_line();
+    if (len) fwrite(text, 1, len, stderr);
+}
+
 static void vmsg(const char *prefix, const char *fmt, va_list ap)
 {
     FILE *out = held_to ? held_to : stderr;
