@@ -374,6 +374,25 @@ if [ -x "$tool" ] && ldd "$tool" | grep -qi mpi; then
             { echo "test_mpi: the refused --resume auto changed the checkpoint"; exit 1; }
         [ -z "$(ls "$t/rb")" ] || { ls "$t/rb"; echo "test_mpi: the refused --resume auto wrote"; exit 1; }
     done
+    # a node-local MODEL folder on each rank, each with a checkpoint of the same epochs, steps
+    # and settings but other contents (a stale or damaged copy; here one byte of the last
+    # optimiser moment): refused the same way (the ranks trained on, each from its own state)
+    mkdir -p "$t/sa" "$t/sb"
+    cp "$t/res.cfnet.last.safetensors" "$t/sa/m.cfnet.last.safetensors"
+    cp "$t/res.cfnet.last.safetensors" "$t/sb/m.cfnet.last.safetensors"
+    f="$t/sb/m.cfnet.last.safetensors"
+    sz=$(stat -c %s "$f")
+    byte=$(od -An -tu1 -j $((sz - 1)) -N 1 "$f" | tr -d ' ')
+    printf "\\$(printf %o $(((byte + 1) % 256)))" | dd of="$f" bs=1 seek=$((sz - 1)) conv=notrunc 2>/dev/null
+    ! cmp -s "$t/sa/m.cfnet.last.safetensors" "$f" || { echo "test_mpi: the copy was not changed"; exit 1; }
+    timeout 60 mpirun --allow-run-as-root --oversubscribe -np 2 sh -c \
+        'o=$1; [ "$OMPI_COMM_WORLD_RANK" = 1 ] && o=$2; shift 2; exec "$@" -o "$o"' sh \
+        "$t/sa/m.cfnet" "$t/sb/m.cfnet" "$tool" train "$t/d/train" --threads 1 -q \
+        --resume auto --epochs 5 >"$t/rsame.log" 2>&1
+    rc=$?
+    expect rsame 1 "resume auto: the MPI ranks do not see the same checkpoint .*sa/m.cfnet.last.safetensors (rank 0 finds one with 3 epochs done; another rank finds one of the same epochs and steps, with other contents)" 1
+    cmp "$t/res.cfnet.last.safetensors" "$t/sa/m.cfnet.last.safetensors" ||
+        { echo "test_mpi: the refused --resume auto changed the checkpoint"; exit 1; }
     mr 2 train "$t/d/train" --threads 1 --resume auto --epochs 3 -o "$t/ra/m.cfnet" >"$t/rauto.log" 2>&1
     rc=$?
     expect rauto 0 "the run is complete" 1
@@ -389,6 +408,28 @@ if [ -x "$tool" ] && ldd "$tool" | grep -qi mpi; then
     # (its message says that --skip-bad, which works on several ranks, leaves it out)
     expect bad 1 "zz_broken.tif: not a TIFF or PNG file; give --skip-bad to leave out" 1
     [ ! -e "$t/bad.cfnet" ] || { echo "test_mpi: a failed run wrote a model"; exit 1; }
+    # bad images in both ranks' shares of a step (14 images, 10 bad after the first good ones,
+    # one batch): one report from rank 0 (--tag-output names each line's rank), each rank's
+    # file and its "could not load" in rank order, status 1, no abort, no model (the ranks'
+    # lines were shuffled together and the job aborted)
+    mkdir -p "$t/tb/class00" "$t/tb/class01"
+    for k in 0 1; do
+        cp "$t/d/train/class0$k/0000.tif" "$t/d/train/class0$k/0001.tif" "$t/tb/class0$k/"
+        for i in 1 2 3 4 5; do echo junk >"$t/tb/class0$k/z$i.tif"; done
+    done
+    timeout 60 mpirun --allow-run-as-root --oversubscribe --tag-output -np 2 "$tool" train \
+        "$t/tb" --epochs 1 --width 4 --threads 1 -q --val 0 --batch 14 -o "$t/tb.cfnet" \
+        >"$t/tb.log" 2>&1
+    rc=$?
+    expect tb 1 "MPI_ABORT" 0
+    expect tb 1 "cfnet:" 4
+    expect tb 1 "^\[1,0\]<stderr>:cfnet: error: .*/tb/class0[01]/z[1-5].tif: not a TIFF or PNG file" 2
+    grep "cfnet:" "$t/tb.log" | sed -n '2p;4p' >"$t/tb.got"
+    printf '%s\n' "[1,0]<stderr>:cfnet: error: rank 0 of 2: could not load its share of step 1 of epoch 1" \
+        "[1,0]<stderr>:cfnet: error: rank 1 of 2: could not load its share of step 1 of epoch 1" \
+        >"$t/tb.want"
+    cmp "$t/tb.want" "$t/tb.got" || { cat "$t/tb.log"; echo "test_mpi: train: bad images on two ranks not said once, by rank 0, in order"; exit 1; }
+    [ ! -e "$t/tb.cfnet" ] || { echo "test_mpi: a failed run wrote a model"; exit 1; }
     # the same image in the validation set (of 73 images: 64 on rank 0, 9 on rank 1)
     mr 2 train "$t/bad" --epochs 2 --width 4 --threads 1 -q --val 0.8 --batch 6 \
         -o "$t/badv.cfnet" >"$t/badv.log" 2>&1
@@ -634,6 +675,29 @@ if [ -x "$tool" ] && ldd "$tool" | grep -qi mpi; then
     expect evbad 1 "rank 1 of 2 could not classify its share of the images" 1
     expect evbad 1 "MPI_ABORT" 0
     [ ! -e "$e/bad" ] || { echo "test_mpi: a failed eval left its --out folder"; exit 1; }
+    # bad images in both ranks' shares, without --skip-bad: one report, every line from rank 0
+    # (--tag-output names the rank of each line), each failed rank's messages in rank order,
+    # not each rank's own lines interleaved; status 1, no abort
+    cp -r "$c/d/test" "$e/bad2"
+    echo junk >"$e/bad2/class00/0000_bad.tif"
+    echo junk >"$e/bad2/class02/zz_bad.tif"
+    for cmd in predict eval; do
+        what=inputs
+        [ $cmd = eval ] && what=images
+        timeout 60 mpirun --allow-run-as-root --oversubscribe --tag-output -np 2 "$tool" $cmd \
+            "$c/m.cfnet" "$e/bad2" --threads 1 --batch 2 -q >"$t/ev2.log" 2>&1
+        rc=$?
+        expect ev2 1 "MPI_ABORT" 0
+        grep "cfnet:" "$t/ev2.log" >"$t/ev2.got"
+        hint="not a TIFF or PNG file; give --skip-bad to leave out the images that cannot be used"
+        printf '%s\n' "[1,0]<stderr>:cfnet: error: $e/bad2/class00/0000_bad.tif: $hint" \
+            "[1,0]<stderr>:cfnet: error: rank 0 of 2 could not classify its share of the $what" \
+            "[1,0]<stderr>:cfnet: error: $e/bad2/class02/zz_bad.tif: $hint" \
+            "[1,0]<stderr>:cfnet: error: rank 1 of 2 could not classify its share of the $what" \
+            >"$t/ev2.want"
+        cmp "$t/ev2.want" "$t/ev2.got" || { diff "$t/ev2.want" "$t/ev2.got"
+            echo "test_mpi: $cmd: bad images on two ranks not said once, by rank 0, in order"; exit 1; }
+    done
     # settings given to rank 0 only: refused once by rank 0, before any image is read (another
     # --batch or --skip-bad would count images twice or leave a rank waiting in a gather)
     EXTRA="--batch 3" timeout 60 mpirun --allow-run-as-root --oversubscribe -x EXTRA -np 2 \
@@ -656,6 +720,21 @@ if [ -x "$tool" ] && ldd "$tool" | grep -qi mpi; then
         --batch 2 -q >"$t/evps.log" 2>&1
     rc=$?
     expect evps 1 "the MPI ranks disagree on --skip-bad" 1
+    # --pad on rank 0 alone: refused once, before any image is read (its images padded, the
+    # others' refused or classified otherwise); another --threads is allowed: the same CSV
+    for cmd in predict eval; do
+        EXTRA="--pad" timeout 60 mpirun --allow-run-as-root --oversubscribe -x EXTRA -np 2 \
+            "$t/rank0.sh" "$tool" $cmd "$c/m.cfnet" "$c/d/test" --threads 1 --batch 2 -q \
+            >"$t/evpad.log" 2>&1
+        rc=$?
+        expect evpad 1 "the MPI ranks disagree on --pad" 1
+    done
+    EXTRA="--threads 3" timeout 60 mpirun --allow-run-as-root --oversubscribe -x EXTRA -np 2 \
+        "$t/rank0.sh" "$tool" predict "$c/m.cfnet" "$c/d/test" -o "$c/pth.csv" --threads 1 \
+        --batch 4 -q >"$t/pth.log" 2>&1
+    rc=$?
+    expect pth 0 "error" 0
+    cmp "$c/p1.csv" "$c/pth.csv" || { echo "test_mpi: predict with another --threads on rank 0 differs"; exit 1; }
     # rank 1 alone given a DATA that does not exist: its message, once
     timeout 60 mpirun --allow-run-as-root --oversubscribe -np 3 sh -c \
         'd=$1; [ "$OMPI_COMM_WORLD_RANK" = 1 ] && d=$2; shift 2; exec "$@" "$d"' sh \
@@ -679,16 +758,56 @@ if [ -x "$tool" ] && ldd "$tool" | grep -qi mpi; then
     # and one message, no abort, and no output left
     for cmd in eval predict; do
         rm -rf "$e/g"
-        oflag="--out" lim=1000 # eval: its CSV rows, not its loss terms (120 bytes)
-        [ $cmd = predict ] && oflag="-o" lim=100
+        # (eval: its CSV rows and its loss terms, 120 bytes, are both too much, and --skip-bad
+        # gathers the warnings: the refusal is said once, not once per gather)
+        oflag="--out" lim=100
+        [ $cmd = predict ] && oflag="-o"
         CFNET_TEST_GATHER_MAX=$lim timeout 60 mpirun --allow-run-as-root --oversubscribe \
             -x CFNET_TEST_GATHER_MAX -np 2 "$tool" $cmd "$c/m.cfnet" "$c/d/test" $oflag "$e/g" \
-            --threads 1 -q >"$t/evg.log" 2>&1
+            --threads 1 --skip-bad -q >"$t/evg.log" 2>&1
         rc=$?
         expect evg 1 "is too much to gather on rank 0" 1
+        expect evg 1 "cfnet:" 1
         expect evg 1 "MPI_ABORT" 0
         [ ! -e "$e/g" ] || { echo "test_mpi: $cmd left its output after a gather too big"; exit 1; }
     done
+    # rank 1 out of memory for its --skip-bad warnings' stream (open_memstream made to fail by
+    # a preloaded shim, at rank 1's 4th call: the start vote's, the loss terms', the held
+    # messages', the warnings'): that cause, said once by rank 0, not "could not classify its
+    # share". A plain build only (the sanitizers' runtime must come first in the preload).
+    if [ "$plain" = 1 ] && command -v "${CC:-cc}" >/dev/null 2>&1; then
+        cat >"$t/shim.c" <<'EOF_SHIM'
+#define _GNU_SOURCE
+#include <dlfcn.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+/* open_memstream fails with ENOMEM at call SHIM_AT of rank SHIM_RANK */
+FILE *open_memstream(char **p, size_t *n)
+{
+    static int calls;
+    FILE *(*real)(char **, size_t *);
+    *(void **)&real = dlsym(RTLD_NEXT, "open_memstream");
+    const char *r = getenv("SHIM_RANK"), *me = getenv("OMPI_COMM_WORLD_RANK");
+    const char *at = getenv("SHIM_AT");
+    if (r && me && at && !strcmp(r, me) && ++calls == atoi(at)) {
+        errno = ENOMEM;
+        return NULL;
+    }
+    return real(p, n);
+}
+EOF_SHIM
+        "${CC:-cc}" -shared -fPIC -o "$t/shim.so" "$t/shim.c" -ldl
+        SHIM_RANK=1 SHIM_AT=4 LD_PRELOAD="$t/shim.so" timeout 60 mpirun --allow-run-as-root \
+            --oversubscribe -x LD_PRELOAD -x SHIM_RANK -x SHIM_AT -np 2 "$tool" eval \
+            "$c/m.cfnet" "$e/bad2" --skip-bad --threads 1 --batch 2 -q >"$t/evmem.log" 2>&1
+        rc=$?
+        expect evmem 1 "rank 1 of 2: a memory stream for the --skip-bad warnings: Cannot allocate memory" 1
+        expect evmem 1 "could not classify" 0
+        expect evmem 1 "cfnet:" 1
+        expect evmem 1 "MPI_ABORT" 0
+    fi
     echo "test_mpi: cfnet eval on 2 and 3 ranks printed and wrote the 1-process report" \
         "(--skip-bad, --json, --out, more ranks than images); a bad image and settings that" \
         "differ between ranks ended it with one message"

@@ -222,7 +222,7 @@ static tool_dataset rank_share(const tool_dataset *ds, long batch)
  * node-local copy of another run's, would mix its numbers into the report silently.) */
 static int64_t model_hash(const cfnet_network *net, const tool_model_info *info)
 {
-    uint64_t h = 0xcbf29ce484222325ull;
+    uint64_t h = (uint64_t)model_hash_values(net, 0);
 #define MIX(p, len)                                                                       \
     for (size_t b_ = 0; b_ < (size_t)(len); b_++)                                          \
         h = (h ^ ((const unsigned char *)(p))[b_]) * 0x100000001b3ull;
@@ -232,27 +232,18 @@ static int64_t model_hash(const cfnet_network *net, const tool_model_info *info)
     MIX(v, sizeof v);
     MIX(nv, sizeof nv);
     for (int i = 0; i < info->n_classes; i++) MIX(info->classes[i], strlen(info->classes[i]) + 1);
-    for (int i = 0; i < cfnet_network_layer_count(net); i++) {
-        const cfnet_layer *l = cfnet_network_layer(net, i);
-        for (int p = 0; p < cfnet_layer_param_count(l) + cfnet_layer_state_count(l); p++) {
-            const int np = cfnet_layer_param_count(l);
-            const cfnet_tensor *t = p < np ? cfnet_layer_param(l, p) : cfnet_layer_state(l, p - np);
-            const int64_t n = cfnet_tensor_numel(t);
-            MIX(&n, sizeof n);
-            MIX(cfnet_tensor_data(t), (size_t)n * sizeof(float));
-        }
-    }
 #undef MIX
     return (int64_t)h;
 }
 
 /* Under mpirun, after tool_mpi_started (collective): -1 when every rank has the settings that
  * decide its share and what is done with it (the model, the inputs, --batch, --skip-bad,
- * --tta, and `extra`: whether eval writes --out), else that setting's index, said once by rank
- * 0 and the failure marked as every rank's. Another --batch or other inputs would leave images
- * out or count them twice; another --skip-bad would leave one rank waiting in a gather of
- * warnings that the others do not make; another model or --tta would mix other numbers in
- * silently. */
+ * --tta, --pad, and `extra`: whether eval writes --out), else that setting's index, said once
+ * by rank 0 and the failure marked as every rank's. Another --batch or other inputs would
+ * leave images out or count them twice; another --skip-bad would leave one rank waiting in a
+ * gather of warnings that the others do not make; another model, --tta or --pad would mix
+ * other numbers in silently (--pad: or fail on some ranks only). --threads may differ: each
+ * image's numbers do not depend on it (tests/test_mpi.sh). */
 static int ranks_disagree(const cfnet_network *net, const tool_model_info *info,
                           const run_opts *o, const tool_dataset *ds, int64_t extra,
                           const char *extra_name)
@@ -260,14 +251,15 @@ static int ranks_disagree(const cfnet_network *net, const tool_model_info *info,
     if (tool_mpi_size() == 1) return -1;
     const int64_t same[] = {model_hash(net, info), o->batch, ds->n,
                             tool_mpi_hash_samples(ds, NULL, ds->n, 0), o->skip_bad, o->tta,
-                            extra};
+                            o->pad, extra};
     static const char *const what[] = {"MODEL (its contents)", "--batch", "the number of inputs",
-                                       "the inputs", "--skip-bad", "--tta"};
-    const int d = tool_mpi_agree(same, extra_name ? 7 : 6);
+                                       "the inputs", "--skip-bad", "--tta", "--pad"};
+    enum { N_WHAT = sizeof what / sizeof *what };
+    const int d = tool_mpi_agree(same, extra_name ? N_WHAT + 1 : N_WHAT);
     if (d >= 0) {
         if (tool_mpi_rank() == 0)
             tool_error("the MPI ranks disagree on %s; every rank needs the same arguments%s",
-                       d < 6 ? what[d] : extra_name,
+                       d < N_WHAT ? what[d] : extra_name,
                        d == 0 ? " and the same model file (a copy local to each node may "
                                 "differ)" : "");
         tool_mpi_fail_together();
@@ -365,16 +357,40 @@ int cmd_predict(int argc, char **argv)
      * (not as each rank meets them, interleaved) */
     char *warned = NULL;
     size_t warned_len = 0;
-    if (size > 1 && o.skip_bad) {
+    /* several ranks: each holds its errors while it classifies its share; then rank 0 says
+     * those of every rank that failed, in rank order (not lines of several interleaved) */
+    char *held = NULL;
+    size_t held_len = 0;
+    FILE *hold = size > 1 ? open_memstream(&held, &held_len) : NULL;
+    if (size > 1 && !hold)
+        tool_error("rank %d of %d: a memory stream for its messages: %s", rank, size,
+                   strerror(errno));
+    tool_hold_messages(hold);
+    int r = size > 1 && !hold ? -1 : 0;
+    if (r == 0 && size > 1 && o.skip_bad) {
         o.warn_to = open_memstream(&warned, &warned_len);
-        if (!o.warn_to) tool_error("memory stream: %s", strerror(errno));
+        if (!o.warn_to) {
+            tool_error("rank %d of %d: a memory stream for the --skip-bad warnings: %s", rank,
+                       size, strerror(errno));
+            r = -1;
+        }
     }
-    int r = run_model(net, &info, &part, &o, emit_prediction, &ctx, &bad, progress_cmd);
-    if (o.warn_to) fclose(o.warn_to);
+    if (r == 0) {
+        r = run_model(net, &info, &part, &o, emit_prediction, &ctx, &bad, progress_cmd);
+        if (r != 0 && size > 1)
+            tool_error("rank %d of %d could not classify its share of the inputs", rank, size);
+    }
+    if (o.warn_to && (ferror(o.warn_to) | fclose(o.warn_to)) != 0 && r == 0) {
+        tool_error("rank %d of %d could not keep its --skip-bad warnings in memory", rank, size);
+        r = -1;
+    }
     o.warn_to = NULL;
-    if (r != 0) { /* a bad file: say where, then tool_mpi_finish ends every rank */
+    tool_hold_messages(NULL);
+    if (hold && fclose(hold) != 0) held_len = 0;
+    if (tool_mpi_say_failures(r != 0, held, held_len) != 0) r = -1;
+    free(held);
+    if (r != 0) { /* a bad file: said (under mpirun by rank 0 once), every rank ends alike */
         free(warned);
-        if (size > 1) tool_error("rank %d of %d could not classify its share of the inputs", rank, size);
         if (rank) fclose(f);
         else out_discard(&res);
         free(mem);
@@ -646,22 +662,39 @@ int cmd_eval(int argc, char **argv)
         goto out_ds;
     }
     if (ranks_disagree(net, &info, &o, &ds, outdir != NULL, "--out") >= 0) goto out_ds;
+    /* several ranks: each holds its errors while it classifies its share; then rank 0 says
+     * those of every rank that failed, in rank order (not lines of several interleaved) */
+    char *held = NULL;
+    size_t held_len = 0;
+    FILE *hold = size > 1 ? open_memstream(&held, &held_len) : NULL;
+    if (size > 1 && !hold)
+        tool_error("rank %d of %d: a memory stream for its messages: %s", rank, size,
+                   strerror(errno));
+    tool_hold_messages(hold);
     if (size > 1 && o.skip_bad) { /* said by rank 0, once and in input order */
         o.warn_to = open_memstream(&warned, &warned_len);
-        if (!o.warn_to) tool_error("memory stream: %s", strerror(errno));
+        if (!o.warn_to)
+            tool_error("rank %d of %d: a memory stream for the --skip-bad warnings: %s", rank,
+                       size, strerror(errno));
     }
     tool_dataset part = rank_share(&ds, o.batch);
     int64_t bad = 0;
-    int r = (size > 1 && o.skip_bad && !o.warn_to) ? -1
+    /* (a stream not made: said above, the true cause) */
+    const int unready = size > 1 && (!hold || (o.skip_bad && !o.warn_to));
+    int r = unready ? -1
             : run_model(net, &info, &part, &o, emit_eval, &ctx, &bad, rank ? NULL : "eval");
-    if (o.warn_to) fclose(o.warn_to);
+    if (r != 0 && !unready && size > 1)
+        tool_error("rank %d of %d could not classify its share of the images", rank, size);
+    if (o.warn_to && (ferror(o.warn_to) | fclose(o.warn_to)) != 0 && r == 0) {
+        tool_error("rank %d of %d could not keep its --skip-bad warnings in memory", rank, size);
+        r = -1;
+    }
     o.warn_to = NULL;
     if (size > 1) {
-        /* A rank that failed (a bad image: its message is out) does not end the job: every
-         * rank learns of it from the sum and ends with status 1, so that rank 0 removes its
-         * --out files and the folder it made. Then every rank takes part in every gather. */
-        if (r != 0)
-            tool_error("rank %d of %d could not classify its share of the images", rank, size);
+        /* A rank that failed (a bad image) does not end the job: every rank learns of it and
+         * ends with status 1, rank 0 saying the failed ranks' messages, in rank order, and
+         * removing its --out files and the folder it made. Then every rank takes part in every
+         * gather. */
         if (rank) {
             int kept = !ctx.pred || fclose(ctx.pred) == 0;
             kept = fclose(terms_f) == 0 && kept;
@@ -671,10 +704,13 @@ int cmd_eval(int argc, char **argv)
                 r = -1;
             }
         }
-        if (tool_mpi_sum(r != 0) != 0) {
-            tool_mpi_fail_together();
-            goto out_ds;
-        }
+        tool_hold_messages(NULL);
+        if (hold && fclose(hold) != 0) held_len = 0;
+        hold = NULL;
+        r = tool_mpi_say_failures(r != 0, held, held_len) != 0 ? -1 : 0;
+        free(held);
+        held = NULL;
+        if (r != 0) goto out_ds;
         int failed = 0;
         if (outdir && tool_mpi_gather_text(rows, rank ? rows_len : 0, ctx.pred) != 0) failed = 1;
         /* the loss: rank 0's own sum, then the other ranks' terms one by one in input order,
@@ -699,7 +735,9 @@ int cmd_eval(int argc, char **argv)
             failed = 1;
         bad = tool_mpi_sum(bad);
         if (tool_mpi_sum(failed) != 0) {
-            if (rank == 0) tool_error("the MPI ranks could not gather their results");
+            /* (a gather refused as too big is said already, once) */
+            if (rank == 0 && !tool_mpi_gather_refused())
+                tool_error("the MPI ranks could not gather their results");
             tool_mpi_fail_together();
             goto out_ds;
         }

@@ -242,3 +242,23 @@ int model_probabilities(const cfnet_network *net, const float *images, int64_t n
     free(p);
     return rc;
 }
+
+int64_t model_hash_values(const cfnet_network *net, int64_t h0)
+{
+    uint64_t h = h0 ? (uint64_t)h0 : 0xcbf29ce484222325ull;
+#define MIX(p, len)                                                                       \
+    for (size_t b_ = 0; b_ < (size_t)(len); b_++)                                          \
+        h = (h ^ ((const unsigned char *)(p))[b_]) * 0x100000001b3ull;
+    for (int i = 0; i < cfnet_network_layer_count(net); i++) {
+        const cfnet_layer *l = cfnet_network_layer(net, i);
+        const int np = cfnet_layer_param_count(l);
+        for (int p = 0; p < np + cfnet_layer_state_count(l); p++) {
+            const cfnet_tensor *t = p < np ? cfnet_layer_param(l, p) : cfnet_layer_state(l, p - np);
+            const int64_t n = cfnet_tensor_numel(t);
+            MIX(&n, sizeof n);
+            MIX(cfnet_tensor_data(t), (size_t)n * sizeof(float));
+        }
+    }
+#undef MIX
+    return (int64_t)h;
+}

@@ -215,9 +215,39 @@ void tool_mpi_traffic(int64_t *calls, int64_t *bytes, double *seconds)
     cfnet_mpi_traffic(group, calls, bytes, seconds);
 }
 
+/* A gather refused as too big (the same on every rank: rank 0's verdict is broadcast): the
+ * later gathers of the run are refused too, at once and without another message */
+static int gather_refused;
+
+/* tool_mpi_gather_text without the limit of CFNET_TEST_GATHER_MAX when !limited */
+static int gather_text(const char *buf, size_t len, FILE *out, int limited);
+
 int tool_mpi_gather_text(const char *buf, size_t len, FILE *out)
 {
+    return gather_text(buf, len, out, 1);
+}
+
+int tool_mpi_gather_refused(void) { return gather_refused; }
+
+int tool_mpi_say_failures(int failed, const char *held, size_t len)
+{
+    if (mpi_size == 1 || tool_mpi_sum(failed != 0) == 0) {
+        if (len) tool_say_held(held, len);
+        return mpi_size == 1 ? failed != 0 : 0;
+    }
+    /* rank 0 writes its own messages, then every other rank's in rank order (the shares are
+     * contiguous in input order, so that is input order too); nothing from the others */
+    if (mpi_rank == 0) tool_say_held(held, len);
+    if (gather_text(held, mpi_rank ? len : 0, mpi_rank ? NULL : stderr, 0) != 0 && mpi_rank == 0)
+        fputs("cfnet: error: the other MPI ranks' messages could not be gathered\n", stderr);
+    failing_together = 1;
+    return 1;
+}
+
+static int gather_text(const char *buf, size_t len, FILE *out, int limited)
+{
     if (mpi_size == 1) return 0;
+    if (gather_refused && limited) return -1;
     int rc = 0, n = (int)len, *counts = NULL, *displs = NULL;
     if (len > (size_t)0x7fffffff) { /* still takes part in the collectives, with nothing */
         tool_error("rank %d: %zu bytes of output are too many to gather", mpi_rank, len);
@@ -236,7 +266,7 @@ int tool_mpi_gather_text(const char *buf, size_t len, FILE *out)
     if (mpi_rank == 0) {
         size_t max = 0x7fffffff;
         const char *t = getenv("CFNET_TEST_GATHER_MAX");
-        if (t && *t) max = (size_t)strtoull(t, NULL, 10);
+        if (limited && t && *t) max = (size_t)strtoull(t, NULL, 10);
         for (int r = 0; r < mpi_size; r++) total += (size_t)counts[r];
         if (total > max) {
             tool_error("the ranks' output, %zu bytes, is too much to gather on rank 0 (at most "
@@ -248,6 +278,7 @@ int tool_mpi_gather_text(const char *buf, size_t len, FILE *out)
     MPI_Bcast(&fits, 1, MPI_INT, 0, MPI_COMM_WORLD);
     if (!fits) {
         free(counts);
+        gather_refused = 1;
         return -1;
     }
     if (mpi_rank == 0) {
@@ -334,6 +365,12 @@ int tool_mpi_gather_text(const char *buf, size_t len, FILE *out)
     (void)out;
     return 0;
 }
+int tool_mpi_say_failures(int failed, const char *held, size_t len)
+{
+    if (len) tool_say_held(held, len);
+    return failed != 0;
+}
+int tool_mpi_gather_refused(void) { return 0; }
 #endif
 
 int64_t tool_mpi_hash_samples(const tool_dataset *ds, const int64_t *idx, int64_t n, int64_t h)

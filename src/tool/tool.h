@@ -30,6 +30,12 @@ void tool_warn(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 int tool_usage_error(const char *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /* Reports a failed libcfnet call: "cfnet: <what>: <status>: <detail>". */
 void tool_lib_error(const char *what, cfnet_status st);
+/* Errors and warnings go to `to` from now on instead of stderr (NULL: stderr again, as at the
+ * start); returns where they went before. Under mpirun a rank holds its messages while it
+ * classifies its share, for tool_mpi_say_failures. */
+FILE *tool_hold_messages(FILE *to);
+/* Writes held messages (text, len bytes) to stderr, ending a progress line first. */
+void tool_say_held(const char *text, size_t len);
 /* Quiet mode (--quiet): info messages suppressed. */
 extern int tool_quiet;
 void tool_info(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
@@ -392,6 +398,10 @@ int model_load(const char *path, cfnet_network **net);
 /* Loads a model made by `cfnet train` (message printed on error); model_close frees both. */
 int model_open(const char *path, cfnet_network **net, tool_model_info *info);
 void model_close(cfnet_network *net, tool_model_info *info);
+/* FNV-1a of every parameter and state value of net's layers (with their counts), continuing
+ * from h (0: start): the same on MPI ranks that loaded the same file, compared by predict,
+ * eval and train --resume under mpirun. */
+int64_t model_hash_values(const cfnet_network *net, int64_t h);
 
 /* Runs the network on n prepared images (n x C x S x S) in batches; probs gets n x k. tta:
  * averages the four quarter turns. */
@@ -494,6 +504,15 @@ int64_t tool_mpi_hash_samples(const tool_dataset *ds, const int64_t *idx, int64_
 /* Collective: rank 0 appends to `out` the text of ranks 1.., in rank order (rank 0 passes its
  * own length 0). Any bytes, not only text (eval gathers its loss terms so). 0 or -1. */
 int tool_mpi_gather_text(const char *buf, size_t len, FILE *out);
+/* Whether a gather was refused as too big (said once by rank 0; the same on every rank). */
+int tool_mpi_gather_refused(void);
+/* Collective under mpirun, after a part that each rank did on its own (its share of the
+ * images), with the messages it held back meanwhile (tool_hold_messages) and whether it failed.
+ * No rank failed: each rank writes its own messages, returns 0. One or more failed: rank 0
+ * writes every rank's messages in rank order (one report, not lines of several ranks
+ * interleaved), the others nothing; returns 1 on every rank, which end together (no abort).
+ * One process: writes its messages, returns whether it failed. */
+int tool_mpi_say_failures(int failed, const char *held, size_t len);
 /* 1 when the process runs under an MPI launcher (any number of ranks, 1 included). */
 int tool_mpi_active(void);
 /* Collective: v[0..n-1] replaced by its sum over the ranks. 0 or -1. */

@@ -1060,22 +1060,47 @@ int cmd_train(int argc, char **argv)
             rc = v;
             goto out;
         }
+        /* and what the checkpoint holds: a stale copy of MODEL's folder on one node, or
+         * another run's, may have the same epochs and steps */
+        int64_t held = 0;
+        if (net) { /* all of it, as saved: weights, optimiser state, metadata */
+            void *buf = NULL;
+            size_t len = 0;
+            uint64_t h = 0xcbf29ce484222325ull;
+            cfnet_status hs = cfnet_network_save_buffer(
+                net, CFNET_SAVE_OPTIMIZER | CFNET_SAVE_ALLOW_NONFINITE, &buf, &len);
+            for (size_t i = 0; hs == CFNET_OK && i < len; i++)
+                h = (h ^ ((const unsigned char *)buf)[i]) * 0x100000001b3ull;
+            if (hs != CFNET_OK) { /* (out of memory) this rank's own cause, then the refusal */
+                tool_error("rank %d of %d: the checkpoint's contents cannot be compared: %s: %s",
+                           rank, nranks, cfnet_status_string(hs), cfnet_last_error());
+                h = (uint64_t)rank + 1;
+            }
+            cfnet_free(buf);
+            held = (int64_t)h;
+        }
         const int64_t seen[] = {c.resume_auto, c.resume != NULL, start_epoch,
-                                net ? cfnet_network_step_count(net) : 0, c.epochs, c.patience};
-        int d = tool_mpi_agree(seen, 6);
+                                net ? cfnet_network_step_count(net) : 0, c.epochs, c.patience,
+                                held};
+        int d = tool_mpi_agree(seen, 7);
         if (d >= 0) {
             char found[64] = "none";
             if (c.resume)
                 snprintf(found, sizeof found, "one with %d epoch%s done", start_epoch,
                          start_epoch == 1 ? "" : "s");
-            if (rank == 0 && c.resume_auto && d >= 1 && d <= 3)
+            const int contents = d == 6; /* the same epochs and steps, other contents */
+            if (rank == 0 && c.resume_auto && ((d >= 1 && d <= 3) || contents))
                 tool_error("--resume auto: the MPI ranks do not see the same checkpoint %s (rank "
-                           "0 finds %s); MODEL's folder must be on a file system that every rank "
-                           "shares", ckpt, found);
-            else if (rank == 0 && d >= 2 && d <= 3)
+                           "0 finds %s%s); MODEL's folder must be on a file system that every "
+                           "rank shares", ckpt, found,
+                           contents ? "; another rank finds one of the same epochs and "
+                                      "steps, with other contents" : "");
+            else if (rank == 0 && ((d >= 2 && d <= 3) || contents))
                 tool_error("the MPI ranks resume from different checkpoints (rank 0's: %s, %d "
-                           "epoch%s done); every rank needs the same --resume", c.resume,
-                           start_epoch, start_epoch == 1 ? "" : "s");
+                           "epoch%s done%s); every rank needs the same --resume", c.resume,
+                           start_epoch, start_epoch == 1 ? "" : "s",
+                           contents ? "; another rank's has the same epochs, other contents"
+                                    : "");
             else if (rank == 0)
                 tool_error("the MPI ranks disagree on %s; every rank needs the same arguments "
                            "and the same DATA", d <= 1 ? "--resume" : d == 4 ? "--epochs"
@@ -1476,9 +1501,23 @@ int cmd_train(int argc, char **argv)
                 chunk_idx[i] = tr[order[s0 + off + i]];
                 chunklab[i] = trlab[order[s0 + off + i]];
             }
-            if (dataset_load(&ds, chunk_idx, cnt, &spec, chunkbuf, &bad) != 0) {
+            /* the share's messages are held, then said by rank 0 for every rank that failed,
+             * in rank order, and every rank ends together (not each rank's lines shuffled
+             * together on stderr and an abort) */
+            char *held = NULL;
+            size_t held_len = 0;
+            FILE *hold = open_memstream(&held, &held_len);
+            tool_hold_messages(hold);
+            const int lost = dataset_load(&ds, chunk_idx, cnt, &spec, chunkbuf, &bad) != 0;
+            if (lost)
                 tool_error("rank %d of %d: could not load its share of step %lld of epoch %d", rank,
                            nranks, (long long)(s0 / c.batch + 1), e);
+            tool_hold_messages(NULL);
+            if (hold && fclose(hold) != 0) held_len = 0;
+            const int any = tool_mpi_say_failures(lost, held, held_len);
+            free(held);
+            if (any) {
+                progress_done(&pc.pr);
                 goto out;
             }
             int64_t shape[4] = {cnt, ch, c.size, c.size};

@@ -64,7 +64,7 @@ void tool_put_visible(FILE *out, const char *s, size_t bytes)
 /* Writes a message to stderr with its control characters shown as U+FFFD (tool_put_visible):
  * messages name class folders, labels and files from the data, and a tab, a newline or an
  * escape sequence in such a name would otherwise reach the terminal as it is. */
-static void put_visible_v(const char *fmt, va_list ap)
+static void put_visible_v(FILE *out, const char *fmt, va_list ap)
 {
     char *s = NULL;
     va_list aq;
@@ -72,20 +72,40 @@ static void put_visible_v(const char *fmt, va_list ap)
     int n = vasprintf(&s, fmt, aq);
     va_end(aq);
     if (n < 0) {
-        vfprintf(stderr, fmt, ap); /* out of memory: the message as it is rather than none */
+        vfprintf(out, fmt, ap); /* out of memory: the message as it is rather than none */
         return;
     }
-    tool_put_visible(stderr, s, (size_t)n);
+    tool_put_visible(out, s, (size_t)n);
     free(s);
+}
+
+/* tool_hold_messages: where errors and warnings go instead of stderr (NULL: stderr) */
+static FILE *held_to;
+
+FILE *tool_hold_messages(FILE *to)
+{
+    FILE *was = held_to;
+    held_to = to;
+    return was;
+}
+
+void tool_say_held(const char *text, size_t len)
+{
+    fflush(stdout);
+    end_open_line();
+    if (len) fwrite(text, 1, len, stderr);
 }
 
 static void vmsg(const char *prefix, const char *fmt, va_list ap)
 {
-    fflush(stdout);
-    end_open_line();
-    fprintf(stderr, "cfnet: %s", prefix);
-    put_visible_v(fmt, ap);
-    fputc('\n', stderr);
+    FILE *out = held_to ? held_to : stderr;
+    if (!held_to) {
+        fflush(stdout);
+        end_open_line();
+    }
+    fprintf(out, "cfnet: %s", prefix);
+    put_visible_v(out, fmt, ap);
+    fputc('\n', out);
 }
 
 void tool_error(const char *fmt, ...)
@@ -110,7 +130,7 @@ void tool_info(const char *fmt, ...)
     end_open_line();
     va_list ap;
     va_start(ap, fmt);
-    put_visible_v(fmt, ap);
+    put_visible_v(stderr, fmt, ap);
     fputc('\n', stderr);
     va_end(ap);
 }
@@ -120,7 +140,7 @@ int tool_usage_error(const char *cmd, const char *fmt, ...)
     va_list ap;
     va_start(ap, fmt);
     fprintf(stderr, "cfnet %s: ", cmd);
-    put_visible_v(fmt, ap);
+    put_visible_v(stderr, fmt, ap);
     fprintf(stderr, "\n(see 'cfnet %s --help')\n", cmd);
     va_end(ap);
     return EXIT_USAGE;
