@@ -154,6 +154,12 @@ expect 1 "pair 2 of 2 failed; nothing written" \
     "$cfnet" crop "$out/f16.tif" "$out/m32.tif" "$out/f8.tif" "$out/mneg.tif" -o "$out/bad1"
 test -e "$out/bad1" && fail "a failed crop left DIR"
 for s in "$out"/.*crop-tmp*; do test -e "$s" && fail "a failed crop left its staging folder $s"; done
+# ... nor the folders on the way to DIR that it made (an existing one stays)
+mkdir "$out/kept"
+expect 1 "pair 2 of 2 failed; nothing written" \
+    "$cfnet" crop "$out/f16.tif" "$out/m32.tif" "$out/f8.tif" "$out/mneg.tif" -o "$out/kept/new1/new2/bad1"
+test -e "$out/kept/new1" && fail "a failed crop left the folders it made on the way to DIR"
+test -d "$out/kept" || fail "a failed crop removed a folder it did not make"
 # ... and an existing empty DIR stays empty
 mkdir "$out/empty"
 expect 1 "pair 2 of 2 failed" "$cfnet" crop "$out/f16.tif" "$out/m32.tif" "$out/f8.tif" "$out/mneg.tif" -o "$out/empty"

@@ -383,7 +383,12 @@ int cmd_crop(int argc, char **argv)
         return tool_usage_error("crop", "--output: give DIR by its name, not '%s'", dir);
     }
     char *parent = path_dir(target);
-    if (path_is_dir(parent) != 1 && make_dirs(parent) != 0) { /* an output that cannot be made */
+    /* the folders made on the way to DIR are removed again if the run fails */
+    int make = path_is_dir(parent) != 1;
+    char *new_dir = make ? first_missing_dir(parent) : NULL;
+    if (make && make_dirs(parent) != 0) { /* an output that cannot be made */
+        if (new_dir) remove_new_dirs(parent, new_dir);
+        free(new_dir);
         free(parent);
         free(target);
         return EXIT_USAGE;
@@ -394,6 +399,8 @@ int cmd_crop(int argc, char **argv)
     if (mkdir(stage, 0777) != 0) {
         int u = tool_usage_error("crop", "--output: cannot make %s beside %s: %s", stage, dir,
                                  strerror(errno));
+        if (new_dir) remove_new_dirs(parent, new_dir);
+        free(new_dir);
         free(stage);
         free(parent);
         free(target);
@@ -467,6 +474,8 @@ int cmd_crop(int argc, char **argv)
 done:
     if (csv) fclose(csv);
     if (rc != EXIT_OK) remove_staging(stage);
+    if (rc != EXIT_OK && new_dir) remove_new_dirs(parent, new_dir);
+    free(new_dir);
     free(csv_path);
     free(stage);
     free(parent);

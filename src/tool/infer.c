@@ -477,37 +477,6 @@ typedef struct eval_ctx {
 static const char *const EVAL_FILES[] = {"metrics.json", "confusion.csv", "confusion.svg",
                                          "predictions.csv"};
 
-/* The outermost folder on the way to `path` that does not exist yet (the first that make_dirs
- * creates), or NULL when path exists. */
-static char *first_missing_dir(const char *path)
-{
-    char *p = xstrdup(path), *top = NULL;
-    struct stat st;
-    while (stat(p, &st) != 0 && errno == ENOENT) {
-        free(top);
-        top = p;
-        p = path_dir(top);
-        if (!strcmp(p, top)) break;
-    }
-    free(p);
-    return top;
-}
-
-/* Removes the folders that make_dirs(path) created, path first, up to `top` (from
- * first_missing_dir); stops at one that is not empty. */
-static void remove_new_dirs(const char *path, const char *top)
-{
-    char *p = xstrdup(path);
-    while (strlen(p) >= strlen(top)) {
-        if (rmdir(p) != 0 && errno != ENOENT) break;
-        if (!strcmp(p, top)) break;
-        char *up = path_dir(p);
-        free(p);
-        p = up;
-    }
-    free(p);
-}
-
 static int emit_eval(void *user, const tool_sample *s, const float *p, int k)
 {
     eval_ctx *c = user;

@@ -113,6 +113,12 @@ int read_file(const char *path, size_t limit, unsigned char **data, size_t *size
 int path_is_dir(const char *path);
 /* Creates a directory and its parents (like mkdir -p). 0 or -1 with a message printed. */
 int make_dirs(const char *path);
+/* The outermost folder on the way to `path` that does not exist yet (the first that make_dirs
+ * creates), or NULL when path exists. */
+char *first_missing_dir(const char *path);
+/* Removes the folders that make_dirs(path) created, path first, up to `top` (from
+ * first_missing_dir); stops at one that is not empty. */
+void remove_new_dirs(const char *path, const char *top);
 /* An output file written whole or not at all: out_open creates a temporary file beside path
  * (path.tmp.PID.N; never through an existing file), out_commit flushes it to disk and renames
  * it over path with path's permissions, out_discard removes it; a signal that ends the process

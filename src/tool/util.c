@@ -667,6 +667,37 @@ int make_dirs(const char *path)
     return 0;
 }
 
+/* The outermost folder on the way to `path` that does not exist yet (the first that make_dirs
+ * creates), or NULL when path exists. */
+char *first_missing_dir(const char *path)
+{
+    char *p = xstrdup(path), *top = NULL;
+    struct stat st;
+    while (stat(p, &st) != 0 && errno == ENOENT) {
+        free(top);
+        top = p;
+        p = path_dir(top);
+        if (!strcmp(p, top)) break;
+    }
+    free(p);
+    return top;
+}
+
+/* Removes the folders that make_dirs(path) created, path first, up to `top` (from
+ * first_missing_dir); stops at one that is not empty. */
+void remove_new_dirs(const char *path, const char *top)
+{
+    char *p = xstrdup(path);
+    while (strlen(p) >= strlen(top)) {
+        if (rmdir(p) != 0 && errno != ENOENT) break;
+        if (!strcmp(p, top)) break;
+        char *up = path_dir(p);
+        free(p);
+        p = up;
+    }
+    free(p);
+}
+
 /* Temporary files of outputs still open, removed if a signal ends the process (SIGINT, SIGTERM,
  * which MPI_Abort sends to the other ranks, SIGHUP) so that none is left behind. The handler
  * is installed only where the signal has its default action: training's own handler, which
