@@ -183,6 +183,19 @@ static char *field_stem(const char *path)
     return xasprintf("%.*s", (int)n, base);
 }
 
+/* A field's stem and its pair's index, sorted by stem then index. */
+typedef struct stem_at {
+    char *stem;
+    int i;
+} stem_at;
+
+static int cmp_stem_at(const void *a, const void *b)
+{
+    const stem_at *x = a, *y = b;
+    int c = strcmp(x->stem, y->stem);
+    return c ? c : (x->i > y->i) - (x->i < y->i);
+}
+
 typedef struct crop_opts {
     int size, pad, isolate;
     long min_area;
@@ -324,22 +337,34 @@ int cmd_crop(int argc, char **argv)
     if (!dir) return tool_usage_error("crop", "missing -o DIR");
     char **paths = argv + optind;
     int pairs = npaths / 2;
-    /* crops of two fields named alike would overwrite each other */
-    for (int i = 0; i < pairs; i++) {
-        char *a = field_stem(paths[2 * i]);
-        for (int j = 0; j < i; j++) {
-            char *b = field_stem(paths[2 * j]);
-            int same = !strcmp(a, b);
-            free(b);
-            if (same) {
-                int u = tool_usage_error("crop", "fields '%s' and '%s' have the same name '%s' "
-                                         "(their crops would be named alike); crop them into "
-                                         "different folders", paths[2 * j], paths[2 * i], a);
-                free(a);
-                return u;
+    /* crops of two fields named alike would overwrite each other: the first field whose name
+     * an earlier one has, with that earlier one, found by sorting (thousands of fields of a
+     * plate took seconds compared pair by pair) */
+    {
+        stem_at *st = xmalloc(sizeof *st * (size_t)pairs);
+        for (int i = 0; i < pairs; i++) st[i] = (stem_at){field_stem(paths[2 * i]), i};
+        qsort(st, (size_t)pairs, sizeof *st, cmp_stem_at);
+        int first = -1, later = -1;
+        const char *name = NULL;
+        for (int k = 1, g = 0; k < pairs; k++) {
+            if (strcmp(st[k].stem, st[g].stem) != 0) {
+                g = k;
+                continue;
+            }
+            if (later < 0 || st[k].i < later) {
+                first = st[g].i;
+                later = st[k].i;
+                name = st[k].stem;
             }
         }
-        free(a);
+        int u = later < 0 ? 0
+                          : tool_usage_error("crop", "fields '%s' and '%s' have the same name '%s' "
+                                             "(their crops would be named alike); crop them into "
+                                             "different folders", paths[2 * first],
+                                             paths[2 * later], name);
+        for (int i = 0; i < pairs; i++) free(st[i].stem);
+        free(st);
+        if (u) return u;
     }
     /* DIR: a new or empty folder, replaced by the staging folder at the end (rename(2) takes
      * an empty folder's place). */
