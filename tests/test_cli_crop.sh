@@ -175,6 +175,13 @@ ln -s linked "$out/link"
 expect 0 "wrote 4 crops" "$cfnet" crop "$out/f16.tif" "$out/m32.tif" -o "$out/link" --size 16
 test -L "$out/link" || fail "crop replaced the link to DIR"
 cmp "$out/linked/cells.csv" "$o1/cells.csv" || fail "the crop through a link to DIR differs"
+# a staging folder of this process id already there (a run killed outright, in a container whose
+# processes get the same ids run after run): another name, and that folder is left alone
+mkdir "$out/pidrun"
+expect 0 "wrote 4 crops" sh -c 'mkdir "$1/.x.crop-tmp.$$" && : >"$1/.x.crop-tmp.$$/old" && exec "$2" crop "$3" "$4" -o "$1/x" --size 16' \
+    sh "$out/pidrun" "$cfnet" "$out/f16.tif" "$out/m32.tif"
+cmp "$out/pidrun/x/cells.csv" "$o1/cells.csv" || fail "the crop beside an old staging folder differs"
+test "$(ls -A "$out/pidrun" | grep -c crop-tmp)" = 1 || fail "crop touched the old staging folder"
 # every cell near the border: no crops is an error
 expect 1 "no crops: 5 cells too near the border" "$cfnet" crop "$out/f16.tif" "$out/m32.tif" -o "$out/bad2" --size 99
 test -e "$out/bad2" && fail "a crop without crops left DIR"

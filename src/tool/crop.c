@@ -421,7 +421,22 @@ int cmd_crop(int argc, char **argv)
     char *sname = xasprintf(".%s.crop-tmp.%ld", base, (long)getpid());
     char *stage = path_join(parent, sname);
     free(sname);
-    if (mkdir(stage, 0777) != 0) {
+    /* a folder of that name already (a run killed outright, e.g. in a container, whose
+     * processes get the same ids run after run): left alone, ".N" added to the name */
+    int made = mkdir(stage, 0777) == 0;
+    for (int k = 1; !made && errno == EEXIST && k <= 100; k++) {
+        char *alt = xasprintf("%s.%d", stage, k);
+        made = mkdir(alt, 0777) == 0;
+        int e = errno;
+        if (made) {
+            free(stage);
+            stage = alt;
+        } else {
+            free(alt);
+        }
+        errno = e;
+    }
+    if (!made) {
         int u = tool_usage_error("crop", "--output: cannot make %s beside %s: %s", stage, dir,
                                  strerror(errno));
         if (new_dir) remove_new_dirs(parent, new_dir);
