@@ -185,6 +185,13 @@ class ListConvertedOnceTest(LeakCheckedTestCase):
                 self.assertEqual((name, len(calls)), (name, 1))
             with self.assertRaisesRegex(TypeError, "holds None or other objects"):
                 net.infer([[[[None]]]])
+            del calls[:]
+            with mock.patch.object(np, "asarray", counting):
+                out = cfnet.normalize(imgs)  # (stacked twice: require_numbers, to_float32)
+            self.assertEqual(len(calls), 1)
+            np.testing.assert_array_equal(out, cfnet.normalize(np.asarray(imgs)))
+            with self.assertRaisesRegex(TypeError, "holds None or other objects"):
+                cfnet.normalize([[[[None]]]])
 
 
 class LabArraysTest(LeakCheckedTestCase):
