@@ -807,6 +807,35 @@ EOF_SHIM
         expect evmem 1 "could not classify" 0
         expect evmem 1 "cfnet:" 1
         expect evmem 1 "MPI_ABORT" 0
+        # rank 1 out of memory for the stream that holds its messages (its 3rd call, after the
+        # start vote's and its rows' in predict, its loss terms' in eval): the cause said by
+        # rank 0 with the rest (--tag-output names each line's rank), not by rank 1 on its own
+        # while rank 0 writes (the two were shuffled together, even within a line)
+        for cmd in predict eval; do
+            oflag=""
+            [ $cmd = predict ] && oflag="-o $e/hold.csv"
+            # shellcheck disable=SC2086 # (oflag: an option and its value, or nothing)
+            SHIM_RANK=1 SHIM_AT=3 LD_PRELOAD="$t/shim.so" timeout 60 mpirun \
+                --allow-run-as-root --oversubscribe --tag-output -x LD_PRELOAD -x SHIM_RANK \
+                -x SHIM_AT -np 2 "$tool" $cmd "$c/m.cfnet" "$e/bad2" $oflag --threads 1 \
+                --batch 2 -q >"$t/hold.log" 2>&1
+            rc=$?
+            expect hold 1 "^\[1,0\]<stderr>:cfnet: error: rank 1 of 2: a memory stream for its messages: Cannot allocate memory$" 1
+            expect hold 1 "^\[1,1\]<stderr>:" 0
+            expect hold 1 "MPI_ABORT" 0
+        done
+        # the same in train, at its first step (rank 1's 2nd call, after the start vote's), with
+        # bad images in both ranks' shares ($t/tb): rank 1 stops, its cause said by rank 0
+        # after rank 0's own messages (rank 1 said its files' errors on its own, shuffled in)
+        SHIM_RANK=1 SHIM_AT=2 LD_PRELOAD="$t/shim.so" timeout 60 mpirun --allow-run-as-root \
+            --oversubscribe --tag-output -x LD_PRELOAD -x SHIM_RANK -x SHIM_AT -np 2 "$tool" \
+            train "$t/tb" --epochs 1 --width 4 --threads 1 -q --val 0 --batch 14 \
+            -o "$t/tbh.cfnet" >"$t/tbh.log" 2>&1
+        rc=$?
+        expect tbh 1 "^\[1,0\]<stderr>:cfnet: error: rank 1 of 2: a memory stream for its messages (step 1 of epoch 1): Cannot allocate memory$" 1
+        expect tbh 1 "^\[1,1\]<stderr>:" 0
+        expect tbh 1 "MPI_ABORT" 0
+        [ ! -e "$t/tbh.cfnet" ] || { echo "test_mpi: a failed run wrote a model"; exit 1; }
     fi
     echo "test_mpi: cfnet eval on 2 and 3 ranks printed and wrote the 1-process report" \
         "(--skip-bad, --json, --out, more ranks than images); a bad image and settings that" \

@@ -548,7 +548,7 @@ class Network(Handle):
             raise ShapeMismatchError(-3, "%s: input is %s, expected N x %s"
                                      % (what, "x".join(map(str, a.shape)),
                                         "x".join(map(str, shape))))
-        x = as_float32(x, "images", stacklevel=4, fn=what)
+        x = as_float32(x, "images", stacklevel=4, fn=what, stacked=a)
         if x.ndim == 3 and tuple(x.shape) == self.input_shape:
             return x.reshape((1,) + x.shape), True
         if x.ndim != 4:

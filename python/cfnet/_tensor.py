@@ -108,16 +108,18 @@ def to_float32(a, what, fn=None, place=None):
     return x
 
 
-def as_float32(a, what="array", stacklevel=3, fn=None):
+def as_float32(a, what="array", stacklevel=3, fn=None, stacked=None):
     """``a`` itself if it is passable, else a C-contiguous float32 copy (with a CopyWarning when
     ``a`` was already an ndarray: lists and scalars are expected to be converted). An empty
     array raises ValueError (require_nonempty); a value beyond float32's range
-    InvalidArgumentError (to_float32, whose message ``fn`` starts)."""
+    InvalidArgumentError (to_float32, whose message ``fn`` starts). ``stacked``: the ndarray
+    the caller made of the list ``a`` already (a list is converted once, not again here)."""
     if is_passable(a):
         return require_nonempty(a, what)
-    require_numbers(a, what)
     was_array = isinstance(a, np.ndarray)
-    src = a if was_array else _stack(a, what)
+    src = a if was_array else stacked if stacked is not None else _stack(a, what)
+    # (objects: the list's own words, "it holds None or other objects")
+    require_numbers(a if src.dtype.kind == "O" else src, what)
     require_nonempty(src, what)
     out = to_float32(src, what, fn)
     if was_array:

@@ -159,6 +159,41 @@ class NoImagesTest(LeakCheckedTestCase):
             cfnet.normalize(np.zeros((2, 1, 0, 5)))
 
 
+class ListConvertedOnceTest(LeakCheckedTestCase):
+    def test_a_list_of_images_is_stacked_once(self):
+        # infer, probabilities and predict stacked a list three times (the no-images check,
+        # require_numbers, as_float32's own), evaluate and training twice: a large list of
+        # float64 images was converted again for each.
+        from unittest import mock
+        with small_cfnet() as net:
+            x, y = rotated_patterns(3)
+            imgs = [im.astype(np.float64) for im in x]
+            calls = []
+            real = np.asarray
+
+            def counting(a, *args, **kw):
+                if a is imgs:
+                    calls.append(1)
+                return real(a, *args, **kw)
+            for name, call in (("infer", lambda: net.infer(imgs)),
+                               ("probabilities", lambda: net.probabilities(imgs)),
+                               ("predict", lambda: net.predict(imgs)),
+                               ("evaluate", lambda: net.evaluate(imgs, y))):
+                del calls[:]
+                with mock.patch.object(np, "asarray", counting):
+                    call()
+                self.assertEqual((name, len(calls)), (name, 1))
+            with self.assertRaisesRegex(TypeError, "holds None or other objects"):
+                net.infer([[[[None]]]])
+            del calls[:]
+            with mock.patch.object(np, "asarray", counting):
+                out = cfnet.normalize(imgs)  # (stacked twice: require_numbers, to_float32)
+            self.assertEqual(len(calls), 1)
+            np.testing.assert_array_equal(out, cfnet.normalize(np.asarray(imgs)))
+            with self.assertRaisesRegex(TypeError, "holds None or other objects"):
+                cfnet.normalize([[[[None]]]])
+
+
 class LabArraysTest(LeakCheckedTestCase):
     def test_dtypes_and_memory_orders_give_the_same_results(self):
         with small_cfnet() as net:

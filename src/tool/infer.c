@@ -362,9 +362,13 @@ int cmd_predict(int argc, char **argv)
     char *held = NULL;
     size_t held_len = 0;
     FILE *hold = size > 1 ? open_memstream(&held, &held_len) : NULL;
+    /* no stream: its cause is said by rank 0 too, as held messages are (not by this rank
+     * while rank 0 writes the others') */
+    char unheld[200] = "";
     if (size > 1 && !hold)
-        tool_error("rank %d of %d: a memory stream for its messages: %s", rank, size,
-                   strerror(errno));
+        snprintf(unheld, sizeof unheld,
+                 "cfnet: error: rank %d of %d: a memory stream for its messages: %s\n", rank,
+                 size, strerror(errno));
     tool_hold_messages(hold);
     int r = size > 1 && !hold ? -1 : 0;
     if (r == 0 && size > 1 && o.skip_bad) {
@@ -387,7 +391,9 @@ int cmd_predict(int argc, char **argv)
     o.warn_to = NULL;
     tool_hold_messages(NULL);
     if (hold && fclose(hold) != 0) held_len = 0;
-    if (tool_mpi_say_failures(r != 0, held, held_len) != 0) r = -1;
+    if (tool_mpi_say_failures(r != 0, hold ? held : unheld,
+                              hold ? held_len : strlen(unheld)) != 0)
+        r = -1;
     free(held);
     if (r != 0) { /* a bad file: said (under mpirun by rank 0 once), every rank ends alike */
         free(warned);
@@ -636,11 +642,15 @@ int cmd_eval(int argc, char **argv)
     char *held = NULL;
     size_t held_len = 0;
     FILE *hold = size > 1 ? open_memstream(&held, &held_len) : NULL;
+    /* no stream: its cause is said by rank 0 too, as held messages are (not by this rank
+     * while rank 0 writes the others') */
+    char unheld[200] = "";
     if (size > 1 && !hold)
-        tool_error("rank %d of %d: a memory stream for its messages: %s", rank, size,
-                   strerror(errno));
+        snprintf(unheld, sizeof unheld,
+                 "cfnet: error: rank %d of %d: a memory stream for its messages: %s\n", rank,
+                 size, strerror(errno));
     tool_hold_messages(hold);
-    if (size > 1 && o.skip_bad) { /* said by rank 0, once and in input order */
+    if (size > 1 && o.skip_bad && hold) { /* said by rank 0, once and in input order */
         o.warn_to = open_memstream(&warned, &warned_len);
         if (!o.warn_to)
             tool_error("rank %d of %d: a memory stream for the --skip-bad warnings: %s", rank,
@@ -675,8 +685,9 @@ int cmd_eval(int argc, char **argv)
         }
         tool_hold_messages(NULL);
         if (hold && fclose(hold) != 0) held_len = 0;
+        r = tool_mpi_say_failures(r != 0, hold ? held : unheld,
+                                  hold ? held_len : strlen(unheld)) != 0 ? -1 : 0;
         hold = NULL;
-        r = tool_mpi_say_failures(r != 0, held, held_len) != 0 ? -1 : 0;
         free(held);
         held = NULL;
         if (r != 0) goto out_ds;

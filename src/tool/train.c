@@ -1507,14 +1507,23 @@ int cmd_train(int argc, char **argv)
             char *held = NULL;
             size_t held_len = 0;
             FILE *hold = open_memstream(&held, &held_len);
+            /* no stream: this rank stops, its cause said by rank 0 as held messages are (its
+             * share's messages would otherwise be shuffled into rank 0's report) */
+            char unheld[200] = "";
+            if (!hold)
+                snprintf(unheld, sizeof unheld,
+                         "cfnet: error: rank %d of %d: a memory stream for its messages (step "
+                         "%lld of epoch %d): %s\n", rank, nranks,
+                         (long long)(s0 / c.batch + 1), e, strerror(errno));
             tool_hold_messages(hold);
-            const int lost = dataset_load(&ds, chunk_idx, cnt, &spec, chunkbuf, &bad) != 0;
-            if (lost)
+            const int lost = !hold || dataset_load(&ds, chunk_idx, cnt, &spec, chunkbuf, &bad) != 0;
+            if (lost && hold)
                 tool_error("rank %d of %d: could not load its share of step %lld of epoch %d", rank,
                            nranks, (long long)(s0 / c.batch + 1), e);
             tool_hold_messages(NULL);
             if (hold && fclose(hold) != 0) held_len = 0;
-            const int any = tool_mpi_say_failures(lost, held, held_len);
+            const int any = tool_mpi_say_failures(lost, hold ? held : unheld,
+                                                  hold ? held_len : strlen(unheld));
             free(held);
             if (any) {
                 progress_done(&pc.pr);
