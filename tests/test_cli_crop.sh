@@ -142,6 +142,43 @@ open(o + "/m16.png", "wb").write(png)
 PY
 expect 0 "wrote 4 crops" "$cfnet" crop "$out/f8.tif" "$out/m16.png" -o "$out/c4" --size 16
 check "$out/c4" "$out/f8.tif" "$out/m16.png" 16 0 0 1
+# palette (colour map, LUT) masks as Fiji/ImageJ writes them: the stored indices are the labels,
+# the colours only display (8- and 16-bit TIFF, 8- and 4-bit PNG)
+"$py" - "$out" <<'PY'
+import sys, numpy as np, tifffile
+from PIL import Image
+o = sys.argv[1]
+m = np.load(o + "/m.npy")
+small = np.where(m > 0, m % 60000 + 1, 0)
+cmap16 = np.zeros((3, 65536), np.uint16); cmap16[0] = 65535 - np.arange(65536)
+tifffile.imwrite(o + "/mpal16.tif", small.astype(np.uint16), photometric="palette", colormap=cmap16)
+ids = {4000000000: 200, 7: 7, 3: 3, 2000: 250, 12: 12}
+m8 = np.vectorize(lambda v: ids.get(int(v), 0))(m).astype(np.uint8)
+np.save(o + "/m8.npy", m8)
+cmap8 = np.zeros((3, 256), np.uint16); cmap8[1] = (255 - np.arange(256)) * 257
+tifffile.imwrite(o + "/mpal8.tif", m8, photometric="palette", colormap=cmap8)
+im = Image.fromarray(m8, "P"); im.putpalette([(255 - i) % 256 for i in range(768)]); im.save(o + "/mpal8.png")
+m4 = np.vectorize(lambda v: {200: 1, 7: 2, 3: 3, 250: 4, 12: 15}.get(int(v), 0))(m8).astype(np.uint8)
+np.save(o + "/m4.npy", m4)
+im = Image.fromarray(m4, "P"); im.putpalette([(255 - i) % 256 for i in range(48)]); im.save(o + "/mpal4.png", bits=4)
+assert open(o + "/mpal4.png", "rb").read()[24:26] == b"\x04\x03", "PIL wrote no 4-bit palette PNG"
+PY
+expect 0 "wrote 4 crops" "$cfnet" crop "$out/f8.tif" "$out/mpal16.tif" -o "$out/cp16" --size 16
+check "$out/cp16" "$out/f8.tif" "$out/mpal16.tif" 16 0 0 1
+for p in mpal8.tif:m8 mpal8.png:m8 mpal4.png:m4; do
+    expect 0 "wrote 4 crops" "$cfnet" crop "$out/f8.tif" "$out/${p%%:*}" -o "$out/c${p%%:*}" --size 16
+    "$py" - "$out/c${p%%:*}/cells.csv" "$out/${p#*:}.npy" <<'PY' || fail "labels of ${p%%:*} are not its stored indices"
+import csv, sys, numpy as np
+rows = list(csv.DictReader(open(sys.argv[1])))
+m = np.load(sys.argv[2])
+got = sorted((int(r["label"]), int(r["area"])) for r in rows)
+want = sorted((int(l), int((m == l).sum())) for l in np.unique(m[m > 0]))
+want = [w for w in want if w[1] != 25]  # the 5x5 cell in the corner is too near the border
+assert got == want, (got, want)
+PY
+done
+# a palette field stays refused: its colours are the image
+expect 1 "mpal8.tif: unsupported TIFF colour model \\(palette" "$cfnet" crop "$out/mpal8.tif" "$out/m32.tif" -o "$out/bad1"
 # refused masks and fields: a message naming the file, status 1, nothing written
 expect 1 "mneg.tif: not a label mask: negative label -5 at row 70, column 20" \
     "$cfnet" crop "$out/f16.tif" "$out/mneg.tif" -o "$out/bad1"
