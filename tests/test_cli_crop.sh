@@ -206,6 +206,14 @@ test -z "$(ls -A "$out/empty")" || fail "a failed crop wrote into the empty DIR"
 expect 0 "" "$cfnet" crop "$out/f16.tif" "$out/m32.tif" -o "$out/empty/" --size 16 -q
 test "$(cat "$out/last.txt")" = "" || fail "-q printed something"
 cmp "$out/empty/cells.csv" "$o1/cells.csv" || fail "the crop into an existing empty DIR differs"
+# an existing empty DIR keeps its mode, setgid bit and group (a shared lab folder)
+mkdir "$out/shared"
+chmod 2750 "$out/shared"
+grp=$(id -G | tr ' ' '\n' | tail -n 1)
+[ "$(id -u)" = 0 ] && grp=1
+chgrp "$grp" "$out/shared" 2>/dev/null || grp=$(stat -c %g "$out/shared")
+expect 0 "wrote 4 crops" "$cfnet" crop "$out/f16.tif" "$out/m32.tif" -o "$out/shared" --size 16
+test "$(stat -c %a:%g "$out/shared")" = "2750:$grp" || fail "DIR's mode and group not kept: $(stat -c %a:%g "$out/shared"), not 2750:$grp"
 # a link to an empty folder: the crops go into the folder it names, the link stays
 mkdir "$out/linked"
 ln -s linked "$out/link"

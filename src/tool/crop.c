@@ -385,6 +385,10 @@ int cmd_crop(int argc, char **argv)
         free(target);
         return tool_usage_error("crop", "--output: %s exists and is not a folder", dir);
     }
+    /* an existing DIR's mode, group and setgid bit, given to the staging folder that takes its
+     * place */
+    struct stat dst;
+    int keep = isdir == 1 && stat(target, &dst) == 0;
     if (isdir == 1) {
         DIR *dp = opendir(target);
         int used = 0;
@@ -490,6 +494,14 @@ int cmd_crop(int argc, char **argv)
     if (sync_dir(stage) != 0) {
         tool_error("%s: cannot flush to disk: %s", stage, strerror(errno));
         goto done;
+    }
+    if (keep) {
+        /* group first: a change of group may clear the setgid bit; neither is an error (another
+         * owner's group, a file system without modes) */
+        if (chown(stage, (uid_t)-1, dst.st_gid) != 0) { /* not ours to give */
+        }
+        if (chmod(stage, dst.st_mode & 07777) != 0) { /* the folder's own mode stays */
+        }
     }
     if (rename(stage, target) != 0) {
         tool_error("%s: cannot move the crops into place: %s%s", dir, strerror(errno),
