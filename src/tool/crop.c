@@ -412,6 +412,9 @@ int cmd_crop(int argc, char **argv)
         return tool_usage_error("crop", "--output: give DIR by its name, not '%s'", dir);
     }
     char *parent = path_dir(target);
+    /* Ctrl-C or SIGTERM from here on only sets tool_interrupted, so that the folders made below
+     * are removed again (installed after them, a signal in between left them behind) */
+    tool_install_signals();
     /* the folders made on the way to DIR are removed again if the run fails */
     int make = path_is_dir(parent) != 1;
     char *new_dir = make ? first_missing_dir(parent) : NULL;
@@ -450,7 +453,6 @@ int cmd_crop(int argc, char **argv)
         free(target);
         return u;
     }
-    tool_install_signals();
     int rc = EXIT_RUNTIME;
     crop_counts cnt = {0, 0, 0, 0};
     tool_progress pr;
@@ -463,7 +465,8 @@ int cmd_crop(int argc, char **argv)
     }
     fputs("path,field,mask,label,x,y,area,left,top,padded\n", csv);
     for (int i = 0; i < pairs; i++) {
-        if (crop_pair(paths[2 * i], paths[2 * i + 1], stage, &o, csv, &cnt, &pr) != 0) {
+        if (tool_interrupted ||
+            crop_pair(paths[2 * i], paths[2 * i + 1], stage, &o, csv, &cnt, &pr) != 0) {
             if (tool_interrupted) {
                 progress_erase(&pr);
                 tool_error("interrupted; nothing written to %s", dir);
