@@ -117,6 +117,23 @@ import tifffile, numpy as np, sys
 a = tifffile.imread('$o2/f16_3.tif')
 assert (a[:, :, 11:] == 0).all() and (a[:, :, :11] != 0).any(), 'isolate kept cell 2000 in the crop of 3'
 " || fail "--isolate"
+# cells in pieces apart, the centroid between them: with --isolate their crops hold none of their
+# pixels, one warning for the field with their count; a cell in pieces within its window does not count
+"$py" - "$out" <<'PY'
+import sys, numpy as np, tifffile
+o = sys.argv[1]
+m = np.zeros((100, 120), np.uint16)
+m[10:13, 10:13] = m[10:13, 100:103] = 5
+m[60:63, 10:13] = m[60:63, 100:103] = 6
+m[40:50, 50:60] = 9
+m[80:83, 50:53] = m[80:83, 58:61] = 8
+tifffile.imwrite(o + "/mpieces.tif", m)
+PY
+expect 0 "f16.tif: 2 cells \\(label [56] first\\) with none of their pixels in their crop .*all zeros" \
+    "$cfnet" crop "$out/f16.tif" "$out/mpieces.tif" -o "$out/cpieces" --size 15 --isolate
+grep -c "none of" "$out/last.txt" | grep -qx 1 || fail "not one warning for the field: $(cat "$out/last.txt")"
+expect 0 "wrote 4 crops" "$cfnet" crop "$out/f16.tif" "$out/mpieces.tif" -o "$out/cpieces2" --size 15
+lacks "none of" "a warning about empty crops without --isolate"
 # other sample types (8-bit, float), several pairs, --min-area, signed and PNG masks
 o3="$out/c3"
 expect 0 "wrote 6 crops \(9x9\) of 2 fields" \

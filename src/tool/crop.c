@@ -205,6 +205,16 @@ typedef struct crop_counts {
     int64_t written, edge, small, padded;
 } crop_counts;
 
+/* Whether any pixel of the S x S window at (top, left) is the cell's. */
+static int window_has_cell(const tool_labels *lab, uint32_t label, int64_t top, int64_t left,
+                           int size)
+{
+    for (int64_t y = top < 0 ? 0 : top; y < top + size && y < lab->height; y++)
+        for (int64_t x = left < 0 ? 0 : left; x < left + size && x < lab->width; x++)
+            if (lab->data[y * lab->width + x] == label) return 1;
+    return 0;
+}
+
 /* One FIELD MASK pair into the staging folder; its rows into csv. 0 or -1 (message printed). */
 static int crop_pair(const char *field_path, const char *mask_path, const char *stage,
                      const crop_opts *o, FILE *csv, crop_counts *cnt, tool_progress *pr)
@@ -246,6 +256,10 @@ static int crop_pair(const char *field_path, const char *mask_path, const char *
     const int S = o->size;
     buf = xmalloc(sizeof(float) * (size_t)img.channels * S * S);
     tool_image crop = {img.channels, S, S, buf};
+    /* --isolate: cells in pieces far apart, their centroid between them, whose crop holds none
+     * of their pixels (all zeros): counted, one warning for the field */
+    int64_t empty = 0;
+    uint32_t first_empty = 0;
     for (int64_t i = 0; i < n; i++) {
         if (tool_interrupted) goto out;
         const crop_cell *c = &cells[i];
@@ -261,6 +275,8 @@ static int crop_pair(const char *field_path, const char *mask_path, const char *
             continue;
         }
         crop_extract(&img, &lab, c->label, top, left, S, o->isolate, buf);
+        if (o->isolate && !window_has_cell(&lab, c->label, top, left, S) && empty++ == 0)
+            first_empty = c->label;
         char name[64];
         snprintf(name, sizeof name, "_%u.tif", c->label);
         char *file = xasprintf("%s%s", stem, name);
@@ -281,6 +297,14 @@ static int crop_pair(const char *field_path, const char *mask_path, const char *
         cnt->written++;
         cnt->padded += outside;
         progress_tick(pr, "crop: %lld cells", (long long)cnt->written);
+    }
+    if (empty) {
+        progress_erase(pr);
+        tool_warn("%s: %lld cell%s (label %u%s) with none of %s pixels in %s crop (pieces of the "
+                  "cell apart, the centroid between them): with --isolate %s all zeros",
+                  field_path, (long long)empty, empty == 1 ? "" : "s", first_empty,
+                  empty == 1 ? "" : " first", empty == 1 ? "its" : "their",
+                  empty == 1 ? "its" : "their", empty == 1 ? "that crop is" : "those crops are");
     }
     rc = 0;
 out:
