@@ -117,6 +117,23 @@ import tifffile, numpy as np, sys
 a = tifffile.imread('$o2/f16_3.tif')
 assert (a[:, :, 11:] == 0).all() and (a[:, :, :11] != 0).any(), 'isolate kept cell 2000 in the crop of 3'
 " || fail "--isolate"
+# cells in pieces apart, the centroid between them: with --isolate their crops hold none of their
+# pixels, one warning for the field with their count; a cell in pieces within its window does not count
+"$py" - "$out" <<'PY'
+import sys, numpy as np, tifffile
+o = sys.argv[1]
+m = np.zeros((100, 120), np.uint16)
+m[10:13, 10:13] = m[10:13, 100:103] = 5
+m[60:63, 10:13] = m[60:63, 100:103] = 6
+m[40:50, 50:60] = 9
+m[80:83, 50:53] = m[80:83, 58:61] = 8
+tifffile.imwrite(o + "/mpieces.tif", m)
+PY
+expect 0 "f16.tif: 2 cells \\(label [56] first\\) with none of their pixels in their crop .*all zeros" \
+    "$cfnet" crop "$out/f16.tif" "$out/mpieces.tif" -o "$out/cpieces" --size 15 --isolate
+grep -c "none of" "$out/last.txt" | grep -qx 1 || fail "not one warning for the field: $(cat "$out/last.txt")"
+expect 0 "wrote 4 crops" "$cfnet" crop "$out/f16.tif" "$out/mpieces.tif" -o "$out/cpieces2" --size 15
+lacks "none of" "a warning about empty crops without --isolate"
 # other sample types (8-bit, float), several pairs, --min-area, signed and PNG masks
 o3="$out/c3"
 expect 0 "wrote 6 crops \(9x9\) of 2 fields" \
@@ -142,6 +159,43 @@ open(o + "/m16.png", "wb").write(png)
 PY
 expect 0 "wrote 4 crops" "$cfnet" crop "$out/f8.tif" "$out/m16.png" -o "$out/c4" --size 16
 check "$out/c4" "$out/f8.tif" "$out/m16.png" 16 0 0 1
+# palette (colour map, LUT) masks as Fiji/ImageJ writes them: the stored indices are the labels,
+# the colours only display (8- and 16-bit TIFF, 8- and 4-bit PNG)
+"$py" - "$out" <<'PY'
+import sys, numpy as np, tifffile
+from PIL import Image
+o = sys.argv[1]
+m = np.load(o + "/m.npy")
+small = np.where(m > 0, m % 60000 + 1, 0)
+cmap16 = np.zeros((3, 65536), np.uint16); cmap16[0] = 65535 - np.arange(65536)
+tifffile.imwrite(o + "/mpal16.tif", small.astype(np.uint16), photometric="palette", colormap=cmap16)
+ids = {4000000000: 200, 7: 7, 3: 3, 2000: 250, 12: 12}
+m8 = np.vectorize(lambda v: ids.get(int(v), 0))(m).astype(np.uint8)
+np.save(o + "/m8.npy", m8)
+cmap8 = np.zeros((3, 256), np.uint16); cmap8[1] = (255 - np.arange(256)) * 257
+tifffile.imwrite(o + "/mpal8.tif", m8, photometric="palette", colormap=cmap8)
+im = Image.fromarray(m8, "P"); im.putpalette([(255 - i) % 256 for i in range(768)]); im.save(o + "/mpal8.png")
+m4 = np.vectorize(lambda v: {200: 1, 7: 2, 3: 3, 250: 4, 12: 15}.get(int(v), 0))(m8).astype(np.uint8)
+np.save(o + "/m4.npy", m4)
+im = Image.fromarray(m4, "P"); im.putpalette([(255 - i) % 256 for i in range(48)]); im.save(o + "/mpal4.png", bits=4)
+assert open(o + "/mpal4.png", "rb").read()[24:26] == b"\x04\x03", "PIL wrote no 4-bit palette PNG"
+PY
+expect 0 "wrote 4 crops" "$cfnet" crop "$out/f8.tif" "$out/mpal16.tif" -o "$out/cp16" --size 16
+check "$out/cp16" "$out/f8.tif" "$out/mpal16.tif" 16 0 0 1
+for p in mpal8.tif:m8 mpal8.png:m8 mpal4.png:m4; do
+    expect 0 "wrote 4 crops" "$cfnet" crop "$out/f8.tif" "$out/${p%%:*}" -o "$out/c${p%%:*}" --size 16
+    "$py" - "$out/c${p%%:*}/cells.csv" "$out/${p#*:}.npy" <<'PY' || fail "labels of ${p%%:*} are not its stored indices"
+import csv, sys, numpy as np
+rows = list(csv.DictReader(open(sys.argv[1])))
+m = np.load(sys.argv[2])
+got = sorted((int(r["label"]), int(r["area"])) for r in rows)
+want = sorted((int(l), int((m == l).sum())) for l in np.unique(m[m > 0]))
+want = [w for w in want if w[1] != 25]  # the 5x5 cell in the corner is too near the border
+assert got == want, (got, want)
+PY
+done
+# a palette field stays refused: its colours are the image
+expect 1 "mpal8.tif: unsupported TIFF colour model \\(palette" "$cfnet" crop "$out/mpal8.tif" "$out/m32.tif" -o "$out/bad1"
 # refused masks and fields: a message naming the file, status 1, nothing written
 expect 1 "mneg.tif: not a label mask: negative label -5 at row 70, column 20" \
     "$cfnet" crop "$out/f16.tif" "$out/mneg.tif" -o "$out/bad1"
@@ -169,6 +223,14 @@ test -z "$(ls -A "$out/empty")" || fail "a failed crop wrote into the empty DIR"
 expect 0 "" "$cfnet" crop "$out/f16.tif" "$out/m32.tif" -o "$out/empty/" --size 16 -q
 test "$(cat "$out/last.txt")" = "" || fail "-q printed something"
 cmp "$out/empty/cells.csv" "$o1/cells.csv" || fail "the crop into an existing empty DIR differs"
+# an existing empty DIR keeps its mode, setgid bit and group (a shared lab folder)
+mkdir "$out/shared"
+chmod 2750 "$out/shared"
+grp=$(id -G | tr ' ' '\n' | tail -n 1)
+[ "$(id -u)" = 0 ] && grp=1
+chgrp "$grp" "$out/shared" 2>/dev/null || grp=$(stat -c %g "$out/shared")
+expect 0 "wrote 4 crops" "$cfnet" crop "$out/f16.tif" "$out/m32.tif" -o "$out/shared" --size 16
+test "$(stat -c %a:%g "$out/shared")" = "2750:$grp" || fail "DIR's mode and group not kept: $(stat -c %a:%g "$out/shared"), not 2750:$grp"
 # a link to an empty folder: the crops go into the folder it names, the link stays
 mkdir "$out/linked"
 ln -s linked "$out/link"

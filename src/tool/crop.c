@@ -205,6 +205,16 @@ typedef struct crop_counts {
     int64_t written, edge, small, padded;
 } crop_counts;
 
+/* Whether any pixel of the S x S window at (top, left) is the cell's. */
+static int window_has_cell(const tool_labels *lab, uint32_t label, int64_t top, int64_t left,
+                           int size)
+{
+    for (int64_t y = top < 0 ? 0 : top; y < top + size && y < lab->height; y++)
+        for (int64_t x = left < 0 ? 0 : left; x < left + size && x < lab->width; x++)
+            if (lab->data[y * lab->width + x] == label) return 1;
+    return 0;
+}
+
 /* One FIELD MASK pair into the staging folder; its rows into csv. 0 or -1 (message printed). */
 static int crop_pair(const char *field_path, const char *mask_path, const char *stage,
                      const crop_opts *o, FILE *csv, crop_counts *cnt, tool_progress *pr)
@@ -246,6 +256,10 @@ static int crop_pair(const char *field_path, const char *mask_path, const char *
     const int S = o->size;
     buf = xmalloc(sizeof(float) * (size_t)img.channels * S * S);
     tool_image crop = {img.channels, S, S, buf};
+    /* --isolate: cells in pieces far apart, their centroid between them, whose crop holds none
+     * of their pixels (all zeros): counted, one warning for the field */
+    int64_t empty = 0;
+    uint32_t first_empty = 0;
     for (int64_t i = 0; i < n; i++) {
         if (tool_interrupted) goto out;
         const crop_cell *c = &cells[i];
@@ -261,6 +275,8 @@ static int crop_pair(const char *field_path, const char *mask_path, const char *
             continue;
         }
         crop_extract(&img, &lab, c->label, top, left, S, o->isolate, buf);
+        if (o->isolate && !window_has_cell(&lab, c->label, top, left, S) && empty++ == 0)
+            first_empty = c->label;
         char name[64];
         snprintf(name, sizeof name, "_%u.tif", c->label);
         char *file = xasprintf("%s%s", stem, name);
@@ -281,6 +297,14 @@ static int crop_pair(const char *field_path, const char *mask_path, const char *
         cnt->written++;
         cnt->padded += outside;
         progress_tick(pr, "crop: %lld cells", (long long)cnt->written);
+    }
+    if (empty) {
+        progress_erase(pr);
+        tool_warn("%s: %lld cell%s (label %u%s) with none of %s pixels in %s crop (pieces of the "
+                  "cell apart, the centroid between them): with --isolate %s all zeros",
+                  field_path, (long long)empty, empty == 1 ? "" : "s", first_empty,
+                  empty == 1 ? "" : " first", empty == 1 ? "its" : "their",
+                  empty == 1 ? "its" : "their", empty == 1 ? "that crop is" : "those crops are");
     }
     rc = 0;
 out:
@@ -385,6 +409,10 @@ int cmd_crop(int argc, char **argv)
         free(target);
         return tool_usage_error("crop", "--output: %s exists and is not a folder", dir);
     }
+    /* an existing DIR's mode, group and setgid bit, given to the staging folder that takes its
+     * place */
+    struct stat dst;
+    int keep = isdir == 1 && stat(target, &dst) == 0;
     if (isdir == 1) {
         DIR *dp = opendir(target);
         int used = 0;
@@ -408,6 +436,9 @@ int cmd_crop(int argc, char **argv)
         return tool_usage_error("crop", "--output: give DIR by its name, not '%s'", dir);
     }
     char *parent = path_dir(target);
+    /* Ctrl-C or SIGTERM from here on only sets tool_interrupted, so that the folders made below
+     * are removed again (installed after them, a signal in between left them behind) */
+    tool_install_signals();
     /* the folders made on the way to DIR are removed again if the run fails */
     int make = path_is_dir(parent) != 1;
     char *new_dir = make ? first_missing_dir(parent) : NULL;
@@ -446,7 +477,6 @@ int cmd_crop(int argc, char **argv)
         free(target);
         return u;
     }
-    tool_install_signals();
     int rc = EXIT_RUNTIME;
     crop_counts cnt = {0, 0, 0, 0};
     tool_progress pr;
@@ -459,7 +489,8 @@ int cmd_crop(int argc, char **argv)
     }
     fputs("path,field,mask,label,x,y,area,left,top,padded\n", csv);
     for (int i = 0; i < pairs; i++) {
-        if (crop_pair(paths[2 * i], paths[2 * i + 1], stage, &o, csv, &cnt, &pr) != 0) {
+        if (tool_interrupted ||
+            crop_pair(paths[2 * i], paths[2 * i + 1], stage, &o, csv, &cnt, &pr) != 0) {
             if (tool_interrupted) {
                 progress_erase(&pr);
                 tool_error("interrupted; nothing written to %s", dir);
@@ -490,6 +521,14 @@ int cmd_crop(int argc, char **argv)
     if (sync_dir(stage) != 0) {
         tool_error("%s: cannot flush to disk: %s", stage, strerror(errno));
         goto done;
+    }
+    if (keep) {
+        /* group first: a change of group may clear the setgid bit; neither is an error (another
+         * owner's group, a file system without modes) */
+        if (chown(stage, (uid_t)-1, dst.st_gid) != 0) { /* not ours to give */
+        }
+        if (chmod(stage, dst.st_mode & 07777) != 0) { /* the folder's own mode stays */
+        }
     }
     if (rename(stage, target) != 0) {
         tool_error("%s: cannot move the crops into place: %s%s", dir, strerror(errno),

@@ -454,6 +454,10 @@ static int decode_tiff(const unsigned char *data, size_t size, int64_t max_value
             }
             photo = PHOTOMETRIC_RGB;
         }
+        /* Fiji/ImageJ writes label masks with a colour map (palette, LUT): for a mask the
+         * colours are only display, the stored indices are the labels. */
+        if (lab && photo == PHOTOMETRIC_PALETTE && spp == 1 && (bps == 8 || bps == 16))
+            photo = PHOTOMETRIC_MINISBLACK;
         const char *model = unsupported_photometric(photo);
         if (model) {
             set_err(err, errsize, "unsupported TIFF colour model (%s, photometric %u) on page %d "
@@ -588,8 +592,9 @@ static void png_on_warning(png_structp png, png_const_charp msg)
     if (s && strstr(msg, "exceeds user limit")) s->over_limit = 1;
 }
 
+/* indices: a palette image reads as its stored indices (one channel), not its colours (masks). */
 static int decode_png(const unsigned char *data, size_t size, int64_t max_values, tool_image *out,
-                      int *bits, char *err, size_t errsize)
+                      int *bits, int indices, char *err, size_t errsize)
 {
     png_src src = {data, size, 0, "unknown error", 0};
     png_structp png = png_create_read_struct(PNG_LIBPNG_VER_STRING, &src, png_on_error,
@@ -621,7 +626,11 @@ static int decode_png(const unsigned char *data, size_t size, int64_t max_values
     png_read_info(png, info);
     png_uint_32 W = png_get_image_width(png, info), H = png_get_image_height(png, info);
     int ctype = png_get_color_type(png, info), depth = png_get_bit_depth(png, info);
-    if (ctype == PNG_COLOR_TYPE_PALETTE) png_set_palette_to_rgb(png);
+    if (ctype == PNG_COLOR_TYPE_PALETTE && indices) {
+        if (depth < 8) png_set_packing(png); /* 1, 2 or 4-bit indices: one byte each */
+    } else if (ctype == PNG_COLOR_TYPE_PALETTE) {
+        png_set_palette_to_rgb(png);
+    }
     if (ctype == PNG_COLOR_TYPE_GRAY && depth < 8) png_set_expand_gray_1_2_4_to_8(png);
     png_set_interlace_handling(png);
     png_read_update_info(png, info);
@@ -718,7 +727,7 @@ static int decode_any(const unsigned char *data, size_t size, int64_t max_values
     static const unsigned char png_sig[8] = {0x89, 'P', 'N', 'G', '\r', '\n', 0x1a, '\n'};
     int rc;
     if (size >= 8 && memcmp(data, png_sig, 8) == 0) {
-        rc = decode_png(data, size, max_values, out, bits, err, errsize);
+        rc = decode_png(data, size, max_values, out, bits, 0, err, errsize);
     } else if (size >= 4 && ((data[0] == 'I' && data[1] == 'I') || (data[0] == 'M' && data[1] == 'M'))) {
         rc = decode_tiff(data, size, max_values, out, NULL, bits, err, errsize);
     } else {
@@ -797,12 +806,13 @@ int labels_decode(const unsigned char *data, size_t size, int64_t max_values, to
         return -1;
     }
     /* A PNG holds at most 16-bit samples, which a float keeps exactly: read as an image, then
-     * one grey channel only (a palette PNG reads as RGB, its colours, not its indices). */
+     * one grey channel only. A palette PNG reads as its stored indices: for a mask the colours
+     * are only display. */
     tool_image img;
-    if (decode_png(data, size, max_values, &img, NULL, err, errsize) != 0) return -1;
+    if (decode_png(data, size, max_values, &img, NULL, 1, err, errsize) != 0) return -1;
     if (img.channels != 1) {
-        set_err(err, errsize, "not a label mask: a PNG with %d channels (colour, palette or "
-                "alpha); a mask is one grey channel of integer labels", img.channels);
+        set_err(err, errsize, "not a label mask: a PNG with %d channels (colour or alpha); a "
+                "mask is one grey (or palette) channel of integer labels", img.channels);
         image_free(&img);
         return -1;
     }
