@@ -203,6 +203,46 @@ static int common_opt(int c, const char *cmd, run_opts *o, char **argv)
         {"skip-bad", no_argument, 0, 'S'}, {"quiet", no_argument, 0, 'q'},                     \
         {"help", no_argument, 0, 'h'}
 
+/* Under mpirun, each rank holds its errors while it classifies its share; then rank 0 says
+ * those of every rank that failed, in rank order (not lines of several interleaved). */
+typedef struct {
+    FILE *f; /* the messages held meanwhile (NULL: one process, or no stream) */
+    char *text;
+    size_t len;
+    /* no stream: its cause, said by rank 0 too as held messages are (not by this rank while
+     * rank 0 writes the others') */
+    char unheld[200];
+} held_messages;
+
+static void hold_begin(held_messages *h, int rank, int size)
+{
+    h->f = NULL;
+    h->text = NULL;
+    h->len = 0;
+    h->unheld[0] = '\0';
+    if (size > 1) h->f = open_memstream(&h->text, &h->len);
+    if (size > 1 && !h->f)
+        snprintf(h->unheld, sizeof h->unheld,
+                 "cfnet: error: rank %d of %d: a memory stream for its messages: %s\n", rank,
+                 size, strerror(errno));
+    tool_hold_messages(h->f);
+}
+
+/* Every rank together: ends the holding and says the failed ranks' messages (on rank 0);
+ * nonzero when any rank failed. */
+static int hold_end(held_messages *h, int failed)
+{
+    tool_hold_messages(NULL);
+    int kept = h->f != NULL;
+    if (h->f && fclose(h->f) != 0) h->len = 0;
+    int rc = tool_mpi_say_failures(failed, kept ? h->text : h->unheld,
+                                   kept ? h->len : strlen(h->unheld));
+    h->f = NULL;
+    free(h->text);
+    h->text = NULL;
+    return rc;
+}
+
 /* Under mpirun: this rank's share of ds, a contiguous block of whole inference batches (the
  * batches of one process, so the same numbers), in rank order (so rank 0 can put the ranks'
  * results in input order). Empty on a rank past the last batch. */
@@ -357,20 +397,9 @@ int cmd_predict(int argc, char **argv)
      * (not as each rank meets them, interleaved) */
     char *warned = NULL;
     size_t warned_len = 0;
-    /* several ranks: each holds its errors while it classifies its share; then rank 0 says
-     * those of every rank that failed, in rank order (not lines of several interleaved) */
-    char *held = NULL;
-    size_t held_len = 0;
-    FILE *hold = size > 1 ? open_memstream(&held, &held_len) : NULL;
-    /* no stream: its cause is said by rank 0 too, as held messages are (not by this rank
-     * while rank 0 writes the others') */
-    char unheld[200] = "";
-    if (size > 1 && !hold)
-        snprintf(unheld, sizeof unheld,
-                 "cfnet: error: rank %d of %d: a memory stream for its messages: %s\n", rank,
-                 size, strerror(errno));
-    tool_hold_messages(hold);
-    int r = size > 1 && !hold ? -1 : 0;
+    held_messages held;
+    hold_begin(&held, rank, size);
+    int r = size > 1 && !held.f ? -1 : 0;
     if (r == 0 && size > 1 && o.skip_bad) {
         o.warn_to = open_memstream(&warned, &warned_len);
         if (!o.warn_to) {
@@ -389,12 +418,7 @@ int cmd_predict(int argc, char **argv)
         r = -1;
     }
     o.warn_to = NULL;
-    tool_hold_messages(NULL);
-    if (hold && fclose(hold) != 0) held_len = 0;
-    if (tool_mpi_say_failures(r != 0, hold ? held : unheld,
-                              hold ? held_len : strlen(unheld)) != 0)
-        r = -1;
-    free(held);
+    if (hold_end(&held, r != 0) != 0) r = -1;
     if (r != 0) { /* a bad file: said (under mpirun by rank 0 once), every rank ends alike */
         free(warned);
         if (rank) fclose(f);
@@ -637,20 +661,9 @@ int cmd_eval(int argc, char **argv)
         goto out_ds;
     }
     if (ranks_disagree(net, &info, &o, &ds, outdir != NULL, "--out") >= 0) goto out_ds;
-    /* several ranks: each holds its errors while it classifies its share; then rank 0 says
-     * those of every rank that failed, in rank order (not lines of several interleaved) */
-    char *held = NULL;
-    size_t held_len = 0;
-    FILE *hold = size > 1 ? open_memstream(&held, &held_len) : NULL;
-    /* no stream: its cause is said by rank 0 too, as held messages are (not by this rank
-     * while rank 0 writes the others') */
-    char unheld[200] = "";
-    if (size > 1 && !hold)
-        snprintf(unheld, sizeof unheld,
-                 "cfnet: error: rank %d of %d: a memory stream for its messages: %s\n", rank,
-                 size, strerror(errno));
-    tool_hold_messages(hold);
-    if (size > 1 && o.skip_bad && hold) { /* said by rank 0, once and in input order */
+    held_messages held;
+    hold_begin(&held, rank, size);
+    if (size > 1 && o.skip_bad && held.f) { /* said by rank 0, once and in input order */
         o.warn_to = open_memstream(&warned, &warned_len);
         if (!o.warn_to)
             tool_error("rank %d of %d: a memory stream for the --skip-bad warnings: %s", rank,
@@ -659,7 +672,7 @@ int cmd_eval(int argc, char **argv)
     tool_dataset part = rank_share(&ds, o.batch);
     int64_t bad = 0;
     /* (a stream not made: said above, the true cause) */
-    const int unready = size > 1 && (!hold || (o.skip_bad && !o.warn_to));
+    const int unready = size > 1 && (!held.f || (o.skip_bad && !o.warn_to));
     int r = unready ? -1
             : run_model(net, &info, &part, &o, emit_eval, &ctx, &bad, rank ? NULL : "eval");
     if (r != 0 && !unready && size > 1)
@@ -683,13 +696,7 @@ int cmd_eval(int argc, char **argv)
                 r = -1;
             }
         }
-        tool_hold_messages(NULL);
-        if (hold && fclose(hold) != 0) held_len = 0;
-        r = tool_mpi_say_failures(r != 0, hold ? held : unheld,
-                                  hold ? held_len : strlen(unheld)) != 0 ? -1 : 0;
-        hold = NULL;
-        free(held);
-        held = NULL;
+        r = hold_end(&held, r != 0) != 0 ? -1 : 0;
         if (r != 0) goto out_ds;
         int failed = 0;
         if (outdir && tool_mpi_gather_text(rows, rank ? rows_len : 0, ctx.pred) != 0) failed = 1;
