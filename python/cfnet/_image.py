@@ -3,8 +3,7 @@ import numpy as np
 
 from . import _lib
 from ._enums import to_int
-from ._tensor import (Borrow, _stack, as_float32, require_nonempty, require_numbers,
-                      to_float32)
+from ._tensor import Borrow, as_float32, require_nonempty, stack_numbers, to_float32
 
 
 def rotate(images, degrees):
@@ -47,9 +46,7 @@ def normalize(images, low=0.1, high=99.9, inplace=False):
         x = images
     else:
         # a list stacked once (require_numbers and to_float32 stacked it each)
-        src = images if isinstance(images, np.ndarray) else _stack(images, "images")
-        require_numbers(images if src.dtype.kind == "O" else src, "images")
-        x = to_float32(src, "images", "image_normalize")
+        x = to_float32(stack_numbers(images, "images"), "images", "image_normalize")
         if x is images:
             x = x.copy()
     if (x.ndim == 4 and x.shape[0] == 0) or x.shape == (0,):

@@ -16,7 +16,7 @@ from ._enums import (INT64, UINT64, AugRotation, Family, ONNX_PROBABILITIES, PRE
                      Optimizer, SAVE_OPTIMIZER, SAVE_ALLOW_NONFINITE, SumKind, to_enum, to_int)
 from ._layer import Layer
 from ._tensor import (Borrow, as_float32, as_indices, as_labels, handle_shape,
-                      require_nonempty, require_numbers, to_float32, _stack)
+                      require_nonempty, stack_numbers, to_float32, _stack)
 from ._lib import fs_path
 from ._handle import Handle
 from ._errors import CancelledError, CfnetError
@@ -587,8 +587,7 @@ class Network(Handle):
         if isinstance(images, (list, tuple)):
             seq, single = images, False
         else:
-            require_numbers(images, "images")
-            a = np.asarray(images)
+            a = stack_numbers(images, "images")  # converted once
             if a.ndim == 1 and a.size == 0:  # np.array([]) of no images
                 a = a.reshape(0, self.input_shape[0], 0, 0)
             if a.ndim == 4 and a.shape[0] == 0 and a.shape[1] != self.input_shape[0]:
@@ -608,7 +607,8 @@ class Network(Handle):
         lib = _lib.load()
         with Borrow(out) as to:
             for i, im in enumerate(seq):
-                require_numbers(im, "images[%d]" % i)
+                # a list converted once (require_numbers, np.ndim and to_float32 did it each)
+                im = stack_numbers(im, "images[%d]" % i)
                 if not single and np.ndim(im) == 2:
                     from ._errors import ShapeMismatchError
                     raise ShapeMismatchError(
@@ -945,6 +945,8 @@ class Network(Handle):
         images = as_float32(images, "images", fn="network_train_epoch")
         self._check_layout(images, "network_train_epoch")
         labels = as_labels(labels, images.shape[0] if images.ndim else None)
+        if order is not None and not callable(order):  # converted once, not every epoch
+            order = as_indices(order, "train_epoch: order")
         n = len(labels)
         losses = []
         for epoch in range(to_int(epochs, "epochs", (0, 2**63 - 1))):
@@ -991,8 +993,7 @@ class Network(Handle):
                                                               "x".join(map(str, shape)),
                                                               _layout_hint(x.shape, shape)))
         if angles is not None:
-            require_numbers(angles, "angles")
-            a = np.asarray(angles, dtype=np.float64)
+            a = np.asarray(stack_numbers(angles, "angles"), dtype=np.float64)  # stacked once
             to_int(a.size, "the number of angles")  # a C int
             a = np.ascontiguousarray(a).reshape(-1)
         out = ctypes.c_double()

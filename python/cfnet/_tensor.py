@@ -82,6 +82,17 @@ def _stack(a, what):
                                    + (", ..." if len(shapes) > 4 else ""))) from None
 
 
+def stack_numbers(a, what, stacked=None):
+    """``a`` as an ndarray (``a`` itself when it is one; a list or tuple stacked once, by
+    _stack, or ``stacked`` when the caller did that already) after require_numbers: the one
+    conversion of a list, which the checks and the float32 cast that follow are given instead
+    of the list."""
+    src = a if isinstance(a, np.ndarray) else stacked if stacked is not None else _stack(a, what)
+    # (objects: the list's own words, "it holds None or other objects")
+    require_numbers(a if src.dtype.kind == "O" else src, what)
+    return src
+
+
 def to_float32(a, what, fn=None, place=None):
     """``a`` (an ndarray, or what np.asarray takes) as a C-contiguous float32 ndarray (``a``
     itself when it already is one). A finite value that float32 cannot hold (float64 or long
@@ -117,9 +128,7 @@ def as_float32(a, what="array", stacklevel=3, fn=None, stacked=None):
     if is_passable(a):
         return require_nonempty(a, what)
     was_array = isinstance(a, np.ndarray)
-    src = a if was_array else stacked if stacked is not None else _stack(a, what)
-    # (objects: the list's own words, "it holds None or other objects")
-    require_numbers(a if src.dtype.kind == "O" else src, what)
+    src = stack_numbers(a, what, stacked)
     require_nonempty(src, what)
     out = to_float32(src, what, fn)
     if was_array:
@@ -292,8 +301,8 @@ class Tensor(Handle):
     @classmethod
     def from_array(cls, array):
         """A new library-owned Tensor holding a copy of ``array``."""
-        require_numbers(array, "Tensor.from_array input")
-        a = to_float32(array, "Tensor.from_array input")
+        what = "Tensor.from_array input"
+        a = to_float32(stack_numbers(array, what), what)  # a list stacked once
         t = cls(a.shape)
         t.copy_in(a)
         return t
@@ -330,8 +339,8 @@ class Tensor(Handle):
 
     def copy_in(self, array):
         """Copies ``array`` (same number of elements) into the tensor."""
-        require_numbers(array, "copy_in input")
-        a = to_float32(array, "copy_in input", "tensor_copy_in")
+        a = to_float32(stack_numbers(array, "copy_in input"), "copy_in input",
+                       "tensor_copy_in")  # a list stacked once
         _lib.load().call("cfnet_tensor_copy_in", self._h(), ctypes.c_void_p(a.ctypes.data),
                          a.size)
 

@@ -193,6 +193,65 @@ class ListConvertedOnceTest(LeakCheckedTestCase):
             with self.assertRaisesRegex(TypeError, "holds None or other objects"):
                 cfnet.normalize([[[[None]]]])
 
+    def test_every_other_public_call_converts_a_list_once(self):
+        # Tensor.from_array and copy_in stacked a list twice (require_numbers, to_float32),
+        # invariance its angles twice, prepare each image of a list three times
+        # (require_numbers, np.ndim, to_float32) and an array-like twice, fit a list order
+        # once per epoch. Counted by np.asarray for lists, by __array__ for an array-like
+        # (np.ndim converts through numpy's own asarray).
+        from unittest import mock
+        real = np.asarray
+        vals = [1.0, 2.0, 3.0]
+        calls = []
+
+        class ArrayLike:
+            def __init__(self, a):
+                self.a = a
+
+            def __array__(self, dtype=None, copy=None):
+                calls.append(1)
+                return self.a if dtype is None else self.a.astype(dtype)
+
+        def count(call, arg):
+            def counting(a, *args, **kw):
+                if a is arg:
+                    calls.append(1)
+                return real(a, *args, **kw)
+            del calls[:]
+            with mock.patch.object(np, "asarray", counting):
+                out = call()
+            return len(calls), out
+        n, t = count(lambda: cfnet.Tensor.from_array(vals), vals)
+        with t:
+            self.assertEqual(n, 1)
+            np.testing.assert_array_equal(t.numpy(), vals)
+            rev = vals[::-1]
+            self.assertEqual(count(lambda: t.copy_in(rev), rev)[0], 1)
+            np.testing.assert_array_equal(t.numpy(), rev)
+        with self.assertRaisesRegex(TypeError, "holds None or other objects"):
+            cfnet.Tensor.from_array([None])
+        with small_cfnet() as net:
+            x, y = rotated_patterns(3)
+            angles = [90, 180]
+            self.assertEqual(count(lambda: net.invariance(x, angles=angles), angles)[0], 1)
+            order = [2, 0, 1]
+            self.assertEqual(count(lambda: net.fit(x, y, epochs=3, batch=3, order=order),
+                                   order)[0], 1)
+        with cfnet.classifier("cnn", 1, 16, 3, width=2, seed=1) as net:
+            net.metadata.update({"channels": "1", "input_size": "16", "pad": "0",
+                                 "normalization": "percentile 1 99.8",
+                                 "classes": '["a","b","c"]'})
+            im = (x[0] * 100).astype(np.float64)
+            one = im.tolist()
+            n, got = count(lambda: net.prepare([one, im]), one)
+            self.assertEqual(n, 1)
+            np.testing.assert_array_equal(got, net.prepare(np.stack([im, im])))
+            for images, want in (([ArrayLike(im)], 1), (ArrayLike(im), 1)):
+                del calls[:]
+                got = net.prepare(images)
+                self.assertEqual(len(calls), want)
+                np.testing.assert_array_equal(got.reshape(-1, 1, 16, 16)[0], net.prepare(im))
+
 
 class LabArraysTest(LeakCheckedTestCase):
     def test_dtypes_and_memory_orders_give_the_same_results(self):
