@@ -9,7 +9,8 @@ import numpy as np
 from . import _lib
 from ._enums import UINT64, Interp, LayerKind, Padding, PoolMode, to_enum, to_int
 from ._errors import StateError
-from ._tensor import Borrow, MAX_DIMS, _shape_array, as_float32, handle_shape, view
+from ._tensor import (Borrow, MAX_DIMS, _shape_array, as_float32, handle_shape, view,
+                      warn_nonfinite)
 from ._handle import Handle
 
 
@@ -168,7 +169,10 @@ class Layer(Handle):
         return (self._network if self._network is not None else self)._in_call()
 
     def forward(self, x, training=False):
-        """y = layer(x) for x of shape ``(N,) + input_shape``; returns a new array."""
+        """y = layer(x) for x of shape ``(N,) + input_shape``; returns a new array. Outputs
+        that are not finite for a finite input (parameters too large, diverged or edited) are
+        returned with a RuntimeWarning naming the first such image, as Network.infer and
+        forward do (a NaN or an infinity in x is computed with, without a warning)."""
         with self._using():
             return self._forward(x, training)
 
@@ -178,6 +182,7 @@ class Layer(Handle):
         y = np.empty((x.shape[0] if x.ndim else 0,) + self.output_shape, dtype=np.float32)
         with Borrow(x) as tx, Borrow(y) as ty:
             _lib.load().call("cfnet_layer_forward", h, tx, ty, 1 if training else 0)
+        warn_nonfinite(y, "layer_forward", inputs=x)  # as Network.infer and forward do
         return y
 
     def backward(self, x, y, dy, need_dx=True):

@@ -16,7 +16,7 @@ from ._enums import (INT64, UINT64, AugRotation, Family, ONNX_PROBABILITIES, PRE
                      Optimizer, SAVE_OPTIMIZER, SAVE_ALLOW_NONFINITE, SumKind, to_enum, to_int)
 from ._layer import Layer
 from ._tensor import (Borrow, as_float32, as_indices, as_labels, handle_shape,
-                      require_nonempty, stack_numbers, to_float32, _stack)
+                      require_nonempty, stack_numbers, to_float32, warn_nonfinite, _stack)
 from ._lib import fs_path
 from ._handle import Handle
 from ._errors import CancelledError, CfnetError
@@ -229,20 +229,6 @@ def _prepare_input(image, what):
             return "%s: channel %d at row %d, column %d" % (what, idx[0] + 1, idx[1], idx[2])
         return "%s: index %s" % (what, idx)
     return to_float32(a, what, "network_prepare_image", place)
-
-
-def _warn_nonfinite(out, what, stacklevel=4):
-    """A RuntimeWarning when the outputs ``out`` (N x ...) hold NaN or an infinity: libcfnet
-    returns them with status OK from infer and forward (inputs are checked, the arithmetic is
-    not), whereas probabilities, predict and evaluate raise NumericError for them."""
-    bad = ~np.isfinite(out.reshape(out.shape[0], -1)).all(axis=1)
-    if bad.any():
-        import warnings
-        warnings.warn("%s: the output for image %d%s is not finite (NaN or infinite: parameters "
-                      "too large, diverged or edited?); returned as computed"
-                      % (what, int(np.argmax(bad)),
-                         " (and %d more)" % (int(bad.sum()) - 1) if bad.sum() > 1 else ""),
-                      RuntimeWarning, stacklevel=stacklevel)
 
 
 def _refuse_no_images(images, what, why):
@@ -515,7 +501,7 @@ class Network(Handle):
         out = self._out(x.shape[0] if x.ndim else 0)
         with Borrow(x) as tx, Borrow(out) as to:
             _lib.load().call("cfnet_network_forward", h, tx, to, 1 if training else 0)
-        _warn_nonfinite(out, "network_forward")
+        warn_nonfinite(out, "network_forward")
         return out
 
     @_using
@@ -645,7 +631,7 @@ class Network(Handle):
         out = self._out(x.shape[0] if x.ndim else 0)
         with _sigint_guard(), Borrow(x) as tx, Borrow(out) as to:
             _lib.load().call("cfnet_network_infer", h, tx, to)
-        _warn_nonfinite(out, "network_infer")
+        warn_nonfinite(out, "network_infer")
         return out[0] if single else out
 
     @_using

@@ -138,6 +138,27 @@ def as_float32(a, what="array", stacklevel=3, fn=None, stacked=None):
     return out
 
 
+def warn_nonfinite(out, what, stacklevel=4, inputs=None):
+    """A RuntimeWarning naming the first image whose output in ``out`` (N x ...) holds NaN or
+    an infinity: libcfnet returns them with status OK from cfnet_network_infer, _forward and
+    cfnet_layer_forward (the arithmetic is not checked), whereas probabilities, predict and
+    evaluate raise NumericError for them. ``inputs`` (N x ..., for a call that does not refuse
+    non-finite inputs, as layer_forward does not): only images whose input is finite count,
+    a NaN given being a NaN returned. The one check of infer, Network.forward and
+    Layer.forward."""
+    if not out.ndim or not out.shape[0]:
+        return
+    bad = ~np.isfinite(out.reshape(out.shape[0], -1)).all(axis=1)
+    if inputs is not None and bad.any():
+        bad &= np.isfinite(inputs.reshape(inputs.shape[0], -1)).all(axis=1)
+    if bad.any():
+        warnings.warn("%s: the output for image %d%s is not finite (NaN or infinite: parameters "
+                      "too large, diverged or edited?); returned as computed"
+                      % (what, int(np.argmax(bad)),
+                         " (and %d more)" % (int(bad.sum()) - 1) if bad.sum() > 1 else ""),
+                      RuntimeWarning, stacklevel=stacklevel)
+
+
 _INT32_MAX = 2**31 - 1
 
 

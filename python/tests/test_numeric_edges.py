@@ -128,6 +128,35 @@ class NonFiniteOutputTest(LeakCheckedTestCase):
                     call(x)
 
 
+    def test_layer_forward_warns_as_network_forward_does(self):
+        # Layer.forward returned the infinities of finite inputs silently, while Network.infer
+        # and forward warned naming the image.
+        with cfnet.dense(3) as layer:
+            layer.setup((4,))
+            x = np.ones((3, 4), np.float32)
+            with warnings.catch_warnings():
+                warnings.simplefilter("error")
+                layer.forward(x)  # finite: no warning
+            layer.params["weight"][...] = 3e38
+            for training in (False, True):
+                with self.assertWarnsRegex(RuntimeWarning, r"^layer_forward: the output for "
+                                           r"image 0 \(and 2 more\) is not finite \(NaN or "
+                                           r"infinite: parameters too large") as cm:
+                    out = layer.forward(x, training=training)
+                self.assertEqual(cm.filename, __file__)  # the caller's line
+                self.assertFalse(np.isfinite(out).any())  # returned as computed
+            layer.params["weight"][...] = 0.5
+            z = x.copy()
+            z[1, 2] = np.nan  # a NaN given is a NaN returned: no warning for that image
+            with warnings.catch_warnings():
+                warnings.simplefilter("error")
+                self.assertTrue(np.isnan(layer.forward(z)[1]).all())
+            layer.params["weight"][...] = 3e38
+            z[0, 0] = np.inf
+            with self.assertWarnsRegex(RuntimeWarning, r"the output for image 2 is not finite"):
+                layer.forward(z)
+
+
 class NoImagesTest(LeakCheckedTestCase):
     def test_evaluate_and_training_say_there_are_no_images(self):
         # They said "images is empty ...: libcfnet needs at least one element along every
