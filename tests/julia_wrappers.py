@@ -280,6 +280,38 @@ def check_edges(julia, text, errors):
                       "to_float32" % julia)
 
 
+def check_conversions(julia, text, decls, errors):
+    """As in Python, the Float32 range error names the C function it is for, and only element
+    types that can hold a value beyond Float32's range are scanned: every with_tensors call
+    names a function of the header (cfnet_ + its first argument, a string literal) that its
+    block calls, with_tensors converts through Tensor(a, fn) = Tensor(to_float32(a, fn)), the
+    message starts with that name, and to_float32 returns before the scan for narrow types."""
+    for m in re.finditer(r"with_tensors\(([^)\n]*)\)\s*do\b", text):
+        lit = re.match(r'\s*"(\w+)"\s*,', m.group(1))
+        line = text.count("\n", 0, m.start()) + 1
+        block = text[m.end():m.end() + 400]
+        if not lit or "cfnet_" + lit.group(1) not in decls:
+            errors.append("%s:%d: with_tensors(%s) does not name a libcfnet function first"
+                          % (julia, line, m.group(1)))
+        elif not re.search(r"\bcfnet_%s(_ex)?\(" % lit.group(1), block):
+            errors.append("%s:%d: with_tensors names %s, which its block does not call"
+                          % (julia, line, lit.group(1)))
+    for pattern, what in (
+            (r"^function with_tensors\(f, fn::AbstractString, arrays\.\.\.\)\n"
+             r"\s*ts = map\(a -> Tensor\(a, fn\), arrays\)",
+             "with_tensors does not convert through Tensor(a, fn)"),
+            (r"^Tensor\(a::AbstractArray\{<:Real\}, fn::AbstractString\) = "
+             r"Tensor\(to_float32\(a, fn\)\)$",
+             "Tensor(a, fn) does not convert through to_float32(a, fn)"),
+            (r'throw\(CFNetError\(-1, "\$\(fn\): the value \$\(v\) at index',
+             "to_float32's range error does not start with the function's name"),
+            (r"^function to_float32\(a::AbstractArray\{T\}[^\n]*\n\s*out = Array\{Float32\}\(a\)"
+             r"\n\s*_fits_float32\(T\) && return out",
+             "to_float32 scans element types Float32 holds all of (Python scans float64 only)")):
+        if not re.search(pattern, text, re.M):
+            errors.append("%s: %s" % (julia, what))
+
+
 def check_docs(text, docs, errors):
     """Option symbols used in the example and README are keys of OPTIONS."""
     om = re.search(r"const OPTIONS = Dict\((.*?)\)\s*$", text, re.S | re.M)
@@ -304,6 +336,7 @@ def main(header, julia, docs=()):
     check_module(header, julia, text, errors)
     check_docs(text, docs, errors)
     check_edges(julia, text, errors)
+    check_conversions(julia, text, decls, errors)
     for line, args, start in calls:
         where = "%s:%d" % (julia, line)
         fm = re.match(r"^\(\s*:(\w+)\s*,\s*libcfnet\s*\)$", args[0]) if args else None

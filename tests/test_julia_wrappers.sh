@@ -57,6 +57,12 @@ must_reject "predict of no images reaching the library" '/_empty_batch(net, x, "
 must_reject "evaluate of no images reaching the library" 's/_refuse_no_images(x, "network_evaluate",/(x, "network_evaluate",/'
 must_reject "a conversion to Float32 without the range check" \
     's/^Tensor(a::AbstractArray{<:Real}) = Tensor(to_float32(a))$/Tensor(a::AbstractArray{<:Real}) = Tensor(Array{Float32}(a))/'
+must_reject "a range error that does not name the function" 's/CFNetError(-1, "$(fn): the value/CFNetError(-1, "the value/'
+must_reject "a call whose range error names another function" \
+    's/with_tensors("network_predict", x) do tx/with_tensors("network_infer", x) do tx/'
+must_reject "a call whose range error names no function" \
+    's/with_tensors("network_evaluate", x) do tx/with_tensors(x) do tx/'
+must_reject "a scan of element types Float32 holds all of" '/_fits_float32(T) \&\& return out/d'
 # an option symbol in the documentation that the OPTIONS table does not have
 sed 's/:learning_rate/:learning_rat/' bindings/julia/example.jl >"$tmp/example.jl"
 if "$py" tests/julia_wrappers.py "$header" "$jl" "$tmp/example.jl" >"$tmp/out" 2>&1 ||

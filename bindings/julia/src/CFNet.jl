@@ -384,29 +384,39 @@ mutable struct Tensor
     end
 end
 
-"""`a` as an Array{Float32}, the type libcfnet computes in. A finite value Float32 cannot hold
-(a Float64 beyond +-3.4e38) throws CFNetError(-1, ...) (CFNET_E_INVALID_ARGUMENT) naming the value
-and its index, as the Python binding does: the conversion would make it an infinity, which the
-library would report as one (or compute with). The one check of every conversion (Tensor)."""
-function to_float32(a::AbstractArray{<:Real})
+"""`a` as an Array{Float32}, the type libcfnet computes in (`a` itself when it is one). A finite
+value Float32 cannot hold (a Float64 beyond +-3.4e38) throws CFNetError(-1, ...)
+(CFNET_E_INVALID_ARGUMENT) naming the calling C function `fn`, the value and its index, as the
+Python binding does: the conversion would make it an infinity, which the library would report as
+one (or compute with). Only element types that can hold such a value (wider than Float32:
+Float64, BigFloat, BigInt, 128-bit integers) are scanned, as Python scans only float64 and wider.
+The one check of every conversion (Tensor)."""
+to_float32(a::Array{Float32}, fn::AbstractString = "Tensor") = a
+function to_float32(a::AbstractArray{T}, fn::AbstractString = "Tensor") where {T<:Real}
     out = Array{Float32}(a)
+    _fits_float32(T) && return out  # Bool, Float16/32, integers to 64 bits: no value beyond
     if any(isinf, out)
         for (k, v) in enumerate(a)  # the order of `out`'s elements
             if isinf(out[k]) && isfinite(v)
                 idx = Tuple(CartesianIndices(a)[k])
-                throw(CFNetError(-1, "the value $(v) at index $(idx) is beyond the Float32 " *
-                                     "range (+-3.4028235e38) in which libcfnet computes; " *
-                                     "scale the values first"))
+                throw(CFNetError(-1, "$(fn): the value $(v) at index $(idx) is beyond the " *
+                                     "Float32 range (+-3.4028235e38) in which libcfnet " *
+                                     "computes; scale the values first"))
             end
         end
     end
     return out
 end
 
-Tensor(a::AbstractArray{<:Real}) = Tensor(to_float32(a))
+_fits_float32(::Type{T}) where {T} =
+    T <: Union{Bool, Float16, Float32, Int8, Int16, Int32, Int64, UInt8, UInt16, UInt32, UInt64}
 
-function with_tensors(f, arrays...)
-    ts = map(Tensor, arrays)
+Tensor(a::AbstractArray{<:Real}) = Tensor(to_float32(a))
+Tensor(a::AbstractArray{<:Real}, fn::AbstractString) = Tensor(to_float32(a, fn))
+
+# `fn`: the C function the arrays are for, which a conversion error names (to_float32).
+function with_tensors(f, fn::AbstractString, arrays...)
+    ts = map(a -> Tensor(a, fn), arrays)
     try
         GC.@preserve ts f(map(t -> t.handle, ts)...)
     finally
@@ -627,7 +637,7 @@ plus N, e.g. (K, N); (K, 0) for no images. Outputs may be non-finite when the pa
 function infer(net::Network, x::AbstractArray{<:Real,4})
     out = zeros(Float32, reverse(output_shape(net))..., nsamples(x))
     _empty_batch(net, x, "network_infer") && return out
-    with_tensors(x, out) do tx, tout
+    with_tensors("network_infer", x, out) do tx, tout
         check(cfnet_network_infer(handle(net), tx, tout))
     end
     return out
@@ -636,7 +646,7 @@ end
 function probabilities(net::Network, x::AbstractArray{<:Real,4})
     probs = zeros(Float32, prod(output_shape(net)), nsamples(x))
     _empty_batch(net, x, "network_probabilities") && return probs
-    with_tensors(x, probs) do tx, tp
+    with_tensors("network_probabilities", x, probs) do tx, tp
         check(cfnet_network_probabilities(handle(net), tx, tp))
     end
     return probs
@@ -651,9 +661,9 @@ function prepare(net::Network, images::AbstractVector; pad::Bool=false)
     c, s, _ = input_shape(net)
     out = zeros(Float32, s, s, c, length(images))
     isempty(images) && return out  # (S, S, C, 0): libcfnet wraps no tensor with an empty axis
-    with_tensors(out) do tout
+    with_tensors("network_prepare_image", out) do tout
         for (i, im) in enumerate(images)
-            with_tensors(im) do ti
+            with_tensors("network_prepare_image", im) do ti
                 check(cfnet_network_prepare_image(handle(net), ti, pad ? PREPARE_PAD : 0, tout,
                                                   i - 1))
             end
@@ -670,7 +680,7 @@ prepare(net::Network, image::AbstractArray{<:Real,3}; pad::Bool=false) =
 function predict(net::Network, x::AbstractArray{<:Real,4})
     labels = zeros(Int32, nsamples(x))
     _empty_batch(net, x, "network_predict") && return labels
-    with_tensors(x) do tx
+    with_tensors("network_predict", x) do tx
         check(cfnet_network_predict(handle(net), tx, labels, length(labels)))
     end
     return labels
@@ -681,7 +691,7 @@ function train_step!(net::Network, x::AbstractArray{<:Real,4}, labels::AbstractV
     _refuse_no_images(x, "network_train_step", "there is nothing to train on")
     lab = Vector{Int32}(labels)
     loss = Ref{Cfloat}(0)
-    with_tensors(x) do tx
+    with_tensors("network_train_step", x) do tx
         check(cfnet_network_train_step(handle(net), tx, lab, length(lab), loss))
     end
     return loss[]
@@ -718,7 +728,7 @@ function train_epoch!(net::Network, x::AbstractArray{<:Real,4}, labels::Abstract
     cb = progress === nothing ? C_NULL :
          @cfunction(_progress_trampoline, Cint, (Ptr{Cvoid}, Int64, Int64, Cdouble, Cdouble))
     box = Any[progress, nothing]
-    status = GC.@preserve box ord with_tensors(x) do tx
+    status = GC.@preserve box ord with_tensors("network_train_epoch", x) do tx
         user = progress === nothing ? C_NULL : pointer_from_objref(box)
         cfnet_network_train_epoch(handle(net), tx, lab, batch,
                                   order === nothing ? C_NULL : pointer(ord), length(ord),
@@ -736,7 +746,7 @@ function evaluate(net::Network, x::AbstractArray{<:Real,4}, labels::AbstractVect
                       "the mean loss and accuracy of no images are undefined")
     lab = Vector{Int32}(labels)
     loss, acc = Ref{Cfloat}(0), Ref{Cfloat}(0)
-    with_tensors(x) do tx
+    with_tensors("network_evaluate", x) do tx
         check(cfnet_network_evaluate(handle(net), tx, lab, length(lab), batch, loss, acc))
     end
     return loss[], acc[]
@@ -748,7 +758,7 @@ function invariance(net::Network, x::AbstractArray{<:Real,4}; angles = [90.0, 18
                     reflect::Bool = false)
     a = Vector{Cdouble}(angles)
     change = Ref{Cdouble}(0)
-    with_tensors(x) do tx
+    with_tensors("network_invariance", x) do tx
         flags = reflect ? INVARIANCE_REFLECT : 0x00000000
         check(cfnet_network_invariance_ex(handle(net), tx, a, length(a), flags, change))
     end
