@@ -16,7 +16,8 @@ from ._enums import (INT64, UINT64, AugRotation, Family, ONNX_PROBABILITIES, PRE
                      Optimizer, SAVE_OPTIMIZER, SAVE_ALLOW_NONFINITE, SumKind, to_enum, to_int)
 from ._layer import Layer
 from ._tensor import (Borrow, as_float32, as_indices, as_labels, handle_shape,
-                      require_nonempty, stack_numbers, to_float32, warn_nonfinite, _stack)
+                      require_nonempty, stack_numbers, to_float32, user_stacklevel,
+                      warn_nonfinite, _stack)
 from ._lib import fs_path
 from ._handle import Handle
 from ._errors import CancelledError, CfnetError
@@ -498,6 +499,7 @@ class Network(Handle):
         activations are kept for ``backward``."""
         h = self._h()
         x = as_float32(x, "images", fn="network_forward")
+        self._check_layout(x, "network_forward")  # as infer and evaluate name the layout
         out = self._out(x.shape[0] if x.ndim else 0)
         with Borrow(x) as tx, Borrow(out) as to:
             _lib.load().call("cfnet_network_forward", h, tx, to, 1 if training else 0)
@@ -534,27 +536,28 @@ class Network(Handle):
             raise ShapeMismatchError(-3, "%s: input is %s, expected N x %s"
                                      % (what, "x".join(map(str, a.shape)),
                                         "x".join(map(str, shape))))
-        x = as_float32(x, "images", stacklevel=4, fn=what, stacked=a)
+        x = as_float32(x, "images", fn=what, stacked=a)
         if x.ndim == 3 and tuple(x.shape) == self.input_shape:
             return x.reshape((1,) + x.shape), True
-        if x.ndim != 4:
-            raise ValueError("images must be N x C x H x W (or one C x H x W image, %s), not "
-                             "shape %s%s" % ("x".join(map(str, self.input_shape)), x.shape,
-                                             _layout_hint(x.shape, self.input_shape)))
-        self._check_layout(x, what)
+        self._check_layout(x, what, single=True)
         return x, False
 
-    def _check_layout(self, x, what):
+    def _check_layout(self, x, what, single=False, exact=False):
         """ShapeMismatchError with a hint for images in a recognisable other layout (channels
         last, no channel axis, one image without the batch axis), or not 4-D (their first axis
         is not a count of images: the labels' count would be checked against it); other
-        shapes are left to the library's own message."""
-        hint = _layout_hint(x.shape, self.input_shape)
-        if hint or x.ndim != 4:
+        shapes are left to the library's own message unless ``exact`` (any N x C x H x W other
+        than the input shape is refused here too). ``single``: the call takes one C x H x W
+        image too, and the message says so. The one shape message of every call that takes
+        images (infer, probabilities, predict, forward, evaluate, training, invariance)."""
+        shape = self.input_shape
+        hint = _layout_hint(x.shape, shape)
+        if hint or x.ndim != 4 or (exact and tuple(x.shape[1:]) != shape):
             from ._errors import ShapeMismatchError
-            raise ShapeMismatchError(-3, "%s: images are %s, expected N x %s%s"
-                                     % (what, "x".join(map(str, x.shape)),
-                                        "x".join(map(str, self.input_shape)), hint))
+            s = "x".join(map(str, shape))
+            raise ShapeMismatchError(-3, "%s: images are %s, expected N x %s%s%s"
+                                     % (what, "x".join(map(str, x.shape)) or "a 0-d array", s,
+                                        " (or one %s image)" % s if single else "", hint))
 
     @_using
     def prepare(self, images, pad=False):
@@ -966,18 +969,10 @@ class Network(Handle):
         ``x`` is N x C x H x W, or one C x H x W image."""
         h = self._h()
         x = as_float32(x, "images", fn="network_invariance")
-        shape = self.input_shape
-        if tuple(x.shape) == shape:  # one image
+        if tuple(x.shape) == self.input_shape:  # one image
             x = x.reshape((1,) + x.shape)
-        elif x.ndim != 4 or tuple(x.shape[1:]) != shape:
-            # the library would only say "input does not match the network"
-            from ._errors import ShapeMismatchError
-            raise ShapeMismatchError(-3, "network_invariance: images are %s, expected N x %s "
-                                     "(or one %s image)%s" % ("x".join(map(str, x.shape))
-                                                              or "a 0-d array",
-                                                              "x".join(map(str, shape)),
-                                                              "x".join(map(str, shape)),
-                                                              _layout_hint(x.shape, shape)))
+        else:  # exact: the library would only say "input does not match the network"
+            self._check_layout(x, "network_invariance", single=True, exact=True)
         if angles is not None:
             a = np.asarray(stack_numbers(angles, "angles"), dtype=np.float64)  # stacked once
             to_int(a.size, "the number of angles")  # a C int
@@ -996,7 +991,7 @@ class Network(Handle):
             import warnings
             warnings.warn("network_invariance: the result is %r: the network's outputs for "
                           "these images are not finite (parameters too large, diverged or "
-                          "edited?)" % out.value, RuntimeWarning, stacklevel=3)
+                          "edited?)" % out.value, RuntimeWarning, stacklevel=user_stacklevel())
         return out.value
 
     # ---- saving and loading ----

@@ -1,5 +1,7 @@
 """Tensors: numpy arrays handed to libcfnet without copying, and the Tensor handle."""
 import ctypes
+import os
+import sys
 import warnings
 import weakref
 
@@ -11,6 +13,18 @@ from ._errors import CopyWarning, InvalidArgumentError
 from ._handle import Handle
 
 MAX_DIMS = 5
+
+_PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
+
+
+def user_stacklevel():
+    """The ``stacklevel`` for a warnings.warn made by the function calling this one that points
+    at the first frame outside this package: the user's line, however many of the binding's
+    own functions (a method's ``_using`` wrapper, ``_batch``) are between."""
+    f, level = sys._getframe(1), 1
+    while f is not None and os.path.dirname(os.path.abspath(f.f_code.co_filename)) == _PACKAGE_DIR:
+        f, level = f.f_back, level + 1
+    return level
 
 
 def _shape_array(shape):
@@ -119,9 +133,10 @@ def to_float32(a, what, fn=None, place=None):
     return x
 
 
-def as_float32(a, what="array", stacklevel=3, fn=None, stacked=None):
+def as_float32(a, what="array", fn=None, stacked=None):
     """``a`` itself if it is passable, else a C-contiguous float32 copy (with a CopyWarning when
-    ``a`` was already an ndarray: lists and scalars are expected to be converted). An empty
+    ``a`` was already an ndarray: lists and scalars are expected to be converted), pointing at
+    the user's line (user_stacklevel). An empty
     array raises ValueError (require_nonempty); a value beyond float32's range
     InvalidArgumentError (to_float32, whose message ``fn`` starts). ``stacked``: the ndarray
     the caller made of the list ``a`` already (a list is converted once, not again here)."""
@@ -134,11 +149,11 @@ def as_float32(a, what="array", stacklevel=3, fn=None, stacked=None):
     if was_array:
         warnings.warn("%s (%s, %s) copied to a C-contiguous float32 array for libcfnet"
                       % (what, a.dtype, "contiguous" if a.flags.c_contiguous else "strided"),
-                      CopyWarning, stacklevel=stacklevel)
+                      CopyWarning, stacklevel=user_stacklevel())
     return out
 
 
-def warn_nonfinite(out, what, stacklevel=4, inputs=None):
+def warn_nonfinite(out, what, inputs=None):
     """A RuntimeWarning naming the first image whose output in ``out`` (N x ...) holds NaN or
     an infinity: libcfnet returns them with status OK from cfnet_network_infer, _forward and
     cfnet_layer_forward (the arithmetic is not checked), whereas probabilities, predict and
@@ -156,7 +171,7 @@ def warn_nonfinite(out, what, stacklevel=4, inputs=None):
                       "too large, diverged or edited?); returned as computed"
                       % (what, int(np.argmax(bad)),
                          " (and %d more)" % (int(bad.sum()) - 1) if bad.sum() > 1 else ""),
-                      RuntimeWarning, stacklevel=stacklevel)
+                      RuntimeWarning, stacklevel=user_stacklevel())
 
 
 _INT32_MAX = 2**31 - 1
@@ -281,6 +296,14 @@ class Borrow:
             self.handle = None
 
 
+def _tensor_dims(a):
+    """``a.shape``; ValueError for an array of no or more than MAX_DIMS dimensions, the one
+    check of Tensor.wrap and Tensor.from_array."""
+    if a.ndim < 1 or a.ndim > MAX_DIMS:
+        raise ValueError("tensors have 1..%d dimensions, not %d" % (MAX_DIMS, a.ndim))
+    return a.shape
+
+
 class Tensor(Handle):
     """A cfnet_tensor handle: float32, row-major, 1 to 5 dimensions.
 
@@ -309,9 +332,7 @@ class Tensor(Handle):
         numpy()), so wrapping it would write through memory numpy marks immutable."""
         a = as_float32(array, "Tensor.wrap input")
         require_writeable(a, "Tensor.wrap input")
-        shape_arr, nd = _shape_array(a.shape)
-        if a.ndim < 1 or a.ndim > MAX_DIMS:
-            raise ValueError("tensors have 1..%d dimensions, not %d" % (MAX_DIMS, a.ndim))
+        shape_arr, nd = _shape_array(_tensor_dims(a))
         t = cls.__new__(cls)
         t._array = a
         t._handle = _lib.new_handle("tensor", "cfnet_tensor_wrap",
@@ -324,6 +345,7 @@ class Tensor(Handle):
         """A new library-owned Tensor holding a copy of ``array``."""
         what = "Tensor.from_array input"
         a = to_float32(stack_numbers(array, what), what)  # a list stacked once
+        _tensor_dims(require_nonempty(a, what))  # as wrap says them (not tensor_create)
         t = cls(a.shape)
         t.copy_in(a)
         return t

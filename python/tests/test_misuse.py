@@ -364,7 +364,7 @@ class SingleImageTest(LeakCheckedTestCase):
             calls = [lambda: net.predict(x), lambda: net.probabilities(x), lambda: net.infer(x),
                      lambda: net.train_step(x, y), lambda: net.fit(x, y),
                      lambda: net.train_epoch(x, y), lambda: net.evaluate(x, y),
-                     lambda: net.invariance(x)]
+                     lambda: net.invariance(x), lambda: net.forward(x)]
             for call in calls:
                 with self.assertRaisesRegex(cfnet.ShapeMismatchError,
                                             r"3x16x16x2.*np\.moveaxis\(x, -1, -3\)"):
@@ -381,6 +381,73 @@ class SingleImageTest(LeakCheckedTestCase):
             with self.assertRaisesRegex(cfnet.ShapeMismatchError, r"np\.moveaxis"):
                 net.fit(x[..., :1], y)
             self.assertEqual(net.step_count, 0)
+
+
+    def test_every_call_taking_images_says_a_wrong_shape_alike(self):
+        # infer, probabilities and predict raised a plain ValueError "images must be N x C x H
+        # x W ..., not shape (...)" naming no function, forward "arrays for libcfnet have 1..5
+        # dimensions" or the library's "input is 1", where evaluate, training and invariance
+        # raised ShapeMismatchError "network_evaluate: images are ..., expected N x ...".
+        with small_cfnet() as net:
+            y = [0, 1]
+            calls = {"network_infer": net.infer, "network_probabilities": net.probabilities,
+                     "network_predict": net.predict, "network_forward": net.forward,
+                     "network_invariance": net.invariance,
+                     "network_evaluate": lambda a: net.evaluate(a, y),
+                     "network_train_step": lambda a: net.train_step(a, y)}
+            single = ("network_infer", "network_probabilities", "network_predict",
+                      "network_invariance")
+            for bad in (np.zeros((2, 1, 1, 16, 16), np.float32), np.zeros((2, 256), np.float32),
+                        np.zeros((1,) * 6, np.float32)):
+                for fn, call in calls.items():
+                    shape = "x".join(map(str, bad.shape))
+                    with self.assertRaisesRegex(cfnet.ShapeMismatchError,
+                                                r"^%s: images are %s, expected N x 1x16x16%s"
+                                                % (fn, shape, r" \(or one 1x16x16 image\)"
+                                                   if fn in single else r" \(")):
+                        call(bad)
+            self.assertEqual(net.step_count, 0)
+
+    def test_copy_warnings_point_at_the_callers_line(self):
+        # Every Network method's CopyWarning pointed at the binding's own _using wrapper
+        # (_network.py), and Layer.forward's at _layer.py, while rotate's, wrap's and
+        # softmax_cross_entropy's pointed at the caller's line, as warnings should.
+        x, y = rotated_patterns(3)
+        x64 = x.astype(np.float64)
+        with small_cfnet() as net, cfnet.dense(3) as layer:
+            layer.setup((4,))
+            d = net.forward(x, training=True).astype(np.float64)
+            calls = {"infer": lambda: net.infer(x64), "predict": lambda: net.predict(x64[0]),
+                     "evaluate": lambda: net.evaluate(x64, y),
+                     "train_step": lambda: net.train_step(x64, y),
+                     "train_epoch": lambda: net.train_epoch(x64, y),
+                     "fit": lambda: net.fit(x64, y), "forward": lambda: net.forward(x64),
+                     "backward": lambda: net.forward(x, True) is net.backward(d), "invariance": lambda: net.invariance(x64),
+                     "Layer.forward": lambda: layer.forward(np.ones((2, 4))),
+                     "Layer.backward": lambda: layer.backward(np.ones((2, 4)), np.ones((2, 3)),
+                                                              np.ones((2, 3))),
+                     "rotate": lambda: cfnet.rotate(x64, 90)}
+            for name, call in calls.items():
+                with warnings.catch_warnings(record=True) as w:
+                    warnings.simplefilter("always")
+                    call()
+                where = {(v.filename, v.category) for v in w}
+                self.assertEqual((name, where), (name, {(__file__, cfnet.CopyWarning)}))
+
+    def test_from_array_refuses_what_wrap_refuses_alike(self):
+        # Tensor.from_array of an empty or 6-D array raised the library's error for a call the
+        # user did not make ("tensor_create: dimension 0 is 0"), wrap a ValueError naming it.
+        for bad, msg in ((np.zeros((2, 0)), r"input is empty \(shape \(2, 0\)\)"),
+                         ([], r"input is empty \(shape \(0,\)\)"),
+                         (np.zeros((1,) * 6), "^tensors have 1..5 dimensions, not 6$")):
+            for what, call in (("Tensor.wrap", cfnet.Tensor.wrap),
+                               ("Tensor.from_array", cfnet.Tensor.from_array)):
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore", cfnet.CopyWarning)
+                    with self.assertRaises(ValueError) as e:
+                        call(bad)
+                self.assertNotIsInstance(e.exception, cfnet.CfnetError)
+                self.assertRegex(str(e.exception), msg.replace("input", what + " input"))
 
 
 class InputKindTest(LeakCheckedTestCase):
