@@ -345,7 +345,10 @@ class Tensor(Handle):
         """A new library-owned Tensor holding a copy of ``array``."""
         what = "Tensor.from_array input"
         a = to_float32(stack_numbers(array, what), what)  # a list stacked once
-        _tensor_dims(require_nonempty(a, what))  # as wrap says them (not tensor_create)
+        try:  # wrap's words, not tensor_create's; still the InvalidArgumentError it raised
+            _tensor_dims(require_nonempty(a, what))
+        except ValueError as e:
+            raise InvalidArgumentError(-1, str(e)) from None
         t = cls(a.shape)
         t.copy_in(a)
         return t

@@ -437,6 +437,8 @@ class SingleImageTest(LeakCheckedTestCase):
     def test_from_array_refuses_what_wrap_refuses_alike(self):
         # Tensor.from_array of an empty or 6-D array raised the library's error for a call the
         # user did not make ("tensor_create: dimension 0 is 0"), wrap a ValueError naming it.
+        # from_array keeps the class it raised (InvalidArgumentError, a ValueError), so that
+        # callers catching CfnetError still catch it; only the words are wrap's.
         for bad, msg in ((np.zeros((2, 0)), r"input is empty \(shape \(2, 0\)\)"),
                          ([], r"input is empty \(shape \(0,\)\)"),
                          (np.zeros((1,) * 6), "^tensors have 1..5 dimensions, not 6$")):
@@ -446,8 +448,10 @@ class SingleImageTest(LeakCheckedTestCase):
                     warnings.simplefilter("ignore", cfnet.CopyWarning)
                     with self.assertRaises(ValueError) as e:
                         call(bad)
-                self.assertNotIsInstance(e.exception, cfnet.CfnetError)
-                self.assertRegex(str(e.exception), msg.replace("input", what + " input"))
+                self.assertEqual(isinstance(e.exception, cfnet.InvalidArgumentError),
+                                 what == "Tensor.from_array")
+                self.assertRegex(e.exception.message if what == "Tensor.from_array"
+                                 else str(e.exception), msg.replace("input", what + " input"))
 
 
 class InputKindTest(LeakCheckedTestCase):
