@@ -200,6 +200,12 @@ expect 1 "mpal8.tif: unsupported TIFF colour model \\(palette" "$cfnet" crop "$o
 expect 1 "mneg.tif: not a label mask: negative label -5 at row 70, column 20" \
     "$cfnet" crop "$out/f16.tif" "$out/mneg.tif" -o "$out/bad1"
 expect 1 "mfloat.tif: not a label mask: 32-bit float samples" "$cfnet" crop "$out/f16.tif" "$out/mfloat.tif" -o "$out/bad1"
+# cellpose's _seg.npy given as the mask: the message names the mask files cellpose writes
+printf 'PK\003\004rest' >"$out/mzip.zip"
+expect 1 "m.npy: not a TIFF or PNG file \\(it is a NumPy array \\(.npy\\); a label mask is a TIFF or PNG: cellpose writes them with --save_tif or --save_png" \
+    "$cfnet" crop "$out/f16.tif" "$out/m.npy" -o "$out/bad1"
+expect 1 "mzip.zip: not a TIFF or PNG file \\(it is a ZIP archive; save the label mask as a TIFF or PNG\\)" \
+    "$cfnet" crop "$out/f16.tif" "$out/mzip.zip" -o "$out/bad1"
 expect 1 "m2ch.tif: not a label mask: 2 or more channels" "$cfnet" crop "$out/f16.tif" "$out/m2ch.tif" -o "$out/bad1"
 expect 1 "mzero.tif: no cells" "$cfnet" crop "$out/f16.tif" "$out/mzero.tif" -o "$out/bad1"
 expect 1 "f16.tif is 120x100 but its mask .*mother.tif is 121x100" "$cfnet" crop "$out/f16.tif" "$out/mother.tif" -o "$out/bad1"
