@@ -194,6 +194,20 @@ want = [w for w in want if w[1] != 25]  # the 5x5 cell in the corner is too near
 assert got == want, (got, want)
 PY
 done
+# a binary (foreground) mask, one label over every cell: one crop, with a warning saying so; one
+# small cell alone (a field of one cell) gives no warning
+"$py" - "$out" <<'PY'
+import sys, numpy as np, tifffile
+o = sys.argv[1]
+m = np.load(o + "/m.npy")
+tifffile.imwrite(o + "/mbin.tif", np.where(m > 0, 255, 0).astype(np.uint8))
+one = np.zeros(m.shape, np.uint8); one[50:53, 60:63] = 255
+tifffile.imwrite(o + "/mone.tif", one)
+PY
+expect 0 "mbin.tif: one label only \\(255\\), of [0-9]+ pixels, more than a 8x8 crop holds: if this is a binary \\(foreground\\) mask, give each cell its own label first" \
+    "$cfnet" crop "$out/f8.tif" "$out/mbin.tif" -o "$out/cbin" --size 8
+expect 0 "wrote 1 crops" "$cfnet" crop "$out/f8.tif" "$out/mone.tif" -o "$out/cone" --size 8
+! grep -q "one label only" "$out/last.txt" || fail "a mask of one small cell was called a binary mask"
 # a palette field stays refused: its colours are the image
 expect 1 "mpal8.tif: unsupported TIFF colour model \\(palette" "$cfnet" crop "$out/mpal8.tif" "$out/m32.tif" -o "$out/bad1"
 # refused masks and fields: a message naming the file, status 1, nothing written
