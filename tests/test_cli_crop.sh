@@ -304,6 +304,25 @@ assert len(crops) == 6 and len(cells) == 6
 for i, row in enumerate(orig):
     assert crops["%d.tif" % (10 * (i + 1))] == row, (i, row)
 PY
+# docs/cli.md's join of predictions.csv to cells.csv, run as written in a folder holding predict's
+# CSV (its paths relative to that folder): every cell gets its crop's predicted class
+mkdir -p "$out/join" && cp -R "$out/crops" "$out/join/crops"
+cfnet_abs=$(cd "$(dirname "$cfnet")" && pwd)/$(basename "$cfnet")
+m_abs=$(cd "$(dirname "$m")" && pwd)/$(basename "$m")
+(cd "$out/join" && "$cfnet_abs" predict "$m_abs" crops -o predictions.csv -q) || fail "predict for the join"
+awk 'index($0, "<!-- tested: crop-join") == 1 { w = 1; next } w == 1 && /^```/ { w = 2; next }
+     w == 2 && /^```/ { exit } w == 2' docs/cli.md >"$out/join/join.py"
+[ -s "$out/join/join.py" ] || fail "no tested join snippet in docs/cli.md"
+(cd "$out/join" && "$py" join.py) || fail "docs/cli.md's join snippet failed"
+"$py" - "$out/join" <<'PY' || fail "docs/cli.md's join gave other rows"
+import csv, sys
+o = sys.argv[1]
+pred = {r["path"].rsplit("_", 1)[1][:-4]: r["predicted"] for r in csv.DictReader(open(o + "/predictions.csv"))}
+rows = list(csv.DictReader(open(o + "/cells_predicted.csv")))
+assert len(rows) == 6 and sorted(r["label"] for r in rows) == sorted(pred), rows
+for r in rows:
+    assert r["predicted"] == pred[r["label"]] and r["field"].endswith("row.tif"), r
+PY
 # class folders: one crop per class folder, then train on them
 expect 0 "" "$cfnet" crop "$out/row.tif" "$out/rowmask.tif" -o "$out/cls/a" --size 32 -q
 expect 0 "" "$cfnet" crop "$out/f16.tif" "$out/m32.tif" -o "$out/cls/b" --size 32 --pad -q
