@@ -194,12 +194,32 @@ want = [w for w in want if w[1] != 25]  # the 5x5 cell in the corner is too near
 assert got == want, (got, want)
 PY
 done
+# a binary (foreground) mask, one label over every cell: one crop, with a warning saying so; one
+# small cell alone (a field of one cell) gives no warning
+"$py" - "$out" <<'PY'
+import sys, numpy as np, tifffile
+o = sys.argv[1]
+m = np.load(o + "/m.npy")
+tifffile.imwrite(o + "/mbin.tif", np.where(m > 0, 255, 0).astype(np.uint8))
+one = np.zeros(m.shape, np.uint8); one[50:53, 60:63] = 255
+tifffile.imwrite(o + "/mone.tif", one)
+PY
+expect 0 "mbin.tif: one label only \\(255\\), of [0-9]+ pixels, more than a 8x8 crop holds: if this is a binary \\(foreground\\) mask, give each cell its own label first" \
+    "$cfnet" crop "$out/f8.tif" "$out/mbin.tif" -o "$out/cbin" --size 8
+expect 0 "wrote 1 crops" "$cfnet" crop "$out/f8.tif" "$out/mone.tif" -o "$out/cone" --size 8
+! grep -q "one label only" "$out/last.txt" || fail "a mask of one small cell was called a binary mask"
 # a palette field stays refused: its colours are the image
 expect 1 "mpal8.tif: unsupported TIFF colour model \\(palette" "$cfnet" crop "$out/mpal8.tif" "$out/m32.tif" -o "$out/bad1"
 # refused masks and fields: a message naming the file, status 1, nothing written
 expect 1 "mneg.tif: not a label mask: negative label -5 at row 70, column 20" \
     "$cfnet" crop "$out/f16.tif" "$out/mneg.tif" -o "$out/bad1"
 expect 1 "mfloat.tif: not a label mask: 32-bit float samples" "$cfnet" crop "$out/f16.tif" "$out/mfloat.tif" -o "$out/bad1"
+# cellpose's _seg.npy given as the mask: the message names the mask files cellpose writes
+printf 'PK\003\004rest' >"$out/mzip.zip"
+expect 1 "m.npy: not a TIFF or PNG file \\(it is a NumPy array \\(.npy\\); a label mask is a TIFF or PNG: cellpose writes them with --save_tif or --save_png" \
+    "$cfnet" crop "$out/f16.tif" "$out/m.npy" -o "$out/bad1"
+expect 1 "mzip.zip: not a TIFF or PNG file \\(it is a ZIP archive; save the label mask as a TIFF or PNG\\)" \
+    "$cfnet" crop "$out/f16.tif" "$out/mzip.zip" -o "$out/bad1"
 expect 1 "m2ch.tif: not a label mask: 2 or more channels" "$cfnet" crop "$out/f16.tif" "$out/m2ch.tif" -o "$out/bad1"
 expect 1 "mzero.tif: no cells" "$cfnet" crop "$out/f16.tif" "$out/mzero.tif" -o "$out/bad1"
 expect 1 "f16.tif is 120x100 but its mask .*mother.tif is 121x100" "$cfnet" crop "$out/f16.tif" "$out/mother.tif" -o "$out/bad1"
@@ -283,6 +303,25 @@ cells = {r[3]: r[0] for r in list(csv.reader(open(o + "/crops/cells.csv")))[1:]}
 assert len(crops) == 6 and len(cells) == 6
 for i, row in enumerate(orig):
     assert crops["%d.tif" % (10 * (i + 1))] == row, (i, row)
+PY
+# docs/cli.md's join of predictions.csv to cells.csv, run as written in a folder holding predict's
+# CSV (its paths relative to that folder): every cell gets its crop's predicted class
+mkdir -p "$out/join" && cp -R "$out/crops" "$out/join/crops"
+cfnet_abs=$(cd "$(dirname "$cfnet")" && pwd)/$(basename "$cfnet")
+m_abs=$(cd "$(dirname "$m")" && pwd)/$(basename "$m")
+(cd "$out/join" && "$cfnet_abs" predict "$m_abs" crops -o predictions.csv -q) || fail "predict for the join"
+awk 'index($0, "<!-- tested: crop-join") == 1 { w = 1; next } w == 1 && /^```/ { w = 2; next }
+     w == 2 && /^```/ { exit } w == 2' docs/cli.md >"$out/join/join.py"
+[ -s "$out/join/join.py" ] || fail "no tested join snippet in docs/cli.md"
+(cd "$out/join" && "$py" join.py) || fail "docs/cli.md's join snippet failed"
+"$py" - "$out/join" <<'PY' || fail "docs/cli.md's join gave other rows"
+import csv, sys
+o = sys.argv[1]
+pred = {r["path"].rsplit("_", 1)[1][:-4]: r["predicted"] for r in csv.DictReader(open(o + "/predictions.csv"))}
+rows = list(csv.DictReader(open(o + "/cells_predicted.csv")))
+assert len(rows) == 6 and sorted(r["label"] for r in rows) == sorted(pred), rows
+for r in rows:
+    assert r["predicted"] == pred[r["label"]] and r["field"].endswith("row.tif"), r
 PY
 # class folders: one crop per class folder, then train on them
 expect 0 "" "$cfnet" crop "$out/row.tif" "$out/rowmask.tif" -o "$out/cls/a" --size 32 -q

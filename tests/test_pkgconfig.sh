@@ -223,6 +223,19 @@ LD_LIBRARY_PATH=$prefix/lib "$out/host" || fail "README host.c: run"
 env -u LD_LIBRARY_PATH "$out/host-static" || fail "README host.c (static): run"
 echo "test_pkgconfig: README.md's host program, shared and static: ok"
 
+# examples/minimal.c, built with the command README.md gives for it (it needs -lm: without it the
+# link fails on exp and pow) and run with a model path in its own folder.
+grep -qF 'cc examples/minimal.c $(pkg-config --cflags --libs cfnet) -lm' README.md ||
+    fail "README.md no longer gives the build command of examples/minimal.c this test runs"
+mkdir -p "$out/minimal"
+# shellcheck disable=SC2086
+"$SAN_CC" $warn $extra examples/minimal.c $cflags $libs -lm -o "$out/minimal/minimal" ||
+    fail "examples/minimal.c: build as README.md says"
+(cd "$out/minimal" && LD_LIBRARY_PATH=$prefix/lib ./minimal model.cfnet >minimal.out 2>&1) ||
+    { cat "$out/minimal/minimal.out"; fail "examples/minimal.c: run"; }
+grep -q "predictions match" "$out/minimal/minimal.out" || fail "examples/minimal.c: output"
+echo "test_pkgconfig: examples/minimal.c, built as README.md says: ok"
+
 # docs/guide.md's program, built with the command the guide gives for an installed libcfnet
 # (`cc -std=c11 guide.c $(pkg-config --cflags --libs cfnet) -lm`) and run in its own folder.
 grep -qF 'cc -std=c11 guide.c $(pkg-config --cflags --libs cfnet) -lm' docs/guide.md ||

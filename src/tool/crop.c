@@ -254,6 +254,15 @@ static int crop_pair(const char *field_path, const char *mask_path, const char *
         goto out;
     }
     const int S = o->size;
+    /* A binary (foreground) mask, as a threshold or a pixel classifier writes it, is one label
+     * over all the cells: it would give one crop at the centroid of them all, silently. */
+    if (n == 1 && cells[0].area > (int64_t)S * S) {
+        progress_erase(pr);
+        tool_warn("%s: one label only (%u), of %lld pixels, more than a %dx%d crop holds: if "
+                  "this is a binary (foreground) mask, give each cell its own label first "
+                  "(scipy.ndimage.label; Fiji: Analyze Particles, Show: Count Masks)", mask_path,
+                  cells[0].label, (long long)cells[0].area, S, S);
+    }
     buf = xmalloc(sizeof(float) * (size_t)img.channels * S * S);
     tool_image crop = {img.channels, S, S, buf};
     /* --isolate: cells in pieces far apart, their centroid between them, whose crop holds none

@@ -802,7 +802,18 @@ int labels_decode(const unsigned char *data, size_t size, int64_t max_values, to
     if (size >= 4 && ((data[0] == 'I' && data[1] == 'I') || (data[0] == 'M' && data[1] == 'M')))
         return decode_tiff(data, size, max_values, NULL, out, NULL, err, errsize);
     if (!(size >= 8 && memcmp(data, png_sig, 8) == 0)) {
-        set_err(err, errsize, size == 0 ? "empty file" : "not a TIFF or PNG file");
+        /* cellpose's _seg.npy (a pickled dict of masks, outlines, flows) is the file a user
+         * most often gives here: say which files are the masks. */
+        const char *what = size == 0 ? NULL : other_format(data, size);
+        if (what && !strcmp(what, "a NumPy array (.npy)"))
+            set_err(err, errsize, "not a TIFF or PNG file (it is %s; a label mask is a TIFF or "
+                    "PNG: cellpose writes them with --save_tif or --save_png, *_cp_masks.tif or "
+                    ".png, not its _seg.npy; from numpy, tifffile.imwrite(path, masks))", what);
+        else if (what)
+            set_err(err, errsize, "not a TIFF or PNG file (it is %s; save the label mask as a "
+                    "TIFF or PNG)", what);
+        else
+            set_err(err, errsize, size == 0 ? "empty file" : "not a TIFF or PNG file");
         return -1;
     }
     /* A PNG holds at most 16-bit samples, which a float keeps exactly: read as an image, then
