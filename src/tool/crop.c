@@ -19,9 +19,10 @@ static const char crop_help[] =
     "image of the field's size: 0 background, one positive label per cell; 8/16/32-bit integer\n"
     "TIFF, signed or not, or a grey PNG). The crop is centred on the cell's centroid, holds\n"
     "every channel of FIELD with its values and sample type, and is written as\n"
-    "DIR/STEM_LABEL.tif (STEM: FIELD's name without its extension); DIR/cells.csv lists\n"
-    "path,field,mask,label,x,y,area,left,top,padded for each crop. DIR must be new or empty; it\n"
-    "is written whole or not at all.\n"
+    "DIR/STEM_LABEL.tif (STEM: FIELD's name without its extension; LABEL zero-padded to the\n"
+    "digits of the field's largest label written, so that names sort by label); DIR/cells.csv\n"
+    "lists path,field,mask,label,x,y,area,left,top,padded for each crop. DIR must be new or\n"
+    "empty; it is written whole or not at all.\n"
     "\n"
     "Options:\n"
     "  -o, --output DIR     the folder of crops (new or empty; its parents are made)\n"
@@ -260,6 +261,17 @@ static int crop_pair(const char *field_path, const char *mask_path, const char *
      * of their pixels (all zeros): counted, one warning for the field */
     int64_t empty = 0;
     uint32_t first_empty = 0;
+    /* the labels in the names zero-padded to the digits of the field's largest kept one, so
+     * that the crops of a field sort by label (f_02 before f_10) */
+    uint32_t largest = 0;
+    for (int64_t i = 0; i < n; i++) {
+        int64_t top, left;
+        crop_window(&cells[i], S, &top, &left);
+        if (cells[i].area >= o->min_area &&
+            (o->pad || (top >= 0 && left >= 0 && top + S <= img.height && left + S <= img.width)))
+            largest = cells[i].label;
+    }
+    int digits = snprintf(NULL, 0, "%u", largest);
     for (int64_t i = 0; i < n; i++) {
         if (tool_interrupted) goto out;
         const crop_cell *c = &cells[i];
@@ -278,7 +290,7 @@ static int crop_pair(const char *field_path, const char *mask_path, const char *
         if (o->isolate && !window_has_cell(&lab, c->label, top, left, S) && empty++ == 0)
             first_empty = c->label;
         char name[64];
-        snprintf(name, sizeof name, "_%u.tif", c->label);
+        snprintf(name, sizeof name, "_%0*u.tif", digits, c->label);
         char *file = xasprintf("%s%s", stem, name);
         char *path = path_join(stage, file);
         int w = image_write_tiff(path, &crop, bits, TIFF_PAGES, err, sizeof err);
