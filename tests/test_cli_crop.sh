@@ -265,11 +265,45 @@ test -L "$out/link" || fail "crop replaced the link to DIR"
 cmp "$out/linked/cells.csv" "$o1/cells.csv" || fail "the crop through a link to DIR differs"
 # a staging folder of this process id already there (a run killed outright, in a container whose
 # processes get the same ids run after run): another name, and that folder is left alone
+host=$("$py" -c 'import socket; print(socket.gethostname())')
 mkdir "$out/pidrun"
-expect 0 "wrote 4 crops" sh -c 'mkdir "$1/.x.crop-tmp.$$" && : >"$1/.x.crop-tmp.$$/old" && exec "$2" crop "$3" "$4" -o "$1/x" --size 16' \
-    sh "$out/pidrun" "$cfnet" "$out/f16.tif" "$out/m32.tif"
+expect 0 "wrote 4 crops" sh -c 'mkdir "$1/.x.crop-tmp.$$.$5" && : >"$1/.x.crop-tmp.$$.$5/old" && exec "$2" crop "$3" "$4" -o "$1/x" --size 16' \
+    sh "$out/pidrun" "$cfnet" "$out/f16.tif" "$out/m32.tif" "$host"
 cmp "$out/pidrun/x/cells.csv" "$o1/cells.csv" || fail "the crop beside an old staging folder differs"
 test "$(ls -A "$out/pidrun" | grep -c crop-tmp)" = 1 || fail "crop touched the old staging folder"
+# staging folders that runs of this host killed outright (kill -9) left: removed by the next
+# crop into the same DIR when their process is gone (a finished subshell's id) and no process
+# holds their lock; those of a live process (this shell's), another host, another DIR, a
+# locked one, or holding a subfolder stay
+dead=$(sh -c 'echo $$')
+mkdir "$out/killed"
+for s in ".y.crop-tmp.$dead.$host" ".y.crop-tmp.$dead.$host.3" ".y.crop-tmp.$$.$host" \
+    ".y.crop-tmp.$dead.other-$host" ".z.crop-tmp.$dead.$host" ".y.crop-tmp.$dead.$host.x" \
+    ".y.crop-tmp.$dead.$host.4" ".y.crop-tmp.$dead.$host.5"; do
+    mkdir "$out/killed/$s" && : >"$out/killed/$s/f16_3.tif" && : >"$out/killed/$s/cells.csv"
+done
+mkdir "$out/killed/.y.crop-tmp.$dead.$host.5/sub"
+"$py" - "$out/killed/.y.crop-tmp.$dead.$host.4" <<'PY' &
+import fcntl, os, sys, time
+fd = os.open(sys.argv[1], os.O_RDONLY)
+fcntl.flock(fd, fcntl.LOCK_EX)
+open(sys.argv[1] + "/locked", "w").close()
+time.sleep(60)
+PY
+locker=$!
+i=0
+while [ ! -e "$out/killed/.y.crop-tmp.$dead.$host.4/locked" ] && [ $i -lt 600 ]; do sleep 0.1; i=$((i + 1)); done
+expect 0 "removed 2 staging folders .*that killed runs left" \
+    "$cfnet" crop "$out/f16.tif" "$out/m32.tif" -o "$out/killed/y" --size 16
+kill "$locker" 2>/dev/null || :
+wait "$locker" 2>/dev/null || :
+test "$(cd "$out/killed" && LC_ALL=C ls -A | tr '\n' ' ')" = "$(printf '%s ' ".y.crop-tmp.$$.$host" \
+    ".y.crop-tmp.$dead.$host.4" ".y.crop-tmp.$dead.$host.5" ".y.crop-tmp.$dead.$host.x" \
+    ".y.crop-tmp.$dead.other-$host" ".z.crop-tmp.$dead.$host" y | tr ' ' '\n' | LC_ALL=C sort | tr '\n' ' ')" ||
+    fail "stale staging folders: $(cd "$out/killed" && ls -A | tr '\n' ' ')"
+test -e "$out/killed/.y.crop-tmp.$dead.$host.5/cells.csv" || fail "files removed from a staging folder that holds a folder"
+test -e "$out/killed/.y.crop-tmp.$$.$host/cells.csv" || fail "files removed from a live process's staging folder"
+cmp "$out/killed/y/cells.csv" "$o1/cells.csv" || fail "the crop beside stale staging folders differs"
 # every cell near the border: no crops is an error
 expect 1 "no crops: 5 cells too near the border" "$cfnet" crop "$out/f16.tif" "$out/m32.tif" -o "$out/bad2" --size 99
 test -e "$out/bad2" && fail "a crop without crops left DIR"

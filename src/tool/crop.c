@@ -4,6 +4,8 @@
 #define _GNU_SOURCE
 #include "tool.h"
 
+#include "platform/platform.h"
+
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -461,11 +463,37 @@ int cmd_crop(int argc, char **argv)
         free(target);
         return EXIT_USAGE;
     }
-    char *sname = xasprintf(".%s.crop-tmp.%ld", base, (long)getpid());
+    /* ".DIR.crop-tmp.PID.HOST", locked while the run lasts: the staging folders that runs of
+     * this host killed outright left (their process gone, no lock held) are removed first, as
+     * train removes its stale temporaries (cf_platform_remove_stale_dirs); without a host name,
+     * ".DIR.crop-tmp.PID", never told stale */
+    char host[256];
+    int hosted = cf_platform_host_name(host, sizeof host) == 0;
+    char *prefix = xasprintf(".%s.crop-tmp.", base);
+    char *sname = hosted ? xasprintf("%s%ld.%s", prefix, (long)getpid(), host)
+                         : xasprintf("%s%ld", prefix, (long)getpid());
+    {
+        long nmax = pathconf(parent, _PC_NAME_MAX);
+        if (hosted && strlen(sname) + 4 > (size_t)(nmax > 0 ? nmax : 255)) {
+            free(sname); /* too long with the host name (the name DIR may have left no room) */
+            sname = xasprintf("%s%ld", prefix, (long)getpid());
+        }
+        int pfd = open(parent, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        size_t removed = 0;
+        if (pfd >= 0) {
+            (void)cf_platform_remove_stale_dirs(pfd, prefix, &removed);
+            close(pfd);
+        }
+        if (removed)
+            tool_info("removed %zu staging folder%s (.%s.crop-tmp.*) that killed runs left in %s",
+                      removed, removed == 1 ? "" : "s", base, parent);
+    }
+    free(prefix);
     char *stage = path_join(parent, sname);
     free(sname);
     /* a folder of that name already (a run killed outright, e.g. in a container, whose
-     * processes get the same ids run after run): left alone, ".N" added to the name */
+     * processes get the same ids run after run, or a live run elsewhere): left alone, ".N"
+     * added to the name */
     int made = mkdir(stage, 0777) == 0;
     for (int k = 1; !made && errno == EEXIST && k <= 100; k++) {
         char *alt = xasprintf("%s.%d", stage, k);
@@ -489,6 +517,7 @@ int cmd_crop(int argc, char **argv)
         free(target);
         return u;
     }
+    int lock = cf_platform_lock_dir(stage); /* until the folder is DIR, or removed */
     int rc = EXIT_RUNTIME;
     crop_counts cnt = {0, 0, 0, 0};
     tool_progress pr;
@@ -565,6 +594,7 @@ int cmd_crop(int argc, char **argv)
 done:
     if (csv) fclose(csv);
     if (rc != EXIT_OK) remove_staging(stage);
+    if (lock >= 0) close(lock);
     if (rc != EXIT_OK && new_dir) remove_new_dirs(parent, new_dir);
     free(new_dir);
     free(csv_path);
