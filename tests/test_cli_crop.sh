@@ -69,6 +69,7 @@ if not mask.endswith("m32.tif"):
 C, H, W = f.shape
 stem = os.path.splitext(os.path.basename(field))[0]
 want = {}
+kept = []
 for lab in np.unique(m[m > 0]):
     ys, xs = np.nonzero(m == lab)
     if len(ys) < mina:
@@ -84,7 +85,10 @@ for lab in np.unique(m[m > 0]):
             fy, fx = top + y, left + x
             if 0 <= fy < H and 0 <= fx < W and (not iso or m[fy, fx] == lab):
                 crop[:, y, x] = f[:, fy, fx]
-    want["%s_%d.tif" % (stem, lab)] = (crop, lab, cx, cy, len(ys), left, top, int(out))
+    kept.append((lab, (crop, lab, cx, cy, len(ys), left, top, int(out))))
+# the label in the name zero-padded to the digits of the field's largest written label
+digits = len(str(max(lab for lab, _ in kept))) if kept else 1
+want = {"%s_%0*d.tif" % (stem, digits, lab): v for lab, v in kept}
 rows = list(csv.reader(open(os.path.join(d, "cells.csv"))))
 assert rows[0] == "path,field,mask,label,x,y,area,left,top,padded".split(","), rows[0]
 rows = rows[1:]
@@ -107,14 +111,36 @@ expect 0 "wrote 4 crops \(16x16\) of 1 field to .*; 1 cell too near the border l
     "$cfnet" crop "$out/f16.tif" "$out/m32.tif" -o "$o1" --size 16
 check "$o1" "$out/f16.tif" "$out/m32.tif" 16 0 0 1
 test -f "$o1/f16_4000000000.tif" || fail "no crop named by the uint32 label 4000000000"
-grep -q '^f16_3.tif,.*,3,22.500,74.500,60,15,67,0$' "$o1/cells.csv" || fail "cell 3's row: $(grep f16_3 "$o1/cells.csv")"
+grep -q '^f16_0000000003.tif,.*,3,22.500,74.500,60,15,67,0$' "$o1/cells.csv" || fail "cell 3's row: $(grep f16_0 "$o1/cells.csv")"
+# labels zero-padded per field to the digits of its largest written label: the names sort by
+# label (f_02 before f_10); a field whose largest written label has one digit is not padded,
+# and a larger label that is left out (at the border, --min-area) does not count
+"$py" - "$out" <<'PY'
+import sys, numpy as np, tifffile
+o = sys.argv[1]
+m = np.zeros((60, 60), np.uint16)
+for i, lab in enumerate((2, 10, 9)):
+    m[20:24, 5 + 10 * i:9 + 10 * i] = lab
+m[0:3, 0:3] = 100                 # in the corner: left out without --pad
+m[50, 50] = 1000                  # one pixel: left out by --min-area 2
+tifffile.imwrite(o + "/fpad.tif", np.arange(3600, dtype=np.uint16).reshape(60, 60))
+tifffile.imwrite(o + "/mpad.tif", m)
+m2 = np.zeros((60, 60), np.uint16); m2[20:24, 20:24] = 7; m2[40:44, 40:44] = 3
+tifffile.imwrite(o + "/fone.tif", np.ones((60, 60), np.uint8))
+tifffile.imwrite(o + "/mone.tif", m2)
+PY
+expect 0 "wrote 5 crops" "$cfnet" crop "$out/fpad.tif" "$out/mpad.tif" "$out/fone.tif" "$out/mone.tif" \
+    -o "$out/cpadded" --size 8 --min-area 2
+test "$(cd "$out/cpadded" && LC_ALL=C ls | tr '\n' ' ')" = "cells.csv fone_3.tif fone_7.tif fpad_02.tif fpad_09.tif fpad_10.tif " ||
+    fail "names not zero-padded per field: $(ls "$out/cpadded" | tr '\n' ' ')"
+grep -q '^fpad_02.tif,.*,2,' "$out/cpadded/cells.csv" || fail "cells.csv does not join: $(cat "$out/cpadded/cells.csv")"
 o2="$out/c2"
 expect 0 "wrote 5 crops \(15x15\) of 1 field .*; 1 cell too near the border zero-padded" \
     "$cfnet" crop "$out/f16.tif" "$out/m32.tif" -o "$o2" --size 15 --pad --isolate
 check "$o2" "$out/f16.tif" "$out/m32.tif" 15 1 1 1
 "$py" -c "
 import tifffile, numpy as np, sys
-a = tifffile.imread('$o2/f16_3.tif')
+a = tifffile.imread('$o2/f16_0000000003.tif')
 assert (a[:, :, 11:] == 0).all() and (a[:, :, :11] != 0).any(), 'isolate kept cell 2000 in the crop of 3'
 " || fail "--isolate"
 # cells in pieces apart, the centroid between them: with --isolate their crops hold none of their
@@ -259,11 +285,45 @@ test -L "$out/link" || fail "crop replaced the link to DIR"
 cmp "$out/linked/cells.csv" "$o1/cells.csv" || fail "the crop through a link to DIR differs"
 # a staging folder of this process id already there (a run killed outright, in a container whose
 # processes get the same ids run after run): another name, and that folder is left alone
+host=$("$py" -c 'import socket; print(socket.gethostname())')
 mkdir "$out/pidrun"
-expect 0 "wrote 4 crops" sh -c 'mkdir "$1/.x.crop-tmp.$$" && : >"$1/.x.crop-tmp.$$/old" && exec "$2" crop "$3" "$4" -o "$1/x" --size 16' \
-    sh "$out/pidrun" "$cfnet" "$out/f16.tif" "$out/m32.tif"
+expect 0 "wrote 4 crops" sh -c 'mkdir "$1/.x.crop-tmp.$$.$5" && : >"$1/.x.crop-tmp.$$.$5/old" && exec "$2" crop "$3" "$4" -o "$1/x" --size 16' \
+    sh "$out/pidrun" "$cfnet" "$out/f16.tif" "$out/m32.tif" "$host"
 cmp "$out/pidrun/x/cells.csv" "$o1/cells.csv" || fail "the crop beside an old staging folder differs"
 test "$(ls -A "$out/pidrun" | grep -c crop-tmp)" = 1 || fail "crop touched the old staging folder"
+# staging folders that runs of this host killed outright (kill -9) left: removed by the next
+# crop into the same DIR when their process is gone (a finished subshell's id) and no process
+# holds their lock; those of a live process (this shell's), another host, another DIR, a
+# locked one, or holding a subfolder stay
+dead=$(sh -c 'echo $$')
+mkdir "$out/killed"
+for s in ".y.crop-tmp.$dead.$host" ".y.crop-tmp.$dead.$host.3" ".y.crop-tmp.$$.$host" \
+    ".y.crop-tmp.$dead.other-$host" ".z.crop-tmp.$dead.$host" ".y.crop-tmp.$dead.$host.x" \
+    ".y.crop-tmp.$dead.$host.4" ".y.crop-tmp.$dead.$host.5"; do
+    mkdir "$out/killed/$s" && : >"$out/killed/$s/f16_3.tif" && : >"$out/killed/$s/cells.csv"
+done
+mkdir "$out/killed/.y.crop-tmp.$dead.$host.5/sub"
+"$py" - "$out/killed/.y.crop-tmp.$dead.$host.4" <<'PY' &
+import fcntl, os, sys, time
+fd = os.open(sys.argv[1], os.O_RDONLY)
+fcntl.flock(fd, fcntl.LOCK_EX)
+open(sys.argv[1] + "/locked", "w").close()
+time.sleep(60)
+PY
+locker=$!
+i=0
+while [ ! -e "$out/killed/.y.crop-tmp.$dead.$host.4/locked" ] && [ $i -lt 600 ]; do sleep 0.1; i=$((i + 1)); done
+expect 0 "removed 2 staging folders .*that killed runs left" \
+    "$cfnet" crop "$out/f16.tif" "$out/m32.tif" -o "$out/killed/y" --size 16
+kill "$locker" 2>/dev/null || :
+wait "$locker" 2>/dev/null || :
+test "$(cd "$out/killed" && LC_ALL=C ls -A | tr '\n' ' ')" = "$(printf '%s ' ".y.crop-tmp.$$.$host" \
+    ".y.crop-tmp.$dead.$host.4" ".y.crop-tmp.$dead.$host.5" ".y.crop-tmp.$dead.$host.x" \
+    ".y.crop-tmp.$dead.other-$host" ".z.crop-tmp.$dead.$host" y | tr ' ' '\n' | LC_ALL=C sort | tr '\n' ' ')" ||
+    fail "stale staging folders: $(cd "$out/killed" && ls -A | tr '\n' ' ')"
+test -e "$out/killed/.y.crop-tmp.$dead.$host.5/cells.csv" || fail "files removed from a staging folder that holds a folder"
+test -e "$out/killed/.y.crop-tmp.$$.$host/cells.csv" || fail "files removed from a live process's staging folder"
+cmp "$out/killed/y/cells.csv" "$o1/cells.csv" || fail "the crop beside stale staging folders differs"
 # every cell near the border: no crops is an error
 expect 1 "no crops: 5 cells too near the border" "$cfnet" crop "$out/f16.tif" "$out/m32.tif" -o "$out/bad2" --size 99
 test -e "$out/bad2" && fail "a crop without crops left DIR"

@@ -63,6 +63,18 @@ static int same_inode(int fd, const char *name)
     return fstat(fd, &a) == 0 && lstat(name, &b) == 0 && same_file(&a, &b);
 }
 
+bool cf_platform_pid_gone(long pid)
+{
+    return pid > 0 && pid != (long)getpid() && kill((pid_t)pid, 0) != 0 && errno == ESRCH;
+}
+
+/* Takes a shared lock on fd without waiting: true when no process holds an exclusive one (a live
+ * writer's), or, lenient, when the file system has no locks (the caller's process id decided). */
+static bool lock_unless_held(int fd, bool lenient)
+{
+    return flock(fd, LOCK_SH | LOCK_NB) == 0 || (lenient && errno != EWOULDBLOCK);
+}
+
 /* Removes the regular file `name` (in the folder dir, or AT_FDCWD) if no process holds a lock on
  * it, holding a shared lock (it excludes a writer's exclusive one, and needs only reading, over
  * NFS too) over the unlink so that a writer that locks after finds its name gone; when `seen` is
@@ -75,8 +87,7 @@ static int unlink_if_unlocked(int dir, const char *name, const struct stat *seen
     if (fd < 0) return lenient && errno != ENOENT && errno != ELOOP ? unlinkat(dir, name, 0) : -1;
     struct stat sb, now;
     int rc = -1;
-    if ((flock(fd, LOCK_SH | LOCK_NB) == 0 || (lenient && errno != EWOULDBLOCK)) &&
-        fstat(fd, &sb) == 0 && S_ISREG(sb.st_mode) && (!seen || same_file(&sb, seen)) &&
+    if (lock_unless_held(fd, lenient) && fstat(fd, &sb) == 0 && S_ISREG(sb.st_mode) && (!seen || same_file(&sb, seen)) &&
         fstatat(dir, name, &now, AT_SYMLINK_NOFOLLOW) == 0 && same_file(&sb, &now))
         rc = unlinkat(dir, name, 0);
     close(fd);
@@ -201,7 +212,6 @@ int cf_platform_remove_stale_temps(int dirfd, const char *base, unsigned flags, 
     rewinddir(d); /* the descriptor's offset is shared with dirfd */
     long m = fpathconf(dirfd, _PC_NAME_MAX);
     size_t name_max = m > 0 ? (size_t)m : (size_t)NAME_MAX, blen = strlen(base);
-    long self = (long)getpid();
     for (struct dirent *e; (e = readdir(d)) != NULL;) {
         const char *n = e->d_name, *tail = NULL;
         const char *q = temp_pid_start(n, base, blen, hsuffix, name_max);
@@ -212,13 +222,91 @@ int cf_platform_remove_stale_temps(int dirfd, const char *base, unsigned flags, 
         bool probe = (flags & CF_STALE_PROBES) && q == n + blen + 5 && tail[0] == '.' && tail[1] &&
                      strspn(tail + 1, "0123456789") == strlen(tail + 1);
         if (!probe && strcmp(tail, hsuffix) != 0) continue;
-        if (pid == self || kill((pid_t)pid, 0) == 0 || errno != ESRCH) continue;
+        if (!cf_platform_pid_gone(pid)) continue;
         struct stat st;
         if (fstatat(dirfd, n, &st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISREG(st.st_mode) &&
             (!probe || st.st_size == 0) &&
             unlink_if_unlocked(dirfd, n, &st, (flags & CF_STALE_LENIENT) != 0) == 0 &&
             (*removed)++ == 0 && first_size)
             snprintf(first, first_size, "%s", n);
+    }
+    closedir(d);
+    return 0;
+}
+
+int cf_platform_lock_dir(const char *path)
+{
+    int fd = open(path, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    if (fd >= 0 && flock(fd, LOCK_EX | LOCK_NB) != 0 && errno == EWOULDBLOCK) {
+        close(fd);
+        errno = EEXIST;
+        return -1;
+    }
+    return fd; /* a file system without locks: the process id in the name decides */
+}
+
+/* Removes the folder `name` in dirfd and the regular files in it, while no process holds a lock
+ * on it (cf_platform_lock_dir). A folder that holds anything else stays whole. 0 when removed. */
+static int remove_dir_if_unlocked(int dirfd, const char *name)
+{
+    int fd = openat(dirfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    if (fd < 0) return -1;
+    if (!lock_unless_held(fd, false)) {
+        close(fd);
+        return -1;
+    }
+    int fd2 = fcntl(fd, F_DUPFD_CLOEXEC, 0);
+    DIR *d = fd2 >= 0 ? fdopendir(fd2) : NULL;
+    if (!d) {
+        if (fd2 >= 0) close(fd2);
+        close(fd);
+        return -1;
+    }
+    /* regular files only, or it is left as it is */
+    bool files = true;
+    for (struct dirent *e; files && (e = readdir(d)) != NULL;) {
+        struct stat st;
+        files = !strcmp(e->d_name, ".") || !strcmp(e->d_name, "..") ||
+                (fstatat(fd, e->d_name, &st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISREG(st.st_mode));
+    }
+    rewinddir(d);
+    for (struct dirent *e; files && (e = readdir(d)) != NULL;)
+        if (strcmp(e->d_name, ".") && strcmp(e->d_name, "..")) (void)unlinkat(fd, e->d_name, 0);
+    closedir(d);
+    int rc = files ? unlinkat(dirfd, name, AT_REMOVEDIR) : -1;
+    close(fd);
+    return rc;
+}
+
+int cf_platform_remove_stale_dirs(int dirfd, const char *prefix, size_t *removed)
+{
+    *removed = 0;
+    char host[256], hsuffix[258];
+    if (cf_platform_host_name(host, sizeof host) != 0) return 0;
+    int hlen = snprintf(hsuffix, sizeof hsuffix, ".%s", host);
+    int fd = fcntl(dirfd, F_DUPFD_CLOEXEC, 0);
+    DIR *d = fd >= 0 ? fdopendir(fd) : NULL;
+    if (!d) {
+        int err = errno;
+        if (fd >= 0) close(fd);
+        errno = err;
+        return -1;
+    }
+    rewinddir(d); /* the descriptor's offset is shared with dirfd */
+    size_t plen = strlen(prefix);
+    for (struct dirent *e; (e = readdir(d)) != NULL;) {
+        const char *n = e->d_name, *tail = NULL;
+        if (strncmp(n, prefix, plen) != 0) continue;
+        long pid = name_pid(n + plen, &tail);
+        /* "<pid>.<host>" or "<pid>.<host>.<n>" (the name taken, a process id reused) */
+        if (pid == 0 || strncmp(tail, hsuffix, (size_t)hlen) != 0) continue;
+        const char *k = tail + hlen;
+        if (k[0] && (k[0] != '.' || !k[1] || strspn(k + 1, "0123456789") != strlen(k + 1)))
+            continue;
+        struct stat st;
+        if (cf_platform_pid_gone(pid) && fstatat(dirfd, n, &st, AT_SYMLINK_NOFOLLOW) == 0 &&
+            S_ISDIR(st.st_mode) && remove_dir_if_unlocked(dirfd, n) == 0)
+            (*removed)++;
     }
     closedir(d);
     return 0;

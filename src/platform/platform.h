@@ -72,6 +72,25 @@ size_t cf_platform_temp_keep(const char *base, size_t blen, size_t slen, size_t 
 int cf_platform_remove_stale_temps(int dirfd, const char *base, unsigned flags, size_t *removed,
                                    char *first, size_t first_size);
 
+/* Whether the process `pid` of this host is gone: not this process, and kill(pid, 0) says there is
+ * no such process. The rule by which the cleaners here tell a temporary stale. */
+bool cf_platform_pid_gone(long pid);
+
+/* Opens the folder `path` and locks it (flock, exclusive) without waiting, for as long as the
+ * descriptor returned is open, so that cf_platform_remove_stale_dirs leaves it alone (a file
+ * system without locks: not locked, the process id in the name decides). -1 with errno set
+ * (EEXIST: another process holds the lock). */
+int cf_platform_lock_dir(const char *path);
+
+/* Removes, in the folder open as `dirfd`, the folders "<prefix><pid>.<host>" and
+ * "<prefix><pid>.<host>.<n>" that a process of this host no longer alive left (the process id
+ * gone as cf_platform_pid_gone says), with the regular files in them, only while holding a
+ * shared flock taken without waiting (a live process's cf_platform_lock_dir keeps its folder; so
+ * does a file system without locks, unlike the files above: nothing there is removed). A folder
+ * that holds anything but regular files stays whole. *removed: how many. Without a host name nothing
+ * can be told stale (0 removed). 0, or -1 with errno set when the folder cannot be read. */
+int cf_platform_remove_stale_dirs(int dirfd, const char *prefix, size_t *removed);
+
 /* This host's name (gethostname) in buf: 0, or -1 when there is none, or it is empty or holds
  * a '/' (unusable in a file name). */
 int cf_platform_host_name(char *buf, size_t size);

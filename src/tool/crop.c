@@ -4,6 +4,8 @@
 #define _GNU_SOURCE
 #include "tool.h"
 
+#include "platform/platform.h"
+
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -19,9 +21,10 @@ static const char crop_help[] =
     "image of the field's size: 0 background, one positive label per cell; 8/16/32-bit integer\n"
     "TIFF, signed or not, or a grey PNG). The crop is centred on the cell's centroid, holds\n"
     "every channel of FIELD with its values and sample type, and is written as\n"
-    "DIR/STEM_LABEL.tif (STEM: FIELD's name without its extension); DIR/cells.csv lists\n"
-    "path,field,mask,label,x,y,area,left,top,padded for each crop. DIR must be new or empty; it\n"
-    "is written whole or not at all.\n"
+    "DIR/STEM_LABEL.tif (STEM: FIELD's name without its extension; LABEL zero-padded to the\n"
+    "digits of the field's largest label written, so that names sort by label); DIR/cells.csv\n"
+    "lists path,field,mask,label,x,y,area,left,top,padded for each crop. DIR must be new or\n"
+    "empty; it is written whole or not at all.\n"
     "\n"
     "Options:\n"
     "  -o, --output DIR     the folder of crops (new or empty; its parents are made)\n"
@@ -269,6 +272,17 @@ static int crop_pair(const char *field_path, const char *mask_path, const char *
      * of their pixels (all zeros): counted, one warning for the field */
     int64_t empty = 0;
     uint32_t first_empty = 0;
+    /* the labels in the names zero-padded to the digits of the field's largest kept one, so
+     * that the crops of a field sort by label (f_02 before f_10) */
+    uint32_t largest = 0;
+    for (int64_t i = 0; i < n; i++) {
+        int64_t top, left;
+        crop_window(&cells[i], S, &top, &left);
+        if (cells[i].area >= o->min_area &&
+            (o->pad || (top >= 0 && left >= 0 && top + S <= img.height && left + S <= img.width)))
+            largest = cells[i].label;
+    }
+    int digits = snprintf(NULL, 0, "%u", largest);
     for (int64_t i = 0; i < n; i++) {
         if (tool_interrupted) goto out;
         const crop_cell *c = &cells[i];
@@ -287,7 +301,7 @@ static int crop_pair(const char *field_path, const char *mask_path, const char *
         if (o->isolate && !window_has_cell(&lab, c->label, top, left, S) && empty++ == 0)
             first_empty = c->label;
         char name[64];
-        snprintf(name, sizeof name, "_%u.tif", c->label);
+        snprintf(name, sizeof name, "_%0*u.tif", digits, c->label);
         char *file = xasprintf("%s%s", stem, name);
         char *path = path_join(stage, file);
         int w = image_write_tiff(path, &crop, bits, TIFF_PAGES, err, sizeof err);
@@ -458,11 +472,37 @@ int cmd_crop(int argc, char **argv)
         free(target);
         return EXIT_USAGE;
     }
-    char *sname = xasprintf(".%s.crop-tmp.%ld", base, (long)getpid());
+    /* ".DIR.crop-tmp.PID.HOST", locked while the run lasts: the staging folders that runs of
+     * this host killed outright left (their process gone, no lock held) are removed first, as
+     * train removes its stale temporaries (cf_platform_remove_stale_dirs); without a host name,
+     * ".DIR.crop-tmp.PID", never told stale */
+    char host[256];
+    int hosted = cf_platform_host_name(host, sizeof host) == 0;
+    char *prefix = xasprintf(".%s.crop-tmp.", base);
+    char *sname = hosted ? xasprintf("%s%ld.%s", prefix, (long)getpid(), host)
+                         : xasprintf("%s%ld", prefix, (long)getpid());
+    {
+        long nmax = pathconf(parent, _PC_NAME_MAX);
+        if (hosted && strlen(sname) + 4 > (size_t)(nmax > 0 ? nmax : 255)) {
+            free(sname); /* too long with the host name (the name DIR may have left no room) */
+            sname = xasprintf("%s%ld", prefix, (long)getpid());
+        }
+        int pfd = open(parent, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        size_t removed = 0;
+        if (pfd >= 0) {
+            (void)cf_platform_remove_stale_dirs(pfd, prefix, &removed);
+            close(pfd);
+        }
+        if (removed)
+            tool_info("removed %zu staging folder%s (.%s.crop-tmp.*) that killed runs left in %s",
+                      removed, removed == 1 ? "" : "s", base, parent);
+    }
+    free(prefix);
     char *stage = path_join(parent, sname);
     free(sname);
     /* a folder of that name already (a run killed outright, e.g. in a container, whose
-     * processes get the same ids run after run): left alone, ".N" added to the name */
+     * processes get the same ids run after run, or a live run elsewhere): left alone, ".N"
+     * added to the name */
     int made = mkdir(stage, 0777) == 0;
     for (int k = 1; !made && errno == EEXIST && k <= 100; k++) {
         char *alt = xasprintf("%s.%d", stage, k);
@@ -486,6 +526,7 @@ int cmd_crop(int argc, char **argv)
         free(target);
         return u;
     }
+    int lock = cf_platform_lock_dir(stage); /* until the folder is DIR, or removed */
     int rc = EXIT_RUNTIME;
     crop_counts cnt = {0, 0, 0, 0};
     tool_progress pr;
@@ -562,6 +603,7 @@ int cmd_crop(int argc, char **argv)
 done:
     if (csv) fclose(csv);
     if (rc != EXIT_OK) remove_staging(stage);
+    if (lock >= 0) close(lock);
     if (rc != EXIT_OK && new_dir) remove_new_dirs(parent, new_dir);
     free(new_dir);
     free(csv_path);
