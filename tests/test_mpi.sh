@@ -502,9 +502,28 @@ if [ -x "$tool" ] && ldd "$tool" | grep -qi mpi; then
     rc=$?
     expect int 130 "interrupted during epoch" 1
     "$tool" info "$t/int.cfnet.last.safetensors" >/dev/null
+    # rank 1 killed (kill -9) mid-training: the job ends with a non-zero status, not a hang
+    # (timeout's 124), and rank 0's last checkpoint loads
+    rm -f "$t/pid".* "$t/kill.cfnet".*
+    PIDS="$t/pid" timeout 60 mpirun --allow-run-as-root --oversubscribe -x PIDS -np 2 \
+        "$t/pids.sh" "$tool" train $b --epochs 100000 -o "$t/kill.cfnet" >"$t/kill.log" 2>&1 &
+    job=$!
+    i=0
+    while [ ! -s "$t/kill.cfnet.last.safetensors" ] && [ $i -lt 500 ]; do
+        sleep 0.1; i=$((i + 1))
+    done
+    [ -s "$t/pid.1" ] && kill -KILL "$(cat "$t/pid.1")"
+    wait $job
+    rc=$?
+    if [ $rc -eq 0 ] || [ $rc -eq 124 ]; then
+        cat "$t/kill.log"; echo "test_mpi: rank 1 killed during train: status $rc"; exit 1
+    fi
+    "$tool" info "$t/kill.cfnet.last.safetensors" >/dev/null ||
+        { echo "test_mpi: the checkpoint of the killed run does not load"; exit 1; }
     set -e
     echo "test_mpi: settings that differ between ranks, a missing output folder, a bad image and" \
-        "an interrupt on one rank each ended the job with one message"
+        "an interrupt on one rank each ended the job with one message; rank 1 killed ended it" \
+        "with status $rc"
     set +e
     # --skip-bad on several ranks: rank 0 reads up to the first readable image, each rank checks
     # a contiguous block of the rest and the verdicts are summed, so every rank leaves out what
