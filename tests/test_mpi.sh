@@ -430,28 +430,35 @@ if [ -x "$tool" ] && ldd "$tool" | grep -qi mpi; then
         >"$t/tb.want"
     cmp "$t/tb.want" "$t/tb.got" || { cat "$t/tb.log"; echo "test_mpi: train: bad images on two ranks not said once, by rank 0, in order"; exit 1; }
     [ ! -e "$t/tb.cfnet" ] || { echo "test_mpi: a failed run wrote a model"; exit 1; }
-    # the same image in the validation set (of 73 images: 64 on rank 0, 9 on rank 1)
-    mr 2 train "$t/bad" --epochs 2 --width 4 --threads 1 -q --val 0.8 --batch 6 \
+    # the same image in the validation set (of 73 images: 64 on rank 0, 9 on rank 1; it is in
+    # rank 0's share): said by rank 0 alone (--tag-output names each line's rank), status 1,
+    # no abort (rank 0's MPI_Abort ended rank 1, which waited in the sum of the metrics)
+    timeout 60 mpirun --allow-run-as-root --oversubscribe --tag-output -np 2 "$tool" train \
+        "$t/bad" --epochs 2 --width 4 --threads 1 -q --val 0.8 --batch 6 \
         -o "$t/badv.cfnet" >"$t/badv.log" 2>&1
     rc=$?
-    expect badv 1 "zz_broken.tif: not a TIFF or PNG file" 1
-    expect badv 1 "of 2: could not classify its share of the validation images in epoch 1" 1
+    expect badv 1 "^\[1,0\]<stderr>:cfnet: error: .*zz_broken.tif: not a TIFF or PNG file" 1
+    expect badv 1 "^\[1,0\]<stderr>:cfnet: error: rank 0 of 2: could not classify its share of the validation images in epoch 1$" 1
+    expect badv 1 "^\[1,1\]<stderr>:" 0
+    expect badv 1 "MPI_ABORT" 0
+    [ ! -e "$t/badv.cfnet" ] || { echo "test_mpi: a failed run wrote a model"; exit 1; }
     # a lower ulimit -v on one node (here rank 1's): its OpenBLAS buffer is refused after the
-    # start vote, on that rank only, while the other waits in its first collective; the
-    # refusing rank names itself and its MPI_Abort ends the job (124 would be a hang; Open MPI's
-    # own MPI_ABORT notice is not checked: its daemon may fail to print it for a rank under a
-    # ulimit, "ORTE_ERROR_LOG: Out of resource ... show_help.c"). Needs
-    # OpenBLAS and a plain build (the sanitizers reserve more address space than the limit).
+    # start vote, on that rank only; its message, naming the rank, is said by rank 0
+    # (--tag-output names each line's rank) and every rank ends with status 1 (rank 1 said it
+    # itself and its MPI_Abort ended the job; 124 would be a hang). Needs OpenBLAS and a plain
+    # build (the sanitizers reserve more address space than the limit).
     case "${CFNET_SANITIZE:-}:$build" in :*san*) plain=0 ;; :*) plain=1 ;; *) plain=0 ;; esac
     if [ "$plain" = 1 ] && ldd "$tool" | grep -q openblas; then
         printf '#!/bin/sh\nif [ "$OMPI_COMM_WORLD_RANK" = 1 ]; then ulimit -v 120000; fi\nexec "$@"\n' \
             >"$t/lim1.sh"
         chmod +x "$t/lim1.sh"
         lim="rank 1 of 2: the ulimit -v limit of 117 MiB leaves less than 160 MiB for OpenBLAS"
-        timeout 60 mpirun --allow-run-as-root --oversubscribe -np 2 "$t/lim1.sh" "$tool" train $b \
-            -o "$t/lim.cfnet" >"$t/lim.log" 2>&1
+        timeout 60 mpirun --allow-run-as-root --oversubscribe --tag-output -np 2 "$t/lim1.sh" \
+            "$tool" train $b -o "$t/lim.cfnet" >"$t/lim.log" 2>&1
         rc=$?
-        expect lim 1 "$lim" 1
+        expect lim 1 "^\[1,0\]<stderr>:cfnet: error: $lim" 1
+        expect lim 1 "^\[1,1\]<stderr>:" 0
+        expect lim 1 "MPI_ABORT" 0
         [ ! -e "$t/lim.cfnet" ] || { echo "test_mpi: a failed run wrote a model"; exit 1; }
         timeout 60 mpirun --allow-run-as-root --oversubscribe -np 2 "$t/lim1.sh" "$tool" predict \
             "$c/m.cfnet" "$c/d/test" -o "$c/plim.csv" --threads 1 --batch 4 -q >"$t/plim.log" 2>&1
@@ -495,9 +502,28 @@ if [ -x "$tool" ] && ldd "$tool" | grep -qi mpi; then
     rc=$?
     expect int 130 "interrupted during epoch" 1
     "$tool" info "$t/int.cfnet.last.safetensors" >/dev/null
+    # rank 1 killed (kill -9) mid-training: the job ends with a non-zero status, not a hang
+    # (timeout's 124), and rank 0's last checkpoint loads
+    rm -f "$t/pid".* "$t/kill.cfnet".*
+    PIDS="$t/pid" timeout 60 mpirun --allow-run-as-root --oversubscribe -x PIDS -np 2 \
+        "$t/pids.sh" "$tool" train $b --epochs 100000 -o "$t/kill.cfnet" >"$t/kill.log" 2>&1 &
+    job=$!
+    i=0
+    while [ ! -s "$t/kill.cfnet.last.safetensors" ] && [ $i -lt 500 ]; do
+        sleep 0.1; i=$((i + 1))
+    done
+    [ -s "$t/pid.1" ] && kill -KILL "$(cat "$t/pid.1")"
+    wait $job
+    rc=$?
+    if [ $rc -eq 0 ] || [ $rc -eq 124 ]; then
+        cat "$t/kill.log"; echo "test_mpi: rank 1 killed during train: status $rc"; exit 1
+    fi
+    "$tool" info "$t/kill.cfnet.last.safetensors" >/dev/null ||
+        { echo "test_mpi: the checkpoint of the killed run does not load"; exit 1; }
     set -e
     echo "test_mpi: settings that differ between ranks, a missing output folder, a bad image and" \
-        "an interrupt on one rank each ended the job with one message"
+        "an interrupt on one rank each ended the job with one message; rank 1 killed ended it" \
+        "with status $rc"
     set +e
     # --skip-bad on several ranks: rank 0 reads up to the first readable image, each rank checks
     # a contiguous block of the rest and the verdicts are summed, so every rank leaves out what
@@ -783,7 +809,30 @@ if [ -x "$tool" ] && ldd "$tool" | grep -qi mpi; then
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-/* open_memstream fails with ENOMEM at call SHIM_AT of rank SHIM_RANK */
+/* open_memstream fails with ENOMEM at call SHIM_AT of rank SHIM_RANK; with SHIM_CLOSE set, it
+ * returns a stream that keeps what is written (as a memory stream does) but whose fclose fails
+ * with ENOMEM */
+typedef struct {
+    char **p;
+    size_t *n;
+} mem;
+static ssize_t mem_write(void *c, const char *b, size_t len)
+{
+    mem *m = c;
+    char *q = realloc(*m->p, *m->n + len + 1);
+    if (!q) return -1;
+    memcpy(q + *m->n, b, len);
+    *m->n += len;
+    q[*m->n] = '\0';
+    *m->p = q;
+    return (ssize_t)len;
+}
+static int mem_close(void *c)
+{
+    free(c);
+    errno = ENOMEM;
+    return -1;
+}
 FILE *open_memstream(char **p, size_t *n)
 {
     static int calls;
@@ -792,6 +841,15 @@ FILE *open_memstream(char **p, size_t *n)
     const char *r = getenv("SHIM_RANK"), *me = getenv("OMPI_COMM_WORLD_RANK");
     const char *at = getenv("SHIM_AT");
     if (r && me && at && !strcmp(r, me) && ++calls == atoi(at)) {
+        if (getenv("SHIM_CLOSE")) {
+            mem *m = malloc(sizeof *m);
+            cookie_io_functions_t io = {NULL, mem_write, NULL, mem_close};
+            m->p = p;
+            m->n = n;
+            *p = NULL;
+            *n = 0;
+            return fopencookie(m, "w", io);
+        }
         errno = ENOMEM;
         return NULL;
     }
@@ -824,10 +882,37 @@ EOF_SHIM
             expect hold 1 "^\[1,1\]<stderr>:" 0
             expect hold 1 "MPI_ABORT" 0
         done
-        # the same in train, at its first step (rank 1's 2nd call, after the start vote's), with
+        # rank 1's held messages, whose stream fails at fclose (its 3rd call, as above): what it
+        # held, then the loss, said by rank 0, status 1 (the held messages were dropped: rank 0
+        # said nothing of rank 1's bad file)
+        SHIM_CLOSE=1 SHIM_RANK=1 SHIM_AT=3 LD_PRELOAD="$t/shim.so" timeout 60 mpirun \
+            --allow-run-as-root --oversubscribe --tag-output -x LD_PRELOAD -x SHIM_RANK \
+            -x SHIM_AT -x SHIM_CLOSE -np 2 "$tool" predict "$c/m.cfnet" "$e/bad2" \
+            -o "$e/hclose.csv" --threads 1 --batch 2 -q >"$t/hclose.log" 2>&1
+        rc=$?
+        expect hclose 1 "^\[1,0\]<stderr>:cfnet: error: .*/bad2/class02/zz_bad.tif: not a TIFF" 1
+        expect hclose 1 "^\[1,0\]<stderr>:cfnet: error: rank 1 of 2: its messages could not all be held (Cannot allocate memory); some are lost$" 1
+        expect hclose 1 "^\[1,1\]<stderr>:" 0
+        expect hclose 1 "MPI_ABORT" 0
+        # rank 0 without a memory stream at its 4th call (the start vote's, the held
+        # messages', the --skip-bad warnings', then the one that gathered every rank's
+        # warnings): the warnings of one process all the same, status 0 (they were lost and
+        # the run ended with status 0)
+        SHIM_RANK=0 SHIM_AT=4 LD_PRELOAD="$t/shim.so" timeout 60 mpirun --allow-run-as-root \
+            --oversubscribe -x LD_PRELOAD -x SHIM_RANK -x SHIM_AT -np 2 "$tool" predict \
+            "$c/m.cfnet" "$c/sk" -o "$c/skm.csv" --threads 1 --batch 2 --skip-bad \
+            >"$t/pskm.log" 2>&1
+        rc=$?
+        expect pskm 0 "skipped 3 unreadable" 1
+        grep "warning:" "$t/pskm.log" >"$t/pskm.warn" || true
+        cmp "$t/psk1.warn" "$t/pskm.warn" ||
+            { cat "$t/pskm.log"; echo "test_mpi: predict --skip-bad without rank 0's stream: warnings lost"; exit 1; }
+        cmp "$c/sk1.csv" "$c/skm.csv" || { echo "test_mpi: predict --skip-bad without rank 0's stream: CSV differs"; exit 1; }
+        # the same in train, at its first step (rank 1's 3rd call, after the start vote's and
+        # the one held while OpenBLAS's buffer is taken), with
         # bad images in both ranks' shares ($t/tb): rank 1 stops, its cause said by rank 0
         # after rank 0's own messages (rank 1 said its files' errors on its own, shuffled in)
-        SHIM_RANK=1 SHIM_AT=2 LD_PRELOAD="$t/shim.so" timeout 60 mpirun --allow-run-as-root \
+        SHIM_RANK=1 SHIM_AT=3 LD_PRELOAD="$t/shim.so" timeout 60 mpirun --allow-run-as-root \
             --oversubscribe --tag-output -x LD_PRELOAD -x SHIM_RANK -x SHIM_AT -np 2 "$tool" \
             train "$t/tb" --epochs 1 --width 4 --threads 1 -q --val 0 --batch 14 \
             -o "$t/tbh.cfnet" >"$t/tbh.log" 2>&1

@@ -1265,20 +1265,27 @@ int dataset_load_model(tool_dataset *ds, const int64_t *idx, int64_t n, const lo
     return 0;
 }
 
-void dataset_say_skipped(const char *text, size_t len)
+int dataset_say_skipped(const char *text, size_t len)
 {
     char *all = NULL;
     size_t n = 0;
-    FILE *f = NULL;
+    int rc = 0;
     if (tool_mpi_size() > 1) {
-        /* rank 0's own text first, the others' appended by the gather in rank order */
-        if (tool_mpi_rank() == 0 && (f = open_memstream(&all, &n)) != NULL)
-            fwrite(text, 1, len, f);
-        tool_mpi_gather_text(text, len, f);
-        if (f) fclose(f);
-        if (tool_mpi_rank() != 0) return;
-        text = all;
-        len = f ? n : 0;
+        /* rank 0's own text first, the others' after it in rank order, gathered into one
+         * buffer: no memory stream that could fail to be made or written (with one, rank 0
+         * printed nothing and the command ended with status 0). A part that cannot be gathered
+         * (said by the gather) fails the command on every rank; rank 0 still prints its own. */
+        if (tool_mpi_gather_all(text, len, &all, &n) != 0) rc = -1;
+        if (tool_mpi_rank() != 0) {
+            free(all);
+            return rc;
+        }
+        if (all) {
+            text = all;
+            len = n;
+        } else if (rc == 0) {
+            len = 0; /* nothing from any rank */
+        } /* (else rank 0's own) */
     }
     for (size_t o = 0; o < len;) {
         const char *m = text + o;
@@ -1287,6 +1294,9 @@ void dataset_say_skipped(const char *text, size_t len)
         o += l + 1;
     }
     free(all);
+    if (rc != 0 && tool_mpi_rank() == 0)
+        tool_error("the other MPI ranks' --skip-bad warnings could not be gathered");
+    return rc;
 }
 
 int dataset_probe(tool_dataset *ds, const int64_t *idx, int64_t n, int skip_bad, int *channels,

@@ -203,46 +203,6 @@ static int common_opt(int c, const char *cmd, run_opts *o, char **argv)
         {"skip-bad", no_argument, 0, 'S'}, {"quiet", no_argument, 0, 'q'},                     \
         {"help", no_argument, 0, 'h'}
 
-/* Under mpirun, each rank holds its errors while it classifies its share; then rank 0 says
- * those of every rank that failed, in rank order (not lines of several interleaved). */
-typedef struct {
-    FILE *f; /* the messages held meanwhile (NULL: one process, or no stream) */
-    char *text;
-    size_t len;
-    /* no stream: its cause, said by rank 0 too as held messages are (not by this rank while
-     * rank 0 writes the others') */
-    char unheld[200];
-} held_messages;
-
-static void hold_begin(held_messages *h, int rank, int size)
-{
-    h->f = NULL;
-    h->text = NULL;
-    h->len = 0;
-    h->unheld[0] = '\0';
-    if (size > 1) h->f = open_memstream(&h->text, &h->len);
-    if (size > 1 && !h->f)
-        snprintf(h->unheld, sizeof h->unheld,
-                 "cfnet: error: rank %d of %d: a memory stream for its messages: %s\n", rank,
-                 size, strerror(errno));
-    tool_hold_messages(h->f);
-}
-
-/* Every rank together: ends the holding and says the failed ranks' messages (on rank 0);
- * nonzero when any rank failed. */
-static int hold_end(held_messages *h, int failed)
-{
-    tool_hold_messages(NULL);
-    int kept = h->f != NULL;
-    if (h->f && fclose(h->f) != 0) h->len = 0;
-    int rc = tool_mpi_say_failures(failed, kept ? h->text : h->unheld,
-                                   kept ? h->len : strlen(h->unheld));
-    h->f = NULL;
-    free(h->text);
-    h->text = NULL;
-    return rc;
-}
-
 /* Under mpirun: this rank's share of ds, a contiguous block of whole inference batches (the
  * batches of one process, so the same numbers), in rank order (so rank 0 can put the ranks'
  * results in input order). Empty on a rank past the last batch. */
@@ -397,8 +357,8 @@ int cmd_predict(int argc, char **argv)
      * (not as each rank meets them, interleaved) */
     char *warned = NULL;
     size_t warned_len = 0;
-    held_messages held;
-    hold_begin(&held, rank, size);
+    tool_held held;
+    tool_hold_begin(&held, NULL);
     int r = size > 1 && !held.f ? -1 : 0;
     if (r == 0 && size > 1 && o.skip_bad) {
         o.warn_to = open_memstream(&warned, &warned_len);
@@ -418,7 +378,7 @@ int cmd_predict(int argc, char **argv)
         r = -1;
     }
     o.warn_to = NULL;
-    if (hold_end(&held, r != 0) != 0) r = -1;
+    if (tool_hold_end(&held, r != 0) != 0) r = -1;
     if (r != 0) { /* a bad file: said (under mpirun by rank 0 once), every rank ends alike */
         free(warned);
         if (rank) fclose(f);
@@ -439,7 +399,8 @@ int cmd_predict(int argc, char **argv)
         if (tool_mpi_gather_text(failed ? NULL : mem, rank && !failed ? memlen : 0, f) != 0)
             failed = 1;
         free(mem);
-        if (o.skip_bad) dataset_say_skipped(warned ? warned : "", warned ? warned_len : 0);
+        if (o.skip_bad && dataset_say_skipped(warned ? warned : "", warned ? warned_len : 0) != 0)
+            failed = 1;
         free(warned);
         if (tool_mpi_sum(failed) != 0) { /* every rank knows: it ends them all, no abort */
             r = -1;
@@ -661,8 +622,8 @@ int cmd_eval(int argc, char **argv)
         goto out_ds;
     }
     if (ranks_disagree(net, &info, &o, &ds, outdir != NULL, "--out") >= 0) goto out_ds;
-    held_messages held;
-    hold_begin(&held, rank, size);
+    tool_held held;
+    tool_hold_begin(&held, NULL);
     if (size > 1 && o.skip_bad && held.f) { /* said by rank 0, once and in input order */
         o.warn_to = open_memstream(&warned, &warned_len);
         if (!o.warn_to)
@@ -696,7 +657,7 @@ int cmd_eval(int argc, char **argv)
                 r = -1;
             }
         }
-        r = hold_end(&held, r != 0) != 0 ? -1 : 0;
+        r = tool_hold_end(&held, r != 0) != 0 ? -1 : 0;
         if (r != 0) goto out_ds;
         int failed = 0;
         if (outdir && tool_mpi_gather_text(rows, rank ? rows_len : 0, ctx.pred) != 0) failed = 1;
@@ -717,7 +678,8 @@ int cmd_eval(int argc, char **argv)
             ctx.loss += t;
         }
         free(allbuf);
-        if (o.skip_bad) dataset_say_skipped(warned ? warned : "", warned ? warned_len : 0);
+        if (o.skip_bad && dataset_say_skipped(warned ? warned : "", warned ? warned_len : 0) != 0)
+            failed = 1;
         if (tool_mpi_sum_counts(ctx.m.confusion, (int64_t)info.n_classes * info.n_classes) != 0)
             failed = 1;
         bad = tool_mpi_sum(bad);

@@ -219,12 +219,23 @@ void tool_mpi_traffic(int64_t *calls, int64_t *bytes, double *seconds)
  * later gathers of the run are refused too, at once and without another message */
 static int gather_refused;
 
-/* tool_mpi_gather_text without the limit of CFNET_TEST_GATHER_MAX when !limited */
-static int gather_text(const char *buf, size_t len, FILE *out, int limited);
+/* tool_mpi_gather_text without the limit of CFNET_TEST_GATHER_MAX when !limited; keep (rank
+ * 0, not NULL): every rank's bytes, rank 0's too, are handed over in *keep (a heap buffer),
+ * *keep_len, instead of written to out */
+static int gather_text(const char *buf, size_t len, FILE *out, int limited, char **keep,
+                       size_t *keep_len);
 
 int tool_mpi_gather_text(const char *buf, size_t len, FILE *out)
 {
-    return gather_text(buf, len, out, 1);
+    return gather_text(buf, len, out, 1, NULL, NULL);
+}
+
+int tool_mpi_gather_all(const char *buf, size_t len, char **all, size_t *all_len)
+{
+    *all = NULL;
+    *all_len = 0;
+    int rc = gather_text(buf, len, NULL, 0, mpi_rank == 0 ? all : NULL, all_len);
+    return tool_mpi_sum(rc != 0) != 0 ? -1 : 0;
 }
 
 int tool_mpi_gather_refused(void) { return gather_refused; }
@@ -238,13 +249,15 @@ int tool_mpi_say_failures(int failed, const char *held, size_t len)
     /* rank 0 writes its own messages, then every other rank's in rank order (the shares are
      * contiguous in input order, so that is input order too); nothing from the others */
     if (mpi_rank == 0) tool_say_held(held, len);
-    if (gather_text(held, mpi_rank ? len : 0, mpi_rank ? NULL : stderr, 0) != 0 && mpi_rank == 0)
+    if (gather_text(held, mpi_rank ? len : 0, mpi_rank ? NULL : stderr, 0, NULL, NULL) != 0 &&
+        mpi_rank == 0)
         fputs("cfnet: error: the other MPI ranks' messages could not be gathered\n", stderr);
     failing_together = 1;
     return 1;
 }
 
-static int gather_text(const char *buf, size_t len, FILE *out, int limited)
+static int gather_text(const char *buf, size_t len, FILE *out, int limited, char **keep,
+                       size_t *keep_len)
 {
     if (mpi_size == 1) return 0;
     if (gather_refused && limited) return -1;
@@ -290,7 +303,11 @@ static int gather_text(const char *buf, size_t len, FILE *out, int limited)
         all = xmalloc(total ? total : 1);
     }
     MPI_Gatherv(buf, n, MPI_CHAR, all, counts, displs, MPI_CHAR, 0, MPI_COMM_WORLD);
-    if (mpi_rank == 0) {
+    if (mpi_rank == 0 && keep) {
+        *keep = all;
+        *keep_len = total;
+        all = NULL;
+    } else if (mpi_rank == 0) {
         /* rank 0's own rows are already in `out`; the others follow in rank order */
         size_t own = (size_t)counts[0];
         if (total > own && !out) { /* rank 0's stream could not be made (out of memory) */
@@ -371,7 +388,62 @@ int tool_mpi_say_failures(int failed, const char *held, size_t len)
     return failed != 0;
 }
 int tool_mpi_gather_refused(void) { return 0; }
+int tool_mpi_gather_all(const char *buf, size_t len, char **all, size_t *all_len)
+{
+    *all = len ? xmalloc(len) : NULL;
+    if (len) memcpy(*all, buf, len);
+    *all_len = len;
+    return 0;
+}
 #endif
+
+void tool_hold_begin(tool_held *h, const char *when)
+{
+    const int rank = tool_mpi_rank(), size = tool_mpi_size();
+    h->f = NULL;
+    h->text = NULL;
+    h->len = 0;
+    h->unheld[0] = '\0';
+    if (size > 1) h->f = open_memstream(&h->text, &h->len);
+    if (size > 1 && !h->f)
+        snprintf(h->unheld, sizeof h->unheld,
+                 "cfnet: error: rank %d of %d: a memory stream for its messages%s: %s\n", rank,
+                 size, when ? when : "", strerror(errno));
+    tool_hold_messages(h->f);
+}
+
+int tool_hold_end(tool_held *h, int failed)
+{
+    tool_hold_messages(NULL);
+    const char *text = h->unheld;
+    size_t len = strlen(h->unheld);
+    char *joined = NULL, note[240];
+    if (h->f && fclose(h->f) != 0) {
+        /* the stream could not take its last messages (out of memory): what it kept, then the
+         * loss said, and this rank counts as failed (never an exit 0 with a message dropped) */
+        int n = snprintf(note, sizeof note,
+                         "cfnet: error: rank %d of %d: its messages could not all be held (%s); "
+                         "some are lost\n", tool_mpi_rank(), tool_mpi_size(), strerror(errno));
+        size_t kept = h->text ? h->len : 0, nl = n > 0 ? strlen(note) : 0;
+        joined = malloc(kept + nl + 1);
+        text = joined ? joined : note;
+        len = joined ? kept + nl : nl;
+        if (joined) {
+            if (kept) memcpy(joined, h->text, kept);
+            memcpy(joined + kept, note, nl);
+        }
+        failed = 1;
+    } else if (h->f) {
+        text = h->text ? h->text : "";
+        len = h->text ? h->len : 0;
+    }
+    int rc = tool_mpi_say_failures(failed, text, len);
+    h->f = NULL;
+    free(joined);
+    free(h->text);
+    h->text = NULL;
+    return rc;
+}
 
 int64_t tool_mpi_hash_samples(const tool_dataset *ds, const int64_t *idx, int64_t n, int64_t h)
 {

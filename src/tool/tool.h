@@ -339,8 +339,10 @@ int dataset_load_model(tool_dataset *ds, const int64_t *idx, int64_t n, const lo
 /* Collective under mpirun (a plain call otherwise): rank 0 prints the warnings that each rank's
  * dataset_load wrote to its warn_to (text, len: this rank's), rank 0's first, then rank 1's
  * and so on, each as "warning: ... (skipped)": in input order when the ranks took contiguous
- * blocks in rank order. */
-void dataset_say_skipped(const char *text, size_t len);
+ * blocks in rank order. 0, or -1 on every rank (said by rank 0) when the other ranks'
+ * warnings could not be gathered: the command must then fail, not end with status 0 and the
+ * warnings lost. */
+int dataset_say_skipped(const char *text, size_t len);
 /* Reads the first good image to find channels and size (when not given); *first (may be NULL)
  * is its sample index, for messages that compare other images with it. */
 int dataset_probe(tool_dataset *ds, const int64_t *idx, int64_t n, int skip_bad, int *channels,
@@ -510,6 +512,11 @@ int64_t tool_mpi_hash_samples(const tool_dataset *ds, const int64_t *idx, int64_
 /* Collective: rank 0 appends to `out` the text of ranks 1.., in rank order (rank 0 passes its
  * own length 0). Any bytes, not only text (eval gathers its loss terms so). 0 or -1. */
 int tool_mpi_gather_text(const char *buf, size_t len, FILE *out);
+/* Collective: rank 0 gets every rank's bytes, its own first, then ranks 1.. in rank order, in
+ * *all (a heap buffer or NULL; free it), *all_len; the others get NULL, 0. No memory stream and
+ * no CFNET_TEST_GATHER_MAX limit. 0, or -1 on every rank when any rank's part could not be
+ * gathered (said). */
+int tool_mpi_gather_all(const char *buf, size_t len, char **all, size_t *all_len);
 /* Whether a gather was refused as too big (said once by rank 0; the same on every rank). */
 int tool_mpi_gather_refused(void);
 /* Collective under mpirun, after a part that each rank did on its own (its share of the
@@ -519,6 +526,25 @@ int tool_mpi_gather_refused(void);
  * interleaved), the others nothing; returns 1 on every rank, which end together (no abort).
  * One process: writes its messages, returns whether it failed. */
 int tool_mpi_say_failures(int failed, const char *held, size_t len);
+/* The messages of one rank's own part, held (tool_hold_messages) for tool_mpi_say_failures
+ * under mpirun; nothing held on one process. */
+typedef struct {
+    FILE *f; /* the messages held meanwhile (NULL: one process, or no stream) */
+    char *text;
+    size_t len;
+    /* no stream: its cause, said by rank 0 as held messages are (not by this rank while rank 0
+     * writes the others') */
+    char unheld[240];
+} tool_held;
+/* Starts holding this rank's messages (several ranks only). No memory stream: h->f is NULL
+ * and the cause is kept for tool_hold_end; `when` (NULL or, say, " (step 3 of epoch 2)") is
+ * added to it. The caller should then count this rank as failed. */
+void tool_hold_begin(tool_held *h, const char *when);
+/* Collective: ends the holding and says the failed ranks' messages (rank 0, in rank order:
+ * tool_mpi_say_failures); nonzero on every rank when any rank failed. A rank whose held
+ * messages could not be kept whole (the stream's fclose failed) counts as failed, its note
+ * said after what was kept. */
+int tool_hold_end(tool_held *h, int failed);
 /* 1 when the process runs under an MPI launcher (any number of ranks, 1 included). */
 int tool_mpi_active(void);
 /* Collective: v[0..n-1] replaced by its sum over the ranks. 0 or -1. */

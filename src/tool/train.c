@@ -516,7 +516,8 @@ static int on_step(void *user, int64_t step, int64_t steps, double loss, double 
 
 static int validate(cfnet_network *net, tool_dataset *ds, const int64_t *va, int64_t nva,
                     const float *mem, int64_t chunk, float *scratch, int64_t scratch_n,
-                    const load_spec *spec, int k, int64_t batch, tool_metrics *m, int64_t *bad)
+                    const load_spec *spec, int k, int64_t batch, tool_metrics *m, int64_t *bad,
+                    int epoch)
 {
     const int64_t per = (int64_t)spec->channels * spec->size * spec->size;
     if (chunk > nva) chunk = nva > 0 ? nva : 1;
@@ -529,6 +530,17 @@ static int validate(cfnet_network *net, tool_dataset *ds, const int64_t *va, int
     double loss = 0;
     metrics_init(m, k);
     int rc = 0;
+    /* distributed: each rank's messages are held while it classifies its share, then rank 0
+     * says those of every rank that failed, in rank order, and all end together (a rank that
+     * failed alone ended the job by MPI_Abort, its lines shuffled with the others') */
+    const int nranks = tool_mpi_size(), rank = tool_mpi_rank();
+    tool_held hold;
+    char when[64];
+    snprintf(when, sizeof when, " (validation in epoch %d)", epoch);
+    if (nranks > 1) {
+        tool_hold_begin(&hold, when);
+        if (hold.unheld[0]) rc = -1;
+    }
     for (int64_t c0 = 0; c0 < nva && rc == 0; c0 += chunk) {
         int64_t n = nva - c0 < chunk ? nva - c0 : chunk;
         const float *x = mem ? mem + c0 * per : buf;
@@ -552,7 +564,13 @@ static int validate(cfnet_network *net, tool_dataset *ds, const int64_t *va, int
             loss += -log(q > 1e-12 ? q : 1e-12);
         }
     }
-    if (rc == 0 && tool_mpi_size() > 1) {
+    if (nranks > 1) {
+        if (rc != 0 && !hold.unheld[0]) /* after the file's own message: which rank, which phase */
+            tool_error("rank %d of %d: could not classify its share of the validation images in "
+                       "epoch %d", rank, nranks, epoch);
+        if (tool_hold_end(&hold, rc != 0) != 0) rc = -1;
+    }
+    if (rc == 0 && nranks > 1) {
         /* distributed: each rank classified its share; add the confusion matrices and losses */
         const int64_t kk = (int64_t)k * k;
         double *v = xmalloc(sizeof(double) * (size_t)(kk + 1));
@@ -848,7 +866,12 @@ static int screen_bad(tool_dataset *ds, const train_cfg *c, int channels, tool_p
         free(buf);
         if (nranks > 1) {
             /* with skip_bad, dataset_load does not fail: every rank gets here */
-            if (spec.warn_to) fclose(spec.warn_to);
+            if (spec.warn_to && (ferror(spec.warn_to) | fclose(spec.warn_to)) != 0) {
+                /* warnings lost: said, and the run fails (not a status 0 without them) */
+                tool_error("rank %d of %d: its --skip-bad warnings could not be kept in memory",
+                           rank, nranks);
+                rc = -1;
+            }
             double *bad = xcalloc((size_t)(m ? m : 1), sizeof(double));
             for (int64_t i = lo; i < hi; i++) bad[i] = ds->s[idx[i]].bad;
             if (tool_mpi_sum_doubles(bad, m) != 0) {
@@ -857,7 +880,7 @@ static int screen_bad(tool_dataset *ds, const train_cfg *c, int channels, tool_p
             }
             for (int64_t i = 0; i < m; i++) ds->s[idx[i]].bad = bad[i] > 0;
             free(bad);
-            dataset_say_skipped(warned ? warned : "", warned ? warned_len : 0);
+            if (dataset_say_skipped(warned ? warned : "", warned ? warned_len : 0) != 0) rc = -1;
             free(warned);
         }
     }
@@ -1428,7 +1451,12 @@ int cmd_train(int argc, char **argv)
         chunklab = xmalloc(sizeof(int32_t) * (size_t)chunk);
         chunk_idx = xmalloc(sizeof(int64_t) * (size_t)chunk);
         local = xmalloc(sizeof(int64_t) * (size_t)chunk);
-        if (tool_blas_room(", or give a smaller --max-memory") != 0) goto out;
+        /* under mpirun a limit may be one node's: the refusal is held and said by rank 0, and
+         * every rank ends here (not the refusing rank's MPI_Abort while the others wait) */
+        tool_held hold;
+        tool_hold_begin(&hold, NULL);
+        int refused = hold.unheld[0] || tool_blas_room(", or give a smaller --max-memory") != 0;
+        if (tool_hold_end(&hold, refused) != 0) goto out;
     }
     if (c.skip_bad && resident) {
         /* leave bad images out of the training order */
@@ -1504,27 +1532,17 @@ int cmd_train(int argc, char **argv)
             /* the share's messages are held, then said by rank 0 for every rank that failed,
              * in rank order, and every rank ends together (not each rank's lines shuffled
              * together on stderr and an abort) */
-            char *held = NULL;
-            size_t held_len = 0;
-            FILE *hold = open_memstream(&held, &held_len);
-            /* no stream: this rank stops, its cause said by rank 0 as held messages are (its
-             * share's messages would otherwise be shuffled into rank 0's report) */
-            char unheld[200] = "";
-            if (!hold)
-                snprintf(unheld, sizeof unheld,
-                         "cfnet: error: rank %d of %d: a memory stream for its messages (step "
-                         "%lld of epoch %d): %s\n", rank, nranks,
-                         (long long)(s0 / c.batch + 1), e, strerror(errno));
-            tool_hold_messages(hold);
-            const int lost = !hold || dataset_load(&ds, chunk_idx, cnt, &spec, chunkbuf, &bad) != 0;
-            if (lost && hold)
+            char when[64];
+            snprintf(when, sizeof when, " (step %lld of epoch %d)", (long long)(s0 / c.batch + 1),
+                     e);
+            tool_held hold;
+            tool_hold_begin(&hold, when);
+            const int nostream = hold.unheld[0] != '\0';
+            const int lost = nostream || dataset_load(&ds, chunk_idx, cnt, &spec, chunkbuf, &bad) != 0;
+            if (lost && !nostream)
                 tool_error("rank %d of %d: could not load its share of step %lld of epoch %d", rank,
                            nranks, (long long)(s0 / c.batch + 1), e);
-            tool_hold_messages(NULL);
-            if (hold && fclose(hold) != 0) held_len = 0;
-            const int any = tool_mpi_say_failures(lost, hold ? held : unheld,
-                                                  hold ? held_len : strlen(unheld));
-            free(held);
+            const int any = tool_hold_end(&hold, lost);
             if (any) {
                 progress_done(&pc.pr);
                 goto out;
@@ -1638,17 +1656,12 @@ int cmd_train(int argc, char **argv)
                                                                  : VAL_BATCH;
             if (dist) vchunk = 4 * VAL_BATCH;
             int vr = validate(net, &ds, va + va_off, va_n, vamem, vchunk, chunkbuf,
-                              chunkbuf ? chunk : 0, &spec, K, VAL_BATCH, &m, &bad);
+                              chunkbuf ? chunk : 0, &spec, K, VAL_BATCH, &m, &bad, e);
             r->val_loss = m.loss;
             r->val_acc = m.accuracy;
             r->val_bacc = m.balanced_accuracy;
             metrics_free(&m);
-            if (vr != 0) {
-                if (nranks > 1) /* after the file's own message: which rank, which phase */
-                    tool_error("rank %d of %d: could not classify its share of the validation "
-                               "images in epoch %d", rank, nranks, e);
-                goto out;
-            }
+            if (vr != 0) goto out; /* (under mpirun: said, every rank ends here) */
             if (r->val_bacc > best) {
                 best = r->val_bacc;
                 best_epoch = e;

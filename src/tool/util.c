@@ -1205,8 +1205,9 @@ int tool_blas_room(const char *hint)
             lim = (uint64_t)data.rlim_cur;
             v = 0;
         }
-        /* under mpirun the limit may be one node's: the message names the rank (the others
-         * are ended by tool_mpi_finish's MPI_Abort, see tests/test_mpi.sh) */
+        /* under mpirun the limit may be one node's: the message names the rank (its callers
+         * hold it and agree, so that rank 0 says it and every rank ends with status 1, see
+         * tests/test_mpi.sh) */
         char who[48] = "";
         if (tool_mpi_size() > 1)
             snprintf(who, sizeof who, "rank %d of %d: ", tool_mpi_rank(), tool_mpi_size());
