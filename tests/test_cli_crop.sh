@@ -283,14 +283,28 @@ ln -s linked "$out/link"
 expect 0 "wrote 4 crops" "$cfnet" crop "$out/f16.tif" "$out/m32.tif" -o "$out/link" --size 16
 test -L "$out/link" || fail "crop replaced the link to DIR"
 cmp "$out/linked/cells.csv" "$o1/cells.csv" || fail "the crop through a link to DIR differs"
-# a staging folder of this process id already there (a run killed outright, in a container whose
-# processes get the same ids run after run): another name, and that folder is left alone
+# staging folders of this very process id (a run killed outright, in a container whose processes
+# get the same ids run after run, e.g. pid 1 restarted after running out of memory): removed as
+# any killed run's, or each restart left one more, up to 100 (then crop refused to start)
 host=$("$py" -c 'import socket; print(socket.gethostname())')
 mkdir "$out/pidrun"
-expect 0 "wrote 4 crops" sh -c 'mkdir "$1/.x.crop-tmp.$$.$5" && : >"$1/.x.crop-tmp.$$.$5/old" && exec "$2" crop "$3" "$4" -o "$1/x" --size 16' \
+expect 0 "removed 2 staging folders .*that killed runs left" sh -c 'for s in "" .1; do mkdir "$1/.x.crop-tmp.$$.$5$s" && : >"$1/.x.crop-tmp.$$.$5$s/old"; done && exec "$2" crop "$3" "$4" -o "$1/x" --size 16' \
     sh "$out/pidrun" "$cfnet" "$out/f16.tif" "$out/m32.tif" "$host"
 cmp "$out/pidrun/x/cells.csv" "$o1/cells.csv" || fail "the crop beside an old staging folder differs"
-test "$(ls -A "$out/pidrun" | grep -c crop-tmp)" = 1 || fail "crop touched the old staging folder"
+test "$(ls -A "$out/pidrun" | tr '\n' ' ')" = "x " || fail "staging folders of this process id stayed: $(ls -A "$out/pidrun" | tr '\n' ' ')"
+# ... but one of that id that a process holds locked (a live run of another container with the
+# same id and host name) is left alone: another name
+mkdir "$out/pidrun2"
+expect 0 "wrote 4 crops" sh -c 'd="$1/.x.crop-tmp.$$.$5"; mkdir "$d" && : >"$d/old" &&
+    { "$6" -c "import fcntl, os, sys, time
+fd = os.open(sys.argv[1], os.O_RDONLY); fcntl.flock(fd, fcntl.LOCK_EX)
+open(sys.argv[1] + \"/locked\", \"w\").close(); time.sleep(60)" "$d" & echo $! >"$7"; } &&
+    i=0; while [ ! -e "$d/locked" ] && [ $i -lt 600 ]; do sleep 0.1; i=$((i + 1)); done;
+    exec "$2" crop "$3" "$4" -o "$1/x" --size 16' \
+    sh "$out/pidrun2" "$cfnet" "$out/f16.tif" "$out/m32.tif" "$host" "$py" "$out/locker2.pid"
+kill "$(cat "$out/locker2.pid")" 2>/dev/null || :
+cmp "$out/pidrun2/x/cells.csv" "$o1/cells.csv" || fail "the crop beside a locked staging folder differs"
+test "$(ls -A "$out/pidrun2" | grep -c crop-tmp)" = 1 || fail "crop touched the locked staging folder of its process id"
 # staging folders that runs of this host killed outright (kill -9) left: removed by the next
 # crop into the same DIR when their process is gone (a finished subshell's id) and no process
 # holds their lock; those of a live process (this shell's), another host, another DIR, a

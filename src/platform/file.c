@@ -303,8 +303,11 @@ int cf_platform_remove_stale_dirs(int dirfd, const char *prefix, size_t *removed
         const char *k = tail + hlen;
         if (k[0] && (k[0] != '.' || !k[1] || strspn(k + 1, "0123456789") != strlen(k + 1)))
             continue;
+        /* this process's own id too: the caller has made no folder yet, so one of that id is a
+         * killed run's whose process id came round again (a container's, run after run) */
         struct stat st;
-        if (cf_platform_pid_gone(pid) && fstatat(dirfd, n, &st, AT_SYMLINK_NOFOLLOW) == 0 &&
+        if ((pid == (long)getpid() || cf_platform_pid_gone(pid)) &&
+            fstatat(dirfd, n, &st, AT_SYMLINK_NOFOLLOW) == 0 &&
             S_ISDIR(st.st_mode) && remove_dir_if_unlocked(dirfd, n) == 0)
             (*removed)++;
     }

@@ -84,7 +84,8 @@ int cf_platform_lock_dir(const char *path);
 
 /* Removes, in the folder open as `dirfd`, the folders "<prefix><pid>.<host>" and
  * "<prefix><pid>.<host>.<n>" that a process of this host no longer alive left (the process id
- * gone as cf_platform_pid_gone says), with the regular files in them, only while holding a
+ * gone as cf_platform_pid_gone says, or this process's own: call it before making the caller's
+ * folder, so that one of this id is a killed run's whose id came round again), with the regular files in them, only while holding a
  * shared flock taken without waiting (a live process's cf_platform_lock_dir keeps its folder; so
  * does a file system without locks, unlike the files above: nothing there is removed). A folder
  * that holds anything but regular files stays whole. *removed: how many. Without a host name nothing

@@ -500,8 +500,8 @@ int cmd_crop(int argc, char **argv)
     free(prefix);
     char *stage = path_join(parent, sname);
     free(sname);
-    /* a folder of that name already (a run killed outright, e.g. in a container, whose
-     * processes get the same ids run after run, or a live run elsewhere): left alone, ".N"
+    /* a folder of that name still there (locked by a live run elsewhere, e.g. in another
+     * container whose processes get the same ids, or holding more than files): left alone, ".N"
      * added to the name */
     int made = mkdir(stage, 0777) == 0;
     for (int k = 1; !made && errno == EEXIST && k <= 100; k++) {
