@@ -232,7 +232,7 @@ tifffile.imwrite(o + "/mone.tif", one)
 PY
 expect 0 "mbin.tif: one label only \\(255\\), of [0-9]+ pixels, more than a 8x8 crop holds: if this is a binary \\(foreground\\) mask, give each cell its own label first" \
     "$cfnet" crop "$out/f8.tif" "$out/mbin.tif" -o "$out/cbin" --size 8
-expect 0 "wrote 1 crops" "$cfnet" crop "$out/f8.tif" "$out/mone.tif" -o "$out/cone" --size 8
+expect 0 "wrote 1 crop \\(8x8\\) of 1 field" "$cfnet" crop "$out/f8.tif" "$out/mone.tif" -o "$out/cone" --size 8
 ! grep -q "one label only" "$out/last.txt" || fail "a mask of one small cell was called a binary mask"
 # a palette field stays refused: its colours are the image
 expect 1 "mpal8.tif: unsupported TIFF colour model \\(palette" "$cfnet" crop "$out/mpal8.tif" "$out/m32.tif" -o "$out/bad1"

@@ -592,8 +592,8 @@ int cmd_crop(int argc, char **argv)
             close(pfd);
         }
     }
-    tool_info("wrote %lld crops (%dx%d) of %d field%s to %s; %lld cell%s too near the border %s",
-              (long long)cnt.written, o.size, o.size, pairs, pairs == 1 ? "" : "s", dir,
+    tool_info("wrote %lld crop%s (%dx%d) of %d field%s to %s; %lld cell%s too near the border %s",
+              (long long)cnt.written, cnt.written == 1 ? "" : "s", o.size, o.size, pairs, pairs == 1 ? "" : "s", dir,
               (long long)(o.pad ? cnt.padded : cnt.edge), (o.pad ? cnt.padded : cnt.edge) == 1 ? "" : "s",
               o.pad ? "zero-padded" : "left out (--pad keeps them)");
     if (cnt.small)
