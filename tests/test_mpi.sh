@@ -304,6 +304,15 @@ if [ -x "$tool" ] && ldd "$tool" | grep -qi mpi; then
     rc=$?
     expect ep 1 "the MPI ranks disagree on --epochs" 1
     [ ! -e "$t/ep.cfnet" ] || { echo "test_mpi: the refused run wrote a model"; exit 1; }
+    # --skip-bad on rank 0 alone: refused once, before its check of the images (rank 0 went
+    # into that check's collectives while rank 1 was in others: an MPI error, status 15, or a
+    # hang)
+    EXTRA="--skip-bad" timeout 60 mpirun --allow-run-as-root --oversubscribe -x EXTRA -np 2 \
+        "$t/rank0.sh" "$tool" train $b -o "$t/trs.cfnet" >"$t/trs.log" 2>&1
+    rc=$?
+    expect trs 1 "the MPI ranks disagree on --skip-bad" 1
+    expect trs 1 "cfnet:" 1
+    [ ! -e "$t/trs.cfnet" ] || { echo "test_mpi: the refused run wrote a model"; exit 1; }
     # another --batch on one rank, one that fails the batch-against-ranks check there: every
     # rank stops at the agreement (not rank 0 alone, the other waiting in cfnet_mpi_attach)
     EXTRA="--batch 1" timeout 60 mpirun --allow-run-as-root --oversubscribe -x EXTRA -np 2 \

@@ -1,6 +1,5 @@
 """Tensors: numpy arrays handed to libcfnet without copying, and the Tensor handle."""
 import ctypes
-import os
 import sys
 import warnings
 import weakref
@@ -14,7 +13,15 @@ from ._handle import Handle
 
 MAX_DIMS = 5
 
-_PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
+_PACKAGE = __name__.rpartition(".")[0]  # "cfnet"
+
+
+def _in_package(frame):
+    """Whether ``frame`` runs code of this package: told by its module's name, not by its
+    file's folder (the code's file name is the build's in .pyc files compiled elsewhere, in a
+    sourceless or frozen distribution, and then pointed the warnings into the binding)."""
+    name = frame.f_globals.get("__name__")
+    return isinstance(name, str) and (name == _PACKAGE or name.startswith(_PACKAGE + "."))
 
 
 def user_stacklevel():
@@ -22,7 +29,7 @@ def user_stacklevel():
     at the first frame outside this package: the user's line, however many of the binding's
     own functions (a method's ``_using`` wrapper, ``_batch``) are between."""
     f, level = sys._getframe(1), 1
-    while f is not None and os.path.dirname(os.path.abspath(f.f_code.co_filename)) == _PACKAGE_DIR:
+    while f is not None and _in_package(f):
         f, level = f.f_back, level + 1
     return level
 

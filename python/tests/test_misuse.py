@@ -434,6 +434,39 @@ class SingleImageTest(LeakCheckedTestCase):
                 where = {(v.filename, v.category) for v in w}
                 self.assertEqual((name, where), (name, {(__file__, cfnet.CopyWarning)}))
 
+    def test_warnings_point_at_the_callers_line_from_compiled_files_alone(self):
+        # The binding installed as .pyc files compiled in another folder (a sourceless or
+        # frozen distribution: the code's file names are the build's, not the import's): its
+        # frames were told by their folder, so the warnings pointed into cfnet/_tensor.py.
+        import compileall
+        import shutil
+        import subprocess
+        import sys
+        src = os.path.dirname(os.path.abspath(cfnet.__file__))
+        with tempfile.TemporaryDirectory() as d:
+            build, inst = os.path.join(d, "build", "cfnet"), os.path.join(d, "inst", "cfnet")
+            shutil.copytree(src, build, ignore=shutil.ignore_patterns("__pycache__"))
+            self.assertTrue(compileall.compile_dir(build, quiet=1, legacy=True))
+            shutil.copytree(build, inst, ignore=shutil.ignore_patterns("*.py"))
+            shutil.rmtree(os.path.dirname(build))
+            script = os.path.join(d, "user.py")
+            with open(script, "w") as f:
+                f.write("import sys, warnings\n"
+                        "import numpy as np\n"
+                        "sys.path.insert(0, sys.argv[1])\n"
+                        "import cfnet\n"
+                        "with warnings.catch_warnings(record=True) as w:\n"
+                        "    warnings.simplefilter('always')\n"
+                        "    cfnet.rotate(np.zeros((1, 1, 8, 8)), 90)\n"
+                        "print(cfnet.__file__)\n"
+                        "print(sorted({(v.filename, v.lineno) for v in w}))\n")
+            r = subprocess.run([sys.executable, script, os.path.dirname(inst)], text=True,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                               env=dict(os.environ))
+            self.assertEqual(r.returncode, 0, r.stderr)
+            self.assertEqual(r.stdout.splitlines(),
+                             [os.path.join(inst, "__init__.pyc"), repr([(script, 7)])])
+
     def test_from_array_refuses_what_wrap_refuses_alike(self):
         # Tensor.from_array of an empty or 6-D array raised the library's error for a call the
         # user did not make ("tensor_create: dimension 0 is 0"), wrap a ValueError naming it.

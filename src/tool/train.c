@@ -1104,8 +1104,10 @@ int cmd_train(int argc, char **argv)
         }
         const int64_t seen[] = {c.resume_auto, c.resume != NULL, start_epoch,
                                 net ? cfnet_network_step_count(net) : 0, c.epochs, c.patience,
-                                held};
-        int d = tool_mpi_agree(seen, 7);
+                                held, c.skip_bad};
+        /* (--skip-bad too: only the ranks given it take part in screen_bad's collectives, so
+         * a rank without it met the others in different ones, an MPI error or a hang) */
+        int d = tool_mpi_agree(seen, (int)(sizeof seen / sizeof *seen));
         if (d >= 0) {
             char found[64] = "none";
             if (c.resume)
@@ -1127,7 +1129,8 @@ int cmd_train(int argc, char **argv)
             else if (rank == 0)
                 tool_error("the MPI ranks disagree on %s; every rank needs the same arguments "
                            "and the same DATA", d <= 1 ? "--resume" : d == 4 ? "--epochs"
-                                                                           : "--patience");
+                                                                           : d == 7 ? "--skip-bad"
+                                                                                    : "--patience");
             tool_mpi_fail_together();
             goto out;
         }
