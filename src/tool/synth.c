@@ -95,12 +95,13 @@ static int field_grid(int m)
 }
 
 /* Cells first .. first + n - 1 of class k into one field and its mask (cell j: label j + 1),
- * in slots drawn from the seeds; tile: scratch of 2 x 50 x 50. */
+ * in slots drawn from the seeds among the field's field_grid(M) squared (a last field of fewer
+ * cells spreads them over the same field); tile: scratch of 2 x 50 x 50. */
 static void render_field(const bm_class *pat, const bm_class *ref, int k, bm_split split,
                          int64_t first, int n, int64_t field_index, uint64_t seed, int channels,
                          int bits, float *tile, tool_image *field, tool_image *mask)
 {
-    const int g = field_grid(n), W = field->width, P = BM_SIZE * BM_SIZE;
+    const int W = field->width, g = (W - 2 * FIELD_MARGIN) / FIELD_PITCH, P = BM_SIZE * BM_SIZE;
     memset(field->data, 0, sizeof(float) * (size_t)channels * W * W);
     memset(mask->data, 0, sizeof(float) * (size_t)W * W);
     uint64_t st = seed ^ ((uint64_t)split << 56) ^ ((uint64_t)k << 40) ^ (uint64_t)field_index;
