@@ -104,6 +104,23 @@ assert sum(int(v) for r in rows[1:] for v in r[1:]) == 30
 assert sum(int(rows[i + 1][i + 1]) for i in range(3)) == round(m["accuracy"] * 30)
 EOF
 expect 0 '"balanced_accuracy"' "$cfnet" eval "$m" "$d/test" --json --threads 2
+# a class without examples in DATA has no recall or F1 (and no precision unless predicted):
+# "–" in the report and null in metrics.json, not a 0.0000 that reads as a failure
+part="$out/partial2"
+mkdir -p "$part"
+cp -r "$d/test/class00" "$d/test/class01" "$part/"
+expect 0 "^class02 +([0-9.]+|–) +– +– +0$" "$cfnet" eval "$m" "$part" --out "$out/eval2" --threads 2 -q
+lacks "^class0[01] .*–" "a class with examples printed – in eval's report"
+$py - "$out/eval2/metrics.json" <<'EOF' || fail "eval metrics of a class without examples"
+import json, sys
+m = json.load(open(sys.argv[1]))
+c = {r["class"]: r for r in m["per_class"]}
+assert c["class02"]["support"] == 0 and c["class02"]["recall"] is None and c["class02"]["f1"] is None, c
+predicted = sum(row[2] for row in m["confusion"])
+assert (c["class02"]["precision"] is None) == (predicted == 0), (c, predicted)
+for k in ("class00", "class01"):
+    assert all(isinstance(c[k][f], float) for f in ("precision", "recall", "f1")), c[k]
+EOF
 
 expect 0 "predicted 30 images" "$cfnet" predict "$m" "$d/test" -o "$out/pred.csv" --threads 2
 $py - "$out/pred.csv" <<'EOF' || fail "predictions CSV"

@@ -403,6 +403,83 @@ expect 0 "" "$cfnet" crop "$out/f16.tif" "$out/m32.tif" -o "$out/cls/b" --size 3
 expect 0 "best|epoch" "$cfnet" train "$out/cls" -o "$out/cls.safetensors" --epochs 1 --width 4 --threads 2 --batch 4 --val 0
 test -s "$out/cls.safetensors" || fail "train on crops wrote no model"
 
+# ---- synth --fields: fields of view and masks to crop -----------------------------------------
+sf="$out/sf"
+expect 0 "wrote 6 fields of view of up to 5 cells \(20 cells" "$cfnet" synth "$sf/f" --fields 5 --classes 2 \
+    --per-class 7 --test-per-class 3
+expect 0 "" "$cfnet" synth "$sf/one" --classes 2 --per-class 7 --test-per-class 3 -q
+for k in class00 class01; do
+    # shellcheck disable=SC2046
+    expect 0 "wrote 7 crops \(50x50\) of 2 fields to .*; 0 cells too near" "$cfnet" crop \
+        $(for i in 000 001; do echo "$sf/f/train/$k/field_$i.tif" "$sf/f/train/$k/field_${i}_mask.tif"; done) \
+        -o "$sf/crops/$k" --size 50
+done
+"$py" - "$sf" <<'PY' || fail "synth --fields: the masks do not label exactly the cells written"
+import glob, os, sys, numpy as np, tifffile
+o = sys.argv[1]
+r = 25 ** 2
+yy, xx = np.mgrid[0:50, 0:50]
+disc = (yy - 24.5) ** 2 + (xx - 24.5) ** 2 <= r
+fields = sorted(glob.glob(o + "/f/*/class*/field_???.tif"))
+assert len(fields) == 6, fields
+assert sorted(os.listdir(o + "/f/train/class00")) == ["field_000.tif", "field_000_mask.tif",
+                                                      "field_001.tif", "field_001_mask.tif"]
+cells = 0
+for f in fields:
+    split, cls, name = f.split("/")[-3:]
+    K, M = int(name[6:9]), 5
+    a, m = tifffile.imread(f), tifffile.imread(f[:-4] + "_mask.tif")
+    assert m.dtype == np.uint16 and a.dtype == np.uint16 and a.shape == (2,) + m.shape, (a.shape, m.dtype)
+    # the signal is where the labels are, in both channels
+    assert ((a[0] > 0) == (m > 0)).all() and ((a[1] > 0) == (m > 0)).all(), f
+    labels = sorted(set(np.unique(m)) - {0})
+    n = {"train": 7, "test": 3}[split] - K * M
+    assert labels == list(range(1, min(n, M) + 1)), (f, labels)
+    for lab in labels:
+        ys, xs = np.nonzero(m == lab)
+        top, left = ys.min(), xs.min()
+        assert ys.max() - top == 49 and xs.max() - left == 49, (f, lab)
+        win = (m[top:top + 50, left:left + 50] == lab)
+        assert (win == disc).all(), (f, lab)  # the label is the cell's disc, one piece
+        one = tifffile.imread("%s/one/%s/%s/%04d.tif" % (o, split, cls, K * M + lab - 1))
+        got = a[:, top:top + 50, left:left + 50] * win
+        assert (got == one * disc).all(), (f, lab)  # and holds that cell's image
+        cells += 1
+assert cells == 20, cells
+# crop: one crop per cell, each the cell's image
+for cls in ("class00", "class01"):
+    crops = sorted(glob.glob(o + "/crops/%s/field_*.tif" % cls))
+    assert len(crops) == 7, crops
+    for c in crops:
+        K, lab = int(c[-9:-6]), int(c[-5:-4])
+        one = tifffile.imread("%s/one/train/%s/%04d.tif" % (o, cls, K * 5 + lab - 1))
+        assert (tifffile.imread(c) * disc == one * disc).all(), c
+PY
+# the refusals of synth: DIR new or empty, --size is the crop's, M in 1..64
+expect 1 "the folder is not empty" "$cfnet" synth "$sf/f" --fields 5
+expect 2 "--size is for single-cell images" "$cfnet" synth "$sf/new" --fields 5 --size 64
+expect 2 "--fields: expected 1..64, got '65'" "$cfnet" synth "$sf/new" --fields 65
+expect 2 "--fields: expected 1..64, got '0'" "$cfnet" synth "$sf/new" --fields 0
+[ -e "$sf/new" ] && fail "a refused synth --fields made its DIR"
+# PNG: fields and 16-bit grey masks that crop reads
+expect 0 "" "$cfnet" synth "$sf/png" --fields 4 --classes 2 --per-class 4 --test-per-class 0 \
+    --format png --channels 1 -q
+expect 0 "wrote 4 crops" "$cfnet" crop "$sf/png/train/class01/field_000.png" \
+    "$sf/png/train/class01/field_000_mask.png" -o "$sf/pngcrops" --size 50
+# docs/cli.md's walkthrough, synth fields -> crop per class -> train -> eval, as written
+mkdir -p "$out/walk"
+awk 'index($0, "<!-- tested: synth-fields") == 1 { w = 1; next } w == 1 && /^```/ { w = 2; next }
+     w == 2 && /^```/ { exit } w == 2' docs/cli.md >"$out/walk/walk.sh"
+grep -q "cfnet eval" "$out/walk/walk.sh" || fail "no tested synth-fields walkthrough in docs/cli.md"
+mkdir -p "$out/walkbin" # the snippet runs `cfnet`: the one under test, whatever its file name
+ln -sf "$cfnet_abs" "$out/walkbin/cfnet"
+walkbin=$(cd "$out/walkbin" && pwd)
+(cd "$out/walk" && PATH="$walkbin:$PATH" sh -e walk.sh >walk.log 2>&1) ||
+    { fail "docs/cli.md's synth-fields walkthrough failed"; tail -20 "$out/walk/walk.log"; }
+grep -q "wrote 50 crops (50x50) of 7 fields to cells/test/class02" "$out/walk/walk.log" ||
+    fail "the walkthrough's crops"
+grep -Eq "^balanced accuracy +[0-9.]+ %" "$out/walk/walk.log" || fail "the walkthrough's eval report"
+
 if [ $fails -ne 0 ]; then
     echo "test_cli_crop: $fails failures"
     exit 1

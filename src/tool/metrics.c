@@ -57,6 +57,13 @@ void metrics_finish(tool_metrics *m)
     m->macro_f1 = present ? fsum / present : 0.0;
 }
 
+int64_t metrics_predicted(const tool_metrics *m, int cls)
+{
+    int64_t col = 0;
+    for (int j = 0; j < m->k; j++) col += m->confusion[(int64_t)j * m->k + cls];
+    return col;
+}
+
 void metrics_free(tool_metrics *m)
 {
     free(m->confusion);
@@ -125,8 +132,14 @@ void metrics_print(const tool_metrics *m, char **classes, FILE *out)
     fprintf(out, "\n%-*s  precision  recall      F1  support\n", w, "class");
     for (int i = 0; i < k; i++) {
         print_name(out, classes[i], w);
-        fprintf(out, "  %9.4f  %6.4f  %.4f  %7lld\n", m->precision[i], m->recall[i], m->f1[i],
-                (long long)m->support[i]);
+        /* A class without examples in the data has no recall and no F1, and no precision unless
+         * it was predicted: "–" (U+2013, 3 bytes in 1 column), not a 0 that reads as a failure. */
+        const int none = m->support[i] == 0, unpredicted = none && metrics_predicted(m, i) == 0;
+        if (unpredicted) fprintf(out, "  %11s", "\xE2\x80\x93");
+        else fprintf(out, "  %9.4f", m->precision[i]);
+        if (none) fprintf(out, "  %8s  %8s", "\xE2\x80\x93", "\xE2\x80\x93");
+        else fprintf(out, "  %6.4f  %.4f", m->recall[i], m->f1[i]);
+        fprintf(out, "  %7lld\n", (long long)m->support[i]);
     }
     fprintf(out, "\nconfusion matrix (rows: true class, columns: predicted, in class order)\n");
     int cw = 4;
@@ -284,9 +297,12 @@ int metrics_write_json(const tool_metrics *m, char **classes, FILE *f, const cha
         json_array_append_new(names, json_string(classes[i]));
         json_t *c = json_object(), *row = json_array();
         json_object_set_new(c, "class", json_string(classes[i]));
-        json_object_set_new(c, "precision", json_real(m->precision[i]));
-        json_object_set_new(c, "recall", json_real(m->recall[i]));
-        json_object_set_new(c, "f1", json_real(m->f1[i]));
+        /* null where the text report prints "–": a class without examples has no recall
+         * and no F1, and no precision unless it was predicted */
+        const int none = m->support[i] == 0, unpredicted = none && metrics_predicted(m, i) == 0;
+        json_object_set_new(c, "precision", unpredicted ? json_null() : json_real(m->precision[i]));
+        json_object_set_new(c, "recall", none ? json_null() : json_real(m->recall[i]));
+        json_object_set_new(c, "f1", none ? json_null() : json_real(m->f1[i]));
         json_object_set_new(c, "support", json_integer(m->support[i]));
         json_array_append_new(pc, c);
         for (int j = 0; j < m->k; j++)

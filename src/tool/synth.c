@@ -37,6 +37,11 @@ static const char synth_help[] =
     "  --seed S             data seed (default 1; image i of class k is the same for a given\n"
     "                       seed whatever the counts)\n"
     "  --pattern-seed S     seed of the class patterns (default 2019, as the demo)\n"
+    "  --fields M           fields of view instead of single-cell images, for `cfnet crop`: M\n"
+    "                       cells (1..64) per field, placed apart, as DIR/SPLIT/<class>/\n"
+    "                       field_NNN.tif and their 16-bit label masks field_NNN_mask.tif\n"
+    "                       (0 background; cell i of a field is label i and the field's image\n"
+    "                       NNN x M + i - 1 without --fields, within a disc of radius 25)\n"
     "  -q, --quiet          no summary line\n"
     "  -h, --help           this help\n";
 
@@ -66,6 +71,63 @@ static void crop_or_pad(const tool_image *in, tool_image *out)
             }
 }
 
+/* ---- --fields: cells placed apart in fields of view, with their label masks ------------------ */
+
+#define FIELD_PITCH 58  /* slot side: a 50 x 50 cell and up to 5 px of jitter, 3 px apart */
+#define FIELD_MARGIN 16 /* border: crop's default 64 x 64 window fits around every cell */
+#define FIELD_RADIUS 25 /* a cell is its image within this radius of the image's centre */
+
+static uint64_t splitmix(uint64_t *s)
+{
+    uint64_t z = (*s += 0x9E3779B97F4A7C15ULL);
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL;
+    return z ^ (z >> 31);
+}
+
+/* Slots per side of a field of m cells: one more than a square of them needs, so that where
+ * the cells lie varies. */
+static int field_grid(int m)
+{
+    int g = 1;
+    while (g * g < m) g++;
+    return g + 1;
+}
+
+/* Cells first .. first + n - 1 of class k into one field and its mask (cell j: label j + 1),
+ * in slots drawn from the seeds among the field's field_grid(M) squared (a last field of fewer
+ * cells spreads them over the same field); tile: scratch of 2 x 50 x 50. */
+static void render_field(const bm_class *pat, const bm_class *ref, int k, bm_split split,
+                         int64_t first, int n, int64_t field_index, uint64_t seed, int channels,
+                         int bits, float *tile, tool_image *field, tool_image *mask)
+{
+    const int W = field->width, g = (W - 2 * FIELD_MARGIN) / FIELD_PITCH, P = BM_SIZE * BM_SIZE;
+    memset(field->data, 0, sizeof(float) * (size_t)channels * W * W);
+    memset(mask->data, 0, sizeof(float) * (size_t)W * W);
+    uint64_t st = seed ^ ((uint64_t)split << 56) ^ ((uint64_t)k << 40) ^ (uint64_t)field_index;
+    splitmix(&st);
+    int slot[128]; /* g <= 9 for m <= 64 */
+    for (int i = 0; i < g * g; i++) slot[i] = i;
+    for (int j = 0; j < n; j++) {
+        int pick = j + (int)(splitmix(&st) % (uint64_t)(g * g - j)), t = slot[j];
+        slot[j] = slot[pick];
+        slot[pick] = t;
+        const int top = FIELD_MARGIN + (slot[j] / g) * FIELD_PITCH + (int)(splitmix(&st) % 6);
+        const int left = FIELD_MARGIN + (slot[j] % g) * FIELD_PITCH + (int)(splitmix(&st) % 6);
+        render(pat, ref, k, split, first + j, seed, channels, bits, tile);
+        const double ctr = (BM_SIZE - 1) / 2.0;
+        for (int y = 0; y < BM_SIZE; y++)
+            for (int x = 0; x < BM_SIZE; x++) {
+                if ((y - ctr) * (y - ctr) + (x - ctr) * (x - ctr) > FIELD_RADIUS * FIELD_RADIUS)
+                    continue;
+                const int64_t q = (int64_t)(top + y) * W + left + x;
+                mask->data[q] = (float)(j + 1);
+                for (int c = 0; c < channels; c++)
+                    field->data[(int64_t)c * W * W + q] = tile[c * P + y * BM_SIZE + x];
+            }
+    }
+}
+
 int cmd_synth(int argc, char **argv)
 {
     static const struct option longopts[] = {
@@ -74,10 +136,11 @@ int cmd_synth(int argc, char **argv)
         {"format", required_argument, 0, 'f'},      {"bits", required_argument, 0, 'b'},
         {"layout", required_argument, 0, 'l'},      {"seed", required_argument, 0, 's'},
         {"pattern-seed", required_argument, 0, 'p'}, {"quiet", no_argument, 0, 'q'},
-        {"size", required_argument, 0, 'S'},
+        {"size", required_argument, 0, 'S'},         {"fields", required_argument, 0, 'F'},
         {"help", no_argument, 0, 'h'},              {0, 0, 0, 0}};
     long classes = 10, per = 50, test = 50, channels = 2, bits = 16, seed = 1, pseed = BM_PATTERN_SEED;
-    long size = BM_SIZE;
+    long size = BM_SIZE, fields = 0;
+    int size_given = 0;
     int png = 0;
     tiff_layout layout = TIFF_PAGES;
     int layout_given = 0;
@@ -108,7 +171,8 @@ int cmd_synth(int argc, char **argv)
             break;
         case 's': u = opt_long("synth", "--seed", optarg, 0, 0x7fffffffL, "a non-negative integer", &seed); break;
         case 'p': u = opt_long("synth", "--pattern-seed", optarg, 0, 0x7fffffffL, "a non-negative integer", &pseed); break;
-        case 'S': u = opt_long("synth", "--size", optarg, 8, 1024, NULL, &size); break;
+        case 'S': u = opt_long("synth", "--size", optarg, 8, 1024, NULL, &size); size_given = 1; break;
+        case 'F': u = opt_long("synth", "--fields", optarg, 1, 64, NULL, &fields); break;
         case 'q': tool_quiet = 1; break;
         default: return opt_error("synth", c, argv);
         }
@@ -121,6 +185,9 @@ int cmd_synth(int argc, char **argv)
     if (png && layout_given)
         return tool_usage_error("synth", "--layout is for TIFF files; a PNG holds its channels as "
                                          "samples of one image");
+    if (fields && size_given)
+        return tool_usage_error("synth", "--size is for single-cell images; with --fields the "
+                                         "cells are 50x50 (crop's --size sets the crops' side)");
     const char *dir = argv[optind];
     if (!dir[0]) return tool_usage_error("synth", "DIR is empty");
     /* A new or empty folder only: class folders written into an existing dataset would become
@@ -155,7 +222,10 @@ int cmd_synth(int argc, char **argv)
     tool_image img = {(int)channels, BM_SIZE, BM_SIZE, xmalloc(sizeof(float) * 2 * BM_SIZE * BM_SIZE)};
     tool_image out = {(int)channels, (int)size, (int)size, xmalloc(sizeof(float) * 2 * (size_t)(size * size))};
     const char *ext = png ? "png" : "tif";
-    int64_t written = 0;
+    int64_t written = 0, nfields = 0;
+    const int FW = fields ? FIELD_MARGIN * 2 + field_grid((int)fields) * FIELD_PITCH : 0;
+    tool_image field = {(int)channels, FW, FW, fields ? xmalloc(sizeof(float) * 2 * (size_t)FW * FW) : NULL};
+    tool_image mask = {1, FW, FW, fields ? xmalloc(sizeof(float) * (size_t)FW * FW) : NULL};
     for (int s = 0; s < 2; s++) {
         long count = s == 0 ? per : test;
         if (count == 0) continue;
@@ -169,9 +239,39 @@ int cmd_synth(int argc, char **argv)
                 free(sdir);
                 free(img.data);
                 free(out.data);
+                free(field.data);
+                free(mask.data);
                 return EXIT_RUNTIME;
             }
-            for (long i = 0; i < count; i++) {
+            for (long i = 0; fields && i < count; i += fields) {
+                const int n = (int)(count - i < fields ? count - i : fields);
+                render_field(&pat[k], &ref, k, s == 0 ? BM_TRAIN : BM_TEST, i, n, i / fields,
+                             (uint64_t)seed, (int)channels, (int)bits, img.data, &field, &mask);
+                char file[64], err[256];
+                int rc = 0;
+                for (int w = 0; w < 2 && rc == 0; w++) {
+                    snprintf(file, sizeof file, "field_%03ld%s.%s", i / fields, w ? "_mask" : "", ext);
+                    char *path = path_join(cdir, file);
+                    const tool_image *im = w ? &mask : &field;
+                    const int b = w ? 16 : (int)bits;
+                    rc = png ? image_write_png(path, im, b, err, sizeof err)
+                             : image_write_tiff(path, im, b, w ? TIFF_PAGES : layout, err, sizeof err);
+                    free(path);
+                }
+                if (rc != 0) {
+                    tool_error("%s", err);
+                    free(cdir);
+                    free(sdir);
+                    free(img.data);
+                    free(out.data);
+                    free(field.data);
+                    free(mask.data);
+                    return EXIT_RUNTIME;
+                }
+                nfields++;
+                written += n;
+            }
+            for (long i = 0; !fields && i < count; i++) {
                 render(&pat[k], &ref, k, s == 0 ? BM_TRAIN : BM_TEST, i, (uint64_t)seed,
                        (int)channels, (int)bits, img.data);
                 crop_or_pad(&img, &out);
@@ -187,6 +287,8 @@ int cmd_synth(int argc, char **argv)
                     free(sdir);
                     free(img.data);
                     free(out.data);
+                    free(field.data);
+                    free(mask.data);
                     return EXIT_RUNTIME;
                 }
                 written++;
@@ -197,6 +299,16 @@ int cmd_synth(int argc, char **argv)
     }
     free(img.data);
     free(out.data);
+    free(field.data);
+    free(mask.data);
+    if (fields) {
+        tool_info("wrote %lld fields of view of up to %ld cells (%lld cells: %ld classes, %ld "
+                  "training + %ld test per class, %dx%d %ld-bit %s, %ld channel%s, and their "
+                  "16-bit label masks) to %s", (long long)nfields, fields, (long long)written,
+                  classes, per, test, FW, FW, bits, png ? "PNG" : "TIFF", channels,
+                  channels == 1 ? "" : "s", dir);
+        return EXIT_OK;
+    }
     tool_info("wrote %lld images (%ld classes, %ld training + %ld test per class, %ldx%d %ld-bit "
               "%s, %ld channel%s) to %s", (long long)written, classes, per, test, size,
               (int)size, bits, png ? "PNG" : "TIFF", channels, channels == 1 ? "" : "s", dir);

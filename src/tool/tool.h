@@ -377,6 +377,7 @@ typedef struct tool_metrics {
 void metrics_init(tool_metrics *m, int k);
 void metrics_add(tool_metrics *m, int truth, int predicted);
 void metrics_finish(tool_metrics *m);
+int64_t metrics_predicted(const tool_metrics *m, int cls); /* column sum: times predicted */
 void metrics_free(tool_metrics *m);
 void metrics_print(const tool_metrics *m, char **classes, FILE *out);
 /* The reports into an open stream: 0, or -1 when a write failed. */
