@@ -193,6 +193,22 @@ static const char *temp_pid_start(const char *n, const char *base, size_t blen,
     return n + start;
 }
 
+/* A stream over the folder open as dirfd, from its first entry, on a descriptor of its own
+ * (closedir leaves dirfd open); NULL with errno set. */
+static DIR *reopen_dir(int dirfd)
+{
+    int fd = fcntl(dirfd, F_DUPFD_CLOEXEC, 0);
+    DIR *d = fd >= 0 ? fdopendir(fd) : NULL;
+    if (!d) {
+        int err = errno;
+        if (fd >= 0) close(fd);
+        errno = err;
+        return NULL;
+    }
+    rewinddir(d); /* the duplicate shares dirfd's offset */
+    return d;
+}
+
 int cf_platform_remove_stale_temps(int dirfd, const char *base, unsigned flags, size_t *removed,
                                    char *first, size_t first_size)
 {
@@ -201,15 +217,8 @@ int cf_platform_remove_stale_temps(int dirfd, const char *base, unsigned flags, 
     char host[256], hsuffix[258];
     if (cf_platform_host_name(host, sizeof host) != 0) return 0;
     snprintf(hsuffix, sizeof hsuffix, ".%s", host);
-    int fd = fcntl(dirfd, F_DUPFD_CLOEXEC, 0);
-    DIR *d = fd >= 0 ? fdopendir(fd) : NULL;
-    if (!d) {
-        int err = errno;
-        if (fd >= 0) close(fd);
-        errno = err;
-        return -1;
-    }
-    rewinddir(d); /* the descriptor's offset is shared with dirfd */
+    DIR *d = reopen_dir(dirfd);
+    if (!d) return -1;
     long m = fpathconf(dirfd, _PC_NAME_MAX);
     size_t name_max = m > 0 ? (size_t)m : (size_t)NAME_MAX, blen = strlen(base);
     for (struct dirent *e; (e = readdir(d)) != NULL;) {
@@ -255,10 +264,8 @@ static int remove_dir_if_unlocked(int dirfd, const char *name)
         close(fd);
         return -1;
     }
-    int fd2 = fcntl(fd, F_DUPFD_CLOEXEC, 0);
-    DIR *d = fd2 >= 0 ? fdopendir(fd2) : NULL;
+    DIR *d = reopen_dir(fd);
     if (!d) {
-        if (fd2 >= 0) close(fd2);
         close(fd);
         return -1;
     }
@@ -284,15 +291,8 @@ int cf_platform_remove_stale_dirs(int dirfd, const char *prefix, size_t *removed
     char host[256], hsuffix[258];
     if (cf_platform_host_name(host, sizeof host) != 0) return 0;
     int hlen = snprintf(hsuffix, sizeof hsuffix, ".%s", host);
-    int fd = fcntl(dirfd, F_DUPFD_CLOEXEC, 0);
-    DIR *d = fd >= 0 ? fdopendir(fd) : NULL;
-    if (!d) {
-        int err = errno;
-        if (fd >= 0) close(fd);
-        errno = err;
-        return -1;
-    }
-    rewinddir(d); /* the descriptor's offset is shared with dirfd */
+    DIR *d = reopen_dir(dirfd);
+    if (!d) return -1;
     size_t plen = strlen(prefix);
     for (struct dirent *e; (e = readdir(d)) != NULL;) {
         const char *n = e->d_name, *tail = NULL;

@@ -128,6 +128,18 @@ static void render_field(const bm_class *pat, const bm_class *ref, int k, bm_spl
     }
 }
 
+/* `im` as DIR/FILE at `bits` per sample: 0, or -1 after saying why. */
+static int write_image(const char *dir, const char *file, const tool_image *im, int bits, int png,
+                       tiff_layout layout)
+{
+    char err[256], *path = path_join(dir, file);
+    int rc = png ? image_write_png(path, im, bits, err, sizeof err)
+                 : image_write_tiff(path, im, bits, layout, err, sizeof err);
+    free(path);
+    if (rc != 0) tool_error("%s", err);
+    return rc;
+}
+
 int cmd_synth(int argc, char **argv)
 {
     static const struct option longopts[] = {
@@ -226,72 +238,37 @@ int cmd_synth(int argc, char **argv)
     const int FW = fields ? FIELD_MARGIN * 2 + field_grid((int)fields) * FIELD_PITCH : 0;
     tool_image field = {(int)channels, FW, FW, fields ? xmalloc(sizeof(float) * 2 * (size_t)FW * FW) : NULL};
     tool_image mask = {1, FW, FW, fields ? xmalloc(sizeof(float) * (size_t)FW * FW) : NULL};
-    for (int s = 0; s < 2; s++) {
+    int failed = 0;
+    for (int s = 0; s < 2 && !failed; s++) {
         long count = s == 0 ? per : test;
         if (count == 0) continue;
         char *sdir = path_join(dir, s == 0 ? "train" : "test");
-        for (int k = 0; k < classes; k++) {
+        for (int k = 0; k < classes && !failed; k++) {
             char name[32];
             snprintf(name, sizeof name, "class%02d", k);
             char *cdir = path_join(sdir, name);
-            if (make_dirs(cdir) != 0) {
-                free(cdir);
-                free(sdir);
-                free(img.data);
-                free(out.data);
-                free(field.data);
-                free(mask.data);
-                return EXIT_RUNTIME;
-            }
-            for (long i = 0; fields && i < count; i += fields) {
+            failed = make_dirs(cdir) != 0;
+            for (long i = 0; !failed && fields && i < count; i += fields) {
                 const int n = (int)(count - i < fields ? count - i : fields);
                 render_field(&pat[k], &ref, k, s == 0 ? BM_TRAIN : BM_TEST, i, n, i / fields,
                              (uint64_t)seed, (int)channels, (int)bits, img.data, &field, &mask);
-                char file[64], err[256];
-                int rc = 0;
-                for (int w = 0; w < 2 && rc == 0; w++) {
+                char file[64];
+                for (int w = 0; w < 2 && !failed; w++) {
                     snprintf(file, sizeof file, "field_%03ld%s.%s", i / fields, w ? "_mask" : "", ext);
-                    char *path = path_join(cdir, file);
-                    const tool_image *im = w ? &mask : &field;
-                    const int b = w ? 16 : (int)bits;
-                    rc = png ? image_write_png(path, im, b, err, sizeof err)
-                             : image_write_tiff(path, im, b, w ? TIFF_PAGES : layout, err, sizeof err);
-                    free(path);
+                    failed = write_image(cdir, file, w ? &mask : &field, w ? 16 : (int)bits, png,
+                                         w ? TIFF_PAGES : layout) != 0;
                 }
-                if (rc != 0) {
-                    tool_error("%s", err);
-                    free(cdir);
-                    free(sdir);
-                    free(img.data);
-                    free(out.data);
-                    free(field.data);
-                    free(mask.data);
-                    return EXIT_RUNTIME;
-                }
-                nfields++;
-                written += n;
+                nfields += !failed;
+                written += failed ? 0 : n;
             }
-            for (long i = 0; !fields && i < count; i++) {
+            for (long i = 0; !failed && !fields && i < count; i++) {
                 render(&pat[k], &ref, k, s == 0 ? BM_TRAIN : BM_TEST, i, (uint64_t)seed,
                        (int)channels, (int)bits, img.data);
                 crop_or_pad(&img, &out);
-                char file[64], err[256];
+                char file[64];
                 snprintf(file, sizeof file, "%04ld.%s", i, ext);
-                char *path = path_join(cdir, file);
-                int rc = png ? image_write_png(path, &out, (int)bits, err, sizeof err)
-                             : image_write_tiff(path, &out, (int)bits, layout, err, sizeof err);
-                free(path);
-                if (rc != 0) {
-                    tool_error("%s", err);
-                    free(cdir);
-                    free(sdir);
-                    free(img.data);
-                    free(out.data);
-                    free(field.data);
-                    free(mask.data);
-                    return EXIT_RUNTIME;
-                }
-                written++;
+                failed = write_image(cdir, file, &out, (int)bits, png, layout) != 0;
+                written += !failed;
             }
             free(cdir);
         }
@@ -301,6 +278,7 @@ int cmd_synth(int argc, char **argv)
     free(out.data);
     free(field.data);
     free(mask.data);
+    if (failed) return EXIT_RUNTIME;
     if (fields) {
         tool_info("wrote %lld fields of view of up to %ld cells (%lld cells: %ld classes, %ld "
                   "training + %ld test per class, %dx%d %ld-bit %s, %ld channel%s, and their "
