@@ -342,6 +342,19 @@ cmp "$out/killed/y/cells.csv" "$o1/cells.csv" || fail "the crop beside stale sta
 expect 1 "no crops: 5 cells too near the border" "$cfnet" crop "$out/f16.tif" "$out/m32.tif" -o "$out/bad2" --size 99
 test -e "$out/bad2" && fail "a crop without crops left DIR"
 
+# ---- a write that fails: a file size limit, as a full disk --------------------------------------
+# A one-page TIFF smaller than libtiff's strip was written only by TIFFClose, which cannot say it
+# failed: crop and synth reported success over cut-off files, and libtiff printed its own lines.
+limited() { (trap '' XFSZ; ulimit -f 1; exec "$@"); }
+expect 1 "writing .*/f8_[0-9]+\.tif failed: .*Write error.*\(File too large\) \(writing the crop of cell" \
+    limited "$cfnet" crop "$out/f8.tif" "$out/m32.tif" -o "$out/climit" --size 48
+lacks "^TIFF" "libtiff's own messages printed by crop under a size limit"
+[ ! -e "$out/climit" ] || fail "crop under a size limit left $out/climit"
+ls -a "$out" | grep -q "climit.crop-tmp" && fail "crop under a size limit left its staging folder"
+expect 1 "writing .*0000\.tif failed: .*\(File too large\)" \
+    limited "$cfnet" synth "$out/slimit" --classes 2 --per-class 1 --test-per-class 0 --channels 1
+lacks "^TIFF|wrote" "synth under a size limit said libtiff's lines or that it wrote"
+
 # ---- crop -> predict, crop -> train -------------------------------------------------------------------
 d="$out/data"
 expect 0 "wrote" "$cfnet" synth "$d" --classes 2 --per-class 12 --test-per-class 3 --size 32

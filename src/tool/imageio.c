@@ -3,6 +3,7 @@
 #define _GNU_SOURCE
 #include "tool.h"
 
+#include <errno.h>
 #include <math.h>
 #include <png.h>
 #include <setjmp.h>
@@ -878,6 +879,27 @@ static void to_bytes(const float *v, int64_t n, int stride, int bits, unsigned c
     }
 }
 
+/* The first error libtiff reports while writing, and errno then (the failed write's). */
+typedef struct {
+    char msg[200];
+    int err, failed;
+} tiff_write_error;
+
+static int tiff_write_error_handler(TIFF *tif, void *user, const char *module, const char *fmt,
+                                    va_list ap)
+{
+    (void)tif;
+    tiff_write_error *we = user;
+    if (we && !we->failed) {
+        we->err = errno;
+        char msg[160];
+        vsnprintf(msg, sizeof msg, fmt, ap);
+        snprintf(we->msg, sizeof we->msg, "%s%s%s", module ? module : "", module ? ": " : "", msg);
+        we->failed = 1;
+    }
+    return 1; /* handled: nothing is printed */
+}
+
 int image_write_tiff(const char *path, const tool_image *img, int bits, tiff_layout layout,
                      char *err, size_t errsize)
 {
@@ -885,9 +907,21 @@ int image_write_tiff(const char *path, const tool_image *img, int bits, tiff_lay
         set_err(err, errsize, "TIFF bits must be 8, 16 or 32");
         return -1;
     }
-    TIFF *tif = TIFFOpen(path, "w");
+    /* libtiff's errors (a write that failed: a full disk, a file size limit) are kept for the
+     * message, not printed by libtiff's own handler */
+    tiff_write_error we = {"", 0, 0};
+    TIFFOpenOptions *opts = TIFFOpenOptionsAlloc();
+    if (!opts) {
+        set_err(err, errsize, "cannot create %s: out of memory", path);
+        return -1;
+    }
+    TIFFOpenOptionsSetErrorHandlerExtR(opts, tiff_write_error_handler, &we);
+    TIFFOpenOptionsSetWarningHandlerExtR(opts, tiff_warning_handler, NULL);
+    errno = 0;
+    TIFF *tif = TIFFOpenExt(path, "w", opts);
+    TIFFOpenOptionsFree(opts);
     if (!tif) {
-        set_err(err, errsize, "cannot create %s", path);
+        set_err(err, errsize, "cannot create %s: %s", path, errno ? strerror(errno) : we.msg);
         return -1;
     }
     const int C = img->channels, W = img->width, H = img->height, B = bits / 8;
@@ -952,9 +986,21 @@ int image_write_tiff(const char *path, const tool_image *img, int bits, tiff_lay
         }
         if (rc == 0 && pages > 1 && !TIFFWriteDirectory(tif)) rc = -1;
     }
+    /* One page: its data (a strip smaller than the default strip size is held in memory) and its
+     * directory are written here, not by TIFFClose, which cannot say that it failed (a full disk
+     * left a cut-off file and "wrote 8 images") */
+    if (rc == 0 && pages == 1 && !TIFFFlush(tif)) rc = -1;
     free(line);
     TIFFClose(tif);
-    if (rc != 0) set_err(err, errsize, "writing %s failed", path);
+    if (rc != 0 || we.failed) {
+        rc = -1;
+        if (we.failed && we.err)
+            set_err(err, errsize, "writing %s failed: %s (%s)", path, we.msg, strerror(we.err));
+        else if (we.failed)
+            set_err(err, errsize, "writing %s failed: %s", path, we.msg);
+        else
+            set_err(err, errsize, "writing %s failed", path);
+    }
     return rc;
 }
 
