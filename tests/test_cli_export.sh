@@ -3,6 +3,7 @@
 # without --probabilities) for a model file that carries metadata, a file onnx.checker accepts
 # with that metadata in metadata_props; --help, usage errors (exit 2) and a bad model or an
 # unwritable output (exit 1, message) behave like the other commands.
+# Also runs docs/deploy.md's recipes (Python prepare(), the node script) against predict.
 # Environment (set by `make check`): CFNET_BUILD, CFNET_LIBDIR, CFNET_SANITIZE, CC.
 set -eu
 cd "$(dirname "$0")/.."
@@ -282,4 +283,45 @@ off = np.abs(run(np.stack([ns["prepare"](x, other) for x in images]), "other") -
 assert off > 1e-3, "other percentiles agree too: %g" % off
 print("test_cli_export: deploy.md's prepare() + ONNX Runtime = cfnet predict within %.1e "
       "(%d images; other percentiles: %.1e)" % (err, len(rows), off))
+EOF_PY
+
+# docs/deploy.md, "Node.js, ONNX Runtime": the page's script, run by node as written on each
+# image (stored as raw float32), gives predict's class and probabilities.
+awk 'index($0, "<!-- tested: node-classify") == 1 { want = 1; next }
+     want == 1 && /^```/ { want = 2; next }
+     want == 2 && /^```/ { exit }
+     want == 2 { print }' docs/deploy.md > "$tmp/classify.js"
+[ -s "$tmp/classify.js" ] || fail "no tested node-classify script in docs/deploy.md"
+"$py" - "$tmp" <<'EOF_PY' || fail "writing the images as raw float32"
+import sys, glob, numpy as np
+for f in glob.glob(sys.argv[1] + "/in/*.npy"):
+    x = np.load(f)
+    x.astype(np.float32).tofile(f[:-4] + ".f32")
+    open(f[:-4] + ".dims", "w").write("%d %d %d\n" % x.shape)
+EOF_PY
+: > "$tmp/node.txt"
+for f in "$tmp"/in/*.f32; do
+    # shellcheck disable=SC2046  # the three dimensions, as three arguments
+    NODE_PATH=$ort/node_modules node "$tmp/classify.js" "$tmp/cli-p.onnx" "$f" $(cat "${f%.f32}.dims") \
+        > "$tmp/node.out" 2> "$tmp/node.err" || fail "deploy.md's node script on $f: $(cat "$tmp/node.err")"
+    printf '%s %s\n' "$(basename "$f" .f32)" "$(cat "$tmp/node.out")" >> "$tmp/node.txt"
+done
+"$py" - "$tmp" <<'EOF_PY' || fail "deploy.md's node script differs from cfnet predict"
+import sys, os, csv, json
+d = sys.argv[1]
+got = {}
+for line in open(d + "/node.txt"):
+    name, out = line.split(" ", 1)
+    got[name] = json.loads(out)
+rows = list(csv.reader(open(d + "/pred.csv")))[1:]
+assert sorted(got) == sorted(os.path.basename(r[0])[:-4] for r in rows), (sorted(got), rows)
+err = 0.0
+for r in rows:
+    g = got[os.path.basename(r[0])[:-4]]
+    assert g["class"] == r[1], (r, g)
+    assert len(g["probabilities"]) == len(r) - 2, (r, g)
+    err = max([err] + [abs(a - float(b)) for a, b in zip(g["probabilities"], r[2:])])
+assert err <= 1e-5, "max |node - predict| = %g" % err
+print("test_cli_export: deploy.md's node script = cfnet predict within %.1e (%d images)"
+      % (err, len(rows)))
 EOF_PY
