@@ -1,7 +1,7 @@
 """docs/deploy.md, "BioImage Model Zoo", as a user follows it (run by tests/test_onnx.sh).
 
 Runs the page's Python block (marked zoo-test-pair) as it is, for a saved classifier and a test
-image with a bright outlier, then checks the page's rdf.yaml (marked zoo-rdf) against what it
+image with a bright outlier written as the TIFF file the block reads (tifffile), then checks the page's rdf.yaml (marked zoo-rdf) against what it
 wrote, as far as the model description format 0.4 can be checked without the zoo's tools: the
 required fields, the tensor names against the ONNX model's, axes of the shapes' length, the
 shapes against the model and the .npy files, float32 data, the opset. Last, the test input goes
@@ -76,13 +76,23 @@ def main():
                   + rng.normal(0, 40, (28, 28)))[None]
     test_image[0, 20, 9] = 30000  # one: above the 99.8th percentile of 784 pixels
     test_image = test_image.astype(np.uint16)
+    try:
+        import tifffile
+    except ImportError:
+        print("check_zoo: SKIPPED: python3-tifffile is not installed, so the page's block, which "
+              "reads its test image with it, cannot run (scripts/install-deps --extra installs it)")
+        return 0
+    # one page of 16-bit pixels, as a microscope writes it; the snippet reads it itself
+    tifffile.imwrite(os.path.join(work, "test_image.tif"), test_image[0])
     cwd = os.getcwd()
     os.chdir(work)  # the snippet names its files relative to the current folder
     try:
-        exec(compile(snippet, "deploy.md:zoo-test-pair", "exec"),
-             {"__name__": "__main__", "test_image": test_image})
+        exec(compile(snippet, "deploy.md:zoo-test-pair", "exec"), {"__name__": "__main__"})
     finally:
         os.chdir(cwd)
+    if not np.array_equal(np.load(os.path.join(work, "test_input.npy")),
+                          test_image[None].astype(np.float32)):
+        failures.append("test_input.npy is not test_image.tif's pixels as stored")
     t_in = np.load(os.path.join(work, "test_input.npy"))
     t_out = np.load(os.path.join(work, "test_output.npy"))
     model = onnx.load(os.path.join(work, "model.onnx"))
