@@ -210,10 +210,10 @@ def _layout_hint(shape, input_shape):
     if len(s) in (3, 4) and s[-1] == c and s[-3:-1] == (hh, ww) and s[-3:] != input_shape:
         return ("; channels last? (H x W x C): move the channel axis with "
                 "np.moveaxis(x, -1, -3)")
+    if s == input_shape:  # also for C = 1, where it could be one H x W image: x[None] too
+        return "; one C x H x W image? a batch of one is x[None]"
     if c == 1 and len(s) == 3 and s[1:] == (hh, ww):
         return "; no channel axis? (N x H x W): add it with x[:, None]"
-    if s == input_shape:
-        return "; one C x H x W image? a batch of one is x[None]"
     if c == 1 and s == (hh, ww):
         return "; one image without its channel axis: x[None] (a batch of one: x[None, None])"
     return ""
@@ -230,6 +230,23 @@ def _prepare_input(image, what):
             return "%s: channel %d at row %d, column %d" % (what, idx[0] + 1, idx[1], idx[2])
         return "%s: index %s" % (what, idx)
     return to_float32(a, what, "network_prepare_image", place)
+
+
+def _refuse_number(images, what, input_shape, single=False):
+    """ShapeMismatchError for a single number (a Python or numpy scalar, a 0-d array) given as
+    images: the float32 conversion makes it a vector of one, and the shape message then read
+    "images are 1". ``single``: the call takes one C x H x W image too."""
+    if isinstance(images, np.ndarray):
+        number = images.ndim == 0 and images.dtype.kind in "biuf"
+    else:
+        number = isinstance(images, (int, float, np.integer, np.floating, np.bool_))
+    if number:
+        from ._errors import ShapeMismatchError
+        s = "x".join(map(str, input_shape))
+        value = images.item() if isinstance(images, (np.ndarray, np.generic)) else images
+        raise ShapeMismatchError(-3, "%s: images are a single number (%r), not an array: "
+                                 "expected N x %s%s" % (what, value, s, " (or one %s image)"
+                                                        % s if single else ""))
 
 
 def _refuse_no_images(images, what, why):
@@ -496,9 +513,19 @@ class Network(Handle):
     @_using
     def forward(self, x, training=False):
         """Network output for images x (N x C x H x W), as a new array. With training=True the
-        activations are kept for ``backward``."""
+        activations are kept for ``backward``. No images (0 x C x H x W or []) give an empty
+        0 x <output shape> array, as infer; with training=True they raise ValueError, as
+        train_step does (backward would have nothing to run on). Takes batches only: one
+        C x H x W image raises ShapeMismatchError saying that x[None] is a batch of one."""
         h = self._h()
-        x = as_float32(x, "images", fn="network_forward")
+        _refuse_number(x, "network_forward", self.input_shape)
+        a = x if isinstance(x, np.ndarray) else _stack(x, "images")
+        if self._no_images(a, "network_forward"):
+            if training:
+                _refuse_no_images(a, "network_forward", "a training forward needs at least "
+                                  "one image (backward would have nothing to run on)")
+            return self._out(0)
+        x = as_float32(x, "images", fn="network_forward", stacked=a)
         self._check_layout(x, "network_forward")  # as infer and evaluate name the layout
         out = self._out(x.shape[0] if x.ndim else 0)
         with Borrow(x) as tx, Borrow(out) as to:
@@ -524,23 +551,31 @@ class Network(Handle):
         """(x as a passable float32 array with a batch axis, True if one was added): a single
         C x H x W image (the network's input shape) becomes a batch of one. None for no images
         (0 x C x H x W): the caller returns an empty result. ``what`` names the C function."""
+        _refuse_number(x, what, self.input_shape, single=True)
         a = x if isinstance(x, np.ndarray) else _stack(x, "images")
-        if a.ndim == 1 and a.size == 0:  # [] or np.array([]): no images, as 0 x C x H x W
+        if self._no_images(a, what):
             return None, False
-        if a.ndim == 4 and a.shape[0] == 0:
-            shape = self.input_shape
-            if tuple(a.shape[1:]) == shape:
-                return None, False
-            # as_float32 would call it empty, as if no images were not allowed here
-            from ._errors import ShapeMismatchError
-            raise ShapeMismatchError(-3, "%s: input is %s, expected N x %s"
-                                     % (what, "x".join(map(str, a.shape)),
-                                        "x".join(map(str, shape))))
         x = as_float32(x, "images", fn=what, stacked=a)
         if x.ndim == 3 and tuple(x.shape) == self.input_shape:
             return x.reshape((1,) + x.shape), True
         self._check_layout(x, what, single=True)
         return x, False
+
+    def _no_images(self, a, what):
+        """True for no images, [] or np.array([]) or 0 x C x H x W (the input shape): the
+        inference calls return an empty result. 0 x (another shape) raises ShapeMismatchError
+        (as_float32 would call it empty, as if no images were not allowed here)."""
+        if a.ndim == 1 and a.size == 0:
+            return True
+        if a.ndim == 4 and a.shape[0] == 0:
+            shape = self.input_shape
+            if tuple(a.shape[1:]) == shape:
+                return True
+            from ._errors import ShapeMismatchError
+            raise ShapeMismatchError(-3, "%s: input is %s, expected N x %s"
+                                     % (what, "x".join(map(str, a.shape)),
+                                        "x".join(map(str, shape))))
+        return False
 
     def _check_layout(self, x, what, single=False, exact=False):
         """ShapeMismatchError with a hint for images in a recognisable other layout (channels
@@ -716,6 +751,7 @@ class Network(Handle):
         Returns the batch loss before the update."""
         h = self._h()
         _refuse_no_images(images, "network_train_step", "there is nothing to train on")
+        _refuse_number(images, "network_train_step", self.input_shape)
         x = as_float32(images, "images", fn="network_train_step")
         self._check_layout(x, "network_train_step")
         lab = as_labels(labels, x.shape[0] if x.ndim else None)
@@ -804,6 +840,7 @@ class Network(Handle):
         h = self._h()
         _refuse_no_images(images, "network_evaluate", "the mean loss and accuracy of no images "
                           "are undefined")
+        _refuse_number(images, "network_evaluate", self.input_shape)
         x = as_float32(images, "images", fn="network_evaluate")
         self._check_layout(x, "network_evaluate")
         lab = as_labels(labels, x.shape[0] if x.ndim else None)
@@ -863,6 +900,7 @@ class Network(Handle):
         Returns (mean loss, training accuracy) of the epoch."""
         h = self._h()
         _refuse_no_images(images, "network_train_epoch", "there is nothing to train on")
+        _refuse_number(images, "network_train_epoch", self.input_shape)
         x = as_float32(images, "images", fn="network_train_epoch")
         self._check_layout(x, "network_train_epoch")
         lab = as_labels(labels, x.shape[0] if x.ndim else None)
@@ -916,7 +954,8 @@ class Network(Handle):
 
         - ``order``: None (each epoch shuffled by the network's own generator), an array of
           sample indices used for every epoch, or a callable ``order(epoch)`` returning one per
-          epoch (e.g. class-balanced sampling).
+          epoch (e.g. class-balanced sampling). An array is checked before the first epoch,
+          also with ``epochs=0``, as ``images`` and ``labels`` are (floats raise TypeError).
         - ``rng``: a numpy Generator; if given (and ``order`` is None) each epoch visits
           ``rng.permutation(N)`` instead.
         - ``progress(epoch, step, steps, loss, accuracy)`` after every step; return True to
@@ -931,6 +970,7 @@ class Network(Handle):
         """
         from ._errors import CancelledError
         _refuse_no_images(images, "fit", "there is nothing to train on")
+        _refuse_number(images, "network_train_epoch", self.input_shape)
         images = as_float32(images, "images", fn="network_train_epoch")
         self._check_layout(images, "network_train_epoch")
         labels = as_labels(labels, images.shape[0] if images.ndim else None)
@@ -968,6 +1008,7 @@ class Network(Handle):
         over the mirrored x (left-right flip) and its rotations, i.e. all of D4 by default.
         ``x`` is N x C x H x W, or one C x H x W image."""
         h = self._h()
+        _refuse_number(x, "network_invariance", self.input_shape, single=True)
         x = as_float32(x, "images", fn="network_invariance")
         if tuple(x.shape) == self.input_shape:  # one image
             x = x.reshape((1,) + x.shape)

@@ -284,6 +284,22 @@ class EmptyBatchTest(LeakCheckedTestCase):
             self.assertEqual(net.probabilities(none).shape, (0, 3))
             p = net.predict(none)
             self.assertEqual((p.shape, p.dtype), ((0,), np.int32))
+            # forward raised "images is empty" where infer gave 0 x 3
+            out = net.forward(none)
+            self.assertEqual((out.shape, out.dtype), ((0, 3), np.float32))
+
+    def test_a_training_forward_of_no_images_says_so(self):
+        # as train_step: backward would have nothing to run on (it would have run on the
+        # activations of the training forward before)
+        with small_cfnet() as net:
+            x, _ = rotated_patterns(2)
+            out = net.forward(x, training=True)
+            for none in (np.zeros((0, 1, 16, 16), np.float32), []):
+                with self.assertRaisesRegex(ValueError, r"^network_forward: no images \(shape "
+                                            r"\(0,( 1, 16, 16)?\)\): a training forward needs "
+                                            "at least one image"):
+                    net.forward(none, training=True)
+            net.backward(np.ones_like(out))  # the earlier forward is still the one to use
 
     def test_an_empty_list_is_no_images(self):
         # [] and np.array([]) (shape (0,)) raised "images is empty"; docs/deploy.md's batched
@@ -294,12 +310,13 @@ class EmptyBatchTest(LeakCheckedTestCase):
                 self.assertEqual(net.probabilities(none).shape, (0, 3))
                 p = net.predict(none)
                 self.assertEqual((p.shape, p.dtype), ((0,), np.int32))
+                self.assertEqual(net.forward(none).shape, (0, 3))
 
     def test_no_images_of_another_shape_is_a_shape_mismatch(self):
         # It was "images is empty ...: libcfnet needs at least one element along every axis",
         # although no images of the right shape are fine.
         with small_cfnet() as net:
-            for name in ("infer", "predict", "probabilities"):
+            for name in ("infer", "predict", "probabilities", "forward"):
                 with self.assertRaisesRegex(cfnet.ShapeMismatchError, r"^network_%s: input is "
                                             r"0x1x8x8, expected N x 1x16x16 \(shape" % name):
                     getattr(net, name)(np.zeros((0, 1, 8, 8), np.float32))
@@ -310,7 +327,8 @@ class EmptyBatchTest(LeakCheckedTestCase):
             none = np.zeros((0, 1, 16, 16), np.float32)
             # (evaluate, training and normalize of no images: test_numeric_edges.py)
             calls = [lambda: net.invariance(none),
-                     lambda: net.forward(none), lambda: net.infer(np.zeros((2, 1, 0, 16))),
+                     lambda: net.forward(np.zeros((2, 1, 0, 16))),
+                     lambda: net.infer(np.zeros((2, 1, 0, 16))),
                      lambda: cfnet.rotate(none, 90), lambda: cfnet.normalize(np.zeros((2, 0))),
                      lambda: net[0].forward(none)]
             for call in calls:
@@ -487,6 +505,54 @@ class SingleImageTest(LeakCheckedTestCase):
                                  else str(e.exception), msg.replace("input", what + " input"))
 
 
+class NumberAsImagesTest(LeakCheckedTestCase):
+    def test_a_single_number_is_named_as_one(self):
+        # A 0-d input was described as "images are 1" (the float32 conversion made it a vector
+        # of one): it reads as if the images were the number 1, or one image.
+        with small_cfnet() as net:
+            calls = {"network_infer": (net.infer, True),
+                     "network_probabilities": (net.probabilities, True),
+                     "network_predict": (net.predict, True),
+                     "network_forward": (net.forward, False),
+                     "network_evaluate": (lambda v: net.evaluate(v, [0]), False),
+                     "network_train_step": (lambda v: net.train_step(v, [0]), False),
+                     "network_train_epoch": (lambda v: net.train_epoch(v, [0]), False),
+                     "network_invariance": (net.invariance, True)}
+            for fn, (call, single) in calls.items():
+                for value, shown in ((7, "7"), (np.float32(2.5), "2.5"),
+                                     (np.array(3.0), "3.0"), (np.array(1, np.float32), "1.0")):
+                    with self.assertRaisesRegex(cfnet.ShapeMismatchError,
+                                                r"^%s: images are a single number \(%s\), not an "
+                                                r"array: expected N x 1x16x16%s \(shape"
+                                                % (fn, re.escape(shown), re.escape(
+                                                    " (or one 1x16x16 image)") if single
+                                                    else "")):
+                        call(value)
+            with self.assertRaisesRegex(cfnet.ShapeMismatchError, r"^network_train_epoch: images "
+                                        r"are a single number \(1\)"):
+                net.fit(1, [0])
+            self.assertEqual(net.step_count, 0)
+
+    def test_one_image_given_to_a_call_that_takes_batches_says_so(self):
+        # forward (and evaluate, training) of one 1 x 16 x 16 image of a 1-channel network said
+        # "no channel axis? (N x H x W)": the shape is one image's, which x[None] makes a batch.
+        with small_cfnet() as net:
+            one = np.zeros((1, 16, 16), np.float32)
+            for fn, call in (("network_forward", net.forward),
+                             ("network_evaluate", lambda v: net.evaluate(v, [0])),
+                             ("network_train_step", lambda v: net.train_step(v, [0]))):
+                with self.assertRaisesRegex(cfnet.ShapeMismatchError,
+                                            r"^%s: images are 1x16x16, expected N x 1x16x16; one "
+                                            r"C x H x W image\? a batch of one is x\[None\] "
+                                            r"\(shape mismatch\)$" % fn):
+                    call(one)
+            self.assertEqual(net.forward(one[None]).shape, (1, 3))
+            # three images without their channel axis are still named so
+            with self.assertRaisesRegex(cfnet.ShapeMismatchError, r"images are 3x16x16, expected "
+                                        r"N x 1x16x16; no channel axis\? \(N x H x W\)"):
+                net.forward(np.zeros((3, 16, 16), np.float32))
+
+
 class InputKindTest(LeakCheckedTestCase):
     def test_complex_strings_and_dates_are_refused_by_name(self):
         # numpy dropped the imaginary part (with only a ComplexWarning) and parsed strings:
@@ -526,8 +592,8 @@ class InputKindTest(LeakCheckedTestCase):
                 net.invariance(x, angles=np.broadcast_to(90.0, (2**31 + 5,)))
             self.assertEqual(net.invariance(x, angles=(90, 180.0)),
                              net.invariance(x, angles=np.array([90, 180], np.int64)))
-            with self.assertRaisesRegex(cfnet.ShapeMismatchError, "images are a 0-d array, "
-                                        "expected N x 1x16x16"):
+            with self.assertRaisesRegex(cfnet.ShapeMismatchError, r"images are a single number "
+                                        r"\(1.0\), not an array: expected N x 1x16x16"):
                 net.invariance(np.array(1, np.float32))
 
     def test_shapes_must_be_sequences(self):

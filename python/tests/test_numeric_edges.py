@@ -323,7 +323,8 @@ class LabArraysTest(LeakCheckedTestCase):
                                             r"^%s: images are 2x16x16, expected N x 2x16x16; one "
                                             r"C x H x W image\? a batch of one is x\[None\]" % fn):
                     call()
-            with self.assertRaisesRegex(cfnet.ShapeMismatchError, "images are 1, expected"):
+            with self.assertRaisesRegex(cfnet.ShapeMismatchError, r"images are a single number "
+                                        r"\(1.0\), not an array: expected"):
                 net.evaluate(np.float32(1), [0])  # not "1 labels for 1 images" and a C error
             self.assertEqual(net.step_count, 0)
             self.assertEqual(len(net.evaluate(x[None], [0])), 2)

@@ -1,8 +1,8 @@
 """docs/deploy.md, "BioImage Model Zoo", as a user follows it (run by tests/test_onnx.sh).
 
 Runs the page's Python block (marked zoo-test-pair) as it is, for a saved classifier and a test
-image with a bright outlier written as the TIFF file the block reads (tifffile), then checks the page's rdf.yaml (marked zoo-rdf) against what it
-wrote, as far as the model description format 0.4 can be checked without the zoo's tools: the
+image with a bright outlier, written as the TIFF file the block reads (tifffile), then checks the
+page's rdf.yaml (marked zoo-rdf) against what it wrote, as far as the model description format 0.4 can be checked without the zoo's tools: the
 required fields, the tensor names against the ONNX model's, axes of the shapes' length, the
 shapes against the model and the .npy files, float32 data, the opset. Last, the test input goes
 through the rdf.yaml's preprocessing, computed as the zoo computes it (scale_range: numpy
