@@ -354,6 +354,47 @@ ls -a "$out" | grep -q "climit.crop-tmp" && fail "crop under a size limit left i
 expect 1 "writing .*0000\.tif failed: .*\(File too large\)" \
     limited "$cfnet" synth "$out/slimit" --classes 2 --per-class 1 --test-per-class 0 --channels 1
 lacks "^TIFF|wrote" "synth under a size limit said libtiff's lines or that it wrote"
+grep -q "nothing written to .*/slimit" "$out/last.txt" || fail "synth under a size limit did not say it wrote nothing"
+# synth writes DIR whole or not at all: a failure midway (the 42 kB field written, its 85 kB mask
+# cut off at 51 kB) leaves no DIR, no staging folder, none of the folders made on the way to
+# DIR; an existing empty DIR stays empty (a partial dataset was left that train read)
+limited100() { (trap '' XFSZ; ulimit -f 100; exec "$@"); }
+mkdir "$out/smid"
+expect 1 "writing .*field_000_mask\.tif failed: .*\(File too large\)" limited100 "$cfnet" synth \
+    "$out/smid/new1/new2/d" --fields 4 --classes 2 --per-class 8 --test-per-class 0 --bits 8 --channels 1
+grep -q "nothing written to .*/smid/new1/new2/d" "$out/last.txt" || fail "synth failed midway and did not say it wrote nothing"
+test "$(ls -A "$out/smid")" = "" || fail "synth failed midway and left $(ls -A "$out/smid" | tr '\n' ' ')in DIR's folder"
+mkdir "$out/smid/e"
+expect 1 "field_000_mask\.tif failed" limited100 "$cfnet" synth "$out/smid/e" --fields 4 --classes 2 \
+    --per-class 8 --test-per-class 0 --bits 8 --channels 1
+test "$(ls -A "$out/smid" | tr '\n' ' ')" = "e " || fail "synth failed midway and left $(ls -A "$out/smid" | tr '\n' ' ')"
+test -z "$(ls -A "$out/smid/e")" || fail "synth failed midway and wrote into the empty DIR"
+# success: the same files as a new DIR, into an existing empty DIR (its mode kept) or through a
+# link to one; staging folders that killed synth runs of this host left (a dead process's, with
+# the dataset's folders in them) are removed, one holding anything but folders and files stays
+expect 0 "wrote 4 fields of view" "$cfnet" synth "$out/smid/e" --fields 4 --classes 2 --per-class 8 \
+    --test-per-class 0 --bits 8 --channels 1
+mkdir "$out/smid/e2" && chmod 2750 "$out/smid/e2"
+mkdir "$out/smid/e3" && ln -s e3 "$out/smid/l3"
+shost=$("$py" -c 'import socket; print(socket.gethostname())')
+sdead=$(sh -c 'echo $$')
+for s in "" .2 .3; do mkdir -p "$out/smid/.st.synth-tmp.$sdead.$shost$s/train/class00"; done
+: >"$out/smid/.st.synth-tmp.$sdead.$shost/train/class00/0000.tif"
+ln -s / "$out/smid/.st.synth-tmp.$sdead.$shost.3/train/class00/root"
+for t in e2 l3 st; do
+    expect 0 "wrote 4 fields of view" "$cfnet" synth "$out/smid/$t" --fields 4 --classes 2 \
+        --per-class 8 --test-per-class 0 --bits 8 --channels 1
+done
+grep -q "removed 2 staging folders (.st.synth-tmp.\*) that killed runs left" "$out/last.txt" ||
+    fail "synth did not remove the staging folders of a killed run: $(cat "$out/last.txt")"
+test "$(cd "$out/smid" && LC_ALL=C ls -A | tr '\n' ' ')" = ".st.synth-tmp.$sdead.$shost.3 e e2 e3 l3 st " ||
+    fail "synth left or removed: $(cd "$out/smid" && ls -A | tr '\n' ' ')"
+test -L "$out/smid/.st.synth-tmp.$sdead.$shost.3/train/class00/root" || fail "a staging folder holding a link was emptied"
+test "$(stat -c %a "$out/smid/e2")" = 2750 || fail "synth did not keep DIR's mode: $(stat -c %a "$out/smid/e2")"
+test -L "$out/smid/l3" || fail "synth replaced the link to DIR"
+for t in e2 e3 st; do
+    diff -r "$out/smid/e" "$out/smid/$t" >/dev/null || fail "synth into $t wrote other files than into e"
+done
 
 # ---- crop -> predict, crop -> train -------------------------------------------------------------------
 d="$out/data"
