@@ -509,6 +509,48 @@ for cls in ("class00", "class01"):
         one = tifffile.imread("%s/one/train/%s/%04d.tif" % (o, cls, K * 5 + lab - 1))
         assert (tifffile.imread(c) * disc == one * disc).all(), c
 PY
+# 8 bits: every pixel of a cell is nonzero in every channel, as at 16 bits (the dim ones rounded
+# to 0, background inside the label); the field holds the cell's image with its 0s made 1
+expect 0 "" "$cfnet" synth "$sf/f8" --fields 5 --classes 2 --per-class 7 --test-per-class 3 --bits 8 -q
+expect 0 "" "$cfnet" synth "$sf/one8" --classes 2 --per-class 7 --test-per-class 3 --bits 8 -q
+expect 0 "" "$cfnet" synth "$sf/p8" --fields 4 --classes 2 --per-class 4 --test-per-class 0 --bits 8 --format png -q
+expect 0 "wrote 5 crops" "$cfnet" crop "$sf/f8/train/class01/field_000.tif" "$sf/f8/train/class01/field_000_mask.tif" \
+    -o "$sf/crops8" --size 50
+"$py" - "$sf" <<'PY' || fail "synth --fields --bits 8: cell pixels of 0, or not the cells' images"
+import glob, sys, numpy as np, tifffile
+o = sys.argv[1]
+yy, xx = np.mgrid[0:50, 0:50]
+disc = (yy - 24.5) ** 2 + (xx - 24.5) ** 2 <= 25 ** 2
+fields = sorted(glob.glob(o + "/f8/*/class*/field_???.tif"))
+assert len(fields) == 6, fields
+for f in fields:
+    split, cls, name = f.split("/")[-3:]
+    a, m = tifffile.imread(f), tifffile.imread(f[:-4] + "_mask.tif")
+    assert a.dtype == np.uint8 and a.shape == (2,) + m.shape, (a.shape, a.dtype)
+    for c in range(2):
+        assert ((a[c] > 0) == (m > 0)).all(), (f, c, int(((a[c] > 0) != (m > 0)).sum()))
+    for lab in sorted(set(np.unique(m)) - {0}):
+        ys, xs = np.nonzero(m == lab)
+        top, left = ys.min(), xs.min()
+        one = tifffile.imread("%s/one8/%s/%s/%04d.tif" % (o, split, cls, int(name[6:9]) * 5 + lab - 1))
+        assert (one * disc == 0).any(), (f, lab)  # the case: a cell pixel of 0 without --fields
+        assert (a[:, top:top + 50, left:left + 50] * disc == np.maximum(one, 1) * disc).all(), (f, lab)
+for c in sorted(glob.glob(o + "/crops8/field_*.tif")):
+    one = tifffile.imread("%s/one8/train/class01/%04d.tif" % (o, int(c[-5:-4]) - 1))
+    assert (tifffile.imread(c) * disc == np.maximum(one, 1) * disc).all(), c
+# PNG (grey+alpha): the same
+from PIL import Image
+pngs = sorted(glob.glob(o + "/p8/train/class*/field_???.png"))
+assert len(pngs) == 2, pngs
+for f in pngs:
+    im = Image.open(f)
+    assert im.mode == "LA", im.mode
+    a = np.asarray(im)
+    m = np.asarray(Image.open(f[:-4] + "_mask.png")).astype(np.int64)
+    assert a.shape[:2] == m.shape and m.max() == 4, (a.shape, m.shape, m.max())
+    for c in range(2):
+        assert ((a[:, :, c] > 0) == (m > 0)).all(), (f, c)
+PY
 # the refusals of synth: DIR new or empty, --size is the crop's, M in 1..64
 expect 1 "the folder is not empty" "$cfnet" synth "$sf/f" --fields 5
 expect 2 "--size is for single-cell images" "$cfnet" synth "$sf/new" --fields 5 --size 64

@@ -39,7 +39,8 @@ static const char synth_help[] =
     "                       cells (1..64) per field, placed apart, as DIR/SPLIT/<class>/\n"
     "                       field_NNN.tif and their 16-bit label masks field_NNN_mask.tif\n"
     "                       (0 background; cell i of a field is label i and the field's image\n"
-    "                       NNN x M + i - 1 without --fields, within a disc of radius 25)\n"
+    "                       NNN x M + i - 1 without --fields, within a disc of radius 25; at 8\n"
+    "                       bits its pixels of value 0 are 1, so that no cell pixel is 0)\n"
     "  -q, --quiet          no summary line\n"
     "  -h, --help           this help\n";
 
@@ -120,8 +121,13 @@ static void render_field(const bm_class *pat, const bm_class *ref, int k, bm_spl
                     continue;
                 const int64_t q = (int64_t)(top + y) * W + left + x;
                 mask->data[q] = (float)(j + 1);
-                for (int c = 0; c < channels; c++)
-                    field->data[(int64_t)c * W * W + q] = tile[c * P + y * BM_SIZE + x];
+                /* a cell's pixel is never 0, so that the field's nonzero pixels are exactly the
+                 * mask's: at 8 bits the dim ones (255 x intensity below 1) would round to 0 and
+                 * be background to anyone thresholding the field (16 bits: at least 100) */
+                for (int c = 0; c < channels; c++) {
+                    float v = tile[c * P + y * BM_SIZE + x];
+                    field->data[(int64_t)c * W * W + q] = bits == 8 && v < 1.0f ? 1.0f : v;
+                }
             }
     }
 }
