@@ -401,6 +401,13 @@ d="$out/data"
 expect 0 "wrote" "$cfnet" synth "$d" --classes 2 --per-class 12 --test-per-class 3 --size 32
 m="$out/model.safetensors"
 expect 0 "" "$cfnet" train "$d/train" -o "$m" --epochs 1 --width 4 --threads 2 --batch 8 --val 0 -q
+# predict under a file size limit: a CSV larger than stdio's buffer failed while the rows were
+# written, with status 1 and not a word said; an earlier CSV stays
+expect 0 "" "$cfnet" synth "$out/many" --classes 2 --per-class 40 --test-per-class 0 --size 32 -q
+: >"$out/plimit.csv"
+expect 1 "plimit\.csv: write failed: File too large \(the file is unchanged\)" \
+    limited "$cfnet" predict "$m" "$out/many" -o "$out/plimit.csv" -q
+test -f "$out/plimit.csv" && test ! -s "$out/plimit.csv" || fail "predict under a size limit changed the earlier CSV"
 # a field of the six test images side by side (with 3 pixels of background between them),
 # its mask one square label per image: the crops are the images, so are the probabilities
 "$py" - "$d/test" "$out" <<'PY'
