@@ -354,12 +354,60 @@ ls -a "$out" | grep -q "climit.crop-tmp" && fail "crop under a size limit left i
 expect 1 "writing .*0000\.tif failed: .*\(File too large\)" \
     limited "$cfnet" synth "$out/slimit" --classes 2 --per-class 1 --test-per-class 0 --channels 1
 lacks "^TIFF|wrote" "synth under a size limit said libtiff's lines or that it wrote"
+grep -q "nothing written to .*/slimit" "$out/last.txt" || fail "synth under a size limit did not say it wrote nothing"
+# synth writes DIR whole or not at all: a failure midway (the 42 kB field written, its 85 kB mask
+# cut off at 51 kB) leaves no DIR, no staging folder, none of the folders made on the way to
+# DIR; an existing empty DIR stays empty (a partial dataset was left that train read)
+limited100() { (trap '' XFSZ; ulimit -f 100; exec "$@"); }
+mkdir "$out/smid"
+expect 1 "writing .*field_000_mask\.tif failed: .*\(File too large\)" limited100 "$cfnet" synth \
+    "$out/smid/new1/new2/d" --fields 4 --classes 2 --per-class 8 --test-per-class 0 --bits 8 --channels 1
+grep -q "nothing written to .*/smid/new1/new2/d" "$out/last.txt" || fail "synth failed midway and did not say it wrote nothing"
+test "$(ls -A "$out/smid")" = "" || fail "synth failed midway and left $(ls -A "$out/smid" | tr '\n' ' ')in DIR's folder"
+mkdir "$out/smid/e"
+expect 1 "field_000_mask\.tif failed" limited100 "$cfnet" synth "$out/smid/e" --fields 4 --classes 2 \
+    --per-class 8 --test-per-class 0 --bits 8 --channels 1
+test "$(ls -A "$out/smid" | tr '\n' ' ')" = "e " || fail "synth failed midway and left $(ls -A "$out/smid" | tr '\n' ' ')"
+test -z "$(ls -A "$out/smid/e")" || fail "synth failed midway and wrote into the empty DIR"
+# success: the same files as a new DIR, into an existing empty DIR (its mode kept) or through a
+# link to one; staging folders that killed synth runs of this host left (a dead process's, with
+# the dataset's folders in them) are removed, one holding anything but folders and files stays
+expect 0 "wrote 4 fields of view" "$cfnet" synth "$out/smid/e" --fields 4 --classes 2 --per-class 8 \
+    --test-per-class 0 --bits 8 --channels 1
+mkdir "$out/smid/e2" && chmod 2750 "$out/smid/e2"
+mkdir "$out/smid/e3" && ln -s e3 "$out/smid/l3"
+shost=$("$py" -c 'import socket; print(socket.gethostname())')
+sdead=$(sh -c 'echo $$')
+for s in "" .2 .3; do mkdir -p "$out/smid/.st.synth-tmp.$sdead.$shost$s/train/class00"; done
+: >"$out/smid/.st.synth-tmp.$sdead.$shost/train/class00/0000.tif"
+ln -s / "$out/smid/.st.synth-tmp.$sdead.$shost.3/train/class00/root"
+for t in e2 l3 st; do
+    expect 0 "wrote 4 fields of view" "$cfnet" synth "$out/smid/$t" --fields 4 --classes 2 \
+        --per-class 8 --test-per-class 0 --bits 8 --channels 1
+done
+grep -q "removed 2 staging folders (.st.synth-tmp.\*) that killed runs left" "$out/last.txt" ||
+    fail "synth did not remove the staging folders of a killed run: $(cat "$out/last.txt")"
+test "$(cd "$out/smid" && LC_ALL=C ls -A | tr '\n' ' ')" = ".st.synth-tmp.$sdead.$shost.3 e e2 e3 l3 st " ||
+    fail "synth left or removed: $(cd "$out/smid" && ls -A | tr '\n' ' ')"
+test -L "$out/smid/.st.synth-tmp.$sdead.$shost.3/train/class00/root" || fail "a staging folder holding a link was emptied"
+test "$(stat -c %a "$out/smid/e2")" = 2750 || fail "synth did not keep DIR's mode: $(stat -c %a "$out/smid/e2")"
+test -L "$out/smid/l3" || fail "synth replaced the link to DIR"
+for t in e2 e3 st; do
+    diff -r "$out/smid/e" "$out/smid/$t" >/dev/null || fail "synth into $t wrote other files than into e"
+done
 
 # ---- crop -> predict, crop -> train -------------------------------------------------------------------
 d="$out/data"
 expect 0 "wrote" "$cfnet" synth "$d" --classes 2 --per-class 12 --test-per-class 3 --size 32
 m="$out/model.safetensors"
 expect 0 "" "$cfnet" train "$d/train" -o "$m" --epochs 1 --width 4 --threads 2 --batch 8 --val 0 -q
+# predict under a file size limit: a CSV larger than stdio's buffer failed while the rows were
+# written, with status 1 and not a word said; an earlier CSV stays
+expect 0 "" "$cfnet" synth "$out/many" --classes 2 --per-class 40 --test-per-class 0 --size 32 -q
+: >"$out/plimit.csv"
+expect 1 "plimit\.csv: write failed: File too large \(the file is unchanged\)" \
+    limited "$cfnet" predict "$m" "$out/many" -o "$out/plimit.csv" -q
+test -f "$out/plimit.csv" && test ! -s "$out/plimit.csv" || fail "predict under a size limit changed the earlier CSV"
 # a field of the six test images side by side (with 3 pixels of background between them),
 # its mask one square label per image: the crops are the images, so are the probabilities
 "$py" - "$d/test" "$out" <<'PY'
@@ -467,6 +515,48 @@ for cls in ("class00", "class01"):
         K, lab = int(c[-9:-6]), int(c[-5:-4])
         one = tifffile.imread("%s/one/train/%s/%04d.tif" % (o, cls, K * 5 + lab - 1))
         assert (tifffile.imread(c) * disc == one * disc).all(), c
+PY
+# 8 bits: every pixel of a cell is nonzero in every channel, as at 16 bits (the dim ones rounded
+# to 0, background inside the label); the field holds the cell's image with its 0s made 1
+expect 0 "" "$cfnet" synth "$sf/f8" --fields 5 --classes 2 --per-class 7 --test-per-class 3 --bits 8 -q
+expect 0 "" "$cfnet" synth "$sf/one8" --classes 2 --per-class 7 --test-per-class 3 --bits 8 -q
+expect 0 "" "$cfnet" synth "$sf/p8" --fields 4 --classes 2 --per-class 4 --test-per-class 0 --bits 8 --format png -q
+expect 0 "wrote 5 crops" "$cfnet" crop "$sf/f8/train/class01/field_000.tif" "$sf/f8/train/class01/field_000_mask.tif" \
+    -o "$sf/crops8" --size 50
+"$py" - "$sf" <<'PY' || fail "synth --fields --bits 8: cell pixels of 0, or not the cells' images"
+import glob, sys, numpy as np, tifffile
+o = sys.argv[1]
+yy, xx = np.mgrid[0:50, 0:50]
+disc = (yy - 24.5) ** 2 + (xx - 24.5) ** 2 <= 25 ** 2
+fields = sorted(glob.glob(o + "/f8/*/class*/field_???.tif"))
+assert len(fields) == 6, fields
+for f in fields:
+    split, cls, name = f.split("/")[-3:]
+    a, m = tifffile.imread(f), tifffile.imread(f[:-4] + "_mask.tif")
+    assert a.dtype == np.uint8 and a.shape == (2,) + m.shape, (a.shape, a.dtype)
+    for c in range(2):
+        assert ((a[c] > 0) == (m > 0)).all(), (f, c, int(((a[c] > 0) != (m > 0)).sum()))
+    for lab in sorted(set(np.unique(m)) - {0}):
+        ys, xs = np.nonzero(m == lab)
+        top, left = ys.min(), xs.min()
+        one = tifffile.imread("%s/one8/%s/%s/%04d.tif" % (o, split, cls, int(name[6:9]) * 5 + lab - 1))
+        assert (one * disc == 0).any(), (f, lab)  # the case: a cell pixel of 0 without --fields
+        assert (a[:, top:top + 50, left:left + 50] * disc == np.maximum(one, 1) * disc).all(), (f, lab)
+for c in sorted(glob.glob(o + "/crops8/field_*.tif")):
+    one = tifffile.imread("%s/one8/train/class01/%04d.tif" % (o, int(c[-5:-4]) - 1))
+    assert (tifffile.imread(c) * disc == np.maximum(one, 1) * disc).all(), c
+# PNG (grey+alpha): the same
+from PIL import Image
+pngs = sorted(glob.glob(o + "/p8/train/class*/field_???.png"))
+assert len(pngs) == 2, pngs
+for f in pngs:
+    im = Image.open(f)
+    assert im.mode == "LA", im.mode
+    a = np.asarray(im)
+    m = np.asarray(Image.open(f[:-4] + "_mask.png")).astype(np.int64)
+    assert a.shape[:2] == m.shape and m.max() == 4, (a.shape, m.shape, m.max())
+    for c in range(2):
+        assert ((a[:, :, c] > 0) == (m > 0)).all(), (f, c)
 PY
 # the refusals of synth: DIR new or empty, --size is the crop's, M in 1..64
 expect 1 "the folder is not empty" "$cfnet" synth "$sf/f" --fields 5

@@ -254,9 +254,57 @@ int cf_platform_lock_dir(const char *path)
     return fd; /* a file system without locks: the process id in the name decides */
 }
 
-/* Removes the folder `name` in dirfd and the regular files in it, while no process holds a lock
- * on it (cf_platform_lock_dir). A folder that holds anything else stays whole. 0 when removed. */
-static int remove_dir_if_unlocked(int dirfd, const char *name)
+/* Whether the folder open as fd holds only regular files and, `depth` levels down, folders that
+ * hold only such. */
+static bool tree_plain(int fd, int depth)
+{
+    DIR *d = reopen_dir(fd);
+    if (!d) return false;
+    bool plain = true;
+    for (struct dirent *e; plain && (e = readdir(d)) != NULL;) {
+        struct stat st;
+        if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, "..")) continue;
+        plain = fstatat(fd, e->d_name, &st, AT_SYMLINK_NOFOLLOW) == 0 &&
+                (S_ISREG(st.st_mode) || (S_ISDIR(st.st_mode) && depth > 0));
+        if (plain && S_ISDIR(st.st_mode)) {
+            int sub = openat(fd, e->d_name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+            plain = sub >= 0 && tree_plain(sub, depth - 1);
+            if (sub >= 0) close(sub);
+        }
+    }
+    closedir(d);
+    return plain;
+}
+
+/* Removes what the folder open as fd holds, its folders emptied first (tree_plain said what is
+ * there). */
+static void tree_empty(int fd)
+{
+    DIR *d = reopen_dir(fd);
+    if (!d) return;
+    for (struct dirent *e; (e = readdir(d)) != NULL;) {
+        struct stat st;
+        if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, "..") ||
+            fstatat(fd, e->d_name, &st, AT_SYMLINK_NOFOLLOW) != 0)
+            continue;
+        if (S_ISDIR(st.st_mode)) {
+            int sub = openat(fd, e->d_name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+            if (sub >= 0) {
+                tree_empty(sub);
+                close(sub);
+            }
+            (void)unlinkat(fd, e->d_name, AT_REMOVEDIR);
+        } else {
+            (void)unlinkat(fd, e->d_name, 0);
+        }
+    }
+    closedir(d);
+}
+
+/* Removes the folder `name` in dirfd and the regular files in it (and, `depth` levels down, the
+ * folders in it that hold only such), while no process holds a lock on it
+ * (cf_platform_lock_dir). A folder that holds anything else stays whole. 0 when removed. */
+static int remove_dir_if_unlocked(int dirfd, const char *name, int depth)
 {
     int fd = openat(dirfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
     if (fd < 0) return -1;
@@ -264,28 +312,15 @@ static int remove_dir_if_unlocked(int dirfd, const char *name)
         close(fd);
         return -1;
     }
-    DIR *d = reopen_dir(fd);
-    if (!d) {
-        close(fd);
-        return -1;
-    }
-    /* regular files only, or it is left as it is */
-    bool files = true;
-    for (struct dirent *e; files && (e = readdir(d)) != NULL;) {
-        struct stat st;
-        files = !strcmp(e->d_name, ".") || !strcmp(e->d_name, "..") ||
-                (fstatat(fd, e->d_name, &st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISREG(st.st_mode));
-    }
-    rewinddir(d);
-    for (struct dirent *e; files && (e = readdir(d)) != NULL;)
-        if (strcmp(e->d_name, ".") && strcmp(e->d_name, "..")) (void)unlinkat(fd, e->d_name, 0);
-    closedir(d);
+    /* regular files (and plain folders of them) only, or it is left as it is */
+    bool files = tree_plain(fd, depth);
+    if (files) tree_empty(fd);
     int rc = files ? unlinkat(dirfd, name, AT_REMOVEDIR) : -1;
     close(fd);
     return rc;
 }
 
-int cf_platform_remove_stale_dirs(int dirfd, const char *prefix, size_t *removed)
+int cf_platform_remove_stale_dirs(int dirfd, const char *prefix, int depth, size_t *removed)
 {
     *removed = 0;
     char host[256], hsuffix[258];
@@ -308,7 +343,7 @@ int cf_platform_remove_stale_dirs(int dirfd, const char *prefix, size_t *removed
         struct stat st;
         if ((pid == (long)getpid() || cf_platform_pid_gone(pid)) &&
             fstatat(dirfd, n, &st, AT_SYMLINK_NOFOLLOW) == 0 &&
-            S_ISDIR(st.st_mode) && remove_dir_if_unlocked(dirfd, n) == 0)
+            S_ISDIR(st.st_mode) && remove_dir_if_unlocked(dirfd, n, depth) == 0)
             (*removed)++;
     }
     closedir(d);

@@ -88,9 +88,10 @@ int cf_platform_lock_dir(const char *path);
  * folder, so that one of this id is a killed run's whose id came round again), with the regular files in them, only while holding a
  * shared flock taken without waiting (a live process's cf_platform_lock_dir keeps its folder; so
  * does a file system without locks, unlike the files above: nothing there is removed). A folder
- * that holds anything but regular files stays whole. *removed: how many. Without a host name nothing
- * can be told stale (0 removed). 0, or -1 with errno set when the folder cannot be read. */
-int cf_platform_remove_stale_dirs(int dirfd, const char *prefix, size_t *removed);
+ * that holds anything but regular files (and, `depth` levels down, folders holding only such:
+ * 0, none) stays whole. *removed: how many. Without a host name nothing can be told stale (0
+ * removed). 0, or -1 with errno set when the folder cannot be read. */
+int cf_platform_remove_stale_dirs(int dirfd, const char *prefix, int depth, size_t *removed);
 
 /* This host's name (gethostname) in buf: 0, or -1 when there is none, or it is empty or holds
  * a '/' (unusable in a file name). */

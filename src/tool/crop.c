@@ -159,23 +159,6 @@ int crop_extract(const tool_image *field, const tool_labels *lab, uint32_t label
 
 /* ---- the command ------------------------------------------------------------------------------ */
 
-/* Removes the staging folder and what this run put in it (files only). */
-static void remove_staging(const char *dir)
-{
-    DIR *d = opendir(dir);
-    if (d) {
-        struct dirent *e;
-        while ((e = readdir(d)))
-            if (strcmp(e->d_name, ".") && strcmp(e->d_name, "..")) {
-                char *p = path_join(dir, e->d_name);
-                unlink(p);
-                free(p);
-            }
-        closedir(d);
-    }
-    rmdir(dir);
-}
-
 /* FIELD's name without its folder and extension. */
 static char *field_stem(const char *path)
 {
@@ -341,17 +324,6 @@ out:
     return rc;
 }
 
-/* Flushes everything written under the staging folder to disk (one syncfs for the file system
- * instead of one fsync per crop). 0 or -1. */
-static int sync_dir(const char *dir)
-{
-    int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (fd < 0) return -1;
-    int rc = syncfs(fd);
-    close(fd);
-    return rc;
-}
-
 int cmd_crop(int argc, char **argv)
 {
     static const struct option longopts[] = {
@@ -413,120 +385,12 @@ int cmd_crop(int argc, char **argv)
         free(st);
         if (u) return u;
     }
-    /* DIR: a new or empty folder, replaced by the staging folder at the end (rename(2) takes
-     * an empty folder's place). */
-    char *target = xstrdup(dir);
-    for (size_t k = strlen(target); k > 1 && target[k - 1] == '/'; k--) target[k - 1] = 0;
-    int isdir = path_is_dir(target);
-    struct stat lst;
-    if (isdir == 1 && lstat(target, &lst) == 0 && S_ISLNK(lst.st_mode)) {
-        /* a link to an empty folder: the crops go into the folder it names (rename(2) would
-         * not replace the link with a folder) */
-        char *real = realpath(target, NULL);
-        if (real) {
-            free(target);
-            target = real;
-        }
-    }
-    if (isdir == 0) {
-        free(target);
-        return tool_usage_error("crop", "--output: %s exists and is not a folder", dir);
-    }
-    /* an existing DIR's mode, group and setgid bit, given to the staging folder that takes its
-     * place */
-    struct stat dst;
-    int keep = isdir == 1 && stat(target, &dst) == 0;
-    if (isdir == 1) {
-        DIR *dp = opendir(target);
-        int used = 0;
-        if (dp) {
-            struct dirent *e;
-            while (!used && (e = readdir(dp))) used = strcmp(e->d_name, ".") && strcmp(e->d_name, "..");
-            closedir(dp);
-        }
-        if (!dp || used) {
-            int u = tool_usage_error("crop", "--output: %s: %s; crop writes into a new or empty "
-                                     "folder (remove it or give another DIR)", dir,
-                                     dp ? "the folder is not empty" : strerror(errno));
-            free(target);
-            return u;
-        }
-    }
-    const char *base = strrchr(target, '/');
-    base = base ? base + 1 : target;
-    if (!base[0] || !strcmp(base, ".") || !strcmp(base, "..")) {
-        free(target);
-        return tool_usage_error("crop", "--output: give DIR by its name, not '%s'", dir);
-    }
-    char *parent = path_dir(target);
-    /* Ctrl-C or SIGTERM from here on only sets tool_interrupted, so that the folders made below
-     * are removed again (installed after them, a signal in between left them behind) */
-    tool_install_signals();
-    /* the folders made on the way to DIR are removed again if the run fails */
-    int make = path_is_dir(parent) != 1;
-    char *new_dir = make ? first_missing_dir(parent) : NULL;
-    if (make && make_dirs(parent) != 0) { /* an output that cannot be made */
-        if (new_dir) remove_new_dirs(parent, new_dir);
-        free(new_dir);
-        free(parent);
-        free(target);
-        return EXIT_USAGE;
-    }
-    /* ".DIR.crop-tmp.PID.HOST", locked while the run lasts: the staging folders that runs of
-     * this host killed outright left (their process gone, no lock held) are removed first, as
-     * train removes its stale temporaries (cf_platform_remove_stale_dirs); without a host name,
-     * ".DIR.crop-tmp.PID", never told stale */
-    char host[256];
-    int hosted = cf_platform_host_name(host, sizeof host) == 0;
-    char *prefix = xasprintf(".%s.crop-tmp.", base);
-    char *sname = hosted ? xasprintf("%s%ld.%s", prefix, (long)getpid(), host)
-                         : xasprintf("%s%ld", prefix, (long)getpid());
-    {
-        long nmax = pathconf(parent, _PC_NAME_MAX);
-        if (hosted && strlen(sname) + 4 > (size_t)(nmax > 0 ? nmax : 255)) {
-            free(sname); /* too long with the host name (the name DIR may have left no room) */
-            sname = xasprintf("%s%ld", prefix, (long)getpid());
-        }
-        int pfd = open(parent, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-        size_t removed = 0;
-        if (pfd >= 0) {
-            (void)cf_platform_remove_stale_dirs(pfd, prefix, &removed);
-            close(pfd);
-        }
-        if (removed)
-            tool_info("removed %zu staging folder%s (.%s.crop-tmp.*) that killed runs left in %s",
-                      removed, removed == 1 ? "" : "s", base, parent);
-    }
-    free(prefix);
-    char *stage = path_join(parent, sname);
-    free(sname);
-    /* a folder of that name still there (locked by a live run elsewhere, e.g. in another
-     * container whose processes get the same ids, or holding more than files): left alone, ".N"
-     * added to the name */
-    int made = mkdir(stage, 0777) == 0;
-    for (int k = 1; !made && errno == EEXIST && k <= 100; k++) {
-        char *alt = xasprintf("%s.%d", stage, k);
-        made = mkdir(alt, 0777) == 0;
-        int e = errno;
-        if (made) {
-            free(stage);
-            stage = alt;
-        } else {
-            free(alt);
-        }
-        errno = e;
-    }
-    if (!made) {
-        int u = tool_usage_error("crop", "--output: cannot make %s beside %s: %s", stage, dir,
-                                 strerror(errno));
-        if (new_dir) remove_new_dirs(parent, new_dir);
-        free(new_dir);
-        free(stage);
-        free(parent);
-        free(target);
-        return u;
-    }
-    int lock = cf_platform_lock_dir(stage); /* until the folder is DIR, or removed */
+    /* DIR: a new or empty folder, written whole or not at all through a staging folder */
+    static const tool_stage_how how = {"crop", "--output: ", "crop writes into", EXIT_USAGE, 0};
+    tool_stage st;
+    int u = stage_open(&st, &how, dir);
+    if (u) return u;
+    const char *stage = st.path;
     int rc = EXIT_RUNTIME;
     crop_counts cnt = {0, 0, 0, 0};
     tool_progress pr;
@@ -568,30 +432,7 @@ int cmd_crop(int argc, char **argv)
         tool_error("%s: write failed: %s", csv_path, strerror(errno));
         goto done;
     }
-    if (sync_dir(stage) != 0) {
-        tool_error("%s: cannot flush to disk: %s", stage, strerror(errno));
-        goto done;
-    }
-    if (keep) {
-        /* group first: a change of group may clear the setgid bit; neither is an error (another
-         * owner's group, a file system without modes) */
-        if (chown(stage, (uid_t)-1, dst.st_gid) != 0) { /* not ours to give */
-        }
-        if (chmod(stage, dst.st_mode & 07777) != 0) { /* the folder's own mode stays */
-        }
-    }
-    if (rename(stage, target) != 0) {
-        tool_error("%s: cannot move the crops into place: %s%s", dir, strerror(errno),
-                   errno == ENOTEMPTY || errno == EEXIST ? " (the folder is no longer empty)" : "");
-        goto done;
-    }
-    {
-        int pfd = open(parent, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-        if (pfd >= 0) {
-            (void)fsync(pfd);
-            close(pfd);
-        }
-    }
+    if (stage_commit(&st, dir, "the crops") != 0) goto done;
     tool_info("wrote %lld crop%s (%dx%d) of %d field%s to %s; %lld cell%s too near the border %s",
               (long long)cnt.written, cnt.written == 1 ? "" : "s", o.size, o.size, pairs, pairs == 1 ? "" : "s", dir,
               (long long)(o.pad ? cnt.padded : cnt.edge), (o.pad ? cnt.padded : cnt.edge) == 1 ? "" : "s",
@@ -602,13 +443,7 @@ int cmd_crop(int argc, char **argv)
     rc = EXIT_OK;
 done:
     if (csv) fclose(csv);
-    if (rc != EXIT_OK) remove_staging(stage);
-    if (lock >= 0) close(lock);
-    if (rc != EXIT_OK && new_dir) remove_new_dirs(parent, new_dir);
-    free(new_dir);
+    stage_close(&st);
     free(csv_path);
-    free(stage);
-    free(parent);
-    free(target);
     return rc;
 }

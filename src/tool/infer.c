@@ -129,6 +129,7 @@ typedef struct predict_ctx {
     int64_t rows;
     int header; /* written: the header goes out with the first row, so that a run failing
                  * before any row prints nothing to standard output */
+    const char *name; /* the CSV, for the message of a failed write; NULL: a memory stream */
 } predict_ctx;
 
 static void predict_header(predict_ctx *c)
@@ -150,7 +151,15 @@ static int emit_prediction(void *user, const tool_sample *s, const float *p, int
     free(cl);
     write_probabilities(c->out, p, k);
     c->rows++;
-    return ferror(c->out) ? -1 : 0;
+    if (!ferror(c->out)) return 0;
+    /* run_model's callers print nothing more: said here (a full disk, a file size limit) */
+    if (c->name)
+        tool_error("%s: write failed: %s%s", c->name, strerror(errno),
+                   c->out == stdout ? "" : " (the file is unchanged)");
+    else
+        tool_error("rank %d of %d could not keep its rows in memory", tool_mpi_rank(),
+                   tool_mpi_size());
+    return -1;
 }
 
 /* An output file must not be a folder, the model or one of the inputs (an image, a manifest, a
@@ -350,7 +359,8 @@ int cmd_predict(int argc, char **argv)
         rc = started ? started : EXIT_RUNTIME;
         goto out_ds;
     }
-    predict_ctx ctx = {f, info.classes, info.n_classes, 0, rank != 0};
+    predict_ctx ctx = {f, info.classes, info.n_classes, 0, rank != 0,
+                       rank ? NULL : strcmp(output, "-") ? output : "standard output"};
     int64_t bad = 0;
     double t0 = tool_now();
     /* several ranks: --skip-bad's warnings are kept and said by rank 0, in input order, once

@@ -5,8 +5,6 @@
 
 #include "biomarker.h"
 
-#include <dirent.h>
-#include <errno.h>
 #include <getopt.h>
 #include <math.h>
 #include <stdlib.h>
@@ -16,7 +14,7 @@ static const char synth_help[] =
     "Usage: cfnet synth DIR [options]\n"
     "Writes the synthetic biomarker images (docs/biomarker.md) as a dataset with one folder per\n"
     "class: DIR/train/<class>/NNNN.tif and DIR/test/<class>/NNNN.tif. DIR must be new or\n"
-    "empty.\n"
+    "empty; it is written whole or not at all.\n"
     "Channel 1 is the biomarker (the class's Gaussian-mixture pattern, randomly rotated and\n"
     "jittered); channel 2 is a class-independent reference stain (one round blob), so the\n"
     "class is in channel 1 only.\n"
@@ -41,7 +39,8 @@ static const char synth_help[] =
     "                       cells (1..64) per field, placed apart, as DIR/SPLIT/<class>/\n"
     "                       field_NNN.tif and their 16-bit label masks field_NNN_mask.tif\n"
     "                       (0 background; cell i of a field is label i and the field's image\n"
-    "                       NNN x M + i - 1 without --fields, within a disc of radius 25)\n"
+    "                       NNN x M + i - 1 without --fields, within a disc of radius 25; at 8\n"
+    "                       bits its pixels of value 0 are 1, so that no cell pixel is 0)\n"
     "  -q, --quiet          no summary line\n"
     "  -h, --help           this help\n";
 
@@ -122,8 +121,13 @@ static void render_field(const bm_class *pat, const bm_class *ref, int k, bm_spl
                     continue;
                 const int64_t q = (int64_t)(top + y) * W + left + x;
                 mask->data[q] = (float)(j + 1);
-                for (int c = 0; c < channels; c++)
-                    field->data[(int64_t)c * W * W + q] = tile[c * P + y * BM_SIZE + x];
+                /* a cell's pixel is never 0, so that the field's nonzero pixels are exactly the
+                 * mask's: at 8 bits the dim ones (255 x intensity below 1) would round to 0 and
+                 * be background to anyone thresholding the field (16 bits: at least 100) */
+                for (int c = 0; c < channels; c++) {
+                    float v = tile[c * P + y * BM_SIZE + x];
+                    field->data[(int64_t)c * W * W + q] = bits == 8 && v < 1.0f ? 1.0f : v;
+                }
             }
     }
 }
@@ -203,25 +207,13 @@ int cmd_synth(int argc, char **argv)
     const char *dir = argv[optind];
     if (!dir[0]) return tool_usage_error("synth", "DIR is empty");
     /* A new or empty folder only: class folders written into an existing dataset would become
-     * classes of it, and files of an earlier run with other counts would stay behind. */
-    if (path_is_dir(dir) == 1) {
-        DIR *dp = opendir(dir);
-        int used = 0;
-        if (dp) {
-            struct dirent *e;
-            while (!used && (e = readdir(dp)))
-                used = strcmp(e->d_name, ".") && strcmp(e->d_name, "..");
-            closedir(dp);
-        }
-        if (!dp || used) {
-            tool_error("%s: %s; synth writes a dataset into a new or empty folder (remove it or "
-                       "give another DIR)", dir, dp ? "the folder is not empty" : strerror(errno));
-            return EXIT_RUNTIME;
-        }
-    } else if (path_is_dir(dir) == 0) {
-        tool_error("%s exists and is not a folder", dir);
-        return EXIT_RUNTIME;
-    }
+     * classes of it, and files of an earlier run with other counts would stay behind. Written
+     * whole or not at all: into a staging folder beside DIR, renamed into its place at the end
+     * (a run that fails midway, a full disk, left a partial dataset that train reads). */
+    static const tool_stage_how how = {"synth", "", "synth writes a dataset into", EXIT_RUNTIME, 2};
+    tool_stage st;
+    int u = stage_open(&st, &how, dir);
+    if (u) return u;
     bm_class pat[BM_CLASSES], ref;
     for (int k = 0; k < classes; k++) bm_class_pattern(k, (uint64_t)pseed, &pat[k]);
     /* The reference stain: one round component at the centre, like a nucleus. */
@@ -242,13 +234,14 @@ int cmd_synth(int argc, char **argv)
     for (int s = 0; s < 2 && !failed; s++) {
         long count = s == 0 ? per : test;
         if (count == 0) continue;
-        char *sdir = path_join(dir, s == 0 ? "train" : "test");
+        char *sdir = path_join(st.path, s == 0 ? "train" : "test");
         for (int k = 0; k < classes && !failed; k++) {
             char name[32];
             snprintf(name, sizeof name, "class%02d", k);
             char *cdir = path_join(sdir, name);
             failed = make_dirs(cdir) != 0;
             for (long i = 0; !failed && fields && i < count; i += fields) {
+                if ((failed = tool_interrupted)) break;
                 const int n = (int)(count - i < fields ? count - i : fields);
                 render_field(&pat[k], &ref, k, s == 0 ? BM_TRAIN : BM_TEST, i, n, i / fields,
                              (uint64_t)seed, (int)channels, (int)bits, img.data, &field, &mask);
@@ -262,6 +255,7 @@ int cmd_synth(int argc, char **argv)
                 written += failed ? 0 : n;
             }
             for (long i = 0; !failed && !fields && i < count; i++) {
+                if ((failed = tool_interrupted)) break;
                 render(&pat[k], &ref, k, s == 0 ? BM_TRAIN : BM_TEST, i, (uint64_t)seed,
                        (int)channels, (int)bits, img.data);
                 crop_or_pad(&img, &out);
@@ -278,7 +272,16 @@ int cmd_synth(int argc, char **argv)
     free(out.data);
     free(field.data);
     free(mask.data);
-    if (failed) return EXIT_RUNTIME;
+    if (!failed && stage_commit(&st, dir, "the dataset") != 0) failed = 1;
+    stage_close(&st);
+    if (failed) {
+        if (tool_interrupted) {
+            tool_error("interrupted; nothing written to %s", dir);
+            return 130;
+        }
+        tool_error("nothing written to %s", dir);
+        return EXIT_RUNTIME;
+    }
     if (fields) {
         tool_info("wrote %lld fields of view of up to %ld cells (%lld cells: %ld classes, %ld "
                   "training + %ld test per class, %dx%d %ld-bit %s, %ld channel%s, and their "

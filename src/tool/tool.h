@@ -119,6 +119,30 @@ char *first_missing_dir(const char *path);
 /* Removes the folders that make_dirs(path) created, path first, up to `top` (from
  * first_missing_dir); stops at one that is not empty. */
 void remove_new_dirs(const char *path, const char *top);
+/* An output folder written whole or not at all (crop's -o DIR, synth's DIR). stage_open checks
+ * that DIR is a new or empty folder (a link to one: the folder it names), makes the folders on
+ * the way to it, removes the staging folders ".DIR.CMD-tmp.PID.HOST[.N]" that killed runs of
+ * this host left beside it, and makes and locks this run's in st->path; stage_commit flushes it
+ * to disk and renames it into DIR's place (an existing empty DIR's mode and group kept);
+ * stage_close removes it again unless committed, with the folders made on the way. */
+typedef struct tool_stage_how {
+    const char *cmd;     /* "crop": the messages' and the staging folder's name */
+    const char *label;   /* put before the refusals ("--output: "), or "" */
+    const char *purpose; /* "crop writes into": what a non-empty DIR is told */
+    int status;          /* of a refusal: EXIT_USAGE (a usage error) or EXIT_RUNTIME */
+    int depth;           /* levels of folders in the staging folder (stale ones removed whole) */
+} tool_stage_how;
+typedef struct tool_stage {
+    char *target, *parent, *path, *new_dir;
+    int lock, keep, committed;
+    unsigned mode, gid;
+} tool_stage;
+/* 0, or the exit status after saying why (nothing made). */
+int stage_open(tool_stage *st, const tool_stage_how *how, const char *dir);
+/* 0, or -1 with a message printed (`what`: "the crops"). */
+int stage_commit(tool_stage *st, const char *dir, const char *what);
+/* Safe on a zeroed, failed or committed tool_stage. */
+void stage_close(tool_stage *st);
 /* An output file written whole or not at all: out_open creates a temporary file beside path
  * (path.tmp.PID.N; never through an existing file), out_commit flushes it to disk and renames
  * it over path with path's permissions, out_discard removes it; a signal that ends the process

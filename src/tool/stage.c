@@ -1,0 +1,213 @@
+/* An output folder written whole or not at all (crop's -o DIR, synth's DIR): the files go into a
+ * hidden staging folder beside DIR, locked while the run lasts, renamed into DIR's place only
+ * when every file was written. */
+#define _GNU_SOURCE
+#include "tool.h"
+
+#include "platform/platform.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <ftw.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+/* A refusal: a usage error (crop) or an error (synth), as the command has always said it. */
+static int refuse(const tool_stage_how *how, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+static int refuse(const tool_stage_how *how, const char *fmt, ...)
+{
+    char msg[2048];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    if (how->status == EXIT_USAGE) return tool_usage_error(how->cmd, "%s%s", how->label, msg);
+    tool_error("%s%s", how->label, msg);
+    return how->status;
+}
+
+static int remove_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
+{
+    (void)sb;
+    (void)ftw;
+    if (flag == FTW_DP) (void)rmdir(path);
+    else (void)unlink(path);
+    return 0;
+}
+
+int stage_open(tool_stage *st, const tool_stage_how *how, const char *dir)
+{
+    memset(st, 0, sizeof *st);
+    st->lock = -1;
+    /* DIR: a new or empty folder, replaced by the staging folder at the end (rename(2) takes
+     * an empty folder's place). */
+    char *target = xstrdup(dir);
+    for (size_t k = strlen(target); k > 1 && target[k - 1] == '/'; k--) target[k - 1] = 0;
+    int isdir = path_is_dir(target);
+    struct stat lst;
+    if (isdir == 1 && lstat(target, &lst) == 0 && S_ISLNK(lst.st_mode)) {
+        /* a link to an empty folder: the files go into the folder it names (rename(2) would
+         * not replace the link with a folder) */
+        char *real = realpath(target, NULL);
+        if (real) {
+            free(target);
+            target = real;
+        }
+    }
+    if (isdir == 0) {
+        free(target);
+        return refuse(how, "%s exists and is not a folder", dir);
+    }
+    /* an existing DIR's mode, group and setgid bit, given to the staging folder that takes its
+     * place */
+    struct stat dst;
+    st->keep = isdir == 1 && stat(target, &dst) == 0;
+    if (st->keep) {
+        st->mode = dst.st_mode & 07777;
+        st->gid = dst.st_gid;
+    }
+    if (isdir == 1) {
+        DIR *dp = opendir(target);
+        int used = 0;
+        if (dp) {
+            struct dirent *e;
+            while (!used && (e = readdir(dp))) used = strcmp(e->d_name, ".") && strcmp(e->d_name, "..");
+            closedir(dp);
+        }
+        if (!dp || used) {
+            int u = refuse(how, "%s: %s; %s a new or empty folder (remove it or give another DIR)",
+                           dir, dp ? "the folder is not empty" : strerror(errno), how->purpose);
+            free(target);
+            return u;
+        }
+    }
+    const char *base = strrchr(target, '/');
+    base = base ? base + 1 : target;
+    if (!base[0] || !strcmp(base, ".") || !strcmp(base, "..")) {
+        free(target);
+        return refuse(how, "give DIR by its name, not '%s'", dir);
+    }
+    char *parent = path_dir(target);
+    /* Ctrl-C or SIGTERM from here on only sets tool_interrupted, so that the folders made below
+     * are removed again (installed after them, a signal in between left them behind) */
+    tool_install_signals();
+    /* the folders made on the way to DIR are removed again if the run fails */
+    int make = path_is_dir(parent) != 1;
+    char *new_dir = make ? first_missing_dir(parent) : NULL;
+    if (make && make_dirs(parent) != 0) { /* an output that cannot be made */
+        if (new_dir) remove_new_dirs(parent, new_dir);
+        free(new_dir);
+        free(parent);
+        free(target);
+        return how->status;
+    }
+    /* ".DIR.TAG-tmp.PID.HOST", locked while the run lasts: the staging folders that runs of
+     * this host killed outright left (their process gone, no lock held) are removed first, as
+     * train removes its stale temporaries (cf_platform_remove_stale_dirs); without a host name,
+     * ".DIR.TAG-tmp.PID", never told stale */
+    char host[256];
+    int hosted = cf_platform_host_name(host, sizeof host) == 0;
+    char *prefix = xasprintf(".%s.%s-tmp.", base, how->cmd);
+    char *sname = hosted ? xasprintf("%s%ld.%s", prefix, (long)getpid(), host)
+                         : xasprintf("%s%ld", prefix, (long)getpid());
+    {
+        long nmax = pathconf(parent, _PC_NAME_MAX);
+        if (hosted && strlen(sname) + 4 > (size_t)(nmax > 0 ? nmax : 255)) {
+            free(sname); /* too long with the host name (the name DIR may have left no room) */
+            sname = xasprintf("%s%ld", prefix, (long)getpid());
+        }
+        int pfd = open(parent, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        size_t removed = 0;
+        if (pfd >= 0) {
+            (void)cf_platform_remove_stale_dirs(pfd, prefix, how->depth, &removed);
+            close(pfd);
+        }
+        if (removed)
+            tool_info("removed %zu staging folder%s (.%s.%s-tmp.*) that killed runs left in %s",
+                      removed, removed == 1 ? "" : "s", base, how->cmd, parent);
+    }
+    free(prefix);
+    char *stage = path_join(parent, sname);
+    free(sname);
+    /* a folder of that name still there (locked by a live run elsewhere, e.g. in another
+     * container whose processes get the same ids, or holding more than files): left alone, ".N"
+     * added to the name */
+    int made = mkdir(stage, 0777) == 0;
+    for (int k = 1; !made && errno == EEXIST && k <= 100; k++) {
+        char *alt = xasprintf("%s.%d", stage, k);
+        made = mkdir(alt, 0777) == 0;
+        int e = errno;
+        if (made) {
+            free(stage);
+            stage = alt;
+        } else {
+            free(alt);
+        }
+        errno = e;
+    }
+    if (!made) {
+        int u = refuse(how, "cannot make %s beside %s: %s", stage, dir, strerror(errno));
+        if (new_dir) remove_new_dirs(parent, new_dir);
+        free(new_dir);
+        free(stage);
+        free(parent);
+        free(target);
+        return u;
+    }
+    st->lock = cf_platform_lock_dir(stage); /* until the folder is DIR, or removed */
+    st->target = target;
+    st->parent = parent;
+    st->path = stage;
+    st->new_dir = new_dir;
+    return 0;
+}
+
+int stage_commit(tool_stage *st, const char *dir, const char *what)
+{
+    /* everything written under the staging folder flushed to disk (one syncfs for the file
+     * system instead of one fsync per file) */
+    int fd = open(st->path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    int synced = fd >= 0 && syncfs(fd) == 0;
+    if (fd >= 0) close(fd);
+    if (!synced) {
+        tool_error("%s: cannot flush to disk: %s", st->path, strerror(errno));
+        return -1;
+    }
+    if (st->keep) {
+        /* group first: a change of group may clear the setgid bit; neither is an error (another
+         * owner's group, a file system without modes) */
+        if (chown(st->path, (uid_t)-1, (gid_t)st->gid) != 0) { /* not ours to give */
+        }
+        if (chmod(st->path, (mode_t)st->mode) != 0) { /* the folder's own mode stays */
+        }
+    }
+    if (rename(st->path, st->target) != 0) {
+        tool_error("%s: cannot move %s into place: %s%s", dir, what, strerror(errno),
+                   errno == ENOTEMPTY || errno == EEXIST ? " (the folder is no longer empty)" : "");
+        return -1;
+    }
+    st->committed = 1;
+    cf_platform_sync_dir(st->parent);
+    return 0;
+}
+
+void stage_close(tool_stage *st)
+{
+    if (!st->path) return;
+    /* not committed: the staging folder and all this run put in it (depth first, links not
+     * followed), then the folders made on the way to DIR */
+    if (!st->committed) (void)nftw(st->path, remove_entry, 16, FTW_DEPTH | FTW_PHYS);
+    if (st->lock >= 0) close(st->lock);
+    if (!st->committed && st->new_dir) remove_new_dirs(st->parent, st->new_dir);
+    free(st->new_dir);
+    free(st->path);
+    free(st->parent);
+    free(st->target);
+    memset(st, 0, sizeof *st);
+    st->lock = -1;
+}
