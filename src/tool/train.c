@@ -1677,24 +1677,44 @@ int cmd_train(int argc, char **argv)
         since_best = improved ? 0 : since_best + 1;
         r->seconds = tool_now() - te;
 
-        char *state = state_json(e, best_epoch, best, hist, nhist, split_ntr, split_nva);
-        cfnet_status s2 = cfnet_network_set_metadata(net, "train.state", state);
+        /* The end of the epoch: every rank stores the state, rank 0 alone checks and saves the
+         * model and the checkpoint, writes the log and the plot. Under mpirun the messages are
+         * held and every rank meets at the end (tool_hold_end: one sum when nothing failed):
+         * a failure of any rank, rank 0's save above all, ends every rank here with its
+         * message said once by rank 0 (not rank 0's MPI_Abort while the others wait in the
+         * next step; the checkpoint keeps the last epoch saved whole). */
+        char when[64];
+        snprintf(when, sizeof when, " (end of epoch %d)", e);
+        tool_held hold;
+        tool_hold_begin(&hold, when);
+        int end_failed = hold.unheld[0] != '\0';
+        char *state = end_failed ? NULL
+                                 : state_json(e, best_epoch, best, hist, nhist, split_ntr,
+                                              split_nva);
+        cfnet_status s2 = end_failed ? CFNET_OK
+                                     : cfnet_network_set_metadata(net, "train.state", state);
         free(state);
         if (s2 != CFNET_OK) {
-            tool_lib_error("storing the training state", s2);
-            goto out;
+            if (nranks > 1)
+                tool_error("rank %d of %d: storing the training state: %s: %s", rank, nranks,
+                           cfnet_status_string(s2), cfnet_last_error());
+            else
+                tool_lib_error("storing the training state", s2);
+            end_failed = 1;
         }
-        if (rank == 0 && (!still_ours(&saved[0], c.output, c.output) ||
-                          !still_ours(&saved[1], ckpt, c.output)))
-            goto out;
-        if (rank == 0 && improved && save_net(net, c.output, 0, &saved[0]) != 0) goto out;
-        if (rank == 0 && save_net(net, ckpt, CFNET_SAVE_OPTIMIZER, &saved[1]) != 0) goto out;
+        if (!end_failed && rank == 0 &&
+            (!still_ours(&saved[0], c.output, c.output) || !still_ours(&saved[1], ckpt, c.output) ||
+             (improved && save_net(net, c.output, 0, &saved[0]) != 0) ||
+             save_net(net, ckpt, CFNET_SAVE_OPTIMIZER, &saved[1]) != 0))
+            end_failed = 1;
 
         char e1[32], tacc[32] = "";
         fmt_time(tool_now() - pc.run_t0, e1, sizeof e1);
         if (!isnan(r->train_acc)) snprintf(tacc, sizeof tacc, " acc %.1f %%", 100 * r->train_acc);
         /* on a terminal the epoch line replaces the step line */
-        if (nva)
+        if (end_failed)
+            ;
+        else if (nva)
             progress_line(&pc.pr, 1, "epoch %d/%d  train loss %.4f%s  val loss %.4f acc "
                           "%.1f %% balanced %.1f %%%s  %.1f s (total %s)", e, c.epochs, r->train_loss,
                           tacc, r->val_loss, 100 * r->val_acc, 100 * r->val_bacc,
@@ -1703,7 +1723,7 @@ int cmd_train(int argc, char **argv)
             progress_line(&pc.pr, 1, "epoch %d/%d  train loss %.4f%s  %.1f s (total %s)", e,
                           c.epochs, r->train_loss, tacc, r->seconds, e1);
         progress_done(&pc.pr);
-        if (c.log && rank == 0 && !logf) {
+        if (c.log && rank == 0 && !logf && !end_failed) {
             /* opened once the first epoch is saved: a run that fails or is interrupted before
              * leaves an earlier run's log beside that run's model and checkpoint */
             struct stat lst;
@@ -1711,24 +1731,25 @@ int cmd_train(int argc, char **argv)
             if (logfd >= 0) { /* the file locked at the start */
                 if (!c.resume && ftruncate(logfd, 0) != 0) {
                     tool_error("%s: cannot truncate: %s", c.log, strerror(errno));
-                    goto out;
+                    end_failed = 1;
+                } else {
+                    empty = fstat(logfd, &lst) != 0 || lst.st_size == 0;
+                    logf = fdopen(logfd, c.resume ? "a" : "w");
+                    if (logf) logfd = -1;
                 }
-                empty = fstat(logfd, &lst) != 0 || lst.st_size == 0;
-                logf = fdopen(logfd, c.resume ? "a" : "w");
-                if (logf) logfd = -1;
             } else {
                 logf = fopen(c.log, c.resume ? "a" : "w");
                 empty = logf && ftell(logf) == 0;
             }
-            if (!logf) {
+            if (!logf && !end_failed) {
                 tool_error("%s: cannot open: %s", c.log, strerror(errno));
-                goto out;
+                end_failed = 1;
             }
-            if (!c.resume || empty)
+            if (logf && (!c.resume || empty))
                 fprintf(logf, "epoch,train_loss,train_accuracy,val_loss,val_accuracy,"
                               "val_balanced_accuracy,learning_rate,seconds\n");
         }
-        if (logf) {
+        if (logf && !end_failed) {
             fprintf(logf, "%d,%.6f,%.6f,%.6f,%.6f,%.6f,%.6g,%.3f\n", e, r->train_loss, r->train_acc,
                     r->val_loss, r->val_acc, r->val_bacc, r->lr, r->seconds);
             /* a full disk is found now, not after the last epoch (or never: a failed flush
@@ -1736,12 +1757,12 @@ int cmd_train(int argc, char **argv)
             if (fflush(logf) != 0 || ferror(logf)) {
                 tool_error("%s: cannot write epoch %d: %s; %s holds epoch %d (continue with "
                            "--resume)", c.log, e, strerror(errno), ckpt, e);
-                goto out;
+                end_failed = 1;
             }
         }
-        if (c.plot && rank == 0) {
-            if (write_plot(c.plot, hist, nhist, nva > 0) != 0) goto out;
-        }
+        if (c.plot && rank == 0 && !end_failed && write_plot(c.plot, hist, nhist, nva > 0) != 0)
+            end_failed = 1;
+        if (tool_hold_end(&hold, end_failed) != 0) goto out;
         if (c.patience > 0 && nva && since_best >= c.patience) {
             tool_info("early stop: validation balanced accuracy has not improved for %d epoch%s",
                       c.patience, c.patience == 1 ? "" : "s");
