@@ -534,8 +534,9 @@ if [ -x "$tool" ] && ldd "$tool" | grep -qi mpi; then
     # every rank there, with rank 0's message once and status 1 on every rank (rank 0 ended the
     # job by MPI_Abort while rank 1 waited in the next step: Open MPI's banner, or its
     # ORTE_ERROR_LOG lines when the abort cut the banner off), and the checkpoint loads.
-    # together NAME TEXT: the last run, logged in $t/NAME.log, did so with TEXT; rcs.sh records
-    # each rank's status in $RCS.RANK (a rank ended by the abort records none)
+    # together NAME TEXT [MODEL]: the last run, logged in $t/NAME.log, did so with TEXT and
+    # $t/MODEL.cfnet's checkpoint (MODEL: NAME) loads; rcs.sh records each rank's status in
+    # $RCS.RANK (a rank ended by the abort records none)
     printf '#!/bin/sh\n"$@"\nr=$?\necho $r >"$RCS.$OMPI_COMM_WORLD_RANK"\nexit $r\n' >"$t/rcs.sh"
     chmod +x "$t/rcs.sh"
     together() {
@@ -545,7 +546,7 @@ if [ -x "$tool" ] && ldd "$tool" | grep -qi mpi; then
         if [ -e "$t/rc.0" ] && [ "$(cat "$t/rc.0" "$t/rc.1" 2>&1)" != "$(printf '1\n1')" ]; then
             cat "$t/$1.log"; echo "test_mpi: $1: not every rank ended with status 1"; exit 1
         fi
-        "$tool" info "$t/$1.cfnet.last.safetensors" >/dev/null ||
+        "$tool" info "$t/${3:-$1}.cfnet.last.safetensors" >/dev/null ||
             { echo "test_mpi: $1: the checkpoint of the stopped run does not load"; exit 1; }
     }
     # the model replaced by another program between epochs,
@@ -599,6 +600,55 @@ EOF_RSHIM
             together ren$at "$want"
             "$tool" info "$t/ren$at.cfnet.last.safetensors" | grep -q '"epoch":1,' ||
                 { echo "test_mpi: ren$at: the checkpoint does not hold epoch 1"; exit 1; }
+        done
+        # a library error in a training step on one rank alone (here out of memory: malloc made
+        # to fail by a preloaded shim for the block of the step's sum buffer, its parameters + 1
+        # floats and the library's 95 bytes of block header and alignment, made at the first
+        # step of a process): the others' step ends too, at the same step, and every rank ends
+        # with status 1 and that rank's message once from rank 0 (the rank ended the job by
+        # MPI_Abort, its message cut into pieces by the others' lines); resumed from a
+        # checkpoint of epoch 1, which still loads
+        cat >"$t/mshim.c" <<'EOF_MSHIM'
+#define _GNU_SOURCE
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+extern void *__libc_malloc(size_t);
+/* malloc fails with ENOMEM for the first block of SHIM_SIZE bytes on rank SHIM_RANK */
+void *malloc(size_t n)
+{
+    static int armed = -1;
+    static size_t size;
+    if (armed < 0) {
+        const char *r = getenv("SHIM_RANK"), *me = getenv("OMPI_COMM_WORLD_RANK");
+        const char *sz = getenv("SHIM_SIZE");
+        armed = r && me && sz && !strcmp(r, me);
+        if (armed) size = (size_t)strtoull(sz, NULL, 10);
+    }
+    if (armed == 1 && n == size) {
+        armed = 2;
+        errno = ENOMEM;
+        return NULL;
+    }
+    return __libc_malloc(n);
+}
+EOF_MSHIM
+        "${CC:-cc}" -shared -fPIC -o "$t/mshim.so" "$t/mshim.c"
+        "$tool" train $b --val 0 --epochs 1 -o "$t/oom.cfnet"
+        np=$("$tool" info "$t/oom.cfnet" | awk '$1 == "parameters" { print $2 }')
+        cp "$t/oom.cfnet.last.safetensors" "$t/oom.ckpt"
+        for r in 1 0; do
+            cp "$t/oom.ckpt" "$t/oom.cfnet.last.safetensors"
+            rm -f "$t/rc".*
+            RCS="$t/rc" SHIM_RANK=$r SHIM_SIZE=$(((np + 1) * 4 + 95)) LD_PRELOAD="$t/mshim.so" \
+                timeout 60 mpirun --allow-run-as-root --oversubscribe -x RCS -x SHIM_RANK \
+                -x SHIM_SIZE -x LD_PRELOAD -np 2 "$t/rcs.sh" "$tool" train "$t/d/train" \
+                --threads 1 -q --resume "$t/oom.cfnet.last.safetensors" --epochs 2 \
+                -o "$t/oom.cfnet" >"$t/oom$r.log" 2>&1
+            rc=$?
+            together oom$r "rank $r of 2: training (step 1 of epoch 2): out of memory: network_train_step: out of memory" oom
+            cmp "$t/oom.ckpt" "$t/oom.cfnet.last.safetensors" ||
+                { echo "test_mpi: oom$r: the checkpoint changed"; exit 1; }
         done
     fi
     set -e

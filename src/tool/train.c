@@ -514,6 +514,20 @@ static int on_step(void *user, int64_t step, int64_t steps, double loss, double 
 
 /* ---- validation ------------------------------------------------------------------------------- */
 
+/* A step refused for non-finite numbers: the last saved state is the last good one. */
+static void say_diverged(int e, int start_epoch, const char *ckpt, const char *resume)
+{
+    if (e > start_epoch + 1)
+        tool_error("training diverged in epoch %d (try a smaller --lr); %s holds epoch %d", e,
+                   ckpt, e - 1);
+    else if (start_epoch > 0)
+        tool_error("training diverged in epoch %d (try a smaller --lr); %s holds epoch %d", e,
+                   resume, e - 1);
+    else
+        tool_error("training diverged in epoch %d (try a smaller --lr); this run saved nothing",
+                   e);
+}
+
 static int validate(cfnet_network *net, tool_dataset *ds, const int64_t *va, int64_t nva,
                     const float *mem, int64_t chunk, float *scratch, int64_t scratch_n,
                     const load_spec *spec, int k, int64_t batch, tool_metrics *m, int64_t *bad,
@@ -1538,6 +1552,11 @@ int cmd_train(int argc, char **argv)
             char when[64];
             snprintf(when, sizeof when, " (step %lld of epoch %d)", (long long)(s0 / c.batch + 1),
                      e);
+            /* A library error in the step on this rank alone (out of memory, say) is said the
+             * same way: the rank takes part in the sum the others wait in
+             * (tool_mpi_step_failed), so that their step ends too, and every rank stops after
+             * this step (a step that fails on every rank alike, non-finite numbers in the
+             * sums, is said once by rank 0). */
             tool_held hold;
             tool_hold_begin(&hold, when);
             const int nostream = hold.unheld[0] != '\0';
@@ -1545,18 +1564,30 @@ int cmd_train(int argc, char **argv)
             if (lost && !nostream)
                 tool_error("rank %d of %d: could not load its share of step %lld of epoch %d", rank,
                            nranks, (long long)(s0 / c.batch + 1), e);
-            const int any = tool_hold_end(&hold, lost);
-            if (any) {
-                progress_done(&pc.pr);
-                goto out;
-            }
             int64_t shape[4] = {cnt, ch, c.size, c.size};
             cfnet_tensor *t = NULL;
             float l = 0;
-            st = cfnet_tensor_wrap(chunkbuf, 4, shape, &t);
-            if (st == CFNET_OK) st = cfnet_network_train_step(net, t, chunklab, cnt, &l);
+            if (!lost) st = cfnet_tensor_wrap(chunkbuf, 4, shape, &t);
+            if (!lost && st == CFNET_OK) st = cfnet_network_train_step(net, t, chunklab, cnt, &l);
             cfnet_tensor_free(t);
-            if (st != CFNET_OK) break;
+            const int left = tool_mpi_step_left(); /* another rank's failure ended it */
+            const int own = lost || (st != CFNET_OK && !left);
+            const int joined = own && tool_mpi_step_failed();
+            /* non-finite numbers found after every sum: on every rank alike */
+            const int alike = st == CFNET_E_NUMERIC && !left && !joined;
+            if (own && !lost) {
+                if (!alike)
+                    tool_error("rank %d of %d: training (step %lld of epoch %d): %s: %s", rank,
+                               nranks, (long long)(s0 / c.batch + 1), e,
+                               cfnet_status_string(st), cfnet_last_error());
+                else if (rank == 0)
+                    tool_lib_error("training", st);
+            }
+            if (tool_hold_end(&hold, own || st != CFNET_OK)) {
+                progress_done(&pc.pr);
+                if (alike && rank == 0) say_diverged(e, start_epoch, ckpt, c.resume);
+                goto out;
+            }
             pc.chunk_n = ntr;
             seen += nb;
             /* an interrupt on any rank stops every rank after the same step */
@@ -1629,18 +1660,7 @@ int cmd_train(int argc, char **argv)
             } else {
                 tool_lib_error("training", st);
             }
-            /* the step was refused, so the last saved state is the last good one */
-            if (st == CFNET_E_NUMERIC && rank == 0) {
-                if (e > start_epoch + 1)
-                    tool_error("training diverged in epoch %d (try a smaller --lr); %s holds "
-                               "epoch %d", e, ckpt, e - 1);
-                else if (start_epoch > 0)
-                    tool_error("training diverged in epoch %d (try a smaller --lr); %s holds "
-                               "epoch %d", e, c.resume, e - 1);
-                else
-                    tool_error("training diverged in epoch %d (try a smaller --lr); this run "
-                               "saved nothing", e);
-            }
+            if (st == CFNET_E_NUMERIC && rank == 0) say_diverged(e, start_epoch, ckpt, c.resume);
             goto out;
         }
         epoch_rec *r = &hist[nhist++];
