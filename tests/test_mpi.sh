@@ -496,16 +496,24 @@ if [ -x "$tool" ] && ldd "$tool" | grep -qi mpi; then
         echo "test_mpi: non-finite step skipped (the plain run did not fail in its step:" \
             "$(head -1 "$t/nan1.log"))"
     fi
+    # long_run NAME [ARGS]: starts `cfnet train $b ARGS --epochs 100000 -o $t/NAME.cfnet` on 2
+    # ranks in the background (job: mpirun's pid; $t/pid.RANK: each rank's pid, its log
+    # $t/NAME.log) and returns once its first checkpoint is saved (or after 50 s)
+    long_run() {
+        name=$1; shift
+        rm -f "$t/pid".* "$t/$name.cfnet" "$t/$name.cfnet".*
+        PIDS="$t/pid" timeout 60 mpirun --allow-run-as-root --oversubscribe -x PIDS -np 2 \
+            "$t/pids.sh" "$tool" train $b "$@" --epochs 100000 -o "$t/$name.cfnet" \
+            >"$t/$name.log" 2>&1 &
+        job=$!
+        i=0
+        while [ ! -s "$t/$name.cfnet.last.safetensors" ] && [ $i -lt 500 ]; do
+            sleep 0.1; i=$((i + 1))
+        done
+    }
     # an interrupt on one rank stops every rank after the same step: rank 0 says so once, the
     # checkpoint holds the last whole epoch
-    rm -f "$t/pid".*
-    PIDS="$t/pid" timeout 60 mpirun --allow-run-as-root --oversubscribe -x PIDS -np 2 \
-        "$t/pids.sh" "$tool" train $b --epochs 100000 -o "$t/int.cfnet" >"$t/int.log" 2>&1 &
-    job=$!
-    i=0
-    while [ ! -s "$t/int.cfnet.last.safetensors" ] && [ $i -lt 500 ]; do
-        sleep 0.1; i=$((i + 1))
-    done
+    long_run int
     [ -s "$t/pid.1" ] && kill -INT "$(cat "$t/pid.1")"
     wait $job
     rc=$?
@@ -513,14 +521,7 @@ if [ -x "$tool" ] && ldd "$tool" | grep -qi mpi; then
     "$tool" info "$t/int.cfnet.last.safetensors" >/dev/null
     # rank 1 killed (kill -9) mid-training: the job ends with a non-zero status, not a hang
     # (timeout's 124), and rank 0's last checkpoint loads
-    rm -f "$t/pid".* "$t/kill.cfnet".*
-    PIDS="$t/pid" timeout 60 mpirun --allow-run-as-root --oversubscribe -x PIDS -np 2 \
-        "$t/pids.sh" "$tool" train $b --epochs 100000 -o "$t/kill.cfnet" >"$t/kill.log" 2>&1 &
-    job=$!
-    i=0
-    while [ ! -s "$t/kill.cfnet.last.safetensors" ] && [ $i -lt 500 ]; do
-        sleep 0.1; i=$((i + 1))
-    done
+    long_run kill
     [ -s "$t/pid.1" ] && kill -KILL "$(cat "$t/pid.1")"
     wait $job
     rc=$?
@@ -529,6 +530,127 @@ if [ -x "$tool" ] && ldd "$tool" | grep -qi mpi; then
     fi
     "$tool" info "$t/kill.cfnet.last.safetensors" >/dev/null ||
         { echo "test_mpi: the checkpoint of the killed run does not load"; exit 1; }
+    # rank 0's failures at the end of an epoch (its checks and saves, the log, the plot) end
+    # every rank there, with rank 0's message once and status 1 on every rank (rank 0 ended the
+    # job by MPI_Abort while rank 1 waited in the next step: Open MPI's banner, or its
+    # ORTE_ERROR_LOG lines when the abort cut the banner off), and the checkpoint loads.
+    # together NAME TEXT [MODEL]: the last run, logged in $t/NAME.log, did so with TEXT and
+    # $t/MODEL.cfnet's checkpoint (MODEL: NAME) loads; rcs.sh records each rank's status in
+    # $RCS.RANK (a rank ended by the abort records none)
+    printf '#!/bin/sh\n"$@"\nr=$?\necho $r >"$RCS.$OMPI_COMM_WORLD_RANK"\nexit $r\n' >"$t/rcs.sh"
+    chmod +x "$t/rcs.sh"
+    together() {
+        expect "$1" 1 "$2" 1
+        expect "$1" 1 "cfnet:" 1
+        expect "$1" 1 "MPI_ABORT\|ORTE_ERROR_LOG" 0
+        if [ -e "$t/rc.0" ] && [ "$(cat "$t/rc.0" "$t/rc.1" 2>&1)" != "$(printf '1\n1')" ]; then
+            cat "$t/$1.log"; echo "test_mpi: $1: not every rank ended with status 1"; exit 1
+        fi
+        "$tool" info "$t/${3:-$1}.cfnet.last.safetensors" >/dev/null ||
+            { echo "test_mpi: $1: the checkpoint of the stopped run does not load"; exit 1; }
+    }
+    # the model replaced by another program between epochs,
+    long_run rep
+    cp "$t/plain.cfnet" "$t/rep.cfnet"
+    wait $job
+    rc=$?
+    rm -f "$t/rc".*
+    together rep "rep.cfnet was replaced by another program during training"
+    # a log that cannot be written (a full disk: /dev/full),
+    rm -f "$t/rc".* "$t/full.cfnet".*
+    RCS="$t/rc" timeout 60 mpirun --allow-run-as-root --oversubscribe -x RCS -np 2 "$t/rcs.sh" \
+        "$tool" train $b -o "$t/full.cfnet" --log /dev/full >"$t/full.log" 2>&1
+    rc=$?
+    together full "/dev/full: cannot write epoch 1: No space left on device"
+    # the checkpoint of epoch 2 and the plot of epoch 1 not saved (rename made to fail by a
+    # preloaded shim at rank 0's 5th and 3rd call: the model, the checkpoint and the plot are
+    # renamed into place each epoch); a plain build only (as for the shim below)
+    if [ "$plain" = 1 ] && command -v "${CC:-cc}" >/dev/null 2>&1; then
+        cat >"$t/rshim.c" <<'EOF_RSHIM'
+#define _GNU_SOURCE
+#include <dlfcn.h>
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+/* rename fails with ENOSPC at call SHIM_AT of rank SHIM_RANK (a disk that fills up) */
+int rename(const char *from, const char *to)
+{
+    static int calls;
+    int (*real)(const char *, const char *);
+    *(void **)&real = dlsym(RTLD_NEXT, "rename");
+    const char *r = getenv("SHIM_RANK"), *me = getenv("OMPI_COMM_WORLD_RANK");
+    const char *at = getenv("SHIM_AT");
+    if (r && me && at && !strcmp(r, me) && ++calls == atoi(at)) {
+        errno = ENOSPC;
+        return -1;
+    }
+    return real(from, to);
+}
+EOF_RSHIM
+        "${CC:-cc}" -shared -fPIC -o "$t/rshim.so" "$t/rshim.c" -ldl
+        for at in 5 3; do
+            rm -f "$t/rc".* "$t/ren$at.cfnet".*
+            RCS="$t/rc" SHIM_RANK=0 SHIM_AT=$at LD_PRELOAD="$t/rshim.so" timeout 60 mpirun \
+                --allow-run-as-root --oversubscribe -x RCS -x SHIM_RANK -x SHIM_AT -x LD_PRELOAD \
+                -np 2 "$t/rcs.sh" "$tool" train $b --val 0 -o "$t/ren$at.cfnet" \
+                --plot "$t/ren$at.svg" >"$t/ren$at.log" 2>&1
+            rc=$?
+            want="ren5.cfnet.last.safetensors: cannot save"
+            [ $at = 3 ] && want="ren3.svg: write failed: No space left on device"
+            together ren$at "$want"
+            "$tool" info "$t/ren$at.cfnet.last.safetensors" | grep -q '"epoch":1,' ||
+                { echo "test_mpi: ren$at: the checkpoint does not hold epoch 1"; exit 1; }
+        done
+        # a library error in a training step on one rank alone (here out of memory: malloc made
+        # to fail by a preloaded shim for the block of the step's sum buffer, its parameters + 1
+        # floats and the library's 95 bytes of block header and alignment, made at the first
+        # step of a process): the others' step ends too, at the same step, and every rank ends
+        # with status 1 and that rank's message once from rank 0 (the rank ended the job by
+        # MPI_Abort, its message cut into pieces by the others' lines); resumed from a
+        # checkpoint of epoch 1, which still loads
+        cat >"$t/mshim.c" <<'EOF_MSHIM'
+#define _GNU_SOURCE
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+extern void *__libc_malloc(size_t);
+/* malloc fails with ENOMEM for the first block of SHIM_SIZE bytes on rank SHIM_RANK */
+void *malloc(size_t n)
+{
+    static int armed = -1;
+    static size_t size;
+    if (armed < 0) {
+        const char *r = getenv("SHIM_RANK"), *me = getenv("OMPI_COMM_WORLD_RANK");
+        const char *sz = getenv("SHIM_SIZE");
+        armed = r && me && sz && !strcmp(r, me);
+        if (armed) size = (size_t)strtoull(sz, NULL, 10);
+    }
+    if (armed == 1 && n == size) {
+        armed = 2;
+        errno = ENOMEM;
+        return NULL;
+    }
+    return __libc_malloc(n);
+}
+EOF_MSHIM
+        "${CC:-cc}" -shared -fPIC -o "$t/mshim.so" "$t/mshim.c"
+        "$tool" train $b --val 0 --epochs 1 -o "$t/oom.cfnet"
+        np=$("$tool" info "$t/oom.cfnet" | awk '$1 == "parameters" { print $2 }')
+        cp "$t/oom.cfnet.last.safetensors" "$t/oom.ckpt"
+        for r in 1 0; do
+            cp "$t/oom.ckpt" "$t/oom.cfnet.last.safetensors"
+            rm -f "$t/rc".*
+            RCS="$t/rc" SHIM_RANK=$r SHIM_SIZE=$(((np + 1) * 4 + 95)) LD_PRELOAD="$t/mshim.so" \
+                timeout 60 mpirun --allow-run-as-root --oversubscribe -x RCS -x SHIM_RANK \
+                -x SHIM_SIZE -x LD_PRELOAD -np 2 "$t/rcs.sh" "$tool" train "$t/d/train" \
+                --threads 1 -q --resume "$t/oom.cfnet.last.safetensors" --epochs 2 \
+                -o "$t/oom.cfnet" >"$t/oom$r.log" 2>&1
+            rc=$?
+            together oom$r "rank $r of 2: training (step 1 of epoch 2): out of memory: network_train_step: out of memory" oom
+            cmp "$t/oom.ckpt" "$t/oom.cfnet.last.safetensors" ||
+                { echo "test_mpi: oom$r: the checkpoint changed"; exit 1; }
+        done
+    fi
     set -e
     echo "test_mpi: settings that differ between ranks, a missing output folder, a bad image and" \
         "an interrupt on one rank each ended the job with one message; rank 1 killed ended it" \

@@ -27,6 +27,11 @@ static int voted, agreed_rc;
 static FILE *real_stderr;
 static char *early;
 static size_t early_len;
+/* the train step's sums (step_hook, below) */
+static MPI_Comm step_comm = MPI_COMM_NULL;
+static int step_grads, step_left;
+static int64_t hook_calls, hook_bytes;
+static double hook_seconds;
 
 void tool_mpi_init(int *argc, char ***argv)
 {
@@ -124,6 +129,7 @@ int tool_mpi_finish(int rc)
     if (rc != EXIT_OK && mpi_size > 1 && !failing_together) MPI_Abort(MPI_COMM_WORLD, rc);
     cfnet_mpi_free(group);
     group = NULL;
+    if (step_comm != MPI_COMM_NULL) MPI_Comm_free(&step_comm);
     if (start_comm != MPI_COMM_NULL) MPI_Comm_free(&start_comm);
     MPI_Finalize();
     return rc;
@@ -172,6 +178,54 @@ int tool_mpi_sum_doubles(double *v, int64_t n)
                    MPI_SUCCESS ? 0 : -1;
 }
 
+/* The train step's sum hook (installed by tool_mpi_attach in place of libcfnet_mpi's): each
+ * call is one MPI_Allreduce of a flag on step_comm, then the sum itself. A rank whose step
+ * failed on its own (a library error before or between the sums: out of memory, its share's
+ * images not loaded) joins the flag of the call the others wait in with 1 (tool_mpi_step_failed),
+ * and their hook returns at once: every rank leaves the same step, and none waits forever or
+ * has to be ended by MPI_Abort. Per step (tool_mpi_set_batch resets them): step_grads, the
+ * gradients' sum, the step's last, was made (a rank failing after it leaves nobody waiting);
+ * step_left, this rank left the step through the flag. The flag's cost: one all-reduce of an
+ * int per sum, microseconds against a step's milliseconds (docs/distributed.md). */
+
+static cfnet_status step_hook(void *user, cfnet_sum_kind kind, void *data, int64_t count)
+{
+    (void)user;
+    const double t0 = MPI_Wtime();
+    int mine = 0, any = 0;
+    if (MPI_Allreduce(&mine, &any, 1, MPI_INT, MPI_MAX, step_comm) != MPI_SUCCESS)
+        return CFNET_E_IO;
+    if (any) {
+        step_left = 1;
+        return CFNET_E_CANCELLED;
+    }
+    const int grads = kind == CFNET_SUM_GRADIENTS;
+    const size_t elem = grads ? sizeof(float) : sizeof(double);
+    const int64_t chunk = 1 << 28;
+    for (int64_t done = 0; done < count; done += chunk) {
+        int64_t n = count - done < chunk ? count - done : chunk;
+        if (MPI_Allreduce(MPI_IN_PLACE, (char *)data + (size_t)done * elem, (int)n,
+                          grads ? MPI_FLOAT : MPI_DOUBLE, MPI_SUM, step_comm) != MPI_SUCCESS)
+            return CFNET_E_IO;
+    }
+    hook_seconds += MPI_Wtime() - t0;
+    hook_calls++;
+    hook_bytes += count * (int64_t)elem;
+    if (grads) step_grads = 1;
+    return CFNET_OK;
+}
+
+int tool_mpi_step_failed(void)
+{
+    if (step_comm == MPI_COMM_NULL || step_grads || step_left) return 0;
+    int mine = 1, any = 0;
+    MPI_Allreduce(&mine, &any, 1, MPI_INT, MPI_MAX, step_comm);
+    step_left = 1;
+    return 1;
+}
+
+int tool_mpi_step_left(void) { return step_left; }
+
 int tool_mpi_attach(cfnet_network *net)
 {
     cfnet_status st = group ? CFNET_OK : cfnet_mpi_create(MPI_COMM_WORLD, &group);
@@ -185,6 +239,13 @@ int tool_mpi_attach(cfnet_network *net)
         return -1;
     }
     if (st == CFNET_OK) st = cfnet_mpi_attach(group, net);
+    if (st == CFNET_OK && step_comm == MPI_COMM_NULL &&
+        MPI_Comm_dup(MPI_COMM_WORLD, &step_comm) != MPI_SUCCESS) {
+        step_comm = MPI_COMM_NULL;
+        tool_error("rank %d of %d: MPI_Comm_dup failed", mpi_rank, mpi_size);
+        return -1;
+    }
+    if (st == CFNET_OK) st = cfnet_network_set_sum_hook(net, step_hook, NULL);
     if (st != CFNET_OK) {
         tool_error("rank %d of %d: %s: %s", mpi_rank, mpi_size, cfnet_status_string(st),
                    cfnet_mpi_last_error());
@@ -195,6 +256,7 @@ int tool_mpi_attach(cfnet_network *net)
 
 int tool_mpi_set_batch(cfnet_network *net, int64_t global_n, int64_t *offset, int64_t *count)
 {
+    step_grads = step_left = 0;
     cfnet_status st = group ? cfnet_mpi_set_batch(group, net, global_n, offset, count)
                             : CFNET_E_STATE;
     if (st != CFNET_OK) {
@@ -212,7 +274,9 @@ void tool_mpi_detach(cfnet_network *net)
 
 void tool_mpi_traffic(int64_t *calls, int64_t *bytes, double *seconds)
 {
-    cfnet_mpi_traffic(group, calls, bytes, seconds);
+    if (calls) *calls = hook_calls;
+    if (bytes) *bytes = hook_bytes;
+    if (seconds) *seconds = hook_seconds;
 }
 
 /* A gather refused as too big (the same on every rank: rank 0's verdict is broadcast): the
@@ -369,6 +433,8 @@ int tool_mpi_set_batch(cfnet_network *net, int64_t global_n, int64_t *offset, in
     return 0;
 }
 void tool_mpi_detach(cfnet_network *net) { (void)net; }
+int tool_mpi_step_failed(void) { return 0; }
+int tool_mpi_step_left(void) { return 0; }
 void tool_mpi_traffic(int64_t *calls, int64_t *bytes, double *seconds)
 {
     if (calls) *calls = 0;

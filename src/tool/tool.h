@@ -583,6 +583,13 @@ int tool_mpi_attach(cfnet_network *net);
  * the network's batch position. 0, or -1 with a message. */
 int tool_mpi_set_batch(cfnet_network *net, int64_t global_n, int64_t *offset, int64_t *count);
 void tool_mpi_detach(cfnet_network *net);
+/* Collective with the sums of the train step: this rank's step (or the loading of its share)
+ * failed on its own; if the others may wait in one of the step's sums, it takes part in it so
+ * that their step ends too (with CFNET_E_CANCELLED). 1 if it did. */
+int tool_mpi_step_failed(void);
+/* 1 when this step ended because another rank's failed (the sum hook returned
+ * CFNET_E_CANCELLED) or this rank said its failure; reset by tool_mpi_set_batch. */
+int tool_mpi_step_left(void);
 /* All-reduce calls, bytes and seconds of the training hook so far. */
 void tool_mpi_traffic(int64_t *calls, int64_t *bytes, double *seconds);
 

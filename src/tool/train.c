@@ -514,6 +514,20 @@ static int on_step(void *user, int64_t step, int64_t steps, double loss, double 
 
 /* ---- validation ------------------------------------------------------------------------------- */
 
+/* A step refused for non-finite numbers: the last saved state is the last good one. */
+static void say_diverged(int e, int start_epoch, const char *ckpt, const char *resume)
+{
+    if (e > start_epoch + 1)
+        tool_error("training diverged in epoch %d (try a smaller --lr); %s holds epoch %d", e,
+                   ckpt, e - 1);
+    else if (start_epoch > 0)
+        tool_error("training diverged in epoch %d (try a smaller --lr); %s holds epoch %d", e,
+                   resume, e - 1);
+    else
+        tool_error("training diverged in epoch %d (try a smaller --lr); this run saved nothing",
+                   e);
+}
+
 static int validate(cfnet_network *net, tool_dataset *ds, const int64_t *va, int64_t nva,
                     const float *mem, int64_t chunk, float *scratch, int64_t scratch_n,
                     const load_spec *spec, int k, int64_t batch, tool_metrics *m, int64_t *bad,
@@ -1538,6 +1552,11 @@ int cmd_train(int argc, char **argv)
             char when[64];
             snprintf(when, sizeof when, " (step %lld of epoch %d)", (long long)(s0 / c.batch + 1),
                      e);
+            /* A library error in the step on this rank alone (out of memory, say) is said the
+             * same way: the rank takes part in the sum the others wait in
+             * (tool_mpi_step_failed), so that their step ends too, and every rank stops after
+             * this step (a step that fails on every rank alike, non-finite numbers in the
+             * sums, is said once by rank 0). */
             tool_held hold;
             tool_hold_begin(&hold, when);
             const int nostream = hold.unheld[0] != '\0';
@@ -1545,18 +1564,30 @@ int cmd_train(int argc, char **argv)
             if (lost && !nostream)
                 tool_error("rank %d of %d: could not load its share of step %lld of epoch %d", rank,
                            nranks, (long long)(s0 / c.batch + 1), e);
-            const int any = tool_hold_end(&hold, lost);
-            if (any) {
-                progress_done(&pc.pr);
-                goto out;
-            }
             int64_t shape[4] = {cnt, ch, c.size, c.size};
             cfnet_tensor *t = NULL;
             float l = 0;
-            st = cfnet_tensor_wrap(chunkbuf, 4, shape, &t);
-            if (st == CFNET_OK) st = cfnet_network_train_step(net, t, chunklab, cnt, &l);
+            if (!lost) st = cfnet_tensor_wrap(chunkbuf, 4, shape, &t);
+            if (!lost && st == CFNET_OK) st = cfnet_network_train_step(net, t, chunklab, cnt, &l);
             cfnet_tensor_free(t);
-            if (st != CFNET_OK) break;
+            const int left = tool_mpi_step_left(); /* another rank's failure ended it */
+            const int own = lost || (st != CFNET_OK && !left);
+            const int joined = own && tool_mpi_step_failed();
+            /* non-finite numbers found after every sum: on every rank alike */
+            const int alike = st == CFNET_E_NUMERIC && !left && !joined;
+            if (own && !lost) {
+                if (!alike)
+                    tool_error("rank %d of %d: training (step %lld of epoch %d): %s: %s", rank,
+                               nranks, (long long)(s0 / c.batch + 1), e,
+                               cfnet_status_string(st), cfnet_last_error());
+                else if (rank == 0)
+                    tool_lib_error("training", st);
+            }
+            if (tool_hold_end(&hold, own || st != CFNET_OK)) {
+                progress_done(&pc.pr);
+                if (alike && rank == 0) say_diverged(e, start_epoch, ckpt, c.resume);
+                goto out;
+            }
             pc.chunk_n = ntr;
             seen += nb;
             /* an interrupt on any rank stops every rank after the same step */
@@ -1629,18 +1660,7 @@ int cmd_train(int argc, char **argv)
             } else {
                 tool_lib_error("training", st);
             }
-            /* the step was refused, so the last saved state is the last good one */
-            if (st == CFNET_E_NUMERIC && rank == 0) {
-                if (e > start_epoch + 1)
-                    tool_error("training diverged in epoch %d (try a smaller --lr); %s holds "
-                               "epoch %d", e, ckpt, e - 1);
-                else if (start_epoch > 0)
-                    tool_error("training diverged in epoch %d (try a smaller --lr); %s holds "
-                               "epoch %d", e, c.resume, e - 1);
-                else
-                    tool_error("training diverged in epoch %d (try a smaller --lr); this run "
-                               "saved nothing", e);
-            }
+            if (st == CFNET_E_NUMERIC && rank == 0) say_diverged(e, start_epoch, ckpt, c.resume);
             goto out;
         }
         epoch_rec *r = &hist[nhist++];
@@ -1677,24 +1697,44 @@ int cmd_train(int argc, char **argv)
         since_best = improved ? 0 : since_best + 1;
         r->seconds = tool_now() - te;
 
-        char *state = state_json(e, best_epoch, best, hist, nhist, split_ntr, split_nva);
-        cfnet_status s2 = cfnet_network_set_metadata(net, "train.state", state);
+        /* The end of the epoch: every rank stores the state, rank 0 alone checks and saves the
+         * model and the checkpoint, writes the log and the plot. Under mpirun the messages are
+         * held and every rank meets at the end (tool_hold_end: one sum when nothing failed):
+         * a failure of any rank, rank 0's save above all, ends every rank here with its
+         * message said once by rank 0 (not rank 0's MPI_Abort while the others wait in the
+         * next step; the checkpoint keeps the last epoch saved whole). */
+        char when[64];
+        snprintf(when, sizeof when, " (end of epoch %d)", e);
+        tool_held hold;
+        tool_hold_begin(&hold, when);
+        int end_failed = hold.unheld[0] != '\0';
+        char *state = end_failed ? NULL
+                                 : state_json(e, best_epoch, best, hist, nhist, split_ntr,
+                                              split_nva);
+        cfnet_status s2 = end_failed ? CFNET_OK
+                                     : cfnet_network_set_metadata(net, "train.state", state);
         free(state);
         if (s2 != CFNET_OK) {
-            tool_lib_error("storing the training state", s2);
-            goto out;
+            if (nranks > 1)
+                tool_error("rank %d of %d: storing the training state: %s: %s", rank, nranks,
+                           cfnet_status_string(s2), cfnet_last_error());
+            else
+                tool_lib_error("storing the training state", s2);
+            end_failed = 1;
         }
-        if (rank == 0 && (!still_ours(&saved[0], c.output, c.output) ||
-                          !still_ours(&saved[1], ckpt, c.output)))
-            goto out;
-        if (rank == 0 && improved && save_net(net, c.output, 0, &saved[0]) != 0) goto out;
-        if (rank == 0 && save_net(net, ckpt, CFNET_SAVE_OPTIMIZER, &saved[1]) != 0) goto out;
+        if (!end_failed && rank == 0 &&
+            (!still_ours(&saved[0], c.output, c.output) || !still_ours(&saved[1], ckpt, c.output) ||
+             (improved && save_net(net, c.output, 0, &saved[0]) != 0) ||
+             save_net(net, ckpt, CFNET_SAVE_OPTIMIZER, &saved[1]) != 0))
+            end_failed = 1;
 
         char e1[32], tacc[32] = "";
         fmt_time(tool_now() - pc.run_t0, e1, sizeof e1);
         if (!isnan(r->train_acc)) snprintf(tacc, sizeof tacc, " acc %.1f %%", 100 * r->train_acc);
         /* on a terminal the epoch line replaces the step line */
-        if (nva)
+        if (end_failed)
+            ;
+        else if (nva)
             progress_line(&pc.pr, 1, "epoch %d/%d  train loss %.4f%s  val loss %.4f acc "
                           "%.1f %% balanced %.1f %%%s  %.1f s (total %s)", e, c.epochs, r->train_loss,
                           tacc, r->val_loss, 100 * r->val_acc, 100 * r->val_bacc,
@@ -1703,7 +1743,7 @@ int cmd_train(int argc, char **argv)
             progress_line(&pc.pr, 1, "epoch %d/%d  train loss %.4f%s  %.1f s (total %s)", e,
                           c.epochs, r->train_loss, tacc, r->seconds, e1);
         progress_done(&pc.pr);
-        if (c.log && rank == 0 && !logf) {
+        if (c.log && rank == 0 && !logf && !end_failed) {
             /* opened once the first epoch is saved: a run that fails or is interrupted before
              * leaves an earlier run's log beside that run's model and checkpoint */
             struct stat lst;
@@ -1711,24 +1751,25 @@ int cmd_train(int argc, char **argv)
             if (logfd >= 0) { /* the file locked at the start */
                 if (!c.resume && ftruncate(logfd, 0) != 0) {
                     tool_error("%s: cannot truncate: %s", c.log, strerror(errno));
-                    goto out;
+                    end_failed = 1;
+                } else {
+                    empty = fstat(logfd, &lst) != 0 || lst.st_size == 0;
+                    logf = fdopen(logfd, c.resume ? "a" : "w");
+                    if (logf) logfd = -1;
                 }
-                empty = fstat(logfd, &lst) != 0 || lst.st_size == 0;
-                logf = fdopen(logfd, c.resume ? "a" : "w");
-                if (logf) logfd = -1;
             } else {
                 logf = fopen(c.log, c.resume ? "a" : "w");
                 empty = logf && ftell(logf) == 0;
             }
-            if (!logf) {
+            if (!logf && !end_failed) {
                 tool_error("%s: cannot open: %s", c.log, strerror(errno));
-                goto out;
+                end_failed = 1;
             }
-            if (!c.resume || empty)
+            if (logf && (!c.resume || empty))
                 fprintf(logf, "epoch,train_loss,train_accuracy,val_loss,val_accuracy,"
                               "val_balanced_accuracy,learning_rate,seconds\n");
         }
-        if (logf) {
+        if (logf && !end_failed) {
             fprintf(logf, "%d,%.6f,%.6f,%.6f,%.6f,%.6f,%.6g,%.3f\n", e, r->train_loss, r->train_acc,
                     r->val_loss, r->val_acc, r->val_bacc, r->lr, r->seconds);
             /* a full disk is found now, not after the last epoch (or never: a failed flush
@@ -1736,12 +1777,12 @@ int cmd_train(int argc, char **argv)
             if (fflush(logf) != 0 || ferror(logf)) {
                 tool_error("%s: cannot write epoch %d: %s; %s holds epoch %d (continue with "
                            "--resume)", c.log, e, strerror(errno), ckpt, e);
-                goto out;
+                end_failed = 1;
             }
         }
-        if (c.plot && rank == 0) {
-            if (write_plot(c.plot, hist, nhist, nva > 0) != 0) goto out;
-        }
+        if (c.plot && rank == 0 && !end_failed && write_plot(c.plot, hist, nhist, nva > 0) != 0)
+            end_failed = 1;
+        if (tool_hold_end(&hold, end_failed) != 0) goto out;
         if (c.patience > 0 && nva && since_best >= c.patience) {
             tool_info("early stop: validation balanced accuracy has not improved for %d epoch%s",
                       c.patience, c.patience == 1 ? "" : "s");
