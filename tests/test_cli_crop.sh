@@ -411,9 +411,11 @@ expect 0 "" "$cfnet" crop "$out/lay/plain/f.tif" "$out/lay/plain/m.tif" -o "$out
 test "$(wc -l <"$out/lay/c-p/cells.csv")" -gt 40 || fail "the layout field has too few cells"
 
 # ---- memory that follows the crop size and the field's width, not its area ------------------------
-# A 6000x6000 field and mask (36 M pixels; 288 MB as floats and 32-bit labels, which crop held
-# whole before) crop under a 150 MB address-space limit. Not under the sanitizers, which reserve
-# more address space than that.
+# A 3 x 6000 x 6000 8-bit field and its mask (108 M values; 576 MB as floats and 32-bit labels,
+# which crop held whole before) crop under a 150 MB address-space limit. The field is
+# uncompressed, one strip per channel, as tifffile writes it: libtiff would hold each 36 MB strip
+# whole (crop reads such strips a row at a time); the mask is in compressed strips. Not under the
+# sanitizers, which reserve more address space than that.
 case "${CFNET_SANITIZE:-}:${CFNET_BUILD:-build/default}" in
 :*san*) plain=0 ;;
 :*) plain=1 ;;
@@ -423,22 +425,24 @@ if [ "$plain" = 1 ]; then
     "$py" - "$out" <<'PY'
 import sys, numpy as np, tifffile
 o = sys.argv[1]
-f = np.zeros((6000, 6000), np.uint8)
+f = np.zeros((3, 6000, 6000), np.uint8)
 m = np.zeros((6000, 6000), np.uint16)
 for i, (y, x) in enumerate([(100, 100), (3000, 2000), (5900, 5950), (4000, 5000)]):
-    f[y - 5:y + 5, x - 5:x + 5] = 10 * (i + 1)
+    f[:, y - 5:y + 5, x - 5:x + 5] = (10 * (i + 1) + np.arange(3))[:, None, None]
     m[y - 5:y + 5, x - 5:x + 5] = i + 1
-tifffile.imwrite(o + "/bigf.tif", f, compression="zlib", rowsperstrip=64)
+tifffile.imwrite(o + "/bigf.tif", f)
 tifffile.imwrite(o + "/bigm.tif", m, compression="zlib", rowsperstrip=64)
 PY
     expect 0 "wrote 4 crops \(32x32\) of 1 field to .*; 0 cells too near the border left out" \
         sh -c 'ulimit -v 153600 && exec "$0" "$@"' "$cfnet" crop "$out/bigf.tif" "$out/bigm.tif" -o "$out/cbig" --size 32
-    "$py" - "$out/cbig" <<'PY' || fail "the crops of the 6000x6000 field are wrong"
+    "$py" - "$out/cbig" <<'PY' || fail "the crops of the 3 x 6000 x 6000 field are wrong"
 import sys, numpy as np, tifffile
 d = sys.argv[1]
 for lab in (1, 2, 3, 4):
     a = tifffile.imread(f"{d}/bigf_{lab}.tif")
-    assert a.shape == (32, 32) and (a == 10 * lab).sum() == 100 and a.max() == 10 * lab, lab
+    assert a.shape == (3, 32, 32), a.shape
+    for c in range(3):
+        assert (a[c] == 10 * lab + c).sum() == 100 and a[c].max() == 10 * lab + c, (lab, c)
 PY
 fi
 

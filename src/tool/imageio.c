@@ -1149,6 +1149,9 @@ typedef struct rows_src {
     char err[512];
     TIFF *tif;
     int sample, per, ch0, bps, is_signed, page, tiled;
+    int raw;      /* uncompressed strips, read a row at a time at the offsets libtiff gives */
+    tmsize_t ls;  /* raw: bytes of one row */
+    uint32_t rps; /* raw: rows per strip */
     uint32_t tw, th;
     unsigned char *line; /* one row, or (tiled) a row of tiles: th rows of the image's width */
     unsigned char *tile;
@@ -1284,6 +1287,24 @@ static int rows_open_tiff(tool_rows *r, char *err, size_t errsize)
                     goto out;
                 }
                 q->line = malloc((size_t)ls);
+                /* libtiff reads a whole strip into memory before its first row (an image of
+                 * one strip per plane, as tifffile writes it, was held whole): rows of
+                 * uncompressed strips are read from the file directly, at the strip's offset
+                 * from libtiff, when every strip lies whole in the file */
+                uint16_t comp = COMPRESSION_NONE;
+                TIFFGetFieldDefaulted(q->tif, TIFFTAG_COMPRESSION, &comp);
+                uint32_t rps = 0;
+                TIFFGetFieldDefaulted(q->tif, TIFFTAG_ROWSPERSTRIP, &rps);
+                if (rps > H) rps = H;
+                q->raw = comp == COMPRESSION_NONE && rps > 0;
+                for (uint32_t st = 0; q->raw && st < TIFFNumberOfStrips(q->tif); st++) {
+                    uint64_t off = TIFFGetStrileOffset(q->tif, st),
+                             cnt = TIFFGetStrileByteCount(q->tif, st);
+                    q->raw = off > 0 && off <= r->size && cnt <= r->size - off &&
+                             cnt >= (uint64_t)rps * (uint64_t)ls;
+                }
+                q->ls = ls;
+                q->rps = rps;
             }
             if (!q->line || (q->tiled && !q->tile)) {
                 set_err(err, errsize, "out of memory (TIFF rows of page %d)", pg->page + 1);
@@ -1476,6 +1497,29 @@ int rows_next(tool_rows *r, float *f, uint32_t *u, char *err, size_t errsize)
                     }
                 }
                 row = q->line + (size_t)(y - q->band0) * W * q->per * bytes;
+            } else if (q->raw) {
+                uint32_t st = TIFFComputeStrip(q->tif, (uint32_t)y, (uint16_t)q->sample);
+                uint64_t off = TIFFGetStrileOffset(q->tif, st) +
+                               (uint64_t)((uint32_t)y % q->rps) * (uint64_t)q->ls;
+                size_t got = 0;
+                errno = 0;
+                while (got < (size_t)q->ls) {
+                    ssize_t n = pread(r->fd, q->line + got, (size_t)q->ls - got,
+                                      (off_t)(off + got));
+                    if (n < 0 && errno == EINTR) continue;
+                    if (n <= 0) break;
+                    got += (size_t)n;
+                }
+                if (got < (size_t)q->ls) {
+                    set_err(err, errsize, "TIFF read failed on page %d, row %d (%s)", q->page + 1,
+                            y, errno ? strerror(errno) : "the file is shorter than it was");
+                    return -1;
+                }
+                if (TIFFIsByteSwapped(q->tif)) {
+                    if (q->bps == 16) TIFFSwabArrayOfShort((uint16_t *)(void *)q->line, (tmsize_t)W * q->per);
+                    else if (q->bps == 32) TIFFSwabArrayOfLong((uint32_t *)(void *)q->line, (tmsize_t)W * q->per);
+                }
+                row = q->line;
             } else {
                 if (TIFFReadScanline(q->tif, q->line, (uint32_t)y, (uint16_t)q->sample) < 0) {
                     if (!q->m.has_err)
