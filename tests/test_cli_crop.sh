@@ -342,6 +342,110 @@ cmp "$out/killed/y/cells.csv" "$o1/cells.csv" || fail "the crop beside stale sta
 expect 1 "no crops: 5 cells too near the border" "$cfnet" crop "$out/f16.tif" "$out/m32.tif" -o "$out/bad2" --size 99
 test -e "$out/bad2" && fail "a crop without crops left DIR"
 
+# ---- fields read row by row: every TIFF layout and PNG gives the crops of the plain TIFF ----------
+# crop reads the mask, then the field, a row (a row of tiles) at a time: strips of one row, one
+# compressed strip for the whole field, tiles (compressed, interleaved or planar), planar strips,
+# 16-bit and interlaced PNG (read whole) give the bytes of a field of one uncompressed strip.
+"$py" - "$out/lay" <<'PY'
+import os, struct, sys, zlib, numpy as np, tifffile
+o = sys.argv[1]
+rng = np.random.default_rng(9)
+H, W = 131, 97
+m = np.zeros((H, W), np.uint16)
+lab = 1
+for cy in range(2, H, 17):
+    for cx in range(1, W, 13):
+        r = int(rng.integers(1, 6))
+        m[max(cy - r, 0):cy + r, max(cx - r, 0):cx + r] = lab
+        lab += 1
+f = rng.integers(0, 65536, (3, H, W), dtype=np.uint16)
+rgb = np.moveaxis(f, 0, -1)
+def png(path, a):  # grey, Adam7-interlaced, written by hand (filter 0 on every row)
+    bd = 16 if a.dtype == np.uint16 else 8
+    raw = b""
+    for y0, x0, dy, dx in [(0, 0, 8, 8), (0, 4, 8, 8), (4, 0, 8, 4), (0, 2, 4, 4), (2, 0, 4, 2),
+                           (0, 1, 2, 2), (1, 0, 2, 1)]:
+        sub = a[y0::dy, x0::dx]
+        for row in sub.astype(">u2" if bd == 16 else np.uint8):
+            raw += b"\0" + row.tobytes()
+    ch = lambda t, d: struct.pack(">I", len(d)) + t + d + struct.pack(">I", zlib.crc32(t + d))
+    open(path, "wb").write(b"\x89PNG\r\n\x1a\n" + ch(b"IHDR", struct.pack(">IIBBBBB", W, H, bd, 0, 0, 0, 1))
+                           + ch(b"IDAT", zlib.compress(raw)) + ch(b"IEND", b""))
+def put(name, field, mask, **kw):
+    os.makedirs(os.path.join(o, name))
+    if isinstance(field, str):
+        png(os.path.join(o, name, "f.png"), f[0])
+    else:
+        tifffile.imwrite(os.path.join(o, name, "f.tif"), field, **kw)
+    if isinstance(mask, str):
+        png(os.path.join(o, name, "m.png"), m.astype(np.uint8))
+    else:
+        tifffile.imwrite(os.path.join(o, name, "m.tif"), mask, **({"tile": (32, 48), "compression": "zlib"} if kw else {}))
+put("plain", f, m)
+put("plain1", f[:1], m)
+put("rows1", f, m, rowsperstrip=1)
+put("onestrip", f, m, rowsperstrip=H, compression="zlib")
+put("tiled", f, m, tile=(32, 16), compression="zlib")
+put("tiledrgb", rgb, m, tile=(16, 16), photometric="rgb", planarconfig="contig", compression="zlib")
+put("planar", f, m, photometric="rgb", planarconfig="separate", rowsperstrip=5, compression="zlib")
+put("rgbrows", rgb, m, photometric="rgb", planarconfig="contig", rowsperstrip=7, compression="zlib")
+put("png", "png", "png")
+PY
+for lay in plain rows1 onestrip tiled tiledrgb planar rgbrows png; do
+    one=plain
+    field="$out/lay/$lay/f.tif" mask="$out/lay/$lay/m.tif"
+    if [ $lay = png ]; then one=plain1 field="$out/lay/png/f.png" mask="$out/lay/png/m.png"; fi
+    for opt in "--size 16" "--size 21 --pad --isolate"; do
+        # shellcheck disable=SC2086
+        expect 0 "" "$cfnet" crop "$field" "$mask" -o "$out/lay/c-$lay" -q $opt
+        # shellcheck disable=SC2086
+        [ -d "$out/lay/c-$one" ] || expect 0 "" "$cfnet" crop "$out/lay/$one/f.tif" "$out/lay/$one/m.tif" -o "$out/lay/c-$one" -q $opt
+        for c in "$out/lay/c-$one"/f_*.tif; do
+            cmp -s "$c" "$out/lay/c-$lay/${c##*/}" || fail "crop ${c##*/} of the $lay field ($opt) differs from the plain TIFF's"
+        done
+        test "$(ls "$out/lay/c-$lay" | wc -l)" = "$(ls "$out/lay/c-$one" | wc -l)" || fail "the $lay field ($opt) gave other crops than the plain TIFF"
+        rm -rf "$out/lay/c-$lay" "$out/lay/c-plain" "$out/lay/c-plain1"
+    done
+done
+expect 0 "" "$cfnet" crop "$out/lay/plain/f.tif" "$out/lay/plain/m.tif" -o "$out/lay/c-p" --size 16 -q
+test "$(wc -l <"$out/lay/c-p/cells.csv")" -gt 40 || fail "the layout field has too few cells"
+
+# ---- memory that follows the crop size and the field's width, not its area ------------------------
+# A 3 x 6000 x 6000 8-bit field and its mask (108 M values; 576 MB as floats and 32-bit labels,
+# which crop held whole before) crop under a 150 MB address-space limit. The field is
+# uncompressed, one strip per channel, as tifffile writes it: libtiff would hold each 36 MB strip
+# whole (crop reads such strips a row at a time); the mask is in compressed strips. Not under the
+# sanitizers, which reserve more address space than that.
+case "${CFNET_SANITIZE:-}:${CFNET_BUILD:-build/default}" in
+:*san*) plain=0 ;;
+:*) plain=1 ;;
+*) plain=0 ;;
+esac
+if [ "$plain" = 1 ]; then
+    "$py" - "$out" <<'PY'
+import sys, numpy as np, tifffile
+o = sys.argv[1]
+f = np.zeros((3, 6000, 6000), np.uint8)
+m = np.zeros((6000, 6000), np.uint16)
+for i, (y, x) in enumerate([(100, 100), (3000, 2000), (5900, 5950), (4000, 5000)]):
+    f[:, y - 5:y + 5, x - 5:x + 5] = (10 * (i + 1) + np.arange(3))[:, None, None]
+    m[y - 5:y + 5, x - 5:x + 5] = i + 1
+tifffile.imwrite(o + "/bigf.tif", f)
+tifffile.imwrite(o + "/bigm.tif", m, compression="zlib", rowsperstrip=64)
+PY
+    expect 0 "wrote 4 crops \(32x32\) of 1 field to .*; 0 cells too near the border left out" \
+        sh -c 'ulimit -v 153600 && exec "$0" "$@"' "$cfnet" crop "$out/bigf.tif" "$out/bigm.tif" -o "$out/cbig" --size 32
+    "$py" - "$out/cbig" <<'PY' || fail "the crops of the 3 x 6000 x 6000 field are wrong"
+import sys, numpy as np, tifffile
+d = sys.argv[1]
+for lab in (1, 2, 3, 4):
+    a = tifffile.imread(f"{d}/bigf_{lab}.tif")
+    assert a.shape == (3, 32, 32), a.shape
+    for c in range(3):
+        assert (a[c] == 10 * lab + c).sum() == 100 and a[c].max() == 10 * lab + c, (lab, c)
+PY
+fi
+
 # ---- a write that fails: a file size limit, as a full disk --------------------------------------
 # A one-page TIFF smaller than libtiff's strip was written only by TIFFClose, which cannot say it
 # failed: crop and synth reported success over cut-off files, and libtiff printed its own lines.

@@ -10,6 +10,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -54,33 +55,47 @@ static int cmp_cell(const void *a, const void *b)
     return x < y ? -1 : x > y;
 }
 
-int crop_find_cells(const tool_labels *lab, crop_cell **cells, int64_t *n, char *err,
-                    size_t errsize)
+/* The cells of a mask as its rows come: an open-addressed table on the label value, so that
+ * memory follows the number of cells, not the largest label (a mask of three cells labelled up
+ * to 4000000000 stays small). Past CROP_MAX_CELLS labels `over` is set and rows are no longer
+ * counted (the caller reads the rest of the mask for its errors, then refuses it). */
+typedef struct cell_table {
+    crop_cell *t;
+    int64_t cap, used;
+    int over;
+} cell_table;
+
+static int cells_init(cell_table *ct, char *err, size_t errsize)
 {
-    *cells = NULL;
-    *n = 0;
-    /* open addressing on the label value: memory follows the number of cells, not the
-     * largest label (a mask of three cells labelled up to 4000000000 stays small) */
-    int64_t cap = 1024, used = 0;
-    crop_cell *t = calloc((size_t)cap, sizeof *t);
-    if (!t) {
-        snprintf(err, errsize, "out of memory");
-        return -1;
-    }
-    const int W = lab->width;
-    const int64_t N = (int64_t)lab->height * W;
+    ct->cap = 1024;
+    ct->used = 0;
+    ct->over = 0;
+    ct->t = calloc((size_t)ct->cap, sizeof *ct->t);
+    if (!ct->t) snprintf(err, errsize, "out of memory");
+    return ct->t ? 0 : -1;
+}
+
+static const char too_many_labels[] = "more than %lld distinct labels (is it a label mask? an "
+                                      "intensity image has one label per value)";
+
+/* Row y of the mask (W labels). 0, or -1 with err (out of memory; the table is freed). */
+static int cells_add_row(cell_table *ct, const uint32_t *row, int W, int64_t y, char *err,
+                         size_t errsize)
+{
+    if (ct->over) return 0;
     uint32_t last = 0;
-    crop_cell *hit = NULL;
-    for (int64_t i = 0; i < N; i++) {
-        uint32_t v = lab->data[i];
+    crop_cell *hit = NULL, *t = ct->t;
+    int64_t cap = ct->cap, used = ct->used;
+    for (int64_t x = 0; x < W; x++) {
+        uint32_t v = row[x];
         if (v == 0) continue;
-        const int64_t y = i / W, x = i - y * W;
         if (!hit || v != last) { /* runs of one label along a row skip the lookup */
             if (2 * (used + 1) > cap) {
                 int64_t ncap = cap * 2;
                 crop_cell *nt = calloc((size_t)ncap, sizeof *nt);
                 if (!nt) {
                     free(t);
+                    ct->t = NULL;
                     snprintf(err, errsize, "out of memory (%lld labels)", (long long)used);
                     return -1;
                 }
@@ -98,11 +113,8 @@ int crop_find_cells(const tool_labels *lab, crop_cell **cells, int64_t *n, char 
             while (t[j].label && t[j].label != v) j = (j + 1) & (uint64_t)(cap - 1);
             if (!t[j].label) {
                 if (used == CROP_MAX_CELLS) {
-                    free(t);
-                    snprintf(err, errsize, "more than %lld distinct labels (is it a label mask? "
-                             "an intensity image has one label per value)",
-                             (long long)CROP_MAX_CELLS);
-                    return -1;
+                    ct->over = 1;
+                    break;
                 }
                 t[j].label = v;
                 used++;
@@ -114,12 +126,41 @@ int crop_find_cells(const tool_labels *lab, crop_cell **cells, int64_t *n, char 
         hit->sum_x += x;
         hit->sum_y += y;
     }
+    ct->t = t;
+    ct->cap = cap;
+    ct->used = used;
+    return 0;
+}
+
+/* The table's cells sorted by label, into *cells (the table's memory) and *n. */
+static void cells_finish(cell_table *ct, crop_cell **cells, int64_t *n)
+{
     int64_t k = 0;
-    for (int64_t j = 0; j < cap; j++)
-        if (t[j].label) t[k++] = t[j];
-    qsort(t, (size_t)k, sizeof *t, cmp_cell);
-    *cells = t;
+    for (int64_t j = 0; j < ct->cap; j++)
+        if (ct->t[j].label) ct->t[k++] = ct->t[j];
+    qsort(ct->t, (size_t)k, sizeof *ct->t, cmp_cell);
+    *cells = ct->t;
     *n = k;
+    ct->t = NULL;
+}
+
+int crop_find_cells(const tool_labels *lab, crop_cell **cells, int64_t *n, char *err,
+                    size_t errsize)
+{
+    *cells = NULL;
+    *n = 0;
+    cell_table ct;
+    if (cells_init(&ct, err, errsize) != 0) return -1;
+    for (int64_t y = 0; y < lab->height; y++) {
+        if (cells_add_row(&ct, lab->data + y * lab->width, lab->width, y, err, errsize) != 0)
+            return -1;
+        if (ct.over) {
+            free(ct.t);
+            snprintf(err, errsize, too_many_labels, (long long)CROP_MAX_CELLS);
+            return -1;
+        }
+    }
+    cells_finish(&ct, cells, n);
     return 0;
 }
 
@@ -138,23 +179,35 @@ void crop_window(const crop_cell *c, int size, int64_t *top, int64_t *left)
     *left = floor_div(2 * c->sum_x + c->area * (2 - size), 2 * c->area);
 }
 
-int crop_extract(const tool_image *field, const tool_labels *lab, uint32_t label, int64_t top,
-                 int64_t left, int size, int isolate, float *dst)
+/* The window at (top, left) of an image of C channels, H x W, of which row fy is at
+ * (fy % ring) * row_step, channel c of it c * chan_step further on (the whole field: ring = H;
+ * a band of the last `ring` rows read: ring = S), with its mask rows (fy % ring) * W. */
+static int extract_rows(const float *data, int64_t row_step, int64_t chan_step,
+                        const uint32_t *mask, int ring, int C, int H, int W, uint32_t label,
+                        int64_t top, int64_t left, int size, int isolate, float *dst)
 {
-    const int H = field->height, W = field->width;
-    const int64_t plane = (int64_t)H * W, S2 = (int64_t)size * size;
+    const int64_t S2 = (int64_t)size * size;
     int outside = 0;
     for (int y = 0; y < size; y++)
         for (int x = 0; x < size; x++) {
             int64_t fy = top + y, fx = left + x;
             int in = fy >= 0 && fy < H && fx >= 0 && fx < W;
             if (!in) outside = 1;
-            int keep = in && (!isolate || lab->data[fy * W + fx] == label);
-            for (int c = 0; c < field->channels; c++)
+            int64_t r = in ? fy % ring : 0;
+            int keep = in && (!isolate || mask[r * W + fx] == label);
+            for (int c = 0; c < C; c++)
                 dst[c * S2 + (int64_t)y * size + x] =
-                    keep ? field->data[c * plane + fy * W + fx] : 0.0f;
+                    keep ? data[r * row_step + c * chan_step + fx] : 0.0f;
         }
     return outside;
+}
+
+int crop_extract(const tool_image *field, const tool_labels *lab, uint32_t label, int64_t top,
+                 int64_t left, int size, int isolate, float *dst)
+{
+    const int H = field->height, W = field->width;
+    return extract_rows(field->data, W, (int64_t)H * W, lab ? lab->data : NULL, H,
+                        field->channels, H, W, label, top, left, size, isolate, dst);
 }
 
 /* ---- the command ------------------------------------------------------------------------------ */
@@ -191,55 +244,92 @@ typedef struct crop_counts {
     int64_t written, edge, small, padded;
 } crop_counts;
 
-/* Whether any pixel of the S x S window at (top, left) is the cell's. */
-static int window_has_cell(const tool_labels *lab, uint32_t label, int64_t top, int64_t left,
-                           int size)
+/* Whether any pixel of the S x S window at (top, left) is the cell's, in the band of the last
+ * S mask rows (row fy at (fy % S) * W). */
+static int window_has_cell(const uint32_t *mband, int H, int W, uint32_t label, int64_t top,
+                           int64_t left, int size)
 {
-    for (int64_t y = top < 0 ? 0 : top; y < top + size && y < lab->height; y++)
-        for (int64_t x = left < 0 ? 0 : left; x < left + size && x < lab->width; x++)
-            if (lab->data[y * lab->width + x] == label) return 1;
+    for (int64_t y = top < 0 ? 0 : top; y < top + size && y < H; y++)
+        for (int64_t x = left < 0 ? 0 : left; x < left + size && x < W; x++)
+            if (mband[(y % size) * W + x] == label) return 1;
     return 0;
 }
 
-/* One FIELD MASK pair into the staging folder; its rows into csv. 0 or -1 (message printed). */
+/* A kept cell's index and the last field row its window needs. */
+typedef struct cell_due {
+    int64_t i, end;
+} cell_due;
+
+static int cmp_due(const void *a, const void *b)
+{
+    const cell_due *x = a, *y = b;
+    return x->end != y->end ? (x->end > y->end) - (x->end < y->end) : (x->i > y->i) - (x->i < y->i);
+}
+
+enum { CELL_WRITTEN = 1, CELL_OUTSIDE = 2, CELL_EMPTY = 4 };
+
+/* One FIELD MASK pair into the staging folder; its rows into csv. 0 or -1 (message printed).
+ * Two passes over the files, row by row: the mask's cells (areas, centroids), then the field,
+ * of which the last S rows are held (and, with --isolate, the mask's), each cell's crop written
+ * when the row at the bottom of its window has been read. Memory follows the crop size and the
+ * field's width, not its area. */
 static int crop_pair(const char *field_path, const char *mask_path, const char *stage,
                      const crop_opts *o, FILE *csv, crop_counts *cnt, tool_progress *pr)
 {
     char err[512];
-    tool_labels lab;
-    tool_image img;
-    int bits = 0, rc = -1;
+    tool_rows *mr = NULL, *fr = NULL;
+    int rc = -1, C = 0, H = 0, W = 0, MH = 0, MW = 0, bits = 0;
+    const int S = o->size;
     crop_cell *cells = NULL;
-    int64_t n = 0;
-    float *buf = NULL;
+    int64_t n = 0, nkeep = 0;
+    float *band = NULL, *buf = NULL;
+    uint32_t *lrow = NULL, *mband = NULL;
+    unsigned char *state = NULL;
+    cell_due *due = NULL;
+    cell_table ct = {NULL, 0, 0, 0};
     char *stem = field_stem(field_path), *qf = csv_quote(field_path), *qm = csv_quote(mask_path);
-    memset(&img, 0, sizeof img);
-    if (labels_read(mask_path, &lab, err, sizeof err) != 0) {
+    /* pass 1: the mask's cells */
+    if (rows_open(mask_path, 1, &mr, err, sizeof err) != 0) {
         tool_error("%s: %s", mask_path, err);
-        free(stem);
-        free(qf);
-        free(qm);
-        return -1;
+        goto out;
     }
-    if (image_read_bits(field_path, &img, &bits, err, sizeof err) != 0) {
+    rows_info(mr, NULL, &MH, &MW, NULL);
+    lrow = malloc(sizeof *lrow * (size_t)MW);
+    if (!lrow || cells_init(&ct, err, sizeof err) != 0) {
+        tool_error("%s: out of memory", mask_path);
+        goto out;
+    }
+    for (int y = 0; y < MH; y++) {
+        if (tool_interrupted) goto out;
+        if (rows_next(mr, NULL, lrow, err, sizeof err) != 0 ||
+            cells_add_row(&ct, lrow, MW, y, err, sizeof err) != 0) {
+            tool_error("%s: %s", mask_path, err);
+            goto out;
+        }
+    }
+    rows_close(mr);
+    mr = NULL;
+    if (rows_open(field_path, 0, &fr, err, sizeof err) != 0) {
         tool_error("%s: %s", field_path, err);
         goto out;
     }
-    if (img.height != lab.height || img.width != lab.width) {
+    rows_info(fr, &C, &H, &W, &bits);
+    if (H != MH || W != MW) {
         tool_error("%s is %dx%d but its mask %s is %dx%d (width x height); a mask must be the "
-                   "segmentation of its field, pixel for pixel", field_path, img.width,
-                   img.height, mask_path, lab.width, lab.height);
+                   "segmentation of its field, pixel for pixel", field_path, W, H, mask_path, MW,
+                   MH);
         goto out;
     }
-    if (crop_find_cells(&lab, &cells, &n, err, sizeof err) != 0) {
-        tool_error("%s: %s", mask_path, err);
+    if (ct.over) {
+        tool_error("%s: more than %lld distinct labels (is it a label mask? an intensity image "
+                   "has one label per value)", mask_path, (long long)CROP_MAX_CELLS);
         goto out;
     }
+    cells_finish(&ct, &cells, &n);
     if (n == 0) {
         tool_error("%s: no cells (every label is 0, background)", mask_path);
         goto out;
     }
-    const int S = o->size;
     /* A binary (foreground) mask, as a threshold or a pixel classifier writes it, is one label
      * over all the cells: it would give one crop at the centroid of them all, silently. */
     if (n == 1 && cells[0].area > (int64_t)S * S) {
@@ -249,60 +339,128 @@ static int crop_pair(const char *field_path, const char *mask_path, const char *
                   "(scipy.ndimage.label; Fiji: Analyze Particles, Show: Count Masks)", mask_path,
                   cells[0].label, (long long)cells[0].area, S, S);
     }
-    buf = xmalloc(sizeof(float) * (size_t)img.channels * S * S);
-    tool_image crop = {img.channels, S, S, buf};
-    /* --isolate: cells in pieces far apart, their centroid between them, whose crop holds none
-     * of their pixels (all zeros): counted, one warning for the field */
-    int64_t empty = 0;
-    uint32_t first_empty = 0;
-    /* the labels in the names zero-padded to the digits of the field's largest kept one, so
-     * that the crops of a field sort by label (f_02 before f_10) */
+    /* the cells kept, by the row that completes their window; the labels in the names
+     * zero-padded to the digits of the field's largest kept one, so that the crops of a field
+     * sort by label (f_02 before f_10) */
+    state = calloc((size_t)n, 1);
+    due = malloc(sizeof *due * (size_t)n);
+    if (!state || !due) {
+        tool_error("%s: out of memory (%lld cells)", mask_path, (long long)n);
+        goto out;
+    }
     uint32_t largest = 0;
     for (int64_t i = 0; i < n; i++) {
         int64_t top, left;
         crop_window(&cells[i], S, &top, &left);
-        if (cells[i].area >= o->min_area &&
-            (o->pad || (top >= 0 && left >= 0 && top + S <= img.height && left + S <= img.width)))
-            largest = cells[i].label;
-    }
-    int digits = snprintf(NULL, 0, "%u", largest);
-    for (int64_t i = 0; i < n; i++) {
-        if (tool_interrupted) goto out;
-        const crop_cell *c = &cells[i];
-        if (c->area < o->min_area) {
+        int outside = top < 0 || left < 0 || top + S > H || left + S > W;
+        if (cells[i].area < o->min_area) {
             cnt->small++;
-            continue;
+        } else if (outside && !o->pad) {
+            cnt->edge++;
+        } else {
+            largest = cells[i].label;
+            int64_t end = top + S - 1 < H ? top + S - 1 : H - 1;
+            due[nkeep++] = (cell_due){i, end < 0 ? 0 : end};
         }
+    }
+    qsort(due, (size_t)nkeep, sizeof *due, cmp_due);
+    int digits = snprintf(NULL, 0, "%u", largest);
+    /* the last S rows of the field (and of the mask, for --isolate): row y at y % S */
+    const int64_t rowvals = (int64_t)C * W;
+    if (rowvals * S > ((int64_t)1 << 33) ||
+        !(band = malloc(sizeof(float) * (size_t)(rowvals * S))) ||
+        !(buf = malloc(sizeof(float) * (size_t)C * S * S)) ||
+        (o->isolate && !(mband = malloc(sizeof *mband * (size_t)W * S)))) {
+        tool_error("%s: out of memory for %d rows of %d pixels in %d channel%s (--size %d)",
+                   field_path, S, W, C, C == 1 ? "" : "s", S);
+        goto out;
+    }
+    if (o->isolate && rows_open(mask_path, 1, &mr, err, sizeof err) != 0) {
+        tool_error("%s: %s", mask_path, err);
+        goto out;
+    }
+    tool_image crop = {C, S, S, buf};
+    /* float fields marking masked pixels as NaN are refused whole, as image_read refuses
+     * them: the rest is read to count them */
+    int64_t nans = 0, infs = 0, first_row = -1, first_col = 0, first_ch = 0;
+    int64_t k = 0;
+    for (int y = 0; y < H; y++) {
+        if (tool_interrupted) goto out;
+        float *row = band + (int64_t)(y % S) * rowvals;
+        if (rows_next(fr, row, NULL, err, sizeof err) != 0) {
+            tool_error("%s: %s", field_path, err);
+            goto out;
+        }
+        if (mr && rows_next(mr, NULL, mband + (int64_t)(y % S) * W, err, sizeof err) != 0) {
+            tool_error("%s: %s", mask_path, err);
+            goto out;
+        }
+        if (bits == 32)
+            for (int64_t v = 0; v < rowvals; v++)
+                if (!isfinite(row[v])) {
+                    /* the first in channel order, as image_read counts them */
+                    if (first_row < 0 || v / W < first_ch) {
+                        first_row = y;
+                        first_ch = v / W;
+                        first_col = v % W;
+                    }
+                    if (isnan(row[v])) nans++;
+                    else infs++;
+                }
+        if (first_row >= 0) continue;
+        for (; k < nkeep && due[k].end == y; k++) {
+            const crop_cell *c = &cells[due[k].i];
+            int64_t top, left;
+            crop_window(c, S, &top, &left);
+            int outside = extract_rows(band, rowvals, W, mband, S, C, H, W, c->label, top, left,
+                                       S, o->isolate, buf);
+            state[due[k].i] = CELL_WRITTEN | (outside ? CELL_OUTSIDE : 0);
+            if (o->isolate && !window_has_cell(mband, H, W, c->label, top, left, S))
+                state[due[k].i] |= CELL_EMPTY;
+            char name[64];
+            snprintf(name, sizeof name, "_%0*u.tif", digits, c->label);
+            char *file = xasprintf("%s%s", stem, name);
+            char *path = path_join(stage, file);
+            int w = image_write_tiff(path, &crop, bits, TIFF_PAGES, err, sizeof err);
+            free(path);
+            free(file);
+            if (w != 0) {
+                tool_error("%s (writing the crop of cell %u of %s)", err, c->label, field_path);
+                goto out;
+            }
+            cnt->written++;
+            cnt->padded += outside;
+            progress_tick(pr, "crop: %lld cells", (long long)cnt->written);
+        }
+    }
+    if (first_row >= 0) {
+        tool_error("%s: non-finite values: %lld NaN and %lld infinite of %lld (the first in "
+                   "channel %lld at row %lld, column %lld); replace them with numbers (masked "
+                   "background: 0) or leave the file out", field_path, (long long)nans,
+                   (long long)infs, (long long)(rowvals * H), (long long)(first_ch + 1),
+                   (long long)first_row, (long long)first_col);
+        goto out;
+    }
+    /* the table in label order; --isolate: cells in pieces far apart, their centroid between
+     * them, whose crop holds none of their pixels (all zeros): counted, one warning */
+    int64_t empty = 0;
+    uint32_t first_empty = 0;
+    for (int64_t i = 0; i < n; i++) {
+        if (!(state[i] & CELL_WRITTEN)) continue;
+        const crop_cell *c = &cells[i];
+        if ((state[i] & CELL_EMPTY) && empty++ == 0) first_empty = c->label;
         int64_t top, left;
         crop_window(c, S, &top, &left);
-        int outside = top < 0 || left < 0 || top + S > img.height || left + S > img.width;
-        if (outside && !o->pad) {
-            cnt->edge++;
-            continue;
-        }
-        crop_extract(&img, &lab, c->label, top, left, S, o->isolate, buf);
-        if (o->isolate && !window_has_cell(&lab, c->label, top, left, S) && empty++ == 0)
-            first_empty = c->label;
         char name[64];
         snprintf(name, sizeof name, "_%0*u.tif", digits, c->label);
         char *file = xasprintf("%s%s", stem, name);
-        char *path = path_join(stage, file);
-        int w = image_write_tiff(path, &crop, bits, TIFF_PAGES, err, sizeof err);
-        free(path);
-        if (w != 0) {
-            tool_error("%s (writing the crop of cell %u of %s)", err, c->label, field_path);
-            free(file);
-            goto out;
-        }
         char *qfile = csv_quote(file);
         fprintf(csv, "%s,%s,%s,%u,%.3f,%.3f,%lld,%lld,%lld,%d\n", qfile, qf, qm, c->label,
                 (double)c->sum_x / (double)c->area, (double)c->sum_y / (double)c->area,
-                (long long)c->area, (long long)left, (long long)top, outside);
+                (long long)c->area, (long long)left, (long long)top,
+                (state[i] & CELL_OUTSIDE) ? 1 : 0);
         free(qfile);
         free(file);
-        cnt->written++;
-        cnt->padded += outside;
-        progress_tick(pr, "crop: %lld cells", (long long)cnt->written);
     }
     if (empty) {
         progress_erase(pr);
@@ -314,10 +472,16 @@ static int crop_pair(const char *field_path, const char *mask_path, const char *
     }
     rc = 0;
 out:
+    rows_close(mr);
+    rows_close(fr);
+    free(ct.t);
+    free(lrow);
+    free(band);
+    free(mband);
     free(buf);
+    free(state);
+    free(due);
     free(cells);
-    image_free(&img);
-    labels_free(&lab);
     free(stem);
     free(qf);
     free(qm);

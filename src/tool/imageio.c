@@ -4,13 +4,16 @@
 #include "tool.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <math.h>
 #include <png.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <tiffio.h>
+#include <unistd.h>
 
 /* Largest number of channels (pages x samples) accepted in one image. */
 #define MAX_CHANNELS 1024
@@ -44,6 +47,7 @@ typedef struct mem_stream {
     int has_err;
     int short_read; /* libtiff asked for bytes past the end of the file */
     int err_short;  /* libtiff's first error came after such a read */
+    int fd;         /* >= 0: the file is read from this descriptor (pread), not from data */
 } mem_stream;
 
 static tmsize_t ms_read(thandle_t h, void *buf, tmsize_t n)
@@ -58,6 +62,18 @@ static tmsize_t ms_read(thandle_t h, void *buf, tmsize_t n)
     if ((uint64_t)n > left) {
         m->short_read = 1;
         n = (tmsize_t)left;
+    }
+    if (m->fd >= 0) {
+        size_t got = 0;
+        while (got < (size_t)n) {
+            ssize_t r = pread(m->fd, (char *)buf + got, (size_t)n - got, (off_t)(m->pos + got));
+            if (r < 0 && errno == EINTR) continue;
+            if (r <= 0) break;
+            got += (size_t)r;
+        }
+        if (got < (size_t)n) m->short_read = 1;
+        m->pos += got;
+        return (tmsize_t)got;
     }
     memcpy(buf, m->data + m->pos, (size_t)n);
     m->pos += (uint64_t)n;
@@ -96,6 +112,7 @@ static toff_t ms_size(thandle_t h)
 static int ms_map(thandle_t h, void **base, toff_t *size)
 {
     mem_stream *m = h;
+    if (m->fd >= 0) return 0; /* read through ms_read */
     *base = (void *)m->data;
     *size = m->size;
     return 1;
@@ -319,15 +336,21 @@ static int tiff_read_page(TIFF *tif, mem_stream *m, int page, uint32_t W, uint32
 
 /* Whether the directory at `off` lies wholly inside the file, up to and including
  * its link to the next directory (4 bytes, 8 in BigTIFF, after the entries). */
-static int tiff_directory_complete(TIFF *tif, uint64_t off, const unsigned char *data,
-                                   size_t size)
+static int tiff_directory_complete(TIFF *tif, uint64_t off, const mem_stream *m)
 {
     const int big = TIFFIsBigTIFF(tif), be = TIFFIsBigEndian(tif);
     const uint64_t count_bytes = big ? 8 : 2, entry_bytes = big ? 20 : 12, link_bytes = big ? 8 : 4;
+    const size_t size = m->size;
     if (off > size || size - off < count_bytes) return 0;
+    unsigned char cb[8];
+    if (m->fd >= 0) {
+        if (pread(m->fd, cb, (size_t)count_bytes, (off_t)off) != (ssize_t)count_bytes) return 0;
+    } else {
+        memcpy(cb, m->data + off, (size_t)count_bytes);
+    }
     uint64_t n = 0;
     for (uint64_t i = 0; i < count_bytes; i++) {
-        uint64_t b = data[off + (be ? i : count_bytes - 1 - i)];
+        uint64_t b = cb[be ? i : count_bytes - 1 - i];
         n = n << 8 | b;
     }
     if (n > (size - off - count_bytes) / entry_bytes) return 0;
@@ -361,10 +384,23 @@ static void tiff_say_truncated(mem_stream *m, int opened)
 /* An image into out (*bits: the widest sample type of its pages, 8 or 16 for unsigned integers,
  * 32 for float), or with lab not NULL a label mask into lab (one channel of 8-, 16- or 32-bit
  * integers, unsigned or signed and then not negative). */
-static int decode_tiff(const unsigned char *data, size_t size, int64_t max_values, tool_image *out,
-                       tool_labels *lab, int *bits, char *err, size_t errsize)
+/* The full-resolution pages of a TIFF as decode_tiff found them, for reading them row by row
+ * (tool_rows): the directory of each and how its samples are stored. */
+typedef struct tiff_page_plan {
+    int dir, page, spp, bps, is_signed, planar, jpeg_rgb;
+} tiff_page_plan;
+typedef struct tiff_plan {
+    tiff_page_plan *pages;
+    int n, channels, width, height;
+} tiff_plan;
+
+/* With plan not NULL the pages are checked as for reading but not read: they go into plan, and
+ * max_values caps one row's values (channels x width) instead of the image's. */
+static int decode_tiff_at(const unsigned char *data, size_t size, int fd, int64_t max_values,
+                          tool_image *out, tool_labels *lab, int *bits, tiff_plan *plan,
+                          char *err, size_t errsize)
 {
-    mem_stream m = {data, size, 0, err, errsize, 0, 0, 0};
+    mem_stream m = {data, size, 0, err, errsize, 0, 0, 0, fd};
     TIFFOpenOptions *opts = TIFFOpenOptionsAlloc();
     if (!opts) {
         set_err(err, errsize, "out of memory");
@@ -439,6 +475,7 @@ static int decode_tiff(const unsigned char *data, size_t size, int64_t max_value
                     : fmt == SAMPLEFORMAT_UINT ? "unsigned" : "other");
             goto done;
         }
+        int jpeg_rgb = 0;
         uint16_t compression = COMPRESSION_NONE;
         TIFFGetFieldDefaulted(tif, TIFFTAG_COMPRESSION, &compression);
         if (photo == PHOTOMETRIC_YCBCR && compression == COMPRESSION_JPEG && bps == 8 &&
@@ -454,6 +491,7 @@ static int decode_tiff(const unsigned char *data, size_t size, int64_t max_value
                 goto done;
             }
             photo = PHOTOMETRIC_RGB;
+            jpeg_rgb = 1;
         }
         /* Fiji/ImageJ writes label masks with a colour map (palette, LUT): for a mask the
          * colours are only display, the stored indices are the labels. */
@@ -487,6 +525,26 @@ static int decode_tiff(const unsigned char *data, size_t size, int64_t max_value
                     "page and every sample of a TIFF is a channel)", channels + spp, page + 1,
                     MAX_CHANNELS);
             goto done;
+        }
+        if (plan) {
+            if ((int64_t)(channels + spp) * W > max_values || H > INT32_MAX || W > INT32_MAX) {
+                set_err(err, errsize, "image too large: %ux%u with %d+ channels (limit %lld "
+                        "values in a row)", W, H, channels + spp, (long long)max_values);
+                goto done;
+            }
+            tiff_page_plan *np = realloc(plan->pages, sizeof *np * (size_t)(plan->n + 1));
+            if (!np) {
+                set_err(err, errsize, "out of memory");
+                goto done;
+            }
+            plan->pages = np;
+            np[plan->n++] = (tiff_page_plan){(int)TIFFCurrentDirectory(tif), page, spp, bps,
+                                             fmt == SAMPLEFORMAT_INT, planar, jpeg_rgb};
+            int b = fmt == SAMPLEFORMAT_IEEEFP ? 32 : bps;
+            if (b > widest) widest = b;
+            channels += spp;
+            page++;
+            continue;
         }
         if ((int64_t)(channels + spp) * W * H > max_values) {
             set_err(err, errsize, "image too large: %ux%u with %d+ channels (limit %lld values)",
@@ -526,7 +584,7 @@ static int decode_tiff(const unsigned char *data, size_t size, int64_t max_value
         page++;
     } while (TIFFReadDirectory(tif));
     if (m.has_err) goto done; /* a broken directory chain is an error, not a shorter stack */
-    if (!tiff_directory_complete(tif, last_dir, data, size)) {
+    if (!tiff_directory_complete(tif, last_dir, &m)) {
         /* libtiff takes a link to the next page that the end of the file cuts off for the
          * end of the chain: a truncated stack would read as fewer channels. */
         set_err(err, errsize, "invalid TIFF: file truncated after page %d (its link to the "
@@ -537,7 +595,11 @@ static int decode_tiff(const unsigned char *data, size_t size, int64_t max_value
         set_err(err, errsize, "invalid TIFF: no full-resolution page");
         goto done;
     }
-    if (lab) {
+    if (plan) {
+        plan->channels = channels;
+        plan->width = (int)W0;
+        plan->height = (int)H0;
+    } else if (lab) {
         lab->height = (int)H0;
         lab->width = (int)W0;
         lab->data = lbuf;
@@ -559,6 +621,12 @@ done:
     return rc;
 }
 
+static int decode_tiff(const unsigned char *data, size_t size, int64_t max_values, tool_image *out,
+                       tool_labels *lab, int *bits, char *err, size_t errsize)
+{
+    return decode_tiff_at(data, size, -1, max_values, out, lab, bits, NULL, err, errsize);
+}
+
 /* ---- PNG ------------------------------------------------------------------------------------- */
 
 /* The longest side read: libpng allocates row buffers of that width before the image's values
@@ -570,12 +638,24 @@ typedef struct png_src {
     size_t size, pos;
     char msg[200];
     int over_limit; /* libpng warned that a side exceeds PNG_MAX_SIDE */
+    int fd;         /* >= 0: read from this descriptor (pread at pos), not from data */
 } png_src;
 
 static void png_mem_read(png_structp png, png_bytep out, size_t n)
 {
     png_src *s = png_get_io_ptr(png);
     if (n > s->size - s->pos) png_error(png, "file truncated");
+    if (s->fd >= 0) {
+        size_t got = 0;
+        while (got < n) {
+            ssize_t r = pread(s->fd, out + got, n - got, (off_t)(s->pos + got));
+            if (r < 0 && errno == EINTR) continue;
+            if (r <= 0) png_error(png, "file truncated");
+            got += (size_t)r;
+        }
+        s->pos += n;
+        return;
+    }
     memcpy(out, s->data + s->pos, n);
     s->pos += n;
 }
@@ -597,7 +677,7 @@ static void png_on_warning(png_structp png, png_const_charp msg)
 static int decode_png(const unsigned char *data, size_t size, int64_t max_values, tool_image *out,
                       int *bits, int indices, char *err, size_t errsize)
 {
-    png_src src = {data, size, 0, "unknown error", 0};
+    png_src src = {data, size, 0, "unknown error", 0, -1};
     png_structp png = png_create_read_struct(PNG_LIBPNG_VER_STRING, &src, png_on_error,
                                              png_on_warning);
     if (!png) {
@@ -1017,7 +1097,7 @@ int image_write_png(const char *path, const tool_image *img, int bits, char *err
         set_err(err, errsize, "cannot create %s", path);
         return -1;
     }
-    png_src src = {NULL, 0, 0, "unknown error", 0};
+    png_src src = {NULL, 0, 0, "unknown error", 0, -1};
     png_structp png = png_create_write_struct(PNG_LIBPNG_VER_STRING, &src, png_on_error,
                                               png_on_warning);
     png_infop info = png ? png_create_info_struct(png) : NULL;
@@ -1057,5 +1137,412 @@ int image_write_png(const char *path, const tool_image *img, int bits, char *err
         set_err(err, errsize, "writing %s failed", path);
         return -1;
     }
+    return 0;
+}
+
+/* ---- reading row by row (crop) ----------------------------------------------------------------- */
+
+/* One TIFF handle of a tool_rows: a page (interleaved samples) or one plane of a page (planar
+ * samples), each with its own position in the file, so that every strip is decoded once. */
+typedef struct rows_src {
+    mem_stream m;
+    char err[512];
+    TIFF *tif;
+    int sample, per, ch0, bps, is_signed, page, tiled;
+    int raw;      /* uncompressed strips, read a row at a time at the offsets libtiff gives */
+    tmsize_t ls;  /* raw: bytes of one row */
+    uint32_t rps; /* raw: rows per strip */
+    uint32_t tw, th;
+    unsigned char *line; /* one row, or (tiled) a row of tiles: th rows of the image's width */
+    unsigned char *tile;
+    int64_t band0; /* tiled: the first row held in line, -1 for none */
+} rows_src;
+
+struct tool_rows {
+    int fd, labels, channels, height, width, bits, next, kind; /* kind: 0 TIFF, 1 PNG, 2 whole */
+    size_t size;
+    int nsrc;
+    rows_src *src;
+    png_structp png;
+    png_infop info;
+    png_src ps;
+    unsigned char *prow;
+    int pC, pK, pbd;
+    tool_image img;
+    tool_labels lab;
+};
+
+void rows_close(tool_rows *r)
+{
+    if (!r) return;
+    for (int i = 0; i < r->nsrc; i++) {
+        if (r->src[i].tif) TIFFClose(r->src[i].tif);
+        free(r->src[i].line);
+        free(r->src[i].tile);
+    }
+    free(r->src);
+    if (r->png) png_destroy_read_struct(&r->png, r->info ? &r->info : NULL, NULL);
+    free(r->prow);
+    image_free(&r->img);
+    labels_free(&r->lab);
+    if (r->fd >= 0) close(r->fd);
+    free(r);
+}
+
+/* The whole file decoded at once, served row by row: files that cannot be read in rows
+ * (interlaced PNG) and the files refused anyway (other formats, empty), whose messages stay
+ * those of image_read_bits and labels_read. */
+static int rows_open_whole(const char *path, tool_rows *r, char *err, size_t errsize)
+{
+    r->kind = 2;
+    if (r->labels) {
+        if (labels_read(path, &r->lab, err, errsize) != 0) return -1;
+        r->channels = 1;
+        r->height = r->lab.height;
+        r->width = r->lab.width;
+    } else {
+        if (image_read_bits(path, &r->img, &r->bits, err, errsize) != 0) return -1;
+        r->channels = r->img.channels;
+        r->height = r->img.height;
+        r->width = r->img.width;
+    }
+    return 0;
+}
+
+static int rows_open_tiff(tool_rows *r, char *err, size_t errsize)
+{
+    tiff_plan plan = {NULL, 0, 0, 0, 0};
+    tool_image dummy;
+    tool_labels dlab;
+    if (decode_tiff_at(NULL, r->size, r->fd, TOOL_IMAGE_MAX_VALUES, r->labels ? NULL : &dummy,
+                       r->labels ? &dlab : NULL, &r->bits, &plan, err, errsize) != 0) {
+        free(plan.pages);
+        return -1;
+    }
+    r->channels = plan.channels;
+    r->width = plan.width;
+    r->height = plan.height;
+    int n = 0;
+    for (int p = 0; p < plan.n; p++)
+        n += plan.pages[p].planar == PLANARCONFIG_SEPARATE ? plan.pages[p].spp : 1;
+    r->src = calloc((size_t)n, sizeof *r->src);
+    if (!r->src) {
+        free(plan.pages);
+        set_err(err, errsize, "out of memory");
+        return -1;
+    }
+    const uint32_t W = (uint32_t)r->width, H = (uint32_t)r->height;
+    int ch = 0, rc = -1;
+    for (int p = 0; p < plan.n; p++) {
+        const tiff_page_plan *pg = &plan.pages[p];
+        int sep = pg->planar == PLANARCONFIG_SEPARATE;
+        for (int s = 0; s < (sep ? pg->spp : 1); s++) {
+            rows_src *q = &r->src[r->nsrc++];
+            q->m = (mem_stream){NULL, r->size, 0, q->err, sizeof q->err, 0, 0, 0, r->fd};
+            q->sample = sep ? s : 0;
+            q->per = sep ? 1 : pg->spp;
+            q->ch0 = ch;
+            ch += q->per;
+            q->bps = pg->bps;
+            q->is_signed = pg->is_signed;
+            q->page = pg->page;
+            q->band0 = -1;
+            TIFFOpenOptions *opts = TIFFOpenOptionsAlloc();
+            if (!opts) {
+                set_err(err, errsize, "out of memory");
+                goto out;
+            }
+            TIFFOpenOptionsSetErrorHandlerExtR(opts, tiff_error_handler, &q->m);
+            TIFFOpenOptionsSetWarningHandlerExtR(opts, tiff_warning_handler, &q->m);
+            TIFFOpenOptionsSetMaxSingleMemAlloc(opts, (tmsize_t)TOOL_IMAGE_MAX_VALUES * 4);
+            q->tif = TIFFClientOpenExt("image", "rm", &q->m, ms_read, ms_write, ms_seek, ms_close,
+                                       ms_size, ms_map, ms_unmap, opts);
+            TIFFOpenOptionsFree(opts);
+            if (!q->tif || !TIFFSetDirectory(q->tif, (tdir_t)pg->dir) ||
+                (pg->jpeg_rgb && !TIFFSetField(q->tif, TIFFTAG_JPEGCOLORMODE, JPEGCOLORMODE_RGB))) {
+                if (!q->m.has_err)
+                    set_err(q->err, sizeof q->err, "invalid TIFF: page %d cannot be read again",
+                            pg->page + 1);
+                snprintf(err, errsize, "%s", q->err);
+                goto out;
+            }
+            const int bytes = pg->bps / 8;
+            if (TIFFIsTiled(q->tif)) {
+                q->tiled = 1;
+                TIFFGetField(q->tif, TIFFTAG_TILEWIDTH, &q->tw);
+                TIFFGetField(q->tif, TIFFTAG_TILELENGTH, &q->th);
+                tmsize_t ts = TIFFTileSize(q->tif);
+                if (q->tw == 0 || q->th == 0 || ts <= 0 || q->tw > tile_side_limit(W) ||
+                    q->th > tile_side_limit(H) || (int64_t)q->tw * q->th * q->per * bytes > ts) {
+                    set_err(err, errsize, "invalid TIFF: %ux%u tiles for a %ux%u image on page %d",
+                            q->tw, q->th, W, H, pg->page + 1);
+                    goto out;
+                }
+                q->tile = malloc((size_t)ts);
+                q->line = malloc((size_t)q->th * W * q->per * bytes);
+            } else {
+                tmsize_t ls = TIFFScanlineSize(q->tif);
+                if (ls <= 0 || (int64_t)W * q->per * bytes > ls) {
+                    set_err(err, errsize, "invalid TIFF scanline size on page %d", pg->page + 1);
+                    goto out;
+                }
+                q->line = malloc((size_t)ls);
+                /* libtiff reads a whole strip into memory before its first row (an image of
+                 * one strip per plane, as tifffile writes it, was held whole): rows of
+                 * uncompressed strips are read from the file directly, at the strip's offset
+                 * from libtiff, when every strip lies whole in the file */
+                uint16_t comp = COMPRESSION_NONE;
+                TIFFGetFieldDefaulted(q->tif, TIFFTAG_COMPRESSION, &comp);
+                uint32_t rps = 0;
+                TIFFGetFieldDefaulted(q->tif, TIFFTAG_ROWSPERSTRIP, &rps);
+                if (rps > H) rps = H;
+                q->raw = comp == COMPRESSION_NONE && rps > 0;
+                for (uint32_t st = 0; q->raw && st < TIFFNumberOfStrips(q->tif); st++) {
+                    uint64_t off = TIFFGetStrileOffset(q->tif, st),
+                             cnt = TIFFGetStrileByteCount(q->tif, st);
+                    q->raw = off > 0 && off <= r->size && cnt <= r->size - off &&
+                             cnt >= (uint64_t)rps * (uint64_t)ls;
+                }
+                q->ls = ls;
+                q->rps = rps;
+            }
+            if (!q->line || (q->tiled && !q->tile)) {
+                set_err(err, errsize, "out of memory (TIFF rows of page %d)", pg->page + 1);
+                goto out;
+            }
+        }
+    }
+    rc = 0;
+out:
+    free(plan.pages);
+    return rc;
+}
+
+static int rows_open_png(tool_rows *r, const char *path, char *err, size_t errsize)
+{
+    r->kind = 1;
+    r->ps = (png_src){NULL, r->size, 0, "unknown error", 0, r->fd};
+    r->png = png_create_read_struct(PNG_LIBPNG_VER_STRING, &r->ps, png_on_error, png_on_warning);
+    if (!r->png) {
+        set_err(err, errsize, "out of memory");
+        return -1;
+    }
+    r->info = png_create_info_struct(r->png);
+    if (!r->info || setjmp(png_jmpbuf(r->png))) {
+        if (r->ps.over_limit)
+            set_err(err, errsize, "PNG too large: sides of more than %u pixels are not read",
+                    PNG_MAX_SIDE);
+        else
+            set_err(err, errsize, "invalid PNG (%s)", r->info ? r->ps.msg : "out of memory");
+        return -1;
+    }
+    png_set_read_fn(r->png, &r->ps, png_mem_read);
+    png_set_user_limits(r->png, PNG_MAX_SIDE, PNG_MAX_SIDE);
+    png_set_chunk_malloc_max(r->png, (png_alloc_size_t)8 << 20);
+    png_read_info(r->png, r->info);
+    if (png_get_interlace_type(r->png, r->info) != PNG_INTERLACE_NONE) {
+        /* interlaced rows come in seven passes over the whole image */
+        png_destroy_read_struct(&r->png, &r->info, NULL);
+        r->png = NULL;
+        r->info = NULL;
+        return rows_open_whole(path, r, err, errsize);
+    }
+    png_uint_32 W = png_get_image_width(r->png, r->info), H = png_get_image_height(r->png, r->info);
+    int ctype = png_get_color_type(r->png, r->info), depth = png_get_bit_depth(r->png, r->info);
+    if (ctype == PNG_COLOR_TYPE_PALETTE && r->labels) {
+        if (depth < 8) png_set_packing(r->png);
+    } else if (ctype == PNG_COLOR_TYPE_PALETTE) {
+        png_set_palette_to_rgb(r->png);
+    }
+    if (ctype == PNG_COLOR_TYPE_GRAY && depth < 8) png_set_expand_gray_1_2_4_to_8(r->png);
+    png_read_update_info(r->png, r->info);
+    int C = png_get_channels(r->png, r->info), bd = png_get_bit_depth(r->png, r->info);
+    if (C < 1 || C > 4 || (bd != 8 && bd != 16)) {
+        set_err(err, errsize, "unsupported PNG (%d channels, %d bits)", C, bd);
+        return -1;
+    }
+    int K = ctype == PNG_COLOR_TYPE_PALETTE && C > 3 ? 3 : C;
+    if ((int64_t)W * K > TOOL_IMAGE_MAX_VALUES) {
+        set_err(err, errsize, "image too large: %ux%u with %d channel%s (limit %lld values in a "
+                "row)", W, H, K, K == 1 ? "" : "s", (long long)TOOL_IMAGE_MAX_VALUES);
+        return -1;
+    }
+    if (r->labels && K != 1) {
+        set_err(err, errsize, "not a label mask: a PNG with %d channels (colour or alpha); a "
+                "mask is one grey (or palette) channel of integer labels", K);
+        return -1;
+    }
+    size_t rowbytes = png_get_rowbytes(r->png, r->info);
+    if (rowbytes < (size_t)W * C * (bd / 8)) png_error(r->png, "row size inconsistent");
+    r->prow = malloc(rowbytes);
+    if (!r->prow) png_error(r->png, "out of memory");
+    r->pC = C;
+    r->pK = K;
+    r->pbd = bd;
+    r->channels = K;
+    r->width = (int)W;
+    r->height = (int)H;
+    r->bits = bd;
+    return 0;
+}
+
+int rows_open(const char *path, int labels, tool_rows **out, char *err, size_t errsize)
+{
+    *out = NULL;
+    tool_rows *r = calloc(1, sizeof *r);
+    if (!r) {
+        set_err(err, errsize, "out of memory");
+        return -1;
+    }
+    r->labels = labels;
+    r->fd = open(path, O_RDONLY | O_CLOEXEC);
+    unsigned char head[8];
+    struct stat st;
+    int rc;
+    if (r->fd < 0 || fstat(r->fd, &st) != 0 || !S_ISREG(st.st_mode) ||
+        pread(r->fd, head, 8, 0) != 8) {
+        rc = rows_open_whole(path, r, err, errsize); /* its own message for what is wrong */
+    } else {
+        static const unsigned char png_sig[8] = {0x89, 'P', 'N', 'G', '\r', '\n', 0x1a, '\n'};
+        r->size = (size_t)st.st_size;
+        if (memcmp(head, png_sig, 8) == 0)
+            rc = rows_open_png(r, path, err, errsize);
+        else if ((head[0] == 'I' && head[1] == 'I') || (head[0] == 'M' && head[1] == 'M'))
+            rc = rows_open_tiff(r, err, errsize);
+        else
+            rc = rows_open_whole(path, r, err, errsize);
+    }
+    if (rc != 0) {
+        rows_close(r);
+        return -1;
+    }
+    *out = r;
+    return 0;
+}
+
+int rows_info(const tool_rows *r, int *channels, int *height, int *width, int *bits)
+{
+    if (channels) *channels = r->channels;
+    if (height) *height = r->height;
+    if (width) *width = r->width;
+    if (bits) *bits = r->bits;
+    return 0;
+}
+
+static int rows_png_row(tool_rows *r, float *f, uint32_t *u, char *err, size_t errsize)
+{
+    const int W = r->width;
+    if (setjmp(png_jmpbuf(r->png))) {
+        set_err(err, errsize, "invalid PNG (%s)", r->ps.msg);
+        return -1;
+    }
+    png_read_row(r->png, r->prow, NULL);
+    if (r->next == r->height - 1) png_read_end(r->png, NULL);
+    const int C = r->pC, bd = r->pbd;
+    const unsigned char *row = r->prow;
+    for (int x = 0; x < W; x++)
+        for (int c = 0; c < r->pK; c++) {
+            size_t k = (size_t)x * C + c;
+            unsigned v = bd == 8 ? row[k] : (unsigned)((row[2 * k] << 8) | row[2 * k + 1]);
+            if (u) u[x] = v;
+            else f[(int64_t)c * W + x] = (float)v;
+        }
+    return 0;
+}
+
+int rows_next(tool_rows *r, float *f, uint32_t *u, char *err, size_t errsize)
+{
+    const int W = r->width, y = r->next;
+    if (y >= r->height) {
+        set_err(err, errsize, "no more rows");
+        return -1;
+    }
+    if (r->kind == 2) {
+        if (r->labels) {
+            memcpy(u, r->lab.data + (int64_t)y * W, sizeof *u * (size_t)W);
+        } else {
+            const int64_t plane = (int64_t)r->height * W;
+            for (int c = 0; c < r->channels; c++)
+                memcpy(f + (int64_t)c * W, r->img.data + c * plane + (int64_t)y * W,
+                       sizeof *f * (size_t)W);
+        }
+    } else if (r->kind == 1) {
+        if (rows_png_row(r, f, u, err, errsize) != 0) return -1;
+    } else {
+        for (int i = 0; i < r->nsrc; i++) {
+            rows_src *q = &r->src[i];
+            const int bytes = q->bps / 8;
+            const unsigned char *row;
+            if (q->tiled) {
+                if (q->band0 < 0 || y >= q->band0 + q->th) {
+                    q->band0 = (int64_t)y / q->th * q->th;
+                    uint32_t rows = q->band0 + q->th > (uint32_t)r->height
+                                        ? (uint32_t)(r->height - q->band0) : q->th;
+                    for (uint32_t x = 0; x < (uint32_t)W; x += q->tw) {
+                        if (TIFFReadTile(q->tif, q->tile, x, (uint32_t)q->band0, 0,
+                                         (uint16_t)q->sample) < 0) {
+                            if (!q->m.has_err)
+                                set_err(q->err, sizeof q->err, "TIFF tile read failed on page %d",
+                                        q->page + 1);
+                            tiff_say_truncated(&q->m, 1);
+                            snprintf(err, errsize, "%s", q->err);
+                            q->band0 = -1;
+                            return -1;
+                        }
+                        uint32_t cols = x + q->tw > (uint32_t)W ? (uint32_t)W - x : q->tw;
+                        for (uint32_t k = 0; k < rows; k++)
+                            memcpy(q->line + ((size_t)k * W + x) * q->per * bytes,
+                                   q->tile + (size_t)k * q->tw * q->per * bytes,
+                                   (size_t)cols * q->per * bytes);
+                    }
+                }
+                row = q->line + (size_t)(y - q->band0) * W * q->per * bytes;
+            } else if (q->raw) {
+                uint32_t st = TIFFComputeStrip(q->tif, (uint32_t)y, (uint16_t)q->sample);
+                uint64_t off = TIFFGetStrileOffset(q->tif, st) +
+                               (uint64_t)((uint32_t)y % q->rps) * (uint64_t)q->ls;
+                size_t got = 0;
+                errno = 0;
+                while (got < (size_t)q->ls) {
+                    ssize_t n = pread(r->fd, q->line + got, (size_t)q->ls - got,
+                                      (off_t)(off + got));
+                    if (n < 0 && errno == EINTR) continue;
+                    if (n <= 0) break;
+                    got += (size_t)n;
+                }
+                if (got < (size_t)q->ls) {
+                    set_err(err, errsize, "TIFF read failed on page %d, row %d (%s)", q->page + 1,
+                            y, errno ? strerror(errno) : "the file is shorter than it was");
+                    return -1;
+                }
+                if (TIFFIsByteSwapped(q->tif)) {
+                    if (q->bps == 16) TIFFSwabArrayOfShort((uint16_t *)(void *)q->line, (tmsize_t)W * q->per);
+                    else if (q->bps == 32) TIFFSwabArrayOfLong((uint32_t *)(void *)q->line, (tmsize_t)W * q->per);
+                }
+                row = q->line;
+            } else {
+                if (TIFFReadScanline(q->tif, q->line, (uint32_t)y, (uint16_t)q->sample) < 0) {
+                    if (!q->m.has_err)
+                        set_err(q->err, sizeof q->err, "TIFF read failed on page %d, row %d",
+                                q->page + 1, y);
+                    tiff_say_truncated(&q->m, 1);
+                    snprintf(err, errsize, "%s", q->err);
+                    return -1;
+                }
+                row = q->line;
+            }
+            sample_sink sink = {f, u, q->is_signed, -1, 0};
+            for (int c = 0; c < q->per; c++)
+                convert_into(row + (size_t)c * bytes, q->bps, q->per, W, &sink,
+                             (int64_t)(q->ch0 + c) * W);
+            if (sink.neg_at >= 0) {
+                set_err(err, errsize, "not a label mask: negative label %lld at row %d, column %lld "
+                        "(labels are 0 for background and positive for cells)",
+                        (long long)sink.neg_val, y, (long long)sink.neg_at);
+                return -1;
+            }
+        }
+    }
+    r->next++;
     return 0;
 }

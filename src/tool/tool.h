@@ -240,6 +240,23 @@ int labels_decode(const unsigned char *data, size_t size, int64_t max_values, to
                   char *err, size_t errsize);
 int labels_read(const char *path, tool_labels *out, char *err, size_t errsize);
 void labels_free(tool_labels *lab);
+
+/* A TIFF or PNG read one row at a time from the file, top to bottom, for images larger than
+ * memory (crop): only a row (a row of tiles for tiled TIFFs) of each page is held. Every page
+ * and sample is checked as image_read_bits / labels_read check them (the same messages), but
+ * the values cap (TOOL_IMAGE_MAX_VALUES) is on one row's values, not the image's. Interlaced
+ * PNGs, which cannot be read in rows, and files that are not TIFF or PNG are decoded whole
+ * (that cap and messages). Non-finite float values are not refused here: the caller checks. */
+typedef struct tool_rows tool_rows;
+/* labels: a label mask (one channel of integer labels, as labels_read) instead of an image.
+ * 0, or -1 with err. */
+int rows_open(const char *path, int labels, tool_rows **out, char *err, size_t errsize);
+/* channels, height, width and (images) the widest sample type, as image_read_bits gives it. */
+int rows_info(const tool_rows *r, int *channels, int *height, int *width, int *bits);
+/* The next row into f (channels x width floats; images) or u (width labels; masks). 0, or -1
+ * with err (the file damaged, a negative label). */
+int rows_next(tool_rows *r, float *f, uint32_t *u, char *err, size_t errsize);
+void rows_close(tool_rows *r);
 /* "channel C at row R, column X" of value i of img (channels from 1, rows and columns from 0),
  * for messages about one value. */
 void image_where(const tool_image *img, int64_t i, char *buf, size_t size);
