@@ -342,6 +342,30 @@ node_vs_predict "$tmp/cli-p.onnx" "$tmp/pred.csv"
 "$cfnet" export -q -p "$tmp/scale.safetensors" "$tmp/scale-p.onnx" || fail "cfnet export -p (--scale model)"
 "$cfnet" export -q "$tmp/scale.safetensors" "$tmp/scale.onnx" || fail "cfnet export (--scale model)"
 node_vs_predict "$tmp/scale-p.onnx" "$tmp/pred-scale.csv"
+"$py" - "$tmp" "$ort" <<'EOF_PY' || fail "deploy.md's prepare() differs from predict (--scale)"
+import sys, os, csv, json, subprocess, numpy as np, onnx
+d, ort = sys.argv[1:3]
+ns = {}
+exec(open(d + "/prepare.py").read(), ns)
+meta = {p.key: p.value for p in onnx.load(d + "/scale-p.onnx").metadata_props}
+assert meta["normalization"] == "scale 0.0001", meta["normalization"]
+rows = list(csv.reader(open(d + "/pred-scale.csv")))[1:]
+batch = np.stack([ns["prepare"](np.load(d + "/in/" + os.path.basename(r[0])[:-4] + ".npy"), meta)
+                  for r in rows]).astype(np.float32)
+batch.tofile(d + "/scale.in")
+json.dump([{"model": d + "/scale-p.onnx", "input": d + "/scale.in", "dims": list(batch.shape),
+            "output": d + "/scale.out"}], open(d + "/scale.json", "w"))
+env = dict(os.environ)
+env.pop("LD_PRELOAD", None)
+r = subprocess.run(["node", "tests/onnx/run_ort.js", ort, d + "/scale.json"], capture_output=True,
+                   text=True, env=env)
+assert r.returncode == 0, r.stderr
+got = np.fromfile(d + "/scale.out", np.float32).reshape(len(rows), -1)
+err = np.abs(got - np.array([[float(v) for v in r[2:]] for r in rows])).max()
+assert err <= 2e-5, "max |ORT - predict| = %g" % err
+print("test_cli_export: deploy.md's prepare() + ONNX Runtime = cfnet predict within %.1e "
+      "(--scale model)" % err)
+EOF_PY
 # what it cannot use: each an exit status of 1 and a message naming the problem, no output
 img="$tmp/in/0.f32"
 expect_refusal() { # PATTERN ARGS...: the script fails with PATTERN in its message
