@@ -286,7 +286,8 @@ print("test_cli_export: deploy.md's prepare() + ONNX Runtime = cfnet predict wit
 EOF_PY
 
 # docs/deploy.md, "Node.js, ONNX Runtime": the page's script, run by node as written on each
-# image (stored as raw float32), gives predict's class and probabilities.
+# image (stored as raw float32), gives predict's class and probabilities, for the model above
+# (percentiles) and for one trained with --scale; it refuses a model and an image it cannot use.
 awk 'index($0, "<!-- tested: node-classify") == 1 { want = 1; next }
      want == 1 && /^```/ { want = 2; next }
      want == 2 && /^```/ { exit }
@@ -299,21 +300,26 @@ for f in glob.glob(sys.argv[1] + "/in/*.npy"):
     x.astype(np.float32).tofile(f[:-4] + ".f32")
     open(f[:-4] + ".dims", "w").write("%d %d %d\n" % x.shape)
 EOF_PY
-: > "$tmp/node.txt"
-for f in "$tmp"/in/*.f32; do
-    # shellcheck disable=SC2046  # the three dimensions, as three arguments
-    NODE_PATH=$ort/node_modules node "$tmp/classify.js" "$tmp/cli-p.onnx" "$f" $(cat "${f%.f32}.dims") \
-        > "$tmp/node.out" 2> "$tmp/node.err" || fail "deploy.md's node script on $f: $(cat "$tmp/node.err")"
-    printf '%s %s\n' "$(basename "$f" .f32)" "$(cat "$tmp/node.out")" >> "$tmp/node.txt"
-done
-"$py" - "$tmp" <<'EOF_PY' || fail "deploy.md's node script differs from cfnet predict"
+classify() { # MODEL.onnx IMAGE.f32 C H W: the page's script, its output in node.out, node.err
+    NODE_PATH=$ort/node_modules timeout 60 node "$tmp/classify.js" "$@" > "$tmp/node.out" \
+        2> "$tmp/node.err"
+}
+node_vs_predict() { # MODEL.onnx PREDICT.csv: the script on each image against predict's rows
+    : > "$tmp/node.txt"
+    for f in "$tmp"/in/*.f32; do
+        # shellcheck disable=SC2046  # the three dimensions, as three arguments
+        classify "$1" "$f" $(cat "${f%.f32}.dims") ||
+            fail "deploy.md's node script on $f: $(cat "$tmp/node.err")"
+        printf '%s %s\n' "$(basename "$f" .f32)" "$(cat "$tmp/node.out")" >> "$tmp/node.txt"
+    done
+    "$py" - "$tmp" "$2" <<'EOF_PY' || fail "deploy.md's node script differs from cfnet predict ($1)"
 import sys, os, csv, json
-d = sys.argv[1]
+d, pred = sys.argv[1:3]
 got = {}
 for line in open(d + "/node.txt"):
     name, out = line.split(" ", 1)
     got[name] = json.loads(out)
-rows = list(csv.reader(open(d + "/pred.csv")))[1:]
+rows = list(csv.reader(open(pred)))[1:]
 assert sorted(got) == sorted(os.path.basename(r[0])[:-4] for r in rows), (sorted(got), rows)
 err = 0.0
 for r in rows:
@@ -322,6 +328,65 @@ for r in rows:
     assert len(g["probabilities"]) == len(r) - 2, (r, g)
     err = max([err] + [abs(a - float(b)) for a, b in zip(g["probabilities"], r[2:])])
 assert err <= 1e-5, "max |node - predict| = %g" % err
-print("test_cli_export: deploy.md's node script = cfnet predict within %.1e (%d images)"
-      % (err, len(rows)))
+print("test_cli_export: deploy.md's node script = cfnet predict within %.1e (%d images, %s)"
+      % (err, len(rows), os.path.basename(pred)))
 EOF_PY
+}
+node_vs_predict "$tmp/cli-p.onnx" "$tmp/pred.csv"
+# a model trained with --scale: the script's other normalisation (the values reach 2, so that
+# a scale ignored or misread changes the probabilities)
+"$cfnet" train "$tmp/data" -o "$tmp/scale.safetensors" --size 32 --epochs 3 --width 4 --val 0 \
+    --threads 2 --batch 4 --scale 1e-4 -q || fail "cfnet train --scale"
+"$cfnet" predict --pad "$tmp/scale.safetensors" "$tmp/in" -o "$tmp/pred-scale.csv" 2>/dev/null ||
+    fail "cfnet predict (--scale model)"
+"$cfnet" export -q -p "$tmp/scale.safetensors" "$tmp/scale-p.onnx" || fail "cfnet export -p (--scale model)"
+"$cfnet" export -q "$tmp/scale.safetensors" "$tmp/scale.onnx" || fail "cfnet export (--scale model)"
+node_vs_predict "$tmp/scale-p.onnx" "$tmp/pred-scale.csv"
+"$py" - "$tmp" "$ort" <<'EOF_PY' || fail "deploy.md's prepare() differs from predict (--scale)"
+import sys, os, csv, json, subprocess, numpy as np, onnx
+d, ort = sys.argv[1:3]
+ns = {}
+exec(open(d + "/prepare.py").read(), ns)
+meta = {p.key: p.value for p in onnx.load(d + "/scale-p.onnx").metadata_props}
+assert meta["normalization"] == "scale 0.0001", meta["normalization"]
+rows = list(csv.reader(open(d + "/pred-scale.csv")))[1:]
+batch = np.stack([ns["prepare"](np.load(d + "/in/" + os.path.basename(r[0])[:-4] + ".npy"), meta)
+                  for r in rows]).astype(np.float32)
+batch.tofile(d + "/scale.in")
+json.dump([{"model": d + "/scale-p.onnx", "input": d + "/scale.in", "dims": list(batch.shape),
+            "output": d + "/scale.out"}], open(d + "/scale.json", "w"))
+env = dict(os.environ)
+env.pop("LD_PRELOAD", None)
+r = subprocess.run(["node", "tests/onnx/run_ort.js", ort, d + "/scale.json"], capture_output=True,
+                   text=True, env=env)
+assert r.returncode == 0, r.stderr
+got = np.fromfile(d + "/scale.out", np.float32).reshape(len(rows), -1)
+err = np.abs(got - np.array([[float(v) for v in r[2:]] for r in rows])).max()
+assert err <= 2e-5, "max |ORT - predict| = %g" % err
+print("test_cli_export: deploy.md's prepare() + ONNX Runtime = cfnet predict within %.1e "
+      "(--scale model)" % err)
+EOF_PY
+# what it cannot use: each an exit status of 1 and a message naming the problem, no output
+img="$tmp/in/0.f32"
+expect_refusal() { # PATTERN ARGS...: the script fails with PATTERN in its message
+    pattern=$1
+    shift
+    if classify "$@"; then fail "deploy.md's node script accepted $*: $(cat "$tmp/node.out")"; fi
+    grep -q "^classify: .*$pattern" "$tmp/node.err" ||
+        fail "deploy.md's node script on $*: '$(cat "$tmp/node.err")', expected '$pattern'"
+    [ ! -s "$tmp/node.out" ] || fail "deploy.md's node script on $* printed $(cat "$tmp/node.out")"
+}
+expect_refusal "exported with .cfnet export -p." "$tmp/scale.onnx" "$img" 2 40 40
+pyrun - "$tmp/nometa-p.onnx" <<'EOF_PY' || fail "a network without metadata"
+import sys, cfnet
+net = cfnet.classifier("cfnet", 2, 32, 2, width=4, seed=5)  # no metadata: not cfnet train's
+open(sys.argv[1], "wb").write(net.to_onnx(probabilities=True))
+EOF_PY
+expect_refusal "exported with .cfnet export -p." "$tmp/nometa-p.onnx" "$img" 2 40 40
+expect_refusal "has 12800 bytes, not the 11840 of 2 x 40 x 37" "$tmp/cli-p.onnx" "$img" 2 40 37
+expect_refusal "usage: node classify.js" "$tmp/cli-p.onnx" "$img" 2 40
+# metadata_props (field 14) claiming 2^32 bytes: refused by ONNX Runtime at once (the reader,
+# run first, walked 4 GB past the end of the file for minutes)
+printf '\162\377\377\377\377\017\012\001k' > "$tmp/bad.onnx"
+expect_refusal "" "$tmp/bad.onnx" "$img" 2 40 40
+echo "test_cli_export: deploy.md's node script refuses a model without probabilities or metadata, an image of another size: ok"

@@ -975,12 +975,14 @@ class Network(Handle):
         self._check_layout(images, "network_train_epoch")
         labels = as_labels(labels, images.shape[0] if images.ndim else None)
         if order is not None and not callable(order):  # converted once, not every epoch
-            order = as_indices(order, "train_epoch: order")
+            order = as_indices(order, "fit: order")
         n = len(labels)
         losses = []
         for epoch in range(to_int(epochs, "epochs", (0, 2**63 - 1))):
-            if callable(order):
+            if callable(order):  # its result named as fit's, not as train_epoch's
                 ep_order = order(epoch)
+                if ep_order is not None:
+                    ep_order = as_indices(ep_order, "fit: order(%d)" % epoch)
             elif order is not None:
                 ep_order = order
             elif rng is not None:

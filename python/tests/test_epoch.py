@@ -64,12 +64,15 @@ class EpochTest(LeakCheckedTestCase):
                              (np.array([[0, 1], [2, 3]]), ValueError)):
                 with self.assertRaisesRegex(exc, "order must be"):
                     a.train_epoch(self.x, self.y, batch=3, order=bad)
-                with self.assertRaisesRegex(exc, "order must be"):
+                # named as fit's (it was "train_epoch: order ...")
+                with self.assertRaisesRegex(exc, r"^fit: order\(0\) must be"):
                     a.fit(self.x, self.y, epochs=1, batch=3, order=lambda e: bad)
+                with self.assertRaisesRegex(exc, r"^fit: order must be"):
+                    a.fit(self.x, self.y, epochs=1, batch=3, order=bad)
             # fit checks the order given even for no epochs, as it checks images and labels
             # (a list of floats used to pass with epochs=0 and raise with epochs=1)
             for epochs in (0, 1):
-                with self.assertRaisesRegex(TypeError, "order must be an integer array of "
+                with self.assertRaisesRegex(TypeError, "^fit: order must be an integer array of "
                                             "sample indices, not dtype float64"):
                     a.fit(self.x, self.y, epochs=epochs, batch=3, order=[0.5, 1.0])
             self.assertEqual(a.fit(self.x, self.y, epochs=0, order=[1, 0]), [])

@@ -90,6 +90,23 @@ def main():
         exec(compile(snippet, "deploy.md:zoo-test-pair", "exec"), {"__name__": "__main__"})
     finally:
         os.chdir(cwd)
+    # An S x S x 2 TIFF (samples per pixel, not pages) for a 2-channel model: the block's
+    # reshape gave the network the interleaved values as two channels, without a word; now the
+    # channels-last shape reaches probabilities(), which refuses it.
+    two = os.path.join(work, "two")
+    os.makedirs(two, exist_ok=True)
+    with cfnet.classifier("cfnet", 2, 28, 10, width=4, seed=3) as net2:
+        net2.save(os.path.join(two, "model.safetensors"))
+    tifffile.imwrite(os.path.join(two, "test_image.tif"),
+                     np.stack([test_image[0], test_image[0] // 2], axis=-1))
+    os.chdir(two)
+    try:
+        exec(compile(snippet, "deploy.md:zoo-test-pair", "exec"), {"__name__": "__main__"})
+        failures.append("an S x S x 2 TIFF went through the block as 2 x S x S")
+    except cfnet.ShapeMismatchError:
+        pass
+    finally:
+        os.chdir(cwd)
     if not np.array_equal(np.load(os.path.join(work, "test_input.npy")),
                           test_image[None].astype(np.float32)):
         failures.append("test_input.npy is not test_image.tif's pixels as stored")
