@@ -7,6 +7,8 @@ if [ -z "$cfnet" ]; then
     if [ "$build" = build/default ]; then cfnet=bin/cfnet; else cfnet=$build/bin/cfnet; fi
 fi
 py=/usr/bin/python3
+# shellcheck source=tests/skip_lib.sh
+. "$(dirname "$0")/skip_lib.sh"
 out="$build/test-output/$name"
 rm -rf "$out"
 mkdir -p "$out"

@@ -86,6 +86,7 @@ grep -q '^# cfnet kernels: generic | CFNET_CPU=generic$' "$tmp/out" || fail "ben
 grep -q '^# batch 1;' "$tmp/out" || fail "bench_nets --latency: batch line"
 # The PyTorch peer (when this Python has PyTorch): the same refusals.
 py=/usr/bin/python3
+. tests/skip_lib.sh
 if [ -x "$py" ] && "$py" -c 'import torch' > /dev/null 2>&1; then
     badpy() { # what command...: status 2, a message, nothing on stdout, no traceback
         what=$1
@@ -107,6 +108,6 @@ if [ -x "$py" ] && "$py" -c 'import torch' > /dev/null 2>&1; then
         --only dft_magnitude > "$tmp/out"
     [ "$(grep -c '^layer' "$tmp/out")" = 1 ] || { cat "$tmp/out"; fail "torch_peer small run"; }
 else
-    echo "test_bench_args: no PyTorch in $py; the peer's arguments not checked"
+    skip_missing test_bench_args "the PyTorch peer's argument checks" python3-torch
 fi
 echo "test_bench_args: ok (kernel variants here: $(echo $supported); best $best)"

@@ -8,8 +8,8 @@ set -eu
 name=cli-crop
 # shellcheck source=tests/cli_lib.sh
 . "$(dirname "$0")/cli_lib.sh"
-"$py" -c 'import numpy, tifffile' 2>/dev/null || {
-    echo "test_cli_crop: SKIPPED: python3-numpy or python3-tifffile is not installed"; exit 0; }
+"$py" -c 'import numpy' 2>/dev/null || { skip_missing test_cli_crop "every check" python3-numpy; exit 0; }
+"$py" -c 'import tifffile' 2>/dev/null || { skip_missing test_cli_crop "every check" python3-tifffile; exit 0; }
 
 # ---- help and usage ------------------------------------------------------------------------------
 expect 0 "Usage: cfnet crop FIELD MASK" "$cfnet" crop --help

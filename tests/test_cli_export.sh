@@ -13,10 +13,11 @@ if [ -z "$cfnet" ]; then
     if [ "$build" = build/default ]; then cfnet=bin/cfnet; else cfnet=$build/bin/cfnet; fi
 fi
 py=/usr/bin/python3
-"$py" -c 'import numpy' 2>/dev/null || { echo "test_cli_export: SKIPPED: python3-numpy is not installed"; exit 0; }
+. tests/skip_lib.sh
+"$py" -c 'import numpy' 2>/dev/null || { skip_missing test_cli_export "every check" python3-numpy; exit 0; }
 . tests/sanitizer_env.sh
 case "$SAN_KIND" in
-tsan) echo "test_cli_export: SKIPPED: the interpreter is not instrumented for ThreadSanitizer"; exit 0 ;;
+tsan) skip_env test_cli_export "every check" "the interpreter is not instrumented for ThreadSanitizer"; exit 0 ;;
 esac
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/cfnet-cli-export.XXXXXX")
 trap 'rm -rf "$tmp"' EXIT INT TERM
@@ -59,7 +60,7 @@ meta = {p.key: p.value for p in m.metadata_props}
 assert meta["classes"] == "a,b,c" and meta["normalization"] == "percentile 1 99.8", meta
 EOF_PY
 else
-    echo "test_cli_export: python3-onnx not installed, the file is not validated (scripts/install-deps --extra)"
+    skip_missing test_cli_export "onnx.checker's check of the exported file" python3-onnx
 fi
 
 # Help, usage errors, runtime errors.
@@ -212,10 +213,11 @@ echo "test_cli_export: a network trained elsewhere, with docs/cli.md's metadata,
 # docs/deploy.md, "A model trained with the cfnet command": its prepare() plus the exported
 # model in ONNX Runtime give cfnet predict's probabilities, for images cropped and padded, with
 # bright outliers (so that the clip to [0, 1] matters). Needs node, onnx and ONNX Runtime.
-command -v node >/dev/null 2>&1 || { echo "test_cli_export: node not found, deploy.md's recipe not run"; exit 0; }
-"$py" -c 'import onnx' 2>/dev/null || { echo "test_cli_export: python3-onnx not installed, deploy.md's recipe not run"; exit 0; }
+command -v node >/dev/null 2>&1 || { skip_missing test_cli_export "docs/deploy.md's recipe" "node (nodejs)"; exit 0; }
+"$py" -c 'import onnx' 2>/dev/null || { skip_missing test_cli_export "docs/deploy.md's recipe" python3-onnx; exit 0; }
 ort=$(scripts/install-ort 2>"$tmp/ort.log") || {
-    echo "test_cli_export: ONNX Runtime (npm onnxruntime-node) cannot be installed, deploy.md's recipe not run"; exit 0; }
+    cat "$tmp/ort.log"
+    skip_missing test_cli_export "docs/deploy.md's recipe" "ONNX Runtime (npm onnxruntime-node, scripts/install-ort)"; exit 0; }
 awk 'index($0, "<!-- tested: python-prepare") == 1 { want = 1; next }
      want == 1 && /^```/ { want = 2; next }
      want == 2 && /^```/ { exit }

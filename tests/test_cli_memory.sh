@@ -152,7 +152,8 @@ case "${CFNET_SANITIZE:-}:${CFNET_BUILD:-build/default}" in
 esac
 physkib=$(awk '/^MemTotal:/ { print $2 }' /proc/meminfo)
 if [ "$plain" = 0 ]; then
-    rlimits="SKIPPED the ulimit and OpenBLAS checks (sanitizers or a non-plain build)"
+    skip_env test_cli_memory "the ulimit and OpenBLAS checks" "sanitizers or a non-plain build"
+    rlimits="without the ulimit and OpenBLAS checks"
 elif [ "$physkib" -ge 16777216 ]; then
     # under an empty fake cgroup root (no limit), so that a container's own limit below 4 GiB
     # on the machine running the tests cannot be the one named
@@ -169,7 +170,8 @@ elif [ "$physkib" -ge 16777216 ]; then
         "$cfnet" "$out/v1host" "$nodata" "$out/m.safetensors"
     rlimits="ulimit checked"
 else
-    rlimits="SKIPPED the 4 GiB ulimit default checks (under 16 GiB of memory)"
+    skip_env test_cli_memory "the 4 GiB ulimit default checks" "under 16 GiB of memory"
+    rlimits="without the 4 GiB ulimit default checks"
 fi
 
 # OpenBLAS allocates a 128 MiB buffer per thread and retries a failed allocation forever:
@@ -205,7 +207,8 @@ if [ "$plain" = 1 ] && ldd "$cfnet" 2>/dev/null | grep -q openblas; then
         -o "$out/v.csv"
     rlimits="$rlimits, OpenBLAS checked"
 elif [ "$plain" = 1 ]; then
-    rlimits="$rlimits, SKIPPED the OpenBLAS checks (not linked)"
+    skip_env test_cli_memory "the OpenBLAS checks" "not linked with OpenBLAS: make BLAS=..."
+    rlimits="$rlimits, without the OpenBLAS checks"
 fi
 
 if [ $fails -ne 0 ]; then

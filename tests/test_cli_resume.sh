@@ -202,7 +202,11 @@ grep -q "removed 1 temporary file of .*lnk.svg " "$out/lnkplot.txt" ||
 test -L "$out/lnk.svg" && test -L "$out/lnk.png" || fail "--plot replaced the links"
 
 # ---- SIGKILL in the middle of a save (strace injects it at the Nth rename), then resume ----------
-if command -v strace >/dev/null 2>&1 && strace -o /dev/null -qq -e trace=none true 2>/dev/null; then
+if ! command -v strace >/dev/null 2>&1; then
+    skip_missing test_cli_resume "the SIGKILL-in-a-save checks" strace
+elif ! strace -o /dev/null -qq -e trace=none true 2>/dev/null; then
+    skip_env test_cli_resume "the SIGKILL-in-a-save checks" "strace cannot trace here: no ptrace in this container?"
+else
     for n in 1 2 3 4; do # the run of 3 epochs saves 4 times (the model twice)
         s="$out/k$n.safetensors"
         set +e
@@ -223,8 +227,6 @@ if command -v strace >/dev/null 2>&1 && strace -o /dev/null -qq -e trace=none tr
             fail "rename $n: the resumed checkpoint differs from an uninterrupted run's"
         ! ls "$out/k$n."*.tmp.* >/dev/null 2>&1 || fail "rename $n: the killed run's temporary file is still there"
     done
-else
-    echo "skip: strace cannot trace here (the SIGKILL-in-a-save checks)"
 fi
 
 # ---- resuming from bad checkpoints: a message and status 1, nothing written -----------------------

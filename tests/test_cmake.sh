@@ -8,7 +8,8 @@
 set -eu
 top=$(cd "$(dirname "$0")/.." && pwd)
 cd "$top"
-command -v cmake >/dev/null 2>&1 || { echo "test_cmake: SKIPPED: cmake is not installed (scripts/install-deps --extra)"; exit 0; }
+. tests/skip_lib.sh
+command -v cmake >/dev/null 2>&1 || { skip_missing test_cmake "every check" cmake; exit 0; }
 
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/cfnet-cmake.XXXXXX")
 trap 'rm -rf "$tmp"' EXIT INT TERM
@@ -106,6 +107,6 @@ if [ "${cmake_mm% *}" -gt 3 ] || { [ "${cmake_mm% *}" -eq 3 ] && [ "${cmake_mm#*
     done
     echo "test_cmake: version ranges: ok"
 else
-    echo "test_cmake: version ranges skipped (cmake older than 3.19)"
+    skip_env test_cmake "the version ranges" "cmake older than 3.19"
 fi
 echo "test_cmake: find_package(cfnet CONFIG) from a DESTDIR install, C++ consumer shared and static: ok"

@@ -27,6 +27,7 @@ extract() { # marker file
 }
 
 . tests/sanitizer_env.sh
+. tests/skip_lib.sh
 asan_options=""
 [ "$SAN_KIND" = asan ] && asan_options=detect_leaks=0
 
@@ -42,7 +43,7 @@ echo "test_docs: guide C program: $(grep 'quarter turns' "$tmp/guide.out")"
 
 # 1b. The Python walkthrough (Debian's python3 with numpy).
 if [ "$SAN_KIND" = tsan ]; then
-    echo "test_docs: Python walkthrough skipped under ThreadSanitizer"
+    skip_env test_docs "the Python walkthrough" "the interpreter is not instrumented for ThreadSanitizer"
 else
 py=""
 for cand in /usr/bin/python3 python3; do
@@ -99,7 +100,7 @@ fi
 
 # 2. The API reference.
 if ! command -v doxygen >/dev/null 2>&1; then
-    echo "test_docs: doxygen not installed; API reference not checked (scripts/install-deps --extra)"
+    skip_missing test_docs "the API reference's check" doxygen
     exit 0
 fi
 # As `make docs`, into a temporary directory...

@@ -5,7 +5,8 @@ set -eu
 cd "$(dirname "$0")/.."
 top=$(pwd)
 if ! command -v node >/dev/null 2>&1; then
-    echo "test_fetch_mnist: node not installed; skipped (scripts/install-deps --extra)"
+    . tests/skip_lib.sh
+    skip_missing test_fetch_mnist "every check" "node (nodejs)"
     exit 0
 fi
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/cfnet-fetch-mnist.XXXXXX")

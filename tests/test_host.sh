@@ -26,6 +26,7 @@ tmp=$(mktemp -d "${TMPDIR:-/tmp}/cfnet-host.XXXXXX")
 trap 'rm -rf "$tmp"' EXIT INT TERM
 fail() { echo "test_host: FAIL: $*" >&2; exit 1; }
 . tests/sanitizer_env.sh
+. tests/skip_lib.sh
 
 # The header in every language standard a host may use.
 printf '#include <cfnet/cfnet.h>\nint main(void) { return cfnet_version_number() == CFNET_VERSION_NUMBER ? 0 : 1; }\n' \
@@ -80,7 +81,7 @@ if [ -z "$cfnet" ]; then
     if [ "$build" = build/default ]; then cfnet=bin/cfnet; else cfnet=$build/bin/cfnet; fi
 fi
 pkg-config --exists libtiff-4 2>/dev/null ||
-    { echo "test_host: SKIPPED the predict host: libtiff-dev (libtiff-4.pc) is not installed"; exit 0; }
+    { skip_missing test_host "the predict host" "libtiff-dev (libtiff-4.pc)"; exit 0; }
 doc_block() { # tag: the code block after <!-- tested: tag in docs/deploy.md
     awk -v tag="<!-- tested: $1 " 'index($0, tag) == 1 { want = 1; next }
          want == 1 && /^```/ { want = 2; next }
@@ -121,7 +122,7 @@ if command -v cmake >/dev/null 2>&1; then
         cmake --build "$tmp/cmake" >>"$tmp/cmake.log" 2>&1 || { cat "$tmp/cmake.log"; fail "predict_host: CMake build"; }
     hosts="$hosts $tmp/cmake/predict_host"
 else
-    echo "test_host: cmake not found, the CMake build of the predict host not tried"
+    skip_missing test_host "the CMake build of the predict host" cmake
 fi
 
 # A model trained by the command; test images larger (cropped) and smaller (padded) than it.
@@ -156,7 +157,7 @@ for h in $hosts; do
             { diff "$tmp/hl.csv" "$tmp/pred.csv" | head; fail "$h under $comma: differs from cfnet predict"; }
     fi
 done
-[ -n "$comma" ] || echo "test_host: no decimal-comma locale (package locales), the locale case not run"
+[ -n "$comma" ] || skip_missing test_host "the predict host's decimal-comma locale case (no such locale, and localedef could not make de_DE)" locales
 # four host threads on one network (with two workers of its own), batches of 2: bit-identical
 "$tmp/host" --exact --dump --batch 2 "$tmp/model.safetensors" "$@" > "$tmp/serial.hex" ||
     fail "host --exact"
@@ -176,9 +177,9 @@ echo "test_host: predict host (pkg-config$( [ "$hosts" = "$tmp/host" ] || echo '
 # The doc's Python block, on the same images as numpy arrays of every layout.
 py=/usr/bin/python3
 if ! "$py" -c 'import numpy' 2>/dev/null; then
-    echo "test_host: python3-numpy is not installed, the Python host not run"; exit 0
+    skip_missing test_host "the Python host" python3-numpy; exit 0
 fi
-[ "$SAN_KIND" = tsan ] && { echo "test_host: the interpreter is not instrumented for ThreadSanitizer, the Python host not run"; exit 0; }
+[ "$SAN_KIND" = tsan ] && { skip_env test_host "the Python host" "the interpreter is not instrumented for ThreadSanitizer"; exit 0; }
 pyrun() {
     if [ "$SAN_KIND" = asan ]; then
         LD_PRELOAD=$SAN_PRELOAD ASAN_OPTIONS=detect_leaks=0 PYTHONPATH=python \

@@ -20,14 +20,15 @@ build=${CFNET_BUILD:-build/default}
 libdir=${CFNET_LIBDIR:-lib}
 prog="$build/mpi/mpi_train"
 out="$build/test-output/mpi"
+# shellcheck source=tests/skip_lib.sh
+. "$(dirname "$0")/skip_lib.sh"
 if ! command -v mpirun >/dev/null 2>&1; then
-    echo "test_mpi: SKIPPED: mpirun not found (install openmpi-bin and libopenmpi-dev)"
+    skip_missing test_mpi "every check" "openmpi-bin (mpirun)"
     exit 0
 fi
 # mpirun without mpicc (openmpi-bin without libopenmpi-dev): make check built no MPI programs
 if ! command -v "${MPICC:-mpicc}" >/dev/null 2>&1; then
-    echo "test_mpi: SKIPPED: ${MPICC:-mpicc} not found, nothing was built with MPI" \
-        "(install libopenmpi-dev)"
+    skip_missing test_mpi "every check (nothing was built with MPI)" "libopenmpi-dev (${MPICC:-mpicc})"
     exit 0
 fi
 if [ ! -x "$prog" ]; then
@@ -59,7 +60,13 @@ run 3 equiv "$out/three.bin"
 "$prog" compare "$out/three.bin" "$out/one.bin" 1e-5
 
 # The same from Python through mpi4py (examples/python/mpi_train.py), when it is installed.
-if /usr/bin/python3 -c 'import mpi4py, numpy' 2>/dev/null && [ -z "${CFNET_SANITIZE:-}" ]; then
+if [ -n "${CFNET_SANITIZE:-}" ]; then
+    skip_env test_mpi "the mpi4py part" "a sanitizer build: the interpreter is not instrumented"
+elif ! /usr/bin/python3 -c 'import numpy' 2>/dev/null; then
+    skip_missing test_mpi "the mpi4py part" python3-numpy
+elif ! /usr/bin/python3 -c 'import mpi4py' 2>/dev/null; then
+    skip_missing test_mpi "the mpi4py part" python3-mpi4py
+else
     CFNET_LIBRARY="$libdir/libcfnet.so" PYTHONPATH=python \
         run_py 2 examples/python/mpi_train.py "$out/py2.npy" >/dev/null
     # One rank as README.md runs it, from the repository root without PYTHONPATH: the script
@@ -115,9 +122,6 @@ a, b = np.load('$out/py2.npy'), np.load('$out/py1.npy')
 rel = float(np.abs(a - b).max() / np.abs(b).max())
 print('test_mpi: mpi4py, 2 ranks against 1: %d values, max rel difference %.3g' % (a.size, rel))
 sys.exit(0 if rel <= 1e-5 else 1)"
-else
-    echo "test_mpi: mpi4py part skipped (python3-mpi4py missing: scripts/install-deps --extra;" \
-        "or a sanitizer build)"
 fi
 
 # Mismatch: every rank returns the error (exit 0 of the driver), rank 0 prints it once.
@@ -476,7 +480,7 @@ if [ -x "$tool" ] && ldd "$tool" | grep -qi mpi; then
         [ ! -e "$c/plim.csv" ] || { echo "test_mpi: a failed predict wrote its CSV"; exit 1; }
         echo "test_mpi: a ulimit -v on rank 1 alone ended train and predict with rank 1's message"
     else
-        echo "test_mpi: the ulimit -v on one rank skipped (not OpenBLAS, or a sanitizer build)"
+        skip_env test_mpi "the ulimit -v on one rank" "not OpenBLAS, or a sanitizer build"
     fi
     # a step that fails on every rank alike (non-finite numbers reach every rank through the
     # sums): rank 0 says so once and the ranks end together (not one message per rank and an
@@ -493,8 +497,7 @@ if [ -x "$tool" ] && ldd "$tool" | grep -qi mpi; then
         expect nan2 1 "MPI_ABORT" 0
         [ ! -e "$t/nan2.cfnet" ] || { echo "test_mpi: a failed run wrote a model"; exit 1; }
     else
-        echo "test_mpi: non-finite step skipped (the plain run did not fail in its step:" \
-            "$(head -1 "$t/nan1.log"))"
+        skip_env test_mpi "the non-finite step" "the plain run did not fail in its step on this machine: $(head -1 "$t/nan1.log")"
     fi
     # long_run NAME [ARGS]: starts `cfnet train $b ARGS --epochs 100000 -o $t/NAME.cfnet` on 2
     # ranks in the background (job: mpirun's pid; $t/pid.RANK: each rank's pid, its log
@@ -1052,6 +1055,8 @@ EOF_SHIM
         expect tbh 1 "^\[1,1\]<stderr>:" 0
         expect tbh 1 "MPI_ABORT" 0
         [ ! -e "$t/tbh.cfnet" ] || { echo "test_mpi: a failed run wrote a model"; exit 1; }
+    else
+        skip_env test_mpi "the out-of-memory streams on rank 1 (a preloaded shim)" "a sanitizer build, or no C compiler"
     fi
     echo "test_mpi: cfnet eval on 2 and 3 ranks printed and wrote the 1-process report" \
         "(--skip-bad, --json, --out, more ranks than images); a bad image and settings that" \
@@ -1060,6 +1065,6 @@ EOF_SHIM
     echo "test_mpi: --skip-bad on 2 and 3 ranks (train and predict) left out what one process" \
         "leaves out, with its warnings once, in input order"
 else
-    echo "test_mpi: cfnet command part skipped ($tool missing or built without mpicc)"
+    skip_env test_mpi "the cfnet command part" "$tool missing or built without mpicc"
 fi
 echo "test_mpi: all checks passed"

@@ -10,16 +10,16 @@
 set -eu
 cd "$(dirname "$0")/.."
 
-skip() { echo "test_onnx: SKIPPED: $*"; exit 0; }
+. tests/skip_lib.sh
 
 py=/usr/bin/python3
-[ -x "$py" ] || skip "Debian's /usr/bin/python3 is not installed"
-"$py" -c 'import numpy' 2>/dev/null || skip "python3-numpy is not installed"
-"$py" -c 'import onnx.checker' 2>/dev/null || skip "python3-onnx is not installed (scripts/install-deps --extra)"
-command -v node >/dev/null 2>&1 || skip "node is not installed (scripts/install-deps --extra)"
+[ -x "$py" ] || { skip_missing test_onnx "every check" "Debian's python3 (/usr/bin/python3)"; exit 0; }
+"$py" -c 'import numpy' 2>/dev/null || { skip_missing test_onnx "every check" python3-numpy; exit 0; }
+"$py" -c 'import onnx.checker' 2>/dev/null || { skip_missing test_onnx "every check" python3-onnx; exit 0; }
+command -v node >/dev/null 2>&1 || { skip_missing test_onnx "every check" "node (nodejs)"; exit 0; }
 ort=$(scripts/install-ort 2>"${TMPDIR:-/tmp}/cfnet-install-ort.$$.log") || {
     cat "${TMPDIR:-/tmp}/cfnet-install-ort.$$.log" >&2; rm -f "${TMPDIR:-/tmp}/cfnet-install-ort.$$.log"
-    skip "ONNX Runtime (npm onnxruntime-node) cannot be installed here"; }
+    skip_missing test_onnx "every check" "ONNX Runtime (npm onnxruntime-node, scripts/install-ort)"; exit 0; }
 rm -f "${TMPDIR:-/tmp}/cfnet-install-ort.$$.log"
 
 libdir=${CFNET_LIBDIR:-$(pwd)/lib}
@@ -32,7 +32,7 @@ asan)
     ASAN_OPTIONS=detect_leaks=0
     export LD_PRELOAD ASAN_OPTIONS
     ;;
-tsan) skip "the interpreter is not instrumented for ThreadSanitizer" ;;
+tsan) skip_env test_onnx "every check" "the interpreter is not instrumented for ThreadSanitizer"; exit 0 ;;
 esac
 
 work=$(mktemp -d "${TMPDIR:-/tmp}/cfnet-onnx.XXXXXX")

@@ -25,6 +25,7 @@ export CFNET_LIBRARY
 [ -e "$CFNET_LIBRARY" ] || { echo "test_python: $CFNET_LIBRARY not built" >&2; exit 1; }
 
 . tests/sanitizer_env.sh
+. tests/skip_lib.sh
 case "$SAN_KIND" in
 asan)
     # A sanitized libcfnet inside an unsanitized interpreter: the runtime must come first.
@@ -34,7 +35,7 @@ asan)
     export LD_PRELOAD ASAN_OPTIONS
     ;;
 tsan)
-    echo "test_python: skipped under ThreadSanitizer (the interpreter is not instrumented)"
+    skip_env test_python "every check" "the interpreter is not instrumented for ThreadSanitizer"
     exit 0
     ;;
 esac

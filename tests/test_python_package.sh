@@ -11,17 +11,18 @@
 set -eu
 top=$(cd "$(dirname "$0")/.." && pwd)
 cd "$top"
-skip() { echo "test_python_package: SKIPPED: $*"; exit 0; }
+. tests/skip_lib.sh
 fail() { echo "test_python_package: FAIL: $*" >&2; exit 1; }
 
 py=/usr/bin/python3
-[ -x "$py" ] || skip "Debian's /usr/bin/python3 is not installed"
-"$py" -c 'import numpy' 2>/dev/null || skip "python3-numpy is not installed"
-"$py" -c 'import ensurepip' 2>/dev/null || skip "python3-venv is not installed (scripts/install-deps --extra)"
-"$py" -c 'import setuptools, pip' 2>/dev/null || skip "python3-setuptools or python3-pip is not installed (scripts/install-deps --extra)"
+[ -x "$py" ] || { skip_missing test_python_package "every check" "Debian's python3 (/usr/bin/python3)"; exit 0; }
+"$py" -c 'import numpy' 2>/dev/null || { skip_missing test_python_package "every check" python3-numpy; exit 0; }
+"$py" -c 'import ensurepip' 2>/dev/null || { skip_missing test_python_package "every check" python3-venv; exit 0; }
+"$py" -c 'import setuptools' 2>/dev/null || { skip_missing test_python_package "every check" python3-setuptools; exit 0; }
+"$py" -c 'import pip' 2>/dev/null || { skip_missing test_python_package "every check" python3-pip; exit 0; }
 
 . tests/sanitizer_env.sh
-[ "$SAN_KIND" = tsan ] && skip "the interpreter is not instrumented for ThreadSanitizer"
+[ "$SAN_KIND" = tsan ] && { skip_env test_python_package "every check" "the interpreter is not instrumented for ThreadSanitizer"; exit 0; }
 makevars="SANITIZE=${CFNET_SANITIZE:-} CC=$SAN_CC"
 unset MAKEFLAGS MFLAGS MAKELEVEL CFNET_LIBRARY PYTHONPATH || true
 

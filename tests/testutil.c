@@ -2,6 +2,7 @@
 
 #include <errno.h>
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -333,4 +334,22 @@ __attribute__((constructor)) static void tu_filter_from_env(void)
 {
     const char *f = getenv("CFNET_TEST_FILTER");
     if (f && *f) cmocka_set_test_filter(f);
+}
+
+int tu_missing(const char *what, const char *package)
+{
+    const char *strict = getenv("CFNET_TEST_STRICT");
+    int fails = strict && !strcmp(strict, "1");
+    printf("%s %s: %s is not installed%s\n", fails ? "FAIL:" : "SKIPPED", what, package,
+           fails ? "; CFNET_TEST_STRICT=1 makes this a failure, not a skip (scripts/install-deps "
+                   "--extra installs it)" : " (scripts/install-deps --extra)");
+    fflush(stdout);
+    const char *log = getenv("CFNET_TEST_SKIPLOG");
+    FILE *f = log && *log ? fopen(log, "a") : NULL;
+    if (f) {
+        fprintf(f, "%s %s: %s is not installed\n", fails ? "FAILED (strict):" : "SKIPPED", what,
+                package);
+        fclose(f);
+    }
+    return fails;
 }

@@ -99,4 +99,16 @@ double tu_gradcheck(cfnet_layer *l, cfnet_tensor *x, cfnet_mode mode, double h, 
  * the current folder. */
 const char *tu_outdir(void);
 
+/* A case that cannot run because PACKAGE is not installed (free what the case holds first):
+ * said, and a skip; under CFNET_TEST_STRICT=1 (CI's plain `make check`) a failure naming the
+ * package and scripts/install-deps --extra. The script tests' rule (tests/skip_lib.sh). */
+#define TU_SKIP_MISSING(what, package)                                                     \
+    do {                                                                                   \
+        if (tu_missing(what, package)) fail_msg("CFNET_TEST_STRICT=1: %s is not installed " \
+                                                "(scripts/install-deps --extra)", package); \
+        skip();                                                                            \
+    } while (0)
+/* Prints the skip of TU_SKIP_MISSING; nonzero under CFNET_TEST_STRICT=1. */
+int tu_missing(const char *what, const char *package);
+
 #endif
