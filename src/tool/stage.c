@@ -63,6 +63,13 @@ int stage_open(tool_stage *st, const tool_stage_how *how, const char *dir)
         free(target);
         return refuse(how, "%s exists and is not a folder", dir);
     }
+    /* a link to nothing: refused now, not after every file was written (rename(2) does not
+     * put a folder in a link's place) */
+    if (isdir != 1 && lstat(target, &lst) == 0 && S_ISLNK(lst.st_mode)) {
+        free(target);
+        return refuse(how, "%s is a link to a folder that does not exist (make that folder, or "
+                      "give another DIR)", dir);
+    }
     /* an existing DIR's mode, group and setgid bit, given to the staging folder that takes its
      * place */
     struct stat dst;
@@ -91,6 +98,15 @@ int stage_open(tool_stage *st, const tool_stage_how *how, const char *dir)
     if (!base[0] || !strcmp(base, ".") || !strcmp(base, "..")) {
         free(target);
         return refuse(how, "give DIR by its name, not '%s'", dir);
+    }
+    /* the current folder by any other name ("$PWD", "../d" from d): the new folder would take
+     * its place, and the shell that ran the command would be left in a removed, empty one */
+    struct stat cst;
+    if (isdir == 1 && st->keep && stat(".", &cst) == 0 && cst.st_dev == dst.st_dev &&
+        cst.st_ino == dst.st_ino) {
+        free(target);
+        return refuse(how, "%s is the current folder, which the new folder would replace; run "
+                      "the command from another folder", dir);
     }
     char *parent = path_dir(target);
     /* Ctrl-C or SIGTERM from here on only sets tool_interrupted, so that the folders made below
