@@ -499,6 +499,44 @@ test -L "$out/smid/l3" || fail "synth replaced the link to DIR"
 for t in e2 e3 st; do
     diff -r "$out/smid/e" "$out/smid/$t" >/dev/null || fail "synth into $t wrote other files than into e"
 done
+# refused before anything is written: the current folder under another name than '.' (it
+# was replaced, the shell left in a removed folder) and a link to nothing (refused only after
+# the whole dataset was written, "cannot move the dataset into place: Not a directory")
+acfnet=$(cd "$(dirname "$cfnet")" && pwd)/$(basename "$cfnet")
+mkdir "$out/smid/cw"
+for d in "$(cd "$out/smid/cw" && pwd)" ../cw; do
+    set +e
+    (cd "$out/smid/cw" && exec "$acfnet" synth "$d" --classes 2 --per-class 1 --test-per-class 0 \
+        --channels 1) >"$out/last.txt" 2>&1
+    got=$?
+    set -e
+    [ "$got" = 1 ] && grep -q "is the current folder, which the new folder would replace" "$out/last.txt" ||
+        fail "synth $d from inside it: exit $got, $(cat "$out/last.txt")"
+    test -z "$(ls -A "$out/smid/cw")" || fail "synth $d wrote into the current folder"
+done
+ln -s nowhere "$out/smid/dangling"
+expect 1 "dangling is a link to a folder that does not exist" "$cfnet" synth "$out/smid/dangling" \
+    --classes 2 --per-class 1 --test-per-class 0 --channels 1
+lacks "move|nothing written" "synth into a link to nothing wrote the dataset before refusing it"
+ls -a "$out/smid" | grep -q "dangling.synth-tmp" && fail "synth into a link to nothing left its staging folder"
+# an empty mount point (a volume; a bind mount of the same file system) is refused before
+# anything is written: rename(2) cannot replace it ("cannot move the dataset into place: Device
+# or resource busy" after the whole dataset); mounts made in a mount namespace of their own
+if unshare -m true 2>/dev/null; then
+    mkdir "$out/smid/mp" "$out/smid/mp2" "$out/smid/bsrc"
+    set +e
+    unshare -m sh -c 'mount -t tmpfs none "$1/mp" && mount --bind "$1/bsrc" "$1/mp2" || exit 9
+        for d in mp mp2/; do "$2" synth "$1/$d" --classes 2 --per-class 1 --test-per-class 0 \
+            --channels 1; echo "status $?"; ls -A "$1/$d"; done' sh "$out/smid" "$cfnet" >"$out/last.txt" 2>&1
+    set -e
+    n=$(grep -c "is a mount point, which the new folder cannot replace" "$out/last.txt" || :)
+    [ "$n" = 2 ] && [ "$(grep -c "^status 1$" "$out/last.txt")" = 2 ] ||
+        fail "synth into an empty mount point: $(cat "$out/last.txt")"
+    lacks "move|^train" "synth into an empty mount point wrote the dataset before refusing it"
+    ls -a "$out/smid" | grep -Eq "^\.mp2?\.synth-tmp" && fail "synth into a mount point left a staging folder"
+else
+    echo "test_cli_crop: no mount namespace (not root): synth into a mount point not checked"
+fi
 
 # ---- crop -> predict, crop -> train -------------------------------------------------------------------
 d="$out/data"

@@ -186,6 +186,20 @@ if [ -x "$tool" ] && ldd "$tool" | grep -qi mpi; then
         cmp "$c/p1.csv" "$c/p$np.csv" || { echo "test_mpi: $np-rank CSV differs"; exit 1; }
     done
     echo "test_mpi: cfnet predict on 2 and 3 ranks wrote the 1-process CSV ($(wc -l <"$c/p1.csv") lines)"
+    # docs/distributed.md's count of the sums (each after its one-int flag) in a step of the
+    # default network: one step (24 training images, batch 32) on 32x32 and 50x50 images, the
+    # closing line's count ("the 13 sums of the default network" it said, of 32x32 images only)
+    "$tool" synth "$c/d50" --classes 3 --per-class 8 --test-per-class 0 -q
+    sums() {
+        timeout 60 mpirun --allow-run-as-root --oversubscribe -np 2 "$tool" train "$1" \
+            -o "$c/ms.cfnet" --epochs 1 --batch 32 --val 0 --threads 1 >"$c/ms.log" 2>&1 &&
+            sed -n 's/.*MPI: \([0-9]*\) all-reduce calls.*/\1/p' "$c/ms.log"
+    }
+    n32=$(sums "$c/d/train") && n50=$(sums "$c/d50/train") || {
+        cat "$c/ms.log"; echo "test_mpi: a one-step train on 2 ranks failed"; exit 1; }
+    said="the default network makes $n32 sums a step on 32x32 images and $n50 on 50x50"
+    tr '\n' ' ' <docs/distributed.md | tr -s ' ' | grep -q "$said" || {
+        echo "test_mpi: docs/distributed.md does not say: $said"; exit 1; }
     # the messages of the folder search (a file left out, a folder reached again) once per run
     mkdir -p "$c/msg/a"
     cp "$c"/d/test/class00/*.tif "$c/msg/a/"

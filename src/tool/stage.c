@@ -40,6 +40,23 @@ static int remove_entry(const char *path, const struct stat *sb, int flag, struc
     return 0;
 }
 
+/* Whether the folder `path` is the root of a mount other than its parent's (another file
+ * system, or a bind mount of the same one: told by the mount id where the kernel gives it). */
+static int mount_point(const char *path, const char *parent)
+{
+    struct stat a, b;
+    if (stat(path, &a) != 0 || stat(parent, &b) != 0) return 0;
+    if (a.st_dev != b.st_dev) return 1;
+#ifdef STATX_MNT_ID
+    struct statx x, y;
+    if (statx(AT_FDCWD, path, 0, STATX_MNT_ID, &x) == 0 &&
+        statx(AT_FDCWD, parent, 0, STATX_MNT_ID, &y) == 0 && (x.stx_mask & STATX_MNT_ID) &&
+        (y.stx_mask & STATX_MNT_ID) && x.stx_mnt_id != y.stx_mnt_id)
+        return 1;
+#endif
+    return 0;
+}
+
 int stage_open(tool_stage *st, const tool_stage_how *how, const char *dir)
 {
     memset(st, 0, sizeof *st);
@@ -62,6 +79,13 @@ int stage_open(tool_stage *st, const tool_stage_how *how, const char *dir)
     if (isdir == 0) {
         free(target);
         return refuse(how, "%s exists and is not a folder", dir);
+    }
+    /* a link to nothing: refused now, not after every file was written (rename(2) does not
+     * put a folder in a link's place) */
+    if (isdir != 1 && lstat(target, &lst) == 0 && S_ISLNK(lst.st_mode)) {
+        free(target);
+        return refuse(how, "%s is a link to a folder that does not exist (make that folder, or "
+                      "give another DIR)", dir);
     }
     /* an existing DIR's mode, group and setgid bit, given to the staging folder that takes its
      * place */
@@ -92,7 +116,26 @@ int stage_open(tool_stage *st, const tool_stage_how *how, const char *dir)
         free(target);
         return refuse(how, "give DIR by its name, not '%s'", dir);
     }
+    /* the current folder by any other name ("$PWD", "../d" from d): the new folder would take
+     * its place, and the shell that ran the command would be left in a removed, empty one */
+    struct stat cst;
+    if (isdir == 1 && st->keep && stat(".", &cst) == 0 && cst.st_dev == dst.st_dev &&
+        cst.st_ino == dst.st_ino) {
+        free(target);
+        return refuse(how, "%s is the current folder, which the new folder would replace; run "
+                      "the command from another folder", dir);
+    }
     char *parent = path_dir(target);
+    /* an empty mount point (a volume, a bind mount): rename(2) cannot replace it (EBUSY, or
+     * EXDEV for the staging folder on the file system beneath), found now, not after every file
+     * was written */
+    if (isdir == 1 && mount_point(target, parent)) {
+        int u = refuse(how, "%s is a mount point, which the new folder cannot replace; give a "
+                       "new folder inside it", dir);
+        free(parent);
+        free(target);
+        return u;
+    }
     /* Ctrl-C or SIGTERM from here on only sets tool_interrupted, so that the folders made below
      * are removed again (installed after them, a signal in between left them behind) */
     tool_install_signals();
