@@ -1296,7 +1296,11 @@ static int rows_open_tiff(tool_rows *r, char *err, size_t errsize)
                 uint32_t rps = 0;
                 TIFFGetFieldDefaulted(q->tif, TIFFTAG_ROWSPERSTRIP, &rps);
                 if (rps > H) rps = H;
-                q->raw = comp == COMPRESSION_NONE && rps > 0;
+                /* libtiff reverses the bits of every byte of a strip stored least significant
+                 * bit first (FillOrder 2), at any sample depth: such strips go through it */
+                uint16_t fill = FILLORDER_MSB2LSB;
+                TIFFGetFieldDefaulted(q->tif, TIFFTAG_FILLORDER, &fill);
+                q->raw = comp == COMPRESSION_NONE && rps > 0 && fill == FILLORDER_MSB2LSB;
                 for (uint32_t st = 0; q->raw && st < TIFFNumberOfStrips(q->tif); st++) {
                     uint64_t off = TIFFGetStrileOffset(q->tif, st),
                              cnt = TIFFGetStrileByteCount(q->tif, st);
