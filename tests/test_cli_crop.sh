@@ -488,8 +488,9 @@ done
 # A 3 x 6000 x 6000 8-bit field and its mask (108 M values; 576 MB as floats and 32-bit labels,
 # which crop held whole before) crop under a 150 MB address-space limit. The field is
 # uncompressed, one strip per channel, as tifffile writes it: libtiff would hold each 36 MB strip
-# whole (crop reads such strips a row at a time); the mask is in compressed strips. Not under the
-# sanitizers, which reserve more address space than that.
+# whole (crop reads such strips a row at a time); the mask is in compressed strips. So is a field in
+# strips of 5999 rows, its last strip of one row (such strips were left to libtiff, held whole).
+# Not under the sanitizers, which reserve more address space than that.
 case "${CFNET_SANITIZE:-}:${CFNET_BUILD:-build/default}" in
 :*san*) plain=0 ;;
 :*) plain=1 ;;
@@ -506,9 +507,16 @@ for i, (y, x) in enumerate([(100, 100), (3000, 2000), (5900, 5950), (4000, 5000)
     m[y - 5:y + 5, x - 5:x + 5] = i + 1
 tifffile.imwrite(o + "/bigf.tif", f)
 tifffile.imwrite(o + "/bigm.tif", m, compression="zlib", rowsperstrip=64)
+tifffile.imwrite(o + "/bigf2.tif", f, rowsperstrip=5999) # each page a strip of 5999 rows and one of 1
 PY
     expect 0 "wrote 4 crops \(32x32\) of 1 field to .*; 0 cells too near the border left out" \
         sh -c 'ulimit -v 153600 && exec "$0" "$@"' "$cfnet" crop "$out/bigf.tif" "$out/bigm.tif" -o "$out/cbig" --size 32
+    expect 0 "wrote 4 crops" \
+        sh -c 'ulimit -v 153600 && exec "$0" "$@"' "$cfnet" crop "$out/bigf2.tif" "$out/bigm.tif" -o "$out/cbig2" --size 32
+    for c in "$out/cbig"/bigf_*.tif; do
+        cmp -s "$c" "$out/cbig2/bigf2_${c##*_}" || fail "crop ${c##*/} of the field in strips of 5999 rows differs"
+    done
+    rm -f "$out/bigf2.tif"
     "$py" - "$out/cbig" <<'PY' || fail "the crops of the 3 x 6000 x 6000 field are wrong"
 import sys, numpy as np, tifffile
 d = sys.argv[1]
