@@ -410,12 +410,87 @@ done
 expect 0 "" "$cfnet" crop "$out/lay/plain/f.tif" "$out/lay/plain/m.tif" -o "$out/lay/c-p" --size 16 -q
 test "$(wc -l <"$out/lay/c-p/cells.csv")" -gt 40 || fail "the layout field has too few cells"
 
+# ---- uncompressed strips read directly, and the files where that must not happen ----------------
+# TIFFs written byte by byte: big-endian (classic and BigTIFF, strips of 8 rows: read directly and
+# byte-swapped; of 7, the last one partial), FillOrder 2 (libtiff reverses the bits of every byte:
+# the crops are those of the reversed field, as image_read reads it, read directly or not), a
+# BigTIFF whose strips lie past 4 GiB (a sparse file), and strips whose offsets or byte counts lie
+# (past the end of the file, shorter than their rows): refused naming the file, nothing written.
+"$py" - "$out/raw" <<'PY'
+import os, struct, sys, numpy as np, tifffile
+o = sys.argv[1]
+os.makedirs(o)
+H, W = 40, 30
+rng = np.random.default_rng(3)
+f8 = rng.integers(1, 256, (H, W), dtype=np.uint8)
+f16 = rng.integers(1, 65536, (H, W), dtype=np.uint16)
+m = np.zeros((H, W), np.uint16)
+m[2:6, 3:7] = 1; m[18:24, 12:18] = 2; m[34:39, 24:29] = 3; m[0:3, 27:30] = 4
+tifffile.imwrite(o + "/m.tif", m)
+tifffile.imwrite(o + "/f8.tif", f8)
+tifffile.imwrite(o + "/f16.tif", f16)
+rev = np.array([int(f"{b:08b}"[::-1], 2) for b in range(256)], np.uint8)
+tifffile.imwrite(o + "/f8rev.tif", rev[f8])
+def tiff(name, a, rps, be=False, big=False, extra=(), offs=None, cnts=None, at=0):
+    e, q = (">" if be else "<"), ("Q" if big else "I")
+    strips = [a[y:y + rps].astype(a.dtype.newbyteorder(e)).tobytes() for y in range(0, H, rps)]
+    head = 16 if big else 8
+    start = at or head + 1024
+    offs = offs or [start + sum(map(len, strips[:i])) for i in range(len(strips))]
+    cnts = cnts or [len(s) for s in strips]
+    tags = sorted([(256, 4, [W]), (257, 4, [H]), (258, 3, [a.itemsize * 8]), (259, 3, [1]),
+                   (262, 3, [1]), (273, 16 if big else 4, offs), (277, 3, [1]), (278, 4, [rps]),
+                   (279, 16 if big else 4, cnts)] + list(extra))
+    fmt = {3: "H", 4: "I", 16: "Q"}
+    ifd = bytearray(struct.pack(e + ("Q" if big else "H"), len(tags)))
+    blob = bytearray()
+    end = head + len(ifd) + (20 if big else 12) * len(tags) + (8 if big else 4)
+    for tag, typ, vals in tags:
+        raw = struct.pack(e + fmt[typ] * len(vals), *vals)
+        if len(raw) > (8 if big else 4):
+            raw, blob = struct.pack(e + q, end + len(blob)), blob + raw
+        ifd += struct.pack(e + ("HHQ" if big else "HHI"), tag, typ, len(vals)) + raw.ljust(8 if big else 4, b"\0")
+    ifd += b"\0" * (8 if big else 4) + blob
+    with open(f"{o}/{name}.tif", "wb") as fh:
+        fh.write((b"MM" if be else b"II") + (struct.pack(e + "HHHQ", 43, 8, 0, head) if big else struct.pack(e + "HI", 42, head)))
+        fh.write(bytes(ifd))
+        fh.seek(start)
+        fh.write(b"".join(strips))
+tiff("be8", f16, 8, be=True)
+tiff("be7", f16, 7, be=True)
+tiff("bigbe8", f16, 8, be=True, big=True)
+tiff("fo2", f8, H, extra=[(266, 3, [2])])
+tiff("fo2_7", f8, 7, extra=[(266, 3, [2])])
+tiff("far", f16, 8, big=True, at=5 << 30)
+tiff("offpast", f8, 8, offs=[2000, 2240, 2480, 10 ** 6, 2960])
+tiff("cntpast", f8, 8, cnts=[240, 240, 240, 240, 10 ** 6])
+tiff("cntshort", f8, 8, cnts=[240, 240, 100, 240, 240])
+PY
+for p in "f16 be8" "f16 be7" "f16 bigbe8" "f16 far" "f8rev fo2" "f8rev fo2_7"; do
+    set -- $p
+    for f in "$1" "$2"; do
+        rm -rf "$out/raw/c-$f"
+        expect 0 "" "$cfnet" crop "$out/raw/$f.tif" "$out/raw/m.tif" -o "$out/raw/c-$f" -q --size 8 --pad
+    done
+    for c in "$out/raw/c-$1"/"$1"_*.tif; do
+        lab=${c##*_}
+        cmp -s "$c" "$out/raw/c-$2/$2_$lab" || fail "crop $lab of $2.tif differs from $1.tif's"
+    done
+done
+rm -f "$out/raw/far.tif" # 5 GiB, sparse
+for f in offpast cntpast cntshort; do
+    expect 1 "raw/$f.tif: (truncated|invalid) TIFF.*(file ends|Not enough data)" \
+        "$cfnet" crop "$out/raw/$f.tif" "$out/raw/m.tif" -o "$out/raw/c-$f" --size 8 --pad
+    test ! -e "$out/raw/c-$f" || fail "crop of $f.tif wrote $out/raw/c-$f"
+done
+
 # ---- memory that follows the crop size and the field's width, not its area ------------------------
 # A 3 x 6000 x 6000 8-bit field and its mask (108 M values; 576 MB as floats and 32-bit labels,
 # which crop held whole before) crop under a 150 MB address-space limit. The field is
 # uncompressed, one strip per channel, as tifffile writes it: libtiff would hold each 36 MB strip
-# whole (crop reads such strips a row at a time); the mask is in compressed strips. Not under the
-# sanitizers, which reserve more address space than that.
+# whole (crop reads such strips a row at a time); the mask is in compressed strips. So is a field in
+# strips of 5999 rows, its last strip of one row (such strips were left to libtiff, held whole).
+# Not under the sanitizers, which reserve more address space than that.
 case "${CFNET_SANITIZE:-}:${CFNET_BUILD:-build/default}" in
 :*san*) plain=0 ;;
 :*) plain=1 ;;
@@ -432,9 +507,16 @@ for i, (y, x) in enumerate([(100, 100), (3000, 2000), (5900, 5950), (4000, 5000)
     m[y - 5:y + 5, x - 5:x + 5] = i + 1
 tifffile.imwrite(o + "/bigf.tif", f)
 tifffile.imwrite(o + "/bigm.tif", m, compression="zlib", rowsperstrip=64)
+tifffile.imwrite(o + "/bigf2.tif", f, rowsperstrip=5999) # each page a strip of 5999 rows and one of 1
 PY
     expect 0 "wrote 4 crops \(32x32\) of 1 field to .*; 0 cells too near the border left out" \
         sh -c 'ulimit -v 153600 && exec "$0" "$@"' "$cfnet" crop "$out/bigf.tif" "$out/bigm.tif" -o "$out/cbig" --size 32
+    expect 0 "wrote 4 crops" \
+        sh -c 'ulimit -v 153600 && exec "$0" "$@"' "$cfnet" crop "$out/bigf2.tif" "$out/bigm.tif" -o "$out/cbig2" --size 32
+    for c in "$out/cbig"/bigf_*.tif; do
+        cmp -s "$c" "$out/cbig2/bigf2_${c##*_}" || fail "crop ${c##*/} of the field in strips of 5999 rows differs"
+    done
+    rm -f "$out/bigf2.tif"
     "$py" - "$out/cbig" <<'PY' || fail "the crops of the 3 x 6000 x 6000 field are wrong"
 import sys, numpy as np, tifffile
 d = sys.argv[1]

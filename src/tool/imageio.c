@@ -1296,12 +1296,20 @@ static int rows_open_tiff(tool_rows *r, char *err, size_t errsize)
                 uint32_t rps = 0;
                 TIFFGetFieldDefaulted(q->tif, TIFFTAG_ROWSPERSTRIP, &rps);
                 if (rps > H) rps = H;
-                q->raw = comp == COMPRESSION_NONE && rps > 0;
+                /* libtiff reverses the bits of every byte of a strip stored least significant
+                 * bit first (FillOrder 2), at any sample depth: such strips go through it */
+                uint16_t fill = FILLORDER_MSB2LSB;
+                TIFFGetFieldDefaulted(q->tif, TIFFTAG_FILLORDER, &fill);
+                q->raw = comp == COMPRESSION_NONE && rps > 0 && fill == FILLORDER_MSB2LSB;
+                /* each strip holds rps rows of its plane, the last one of a plane the rest */
+                const uint32_t per_plane = rps ? (H - 1) / rps + 1 : 0;
                 for (uint32_t st = 0; q->raw && st < TIFFNumberOfStrips(q->tif); st++) {
                     uint64_t off = TIFFGetStrileOffset(q->tif, st),
-                             cnt = TIFFGetStrileByteCount(q->tif, st);
+                             cnt = TIFFGetStrileByteCount(q->tif, st),
+                             row0 = (uint64_t)(st % per_plane) * rps,
+                             rows = H - row0 < rps ? H - row0 : rps;
                     q->raw = off > 0 && off <= r->size && cnt <= r->size - off &&
-                             cnt >= (uint64_t)rps * (uint64_t)ls;
+                             cnt >= rows * (uint64_t)ls;
                 }
                 q->ls = ls;
                 q->rps = rps;
