@@ -379,6 +379,15 @@ static int crop_pair(const char *field_path, const char *mask_path, const char *
         tool_error("%s: %s", mask_path, err);
         goto out;
     }
+    if (mr) { /* read a second time: another program may have replaced it meanwhile */
+        int h2 = 0, w2 = 0;
+        rows_info(mr, NULL, &h2, &w2, NULL);
+        if (h2 != MH || w2 != MW) {
+            tool_error("%s: changed while crop read it (%dx%d, then %dx%d)", mask_path, MW, MH,
+                       w2, h2);
+            goto out;
+        }
+    }
     tool_image crop = {C, S, S, buf};
     /* float fields marking masked pixels as NaN are refused whole, as image_read refuses
      * them: the rest is read to count them */
