@@ -674,7 +674,7 @@ if unshare -m true 2>/dev/null; then
     lacks "move|^train" "synth into an empty mount point wrote the dataset before refusing it"
     ls -a "$out/smid" | grep -Eq "^\.mp2?\.synth-tmp" && fail "synth into a mount point left a staging folder"
 else
-    echo "test_cli_crop: no mount namespace (not root): synth into a mount point not checked"
+    skip_env test_cli_crop "synth into a mount point" "no mount namespace: not root"
 fi
 
 # ---- crop -> predict, crop -> train -------------------------------------------------------------------
