@@ -566,9 +566,16 @@ if [ -x "$tool" ] && ldd "$tool" | grep -qi mpi; then
         "$tool" info "$t/${3:-$1}.cfnet.last.safetensors" >/dev/null ||
             { echo "test_mpi: $1: the checkpoint of the stopped run does not load"; exit 1; }
     }
-    # the model replaced by another program between epochs,
+    # the model replaced by another program between epochs (a copy that lands while rank 0
+    # renames its own new model into place goes to the file that rename removes, which no run
+    # can see: epochs take about 10 ms here, so the copy is repeated until the run stops),
     long_run rep
-    cp "$t/plain.cfnet" "$t/rep.cfnet"
+    n=0
+    while kill -0 $job 2>/dev/null && [ $n -lt 100 ]; do
+        cp "$t/plain.cfnet" "$t/rep.cfnet"
+        sleep 0.2
+        n=$((n + 1))
+    done
     wait $job
     rc=$?
     rm -f "$t/rc".*
