@@ -3,8 +3,10 @@
  * CFNET_OPTION_THREADS > 1 runs its convolutions on its own pool, its worker threads end with
  * the network (or when the option changes), and OpenBLAS is single-threaded exactly while the
  * engine runs several shares, with the host's setting restored afterwards. Workers and callers
- * poll before sleeping; cf_parallel_for cuts ranges for the layers' own loops, which keep
+ * poll before sleeping, and stop polling for a while when a polling thread was late (the
+ * machine busy); cf_parallel_for cuts ranges for the layers' own loops, which keep
  * their bits on any number of threads. */
+#define _GNU_SOURCE /* sched_setaffinity */
 #include "testutil.h"
 
 #include "core/pool.h"
@@ -13,6 +15,7 @@
 #include <dirent.h>
 #include <stdlib.h>
 #include <pthread.h>
+#include <sched.h>
 #include <stdatomic.h>
 #include <string.h>
 #include <time.h>
@@ -305,6 +308,169 @@ static void pool_polling_time_from_the_environment(void **state)
     unsetenv("CFNET_SPIN_US");
 }
 
+/* Polling on a busy machine (pool.c): a thread found late while polling -- off its processor,
+ * the machine's processors taken by others -- stops all polling of the pool for 100 ms. The
+ * pool reads a clock the test sets: frozen at fake_now (a polling thread then never runs out
+ * of polling time), minus the calling thread's fake_skew. */
+static _Atomic uint64_t fake_now = 1000000000000ull; /* 1000 s */
+static _Thread_local uint64_t fake_skew;
+static uint64_t fake_clock(void) { return atomic_load(&fake_now) - fake_skew; }
+
+typedef struct poll_stats {
+    uint64_t worker, caller, quiets;
+} poll_stats;
+
+static poll_stats stats_of(const cf_pool *p)
+{
+    poll_stats s;
+    cf_pool_poll_stats(p, &s.worker, &s.caller, &s.quiets);
+    return s;
+}
+
+static void sleep_ms(long ms)
+{
+    struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
+    nanosleep(&ts, NULL);
+}
+
+/* Waits (up to 30 s) until the pool's workers have begun `worker` polling waits and it has
+ * begun `quiets` quiet spells. */
+static poll_stats wait_for_stats(const cf_pool *p, uint64_t worker, uint64_t quiets)
+{
+    poll_stats s = stats_of(p);
+    for (int i = 0; i < 30000 && (s.worker < worker || s.quiets < quiets); i++) {
+        sleep_ms(1);
+        s = stats_of(p);
+    }
+    assert_true(s.worker == worker);
+    assert_true(s.quiets == quiets);
+    return s;
+}
+
+/* A job that puts a 2-thread pool on the test's clock with 1 ms of polling while its worker
+ * is inside its share: the worker's first polling wait, after the share, is on that clock. */
+typedef struct clock_setup {
+    cf_pool *p;
+    atomic_int in_share, set;
+} clock_setup;
+
+static void clock_setup_share(void *arg, int i)
+{
+    clock_setup *cs = arg;
+    if (i == 1) {
+        atomic_store(&cs->in_share, 1);
+        while (!atomic_load(&cs->set)) sched_yield();
+    } else {
+        while (!atomic_load(&cs->in_share)) sched_yield();
+        cf_pool_set_clock(cs->p, fake_clock);
+        cf_pool_set_spin_ns(cs->p, 1000000);
+        atomic_store(&cs->set, 1);
+    }
+}
+
+/* The pool, its worker polling for the next job on the test's clock (which stands still, so
+ * that the polling goes on until the test moves it or runs a job). It starts without polling,
+ * so that its worker never reads the monotonic clock and then the test's. */
+static cf_pool *pool_on_fake_clock(void)
+{
+    setenv("CFNET_SPIN_US", "0", 1);
+    cf_pool *p = NULL;
+    CF_ASSERT_OK(cf_pool_create(NULL, 2, &p));
+    unsetenv("CFNET_SPIN_US");
+    clock_setup cs = {.p = p};
+    {
+        CF_POOL_SCOPE(p);
+        cf_parallel_run(2, clock_setup_share, &cs);
+        assert_int_equal(cf_parallel_last_path(), 1);
+    }
+    wait_for_stats(p, 1, 0);
+    return p;
+}
+
+static void run_job(cf_pool *p, counts *c)
+{
+    CF_POOL_SCOPE(p);
+    cf_parallel_run(2, count_share, c);
+    assert_int_equal(cf_parallel_last_path(), 1);
+    assert_each_once(c, 2);
+}
+
+/* The worker polls for the next job on a clock that stands still, and is never late; the
+ * clock jumps 0.3 ms between two of its looks: the pool goes quiet, the worker sleeps. For the
+ * next 100 ms neither the worker nor a caller polls (the jobs run all the same), and after
+ * them both poll again. */
+static void pool_goes_quiet_when_a_polling_thread_was_late(void **state)
+{
+    (void)state;
+    counts c;
+    memset(&c, 0, sizeof c);
+    fake_skew = 0;
+    cf_pool *p = pool_on_fake_clock();
+    run_job(p, &c);
+    poll_stats s = wait_for_stats(p, 2, 0); /* the worker polls again, after its share */
+    sleep_ms(20);
+    assert_true(stats_of(p).quiets == 0); /* not late: the clock stands still */
+    atomic_fetch_add(&fake_now, 300000);  /* 0.3 ms pass between two of its looks */
+    s = wait_for_stats(p, 2, 1);
+    /* quiet: two jobs within 100 ms run without polling */
+    for (int j = 0; j < 2; j++) {
+        atomic_fetch_add(&fake_now, 40000000); /* 40 ms later */
+        run_job(p, &c);
+    }
+    sleep_ms(20);
+    poll_stats q = stats_of(p);
+    assert_true(q.worker == s.worker && q.caller == s.caller && q.quiets == 1);
+    /* 100 ms after the late look the pool polls again */
+    atomic_fetch_add(&fake_now, 30000000);
+    run_job(p, &c);
+    wait_for_stats(p, 3, 1);
+    cf_pool_destroy(p);
+}
+
+/* The worker polls; a job published 1 ms (on the publishing thread's clock) before the worker
+ * sees it: the worker was late, and the pool goes quiet. A job it sees at once does not. */
+static void pool_goes_quiet_when_a_job_waited_for_a_polling_thread(void **state)
+{
+    (void)state;
+    counts c;
+    memset(&c, 0, sizeof c);
+    fake_skew = 0;
+    cf_pool *p = pool_on_fake_clock();
+    run_job(p, &c); /* seen at once by the polling worker */
+    wait_for_stats(p, 2, 0);
+    fake_skew = 1000000; /* this thread's clock 1 ms behind the worker's */
+    run_job(p, &c);
+    fake_skew = 0;
+    assert_true(stats_of(p).quiets == 1);
+    cf_pool_destroy(p);
+}
+
+/* On the monotonic clock: with the process on one processor, the worker and the caller take
+ * turns on it, and the one polling while the other has work is taken off it and finds itself
+ * late. The pool goes quiet instead of polling for its 50 ms at every job. */
+static void pool_on_one_processor_goes_quiet(void **state)
+{
+    (void)state;
+    cpu_set_t old, one;
+    if (sched_getaffinity(0, sizeof old, &old) != 0) skip();
+    int cpu = -1;
+    for (int i = 0; i < CPU_SETSIZE && cpu < 0; i++)
+        if (CPU_ISSET(i, &old)) cpu = i;
+    assert_true(cpu >= 0);
+    CPU_ZERO(&one);
+    CPU_SET(cpu, &one);
+    if (sched_setaffinity(0, sizeof one, &one) != 0) skip();
+    cf_pool *p = NULL;
+    CF_ASSERT_OK(cf_pool_create(NULL, 2, &p)); /* the worker inherits the one processor */
+    cf_pool_set_spin_ns(p, 50000000);
+    counts c;
+    memset(&c, 0, sizeof c);
+    for (int j = 0; j < 40; j++) run_job(p, &c);
+    assert_true(stats_of(p).quiets >= 1);
+    cf_pool_destroy(p);
+    assert_int_equal(sched_setaffinity(0, sizeof old, &old), 0);
+}
+
 /* cf_parallel_for: contiguous ranges covering [0, n) once, one per share, as many shares as
  * the threads allow with at least min_items each, and the caller alone when that is one. */
 typedef struct ranges {
@@ -468,6 +634,9 @@ int main(void)
         cmocka_unit_test(blas_is_single_threaded_inside_parallel_runs),
         cmocka_unit_test(pool_polls_then_sleeps_and_runs_every_share_once),
         cmocka_unit_test(pool_polling_time_from_the_environment),
+        cmocka_unit_test(pool_goes_quiet_when_a_polling_thread_was_late),
+        cmocka_unit_test(pool_goes_quiet_when_a_job_waited_for_a_polling_thread),
+        cmocka_unit_test(pool_on_one_processor_goes_quiet),
         cmocka_unit_test(parallel_for_covers_the_range_once),
         cmocka_unit_test(layers_split_over_threads_keep_their_bits),
         cmocka_unit_test(fused_batch_norm_relu_split_over_threads_keeps_its_bits),

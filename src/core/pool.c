@@ -34,6 +34,11 @@ struct cf_pool {
     bool busy;           /* a caller owns the pool (under `lock`) */
     _Atomic bool shutdown;
     _Atomic uint64_t spin; /* polling time in ns (see below) */
+    _Atomic uint64_t published;   /* clock() when the current job was published */
+    _Atomic uint64_t quiet_until; /* nobody polls before this time (see below) */
+    /* polling waits begun by workers and by callers; quiet spells begun (for tests) */
+    _Atomic uint64_t worker_polls, caller_polls, quiets;
+    uint64_t (*_Atomic clock)(void); /* cf_platform_now_ns, or a test's clock */
     uint64_t forkgen;      /* cf_platform_fork_generation() when the workers started */
 };
 
@@ -67,19 +72,71 @@ static uint64_t default_spin_ns(int threads)
     return threads > cf_platform_cpu_count() ? 0 : CF_POOL_SPIN_NS;
 }
 
+/* Polling on a busy machine. When other processes take the processors, a polling thread
+ * holds one that a thread with work needs (the README's quick start trained twice as slowly
+ * at a load of 3 with polling as without, docs/performance.md round 19). A thread that finds
+ * itself late -- more than CF_POOL_LATE_NS between two of its own looks at the clock while
+ * polling, or a job it was polling for published that long before it saw it -- was off its
+ * processor: the processors are taken, and polling only slows the others. Then no thread of
+ * the pool polls for CF_POOL_QUIET_NS; they sleep at once, as with CFNET_SPIN_US=0, and
+ * polling resumes after that time. On an idle machine a polling thread is never that late, and
+ * the pool polls as before. */
+#define CF_POOL_LATE_NS 200000u     /* 0.2 ms */
+#define CF_POOL_QUIET_NS 100000000u /* 100 ms */
+
+static uint64_t pool_now(cf_pool *p)
+{
+    return atomic_load_explicit(&p->clock, memory_order_relaxed)();
+}
+
+static void pool_go_quiet(cf_pool *p, uint64_t now)
+{
+    atomic_store_explicit(&p->quiet_until, now + CF_POOL_QUIET_NS, memory_order_relaxed);
+    atomic_fetch_add_explicit(&p->quiets, 1, memory_order_relaxed);
+}
+
+/* The polling time for a wait beginning at `now`: 0 while the pool is quiet. Counts the
+ * polling waits in *count. */
+static uint64_t poll_budget(cf_pool *p, uint64_t now, _Atomic uint64_t *count)
+{
+    uint64_t budget = atomic_load_explicit(&p->spin, memory_order_relaxed);
+    if (!budget || now < atomic_load_explicit(&p->quiet_until, memory_order_relaxed)) return 0;
+    atomic_fetch_add_explicit(count, 1, memory_order_relaxed);
+    return budget;
+}
+
+/* One look at the clock in a polling loop that began at t0 and last looked at *last: false
+ * when the polling should end (its time is up, or the thread was late: then the pool goes
+ * quiet). */
+static bool keep_polling(cf_pool *p, uint64_t t0, uint64_t *last, uint64_t budget)
+{
+    uint64_t now = pool_now(p);
+    if (now - *last > CF_POOL_LATE_NS) {
+        pool_go_quiet(p, now);
+        return false;
+    }
+    *last = now;
+    return now - t0 <= budget;
+}
+
 /* Polls until *gen differs from `seen` (or shutdown) for at most the spin time; true if it
  * did. */
 static bool spin_for_job(cf_pool *p, uint64_t seen)
 {
-    uint64_t budget = atomic_load_explicit(&p->spin, memory_order_relaxed);
+    uint64_t t0 = pool_now(p), last = t0, budget = poll_budget(p, t0, &p->worker_polls);
     if (!budget) return false;
-    uint64_t t0 = cf_platform_now_ns();
     for (unsigned i = 1;; i++) {
-        if (atomic_load_explicit(&p->gen, memory_order_acquire) != seen ||
-            atomic_load_explicit(&p->shutdown, memory_order_relaxed))
+        bool job = atomic_load_explicit(&p->gen, memory_order_acquire) != seen;
+        if (job || atomic_load_explicit(&p->shutdown, memory_order_relaxed)) {
+            if (job) { /* published long before this thread saw it: it was off its processor */
+                uint64_t now = pool_now(p),
+                         pub = atomic_load_explicit(&p->published, memory_order_relaxed);
+                if (now > pub && now - pub > CF_POOL_LATE_NS) pool_go_quiet(p, now);
+            }
             return true;
+        }
         cf_cpu_relax();
-        if (!(i & 63) && cf_platform_now_ns() - t0 > budget) return false;
+        if (!(i & 63) && !keep_polling(p, t0, &last, budget)) return false;
     }
 }
 
@@ -131,6 +188,7 @@ cfnet_status cf_pool_create(const cf_allocator *a, int threads, cf_pool **out)
      * library (dlclose) before freeing it must not pull the code from under them. */
     cf_platform_keep_self_loaded();
     atomic_store(&p->spin, default_spin_ns(threads));
+    atomic_store_explicit(&p->clock, cf_platform_now_ns, memory_order_relaxed);
     p->workers = cf_alloc_zero(a, (size_t)threads - 1, sizeof *p->workers);
     if (!p->workers) {
         cf_free(p);
@@ -182,6 +240,22 @@ uint64_t cf_pool_spin_ns(const cf_pool *p)
     return p ? atomic_load_explicit(&((cf_pool *)p)->spin, memory_order_relaxed) : 0;
 }
 
+void cf_pool_set_clock(cf_pool *p, uint64_t (*clock)(void))
+{
+    if (p)
+        atomic_store_explicit(&p->clock, clock ? clock : cf_platform_now_ns,
+                              memory_order_relaxed);
+}
+
+void cf_pool_poll_stats(const cf_pool *p, uint64_t *worker_polls, uint64_t *caller_polls,
+                        uint64_t *quiets)
+{
+    cf_pool *q = (cf_pool *)p;
+    *worker_polls = p ? atomic_load_explicit(&q->worker_polls, memory_order_relaxed) : 0;
+    *caller_polls = p ? atomic_load_explicit(&q->caller_polls, memory_order_relaxed) : 0;
+    *quiets = p ? atomic_load_explicit(&q->quiets, memory_order_relaxed) : 0;
+}
+
 /* Claims the pool for a job of `count` shares; false if it is busy or too small. */
 static bool pool_claim(cf_pool *p, int count)
 {
@@ -200,17 +274,20 @@ static void pool_run(cf_pool *p, int count, void (*fn)(void *, int), void *arg)
     p->arg = arg;
     p->count = count;
     atomic_store_explicit(&p->pending, p->nworkers, memory_order_relaxed);
+    atomic_store_explicit(&p->published, pool_now(p), memory_order_relaxed);
     atomic_fetch_add_explicit(&p->gen, 1, memory_order_release);
     cf_cond_broadcast(&p->work);
     cf_mutex_unlock(&p->lock);
     fn(arg, 0);
     /* Poll for the workers' end for a while, then sleep until the last one signals. */
-    uint64_t budget = atomic_load_explicit(&p->spin, memory_order_relaxed),
-             t0 = budget ? cf_platform_now_ns() : 0;
+    uint64_t t0 = pool_now(p), last = t0;
+    uint64_t budget = atomic_load_explicit(&p->pending, memory_order_acquire) > 0
+                          ? poll_budget(p, t0, &p->caller_polls)
+                          : 0;
     for (unsigned i = 1; budget && atomic_load_explicit(&p->pending, memory_order_acquire) > 0;
          i++) {
         cf_cpu_relax();
-        if (!(i & 63) && cf_platform_now_ns() - t0 > budget) break;
+        if (!(i & 63) && !keep_polling(p, t0, &last, budget)) break;
     }
     cf_mutex_lock(&p->lock);
     while (atomic_load_explicit(&p->pending, memory_order_acquire) > 0)
