@@ -288,7 +288,7 @@ cmp "$out/linked/cells.csv" "$o1/cells.csv" || fail "the crop through a link to 
 # any killed run's, or each restart left one more, up to 100 (then crop refused to start)
 host=$("$py" -c 'import socket; print(socket.gethostname())')
 mkdir "$out/pidrun"
-expect 0 "removed 2 staging folders .*that killed runs left" sh -c 'for s in "" .1; do mkdir "$1/.x.crop-tmp.$$.$5$s" && : >"$1/.x.crop-tmp.$$.$5$s/old"; done && exec "$2" crop "$3" "$4" -o "$1/x" --size 16' \
+expect 0 "removed 2 staging folders .*that killed runs left" sh -c 'for s in "$$.$5" "$$-1.$5"; do mkdir "$1/.x.crop-tmp.$s" && : >"$1/.x.crop-tmp.$s/old"; done && exec "$2" crop "$3" "$4" -o "$1/x" --size 16' \
     sh "$out/pidrun" "$cfnet" "$out/f16.tif" "$out/m32.tif" "$host"
 cmp "$out/pidrun/x/cells.csv" "$o1/cells.csv" || fail "the crop beside an old staging folder differs"
 test "$(ls -A "$out/pidrun" | tr '\n' ' ')" = "x " || fail "staging folders of this process id stayed: $(ls -A "$out/pidrun" | tr '\n' ' ')"
@@ -306,18 +306,24 @@ kill "$(cat "$out/locker2.pid")" 2>/dev/null || :
 cmp "$out/pidrun2/x/cells.csv" "$o1/cells.csv" || fail "the crop beside a locked staging folder differs"
 test "$(ls -A "$out/pidrun2" | grep -c crop-tmp)" = 1 || fail "crop touched the locked staging folder of its process id"
 # staging folders that runs of this host killed outright (kill -9) left: removed by the next
-# crop into the same DIR when their process is gone (a finished subshell's id) and no process
-# holds their lock; those of a live process (this shell's), another host, another DIR, a
-# locked one, or holding a subfolder stay
+# crop into the same DIR when no process holds their lock and, on this machine's own disk, they
+# were locked once (no sticky bit, which marks a folder made and not yet locked) whatever
+# process has their id now (this shell's: the id of a killed run came round again), or their
+# process is gone (a finished subshell's id); those of another host, of a host whose name ends
+# in ".2" (".PID.HOST.2", once "HOST" with a number), without a host, of another DIR, marked
+# and of a live process (a run between making and locking it), locked, or holding a subfolder
+# stay
 dead=$(sh -c 'echo $$')
 mkdir "$out/killed"
-for s in ".y.crop-tmp.$dead.$host" ".y.crop-tmp.$dead.$host.3" ".y.crop-tmp.$$.$host" \
-    ".y.crop-tmp.$dead.other-$host" ".z.crop-tmp.$dead.$host" ".y.crop-tmp.$dead.$host.x" \
-    ".y.crop-tmp.$dead.$host.4" ".y.crop-tmp.$dead.$host.5"; do
+for s in ".y.crop-tmp.$dead.$host" ".y.crop-tmp.$dead-3.$host" ".y.crop-tmp.$$.$host" \
+    ".y.crop-tmp.$dead-7.$host" ".y.crop-tmp.$$-6.$host" ".y.crop-tmp.$dead.$host.2" \
+    ".y.crop-tmp.$dead" ".y.crop-tmp.$dead.other-$host" ".z.crop-tmp.$dead.$host" \
+    ".y.crop-tmp.$dead.$host.x" ".y.crop-tmp.$dead-4.$host" ".y.crop-tmp.$dead-5.$host"; do
     mkdir "$out/killed/$s" && : >"$out/killed/$s/f16_3.tif" && : >"$out/killed/$s/cells.csv"
 done
-mkdir "$out/killed/.y.crop-tmp.$dead.$host.5/sub"
-"$py" - "$out/killed/.y.crop-tmp.$dead.$host.4" <<'PY' &
+chmod +t "$out/killed/.y.crop-tmp.$dead-7.$host" "$out/killed/.y.crop-tmp.$$-6.$host"
+mkdir "$out/killed/.y.crop-tmp.$dead-5.$host/sub"
+"$py" - "$out/killed/.y.crop-tmp.$dead-4.$host" <<'PY' &
 import fcntl, os, sys, time
 fd = os.open(sys.argv[1], os.O_RDONLY)
 fcntl.flock(fd, fcntl.LOCK_EX)
@@ -326,18 +332,47 @@ time.sleep(60)
 PY
 locker=$!
 i=0
-while [ ! -e "$out/killed/.y.crop-tmp.$dead.$host.4/locked" ] && [ $i -lt 600 ]; do sleep 0.1; i=$((i + 1)); done
-expect 0 "removed 2 staging folders .*that killed runs left" \
+while [ ! -e "$out/killed/.y.crop-tmp.$dead-4.$host/locked" ] && [ $i -lt 600 ]; do sleep 0.1; i=$((i + 1)); done
+local_fs=0
+case $(stat -f -c %T "$out/killed") in ext2/ext3 | xfs | btrfs | f2fs | tmpfs) local_fs=1 ;; esac
+gone=3
+[ $local_fs = 1 ] && gone=4
+expect 0 "removed $gone staging folders .*that killed runs left" \
     "$cfnet" crop "$out/f16.tif" "$out/m32.tif" -o "$out/killed/y" --size 16
 kill "$locker" 2>/dev/null || :
 wait "$locker" 2>/dev/null || :
-test "$(cd "$out/killed" && LC_ALL=C ls -A | tr '\n' ' ')" = "$(printf '%s ' ".y.crop-tmp.$$.$host" \
-    ".y.crop-tmp.$dead.$host.4" ".y.crop-tmp.$dead.$host.5" ".y.crop-tmp.$dead.$host.x" \
-    ".y.crop-tmp.$dead.other-$host" ".z.crop-tmp.$dead.$host" y | tr ' ' '\n' | LC_ALL=C sort | tr '\n' ' ')" ||
+kept=".y.crop-tmp.$$-6.$host .y.crop-tmp.$dead.$host.2 .y.crop-tmp.$dead \
+    .y.crop-tmp.$dead-4.$host .y.crop-tmp.$dead-5.$host .y.crop-tmp.$dead.$host.x \
+    .y.crop-tmp.$dead.other-$host .z.crop-tmp.$dead.$host y"
+[ $local_fs = 1 ] || kept="$kept .y.crop-tmp.$$.$host"
+# shellcheck disable=SC2086
+test "$(cd "$out/killed" && LC_ALL=C ls -A | tr '\n' ' ')" = "$(printf '%s ' $kept | tr ' ' '\n' | LC_ALL=C sort | tr '\n' ' ')" ||
     fail "stale staging folders: $(cd "$out/killed" && ls -A | tr '\n' ' ')"
-test -e "$out/killed/.y.crop-tmp.$dead.$host.5/cells.csv" || fail "files removed from a staging folder that holds a folder"
-test -e "$out/killed/.y.crop-tmp.$$.$host/cells.csv" || fail "files removed from a live process's staging folder"
+test -e "$out/killed/.y.crop-tmp.$dead-5.$host/cells.csv" || fail "files removed from a staging folder that holds a folder"
+test -e "$out/killed/.y.crop-tmp.$$-6.$host/cells.csv" || fail "files removed from a live process's staging folder not locked yet"
+test -e "$out/killed/.y.crop-tmp.$dead.$host.2/cells.csv" || fail "files removed from the staging folder of host $host.2"
 cmp "$out/killed/y/cells.csv" "$o1/cells.csv" || fail "the crop beside stale staging folders differs"
+test -k "$out/killed/y" && fail "DIR kept the sticky bit of a staging folder not locked yet"
+test "$(stat -c %a "$out/killed/y")" = "$(stat -c %a "$out/pidrun/x")" || fail "DIR's mode: $(stat -c %a "$out/killed/y")"
+# two crops into the same new DIR at once: one writes it, the other (started after DIR was
+# written: DIR not empty, status 2; or finding it written at its own rename: status 1) writes
+# nothing and removes its staging folder; DIR is one run's whole output
+mkdir "$out/both"
+for k in 1 2 3; do
+    "$cfnet" crop "$out/f16.tif" "$out/m32.tif" -o "$out/both/d$k" --size 16 >"$out/both1.txt" 2>&1 &
+    p1=$!
+    "$cfnet" crop "$out/f16.tif" "$out/m32.tif" -o "$out/both/d$k" --size 16 >"$out/both2.txt" 2>&1 &
+    p2=$!
+    s1=0 && wait $p1 || s1=$?
+    s2=0 && wait $p2 || s2=$?
+    case "$s1 $s2" in
+    "0 1" | "0 2" | "1 0" | "2 0") ;;
+    *) fail "two crops into one DIR: status $s1 and $s2: $(cat "$out/both1.txt" "$out/both2.txt")" ;;
+    esac
+    cmp "$out/both/d$k/cells.csv" "$o1/cells.csv" || fail "two crops into one DIR: cells.csv differs"
+    test "$(ls "$out/both/d$k" | wc -l)" = "$(ls "$o1" | wc -l)" || fail "two crops into one DIR: $(ls "$out/both/d$k" | tr '\n' ' ')"
+done
+test "$(ls -A "$out/both" | tr '\n' ' ')" = "d1 d2 d3 " || fail "two crops into one DIR left $(ls -A "$out/both" | tr '\n' ' ')"
 # every cell near the border: no crops is an error
 expect 1 "no crops: 5 cells too near the border" "$cfnet" crop "$out/f16.tif" "$out/m32.tif" -o "$out/bad2" --size 99
 test -e "$out/bad2" && fail "a crop without crops left DIR"
@@ -621,18 +656,18 @@ mkdir "$out/smid/e2" && chmod 2750 "$out/smid/e2"
 mkdir "$out/smid/e3" && ln -s e3 "$out/smid/l3"
 shost=$("$py" -c 'import socket; print(socket.gethostname())')
 sdead=$(sh -c 'echo $$')
-for s in "" .2 .3; do mkdir -p "$out/smid/.st.synth-tmp.$sdead.$shost$s/train/class00"; done
+for s in "" -2 -3; do mkdir -p "$out/smid/.st.synth-tmp.$sdead$s.$shost/train/class00"; done
 : >"$out/smid/.st.synth-tmp.$sdead.$shost/train/class00/0000.tif"
-ln -s / "$out/smid/.st.synth-tmp.$sdead.$shost.3/train/class00/root"
+ln -s / "$out/smid/.st.synth-tmp.$sdead-3.$shost/train/class00/root"
 for t in e2 l3 st; do
     expect 0 "wrote 4 fields of view" "$cfnet" synth "$out/smid/$t" --fields 4 --classes 2 \
         --per-class 8 --test-per-class 0 --bits 8 --channels 1
 done
 grep -q "removed 2 staging folders (.st.synth-tmp.\*) that killed runs left" "$out/last.txt" ||
     fail "synth did not remove the staging folders of a killed run: $(cat "$out/last.txt")"
-test "$(cd "$out/smid" && LC_ALL=C ls -A | tr '\n' ' ')" = ".st.synth-tmp.$sdead.$shost.3 e e2 e3 l3 st " ||
+test "$(cd "$out/smid" && LC_ALL=C ls -A | tr '\n' ' ')" = ".st.synth-tmp.$sdead-3.$shost e e2 e3 l3 st " ||
     fail "synth left or removed: $(cd "$out/smid" && ls -A | tr '\n' ' ')"
-test -L "$out/smid/.st.synth-tmp.$sdead.$shost.3/train/class00/root" || fail "a staging folder holding a link was emptied"
+test -L "$out/smid/.st.synth-tmp.$sdead-3.$shost/train/class00/root" || fail "a staging folder holding a link was emptied"
 test "$(stat -c %a "$out/smid/e2")" = 2750 || fail "synth did not keep DIR's mode: $(stat -c %a "$out/smid/e2")"
 test -L "$out/smid/l3" || fail "synth replaced the link to DIR"
 for t in e2 e3 st; do

@@ -11,7 +11,14 @@
 #include <string.h>
 #include <sys/file.h>
 #include <sys/stat.h>
+#ifdef __linux__
+#include <sys/vfs.h>
+#endif
 #include <unistd.h>
+
+#ifndef S_ISVTX
+#define S_ISVTX 01000 /* the sticky bit (XSI; outside the POSIX base this file is built for) */
+#endif
 
 /* The process umask, read without changing it (Linux /proc); 022 if unavailable. */
 static mode_t current_umask(void)
@@ -246,12 +253,44 @@ int cf_platform_remove_stale_temps(int dirfd, const char *base, unsigned flags, 
 int cf_platform_lock_dir(const char *path)
 {
     int fd = open(path, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-    if (fd >= 0 && flock(fd, LOCK_EX | LOCK_NB) != 0 && errno == EWOULDBLOCK) {
+    if (fd < 0) return -1;
+    if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
+        if (errno != EWOULDBLOCK) return fd; /* a file system without locks: the name decides */
         close(fd);
         errno = EEXIST;
         return -1;
     }
-    return fd; /* a file system without locks: the process id in the name decides */
+    /* locked: the sticky bit that said "made, not locked yet" is cleared (after the lock, so
+     * that a cleaner that sees it cleared finds the lock held, or the run over) */
+    struct stat sb;
+    if (fstat(fd, &sb) == 0 && (sb.st_mode & S_ISVTX))
+        (void)fchmod(fd, sb.st_mode & 07777 & ~(mode_t)S_ISVTX);
+    return fd;
+}
+
+/* Whether the folder open as fd is on a file system of this machine's own disks or memory,
+ * which no other host writes (ext2/3/4, XFS, Btrfs, F2FS, tmpfs): there flock(2) is seen by
+ * every process that can reach the folder, so a lock not held means its run is over. Network
+ * and cluster file systems (NFS, SMB, Lustre, CephFS, ...) and any other: false. */
+static bool locks_local(int fd)
+{
+#ifdef __linux__
+    struct statfs sf;
+    if (fstatfs(fd, &sf) != 0) return false;
+    switch ((unsigned long)sf.f_type) {
+    case 0xEF53UL:     /* ext2/3/4 */
+    case 0x58465342UL: /* XFS */
+    case 0x9123683EUL: /* Btrfs */
+    case 0xF2F52010UL: /* F2FS */
+    case 0x01021994UL: /* tmpfs */
+        return true;
+    default:
+        return false;
+    }
+#else
+    (void)fd;
+    return false;
+#endif
 }
 
 /* Whether the folder open as fd holds only regular files and, `depth` levels down, folders that
@@ -303,13 +342,23 @@ static void tree_empty(int fd)
 
 /* Removes the folder `name` in dirfd and the regular files in it (and, `depth` levels down, the
  * folders in it that hold only such), while no process holds a lock on it
- * (cf_platform_lock_dir). A folder that holds anything else stays whole. 0 when removed. */
-static int remove_dir_if_unlocked(int dirfd, const char *name, int depth)
+ * (cf_platform_lock_dir) and it is still the folder of that name. pid_stale: the process of
+ * its name is gone; else only a folder that was locked once (its sticky bit cleared) on a file
+ * system whose locks every writer's process shares (`local`) is removed: there the lock alone
+ * tells, whatever process has the id now. A folder that holds anything else stays whole. 0 when
+ * removed. */
+static int remove_dir_if_unlocked(int dirfd, const char *name, int depth, bool pid_stale,
+                                  bool local)
 {
     int fd = openat(dirfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
     if (fd < 0) return -1;
-    if (!lock_unless_held(fd, false)) {
-        close(fd);
+    struct stat sb, now;
+    /* the mode before the lock: cleared, the run had locked it (or was a run of a version
+     * without the mark, which locked it before writing a file) */
+    if (fstat(fd, &sb) != 0 || (!pid_stale && (!local || (sb.st_mode & S_ISVTX))) ||
+        !lock_unless_held(fd, false) || fstatat(dirfd, name, &now, AT_SYMLINK_NOFOLLOW) != 0 ||
+        !same_file(&sb, &now)) {
+        close(fd); /* a run's own, or gone (renamed into DIR's place) since it was read */
         return -1;
     }
     /* regular files (and plain folders of them) only, or it is left as it is */
@@ -325,25 +374,32 @@ int cf_platform_remove_stale_dirs(int dirfd, const char *prefix, int depth, size
     *removed = 0;
     char host[256], hsuffix[258];
     if (cf_platform_host_name(host, sizeof host) != 0) return 0;
-    int hlen = snprintf(hsuffix, sizeof hsuffix, ".%s", host);
+    snprintf(hsuffix, sizeof hsuffix, ".%s", host);
     DIR *d = reopen_dir(dirfd);
     if (!d) return -1;
     size_t plen = strlen(prefix);
+    bool local = locks_local(dirfd);
     for (struct dirent *e; (e = readdir(d)) != NULL;) {
         const char *n = e->d_name, *tail = NULL;
         if (strncmp(n, prefix, plen) != 0) continue;
         long pid = name_pid(n + plen, &tail);
-        /* "<pid>.<host>" or "<pid>.<host>.<n>" (the name taken, a process id reused) */
-        if (pid == 0 || strncmp(tail, hsuffix, (size_t)hlen) != 0) continue;
-        const char *k = tail + hlen;
-        if (k[0] && (k[0] != '.' || !k[1] || strspn(k + 1, "0123456789") != strlen(k + 1)))
-            continue;
+        if (pid == 0) continue;
+        /* "<pid>.<host>" or "<pid>-<n>.<host>" (the name taken): the host is all after the
+         * first '.', so a host "box.2" is never host "box" with a number. The names of earlier
+         * versions, "<pid>.<host>.<n>" (of host "<host>.<n>" as well) and "<pid>" (of any
+         * host), stay. */
+        if (tail[0] == '-') {
+            size_t digits = strspn(tail + 1, "0123456789");
+            if (digits == 0) continue;
+            tail += 1 + digits;
+        }
+        if (strcmp(tail, hsuffix) != 0) continue;
         /* this process's own id too: the caller has made no folder yet, so one of that id is a
          * killed run's whose process id came round again (a container's, run after run) */
         struct stat st;
-        if ((pid == (long)getpid() || cf_platform_pid_gone(pid)) &&
-            fstatat(dirfd, n, &st, AT_SYMLINK_NOFOLLOW) == 0 &&
-            S_ISDIR(st.st_mode) && remove_dir_if_unlocked(dirfd, n, depth) == 0)
+        bool pid_stale = pid == (long)getpid() || cf_platform_pid_gone(pid);
+        if ((pid_stale || local) && fstatat(dirfd, n, &st, AT_SYMLINK_NOFOLLOW) == 0 &&
+            S_ISDIR(st.st_mode) && remove_dir_if_unlocked(dirfd, n, depth, pid_stale, local) == 0)
             (*removed)++;
     }
     closedir(d);

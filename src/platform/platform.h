@@ -77,20 +77,29 @@ int cf_platform_remove_stale_temps(int dirfd, const char *base, unsigned flags, 
 bool cf_platform_pid_gone(long pid);
 
 /* Opens the folder `path` and locks it (flock, exclusive) without waiting, for as long as the
- * descriptor returned is open, so that cf_platform_remove_stale_dirs leaves it alone (a file
- * system without locks: not locked, the process id in the name decides). -1 with errno set
- * (EEXIST: another process holds the lock). */
+ * descriptor returned is open, so that cf_platform_remove_stale_dirs leaves it alone, and then
+ * clears its sticky bit: make the folder with it (mode 01777), so that until it is locked it is
+ * told from a folder whose run is over (a file system without locks: not locked, the bit stays,
+ * the process id in the name decides). -1 with errno set (EEXIST: another process holds the
+ * lock). */
 int cf_platform_lock_dir(const char *path);
 
 /* Removes, in the folder open as `dirfd`, the folders "<prefix><pid>.<host>" and
- * "<prefix><pid>.<host>.<n>" that a process of this host no longer alive left (the process id
- * gone as cf_platform_pid_gone says, or this process's own: call it before making the caller's
- * folder, so that one of this id is a killed run's whose id came round again), with the regular files in them, only while holding a
- * shared flock taken without waiting (a live process's cf_platform_lock_dir keeps its folder; so
- * does a file system without locks, unlike the files above: nothing there is removed). A folder
- * that holds anything but regular files (and, `depth` levels down, folders holding only such:
- * 0, none) stays whole. *removed: how many. Without a host name nothing can be told stale (0
- * removed). 0, or -1 with errno set when the folder cannot be read. */
+ * "<prefix><pid>-<n>.<host>" of this host (the host is all the name holds after the first '.'
+ * that follows the digits) that no live run holds, with the regular files in them, only while
+ * holding a shared flock taken without waiting (a live process's cf_platform_lock_dir keeps its
+ * folder) and while the name is still that folder's. On a file system of this machine's own
+ * (ext4, XFS, Btrfs, F2FS, tmpfs), where every process that writes there shares the kernel's
+ * locks, a folder once locked (sticky bit cleared) and not locked now is stale whatever process
+ * has its id now; elsewhere (NFS, where another host's lock on a folder is not seen) its process
+ * must be gone as well (cf_platform_pid_gone, or this process's own id: call it before making
+ * the caller's folder, so that one of this id is a killed run's whose id came round again), and
+ * a file system without locks keeps them all. The names of earlier versions,
+ * "<prefix><pid>.<host>.<n>" (as well the name of a host "<host>.<n>") and "<prefix><pid>"
+ * (without a host), stay. A folder that holds anything but regular files (and, `depth` levels
+ * down, folders holding only such: 0, none) stays whole. *removed: how many. Without a host
+ * name nothing can be told stale (0 removed). 0, or -1 with errno set when the folder cannot be
+ * read. */
 int cf_platform_remove_stale_dirs(int dirfd, const char *prefix, int depth, size_t *removed);
 
 /* This host's name (gethostname) in buf: 0, or -1 when there is none, or it is empty or holds

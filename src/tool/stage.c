@@ -150,20 +150,21 @@ int stage_open(tool_stage *st, const tool_stage_how *how, const char *dir)
         return how->status;
     }
     /* ".DIR.TAG-tmp.PID.HOST", locked while the run lasts: the staging folders that runs of
-     * this host killed outright left (their process gone, no lock held) are removed first, as
-     * train removes its stale temporaries (cf_platform_remove_stale_dirs); without a host name,
-     * ".DIR.TAG-tmp.PID", never told stale */
+     * this host killed outright left (no lock held; on a network file system their process gone
+     * too) are removed first, as train removes its stale temporaries
+     * (cf_platform_remove_stale_dirs); without a host name, ".DIR.TAG-tmp.PID", never told
+     * stale */
     char host[256];
     int hosted = cf_platform_host_name(host, sizeof host) == 0;
     char *prefix = xasprintf(".%s.%s-tmp.", base, how->cmd);
-    char *sname = hosted ? xasprintf("%s%ld.%s", prefix, (long)getpid(), host)
-                         : xasprintf("%s%ld", prefix, (long)getpid());
     {
         long nmax = pathconf(parent, _PC_NAME_MAX);
-        if (hosted && strlen(sname) + 4 > (size_t)(nmax > 0 ? nmax : 255)) {
-            free(sname); /* too long with the host name (the name DIR may have left no room) */
-            sname = xasprintf("%s%ld", prefix, (long)getpid());
-        }
+        /* too long with the host name (the name DIR may have left no room): without it */
+        char pid[24];
+        int plen = snprintf(pid, sizeof pid, "%ld", (long)getpid());
+        if (hosted && strlen(prefix) + (size_t)plen + 1 + strlen(host) + 4 >
+                          (size_t)(nmax > 0 ? nmax : 255))
+            hosted = 0;
         int pfd = open(parent, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
         size_t removed = 0;
         if (pfd >= 0) {
@@ -174,25 +175,24 @@ int stage_open(tool_stage *st, const tool_stage_how *how, const char *dir)
             tool_info("removed %zu staging folder%s (.%s.%s-tmp.*) that killed runs left in %s",
                       removed, removed == 1 ? "" : "s", base, how->cmd, parent);
     }
-    free(prefix);
-    char *stage = path_join(parent, sname);
-    free(sname);
     /* a folder of that name still there (locked by a live run elsewhere, e.g. in another
-     * container whose processes get the same ids, or holding more than files): left alone, ".N"
-     * added to the name */
-    int made = mkdir(stage, 0777) == 0;
-    for (int k = 1; !made && errno == EEXIST && k <= 100; k++) {
-        char *alt = xasprintf("%s.%d", stage, k);
-        made = mkdir(alt, 0777) == 0;
-        int e = errno;
-        if (made) {
-            free(stage);
-            stage = alt;
-        } else {
-            free(alt);
-        }
-        errno = e;
+     * container whose processes get the same ids, or holding more than files): left alone, "-N"
+     * added to the process id. Made with the sticky bit, which cf_platform_lock_dir clears once
+     * the folder is locked: a cleaner does not take the folder for a dead run's before then. */
+    char *stage = NULL;
+    int made = 0;
+    for (int k = 0; !made && k <= 100; k++) {
+        char num[32];
+        if (k) snprintf(num, sizeof num, "%ld-%d", (long)getpid(), k);
+        else snprintf(num, sizeof num, "%ld", (long)getpid());
+        char *sname = hosted ? xasprintf("%s%s.%s", prefix, num, host) : xasprintf("%s%s", prefix, num);
+        free(stage);
+        stage = path_join(parent, sname);
+        free(sname);
+        made = mkdir(stage, 01777) == 0;
+        if (!made && errno != EEXIST) break;
     }
+    free(prefix);
     if (!made) {
         int u = refuse(how, "cannot make %s beside %s: %s", stage, dir, strerror(errno));
         if (new_dir) remove_new_dirs(parent, new_dir);
@@ -220,6 +220,10 @@ int stage_commit(tool_stage *st, const char *dir, const char *what)
     if (!synced) {
         tool_error("%s: cannot flush to disk: %s", st->path, strerror(errno));
         return -1;
+    }
+    struct stat sb; /* still marked not locked (a file system without locks): the mark cleared */
+    if (!st->keep && stat(st->path, &sb) == 0 && (sb.st_mode & S_ISVTX) &&
+        chmod(st->path, sb.st_mode & 07777 & ~(mode_t)S_ISVTX) != 0) { /* the folder's own mode */
     }
     if (st->keep) {
         /* group first: a change of group may clear the setgid bit; neither is an error (another
