@@ -421,6 +421,12 @@ printf 'img/00-0000.tif,class00\nimg/missing.tif,class01\n' >"$mf/bad6.csv"
 expect 1 "bad6.csv:2: .*missing.tif: cannot open" "$cfnet" train "$mf/bad6.csv" -o "$bad/m"
 expect 1 "m.csv: not a model file \(it is a text file\)" "$cfnet" predict "$mf/m.csv" "$d/test"
 expect 1 "0000.tif: not a model file \(it is a TIFF image\)" "$cfnet" info "$d/test/class00/0000.tif"
+# a folder or an empty file as MODEL (DATA and MODEL swapped): said so, not the loader's "input/
+# output error: ... is not a regular file" or "0 bytes is too short for the 8-byte header"
+expect 1 "test: not a model file \(it is a folder\); MODEL is a .safetensors file" \
+    "$cfnet" eval "$d/test" "$m"
+: >"$mf/empty.safetensors"
+expect 1 "empty.safetensors: not a model file \(it is an empty file\)" "$cfnet" info "$mf/empty.safetensors"
 # A damaged model: cut short at a few lengths, or with bytes appended, each command says which
 # file and why, with exit status 1.
 msize=$(wc -c <"$m")

@@ -387,8 +387,19 @@ EOF_PY
 expect_refusal "exported with .cfnet export -p." "$tmp/nometa-p.onnx" "$img" 2 40 40
 expect_refusal "has 12800 bytes, not the 11840 of 2 x 40 x 37" "$tmp/cli-p.onnx" "$img" 2 40 37
 expect_refusal "usage: node classify.js" "$tmp/cli-p.onnx" "$img" 2 40
+# NaN and infinite values (a float image's masked background): refused with predict's message
+"$py" - "$img" "$tmp/nan.f32" <<'EOF_PY' || fail "writing an image with NaN"
+import sys, numpy as np
+x = np.fromfile(sys.argv[1], np.float32).reshape(2, 40, 40)
+x[1, 3, 5:9] = np.nan
+x[1, 10, 0] = np.inf
+x[1, 20, 0] = -np.inf
+x.tofile(sys.argv[2])
+EOF_PY
+expect_refusal "nan.f32: non-finite values: 4 NaN and 2 infinite of 3200 (the first in channel 2 at row 3, column 5); replace them" \
+    "$tmp/cli-p.onnx" "$tmp/nan.f32" 2 40 40
 # metadata_props (field 14) claiming 2^32 bytes: refused by ONNX Runtime at once (the reader,
 # run first, walked 4 GB past the end of the file for minutes)
 printf '\162\377\377\377\377\017\012\001k' > "$tmp/bad.onnx"
 expect_refusal "" "$tmp/bad.onnx" "$img" 2 40 40
-echo "test_cli_export: deploy.md's node script refuses a model without probabilities or metadata, an image of another size: ok"
+echo "test_cli_export: deploy.md's node script refuses a model without probabilities or metadata, an image of another size or with NaN: ok"

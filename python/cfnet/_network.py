@@ -219,10 +219,18 @@ def _layout_hint(shape, input_shape):
     return ""
 
 
-def _prepare_input(image, what):
+def _prepare_input(image, what, channels):
     """One image for cfnet_network_prepare_image: a C-contiguous float32 array (to_float32: a
-    value beyond float32's range raises InvalidArgumentError naming it)."""
+    value beyond float32's range raises InvalidArgumentError naming it). An image of no
+    channels or no pixels raises ShapeMismatchError saying which (it was "image is empty")."""
     a = image if isinstance(image, np.ndarray) else np.asarray(image)
+    if a.ndim == 3 and a.size == 0:
+        from ._errors import ShapeMismatchError
+        if a.shape[0] == 0:
+            raise ShapeMismatchError(-3, "network_prepare_image: %s has 0 channels (shape %s), "
+                                     "the model expects %d" % (what, a.shape, channels))
+        raise ShapeMismatchError(-3, "network_prepare_image: %s has no pixels (shape %s): %d "
+                                 "rows, %d columns" % ((what, a.shape) + a.shape[1:]))
     require_nonempty(a, "image")
 
     def place(idx):
@@ -232,21 +240,34 @@ def _prepare_input(image, what):
     return to_float32(a, what, "network_prepare_image", place)
 
 
+def _is_number(x):
+    """A Python or numpy scalar, or a 0-d array, of booleans, integers or reals."""
+    if isinstance(x, np.ndarray):
+        return x.ndim == 0 and x.dtype.kind in "biuf"
+    return isinstance(x, (int, float, np.integer, np.floating, np.bool_))
+
+
 def _refuse_number(images, what, input_shape, single=False):
     """ShapeMismatchError for a single number (a Python or numpy scalar, a 0-d array) given as
     images: the float32 conversion makes it a vector of one, and the shape message then read
-    "images are 1". ``single``: the call takes one C x H x W image too."""
-    if isinstance(images, np.ndarray):
-        number = images.ndim == 0 and images.dtype.kind in "biuf"
-    else:
-        number = isinstance(images, (int, float, np.integer, np.floating, np.bool_))
-    if number:
+    "images are 1". ``single``: the call takes one C x H x W image too. ``input_shape``: the
+    network's, or a string ("2 x H x W" for prepare, which takes any size)."""
+    if _is_number(images):
         from ._errors import ShapeMismatchError
-        s = "x".join(map(str, input_shape))
+        s = input_shape if isinstance(input_shape, str) else "x".join(map(str, input_shape))
         value = images.item() if isinstance(images, (np.ndarray, np.generic)) else images
         raise ShapeMismatchError(-3, "%s: images are a single number (%r), not an array: "
                                  "expected N x %s%s" % (what, value, s, " (or one %s image)"
                                                         % s if single else ""))
+
+
+def _refuse_number_image(image, what, channels):
+    """_refuse_number's message for one image of a list given to prepare."""
+    if _is_number(image):
+        from ._errors import ShapeMismatchError
+        value = image.item() if isinstance(image, (np.ndarray, np.generic)) else image
+        raise ShapeMismatchError(-3, "network_prepare_image: %s is a single number (%r), not an "
+                                 "array: expected %d x H x W" % (what, value, channels))
 
 
 def _refuse_no_images(images, what, why):
@@ -608,6 +629,8 @@ class Network(Handle):
         raises InvalidArgumentError naming it."""
         h = self._h()
         flags = PREPARE_PAD if pad else 0
+        C, S, _ = self.input_shape
+        _refuse_number(images, "network_prepare_image", "%d x H x W" % C, single=True)
         if isinstance(images, (list, tuple)):
             seq, single = images, False
         else:
@@ -623,8 +646,11 @@ class Network(Handle):
                 raise ValueError("images must be one C x H x W image, a list of them or an "
                                  "N x C x H x W array, not shape %s%s"
                                  % (a.shape, self._no_channel_hint(a.ndim, "images")))
+            if a.ndim == 4 and a.shape[0] and not a.shape[1]:
+                from ._errors import ShapeMismatchError
+                raise ShapeMismatchError(-3, "network_prepare_image: images have 0 channels "
+                                         "(shape %s), the model expects %d" % (a.shape, C))
             seq, single = ([a], True) if a.ndim == 3 else (list(a), False)
-        C, S, _ = self.input_shape
         out = np.empty((len(seq), C, S, S), dtype=np.float32)
         if not len(seq):
             return out
@@ -632,6 +658,8 @@ class Network(Handle):
         with Borrow(out) as to:
             for i, im in enumerate(seq):
                 # a list converted once (require_numbers, np.ndim and to_float32 did it each)
+                if not single:
+                    _refuse_number_image(im, "images[%d]" % i, C)
                 im = stack_numbers(im, "images[%d]" % i)
                 if not single and np.ndim(im) == 2:
                     from ._errors import ShapeMismatchError
@@ -639,7 +667,7 @@ class Network(Handle):
                         -3, "network_prepare_image: images[%d] is %s, need C x H x W%s"
                         % (i, "x".join(map(str, np.shape(im))),
                            self._no_channel_hint(2, "images[%d]" % i)))
-                x = _prepare_input(im, "image" if single else "images[%d]" % i)
+                x = _prepare_input(im, "image" if single else "images[%d]" % i, C)
                 with Borrow(x) as tx:
                     lib.call("cfnet_network_prepare_image", h, tx, flags, to, i)
         return out[0] if single else out

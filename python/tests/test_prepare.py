@@ -116,6 +116,30 @@ class PrepareTest(unittest.TestCase):
                 plain.prepare(np.ones((1, 16, 16)))
             self.assertIn("not trained by the cfnet command", str(e.exception))
 
+    def test_a_number_or_an_empty_image_is_named_so(self):
+        # A single number said "not shape ()", an image of no channels or pixels "is empty".
+        with model() as net:
+            for number in (3.0, np.float32(3), np.array(3.0)):
+                with self.assertRaisesRegex(cfnet.ShapeMismatchError, r"^network_prepare_image: "
+                                            r"images are a single number \(3\.0\), not an array: "
+                                            r"expected N x 2 x H x W \(or one 2 x H x W image\)"):
+                    net.prepare(number)
+            with self.assertRaisesRegex(cfnet.ShapeMismatchError, r"images\[1\] is a single "
+                                        r"number \(3\.0\), not an array: expected 2 x H x W"):
+                net.prepare([np.ones((2, 16, 16)), 3.0])
+            for images, msg in (
+                    (np.zeros((0, 20, 20)), r"image has 0 channels \(shape \(0, 20, 20\)\), "
+                                            "the model expects 2"),
+                    ([np.ones((2, 16, 16)), np.zeros((0, 20, 20))], r"images\[1\] has 0 channels"),
+                    (np.zeros((3, 0, 20, 20)), r"images have 0 channels \(shape \(3, 0, 20, 20\)\)"),
+                    (np.zeros((2, 0, 20)), r"image has no pixels \(shape \(2, 0, 20\)\): 0 rows, "
+                                           "20 columns"),
+                    (np.zeros((1, 2, 20, 0)), r"images\[0\] has no pixels \(shape \(2, 20, 0\)\)")):
+                with self.assertRaisesRegex(cfnet.ShapeMismatchError,
+                                            "^network_prepare_image: " + msg) as e:
+                    net.prepare(images, pad=True)
+                self.assertNotIn("empty", str(e.exception))
+
 
 if __name__ == "__main__":
     unittest.main()

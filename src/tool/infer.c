@@ -132,29 +132,53 @@ typedef struct predict_ctx {
     const char *name; /* the CSV, for the message of a failed write; NULL: a memory stream */
 } predict_ctx;
 
-static void predict_header(predict_ctx *c)
+/* fputs keeping in *err the errno of the first write that failed (-1: none set): the message
+ * names the failing write's own reason, not what a later call (a free(), another write) left
+ * in errno. */
+static void put_text(FILE *f, const char *text, int *err)
 {
-    if (c->header) return;
-    fprintf(c->out, "path,predicted");
-    csv_write_names(c->out, c->classes, c->k);
-    fputc('\n', c->out);
+    if (fputs(text, f) == EOF && !*err) *err = errno ? errno : -1;
+}
+
+/* The header once; 0, or put_text's error of its write that failed. */
+static int predict_header(predict_ctx *c)
+{
+    int err = 0;
+    if (c->header) return 0;
+    put_text(c->out, "path,predicted", &err);
+    for (int j = 0; j < c->k; j++) {
+        char *q = csv_quote(c->classes[j]);
+        put_text(c->out, ",", &err);
+        put_text(c->out, q, &err);
+        free(q);
+    }
+    put_text(c->out, "\n", &err);
     c->header = 1;
+    return err;
 }
 
 static int emit_prediction(void *user, const tool_sample *s, const float *p, int k)
 {
     predict_ctx *c = user;
-    predict_header(c);
+    int err = predict_header(c);
     char *q = csv_quote(s->path), *cl = csv_quote(c->classes[argmax(p, k)]);
-    fprintf(c->out, "%s,%s", q, cl);
+    char num[32];
+    put_text(c->out, q, &err);
+    put_text(c->out, ",", &err);
+    put_text(c->out, cl, &err);
     free(q);
     free(cl);
-    write_probabilities(c->out, p, k);
+    for (int j = 0; j < k; j++) {
+        snprintf(num, sizeof num, ",%.6g", (double)p[j]);
+        put_text(c->out, num, &err);
+    }
+    put_text(c->out, "\n", &err);
     c->rows++;
-    if (!ferror(c->out)) return 0;
+    if (!err && !ferror(c->out)) return 0;
     /* run_model's callers print nothing more: said here (a full disk, a file size limit) */
     if (c->name)
-        tool_error("%s: write failed: %s%s", c->name, strerror(errno),
+        tool_error("%s: write failed%s%s%s", c->name, err > 0 ? ": " : "",
+                   err > 0 ? strerror(err) : "",
                    c->out == stdout ? "" : " (the file is unchanged)");
     else
         tool_error("rank %d of %d could not keep its rows in memory", tool_mpi_rank(),
@@ -396,7 +420,8 @@ int cmd_predict(int argc, char **argv)
         free(mem);
         goto out_ds;
     }
-    if (rank == 0) predict_header(&ctx); /* also when this rank had no rows */
+    if (rank == 0) (void)predict_header(&ctx); /* also when this rank had no rows (a failed
+                                                  * write: out_commit says it) */
     if (size > 1) {
         /* Every rank enters the gather and the sum, failed or not (a rank that skipped a
          * collective would leave the others waiting); the sum tells every rank. */

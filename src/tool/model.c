@@ -5,6 +5,7 @@
 #include <jansson.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 static int set_meta(cfnet_network *net, const char *key, const char *value)
 {
@@ -142,14 +143,20 @@ bad:
     return -1;
 }
 
-/* What a file that did not load as a model is, from its first bytes: an image or a text file
- * given in place of the model (arguments in the wrong order), else NULL. */
-static const char *not_a_model(const char *path)
+/* What a file that did not load as a model (status st) is, from its first bytes: a folder, an
+ * empty file, an image or a text file given in place of the model (arguments in the wrong
+ * order), else NULL. */
+static const char *not_a_model(const char *path, cfnet_status st)
 {
+    struct stat sb;
+    if (stat(path, &sb) == 0 && S_ISDIR(sb.st_mode)) return "a folder";
+    if (st != CFNET_E_FORMAT && st != CFNET_E_LIMIT) return NULL;
     unsigned char b[9] = {0};
     FILE *f = fopen(path, "rb");
     size_t n = f ? fread(b, 1, sizeof b, f) : 0;
+    int empty = f && n == 0 && feof(f);
     if (f) fclose(f);
+    if (empty) return "an empty file";
     if (n >= 4 && ((b[0] == 'I' && b[1] == 'I' && b[2] == 42 && b[3] == 0) ||
                    (b[0] == 'M' && b[1] == 'M' && b[2] == 0 && b[3] == 42) ||
                    (b[0] == 'I' && b[1] == 'I' && b[2] == 43 && b[3] == 0) ||
@@ -175,7 +182,7 @@ int model_load(const char *path, cfnet_network **net)
     *net = NULL;
     cfnet_status st = cfnet_network_load(path, net);
     if (st != CFNET_OK) {
-        const char *what = st == CFNET_E_FORMAT || st == CFNET_E_LIMIT ? not_a_model(path) : NULL;
+        const char *what = not_a_model(path, st);
         if (what)
             tool_error("%s: not a model file (it is %s); MODEL is a .safetensors file written by "
                        "'cfnet train'", path, what);
