@@ -226,38 +226,71 @@ int tool_mpi_step_failed(void)
 
 int tool_mpi_step_left(void) { return step_left; }
 
+/* CFNET_TEST_SET_BATCH_RANK, a test hook (tests/test_mpi.sh): that rank's batch shares are
+ * asked for a global batch of -1, which libcfnet_mpi refuses: a failed tool_mpi_set_batch */
+static int test_bad_share;
+
 int tool_mpi_attach(cfnet_network *net)
 {
+    const char *t = getenv("CFNET_TEST_SET_BATCH_RANK");
+    test_bad_share = t && *t && atoi(t) == mpi_rank;
+    /* cfnet_mpi_create fails on one rank alone only before its MPI_Comm_dup (no memory for the
+     * group itself, a few bytes): the other ranks then wait inside MPI_Comm_dup, a collective
+     * that nothing but this rank's MPI_Comm_dup ends, so no agreement can reach them and this
+     * failure alone still ends the job by MPI_Abort (tool_mpi_finish). MPI_Comm_dup's own
+     * errors are fatal to the job (MPI_ERRORS_ARE_FATAL). */
     cfnet_status st = group ? CFNET_OK : cfnet_mpi_create(MPI_COMM_WORLD, &group);
+    if (st != CFNET_OK) {
+        tool_error("rank %d of %d: %s: %s", mpi_rank, mpi_size, cfnet_status_string(st),
+                   cfnet_mpi_last_error());
+        return -1;
+    }
     /* A network that differs from rank 0's fails the check on every rank alike: rank 0 says
      * so once, and every rank ends normally (an abort could cut rank 0's message off). */
-    if (st == CFNET_OK && cfnet_mpi_check(group, net) != CFNET_OK) {
+    if (cfnet_mpi_check(group, net) != CFNET_OK) {
         if (mpi_rank == 0)
             tool_error("%s (start every rank with the same arguments, --threads included)",
                        cfnet_mpi_last_error());
         failing_together = 1;
         return -1;
     }
-    if (st == CFNET_OK) st = cfnet_mpi_attach(group, net);
-    if (st == CFNET_OK && step_comm == MPI_COMM_NULL &&
-        MPI_Comm_dup(MPI_COMM_WORLD, &step_comm) != MPI_SUCCESS) {
+    /* From here every rank makes the same collectives (the attach's check and broadcasts, the
+     * duplication of step_comm) whatever failed before on it, then one sum (tool_hold_end): a
+     * failure on any rank is said by rank 0 and every rank ends with status 1 (each rank said
+     * its own and ended the job by MPI_Abort). cfnet_mpi_attach checks the network again: after
+     * the check above it fails only there, alike on every rank (a rank that cannot describe
+     * its network again, out of memory), so rank 0 alone says it; its broadcasts' MPI errors
+     * are fatal to the job. */
+    tool_held hold;
+    tool_hold_begin(&hold, " (attaching the MPI sums)");
+    int failed = hold.unheld[0] != '\0';
+    st = cfnet_mpi_attach(group, net);
+    if (st != CFNET_OK) {
+        if (mpi_rank == 0) tool_error("%s", cfnet_mpi_last_error());
+        failed = 1;
+    }
+    if (step_comm == MPI_COMM_NULL && MPI_Comm_dup(MPI_COMM_WORLD, &step_comm) != MPI_SUCCESS) {
         step_comm = MPI_COMM_NULL;
         tool_error("rank %d of %d: MPI_Comm_dup failed", mpi_rank, mpi_size);
-        return -1;
+        failed = 1;
     }
-    if (st == CFNET_OK) st = cfnet_network_set_sum_hook(net, step_hook, NULL);
-    if (st != CFNET_OK) {
-        tool_error("rank %d of %d: %s: %s", mpi_rank, mpi_size, cfnet_status_string(st),
-                   cfnet_mpi_last_error());
-        return -1;
+    if (!failed) {
+        st = cfnet_network_set_sum_hook(net, step_hook, NULL);
+        if (st != CFNET_OK) {
+            tool_error("rank %d of %d: %s: %s", mpi_rank, mpi_size, cfnet_status_string(st),
+                       cfnet_last_error());
+            failed = 1;
+        }
     }
-    return 0;
+    return tool_hold_end(&hold, failed) != 0 ? -1 : 0;
 }
 
 int tool_mpi_set_batch(cfnet_network *net, int64_t global_n, int64_t *offset, int64_t *count)
 {
     step_grads = step_left = 0;
-    cfnet_status st = group ? cfnet_mpi_set_batch(group, net, global_n, offset, count)
+    *offset = *count = 0;
+    cfnet_status st = group ? cfnet_mpi_set_batch(group, net, test_bad_share ? -1 : global_n,
+                                                  offset, count)
                             : CFNET_E_STATE;
     if (st != CFNET_OK) {
         tool_error("rank %d of %d: %s: %s", mpi_rank, mpi_size, cfnet_status_string(st),

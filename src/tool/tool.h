@@ -594,10 +594,13 @@ int tool_mpi_sum_doubles(double *v, int64_t n);
 /* The same for counts, summed exactly (eval's confusion matrix). */
 int tool_mpi_sum_counts(int64_t *v, int64_t n);
 /* Distributed training with libcfnet_mpi (collective): checks that every rank has the same
- * network, broadcasts rank 0's and installs the all-reduce hook. 0, or -1 with a message. */
+ * network, broadcasts rank 0's and installs the all-reduce hook. 0, or -1 on every rank with
+ * the failed ranks' messages said by rank 0 (but for the group not created on one rank alone,
+ * which tool_mpi_finish ends by MPI_Abort: src/tool/mpi.c says why). */
 int tool_mpi_attach(cfnet_network *net);
 /* This rank's share [*offset, *offset + *count) of a global batch of global_n samples, set as
- * the network's batch position. 0, or -1 with a message. */
+ * the network's batch position. 0, or -1 with a message (*count 0): this rank's own failure
+ * of the step (tool_mpi_step_failed). Resets the step's flags either way. */
 int tool_mpi_set_batch(cfnet_network *net, int64_t global_n, int64_t *offset, int64_t *count);
 void tool_mpi_detach(cfnet_network *net);
 /* Collective with the sums of the train step: this rank's step (or the loading of its share)

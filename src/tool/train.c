@@ -1541,11 +1541,6 @@ int cmd_train(int argc, char **argv)
          * trains only its share, the hook sums gradients and batch-norm statistics */
         for (int64_t s0 = 0; dist && s0 < ntr && st == CFNET_OK; s0 += c.batch) {
             int64_t nb = ntr - s0 < c.batch ? ntr - s0 : c.batch, off = 0, cnt = 0;
-            if (tool_mpi_set_batch(net, nb, &off, &cnt) != 0) goto out;
-            for (int64_t i = 0; i < cnt; i++) {
-                chunk_idx[i] = tr[order[s0 + off + i]];
-                chunklab[i] = trlab[order[s0 + off + i]];
-            }
             /* the share's messages are held, then said by rank 0 for every rank that failed,
              * in rank order, and every rank ends together (not each rank's lines shuffled
              * together on stderr and an abort) */
@@ -1560,8 +1555,16 @@ int cmd_train(int argc, char **argv)
             tool_held hold;
             tool_hold_begin(&hold, when);
             const int nostream = hold.unheld[0] != '\0';
-            const int lost = nostream || dataset_load(&ds, chunk_idx, cnt, &spec, chunkbuf, &bad) != 0;
-            if (lost && !nostream)
+            /* (a share refused, its message held, is this rank's own failure of the step too:
+             * it ended the job by MPI_Abort while the others waited in the step's first sum) */
+            const int unshared = tool_mpi_set_batch(net, nb, &off, &cnt) != 0;
+            for (int64_t i = 0; i < cnt; i++) {
+                chunk_idx[i] = tr[order[s0 + off + i]];
+                chunklab[i] = trlab[order[s0 + off + i]];
+            }
+            const int lost = nostream || unshared ||
+                             dataset_load(&ds, chunk_idx, cnt, &spec, chunkbuf, &bad) != 0;
+            if (lost && !nostream && !unshared)
                 tool_error("rank %d of %d: could not load its share of step %lld of epoch %d", rank,
                            nranks, (long long)(s0 / c.batch + 1), e);
             int64_t shape[4] = {cnt, ch, c.size, c.size};
@@ -1788,6 +1791,22 @@ int cmd_train(int argc, char **argv)
                       c.patience, c.patience == 1 ? "" : "s");
             break;
         }
+    }
+    /* The log closed by rank 0 with every rank still here (a close can report a write the
+     * flush after each epoch did not: NFS reports them there): a failure ends every rank with
+     * rank 0's message and status 1 (found at the very end, it was rank 0's alone and ended
+     * the job by MPI_Abort); one sum per run. The log holds every epoch flushed before. */
+    {
+        tool_held hold;
+        tool_hold_begin(&hold, " (closing the log)");
+        int close_failed = hold.unheld[0] != '\0';
+        if (logf && fclose(logf) != 0) {
+            tool_error("%s: write failed: %s; %s holds the last epoch", c.log, strerror(errno),
+                       ckpt);
+            close_failed = 1;
+        }
+        logf = NULL;
+        if (tool_hold_end(&hold, close_failed) != 0) goto out;
     }
     if (c.plot && rank == 0) plot_png(c.plot);
     if (dist) {
