@@ -373,6 +373,21 @@ for k in 1 2 3; do
     test "$(ls "$out/both/d$k" | wc -l)" = "$(ls "$o1" | wc -l)" || fail "two crops into one DIR: $(ls "$out/both/d$k" | tr '\n' ' ')"
 done
 test "$(ls -A "$out/both" | tr '\n' ' ')" = "d1 d2 d3 " || fail "two crops into one DIR left $(ls -A "$out/both" | tr '\n' ' ')"
+# the lock on the staging folder just made taken by another process (a cleaner that took it for
+# a killed run's; strace makes the first flock fail as if held): the run makes its folder anew
+# under the next name and locks that one, never going on unlocked, and leaves no folder behind
+if command -v strace >/dev/null 2>&1 && strace -o /dev/null true 2>/dev/null; then
+    mkdir "$out/relock"
+    expect 0 "wrote 4 crops" strace -f -o "$out/relock.strace" -e trace=mkdir,flock,rmdir \
+        -e inject=flock:error=EAGAIN:when=1 "$cfnet" crop "$out/f16.tif" "$out/m32.tif" -o "$out/relock/x" --size 16
+    grep -q 'mkdir(".*/\.x\.crop-tmp\.[0-9]*-1\..*= 0' "$out/relock.strace" &&
+        grep -q 'flock(.*LOCK_EX|LOCK_NB) *= 0' "$out/relock.strace" ||
+        fail "a staging folder whose lock another process held: $(cat "$out/relock.strace")"
+    cmp "$out/relock/x/cells.csv" "$o1/cells.csv" || fail "the crop after its lock was taken differs"
+    test "$(ls -A "$out/relock" | tr '\n' ' ')" = "x " || fail "left beside DIR: $(ls -A "$out/relock" | tr '\n' ' ')"
+else
+    skip_env test_cli_crop "a staging folder whose lock another process held" "no strace, or ptrace not allowed"
+fi
 # every cell near the border: no crops is an error
 expect 1 "no crops: 5 cells too near the border" "$cfnet" crop "$out/f16.tif" "$out/m32.tif" -o "$out/bad2" --size 99
 test -e "$out/bad2" && fail "a crop without crops left DIR"
@@ -710,6 +725,22 @@ if unshare -m true 2>/dev/null; then
     ls -a "$out/smid" | grep -Eq "^\.mp2?\.synth-tmp" && fail "synth into a mount point left a staging folder"
 else
     skip_env test_cli_crop "synth into a mount point" "no mount namespace: not root"
+fi
+# a new DIR in a setgid folder of a group the user is not in: DIR keeps the setgid bit it takes
+# from the folder (clearing the staging folder's sticky bit with chmod(2) dropped it)
+if [ "$(id -u)" = 0 ] && command -v setpriv >/dev/null 2>&1 &&
+    setpriv --reuid=65534 --regid=65534 --clear-groups test -x "$cfnet"; then
+    mkdir "$out/sgid" && chgrp 0 "$out/sgid" && chmod 2777 "$out/sgid"
+    expect 0 "wrote 4 fields of view" setpriv --reuid=65534 --regid=65534 --clear-groups \
+        "$cfnet" synth "$out/sgid/d" --fields 4 --classes 2 --per-class 8 --test-per-class 0 --bits 8 --channels 1
+    expect 0 "wrote" setpriv --reuid=65534 --regid=65534 --clear-groups \
+        "$cfnet" crop "$out/f16.tif" "$out/m32.tif" -o "$out/sgid/c" --size 16
+    for t in d c; do
+        test -g "$out/sgid/$t" && test ! -k "$out/sgid/$t" ||
+            fail "a new DIR in a setgid folder of another group: mode $(stat -c %a "$out/sgid/$t")"
+    done
+else
+    skip_env test_cli_crop "a new DIR in a setgid folder of another group" "not root, or no setpriv"
 fi
 
 # ---- crop -> predict, crop -> train -------------------------------------------------------------------

@@ -260,7 +260,15 @@ int cf_platform_lock_dir(const char *path)
         errno = EEXIST;
         return -1;
     }
-    /* locked: the sticky bit that said "made, not locked yet" is cleared (after the lock, so
+    /* locked, and still the folder of that name (not removed, or replaced, by a cleaner
+     * before the lock was taken): else ENOENT */
+    struct stat a, b;
+    if (fstat(fd, &a) != 0 || lstat(path, &b) != 0 || !same_file(&a, &b)) {
+        close(fd);
+        errno = ENOENT;
+        return -1;
+    }
+    /* the sticky bit that said "made, not locked yet" is cleared (after the lock, so
      * that a cleaner that sees it cleared finds the lock held, or the run over) */
     struct stat sb;
     if (fstat(fd, &sb) == 0 && (sb.st_mode & S_ISVTX))

@@ -81,7 +81,7 @@ bool cf_platform_pid_gone(long pid);
  * clears its sticky bit: make the folder with it (mode 01777), so that until it is locked it is
  * told from a folder whose run is over (a file system without locks: not locked, the bit stays,
  * the process id in the name decides). -1 with errno set (EEXIST: another process holds the
- * lock). */
+ * lock; ENOENT: the folder, locked, is no longer the one of that name). */
 int cf_platform_lock_dir(const char *path);
 
 /* Removes, in the folder open as `dirfd`, the folders "<prefix><pid>.<host>" and

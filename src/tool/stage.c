@@ -57,6 +57,27 @@ static int mount_point(const char *path, const char *parent)
     return 0;
 }
 
+/* Whether a folder made in `parent` can have its sticky bit cleared (cf_platform_lock_dir)
+ * without losing the setgid bit it takes from a setgid parent: chmod(2) clears that bit when
+ * the caller is not in the folder's group (the parent's) and not root. Else the folder is made
+ * without the mark (a cleaner may then take it for a killed run's before it is locked: the
+ * run makes its folder anew under the next name). */
+static int sticky_keeps_setgid(const char *parent)
+{
+    struct stat sb;
+    if (stat(parent, &sb) != 0 || !(sb.st_mode & S_ISGID) || geteuid() == 0 ||
+        getegid() == sb.st_gid)
+        return 1;
+    int n = getgroups(0, NULL);
+    if (n <= 0) return 0;
+    gid_t *g = xmalloc((size_t)n * sizeof *g);
+    int in = 0;
+    n = getgroups(n, g);
+    for (int k = 0; k < n && !in; k++) in = g[k] == sb.st_gid;
+    free(g);
+    return in;
+}
+
 int stage_open(tool_stage *st, const tool_stage_how *how, const char *dir)
 {
     memset(st, 0, sizeof *st);
@@ -181,6 +202,7 @@ int stage_open(tool_stage *st, const tool_stage_how *how, const char *dir)
      * the folder is locked: a cleaner does not take the folder for a dead run's before then. */
     char *stage = NULL;
     int made = 0;
+    mode_t mode = sticky_keeps_setgid(parent) ? 01777 : 0777;
     for (int k = 0; !made && k <= 100; k++) {
         char num[32];
         if (k) snprintf(num, sizeof num, "%ld-%d", (long)getpid(), k);
@@ -189,11 +211,23 @@ int stage_open(tool_stage *st, const tool_stage_how *how, const char *dir)
         free(stage);
         stage = path_join(parent, sname);
         free(sname);
-        made = mkdir(stage, 01777) == 0;
-        if (!made && errno != EEXIST) break;
+        made = mkdir(stage, mode) == 0;
+        if (!made) {
+            if (errno != EEXIST) break;
+            continue;
+        }
+        /* locked, or a file system without locks; or the lock taken by another process (a
+         * cleaner that took the folder just made for a killed run's: left to it, made anew
+         * under the next name, never gone on with unlocked), or the folder gone from its name */
+        st->lock = cf_platform_lock_dir(stage);
+        if (st->lock >= 0 || (errno != EEXIST && errno != ENOENT)) break;
+        if (errno == EEXIST) (void)rmdir(stage);
+        made = 0;
+        errno = EEXIST;
     }
     free(prefix);
     if (!made) {
+        st->lock = -1;
         int u = refuse(how, "cannot make %s beside %s: %s", stage, dir, strerror(errno));
         if (new_dir) remove_new_dirs(parent, new_dir);
         free(new_dir);
@@ -202,7 +236,7 @@ int stage_open(tool_stage *st, const tool_stage_how *how, const char *dir)
         free(target);
         return u;
     }
-    st->lock = cf_platform_lock_dir(stage); /* until the folder is DIR, or removed */
+    /* st->lock: held until the folder is DIR, or removed */
     st->target = target;
     st->parent = parent;
     st->path = stage;
