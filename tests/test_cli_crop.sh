@@ -346,7 +346,8 @@ test -e "$out/bad2" && fail "a crop without crops left DIR"
 # crop reads the mask, then the field, a row (a row of tiles) at a time: strips of one row, one
 # compressed strip for the whole field, tiles (compressed or not, big-endian, taller than the
 # field, interleaved or planar), planar strips,
-# 16-bit and interlaced PNG (read whole) give the bytes of a field of one uncompressed strip.
+# 16-bit and interlaced PNG (read whole) give the bytes of a field of one uncompressed strip; a
+# JPEG-compressed field (YCbCr or RGB) those of its decoding.
 "$py" - "$out/lay" <<'PY'
 import os, struct, sys, zlib, numpy as np, tifffile
 o = sys.argv[1]
@@ -393,11 +394,23 @@ put("tiledrawrgb", rgb, m, tile=(48, 16), photometric="rgb", planarconfig="conti
 put("planar", f, m, photometric="rgb", planarconfig="separate", rowsperstrip=5, compression="zlib")
 put("rgbrows", rgb, m, photometric="rgb", planarconfig="contig", rowsperstrip=7, compression="zlib")
 put("png", "png", "png")
+# JPEG-compressed 8-bit RGB (libtiff's JPEG codec through Pillow; tifffile needs imagecodecs):
+# YCbCr, decoded to RGB by libjpeg, and RGB; each beside a plain TIFF of Pillow's decoding of it
+from PIL import Image
+rgb8 = (rgb >> 8).astype(np.uint8)
+for name, im in (("jpegycc", Image.fromarray(rgb8).convert("YCbCr")), ("jpegrgb", Image.fromarray(rgb8))):
+    os.makedirs(os.path.join(o, name))
+    im.save(os.path.join(o, name, "f.tif"), compression="jpeg", quality=90)
+    tifffile.imwrite(os.path.join(o, name, "m.tif"), m)
+    back = Image.open(os.path.join(o, name, "f.tif"))
+    assert back.tag_v2.get(259) == 7 and back.tag_v2.get(262) == (6 if name == "jpegycc" else 2)
+    put(name + "ref", np.moveaxis(np.array(back.convert("RGB")), -1, 0), m)
 PY
-for lay in plain rows1 onestrip tiled tiledrgb tiledraw tiledrawrgb planar rgbrows png; do
+for lay in plain rows1 onestrip tiled tiledrgb tiledraw tiledrawrgb planar rgbrows png jpegycc jpegrgb; do
     one=plain
     field="$out/lay/$lay/f.tif" mask="$out/lay/$lay/m.tif"
     if [ $lay = png ]; then one=plain1 field="$out/lay/png/f.png" mask="$out/lay/png/m.png"; fi
+    case $lay in jpeg*) one=${lay}ref ;; esac
     for opt in "--size 16" "--size 21 --pad --isolate"; do
         # shellcheck disable=SC2086
         expect 0 "" "$cfnet" crop "$field" "$mask" -o "$out/lay/c-$lay" -q $opt
@@ -407,11 +420,40 @@ for lay in plain rows1 onestrip tiled tiledrgb tiledraw tiledrawrgb planar rgbro
             cmp -s "$c" "$out/lay/c-$lay/${c##*/}" || fail "crop ${c##*/} of the $lay field ($opt) differs from the plain TIFF's"
         done
         test "$(ls "$out/lay/c-$lay" | wc -l)" = "$(ls "$out/lay/c-$one" | wc -l)" || fail "the $lay field ($opt) gave other crops than the plain TIFF"
-        rm -rf "$out/lay/c-$lay" "$out/lay/c-plain" "$out/lay/c-plain1"
+        rm -rf "$out/lay/c-$lay" "$out/lay/c-$one"
     done
 done
 expect 0 "" "$cfnet" crop "$out/lay/plain/f.tif" "$out/lay/plain/m.tif" -o "$out/lay/c-p" --size 16 -q
 test "$(wc -l <"$out/lay/c-p/cells.csv")" -gt 40 || fail "the layout field has too few cells"
+
+# An interlaced PNG is read whole (libpng finishes a row only in the last of its seven passes):
+# one of more than 2^28 values, as field or mask, is refused saying so and what to do about it.
+# 16400 x 16400 zeros, 256 kB compressed.
+"$py" - "$out/ilace" <<'PY'
+import os, struct, sys, zlib, numpy as np, tifffile
+o = sys.argv[1]
+os.makedirs(o)
+W = H = 16400
+c, idat = zlib.compressobj(9), []
+for y0, x0, dy, dx in [(0, 0, 8, 8), (0, 4, 8, 8), (4, 0, 8, 4), (0, 2, 4, 4), (2, 0, 4, 2),
+                       (0, 1, 2, 2), (1, 0, 2, 1)]:
+    rows, cols = -(-(H - y0) // dy), -(-(W - x0) // dx)
+    for k in range(0, rows, 64):
+        idat.append(c.compress(b"\0" * ((1 + cols) * min(64, rows - k))))
+idat.append(c.flush())
+ch = lambda t, d: struct.pack(">I", len(d)) + t + d + struct.pack(">I", zlib.crc32(t + d))
+open(o + "/big.png", "wb").write(b"\x89PNG\r\n\x1a\n" + ch(b"IHDR", struct.pack(">IIBBBBB", W, H, 8, 0, 0, 0, 1))
+                                 + ch(b"IDAT", b"".join(idat)) + ch(b"IEND", b""))
+tifffile.imwrite(o + "/m.tif", np.ones((20, 20), np.uint16))
+tifffile.imwrite(o + "/f.tif", np.ones((20, 20), np.uint8))
+PY
+for p in "big.png m.tif" "f.tif big.png"; do
+    set -- $p
+    expect 1 "big.png: interlaced PNG too large: 16400x16400 with 1 channel \(limit 268435456 values; an interlaced PNG is read whole.*save it without interlacing" \
+        "$cfnet" crop "$out/ilace/$1" "$out/ilace/$2" -o "$out/ilace/c"
+    test ! -e "$out/ilace/c" || fail "crop of a too large interlaced PNG wrote $out/ilace/c"
+done
+rm -f "$out/ilace/big.png"
 
 # ---- uncompressed strips read directly, and the files where that must not happen ----------------
 # TIFFs written byte by byte: big-endian (classic and BigTIFF, strips of 8 rows: read directly and

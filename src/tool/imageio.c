@@ -1372,7 +1372,22 @@ static int rows_open_png(tool_rows *r, const char *path, char *err, size_t errsi
     png_set_chunk_malloc_max(r->png, (png_alloc_size_t)8 << 20);
     png_read_info(r->png, r->info);
     if (png_get_interlace_type(r->png, r->info) != PNG_INTERLACE_NONE) {
-        /* interlaced rows come in seven passes over the whole image */
+        /* Interlaced (Adam7) rows come in seven passes over the whole image, each pass adding
+         * pixels to rows the earlier ones began: libpng (png_read_row and its progressive
+         * reader alike) gives a finished row only after the last pass, so the image is decoded
+         * whole, within image_read's limit, said here with what to do about it. */
+        png_uint_32 W = png_get_image_width(r->png, r->info),
+                    H = png_get_image_height(r->png, r->info);
+        int K = png_get_color_type(r->png, r->info) == PNG_COLOR_TYPE_PALETTE && !r->labels
+                    ? 3 : png_get_channels(r->png, r->info);
+        if ((int64_t)W * H * K > TOOL_IMAGE_MAX_VALUES) {
+            set_err(err, errsize, "interlaced PNG too large: %ux%u with %d channel%s (limit %lld "
+                    "values; an interlaced PNG is read whole, its rows coming in seven passes "
+                    "over the image): save it without interlacing (or as a TIFF), which is read "
+                    "a row at a time", W, H, K, K == 1 ? "" : "s",
+                    (long long)TOOL_IMAGE_MAX_VALUES);
+            return -1;
+        }
         png_destroy_read_struct(&r->png, &r->info, NULL);
         r->png = NULL;
         r->info = NULL;
