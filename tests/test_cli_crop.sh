@@ -394,8 +394,10 @@ test -e "$out/bad2" && fail "a crop without crops left DIR"
 
 # ---- fields read row by row: every TIFF layout and PNG gives the crops of the plain TIFF ----------
 # crop reads the mask, then the field, a row (a row of tiles) at a time: strips of one row, one
-# compressed strip for the whole field, tiles (compressed, interleaved or planar), planar strips,
-# 16-bit and interlaced PNG (read whole) give the bytes of a field of one uncompressed strip.
+# compressed strip for the whole field, tiles (compressed or not, big-endian, taller than the
+# field, interleaved or planar), planar strips,
+# 16-bit and interlaced PNG (read whole) give the bytes of a field of one uncompressed strip; a
+# JPEG-compressed field (YCbCr or RGB) those of its decoding.
 "$py" - "$out/lay" <<'PY'
 import os, struct, sys, zlib, numpy as np, tifffile
 o = sys.argv[1]
@@ -437,14 +439,28 @@ put("rows1", f, m, rowsperstrip=1)
 put("onestrip", f, m, rowsperstrip=H, compression="zlib")
 put("tiled", f, m, tile=(32, 16), compression="zlib")
 put("tiledrgb", rgb, m, tile=(16, 16), photometric="rgb", planarconfig="contig", compression="zlib")
+put("tiledraw", f, m, tile=(144, 32))  # uncompressed tiles taller than the field, read directly
+put("tiledrawrgb", rgb, m, tile=(48, 16), photometric="rgb", planarconfig="contig", byteorder=">")
 put("planar", f, m, photometric="rgb", planarconfig="separate", rowsperstrip=5, compression="zlib")
 put("rgbrows", rgb, m, photometric="rgb", planarconfig="contig", rowsperstrip=7, compression="zlib")
 put("png", "png", "png")
+# JPEG-compressed 8-bit RGB (libtiff's JPEG codec through Pillow; tifffile needs imagecodecs):
+# YCbCr, decoded to RGB by libjpeg, and RGB; each beside a plain TIFF of Pillow's decoding of it
+from PIL import Image
+rgb8 = (rgb >> 8).astype(np.uint8)
+for name, im in (("jpegycc", Image.fromarray(rgb8).convert("YCbCr")), ("jpegrgb", Image.fromarray(rgb8))):
+    os.makedirs(os.path.join(o, name))
+    im.save(os.path.join(o, name, "f.tif"), compression="jpeg", quality=90)
+    tifffile.imwrite(os.path.join(o, name, "m.tif"), m)
+    back = Image.open(os.path.join(o, name, "f.tif"))
+    assert back.tag_v2.get(259) == 7 and back.tag_v2.get(262) == (6 if name == "jpegycc" else 2)
+    put(name + "ref", np.moveaxis(np.array(back.convert("RGB")), -1, 0), m)
 PY
-for lay in plain rows1 onestrip tiled tiledrgb planar rgbrows png; do
+for lay in plain rows1 onestrip tiled tiledrgb tiledraw tiledrawrgb planar rgbrows png jpegycc jpegrgb; do
     one=plain
     field="$out/lay/$lay/f.tif" mask="$out/lay/$lay/m.tif"
     if [ $lay = png ]; then one=plain1 field="$out/lay/png/f.png" mask="$out/lay/png/m.png"; fi
+    case $lay in jpeg*) one=${lay}ref ;; esac
     for opt in "--size 16" "--size 21 --pad --isolate"; do
         # shellcheck disable=SC2086
         expect 0 "" "$cfnet" crop "$field" "$mask" -o "$out/lay/c-$lay" -q $opt
@@ -454,11 +470,40 @@ for lay in plain rows1 onestrip tiled tiledrgb planar rgbrows png; do
             cmp -s "$c" "$out/lay/c-$lay/${c##*/}" || fail "crop ${c##*/} of the $lay field ($opt) differs from the plain TIFF's"
         done
         test "$(ls "$out/lay/c-$lay" | wc -l)" = "$(ls "$out/lay/c-$one" | wc -l)" || fail "the $lay field ($opt) gave other crops than the plain TIFF"
-        rm -rf "$out/lay/c-$lay" "$out/lay/c-plain" "$out/lay/c-plain1"
+        rm -rf "$out/lay/c-$lay" "$out/lay/c-$one"
     done
 done
 expect 0 "" "$cfnet" crop "$out/lay/plain/f.tif" "$out/lay/plain/m.tif" -o "$out/lay/c-p" --size 16 -q
 test "$(wc -l <"$out/lay/c-p/cells.csv")" -gt 40 || fail "the layout field has too few cells"
+
+# An interlaced PNG is read whole (libpng finishes a row only in the last of its seven passes):
+# one of more than 2^28 values, as field or mask, is refused saying so and what to do about it.
+# 16400 x 16400 zeros, 256 kB compressed.
+"$py" - "$out/ilace" <<'PY'
+import os, struct, sys, zlib, numpy as np, tifffile
+o = sys.argv[1]
+os.makedirs(o)
+W = H = 16400
+c, idat = zlib.compressobj(9), []
+for y0, x0, dy, dx in [(0, 0, 8, 8), (0, 4, 8, 8), (4, 0, 8, 4), (0, 2, 4, 4), (2, 0, 4, 2),
+                       (0, 1, 2, 2), (1, 0, 2, 1)]:
+    rows, cols = -(-(H - y0) // dy), -(-(W - x0) // dx)
+    for k in range(0, rows, 64):
+        idat.append(c.compress(b"\0" * ((1 + cols) * min(64, rows - k))))
+idat.append(c.flush())
+ch = lambda t, d: struct.pack(">I", len(d)) + t + d + struct.pack(">I", zlib.crc32(t + d))
+open(o + "/big.png", "wb").write(b"\x89PNG\r\n\x1a\n" + ch(b"IHDR", struct.pack(">IIBBBBB", W, H, 8, 0, 0, 0, 1))
+                                 + ch(b"IDAT", b"".join(idat)) + ch(b"IEND", b""))
+tifffile.imwrite(o + "/m.tif", np.ones((20, 20), np.uint16))
+tifffile.imwrite(o + "/f.tif", np.ones((20, 20), np.uint8))
+PY
+for p in "big.png m.tif" "f.tif big.png"; do
+    set -- $p
+    expect 1 "big.png: interlaced PNG too large: 16400x16400 with 1 channel \(limit 268435456 values; an interlaced PNG is read whole.*save it without interlacing" \
+        "$cfnet" crop "$out/ilace/$1" "$out/ilace/$2" -o "$out/ilace/c"
+    test ! -e "$out/ilace/c" || fail "crop of a too large interlaced PNG wrote $out/ilace/c"
+done
+rm -f "$out/ilace/big.png"
 
 # ---- uncompressed strips read directly, and the files where that must not happen ----------------
 # TIFFs written byte by byte: big-endian (classic and BigTIFF, strips of 8 rows: read directly and
@@ -466,6 +511,8 @@ test "$(wc -l <"$out/lay/c-p/cells.csv")" -gt 40 || fail "the layout field has t
 # the crops are those of the reversed field, as image_read reads it, read directly or not), a
 # BigTIFF whose strips lie past 4 GiB (a sparse file), and strips whose offsets or byte counts lie
 # (past the end of the file, shorter than their rows): refused naming the file, nothing written.
+# The same for uncompressed tiles (read directly a tile row at a time since 0.2), whose last tile
+# shorter than a tile is refused too although it holds the field's rows: libtiff refuses it.
 "$py" - "$out/raw" <<'PY'
 import os, struct, sys, numpy as np, tifffile
 o = sys.argv[1]
@@ -481,16 +528,24 @@ tifffile.imwrite(o + "/f8.tif", f8)
 tifffile.imwrite(o + "/f16.tif", f16)
 rev = np.array([int(f"{b:08b}"[::-1], 2) for b in range(256)], np.uint8)
 tifffile.imwrite(o + "/f8rev.tif", rev[f8])
-def tiff(name, a, rps, be=False, big=False, extra=(), offs=None, cnts=None, at=0):
+def tiff(name, a, rps, be=False, big=False, extra=(), offs=None, cnts=None, at=0, tile=None):
     e, q = (">" if be else "<"), ("Q" if big else "I")
-    strips = [a[y:y + rps].astype(a.dtype.newbyteorder(e)).tobytes() for y in range(0, H, rps)]
+    strips = [a[y:y + rps].astype(a.dtype.newbyteorder(e)).tobytes() for y in range(0, H, rps or H)]
+    if tile:  # tiles of th x tw, the edge ones padded with zeros
+        th, tw = tile
+        pad = np.zeros((-(-H // th) * th, -(-W // tw) * tw), a.dtype)
+        pad[:H, :W] = a
+        strips = [pad[y:y + th, x:x + tw].astype(a.dtype.newbyteorder(e)).tobytes()
+                  for y in range(0, H, th) for x in range(0, W, tw)]
     head = 16 if big else 8
     start = at or head + 1024
     offs = offs or [start + sum(map(len, strips[:i])) for i in range(len(strips))]
     cnts = cnts or [len(s) for s in strips]
+    where = ([(322, 4, [tile[1]]), (323, 4, [tile[0]]), (324, 16 if big else 4, offs),
+              (325, 16 if big else 4, cnts)] if tile else
+             [(273, 16 if big else 4, offs), (278, 4, [rps]), (279, 16 if big else 4, cnts)])
     tags = sorted([(256, 4, [W]), (257, 4, [H]), (258, 3, [a.itemsize * 8]), (259, 3, [1]),
-                   (262, 3, [1]), (273, 16 if big else 4, offs), (277, 3, [1]), (278, 4, [rps]),
-                   (279, 16 if big else 4, cnts)] + list(extra))
+                   (262, 3, [1]), (277, 3, [1])] + where + list(extra))
     fmt = {3: "H", 4: "I", 16: "Q"}
     ifd = bytearray(struct.pack(e + ("Q" if big else "H"), len(tags)))
     blob = bytearray()
@@ -515,8 +570,16 @@ tiff("far", f16, 8, big=True, at=5 << 30)
 tiff("offpast", f8, 8, offs=[2000, 2240, 2480, 10 ** 6, 2960])
 tiff("cntpast", f8, 8, cnts=[240, 240, 240, 240, 10 ** 6])
 tiff("cntshort", f8, 8, cnts=[240, 240, 100, 240, 240])
+tiff("tbe", f16, 0, be=True, tile=(48, 16))  # 2 tiles, taller than the field: read directly
+tiff("tbigbe", f16, 0, be=True, big=True, tile=(16, 16))
+tiff("tfar", f16, 0, big=True, at=5 << 30, tile=(48, 16))
+tiff("tfo2", f8, 0, extra=[(266, 3, [2])], tile=(48, 16))
+tiff("toffpast", f8, 0, offs=[2000, 10 ** 6], tile=(48, 16))  # tiles of 768 bytes
+tiff("tcntpast", f8, 0, cnts=[768, 10 ** 6], tile=(48, 16))
+tiff("tcntshort", f8, 0, cnts=[768, 600], tile=(48, 16))  # its rows are there, libtiff wants all
 PY
-for p in "f16 be8" "f16 be7" "f16 bigbe8" "f16 far" "f8rev fo2" "f8rev fo2_7"; do
+for p in "f16 be8" "f16 be7" "f16 bigbe8" "f16 far" "f8rev fo2" "f8rev fo2_7" "f16 tbe" \
+    "f16 tbigbe" "f16 tfar" "f8rev tfo2"; do
     set -- $p
     for f in "$1" "$2"; do
         rm -rf "$out/raw/c-$f"
@@ -527,8 +590,8 @@ for p in "f16 be8" "f16 be7" "f16 bigbe8" "f16 far" "f8rev fo2" "f8rev fo2_7"; d
         cmp -s "$c" "$out/raw/c-$2/$2_$lab" || fail "crop $lab of $2.tif differs from $1.tif's"
     done
 done
-rm -f "$out/raw/far.tif" # 5 GiB, sparse
-for f in offpast cntpast cntshort; do
+rm -f "$out/raw/far.tif" "$out/raw/tfar.tif" # 5 GiB, sparse
+for f in offpast cntpast cntshort toffpast tcntpast tcntshort; do
     expect 1 "raw/$f.tif: (truncated|invalid) TIFF.*(file ends|Not enough data)" \
         "$cfnet" crop "$out/raw/$f.tif" "$out/raw/m.tif" -o "$out/raw/c-$f" --size 8 --pad
     test ! -e "$out/raw/c-$f" || fail "crop of $f.tif wrote $out/raw/c-$f"
@@ -539,7 +602,8 @@ done
 # which crop held whole before) crop under a 150 MB address-space limit. The field is
 # uncompressed, one strip per channel, as tifffile writes it: libtiff would hold each 36 MB strip
 # whole (crop reads such strips a row at a time); the mask is in compressed strips. So is a field in
-# strips of 5999 rows, its last strip of one row (such strips were left to libtiff, held whole).
+# strips of 5999 rows, its last strip of one row (such strips were left to libtiff, held whole),
+# and a 16-bit one in uncompressed tiles of 6000 x 512 (a row of them held whole before).
 # Not under the sanitizers, which reserve more address space than that.
 case "${CFNET_SANITIZE:-}:${CFNET_BUILD:-build/default}" in
 :*san*) plain=0 ;;
@@ -567,6 +631,26 @@ PY
         cmp -s "$c" "$out/cbig2/bigf2_${c##*_}" || fail "crop ${c##*/} of the field in strips of 5999 rows differs"
     done
     rm -f "$out/bigf2.tif"
+    # a 16-bit field in uncompressed tiles as tall as the field (6000 x 512): a row of tiles is
+    # the whole field, 216 MB, which crop held before it read such tiles a row at a time
+    "$py" - "$out" <<'PY'
+import sys, numpy as np, tifffile
+o = sys.argv[1]
+f = tifffile.imread(o + "/bigf.tif").astype(np.uint16) * 257
+tifffile.imwrite(o + "/bigft.tif", f, tile=(6000, 512))
+PY
+    expect 0 "wrote 4 crops" \
+        sh -c 'ulimit -v 153600 && exec "$0" "$@"' "$cfnet" crop "$out/bigft.tif" "$out/bigm.tif" -o "$out/cbigt" --size 32
+    rm -f "$out/bigft.tif"
+    "$py" - "$out/cbigt" <<'PY' || fail "the crops of the 3 x 6000 x 6000 field in tall tiles are wrong"
+import sys, numpy as np, tifffile
+d = sys.argv[1]
+for lab in (1, 2, 3, 4):
+    a = tifffile.imread(f"{d}/bigft_{lab}.tif")
+    assert a.shape == (3, 32, 32) and a.dtype == np.uint16, (a.shape, a.dtype)
+    for c in range(3):
+        assert (a[c] == 257 * (10 * lab + c)).sum() == 100 and a[c].max() == 257 * (10 * lab + c), (lab, c)
+PY
     "$py" - "$out/cbig" <<'PY' || fail "the crops of the 3 x 6000 x 6000 field are wrong"
 import sys, numpy as np, tifffile
 d = sys.argv[1]

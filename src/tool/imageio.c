@@ -1149,8 +1149,8 @@ typedef struct rows_src {
     char err[512];
     TIFF *tif;
     int sample, per, ch0, bps, is_signed, page, tiled;
-    int raw;      /* uncompressed strips, read a row at a time at the offsets libtiff gives */
-    tmsize_t ls;  /* raw: bytes of one row */
+    int raw;      /* uncompressed strips or tiles, read a row at a time at libtiff's offsets */
+    tmsize_t ls;  /* raw: bytes of one row (of a strip), of one tile's row (tiled) */
     uint32_t rps; /* raw: rows per strip */
     uint32_t tw, th;
     unsigned char *line; /* one row, or (tiled) a row of tiles: th rows of the image's width */
@@ -1278,8 +1278,31 @@ static int rows_open_tiff(tool_rows *r, char *err, size_t errsize)
                             q->tw, q->th, W, H, pg->page + 1);
                     goto out;
                 }
-                q->tile = malloc((size_t)ts);
-                q->line = malloc((size_t)q->th * W * q->per * bytes);
+                /* libtiff decodes a whole tile before its first row, and crop holds a row of
+                 * tiles: tiles as tall as the image held the whole field. Rows of uncompressed
+                 * tiles are read from the file directly, a tile row at a time at the tile's
+                 * offset from libtiff, when every tile lies whole in the file (libtiff wants
+                 * whole tiles, the edge ones too) and is stored most significant bit first.
+                 * Compressed tiles are decoded whole by libtiff, a row of them held at once. */
+                uint16_t comp = COMPRESSION_NONE, fill = FILLORDER_MSB2LSB;
+                TIFFGetFieldDefaulted(q->tif, TIFFTAG_COMPRESSION, &comp);
+                TIFFGetFieldDefaulted(q->tif, TIFFTAG_FILLORDER, &fill);
+                tmsize_t trs = TIFFTileRowSize(q->tif);
+                q->raw = comp == COMPRESSION_NONE && fill == FILLORDER_MSB2LSB && trs > 0 &&
+                         (int64_t)q->tw * q->per * bytes <= trs && (int64_t)trs * q->th <= ts;
+                for (uint32_t t = 0; q->raw && t < TIFFNumberOfTiles(q->tif); t++) {
+                    uint64_t off = TIFFGetStrileOffset(q->tif, t),
+                             cnt = TIFFGetStrileByteCount(q->tif, t);
+                    q->raw = off > 0 && off <= r->size && cnt <= r->size - off &&
+                             cnt >= (uint64_t)ts;
+                }
+                q->ls = trs;
+                if (q->raw) {
+                    q->line = malloc((size_t)W * q->per * bytes);
+                } else {
+                    q->tile = malloc((size_t)ts);
+                    q->line = malloc((size_t)q->th * W * q->per * bytes);
+                }
             } else {
                 tmsize_t ls = TIFFScanlineSize(q->tif);
                 if (ls <= 0 || (int64_t)W * q->per * bytes > ls) {
@@ -1314,7 +1337,7 @@ static int rows_open_tiff(tool_rows *r, char *err, size_t errsize)
                 q->ls = ls;
                 q->rps = rps;
             }
-            if (!q->line || (q->tiled && !q->tile)) {
+            if (!q->line || (q->tiled && !q->raw && !q->tile)) {
                 set_err(err, errsize, "out of memory (TIFF rows of page %d)", pg->page + 1);
                 goto out;
             }
@@ -1349,7 +1372,22 @@ static int rows_open_png(tool_rows *r, const char *path, char *err, size_t errsi
     png_set_chunk_malloc_max(r->png, (png_alloc_size_t)8 << 20);
     png_read_info(r->png, r->info);
     if (png_get_interlace_type(r->png, r->info) != PNG_INTERLACE_NONE) {
-        /* interlaced rows come in seven passes over the whole image */
+        /* Interlaced (Adam7) rows come in seven passes over the whole image, each pass adding
+         * pixels to rows the earlier ones began: libpng (png_read_row and its progressive
+         * reader alike) gives a finished row only after the last pass, so the image is decoded
+         * whole, within image_read's limit, said here with what to do about it. */
+        png_uint_32 W = png_get_image_width(r->png, r->info),
+                    H = png_get_image_height(r->png, r->info);
+        int K = png_get_color_type(r->png, r->info) == PNG_COLOR_TYPE_PALETTE && !r->labels
+                    ? 3 : png_get_channels(r->png, r->info);
+        if ((int64_t)W * H * K > TOOL_IMAGE_MAX_VALUES) {
+            set_err(err, errsize, "interlaced PNG too large: %ux%u with %d channel%s (limit %lld "
+                    "values; an interlaced PNG is read whole, its rows coming in seven passes "
+                    "over the image): save it without interlacing (or as a TIFF), which is read "
+                    "a row at a time", W, H, K, K == 1 ? "" : "s",
+                    (long long)TOOL_IMAGE_MAX_VALUES);
+            return -1;
+        }
         png_destroy_read_struct(&r->png, &r->info, NULL);
         r->png = NULL;
         r->info = NULL;
@@ -1458,6 +1496,34 @@ static int rows_png_row(tool_rows *r, float *f, uint32_t *u, char *err, size_t e
     return 0;
 }
 
+/* n bytes of the file at off, for a row of uncompressed strips or tiles */
+static int raw_read(int fd, unsigned char *dst, size_t n, uint64_t off, int page, int y,
+                    char *err, size_t errsize)
+{
+    size_t got = 0;
+    errno = 0;
+    while (got < n) {
+        ssize_t k = pread(fd, dst + got, n - got, (off_t)(off + got));
+        if (k < 0 && errno == EINTR) continue;
+        if (k <= 0) break;
+        got += (size_t)k;
+    }
+    if (got < n) {
+        set_err(err, errsize, "TIFF read failed on page %d, row %d (%s)", page + 1, y,
+                errno ? strerror(errno) : "the file is shorter than it was");
+        return -1;
+    }
+    return 0;
+}
+
+/* A row read directly, in the byte order of the machine (libtiff swaps the samples it reads) */
+static void raw_swab(rows_src *q, int W)
+{
+    if (!TIFFIsByteSwapped(q->tif)) return;
+    if (q->bps == 16) TIFFSwabArrayOfShort((uint16_t *)(void *)q->line, (tmsize_t)W * q->per);
+    else if (q->bps == 32) TIFFSwabArrayOfLong((uint32_t *)(void *)q->line, (tmsize_t)W * q->per);
+}
+
 int rows_next(tool_rows *r, float *f, uint32_t *u, char *err, size_t errsize)
 {
     const int W = r->width, y = r->next;
@@ -1481,7 +1547,20 @@ int rows_next(tool_rows *r, float *f, uint32_t *u, char *err, size_t errsize)
             rows_src *q = &r->src[i];
             const int bytes = q->bps / 8;
             const unsigned char *row;
-            if (q->tiled) {
+            if (q->tiled && q->raw) {
+                const size_t px = (size_t)q->per * bytes;
+                for (uint32_t x = 0; x < (uint32_t)W; x += q->tw) {
+                    uint32_t t = TIFFComputeTile(q->tif, x, (uint32_t)y, 0, (uint16_t)q->sample);
+                    uint32_t cols = x + q->tw > (uint32_t)W ? (uint32_t)W - x : q->tw;
+                    uint64_t off = TIFFGetStrileOffset(q->tif, t) +
+                                   (uint64_t)((uint32_t)y % q->th) * (uint64_t)q->ls;
+                    if (raw_read(r->fd, q->line + x * px, cols * px, off, q->page, y, err,
+                                 errsize) != 0)
+                        return -1;
+                }
+                raw_swab(q, W);
+                row = q->line;
+            } else if (q->tiled) {
                 if (q->band0 < 0 || y >= q->band0 + q->th) {
                     q->band0 = (int64_t)y / q->th * q->th;
                     uint32_t rows = q->band0 + q->th > (uint32_t)r->height
@@ -1509,24 +1588,9 @@ int rows_next(tool_rows *r, float *f, uint32_t *u, char *err, size_t errsize)
                 uint32_t st = TIFFComputeStrip(q->tif, (uint32_t)y, (uint16_t)q->sample);
                 uint64_t off = TIFFGetStrileOffset(q->tif, st) +
                                (uint64_t)((uint32_t)y % q->rps) * (uint64_t)q->ls;
-                size_t got = 0;
-                errno = 0;
-                while (got < (size_t)q->ls) {
-                    ssize_t n = pread(r->fd, q->line + got, (size_t)q->ls - got,
-                                      (off_t)(off + got));
-                    if (n < 0 && errno == EINTR) continue;
-                    if (n <= 0) break;
-                    got += (size_t)n;
-                }
-                if (got < (size_t)q->ls) {
-                    set_err(err, errsize, "TIFF read failed on page %d, row %d (%s)", q->page + 1,
-                            y, errno ? strerror(errno) : "the file is shorter than it was");
+                if (raw_read(r->fd, q->line, (size_t)q->ls, off, q->page, y, err, errsize) != 0)
                     return -1;
-                }
-                if (TIFFIsByteSwapped(q->tif)) {
-                    if (q->bps == 16) TIFFSwabArrayOfShort((uint16_t *)(void *)q->line, (tmsize_t)W * q->per);
-                    else if (q->bps == 32) TIFFSwabArrayOfLong((uint32_t *)(void *)q->line, (tmsize_t)W * q->per);
-                }
+                raw_swab(q, W);
                 row = q->line;
             } else {
                 if (TIFFReadScanline(q->tif, q->line, (uint32_t)y, (uint16_t)q->sample) < 0) {
