@@ -78,9 +78,9 @@ static uint64_t default_spin_ns(int threads)
  * itself late -- more than CF_POOL_LATE_NS between two of its own looks at the clock while
  * polling, or a job it was polling for published that long before it saw it -- was off its
  * processor: the processors are taken, and polling only slows the others. Then no thread of
- * the pool polls for CF_POOL_QUIET_NS; they sleep at once, as with CFNET_SPIN_US=0, and
- * polling resumes after that time. On an idle machine a polling thread is never that late, and
- * the pool polls as before. */
+ * the pool begins a polling wait for CF_POOL_QUIET_NS (one under way ends at its own time);
+ * they sleep at once, as with CFNET_SPIN_US=0, and polling resumes after that time. On an
+ * idle machine a polling thread is never that late, and the pool polls as before. */
 #define CF_POOL_LATE_NS 200000u     /* 0.2 ms */
 #define CF_POOL_QUIET_NS 100000000u /* 100 ms */
 
