@@ -737,6 +737,12 @@ EOF_MSHIM
         together share "rank 1 of 2: invalid argument: cfnet_mpi_share: a global batch of -1" oom
         cmp "$t/oom.ckpt" "$t/oom.cfnet.last.safetensors" ||
             { echo "test_mpi: share: the checkpoint changed"; exit 1; }
+        # (a value that is not a rank number in digits arms nothing: atoi made it rank 0's)
+        CFNET_TEST_SET_BATCH_RANK=x timeout 60 mpirun --allow-run-as-root --oversubscribe \
+            -x CFNET_TEST_SET_BATCH_RANK -np 2 "$tool" train $b --val 0 -o "$t/sharex.cfnet" \
+            >"$t/sharex.log" 2>&1
+        rc=$?
+        expect sharex 0 "cfnet:" 0
         # rank 0's log that fails when it is closed after the last epoch (fclose made to fail
         # by the rename shim): said once by rank 0, status 1 on every rank (rank 0 ended the
         # job by MPI_Abort), both epochs in the log and the checkpoint loads
