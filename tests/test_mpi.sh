@@ -737,6 +737,12 @@ EOF_MSHIM
         together share "rank 1 of 2: invalid argument: cfnet_mpi_share: a global batch of -1" oom
         cmp "$t/oom.ckpt" "$t/oom.cfnet.last.safetensors" ||
             { echo "test_mpi: share: the checkpoint changed"; exit 1; }
+        # (a value that is not a rank number in digits arms nothing: atoi made it rank 0's)
+        CFNET_TEST_SET_BATCH_RANK=x timeout 60 mpirun --allow-run-as-root --oversubscribe \
+            -x CFNET_TEST_SET_BATCH_RANK -np 2 "$tool" train $b --val 0 -o "$t/sharex.cfnet" \
+            >"$t/sharex.log" 2>&1
+        rc=$?
+        expect sharex 0 "cfnet:" 0
         # rank 0's log that fails when it is closed after the last epoch (fclose made to fail
         # by the rename shim): said once by rank 0, status 1 on every rank (rank 0 ended the
         # job by MPI_Abort), both epochs in the log and the checkpoint loads
@@ -771,6 +777,21 @@ EOF_MSHIM
             [ $r = 1 ] || cmp "$t/oom.ckpt" "$t/oom.cfnet.last.safetensors" ||
                 { echo "test_mpi: meta0: the checkpoint changed"; exit 1; }
         done
+        # rank 1 without memory for its chunk's images (a batch of 6 images of 2 x 32 x 32
+        # floats): said once by rank 0, status 1 on every rank (rank 1 said "out of memory"
+        # and exited without MPI_Finalize, mpirun ending rank 0); the checkpoint unchanged
+        cp "$t/oom.ckpt" "$t/oom.cfnet.last.safetensors"
+        rm -f "$t/rc".*
+        RCS="$t/rc" SHIM_RANK=1 SHIM_SIZE=$((6 * 2 * 32 * 32 * 4)) LD_PRELOAD="$t/mshim.so" \
+            timeout 60 mpirun --allow-run-as-root --oversubscribe -x RCS -x SHIM_RANK \
+            -x SHIM_SIZE -x LD_PRELOAD -np 2 "$t/rcs.sh" "$tool" train "$t/d/train" \
+            --threads 1 -q --resume "$t/oom.cfnet.last.safetensors" --epochs 2 \
+            -o "$t/oom.cfnet" >"$t/chunk.log" 2>&1
+        rc=$?
+        together chunk "rank 1 of 2: out of memory for a chunk of 6 images" oom
+        [ -e "$t/rc.0" ] || { cat "$t/chunk.log"; echo "test_mpi: chunk: rank 0 was ended"; exit 1; }
+        cmp "$t/oom.ckpt" "$t/oom.cfnet.last.safetensors" ||
+            { echo "test_mpi: chunk: the checkpoint changed"; exit 1; }
     fi
     set -e
     echo "test_mpi: settings that differ between ranks, a missing output folder, a bad image and" \

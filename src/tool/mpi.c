@@ -227,13 +227,16 @@ int tool_mpi_step_failed(void)
 int tool_mpi_step_left(void) { return step_left; }
 
 /* CFNET_TEST_SET_BATCH_RANK, a test hook (tests/test_mpi.sh): that rank's batch shares are
- * asked for a global batch of -1, which libcfnet_mpi refuses: a failed tool_mpi_set_batch */
+ * asked for a global batch of -1, which libcfnet_mpi refuses: a failed tool_mpi_set_batch.
+ * Only a rank number written in digits counts (atoi made any other text, "yes" say, rank 0). */
 static int test_bad_share;
 
 int tool_mpi_attach(cfnet_network *net)
 {
     const char *t = getenv("CFNET_TEST_SET_BATCH_RANK");
-    test_bad_share = t && *t && atoi(t) == mpi_rank;
+    char *end = NULL;
+    const long tr = t && *t >= '0' && *t <= '9' ? strtol(t, &end, 10) : -1;
+    test_bad_share = end && *end == '\0' && tr == mpi_rank;
     /* cfnet_mpi_create fails on one rank alone only before its MPI_Comm_dup (no memory for the
      * group itself, a few bytes): the other ranks then wait inside MPI_Comm_dup, a collective
      * that nothing but this rank's MPI_Comm_dup ends, so no agreement can reach them and this

@@ -1464,15 +1464,29 @@ int cmd_train(int argc, char **argv)
                   (long long)(ntr + nva), ch, c.size, c.size, dt, (ntr + nva) / (dt > 0 ? dt : 1e-9),
                   c.threads, c.threads == 1 ? "" : "s");
     } else {
-        chunkbuf = xmalloc(sizeof(float) * (size_t)(chunk * per));
-        chunklab = xmalloc(sizeof(int32_t) * (size_t)chunk);
-        chunk_idx = xmalloc(sizeof(int64_t) * (size_t)chunk);
-        local = xmalloc(sizeof(int64_t) * (size_t)chunk);
-        /* under mpirun a limit may be one node's: the refusal is held and said by rank 0, and
-         * every rank ends here (not the refusing rank's MPI_Abort while the others wait) */
+        /* under mpirun a limit may be one node's: the refusal (or the chunk's buffers not
+         * allocated: a chunk is one batch, tens of MB for large images) is held and said by
+         * rank 0, and every rank ends here (not the refusing rank's MPI_Abort, or its exit
+         * without MPI_Finalize, while the others wait) */
         tool_held hold;
         tool_hold_begin(&hold, NULL);
-        int refused = hold.unheld[0] || tool_blas_room(", or give a smaller --max-memory") != 0;
+        chunkbuf = malloc(sizeof(float) * (size_t)(chunk * per));
+        chunklab = malloc(sizeof(int32_t) * (size_t)chunk);
+        chunk_idx = malloc(sizeof(int64_t) * (size_t)chunk);
+        local = malloc(sizeof(int64_t) * (size_t)chunk);
+        int refused = hold.unheld[0] != '\0';
+        if (!refused && (!chunkbuf || !chunklab || !chunk_idx || !local)) {
+            if (nranks > 1)
+                tool_error("rank %d of %d: out of memory for a chunk of %lld images (%.1f MiB "
+                           "as float32)", rank, nranks, (long long)chunk,
+                           (double)chunk * (double)per * sizeof(float) / 1048576.0);
+            else
+                tool_error("out of memory for a chunk of %lld images (%.1f MiB as float32)",
+                           (long long)chunk,
+                           (double)chunk * (double)per * sizeof(float) / 1048576.0);
+            refused = 1;
+        }
+        refused = refused || tool_blas_room(", or give a smaller --max-memory") != 0;
         if (tool_hold_end(&hold, refused) != 0) goto out;
     }
     if (c.skip_bad && resident) {
