@@ -107,6 +107,45 @@ cg croot "4:memory:/docker/abcdef/job"
 expect 1 "^--max-memory 512 MiB, the default: a quarter of the cgroup memory limit \(2\.0 GiB\)" \
     train_in "$out/croot"
 
+# cgroup v2 where mountinfo puts it, seen from a container sharing the host's cgroup names: the
+# mount's root is the container's cgroup, so the process's .../docker-abc.scope/job is the folder
+# job below the mount point (512 MiB below the container's 2 GiB), not ROOT's 64 MiB decoy
+cg v2c "0::/system.slice/docker-abc.scope/job"
+: >"$out/v2c/cgroup.controllers"
+echo 67108864 >"$out/v2c/memory.max"
+mkdir -p "$out/v2c/cg/job"
+echo 2147483648 >"$out/v2c/cg/memory.max"
+echo 536870912 >"$out/v2c/cg/job/memory.max"
+printf '%s\n' "40 1 0:30 /system.slice/docker-abc.scope $out/v2c/cg ro,nosuid - cgroup2 cgroup2 rw" \
+    >"$out/v2c/mountinfo"
+expect 1 "^--max-memory 128 MiB, the default: a quarter of the cgroup memory limit \(512 MiB\)" \
+    train_in "$out/v2c"
+# mountinfo without a cgroup2 mount: no v2 limit (the decoy is not read)
+printf '%s\n' "26 1 0:23 / /sys/fs/cgroup/cpu rw,nosuid - cgroup cgroup rw,cpu" >"$out/v2c/mountinfo"
+expect 1 "no such file" train_in "$out/v2c"
+lacks "max-memory" "a cgroup v2 limit was read without a cgroup2 mount in mountinfo"
+
+# long lines are read whole: a v1 memory mount point of 2,250 spaces (9,000 bytes escaped in
+# mountinfo) gives its 1 GiB
+sp=$(printf '%250s' '')
+lp="$out/long/$sp/$sp/$sp/$sp/$sp/$sp/$sp/$sp/$sp"
+cg long "4:memory:/"
+mkdir -p "$lp"
+echo 1073741824 >"$lp/memory.limit_in_bytes"
+mi "$out/long" "$other" "32 1 0:27 / $(printf '%s' "$lp" | sed 's/ /\\040/g') rw - cgroup none rw,memory"
+expect 1 "^--max-memory 256 MiB, the default: a quarter of the cgroup memory limit \(1\.0 GiB\)" \
+    train_in "$out/long"
+# a /proc/self/cgroup line past 4 KiB (a cgroup named "x:memory:" far down): the whole path is
+# the process's cgroup (the 1 GiB of its /job), its tail is not read as a line of its own naming
+# the cgroup /d (a 64 MiB decoy)
+pad=$(printf '%4080s' '' | tr ' ' 'p')
+cg lcg "4:memory:/job/$pad/x:memory:/d"
+mkdir -p "$out/lcg/memory/job" "$out/lcg/memory/d"
+echo 1073741824 >"$out/lcg/memory/job/memory.limit_in_bytes"
+echo 67108864 >"$out/lcg/memory/d/memory.limit_in_bytes"
+expect 1 "^--max-memory 256 MiB, the default: a quarter of the cgroup memory limit \(1\.0 GiB\)" \
+    train_in "$out/lcg"
+
 # unreadable or malformed files fall back silently to the physical memory
 cg bad "0::/job" "4:memory:/job"
 : >"$out/bad/cgroup.controllers"

@@ -279,23 +279,26 @@ static int opt_listed(const char *opts, const char *name)
     return 0;
 }
 
-/* The folder of the cgroup v1 memory controller for the cgroup `path` (of /proc/self/cgroup),
- * from the mountinfo file `mountinfo`: a mount of file system type "cgroup" whose super options
- * name "memory" (mounted alone at /sys/fs/cgroup/memory, or combined, "memory,cpuacct", or
- * anywhere else). Its field 4 is the folder of the hierarchy seen at the mount point (in a
- * container, often the container's own cgroup): `path` is taken relative to it, and a `path`
- * outside it leaves the mount point's own cgroup. *base is the mount point and *rel the path
- * below it (both allocated); among several mounts, the one whose root holds `path` most closely.
- * 0 when there is none, -1 when the file cannot be read. */
-static int cgroup_v1_memory_mount(const char *mountinfo, const char *path, char **base, char **rel)
+/* The folder of a cgroup hierarchy for the cgroup `path` (of /proc/self/cgroup), from the
+ * mountinfo file `mountinfo`: with `v2`, a mount of file system type "cgroup2" (at
+ * /sys/fs/cgroup, at /sys/fs/cgroup/unified beside v1 controllers, or anywhere else); without, a
+ * cgroup v1 mount (type "cgroup") whose super options name "memory" (mounted alone at
+ * /sys/fs/cgroup/memory, or combined, "memory,cpuacct", or anywhere else). Its field 4 is the
+ * folder of the hierarchy seen at the mount point (in a container, often the container's own
+ * cgroup): `path` is taken relative to it, and a `path` outside it leaves the mount point's own
+ * cgroup. *base is the mount point and *rel the path below it (both allocated); among several
+ * mounts, the one whose root holds `path` most closely. Lines are read whole, however long (an
+ * escaped mount point may take four bytes a character). 0 when there is none, -1 when the file
+ * cannot be read. */
+static int cgroup_mount(const char *mountinfo, const char *path, int v2, char **base, char **rel)
 {
     FILE *f = fopen(mountinfo, "r");
     if (!f) return -1;
-    char line[8192];
-    size_t best = 0;
+    char *line = NULL;
+    size_t cap = 0, best = 0;
     int found = 0;
     *base = *rel = NULL;
-    while (fgets(line, sizeof line, f)) {
+    while (getline(&line, &cap, f) > 0) {
         line[strcspn(line, "\n")] = '\0';
         /* id parent major:minor root mountpoint options [optional...] - fstype source super */
         char *field[6] = {0}, *save = NULL, *t = strtok_r(line, " ", &save);
@@ -306,7 +309,10 @@ static int cgroup_v1_memory_mount(const char *mountinfo, const char *path, char 
         char *fstype = t ? strtok_r(NULL, " ", &save) : NULL;
         char *source = fstype ? strtok_r(NULL, " ", &save) : NULL;
         char *super = source ? strtok_r(NULL, " ", &save) : NULL;
-        if (!super || strcmp(fstype, "cgroup") != 0 || !opt_listed(super, "memory")) continue;
+        if (!super) continue;
+        if (v2 ? strcmp(fstype, "cgroup2") != 0
+               : strcmp(fstype, "cgroup") != 0 || !opt_listed(super, "memory"))
+            continue;
         char *mroot = field[3], *mpoint = field[4];
         mountinfo_unescape(mroot);
         mountinfo_unescape(mpoint);
@@ -321,17 +327,20 @@ static int cgroup_v1_memory_mount(const char *mountinfo, const char *path, char 
         best = score;
         found = 1;
     }
+    free(line);
     fclose(f);
     return found;
 }
 
 /* The cgroup memory limit of this process (UINT64_MAX if none): cgroup v2's memory.max for its
  * "0::" line of /proc/self/cgroup, cgroup v1's memory.limit_in_bytes for its "memory" line, in
- * the memory controller's folder found in /proc/self/mountinfo (/sys/fs/cgroup/memory when that
- * cannot be read). CFNET_TEST_CGROUP_ROOT is a test hook (tests/test_cli_memory.sh): a folder
- * standing for /sys/fs/cgroup, with its file "self-cgroup" standing for /proc/self/cgroup and
- * its file "mountinfo", if there is one, for /proc/self/mountinfo (its mount points are used as
- * they are: the test gives folders of its own). */
+ * the hierarchy's folder found in /proc/self/mountinfo (the cgroup2 mount; the v1 memory
+ * controller's mount), or when that cannot be read in the usual places (/sys/fs/cgroup or
+ * /sys/fs/cgroup/unified for v2, /sys/fs/cgroup/memory for v1). CFNET_TEST_CGROUP_ROOT is a test
+ * hook (tests/test_cli_memory.sh): a folder standing for /sys/fs/cgroup, with its file
+ * "self-cgroup" standing for /proc/self/cgroup and its file "mountinfo", if there is one, for
+ * /proc/self/mountinfo (its mount points are used as they are: the test gives folders of its
+ * own). */
 static uint64_t cgroup_memory_limit(void)
 {
     const char *root = getenv("CFNET_TEST_CGROUP_ROOT");
@@ -346,8 +355,9 @@ static uint64_t cgroup_memory_limit(void)
         return UINT64_MAX;
     }
     uint64_t best = UINT64_MAX;
-    char line[4096];
-    while (fgets(line, sizeof line, f)) {
+    char *line = NULL;
+    size_t cap = 0;
+    while (getline(&line, &cap, f) > 0) { /* whole lines, however long the cgroup's path */
         line[strcspn(line, "\n")] = '\0';
         char *c1 = strchr(line, ':'), *c2 = c1 ? strchr(c1 + 1, ':') : NULL;
         if (!c2) continue;
@@ -355,15 +365,21 @@ static uint64_t cgroup_memory_limit(void)
         const char *ctrl = c1 + 1, *path = c2 + 1;
         uint64_t v = UINT64_MAX;
         if (strcmp(line, "0") == 0 && ctrl[0] == '\0') {
-            /* v2: mounted at the root itself, or at root/unified beside v1 controllers */
-            char *probe = xasprintf("%s/cgroup.controllers", root);
-            char *base = access(probe, F_OK) == 0 ? xstrdup(root) : xasprintf("%s/unified", root);
-            v = cgroup_walk(base, path, "memory.max");
-            free(probe);
+            char *base = NULL, *rel = NULL;
+            int m = cgroup_mount(mountinfo, path, 1, &base, &rel);
+            if (m < 0) { /* no mountinfo: at the root itself, or root/unified beside v1 */
+                char *probe = xasprintf("%s/cgroup.controllers", root);
+                base = access(probe, F_OK) == 0 ? xstrdup(root) : xasprintf("%s/unified", root);
+                v = cgroup_walk(base, path, "memory.max");
+                free(probe);
+            } else if (m > 0) {
+                v = cgroup_walk(base, rel, "memory.max");
+            }
             free(base);
+            free(rel);
         } else if (opt_listed(ctrl, "memory")) {
             char *base = NULL, *rel = NULL;
-            int m = cgroup_v1_memory_mount(mountinfo, path, &base, &rel);
+            int m = cgroup_mount(mountinfo, path, 0, &base, &rel);
             if (m < 0) /* no mountinfo: the usual place */
                 v = cgroup_walk((base = xasprintf("%s/memory", root)), path, "memory.limit_in_bytes");
             else if (m > 0)
@@ -373,6 +389,7 @@ static uint64_t cgroup_memory_limit(void)
         }
         if (v < best) best = v;
     }
+    free(line);
     fclose(f);
     free(mountinfo);
     return best;
