@@ -599,6 +599,51 @@ for f in offpast cntpast cntshort toffpast tcntpast tcntshort; do
     test ! -e "$out/raw/c-$f" || fail "crop of $f.tif wrote $out/raw/c-$f"
 done
 
+# ---- headers whose sizes multiply past any buffer ---------------------------------------------------
+# Hand-made headers (files of a few KB): compressed (deflate) tiles 16 wide and 2^31 rows tall
+# for a 4096 x (2^31 - 1) image, whose row of tiles crop held decoded (2^43 bytes: it said "out of
+# memory"; a product that wraps where size_t is 32 bits gave a small buffer that the rows overran),
+# and 3-sample tiles of 4096 x 2^31 on an image 2^31 - 1 wide. Refused, naming the file, as a
+# field and as a mask; nothing written.
+mkdir -p "$out/hdr"
+"$py" - "$out/hdr" <<'PY'
+import struct, sys, zlib
+d = sys.argv[1]
+z = zlib.compress(b"\0" * 64)
+def tiled(name, W, H, tw, th, spp):
+    n = -(-W // tw) if W < 2**20 else 1  # tiles across (one offset is enough to be refused)
+    tags = sorted([(256, 4, [W]), (257, 4, [H]), (258, 3, [8] * spp), (259, 3, [8]), (262, 3, [1]),
+                   (277, 3, [spp]), (322, 4, [tw]), (323, 4, [th]), (324, 4, [0] * n),
+                   (325, 4, [len(z)] * n)])
+    end = 8 + 2 + 12 * len(tags) + 4
+    data_at = end + (2 * spp if spp > 2 else 0) + (8 * n if n > 1 else 0)
+    tags = [(t, ty, [data_at] * n if t == 324 else v) for t, ty, v in tags]
+    fmt = {3: "H", 4: "I"}
+    ifd, blob = bytearray(struct.pack("<H", len(tags))), bytearray()
+    for tag, typ, vals in tags:
+        raw = struct.pack("<" + fmt[typ] * len(vals), *vals)
+        if len(raw) > 4:
+            raw, blob = struct.pack("<I", end + len(blob)), blob + raw
+        ifd += struct.pack("<HHI", tag, typ, len(vals)) + raw.ljust(4, b"\0")
+    head = b"II" + struct.pack("<HI", 42, 8) + bytes(ifd) + b"\0" * 4 + bytes(blob)
+    assert len(head) == data_at, (len(head), data_at)
+    open(f"{d}/{name}.tif", "wb").write(head + z)
+tiled("tall", 4096, 2**31 - 1, 16, 2**31, 1)
+tiled("wide", 2**31 - 1, 2**31 - 1, 4096, 2**31, 3)
+tiled("tall3", 4096, 2**31 - 1, 16, 2**31, 3)
+PY
+for f in tall wide tall3; do
+    expect 1 "hdr/$f.tif: (compressed TIFF tiles too large|invalid TIFF|image too large)" \
+        "$cfnet" crop "$out/hdr/$f.tif" "$out/raw/m.tif" -o "$out/hdr/c-$f" --size 8
+    expect 1 "hdr/$f.tif: (compressed TIFF tiles too large|invalid TIFF|not a label mask|image too large)" \
+        "$cfnet" crop "$out/raw/f8rev.tif" "$out/hdr/$f.tif" -o "$out/hdr/c-$f" --size 8
+    test ! -e "$out/hdr/c-$f" || fail "crop of $f.tif wrote $out/hdr/c-$f"
+done
+expect 1 "hdr/tall.tif: compressed TIFF tiles too large on page 1: 16x2147483648 tiles of 1 sample for a 4096x2147483647 image" \
+    "$cfnet" crop "$out/hdr/tall.tif" "$out/raw/m.tif" -o "$out/hdr/c" --size 8
+expect 1 "hdr/tall.tif: compressed TIFF tiles too large on page 1" \
+    "$cfnet" crop "$out/raw/f8rev.tif" "$out/hdr/tall.tif" -o "$out/hdr/c" --size 8
+
 # ---- memory that follows the crop size and the field's width, not its area ------------------------
 # A 3 x 6000 x 6000 8-bit field and its mask (108 M values; 576 MB as floats and 32-bit labels,
 # which crop held whole before) crop under a 150 MB address-space limit. The field is
