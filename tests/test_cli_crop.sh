@@ -288,14 +288,14 @@ cmp "$out/linked/cells.csv" "$o1/cells.csv" || fail "the crop through a link to 
 # any killed run's, or each restart left one more, up to 100 (then crop refused to start)
 host=$("$py" -c 'import socket; print(socket.gethostname())')
 mkdir "$out/pidrun"
-expect 0 "removed 2 staging folders .*that killed runs left" sh -c 'for s in "$$.$5" "$$-1.$5"; do mkdir "$1/.x.crop-tmp.$s" && : >"$1/.x.crop-tmp.$s/old"; done && exec "$2" crop "$3" "$4" -o "$1/x" --size 16' \
+expect 0 "removed 2 staging folders .*that killed runs left" sh -c 'for s in "$$.$5" "$$-1.$5"; do mkdir "$1/.x.crop-tmp.$s" && : >"$1/.x.crop-tmp.$s/old" && : >"$1/.x.crop-tmp.$s/.cfnet-staging"; done && exec "$2" crop "$3" "$4" -o "$1/x" --size 16' \
     sh "$out/pidrun" "$cfnet" "$out/f16.tif" "$out/m32.tif" "$host"
 cmp "$out/pidrun/x/cells.csv" "$o1/cells.csv" || fail "the crop beside an old staging folder differs"
 test "$(ls -A "$out/pidrun" | tr '\n' ' ')" = "x " || fail "staging folders of this process id stayed: $(ls -A "$out/pidrun" | tr '\n' ' ')"
 # ... but one of that id that a process holds locked (a live run of another container with the
 # same id and host name) is left alone: another name
 mkdir "$out/pidrun2"
-expect 0 "wrote 4 crops" sh -c 'd="$1/.x.crop-tmp.$$.$5"; mkdir "$d" && : >"$d/old" &&
+expect 0 "wrote 4 crops" sh -c 'd="$1/.x.crop-tmp.$$.$5"; mkdir "$d" && : >"$d/old" && : >"$d/.cfnet-staging" &&
     { "$6" -c "import fcntl, os, sys, time
 fd = os.open(sys.argv[1], os.O_RDONLY); fcntl.flock(fd, fcntl.LOCK_EX)
 open(sys.argv[1] + \"/locked\", \"w\").close(); time.sleep(60)" "$d" & echo $! >"$7"; } &&
@@ -310,18 +310,27 @@ test "$(ls -A "$out/pidrun2" | grep -c crop-tmp)" = 1 || fail "crop touched the 
 # were locked once (no sticky bit, which marks a folder made and not yet locked) whatever
 # process has their id now (this shell's: the id of a killed run came round again), or their
 # process is gone (a finished subshell's id); those of another host, of a host whose name ends
-# in ".2" (".PID.HOST.2", once "HOST" with a number), without a host, of another DIR, marked
-# and of a live process (a run between making and locking it), locked, or holding a subfolder
-# stay
+# in ".2" (".PID.HOST.2", once "HOST" with a number), of another DIR, marked and of a live
+# process (a run between making and locking it), locked, or holding a subfolder stay. Without a
+# host (".PID", any host's), on this machine's own disk, by the lock alone: removed when locked
+# once (no sticky bit), else kept. Only a folder holding the mark (.cfnet-staging) that a run
+# makes once it holds the lock is a run's: one without it (a user's own folder of that name, or
+# the folder of a live run that could not lock it, ENOLCK, made without the sticky bit in a
+# setgid parent) stays.
 dead=$(sh -c 'echo $$')
 mkdir "$out/killed"
 for s in ".y.crop-tmp.$dead.$host" ".y.crop-tmp.$dead-3.$host" ".y.crop-tmp.$$.$host" \
     ".y.crop-tmp.$dead-7.$host" ".y.crop-tmp.$$-6.$host" ".y.crop-tmp.$dead.$host.2" \
     ".y.crop-tmp.$dead" ".y.crop-tmp.$dead.other-$host" ".z.crop-tmp.$dead.$host" \
-    ".y.crop-tmp.$dead.$host.x" ".y.crop-tmp.$dead-4.$host" ".y.crop-tmp.$dead-5.$host"; do
-    mkdir "$out/killed/$s" && : >"$out/killed/$s/f16_3.tif" && : >"$out/killed/$s/cells.csv"
+    ".y.crop-tmp.$dead.$host.x" ".y.crop-tmp.$dead-4.$host" ".y.crop-tmp.$dead-5.$host" \
+    ".y.crop-tmp.$dead-8" ".y.crop-tmp.$$-11" ".y.crop-tmp.$dead-9.$host" ".y.crop-tmp.$$-10.$host" \
+    ".y.crop-tmp.$dead-12"; do
+    mkdir "$out/killed/$s" && : >"$out/killed/$s/f16_3.tif" && : >"$out/killed/$s/cells.csv" &&
+        : >"$out/killed/$s/.cfnet-staging"
 done
-chmod +t "$out/killed/.y.crop-tmp.$dead-7.$host" "$out/killed/.y.crop-tmp.$$-6.$host"
+rm "$out/killed/.y.crop-tmp.$dead-9.$host/.cfnet-staging" "$out/killed/.y.crop-tmp.$$-10.$host/.cfnet-staging" \
+    "$out/killed/.y.crop-tmp.$dead-12/.cfnet-staging"
+chmod +t "$out/killed/.y.crop-tmp.$dead-7.$host" "$out/killed/.y.crop-tmp.$$-6.$host" "$out/killed/.y.crop-tmp.$dead-8"
 mkdir "$out/killed/.y.crop-tmp.$dead-5.$host/sub"
 "$py" - "$out/killed/.y.crop-tmp.$dead-4.$host" <<'PY' &
 import fcntl, os, sys, time
@@ -336,23 +345,27 @@ while [ ! -e "$out/killed/.y.crop-tmp.$dead-4.$host/locked" ] && [ $i -lt 600 ];
 local_fs=0
 case $(stat -f -c %T "$out/killed") in ext2/ext3 | xfs | btrfs | f2fs | tmpfs) local_fs=1 ;; esac
 gone=3
-[ $local_fs = 1 ] && gone=4
+[ $local_fs = 1 ] && gone=6
 expect 0 "removed $gone staging folders .*that killed runs left" \
     "$cfnet" crop "$out/f16.tif" "$out/m32.tif" -o "$out/killed/y" --size 16
 kill "$locker" 2>/dev/null || :
 wait "$locker" 2>/dev/null || :
-kept=".y.crop-tmp.$$-6.$host .y.crop-tmp.$dead.$host.2 .y.crop-tmp.$dead \
+kept=".y.crop-tmp.$$-6.$host .y.crop-tmp.$dead.$host.2 \
     .y.crop-tmp.$dead-4.$host .y.crop-tmp.$dead-5.$host .y.crop-tmp.$dead.$host.x \
-    .y.crop-tmp.$dead.other-$host .z.crop-tmp.$dead.$host y"
-[ $local_fs = 1 ] || kept="$kept .y.crop-tmp.$$.$host"
+    .y.crop-tmp.$dead.other-$host .z.crop-tmp.$dead.$host .y.crop-tmp.$dead-8 \
+    .y.crop-tmp.$dead-9.$host .y.crop-tmp.$$-10.$host .y.crop-tmp.$dead-12 y"
+[ $local_fs = 1 ] || kept="$kept .y.crop-tmp.$$.$host .y.crop-tmp.$dead .y.crop-tmp.$$-11"
 # shellcheck disable=SC2086
 test "$(cd "$out/killed" && LC_ALL=C ls -A | tr '\n' ' ')" = "$(printf '%s ' $kept | tr ' ' '\n' | LC_ALL=C sort | tr '\n' ' ')" ||
     fail "stale staging folders: $(cd "$out/killed" && ls -A | tr '\n' ' ')"
 test -e "$out/killed/.y.crop-tmp.$dead-5.$host/cells.csv" || fail "files removed from a staging folder that holds a folder"
 test -e "$out/killed/.y.crop-tmp.$$-6.$host/cells.csv" || fail "files removed from a live process's staging folder not locked yet"
 test -e "$out/killed/.y.crop-tmp.$dead.$host.2/cells.csv" || fail "files removed from the staging folder of host $host.2"
+test -e "$out/killed/.y.crop-tmp.$dead-9.$host/cells.csv" || fail "files removed from a folder named as a staging folder, without its mark"
+test -e "$out/killed/.y.crop-tmp.$$-10.$host/cells.csv" || fail "files removed from a live run's folder it could not lock (no mark, no sticky bit)"
 cmp "$out/killed/y/cells.csv" "$o1/cells.csv" || fail "the crop beside stale staging folders differs"
 test -k "$out/killed/y" && fail "DIR kept the sticky bit of a staging folder not locked yet"
+test -e "$out/killed/y/.cfnet-staging" && fail "DIR holds the staging folder's mark"
 test "$(stat -c %a "$out/killed/y")" = "$(stat -c %a "$out/pidrun/x")" || fail "DIR's mode: $(stat -c %a "$out/killed/y")"
 # two crops into the same new DIR at once: one writes it, the other (started after DIR was
 # written: DIR not empty, status 2; or finding it written at its own rename: status 1) writes
@@ -386,6 +399,16 @@ if command -v strace >/dev/null 2>&1 && strace -o /dev/null true 2>/dev/null; th
         fail "a staging folder whose lock another process held: $(cat "$out/relock.strace")"
     cmp "$out/relock/x/cells.csv" "$o1/cells.csv" || fail "the crop after its lock was taken differs"
     test "$(ls -A "$out/relock" | tr '\n' ' ')" = "x " || fail "left beside DIR: $(ls -A "$out/relock" | tr '\n' ' ')"
+    # the lock failing otherwise (ENOLCK: no lock records): the run goes on unlocked and does
+    # not mark its folder as a locked run's (a cleaner would take it for a killed run's: in a
+    # setgid parent it has no sticky bit either); DIR has no mark
+    mkdir "$out/nolck"
+    expect 0 "wrote 4 crops" env ASAN_OPTIONS="${ASAN_OPTIONS:+$ASAN_OPTIONS:}detect_leaks=0" strace -f -o "$out/nolck.strace" -e trace=openat,flock \
+        -e inject=flock:error=ENOLCK:when=1 "$cfnet" crop "$out/f16.tif" "$out/m32.tif" -o "$out/nolck/x" --size 16
+    grep -q 'flock(.*ENOLCK' "$out/nolck.strace" || fail "no ENOLCK injected: $(cat "$out/nolck.strace")"
+    grep -q 'cfnet-staging' "$out/nolck.strace" && fail "a run that could not lock its staging folder marked it"
+    test "$(ls -A "$out/nolck/x" | grep -c cfnet-staging)" = 0 || fail "DIR holds the staging mark"
+    cmp "$out/nolck/x/cells.csv" "$o1/cells.csv" || fail "the crop without a lock differs"
 else
     skip_env test_cli_crop "a staging folder whose lock another process held" "no strace, or ptrace not allowed"
 fi
@@ -599,6 +622,51 @@ for f in offpast cntpast cntshort toffpast tcntpast tcntshort; do
     test ! -e "$out/raw/c-$f" || fail "crop of $f.tif wrote $out/raw/c-$f"
 done
 
+# ---- headers whose sizes multiply past any buffer ---------------------------------------------------
+# Hand-made headers (files of a few KB): compressed (deflate) tiles 16 wide and 2^31 rows tall
+# for a 4096 x (2^31 - 1) image, whose row of tiles crop held decoded (2^43 bytes: it said "out of
+# memory"; a product that wraps where size_t is 32 bits gave a small buffer that the rows overran),
+# and 3-sample tiles of 4096 x 2^31 on an image 2^31 - 1 wide. Refused, naming the file, as a
+# field and as a mask; nothing written.
+mkdir -p "$out/hdr"
+"$py" - "$out/hdr" <<'PY'
+import struct, sys, zlib
+d = sys.argv[1]
+z = zlib.compress(b"\0" * 64)
+def tiled(name, W, H, tw, th, spp):
+    n = -(-W // tw) if W < 2**20 else 1  # tiles across (one offset is enough to be refused)
+    tags = sorted([(256, 4, [W]), (257, 4, [H]), (258, 3, [8] * spp), (259, 3, [8]), (262, 3, [1]),
+                   (277, 3, [spp]), (322, 4, [tw]), (323, 4, [th]), (324, 4, [0] * n),
+                   (325, 4, [len(z)] * n)])
+    end = 8 + 2 + 12 * len(tags) + 4
+    data_at = end + (2 * spp if spp > 2 else 0) + (8 * n if n > 1 else 0)
+    tags = [(t, ty, [data_at] * n if t == 324 else v) for t, ty, v in tags]
+    fmt = {3: "H", 4: "I"}
+    ifd, blob = bytearray(struct.pack("<H", len(tags))), bytearray()
+    for tag, typ, vals in tags:
+        raw = struct.pack("<" + fmt[typ] * len(vals), *vals)
+        if len(raw) > 4:
+            raw, blob = struct.pack("<I", end + len(blob)), blob + raw
+        ifd += struct.pack("<HHI", tag, typ, len(vals)) + raw.ljust(4, b"\0")
+    head = b"II" + struct.pack("<HI", 42, 8) + bytes(ifd) + b"\0" * 4 + bytes(blob)
+    assert len(head) == data_at, (len(head), data_at)
+    open(f"{d}/{name}.tif", "wb").write(head + z)
+tiled("tall", 4096, 2**31 - 1, 16, 2**31, 1)
+tiled("wide", 2**31 - 1, 2**31 - 1, 4096, 2**31, 3)
+tiled("tall3", 4096, 2**31 - 1, 16, 2**31, 3)
+PY
+for f in tall wide tall3; do
+    expect 1 "hdr/$f.tif: (compressed TIFF tiles too large|invalid TIFF|image too large)" \
+        "$cfnet" crop "$out/hdr/$f.tif" "$out/raw/m.tif" -o "$out/hdr/c-$f" --size 8
+    expect 1 "hdr/$f.tif: (compressed TIFF tiles too large|invalid TIFF|not a label mask|image too large)" \
+        "$cfnet" crop "$out/raw/f8rev.tif" "$out/hdr/$f.tif" -o "$out/hdr/c-$f" --size 8
+    test ! -e "$out/hdr/c-$f" || fail "crop of $f.tif wrote $out/hdr/c-$f"
+done
+expect 1 "hdr/tall.tif: compressed TIFF tiles too large on page 1: 16x2147483648 tiles of 1 sample for a 4096x2147483647 image" \
+    "$cfnet" crop "$out/hdr/tall.tif" "$out/raw/m.tif" -o "$out/hdr/c" --size 8
+expect 1 "hdr/tall.tif: compressed TIFF tiles too large on page 1" \
+    "$cfnet" crop "$out/raw/f8rev.tif" "$out/hdr/tall.tif" -o "$out/hdr/c" --size 8
+
 # ---- memory that follows the crop size and the field's width, not its area ------------------------
 # A 3 x 6000 x 6000 8-bit field and its mask (108 M values; 576 MB as floats and 32-bit labels,
 # which crop held whole before) crop under a 150 MB address-space limit. The field is
@@ -757,7 +825,9 @@ mkdir "$out/smid/e2" && chmod 2750 "$out/smid/e2"
 mkdir "$out/smid/e3" && ln -s e3 "$out/smid/l3"
 shost=$("$py" -c 'import socket; print(socket.gethostname())')
 sdead=$(sh -c 'echo $$')
-for s in "" -2 -3; do mkdir -p "$out/smid/.st.synth-tmp.$sdead$s.$shost/train/class00"; done
+for s in "" -2 -3; do
+    mkdir -p "$out/smid/.st.synth-tmp.$sdead$s.$shost/train/class00" && : >"$out/smid/.st.synth-tmp.$sdead$s.$shost/.cfnet-staging"
+done
 : >"$out/smid/.st.synth-tmp.$sdead.$shost/train/class00/0000.tif"
 ln -s / "$out/smid/.st.synth-tmp.$sdead-3.$shost/train/class00/root"
 for t in e2 l3 st; do
@@ -771,6 +841,7 @@ test "$(cd "$out/smid" && LC_ALL=C ls -A | tr '\n' ' ')" = ".st.synth-tmp.$sdead
 test -L "$out/smid/.st.synth-tmp.$sdead-3.$shost/train/class00/root" || fail "a staging folder holding a link was emptied"
 test "$(stat -c %a "$out/smid/e2")" = 2750 || fail "synth did not keep DIR's mode: $(stat -c %a "$out/smid/e2")"
 test -L "$out/smid/l3" || fail "synth replaced the link to DIR"
+test -e "$out/smid/st/.cfnet-staging" && fail "synth's DIR holds the staging folder's mark"
 for t in e2 e3 st; do
     diff -r "$out/smid/e" "$out/smid/$t" >/dev/null || fail "synth into $t wrote other files than into e"
 done

@@ -250,12 +250,15 @@ int cf_platform_remove_stale_temps(int dirfd, const char *base, unsigned flags, 
     return 0;
 }
 
-int cf_platform_lock_dir(const char *path)
+int cf_platform_lock_dir(const char *path, bool *locked)
 {
+    *locked = false;
     int fd = open(path, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
     if (fd < 0) return -1;
     if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
-        if (errno != EWOULDBLOCK) return fd; /* a file system without locks: the name decides */
+        /* a file system without locks, or no lock for another reason (ENOLCK): not locked,
+         * *locked says so (the caller does not mark the folder as a run's) */
+        if (errno != EWOULDBLOCK) return fd;
         close(fd);
         errno = EEXIST;
         return -1;
@@ -273,6 +276,7 @@ int cf_platform_lock_dir(const char *path)
     struct stat sb;
     if (fstat(fd, &sb) == 0 && (sb.st_mode & S_ISVTX))
         (void)fchmod(fd, sb.st_mode & 07777 & ~(mode_t)S_ISVTX);
+    *locked = true;
     return fd;
 }
 
@@ -355,8 +359,22 @@ static void tree_empty(int fd)
  * system whose locks every writer's process shares (`local`) is removed: there the lock alone
  * tells, whatever process has the id now. A folder that holds anything else stays whole. 0 when
  * removed. */
-static int remove_dir_if_unlocked(int dirfd, const char *name, int depth, bool pid_stale,
-                                  bool local)
+/* Whether the folder open as fd holds the regular file `mark`, or nothing at all. */
+static bool dir_marked_or_empty(int fd, const char *mark)
+{
+    struct stat st;
+    if (fstatat(fd, mark, &st, AT_SYMLINK_NOFOLLOW) == 0) return S_ISREG(st.st_mode);
+    DIR *d = reopen_dir(fd);
+    if (!d) return false;
+    bool empty = true;
+    for (struct dirent *e; empty && (e = readdir(d)) != NULL;)
+        empty = !strcmp(e->d_name, ".") || !strcmp(e->d_name, "..");
+    closedir(d);
+    return empty;
+}
+
+static int remove_dir_if_unlocked(int dirfd, const char *name, const char *mark, int depth,
+                                  bool pid_stale, bool local)
 {
     int fd = openat(dirfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
     if (fd < 0) return -1;
@@ -369,20 +387,22 @@ static int remove_dir_if_unlocked(int dirfd, const char *name, int depth, bool p
         close(fd); /* a run's own, or gone (renamed into DIR's place) since it was read */
         return -1;
     }
-    /* regular files (and plain folders of them) only, or it is left as it is */
-    bool files = tree_plain(fd, depth);
+    /* a run's (its mark in it, or nothing yet), of regular files (and plain folders of them)
+     * only, or it is left as it is: a folder of the user's that has the name stays */
+    bool files = dir_marked_or_empty(fd, mark) && tree_plain(fd, depth);
     if (files) tree_empty(fd);
     int rc = files ? unlinkat(dirfd, name, AT_REMOVEDIR) : -1;
     close(fd);
     return rc;
 }
 
-int cf_platform_remove_stale_dirs(int dirfd, const char *prefix, int depth, size_t *removed)
+int cf_platform_remove_stale_dirs(int dirfd, const char *prefix, const char *mark, int depth,
+                                  size_t *removed)
 {
     *removed = 0;
     char host[256], hsuffix[258];
-    if (cf_platform_host_name(host, sizeof host) != 0) return 0;
-    snprintf(hsuffix, sizeof hsuffix, ".%s", host);
+    bool hosted = cf_platform_host_name(host, sizeof host) == 0;
+    if (hosted) snprintf(hsuffix, sizeof hsuffix, ".%s", host);
     DIR *d = reopen_dir(dirfd);
     if (!d) return -1;
     size_t plen = strlen(prefix);
@@ -401,13 +421,23 @@ int cf_platform_remove_stale_dirs(int dirfd, const char *prefix, int depth, size
             if (digits == 0) continue;
             tail += 1 + digits;
         }
-        if (strcmp(tail, hsuffix) != 0) continue;
+        /* "<pid>" or "<pid>-<n>" without a host (no host name, or none that fit in the name):
+         * of any host or container, its process id tells nothing; on a file system of this
+         * machine's own, which no other host writes, its lock tells all the same */
+        if (!tail[0]) {
+            struct stat st;
+            if (local && fstatat(dirfd, n, &st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISDIR(st.st_mode) &&
+                remove_dir_if_unlocked(dirfd, n, mark, depth, false, true) == 0)
+                (*removed)++;
+            continue;
+        }
+        if (!hosted || strcmp(tail, hsuffix) != 0) continue;
         /* this process's own id too: the caller has made no folder yet, so one of that id is a
          * killed run's whose process id came round again (a container's, run after run) */
         struct stat st;
         bool pid_stale = pid == (long)getpid() || cf_platform_pid_gone(pid);
         if ((pid_stale || local) && fstatat(dirfd, n, &st, AT_SYMLINK_NOFOLLOW) == 0 &&
-            S_ISDIR(st.st_mode) && remove_dir_if_unlocked(dirfd, n, depth, pid_stale, local) == 0)
+            S_ISDIR(st.st_mode) && remove_dir_if_unlocked(dirfd, n, mark, depth, pid_stale, local) == 0)
             (*removed)++;
     }
     closedir(d);

@@ -81,8 +81,10 @@ bool cf_platform_pid_gone(long pid);
  * clears its sticky bit: make the folder with it (mode 01777), so that until it is locked it is
  * told from a folder whose run is over (a file system without locks: not locked, the bit stays,
  * the process id in the name decides). -1 with errno set (EEXIST: another process holds the
- * lock; ENOENT: the folder, locked, is no longer the one of that name). */
-int cf_platform_lock_dir(const char *path);
+ * lock; ENOENT: the folder, locked, is no longer the one of that name). *locked: whether the
+ * descriptor returned holds the lock (false on a file system without locks, or when flock failed
+ * for another reason, such as ENOLCK). */
+int cf_platform_lock_dir(const char *path, bool *locked);
 
 /* Removes, in the folder open as `dirfd`, the folders "<prefix><pid>.<host>" and
  * "<prefix><pid>-<n>.<host>" of this host (the host is all the name holds after the first '.'
@@ -94,13 +96,17 @@ int cf_platform_lock_dir(const char *path);
  * has its id now; elsewhere (NFS, where another host's lock on a folder is not seen) its process
  * must be gone as well (cf_platform_pid_gone, or this process's own id: call it before making
  * the caller's folder, so that one of this id is a killed run's whose id came round again), and
- * a file system without locks keeps them all. The names of earlier versions,
- * "<prefix><pid>.<host>.<n>" (as well the name of a host "<host>.<n>") and "<prefix><pid>"
- * (without a host), stay. A folder that holds anything but regular files (and, `depth` levels
- * down, folders holding only such: 0, none) stays whole. *removed: how many. Without a host
- * name nothing can be told stale (0 removed). 0, or -1 with errno set when the folder cannot be
- * read. */
-int cf_platform_remove_stale_dirs(int dirfd, const char *prefix, int depth, size_t *removed);
+ * a file system without locks keeps them all. "<prefix><pid>" and "<prefix><pid>-<n>", without
+ * a host (of any host), are removed by their lock alone on such a file system of this machine's
+ * (locked once, not now), kept elsewhere. The names of earlier versions,
+ * "<prefix><pid>.<host>.<n>" (as well the name of a host "<host>.<n>"), stay. Only a folder that
+ * holds the regular file `mark` (which its run makes once it holds the lock), or nothing, is a
+ * run's: one without it (a user's folder of that name) stays, as does one that holds anything
+ * but regular files (and, `depth` levels down, folders holding only such: 0, none). *removed:
+ * how many. Without a host name only names without a host can be told stale. 0, or -1 with
+ * errno set when the folder cannot be read. */
+int cf_platform_remove_stale_dirs(int dirfd, const char *prefix, const char *mark, int depth,
+                                  size_t *removed);
 
 /* This host's name (gethostname) in buf: 0, or -1 when there is none, or it is empty or holds
  * a '/' (unusable in a file name). */

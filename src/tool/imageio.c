@@ -224,6 +224,15 @@ static uint64_t tile_side_limit(uint32_t n)
     return r > 1024 ? r : 1024;
 }
 
+/* a * b, or UINT64_MAX when the product does not fit in 64 bits: the sizes of a file's header
+ * (32-bit sides, tile sides and sample counts, multiplied together) are compared with limits
+ * this way, never wrapped into a small one that passes them. */
+static uint64_t mul_sat(uint64_t a, uint64_t b)
+{
+    uint64_t p;
+    return __builtin_mul_overflow(a, b, &p) ? UINT64_MAX : p;
+}
+
 /* The name of a colour model whose samples are not intensities of grey or RGB channels, NULL
  * for the accepted ones (grey either way round, RGB, and the linear camera data of DNG files,
  * read as stored; JPEG-compressed YCbCr is decoded to RGB before this is asked). A colour
@@ -264,12 +273,12 @@ static int tiff_read_page(TIFF *tif, mem_stream *m, int page, uint32_t W, uint32
         }
         int per_tile = planar == PLANARCONFIG_SEPARATE ? 1 : spp;
         if (tw > tile_side_limit(W) || th > tile_side_limit(H) ||
-            (int64_t)tw * th * per_tile > max_values) {
+            mul_sat(mul_sat(tw, th), (uint64_t)per_tile) > (uint64_t)max_values) {
             set_err(err, errsize, "invalid TIFF: %ux%u tiles for a %ux%u image on page %d", tw,
                     th, W, H, page + 1);
             return -1;
         }
-        if ((int64_t)tw * th * per_tile * bytes > ts) {
+        if (mul_sat(mul_sat(mul_sat(tw, th), (uint64_t)per_tile), (uint64_t)bytes) > (uint64_t)ts) {
             set_err(err, errsize, "invalid TIFF: tile size inconsistent on page %d", page + 1);
             return -1;
         }
@@ -527,7 +536,8 @@ static int decode_tiff_at(const unsigned char *data, size_t size, int fd, int64_
             goto done;
         }
         if (plan) {
-            if ((int64_t)(channels + spp) * W > max_values || H > INT32_MAX || W > INT32_MAX) {
+            if (mul_sat((uint64_t)(channels + spp), W) > (uint64_t)max_values || H > INT32_MAX ||
+                W > INT32_MAX) {
                 set_err(err, errsize, "image too large: %ux%u with %d+ channels (limit %lld "
                         "values in a row)", W, H, channels + spp, (long long)max_values);
                 goto done;
@@ -546,7 +556,7 @@ static int decode_tiff_at(const unsigned char *data, size_t size, int fd, int64_
             page++;
             continue;
         }
-        if ((int64_t)(channels + spp) * W * H > max_values) {
+        if (mul_sat(mul_sat((uint64_t)(channels + spp), W), H) > (uint64_t)max_values) {
             set_err(err, errsize, "image too large: %ux%u with %d+ channels (limit %lld values)",
                     W, H, channels + spp, (long long)max_values);
             goto done;
@@ -1273,7 +1283,9 @@ static int rows_open_tiff(tool_rows *r, char *err, size_t errsize)
                 TIFFGetField(q->tif, TIFFTAG_TILELENGTH, &q->th);
                 tmsize_t ts = TIFFTileSize(q->tif);
                 if (q->tw == 0 || q->th == 0 || ts <= 0 || q->tw > tile_side_limit(W) ||
-                    q->th > tile_side_limit(H) || (int64_t)q->tw * q->th * q->per * bytes > ts) {
+                    q->th > tile_side_limit(H) ||
+                    mul_sat(mul_sat(mul_sat(q->tw, q->th), (uint64_t)q->per), (uint64_t)bytes) >
+                        (uint64_t)ts) {
                     set_err(err, errsize, "invalid TIFF: %ux%u tiles for a %ux%u image on page %d",
                             q->tw, q->th, W, H, pg->page + 1);
                     goto out;
@@ -1289,7 +1301,9 @@ static int rows_open_tiff(tool_rows *r, char *err, size_t errsize)
                 TIFFGetFieldDefaulted(q->tif, TIFFTAG_FILLORDER, &fill);
                 tmsize_t trs = TIFFTileRowSize(q->tif);
                 q->raw = comp == COMPRESSION_NONE && fill == FILLORDER_MSB2LSB && trs > 0 &&
-                         (int64_t)q->tw * q->per * bytes <= trs && (int64_t)trs * q->th <= ts;
+                         mul_sat(mul_sat(q->tw, (uint64_t)q->per), (uint64_t)bytes) <=
+                             (uint64_t)trs &&
+                         mul_sat((uint64_t)trs, q->th) <= (uint64_t)ts;
                 for (uint32_t t = 0; q->raw && t < TIFFNumberOfTiles(q->tif); t++) {
                     uint64_t off = TIFFGetStrileOffset(q->tif, t),
                              cnt = TIFFGetStrileByteCount(q->tif, t);
@@ -1297,11 +1311,33 @@ static int rows_open_tiff(tool_rows *r, char *err, size_t errsize)
                              cnt >= (uint64_t)ts;
                 }
                 q->ls = trs;
+                /* a row (W x per values: at most TOOL_IMAGE_MAX_VALUES, checked in the plan) */
+                const uint64_t row_bytes = mul_sat(mul_sat(W, (uint64_t)q->per), (uint64_t)bytes);
                 if (q->raw) {
-                    q->line = malloc((size_t)W * q->per * bytes);
+                    q->line = malloc((size_t)row_bytes);
                 } else {
+                    /* Compressed: a tile decoded whole, and a row of them held (of the image's
+                     * rows, th at most). A header's tile height (up to the image's, 2^31 rows)
+                     * times its width would ask for terabytes, or, multiplied unchecked, wrap
+                     * into a small buffer that the rows then overrun: both held within the
+                     * limit of values that image_read decodes at once. */
+                    const uint64_t band = q->th < H ? q->th : H,
+                                   tile_vals = mul_sat(mul_sat(q->tw, q->th), (uint64_t)q->per),
+                                   band_vals = mul_sat(mul_sat(band, W), (uint64_t)q->per);
+                    if (tile_vals > (uint64_t)TOOL_IMAGE_MAX_VALUES ||
+                        band_vals > (uint64_t)TOOL_IMAGE_MAX_VALUES ||
+                        (uint64_t)ts > (uint64_t)TOOL_IMAGE_MAX_VALUES * 4) {
+                        set_err(err, errsize, "compressed TIFF tiles too large on page %d: %ux%u "
+                                "tiles of %d sample%s for a %ux%u image, a row of them %llu "
+                                "values decoded at once (limit %lld); save the image with "
+                                "smaller tiles (such as 512x512), in strips, or uncompressed",
+                                pg->page + 1, q->tw, q->th, q->per, q->per == 1 ? "" : "s", W, H,
+                                (unsigned long long)(band_vals > tile_vals ? band_vals : tile_vals),
+                                (long long)TOOL_IMAGE_MAX_VALUES);
+                        goto out;
+                    }
                     q->tile = malloc((size_t)ts);
-                    q->line = malloc((size_t)q->th * W * q->per * bytes);
+                    q->line = malloc((size_t)(band_vals * (uint64_t)bytes));
                 }
             } else {
                 tmsize_t ls = TIFFScanlineSize(q->tif);

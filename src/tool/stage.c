@@ -31,6 +31,12 @@ static int refuse(const tool_stage_how *how, const char *fmt, ...)
     return how->status;
 }
 
+/* The file a run puts in its staging folder once it holds the folder's lock, removed just before
+ * the folder becomes DIR: only a folder holding it (or nothing) is taken for a killed run's, not
+ * a folder of the user's that has a staging folder's name, nor one whose run could not lock it
+ * (a file system without locks, ENOLCK) and goes on unlocked. */
+#define STAGE_MARK ".cfnet-staging"
+
 static int remove_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
 {
     (void)sb;
@@ -173,8 +179,9 @@ int stage_open(tool_stage *st, const tool_stage_how *how, const char *dir)
     /* ".DIR.TAG-tmp.PID.HOST", locked while the run lasts: the staging folders that runs of
      * this host killed outright left (no lock held; on a network file system their process gone
      * too) are removed first, as train removes its stale temporaries
-     * (cf_platform_remove_stale_dirs); without a host name, ".DIR.TAG-tmp.PID", never told
-     * stale */
+     * (cf_platform_remove_stale_dirs); without a host name, ".DIR.TAG-tmp.PID" (of any host),
+     * only on a file system of this machine's own, by its lock; only folders with the mark
+     * (STAGE_MARK) of a run that locked them, or empty */
     char host[256];
     int hosted = cf_platform_host_name(host, sizeof host) == 0;
     char *prefix = xasprintf(".%s.%s-tmp.", base, how->cmd);
@@ -189,7 +196,7 @@ int stage_open(tool_stage *st, const tool_stage_how *how, const char *dir)
         int pfd = open(parent, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
         size_t removed = 0;
         if (pfd >= 0) {
-            (void)cf_platform_remove_stale_dirs(pfd, prefix, how->depth, &removed);
+            (void)cf_platform_remove_stale_dirs(pfd, prefix, STAGE_MARK, how->depth, &removed);
             close(pfd);
         }
         if (removed)
@@ -219,7 +226,26 @@ int stage_open(tool_stage *st, const tool_stage_how *how, const char *dir)
         /* locked, or a file system without locks; or the lock taken by another process (a
          * cleaner that took the folder just made for a killed run's: left to it, made anew
          * under the next name, never gone on with unlocked), or the folder gone from its name */
-        st->lock = cf_platform_lock_dir(stage);
+        bool locked = false;
+        st->lock = cf_platform_lock_dir(stage, &locked);
+        if (st->lock >= 0 && locked) {
+            /* the mark of a run's folder, made only once it is locked: a run that goes on
+             * unlocked (a file system without locks, ENOLCK), its folder perhaps without the
+             * sticky bit (a setgid parent), is never taken for a killed run's */
+            char *mark = path_join(stage, STAGE_MARK);
+            int mfd = open(mark, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+            int merr = errno;
+            free(mark);
+            if (mfd < 0) {
+                (void)rmdir(stage);
+                close(st->lock);
+                st->lock = -1;
+                made = 0;
+                errno = merr;
+                break;
+            }
+            close(mfd);
+        }
         if (st->lock >= 0 || (errno != EEXIST && errno != ENOENT)) break;
         if (errno == EEXIST) (void)rmdir(stage);
         made = 0;
@@ -266,6 +292,14 @@ int stage_commit(tool_stage *st, const char *dir, const char *what)
         }
         if (chmod(st->path, (mode_t)st->mode) != 0) { /* the folder's own mode stays */
         }
+    }
+    /* the mark out first (killed between the two, the folder stays: it is no run's then) */
+    char *mark = path_join(st->path, STAGE_MARK);
+    int gone = unlink(mark) == 0 || errno == ENOENT;
+    free(mark);
+    if (!gone) {
+        tool_error("%s: cannot move %s into place: %s", dir, what, strerror(errno));
+        return -1;
     }
     if (rename(st->path, st->target) != 0) {
         tool_error("%s: cannot move %s into place: %s%s", dir, what, strerror(errno),
