@@ -457,6 +457,18 @@ if [ -x "$tool" ] && ldd "$tool" | grep -qi mpi; then
         >"$t/tb.want"
     cmp "$t/tb.want" "$t/tb.got" || { cat "$t/tb.log"; echo "test_mpi: train: bad images on two ranks not said once, by rank 0, in order"; exit 1; }
     [ ! -e "$t/tb.cfnet" ] || { echo "test_mpi: a failed run wrote a model"; exit 1; }
+    # the same with --skip-bad and without -q: rank 0's messages and progress lines each come
+    # out whole, one tag per line (stderr is unbuffered: each character was a write of its own,
+    # which --tag-output tagged one by one, "[1,0]<stderr>:t[1,0]<stderr>:raining ...")
+    timeout 60 mpirun --allow-run-as-root --oversubscribe --tag-output -np 2 "$tool" train \
+        "$t/tb" --epochs 1 --width 4 --threads 1 --val 0 --batch 14 --skip-bad \
+        -o "$t/tbs.cfnet" >"$t/tbs.log" 2>&1
+    rc=$?
+    expect tbs 0 "<stderr>:.*<stderr>:" 0
+    expect tbs 0 "^\[1,0\]<stderr>:training cfnet on 4 images of 2 classes" 1
+    expect tbs 0 "^\[1,0\]<stderr>:MPI: [0-9]* all-reduce calls of .* on rank 0$" 1
+    expect tbs 0 "^\[1,0\]<stderr>:cfnet: warning: skipped 10 unreadable or unsuitable images$" 1
+    expect tbs 0 "^\[1,0\]<stderr>:cfnet: warning: .*/tb/class01/z5.tif: not a TIFF or PNG file (skipped)$" 1
     # the same image in the validation set (of 73 images: 64 on rank 0, 9 on rank 1; it is in
     # rank 0's share): said by rank 0 alone (--tag-output names each line's rank), status 1,
     # no abort (rank 0's MPI_Abort ended rank 1, which waited in the sum of the metrics)
