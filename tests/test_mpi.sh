@@ -457,6 +457,18 @@ if [ -x "$tool" ] && ldd "$tool" | grep -qi mpi; then
         >"$t/tb.want"
     cmp "$t/tb.want" "$t/tb.got" || { cat "$t/tb.log"; echo "test_mpi: train: bad images on two ranks not said once, by rank 0, in order"; exit 1; }
     [ ! -e "$t/tb.cfnet" ] || { echo "test_mpi: a failed run wrote a model"; exit 1; }
+    # the same with --skip-bad and without -q: rank 0's messages and progress lines each come
+    # out whole, one tag per line (stderr is unbuffered: each character was a write of its own,
+    # which --tag-output tagged one by one, "[1,0]<stderr>:t[1,0]<stderr>:raining ...")
+    timeout 60 mpirun --allow-run-as-root --oversubscribe --tag-output -np 2 "$tool" train \
+        "$t/tb" --epochs 1 --width 4 --threads 1 --val 0 --batch 14 --skip-bad \
+        -o "$t/tbs.cfnet" >"$t/tbs.log" 2>&1
+    rc=$?
+    expect tbs 0 "<stderr>:.*<stderr>:" 0
+    expect tbs 0 "^\[1,0\]<stderr>:training cfnet on 4 images of 2 classes" 1
+    expect tbs 0 "^\[1,0\]<stderr>:MPI: [0-9]* all-reduce calls of .* on rank 0$" 1
+    expect tbs 0 "^\[1,0\]<stderr>:cfnet: warning: skipped 10 unreadable or unsuitable images$" 1
+    expect tbs 0 "^\[1,0\]<stderr>:cfnet: warning: .*/tb/class01/z5.tif: not a TIFF or PNG file (skipped)$" 1
     # the same image in the validation set (of 73 images: 64 on rank 0, 9 on rank 1; it is in
     # rank 0's share): said by rank 0 alone (--tag-output names each line's rank), status 1,
     # no abort (rank 0's MPI_Abort ended rank 1, which waited in the sum of the metrics)
@@ -666,14 +678,31 @@ EOF_RSHIM
         cat >"$t/mshim.c" <<'EOF_MSHIM'
 #define _GNU_SOURCE
 #include <errno.h>
+#include <link.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 extern void *__libc_malloc(size_t);
+extern void *__libc_calloc(size_t, size_t);
+static uintptr_t exe_lo, exe_hi; /* the program's own code and data (not a library's) */
+static int exe_range(struct dl_phdr_info *i, size_t sz, void *d)
+{
+    (void)sz;
+    (void)d;
+    for (int k = 0; k < i->dlpi_phnum; k++) {
+        if (i->dlpi_phdr[k].p_type != PT_LOAD) continue;
+        uintptr_t a = i->dlpi_addr + i->dlpi_phdr[k].p_vaddr, b = a + i->dlpi_phdr[k].p_memsz;
+        if (!exe_lo || a < exe_lo) exe_lo = a;
+        if (b > exe_hi) exe_hi = b;
+    }
+    return 1; /* the first is the program itself */
+}
+__attribute__((constructor)) static void find_exe(void) { dl_iterate_phdr(exe_range, NULL); }
 /* malloc fails with ENOMEM for block SHIM_NTH (unset: the first) of SHIM_SIZE bytes on rank
- * SHIM_RANK */
+ * SHIM_RANK; with SHIM_OWN set, of those that cfnet's own code asks for */
 void *malloc(size_t n)
 {
-    static int armed = -1, nth = 1;
+    static int armed = -1, nth = 1, own;
     static size_t size;
     if (armed < 0) {
         const char *r = getenv("SHIM_RANK"), *me = getenv("OMPI_COMM_WORLD_RANK");
@@ -681,13 +710,37 @@ void *malloc(size_t n)
         armed = r && me && sz && !strcmp(r, me);
         if (armed) size = (size_t)strtoull(sz, NULL, 10);
         if (k) nth = atoi(k);
+        own = getenv("SHIM_OWN") != NULL;
     }
-    if (armed == 1 && n == size && --nth == 0) {
+    const uintptr_t from = (uintptr_t)__builtin_return_address(0);
+    if (armed == 1 && n == size && (!own || (from >= exe_lo && from < exe_hi)) && --nth == 0) {
         armed = 2;
         errno = ENOMEM;
         return NULL;
     }
     return __libc_malloc(n);
+}
+/* calloc fails with ENOMEM for block SHIM_CALLOC_NTH (unset: the first) of SHIM_CALLOC bytes
+ * asked for by cfnet's own code (not by a library it loads: MPI's blocks are left alone) on
+ * rank SHIM_RANK */
+void *calloc(size_t n, size_t each)
+{
+    static int armed = -1, nth = 1;
+    static size_t size;
+    if (armed < 0) {
+        const char *r = getenv("SHIM_RANK"), *me = getenv("OMPI_COMM_WORLD_RANK");
+        const char *sz = getenv("SHIM_CALLOC"), *k = getenv("SHIM_CALLOC_NTH");
+        armed = r && me && sz && !strcmp(r, me) && !strcmp(program_invocation_short_name, "cfnet");
+        if (armed) size = (size_t)strtoull(sz, NULL, 10);
+        if (k) nth = atoi(k);
+    }
+    const uintptr_t from = (uintptr_t)__builtin_return_address(0);
+    if (armed == 1 && n * each == size && from >= exe_lo && from < exe_hi && --nth == 0) {
+        armed = 2;
+        errno = ENOMEM;
+        return NULL;
+    }
+    return __libc_calloc(n, each);
 }
 EOF_MSHIM
         "${CC:-cc}" -shared -fPIC -o "$t/mshim.so" "$t/mshim.c"
@@ -721,9 +774,52 @@ EOF_MSHIM
             train "$t/d/train" --threads 1 -q --resume "$t/oom.cfnet.last.safetensors" \
             --epochs 2 -o "$t/oom.cfnet" >"$t/attach.log" 2>&1
         rc=$?
-        together attach "rank 1 has no network or cannot describe it" oom
+        together attach "rank 1 has no network or cannot describe it (network_save_buffer: cannot allocate $msz bytes)" oom
         cmp "$t/oom.ckpt" "$t/oom.cfnet.last.safetensors" ||
             { echo "test_mpi: attach: the checkpoint changed"; exit 1; }
+        # rank 1 without memory for libcfnet_mpi's group (its 40 bytes on x86-64, the 2nd block
+        # of that size that cfnet's own code asks calloc for, after one of an image's): every
+        # rank's cfnet_mpi_create fails alike after its MPI_Comm_dup, said once by rank 0,
+        # status 1 on every rank (rank 1 failed before the MPI_Comm_dup the others waited in,
+        # and ended the job by MPI_Abort); the checkpoint unchanged
+        cp "$t/oom.ckpt" "$t/oom.cfnet.last.safetensors"
+        rm -f "$t/rc".*
+        RCS="$t/rc" SHIM_RANK=1 SHIM_CALLOC_NTH=2 SHIM_CALLOC=40 \
+            LD_PRELOAD="$t/mshim.so" timeout 60 mpirun --allow-run-as-root --oversubscribe \
+            -x RCS -x SHIM_RANK -x SHIM_CALLOC_NTH -x SHIM_CALLOC -x LD_PRELOAD -np 2 \
+            "$t/rcs.sh" "$tool" train "$t/d/train" --threads 1 -q --resume \
+            "$t/oom.cfnet.last.safetensors" --epochs 2 -o "$t/oom.cfnet" >"$t/group.log" 2>&1
+        rc=$?
+        together group "^cfnet: error: out of memory: cfnet_mpi_create: rank 1 of 2 is out of memory for the group$" oom
+        cmp "$t/oom.ckpt" "$t/oom.cfnet.last.safetensors" ||
+            { echo "test_mpi: group: the checkpoint changed"; exit 1; }
+        # rank 1 without memory for the epochs' order of the 18 training images (144 bytes, the
+        # first block of that size that cfnet's own code asks for), then for its validation
+        # buffer in epoch 2 (8 images of 2 x 32 x 32 floats): said once by rank 0, status 1 on
+        # every rank (it said a bare "out of memory" and exited without MPI_Finalize); no model,
+        # and in epoch 2 epoch 1's checkpoint loads
+        for v in order:144:1:"out of memory for the order of 18 training images" \
+            val:65536:2:"out of memory for validating 8 images at a time (epoch 2)"; do
+            name=${v%%:*} rest=${v#*:}
+            sz=${rest%%:*} rest=${rest#*:}
+            nth=${rest%%:*} want=${rest#*:}
+            rm -f "$t/rc".* "$t/$name.cfnet"*
+            RCS="$t/rc" SHIM_RANK=1 SHIM_OWN=1 SHIM_SIZE=$sz SHIM_NTH=$nth \
+                LD_PRELOAD="$t/mshim.so" timeout 60 mpirun --allow-run-as-root --oversubscribe \
+                -x RCS -x SHIM_RANK -x SHIM_OWN -x SHIM_SIZE -x SHIM_NTH -x LD_PRELOAD -np 2 \
+                "$t/rcs.sh" "$tool" train $b -o "$t/$name.cfnet" >"$t/$name.log" 2>&1
+            rc=$?
+            expect $name 1 "^cfnet: error: rank 1 of 2: $want$" 1
+            expect $name 1 "cfnet:" 1
+            expect $name 1 "MPI_ABORT\|ORTE_ERROR_LOG" 0
+            if [ -e "$t/rc.0" ] && [ "$(cat "$t/rc.0" "$t/rc.1" 2>&1)" != "$(printf '1\n1')" ]; then
+                cat "$t/$name.log"; echo "test_mpi: $name: not every rank ended with status 1"; exit 1
+            fi
+            [ $name = val ] || [ ! -e "$t/$name.cfnet" ] ||
+                { echo "test_mpi: $name: a failed run wrote a model"; exit 1; }
+        done
+        "$tool" info "$t/val.cfnet.last.safetensors" >/dev/null ||
+            { echo "test_mpi: val: the checkpoint of epoch 1 does not load"; exit 1; }
         # rank 1's share of a step refused (CFNET_TEST_SET_BATCH_RANK asks libcfnet_mpi for the
         # share of a global batch of -1): the others' step ends too, said once by rank 0,
         # status 1 on every rank (rank 1 said it and ended the job by MPI_Abort)

@@ -36,7 +36,10 @@ extern "C" {
 typedef struct cfnet_mpi cfnet_mpi;
 
 /** Creates a group over `comm` (duplicated with MPI_Comm_dup; collective). The caller owns
- *  *out (cfnet_mpi_free). MPI_COMM_NULL gives CFNET_E_INVALID_ARGUMENT at once on the rank
+ *  *out (cfnet_mpi_free). The duplicate is made first, then the group's memory, then one
+ *  all-reduce of which rank had none: a rank without memory makes every rank return
+ *  CFNET_E_OUT_OF_MEMORY with the same message naming it (the lowest such rank), and no rank
+ *  waits for it in MPI_Comm_dup. MPI_COMM_NULL gives CFNET_E_INVALID_ARGUMENT at once on the rank
  *  that passes it, whose message says to end the job. That is all that can be done: a rank
  *  holding MPI_COMM_NULL has no communicator to tell the others through, and it cannot know
  *  whether it belongs to theirs. Ranks left out of a communicator (MPI_Comm_split with
@@ -60,7 +63,7 @@ int cfnet_mpi_size(const cfnet_mpi *m);
  *  (thread count included), seed and step count — a hash of the model file's header, compared
  *  with rank 0's. On a mismatch every rank returns CFNET_E_STATE with the same message naming
  *  the first rank that differs, or the first that has no network (`net` may be NULL) or
- *  cannot describe it (that rank adds the reason). */
+ *  cannot describe it, with that rank's reason (broadcast from it, so rank 0 can say it). */
 cfnet_status cfnet_mpi_check(cfnet_mpi *m, const cfnet_network *net);
 
 /** Collective: cfnet_mpi_check, then broadcasts rank 0's parameters and batch-norm state to

@@ -59,15 +59,31 @@ cfnet_status cfnet_mpi_create(MPI_Comm comm, cfnet_mpi **out)
     int inited = 0;
     MPI_Initialized(&inited);
     if (!inited) return fail(CFNET_E_STATE, "cfnet_mpi_create: MPI is not initialised");
+    /* The collective first, then this rank's allocation, then one all-reduce of which rank
+     * failed: a rank without memory for the group no longer leaves the others waiting in
+     * MPI_Comm_dup, and every rank returns the same status and message. */
+    MPI_Comm dup = MPI_COMM_NULL;
+    int rc = MPI_Comm_dup(comm, &dup);
+    if (rc != MPI_SUCCESS) return fail_mpi(rc, "MPI_Comm_dup");
     cfnet_mpi *m = calloc(1, sizeof *m);
-    if (!m) return fail(CFNET_E_OUT_OF_MEMORY, "cfnet_mpi_create: out of memory");
-    int rc = MPI_Comm_dup(comm, &m->comm);
-    if (rc != MPI_SUCCESS) {
+    int rank = 0, size = 0;
+    MPI_Comm_rank(dup, &rank);
+    MPI_Comm_size(dup, &size);
+    /* the lowest rank without memory (INT_MAX: none) and how many */
+    int in[2] = {m ? INT_MAX : rank, m ? 0 : 1}, outv[2] = {INT_MAX, 0};
+    rc = MPI_Allreduce(in, outv, 1, MPI_INT, MPI_MIN, dup);
+    if (rc == MPI_SUCCESS) rc = MPI_Allreduce(in + 1, outv + 1, 1, MPI_INT, MPI_SUM, dup);
+    if (rc != MPI_SUCCESS || outv[0] != INT_MAX) {
         free(m);
-        return fail_mpi(rc, "MPI_Comm_dup");
+        MPI_Comm_free(&dup);
+        if (rc != MPI_SUCCESS) return fail_mpi(rc, "MPI_Allreduce");
+        return fail(CFNET_E_OUT_OF_MEMORY,
+                    "cfnet_mpi_create: rank %d of %d%s is out of memory for the group",
+                    outv[0], size, outv[1] > 1 ? " (and other ranks)" : "");
     }
-    MPI_Comm_rank(m->comm, &m->rank);
-    MPI_Comm_size(m->comm, &m->size);
+    m->comm = dup;
+    m->rank = rank;
+    m->size = size;
     *out = m;
     return CFNET_OK;
 }
@@ -194,11 +210,20 @@ cfnet_status cfnet_mpi_check(cfnet_mpi *m, const cfnet_network *net)
     if (rc == MPI_SUCCESS) rc = MPI_Allreduce(in + 1, outv + 1, 2, MPI_INT, MPI_MIN, m->comm);
     if (rc != MPI_SUCCESS) return fail_mpi(rc, "MPI_Allreduce");
     if (outv[0] == 0) return CFNET_OK;
-    if (outv[2] != INT_MAX) /* the same message on every rank; that rank adds its reason */
+    if (outv[2] != INT_MAX) {
+        /* that rank's reason, broadcast from it: the same message on every rank, rank 0's
+         * included (it had that rank's number without its reason) */
+        char reason[sizeof local];
+        memcpy(reason, local, sizeof reason);
+        reason[sizeof reason - 1] = '\0';
+        rc = MPI_Bcast(reason, (int)sizeof reason, MPI_CHAR, outv[2], m->comm);
+        if (rc != MPI_SUCCESS) return fail_mpi(rc, "MPI_Bcast");
+        reason[sizeof reason - 1] = '\0';
         return fail(CFNET_E_STATE,
                     "cfnet_mpi: rank %d has no network or cannot describe it%s%s%s; every rank "
                     "must build or load the same network",
-                    outv[2], local[0] ? " (" : "", local, local[0] ? ")" : "");
+                    outv[2], reason[0] ? " (" : "", reason, reason[0] ? ")" : "");
+    }
     return fail(CFNET_E_STATE,
                 "cfnet_mpi: the network on rank %d%s differs from rank 0's in architecture, "
                 "options, seed or step; every rank must build or load the same network with "

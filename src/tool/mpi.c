@@ -237,15 +237,18 @@ int tool_mpi_attach(cfnet_network *net)
     char *end = NULL;
     const long tr = t && *t >= '0' && *t <= '9' ? strtol(t, &end, 10) : -1;
     test_bad_share = end && *end == '\0' && tr == mpi_rank;
-    /* cfnet_mpi_create fails on one rank alone only before its MPI_Comm_dup (no memory for the
-     * group itself, a few bytes): the other ranks then wait inside MPI_Comm_dup, a collective
-     * that nothing but this rank's MPI_Comm_dup ends, so no agreement can reach them and this
-     * failure alone still ends the job by MPI_Abort (tool_mpi_finish). MPI_Comm_dup's own
-     * errors are fatal to the job (MPI_ERRORS_ARE_FATAL). */
+    /* cfnet_mpi_create makes its MPI_Comm_dup first, then the group's memory, then agrees on
+     * which rank had none: it fails alike on every rank, with the same message naming that
+     * rank, so rank 0 says it once and every rank ends normally (the rank without memory
+     * failed before the MPI_Comm_dup the others waited in, and the job ended by MPI_Abort).
+     * MPI_Comm_dup's and the all-reduce's own errors are fatal to the job
+     * (MPI_ERRORS_ARE_FATAL). */
     cfnet_status st = group ? CFNET_OK : cfnet_mpi_create(MPI_COMM_WORLD, &group);
     if (st != CFNET_OK) {
-        tool_error("rank %d of %d: %s: %s", mpi_rank, mpi_size, cfnet_status_string(st),
-                   cfnet_mpi_last_error());
+        group = NULL;
+        if (mpi_rank == 0)
+            tool_error("%s: %s", cfnet_status_string(st), cfnet_mpi_last_error());
+        failing_together = 1;
         return -1;
     }
     /* A network that differs from rank 0's fails the check on every rank alike: rank 0 says

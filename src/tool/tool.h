@@ -595,8 +595,8 @@ int tool_mpi_sum_doubles(double *v, int64_t n);
 int tool_mpi_sum_counts(int64_t *v, int64_t n);
 /* Distributed training with libcfnet_mpi (collective): checks that every rank has the same
  * network, broadcasts rank 0's and installs the all-reduce hook. 0, or -1 on every rank with
- * the failed ranks' messages said by rank 0 (but for the group not created on one rank alone,
- * which tool_mpi_finish ends by MPI_Abort: src/tool/mpi.c says why). */
+ * the failed ranks' messages said by rank 0 (libcfnet_mpi's group not created on one rank, for
+ * lack of memory, included: cfnet_mpi_create agrees on it). */
 int tool_mpi_attach(cfnet_network *net);
 /* This rank's share [*offset, *offset + *count) of a global batch of global_n samples, set as
  * the network's batch position. 0, or -1 with a message (*count 0): this rank's own failure

@@ -535,11 +535,11 @@ static int validate(cfnet_network *net, tool_dataset *ds, const int64_t *va, int
 {
     const int64_t per = (int64_t)spec->channels * spec->size * spec->size;
     if (chunk > nva) chunk = nva > 0 ? nva : 1;
-    float *probs = xmalloc(sizeof(float) * (size_t)(chunk * k));
+    float *probs = malloc(sizeof(float) * (size_t)(chunk * k));
     /* streamed: the training chunk's buffer when it holds a validation chunk (it is free
      * between epochs), so that --max-memory bounds the images held, validation included */
-    float *own = mem || (scratch && chunk <= scratch_n) ? NULL
-                                                        : xmalloc(sizeof(float) * (size_t)(chunk * per));
+    const int need_own = !mem && !(scratch && chunk <= scratch_n);
+    float *own = need_own ? malloc(sizeof(float) * (size_t)(chunk * per)) : NULL;
     float *buf = mem ? NULL : own ? own : scratch;
     double loss = 0;
     metrics_init(m, k);
@@ -554,6 +554,17 @@ static int validate(cfnet_network *net, tool_dataset *ds, const int64_t *va, int
     if (nranks > 1) {
         tool_hold_begin(&hold, when);
         if (hold.unheld[0]) rc = -1;
+    }
+    /* without memory for its buffers a rank says so in the hold, and every rank ends after
+     * it (xmalloc's bare "out of memory" and exit, without MPI_Finalize, before) */
+    if (rc == 0 && (!probs || (need_own && !own))) {
+        if (nranks > 1)
+            tool_error("rank %d of %d: out of memory for validating %lld images at a time "
+                       "(epoch %d)", rank, nranks, (long long)chunk, epoch);
+        else
+            tool_error("out of memory for validating %lld images at a time (epoch %d)",
+                       (long long)chunk, epoch);
+        rc = -2; /* said: no "could not classify" after it */
     }
     for (int64_t c0 = 0; c0 < nva && rc == 0; c0 += chunk) {
         int64_t n = nva - c0 < chunk ? nva - c0 : chunk;
@@ -579,24 +590,19 @@ static int validate(cfnet_network *net, tool_dataset *ds, const int64_t *va, int
         }
     }
     if (nranks > 1) {
-        if (rc != 0 && !hold.unheld[0]) /* after the file's own message: which rank, which phase */
+        if (rc == -1 && !hold.unheld[0]) /* after the file's own message: which rank, which phase */
             tool_error("rank %d of %d: could not classify its share of the validation images in "
                        "epoch %d", rank, nranks, epoch);
         if (tool_hold_end(&hold, rc != 0) != 0) rc = -1;
     }
     if (rc == 0 && nranks > 1) {
         /* distributed: each rank classified its share; add the confusion matrices and losses */
-        const int64_t kk = (int64_t)k * k;
-        double *v = xmalloc(sizeof(double) * (size_t)(kk + 1));
-        for (int64_t i = 0; i < kk; i++) v[i] = (double)m->confusion[i];
-        v[kk] = loss;
-        if (tool_mpi_sum_doubles(v, kk + 1) != 0) {
+        /* in place: no buffer that one rank could fail to allocate before the sums */
+        if (tool_mpi_sum_counts(m->confusion, (int64_t)k * k) != 0 ||
+            tool_mpi_sum_doubles(&loss, 1) != 0) {
             tool_error("rank %d: the sum of the validation metrics failed", tool_mpi_rank());
             rc = -1;
         }
-        for (int64_t i = 0; i < kk; i++) m->confusion[i] = (int64_t)v[i];
-        loss = v[kk];
-        free(v);
     }
     metrics_finish(m);
     m->loss = m->total ? loss / (double)m->total : NAN;
@@ -1433,8 +1439,19 @@ int cmd_train(int argc, char **argv)
     }
     double t_load = tool_now();
     int64_t bad = 0;
-    trlab = xmalloc(sizeof(int32_t) * (size_t)(ntr ? ntr : 1));
-    for (int64_t i = 0; i < ntr; i++) trlab[i] = ds.s[tr[i]].cls;
+    /* the labels, the epoch's order and the history: with the chunk's buffers below under
+     * mpirun, where one rank without memory for them is said by rank 0 and every rank ends
+     * (it exited at once without MPI_Finalize, xmalloc's bare "out of memory") */
+    trlab = malloc(sizeof(int32_t) * (size_t)(ntr ? ntr : 1));
+    order = malloc(sizeof(int64_t) * (size_t)(ntr ? ntr : 1));
+    epoch_rec *more = realloc(hist, sizeof *hist * (size_t)(nhist + (c.epochs - start_epoch) + 1));
+    if (more) hist = more;
+    const int no_order = !trlab || !order || !more;
+    if (no_order && !dist) {
+        tool_error("out of memory for the order of %lld training images", (long long)ntr);
+        goto out;
+    }
+    for (int64_t i = 0; i < ntr && trlab; i++) trlab[i] = ds.s[tr[i]].cls;
     if (resident) {
         /* a limit below the physical memory (ulimit -v, a batch job's) may refuse what fits
          * under the default --max-memory: said with the numbers and the way out, before any
@@ -1475,6 +1492,15 @@ int cmd_train(int argc, char **argv)
         chunk_idx = malloc(sizeof(int64_t) * (size_t)chunk);
         local = malloc(sizeof(int64_t) * (size_t)chunk);
         int refused = hold.unheld[0] != '\0';
+        if (!refused && no_order) {
+            if (nranks > 1)
+                tool_error("rank %d of %d: out of memory for the order of %lld training images",
+                           rank, nranks, (long long)ntr);
+            else
+                tool_error("out of memory for the order of %lld training images",
+                           (long long)ntr);
+            refused = 1;
+        }
         if (!refused && (!chunkbuf || !chunklab || !chunk_idx || !local)) {
             if (nranks > 1)
                 tool_error("rank %d of %d: out of memory for a chunk of %lld images (%.1f MiB "
@@ -1526,8 +1552,6 @@ int cmd_train(int argc, char **argv)
     }
 
     tool_install_signals();
-    order = xmalloc(sizeof(int64_t) * (size_t)(ntr ? ntr : 1));
-    hist = xrealloc(hist, sizeof *hist * (size_t)(nhist + (c.epochs - start_epoch) + 1));
     prog_ctx pc;
     memset(&pc, 0, sizeof pc);
     progress_init(&pc.pr, stderr);

@@ -61,21 +61,36 @@ void tool_put_visible(FILE *out, const char *s, size_t bytes)
     }
 }
 
-/* Writes a message to stderr with its control characters shown as U+FFFD (tool_put_visible):
- * messages name class folders, labels and files from the data, and a tab, a newline or an
- * escape sequence in such a name would otherwise reach the terminal as it is. */
-static void put_visible_v(FILE *out, const char *fmt, va_list ap)
+/* Writes a message line, `prefix` then fmt's text with its control characters shown as U+FFFD
+ * (tool_put_visible), then a newline: messages name class folders, labels and files from the
+ * data, and a tab, a newline or an escape sequence in such a name would otherwise reach the
+ * terminal as it is. The line is made in memory and written by one fwrite: stderr is
+ * unbuffered, and written piecewise each character was a write(2) of its own, which
+ * `mpirun --tag-output` tagged one by one. Out of memory, it is written piecewise. */
+static void put_line_v(FILE *out, const char *prefix, const char *fmt, va_list ap)
 {
-    char *s = NULL;
+    char *s = NULL, *line = NULL;
+    size_t line_len = 0;
     va_list aq;
     va_copy(aq, ap);
     int n = vasprintf(&s, fmt, aq);
     va_end(aq);
-    if (n < 0) {
-        vfprintf(out, fmt, ap); /* out of memory: the message as it is rather than none */
-        return;
+    FILE *mem = n >= 0 ? open_memstream(&line, &line_len) : NULL;
+    FILE *to = mem ? mem : out;
+    fputs(prefix, to);
+    if (n >= 0)
+        tool_put_visible(to, s, (size_t)n);
+    else
+        vfprintf(to, fmt, ap); /* out of memory: the message as it is rather than none */
+    fputc('\n', to);
+    if (mem && fclose(mem) == 0) {
+        fwrite(line, 1, line_len, out);
+    } else if (mem) { /* the stream lost part of the line (out of memory): piecewise */
+        fputs(prefix, out);
+        tool_put_visible(out, s, (size_t)n);
+        fputc('\n', out);
     }
-    tool_put_visible(out, s, (size_t)n);
+    free(line);
     free(s);
 }
 
@@ -103,9 +118,9 @@ static void vmsg(const char *prefix, const char *fmt, va_list ap)
         fflush(stdout);
         end_open_line();
     }
-    fprintf(out, "cfnet: %s", prefix);
-    put_visible_v(out, fmt, ap);
-    fputc('\n', out);
+    char pre[32];
+    snprintf(pre, sizeof pre, "cfnet: %s", prefix);
+    put_line_v(out, pre, fmt, ap);
 }
 
 void tool_error(const char *fmt, ...)
@@ -130,8 +145,7 @@ void tool_info(const char *fmt, ...)
     end_open_line();
     va_list ap;
     va_start(ap, fmt);
-    put_visible_v(stderr, fmt, ap);
-    fputc('\n', stderr);
+    put_line_v(stderr, "", fmt, ap);
     va_end(ap);
 }
 
@@ -139,9 +153,10 @@ int tool_usage_error(const char *cmd, const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
-    fprintf(stderr, "cfnet %s: ", cmd);
-    put_visible_v(stderr, fmt, ap);
-    fprintf(stderr, "\n(see 'cfnet %s --help')\n", cmd);
+    char pre[96];
+    snprintf(pre, sizeof pre, "cfnet %s: ", cmd);
+    put_line_v(stderr, pre, fmt, ap);
+    fprintf(stderr, "(see 'cfnet %s --help')\n", cmd);
     va_end(ap);
     return EXIT_USAGE;
 }
