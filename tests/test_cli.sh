@@ -522,8 +522,12 @@ if [ -n "$asother" ]; then
     lacks "0009.tif" "eval read the images before failing on an --out it cannot write"
 fi
 chmod 755 "$ow/ro"
-# a folder as the output: refused before any image is read
-expect 2 "predict: .*/report is a folder" "$cfnet" predict "$ow/model.safetensors" "$ow/data" -o "$ow/report"
+# a folder as the output: refused before any image is read, said as the other argument errors
+# are (it was "cfnet: error: predict: ... is a folder", without the pointer to --help)
+expect 2 "^cfnet predict: -o: .*/report is a folder; give a file name$" "$cfnet" predict \
+    "$ow/model.safetensors" "$ow/data" -o "$ow/report"
+grep -q "^(see 'cfnet predict --help')$" "$out/last.txt" || fail "predict -o FOLDER: no pointer to --help"
+lacks "error:" "predict -o FOLDER is not said as a usage error"
 # an output in a folder that does not exist: a usage error before any image is read, as for train
 # (and export, in tests/test_cli_export.sh)
 expect 2 "nowhere/p.csv: cannot create" "$cfnet" predict "$ow/model.safetensors" "$ow/data" -o "$out/nowhere/p.csv"

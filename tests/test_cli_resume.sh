@@ -61,12 +61,23 @@ expect 1 "cannot load the checkpoint: .*No such file or directory" \
     "$cfnet" train "$d/train" -o "$out/none.safetensors" --epochs 2 $common --resume "$out/none.last.safetensors"
 grep -q "give --resume auto" "$out/last.txt" || fail "a missing checkpoint does not mention --resume auto"
 test ! -e "$out/none.safetensors" || fail "a missing checkpoint started a run"
-# a checkpoint that cannot be read is an error with --resume auto too, not a new run
+# a checkpoint that cannot be read is an error with --resume auto too, not a new run; an empty
+# file or a folder is said to be one (it was the loader's "0 bytes is too short for the 8-byte
+# header length" or "is not a regular file"), as eval and predict say it of MODEL
 : >"$out/empty.last.safetensors"
 # shellcheck disable=SC2086
-expect 1 "empty.last.safetensors: cannot load the checkpoint" \
+expect 1 "empty.last.safetensors: not a checkpoint file \(it is an empty file\); --resume takes the MODEL.last.safetensors file" \
     "$cfnet" train "$d/train" -o "$out/empty.safetensors" --epochs 2 $common --resume auto
 test ! -s "$out/empty.last.safetensors" || fail "--resume auto replaced an unreadable checkpoint"
+mkdir -p "$out/folder.last.safetensors" "$out/folder"
+# shellcheck disable=SC2086
+expect 1 "folder.last.safetensors: not a checkpoint file \(it is a folder\)" \
+    "$cfnet" train "$d/train" -o "$out/folder.safetensors" --epochs 2 $common --resume auto
+# shellcheck disable=SC2086
+expect 1 "/folder: not a checkpoint file \(it is a folder\); --resume takes the MODEL.last.safetensors file that 'cfnet train' writes beside MODEL" \
+    "$cfnet" train "$d/train" -o "$out/folder.safetensors" --epochs 2 $common --resume "$out/folder"
+lacks "not a regular file" "train --resume FOLDER gave the loader's message"
+test ! -e "$out/folder.safetensors" || fail "train --resume FOLDER wrote a model"
 
 # ---- temporary files that a killed run left ------------------------------------------------------
 k="$out/kill.safetensors"
@@ -234,9 +245,12 @@ c="$out/ref.last.safetensors"
 head -c 1000 "$c" >"$out/trunc.last.safetensors"
 : >"$out/zero.last.safetensors"
 for bad in trunc zero; do
+    why="cannot load the checkpoint: format error"
+    [ $bad = zero ] && why="not a checkpoint file \(it is an empty file\)"
     # shellcheck disable=SC2086
-    expect 1 "$bad.last.safetensors: cannot load the checkpoint: format error" "$cfnet" train "$d/train" \
+    expect 1 "$bad.last.safetensors: $why" "$cfnet" train "$d/train" \
         -o "$out/$bad.safetensors" --epochs 5 $common --resume "$out/$bad.last.safetensors"
+    lacks "too short" "train --resume of an empty file gave the loader's message"
     test ! -e "$out/$bad.safetensors" || fail "a $bad checkpoint wrote a model"
 done
 # a checkpoint of another data set: other classes, other channels, another image size

@@ -231,7 +231,7 @@ def _prepare_input(image, what, channels):
                                      "the model expects %d" % (what, a.shape, channels))
         raise ShapeMismatchError(-3, "network_prepare_image: %s has no pixels (shape %s): %d "
                                  "rows, %d columns" % ((what, a.shape) + a.shape[1:]))
-    require_nonempty(a, "image")
+    require_nonempty(a, what)
 
     def place(idx):
         if a.ndim == 3:  # the library's words: channels from 1, rows and columns from 0
@@ -661,12 +661,14 @@ class Network(Handle):
                 if not single:
                     _refuse_number_image(im, "images[%d]" % i, C)
                 im = stack_numbers(im, "images[%d]" % i)
-                if not single and np.ndim(im) == 2:
+                nd = np.ndim(im)
+                if not single and (nd < 3 or nd > 4 or (nd == 4 and np.shape(im)[0] != 1)):
+                    # named here: the library's message says "the image", not which one
                     from ._errors import ShapeMismatchError
                     raise ShapeMismatchError(
                         -3, "network_prepare_image: images[%d] is %s, need C x H x W%s"
                         % (i, "x".join(map(str, np.shape(im))),
-                           self._no_channel_hint(2, "images[%d]" % i)))
+                           self._no_channel_hint(nd, "images[%d]" % i)))
                 x = _prepare_input(im, "image" if single else "images[%d]" % i, C)
                 with Borrow(x) as tx:
                     lib.call("cfnet_network_prepare_image", h, tx, flags, to, i)

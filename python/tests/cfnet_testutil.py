@@ -70,6 +70,10 @@ class LeakCheckedTestCase(unittest.TestCase):
 # asked): a call stopped by the SIGINT asks no check point after the one where it was waiting.
 CHILD_PRELUDE = r"""
 import os, select, signal, sys
+# Python's KeyboardInterrupt handler, which it does not install when it starts with SIGINT
+# ignored (inherited from a test run started by nohup or in the background of a script): the
+# SIGINT would be lost, and the child would wait at its check point for 300 s
+signal.signal(signal.SIGINT, signal.default_int_handler)
 def run_interrupted(call, *args):
     r, w = os.pipe()
     os.set_blocking(w, False)

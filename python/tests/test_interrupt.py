@@ -132,6 +132,17 @@ class InferenceInterruptTest(unittest.TestCase):
                 out = interrupt_child(self, CHILD, method)
                 self.assertEqual(out, ["interrupted", "1", "True"])
 
+    def test_ctrl_c_reaches_a_child_that_inherits_sigint_ignored(self):
+        # A test run started with SIGINT ignored (nohup, a background job of a script): the
+        # child inherited the ignore, so Python installed no KeyboardInterrupt handler, the
+        # SIGINT was lost and the child waited 300 s at its check point.
+        old = signal.signal(signal.SIGINT, signal.SIG_IGN)
+        try:
+            out = interrupt_child(self, CHILD, "infer", timeout=120)
+        finally:
+            signal.signal(signal.SIGINT, old)
+        self.assertEqual(out, ["interrupted", "1", "True"])
+
 
 if __name__ == "__main__":
     unittest.main()

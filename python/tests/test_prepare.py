@@ -140,6 +140,23 @@ class PrepareTest(unittest.TestCase):
                     net.prepare(images, pad=True)
                 self.assertNotIn("empty", str(e.exception))
 
+    def test_a_list_item_of_the_wrong_rank_is_named(self):
+        # A list whose item was 1-D (or 5-D, or 0 x ...) said "the image is 3", not which one.
+        with model() as net:
+            for images, msg in (
+                    ([np.zeros(3)], r"images\[0\] is 3, need C x H x W"),
+                    ([np.ones((2, 16, 16)), np.zeros(3)], r"images\[1\] is 3, need C x H x W"),
+                    ([np.zeros((1, 1, 2, 16, 16))], r"images\[0\] is 1x1x2x16x16, need C x H x W"),
+                    ([np.zeros((2, 2, 16, 16))], r"images\[0\] is 2x2x16x16, need C x H x W"),
+                    ([[1.0, 2.0]], r"images\[0\] is 2, need C x H x W"),
+                    ([np.zeros(0)], r"images\[0\] is 0, need C x H x W")):
+                with self.assertRaisesRegex(cfnet.ShapeMismatchError,
+                                            "^network_prepare_image: " + msg, msg=msg) as e:
+                    net.prepare(images)
+                self.assertNotIn("the image", str(e.exception))
+            # one image of a list given with its batch axis of one is still taken
+            self.assertEqual(net.prepare([np.ones((1, 2, 16, 16))]).shape, (1, 2, 16, 16))
+
 
 if __name__ == "__main__":
     unittest.main()

@@ -146,7 +146,7 @@ bad:
 /* What a file that did not load as a model (status st) is, from its first bytes: a folder, an
  * empty file, an image or a text file given in place of the model (arguments in the wrong
  * order), else NULL. */
-static const char *not_a_model(const char *path, cfnet_status st)
+const char *model_not_a_model(const char *path, cfnet_status st)
 {
     struct stat sb;
     if (stat(path, &sb) == 0 && S_ISDIR(sb.st_mode)) return "a folder";
@@ -182,7 +182,7 @@ int model_load(const char *path, cfnet_network **net)
     *net = NULL;
     cfnet_status st = cfnet_network_load(path, net);
     if (st != CFNET_OK) {
-        const char *what = not_a_model(path, st);
+        const char *what = model_not_a_model(path, st);
         if (what)
             tool_error("%s: not a model file (it is %s); MODEL is a .safetensors file written by "
                        "'cfnet train'", path, what);

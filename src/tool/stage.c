@@ -282,9 +282,9 @@ int stage_commit(tool_stage *st, const char *dir, const char *what)
         return -1;
     }
     struct stat sb; /* still marked not locked (a file system without locks): the mark cleared */
-    if (!st->keep && stat(st->path, &sb) == 0 && (sb.st_mode & S_ISVTX) &&
-        chmod(st->path, sb.st_mode & 07777 & ~(mode_t)S_ISVTX) != 0) { /* the folder's own mode */
-    }
+    if (!st->keep && stat(st->path, &sb) == 0 && (sb.st_mode & S_ISVTX))
+        /* not an error if it stays (a file system without modes): the folder keeps its mode */
+        (void)chmod(st->path, sb.st_mode & 07777 & ~(mode_t)S_ISVTX);
     if (st->keep) {
         /* group first: a change of group may clear the setgid bit; neither is an error (another
          * owner's group, a file system without modes) */

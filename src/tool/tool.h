@@ -445,6 +445,10 @@ int model_load_info(const cfnet_network *net, const char *path, tool_model_info 
 void model_info_free(tool_model_info *info);
 /* Loads any model file (message printed on error): 0 or -1. */
 int model_load(const char *path, cfnet_network **net);
+/* After a load of path failed with st: what the file is when it is plainly no model ("a
+ * folder", "an empty file", "a TIFF image", "a text file", ...: arguments in the wrong place),
+ * for a message that says so instead of the loader's; NULL otherwise. */
+const char *model_not_a_model(const char *path, cfnet_status st);
 /* Loads a model made by `cfnet train` (message printed on error); model_close frees both. */
 int model_open(const char *path, cfnet_network **net, tool_model_info *info);
 void model_close(cfnet_network *net, tool_model_info *info);

@@ -1057,6 +1057,16 @@ int cmd_train(int argc, char **argv)
     train_cfg cmdline = c; /* the command line's values, for the warning below */
     if (c.resume) {
         cfnet_status st = cfnet_network_load(c.resume, &net);
+        const char *not_model = st != CFNET_OK ? model_not_a_model(c.resume, st) : NULL;
+        if (not_model) {
+            /* a folder, an empty file, an image (arguments in the wrong place): said so, as
+             * eval and predict say it of MODEL, not the loader's "not a regular file" or "too
+             * short for the 8-byte header" */
+            tool_error("%s: not a checkpoint file (it is %s); --resume takes the "
+                       "MODEL.last.safetensors file that 'cfnet train' writes beside MODEL",
+                       c.resume, not_model);
+            goto out;
+        }
         if (st != CFNET_OK) {
             /* a job script that resumes on every run: name the option that does what it meant */
             int missing = !c.resume_auto && access(c.resume, F_OK) != 0 && errno == ENOENT;

@@ -867,11 +867,14 @@ static void sync_folder(const char *path)
 }
 
 /* Flushes o's temporary file to disk and closes it (o->f becomes NULL, the file stays). 1 when
- * every byte reached the disk; 0 with errno set otherwise. */
+ * every byte reached the disk; 0 otherwise, with errno the reason, or 0 when it is not known:
+ * a write before this flush failed (the stream's error flag) and errno has been set by other
+ * calls since, or by none (it said "write failed: Success"). */
 static int out_flush_tmp(tool_out *o)
 {
-    int ok = fflush(o->f) == 0 && !ferror(o->f);
-    int err = ok ? 0 : errno;
+    int flushed = fflush(o->f) == 0;
+    int err = flushed ? 0 : errno; /* a flush that failed: its own reason */
+    int ok = flushed && !ferror(o->f);
     if (fsync(fileno(o->f)) != 0 && ok) {
         ok = 0;
         err = errno;
@@ -905,24 +908,26 @@ int out_commit_all(tool_out *o, int n)
             if (ok) tool_error("internal error: an output was not open");
             ok = 0;
         } else if (!o[i].tmp) { /* standard output, or written in place */
-            int bad = fflush(o[i].f) != 0 || ferror(o[i].f);
-            int err = errno;
+            int flushed = fflush(o[i].f) == 0;
+            int err = flushed ? 0 : errno; /* 0: an earlier write failed, for a reason unknown */
+            int bad = !flushed || ferror(o[i].f);
             if (o[i].f != stdout && fclose(o[i].f) != 0 && !bad) {
                 bad = 1;
                 err = errno;
             }
             if (bad && ok)
-                tool_error("%s: write failed: %s", o[i].path ? o[i].path : "standard output",
-                           strerror(err));
+                tool_error("%s: write failed%s%s", o[i].path ? o[i].path : "standard output",
+                           err ? ": " : "", err ? strerror(err) : "");
             ok = ok && !bad;
             if (o[i].made) out_track(NULL, o[i].made);
             free(o[i].made);
             free(o[i].path);
             memset(&o[i], 0, sizeof o[i]);
         } else if (!out_flush_tmp(&o[i])) {
+            int err = errno;
             if (ok)
-                tool_error("%s: write failed: %s (%s unchanged)", o[i].path, strerror(errno),
-                           n > 1 ? "the earlier files are" : "the file is");
+                tool_error("%s: write failed%s%s (%s unchanged)", o[i].path, err ? ": " : "",
+                           err ? strerror(err) : "", n > 1 ? "the earlier files are" : "the file is");
             ok = 0;
         }
     }
