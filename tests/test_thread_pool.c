@@ -445,6 +445,82 @@ static void pool_goes_quiet_when_a_job_waited_for_a_polling_thread(void **state)
     cf_pool_destroy(p);
 }
 
+/* Quiet spells on a machine that stays busy (pool.c): a late look within 100 ms of the end of
+ * the last spell doubles the spell, up to 1.6 s; one after that begins a 100 ms spell again.
+ * The worker polls on the test clock (and has begun s->worker polling waits): `on_time` jobs,
+ * 0.15 ms of the test clock apart, each seen at once by the polling worker; then a jump of
+ * 0.3 ms between two of its looks. The pool must stay quiet for `ms` of the test clock: a job
+ * 10 ms before the spell's end runs without polling, one 10 ms after it finds the worker
+ * polling again. */
+static void expect_spell(cf_pool *p, counts *c, poll_stats *s, int on_time, uint64_t ms)
+{
+    for (int j = 0; j < on_time; j++) {
+        atomic_fetch_add(&fake_now, 150000); /* not late: less than 0.2 ms between two looks */
+        run_job(p, c);
+    }
+    *s = wait_for_stats(p, s->worker + (uint64_t)on_time, s->quiets);
+    atomic_fetch_add(&fake_now, 300000); /* late */
+    wait_for_stats(p, s->worker, s->quiets + 1);
+    atomic_fetch_add(&fake_now, (ms - 10) * 1000000);
+    run_job(p, c);
+    sleep_ms(20);
+    poll_stats q = stats_of(p);
+    assert_true(q.worker == s->worker && q.caller == s->caller && q.quiets == s->quiets + 1);
+    atomic_fetch_add(&fake_now, 20000000);
+    run_job(p, c);
+    *s = wait_for_stats(p, s->worker + 1, s->quiets + 1);
+}
+
+/* Late again 10 ms after each spell's end, some of them after 300 jobs seen on time (45 ms of
+ * the test clock): the spells last 100, 200, 400 and 800 ms. */
+static void pool_quiet_spell_doubles_while_late_again(void **state)
+{
+    (void)state;
+    counts c;
+    memset(&c, 0, sizeof c);
+    fake_skew = 0;
+    cf_pool *p = pool_on_fake_clock();
+    poll_stats s = stats_of(p);
+    expect_spell(p, &c, &s, 0, 100);
+    expect_spell(p, &c, &s, 300, 200);
+    expect_spell(p, &c, &s, 0, 400);
+    expect_spell(p, &c, &s, 300, 800);
+    cf_pool_destroy(p);
+}
+
+/* The spells double up to 1.6 s and stay there. */
+static void pool_quiet_spell_stops_growing_at_its_cap(void **state)
+{
+    (void)state;
+    counts c;
+    memset(&c, 0, sizeof c);
+    fake_skew = 0;
+    cf_pool *p = pool_on_fake_clock();
+    poll_stats s = stats_of(p);
+    static const uint64_t ms[] = {100, 200, 400, 800, 1600, 1600, 1600};
+    for (size_t k = 0; k < sizeof ms / sizeof ms[0]; k++) expect_spell(p, &c, &s, 0, ms[k]);
+    cf_pool_destroy(p);
+}
+
+/* After a 400 ms spell, 700 jobs seen on time by the polling worker (105 ms of the test clock,
+ * beyond the 100 ms in which a late look counts as late again): the next late look begins a
+ * 100 ms spell, and growth starts over. */
+static void pool_quiet_spell_starts_over_after_polling_on_time(void **state)
+{
+    (void)state;
+    counts c;
+    memset(&c, 0, sizeof c);
+    fake_skew = 0;
+    cf_pool *p = pool_on_fake_clock();
+    poll_stats s = stats_of(p);
+    expect_spell(p, &c, &s, 0, 100);
+    expect_spell(p, &c, &s, 0, 200);
+    expect_spell(p, &c, &s, 0, 400);
+    expect_spell(p, &c, &s, 700, 100);
+    expect_spell(p, &c, &s, 0, 200);
+    cf_pool_destroy(p);
+}
+
 /* On the monotonic clock: with the process on one processor, the worker and the caller take
  * turns on it, and the one polling while the other has work is taken off it and finds itself
  * late. The pool goes quiet instead of polling for its 50 ms at every job. */
@@ -638,6 +714,9 @@ int main(void)
         cmocka_unit_test(pool_polling_time_from_the_environment),
         cmocka_unit_test(pool_goes_quiet_when_a_polling_thread_was_late),
         cmocka_unit_test(pool_goes_quiet_when_a_job_waited_for_a_polling_thread),
+        cmocka_unit_test(pool_quiet_spell_doubles_while_late_again),
+        cmocka_unit_test(pool_quiet_spell_stops_growing_at_its_cap),
+        cmocka_unit_test(pool_quiet_spell_starts_over_after_polling_on_time),
         cmocka_unit_test(pool_on_one_processor_goes_quiet),
         cmocka_unit_test(parallel_for_covers_the_range_once),
         cmocka_unit_test(layers_split_over_threads_keep_their_bits),

@@ -36,6 +36,7 @@ struct cf_pool {
     _Atomic uint64_t spin; /* polling time in ns (see below) */
     _Atomic uint64_t published;   /* clock() when the current job was published */
     _Atomic uint64_t quiet_until; /* nobody polls before this time (see below) */
+    _Atomic uint64_t quiet_ns;    /* the length of the last quiet spell */
     /* polling waits begun by workers and by callers; quiet spells begun (for tests) */
     _Atomic uint64_t worker_polls, caller_polls, quiets;
     uint64_t (*_Atomic clock)(void); /* cf_platform_now_ns, or a test's clock */
@@ -78,20 +79,38 @@ static uint64_t default_spin_ns(int threads)
  * itself late -- more than CF_POOL_LATE_NS between two of its own looks at the clock while
  * polling, or a job it was polling for published that long before it saw it -- was off its
  * processor: the processors are taken, and polling only slows the others. Then no thread of
- * the pool begins a polling wait for CF_POOL_QUIET_NS (one under way ends at its own time);
- * they sleep at once, as with CFNET_SPIN_US=0, and polling resumes after that time. On an
- * idle machine a polling thread is never that late, and the pool polls as before. */
-#define CF_POOL_LATE_NS 200000u     /* 0.2 ms */
-#define CF_POOL_QUIET_NS 100000000u /* 100 ms */
+ * the pool begins a polling wait for a quiet spell (one under way ends at its own time); they
+ * sleep at once, as with CFNET_SPIN_US=0, and polling resumes after the spell. The first spell
+ * lasts CF_POOL_QUIET_NS. A machine that stays busy makes the pool late again soon after each
+ * spell ends, and each of those polls costs the others: a late look within CF_POOL_AGAIN_NS of
+ * the end of the last spell doubles the spell, up to CF_POOL_QUIET_MAX_NS (docs/performance.md
+ * round 20); a late look after that begins a CF_POOL_QUIET_NS spell again. On an idle machine a
+ * polling thread is never that late, and the pool polls as before. */
+#define CF_POOL_LATE_NS 200000u            /* 0.2 ms */
+#define CF_POOL_QUIET_NS 100000000u        /* 100 ms */
+#define CF_POOL_AGAIN_NS 100000000u        /* 100 ms */
+#define CF_POOL_QUIET_MAX_NS 1600000000u   /* 1.6 s: 100 ms doubled four times */
 
 static uint64_t pool_now(cf_pool *p)
 {
     return atomic_load_explicit(&p->clock, memory_order_relaxed)();
 }
 
+/* A late look at `now`. During a spell it changes nothing (the threads of a pool are often
+ * late together); otherwise it begins a spell, longer than the last when it comes soon after
+ * that one ended. Of threads late at once, the one whose compare-exchange succeeds begins it. */
 static void pool_go_quiet(cf_pool *p, uint64_t now)
 {
-    atomic_store_explicit(&p->quiet_until, now + CF_POOL_QUIET_NS, memory_order_relaxed);
+    uint64_t until = atomic_load_explicit(&p->quiet_until, memory_order_relaxed);
+    if (now < until) return;
+    uint64_t len = CF_POOL_QUIET_NS;
+    uint64_t last = atomic_load_explicit(&p->quiet_ns, memory_order_relaxed);
+    if (until && now - until <= CF_POOL_AGAIN_NS && last >= CF_POOL_QUIET_NS)
+        len = last >= CF_POOL_QUIET_MAX_NS / 2 ? CF_POOL_QUIET_MAX_NS : 2 * last;
+    if (!atomic_compare_exchange_strong_explicit(&p->quiet_until, &until, now + len,
+                                                 memory_order_relaxed, memory_order_relaxed))
+        return;
+    atomic_store_explicit(&p->quiet_ns, len, memory_order_relaxed);
     atomic_fetch_add_explicit(&p->quiets, 1, memory_order_relaxed);
 }
 

@@ -41,7 +41,8 @@ int cf_pool_threads(const cf_pool *p);
 void cf_pool_set_spin_ns(cf_pool *p, uint64_t ns);
 uint64_t cf_pool_spin_ns(const cf_pool *p);
 /* A thread found late while polling (off its processor: the machine is busy) stops all
- * polling of the pool for 100 ms (pool.c). For tests: the clock the pool reads (NULL: the
+ * polling of the pool for a quiet spell: 100 ms, doubled up to 1.6 s while the pool is late
+ * again soon after each spell (pool.c). For tests: the clock the pool reads (NULL: the
  * monotonic clock, cf_platform_now_ns), and the polling waits begun so far by the workers
  * (for the next job) and by callers (for their job's end), and the quiet spells begun (all 0
  * for NULL). */
