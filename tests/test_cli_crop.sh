@@ -896,6 +896,21 @@ if [ "$(id -u)" = 0 ] && command -v setpriv >/dev/null 2>&1 &&
         test -g "$out/sgid/$t" && test ! -k "$out/sgid/$t" ||
             fail "a new DIR in a setgid folder of another group: mode $(stat -c %a "$out/sgid/$t")"
     done
+    # an empty DIR of the user's without write permission (mode 0555): the staging folder takes
+    # that mode before the rename, and the mark in it was unlinked after ("cannot move the crops
+    # into place: Permission denied", the crops left in the staging folder)
+    mkdir "$out/ro555" "$out/ro555/c" "$out/ro555/s" && chown -R 65534:65534 "$out/ro555" &&
+        chmod 555 "$out/ro555/c" "$out/ro555/s"
+    expect 0 "wrote 4 crops" setpriv --reuid=65534 --regid=65534 --clear-groups \
+        "$cfnet" crop "$out/f16.tif" "$out/m32.tif" -o "$out/ro555/c" --size 16
+    expect 0 "wrote" setpriv --reuid=65534 --regid=65534 --clear-groups \
+        "$cfnet" synth "$out/ro555/s" --classes 2 --per-class 2 --test-per-class 0 --channels 1
+    cmp "$out/ro555/c/cells.csv" "$o1/cells.csv" || fail "the crop into a DIR of mode 0555 differs"
+    test "$(stat -c %a "$out/ro555/c") $(stat -c %a "$out/ro555/s")" = "555 555" ||
+        fail "DIR of mode 0555: $(stat -c %a "$out/ro555/c") $(stat -c %a "$out/ro555/s")"
+    test "$(ls -A "$out/ro555" | tr '\n' ' ')" = "c s " || fail "left beside a DIR of mode 0555: $(ls -A "$out/ro555" | tr '\n' ' ')"
+    ls -A "$out/ro555/c" "$out/ro555/s" | grep -q cfnet-staging && fail "a DIR of mode 0555 holds the staging mark"
+    chmod -R u+w "$out/ro555"
 else
     skip_env test_cli_crop "a new DIR in a setgid folder of another group" "not root, or no setpriv"
 fi

@@ -281,6 +281,16 @@ int stage_commit(tool_stage *st, const char *dir, const char *what)
         tool_error("%s: cannot flush to disk: %s", st->path, strerror(errno));
         return -1;
     }
+    /* the mark out first (killed before the rename, the folder stays: it is no run's then),
+     * before the folder takes DIR's mode: a DIR without write permission (0555) would leave
+     * its owner unable to unlink the mark in it */
+    char *mark = path_join(st->path, STAGE_MARK);
+    int gone = unlink(mark) == 0 || errno == ENOENT;
+    free(mark);
+    if (!gone) {
+        tool_error("%s: cannot move %s into place: %s", dir, what, strerror(errno));
+        return -1;
+    }
     struct stat sb; /* still marked not locked (a file system without locks): the mark cleared */
     if (!st->keep && stat(st->path, &sb) == 0 && (sb.st_mode & S_ISVTX) &&
         chmod(st->path, sb.st_mode & 07777 & ~(mode_t)S_ISVTX) != 0) { /* the folder's own mode */
@@ -292,14 +302,6 @@ int stage_commit(tool_stage *st, const char *dir, const char *what)
         }
         if (chmod(st->path, (mode_t)st->mode) != 0) { /* the folder's own mode stays */
         }
-    }
-    /* the mark out first (killed between the two, the folder stays: it is no run's then) */
-    char *mark = path_join(st->path, STAGE_MARK);
-    int gone = unlink(mark) == 0 || errno == ENOENT;
-    free(mark);
-    if (!gone) {
-        tool_error("%s: cannot move %s into place: %s", dir, what, strerror(errno));
-        return -1;
     }
     if (rename(st->path, st->target) != 0) {
         tool_error("%s: cannot move %s into place: %s%s", dir, what, strerror(errno),
