@@ -952,6 +952,18 @@ if [ "$(id -u)" = 0 ] && command -v setpriv >/dev/null 2>&1 &&
         fail "DIR of mode 0555: $(stat -c %a "$out/ro555/c") $(stat -c %a "$out/ro555/s")"
     test "$(ls -A "$out/ro555" | tr '\n' ' ')" = "c s " || fail "left beside a DIR of mode 0555: $(ls -A "$out/ro555" | tr '\n' ' ')"
     ls -A "$out/ro555/c" "$out/ro555/s" | grep -q cfnet-staging && fail "a DIR of mode 0555 holds the staging mark"
+    # ... and a run whose rename fails there (another run wrote DIR first: ENOTEMPTY injected)
+    # removes its staging folder, which had taken the mode 0555 (its files were left in it)
+    if command -v strace >/dev/null 2>&1 && strace -o /dev/null true 2>/dev/null; then
+        mkdir "$out/ro555/r" && chown 65534:65534 "$out/ro555/r" && chmod 555 "$out/ro555/r"
+        expect 1 "cannot move the crops into place: Directory not empty" setpriv --reuid=65534 \
+            --regid=65534 --clear-groups env ASAN_OPTIONS="${ASAN_OPTIONS:+$ASAN_OPTIONS:}detect_leaks=0" \
+            strace -f -o /dev/null -e trace=rename,renameat,renameat2 -e inject=rename,renameat,renameat2:error=ENOTEMPTY \
+            "$cfnet" crop "$out/f16.tif" "$out/m32.tif" -o "$out/ro555/r" --size 16
+        test "$(ls -A "$out/ro555" | tr '\n' ' ')" = "c r s " || fail "left beside a DIR of mode 0555 after a failed rename: $(ls -A "$out/ro555" | tr '\n' ' ')"
+    else
+        skip_env test_cli_crop "a failed rename into a DIR of mode 0555" "no strace, or ptrace not allowed"
+    fi
     chmod -R u+w "$out/ro555"
 else
     skip_env test_cli_crop "a new DIR in a setgid folder of another group" "not root, or no setpriv"

@@ -318,7 +318,12 @@ void stage_close(tool_stage *st)
     if (!st->path) return;
     /* not committed: the staging folder and all this run put in it (depth first, links not
      * followed), then the folders made on the way to DIR */
-    if (!st->committed) (void)nftw(st->path, remove_entry, 16, FTW_DEPTH | FTW_PHYS);
+    if (!st->committed) {
+        /* a failed rename after the folder took DIR's mode (0555: its files could not be
+         * unlinked, the folder was left, unmarked, for good): writable by its owner again */
+        (void)chmod(st->path, S_IRWXU);
+        (void)nftw(st->path, remove_entry, 16, FTW_DEPTH | FTW_PHYS);
+    }
     if (st->lock >= 0) close(st->lock);
     if (!st->committed && st->new_dir) remove_new_dirs(st->parent, st->new_dir);
     free(st->new_dir);
