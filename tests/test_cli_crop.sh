@@ -667,6 +667,48 @@ expect 1 "hdr/tall.tif: compressed TIFF tiles too large on page 1: 16x2147483648
 expect 1 "hdr/tall.tif: compressed TIFF tiles too large on page 1" \
     "$cfnet" crop "$out/raw/f8rev.tif" "$out/hdr/tall.tif" -o "$out/hdr/c" --size 8
 
+# ... but a legitimate field in large compressed tiles is cropped: 1024 x 1024 tiles of an 8-bit
+# RGB field 87400 wide (a row of tiles of 268 M values, 268 MB: refused when the limit counted
+# values, 2^28, not the bytes held, 2^30), its mask in 256 x 256 tiles; tiles of one deflate
+# stream each (a file of a few KB). 1024-row tiles 350000 wide (1.07 GB a row) are refused.
+"$py" - "$out/hdr" <<'PY'
+import struct, sys, zlib
+d = sys.argv[1]
+def tiled(name, W, H, t, spp, first):
+    n = -(-W // t) * -(-H // t)
+    zero = zlib.compress(bytes(t * t * spp))
+    one = zlib.compress(first(t)) if first else zero
+    tags = sorted([(256, 4, [W]), (257, 4, [H]), (258, 3, [8] * spp), (259, 3, [8]),
+                   (262, 3, [2 if spp == 3 else 1]), (277, 3, [spp]), (284, 3, [1]),
+                   (322, 4, [t]), (323, 4, [t]), (324, 4, [0] * n), (325, 4, [0] * n)])
+    end = 8 + 2 + 12 * len(tags) + 4
+    data_at = end + (2 * spp if spp > 2 else 0) + (8 * n if n > 1 else 0)
+    offs, cnts = [data_at] + [data_at + len(one)] * (n - 1), [len(one)] + [len(zero)] * (n - 1)
+    tags = [(g, ty, offs if g == 324 else cnts if g == 325 else v) for g, ty, v in tags]
+    fmt = {3: "H", 4: "I"}
+    ifd, blob = bytearray(struct.pack("<H", len(tags))), bytearray()
+    for tag, typ, vals in tags:
+        raw = struct.pack("<" + fmt[typ] * len(vals), *vals)
+        if len(raw) > 4:
+            raw, blob = struct.pack("<I", end + len(blob)), blob + raw
+        ifd += struct.pack("<HHI", tag, typ, len(vals)) + raw.ljust(4, b"\0")
+    head = b"II" + struct.pack("<HI", 42, 8) + bytes(ifd) + b"\0" * 4 + bytes(blob)
+    assert len(head) == data_at, (len(head), data_at)
+    open(f"{d}/{name}.tif", "wb").write(head + one + zero)
+def cell(t):  # label 1 in rows and columns 40..59 of the first tile
+    return b"".join(b"\0" * 40 + (b"\1" * 20 if 40 <= y < 60 else b"\0" * 20) + b"\0" * (t - 60)
+                    for y in range(t))
+tiled("big1024", 87400, 1024, 1024, 3, None)
+tiled("bigm", 87400, 1024, 256, 1, cell)
+tiled("huge1024", 350000, 1024, 1024, 3, None)
+tiled("hugem", 350000, 1024, 256, 1, cell)
+PY
+expect 0 "wrote 1 crop \\(16x16\\) of 1 field" "$cfnet" crop "$out/hdr/big1024.tif" "$out/hdr/bigm.tif" -o "$out/hdr/cbig" --size 16
+test "$(ls "$out/hdr/cbig" | tr '\n' ' ')" = "big1024_1.tif cells.csv " || fail "crop of 1024-row tiles: $(ls "$out/hdr/cbig" | tr '\n' ' ')"
+expect 1 "hdr/huge1024.tif: compressed TIFF tiles too large on page 1: 1024x1024 tiles of 3 samples for a 350000x1024 image, a row of them 1075200000 bytes decoded at once \\(limit 1073741824\\)" \
+    "$cfnet" crop "$out/hdr/huge1024.tif" "$out/hdr/hugem.tif" -o "$out/hdr/chuge" --size 16
+test ! -e "$out/hdr/chuge" || fail "crop of huge1024.tif wrote $out/hdr/chuge"
+
 # ---- memory that follows the crop size and the field's width, not its area ------------------------
 # A 3 x 6000 x 6000 8-bit field and its mask (108 M values; 576 MB as floats and 32-bit labels,
 # which crop held whole before) crop under a 150 MB address-space limit. The field is
@@ -896,6 +938,33 @@ if [ "$(id -u)" = 0 ] && command -v setpriv >/dev/null 2>&1 &&
         test -g "$out/sgid/$t" && test ! -k "$out/sgid/$t" ||
             fail "a new DIR in a setgid folder of another group: mode $(stat -c %a "$out/sgid/$t")"
     done
+    # an empty DIR of the user's without write permission (mode 0555): the staging folder takes
+    # that mode before the rename, and the mark in it was unlinked after ("cannot move the crops
+    # into place: Permission denied", the crops left in the staging folder)
+    mkdir "$out/ro555" "$out/ro555/c" "$out/ro555/s" && chown -R 65534:65534 "$out/ro555" &&
+        chmod 555 "$out/ro555/c" "$out/ro555/s"
+    expect 0 "wrote 4 crops" setpriv --reuid=65534 --regid=65534 --clear-groups \
+        "$cfnet" crop "$out/f16.tif" "$out/m32.tif" -o "$out/ro555/c" --size 16
+    expect 0 "wrote" setpriv --reuid=65534 --regid=65534 --clear-groups \
+        "$cfnet" synth "$out/ro555/s" --classes 2 --per-class 2 --test-per-class 0 --channels 1
+    cmp "$out/ro555/c/cells.csv" "$o1/cells.csv" || fail "the crop into a DIR of mode 0555 differs"
+    test "$(stat -c %a "$out/ro555/c") $(stat -c %a "$out/ro555/s")" = "555 555" ||
+        fail "DIR of mode 0555: $(stat -c %a "$out/ro555/c") $(stat -c %a "$out/ro555/s")"
+    test "$(ls -A "$out/ro555" | tr '\n' ' ')" = "c s " || fail "left beside a DIR of mode 0555: $(ls -A "$out/ro555" | tr '\n' ' ')"
+    ls -A "$out/ro555/c" "$out/ro555/s" | grep -q cfnet-staging && fail "a DIR of mode 0555 holds the staging mark"
+    # ... and a run whose rename fails there (another run wrote DIR first: ENOTEMPTY injected)
+    # removes its staging folder, which had taken the mode 0555 (its files were left in it)
+    if command -v strace >/dev/null 2>&1 && strace -o /dev/null true 2>/dev/null; then
+        mkdir "$out/ro555/r" && chown 65534:65534 "$out/ro555/r" && chmod 555 "$out/ro555/r"
+        expect 1 "cannot move the crops into place: Directory not empty" setpriv --reuid=65534 \
+            --regid=65534 --clear-groups env ASAN_OPTIONS="${ASAN_OPTIONS:+$ASAN_OPTIONS:}detect_leaks=0" \
+            strace -f -o /dev/null -e trace=rename,renameat,renameat2 -e inject=rename,renameat,renameat2:error=ENOTEMPTY \
+            "$cfnet" crop "$out/f16.tif" "$out/m32.tif" -o "$out/ro555/r" --size 16
+        test "$(ls -A "$out/ro555" | tr '\n' ' ')" = "c r s " || fail "left beside a DIR of mode 0555 after a failed rename: $(ls -A "$out/ro555" | tr '\n' ' ')"
+    else
+        skip_env test_cli_crop "a failed rename into a DIR of mode 0555" "no strace, or ptrace not allowed"
+    fi
+    chmod -R u+w "$out/ro555"
 else
     skip_env test_cli_crop "a new DIR in a setgid folder of another group" "not root, or no setpriv"
 fi

@@ -281,6 +281,16 @@ int stage_commit(tool_stage *st, const char *dir, const char *what)
         tool_error("%s: cannot flush to disk: %s", st->path, strerror(errno));
         return -1;
     }
+    /* the mark out first (killed before the rename, the folder stays: it is no run's then),
+     * before the folder takes DIR's mode: a DIR without write permission (0555) would leave
+     * its owner unable to unlink the mark in it */
+    char *mark = path_join(st->path, STAGE_MARK);
+    int gone = unlink(mark) == 0 || errno == ENOENT;
+    free(mark);
+    if (!gone) {
+        tool_error("%s: cannot move %s into place: %s", dir, what, strerror(errno));
+        return -1;
+    }
     struct stat sb; /* still marked not locked (a file system without locks): the mark cleared */
     if (!st->keep && stat(st->path, &sb) == 0 && (sb.st_mode & S_ISVTX))
         /* not an error if it stays (a file system without modes): the folder keeps its mode */
@@ -292,14 +302,6 @@ int stage_commit(tool_stage *st, const char *dir, const char *what)
         }
         if (chmod(st->path, (mode_t)st->mode) != 0) { /* the folder's own mode stays */
         }
-    }
-    /* the mark out first (killed between the two, the folder stays: it is no run's then) */
-    char *mark = path_join(st->path, STAGE_MARK);
-    int gone = unlink(mark) == 0 || errno == ENOENT;
-    free(mark);
-    if (!gone) {
-        tool_error("%s: cannot move %s into place: %s", dir, what, strerror(errno));
-        return -1;
     }
     if (rename(st->path, st->target) != 0) {
         tool_error("%s: cannot move %s into place: %s%s", dir, what, strerror(errno),
@@ -316,7 +318,12 @@ void stage_close(tool_stage *st)
     if (!st->path) return;
     /* not committed: the staging folder and all this run put in it (depth first, links not
      * followed), then the folders made on the way to DIR */
-    if (!st->committed) (void)nftw(st->path, remove_entry, 16, FTW_DEPTH | FTW_PHYS);
+    if (!st->committed) {
+        /* a failed rename after the folder took DIR's mode (0555: its files could not be
+         * unlinked, the folder was left, unmarked, for good): writable by its owner again */
+        (void)chmod(st->path, S_IRWXU);
+        (void)nftw(st->path, remove_entry, 16, FTW_DEPTH | FTW_PHYS);
+    }
     if (st->lock >= 0) close(st->lock);
     if (!st->committed && st->new_dir) remove_new_dirs(st->parent, st->new_dir);
     free(st->new_dir);
