@@ -539,7 +539,17 @@ expect 2 "training image .*0002.tif; refusing" "$cfnet" train "$ow/data" -o "$ow
 cmp -s "$ow/data/class00/0002.tif" "$d/test/class00/0002.tif" || fail "train -o over an image changed it"
 expect 2 "-o MODEL .* and --log .* name the same file" "$cfnet" train "$ow/data" -o "$ow/t.safetensors" --log "$ow/t.safetensors"
 expect 2 "--plot .* is DATA" "$cfnet" train "$mf/m.csv" -o "$ow/t.safetensors" --plot "$mf/m.csv"
-expect 2 "is a folder" "$cfnet" train "$ow/data" -o "$ow/report"
+# said as the other argument errors are (it was "cfnet: error: -o MODEL (...) is a folder")
+expect 2 "^cfnet train: -o MODEL \(.*/report\) is a folder; give a file name$" "$cfnet" train \
+    "$ow/data" -o "$ow/report"
+grep -q "^(see 'cfnet train --help')$" "$out/last.txt" || fail "train -o FOLDER: no pointer to --help"
+lacks "error:" "train -o FOLDER is not said as a usage error"
+# eval --out whose report file is a folder: the same (it was "cfnet: error: eval: ...")
+mkdir -p "$ow/evfold/predictions.csv"
+expect 2 "^cfnet eval: --out: .*/evfold/predictions.csv is a folder, where eval writes a file of that name; give --out another folder$" \
+    "$cfnet" eval "$ow/model.safetensors" "$ow/data" --out "$ow/evfold"
+grep -q "^(see 'cfnet eval --help')$" "$out/last.txt" || fail "eval --out DIR/predictions.csv a folder: no pointer to --help"
+lacks "error:" "eval --out DIR/predictions.csv a folder is not said as a usage error"
 # a pipe or a device as MODEL or as its checkpoint: saving renames a new file over it (as root,
 # -o /dev/null would replace /dev/null), so it is refused before training
 mkfifo "$ow/pipe.safetensors" "$ow/p2.last.safetensors"

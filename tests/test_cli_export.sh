@@ -84,7 +84,9 @@ printf 'not a model' > "$tmp/bad.cfnet"
 [ $st = 2 ] && grep -q "x.onnx: cannot create" "$tmp/err.txt" || fail "unwritable output: exit $st: $(cat "$tmp/err.txt")"
 mkdir "$tmp/folder.onnx"
 "$cfnet" export "$tmp/model.cfnet" "$tmp/folder.onnx" > "$tmp/err.txt" 2>&1; st=$?
-[ $st = 2 ] && grep -q "folder.onnx is a folder; give a file name" "$tmp/err.txt" ||
+# said as the other argument errors are (it was "cfnet: error: export: ... is a folder")
+[ $st = 2 ] && grep -q "^cfnet export: OUT.onnx: .*folder.onnx is a folder; give a file name$" "$tmp/err.txt" &&
+    grep -q "^(see 'cfnet export --help')$" "$tmp/err.txt" && ! grep -q "error:" "$tmp/err.txt" ||
     fail "a folder as OUT: exit $st: $(cat "$tmp/err.txt")"
 set -e
 

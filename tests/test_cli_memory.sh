@@ -125,6 +125,44 @@ printf '%s\n' "26 1 0:23 / /sys/fs/cgroup/cpu rw,nosuid - cgroup cgroup rw,cpu" 
 expect 1 "no such file" train_in "$out/v2c"
 lacks "max-memory" "a cgroup v2 limit was read without a cgroup2 mount in mountinfo"
 
+# a v2-only host: the cgroup2 mount's root is "/" (at /sys/fs/cgroup; here a folder of the
+# test), the process's whole path lies below it: the 768 MiB of its user slice, not ROOT's decoy
+cg v2h "0::/user.slice/user-1000.slice/session-2.scope"
+: >"$out/v2h/cgroup.controllers"
+echo 67108864 >"$out/v2h/memory.max"
+mkdir -p "$out/v2h/fs/user.slice/user-1000.slice/session-2.scope"
+echo 805306368 >"$out/v2h/fs/user.slice/user-1000.slice/memory.max"
+echo max >"$out/v2h/fs/user.slice/user-1000.slice/session-2.scope/memory.max"
+printf '%s\n' "22 1 0:21 / /sys rw - sysfs sysfs rw" \
+    "30 22 0:26 / $out/v2h/fs rw,nosuid,nodev,noexec,relatime shared:4 - cgroup2 cgroup2 rw,nsdelegate,memory_recursiveprot" \
+    >"$out/v2h/mountinfo"
+expect 1 "^--max-memory 192 MiB, the default: a quarter of the cgroup memory limit \(768 MiB\)" \
+    train_in "$out/v2h"
+# a hybrid host: cgroup2 at .../unified beside v1 controllers, the v1 memory mount elsewhere:
+# v2's 1 GiB from the unified mount (the v1 mount's 2 GiB is larger)
+cg hyb "4:memory:/job" "0::/job"
+mkdir -p "$out/hyb/uni/job" "$out/hyb/mem/job"
+echo 1073741824 >"$out/hyb/uni/job/memory.max"
+echo 2147483648 >"$out/hyb/mem/job/memory.limit_in_bytes"
+mi "$out/hyb" "30 1 0:27 / $out/hyb rw - tmpfs tmpfs rw,mode=755" \
+    "34 30 0:31 / $out/hyb/mem rw,relatime - cgroup cgroup rw,memory" \
+    "40 30 0:37 / $out/hyb/uni rw,relatime - cgroup2 cgroup2 rw"
+expect 1 "^--max-memory 256 MiB, the default: a quarter of the cgroup memory limit \(1\.0 GiB\)" \
+    train_in "$out/hyb"
+# two cgroup2 mounts, the hierarchy's root and a container's cgroup bound elsewhere: the one whose
+# root holds the process's path most closely, whichever comes first (512 MiB, the job's own)
+cg two "0::/system.slice/docker-abc.scope/job"
+mkdir -p "$out/two/all/system.slice/docker-abc.scope/job" "$out/two/ctr/job"
+echo 67108864 >"$out/two/all/system.slice/memory.max"
+echo 536870912 >"$out/two/ctr/job/memory.max"
+for order in 1 2; do
+    a="40 1 0:30 / $out/two/all rw - cgroup2 cgroup2 rw"
+    b="41 1 0:30 /system.slice/docker-abc.scope $out/two/ctr rw - cgroup2 cgroup2 rw"
+    if [ $order = 1 ]; then printf '%s\n' "$a" "$b"; else printf '%s\n' "$b" "$a"; fi >"$out/two/mountinfo"
+    expect 1 "^--max-memory 128 MiB, the default: a quarter of the cgroup memory limit \(512 MiB\)" \
+        train_in "$out/two"
+done
+
 # long lines are read whole: a v1 memory mount point of 2,250 spaces (9,000 bytes escaped in
 # mountinfo) gives its 1 GiB
 sp=$(printf '%250s' '')

@@ -78,6 +78,11 @@ expect 1 "/folder: not a checkpoint file \(it is a folder\); --resume takes the 
     "$cfnet" train "$d/train" -o "$out/folder.safetensors" --epochs 2 $common --resume "$out/folder"
 lacks "not a regular file" "train --resume FOLDER gave the loader's message"
 test ! -e "$out/folder.safetensors" || fail "train --resume FOLDER wrote a model"
+# an image (arguments in the wrong place): said to be one
+# shellcheck disable=SC2086
+expect 1 "0000.tif: not a checkpoint file \(it is a TIFF image\)" \
+    "$cfnet" train "$d/train" -o "$out/img.safetensors" --epochs 2 $common --resume "$d/train/class00/0000.tif"
+test ! -e "$out/img.safetensors" || fail "train --resume IMAGE wrote a model"
 
 # ---- temporary files that a killed run left ------------------------------------------------------
 k="$out/kill.safetensors"

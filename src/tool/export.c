@@ -40,10 +40,8 @@ int cmd_export(int argc, char **argv)
     /* as for the -o options of the other commands: an unset shell variable, found before the
      * model is read and converted */
     if (!out[0]) return tool_usage_error("export", "OUT.onnx: the file name is empty");
-    if (path_is_dir(out) == 1) {
-        tool_error("export: %s is a folder; give a file name", out);
-        return EXIT_USAGE;
-    }
+    if (path_is_dir(out) == 1) /* said as the other argument errors are, as predict -o's */
+        return tool_usage_error("export", "OUT.onnx: %s is a folder; give a file name", out);
     if (same_file(out, model)) {
         tool_error("export: %s is the model; refusing to overwrite it (give OUT.onnx another name)",
                    out);

@@ -188,14 +188,17 @@ static int emit_prediction(void *user, const tool_sample *s, const float *p, int
 
 /* An output file must not be a folder, the model or one of the inputs (an image, a manifest, a
  * file given on the command line): the command refuses before reading anything (a usage
- * error, as in train). opt: the option that names the file (predict's -o: a folder given
- * there is said as its other argument errors are), or NULL (eval's files in --out). Returns 0
- * or -1 with a message printed. */
+ * error, as in train). opt: the option that names the file (predict's -o) or its folder
+ * (eval's --out): a folder in its place is said as the other argument errors are; NULL: a
+ * plain error. Returns 0 or -1 with a message printed. */
 static int check_output(const char *cmd, const char *opt, const char *out, const char *model,
                         const char *const *inputs, int n_inputs, const tool_dataset *ds)
 {
     if (path_is_dir(out) == 1) {
-        if (opt)
+        if (opt && !strcmp(cmd, "eval")) /* a report file's name in the folder --out */
+            (void)tool_usage_error(cmd, "%s: %s is a folder, where eval writes a file of that "
+                                   "name; give %s another folder", opt, out, opt);
+        else if (opt)
             (void)tool_usage_error(cmd, "%s: %s is a folder; give a file name", opt, out);
         else
             tool_error("%s: %s is a folder; give a file name", cmd, out);
@@ -631,7 +634,7 @@ int cmd_eval(int argc, char **argv)
         if (make_dirs(outdir) != 0) goto out_ds;
         for (int i = 0; i < 4; i++) paths[i] = path_join(outdir, EVAL_FILES[i]);
         for (int i = 0; i < 4; i++)
-            if (check_output("eval", NULL, paths[i], model, &data, 1, &ds) != 0) goto out_ds;
+            if (check_output("eval", "--out", paths[i], model, &data, 1, &ds) != 0) goto out_ds;
         for (int i = 0; i < 4; i++)
             if (out_open(&outs[i], paths[i]) != 0) goto out_ds;
         rc = EXIT_RUNTIME;

@@ -750,7 +750,9 @@ static int check_outputs(const train_cfg *c, const char *ckpt, const tool_datase
         if (rc) break;
         struct stat st;
         if (path_is_dir(path[i]) == 1) {
-            tool_error("%s (%s) is a folder; give a file name", what[i], path[i]);
+            /* said as the other argument errors are, as predict -o's */
+            (void)tool_usage_error("train", "%s (%s) is a folder; give a file name", what[i],
+                                   path[i]);
             rc = -1;
         } else if ((i < 2 || i == 4) && stat(path[i], &st) == 0 && !S_ISREG(st.st_mode)) {
             /* the model, the checkpoint and the plot's PNG are saved by renaming a new file
