@@ -521,6 +521,72 @@ static void pool_quiet_spell_starts_over_after_polling_on_time(void **state)
     cf_pool_destroy(p);
 }
 
+/* A job that puts a 3-thread pool on the test's clock with 1 ms of polling while both of its
+ * workers are inside their shares. */
+static void clock_setup_share3(void *arg, int i)
+{
+    clock_setup *cs = arg;
+    if (i) {
+        atomic_fetch_add(&cs->in_share, 1);
+        while (!atomic_load(&cs->set)) sched_yield();
+    } else {
+        while (atomic_load(&cs->in_share) < 2) sched_yield();
+        cf_pool_set_clock(cs->p, fake_clock);
+        cf_pool_set_spin_ns(cs->p, 1000000);
+        atomic_store(&cs->set, 1);
+    }
+}
+
+/* Both workers of a 3-thread pool poll on the test clock; it jumps 0.3 ms between two looks of
+ * each, so both are late together: one quiet spell begins, not two, and the second late look
+ * (within the spell) neither restarts it nor resets its growth: 10 ms after the spell's end the
+ * pool is late again and the next spell lasts 200 ms. */
+static void pool_two_late_workers_begin_one_spell(void **state)
+{
+    (void)state;
+    fake_skew = 0;
+    setenv("CFNET_SPIN_US", "0", 1);
+    cf_pool *p = NULL;
+    CF_ASSERT_OK(cf_pool_create(NULL, 3, &p));
+    unsetenv("CFNET_SPIN_US");
+    clock_setup cs = {.p = p};
+    {
+        CF_POOL_SCOPE(p);
+        cf_parallel_run(3, clock_setup_share3, &cs);
+        assert_int_equal(cf_parallel_last_path(), 1);
+    }
+    wait_for_stats(p, 2, 0);
+    atomic_fetch_add(&fake_now, 300000); /* both workers late */
+    wait_for_stats(p, 2, 1);
+    sleep_ms(50); /* the other worker's late look, too */
+    assert_true(stats_of(p).quiets == 1);
+    counts c;
+    memset(&c, 0, sizeof c);
+    atomic_fetch_add(&fake_now, 110000000); /* 10 ms after the spell's end */
+    {
+        CF_POOL_SCOPE(p);
+        cf_parallel_run(3, count_share, &c);
+        assert_int_equal(cf_parallel_last_path(), 1);
+        assert_each_once(&c, 3);
+    }
+    poll_stats s = wait_for_stats(p, 4, 1); /* both workers poll again */
+    atomic_fetch_add(&fake_now, 300000);     /* late again: a 200 ms spell */
+    wait_for_stats(p, 4, 2);
+    sleep_ms(50);
+    assert_true(stats_of(p).quiets == 2);
+    atomic_fetch_add(&fake_now, 150000000); /* 150 ms into the 200 ms spell: nobody polls */
+    memset(&c, 0, sizeof c);
+    {
+        CF_POOL_SCOPE(p);
+        cf_parallel_run(3, count_share, &c);
+        assert_each_once(&c, 3);
+    }
+    sleep_ms(20);
+    poll_stats q = stats_of(p);
+    assert_true(q.worker == s.worker && q.caller == s.caller && q.quiets == 2);
+    cf_pool_destroy(p);
+}
+
 /* On the monotonic clock: with the process on one processor, the worker and the caller take
  * turns on it, and the one polling while the other has work is taken off it and finds itself
  * late. The pool goes quiet instead of polling for its 50 ms at every job. */
@@ -717,6 +783,7 @@ int main(void)
         cmocka_unit_test(pool_quiet_spell_doubles_while_late_again),
         cmocka_unit_test(pool_quiet_spell_stops_growing_at_its_cap),
         cmocka_unit_test(pool_quiet_spell_starts_over_after_polling_on_time),
+        cmocka_unit_test(pool_two_late_workers_begin_one_spell),
         cmocka_unit_test(pool_on_one_processor_goes_quiet),
         cmocka_unit_test(parallel_for_covers_the_range_once),
         cmocka_unit_test(layers_split_over_threads_keep_their_bits),
