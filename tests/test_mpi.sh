@@ -801,6 +801,19 @@ EOF_MSHIM
         together group "^cfnet: error: out of memory: cfnet_mpi_create: rank 1 of 2 is out of memory for the group$" oom
         cmp "$t/oom.ckpt" "$t/oom.cfnet.last.safetensors" ||
             { echo "test_mpi: group: the checkpoint changed"; exit 1; }
+        # ranks 1 and 2 of 3 without it (shimall.sh arms the shim on every rank but 0): the
+        # lowest named, "and other ranks" (cfnet_mpi_create's one all-reduce of the lowest and
+        # the highest such rank), once
+        printf '#!/bin/sh\nSHIM_RANK=$OMPI_COMM_WORLD_RANK\n[ "$SHIM_RANK" = 0 ] && SHIM_RANK=none\nexport SHIM_RANK\nexec "$@"\n' \
+            >"$t/shimall.sh"
+        chmod +x "$t/shimall.sh"
+        SHIM_DUP=2 LD_PRELOAD="$t/mshim.so" timeout 60 mpirun --allow-run-as-root \
+            --oversubscribe -x SHIM_DUP -x LD_PRELOAD -np 3 "$t/shimall.sh" "$tool" train \
+            "$t/d/train" --threads 1 -q --resume "$t/oom.cfnet.last.safetensors" --epochs 2 \
+            -o "$t/oom.cfnet" >"$t/group3.log" 2>&1
+        rc=$?
+        expect group3 1 "^cfnet: error: out of memory: cfnet_mpi_create: rank 1 of 3 (and other ranks) is out of memory for the group$" 1
+        expect group3 1 "cfnet:" 1
         # rank 1 without memory for the epochs' order of the 18 training images (144 bytes, the
         # first block of that size that cfnet's own code asks for), then for its validation
         # buffer in epoch 2 (8 images of 2 x 32 x 32 floats): said once by rank 0, status 1 on
