@@ -59,6 +59,14 @@ cfnet_status cfnet_mpi_create(MPI_Comm comm, cfnet_mpi **out)
     int inited = 0;
     MPI_Initialized(&inited);
     if (!inited) return fail(CFNET_E_STATE, "cfnet_mpi_create: MPI is not initialised");
+    /* An intercommunicator's all-reduce gives each group the other group's sum: the gradients
+     * would be summed wrongly (and the agreement below would not see this rank's own lack of
+     * memory). Every rank of it is told alike, before any collective. */
+    int inter = 0;
+    if (MPI_Comm_test_inter(comm, &inter) == MPI_SUCCESS && inter)
+        return fail(CFNET_E_INVALID_ARGUMENT,
+                    "cfnet_mpi_create: the communicator is an intercommunicator; give an "
+                    "intracommunicator (MPI_Intercomm_merge makes one)");
     /* The collective first, then this rank's allocation, then one all-reduce of which rank
      * failed: a rank without memory for the group no longer leaves the others waiting in
      * MPI_Comm_dup, and every rank returns the same status and message. */
