@@ -677,6 +677,7 @@ EOF_RSHIM
         # checkpoint of epoch 1, which still loads
         cat >"$t/mshim.c" <<'EOF_MSHIM'
 #define _GNU_SOURCE
+#include <dlfcn.h>
 #include <errno.h>
 #include <link.h>
 #include <stdint.h>
@@ -720,27 +721,33 @@ void *malloc(size_t n)
     }
     return __libc_malloc(n);
 }
-/* calloc fails with ENOMEM for block SHIM_CALLOC_NTH (unset: the first) of SHIM_CALLOC bytes
- * asked for by cfnet's own code (not by a library it loads: MPI's blocks are left alone) on
- * rank SHIM_RANK */
+/* On rank SHIM_RANK, once its SHIM_DUP-th MPI_Comm_dup has returned, calloc fails with ENOMEM
+ * for the next block that cfnet's own code asks for (not a library it loads: MPI's blocks
+ * are left alone): whatever its size, the block that follows that MPI_Comm_dup in cfnet */
+static int calloc_armed;
 void *calloc(size_t n, size_t each)
 {
-    static int armed = -1, nth = 1;
-    static size_t size;
-    if (armed < 0) {
-        const char *r = getenv("SHIM_RANK"), *me = getenv("OMPI_COMM_WORLD_RANK");
-        const char *sz = getenv("SHIM_CALLOC"), *k = getenv("SHIM_CALLOC_NTH");
-        armed = r && me && sz && !strcmp(r, me) && !strcmp(program_invocation_short_name, "cfnet");
-        if (armed) size = (size_t)strtoull(sz, NULL, 10);
-        if (k) nth = atoi(k);
-    }
     const uintptr_t from = (uintptr_t)__builtin_return_address(0);
-    if (armed == 1 && n * each == size && from >= exe_lo && from < exe_hi && --nth == 0) {
-        armed = 2;
+    if (calloc_armed == 1 && from >= exe_lo && from < exe_hi) {
+        calloc_armed = 2;
         errno = ENOMEM;
         return NULL;
     }
     return __libc_calloc(n, each);
+}
+int MPI_Comm_dup(void *comm, void **out)
+{
+    static int (*real)(void *, void **);
+    static int left = -1;
+    if (!real) real = (int (*)(void *, void **))dlsym(RTLD_NEXT, "MPI_Comm_dup");
+    if (left < 0) {
+        const char *r = getenv("SHIM_RANK"), *me = getenv("OMPI_COMM_WORLD_RANK");
+        const char *k = getenv("SHIM_DUP");
+        left = r && me && k && !strcmp(r, me) ? atoi(k) : 0;
+    }
+    int rc = real(comm, out);
+    if (left > 0 && --left == 0 && !calloc_armed) calloc_armed = 1;
+    return rc;
 }
 EOF_MSHIM
         "${CC:-cc}" -shared -fPIC -o "$t/mshim.so" "$t/mshim.c"
@@ -777,22 +784,36 @@ EOF_MSHIM
         together attach "rank 1 has no network or cannot describe it (network_save_buffer: cannot allocate $msz bytes)" oom
         cmp "$t/oom.ckpt" "$t/oom.cfnet.last.safetensors" ||
             { echo "test_mpi: attach: the checkpoint changed"; exit 1; }
-        # rank 1 without memory for libcfnet_mpi's group (its 40 bytes on x86-64, the 2nd block
-        # of that size that cfnet's own code asks calloc for, after one of an image's): every
-        # rank's cfnet_mpi_create fails alike after its MPI_Comm_dup, said once by rank 0,
-        # status 1 on every rank (rank 1 failed before the MPI_Comm_dup the others waited in,
-        # and ended the job by MPI_Abort); the checkpoint unchanged
+        # rank 1 without memory for libcfnet_mpi's group (the calloc that follows the process's
+        # 2nd MPI_Comm_dup, cfnet_mpi_create's: the 1st is the start vote's; whatever the
+        # group's size): every rank's cfnet_mpi_create fails alike after its MPI_Comm_dup,
+        # said once by rank 0, status 1 on every rank (rank 1 failed before the MPI_Comm_dup
+        # the others waited in, and ended the job by MPI_Abort); the checkpoint unchanged.
+        # (mpirun may end rank 0 once rank 1 has exited with status 1: then rc.0 is missing.)
         cp "$t/oom.ckpt" "$t/oom.cfnet.last.safetensors"
         rm -f "$t/rc".*
-        RCS="$t/rc" SHIM_RANK=1 SHIM_CALLOC_NTH=2 SHIM_CALLOC=40 \
+        RCS="$t/rc" SHIM_RANK=1 SHIM_DUP=2 \
             LD_PRELOAD="$t/mshim.so" timeout 60 mpirun --allow-run-as-root --oversubscribe \
-            -x RCS -x SHIM_RANK -x SHIM_CALLOC_NTH -x SHIM_CALLOC -x LD_PRELOAD -np 2 \
+            -x RCS -x SHIM_RANK -x SHIM_DUP -x LD_PRELOAD -np 2 \
             "$t/rcs.sh" "$tool" train "$t/d/train" --threads 1 -q --resume \
             "$t/oom.cfnet.last.safetensors" --epochs 2 -o "$t/oom.cfnet" >"$t/group.log" 2>&1
         rc=$?
         together group "^cfnet: error: out of memory: cfnet_mpi_create: rank 1 of 2 is out of memory for the group$" oom
         cmp "$t/oom.ckpt" "$t/oom.cfnet.last.safetensors" ||
             { echo "test_mpi: group: the checkpoint changed"; exit 1; }
+        # ranks 1 and 2 of 3 without it (shimall.sh arms the shim on every rank but 0): the
+        # lowest named, "and other ranks" (cfnet_mpi_create's one all-reduce of the lowest and
+        # the highest such rank), once
+        printf '#!/bin/sh\nSHIM_RANK=$OMPI_COMM_WORLD_RANK\n[ "$SHIM_RANK" = 0 ] && SHIM_RANK=none\nexport SHIM_RANK\nexec "$@"\n' \
+            >"$t/shimall.sh"
+        chmod +x "$t/shimall.sh"
+        SHIM_DUP=2 LD_PRELOAD="$t/mshim.so" timeout 60 mpirun --allow-run-as-root \
+            --oversubscribe -x SHIM_DUP -x LD_PRELOAD -np 3 "$t/shimall.sh" "$tool" train \
+            "$t/d/train" --threads 1 -q --resume "$t/oom.cfnet.last.safetensors" --epochs 2 \
+            -o "$t/oom.cfnet" >"$t/group3.log" 2>&1
+        rc=$?
+        expect group3 1 "^cfnet: error: out of memory: cfnet_mpi_create: rank 1 of 3 (and other ranks) is out of memory for the group$" 1
+        expect group3 1 "cfnet:" 1
         # rank 1 without memory for the epochs' order of the 18 training images (144 bytes, the
         # first block of that size that cfnet's own code asks for), then for its validation
         # buffer in epoch 2 (8 images of 2 x 32 x 32 floats): said once by rank 0, status 1 on
@@ -820,6 +841,24 @@ EOF_MSHIM
         done
         "$tool" info "$t/val.cfnet.last.safetensors" >/dev/null ||
             { echo "test_mpi: val: the checkpoint of epoch 1 does not load"; exit 1; }
+        # rank 1 without memory before the start vote (the first block of the image list's
+        # size, 8 bytes per image, that cfnet's own code asks for: xmalloc's): its message
+        # goes straight to fd 2, naming the rank (it went into the held-back stderr, lost at
+        # its exit: mpirun's banner alone); it still exits without MPI_Finalize, mpirun ending
+        # rank 0. Without mpirun the message is the plain one.
+        nimg=$(find "$t/d/train" -type f | wc -l)
+        RCS="$t/rc" SHIM_RANK=1 SHIM_OWN=1 SHIM_SIZE=$((nimg * 8)) LD_PRELOAD="$t/mshim.so" \
+            timeout 60 mpirun --allow-run-as-root --oversubscribe -x SHIM_RANK -x SHIM_OWN \
+            -x SHIM_SIZE -x LD_PRELOAD -np 2 "$tool" train $b -o "$t/early.cfnet" \
+            >"$t/early.log" 2>&1
+        rc=$?
+        expect early 1 "^cfnet: error: rank 1 of 2: out of memory$" 1
+        expect early 1 "cfnet:" 1
+        OMPI_COMM_WORLD_RANK=1 SHIM_RANK=1 SHIM_OWN=1 SHIM_SIZE=$((nimg * 8)) \
+            LD_PRELOAD="$t/mshim.so" "$tool" train $b -o "$t/early1.cfnet" >"$t/early1.log" 2>&1
+        rc=$?
+        expect early1 1 "^cfnet: error: out of memory$" 1
+        expect early1 1 "" 1
         # rank 1's share of a step refused (CFNET_TEST_SET_BATCH_RANK asks libcfnet_mpi for the
         # share of a global batch of -1): the others' step ends too, said once by rank 0,
         # status 1 on every rank (rank 1 said it and ended the job by MPI_Abort)

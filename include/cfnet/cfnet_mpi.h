@@ -39,8 +39,10 @@ typedef struct cfnet_mpi cfnet_mpi;
  *  *out (cfnet_mpi_free). The duplicate is made first, then the group's memory, then one
  *  all-reduce of which rank had none: a rank without memory makes every rank return
  *  CFNET_E_OUT_OF_MEMORY with the same message naming it (the lowest such rank), and no rank
- *  waits for it in MPI_Comm_dup. MPI_COMM_NULL gives CFNET_E_INVALID_ARGUMENT at once on the rank
- *  that passes it, whose message says to end the job. That is all that can be done: a rank
+ *  waits for it in MPI_Comm_dup. An intercommunicator gives CFNET_E_INVALID_ARGUMENT on every
+ *  rank (its all-reduce sums the other group's values). MPI_COMM_NULL gives
+ *  CFNET_E_INVALID_ARGUMENT at once on the rank that passes it, whose message says to end the
+ *  job. That is all that can be done: a rank
  *  holding MPI_COMM_NULL has no communicator to tell the others through, and it cannot know
  *  whether it belongs to theirs. Ranks left out of a communicator (MPI_Comm_split with
  *  MPI_UNDEFINED) get MPI_COMM_NULL rightly, and the others' group works without them. But if

@@ -59,6 +59,14 @@ cfnet_status cfnet_mpi_create(MPI_Comm comm, cfnet_mpi **out)
     int inited = 0;
     MPI_Initialized(&inited);
     if (!inited) return fail(CFNET_E_STATE, "cfnet_mpi_create: MPI is not initialised");
+    /* An intercommunicator's all-reduce gives each group the other group's sum: the gradients
+     * would be summed wrongly (and the agreement below would not see this rank's own lack of
+     * memory). Every rank of it is told alike, before any collective. */
+    int inter = 0;
+    if (MPI_Comm_test_inter(comm, &inter) == MPI_SUCCESS && inter)
+        return fail(CFNET_E_INVALID_ARGUMENT,
+                    "cfnet_mpi_create: the communicator is an intercommunicator; give an "
+                    "intracommunicator (MPI_Intercomm_merge makes one)");
     /* The collective first, then this rank's allocation, then one all-reduce of which rank
      * failed: a rank without memory for the group no longer leaves the others waiting in
      * MPI_Comm_dup, and every rank returns the same status and message. */
@@ -69,17 +77,17 @@ cfnet_status cfnet_mpi_create(MPI_Comm comm, cfnet_mpi **out)
     int rank = 0, size = 0;
     MPI_Comm_rank(dup, &rank);
     MPI_Comm_size(dup, &size);
-    /* the lowest rank without memory (INT_MAX: none) and how many */
-    int in[2] = {m ? INT_MAX : rank, m ? 0 : 1}, outv[2] = {INT_MAX, 0};
-    rc = MPI_Allreduce(in, outv, 1, MPI_INT, MPI_MIN, dup);
-    if (rc == MPI_SUCCESS) rc = MPI_Allreduce(in + 1, outv + 1, 1, MPI_INT, MPI_SUM, dup);
+    /* one all-reduce (MPI_MIN): the lowest rank without memory and minus the highest
+     * (INT_MAX: none); they differ when more than one rank had none */
+    int in[2] = {m ? INT_MAX : rank, m ? INT_MAX : -rank}, outv[2] = {INT_MAX, INT_MAX};
+    rc = MPI_Allreduce(in, outv, 2, MPI_INT, MPI_MIN, dup);
     if (rc != MPI_SUCCESS || outv[0] != INT_MAX) {
         free(m);
         MPI_Comm_free(&dup);
         if (rc != MPI_SUCCESS) return fail_mpi(rc, "MPI_Allreduce");
         return fail(CFNET_E_OUT_OF_MEMORY,
                     "cfnet_mpi_create: rank %d of %d%s is out of memory for the group",
-                    outv[0], size, outv[1] > 1 ? " (and other ranks)" : "");
+                    outv[0], size, outv[0] != -outv[1] ? " (and other ranks)" : "");
     }
     m->comm = dup;
     m->rank = rank;

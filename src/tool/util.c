@@ -166,9 +166,25 @@ void tool_lib_error(const char *what, cfnet_status st)
     tool_error("%s: %s: %s", what, cfnet_status_string(st), cfnet_last_error());
 }
 
+/* Out of memory in one of the x* functions: said straight to fd 2 by write(2), needing no
+ * memory, and the process exits. Not through stderr: under mpirun, before the start vote,
+ * stderr is a memory stream (src/tool/mpi.c), which this exit (without MPI_Finalize) loses;
+ * there the message names the rank. */
 static void oom(void)
 {
-    fprintf(stderr, "cfnet: error: out of memory\n");
+    char msg[96];
+    int n = tool_mpi_size() > 1
+                ? snprintf(msg, sizeof msg, "cfnet: error: rank %d of %d: out of memory\n",
+                           tool_mpi_rank(), tool_mpi_size())
+                : snprintf(msg, sizeof msg, "cfnet: error: out of memory\n");
+    fflush(stdout);
+    if (open_line && fileno(open_line) == STDERR_FILENO) end_open_line();
+    for (size_t done = 0; n > 0 && done < (size_t)n;) {
+        ssize_t w = write(STDERR_FILENO, msg + done, (size_t)n - done);
+        if (w < 0 && errno == EINTR) continue;
+        if (w <= 0) break;
+        done += (size_t)w;
+    }
     exit(EXIT_RUNTIME);
 }
 

@@ -310,6 +310,20 @@ static int api(cfnet_mpi *m)
     EXPECT(cfnet_mpi_create(MPI_COMM_NULL, &none) == CFNET_E_INVALID_ARGUMENT && !none);
     EXPECT(strstr(cfnet_mpi_last_error(), "MPI_COMM_NULL") != NULL);
     EXPECT(cfnet_mpi_create(MPI_COMM_WORLD, NULL) == CFNET_E_INVALID_ARGUMENT);
+    /* an intercommunicator (each group's all-reduce is the other's sum): refused on every rank
+     * (a group was made, and a rank without memory for it would not have been seen) */
+    if (size > 1) {
+        MPI_Comm half = MPI_COMM_NULL, inter = MPI_COMM_NULL;
+        EXPECT(MPI_Comm_split(MPI_COMM_WORLD, rank_ % 2, rank_, &half) == MPI_SUCCESS);
+        EXPECT(MPI_Intercomm_create(half, 0, MPI_COMM_WORLD, rank_ % 2 ? 0 : 1, 7, &inter) ==
+               MPI_SUCCESS);
+        cfnet_mpi *g = NULL;
+        EXPECT(cfnet_mpi_create(inter, &g) == CFNET_E_INVALID_ARGUMENT && !g);
+        EXPECT(strstr(cfnet_mpi_last_error(), "intercommunicator") != NULL);
+        cfnet_mpi_free(g);
+        MPI_Comm_free(&inter);
+        MPI_Comm_free(&half);
+    }
     /* the traffic counters are the sum hook's: cfnet_mpi_sum is not in them */
     int64_t calls = -1, bytes = -1;
     double secs = -1;
