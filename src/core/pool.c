@@ -35,8 +35,10 @@ struct cf_pool {
     _Atomic bool shutdown;
     _Atomic uint64_t spin; /* polling time in ns (see below) */
     _Atomic uint64_t published;   /* clock() when the current job was published */
-    _Atomic uint64_t quiet_until; /* nobody polls before this time (see below) */
-    _Atomic uint64_t quiet_ns;    /* the length of the last quiet spell */
+    /* The last quiet spell (see below) in one word, so that a thread never reads one spell's
+     * end with another's length: its end in ns, rounded down to a multiple of 8, in the high
+     * bits and its level (length CF_POOL_QUIET_NS << level) in the low 3. 0: none yet. */
+    _Atomic uint64_t quiet;
     /* polling waits begun by workers and by callers; quiet spells begun (for tests) */
     _Atomic uint64_t worker_polls, caller_polls, quiets;
     uint64_t (*_Atomic clock)(void); /* cf_platform_now_ns, or a test's clock */
@@ -96,21 +98,30 @@ static uint64_t pool_now(cf_pool *p)
     return atomic_load_explicit(&p->clock, memory_order_relaxed)();
 }
 
+/* The fields of the quiet word: the end of the last spell, and its level. */
+#define CF_POOL_LEVEL_BITS 7u
+#define CF_POOL_LEVEL_MAX 4u /* CF_POOL_QUIET_NS << 4 == CF_POOL_QUIET_MAX_NS */
+_Static_assert((uint64_t)CF_POOL_QUIET_NS << CF_POOL_LEVEL_MAX == CF_POOL_QUIET_MAX_NS,
+               "the top level is the longest spell");
+static uint64_t quiet_end(uint64_t w) { return w & ~(uint64_t)CF_POOL_LEVEL_BITS; }
+static unsigned quiet_level(uint64_t w) { return (unsigned)(w & CF_POOL_LEVEL_BITS); }
+
 /* A late look at `now`. During a spell it changes nothing (the threads of a pool are often
  * late together); otherwise it begins a spell, longer than the last when it comes soon after
- * that one ended. Of threads late at once, the one whose compare-exchange succeeds begins it. */
+ * that one ended. Of threads late at once, the one whose compare-exchange succeeds begins it;
+ * the spell's end and its length change together, in one word. */
 static void pool_go_quiet(cf_pool *p, uint64_t now)
 {
-    uint64_t until = atomic_load_explicit(&p->quiet_until, memory_order_relaxed);
-    if (now < until) return;
-    uint64_t len = CF_POOL_QUIET_NS;
-    uint64_t last = atomic_load_explicit(&p->quiet_ns, memory_order_relaxed);
-    if (until && now - until <= CF_POOL_AGAIN_NS && last >= CF_POOL_QUIET_NS)
-        len = last >= CF_POOL_QUIET_MAX_NS / 2 ? CF_POOL_QUIET_MAX_NS : 2 * last;
-    if (!atomic_compare_exchange_strong_explicit(&p->quiet_until, &until, now + len,
-                                                 memory_order_relaxed, memory_order_relaxed))
+    uint64_t w = atomic_load_explicit(&p->quiet, memory_order_relaxed);
+    uint64_t end = quiet_end(w);
+    if (now < end) return;
+    unsigned level = 0;
+    if (w && now - end <= CF_POOL_AGAIN_NS)
+        level = quiet_level(w) >= CF_POOL_LEVEL_MAX ? CF_POOL_LEVEL_MAX : quiet_level(w) + 1;
+    uint64_t next = quiet_end(now + ((uint64_t)CF_POOL_QUIET_NS << level)) | level;
+    if (!atomic_compare_exchange_strong_explicit(&p->quiet, &w, next, memory_order_relaxed,
+                                                 memory_order_relaxed))
         return;
-    atomic_store_explicit(&p->quiet_ns, len, memory_order_relaxed);
     atomic_fetch_add_explicit(&p->quiets, 1, memory_order_relaxed);
 }
 
@@ -119,7 +130,7 @@ static void pool_go_quiet(cf_pool *p, uint64_t now)
 static uint64_t poll_budget(cf_pool *p, uint64_t now, _Atomic uint64_t *count)
 {
     uint64_t budget = atomic_load_explicit(&p->spin, memory_order_relaxed);
-    if (!budget || now < atomic_load_explicit(&p->quiet_until, memory_order_relaxed)) return 0;
+    if (!budget || now < quiet_end(atomic_load_explicit(&p->quiet, memory_order_relaxed))) return 0;
     atomic_fetch_add_explicit(count, 1, memory_order_relaxed);
     return budget;
 }
