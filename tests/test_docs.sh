@@ -6,6 +6,7 @@
 #      Python example ("<!-- tested: readme-python") runs.
 #   1d. Calls of the C API written in README.md and docs/*.md pass the header's number of
 #      arguments (tests/docs_calls.py).
+#   1f. Relative links between the pages resolve, #anchors included (tests/docs_links.py).
 #   2. If doxygen is installed: the API reference builds from the header (docs/Doxyfile) with
 #      every public function documented and no documentation warnings.
 # Environment (set by `make check`): CFNET_LIBDIR, CFNET_SANITIZE, CFNET_BUILD, CC.
@@ -97,6 +98,24 @@ fi
 "$docs_py" tests/docs_calls.py include/cfnet/cfnet.h README.md docs/*.md python/README.md \
     bindings/julia/README.md SECURITY.md ||
     fail "calls of the C API in the documentation"
+
+# 1f. The relative links between the pages name files that exist and headings the target page
+# has (tests/docs_links.py; GitHub's anchors). The checker first rejects a copy of README.md with
+# a link to a missing page and one to a missing heading.
+mkdir "$tmp/links" "$tmp/links/docs"
+cp docs/format.md "$tmp/links/docs/"
+sed 's|(docs/cli.md)|(docs/no-such-page.md)|; s|(docs/format.md)|(docs/format.md#no-such-heading)|' \
+    README.md >"$tmp/links/README.md"
+links_out=$(cd "$tmp/links" && "$docs_py" "$top/tests/docs_links.py" README.md 2>&1) &&
+    fail "tests/docs_links.py accepted broken links"
+case $links_out in
+*"no-such-page.md: no such file"*"docs/format.md has no heading with the anchor #no-such-heading"*) ;;
+*) fail "tests/docs_links.py did not name the broken links: $links_out" ;;
+esac
+pages="README.md docs/*.md python/README.md bindings/julia/README.md SECURITY.md CHANGELOG.md"
+# shellcheck disable=SC2086
+"$docs_py" tests/docs_links.py $pages || fail "links in the documentation"
+echo "test_docs: the links between the pages resolve"
 
 # 2. The API reference.
 if ! command -v doxygen >/dev/null 2>&1; then
