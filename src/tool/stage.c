@@ -34,8 +34,9 @@ static int refuse(const tool_stage_how *how, const char *fmt, ...)
 /* The file a run puts in its staging folder once it holds the folder's lock, naming its host and
  * process ("host=HOST\npid=PID\n"), removed just before the folder becomes DIR: only a folder
  * holding it is taken for a killed run's (a folder without a host in its name, only by a run of
- * the host it names), not a folder of the user's that has a staging folder's name, nor one whose run could not lock it
- * (a file system without locks, ENOLCK) and goes on unlocked. */
+ * the host it names), not a folder of the user's that has a staging folder's name (empty or
+ * not), nor one whose run could not lock it (a file system without locks, ENOLCK) and goes on
+ * unlocked. */
 #define STAGE_MARK ".cfnet-staging"
 
 static int remove_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
@@ -301,7 +302,10 @@ int stage_commit(tool_stage *st, const char *dir, const char *what)
     }
     /* the mark out first (killed before the rename, the folder stays: it is no run's then),
      * before the folder takes DIR's mode: a DIR without write permission (0555) would leave
-     * its owner unable to unlink the mark in it */
+     * its owner unable to unlink the mark in it. A run killed between this unlink and the
+     * rename leaves its whole output unmarked under the staging name, never removed: a window
+     * no order closes while the mark is inside the folder (rename(2) takes all it holds, so a
+     * mark unlinked after it would be left in DIR by a run killed in between) */
     char *mark = path_join(st->path, STAGE_MARK);
     int gone = unlink(mark) == 0 || errno == ENOENT;
     free(mark);
