@@ -324,10 +324,19 @@ for s in ".y.crop-tmp.$dead.$host" ".y.crop-tmp.$dead-3.$host" ".y.crop-tmp.$$.$
     ".y.crop-tmp.$dead" ".y.crop-tmp.$dead.other-$host" ".z.crop-tmp.$dead.$host" \
     ".y.crop-tmp.$dead.$host.x" ".y.crop-tmp.$dead-4.$host" ".y.crop-tmp.$dead-5.$host" \
     ".y.crop-tmp.$dead-8" ".y.crop-tmp.$$-11" ".y.crop-tmp.$dead-9.$host" ".y.crop-tmp.$$-10.$host" \
-    ".y.crop-tmp.$dead-12"; do
+    ".y.crop-tmp.$dead-12" ".y.crop-tmp.$dead-13" ".y.crop-tmp.$dead-14" ".y.crop-tmp.$$-15"; do
     mkdir "$out/killed/$s" && : >"$out/killed/$s/f16_3.tif" && : >"$out/killed/$s/cells.csv" &&
-        : >"$out/killed/$s/.cfnet-staging"
+        printf 'host=%s\npid=%s\n' "$host" "$dead" >"$out/killed/$s/.cfnet-staging"
 done
+# host-less folders whose mark names another host (a client's, on an NFS server whose own runs
+# do not see the client's lock), or cannot be told (no newline after the host, a folder in the
+# mark's place): kept
+printf 'host=other-%s\npid=%s\n' "$host" "$dead" >"$out/killed/.y.crop-tmp.$dead-13/.cfnet-staging"
+printf 'host=%s' "$host" >"$out/killed/.y.crop-tmp.$dead-14/.cfnet-staging"
+rm "$out/killed/.y.crop-tmp.$$-15/.cfnet-staging" && mkdir "$out/killed/.y.crop-tmp.$$-15/.cfnet-staging"
+# empty folders with a staging name, locked once (no sticky bit), their lock free, of a dead
+# process: no mark, so kept (a folder of the user's, or a run killed before it made its mark)
+mkdir "$out/killed/.y.crop-tmp.$dead-16.$host" "$out/killed/.y.crop-tmp.$dead-17"
 rm "$out/killed/.y.crop-tmp.$dead-9.$host/.cfnet-staging" "$out/killed/.y.crop-tmp.$$-10.$host/.cfnet-staging" \
     "$out/killed/.y.crop-tmp.$dead-12/.cfnet-staging"
 chmod +t "$out/killed/.y.crop-tmp.$dead-7.$host" "$out/killed/.y.crop-tmp.$$-6.$host" "$out/killed/.y.crop-tmp.$dead-8"
@@ -353,7 +362,8 @@ wait "$locker" 2>/dev/null || :
 kept=".y.crop-tmp.$$-6.$host .y.crop-tmp.$dead.$host.2 \
     .y.crop-tmp.$dead-4.$host .y.crop-tmp.$dead-5.$host .y.crop-tmp.$dead.$host.x \
     .y.crop-tmp.$dead.other-$host .z.crop-tmp.$dead.$host .y.crop-tmp.$dead-8 \
-    .y.crop-tmp.$dead-9.$host .y.crop-tmp.$$-10.$host .y.crop-tmp.$dead-12 y"
+    .y.crop-tmp.$dead-9.$host .y.crop-tmp.$$-10.$host .y.crop-tmp.$dead-12 .y.crop-tmp.$dead-13 \
+    .y.crop-tmp.$dead-14 .y.crop-tmp.$$-15 .y.crop-tmp.$dead-16.$host .y.crop-tmp.$dead-17 y"
 [ $local_fs = 1 ] || kept="$kept .y.crop-tmp.$$.$host .y.crop-tmp.$dead .y.crop-tmp.$$-11"
 # shellcheck disable=SC2086
 test "$(cd "$out/killed" && LC_ALL=C ls -A | tr '\n' ' ')" = "$(printf '%s ' $kept | tr ' ' '\n' | LC_ALL=C sort | tr '\n' ' ')" ||
@@ -409,6 +419,26 @@ if command -v strace >/dev/null 2>&1 && strace -o /dev/null true 2>/dev/null; th
     grep -q 'cfnet-staging' "$out/nolck.strace" && fail "a run that could not lock its staging folder marked it"
     test "$(ls -A "$out/nolck/x" | grep -c cfnet-staging)" = 0 || fail "DIR holds the staging mark"
     cmp "$out/nolck/x/cells.csv" "$o1/cells.csv" || fail "the crop without a lock differs"
+    # a DIR whose name leaves no room for the host in the staging folder's name (".DIR.crop-tmp.PID"):
+    # the run's mark names its host, and a run killed before its rename (SIGKILL at syncfs, the
+    # folder still marked) is removed by the next run on this host (on this machine's own disk)
+    long=$(printf '%236s' '' | tr ' ' L)
+    mkdir "$out/hostless"
+    env ASAN_OPTIONS="${ASAN_OPTIONS:+$ASAN_OPTIONS:}detect_leaks=0" strace -f -o /dev/null -e trace=syncfs \
+        -e inject=syncfs:signal=KILL "$cfnet" crop "$out/f16.tif" "$out/m32.tif" -o "$out/hostless/$long" --size 16 \
+        >/dev/null 2>&1 || :
+    left=$(ls -A "$out/hostless")
+    case $left in
+    ".$long.crop-tmp."[0-9]*[0-9]) ;;
+    *) fail "a run killed before its rename into a DIR of a long name left: $left" ;;
+    esac
+    head -n 1 "$out/hostless/$left/.cfnet-staging" | grep -qx "host=$host" ||
+        fail "the mark of a staging folder without a host: $(cat "$out/hostless/$left/.cfnet-staging")"
+    if [ $local_fs = 1 ]; then
+        expect 0 "removed 1 staging folder .*that killed runs left" \
+            "$cfnet" crop "$out/f16.tif" "$out/m32.tif" -o "$out/hostless/$long" --size 16
+        test "$(ls -A "$out/hostless")" = "$long" || fail "beside a DIR of a long name: $(ls -A "$out/hostless")"
+    fi
 else
     skip_env test_cli_crop "a staging folder whose lock another process held" "no strace, or ptrace not allowed"
 fi

@@ -359,22 +359,35 @@ static void tree_empty(int fd)
  * system whose locks every writer's process shares (`local`) is removed: there the lock alone
  * tells, whatever process has the id now. A folder that holds anything else stays whole. 0 when
  * removed. */
-/* Whether the folder open as fd holds the regular file `mark`, or nothing at all. */
-static bool dir_marked_or_empty(int fd, const char *mark)
+/* Whether the folder open as fd holds the regular file `mark` (the mark of a run that locked
+ * it; an empty folder is not taken for one: a folder of the user's, or a run killed before it
+ * made its mark, which stays). host: the mark must also name this host on its first line
+ * ("host=HOST", as stage.c writes it): a mark that cannot be read or does not say so, another
+ * host's (a client's on an NFS server, whose flock the server does not see), is no run's of
+ * this host. */
+static bool dir_marked(int fd, const char *mark, const char *host)
 {
     struct stat st;
-    if (fstatat(fd, mark, &st, AT_SYMLINK_NOFOLLOW) == 0) return S_ISREG(st.st_mode);
-    DIR *d = reopen_dir(fd);
-    if (!d) return false;
-    bool empty = true;
-    for (struct dirent *e; empty && (e = readdir(d)) != NULL;)
-        empty = !strcmp(e->d_name, ".") || !strcmp(e->d_name, "..");
-    closedir(d);
-    return empty;
+    if (fstatat(fd, mark, &st, AT_SYMLINK_NOFOLLOW) != 0 || !S_ISREG(st.st_mode)) return false;
+    if (!host) return true;
+    int mfd = openat(fd, mark, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY | O_CLOEXEC);
+    if (mfd < 0) return false;
+    char buf[300];
+    size_t hl = strlen(host), got = 0;
+    for (ssize_t r; got < sizeof buf && (r = read(mfd, buf + got, sizeof buf - got)) != 0;) {
+        if (r < 0) {
+            if (errno == EINTR) continue;
+            break;
+        }
+        got += (size_t)r;
+    }
+    close(mfd);
+    return got >= hl + 6 && !memcmp(buf, "host=", 5) && !memcmp(buf + 5, host, hl) &&
+           buf[5 + hl] == '\n';
 }
 
 static int remove_dir_if_unlocked(int dirfd, const char *name, const char *mark, int depth,
-                                  bool pid_stale, bool local)
+                                  bool pid_stale, bool local, const char *host)
 {
     int fd = openat(dirfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
     if (fd < 0) return -1;
@@ -387,9 +400,10 @@ static int remove_dir_if_unlocked(int dirfd, const char *name, const char *mark,
         close(fd); /* a run's own, or gone (renamed into DIR's place) since it was read */
         return -1;
     }
-    /* a run's (its mark in it, or nothing yet), of regular files (and plain folders of them)
-     * only, or it is left as it is: a folder of the user's that has the name stays */
-    bool files = dir_marked_or_empty(fd, mark) && tree_plain(fd, depth);
+    /* a run's (its mark in it; for a name without a host, a mark naming this host), of
+     * regular files (and plain folders of them) only, or it is left as it is: a folder of the
+     * user's that has the name stays, empty or not */
+    bool files = dir_marked(fd, mark, host) && tree_plain(fd, depth);
     if (files) tree_empty(fd);
     int rc = files ? unlinkat(dirfd, name, AT_REMOVEDIR) : -1;
     close(fd);
@@ -423,11 +437,14 @@ int cf_platform_remove_stale_dirs(int dirfd, const char *prefix, const char *mar
         }
         /* "<pid>" or "<pid>-<n>" without a host (no host name, or none that fit in the name):
          * of any host or container, its process id tells nothing; on a file system of this
-         * machine's own, which no other host writes, its lock tells all the same */
+         * machine's own its lock tells, but only for a run of this machine: an NFS server's
+         * own disk is written by its clients too, whose flock the server does not see, so
+         * only a folder whose mark names this host is taken */
         if (!tail[0]) {
             struct stat st;
-            if (local && fstatat(dirfd, n, &st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISDIR(st.st_mode) &&
-                remove_dir_if_unlocked(dirfd, n, mark, depth, false, true) == 0)
+            if (local && hosted && fstatat(dirfd, n, &st, AT_SYMLINK_NOFOLLOW) == 0 &&
+                S_ISDIR(st.st_mode) &&
+                remove_dir_if_unlocked(dirfd, n, mark, depth, false, true, host) == 0)
                 (*removed)++;
             continue;
         }
@@ -437,7 +454,8 @@ int cf_platform_remove_stale_dirs(int dirfd, const char *prefix, const char *mar
         struct stat st;
         bool pid_stale = pid == (long)getpid() || cf_platform_pid_gone(pid);
         if ((pid_stale || local) && fstatat(dirfd, n, &st, AT_SYMLINK_NOFOLLOW) == 0 &&
-            S_ISDIR(st.st_mode) && remove_dir_if_unlocked(dirfd, n, mark, depth, pid_stale, local) == 0)
+            S_ISDIR(st.st_mode) &&
+            remove_dir_if_unlocked(dirfd, n, mark, depth, pid_stale, local, NULL) == 0)
             (*removed)++;
     }
     closedir(d);

@@ -31,10 +31,12 @@ static int refuse(const tool_stage_how *how, const char *fmt, ...)
     return how->status;
 }
 
-/* The file a run puts in its staging folder once it holds the folder's lock, removed just before
- * the folder becomes DIR: only a folder holding it (or nothing) is taken for a killed run's, not
- * a folder of the user's that has a staging folder's name, nor one whose run could not lock it
- * (a file system without locks, ENOLCK) and goes on unlocked. */
+/* The file a run puts in its staging folder once it holds the folder's lock, naming its host and
+ * process ("host=HOST\npid=PID\n"), removed just before the folder becomes DIR: only a folder
+ * holding it is taken for a killed run's (a folder without a host in its name, only by a run of
+ * the host it names), not a folder of the user's that has a staging folder's name (empty or
+ * not), nor one whose run could not lock it (a file system without locks, ENOLCK) and goes on
+ * unlocked. */
 #define STAGE_MARK ".cfnet-staging"
 
 static int remove_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
@@ -180,10 +182,11 @@ int stage_open(tool_stage *st, const tool_stage_how *how, const char *dir)
      * this host killed outright left (no lock held; on a network file system their process gone
      * too) are removed first, as train removes its stale temporaries
      * (cf_platform_remove_stale_dirs); without a host name, ".DIR.TAG-tmp.PID" (of any host),
-     * only on a file system of this machine's own, by its lock; only folders with the mark
-     * (STAGE_MARK) of a run that locked them, or empty */
+     * only on a file system of this machine's own, by its lock, when its mark names this host;
+     * only folders with the mark (STAGE_MARK) of a run that locked them, never an empty one */
     char host[256];
     int hosted = cf_platform_host_name(host, sizeof host) == 0;
+    const int known = hosted; /* the host, named in the mark even when not in the name */
     char *prefix = xasprintf(".%s.%s-tmp.", base, how->cmd);
     {
         long nmax = pathconf(parent, _PC_NAME_MAX);
@@ -235,6 +238,22 @@ int stage_open(tool_stage *st, const tool_stage_how *how, const char *dir)
             char *mark = path_join(stage, STAGE_MARK);
             int mfd = open(mark, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
             int merr = errno;
+            if (mfd >= 0) {
+                /* the host (and process) of the run: a folder without a host in its name is
+                 * taken for a killed run's only by a run of the host its mark names */
+                char *text = xasprintf("host=%s\npid=%ld\n", known ? host : "", (long)getpid());
+                size_t len = strlen(text);
+                ssize_t w;
+                do w = write(mfd, text, len);
+                while (w < 0 && errno == EINTR);
+                free(text);
+                if (w != (ssize_t)len) {
+                    merr = w < 0 ? errno : ENOSPC;
+                    close(mfd);
+                    mfd = -1;
+                    (void)unlink(mark);
+                }
+            }
             free(mark);
             if (mfd < 0) {
                 (void)rmdir(stage);
@@ -283,7 +302,10 @@ int stage_commit(tool_stage *st, const char *dir, const char *what)
     }
     /* the mark out first (killed before the rename, the folder stays: it is no run's then),
      * before the folder takes DIR's mode: a DIR without write permission (0555) would leave
-     * its owner unable to unlink the mark in it */
+     * its owner unable to unlink the mark in it. A run killed between this unlink and the
+     * rename leaves its whole output unmarked under the staging name, never removed: a window
+     * no order closes while the mark is inside the folder (rename(2) takes all it holds, so a
+     * mark unlinked after it would be left in DIR by a run killed in between) */
     char *mark = path_join(st->path, STAGE_MARK);
     int gone = unlink(mark) == 0 || errno == ENOENT;
     free(mark);
