@@ -700,10 +700,11 @@ static int exe_range(struct dl_phdr_info *i, size_t sz, void *d)
 }
 __attribute__((constructor)) static void find_exe(void) { dl_iterate_phdr(exe_range, NULL); }
 /* malloc fails with ENOMEM for block SHIM_NTH (unset: the first) of SHIM_SIZE bytes on rank
- * SHIM_RANK; with SHIM_OWN set, of those that cfnet's own code asks for */
-void *malloc(size_t n)
+ * SHIM_RANK; with SHIM_OWN set, of those that cfnet's own code asks for; with SHIM_CALLOC set,
+ * (not empty), calloc's blocks of that size, not malloc's */
+static int fail_here(size_t n, uintptr_t from, int by_calloc)
 {
-    static int armed = -1, nth = 1, own;
+    static int armed = -1, nth = 1, own, use_calloc;
     static size_t size;
     if (armed < 0) {
         const char *r = getenv("SHIM_RANK"), *me = getenv("OMPI_COMM_WORLD_RANK");
@@ -712,13 +713,20 @@ void *malloc(size_t n)
         if (armed) size = (size_t)strtoull(sz, NULL, 10);
         if (k) nth = atoi(k);
         own = getenv("SHIM_OWN") != NULL;
+        const char *c = getenv("SHIM_CALLOC");
+        use_calloc = c && *c;
     }
-    const uintptr_t from = (uintptr_t)__builtin_return_address(0);
-    if (armed == 1 && n == size && (!own || (from >= exe_lo && from < exe_hi)) && --nth == 0) {
+    if (armed == 1 && by_calloc == use_calloc && n == size &&
+        (!own || (from >= exe_lo && from < exe_hi)) && --nth == 0) {
         armed = 2;
         errno = ENOMEM;
-        return NULL;
+        return 1;
     }
+    return 0;
+}
+void *malloc(size_t n)
+{
+    if (fail_here(n, (uintptr_t)__builtin_return_address(0), 0)) return NULL;
     return __libc_malloc(n);
 }
 /* On rank SHIM_RANK, once its SHIM_DUP-th MPI_Comm_dup has returned, calloc fails with ENOMEM
@@ -733,6 +741,7 @@ void *calloc(size_t n, size_t each)
         errno = ENOMEM;
         return NULL;
     }
+    if (fail_here(n * each, from, 1)) return NULL;
     return __libc_calloc(n, each);
 }
 int MPI_Comm_dup(void *comm, void **out)
@@ -841,19 +850,44 @@ EOF_MSHIM
         done
         "$tool" info "$t/val.cfnet.last.safetensors" >/dev/null ||
             { echo "test_mpi: val: the checkpoint of epoch 1 does not load"; exit 1; }
-        # rank 1 without memory before the start vote (the first block of the image list's
-        # size, 8 bytes per image, that cfnet's own code asks for: xmalloc's): its message
-        # goes straight to fd 2, naming the rank (it went into the held-back stderr, lost at
-        # its exit: mpirun's banner alone); it still exits without MPI_Finalize, mpirun ending
-        # rank 0. Without mpirun the message is the plain one.
+        # rank 1 without memory before the start vote (blocks of the image list's size, 8 bytes
+        # per image, that cfnet's own code asks for: xmalloc's), in the --skip-bad check (its
+        # lists, made before its vote now; its block of 64 images of 2 x 32 x 32 floats, after
+        # rank 0's probe) and for an epoch's metrics (calloc's 3 x 3 counts): a failure of its
+        # set-up held and said by the start vote, or said in the meeting that follows; every
+        # rank ends with status 1, the message once, no abort (it said a bare "out of memory"
+        # straight to fd 2 and exited without MPI_Finalize, mpirun ending rank 0). Without
+        # mpirun the message is the plain one.
         nimg=$(find "$t/d/train" -type f | wc -l)
-        RCS="$t/rc" SHIM_RANK=1 SHIM_OWN=1 SHIM_SIZE=$((nimg * 8)) LD_PRELOAD="$t/mshim.so" \
-            timeout 60 mpirun --allow-run-as-root --oversubscribe -x SHIM_RANK -x SHIM_OWN \
-            -x SHIM_SIZE -x LD_PRELOAD -np 2 "$tool" train $b -o "$t/early.cfnet" \
-            >"$t/early.log" 2>&1
-        rc=$?
-        expect early 1 "^cfnet: error: rank 1 of 2: out of memory$" 1
-        expect early 1 "cfnet:" 1
+        for v in list:$((nimg * 8)):1::"the list of images in DATA" \
+            names:$((nimg * 8)):2::"the class names" \
+            split:$((nimg * 8)):4::"the split's lists of images" \
+            sblists:$((nimg * 8)):4:--skip-bad:"the --skip-bad check's lists of images" \
+            sbbuf:$((64 * 2 * 32 * 32 * 4)):1:--skip-bad:"the --skip-bad check of 64 images of 2 x 32 x 32 at a time" \
+            metrics:72:2:calloc:"the validation metrics of 3 classes (epoch 2)"; do
+            name=${v%%:*} rest=${v#*:}
+            sz=${rest%%:*} rest=${rest#*:}
+            nth=${rest%%:*} rest=${rest#*:}
+            opt=${rest%%:*} want=${rest#*:}
+            rm -f "$t/rc".* "$t/early.cfnet"*
+            cal=
+            [ "$opt" = calloc ] && cal=1 opt=
+            RCS="$t/rc" SHIM_RANK=1 SHIM_OWN=1 SHIM_SIZE=$sz SHIM_NTH=$nth SHIM_CALLOC=$cal \
+                LD_PRELOAD="$t/mshim.so" timeout 60 mpirun --allow-run-as-root --oversubscribe \
+                -x RCS -x SHIM_RANK -x SHIM_OWN -x SHIM_SIZE -x SHIM_NTH -x SHIM_CALLOC \
+                -x LD_PRELOAD -np 2 "$t/rcs.sh" "$tool" train $b $opt -o "$t/early.cfnet" \
+                >"$t/early.log" 2>&1
+            rc=$?
+            expect early 1 "^cfnet: error: rank 1 of 2: out of memory for $want$" 1
+            expect early 1 "cfnet: error:" 1
+            expect early 1 "MPI_ABORT\|ORTE_ERROR_LOG" 0
+            if [ "$(cat "$t/rc.0" "$t/rc.1" 2>&1)" != "$(printf '1\n1')" ]; then
+                cat "$t/early.log"; echo "test_mpi: $name: not every rank ended with status 1"
+                exit 1
+            fi
+            [ $name = metrics ] || [ ! -e "$t/early.cfnet" ] ||
+                { echo "test_mpi: $name: a failed run wrote a model"; exit 1; }
+        done
         OMPI_COMM_WORLD_RANK=1 SHIM_RANK=1 SHIM_OWN=1 SHIM_SIZE=$((nimg * 8)) \
             LD_PRELOAD="$t/mshim.so" "$tool" train $b -o "$t/early1.cfnet" >"$t/early1.log" 2>&1
         rc=$?

@@ -208,6 +208,7 @@ static int class_index(char **classes, int n, const char *name)
  * (SPLIT_NONE: all rows except test rows). */
 static void collect_classes(tool_dataset *ds)
 {
+    const char *was = tool_oom_for("the class names");
     char **v = xmalloc(sizeof *v * (size_t)(ds->n ? ds->n : 1));
     int64_t n = 0;
     for (int64_t i = 0; i < ds->n; i++)
@@ -218,6 +219,7 @@ static void collect_classes(tool_dataset *ds)
     for (int64_t i = 0; i < n; i++)
         if (i == 0 || strcmp(v[i], v[i - 1]) != 0) ds->classes[ds->n_classes++] = xstrdup(v[i]);
     free(v);
+    tool_oom_for(was);
 }
 
 static int cmp_str_nocase(const void *a, const void *b)

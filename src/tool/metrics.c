@@ -19,6 +19,22 @@ void metrics_init(tool_metrics *m, int k)
     m->loss = NAN;
 }
 
+int metrics_init_try(tool_metrics *m, int k)
+{
+    memset(m, 0, sizeof *m);
+    m->k = k;
+    m->confusion = calloc((size_t)k * k, sizeof *m->confusion);
+    m->precision = calloc((size_t)k, sizeof(double));
+    m->recall = calloc((size_t)k, sizeof(double));
+    m->f1 = calloc((size_t)k, sizeof(double));
+    m->support = calloc((size_t)k, sizeof(int64_t));
+    m->loss = NAN;
+    if (m->confusion && m->precision && m->recall && m->f1 && m->support) return 0;
+    metrics_free(m);
+    m->loss = NAN;
+    return -1;
+}
+
 void metrics_add(tool_metrics *m, int truth, int predicted)
 {
     m->confusion[(int64_t)truth * m->k + predicted]++;

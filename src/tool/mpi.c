@@ -32,6 +32,19 @@ static MPI_Comm step_comm = MPI_COMM_NULL;
 static int step_grads, step_left;
 static int64_t hook_calls, hook_bytes;
 static double hook_seconds;
+/* The votes' own buffers, made once by tool_mpi_init so that a vote or a gather cannot fail
+ * for lack of memory: the start vote's (two int64_t per rank) and rank 0's counts and offsets
+ * of gather_text (an int per rank each). NULL when tool_mpi_init had no memory for them (the
+ * first thing the process asks for after MPI_Init): then they are allocated at each use. */
+static int64_t *vote_all;
+static int *gather_ints;
+/* A tentative vote passed (tool_mpi_ready): until tool_mpi_met the ranks meet in other
+ * collectives (on MPI_COMM_WORLD) before the start vote, so a rank out of memory there cannot
+ * join the start vote instead (the others would wait in theirs): see tool_mpi_oom_vote. */
+static int in_meeting;
+/* the message of a rank out of memory before the start vote, said by that vote (no memory
+ * needed to hold it) */
+static char oom_note[200];
 
 void tool_mpi_init(int *argc, char ***argv)
 {
@@ -40,6 +53,10 @@ void tool_mpi_init(int *argc, char ***argv)
     mpi_on = 1;
     MPI_Comm_rank(MPI_COMM_WORLD, &mpi_rank);
     MPI_Comm_size(MPI_COMM_WORLD, &mpi_size);
+    if (mpi_size > 1) {
+        vote_all = malloc(sizeof(int64_t) * 2 * (size_t)mpi_size);
+        gather_ints = malloc(sizeof(int) * 2 * (size_t)mpi_size);
+    }
     if (mpi_size > 1 && MPI_Comm_dup(MPI_COMM_WORLD, &start_comm) == MPI_SUCCESS) {
         FILE *f = open_memstream(&early, &early_len);
         if (f) {
@@ -79,8 +96,10 @@ static int start_vote(int rc, int tentative)
     if (!tentative) {
         take_early(&text, &len);
         for (size_t i = 0; i < len; i++) h = (h ^ (unsigned char)text[i]) * 0x100000001b3ull;
+        for (const char *p = oom_note; *p; p++) h = (h ^ (unsigned char)*p) * 0x100000001b3ull;
     }
-    int64_t mine[2] = {rc, (int64_t)h}, *all = xmalloc(sizeof(int64_t) * 2 * (size_t)mpi_size);
+    int64_t mine[2] = {rc, (int64_t)h};
+    int64_t *all = vote_all ? vote_all : xmalloc(sizeof(int64_t) * 2 * (size_t)mpi_size);
     MPI_Allgather(mine, 2, MPI_INT64_T, all, 2, MPI_INT64_T, start_comm);
     int first = -1, said = 0;
     for (int r = 0; r < mpi_size; r++) {
@@ -89,14 +108,19 @@ static int start_vote(int rc, int tentative)
         if (r < mpi_rank && all[2 * r + 1] == mine[1]) said = 1;
     }
     const int64_t first_rc = first < 0 ? 0 : all[2 * first];
-    free(all);
-    if (tentative && first < 0) return 0;
+    if (all != vote_all) free(all);
+    if (tentative && first < 0) {
+        in_meeting = 1; /* the caller's collectives follow, until tool_mpi_met */
+        return 0;
+    }
     voted = 1;
     agreed_rc = (int)first_rc;
     if (tentative) take_early(&text, &len); /* rc is 0 here: said as in a vote */
-    if (len && (rc == 0 || !said)) {
-        fwrite(text, 1, len, stderr);
-        if (rc != 0 && mpi_rank > 0)
+    if ((len || oom_note[0]) && (rc == 0 || !said)) {
+        if (len) fwrite(text, 1, len, stderr);
+        fputs(oom_note, stderr);
+        /* (not after the out-of-memory message alone: it names the rank) */
+        if (rc != 0 && mpi_rank > 0 && (len || !oom_note[0]))
             fprintf(stderr, "cfnet: (the message above is rank %d's of %d)\n", mpi_rank,
                     mpi_size);
     }
@@ -131,11 +155,28 @@ int tool_mpi_finish(int rc)
     group = NULL;
     if (step_comm != MPI_COMM_NULL) MPI_Comm_free(&step_comm);
     if (start_comm != MPI_COMM_NULL) MPI_Comm_free(&start_comm);
+    free(vote_all);
+    free(gather_ints);
+    vote_all = NULL;
+    gather_ints = NULL;
     MPI_Finalize();
     return rc;
 }
 
 void tool_mpi_fail_together(void) { failing_together = 1; }
+
+void tool_mpi_met(void) { in_meeting = 0; }
+
+int tool_mpi_oom_vote(const char *what)
+{
+    static int once; /* (the vote itself out of memory: the bare message and exit) */
+    if (!mpi_on || mpi_size < 2 || voted || in_meeting || start_comm == MPI_COMM_NULL || once)
+        return -1;
+    once = 1;
+    snprintf(oom_note, sizeof oom_note, "cfnet: error: rank %d of %d: out of memory%s%s\n",
+             mpi_rank, mpi_size, what ? " for " : " (setting up the command)", what ? what : "");
+    return tool_mpi_finish(EXIT_RUNTIME);
+}
 
 int tool_mpi_active(void) { return mpi_on; }
 int tool_mpi_rank(void) { return mpi_rank; }
@@ -152,13 +193,15 @@ int64_t tool_mpi_sum(int64_t v)
 int tool_mpi_agree(const int64_t *v, int n)
 {
     if (mpi_size == 1 || n <= 0) return -1;
-    int64_t *lo = xmalloc(sizeof(int64_t) * 2 * (size_t)n), *hi = lo + n;
+    /* on the stack for the few values the command compares: no allocation that could fail */
+    int64_t small[32];
+    int64_t *lo = n <= 16 ? small : xmalloc(sizeof(int64_t) * 2 * (size_t)n), *hi = lo + n;
     MPI_Allreduce(v, lo, n, MPI_INT64_T, MPI_MIN, MPI_COMM_WORLD);
     MPI_Allreduce(v, hi, n, MPI_INT64_T, MPI_MAX, MPI_COMM_WORLD);
     int first = -1;
     for (int i = 0; i < n && first < 0; i++)
         if (lo[i] != hi[i]) first = i;
-    free(lo);
+    if (lo != small) free(lo);
     return first;
 }
 
@@ -371,7 +414,8 @@ static int gather_text(const char *buf, size_t len, FILE *out, int limited, char
         n = 0;
     }
     char *all = NULL;
-    if (mpi_rank == 0) counts = xcalloc((size_t)mpi_size, sizeof(int));
+    if (mpi_rank == 0)
+        counts = gather_ints ? gather_ints : xcalloc((size_t)mpi_size, sizeof(int));
     MPI_Gather(&n, 1, MPI_INT, counts, 1, MPI_INT, 0, MPI_COMM_WORLD);
     /* MPI_Gatherv places each rank's part at an int offset: more than INT_MAX bytes in all
      * (say 2 GB of predict rows over 8 ranks) would overflow rank 0's offsets, so rank 0 says
@@ -393,12 +437,12 @@ static int gather_text(const char *buf, size_t len, FILE *out, int limited, char
     }
     MPI_Bcast(&fits, 1, MPI_INT, 0, MPI_COMM_WORLD);
     if (!fits) {
-        free(counts);
+        if (counts != gather_ints) free(counts);
         gather_refused = 1;
         return -1;
     }
     if (mpi_rank == 0) {
-        displs = xcalloc((size_t)mpi_size, sizeof(int));
+        displs = gather_ints ? gather_ints + mpi_size : xcalloc((size_t)mpi_size, sizeof(int));
         for (int r = 0; r < mpi_size; r++) {
             displs[r] = (int)total;
             total += (size_t)counts[r];
@@ -421,8 +465,8 @@ static int gather_text(const char *buf, size_t len, FILE *out, int limited, char
             rc = -1;
         }
     }
-    free(counts);
-    free(displs);
+    if (counts != gather_ints) free(counts);
+    if (!gather_ints) free(displs);
     free(all);
     return rc;
 }
@@ -436,6 +480,12 @@ int tool_mpi_finish(int rc) { return rc; }
 int tool_mpi_started(void) { return 0; }
 int tool_mpi_ready(void) { return 0; }
 void tool_mpi_fail_together(void) {}
+void tool_mpi_met(void) {}
+int tool_mpi_oom_vote(const char *what)
+{
+    (void)what;
+    return -1;
+}
 int tool_mpi_active(void) { return 0; }
 int tool_mpi_rank(void) { return 0; }
 int tool_mpi_size(void) { return 1; }

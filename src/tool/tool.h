@@ -40,6 +40,9 @@ void tool_say_held(const char *text, size_t len);
 extern int tool_quiet;
 void tool_info(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
+/* What the x* functions below allocate for, named by an out-of-memory message under mpirun
+ * before the start vote (tool_mpi_oom_vote); NULL: unnamed. Returns the one it replaces. */
+const char *tool_oom_for(const char *what);
 void *xmalloc(size_t n);
 void *xcalloc(size_t n, size_t size);
 void *xrealloc(void *p, size_t n);
@@ -416,6 +419,8 @@ typedef struct tool_metrics {
 } tool_metrics;
 
 void metrics_init(tool_metrics *m, int k);
+/* metrics_init without exiting out of memory: -1, *m empty (NaN loss), nothing allocated */
+int metrics_init_try(tool_metrics *m, int k);
 void metrics_add(tool_metrics *m, int truth, int predicted);
 void metrics_finish(tool_metrics *m);
 int64_t metrics_predicted(const tool_metrics *m, int cls); /* column sum: times predicted */
@@ -532,6 +537,16 @@ int tool_mpi_finish(int rc);
  * share, such as the batch against the rank count): tool_mpi_finish then ends MPI normally on
  * every rank instead of aborting the job, so the message that rank 0 prints is not lost. */
 void tool_mpi_fail_together(void);
+/* After a tentative vote (tool_mpi_ready) the caller meets the other ranks in collectives of
+ * its own; tool_mpi_met says that those are over, so that until the next vote every rank's next
+ * meeting is the start vote again (see tool_mpi_oom_vote). */
+void tool_mpi_met(void);
+/* Out of memory (xmalloc and the others) on a rank of several before the start vote, where
+ * every other rank's next meeting is that vote (not between tool_mpi_ready and tool_mpi_met):
+ * "rank R of N: out of memory for WHAT" (what NULL: "(setting up the command)") is held as a
+ * failure of this rank's set-up, the start vote says it, and MPI ends normally on every rank;
+ * the status to exit with. -1 elsewhere (one process, after the start vote, in a meeting). */
+int tool_mpi_oom_vote(const char *what);
 /* Collective, the start point of a command that runs on several ranks, before its first other
  * collective: every rank has set up its command (arguments, data, network) without a failure,
  * 0; or some rank failed before (its message printed once, by the lowest such rank), then the

@@ -542,8 +542,10 @@ static int validate(cfnet_network *net, tool_dataset *ds, const int64_t *va, int
     float *own = need_own ? malloc(sizeof(float) * (size_t)(chunk * per)) : NULL;
     float *buf = mem ? NULL : own ? own : scratch;
     double loss = 0;
-    metrics_init(m, k);
     int rc = 0;
+    /* under mpirun a rank without memory for the metrics says so in the hold below */
+    const int no_metrics = tool_mpi_size() > 1 ? metrics_init_try(m, k) != 0
+                                               : (metrics_init(m, k), 0);
     /* distributed: each rank's messages are held while it classifies its share, then rank 0
      * says those of every rank that failed, in rank order, and all end together (a rank that
      * failed alone ended the job by MPI_Abort, its lines shuffled with the others') */
@@ -565,6 +567,11 @@ static int validate(cfnet_network *net, tool_dataset *ds, const int64_t *va, int
             tool_error("out of memory for validating %lld images at a time (epoch %d)",
                        (long long)chunk, epoch);
         rc = -2; /* said: no "could not classify" after it */
+    }
+    if (rc == 0 && no_metrics) {
+        tool_error("rank %d of %d: out of memory for the validation metrics of %d classes "
+                   "(epoch %d)", rank, nranks, k, epoch);
+        rc = -2;
     }
     for (int64_t c0 = 0; c0 < nva && rc == 0; c0 += chunk) {
         int64_t n = nva - c0 < chunk ? nva - c0 : chunk;
@@ -604,8 +611,10 @@ static int validate(cfnet_network *net, tool_dataset *ds, const int64_t *va, int
             rc = -1;
         }
     }
-    metrics_finish(m);
-    m->loss = m->total ? loss / (double)m->total : NAN;
+    if (!no_metrics) {
+        metrics_finish(m);
+        m->loss = m->total ? loss / (double)m->total : NAN;
+    }
     free(probs);
     free(own);
     return rc;
@@ -828,11 +837,20 @@ static int lock_log(const char *path, int append, int *fd, char **created)
 static int screen_bad(tool_dataset *ds, const train_cfg *c, int channels, tool_progress *pr)
 {
     const int nranks = tool_mpi_size(), rank = tool_mpi_rank();
+    /* the lists, made before the vote: a rank without memory for them fails its set-up there
+     * (tool_mpi_oom_vote), rather than between the collectives that follow */
+    const char *was = tool_oom_for("the --skip-bad check's lists of images");
+    int64_t *idx = xmalloc(sizeof(int64_t) * (size_t)(ds->n ? ds->n : 1)), n = 0;
+    double *bad = nranks > 1 ? xcalloc((size_t)(ds->n ? ds->n : 1), sizeof(double)) : NULL;
+    tool_oom_for(was);
     if (nranks > 1) {
         int v = tool_mpi_ready();
-        if (v) return v;
+        if (v) {
+            free(idx);
+            free(bad);
+            return v;
+        }
     }
-    int64_t *idx = xmalloc(sizeof(int64_t) * (size_t)(ds->n ? ds->n : 1)), n = 0;
     for (int64_t i = 0; i < ds->n; i++)
         if (ds->s[i].split != SPLIT_TEST) idx[n++] = i;
     int ch = 0, h = 0, w = 0;
@@ -869,8 +887,17 @@ static int screen_bad(tool_dataset *ds, const train_cfg *c, int channels, tool_p
         load_spec spec = {channels ? channels : ch, size, c->pad, c->norm, c->threads, 1, !c->size,
                           !channels, ds->s[first].path, pr, "train: checking", 0, 0, NULL};
         enum { BLOCK = 64 };
-        float *buf = xmalloc(sizeof(float) * (size_t)BLOCK * (size_t)spec.channels * (size_t)size *
-                             (size_t)size);
+        const size_t bufsz = sizeof(float) * (size_t)BLOCK * (size_t)spec.channels * (size_t)size *
+                             (size_t)size;
+        /* under mpirun a rank without memory for it says so and fails, still taking part in
+         * the sums below (the others wait in them): every rank ends at the start vote */
+        float *buf = nranks > 1 ? malloc(bufsz) : xmalloc(bufsz);
+        if (!buf) {
+            tool_error("rank %d of %d: out of memory for the --skip-bad check of %d images of "
+                       "%d x %d x %d at a time", rank, nranks, (int)BLOCK, spec.channels, size,
+                       size);
+            rc = -1;
+        }
         int64_t m = 0;
         for (int64_t i = 0; i < n; i++) /* those the probe found bad are out already */
             if (!ds->s[idx[i]].bad) idx[m++] = idx[i];
@@ -894,18 +921,18 @@ static int screen_bad(tool_dataset *ds, const train_cfg *c, int channels, tool_p
                            rank, nranks);
                 rc = -1;
             }
-            double *bad = xcalloc((size_t)(m ? m : 1), sizeof(double));
             for (int64_t i = lo; i < hi; i++) bad[i] = ds->s[idx[i]].bad;
             if (tool_mpi_sum_doubles(bad, m) != 0) {
                 tool_error("rank %d of %d: the sum of the images found bad failed", rank, nranks);
                 rc = -1;
             }
             for (int64_t i = 0; i < m; i++) ds->s[idx[i]].bad = bad[i] > 0;
-            free(bad);
             if (dataset_say_skipped(warned ? warned : "", warned ? warned_len : 0) != 0) rc = -1;
             free(warned);
         }
     }
+    tool_mpi_met(); /* the sums are over: every rank's next meeting is the start vote */
+    free(bad);
     free(idx);
     return rc;
 }
@@ -1166,6 +1193,7 @@ int cmd_train(int argc, char **argv)
             tool_mpi_fail_together();
             goto out;
         }
+        tool_mpi_met(); /* the comparison is over: every rank's next meeting is a vote */
     }
     if (c.resume_auto && !c.resume && rank == 0)
         tool_info("--resume auto: no checkpoint %s yet; starting a new run", ckpt);
@@ -1208,7 +1236,9 @@ int cmd_train(int argc, char **argv)
      * tens of thousands of images they take seconds to minutes) */
     tool_progress lp;
     progress_init(&lp, stderr);
+    const char *oom_was = tool_oom_for("the list of images in DATA");
     if (dataset_open_labelled(c.data, &ds, &lp, "train") != 0) goto out;
+    tool_oom_for(oom_was);
     progress_erase(&lp);
     /* rank 0 alone writes, so it alone checks the outputs (the others learn of a failure at
      * the start vote below) */
@@ -1220,7 +1250,9 @@ int cmd_train(int argc, char **argv)
     if (rank == 0 && c.log && lock_log(c.log, c.resume != NULL, &logfd, &log_created) != 0)
         goto out;
     if (ds.has_split) {
+        oom_was = tool_oom_for("the class names");
         if (classes_from_train_rows(&ds) != 0) goto out;
+        tool_oom_for(oom_was);
         for (int64_t i = 0; i < ds.n; i++) {
             if (ds.s[i].split == SPLIT_TEST) continue;
             if (dataset_assign_classes(&(tool_dataset){.s = &ds.s[i], .n = 1}, ds.classes,
@@ -1264,10 +1296,12 @@ int cmd_train(int argc, char **argv)
         }
     }
     progress_erase(&lp);
+    oom_was = tool_oom_for("the split's lists of images");
     if (!ds.has_split) split_stratified(&ds, c.val, (uint64_t)c.seed);
     int64_t ntr = 0, nva = 0;
     tr = xmalloc(sizeof(int64_t) * (size_t)ds.n);
     va = xmalloc(sizeof(int64_t) * (size_t)ds.n);
+    tool_oom_for(oom_was);
     for (int64_t i = 0; i < ds.n; i++) {
         if (ds.s[i].bad) continue;
         if (ds.s[i].split == SPLIT_TRAIN) tr[ntr++] = i;

@@ -166,12 +166,26 @@ void tool_lib_error(const char *what, cfnet_status st)
     tool_error("%s: %s: %s", what, cfnet_status_string(st), cfnet_last_error());
 }
 
-/* Out of memory in one of the x* functions: said straight to fd 2 by write(2), needing no
- * memory, and the process exits. Not through stderr: under mpirun, before the start vote,
- * stderr is a memory stream (src/tool/mpi.c), which this exit (without MPI_Finalize) loses;
- * there the message names the rank. */
+static const char *oom_what;
+
+const char *tool_oom_for(const char *what)
+{
+    const char *was = oom_what;
+    oom_what = what;
+    return was;
+}
+
+/* Out of memory in one of the x* functions. Under mpirun before the start vote (where every
+ * other rank's next meeting is that vote) a failure of this rank's set-up, said by the start
+ * vote, and every rank ends with status 1 (tool_mpi_oom_vote). Otherwise said straight to fd 2
+ * by write(2), needing no memory, and the process exits: not through stderr, which under
+ * mpirun before the start vote is a memory stream (src/tool/mpi.c), lost by this exit
+ * (without MPI_Finalize); there the message names the rank. */
 static void oom(void)
 {
+    fflush(stdout);
+    const int voted = tool_mpi_oom_vote(oom_what);
+    if (voted >= 0) exit(voted);
     char msg[96];
     int n = tool_mpi_size() > 1
                 ? snprintf(msg, sizeof msg, "cfnet: error: rank %d of %d: out of memory\n",
