@@ -1241,6 +1241,11 @@ void tool_install_signals(void)
     memset(&sa, 0, sizeof sa);
     sa.sa_handler = on_signal;
     sigemptyset(&sa.sa_mask);
+    /* SA_RESTART: a write blocked on a full pipe (stderr read by a program that lags, a CSV on
+     * standard output) goes on after the signal; without it the write failed with EINTR and
+     * stdio dropped the rest of the message. The run still stops where tool_interrupted is
+     * checked (every read and write of the command's own retries on EINTR anyway). */
+    sa.sa_flags = SA_RESTART;
     sigaction(SIGINT, &sa, NULL);
     sigaction(SIGTERM, &sa, NULL);
     /* a closed terminal stops training like Ctrl-C (it used to end the process at once, even
