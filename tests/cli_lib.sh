@@ -35,6 +35,16 @@ expect() {
         sed 's/^/    /' "$out/last.txt" | head -20
     fi
 }
+# usage_said CMD WHAT: the last command's output is a usage error of `cfnet CMD`: its first
+# line "cfnet CMD: ...", the pointer to CMD's --help, no "cfnet: error:" line.
+usage_said() {
+    head -n 1 "$out/last.txt" | grep -q "^cfnet $1: " || fail "$2: its first line is not 'cfnet $1: ...'"
+    grep -q "^(see 'cfnet $1 --help')$" "$out/last.txt" || fail "$2: no pointer to 'cfnet $1 --help'"
+    if grep -q "error:" "$out/last.txt"; then
+        fail "$2: said as 'cfnet: error:', not as a usage error"
+        sed 's/^/    /' "$out/last.txt" | head -20
+    fi
+}
 # lacks PATTERN WHAT: the last command's output must not match.
 lacks() {
     if grep -Eq -- "$1" "$out/last.txt"; then

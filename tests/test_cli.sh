@@ -464,13 +464,18 @@ ls "$ow"/p.csv.tmp.* >/dev/null 2>&1 && fail "predict left its temporary file"
 [ -s "$ow/stdout.txt" ] && fail "predict printed to standard output before failing"
 # predict -o the model or an input: refused, nothing read or written
 cp "$ow/model.safetensors" "$ow/copy.safetensors"
-expect 2 "copy.safetensors is the model; refusing" "$cfnet" predict "$ow/copy.safetensors" \
-    "$ow/data" -o "$ow/copy.safetensors"
+expect 2 "^cfnet predict: -o: .*/copy.safetensors is the model; refusing to overwrite it \(choose another output\)$" \
+    "$cfnet" predict "$ow/copy.safetensors" "$ow/data" -o "$ow/copy.safetensors"
+usage_said predict "predict -o MODEL"
 cmp -s "$ow/copy.safetensors" "$m" || fail "predict -o MODEL changed the model"
 cp "$ow/data/class00/0000.tif" "$ow/img.tif"
-expect 2 "refusing to overwrite" "$cfnet" predict "$ow/model.safetensors" "$ow/data" -o "$ow/data/class00/0001.tif"
+expect 2 "^cfnet predict: -o: .*/data/class00/0001.tif is one of the input images; refusing to overwrite it" \
+    "$cfnet" predict "$ow/model.safetensors" "$ow/data" -o "$ow/data/class00/0001.tif"
+usage_said predict "predict -o IMAGE-IN-DATA"
 cmp -s "$ow/data/class00/0001.tif" "$d/test/class00/0001.tif" || fail "predict -o over an image changed it"
-expect 2 "img.tif is one of the inputs" "$cfnet" predict "$ow/model.safetensors" "$ow/img.tif" -o "$ow/img.tif"
+expect 2 "^cfnet predict: -o: .*/img.tif is one of the inputs; refusing to overwrite it" \
+    "$cfnet" predict "$ow/model.safetensors" "$ow/img.tif" -o "$ow/img.tif"
+usage_said predict "predict -o INPUT"
 cmp -s "$ow/img.tif" "$d/test/class00/0000.tif" || fail "predict -o INPUT changed it"
 # eval --out: a failure leaves an earlier report as it was
 expect 0 "" "$cfnet" eval "$ow/model.safetensors" "$ow/data" --out "$ow/report" -q
@@ -491,8 +496,9 @@ cmp -s "$ow/img.tif" "$d/test/class00/0000.tif" || fail "eval --out FILE changed
 # holds an unreadable image: its message would mean the images were read first), as predict -o
 expect 0 "" "$cfnet" eval "$ow/model.safetensors" "$ow/data" --out "$ow/made/a/rep" -q
 test -s "$ow/made/a/rep/metrics.json" || fail "eval --out did not make the missing parents"
-expect 2 "cannot create directory .*img.tif/rep: Not a directory" "$cfnet" eval \
+expect 2 "^cfnet eval: cannot create directory .*img.tif/rep: Not a directory$" "$cfnet" eval \
     "$ow/model.safetensors" "$ow/partial" --out "$ow/img.tif/rep"
+usage_said eval "eval --out under a file"
 lacks "0009.tif" "eval read the images before failing on --out"
 # no write permission: as another user when run as root (root may write anywhere)
 mkdir -p "$ow/ro"
@@ -513,12 +519,14 @@ if [ "$asother" != env ] && [ -n "$asother" ] &&
 fi
 if [ -n "$asother" ]; then
     # shellcheck disable=SC2086
-    expect 2 "cannot create directory .*ro/rep: Permission denied" $asother "$cfnet" eval \
+    expect 2 "^cfnet eval: cannot create directory .*ro/rep: Permission denied$" $asother "$cfnet" eval \
         "$ow/model.safetensors" "$ow/partial" --out "$ow/ro/rep"
+    usage_said eval "eval --out in a folder without write permission"
     lacks "0009.tif" "eval read the images before failing on an --out it cannot make"
     # shellcheck disable=SC2086
-    expect 2 "ro/metrics.json: cannot create: Permission denied" $asother "$cfnet" eval \
+    expect 2 "^cfnet eval: .*ro/metrics.json: cannot create: Permission denied$" $asother "$cfnet" eval \
         "$ow/model.safetensors" "$ow/partial" --out "$ow/ro"
+    usage_said eval "eval --out a folder without write permission"
     lacks "0009.tif" "eval read the images before failing on an --out it cannot write"
 fi
 chmod 755 "$ow/ro"
@@ -530,15 +538,23 @@ grep -q "^(see 'cfnet predict --help')$" "$out/last.txt" || fail "predict -o FOL
 lacks "error:" "predict -o FOLDER is not said as a usage error"
 # an output in a folder that does not exist: a usage error before any image is read, as for train
 # (and export, in tests/test_cli_export.sh)
-expect 2 "nowhere/p.csv: cannot create" "$cfnet" predict "$ow/model.safetensors" "$ow/data" -o "$out/nowhere/p.csv"
+expect 2 "^cfnet predict: .*nowhere/p.csv: cannot create: No such file or directory$" "$cfnet" predict \
+    "$ow/model.safetensors" "$ow/data" -o "$out/nowhere/p.csv"
+usage_said predict "predict -o in a folder not there"
 test -e "$out/nowhere" && fail "predict made the missing folder of -o"
 # train: MODEL, checkpoint, --log and --plot differ from each other and from the data; folders
 # are checked before training
 # shellcheck disable=SC2086
-expect 2 "training image .*0002.tif; refusing" "$cfnet" train "$ow/data" -o "$ow/data/class00/0002.tif" --epochs 1 $common
+expect 2 "^cfnet train: -o MODEL \(.*0002.tif\) is the training image .*0002.tif; refusing to overwrite it$" \
+    "$cfnet" train "$ow/data" -o "$ow/data/class00/0002.tif" --epochs 1 $common
+usage_said train "train -o IMAGE"
 cmp -s "$ow/data/class00/0002.tif" "$d/test/class00/0002.tif" || fail "train -o over an image changed it"
-expect 2 "-o MODEL .* and --log .* name the same file" "$cfnet" train "$ow/data" -o "$ow/t.safetensors" --log "$ow/t.safetensors"
-expect 2 "--plot .* is DATA" "$cfnet" train "$mf/m.csv" -o "$ow/t.safetensors" --plot "$mf/m.csv"
+expect 2 "^cfnet train: -o MODEL \(.*\) and --log \(.*\) name the same file; give them different names$" \
+    "$cfnet" train "$ow/data" -o "$ow/t.safetensors" --log "$ow/t.safetensors"
+usage_said train "train -o F --log F"
+expect 2 "^cfnet train: --plot \(.*\) is DATA; refusing to overwrite it$" "$cfnet" train "$mf/m.csv" \
+    -o "$ow/t.safetensors" --plot "$mf/m.csv"
+usage_said train "train --plot DATA"
 # said as the other argument errors are (it was "cfnet: error: -o MODEL (...) is a folder")
 expect 2 "^cfnet train: -o MODEL \(.*/report\) is a folder; give a file name$" "$cfnet" train \
     "$ow/data" -o "$ow/report"
@@ -553,11 +569,17 @@ lacks "error:" "eval --out DIR/predictions.csv a folder is not said as a usage e
 # a pipe or a device as MODEL or as its checkpoint: saving renames a new file over it (as root,
 # -o /dev/null would replace /dev/null), so it is refused before training
 mkfifo "$ow/pipe.safetensors" "$ow/p2.last.safetensors"
-expect 2 "-o MODEL .*pipe.safetensors. is not a regular file" "$cfnet" train "$ow/data" -o "$ow/pipe.safetensors" --epochs 1
+expect 2 "^cfnet train: -o MODEL .*pipe.safetensors. is not a regular file \(a device or a pipe\)" \
+    "$cfnet" train "$ow/data" -o "$ow/pipe.safetensors" --epochs 1
+usage_said train "train -o PIPE"
 [ -p "$ow/pipe.safetensors" ] || fail "train -o replaced a pipe by a file"
-expect 2 "checkpoint .*p2.last.safetensors. is not a regular file" "$cfnet" train "$ow/data" -o "$ow/p2.safetensors" --epochs 1
+expect 2 "^cfnet train: the checkpoint .*p2.last.safetensors. is not a regular file" \
+    "$cfnet" train "$ow/data" -o "$ow/p2.safetensors" --epochs 1
+usage_said train "train with a pipe as the checkpoint"
 [ -p "$ow/p2.last.safetensors" ] || fail "train replaced a pipe named like its checkpoint by a file"
-expect 2 "/nowhere/c.svg: cannot create" "$cfnet" train "$ow/data" -o "$ow/t.safetensors" --plot "$out/nowhere/c.svg"
+expect 2 "^cfnet train: .*/nowhere/c.svg: cannot create: No such file or directory$" "$cfnet" train \
+    "$ow/data" -o "$ow/t.safetensors" --plot "$out/nowhere/c.svg"
+usage_said train "train --plot in a folder not there"
 test -e "$ow/t.safetensors" && fail "train wrote a model before failing on --plot"
 expect 2 "nowhere/log.csv: cannot create" "$cfnet" train "$ow/data" -o "$ow/t.safetensors" --log "$out/nowhere/log.csv"
 lacks "decoded" "train read the images before failing on --log"
@@ -613,7 +635,9 @@ expect 2 "--layout is for TIFF files" "$cfnet" synth "$ow/png-layout" --format p
 test -e "$ow/png-layout" && fail "synth --format png --layout wrote files"
 mkdir -p "$ow/empty"
 expect 0 "wrote 4 images" "$cfnet" synth "$ow/empty" --classes 2 --per-class 1 --test-per-class 1 --size 16
-expect 2 "copy.safetensors is the model; refusing" "$cfnet" export "$ow/copy.safetensors" "$ow/copy.safetensors"
+expect 2 "^cfnet export: OUT.onnx: .*copy.safetensors is the model; refusing to overwrite it \(give OUT.onnx another name\)$" \
+    "$cfnet" export "$ow/copy.safetensors" "$ow/copy.safetensors"
+usage_said export "export MODEL MODEL"
 cmp -s "$ow/copy.safetensors" "$m" || fail "export over the model changed it"
 # option conflicts and ranges
 expect 2 "--percentile and --scale are two normalisations" "$cfnet" train d -o m --percentile 1,99 --scale 2

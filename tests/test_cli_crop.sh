@@ -18,6 +18,11 @@ expect 2 "the mask of 'f.tif' is missing" "$cfnet" crop f.tif -o "$out/x"
 expect 2 "missing -o DIR" "$cfnet" crop f.tif m.tif
 expect 2 "--size: expected 4..4096, got '2'" "$cfnet" crop f.tif m.tif -o "$out/x" --size 2
 expect 2 "--min-area: expected a positive integer" "$cfnet" crop f.tif m.tif -o "$out/x" --min-area 0
+# -o DIR whose parent cannot be made (a file on the way): a usage error said as the others are
+# (it was "cfnet: error: cannot create directory ...")
+: >"$out/afile"
+expect 2 "^cfnet crop: cannot create directory .*/afile/x: Not a directory$" "$cfnet" crop f.tif m.tif -o "$out/afile/x/y"
+usage_said crop "crop -o under a file"
 expect 2 "have the same name 'f'" "$cfnet" crop a/f.tif m.tif b/f.png m2.tif -o "$out/x"
 expect 2 "fields 'a/b.tif' and 'd/b.png' have the same name 'b'" \
     "$cfnet" crop x/c.tif m a/b.tif m c/a.tif m d/b.png m e/a.png m -o "$out/x"

@@ -66,13 +66,30 @@ test ! -e "$out/none.safetensors" || fail "a missing checkpoint started a run"
 # header length" or "is not a regular file"), as eval and predict say it of MODEL
 : >"$out/empty.last.safetensors"
 # shellcheck disable=SC2086
-expect 1 "empty.last.safetensors: not a checkpoint file \(it is an empty file\); --resume takes the MODEL.last.safetensors file" \
+# (the checkpoint path is derived from -o, so it is named as such, and what to do is said in
+# terms of what was given: it was "--resume takes the MODEL.last.safetensors file")
+expect 1 "^cfnet: error: --resume auto: .*/empty.last.safetensors \(the checkpoint path derived from -o .*/empty.safetensors\): not a checkpoint file \(it is an empty file\); move it away to start a new run, or give -o another file$" \
     "$cfnet" train "$d/train" -o "$out/empty.safetensors" --epochs 2 $common --resume auto
+lacks "--resume takes" "--resume auto: a bad checkpoint's hint names --resume FILE, not given"
 test ! -s "$out/empty.last.safetensors" || fail "--resume auto replaced an unreadable checkpoint"
 mkdir -p "$out/folder.last.safetensors" "$out/folder"
 # shellcheck disable=SC2086
-expect 1 "folder.last.safetensors: not a checkpoint file \(it is a folder\)" \
+expect 1 "folder.last.safetensors \(the checkpoint path derived from -o .*/folder.safetensors\): not a checkpoint file \(it is a folder\)" \
     "$cfnet" train "$d/train" -o "$out/folder.safetensors" --epochs 2 $common --resume auto
+# a copy of the model where its checkpoint goes (cp model.safetensors model.last.safetensors): the
+# hint was "continue from the checkpoint, e.g. --resume .../copy.last.last.safetensors", a path
+# that neither the user nor cfnet gave
+cp "$out/ref.safetensors" "$out/copy.last.safetensors"
+# shellcheck disable=SC2086
+expect 1 "^cfnet: error: --resume auto: .*/copy.last.safetensors \(the checkpoint path derived from -o .*/copy.safetensors\): a model without its training state \(a copy of the best model that -o writes\?\), not a checkpoint; move it away to start a new run, or give -o another file$" \
+    "$cfnet" train "$d/train" -o "$out/copy.safetensors" --epochs 2 $common --resume auto
+lacks "last.last" "--resume auto: a model as the checkpoint names MODEL.last.last.safetensors"
+test ! -e "$out/copy.safetensors" || fail "--resume auto from a model's copy wrote a model"
+# given as --resume: not pointed to its own checkpoint either
+# shellcheck disable=SC2086
+expect 1 "copy.last.safetensors: a model without its training state \(a copy of the best model that -o writes\?\), not a checkpoint$" \
+    "$cfnet" train "$d/train" -o "$out/copy.safetensors" --epochs 2 $common --resume "$out/copy.last.safetensors"
+lacks "last.last" "--resume MODEL.last.safetensors (a model) names MODEL.last.last.safetensors"
 # shellcheck disable=SC2086
 expect 1 "/folder: not a checkpoint file \(it is a folder\); --resume takes the MODEL.last.safetensors file that 'cfnet train' writes beside MODEL" \
     "$cfnet" train "$d/train" -o "$out/folder.safetensors" --epochs 2 $common --resume "$out/folder"

@@ -42,14 +42,12 @@ int cmd_export(int argc, char **argv)
     if (!out[0]) return tool_usage_error("export", "OUT.onnx: the file name is empty");
     if (path_is_dir(out) == 1) /* said as the other argument errors are, as predict -o's */
         return tool_usage_error("export", "OUT.onnx: %s is a folder; give a file name", out);
-    if (same_file(out, model)) {
-        tool_error("export: %s is the model; refusing to overwrite it (give OUT.onnx another name)",
-                   out);
-        return EXIT_USAGE;
-    }
+    if (same_file(out, model))
+        return tool_usage_error("export", "OUT.onnx: %s is the model; refusing to overwrite it "
+                                "(give OUT.onnx another name)", out);
     /* a folder that does not exist or cannot be written: a usage error before the model is
      * read, as for the outputs of train and predict */
-    if (strcmp(out, "-") && check_writable(out) != 0) return EXIT_USAGE;
+    if (strcmp(out, "-") && check_writable("export", out) != 0) return EXIT_USAGE;
     cfnet_network *net;
     if (model_load(model, &net) != 0) return EXIT_RUNTIME;
     /* Written like predict's CSV (out_open): a file is replaced whole or not at all, through a

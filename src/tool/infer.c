@@ -204,25 +204,32 @@ static int check_output(const char *cmd, const char *opt, const char *out, const
             tool_error("%s: %s is a folder; give a file name", cmd, out);
         return -1;
     }
+    /* the refusals below: usage errors, as a folder in the output's place is */
+    const char *was = opt ? tool_usage_span(cmd) : NULL;
+    const char *o = opt ? opt : cmd; /* "-o: F is the model", as "-o: F is a folder" */
+    int rc = -1;
     if (same_file(out, model)) {
-        tool_error("%s: %s is the model; refusing to overwrite it (choose another output)", cmd,
+        tool_error("%s: %s is the model; refusing to overwrite it (choose another output)", o,
                    out);
-        return -1;
+        goto done;
     }
     for (int i = 0; i < n_inputs; i++)
         if (same_file(out, inputs[i])) {
             tool_error("%s: %s is one of the inputs; refusing to overwrite it (choose another "
-                       "output)", cmd, out);
-            return -1;
+                       "output)", o, out);
+            goto done;
         }
     int64_t i = dataset_holds(ds, out);
     if (i >= 0) {
-        tool_error("%s: %s is %s%s; refusing to overwrite it (choose another output)", cmd, out,
+        tool_error("%s: %s is %s%s; refusing to overwrite it (choose another output)", o, out,
                    strcmp(out, ds->s[i].path) ? "the input image " : "one of the input images",
                    strcmp(out, ds->s[i].path) ? ds->s[i].path : "");
-        return -1;
+        goto done;
     }
-    return 0;
+    rc = 0;
+done:
+    if (opt) tool_usage_span(was);
+    return rc;
 }
 
 static int common_opt(int c, const char *cmd, run_opts *o, char **argv)
@@ -362,7 +369,7 @@ int cmd_predict(int argc, char **argv)
     }
     /* as train's outputs: a folder that does not exist or cannot be written is found from the
      * arguments, before any image is read (a usage error, like an output that is a folder) */
-    if (rank == 0 && strcmp(output, "-") && check_writable(output) != 0) {
+    if (rank == 0 && strcmp(output, "-") && check_writable("predict", output) != 0) {
         rc = EXIT_USAGE;
         goto out_ds;
     }
@@ -631,12 +638,18 @@ int cmd_eval(int argc, char **argv)
          * here, before any image is read: a usage error, as predict -o's and train's outputs */
         rc = EXIT_USAGE;
         new_dir = first_missing_dir(outdir);
-        if (make_dirs(outdir) != 0) goto out_ds;
+        const char *was = tool_usage_span("eval");
+        int made = make_dirs(outdir);
+        tool_usage_span(was);
+        if (made != 0) goto out_ds;
         for (int i = 0; i < 4; i++) paths[i] = path_join(outdir, EVAL_FILES[i]);
         for (int i = 0; i < 4; i++)
             if (check_output("eval", "--out", paths[i], model, &data, 1, &ds) != 0) goto out_ds;
-        for (int i = 0; i < 4; i++)
-            if (out_open(&outs[i], paths[i]) != 0) goto out_ds;
+        int opened = 0;
+        was = tool_usage_span("eval");
+        while (opened < 4 && out_open(&outs[opened], paths[opened]) == 0) opened++;
+        tool_usage_span(was);
+        if (opened < 4) goto out_ds;
         rc = EXIT_RUNTIME;
         ctx.pred = outs[3].f;
         fprintf(ctx.pred, "path,label,predicted");

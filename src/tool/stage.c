@@ -171,7 +171,11 @@ int stage_open(tool_stage *st, const tool_stage_how *how, const char *dir)
     /* the folders made on the way to DIR are removed again if the run fails */
     int make = path_is_dir(parent) != 1;
     char *new_dir = make ? first_missing_dir(parent) : NULL;
-    if (make && make_dirs(parent) != 0) { /* an output that cannot be made */
+    /* an output that cannot be made: a usage error where the refusals are (crop --output) */
+    const char *was = how->status == EXIT_USAGE ? tool_usage_span(how->cmd) : NULL;
+    int unmade = make && make_dirs(parent) != 0;
+    if (how->status == EXIT_USAGE) tool_usage_span(was);
+    if (unmade) {
         if (new_dir) remove_new_dirs(parent, new_dir);
         free(new_dir);
         free(parent);

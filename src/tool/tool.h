@@ -28,6 +28,10 @@ void tool_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 void tool_warn(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 /* Prints "cfnet <cmd>: <message>" plus a hint to run --help, returns EXIT_USAGE. */
 int tool_usage_error(const char *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* From here on tool_error says its messages as usage errors of command cmd, as
+ * tool_usage_error does (for the checks of outputs made before any work, which end the command
+ * with status 2); NULL ends that. Returns the command set before, to restore. */
+const char *tool_usage_span(const char *cmd);
 /* Reports a failed libcfnet call: "cfnet: <what>: <status>: <detail>". */
 void tool_lib_error(const char *what, cfnet_status st);
 /* Errors and warnings go to `to` from now on instead of stderr (NULL: stderr again, as at the
@@ -172,8 +176,9 @@ int out_commit_all(tool_out *o, int n);
 /* Safe on a zeroed, failed or committed tool_out. */
 void out_discard(tool_out *o);
 /* Whether a file can be created at path (its folder exists and is writable): 0, or -1 with a
- * message printed. Leaves nothing behind. */
-int check_writable(const char *path);
+ * message printed, a usage error of command cmd ("cfnet CMD: ..." and the pointer to its
+ * --help). Leaves nothing behind. */
+int check_writable(const char *cmd, const char *path);
 /* 1 when a and b name the same file: the same inode when both exist, else the same resolved
  * folder and name (a file still to be written). */
 int same_file(const char *a, const char *b);

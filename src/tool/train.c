@@ -748,6 +748,9 @@ static int check_outputs(const train_cfg *c, const char *ckpt, const tool_datase
     static const char *const what[5] = {"-o MODEL", "the checkpoint", "--log", "--plot",
                                         "the plot's PNG"};
     int rc = 0;
+    /* its refusals are usage errors ("cfnet train: ..." and the pointer to --help), as the
+     * other argument errors are */
+    const char *was = tool_usage_span("train");
     for (int i = 0; i < 5 && rc == 0; i++) {
         if (!path[i]) continue;
         for (int j = 0; j < i && rc == 0; j++)
@@ -759,9 +762,7 @@ static int check_outputs(const train_cfg *c, const char *ckpt, const tool_datase
         if (rc) break;
         struct stat st;
         if (path_is_dir(path[i]) == 1) {
-            /* said as the other argument errors are, as predict -o's */
-            (void)tool_usage_error("train", "%s (%s) is a folder; give a file name", what[i],
-                                   path[i]);
+            tool_error("%s (%s) is a folder; give a file name", what[i], path[i]);
             rc = -1;
         } else if ((i < 2 || i == 4) && stat(path[i], &st) == 0 && !S_ISREG(st.st_mode)) {
             /* the model, the checkpoint and the plot's PNG are saved by renaming a new file
@@ -789,7 +790,8 @@ static int check_outputs(const train_cfg *c, const char *ckpt, const tool_datase
     /* the outputs written by this command itself: a folder that does not exist or cannot be
      * written fails now, not after the images are read or the first epoch is trained */
     for (int i = 0; i < 4 && rc == 0; i++)
-        if (path[i] && check_writable(path[i]) != 0) rc = -1;
+        if (path[i] && check_writable("train", path[i]) != 0) rc = -1;
+    tool_usage_span(was);
     free(png);
     return rc;
 }
@@ -1084,6 +1086,16 @@ int cmd_train(int argc, char **argv)
     }
     /* Resume: the checkpoint's stored settings replace the command line's. */
     train_cfg cmdline = c; /* the command line's values, for the warning below */
+    /* how an error names the checkpoint: with --resume auto a path the user did not give,
+     * said to be the one derived from -o */
+    char *named = NULL;
+    if (c.resume_auto && c.resume)
+        named = xasprintf("--resume auto: %s (the checkpoint path derived from -o %s)", c.resume,
+                          c.output);
+    else if (c.resume)
+        named = xstrdup(c.resume);
+    /* what to do about a file there that is not a checkpoint, under --resume auto */
+    static const char auto_fix[] = "move it away to start a new run, or give -o another file";
     if (c.resume) {
         cfnet_status st = cfnet_network_load(c.resume, &net);
         const char *not_model = st != CFNET_OK ? model_not_a_model(c.resume, st) : NULL;
@@ -1091,19 +1103,22 @@ int cmd_train(int argc, char **argv)
             /* a folder, an empty file, an image (arguments in the wrong place): said so, as
              * eval and predict say it of MODEL, not the loader's "not a regular file" or "too
              * short for the 8-byte header" */
-            tool_error("%s: not a checkpoint file (it is %s); --resume takes the "
-                       "MODEL.last.safetensors file that 'cfnet train' writes beside MODEL",
-                       c.resume, not_model);
+            tool_error("%s: not a checkpoint file (it is %s); %s", named, not_model,
+                       c.resume_auto ? auto_fix
+                                     : "--resume takes the MODEL.last.safetensors file that "
+                                       "'cfnet train' writes beside MODEL");
+            free(named);
             goto out;
         }
         if (st != CFNET_OK) {
             /* a job script that resumes on every run: name the option that does what it meant */
             int missing = !c.resume_auto && access(c.resume, F_OK) != 0 && errno == ENOENT;
-            tool_error("%s: cannot load the checkpoint: %s: %s%s", c.resume,
+            tool_error("%s: cannot load the checkpoint: %s: %s%s", named,
                        cfnet_status_string(st), cfnet_last_error(),
                        missing ? " (to start a new run when there is no checkpoint yet and "
                                  "continue from MODEL's otherwise, as a requeued job needs, "
                                  "give --resume auto)" : "");
+            free(named);
             goto out;
         }
         const char *cfg = NULL, *state = NULL;
@@ -1112,8 +1127,21 @@ int cmd_train(int argc, char **argv)
         if (!cfg || !state || config_from_json(cfg, &c) != 0 ||
             state_from_json(state, &start_epoch, &best_epoch, &best, &hist, &nhist, &ckpt_ntr,
                             &ckpt_nva) != 0) {
-            tool_error("%s: not a checkpoint of 'cfnet train' (no training state in its metadata)",
-                       c.resume);
+            tool_error("%s: not a checkpoint of 'cfnet train' (no training state in its "
+                       "metadata)%s%s", named, c.resume_auto ? "; " : "",
+                       c.resume_auto ? auto_fix : "");
+            free(named);
+            goto out;
+        }
+        size_t rlen = strlen(c.resume), slen = strlen(".last.safetensors");
+        int is_ckpt_name = rlen > slen && !strcmp(c.resume + rlen - slen, ".last.safetensors");
+        if (cfnet_network_step_count(net) == 0 && (c.resume_auto || is_ckpt_name)) {
+            /* named as a checkpoint: its own checkpoint path (MODEL.last.last.safetensors) is
+             * no help */
+            tool_error("%s: a model without its training state (a copy of the best model that "
+                       "-o writes?), not a checkpoint%s%s", named, c.resume_auto ? "; " : "",
+                       c.resume_auto ? auto_fix : "");
+            free(named);
             goto out;
         }
         if (cfnet_network_step_count(net) == 0) {
@@ -1123,8 +1151,10 @@ int cmd_train(int argc, char **argv)
                        "not a checkpoint; continue from the checkpoint, e.g. --resume %s", c.resume,
                        cp);
             free(cp);
+            free(named);
             goto out;
         }
+        free(named);
         if (model_load_info(net, c.resume, &minfo) != 0) goto out;
         c.size = minfo.size;
         c.pad = minfo.pad;

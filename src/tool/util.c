@@ -111,6 +111,16 @@ void tool_say_held(const char *text, size_t len)
     if (len) fwrite(text, 1, len, stderr);
 }
 
+/* tool_usage_span: the command whose usage errors tool_error says meanwhile (NULL: none) */
+static const char *usage_cmd;
+
+const char *tool_usage_span(const char *cmd)
+{
+    const char *was = usage_cmd;
+    usage_cmd = cmd;
+    return was;
+}
+
 static void vmsg(const char *prefix, const char *fmt, va_list ap)
 {
     FILE *out = held_to ? held_to : stderr;
@@ -118,7 +128,13 @@ static void vmsg(const char *prefix, const char *fmt, va_list ap)
         fflush(stdout);
         end_open_line();
     }
-    char pre[32];
+    char pre[96];
+    if (usage_cmd && !strcmp(prefix, "error: ")) { /* said as tool_usage_error says it */
+        snprintf(pre, sizeof pre, "cfnet %s: ", usage_cmd);
+        put_line_v(out, pre, fmt, ap);
+        fprintf(out, "(see 'cfnet %s --help')\n", usage_cmd);
+        return;
+    }
     snprintf(pre, sizeof pre, "cfnet: %s", prefix);
     put_line_v(out, pre, fmt, ap);
 }
@@ -1001,14 +1017,17 @@ void out_discard(tool_out *o)
     memset(o, 0, sizeof *o);
 }
 
-int check_writable(const char *path)
+int check_writable(const char *cmd, const char *path)
 {
     struct stat st;
     if (stat(path, &st) == 0 && !S_ISREG(st.st_mode) && !S_ISDIR(st.st_mode))
         return 0; /* a device or pipe: opening it here could block or consume it */
     /* a link to a file not there yet: out_open creates that file, out_discard removes it */
     tool_out o;
-    if (out_open(&o, path) != 0) return -1;
+    const char *was = tool_usage_span(cmd); /* its refusal is a usage error of cmd */
+    int rc = out_open(&o, path);
+    tool_usage_span(was);
+    if (rc != 0) return -1;
     out_discard(&o);
     return 0;
 }
@@ -1236,6 +1255,11 @@ void tool_install_signals(void)
     memset(&sa, 0, sizeof sa);
     sa.sa_handler = on_signal;
     sigemptyset(&sa.sa_mask);
+    /* SA_RESTART: a write blocked on a full pipe (stderr read by a program that lags, a CSV on
+     * standard output) goes on after the signal; without it the write failed with EINTR and
+     * stdio dropped the rest of the message. The run still stops where tool_interrupted is
+     * checked (every read and write of the command's own retries on EINTR anyway). */
+    sa.sa_flags = SA_RESTART;
     sigaction(SIGINT, &sa, NULL);
     sigaction(SIGTERM, &sa, NULL);
     /* a closed terminal stops training like Ctrl-C (it used to end the process at once, even
