@@ -78,12 +78,15 @@ static int on_path(const char *name)
     const char *path = getenv("PATH");
     if (!path) return 0;
     char buf[4096];
+    size_t k = strlen(name);
     while (*path) {
-        size_t n = strcspn(path, ":");
-        if (snprintf(buf, sizeof buf, "%.*s/%s", n ? (int)n : 1, n ? path : ".", name) <
-                (int)sizeof buf &&
-            access(buf, X_OK) == 0)
-            return 1;
+        size_t n = strcspn(path, ":"), d = n ? n : 1; /* an empty entry is the current folder */
+        if (d + k + 2 <= sizeof buf) {
+            memcpy(buf, n ? path : ".", d);
+            buf[d] = '/';
+            memcpy(buf + d + 1, name, k + 1);
+            if (access(buf, X_OK) == 0) return 1;
+        }
         path += n;
         if (*path == ':') path++;
     }
