@@ -338,7 +338,7 @@ static void write_samples(const options *o, const char *dir)
     snprintf(png, sizeof png, "%s/biomarker-samples.png", dir);
     if (ex_canvas_write_ppm(&c, ppm)) ex_die("demo: cannot write %s", ppm);
     printf("wrote %s%s (columns: classes 0-%d, rows: training images 0-%d)\n", ppm,
-           ex_pnm_to_png(ppm, png) ? "" : " and .png", cols - 1, rows - 1);
+           ex_pnm_to_png("demo", ppm, png) ? "" : " and .png", cols - 1, rows - 1);
     ex_canvas_free(&c);
 }
 

@@ -171,7 +171,7 @@ int main(int argc, char **argv)
     if (ex_canvas_write_ppm(&c, ppm)) ex_die("features: cannot write %s", ppm);
     printf("wrote %s%s\nrows: CFNet at 0, 45, 90 degrees, then CNN at 0, 45, 90 degrees; column 1: "
            "input, columns 2-%d: third-layer maps 1-%d\n",
-           ppm, ex_pnm_to_png(ppm, png) ? "" : " and features.png", SHOW + 1, SHOW);
+           ppm, ex_pnm_to_png("features", ppm, png) ? "" : " and features.png", SHOW + 1, SHOW);
     ex_canvas_free(&c);
     for (int m = 0; m < 2; m++) cfnet_network_free(nets[m]);
     cfnet_tensor_free(img);

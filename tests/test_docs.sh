@@ -112,7 +112,67 @@ case $links_out in
 *"no-such-page.md: no such file"*"docs/format.md has no heading with the anchor #no-such-heading"*) ;;
 *) fail "tests/docs_links.py did not name the broken links: $links_out" ;;
 esac
-pages="README.md docs/*.md python/README.md bindings/julia/README.md SECURITY.md CHANGELOG.md"
+# GitHub's anchors for the headings our pages have (a superscript, an arrow, ×, –, µ, code
+# spans with `&`, entities, repeats, a repeat of a "foo-1"), and the places where no heading or
+# link is: fenced code in a list, indented code, an HTML comment; links with titles, <...> and
+# reference definitions. Each okN link must pass, each badN must be named.
+cat >"$tmp/links/slugs.md" <<'EOF'
+# Page
+
+## Lifting, Z² → p4: `cfnet_layer_p4_lift_create(out, &layer)`
+
+## A &amp; B <br> _emphasis_ and snake_case
+
+## Foo
+
+## Foo
+
+## Foo 1
+
+## 1 µs × 2 – fast
+
+1. A step:
+
+   ```sh
+   # inside-a-list-fence
+   ```
+
+Text.
+
+    # indented-code-heading
+
+<!--
+## in-a-comment
+-->
+
+[ok1](#lifting-z--p4-cfnet_layer_p4_lift_createout-layer)
+[ok2](#a--b--emphasis-and-snake_case)
+[ok3](#foo-1)
+[ok4](#foo-1-1)
+[ok5](#1-µs--2--fast)
+[ok6](<slugs.md#foo> "title")
+[bad1](#lifting-z²--p4-cfnet_layer_p4_lift_createout-layer)
+[bad2](#inside-a-list-fence)
+[bad3](#indented-code-heading)
+[bad4](#in-a-comment)
+[bad5](bad5.md 'title')
+[bad6](<bad6.md>)
+[bad7][r]
+[bad8](bad8.md (title))
+[bad9](bad 9.md)
+
+[r]: bad7.md
+EOF
+slugs_out=$(cd "$tmp/links" && "$docs_py" "$top/tests/docs_links.py" slugs.md 2>&1) &&
+    fail "tests/docs_links.py accepted the broken links of slugs.md"
+for id in "#lifting-z²--p4" "#inside-a-list-fence" "#indented-code-heading" "#in-a-comment" \
+    "bad5.md: no such" "bad6.md: no such" "bad7.md: no such" "bad8.md: no such" \
+    "cannot read: ](bad 9.md)"; do
+    case $slugs_out in *"$id"*) ;; *) fail "tests/docs_links.py did not name $id: $slugs_out" ;; esac
+done
+[ "$(printf '%s\n' "$slugs_out" | wc -l)" -eq 9 ] ||
+    fail "tests/docs_links.py rejected good links of slugs.md: $slugs_out"
+pages="README.md docs/*.md docs/results/*/*.md python/README.md bindings/julia/README.md SECURITY.md CHANGELOG.md"
 # shellcheck disable=SC2086
 "$docs_py" tests/docs_links.py $pages || fail "links in the documentation"
 echo "test_docs: the links between the pages resolve"

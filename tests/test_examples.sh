@@ -96,6 +96,34 @@ expect 2 "features: --steps must be positive, not 0" "$ex/features" --steps 0 # 
 : >"$out/file"
 expect 1 "cannot create" "$ex/features" --out "$out/file/sub"
 lacks "training" "features trained before finding that --out cannot be made"
+# features' PNG (docs/examples.md): a converter that fails, or none on PATH, is a warning that
+# names it and the PPM written, status 0, and no partial PNG (it said nothing before, and `wrote`
+# named only the PPM). PATH holds only fake converters; system() runs /bin/sh by its path.
+fake=$out/fake-png
+mkdir -p "$fake/bad" "$fake/none" "$fake/good"
+printf '#!/bin/sh\necho partial\nexit 1\n' >"$fake/bad/convert" # as the stand-in convert
+printf '#!/bin/sh\necho partial\nexit 1\n' >"$fake/bad/pnmtopng"
+printf '#!/bin/sh\nexec /bin/cat "$1"\n' >"$fake/good/pnmtopng"
+chmod +x "$fake/bad/convert" "$fake/bad/pnmtopng" "$fake/good/pnmtopng"
+features_png() { # PATH DIR
+    rm -rf "$2"
+    env PATH="$1" "$ex/features" --steps 1 --out "$2"
+}
+expect 0 "features: warning: could not convert $out/fp/features.ppm to PNG with pnmtopng and convert \(no PNG written\); wrote only $out/fp/features.ppm" \
+    features_png "$fake/bad" "$out/fp"
+[ -s "$out/fp/features.ppm" ] || fail "features with failing converters wrote no PPM"
+for f in "$out/fp"/*png*; do
+    [ ! -e "$f" ] || fail "features left $f after failing converters"
+done
+mv "$fake/bad/pnmtopng" "$fake/bad-pnmtopng"
+expect 0 "features: warning: could not convert .*/fp/features.ppm to PNG with convert \(no PNG written\)" \
+    features_png "$fake/bad" "$out/fp"
+expect 0 "features: no PNG: neither pnmtopng \(netpbm\) nor convert \(ImageMagick\) is on PATH; the picture is $out/fp/features.ppm" \
+    features_png "$fake/none" "$out/fp"
+expect 0 "wrote $out/fp/features.ppm and features.png" features_png "$fake/good" "$out/fp"
+lacks "warning|no PNG" "features warned with a working pnmtopng"
+cmp -s "$out/fp/features.ppm" "$out/fp/features.png" || fail "features.png is not pnmtopng's output"
+[ ! -e "$out/fp/features.png.part" ] || fail "features left features.png.part"
 expect 1 "run scripts/fetch-mnist first" "$ex/rotmnist" --data "$out/no-mnist"
 mkdir -p "$out/dir-mnist/mnist-images-idx3-ubyte"
 expect 1 "mnist-images-idx3-ubyte is not a file" "$ex/rotmnist" --data "$out/dir-mnist"

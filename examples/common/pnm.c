@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 void ex_canvas_init(ex_canvas *c, int rows, int cols, int tile_h, int tile_w, int gap)
 {
@@ -71,13 +72,61 @@ int ex_canvas_write_ppm(const ex_canvas *c, const char *path)
     return fclose(f) == 0 ? 0 : -1;
 }
 
-int ex_pnm_to_png(const char *pnm_path, const char *png_path)
+/* 1 if an executable `name` is in a folder of PATH. */
+static int on_path(const char *name)
 {
-    if (strchr(pnm_path, '\'') || strchr(png_path, '\'')) return -1;
-    char cmd[8192];
-    snprintf(cmd, sizeof cmd,
-             "{ command -v pnmtopng && pnmtopng '%s' > '%s'; } >/dev/null 2>&1 || "
-             "{ command -v convert && convert '%s' '%s'; } >/dev/null 2>&1",
-             pnm_path, png_path, pnm_path, png_path);
-    return system(cmd) == 0 ? 0 : -1;
+    const char *path = getenv("PATH");
+    if (!path) return 0;
+    char buf[4096];
+    size_t k = strlen(name);
+    while (*path) {
+        size_t n = strcspn(path, ":"), d = n ? n : 1; /* an empty entry is the current folder */
+        if (d + k + 2 <= sizeof buf) {
+            memcpy(buf, n ? path : ".", d);
+            buf[d] = '/';
+            memcpy(buf + d + 1, name, k + 1);
+            if (access(buf, X_OK) == 0) return 1;
+        }
+        path += n;
+        if (*path == ':') path++;
+    }
+    return 0;
+}
+
+int ex_pnm_to_png(const char *prog, const char *pnm_path, const char *png_path)
+{
+    static const char *const names[2] = {"pnmtopng", "convert"};
+    int have[2] = {on_path(names[0]), on_path(names[1])};
+    if (!have[0] && !have[1]) {
+        fprintf(stderr,
+                "%s: no PNG: neither pnmtopng (netpbm) nor convert (ImageMagick) is on PATH; "
+                "the picture is %s\n",
+                prog, pnm_path);
+        return -1;
+    }
+    /* The converter writes a temporary file beside the PNG, renamed over it on success, so that
+     * a failed conversion leaves no partial PNG and an earlier one whole. */
+    char tmp[4096], cmd[16384];
+    if (strchr(pnm_path, '\'') || strchr(png_path, '\'') ||
+        snprintf(tmp, sizeof tmp, "%s.part", png_path) >= (int)sizeof tmp) {
+        fprintf(stderr, "%s: no PNG: cannot pass the name %s to a converter; the picture is %s\n",
+                prog, png_path, pnm_path);
+        return -1;
+    }
+    const char *tried = NULL;
+    for (int i = 0; i < 2; i++) {
+        if (!have[i]) continue;
+        if (i == 0)
+            snprintf(cmd, sizeof cmd, "pnmtopng '%s' > '%s' 2>/dev/null", pnm_path, tmp);
+        else
+            snprintf(cmd, sizeof cmd, "convert '%s' 'PNG:%s' >/dev/null 2>&1", pnm_path, tmp);
+        if (system(cmd) == 0 && rename(tmp, png_path) == 0) return 0;
+        remove(tmp);
+        tried = tried ? "pnmtopng and convert" : names[i];
+    }
+    fprintf(stderr, "%s: warning: could not convert %s to PNG with %s (%s); wrote only %s\n", prog,
+            pnm_path, tried,
+            access(png_path, F_OK) == 0 ? "an earlier PNG is kept, not this run's" : "no PNG written",
+            pnm_path);
+    return -1;
 }

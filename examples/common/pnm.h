@@ -23,8 +23,10 @@ void ex_canvas_map(ex_canvas *c, int row, int col, const float *map, int h, int 
 /* Writes the canvas as binary PPM (P6). Returns 0 on success. */
 int ex_canvas_write_ppm(const ex_canvas *c, const char *path);
 
-/* Converts a PPM/PGM file to PNG with `convert` or `pnmtopng` if either is on PATH; returns 0 on
- * success, -1 if no converter is available or the conversion failed. */
-int ex_pnm_to_png(const char *pnm_path, const char *png_path);
+/* Converts a PPM/PGM file to PNG with netpbm's `pnmtopng` or else ImageMagick's `convert`, the
+ * first found on PATH; returns 0 on success. Otherwise prints a warning to stderr, prefixed with
+ * `prog`, that names the converter that failed (or that none is on PATH) and the PPM/PGM file
+ * that was written, leaves no partial PNG, and returns -1. */
+int ex_pnm_to_png(const char *prog, const char *pnm_path, const char *png_path);
 
 #endif

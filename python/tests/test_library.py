@@ -1,6 +1,7 @@
 """Finding and loading libcfnet; version and status names agree with the header."""
 import os
 import re
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -99,9 +100,14 @@ class LibraryTest(unittest.TestCase):
         self.assertIn("CFNET_LIBRARY", r.stdout)
 
     def test_pkg_config_then_build_tree(self):
-        libdir = os.path.dirname(os.environ["CFNET_LIBRARY"])
+        # An "installed" copy of the library in a folder of its own, which pkg-config names:
+        # it comes before the build tree's lib/libcfnet.so (README.md says so; a checkout's
+        # Python runs an installed libcfnet unless CFNET_LIBRARY is set).
         code = "import cfnet, os; print(os.path.realpath(cfnet.library_path()))"
         with tempfile.TemporaryDirectory() as d:
+            libdir = os.path.join(d, "lib")
+            os.mkdir(libdir)
+            shutil.copy(os.environ["CFNET_LIBRARY"], os.path.join(libdir, "libcfnet.so"))
             with open(os.path.join(d, "cfnet.pc"), "w") as f:
                 f.write("prefix=/x\nlibdir=%s\nincludedir=/x\n\nName: cfnet\nDescription: t\n"
                         "Version: %s\nLibs: -L${libdir} -lcfnet\n" % (libdir, cfnet.version()))
@@ -109,7 +115,7 @@ class LibraryTest(unittest.TestCase):
             env["PKG_CONFIG_LIBDIR"] = d
             env["PKG_CONFIG_PATH"] = ""
             r = run_python(code, env)
-            self.assertEqual(r.stdout.strip(), os.path.realpath(os.environ["CFNET_LIBRARY"]),
+            self.assertEqual(r.stdout.strip(), os.path.realpath(os.path.join(libdir, "libcfnet.so")),
                              r.stderr)
             # No pkg-config entry: the build tree (lib/ beside python/).
             os.remove(os.path.join(d, "cfnet.pc"))
