@@ -324,7 +324,8 @@ for s in ".y.crop-tmp.$dead.$host" ".y.crop-tmp.$dead-3.$host" ".y.crop-tmp.$$.$
     ".y.crop-tmp.$dead" ".y.crop-tmp.$dead.other-$host" ".z.crop-tmp.$dead.$host" \
     ".y.crop-tmp.$dead.$host.x" ".y.crop-tmp.$dead-4.$host" ".y.crop-tmp.$dead-5.$host" \
     ".y.crop-tmp.$dead-8" ".y.crop-tmp.$$-11" ".y.crop-tmp.$dead-9.$host" ".y.crop-tmp.$$-10.$host" \
-    ".y.crop-tmp.$dead-12" ".y.crop-tmp.$dead-13" ".y.crop-tmp.$dead-14" ".y.crop-tmp.$$-15"; do
+    ".y.crop-tmp.$dead-12" ".y.crop-tmp.$dead-13" ".y.crop-tmp.$dead-14" ".y.crop-tmp.$$-15" \
+    ".y.crop-tmp.$dead-18" ".y.crop-tmp.$dead-19" ".y.crop-tmp.$dead-20"; do
     mkdir "$out/killed/$s" && : >"$out/killed/$s/f16_3.tif" && : >"$out/killed/$s/cells.csv" &&
         printf 'host=%s\npid=%s\n' "$host" "$dead" >"$out/killed/$s/.cfnet-staging"
 done
@@ -334,6 +335,13 @@ done
 printf 'host=other-%s\npid=%s\n' "$host" "$dead" >"$out/killed/.y.crop-tmp.$dead-13/.cfnet-staging"
 printf 'host=%s' "$host" >"$out/killed/.y.crop-tmp.$dead-14/.cfnet-staging"
 rm "$out/killed/.y.crop-tmp.$$-15/.cfnet-staging" && mkdir "$out/killed/.y.crop-tmp.$$-15/.cfnet-staging"
+# ... the mark of a host whose name holds a newline after this host's name (the kernel takes any
+# bytes), its first line "host=HOST" all the same; a FIFO (not waited on) and a link to a mark
+# naming this host (not followed) in the mark's place: kept
+printf 'host=%s\nx\npid=%s\n' "$host" "$dead" >"$out/killed/.y.crop-tmp.$dead-18/.cfnet-staging"
+rm "$out/killed/.y.crop-tmp.$dead-19/.cfnet-staging" && mkfifo "$out/killed/.y.crop-tmp.$dead-19/.cfnet-staging"
+printf 'host=%s\npid=%s\n' "$host" "$dead" >"$out/killed-mark"
+rm "$out/killed/.y.crop-tmp.$dead-20/.cfnet-staging" && ln -s ../../killed-mark "$out/killed/.y.crop-tmp.$dead-20/.cfnet-staging"
 # empty folders with a staging name, locked once (no sticky bit), their lock free, of a dead
 # process: no mark, so kept (a folder of the user's, or a run killed before it made its mark)
 mkdir "$out/killed/.y.crop-tmp.$dead-16.$host" "$out/killed/.y.crop-tmp.$dead-17"
@@ -363,7 +371,8 @@ kept=".y.crop-tmp.$$-6.$host .y.crop-tmp.$dead.$host.2 \
     .y.crop-tmp.$dead-4.$host .y.crop-tmp.$dead-5.$host .y.crop-tmp.$dead.$host.x \
     .y.crop-tmp.$dead.other-$host .z.crop-tmp.$dead.$host .y.crop-tmp.$dead-8 \
     .y.crop-tmp.$dead-9.$host .y.crop-tmp.$$-10.$host .y.crop-tmp.$dead-12 .y.crop-tmp.$dead-13 \
-    .y.crop-tmp.$dead-14 .y.crop-tmp.$$-15 .y.crop-tmp.$dead-16.$host .y.crop-tmp.$dead-17 y"
+    .y.crop-tmp.$dead-14 .y.crop-tmp.$$-15 .y.crop-tmp.$dead-16.$host .y.crop-tmp.$dead-17 \
+    .y.crop-tmp.$dead-18 .y.crop-tmp.$dead-19 .y.crop-tmp.$dead-20 y"
 [ $local_fs = 1 ] || kept="$kept .y.crop-tmp.$$.$host .y.crop-tmp.$dead .y.crop-tmp.$$-11"
 # shellcheck disable=SC2086
 test "$(cd "$out/killed" && LC_ALL=C ls -A | tr '\n' ' ')" = "$(printf '%s ' $kept | tr ' ' '\n' | LC_ALL=C sort | tr '\n' ' ')" ||
