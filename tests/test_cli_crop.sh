@@ -448,6 +448,22 @@ if command -v strace >/dev/null 2>&1 && strace -o /dev/null true 2>/dev/null; th
             "$cfnet" crop "$out/f16.tif" "$out/m32.tif" -o "$out/hostless/$long" --size 16
         test "$(ls -A "$out/hostless")" = "$long" || fail "beside a DIR of a long name: $(ls -A "$out/hostless")"
     fi
+    # a failed run (syncfs failing) killed outright while it removes its staging folder (SIGKILL
+    # at its fifth unlink of six, as after SIGTERM's grace): the mark is removed last, so the
+    # folder left is still marked and the next run removes it (unmarked, it stayed for good)
+    mkdir "$out/closekill"
+    env ASAN_OPTIONS="${ASAN_OPTIONS:+$ASAN_OPTIONS:}detect_leaks=0" strace -f -o /dev/null -e trace=syncfs,unlink,unlinkat \
+        -e inject=syncfs:error=EIO -e inject=unlink,unlinkat:signal=KILL:when=5 \
+        "$cfnet" crop "$out/f16.tif" "$out/m32.tif" -o "$out/closekill/x" --size 16 >/dev/null 2>&1 || :
+    left=$(ls -A "$out/closekill")
+    case $left in
+    .x.crop-tmp.[0-9]*) test -f "$out/closekill/$left/.cfnet-staging" ||
+        fail "a run killed while removing its staging folder left it unmarked: $(ls -A "$out/closekill/$left" | tr '\n' ' ')" ;;
+    *) fail "a run killed while removing its staging folder left: $left" ;;
+    esac
+    expect 0 "removed 1 staging folder .*that killed runs left" \
+        "$cfnet" crop "$out/f16.tif" "$out/m32.tif" -o "$out/closekill/x" --size 16
+    test "$(ls -A "$out/closekill")" = "x" || fail "beside a run killed while removing its staging folder: $(ls -A "$out/closekill")"
 else
     skip_env test_cli_crop "a staging folder whose lock another process held" "no strace, or ptrace not allowed"
 fi
