@@ -977,6 +977,18 @@ if unshare -m true 2>/dev/null; then
         fail "synth into an empty mount point: $(cat "$out/last.txt")"
     lacks "move|^train" "synth into an empty mount point wrote the dataset before refusing it"
     ls -a "$out/smid" | grep -Eq "^\.mp2?\.synth-tmp" && fail "synth into a mount point left a staging folder"
+    # a full disk (a tmpfs filled up): the staging folder is made but its mark cannot be
+    # written (ENOSPC): refused, and neither the staging folder nor the new folders on the way
+    # to DIR are left
+    mkdir "$out/smid/full"
+    set +e
+    unshare -m sh -c 'mount -t tmpfs -o size=64k none "$1" || exit 9
+        dd if=/dev/zero of="$1/fill" bs=4k 2>/dev/null; "$2" crop "$3" "$4" -o "$1/new/x" --size 16
+        echo "status $?"; ls -A "$1"' sh "$out/smid/full" "$cfnet" "$out/f16.tif" "$out/m32.tif" >"$out/last.txt" 2>&1
+    set -e
+    grep -q "cannot make .*\.x\.crop-tmp\..*: No space left on device" "$out/last.txt" &&
+        grep -q "^status [12]$" "$out/last.txt" && test "$(tail -n 1 "$out/last.txt")" = fill ||
+        fail "crop onto a full disk: $(cat "$out/last.txt")"
 else
     skip_env test_cli_crop "synth into a mount point" "no mount namespace: not root"
 fi
