@@ -329,7 +329,8 @@ for s in ".y.crop-tmp.$dead.$host" ".y.crop-tmp.$dead-3.$host" ".y.crop-tmp.$$.$
     ".y.crop-tmp.$dead" ".y.crop-tmp.$dead.other-$host" ".z.crop-tmp.$dead.$host" \
     ".y.crop-tmp.$dead.$host.x" ".y.crop-tmp.$dead-4.$host" ".y.crop-tmp.$dead-5.$host" \
     ".y.crop-tmp.$dead-8" ".y.crop-tmp.$$-11" ".y.crop-tmp.$dead-9.$host" ".y.crop-tmp.$$-10.$host" \
-    ".y.crop-tmp.$dead-12" ".y.crop-tmp.$dead-13" ".y.crop-tmp.$dead-14" ".y.crop-tmp.$$-15"; do
+    ".y.crop-tmp.$dead-12" ".y.crop-tmp.$dead-13" ".y.crop-tmp.$dead-14" ".y.crop-tmp.$$-15" \
+    ".y.crop-tmp.$dead-18" ".y.crop-tmp.$dead-19" ".y.crop-tmp.$dead-20"; do
     mkdir "$out/killed/$s" && : >"$out/killed/$s/f16_3.tif" && : >"$out/killed/$s/cells.csv" &&
         printf 'host=%s\npid=%s\n' "$host" "$dead" >"$out/killed/$s/.cfnet-staging"
 done
@@ -339,6 +340,13 @@ done
 printf 'host=other-%s\npid=%s\n' "$host" "$dead" >"$out/killed/.y.crop-tmp.$dead-13/.cfnet-staging"
 printf 'host=%s' "$host" >"$out/killed/.y.crop-tmp.$dead-14/.cfnet-staging"
 rm "$out/killed/.y.crop-tmp.$$-15/.cfnet-staging" && mkdir "$out/killed/.y.crop-tmp.$$-15/.cfnet-staging"
+# ... the mark of a host whose name holds a newline after this host's name (the kernel takes any
+# bytes), its first line "host=HOST" all the same; a FIFO (not waited on) and a link to a mark
+# naming this host (not followed) in the mark's place: kept
+printf 'host=%s\nx\npid=%s\n' "$host" "$dead" >"$out/killed/.y.crop-tmp.$dead-18/.cfnet-staging"
+rm "$out/killed/.y.crop-tmp.$dead-19/.cfnet-staging" && mkfifo "$out/killed/.y.crop-tmp.$dead-19/.cfnet-staging"
+printf 'host=%s\npid=%s\n' "$host" "$dead" >"$out/killed-mark"
+rm "$out/killed/.y.crop-tmp.$dead-20/.cfnet-staging" && ln -s ../../killed-mark "$out/killed/.y.crop-tmp.$dead-20/.cfnet-staging"
 # empty folders with a staging name, locked once (no sticky bit), their lock free, of a dead
 # process: no mark, so kept (a folder of the user's, or a run killed before it made its mark)
 mkdir "$out/killed/.y.crop-tmp.$dead-16.$host" "$out/killed/.y.crop-tmp.$dead-17"
@@ -368,7 +376,8 @@ kept=".y.crop-tmp.$$-6.$host .y.crop-tmp.$dead.$host.2 \
     .y.crop-tmp.$dead-4.$host .y.crop-tmp.$dead-5.$host .y.crop-tmp.$dead.$host.x \
     .y.crop-tmp.$dead.other-$host .z.crop-tmp.$dead.$host .y.crop-tmp.$dead-8 \
     .y.crop-tmp.$dead-9.$host .y.crop-tmp.$$-10.$host .y.crop-tmp.$dead-12 .y.crop-tmp.$dead-13 \
-    .y.crop-tmp.$dead-14 .y.crop-tmp.$$-15 .y.crop-tmp.$dead-16.$host .y.crop-tmp.$dead-17 y"
+    .y.crop-tmp.$dead-14 .y.crop-tmp.$$-15 .y.crop-tmp.$dead-16.$host .y.crop-tmp.$dead-17 \
+    .y.crop-tmp.$dead-18 .y.crop-tmp.$dead-19 .y.crop-tmp.$dead-20 y"
 [ $local_fs = 1 ] || kept="$kept .y.crop-tmp.$$.$host .y.crop-tmp.$dead .y.crop-tmp.$$-11"
 # shellcheck disable=SC2086
 test "$(cd "$out/killed" && LC_ALL=C ls -A | tr '\n' ' ')" = "$(printf '%s ' $kept | tr ' ' '\n' | LC_ALL=C sort | tr '\n' ' ')" ||
@@ -444,6 +453,22 @@ if command -v strace >/dev/null 2>&1 && strace -o /dev/null true 2>/dev/null; th
             "$cfnet" crop "$out/f16.tif" "$out/m32.tif" -o "$out/hostless/$long" --size 16
         test "$(ls -A "$out/hostless")" = "$long" || fail "beside a DIR of a long name: $(ls -A "$out/hostless")"
     fi
+    # a failed run (syncfs failing) killed outright while it removes its staging folder (SIGKILL
+    # at its fifth unlink of six, as after SIGTERM's grace): the mark is removed last, so the
+    # folder left is still marked and the next run removes it (unmarked, it stayed for good)
+    mkdir "$out/closekill"
+    env ASAN_OPTIONS="${ASAN_OPTIONS:+$ASAN_OPTIONS:}detect_leaks=0" strace -f -o /dev/null -e trace=syncfs,unlink,unlinkat \
+        -e inject=syncfs:error=EIO -e inject=unlink,unlinkat:signal=KILL:when=5 \
+        "$cfnet" crop "$out/f16.tif" "$out/m32.tif" -o "$out/closekill/x" --size 16 >/dev/null 2>&1 || :
+    left=$(ls -A "$out/closekill")
+    case $left in
+    .x.crop-tmp.[0-9]*) test -f "$out/closekill/$left/.cfnet-staging" ||
+        fail "a run killed while removing its staging folder left it unmarked: $(ls -A "$out/closekill/$left" | tr '\n' ' ')" ;;
+    *) fail "a run killed while removing its staging folder left: $left" ;;
+    esac
+    expect 0 "removed 1 staging folder .*that killed runs left" \
+        "$cfnet" crop "$out/f16.tif" "$out/m32.tif" -o "$out/closekill/x" --size 16
+    test "$(ls -A "$out/closekill")" = "x" || fail "beside a run killed while removing its staging folder: $(ls -A "$out/closekill")"
 else
     skip_env test_cli_crop "a staging folder whose lock another process held" "no strace, or ptrace not allowed"
 fi
@@ -957,6 +982,18 @@ if unshare -m true 2>/dev/null; then
         fail "synth into an empty mount point: $(cat "$out/last.txt")"
     lacks "move|^train" "synth into an empty mount point wrote the dataset before refusing it"
     ls -a "$out/smid" | grep -Eq "^\.mp2?\.synth-tmp" && fail "synth into a mount point left a staging folder"
+    # a full disk (a tmpfs filled up): the staging folder is made but its mark cannot be
+    # written (ENOSPC): refused, and neither the staging folder nor the new folders on the way
+    # to DIR are left
+    mkdir "$out/smid/full"
+    set +e
+    unshare -m sh -c 'mount -t tmpfs -o size=64k none "$1" || exit 9
+        dd if=/dev/zero of="$1/fill" bs=4k 2>/dev/null; "$2" crop "$3" "$4" -o "$1/new/x" --size 16
+        echo "status $?"; ls -A "$1"' sh "$out/smid/full" "$cfnet" "$out/f16.tif" "$out/m32.tif" >"$out/last.txt" 2>&1
+    set -e
+    grep -q "cannot make .*\.x\.crop-tmp\..*: No space left on device" "$out/last.txt" &&
+        grep -q "^status [12]$" "$out/last.txt" && test "$(tail -n 1 "$out/last.txt")" = fill ||
+        fail "crop onto a full disk: $(cat "$out/last.txt")"
 else
     skip_env test_cli_crop "synth into a mount point" "no mount namespace: not root"
 fi

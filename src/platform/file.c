@@ -352,40 +352,50 @@ static void tree_empty(int fd)
     closedir(d);
 }
 
-/* Removes the folder `name` in dirfd and the regular files in it (and, `depth` levels down, the
- * folders in it that hold only such), while no process holds a lock on it
- * (cf_platform_lock_dir) and it is still the folder of that name. pid_stale: the process of
- * its name is gone; else only a folder that was locked once (its sticky bit cleared) on a file
- * system whose locks every writer's process shares (`local`) is removed: there the lock alone
- * tells, whatever process has the id now. A folder that holds anything else stays whole. 0 when
- * removed. */
 /* Whether the folder open as fd holds the regular file `mark` (the mark of a run that locked
  * it; an empty folder is not taken for one: a folder of the user's, or a run killed before it
- * made its mark, which stays). host: the mark must also name this host on its first line
- * ("host=HOST", as stage.c writes it): a mark that cannot be read or does not say so, another
- * host's (a client's on an NFS server, whose flock the server does not see), is no run's of
- * this host. */
+ * made its mark, which stays). host: the mark must also be this host's, exactly
+ * "host=HOST\npid=PID\n" as stage.c writes it, nothing after (a host name may hold a newline:
+ * the mark of a host "HOST\nX" begins with the line "host=HOST" too): a mark that cannot be
+ * read, or is another host's (a client's on an NFS server, whose flock the server does not
+ * see), is no run's of this host. Never follows a link or waits on a FIFO; reads at most a few
+ * hundred bytes. */
 static bool dir_marked(int fd, const char *mark, const char *host)
 {
-    struct stat st;
+    struct stat st, now;
     if (fstatat(fd, mark, &st, AT_SYMLINK_NOFOLLOW) != 0 || !S_ISREG(st.st_mode)) return false;
     if (!host) return true;
     int mfd = openat(fd, mark, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY | O_CLOEXEC);
     if (mfd < 0) return false;
     char buf[300];
     size_t hl = strlen(host), got = 0;
-    for (ssize_t r; got < sizeof buf && (r = read(mfd, buf + got, sizeof buf - got)) != 0;) {
+    bool ok = fstat(mfd, &now) == 0 && S_ISREG(now.st_mode) && same_file(&st, &now);
+    for (ssize_t r; ok && got < sizeof buf && (r = read(mfd, buf + got, sizeof buf - got)) != 0;) {
         if (r < 0) {
             if (errno == EINTR) continue;
+            ok = false;
             break;
         }
         got += (size_t)r;
     }
     close(mfd);
-    return got >= hl + 6 && !memcmp(buf, "host=", 5) && !memcmp(buf + 5, host, hl) &&
-           buf[5 + hl] == '\n';
+    /* "host=" HOST "\npid=" digits "\n", the whole file (one that fills buf is longer) */
+    if (!ok || got >= sizeof buf || got < hl + 12 || memcmp(buf, "host=", 5) != 0 ||
+        memcmp(buf + 5, host, hl) != 0 || memcmp(buf + 5 + hl, "\npid=", 5) != 0)
+        return false;
+    size_t at = 10 + hl, digits = 0;
+    while (at < got && buf[at] >= '0' && buf[at] <= '9') at++, digits++;
+    return digits > 0 && at + 1 == got && buf[at] == '\n';
 }
 
+/* Removes the folder `name` in dirfd and the regular files in it (and, `depth` levels down, the
+ * folders in it that hold only such), while no process holds a lock on it
+ * (cf_platform_lock_dir) and it is still the folder of that name. pid_stale: the process of
+ * its name is gone; else only a folder that was locked once (its sticky bit cleared) on a file
+ * system whose locks every writer's process shares (`local`) is removed: there the lock alone
+ * tells, whatever process has the id now. Only a folder that holds `mark` (dir_marked; host:
+ * naming this host) is a run's. A folder that holds anything else stays whole. 0 when
+ * removed. */
 static int remove_dir_if_unlocked(int dirfd, const char *name, const char *mark, int depth,
                                   bool pid_stale, bool local, const char *host)
 {

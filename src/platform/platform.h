@@ -98,16 +98,15 @@ int cf_platform_lock_dir(const char *path, bool *locked);
  * the caller's folder, so that one of this id is a killed run's whose id came round again), and
  * a file system without locks keeps them all. "<prefix><pid>" and "<prefix><pid>-<n>", without
  * a host (of any host), are removed by their lock alone on such a file system of this machine's
- * (locked once, not now) when `mark` in them names this host on its first line ("host=HOST":
- * an NFS server's own disk is written by clients whose locks it does not see; a mark that cannot
- * be read so keeps the folder), kept elsewhere. The names of earlier versions,
- * "<prefix><pid>.<host>.<n>" (as well the name of a host "<host>.<n>"), stay. Only a folder that
- * holds the regular file `mark` (which its run makes once it holds the lock) is a run's: one
- * without it (a user's folder of that name, or an empty one, whose lock does not tell whose it
- * is) stays, as does one that holds anything but regular files (and, `depth` levels down,
- * folders holding only such: 0, none). *removed: how many. Without a host name none is told
- * stale. 0, or -1 with
- * errno set when the folder cannot be read. */
+ * (locked once, not now) when `mark` in them is this host's, exactly "host=HOST\npid=PID\n"
+ * (an NFS server's own disk is written by clients whose locks it does not see; a mark that
+ * cannot be read, a link or a FIFO, so keeps the folder), kept elsewhere. The names of earlier
+ * versions, "<prefix><pid>.<host>.<n>" (as well the name of a host "<host>.<n>"), stay. Only a
+ * folder that holds the regular file `mark` (which its run makes once it holds the lock) is a
+ * run's: one without it (a user's folder of that name, or an empty one, whose lock does not tell
+ * whose it is) stays, as does one that holds anything but regular files (and, `depth` levels
+ * down, folders holding only such: 0, none). *removed: how many. Without a host name none is
+ * told stale. 0, or -1 with errno set when the folder cannot be read. */
 int cf_platform_remove_stale_dirs(int dirfd, const char *prefix, const char *mark, int depth,
                                   size_t *removed);
 

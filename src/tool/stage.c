@@ -39,10 +39,11 @@ static int refuse(const tool_stage_how *how, const char *fmt, ...)
  * unlocked. */
 #define STAGE_MARK ".cfnet-staging"
 
+/* nftw's: all but the staging folder's mark, which stage_close removes last */
 static int remove_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
 {
     (void)sb;
-    (void)ftw;
+    if (ftw->level == 1 && !strcmp(path + ftw->base, STAGE_MARK)) return 0;
     if (flag == FTW_DP) (void)rmdir(path);
     else (void)unlink(path);
     return 0;
@@ -68,8 +69,9 @@ static int mount_point(const char *path, const char *parent)
 /* Whether a folder made in `parent` can have its sticky bit cleared (cf_platform_lock_dir)
  * without losing the setgid bit it takes from a setgid parent: chmod(2) clears that bit when
  * the caller is not in the folder's group (the parent's) and not root. Else the folder is made
- * without the mark (a cleaner may then take it for a killed run's before it is locked: the
- * run makes its folder anew under the next name). */
+ * without the sticky bit: a cleaner on this machine's disk may then lock it for a moment before
+ * the run does (it finds no mark in it and leaves it, never removing an empty folder), and the
+ * run, its lock refused, removes the folder and makes it anew under the next name. */
 static int sticky_keeps_setgid(const char *parent)
 {
     struct stat sb;
@@ -250,9 +252,9 @@ int stage_open(tool_stage *st, const tool_stage_how *how, const char *dir)
                 ssize_t w;
                 do w = write(mfd, text, len);
                 while (w < 0 && errno == EINTR);
+                merr = w < 0 ? errno : ENOSPC; /* a short write: the disk is full */
                 free(text);
                 if (w != (ssize_t)len) {
-                    merr = w < 0 ? errno : ENOSPC;
                     close(mfd);
                     mfd = -1;
                     (void)unlink(mark);
@@ -343,12 +345,18 @@ void stage_close(tool_stage *st)
 {
     if (!st->path) return;
     /* not committed: the staging folder and all this run put in it (depth first, links not
-     * followed), then the folders made on the way to DIR */
+     * followed), its mark last (a run killed while removing, SIGKILL after SIGTERM, leaves a
+     * folder still marked, which the next run removes; unmarked, it stayed for good), then the
+     * folders made on the way to DIR */
     if (!st->committed) {
         /* a failed rename after the folder took DIR's mode (0555: its files could not be
          * unlinked, the folder was left, unmarked, for good): writable by its owner again */
         (void)chmod(st->path, S_IRWXU);
         (void)nftw(st->path, remove_entry, 16, FTW_DEPTH | FTW_PHYS);
+        char *mark = path_join(st->path, STAGE_MARK);
+        (void)unlink(mark);
+        free(mark);
+        (void)rmdir(st->path);
     }
     if (st->lock >= 0) close(st->lock);
     if (!st->committed && st->new_dir) remove_new_dirs(st->parent, st->new_dir);
