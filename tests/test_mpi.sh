@@ -888,6 +888,32 @@ EOF_MSHIM
             [ $name = metrics ] || [ ! -e "$t/early.cfnet" ] ||
                 { echo "test_mpi: $name: a failed run wrote a model"; exit 1; }
         done
+        # eval likewise (no collective before its start vote): rank 1 without memory for its
+        # list of images (the first such block) fails its set-up, said once by the vote, named
+        # (it said "(setting up the command)": eval did not name its list)
+        rm -f "$t/rc".*
+        RCS="$t/rc" SHIM_RANK=1 SHIM_OWN=1 SHIM_SIZE=$((nimg * 8)) LD_PRELOAD="$t/mshim.so" \
+            timeout 60 mpirun --allow-run-as-root --oversubscribe -x RCS -x SHIM_RANK -x SHIM_OWN \
+            -x SHIM_SIZE -x LD_PRELOAD -np 2 "$t/rcs.sh" "$tool" eval "$t/oom.cfnet" "$t/d/train" \
+            >"$t/evoom.log" 2>&1
+        rc=$?
+        expect evoom 1 "^cfnet: error: rank 1 of 2: out of memory for the list of images in DATA$" 1
+        expect evoom 1 "cfnet: error:" 1
+        expect evoom 1 "MPI_ABORT\|ORTE_ERROR_LOG" 0
+        [ "$(cat "$t/rc.0" "$t/rc.1" 2>&1)" = "$(printf '1\n1')" ] ||
+            { cat "$t/evoom.log"; echo "test_mpi: evoom: not every rank ended with status 1"; exit 1; }
+        # but not inside the --skip-bad check's collectives (between its tentative vote and
+        # tool_mpi_met): rank 1 without memory for the list of its block's warnings (calloc's,
+        # 8 bytes for each image of its half) must not go to the start vote while rank 0 waits
+        # in the check's sums (a hang, 124): the bare message, and mpirun ends rank 0
+        rm -f "$t/rc".* "$t/early.cfnet"*
+        RCS="$t/rc" SHIM_RANK=1 SHIM_OWN=1 SHIM_SIZE=$(((nimg - nimg / 2) * 8)) SHIM_CALLOC=1 \
+            LD_PRELOAD="$t/mshim.so" timeout 60 mpirun --allow-run-as-root --oversubscribe \
+            -x RCS -x SHIM_RANK -x SHIM_OWN -x SHIM_SIZE -x SHIM_CALLOC -x LD_PRELOAD -np 2 \
+            "$t/rcs.sh" "$tool" train $b --skip-bad -o "$t/early.cfnet" >"$t/inmeet.log" 2>&1
+        rc=$?
+        expect inmeet 1 "^cfnet: error: rank 1 of 2: out of memory$" 1
+        [ ! -e "$t/early.cfnet" ] || { echo "test_mpi: inmeet: a failed run wrote a model"; exit 1; }
         OMPI_COMM_WORLD_RANK=1 SHIM_RANK=1 SHIM_OWN=1 SHIM_SIZE=$((nimg * 8)) \
             LD_PRELOAD="$t/mshim.so" "$tool" train $b -o "$t/early1.cfnet" >"$t/early1.log" 2>&1
         rc=$?
