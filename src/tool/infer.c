@@ -606,9 +606,9 @@ int cmd_eval(int argc, char **argv)
     progress_init(&lp, stderr);
     /* (named by the start vote's message when a rank of several has no memory for it) */
     const char *oom_was = tool_oom_for("the list of images in DATA");
-    const int opened = dataset_open_labelled(data, &ds, rank ? NULL : &lp, "eval");
+    const int ds_rc = dataset_open_labelled(data, &ds, rank ? NULL : &lp, "eval");
     tool_oom_for(oom_was);
-    if (opened != 0) goto out_model;
+    if (ds_rc != 0) goto out_model;
     progress_erase(&lp);
     if (ds.has_split) { /* keep the requested rows only */
         int want = !split_name || !strcmp(split_name, "test") ? SPLIT_TEST

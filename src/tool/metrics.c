@@ -7,32 +7,32 @@
 #include <stdlib.h>
 #include <string.h>
 
-void metrics_init(tool_metrics *m, int k)
+/* The metrics' tables from `alloc` (xcalloc, which ends the command on failure, or calloc):
+ * 0, or -1 with nothing held when one of them could not be had. */
+static int metrics_alloc(tool_metrics *m, int k, void *(*alloc)(size_t, size_t))
 {
     memset(m, 0, sizeof *m);
     m->k = k;
-    m->confusion = xcalloc((size_t)k * k, sizeof *m->confusion);
-    m->precision = xcalloc((size_t)k, sizeof(double));
-    m->recall = xcalloc((size_t)k, sizeof(double));
-    m->f1 = xcalloc((size_t)k, sizeof(double));
-    m->support = xcalloc((size_t)k, sizeof(int64_t));
-    m->loss = NAN;
-}
-
-int metrics_init_try(tool_metrics *m, int k)
-{
-    memset(m, 0, sizeof *m);
-    m->k = k;
-    m->confusion = calloc((size_t)k * k, sizeof *m->confusion);
-    m->precision = calloc((size_t)k, sizeof(double));
-    m->recall = calloc((size_t)k, sizeof(double));
-    m->f1 = calloc((size_t)k, sizeof(double));
-    m->support = calloc((size_t)k, sizeof(int64_t));
+    m->confusion = alloc((size_t)k * k, sizeof *m->confusion);
+    m->precision = alloc((size_t)k, sizeof(double));
+    m->recall = alloc((size_t)k, sizeof(double));
+    m->f1 = alloc((size_t)k, sizeof(double));
+    m->support = alloc((size_t)k, sizeof(int64_t));
     m->loss = NAN;
     if (m->confusion && m->precision && m->recall && m->f1 && m->support) return 0;
     metrics_free(m);
     m->loss = NAN;
     return -1;
+}
+
+void metrics_init(tool_metrics *m, int k)
+{
+    (void)metrics_alloc(m, k, xcalloc);
+}
+
+int metrics_init_try(tool_metrics *m, int k)
+{
+    return metrics_alloc(m, k, calloc);
 }
 
 void metrics_add(tool_metrics *m, int truth, int predicted)
