@@ -542,6 +542,36 @@ expect 2 "^cfnet predict: .*nowhere/p.csv: cannot create: No such file or direct
     "$ow/model.safetensors" "$ow/data" -o "$out/nowhere/p.csv"
 usage_said predict "predict -o in a folder not there"
 test -e "$out/nowhere" && fail "predict made the missing folder of -o"
+# an output on a read-only file system (EROFS; a full disk, ENOSPC, alike): the machine's fault,
+# not the names given: an error, status 1, found as early, not a usage error (it was 'cfnet
+# predict: ...', the pointer to --help and status 2); a tmpfs mounted read-only in a mount
+# namespace of its own
+if unshare -m true 2>/dev/null; then
+    mkdir -p "$ow/rofs"
+    # in_rofs CMD...: CMD with a read-only tmpfs at $ow/rofs
+    in_rofs() { unshare -m sh -c 'mount -t tmpfs -o ro none "$1" || exit 9; shift; exec "$@"' sh "$ow/rofs" "$@"; }
+    env_said() {
+        head -n 1 "$out/last.txt" | grep -q "^cfnet: error: " || fail "$1: not said as 'cfnet: error: ...'"
+        lacks "^\(see 'cfnet|^cfnet [a-z]+: " "$1: said as a usage error"
+    }
+    expect 1 "^cfnet: error: .*rofs/p.csv: cannot create: Read-only file system$" in_rofs "$cfnet" \
+        predict "$ow/model.safetensors" "$ow/data" -o "$ow/rofs/p.csv"
+    env_said "predict -o on a read-only file system"
+    expect 1 "^cfnet: error: cannot create directory .*rofs/rep: Read-only file system$" in_rofs \
+        "$cfnet" eval "$ow/model.safetensors" "$ow/data" --out "$ow/rofs/rep"
+    env_said "eval --out on a read-only file system"
+    lacks "0009.tif" "eval read the images before failing on --out on a read-only file system"
+    expect 1 "^cfnet: error: .*rofs/m.onnx: cannot create: Read-only file system$" in_rofs \
+        "$cfnet" export "$ow/model.safetensors" "$ow/rofs/m.onnx"
+    env_said "export OUT on a read-only file system"
+    # shellcheck disable=SC2086
+    expect 1 "^cfnet: error: .*rofs/t.safetensors: cannot create: Read-only file system$" in_rofs \
+        "$cfnet" train "$ow/data" -o "$ow/rofs/t.safetensors" --epochs 1 $common
+    env_said "train -o on a read-only file system"
+    lacks "decoded|^epoch" "train read the images before failing on -o on a read-only file system"
+else
+    skip_env test_cli "outputs on a read-only file system" "no mount namespace: not root"
+fi
 # train: MODEL, checkpoint, --log and --plot differ from each other and from the data; folders
 # are checked before training
 # shellcheck disable=SC2086

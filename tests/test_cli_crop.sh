@@ -991,9 +991,25 @@ if unshare -m true 2>/dev/null; then
         dd if=/dev/zero of="$1/fill" bs=4k 2>/dev/null; "$2" crop "$3" "$4" -o "$1/new/x" --size 16
         echo "status $?"; ls -A "$1"' sh "$out/smid/full" "$cfnet" "$out/f16.tif" "$out/m32.tif" >"$out/last.txt" 2>&1
     set -e
-    grep -q "cannot make .*\.x\.crop-tmp\..*: No space left on device" "$out/last.txt" &&
-        grep -q "^status [12]$" "$out/last.txt" && test "$(tail -n 1 "$out/last.txt")" = fill ||
+    # the machine's fault, not the name given: an error (status 1), not a usage error (it was
+    # 'cfnet crop: ...', the pointer to --help and status 2)
+    grep -q "^cfnet: error: --output: cannot make .*\.x\.crop-tmp\..*: No space left on device" "$out/last.txt" &&
+        grep -q "^status 1$" "$out/last.txt" && ! grep -q "see 'cfnet crop --help'" "$out/last.txt" &&
+        test "$(tail -n 1 "$out/last.txt")" = fill ||
         fail "crop onto a full disk: $(cat "$out/last.txt")"
+    # -o's parent on a read-only file system (EROFS): the same, for the folders made on the way
+    mkdir "$out/smid/rofs"
+    set +e
+    unshare -m sh -c 'mount -t tmpfs -o ro none "$1" || exit 9
+        "$2" crop "$3" "$4" -o "$1/new/x" --size 16; echo "status $?"
+        "$2" crop "$3" "$4" -o "$1/y" --size 16; echo "status $?"' sh "$out/smid/rofs" "$cfnet" \
+        "$out/f16.tif" "$out/m32.tif" >"$out/last.txt" 2>&1
+    set -e
+    [ "$(grep -c "^status 1$" "$out/last.txt")" = 2 ] &&
+        grep -q "^cfnet: error: cannot create directory .*rofs/new: Read-only file system$" "$out/last.txt" &&
+        grep -q "^cfnet: error: --output: cannot make .*\.y\.crop-tmp\..*: Read-only file system$" "$out/last.txt" &&
+        ! grep -q "see 'cfnet crop --help'" "$out/last.txt" ||
+        fail "crop onto a read-only file system: $(cat "$out/last.txt")"
 else
     skip_env test_cli_crop "synth into a mount point" "no mount namespace: not root"
 fi

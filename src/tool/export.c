@@ -47,7 +47,7 @@ int cmd_export(int argc, char **argv)
                                 "(give OUT.onnx another name)", out);
     /* a folder that does not exist or cannot be written: a usage error before the model is
      * read, as for the outputs of train and predict */
-    if (strcmp(out, "-") && check_writable("export", out) != 0) return EXIT_USAGE;
+    if (strcmp(out, "-") && check_writable("export", out) != 0) return tool_usage_span_status();
     cfnet_network *net;
     if (model_load(model, &net) != 0) return EXIT_RUNTIME;
     /* Written like predict's CSV (out_open): a file is replaced whole or not at all, through a

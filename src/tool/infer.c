@@ -370,7 +370,7 @@ int cmd_predict(int argc, char **argv)
     /* as train's outputs: a folder that does not exist or cannot be written is found from the
      * arguments, before any image is read (a usage error, like an output that is a folder) */
     if (rank == 0 && strcmp(output, "-") && check_writable("predict", output) != 0) {
-        rc = EXIT_USAGE;
+        rc = tool_usage_span_status(); /* a full disk: an error (1), not a usage error */
         goto out_ds;
     }
     /* The CSV is written whole or not at all: a failure leaves an existing file as it was. */
@@ -638,14 +638,18 @@ int cmd_eval(int argc, char **argv)
     ctx.classes = info.classes;
     if (outdir && rank == 0) {
         /* a folder made here is removed again if the run fails. A folder that cannot be made
-         * (a file on the way, no permission, a read-only file system) or written into is found
-         * here, before any image is read: a usage error, as predict -o's and train's outputs */
+         * (a file on the way, no permission) or written into is found here, before any image is
+         * read: a usage error, as predict -o's and train's outputs (a full disk or a read-only
+         * file system: an error, status 1) */
         rc = EXIT_USAGE;
         new_dir = first_missing_dir(outdir);
         const char *was = tool_usage_span("eval");
         int made = make_dirs(outdir);
         tool_usage_span(was);
-        if (made != 0) goto out_ds;
+        if (made != 0) {
+            rc = tool_usage_span_status();
+            goto out_ds;
+        }
         for (int i = 0; i < 4; i++) paths[i] = path_join(outdir, EVAL_FILES[i]);
         for (int i = 0; i < 4; i++)
             if (check_output("eval", "--out", paths[i], model, &data, 1, &ds) != 0) goto out_ds;
@@ -653,7 +657,10 @@ int cmd_eval(int argc, char **argv)
         was = tool_usage_span("eval");
         while (opened < 4 && out_open(&outs[opened], paths[opened]) == 0) opened++;
         tool_usage_span(was);
-        if (opened < 4) goto out_ds;
+        if (opened < 4) {
+            rc = tool_usage_span_status();
+            goto out_ds;
+        }
         rc = EXIT_RUNTIME;
         ctx.pred = outs[3].f;
         fprintf(ctx.pred, "path,label,predicted");

@@ -182,7 +182,7 @@ int stage_open(tool_stage *st, const tool_stage_how *how, const char *dir)
         free(new_dir);
         free(parent);
         free(target);
-        return how->status;
+        return how->status == EXIT_USAGE ? tool_usage_span_status() : how->status;
     }
     /* ".DIR.TAG-tmp.PID.HOST", locked while the run lasts: the staging folders that runs of
      * this host killed outright left (no lock held; on a network file system their process gone
@@ -279,7 +279,13 @@ int stage_open(tool_stage *st, const tool_stage_how *how, const char *dir)
     free(prefix);
     if (!made) {
         st->lock = -1;
-        int u = refuse(how, "cannot make %s beside %s: %s", stage, dir, strerror(errno));
+        /* a full disk, a read-only file system: an error (status 1) of the environment, not a
+         * refusal of the name given */
+        int e = errno, u = EXIT_RUNTIME;
+        if (tool_env_errno(e))
+            tool_error("%scannot make %s beside %s: %s", how->label, stage, dir, strerror(e));
+        else
+            u = refuse(how, "cannot make %s beside %s: %s", stage, dir, strerror(e));
         if (new_dir) remove_new_dirs(parent, new_dir);
         free(new_dir);
         free(stage);

@@ -32,6 +32,13 @@ int tool_usage_error(const char *cmd, const char *fmt, ...) __attribute__((forma
  * tool_usage_error does (for the checks of outputs made before any work, which end the command
  * with status 2); NULL ends that. Returns the command set before, to restore. */
 const char *tool_usage_span(const char *cmd);
+/* The status for a failure in the last span: EXIT_USAGE, or EXIT_RUNTIME when its error was the
+ * environment's (a full disk, a read-only file system, an I/O error: see tool_env_errno), said
+ * then as "cfnet: error: ..." (make_dirs, out_open, check_writable). */
+int tool_usage_span_status(void);
+/* 1 when errno value e is the environment's, not the names given: ENOSPC, EDQUOT, EIO, EROFS,
+ * ENOMEM, EMFILE, ENFILE. */
+int tool_env_errno(int e);
 /* Reports a failed libcfnet call: "cfnet: <what>: <status>: <detail>". */
 void tool_lib_error(const char *what, cfnet_status st);
 /* Errors and warnings go to `to` from now on instead of stderr (NULL: stderr again, as at the

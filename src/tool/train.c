@@ -1273,7 +1273,7 @@ int cmd_train(int argc, char **argv)
     /* rank 0 alone writes, so it alone checks the outputs (the others learn of a failure at
      * the start vote below) */
     if (rank == 0 && check_outputs(&c, ckpt, &ds) != 0) {
-        rc = EXIT_USAGE;
+        rc = tool_usage_span_status(); /* a full disk: an error (1), not a usage error */
         goto out;
     }
     if (rank == 0) remove_stale_outputs(&c, ckpt);

@@ -113,12 +113,26 @@ void tool_say_held(const char *text, size_t len)
 
 /* tool_usage_span: the command whose usage errors tool_error says meanwhile (NULL: none) */
 static const char *usage_cmd;
+/* an error said in the current (or last) span was the environment's (tool_usage_span_status) */
+static int span_env;
 
 const char *tool_usage_span(const char *cmd)
 {
     const char *was = usage_cmd;
+    if (cmd && !was) span_env = 0; /* a span opened anew */
     usage_cmd = cmd;
     return was;
+}
+
+int tool_usage_span_status(void)
+{
+    return span_env ? EXIT_RUNTIME : EXIT_USAGE;
+}
+
+int tool_env_errno(int e)
+{
+    return e == ENOSPC || e == EDQUOT || e == EIO || e == EROFS || e == ENOMEM || e == EMFILE ||
+           e == ENFILE;
 }
 
 static void vmsg(const char *prefix, const char *fmt, va_list ap)
@@ -216,6 +230,24 @@ static void oom(void)
         done += (size_t)w;
     }
     exit(EXIT_RUNTIME);
+}
+
+/* tool_error, said as an error (status 1, see tool_usage_span_status) even in a usage span when
+ * the failure (errno e) is the environment's: a full disk, a read-only file system, an I/O
+ * error, memory or descriptors run out, not the names given */
+static void errno_error(int e, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void errno_error(int e, const char *fmt, ...)
+{
+    const char *was = usage_cmd;
+    if (usage_cmd && tool_env_errno(e)) {
+        usage_cmd = NULL;
+        span_env = 1;
+    }
+    va_list ap;
+    va_start(ap, fmt);
+    vmsg("error: ", fmt, ap);
+    va_end(ap);
+    usage_cmd = was;
 }
 
 void *xmalloc(size_t n)
@@ -725,14 +757,14 @@ int make_dirs(const char *path)
         if (*q != '/') continue;
         *q = 0;
         if (mkdir(p, 0777) != 0 && errno != EEXIST) {
-            tool_error("cannot create directory %s: %s", p, strerror(errno));
+            errno_error(errno, "cannot create directory %s: %s", p, strerror(errno));
             free(p);
             return -1;
         }
         *q = '/';
     }
     if (mkdir(p, 0777) != 0 && errno != EEXIST) {
-        tool_error("cannot create directory %s: %s", p, strerror(errno));
+        errno_error(errno, "cannot create directory %s: %s", p, strerror(errno));
         free(p);
         return -1;
     }
@@ -832,7 +864,7 @@ int out_open(tool_out *o, const char *path)
          * it goes, as a shell redirection would, never replaced */
         o->f = fopen(path, "w");
         if (!o->f) {
-            tool_error("%s: cannot create: %s", path, strerror(errno));
+            errno_error(errno, "%s: cannot create: %s", path, strerror(errno));
             return -1;
         }
         o->path = xstrdup(path);
@@ -842,7 +874,7 @@ int out_open(tool_out *o, const char *path)
         return 0;
     }
     if (exists && access(path, W_OK) != 0) {
-        tool_error("%s: cannot write: %s", path, strerror(errno));
+        errno_error(errno, "%s: cannot write: %s", path, strerror(errno));
         return -1;
     }
     /* a link to a file: the file it names is replaced, the link stays */
@@ -885,7 +917,7 @@ int out_open(tool_out *o, const char *path)
     if (fd >= 0) o->lock = fcntl(fd, F_DUPFD_CLOEXEC, 0) + 1;
     if (fd >= 0) o->f = fdopen(fd, "w");
     if (!o->f) {
-        tool_error("%s: cannot create: %s", path, strerror(errno));
+        errno_error(errno, "%s: cannot create: %s", path, strerror(errno));
         if (fd >= 0) {
             close(fd);
             unlink(o->tmp);
