@@ -316,6 +316,17 @@ static _Atomic uint64_t fake_now = 1000000000000ull; /* 1000 s */
 static _Thread_local uint64_t fake_skew;
 static uint64_t fake_clock(void) { return atomic_load(&fake_now) - fake_skew; }
 
+/* The calling thread's preemptions as the pools on the test clock read them: a count that grows
+ * at every read, so that every late look was preempted (the machine busy), or while
+ * fake_preempt_step is 0 one that stands still (late looks while the virtual machine's host held
+ * the processor). */
+static _Atomic int64_t fake_preempt_count, fake_preempt_step = 1;
+static int64_t fake_preemptions(void)
+{
+    int64_t step = atomic_load(&fake_preempt_step);
+    return atomic_fetch_add(&fake_preempt_count, step) + step; /* the count after this read */
+}
+
 typedef struct poll_stats {
     uint64_t worker, caller, quiets;
 } poll_stats;
@@ -363,6 +374,7 @@ static void clock_setup_share(void *arg, int i)
     } else {
         while (!atomic_load(&cs->in_share)) sched_yield();
         cf_pool_set_clock(cs->p, fake_clock);
+        cf_pool_set_preemptions(cs->p, fake_preemptions);
         cf_pool_set_spin_ns(cs->p, 1000000);
         atomic_store(&cs->set, 1);
     }
@@ -373,6 +385,7 @@ static void clock_setup_share(void *arg, int i)
  * so that its worker never reads the monotonic clock and then the test's. */
 static cf_pool *pool_on_fake_clock(void)
 {
+    atomic_store(&fake_preempt_step, 1);
     setenv("CFNET_SPIN_US", "0", 1);
     cf_pool *p = NULL;
     CF_ASSERT_OK(cf_pool_create(NULL, 2, &p));
@@ -443,6 +456,93 @@ static void pool_goes_quiet_when_a_job_waited_for_a_polling_thread(void **state)
     fake_skew = 0;
     assert_true(stats_of(p).quiets == 1);
     cf_pool_destroy(p);
+}
+
+/* A polling thread late without having been preempted -- its count of preemptions unchanged:
+ * the virtual machine's host held its processor, no thread of this machine wanted it -- begins
+ * no quiet spell, and the pool polls on; when the count has grown, the same late look does.
+ * Both kinds of late look: a jump of 0.3 ms between two looks of the worker, and a job
+ * published 1 ms before the polling worker saw it. */
+static void pool_polls_on_when_late_without_preemption(void **state)
+{
+    (void)state;
+    counts c;
+    memset(&c, 0, sizeof c);
+    fake_skew = 0;
+    cf_pool *p = pool_on_fake_clock();
+    atomic_store(&fake_preempt_step, 0);
+    run_job(p, &c);
+    poll_stats s = wait_for_stats(p, 2, 0);
+    atomic_fetch_add(&fake_now, 300000); /* late between two looks, not preempted */
+    sleep_ms(20);
+    assert_true(stats_of(p).quiets == 0);
+    fake_skew = 1000000; /* a job published 1 ms before the worker sees it */
+    run_job(p, &c);
+    fake_skew = 0;
+    s = wait_for_stats(p, 3, 0);
+    sleep_ms(20);
+    assert_true(stats_of(p).quiets == 0);
+    run_job(p, &c); /* both still poll */
+    poll_stats q = wait_for_stats(p, 4, 0);
+    assert_true(q.caller > s.caller);
+    atomic_store(&fake_preempt_step, 1); /* preempted from now on: the same late look counts */
+    atomic_fetch_add(&fake_now, 300000);
+    wait_for_stats(p, 4, 1);
+    atomic_store(&fake_preempt_step, 0);
+    atomic_fetch_add(&fake_now, 110000000); /* after the spell */
+    run_job(p, &c);
+    wait_for_stats(p, 5, 1);
+    atomic_store(&fake_preempt_step, 1);
+    fake_skew = 1000000;
+    run_job(p, &c);
+    fake_skew = 0;
+    assert_true(stats_of(p).quiets == 2);
+    cf_pool_destroy(p);
+}
+
+/* The platform's count of preemptions (cf_platform_thread_preemptions) grows while two busy
+ * threads share one processor, and stands still enough to tell it from a clock. */
+typedef struct busy_arg {
+    uint64_t until;
+} busy_arg;
+
+static void *busy_until(void *v)
+{
+    const busy_arg *b = v;
+    while (cf_platform_now_ns() < b->until) cf_cpu_relax();
+    return NULL;
+}
+
+static void thread_preemptions_count_a_shared_processor(void **state)
+{
+    (void)state;
+    int64_t before = cf_platform_thread_preemptions();
+    if (before < 0) skip(); /* a system that cannot tell; the pool then counts every late look */
+    cpu_set_t old, one;
+    if (sched_getaffinity(0, sizeof old, &old) != 0) skip();
+    int cpu = -1;
+    for (int i = 0; i < CPU_SETSIZE && cpu < 0; i++)
+        if (CPU_ISSET(i, &old)) cpu = i;
+    assert_true(cpu >= 0);
+    CPU_ZERO(&one);
+    CPU_SET(cpu, &one);
+    if (sched_setaffinity(0, sizeof one, &one) != 0) skip();
+    busy_arg b = {cf_platform_now_ns() + 200000000u}; /* both busy for 200 ms */
+    pthread_t t;
+    int started = pthread_create(&t, NULL, busy_until, &b) == 0;
+    before = cf_platform_thread_preemptions();
+    busy_until(&b);
+    int64_t after = cf_platform_thread_preemptions();
+    if (started) pthread_join(t, NULL);
+    assert_int_equal(sched_setaffinity(0, sizeof old, &old), 0);
+    assert_true(started);
+    assert_true(after > before);
+    /* alone on the processors again, a short busy spell is rarely preempted: the count is not
+     * a clock (it may grow by a few when other work shares the machine) */
+    int64_t quiet0 = cf_platform_thread_preemptions();
+    busy_arg shortb = {cf_platform_now_ns() + 2000000u};
+    busy_until(&shortb);
+    assert_true(cf_platform_thread_preemptions() - quiet0 < 100);
 }
 
 /* Quiet spells on a machine that stays busy (pool.c): a late look within 100 ms of the end of
@@ -532,6 +632,7 @@ static void clock_setup_share3(void *arg, int i)
     } else {
         while (atomic_load(&cs->in_share) < 2) sched_yield();
         cf_pool_set_clock(cs->p, fake_clock);
+        cf_pool_set_preemptions(cs->p, fake_preemptions);
         cf_pool_set_spin_ns(cs->p, 1000000);
         atomic_store(&cs->set, 1);
     }
@@ -780,6 +881,8 @@ int main(void)
         cmocka_unit_test(pool_polling_time_from_the_environment),
         cmocka_unit_test(pool_goes_quiet_when_a_polling_thread_was_late),
         cmocka_unit_test(pool_goes_quiet_when_a_job_waited_for_a_polling_thread),
+        cmocka_unit_test(pool_polls_on_when_late_without_preemption),
+        cmocka_unit_test(thread_preemptions_count_a_shared_processor),
         cmocka_unit_test(pool_quiet_spell_doubles_while_late_again),
         cmocka_unit_test(pool_quiet_spell_stops_growing_at_its_cap),
         cmocka_unit_test(pool_quiet_spell_starts_over_after_polling_on_time),

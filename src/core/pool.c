@@ -42,6 +42,7 @@ struct cf_pool {
     /* polling waits begun by workers and by callers; quiet spells begun (for tests) */
     _Atomic uint64_t worker_polls, caller_polls, quiets;
     uint64_t (*_Atomic clock)(void); /* cf_platform_now_ns, or a test's clock */
+    int64_t (*_Atomic preemptions)(void); /* cf_platform_thread_preemptions, or a test's */
     uint64_t forkgen;      /* cf_platform_fork_generation() when the workers started */
 };
 
@@ -86,8 +87,14 @@ static uint64_t default_spin_ns(int threads)
  * lasts CF_POOL_QUIET_NS. A machine that stays busy makes the pool late again soon after each
  * spell ends, and each of those polls costs the others: a late look within CF_POOL_AGAIN_NS of
  * the end of the last spell doubles the spell, up to CF_POOL_QUIET_MAX_NS (docs/performance.md
- * round 20); a late look after that begins a CF_POOL_QUIET_NS spell again. On an idle machine a
- * polling thread is never that late, and the pool polls as before. */
+ * round 20); a late look after that begins a CF_POOL_QUIET_NS spell again. A thread late without
+ * having been preempted -- its count of involuntary context switches
+ * (cf_platform_thread_preemptions) the same as when it last looked -- was held by the virtual
+ * machine's host, not by another thread of this machine: its polling took no processor from
+ * anyone, and the pool keeps polling. On an idle virtual machine such delays of 0.2-2 ms come
+ * every second or so, and the spells they began made a 2-thread layer wait for a sleeping core
+ * on every call (docs/performance.md round 21). Where the system cannot count preemptions,
+ * every late look counts. */
 #define CF_POOL_LATE_NS 200000u            /* 0.2 ms */
 #define CF_POOL_QUIET_NS 100000000u        /* 100 ms */
 #define CF_POOL_AGAIN_NS 100000000u        /* 100 ms */
@@ -106,23 +113,55 @@ _Static_assert((uint64_t)CF_POOL_QUIET_NS << CF_POOL_LEVEL_MAX == CF_POOL_QUIET_
 static uint64_t quiet_end(uint64_t w) { return w & ~(uint64_t)CF_POOL_LEVEL_BITS; }
 static unsigned quiet_level(uint64_t w) { return (unsigned)(w & CF_POOL_LEVEL_BITS); }
 
-/* A late look at `now`. During a spell it changes nothing (the threads of a pool are often
- * late together); otherwise it begins a spell, longer than the last when it comes soon after
- * that one ended. Of threads late at once, the one whose compare-exchange succeeds begins it;
+/* A late look at `now`: false, changing nothing, when the thread was not preempted (it polls
+ * on). During a spell it changes nothing (the threads of a pool are often late together);
+ * otherwise it begins a spell, longer than the last when it comes soon after that one ended. Of threads late at once, the one whose compare-exchange succeeds begins it;
  * the spell's end and its length change together, in one word. */
-static void pool_go_quiet(cf_pool *p, uint64_t now)
+/* The calling thread's count of preemptions when it last read it, and the pool whose counter it
+ * read (a thread may poll in several pools, and tests give pools counters of their own). */
+static _Thread_local const cf_pool *cf_seen_pool;
+static _Thread_local int64_t cf_seen_preemptions;
+
+static int64_t pool_preemptions(cf_pool *p)
 {
+    return atomic_load_explicit(&p->preemptions, memory_order_relaxed)();
+}
+
+/* At the start of a polling wait: the count a late look compares with, read once per thread and
+ * pool. */
+static void note_preemptions(cf_pool *p)
+{
+    if (cf_seen_pool == p) return;
+    cf_seen_pool = p;
+    cf_seen_preemptions = pool_preemptions(p);
+}
+
+/* At a late look: whether this thread was preempted since it last read its count (true when
+ * the system cannot tell). */
+static bool pool_was_preempted(cf_pool *p)
+{
+    int64_t n = pool_preemptions(p);
+    bool was = n < 0 || cf_seen_pool != p || n != cf_seen_preemptions;
+    cf_seen_pool = p;
+    cf_seen_preemptions = n;
+    return was;
+}
+
+static bool pool_go_quiet(cf_pool *p, uint64_t now)
+{
+    if (!pool_was_preempted(p)) return false; /* held by the host: polling costs no one */
     uint64_t w = atomic_load_explicit(&p->quiet, memory_order_relaxed);
     uint64_t end = quiet_end(w);
-    if (now < end) return;
+    if (now < end) return true;
     unsigned level = 0;
     if (w && now - end <= CF_POOL_AGAIN_NS)
         level = quiet_level(w) >= CF_POOL_LEVEL_MAX ? CF_POOL_LEVEL_MAX : quiet_level(w) + 1;
     uint64_t next = quiet_end(now + ((uint64_t)CF_POOL_QUIET_NS << level)) | level;
     if (!atomic_compare_exchange_strong_explicit(&p->quiet, &w, next, memory_order_relaxed,
                                                  memory_order_relaxed))
-        return;
+        return true;
     atomic_fetch_add_explicit(&p->quiets, 1, memory_order_relaxed);
+    return true;
 }
 
 /* The polling time for a wait beginning at `now`: 0 while the pool is quiet. Counts the
@@ -131,20 +170,18 @@ static uint64_t poll_budget(cf_pool *p, uint64_t now, _Atomic uint64_t *count)
 {
     uint64_t budget = atomic_load_explicit(&p->spin, memory_order_relaxed);
     if (!budget || now < quiet_end(atomic_load_explicit(&p->quiet, memory_order_relaxed))) return 0;
+    note_preemptions(p);
     atomic_fetch_add_explicit(count, 1, memory_order_relaxed);
     return budget;
 }
 
 /* One look at the clock in a polling loop that began at t0 and last looked at *last: false
- * when the polling should end (its time is up, or the thread was late: then the pool goes
- * quiet). */
+ * when the polling should end (its time is up, or the thread was late and preempted: then the
+ * pool goes quiet). */
 static bool keep_polling(cf_pool *p, uint64_t t0, uint64_t *last, uint64_t budget)
 {
     uint64_t now = pool_now(p);
-    if (now - *last > CF_POOL_LATE_NS) {
-        pool_go_quiet(p, now);
-        return false;
-    }
+    if (now - *last > CF_POOL_LATE_NS && pool_go_quiet(p, now)) return false;
     *last = now;
     return now - t0 <= budget;
 }
@@ -219,6 +256,7 @@ cfnet_status cf_pool_create(const cf_allocator *a, int threads, cf_pool **out)
     cf_platform_keep_self_loaded();
     atomic_store(&p->spin, default_spin_ns(threads));
     atomic_store_explicit(&p->clock, cf_platform_now_ns, memory_order_relaxed);
+    atomic_store_explicit(&p->preemptions, cf_platform_thread_preemptions, memory_order_relaxed);
     p->workers = cf_alloc_zero(a, (size_t)threads - 1, sizeof *p->workers);
     if (!p->workers) {
         cf_free(p);
@@ -274,6 +312,13 @@ void cf_pool_set_clock(cf_pool *p, uint64_t (*clock)(void))
 {
     if (p)
         atomic_store_explicit(&p->clock, clock ? clock : cf_platform_now_ns,
+                              memory_order_relaxed);
+}
+
+void cf_pool_set_preemptions(cf_pool *p, int64_t (*count)(void))
+{
+    if (p)
+        atomic_store_explicit(&p->preemptions, count ? count : cf_platform_thread_preemptions,
                               memory_order_relaxed);
 }
 

@@ -40,13 +40,15 @@ int cf_pool_threads(const cf_pool *p);
  * NULL. */
 void cf_pool_set_spin_ns(cf_pool *p, uint64_t ns);
 uint64_t cf_pool_spin_ns(const cf_pool *p);
-/* A thread found late while polling (off its processor: the machine is busy) stops all
- * polling of the pool for a quiet spell: 100 ms, doubled up to 1.6 s while the pool is late
- * again soon after each spell (pool.c). For tests: the clock the pool reads (NULL: the
- * monotonic clock, cf_platform_now_ns), and the polling waits begun so far by the workers
- * (for the next job) and by callers (for their job's end), and the quiet spells begun (all 0
- * for NULL). */
+/* A thread found late while polling and preempted meanwhile (off its processor for another
+ * thread: the machine is busy) stops all polling of the pool for a quiet spell: 100 ms, doubled
+ * up to 1.6 s while the pool is late again soon after each spell (pool.c). For tests: the clock
+ * the pool reads (NULL: the monotonic clock, cf_platform_now_ns), the calling thread's count of
+ * preemptions it reads (NULL: cf_platform_thread_preemptions; a count below 0 means unknown,
+ * and every late look counts), and the polling waits begun so far by the workers (for the next
+ * job) and by callers (for their job's end), and the quiet spells begun (all 0 for NULL). */
 void cf_pool_set_clock(cf_pool *p, uint64_t (*clock)(void));
+void cf_pool_set_preemptions(cf_pool *p, int64_t (*count)(void));
 void cf_pool_poll_stats(const cf_pool *p, uint64_t *worker_polls, uint64_t *caller_polls,
                         uint64_t *quiets);
 

@@ -177,6 +177,11 @@ int cf_platform_cpu_count(void);
 /* Monotonic clock in nanoseconds, for bounded spin-waits. */
 uint64_t cf_platform_now_ns(void);
 
+/* Times the calling thread was taken off its processor for another thread of the machine
+ * (involuntary context switches: getrusage RUSAGE_THREAD's ru_nivcsw), or -1 where the system
+ * cannot tell. Time the virtual machine's host takes the processor away is not counted. */
+int64_t cf_platform_thread_preemptions(void);
+
 /* Tells the CPU that the caller is spin-waiting (x86 `pause`, Arm `yield`; nothing elsewhere). */
 static inline void cf_cpu_relax(void)
 {
