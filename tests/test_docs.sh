@@ -6,7 +6,8 @@
 #      Python example ("<!-- tested: readme-python") runs.
 #   1d. Calls of the C API written in README.md and docs/*.md pass the header's number of
 #      arguments (tests/docs_calls.py).
-#   1f. Relative links between the pages resolve, #anchors included (tests/docs_links.py).
+#   1f. Relative links between the pages resolve, #anchors included, and line anchors (#L12)
+#       of other files (tests/docs_links.py).
 #   2. If doxygen is installed: the API reference builds from the header (docs/Doxyfile) with
 #      every public function documented and no documentation warnings.
 # Environment (set by `make check`): CFNET_LIBDIR, CFNET_SANITIZE, CFNET_BUILD, CC.
@@ -160,22 +161,41 @@ Text.
 [bad7][r]
 [bad8](bad8.md (title))
 [bad9](bad 9.md)
+[ok7](code.c#L2)
+[ok8](<code.c#L1-L3> "title")
+[ok9][c]
+[bad10](code.c#L4)
+[bad11](code.c#L2-L9)
+[bad12](code.c#main)
+[bad13](code.c#L3-L1)
+[bad14](code.c#L0)
+[bad15](docs#L1)
+[bad16](blob.bin#L1)
 
 [r]: bad7.md
+[c]: code.c#L3
 EOF
+# Links to a file that is not Markdown: a #fragment is a line anchor within the file's lines
+# (the last line here has no newline).
+printf 'int a;\nint b;\nint c;' >"$tmp/links/code.c"
+printf 'x\000y\n' >"$tmp/links/blob.bin"
 slugs_out=$(cd "$tmp/links" && "$docs_py" "$top/tests/docs_links.py" slugs.md 2>&1) &&
     fail "tests/docs_links.py accepted the broken links of slugs.md"
 for id in "#lifting-z²--p4" "#inside-a-list-fence" "#indented-code-heading" "#in-a-comment" \
     "bad5.md: no such" "bad6.md: no such" "bad7.md: no such" "bad8.md: no such" \
-    "cannot read: ](bad 9.md)"; do
+    "cannot read: ](bad 9.md)" "code.c#L4: #L4: code.c has 3 lines" \
+    "code.c#L2-L9: #L2-L9: code.c has 3 lines" "#main is not a line anchor" \
+    "#L3-L1: the range ends before it starts" "#L0 is not a line anchor" \
+    "docs#L1: docs is a folder" "blob.bin#L1: blob.bin is a binary file"; do
     case $slugs_out in *"$id"*) ;; *) fail "tests/docs_links.py did not name $id: $slugs_out" ;; esac
 done
-[ "$(printf '%s\n' "$slugs_out" | wc -l)" -eq 9 ] ||
+[ "$(printf '%s\n' "$slugs_out" | wc -l)" -eq 16 ] ||
     fail "tests/docs_links.py rejected good links of slugs.md: $slugs_out"
 pages="README.md docs/*.md docs/results/*/*.md python/README.md bindings/julia/README.md SECURITY.md CHANGELOG.md"
 # shellcheck disable=SC2086
 "$docs_py" tests/docs_links.py $pages || fail "links in the documentation"
 echo "test_docs: the links between the pages resolve"
+
 
 # 2. The API reference.
 if ! command -v doxygen >/dev/null 2>&1; then
