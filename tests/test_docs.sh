@@ -8,6 +8,7 @@
 #      arguments (tests/docs_calls.py).
 #   1f. Relative links between the pages resolve, #anchors included, and line anchors (#L12)
 #       of other files (tests/docs_links.py).
+#   1g. Commands that run Python from a checkout set CFNET_LIBRARY (tests/docs_checkout_python.py).
 #   2. If doxygen is installed: the API reference builds from the header (docs/Doxyfile) with
 #      every public function documented and no documentation warnings.
 # Environment (set by `make check`): CFNET_LIBDIR, CFNET_SANITIZE, CFNET_BUILD, CC.
@@ -196,6 +197,40 @@ pages="README.md docs/*.md docs/results/*/*.md python/README.md bindings/julia/R
 "$docs_py" tests/docs_links.py $pages || fail "links in the documentation"
 echo "test_docs: the links between the pages resolve"
 
+# 1g. Every command of the pages that runs Python from a checkout (examples/python, python/tests)
+# chooses the library just built with CFNET_LIBRARY, and passes it to the ranks under mpirun
+# (tests/docs_checkout_python.py): an installed libcfnet that pkg-config finds comes first
+# otherwise. The checker first names the commands of a page that do not.
+mkdir "$tmp/py"
+cat >"$tmp/py/page.md" <<'EOF'
+Good: `CFNET_LIBRARY=$PWD/lib/libcfnet.so /usr/bin/python3 examples/python/train.py`,
+`CFNET_LIBRARY=lib/libcfnet.so mpirun -x CFNET_LIBRARY -np 2 python3 examples/python/mpi_train.py`,
+`examples/python/train.py` (a name, not a command), `python3 -m venv env`.
+
+    export CFNET_LIBRARY=$PWD/lib/libcfnet.so PYTHONPATH=$PWD/python
+    /usr/bin/python3 examples/python/train.py
+
+Bad: `mpirun -np 2 /usr/bin/python3 examples/python/bad1.py`,
+`CFNET_LIBRARY=lib/libcfnet.so mpirun -np 2 python3 examples/python/bad2.py`,
+`PYTHONPATH=python /usr/bin/python3 -m unittest discover -s python/tests -p bad3.py`.
+
+```sh
+/usr/bin/python3 examples/python/bad4.py   # the export above is in another block
+```
+
+<!-- `python3 examples/python/in-a-comment.py` -->
+EOF
+py_out=$("$docs_py" tests/docs_checkout_python.py "$tmp/py/page.md" 2>&1) &&
+    fail "tests/docs_checkout_python.py accepted commands without CFNET_LIBRARY"
+for id in "bad1.py\` sets no CFNET_LIBRARY" "bad2.py\` does not pass CFNET_LIBRARY to the ranks" \
+    "bad3.py\` sets no" "bad4.py   # the export above is in another block\` sets no"; do
+    case $py_out in *"$id"*) ;; *) fail "tests/docs_checkout_python.py did not name $id: $py_out" ;; esac
+done
+[ "$(printf '%s\n' "$py_out" | wc -l)" -eq 4 ] ||
+    fail "tests/docs_checkout_python.py rejected good commands: $py_out"
+"$docs_py" tests/docs_checkout_python.py README.md docs/*.md python/README.md ||
+    fail "commands running Python from a checkout without CFNET_LIBRARY"
+echo "test_docs: the commands that run Python from a checkout set CFNET_LIBRARY"
 
 # 2. The API reference.
 if ! command -v doxygen >/dev/null 2>&1; then
