@@ -8,8 +8,11 @@ heading of the target page (or of the page itself), as GitHub makes it (github-s
 heading's rendered text (code spans' contents, a link's text, entities decoded, no tags, no
 emphasis marks) in lower case, without the characters that are not letters, marks, decimal
 digits, `_`, `-` or spaces (so `²`, `×`, `–`, `§` go, `µ` stays), spaces as `-`, and `-1`, `-2`,
-... after a repeated anchor. A `](` that starts no link this reads is an error too, so that no
-link is skipped unseen. Prints one line per bad link; exit status 1 if there is one.
+... after a repeated anchor. On a link to any other file (source, data, a script: GitHub shows
+it as numbered lines) a #fragment must be a line anchor of lines the file has, #L12 or
+#L12-L20 (first <= last); a folder or a binary file (a NUL byte) has none. A `](` that starts
+no link this reads is an error too, so that no link is skipped unseen. Prints one line per bad
+link; exit status 1 if there is one.
 """
 import html
 import os
@@ -121,7 +124,35 @@ def check(page, target, line):
         print("%s:%d: link to %s: %s has no heading with the anchor #%s"
               % (page, line, target, dest, frag))
         return 1
+    if frag and not dest.endswith(".md"):
+        why = line_anchor_error(dest, frag)
+        if why:
+            print("%s:%d: link to %s: %s" % (page, line, target, why))
+            return 1
     return 0
+
+
+def line_anchor_error(dest, frag):
+    """What is wrong with the #fragment of a link to a file that GitHub shows as source (not a
+    Markdown page), or None: it must be a line anchor, #L12 or #L12-L20, of lines the file has
+    (first <= last)."""
+    m = re.fullmatch(r"L([1-9][0-9]*)(?:-L([1-9][0-9]*))?", frag)
+    if os.path.isdir(dest):
+        return "%s is a folder: a #fragment names nothing in it" % dest
+    if not m:
+        return ("#%s is not a line anchor (#L12 or #L12-L20), the only fragment of a file "
+                "that is not Markdown" % frag)
+    with open(dest, "rb") as f:
+        data = f.read()
+    if b"\0" in data:
+        return "%s is a binary file: it has no lines for #%s" % (dest, frag)
+    lines = data.count(b"\n") + (1 if data and not data.endswith(b"\n") else 0)
+    first, last = int(m.group(1)), int(m.group(2) or m.group(1))
+    if last < first:
+        return "#%s: the range ends before it starts" % frag
+    if last > lines:
+        return "#%s: %s has %d line%s" % (frag, dest, lines, "" if lines == 1 else "s")
+    return None
 
 
 def main(pages):

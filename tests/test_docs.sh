@@ -6,7 +6,9 @@
 #      Python example ("<!-- tested: readme-python") runs.
 #   1d. Calls of the C API written in README.md and docs/*.md pass the header's number of
 #      arguments (tests/docs_calls.py).
-#   1f. Relative links between the pages resolve, #anchors included (tests/docs_links.py).
+#   1f. Relative links between the pages resolve, #anchors included, and line anchors (#L12)
+#       of other files (tests/docs_links.py).
+#   1g. Commands that run Python from a checkout set CFNET_LIBRARY (tests/docs_checkout_python.py).
 #   2. If doxygen is installed: the API reference builds from the header (docs/Doxyfile) with
 #      every public function documented and no documentation warnings.
 # Environment (set by `make check`): CFNET_LIBDIR, CFNET_SANITIZE, CFNET_BUILD, CC.
@@ -160,22 +162,75 @@ Text.
 [bad7][r]
 [bad8](bad8.md (title))
 [bad9](bad 9.md)
+[ok7](code.c#L2)
+[ok8](<code.c#L1-L3> "title")
+[ok9][c]
+[bad10](code.c#L4)
+[bad11](code.c#L2-L9)
+[bad12](code.c#main)
+[bad13](code.c#L3-L1)
+[bad14](code.c#L0)
+[bad15](docs#L1)
+[bad16](blob.bin#L1)
 
 [r]: bad7.md
+[c]: code.c#L3
 EOF
+# Links to a file that is not Markdown: a #fragment is a line anchor within the file's lines
+# (the last line here has no newline).
+printf 'int a;\nint b;\nint c;' >"$tmp/links/code.c"
+printf 'x\000y\n' >"$tmp/links/blob.bin"
 slugs_out=$(cd "$tmp/links" && "$docs_py" "$top/tests/docs_links.py" slugs.md 2>&1) &&
     fail "tests/docs_links.py accepted the broken links of slugs.md"
 for id in "#lifting-z²--p4" "#inside-a-list-fence" "#indented-code-heading" "#in-a-comment" \
     "bad5.md: no such" "bad6.md: no such" "bad7.md: no such" "bad8.md: no such" \
-    "cannot read: ](bad 9.md)"; do
+    "cannot read: ](bad 9.md)" "code.c#L4: #L4: code.c has 3 lines" \
+    "code.c#L2-L9: #L2-L9: code.c has 3 lines" "#main is not a line anchor" \
+    "#L3-L1: the range ends before it starts" "#L0 is not a line anchor" \
+    "docs#L1: docs is a folder" "blob.bin#L1: blob.bin is a binary file"; do
     case $slugs_out in *"$id"*) ;; *) fail "tests/docs_links.py did not name $id: $slugs_out" ;; esac
 done
-[ "$(printf '%s\n' "$slugs_out" | wc -l)" -eq 9 ] ||
+[ "$(printf '%s\n' "$slugs_out" | wc -l)" -eq 16 ] ||
     fail "tests/docs_links.py rejected good links of slugs.md: $slugs_out"
 pages="README.md docs/*.md docs/results/*/*.md python/README.md bindings/julia/README.md SECURITY.md CHANGELOG.md"
 # shellcheck disable=SC2086
 "$docs_py" tests/docs_links.py $pages || fail "links in the documentation"
 echo "test_docs: the links between the pages resolve"
+
+# 1g. Every command of the pages that runs Python from a checkout (examples/python, python/tests)
+# chooses the library just built with CFNET_LIBRARY, and passes it to the ranks under mpirun
+# (tests/docs_checkout_python.py): an installed libcfnet that pkg-config finds comes first
+# otherwise. The checker first names the commands of a page that do not.
+mkdir "$tmp/py"
+cat >"$tmp/py/page.md" <<'EOF'
+Good: `CFNET_LIBRARY=$PWD/lib/libcfnet.so /usr/bin/python3 examples/python/train.py`,
+`CFNET_LIBRARY=lib/libcfnet.so mpirun -x CFNET_LIBRARY -np 2 python3 examples/python/mpi_train.py`,
+`examples/python/train.py` (a name, not a command), `python3 -m venv env`.
+
+    export CFNET_LIBRARY=$PWD/lib/libcfnet.so PYTHONPATH=$PWD/python
+    /usr/bin/python3 examples/python/train.py
+
+Bad: `mpirun -np 2 /usr/bin/python3 examples/python/bad1.py`,
+`CFNET_LIBRARY=lib/libcfnet.so mpirun -np 2 python3 examples/python/bad2.py`,
+`PYTHONPATH=python /usr/bin/python3 -m unittest discover -s python/tests -p bad3.py`.
+
+```sh
+/usr/bin/python3 examples/python/bad4.py   # the export above is in another block
+```
+
+<!-- `python3 examples/python/in-a-comment.py` -->
+EOF
+py_out=$("$docs_py" tests/docs_checkout_python.py "$tmp/py/page.md" 2>&1) &&
+    fail "tests/docs_checkout_python.py accepted commands without CFNET_LIBRARY"
+for id in "bad1.py\` sets no CFNET_LIBRARY" "bad2.py\` does not pass CFNET_LIBRARY to the ranks" \
+    "bad3.py\` sets no" "bad4.py   # the export above is in another block\` sets no"; do
+    case $py_out in *"$id"*) ;; *) fail "tests/docs_checkout_python.py did not name $id: $py_out" ;; esac
+done
+[ "$(printf '%s\n' "$py_out" | wc -l)" -eq 4 ] ||
+    fail "tests/docs_checkout_python.py rejected good commands: $py_out"
+"$docs_py" tests/docs_checkout_python.py README.md docs/*.md python/README.md ||
+    fail "commands running Python from a checkout without CFNET_LIBRARY"
+echo "test_docs: the commands that run Python from a checkout set CFNET_LIBRARY"
 
 # 2. The API reference.
 if ! command -v doxygen >/dev/null 2>&1; then

@@ -2,7 +2,10 @@
 """Data-parallel training from Python with mpi4py (Debian: python3-mpi4py) — no MPI code in
 libcfnet or its binding: the network's sum hook calls mpi4py's Allreduce.
 
-    mpirun -np 2 /usr/bin/python3 examples/python/mpi_train.py [OUT.npy]
+    export CFNET_LIBRARY=$PWD/lib/libcfnet.so
+    mpirun -x CFNET_LIBRARY -np 2 /usr/bin/python3 examples/python/mpi_train.py [OUT.npy]
+
+from the repository root after `make` (`-x` passes CFNET_LIBRARY on to every rank).
 
 Every rank builds the same network (same seed), rank 0's weights are broadcast, then every step
 each rank trains on its share of the global batch of 50. With OUT.npy, rank 0 saves every

@@ -10,6 +10,12 @@ The library is looked up, in order, at:
 4. the build tree: ``lib/`` next to the ``python/`` directory that holds this package;
 5. the dynamic linker's own search (``ctypes.util.find_library("cfnet")``).
 
+The first usable one is loaded. A candidate that is not a loadable library, or a libcfnet this
+binding cannot use (another major version, an older minor version, or lacking a function of
+those versions), is passed over for the next one; when none is usable, the error names each
+candidate and why it was refused. ``$CFNET_LIBRARY`` is the exception: the user chose it, so
+if it is unusable that is the error, and nothing else is tried.
+
 Nothing is loaded at import time: the first call that needs the library loads it, so modules
 that do not need it (and ``import cfnet`` itself) work without libcfnet.
 """
@@ -182,6 +188,22 @@ PROTOTYPES = {
     "cfnet_network_set_interrupt": (_status, [_handle, ctypes.c_void_p, ctypes.c_void_p]),
 }
 
+# The functions of PROTOTYPES added after 0.1 (src/cfnet.map's later nodes), by the version
+# that brought them. A library must export every other one (those of API_VERSION and before):
+# one that lacks any is refused; one of these missing raises UnsupportedError when called.
+SINCE = dict.fromkeys((
+    "cfnet_family_name", "cfnet_family_parse", "cfnet_network_create_classifier",
+    "cfnet_network_multiply_adds", "cfnet_network_train_epoch", "cfnet_network_set_metadata",
+    "cfnet_network_get_metadata", "cfnet_network_metadata_count", "cfnet_network_metadata_at",
+    "cfnet_network_export_onnx", "cfnet_network_export_onnx_buffer", "cfnet_layer_kind_count",
+    "cfnet_option_name", "cfnet_option_bounds", "cfnet_option_default",
+    "cfnet_option_is_integer", "cfnet_layer_p4m_lift_create", "cfnet_layer_p4m_conv_create",
+    "cfnet_layer_p4m_dft_magnitude_create", "cfnet_network_invariance_ex",
+    "cfnet_network_set_sum_hook", "cfnet_network_set_batch_position", "cfnet_network_gradients",
+    "cfnet_layer_conic_conv_mirror_create", "cfnet_network_init_normal",
+    "cfnet_tensor_wrap_const", "cfnet_network_set_interrupt", "cfnet_network_prepare_image",
+    "cfnet_remove_stale_temporaries"), (0, 2))
+
 # cfnet_progress_fn
 PROGRESS_FN = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_void_p, ctypes.c_int64, ctypes.c_int64,
                                ctypes.c_double, ctypes.c_double)
@@ -228,10 +250,12 @@ _lib = None
 
 
 def _candidates():
+    """Yields (where, path, note): a library to try, or (where, None, note) for a place that
+    names none (said in the error when no candidate is usable)."""
     env = os.environ.get("CFNET_LIBRARY")
     if env:
         # An explicit choice is final: a wrong path is an error, not a reason to look elsewhere.
-        yield "CFNET_LIBRARY", env
+        yield "CFNET_LIBRARY", env, None
         return
     if shutil.which("pkg-config"):
         try:
@@ -239,9 +263,13 @@ def _candidates():
                                  capture_output=True, text=True, timeout=30)
             libdir = out.stdout.strip()
             if out.returncode == 0 and libdir:
-                yield "pkg-config", os.path.join(libdir, "libcfnet.so")
-        except (OSError, subprocess.SubprocessError):
-            pass
+                yield "pkg-config", os.path.join(libdir, "libcfnet.so"), None
+            else:
+                yield "pkg-config", None, "no cfnet package"
+        except (OSError, subprocess.SubprocessError) as e:
+            yield "pkg-config", None, "failed: %s" % e
+    else:
+        yield "pkg-config", None, "not installed"
     here = os.path.dirname(os.path.abspath(__file__))
     # PREFIX/lib/pythonX.Y/site-packages/cfnet -> PREFIX/lib, where `make install PREFIX=...`
     # put the library (so that a prefix outside pkg-config's search path needs no setting).
@@ -249,11 +277,24 @@ def _candidates():
     pydir = os.path.dirname(site)
     if (os.path.basename(site) in ("site-packages", "dist-packages")
             and os.path.basename(pydir).startswith("python")):
-        yield "installed prefix", os.path.join(os.path.dirname(pydir), "libcfnet.so")
-    yield "build tree", os.path.join(here, os.pardir, os.pardir, "lib", "libcfnet.so")
+        yield "installed prefix", os.path.join(os.path.dirname(pydir), "libcfnet.so"), None
+    yield "build tree", os.path.normpath(os.path.join(here, os.pardir, os.pardir, "lib",
+                                                      "libcfnet.so")), None
     found = ctypes.util.find_library("cfnet")
     if found:
-        yield "system", found
+        yield "system", found, None
+    else:
+        yield "system", None, "none on the dynamic linker's search path"
+
+
+def _close(cdll):
+    """Unloads a refused library, so that a later candidate of the same soname is not
+    answered with it (best effort: nothing of it is in use)."""
+    try:
+        import _ctypes
+        _ctypes.dlclose(cdll._handle)
+    except (ImportError, AttributeError, OSError):
+        pass
 
 
 def load():
@@ -265,32 +306,52 @@ def load():
         if _lib is not None:
             return _lib
         tried = []
-        for where, path in _candidates():
-            if where != "system" and where != "CFNET_LIBRARY" and not os.path.exists(path):
+        for where, path, note in _candidates():
+            if path is None:
+                tried.append("%s: %s" % (where, note))
+                continue
+            if where not in ("system", "CFNET_LIBRARY") and not os.path.exists(path):
                 tried.append("%s: %s (absent)" % (where, path))
                 continue
             try:
                 cdll = ctypes.CDLL(path)
             except OSError as e:
-                tried.append("%s: %s (%s)" % (where, path, e))
-                if where == "CFNET_LIBRARY":
-                    break
-                continue
-            lib = _Lib(cdll, os.path.realpath(path) if os.path.exists(path) else path)
-            _check_version(lib)
-            _lib = lib
-            return _lib
-        raise OSError("libcfnet not found; set CFNET_LIBRARY to the path of libcfnet.so. Tried: "
+                why = "not loadable: %s" % e
+            else:
+                lib = _Lib(cdll, os.path.realpath(path) if os.path.exists(path) else path)
+                why = _refusal(lib)
+                if why is None:
+                    _lib = lib
+                    return _lib
+                _close(cdll)
+            if where == "CFNET_LIBRARY":
+                raise OSError("CFNET_LIBRARY=%s: %s (unset CFNET_LIBRARY to search pkg-config, "
+                              "the build tree and the system)" % (path, why))
+            tried.append("%s: %s (%s)" % (where, path, why))
+        raise OSError("no usable libcfnet; set CFNET_LIBRARY to the path of libcfnet.so. Tried: "
                       + "; ".join(tried))
 
 
-def _check_version(lib):
+def _refusal(lib):
+    """Why this binding cannot use the library (None if it can): no version functions, another
+    major version or an older minor version than API_VERSION, or a function of the API
+    versions up to API_VERSION missing (see SINCE)."""
+    for name in ("cfnet_version_number", "cfnet_version_string"):
+        if name in lib._missing:
+            return "does not export %s: not a libcfnet" % name
     v = lib.cfnet_version_number()
     major, minor = v // 10000, v // 100 % 100
+    text = lib.cfnet_version_string()
+    text = text.decode("utf-8", "replace") if text else "%d.%d.%d" % (major, minor, v % 100)
     if major != API_VERSION[0] or minor < API_VERSION[1]:
-        raise OSError("libcfnet at %s is version %s; this binding needs %d.x with x >= %d"
-                      % (lib.path, lib.cfnet_version_string().decode(), API_VERSION[0],
-                         API_VERSION[1]))
+        return ("version %s; this binding needs %d.x with x >= %d"
+                % (text, API_VERSION[0], API_VERSION[1]))
+    lacking = [n for n in lib._missing if SINCE.get(n, (0, 1)) <= API_VERSION]
+    if lacking:
+        return ("version %s lacks %d function%s of %d.%d: %s%s"
+                % (text, len(lacking), "s" if len(lacking) > 1 else "", API_VERSION[0],
+                   API_VERSION[1], ", ".join(lacking[:3]), ", ..." if len(lacking) > 3 else ""))
+    return None
 
 
 # Live handles created through this binding, by kind: a debugging aid and the basis of the

@@ -124,6 +124,132 @@ class LibraryTest(unittest.TestCase):
             if os.path.exists(tree):
                 self.assertEqual(r.stdout.strip(), os.path.realpath(tree), r.stderr)
 
+    def test_since_table_matches_the_version_script(self):
+        # _lib.SINCE (the functions a 0.1 library may lack) is src/cfnet.map's later nodes.
+        with open(os.path.join(REPO, "src", "cfnet.map")) as f:
+            text = f.read()
+        want = {}
+        for node, body in re.findall(r"CFNET_(\d+\.\d+) \{(.*?)\}", text, re.S):
+            if node != "0.1":
+                for name in re.findall(r"\b(cfnet_\w+);", body):
+                    if name in cfnet._lib.PROTOTYPES:
+                        want[name] = tuple(int(x) for x in node.split("."))
+        self.assertEqual(cfnet._lib.SINCE, want)
+
+
+def compiler():
+    for cc in (os.environ.get("CC", "").split() or [None])[:1] + ["cc", "gcc", "clang"]:
+        if cc and shutil.which(cc):
+            return cc
+    return None
+
+
+OLD_LIB_C = """
+unsigned cfnet_version_number(void) { return %d; }
+const char *cfnet_version_string(void) { return "%s"; }
+"""
+
+
+class FallbackTest(unittest.TestCase):
+    """A libcfnet that pkg-config names but that the binding cannot use (an older version, one
+    lacking functions, a file that is no library) is passed over for the next candidate, here
+    the build tree of a copy of the package; with none usable, the error names each candidate
+    and why it was refused. An unusable $CFNET_LIBRARY stays an error."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.tmp = tempfile.TemporaryDirectory()
+        d = cls.tmp.name
+        cc = compiler()
+        if cc is None:
+            raise unittest.SkipTest("no C compiler to build the old libraries")
+        # tree/python/cfnet: a copy of the package whose "build tree" is tree/lib
+        cls.tree = os.path.join(d, "tree")
+        shutil.copytree(os.path.join(REPO, "python", "cfnet"),
+                        os.path.join(cls.tree, "python", "cfnet"),
+                        ignore=shutil.ignore_patterns("__pycache__"))
+        cls.dirs = {}
+        for name, number, text in (("old", 9, "0.0.9"), ("major", 10000, "1.0.0"),
+                                   ("lacking", 100, "0.1.0")):
+            libdir = os.path.join(d, name)
+            os.mkdir(libdir)
+            src = os.path.join(d, name + ".c")
+            with open(src, "w") as f:
+                f.write(OLD_LIB_C % (number, text))
+            subprocess.run([cc, "-shared", "-fPIC", "-o", os.path.join(libdir, "libcfnet.so"),
+                            src], check=True, timeout=120)
+            cls.dirs[name] = libdir
+        libdir = os.path.join(d, "text")
+        os.mkdir(libdir)
+        with open(os.path.join(libdir, "libcfnet.so"), "w") as f:
+            f.write("INPUT(-lcfnet_not_a_library)\n")
+        cls.dirs["text"] = libdir
+        cls.bin = os.path.join(d, "bin")
+        os.mkdir(cls.bin)
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.tmp.cleanup()
+
+    def run_tree(self, libdir, build_tree, cfnet_library=None):
+        """cfnet.library_path() of the package copy, with a pkg-config on PATH that names
+        libdir; the copy's build tree holds the library under test when build_tree."""
+        pc = os.path.join(self.bin, "pkg-config")
+        with open(pc, "w") as f:
+            f.write("#!/bin/sh\n[ \"$*\" = \"--variable=libdir cfnet\" ] || exit 1\n"
+                    "echo '%s'\n" % libdir)
+        os.chmod(pc, 0o755)
+        lib = os.path.join(self.tree, "lib")
+        shutil.rmtree(lib, ignore_errors=True)
+        if build_tree:
+            os.mkdir(lib)
+            shutil.copy(os.environ["CFNET_LIBRARY"], os.path.join(lib, "libcfnet.so"))
+        env = {k: v for k, v in os.environ.items() if k != "CFNET_LIBRARY"}
+        if cfnet_library:
+            env["CFNET_LIBRARY"] = cfnet_library
+        env["PATH"] = self.bin + os.pathsep + env.get("PATH", "")
+        env["PYTHONPATH"] = os.path.join(self.tree, "python")
+        code = ("import os, cfnet\ntry:\n    print('OK', os.path.realpath(cfnet.library_path()))"
+                "\nexcept OSError as e:\n    print('OSError', e)\n")
+        r = run_python(code, env)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        return r.stdout.strip()
+
+    def test_unusable_pkg_config_library_falls_back_to_the_build_tree(self):
+        tree = os.path.realpath(os.path.join(self.tree, "lib", "libcfnet.so"))
+        for name in ("old", "major", "lacking", "text"):
+            with self.subTest(name):
+                self.assertEqual(self.run_tree(self.dirs[name], True), "OK " + tree)
+
+    def test_error_names_every_candidate_and_why(self):
+        import ctypes.util
+        if ctypes.util.find_library("cfnet"):
+            self.skipTest("a libcfnet on the dynamic linker's path would be found last")
+        old = os.path.join(self.dirs["old"], "libcfnet.so")
+        out = self.run_tree(self.dirs["old"], False)
+        self.assertTrue(out.startswith("OSError no usable libcfnet"), out)
+        self.assertIn("pkg-config: %s (version 0.0.9; this binding needs 0.x with x >= 1)" % old,
+                      out)
+        self.assertIn("build tree: ", out)
+        self.assertIn("lib/libcfnet.so (absent)", out)
+        self.assertIn("system: none on the dynamic linker's search path", out)
+        for name, why in (("major", "version 1.0.0; this binding needs 0.x"),
+                          ("lacking", "version 0.1.0 lacks "),
+                          ("text", "not loadable: ")):
+            out = self.run_tree(self.dirs[name], False)
+            self.assertIn("pkg-config: %s (%s"
+                          % (os.path.join(self.dirs[name], "libcfnet.so"), why), out)
+
+    def test_unusable_cfnet_library_is_an_error(self):
+        # The build tree holds a good library, but the user asked for another.
+        for name, why in (("old", "version 0.0.9"), ("lacking", "lacks "),
+                          ("text", "not loadable")):
+            with self.subTest(name):
+                path = os.path.join(self.dirs[name], "libcfnet.so")
+                out = self.run_tree(self.dirs["old"], True, cfnet_library=path)
+                self.assertTrue(out.startswith("OSError CFNET_LIBRARY=%s: " % path), out)
+                self.assertIn(why, out)
+
 
 if __name__ == "__main__":
     unittest.main()
