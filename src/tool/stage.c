@@ -140,9 +140,14 @@ int stage_open(tool_stage *st, const tool_stage_how *how, const char *dir)
             closedir(dp);
         }
         if (!dp || used) {
-            int u = refuse(how, 0, "%s: %s; %s a new or empty folder (remove it or give another "
-                           "DIR)", dir, dp ? "the folder is not empty" : strerror(errno),
-                           how->purpose);
+            /* a folder that cannot be read for the machine's sake (no descriptor or memory
+             * left, an I/O error): an error (status 1), not a refusal of the name given */
+            int e = dp ? 0 : errno;
+            int u = tool_env_errno(e)
+                        ? refuse(how, e, "%s: cannot read the folder: %s", dir, strerror(e))
+                        : refuse(how, e, "%s: %s; %s a new or empty folder (remove it or give "
+                                 "another DIR)", dir, dp ? "the folder is not empty" : strerror(e),
+                                 how->purpose);
             free(target);
             return u;
         }
