@@ -469,6 +469,17 @@ if command -v strace >/dev/null 2>&1 && strace -o /dev/null true 2>/dev/null; th
     expect 0 "removed 1 staging folder .*that killed runs left" \
         "$cfnet" crop "$out/f16.tif" "$out/m32.tif" -o "$out/closekill/x" --size 16
     test "$(ls -A "$out/closekill")" = "x" || fail "beside a run killed while removing its staging folder: $(ls -A "$out/closekill")"
+    # an existing empty DIR that cannot be read for the machine's sake (no file descriptor left:
+    # EMFILE injected into its opendir): an error (status 1), not a usage error (it was 'cfnet
+    # crop: --output: DIR: Too many open files; crop writes into a new or empty folder ...', the
+    # pointer to --help and status 2); nothing is made beside it
+    mkdir -p "$out/emfile/x"
+    expect 1 "^cfnet: error: --output: .*emfile/x: cannot read the folder: Too many open files$" \
+        env ASAN_OPTIONS="${ASAN_OPTIONS:+$ASAN_OPTIONS:}detect_leaks=0" strace -f -o "$out/emfile.strace" \
+        -P "$out/emfile/x" -e trace=openat -e inject=openat:error=EMFILE \
+        "$cfnet" crop "$out/f16.tif" "$out/m32.tif" -o "$out/emfile/x" --size 16
+    lacks "see 'cfnet crop --help'|new or empty folder" "crop -o DIR that cannot be read (EMFILE): said as a usage error"
+    test "$(ls -A "$out/emfile" | tr '\n' ' ')" = "x " || fail "crop -o DIR that cannot be read left: $(ls -A "$out/emfile")"
 else
     skip_env test_cli_crop "a staging folder whose lock another process held" "no strace, or ptrace not allowed"
 fi

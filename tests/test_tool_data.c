@@ -22,7 +22,7 @@
 static char *out_path(const char *name)
 {
     char *d = path_join(tu_outdir(), "tool_data");
-    make_dirs(d);
+    make_dirs(d, NULL);
     char *p = path_join(d, name);
     free(d);
     return p;
@@ -68,8 +68,8 @@ static void metrics_match_hand_computed_values(void **state)
     char *classes[3] = {"a", "b,c", "d"};
     char *csv = out_path("confusion.csv"), *json = out_path("metrics.json");
     tool_out oc, oj;
-    assert_int_equal(out_open(&oc, csv), 0);
-    assert_int_equal(out_open(&oj, json), 0);
+    assert_int_equal(out_open(&oc, csv, NULL), 0);
+    assert_int_equal(out_open(&oj, json, NULL), 0);
     assert_int_equal(metrics_write_confusion_csv(&m, classes, oc.f), 0);
     assert_int_equal(metrics_write_json(&m, classes, oj.f, "model", "data"), 0);
     assert_int_equal(out_commit(&oc), 0);
@@ -272,7 +272,7 @@ static void class_folders_sorted_with_other_files_ignored(void **state)
         char *p = path_join(root, files[i]);
         char *slash = strrchr(p, '/');
         *slash = 0;
-        make_dirs(p);
+        make_dirs(p, NULL);
         *slash = '/';
         write_text(p, "x");
         free(p);
@@ -286,7 +286,7 @@ static void class_folders_sorted_with_other_files_ignored(void **state)
     dataset_free(&ds);
     /* an empty class folder is an error */
     char *empty = path_join(root, "middle");
-    make_dirs(empty);
+    make_dirs(empty, NULL);
     assert_int_equal(dataset_open_labelled(root, &ds, NULL, NULL), -1);
     rmdir(empty);
     free(empty);
@@ -365,14 +365,14 @@ static void outputs_replace_whole_files_and_keep_links_modes_and_pipes(void **st
     char *cmd = xasprintf("rm -rf '%s'", dir);
     assert_int_equal(system(cmd), 0);
     free(cmd);
-    assert_int_equal(make_dirs(dir), 0);
+    assert_int_equal(make_dirs(dir, NULL), 0);
     char *file = path_join(dir, "p.csv"), *link = path_join(dir, "link.csv");
     tool_out o;
 
     /* discarded: the old contents stay, no temporary is left */
     write_text(file, "old\n");
     assert_int_equal(chmod(file, 0600), 0);
-    assert_int_equal(out_open(&o, file), 0);
+    assert_int_equal(out_open(&o, file, NULL), 0);
     fputs("half", o.f);
     out_discard(&o);
     assert_string_equal(read_text(file), "old\n");
@@ -381,7 +381,7 @@ static void outputs_replace_whole_files_and_keep_links_modes_and_pipes(void **st
     /* a leftover temporary of this process id does not block the next output */
     char *stale = xasprintf("%s.tmp.%ld.0", file, (long)getpid());
     write_text(stale, "leftover");
-    assert_int_equal(out_open(&o, file), 0);
+    assert_int_equal(out_open(&o, file, NULL), 0);
     fputs("new\n", o.f);
     assert_int_equal(out_commit(&o), 0);
     assert_string_equal(read_text(file), "new\n");
@@ -394,7 +394,7 @@ static void outputs_replace_whole_files_and_keep_links_modes_and_pipes(void **st
 
     /* through a link: the file it names is replaced, the link stays */
     assert_int_equal(symlink("p.csv", link), 0);
-    assert_int_equal(out_open(&o, link), 0);
+    assert_int_equal(out_open(&o, link, NULL), 0);
     fputs("linked\n", o.f);
     assert_int_equal(out_commit(&o), 0);
     assert_int_equal(lstat(link, &st), 0);
@@ -406,7 +406,7 @@ static void outputs_replace_whole_files_and_keep_links_modes_and_pipes(void **st
     assert_int_equal(mkfifo(fifo, 0600), 0);
     int rfd = open(fifo, O_RDONLY | O_NONBLOCK);
     assert_true(rfd >= 0);
-    assert_int_equal(out_open(&o, fifo), 0);
+    assert_int_equal(out_open(&o, fifo, NULL), 0);
     fputs("through\n", o.f);
     assert_int_equal(out_commit(&o), 0);
     char got[16] = {0};
@@ -416,10 +416,13 @@ static void outputs_replace_whole_files_and_keep_links_modes_and_pipes(void **st
     assert_int_equal(stat(fifo, &st), 0);
     assert_true(S_ISFIFO(st.st_mode));
 
-    /* a folder is refused; so is a name whose folder does not exist */
-    assert_int_equal(out_open(&o, dir), -1);
+    /* a folder is refused; so is a name whose folder does not exist: an error (status 1), or
+     * a usage error of the command named */
+    assert_int_equal(out_open(&o, dir, NULL), EXIT_RUNTIME);
+    assert_int_equal(out_open(&o, dir, "predict"), EXIT_USAGE);
     char *nowhere = path_join(dir, "no/such/p.csv");
-    assert_int_equal(out_open(&o, nowhere), -1);
+    assert_int_equal(out_open(&o, nowhere, NULL), EXIT_RUNTIME);
+    assert_int_equal(out_open(&o, nowhere, "predict"), EXIT_USAGE);
     assert_int_equal(temporaries_in(dir), 0);
 
     /* a signal that ends the process removes its temporary files */
@@ -427,7 +430,7 @@ static void outputs_replace_whole_files_and_keep_links_modes_and_pipes(void **st
     assert_true(pid >= 0);
     if (pid == 0) {
         tool_out a, b;
-        if (out_open(&a, file) != 0 || out_open(&b, link) != 0) _exit(3);
+        if (out_open(&a, file, NULL) != 0 || out_open(&b, link, NULL) != 0) _exit(3);
         fputs("unfinished", a.f);
         raise(SIGTERM);
         _exit(4);

@@ -187,49 +187,32 @@ static int emit_prediction(void *user, const tool_sample *s, const float *p, int
 }
 
 /* An output file must not be a folder, the model or one of the inputs (an image, a manifest, a
- * file given on the command line): the command refuses before reading anything (a usage
- * error, as in train). opt: the option that names the file (predict's -o) or its folder
- * (eval's --out): a folder in its place is said as the other argument errors are; NULL: a
- * plain error. Returns 0 or -1 with a message printed. */
+ * file given on the command line): the command refuses before reading anything, a usage error
+ * of cmd (as in train). opt: the option that names the file (predict's -o) or its folder
+ * (eval's --out). Returns 0, or EXIT_USAGE with a message printed. */
 static int check_output(const char *cmd, const char *opt, const char *out, const char *model,
                         const char *const *inputs, int n_inputs, const tool_dataset *ds)
 {
     if (path_is_dir(out) == 1) {
-        if (opt && !strcmp(cmd, "eval")) /* a report file's name in the folder --out */
-            (void)tool_usage_error(cmd, "%s: %s is a folder, where eval writes a file of that "
-                                   "name; give %s another folder", opt, out, opt);
-        else if (opt)
-            (void)tool_usage_error(cmd, "%s: %s is a folder; give a file name", opt, out);
-        else
-            tool_error("%s: %s is a folder; give a file name", cmd, out);
-        return -1;
+        if (!strcmp(cmd, "eval")) /* a report file's name in the folder --out */
+            return tool_usage_error(cmd, "%s: %s is a folder, where eval writes a file of that "
+                                    "name; give %s another folder", opt, out, opt);
+        return tool_usage_error(cmd, "%s: %s is a folder; give a file name", opt, out);
     }
-    /* the refusals below: usage errors, as a folder in the output's place is */
-    const char *was = opt ? tool_usage_span(cmd) : NULL;
-    const char *o = opt ? opt : cmd; /* "-o: F is the model", as "-o: F is a folder" */
-    int rc = -1;
-    if (same_file(out, model)) {
-        tool_error("%s: %s is the model; refusing to overwrite it (choose another output)", o,
-                   out);
-        goto done;
-    }
+    /* "-o: F is the model", as "-o: F is a folder" */
+    if (same_file(out, model))
+        return tool_usage_error(cmd, "%s: %s is the model; refusing to overwrite it (choose "
+                                "another output)", opt, out);
     for (int i = 0; i < n_inputs; i++)
-        if (same_file(out, inputs[i])) {
-            tool_error("%s: %s is one of the inputs; refusing to overwrite it (choose another "
-                       "output)", o, out);
-            goto done;
-        }
+        if (same_file(out, inputs[i]))
+            return tool_usage_error(cmd, "%s: %s is one of the inputs; refusing to overwrite it "
+                                    "(choose another output)", opt, out);
     int64_t i = dataset_holds(ds, out);
-    if (i >= 0) {
-        tool_error("%s: %s is %s%s; refusing to overwrite it (choose another output)", o, out,
-                   strcmp(out, ds->s[i].path) ? "the input image " : "one of the input images",
-                   strcmp(out, ds->s[i].path) ? ds->s[i].path : "");
-        goto done;
-    }
-    rc = 0;
-done:
-    if (opt) tool_usage_span(was);
-    return rc;
+    if (i < 0) return 0;
+    const int other = strcmp(out, ds->s[i].path) != 0; /* the image named otherwise */
+    return tool_usage_error(cmd, "%s: %s is %s%s; refusing to overwrite it (choose another "
+                            "output)", opt, out, other ? "the input image " : "one of the input "
+                            "images", other ? ds->s[i].path : "");
 }
 
 static int common_opt(int c, const char *cmd, run_opts *o, char **argv)
@@ -361,17 +344,18 @@ int cmd_predict(int argc, char **argv)
      * memory, and rank 0 writes them after its own, so the CSV is in input order. */
     const int rank = tool_mpi_rank(), size = tool_mpi_size();
     tool_dataset part = rank_share(&ds, o.batch);
-    if (rank == 0 && strcmp(output, "-") &&
-        check_output("predict", "-o", output, argv[optind], (const char *const *)(argv + optind + 1),
-                     argc - optind - 1, &ds) != 0) {
-        rc = EXIT_USAGE;
-        goto out_ds;
-    }
-    /* as train's outputs: a folder that does not exist or cannot be written is found from the
-     * arguments, before any image is read (a usage error, like an output that is a folder) */
-    if (rank == 0 && strcmp(output, "-") && check_writable("predict", output) != 0) {
-        rc = tool_usage_span_status(); /* a full disk: an error (1), not a usage error */
-        goto out_ds;
+    if (rank == 0 && strcmp(output, "-")) {
+        const char *const *inputs = (const char *const *)(argv + optind + 1);
+        int refused = check_output("predict", "-o", output, argv[optind], inputs,
+                                   argc - optind - 1, &ds);
+        /* as train's outputs: a folder that does not exist or cannot be written is found from
+         * the arguments, before any image is read (a usage error, like an output that is a
+         * folder; a full disk: an error, status 1) */
+        if (!refused) refused = check_writable("predict", output);
+        if (refused) {
+            rc = refused;
+            goto out_ds;
+        }
     }
     /* The CSV is written whole or not at all: a failure leaves an existing file as it was. */
     char *mem = NULL;
@@ -382,7 +366,7 @@ int cmd_predict(int argc, char **argv)
     if (rank) {
         f = open_memstream(&mem, &memlen);
         if (!f) tool_error("memory stream: %s", strerror(errno));
-    } else if (out_open(&res, output) == 0) {
+    } else if (out_open(&res, output, NULL) == 0) {
         f = res.f;
     }
     if (!f) goto out_ds;
@@ -641,27 +625,17 @@ int cmd_eval(int argc, char **argv)
          * (a file on the way, no permission) or written into is found here, before any image is
          * read: a usage error, as predict -o's and train's outputs (a full disk or a read-only
          * file system: an error, status 1) */
-        rc = EXIT_USAGE;
         new_dir = first_missing_dir(outdir);
-        const char *was = tool_usage_span("eval");
-        int made = make_dirs(outdir);
-        tool_usage_span(was);
-        if (made != 0) {
-            rc = tool_usage_span_status();
-            goto out_ds;
-        }
+        int refused = make_dirs(outdir, "eval");
         for (int i = 0; i < 4; i++) paths[i] = path_join(outdir, EVAL_FILES[i]);
-        for (int i = 0; i < 4; i++)
-            if (check_output("eval", "--out", paths[i], model, &data, 1, &ds) != 0) goto out_ds;
-        int opened = 0;
-        was = tool_usage_span("eval");
-        while (opened < 4 && out_open(&outs[opened], paths[opened]) == 0) opened++;
-        tool_usage_span(was);
-        if (opened < 4) {
-            rc = tool_usage_span_status();
+        for (int i = 0; i < 4 && !refused; i++)
+            refused = check_output("eval", "--out", paths[i], model, &data, 1, &ds);
+        for (int i = 0; i < 4 && !refused; i++)
+            refused = out_open(&outs[i], paths[i], "eval");
+        if (refused) { /* a usage error (2), or a full disk: an error (1) */
+            rc = refused;
             goto out_ds;
         }
-        rc = EXIT_RUNTIME;
         ctx.pred = outs[3].f;
         fprintf(ctx.pred, "path,label,predicted");
         csv_write_names(ctx.pred, info.classes, info.n_classes);

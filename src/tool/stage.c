@@ -16,19 +16,24 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-/* A refusal: a usage error (crop) or an error (synth), as the command has always said it. */
-static int refuse(const tool_stage_how *how, const char *fmt, ...)
-    __attribute__((format(printf, 2, 3)));
-static int refuse(const tool_stage_how *how, const char *fmt, ...)
+/* The command whose usage errors the refusals are (crop), or NULL: errors (synth), as the
+ * command has always said them. */
+static const char *usage_of(const tool_stage_how *how)
+{
+    return how->status == EXIT_USAGE ? how->cmd : NULL;
+}
+
+/* A refusal (tool_refuse), errno e its cause (0: none). */
+static int refuse(const tool_stage_how *how, int e, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static int refuse(const tool_stage_how *how, int e, const char *fmt, ...)
 {
     char msg[2048];
     va_list ap;
     va_start(ap, fmt);
     vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
-    if (how->status == EXIT_USAGE) return tool_usage_error(how->cmd, "%s%s", how->label, msg);
-    tool_error("%s%s", how->label, msg);
-    return how->status;
+    return tool_refuse(usage_of(how), e, "%s%s", how->label, msg);
 }
 
 /* The file a run puts in its staging folder once it holds the folder's lock, naming its host and
@@ -109,13 +114,13 @@ int stage_open(tool_stage *st, const tool_stage_how *how, const char *dir)
     }
     if (isdir == 0) {
         free(target);
-        return refuse(how, "%s exists and is not a folder", dir);
+        return refuse(how, 0, "%s exists and is not a folder", dir);
     }
     /* a link to nothing: refused now, not after every file was written (rename(2) does not
      * put a folder in a link's place) */
     if (isdir != 1 && lstat(target, &lst) == 0 && S_ISLNK(lst.st_mode)) {
         free(target);
-        return refuse(how, "%s is a link to a folder that does not exist (make that folder, or "
+        return refuse(how, 0, "%s is a link to a folder that does not exist (make that folder, or "
                       "give another DIR)", dir);
     }
     /* an existing DIR's mode, group and setgid bit, given to the staging folder that takes its
@@ -135,8 +140,14 @@ int stage_open(tool_stage *st, const tool_stage_how *how, const char *dir)
             closedir(dp);
         }
         if (!dp || used) {
-            int u = refuse(how, "%s: %s; %s a new or empty folder (remove it or give another DIR)",
-                           dir, dp ? "the folder is not empty" : strerror(errno), how->purpose);
+            /* a folder that cannot be read for the machine's sake (no descriptor or memory
+             * left, an I/O error): an error (status 1), not a refusal of the name given */
+            int e = dp ? 0 : errno;
+            int u = tool_env_errno(e)
+                        ? refuse(how, e, "%s: cannot read the folder: %s", dir, strerror(e))
+                        : refuse(how, e, "%s: %s; %s a new or empty folder (remove it or give "
+                                 "another DIR)", dir, dp ? "the folder is not empty" : strerror(e),
+                                 how->purpose);
             free(target);
             return u;
         }
@@ -145,7 +156,7 @@ int stage_open(tool_stage *st, const tool_stage_how *how, const char *dir)
     base = base ? base + 1 : target;
     if (!base[0] || !strcmp(base, ".") || !strcmp(base, "..")) {
         free(target);
-        return refuse(how, "give DIR by its name, not '%s'", dir);
+        return refuse(how, 0, "give DIR by its name, not '%s'", dir);
     }
     /* the current folder by any other name ("$PWD", "../d" from d): the new folder would take
      * its place, and the shell that ran the command would be left in a removed, empty one */
@@ -153,7 +164,7 @@ int stage_open(tool_stage *st, const tool_stage_how *how, const char *dir)
     if (isdir == 1 && st->keep && stat(".", &cst) == 0 && cst.st_dev == dst.st_dev &&
         cst.st_ino == dst.st_ino) {
         free(target);
-        return refuse(how, "%s is the current folder, which the new folder would replace; run "
+        return refuse(how, 0, "%s is the current folder, which the new folder would replace; run "
                       "the command from another folder", dir);
     }
     char *parent = path_dir(target);
@@ -161,7 +172,7 @@ int stage_open(tool_stage *st, const tool_stage_how *how, const char *dir)
      * EXDEV for the staging folder on the file system beneath), found now, not after every file
      * was written */
     if (isdir == 1 && mount_point(target, parent)) {
-        int u = refuse(how, "%s is a mount point, which the new folder cannot replace; give a "
+        int u = refuse(how, 0, "%s is a mount point, which the new folder cannot replace; give a "
                        "new folder inside it", dir);
         free(parent);
         free(target);
@@ -174,15 +185,13 @@ int stage_open(tool_stage *st, const tool_stage_how *how, const char *dir)
     int make = path_is_dir(parent) != 1;
     char *new_dir = make ? first_missing_dir(parent) : NULL;
     /* an output that cannot be made: a usage error where the refusals are (crop --output) */
-    const char *was = how->status == EXIT_USAGE ? tool_usage_span(how->cmd) : NULL;
-    int unmade = make && make_dirs(parent) != 0;
-    if (how->status == EXIT_USAGE) tool_usage_span(was);
+    int unmade = make ? make_dirs(parent, usage_of(how)) : 0;
     if (unmade) {
         if (new_dir) remove_new_dirs(parent, new_dir);
         free(new_dir);
         free(parent);
         free(target);
-        return how->status == EXIT_USAGE ? tool_usage_span_status() : how->status;
+        return unmade;
     }
     /* ".DIR.TAG-tmp.PID.HOST", locked while the run lasts: the staging folders that runs of
      * this host killed outright left (no lock held; on a network file system their process gone
@@ -281,11 +290,8 @@ int stage_open(tool_stage *st, const tool_stage_how *how, const char *dir)
         st->lock = -1;
         /* a full disk, a read-only file system: an error (status 1) of the environment, not a
          * refusal of the name given */
-        int e = errno, u = EXIT_RUNTIME;
-        if (tool_env_errno(e))
-            tool_error("%scannot make %s beside %s: %s", how->label, stage, dir, strerror(e));
-        else
-            u = refuse(how, "cannot make %s beside %s: %s", stage, dir, strerror(e));
+        int e = errno;
+        int u = refuse(how, e, "cannot make %s beside %s: %s", stage, dir, strerror(e));
         if (new_dir) remove_new_dirs(parent, new_dir);
         free(new_dir);
         free(stage);

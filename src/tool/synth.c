@@ -239,7 +239,7 @@ int cmd_synth(int argc, char **argv)
             char name[32];
             snprintf(name, sizeof name, "class%02d", k);
             char *cdir = path_join(sdir, name);
-            failed = make_dirs(cdir) != 0;
+            failed = make_dirs(cdir, NULL) != 0;
             for (long i = 0; !failed && fields && i < count; i += fields) {
                 if ((failed = tool_interrupted)) break;
                 const int n = (int)(count - i < fields ? count - i : fields);

@@ -26,19 +26,20 @@ int tool_is_c1(const unsigned char *p, size_t left);
  * message may name a class folder, a label or a file from the data. */
 void tool_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 void tool_warn(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-/* Prints "cfnet <cmd>: <message>" plus a hint to run --help, returns EXIT_USAGE. */
+/* Says "cfnet <cmd>: <message>" plus a hint to run --help where tool_error says its messages
+ * (a progress line ended first), returns EXIT_USAGE. */
 int tool_usage_error(const char *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-/* From here on tool_error says its messages as usage errors of command cmd, as
- * tool_usage_error does (for the checks of outputs made before any work, which end the command
- * with status 2); NULL ends that. Returns the command set before, to restore. */
-const char *tool_usage_span(const char *cmd);
-/* The status for a failure in the last span: EXIT_USAGE, or EXIT_RUNTIME when its error was the
- * environment's (a full disk, a read-only file system, an I/O error: see tool_env_errno), said
- * then as "cfnet: error: ..." (make_dirs, out_open, check_writable). */
-int tool_usage_span_status(void);
 /* 1 when errno value e is the environment's, not the names given: ENOSPC, EDQUOT, EIO, EROFS,
  * ENOMEM, EMFILE, ENFILE. */
 int tool_env_errno(int e);
+/* A refusal of a name the user gave (an output, a folder), errno e its cause (0: none): said
+ * as a usage error of command usage_cmd (tool_usage_error), EXIT_USAGE returned; said as an
+ * error ("cfnet: error: ..."), EXIT_RUNTIME returned, when usage_cmd is NULL or e is the
+ * environment's (tool_env_errno: a full disk, a read-only file system, an I/O error). The
+ * functions that take a usage_cmd (make_dirs, out_open, check_writable) say their refusals so
+ * and return that status. */
+int tool_refuse(const char *usage_cmd, int e, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
 /* Reports a failed libcfnet call: "cfnet: <what>: <status>: <detail>". */
 void tool_lib_error(const char *what, cfnet_status st);
 /* Errors and warnings go to `to` from now on instead of stderr (NULL: stderr again, as at the
@@ -125,8 +126,9 @@ int read_file(const char *path, size_t limit, unsigned char **data, size_t *size
               size_t errsize);
 /* 1 if path is a directory, 0 if not, -1 if stat cannot reach it (errno says why). */
 int path_is_dir(const char *path);
-/* Creates a directory and its parents (like mkdir -p). 0 or -1 with a message printed. */
-int make_dirs(const char *path);
+/* Creates a directory and its parents (like mkdir -p). 0, or the exit status after saying why
+ * (tool_refuse: a usage error of usage_cmd, or with usage_cmd NULL an error, status 1). */
+int make_dirs(const char *path, const char *usage_cmd);
 /* The outermost folder on the way to `path` that does not exist yet (the first that make_dirs
  * creates), or NULL when path exists. */
 char *first_missing_dir(const char *path);
@@ -172,8 +174,9 @@ typedef struct tool_out {
                  * again by out_discard or a signal, so a failed run leaves none */
     int lock;   /* a duplicate of tmp's descriptor + 1, holding its lock until the rename; 0: none */
 } tool_out;
-/* 0, or -1 with a message printed. */
-int out_open(tool_out *o, const char *path);
+/* 0, or the exit status after saying why (tool_refuse: a usage error of usage_cmd, or with
+ * usage_cmd NULL an error, status 1). */
+int out_open(tool_out *o, const char *path, const char *usage_cmd);
 /* 0, or -1 with a message printed (the temporary file removed, path unchanged). */
 int out_commit(tool_out *o);
 /* Commits o[0..n-1] together: every file is flushed to disk before the first is renamed, so a
@@ -182,9 +185,9 @@ int out_commit(tool_out *o);
 int out_commit_all(tool_out *o, int n);
 /* Safe on a zeroed, failed or committed tool_out. */
 void out_discard(tool_out *o);
-/* Whether a file can be created at path (its folder exists and is writable): 0, or -1 with a
- * message printed, a usage error of command cmd ("cfnet CMD: ..." and the pointer to its
- * --help). Leaves nothing behind. */
+/* Whether a file can be created at path (its folder exists and is writable): 0, or the exit
+ * status after saying why: a usage error of command cmd ("cfnet CMD: ..." and the pointer to
+ * its --help), or an error (status 1) of the machine (tool_env_errno). Leaves nothing behind. */
 int check_writable(const char *cmd, const char *path);
 /* 1 when a and b name the same file: the same inode when both exist, else the same resolved
  * folder and name (a file still to be written). */

@@ -310,7 +310,7 @@ static void svg_polyline(FILE *f, const epoch_rec *h, int n, size_t off, double 
 static int write_plot(const char *path, const epoch_rec *h, int n, int has_val)
 {
     tool_out o;
-    if (out_open(&o, path) != 0) return -1;
+    if (out_open(&o, path, NULL) != 0) return -1;
     FILE *f = o.f;
     int maxe = n ? h[n - 1].epoch : 1;
     double lmax = 0;
@@ -395,7 +395,7 @@ static void plot_png(const char *svg)
     struct stat st;
     int earlier = stat(png, &st) == 0;
     tool_out o;
-    if (out_open(&o, png) != 0) {
+    if (out_open(&o, png, NULL) != 0) {
         free(png);
         return;
     }
@@ -740,7 +740,10 @@ static int parse_args(int argc, char **argv, train_cfg *c)
 /* The files a run writes (the model, its checkpoint, --log, --plot and the plot's PNG) must
  * differ from each other and from its inputs (DATA, its images, the checkpoint resumed from,
  * which only the new checkpoint may replace), and their folders must be writable: checked
- * before any image is read. 0, or -1 with a message printed. */
+ * before any image is read. 0, or the exit status after saying why: its refusals are usage
+ * errors ("cfnet train: ..." and the pointer to --help), as the other argument errors are; a
+ * folder that cannot be written for the machine's sake (a full disk, a read-only file system)
+ * is an error, status 1 (check_writable). */
 static int check_outputs(const train_cfg *c, const char *ckpt, const tool_dataset *ds)
 {
     char *png = c->plot ? plot_png_path(c->plot) : NULL;
@@ -748,50 +751,41 @@ static int check_outputs(const train_cfg *c, const char *ckpt, const tool_datase
     static const char *const what[5] = {"-o MODEL", "the checkpoint", "--log", "--plot",
                                         "the plot's PNG"};
     int rc = 0;
-    /* its refusals are usage errors ("cfnet train: ..." and the pointer to --help), as the
-     * other argument errors are */
-    const char *was = tool_usage_span("train");
     for (int i = 0; i < 5 && rc == 0; i++) {
         if (!path[i]) continue;
         for (int j = 0; j < i && rc == 0; j++)
-            if (path[j] && same_file(path[i], path[j])) {
-                tool_error("%s (%s) and %s (%s) name the same file; give them different names",
-                           what[j], path[j], what[i], path[i]);
-                rc = -1;
-            }
+            if (path[j] && same_file(path[i], path[j]))
+                rc = tool_usage_error("train", "%s (%s) and %s (%s) name the same file; give them "
+                                      "different names", what[j], path[j], what[i], path[i]);
         if (rc) break;
         struct stat st;
         if (path_is_dir(path[i]) == 1) {
-            tool_error("%s (%s) is a folder; give a file name", what[i], path[i]);
-            rc = -1;
+            rc = tool_usage_error("train", "%s (%s) is a folder; give a file name", what[i],
+                                  path[i]);
         } else if ((i < 2 || i == 4) && stat(path[i], &st) == 0 && !S_ISREG(st.st_mode)) {
             /* the model, the checkpoint and the plot's PNG are saved by renaming a new file
              * over the old one, which would put a file in place of a device or pipe (/dev/null,
              * as root; through a link, the device it names) */
-            tool_error("%s (%s) is not a regular file (a device or a pipe); it is saved "
-                       "by writing a new file in its place: give a file name", what[i], path[i]);
-            rc = -1;
+            rc = tool_usage_error("train", "%s (%s) is not a regular file (a device or a pipe); "
+                                  "it is saved by writing a new file in its place: give a file "
+                                  "name", what[i], path[i]);
         } else if (same_file(path[i], c->data)) {
-            tool_error("%s (%s) is DATA; refusing to overwrite it", what[i], path[i]);
-            rc = -1;
+            rc = tool_usage_error("train", "%s (%s) is DATA; refusing to overwrite it", what[i],
+                                  path[i]);
         } else if (i != 1 && c->resume && same_file(path[i], c->resume)) {
-            tool_error("%s (%s) is the checkpoint given to --resume; refusing to overwrite it",
-                       what[i], path[i]);
-            rc = -1;
+            rc = tool_usage_error("train", "%s (%s) is the checkpoint given to --resume; "
+                                  "refusing to overwrite it", what[i], path[i]);
         } else {
             int64_t k = dataset_holds(ds, path[i]);
-            if (k >= 0) {
-                tool_error("%s (%s) is the training image %s; refusing to overwrite it", what[i],
-                           path[i], ds->s[k].path);
-                rc = -1;
-            }
+            if (k >= 0)
+                rc = tool_usage_error("train", "%s (%s) is the training image %s; refusing to "
+                                      "overwrite it", what[i], path[i], ds->s[k].path);
         }
     }
     /* the outputs written by this command itself: a folder that does not exist or cannot be
      * written fails now, not after the images are read or the first epoch is trained */
     for (int i = 0; i < 4 && rc == 0; i++)
-        if (path[i] && check_writable("train", path[i]) != 0) rc = -1;
-    tool_usage_span(was);
+        if (path[i]) rc = check_writable("train", path[i]);
     free(png);
     return rc;
 }
@@ -1272,9 +1266,12 @@ int cmd_train(int argc, char **argv)
     progress_erase(&lp);
     /* rank 0 alone writes, so it alone checks the outputs (the others learn of a failure at
      * the start vote below) */
-    if (rank == 0 && check_outputs(&c, ckpt, &ds) != 0) {
-        rc = tool_usage_span_status(); /* a full disk: an error (1), not a usage error */
-        goto out;
+    if (rank == 0) {
+        const int refused = check_outputs(&c, ckpt, &ds);
+        if (refused) { /* a usage error (2), or a full disk: an error (1) */
+            rc = refused;
+            goto out;
+        }
     }
     if (rank == 0) remove_stale_outputs(&c, ckpt);
     if (rank == 0 && c.log && lock_log(c.log, c.resume != NULL, &logfd, &log_created) != 0)

@@ -111,31 +111,16 @@ void tool_say_held(const char *text, size_t len)
     if (len) fwrite(text, 1, len, stderr);
 }
 
-/* tool_usage_span: the command whose usage errors tool_error says meanwhile (NULL: none) */
-static const char *usage_cmd;
-/* an error said in the current (or last) span was the environment's (tool_usage_span_status) */
-static int span_env;
-
-const char *tool_usage_span(const char *cmd)
-{
-    const char *was = usage_cmd;
-    if (cmd && !was) span_env = 0; /* a span opened anew */
-    usage_cmd = cmd;
-    return was;
-}
-
-int tool_usage_span_status(void)
-{
-    return span_env ? EXIT_RUNTIME : EXIT_USAGE;
-}
-
 int tool_env_errno(int e)
 {
     return e == ENOSPC || e == EDQUOT || e == EIO || e == EROFS || e == ENOMEM || e == EMFILE ||
            e == ENFILE;
 }
 
-static void vmsg(const char *prefix, const char *fmt, va_list ap)
+/* A message line to stderr (or where tool_hold_messages sends them), a progress line ended
+ * first: with usage_cmd, said as a usage error of that command ("cfnet CMD: ..." and the
+ * pointer to its --help); else "cfnet: " and prefix ("error: ", "warning: ") before it. */
+static void vmsg(const char *usage_cmd, const char *prefix, const char *fmt, va_list ap)
 {
     FILE *out = held_to ? held_to : stderr;
     if (!held_to) {
@@ -143,7 +128,7 @@ static void vmsg(const char *prefix, const char *fmt, va_list ap)
         end_open_line();
     }
     char pre[96];
-    if (usage_cmd && !strcmp(prefix, "error: ")) { /* said as tool_usage_error says it */
+    if (usage_cmd) {
         snprintf(pre, sizeof pre, "cfnet %s: ", usage_cmd);
         put_line_v(out, pre, fmt, ap);
         fprintf(out, "(see 'cfnet %s --help')\n", usage_cmd);
@@ -157,7 +142,7 @@ void tool_error(const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
-    vmsg("error: ", fmt, ap);
+    vmsg(NULL, "error: ", fmt, ap);
     va_end(ap);
 }
 
@@ -165,7 +150,7 @@ void tool_warn(const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
-    vmsg("warning: ", fmt, ap);
+    vmsg(NULL, "warning: ", fmt, ap);
     va_end(ap);
 }
 
@@ -183,12 +168,19 @@ int tool_usage_error(const char *cmd, const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
-    char pre[96];
-    snprintf(pre, sizeof pre, "cfnet %s: ", cmd);
-    put_line_v(stderr, pre, fmt, ap);
-    fprintf(stderr, "(see 'cfnet %s --help')\n", cmd);
+    vmsg(cmd, NULL, fmt, ap);
     va_end(ap);
     return EXIT_USAGE;
+}
+
+int tool_refuse(const char *usage_cmd, int e, const char *fmt, ...)
+{
+    if (tool_env_errno(e)) usage_cmd = NULL; /* the machine's fault, not the names given */
+    va_list ap;
+    va_start(ap, fmt);
+    vmsg(usage_cmd, "error: ", fmt, ap);
+    va_end(ap);
+    return usage_cmd ? EXIT_USAGE : EXIT_RUNTIME;
 }
 
 void tool_lib_error(const char *what, cfnet_status st)
@@ -230,24 +222,6 @@ static void oom(void)
         done += (size_t)w;
     }
     exit(EXIT_RUNTIME);
-}
-
-/* tool_error, said as an error (status 1, see tool_usage_span_status) even in a usage span when
- * the failure (errno e) is the environment's: a full disk, a read-only file system, an I/O
- * error, memory or descriptors run out, not the names given */
-static void errno_error(int e, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void errno_error(int e, const char *fmt, ...)
-{
-    const char *was = usage_cmd;
-    if (usage_cmd && tool_env_errno(e)) {
-        usage_cmd = NULL;
-        span_env = 1;
-    }
-    va_list ap;
-    va_start(ap, fmt);
-    vmsg("error: ", fmt, ap);
-    va_end(ap);
-    usage_cmd = was;
 }
 
 void *xmalloc(size_t n)
@@ -750,31 +724,23 @@ int path_is_dir(const char *path)
     return S_ISDIR(st.st_mode) ? 1 : 0;
 }
 
-int make_dirs(const char *path)
+int make_dirs(const char *path, const char *usage_cmd)
 {
     char *p = xstrdup(path);
-    for (char *q = p + 1; *q; q++) {
+    int u = 0;
+    for (char *q = p + 1; *q && !u; q++) {
         if (*q != '/') continue;
         *q = 0;
-        if (mkdir(p, 0777) != 0 && errno != EEXIST) {
-            errno_error(errno, "cannot create directory %s: %s", p, strerror(errno));
-            free(p);
-            return -1;
-        }
+        if (mkdir(p, 0777) != 0 && errno != EEXIST)
+            u = tool_refuse(usage_cmd, errno, "cannot create directory %s: %s", p, strerror(errno));
         *q = '/';
     }
-    if (mkdir(p, 0777) != 0 && errno != EEXIST) {
-        errno_error(errno, "cannot create directory %s: %s", p, strerror(errno));
-        free(p);
-        return -1;
-    }
-    if (path_is_dir(p) != 1) {
-        tool_error("%s exists and is not a directory", p);
-        free(p);
-        return -1;
-    }
+    if (!u && mkdir(p, 0777) != 0 && errno != EEXIST)
+        u = tool_refuse(usage_cmd, errno, "cannot create directory %s: %s", p, strerror(errno));
+    if (!u && path_is_dir(p) != 1)
+        u = tool_refuse(usage_cmd, 0, "%s exists and is not a directory", p);
     free(p);
-    return 0;
+    return u;
 }
 
 /* The outermost folder on the way to `path` that does not exist yet (the first that make_dirs
@@ -846,7 +812,7 @@ static void out_track(char *tmp, char *untrack)
     }
 }
 
-int out_open(tool_out *o, const char *path)
+int out_open(tool_out *o, const char *path, const char *usage_cmd)
 {
     memset(o, 0, sizeof *o);
     if (!strcmp(path, "-")) {
@@ -855,28 +821,22 @@ int out_open(tool_out *o, const char *path)
     }
     struct stat st, lst;
     int exists = stat(path, &st) == 0;
-    if (exists && S_ISDIR(st.st_mode)) {
-        tool_error("%s is a folder; give a file name", path);
-        return -1;
-    }
+    if (exists && S_ISDIR(st.st_mode))
+        return tool_refuse(usage_cmd, 0, "%s is a folder; give a file name", path);
     if ((exists && !S_ISREG(st.st_mode)) || (!exists && lstat(path, &lst) == 0)) {
         /* a device, FIFO or socket (/dev/null, a pipe), or a link to nothing yet: written as
          * it goes, as a shell redirection would, never replaced */
         o->f = fopen(path, "w");
-        if (!o->f) {
-            errno_error(errno, "%s: cannot create: %s", path, strerror(errno));
-            return -1;
-        }
+        if (!o->f)
+            return tool_refuse(usage_cmd, errno, "%s: cannot create: %s", path, strerror(errno));
         o->path = xstrdup(path);
         /* through a link to nothing yet: the file made here goes again if the run fails (or
          * a signal ends it), as no file is left where there was none */
         if (!exists && (o->made = realpath(path, NULL)) != NULL) out_track(o->made, NULL);
         return 0;
     }
-    if (exists && access(path, W_OK) != 0) {
-        errno_error(errno, "%s: cannot write: %s", path, strerror(errno));
-        return -1;
-    }
+    if (exists && access(path, W_OK) != 0)
+        return tool_refuse(usage_cmd, errno, "%s: cannot write: %s", path, strerror(errno));
     /* a link to a file: the file it names is replaced, the link stays */
     o->path = exists ? realpath(path, NULL) : NULL;
     if (!o->path) o->path = xstrdup(path);
@@ -917,7 +877,7 @@ int out_open(tool_out *o, const char *path)
     if (fd >= 0) o->lock = fcntl(fd, F_DUPFD_CLOEXEC, 0) + 1;
     if (fd >= 0) o->f = fdopen(fd, "w");
     if (!o->f) {
-        errno_error(errno, "%s: cannot create: %s", path, strerror(errno));
+        int u = tool_refuse(usage_cmd, errno, "%s: cannot create: %s", path, strerror(errno));
         if (fd >= 0) {
             close(fd);
             unlink(o->tmp);
@@ -926,7 +886,7 @@ int out_open(tool_out *o, const char *path)
         free(o->path);
         free(o->tmp);
         memset(o, 0, sizeof *o);
-        return -1;
+        return u;
     }
     out_track(o->tmp, NULL);
     return 0;
@@ -1056,12 +1016,9 @@ int check_writable(const char *cmd, const char *path)
         return 0; /* a device or pipe: opening it here could block or consume it */
     /* a link to a file not there yet: out_open creates that file, out_discard removes it */
     tool_out o;
-    const char *was = tool_usage_span(cmd); /* its refusal is a usage error of cmd */
-    int rc = out_open(&o, path);
-    tool_usage_span(was);
-    if (rc != 0) return -1;
-    out_discard(&o);
-    return 0;
+    int u = out_open(&o, path, cmd); /* its refusal is a usage error of cmd */
+    if (u == 0) out_discard(&o);
+    return u;
 }
 
 /* The canonical name of path: realpath() when it exists, else its resolved folder plus its last
