@@ -469,6 +469,61 @@ if command -v strace >/dev/null 2>&1 && strace -o /dev/null true 2>/dev/null; th
     expect 0 "removed 1 staging folder .*that killed runs left" \
         "$cfnet" crop "$out/f16.tif" "$out/m32.tif" -o "$out/closekill/x" --size 16
     test "$(ls -A "$out/closekill")" = "x" || fail "beside a run killed while removing its staging folder: $(ls -A "$out/closekill")"
+    # a run killed outright while it makes its staging folder: before it locks its claim
+    # (.x.crop-new.PID.HOST, made before the folder; left empty), before it locks the folder it
+    # made (the claim beside the empty folder), and before it moves the claim into the folder as
+    # its mark (SIGKILL at the first or second flock, at the first rename). No empty, unmarked
+    # folder stays for good (once, it did): the next run removes the folder and the claim
+    for at in flock:1 flock:2 rename:1; do
+        mkdir "$out/makekill"
+        env ASAN_OPTIONS="${ASAN_OPTIONS:+$ASAN_OPTIONS:}detect_leaks=0" strace -f -o /dev/null \
+            -e trace=flock,rename,renameat,renameat2 \
+            -e inject="$(case $at in flock:*) echo flock ;; *) echo rename,renameat,renameat2 ;; esac)":signal=KILL:when="${at#*:}" \
+            "$cfnet" crop "$out/f16.tif" "$out/m32.tif" -o "$out/makekill/x" --size 16 >/dev/null 2>&1 || :
+        left=$(ls -A "$out/makekill" | tr '\n' ' ')
+        case $at in
+        flock:1) test "$left" = ".x.crop-new.$(echo "$left" | cut -d. -f4).$host " ||
+            fail "a run killed before it locked its claim left: $left" ;;
+        *) case $left in
+            ".x.crop-new."*" .x.crop-tmp."*" ") test -z "$(ls -A "$out/makekill/.x.crop-tmp."*)" ||
+                fail "a run killed at $at left a staging folder that is not empty" ;;
+            *) fail "a run killed while making its staging folder (at $at) left: $left" ;;
+            esac ;;
+        esac
+        expect 0 "wrote 4 crops" "$cfnet" crop "$out/f16.tif" "$out/m32.tif" -o "$out/makekill/x" --size 16
+        test "$at" = flock:1 || grep -q "removed 1 staging folder .*that killed runs left" "$out/last.txt" ||
+            fail "no note of the staging folder removed (killed at $at)"
+        test "$(ls -A "$out/makekill")" = "x" || fail "beside a run killed while making its staging folder (at $at): $(ls -A "$out/makekill" | tr '\n' ' ')"
+        cmp "$out/makekill/x/cells.csv" "$o1/cells.csv" || fail "the crop after a run killed at $at differs"
+        rm -r "$out/makekill"
+    done
+    # a claim of a live run (locked) and the empty folder beside it stay, as does an empty
+    # folder beside a claim that is not this host's mark
+    mkdir "$out/liveclaim"
+    printf 'host=other-%s\npid=%s\n' "$host" "$dead" >"$out/liveclaim/.x.crop-new.$dead-1.$host"
+    mkdir "$out/liveclaim/.x.crop-tmp.$dead-1.$host"
+    printf 'host=%s\npid=%s\n' "$host" "$dead" >"$out/liveclaim/.x.crop-new.$dead-2.$host"
+    mkdir "$out/liveclaim/.x.crop-tmp.$dead-2.$host"
+    : >"$out/liveclaim/.x.crop-tmp.$dead-2.$host/mine"
+    printf 'host=%s\npid=%s\n' "$host" "$dead" >"$out/liveclaim/.x.crop-new.$dead.$host"
+    mkdir "$out/liveclaim/.x.crop-tmp.$dead.$host"
+    "$py" - "$out/liveclaim/.x.crop-new.$dead.$host" <<'PY' &
+import fcntl, os, sys, time
+fd = os.open(sys.argv[1], os.O_RDONLY)
+fcntl.flock(fd, fcntl.LOCK_EX)
+open(sys.argv[1] + ".locked", "w").close()
+time.sleep(60)
+PY
+    locker=$!
+    i=0
+    while [ ! -e "$out/liveclaim/.x.crop-new.$dead.$host.locked" ] && [ $i -lt 600 ]; do sleep 0.1; i=$((i + 1)); done
+    rm -f "$out/liveclaim/.x.crop-new.$dead.$host.locked"
+    expect 0 "wrote 4 crops" "$cfnet" crop "$out/f16.tif" "$out/m32.tif" -o "$out/liveclaim/x" --size 16
+    kill "$locker" 2>/dev/null || :
+    wait "$locker" 2>/dev/null || :
+    test "$(cd "$out/liveclaim" && LC_ALL=C ls -A | tr '\n' ' ')" = ".x.crop-new.$dead-1.$host .x.crop-new.$dead-2.$host .x.crop-new.$dead.$host .x.crop-tmp.$dead-1.$host .x.crop-tmp.$dead-2.$host .x.crop-tmp.$dead.$host x " ||
+        fail "beside claims of a live run, of another host and of a folder that is not empty: $(cd "$out/liveclaim" && ls -A | tr '\n' ' ')"
+    test -e "$out/liveclaim/.x.crop-tmp.$dead-2.$host/mine" || fail "a file removed from a folder beside a claim"
 else
     skip_env test_cli_crop "a staging folder whose lock another process held" "no strace, or ptrace not allowed"
 fi
@@ -1042,11 +1097,12 @@ if [ "$(id -u)" = 0 ] && command -v setpriv >/dev/null 2>&1 &&
     ls -A "$out/ro555/c" "$out/ro555/s" | grep -q cfnet-staging && fail "a DIR of mode 0555 holds the staging mark"
     # ... and a run whose rename fails there (another run wrote DIR first: ENOTEMPTY injected)
     # removes its staging folder, which had taken the mode 0555 (its files were left in it)
+    # (the first rename is the claim's, moved into the staging folder as its mark: the second fails)
     if command -v strace >/dev/null 2>&1 && strace -o /dev/null true 2>/dev/null; then
         mkdir "$out/ro555/r" && chown 65534:65534 "$out/ro555/r" && chmod 555 "$out/ro555/r"
         expect 1 "cannot move the crops into place: Directory not empty" setpriv --reuid=65534 \
             --regid=65534 --clear-groups env ASAN_OPTIONS="${ASAN_OPTIONS:+$ASAN_OPTIONS:}detect_leaks=0" \
-            strace -f -o /dev/null -e trace=rename,renameat,renameat2 -e inject=rename,renameat,renameat2:error=ENOTEMPTY \
+            strace -f -o /dev/null -e trace=rename,renameat,renameat2 -e inject=rename,renameat,renameat2:error=ENOTEMPTY:when=2 \
             "$cfnet" crop "$out/f16.tif" "$out/m32.tif" -o "$out/ro555/r" --size 16
         test "$(ls -A "$out/ro555" | tr '\n' ' ')" = "c r s " || fail "left beside a DIR of mode 0555 after a failed rename: $(ls -A "$out/ro555" | tr '\n' ' ')"
     else

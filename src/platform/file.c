@@ -471,3 +471,83 @@ int cf_platform_remove_stale_dirs(int dirfd, const char *prefix, const char *mar
     closedir(d);
     return 0;
 }
+
+/* The claim `name` (a regular file in dirfd, its lock free, checked by the caller's rules) and the
+ * folder `sprefix` + `suffix` it made: the folder is removed only while its lock is free and it
+ * is empty (rmdir(2) itself refuses one that holds anything: a file of the user's, the output of
+ * a run), the claim only once its folder is gone, or when it is empty (its run was killed before
+ * it wrote it, so before it made the folder: a folder of that name is not its). *removed: the
+ * folders removed. */
+static void remove_claim(int dirfd, const char *name, const char *sprefix, const char *suffix,
+                         const char *host, size_t *removed)
+{
+    int fd = openat(dirfd, name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY | O_CLOEXEC);
+    if (fd < 0) return;
+    struct stat sb, now;
+    if (fstat(fd, &sb) != 0 || !S_ISREG(sb.st_mode) || !lock_unless_held(fd, false) ||
+        fstatat(dirfd, name, &now, AT_SYMLINK_NOFOLLOW) != 0 || !same_file(&sb, &now)) {
+        close(fd); /* a live run's (locked), or gone since it was read */
+        return;
+    }
+    bool empty = sb.st_size == 0;
+    /* exactly this host's mark, and still the file locked here */
+    bool ours = !empty && dir_marked(dirfd, name, host) &&
+                fstatat(dirfd, name, &now, AT_SYMLINK_NOFOLLOW) == 0 && same_file(&sb, &now);
+    bool folder = false;
+    if (ours) {
+        char sname[NAME_MAX * 2 + 2];
+        snprintf(sname, sizeof sname, "%s%s", sprefix, suffix);
+        struct stat a, b;
+        int sfd = openat(dirfd, sname, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+        if (sfd >= 0 && fstat(sfd, &a) == 0 && lock_unless_held(sfd, false) &&
+            fstatat(dirfd, sname, &b, AT_SYMLINK_NOFOLLOW) == 0 && same_file(&a, &b) &&
+            unlinkat(dirfd, sname, AT_REMOVEDIR) == 0)
+            (*removed)++;
+        if (sfd >= 0) close(sfd);
+        folder = fstatat(dirfd, sname, &b, AT_SYMLINK_NOFOLLOW) == 0;
+    }
+    if ((empty || (ours && !folder)) && fstatat(dirfd, name, &now, AT_SYMLINK_NOFOLLOW) == 0 &&
+        same_file(&sb, &now))
+        (void)unlinkat(dirfd, name, 0);
+    close(fd);
+}
+
+int cf_platform_remove_stale_claims(int dirfd, const char *cprefix, const char *sprefix,
+                                    size_t *removed)
+{
+    *removed = 0;
+    char host[256], hsuffix[258];
+    if (cf_platform_host_name(host, sizeof host) != 0) return 0;
+    snprintf(hsuffix, sizeof hsuffix, ".%s", host);
+    DIR *d = reopen_dir(dirfd);
+    if (!d) return -1;
+    size_t plen = strlen(cprefix);
+    bool local = locks_local(dirfd);
+    for (struct dirent *e; (e = readdir(d)) != NULL;) {
+        const char *n = e->d_name, *tail = NULL;
+        if (strncmp(n, cprefix, plen) != 0) continue;
+        long pid = name_pid(n + plen, &tail);
+        if (pid == 0) continue;
+        if (tail[0] == '-') {
+            size_t digits = strspn(tail + 1, "0123456789");
+            if (digits == 0) continue;
+            tail += 1 + digits;
+        }
+        /* as cf_platform_remove_stale_dirs decides for the folders: without a host in the
+         * name, on this machine's own disk only, by the lock (and a mark naming this host); of
+         * this host, by the lock there, elsewhere when the process is gone too */
+        if (tail[0]) {
+            if (strcmp(tail, hsuffix) != 0) continue;
+            if (!local && pid != (long)getpid() && !cf_platform_pid_gone(pid)) continue;
+        } else if (!local) {
+            continue;
+        }
+        struct stat st;
+        if (fstatat(dirfd, n, &st, AT_SYMLINK_NOFOLLOW) != 0 || !S_ISREG(st.st_mode)) continue;
+        /* an empty claim without a host in its name could be any host's: kept */
+        if (!tail[0] && st.st_size == 0) continue;
+        remove_claim(dirfd, n, sprefix, n + plen, host, removed);
+    }
+    closedir(d);
+    return 0;
+}

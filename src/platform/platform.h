@@ -110,6 +110,22 @@ int cf_platform_lock_dir(const char *path, bool *locked);
 int cf_platform_remove_stale_dirs(int dirfd, const char *prefix, const char *mark, int depth,
                                   size_t *removed);
 
+/* Removes, in the folder open as `dirfd`, the claims "<cprefix><pid>[-<n>][.<host>]" that runs
+ * killed outright left, and the empty folders "<sprefix>" with the same rest of the name that
+ * they made. A run makes its claim (a regular file holding its mark, "host=HOST\npid=PID\n",
+ * locked while the run lasts) before it makes its folder, and moves it into the folder as the
+ * folder's mark once it holds the folder's lock; killed in between, it leaves the claim beside
+ * an empty, unmarked folder. A claim is taken for a killed run's by the rules of
+ * cf_platform_remove_stale_dirs (this host's name: its lock free on this machine's own disk,
+ * elsewhere its process gone too; no host in the name: on this machine's own disk only), and
+ * only when it is exactly this host's mark; then its folder is removed while its lock is free
+ * and it is empty (rmdir(2) refuses any other), and the claim once the folder is gone. An empty
+ * claim of this host's name (killed before it wrote it, so before it made a folder) is removed
+ * alone. *removed: how many folders. Without a host name none is told stale. 0, or -1 with
+ * errno set when the folder cannot be read. */
+int cf_platform_remove_stale_claims(int dirfd, const char *cprefix, const char *sprefix,
+                                    size_t *removed);
+
 /* This host's name (gethostname) in buf: 0, or -1 when there is none, or it is empty or holds
  * a '/' (unusable in a file name). */
 int cf_platform_host_name(char *buf, size_t size);

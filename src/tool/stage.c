@@ -13,6 +13,7 @@
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -31,7 +32,8 @@ static int refuse(const tool_stage_how *how, const char *fmt, ...)
     return how->status;
 }
 
-/* The file a run puts in its staging folder once it holds the folder's lock, naming its host and
+/* The file a run puts in its staging folder once it holds the folder's lock (its claim, made
+ * beside the folder before the folder, moved in: stage_open), naming its host and
  * process ("host=HOST\npid=PID\n"), removed just before the folder becomes DIR: only a folder
  * holding it is taken for a killed run's (a folder without a host in its name, only by a run of
  * the host it names), not a folder of the user's that has a staging folder's name (empty or
@@ -86,6 +88,45 @@ static int sticky_keeps_setgid(const char *parent)
     for (int k = 0; k < n && !in; k++) in = g[k] == sb.st_gid;
     free(g);
     return in;
+}
+
+/* The claim `claim` made (O_EXCL), locked and holding `text`: its descriptor, the lock held for
+ * as long as it is open. -1 with errno set (EEXIST: the name is taken, or a cleaner took the
+ * claim before it was locked: the next name); -2 when the file system has no locks for it (no
+ * claim: the folder is then not marked). */
+static int make_claim(const char *claim, const char *text)
+{
+    int fd = open(claim, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0644);
+    if (fd < 0) return -1;
+    struct stat a, b;
+    int mine = fstat(fd, &a) == 0;
+    if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
+        int e = errno;
+        if (mine && lstat(claim, &b) == 0 && a.st_ino == b.st_ino && a.st_dev == b.st_dev)
+            (void)unlink(claim);
+        close(fd);
+        if (e != EWOULDBLOCK) return -2;
+        errno = EEXIST;
+        return -1;
+    }
+    /* still the file of that name: a cleaner may have removed it, empty, before the lock */
+    if (!mine || lstat(claim, &b) != 0 || a.st_ino != b.st_ino || a.st_dev != b.st_dev) {
+        close(fd);
+        errno = EEXIST;
+        return -1;
+    }
+    size_t len = strlen(text);
+    ssize_t w;
+    do w = write(fd, text, len);
+    while (w < 0 && errno == EINTR);
+    if (w != (ssize_t)len) {
+        int e = w < 0 ? errno : ENOSPC; /* a short write: the disk is full */
+        (void)unlink(claim);
+        close(fd);
+        errno = e;
+        return -1;
+    }
+    return fd;
 }
 
 int stage_open(tool_stage *st, const tool_stage_how *how, const char *dir)
@@ -194,6 +235,7 @@ int stage_open(tool_stage *st, const tool_stage_how *how, const char *dir)
     int hosted = cf_platform_host_name(host, sizeof host) == 0;
     const int known = hosted; /* the host, named in the mark even when not in the name */
     char *prefix = xasprintf(".%s.%s-tmp.", base, how->cmd);
+    char *cprefix = xasprintf(".%s.%s-new.", base, how->cmd); /* the claims */
     {
         long nmax = pathconf(parent, _PC_NAME_MAX);
         /* too long with the host name (the name DIR may have left no room): without it */
@@ -205,7 +247,10 @@ int stage_open(tool_stage *st, const tool_stage_how *how, const char *dir)
         int pfd = open(parent, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
         size_t removed = 0;
         if (pfd >= 0) {
+            size_t claimed = 0;
+            (void)cf_platform_remove_stale_claims(pfd, cprefix, prefix, &claimed);
             (void)cf_platform_remove_stale_dirs(pfd, prefix, STAGE_MARK, how->depth, &removed);
+            removed += claimed;
             close(pfd);
         }
         if (removed)
@@ -215,21 +260,59 @@ int stage_open(tool_stage *st, const tool_stage_how *how, const char *dir)
     /* a folder of that name still there (locked by a live run elsewhere, e.g. in another
      * container whose processes get the same ids, or holding more than files): left alone, "-N"
      * added to the process id. Made with the sticky bit, which cf_platform_lock_dir clears once
-     * the folder is locked: a cleaner does not take the folder for a dead run's before then. */
+     * the folder is locked: a cleaner does not take the folder for a dead run's before then.
+     *
+     * The folder is never unmarked while its run could be killed and leave it: before making
+     * it, the run makes its claim ".DIR.TAG-new.PID[.HOST]" beside it (the mark's text in a
+     * regular file, locked while the run lasts), and once it holds the folder's lock it moves
+     * the claim into the folder as its mark (one rename(2): the mark arrives whole). A run
+     * killed before the folder is made leaves at most the claim (empty if killed before writing
+     * it); killed after, the claim beside an empty folder. Both are told stale from the claim
+     * and its lock by the rules of the folders themselves (cf_platform_remove_stale_claims), and
+     * the folder is removed only while empty (rmdir(2) refuses any other) and unlocked. The
+     * claim is made only when no entry has the folder's name, so a folder beside a claim is its
+     * run's: another process could make one of that name only in the instant between this check
+     * and the mkdir (a run of the same name makes the same claim first, and O_EXCL refuses it
+     * the second one), and even then, only while it is empty, would it be removed. */
     char *stage = NULL;
     int made = 0;
     mode_t mode = sticky_keeps_setgid(parent) ? 01777 : 0777;
+    char *text = xasprintf("host=%s\npid=%ld\n", known ? host : "", (long)getpid());
     for (int k = 0; !made && k <= 100; k++) {
         char num[32];
         if (k) snprintf(num, sizeof num, "%ld-%d", (long)getpid(), k);
         else snprintf(num, sizeof num, "%ld", (long)getpid());
         char *sname = hosted ? xasprintf("%s%s.%s", prefix, num, host) : xasprintf("%s%s", prefix, num);
+        char *cname = hosted ? xasprintf("%s%s.%s", cprefix, num, host) : xasprintf("%s%s", cprefix, num);
         free(stage);
         stage = path_join(parent, sname);
+        char *claim = path_join(parent, cname);
         free(sname);
+        free(cname);
+        struct stat taken;
+        if (lstat(stage, &taken) == 0) {
+            free(claim);
+            errno = EEXIST;
+            continue;
+        }
+        int cfd = make_claim(claim, text);
+        if (cfd == -1) {
+            int e = errno;
+            free(claim);
+            errno = e;
+            if (e == EEXIST) continue;
+            break;
+        }
         made = mkdir(stage, mode) == 0;
         if (!made) {
-            if (errno != EEXIST) break;
+            int e = errno;
+            if (cfd >= 0) {
+                (void)unlink(claim);
+                close(cfd);
+            }
+            free(claim);
+            errno = e;
+            if (e != EEXIST) break;
             continue;
         }
         /* locked, or a file system without locks; or the lock taken by another process (a
@@ -237,45 +320,41 @@ int stage_open(tool_stage *st, const tool_stage_how *how, const char *dir)
          * under the next name, never gone on with unlocked), or the folder gone from its name */
         bool locked = false;
         st->lock = cf_platform_lock_dir(stage, &locked);
-        if (st->lock >= 0 && locked) {
-            /* the mark of a run's folder, made only once it is locked: a run that goes on
+        int lerr = errno;
+        if (st->lock >= 0 && locked && cfd >= 0) {
+            /* the mark of a run's folder, moved in only once it is locked: a run that goes on
              * unlocked (a file system without locks, ENOLCK), its folder perhaps without the
              * sticky bit (a setgid parent), is never taken for a killed run's */
             char *mark = path_join(stage, STAGE_MARK);
-            int mfd = open(mark, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+            int moved = rename(claim, mark) == 0;
             int merr = errno;
-            if (mfd >= 0) {
-                /* the host (and process) of the run: a folder without a host in its name is
-                 * taken for a killed run's only by a run of the host its mark names */
-                char *text = xasprintf("host=%s\npid=%ld\n", known ? host : "", (long)getpid());
-                size_t len = strlen(text);
-                ssize_t w;
-                do w = write(mfd, text, len);
-                while (w < 0 && errno == EINTR);
-                merr = w < 0 ? errno : ENOSPC; /* a short write: the disk is full */
-                free(text);
-                if (w != (ssize_t)len) {
-                    close(mfd);
-                    mfd = -1;
-                    (void)unlink(mark);
-                }
-            }
             free(mark);
-            if (mfd < 0) {
+            if (!moved) {
                 (void)rmdir(stage);
+                (void)unlink(claim);
+                close(cfd);
+                free(claim);
                 close(st->lock);
                 st->lock = -1;
                 made = 0;
                 errno = merr;
                 break;
             }
-            close(mfd);
+        } else if (cfd >= 0) {
+            /* not marked: the folder made anew under the next name first, then the claim out */
+            if (st->lock < 0 && lerr == EEXIST) (void)rmdir(stage);
+            (void)unlink(claim);
         }
+        if (cfd >= 0) close(cfd);
+        free(claim);
+        errno = lerr;
         if (st->lock >= 0 || (errno != EEXIST && errno != ENOENT)) break;
-        if (errno == EEXIST) (void)rmdir(stage);
+        if (errno == EEXIST && cfd < 0) (void)rmdir(stage);
         made = 0;
         errno = EEXIST;
     }
+    free(text);
+    free(cprefix);
     free(prefix);
     if (!made) {
         st->lock = -1;
