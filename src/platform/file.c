@@ -352,23 +352,65 @@ static void tree_empty(int fd)
     closedir(d);
 }
 
-/* Whether the folder open as fd holds the regular file `mark` (the mark of a run that locked
- * it; an empty folder is not taken for one: a folder of the user's, or a run killed before it
- * made its mark, which stays). host: the mark must also be this host's, exactly
- * "host=HOST\npid=PID\n" as stage.c writes it, nothing after (a host name may hold a newline:
- * the mark of a host "HOST\nX" begins with the line "host=HOST" too): a mark that cannot be
- * read, or is another host's (a client's on an NFS server, whose flock the server does not
- * see), is no run's of this host. Never follows a link or waits on a FIFO; reads at most a few
- * hundred bytes. */
+/* One line of an id file (/etc/machine-id, the boot id): hex digits and '-', 1 to 63 of them. */
+static bool read_id(const char *path, char *buf, size_t size)
+{
+    int fd = open(path, O_RDONLY | O_NONBLOCK | O_NOCTTY | O_CLOEXEC);
+    if (fd < 0) return false;
+    ssize_t r;
+    do r = read(fd, buf, size - 1);
+    while (r < 0 && errno == EINTR);
+    close(fd);
+    if (r <= 0) return false;
+    buf[r] = '\0';
+    buf[strcspn(buf, "\n")] = '\0';
+    size_t n = strlen(buf);
+    return n > 0 && n < 64 && strspn(buf, "0123456789abcdefABCDEF-") == n;
+}
+
+/* "host=HOST\nmachine=MACHINE\nboot=BOOT\npid=", the mark's head on this machine: MACHINE its
+ * /etc/machine-id (or /var/lib/dbus/machine-id), else "boot-" and the boot id (a machine
+ * without an id is told apart by its boot alone), BOOT the kernel's boot id (empty where there is
+ * none). Its length, or 0 when it does not fit. */
+static size_t mark_head(char *buf, size_t size, const char *host)
+{
+    char boot[80] = "", machine[96] = "";
+    if (!read_id("/proc/sys/kernel/random/boot_id", boot, sizeof boot)) boot[0] = '\0';
+    if (!read_id("/etc/machine-id", machine, sizeof machine) &&
+        !read_id("/var/lib/dbus/machine-id", machine, sizeof machine))
+        snprintf(machine, sizeof machine, "%s%s", boot[0] ? "boot-" : "", boot);
+    int n = snprintf(buf, size, "host=%s\nmachine=%s\nboot=%s\npid=", host, machine, boot);
+    return n > 0 && (size_t)n < size ? (size_t)n : 0;
+}
+
+int cf_platform_run_mark(char *buf, size_t size, const char *host)
+{
+    size_t n = mark_head(buf, size, host);
+    if (n == 0) return -1;
+    int m = snprintf(buf + n, size - n, "%ld\n", (long)getpid());
+    return m > 0 && (size_t)m < size - n ? 0 : -1;
+}
+
+/* Whether the folder open as fd holds the regular file `mark` of a run of this host, machine and
+ * boot: exactly cf_platform_run_mark's text (any process id), nothing after (a host name may
+ * hold a newline: the mark of a host "HOST\nX" begins with the line "host=HOST" too). A mark
+ * that cannot be read, another host's (a client's on an NFS server, whose flock the server does
+ * not see), another machine's of the same host name (a cloned virtual machine sharing the
+ * folder) or of another boot (such a clone whose machine id was not renewed; or this machine
+ * before a reboot, which cannot be told from it) is no run's of this machine: an empty folder
+ * is no run's either (a folder of the user's). Never follows a link or waits on a FIFO; reads at
+ * most a few hundred bytes. */
 static bool dir_marked(int fd, const char *mark, const char *host)
 {
     struct stat st, now;
     if (fstatat(fd, mark, &st, AT_SYMLINK_NOFOLLOW) != 0 || !S_ISREG(st.st_mode)) return false;
-    if (!host) return true;
+    char head[512];
+    size_t hl = mark_head(head, sizeof head, host);
+    if (hl == 0) return false;
     int mfd = openat(fd, mark, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY | O_CLOEXEC);
     if (mfd < 0) return false;
-    char buf[300];
-    size_t hl = strlen(host), got = 0;
+    char buf[600];
+    size_t got = 0;
     bool ok = fstat(mfd, &now) == 0 && S_ISREG(now.st_mode) && same_file(&st, &now);
     for (ssize_t r; ok && got < sizeof buf && (r = read(mfd, buf + got, sizeof buf - got)) != 0;) {
         if (r < 0) {
@@ -379,11 +421,9 @@ static bool dir_marked(int fd, const char *mark, const char *host)
         got += (size_t)r;
     }
     close(mfd);
-    /* "host=" HOST "\npid=" digits "\n", the whole file (one that fills buf is longer) */
-    if (!ok || got >= sizeof buf || got < hl + 12 || memcmp(buf, "host=", 5) != 0 ||
-        memcmp(buf + 5, host, hl) != 0 || memcmp(buf + 5 + hl, "\npid=", 5) != 0)
-        return false;
-    size_t at = 10 + hl, digits = 0;
+    /* the head, then digits and "\n": the whole file (one that fills buf is longer) */
+    if (!ok || got >= sizeof buf || got < hl + 2 || memcmp(buf, head, hl) != 0) return false;
+    size_t at = hl, digits = 0;
     while (at < got && buf[at] >= '0' && buf[at] <= '9') at++, digits++;
     return digits > 0 && at + 1 == got && buf[at] == '\n';
 }
@@ -393,8 +433,8 @@ static bool dir_marked(int fd, const char *mark, const char *host)
  * (cf_platform_lock_dir) and it is still the folder of that name. pid_stale: the process of
  * its name is gone; else only a folder that was locked once (its sticky bit cleared) on a file
  * system whose locks every writer's process shares (`local`) is removed: there the lock alone
- * tells, whatever process has the id now. Only a folder that holds `mark` (dir_marked; host:
- * naming this host) is a run's. A folder that holds anything else stays whole. 0 when
+ * tells, whatever process has the id now. Only a folder that holds `mark` (dir_marked: of this
+ * host, machine and boot) is a run's. A folder that holds anything else stays whole. 0 when
  * removed. */
 static int remove_dir_if_unlocked(int dirfd, const char *name, const char *mark, int depth,
                                   bool pid_stale, bool local, const char *host)
@@ -410,7 +450,7 @@ static int remove_dir_if_unlocked(int dirfd, const char *name, const char *mark,
         close(fd); /* a run's own, or gone (renamed into DIR's place) since it was read */
         return -1;
     }
-    /* a run's (its mark in it; for a name without a host, a mark naming this host), of
+    /* a run's (its mark in it, naming this host, machine and boot), of
      * regular files (and plain folders of them) only, or it is left as it is: a folder of the
      * user's that has the name stays, empty or not */
     bool files = dir_marked(fd, mark, host) && tree_plain(fd, depth);
@@ -465,7 +505,7 @@ int cf_platform_remove_stale_dirs(int dirfd, const char *prefix, const char *mar
         bool pid_stale = pid == (long)getpid() || cf_platform_pid_gone(pid);
         if ((pid_stale || local) && fstatat(dirfd, n, &st, AT_SYMLINK_NOFOLLOW) == 0 &&
             S_ISDIR(st.st_mode) &&
-            remove_dir_if_unlocked(dirfd, n, mark, depth, pid_stale, local, NULL) == 0)
+            remove_dir_if_unlocked(dirfd, n, mark, depth, pid_stale, local, host) == 0)
             (*removed)++;
     }
     closedir(d);

@@ -34,7 +34,7 @@ static int refuse(const tool_stage_how *how, const char *fmt, ...)
 
 /* The file a run puts in its staging folder once it holds the folder's lock (its claim, made
  * beside the folder before the folder, moved in: stage_open), naming its host and
- * process ("host=HOST\npid=PID\n"), removed just before the folder becomes DIR: only a folder
+ * process (cf_platform_run_mark: host, machine, boot, pid), removed just before the folder becomes DIR: only a folder
  * holding it is taken for a killed run's (a folder without a host in its name, only by a run of
  * the host it names), not a folder of the user's that has a staging folder's name (empty or
  * not), nor one whose run could not lock it (a file system without locks, ENOLCK) and goes on
@@ -277,7 +277,10 @@ int stage_open(tool_stage *st, const tool_stage_how *how, const char *dir)
     char *stage = NULL;
     int made = 0;
     mode_t mode = sticky_keeps_setgid(parent) ? 01777 : 0777;
-    char *text = xasprintf("host=%s\npid=%ld\n", known ? host : "", (long)getpid());
+    /* the mark: host, machine, boot and process (cf_platform_run_mark) */
+    char text[1024];
+    if (cf_platform_run_mark(text, sizeof text, known ? host : "") != 0)
+        snprintf(text, sizeof text, "host=\nmachine=\nboot=\npid=%ld\n", (long)getpid());
     for (int k = 0; !made && k <= 100; k++) {
         char num[32];
         if (k) snprintf(num, sizeof num, "%ld-%d", (long)getpid(), k);
@@ -353,7 +356,6 @@ int stage_open(tool_stage *st, const tool_stage_how *how, const char *dir)
         made = 0;
         errno = EEXIST;
     }
-    free(text);
     free(cprefix);
     free(prefix);
     if (!made) {
