@@ -512,6 +512,31 @@ if command -v strace >/dev/null 2>&1 && strace -o /dev/null true 2>/dev/null; th
         cmp "$out/makekill/x/cells.csv" "$o1/cells.csv" || fail "the crop after a run killed at $at differs"
         rm -r "$out/makekill"
     done
+    # a run killed as it moves its finished output into DIR (SIGKILL at its third rename, after
+    # the mark went back out to the claim's name; once, the output was left unmarked and
+    # unsaid): the next run keeps that folder whole, with the claim beside it, and says where it
+    # is; killed at the second (the mark not yet out), the folder is still marked, and removed
+    mkdir "$out/endkill"
+    for n in 3 2; do
+        env ASAN_OPTIONS="${ASAN_OPTIONS:+$ASAN_OPTIONS:}detect_leaks=0" strace -f -o /dev/null \
+            -e trace=rename,renameat,renameat2 -e inject=rename,renameat,renameat2:signal=KILL:when=$n \
+            "$cfnet" crop "$out/f16.tif" "$out/m32.tif" -o "$out/endkill/x$n" --size 16 >/dev/null 2>&1 || :
+    done
+    left=$(cd "$out/endkill" && ls -A | tr '\n' ' ')
+    case $left in
+    ".x2.crop-tmp."*" .x3.crop-new."*" .x3.crop-tmp."*" ") ;;
+    *) fail "runs killed at their second and third renames left: $left" ;;
+    esac
+    expect 0 "1 staging folder .*x3.crop-tmp.* holds the whole output of a run killed as it moved it into DIR" \
+        "$cfnet" crop "$out/f16.tif" "$out/m32.tif" -o "$out/endkill/x3" --size 16
+    lacks "removed" "a finished run's staging folder said removed"
+    cmp "$out/endkill/.x3.crop-tmp."*/cells.csv "$o1/cells.csv" || fail "the output of a run killed at its rename was not kept whole"
+    expect 0 "removed 1 staging folder" "$cfnet" crop "$out/f16.tif" "$out/m32.tif" -o "$out/endkill/x2" --size 16
+    left=$(cd "$out/endkill" && ls -A | tr '\n' ' ')
+    case $left in
+    ".x3.crop-new."*" .x3.crop-tmp."*" x2 x3 ") ;;
+    *) fail "beside runs killed at their second and third renames: $left" ;;
+    esac
     # a claim of a live run (locked) and the empty folder beside it stay, as does an empty
     # folder beside a claim that is not this host's mark
     mkdir "$out/liveclaim"
@@ -1112,12 +1137,13 @@ if [ "$(id -u)" = 0 ] && command -v setpriv >/dev/null 2>&1 &&
     ls -A "$out/ro555/c" "$out/ro555/s" | grep -q cfnet-staging && fail "a DIR of mode 0555 holds the staging mark"
     # ... and a run whose rename fails there (another run wrote DIR first: ENOTEMPTY injected)
     # removes its staging folder, which had taken the mode 0555 (its files were left in it)
-    # (the first rename is the claim's, moved into the staging folder as its mark: the second fails)
+    # (the first rename is the claim's, moved into the staging folder as its mark, the second the
+    # mark's, moved back out to the claim's name: the third fails)
     if command -v strace >/dev/null 2>&1 && strace -o /dev/null true 2>/dev/null; then
         mkdir "$out/ro555/r" && chown 65534:65534 "$out/ro555/r" && chmod 555 "$out/ro555/r"
         expect 1 "cannot move the crops into place: Directory not empty" setpriv --reuid=65534 \
             --regid=65534 --clear-groups env ASAN_OPTIONS="${ASAN_OPTIONS:+$ASAN_OPTIONS:}detect_leaks=0" \
-            strace -f -o /dev/null -e trace=rename,renameat,renameat2 -e inject=rename,renameat,renameat2:error=ENOTEMPTY:when=2 \
+            strace -f -o /dev/null -e trace=rename,renameat,renameat2 -e inject=rename,renameat,renameat2:error=ENOTEMPTY:when=3 \
             "$cfnet" crop "$out/f16.tif" "$out/m32.tif" -o "$out/ro555/r" --size 16
         test "$(ls -A "$out/ro555" | tr '\n' ' ')" = "c r s " || fail "left beside a DIR of mode 0555 after a failed rename: $(ls -A "$out/ro555" | tr '\n' ' ')"
     else

@@ -519,7 +519,7 @@ int cf_platform_remove_stale_dirs(int dirfd, const char *prefix, const char *mar
  * it wrote it, so before it made the folder: a folder of that name is not its). *removed: the
  * folders removed. */
 static void remove_claim(int dirfd, const char *name, const char *sprefix, const char *suffix,
-                         const char *host, size_t *removed)
+                         const char *host, size_t *removed, size_t *finished)
 {
     int fd = openat(dirfd, name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY | O_CLOEXEC);
     if (fd < 0) return;
@@ -545,6 +545,8 @@ static void remove_claim(int dirfd, const char *name, const char *sprefix, const
             (*removed)++;
         if (sfd >= 0) close(sfd);
         folder = fstatat(dirfd, sname, &b, AT_SYMLINK_NOFOLLOW) == 0;
+        /* kept, not empty: a run's whole output, its mark moved out for the rename into DIR */
+        if (folder && S_ISDIR(b.st_mode)) (*finished)++;
     }
     if ((empty || (ours && !folder)) && fstatat(dirfd, name, &now, AT_SYMLINK_NOFOLLOW) == 0 &&
         same_file(&sb, &now))
@@ -553,9 +555,10 @@ static void remove_claim(int dirfd, const char *name, const char *sprefix, const
 }
 
 int cf_platform_remove_stale_claims(int dirfd, const char *cprefix, const char *sprefix,
-                                    size_t *removed)
+                                    size_t *removed, size_t *finished)
 {
     *removed = 0;
+    *finished = 0;
     char host[256], hsuffix[258];
     if (cf_platform_host_name(host, sizeof host) != 0) return 0;
     snprintf(hsuffix, sizeof hsuffix, ".%s", host);
@@ -586,7 +589,7 @@ int cf_platform_remove_stale_claims(int dirfd, const char *cprefix, const char *
         if (fstatat(dirfd, n, &st, AT_SYMLINK_NOFOLLOW) != 0 || !S_ISREG(st.st_mode)) continue;
         /* an empty claim without a host in its name could be any host's: kept */
         if (!tail[0] && st.st_size == 0) continue;
-        remove_claim(dirfd, n, sprefix, n + plen, host, removed);
+        remove_claim(dirfd, n, sprefix, n + plen, host, removed, finished);
     }
     closedir(d);
     return 0;

@@ -121,10 +121,12 @@ int cf_platform_remove_stale_dirs(int dirfd, const char *prefix, const char *mar
  * only when it is exactly this host's mark; then its folder is removed while its lock is free
  * and it is empty (rmdir(2) refuses any other), and the claim once the folder is gone. An empty
  * claim of this host's name (killed before it wrote it, so before it made a folder) is removed
- * alone. *removed: how many folders. Without a host name none is told stale. 0, or -1 with
- * errno set when the folder cannot be read. */
+ * alone. *removed: how many folders. *finished: how many folders beside a killed run's claim
+ * were kept because they hold something (a run moves its mark back out to the claim's name
+ * before the rename into DIR: a run killed then leaves its whole output so). Without a host name
+ * none is told stale. 0, or -1 with errno set when the folder cannot be read. */
 int cf_platform_remove_stale_claims(int dirfd, const char *cprefix, const char *sprefix,
-                                    size_t *removed);
+                                    size_t *removed, size_t *finished);
 
 /* The mark of this run's staging folder in buf: "host=HOST\nmachine=MACHINE\nboot=BOOT\npid=PID\n"
  * (HOST as given, may be empty; MACHINE /etc/machine-id, or /var/lib/dbus/machine-id, else

@@ -34,7 +34,8 @@ static int refuse(const tool_stage_how *how, const char *fmt, ...)
 
 /* The file a run puts in its staging folder once it holds the folder's lock (its claim, made
  * beside the folder before the folder, moved in: stage_open), naming its host and
- * process (cf_platform_run_mark: host, machine, boot, pid), removed just before the folder becomes DIR: only a folder
+ * process (cf_platform_run_mark: host, machine, boot, pid), moved back out to the claim's name
+ * just before the folder becomes DIR (stage_commit): only a folder
  * holding it is taken for a killed run's (a folder without a host in its name, only by a run of
  * the host it names), not a folder of the user's that has a staging folder's name (empty or
  * not), nor one whose run could not lock it (a file system without locks, ENOLCK) and goes on
@@ -247,8 +248,15 @@ int stage_open(tool_stage *st, const tool_stage_how *how, const char *dir)
         int pfd = open(parent, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
         size_t removed = 0;
         if (pfd >= 0) {
-            size_t claimed = 0;
-            (void)cf_platform_remove_stale_claims(pfd, cprefix, prefix, &claimed);
+            size_t claimed = 0, finished = 0;
+            (void)cf_platform_remove_stale_claims(pfd, cprefix, prefix, &claimed, &finished);
+            if (finished)
+                tool_info("%zu staging folder%s (.%s.%s-tmp.*) in %s hold%s the whole output of a "
+                          "run killed as it moved it into DIR (beside %s claim .%s.%s-new.*): "
+                          "rename %s to DIR, or remove %s",
+                          finished, finished == 1 ? "" : "s", base, how->cmd, parent,
+                          finished == 1 ? "s" : "", finished == 1 ? "its" : "their", base,
+                          how->cmd, finished == 1 ? "it" : "one", finished == 1 ? "both" : "them");
             (void)cf_platform_remove_stale_dirs(pfd, prefix, STAGE_MARK, how->depth, &removed);
             removed += claimed;
             close(pfd);
@@ -323,7 +331,7 @@ int stage_open(tool_stage *st, const tool_stage_how *how, const char *dir)
          * under the next name, never gone on with unlocked), or the folder gone from its name */
         bool locked = false;
         st->lock = cf_platform_lock_dir(stage, &locked);
-        int lerr = errno;
+        int lerr = errno, marked = 0;
         if (st->lock >= 0 && locked && cfd >= 0) {
             /* the mark of a run's folder, moved in only once it is locked: a run that goes on
              * unlocked (a file system without locks, ENOLCK), its folder perhaps without the
@@ -343,13 +351,20 @@ int stage_open(tool_stage *st, const tool_stage_how *how, const char *dir)
                 errno = merr;
                 break;
             }
+            marked = 1;
         } else if (cfd >= 0) {
             /* not marked: the folder made anew under the next name first, then the claim out */
             if (st->lock < 0 && lerr == EEXIST) (void)rmdir(stage);
             (void)unlink(claim);
         }
-        if (cfd >= 0) close(cfd);
-        free(claim);
+        if (marked) {
+            /* the mark's name beside the folder and its lock, kept for stage_commit */
+            st->claim = claim;
+            st->claim_fd1 = cfd + 1;
+        } else {
+            if (cfd >= 0) close(cfd);
+            free(claim);
+        }
         errno = lerr;
         if (st->lock >= 0 || (errno != EEXIST && errno != ENOENT)) break;
         if (errno == EEXIST && cfd < 0) (void)rmdir(stage);
@@ -360,6 +375,10 @@ int stage_open(tool_stage *st, const tool_stage_how *how, const char *dir)
     free(prefix);
     if (!made) {
         st->lock = -1;
+        if (st->claim_fd1) close(st->claim_fd1 - 1);
+        free(st->claim);
+        st->claim = NULL;
+        st->claim_fd1 = 0;
         /* a full disk, a read-only file system: an error (status 1) of the environment, not a
          * refusal of the name given */
         int e = errno, u = EXIT_RUNTIME;
@@ -395,12 +414,21 @@ int stage_commit(tool_stage *st, const char *dir, const char *what)
     }
     /* the mark out first (killed before the rename, the folder stays: it is no run's then),
      * before the folder takes DIR's mode: a DIR without write permission (0555) would leave
-     * its owner unable to unlink the mark in it. A run killed between this unlink and the
-     * rename leaves its whole output unmarked under the staging name, never removed: a window
-     * no order closes while the mark is inside the folder (rename(2) takes all it holds, so a
-     * mark unlinked after it would be left in DIR by a run killed in between) */
+     * its owner unable to move the mark out of it. Not inside the folder at the rename
+     * (rename(2) takes all it holds: a mark to be removed after it would be left in DIR by a
+     * run killed in between), but beside it, as the claim */
     char *mark = path_join(st->path, STAGE_MARK);
-    int gone = unlink(mark) == 0 || errno == ENOENT;
+    int gone;
+    if (st->claim) {
+        /* out to the claim's name beside the folder, still locked: a run killed from here to
+         * the rename leaves its whole output under the hidden name with the claim beside it,
+         * which tells the next run (rmdir(2) refuses to remove a folder that holds anything)
+         * that it is a finished run's, to be said, never removed */
+        gone = rename(mark, st->claim) == 0 || errno == ENOENT;
+        st->marked_out = gone;
+    } else {
+        gone = unlink(mark) == 0 || errno == ENOENT;
+    }
     free(mark);
     if (!gone) {
         tool_error("%s: cannot move %s into place: %s", dir, what, strerror(errno));
@@ -424,6 +452,7 @@ int stage_commit(tool_stage *st, const char *dir, const char *what)
         return -1;
     }
     st->committed = 1;
+    if (st->claim) (void)unlink(st->claim); /* killed before: the next run removes it */
     cf_platform_sync_dir(st->parent);
     return 0;
 }
@@ -439,12 +468,19 @@ void stage_close(tool_stage *st)
         /* a failed rename after the folder took DIR's mode (0555: its files could not be
          * unlinked, the folder was left, unmarked, for good): writable by its owner again */
         (void)chmod(st->path, S_IRWXU);
+        /* a mark moved out for the rename (stage_commit) back in, so that it goes last */
+        char *back = path_join(st->path, STAGE_MARK);
+        if (st->marked_out && rename(st->claim, back) == 0) st->marked_out = 0;
+        free(back);
         (void)nftw(st->path, remove_entry, 16, FTW_DEPTH | FTW_PHYS);
         char *mark = path_join(st->path, STAGE_MARK);
         (void)unlink(mark);
         free(mark);
         (void)rmdir(st->path);
+        if (st->marked_out) (void)unlink(st->claim);
     }
+    if (st->claim_fd1) close(st->claim_fd1 - 1);
+    free(st->claim);
     if (st->lock >= 0) close(st->lock);
     if (!st->committed && st->new_dir) remove_new_dirs(st->parent, st->new_dir);
     free(st->new_dir);
