@@ -292,21 +292,27 @@ cmp "$out/linked/cells.csv" "$o1/cells.csv" || fail "the crop through a link to 
 # get the same ids run after run, e.g. pid 1 restarted after running out of memory): removed as
 # any killed run's, or each restart left one more, up to 100 (then crop refused to start)
 host=$("$py" -c 'import socket; print(socket.gethostname())')
+# runmark PID [HOST]: the mark of a run of this host (or HOST), machine and boot, without its
+# last newline (cf_platform_run_mark: the machine id, else "boot-" and the boot id)
+boot=$(cat /proc/sys/kernel/random/boot_id 2>/dev/null || :)
+machine=$(cat /etc/machine-id 2>/dev/null || cat /var/lib/dbus/machine-id 2>/dev/null || :)
+[ -n "$machine" ] || machine=${boot:+boot-$boot}
+runmark() { printf 'host=%s\nmachine=%s\nboot=%s\npid=%s' "${2-$host}" "$machine" "$boot" "$1"; }
 mkdir "$out/pidrun"
-expect 0 "removed 2 staging folders .*that killed runs left" sh -c 'for s in "$$.$5" "$$-1.$5"; do mkdir "$1/.x.crop-tmp.$s" && : >"$1/.x.crop-tmp.$s/old" && : >"$1/.x.crop-tmp.$s/.cfnet-staging"; done && exec "$2" crop "$3" "$4" -o "$1/x" --size 16' \
-    sh "$out/pidrun" "$cfnet" "$out/f16.tif" "$out/m32.tif" "$host"
+expect 0 "removed 2 staging folders .*that killed runs left" sh -c 'for s in "$$.$5" "$$-1.$5"; do mkdir "$1/.x.crop-tmp.$s" && : >"$1/.x.crop-tmp.$s/old" &&  printf "%s\n" "$6" >"$1/.x.crop-tmp.$s/.cfnet-staging"; done && exec "$2" crop "$3" "$4" -o "$1/x" --size 16' \
+    sh "$out/pidrun" "$cfnet" "$out/f16.tif" "$out/m32.tif" "$host" "$(runmark 1)"
 cmp "$out/pidrun/x/cells.csv" "$o1/cells.csv" || fail "the crop beside an old staging folder differs"
 test "$(ls -A "$out/pidrun" | tr '\n' ' ')" = "x " || fail "staging folders of this process id stayed: $(ls -A "$out/pidrun" | tr '\n' ' ')"
 # ... but one of that id that a process holds locked (a live run of another container with the
 # same id and host name) is left alone: another name
 mkdir "$out/pidrun2"
-expect 0 "wrote 4 crops" sh -c 'd="$1/.x.crop-tmp.$$.$5"; mkdir "$d" && : >"$d/old" && : >"$d/.cfnet-staging" &&
+expect 0 "wrote 4 crops" sh -c 'd="$1/.x.crop-tmp.$$.$5"; mkdir "$d" && : >"$d/old" && printf "%s\n" "$8" >"$d/.cfnet-staging" &&
     { "$6" -c "import fcntl, os, sys, time
 fd = os.open(sys.argv[1], os.O_RDONLY); fcntl.flock(fd, fcntl.LOCK_EX)
 open(sys.argv[1] + \"/locked\", \"w\").close(); time.sleep(60)" "$d" & echo $! >"$7"; } &&
     i=0; while [ ! -e "$d/locked" ] && [ $i -lt 600 ]; do sleep 0.1; i=$((i + 1)); done;
     exec "$2" crop "$3" "$4" -o "$1/x" --size 16' \
-    sh "$out/pidrun2" "$cfnet" "$out/f16.tif" "$out/m32.tif" "$host" "$py" "$out/locker2.pid"
+    sh "$out/pidrun2" "$cfnet" "$out/f16.tif" "$out/m32.tif" "$host" "$py" "$out/locker2.pid" "$(runmark 1)"
 kill "$(cat "$out/locker2.pid")" 2>/dev/null || :
 cmp "$out/pidrun2/x/cells.csv" "$o1/cells.csv" || fail "the crop beside a locked staging folder differs"
 test "$(ls -A "$out/pidrun2" | grep -c crop-tmp)" = 1 || fail "crop touched the locked staging folder of its process id"
@@ -330,14 +336,22 @@ for s in ".y.crop-tmp.$dead.$host" ".y.crop-tmp.$dead-3.$host" ".y.crop-tmp.$$.$
     ".y.crop-tmp.$dead.$host.x" ".y.crop-tmp.$dead-4.$host" ".y.crop-tmp.$dead-5.$host" \
     ".y.crop-tmp.$dead-8" ".y.crop-tmp.$$-11" ".y.crop-tmp.$dead-9.$host" ".y.crop-tmp.$$-10.$host" \
     ".y.crop-tmp.$dead-12" ".y.crop-tmp.$dead-13" ".y.crop-tmp.$dead-14" ".y.crop-tmp.$$-15" \
-    ".y.crop-tmp.$dead-18" ".y.crop-tmp.$dead-19" ".y.crop-tmp.$dead-20"; do
+    ".y.crop-tmp.$dead-18" ".y.crop-tmp.$dead-19" ".y.crop-tmp.$dead-20" ".y.crop-tmp.$dead-21.$host" \
+    ".y.crop-tmp.$dead-22.$host" ".y.crop-tmp.$dead-23" ".y.crop-tmp.$dead-24.$host"; do
     mkdir "$out/killed/$s" && : >"$out/killed/$s/f16_3.tif" && : >"$out/killed/$s/cells.csv" &&
-        printf 'host=%s\npid=%s\n' "$host" "$dead" >"$out/killed/$s/.cfnet-staging"
+        printf '%s\n' "$(runmark "$dead")" >"$out/killed/$s/.cfnet-staging"
 done
 # host-less folders whose mark names another host (a client's, on an NFS server whose own runs
 # do not see the client's lock), or cannot be told (no newline after the host, a folder in the
 # mark's place): kept
-printf 'host=other-%s\npid=%s\n' "$host" "$dead" >"$out/killed/.y.crop-tmp.$dead-13/.cfnet-staging"
+printf '%s\n' "$(runmark "$dead" "other-$host")" >"$out/killed/.y.crop-tmp.$dead-13/.cfnet-staging"
+# marks of this host's name but of another machine (a cloned virtual machine sharing the folder,
+# its own machine id) or of another boot (a clone whose machine id was not renewed), with and
+# without the host in the folder's name, and the earlier mark of host and pid alone: kept
+printf 'host=%s\nmachine=0%s\nboot=%s\npid=%s\n' "$host" "$machine" "$boot" "$dead" >"$out/killed/.y.crop-tmp.$dead-21.$host/.cfnet-staging"
+printf 'host=%s\nmachine=%s\nboot=0%s\npid=%s\n' "$host" "$machine" "$boot" "$dead" >"$out/killed/.y.crop-tmp.$dead-22.$host/.cfnet-staging"
+printf 'host=%s\nmachine=%s\nboot=0%s\npid=%s\n' "$host" "$machine" "$boot" "$dead" >"$out/killed/.y.crop-tmp.$dead-23/.cfnet-staging"
+printf 'host=%s\npid=%s\n' "$host" "$dead" >"$out/killed/.y.crop-tmp.$dead-24.$host/.cfnet-staging"
 printf 'host=%s' "$host" >"$out/killed/.y.crop-tmp.$dead-14/.cfnet-staging"
 rm "$out/killed/.y.crop-tmp.$$-15/.cfnet-staging" && mkdir "$out/killed/.y.crop-tmp.$$-15/.cfnet-staging"
 # ... the mark of a host whose name holds a newline after this host's name (the kernel takes any
@@ -345,7 +359,7 @@ rm "$out/killed/.y.crop-tmp.$$-15/.cfnet-staging" && mkdir "$out/killed/.y.crop-
 # naming this host (not followed) in the mark's place: kept
 printf 'host=%s\nx\npid=%s\n' "$host" "$dead" >"$out/killed/.y.crop-tmp.$dead-18/.cfnet-staging"
 rm "$out/killed/.y.crop-tmp.$dead-19/.cfnet-staging" && mkfifo "$out/killed/.y.crop-tmp.$dead-19/.cfnet-staging"
-printf 'host=%s\npid=%s\n' "$host" "$dead" >"$out/killed-mark"
+printf '%s\n' "$(runmark "$dead")" >"$out/killed-mark"
 rm "$out/killed/.y.crop-tmp.$dead-20/.cfnet-staging" && ln -s ../../killed-mark "$out/killed/.y.crop-tmp.$dead-20/.cfnet-staging"
 # empty folders with a staging name, locked once (no sticky bit), their lock free, of a dead
 # process: no mark, so kept (a folder of the user's, or a run killed before it made its mark)
@@ -377,7 +391,8 @@ kept=".y.crop-tmp.$$-6.$host .y.crop-tmp.$dead.$host.2 \
     .y.crop-tmp.$dead.other-$host .z.crop-tmp.$dead.$host .y.crop-tmp.$dead-8 \
     .y.crop-tmp.$dead-9.$host .y.crop-tmp.$$-10.$host .y.crop-tmp.$dead-12 .y.crop-tmp.$dead-13 \
     .y.crop-tmp.$dead-14 .y.crop-tmp.$$-15 .y.crop-tmp.$dead-16.$host .y.crop-tmp.$dead-17 \
-    .y.crop-tmp.$dead-18 .y.crop-tmp.$dead-19 .y.crop-tmp.$dead-20 y"
+    .y.crop-tmp.$dead-18 .y.crop-tmp.$dead-19 .y.crop-tmp.$dead-20 .y.crop-tmp.$dead-21.$host \
+    .y.crop-tmp.$dead-22.$host .y.crop-tmp.$dead-23 .y.crop-tmp.$dead-24.$host y"
 [ $local_fs = 1 ] || kept="$kept .y.crop-tmp.$$.$host .y.crop-tmp.$dead .y.crop-tmp.$$-11"
 # shellcheck disable=SC2086
 test "$(cd "$out/killed" && LC_ALL=C ls -A | tr '\n' ' ')" = "$(printf '%s ' $kept | tr ' ' '\n' | LC_ALL=C sort | tr '\n' ' ')" ||
@@ -480,6 +495,86 @@ if command -v strace >/dev/null 2>&1 && strace -o /dev/null true 2>/dev/null; th
         "$cfnet" crop "$out/f16.tif" "$out/m32.tif" -o "$out/emfile/x" --size 16
     lacks "see 'cfnet crop --help'|new or empty folder" "crop -o DIR that cannot be read (EMFILE): said as a usage error"
     test "$(ls -A "$out/emfile" | tr '\n' ' ')" = "x " || fail "crop -o DIR that cannot be read left: $(ls -A "$out/emfile")"
+    # a run killed outright while it makes its staging folder: before it locks its claim
+    # (.x.crop-new.PID.HOST, made before the folder; left empty), before it locks the folder it
+    # made (the claim beside the empty folder), and before it moves the claim into the folder as
+    # its mark (SIGKILL at the first or second flock, at the first rename). No empty, unmarked
+    # folder stays for good (once, it did): the next run removes the folder and the claim
+    for at in flock:1 flock:2 rename:1; do
+        mkdir "$out/makekill"
+        env ASAN_OPTIONS="${ASAN_OPTIONS:+$ASAN_OPTIONS:}detect_leaks=0" strace -f -o /dev/null \
+            -e trace=flock,rename,renameat,renameat2 \
+            -e inject="$(case $at in flock:*) echo flock ;; *) echo rename,renameat,renameat2 ;; esac)":signal=KILL:when="${at#*:}" \
+            "$cfnet" crop "$out/f16.tif" "$out/m32.tif" -o "$out/makekill/x" --size 16 >/dev/null 2>&1 || :
+        left=$(ls -A "$out/makekill" | tr '\n' ' ')
+        case $at in
+        flock:1) test "$left" = ".x.crop-new.$(echo "$left" | cut -d. -f4).$host " ||
+            fail "a run killed before it locked its claim left: $left" ;;
+        *) case $left in
+            ".x.crop-new."*" .x.crop-tmp."*" ") test -z "$(ls -A "$out/makekill/.x.crop-tmp."*)" ||
+                fail "a run killed at $at left a staging folder that is not empty" ;;
+            *) fail "a run killed while making its staging folder (at $at) left: $left" ;;
+            esac ;;
+        esac
+        expect 0 "wrote 4 crops" "$cfnet" crop "$out/f16.tif" "$out/m32.tif" -o "$out/makekill/x" --size 16
+        test "$at" = flock:1 || grep -q "removed 1 staging folder .*that killed runs left" "$out/last.txt" ||
+            fail "no note of the staging folder removed (killed at $at)"
+        test "$(ls -A "$out/makekill")" = "x" || fail "beside a run killed while making its staging folder (at $at): $(ls -A "$out/makekill" | tr '\n' ' ')"
+        cmp "$out/makekill/x/cells.csv" "$o1/cells.csv" || fail "the crop after a run killed at $at differs"
+        rm -r "$out/makekill"
+    done
+    # a run killed as it moves its finished output into DIR (SIGKILL at its third rename, after
+    # the mark went back out to the claim's name; once, the output was left unmarked and
+    # unsaid): the next run keeps that folder whole, with the claim beside it, and says where it
+    # is; killed at the second (the mark not yet out), the folder is still marked, and removed
+    mkdir "$out/endkill"
+    for n in 3 2; do
+        env ASAN_OPTIONS="${ASAN_OPTIONS:+$ASAN_OPTIONS:}detect_leaks=0" strace -f -o /dev/null \
+            -e trace=rename,renameat,renameat2 -e inject=rename,renameat,renameat2:signal=KILL:when=$n \
+            "$cfnet" crop "$out/f16.tif" "$out/m32.tif" -o "$out/endkill/x$n" --size 16 >/dev/null 2>&1 || :
+    done
+    left=$(cd "$out/endkill" && ls -A | tr '\n' ' ')
+    case $left in
+    ".x2.crop-tmp."*" .x3.crop-new."*" .x3.crop-tmp."*" ") ;;
+    *) fail "runs killed at their second and third renames left: $left" ;;
+    esac
+    expect 0 "1 staging folder .*x3.crop-tmp.* holds the whole output of a run killed as it moved it into DIR" \
+        "$cfnet" crop "$out/f16.tif" "$out/m32.tif" -o "$out/endkill/x3" --size 16
+    lacks "removed" "a finished run's staging folder said removed"
+    cmp "$out/endkill/.x3.crop-tmp."*/cells.csv "$o1/cells.csv" || fail "the output of a run killed at its rename was not kept whole"
+    expect 0 "removed 1 staging folder" "$cfnet" crop "$out/f16.tif" "$out/m32.tif" -o "$out/endkill/x2" --size 16
+    left=$(cd "$out/endkill" && ls -A | tr '\n' ' ')
+    case $left in
+    ".x3.crop-new."*" .x3.crop-tmp."*" x2 x3 ") ;;
+    *) fail "beside runs killed at their second and third renames: $left" ;;
+    esac
+    # a claim of a live run (locked) and the empty folder beside it stay, as does an empty
+    # folder beside a claim that is not this host's mark
+    mkdir "$out/liveclaim"
+    printf '%s\n' "$(runmark "$dead" "other-$host")" >"$out/liveclaim/.x.crop-new.$dead-1.$host"
+    mkdir "$out/liveclaim/.x.crop-tmp.$dead-1.$host"
+    printf '%s\n' "$(runmark "$dead")" >"$out/liveclaim/.x.crop-new.$dead-2.$host"
+    mkdir "$out/liveclaim/.x.crop-tmp.$dead-2.$host"
+    : >"$out/liveclaim/.x.crop-tmp.$dead-2.$host/mine"
+    printf '%s\n' "$(runmark "$dead")" >"$out/liveclaim/.x.crop-new.$dead.$host"
+    mkdir "$out/liveclaim/.x.crop-tmp.$dead.$host"
+    "$py" - "$out/liveclaim/.x.crop-new.$dead.$host" <<'PY' &
+import fcntl, os, sys, time
+fd = os.open(sys.argv[1], os.O_RDONLY)
+fcntl.flock(fd, fcntl.LOCK_EX)
+open(sys.argv[1] + ".locked", "w").close()
+time.sleep(60)
+PY
+    locker=$!
+    i=0
+    while [ ! -e "$out/liveclaim/.x.crop-new.$dead.$host.locked" ] && [ $i -lt 600 ]; do sleep 0.1; i=$((i + 1)); done
+    rm -f "$out/liveclaim/.x.crop-new.$dead.$host.locked"
+    expect 0 "wrote 4 crops" "$cfnet" crop "$out/f16.tif" "$out/m32.tif" -o "$out/liveclaim/x" --size 16
+    kill "$locker" 2>/dev/null || :
+    wait "$locker" 2>/dev/null || :
+    test "$(cd "$out/liveclaim" && LC_ALL=C ls -A | tr '\n' ' ')" = ".x.crop-new.$dead-1.$host .x.crop-new.$dead-2.$host .x.crop-new.$dead.$host .x.crop-tmp.$dead-1.$host .x.crop-tmp.$dead-2.$host .x.crop-tmp.$dead.$host x " ||
+        fail "beside claims of a live run, of another host and of a folder that is not empty: $(cd "$out/liveclaim" && ls -A | tr '\n' ' ')"
+    test -e "$out/liveclaim/.x.crop-tmp.$dead-2.$host/mine" || fail "a file removed from a folder beside a claim"
 else
     skip_env test_cli_crop "a staging folder whose lock another process held" "no strace, or ptrace not allowed"
 fi
@@ -939,7 +1034,7 @@ mkdir "$out/smid/e3" && ln -s e3 "$out/smid/l3"
 shost=$("$py" -c 'import socket; print(socket.gethostname())')
 sdead=$(sh -c 'echo $$')
 for s in "" -2 -3; do
-    mkdir -p "$out/smid/.st.synth-tmp.$sdead$s.$shost/train/class00" && : >"$out/smid/.st.synth-tmp.$sdead$s.$shost/.cfnet-staging"
+    mkdir -p "$out/smid/.st.synth-tmp.$sdead$s.$shost/train/class00" && printf '%s\n' "$(runmark "$sdead" "$shost")" >"$out/smid/.st.synth-tmp.$sdead$s.$shost/.cfnet-staging"
 done
 : >"$out/smid/.st.synth-tmp.$sdead.$shost/train/class00/0000.tif"
 ln -s / "$out/smid/.st.synth-tmp.$sdead-3.$shost/train/class00/root"
@@ -1053,11 +1148,13 @@ if [ "$(id -u)" = 0 ] && command -v setpriv >/dev/null 2>&1 &&
     ls -A "$out/ro555/c" "$out/ro555/s" | grep -q cfnet-staging && fail "a DIR of mode 0555 holds the staging mark"
     # ... and a run whose rename fails there (another run wrote DIR first: ENOTEMPTY injected)
     # removes its staging folder, which had taken the mode 0555 (its files were left in it)
+    # (the first rename is the claim's, moved into the staging folder as its mark, the second the
+    # mark's, moved back out to the claim's name: the third fails)
     if command -v strace >/dev/null 2>&1 && strace -o /dev/null true 2>/dev/null; then
         mkdir "$out/ro555/r" && chown 65534:65534 "$out/ro555/r" && chmod 555 "$out/ro555/r"
         expect 1 "cannot move the crops into place: Directory not empty" setpriv --reuid=65534 \
             --regid=65534 --clear-groups env ASAN_OPTIONS="${ASAN_OPTIONS:+$ASAN_OPTIONS:}detect_leaks=0" \
-            strace -f -o /dev/null -e trace=rename,renameat,renameat2 -e inject=rename,renameat,renameat2:error=ENOTEMPTY \
+            strace -f -o /dev/null -e trace=rename,renameat,renameat2 -e inject=rename,renameat,renameat2:error=ENOTEMPTY:when=3 \
             "$cfnet" crop "$out/f16.tif" "$out/m32.tif" -o "$out/ro555/r" --size 16
         test "$(ls -A "$out/ro555" | tr '\n' ' ')" = "c r s " || fail "left beside a DIR of mode 0555 after a failed rename: $(ls -A "$out/ro555" | tr '\n' ' ')"
     else

@@ -352,23 +352,65 @@ static void tree_empty(int fd)
     closedir(d);
 }
 
-/* Whether the folder open as fd holds the regular file `mark` (the mark of a run that locked
- * it; an empty folder is not taken for one: a folder of the user's, or a run killed before it
- * made its mark, which stays). host: the mark must also be this host's, exactly
- * "host=HOST\npid=PID\n" as stage.c writes it, nothing after (a host name may hold a newline:
- * the mark of a host "HOST\nX" begins with the line "host=HOST" too): a mark that cannot be
- * read, or is another host's (a client's on an NFS server, whose flock the server does not
- * see), is no run's of this host. Never follows a link or waits on a FIFO; reads at most a few
- * hundred bytes. */
+/* One line of an id file (/etc/machine-id, the boot id): hex digits and '-', 1 to 63 of them. */
+static bool read_id(const char *path, char *buf, size_t size)
+{
+    int fd = open(path, O_RDONLY | O_NONBLOCK | O_NOCTTY | O_CLOEXEC);
+    if (fd < 0) return false;
+    ssize_t r;
+    do r = read(fd, buf, size - 1);
+    while (r < 0 && errno == EINTR);
+    close(fd);
+    if (r <= 0) return false;
+    buf[r] = '\0';
+    buf[strcspn(buf, "\n")] = '\0';
+    size_t n = strlen(buf);
+    return n > 0 && n < 64 && strspn(buf, "0123456789abcdefABCDEF-") == n;
+}
+
+/* "host=HOST\nmachine=MACHINE\nboot=BOOT\npid=", the mark's head on this machine: MACHINE its
+ * /etc/machine-id (or /var/lib/dbus/machine-id), else "boot-" and the boot id (a machine
+ * without an id is told apart by its boot alone), BOOT the kernel's boot id (empty where there is
+ * none). Its length, or 0 when it does not fit. */
+static size_t mark_head(char *buf, size_t size, const char *host)
+{
+    char boot[80] = "", machine[96] = "";
+    if (!read_id("/proc/sys/kernel/random/boot_id", boot, sizeof boot)) boot[0] = '\0';
+    if (!read_id("/etc/machine-id", machine, sizeof machine) &&
+        !read_id("/var/lib/dbus/machine-id", machine, sizeof machine))
+        snprintf(machine, sizeof machine, "%s%s", boot[0] ? "boot-" : "", boot);
+    int n = snprintf(buf, size, "host=%s\nmachine=%s\nboot=%s\npid=", host, machine, boot);
+    return n > 0 && (size_t)n < size ? (size_t)n : 0;
+}
+
+int cf_platform_run_mark(char *buf, size_t size, const char *host)
+{
+    size_t n = mark_head(buf, size, host);
+    if (n == 0) return -1;
+    int m = snprintf(buf + n, size - n, "%ld\n", (long)getpid());
+    return m > 0 && (size_t)m < size - n ? 0 : -1;
+}
+
+/* Whether the folder open as fd holds the regular file `mark` of a run of this host, machine and
+ * boot: exactly cf_platform_run_mark's text (any process id), nothing after (a host name may
+ * hold a newline: the mark of a host "HOST\nX" begins with the line "host=HOST" too). A mark
+ * that cannot be read, another host's (a client's on an NFS server, whose flock the server does
+ * not see), another machine's of the same host name (a cloned virtual machine sharing the
+ * folder) or of another boot (such a clone whose machine id was not renewed; or this machine
+ * before a reboot, which cannot be told from it) is no run's of this machine: an empty folder
+ * is no run's either (a folder of the user's). Never follows a link or waits on a FIFO; reads at
+ * most a few hundred bytes. */
 static bool dir_marked(int fd, const char *mark, const char *host)
 {
     struct stat st, now;
     if (fstatat(fd, mark, &st, AT_SYMLINK_NOFOLLOW) != 0 || !S_ISREG(st.st_mode)) return false;
-    if (!host) return true;
+    char head[512];
+    size_t hl = mark_head(head, sizeof head, host);
+    if (hl == 0) return false;
     int mfd = openat(fd, mark, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY | O_CLOEXEC);
     if (mfd < 0) return false;
-    char buf[300];
-    size_t hl = strlen(host), got = 0;
+    char buf[600];
+    size_t got = 0;
     bool ok = fstat(mfd, &now) == 0 && S_ISREG(now.st_mode) && same_file(&st, &now);
     for (ssize_t r; ok && got < sizeof buf && (r = read(mfd, buf + got, sizeof buf - got)) != 0;) {
         if (r < 0) {
@@ -379,11 +421,9 @@ static bool dir_marked(int fd, const char *mark, const char *host)
         got += (size_t)r;
     }
     close(mfd);
-    /* "host=" HOST "\npid=" digits "\n", the whole file (one that fills buf is longer) */
-    if (!ok || got >= sizeof buf || got < hl + 12 || memcmp(buf, "host=", 5) != 0 ||
-        memcmp(buf + 5, host, hl) != 0 || memcmp(buf + 5 + hl, "\npid=", 5) != 0)
-        return false;
-    size_t at = 10 + hl, digits = 0;
+    /* the head, then digits and "\n": the whole file (one that fills buf is longer) */
+    if (!ok || got >= sizeof buf || got < hl + 2 || memcmp(buf, head, hl) != 0) return false;
+    size_t at = hl, digits = 0;
     while (at < got && buf[at] >= '0' && buf[at] <= '9') at++, digits++;
     return digits > 0 && at + 1 == got && buf[at] == '\n';
 }
@@ -393,8 +433,8 @@ static bool dir_marked(int fd, const char *mark, const char *host)
  * (cf_platform_lock_dir) and it is still the folder of that name. pid_stale: the process of
  * its name is gone; else only a folder that was locked once (its sticky bit cleared) on a file
  * system whose locks every writer's process shares (`local`) is removed: there the lock alone
- * tells, whatever process has the id now. Only a folder that holds `mark` (dir_marked; host:
- * naming this host) is a run's. A folder that holds anything else stays whole. 0 when
+ * tells, whatever process has the id now. Only a folder that holds `mark` (dir_marked: of this
+ * host, machine and boot) is a run's. A folder that holds anything else stays whole. 0 when
  * removed. */
 static int remove_dir_if_unlocked(int dirfd, const char *name, const char *mark, int depth,
                                   bool pid_stale, bool local, const char *host)
@@ -410,7 +450,7 @@ static int remove_dir_if_unlocked(int dirfd, const char *name, const char *mark,
         close(fd); /* a run's own, or gone (renamed into DIR's place) since it was read */
         return -1;
     }
-    /* a run's (its mark in it; for a name without a host, a mark naming this host), of
+    /* a run's (its mark in it, naming this host, machine and boot), of
      * regular files (and plain folders of them) only, or it is left as it is: a folder of the
      * user's that has the name stays, empty or not */
     bool files = dir_marked(fd, mark, host) && tree_plain(fd, depth);
@@ -465,8 +505,91 @@ int cf_platform_remove_stale_dirs(int dirfd, const char *prefix, const char *mar
         bool pid_stale = pid == (long)getpid() || cf_platform_pid_gone(pid);
         if ((pid_stale || local) && fstatat(dirfd, n, &st, AT_SYMLINK_NOFOLLOW) == 0 &&
             S_ISDIR(st.st_mode) &&
-            remove_dir_if_unlocked(dirfd, n, mark, depth, pid_stale, local, NULL) == 0)
+            remove_dir_if_unlocked(dirfd, n, mark, depth, pid_stale, local, host) == 0)
             (*removed)++;
+    }
+    closedir(d);
+    return 0;
+}
+
+/* The claim `name` (a regular file in dirfd, its lock free, checked by the caller's rules) and the
+ * folder `sprefix` + `suffix` it made: the folder is removed only while its lock is free and it
+ * is empty (rmdir(2) itself refuses one that holds anything: a file of the user's, the output of
+ * a run), the claim only once its folder is gone, or when it is empty (its run was killed before
+ * it wrote it, so before it made the folder: a folder of that name is not its). *removed: the
+ * folders removed. */
+static void remove_claim(int dirfd, const char *name, const char *sprefix, const char *suffix,
+                         const char *host, size_t *removed, size_t *finished)
+{
+    int fd = openat(dirfd, name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY | O_CLOEXEC);
+    if (fd < 0) return;
+    struct stat sb, now;
+    if (fstat(fd, &sb) != 0 || !S_ISREG(sb.st_mode) || !lock_unless_held(fd, false) ||
+        fstatat(dirfd, name, &now, AT_SYMLINK_NOFOLLOW) != 0 || !same_file(&sb, &now)) {
+        close(fd); /* a live run's (locked), or gone since it was read */
+        return;
+    }
+    bool empty = sb.st_size == 0;
+    /* exactly this host's mark, and still the file locked here */
+    bool ours = !empty && dir_marked(dirfd, name, host) &&
+                fstatat(dirfd, name, &now, AT_SYMLINK_NOFOLLOW) == 0 && same_file(&sb, &now);
+    bool folder = false;
+    if (ours) {
+        char sname[NAME_MAX * 2 + 2];
+        snprintf(sname, sizeof sname, "%s%s", sprefix, suffix);
+        struct stat a, b;
+        int sfd = openat(dirfd, sname, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+        if (sfd >= 0 && fstat(sfd, &a) == 0 && lock_unless_held(sfd, false) &&
+            fstatat(dirfd, sname, &b, AT_SYMLINK_NOFOLLOW) == 0 && same_file(&a, &b) &&
+            unlinkat(dirfd, sname, AT_REMOVEDIR) == 0)
+            (*removed)++;
+        if (sfd >= 0) close(sfd);
+        folder = fstatat(dirfd, sname, &b, AT_SYMLINK_NOFOLLOW) == 0;
+        /* kept, not empty: a run's whole output, its mark moved out for the rename into DIR */
+        if (folder && S_ISDIR(b.st_mode)) (*finished)++;
+    }
+    if ((empty || (ours && !folder)) && fstatat(dirfd, name, &now, AT_SYMLINK_NOFOLLOW) == 0 &&
+        same_file(&sb, &now))
+        (void)unlinkat(dirfd, name, 0);
+    close(fd);
+}
+
+int cf_platform_remove_stale_claims(int dirfd, const char *cprefix, const char *sprefix,
+                                    size_t *removed, size_t *finished)
+{
+    *removed = 0;
+    *finished = 0;
+    char host[256], hsuffix[258];
+    if (cf_platform_host_name(host, sizeof host) != 0) return 0;
+    snprintf(hsuffix, sizeof hsuffix, ".%s", host);
+    DIR *d = reopen_dir(dirfd);
+    if (!d) return -1;
+    size_t plen = strlen(cprefix);
+    bool local = locks_local(dirfd);
+    for (struct dirent *e; (e = readdir(d)) != NULL;) {
+        const char *n = e->d_name, *tail = NULL;
+        if (strncmp(n, cprefix, plen) != 0) continue;
+        long pid = name_pid(n + plen, &tail);
+        if (pid == 0) continue;
+        if (tail[0] == '-') {
+            size_t digits = strspn(tail + 1, "0123456789");
+            if (digits == 0) continue;
+            tail += 1 + digits;
+        }
+        /* as cf_platform_remove_stale_dirs decides for the folders: without a host in the
+         * name, on this machine's own disk only, by the lock (and a mark naming this host); of
+         * this host, by the lock there, elsewhere when the process is gone too */
+        if (tail[0]) {
+            if (strcmp(tail, hsuffix) != 0) continue;
+            if (!local && pid != (long)getpid() && !cf_platform_pid_gone(pid)) continue;
+        } else if (!local) {
+            continue;
+        }
+        struct stat st;
+        if (fstatat(dirfd, n, &st, AT_SYMLINK_NOFOLLOW) != 0 || !S_ISREG(st.st_mode)) continue;
+        /* an empty claim without a host in its name could be any host's: kept */
+        if (!tail[0] && st.st_size == 0) continue;
+        remove_claim(dirfd, n, sprefix, n + plen, host, removed, finished);
     }
     closedir(d);
     return 0;

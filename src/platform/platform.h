@@ -98,17 +98,43 @@ int cf_platform_lock_dir(const char *path, bool *locked);
  * the caller's folder, so that one of this id is a killed run's whose id came round again), and
  * a file system without locks keeps them all. "<prefix><pid>" and "<prefix><pid>-<n>", without
  * a host (of any host), are removed by their lock alone on such a file system of this machine's
- * (locked once, not now) when `mark` in them is this host's, exactly "host=HOST\npid=PID\n"
+ * (locked once, not now) when `mark` in them is this host's, exactly cf_platform_run_mark's
  * (an NFS server's own disk is written by clients whose locks it does not see; a mark that
  * cannot be read, a link or a FIFO, so keeps the folder), kept elsewhere. The names of earlier
  * versions, "<prefix><pid>.<host>.<n>" (as well the name of a host "<host>.<n>"), stay. Only a
- * folder that holds the regular file `mark` (which its run makes once it holds the lock) is a
- * run's: one without it (a user's folder of that name, or an empty one, whose lock does not tell
+ * folder that holds the regular file `mark` (which its run makes once it holds the lock), exactly
+ * cf_platform_run_mark's of this host, machine and boot, is a run's: one without it (a user's folder of that name, or an empty one, whose lock does not tell
  * whose it is) stays, as does one that holds anything but regular files (and, `depth` levels
  * down, folders holding only such: 0, none). *removed: how many. Without a host name none is
  * told stale. 0, or -1 with errno set when the folder cannot be read. */
 int cf_platform_remove_stale_dirs(int dirfd, const char *prefix, const char *mark, int depth,
                                   size_t *removed);
+
+/* Removes, in the folder open as `dirfd`, the claims "<cprefix><pid>[-<n>][.<host>]" that runs
+ * killed outright left, and the empty folders "<sprefix>" with the same rest of the name that
+ * they made. A run makes its claim (a regular file holding its mark, cf_platform_run_mark's,
+ * locked while the run lasts) before it makes its folder, and moves it into the folder as the
+ * folder's mark once it holds the folder's lock; killed in between, it leaves the claim beside
+ * an empty, unmarked folder. A claim is taken for a killed run's by the rules of
+ * cf_platform_remove_stale_dirs (this host's name: its lock free on this machine's own disk,
+ * elsewhere its process gone too; no host in the name: on this machine's own disk only), and
+ * only when it is exactly this host's mark; then its folder is removed while its lock is free
+ * and it is empty (rmdir(2) refuses any other), and the claim once the folder is gone. An empty
+ * claim of this host's name (killed before it wrote it, so before it made a folder) is removed
+ * alone. *removed: how many folders. *finished: how many folders beside a killed run's claim
+ * were kept because they hold something (a run moves its mark back out to the claim's name
+ * before the rename into DIR: a run killed then leaves its whole output so). Without a host name
+ * none is told stale. 0, or -1 with errno set when the folder cannot be read. */
+int cf_platform_remove_stale_claims(int dirfd, const char *cprefix, const char *sprefix,
+                                    size_t *removed, size_t *finished);
+
+/* The mark of this run's staging folder in buf: "host=HOST\nmachine=MACHINE\nboot=BOOT\npid=PID\n"
+ * (HOST as given, may be empty; MACHINE /etc/machine-id, or /var/lib/dbus/machine-id, else
+ * "boot-" and the boot id; BOOT /proc/sys/kernel/random/boot_id, empty where there is none).
+ * cf_platform_remove_stale_dirs and cf_platform_remove_stale_claims take a folder for a killed
+ * run's only when its mark is exactly this (any PID): not another machine's of the same host
+ * name, nor of another boot. 0, or -1 when it does not fit. */
+int cf_platform_run_mark(char *buf, size_t size, const char *host);
 
 /* This host's name (gethostname) in buf: 0, or -1 when there is none, or it is empty or holds
  * a '/' (unusable in a file name). */

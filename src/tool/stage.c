@@ -13,6 +13,7 @@
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -36,8 +37,10 @@ static int refuse(const tool_stage_how *how, int e, const char *fmt, ...)
     return tool_refuse(usage_of(how), e, "%s%s", how->label, msg);
 }
 
-/* The file a run puts in its staging folder once it holds the folder's lock, naming its host and
- * process ("host=HOST\npid=PID\n"), removed just before the folder becomes DIR: only a folder
+/* The file a run puts in its staging folder once it holds the folder's lock (its claim, made
+ * beside the folder before the folder, moved in: stage_open), naming its host and
+ * process (cf_platform_run_mark: host, machine, boot, pid), moved back out to the claim's name
+ * just before the folder becomes DIR (stage_commit): only a folder
  * holding it is taken for a killed run's (a folder without a host in its name, only by a run of
  * the host it names), not a folder of the user's that has a staging folder's name (empty or
  * not), nor one whose run could not lock it (a file system without locks, ENOLCK) and goes on
@@ -91,6 +94,45 @@ static int sticky_keeps_setgid(const char *parent)
     for (int k = 0; k < n && !in; k++) in = g[k] == sb.st_gid;
     free(g);
     return in;
+}
+
+/* The claim `claim` made (O_EXCL), locked and holding `text`: its descriptor, the lock held for
+ * as long as it is open. -1 with errno set (EEXIST: the name is taken, or a cleaner took the
+ * claim before it was locked: the next name); -2 when the file system has no locks for it (no
+ * claim: the folder is then not marked). */
+static int make_claim(const char *claim, const char *text)
+{
+    int fd = open(claim, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0644);
+    if (fd < 0) return -1;
+    struct stat a, b;
+    int mine = fstat(fd, &a) == 0;
+    if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
+        int e = errno;
+        if (mine && lstat(claim, &b) == 0 && a.st_ino == b.st_ino && a.st_dev == b.st_dev)
+            (void)unlink(claim);
+        close(fd);
+        if (e != EWOULDBLOCK) return -2;
+        errno = EEXIST;
+        return -1;
+    }
+    /* still the file of that name: a cleaner may have removed it, empty, before the lock */
+    if (!mine || lstat(claim, &b) != 0 || a.st_ino != b.st_ino || a.st_dev != b.st_dev) {
+        close(fd);
+        errno = EEXIST;
+        return -1;
+    }
+    size_t len = strlen(text);
+    ssize_t w;
+    do w = write(fd, text, len);
+    while (w < 0 && errno == EINTR);
+    if (w != (ssize_t)len) {
+        int e = w < 0 ? errno : ENOSPC; /* a short write: the disk is full */
+        (void)unlink(claim);
+        close(fd);
+        errno = e;
+        return -1;
+    }
+    return fd;
 }
 
 int stage_open(tool_stage *st, const tool_stage_how *how, const char *dir)
@@ -203,6 +245,7 @@ int stage_open(tool_stage *st, const tool_stage_how *how, const char *dir)
     int hosted = cf_platform_host_name(host, sizeof host) == 0;
     const int known = hosted; /* the host, named in the mark even when not in the name */
     char *prefix = xasprintf(".%s.%s-tmp.", base, how->cmd);
+    char *cprefix = xasprintf(".%s.%s-new.", base, how->cmd); /* the claims */
     {
         long nmax = pathconf(parent, _PC_NAME_MAX);
         /* too long with the host name (the name DIR may have left no room): without it */
@@ -214,7 +257,17 @@ int stage_open(tool_stage *st, const tool_stage_how *how, const char *dir)
         int pfd = open(parent, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
         size_t removed = 0;
         if (pfd >= 0) {
+            size_t claimed = 0, finished = 0;
+            (void)cf_platform_remove_stale_claims(pfd, cprefix, prefix, &claimed, &finished);
+            if (finished)
+                tool_info("%zu staging folder%s (.%s.%s-tmp.*) in %s hold%s the whole output of a "
+                          "run killed as it moved it into DIR (beside %s claim .%s.%s-new.*): "
+                          "rename %s to DIR, or remove %s",
+                          finished, finished == 1 ? "" : "s", base, how->cmd, parent,
+                          finished == 1 ? "s" : "", finished == 1 ? "its" : "their", base,
+                          how->cmd, finished == 1 ? "it" : "one", finished == 1 ? "both" : "them");
             (void)cf_platform_remove_stale_dirs(pfd, prefix, STAGE_MARK, how->depth, &removed);
+            removed += claimed;
             close(pfd);
         }
         if (removed)
@@ -224,21 +277,62 @@ int stage_open(tool_stage *st, const tool_stage_how *how, const char *dir)
     /* a folder of that name still there (locked by a live run elsewhere, e.g. in another
      * container whose processes get the same ids, or holding more than files): left alone, "-N"
      * added to the process id. Made with the sticky bit, which cf_platform_lock_dir clears once
-     * the folder is locked: a cleaner does not take the folder for a dead run's before then. */
+     * the folder is locked: a cleaner does not take the folder for a dead run's before then.
+     *
+     * The folder is never unmarked while its run could be killed and leave it: before making
+     * it, the run makes its claim ".DIR.TAG-new.PID[.HOST]" beside it (the mark's text in a
+     * regular file, locked while the run lasts), and once it holds the folder's lock it moves
+     * the claim into the folder as its mark (one rename(2): the mark arrives whole). A run
+     * killed before the folder is made leaves at most the claim (empty if killed before writing
+     * it); killed after, the claim beside an empty folder. Both are told stale from the claim
+     * and its lock by the rules of the folders themselves (cf_platform_remove_stale_claims), and
+     * the folder is removed only while empty (rmdir(2) refuses any other) and unlocked. The
+     * claim is made only when no entry has the folder's name, so a folder beside a claim is its
+     * run's: another process could make one of that name only in the instant between this check
+     * and the mkdir (a run of the same name makes the same claim first, and O_EXCL refuses it
+     * the second one), and even then, only while it is empty, would it be removed. */
     char *stage = NULL;
     int made = 0;
     mode_t mode = sticky_keeps_setgid(parent) ? 01777 : 0777;
+    /* the mark: host, machine, boot and process (cf_platform_run_mark) */
+    char text[1024];
+    if (cf_platform_run_mark(text, sizeof text, known ? host : "") != 0)
+        snprintf(text, sizeof text, "host=\nmachine=\nboot=\npid=%ld\n", (long)getpid());
     for (int k = 0; !made && k <= 100; k++) {
         char num[32];
         if (k) snprintf(num, sizeof num, "%ld-%d", (long)getpid(), k);
         else snprintf(num, sizeof num, "%ld", (long)getpid());
         char *sname = hosted ? xasprintf("%s%s.%s", prefix, num, host) : xasprintf("%s%s", prefix, num);
+        char *cname = hosted ? xasprintf("%s%s.%s", cprefix, num, host) : xasprintf("%s%s", cprefix, num);
         free(stage);
         stage = path_join(parent, sname);
+        char *claim = path_join(parent, cname);
         free(sname);
+        free(cname);
+        struct stat taken;
+        if (lstat(stage, &taken) == 0) {
+            free(claim);
+            errno = EEXIST;
+            continue;
+        }
+        int cfd = make_claim(claim, text);
+        if (cfd == -1) {
+            int e = errno;
+            free(claim);
+            errno = e;
+            if (e == EEXIST) continue;
+            break;
+        }
         made = mkdir(stage, mode) == 0;
         if (!made) {
-            if (errno != EEXIST) break;
+            int e = errno;
+            if (cfd >= 0) {
+                (void)unlink(claim);
+                close(cfd);
+            }
+            free(claim);
+            errno = e;
+            if (e != EEXIST) break;
             continue;
         }
         /* locked, or a file system without locks; or the lock taken by another process (a
@@ -246,48 +340,54 @@ int stage_open(tool_stage *st, const tool_stage_how *how, const char *dir)
          * under the next name, never gone on with unlocked), or the folder gone from its name */
         bool locked = false;
         st->lock = cf_platform_lock_dir(stage, &locked);
-        if (st->lock >= 0 && locked) {
-            /* the mark of a run's folder, made only once it is locked: a run that goes on
+        int lerr = errno, marked = 0;
+        if (st->lock >= 0 && locked && cfd >= 0) {
+            /* the mark of a run's folder, moved in only once it is locked: a run that goes on
              * unlocked (a file system without locks, ENOLCK), its folder perhaps without the
              * sticky bit (a setgid parent), is never taken for a killed run's */
             char *mark = path_join(stage, STAGE_MARK);
-            int mfd = open(mark, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+            int moved = rename(claim, mark) == 0;
             int merr = errno;
-            if (mfd >= 0) {
-                /* the host (and process) of the run: a folder without a host in its name is
-                 * taken for a killed run's only by a run of the host its mark names */
-                char *text = xasprintf("host=%s\npid=%ld\n", known ? host : "", (long)getpid());
-                size_t len = strlen(text);
-                ssize_t w;
-                do w = write(mfd, text, len);
-                while (w < 0 && errno == EINTR);
-                merr = w < 0 ? errno : ENOSPC; /* a short write: the disk is full */
-                free(text);
-                if (w != (ssize_t)len) {
-                    close(mfd);
-                    mfd = -1;
-                    (void)unlink(mark);
-                }
-            }
             free(mark);
-            if (mfd < 0) {
+            if (!moved) {
                 (void)rmdir(stage);
+                (void)unlink(claim);
+                close(cfd);
+                free(claim);
                 close(st->lock);
                 st->lock = -1;
                 made = 0;
                 errno = merr;
                 break;
             }
-            close(mfd);
+            marked = 1;
+        } else if (cfd >= 0) {
+            /* not marked: the folder made anew under the next name first, then the claim out */
+            if (st->lock < 0 && lerr == EEXIST) (void)rmdir(stage);
+            (void)unlink(claim);
         }
+        if (marked) {
+            /* the mark's name beside the folder and its lock, kept for stage_commit */
+            st->claim = claim;
+            st->claim_fd1 = cfd + 1;
+        } else {
+            if (cfd >= 0) close(cfd);
+            free(claim);
+        }
+        errno = lerr;
         if (st->lock >= 0 || (errno != EEXIST && errno != ENOENT)) break;
-        if (errno == EEXIST) (void)rmdir(stage);
+        if (errno == EEXIST && cfd < 0) (void)rmdir(stage);
         made = 0;
         errno = EEXIST;
     }
+    free(cprefix);
     free(prefix);
     if (!made) {
         st->lock = -1;
+        if (st->claim_fd1) close(st->claim_fd1 - 1);
+        free(st->claim);
+        st->claim = NULL;
+        st->claim_fd1 = 0;
         /* a full disk, a read-only file system: an error (status 1) of the environment, not a
          * refusal of the name given */
         int e = errno;
@@ -320,12 +420,21 @@ int stage_commit(tool_stage *st, const char *dir, const char *what)
     }
     /* the mark out first (killed before the rename, the folder stays: it is no run's then),
      * before the folder takes DIR's mode: a DIR without write permission (0555) would leave
-     * its owner unable to unlink the mark in it. A run killed between this unlink and the
-     * rename leaves its whole output unmarked under the staging name, never removed: a window
-     * no order closes while the mark is inside the folder (rename(2) takes all it holds, so a
-     * mark unlinked after it would be left in DIR by a run killed in between) */
+     * its owner unable to move the mark out of it. Not inside the folder at the rename
+     * (rename(2) takes all it holds: a mark to be removed after it would be left in DIR by a
+     * run killed in between), but beside it, as the claim */
     char *mark = path_join(st->path, STAGE_MARK);
-    int gone = unlink(mark) == 0 || errno == ENOENT;
+    int gone;
+    if (st->claim) {
+        /* out to the claim's name beside the folder, still locked: a run killed from here to
+         * the rename leaves its whole output under the hidden name with the claim beside it,
+         * which tells the next run (rmdir(2) refuses to remove a folder that holds anything)
+         * that it is a finished run's, to be said, never removed */
+        gone = rename(mark, st->claim) == 0 || errno == ENOENT;
+        st->marked_out = gone;
+    } else {
+        gone = unlink(mark) == 0 || errno == ENOENT;
+    }
     free(mark);
     if (!gone) {
         tool_error("%s: cannot move %s into place: %s", dir, what, strerror(errno));
@@ -349,6 +458,7 @@ int stage_commit(tool_stage *st, const char *dir, const char *what)
         return -1;
     }
     st->committed = 1;
+    if (st->claim) (void)unlink(st->claim); /* killed before: the next run removes it */
     cf_platform_sync_dir(st->parent);
     return 0;
 }
@@ -364,12 +474,19 @@ void stage_close(tool_stage *st)
         /* a failed rename after the folder took DIR's mode (0555: its files could not be
          * unlinked, the folder was left, unmarked, for good): writable by its owner again */
         (void)chmod(st->path, S_IRWXU);
+        /* a mark moved out for the rename (stage_commit) back in, so that it goes last */
+        char *back = path_join(st->path, STAGE_MARK);
+        if (st->marked_out && rename(st->claim, back) == 0) st->marked_out = 0;
+        free(back);
         (void)nftw(st->path, remove_entry, 16, FTW_DEPTH | FTW_PHYS);
         char *mark = path_join(st->path, STAGE_MARK);
         (void)unlink(mark);
         free(mark);
         (void)rmdir(st->path);
+        if (st->marked_out) (void)unlink(st->claim);
     }
+    if (st->claim_fd1) close(st->claim_fd1 - 1);
+    free(st->claim);
     if (st->lock >= 0) close(st->lock);
     if (!st->committed && st->new_dir) remove_new_dirs(st->parent, st->new_dir);
     free(st->new_dir);

@@ -150,6 +150,9 @@ typedef struct tool_stage_how {
 } tool_stage_how;
 typedef struct tool_stage {
     char *target, *parent, *path, *new_dir;
+    char *claim;    /* the run's claim beside the folder, its mark once moved in (stage_open) */
+    int claim_fd1;  /* the claim's descriptor + 1 (0: none), its lock held while the run lasts */
+    int marked_out; /* the mark moved out to the claim's name (stage_commit) */
     int lock, keep, committed;
     unsigned mode, gid;
 } tool_stage;
