@@ -8,7 +8,8 @@ python/tests/*.py or `-m unittest discover -s python/tests`. The binding loads a
 pkg-config finds (an installed, maybe older, one) before the checkout's lib/libcfnet.so, so such
 a command must choose the library: `CFNET_LIBRARY=...` in the command itself, or an
 `export CFNET_LIBRARY=...` on an earlier line of the same code block. Under mpirun the ranks
-must get it too: `-x CFNET_LIBRARY` in the command. Prints one line per command that does not;
+must get it too: `-x CFNET_LIBRARY` in the command. A line of a code block that ends in a
+backslash goes on with the next: one command. Prints one line per command that does not;
 exit status 1 if there is one.
 """
 import os
@@ -51,16 +52,23 @@ def check_page(page):
             code[i] = True
     bad = []
     exported = False
-    for i, line in enumerate(lines):
-        if not code[i]:
+    i = 0
+    while i < len(lines):
+        line, start = lines[i], i
+        i += 1
+        if not code[start]:
             if line.strip():
                 exported = False        # a code block ends at the next line of text
             continue
         if line.lstrip().startswith("#"):
             continue
+        # A command continued with a backslash is one command, said at its first line.
+        while line.rstrip().endswith("\\") and i < len(lines) and code[i]:
+            line = line.rstrip()[:-1].rstrip() + " " + lines[i].strip()
+            i += 1
         why = problem(line, exported)
         if why:
-            bad.append((i + 1, line.strip(), why))
+            bad.append((start + 1, line.strip(), why))
         if re.search(r"\bexport\b[^#]*\bCFNET_LIBRARY=", line):
             exported = True
     spans = without_blocks(text)

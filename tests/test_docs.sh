@@ -219,14 +219,25 @@ Bad: `mpirun -np 2 /usr/bin/python3 examples/python/bad1.py`,
 ```
 
 <!-- `python3 examples/python/in-a-comment.py` -->
+
+A command continued on the next line is one command:
+
+```sh
+CFNET_LIBRARY=$PWD/lib/libcfnet.so mpirun -x CFNET_LIBRARY --oversubscribe \
+    -np 2 /usr/bin/python3 examples/python/mpi_train.py
+export CFNET_LIBRARY=$PWD/lib/libcfnet.so
+mpirun -np 2 \
+    /usr/bin/python3 examples/python/bad5.py
+```
 EOF
 py_out=$("$docs_py" tests/docs_checkout_python.py "$tmp/py/page.md" 2>&1) &&
     fail "tests/docs_checkout_python.py accepted commands without CFNET_LIBRARY"
 for id in "bad1.py\` sets no CFNET_LIBRARY" "bad2.py\` does not pass CFNET_LIBRARY to the ranks" \
-    "bad3.py\` sets no" "bad4.py   # the export above is in another block\` sets no"; do
+    "bad3.py\` sets no" "bad4.py   # the export above is in another block\` sets no" \
+    "page.md:24: \`mpirun -np 2 /usr/bin/python3 examples/python/bad5.py\` does not pass"; do
     case $py_out in *"$id"*) ;; *) fail "tests/docs_checkout_python.py did not name $id: $py_out" ;; esac
 done
-[ "$(printf '%s\n' "$py_out" | wc -l)" -eq 4 ] ||
+[ "$(printf '%s\n' "$py_out" | wc -l)" -eq 5 ] ||
     fail "tests/docs_checkout_python.py rejected good commands: $py_out"
 "$docs_py" tests/docs_checkout_python.py README.md docs/*.md python/README.md ||
     fail "commands running Python from a checkout without CFNET_LIBRARY"

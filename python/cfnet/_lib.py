@@ -289,12 +289,40 @@ def _candidates():
 
 def _close(cdll):
     """Unloads a refused library, so that a later candidate of the same soname is not
-    answered with it (best effort: nothing of it is in use)."""
+    answered with it (best effort: nothing of it is in use). Returns whether it stays loaded
+    (a library linked with -z nodelete, or one that something else in the process loaded)."""
     try:
         import _ctypes
         _ctypes.dlclose(cdll._handle)
     except (ImportError, AttributeError, OSError):
-        pass
+        return True
+    if not hasattr(os, "RTLD_NOLOAD"):
+        return False
+    try:
+        again = _ctypes.dlopen(cdll._name, os.RTLD_NOLOAD | os.RTLD_LAZY)
+    except (OSError, AttributeError):
+        return False                    # unloaded
+    _ctypes.dlclose(again)
+    return True
+
+
+def _linker_paths(name):
+    """The files the dynamic linker would load for a bare library name such as
+    libcfnet.so.0: $LD_LIBRARY_PATH's directories, then ldconfig's cache."""
+    paths = [os.path.join(d, name) for d in os.environ.get("LD_LIBRARY_PATH", "").split(":")
+             if d]
+    ldconfig = shutil.which("ldconfig") or shutil.which("ldconfig", path="/sbin:/usr/sbin")
+    if ldconfig:
+        try:
+            out = subprocess.run([ldconfig, "-p"], capture_output=True, text=True, timeout=30,
+                                 env=dict(os.environ, LC_ALL="C")).stdout
+        except (OSError, subprocess.SubprocessError):
+            out = ""
+        for line in out.splitlines():
+            left, sep, right = line.partition(" => ")
+            if sep and left.split() and left.split()[0] == name:
+                paths.append(right.strip())
+    return [q for i, q in enumerate(paths) if os.path.isfile(q) and q not in paths[:i]]
 
 
 def load():
@@ -306,7 +334,10 @@ def load():
         if _lib is not None:
             return _lib
         tried = []
-        for where, path, note in _candidates():
+        stuck = {}      # refused libraries that stay loaded: handle -> the candidate's path
+        candidates = list(_candidates())
+        while candidates:
+            where, path, note = candidates.pop(0)
             if path is None:
                 tried.append("%s: %s" % (where, note))
                 continue
@@ -318,12 +349,21 @@ def load():
             except OSError as e:
                 why = "not loadable: %s" % e
             else:
-                lib = _Lib(cdll, os.path.realpath(path) if os.path.exists(path) else path)
-                why = _refusal(lib)
-                if why is None:
-                    _lib = lib
-                    return _lib
-                _close(cdll)
+                if cdll._handle in stuck:
+                    # dlopen answered a bare soname with a refused library that could not be
+                    # unloaded: look for the file the linker would load, by its path.
+                    why = "answered by %s, refused above and still loaded" % stuck[cdll._handle]
+                    _close(cdll)
+                    if os.sep not in path:
+                        candidates[:0] = [(where, q, None) for q in _linker_paths(path)]
+                else:
+                    lib = _Lib(cdll, os.path.realpath(path) if os.path.exists(path) else path)
+                    why = _refusal(lib)
+                    if why is None:
+                        _lib = lib
+                        return _lib
+                    if _close(cdll):
+                        stuck[cdll._handle] = path
             if where == "CFNET_LIBRARY":
                 raise OSError("CFNET_LIBRARY=%s: %s (unset CFNET_LIBRARY to search pkg-config, "
                               "the build tree and the system)" % (path, why))

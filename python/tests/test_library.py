@@ -184,6 +184,20 @@ class FallbackTest(unittest.TestCase):
         with open(os.path.join(libdir, "libcfnet.so"), "w") as f:
             f.write("INPUT(-lcfnet_not_a_library)\n")
         cls.dirs["text"] = libdir
+        # An old library with libcfnet's soname: unloaded when refused ("soname"), or linked
+        # with -z nodelete, so that it stays loaded ("nodelete"); and "system", a directory
+        # holding the library under test by its soname, put on LD_LIBRARY_PATH.
+        for name, flags in (("soname", []), ("nodelete", ["-Wl,-z,nodelete"])):
+            libdir = os.path.join(d, name)
+            os.mkdir(libdir)
+            subprocess.run([cc, "-shared", "-fPIC", "-Wl,-soname,libcfnet.so.0"] + flags
+                           + ["-o", os.path.join(libdir, "libcfnet.so"),
+                              os.path.join(d, "old.c")], check=True, timeout=120)
+            cls.dirs[name] = libdir
+        cls.system = os.path.join(d, "system")
+        os.mkdir(cls.system)
+        shutil.copy(os.environ["CFNET_LIBRARY"], os.path.join(cls.system, "libcfnet.so.0"))
+        os.symlink("libcfnet.so.0", os.path.join(cls.system, "libcfnet.so"))  # find_library's
         cls.bin = os.path.join(d, "bin")
         os.mkdir(cls.bin)
 
@@ -191,7 +205,7 @@ class FallbackTest(unittest.TestCase):
     def tearDownClass(cls):
         cls.tmp.cleanup()
 
-    def run_tree(self, libdir, build_tree, cfnet_library=None):
+    def run_tree(self, libdir, build_tree, cfnet_library=None, system=None):
         """cfnet.library_path() of the package copy, with a pkg-config on PATH that names
         libdir; the copy's build tree holds the library under test when build_tree."""
         pc = os.path.join(self.bin, "pkg-config")
@@ -209,6 +223,8 @@ class FallbackTest(unittest.TestCase):
             env["CFNET_LIBRARY"] = cfnet_library
         env["PATH"] = self.bin + os.pathsep + env.get("PATH", "")
         env["PYTHONPATH"] = os.path.join(self.tree, "python")
+        if system:
+            env["LD_LIBRARY_PATH"] = system
         code = ("import os, cfnet\ntry:\n    print('OK', os.path.realpath(cfnet.library_path()))"
                 "\nexcept OSError as e:\n    print('OSError', e)\n")
         r = run_python(code, env)
@@ -239,6 +255,18 @@ class FallbackTest(unittest.TestCase):
             out = self.run_tree(self.dirs[name], False)
             self.assertIn("pkg-config: %s (%s"
                           % (os.path.join(self.dirs[name], "libcfnet.so"), why), out)
+
+    def test_refused_library_of_the_same_soname_does_not_hide_the_system_one(self):
+        # The system's library is found by its soname, libcfnet.so.0, the soname of the refused
+        # one too: dlopen must not answer with the refused library, unloaded or (nodelete) not.
+        import ctypes.util
+        if ctypes.util.find_library("cfnet"):
+            self.skipTest("a libcfnet on the dynamic linker's path would be found instead")
+        for name in ("soname", "nodelete"):
+            with self.subTest(name):
+                # library_path() is the file, or the soname the linker was asked for
+                out = self.run_tree(self.dirs[name], False, system=self.system)
+                self.assertTrue(out.startswith("OK ") and out.endswith("/libcfnet.so.0"), out)
 
     def test_unusable_cfnet_library_is_an_error(self):
         # The build tree holds a good library, but the user asked for another.
