@@ -700,7 +700,7 @@ static int exe_range(struct dl_phdr_info *i, size_t sz, void *d)
 }
 __attribute__((constructor)) static void find_exe(void) { dl_iterate_phdr(exe_range, NULL); }
 /* malloc fails with ENOMEM for block SHIM_NTH (unset: the first) of SHIM_SIZE bytes on rank
- * SHIM_RANK; with SHIM_OWN set, of those that cfnet's own code asks for; with SHIM_CALLOC set,
+ * SHIM_RANK; with SHIM_OWN set (not empty), of those that cfnet's own code asks for; with SHIM_CALLOC set,
  * (not empty), calloc's blocks of that size, not malloc's */
 static int fail_here(size_t n, uintptr_t from, int by_calloc)
 {
@@ -712,7 +712,8 @@ static int fail_here(size_t n, uintptr_t from, int by_calloc)
         armed = r && me && sz && !strcmp(r, me);
         if (armed) size = (size_t)strtoull(sz, NULL, 10);
         if (k) nth = atoi(k);
-        own = getenv("SHIM_OWN") != NULL;
+        const char *o = getenv("SHIM_OWN");
+        own = o && *o;
         const char *c = getenv("SHIM_CALLOC");
         use_calloc = c && *c;
     }
@@ -902,18 +903,79 @@ EOF_MSHIM
         expect evoom 1 "MPI_ABORT\|ORTE_ERROR_LOG" 0
         [ "$(cat "$t/rc.0" "$t/rc.1" 2>&1)" = "$(printf '1\n1')" ] ||
             { cat "$t/evoom.log"; echo "test_mpi: evoom: not every rank ended with status 1"; exit 1; }
-        # but not inside the --skip-bad check's collectives (between its tentative vote and
-        # tool_mpi_met): rank 1 without memory for the list of its block's warnings (calloc's,
-        # 8 bytes for each image of its half) must not go to the start vote while rank 0 waits
-        # in the check's sums (a hang, 124): the bare message, and mpirun ends rank 0
-        rm -f "$t/rc".* "$t/early.cfnet"*
-        RCS="$t/rc" SHIM_RANK=1 SHIM_OWN=1 SHIM_SIZE=$(((nimg - nimg / 2) * 8)) SHIM_CALLOC=1 \
-            LD_PRELOAD="$t/mshim.so" timeout 60 mpirun --allow-run-as-root --oversubscribe \
-            -x RCS -x SHIM_RANK -x SHIM_OWN -x SHIM_SIZE -x SHIM_CALLOC -x LD_PRELOAD -np 2 \
-            "$t/rcs.sh" "$tool" train $b --skip-bad -o "$t/early.cfnet" >"$t/inmeet.log" 2>&1
-        rc=$?
-        expect inmeet 1 "^cfnet: error: rank 1 of 2: out of memory$" 1
+        # oomrun NAME NP WRAPPER ARGS...: the last run, with the shim's variables, into NAME.log
+        oomrun() {
+            name=$1 np=$2 wrap=$3
+            shift 3
+            rm -f "$t/rc".*
+            RCS="$t/rc" LD_PRELOAD="$t/mshim.so" timeout 60 mpirun --allow-run-as-root \
+                --oversubscribe -x RCS -x SHIM_RANK -x SHIM_OWN -x SHIM_SIZE -x SHIM_NTH \
+                -x SHIM_CALLOC -x LD_PRELOAD -np "$np" "$wrap" "$tool" "$@" >"$t/$name.log" 2>&1
+            rc=$?
+        }
+        # agreed NAME NP TEXT: TEXT is the one error line, every rank ended with status 1, no abort
+        agreed() {
+            expect "$1" 1 "^cfnet: error: $3\$" 1
+            expect "$1" 1 "cfnet: error:" 1
+            expect "$1" 1 "MPI_ABORT\|ORTE_ERROR_LOG" 0
+            want=1
+            [ "$2" = 3 ] && want="1 1 1"
+            [ "$2" = 2 ] && want="1 1"
+            [ "$(cat "$t"/rc.* 2>&1 | tr '\n' ' ' | sed 's/ $//')" = "$want" ] ||
+                { cat "$t/$1.log"; echo "test_mpi: $1: not every rank ended with status 1"; exit 1; }
+        }
+        export SHIM_RANK SHIM_OWN SHIM_SIZE SHIM_NTH SHIM_CALLOC
+        # and inside the --skip-bad check's collectives (between its tentative vote and the
+        # start vote): rank 1 without memory for the list of its block's warnings (calloc's,
+        # 8 bytes for each image of its half) meets rank 0 at the check-in of the check's next
+        # sum, and every rank ends there (it said a bare "out of memory" and exited without
+        # MPI_Finalize, mpirun ending rank 0); rank 0's --log, made before, is removed again
+        rm -f "$t/early.cfnet"* "$t/inmeet.csv"
+        SHIM_RANK=1 SHIM_OWN=1 SHIM_SIZE=$(((nimg - nimg / 2) * 8)) SHIM_NTH=1 SHIM_CALLOC=1 \
+            oomrun inmeet 2 "$t/rcs.sh" train $b --skip-bad -o "$t/early.cfnet" --log "$t/inmeet.csv"
+        agreed inmeet 2 "rank 1 of 2: out of memory for the list of --skip-bad warnings"
         [ ! -e "$t/early.cfnet" ] || { echo "test_mpi: inmeet: a failed run wrote a model"; exit 1; }
+        [ ! -e "$t/inmeet.csv" ] || { echo "test_mpi: inmeet: rank 0's log was left behind"; exit 1; }
+        # rank 0 itself out of memory before the vote (the split's lists), after it made the
+        # --log: said by the vote, and the log removed (it exited without its cleanup)
+        rm -f "$t/early.cfnet"* "$t/early0.csv"
+        SHIM_RANK=0 SHIM_OWN=1 SHIM_SIZE=$((nimg * 8)) SHIM_NTH=4 SHIM_CALLOC= \
+            oomrun early0 2 "$t/rcs.sh" train $b -o "$t/early.cfnet" --log "$t/early0.csv"
+        agreed early0 2 "rank 0 of 2: out of memory for the split's lists of images"
+        [ ! -e "$t/early0.csv" ] || { echo "test_mpi: early0: rank 0's log was left behind"; exit 1; }
+        # ranks 1 and 2 of 3 out of memory at once (the class names; shimall.sh arms every rank
+        # but 0): one message, the lowest's (each said its own)
+        rm -f "$t/early.cfnet"*
+        SHIM_RANK= SHIM_OWN=1 SHIM_SIZE=$((nimg * 8)) SHIM_NTH=2 SHIM_CALLOC= \
+            oomrun both 3 "$t/shimall.sh" train $b -o "$t/early.cfnet"
+        expect both 1 "^cfnet: error: rank 1 of 3: out of memory for the class names$" 1
+        expect both 1 "cfnet: error:" 1
+        expect both 1 "MPI_ABORT\|ORTE_ERROR_LOG" 0
+        # rank 1 without memory for the --resume comparison's copy of its checkpoint (a block
+        # of the checkpoint's bytes and the library's 95 of header): one message, every rank
+        # ends (it said its own cause and rank 0 that the ranks resume from different
+        # checkpoints); the checkpoint unchanged
+        csz=$(stat -c %s "$t/oom.ckpt")
+        cp "$t/oom.ckpt" "$t/oom.cfnet.last.safetensors"
+        SHIM_RANK=1 SHIM_OWN= SHIM_SIZE=$((csz + 95)) SHIM_NTH=2 SHIM_CALLOC= \
+            oomrun resoom 2 "$t/rcs.sh" train "$t/d/train" --threads 1 -q --resume \
+            "$t/oom.cfnet.last.safetensors" --epochs 2 -o "$t/oom.cfnet"
+        agreed resoom 2 "rank 1 of 2: out of memory for comparing the checkpoint's contents with the other ranks'"
+        cmp "$t/oom.ckpt" "$t/oom.cfnet.last.safetensors" ||
+            { echo "test_mpi: resoom: the checkpoint changed"; exit 1; }
+        # after the start vote: eval's buffers for its chunk of 512 images (2 x 32 x 32 floats
+        # each), on rank 1, then on rank 0: the other rank meets it at its next collective's
+        # check-in, every rank ends with status 1 and the message once, and rank 0's --out
+        # folder is not left behind (a bare exit: mpirun ended rank 0, whose files stayed)
+        for r in 1 0; do
+            rm -rf "$t/evo"
+            SHIM_RANK=$r SHIM_OWN=1 SHIM_SIZE=$((512 * 2 * 32 * 32 * 4)) SHIM_NTH=1 SHIM_CALLOC= \
+                oomrun evo$r 2 "$t/rcs.sh" eval "$t/oom.cfnet" "$t/d/train" --threads 1 \
+                --out "$t/evo/report"
+            agreed evo$r 2 "rank $r of 2: out of memory for classifying 512 images of 2 x 32 x 32 at a time"
+            [ ! -e "$t/evo" ] || { ls -R "$t/evo"; echo "test_mpi: evo$r: --out's folder was left behind"; exit 1; }
+        done
+        unset SHIM_RANK SHIM_OWN SHIM_SIZE SHIM_NTH SHIM_CALLOC
         OMPI_COMM_WORLD_RANK=1 SHIM_RANK=1 SHIM_OWN=1 SHIM_SIZE=$((nimg * 8)) \
             LD_PRELOAD="$t/mshim.so" "$tool" train $b -o "$t/early1.cfnet" >"$t/early1.log" 2>&1
         rc=$?
@@ -1028,6 +1090,27 @@ EOF_MSHIM
     done
     grep -q "00-first.tif: not a TIFF.*0005_bad.tif.*0010_small.tif: image is 24x24.*zz_bad.tif" \
         "$t/sb1.warn" -z || { cat "$t/sb1.warn"; echo "test_mpi: --skip-bad's warnings not in input order"; exit 1; }
+    # rank 1 out of memory for its warning of zz_bad.tif (in its block: the block of its text
+    # and NUL that cfnet's own code asks for, in a loading thread): said by the main thread at
+    # the check-in of the check's next sum, every rank ends with status 1, the message once
+    # (xasprintf ended the process from the thread, without MPI_Finalize), no --log left
+    if [ "$plain" = 1 ] && [ -e "$t/mshim.so" ]; then
+        wtext=$(sed -n 's/^cfnet: warning: \(.*zz_bad\.tif.*\) (skipped)$/\1/p' "$t/sb1.log")
+        wlen=$(printf '%s' "$wtext" | wc -c)
+        rm -f "$t/rc".* "$t/sbw.cfnet"* "$t/sbw.csv"
+        RCS="$t/rc" SHIM_RANK=1 SHIM_OWN=1 SHIM_SIZE=$((wlen + 1)) LD_PRELOAD="$t/mshim.so" \
+            timeout 60 mpirun --allow-run-as-root --oversubscribe -x RCS -x SHIM_RANK -x SHIM_OWN \
+            -x SHIM_SIZE -x LD_PRELOAD -np 2 "$t/rcs.sh" "$tool" train $k -o "$t/sbw.cfnet" \
+            --log "$t/sbw.csv" >"$t/sbw.log" 2>&1
+        rc=$?
+        expect sbw 1 "^cfnet: error: rank 1 of 2: out of memory for a --skip-bad warning$" 1
+        expect sbw 1 "cfnet: error:" 1
+        expect sbw 1 "MPI_ABORT\|ORTE_ERROR_LOG" 0
+        [ "$(cat "$t/rc.0" "$t/rc.1" 2>&1)" = "$(printf '1\n1')" ] ||
+            { cat "$t/sbw.log"; echo "test_mpi: sbw: not every rank ended with status 1"; exit 1; }
+        [ ! -e "$t/sbw.csv" ] && [ ! -e "$t/sbw.cfnet" ] ||
+            { echo "test_mpi: sbw: the failed run left its log or a model"; exit 1; }
+    fi
     # a file read at the check and gone afterwards (removed mid-run) still ends the job
     # (not trained on as zeros): the run is started long, the file removed after epoch 1
     rm -rf "$t/gone" "$t/gone.cfnet".*

@@ -1140,6 +1140,7 @@ typedef struct load_job {
     int64_t first_fail; /* position of the first failure (reported in order) */
     char fail_msg[2048];
     char **skipped; /* --skip-bad: each position's warning, said in order after the threads */
+    int oom;        /* a warning not kept for lack of memory */
 } load_job;
 
 static void *load_worker(void *arg)
@@ -1198,7 +1199,14 @@ static void *load_worker(void *arg)
             where(s, w, sizeof w);
             pthread_mutex_lock(&j->lock);
             if (j->spec->skip_bad > 0) {
-                if (!s->bad) j->skipped[i] = xasprintf("%s: %s", w, err);
+                /* (not xasprintf: out of memory is said by the main thread, after the others) */
+                if (!s->bad) {
+                    int len = snprintf(NULL, 0, "%s: %s", w, err);
+                    char *m = len >= 0 ? malloc((size_t)len + 1) : NULL;
+                    if (m) snprintf(m, (size_t)len + 1, "%s: %s", w, err);
+                    else j->oom = 1;
+                    j->skipped[i] = m;
+                }
                 s->bad = 1;
                 j->bad++;
             } else if (!j->failed || i < j->first_fail) {
@@ -1239,7 +1247,11 @@ int dataset_load_model(tool_dataset *ds, const int64_t *idx, int64_t n, const lo
     j.net = net;
     j.dst = dst;
     pthread_mutex_init(&j.lock, NULL);
-    if (spec->skip_bad > 0) j.skipped = xcalloc((size_t)(n ? n : 1), sizeof(char *));
+    if (spec->skip_bad > 0) {
+        const char *was = tool_oom_for("the list of --skip-bad warnings");
+        j.skipped = xcalloc((size_t)(n ? n : 1), sizeof(char *));
+        tool_oom_for(was);
+    }
     int T = spec->threads < 1 ? 1 : spec->threads;
     if (T > n) T = n > 0 ? (int)n : 1;
     pthread_t th[256];
@@ -1252,6 +1264,10 @@ int dataset_load_model(tool_dataset *ds, const int64_t *idx, int64_t n, const lo
     load_worker(&j);
     for (int t = 0; t < started; t++) pthread_join(th[t], NULL);
     pthread_mutex_destroy(&j.lock);
+    if (j.oom) { /* here, not in a thread: under mpirun it meets the other ranks */
+        tool_oom_for("a --skip-bad warning");
+        tool_out_of_memory();
+    }
     for (int64_t i = 0; j.skipped && i < n; i++) { /* in input order, whichever thread */
         if (!j.skipped[i]) continue;
         if (spec->warn_to) fwrite(j.skipped[i], 1, strlen(j.skipped[i]) + 1, spec->warn_to);

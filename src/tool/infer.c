@@ -41,9 +41,15 @@ static int run_model(cfnet_network *net, const tool_model_info *info, tool_datas
     load_spec spec = {C, S, info->pad || o->pad, info->norm, o->threads, o->skip_bad, 0, 0, NULL,
                       NULL, NULL, 0, 0, o->warn_to};
     char what[64];
+    /* (named by the message of a rank of several out of memory for them) */
+    static char oom_what[96];
+    snprintf(oom_what, sizeof oom_what, "classifying %lld images of %d x %d x %d at a time",
+             (long long)chunk, C, S, S);
+    const char *oom_was = tool_oom_for(oom_what);
     float *x = xmalloc(sizeof(float) * (size_t)(chunk * per));
     float *p = xmalloc(sizeof(float) * (size_t)(chunk * k));
     int64_t *idx = xmalloc(sizeof(int64_t) * chunk);
+    tool_oom_for(oom_was);
     /* under a ulimit -v or -d, OpenBLAS's buffer is taken now or the run refused, as in train:
      * a failed allocation in the first product would spin forever */
     int rc = tool_blas_room("") != 0 ? -1 : 0;
@@ -521,6 +527,19 @@ static int emit_eval(void *user, const tool_sample *s, const float *p, int k)
     return 0;
 }
 
+/* The folders that eval --out made, removed if the run ends on a failure it cannot return from
+ * (out of memory, on this rank or another: tool_fail_cleanup, after the files' temporaries) */
+typedef struct {
+    const char *outdir;
+    char *const *new_dir;
+} eval_made;
+
+static void remove_eval_dir(void *arg)
+{
+    const eval_made *m = arg;
+    if (*m->new_dir) remove_new_dirs(m->outdir, *m->new_dir);
+}
+
 int cmd_eval(int argc, char **argv)
 {
     static const struct option longopts[] = {{"out", required_argument, 0, 'O'},
@@ -567,6 +586,7 @@ int cmd_eval(int argc, char **argv)
     tool_out outs[4]; /* the files of --out, in EVAL_FILES' order */
     memset(outs, 0, sizeof outs);
     char *paths[4] = {0}, *new_dir = NULL;
+    eval_made made_dir = {outdir, &new_dir};
     /* the other ranks' predictions.csv rows and loss terms (their memory streams), and the
      * --skip-bad warnings of a rank of several */
     char *rows = NULL, *terms = NULL, *warned = NULL;
@@ -626,6 +646,7 @@ int cmd_eval(int argc, char **argv)
          * read: a usage error, as predict -o's and train's outputs (a full disk or a read-only
          * file system: an error, status 1) */
         new_dir = first_missing_dir(outdir);
+        tool_on_failure(remove_eval_dir, &made_dir);
         int refused = make_dirs(outdir, "eval");
         for (int i = 0; i < 4; i++) paths[i] = path_join(outdir, EVAL_FILES[i]);
         for (int i = 0; i < 4 && !refused; i++)
@@ -770,6 +791,7 @@ int cmd_eval(int argc, char **argv)
                            bad == 1 ? "" : "s");
     rc = EXIT_OK;
 out_ds:
+    tool_on_failure(NULL, NULL);
     if (rank && ctx.pred) fclose(ctx.pred);
     if (terms_f) fclose(terms_f);
     if (o.warn_to) fclose(o.warn_to);

@@ -19,9 +19,21 @@ static int failing_together; /* every rank fails at the same point: no abort nee
 
 /* The start vote (tool_mpi_started): until every rank has set up its command, each rank's
  * stderr goes to a memory buffer, so that a failure met by every rank alike (a usage error, a
- * missing DATA folder) is printed once instead of once per rank. The vote has a communicator
- * of its own: every rank takes part exactly once, at the command's start point or, if it
- * failed or finished before, in tool_mpi_finish, so it always matches. */
+ * missing DATA folder) is printed once instead of once per rank.
+ *
+ * The check-in (check_in): every meeting of the ranks, the start vote and the tentative one,
+ * each of the command's collectives (tool_mpi_sum, the gathers and the others below), each sum
+ * of a training step (step_hook) and the end (tool_mpi_finish), begins with one all-reduce of
+ * four ints on a communicator of its own, start_comm: which ranks failed (the lowest and the
+ * highest), whether a training step failed on some rank, and whether it is some rank's final
+ * check-in (end_here). A rank out of memory anywhere in
+ * the command's own code (xmalloc and the others: tool_mpi_oom_vote) takes part in the next
+ * check-in as a failed rank and ends there, and so does every other rank, at its own next
+ * check-in: since no rank passes a check-in without the others, and no rank allocates between
+ * a check-in and the collectives it guards, the others are then in that check-in, never in a
+ * collective the failed rank left. A vote allocates nothing: after the check-in, the lowest
+ * failed rank broadcasts its status and a hash of its messages (an all-gather of every rank's
+ * needed a buffer of one per rank). */
 static MPI_Comm start_comm = MPI_COMM_NULL;
 static int voted, agreed_rc;
 static FILE *real_stderr;
@@ -32,18 +44,12 @@ static MPI_Comm step_comm = MPI_COMM_NULL;
 static int step_grads, step_left;
 static int64_t hook_calls, hook_bytes;
 static double hook_seconds;
-/* The votes' own buffers, made once by tool_mpi_init so that a vote or a gather cannot fail
- * for lack of memory: the start vote's (two int64_t per rank) and rank 0's counts and offsets
- * of gather_text (an int per rank each). NULL when tool_mpi_init had no memory for them (the
- * first thing the process asks for after MPI_Init): then they are allocated at each use. */
-static int64_t *vote_all;
+/* rank 0's counts and offsets of gather_text (an int per rank each), made once by
+ * tool_mpi_init (NULL when it had no memory for them: then allocated at each gather, before
+ * its check-in) */
 static int *gather_ints;
-/* A tentative vote passed (tool_mpi_ready): until tool_mpi_met the ranks meet in other
- * collectives (on MPI_COMM_WORLD) before the start vote, so a rank out of memory there cannot
- * join the start vote instead (the others would wait in theirs): see tool_mpi_oom_vote. */
-static int in_meeting;
-/* the message of a rank out of memory before the start vote, said by that vote (no memory
- * needed to hold it) */
+/* the message of a rank out of memory, said by the check-in it ends at (no memory needed to
+ * hold it) */
 static char oom_note[200];
 
 void tool_mpi_init(int *argc, char ***argv)
@@ -53,10 +59,7 @@ void tool_mpi_init(int *argc, char ***argv)
     mpi_on = 1;
     MPI_Comm_rank(MPI_COMM_WORLD, &mpi_rank);
     MPI_Comm_size(MPI_COMM_WORLD, &mpi_size);
-    if (mpi_size > 1) {
-        vote_all = malloc(sizeof(int64_t) * 2 * (size_t)mpi_size);
-        gather_ints = malloc(sizeof(int) * 2 * (size_t)mpi_size);
-    }
+    if (mpi_size > 1) gather_ints = malloc(sizeof(int) * 2 * (size_t)mpi_size);
     if (mpi_size > 1 && MPI_Comm_dup(MPI_COMM_WORLD, &start_comm) == MPI_SUCCESS) {
         FILE *f = open_memstream(&early, &early_len);
         if (f) {
@@ -78,45 +81,53 @@ static void take_early(char **text, size_t *len)
     early = NULL;
 }
 
-/* Every rank states its status (0: ready to go on); the status of the lowest failed rank, or
- * 0, is returned on every rank. A failed rank prints its buffered messages unless a lower
- * failed rank printed the same. tentative (tool_mpi_ready, status 0): when no rank failed,
- * stderr stays held back and the vote is still to come; when one did, this is the vote. A rank
- * that failed before takes part once, through tool_mpi_finish, in whichever vote the others
- * are in: both are the same Allgather on start_comm. */
-static int start_vote(int rc, int tentative)
+/* The check-in (see start_comm). rc: this rank's status (0: it goes on; a failure only at a
+ * vote or out of memory); step: this rank's training step failed (tool_mpi_step_failed);
+ * *step_any: some rank's did. vote: 0 for a collective's check-in, 1 a tentative vote
+ * (tool_mpi_ready), 2 the start vote. No rank failed: 0 (at the start vote each rank says what
+ * it held back, and the vote is over; at a tentative one stderr stays held). One or more did:
+ * the lowest failed rank's status, on every rank; it says its held messages and its
+ * out-of-memory note, and so does a failed rank whose messages differ from the lowest one's
+ * unless it ran out of memory itself (one message for ranks out of memory at once: the
+ * lowest's); a rank that did not fail says what it held. Then it is the start vote, and every
+ * rank ends (failing_together). */
+static int check_in_as(int rc, int step, int *step_any, int vote, int final);
+static int last_final; /* some rank's last check-in was its final one (see end_here) */
+
+static int check_in(int rc, int step, int *step_any, int vote)
 {
-    if (start_comm == MPI_COMM_NULL) {
-        if (!tentative) voted = 1;
-        return rc;
-    }
+    return check_in_as(rc, step, step_any, vote, 0);
+}
+
+static int check_in_as(int rc, int step, int *step_any, int vote, int final)
+{
+    int mine[4] = {rc ? mpi_size - mpi_rank : 0, rc ? mpi_rank + 1 : 0, step, final}, all[4];
+    /* (no communicator of its own, made by tool_mpi_init: a step's flag on the step's) */
+    MPI_Comm comm = start_comm != MPI_COMM_NULL ? start_comm : step_comm;
+    MPI_Allreduce(mine, all, 4, MPI_INT, MPI_MAX, comm);
+    if (step_any) *step_any = all[2];
+    last_final = all[3];
     char *text = NULL;
     size_t len = 0;
-    uint64_t h = 0xcbf29ce484222325ull;
-    if (!tentative) {
-        take_early(&text, &len);
-        for (size_t i = 0; i < len; i++) h = (h ^ (unsigned char)text[i]) * 0x100000001b3ull;
-        for (const char *p = oom_note; *p; p++) h = (h ^ (unsigned char)*p) * 0x100000001b3ull;
-    }
-    int64_t mine[2] = {rc, (int64_t)h};
-    int64_t *all = vote_all ? vote_all : xmalloc(sizeof(int64_t) * 2 * (size_t)mpi_size);
-    MPI_Allgather(mine, 2, MPI_INT64_T, all, 2, MPI_INT64_T, start_comm);
-    int first = -1, said = 0;
-    for (int r = 0; r < mpi_size; r++) {
-        if (all[2 * r] == 0) continue;
-        if (first < 0) first = r;
-        if (r < mpi_rank && all[2 * r + 1] == mine[1]) said = 1;
-    }
-    const int64_t first_rc = first < 0 ? 0 : all[2 * first];
-    if (all != vote_all) free(all);
-    if (tentative && first < 0) {
-        in_meeting = 1; /* the caller's collectives follow, until tool_mpi_met */
+    if (!all[0]) {
+        if (vote == 2) {
+            voted = 1;
+            take_early(&text, &len);
+            if (len) fwrite(text, 1, len, stderr);
+            free(text);
+        }
         return 0;
     }
-    voted = 1;
-    agreed_rc = (int)first_rc;
-    if (tentative) take_early(&text, &len); /* rc is 0 here: said as in a vote */
-    if ((len || oom_note[0]) && (rc == 0 || !said)) {
+    const int first = mpi_size - all[0];
+    take_early(&text, &len);
+    uint64_t h = 0xcbf29ce484222325ull;
+    for (size_t i = 0; i < len; i++) h = (h ^ (unsigned char)text[i]) * 0x100000001b3ull;
+    for (const char *p = oom_note; *p; p++) h = (h ^ (unsigned char)*p) * 0x100000001b3ull;
+    int64_t said[2] = {rc, (int64_t)h};
+    MPI_Bcast(said, 2, MPI_INT64_T, first, comm);
+    const int same = mpi_rank != first && said[1] == (int64_t)h;
+    const int quiet = rc != 0 && (same || (oom_note[0] && mpi_rank != first));
+    if ((len || oom_note[0]) && !quiet) {
         if (len) fwrite(text, 1, len, stderr);
         fputs(oom_note, stderr);
         /* (not after the out-of-memory message alone: it names the rank) */
@@ -125,8 +136,47 @@ static int start_vote(int rc, int tentative)
                     mpi_size);
     }
     free(text);
-    if (agreed_rc != 0) failing_together = 1; /* every rank stops here: nobody waits */
+    voted = 1;
+    agreed_rc = (int)said[0];
+    failing_together = 1; /* every rank stops here: nobody waits */
     return agreed_rc;
+}
+
+/* Ends this rank at a check-in of a collective that another rank's failure (out of memory)
+ * ended: what the run made is removed (tool_fail_cleanup), MPI ends normally, and the process
+ * exits with the failed rank's status. */
+/* Every rank that ends normally makes one final check-in (tool_mpi_finish's, or this one's), so
+ * that a rank out of memory while the others clean up meets them there: a rank that ends here
+ * makes it too, unless the check-in it ends at was the others' final one (it ran out of memory
+ * after their command had ended theirs). */
+static void end_here(int rc) __attribute__((noreturn));
+static int ending; /* (out of memory in the cleanup: no other check-in) */
+static void end_here(int rc)
+{
+    const int final_made = last_final;
+    ending = 1;
+    tool_fail_cleanup();
+    fflush(stdout);
+    if (!final_made) (void)check_in_as(0, 0, NULL, 0, 1);
+    MPI_Finalize();
+    exit(rc);
+}
+
+/* A collective's check-in: returns when no rank is out of memory, else ends this rank */
+static void meet(void)
+{
+    if (start_comm == MPI_COMM_NULL) return;
+    const int rc = check_in(0, 0, NULL, 0);
+    if (rc != 0) end_here(rc);
+}
+
+static int start_vote(int rc, int tentative)
+{
+    if (start_comm == MPI_COMM_NULL) {
+        if (!tentative) voted = 1;
+        return rc;
+    }
+    return check_in(rc, 0, NULL, tentative ? 1 : 2);
 }
 
 int tool_mpi_started(void)
@@ -147,6 +197,14 @@ int tool_mpi_finish(int rc)
         int agreed = start_vote(rc, 0);
         if (rc != EXIT_OK) rc = agreed;
     }
+    if (mpi_size > 1 && start_comm != MPI_COMM_NULL && (rc == EXIT_OK || failing_together)) {
+        /* the last check-in, made by every rank that ends normally (every rank, or none: a
+         * rank that fails alone ends the job below): a rank out of memory after its command's
+         * last collective, or while it cleans up, ends here with the others (they ended MPI
+         * without it, and mpirun ended it) */
+        int agreed = check_in_as(0, 0, NULL, 0, 1);
+        if (agreed != 0) rc = agreed;
+    }
     /* A rank that failed may have left the others waiting in a collective: end them all. Not
      * when every rank failed at the same check: an abort by one rank could then end rank 0
      * before its message is out, and the others are not waiting for anything. */
@@ -155,9 +213,7 @@ int tool_mpi_finish(int rc)
     group = NULL;
     if (step_comm != MPI_COMM_NULL) MPI_Comm_free(&step_comm);
     if (start_comm != MPI_COMM_NULL) MPI_Comm_free(&start_comm);
-    free(vote_all);
     free(gather_ints);
-    vote_all = NULL;
     gather_ints = NULL;
     MPI_Finalize();
     return rc;
@@ -165,17 +221,15 @@ int tool_mpi_finish(int rc)
 
 void tool_mpi_fail_together(void) { failing_together = 1; }
 
-void tool_mpi_met(void) { in_meeting = 0; }
-
 int tool_mpi_oom_vote(const char *what)
 {
-    static int once; /* (the vote itself out of memory: the bare message and exit) */
-    if (!mpi_on || mpi_size < 2 || voted || in_meeting || start_comm == MPI_COMM_NULL || once)
-        return -1;
+    static int once; /* (out of memory again while ending: the bare message and exit) */
+    if (!mpi_on || mpi_size < 2 || start_comm == MPI_COMM_NULL || once || ending) return -1;
     once = 1;
     snprintf(oom_note, sizeof oom_note, "cfnet: error: rank %d of %d: out of memory%s%s\n",
-             mpi_rank, mpi_size, what ? " for " : " (setting up the command)", what ? what : "");
-    return tool_mpi_finish(EXIT_RUNTIME);
+             mpi_rank, mpi_size, what ? " for " : voted ? "" : " (setting up the command)",
+             what ? what : "");
+    end_here(check_in(EXIT_RUNTIME, 0, NULL, 2));
 }
 
 int tool_mpi_active(void) { return mpi_on; }
@@ -186,6 +240,7 @@ int64_t tool_mpi_sum(int64_t v)
 {
     if (mpi_size == 1) return v;
     int64_t s = 0;
+    meet();
     MPI_Allreduce(&v, &s, 1, MPI_INT64_T, MPI_SUM, MPI_COMM_WORLD);
     return s;
 }
@@ -196,6 +251,7 @@ int tool_mpi_agree(const int64_t *v, int n)
     /* on the stack for the few values the command compares: no allocation that could fail */
     int64_t small[32];
     int64_t *lo = n <= 16 ? small : xmalloc(sizeof(int64_t) * 2 * (size_t)n), *hi = lo + n;
+    meet();
     MPI_Allreduce(v, lo, n, MPI_INT64_T, MPI_MIN, MPI_COMM_WORLD);
     MPI_Allreduce(v, hi, n, MPI_INT64_T, MPI_MAX, MPI_COMM_WORLD);
     int first = -1;
@@ -209,6 +265,7 @@ int tool_mpi_sum_counts(int64_t *v, int64_t n)
 {
     if (mpi_size == 1 || n == 0) return 0;
     if (n > 0x7fffffff) return -1;
+    meet();
     return MPI_Allreduce(MPI_IN_PLACE, v, (int)n, MPI_INT64_T, MPI_SUM, MPI_COMM_WORLD) ==
                    MPI_SUCCESS ? 0 : -1;
 }
@@ -217,27 +274,29 @@ int tool_mpi_sum_doubles(double *v, int64_t n)
 {
     if (mpi_size == 1 || n == 0) return 0;
     if (n > 0x7fffffff) return -1;
+    meet();
     return MPI_Allreduce(MPI_IN_PLACE, v, (int)n, MPI_DOUBLE, MPI_SUM, MPI_COMM_WORLD) ==
                    MPI_SUCCESS ? 0 : -1;
 }
 
 /* The train step's sum hook (installed by tool_mpi_attach in place of libcfnet_mpi's): each
- * call is one MPI_Allreduce of a flag on step_comm, then the sum itself. A rank whose step
+ * call is one check-in (its flag of a failed step; see start_comm), then the sum itself on
+ * step_comm. A rank whose step
  * failed on its own (a library error before or between the sums: out of memory, its share's
  * images not loaded) joins the flag of the call the others wait in with 1 (tool_mpi_step_failed),
  * and their hook returns at once: every rank leaves the same step, and none waits forever or
  * has to be ended by MPI_Abort. Per step (tool_mpi_set_batch resets them): step_grads, the
  * gradients' sum, the step's last, was made (a rank failing after it leaves nobody waiting);
- * step_left, this rank left the step through the flag. The flag's cost: one all-reduce of an
- * int per sum, microseconds against a step's milliseconds (docs/distributed.md). */
+ * step_left, this rank left the step through the flag. The flag's cost: one all-reduce of
+ * four ints per sum, microseconds against a step's milliseconds (docs/distributed.md). */
 
 static cfnet_status step_hook(void *user, cfnet_sum_kind kind, void *data, int64_t count)
 {
     (void)user;
     const double t0 = MPI_Wtime();
-    int mine = 0, any = 0;
-    if (MPI_Allreduce(&mine, &any, 1, MPI_INT, MPI_MAX, step_comm) != MPI_SUCCESS)
-        return CFNET_E_IO;
+    int any = 0;
+    const int rc = check_in(0, 0, &any, 0);
+    if (rc != 0) end_here(rc); /* another rank out of memory */
     if (any) {
         step_left = 1;
         return CFNET_E_CANCELLED;
@@ -261,8 +320,9 @@ static cfnet_status step_hook(void *user, cfnet_sum_kind kind, void *data, int64
 int tool_mpi_step_failed(void)
 {
     if (step_comm == MPI_COMM_NULL || step_grads || step_left) return 0;
-    int mine = 1, any = 0;
-    MPI_Allreduce(&mine, &any, 1, MPI_INT, MPI_MAX, step_comm);
+    int any = 0;
+    const int rc = check_in(0, 1, &any, 0);
+    if (rc != 0) end_here(rc); /* another rank out of memory */
     step_left = 1;
     return 1;
 }
@@ -414,40 +474,44 @@ static int gather_text(const char *buf, size_t len, FILE *out, int limited, char
         n = 0;
     }
     char *all = NULL;
-    if (mpi_rank == 0)
+    /* (rank 0's counts and offsets before the check-in: nothing is allocated between it and
+     * the collectives, so that a rank out of memory meets the others there) */
+    if (mpi_rank == 0) {
         counts = gather_ints ? gather_ints : xcalloc((size_t)mpi_size, sizeof(int));
+        displs = gather_ints ? gather_ints + mpi_size : xcalloc((size_t)mpi_size, sizeof(int));
+    }
+    meet();
     MPI_Gather(&n, 1, MPI_INT, counts, 1, MPI_INT, 0, MPI_COMM_WORLD);
     /* MPI_Gatherv places each rank's part at an int offset: more than INT_MAX bytes in all
      * (say 2 GB of predict rows over 8 ranks) would overflow rank 0's offsets, so rank 0 says
-     * whether they fit and every rank skips the gather alike when they do not.
-     * CFNET_TEST_GATHER_MAX lowers the limit for tests/test_mpi.sh. */
+     * whether they fit and every rank skips the gather alike when they do not, or when rank 0
+     * has no memory for them. CFNET_TEST_GATHER_MAX lowers the limit for tests/test_mpi.sh. */
     size_t total = 0;
     int fits = 1;
     if (mpi_rank == 0) {
         size_t max = 0x7fffffff;
         const char *t = getenv("CFNET_TEST_GATHER_MAX");
         if (limited && t && *t) max = (size_t)strtoull(t, NULL, 10);
-        for (int r = 0; r < mpi_size; r++) total += (size_t)counts[r];
-        if (total > max) {
-            tool_error("the ranks' output, %zu bytes, is too much to gather on rank 0 (at most "
-                       "%zu bytes); write it in parts (fewer inputs per run)", total, max);
-            fits = 0;
-        }
-        total = 0;
-    }
-    MPI_Bcast(&fits, 1, MPI_INT, 0, MPI_COMM_WORLD);
-    if (!fits) {
-        if (counts != gather_ints) free(counts);
-        gather_refused = 1;
-        return -1;
-    }
-    if (mpi_rank == 0) {
-        displs = gather_ints ? gather_ints + mpi_size : xcalloc((size_t)mpi_size, sizeof(int));
         for (int r = 0; r < mpi_size; r++) {
             displs[r] = (int)total;
             total += (size_t)counts[r];
         }
-        all = xmalloc(total ? total : 1);
+        if (total > max) {
+            tool_error("the ranks' output, %zu bytes, is too much to gather on rank 0 (at most "
+                       "%zu bytes); write it in parts (fewer inputs per run)", total, max);
+            fits = 0;
+        } else if ((all = malloc(total ? total : 1)) == NULL) {
+            tool_error("rank 0 of %d: out of memory for the ranks' output, %zu bytes", mpi_size,
+                       total);
+            fits = 0;
+        }
+    }
+    MPI_Bcast(&fits, 1, MPI_INT, 0, MPI_COMM_WORLD);
+    if (!fits) {
+        if (counts != gather_ints) free(counts);
+        if (!gather_ints) free(displs);
+        gather_refused = 1;
+        return -1;
     }
     MPI_Gatherv(buf, n, MPI_CHAR, all, counts, displs, MPI_CHAR, 0, MPI_COMM_WORLD);
     if (mpi_rank == 0 && keep) {
@@ -480,7 +544,6 @@ int tool_mpi_finish(int rc) { return rc; }
 int tool_mpi_started(void) { return 0; }
 int tool_mpi_ready(void) { return 0; }
 void tool_mpi_fail_together(void) {}
-void tool_mpi_met(void) {}
 int tool_mpi_oom_vote(const char *what)
 {
     (void)what;

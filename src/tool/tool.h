@@ -55,6 +55,17 @@ void tool_info(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 /* What the x* functions below allocate for, named by an out-of-memory message under mpirun
  * before the start vote (tool_mpi_oom_vote); NULL: unnamed. Returns the one it replaces. */
 const char *tool_oom_for(const char *what);
+/* Out of memory: the x* functions' failure, for a block the caller asked malloc for itself
+ * (never from a thread other than the main one: under mpirun it meets the other ranks). Says
+ * so (named by tool_oom_for under mpirun), removes what the run made (tool_fail_cleanup) and
+ * ends the process with status 1; under mpirun every rank ends, at its next collective. */
+void tool_out_of_memory(void) __attribute__((noreturn));
+/* What to remove if the command ends on a failure it cannot return from (out of memory, here
+ * or on another MPI rank): fn(arg), after the temporary files of outputs still open. NULL: none
+ * (a command clears it before it returns). */
+void tool_on_failure(void (*fn)(void *), void *arg);
+/* Removes what tool_on_failure named and the open outputs' temporary files (once). */
+void tool_fail_cleanup(void);
 void *xmalloc(size_t n);
 void *xcalloc(size_t n, size_t size);
 void *xrealloc(void *p, size_t n);
@@ -555,15 +566,12 @@ int tool_mpi_finish(int rc);
  * share, such as the batch against the rank count): tool_mpi_finish then ends MPI normally on
  * every rank instead of aborting the job, so the message that rank 0 prints is not lost. */
 void tool_mpi_fail_together(void);
-/* After a tentative vote (tool_mpi_ready) the caller meets the other ranks in collectives of
- * its own; tool_mpi_met says that those are over, so that until the next vote every rank's next
- * meeting is the start vote again (see tool_mpi_oom_vote). */
-void tool_mpi_met(void);
-/* Out of memory (xmalloc and the others) on a rank of several before the start vote, where
- * every other rank's next meeting is that vote (not between tool_mpi_ready and tool_mpi_met):
- * "rank R of N: out of memory for WHAT" (what NULL: "(setting up the command)") is held as a
- * failure of this rank's set-up, the start vote says it, and MPI ends normally on every rank;
- * the status to exit with. -1 elsewhere (one process, after the start vote, in a meeting). */
+/* Out of memory (xmalloc and the others) on a rank of several: this rank takes part, as a
+ * failed rank, in the check-in that begins every rank's next collective or vote, where every
+ * rank ends with status 1 and the lowest failed rank's message ("rank R of N: out of memory for
+ * WHAT"; what NULL: "(setting up the command)" before the start vote, nothing after), said
+ * once; what the run made is removed (tool_fail_cleanup), MPI ends normally and the process
+ * exits. Returns -1 only where it cannot (one process, or no communicator for the check-ins). */
 int tool_mpi_oom_vote(const char *what);
 /* Collective, the start point of a command that runs on several ranks, before its first other
  * collective: every rank has set up its command (arguments, data, network) without a failure,

@@ -820,6 +820,24 @@ static int lock_log(const char *path, int append, int *fd, char **created)
     return -1;
 }
 
+/* The log that lock_log made, while it is still empty (the run ended before its first epoch
+ * was logged): removed, the file itself (not one put at its name since). At the end of a run
+ * that failed, and by tool_fail_cleanup when it cannot return (out of memory, on this rank or
+ * another: rank 0's log is then not left behind). */
+typedef struct {
+    const int *fd;
+    char *const *created;
+} new_log;
+
+static void remove_new_log(void *arg)
+{
+    const new_log *l = arg;
+    struct stat lst, made;
+    if (*l->fd >= 0 && *l->created && fstat(*l->fd, &lst) == 0 && lst.st_size == 0 &&
+        stat(*l->created, &made) == 0 && made.st_dev == lst.st_dev && made.st_ino == lst.st_ino)
+        unlink(*l->created);
+}
+
 /* --skip-bad: reads every training and validation image once before the split and marks the
  * unreadable or unsuitable ones bad, so that the split (and the check that every class has
  * training images) counts only images that will be used. The geometry is the one training
@@ -834,7 +852,8 @@ static int screen_bad(tool_dataset *ds, const train_cfg *c, int channels, tool_p
 {
     const int nranks = tool_mpi_size(), rank = tool_mpi_rank();
     /* the lists, made before the vote: a rank without memory for them fails its set-up there
-     * (tool_mpi_oom_vote), rather than between the collectives that follow */
+     * (tool_mpi_oom_vote; in the collectives that follow it would end every rank too, at the
+     * check-in of the next one) */
     const char *was = tool_oom_for("the --skip-bad check's lists of images");
     int64_t *idx = xmalloc(sizeof(int64_t) * (size_t)(ds->n ? ds->n : 1)), n = 0;
     double *bad = nranks > 1 ? xcalloc((size_t)(ds->n ? ds->n : 1), sizeof(double)) : NULL;
@@ -927,7 +946,6 @@ static int screen_bad(tool_dataset *ds, const train_cfg *c, int channels, tool_p
             free(warned);
         }
     }
-    tool_mpi_met(); /* the sums are over: every rank's next meeting is the start vote */
     free(bad);
     free(idx);
     return rc;
@@ -1068,6 +1086,7 @@ int cmd_train(int argc, char **argv)
     FILE *logf = NULL;
     int logfd = -1; /* --log, open and locked from the start (lock_log) */
     char *log_created = NULL; /* the file that lock_log made, if it made one */
+    new_log made_log = {&logfd, &log_created};
     tool_model_info minfo;
     memset(&minfo, 0, sizeof minfo);
 
@@ -1177,7 +1196,11 @@ int cmd_train(int argc, char **argv)
                 net, CFNET_SAVE_OPTIMIZER | CFNET_SAVE_ALLOW_NONFINITE, &buf, &len);
             for (size_t i = 0; hs == CFNET_OK && i < len; i++)
                 h = (h ^ ((const unsigned char *)buf)[i]) * 0x100000001b3ull;
-            if (hs != CFNET_OK) { /* (out of memory) this rank's own cause, then the refusal */
+            if (hs == CFNET_E_OUT_OF_MEMORY) { /* said once, every rank ends (check-in) */
+                tool_oom_for("comparing the checkpoint's contents with the other ranks'");
+                tool_out_of_memory();
+            }
+            if (hs != CFNET_OK) { /* this rank's own cause, then the refusal */
                 tool_error("rank %d of %d: the checkpoint's contents cannot be compared: %s: %s",
                            rank, nranks, cfnet_status_string(hs), cfnet_last_error());
                 h = (uint64_t)rank + 1;
@@ -1217,7 +1240,6 @@ int cmd_train(int argc, char **argv)
             tool_mpi_fail_together();
             goto out;
         }
-        tool_mpi_met(); /* the comparison is over: every rank's next meeting is a vote */
     }
     if (c.resume_auto && !c.resume && rank == 0)
         tool_info("--resume auto: no checkpoint %s yet; starting a new run", ckpt);
@@ -1260,9 +1282,11 @@ int cmd_train(int argc, char **argv)
      * tens of thousands of images they take seconds to minutes) */
     tool_progress lp;
     progress_init(&lp, stderr);
+    /* (the label restored before the result is looked at: after a failure too) */
     const char *oom_was = tool_oom_for("the list of images in DATA");
-    if (dataset_open_labelled(c.data, &ds, &lp, "train") != 0) goto out;
+    const int ds_rc = dataset_open_labelled(c.data, &ds, &lp, "train");
     tool_oom_for(oom_was);
+    if (ds_rc != 0) goto out;
     progress_erase(&lp);
     /* rank 0 alone writes, so it alone checks the outputs (the others learn of a failure at
      * the start vote below) */
@@ -1276,10 +1300,12 @@ int cmd_train(int argc, char **argv)
     if (rank == 0) remove_stale_outputs(&c, ckpt);
     if (rank == 0 && c.log && lock_log(c.log, c.resume != NULL, &logfd, &log_created) != 0)
         goto out;
+    tool_on_failure(remove_new_log, &made_log);
     if (ds.has_split) {
         oom_was = tool_oom_for("the class names");
-        if (classes_from_train_rows(&ds) != 0) goto out;
+        const int cl_rc = classes_from_train_rows(&ds);
         tool_oom_for(oom_was);
+        if (cl_rc != 0) goto out;
         for (int64_t i = 0; i < ds.n; i++) {
             if (ds.s[i].split == SPLIT_TEST) continue;
             if (dataset_assign_classes(&(tool_dataset){.s = &ds.s[i], .n = 1}, ds.classes,
@@ -1938,12 +1964,9 @@ int cmd_train(int argc, char **argv)
                            bad == 1 ? "" : "s");
     rc = EXIT_OK;
 out:
+    tool_on_failure(NULL, NULL);
     if (logfd >= 0) { /* the run ended before its first epoch was logged */
-        struct stat lst;
-        struct stat made;
-        if (log_created && fstat(logfd, &lst) == 0 && lst.st_size == 0 &&
-            stat(log_created, &made) == 0 && made.st_dev == lst.st_dev && made.st_ino == lst.st_ino)
-            unlink(log_created);
+        remove_new_log(&made_log);
         close(logfd);
     }
     free(log_created);

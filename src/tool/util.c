@@ -197,32 +197,60 @@ const char *tool_oom_for(const char *what)
     return was;
 }
 
-/* Out of memory in one of the x* functions. Under mpirun before the start vote (where every
- * other rank's next meeting is that vote) a failure of this rank's set-up, said by the start
- * vote, and every rank ends with status 1 (tool_mpi_oom_vote). Otherwise said straight to fd 2
- * by write(2), needing no memory, and the process exits: not through stderr, which under
- * mpirun before the start vote is a memory stream (src/tool/mpi.c), lost by this exit
- * (without MPI_Finalize); there the message names the rank. */
-static void oom(void)
+/* what the run made, removed by tool_fail_cleanup (tool_on_failure) */
+static void (*fail_fn)(void *);
+static void *fail_arg;
+
+void tool_on_failure(void (*fn)(void *), void *arg)
 {
+    fail_fn = fn;
+    fail_arg = arg;
+}
+
+static void out_remove_tracked(void);
+
+void tool_fail_cleanup(void)
+{
+    void (*fn)(void *) = fail_fn;
+    fail_fn = NULL; /* once */
+    out_remove_tracked();
+    if (fn) fn(fail_arg);
+}
+
+/* Out of memory in one of the x* functions. Under mpirun a failure that every rank ends with,
+ * at the check-in of its next collective or vote (tool_mpi_oom_vote): before the start vote
+ * said by it as a failure of this rank's set-up, after it by this rank at the check-in. Else
+ * (one process, or out of memory again while ending) said straight to fd 2 by write(2),
+ * needing no memory, and the process exits: not through stderr, which under mpirun before the
+ * start vote is a memory stream (src/tool/mpi.c), lost by this exit (without MPI_Finalize);
+ * there the message names the rank. Either way what the run made is removed first
+ * (tool_fail_cleanup: an output's temporary file, train's new log, eval's --out folder). */
+void tool_out_of_memory(void)
+{
+    static int again;
     fflush(stdout);
-    const int voted = tool_mpi_oom_vote(oom_what);
-    if (voted >= 0) exit(voted);
+    if (open_line && fileno(open_line) == STDERR_FILENO) end_open_line();
+    if (!again++) (void)tool_mpi_oom_vote(oom_what); /* (returns only when it cannot meet) */
     char msg[96];
     int n = tool_mpi_size() > 1
                 ? snprintf(msg, sizeof msg, "cfnet: error: rank %d of %d: out of memory\n",
                            tool_mpi_rank(), tool_mpi_size())
                 : snprintf(msg, sizeof msg, "cfnet: error: out of memory\n");
     fflush(stdout);
-    if (open_line && fileno(open_line) == STDERR_FILENO) end_open_line();
     for (size_t done = 0; n > 0 && done < (size_t)n;) {
         ssize_t w = write(STDERR_FILENO, msg + done, (size_t)n - done);
         if (w < 0 && errno == EINTR) continue;
         if (w <= 0) break;
         done += (size_t)w;
     }
+    if (again == 1) {
+        again = 2;
+        tool_fail_cleanup();
+    }
     exit(EXIT_RUNTIME);
 }
+
+static void oom(void) { tool_out_of_memory(); }
 
 void *xmalloc(size_t n)
 {
@@ -780,6 +808,12 @@ void remove_new_dirs(const char *path, const char *top)
  * stops after the current step, stays. unlink is async-signal-safe. */
 #define OUT_MAX_OPEN 8
 static char *volatile out_tmps[OUT_MAX_OPEN];
+
+static void out_remove_tracked(void)
+{
+    for (int i = 0; i < OUT_MAX_OPEN; i++)
+        if (out_tmps[i]) unlink(out_tmps[i]);
+}
 
 static void out_on_signal(int sig)
 {
