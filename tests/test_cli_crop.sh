@@ -575,6 +575,17 @@ PY
     test "$(cd "$out/liveclaim" && LC_ALL=C ls -A | tr '\n' ' ')" = ".x.crop-new.$dead-1.$host .x.crop-new.$dead-2.$host .x.crop-new.$dead.$host .x.crop-tmp.$dead-1.$host .x.crop-tmp.$dead-2.$host .x.crop-tmp.$dead.$host x " ||
         fail "beside claims of a live run, of another host and of a folder that is not empty: $(cd "$out/liveclaim" && ls -A | tr '\n' ' ')"
     test -e "$out/liveclaim/.x.crop-tmp.$dead-2.$host/mine" || fail "a file removed from a folder beside a claim"
+    # DIR's parent there, but its stat fails with an I/O error (EIO injected): an error (status
+    # 1) that says so, not the usage error 'PARENT exists and is not a directory' (status 2); the
+    # existing parent is kept
+    mkdir -p "$out/eio/a"
+    expect 1 "^cfnet: error: cannot create directory .*eio/a: Input/output error$" \
+        env ASAN_OPTIONS="${ASAN_OPTIONS:+$ASAN_OPTIONS:}detect_leaks=0" strace -f -o "$out/eio.strace" \
+        -P "$out/eio/a" -e trace=%%stat -e inject=%%stat:error=EIO \
+        "$cfnet" crop "$out/f16.tif" "$out/m32.tif" -o "$out/eio/a/x" --size 16
+    lacks "see 'cfnet crop --help'|is not a directory" "crop -o DIR whose parent cannot be reached (EIO): said as a usage error"
+    test "$(ls -A "$out/eio" | tr '\n' ' ')" = "a " && test -z "$(ls -A "$out/eio/a")" ||
+        fail "crop -o DIR whose parent cannot be reached left: $(ls -A "$out/eio") / $(ls -A "$out/eio/a")"
 else
     skip_env test_cli_crop "a staging folder whose lock another process held" "no strace, or ptrace not allowed"
 fi

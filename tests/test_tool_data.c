@@ -8,6 +8,7 @@
 #include "tool.h"
 
 #include <dirent.h>
+#include <errno.h>
 #include <fcntl.h>
 #include <jansson.h>
 #include <math.h>
@@ -15,6 +16,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -449,6 +451,52 @@ static void outputs_replace_whole_files_and_keep_links_modes_and_pipes(void **st
     free(dir);
 }
 
+/* A staging folder that cannot be locked for the machine's sake (no file descriptor left for
+ * the lock: EMFILE) is not gone on with unlocked, and not left behind: stage_open says so, an
+ * error (status 1), not a usage error even of crop, and removes the folder it made (it returned
+ * 0 and wrote into the unlocked folder, which a cleaner could take for a killed run's). */
+static void a_staging_folder_that_cannot_be_locked_is_refused(void **state)
+{
+    (void)state;
+    char *top = out_path("stage_nofd");
+    char *dir = path_join(top, "x");
+    assert_int_equal(make_dirs(top, NULL), 0);
+    DIR *d = opendir(top); /* empty folders an earlier run left */
+    assert_non_null(d);
+    struct dirent *e;
+    while ((e = readdir(d))) {
+        char *p = path_join(top, e->d_name);
+        (void)rmdir(p);
+        free(p);
+    }
+    closedir(d);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        struct rlimit rl = {64, 64};
+        if (setrlimit(RLIMIT_NOFILE, &rl) != 0) _exit(5);
+        while (dup(2) >= 0) {} /* every descriptor taken: stage_open's lock gets EMFILE */
+        if (errno != EMFILE) _exit(6);
+        const tool_stage_how how = {"crop", "--output: ", "crop writes into", EXIT_USAGE, 1};
+        tool_stage st;
+        int rc = stage_open(&st, &how, dir);
+        _exit(rc == 0 && st.lock < 0 ? 7 : rc);
+    }
+    int status = 0;
+    assert_int_equal(waitpid(pid, &status, 0), pid);
+    assert_true(WIFEXITED(status));
+    assert_int_equal(WEXITSTATUS(status), EXIT_RUNTIME);
+    d = opendir(top);
+    assert_non_null(d);
+    int left = 0;
+    while ((e = readdir(d)))
+        left += strcmp(e->d_name, ".") && strcmp(e->d_name, "..");
+    closedir(d);
+    assert_int_equal(left, 0);
+    free(dir);
+    free(top);
+}
+
 /* `cfnet train` checks before each save that its model and checkpoint are still the files it
  * wrote. The identity is the size and the modification time to the nanosecond, not the inode
  * number: a file system hands a freed number to the next new file, so another run's file could
@@ -525,6 +573,7 @@ int main(void)
         cmocka_unit_test(utf8_repair_replaces_exactly_the_invalid_bytes),
         cmocka_unit_test(outputs_replace_whole_files_and_keep_links_modes_and_pipes),
         cmocka_unit_test(a_saved_file_rewritten_under_its_inode_number_is_not_ours),
+        cmocka_unit_test(a_staging_folder_that_cannot_be_locked_is_refused),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

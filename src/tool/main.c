@@ -73,10 +73,10 @@ static int run(int argc, char **argv)
             if (tool_mpi_size() > 1 && strcmp(cmd, "predict") && strcmp(cmd, "train") &&
                 strcmp(cmd, "eval")) {
                 /* N copies would each do the whole job and write the same files */
-                if (tool_mpi_rank() == 0)
-                    fprintf(stderr, "cfnet: '%s' does not run on several MPI ranks (only train, eval "
-                                    "and predict do; distributed training: docs/distributed.md); run it as "
-                                    "one process\n", cmd);
+                if (tool_mpi_rank() == 0) /* a usage error of cmd, said as the others are */
+                    (void)tool_usage_error(cmd, "does not run on several MPI ranks (only train, eval "
+                                           "and predict do; distributed training: "
+                                           "docs/distributed.md); run it as one process");
                 tool_mpi_fail_together();
                 return tool_mpi_finish(EXIT_USAGE);
             }

@@ -375,7 +375,14 @@ int stage_open(tool_stage *st, const tool_stage_how *how, const char *dir)
             free(claim);
         }
         errno = lerr;
-        if (st->lock >= 0 || (errno != EEXIST && errno != ENOENT)) break;
+        if (st->lock >= 0) break;
+        if (errno != EEXIST && errno != ENOENT) { /* no descriptor or memory for the lock */
+            int e = errno;
+            (void)rmdir(stage); /* not gone on with unlocked: a refusal below */
+            made = 0;
+            errno = e;
+            break;
+        }
         if (errno == EEXIST && cfd < 0) (void)rmdir(stage);
         made = 0;
         errno = EEXIST;

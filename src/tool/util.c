@@ -765,7 +765,10 @@ int make_dirs(const char *path, const char *usage_cmd)
     }
     if (!u && mkdir(p, 0777) != 0 && errno != EEXIST)
         u = tool_refuse(usage_cmd, errno, "cannot create directory %s: %s", p, strerror(errno));
-    if (!u && path_is_dir(p) != 1)
+    int isdir = u ? 1 : path_is_dir(p), e = errno;
+    if (isdir < 0 && tool_env_errno(e)) /* there, but stat fails for the machine's sake (EIO) */
+        u = tool_refuse(usage_cmd, e, "cannot create directory %s: %s", p, strerror(e));
+    else if (isdir != 1)
         u = tool_refuse(usage_cmd, 0, "%s exists and is not a directory", p);
     free(p);
     return u;
