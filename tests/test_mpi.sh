@@ -420,6 +420,17 @@ EOF_PMPI
     rc=$?
     expect nodata1 1 "nodata: no such file or directory" 1
     expect nodata1 1 "the message above is rank 1's of 3" 1
+    # rank 0 given one unknown option, ranks 1 to 3 another: each message said once, rank 0's
+    # and rank 1's (ranks 2 and 3 said theirs again: a check against the lowest failed rank's
+    # message alone); status 2
+    timeout 60 mpirun --allow-run-as-root --oversubscribe -np 4 sh -c \
+        'o=$1; [ "$OMPI_COMM_WORLD_RANK" = 0 ] && o=$2; shift 2; exec "$@" "$o"' sh --bogus \
+        --bogus0 "$tool" train "$t/d/train" --threads 1 -q -o "$t/u.cfnet" >"$t/usage2.log" 2>&1
+    rc=$?
+    expect usage2 2 "unknown option '--bogus0'" 1
+    expect usage2 2 "unknown option '--bogus'" 1
+    expect usage2 2 "the message above is rank 1's of 4" 1
+    expect usage2 2 "the message above is rank" 1
     [ ! -e "$t/u.cfnet" ] || { echo "test_mpi: a run that did not start wrote a model"; exit 1; }
     # --resume auto with MODEL's folder not shared (here: another -o on rank 1, whose folder
     # holds no checkpoint) and a checkpoint of 3 epochs on rank 0: every rank stops before

@@ -88,9 +88,9 @@ static void take_early(char **text, size_t *len)
  * (tool_mpi_ready), 2 the start vote. No rank failed: 0 (at the start vote each rank says what
  * it held back, and the vote is over; at a tentative one stderr stays held). One or more did:
  * the lowest failed rank's status, on every rank; it says its held messages and its
- * out-of-memory note, and so does a failed rank whose messages differ from the lowest one's
- * unless it ran out of memory itself (one message for ranks out of memory at once: the
- * lowest's); a rank that did not fail says what it held. Then it is the start vote, and every
+ * out-of-memory note, and so does a failed rank whose messages differ from every lower
+ * failed rank's, unless it ran out of memory itself (one message for ranks out of memory at
+ * once: the lowest's); a rank that did not fail says what it held. Then it is the start vote, and every
  * rank ends (failing_together). */
 static int check_in_as(int rc, int step, int *step_any, int vote, int final);
 static int last_final; /* some rank's last check-in was its final one (see end_here) */
@@ -131,8 +131,24 @@ static int check_in_as(int rc, int step, int *step_any, int vote, int final)
     for (const char *p = oom_note; *p; p++) h = (h ^ (unsigned char)*p) * 0x100000001b3ull;
     int64_t said[2] = {rc, (int64_t)h};
     MPI_Bcast(said, 2, MPI_INT64_T, first, comm);
-    const int same = mpi_rank != first && said[1] == (int64_t)h;
-    const int quiet = rc != 0 && (same || (oom_note[0] && mpi_rank != first));
+    /* a failed rank says its messages unless a lower failed rank says the same: the lowest
+     * says its own; then, while failed ranks with other messages remain (the highest failed
+     * rank, all[1] - 1, is above the lowest), each round the lowest of them broadcasts its
+     * hash and the ranks above it with the same one are quiet (on the failure path alone, a
+     * round per other message, nothing allocated) */
+    int said_lower = mpi_rank != first && said[1] == (int64_t)h;
+    const int oom_quiet = oom_note[0] && mpi_rank != first;
+    for (int settled = rc == 0 || mpi_rank == first || said_lower || oom_quiet;
+         all[1] - 1 > first;) {
+        int cand = settled ? mpi_size : mpi_rank, low = mpi_size;
+        MPI_Allreduce(&cand, &low, 1, MPI_INT, MPI_MIN, comm);
+        if (low >= mpi_size) break;
+        int64_t theirs = (int64_t)h;
+        MPI_Bcast(&theirs, 1, MPI_INT64_T, low, comm);
+        if (mpi_rank == low) settled = 1;
+        else if (!settled && theirs == (int64_t)h) settled = said_lower = 1;
+    }
+    const int quiet = rc != 0 && (said_lower || oom_quiet);
     if ((len || oom_note[0]) && !quiet) {
         if (len) fwrite(text, 1, len, stderr);
         fputs(oom_note, stderr);
