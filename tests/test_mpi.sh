@@ -200,6 +200,46 @@ if [ -x "$tool" ] && ldd "$tool" | grep -qi mpi; then
     said="the default network makes $n32 sums a step on 32x32 images and $n50 on 50x50"
     tr '\n' ' ' <docs/distributed.md | tr -s ' ' | grep -q "$said" || {
         echo "test_mpi: docs/distributed.md does not say: $said"; exit 1; }
+    # A training step's collectives: each sum of the step is an all-reduce after its check-in,
+    # and the step's own flags (its held messages', the interrupt's) ride on a check-in each,
+    # with no all-reduce of their own (a check-in before each of those sums made a step two
+    # all-reduces dearer). Counted by an MPI_Allreduce wrapper (PMPI) over 4 and 8 steps.
+    if [ -z "${CFNET_SANITIZE:-}" ]; then
+        cat >"$c/pmpi.c" <<'EOF_PMPI'
+#include <mpi.h>
+#include <stdio.h>
+static long calls;
+int MPI_Allreduce(const void *s, void *r, int n, MPI_Datatype t, MPI_Op o, MPI_Comm c)
+{
+    calls++;
+    return PMPI_Allreduce(s, r, n, t, o, c);
+}
+int MPI_Finalize(void)
+{
+    int rank;
+    PMPI_Comm_rank(MPI_COMM_WORLD, &rank);
+    if (rank == 0) fprintf(stderr, "ALLREDUCE %ld\n", calls);
+    return PMPI_Finalize();
+}
+EOF_PMPI
+        "${MPICC:-mpicc}" -shared -fPIC -o "$c/pmpi.so" "$c/pmpi.c"
+        steps() { # BATCH: "ALL-REDUCES HOOK-CALLS" of one epoch of 24 images
+            LD_PRELOAD="$c/pmpi.so" timeout 60 mpirun --allow-run-as-root --oversubscribe \
+                -x LD_PRELOAD -np 2 "$tool" train "$c/d/train" -o "$c/ms.cfnet" --epochs 1 \
+                --batch "$1" --val 0 --threads 1 --width 4 >"$c/ms.log" 2>&1 &&
+                echo "$(sed -n 's/^ALLREDUCE //p' "$c/ms.log")" \
+                    "$(sed -n 's/.*MPI: \([0-9]*\) all-reduce calls.*/\1/p' "$c/ms.log")"
+        }
+        s4=$(steps 6) && s8=$(steps 3) || { cat "$c/ms.log"; echo "test_mpi: a train under the MPI_Allreduce counter failed"; exit 1; }
+        a4=${s4% *} h4=${s4#* } a8=${s8% *} h8=${s8#* }
+        # per step: 2 per sum of the hook, 2 for the step's flags
+        if [ $((a8 - a4)) -ne $((2 * (h8 - h4) + 2 * 4)) ]; then
+            echo "test_mpi: 4 more steps made $((a8 - a4)) more all-reduces, $((h8 - h4)) more" \
+                "sums (expected $((2 * (h8 - h4) + 2 * 4)): a check-in each and 2 a step)"; exit 1
+        fi
+        echo "test_mpi: a training step makes $(((a8 - a4) / 4)) all-reduces ($(((h8 - h4) / 4))" \
+            "sums, each after its check-in, and 2 check-ins of its own)"
+    fi
     # the messages of the folder search (a file left out, a folder reached again) once per run
     mkdir -p "$c/msg/a"
     cp "$c"/d/test/class00/*.tif "$c/msg/a/"
@@ -383,6 +423,17 @@ if [ -x "$tool" ] && ldd "$tool" | grep -qi mpi; then
     rc=$?
     expect nodata1 1 "nodata: no such file or directory" 1
     expect nodata1 1 "the message above is rank 1's of 3" 1
+    # rank 0 given one unknown option, ranks 1 to 3 another: each message said once, rank 0's
+    # and rank 1's (ranks 2 and 3 said theirs again: a check against the lowest failed rank's
+    # message alone); status 2
+    timeout 60 mpirun --allow-run-as-root --oversubscribe -np 4 sh -c \
+        'o=$1; [ "$OMPI_COMM_WORLD_RANK" = 0 ] && o=$2; shift 2; exec "$@" "$o"' sh --bogus \
+        --bogus0 "$tool" train "$t/d/train" --threads 1 -q -o "$t/u.cfnet" >"$t/usage2.log" 2>&1
+    rc=$?
+    expect usage2 2 "unknown option '--bogus0'" 1
+    expect usage2 2 "unknown option '--bogus'" 1
+    expect usage2 2 "the message above is rank 1's of 4" 1
+    expect usage2 2 "the message above is rank" 1
     [ ! -e "$t/u.cfnet" ] || { echo "test_mpi: a run that did not start wrote a model"; exit 1; }
     # --resume auto with MODEL's folder not shared (here: another -o on rank 1, whose folder
     # holds no checkpoint) and a checkpoint of 3 epochs on rank 0: every rank stops before

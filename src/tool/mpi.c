@@ -24,9 +24,10 @@ static int failing_together; /* every rank fails at the same point: no abort nee
  * The check-in (check_in): every meeting of the ranks, the start vote and the tentative one,
  * each of the command's collectives (tool_mpi_sum, the gathers and the others below), each sum
  * of a training step (step_hook) and the end (tool_mpi_finish), begins with one all-reduce of
- * four ints on a communicator of its own, start_comm: which ranks failed (the lowest and the
- * highest), whether a training step failed on some rank, and whether it is some rank's final
- * check-in (end_here). A rank out of memory anywhere in
+ * five ints on a communicator of its own, start_comm: which ranks failed (the lowest and the
+ * highest), whether a training step failed on some rank, whether it is some rank's final
+ * check-in (end_here), and tool_mpi_any's flag (a check-in that is the whole collective: a
+ * step's flags, so that a step makes no more all-reduces than before the check-ins). A rank out of memory anywhere in
  * the command's own code (xmalloc and the others: tool_mpi_oom_vote) takes part in the next
  * check-in as a failed rank and ends there, and so does every other rank, at its own next
  * check-in: since no rank passes a check-in without the others, and no rank allocates between
@@ -87,12 +88,15 @@ static void take_early(char **text, size_t *len)
  * (tool_mpi_ready), 2 the start vote. No rank failed: 0 (at the start vote each rank says what
  * it held back, and the vote is over; at a tentative one stderr stays held). One or more did:
  * the lowest failed rank's status, on every rank; it says its held messages and its
- * out-of-memory note, and so does a failed rank whose messages differ from the lowest one's
- * unless it ran out of memory itself (one message for ranks out of memory at once: the
- * lowest's); a rank that did not fail says what it held. Then it is the start vote, and every
+ * out-of-memory note, and so does a failed rank whose messages differ from every lower
+ * failed rank's, unless it ran out of memory itself (one message for ranks out of memory at
+ * once: the lowest's); a rank that did not fail says what it held. Then it is the start vote, and every
  * rank ends (failing_together). */
 static int check_in_as(int rc, int step, int *step_any, int vote, int final);
 static int last_final; /* some rank's last check-in was its final one (see end_here) */
+/* tool_mpi_any's flag, carried by its check-in (0 in every other), and whether some rank's was
+ * set at the last check-in */
+static int check_flag, flag_any;
 
 static int check_in(int rc, int step, int *step_any, int vote)
 {
@@ -101,12 +105,14 @@ static int check_in(int rc, int step, int *step_any, int vote)
 
 static int check_in_as(int rc, int step, int *step_any, int vote, int final)
 {
-    int mine[4] = {rc ? mpi_size - mpi_rank : 0, rc ? mpi_rank + 1 : 0, step, final}, all[4];
+    int mine[5] = {rc ? mpi_size - mpi_rank : 0, rc ? mpi_rank + 1 : 0, step, final, check_flag},
+        all[5];
     /* (no communicator of its own, made by tool_mpi_init: a step's flag on the step's) */
     MPI_Comm comm = start_comm != MPI_COMM_NULL ? start_comm : step_comm;
-    MPI_Allreduce(mine, all, 4, MPI_INT, MPI_MAX, comm);
+    MPI_Allreduce(mine, all, 5, MPI_INT, MPI_MAX, comm);
     if (step_any) *step_any = all[2];
     last_final = all[3];
+    flag_any = all[4];
     char *text = NULL;
     size_t len = 0;
     if (!all[0]) {
@@ -125,8 +131,24 @@ static int check_in_as(int rc, int step, int *step_any, int vote, int final)
     for (const char *p = oom_note; *p; p++) h = (h ^ (unsigned char)*p) * 0x100000001b3ull;
     int64_t said[2] = {rc, (int64_t)h};
     MPI_Bcast(said, 2, MPI_INT64_T, first, comm);
-    const int same = mpi_rank != first && said[1] == (int64_t)h;
-    const int quiet = rc != 0 && (same || (oom_note[0] && mpi_rank != first));
+    /* a failed rank says its messages unless a lower failed rank says the same: the lowest
+     * says its own; then, while failed ranks with other messages remain (the highest failed
+     * rank, all[1] - 1, is above the lowest), each round the lowest of them broadcasts its
+     * hash and the ranks above it with the same one are quiet (on the failure path alone, a
+     * round per other message, nothing allocated) */
+    int said_lower = mpi_rank != first && said[1] == (int64_t)h;
+    const int oom_quiet = oom_note[0] && mpi_rank != first;
+    for (int settled = rc == 0 || mpi_rank == first || said_lower || oom_quiet;
+         all[1] - 1 > first;) {
+        int cand = settled ? mpi_size : mpi_rank, low = mpi_size;
+        MPI_Allreduce(&cand, &low, 1, MPI_INT, MPI_MIN, comm);
+        if (low >= mpi_size) break;
+        int64_t theirs = (int64_t)h;
+        MPI_Bcast(&theirs, 1, MPI_INT64_T, low, comm);
+        if (mpi_rank == low) settled = 1;
+        else if (!settled && theirs == (int64_t)h) settled = said_lower = 1;
+    }
+    const int quiet = rc != 0 && (said_lower || oom_quiet);
     if ((len || oom_note[0]) && !quiet) {
         if (len) fwrite(text, 1, len, stderr);
         fputs(oom_note, stderr);
@@ -245,6 +267,19 @@ int64_t tool_mpi_sum(int64_t v)
     return s;
 }
 
+int tool_mpi_any(int flag)
+{
+    if (mpi_size == 1) return flag != 0;
+    if (start_comm == MPI_COMM_NULL) return tool_mpi_sum(flag != 0) != 0;
+    /* the check-in is the collective: a training step's flags (its messages' and the
+     * interrupt's) cost no all-reduce of their own */
+    check_flag = flag != 0;
+    const int rc = check_in(0, 0, NULL, 0);
+    check_flag = 0;
+    if (rc != 0) end_here(rc);
+    return flag_any;
+}
+
 int tool_mpi_agree(const int64_t *v, int n)
 {
     if (mpi_size == 1 || n <= 0) return -1;
@@ -288,7 +323,7 @@ int tool_mpi_sum_doubles(double *v, int64_t n)
  * has to be ended by MPI_Abort. Per step (tool_mpi_set_batch resets them): step_grads, the
  * gradients' sum, the step's last, was made (a rank failing after it leaves nobody waiting);
  * step_left, this rank left the step through the flag. The flag's cost: one all-reduce of
- * four ints per sum, microseconds against a step's milliseconds (docs/distributed.md). */
+ * five ints per sum, microseconds against a step's milliseconds (docs/distributed.md). */
 
 static cfnet_status step_hook(void *user, cfnet_sum_kind kind, void *data, int64_t count)
 {
@@ -448,7 +483,7 @@ int tool_mpi_gather_refused(void) { return gather_refused; }
 
 int tool_mpi_say_failures(int failed, const char *held, size_t len)
 {
-    if (mpi_size == 1 || tool_mpi_sum(failed != 0) == 0) {
+    if (mpi_size == 1 || !tool_mpi_any(failed != 0)) {
         if (len) tool_say_held(held, len);
         return mpi_size == 1 ? failed != 0 : 0;
     }
@@ -553,6 +588,7 @@ int tool_mpi_active(void) { return 0; }
 int tool_mpi_rank(void) { return 0; }
 int tool_mpi_size(void) { return 1; }
 int64_t tool_mpi_sum(int64_t v) { return v; }
+int tool_mpi_any(int flag) { return flag != 0; }
 int tool_mpi_agree(const int64_t *v, int n)
 {
     (void)v;

@@ -588,6 +588,10 @@ int tool_mpi_rank(void);
 int tool_mpi_size(void);
 /* Sum over the ranks (collective). */
 int64_t tool_mpi_sum(int64_t v);
+/* Collective: whether flag is set on some rank, carried by the check-in that begins every
+ * meeting of the ranks (src/tool/mpi.c), so no all-reduce of its own: a training step's flags
+ * (its held messages', tool_hold_end, and the interrupt's) add nothing to the step's sums. */
+int tool_mpi_any(int flag);
 /* Collective: -1 when v[0..n-1] is the same on every rank, else the index of the first value
  * that differs somewhere (the same answer on every rank). Settings that decide how many
  * collectives a command makes (--epochs) or which samples a rank takes (the inputs, --batch)

@@ -1731,7 +1731,7 @@ int cmd_train(int argc, char **argv)
             pc.chunk_n = ntr;
             seen += nb;
             /* an interrupt on any rank stops every rank after the same step */
-            if (tool_mpi_sum(on_step(&pc, s0 / c.batch + 1, steps_epoch, (double)l, NAN)) > 0)
+            if (tool_mpi_any(on_step(&pc, s0 / c.batch + 1, steps_epoch, (double)l, NAN) > 0))
                 st = CFNET_E_CANCELLED;
         }
         for (int64_t c0 = 0; !dist && c0 < ntr && st == CFNET_OK; c0 += chunk) {
