@@ -500,6 +500,21 @@ static void pool_polls_on_when_late_without_preemption(void **state)
     cf_pool_destroy(p);
 }
 
+/* Puts the calling thread (and the threads it starts) on the first of its processors, its
+ * affinity before in *old; false where the system does not allow it. */
+static bool pin_to_one_processor(cpu_set_t *old)
+{
+    cpu_set_t one;
+    if (sched_getaffinity(0, sizeof *old, old) != 0) return false;
+    int cpu = -1;
+    for (int i = 0; i < CPU_SETSIZE && cpu < 0; i++)
+        if (CPU_ISSET(i, old)) cpu = i;
+    assert_true(cpu >= 0);
+    CPU_ZERO(&one);
+    CPU_SET(cpu, &one);
+    return sched_setaffinity(0, sizeof one, &one) == 0;
+}
+
 /* The platform's count of preemptions (cf_platform_thread_preemptions) grows while two busy
  * threads share one processor, and stands still enough to tell it from a clock. */
 typedef struct busy_arg {
@@ -518,15 +533,8 @@ static void thread_preemptions_count_a_shared_processor(void **state)
     (void)state;
     int64_t before = cf_platform_thread_preemptions();
     if (before < 0) skip(); /* a system that cannot tell; the pool then counts every late look */
-    cpu_set_t old, one;
-    if (sched_getaffinity(0, sizeof old, &old) != 0) skip();
-    int cpu = -1;
-    for (int i = 0; i < CPU_SETSIZE && cpu < 0; i++)
-        if (CPU_ISSET(i, &old)) cpu = i;
-    assert_true(cpu >= 0);
-    CPU_ZERO(&one);
-    CPU_SET(cpu, &one);
-    if (sched_setaffinity(0, sizeof one, &one) != 0) skip();
+    cpu_set_t old;
+    if (!pin_to_one_processor(&old)) skip();
     busy_arg b = {cf_platform_now_ns() + 200000000u}; /* both busy for 200 ms */
     pthread_t t;
     int started = pthread_create(&t, NULL, busy_until, &b) == 0;
@@ -694,15 +702,8 @@ static void pool_two_late_workers_begin_one_spell(void **state)
 static void pool_on_one_processor_goes_quiet(void **state)
 {
     (void)state;
-    cpu_set_t old, one;
-    if (sched_getaffinity(0, sizeof old, &old) != 0) skip();
-    int cpu = -1;
-    for (int i = 0; i < CPU_SETSIZE && cpu < 0; i++)
-        if (CPU_ISSET(i, &old)) cpu = i;
-    assert_true(cpu >= 0);
-    CPU_ZERO(&one);
-    CPU_SET(cpu, &one);
-    if (sched_setaffinity(0, sizeof one, &one) != 0) skip();
+    cpu_set_t old;
+    if (!pin_to_one_processor(&old)) skip();
     cf_pool *p = NULL;
     CF_ASSERT_OK(cf_pool_create(NULL, 2, &p)); /* the worker inherits the one processor */
     cf_pool_set_spin_ns(p, 50000000);

@@ -178,6 +178,21 @@ static long name_pid(const char *q, const char **end)
     return strtol(q, NULL, 10);
 }
 
+/* What follows "<pid>" or "<pid>-<n>" at q (a staging folder's or claim's name after its
+ * prefix: the host part, "" for none), *pid its process id; NULL when q is neither. */
+static const char *after_run_id(const char *q, long *pid)
+{
+    const char *tail = NULL;
+    *pid = name_pid(q, &tail);
+    if (*pid == 0) return NULL;
+    if (tail[0] == '-') {
+        size_t digits = strspn(tail + 1, "0123456789");
+        if (digits == 0) return NULL;
+        tail += 1 + digits;
+    }
+    return tail;
+}
+
 /* Where "<pid>" starts in the entry n if n is a temporary name of base (blen bytes) with the
  * suffix ".<host>": "<base>.tmp.<pid>..." whole, or shortened as cf_platform_temp_keep says
  * ("<a beginning of base>.tmp.<pid>.<host>", as long as the folder allows). Else NULL. */
@@ -472,19 +487,15 @@ int cf_platform_remove_stale_dirs(int dirfd, const char *prefix, const char *mar
     size_t plen = strlen(prefix);
     bool local = locks_local(dirfd);
     for (struct dirent *e; (e = readdir(d)) != NULL;) {
-        const char *n = e->d_name, *tail = NULL;
+        const char *n = e->d_name;
         if (strncmp(n, prefix, plen) != 0) continue;
-        long pid = name_pid(n + plen, &tail);
-        if (pid == 0) continue;
         /* "<pid>.<host>" or "<pid>-<n>.<host>" (the name taken): the host is all after the
          * first '.', so a host "box.2" is never host "box" with a number. The names of earlier
          * versions, "<pid>.<host>.<n>" (of host "<host>.<n>" as well) and "<pid>" (of any
          * host), stay. */
-        if (tail[0] == '-') {
-            size_t digits = strspn(tail + 1, "0123456789");
-            if (digits == 0) continue;
-            tail += 1 + digits;
-        }
+        long pid;
+        const char *tail = after_run_id(n + plen, &pid);
+        if (!tail) continue;
         /* "<pid>" or "<pid>-<n>" without a host (no host name, or none that fit in the name):
          * of any host or container, its process id tells nothing; on a file system of this
          * machine's own its lock tells, but only for a run of this machine: an NFS server's
@@ -567,15 +578,11 @@ int cf_platform_remove_stale_claims(int dirfd, const char *cprefix, const char *
     size_t plen = strlen(cprefix);
     bool local = locks_local(dirfd);
     for (struct dirent *e; (e = readdir(d)) != NULL;) {
-        const char *n = e->d_name, *tail = NULL;
+        const char *n = e->d_name;
         if (strncmp(n, cprefix, plen) != 0) continue;
-        long pid = name_pid(n + plen, &tail);
-        if (pid == 0) continue;
-        if (tail[0] == '-') {
-            size_t digits = strspn(tail + 1, "0123456789");
-            if (digits == 0) continue;
-            tail += 1 + digits;
-        }
+        long pid;
+        const char *tail = after_run_id(n + plen, &pid);
+        if (!tail) continue;
         /* as cf_platform_remove_stale_dirs decides for the folders: without a host in the
          * name, on this machine's own disk only, by the lock (and a mark naming this host); of
          * this host, by the lock there, elsewhere when the process is gone too */
