@@ -580,6 +580,18 @@ PY
     test "$(cd "$out/liveclaim" && LC_ALL=C ls -A | tr '\n' ' ')" = ".x.crop-new.$dead-1.$host .x.crop-new.$dead-2.$host .x.crop-new.$dead.$host .x.crop-tmp.$dead-1.$host .x.crop-tmp.$dead-2.$host .x.crop-tmp.$dead.$host x " ||
         fail "beside claims of a live run, of another host and of a folder that is not empty: $(cd "$out/liveclaim" && ls -A | tr '\n' ' ')"
     test -e "$out/liveclaim/.x.crop-tmp.$dead-2.$host/mine" || fail "a file removed from a folder beside a claim"
+    # a run killed between the link and the unlink that move its mark back out (SIGKILL at its
+    # first unlink): its folder is still marked, removed as a killed run's, and its claim with
+    # it; not said first to hold a finished run's output (once, it was, then removed)
+    mkdir "$out/linkkill"
+    env ASAN_OPTIONS="${ASAN_OPTIONS:+$ASAN_OPTIONS:}detect_leaks=0" strace -f -o /dev/null \
+        -e trace=unlink,unlinkat -e inject=unlink,unlinkat:signal=KILL:when=1 \
+        "$cfnet" crop "$out/f16.tif" "$out/m32.tif" -o "$out/linkkill/x" --size 16 >/dev/null 2>&1 || :
+    test -n "$(ls -A "$out/linkkill"/.x.crop-tmp.*/.cfnet-staging 2>/dev/null)" ||
+        fail "a run killed at its first unlink left no marked staging folder: $(ls -A "$out/linkkill" | tr '\n' ' ')"
+    expect 0 "removed 1 staging folder" "$cfnet" crop "$out/f16.tif" "$out/m32.tif" -o "$out/linkkill/x" --size 16
+    lacks "holds the whole output" "a marked staging folder said to hold a finished run's output"
+    test "$(ls -A "$out/linkkill")" = "x" || fail "beside a run killed between its mark's link and unlink: $(ls -A "$out/linkkill" | tr '\n' ' ')"
     # a file that takes the claim's name while the run works (the name is free while the mark is
     # in the staging folder; the mark's move back out and the folder's rename are delayed 3 s):
     # kept whole, never replaced by the mark and unlinked with it (once, the rename out did)

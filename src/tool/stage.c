@@ -257,6 +257,11 @@ int stage_open(tool_stage *st, const tool_stage_how *how, const char *dir)
         int pfd = open(parent, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
         size_t removed = 0;
         if (pfd >= 0) {
+            /* the marked folders first: a run killed between the link and the unlink that move
+             * its mark back out (stage_commit) left its folder still marked, removed here as
+             * one killed before; its claim then has no folder, and goes too (the other way
+             * round, the folder was said to hold a finished run's output, then removed) */
+            (void)cf_platform_remove_stale_dirs(pfd, prefix, STAGE_MARK, how->depth, &removed);
             size_t claimed = 0, finished = 0;
             (void)cf_platform_remove_stale_claims(pfd, cprefix, prefix, &claimed, &finished);
             if (finished)
@@ -266,7 +271,6 @@ int stage_open(tool_stage *st, const tool_stage_how *how, const char *dir)
                           finished, finished == 1 ? "" : "s", base, how->cmd, parent,
                           finished == 1 ? "s" : "", finished == 1 ? "its" : "their", base,
                           how->cmd, finished == 1 ? "it" : "one", finished == 1 ? "both" : "them");
-            (void)cf_platform_remove_stale_dirs(pfd, prefix, STAGE_MARK, how->depth, &removed);
             removed += claimed;
             close(pfd);
         }
