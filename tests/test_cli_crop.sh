@@ -523,14 +523,19 @@ if command -v strace >/dev/null 2>&1 && strace -o /dev/null true 2>/dev/null; th
         cmp "$out/makekill/x/cells.csv" "$o1/cells.csv" || fail "the crop after a run killed at $at differs"
         rm -r "$out/makekill"
     done
-    # a run killed as it moves its finished output into DIR (SIGKILL at its third rename, after
-    # the mark went back out to the claim's name; once, the output was left unmarked and
-    # unsaid): the next run keeps that folder whole, with the claim beside it, and says where it
-    # is; killed at the second (the mark not yet out), the folder is still marked, and removed
+    # a run killed as it moves its finished output into DIR (SIGKILL at its second rename, the
+    # folder's, after the mark went back out to the claim's name by a link; once, the output was
+    # left unmarked and unsaid): the next run keeps that folder whole, with the claim beside it,
+    # and says where it is; killed at that link (the mark not yet out), the folder is still
+    # marked, and removed
     mkdir "$out/endkill"
     for n in 3 2; do
+        case $n in
+        3) calls=rename,renameat,renameat2 when=2 ;;
+        *) calls=link,linkat when=1 ;;
+        esac
         env ASAN_OPTIONS="${ASAN_OPTIONS:+$ASAN_OPTIONS:}detect_leaks=0" strace -f -o /dev/null \
-            -e trace=rename,renameat,renameat2 -e inject=rename,renameat,renameat2:signal=KILL:when=$n \
+            -e trace=$calls -e inject=$calls:signal=KILL:when=$when \
             "$cfnet" crop "$out/f16.tif" "$out/m32.tif" -o "$out/endkill/x$n" --size 16 >/dev/null 2>&1 || :
     done
     left=$(cd "$out/endkill" && ls -A | tr '\n' ' ')
@@ -586,6 +591,35 @@ PY
     lacks "see 'cfnet crop --help'|is not a directory" "crop -o DIR whose parent cannot be reached (EIO): said as a usage error"
     test "$(ls -A "$out/eio" | tr '\n' ' ')" = "a " && test -z "$(ls -A "$out/eio/a")" ||
         fail "crop -o DIR whose parent cannot be reached left: $(ls -A "$out/eio") / $(ls -A "$out/eio/a")"
+    # a run killed between the link and the unlink that move its mark back out (SIGKILL at its
+    # first unlink): its folder is still marked, removed as a killed run's, and its claim with
+    # it; not said first to hold a finished run's output (once, it was, then removed)
+    mkdir "$out/linkkill"
+    env ASAN_OPTIONS="${ASAN_OPTIONS:+$ASAN_OPTIONS:}detect_leaks=0" strace -f -o /dev/null \
+        -e trace=unlink,unlinkat -e inject=unlink,unlinkat:signal=KILL:when=1 \
+        "$cfnet" crop "$out/f16.tif" "$out/m32.tif" -o "$out/linkkill/x" --size 16 >/dev/null 2>&1 || :
+    test -n "$(ls -A "$out/linkkill"/.x.crop-tmp.*/.cfnet-staging 2>/dev/null)" ||
+        fail "a run killed at its first unlink left no marked staging folder: $(ls -A "$out/linkkill" | tr '\n' ' ')"
+    expect 0 "removed 1 staging folder" "$cfnet" crop "$out/f16.tif" "$out/m32.tif" -o "$out/linkkill/x" --size 16
+    lacks "holds the whole output" "a marked staging folder said to hold a finished run's output"
+    test "$(ls -A "$out/linkkill")" = "x" || fail "beside a run killed between its mark's link and unlink: $(ls -A "$out/linkkill" | tr '\n' ' ')"
+    # a file that takes the claim's name while the run works (the name is free while the mark is
+    # in the staging folder; the mark's move back out and the folder's rename are delayed 3 s):
+    # kept whole, never replaced by the mark and unlinked with it (once, the rename out did)
+    mkdir "$out/takeclaim"
+    env ASAN_OPTIONS="${ASAN_OPTIONS:+$ASAN_OPTIONS:}detect_leaks=0" strace -f -o /dev/null \
+        -e trace=link,linkat,rename,renameat,renameat2 -e inject=link,linkat:delay_enter=3000000 \
+        -e inject=rename,renameat,renameat2:delay_enter=3000000:when=2 \
+        "$cfnet" crop "$out/f16.tif" "$out/m32.tif" -o "$out/takeclaim/x" --size 16 >"$out/takeclaim.txt" 2>&1 &
+    runner=$!
+    i=0
+    while [ -z "$(ls -A "$out/takeclaim"/.x.crop-tmp.*/.cfnet-staging 2>/dev/null)" ] && [ $i -lt 600 ]; do sleep 0.02; i=$((i + 1)); done
+    tmpname=$(cd "$out/takeclaim" && ls -d .x.crop-tmp.* 2>/dev/null)
+    echo mine >"$out/takeclaim/$(echo "$tmpname" | sed 's/crop-tmp/crop-new/')"
+    wait "$runner" || fail "crop with its claim's name taken failed: $(cat "$out/takeclaim.txt")"
+    cmp "$out/takeclaim/x/cells.csv" "$o1/cells.csv" || fail "the crop with its claim's name taken differs"
+    test "$(cat "$out/takeclaim/$(echo "$tmpname" | sed 's/crop-tmp/crop-new/')" 2>/dev/null)" = mine ||
+        fail "a file with the claim's name replaced or removed: $(ls -A "$out/takeclaim" | tr '\n' ' ')"
 else
     skip_env test_cli_crop "a staging folder whose lock another process held" "no strace, or ptrace not allowed"
 fi
@@ -1159,13 +1193,13 @@ if [ "$(id -u)" = 0 ] && command -v setpriv >/dev/null 2>&1 &&
     ls -A "$out/ro555/c" "$out/ro555/s" | grep -q cfnet-staging && fail "a DIR of mode 0555 holds the staging mark"
     # ... and a run whose rename fails there (another run wrote DIR first: ENOTEMPTY injected)
     # removes its staging folder, which had taken the mode 0555 (its files were left in it)
-    # (the first rename is the claim's, moved into the staging folder as its mark, the second the
-    # mark's, moved back out to the claim's name: the third fails)
+    # (the first rename is the claim's, moved into the staging folder as its mark; the mark goes
+    # back out to the claim's name by a link: the second fails)
     if command -v strace >/dev/null 2>&1 && strace -o /dev/null true 2>/dev/null; then
         mkdir "$out/ro555/r" && chown 65534:65534 "$out/ro555/r" && chmod 555 "$out/ro555/r"
         expect 1 "cannot move the crops into place: Directory not empty" setpriv --reuid=65534 \
             --regid=65534 --clear-groups env ASAN_OPTIONS="${ASAN_OPTIONS:+$ASAN_OPTIONS:}detect_leaks=0" \
-            strace -f -o /dev/null -e trace=rename,renameat,renameat2 -e inject=rename,renameat,renameat2:error=ENOTEMPTY:when=3 \
+            strace -f -o /dev/null -e trace=rename,renameat,renameat2 -e inject=rename,renameat,renameat2:error=ENOTEMPTY:when=2 \
             "$cfnet" crop "$out/f16.tif" "$out/m32.tif" -o "$out/ro555/r" --size 16
         test "$(ls -A "$out/ro555" | tr '\n' ' ')" = "c r s " || fail "left beside a DIR of mode 0555 after a failed rename: $(ls -A "$out/ro555" | tr '\n' ' ')"
     else

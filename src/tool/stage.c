@@ -257,6 +257,11 @@ int stage_open(tool_stage *st, const tool_stage_how *how, const char *dir)
         int pfd = open(parent, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
         size_t removed = 0;
         if (pfd >= 0) {
+            /* the marked folders first: a run killed between the link and the unlink that move
+             * its mark back out (stage_commit) left its folder still marked, removed here as
+             * one killed before; its claim then has no folder, and goes too (the other way
+             * round, the folder was said to hold a finished run's output, then removed) */
+            (void)cf_platform_remove_stale_dirs(pfd, prefix, STAGE_MARK, how->depth, &removed);
             size_t claimed = 0, finished = 0;
             (void)cf_platform_remove_stale_claims(pfd, cprefix, prefix, &claimed, &finished);
             if (finished)
@@ -266,7 +271,6 @@ int stage_open(tool_stage *st, const tool_stage_how *how, const char *dir)
                           finished, finished == 1 ? "" : "s", base, how->cmd, parent,
                           finished == 1 ? "s" : "", finished == 1 ? "its" : "their", base,
                           how->cmd, finished == 1 ? "it" : "one", finished == 1 ? "both" : "them");
-            (void)cf_platform_remove_stale_dirs(pfd, prefix, STAGE_MARK, how->depth, &removed);
             removed += claimed;
             close(pfd);
         }
@@ -414,6 +418,24 @@ int stage_open(tool_stage *st, const tool_stage_how *how, const char *dir)
     return 0;
 }
 
+/* Moves `from` to `to` without replacing what has the name `to` (EEXIST then): a link, then
+ * the unlink of `from` (not renameat2's RENAME_NOREPLACE, which not every file system has;
+ * killed between, both names are the mark's: the folder is still marked, as before the move) */
+static int move_no_replace(const char *from, const char *to)
+{
+    if (link(from, to) != 0) return -1;
+    return unlink(from) == 0 || errno == ENOENT ? 0 : -1;
+}
+
+/* Whether the claim's name still names the run's claim (the file its descriptor holds locked):
+ * only then is it moved or unlinked by that name */
+static int claim_here(const tool_stage *st)
+{
+    struct stat a, b;
+    return st->claim && st->claim_fd1 && fstat(st->claim_fd1 - 1, &a) == 0 &&
+           lstat(st->claim, &b) == 0 && a.st_ino == b.st_ino && a.st_dev == b.st_dev;
+}
+
 int stage_commit(tool_stage *st, const char *dir, const char *what)
 {
     /* everything written under the staging folder flushed to disk (one syncfs for the file
@@ -437,8 +459,12 @@ int stage_commit(tool_stage *st, const char *dir, const char *what)
          * the rename leaves its whole output under the hidden name with the claim beside it,
          * which tells the next run (rmdir(2) refuses to remove a folder that holds anything)
          * that it is a finished run's, to be said, never removed */
-        gone = rename(mark, st->claim) == 0 || errno == ENOENT;
-        st->marked_out = gone;
+        st->marked_out = move_no_replace(mark, st->claim) == 0;
+        /* never over a file that took the claim's name meanwhile (the name is free while the
+         * mark is in the folder; a file of the user's, once replaced by the mark and then
+         * unlinked with it), nor where it cannot be moved so: the mark unlinked instead, as
+         * when there is no claim */
+        gone = st->marked_out || unlink(mark) == 0 || errno == ENOENT;
     } else {
         gone = unlink(mark) == 0 || errno == ENOENT;
     }
@@ -465,7 +491,8 @@ int stage_commit(tool_stage *st, const char *dir, const char *what)
         return -1;
     }
     st->committed = 1;
-    if (st->claim) (void)unlink(st->claim); /* killed before: the next run removes it */
+    if (st->marked_out && claim_here(st)) /* killed before: the next run removes it */
+        (void)unlink(st->claim);
     cf_platform_sync_dir(st->parent);
     return 0;
 }
@@ -483,14 +510,15 @@ void stage_close(tool_stage *st)
         (void)chmod(st->path, S_IRWXU);
         /* a mark moved out for the rename (stage_commit) back in, so that it goes last */
         char *back = path_join(st->path, STAGE_MARK);
-        if (st->marked_out && rename(st->claim, back) == 0) st->marked_out = 0;
+        if (st->marked_out && claim_here(st) && move_no_replace(st->claim, back) == 0)
+            st->marked_out = 0;
         free(back);
         (void)nftw(st->path, remove_entry, 16, FTW_DEPTH | FTW_PHYS);
         char *mark = path_join(st->path, STAGE_MARK);
         (void)unlink(mark);
         free(mark);
         (void)rmdir(st->path);
-        if (st->marked_out) (void)unlink(st->claim);
+        if (st->marked_out && claim_here(st)) (void)unlink(st->claim);
     }
     if (st->claim_fd1) close(st->claim_fd1 - 1);
     free(st->claim);
