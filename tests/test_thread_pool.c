@@ -472,19 +472,18 @@ static void pool_polls_on_when_late_without_preemption(void **state)
     cf_pool *p = pool_on_fake_clock();
     atomic_store(&fake_preempt_step, 0);
     run_job(p, &c);
-    poll_stats s = wait_for_stats(p, 2, 0);
+    wait_for_stats(p, 2, 0);
     atomic_fetch_add(&fake_now, 300000); /* late between two looks, not preempted */
     sleep_ms(20);
     assert_true(stats_of(p).quiets == 0);
     fake_skew = 1000000; /* a job published 1 ms before the worker sees it */
     run_job(p, &c);
     fake_skew = 0;
-    s = wait_for_stats(p, 3, 0);
+    wait_for_stats(p, 3, 0);
     sleep_ms(20);
     assert_true(stats_of(p).quiets == 0);
-    run_job(p, &c); /* both still poll */
-    poll_stats q = wait_for_stats(p, 4, 0);
-    assert_true(q.caller > s.caller);
+    run_job(p, &c); /* the worker still polls (the caller polls only when its share ends first) */
+    wait_for_stats(p, 4, 0);
     atomic_store(&fake_preempt_step, 1); /* preempted from now on: the same late look counts */
     atomic_fetch_add(&fake_now, 300000);
     wait_for_stats(p, 4, 1);
