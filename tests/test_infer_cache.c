@@ -171,7 +171,7 @@ static void network_inference_on_two_threads_after_a_change(void **state)
 static void conic_inference_packs_only_after_a_change(void **state)
 {
     (void)state;
-    const int outs[] = {6, 40};
+    const int outs[] = {1, 6, 40};
     for (size_t oi = 0; oi < sizeof outs / sizeof *outs; oi++) {
         cfnet_layer *l = NULL;
         CF_ASSERT_OK(cfnet_layer_conic_conv_create(outs[oi], 3, 2, CFNET_PADDING_SAME,

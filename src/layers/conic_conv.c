@@ -234,10 +234,11 @@ static void fill_banks(const cfnet_layer *l, float *rot, float *grp)
 }
 
 /* Inference: the packed banks from the cache when the base filter has not changed since they
- * were built (checked bit for bit), else built, packed and cached; copied to the start of the
+ * were built (checked bit for bit), else built (through the caller's tables Wg and dWg, which
+ * keeps one pair of them on the stack), packed and cached; copied to the start of the
  * workspace's banks, which is returned. NULL without a cache (its allocation failed): the
  * caller builds the banks in the workspace as in training. */
-static const float *cached_packed(cfnet_layer *l, conic_ws *w)
+static const float *cached_packed(cfnet_layer *l, conic_ws *w, const float **Wg, float **dWg)
 {
     conic_priv *p = l->priv;
     int O = l->icfg[CFG_OUT];
@@ -250,8 +251,6 @@ static const float *cached_packed(cfnet_layer *l, conic_ws *w)
         return NULL;
     }
     if (!p->cached || memcmp(p->cache, base, bank * sizeof(float)) != 0) {
-        const float *Wg[CF_CONIC_MAX_GROUPS];
-        float *dWg[CF_CONIC_MAX_GROUPS];
         fill_banks(l, w->rot, w->grp);
         group_banks(l, w, Wg, dWg);
         cf_conv_pack_forward(&p->plan, O, Wg, p->cache + bank);
@@ -268,15 +267,15 @@ static cfnet_status conic_run(cfnet_layer *l, const float *x, float *y, int64_t 
 {
     const conic_priv *p = l->priv;
     conic_ws w = carve(l, n, ws);
-    const float *packed = training ? NULL : cached_packed(l, &w);
+    const float *Wg[CF_CONIC_MAX_GROUPS];
+    float *dWg[CF_CONIC_MAX_GROUPS];
+    const float *packed = training ? NULL : cached_packed(l, &w, Wg, dWg);
     if (packed) {
         cf_conv_forward_packed(&p->plan, l->icfg[CFG_OUT], packed, l->param[1]->data, x, y, n,
                                w.engine, w.engine_scratch, l->threads, relu);
         return CFNET_OK;
     }
     fill_banks(l, w.rot, w.grp);
-    const float *Wg[CF_CONIC_MAX_GROUPS];
-    float *dWg[CF_CONIC_MAX_GROUPS];
     group_banks(l, &w, Wg, dWg);
     cf_conv_forward(&p->plan, l->icfg[CFG_OUT], Wg, l->param[1]->data, x, y, n, w.engine,
                     w.engine_scratch, l->threads, relu);
