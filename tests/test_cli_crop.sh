@@ -405,6 +405,47 @@ test -e "$out/killed/.y.crop-tmp.$$-10.$host/cells.csv" || fail "files removed f
 cmp "$out/killed/y/cells.csv" "$o1/cells.csv" || fail "the crop beside stale staging folders differs"
 test -k "$out/killed/y" && fail "DIR kept the sticky bit of a staging folder not locked yet"
 test -e "$out/killed/y/.cfnet-staging" && fail "DIR holds the staging folder's mark"
+# an empty file with a claim's name (.DIR.crop-new.PID[-N][.HOST], of this host, its process gone
+# or this shell's, its lock free; alone or beside an empty folder of the staging folder's name)
+# is no run's: a run's claim is never seen without its whole mark. Kept, as is the folder (once,
+# an empty claim of this host's name was removed on its lock alone, a file of the user's with it)
+mkdir "$out/emptyclaim" "$out/emptyclaim/.x.crop-tmp.$dead-1.$host"
+for c in "$dead.$host" "$dead-1.$host" "$$.$host" "$dead-2"; do : >"$out/emptyclaim/.x.crop-new.$c"; done
+expect 0 "wrote 4 crops" "$cfnet" crop "$out/f16.tif" "$out/m32.tif" -o "$out/emptyclaim/x" --size 16
+lacks "removed" "crop beside empty files with a claim's name said it removed something"
+for c in "$dead.$host" "$dead-1.$host" "$$.$host" "$dead-2"; do
+    test -f "$out/emptyclaim/.x.crop-new.$c" || fail "an empty file with a claim's name removed: .x.crop-new.$c"
+done
+test -d "$out/emptyclaim/.x.crop-tmp.$dead-1.$host" || fail "an empty folder beside an empty file with a claim's name removed"
+# a machine whose identity is unknown (no boot id: outside Linux; CFNET_TEST_ID_ROOT, a folder
+# standing for "/", gives the id files): its marks carry empty ids, which a clone of the same
+# host name writes too, so an exact match proves nothing: a killed run's marked folder, and a
+# claim beside an empty folder, with exactly such a mark stay, also with a machine id but no boot
+# id; with both ids the same folders (of those ids) are removed
+mkdir -p "$out/ids/none" "$out/ids/machine/etc" "$out/ids/both/etc" "$out/ids/both/proc/sys/kernel/random"
+idm=0123456789abcdef0123456789abcdef idb=01234567-89ab-cdef-0123-456789abcdef
+echo "$idm" >"$out/ids/machine/etc/machine-id"
+echo "$idm" >"$out/ids/both/etc/machine-id"
+echo "$idb" >"$out/ids/both/proc/sys/kernel/random/boot_id"
+for r in none machine both; do
+    case $r in
+    none) m='' b='' ;;
+    machine) m=$idm b='' ;;
+    *) m=$idm b=$idb ;;
+    esac
+    d="$out/ids-$r"
+    mkdir "$d" "$d/.x.crop-tmp.$dead.$host" "$d/.x.crop-tmp.$dead-1.$host"
+    : >"$d/.x.crop-tmp.$dead.$host/cells.csv"
+    printf 'host=%s\nmachine=%s\nboot=%s\npid=%s\n' "$host" "$m" "$b" "$dead" >"$d/.x.crop-tmp.$dead.$host/.cfnet-staging"
+    printf 'host=%s\nmachine=%s\nboot=%s\npid=%s\n' "$host" "$m" "$b" "$dead" >"$d/.x.crop-new.$dead-1.$host"
+    expect 0 "wrote 4 crops" env CFNET_TEST_ID_ROOT="$out/ids/$r" "$cfnet" crop "$out/f16.tif" "$out/m32.tif" -o "$d/x" --size 16
+    case $r in
+    both) grep -q "removed 2 staging folders" "$out/last.txt" || fail "the folders of a killed run of known ids were not removed: $(cat "$out/last.txt")"
+        test "$(ls -A "$d")" = x || fail "beside the folders of a killed run of known ids: $(ls -A "$d" | tr '\n' ' ')" ;;
+    *) lacks "removed" "the folders of a killed run whose mark has empty ids ($r) said removed"
+        test "$(ls -A "$d" | wc -l)" = 4 || fail "the folders of a killed run whose mark has empty ids ($r) removed: $(ls -A "$d" | tr '\n' ' ')" ;;
+    esac
+done
 test "$(stat -c %a "$out/killed/y")" = "$(stat -c %a "$out/pidrun/x")" || fail "DIR's mode: $(stat -c %a "$out/killed/y")"
 # two crops into the same new DIR at once: one writes it, the other (started after DIR was
 # written: DIR not empty, status 2; or finding it written at its own rename: status 1) writes
@@ -432,7 +473,7 @@ test "$(ls -A "$out/both" | tr '\n' ' ')" = "d1 d2 d3 " || fail "two crops into 
 if command -v strace >/dev/null 2>&1 && strace -o /dev/null true 2>/dev/null; then
     mkdir "$out/relock"
     expect 0 "wrote 4 crops" env ASAN_OPTIONS="${ASAN_OPTIONS:+$ASAN_OPTIONS:}detect_leaks=0" strace -f -o "$out/relock.strace" -e trace=mkdir,flock,rmdir \
-        -e inject=flock:error=EAGAIN:when=1 "$cfnet" crop "$out/f16.tif" "$out/m32.tif" -o "$out/relock/x" --size 16
+        -e inject=flock:error=EAGAIN:when=2 "$cfnet" crop "$out/f16.tif" "$out/m32.tif" -o "$out/relock/x" --size 16
     grep -q 'mkdir(".*/\.x\.crop-tmp\.[0-9]*-1\..*= 0' "$out/relock.strace" &&
         grep -q 'flock(.*LOCK_EX|LOCK_NB) *= 0' "$out/relock.strace" ||
         fail "a staging folder whose lock another process held: $(cat "$out/relock.strace")"
@@ -495,21 +536,28 @@ if command -v strace >/dev/null 2>&1 && strace -o /dev/null true 2>/dev/null; th
         "$cfnet" crop "$out/f16.tif" "$out/m32.tif" -o "$out/emfile/x" --size 16
     lacks "see 'cfnet crop --help'|new or empty folder" "crop -o DIR that cannot be read (EMFILE): said as a usage error"
     test "$(ls -A "$out/emfile" | tr '\n' ' ')" = "x " || fail "crop -o DIR that cannot be read left: $(ls -A "$out/emfile")"
-    # a run killed outright while it makes its staging folder: before it locks its claim
-    # (.x.crop-new.PID.HOST, made before the folder; left empty), before it locks the folder it
-    # made (the claim beside the empty folder), and before it moves the claim into the folder as
-    # its mark (SIGKILL at the first or second flock, at the first rename). No empty, unmarked
-    # folder stays for good (once, it did): the next run removes the folder and the claim
-    for at in flock:1 flock:2 rename:1; do
+    # a run killed outright while it makes its staging folder, at each step: before it locks its
+    # claim (.x.crop-new.PID.HOST, written into an unnamed file first) and before it links it
+    # into place (nothing left: the claim is never seen without its whole mark), before it makes
+    # its folder (the claim alone, its whole mark in it), before it locks the folder (the claim
+    # beside the empty folder), before it moves the claim into the folder as its mark (SIGKILL at
+    # the first flock, link, mkdir, second flock, first rename). No empty, unmarked folder or claim
+    # stays for good (once, an empty folder did): the next run proves them its own and removes them
+    for at in flock:1 link:1 mkdir:1 flock:2 rename:1; do
         mkdir "$out/makekill"
         env ASAN_OPTIONS="${ASAN_OPTIONS:+$ASAN_OPTIONS:}detect_leaks=0" strace -f -o /dev/null \
-            -e trace=flock,rename,renameat,renameat2 \
-            -e inject="$(case $at in flock:*) echo flock ;; *) echo rename,renameat,renameat2 ;; esac)":signal=KILL:when="${at#*:}" \
+            -e trace=flock,link,linkat,mkdir,mkdirat,rename,renameat,renameat2 \
+            -e inject="$(case $at in flock:*) echo flock ;; link:*) echo link,linkat ;; mkdir:*) echo mkdir,mkdirat ;; *) echo rename,renameat,renameat2 ;; esac)":signal=KILL:when="${at#*:}" \
             "$cfnet" crop "$out/f16.tif" "$out/m32.tif" -o "$out/makekill/x" --size 16 >/dev/null 2>&1 || :
         left=$(ls -A "$out/makekill" | tr '\n' ' ')
         case $at in
-        flock:1) test "$left" = ".x.crop-new.$(echo "$left" | cut -d. -f4).$host " ||
-            fail "a run killed before it locked its claim left: $left" ;;
+        flock:1 | link:1) test -z "$left" || fail "a run killed before it linked its claim (at $at) left: $left" ;;
+        mkdir:1) case $left in
+            ".x.crop-new."*".$host ") claim=$(ls -A "$out/makekill")
+                test "$(cat "$out/makekill/$claim")" = "$(runmark "$(echo "$claim" | cut -d. -f4)")" ||
+                    fail "a run killed before it made its folder left a claim without its whole mark: $(cat "$out/makekill/$claim")" ;;
+            *) fail "a run killed before it made its folder left: $left" ;;
+            esac ;;
         *) case $left in
             ".x.crop-new."*" .x.crop-tmp."*" ") test -z "$(ls -A "$out/makekill/.x.crop-tmp."*)" ||
                 fail "a run killed at $at left a staging folder that is not empty" ;;
@@ -517,25 +565,41 @@ if command -v strace >/dev/null 2>&1 && strace -o /dev/null true 2>/dev/null; th
             esac ;;
         esac
         expect 0 "wrote 4 crops" "$cfnet" crop "$out/f16.tif" "$out/m32.tif" -o "$out/makekill/x" --size 16
-        test "$at" = flock:1 || grep -q "removed 1 staging folder .*that killed runs left" "$out/last.txt" ||
-            fail "no note of the staging folder removed (killed at $at)"
+        case $at in flock:1 | link:1 | mkdir:1) ;; *)
+            grep -q "removed 1 staging folder .*that killed runs left" "$out/last.txt" ||
+                fail "no note of the staging folder removed (killed at $at)" ;;
+        esac
         test "$(ls -A "$out/makekill")" = "x" || fail "beside a run killed while making its staging folder (at $at): $(ls -A "$out/makekill" | tr '\n' ' ')"
         cmp "$out/makekill/x/cells.csv" "$o1/cells.csv" || fail "the crop after a run killed at $at differs"
         rm -r "$out/makekill"
     done
+    # a file system without unnamed files (O_TMPFILE refused, EOPNOTSUPP injected): the claim is
+    # made by its name, locked, then written, and the run goes on as before; nothing left
+    mkdir "$out/notmp"
+    expect 0 "wrote 4 crops" env ASAN_OPTIONS="${ASAN_OPTIONS:+$ASAN_OPTIONS:}detect_leaks=0" strace -f -o "$out/notmp.strace" \
+        -P "$out/notmp" -e trace=openat,open -e inject=openat,open:error=EOPNOTSUPP:when=2 \
+        "$cfnet" crop "$out/f16.tif" "$out/m32.tif" -o "$out/notmp/x" --size 16
+    grep -q 'O_TMPFILE.*EOPNOTSUPP.*INJECTED' "$out/notmp.strace" || fail "no O_TMPFILE refused: $(cat "$out/notmp.strace")"
+    cmp "$out/notmp/x/cells.csv" "$o1/cells.csv" || fail "the crop without unnamed files differs"
+    test "$(ls -A "$out/notmp")" = "x" || fail "beside a run without unnamed files: $(ls -A "$out/notmp" | tr '\n' ' ')"
     # a run killed as it moves its finished output into DIR (SIGKILL at its second rename, the
     # folder's, after the mark went back out to the claim's name by a link; once, the output was
     # left unmarked and unsaid): the next run keeps that folder whole, with the claim beside it,
-    # and says where it is; killed at that link (the mark not yet out), the folder is still
+    # and says once where it is and what to do (the paths of the folder and its claim: move the
+    # folder to a name of one's own, not DIR, which the new run writes, and remove the claim; or
+    # remove both; once it said "rename it to DIR, or remove both", naming neither, and the claim
+    # stayed after the rename); killed at that link (the mark not yet out), the folder is still
     # marked, and removed
     mkdir "$out/endkill"
     for n in 3 2; do
         case $n in
-        3) calls=rename,renameat,renameat2 when=2 ;;
-        *) calls=link,linkat when=1 ;;
+        3) calls=rename,renameat,renameat2 inject="-e inject=$calls:signal=KILL:when=2" ;;
+        # the mark's move out: the first link, the second linkat (the first links the claim)
+        *) calls=link,linkat inject="-e inject=link:signal=KILL:when=1 -e inject=linkat:signal=KILL:when=2" ;;
         esac
+        # shellcheck disable=SC2086
         env ASAN_OPTIONS="${ASAN_OPTIONS:+$ASAN_OPTIONS:}detect_leaks=0" strace -f -o /dev/null \
-            -e trace=$calls -e inject=$calls:signal=KILL:when=$when \
+            -e trace=$calls $inject \
             "$cfnet" crop "$out/f16.tif" "$out/m32.tif" -o "$out/endkill/x$n" --size 16 >/dev/null 2>&1 || :
     done
     left=$(cd "$out/endkill" && ls -A | tr '\n' ' ')
@@ -543,9 +607,12 @@ if command -v strace >/dev/null 2>&1 && strace -o /dev/null true 2>/dev/null; th
     ".x2.crop-tmp."*" .x3.crop-new."*" .x3.crop-tmp."*" ") ;;
     *) fail "runs killed at their second and third renames left: $left" ;;
     esac
-    expect 0 "1 staging folder .*x3.crop-tmp.* holds the whole output of a run killed as it moved it into DIR" \
+    expect 0 "the staging folder $out/endkill/\\.x3\\.crop-tmp\\.[^ ]* holds the whole output of a run killed as it moved it into $out/endkill/x3; kept, beside its claim $out/endkill/\\.x3\\.crop-new\\." \
         "$cfnet" crop "$out/f16.tif" "$out/m32.tif" -o "$out/endkill/x3" --size 16
     lacks "removed" "a finished run's staging folder said removed"
+    test "$(grep -c "holds the whole output" "$out/last.txt")" = 1 || fail "the note of a finished run's staging folder said more than once"
+    todo=$(sed -n 's/.*(mv \([^ ]*\) NEWDIR && rm \([^ )]*\)); else remove both (rm -r \1 \2)$/\1 \2/p' "$out/last.txt")
+    test -n "$todo" || fail "the note of a finished run's staging folder does not say what to do: $(cat "$out/last.txt")"
     cmp "$out/endkill/.x3.crop-tmp."*/cells.csv "$o1/cells.csv" || fail "the output of a run killed at its rename was not kept whole"
     expect 0 "removed 1 staging folder" "$cfnet" crop "$out/f16.tif" "$out/m32.tif" -o "$out/endkill/x2" --size 16
     left=$(cd "$out/endkill" && ls -A | tr '\n' ' ')
@@ -553,6 +620,12 @@ if command -v strace >/dev/null 2>&1 && strace -o /dev/null true 2>/dev/null; th
     ".x3.crop-new."*" .x3.crop-tmp."*" x2 x3 ") ;;
     *) fail "beside runs killed at their second and third renames: $left" ;;
     esac
+    # what the note says to do: the output kept under a name of one's own, nothing left beside
+    # shellcheck disable=SC2086
+    set -- $todo
+    mv "$1" "$out/endkill/x3-kept" && rm "$2"
+    test "$(cd "$out/endkill" && ls -A | tr '\n' ' ')" = "x2 x3 x3-kept " || fail "after doing what the note says: $(cd "$out/endkill" && ls -A | tr '\n' ' ')"
+    cmp "$out/endkill/x3-kept/cells.csv" "$o1/cells.csv" || fail "the kept output moved as the note says differs"
     # a claim of a live run (locked) and the empty folder beside it stay, as does an empty
     # folder beside a claim that is not this host's mark
     mkdir "$out/liveclaim"
@@ -608,7 +681,7 @@ PY
     # kept whole, never replaced by the mark and unlinked with it (once, the rename out did)
     mkdir "$out/takeclaim"
     env ASAN_OPTIONS="${ASAN_OPTIONS:+$ASAN_OPTIONS:}detect_leaks=0" strace -f -o /dev/null \
-        -e trace=link,linkat,rename,renameat,renameat2 -e inject=link,linkat:delay_enter=3000000 \
+        -e trace=link,linkat,rename,renameat,renameat2 -e inject=link:delay_enter=3000000 -e inject=linkat:delay_enter=3000000:when=2 \
         -e inject=rename,renameat,renameat2:delay_enter=3000000:when=2 \
         "$cfnet" crop "$out/f16.tif" "$out/m32.tif" -o "$out/takeclaim/x" --size 16 >"$out/takeclaim.txt" 2>&1 &
     runner=$!

@@ -383,24 +383,43 @@ static bool read_id(const char *path, char *buf, size_t size)
     return n > 0 && n < 64 && strspn(buf, "0123456789abcdefABCDEF-") == n;
 }
 
-/* "host=HOST\nmachine=MACHINE\nboot=BOOT\npid=", the mark's head on this machine: MACHINE its
- * /etc/machine-id (or /var/lib/dbus/machine-id), else "boot-" and the boot id (a machine
- * without an id is told apart by its boot alone), BOOT the kernel's boot id (empty where there is
- * none). Its length, or 0 when it does not fit. */
-static size_t mark_head(char *buf, size_t size, const char *host)
+/* The machine's ids: MACHINE its /etc/machine-id (or /var/lib/dbus/machine-id), else "boot-"
+ * and the boot id (a machine without an id is told apart by its boot alone), BOOT the kernel's
+ * boot id; each empty where there is none (outside Linux: no /proc, often no machine id).
+ * CFNET_TEST_ID_ROOT is a test hook (tests/test_cli_crop.sh), as CFNET_TEST_CGROUP_ROOT is for
+ * the cgroup's files: a folder standing for "/" where the three files are read (an empty folder:
+ * a machine without ids). */
+static void machine_ids(char *machine, size_t msize, char *boot, size_t bsize)
+{
+    const char *root = getenv("CFNET_TEST_ID_ROOT");
+    if (!root) root = "";
+    char path[PATH_MAX];
+    snprintf(path, sizeof path, "%s/proc/sys/kernel/random/boot_id", root);
+    if (!read_id(path, boot, bsize)) boot[0] = '\0';
+    snprintf(path, sizeof path, "%s/etc/machine-id", root);
+    if (read_id(path, machine, msize)) return;
+    snprintf(path, sizeof path, "%s/var/lib/dbus/machine-id", root);
+    if (!read_id(path, machine, msize))
+        snprintf(machine, msize, "%s%s", boot[0] ? "boot-" : "", boot);
+}
+
+/* "host=HOST\nmachine=MACHINE\nboot=BOOT\npid=", the mark's head on this machine
+ * (machine_ids). Its length, or 0 when it does not fit. *known: whether the machine's identity
+ * is known, its boot id there (then MACHINE is never empty either): without it two cloned
+ * machines of one host name (or one whose machine id was not renewed) write the same head. */
+static size_t mark_head(char *buf, size_t size, const char *host, bool *known)
 {
     char boot[80] = "", machine[96] = "";
-    if (!read_id("/proc/sys/kernel/random/boot_id", boot, sizeof boot)) boot[0] = '\0';
-    if (!read_id("/etc/machine-id", machine, sizeof machine) &&
-        !read_id("/var/lib/dbus/machine-id", machine, sizeof machine))
-        snprintf(machine, sizeof machine, "%s%s", boot[0] ? "boot-" : "", boot);
+    machine_ids(machine, sizeof machine, boot, sizeof boot);
+    *known = boot[0] && machine[0];
     int n = snprintf(buf, size, "host=%s\nmachine=%s\nboot=%s\npid=", host, machine, boot);
     return n > 0 && (size_t)n < size ? (size_t)n : 0;
 }
 
 int cf_platform_run_mark(char *buf, size_t size, const char *host)
 {
-    size_t n = mark_head(buf, size, host);
+    bool known;
+    size_t n = mark_head(buf, size, host, &known);
     if (n == 0) return -1;
     int m = snprintf(buf + n, size - n, "%ld\n", (long)getpid());
     return m > 0 && (size_t)m < size - n ? 0 : -1;
@@ -413,15 +432,20 @@ int cf_platform_run_mark(char *buf, size_t size, const char *host)
  * not see), another machine's of the same host name (a cloned virtual machine sharing the
  * folder) or of another boot (such a clone whose machine id was not renewed; or this machine
  * before a reboot, which cannot be told from it) is no run's of this machine: an empty folder
- * is no run's either (a folder of the user's). Never follows a link or waits on a FIFO; reads at
- * most a few hundred bytes. */
+ * is no run's either (a folder of the user's). Nor is any mark where this machine's identity is
+ * unknown (no boot id: outside Linux, or without /proc): its empty ids, matched exactly, prove
+ * nothing (two cloned machines of one host name write the same mark; on an NFS server's own disk,
+ * which counts as this machine's, a client clone's folder would be removed), so nothing is
+ * removed on such a machine (remove a killed run's folder by hand). Never follows a link or waits
+ * on a FIFO; reads at most a few hundred bytes. */
 static bool dir_marked(int fd, const char *mark, const char *host)
 {
     struct stat st, now;
     if (fstatat(fd, mark, &st, AT_SYMLINK_NOFOLLOW) != 0 || !S_ISREG(st.st_mode)) return false;
     char head[512];
-    size_t hl = mark_head(head, sizeof head, host);
-    if (hl == 0) return false;
+    bool known;
+    size_t hl = mark_head(head, sizeof head, host, &known);
+    if (hl == 0 || !known) return false;
     int mfd = openat(fd, mark, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY | O_CLOEXEC);
     if (mfd < 0) return false;
     char buf[600];
@@ -524,13 +548,16 @@ int cf_platform_remove_stale_dirs(int dirfd, const char *prefix, const char *mar
 }
 
 /* The claim `name` (a regular file in dirfd, its lock free, checked by the caller's rules) and the
- * folder `sprefix` + `suffix` it made: the folder is removed only while its lock is free and it
- * is empty (rmdir(2) itself refuses one that holds anything: a file of the user's, the output of
- * a run), the claim only once its folder is gone, or when it is empty (its run was killed before
- * it wrote it, so before it made the folder: a folder of that name is not its). *removed: the
- * folders removed. */
+ * folder `sprefix` + `suffix` it made, when the claim is exactly this host's mark (dir_marked): the
+ * folder is removed only while its lock is free and it is empty (rmdir(2) itself refuses one that
+ * holds anything: a file of the user's, the output of a run), the claim only once its folder is
+ * gone. A claim that is empty or holds anything else is no run's (a run's claim is never seen
+ * without its whole mark: stage.c) and stays, and its folder with it. *removed: the folders
+ * removed; *finished: the folders kept beside such a claim because they hold something, the name
+ * of the first in `first`. */
 static void remove_claim(int dirfd, const char *name, const char *sprefix, const char *suffix,
-                         const char *host, size_t *removed, size_t *finished)
+                         const char *host, size_t *removed, size_t *finished, char *first,
+                         size_t first_size)
 {
     int fd = openat(dirfd, name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY | O_CLOEXEC);
     if (fd < 0) return;
@@ -540,9 +567,8 @@ static void remove_claim(int dirfd, const char *name, const char *sprefix, const
         close(fd); /* a live run's (locked), or gone since it was read */
         return;
     }
-    bool empty = sb.st_size == 0;
     /* exactly this host's mark, and still the file locked here */
-    bool ours = !empty && dir_marked(dirfd, name, host) &&
+    bool ours = sb.st_size > 0 && dir_marked(dirfd, name, host) &&
                 fstatat(dirfd, name, &now, AT_SYMLINK_NOFOLLOW) == 0 && same_file(&sb, &now);
     bool folder = false;
     if (ours) {
@@ -557,19 +583,22 @@ static void remove_claim(int dirfd, const char *name, const char *sprefix, const
         if (sfd >= 0) close(sfd);
         folder = fstatat(dirfd, sname, &b, AT_SYMLINK_NOFOLLOW) == 0;
         /* kept, not empty: a run's whole output, its mark moved out for the rename into DIR */
-        if (folder && S_ISDIR(b.st_mode)) (*finished)++;
+        if (folder && S_ISDIR(b.st_mode) && (*finished)++ == 0 && first_size)
+            snprintf(first, first_size, "%s", sname);
     }
-    if ((empty || (ours && !folder)) && fstatat(dirfd, name, &now, AT_SYMLINK_NOFOLLOW) == 0 &&
+    if (ours && !folder && fstatat(dirfd, name, &now, AT_SYMLINK_NOFOLLOW) == 0 &&
         same_file(&sb, &now))
         (void)unlinkat(dirfd, name, 0);
     close(fd);
 }
 
 int cf_platform_remove_stale_claims(int dirfd, const char *cprefix, const char *sprefix,
-                                    size_t *removed, size_t *finished)
+                                    size_t *removed, size_t *finished, char *first,
+                                    size_t first_size)
 {
     *removed = 0;
     *finished = 0;
+    if (first_size) first[0] = '\0';
     char host[256], hsuffix[258];
     if (cf_platform_host_name(host, sizeof host) != 0) return 0;
     snprintf(hsuffix, sizeof hsuffix, ".%s", host);
@@ -594,9 +623,9 @@ int cf_platform_remove_stale_claims(int dirfd, const char *cprefix, const char *
         }
         struct stat st;
         if (fstatat(dirfd, n, &st, AT_SYMLINK_NOFOLLOW) != 0 || !S_ISREG(st.st_mode)) continue;
-        /* an empty claim without a host in its name could be any host's: kept */
-        if (!tail[0] && st.st_size == 0) continue;
-        remove_claim(dirfd, n, sprefix, n + plen, host, removed, finished);
+        /* an empty claim is no run's (a file of the user's of that name): kept */
+        if (st.st_size == 0) continue;
+        remove_claim(dirfd, n, sprefix, n + plen, host, removed, finished, first, first_size);
     }
     closedir(d);
     return 0;

@@ -113,27 +113,31 @@ int cf_platform_remove_stale_dirs(int dirfd, const char *prefix, const char *mar
 /* Removes, in the folder open as `dirfd`, the claims "<cprefix><pid>[-<n>][.<host>]" that runs
  * killed outright left, and the empty folders "<sprefix>" with the same rest of the name that
  * they made. A run makes its claim (a regular file holding its mark, cf_platform_run_mark's,
- * locked while the run lasts) before it makes its folder, and moves it into the folder as the
- * folder's mark once it holds the folder's lock; killed in between, it leaves the claim beside
- * an empty, unmarked folder. A claim is taken for a killed run's by the rules of
- * cf_platform_remove_stale_dirs (this host's name: its lock free on this machine's own disk,
- * elsewhere its process gone too; no host in the name: on this machine's own disk only), and
- * only when it is exactly this host's mark; then its folder is removed while its lock is free
- * and it is empty (rmdir(2) refuses any other), and the claim once the folder is gone. An empty
- * claim of this host's name (killed before it wrote it, so before it made a folder) is removed
- * alone. *removed: how many folders. *finished: how many folders beside a killed run's claim
- * were kept because they hold something (a run moves its mark back out to the claim's name
- * before the rename into DIR: a run killed then leaves its whole output so). Without a host name
- * none is told stale. 0, or -1 with errno set when the folder cannot be read. */
+ * locked while the run lasts, never seen without its whole mark: stage.c) before it makes its
+ * folder, and moves it into the folder as the folder's mark once it holds the folder's lock;
+ * killed in between, it leaves the claim beside an empty, unmarked folder. A claim is taken for
+ * a killed run's by the rules of cf_platform_remove_stale_dirs (this host's name: its lock free on
+ * this machine's own disk, elsewhere its process gone too; no host in the name: on this machine's
+ * own disk only), and only when it is exactly this host's mark; then its folder is removed while
+ * its lock is free and it is empty (rmdir(2) refuses any other), and the claim once the folder
+ * is gone. An empty claim, or one that is not exactly such a mark, stays (a file of the user's
+ * of that name). *removed: how many folders. *finished: how many folders beside a killed run's
+ * claim were kept because they hold something (a run moves its mark back out to the claim's name
+ * before the rename into DIR: a run killed then leaves its whole output so), the name of the
+ * first in `first` (first_size bytes, may be 0). Without a host name none is told stale. 0, or
+ * -1 with errno set when the folder cannot be read. */
 int cf_platform_remove_stale_claims(int dirfd, const char *cprefix, const char *sprefix,
-                                    size_t *removed, size_t *finished);
+                                    size_t *removed, size_t *finished, char *first,
+                                    size_t first_size);
 
 /* The mark of this run's staging folder in buf: "host=HOST\nmachine=MACHINE\nboot=BOOT\npid=PID\n"
  * (HOST as given, may be empty; MACHINE /etc/machine-id, or /var/lib/dbus/machine-id, else
- * "boot-" and the boot id; BOOT /proc/sys/kernel/random/boot_id, empty where there is none).
+ * "boot-" and the boot id; BOOT /proc/sys/kernel/random/boot_id, empty where there is none;
+ * CFNET_TEST_ID_ROOT, a test hook, names a folder standing for "/" where they are read).
  * cf_platform_remove_stale_dirs and cf_platform_remove_stale_claims take a folder for a killed
  * run's only when its mark is exactly this (any PID): not another machine's of the same host
- * name, nor of another boot. 0, or -1 when it does not fit. */
+ * name, nor of another boot; and never where the ids are unknown (no boot id: outside Linux),
+ * whose empty ids two cloned machines share. 0, or -1 when it does not fit. */
 int cf_platform_run_mark(char *buf, size_t size, const char *host);
 
 /* This host's name (gethostname) in buf: 0, or -1 when there is none, or it is empty or holds

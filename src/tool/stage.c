@@ -10,6 +10,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <ftw.h>
+#include <limits.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
@@ -96,12 +97,66 @@ static int sticky_keeps_setgid(const char *parent)
     return in;
 }
 
-/* The claim `claim` made (O_EXCL), locked and holding `text`: its descriptor, the lock held for
- * as long as it is open. -1 with errno set (EEXIST: the name is taken, or a cleaner took the
- * claim before it was locked: the next name); -2 when the file system has no locks for it (no
- * claim: the folder is then not marked). */
-static int make_claim(const char *claim, const char *text)
+/* Writes all of text to fd: 0, or -1 with errno set (ENOSPC for a short write: the disk is
+ * full). */
+static int write_text(int fd, const char *text)
 {
+    size_t len = strlen(text);
+    ssize_t w;
+    do w = write(fd, text, len);
+    while (w < 0 && errno == EINTR);
+    if (w == (ssize_t)len) return 0;
+    if (w >= 0) errno = ENOSPC;
+    return -1;
+}
+
+/* The claim `claim` made in `parent`, locked and holding `text`: its descriptor, the lock held
+ * for as long as it is open. -1 with errno set (EEXIST: the name is taken: the next name); -2
+ * when the file system has no locks for it (no claim: the folder is then not marked).
+ *
+ * A claim is never seen without its whole mark: the text is written into an unnamed file of
+ * the parent's file system (O_TMPFILE), which is locked and only then given the claim's name by
+ * linkat(2), which never replaces a file that has the name (EEXIST). A run killed before the
+ * link leaves nothing (the unnamed file goes with its last descriptor); killed after, a locked
+ * claim that holds its whole mark, which the next run proves its own (the lock free, exactly
+ * this host's mark) and removes. So an empty claim, or one whose mark is not whole, is no run's
+ * and no cleaner removes it: it may be a file of the user's of that name, whose lock is free too
+ * (an empty claim was once removed on its lock alone). Where the file system has no unnamed
+ * files (EOPNOTSUPP, EISDIR, EINVAL: NFS, an older kernel), or no /proc to link one by, the
+ * claim is made by its name (O_EXCL), locked and then written: a run killed in the instant
+ * between leaves an empty claim, which stays (removed by hand), never taken for a run's. */
+static int make_claim(const char *parent, const char *claim, const char *text)
+{
+#ifdef O_TMPFILE
+    int tfd = open(parent, O_TMPFILE | O_WRONLY | O_CLOEXEC, 0644);
+    if (tfd >= 0) {
+        if (write_text(tfd, text) != 0) {
+            int e = errno;
+            close(tfd);
+            errno = e;
+            return -1;
+        }
+        if (flock(tfd, LOCK_EX | LOCK_NB) != 0) { /* a file system without locks (ENOLCK) */
+            int e = errno;
+            close(tfd);
+            if (e != EWOULDBLOCK) return -2;
+            errno = EEXIST; /* no other process can hold it: as the claim by its name */
+            return -1;
+        }
+        char self[64];
+        snprintf(self, sizeof self, "/proc/self/fd/%d", tfd);
+        if (linkat(AT_FDCWD, self, AT_FDCWD, claim, AT_SYMLINK_FOLLOW) == 0) return tfd;
+        int e = errno;
+        close(tfd);
+        errno = e;
+        if (e != ENOENT || access("/proc/self/fd", F_OK) == 0) return -1; /* EEXIST: taken */
+        /* no /proc: made by its name below */
+    } else if (errno != EOPNOTSUPP && errno != EISDIR && errno != EINVAL) {
+        return -1;
+    }
+#else
+    (void)parent;
+#endif
     int fd = open(claim, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0644);
     if (fd < 0) return -1;
     struct stat a, b;
@@ -115,18 +170,14 @@ static int make_claim(const char *claim, const char *text)
         errno = EEXIST;
         return -1;
     }
-    /* still the file of that name: a cleaner may have removed it, empty, before the lock */
+    /* still the file of that name (not replaced before the lock) */
     if (!mine || lstat(claim, &b) != 0 || a.st_ino != b.st_ino || a.st_dev != b.st_dev) {
         close(fd);
         errno = EEXIST;
         return -1;
     }
-    size_t len = strlen(text);
-    ssize_t w;
-    do w = write(fd, text, len);
-    while (w < 0 && errno == EINTR);
-    if (w != (ssize_t)len) {
-        int e = w < 0 ? errno : ENOSPC; /* a short write: the disk is full */
+    if (write_text(fd, text) != 0) {
+        int e = errno;
         (void)unlink(claim);
         close(fd);
         errno = e;
@@ -263,14 +314,34 @@ int stage_open(tool_stage *st, const tool_stage_how *how, const char *dir)
              * round, the folder was said to hold a finished run's output, then removed) */
             (void)cf_platform_remove_stale_dirs(pfd, prefix, STAGE_MARK, how->depth, &removed);
             size_t claimed = 0, finished = 0;
-            (void)cf_platform_remove_stale_claims(pfd, cprefix, prefix, &claimed, &finished);
-            if (finished)
-                tool_info("%zu staging folder%s (.%s.%s-tmp.*) in %s hold%s the whole output of a "
-                          "run killed as it moved it into DIR (beside %s claim .%s.%s-new.*): "
-                          "rename %s to DIR, or remove %s",
-                          finished, finished == 1 ? "" : "s", base, how->cmd, parent,
-                          finished == 1 ? "s" : "", finished == 1 ? "its" : "their", base,
-                          how->cmd, finished == 1 ? "it" : "one", finished == 1 ? "both" : "them");
+            char kept[NAME_MAX + 1];
+            (void)cf_platform_remove_stale_claims(pfd, cprefix, prefix, &claimed, &finished, kept,
+                                                  sizeof kept);
+            if (finished) {
+                /* kept whole, said once per run with what to do: the claim is what tells the
+                 * folder from one of the user's, so it is not removed for the user (the output
+                 * would then be hidden for good, unsaid); nor is the folder moved into DIR, which
+                 * this run writes */
+                char *claim = xasprintf(".%s.%s-new.%s", base, how->cmd, kept + strlen(prefix));
+                char *kpath = path_join(parent, kept), *cpath = path_join(parent, claim);
+                if (finished == 1)
+                    tool_info("the staging folder %s holds the whole output of a run killed as it "
+                              "moved it into %s; kept, beside its claim %s: to keep that output, "
+                              "move the folder to a name of your own (not %s, which this run "
+                              "writes) and remove the claim (mv %s NEWDIR && rm %s); else remove "
+                              "both (rm -r %s %s)",
+                              kpath, dir, cpath, dir, kpath, cpath, kpath, cpath);
+                else
+                    tool_info("%zu staging folders (.%s.%s-tmp.*) in %s hold the whole output of "
+                              "runs killed as they moved it into %s, the first %s; kept, each "
+                              "beside its claim (.%s.%s-new.* of the same ending): move each "
+                              "whose output you keep to a name of your own (not %s) and remove "
+                              "its claim; remove the others and their claims",
+                              finished, base, how->cmd, parent, dir, kpath, base, how->cmd, dir);
+                free(claim);
+                free(kpath);
+                free(cpath);
+            }
             removed += claimed;
             close(pfd);
         }
@@ -285,16 +356,16 @@ int stage_open(tool_stage *st, const tool_stage_how *how, const char *dir)
      *
      * The folder is never unmarked while its run could be killed and leave it: before making
      * it, the run makes its claim ".DIR.TAG-new.PID[.HOST]" beside it (the mark's text in a
-     * regular file, locked while the run lasts), and once it holds the folder's lock it moves
-     * the claim into the folder as its mark (one rename(2): the mark arrives whole). A run
-     * killed before the folder is made leaves at most the claim (empty if killed before writing
-     * it); killed after, the claim beside an empty folder. Both are told stale from the claim
+     * regular file, locked while the run lasts, never seen without its whole mark: make_claim),
+     * and once it holds the folder's lock it moves the claim into the folder as its mark (one
+     * rename(2): the mark arrives whole). A run killed before the folder is made leaves at most
+     * the claim; killed after, the claim beside an empty folder. Both are told stale from the claim
      * and its lock by the rules of the folders themselves (cf_platform_remove_stale_claims), and
      * the folder is removed only while empty (rmdir(2) refuses any other) and unlocked. The
      * claim is made only when no entry has the folder's name, so a folder beside a claim is its
      * run's: another process could make one of that name only in the instant between this check
-     * and the mkdir (a run of the same name makes the same claim first, and O_EXCL refuses it
-     * the second one), and even then, only while it is empty, would it be removed. */
+     * and the mkdir (a run of the same name makes the same claim first, and the link, or O_EXCL,
+     * refuses it the second one), and even then, only while it is empty, would it be removed. */
     char *stage = NULL;
     int made = 0;
     mode_t mode = sticky_keeps_setgid(parent) ? 01777 : 0777;
@@ -319,7 +390,7 @@ int stage_open(tool_stage *st, const tool_stage_how *how, const char *dir)
             errno = EEXIST;
             continue;
         }
-        int cfd = make_claim(claim, text);
+        int cfd = make_claim(parent, claim, text);
         if (cfd == -1) {
             int e = errno;
             free(claim);
