@@ -496,7 +496,7 @@ cmp -s "$ow/img.tif" "$d/test/class00/0000.tif" || fail "eval --out FILE changed
 # holds an unreadable image: its message would mean the images were read first), as predict -o
 expect 0 "" "$cfnet" eval "$ow/model.safetensors" "$ow/data" --out "$ow/made/a/rep" -q
 test -s "$ow/made/a/rep/metrics.json" || fail "eval --out did not make the missing parents"
-expect 2 "^cfnet eval: cannot create directory .*img.tif/rep: Not a directory$" "$cfnet" eval \
+expect 2 "^cfnet eval: --out: cannot create directory .*img.tif/rep: Not a directory$" "$cfnet" eval \
     "$ow/model.safetensors" "$ow/partial" --out "$ow/img.tif/rep"
 usage_said eval "eval --out under a file"
 lacks "0009.tif" "eval read the images before failing on --out"
@@ -519,12 +519,12 @@ if [ "$asother" != env ] && [ -n "$asother" ] &&
 fi
 if [ -n "$asother" ]; then
     # shellcheck disable=SC2086
-    expect 2 "^cfnet eval: cannot create directory .*ro/rep: Permission denied$" $asother "$cfnet" eval \
+    expect 2 "^cfnet eval: --out: cannot create directory .*ro/rep: Permission denied$" $asother "$cfnet" eval \
         "$ow/model.safetensors" "$ow/partial" --out "$ow/ro/rep"
     usage_said eval "eval --out in a folder without write permission"
     lacks "0009.tif" "eval read the images before failing on an --out it cannot make"
     # shellcheck disable=SC2086
-    expect 2 "^cfnet eval: .*ro/metrics.json: cannot create: Permission denied$" $asother "$cfnet" eval \
+    expect 2 "^cfnet eval: --out: .*ro/metrics.json: cannot create: Permission denied$" $asother "$cfnet" eval \
         "$ow/model.safetensors" "$ow/partial" --out "$ow/ro"
     usage_said eval "eval --out a folder without write permission"
     lacks "0009.tif" "eval read the images before failing on an --out it cannot write"
@@ -538,7 +538,7 @@ grep -q "^(see 'cfnet predict --help')$" "$out/last.txt" || fail "predict -o FOL
 lacks "error:" "predict -o FOLDER is not said as a usage error"
 # an output in a folder that does not exist: a usage error before any image is read, as for train
 # (and export, in tests/test_cli_export.sh)
-expect 2 "^cfnet predict: .*nowhere/p.csv: cannot create: No such file or directory$" "$cfnet" predict \
+expect 2 "^cfnet predict: -o: .*nowhere/p.csv: cannot create: No such file or directory$" "$cfnet" predict \
     "$ow/model.safetensors" "$ow/data" -o "$out/nowhere/p.csv"
 usage_said predict "predict -o in a folder not there"
 test -e "$out/nowhere" && fail "predict made the missing folder of -o"
@@ -554,18 +554,18 @@ if unshare -m true 2>/dev/null; then
         head -n 1 "$out/last.txt" | grep -q "^cfnet: error: " || fail "$1: not said as 'cfnet: error: ...'"
         lacks "^\(see 'cfnet|^cfnet [a-z]+: " "$1: said as a usage error"
     }
-    expect 1 "^cfnet: error: .*rofs/p.csv: cannot create: Read-only file system$" in_rofs "$cfnet" \
+    expect 1 "^cfnet: error: -o: .*rofs/p.csv: cannot create: Read-only file system$" in_rofs "$cfnet" \
         predict "$ow/model.safetensors" "$ow/data" -o "$ow/rofs/p.csv"
     env_said "predict -o on a read-only file system"
-    expect 1 "^cfnet: error: cannot create directory .*rofs/rep: Read-only file system$" in_rofs \
+    expect 1 "^cfnet: error: --out: cannot create directory .*rofs/rep: Read-only file system$" in_rofs \
         "$cfnet" eval "$ow/model.safetensors" "$ow/data" --out "$ow/rofs/rep"
     env_said "eval --out on a read-only file system"
     lacks "0009.tif" "eval read the images before failing on --out on a read-only file system"
-    expect 1 "^cfnet: error: .*rofs/m.onnx: cannot create: Read-only file system$" in_rofs \
+    expect 1 "^cfnet: error: OUT.onnx: .*rofs/m.onnx: cannot create: Read-only file system$" in_rofs \
         "$cfnet" export "$ow/model.safetensors" "$ow/rofs/m.onnx"
     env_said "export OUT on a read-only file system"
     # shellcheck disable=SC2086
-    expect 1 "^cfnet: error: .*rofs/t.safetensors: cannot create: Read-only file system$" in_rofs \
+    expect 1 "^cfnet: error: -o MODEL: .*rofs/t.safetensors: cannot create: Read-only file system$" in_rofs \
         "$cfnet" train "$ow/data" -o "$ow/rofs/t.safetensors" --epochs 1 $common
     env_said "train -o on a read-only file system"
     lacks "decoded|^epoch" "train read the images before failing on -o on a read-only file system"
@@ -607,11 +607,11 @@ expect 2 "^cfnet train: the checkpoint .*p2.last.safetensors. is not a regular f
     "$cfnet" train "$ow/data" -o "$ow/p2.safetensors" --epochs 1
 usage_said train "train with a pipe as the checkpoint"
 [ -p "$ow/p2.last.safetensors" ] || fail "train replaced a pipe named like its checkpoint by a file"
-expect 2 "^cfnet train: .*/nowhere/c.svg: cannot create: No such file or directory$" "$cfnet" train \
+expect 2 "^cfnet train: --plot: .*/nowhere/c.svg: cannot create: No such file or directory$" "$cfnet" train \
     "$ow/data" -o "$ow/t.safetensors" --plot "$out/nowhere/c.svg"
 usage_said train "train --plot in a folder not there"
 test -e "$ow/t.safetensors" && fail "train wrote a model before failing on --plot"
-expect 2 "nowhere/log.csv: cannot create" "$cfnet" train "$ow/data" -o "$ow/t.safetensors" --log "$out/nowhere/log.csv"
+expect 2 "^cfnet train: --log: .*nowhere/log.csv: cannot create: No such file or directory$" "$cfnet" train "$ow/data" -o "$ow/t.safetensors" --log "$out/nowhere/log.csv"
 lacks "decoded" "train read the images before failing on --log"
 # --log held by another run (an advisory lock: here a Python process holds it, as a running
 # `cfnet train` does): refused before any image is read, the log left as it was; a run that

@@ -81,7 +81,7 @@ printf 'not a model' > "$tmp/bad.cfnet"
     fail "an ONNX file as MODEL: exit $st: $(cat "$tmp/err.txt")"
 "$cfnet" export "$tmp/model.cfnet" "$tmp/no/such/dir/x.onnx" > "$tmp/err.txt" 2>&1; st=$?
 # a usage error (status 2), found before the model is read, as for train and predict
-[ $st = 2 ] && head -n 1 "$tmp/err.txt" | grep -q "^cfnet export: .*/x.onnx: cannot create: No such file or directory$" &&
+[ $st = 2 ] && head -n 1 "$tmp/err.txt" | grep -q "^cfnet export: OUT.onnx: .*/x.onnx: cannot create: No such file or directory$" &&
     grep -q "^(see 'cfnet export --help')$" "$tmp/err.txt" && ! grep -q "error:" "$tmp/err.txt" ||
     fail "unwritable output: exit $st: $(cat "$tmp/err.txt")"
 mkdir "$tmp/folder.onnx"

@@ -357,7 +357,7 @@ int cmd_predict(int argc, char **argv)
         /* as train's outputs: a folder that does not exist or cannot be written is found from
          * the arguments, before any image is read (a usage error, like an output that is a
          * folder; a full disk: an error, status 1) */
-        if (!refused) refused = check_writable("predict", output);
+        if (!refused) refused = check_writable("predict", "-o: ", output);
         if (refused) {
             rc = refused;
             goto out_ds;
@@ -372,7 +372,7 @@ int cmd_predict(int argc, char **argv)
     if (rank) {
         f = open_memstream(&mem, &memlen);
         if (!f) tool_error("memory stream: %s", strerror(errno));
-    } else if (out_open(&res, output, NULL) == 0) {
+    } else if (out_open(&res, output, NULL, "-o: ") == 0) {
         f = res.f;
     }
     if (!f) goto out_ds;
@@ -647,12 +647,12 @@ int cmd_eval(int argc, char **argv)
          * file system: an error, status 1) */
         new_dir = first_missing_dir(outdir);
         tool_on_failure(remove_eval_dir, &made_dir);
-        int refused = make_dirs(outdir, "eval");
+        int refused = make_dirs(outdir, "eval", "--out: ");
         for (int i = 0; i < 4; i++) paths[i] = path_join(outdir, EVAL_FILES[i]);
         for (int i = 0; i < 4 && !refused; i++)
             refused = check_output("eval", "--out", paths[i], model, &data, 1, &ds);
         for (int i = 0; i < 4 && !refused; i++)
-            refused = out_open(&outs[i], paths[i], "eval");
+            refused = out_open(&outs[i], paths[i], "eval", "--out: ");
         if (refused) { /* a usage error (2), or a full disk: an error (1) */
             rc = refused;
             goto out_ds;
