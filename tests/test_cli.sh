@@ -489,8 +489,20 @@ expect 1 "0009.tif: not a TIFF or PNG file" "$cfnet" eval "$ow/model.safetensors
     --out "$ow/newreport/sub"
 [ -e "$ow/newreport" ] && fail "a failed eval left the folders it made for --out"
 # --out naming a file is a usage error naming --out
-expect 2 "--out .*img.tif: not a folder" "$cfnet" eval "$ow/model.safetensors" "$ow/data" --out "$ow/img.tif"
+expect 2 "^cfnet eval: --out: .*img.tif is a file, not a folder" "$cfnet" eval "$ow/model.safetensors" "$ow/data" --out "$ow/img.tif"
 cmp -s "$ow/img.tif" "$d/test/class00/0000.tif" || fail "eval --out FILE changed it"
+# --out in a DATA folder of class folders: a report folder there would be a class (without
+# images: an error telling to remove it) for the next run on DATA; refused before any image is
+# read, the folder not made, by any name (DATA itself, a class folder, a link to DATA)
+for rep in "$ow/data/report" "$ow/data/new/report" "$ow/data" "$ow/data/class00" "$ow/datalink/r"; do
+    ln -sfn data "$ow/datalink"
+    expect 2 "^cfnet eval: --out: .* is in DATA .*/data, a folder of class folders, where the next run on DATA would take a report folder for a class; give --out a folder outside DATA$" \
+        "$cfnet" eval "$ow/model.safetensors" "$ow/data" --out "$rep"
+    usage_said eval "eval --out $rep in DATA"
+done
+test -e "$ow/data/report" || test -e "$ow/data/new" || test -e "$ow/data/r" ||
+    test -e "$ow/data/class00/metrics.json" && fail "eval --out in DATA wrote there"
+rm "$ow/datalink"
 # --out makes its folder and any missing parent; one that cannot be made or written into (a
 # file on the way, no write permission) is a usage error before any image is read ($ow/partial
 # holds an unreadable image: its message would mean the images were read first), as predict -o

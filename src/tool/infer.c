@@ -221,6 +221,26 @@ static int check_output(const char *cmd, const char *opt, const char *out, const
                             "images", other ? ds->s[i].path : "");
 }
 
+/* Whether `path` (there or not yet: its nearest existing folder) is the folder `dir` or inside
+ * it, links resolved. */
+static int inside_folder(const char *path, const char *dir)
+{
+    char *rd = realpath(dir, NULL), *p = xstrdup(path), *r = NULL;
+    while (rd && !(r = realpath(p, NULL))) {
+        char *up = path_dir(p);
+        const int top = !strcmp(up, p);
+        free(p);
+        p = up;
+        if (top) break;
+    }
+    size_t n = rd ? strlen(rd) : 0;
+    const int in = r && rd && !strncmp(r, rd, n) && (r[n] == '/' || !r[n] || !strcmp(rd, "/"));
+    free(p);
+    free(r);
+    free(rd);
+    return in;
+}
+
 static int common_opt(int c, const char *cmd, run_opts *o, char **argv)
 {
     switch (c) {
@@ -594,8 +614,16 @@ int cmd_eval(int argc, char **argv)
     FILE *terms_f = NULL;
     if (rank == 0 && outdir && path_is_dir(outdir) == 0) {
         model_close(net, &info);
-        return tool_usage_error("eval", "--out %s: not a folder (--out names the folder of the "
-                                "report files)", outdir);
+        return tool_usage_error("eval", "--out: %s is a file, not a folder (--out names the "
+                                "folder of the report files)", outdir);
+    }
+    if (outdir && path_is_dir(data) == 1 && inside_folder(outdir, data)) {
+        /* a report folder in a folder of class folders is read as a class by the next run on
+         * DATA (a class folder without images, an error that says to remove it) */
+        model_close(net, &info);
+        return tool_usage_error("eval", "--out: %s is in DATA %s, a folder of class folders, "
+                                "where the next run on DATA would take a report folder for a "
+                                "class; give --out a folder outside DATA", outdir, data);
     }
     if (split_name && strcmp(split_name, "all") && path_is_dir(data) == 1) {
         /* known from the arguments alone, as a usage error should be, before any image is read */
