@@ -542,6 +542,21 @@ if [ -n "$asother" ]; then
     lacks "0009.tif" "eval read the images before failing on an --out it cannot write"
 fi
 chmod 755 "$ow/ro"
+# an image whose name starts with '-' given by that name: taken for options, as by any
+# command; the message says how to give the file (it was only "unknown option '-1'")
+cp "$ow/img.tif" "$ow/-1.tif"
+case $cfnet in /*) abs=$cfnet ;; *) abs=$PWD/$cfnet ;; esac
+in_ow() { (cd "$ow" && "$@"); }
+expect 2 "^cfnet predict: unknown option '-1' \(to give the file '-1.tif', write \./-1.tif, or put -- before the file names\)$" \
+    in_ow "$abs" predict model.safetensors -1.tif
+usage_said predict "predict of a file named like an option"
+expect 2 "^cfnet predict: unknown option '--x.tif' \(to give the file '--x.tif', write \./--x.tif, or put" \
+    sh -c 'cd "$1" && cp img.tif ./--x.tif && exec "$2" predict model.safetensors --x.tif' sh "$ow" "$abs"
+expect 0 "^-1\.tif," in_ow "$abs" predict model.safetensors -- -1.tif
+expect 0 "^\./-1\.tif," in_ow "$abs" predict model.safetensors ./-1.tif
+# an unknown option that is no file's name: said as before
+expect 2 "^cfnet predict: unknown option '-1'$" in_ow "$abs" predict model.safetensors -1x.png
+rm -f "$ow/-1.tif" "$ow/--x.tif"
 # a folder as the output: refused before any image is read, said as the other argument errors
 # are (it was "cfnet: error: predict: ... is a folder", without the pointer to --help)
 expect 2 "^cfnet predict: -o: .*/report is a folder; give a file name$" "$cfnet" predict \

@@ -645,6 +645,29 @@ int opt_next(int argc, char **argv, const char *optstring, const struct option *
     return c;
 }
 
+/* The argument before any "--" that holds the unknown option (the long option `arg` itself, or
+ * a group of short ones with optopt) and is the name of a file or folder: an image named
+ * "-1.tif" given as an input, taken for options. NULL: none. */
+static const char *option_named_file(char **argv, const char *arg, int is_long)
+{
+    for (char **a = argv + 1; *a && strcmp(*a, "--"); a++) {
+        struct stat st;
+        if ((*a)[0] != '-' || !(*a)[1] || lstat(*a, &st) != 0) continue;
+        if (is_long ? !strcmp(*a, arg) : (optopt > 0 && strchr(*a + 1, optopt) != NULL)) return *a;
+    }
+    return NULL;
+}
+
+/* "unknown option '-1'", and when a file has the name that held it, how to give that file */
+static int unknown_option(const char *cmd, const char *what, char **argv, const char *arg,
+                          int is_long)
+{
+    const char *file = option_named_file(argv, arg, is_long);
+    if (!file) return tool_usage_error(cmd, "unknown option '%s'", what);
+    return tool_usage_error(cmd, "unknown option '%s' (to give the file '%s', write ./%s, or put "
+                            "-- before the file names)", what, file, file);
+}
+
 int opt_error(const char *cmd, int ch, char **argv)
 {
     /* getopt_long has moved past a long option, so argv[optind - 1] is that argument. A short
@@ -673,13 +696,14 @@ int opt_error(const char *cmd, int ch, char **argv)
     if (optopt == 0) { /* an unknown or ambiguous long option */
         if (n > 1 && !exact)
             return tool_usage_error(cmd, "ambiguous option '--%.*s' (%s)", (int)len, name, list);
-        return tool_usage_error(cmd, "unknown option '%s'", arg);
+        return unknown_option(cmd, arg, argv, arg, 1);
     }
     /* optopt is the code of a long option given a value it does not take (--flip=1), or an
      * unknown short option */
     if (eq && match && (n == 1 || exact) && match->has_arg == no_argument && match->val == optopt)
         return tool_usage_error(cmd, "--%s takes no value, got '%s'", match->name, arg);
-    return tool_usage_error(cmd, "unknown option '-%c'", optopt);
+    char shortopt[3] = {'-', (char)optopt, 0};
+    return unknown_option(cmd, shortopt, argv, arg, 0);
 }
 
 int read_file(const char *path, size_t limit, unsigned char **data, size_t *size, char *err,
