@@ -75,6 +75,25 @@ printf 'not a model' > "$tmp/bad.cfnet"
 "$cfnet" export "$tmp/bad.cfnet" "$tmp/x.onnx" > "$tmp/err.txt" 2>&1; st=$?
 [ $st = 1 ] && grep -q "bad.cfnet: not a model file (it is a text file)" "$tmp/err.txt" || fail "bad model: exit $st: $(cat "$tmp/err.txt")"
 [ ! -e "$tmp/x.onnx" ] || fail "a failed export left a file"
+# a safetensors file of another program (PyTorch's save_file: weights without the network, its
+# metadata "format": "pt", or none) is named for what it is, with what MODEL must be (it was the
+# loader's 'format error: network_load: metadata lacks "format_version"')
+"$py" - "$tmp" <<'PY'
+import json, struct, sys
+for name, meta in (("pt", {"__metadata__": {"format": "pt"}}), ("bare", {})):
+    h = dict(meta, weight={"dtype": "F32", "shape": [2], "data_offsets": [0, 8]})
+    b = json.dumps(h).encode()
+    open(f"{sys.argv[1]}/{name}.safetensors", "wb").write(struct.pack("<Q", len(b)) + b + bytes(8))
+PY
+for m in pt bare; do
+    want='format "pt"'
+    [ $m = pt ] || want="no format in its metadata"
+    for cmd in info predict; do
+        "$cfnet" $cmd "$tmp/$m.safetensors" $([ $cmd = info ] || echo "$tmp") > "$tmp/err.txt" 2>&1 && st=0 || st=$?
+        [ $st = 1 ] && grep -q "^cfnet: error: .*$m.safetensors: not a libcfnet model: a safetensors file of another program ($want; libcfnet's is \"cfnet\"), such as PyTorch's, which holds weights without the network; MODEL is a file written by 'cfnet train' or saved by libcfnet" "$tmp/err.txt" ||
+            fail "$cmd of a $m safetensors file: exit $st: $(cat "$tmp/err.txt")"
+    done
+done
 # the exported file given where the model goes (predict, info, export) is named for what it is
 "$cfnet" predict "$tmp/cli.onnx" "$tmp/cli.onnx" > "$tmp/err.txt" 2>&1; st=$?
 [ $st = 1 ] && grep -q "cli.onnx: not a model file (it is an ONNX model, as cfnet export writes)" "$tmp/err.txt" ||
