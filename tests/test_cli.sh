@@ -340,6 +340,15 @@ expect 0 "pipe.tif: not a regular file \(skipped\)" timeout 120 "$cfnet" predict
 
 expect 0 "" "$cfnet" synth "$bad/one" --classes 3 --per-class 2 --test-per-class 0 --channels 1 --size 32
 expect 1 "0000.tif: image has 1 channel, the model expects 2" "$cfnet" predict "$m" "$bad/one/train/class00/0000.tif"
+# every input skipped by --skip-bad: nothing predicted is a failure, as for eval (it was status 0
+# and a CSV of the header alone, over an earlier one); an existing FILE is left as it was
+echo "earlier,predictions" >"$bad/none.csv"
+expect 1 "^cfnet: error: none of the 2 input images could be predicted \(each was skipped: see the warnings above\); .*none.csv is left as it was$" \
+    "$cfnet" predict --skip-bad "$m" "$bad/one/train/class00/0000.tif" "$bad/one/train/class01/0000.tif" -o "$bad/none.csv"
+grep -q "0000.tif: image has 1 channel, the model expects 2 (skipped)" "$out/last.txt" || fail "predict --skip-bad of nothing usable: no warnings"
+[ "$(cat "$bad/none.csv")" = "earlier,predictions" ] || fail "predict --skip-bad of nothing usable replaced the CSV"
+expect 1 "^cfnet: error: none of the 1 input image could be predicted \(it was skipped: see the warnings above\)$" \
+    "$cfnet" predict --skip-bad "$m" "$bad/one/train/class00/0000.tif"
 # training images with different channel counts: the message names what the count came from
 cp -r "$d/train" "$bad/mixed"
 cp "$bad/one/train/class00/0000.tif" "$bad/mixed/class01/one.tif"

@@ -468,12 +468,19 @@ int cmd_predict(int argc, char **argv)
         }
         ctx.rows = tool_mpi_sum(ctx.rows);
         bad = tool_mpi_sum(bad);
+        if (r == 0 && ctx.rows == 0 && bad > 0) r = -2; /* said by rank 0 below */
         if (rank) {
             dataset_free(&ds);
             model_close(net, &info);
             return r == 0 ? EXIT_OK : EXIT_RUNTIME;
         }
     }
+    if (r == 0 && ctx.rows == 0 && bad > 0) r = -2;
+    if (r == -2) /* every image skipped: a failure, as eval's, an existing FILE kept */
+        tool_error("none of the %lld input image%s could be predicted (%s skipped: see the "
+                   "warnings above)%s%s%s", (long long)bad, bad == 1 ? "" : "s",
+                   bad == 1 ? "it was" : "each was", strcmp(output, "-") ? "; " : "",
+                   strcmp(output, "-") ? output : "", strcmp(output, "-") ? " is left as it was" : "");
     if (r != 0) out_discard(&res);
     else if (out_commit(&res) == 0) {
         rc = EXIT_OK;
