@@ -340,6 +340,15 @@ expect 0 "pipe.tif: not a regular file \(skipped\)" timeout 120 "$cfnet" predict
 
 expect 0 "" "$cfnet" synth "$bad/one" --classes 3 --per-class 2 --test-per-class 0 --channels 1 --size 32
 expect 1 "0000.tif: image has 1 channel, the model expects 2" "$cfnet" predict "$m" "$bad/one/train/class00/0000.tif"
+# every input skipped by --skip-bad: nothing predicted is a failure, as for eval (it was status 0
+# and a CSV of the header alone, over an earlier one); an existing FILE is left as it was
+echo "earlier,predictions" >"$bad/none.csv"
+expect 1 "^cfnet: error: none of the 2 input images could be predicted \(each was skipped: see the warnings above\); .*none.csv is left as it was$" \
+    "$cfnet" predict --skip-bad "$m" "$bad/one/train/class00/0000.tif" "$bad/one/train/class01/0000.tif" -o "$bad/none.csv"
+grep -q "0000.tif: image has 1 channel, the model expects 2 (skipped)" "$out/last.txt" || fail "predict --skip-bad of nothing usable: no warnings"
+[ "$(cat "$bad/none.csv")" = "earlier,predictions" ] || fail "predict --skip-bad of nothing usable replaced the CSV"
+expect 1 "^cfnet: error: none of the 1 input image could be predicted \(it was skipped: see the warnings above\)$" \
+    "$cfnet" predict --skip-bad "$m" "$bad/one/train/class00/0000.tif"
 # training images with different channel counts: the message names what the count came from
 cp -r "$d/train" "$bad/mixed"
 cp "$bad/one/train/class00/0000.tif" "$bad/mixed/class01/one.tif"
@@ -489,14 +498,26 @@ expect 1 "0009.tif: not a TIFF or PNG file" "$cfnet" eval "$ow/model.safetensors
     --out "$ow/newreport/sub"
 [ -e "$ow/newreport" ] && fail "a failed eval left the folders it made for --out"
 # --out naming a file is a usage error naming --out
-expect 2 "--out .*img.tif: not a folder" "$cfnet" eval "$ow/model.safetensors" "$ow/data" --out "$ow/img.tif"
+expect 2 "^cfnet eval: --out: .*img.tif is a file, not a folder" "$cfnet" eval "$ow/model.safetensors" "$ow/data" --out "$ow/img.tif"
 cmp -s "$ow/img.tif" "$d/test/class00/0000.tif" || fail "eval --out FILE changed it"
+# --out in a DATA folder of class folders: a report folder there would be a class (without
+# images: an error telling to remove it) for the next run on DATA; refused before any image is
+# read, the folder not made, by any name (DATA itself, a class folder, a link to DATA)
+for rep in "$ow/data/report" "$ow/data/new/report" "$ow/data" "$ow/data/class00" "$ow/datalink/r"; do
+    ln -sfn data "$ow/datalink"
+    expect 2 "^cfnet eval: --out: .* is in DATA .*/data, a folder of class folders, where the next run on DATA would take a report folder for a class; give --out a folder outside DATA$" \
+        "$cfnet" eval "$ow/model.safetensors" "$ow/data" --out "$rep"
+    usage_said eval "eval --out $rep in DATA"
+done
+test -e "$ow/data/report" || test -e "$ow/data/new" || test -e "$ow/data/r" ||
+    test -e "$ow/data/class00/metrics.json" && fail "eval --out in DATA wrote there"
+rm "$ow/datalink"
 # --out makes its folder and any missing parent; one that cannot be made or written into (a
 # file on the way, no write permission) is a usage error before any image is read ($ow/partial
 # holds an unreadable image: its message would mean the images were read first), as predict -o
 expect 0 "" "$cfnet" eval "$ow/model.safetensors" "$ow/data" --out "$ow/made/a/rep" -q
 test -s "$ow/made/a/rep/metrics.json" || fail "eval --out did not make the missing parents"
-expect 2 "^cfnet eval: cannot create directory .*img.tif/rep: Not a directory$" "$cfnet" eval \
+expect 2 "^cfnet eval: --out: cannot create directory .*img.tif/rep: Not a directory$" "$cfnet" eval \
     "$ow/model.safetensors" "$ow/partial" --out "$ow/img.tif/rep"
 usage_said eval "eval --out under a file"
 lacks "0009.tif" "eval read the images before failing on --out"
@@ -519,17 +540,32 @@ if [ "$asother" != env ] && [ -n "$asother" ] &&
 fi
 if [ -n "$asother" ]; then
     # shellcheck disable=SC2086
-    expect 2 "^cfnet eval: cannot create directory .*ro/rep: Permission denied$" $asother "$cfnet" eval \
+    expect 2 "^cfnet eval: --out: cannot create directory .*ro/rep: Permission denied$" $asother "$cfnet" eval \
         "$ow/model.safetensors" "$ow/partial" --out "$ow/ro/rep"
     usage_said eval "eval --out in a folder without write permission"
     lacks "0009.tif" "eval read the images before failing on an --out it cannot make"
     # shellcheck disable=SC2086
-    expect 2 "^cfnet eval: .*ro/metrics.json: cannot create: Permission denied$" $asother "$cfnet" eval \
+    expect 2 "^cfnet eval: --out: .*ro/metrics.json: cannot create: Permission denied$" $asother "$cfnet" eval \
         "$ow/model.safetensors" "$ow/partial" --out "$ow/ro"
     usage_said eval "eval --out a folder without write permission"
     lacks "0009.tif" "eval read the images before failing on an --out it cannot write"
 fi
 chmod 755 "$ow/ro"
+# an image whose name starts with '-' given by that name: taken for options, as by any
+# command; the message says how to give the file (it was only "unknown option '-1'")
+cp "$ow/img.tif" "$ow/-1.tif"
+case $cfnet in /*) abs=$cfnet ;; *) abs=$PWD/$cfnet ;; esac
+in_ow() { (cd "$ow" && "$@"); }
+expect 2 "^cfnet predict: unknown option '-1' \(to give the file '-1.tif', write \./-1.tif, or put -- before the file names\)$" \
+    in_ow "$abs" predict model.safetensors -1.tif
+usage_said predict "predict of a file named like an option"
+expect 2 "^cfnet predict: unknown option '--x.tif' \(to give the file '--x.tif', write \./--x.tif, or put" \
+    sh -c 'cd "$1" && cp img.tif ./--x.tif && exec "$2" predict model.safetensors --x.tif' sh "$ow" "$abs"
+expect 0 "^-1\.tif," in_ow "$abs" predict model.safetensors -- -1.tif
+expect 0 "^\./-1\.tif," in_ow "$abs" predict model.safetensors ./-1.tif
+# an unknown option that is no file's name: said as before
+expect 2 "^cfnet predict: unknown option '-1'$" in_ow "$abs" predict model.safetensors -1x.png
+rm -f "$ow/-1.tif" "$ow/--x.tif"
 # a folder as the output: refused before any image is read, said as the other argument errors
 # are (it was "cfnet: error: predict: ... is a folder", without the pointer to --help)
 expect 2 "^cfnet predict: -o: .*/report is a folder; give a file name$" "$cfnet" predict \
@@ -538,7 +574,7 @@ grep -q "^(see 'cfnet predict --help')$" "$out/last.txt" || fail "predict -o FOL
 lacks "error:" "predict -o FOLDER is not said as a usage error"
 # an output in a folder that does not exist: a usage error before any image is read, as for train
 # (and export, in tests/test_cli_export.sh)
-expect 2 "^cfnet predict: .*nowhere/p.csv: cannot create: No such file or directory$" "$cfnet" predict \
+expect 2 "^cfnet predict: -o: .*nowhere/p.csv: cannot create: No such file or directory$" "$cfnet" predict \
     "$ow/model.safetensors" "$ow/data" -o "$out/nowhere/p.csv"
 usage_said predict "predict -o in a folder not there"
 test -e "$out/nowhere" && fail "predict made the missing folder of -o"
@@ -554,18 +590,18 @@ if unshare -m true 2>/dev/null; then
         head -n 1 "$out/last.txt" | grep -q "^cfnet: error: " || fail "$1: not said as 'cfnet: error: ...'"
         lacks "^\(see 'cfnet|^cfnet [a-z]+: " "$1: said as a usage error"
     }
-    expect 1 "^cfnet: error: .*rofs/p.csv: cannot create: Read-only file system$" in_rofs "$cfnet" \
+    expect 1 "^cfnet: error: -o: .*rofs/p.csv: cannot create: Read-only file system$" in_rofs "$cfnet" \
         predict "$ow/model.safetensors" "$ow/data" -o "$ow/rofs/p.csv"
     env_said "predict -o on a read-only file system"
-    expect 1 "^cfnet: error: cannot create directory .*rofs/rep: Read-only file system$" in_rofs \
+    expect 1 "^cfnet: error: --out: cannot create directory .*rofs/rep: Read-only file system$" in_rofs \
         "$cfnet" eval "$ow/model.safetensors" "$ow/data" --out "$ow/rofs/rep"
     env_said "eval --out on a read-only file system"
     lacks "0009.tif" "eval read the images before failing on --out on a read-only file system"
-    expect 1 "^cfnet: error: .*rofs/m.onnx: cannot create: Read-only file system$" in_rofs \
+    expect 1 "^cfnet: error: OUT.onnx: .*rofs/m.onnx: cannot create: Read-only file system$" in_rofs \
         "$cfnet" export "$ow/model.safetensors" "$ow/rofs/m.onnx"
     env_said "export OUT on a read-only file system"
     # shellcheck disable=SC2086
-    expect 1 "^cfnet: error: .*rofs/t.safetensors: cannot create: Read-only file system$" in_rofs \
+    expect 1 "^cfnet: error: -o MODEL: .*rofs/t.safetensors: cannot create: Read-only file system$" in_rofs \
         "$cfnet" train "$ow/data" -o "$ow/rofs/t.safetensors" --epochs 1 $common
     env_said "train -o on a read-only file system"
     lacks "decoded|^epoch" "train read the images before failing on -o on a read-only file system"
@@ -607,11 +643,11 @@ expect 2 "^cfnet train: the checkpoint .*p2.last.safetensors. is not a regular f
     "$cfnet" train "$ow/data" -o "$ow/p2.safetensors" --epochs 1
 usage_said train "train with a pipe as the checkpoint"
 [ -p "$ow/p2.last.safetensors" ] || fail "train replaced a pipe named like its checkpoint by a file"
-expect 2 "^cfnet train: .*/nowhere/c.svg: cannot create: No such file or directory$" "$cfnet" train \
+expect 2 "^cfnet train: --plot: .*/nowhere/c.svg: cannot create: No such file or directory$" "$cfnet" train \
     "$ow/data" -o "$ow/t.safetensors" --plot "$out/nowhere/c.svg"
 usage_said train "train --plot in a folder not there"
 test -e "$ow/t.safetensors" && fail "train wrote a model before failing on --plot"
-expect 2 "nowhere/log.csv: cannot create" "$cfnet" train "$ow/data" -o "$ow/t.safetensors" --log "$out/nowhere/log.csv"
+expect 2 "^cfnet train: --log: .*nowhere/log.csv: cannot create: No such file or directory$" "$cfnet" train "$ow/data" -o "$ow/t.safetensors" --log "$out/nowhere/log.csv"
 lacks "decoded" "train read the images before failing on --log"
 # --log held by another run (an advisory lock: here a Python process holds it, as a running
 # `cfnet train` does): refused before any image is read, the log left as it was; a run that

@@ -19,10 +19,38 @@ expect 2 "missing -o DIR" "$cfnet" crop f.tif m.tif
 expect 2 "--size: expected 4..4096, got '2'" "$cfnet" crop f.tif m.tif -o "$out/x" --size 2
 expect 2 "--min-area: expected a positive integer" "$cfnet" crop f.tif m.tif -o "$out/x" --min-area 0
 # -o DIR whose parent cannot be made (a file on the way): a usage error said as the others are
-# (it was "cfnet: error: cannot create directory ...")
+# (it was "cfnet: error: cannot create directory ..."), naming --output as crop's other
+# refusals of it do (it was "cfnet crop: cannot create directory ...", the option unnamed)
 : >"$out/afile"
-expect 2 "^cfnet crop: cannot create directory .*/afile/x: Not a directory$" "$cfnet" crop f.tif m.tif -o "$out/afile/x/y"
+expect 2 "^cfnet crop: --output: cannot create directory .*/afile/x: Not a directory$" "$cfnet" crop f.tif m.tif -o "$out/afile/x/y"
 usage_said crop "crop -o under a file"
+# the parent itself a file (a missing folder's place taken), and a parent that cannot be made
+# for want of permission: the same
+expect 2 "^cfnet crop: --output: .*/afile exists and is not a directory$" "$cfnet" crop f.tif m.tif -o "$out/afile/sub"
+usage_said crop "crop -o in a file"
+mkdir -p "$out/ro" && chmod 555 "$out/ro"
+asother=env
+if [ "$(id -u)" = 0 ]; then
+    asother=""
+    command -v setpriv >/dev/null 2>&1 &&
+        setpriv --reuid=65534 --regid=65534 --clear-groups test -x "$cfnet" 2>/dev/null &&
+        setpriv --reuid=65534 --regid=65534 --clear-groups test -d "$out/ro" 2>/dev/null &&
+        asother="setpriv --reuid=65534 --regid=65534 --clear-groups"
+fi
+if [ -n "$asother" ]; then
+    # shellcheck disable=SC2086
+    expect 2 "^cfnet crop: --output: cannot create directory .*/ro/new: Permission denied$" \
+        $asother "$cfnet" crop f.tif m.tif -o "$out/ro/new/x"
+    usage_said crop "crop -o under a folder without write permission"
+    # shellcheck disable=SC2086
+    expect 2 "^cfnet crop: --output: cannot make .*/ro/\.x\.crop-tmp\..* beside .*/ro/x: Permission denied$" \
+        $asother "$cfnet" crop f.tif m.tif -o "$out/ro/x"
+    usage_said crop "crop -o in a folder without write permission"
+    test -z "$(ls -A "$out/ro")" || fail "crop -o in a folder without write permission left: $(ls -A "$out/ro")"
+else
+    skip_env test_cli_crop "crop -o where it may not write" "root without setpriv, or the user nobody cannot reach the build"
+fi
+chmod 755 "$out/ro"
 expect 2 "have the same name 'f'" "$cfnet" crop a/f.tif m.tif b/f.png m2.tif -o "$out/x"
 expect 2 "fields 'a/b.tif' and 'd/b.png' have the same name 'b'" \
     "$cfnet" crop x/c.tif m a/b.tif m c/a.tif m d/b.png m e/a.png m -o "$out/x"
@@ -30,7 +58,6 @@ mkdir -p "$out/full" && : >"$out/full/keep"
 expect 2 "the folder is not empty" "$cfnet" crop f.tif m.tif -o "$out/full"
 : >"$out/afile"
 expect 2 "exists and is not a folder" "$cfnet" crop f.tif m.tif -o "$out/afile"
-expect 2 "afile" "$cfnet" crop f.tif m.tif -o "$out/afile/sub"
 
 # ---- fields and masks ------------------------------------------------------------------------------
 "$py" - "$out" <<'PY'
@@ -657,7 +684,7 @@ PY
     # 1) that says so, not the usage error 'PARENT exists and is not a directory' (status 2); the
     # existing parent is kept
     mkdir -p "$out/eio/a"
-    expect 1 "^cfnet: error: cannot create directory .*eio/a: Input/output error$" \
+    expect 1 "^cfnet: error: --output: cannot create directory .*eio/a: Input/output error$" \
         env ASAN_OPTIONS="${ASAN_OPTIONS:+$ASAN_OPTIONS:}detect_leaks=0" strace -f -o "$out/eio.strace" \
         -P "$out/eio/a" -e trace=%%stat -e inject=%%stat:error=EIO \
         "$cfnet" crop "$out/f16.tif" "$out/m32.tif" -o "$out/eio/a/x" --size 16
@@ -1230,7 +1257,7 @@ if unshare -m true 2>/dev/null; then
         "$out/f16.tif" "$out/m32.tif" >"$out/last.txt" 2>&1
     set -e
     [ "$(grep -c "^status 1$" "$out/last.txt")" = 2 ] &&
-        grep -q "^cfnet: error: cannot create directory .*rofs/new: Read-only file system$" "$out/last.txt" &&
+        grep -q "^cfnet: error: --output: cannot create directory .*rofs/new: Read-only file system$" "$out/last.txt" &&
         grep -q "^cfnet: error: --output: cannot make .*\.y\.crop-tmp\..*: Read-only file system$" "$out/last.txt" &&
         ! grep -q "see 'cfnet crop --help'" "$out/last.txt" ||
         fail "crop onto a read-only file system: $(cat "$out/last.txt")"

@@ -75,13 +75,32 @@ printf 'not a model' > "$tmp/bad.cfnet"
 "$cfnet" export "$tmp/bad.cfnet" "$tmp/x.onnx" > "$tmp/err.txt" 2>&1; st=$?
 [ $st = 1 ] && grep -q "bad.cfnet: not a model file (it is a text file)" "$tmp/err.txt" || fail "bad model: exit $st: $(cat "$tmp/err.txt")"
 [ ! -e "$tmp/x.onnx" ] || fail "a failed export left a file"
+# a safetensors file of another program (PyTorch's save_file: weights without the network, its
+# metadata "format": "pt", or none) is named for what it is, with what MODEL must be (it was the
+# loader's 'format error: network_load: metadata lacks "format_version"')
+"$py" - "$tmp" <<'PY'
+import json, struct, sys
+for name, meta in (("pt", {"__metadata__": {"format": "pt"}}), ("bare", {})):
+    h = dict(meta, weight={"dtype": "F32", "shape": [2], "data_offsets": [0, 8]})
+    b = json.dumps(h).encode()
+    open(f"{sys.argv[1]}/{name}.safetensors", "wb").write(struct.pack("<Q", len(b)) + b + bytes(8))
+PY
+for m in pt bare; do
+    want='format "pt"'
+    [ $m = pt ] || want="no format in its metadata"
+    for cmd in info predict; do
+        "$cfnet" $cmd "$tmp/$m.safetensors" $([ $cmd = info ] || echo "$tmp") > "$tmp/err.txt" 2>&1 && st=0 || st=$?
+        [ $st = 1 ] && grep -q "^cfnet: error: .*$m.safetensors: not a libcfnet model: a safetensors file of another program ($want; libcfnet's is \"cfnet\"), such as PyTorch's, which holds weights without the network; MODEL is a file written by 'cfnet train' or saved by libcfnet" "$tmp/err.txt" ||
+            fail "$cmd of a $m safetensors file: exit $st: $(cat "$tmp/err.txt")"
+    done
+done
 # the exported file given where the model goes (predict, info, export) is named for what it is
 "$cfnet" predict "$tmp/cli.onnx" "$tmp/cli.onnx" > "$tmp/err.txt" 2>&1; st=$?
 [ $st = 1 ] && grep -q "cli.onnx: not a model file (it is an ONNX model, as cfnet export writes)" "$tmp/err.txt" ||
     fail "an ONNX file as MODEL: exit $st: $(cat "$tmp/err.txt")"
 "$cfnet" export "$tmp/model.cfnet" "$tmp/no/such/dir/x.onnx" > "$tmp/err.txt" 2>&1; st=$?
 # a usage error (status 2), found before the model is read, as for train and predict
-[ $st = 2 ] && head -n 1 "$tmp/err.txt" | grep -q "^cfnet export: .*/x.onnx: cannot create: No such file or directory$" &&
+[ $st = 2 ] && head -n 1 "$tmp/err.txt" | grep -q "^cfnet export: OUT.onnx: .*/x.onnx: cannot create: No such file or directory$" &&
     grep -q "^(see 'cfnet export --help')$" "$tmp/err.txt" && ! grep -q "error:" "$tmp/err.txt" ||
     fail "unwritable output: exit $st: $(cat "$tmp/err.txt")"
 mkdir "$tmp/folder.onnx"

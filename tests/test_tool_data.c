@@ -24,7 +24,7 @@
 static char *out_path(const char *name)
 {
     char *d = path_join(tu_outdir(), "tool_data");
-    make_dirs(d, NULL);
+    make_dirs(d, NULL, NULL);
     char *p = path_join(d, name);
     free(d);
     return p;
@@ -70,8 +70,8 @@ static void metrics_match_hand_computed_values(void **state)
     char *classes[3] = {"a", "b,c", "d"};
     char *csv = out_path("confusion.csv"), *json = out_path("metrics.json");
     tool_out oc, oj;
-    assert_int_equal(out_open(&oc, csv, NULL), 0);
-    assert_int_equal(out_open(&oj, json, NULL), 0);
+    assert_int_equal(out_open(&oc, csv, NULL, NULL), 0);
+    assert_int_equal(out_open(&oj, json, NULL, NULL), 0);
     assert_int_equal(metrics_write_confusion_csv(&m, classes, oc.f), 0);
     assert_int_equal(metrics_write_json(&m, classes, oj.f, "model", "data"), 0);
     assert_int_equal(out_commit(&oc), 0);
@@ -274,7 +274,7 @@ static void class_folders_sorted_with_other_files_ignored(void **state)
         char *p = path_join(root, files[i]);
         char *slash = strrchr(p, '/');
         *slash = 0;
-        make_dirs(p, NULL);
+        make_dirs(p, NULL, NULL);
         *slash = '/';
         write_text(p, "x");
         free(p);
@@ -288,7 +288,7 @@ static void class_folders_sorted_with_other_files_ignored(void **state)
     dataset_free(&ds);
     /* an empty class folder is an error */
     char *empty = path_join(root, "middle");
-    make_dirs(empty, NULL);
+    make_dirs(empty, NULL, NULL);
     assert_int_equal(dataset_open_labelled(root, &ds, NULL, NULL), -1);
     rmdir(empty);
     free(empty);
@@ -367,14 +367,14 @@ static void outputs_replace_whole_files_and_keep_links_modes_and_pipes(void **st
     char *cmd = xasprintf("rm -rf '%s'", dir);
     assert_int_equal(system(cmd), 0);
     free(cmd);
-    assert_int_equal(make_dirs(dir, NULL), 0);
+    assert_int_equal(make_dirs(dir, NULL, NULL), 0);
     char *file = path_join(dir, "p.csv"), *link = path_join(dir, "link.csv");
     tool_out o;
 
     /* discarded: the old contents stay, no temporary is left */
     write_text(file, "old\n");
     assert_int_equal(chmod(file, 0600), 0);
-    assert_int_equal(out_open(&o, file, NULL), 0);
+    assert_int_equal(out_open(&o, file, NULL, NULL), 0);
     fputs("half", o.f);
     out_discard(&o);
     assert_string_equal(read_text(file), "old\n");
@@ -383,7 +383,7 @@ static void outputs_replace_whole_files_and_keep_links_modes_and_pipes(void **st
     /* a leftover temporary of this process id does not block the next output */
     char *stale = xasprintf("%s.tmp.%ld.0", file, (long)getpid());
     write_text(stale, "leftover");
-    assert_int_equal(out_open(&o, file, NULL), 0);
+    assert_int_equal(out_open(&o, file, NULL, NULL), 0);
     fputs("new\n", o.f);
     assert_int_equal(out_commit(&o), 0);
     assert_string_equal(read_text(file), "new\n");
@@ -396,7 +396,7 @@ static void outputs_replace_whole_files_and_keep_links_modes_and_pipes(void **st
 
     /* through a link: the file it names is replaced, the link stays */
     assert_int_equal(symlink("p.csv", link), 0);
-    assert_int_equal(out_open(&o, link, NULL), 0);
+    assert_int_equal(out_open(&o, link, NULL, NULL), 0);
     fputs("linked\n", o.f);
     assert_int_equal(out_commit(&o), 0);
     assert_int_equal(lstat(link, &st), 0);
@@ -408,7 +408,7 @@ static void outputs_replace_whole_files_and_keep_links_modes_and_pipes(void **st
     assert_int_equal(mkfifo(fifo, 0600), 0);
     int rfd = open(fifo, O_RDONLY | O_NONBLOCK);
     assert_true(rfd >= 0);
-    assert_int_equal(out_open(&o, fifo, NULL), 0);
+    assert_int_equal(out_open(&o, fifo, NULL, NULL), 0);
     fputs("through\n", o.f);
     assert_int_equal(out_commit(&o), 0);
     char got[16] = {0};
@@ -420,11 +420,11 @@ static void outputs_replace_whole_files_and_keep_links_modes_and_pipes(void **st
 
     /* a folder is refused; so is a name whose folder does not exist: an error (status 1), or
      * a usage error of the command named */
-    assert_int_equal(out_open(&o, dir, NULL), EXIT_RUNTIME);
-    assert_int_equal(out_open(&o, dir, "predict"), EXIT_USAGE);
+    assert_int_equal(out_open(&o, dir, NULL, NULL), EXIT_RUNTIME);
+    assert_int_equal(out_open(&o, dir, "predict", NULL), EXIT_USAGE);
     char *nowhere = path_join(dir, "no/such/p.csv");
-    assert_int_equal(out_open(&o, nowhere, NULL), EXIT_RUNTIME);
-    assert_int_equal(out_open(&o, nowhere, "predict"), EXIT_USAGE);
+    assert_int_equal(out_open(&o, nowhere, NULL, NULL), EXIT_RUNTIME);
+    assert_int_equal(out_open(&o, nowhere, "predict", NULL), EXIT_USAGE);
     assert_int_equal(temporaries_in(dir), 0);
 
     /* a signal that ends the process removes its temporary files */
@@ -432,7 +432,7 @@ static void outputs_replace_whole_files_and_keep_links_modes_and_pipes(void **st
     assert_true(pid >= 0);
     if (pid == 0) {
         tool_out a, b;
-        if (out_open(&a, file, NULL) != 0 || out_open(&b, link, NULL) != 0) _exit(3);
+        if (out_open(&a, file, NULL, NULL) != 0 || out_open(&b, link, NULL, NULL) != 0) _exit(3);
         fputs("unfinished", a.f);
         raise(SIGTERM);
         _exit(4);
@@ -463,7 +463,7 @@ static void a_staging_folder_that_cannot_be_locked_is_refused(void **state)
     if (getenv("CFNET_TEST_UNDER_VALGRIND")) skip();
     char *top = out_path("stage_nofd");
     char *dir = path_join(top, "x");
-    assert_int_equal(make_dirs(top, NULL), 0);
+    assert_int_equal(make_dirs(top, NULL, NULL), 0);
     DIR *d = opendir(top); /* empty folders an earlier run left */
     assert_non_null(d);
     struct dirent *e;
@@ -480,7 +480,7 @@ static void a_staging_folder_that_cannot_be_locked_is_refused(void **state)
         if (setrlimit(RLIMIT_NOFILE, &rl) != 0) _exit(5);
         while (dup(2) >= 0) {} /* every descriptor taken: stage_open's lock gets EMFILE */
         if (errno != EMFILE) _exit(6);
-        const tool_stage_how how = {"crop", "--output: ", "crop writes into", EXIT_USAGE, 1};
+        const tool_stage_how how = {"crop", "--output: ", "crop writes into", "crop", 1};
         tool_stage st;
         int rc = stage_open(&st, &how, dir);
         _exit(rc == 0 && st.lock < 0 ? 7 : rc);

@@ -558,8 +558,9 @@ int cmd_crop(int argc, char **argv)
         free(st);
         if (u) return u;
     }
-    /* DIR: a new or empty folder, written whole or not at all through a staging folder */
-    static const tool_stage_how how = {"crop", "--output: ", "crop writes into", EXIT_USAGE, 0};
+    /* DIR: a new or empty folder, written whole or not at all through a staging folder; its
+     * refusals are usage errors of crop that name --output, as crop's other refusals of it */
+    static const tool_stage_how how = {"crop", "--output: ", "crop writes into", "crop", 0};
     tool_stage st;
     int u = stage_open(&st, &how, dir);
     if (u) return u;

@@ -47,7 +47,7 @@ int cmd_export(int argc, char **argv)
                                 "(give OUT.onnx another name)", out);
     /* a folder that does not exist or cannot be written: a usage error before the model is
      * read, as for the outputs of train and predict */
-    const int refused = strcmp(out, "-") ? check_writable("export", out) : 0;
+    const int refused = strcmp(out, "-") ? check_writable("export", "OUT.onnx: ", out) : 0;
     if (refused) return refused; /* a usage error (2), or a full disk: an error (1) */
     cfnet_network *net;
     if (model_load(model, &net) != 0) return EXIT_RUNTIME;
@@ -64,7 +64,7 @@ int cmd_export(int argc, char **argv)
     }
     tool_out o;
     int rc = EXIT_RUNTIME;
-    if (out_open(&o, out, NULL) == 0) {
+    if (out_open(&o, out, NULL, "OUT.onnx: ") == 0) {
         if (fwrite(buf, 1, size, o.f) != size) {
             tool_error("%s: write failed: %s", out, strerror(errno));
             out_discard(&o);

@@ -221,6 +221,26 @@ static int check_output(const char *cmd, const char *opt, const char *out, const
                             "images", other ? ds->s[i].path : "");
 }
 
+/* Whether `path` (there or not yet: its nearest existing folder) is the folder `dir` or inside
+ * it, links resolved. */
+static int inside_folder(const char *path, const char *dir)
+{
+    char *rd = realpath(dir, NULL), *p = xstrdup(path), *r = NULL;
+    while (rd && !(r = realpath(p, NULL))) {
+        char *up = path_dir(p);
+        const int top = !strcmp(up, p);
+        free(p);
+        p = up;
+        if (top) break;
+    }
+    size_t n = rd ? strlen(rd) : 0;
+    const int in = r && rd && !strncmp(r, rd, n) && (r[n] == '/' || !r[n] || !strcmp(rd, "/"));
+    free(p);
+    free(r);
+    free(rd);
+    return in;
+}
+
 static int common_opt(int c, const char *cmd, run_opts *o, char **argv)
 {
     switch (c) {
@@ -357,7 +377,7 @@ int cmd_predict(int argc, char **argv)
         /* as train's outputs: a folder that does not exist or cannot be written is found from
          * the arguments, before any image is read (a usage error, like an output that is a
          * folder; a full disk: an error, status 1) */
-        if (!refused) refused = check_writable("predict", output);
+        if (!refused) refused = check_writable("predict", "-o: ", output);
         if (refused) {
             rc = refused;
             goto out_ds;
@@ -372,7 +392,7 @@ int cmd_predict(int argc, char **argv)
     if (rank) {
         f = open_memstream(&mem, &memlen);
         if (!f) tool_error("memory stream: %s", strerror(errno));
-    } else if (out_open(&res, output, NULL) == 0) {
+    } else if (out_open(&res, output, NULL, "-o: ") == 0) {
         f = res.f;
     }
     if (!f) goto out_ds;
@@ -448,12 +468,19 @@ int cmd_predict(int argc, char **argv)
         }
         ctx.rows = tool_mpi_sum(ctx.rows);
         bad = tool_mpi_sum(bad);
+        if (r == 0 && ctx.rows == 0 && bad > 0) r = -2; /* said by rank 0 below */
         if (rank) {
             dataset_free(&ds);
             model_close(net, &info);
             return r == 0 ? EXIT_OK : EXIT_RUNTIME;
         }
     }
+    if (r == 0 && ctx.rows == 0 && bad > 0) r = -2;
+    if (r == -2) /* every image skipped: a failure, as eval's, an existing FILE kept */
+        tool_error("none of the %lld input image%s could be predicted (%s skipped: see the "
+                   "warnings above)%s%s%s", (long long)bad, bad == 1 ? "" : "s",
+                   bad == 1 ? "it was" : "each was", strcmp(output, "-") ? "; " : "",
+                   strcmp(output, "-") ? output : "", strcmp(output, "-") ? " is left as it was" : "");
     if (r != 0) out_discard(&res);
     else if (out_commit(&res) == 0) {
         rc = EXIT_OK;
@@ -594,8 +621,16 @@ int cmd_eval(int argc, char **argv)
     FILE *terms_f = NULL;
     if (rank == 0 && outdir && path_is_dir(outdir) == 0) {
         model_close(net, &info);
-        return tool_usage_error("eval", "--out %s: not a folder (--out names the folder of the "
-                                "report files)", outdir);
+        return tool_usage_error("eval", "--out: %s is a file, not a folder (--out names the "
+                                "folder of the report files)", outdir);
+    }
+    if (outdir && path_is_dir(data) == 1 && inside_folder(outdir, data)) {
+        /* a report folder in a folder of class folders is read as a class by the next run on
+         * DATA (a class folder without images, an error that says to remove it) */
+        model_close(net, &info);
+        return tool_usage_error("eval", "--out: %s is in DATA %s, a folder of class folders, "
+                                "where the next run on DATA would take a report folder for a "
+                                "class; give --out a folder outside DATA", outdir, data);
     }
     if (split_name && strcmp(split_name, "all") && path_is_dir(data) == 1) {
         /* known from the arguments alone, as a usage error should be, before any image is read */
@@ -647,12 +682,12 @@ int cmd_eval(int argc, char **argv)
          * file system: an error, status 1) */
         new_dir = first_missing_dir(outdir);
         tool_on_failure(remove_eval_dir, &made_dir);
-        int refused = make_dirs(outdir, "eval");
+        int refused = make_dirs(outdir, "eval", "--out: ");
         for (int i = 0; i < 4; i++) paths[i] = path_join(outdir, EVAL_FILES[i]);
         for (int i = 0; i < 4 && !refused; i++)
             refused = check_output("eval", "--out", paths[i], model, &data, 1, &ds);
         for (int i = 0; i < 4 && !refused; i++)
-            refused = out_open(&outs[i], paths[i], "eval");
+            refused = out_open(&outs[i], paths[i], "eval", "--out: ");
         if (refused) { /* a usage error (2), or a full disk: an error (1) */
             rc = refused;
             goto out_ds;

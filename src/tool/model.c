@@ -177,15 +177,52 @@ const char *model_not_a_model(const char *path, cfnet_status st)
     return text ? "a text file" : NULL;
 }
 
+/* Whether path is a safetensors file of another program (PyTorch's save_file, Hugging Face):
+ * its header parses, and its metadata's "format" is not libcfnet's "cfnet" (none at all, or
+ * "pt"). The format found goes to fmt ("" when there is none). */
+static int foreign_safetensors(const char *path, char *fmt, size_t fmtsize)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f) return 0;
+    unsigned char b[8];
+    uint64_t n = 0;
+    int foreign = 0;
+    if (fread(b, 1, 8, f) == 8) {
+        for (int i = 7; i >= 0; i--) n = n << 8 | b[i];
+        char *h = n > 0 && n <= ((uint64_t)16 << 20) ? malloc((size_t)n) : NULL;
+        if (h && fread(h, 1, (size_t)n, f) == n) {
+            json_t *root = json_loadb(h, (size_t)n, 0, NULL);
+            if (json_is_object(root)) {
+                const char *v = json_string_value(json_object_get(json_object_get(root,
+                                                  "__metadata__"), "format"));
+                foreign = !v || strcmp(v, "cfnet") != 0;
+                snprintf(fmt, fmtsize, "%s", v ? v : "");
+            }
+            json_decref(root);
+        }
+        free(h);
+    }
+    fclose(f);
+    return foreign;
+}
+
 int model_load(const char *path, cfnet_network **net)
 {
     *net = NULL;
     cfnet_status st = cfnet_network_load(path, net);
     if (st != CFNET_OK) {
         const char *what = model_not_a_model(path, st);
+        char fmt[64];
         if (what)
             tool_error("%s: not a model file (it is %s); MODEL is a .safetensors file written by "
                        "'cfnet train'", path, what);
+        else if (st == CFNET_E_FORMAT && foreign_safetensors(path, fmt, sizeof fmt))
+            /* weights of another program's network: libcfnet cannot build its layers */
+            tool_error("%s: not a libcfnet model: a safetensors file of another program (%s%s%s; "
+                       "libcfnet's is \"cfnet\"), such as PyTorch's, which holds weights "
+                       "without the network; MODEL is a file written by 'cfnet train' or saved by "
+                       "libcfnet (docs/cli.md, \"A network trained elsewhere\")", path,
+                       fmt[0] ? "format \"" : "no format in its metadata", fmt, fmt[0] ? "\"" : "");
         else
             tool_error("%s: cannot load the model: %s: %s", path, cfnet_status_string(st),
                        cfnet_last_error());

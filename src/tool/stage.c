@@ -18,14 +18,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-/* The command whose usage errors the refusals are (crop), or NULL: errors (synth), as the
- * command has always said them. */
-static const char *usage_of(const tool_stage_how *how)
-{
-    return how->status == EXIT_USAGE ? how->cmd : NULL;
-}
-
-/* A refusal (tool_refuse), errno e its cause (0: none). */
+/* A refusal (tool_refuse: a usage error of how->usage_cmd, or an error), after how->label,
+ * errno e its cause (0: none). */
 static int refuse(const tool_stage_how *how, int e, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 static int refuse(const tool_stage_how *how, int e, const char *fmt, ...)
@@ -35,7 +29,7 @@ static int refuse(const tool_stage_how *how, int e, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
-    return tool_refuse(usage_of(how), e, "%s%s", how->label, msg);
+    return tool_refuse(how->usage_cmd, e, "%s%s", how->label, msg);
 }
 
 /* The file a run puts in its staging folder once it holds the folder's lock (its claim, made
@@ -277,8 +271,9 @@ int stage_open(tool_stage *st, const tool_stage_how *how, const char *dir)
     /* the folders made on the way to DIR are removed again if the run fails */
     int make = path_is_dir(parent) != 1;
     char *new_dir = make ? first_missing_dir(parent) : NULL;
-    /* an output that cannot be made: a usage error where the refusals are (crop --output) */
-    int unmade = make ? make_dirs(parent, usage_of(how)) : 0;
+    /* an output that cannot be made: refused as the others are (crop: "--output: ", a usage
+     * error) */
+    int unmade = make ? make_dirs(parent, how->usage_cmd, how->label) : 0;
     if (unmade) {
         if (new_dir) remove_new_dirs(parent, new_dir);
         free(new_dir);

@@ -210,7 +210,8 @@ int cmd_synth(int argc, char **argv)
      * classes of it, and files of an earlier run with other counts would stay behind. Written
      * whole or not at all: into a staging folder beside DIR, renamed into its place at the end
      * (a run that fails midway, a full disk, left a partial dataset that train reads). */
-    static const tool_stage_how how = {"synth", "", "synth writes a dataset into", EXIT_RUNTIME, 2};
+    /* its refusals: errors (status 1), as synth has always said them */
+    static const tool_stage_how how = {"synth", "", "synth writes a dataset into", NULL, 2};
     tool_stage st;
     int u = stage_open(&st, &how, dir);
     if (u) return u;
@@ -239,7 +240,7 @@ int cmd_synth(int argc, char **argv)
             char name[32];
             snprintf(name, sizeof name, "class%02d", k);
             char *cdir = path_join(sdir, name);
-            failed = make_dirs(cdir, NULL) != 0;
+            failed = make_dirs(cdir, NULL, NULL) != 0;
             for (long i = 0; !failed && fields && i < count; i += fields) {
                 if ((failed = tool_interrupted)) break;
                 const int n = (int)(count - i < fields ? count - i : fields);

@@ -138,8 +138,10 @@ int read_file(const char *path, size_t limit, unsigned char **data, size_t *size
 /* 1 if path is a directory, 0 if not, -1 if stat cannot reach it (errno says why). */
 int path_is_dir(const char *path);
 /* Creates a directory and its parents (like mkdir -p). 0, or the exit status after saying why
- * (tool_refuse: a usage error of usage_cmd, or with usage_cmd NULL an error, status 1). */
-int make_dirs(const char *path, const char *usage_cmd);
+ * (tool_refuse: a usage error of usage_cmd, or with usage_cmd NULL an error, status 1), the
+ * message after `label`: the option that named the folder, as the command's other refusals of
+ * it name it ("--output: "; NULL: none). */
+int make_dirs(const char *path, const char *usage_cmd, const char *label);
 /* The outermost folder on the way to `path` that does not exist yet (the first that make_dirs
  * creates), or NULL when path exists. */
 char *first_missing_dir(const char *path);
@@ -154,9 +156,11 @@ void remove_new_dirs(const char *path, const char *top);
  * stage_close removes it again unless committed, with the folders made on the way. */
 typedef struct tool_stage_how {
     const char *cmd;     /* "crop": the messages' and the staging folder's name */
-    const char *label;   /* put before the refusals ("--output: "), or "" */
+    const char *label;   /* put before every refusal ("--output: "), or "" */
     const char *purpose; /* "crop writes into": what a non-empty DIR is told */
-    int status;          /* of a refusal: EXIT_USAGE (a usage error) or EXIT_RUNTIME */
+    /* the command whose usage errors the refusals are ("crop"), or NULL: errors, status 1
+     * (tool_refuse, as make_dirs, out_open and check_writable take it) */
+    const char *usage_cmd;
     int depth;           /* levels of folders in the staging folder (stale ones removed whole) */
 } tool_stage_how;
 typedef struct tool_stage {
@@ -189,8 +193,9 @@ typedef struct tool_out {
     int lock;   /* a duplicate of tmp's descriptor + 1, holding its lock until the rename; 0: none */
 } tool_out;
 /* 0, or the exit status after saying why (tool_refuse: a usage error of usage_cmd, or with
- * usage_cmd NULL an error, status 1). */
-int out_open(tool_out *o, const char *path, const char *usage_cmd);
+ * usage_cmd NULL an error, status 1), the message after `label` (the option that named the
+ * file, "-o: "; NULL: none). */
+int out_open(tool_out *o, const char *path, const char *usage_cmd, const char *label);
 /* 0, or -1 with a message printed (the temporary file removed, path unchanged). */
 int out_commit(tool_out *o);
 /* Commits o[0..n-1] together: every file is flushed to disk before the first is renamed, so a
@@ -200,9 +205,10 @@ int out_commit_all(tool_out *o, int n);
 /* Safe on a zeroed, failed or committed tool_out. */
 void out_discard(tool_out *o);
 /* Whether a file can be created at path (its folder exists and is writable): 0, or the exit
- * status after saying why: a usage error of command cmd ("cfnet CMD: ..." and the pointer to
- * its --help), or an error (status 1) of the machine (tool_env_errno). Leaves nothing behind. */
-int check_writable(const char *cmd, const char *path);
+ * status after saying why, after `label` (the option that named the file, "-o: "; NULL: none):
+ * a usage error of command cmd ("cfnet CMD: ..." and the pointer to its --help), or an error
+ * (status 1) of the machine (tool_env_errno). Leaves nothing behind. */
+int check_writable(const char *cmd, const char *label, const char *path);
 /* 1 when a and b name the same file: the same inode when both exist, else the same resolved
  * folder and name (a file still to be written). */
 int same_file(const char *a, const char *b);

@@ -310,7 +310,7 @@ static void svg_polyline(FILE *f, const epoch_rec *h, int n, size_t off, double 
 static int write_plot(const char *path, const epoch_rec *h, int n, int has_val)
 {
     tool_out o;
-    if (out_open(&o, path, NULL) != 0) return -1;
+    if (out_open(&o, path, NULL, "--plot: ") != 0) return -1;
     FILE *f = o.f;
     int maxe = n ? h[n - 1].epoch : 1;
     double lmax = 0;
@@ -395,7 +395,7 @@ static void plot_png(const char *svg)
     struct stat st;
     int earlier = stat(png, &st) == 0;
     tool_out o;
-    if (out_open(&o, png, NULL) != 0) {
+    if (out_open(&o, png, NULL, NULL) != 0) {
         free(png);
         return;
     }
@@ -784,8 +784,12 @@ static int check_outputs(const train_cfg *c, const char *ckpt, const tool_datase
     }
     /* the outputs written by this command itself: a folder that does not exist or cannot be
      * written fails now, not after the images are read or the first epoch is trained */
-    for (int i = 0; i < 4 && rc == 0; i++)
-        if (path[i]) rc = check_writable("train", path[i]);
+    for (int i = 0; i < 4 && rc == 0; i++) {
+        if (!path[i]) continue;
+        char *label = xasprintf("%s: ", what[i]); /* "--log: ": named as the refusals above */
+        rc = check_writable("train", label, path[i]);
+        free(label);
+    }
     free(png);
     return rc;
 }

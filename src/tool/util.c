@@ -645,6 +645,29 @@ int opt_next(int argc, char **argv, const char *optstring, const struct option *
     return c;
 }
 
+/* The argument before any "--" that holds the unknown option (the long option `arg` itself, or
+ * a group of short ones with optopt) and is the name of a file or folder: an image named
+ * "-1.tif" given as an input, taken for options. NULL: none. */
+static const char *option_named_file(char **argv, const char *arg, int is_long)
+{
+    for (char **a = argv + 1; *a && strcmp(*a, "--"); a++) {
+        struct stat st;
+        if ((*a)[0] != '-' || !(*a)[1] || lstat(*a, &st) != 0) continue;
+        if (is_long ? !strcmp(*a, arg) : (optopt > 0 && strchr(*a + 1, optopt) != NULL)) return *a;
+    }
+    return NULL;
+}
+
+/* "unknown option '-1'", and when a file has the name that held it, how to give that file */
+static int unknown_option(const char *cmd, const char *what, char **argv, const char *arg,
+                          int is_long)
+{
+    const char *file = option_named_file(argv, arg, is_long);
+    if (!file) return tool_usage_error(cmd, "unknown option '%s'", what);
+    return tool_usage_error(cmd, "unknown option '%s' (to give the file '%s', write ./%s, or put "
+                            "-- before the file names)", what, file, file);
+}
+
 int opt_error(const char *cmd, int ch, char **argv)
 {
     /* getopt_long has moved past a long option, so argv[optind - 1] is that argument. A short
@@ -673,13 +696,14 @@ int opt_error(const char *cmd, int ch, char **argv)
     if (optopt == 0) { /* an unknown or ambiguous long option */
         if (n > 1 && !exact)
             return tool_usage_error(cmd, "ambiguous option '--%.*s' (%s)", (int)len, name, list);
-        return tool_usage_error(cmd, "unknown option '%s'", arg);
+        return unknown_option(cmd, arg, argv, arg, 1);
     }
     /* optopt is the code of a long option given a value it does not take (--flip=1), or an
      * unknown short option */
     if (eq && match && (n == 1 || exact) && match->has_arg == no_argument && match->val == optopt)
         return tool_usage_error(cmd, "--%s takes no value, got '%s'", match->name, arg);
-    return tool_usage_error(cmd, "unknown option '-%c'", optopt);
+    char shortopt[3] = {'-', (char)optopt, 0};
+    return unknown_option(cmd, shortopt, argv, arg, 0);
 }
 
 int read_file(const char *path, size_t limit, unsigned char **data, size_t *size, char *err,
@@ -752,24 +776,26 @@ int path_is_dir(const char *path)
     return S_ISDIR(st.st_mode) ? 1 : 0;
 }
 
-int make_dirs(const char *path, const char *usage_cmd)
+int make_dirs(const char *path, const char *usage_cmd, const char *label)
 {
+    const char *l = label ? label : "";
     char *p = xstrdup(path);
     int u = 0;
     for (char *q = p + 1; *q && !u; q++) {
         if (*q != '/') continue;
         *q = 0;
         if (mkdir(p, 0777) != 0 && errno != EEXIST)
-            u = tool_refuse(usage_cmd, errno, "cannot create directory %s: %s", p, strerror(errno));
+            u = tool_refuse(usage_cmd, errno, "%scannot create directory %s: %s", l, p,
+                            strerror(errno));
         *q = '/';
     }
     if (!u && mkdir(p, 0777) != 0 && errno != EEXIST)
-        u = tool_refuse(usage_cmd, errno, "cannot create directory %s: %s", p, strerror(errno));
+        u = tool_refuse(usage_cmd, errno, "%scannot create directory %s: %s", l, p, strerror(errno));
     int isdir = u ? 1 : path_is_dir(p), e = errno;
     if (isdir < 0 && tool_env_errno(e)) /* there, but stat fails for the machine's sake (EIO) */
-        u = tool_refuse(usage_cmd, e, "cannot create directory %s: %s", p, strerror(e));
+        u = tool_refuse(usage_cmd, e, "%scannot create directory %s: %s", l, p, strerror(e));
     else if (isdir != 1)
-        u = tool_refuse(usage_cmd, 0, "%s exists and is not a directory", p);
+        u = tool_refuse(usage_cmd, 0, "%s%s exists and is not a directory", l, p);
     free(p);
     return u;
 }
@@ -849,8 +875,9 @@ static void out_track(char *tmp, char *untrack)
     }
 }
 
-int out_open(tool_out *o, const char *path, const char *usage_cmd)
+int out_open(tool_out *o, const char *path, const char *usage_cmd, const char *label)
 {
+    const char *l = label ? label : "";
     memset(o, 0, sizeof *o);
     if (!strcmp(path, "-")) {
         o->f = stdout;
@@ -859,13 +886,14 @@ int out_open(tool_out *o, const char *path, const char *usage_cmd)
     struct stat st, lst;
     int exists = stat(path, &st) == 0;
     if (exists && S_ISDIR(st.st_mode))
-        return tool_refuse(usage_cmd, 0, "%s is a folder; give a file name", path);
+        return tool_refuse(usage_cmd, 0, "%s%s is a folder; give a file name", l, path);
     if ((exists && !S_ISREG(st.st_mode)) || (!exists && lstat(path, &lst) == 0)) {
         /* a device, FIFO or socket (/dev/null, a pipe), or a link to nothing yet: written as
          * it goes, as a shell redirection would, never replaced */
         o->f = fopen(path, "w");
         if (!o->f)
-            return tool_refuse(usage_cmd, errno, "%s: cannot create: %s", path, strerror(errno));
+            return tool_refuse(usage_cmd, errno, "%s%s: cannot create: %s", l, path,
+                               strerror(errno));
         o->path = xstrdup(path);
         /* through a link to nothing yet: the file made here goes again if the run fails (or
          * a signal ends it), as no file is left where there was none */
@@ -873,7 +901,7 @@ int out_open(tool_out *o, const char *path, const char *usage_cmd)
         return 0;
     }
     if (exists && access(path, W_OK) != 0)
-        return tool_refuse(usage_cmd, errno, "%s: cannot write: %s", path, strerror(errno));
+        return tool_refuse(usage_cmd, errno, "%s%s: cannot write: %s", l, path, strerror(errno));
     /* a link to a file: the file it names is replaced, the link stays */
     o->path = exists ? realpath(path, NULL) : NULL;
     if (!o->path) o->path = xstrdup(path);
@@ -914,7 +942,7 @@ int out_open(tool_out *o, const char *path, const char *usage_cmd)
     if (fd >= 0) o->lock = fcntl(fd, F_DUPFD_CLOEXEC, 0) + 1;
     if (fd >= 0) o->f = fdopen(fd, "w");
     if (!o->f) {
-        int u = tool_refuse(usage_cmd, errno, "%s: cannot create: %s", path, strerror(errno));
+        int u = tool_refuse(usage_cmd, errno, "%s%s: cannot create: %s", l, path, strerror(errno));
         if (fd >= 0) {
             close(fd);
             unlink(o->tmp);
@@ -1046,14 +1074,14 @@ void out_discard(tool_out *o)
     memset(o, 0, sizeof *o);
 }
 
-int check_writable(const char *cmd, const char *path)
+int check_writable(const char *cmd, const char *label, const char *path)
 {
     struct stat st;
     if (stat(path, &st) == 0 && !S_ISREG(st.st_mode) && !S_ISDIR(st.st_mode))
         return 0; /* a device or pipe: opening it here could block or consume it */
     /* a link to a file not there yet: out_open creates that file, out_discard removes it */
     tool_out o;
-    int u = out_open(&o, path, cmd); /* its refusal is a usage error of cmd */
+    int u = out_open(&o, path, cmd, label); /* its refusal is a usage error of cmd */
     if (u == 0) out_discard(&o);
     return u;
 }
