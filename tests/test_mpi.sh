@@ -619,16 +619,28 @@ EOF_PMPI
     # ORTE_ERROR_LOG lines when the abort cut the banner off), and the checkpoint loads.
     # together NAME TEXT [MODEL]: the last run, logged in $t/NAME.log, did so with TEXT and
     # $t/MODEL.cfnet's checkpoint (MODEL: NAME) loads; rcs.sh records each rank's status in
-    # $RCS.RANK (a rank ended by the abort records none; mpirun's SIGTERM to the others once
-    # one rank exited with status 1 is ignored: it came while rank 1, a few ms behind rank 0,
-    # had yet to record its status, about one run in six)
+    # $RCS.RANK, and every rank must have recorded 1 (norc: the run used no rcs.sh). A rank
+    # ended by an abort, or one that exits without MPI_Finalize, records none: Open MPI ends
+    # the job then. Not when a rank exits with status 1 after MPI_Finalize: by default mpirun
+    # then ends the others too (SIGTERM, which rcs.sh ignores, and SIGKILL a second later),
+    # and under load a rank behind the first one was killed before it recorded its status, so
+    # that a run in which every rank ended with 1 looked like one that lost a rank's status;
+    # these runs give mpirun orte_abort_on_non_zero_status 0 ($keep), so that every rank ends
+    # by itself and records its status.
     printf '#!/bin/sh\ntrap "" TERM\n"$@"\nr=$?\necho $r >"$RCS.$OMPI_COMM_WORLD_RANK"\nexit $r\n' >"$t/rcs.sh"
     chmod +x "$t/rcs.sh"
+    keep="--mca orte_abort_on_non_zero_status 0"
+    # rc_of_ranks: such a run's status. mpirun's own is 0 once every rank ended by itself,
+    # whatever their statuses, so then it is the highest status a rank recorded (mpirun's
+    # status when it ended the job itself: an abort, a rank ended by a signal or without
+    # MPI_Finalize, or timeout's 124)
+    rc_of_ranks() { [ "$rc" != 0 ] || rc=$(cat "$t"/rc.* 2>/dev/null | sort -n | tail -1); rc=${rc:-0}; }
     together() {
+        [ "${4:-}" = norc ] || rc_of_ranks
         expect "$1" 1 "$2" 1
         expect "$1" 1 "cfnet:" 1
         expect "$1" 1 "MPI_ABORT\|ORTE_ERROR_LOG" 0
-        if [ -e "$t/rc.0" ] && [ "$(cat "$t/rc.0" "$t/rc.1" 2>&1)" != "$(printf '1\n1')" ]; then
+        if [ "${4:-}" != norc ] && [ "$(cat "$t/rc.0" "$t/rc.1" 2>&1)" != "$(printf '1\n1')" ]; then
             cat "$t/$1.log"; echo "test_mpi: $1: not every rank ended with status 1"; exit 1
         fi
         "$tool" info "$t/${3:-$1}.cfnet.last.safetensors" >/dev/null ||
@@ -646,11 +658,10 @@ EOF_PMPI
     done
     wait $job
     rc=$?
-    rm -f "$t/rc".*
-    together rep "rep.cfnet was replaced by another program during training"
+    together rep "rep.cfnet was replaced by another program during training" rep norc
     # a log that cannot be written (a full disk: /dev/full),
     rm -f "$t/rc".* "$t/full.cfnet".*
-    RCS="$t/rc" timeout 60 mpirun --allow-run-as-root --oversubscribe -x RCS -np 2 "$t/rcs.sh" \
+    RCS="$t/rc" timeout 60 mpirun $keep --allow-run-as-root --oversubscribe -x RCS -np 2 "$t/rcs.sh" \
         "$tool" train $b -o "$t/full.cfnet" --log /dev/full >"$t/full.log" 2>&1
     rc=$?
     together full "/dev/full: cannot write epoch 1: No space left on device"
@@ -711,7 +722,7 @@ EOF_RSHIM
         "${CC:-cc}" -shared -fPIC -o "$t/rshim.so" "$t/rshim.c" -ldl
         for at in 5 3; do
             rm -f "$t/rc".* "$t/ren$at.cfnet".*
-            RCS="$t/rc" SHIM_RANK=0 SHIM_AT=$at LD_PRELOAD="$t/rshim.so" timeout 60 mpirun \
+            RCS="$t/rc" SHIM_RANK=0 SHIM_AT=$at LD_PRELOAD="$t/rshim.so" timeout 60 mpirun $keep \
                 --allow-run-as-root --oversubscribe -x RCS -x SHIM_RANK -x SHIM_AT -x LD_PRELOAD \
                 -np 2 "$t/rcs.sh" "$tool" train $b --val 0 -o "$t/ren$at.cfnet" \
                 --plot "$t/ren$at.svg" >"$t/ren$at.log" 2>&1
@@ -823,7 +834,7 @@ EOF_MSHIM
             cp "$t/oom.ckpt" "$t/oom.cfnet.last.safetensors"
             rm -f "$t/rc".*
             RCS="$t/rc" SHIM_RANK=$r SHIM_SIZE=$(((np + 1) * 4 + 95)) LD_PRELOAD="$t/mshim.so" \
-                timeout 60 mpirun --allow-run-as-root --oversubscribe -x RCS -x SHIM_RANK \
+                timeout 60 mpirun $keep --allow-run-as-root --oversubscribe -x RCS -x SHIM_RANK \
                 -x SHIM_SIZE -x LD_PRELOAD -np 2 "$t/rcs.sh" "$tool" train "$t/d/train" \
                 --threads 1 -q --resume "$t/oom.cfnet.last.safetensors" --epochs 2 \
                 -o "$t/oom.cfnet" >"$t/oom$r.log" 2>&1
@@ -840,7 +851,7 @@ EOF_MSHIM
         cp "$t/oom.ckpt" "$t/oom.cfnet.last.safetensors"
         rm -f "$t/rc".*
         RCS="$t/rc" SHIM_RANK=1 SHIM_NTH=2 SHIM_SIZE=$((msz + 95)) \
-            LD_PRELOAD="$t/mshim.so" timeout 60 mpirun --allow-run-as-root --oversubscribe \
+            LD_PRELOAD="$t/mshim.so" timeout 60 mpirun $keep --allow-run-as-root --oversubscribe \
             -x RCS -x SHIM_RANK -x SHIM_NTH -x SHIM_SIZE -x LD_PRELOAD -np 2 "$t/rcs.sh" "$tool" \
             train "$t/d/train" --threads 1 -q --resume "$t/oom.cfnet.last.safetensors" \
             --epochs 2 -o "$t/oom.cfnet" >"$t/attach.log" 2>&1
@@ -853,11 +864,10 @@ EOF_MSHIM
         # group's size): every rank's cfnet_mpi_create fails alike after its MPI_Comm_dup,
         # said once by rank 0, status 1 on every rank (rank 1 failed before the MPI_Comm_dup
         # the others waited in, and ended the job by MPI_Abort); the checkpoint unchanged.
-        # (mpirun may end rank 0 once rank 1 has exited with status 1: then rc.0 is missing.)
         cp "$t/oom.ckpt" "$t/oom.cfnet.last.safetensors"
         rm -f "$t/rc".*
         RCS="$t/rc" SHIM_RANK=1 SHIM_DUP=2 \
-            LD_PRELOAD="$t/mshim.so" timeout 60 mpirun --allow-run-as-root --oversubscribe \
+            LD_PRELOAD="$t/mshim.so" timeout 60 mpirun $keep --allow-run-as-root --oversubscribe \
             -x RCS -x SHIM_RANK -x SHIM_DUP -x LD_PRELOAD -np 2 \
             "$t/rcs.sh" "$tool" train "$t/d/train" --threads 1 -q --resume \
             "$t/oom.cfnet.last.safetensors" --epochs 2 -o "$t/oom.cfnet" >"$t/group.log" 2>&1
@@ -890,14 +900,15 @@ EOF_MSHIM
             nth=${rest%%:*} want=${rest#*:}
             rm -f "$t/rc".* "$t/$name.cfnet"*
             RCS="$t/rc" SHIM_RANK=1 SHIM_OWN=1 SHIM_SIZE=$sz SHIM_NTH=$nth \
-                LD_PRELOAD="$t/mshim.so" timeout 60 mpirun --allow-run-as-root --oversubscribe \
+                LD_PRELOAD="$t/mshim.so" timeout 60 mpirun $keep --allow-run-as-root --oversubscribe \
                 -x RCS -x SHIM_RANK -x SHIM_OWN -x SHIM_SIZE -x SHIM_NTH -x LD_PRELOAD -np 2 \
                 "$t/rcs.sh" "$tool" train $b -o "$t/$name.cfnet" >"$t/$name.log" 2>&1
             rc=$?
+            rc_of_ranks
             expect $name 1 "^cfnet: error: rank 1 of 2: $want$" 1
             expect $name 1 "cfnet:" 1
             expect $name 1 "MPI_ABORT\|ORTE_ERROR_LOG" 0
-            if [ -e "$t/rc.0" ] && [ "$(cat "$t/rc.0" "$t/rc.1" 2>&1)" != "$(printf '1\n1')" ]; then
+            if [ "$(cat "$t/rc.0" "$t/rc.1" 2>&1)" != "$(printf '1\n1')" ]; then
                 cat "$t/$name.log"; echo "test_mpi: $name: not every rank ended with status 1"; exit 1
             fi
             [ $name = val ] || [ ! -e "$t/$name.cfnet" ] ||
@@ -928,11 +939,12 @@ EOF_MSHIM
             cal=
             [ "$opt" = calloc ] && cal=1 opt=
             RCS="$t/rc" SHIM_RANK=1 SHIM_OWN=1 SHIM_SIZE=$sz SHIM_NTH=$nth SHIM_CALLOC=$cal \
-                LD_PRELOAD="$t/mshim.so" timeout 60 mpirun --allow-run-as-root --oversubscribe \
+                LD_PRELOAD="$t/mshim.so" timeout 60 mpirun $keep --allow-run-as-root --oversubscribe \
                 -x RCS -x SHIM_RANK -x SHIM_OWN -x SHIM_SIZE -x SHIM_NTH -x SHIM_CALLOC \
                 -x LD_PRELOAD -np 2 "$t/rcs.sh" "$tool" train $b $opt -o "$t/early.cfnet" \
                 >"$t/early.log" 2>&1
             rc=$?
+            rc_of_ranks
             expect early 1 "^cfnet: error: rank 1 of 2: out of memory for $want$" 1
             expect early 1 "cfnet: error:" 1
             expect early 1 "MPI_ABORT\|ORTE_ERROR_LOG" 0
@@ -948,10 +960,11 @@ EOF_MSHIM
         # (it said "(setting up the command)": eval did not name its list)
         rm -f "$t/rc".*
         RCS="$t/rc" SHIM_RANK=1 SHIM_OWN=1 SHIM_SIZE=$((nimg * 8)) LD_PRELOAD="$t/mshim.so" \
-            timeout 60 mpirun --allow-run-as-root --oversubscribe -x RCS -x SHIM_RANK -x SHIM_OWN \
+            timeout 60 mpirun $keep --allow-run-as-root --oversubscribe -x RCS -x SHIM_RANK -x SHIM_OWN \
             -x SHIM_SIZE -x LD_PRELOAD -np 2 "$t/rcs.sh" "$tool" eval "$t/oom.cfnet" "$t/d/train" \
             >"$t/evoom.log" 2>&1
         rc=$?
+        rc_of_ranks
         expect evoom 1 "^cfnet: error: rank 1 of 2: out of memory for the list of images in DATA$" 1
         expect evoom 1 "cfnet: error:" 1
         expect evoom 1 "MPI_ABORT\|ORTE_ERROR_LOG" 0
@@ -962,13 +975,16 @@ EOF_MSHIM
             name=$1 np=$2 wrap=$3
             shift 3
             rm -f "$t/rc".*
-            RCS="$t/rc" LD_PRELOAD="$t/mshim.so" timeout 60 mpirun --allow-run-as-root \
+            k=
+            [ "$wrap" = "$t/rcs.sh" ] && k=$keep
+            RCS="$t/rc" LD_PRELOAD="$t/mshim.so" timeout 60 mpirun $k --allow-run-as-root \
                 --oversubscribe -x RCS -x SHIM_RANK -x SHIM_OWN -x SHIM_SIZE -x SHIM_NTH \
                 -x SHIM_CALLOC -x LD_PRELOAD -np "$np" "$wrap" "$tool" "$@" >"$t/$name.log" 2>&1
             rc=$?
         }
         # agreed NAME NP TEXT: TEXT is the one error line, every rank ended with status 1, no abort
         agreed() {
+            rc_of_ranks
             expect "$1" 1 "^cfnet: error: $3\$" 1
             expect "$1" 1 "cfnet: error:" 1
             expect "$1" 1 "MPI_ABORT\|ORTE_ERROR_LOG" 0
@@ -1029,6 +1045,33 @@ EOF_MSHIM
             agreed evo$r 2 "rank $r of 2: out of memory for classifying 512 images of 2 x 32 x 32 at a time"
             [ ! -e "$t/evo" ] || { ls -R "$t/evo"; echo "test_mpi: evo$r: --out's folder was left behind"; exit 1; }
         done
+        # rank 0 out of memory part-way through its commit of eval --out's files, once two of
+        # them are renamed into place (the folder's name, which it takes after each rename to
+        # sync the folder: a block of that name's length, a length no other block of cfnet's
+        # own code has here; the 14th: 12 before the commit, 1 after the first rename): every
+        # rank ends with status 1 and the message once, and the files it put there go with the
+        # folder it made (rmdir refused the folder that held them); into an existing folder,
+        # which keeps what it held and no more
+        long=report-of-a-failed-commit-$(printf "%0144d" 0)
+        for pre in new old; do
+            rm -rf "$t/evc"
+            dir="$t/evc/$long"
+            if [ $pre = old ]; then
+                mkdir -p "$dir"
+                echo mine >"$dir/notes.txt"
+            fi
+            SHIM_RANK=0 SHIM_OWN=1 SHIM_SIZE=$((${#dir} + 1)) SHIM_NTH=14 SHIM_CALLOC= \
+                oomrun evc$pre 2 "$t/rcs.sh" eval "$t/oom.cfnet" "$t/d/train" --threads 1 \
+                --out "$dir"
+            agreed evc$pre 2 "rank 0 of 2: out of memory for writing the files of --out"
+            if [ $pre = new ] && [ -e "$t/evc" ]; then
+                ls -R "$t/evc"; echo "test_mpi: evcnew: --out's folder was left behind"; exit 1
+            fi
+            if [ $pre = old ] && { [ "$(ls -A "$dir")" != notes.txt ] ||
+                [ "$(cat "$dir/notes.txt")" != mine ]; }; then
+                ls -lA "$dir"; echo "test_mpi: evcold: the existing --out folder changed"; exit 1
+            fi
+        done
         unset SHIM_RANK SHIM_OWN SHIM_SIZE SHIM_NTH SHIM_CALLOC
         OMPI_COMM_WORLD_RANK=1 SHIM_RANK=1 SHIM_OWN=1 SHIM_SIZE=$((nimg * 8)) \
             LD_PRELOAD="$t/mshim.so" "$tool" train $b -o "$t/early1.cfnet" >"$t/early1.log" 2>&1
@@ -1040,7 +1083,7 @@ EOF_MSHIM
         # status 1 on every rank (rank 1 said it and ended the job by MPI_Abort)
         cp "$t/oom.ckpt" "$t/oom.cfnet.last.safetensors"
         rm -f "$t/rc".*
-        RCS="$t/rc" CFNET_TEST_SET_BATCH_RANK=1 timeout 60 mpirun --allow-run-as-root \
+        RCS="$t/rc" CFNET_TEST_SET_BATCH_RANK=1 timeout 60 mpirun $keep --allow-run-as-root \
             --oversubscribe -x RCS -x CFNET_TEST_SET_BATCH_RANK -np 2 "$t/rcs.sh" "$tool" train \
             "$t/d/train" --threads 1 -q --resume "$t/oom.cfnet.last.safetensors" --epochs 2 \
             -o "$t/oom.cfnet" >"$t/share.log" 2>&1
@@ -1059,7 +1102,7 @@ EOF_MSHIM
         # job by MPI_Abort), both epochs in the log and the checkpoint loads
         rm -f "$t/rc".* "$t/fc.cfnet".*
         RCS="$t/rc" SHIM_RANK=0 SHIM_FCLOSE=/fclose.csv LD_PRELOAD="$t/rshim.so" timeout 60 \
-            mpirun --allow-run-as-root --oversubscribe -x RCS -x SHIM_RANK -x SHIM_FCLOSE \
+            mpirun $keep --allow-run-as-root --oversubscribe -x RCS -x SHIM_RANK -x SHIM_FCLOSE \
             -x LD_PRELOAD -np 2 "$t/rcs.sh" "$tool" train $b --val 0 -o "$t/fc.cfnet" \
             --log "$t/fclose.csv" >"$t/fc.log" 2>&1
         rc=$?
@@ -1079,7 +1122,7 @@ EOF_MSHIM
             cp "$t/oom.ckpt" "$t/oom.cfnet.last.safetensors"
             rm -f "$t/rc".*
             RCS="$t/rc" SHIM_RANK=$r SHIM_SIZE=$((slen + 1 + 95)) LD_PRELOAD="$t/mshim.so" \
-                timeout 60 mpirun --allow-run-as-root --oversubscribe -x RCS -x SHIM_RANK \
+                timeout 60 mpirun $keep --allow-run-as-root --oversubscribe -x RCS -x SHIM_RANK \
                 -x SHIM_SIZE -x LD_PRELOAD -np 2 "$t/rcs.sh" "$tool" train "$t/d/train" \
                 --threads 1 -q --resume "$t/oom.cfnet.last.safetensors" --epochs 2 \
                 -o "$t/oom.cfnet" >"$t/meta$r.log" 2>&1
@@ -1094,7 +1137,7 @@ EOF_MSHIM
         cp "$t/oom.ckpt" "$t/oom.cfnet.last.safetensors"
         rm -f "$t/rc".*
         RCS="$t/rc" SHIM_RANK=1 SHIM_SIZE=$((6 * 2 * 32 * 32 * 4)) LD_PRELOAD="$t/mshim.so" \
-            timeout 60 mpirun --allow-run-as-root --oversubscribe -x RCS -x SHIM_RANK \
+            timeout 60 mpirun $keep --allow-run-as-root --oversubscribe -x RCS -x SHIM_RANK \
             -x SHIM_SIZE -x LD_PRELOAD -np 2 "$t/rcs.sh" "$tool" train "$t/d/train" \
             --threads 1 -q --resume "$t/oom.cfnet.last.safetensors" --epochs 2 \
             -o "$t/oom.cfnet" >"$t/chunk.log" 2>&1
@@ -1153,10 +1196,11 @@ EOF_MSHIM
         wlen=$(printf '%s' "$wtext" | wc -c)
         rm -f "$t/rc".* "$t/sbw.cfnet"* "$t/sbw.csv"
         RCS="$t/rc" SHIM_RANK=1 SHIM_OWN=1 SHIM_SIZE=$((wlen + 1)) LD_PRELOAD="$t/mshim.so" \
-            timeout 60 mpirun --allow-run-as-root --oversubscribe -x RCS -x SHIM_RANK -x SHIM_OWN \
+            timeout 60 mpirun $keep --allow-run-as-root --oversubscribe -x RCS -x SHIM_RANK -x SHIM_OWN \
             -x SHIM_SIZE -x LD_PRELOAD -np 2 "$t/rcs.sh" "$tool" train $k -o "$t/sbw.cfnet" \
             --log "$t/sbw.csv" >"$t/sbw.log" 2>&1
         rc=$?
+        rc_of_ranks
         expect sbw 1 "^cfnet: error: rank 1 of 2: out of memory for a --skip-bad warning$" 1
         expect sbw 1 "cfnet: error:" 1
         expect sbw 1 "MPI_ABORT\|ORTE_ERROR_LOG" 0

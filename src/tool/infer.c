@@ -554,16 +554,31 @@ static int emit_eval(void *user, const tool_sample *s, const float *p, int k)
     return 0;
 }
 
-/* The folders that eval --out made, removed if the run ends on a failure it cannot return from
- * (out of memory, on this rank or another: tool_fail_cleanup, after the files' temporaries) */
+/* What eval --out made, removed if the run fails: the files that its commit created (names
+ * that held nothing before it; a file it replaced stays, there is nothing to put back), while
+ * each is still the file it wrote (its device and inode), then the folders it made. Also when
+ * the run ends on a failure it cannot return from (out of memory, on this rank or another:
+ * tool_fail_cleanup, after the files' temporaries), part-way through the commit too: the files
+ * already renamed into place go with the folder, and nothing else (an existing folder keeps
+ * what it held). */
 typedef struct {
     const char *outdir;
     char *const *new_dir;
+    char *const *paths; /* the 4 files (EVAL_FILES) */
+    int created[4];     /* set just before the commit: no file at that name */
+    dev_t dev[4];
+    ino_t ino[4];
 } eval_made;
 
-static void remove_eval_dir(void *arg)
+static void remove_eval_made(void *arg)
 {
     const eval_made *m = arg;
+    for (int i = 0; i < 4; i++) {
+        struct stat st;
+        if (m->created[i] && lstat(m->paths[i], &st) == 0 && st.st_dev == m->dev[i] &&
+            st.st_ino == m->ino[i])
+            (void)unlink(m->paths[i]);
+    }
     if (*m->new_dir) remove_new_dirs(m->outdir, *m->new_dir);
 }
 
@@ -613,7 +628,7 @@ int cmd_eval(int argc, char **argv)
     tool_out outs[4]; /* the files of --out, in EVAL_FILES' order */
     memset(outs, 0, sizeof outs);
     char *paths[4] = {0}, *new_dir = NULL;
-    eval_made made_dir = {outdir, &new_dir};
+    eval_made made = {outdir, &new_dir, paths, {0}, {0}, {0}};
     /* the other ranks' predictions.csv rows and loss terms (their memory streams), and the
      * --skip-bad warnings of a rank of several */
     char *rows = NULL, *terms = NULL, *warned = NULL;
@@ -681,7 +696,7 @@ int cmd_eval(int argc, char **argv)
          * read: a usage error, as predict -o's and train's outputs (a full disk or a read-only
          * file system: an error, status 1) */
         new_dir = first_missing_dir(outdir);
-        tool_on_failure(remove_eval_dir, &made_dir);
+        tool_on_failure(remove_eval_made, &made);
         int refused = make_dirs(outdir, "eval", "--out: ");
         for (int i = 0; i < 4; i++) paths[i] = path_join(outdir, EVAL_FILES[i]);
         for (int i = 0; i < 4 && !refused; i++)
@@ -819,7 +834,21 @@ int cmd_eval(int argc, char **argv)
             goto out_ds;
         }
         ctx.pred = NULL;
-        if (out_commit_all(outs, 4) != 0) goto out_ds;
+        /* which names the commit creates, and the files it renames there (their temporaries) */
+        for (int i = 0; i < 4; i++) {
+            struct stat was, tmp;
+            memset(&tmp, 0, sizeof tmp);
+            made.created[i] = outs[i].tmp && lstat(paths[i], &was) != 0 && errno == ENOENT &&
+                              fstat(fileno(outs[i].f), &tmp) == 0;
+            if (made.created[i]) {
+                made.dev[i] = tmp.st_dev;
+                made.ino[i] = tmp.st_ino;
+            }
+        }
+        const char *was_for = tool_oom_for("writing the files of --out");
+        const int committed = out_commit_all(outs, 4);
+        tool_oom_for(was_for);
+        if (committed != 0) goto out_ds;
         tool_info("wrote %s/{metrics.json,confusion.csv,confusion.svg,predictions.csv}", outdir);
     }
     if (bad) tool_warn("skipped %lld unreadable or unsuitable image%s", (long long)bad,
@@ -834,8 +863,8 @@ out_ds:
     free(terms);
     free(warned);
     for (int i = 0; i < 4; i++) out_discard(&outs[i]);
+    if (rc != EXIT_OK) remove_eval_made(&made);
     for (int i = 0; i < 4; i++) free(paths[i]);
-    if (rc != EXIT_OK && new_dir) remove_new_dirs(outdir, new_dir);
     free(new_dir);
     metrics_free(&ctx.m);
     dataset_free(&ds);

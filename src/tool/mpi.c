@@ -27,14 +27,15 @@ static int failing_together; /* every rank fails at the same point: no abort nee
  * five ints on a communicator of its own, start_comm: which ranks failed (the lowest and the
  * highest), whether a training step failed on some rank, whether it is some rank's final
  * check-in (end_here), and tool_mpi_any's flag (a check-in that is the whole collective: a
- * step's flags, so that a step makes no more all-reduces than before the check-ins). A rank out of memory anywhere in
- * the command's own code (xmalloc and the others: tool_mpi_oom_vote) takes part in the next
- * check-in as a failed rank and ends there, and so does every other rank, at its own next
- * check-in: since no rank passes a check-in without the others, and no rank allocates between
- * a check-in and the collectives it guards, the others are then in that check-in, never in a
- * collective the failed rank left. A vote allocates nothing: after the check-in, the lowest
- * failed rank broadcasts its status and a hash of its messages (an all-gather of every rank's
- * needed a buffer of one per rank). */
+ * step's flags, so that a step makes no more all-reduces than before the check-ins). A rank
+ * out of memory anywhere in the command's own code (xmalloc and the others) reports it by a
+ * check-in of its own as a failed rank (tool_mpi_report_oom), which meets the others' next
+ * check-in, and ends there, and so does every other rank, at its own next check-in: since
+ * no rank passes a check-in without the others, and no rank allocates between a check-in and
+ * the collectives it guards, the others are then in that check-in, never in a collective the
+ * failed rank left. A check-in allocates nothing: after its all-reduce, the
+ * lowest failed rank broadcasts its status and a hash of its messages (an all-gather of every
+ * rank's needed a buffer of one per rank). */
 static MPI_Comm start_comm = MPI_COMM_NULL;
 static int voted, agreed_rc;
 static FILE *real_stderr;
@@ -243,7 +244,7 @@ int tool_mpi_finish(int rc)
 
 void tool_mpi_fail_together(void) { failing_together = 1; }
 
-int tool_mpi_oom_vote(const char *what)
+int tool_mpi_report_oom(const char *what)
 {
     static int once; /* (out of memory again while ending: the bare message and exit) */
     if (!mpi_on || mpi_size < 2 || start_comm == MPI_COMM_NULL || once || ending) return -1;
@@ -251,6 +252,7 @@ int tool_mpi_oom_vote(const char *what)
     snprintf(oom_note, sizeof oom_note, "cfnet: error: rank %d of %d: out of memory%s%s\n",
              mpi_rank, mpi_size, what ? " for " : voted ? "" : " (setting up the command)",
              what ? what : "");
+    /* (as the start vote's check-in: before the start vote the messages it held are said) */
     end_here(check_in(EXIT_RUNTIME, 0, NULL, 2));
 }
 
@@ -579,7 +581,7 @@ int tool_mpi_finish(int rc) { return rc; }
 int tool_mpi_started(void) { return 0; }
 int tool_mpi_ready(void) { return 0; }
 void tool_mpi_fail_together(void) {}
-int tool_mpi_oom_vote(const char *what)
+int tool_mpi_report_oom(const char *what)
 {
     (void)what;
     return -1;

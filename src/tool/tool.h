@@ -52,8 +52,8 @@ void tool_say_held(const char *text, size_t len);
 extern int tool_quiet;
 void tool_info(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
-/* What the x* functions below allocate for, named by an out-of-memory message under mpirun
- * before the start vote (tool_mpi_oom_vote); NULL: unnamed. Returns the one it replaces. */
+/* What the x* functions below allocate for, named by the out-of-memory message of a rank
+ * under mpirun (tool_mpi_report_oom); NULL: unnamed. Returns the one it replaces. */
 const char *tool_oom_for(const char *what);
 /* Out of memory: the x* functions' failure, for a block the caller asked malloc for itself
  * (never from a thread other than the main one: under mpirun it meets the other ranks). Says
@@ -572,13 +572,14 @@ int tool_mpi_finish(int rc);
  * share, such as the batch against the rank count): tool_mpi_finish then ends MPI normally on
  * every rank instead of aborting the job, so the message that rank 0 prints is not lost. */
 void tool_mpi_fail_together(void);
-/* Out of memory (xmalloc and the others) on a rank of several: this rank takes part, as a
- * failed rank, in the check-in that begins every rank's next collective or vote, where every
- * rank ends with status 1 and the lowest failed rank's message ("rank R of N: out of memory for
- * WHAT"; what NULL: "(setting up the command)" before the start vote, nothing after), said
- * once; what the run made is removed (tool_fail_cleanup), MPI ends normally and the process
- * exits. Returns -1 only where it cannot (one process, or no communicator for the check-ins). */
-int tool_mpi_oom_vote(const char *what);
+/* Out of memory (xmalloc and the others) on a rank of several: no vote, a report. This rank
+ * makes a check-in as a failed rank, which meets the check-in that begins every other rank's
+ * next collective or vote (or its final check-in); there every rank ends with status 1 and
+ * the lowest failed rank's message ("rank R of N: out of memory for WHAT"; what NULL: "(setting
+ * up the command)" before the start vote, nothing after), said once; what the run made is
+ * removed (tool_fail_cleanup), MPI ends normally and the process exits. Returns -1 only where
+ * it cannot (one process, or no communicator for the check-ins). */
+int tool_mpi_report_oom(const char *what);
 /* Collective, the start point of a command that runs on several ranks, before its first other
  * collective: every rank has set up its command (arguments, data, network) without a failure,
  * 0; or some rank failed before (its message printed once, by the lowest such rank), then the

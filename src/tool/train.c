@@ -856,8 +856,8 @@ static int screen_bad(tool_dataset *ds, const train_cfg *c, int channels, tool_p
 {
     const int nranks = tool_mpi_size(), rank = tool_mpi_rank();
     /* the lists, made before the vote: a rank without memory for them fails its set-up there
-     * (tool_mpi_oom_vote; in the collectives that follow it would end every rank too, at the
-     * check-in of the next one) */
+     * (tool_mpi_report_oom, at the start vote; in the collectives that follow it would end
+     * every rank too, at the check-in of the next one) */
     const char *was = tool_oom_for("the --skip-bad check's lists of images");
     int64_t *idx = xmalloc(sizeof(int64_t) * (size_t)(ds->n ? ds->n : 1)), n = 0;
     double *bad = nranks > 1 ? xcalloc((size_t)(ds->n ? ds->n : 1), sizeof(double)) : NULL;

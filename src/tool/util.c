@@ -218,8 +218,9 @@ void tool_fail_cleanup(void)
 }
 
 /* Out of memory in one of the x* functions. Under mpirun a failure that every rank ends with,
- * at the check-in of its next collective or vote (tool_mpi_oom_vote): before the start vote
- * said by it as a failure of this rank's set-up, after it by this rank at the check-in. Else
+ * reported at a check-in that meets every other rank's next one (tool_mpi_report_oom): before
+ * the start vote said as a failure of this rank's set-up, after it by this rank at the
+ * check-in. Else
  * (one process, or out of memory again while ending) said straight to fd 2 by write(2),
  * needing no memory, and the process exits: not through stderr, which under mpirun before the
  * start vote is a memory stream (src/tool/mpi.c), lost by this exit (without MPI_Finalize);
@@ -230,7 +231,7 @@ void tool_out_of_memory(void)
     static int again;
     fflush(stdout);
     if (open_line && fileno(open_line) == STDERR_FILENO) end_open_line();
-    if (!again++) (void)tool_mpi_oom_vote(oom_what); /* (returns only when it cannot meet) */
+    if (!again++) (void)tool_mpi_report_oom(oom_what); /* (returns only when it cannot meet) */
     char msg[96];
     int n = tool_mpi_size() > 1
                 ? snprintf(msg, sizeof msg, "cfnet: error: rank %d of %d: out of memory\n",
@@ -1161,7 +1162,11 @@ char *path_dir(const char *path)
     const char *slash = strrchr(path, '/');
     if (!slash) return xstrdup(".");
     if (slash == path) return xstrdup("/");
-    return xasprintf("%.*s", (int)(slash - path), path);
+    const size_t n = (size_t)(slash - path);
+    char *d = xmalloc(n + 1);
+    memcpy(d, path, n);
+    d[n] = '\0';
+    return d;
 }
 
 char *path_join(const char *dir, const char *name)
