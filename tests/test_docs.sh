@@ -172,6 +172,13 @@ Text.
 [bad14](code.c#L0)
 [bad15](docs#L1)
 [bad16](blob.bin#L1)
+[ok10](sub/#sub-page)
+[ok11](sub#a-section)
+[ok12](<sub/#a-section-1> "title")
+[bad17](sub/#no-such-section)
+[bad18](docs/#format)
+[bad19](sub/#L1)
+[bad20](sub/#in-sub-code)
 
 [r]: bad7.md
 [c]: code.c#L3
@@ -179,6 +186,10 @@ EOF
 # Links to a file that is not Markdown: a #fragment is a line anchor within the file's lines
 # (the last line here has no newline).
 printf 'int a;\nint b;\nint c;' >"$tmp/links/code.c"
+# A link to a folder shows its README.md (GitHub): a #fragment is a heading of that page; docs/
+# here has none.
+mkdir "$tmp/links/sub"
+printf '# Sub page\n\n## A section\n\n## A section\n\n```sh\n# in-sub-code\n```\n' >"$tmp/links/sub/README.md"
 printf 'x\000y\n' >"$tmp/links/blob.bin"
 slugs_out=$(cd "$tmp/links" && "$docs_py" "$top/tests/docs_links.py" slugs.md 2>&1) &&
     fail "tests/docs_links.py accepted the broken links of slugs.md"
@@ -187,10 +198,13 @@ for id in "#lifting-z²--p4" "#inside-a-list-fence" "#indented-code-heading" "#i
     "cannot read: ](bad 9.md)" "code.c#L4: #L4: code.c has 3 lines" \
     "code.c#L2-L9: #L2-L9: code.c has 3 lines" "#main is not a line anchor" \
     "#L3-L1: the range ends before it starts" "#L0 is not a line anchor" \
-    "docs#L1: docs is a folder" "blob.bin#L1: blob.bin is a binary file"; do
+    "docs#L1: docs is a folder without a README.md" "blob.bin#L1: blob.bin is a binary file" \
+    "sub/#no-such-section: sub is a folder, and its README.md has no heading with the anchor #no-such-section" \
+    "docs/#format: docs is a folder without a README.md" "sub/#L1: sub is a folder, and its" \
+    "sub/#in-sub-code: sub is a folder, and its"; do
     case $slugs_out in *"$id"*) ;; *) fail "tests/docs_links.py did not name $id: $slugs_out" ;; esac
 done
-[ "$(printf '%s\n' "$slugs_out" | wc -l)" -eq 16 ] ||
+[ "$(printf '%s\n' "$slugs_out" | wc -l)" -eq 20 ] ||
     fail "tests/docs_links.py rejected good links of slugs.md: $slugs_out"
 pages="README.md docs/*.md docs/results/*/*.md python/README.md bindings/julia/README.md SECURITY.md CHANGELOG.md"
 # shellcheck disable=SC2086
