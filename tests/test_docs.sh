@@ -243,15 +243,48 @@ export CFNET_LIBRARY=$PWD/lib/libcfnet.so
 mpirun -np 2 \
     /usr/bin/python3 examples/python/bad5.py
 ```
+
+Code blocks in list items, nested at any depth, and mpiexec as mpirun:
+
+1. Train:
+
+   ```sh
+   CFNET_LIBRARY=$PWD/lib/libcfnet.so /usr/bin/python3 examples/python/train.py
+   /usr/bin/python3 examples/python/bad6.py
+   ```
+
+   - On two ranks (this fence is indented by five spaces):
+
+     ```sh
+     export CFNET_LIBRARY=$PWD/lib/libcfnet.so
+     mpiexec -x CFNET_LIBRARY -n 2 /usr/bin/python3 examples/python/mpi_train.py
+     mpiexec -n 2 /usr/bin/python3 examples/python/bad7.py
+     ```
+
+     ~~~
+     /usr/bin/python3 examples/python/bad8.py
+     ~~~
+
+   - An indented code block in the item:
+
+         /usr/bin/python3 -m unittest discover -s python/tests -p bad9.py
+
+2. `CFNET_LIBRARY=lib/libcfnet.so mpiexec -n 2 python3 examples/python/bad10.py`,
+   `CFNET_LIBRARY=lib/libcfnet.so mpiexec -x CFNET_LIBRARY -n 2 python3 examples/python/mpi_train.py`.
 EOF
 py_out=$("$docs_py" tests/docs_checkout_python.py "$tmp/py/page.md" 2>&1) &&
     fail "tests/docs_checkout_python.py accepted commands without CFNET_LIBRARY"
 for id in "bad1.py\` sets no CFNET_LIBRARY" "bad2.py\` does not pass CFNET_LIBRARY to the ranks" \
     "bad3.py\` sets no" "bad4.py   # the export above is in another block\` sets no" \
-    "page.md:24: \`mpirun -np 2 /usr/bin/python3 examples/python/bad5.py\` does not pass"; do
+    "page.md:24: \`mpirun -np 2 /usr/bin/python3 examples/python/bad5.py\` does not pass" \
+    "page.md:34: \`/usr/bin/python3 examples/python/bad6.py\` sets no" \
+    "bad7.py\` does not pass CFNET_LIBRARY to the ranks (mpiexec -x CFNET_LIBRARY)" \
+    "page.md:46: \`/usr/bin/python3 examples/python/bad8.py\` sets no" \
+    "page.md:51: \`/usr/bin/python3 -m unittest discover -s python/tests -p bad9.py\` sets no" \
+    "bad10.py\` does not pass CFNET_LIBRARY to the ranks (mpiexec"; do
     case $py_out in *"$id"*) ;; *) fail "tests/docs_checkout_python.py did not name $id: $py_out" ;; esac
 done
-[ "$(printf '%s\n' "$py_out" | wc -l)" -eq 5 ] ||
+[ "$(printf '%s\n' "$py_out" | wc -l)" -eq 10 ] ||
     fail "tests/docs_checkout_python.py rejected good commands: $py_out"
 "$docs_py" tests/docs_checkout_python.py README.md docs/*.md python/README.md ||
     fail "commands running Python from a checkout without CFNET_LIBRARY"
