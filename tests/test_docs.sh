@@ -3,7 +3,9 @@
 #   1. The programs in docs/guide.md marked "<!-- tested: c" / "<!-- tested: python" compile
 #      and run against the library just built (C: warnings are errors); the numpy-only model
 #      reader ("<!-- tested: python-reader") reads the model the Python program saved; README.md's
-#      Python example ("<!-- tested: readme-python") runs.
+#      Python example ("<!-- tested: readme-python") runs; python/README.md's examples
+#      ("<!-- tested: pyreadme-") run on generated images, `cfnet synth` data and a model of
+#      `cfnet train`.
 #   1d. Calls of the C API written in README.md and docs/*.md pass the header's number of
 #      arguments (tests/docs_calls.py).
 #   1f. Relative links between the pages resolve, #anchors included, and line anchors (#L12)
@@ -85,6 +87,55 @@ readme_out=$(cd "$tmp" && CFNET_LIBRARY="$libdir/libcfnet.so" PYTHONPATH="$top/p
 echo "$readme_out" | awk 'NF == 2 && $1 + 0 > 0 && $2 + 0 >= 0 && $2 + 0 < 4e-6 { ok = 1 } END { exit !ok }' ||
     fail "README.md's Python example printed: $readme_out"
 echo "test_docs: README.md's Python example: loss and invariance $readme_out"
+# 1h. python/README.md's examples ("<!-- tested: pyreadme-"), as written, from a folder beside
+# the checkout, on what they take as given: generated images and labels for the first two
+# (`import cfnet` and `cancel_requested` before the second, which goes on from the first), a
+# `cfnet synth data` folder and a model of `cfnet train` (model_from_cfnet_train.safetensors) for
+# the TIFF one, that model as model.safetensors and the test TIFFs as images for the last.
+tool=${CFNET_TOOL:-}
+if [ -z "$tool" ]; then
+    if [ "${CFNET_BUILD:-build/default}" = build/default ]; then tool=$top/bin/cfnet; else tool=$top/$CFNET_BUILD/bin/cfnet; fi
+fi
+mkdir "$tmp/pyreadme"
+for tag in use fit tiff prepare; do
+    extract "<!-- tested: pyreadme-$tag " python/README.md >"$tmp/pyreadme/$tag.py"
+    [ -s "$tmp/pyreadme/$tag.py" ] || fail "no tested example pyreadme-$tag in python/README.md"
+done
+cat >"$tmp/pyreadme/given.py" <<'EOF'
+import numpy as np
+rng = np.random.default_rng(0)
+images = rng.random((60, 1, 16, 16), dtype=np.float32)
+labels = np.arange(60) % 3
+test_images, test_labels = images[:20], labels[:20]
+EOF
+printf 'import numpy as np, cfnet\nimages = np.random.default_rng(1).random((50, 2, 64, 64), dtype=np.float32)\nlabels = np.arange(50) %% 5\ncancel_requested = lambda: False\n' >"$tmp/pyreadme/given_fit.py"
+printf 'import glob, cfnet, tifffile\nimages = [tifffile.imread(f) for f in sorted(glob.glob("data/test/*/*.tif"))]\n' >"$tmp/pyreadme/given_prepare.py"
+pyreadme() { # name files...: runs the files as one script in $tmp/pyreadme
+    name=$1; shift
+    (cd "$tmp/pyreadme" && cat "$@" >"run_$name.py" && CFNET_LIBRARY="$libdir/libcfnet.so" \
+        PYTHONPATH="$top/python" PYTHONDONTWRITEBYTECODE=1 LD_PRELOAD="$SAN_PRELOAD" \
+        ASAN_OPTIONS="$asan_options" "$py" "run_$name.py" >"$name.out" 2>&1) ||
+        { cat "$tmp/pyreadme/$name.out"; fail "python/README.md's example pyreadme-$name failed"; }
+}
+pyreadme use given.py use.py
+pyreadme fit given_fit.py fit.py
+if "$py" -c 'import tifffile' 2>/dev/null; then
+    (cd "$tmp/pyreadme" && "$tool" synth data --classes 3 --per-class 6 --test-per-class 3 -q &&
+        "$tool" train data/train -o model_from_cfnet_train.safetensors --epochs 1 >train.out 2>&1) ||
+        { cat "$tmp/pyreadme/train.out"; fail "cfnet synth and train for python/README.md's examples"; }
+    pyreadme tiff tiff.py
+    grep -q "^\['class00', 'class01', 'class02'\] percentile 1 99.8$" "$tmp/pyreadme/tiff.out" ||
+        fail "python/README.md's example pyreadme-tiff printed: $(cat "$tmp/pyreadme/tiff.out")"
+    cp "$tmp/pyreadme/model_from_cfnet_train.safetensors" "$tmp/pyreadme/model.safetensors"
+    (echo 'print(probs.shape)') >"$tmp/pyreadme/shape.py"
+    pyreadme prepare given_prepare.py prepare.py shape.py
+    grep -qx "(9, 3)" "$tmp/pyreadme/prepare.out" ||
+        fail "python/README.md's example pyreadme-prepare printed: $(cat "$tmp/pyreadme/prepare.out")"
+    echo "test_docs: python/README.md's examples run"
+else
+    skip_missing test_docs "python/README.md's TIFF examples" python3-tifffile
+    echo "test_docs: python/README.md's first two examples run"
+fi
 fi
 
 # 1d. Calls of the C API in the pages have the header's number of arguments (a page that shows
