@@ -240,6 +240,7 @@ printf 'int a;\nint b;\nint c;' >"$tmp/links/code.c"
 # A link to a folder shows its README.md (GitHub): a #fragment is a heading of that page; docs/
 # here has none.
 mkdir "$tmp/links/sub"
+# shellcheck disable=SC2016
 printf '# Sub page\n\n## A section\n\n## A section\n\n```sh\n# in-sub-code\n```\n' >"$tmp/links/sub/README.md"
 printf 'x\000y\n' >"$tmp/links/blob.bin"
 slugs_out=$(cd "$tmp/links" && "$docs_py" "$top/tests/docs_links.py" slugs.md 2>&1) &&
