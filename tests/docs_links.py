@@ -10,9 +10,11 @@ emphasis marks) in lower case, without the characters that are not letters, mark
 digits, `_`, `-` or spaces (so `²`, `×`, `–`, `§` go, `µ` stays), spaces as `-`, and `-1`, `-2`,
 ... after a repeated anchor. On a link to any other file (source, data, a script: GitHub shows
 it as numbered lines) a #fragment must be a line anchor of lines the file has, #L12 or
-#L12-L20 (first <= last); a folder or a binary file (a NUL byte) has none. A `](` that starts
-no link this reads is an error too, so that no link is skipped unseen. Prints one line per bad
-link; exit status 1 if there is one.
+#L12-L20 (first <= last); a binary file (a NUL byte) has none. GitHub shows a folder with its
+README.md below, so a #fragment on a link to a folder (`docs/#section`, `docs#section`) must be
+the anchor of a heading of the folder's README.md; a folder without one has no fragments. A
+`](` that starts no link this reads is an error too, so that no link is skipped unseen. Prints
+one line per bad link; exit status 1 if there is one.
 """
 import html
 import os
@@ -120,6 +122,17 @@ def check(page, target, line):
     if not os.path.exists(dest):
         print("%s:%d: link to %s: no such file" % (page, line, target))
         return 1
+    if frag and os.path.isdir(dest):
+        readme = os.path.join(dest, "README.md")
+        if not os.path.isfile(readme):
+            print("%s:%d: link to %s: %s is a folder without a README.md: a #fragment names "
+                  "nothing in it" % (page, line, target, dest))
+            return 1
+        if frag not in anchors(readme):
+            print("%s:%d: link to %s: %s is a folder, and its README.md has no heading with "
+                  "the anchor #%s" % (page, line, target, dest, frag))
+            return 1
+        return 0
     if frag and dest.endswith(".md") and frag not in anchors(dest):
         print("%s:%d: link to %s: %s has no heading with the anchor #%s"
               % (page, line, target, dest, frag))
@@ -137,8 +150,6 @@ def line_anchor_error(dest, frag):
     Markdown page), or None: it must be a line anchor, #L12 or #L12-L20, of lines the file has
     (first <= last)."""
     m = re.fullmatch(r"L([1-9][0-9]*)(?:-L([1-9][0-9]*))?", frag)
-    if os.path.isdir(dest):
-        return "%s is a folder: a #fragment names nothing in it" % dest
     if not m:
         return ("#%s is not a line anchor (#L12 or #L12-L20), the only fragment of a file "
                 "that is not Markdown" % frag)

@@ -3,7 +3,9 @@
 #   1. The programs in docs/guide.md marked "<!-- tested: c" / "<!-- tested: python" compile
 #      and run against the library just built (C: warnings are errors); the numpy-only model
 #      reader ("<!-- tested: python-reader") reads the model the Python program saved; README.md's
-#      Python example ("<!-- tested: readme-python") runs.
+#      Python example ("<!-- tested: readme-python") runs; python/README.md's examples
+#      ("<!-- tested: pyreadme-") run on generated images, `cfnet synth` data and a model of
+#      `cfnet train`.
 #   1d. Calls of the C API written in README.md and docs/*.md pass the header's number of
 #      arguments (tests/docs_calls.py).
 #   1f. Relative links between the pages resolve, #anchors included, and line anchors (#L12)
@@ -85,6 +87,55 @@ readme_out=$(cd "$tmp" && CFNET_LIBRARY="$libdir/libcfnet.so" PYTHONPATH="$top/p
 echo "$readme_out" | awk 'NF == 2 && $1 + 0 > 0 && $2 + 0 >= 0 && $2 + 0 < 4e-6 { ok = 1 } END { exit !ok }' ||
     fail "README.md's Python example printed: $readme_out"
 echo "test_docs: README.md's Python example: loss and invariance $readme_out"
+# 1h. python/README.md's examples ("<!-- tested: pyreadme-"), as written, from a folder beside
+# the checkout, on what they take as given: generated images and labels for the first two
+# (`import cfnet` and `cancel_requested` before the second, which goes on from the first), a
+# `cfnet synth data` folder and a model of `cfnet train` (model_from_cfnet_train.safetensors) for
+# the TIFF one, that model as model.safetensors and the test TIFFs as images for the last.
+tool=${CFNET_TOOL:-}
+if [ -z "$tool" ]; then
+    if [ "${CFNET_BUILD:-build/default}" = build/default ]; then tool=$top/bin/cfnet; else tool=$top/$CFNET_BUILD/bin/cfnet; fi
+fi
+mkdir "$tmp/pyreadme"
+for tag in use fit tiff prepare; do
+    extract "<!-- tested: pyreadme-$tag " python/README.md >"$tmp/pyreadme/$tag.py"
+    [ -s "$tmp/pyreadme/$tag.py" ] || fail "no tested example pyreadme-$tag in python/README.md"
+done
+cat >"$tmp/pyreadme/given.py" <<'EOF'
+import numpy as np
+rng = np.random.default_rng(0)
+images = rng.random((60, 1, 16, 16), dtype=np.float32)
+labels = np.arange(60) % 3
+test_images, test_labels = images[:20], labels[:20]
+EOF
+printf 'import numpy as np, cfnet\nimages = np.random.default_rng(1).random((50, 2, 64, 64), dtype=np.float32)\nlabels = np.arange(50) %% 5\ncancel_requested = lambda: False\n' >"$tmp/pyreadme/given_fit.py"
+printf 'import glob, cfnet, tifffile\nimages = [tifffile.imread(f) for f in sorted(glob.glob("data/test/*/*.tif"))]\n' >"$tmp/pyreadme/given_prepare.py"
+pyreadme() { # name files...: runs the files as one script in $tmp/pyreadme
+    name=$1; shift
+    (cd "$tmp/pyreadme" && cat "$@" >"run_$name.py" && CFNET_LIBRARY="$libdir/libcfnet.so" \
+        PYTHONPATH="$top/python" PYTHONDONTWRITEBYTECODE=1 LD_PRELOAD="$SAN_PRELOAD" \
+        ASAN_OPTIONS="$asan_options" "$py" "run_$name.py" >"$name.out" 2>&1) ||
+        { cat "$tmp/pyreadme/$name.out"; fail "python/README.md's example pyreadme-$name failed"; }
+}
+pyreadme use given.py use.py
+pyreadme fit given_fit.py fit.py
+if "$py" -c 'import tifffile' 2>/dev/null; then
+    (cd "$tmp/pyreadme" && "$tool" synth data --classes 3 --per-class 6 --test-per-class 3 -q &&
+        "$tool" train data/train -o model_from_cfnet_train.safetensors --epochs 1 >train.out 2>&1) ||
+        { cat "$tmp/pyreadme/train.out"; fail "cfnet synth and train for python/README.md's examples"; }
+    pyreadme tiff tiff.py
+    grep -q "^\['class00', 'class01', 'class02'\] percentile 1 99.8$" "$tmp/pyreadme/tiff.out" ||
+        fail "python/README.md's example pyreadme-tiff printed: $(cat "$tmp/pyreadme/tiff.out")"
+    cp "$tmp/pyreadme/model_from_cfnet_train.safetensors" "$tmp/pyreadme/model.safetensors"
+    (echo 'print(probs.shape)') >"$tmp/pyreadme/shape.py"
+    pyreadme prepare given_prepare.py prepare.py shape.py
+    grep -qx "(9, 3)" "$tmp/pyreadme/prepare.out" ||
+        fail "python/README.md's example pyreadme-prepare printed: $(cat "$tmp/pyreadme/prepare.out")"
+    echo "test_docs: python/README.md's examples run"
+else
+    skip_missing test_docs "python/README.md's TIFF examples" python3-tifffile
+    echo "test_docs: python/README.md's first two examples run"
+fi
 fi
 
 # 1d. Calls of the C API in the pages have the header's number of arguments (a page that shows
@@ -172,6 +223,13 @@ Text.
 [bad14](code.c#L0)
 [bad15](docs#L1)
 [bad16](blob.bin#L1)
+[ok10](sub/#sub-page)
+[ok11](sub#a-section)
+[ok12](<sub/#a-section-1> "title")
+[bad17](sub/#no-such-section)
+[bad18](docs/#format)
+[bad19](sub/#L1)
+[bad20](sub/#in-sub-code)
 
 [r]: bad7.md
 [c]: code.c#L3
@@ -179,6 +237,11 @@ EOF
 # Links to a file that is not Markdown: a #fragment is a line anchor within the file's lines
 # (the last line here has no newline).
 printf 'int a;\nint b;\nint c;' >"$tmp/links/code.c"
+# A link to a folder shows its README.md (GitHub): a #fragment is a heading of that page; docs/
+# here has none.
+mkdir "$tmp/links/sub"
+# shellcheck disable=SC2016
+printf '# Sub page\n\n## A section\n\n## A section\n\n```sh\n# in-sub-code\n```\n' >"$tmp/links/sub/README.md"
 printf 'x\000y\n' >"$tmp/links/blob.bin"
 slugs_out=$(cd "$tmp/links" && "$docs_py" "$top/tests/docs_links.py" slugs.md 2>&1) &&
     fail "tests/docs_links.py accepted the broken links of slugs.md"
@@ -187,10 +250,13 @@ for id in "#lifting-z²--p4" "#inside-a-list-fence" "#indented-code-heading" "#i
     "cannot read: ](bad 9.md)" "code.c#L4: #L4: code.c has 3 lines" \
     "code.c#L2-L9: #L2-L9: code.c has 3 lines" "#main is not a line anchor" \
     "#L3-L1: the range ends before it starts" "#L0 is not a line anchor" \
-    "docs#L1: docs is a folder" "blob.bin#L1: blob.bin is a binary file"; do
+    "docs#L1: docs is a folder without a README.md" "blob.bin#L1: blob.bin is a binary file" \
+    "sub/#no-such-section: sub is a folder, and its README.md has no heading with the anchor #no-such-section" \
+    "docs/#format: docs is a folder without a README.md" "sub/#L1: sub is a folder, and its" \
+    "sub/#in-sub-code: sub is a folder, and its"; do
     case $slugs_out in *"$id"*) ;; *) fail "tests/docs_links.py did not name $id: $slugs_out" ;; esac
 done
-[ "$(printf '%s\n' "$slugs_out" | wc -l)" -eq 16 ] ||
+[ "$(printf '%s\n' "$slugs_out" | wc -l)" -eq 20 ] ||
     fail "tests/docs_links.py rejected good links of slugs.md: $slugs_out"
 pages="README.md docs/*.md docs/results/*/*.md python/README.md bindings/julia/README.md SECURITY.md CHANGELOG.md"
 # shellcheck disable=SC2086
@@ -229,15 +295,48 @@ export CFNET_LIBRARY=$PWD/lib/libcfnet.so
 mpirun -np 2 \
     /usr/bin/python3 examples/python/bad5.py
 ```
+
+Code blocks in list items, nested at any depth, and mpiexec as mpirun:
+
+1. Train:
+
+   ```sh
+   CFNET_LIBRARY=$PWD/lib/libcfnet.so /usr/bin/python3 examples/python/train.py
+   /usr/bin/python3 examples/python/bad6.py
+   ```
+
+   - On two ranks (this fence is indented by five spaces):
+
+     ```sh
+     export CFNET_LIBRARY=$PWD/lib/libcfnet.so
+     mpiexec -x CFNET_LIBRARY -n 2 /usr/bin/python3 examples/python/mpi_train.py
+     mpiexec -n 2 /usr/bin/python3 examples/python/bad7.py
+     ```
+
+     ~~~
+     /usr/bin/python3 examples/python/bad8.py
+     ~~~
+
+   - An indented code block in the item:
+
+         /usr/bin/python3 -m unittest discover -s python/tests -p bad9.py
+
+2. `CFNET_LIBRARY=lib/libcfnet.so mpiexec -n 2 python3 examples/python/bad10.py`,
+   `CFNET_LIBRARY=lib/libcfnet.so mpiexec -x CFNET_LIBRARY -n 2 python3 examples/python/mpi_train.py`.
 EOF
 py_out=$("$docs_py" tests/docs_checkout_python.py "$tmp/py/page.md" 2>&1) &&
     fail "tests/docs_checkout_python.py accepted commands without CFNET_LIBRARY"
 for id in "bad1.py\` sets no CFNET_LIBRARY" "bad2.py\` does not pass CFNET_LIBRARY to the ranks" \
     "bad3.py\` sets no" "bad4.py   # the export above is in another block\` sets no" \
-    "page.md:24: \`mpirun -np 2 /usr/bin/python3 examples/python/bad5.py\` does not pass"; do
+    "page.md:24: \`mpirun -np 2 /usr/bin/python3 examples/python/bad5.py\` does not pass" \
+    "page.md:34: \`/usr/bin/python3 examples/python/bad6.py\` sets no" \
+    "bad7.py\` does not pass CFNET_LIBRARY to the ranks (mpiexec -x CFNET_LIBRARY)" \
+    "page.md:46: \`/usr/bin/python3 examples/python/bad8.py\` sets no" \
+    "page.md:51: \`/usr/bin/python3 -m unittest discover -s python/tests -p bad9.py\` sets no" \
+    "bad10.py\` does not pass CFNET_LIBRARY to the ranks (mpiexec"; do
     case $py_out in *"$id"*) ;; *) fail "tests/docs_checkout_python.py did not name $id: $py_out" ;; esac
 done
-[ "$(printf '%s\n' "$py_out" | wc -l)" -eq 5 ] ||
+[ "$(printf '%s\n' "$py_out" | wc -l)" -eq 10 ] ||
     fail "tests/docs_checkout_python.py rejected good commands: $py_out"
 "$docs_py" tests/docs_checkout_python.py README.md docs/*.md python/README.md ||
     fail "commands running Python from a checkout without CFNET_LIBRARY"

@@ -21,12 +21,15 @@ import time
 
 import numpy as np
 
-try:
-    import cfnet
-except ImportError:  # run from a source tree: use the package beside the library
-    sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir,
-                                    os.pardir, "python"))
-    import cfnet
+# In a checkout (examples/python/ beside python/cfnet/) the script uses the checkout's package:
+# its python/ goes first on the module path, since an installed cfnet (site-packages, ~/.local,
+# maybe an older version) would be imported before it unless PYTHONPATH names python/. A copy
+# of the script outside a checkout imports the installed package.
+CHECKOUT_PYTHON = os.path.normpath(os.path.join(os.path.dirname(os.path.realpath(__file__)),
+                                                os.pardir, os.pardir, "python"))
+if os.path.isfile(os.path.join(CHECKOUT_PYTHON, "cfnet", "__init__.py")):
+    sys.path.insert(0, CHECKOUT_PYTHON)
+import cfnet  # noqa: E402
 
 CLASSES = ("ring", "bar", "blob")
 

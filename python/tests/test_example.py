@@ -1,5 +1,7 @@
 """examples/python/train.py runs, trains, checks invariance and writes a loadable model."""
+import importlib.util
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -11,6 +13,13 @@ import cfnet
 from cfnet_testutil import REPO
 
 EXAMPLE = os.path.join(REPO, "examples", "python", "train.py")
+MPI_EXAMPLE = os.path.join(REPO, "examples", "python", "mpi_train.py")
+
+# An older cfnet installed in the interpreter's site-packages: importing it says so and exits.
+OLD_PACKAGE = '''import sys
+__version__ = "0.0.1"
+sys.exit("an installed cfnet %s was imported: %s" % (__version__, __file__))
+'''
 
 
 class ExampleTest(unittest.TestCase):
@@ -52,6 +61,47 @@ class ExampleTest(unittest.TestCase):
                 self.assertIn(text, r.stderr, args)
                 self.assertNotIn("Traceback", r.stderr, args)
             self.assertEqual(os.listdir(d), [])
+
+    def test_checkout_package_before_installed(self):
+        """Run from a checkout without PYTHONPATH, the examples use the checkout's package even
+        when an installed (older) cfnet is on the path; a copy outside a checkout uses the
+        installed one."""
+        with tempfile.TemporaryDirectory() as d:
+            venv = os.path.join(d, "venv")
+            subprocess.run([sys.executable, "-m", "venv", "--system-site-packages",
+                            "--without-pip", venv], check=True, timeout=300)
+            py = os.path.join(venv, "bin", "python3")
+            env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+            site = subprocess.run([py, "-c", "import sysconfig; print(sysconfig.get_path('purelib'))"],
+                                  env=env, capture_output=True, text=True, check=True).stdout.strip()
+            os.makedirs(os.path.join(site, "cfnet"))
+            with open(os.path.join(site, "cfnet", "__init__.py"), "w") as f:
+                f.write(OLD_PACKAGE)
+            old = "an installed cfnet 0.0.1 was imported: " + site
+            # The problem is there: a plain import, even from the checkout, finds the old one.
+            r = subprocess.run([py, "-c", "import cfnet"], cwd=REPO, env=env,
+                               capture_output=True, text=True, timeout=300)
+            self.assertNotEqual(r.returncode, 0, r.stdout + r.stderr)
+            self.assertIn(old, r.stderr)
+
+            out = os.path.join(d, "model.safetensors")
+            r = subprocess.run([py, EXAMPLE, "--train", "30", "--test", "6", "--epochs", "1",
+                                "--out", out], cwd=d, env=env,
+                               capture_output=True, text=True, timeout=600)
+            self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+            self.assertIn("reloaded network gives identical outputs", r.stdout)
+            if importlib.util.find_spec("mpi4py") and not os.environ.get("LD_PRELOAD"):
+                r = subprocess.run([py, MPI_EXAMPLE, "--help"], cwd=d, env=env,
+                                   capture_output=True, text=True, timeout=300)
+                self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+                self.assertIn("usage: mpi_train.py", r.stdout)
+
+            copy = os.path.join(d, "train.py")
+            shutil.copy(EXAMPLE, copy)
+            r = subprocess.run([py, copy, "--help"], cwd=d, env=env,
+                               capture_output=True, text=True, timeout=300)
+            self.assertNotEqual(r.returncode, 0, r.stdout + r.stderr)
+            self.assertIn(old, r.stderr)
 
 
 if __name__ == "__main__":
