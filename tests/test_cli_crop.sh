@@ -582,6 +582,20 @@ if command -v strace >/dev/null 2>&1 && strace -o /dev/null true 2>/dev/null; th
     grep -q 'O_TMPFILE.*EOPNOTSUPP.*INJECTED' "$out/notmp.strace" || fail "no O_TMPFILE refused: $(cat "$out/notmp.strace")"
     cmp "$out/notmp/x/cells.csv" "$o1/cells.csv" || fail "the crop without unnamed files differs"
     test "$(ls -A "$out/notmp")" = "x" || fail "beside a run without unnamed files: $(ls -A "$out/notmp" | tr '\n' ' ')"
+    # the unnamed claim's link refused (EPERM: a security module, a file system refusing it;
+    # EXDEV; ENOENT: a /proc whose fd links cannot be linked by): the claim is made by its name
+    # as without unnamed files, never a refusal of the run (once, EPERM and EXDEV stopped it with
+    # status 1, "cannot make .x.crop-tmp...: Operation not permitted"); nothing left
+    for e in EPERM EXDEV ENOENT; do
+        mkdir "$out/nolink"
+        expect 0 "wrote 4 crops" env ASAN_OPTIONS="${ASAN_OPTIONS:+$ASAN_OPTIONS:}detect_leaks=0" strace -f -o "$out/nolink.strace" \
+            -e trace=linkat -e inject=linkat:error=$e:when=1 \
+            "$cfnet" crop "$out/f16.tif" "$out/m32.tif" -o "$out/nolink/x" --size 16
+        grep -q "linkat(.*/proc/self/fd/.*$e.*INJECTED" "$out/nolink.strace" || fail "no link of the claim refused ($e): $(cat "$out/nolink.strace")"
+        cmp "$out/nolink/x/cells.csv" "$o1/cells.csv" || fail "the crop whose claim could not be linked ($e) differs"
+        test "$(ls -A "$out/nolink")" = "x" || fail "beside a run whose claim could not be linked ($e): $(ls -A "$out/nolink" | tr '\n' ' ')"
+        rm -r "$out/nolink"
+    done
     # a run killed as it moves its finished output into DIR (SIGKILL at its second rename, the
     # folder's, after the mark went back out to the claim's name by a link; once, the output was
     # left unmarked and unsaid): the next run keeps that folder whole, with the claim beside it,

@@ -122,8 +122,9 @@ static int write_text(int fd, const char *text)
  * this host's mark) and removes. So an empty claim, or one whose mark is not whole, is no run's
  * and no cleaner removes it: it may be a file of the user's of that name, whose lock is free too
  * (an empty claim was once removed on its lock alone). Where the file system has no unnamed
- * files (EOPNOTSUPP, EISDIR, EINVAL: NFS, an older kernel), or no /proc to link one by, the
- * claim is made by its name (O_EXCL), locked and then written: a run killed in the instant
+ * files (EOPNOTSUPP, EISDIR, EINVAL: NFS, an older kernel), or no /proc to link one by (or
+ * the link is refused otherwise, but for EEXIST), the claim is made by its name (O_EXCL),
+ * locked and then written: a run killed in the instant
  * between leaves an empty claim, which stays (removed by hand), never taken for a run's. */
 static int make_claim(const char *parent, const char *claim, const char *text)
 {
@@ -149,8 +150,10 @@ static int make_claim(const char *parent, const char *claim, const char *text)
         int e = errno;
         close(tfd);
         errno = e;
-        if (e != ENOENT || access("/proc/self/fd", F_OK) == 0) return -1; /* EEXIST: taken */
-        /* no /proc: made by its name below */
+        if (e == EEXIST) return -1; /* taken: the next name */
+        /* not linked otherwise (no /proc, ENOENT; a /proc whose magic links cannot be linked
+         * by, a security module or a file system refusing the link, EPERM, EXDEV, ...): made by
+         * its name below, which says the error itself where the parent cannot take it */
     } else if (errno != EOPNOTSUPP && errno != EISDIR && errno != EINVAL) {
         return -1;
     }
