@@ -640,6 +640,21 @@ if command -v strace >/dev/null 2>&1 && strace -o /dev/null true 2>/dev/null; th
     mv "$1" "$out/endkill/x3-kept" && rm "$2"
     test "$(cd "$out/endkill" && ls -A | tr '\n' ' ')" = "x2 x3 x3-kept " || fail "after doing what the note says: $(cd "$out/endkill" && ls -A | tr '\n' ' ')"
     cmp "$out/endkill/x3-kept/cells.csv" "$o1/cells.csv" || fail "the kept output moved as the note says differs"
+    # the note's commands are quoted for a shell, to be copied as they are: a folder whose name
+    # holds a space and a quote (once, the paths were bare, and the commands split them)
+    q="$out/end kill's"
+    mkdir "$q"
+    env ASAN_OPTIONS="${ASAN_OPTIONS:+$ASAN_OPTIONS:}detect_leaks=0" strace -f -o /dev/null \
+        -e trace=rename,renameat,renameat2 -e inject=rename,renameat,renameat2:signal=KILL:when=2 \
+        "$cfnet" crop "$out/f16.tif" "$out/m32.tif" -o "$q/x" --size 16 >/dev/null 2>&1 || :
+    expect 0 "holds the whole output of a run killed as it moved it into" \
+        "$cfnet" crop "$out/f16.tif" "$out/m32.tif" -o "$q/x" --size 16
+    todo=$(sed -n 's/.*(\(mv .* NEWDIR && rm .*\)); else remove both (rm -r .*)$/\1/p' "$out/last.txt")
+    test -n "$todo" || fail "the note of a finished run's staging folder does not say what to do: $(cat "$out/last.txt")"
+    sh -c "$(echo "$todo" | sed 's/ NEWDIR / "$1" /')" sh "$q/kept" >/dev/null 2>&1 ||
+        fail "the note's commands failed for a folder named with a space and a quote: $todo"
+    test "$(cd "$q" && ls -A | tr '\n' ' ')" = "kept x " || fail "after the note's commands for a folder named with a space and a quote: $(cd "$q" && ls -A | tr '\n' ' ')"
+    cmp "$q/kept/cells.csv" "$o1/cells.csv" || fail "the kept output moved by the note's commands differs"
     # a claim of a live run (locked) and the empty folder beside it stay, as does an empty
     # folder beside a claim that is not this host's mark
     mkdir "$out/liveclaim"

@@ -97,6 +97,33 @@ static int sticky_keeps_setgid(const char *parent)
     return in;
 }
 
+/* `path` as one word of a POSIX shell's command line, to be copied from a message: as it is when
+ * it holds only characters no shell reads otherwise, else in single quotes (a quote in it as
+ * '\''); "./" before a relative path beginning with '-', which a command would take for an
+ * option. */
+static char *sh_word(const char *path)
+{
+    const char *dot = path[0] == '-' ? "./" : "";
+    if (path[0] && strspn(path, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789"
+                                "_./@%+=:,-") == strlen(path))
+        return xasprintf("%s%s", dot, path);
+    size_t n = strlen(dot) + 3;
+    for (const char *c = path; *c; c++) n += *c == '\'' ? 4 : 1;
+    char *q = xmalloc(n), *o = q;
+    o += sprintf(o, "'%s", dot);
+    for (const char *c = path; *c; c++) {
+        if (*c == '\'') {
+            memcpy(o, "'\\''", 4);
+            o += 4;
+        } else {
+            *o++ = *c;
+        }
+    }
+    *o++ = '\'';
+    *o = '\0';
+    return q;
+}
+
 /* Writes all of text to fd: 0, or -1 with errno set (ENOSPC for a short write: the disk is
  * full). */
 static int write_text(int fd, const char *text)
@@ -327,13 +354,15 @@ int stage_open(tool_stage *st, const tool_stage_how *how, const char *dir)
                  * this run writes */
                 char *claim = xasprintf(".%s.%s-new.%s", base, how->cmd, kept + strlen(prefix));
                 char *kpath = path_join(parent, kept), *cpath = path_join(parent, claim);
+                /* the commands' paths quoted for a shell: a name may hold spaces or quotes */
+                char *kq = sh_word(kpath), *cq = sh_word(cpath);
                 if (finished == 1)
                     tool_info("the staging folder %s holds the whole output of a run killed as it "
                               "moved it into %s; kept, beside its claim %s: to keep that output, "
                               "move the folder to a name of your own (not %s, which this run "
                               "writes) and remove the claim (mv %s NEWDIR && rm %s); else remove "
                               "both (rm -r %s %s)",
-                              kpath, dir, cpath, dir, kpath, cpath, kpath, cpath);
+                              kpath, dir, cpath, dir, kq, cq, kq, cq);
                 else
                     tool_info("%zu staging folders (.%s.%s-tmp.*) in %s hold the whole output of "
                               "runs killed as they moved it into %s, the first %s; kept, each "
@@ -341,6 +370,8 @@ int stage_open(tool_stage *st, const tool_stage_how *how, const char *dir)
                               "whose output you keep to a name of your own (not %s) and remove "
                               "its claim; remove the others and their claims",
                               finished, base, how->cmd, parent, dir, kpath, base, how->cmd, dir);
+                free(kq);
+                free(cq);
                 free(claim);
                 free(kpath);
                 free(cpath);
