@@ -609,6 +609,20 @@ if command -v strace >/dev/null 2>&1 && strace -o /dev/null true 2>/dev/null; th
     grep -q 'O_TMPFILE.*EOPNOTSUPP.*INJECTED' "$out/notmp.strace" || fail "no O_TMPFILE refused: $(cat "$out/notmp.strace")"
     cmp "$out/notmp/x/cells.csv" "$o1/cells.csv" || fail "the crop without unnamed files differs"
     test "$(ls -A "$out/notmp")" = "x" || fail "beside a run without unnamed files: $(ls -A "$out/notmp" | tr '\n' ' ')"
+    # the unnamed claim's link refused (EPERM: a security module, a file system refusing it;
+    # EXDEV; ENOENT: a /proc whose fd links cannot be linked by): the claim is made by its name
+    # as without unnamed files, never a refusal of the run (once, EPERM and EXDEV stopped it with
+    # status 1, "cannot make .x.crop-tmp...: Operation not permitted"); nothing left
+    for e in EPERM EXDEV ENOENT; do
+        mkdir "$out/nolink"
+        expect 0 "wrote 4 crops" env ASAN_OPTIONS="${ASAN_OPTIONS:+$ASAN_OPTIONS:}detect_leaks=0" strace -f -o "$out/nolink.strace" \
+            -e trace=linkat -e inject=linkat:error=$e:when=1 \
+            "$cfnet" crop "$out/f16.tif" "$out/m32.tif" -o "$out/nolink/x" --size 16
+        grep -q "linkat(.*/proc/self/fd/.*$e.*INJECTED" "$out/nolink.strace" || fail "no link of the claim refused ($e): $(cat "$out/nolink.strace")"
+        cmp "$out/nolink/x/cells.csv" "$o1/cells.csv" || fail "the crop whose claim could not be linked ($e) differs"
+        test "$(ls -A "$out/nolink")" = "x" || fail "beside a run whose claim could not be linked ($e): $(ls -A "$out/nolink" | tr '\n' ' ')"
+        rm -r "$out/nolink"
+    done
     # a run killed as it moves its finished output into DIR (SIGKILL at its second rename, the
     # folder's, after the mark went back out to the claim's name by a link; once, the output was
     # left unmarked and unsaid): the next run keeps that folder whole, with the claim beside it,
@@ -653,6 +667,21 @@ if command -v strace >/dev/null 2>&1 && strace -o /dev/null true 2>/dev/null; th
     mv "$1" "$out/endkill/x3-kept" && rm "$2"
     test "$(cd "$out/endkill" && ls -A | tr '\n' ' ')" = "x2 x3 x3-kept " || fail "after doing what the note says: $(cd "$out/endkill" && ls -A | tr '\n' ' ')"
     cmp "$out/endkill/x3-kept/cells.csv" "$o1/cells.csv" || fail "the kept output moved as the note says differs"
+    # the note's commands are quoted for a shell, to be copied as they are: a folder whose name
+    # holds a space and a quote (once, the paths were bare, and the commands split them)
+    q="$out/end kill's"
+    mkdir "$q"
+    env ASAN_OPTIONS="${ASAN_OPTIONS:+$ASAN_OPTIONS:}detect_leaks=0" strace -f -o /dev/null \
+        -e trace=rename,renameat,renameat2 -e inject=rename,renameat,renameat2:signal=KILL:when=2 \
+        "$cfnet" crop "$out/f16.tif" "$out/m32.tif" -o "$q/x" --size 16 >/dev/null 2>&1 || :
+    expect 0 "holds the whole output of a run killed as it moved it into" \
+        "$cfnet" crop "$out/f16.tif" "$out/m32.tif" -o "$q/x" --size 16
+    todo=$(sed -n 's/.*(\(mv .* NEWDIR && rm .*\)); else remove both (rm -r .*)$/\1/p' "$out/last.txt")
+    test -n "$todo" || fail "the note of a finished run's staging folder does not say what to do: $(cat "$out/last.txt")"
+    sh -c "$(echo "$todo" | sed 's/ NEWDIR / "$1" /')" sh "$q/kept" >/dev/null 2>&1 ||
+        fail "the note's commands failed for a folder named with a space and a quote: $todo"
+    test "$(cd "$q" && ls -A | tr '\n' ' ')" = "kept x " || fail "after the note's commands for a folder named with a space and a quote: $(cd "$q" && ls -A | tr '\n' ' ')"
+    cmp "$q/kept/cells.csv" "$o1/cells.csv" || fail "the kept output moved by the note's commands differs"
     # a claim of a live run (locked) and the empty folder beside it stay, as does an empty
     # folder beside a claim that is not this host's mark
     mkdir "$out/liveclaim"

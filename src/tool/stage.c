@@ -91,6 +91,33 @@ static int sticky_keeps_setgid(const char *parent)
     return in;
 }
 
+/* `path` as one word of a POSIX shell's command line, to be copied from a message: as it is when
+ * it holds only characters no shell reads otherwise, else in single quotes (a quote in it as
+ * '\''); "./" before a relative path beginning with '-', which a command would take for an
+ * option. */
+static char *sh_word(const char *path)
+{
+    const char *dot = path[0] == '-' ? "./" : "";
+    if (path[0] && strspn(path, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789"
+                                "_./@%+=:,-") == strlen(path))
+        return xasprintf("%s%s", dot, path);
+    size_t n = strlen(dot) + 3;
+    for (const char *c = path; *c; c++) n += *c == '\'' ? 4 : 1;
+    char *q = xmalloc(n), *o = q;
+    o += sprintf(o, "'%s", dot);
+    for (const char *c = path; *c; c++) {
+        if (*c == '\'') {
+            memcpy(o, "'\\''", 4);
+            o += 4;
+        } else {
+            *o++ = *c;
+        }
+    }
+    *o++ = '\'';
+    *o = '\0';
+    return q;
+}
+
 /* Writes all of text to fd: 0, or -1 with errno set (ENOSPC for a short write: the disk is
  * full). */
 static int write_text(int fd, const char *text)
@@ -116,8 +143,9 @@ static int write_text(int fd, const char *text)
  * this host's mark) and removes. So an empty claim, or one whose mark is not whole, is no run's
  * and no cleaner removes it: it may be a file of the user's of that name, whose lock is free too
  * (an empty claim was once removed on its lock alone). Where the file system has no unnamed
- * files (EOPNOTSUPP, EISDIR, EINVAL: NFS, an older kernel), or no /proc to link one by, the
- * claim is made by its name (O_EXCL), locked and then written: a run killed in the instant
+ * files (EOPNOTSUPP, EISDIR, EINVAL: NFS, an older kernel), or no /proc to link one by (or
+ * the link is refused otherwise, but for EEXIST), the claim is made by its name (O_EXCL),
+ * locked and then written: a run killed in the instant
  * between leaves an empty claim, which stays (removed by hand), never taken for a run's. */
 static int make_claim(const char *parent, const char *claim, const char *text)
 {
@@ -143,8 +171,10 @@ static int make_claim(const char *parent, const char *claim, const char *text)
         int e = errno;
         close(tfd);
         errno = e;
-        if (e != ENOENT || access("/proc/self/fd", F_OK) == 0) return -1; /* EEXIST: taken */
-        /* no /proc: made by its name below */
+        if (e == EEXIST) return -1; /* taken: the next name */
+        /* not linked otherwise (no /proc, ENOENT; a /proc whose magic links cannot be linked
+         * by, a security module or a file system refusing the link, EPERM, EXDEV, ...): made by
+         * its name below, which says the error itself where the parent cannot take it */
     } else if (errno != EOPNOTSUPP && errno != EISDIR && errno != EINVAL) {
         return -1;
     }
@@ -319,13 +349,15 @@ int stage_open(tool_stage *st, const tool_stage_how *how, const char *dir)
                  * this run writes */
                 char *claim = xasprintf(".%s.%s-new.%s", base, how->cmd, kept + strlen(prefix));
                 char *kpath = path_join(parent, kept), *cpath = path_join(parent, claim);
+                /* the commands' paths quoted for a shell: a name may hold spaces or quotes */
+                char *kq = sh_word(kpath), *cq = sh_word(cpath);
                 if (finished == 1)
                     tool_info("the staging folder %s holds the whole output of a run killed as it "
                               "moved it into %s; kept, beside its claim %s: to keep that output, "
                               "move the folder to a name of your own (not %s, which this run "
                               "writes) and remove the claim (mv %s NEWDIR && rm %s); else remove "
                               "both (rm -r %s %s)",
-                              kpath, dir, cpath, dir, kpath, cpath, kpath, cpath);
+                              kpath, dir, cpath, dir, kq, cq, kq, cq);
                 else
                     tool_info("%zu staging folders (.%s.%s-tmp.*) in %s hold the whole output of "
                               "runs killed as they moved it into %s, the first %s; kept, each "
@@ -333,6 +365,8 @@ int stage_open(tool_stage *st, const tool_stage_how *how, const char *dir)
                               "whose output you keep to a name of your own (not %s) and remove "
                               "its claim; remove the others and their claims",
                               finished, base, how->cmd, parent, dir, kpath, base, how->cmd, dir);
+                free(kq);
+                free(cq);
                 free(claim);
                 free(kpath);
                 free(cpath);
