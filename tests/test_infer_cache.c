@@ -2,8 +2,11 @@
  * and dft_projection): an inference gives the bits of a training-mode forward with the current
  * weights, also right after the weights were changed through their data pointer (the cache is
  * checked against a copy of the weights), after they were changed back, and on two threads at
- * once. */
+ * once; the conic layers keep their banks packed for the engine, so an inference with unchanged
+ * weights packs nothing. */
 #include "testutil.h"
+
+#include "kernels/convcore.h"
 
 #include <pthread.h>
 #include <stdlib.h>
@@ -162,12 +165,81 @@ static void network_inference_on_two_threads_after_a_change(void **state)
     cfnet_network_free(net);
 }
 
+/* Inferences with unchanged weights pack no bank (the cache holds them packed), for the direct
+ * layout (few output channels) and the GEMM's (more than CF_CONV_PIX_MAX_O), at any batch size;
+ * a changed weight packs once, and every result has a training forward's bits. */
+static void conic_inference_packs_only_after_a_change(void **state)
+{
+    (void)state;
+    const int outs[] = {1, 6, 40};
+    for (size_t oi = 0; oi < sizeof outs / sizeof *outs; oi++) {
+        cfnet_layer *l = NULL;
+        CF_ASSERT_OK(cfnet_layer_conic_conv_create(outs[oi], 3, 2, CFNET_PADDING_SAME,
+                                                   CFNET_INTERP_BILINEAR, &l));
+        CF_ASSERT_OK(cfnet_layer_setup(l, 3, (const int64_t[]){4, 12, 12}, 5));
+        tu_rng r = {31};
+        cfnet_tensor *x = tu_tensor(4, (const int64_t[]){3, 4, 12, 12}, &r);
+        float *w = cfnet_tensor_data(cfnet_layer_param(l, 0));
+        uint64_t packs = cf_conv_pack_count();
+        cfnet_tensor *a = forward(l, x, 3, CFNET_MODE_INFERENCE);
+        assert_int_equal(cf_conv_pack_count(), packs + 1);
+        for (int64_t n = 1; n <= 3; n++) {
+            cfnet_tensor *xn = tu_tensor(4, (const int64_t[]){n, 4, 12, 12}, &r);
+            packs = cf_conv_pack_count();
+            cfnet_tensor *b = forward(l, xn, n, CFNET_MODE_INFERENCE);
+            assert_int_equal(cf_conv_pack_count(), packs);
+            cfnet_tensor *t = forward(l, xn, n, CFNET_MODE_TRAINING);
+            assert_same(b, t);
+            cfnet_tensor_free(xn);
+            cfnet_tensor_free(b);
+            cfnet_tensor_free(t);
+        }
+        w[7] -= 0.25f;
+        packs = cf_conv_pack_count();
+        cfnet_tensor *c = forward(l, x, 3, CFNET_MODE_INFERENCE);
+        assert_int_equal(cf_conv_pack_count(), packs + 1);
+        cfnet_tensor *ct = forward(l, x, 3, CFNET_MODE_TRAINING);
+        assert_same(c, ct);
+        assert_true(memcmp(cfnet_tensor_data(a), cfnet_tensor_data(c),
+                           (size_t)cfnet_tensor_numel(a) * sizeof(float)) != 0);
+        cfnet_tensor *all[] = {x, a, c, ct};
+        for (size_t i = 0; i < sizeof all / sizeof *all; i++) cfnet_tensor_free(all[i]);
+        cfnet_layer_free(l);
+    }
+}
+
+/* The same in a network with two threads: its second inference packs nothing. */
+static void network_inference_on_two_threads_packs_once(void **state)
+{
+    (void)state;
+    cfnet_network *net = NULL;
+    CF_ASSERT_OK(cfnet_network_create_classifier(CFNET_FAMILY_CFNET, 2, 32, 4, 8, 5, &net));
+    CF_ASSERT_OK(cfnet_network_set_option(net, CFNET_OPTION_THREADS, 2));
+    tu_rng r = {12};
+    int64_t xs[] = {2, 2, 32, 32}, ys[] = {2, 4};
+    cfnet_tensor *x = tu_tensor(4, xs, &r), *y = tu_tensor(2, ys, NULL),
+                 *y2 = tu_tensor(2, ys, NULL);
+    uint64_t packs = cf_conv_pack_count();
+    CF_ASSERT_OK(cfnet_network_infer(net, x, y));
+    assert_true(cf_conv_pack_count() > packs);
+    packs = cf_conv_pack_count();
+    CF_ASSERT_OK(cfnet_network_infer(net, x, y2));
+    assert_int_equal(cf_conv_pack_count(), packs);
+    assert_same(y, y2);
+    cfnet_tensor_free(x);
+    cfnet_tensor_free(y);
+    cfnet_tensor_free(y2);
+    cfnet_network_free(net);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(conic_cache_follows_the_weights),
         cmocka_unit_test(dft_projection_cache_follows_the_weights),
         cmocka_unit_test(network_inference_on_two_threads_after_a_change),
+        cmocka_unit_test(conic_inference_packs_only_after_a_change),
+        cmocka_unit_test(network_inference_on_two_threads_packs_once),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -3,7 +3,13 @@
 
 #include "core/pool.h"
 
+#include <stdatomic.h>
 #include <string.h>
+
+/* Forward packings of a filter bank so far (cf_conv_pack_count, for tests). */
+static _Atomic uint64_t cf_conv_pack_counter;
+
+uint64_t cf_conv_pack_count(void) { return atomic_load_explicit(&cf_conv_pack_counter, memory_order_relaxed); }
 
 /* A tile's columns per block aim at this many (a multiple of 24, the products' strip width),
  * and the rows built at once at this many bytes of columns (about half of a 512 KiB L2). */
@@ -937,9 +943,9 @@ static int tile_split(const cf_conv_plan *p, int t, int T)
 
 /* Splits the batch over T shares run at once by cf_parallel_run (the calling thread's pool, see
  * core/pool.h; the caller does share 0); each share uses its own slice of the workspace. */
-static void run_split(const conv_job *base, const float *const *Wg, bool backward, int64_t n,
-                      int threads, void *ws, void *scratch, float *const *dWg_shared,
-                      float *dbias_shared)
+static void run_split(const conv_job *base, const float *const *Wg, const float *prepacked,
+                      bool backward, int64_t n, int threads, void *ws, void *scratch,
+                      float *const *dWg_shared, float *dbias_shared)
 {
     const cf_conv_plan *p = base->p;
     int O = base->O, T = backward ? eff_threads(threads, n) : fwd_threads(p, n, threads);
@@ -952,12 +958,12 @@ static void run_split(const conv_job *base, const float *const *Wg, bool backwar
     float *packed = (float *)sp;
     sp += packed_bytes(p, O);
     size_t wstride = packed_floats(p, O, backward);
-    if (!backward || base->dx)
+    if (!backward && prepacked) packed = (float *)prepacked;
+    else if (!backward) cf_conv_pack_forward(p, O, Wg, packed);
+    else if (base->dx)
         for (int g = 0; g < p->ngroups; g++) {
-            if (backward && (use_pix_bwd(p, O) || dx_pix_only(p, O))) cf_gemm_pack_dx(p->C, O, p->k, Wg[g], packed + g * wstride);
-            else if (backward) cf_gemm_pack_at((int)p->CK, O, Wg[g], (int)p->CK, packed + g * wstride);
-            else if (use_pix(p, O)) cf_gemm_pack_pix(O, (int)p->CK, Wg[g], (int)p->CK, packed + g * wstride);
-            else cf_gemm_pack_a(O, (int)p->CK, Wg[g], (int)p->CK, packed + g * wstride);
+            if (use_pix_bwd(p, O) || dx_pix_only(p, O)) cf_gemm_pack_dx(p->C, O, p->k, Wg[g], packed + g * wstride);
+            else cf_gemm_pack_at((int)p->CK, O, Wg[g], (int)p->CK, packed + g * wstride);
         }
     size_t tb = thread_bytes(p, O), bank = (size_t)O * (size_t)p->CK;
     size_t rfloats = cf_align64(((size_t)p->ngroups * bank + (size_t)O) * sizeof(float));
@@ -1005,12 +1011,35 @@ static void run_split(const conv_job *base, const float *const *Wg, bool backwar
     }
 }
 
+size_t cf_conv_packed_forward_floats(const cf_conv_plan *p, int O)
+{
+    return (size_t)p->ngroups * packed_floats(p, O, false);
+}
+
+void cf_conv_pack_forward(const cf_conv_plan *p, int O, const float *const *Wg, float *packed)
+{
+    size_t wstride = packed_floats(p, O, false);
+    atomic_fetch_add_explicit(&cf_conv_pack_counter, 1, memory_order_relaxed);
+    for (int g = 0; g < p->ngroups; g++) {
+        if (use_pix(p, O)) cf_gemm_pack_pix(O, (int)p->CK, Wg[g], (int)p->CK, packed + g * wstride);
+        else cf_gemm_pack_a(O, (int)p->CK, Wg[g], (int)p->CK, packed + g * wstride);
+    }
+}
+
 void cf_conv_forward(const cf_conv_plan *p, int O, const float *const *Wg, const float *bias,
                      const float *x, float *y, int64_t n, void *ws, void *scratch, int threads,
                      bool relu)
 {
     conv_job j = {.p = p, .O = O, .bias = bias, .x = x, .y = y, .relu = relu};
-    run_split(&j, Wg, false, n, threads, ws, scratch, NULL, NULL);
+    run_split(&j, Wg, NULL, false, n, threads, ws, scratch, NULL, NULL);
+}
+
+void cf_conv_forward_packed(const cf_conv_plan *p, int O, const float *packed, const float *bias,
+                            const float *x, float *y, int64_t n, void *ws, void *scratch,
+                            int threads, bool relu)
+{
+    conv_job j = {.p = p, .O = O, .bias = bias, .x = x, .y = y, .relu = relu};
+    run_split(&j, NULL, packed, false, n, threads, ws, scratch, NULL, NULL);
 }
 
 void cf_conv_backward(const cf_conv_plan *p, int O, const float *const *Wg, float *const *dWg,
@@ -1018,5 +1047,5 @@ void cf_conv_backward(const cf_conv_plan *p, int O, const float *const *Wg, floa
                       void *ws, void *scratch, int threads)
 {
     conv_job j = {.p = p, .O = O, .x = x, .dy = dy, .dx = dx};
-    run_split(&j, Wg, true, n, threads, ws, scratch, dWg, dbias);
+    run_split(&j, Wg, NULL, true, n, threads, ws, scratch, dWg, dbias);
 }

@@ -163,6 +163,20 @@ void cf_conv_forward(const cf_conv_plan *p, int O, const float *const *Wg, const
                      const float *x, float *y, int64_t n, void *ws, void *scratch, int threads,
                      bool relu);
 
+/* The forward's weights packed once, for a caller that applies the same weights many times
+ * (the inference caches of the rotation layers): cf_conv_pack_forward writes every group's
+ * bank Wg[g] (O x CK) in the layout the forward reads into `packed`, which holds
+ * cf_conv_packed_forward_floats(p, O) floats (the layout depends only on the plan and O, not on
+ * the batch, the threads or the CPU kernels); cf_conv_forward_packed is cf_conv_forward with
+ * that instead of Wg, the same bits. cf_conv_pack_count: packings so far, process-wide (for
+ * tests). */
+size_t cf_conv_packed_forward_floats(const cf_conv_plan *p, int O);
+void cf_conv_pack_forward(const cf_conv_plan *p, int O, const float *const *Wg, float *packed);
+void cf_conv_forward_packed(const cf_conv_plan *p, int O, const float *packed, const float *bias,
+                            const float *x, float *y, int64_t n, void *ws, void *scratch,
+                            int threads, bool relu);
+uint64_t cf_conv_pack_count(void);
+
 /* dWg[g] += dY_g col_g^T (dWg[g] may repeat a pointer: contributions add), dbias += sums (may
  * be NULL), dx = conv^T (dy) if dx is not NULL. scratch as for cf_conv_forward. */
 void cf_conv_backward(const cf_conv_plan *p, int O, const float *const *Wg, float *const *dWg,

@@ -27,9 +27,10 @@ typedef struct conic_priv {
     cf_rotmap *rot;       /* nrot maps */
     bool *nonempty;       /* per group */
     /* Inference cache of the filter banks (allocated by the first inference): a copy of the
-     * base filter they were built from, then the nrot rotated and nrot + 1 group banks. An
-     * inference whose base filter equals the copy bit for bit copies the banks instead of
-     * rotating again; lock guards it (concurrent inference is allowed). */
+     * base filter they were built from, then every group's bank packed as the engine's forward
+     * reads it (cf_conv_pack_forward). An inference whose base filter equals the copy bit for
+     * bit copies the packed banks instead of rotating and packing again; lock guards it
+     * (concurrent inference is allowed, so each call copies them into its own workspace). */
     float *cache;
     bool cached, lock_ready;
     cf_mutex lock;
@@ -142,10 +143,14 @@ static size_t bank_floats(const cfnet_layer *l)
     return (size_t)l->icfg[CFG_OUT] * (size_t)p->plan.CK;
 }
 
+/* The banks and their gradients; an inference uses the same bytes for its copy of the packed
+ * banks (cached_packed). */
 static size_t banks_bytes(const cfnet_layer *l)
 {
     const conic_priv *p = l->priv;
-    return cf_align64((size_t)(2 * p->nrot + 1) * 2 * bank_floats(l) * sizeof(float));
+    size_t banks = (size_t)(2 * p->nrot + 1) * 2 * bank_floats(l),
+           packed = cf_conv_packed_forward_floats(&p->plan, l->icfg[CFG_OUT]);
+    return cf_align64((banks > packed ? banks : packed) * sizeof(float));
 }
 
 static size_t conic_workspace(const cfnet_layer *l, int64_t n)
@@ -228,29 +233,33 @@ static void fill_banks(const cfnet_layer *l, float *rot, float *grp)
     }
 }
 
-/* Inference: the banks from the cache when the base filter has not changed since they were
- * built (checked bit for bit), else built and cached. Without a cache (its allocation failed)
- * they are built in the workspace as in training. */
-static void cached_banks(cfnet_layer *l, conic_ws *w)
+/* Inference: the packed banks from the cache when the base filter has not changed since they
+ * were built (checked bit for bit), else built (through the caller's tables Wg and dWg, which
+ * keeps one pair of them on the stack), packed and cached; copied to the start of the
+ * workspace's banks, which is returned. NULL without a cache (its allocation failed): the
+ * caller builds the banks in the workspace as in training. */
+static const float *cached_packed(cfnet_layer *l, conic_ws *w, const float **Wg, float **dWg)
 {
     conic_priv *p = l->priv;
-    size_t bank = bank_floats(l), nb = (size_t)(2 * p->nrot + 1);
+    int O = l->icfg[CFG_OUT];
+    size_t bank = bank_floats(l), packed = cf_conv_packed_forward_floats(&p->plan, O);
     const float *base = l->param[0]->data;
     cf_mutex_lock(&p->lock);
-    if (!p->cache) p->cache = cf_alloc_zero(&l->alloc, (nb + 1) * bank, sizeof(float));
+    if (!p->cache) p->cache = cf_alloc_zero(&l->alloc, bank + packed, sizeof(float));
     if (!p->cache) {
         cf_mutex_unlock(&p->lock);
-        fill_banks(l, w->rot, w->grp);
-        return;
+        return NULL;
     }
-    float *banks = p->cache + bank;
     if (!p->cached || memcmp(p->cache, base, bank * sizeof(float)) != 0) {
-        fill_banks(l, banks, banks + (size_t)p->nrot * bank);
+        fill_banks(l, w->rot, w->grp);
+        group_banks(l, w, Wg, dWg);
+        cf_conv_pack_forward(&p->plan, O, Wg, p->cache + bank);
         memcpy(p->cache, base, bank * sizeof(float));
         p->cached = true;
     }
-    memcpy(w->rot, banks, nb * bank * sizeof(float)); /* rot and grp are consecutive */
+    memcpy(w->rot, p->cache + bank, packed * sizeof(float));
     cf_mutex_unlock(&p->lock);
+    return w->rot;
 }
 
 static cfnet_status conic_run(cfnet_layer *l, const float *x, float *y, int64_t n,
@@ -258,10 +267,15 @@ static cfnet_status conic_run(cfnet_layer *l, const float *x, float *y, int64_t 
 {
     const conic_priv *p = l->priv;
     conic_ws w = carve(l, n, ws);
-    if (training) fill_banks(l, w.rot, w.grp);
-    else cached_banks(l, &w);
     const float *Wg[CF_CONIC_MAX_GROUPS];
     float *dWg[CF_CONIC_MAX_GROUPS];
+    const float *packed = training ? NULL : cached_packed(l, &w, Wg, dWg);
+    if (packed) {
+        cf_conv_forward_packed(&p->plan, l->icfg[CFG_OUT], packed, l->param[1]->data, x, y, n,
+                               w.engine, w.engine_scratch, l->threads, relu);
+        return CFNET_OK;
+    }
+    fill_banks(l, w.rot, w.grp);
     group_banks(l, &w, Wg, dWg);
     cf_conv_forward(&p->plan, l->icfg[CFG_OUT], Wg, l->param[1]->data, x, y, n, w.engine,
                     w.engine_scratch, l->threads, relu);
