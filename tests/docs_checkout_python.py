@@ -25,6 +25,7 @@ RUNS = re.compile(r"\b(?:python3?|mpirun|mpiexec)\b(?!/).*?(?:\bexamples/python/
 MPI = re.compile(r"\bmpi(?:run|exec)\b(?!/)")
 ITEM = re.compile(r"([-*+]|\d{1,9}[.)])( {1,4}(?! )|$)")   # a list item's marker, 1-4 spaces
 OPEN = re.compile(r"(`{3,}|~{3,})(.*)$")
+BREAK = re.compile(r"(?:(?:\*[ \t]*){3,}|(?:-[ \t]*){3,}|(?:_[ \t]*){3,})$")  # * * *, - - -
 
 
 def indent_of(line):
@@ -35,17 +36,23 @@ def code_lines(lines):
     """For each line: "code" (in a fenced or indented code block), "fence" (a fence line) or
     None (text). CommonMark's blocks as far as the pages use them: a list item's content is
     indented by its marker's width, and a fence or an indented (by 4 more) code block inside an
-    item counts from there, so blocks nested in lists are found at any depth."""
+    item counts from there, so blocks nested in lists are found at any depth. A fence, a
+    thematic break (`* * *`, not an item) or a blank line before a less indented line ends the
+    items it is not inside of, and a fenced block ends with its item; a closing fence is
+    indented by 3 spaces at most (past its item's content)."""
     kind = [None] * len(lines)
     items = []          # the content indents of the open list items, innermost last
-    fence = None        # (fence character, length) of the open fenced block
+    fence = None        # (fence character, length, its item's indent) of the open fenced block
     blank = True        # the previous line was blank (or the page starts)
     in_code = False     # the previous line was in an indented code block
     for n, raw in enumerate(lines):
         line = raw.expandtabs(4)
+        if fence and line.strip() and indent_of(line) < fence[2]:
+            fence = None                            # its list item ended: so did the block
         if fence:
             closing = line.strip()
-            if closing.startswith(fence[0] * fence[1]) and not closing.strip(fence[0]):
+            if closing.startswith(fence[0] * fence[1]) and not closing.strip(fence[0]) and \
+                    indent_of(line) - fence[2] <= 3:
                 kind[n], fence = "fence", None
             else:
                 kind[n] = "code"
@@ -54,7 +61,7 @@ def code_lines(lines):
             blank = True
             continue
         col = indent_of(line)
-        if blank or ITEM.match(line, col):
+        if blank or ITEM.match(line, col) or OPEN.match(line, col) or BREAK.match(line, col):
             while items and col < items[-1]:        # text or an item less indented ends items
                 items.pop()
         base = items[-1] if items else 0
@@ -63,14 +70,14 @@ def code_lines(lines):
             continue
         in_code = False
         rest = line[col:]
-        m = ITEM.match(rest) if col - base <= 3 else None
+        m = ITEM.match(rest) if col - base <= 3 and not BREAK.match(rest) else None
         if m:                                       # a list item; its content may be a fence
             width = len(m.group(1)) + max(len(m.group(2)), 1)
             items.append(col + width)
             rest = rest[width:]
         m = OPEN.match(rest) if col - base <= 3 else None
         if m and not (m.group(1)[0] == "`" and "`" in m.group(2)):
-            kind[n], fence = "fence", (m.group(1)[0], len(m.group(1)))
+            kind[n], fence = "fence", (m.group(1)[0], len(m.group(1)), items[-1] if items else 0)
         blank = False
     return kind
 

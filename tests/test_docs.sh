@@ -323,6 +323,21 @@ Code blocks in list items, nested at any depth, and mpiexec as mpirun:
 
 2. `CFNET_LIBRARY=lib/libcfnet.so mpiexec -n 2 python3 examples/python/bad10.py`,
    `CFNET_LIBRARY=lib/libcfnet.so mpiexec -x CFNET_LIBRARY -n 2 python3 examples/python/mpi_train.py`.
+- An item whose text a fence at the margin ends:
+```sh
+echo the fence ends the item
+```
+
+    /usr/bin/python3 examples/python/bad11.py
+
+* * *
+
+    /usr/bin/python3 examples/python/bad12.py
+
+```text
+    ```
+/usr/bin/python3 examples/python/bad13.py
+```
 EOF
 py_out=$("$docs_py" tests/docs_checkout_python.py "$tmp/py/page.md" 2>&1) &&
     fail "tests/docs_checkout_python.py accepted commands without CFNET_LIBRARY"
@@ -333,10 +348,11 @@ for id in "bad1.py\` sets no CFNET_LIBRARY" "bad2.py\` does not pass CFNET_LIBRA
     "bad7.py\` does not pass CFNET_LIBRARY to the ranks (mpiexec -x CFNET_LIBRARY)" \
     "page.md:46: \`/usr/bin/python3 examples/python/bad8.py\` sets no" \
     "page.md:51: \`/usr/bin/python3 -m unittest discover -s python/tests -p bad9.py\` sets no" \
-    "bad10.py\` does not pass CFNET_LIBRARY to the ranks (mpiexec"; do
+    "bad10.py\` does not pass CFNET_LIBRARY to the ranks (mpiexec" \
+    "bad11.py\` sets no" "bad12.py\` sets no" "bad13.py\` sets no"; do
     case $py_out in *"$id"*) ;; *) fail "tests/docs_checkout_python.py did not name $id: $py_out" ;; esac
 done
-[ "$(printf '%s\n' "$py_out" | wc -l)" -eq 10 ] ||
+[ "$(printf '%s\n' "$py_out" | wc -l)" -eq 13 ] ||
     fail "tests/docs_checkout_python.py rejected good commands: $py_out"
 "$docs_py" tests/docs_checkout_python.py README.md docs/*.md python/README.md ||
     fail "commands running Python from a checkout without CFNET_LIBRARY"

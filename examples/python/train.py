@@ -22,13 +22,15 @@ import time
 import numpy as np
 
 # In a checkout (examples/python/ beside python/cfnet/) the script uses the checkout's package:
-# its python/ goes first on the module path, since an installed cfnet (site-packages, ~/.local,
-# maybe an older version) would be imported before it unless PYTHONPATH names python/. A copy
-# of the script outside a checkout imports the installed package.
+# its python/ goes on the module path before the standard library and so before an installed
+# cfnet (site-packages, ~/.local, maybe an older version), which would be imported before it
+# otherwise; a cfnet in a folder that PYTHONPATH names still comes first, as asked. A copy of
+# the script outside a checkout imports the installed package.
 CHECKOUT_PYTHON = os.path.normpath(os.path.join(os.path.dirname(os.path.realpath(__file__)),
                                                 os.pardir, os.pardir, "python"))
 if os.path.isfile(os.path.join(CHECKOUT_PYTHON, "cfnet", "__init__.py")):
-    sys.path.insert(0, CHECKOUT_PYTHON)
+    STDLIB = os.path.dirname(os.__file__)  # after the script's folder and PYTHONPATH's
+    sys.path.insert(sys.path.index(STDLIB) if STDLIB in sys.path else 0, CHECKOUT_PYTHON)
 import cfnet  # noqa: E402
 
 CLASSES = ("ring", "bar", "blob")

@@ -65,7 +65,7 @@ class ExampleTest(unittest.TestCase):
     def test_checkout_package_before_installed(self):
         """Run from a checkout without PYTHONPATH, the examples use the checkout's package even
         when an installed (older) cfnet is on the path; a copy outside a checkout uses the
-        installed one."""
+        installed one; a cfnet in PYTHONPATH comes before the checkout's."""
         with tempfile.TemporaryDirectory() as d:
             venv = os.path.join(d, "venv")
             subprocess.run([sys.executable, "-m", "venv", "--system-site-packages",
@@ -95,6 +95,19 @@ class ExampleTest(unittest.TestCase):
                                    capture_output=True, text=True, timeout=300)
                 self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
                 self.assertIn("usage: mpi_train.py", r.stdout)
+
+            # A cfnet in a folder PYTHONPATH names comes first: the user asked for that one.
+            own = os.path.join(d, "own")
+            os.makedirs(os.path.join(own, "cfnet"))
+            with open(os.path.join(own, "cfnet", "__init__.py"), "w") as f:
+                f.write(OLD_PACKAGE.replace("0.0.1", "9.9.9"))
+            mpi = importlib.util.find_spec("mpi4py") and not os.environ.get("LD_PRELOAD")
+            for script in (EXAMPLE, MPI_EXAMPLE) if mpi else (EXAMPLE,):
+                r = subprocess.run([py, script, "--help"], cwd=d,
+                                   env=dict(env, PYTHONPATH=own + os.pathsep + d),
+                                   capture_output=True, text=True, timeout=300)
+                self.assertNotEqual(r.returncode, 0, (script, r.stdout + r.stderr))
+                self.assertIn("an installed cfnet 9.9.9 was imported: " + own, r.stderr, script)
 
             copy = os.path.join(d, "train.py")
             shutil.copy(EXAMPLE, copy)
