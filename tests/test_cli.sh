@@ -517,6 +517,37 @@ rm "$ow/datalink"
 # holds an unreadable image: its message would mean the images were read first), as predict -o
 expect 0 "" "$cfnet" eval "$ow/model.safetensors" "$ow/data" --out "$ow/made/a/rep" -q
 test -s "$ow/made/a/rep/metrics.json" || fail "eval --out did not make the missing parents"
+# a rename of --out's commit refused part-way (strace makes the 3rd rename fail, after
+# metrics.json and confusion.csv are in place): the files it created go, then the folders it
+# made; in an existing folder a file it had replaced keeps the new report and the rest (an
+# earlier predictions.csv, a file of the user's) stays as it was, and a warning says so
+if command -v strace >/dev/null 2>&1 && strace -o /dev/null true 2>/dev/null; then
+    ren="-e trace=rename,renameat,renameat2 -e inject=rename,renameat,renameat2:error=EACCES:when=3"
+    # shellcheck disable=SC2086
+    expect 1 "confusion.svg: write failed: Permission denied" env \
+        ASAN_OPTIONS="${ASAN_OPTIONS:+$ASAN_OPTIONS:}detect_leaks=0" strace -f -o "$out/evren.strace" \
+        $ren "$cfnet" eval "$ow/model.safetensors" "$ow/data" --out "$ow/evren/new" -q
+    [ -e "$ow/evren" ] && { ls -R "$ow/evren"; fail "eval --out whose 3rd rename was refused left files or folders it made"; }
+    lacks "holds this run's report" "eval --out into a new folder whose 3rd rename was refused"
+    mkdir -p "$ow/evold"
+    echo mine >"$ow/evold/notes.txt"
+    echo old >"$ow/evold/metrics.json"
+    echo old >"$ow/evold/predictions.csv"
+    # shellcheck disable=SC2086
+    expect 1 "confusion.svg: write failed: Permission denied" env \
+        ASAN_OPTIONS="${ASAN_OPTIONS:+$ASAN_OPTIONS:}detect_leaks=0" strace -f -o "$out/evren.strace" \
+        $ren "$cfnet" eval "$ow/model.safetensors" "$ow/data" --out "$ow/evold" -q
+    grep -q "^cfnet: warning: .*/evold/metrics.json holds this run's report now, the other files of .*/evold the earlier one's; run eval again to make them match$" "$out/last.txt" ||
+        fail "eval --out whose 3rd rename was refused did not say that metrics.json holds the new report"
+    [ "$(grep -c "holds this run's report" "$out/last.txt")" = 1 ] ||
+        fail "eval --out whose 3rd rename was refused said another file holds the new report"
+    [ "$(cd "$ow/evold" && ls -A | tr '\n' ' ')" = "metrics.json notes.txt predictions.csv " ] ||
+        { ls -lA "$ow/evold"; fail "eval --out whose 3rd rename was refused: the existing folder holds other files"; }
+    [ "$(cat "$ow/evold/notes.txt") $(cat "$ow/evold/predictions.csv")" = "mine old" ] ||
+        fail "eval --out whose 3rd rename was refused changed files it had not replaced"
+    grep -q '"accuracy"' "$ow/evold/metrics.json" ||
+        fail "eval --out whose 3rd rename was refused: the replaced metrics.json lost the new report"
+fi
 expect 2 "^cfnet eval: --out: cannot create directory .*img.tif/rep: Not a directory$" "$cfnet" eval \
     "$ow/model.safetensors" "$ow/partial" --out "$ow/img.tif/rep"
 usage_said eval "eval --out under a file"

@@ -835,20 +835,32 @@ int cmd_eval(int argc, char **argv)
         }
         ctx.pred = NULL;
         /* which names the commit creates, and the files it renames there (their temporaries) */
+        struct stat tmp[4];
+        int have[4];
         for (int i = 0; i < 4; i++) {
-            struct stat was, tmp;
-            memset(&tmp, 0, sizeof tmp);
-            made.created[i] = outs[i].tmp && lstat(paths[i], &was) != 0 && errno == ENOENT &&
-                              fstat(fileno(outs[i].f), &tmp) == 0;
+            struct stat was;
+            have[i] = outs[i].tmp && fstat(fileno(outs[i].f), &tmp[i]) == 0;
+            made.created[i] = have[i] && lstat(paths[i], &was) != 0 && errno == ENOENT;
             if (made.created[i]) {
-                made.dev[i] = tmp.st_dev;
-                made.ino[i] = tmp.st_ino;
+                made.dev[i] = tmp[i].st_dev;
+                made.ino[i] = tmp[i].st_ino;
             }
         }
         const char *was_for = tool_oom_for("writing the files of --out");
         const int committed = out_commit_all(outs, 4);
         tool_oom_for(was_for);
-        if (committed != 0) goto out_ds;
+        if (committed != 0) {
+            /* an earlier file already replaced keeps the new report, the others the earlier
+             * one's: said, as the message of the failed rename says its file is unchanged */
+            for (int i = 0; i < 4; i++) {
+                struct stat st;
+                if (have[i] && !made.created[i] && stat(paths[i], &st) == 0 &&
+                    st.st_dev == tmp[i].st_dev && st.st_ino == tmp[i].st_ino)
+                    tool_warn("%s holds this run's report now, the other files of %s the earlier "
+                              "one's; run eval again to make them match", paths[i], outdir);
+            }
+            goto out_ds;
+        }
         tool_info("wrote %s/{metrics.json,confusion.csv,confusion.svg,predictions.csv}", outdir);
     }
     if (bad) tool_warn("skipped %lld unreadable or unsuitable image%s", (long long)bad,
