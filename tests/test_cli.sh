@@ -512,6 +512,31 @@ done
 test -e "$ow/data/report" || test -e "$ow/data/new" || test -e "$ow/data/r" ||
     test -e "$ow/data/class00/metrics.json" && fail "eval --out in DATA wrote there"
 rm "$ow/datalink"
+# ... however it is named: ".." after a folder still to be made ($ow/new/.. is $ow, as mkdir -p
+# makes it), DATA by a link or with a trailing slash and --out by its own path, "." and ".."
+ln -s data "$ow/datalink"
+for pair in "data|new/../data/r" "datalink/|data/r" "data/|./data/class00/../r" "datalink|data/./r"; do
+    expect 2 "^cfnet eval: --out: .* is in DATA .*, a folder of class folders" \
+        "$cfnet" eval "$ow/model.safetensors" "$ow/${pair%%|*}" --out "$ow/${pair#*|}"
+done
+rm "$ow/datalink"
+test -e "$ow/new" || test -e "$ow/data/r" && fail "eval --out in DATA (by another name) wrote there"
+rm -rf "$ow/new" "$ow/data/r" # (so that the checks below stand on their own)
+# DATA by another mount of it (a bind mount, found by device and inode, not by its name), where
+# a user namespace lets a test mount; a folder whose name merely begins with DATA's is outside
+mkdir "$ow/bind"
+if unshare -rm true 2>/dev/null; then
+    unshare -rm sh -c 'mount --bind "$1/data" "$1/bind" && exec "$2" eval "$1/model.safetensors" \
+        "$1/data" --out "$1/bind/r"' sh "$ow" "$cfnet" >"$out/stdout" 2>"$out/stderr" && rc=0 || rc=$?
+    [ "$rc" = 2 ] && grep -q "is in DATA" "$out/stderr" ||
+        fail "eval --out in a bind mount of DATA: status $rc, $(cat "$out/stderr")"
+fi
+test -e "$ow/data/r" && fail "eval --out in a bind mount of DATA wrote there"
+rm -rf "$ow/data/r"
+rmdir "$ow/bind"
+expect 0 "balanced accuracy" "$cfnet" eval "$ow/model.safetensors" "$ow/data" --out "$ow/data2"
+test -f "$ow/data2/metrics.json" || fail "eval --out DATA2 (beside DATA) wrote no report"
+rm -rf "$ow/data2"
 # --out makes its folder and any missing parent; one that cannot be made or written into (a
 # file on the way, no write permission) is a usage error before any image is read ($ow/partial
 # holds an unreadable image: its message would mean the images were read first), as predict -o

@@ -1164,6 +1164,42 @@ char *path_dir(const char *path)
     return xasprintf("%.*s", (int)(slash - path), path);
 }
 
+int path_inside(const char *path, const char *dir)
+{
+    struct stat ds, st;
+    if (stat(dir, &ds) != 0 || !S_ISDIR(ds.st_mode)) return 0;
+    /* where mkdir -p puts path: its names taken left to right, links resolved where there is a
+     * file, ".." after a folder still to be made going back where it was made ("new/../DATA") */
+    char *cur = path[0] == '/' ? xstrdup("/") : realpath(".", NULL);
+    if (!cur) return 0;
+    char *p = xstrdup(path), *save = NULL;
+    for (char *c = strtok_r(p, "/", &save); c; c = strtok_r(NULL, "/", &save)) {
+        if (!strcmp(c, ".")) continue;
+        char *next = strcmp(c, "..") ? path_join(cur, c) : path_dir(cur);
+        free(cur);
+        cur = realpath(next, NULL);
+        if (cur) free(next);
+        else cur = next;
+    }
+    free(p);
+    /* that place or a folder above it is dir: the same device and inode, so a bind mount of dir
+     * is dir too, and a folder that merely begins with its name (DATA2) is not */
+    int in = 0;
+    for (;;) {
+        if (stat(cur, &st) == 0 && st.st_dev == ds.st_dev && st.st_ino == ds.st_ino) {
+            in = 1;
+            break;
+        }
+        char *up = path_dir(cur);
+        const int top = !strcmp(up, cur);
+        free(cur);
+        cur = up;
+        if (top) break;
+    }
+    free(cur);
+    return in;
+}
+
 char *path_join(const char *dir, const char *name)
 {
     size_t n = strlen(dir);
