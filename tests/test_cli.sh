@@ -672,6 +672,17 @@ expect 2 "^cfnet train: --plot: .*/nowhere/c.svg: cannot create: No such file or
     "$ow/data" -o "$ow/t.safetensors" --plot "$out/nowhere/c.svg"
 usage_said train "train --plot in a folder not there"
 test -e "$ow/t.safetensors" && fail "train wrote a model before failing on --plot"
+# --plot in a DATA folder of class folders: its PNG would be an image of that class for the next
+# run on DATA (in DATA itself: an image outside any class, an error); refused before any image is
+# read, nothing written; an SVG alone there is no image, and a folder beside DATA is outside it
+for plot in "$ow/data/class00/c.svg" "$ow/data/c.svg" "$ow/data/new/../class01/c"; do
+    expect 2 "^cfnet train: --plot: the plot's PNG .*c.png is in DATA .*/data, a folder of class folders, where the next run on DATA would take it for an image; give --plot a file outside DATA$" \
+        "$cfnet" train "$ow/data" -o "$ow/t.safetensors" --plot "$plot"
+    usage_said train "train --plot $plot in DATA"
+    lacks "decoded" "train read the images before refusing --plot in DATA"
+done
+ls "$ow"/data/c.* "$ow"/data/class0*/c.* >/dev/null 2>&1 && fail "train --plot in DATA wrote there"
+test -e "$ow/t.safetensors" && fail "train wrote a model before refusing --plot in DATA"
 expect 2 "^cfnet train: --log: .*nowhere/log.csv: cannot create: No such file or directory$" "$cfnet" train "$ow/data" -o "$ow/t.safetensors" --log "$out/nowhere/log.csv"
 lacks "decoded" "train read the images before failing on --log"
 # --log held by another run (an advisory lock: here a Python process holds it, as a running
