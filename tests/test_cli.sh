@@ -591,6 +591,13 @@ expect 0 "^\./-1\.tif," in_ow "$abs" predict model.safetensors ./-1.tif
 # an unknown option that is no file's name: said as before
 expect 2 "^cfnet predict: unknown option '-1'$" in_ow "$abs" predict model.safetensors -1x.png
 rm -f "$ow/-1.tif" "$ow/--x.tif"
+# ... nor an unknown option beside a file named like options (the value of -o, an input) that
+# does not hold it: the hint names only the argument that held the unknown option
+cp "$ow/img.tif" "$ow/-q.tif"
+expect 2 "^cfnet predict: unknown option '-f'$" in_ow "$abs" predict model.safetensors -f -q.tif
+expect 2 "^cfnet predict: unknown option '-i'$" in_ow "$abs" predict model.safetensors data -i -o -q.tif
+expect 2 "^cfnet predict: unknown option '-z'$" in_ow "$abs" predict model.safetensors -o -q.tif -zt data
+rm -f "$ow/-q.tif"
 # a folder as the output: refused before any image is read, said as the other argument errors
 # are (it was "cfnet: error: predict: ... is a folder", without the pointer to --help)
 expect 2 "^cfnet predict: -o: .*/report is a folder; give a file name$" "$cfnet" predict \

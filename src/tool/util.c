@@ -624,6 +624,7 @@ int opt_double(const char *cmd, const char *name, const char *value, double lo, 
 
 /* The options of the command being parsed, for opt_error's messages. */
 static const struct option *opt_cur_longopts;
+static const char *opt_cur_optstring;
 
 int opt_path(const char *cmd, const char *name, const char *value, const char **out)
 {
@@ -637,6 +638,7 @@ int opt_next(int argc, char **argv, const char *optstring, const struct option *
 {
     opterr = 0;
     opt_cur_longopts = longopts;
+    opt_cur_optstring = optstring;
     int c = getopt_long(argc, argv, optstring, longopts, NULL);
     if (c == 'h') {
         fputs(help, stdout);
@@ -645,15 +647,34 @@ int opt_next(int argc, char **argv, const char *optstring, const struct option *
     return c;
 }
 
-/* The argument before any "--" that holds the unknown option (the long option `arg` itself, or
- * a group of short ones with optopt) and is the name of a file or folder: an image named
- * "-1.tif" given as an input, taken for options. NULL: none. */
+/* Whether the group of short options g ("-1.tif") stops at the unknown option optopt, as
+ * getopt reads it: its first character that is no option is optopt (an option that takes a
+ * value takes the rest of the group). */
+static int group_stops_at(const char *g)
+{
+    const char *os = opt_cur_optstring ? opt_cur_optstring : "";
+    os += strspn(os, "+-:");
+    for (const char *c = g + 1; *c; c++) {
+        const char *k = *c == ':' ? NULL : strchr(os, *c);
+        if (!k) return (unsigned char)*c == (unsigned)optopt;
+        if (k[1] == ':') return 0;
+    }
+    return 0;
+}
+
+/* The argument that holds the unknown option (the long option `arg` itself, or the group of
+ * short ones getopt is in: argv[optind - 1] when optopt ended it, else argv[optind]) when it is
+ * the name of a file or folder: an image named "-1.tif" given as an input, taken for options.
+ * NULL: none. */
 static const char *option_named_file(char **argv, const char *arg, int is_long)
 {
-    for (char **a = argv + 1; *a && strcmp(*a, "--"); a++) {
+    const char *cand[2] = {arg, is_long || optopt <= 0 ? NULL : argv[optind]};
+    for (int i = 0; i < 2; i++) {
+        const char *a = cand[i];
         struct stat st;
-        if ((*a)[0] != '-' || !(*a)[1] || lstat(*a, &st) != 0) continue;
-        if (is_long ? !strcmp(*a, arg) : (optopt > 0 && strchr(*a + 1, optopt) != NULL)) return *a;
+        if (!a || a[0] != '-' || !a[1] || (!is_long && a[1] == '-') || lstat(a, &st) != 0)
+            continue;
+        if (is_long || group_stops_at(a)) return a;
     }
     return NULL;
 }
