@@ -512,6 +512,31 @@ done
 test -e "$ow/data/report" || test -e "$ow/data/new" || test -e "$ow/data/r" ||
     test -e "$ow/data/class00/metrics.json" && fail "eval --out in DATA wrote there"
 rm "$ow/datalink"
+# ... however it is named: ".." after a folder still to be made ($ow/new/.. is $ow, as mkdir -p
+# makes it), DATA by a link or with a trailing slash and --out by its own path, "." and ".."
+ln -s data "$ow/datalink"
+for pair in "data|new/../data/r" "datalink/|data/r" "data/|./data/class00/../r" "datalink|data/./r"; do
+    expect 2 "^cfnet eval: --out: .* is in DATA .*, a folder of class folders" \
+        "$cfnet" eval "$ow/model.safetensors" "$ow/${pair%%|*}" --out "$ow/${pair#*|}"
+done
+rm "$ow/datalink"
+test -e "$ow/new" || test -e "$ow/data/r" && fail "eval --out in DATA (by another name) wrote there"
+rm -rf "$ow/new" "$ow/data/r" # (so that the checks below stand on their own)
+# DATA by another mount of it (a bind mount, found by device and inode, not by its name), where
+# a user namespace lets a test mount; a folder whose name merely begins with DATA's is outside
+mkdir "$ow/bind"
+if unshare -rm true 2>/dev/null; then
+    unshare -rm sh -c 'mount --bind "$1/data" "$1/bind" && exec "$2" eval "$1/model.safetensors" \
+        "$1/data" --out "$1/bind/r"' sh "$ow" "$cfnet" >"$out/stdout" 2>"$out/stderr" && rc=0 || rc=$?
+    [ "$rc" = 2 ] && grep -q "is in DATA" "$out/stderr" ||
+        fail "eval --out in a bind mount of DATA: status $rc, $(cat "$out/stderr")"
+fi
+test -e "$ow/data/r" && fail "eval --out in a bind mount of DATA wrote there"
+rm -rf "$ow/data/r"
+rmdir "$ow/bind"
+expect 0 "balanced accuracy" "$cfnet" eval "$ow/model.safetensors" "$ow/data" --out "$ow/data2"
+test -f "$ow/data2/metrics.json" || fail "eval --out DATA2 (beside DATA) wrote no report"
+rm -rf "$ow/data2"
 # --out makes its folder and any missing parent; one that cannot be made or written into (a
 # file on the way, no write permission) is a usage error before any image is read ($ow/partial
 # holds an unreadable image: its message would mean the images were read first), as predict -o
@@ -597,6 +622,13 @@ expect 0 "^\./-1\.tif," in_ow "$abs" predict model.safetensors ./-1.tif
 # an unknown option that is no file's name: said as before
 expect 2 "^cfnet predict: unknown option '-1'$" in_ow "$abs" predict model.safetensors -1x.png
 rm -f "$ow/-1.tif" "$ow/--x.tif"
+# ... nor an unknown option beside a file named like options (the value of -o, an input) that
+# does not hold it: the hint names only the argument that held the unknown option
+cp "$ow/img.tif" "$ow/-q.tif"
+expect 2 "^cfnet predict: unknown option '-f'$" in_ow "$abs" predict model.safetensors -f -q.tif
+expect 2 "^cfnet predict: unknown option '-i'$" in_ow "$abs" predict model.safetensors data -i -o -q.tif
+expect 2 "^cfnet predict: unknown option '-z'$" in_ow "$abs" predict model.safetensors -o -q.tif -zt data
+rm -f "$ow/-q.tif"
 # a folder as the output: refused before any image is read, said as the other argument errors
 # are (it was "cfnet: error: predict: ... is a folder", without the pointer to --help)
 expect 2 "^cfnet predict: -o: .*/report is a folder; give a file name$" "$cfnet" predict \
@@ -678,6 +710,17 @@ expect 2 "^cfnet train: --plot: .*/nowhere/c.svg: cannot create: No such file or
     "$ow/data" -o "$ow/t.safetensors" --plot "$out/nowhere/c.svg"
 usage_said train "train --plot in a folder not there"
 test -e "$ow/t.safetensors" && fail "train wrote a model before failing on --plot"
+# --plot in a DATA folder of class folders: its PNG would be an image of that class for the next
+# run on DATA (in DATA itself: an image outside any class, an error); refused before any image is
+# read, nothing written; an SVG alone there is no image, and a folder beside DATA is outside it
+for plot in "$ow/data/class00/c.svg" "$ow/data/c.svg" "$ow/data/new/../class01/c"; do
+    expect 2 "^cfnet train: --plot: the plot's PNG .*c.png is in DATA .*/data, a folder of class folders, where the next run on DATA would take it for an image; give --plot a file outside DATA$" \
+        "$cfnet" train "$ow/data" -o "$ow/t.safetensors" --plot "$plot"
+    usage_said train "train --plot $plot in DATA"
+    lacks "decoded" "train read the images before refusing --plot in DATA"
+done
+ls "$ow"/data/c.* "$ow"/data/class0*/c.* >/dev/null 2>&1 && fail "train --plot in DATA wrote there"
+test -e "$ow/t.safetensors" && fail "train wrote a model before refusing --plot in DATA"
 expect 2 "^cfnet train: --log: .*nowhere/log.csv: cannot create: No such file or directory$" "$cfnet" train "$ow/data" -o "$ow/t.safetensors" --log "$out/nowhere/log.csv"
 lacks "decoded" "train read the images before failing on --log"
 # --log held by another run (an advisory lock: here a Python process holds it, as a running

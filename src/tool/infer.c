@@ -221,26 +221,6 @@ static int check_output(const char *cmd, const char *opt, const char *out, const
                             "images", other ? ds->s[i].path : "");
 }
 
-/* Whether `path` (there or not yet: its nearest existing folder) is the folder `dir` or inside
- * it, links resolved. */
-static int inside_folder(const char *path, const char *dir)
-{
-    char *rd = realpath(dir, NULL), *p = xstrdup(path), *r = NULL;
-    while (rd && !(r = realpath(p, NULL))) {
-        char *up = path_dir(p);
-        const int top = !strcmp(up, p);
-        free(p);
-        p = up;
-        if (top) break;
-    }
-    size_t n = rd ? strlen(rd) : 0;
-    const int in = r && rd && !strncmp(r, rd, n) && (r[n] == '/' || !r[n] || !strcmp(rd, "/"));
-    free(p);
-    free(r);
-    free(rd);
-    return in;
-}
-
 static int common_opt(int c, const char *cmd, run_opts *o, char **argv)
 {
     switch (c) {
@@ -639,7 +619,7 @@ int cmd_eval(int argc, char **argv)
         return tool_usage_error("eval", "--out: %s is a file, not a folder (--out names the "
                                 "folder of the report files)", outdir);
     }
-    if (outdir && path_is_dir(data) == 1 && inside_folder(outdir, data)) {
+    if (outdir && path_is_dir(data) == 1 && path_inside(outdir, data)) {
         /* a report folder in a folder of class folders is read as a class by the next run on
          * DATA (a class folder without images, an error that says to remove it) */
         model_close(net, &info);

@@ -212,6 +212,9 @@ int check_writable(const char *cmd, const char *label, const char *path);
 /* 1 when a and b name the same file: the same inode when both exist, else the same resolved
  * folder and name (a file still to be written). */
 int same_file(const char *a, const char *b);
+/* 1 when path (there or still to be made, as make_dirs would make it) is the folder dir or
+ * inside it: links and ".." resolved, dir found by device and inode (through a bind mount too). */
+int path_inside(const char *path, const char *dir);
 /* A file this run wrote (a model, a checkpoint), to notice before the next save that another
  * program replaced or rewrote it (a second `cfnet train -o` of the same model). It is
  * identified by its size and modification time to the nanosecond: an inode number alone is

@@ -782,6 +782,12 @@ static int check_outputs(const train_cfg *c, const char *ckpt, const tool_datase
                                       "overwrite it", what[i], path[i], ds->s[k].path);
         }
     }
+    /* the plot's PNG in a folder of class folders: an image of that class (or, in DATA itself,
+     * an image outside any class, an error) for the next run on DATA */
+    if (rc == 0 && png && path_is_dir(c->data) == 1 && path_inside(png, c->data))
+        rc = tool_usage_error("train", "--plot: the plot's PNG %s is in DATA %s, a folder of "
+                              "class folders, where the next run on DATA would take it for an "
+                              "image; give --plot a file outside DATA", png, c->data);
     /* the outputs written by this command itself: a folder that does not exist or cannot be
      * written fails now, not after the images are read or the first epoch is trained */
     for (int i = 0; i < 4 && rc == 0; i++) {

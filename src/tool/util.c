@@ -625,6 +625,7 @@ int opt_double(const char *cmd, const char *name, const char *value, double lo, 
 
 /* The options of the command being parsed, for opt_error's messages. */
 static const struct option *opt_cur_longopts;
+static const char *opt_cur_optstring;
 
 int opt_path(const char *cmd, const char *name, const char *value, const char **out)
 {
@@ -638,6 +639,7 @@ int opt_next(int argc, char **argv, const char *optstring, const struct option *
 {
     opterr = 0;
     opt_cur_longopts = longopts;
+    opt_cur_optstring = optstring;
     int c = getopt_long(argc, argv, optstring, longopts, NULL);
     if (c == 'h') {
         fputs(help, stdout);
@@ -646,15 +648,34 @@ int opt_next(int argc, char **argv, const char *optstring, const struct option *
     return c;
 }
 
-/* The argument before any "--" that holds the unknown option (the long option `arg` itself, or
- * a group of short ones with optopt) and is the name of a file or folder: an image named
- * "-1.tif" given as an input, taken for options. NULL: none. */
+/* Whether the group of short options g ("-1.tif") stops at the unknown option optopt, as
+ * getopt reads it: its first character that is no option is optopt (an option that takes a
+ * value takes the rest of the group). */
+static int group_stops_at(const char *g)
+{
+    const char *os = opt_cur_optstring ? opt_cur_optstring : "";
+    os += strspn(os, "+-:");
+    for (const char *c = g + 1; *c; c++) {
+        const char *k = *c == ':' ? NULL : strchr(os, *c);
+        if (!k) return (unsigned char)*c == (unsigned)optopt;
+        if (k[1] == ':') return 0;
+    }
+    return 0;
+}
+
+/* The argument that holds the unknown option (the long option `arg` itself, or the group of
+ * short ones getopt is in: argv[optind - 1] when optopt ended it, else argv[optind]) when it is
+ * the name of a file or folder: an image named "-1.tif" given as an input, taken for options.
+ * NULL: none. */
 static const char *option_named_file(char **argv, const char *arg, int is_long)
 {
-    for (char **a = argv + 1; *a && strcmp(*a, "--"); a++) {
+    const char *cand[2] = {arg, is_long || optopt <= 0 ? NULL : argv[optind]};
+    for (int i = 0; i < 2; i++) {
+        const char *a = cand[i];
         struct stat st;
-        if ((*a)[0] != '-' || !(*a)[1] || lstat(*a, &st) != 0) continue;
-        if (is_long ? !strcmp(*a, arg) : (optopt > 0 && strchr(*a + 1, optopt) != NULL)) return *a;
+        if (!a || a[0] != '-' || !a[1] || (!is_long && a[1] == '-') || lstat(a, &st) != 0)
+            continue;
+        if (is_long || group_stops_at(a)) return a;
     }
     return NULL;
 }
@@ -1167,6 +1188,42 @@ char *path_dir(const char *path)
     memcpy(d, path, n);
     d[n] = '\0';
     return d;
+}
+
+int path_inside(const char *path, const char *dir)
+{
+    struct stat ds, st;
+    if (stat(dir, &ds) != 0 || !S_ISDIR(ds.st_mode)) return 0;
+    /* where mkdir -p puts path: its names taken left to right, links resolved where there is a
+     * file, ".." after a folder still to be made going back where it was made ("new/../DATA") */
+    char *cur = path[0] == '/' ? xstrdup("/") : realpath(".", NULL);
+    if (!cur) return 0;
+    char *p = xstrdup(path), *save = NULL;
+    for (char *c = strtok_r(p, "/", &save); c; c = strtok_r(NULL, "/", &save)) {
+        if (!strcmp(c, ".")) continue;
+        char *next = strcmp(c, "..") ? path_join(cur, c) : path_dir(cur);
+        free(cur);
+        cur = realpath(next, NULL);
+        if (cur) free(next);
+        else cur = next;
+    }
+    free(p);
+    /* that place or a folder above it is dir: the same device and inode, so a bind mount of dir
+     * is dir too, and a folder that merely begins with its name (DATA2) is not */
+    int in = 0;
+    for (;;) {
+        if (stat(cur, &st) == 0 && st.st_dev == ds.st_dev && st.st_ino == ds.st_ino) {
+            in = 1;
+            break;
+        }
+        char *up = path_dir(cur);
+        const int top = !strcmp(up, cur);
+        free(cur);
+        cur = up;
+        if (top) break;
+    }
+    free(cur);
+    return in;
 }
 
 char *path_join(const char *dir, const char *name)
