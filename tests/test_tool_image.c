@@ -232,6 +232,74 @@ static void tiff_jpeg_ycbcr_reads_as_rgb(void **state)
     }
 }
 
+/* Sets a SHORT or LONG tag of the first directory of a little-endian classic TIFF in place:
+ * the damage a flipped byte in a header does. */
+static void patch_first_ifd_tag(const char *path, uint16_t tag, uint32_t value)
+{
+    FILE *f = fopen(path, "r+b");
+    assert_non_null(f);
+    unsigned char b[12];
+    assert_int_equal(fread(b, 1, 8, f), 8);
+    assert_true(b[0] == 'I' && b[1] == 'I' && b[2] == 42);
+    long ifd = (long)(b[4] | b[5] << 8 | b[6] << 16 | (uint32_t)b[7] << 24);
+    assert_int_equal(fseek(f, ifd, SEEK_SET), 0);
+    assert_int_equal(fread(b, 1, 2, f), 2);
+    int n = b[0] | b[1] << 8, done = 0;
+    for (int i = 0; i < n && !done; i++) {
+        long at = ifd + 2 + 12L * i;
+        assert_int_equal(fseek(f, at, SEEK_SET), 0);
+        assert_int_equal(fread(b, 1, 12, f), 12);
+        if ((b[0] | b[1] << 8) != tag) continue;
+        int type = b[2] | b[3] << 8;
+        assert_true(type == 3 || type == 4);
+        unsigned char v[4] = {(unsigned char)value, (unsigned char)(value >> 8),
+                              (unsigned char)(value >> 16), (unsigned char)(value >> 24)};
+        assert_int_equal(fseek(f, at + 8, SEEK_SET), 0);
+        assert_int_equal(fwrite(v, 1, type == 3 ? 2 : 4, f), type == 3 ? 2 : 4);
+        done = 1;
+    }
+    assert_true(done);
+    assert_int_equal(fclose(f), 0);
+}
+
+/* A JPEG strip or tile narrower than the page says (a damaged width or tile width): libtiff
+ * only warns, and decodes into part of each row, the rest left as the buffer held (heap
+ * contents: a fuzzed file gave different values read whole and row by row). The file is
+ * refused whole and row by row, with a message that says why. */
+static void tiff_jpeg_data_smaller_than_its_strip_is_refused(void **state)
+{
+    (void)state;
+    char err[256];
+    const rgb_fn smooth[1] = {smooth_rgb};
+    for (int tiled = 0; tiled < 2; tiled++) {
+        char *p = out_path(tiled ? "imageio_jpeg_narrow_tiles.tif" : "imageio_jpeg_narrow_strips.tif");
+        write_jpeg_ycbcr(p, 37, 41, tiled, smooth, 1);
+        tool_image img;
+        if (image_read(p, &img, err, sizeof err) != 0) fail_msg("%s: %s", p, err);
+        image_free(&img);
+        /* strips: the page 64 wide, its JPEG strips 37; tiles: 32 wide, the JPEG tiles 16 */
+        patch_first_ifd_tag(p, tiled ? TIFFTAG_TILEWIDTH : TIFFTAG_IMAGEWIDTH, tiled ? 32 : 64);
+        if (image_read(p, &img, err, sizeof err) == 0)
+            fail_msg("%s: read as a %dx%d image", p, img.width, img.height);
+        if (!strstr(err, "JPEG data does not fill"))
+            fail_msg("%s: '%s'", p, err);
+        tool_rows *r;
+        if (rows_open(p, 0, &r, err, sizeof err) == 0) {
+            int C, H, W, failed = 0;
+            rows_info(r, &C, &H, &W, NULL);
+            float *row = xmalloc(sizeof *row * (size_t)C * W);
+            for (int y = 0; y < H && !failed; y++)
+                failed = rows_next(r, row, NULL, err, sizeof err) != 0;
+            free(row);
+            rows_close(r);
+            if (!failed) fail_msg("%s: every row read", p);
+        }
+        if (!strstr(err, "JPEG data does not fill"))
+            fail_msg("%s row by row: '%s'", p, err);
+        free(p);
+    }
+}
+
 static void png_every_channel_count_and_depth_reads_back_exactly(void **state)
 {
     (void)state;
@@ -913,6 +981,7 @@ int main(void)
         cmocka_unit_test(tiff_every_layout_and_depth_reads_back_exactly),
         cmocka_unit_test(tiff_big_endian_reads_back_exactly),
         cmocka_unit_test(tiff_jpeg_ycbcr_reads_as_rgb),
+        cmocka_unit_test(tiff_jpeg_data_smaller_than_its_strip_is_refused),
         cmocka_unit_test(png_every_channel_count_and_depth_reads_back_exactly),
         cmocka_unit_test(png_palette_and_low_bit_grey_are_expanded),
         cmocka_unit_test(unsupported_tiffs_are_refused_with_a_reason),

@@ -48,6 +48,7 @@ typedef struct mem_stream {
     int short_read; /* libtiff asked for bytes past the end of the file */
     int err_short;  /* libtiff's first error came after such a read */
     int fd;         /* >= 0: the file is read from this descriptor (pread), not from data */
+    int bad_data;   /* libtiff decoded a strip or tile from data that does not fill it */
 } mem_stream;
 
 static tmsize_t ms_read(thandle_t h, void *buf, tmsize_t n)
@@ -141,15 +142,28 @@ static int tiff_error_handler(TIFF *tif, void *user, const char *module, const c
     return 1; /* handled: nothing is printed */
 }
 
+/* Warnings (unknown tags and the like) are not reported, but one is an error here: libtiff only
+ * warns when a strip's or tile's JPEG data is narrower or shorter than the strip or tile, and
+ * then decodes it into part of the caller's buffer, leaving the rest of each row as it was
+ * (heap contents, different from one read to the next). Such a file is damaged. */
 static int tiff_warning_handler(TIFF *tif, void *user, const char *module, const char *fmt,
                                 va_list ap)
 {
     (void)tif;
-    (void)user;
-    (void)module;
-    (void)fmt;
-    (void)ap;
-    return 1; /* warnings (unknown tags and the like) are not reported */
+    mem_stream *m = user;
+    char msg[256];
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    if (m && strstr(msg, "Improper JPEG strip/tile size")) {
+        m->bad_data = 1;
+        if (!m->has_err) {
+            snprintf(m->err, m->errsize, "invalid TIFF (%s%s%s: the JPEG data does not fill its "
+                     "strip or tile, whose rest it leaves undefined; a damaged file)",
+                     module ? module : "", module ? ": " : "", msg);
+            m->has_err = 1;
+            m->err_short = m->short_read;
+        }
+    }
+    return 1;
 }
 
 /* Converts `n` samples of the given type at byte offset `src` with stride `step` samples. */
@@ -291,7 +305,9 @@ static int tiff_read_page(TIFF *tif, mem_stream *m, int page, uint32_t W, uint32
         for (int s = 0; s < planes; s++)
             for (uint32_t y = 0; y < H; y += th)
                 for (uint32_t x = 0; x < W; x += tw) {
-                    if (TIFFReadTile(tif, buf, x, y, 0, (uint16_t)s) < 0) {
+                    /* zeroed: what a decoder leaves unwritten is never heap contents */
+                    memset(buf, 0, (size_t)ts);
+                    if (TIFFReadTile(tif, buf, x, y, 0, (uint16_t)s) < 0 || m->bad_data) {
                         if (!m->has_err)
                             set_err(err, errsize, "TIFF tile read failed on page %d", page + 1);
                         free(buf);
@@ -326,7 +342,8 @@ static int tiff_read_page(TIFF *tif, mem_stream *m, int page, uint32_t W, uint32
     int planes = planar == PLANARCONFIG_SEPARATE ? spp : 1;
     for (int s = 0; s < planes; s++)
         for (uint32_t y = 0; y < H; y++) {
-            if (TIFFReadScanline(tif, buf, y, (uint16_t)s) < 0) {
+            memset(buf, 0, (size_t)ls);
+            if (TIFFReadScanline(tif, buf, y, (uint16_t)s) < 0 || m->bad_data) {
                 if (!m->has_err)
                     set_err(err, errsize, "TIFF read failed on page %d, row %u", page + 1, y);
                 free(buf);
@@ -409,7 +426,7 @@ static int decode_tiff_at(const unsigned char *data, size_t size, int fd, int64_
                           tool_image *out, tool_labels *lab, int *bits, tiff_plan *plan,
                           char *err, size_t errsize)
 {
-    mem_stream m = {data, size, 0, err, errsize, 0, 0, 0, fd};
+    mem_stream m = {data, size, 0, err, errsize, 0, 0, 0, fd, 0};
     TIFFOpenOptions *opts = TIFFOpenOptionsAlloc();
     if (!opts) {
         set_err(err, errsize, "out of memory");
@@ -1248,7 +1265,7 @@ static int rows_open_tiff(tool_rows *r, char *err, size_t errsize)
         int sep = pg->planar == PLANARCONFIG_SEPARATE;
         for (int s = 0; s < (sep ? pg->spp : 1); s++) {
             rows_src *q = &r->src[r->nsrc++];
-            q->m = (mem_stream){NULL, r->size, 0, q->err, sizeof q->err, 0, 0, 0, r->fd};
+            q->m = (mem_stream){NULL, r->size, 0, q->err, sizeof q->err, 0, 0, 0, r->fd, 0};
             q->sample = sep ? s : 0;
             q->per = sep ? 1 : pg->spp;
             q->ch0 = ch;
@@ -1605,8 +1622,9 @@ int rows_next(tool_rows *r, float *f, uint32_t *u, char *err, size_t errsize)
                     uint32_t rows = q->band0 + q->th > (uint32_t)r->height
                                         ? (uint32_t)(r->height - q->band0) : q->th;
                     for (uint32_t x = 0; x < (uint32_t)W; x += q->tw) {
+                        memset(q->tile, 0, (size_t)TIFFTileSize(q->tif));
                         if (TIFFReadTile(q->tif, q->tile, x, (uint32_t)q->band0, 0,
-                                         (uint16_t)q->sample) < 0) {
+                                         (uint16_t)q->sample) < 0 || q->m.bad_data) {
                             if (!q->m.has_err)
                                 set_err(q->err, sizeof q->err, "TIFF tile read failed on page %d",
                                         q->page + 1);
@@ -1632,7 +1650,9 @@ int rows_next(tool_rows *r, float *f, uint32_t *u, char *err, size_t errsize)
                 raw_swab(q, W);
                 row = q->line;
             } else {
-                if (TIFFReadScanline(q->tif, q->line, (uint32_t)y, (uint16_t)q->sample) < 0) {
+                memset(q->line, 0, (size_t)q->ls);
+                if (TIFFReadScanline(q->tif, q->line, (uint32_t)y, (uint16_t)q->sample) < 0 ||
+                    q->m.bad_data) {
                     if (!q->m.has_err)
                         set_err(q->err, sizeof q->err, "TIFF read failed on page %d, row %d",
                                 q->page + 1, y);
