@@ -544,16 +544,23 @@ expect 0 "" "$cfnet" eval "$ow/model.safetensors" "$ow/data" --out "$ow/made/a/r
 test -s "$ow/made/a/rep/metrics.json" || fail "eval --out did not make the missing parents"
 # a rename of --out's commit refused part-way (strace makes the 3rd rename fail, after
 # metrics.json and confusion.csv are in place): the files it created go, then the folders it
-# made; in an existing folder a file it had replaced keeps the new report and the rest (an
-# earlier predictions.csv, a file of the user's) stays as it was, and a warning says so
+# made; in an existing folder every file it had replaced is put back (the commit kept each
+# earlier file under a second name until the last rename), so that the folder holds the earlier
+# report, whole, and a file of the user's as it was, and no second name is left
+# evold_as_was WHAT: the folder $ow/evold holds what the run found there, and nothing else
+evold_as_was() {
+    [ "$(cd "$ow/evold" && ls -A | tr '\n' ' ')" = "metrics.json notes.txt predictions.csv " ] ||
+        { ls -lA "$ow/evold"; fail "eval --out $1: the existing folder holds other files"; }
+    [ "$(cat "$ow/evold/notes.txt") $(cat "$ow/evold/metrics.json") $(cat "$ow/evold/predictions.csv")" = "mine old old" ] ||
+        fail "eval --out $1: the files of the folder are not the earlier ones"
+}
 if command -v strace >/dev/null 2>&1 && strace -o /dev/null true 2>/dev/null; then
     ren="-e trace=rename,renameat,renameat2 -e inject=rename,renameat,renameat2:error=EACCES:when=3"
     # shellcheck disable=SC2086
-    expect 1 "confusion.svg: write failed: Permission denied" env \
+    expect 1 "confusion.svg: write failed: Permission denied \(no file replaced\)$" env \
         ASAN_OPTIONS="${ASAN_OPTIONS:+$ASAN_OPTIONS:}detect_leaks=0" strace -f -o "$out/evren.strace" \
         $ren "$cfnet" eval "$ow/model.safetensors" "$ow/data" --out "$ow/evren/new" -q
     [ -e "$ow/evren" ] && { ls -R "$ow/evren"; fail "eval --out whose 3rd rename was refused left files or folders it made"; }
-    lacks "holds this run's report" "eval --out into a new folder whose 3rd rename was refused"
     mkdir -p "$ow/evold"
     echo mine >"$ow/evold/notes.txt"
     echo old >"$ow/evold/metrics.json"
@@ -562,16 +569,36 @@ if command -v strace >/dev/null 2>&1 && strace -o /dev/null true 2>/dev/null; th
     expect 1 "confusion.svg: write failed: Permission denied" env \
         ASAN_OPTIONS="${ASAN_OPTIONS:+$ASAN_OPTIONS:}detect_leaks=0" strace -f -o "$out/evren.strace" \
         $ren "$cfnet" eval "$ow/model.safetensors" "$ow/data" --out "$ow/evold" -q
-    grep -q "^cfnet: warning: .*/evold/metrics.json holds this run's report now, the other files of .*/evold the earlier one's; run eval again to make them match$" "$out/last.txt" ||
-        fail "eval --out whose 3rd rename was refused did not say that metrics.json holds the new report"
-    [ "$(grep -c "holds this run's report" "$out/last.txt")" = 1 ] ||
-        fail "eval --out whose 3rd rename was refused said another file holds the new report"
-    [ "$(cd "$ow/evold" && ls -A | tr '\n' ' ')" = "metrics.json notes.txt predictions.csv " ] ||
-        { ls -lA "$ow/evold"; fail "eval --out whose 3rd rename was refused: the existing folder holds other files"; }
-    [ "$(cat "$ow/evold/notes.txt") $(cat "$ow/evold/predictions.csv")" = "mine old" ] ||
-        fail "eval --out whose 3rd rename was refused changed files it had not replaced"
-    grep -q '"accuracy"' "$ow/evold/metrics.json" ||
-        fail "eval --out whose 3rd rename was refused: the replaced metrics.json lost the new report"
+    lacks "holds this run's report|could not be put back" "eval --out whose 3rd rename was refused did not put every file back"
+    evold_as_was "whose 3rd rename was refused"
+    # ... and a signal (SIGTERM, which strace sends as the 3rd rename begins) in the middle of
+    # the renames: the handler notes it, the commit makes its last rename, then puts every
+    # earlier file back, removes its new ones, and ends by that signal; so does the same run as
+    # SIGTERM comes as it removes the second names (the first unlink after the renames), the
+    # report then being the new one, whole
+    for sigat in rename:3 unlink:1; do
+        sys=${sigat%%:*} nth=${sigat#*:}
+        if [ "$sys" = rename ]; then
+            sig="-e trace=rename,renameat,renameat2 -e inject=rename,renameat,renameat2:signal=SIGTERM:when=$nth"
+        else
+            sig="-e trace=unlink,unlinkat -e inject=unlink,unlinkat:signal=SIGTERM:when=$nth"
+        fi
+        set +e
+        # shellcheck disable=SC2086
+        env ASAN_OPTIONS="${ASAN_OPTIONS:+$ASAN_OPTIONS:}detect_leaks=0" strace -f \
+            -o "$out/evsig.strace" $sig "$cfnet" eval "$ow/model.safetensors" "$ow/data" \
+            --out "$ow/evold" -q >"$out/last.txt" 2>&1
+        rc=$?
+        set -e
+        [ $rc = 143 ] || { cat "$out/last.txt"; fail "eval --out with SIGTERM at $sigat: status $rc, not 143"; }
+        if [ "$sys" = rename ]; then
+            evold_as_was "ended by SIGTERM between two renames"
+        else
+            [ "$(cd "$ow/evold" && ls -A | tr '\n' ' ')" = "confusion.csv confusion.svg metrics.json notes.txt predictions.csv " ] &&
+                grep -q '"accuracy"' "$ow/evold/metrics.json" && grep -q '^path,' "$ow/evold/predictions.csv" ||
+                { ls -lA "$ow/evold"; fail "eval --out ended by SIGTERM as its commit ends: not the new report, whole"; }
+        fi
+    done
 fi
 expect 2 "^cfnet eval: --out: cannot create directory .*img.tif/rep: Not a directory$" "$cfnet" eval \
     "$ow/model.safetensors" "$ow/partial" --out "$ow/img.tif/rep"

@@ -1045,31 +1045,113 @@ EOF_MSHIM
             agreed evo$r 2 "rank $r of 2: out of memory for classifying 512 images of 2 x 32 x 32 at a time"
             [ ! -e "$t/evo" ] || { ls -R "$t/evo"; echo "test_mpi: evo$r: --out's folder was left behind"; exit 1; }
         done
-        # rank 0 out of memory part-way through its commit of eval --out's files, once two of
-        # them are renamed into place (the folder's name, which it takes after each rename to
-        # sync the folder: a block of that name's length, a length no other block of cfnet's
-        # own code has here; the 14th: 12 before the commit, 1 after the first rename): every
-        # rank ends with status 1 and the message once, and the files it put there go with the
-        # folder it made (rmdir refused the folder that held them); into an existing folder,
-        # which keeps what it held and no more
+        # rank 0 out of memory part-way through its commit of eval --out's files, once they
+        # are renamed into place (the folder's name, which it takes after the renames to sync
+        # the folder for each file: a block of that name's length, a length no other block of
+        # cfnet's own code has here; the 14th: 12 before the commit, 1 for the first file):
+        # every rank ends with status 1 and the message once, and the files it put there go
+        # with the folder it made (rmdir refused the folder that held them); into an existing
+        # folder, which gets back its earlier report (the files the commit had replaced, kept
+        # under a second name until it ends) and what else it held, and no more (there the
+        # 8th: metrics.json and predictions.csv, which exist, go by their resolved name, not
+        # this relative one, so that 6 come before the commit and 1 for confusion.csv)
         long=report-of-a-failed-commit-$(printf "%0144d" 0)
+        # evc_as_was NAME: the existing folder $dir holds what the run found there
+        evc_as_was() {
+            if [ "$(ls -A "$dir" | tr '\n' ' ')" != "metrics.json notes.txt predictions.csv " ] ||
+                [ "$(cat "$dir/notes.txt" "$dir/metrics.json" "$dir/predictions.csv" | tr '\n' ' ')" != "mine old old " ]; then
+                ls -lA "$dir"; echo "test_mpi: $1: the existing --out folder changed"; exit 1
+            fi
+        }
         for pre in new old; do
             rm -rf "$t/evc"
             dir="$t/evc/$long"
             if [ $pre = old ]; then
                 mkdir -p "$dir"
                 echo mine >"$dir/notes.txt"
+                echo old >"$dir/metrics.json"
+                echo old >"$dir/predictions.csv"
             fi
-            SHIM_RANK=0 SHIM_OWN=1 SHIM_SIZE=$((${#dir} + 1)) SHIM_NTH=14 SHIM_CALLOC= \
+            nth=14
+            [ $pre = old ] && nth=8
+            SHIM_RANK=0 SHIM_OWN=1 SHIM_SIZE=$((${#dir} + 1)) SHIM_NTH=$nth SHIM_CALLOC= \
                 oomrun evc$pre 2 "$t/rcs.sh" eval "$t/oom.cfnet" "$t/d/train" --threads 1 \
                 --out "$dir"
             agreed evc$pre 2 "rank 0 of 2: out of memory for writing the files of --out"
             if [ $pre = new ] && [ -e "$t/evc" ]; then
                 ls -R "$t/evc"; echo "test_mpi: evcnew: --out's folder was left behind"; exit 1
             fi
-            if [ $pre = old ] && { [ "$(ls -A "$dir")" != notes.txt ] ||
-                [ "$(cat "$dir/notes.txt")" != mine ]; }; then
-                ls -lA "$dir"; echo "test_mpi: evcold: the existing --out folder changed"; exit 1
+            [ $pre = new ] || evc_as_was evcold
+        done
+        # rank 1 failing at the final check-in, after rank 0's commit of eval --out's files (a
+        # PMPI shim makes rank 1's final check-in report a failure of status 1, as a rank out
+        # of memory while it cleans up reports it): every rank ends with status 1, and the
+        # commit, held open until that check-in, is undone: a folder made for the report is
+        # removed, an existing folder holds its earlier report again and what else it held;
+        # without the shim the run keeps the new report and no second name of an earlier file
+        cat >"$t/final.c" <<'EOF_FINAL'
+#include <mpi.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+/* on rank FINAL_RANK: its final check-in (an all-reduce of 5 ints whose 4th, "final", is set)
+ * says that this rank failed, and the broadcast of the failed rank's status that follows
+ * gives status 1 */
+static int failing;
+int MPI_Allreduce(const void *s, void *r, int n, MPI_Datatype t, MPI_Op o, MPI_Comm c)
+{
+    const char *at = getenv("FINAL_RANK"), *me = getenv("OMPI_COMM_WORLD_RANK");
+    if (at && me && !strcmp(at, me) && n == 5 && t == MPI_INT && s != MPI_IN_PLACE &&
+        ((const int *)s)[3] == 1) {
+        int mine[5], rank, size;
+        memcpy(mine, s, sizeof mine);
+        PMPI_Comm_rank(c, &rank);
+        PMPI_Comm_size(c, &size);
+        mine[0] = size - rank;
+        mine[1] = rank + 1;
+        failing = 1;
+        return PMPI_Allreduce(mine, r, n, t, o, c);
+    }
+    return PMPI_Allreduce(s, r, n, t, o, c);
+}
+int MPI_Bcast(void *b, int n, MPI_Datatype t, int root, MPI_Comm c)
+{
+    if (failing == 1 && n == 2 && t == MPI_INT64_T) {
+        failing = 2;
+        ((int64_t *)b)[0] = 1;
+    }
+    return PMPI_Bcast(b, n, t, root, c);
+}
+EOF_FINAL
+        "${MPICC:-mpicc}" -shared -fPIC -o "$t/final.so" "$t/final.c"
+        for pre in new old ok; do
+            rm -rf "$t/evc" "$t/rc".*
+            dir="$t/evc/$long"
+            if [ $pre != new ]; then
+                mkdir -p "$dir"
+                echo mine >"$dir/notes.txt"
+                echo old >"$dir/metrics.json"
+                echo old >"$dir/predictions.csv"
+            fi
+            at=1
+            [ $pre = ok ] && at=
+            RCS="$t/rc" FINAL_RANK=$at LD_PRELOAD="$t/final.so" timeout 60 mpirun $keep \
+                --allow-run-as-root --oversubscribe -x RCS -x FINAL_RANK -x LD_PRELOAD -np 2 \
+                "$t/rcs.sh" "$tool" eval "$t/oom.cfnet" "$t/d/train" --threads 1 -q \
+                --out "$dir" >"$t/evfin$pre.log" 2>&1
+            rc=$?
+            rc_of_ranks
+            want="1 1"
+            [ $pre = ok ] && want="0 0"
+            [ "$(cat "$t"/rc.* | tr '\n' ' ' | sed 's/ $//')" = "$want" ] ||
+                { cat "$t/evfin$pre.log"; echo "test_mpi: evfin$pre: the ranks' status is not $want"; exit 1; }
+            if [ $pre = new ] && [ -e "$t/evc" ]; then
+                ls -R "$t/evc"; echo "test_mpi: evfinnew: --out's folder was left behind"; exit 1
+            fi
+            [ $pre != old ] || evc_as_was evfinold
+            if [ $pre = ok ] && { [ "$(ls -A "$dir" | tr '\n' ' ')" != "confusion.csv confusion.svg metrics.json notes.txt predictions.csv " ] ||
+                ! grep -q '"accuracy"' "$dir/metrics.json"; }; then
+                ls -lA "$dir"; echo "test_mpi: evfinok: the folder does not hold the new report alone"; exit 1
             fi
         done
         unset SHIM_RANK SHIM_OWN SHIM_SIZE SHIM_NTH SHIM_CALLOC

@@ -535,12 +535,12 @@ static int emit_eval(void *user, const tool_sample *s, const float *p, int k)
 }
 
 /* What eval --out made, removed if the run fails: the files that its commit created (names
- * that held nothing before it; a file it replaced stays, there is nothing to put back), while
- * each is still the file it wrote (its device and inode), then the folders it made. Also when
- * the run ends on a failure it cannot return from (out of memory, on this rank or another:
- * tool_fail_cleanup, after the files' temporaries), part-way through the commit too: the files
- * already renamed into place go with the folder, and nothing else (an existing folder keeps
- * what it held). */
+ * that held nothing before it), while each is still the file it wrote (its device and inode),
+ * then the folders it made. Also when the run ends on a failure it cannot return from (out of
+ * memory, on this rank or another: tool_fail_cleanup, after the files' temporaries and the
+ * commit's undoing, which puts back every earlier file it had replaced: see out_commit_all),
+ * part-way through the commit too: an existing folder keeps the earlier report and what else it
+ * held. */
 typedef struct {
     const char *outdir;
     char *const *new_dir;
@@ -827,20 +827,13 @@ int cmd_eval(int argc, char **argv)
             }
         }
         const char *was_for = tool_oom_for("writing the files of --out");
-        const int committed = out_commit_all(outs, 4);
+        /* under mpirun the commit stays open until the final check-in (tool_mpi_finish): a
+         * failure that another rank reports there, or a signal before it, puts the earlier
+         * report back, so that a run of status 1 leaves none of its own */
+        const int committed = size > 1 ? out_commit_held(outs, 4) : out_commit_all(outs, 4);
+        if (committed == 0 && size > 1 && new_dir) out_held_folder(outdir, new_dir);
         tool_oom_for(was_for);
-        if (committed != 0) {
-            /* an earlier file already replaced keeps the new report, the others the earlier
-             * one's: said, as the message of the failed rename says its file is unchanged */
-            for (int i = 0; i < 4; i++) {
-                struct stat st;
-                if (have[i] && !made.created[i] && stat(paths[i], &st) == 0 &&
-                    st.st_dev == tmp[i].st_dev && st.st_ino == tmp[i].st_ino)
-                    tool_warn("%s holds this run's report now, the other files of %s the earlier "
-                              "one's; run eval again to make them match", paths[i], outdir);
-            }
-            goto out_ds;
-        }
+        if (committed != 0) goto out_ds;
         tool_info("wrote %s/{metrics.json,confusion.csv,confusion.svg,predictions.csv}", outdir);
     }
     if (bad) tool_warn("skipped %lld unreadable or unsuitable image%s", (long long)bad,

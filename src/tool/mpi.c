@@ -214,7 +214,10 @@ int tool_mpi_ready(void)
 
 int tool_mpi_finish(int rc)
 {
-    if (!mpi_on) return rc;
+    if (!mpi_on) {
+        out_settle(rc == EXIT_OK);
+        return rc;
+    }
     if (mpi_size > 1 && !voted) {
         /* failed (or done) before the start point: the vote tells every rank */
         int agreed = start_vote(rc, 0);
@@ -228,6 +231,11 @@ int tool_mpi_finish(int rc)
         int agreed = check_in_as(0, 0, NULL, 0, 1);
         if (agreed != 0) rc = agreed;
     }
+    /* rank 0's commit of eval --out held until here (out_commit_held): kept when every rank
+     * ended well, else undone (the earlier report back), before the abort below ends the
+     * others; a rank that fails alone before this check-in ends rank 0 by a signal, whose
+     * handler undoes it as well */
+    out_settle(rc == EXIT_OK);
     /* A rank that failed may have left the others waiting in a collective: end them all. Not
      * when every rank failed at the same check: an abort by one rank could then end rank 0
      * before its message is out, and the others are not waiting for anything. */
@@ -577,7 +585,11 @@ void tool_mpi_init(int *argc, char ***argv)
     (void)argc;
     (void)argv;
 }
-int tool_mpi_finish(int rc) { return rc; }
+int tool_mpi_finish(int rc)
+{
+    out_settle(rc == EXIT_OK);
+    return rc;
+}
 int tool_mpi_started(void) { return 0; }
 int tool_mpi_ready(void) { return 0; }
 void tool_mpi_fail_together(void) {}

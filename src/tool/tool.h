@@ -198,10 +198,25 @@ typedef struct tool_out {
 int out_open(tool_out *o, const char *path, const char *usage_cmd, const char *label);
 /* 0, or -1 with a message printed (the temporary file removed, path unchanged). */
 int out_commit(tool_out *o);
-/* Commits o[0..n-1] together: every file is flushed to disk before the first is renamed, so a
- * failure (a full disk) leaves every earlier file as it was. 0, or -1 with a message printed
- * and every temporary file removed. */
+/* Commits o[0..n-1] together, all or nothing: every file is flushed to disk before the first
+ * is renamed, so a failure (a full disk) leaves every earlier file as it was; then each file
+ * that a new one replaces keeps a second name beside it ("NAME.kept.PID.N", a hard link, or the
+ * file itself renamed there where hard links cannot be made) until every rename is made, so
+ * that a rename refused part-way, out of memory (tool_fail_cleanup) or a signal that ends the
+ * process puts every earlier file back and removes the new files it created: the files hold
+ * the earlier report or the new one, never a mix. Nothing else in the folders is touched. 0,
+ * or -1 with a message printed and every temporary file removed. */
 int out_commit_all(tool_out *o, int n);
+/* As out_commit_all, but the commit stays open after the renames: out_settle(1) drops the
+ * earlier files' second names, and out_settle(0), tool_fail_cleanup or a signal that ends the
+ * process puts the earlier files back and removes the new ones it created (the run failed after
+ * all: under mpirun, another rank at the final check-in; see tool_mpi_finish). */
+int out_commit_held(tool_out *o, int n);
+/* The folder made for the files of the commit held (path, up to top: first_missing_dir), removed
+ * again by out_settle(0) or tool_fail_cleanup once the files are (not by a signal). */
+void out_held_folder(const char *path, const char *top);
+/* Ends a commit held (none: nothing): keep (1) or undo (0) it. */
+void out_settle(int keep);
 /* Safe on a zeroed, failed or committed tool_out. */
 void out_discard(tool_out *o);
 /* Whether a file can be created at path (its folder exists and is writable): 0, or the exit

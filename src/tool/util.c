@@ -860,18 +860,113 @@ void remove_new_dirs(const char *path, const char *top)
 #define OUT_MAX_OPEN 8
 static char *volatile out_tmps[OUT_MAX_OPEN];
 
+/* The commit of several files as one (out_commit_all, out_commit_held): before the first
+ * rename, every file that a new one replaces gets a second name in its folder, a hard link
+ * "<name>.kept.<pid>.<n>" (on a file system without hard links the file is renamed to it), so
+ * that until the commit is settled every earlier file can be put back by one rename: a failed
+ * rename, out of memory (tool_fail_cleanup), a signal, or under mpirun a failure that another
+ * rank reports at the final check-in (out_settle(0)) leaves the folder with the earlier files
+ * and without the new ones it created, and nothing else in it touched. Settled (out_settle(1)),
+ * the second names are removed.
+ *
+ * Signals: the handler below may run in any thread (OpenMP's, MPI's do not block signals), so
+ * blocking them in this one would not keep it out. While the links and renames are made
+ * (commit_state 1), the handler only notes the signal (state 2) and returns; the commit, once
+ * its last rename is made or refused, takes the note back (state 0), puts every earlier file
+ * back and ends the process by that signal. Outside that window the journal is complete, and
+ * the handler puts the earlier files back itself with rename, unlink and lstat, which are
+ * async-signal-safe, on strings made before the commit. */
+typedef struct out_entry {
+    char *path;  /* the file replaced (NULL: a free entry) */
+    char *kept;  /* its second name, a buffer made before the commit (NULL: none was there) */
+    size_t kept_size;
+    int linked;  /* kept names the earlier file (linked, or renamed when moved) */
+    int moved;   /* renamed to kept (no hard links): path holds nothing until the new file */
+    int renamed; /* the new file renamed over path */
+    dev_t dev;   /* the new file */
+    ino_t ino;
+} out_entry;
+static out_entry out_journal[OUT_MAX_OPEN];
+static volatile sig_atomic_t out_journal_n;
+static int commit_state;                  /* 0, 1: links and renames under way, 2: and a signal */
+static volatile sig_atomic_t commit_signal; /* the signal noted in state 2 */
+/* the folder made for the files of a commit held (out_held_folder): removed again with them */
+static char *held_dir, *held_top;
+
+/* Puts back what the journal says (async-signal-safe). say: not in a handler: a file that
+ * could not be put back is said. Returns 0 when every earlier file is back. */
+static int out_journal_undo(int say)
+{
+    int ok = 1;
+    for (int i = out_journal_n - 1; i >= 0; i--) {
+        out_entry *e = &out_journal[i];
+        if (!e->path) continue;
+        if (e->linked) {
+            /* the earlier file back over the new one; when path still is that file (the same
+             * inode: not replaced yet), rename does nothing and unlink drops the second name */
+            if (rename(e->kept, e->path) == 0) {
+                (void)unlink(e->kept);
+            } else {
+                int err = errno;
+                ok = 0;
+                if (say)
+                    tool_error("%s: the earlier file could not be put back: %s; it is %s", e->path,
+                               strerror(err), e->kept);
+            }
+        } else if (e->renamed) { /* created: removed while it is still the new file */
+            struct stat st;
+            if (lstat(e->path, &st) == 0 && st.st_dev == e->dev && st.st_ino == e->ino)
+                (void)unlink(e->path);
+        }
+        e->linked = e->renamed = e->moved = 0;
+    }
+    return ok ? 0 : -1;
+}
+
+/* Forgets the journal (not in a handler: it frees) */
+static void out_journal_clear(void)
+{
+    const int n = out_journal_n;
+    out_journal_n = 0;
+    for (int i = 0; i < n; i++) {
+        free(out_journal[i].path);
+        free(out_journal[i].kept);
+        memset(&out_journal[i], 0, sizeof out_journal[i]);
+    }
+    free(held_dir);
+    free(held_top);
+    held_dir = held_top = NULL;
+}
+
 static void out_remove_tracked(void)
 {
     for (int i = 0; i < OUT_MAX_OPEN; i++)
         if (out_tmps[i]) unlink(out_tmps[i]);
+    if (out_journal_n) {
+        (void)out_journal_undo(1);
+        if (held_dir) remove_new_dirs(held_dir, held_top);
+        out_journal_clear();
+    }
+}
+
+/* A signal that ends the process while nothing is being renamed */
+static void out_end_by(int sig)
+{
+    for (int i = 0; i < OUT_MAX_OPEN; i++)
+        if (out_tmps[i]) unlink(out_tmps[i]);
+    (void)out_journal_undo(0);
+    signal(sig, SIG_DFL);
+    raise(sig);
 }
 
 static void out_on_signal(int sig)
 {
-    for (int i = 0; i < OUT_MAX_OPEN; i++)
-        if (out_tmps[i]) unlink(out_tmps[i]);
-    signal(sig, SIG_DFL);
-    raise(sig);
+    int busy = 1;
+    commit_signal = sig;
+    if (__atomic_compare_exchange_n(&commit_state, &busy, 2, 0, __ATOMIC_SEQ_CST, __ATOMIC_SEQ_CST))
+        return; /* a commit under way acts on it after its last rename */
+    if (busy == 2) return; /* (noted already) */
+    out_end_by(sig);
 }
 
 static void out_track(char *tmp, char *untrack)
@@ -1023,9 +1118,61 @@ static void out_forget(tool_out *o)
     memset(o, 0, sizeof *o);
 }
 
-int out_commit_all(tool_out *o, int n)
+/* The second name of an earlier file while a commit is open (see out_journal): beside it, as
+ * its temporary file is, under a name of at most NAME_MAX bytes */
+static void kept_format(char *buf, size_t size, const char *path, int k)
+{
+    const char *slash = strrchr(path, '/'), *base = slash ? slash + 1 : path;
+    int dirlen = (int)(slash ? slash - path + 1 : 0);
+    if (strlen(base) + 32 <= 255)
+        snprintf(buf, size, "%s.kept.%ld.%d", path, (long)getpid(), k);
+    else
+        snprintf(buf, size, "%.*s.cfnet-%ld-%d.kept", dirlen, path, (long)getpid(), k);
+}
+
+/* Gives the file at e->path its second name (none there: nothing to keep). 0, or -1 said. */
+static int out_keep_aside(out_entry *e)
+{
+    for (int k = 0; k < 100; k++) {
+        kept_format(e->kept, e->kept_size, e->path, k);
+        if (link(e->path, e->kept) == 0) {
+            e->linked = 1;
+            return 0;
+        }
+        int err = errno;
+        if (err == ENOENT) return 0; /* no earlier file: the new one is created */
+        if (err == EEXIST) continue;
+        if (err == EPERM || err == ENOTSUP || err == EOPNOTSUPP || err == EMLINK || err == ENOSYS) {
+            /* no hard link here (a file system without them, a file of another owner under
+             * protected_hardlinks): the file itself moves to its second name, so that the
+             * folder lacks it until the new file is renamed in */
+            struct stat st;
+            if (lstat(e->kept, &st) == 0) continue;
+            if (rename(e->path, e->kept) == 0) {
+                e->linked = e->moved = 1;
+                return 0;
+            }
+            err = errno;
+            if (err == ENOENT) return 0;
+        }
+        tool_error("%s: write failed: cannot keep the earlier file while the new one replaces "
+                   "it: %s (no file replaced)", e->path, strerror(err));
+        return -1;
+    }
+    tool_error("%s: write failed: 100 files named %s.kept.%ld.* are in the way (no file replaced)",
+               e->path, e->path, (long)getpid());
+    return -1;
+}
+
+static int commit_files(tool_out *o, int n, int hold)
 {
     int ok = 1;
+    struct stat made[OUT_MAX_OPEN];
+    int known[OUT_MAX_OPEN] = {0};
+    if (n > OUT_MAX_OPEN) {
+        tool_error("internal error: more outputs than one commit takes");
+        ok = 0;
+    }
     /* every file is on disk before any replaces its earlier version: a full disk part-way
      * leaves every earlier file as it was, not some new and some old */
     for (int i = 0; i < n; i++) {
@@ -1048,26 +1195,122 @@ int out_commit_all(tool_out *o, int n)
             free(o[i].made);
             free(o[i].path);
             memset(&o[i], 0, sizeof o[i]);
-        } else if (!out_flush_tmp(&o[i])) {
-            int err = errno;
-            if (ok)
-                tool_error("%s: write failed%s%s (%s unchanged)", o[i].path, err ? ": " : "",
-                           err ? strerror(err) : "", n > 1 ? "the earlier files are" : "the file is");
-            ok = 0;
+        } else {
+            if (i < OUT_MAX_OPEN) known[i] = fstat(fileno(o[i].f), &made[i]) == 0;
+            if (!out_flush_tmp(&o[i])) {
+                int err = errno;
+                if (ok)
+                    tool_error("%s: write failed%s%s (%s unchanged)", o[i].path, err ? ": " : "",
+                               err ? strerror(err) : "",
+                               n > 1 ? "the earlier files are" : "the file is");
+                ok = 0;
+            }
         }
+    }
+    if (n == 1 && !hold) { /* one rename: the file is replaced whole or not at all */
+        if (!o[0].tmp) return ok ? 0 : -1;
+        if (ok && rename(o[0].tmp, o[0].path) != 0) {
+            tool_error("%s: write failed: %s (the file is unchanged)", o[0].path, strerror(errno));
+            ok = 0;
+        } else if (ok) {
+            sync_folder(o[0].path);
+        }
+        if (!ok) unlink(o[0].tmp);
+        out_forget(&o[0]);
+        return ok ? 0 : -1;
+    }
+    if (ok) {
+        out_settle(1); /* (a commit held before: kept) */
+        /* the journal, made before anything is renamed (nothing allocated from here to the
+         * last rename) */
+        int k = 0;
+        for (int i = 0; i < n; i++) {
+            if (!o[i].tmp) continue;
+            out_entry *e = &out_journal[k++];
+            e->path = xstrdup(o[i].path);
+            e->kept_size = strlen(e->path) + 64;
+            e->kept = xmalloc(e->kept_size);
+            e->dev = known[i] ? made[i].st_dev : 0;
+            e->ino = known[i] ? made[i].st_ino : 0;
+        }
+        __atomic_store_n(&commit_state, 1, __ATOMIC_SEQ_CST);
+        out_journal_n = k;
+        for (int j = 0; j < k && ok; j++)
+            if (out_keep_aside(&out_journal[j]) != 0) ok = 0;
+        for (int i = 0, j = 0; i < n && ok; i++) {
+            if (!o[i].tmp) continue;
+            if (rename(o[i].tmp, o[i].path) != 0) {
+                /* (the files renamed before it are put back below) */
+                tool_error("%s: write failed: %s (no file replaced)", o[i].path, strerror(errno));
+                ok = 0;
+            } else {
+                out_journal[j].renamed = 1;
+            }
+            j++;
+        }
+        const int was = __atomic_exchange_n(&commit_state, 0, __ATOMIC_SEQ_CST);
+        if (!ok || was == 2) (void)out_journal_undo(1);
+        for (int i = 0; i < n; i++) {
+            if (!o[i].tmp) continue;
+            if (!ok || was == 2) unlink(o[i].tmp);
+            out_forget(&o[i]);
+        }
+        if (was == 2) out_end_by(commit_signal); /* (all put back: it ends the process) */
+        if (!ok) {
+            out_journal_clear();
+            return -1;
+        }
+        /* on disk; out of memory here (the folder's name) puts the earlier files back too */
+        for (int j = 0; j < k; j++) sync_folder(out_journal[j].path);
+        if (!hold) out_settle(1);
+        return 0;
     }
     for (int i = 0; i < n; i++) {
         if (!o[i].tmp) continue;
-        if (ok && rename(o[i].tmp, o[i].path) != 0) {
-            tool_error("%s: write failed: %s (the file is unchanged)", o[i].path, strerror(errno));
-            ok = 0;
-        } else if (ok) {
-            sync_folder(o[i].path);
-        }
-        if (!ok) unlink(o[i].tmp);
+        unlink(o[i].tmp);
         out_forget(&o[i]);
     }
-    return ok ? 0 : -1;
+    return -1;
+}
+
+int out_commit_all(tool_out *o, int n)
+{
+    return commit_files(o, n, 0);
+}
+
+int out_commit_held(tool_out *o, int n)
+{
+    return commit_files(o, n, 1);
+}
+
+void out_held_folder(const char *dir, const char *top)
+{
+    if (!out_journal_n || !dir || !top) return;
+    free(held_dir);
+    free(held_top);
+    held_dir = xstrdup(dir);
+    held_top = xstrdup(top);
+}
+
+void out_settle(int keep)
+{
+    if (!out_journal_n) return;
+    if (!keep) {
+        (void)out_journal_undo(1);
+        if (held_dir) remove_new_dirs(held_dir, held_top);
+        out_journal_clear();
+        return;
+    }
+    /* the second names go; a signal meanwhile waits, and then finds the new files kept */
+    __atomic_store_n(&commit_state, 1, __ATOMIC_SEQ_CST);
+    for (int i = 0; i < out_journal_n; i++) {
+        out_entry *e = &out_journal[i];
+        if (e->path && e->linked) (void)unlink(e->kept);
+        e->linked = e->renamed = e->moved = 0;
+    }
+    const int was = __atomic_exchange_n(&commit_state, 0, __ATOMIC_SEQ_CST);
+    out_journal_clear();
+    if (was == 2) out_end_by(commit_signal);
 }
 
 int out_commit(tool_out *o)
