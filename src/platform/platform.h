@@ -127,8 +127,8 @@ int cf_platform_remove_stale_dirs(int dirfd, const char *prefix, const char *mar
  * killed run's claim were kept because they hold something (a run moves its mark back out to the
  * claim's name before the rename into DIR: a run killed then leaves its whole output so), their
  * names in `kept` (`nkept` of them, allocated: fewer than `finished` only when memory ran out;
- * freed by cf_platform_stale_claims_free). Without a host name none is told stale. 0, or -1 with errno
- * set when the folder cannot be read. */
+ * freed by cf_platform_stale_claims_free). Without a host name none is told stale. 0, or -1
+ * with errno set when the folder cannot be read. */
 typedef struct cf_stale_claims {
     size_t removed, lone, finished, nkept;
     char lone_first[256];

@@ -366,11 +366,12 @@ int stage_open(tool_stage *st, const tool_stage_how *how, const char *dir)
                     char *claim = xasprintf(".%s.%s-new.%s", base, how->cmd, kept + strlen(prefix));
                     char *kpath = path_join(parent, kept), *cpath = path_join(parent, claim);
                     char *kq = sh_word(kpath), *cq = sh_word(cpath);
-                    char *more = one ? xasprintf("(mv %s NEWDIR && rm %s); else remove both (rm -r "
-                                                 "%s %s)", kq, cq, kq, cq)
-                                     : xasprintf("%s%s%s beside %s: keep (mv %s NEWDIR && rm %s) or "
-                                                 "remove (rm -r %s %s)", todo, k ? "; " : "",
-                                                 kpath, cpath, kq, cq, kq, cq);
+                    char *more =
+                        one ? xasprintf("(mv %s NEWDIR && rm %s); else remove both (rm -r %s %s)",
+                                        kq, cq, kq, cq)
+                            : xasprintf("%s%s%s beside %s: keep (mv %s NEWDIR && rm %s) or remove "
+                                        "(rm -r %s %s)", todo, k ? "; " : "", kpath, cpath, kq,
+                                        cq, kq, cq);
                     if (one)
                         tool_info("the staging folder %s holds the whole output of a run killed "
                                   "as it moved it into %s; kept, beside its claim %s: to keep that "
