@@ -668,6 +668,41 @@ expect 2 "^cfnet predict: -o: .*nowhere/p.csv: cannot create: No such file or di
     "$ow/model.safetensors" "$ow/data" -o "$out/nowhere/p.csv"
 usage_said predict "predict -o in a folder not there"
 test -e "$out/nowhere" && fail "predict made the missing folder of -o"
+# a folder on the way that is a symbolic link to nothing: said as such, naming its target (it was
+# "No such file or directory" for a file, "exists and is not a directory" for eval --out)
+ln -s "$out/gone" "$ow/dangle"
+expect 2 "^cfnet predict: -o: .*/dangle/p.csv: cannot create: .*/dangle is a symbolic link to a missing target \(-> .*/gone\)$" \
+    "$cfnet" predict "$ow/model.safetensors" "$ow/data" -o "$ow/dangle/p.csv"
+usage_said predict "predict -o under a link to nothing"
+expect 2 "^cfnet eval: --out: cannot create directory .*/dangle/rep: .*/dangle is a symbolic link to a missing target \(-> .*/gone\)$" \
+    "$cfnet" eval "$ow/model.safetensors" "$ow/data" --out "$ow/dangle/rep/sub"
+expect 2 "^cfnet eval: --out: cannot create directory .*/dangle: .*/dangle is a symbolic link to a missing target \(-> .*/gone\)$" \
+    "$cfnet" eval "$ow/model.safetensors" "$ow/data" --out "$ow/dangle"
+lacks "exists and is not a directory" "eval --out a link to nothing said to exist"
+test -e "$out/gone" && fail "an output made the missing target of a link on its way"
+rm "$ow/dangle"
+# a value glued to -o (getopt's -oFILE, kept: -oout.csv is -o out.csv) that is an extension
+# alone (-o.csv, typed for -o out.csv: it wrote the hidden file '.csv') or starts with '='
+# (-o=p.csv: the file '=p.csv'): refused, saying how to give either; given apart, taken as
+# written
+expect 2 "^cfnet predict: -o\.csv: the value '\.csv' is a hidden file named by its extension alone; give the file a name \(-o NAME\.csv\), or write -o \./\.csv for that file$" \
+    in_ow "$abs" predict model.safetensors data -o.csv
+usage_said predict "predict -o.csv"
+expect 2 "^cfnet predict: -qo\.JSON: the value '\.JSON' is a hidden file" in_ow "$abs" predict model.safetensors data -qo.JSON
+expect 2 "^cfnet train: -o\.safetensors: the value '\.safetensors' is a hidden file" in_ow "$abs" train data -o.safetensors
+expect 2 "^cfnet predict: -o=p\.csv: a short option takes its value without '=' \(-o p\.csv\); for a file named '=p\.csv', write -o \./=p\.csv$" \
+    in_ow "$abs" predict model.safetensors data -o=p.csv
+test -z "$(cd "$ow" && ls -A | grep -E '^(\.csv|\.JSON|\.safetensors|=p\.csv)$')" || fail "a refused glued -o value was written"
+expect 0 "" in_ow "$abs" predict model.safetensors data -oglued.csv
+test -s "$ow/glued.csv" || fail "predict -oglued.csv wrote no glued.csv"
+expect 0 "" in_ow "$abs" predict model.safetensors data -o .csv
+test -s "$ow/.csv" || fail "predict -o .csv (apart) wrote no .csv"
+expect 0 "" in_ow "$abs" predict model.safetensors data --output=.json
+test -s "$ow/.json" || fail "predict --output=.json wrote no .json"
+rm "$ow/.csv"
+expect 0 "" in_ow "$abs" predict model.safetensors data -o./.csv
+test -s "$ow/.csv" || fail "predict -o./.csv wrote no .csv"
+rm -f "$ow/glued.csv" "$ow/.csv" "$ow/.json"
 # an output on a read-only file system (EROFS; a full disk, ENOSPC, alike): the machine's fault,
 # not the names given: an error, status 1, found as early, not a usage error (it was 'cfnet
 # predict: ...', the pointer to --help and status 2); a tmpfs mounted read-only in a mount

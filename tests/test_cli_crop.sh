@@ -28,6 +28,16 @@ usage_said crop "crop -o under a file"
 # for want of permission: the same
 expect 2 "^cfnet crop: --output: .*/afile exists and is not a directory$" "$cfnet" crop f.tif m.tif -o "$out/afile/sub"
 usage_said crop "crop -o in a file"
+# the parent a symbolic link to nothing: said as such, naming its target (it was "exists and is
+# not a directory"), and nothing made at the target
+ln -s "$out/gone" "$out/dangle"
+expect 2 "^cfnet crop: --output: cannot create directory .*/dangle: .*/dangle is a symbolic link to a missing target \(-> .*/gone\)$" \
+    "$cfnet" crop f.tif m.tif -o "$out/dangle/sub"
+usage_said crop "crop -o in a link to nothing"
+expect 2 "^cfnet crop: --output: cannot create directory .*/dangle/a: .*/dangle is a symbolic link to a missing target \(-> .*/gone\)$" \
+    "$cfnet" crop f.tif m.tif -o "$out/dangle/a/b"
+test -e "$out/gone" && fail "crop made the missing target of a link on the way to DIR"
+rm "$out/dangle"
 mkdir -p "$out/ro" && chmod 555 "$out/ro"
 asother=env
 if [ "$(id -u)" = 0 ]; then
@@ -279,6 +289,21 @@ expect 1 "m.npy: not a TIFF or PNG file \\(it is a NumPy array \\(.npy\\); a lab
 expect 1 "mzip.zip: not a TIFF or PNG file \\(it is a ZIP archive; save the label mask as a TIFF or PNG\\)" \
     "$cfnet" crop "$out/f16.tif" "$out/mzip.zip" -o "$out/bad1"
 expect 1 "m2ch.tif: not a label mask: 2 or more channels" "$cfnet" crop "$out/f16.tif" "$out/m2ch.tif" -o "$out/bad1"
+lacks "did you swap" "a refused mask beside a field that is no label mask: a swap hinted"
+# FIELD and MASK given the other way round, when it is clear (the mask refused as no label mask
+# but an image, the field a label mask of patches of one label on a background of 0): the
+# refusal asks whether they were swapped; a field of noise, or no label mask, is not guessed at
+expect 1 "ffl.tif: not a label mask: .*; did you swap FIELD and MASK\\? .*/m32.tif reads as a label mask \\(5 labels on a background of 0\\) and .*/ffl.tif as an image: give the field first, then its mask$" \
+    "$cfnet" crop "$out/m32.tif" "$out/ffl.tif" -o "$out/bad1"
+expect 1 "f16.tif: not a label mask: 2 or more channels.*; did you swap FIELD and MASK\\? .*/mi32.tif reads as a label mask \\(5 labels" \
+    "$cfnet" crop "$out/mi32.tif" "$out/f16.tif" -o "$out/bad1"
+expect 1 "ffl.tif: not a label mask" "$cfnet" crop "$out/f8.tif" "$out/ffl.tif" -o "$out/bad1"
+lacks "did you swap" "a field of noise taken for a label mask: a swap hinted"
+expect 1 "ffl.tif: not a label mask" "$cfnet" crop "$out/mfloat.tif" "$out/ffl.tif" -o "$out/bad1"
+lacks "did you swap" "a float field taken for a label mask: a swap hinted"
+expect 1 "mneg.tif: not a label mask: negative label" "$cfnet" crop "$out/mi32.tif" "$out/mneg.tif" -o "$out/bad1"
+lacks "did you swap" "a mask with a negative label beside a label field (no image either way): a swap hinted"
+test -e "$out/bad1" && fail "a refused pair left DIR"
 expect 1 "mzero.tif: no cells" "$cfnet" crop "$out/f16.tif" "$out/mzero.tif" -o "$out/bad1"
 expect 1 "f16.tif is 120x100 but its mask .*mother.tif is 121x100" "$cfnet" crop "$out/f16.tif" "$out/mother.tif" -o "$out/bad1"
 expect 1 "missing.tif: " "$cfnet" crop "$out/f16.tif" "$out/missing.tif" -o "$out/bad1"
@@ -592,9 +617,17 @@ if command -v strace >/dev/null 2>&1 && strace -o /dev/null true 2>/dev/null; th
             esac ;;
         esac
         expect 0 "wrote 4 crops" "$cfnet" crop "$out/f16.tif" "$out/m32.tif" -o "$out/makekill/x" --size 16
-        case $at in flock:1 | link:1 | mkdir:1) ;; *)
+        case $at in
+        flock:1 | link:1) lacks "removed" "a note of something removed where nothing was left (killed at $at)" ;;
+        # the claim alone: removed with a note, once, as the folders are (it went unsaid)
+        mkdir:1)
+            grep -q "removed the claim $out/makekill/\.x\.crop-new\.[^ ]*\.$host that a run killed outright left (no staging folder of its own beside it)$" "$out/last.txt" ||
+                fail "no note of the lone claim removed (killed at $at): $(cat "$out/last.txt")"
+            test "$(grep -c "removed" "$out/last.txt")" = 1 || fail "the lone claim removed said more than once: $(cat "$out/last.txt")" ;;
+        *)
             grep -q "removed 1 staging folder .*that killed runs left" "$out/last.txt" ||
-                fail "no note of the staging folder removed (killed at $at)" ;;
+                fail "no note of the staging folder removed (killed at $at)"
+            lacks "removed the claim" "a claim beside its folder said removed alone (killed at $at)" ;;
         esac
         test "$(ls -A "$out/makekill")" = "x" || fail "beside a run killed while making its staging folder (at $at): $(ls -A "$out/makekill" | tr '\n' ' ')"
         cmp "$out/makekill/x/cells.csv" "$o1/cells.csv" || fail "the crop after a run killed at $at differs"
@@ -682,6 +715,33 @@ if command -v strace >/dev/null 2>&1 && strace -o /dev/null true 2>/dev/null; th
         fail "the note's commands failed for a folder named with a space and a quote: $todo"
     test "$(cd "$q" && ls -A | tr '\n' ' ')" = "kept x " || fail "after the note's commands for a folder named with a space and a quote: $(cd "$q" && ls -A | tr '\n' ' ')"
     cmp "$q/kept/cells.csv" "$o1/cells.csv" || fail "the kept output moved by the note's commands differs"
+    # several such folders: each named with its own commands, quoted for a shell, as for one (it
+    # was their number, the first and advice without commands); doing what it says for each
+    # (one kept, one removed) leaves DIR and the kept output alone
+    q2="$out/end kill's two"
+    mkdir "$q2"
+    for k in 1 2; do
+        env ASAN_OPTIONS="${ASAN_OPTIONS:+$ASAN_OPTIONS:}detect_leaks=0" strace -f -o /dev/null \
+            -e trace=rename,renameat,renameat2 -e inject=rename,renameat,renameat2:signal=KILL:when=2 \
+            "$cfnet" crop "$out/f16.tif" "$out/m32.tif" -o "$q2/x" --size 16 >/dev/null 2>&1 || :
+    done
+    expect 0 "2 staging folders \(\.x\.crop-tmp\.\*\) in $q2 hold the whole output of runs killed as they moved it into $q2/x; kept" \
+        "$cfnet" crop "$out/f16.tif" "$out/m32.tif" -o "$q2/x" --size 16
+    test "$(grep -c "hold the whole output" "$out/last.txt")" = 1 || fail "the note of finished runs' staging folders said more than once"
+    "$py" - "$out/last.txt" "$q2/kept" <<'PY' >"$out/todo.sh" || fail "the note of several finished runs' staging folders does not give each its commands: $(cat "$out/last.txt")"
+import re, shlex, sys
+text = open(sys.argv[1]).read()
+line = next(l for l in text.splitlines() if "hold the whole output" in l)
+todo = re.findall(r"beside [^:]*: keep \((mv .*? NEWDIR && rm .*?)\) or remove \((rm -r .*?)\)(?:; |$)", line)
+assert len(todo) == 2, todo
+folders = {shlex.split(keep)[1] for keep, _ in todo}
+assert len(folders) == 2, folders
+print(todo[0][0].replace(" NEWDIR ", " " + shlex.quote(sys.argv[2]) + " "))
+print(todo[1][1])
+PY
+    sh "$out/todo.sh" >/dev/null 2>&1 || fail "the note's commands failed for several folders: $(cat "$out/todo.sh")"
+    test "$(cd "$q2" && ls -A | tr '\n' ' ')" = "kept x " || fail "after the note's commands for several folders: $(cd "$q2" && ls -A | tr '\n' ' ')"
+    cmp "$q2/kept/cells.csv" "$o1/cells.csv" || fail "the kept output moved by the note's commands (several folders) differs"
     # a claim of a live run (locked) and the empty folder beside it stay, as does an empty
     # folder beside a claim that is not this host's mark
     mkdir "$out/liveclaim"

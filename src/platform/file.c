@@ -552,12 +552,10 @@ int cf_platform_remove_stale_dirs(int dirfd, const char *prefix, const char *mar
  * folder is removed only while its lock is free and it is empty (rmdir(2) itself refuses one that
  * holds anything: a file of the user's, the output of a run), the claim only once its folder is
  * gone. A claim that is empty or holds anything else is no run's (a run's claim is never seen
- * without its whole mark: stage.c) and stays, and its folder with it. *removed: the folders
- * removed; *finished: the folders kept beside such a claim because they hold something, the name
- * of the first in `first`. */
+ * without its whole mark: stage.c) and stays, and its folder with it. Counted in *out as
+ * cf_platform_remove_stale_claims says. */
 static void remove_claim(int dirfd, const char *name, const char *sprefix, const char *suffix,
-                         const char *host, size_t *removed, size_t *finished, char *first,
-                         size_t first_size)
+                         const char *host, cf_stale_claims *out)
 {
     int fd = openat(dirfd, name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY | O_CLOEXEC);
     if (fd < 0) return;
@@ -570,35 +568,47 @@ static void remove_claim(int dirfd, const char *name, const char *sprefix, const
     /* exactly this host's mark, and still the file locked here */
     bool ours = sb.st_size > 0 && dir_marked(dirfd, name, host) &&
                 fstatat(dirfd, name, &now, AT_SYMLINK_NOFOLLOW) == 0 && same_file(&sb, &now);
-    bool folder = false;
+    bool folder = false, had_folder = false;
     if (ours) {
         char sname[NAME_MAX * 2 + 2];
         snprintf(sname, sizeof sname, "%s%s", sprefix, suffix);
         struct stat a, b;
         int sfd = openat(dirfd, sname, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+        had_folder = fstatat(dirfd, sname, &b, AT_SYMLINK_NOFOLLOW) == 0;
         if (sfd >= 0 && fstat(sfd, &a) == 0 && lock_unless_held(sfd, false) &&
             fstatat(dirfd, sname, &b, AT_SYMLINK_NOFOLLOW) == 0 && same_file(&a, &b) &&
             unlinkat(dirfd, sname, AT_REMOVEDIR) == 0)
-            (*removed)++;
+            out->removed++;
         if (sfd >= 0) close(sfd);
         folder = fstatat(dirfd, sname, &b, AT_SYMLINK_NOFOLLOW) == 0;
         /* kept, not empty: a run's whole output, its mark moved out for the rename into DIR */
-        if (folder && S_ISDIR(b.st_mode) && (*finished)++ == 0 && first_size)
-            snprintf(first, first_size, "%s", sname);
+        if (folder && S_ISDIR(b.st_mode)) {
+            char **k = realloc(out->kept, sizeof *k * (out->nkept + 1));
+            if (k) out->kept = k;
+            if (k && (k[out->nkept] = strdup(sname)) != NULL) out->nkept++;
+            out->finished++; /* counted even when its name could not be kept (no memory) */
+        }
     }
+    /* a claim alone (no folder of its name when it was proved its run's): said by the caller,
+     * once, as it is removed without a folder to tell of */
     if (ours && !folder && fstatat(dirfd, name, &now, AT_SYMLINK_NOFOLLOW) == 0 &&
-        same_file(&sb, &now))
-        (void)unlinkat(dirfd, name, 0);
+        same_file(&sb, &now) && unlinkat(dirfd, name, 0) == 0 && !had_folder &&
+        out->lone++ == 0)
+        snprintf(out->lone_first, sizeof out->lone_first, "%s", name);
     close(fd);
 }
 
-int cf_platform_remove_stale_claims(int dirfd, const char *cprefix, const char *sprefix,
-                                    size_t *removed, size_t *finished, char *first,
-                                    size_t first_size)
+void cf_platform_stale_claims_free(cf_stale_claims *c)
 {
-    *removed = 0;
-    *finished = 0;
-    if (first_size) first[0] = '\0';
+    for (size_t i = 0; i < c->nkept; i++) free(c->kept[i]);
+    free(c->kept);
+    c->kept = NULL;
+}
+
+int cf_platform_remove_stale_claims(int dirfd, const char *cprefix, const char *sprefix,
+                                    cf_stale_claims *out)
+{
+    memset(out, 0, sizeof *out);
     char host[256], hsuffix[258];
     if (cf_platform_host_name(host, sizeof host) != 0) return 0;
     snprintf(hsuffix, sizeof hsuffix, ".%s", host);
@@ -625,7 +635,7 @@ int cf_platform_remove_stale_claims(int dirfd, const char *cprefix, const char *
         if (fstatat(dirfd, n, &st, AT_SYMLINK_NOFOLLOW) != 0 || !S_ISREG(st.st_mode)) continue;
         /* an empty claim is no run's (a file of the user's of that name): kept */
         if (st.st_size == 0) continue;
-        remove_claim(dirfd, n, sprefix, n + plen, host, removed, finished, first, first_size);
+        remove_claim(dirfd, n, sprefix, n + plen, host, out);
     }
     closedir(d);
     return 0;

@@ -121,14 +121,22 @@ int cf_platform_remove_stale_dirs(int dirfd, const char *prefix, const char *mar
  * own disk only), and only when it is exactly this host's mark; then its folder is removed while
  * its lock is free and it is empty (rmdir(2) refuses any other), and the claim once the folder
  * is gone. An empty claim, or one that is not exactly such a mark, stays (a file of the user's
- * of that name). *removed: how many folders. *finished: how many folders beside a killed run's
- * claim were kept because they hold something (a run moves its mark back out to the claim's name
- * before the rename into DIR: a run killed then leaves its whole output so), the name of the
- * first in `first` (first_size bytes, may be 0). Without a host name none is told stale. 0, or
- * -1 with errno set when the folder cannot be read. */
+ * of that name). In *out: `removed`, how many folders; `lone`, how many claims were removed that
+ * had no folder beside them (a run killed between its claim's link and its mkdir, or after its
+ * rename into DIR), the name of the first in `lone_first`; `finished`, how many folders beside a
+ * killed run's claim were kept because they hold something (a run moves its mark back out to the
+ * claim's name before the rename into DIR: a run killed then leaves its whole output so), their
+ * names in `kept` (`nkept` of them, allocated: fewer than `finished` only when memory ran out;
+ * freed by cf_platform_stale_claims_free). Without a host name none is told stale. 0, or -1
+ * with errno set when the folder cannot be read. */
+typedef struct cf_stale_claims {
+    size_t removed, lone, finished, nkept;
+    char lone_first[256];
+    char **kept;
+} cf_stale_claims;
 int cf_platform_remove_stale_claims(int dirfd, const char *cprefix, const char *sprefix,
-                                    size_t *removed, size_t *finished, char *first,
-                                    size_t first_size);
+                                    cf_stale_claims *out);
+void cf_platform_stale_claims_free(cf_stale_claims *c);
 
 /* The mark of this run's staging folder in buf: "host=HOST\nmachine=MACHINE\nboot=BOOT\npid=PID\n"
  * (HOST as given, may be empty; MACHINE /etc/machine-id, or /var/lib/dbus/machine-id, else

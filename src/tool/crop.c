@@ -268,6 +268,61 @@ static int cmp_due(const void *a, const void *b)
 
 enum { CELL_WRITTEN = 1, CELL_OUTSIDE = 2, CELL_EMPTY = 4 };
 
+/* Whether FIELD and MASK look given the other way round, told only when it is clear: the mask
+ * was refused as no label mask (err, or too many labels) yet reads as an image, and the field
+ * reads as a label mask whose values look like labels: a background of 0, a few labels (at
+ * most CROP_MAX_CELLS) and, where two neighbours along a row are both labelled, nearly always
+ * the same label (a cell is a patch of one value; an intensity image varies from pixel to
+ * pixel). Anything else (a field that is no label mask, or noisy) is not guessed at. On a yes,
+ * *labels is the field's number of labels. */
+static int looks_swapped(const char *field_path, const char *mask_path, const char *mask_err,
+                         int64_t *labels)
+{
+    if (mask_err && strncmp(mask_err, "not a label mask", 16) != 0) return 0;
+    char err[512];
+    tool_rows *r = NULL;
+    if (rows_open(mask_path, 0, &r, err, sizeof err) != 0) return 0; /* not even an image */
+    rows_close(r);
+    r = NULL;
+    if (rows_open(field_path, 1, &r, err, sizeof err) != 0) return 0;
+    int H = 0, W = 0;
+    rows_info(r, NULL, &H, &W, NULL);
+    uint32_t *row = malloc(sizeof *row * (size_t)(W > 0 ? W : 1));
+    cell_table ct = {NULL, 0, 0, 0};
+    int ok = row && cells_init(&ct, err, sizeof err) == 0;
+    int64_t zeros = 0, pairs = 0, same = 0;
+    for (int y = 0; ok && y < H; y++) {
+        if (rows_next(r, NULL, row, err, sizeof err) != 0 ||
+            cells_add_row(&ct, row, W, y, err, sizeof err) != 0 || ct.over) {
+            ok = 0;
+            break;
+        }
+        for (int x = 0; x < W; x++) {
+            zeros += row[x] == 0;
+            if (x && row[x] && row[x - 1]) {
+                pairs++;
+                same += row[x] == row[x - 1];
+            }
+        }
+    }
+    rows_close(r);
+    free(row);
+    int64_t used = ct.t ? ct.used : 0;
+    free(ct.t);
+    *labels = used;
+    return ok && zeros > 0 && used > 0 && pairs > 0 && same * 10 >= pairs * 9;
+}
+
+/* The hint added to a refused mask when looks_swapped (allocated), else "". */
+static char *swap_hint(const char *field_path, const char *mask_path, const char *mask_err)
+{
+    int64_t labels = 0;
+    if (!looks_swapped(field_path, mask_path, mask_err, &labels)) return xstrdup("");
+    return xasprintf("; did you swap FIELD and MASK? %s reads as a label mask (%lld label%s on a "
+                     "background of 0) and %s as an image: give the field first, then its mask",
+                     field_path, (long long)labels, labels == 1 ? "" : "s", mask_path);
+}
+
 /* One FIELD MASK pair into the staging folder; its rows into csv. 0 or -1 (message printed).
  * Two passes over the files, row by row: the mask's cells (areas, centroids), then the field,
  * of which the last S rows are held (and, with --isolate, the mask's), each cell's crop written
@@ -290,7 +345,9 @@ static int crop_pair(const char *field_path, const char *mask_path, const char *
     char *stem = field_stem(field_path), *qf = csv_quote(field_path), *qm = csv_quote(mask_path);
     /* pass 1: the mask's cells */
     if (rows_open(mask_path, 1, &mr, err, sizeof err) != 0) {
-        tool_error("%s: %s", mask_path, err);
+        char *hint = swap_hint(field_path, mask_path, err);
+        tool_error("%s: %s%s", mask_path, err, hint);
+        free(hint);
         goto out;
     }
     rows_info(mr, NULL, &MH, &MW, NULL);
@@ -303,7 +360,11 @@ static int crop_pair(const char *field_path, const char *mask_path, const char *
         if (tool_interrupted) goto out;
         if (rows_next(mr, NULL, lrow, err, sizeof err) != 0 ||
             cells_add_row(&ct, lrow, MW, y, err, sizeof err) != 0) {
-            tool_error("%s: %s", mask_path, err);
+            rows_close(mr);
+            mr = NULL;
+            char *hint = swap_hint(field_path, mask_path, err);
+            tool_error("%s: %s%s", mask_path, err, hint);
+            free(hint);
             goto out;
         }
     }
@@ -321,8 +382,12 @@ static int crop_pair(const char *field_path, const char *mask_path, const char *
         goto out;
     }
     if (ct.over) {
+        rows_close(fr);
+        fr = NULL;
+        char *hint = swap_hint(field_path, mask_path, NULL);
         tool_error("%s: more than %lld distinct labels (is it a label mask? an intensity image "
-                   "has one label per value)", mask_path, (long long)CROP_MAX_CELLS);
+                   "has one label per value)%s", mask_path, (long long)CROP_MAX_CELLS, hint);
+        free(hint);
         goto out;
     }
     cells_finish(&ct, &cells, &n);

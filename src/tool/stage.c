@@ -338,40 +338,67 @@ int stage_open(tool_stage *st, const tool_stage_how *how, const char *dir)
              * one killed before; its claim then has no folder, and goes too (the other way
              * round, the folder was said to hold a finished run's output, then removed) */
             (void)cf_platform_remove_stale_dirs(pfd, prefix, STAGE_MARK, how->depth, &removed);
-            size_t claimed = 0, finished = 0;
-            char kept[NAME_MAX + 1];
-            (void)cf_platform_remove_stale_claims(pfd, cprefix, prefix, &claimed, &finished, kept,
-                                                  sizeof kept);
-            if (finished) {
+            cf_stale_claims sc;
+            (void)cf_platform_remove_stale_claims(pfd, cprefix, prefix, &sc);
+            /* a claim removed alone, of a run killed before it made its folder (or after its
+             * rename into DIR): provably stale, and said once, as the folders are */
+            if (sc.lone) {
+                char *cpath = path_join(parent, sc.lone_first);
+                if (sc.lone == 1)
+                    tool_info("removed the claim %s that a run killed outright left (no staging "
+                              "folder of its own beside it)", cpath);
+                else
+                    tool_info("removed %zu claims (.%s.%s-new.*) that runs killed outright left "
+                              "in %s (no staging folder of their own beside them), the first %s",
+                              sc.lone, base, how->cmd, parent, cpath);
+                free(cpath);
+            }
+            if (sc.finished) {
                 /* kept whole, said once per run with what to do: the claim is what tells the
                  * folder from one of the user's, so it is not removed for the user (the output
                  * would then be hidden for good, unsaid); nor is the folder moved into DIR, which
-                 * this run writes */
-                char *claim = xasprintf(".%s.%s-new.%s", base, how->cmd, kept + strlen(prefix));
-                char *kpath = path_join(parent, kept), *cpath = path_join(parent, claim);
-                /* the commands' paths quoted for a shell: a name may hold spaces or quotes */
-                char *kq = sh_word(kpath), *cq = sh_word(cpath);
-                if (finished == 1)
-                    tool_info("the staging folder %s holds the whole output of a run killed as it "
-                              "moved it into %s; kept, beside its claim %s: to keep that output, "
-                              "move the folder to a name of your own (not %s, which this run "
-                              "writes) and remove the claim (mv %s NEWDIR && rm %s); else remove "
-                              "both (rm -r %s %s)",
-                              kpath, dir, cpath, dir, kq, cq, kq, cq);
-                else
+                 * this run writes. Each folder with its own commands, its paths quoted for a
+                 * shell (a name may hold spaces or quotes). */
+                const int one = sc.finished == 1 && sc.nkept == 1;
+                char *todo = xstrdup("");
+                for (size_t k = 0; k < sc.nkept; k++) {
+                    const char *kept = sc.kept[k];
+                    char *claim = xasprintf(".%s.%s-new.%s", base, how->cmd, kept + strlen(prefix));
+                    char *kpath = path_join(parent, kept), *cpath = path_join(parent, claim);
+                    char *kq = sh_word(kpath), *cq = sh_word(cpath);
+                    char *more =
+                        one ? xasprintf("(mv %s NEWDIR && rm %s); else remove both (rm -r %s %s)",
+                                        kq, cq, kq, cq)
+                            : xasprintf("%s%s%s beside %s: keep (mv %s NEWDIR && rm %s) or remove "
+                                        "(rm -r %s %s)", todo, k ? "; " : "", kpath, cpath, kq,
+                                        cq, kq, cq);
+                    if (one)
+                        tool_info("the staging folder %s holds the whole output of a run killed "
+                                  "as it moved it into %s; kept, beside its claim %s: to keep that "
+                                  "output, move the folder to a name of your own (not %s, which "
+                                  "this run writes) and remove the claim %s",
+                                  kpath, dir, cpath, dir, more);
+                    free(todo);
+                    todo = more;
+                    free(kq);
+                    free(cq);
+                    free(claim);
+                    free(kpath);
+                    free(cpath);
+                }
+                if (!one)
                     tool_info("%zu staging folders (.%s.%s-tmp.*) in %s hold the whole output of "
-                              "runs killed as they moved it into %s, the first %s; kept, each "
-                              "beside its claim (.%s.%s-new.* of the same ending): move each "
-                              "whose output you keep to a name of your own (not %s) and remove "
-                              "its claim; remove the others and their claims",
-                              finished, base, how->cmd, parent, dir, kpath, base, how->cmd, dir);
-                free(kq);
-                free(cq);
-                free(claim);
-                free(kpath);
-                free(cpath);
+                              "runs killed as they moved it into %s; kept, each beside its claim "
+                              "(.%s.%s-new.* of the same ending): to keep an output, move its "
+                              "folder to a name of your own (not %s, which this run writes; "
+                              "NEWDIR a new name for each) and remove its claim; else remove "
+                              "both: %s%s",
+                              sc.finished, base, how->cmd, parent, dir, base, how->cmd, dir, todo,
+                              sc.nkept < sc.finished ? " (the others' names: out of memory)" : "");
+                free(todo);
             }
-            removed += claimed;
+            removed += sc.removed;
+            cf_platform_stale_claims_free(&sc);
             close(pfd);
         }
         if (removed)

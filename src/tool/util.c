@@ -9,6 +9,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
+#include <limits.h>
 #include <math.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -623,13 +624,52 @@ int opt_double(const char *cmd, const char *name, const char *value, double lo, 
     return tool_usage_error(cmd, "%s: expected %s, got '%s'", name, expect, value);
 }
 
-/* The options of the command being parsed, for opt_error's messages. */
+/* The options of the command being parsed, for opt_error's and opt_path's messages. */
 static const struct option *opt_cur_longopts;
 static const char *opt_cur_optstring;
+static char **opt_cur_argv;
+
+/* The argument that holds `value` glued to a short option (-o.csv, -qo.csv: the rest of that
+ * argument, getopt's optarg), or NULL: a value of its own (-o .csv), of a long option
+ * (--output=.csv) or not from getopt. */
+static const char *glued_to_short(const char *value)
+{
+    if (!opt_cur_argv || optind < 1 || !opt_cur_argv[optind - 1]) return NULL;
+    const char *a = opt_cur_argv[optind - 1];
+    size_t n = strlen(a), k = strlen(value);
+    if (a[0] != '-' || a[1] == '-' || k + 2 > n || a + (n - k) != value) return NULL;
+    return a;
+}
+
+/* Whether name is a dot and one of the extensions of the command's files only (".csv"): a
+ * hidden file that has no name but its extension. */
+static int extension_only(const char *name)
+{
+    static const char *const ext[] = {"csv",  "json", "jsonl", "tif", "tiff", "png", "svg",
+                                      "onnx", "safetensors", "log", "txt"};
+    if (name[0] != '.') return 0;
+    for (size_t i = 0; i < sizeof ext / sizeof *ext; i++)
+        if (!strcasecmp(name + 1, ext[i])) return 1;
+    return 0;
+}
 
 int opt_path(const char *cmd, const char *name, const char *value, const char **out)
 {
     if (!value[0]) return tool_usage_error(cmd, "%s: the file name is empty", name);
+    /* a short option's value may be glued to it (-oout.csv is -o out.csv, as getopt reads it);
+     * glued, a value that is an extension alone (-o.csv) or starts with '=' (-o=out.csv) is
+     * almost surely not the hidden file ".csv" or the file "=out.csv" meant: refused, saying
+     * how to give either. Given apart (-o .csv, --output=.csv), a value is taken as written. */
+    const char *arg = glued_to_short(value);
+    const char o = arg ? value[-1] : 0; /* the option, just before its value */
+    if (arg && extension_only(value))
+        return tool_usage_error(cmd, "%s: the value '%s' is a hidden file named by its "
+                                "extension alone; give the file a name (-%c NAME%s), or write "
+                                "-%c ./%s for that file", arg, value, o, value, o, value);
+    if (arg && value[0] == '=' && value[1])
+        return tool_usage_error(cmd, "%s: a short option takes its value without '=' (-%c %s); "
+                                "for a file named '%s', write -%c ./%s", arg, o, value + 1, value,
+                                o, value);
     *out = value;
     return 0;
 }
@@ -640,6 +680,7 @@ int opt_next(int argc, char **argv, const char *optstring, const struct option *
     opterr = 0;
     opt_cur_longopts = longopts;
     opt_cur_optstring = optstring;
+    opt_cur_argv = argv;
     int c = getopt_long(argc, argv, optstring, longopts, NULL);
     if (c == 'h') {
         fputs(help, stdout);
@@ -798,24 +839,69 @@ int path_is_dir(const char *path)
     return S_ISDIR(st.st_mode) ? 1 : 0;
 }
 
+/* The first name on the way to `path`, path itself included, that is a symbolic link to nothing
+ * (its target missing, or a loop of links), said in buf ("NAME is a symbolic link to a missing
+ * target (-> TARGET)"). 1, or 0 when there is none (buf untouched). */
+static int dangling_on_way(const char *path, char *buf, size_t size)
+{
+    char *p = xstrdup(path);
+    int found = 0;
+    for (char *q = p + 1;; q++) {
+        if (*q && *q != '/') continue;
+        const char end = *q;
+        *q = 0;
+        struct stat ls, st;
+        char to[PATH_MAX];
+        ssize_t n;
+        if (lstat(p, &ls) != 0) break; /* nothing further is there */
+        int e = S_ISLNK(ls.st_mode) && stat(p, &st) != 0 ? errno : 0;
+        if ((e == ENOENT || e == ELOOP) && (n = readlink(p, to, sizeof to - 1)) >= 0) {
+            to[n] = 0;
+            snprintf(buf, size, "%s is a symbolic link to %s (-> %s)", p,
+                     e == ENOENT ? "a missing target" : "a loop of links", to);
+            found = 1;
+            break;
+        }
+        if (!end) break;
+        *q = end;
+    }
+    free(p);
+    return found;
+}
+
 int make_dirs(const char *path, const char *usage_cmd, const char *label)
 {
     const char *l = label ? label : "";
     char *p = xstrdup(path);
+    char why[PATH_MAX * 2 + 64];
     int u = 0;
     for (char *q = p + 1; *q && !u; q++) {
         if (*q != '/') continue;
         *q = 0;
-        if (mkdir(p, 0777) != 0 && errno != EEXIST)
-            u = tool_refuse(usage_cmd, errno, "%scannot create directory %s: %s", l, p,
-                            strerror(errno));
+        /* a link to nothing on the way: mkdir finds its name taken (EEXIST) and the next one
+         * fails (ENOENT); said as what it is */
+        if (mkdir(p, 0777) != 0 && errno != EEXIST) {
+            int e = errno;
+            if (e == ENOENT && dangling_on_way(p, why, sizeof why))
+                u = tool_refuse(usage_cmd, 0, "%scannot create directory %s: %s", l, p, why);
+            else
+                u = tool_refuse(usage_cmd, e, "%scannot create directory %s: %s", l, p,
+                                strerror(e));
+        }
         *q = '/';
     }
-    if (!u && mkdir(p, 0777) != 0 && errno != EEXIST)
-        u = tool_refuse(usage_cmd, errno, "%scannot create directory %s: %s", l, p, strerror(errno));
+    if (!u && mkdir(p, 0777) != 0 && errno != EEXIST) {
+        int e = errno;
+        if (e == ENOENT && dangling_on_way(p, why, sizeof why))
+            u = tool_refuse(usage_cmd, 0, "%scannot create directory %s: %s", l, p, why);
+        else
+            u = tool_refuse(usage_cmd, e, "%scannot create directory %s: %s", l, p, strerror(e));
+    }
     int isdir = u ? 1 : path_is_dir(p), e = errno;
     if (isdir < 0 && tool_env_errno(e)) /* there, but stat fails for the machine's sake (EIO) */
         u = tool_refuse(usage_cmd, e, "%scannot create directory %s: %s", l, p, strerror(e));
+    else if (isdir != 1 && dangling_on_way(p, why, sizeof why))
+        u = tool_refuse(usage_cmd, 0, "%scannot create directory %s: %s", l, p, why);
     else if (isdir != 1)
         u = tool_refuse(usage_cmd, 0, "%s%s exists and is not a directory", l, p);
     free(p);
@@ -1008,9 +1094,13 @@ int out_open(tool_out *o, const char *path, const char *usage_cmd, const char *l
         /* a device, FIFO or socket (/dev/null, a pipe), or a link to nothing yet: written as
          * it goes, as a shell redirection would, never replaced */
         o->f = fopen(path, "w");
-        if (!o->f)
-            return tool_refuse(usage_cmd, errno, "%s%s: cannot create: %s", l, path,
-                               strerror(errno));
+        if (!o->f) {
+            int e = errno;
+            char why[PATH_MAX * 2 + 64];
+            if ((e == ENOENT || e == ELOOP) && dangling_on_way(path, why, sizeof why))
+                return tool_refuse(usage_cmd, 0, "%s%s: cannot create: %s", l, path, why);
+            return tool_refuse(usage_cmd, e, "%s%s: cannot create: %s", l, path, strerror(e));
+        }
         o->path = xstrdup(path);
         /* through a link to nothing yet: the file made here goes again if the run fails (or
          * a signal ends it), as no file is left where there was none */
@@ -1059,7 +1149,11 @@ int out_open(tool_out *o, const char *path, const char *usage_cmd, const char *l
     if (fd >= 0) o->lock = fcntl(fd, F_DUPFD_CLOEXEC, 0) + 1;
     if (fd >= 0) o->f = fdopen(fd, "w");
     if (!o->f) {
-        int u = tool_refuse(usage_cmd, errno, "%s%s: cannot create: %s", l, path, strerror(errno));
+        int e = errno;
+        char why[PATH_MAX * 2 + 64];
+        int u = (e == ENOENT || e == ELOOP) && dangling_on_way(path, why, sizeof why)
+                    ? tool_refuse(usage_cmd, 0, "%s%s: cannot create: %s", l, path, why)
+                    : tool_refuse(usage_cmd, e, "%s%s: cannot create: %s", l, path, strerror(e));
         if (fd >= 0) {
             close(fd);
             unlink(o->tmp);
