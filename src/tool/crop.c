@@ -271,9 +271,9 @@ enum { CELL_WRITTEN = 1, CELL_OUTSIDE = 2, CELL_EMPTY = 4 };
 /* Whether FIELD and MASK look given the other way round, told only when it is clear: the mask
  * was refused as no label mask (err, or too many labels) yet reads as an image, and the field
  * reads as a label mask whose values look like labels: a background of 0, two or more labels
- * (at most CROP_MAX_CELLS; one alone is a binary image as well) and, where two neighbours along a row are both labelled, nearly always
- * the same label (a cell is a patch of one value; an intensity image varies from pixel to
- * pixel). Anything else (a field that is no label mask, or noisy) is not guessed at. On a yes,
+ * (at most CROP_MAX_CELLS; one alone is a binary image as well) and, where two neighbours
+ * along a row are both labelled, nearly always the same label (a cell is a patch of one value;
+ * an intensity image varies from pixel to pixel). Anything else (a field that is no label mask, or noisy) is not guessed at. On a yes,
  * *labels is the field's number of labels. */
 static int looks_swapped(const char *field_path, const char *mask_path, const char *mask_err,
                          int64_t *labels)
