@@ -692,6 +692,10 @@ expect 2 "^cfnet predict: -qo\.JSON: the value '\.JSON' is a hidden file" in_ow 
 expect 2 "^cfnet train: -o\.safetensors: the value '\.safetensors' is a hidden file" in_ow "$abs" train data -o.safetensors
 expect 2 "^cfnet predict: -o=p\.csv: a short option takes its value without '=' \(-o p\.csv\); for a file named '=p\.csv', write -o \./=p\.csv$" \
     in_ow "$abs" predict model.safetensors data -o=p.csv
+# '=' alone glued (-o=, the name forgotten): the same slip, not a file '='
+expect 2 "^cfnet predict: -o=: a short option takes its value without '=' \(-o NAME\); for a file named '=', write -o \./=$" \
+    in_ow "$abs" predict model.safetensors data -o=
+test -e "$ow/=" && fail "predict -o= wrote a file '='"
 test -z "$(cd "$ow" && ls -A | grep -E '^(\.csv|\.JSON|\.safetensors|=p\.csv)$')" || fail "a refused glued -o value was written"
 expect 0 "" in_ow "$abs" predict model.safetensors data -oglued.csv
 test -s "$ow/glued.csv" || fail "predict -oglued.csv wrote no glued.csv"

@@ -270,10 +270,10 @@ enum { CELL_WRITTEN = 1, CELL_OUTSIDE = 2, CELL_EMPTY = 4 };
 
 /* Whether FIELD and MASK look given the other way round, told only when it is clear: the mask
  * was refused as no label mask (err, or too many labels) yet reads as an image, and the field
- * reads as a label mask whose values look like labels: a background of 0, a few labels (at
- * most CROP_MAX_CELLS) and, where two neighbours along a row are both labelled, nearly always
- * the same label (a cell is a patch of one value; an intensity image varies from pixel to
- * pixel). Anything else (a field that is no label mask, or noisy) is not guessed at. On a yes,
+ * reads as a label mask whose values look like labels: a background of 0, two or more labels
+ * (at most CROP_MAX_CELLS; one alone is a binary image as well) and, where two neighbours
+ * along a row are both labelled, nearly always the same label (a cell is a patch of one value;
+ * an intensity image varies from pixel to pixel). Anything else (a field that is no label mask, or noisy) is not guessed at. On a yes,
  * *labels is the field's number of labels. */
 static int looks_swapped(const char *field_path, const char *mask_path, const char *mask_err,
                          int64_t *labels)
@@ -310,7 +310,8 @@ static int looks_swapped(const char *field_path, const char *mask_path, const ch
     int64_t used = ct.t ? ct.used : 0;
     free(ct.t);
     *labels = used;
-    return ok && zeros > 0 && used > 0 && pairs > 0 && same * 10 >= pairs * 9;
+    /* one label on 0 is as much a thresholded (binary) image as a mask: not clear, not asked */
+    return ok && zeros > 0 && used > 1 && pairs > 0 && same * 10 >= pairs * 9;
 }
 
 /* The hint added to a refused mask when looks_swapped (allocated), else "". */

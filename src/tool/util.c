@@ -666,10 +666,10 @@ int opt_path(const char *cmd, const char *name, const char *value, const char **
         return tool_usage_error(cmd, "%s: the value '%s' is a hidden file named by its "
                                 "extension alone; give the file a name (-%c NAME%s), or write "
                                 "-%c ./%s for that file", arg, value, o, value, o, value);
-    if (arg && value[0] == '=' && value[1])
+    if (arg && value[0] == '=')
         return tool_usage_error(cmd, "%s: a short option takes its value without '=' (-%c %s); "
-                                "for a file named '%s', write -%c ./%s", arg, o, value + 1, value,
-                                o, value);
+                                "for a file named '%s', write -%c ./%s", arg, o,
+                                value[1] ? value + 1 : "NAME", value, o, value);
     *out = value;
     return 0;
 }
