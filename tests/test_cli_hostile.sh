@@ -35,6 +35,23 @@ if [ -c /dev/full ]; then
         grep -q "standard output: write failed" "$out/err.txt" ||
             fail "cfnet $cmd >/dev/full: no message: $(cat "$out/err.txt")"
     done
+    # ... and eval --out's files are not committed then: an existing folder keeps its earlier
+    # report (the report failed at the exit, after the commit, and left the new files in place)
+    for json in "" --json; do
+        rm -rf "$out/evfull"
+        mkdir "$out/evfull"
+        echo old >"$out/evfull/metrics.json"
+        set +e
+        # shellcheck disable=SC2086 # --json or nothing
+        "$cfnet" eval "$m" "$d/test" --out "$out/evfull" $json -q >/dev/full 2>"$out/err.txt"
+        st=$?
+        set -e
+        [ $st = 1 ] || fail "eval --out $json >/dev/full: exit $st (expected 1)"
+        [ "$(grep -c "standard output: write failed: No space left on device" "$out/err.txt")" = 1 ] ||
+            fail "eval --out $json >/dev/full: $(cat "$out/err.txt")"
+        [ "$(ls -A "$out/evfull")" = metrics.json ] && [ "$(cat "$out/evfull/metrics.json")" = old ] ||
+            { ls -lA "$out/evfull"; fail "eval --out $json >/dev/full replaced the earlier report"; }
+    done
     # predict's own message, once
     set +e
     "$cfnet" predict "$m" "$d/test" -q >/dev/full 2>"$out/err.txt"

@@ -814,6 +814,16 @@ int cmd_eval(int argc, char **argv)
             goto out_ds;
         }
         ctx.pred = NULL;
+        /* the report on standard output before the commit: one that did not reach it (a full
+         * disk, /dev/full) fails the run, which must then leave the earlier files as they were
+         * (said at the exit, after the commit, it left the new report in place) */
+        errno = 0;
+        if (fflush(stdout) != 0 || ferror(stdout)) {
+            const int err = errno;
+            tool_error("standard output: write failed%s%s (the files of %s are unchanged)",
+                       err ? ": " : "", err ? strerror(err) : "", outdir);
+            goto out_ds;
+        }
         /* which names the commit creates, and the files it renames there (their temporaries) */
         struct stat tmp[4];
         int have[4];
