@@ -10,8 +10,9 @@
  * yeast_cfnet (2x64x64, seven conic layers of 32 filters with batch norm, mean pooling after
  * layers 2 and 4, DFT transition with 32 nodes, dropout, 22 classes).
  *
- * Latency (interactive use, one cell at a time): the yeast CFNet and the preset CFNet for 2 x 64 x 64
- * inputs, 22 classes, default width (preset64_cfnet, cfnet_network_create_classifier), batch 1:
+ * Latency (interactive use, one cell at a time): the yeast CFNet and the preset CFNet and G-CNN for
+ * 2 x 64 x 64 inputs, 22 classes, default width (preset64_cfnet, preset64_gcnn,
+ * cfnet_network_create_classifier), batch 1:
  * 20 warm-up calls of cfnet_network_infer, then BENCH_LAT_CALLS (default 1000) timed calls;
  * median and 99th percentile.
  *
@@ -103,6 +104,9 @@ static cfnet_network *build(const char *name)
         ADD(cfnet_layer_dense_create(22, &l_));
     } else if (!strcmp(name, "preset64_cfnet")) {
         check(cfnet_network_create_classifier(CFNET_FAMILY_CFNET, 2, 64, 22, 0, 7, &net),
+              "preset");
+    } else if (!strcmp(name, "preset64_gcnn")) {
+        check(cfnet_network_create_classifier(CFNET_FAMILY_GCNN, 2, 64, 22, 0, 7, &net),
               "preset");
     } else {
         fprintf(stderr, "unknown network %s\n", name);
@@ -236,15 +240,17 @@ int main(int argc, char **argv)
             return 2;
         }
     }
-    static const char *const LAT[] = {"yeast_cfnet", "preset64_cfnet"};
+    static const char *const LAT[] = {"yeast_cfnet", "preset64_cfnet", "preset64_gcnn"};
+    const size_t nlat = sizeof LAT / sizeof LAT[0];
     if (only && !child) { /* the networks this mode measures */
         const char *const *names = lat ? LAT : NETS;
-        size_t n = lat ? 2 : sizeof NETS / sizeof NETS[0];
+        size_t n = lat ? nlat : sizeof NETS / sizeof NETS[0];
         bool known = false;
         for (size_t i = 0; i < n; i++) known |= strcmp(only, names[i]) == 0;
         if (!known) {
             fprintf(stderr, "%s: --only %s: not one of the networks %s (%s)\n", argv[0], only,
-                    lat ? "--latency measures" : "measured", lat ? "yeast_cfnet, preset64_cfnet"
+                    lat ? "--latency measures" : "measured",
+                    lat ? "yeast_cfnet, preset64_cfnet, preset64_gcnn"
                     : "rotmnist_cfnet, rotmnist_gcnn, rotmnist_cnn, yeast_cfnet");
             return 2;
         }
@@ -259,7 +265,7 @@ int main(int argc, char **argv)
            mode, engine_threads, blas_mode ? threads : 1);
     fflush(stdout);
     if (lat) {
-        for (size_t i = 0; i < 2; i++)
+        for (size_t i = 0; i < nlat; i++)
             if (!only || !strcmp(only, LAT[i])) latency(LAT[i], threads, mode, engine_threads);
         return 0;
     }

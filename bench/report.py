@@ -201,7 +201,7 @@ if rows:
 
 rows = []
 for t in (1, 2):
-    for n in ("yeast_cfnet", "preset64_cfnet"):
+    for n in ("yeast_cfnet", "preset64_cfnet", "preset64_gcnn"):
         c, tr = lat.get((n, t, "engine")), lat.get((n, t, "torch"))
         if not c:
             continue

@@ -2,8 +2,8 @@
  * and dft_projection): an inference gives the bits of a training-mode forward with the current
  * weights, also right after the weights were changed through their data pointer (the cache is
  * checked against a copy of the weights), after they were changed back, and on two threads at
- * once; the conic layers keep their banks packed for the engine, so an inference with unchanged
- * weights packs nothing. */
+ * once; the conic, p4 and p4m layers keep their banks packed for the engine, so an inference
+ * with unchanged weights packs nothing. */
 #include "testutil.h"
 
 #include "kernels/convcore.h"
@@ -232,6 +232,207 @@ static void network_inference_on_two_threads_packs_once(void **state)
     cfnet_network_free(net);
 }
 
+/* The p4 and p4m layers, lifting and group: their kind, constructor and an input shape. */
+typedef struct p4_kind {
+    const char *name;
+    cfnet_status (*create)(int, int, cfnet_padding, cfnet_layer **);
+    int ndim;
+    int64_t in[4];
+} p4_kind;
+
+static const p4_kind P4_KINDS[] = {
+    {"p4_lift", cfnet_layer_p4_lift_create, 3, {3, 9, 9}},
+    {"p4_conv", cfnet_layer_p4_conv_create, 4, {2, 4, 9, 9}},
+    {"p4m_lift", cfnet_layer_p4m_lift_create, 3, {3, 9, 9}},
+    {"p4m_conv", cfnet_layer_p4m_conv_create, 4, {2, 8, 8, 8}},
+};
+
+static cfnet_layer *p4_layer(const p4_kind *k, int out, uint64_t seed)
+{
+    cfnet_layer *l = NULL;
+    CF_ASSERT_OK(k->create(out, 3, CFNET_PADDING_SAME, &l));
+    CF_ASSERT_OK(cfnet_layer_setup(l, k->ndim, k->in, seed));
+    return l;
+}
+
+static cfnet_tensor *p4_input(const p4_kind *k, int64_t n, tu_rng *r)
+{
+    int64_t xs[5] = {n};
+    for (int d = 0; d < k->ndim; d++) xs[d + 1] = k->in[d];
+    return tu_tensor(k->ndim + 1, xs, r);
+}
+
+/* An inference of a new layer of kind k with l's weight and bias (set through the tensors'
+ * copy_in), which is checked to equal y bit for bit. */
+static void assert_fresh_layer_gives(const p4_kind *k, int out, const cfnet_layer *l,
+                                     const cfnet_tensor *x, int64_t n, const cfnet_tensor *y)
+{
+    cfnet_layer *f = p4_layer(k, out, 99);
+    for (int i = 0; i < 2; i++) {
+        cfnet_tensor *src = cfnet_layer_param(l, i);
+        CF_ASSERT_OK(cfnet_tensor_copy_in(cfnet_layer_param(f, i), cfnet_tensor_data(src),
+                                          cfnet_tensor_numel(src)));
+    }
+    cfnet_tensor *fy = forward(f, x, n, CFNET_MODE_INFERENCE);
+    assert_same(y, fy);
+    cfnet_tensor_free(fy);
+    cfnet_layer_free(f);
+}
+
+/* Sets element i of parameter `which` of l to v through cfnet_tensor_copy_in. */
+static void set_param(cfnet_layer *l, int which, int64_t i, float v)
+{
+    cfnet_tensor *t = cfnet_layer_param(l, which);
+    int64_t numel = cfnet_tensor_numel(t);
+    float *buf = malloc((size_t)numel * sizeof *buf);
+    assert_non_null(buf);
+    CF_ASSERT_OK(cfnet_tensor_copy_out(t, buf, numel));
+    buf[i] = v;
+    CF_ASSERT_OK(cfnet_tensor_copy_in(t, buf, numel));
+    free(buf);
+}
+
+/* The p4 and p4m layers keep their expanded bank packed for the engine as well: inferences
+ * with unchanged weights expand and pack nothing, at any batch size, with a training forward's
+ * bits; a new weight or a new bias (set through copy_in) packs once, and the result is that of
+ * a new layer given the same weight and bias. One output channel (the packed rows padded) and
+ * five. */
+static void p4_inference_packs_only_after_a_change(void **state)
+{
+    (void)state;
+    const int outs[] = {1, 5};
+    for (size_t ki = 0; ki < sizeof P4_KINDS / sizeof *P4_KINDS; ki++) {
+        const p4_kind *k = &P4_KINDS[ki];
+        for (size_t oi = 0; oi < sizeof outs / sizeof *outs; oi++) {
+            print_message("%s, %d output channels\n", k->name, outs[oi]);
+            cfnet_layer *l = p4_layer(k, outs[oi], 5);
+            tu_rng r = {41};
+            cfnet_tensor *x = p4_input(k, 3, &r);
+            uint64_t packs = cf_conv_pack_count();
+            cfnet_tensor *a = forward(l, x, 3, CFNET_MODE_INFERENCE);
+            assert_int_equal(cf_conv_pack_count(), packs + 1);
+            for (int64_t n = 1; n <= 3; n++) {
+                cfnet_tensor *xn = p4_input(k, n, &r);
+                packs = cf_conv_pack_count();
+                cfnet_tensor *b = forward(l, xn, n, CFNET_MODE_INFERENCE);
+                assert_int_equal(cf_conv_pack_count(), packs);
+                cfnet_tensor *t = forward(l, xn, n, CFNET_MODE_TRAINING);
+                assert_same(b, t);
+                cfnet_tensor_free(xn);
+                cfnet_tensor_free(b);
+                cfnet_tensor_free(t);
+            }
+            /* A new weight. */
+            int64_t wn = cfnet_tensor_numel(cfnet_layer_param(l, 0));
+            set_param(l, 0, wn / 3, cfnet_tensor_data(cfnet_layer_param(l, 0))[wn / 3] - 0.25f);
+            packs = cf_conv_pack_count();
+            cfnet_tensor *c = forward(l, x, 3, CFNET_MODE_INFERENCE);
+            assert_int_equal(cf_conv_pack_count(), packs + 1);
+            assert_true(memcmp(cfnet_tensor_data(a), cfnet_tensor_data(c),
+                               (size_t)cfnet_tensor_numel(a) * sizeof(float)) != 0);
+            assert_fresh_layer_gives(k, outs[oi], l, x, 3, c);
+            /* A new bias alone. */
+            set_param(l, 1, 0, cfnet_tensor_data(cfnet_layer_param(l, 1))[0] + 0.5f);
+            packs = cf_conv_pack_count();
+            cfnet_tensor *d = forward(l, x, 3, CFNET_MODE_INFERENCE);
+            assert_int_equal(cf_conv_pack_count(), packs + 1);
+            assert_true(memcmp(cfnet_tensor_data(c), cfnet_tensor_data(d),
+                               (size_t)cfnet_tensor_numel(c) * sizeof(float)) != 0);
+            assert_fresh_layer_gives(k, outs[oi], l, x, 3, d);
+            packs = cf_conv_pack_count();
+            cfnet_tensor *e = forward(l, x, 3, CFNET_MODE_INFERENCE);
+            assert_int_equal(cf_conv_pack_count(), packs);
+            assert_same(d, e);
+            cfnet_tensor *all[] = {x, a, c, d, e};
+            for (size_t i = 0; i < sizeof all / sizeof *all; i++) cfnet_tensor_free(all[i]);
+            cfnet_layer_free(l);
+        }
+    }
+}
+
+/* A backward after an inference from the cache (which leaves the packed bank in the workspace,
+ * not the expanded one) gives the gradients of a backward after a training forward. */
+static void p4_backward_after_a_cached_inference(void **state)
+{
+    (void)state;
+    for (size_t ki = 0; ki < sizeof P4_KINDS / sizeof *P4_KINDS; ki++) {
+        const p4_kind *k = &P4_KINDS[ki];
+        print_message("%s\n", k->name);
+        cfnet_layer *l = p4_layer(k, 5, 7);
+        tu_rng r = {43};
+        cfnet_tensor *x = p4_input(k, 2, &r), *dx[2], *dw[2];
+        cfnet_tensor *y = forward(l, x, 2, CFNET_MODE_TRAINING);
+        cfnet_tensor *dy = tu_output_for(l, 2);
+        tu_fill_normal(cfnet_tensor_data(dy), cfnet_tensor_numel(dy), &r);
+        cfnet_tensor *g = cfnet_layer_grad(l, 0);
+        int64_t gn = cfnet_tensor_numel(g);
+        for (int pass = 0; pass < 2; pass++) {
+            memset(cfnet_tensor_data(g), 0, (size_t)gn * sizeof(float));
+            if (pass == 1) { /* the first builds the cache, the second runs from it */
+                cfnet_tensor *y1 = forward(l, x, 2, CFNET_MODE_INFERENCE);
+                cfnet_tensor_free(y1);
+                CF_ASSERT_OK(cfnet_layer_forward(l, x, y, CFNET_MODE_INFERENCE));
+            }
+            dx[pass] = p4_input(k, 2, NULL);
+            CF_ASSERT_OK(cfnet_layer_backward(l, x, y, dy, dx[pass]));
+            dw[pass] = tu_tensor(1, &gn, NULL);
+            CF_ASSERT_OK(cfnet_tensor_copy_in(dw[pass], cfnet_tensor_data(g), gn));
+        }
+        assert_same(dx[0], dx[1]);
+        assert_same(dw[0], dw[1]);
+        cfnet_tensor *all[] = {x, y, dy, dx[0], dx[1], dw[0], dw[1]};
+        for (size_t i = 0; i < sizeof all / sizeof *all; i++) cfnet_tensor_free(all[i]);
+        cfnet_layer_free(l);
+    }
+}
+
+/* The G-CNN and p4m G-CNN presets (on two threads): a second inference packs nothing; after a
+ * training step the next inference packs again and gives the bits of a network loaded from the
+ * trained one's saved model, and the one after it packs nothing. */
+static void gcnn_inference_packs_only_after_a_step(void **state)
+{
+    (void)state;
+    const cfnet_family fams[] = {CFNET_FAMILY_GCNN, CFNET_FAMILY_GCNN_P4M};
+    for (size_t fi = 0; fi < sizeof fams / sizeof *fams; fi++) {
+        cfnet_network *net = NULL;
+        CF_ASSERT_OK(cfnet_network_create_classifier(fams[fi], 2, 16, 3, 6, 5, &net));
+        CF_ASSERT_OK(cfnet_network_set_option(net, CFNET_OPTION_THREADS, 2));
+        tu_rng r = {13};
+        int64_t xs[] = {2, 2, 16, 16}, ys[] = {2, 3};
+        cfnet_tensor *x = tu_tensor(4, xs, &r), *y = tu_tensor(2, ys, NULL),
+                     *y2 = tu_tensor(2, ys, NULL), *yl = tu_tensor(2, ys, NULL);
+        uint64_t packs = cf_conv_pack_count();
+        CF_ASSERT_OK(cfnet_network_infer(net, x, y));
+        assert_true(cf_conv_pack_count() > packs);
+        packs = cf_conv_pack_count();
+        CF_ASSERT_OK(cfnet_network_infer(net, x, y2));
+        assert_int_equal(cf_conv_pack_count(), packs);
+        assert_same(y, y2);
+        const int32_t labels[] = {0, 2};
+        CF_ASSERT_OK(cfnet_network_train_step(net, x, labels, 2, NULL));
+        packs = cf_conv_pack_count();
+        CF_ASSERT_OK(cfnet_network_infer(net, x, y));
+        assert_true(cf_conv_pack_count() > packs);
+        assert_true(memcmp(cfnet_tensor_data(y), cfnet_tensor_data(y2), 6 * sizeof(float)) != 0);
+        void *buf = NULL;
+        size_t size = 0;
+        cfnet_network *loaded = NULL;
+        CF_ASSERT_OK(cfnet_network_save_buffer(net, 0, &buf, &size));
+        CF_ASSERT_OK(cfnet_network_load_buffer(buf, size, &loaded));
+        cfnet_free(buf);
+        CF_ASSERT_OK(cfnet_network_infer(loaded, x, yl));
+        assert_same(y, yl);
+        packs = cf_conv_pack_count();
+        CF_ASSERT_OK(cfnet_network_infer(net, x, y2));
+        assert_int_equal(cf_conv_pack_count(), packs);
+        assert_same(y, y2);
+        cfnet_tensor *all[] = {x, y, y2, yl};
+        for (size_t i = 0; i < sizeof all / sizeof *all; i++) cfnet_tensor_free(all[i]);
+        cfnet_network_free(loaded);
+        cfnet_network_free(net);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -240,6 +441,9 @@ int main(void)
         cmocka_unit_test(network_inference_on_two_threads_after_a_change),
         cmocka_unit_test(conic_inference_packs_only_after_a_change),
         cmocka_unit_test(network_inference_on_two_threads_packs_once),
+        cmocka_unit_test(p4_inference_packs_only_after_a_change),
+        cmocka_unit_test(p4_backward_after_a_cached_inference),
+        cmocka_unit_test(gcnn_inference_packs_only_after_a_step),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

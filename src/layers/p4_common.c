@@ -2,6 +2,7 @@
  * engine. See p4_common.h for the formula and the layout of the expanded bank. */
 #include "p4_common.h"
 #include "layers/banks.h"
+#include "platform/platform.h"
 
 #include <string.h>
 
@@ -10,6 +11,15 @@ typedef struct p4_priv {
     int order;         /* group elements: 4 (p4) or 8 (p4m) */
     int G;             /* input copies: 1 (lifting) or order (group convolution) */
     cf_rotmap rot[8];  /* the exact permutations T_g, g = 0..order-1 */
+    /* Inference cache (allocated by the first inference): copies of the base filter and the
+     * bias it was built from, the expanded bias, then the expanded bank packed as the engine's
+     * forward reads it (cf_conv_pack_forward). An inference whose filter and bias equal the
+     * copies bit for bit copies the packed bank and the expanded bias instead of expanding and
+     * packing again; lock guards it (concurrent inference is allowed, so each call copies them
+     * into its own workspace). */
+    float *cache;
+    bool cached, lock_ready;
+    cf_mutex lock;
 } p4_priv;
 
 static cfnet_status p4_check(const char *name, const int *ic, int order)
@@ -37,6 +47,8 @@ void cf_p4_destroy(cfnet_layer *l)
     p4_priv *p = l->priv;
     cf_conv_plan_free(&p->plan);
     for (int g = 0; g < 8; g++) cf_rotmap_free(&p->rot[g]);
+    cf_free(p->cache);
+    if (p->lock_ready) cf_mutex_destroy(&p->lock);
     cf_free(p);
 }
 
@@ -63,12 +75,12 @@ cfnet_status cf_p4_setup(cfnet_layer *l, uint64_t seed, int order, int G)
     int OS = cf_conv_out_size(S, k, 1, pad);
     CF_FAIL_IF(OS < 1, CFNET_E_SHAPE_MISMATCH,
                "%s: kernel %d does not fit input %s with valid padding", name, k, s);
-    /* The expanded bank and its gradient, plus the expanded bias and its gradient, must fit in
-     * one workspace size. */
+    /* The expanded bank and its gradient, plus the expanded bias, its gradient and the flag of
+     * the bank (bank_valid), must fit in one workspace size. */
     size_t bank, bytes, nb = (size_t)order * (size_t)O;
     bool fits = cf_mul_size(nb, (size_t)C * (size_t)G * (size_t)kk, &bank) &&
-                bank <= SIZE_MAX / 2 - 2 * nb &&
-                cf_mul_size(2 * bank + 2 * nb, sizeof(float), &bytes) &&
+                bank <= SIZE_MAX / 2 - 2 * nb - 1 &&
+                cf_mul_size(2 * bank + 2 * nb + 1, sizeof(float), &bytes) &&
                 bytes <= SIZE_MAX - 64;
     CF_FAIL_IF(!fits, CFNET_E_LIMIT, "%s: expanded filter bank for %d outputs and input %s is "
                "too large", name, O, s);
@@ -76,6 +88,8 @@ cfnet_status cf_p4_setup(cfnet_layer *l, uint64_t seed, int order, int G)
     p4_priv *p = cf_alloc_zero(&l->alloc, 1, sizeof *p);
     CF_FAIL_IF(!p, CFNET_E_OUT_OF_MEMORY, "%s: out of memory", name);
     l->priv = p;
+    cf_mutex_init(&p->lock);
+    p->lock_ready = true;
     p->order = order;
     p->G = G;
     for (int g = 0; g < order; g++) { /* T_g = rot90^r F^m, g = 4 m + r */
@@ -95,7 +109,11 @@ cfnet_status cf_p4_setup(cfnet_layer *l, uint64_t seed, int order, int G)
 }
 
 /* Workspace: expanded bank (nO x CK, n = order), its gradient, expanded bias (nO), its
- * gradient, then the engine's own space for nO output planes. */
+ * gradient, a flag (bank_valid), then the engine's own space for nO output planes. All of it up
+ * to the engine's space is kept from a training forward to its backward, which uses the
+ * forward's expanded bank. An inference from the cache copies the packed bank over the bank and
+ * its gradient (the packing pads the nO rows to a multiple of 4 or 8, never more than twice
+ * them since nO >= 4; bank_span takes the larger anyway) and the expanded bias into its place. */
 static size_t maps_out(const cfnet_layer *l)
 {
     const p4_priv *p = l->priv;
@@ -108,24 +126,37 @@ static size_t bank_floats(const cfnet_layer *l)
     return maps_out(l) * (size_t)p->plan.CK;
 }
 
+/* Floats of the bank and its gradient, or of the packed bank if that is larger. */
+static size_t bank_span(const cfnet_layer *l)
+{
+    const p4_priv *p = l->priv;
+    size_t two = 2 * bank_floats(l),
+           packed = cf_conv_packed_forward_floats(&p->plan, (int)maps_out(l));
+    return two > packed ? two : packed;
+}
+
+static size_t own_bytes(const cfnet_layer *l)
+{
+    return cf_align64((bank_span(l) + 2 * maps_out(l) + 1) * sizeof(float));
+}
+
 size_t cf_p4_workspace(const cfnet_layer *l, int64_t n)
 {
     const p4_priv *p = l->priv;
-    size_t nb = maps_out(l);
-    return cf_align64((2 * bank_floats(l) + 2 * nb) * sizeof(float)) +
-           cf_conv_workspace(&p->plan, (int)nb, n, l->threads);
+    return own_bytes(l) + cf_conv_workspace(&p->plan, (int)maps_out(l), n, l->threads);
 }
 
 size_t cf_p4_workspace_kept(const cfnet_layer *l, int64_t n)
 {
     const p4_priv *p = l->priv;
-    size_t nb = maps_out(l);
-    return cf_align64((2 * bank_floats(l) + 2 * nb) * sizeof(float)) +
-           cf_conv_workspace_kept(&p->plan, (int)nb, n, l->threads);
+    return own_bytes(l) + cf_conv_workspace_kept(&p->plan, (int)maps_out(l), n, l->threads);
 }
 
 typedef struct p4_ws {
     float *w, *dw, *b, *db;
+    /* Whether w holds the expanded bank of the current weights: set by a forward that expands
+     * it there, cleared by an inference from the cache (then a backward expands it itself). */
+    int32_t *bank_valid;
     void *engine;
 } p4_ws;
 
@@ -135,9 +166,10 @@ static p4_ws carve(const cfnet_layer *l, void *ws)
     p4_ws w;
     w.w = ws;
     w.dw = w.w + bank;
-    w.b = w.dw + bank;
+    w.b = w.w + bank_span(l);
     w.db = w.b + nb;
-    w.engine = (char *)ws + cf_align64((2 * bank + 2 * nb) * sizeof(float));
+    w.bank_valid = (int32_t *)(w.db + nb);
+    w.engine = (char *)ws + own_bytes(l);
     return w;
 }
 
@@ -171,11 +203,52 @@ static void expand(const cfnet_layer *l, float *wexp, float *bexp)
     }
 }
 
-static void p4_run(cfnet_layer *l, const float *x, float *y, int64_t n, void *ws, bool relu)
+/* Inference: the packed bank and the expanded bias from the cache when the base filter and the
+ * bias have not changed since they were built (checked bit for bit), else expanded (in the
+ * workspace), packed and cached; copied to the workspace's bank and bias. False without a cache
+ * (its allocation failed): the caller expands in the workspace as in training. */
+static bool cached_packed(cfnet_layer *l, p4_ws *w)
+{
+    p4_priv *p = l->priv;
+    size_t nb = maps_out(l), O = (size_t)l->icfg[CF_P4_CFG_OUT],
+           wn = (size_t)l->param[0]->numel,
+           packed = cf_conv_packed_forward_floats(&p->plan, (int)nb);
+    const float *base = l->param[0]->data, *bias = l->param[1]->data;
+    cf_mutex_lock(&p->lock);
+    if (!p->cache) p->cache = cf_alloc_zero(&l->alloc, wn + O + nb + packed, sizeof(float));
+    if (!p->cache) {
+        cf_mutex_unlock(&p->lock);
+        return false;
+    }
+    float *cw = p->cache, *cb = cw + wn, *cbexp = cb + O, *cpacked = cbexp + nb;
+    if (!p->cached || memcmp(cw, base, wn * sizeof(float)) != 0 ||
+        memcmp(cb, bias, O * sizeof(float)) != 0) {
+        expand(l, w->w, cbexp);
+        const float *wg = w->w;
+        cf_conv_pack_forward(&p->plan, (int)nb, &wg, cpacked);
+        memcpy(cw, base, wn * sizeof(float));
+        memcpy(cb, bias, O * sizeof(float));
+        p->cached = true;
+    }
+    memcpy(w->w, cpacked, packed * sizeof(float));
+    memcpy(w->b, cbexp, nb * sizeof(float));
+    cf_mutex_unlock(&p->lock);
+    *w->bank_valid = 0;
+    return true;
+}
+
+static void p4_run(cfnet_layer *l, const float *x, float *y, int64_t n, bool training, void *ws,
+                   bool relu)
 {
     const p4_priv *p = l->priv;
     p4_ws w = carve(l, ws);
+    if (!training && cached_packed(l, &w)) {
+        cf_conv_forward_packed(&p->plan, (int)maps_out(l), w.w, w.b, x, y, n, w.engine,
+                               l->scratch, l->threads, relu);
+        return;
+    }
     expand(l, w.w, w.b);
+    *w.bank_valid = 1;
     const float *wg = w.w;
     cf_conv_forward(&p->plan, (int)maps_out(l), &wg, w.b, x, y, n, w.engine, l->scratch,
                     l->threads, relu);
@@ -184,20 +257,19 @@ static void p4_run(cfnet_layer *l, const float *x, float *y, int64_t n, void *ws
 cfnet_status cf_p4_forward(cfnet_layer *l, const float *x, float *y, int64_t n, bool training,
                            void *ws)
 {
-    (void)training;
-    p4_run(l, x, y, n, ws, false);
+    p4_run(l, x, y, n, training, ws, false);
     return CFNET_OK;
 }
 
 cfnet_status cf_p4_forward_relu(cfnet_layer *l, const float *x, float *y, int64_t n,
                                 bool training, void *ws)
 {
-    (void)training;
-    p4_run(l, x, y, n, ws, true);
+    p4_run(l, x, y, n, training, ws, true);
     return CFNET_OK;
 }
 
-/* Uses the expanded bank the preceding forward left in the workspace. */
+/* Uses the expanded bank the preceding forward left in the workspace (expands it again after
+ * an inference from the cache, which left the packed bank there). */
 cfnet_status cf_p4_backward(cfnet_layer *l, const float *x, const float *y, const float *dy,
                             float *dx, int64_t n, void *ws)
 {
@@ -208,6 +280,10 @@ cfnet_status cf_p4_backward(cfnet_layer *l, const float *x, const float *y, cons
     int C = p->plan.C / G;
     size_t CK = (size_t)p->plan.CK, bank = bank_floats(l);
     p4_ws w = carve(l, ws);
+    if (!*w.bank_valid) {
+        expand(l, w.w, w.b);
+        *w.bank_valid = 1;
+    }
     memset(w.dw, 0, bank * sizeof(float));
     memset(w.db, 0, maps_out(l) * sizeof(float));
     const float *wg = w.w;

@@ -14,7 +14,9 @@
  * (n O) x (C G k k) matrix whose row o*n + g holds T_g phi[o, c, g^-1 h] in column block c*G + h,
  * then runs one im2col + GEMM convolution over the C*G input planes with n O output planes; in
  * the N x O x n x H x W layout, engine output plane o*n + g is exactly out[o, g]. The gradient
- * of phi is the expanded gradient sent back through the transposed permutations. */
+ * of phi is the expanded gradient sent back through the transposed permutations. Inference
+ * keeps the expanded bank packed for the engine (and the expanded bias) while the weights stay
+ * the same bit for bit, so an inference with unchanged weights expands and packs nothing. */
 #ifndef CFNET_P4_COMMON_H
 #define CFNET_P4_COMMON_H
 
