@@ -344,6 +344,16 @@ ln -s linked "$out/link"
 expect 0 "wrote 4 crops" "$cfnet" crop "$out/f16.tif" "$out/m32.tif" -o "$out/link" --size 16
 test -L "$out/link" || fail "crop replaced the link to DIR"
 cmp "$out/linked/cells.csv" "$o1/cells.csv" || fail "the crop through a link to DIR differs"
+# DIR a link in a loop of links (loopa -> loopb -> loopa): said as such, a usage error before
+# anything is written (it was "a link to a folder that does not exist")
+ln -s loopb "$out/loopa"
+ln -s loopa "$out/loopb"
+expect 2 "^cfnet crop: --output: $out/loopa is a link that leads into a loop of links \(make it a link to a folder, or give another DIR\)$" \
+    "$cfnet" crop "$out/f16.tif" "$out/m32.tif" -o "$out/loopa" --size 16
+usage_said crop "crop -o into a loop of links"
+lacks "does not exist" "crop -o into a loop of links said as a link to a folder that does not exist"
+ls -a "$out" | grep -q "loopa.crop-" && fail "crop -o into a loop of links left a staging folder or claim"
+rm "$out/loopa" "$out/loopb"
 # staging folders of this very process id (a run killed outright, in a container whose processes
 # get the same ids run after run, e.g. pid 1 restarted after running out of memory): removed as
 # any killed run's, or each restart left one more, up to 100 (then crop refused to start)
