@@ -513,6 +513,21 @@ for r in none machine both; do
     esac
 done
 test "$(stat -c %a "$out/killed/y")" = "$(stat -c %a "$out/pidrun/x")" || fail "DIR's mode: $(stat -c %a "$out/killed/y")"
+# several staging folders that hold a killed run's whole output, each beside its claim: the note
+# names them in the order of their names (strcmp), the same from run to run (it was the folder's
+# own order, readdir's); made here in neither that order nor its reverse
+mkdir "$out/sorted"
+for k in 5 2 8 1 7 3 6 4; do
+    mkdir "$out/sorted/.x.crop-tmp.$dead-$k.$host"
+    : >"$out/sorted/.x.crop-tmp.$dead-$k.$host/cells.csv"
+    printf '%s\n' "$(runmark "$dead")" >"$out/sorted/.x.crop-new.$dead-$k.$host"
+done
+expect 0 "8 staging folders \(\.x\.crop-tmp\.\*\) in $out/sorted hold the whole output of runs killed" \
+    "$cfnet" crop "$out/f16.tif" "$out/m32.tif" -o "$out/sorted/x" --size 16
+named=$(grep "hold the whole output" "$out/last.txt" | grep -o "[^ ]*/\.x\.crop-tmp\.[^ ]* beside" | sed 's/ beside$//')
+test "$(printf '%s\n' "$named" | wc -l)" = 8 || fail "the note of 8 kept staging folders names $(printf '%s\n' "$named" | wc -l): $(cat "$out/last.txt")"
+test "$named" = "$(printf '%s\n' "$named" | LC_ALL=C sort)" ||
+    fail "the note of several kept staging folders names them out of order: $(echo "$named" | tr '\n' ' ')"
 # two crops into the same new DIR at once: one writes it, the other (started after DIR was
 # written: DIR not empty, status 2; or finding it written at its own rename: status 1) writes
 # nothing and removes its staging folder; DIR is one run's whole output
