@@ -352,7 +352,9 @@ expect 2 "^cfnet crop: --output: $out/loopa is a link that leads into a loop of 
     "$cfnet" crop "$out/f16.tif" "$out/m32.tif" -o "$out/loopa" --size 16
 usage_said crop "crop -o into a loop of links"
 lacks "does not exist" "crop -o into a loop of links said as a link to a folder that does not exist"
-ls -a "$out" | grep -q "loopa.crop-" && fail "crop -o into a loop of links left a staging folder or claim"
+for f in "$out"/.loopa.crop-*; do
+    if [ -e "$f" ]; then fail "crop -o into a loop of links left $f"; fi
+done
 rm "$out/loopa" "$out/loopb"
 # staging folders of this very process id (a run killed outright, in a container whose processes
 # get the same ids run after run, e.g. pid 1 restarted after running out of memory): removed as
