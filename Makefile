@@ -345,22 +345,25 @@ $(BUILD)/fuzz/replay_image: fuzz/fuzz_image.c $(FUZZ_OBJ) $(TOOL_IMAGE_OBJS) $(A
 # libFuzzer builds with clang (library compiled in, instrumented); each target runs for
 # FUZZ_SECONDS on a copy of its corpus (new inputs are not written back into the tree). A
 # target's corpus is fuzz/corpus_<name> when that directory exists (fuzz_image:
-# fuzz/corpus_image), else the shared model corpus fuzz/corpus.
+# fuzz/corpus_image), else the shared model corpus fuzz/corpus; its dictionary (-dict=)
+# fuzz/dict_<name>.txt when that file exists, else, for the targets of the model corpus, the
+# model format's words fuzz/dict_model.txt (tests/test_fuzz_dict.sh).
 fuzz: $(GEN_SRC) | deps
 	@command -v clang >/dev/null || { echo "make fuzz: needs clang and libclang-rt-14-dev"; exit 1; }
 	@mkdir -p build/fuzz
 	@for f in $(FUZZ_SRCS); do \
 	    name=$$(basename $$f .c); \
-	    short=$${name#fuzz_}; extra=""; corpus=fuzz/corpus; \
+	    short=$${name#fuzz_}; extra=""; corpus=fuzz/corpus; dict=fuzz/dict_model.txt; \
 	    if [ "$$short" = image ]; then \
 	        extra="-Isrc/tool $(TOOL_CFLAGS) src/tool/imageio.c src/tool/util.c src/tool/mpi.c $(TOOL_LIBS)"; fi; \
-	    if [ -d fuzz/corpus_$$short ]; then corpus=fuzz/corpus_$$short; fi; \
+	    if [ -d fuzz/corpus_$$short ]; then corpus=fuzz/corpus_$$short; dict=""; fi; \
+	    if [ -f fuzz/dict_$$short.txt ]; then dict=fuzz/dict_$$short.txt; fi; \
 	    clang -std=c11 -O1 -g -Iinclude -Isrc -D_POSIX_C_SOURCE=200809L -fsanitize=fuzzer,address,undefined \
 	        -fno-sanitize-recover=all $(DEP_CFLAGS) -I$(GEN) $$f $(SRCS) $(GEN_SRC) $$extra $(DEP_LIBS) -o build/fuzz/$$name || exit 1; \
 	    rm -rf build/fuzz/corpus-$$name; cp -r $$corpus build/fuzz/corpus-$$name; \
 	    echo "== fuzzing $$name for $(FUZZ_SECONDS) s"; \
 	    build/fuzz/$$name -max_total_time=$(FUZZ_SECONDS) -rss_limit_mb=2048 -max_len=65536 \
-	        -print_final_stats=1 build/fuzz/corpus-$$name || exit 1; \
+	        -print_final_stats=1 $${dict:+-dict=$$dict} build/fuzz/corpus-$$name || exit 1; \
 	done
 
 # Every exported symbol must be cfnet_* (and versioned, see src/cfnet.map).

@@ -344,6 +344,18 @@ ln -s linked "$out/link"
 expect 0 "wrote 4 crops" "$cfnet" crop "$out/f16.tif" "$out/m32.tif" -o "$out/link" --size 16
 test -L "$out/link" || fail "crop replaced the link to DIR"
 cmp "$out/linked/cells.csv" "$o1/cells.csv" || fail "the crop through a link to DIR differs"
+# DIR a link in a loop of links (loopa -> loopb -> loopa): said as such, a usage error before
+# anything is written (it was "a link to a folder that does not exist")
+ln -s loopb "$out/loopa"
+ln -s loopa "$out/loopb"
+expect 2 "^cfnet crop: --output: $out/loopa is a link that leads into a loop of links \(make it a link to a folder, or give another DIR\)$" \
+    "$cfnet" crop "$out/f16.tif" "$out/m32.tif" -o "$out/loopa" --size 16
+usage_said crop "crop -o into a loop of links"
+lacks "does not exist" "crop -o into a loop of links said as a link to a folder that does not exist"
+for f in "$out"/.loopa.crop-*; do
+    if [ -e "$f" ]; then fail "crop -o into a loop of links left $f"; fi
+done
+rm "$out/loopa" "$out/loopb"
 # staging folders of this very process id (a run killed outright, in a container whose processes
 # get the same ids run after run, e.g. pid 1 restarted after running out of memory): removed as
 # any killed run's, or each restart left one more, up to 100 (then crop refused to start)
@@ -503,6 +515,21 @@ for r in none machine both; do
     esac
 done
 test "$(stat -c %a "$out/killed/y")" = "$(stat -c %a "$out/pidrun/x")" || fail "DIR's mode: $(stat -c %a "$out/killed/y")"
+# several staging folders that hold a killed run's whole output, each beside its claim: the note
+# names them in the order of their names (strcmp), the same from run to run (it was the folder's
+# own order, readdir's); made here in neither that order nor its reverse
+mkdir "$out/sorted"
+for k in 5 2 8 1 7 3 6 4; do
+    mkdir "$out/sorted/.x.crop-tmp.$dead-$k.$host"
+    : >"$out/sorted/.x.crop-tmp.$dead-$k.$host/cells.csv"
+    printf '%s\n' "$(runmark "$dead")" >"$out/sorted/.x.crop-new.$dead-$k.$host"
+done
+expect 0 "8 staging folders \(\.x\.crop-tmp\.\*\) in $out/sorted hold the whole output of runs killed" \
+    "$cfnet" crop "$out/f16.tif" "$out/m32.tif" -o "$out/sorted/x" --size 16
+named=$(grep "hold the whole output" "$out/last.txt" | grep -o "[^ ]*/\.x\.crop-tmp\.[^ ]* beside" | sed 's/ beside$//')
+test "$(printf '%s\n' "$named" | wc -l)" = 8 || fail "the note of 8 kept staging folders names $(printf '%s\n' "$named" | wc -l): $(cat "$out/last.txt")"
+test "$named" = "$(printf '%s\n' "$named" | LC_ALL=C sort)" ||
+    fail "the note of several kept staging folders names them out of order: $(echo "$named" | tr '\n' ' ')"
 # two crops into the same new DIR at once: one writes it, the other (started after DIR was
 # written: DIR not empty, status 2; or finding it written at its own rename: status 1) writes
 # nothing and removes its staging folder; DIR is one run's whole output

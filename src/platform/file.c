@@ -598,6 +598,11 @@ static void remove_claim(int dirfd, const char *name, const char *sprefix, const
     close(fd);
 }
 
+static int cmp_names(const void *a, const void *b)
+{
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
 void cf_platform_stale_claims_free(cf_stale_claims *c)
 {
     for (size_t i = 0; i < c->nkept; i++) free(c->kept[i]);
@@ -638,5 +643,7 @@ int cf_platform_remove_stale_claims(int dirfd, const char *cprefix, const char *
         remove_claim(dirfd, n, sprefix, n + plen, host, out);
     }
     closedir(d);
+    /* by name, not in the folder's order, so that the note naming them is the same each run */
+    if (out->nkept > 1) qsort(out->kept, out->nkept, sizeof *out->kept, cmp_names);
     return 0;
 }

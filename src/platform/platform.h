@@ -126,9 +126,9 @@ int cf_platform_remove_stale_dirs(int dirfd, const char *prefix, const char *mar
  * rename into DIR), the name of the first in `lone_first`; `finished`, how many folders beside a
  * killed run's claim were kept because they hold something (a run moves its mark back out to the
  * claim's name before the rename into DIR: a run killed then leaves its whole output so), their
- * names in `kept` (`nkept` of them, allocated: fewer than `finished` only when memory ran out;
- * freed by cf_platform_stale_claims_free). Without a host name none is told stale. 0, or -1
- * with errno set when the folder cannot be read. */
+ * names in `kept` (`nkept` of them, sorted by name (strcmp), allocated: fewer than `finished`
+ * only when memory ran out; freed by cf_platform_stale_claims_free). Without a host name none is
+ * told stale. 0, or -1 with errno set when the folder cannot be read. */
 typedef struct cf_stale_claims {
     size_t removed, lone, finished, nkept;
     char lone_first[256];

@@ -219,6 +219,7 @@ int stage_open(tool_stage *st, const tool_stage_how *how, const char *dir)
     char *target = xstrdup(dir);
     for (size_t k = strlen(target); k > 1 && target[k - 1] == '/'; k--) target[k - 1] = 0;
     int isdir = path_is_dir(target);
+    const int stat_errno = errno; /* ELOOP: DIR a link in a loop of links */
     struct stat lst;
     if (isdir == 1 && lstat(target, &lst) == 0 && S_ISLNK(lst.st_mode)) {
         /* a link to an empty folder: the files go into the folder it names (rename(2) would
@@ -233,10 +234,13 @@ int stage_open(tool_stage *st, const tool_stage_how *how, const char *dir)
         free(target);
         return refuse(how, 0, "%s exists and is not a folder", dir);
     }
-    /* a link to nothing: refused now, not after every file was written (rename(2) does not
-     * put a folder in a link's place) */
+    /* a link to nothing (its target missing, or a loop of links): refused now, not after every
+     * file was written (rename(2) does not put a folder in a link's place) */
     if (isdir != 1 && lstat(target, &lst) == 0 && S_ISLNK(lst.st_mode)) {
         free(target);
+        if (stat_errno == ELOOP)
+            return refuse(how, 0, "%s is a link that leads into a loop of links (make it a link to "
+                          "a folder, or give another DIR)", dir);
         return refuse(how, 0, "%s is a link to a folder that does not exist (make that folder, or "
                       "give another DIR)", dir);
     }

@@ -869,41 +869,34 @@ static int dangling_on_way(const char *path, char *buf, size_t size)
     return found;
 }
 
+/* The refusal of the folder `p` (label `l`) that make_dirs cannot make: `e` the errno of its
+ * mkdir, or of the stat that found it there when that is the machine's (EIO), else 0 (the name
+ * is taken by something that is not a folder). A link to nothing on the way (mkdir finds its
+ * name taken, EEXIST, and the next one fails, ENOENT) is said as what it is. */
+static int refuse_dir(const char *usage_cmd, const char *l, const char *p, int e)
+{
+    char why[PATH_MAX * 2 + 64];
+    if ((e == ENOENT || e == 0) && dangling_on_way(p, why, sizeof why))
+        return tool_refuse(usage_cmd, 0, "%scannot create directory %s: %s", l, p, why);
+    if (e) return tool_refuse(usage_cmd, e, "%scannot create directory %s: %s", l, p, strerror(e));
+    return tool_refuse(usage_cmd, 0, "%s%s exists and is not a directory", l, p);
+}
+
 int make_dirs(const char *path, const char *usage_cmd, const char *label)
 {
     const char *l = label ? label : "";
     char *p = xstrdup(path);
-    char why[PATH_MAX * 2 + 64];
     int u = 0;
     for (char *q = p + 1; *q && !u; q++) {
         if (*q != '/') continue;
         *q = 0;
-        /* a link to nothing on the way: mkdir finds its name taken (EEXIST) and the next one
-         * fails (ENOENT); said as what it is */
-        if (mkdir(p, 0777) != 0 && errno != EEXIST) {
-            int e = errno;
-            if (e == ENOENT && dangling_on_way(p, why, sizeof why))
-                u = tool_refuse(usage_cmd, 0, "%scannot create directory %s: %s", l, p, why);
-            else
-                u = tool_refuse(usage_cmd, e, "%scannot create directory %s: %s", l, p,
-                                strerror(e));
-        }
+        if (mkdir(p, 0777) != 0 && errno != EEXIST) u = refuse_dir(usage_cmd, l, p, errno);
         *q = '/';
     }
-    if (!u && mkdir(p, 0777) != 0 && errno != EEXIST) {
-        int e = errno;
-        if (e == ENOENT && dangling_on_way(p, why, sizeof why))
-            u = tool_refuse(usage_cmd, 0, "%scannot create directory %s: %s", l, p, why);
-        else
-            u = tool_refuse(usage_cmd, e, "%scannot create directory %s: %s", l, p, strerror(e));
-    }
+    if (!u && mkdir(p, 0777) != 0 && errno != EEXIST) u = refuse_dir(usage_cmd, l, p, errno);
     int isdir = u ? 1 : path_is_dir(p), e = errno;
-    if (isdir < 0 && tool_env_errno(e)) /* there, but stat fails for the machine's sake (EIO) */
-        u = tool_refuse(usage_cmd, e, "%scannot create directory %s: %s", l, p, strerror(e));
-    else if (isdir != 1 && dangling_on_way(p, why, sizeof why))
-        u = tool_refuse(usage_cmd, 0, "%scannot create directory %s: %s", l, p, why);
-    else if (isdir != 1)
-        u = tool_refuse(usage_cmd, 0, "%s%s exists and is not a directory", l, p);
+    /* there, but stat fails for the machine's sake (EIO): that error; else not a folder */
+    if (isdir != 1) u = refuse_dir(usage_cmd, l, p, isdir < 0 && tool_env_errno(e) ? e : 0);
     free(p);
     return u;
 }

@@ -1,0 +1,70 @@
+#!/bin/sh
+# The model targets' libFuzzer dictionary, fuzz/dict_model.txt, cannot rot: every entry parses
+# as libFuzzer reads a dictionary and is a word of the model format that the code or
+# docs/format.md names, and every layer kind, layer field, tensor name, option and header key of
+# the code is in it (tests/fuzz_dict.py, first shown to reject broken copies). And `make fuzz`
+# passes it: run in a scratch copy of the tree with a stand-in for clang whose "fuzz targets"
+# note how they were run, the model targets get -dict=fuzz/dict_model.txt, a target with a
+# corpus of its own (fuzz_image) none, and a fuzz/dict_<name>.txt is the dictionary of its target.
+set -eu
+cd "$(dirname "$0")/.."
+top=$(pwd)
+py=/usr/bin/python3
+tmp=$(mktemp -d "${TMPDIR:-/tmp}/cfnet-fuzzdict.XXXXXX")
+trap 'rm -rf "$tmp"' EXIT INT TERM
+fail() { echo "test_fuzz_dict: FAIL: $*"; exit 1; }
+
+# the checker rejects a line libFuzzer would not read, a word the code does not name, a word
+# twice, and a dictionary without a layer kind of the code
+rejects() { # WHAT, then the broken copy on stdin
+    cat >"$tmp/bad.txt"
+    if "$py" tests/fuzz_dict.py "$tmp/bad.txt" . >"$tmp/bad.out" 2>&1; then
+        fail "the checker passed a dictionary with $1"
+    fi
+}
+{ cat fuzz/dict_model.txt; echo 'bad="\q"'; } | rejects "an invalid escape"
+{ cat fuzz/dict_model.txt; echo 'bad="open'; } | rejects "an unclosed quote"
+{ cat fuzz/dict_model.txt; echo 'bad-name="kind"'; } | rejects "a name libFuzzer skips"
+{ cat fuzz/dict_model.txt; echo 'gone="no_such_layer"'; } | rejects "a word the code does not name"
+{ cat fuzz/dict_model.txt; echo 'again="relu"'; } | rejects "a word twice"
+grep -v '"relu"' fuzz/dict_model.txt | rejects "a layer kind left out"
+grep -q "'relu'.*not in the dictionary" "$tmp/bad.out" || fail "the missing layer kind not named: $(cat "$tmp/bad.out")"
+echo "self-check: a bad escape, an open quote, a bad name, a word not the code's, a word twice and a missing kind are refused"
+
+"$py" tests/fuzz_dict.py fuzz/dict_model.txt . || fail "fuzz/dict_model.txt does not match the code"
+
+# `make fuzz` with a stand-in clang, in a scratch tree (its own build/, a copy of fuzz/)
+mkdir "$tmp/tree" "$tmp/bin"
+for f in Makefile include src scripts examples bench tests; do ln -s "$top/$f" "$tmp/tree/$f"; done
+cp -r fuzz "$tmp/tree/fuzz"
+cat >"$tmp/bin/clang" <<'EOF'
+#!/bin/sh
+# stands in for clang: the "fuzz target" it makes notes its name and arguments in $FUZZ_RUNS
+while [ $# -gt 0 ]; do [ "$1" = -o ] && out=$2; shift; done
+printf '#!/bin/sh\necho "%s $*" >>"$FUZZ_RUNS"\n' "$(basename "$out")" >"$out"
+chmod +x "$out"
+EOF
+chmod +x "$tmp/bin/clang"
+unset MAKEFLAGS MFLAGS MAKELEVEL || true
+fuzz_run() {
+    : >"$tmp/runs.txt"
+    PATH="$tmp/bin:$PATH" FUZZ_RUNS="$tmp/runs.txt" make --no-print-directory -C "$tmp/tree" fuzz FUZZ_SECONDS=1 >"$tmp/make.out" 2>&1 ||
+        fail "make fuzz with a stand-in clang: $(tail -20 "$tmp/make.out")"
+}
+fuzz_run
+for src in fuzz/fuzz_*.c; do
+    name=$(basename "$src" .c)
+    line=$(grep "^$name " "$tmp/runs.txt") || fail "make fuzz did not run $name: $(cat "$tmp/runs.txt")"
+    case $name in
+    fuzz_image) case $line in *-dict=*) fail "make fuzz gave $name, of its own corpus, a dictionary: $line" ;; esac ;;
+    *) case " $line " in *" -dict=fuzz/dict_model.txt "*) ;; *) fail "make fuzz ran $name without fuzz/dict_model.txt: $line" ;; esac ;;
+    esac
+done
+# a target's own dictionary
+printf '"\\x89PNG"\n' >"$tmp/tree/fuzz/dict_image.txt"
+printf '"cfnet"\n' >"$tmp/tree/fuzz/dict_load.txt"
+fuzz_run
+grep -q "^fuzz_image .* -dict=fuzz/dict_image.txt " "$tmp/runs.txt" || fail "make fuzz ignored fuzz/dict_image.txt: $(cat "$tmp/runs.txt")"
+grep -q "^fuzz_load .* -dict=fuzz/dict_load.txt " "$tmp/runs.txt" || fail "make fuzz ignored fuzz/dict_load.txt: $(cat "$tmp/runs.txt")"
+grep -q "^fuzz_roundtrip .* -dict=fuzz/dict_model.txt " "$tmp/runs.txt" || fail "make fuzz lost the model dictionary of fuzz_roundtrip: $(cat "$tmp/runs.txt")"
+echo "test_fuzz_dict: fuzz/dict_model.txt matches the code; make fuzz gives it to the model targets, a fuzz/dict_<name>.txt to its own"
