@@ -36,6 +36,10 @@ grep -qF "'relu', a word of the format in the code, is not in the dictionary (ad
 echo "self-check: a bad escape, an open quote, a bad name, a word not the code's, a word twice and a missing kind are refused"
 
 "$py" tests/fuzz_dict.py fuzz/dict_model.txt . || fail "fuzz/dict_model.txt does not match the code"
+# SECURITY.md's paragraph on fuzzing names every dictionary the fuzzing runs use
+for d in fuzz/dict_*.txt; do
+    grep -qF "\`$d\`" SECURITY.md || fail "SECURITY.md does not name $d (its fuzzing paragraph)"
+done
 
 # `make fuzz` with a stand-in clang, in a scratch tree (its own build/, a copy of fuzz/)
 mkdir "$tmp/tree" "$tmp/bin"
