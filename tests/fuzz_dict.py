@@ -4,7 +4,8 @@
 
 1. Every line is blank, a comment, or an entry as libFuzzer's ParseDictionaryFile reads it
    (`"word"` or `name="word"`, only \\\\, \\" and \\xAB escapes, printable bytes), the name of
-   letters, digits and '_', no word twice.
+   letters, digits and '_' (libFuzzer takes any text before the quote; AFL refuses the whole
+   file for such a name), no word twice.
 2. Every word is the format's: a name (letters, digits, '_', '.') stands in quotes in src/ or
    docs/format.md ("kind"); any other word stands there as it is (\\"). So a word the code drops
    or renames fails here instead of rotting in the dictionary.
@@ -32,7 +33,7 @@ def parse_entry(line):
         return None
     name = s[:start]
     if name and not re.fullmatch(rb"[A-Za-z0-9_]+=", name):
-        return None  # libFuzzer skips it; AFL does not: neither should see it
+        return None  # libFuzzer reads it, but AFL refuses the whole file: keep to both
     body, out, i = s[start + 1:-1], bytearray(), 0
     while i < len(body):
         c = body[i]
@@ -105,9 +106,11 @@ def check(dict_path, top):
         seen = b'"' + w + b'"' if NAME.fullmatch(w) else w
         if seen not in tree:
             problems.append(f"{w.decode(errors='replace')!r} is not the format's: "
-                            f"{seen.decode(errors='replace')} is not in src/ or docs/format.md")
+                            f"{seen.decode(errors='replace')} is not in src/ or docs/format.md "
+                            f"(remove it from the dictionary, or put the word the code now uses)")
     for w in sorted(code_words(top) - set(words)):
-        problems.append(f"{w.decode()!r}, a word of the format in the code, is not in the dictionary")
+        problems.append(f"{w.decode()!r}, a word of the format in the code, is not in the dictionary "
+                        f"(add it, under its heading: NAME=\"{w.decode()}\")")
     return words, problems
 
 

@@ -1338,6 +1338,17 @@ expect 1 "dangling is a link to a folder that does not exist" "$cfnet" synth "$o
     --classes 2 --per-class 1 --test-per-class 0 --channels 1
 lacks "move|nothing written" "synth into a link to nothing wrote the dataset before refusing it"
 ls -a "$out/smid" | grep -q "dangling.synth-tmp" && fail "synth into a link to nothing left its staging folder"
+# DIR a link in a loop of links: said as such (it was "a link to a folder that does not exist"),
+# an error (status 1) as synth's other refusals of DIR, before anything is written
+ln -s sloopb "$out/smid/sloopa"
+ln -s sloopa "$out/smid/sloopb"
+expect 1 "^cfnet: error: $out/smid/sloopa is a link that leads into a loop of links \(make it a link to a folder, or give another DIR\)$" \
+    "$cfnet" synth "$out/smid/sloopa" --classes 2 --per-class 1 --test-per-class 0 --channels 1
+lacks "does not exist|move|nothing written" "synth into a loop of links said as a link to nothing, or wrote the dataset"
+for f in "$out"/smid/.sloopa.synth-*; do
+    if [ -e "$f" ]; then fail "synth into a loop of links left $f"; fi
+done
+rm "$out/smid/sloopa" "$out/smid/sloopb"
 # an empty mount point (a volume; a bind mount of the same file system) is refused before
 # anything is written: rename(2) cannot replace it ("cannot move the dataset into place: Device
 # or resource busy" after the whole dataset); mounts made in a mount namespace of their own

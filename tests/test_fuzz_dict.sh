@@ -15,7 +15,8 @@ trap 'rm -rf "$tmp"' EXIT INT TERM
 fail() { echo "test_fuzz_dict: FAIL: $*"; exit 1; }
 
 # the checker rejects a line libFuzzer would not read, a word the code does not name, a word
-# twice, and a dictionary without a layer kind of the code
+# twice, and a dictionary without a layer kind of the code; the last two say what to do (a
+# layer kind added or renamed in the code fails here until the dictionary follows)
 rejects() { # WHAT, then the broken copy on stdin
     cat >"$tmp/bad.txt"
     if "$py" tests/fuzz_dict.py "$tmp/bad.txt" . >"$tmp/bad.out" 2>&1; then
@@ -24,14 +25,21 @@ rejects() { # WHAT, then the broken copy on stdin
 }
 { cat fuzz/dict_model.txt; echo 'bad="\q"'; } | rejects "an invalid escape"
 { cat fuzz/dict_model.txt; echo 'bad="open'; } | rejects "an unclosed quote"
-{ cat fuzz/dict_model.txt; echo 'bad-name="kind"'; } | rejects "a name libFuzzer skips"
+{ cat fuzz/dict_model.txt; echo 'bad-name="kind"'; } | rejects "a name AFL refuses"
 { cat fuzz/dict_model.txt; echo 'gone="no_such_layer"'; } | rejects "a word the code does not name"
+grep -qF "'no_such_layer' is not the format's" "$tmp/bad.out" && grep -qF "(remove it from the dictionary" "$tmp/bad.out" ||
+    fail "the word the code does not name not said with what to do: $(cat "$tmp/bad.out")"
 { cat fuzz/dict_model.txt; echo 'again="relu"'; } | rejects "a word twice"
 grep -v '"relu"' fuzz/dict_model.txt | rejects "a layer kind left out"
-grep -q "'relu'.*not in the dictionary" "$tmp/bad.out" || fail "the missing layer kind not named: $(cat "$tmp/bad.out")"
+grep -qF "'relu', a word of the format in the code, is not in the dictionary (add it, under its heading: NAME=\"relu\")" "$tmp/bad.out" ||
+    fail "the missing layer kind not named with what to do: $(cat "$tmp/bad.out")"
 echo "self-check: a bad escape, an open quote, a bad name, a word not the code's, a word twice and a missing kind are refused"
 
 "$py" tests/fuzz_dict.py fuzz/dict_model.txt . || fail "fuzz/dict_model.txt does not match the code"
+# SECURITY.md's paragraph on fuzzing names every dictionary the fuzzing runs use
+for d in fuzz/dict_*.txt; do
+    grep -qF "\`$d\`" SECURITY.md || fail "SECURITY.md does not name $d (its fuzzing paragraph)"
+done
 
 # `make fuzz` with a stand-in clang, in a scratch tree (its own build/, a copy of fuzz/)
 mkdir "$tmp/tree" "$tmp/bin"
