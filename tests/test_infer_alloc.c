@@ -143,11 +143,91 @@ static void no_allocation_after_first_call_2_threads(void **state)
     check_threads(2);
 }
 
+/* Hooks that keep the bytes live: each block carries its size in front of it. */
+typedef struct bytes_counter {
+    atomic_long live, blocks;
+} bytes_counter;
+
+static void *bytes_alloc(void *opaque, size_t size)
+{
+    bytes_counter *c = opaque;
+    char *raw = malloc(size + 16);
+    if (!raw) return NULL;
+    memcpy(raw, &size, sizeof size);
+    atomic_fetch_add(&c->live, (long)size);
+    atomic_fetch_add(&c->blocks, 1);
+    return raw + 16;
+}
+
+static void bytes_free(void *opaque, void *p)
+{
+    bytes_counter *c = opaque;
+    if (!p) return;
+    char *raw = (char *)p - 16;
+    size_t size;
+    memcpy(&size, raw, sizeof size);
+    atomic_fetch_sub(&c->live, (long)size);
+    atomic_fetch_sub(&c->blocks, 1);
+    free(raw);
+}
+
+/* What the first inference allocates shows up in cfnet_network_memory_usage: the buffers kept
+ * for reuse and every layer's inference cache (conic, p4, p4m, DFT projection: copies of the
+ * weights and the banks packed for the engine). The hooks see each block with the library's
+ * header and alignment slack (under 128 bytes a block), which the usage does not count. */
+static void memory_usage_counts_inference_caches(void **state)
+{
+    (void)state;
+    for (int family = 0; family < 2; family++) {
+        bytes_counter c;
+        atomic_init(&c.live, 0);
+        atomic_init(&c.blocks, 0);
+        cfnet_context *ctx = NULL;
+        CF_ASSERT_OK(cfnet_context_create(&ctx));
+        CF_ASSERT_OK(cfnet_context_set_allocator(ctx, bytes_alloc, bytes_free, &c));
+        cfnet_network *net = NULL;
+        CF_ASSERT_OK(cfnet_network_create_in(ctx, 4, 20, 20, 13, &net));
+        if (family == 0) {
+            APPEND(net, cfnet_layer_conic_conv_create(24, 5, 2, CFNET_PADDING_SAME,
+                                                      CFNET_INTERP_NEAREST, &l_));
+            APPEND(net, cfnet_layer_relu_create(&l_));
+            APPEND(net, cfnet_layer_p4_lift_create(12, 5, CFNET_PADDING_SAME, &l_));
+            APPEND(net, cfnet_layer_p4_conv_create(12, 5, CFNET_PADDING_SAME, &l_));
+            APPEND(net, cfnet_layer_group_pool_create(CFNET_POOL_MEAN, &l_));
+            APPEND(net, cfnet_layer_dft_projection_create(48, 1, CFNET_INTERP_BILINEAR, &l_));
+        } else {
+            APPEND(net, cfnet_layer_p4m_lift_create(8, 5, CFNET_PADDING_SAME, &l_));
+            APPEND(net, cfnet_layer_p4m_conv_create(8, 5, CFNET_PADDING_SAME, &l_));
+            APPEND(net, cfnet_layer_group_pool_create(CFNET_POOL_MAX, &l_));
+        }
+        APPEND(net, cfnet_layer_dense_create(K, &l_));
+        int64_t xs[] = {2, 4, 20, 20}, os[] = {2, K};
+        tu_rng r = {7};
+        cfnet_tensor *x = tu_tensor(4, xs, &r), *o = tu_tensor(2, os, NULL);
+        size_t used0 = cfnet_network_memory_usage(net);
+        long live0 = atomic_load(&c.live), blocks0 = atomic_load(&c.blocks);
+        CF_ASSERT_OK(cfnet_network_infer(net, x, o));
+        size_t used1 = cfnet_network_memory_usage(net);
+        long live1 = atomic_load(&c.live), blocks1 = atomic_load(&c.blocks);
+        size_t grew = (size_t)(live1 - live0), counted = used1 - used0,
+               slack = (size_t)(blocks1 - blocks0) * 128;
+        if (counted > grew || grew - counted > slack)
+            fail_msg("family %d: the first inference allocated %zu bytes in %ld blocks, "
+                     "the usage grew by %zu", family, grew, blocks1 - blocks0, counted);
+        cfnet_tensor_free(x);
+        cfnet_tensor_free(o);
+        cfnet_network_free(net);
+        assert_int_equal(atomic_load(&c.live), 0);
+        cfnet_context_free(ctx);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(no_allocation_after_first_call_1_thread),
         cmocka_unit_test(no_allocation_after_first_call_2_threads),
+        cmocka_unit_test(memory_usage_counts_inference_caches),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -355,6 +355,19 @@ static cfnet_status conic_check(int *ic, float *fc)
     return CFNET_OK;
 }
 
+static size_t conic_cache_bytes(const cfnet_layer *l)
+{
+    conic_priv *p = l->priv;
+    if (!p || !p->lock_ready) return 0;
+    cf_mutex_lock(&p->lock);
+    size_t bytes = p->cache ? (bank_floats(l) +
+                               cf_conv_packed_forward_floats(&p->plan, l->icfg[CFG_OUT])) *
+                                  sizeof(float)
+                            : 0;
+    cf_mutex_unlock(&p->lock);
+    return bytes;
+}
+
 const cf_layer_ops cf_conic_conv_ops = {
     .name = "conic_conv",
     .per_sample = true,
@@ -367,6 +380,7 @@ const cf_layer_ops cf_conic_conv_ops = {
     .forward_relu = conic_forward_relu,
     .backward = conic_backward,
     .destroy_priv = conic_destroy,
+    .cache_bytes = conic_cache_bytes,
 };
 
 CFNET_API cfnet_status cfnet_layer_conic_conv_create(int out_channels, int kernel, int R,

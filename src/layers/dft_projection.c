@@ -308,6 +308,19 @@ static cfnet_status dft_projection_check(int *ic, float *fc)
     return CFNET_OK;
 }
 
+static size_t dft_projection_cache_bytes(const cfnet_layer *l)
+{
+    dft_projection_priv *p = l->priv;
+    if (!p || !p->lock_ready) return 0;
+    cf_mutex_lock(&p->lock);
+    size_t bytes = p->cache ? ((size_t)cfnet_tensor_numel(l->param[0]) +
+                               (size_t)p->rows * (size_t)p->D) *
+                                  sizeof(float)
+                            : 0;
+    cf_mutex_unlock(&p->lock);
+    return bytes;
+}
+
 const cf_layer_ops cf_dft_projection_ops = {
     .name = "dft_projection",
     .icfg_names = {"filters", "R", "interp", NULL},
@@ -317,6 +330,7 @@ const cf_layer_ops cf_dft_projection_ops = {
     .forward = dft_projection_forward,
     .backward = dft_projection_backward,
     .destroy_priv = dft_projection_destroy_priv,
+    .cache_bytes = dft_projection_cache_bytes,
 };
 
 CFNET_API cfnet_status cfnet_layer_dft_projection_create(int filters, int R, cfnet_interp interp,

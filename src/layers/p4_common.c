@@ -203,6 +203,21 @@ static void expand(const cfnet_layer *l, float *wexp, float *bexp)
     }
 }
 
+/* Bytes of the cache cached_packed allocates (0 before the first inference). */
+size_t cf_p4_cache_bytes(const cfnet_layer *l)
+{
+    p4_priv *p = l->priv;
+    if (!p || !p->lock_ready) return 0;
+    size_t nb = maps_out(l), O = (size_t)l->icfg[CF_P4_CFG_OUT],
+           wn = (size_t)l->param[0]->numel;
+    cf_mutex_lock(&p->lock);
+    size_t bytes =
+        p->cache ? (wn + O + nb + cf_conv_packed_forward_floats(&p->plan, (int)nb)) * sizeof(float)
+                 : 0;
+    cf_mutex_unlock(&p->lock);
+    return bytes;
+}
+
 /* Inference: the packed bank and the expanded bias from the cache when the base filter and the
  * bias have not changed since they were built (checked bit for bit), else expanded (in the
  * workspace), packed and cached; copied to the workspace's bank and bias. False without a cache

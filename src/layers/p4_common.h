@@ -56,5 +56,6 @@ cfnet_status cf_p4_forward_relu(cfnet_layer *l, const float *x, float *y, int64_
 cfnet_status cf_p4_backward(cfnet_layer *l, const float *x, const float *y, const float *dy,
                             float *dx, int64_t n, void *ws);
 void cf_p4_destroy(cfnet_layer *l);
+size_t cf_p4_cache_bytes(const cfnet_layer *l);
 
 #endif

@@ -23,6 +23,7 @@ const cf_layer_ops cf_p4m_conv_ops = {
     .forward_relu = cf_p4_forward_relu,
     .backward = cf_p4_backward,
     .destroy_priv = cf_p4_destroy,
+    .cache_bytes = cf_p4_cache_bytes,
 };
 
 CFNET_API cfnet_status cfnet_layer_p4m_conv_create(int out_channels, int kernel,

@@ -75,6 +75,10 @@ typedef struct cf_layer_ops {
                              float *dx, int64_t n, void *ws);
     /* Frees l->priv (parameters are freed by the generic code). May be NULL. */
     void (*destroy_priv)(cfnet_layer *l);
+    /* Bytes of the inference cache the layer holds now (allocated by its first inference, kept
+     * until the layer is freed; counted by cfnet_network_memory_usage), read under the lock that
+     * guards it. NULL for kinds without one. */
+    size_t (*cache_bytes)(const cfnet_layer *l);
     /* The layer's own random generator, part of its training state (saved with the optimiser
      * state); NULL for layers without one. The op itself may be NULL. */
     cf_rng *(*rng)(cfnet_layer *l);

@@ -293,6 +293,7 @@ CFNET_API size_t cfnet_network_memory_usage(const cfnet_network *net)
         for (int p = 0; p < l->nparam; p++)
             bytes += 2 * (size_t)l->param[p]->numel * sizeof(float); /* value + gradient */
         for (int s = 0; s < l->nstate; s++) bytes += (size_t)l->state[s]->numel * sizeof(float);
+        if (l->ops->cache_bytes) bytes += l->ops->cache_bytes(l);
     }
     if (net->slots) {
         for (int i = 0; i < net->slots_for * CF_MAX_PARAMS; i++) {
