@@ -83,6 +83,25 @@ expect 0 "pn.png: could not convert the plot to PNG with rsvg-convert \(no PNG w
     env PATH="$fake:$PATH" "$cfnet" train "$d/train" -o "$out/pn.safetensors" --epochs 1 $common \
     --plot "$out/pn.svg"
 test -e "$out/pn.png" && fail "a failed PNG conversion left pn.png"
+# the warning says why, in the program's own words (its first line), and after a failed
+# ImageMagick that rsvg-convert would be used instead
+printf '#!/bin/sh\necho "rsvg-convert: Error reading SVG: unsupported" >&2\necho "second line" >&2\nexit 1\n' \
+    >"$fake/rsvg-convert"
+# shellcheck disable=SC2086
+expect 0 "pn.png: could not convert the plot to PNG with rsvg-convert \(no PNG written\): rsvg-convert: Error reading SVG: unsupported$" \
+    env PATH="$fake:$PATH" "$cfnet" train "$d/train" -o "$out/pn.safetensors" --epochs 1 $common \
+    --plot "$out/pn.svg"
+lacks "second line|librsvg2-bin" "the failed rsvg-convert's warning"
+fakeim="$out/fakeim" # ImageMagick alone: no rsvg-convert on the PATH
+mkdir -p "$fakeim"
+printf '#!/bin/sh\necho "convert: no decode delegate for this image format \`SVG'"'"'" >&2\nexit 1\n' \
+    >"$fakeim/convert"
+chmod +x "$fakeim/convert"
+# shellcheck disable=SC2086
+expect 0 "pn.png: could not convert the plot to PNG with convert \(no PNG written\): convert: no decode delegate for this image format \`SVG'; rsvg-convert \(Debian: librsvg2-bin\) is used instead when it is installed" \
+    env PATH="$fakeim" "$cfnet" train "$d/train" -o "$out/pn.safetensors" --epochs 1 $common \
+    --plot "$out/pn.svg"
+test -e "$out/pn.png" && fail "a failed PNG conversion left pn.png"
 
 # eval: above a stated accuracy. 3 classes (chance 33 %); 10 epochs on 30 images per class
 # reach 90 % here (other seeds: 73-100 %); the test asks for 60 %.

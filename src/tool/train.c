@@ -399,25 +399,50 @@ static void plot_png(const char *svg)
         free(png);
         return;
     }
+    /* the program's messages: the first line goes into the warning of a failure, which
+     * otherwise could not say why (an ImageMagick without an SVG delegate, or whose security
+     * policy refuses SVG, says so there) */
+    int ep[2] = {-1, -1};
+    if (pipe2(ep, O_CLOEXEC) != 0) ep[0] = ep[1] = -1;
     fflush(NULL);
     pid_t pid = fork();
     if (pid == 0) {
         dup2(fileno(o.f), 1);
-        int devnull = open("/dev/null", O_WRONLY);
+        int devnull = ep[1] >= 0 ? ep[1] : open("/dev/null", O_WRONLY);
         if (devnull >= 0) dup2(devnull, 2);
+        const char *prog = rsvg ? "rsvg-convert" : "convert";
         if (rsvg)
             execlp("rsvg-convert", "rsvg-convert", svg, (char *)NULL);
         else
             execlp("convert", "convert", svg, "png:-", (char *)NULL);
+        dprintf(2, "cannot run %s: %s\n", prog, strerror(errno));
         _exit(127);
     }
+    char said[256];
+    size_t nsaid = 0;
+    if (ep[1] >= 0) close(ep[1]);
+    if (ep[0] >= 0) {
+        if (pid > 0) /* read to the end, so that the program never waits on a full pipe */
+            for (;;) {
+                char chunk[512];
+                ssize_t r = read(ep[0], chunk, sizeof chunk);
+                if (r < 0 && errno == EINTR) continue;
+                if (r <= 0) break;
+                for (ssize_t i = 0; i < r && nsaid < sizeof said - 1; i++) said[nsaid++] = chunk[i];
+            }
+        close(ep[0]);
+    }
+    said[nsaid] = 0;
+    said[strcspn(said, "\r\n")] = 0; /* the first line */
     int status = 0;
     if (pid > 0) waitpid(pid, &status, 0);
     if (pid < 0 || !WIFEXITED(status) || WEXITSTATUS(status) != 0) {
         out_discard(&o);
-        tool_warn("%s: could not convert the plot to PNG with %s (%s)", png,
+        tool_warn("%s: could not convert the plot to PNG with %s (%s)%s%s%s", png,
                   rsvg ? "rsvg-convert" : "convert",
-                  earlier ? "the earlier PNG is kept" : "no PNG written");
+                  earlier ? "the earlier PNG is kept" : "no PNG written", *said ? ": " : "",
+                  said, rsvg ? "" : "; rsvg-convert (Debian: librsvg2-bin) is used instead "
+                                    "when it is installed");
     } else {
         (void)out_commit(&o); /* a failure is reported */
     }
