@@ -224,6 +224,13 @@ cmp -s "$out/s.safetensors" "$out/ns.safetensors" || fail "streamed training dif
 expect 0 "streaming them from disk in chunks of 16" "$cfnet" train "$d/train" \
     -o "$out/s0.safetensors" --epochs 1 $common --val 0.25 --max-memory 0
 cmp -s "$out/s0.safetensors" "$out/ns.safetensors" || fail "--max-memory 0 gives another model"
+# ... as --help and the man page say, not "0: none", which reads as no cap at all
+"$cfnet" train --help | sed -n '/--max-memory/,/^  -/p' | tr -s ' \n' ' ' >"$out/mm-help.txt"
+grep -q "0: every image, none is kept" "$out/mm-help.txt" && ! grep -q "0: none" "$out/mm-help.txt" ||
+    fail "train --help does not say what --max-memory 0 does: $(cat "$out/mm-help.txt")"
+sed -n '/max\\-memory/,/^\.TP/p' docs/cfnet.1 | tr -s ' \n' ' ' >"$out/mm-man.txt"
+grep -q "0: every image, none is kept in memory" "$out/mm-man.txt" && ! grep -q "0: none" "$out/mm-man.txt" ||
+    fail "docs/cfnet.1 does not say what --max-memory 0 does: $(cat "$out/mm-man.txt")"
 # ... and the same progress lines: the running accuracy is the epoch's, not that of the chunk
 # being trained (12 steps of 8 images in chunks of 8: a plain line every 3 steps)
 for mm in 0 1G; do
