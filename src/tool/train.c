@@ -409,8 +409,8 @@ static void plot_png(const char *svg)
     pid_t pid = fork();
     if (pid == 0) {
         dup2(fileno(o.f), 1);
-        int devnull = ep[1] >= 0 ? ep[1] : open("/dev/null", O_WRONLY);
-        if (devnull >= 0) dup2(devnull, 2);
+        int errfd = ep[1] >= 0 ? ep[1] : open("/dev/null", O_WRONLY);
+        if (errfd >= 0) dup2(errfd, 2);
         const char *prog = rsvg ? "rsvg-convert" : "convert";
         if (rsvg)
             execlp("rsvg-convert", "rsvg-convert", svg, (char *)NULL);
