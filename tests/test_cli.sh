@@ -448,6 +448,17 @@ printf 'path,label\nimg/00-0000.tif,class00\n"img/00-0001.tif,class00\n' >"$mf/b
 expect 1 "bad2.csv:3: malformed CSV line: unterminated quoted field" "$cfnet" train "$mf/bad2.csv" -o "$bad/m"
 printf 'img/00-0000.tif,class00\nimg/00-0001.tif\n' >"$mf/bad3.csv"
 expect 1 "bad3.csv:2: malformed CSV line: expected path,label" "$cfnet" train "$mf/bad3.csv" -o "$bad/m"
+# a spreadsheet's CSV in a language with a decimal comma (';') or tab-separated text: the
+# separator is named, for train and eval on any line and for predict on a header line
+printf 'path;label\nimg/00-0000.tif;class00\n' >"$mf/semi.csv"
+sep_said="malformed CSV line: expected path,label\[,split\], got one field with %s between its parts: the manifest's fields are separated by commas"
+# shellcheck disable=SC2059
+expect 1 "semi.csv:1: $(printf "$sep_said" "';'").*replace the ';' by commas" "$cfnet" train "$mf/semi.csv" -o "$bad/m"
+# shellcheck disable=SC2059
+expect 1 "semi.csv:1: $(printf "$sep_said" "';'")" "$cfnet" predict "$mf/model.safetensors" "$mf/semi.csv"
+printf 'img/00-0000.tif,class00\nimg/00-0001.tif\tclass00\n' >"$mf/tab.csv"
+# shellcheck disable=SC2059
+expect 1 "tab.csv:2: $(printf "$sep_said" tabs).*replace the tabs by commas" "$cfnet" eval "$mf/model.safetensors" "$mf/tab.csv"
 printf 'img/00-0000.tif,class00,train\nimg/00-0001.tif,class00,holdout\n' >"$mf/bad4.csv"
 expect 1 "bad4.csv:2: malformed CSV line: split 'holdout'" "$cfnet" train "$mf/bad4.csv" -o "$bad/m"
 printf 'img/00-0000.tif,class00,train\nimg/01-0000.tif,class01,train\nimg/02-0000.tif,class02,val\n' >"$mf/bad5.csv"
