@@ -83,6 +83,25 @@ expect 0 "pn.png: could not convert the plot to PNG with rsvg-convert \(no PNG w
     env PATH="$fake:$PATH" "$cfnet" train "$d/train" -o "$out/pn.safetensors" --epochs 1 $common \
     --plot "$out/pn.svg"
 test -e "$out/pn.png" && fail "a failed PNG conversion left pn.png"
+# the warning says why, in the program's own words (its first line), and after a failed
+# ImageMagick that rsvg-convert would be used instead
+printf '#!/bin/sh\necho "rsvg-convert: Error reading SVG: unsupported" >&2\necho "second line" >&2\nexit 1\n' \
+    >"$fake/rsvg-convert"
+# shellcheck disable=SC2086
+expect 0 "pn.png: could not convert the plot to PNG with rsvg-convert \(no PNG written\): rsvg-convert: Error reading SVG: unsupported$" \
+    env PATH="$fake:$PATH" "$cfnet" train "$d/train" -o "$out/pn.safetensors" --epochs 1 $common \
+    --plot "$out/pn.svg"
+lacks "second line|librsvg2-bin" "the failed rsvg-convert's warning"
+fakeim="$out/fakeim" # ImageMagick alone: no rsvg-convert on the PATH
+mkdir -p "$fakeim"
+printf '#!/bin/sh\necho "convert: no decode delegate for this image format \`SVG'"'"'" >&2\nexit 1\n' \
+    >"$fakeim/convert"
+chmod +x "$fakeim/convert"
+# shellcheck disable=SC2086
+expect 0 "pn.png: could not convert the plot to PNG with convert \(no PNG written\): convert: no decode delegate for this image format \`SVG'; rsvg-convert \(Debian: librsvg2-bin\) is used instead when it is installed" \
+    env PATH="$fakeim" "$cfnet" train "$d/train" -o "$out/pn.safetensors" --epochs 1 $common \
+    --plot "$out/pn.svg"
+test -e "$out/pn.png" && fail "a failed PNG conversion left pn.png"
 
 # eval: above a stated accuracy. 3 classes (chance 33 %); 10 epochs on 30 images per class
 # reach 90 % here (other seeds: 73-100 %); the test asks for 60 %.
@@ -205,6 +224,13 @@ cmp -s "$out/s.safetensors" "$out/ns.safetensors" || fail "streamed training dif
 expect 0 "streaming them from disk in chunks of 16" "$cfnet" train "$d/train" \
     -o "$out/s0.safetensors" --epochs 1 $common --val 0.25 --max-memory 0
 cmp -s "$out/s0.safetensors" "$out/ns.safetensors" || fail "--max-memory 0 gives another model"
+# ... as --help and the man page say, not "0: none", which reads as no cap at all
+"$cfnet" train --help | sed -n '/--max-memory/,/^  -/p' | tr -s ' \n' ' ' >"$out/mm-help.txt"
+grep -q "0: every image, none is kept" "$out/mm-help.txt" && ! grep -q "0: none" "$out/mm-help.txt" ||
+    fail "train --help does not say what --max-memory 0 does: $(cat "$out/mm-help.txt")"
+sed -n '/max\\-memory/,/^\.TP/p' docs/cfnet.1 | tr -s ' \n' ' ' >"$out/mm-man.txt"
+grep -q "0: every image, none is kept in memory" "$out/mm-man.txt" && ! grep -q "0: none" "$out/mm-man.txt" ||
+    fail "docs/cfnet.1 does not say what --max-memory 0 does: $(cat "$out/mm-man.txt")"
 # ... and the same progress lines: the running accuracy is the epoch's, not that of the chunk
 # being trained (12 steps of 8 images in chunks of 8: a plain line every 3 steps)
 for mm in 0 1G; do
@@ -422,6 +448,17 @@ printf 'path,label\nimg/00-0000.tif,class00\n"img/00-0001.tif,class00\n' >"$mf/b
 expect 1 "bad2.csv:3: malformed CSV line: unterminated quoted field" "$cfnet" train "$mf/bad2.csv" -o "$bad/m"
 printf 'img/00-0000.tif,class00\nimg/00-0001.tif\n' >"$mf/bad3.csv"
 expect 1 "bad3.csv:2: malformed CSV line: expected path,label" "$cfnet" train "$mf/bad3.csv" -o "$bad/m"
+# a spreadsheet's CSV in a language with a decimal comma (';') or tab-separated text: the
+# separator is named, for train and eval on any line and for predict on a header line
+printf 'path;label\nimg/00-0000.tif;class00\n' >"$mf/semi.csv"
+sep_said="malformed CSV line: expected path,label\[,split\], got one field with %s between its parts: the manifest's fields are separated by commas"
+# shellcheck disable=SC2059
+expect 1 "semi.csv:1: $(printf "$sep_said" "';'").*replace the ';' by commas" "$cfnet" train "$mf/semi.csv" -o "$bad/m"
+# shellcheck disable=SC2059
+expect 1 "semi.csv:1: $(printf "$sep_said" "';'")" "$cfnet" predict "$mf/model.safetensors" "$mf/semi.csv"
+printf 'img/00-0000.tif,class00\nimg/00-0001.tif\tclass00\n' >"$mf/tab.csv"
+# shellcheck disable=SC2059
+expect 1 "tab.csv:2: $(printf "$sep_said" tabs).*replace the tabs by commas" "$cfnet" eval "$mf/model.safetensors" "$mf/tab.csv"
 printf 'img/00-0000.tif,class00,train\nimg/00-0001.tif,class00,holdout\n' >"$mf/bad4.csv"
 expect 1 "bad4.csv:2: malformed CSV line: split 'holdout'" "$cfnet" train "$mf/bad4.csv" -o "$bad/m"
 printf 'img/00-0000.tif,class00,train\nimg/01-0000.tif,class01,train\nimg/02-0000.tif,class02,val\n' >"$mf/bad5.csv"

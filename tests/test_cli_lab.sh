@@ -170,6 +170,34 @@ expect 1 "class01/0009.tif: cannot open: a symbolic link whose target does not e
 # shellcheck disable=SC2086
 expect 0 "skipped 1 unreadable" "$cfnet" train "$dl" -o "$out/x.safetensors" $train --skip-bad
 
+# ---- 11. images saved channels last: tifffile.imwrite of an H x W x C array (C not 3 or 4) writes
+# a page per row, H pages of W x C, which read as H channels of a C-pixel-wide image; the size
+# messages would say to give --size and --pad (and train on such stripes). Said as what it is;
+# the same arrays saved channels first train. --------------------------------------------------
+if "$py" -c 'import tifffile' 2>/dev/null; then
+    "$py" - "$out/last" "$out/first" <<'EOF'
+import os, sys, numpy as np, tifffile
+rng = np.random.default_rng(0)
+for k, cls in enumerate(["ctrl", "drug"]):
+    for i in range(4):
+        x = (rng.random((40, 48, 2)) * 4000).astype(np.uint16)  # H x W x C
+        for top, a in ((sys.argv[1], x), (sys.argv[2], np.moveaxis(x, -1, 0))):
+            os.makedirs(os.path.join(top, cls), exist_ok=True)
+            tifffile.imwrite(os.path.join(top, cls, "cell%d.tif" % i), a)
+EOF
+    # shellcheck disable=SC2086
+    expect 1 "ctrl/cell0.tif: 40 pages of 2x48 pixels: this looks like an array of height x width x channels \(channels last, here 2\) .*np.moveaxis\(x, -1, 0\)" \
+        "$cfnet" train "$out/last" -o "$out/x.safetensors" $train
+    lacks "give --size|--pad" "train on channels-last TIFFs"
+    expect 1 "cell0.tif: 40 pages of 2x48 pixels: this looks like .*channels last" \
+        "$cfnet" predict "$m" "$out/last/ctrl/cell0.tif"
+    lacks "the model expects" "predict of a channels-last TIFF"
+    # shellcheck disable=SC2086
+    expect 0 "on 8 images of 2 classes" "$cfnet" train "$out/first" -o "$out/x.safetensors" $train --size 32
+else
+    skip_missing test_cli_lab "the channels-last TIFF check" python3-tifffile
+fi
+
 if [ $fails -ne 0 ]; then
     echo "test_cli_lab: $fails failures"
     exit 1

@@ -620,11 +620,24 @@ static int open_manifest(const char *csv, tool_dataset *ds, int labels_required)
             for (int i = 0; i < nf; i++) free(f[i]);
             continue;
         }
+        const int first_row = first;
         first = 0;
         char *label = nf >= 2 ? trim(f[1]) : NULL;
         int split = SPLIT_NONE;
         if (!*path) {
             tool_error("%s:%d: malformed CSV line: empty path", csv, start);
+            rc = -1;
+        } else if (nf == 1 && !quoted &&
+                   (labels_required || (first_row && !strncasecmp(path, "path", 4))) &&
+                   (strchr(path, ';') || strchr(path, '\t'))) {
+            /* "path;label": a spreadsheet's CSV in a language whose decimal mark is a comma
+             * (Excel, LibreOffice) separates fields with ';', and tab-separated text a tab */
+            const char *sep = strchr(path, ';') ? "';'" : "tabs";
+            tool_error("%s:%d: malformed CSV line: expected path,label[,split], got one field "
+                       "with %s between its parts: the manifest's fields are separated by "
+                       "commas; save it as comma-separated CSV (a spreadsheet in a language "
+                       "with a decimal comma uses ';'), or replace the %s by commas", csv, start,
+                       sep, sep);
             rc = -1;
         } else if (labels_required && (nf < 2 || !*label)) {
             tool_error("%s:%d: malformed CSV line: expected path,label[,split], got %s", csv,

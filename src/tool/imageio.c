@@ -622,6 +622,17 @@ static int decode_tiff_at(const unsigned char *data, size_t size, int fd, int64_
         set_err(err, errsize, "invalid TIFF: no full-resolution page");
         goto done;
     }
+    if (!plan && !lab && channels == page && channels >= 16 && W0 <= 8 && H0 >= 16) {
+        /* An H x W x C numpy array (channels last, C of 1, 2 or more than 4) that tifffile
+         * saved page by page: H pages of W x C. Read as it is stored it would be H channels of
+         * a C-pixel-wide image, which the size messages would then tell to crop or pad. */
+        set_err(err, errsize, "%d pages of %ux%u pixels: this looks like an array of height x "
+                "width x channels (channels last, here %u) that tifffile saved as a page per "
+                "row, which reads as %d channels; save it with the channels first, a page per "
+                "channel (tifffile.imwrite(path, np.moveaxis(x, -1, 0)))", channels, W0, H0, W0,
+                channels);
+        goto done;
+    }
     if (plan) {
         plan->channels = channels;
         plan->width = (int)W0;

@@ -66,8 +66,9 @@ static const char train_help[] =
     "  --threads N             decoding and training threads, 1..64 (default: all processors,\n"
     "                          at most 64)\n"
     "  --max-memory BYTES      cap on decoded images held in memory, e.g. 2G (default: a\n"
-    "                          quarter of RAM, or of a lower cgroup or ulimit -v/-d limit; 0:\n"
-    "                          none); beyond it images are re-read from disk each epoch\n"
+    "                          quarter of RAM, or of a lower cgroup or ulimit -v/-d limit);\n"
+    "                          beyond it images are re-read from disk each epoch (0: every\n"
+    "                          image, none is kept)\n"
     "  --skip-bad              warn about unreadable or unsuitable images and leave them out\n"
     "  --log FILE.csv          per-epoch train loss and accuracy, validation loss, accuracy and\n"
     "                          balanced accuracy, learning rate, seconds\n"
@@ -399,25 +400,50 @@ static void plot_png(const char *svg)
         free(png);
         return;
     }
+    /* the program's messages: the first line goes into the warning of a failure, which
+     * otherwise could not say why (an ImageMagick without an SVG delegate, or whose security
+     * policy refuses SVG, says so there) */
+    int ep[2] = {-1, -1};
+    if (pipe2(ep, O_CLOEXEC) != 0) ep[0] = ep[1] = -1;
     fflush(NULL);
     pid_t pid = fork();
     if (pid == 0) {
         dup2(fileno(o.f), 1);
-        int devnull = open("/dev/null", O_WRONLY);
-        if (devnull >= 0) dup2(devnull, 2);
+        int errfd = ep[1] >= 0 ? ep[1] : open("/dev/null", O_WRONLY);
+        if (errfd >= 0) dup2(errfd, 2);
+        const char *prog = rsvg ? "rsvg-convert" : "convert";
         if (rsvg)
             execlp("rsvg-convert", "rsvg-convert", svg, (char *)NULL);
         else
             execlp("convert", "convert", svg, "png:-", (char *)NULL);
+        dprintf(2, "cannot run %s: %s\n", prog, strerror(errno));
         _exit(127);
     }
+    char said[256];
+    size_t nsaid = 0;
+    if (ep[1] >= 0) close(ep[1]);
+    if (ep[0] >= 0) {
+        if (pid > 0) /* read to the end, so that the program never waits on a full pipe */
+            for (;;) {
+                char chunk[512];
+                ssize_t r = read(ep[0], chunk, sizeof chunk);
+                if (r < 0 && errno == EINTR) continue;
+                if (r <= 0) break;
+                for (ssize_t i = 0; i < r && nsaid < sizeof said - 1; i++) said[nsaid++] = chunk[i];
+            }
+        close(ep[0]);
+    }
+    said[nsaid] = 0;
+    said[strcspn(said, "\r\n")] = 0; /* the first line */
     int status = 0;
     if (pid > 0) waitpid(pid, &status, 0);
     if (pid < 0 || !WIFEXITED(status) || WEXITSTATUS(status) != 0) {
         out_discard(&o);
-        tool_warn("%s: could not convert the plot to PNG with %s (%s)", png,
+        tool_warn("%s: could not convert the plot to PNG with %s (%s)%s%s%s", png,
                   rsvg ? "rsvg-convert" : "convert",
-                  earlier ? "the earlier PNG is kept" : "no PNG written");
+                  earlier ? "the earlier PNG is kept" : "no PNG written", *said ? ": " : "",
+                  said, rsvg ? "" : "; rsvg-convert (Debian: librsvg2-bin) is used instead "
+                                    "when it is installed");
     } else {
         (void)out_commit(&o); /* a failure is reported */
     }
