@@ -172,13 +172,14 @@ static void bytes_free(void *opaque, void *p)
 }
 
 /* What the first inference allocates shows up in cfnet_network_memory_usage: the buffers kept
- * for reuse and every layer's inference cache (conic, p4, p4m, DFT projection: copies of the
- * weights and the banks packed for the engine). The hooks see each block with the library's
- * header and alignment slack (under 128 bytes a block), which the usage does not count. */
+ * for reuse and every layer's inference cache (conic, p4, p4m, DFT projection, mirrored conic:
+ * copies of the weights and the banks packed for the engine). The hooks see each block with the
+ * library's header and alignment slack (under 128 bytes a block), which the usage does not
+ * count. */
 static void memory_usage_counts_inference_caches(void **state)
 {
     (void)state;
-    for (int family = 0; family < 2; family++) {
+    for (int family = 0; family < 3; family++) {
         bytes_counter c;
         atomic_init(&c.live, 0);
         atomic_init(&c.blocks, 0);
@@ -195,10 +196,13 @@ static void memory_usage_counts_inference_caches(void **state)
             APPEND(net, cfnet_layer_p4_conv_create(12, 5, CFNET_PADDING_SAME, &l_));
             APPEND(net, cfnet_layer_group_pool_create(CFNET_POOL_MEAN, &l_));
             APPEND(net, cfnet_layer_dft_projection_create(48, 1, CFNET_INTERP_BILINEAR, &l_));
-        } else {
+        } else if (family == 1) {
             APPEND(net, cfnet_layer_p4m_lift_create(8, 5, CFNET_PADDING_SAME, &l_));
             APPEND(net, cfnet_layer_p4m_conv_create(8, 5, CFNET_PADDING_SAME, &l_));
             APPEND(net, cfnet_layer_group_pool_create(CFNET_POOL_MAX, &l_));
+        } else {
+            APPEND(net, cfnet_layer_conic_conv_mirror_create(12, 5, 2, CFNET_PADDING_SAME,
+                                                             CFNET_INTERP_NEAREST, &l_));
         }
         APPEND(net, cfnet_layer_dense_create(K, &l_));
         int64_t xs[] = {2, 4, 20, 20}, os[] = {2, K};

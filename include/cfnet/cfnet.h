@@ -523,8 +523,9 @@ CFNET_API int64_t cfnet_network_param_count(const cfnet_network *net);
 /** Bytes currently held by the network: parameters, gradients, optimiser state, the activation
  *  and workspace buffers of the largest batch trained so far, the inference buffers kept for
  *  reuse between inference calls (one set per concurrent caller, sized for the largest batch so
- *  far), and the inference caches of the conic, p4, p4m and DFT projection layers (a copy of
- *  their weights and their filter banks as inference reads them, made by the first inference).
+ *  far), and the inference caches of the conic (and mirrored conic), p4, p4m and DFT projection
+ *  layers (a copy of their weights and their filter banks as inference reads them, made by the
+ *  first inference).
  *  Not counted: the layers' index tables (for a convolution, a few integers per pixel of its
  *  output plane) and the allocator's alignment slack. */
 CFNET_API size_t cfnet_network_memory_usage(const cfnet_network *net);

@@ -159,6 +159,12 @@ static void mirror_destroy(cfnet_layer *l)
     if (cf_conic_conv_ops.destroy_priv) cf_conic_conv_ops.destroy_priv(l);
 }
 
+/* The conic layer's inference cache, which its forward (run on [x; F~ x]) allocates. */
+static size_t mirror_cache_bytes(const cfnet_layer *l)
+{
+    return cf_conic_conv_ops.cache_bytes(l);
+}
+
 const cf_layer_ops cf_conic_conv_mirror_ops = {
     .name = "conic_conv_mirror",
     .per_sample = true,
@@ -170,6 +176,7 @@ const cf_layer_ops cf_conic_conv_mirror_ops = {
     .forward = mirror_forward,
     .backward = mirror_backward,
     .destroy_priv = mirror_destroy,
+    .cache_bytes = mirror_cache_bytes,
 };
 
 CFNET_API cfnet_status cfnet_layer_conic_conv_mirror_create(int out_channels, int kernel, int R,
