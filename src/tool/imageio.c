@@ -622,10 +622,12 @@ static int decode_tiff_at(const unsigned char *data, size_t size, int fd, int64_
         set_err(err, errsize, "invalid TIFF: no full-resolution page");
         goto done;
     }
-    if (!plan && !lab && channels == page && channels >= 16 && W0 <= 8 && H0 >= 16) {
+    if (!lab && channels == page && channels >= 16 && W0 <= 8 && H0 >= 16) {
         /* An H x W x C numpy array (channels last, C of 1, 2 or more than 4) that tifffile
          * saved page by page: H pages of W x C. Read as it is stored it would be H channels of
-         * a C-pixel-wide image, which the size messages would then tell to crop or pad. */
+         * a C-pixel-wide image, which the size messages would then tell to crop or pad (and
+         * crop, which reads its fields row by row through a plan, would say that the mask is
+         * not the field's size). */
         set_err(err, errsize, "%d pages of %ux%u pixels: this looks like an array of height x "
                 "width x channels (channels last, here %u) that tifffile saved as a page per "
                 "row, which reads as %d channels; save it with the channels first, a page per "
