@@ -456,6 +456,10 @@ sep_said="malformed CSV line: expected path,label\[,split\], got one field with 
 expect 1 "semi.csv:1: $(printf "$sep_said" "';'").*replace the ';' by commas" "$cfnet" train "$mf/semi.csv" -o "$bad/m"
 # shellcheck disable=SC2059
 expect 1 "semi.csv:1: $(printf "$sep_said" "';'")" "$cfnet" predict "$mf/model.safetensors" "$mf/semi.csv"
+# ... but a row of predict's, a file whose name begins with "path" and holds a ';', is a file
+cp "$mf/img/00-0000.tif" "$mf/pathology;a.tif"
+printf 'pathology;a.tif\n' >"$mf/semirow.csv"
+expect 0 "predicted 1 image" "$cfnet" predict "$mf/model.safetensors" "$mf/semirow.csv"
 printf 'img/00-0000.tif,class00\nimg/00-0001.tif\tclass00\n' >"$mf/tab.csv"
 # shellcheck disable=SC2059
 expect 1 "tab.csv:2: $(printf "$sep_said" tabs).*replace the tabs by commas" "$cfnet" eval "$mf/model.safetensors" "$mf/tab.csv"
