@@ -102,6 +102,14 @@ expect 0 "pn.png: could not convert the plot to PNG with convert \(no PNG writte
     env PATH="$fakeim" "$cfnet" train "$d/train" -o "$out/pn.safetensors" --epochs 1 $common \
     --plot "$out/pn.svg"
 test -e "$out/pn.png" && fail "a failed PNG conversion left pn.png"
+# ImageMagick 7's convert says first that it is deprecated: the reason is the line after
+printf '#!/bin/sh\necho "WARNING: The convert command is deprecated in IMv7, use \\"magick\\" instead" >&2\necho "convert: attempt to perform an operation not allowed by the security policy \\`SVG'"'"'" >&2\nexit 1\n' \
+    >"$fakeim/convert"
+# shellcheck disable=SC2086
+expect 0 "pn.png: could not convert the plot to PNG with convert \(no PNG written\): convert: attempt to perform an operation not allowed by the security policy" \
+    env PATH="$fakeim" "$cfnet" train "$d/train" -o "$out/pn.safetensors" --epochs 1 $common \
+    --plot "$out/pn.svg"
+lacks "deprecated" "the failed ImageMagick 7 convert's warning"
 
 # eval: above a stated accuracy. 3 classes (chance 33 %); 10 epochs on 30 images per class
 # reach 90 % here (other seeds: 73-100 %); the test asks for 60 %.
@@ -456,6 +464,10 @@ sep_said="malformed CSV line: expected path,label\[,split\], got one field with 
 expect 1 "semi.csv:1: $(printf "$sep_said" "';'").*replace the ';' by commas" "$cfnet" train "$mf/semi.csv" -o "$bad/m"
 # shellcheck disable=SC2059
 expect 1 "semi.csv:1: $(printf "$sep_said" "';'")" "$cfnet" predict "$mf/model.safetensors" "$mf/semi.csv"
+# ... but a row of predict's, a file whose name begins with "path" and holds a ';', is a file
+cp "$mf/img/00-0000.tif" "$mf/pathology;a.tif"
+printf 'pathology;a.tif\n' >"$mf/semirow.csv"
+expect 0 "predicted 1 image" "$cfnet" predict "$mf/model.safetensors" "$mf/semirow.csv"
 printf 'img/00-0000.tif,class00\nimg/00-0001.tif\tclass00\n' >"$mf/tab.csv"
 # shellcheck disable=SC2059
 expect 1 "tab.csv:2: $(printf "$sep_said" tabs).*replace the tabs by commas" "$cfnet" eval "$mf/model.safetensors" "$mf/tab.csv"

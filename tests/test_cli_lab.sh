@@ -192,6 +192,25 @@ EOF
     expect 1 "cell0.tif: 40 pages of 2x48 pixels: this looks like .*channels last" \
         "$cfnet" predict "$m" "$out/last/ctrl/cell0.tif"
     lacks "the model expects" "predict of a channels-last TIFF"
+    # crop reads its fields row by row: the same, not "f.tif is 2x48 but its mask is 48x40"
+    "$py" - "$out/lastmask.tif" <<'EOF'
+import sys, numpy as np, tifffile
+m = np.zeros((40, 48), np.uint16)
+m[10:20, 10:20] = 1
+tifffile.imwrite(sys.argv[1], m)
+EOF
+    expect 1 "cell0.tif: 40 pages of 2x48 pixels: this looks like .*channels last" \
+        "$cfnet" crop "$out/last/ctrl/cell0.tif" "$out/lastmask.tif" -o "$out/lastcrops" --size 16
+    lacks "its mask" "crop of a channels-last TIFF"
+    # a field of more rows than the 1024 channels an image may have: the same, not "too many
+    # channels"
+    "$py" - "$out/lasttall.tif" <<'EOF'
+import sys, numpy as np, tifffile
+tifffile.imwrite(sys.argv[1], np.ones((1100, 64, 2), np.uint16))
+EOF
+    expect 1 "lasttall.tif: 1024 or more pages of 2x64 pixels: this looks like .*channels last.* which reads as 1024 or more channels" \
+        "$cfnet" predict "$m" "$out/lasttall.tif"
+    lacks "too many channels" "predict of a tall channels-last TIFF"
     # shellcheck disable=SC2086
     expect 0 "on 8 images of 2 classes" "$cfnet" train "$out/first" -o "$out/x.safetensors" $train --size 32
 else

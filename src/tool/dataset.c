@@ -561,6 +561,16 @@ static int check_duplicates(const tool_dataset *ds, const char *csv, int labels_
     return errors ? -1 : 0;
 }
 
+/* Whether a manifest's first field is a header split by ';' or tabs ("path;label"): "path"
+ * alone before the separator, not a file name that begins so ("pathology;2.tif"). */
+static int header_split(const char *field)
+{
+    if (strncasecmp(field, "path", 4) != 0) return 0;
+    field += 4;
+    field += strspn(field, " ");
+    return *field == ';' || *field == '\t';
+}
+
 /* Reads a manifest. labels: 1 required, 0 optional (prediction). */
 static int open_manifest(const char *csv, tool_dataset *ds, int labels_required)
 {
@@ -628,7 +638,7 @@ static int open_manifest(const char *csv, tool_dataset *ds, int labels_required)
             tool_error("%s:%d: malformed CSV line: empty path", csv, start);
             rc = -1;
         } else if (nf == 1 && !quoted &&
-                   (labels_required || (first_row && !strncasecmp(path, "path", 4))) &&
+                   (labels_required || (first_row && header_split(path))) &&
                    (strchr(path, ';') || strchr(path, '\t'))) {
             /* "path;label": a spreadsheet's CSV in a language whose decimal mark is a comma
              * (Excel, LibreOffice) separates fields with ';', and tab-separated text a tab */

@@ -420,6 +420,26 @@ typedef struct tiff_plan {
     int n, channels, width, height;
 } tiff_plan;
 
+/* An H x W x C numpy array (channels last, C of 1, 2 or more than 4) that tifffile saved page
+ * by page: H pages of W x C, all of one sample (pages of them read, channels the channels they
+ * gave). Read as it is stored it would be H channels of a C-pixel-wide image, which the size
+ * messages would then tell to crop or pad (and crop would say that the mask is not the
+ * field's size), or, past MAX_CHANNELS rows, too many channels. */
+static int looks_channels_last(int channels, int pages, uint32_t W0, uint32_t H0)
+{
+    return channels == pages && channels >= 16 && W0 <= 8 && H0 >= 16;
+}
+
+static void channels_last_err(char *err, size_t errsize, int pages, const char *more,
+                              uint32_t W0, uint32_t H0)
+{
+    set_err(err, errsize, "%d%s pages of %ux%u pixels: this looks like an array of height x "
+            "width x channels (channels last, here %u) that tifffile saved as a page per row, "
+            "which reads as %d%s channels; save it with the channels first, a page per channel "
+            "(tifffile.imwrite(path, np.moveaxis(x, -1, 0)))", pages, more, W0, H0, W0, pages,
+            more);
+}
+
 /* With plan not NULL the pages are checked as for reading but not read: they go into plan, and
  * max_values caps one row's values (channels x width) instead of the image's. */
 static int decode_tiff_at(const unsigned char *data, size_t size, int fd, int64_t max_values,
@@ -547,6 +567,11 @@ static int decode_tiff_at(const unsigned char *data, size_t size, int fd, int64_
             goto done;
         }
         if (channels + spp > MAX_CHANNELS) {
+            if (!lab && spp == 1 && looks_channels_last(channels, page, W0, H0)) {
+                /* a field of more rows than MAX_CHANNELS saved so */
+                channels_last_err(err, errsize, channels, " or more", W0, H0);
+                goto done;
+            }
             set_err(err, errsize, "too many channels: %d or more on page %d (at most %d; every "
                     "page and every sample of a TIFF is a channel)", channels + spp, page + 1,
                     MAX_CHANNELS);
@@ -622,15 +647,8 @@ static int decode_tiff_at(const unsigned char *data, size_t size, int fd, int64_
         set_err(err, errsize, "invalid TIFF: no full-resolution page");
         goto done;
     }
-    if (!plan && !lab && channels == page && channels >= 16 && W0 <= 8 && H0 >= 16) {
-        /* An H x W x C numpy array (channels last, C of 1, 2 or more than 4) that tifffile
-         * saved page by page: H pages of W x C. Read as it is stored it would be H channels of
-         * a C-pixel-wide image, which the size messages would then tell to crop or pad. */
-        set_err(err, errsize, "%d pages of %ux%u pixels: this looks like an array of height x "
-                "width x channels (channels last, here %u) that tifffile saved as a page per "
-                "row, which reads as %d channels; save it with the channels first, a page per "
-                "channel (tifffile.imwrite(path, np.moveaxis(x, -1, 0)))", channels, W0, H0, W0,
-                channels);
+    if (!lab && looks_channels_last(channels, page, W0, H0)) {
+        channels_last_err(err, errsize, channels, "", W0, H0);
         goto done;
     }
     if (plan) {

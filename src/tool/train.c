@@ -419,7 +419,7 @@ static void plot_png(const char *svg)
         dprintf(2, "cannot run %s: %s\n", prog, strerror(errno));
         _exit(127);
     }
-    char said[256];
+    char said[1024];
     size_t nsaid = 0;
     if (ep[1] >= 0) close(ep[1]);
     if (ep[0] >= 0) {
@@ -434,15 +434,22 @@ static void plot_png(const char *svg)
         close(ep[0]);
     }
     said[nsaid] = 0;
-    said[strcspn(said, "\r\n")] = 0; /* the first line */
+    /* the first line, after ImageMagick 7's notice that its 'convert' is deprecated (which
+     * comes first and says nothing of the failure) */
+    char *line = said;
+    while (strstr(line, "deprecated in IMv7") && line[strcspn(line, "\r\n")]) {
+        line += strcspn(line, "\r\n");
+        line += strspn(line, "\r\n");
+    }
+    line[strcspn(line, "\r\n")] = 0;
     int status = 0;
     if (pid > 0) waitpid(pid, &status, 0);
     if (pid < 0 || !WIFEXITED(status) || WEXITSTATUS(status) != 0) {
         out_discard(&o);
         tool_warn("%s: could not convert the plot to PNG with %s (%s)%s%s%s", png,
                   rsvg ? "rsvg-convert" : "convert",
-                  earlier ? "the earlier PNG is kept" : "no PNG written", *said ? ": " : "",
-                  said, rsvg ? "" : "; rsvg-convert (Debian: librsvg2-bin) is used instead "
+                  earlier ? "the earlier PNG is kept" : "no PNG written", *line ? ": " : "",
+                  line, rsvg ? "" : "; rsvg-convert (Debian: librsvg2-bin) is used instead "
                                     "when it is installed");
     } else {
         (void)out_commit(&o); /* a failure is reported */
