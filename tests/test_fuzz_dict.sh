@@ -2,7 +2,8 @@
 # The model targets' libFuzzer dictionary, fuzz/dict_model.txt, cannot rot: every entry parses
 # as libFuzzer reads a dictionary and is a word of the model format that the code or
 # docs/format.md names, and every layer kind, layer field, tensor name, option and header key of
-# the code is in it (tests/fuzz_dict.py, first shown to reject broken copies). And `make fuzz`
+# the code is in it (tests/fuzz_dict.py, first shown to reject broken copies); every layer kind the
+# built library reports is one the checker finds in src/, so none goes unchecked. And `make fuzz`
 # passes it: run in a scratch copy of the tree with a stand-in for clang whose "fuzz targets"
 # note how they were run, the model targets get -dict=fuzz/dict_model.txt, a target with a
 # corpus of its own (fuzz_image) none, and a fuzz/dict_<name>.txt is the dictionary of its target.
@@ -35,7 +36,24 @@ grep -qF "'relu', a word of the format in the code, is not in the dictionary (ad
     fail "the missing layer kind not named with what to do: $(cat "$tmp/bad.out")"
 echo "self-check: a bad escape, an open quote, a bad name, a word not the code's, a word twice and a missing kind are refused"
 
-"$py" tests/fuzz_dict.py fuzz/dict_model.txt . || fail "fuzz/dict_model.txt does not match the code"
+# a layer kind the library reports but the checker does not find in src/ (registered some other
+# way) is refused, named with what to do: a stand-in library reporting one such kind
+cat >"$tmp/kinds.c" <<'EOF'
+static const char *const kinds[] = {"relu", "brand_new_kind"};
+int cfnet_layer_kind_count(void) { return 2; }
+const char *cfnet_layer_kind_name(int k) { return k >= 1 && k <= 2 ? kinds[k - 1] : "unknown"; }
+EOF
+${CC:-cc} -shared -fPIC -o "$tmp/libkinds.so" "$tmp/kinds.c" || fail "could not build the stand-in library"
+if "$py" tests/fuzz_dict.py fuzz/dict_model.txt . "$tmp/libkinds.so" >"$tmp/bad.out" 2>&1; then
+    fail "the checker passed a library kind it does not find in src/"
+fi
+grep -qF "'brand_new_kind', layer kind 2 of $tmp/libkinds.so, is not found in src/layers/" "$tmp/bad.out" &&
+    grep -qF "teach source_kinds()" "$tmp/bad.out" && ! grep -qF "'relu'" "$tmp/bad.out" ||
+    fail "the library kind the checker does not find not said (or relu blamed): $(cat "$tmp/bad.out")"
+echo "self-check: a kind of the library that src/ does not show as the checker reads it is refused"
+
+[ -f lib/libcfnet.so ] || fail "lib/libcfnet.so is not built (run make first)"
+"$py" tests/fuzz_dict.py fuzz/dict_model.txt . lib/libcfnet.so || fail "fuzz/dict_model.txt does not match the code"
 # SECURITY.md's paragraph on fuzzing names every dictionary the fuzzing runs use
 for d in fuzz/dict_*.txt; do
     grep -qF "\`$d\`" SECURITY.md || fail "SECURITY.md does not name $d (its fuzzing paragraph)"
