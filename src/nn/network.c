@@ -461,7 +461,8 @@ static cfnet_status infer_bufs_get(const cfnet_network *net, int upto, int64_t n
     if (c->free_list) {
         bf = c->free_list;
         c->free_list = bf->next;
-        c->bytes -= infer_bufs_bytes(bf);
+        /* too small: freed below (c->bytes counts sets in use as well as kept ones) */
+        if (bf->count < count || bf->ws_bytes < maxws) c->bytes -= infer_bufs_bytes(bf);
     }
     cf_mutex_unlock(&c->lock);
     if (bf && bf->count >= count && bf->ws_bytes >= maxws) {
@@ -481,18 +482,20 @@ static cfnet_status infer_bufs_get(const cfnet_network *net, int upto, int64_t n
         infer_bufs_free(bf);
         return cf_error(CFNET_E_OUT_OF_MEMORY, "network: cannot allocate inference buffers");
     }
+    cf_mutex_lock(&c->lock);
+    c->bytes += infer_bufs_bytes(bf);
+    cf_mutex_unlock(&c->lock);
     *out = bf;
     return CFNET_OK;
 }
 
-/* Gives a set back to the cache. */
+/* Gives a set back to the cache (it stays counted in c->bytes). */
 static void infer_bufs_put(const cfnet_network *net, cf_infer_bufs *bf)
 {
     cf_infer_cache *c = net->infer_cache;
     cf_mutex_lock(&c->lock);
     bf->next = c->free_list;
     c->free_list = bf;
-    c->bytes += infer_bufs_bytes(bf);
     cf_mutex_unlock(&c->lock);
 }
 
