@@ -2,7 +2,8 @@
  * allocator counts calls runs cfnet_network_infer / probabilities / predict / evaluate many times
  * (1 and 2 engine threads, batch 1 and smaller batches) and the count stays where the first call
  * left it; a larger batch allocates once more; the cached buffers are freed with the network
- * (every allocation is matched by a free) and show up in cfnet_network_memory_usage. */
+ * (every allocation is matched by a free) and show up in cfnet_network_memory_usage, which
+ * counts every block the network holds (tables, tensors, buffers, caches). */
 #include "testutil.h"
 
 #include <stdatomic.h>
@@ -226,12 +227,117 @@ static void memory_usage_counts_inference_caches(void **state)
     }
 }
 
+/* Usage against what the hooks hold for the network (live bytes since before it was loaded):
+ * equal but for the library's header and alignment slack, under 128 bytes a block. */
+static void check_held(cfnet_network *net, const bytes_counter *c, long live0, long blocks0,
+                       int family, const char *when)
+{
+    size_t used = cfnet_network_memory_usage(net);
+    long held = atomic_load(&c->live) - live0, blocks = atomic_load(&c->blocks) - blocks0;
+    if ((long)used > held || held - (long)used > blocks * 128)
+        fail_msg("family %d, %s: the network holds %ld bytes in %ld blocks, the usage is %zu",
+                 family, when, held, blocks, used);
+}
+
+/* Everything a network holds between calls is in cfnet_network_memory_usage: its layers' tables
+ * (rotation maps, convolution plans and the index tables they keep per output pixel), the
+ * parameter tensors, the buffers and caches of the first inference and of a training step.
+ * The network is loaded in the context (so that every block, layer objects too, goes through
+ * its hooks) and the usage compared with the live bytes after the load, after a first
+ * inference, after a training step and after another inference. Every kind with tables or
+ * caches: conv2d (stride 1 and 2), pooling, conic (R = 1, 2, 4), mirrored conic, p4, p4m,
+ * group pooling, DFT projection on planar, p4 and p4m maps, DFT magnitude, dense. */
+static void memory_usage_counts_what_the_network_holds(void **state)
+{
+    (void)state;
+    enum { C = 2, H = 16, N = 3 };
+    for (int family = 0; family < 6; family++) {
+        cfnet_network *net = NULL;
+        CF_ASSERT_OK(cfnet_network_create(C, H, H, 5, &net));
+        switch (family) {
+        case 0:
+            APPEND(net, cfnet_layer_conv2d_create(6, 3, 1, CFNET_PADDING_SAME, &l_));
+            APPEND(net, cfnet_layer_relu_create(&l_));
+            APPEND(net, cfnet_layer_pool_create(CFNET_POOL_MAX, 2, 2, &l_));
+            APPEND(net, cfnet_layer_conv2d_create(4, 3, 2, CFNET_PADDING_VALID, &l_));
+            break;
+        case 1:
+            APPEND(net, cfnet_layer_conic_conv_create(6, 3, 1, CFNET_PADDING_SAME,
+                                                      CFNET_INTERP_NEAREST, &l_));
+            APPEND(net, cfnet_layer_pool_create(CFNET_POOL_MEAN, 2, 2, &l_));
+            APPEND(net, cfnet_layer_conic_conv_create(4, 5, 4, CFNET_PADDING_VALID,
+                                                      CFNET_INTERP_BILINEAR, &l_));
+            break;
+        case 2:
+            APPEND(net, cfnet_layer_conic_conv_create(6, 5, 2, CFNET_PADDING_SAME,
+                                                      CFNET_INTERP_NEAREST, &l_));
+            APPEND(net, cfnet_layer_relu_create(&l_));
+            APPEND(net, cfnet_layer_dft_projection_create(5, 2, CFNET_INTERP_BILINEAR, &l_));
+            APPEND(net, cfnet_layer_dft_magnitude_create(&l_));
+            break;
+        case 3:
+            APPEND(net, cfnet_layer_conic_conv_mirror_create(4, 3, 2, CFNET_PADDING_SAME,
+                                                             CFNET_INTERP_NEAREST, &l_));
+            APPEND(net, cfnet_layer_conic_conv_mirror_create(4, 3, 1, CFNET_PADDING_VALID,
+                                                             CFNET_INTERP_NEAREST, &l_));
+            break;
+        case 4:
+            APPEND(net, cfnet_layer_p4_lift_create(4, 3, CFNET_PADDING_SAME, &l_));
+            APPEND(net, cfnet_layer_p4_conv_create(4, 3, CFNET_PADDING_SAME, &l_));
+            APPEND(net, cfnet_layer_dft_projection_create(5, 1, CFNET_INTERP_NEAREST, &l_));
+            APPEND(net, cfnet_layer_dft_magnitude_create(&l_));
+            break;
+        default:
+            APPEND(net, cfnet_layer_p4m_lift_create(3, 3, CFNET_PADDING_SAME, &l_));
+            APPEND(net, cfnet_layer_p4m_conv_create(3, 3, CFNET_PADDING_VALID, &l_));
+            APPEND(net, cfnet_layer_group_pool_create(CFNET_POOL_MAX, &l_));
+            APPEND(net, cfnet_layer_pool_create(CFNET_POOL_MAX, 2, 2, &l_));
+            APPEND(net, cfnet_layer_p4m_lift_create(2, 3, CFNET_PADDING_SAME, &l_));
+            APPEND(net, cfnet_layer_dft_projection_create(4, 1, CFNET_INTERP_NEAREST, &l_));
+            break;
+        }
+        APPEND(net, cfnet_layer_dense_create(K, &l_));
+        void *buf = NULL;
+        size_t size = 0;
+        CF_ASSERT_OK(cfnet_network_save_buffer(net, 0, &buf, &size));
+        cfnet_network_free(net);
+
+        bytes_counter c;
+        atomic_init(&c.live, 0);
+        atomic_init(&c.blocks, 0);
+        cfnet_context *ctx = NULL;
+        CF_ASSERT_OK(cfnet_context_create(&ctx));
+        CF_ASSERT_OK(cfnet_context_set_allocator(ctx, bytes_alloc, bytes_free, &c));
+        long live0 = atomic_load(&c.live), blocks0 = atomic_load(&c.blocks);
+        CF_ASSERT_OK(cfnet_network_load_buffer_in(ctx, buf, size, &net));
+        cfnet_free(buf);
+        check_held(net, &c, live0, blocks0, family, "loaded");
+        int64_t xs[] = {N, C, H, H}, os[] = {N, K};
+        tu_rng r = {11};
+        cfnet_tensor *x = tu_tensor(4, xs, &r), *o = tu_tensor(2, os, NULL);
+        CF_ASSERT_OK(cfnet_network_infer(net, x, o));
+        check_held(net, &c, live0, blocks0, family, "after the first inference");
+        int32_t labels[N] = {0, 1, 2};
+        float loss = 0.0f;
+        CF_ASSERT_OK(cfnet_network_train_step(net, x, labels, N, &loss));
+        check_held(net, &c, live0, blocks0, family, "after a training step");
+        CF_ASSERT_OK(cfnet_network_infer(net, x, o));
+        check_held(net, &c, live0, blocks0, family, "after another inference");
+        cfnet_network_free(net);
+        assert_int_equal(atomic_load(&c.live), live0);
+        cfnet_tensor_free(x);
+        cfnet_tensor_free(o);
+        cfnet_context_free(ctx);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(no_allocation_after_first_call_1_thread),
         cmocka_unit_test(no_allocation_after_first_call_2_threads),
         cmocka_unit_test(memory_usage_counts_inference_caches),
+        cmocka_unit_test(memory_usage_counts_what_the_network_holds),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

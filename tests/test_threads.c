@@ -1,7 +1,8 @@
 /* Threads: the per-network thread count changes results only by rounding and keeps runs
  * reproducible; distinct networks train concurrently; one network serves inference to several
  * threads at once, also with worker threads of its own, with the bits of each call alone, and
- * threads prepare images (cfnet_network_prepare_image) on it meanwhile, with the same bits. */
+ * threads prepare images (cfnet_network_prepare_image) on it meanwhile, with the same bits;
+ * the memory usage read while two threads infer is the usage after them. */
 #include "testutil.h"
 
 #include <math.h>
@@ -161,6 +162,155 @@ static void networks_train_and_serve_concurrently(void **state)
     cfnet_network_free(shared);
     cfnet_tensor_free(xt);
     cfnet_tensor_free(ref);
+}
+
+/* ---- memory usage while several threads infer ---- */
+
+/* Allocator hooks that keep the live bytes: each block carries its size in front of it. */
+typedef struct live_bytes {
+    atomic_long live, blocks;
+} live_bytes;
+
+static void *live_alloc(void *opaque, size_t size)
+{
+    live_bytes *c = opaque;
+    char *raw = malloc(size + 16);
+    if (!raw) return NULL;
+    memcpy(raw, &size, sizeof size);
+    atomic_fetch_add(&c->live, (long)size);
+    atomic_fetch_add(&c->blocks, 1);
+    return raw + 16;
+}
+
+static void live_free(void *opaque, void *p)
+{
+    live_bytes *c = opaque;
+    if (!p) return;
+    char *raw = (char *)p - 16;
+    size_t size;
+    memcpy(&size, raw, sizeof size);
+    atomic_fetch_sub(&c->live, (long)size);
+    atomic_fetch_sub(&c->blocks, 1);
+    free(raw);
+}
+
+/* Two inference calls meet inside the network (in the interrupt callback, after its first layer)
+ * and wait there until the test has read the usage. */
+typedef struct meeting {
+    pthread_barrier_t met, read;
+    atomic_int armed;
+} meeting;
+
+static int meet_inside(void *user, int64_t done, int64_t total)
+{
+    (void)total;
+    meeting *m = user;
+    if (done == 1 && atomic_load(&m->armed)) {
+        pthread_barrier_wait(&m->met);
+        pthread_barrier_wait(&m->read);
+    }
+    return 0;
+}
+
+typedef struct one_infer {
+    cfnet_network *net;
+    const cfnet_tensor *x;
+    cfnet_status st;
+    float out[NB * K];
+} one_infer;
+
+static void *one_infer_job(void *arg)
+{
+    one_infer *j = arg;
+    int64_t os[] = {NB, K};
+    cfnet_tensor *o = NULL;
+    j->st = cfnet_tensor_wrap(j->out, 2, os, &o);
+    if (j->st == CFNET_OK) j->st = cfnet_network_infer(j->net, j->x, o);
+    cfnet_tensor_free(o);
+    return NULL;
+}
+
+/* What cfnet.h says a caller sees: each concurrent inference call has a buffer set of its own,
+ * counted while the call uses it as after, so the usage read while two calls run equals the
+ * usage after they return, and the live bytes; two concurrent calls leave one set more than one
+ * call alone (the growth is what the hooks saw), kept for later calls: more rounds of two
+ * concurrent calls and calls one at a time leave the usage where it is. */
+static void usage_during_concurrent_inference_is_the_usage_after(void **state)
+{
+    (void)state;
+    float x[NB * S * S];
+    int32_t y[NB];
+    fill_batch(x, y, NB, 4);
+    int64_t xs[] = {NB, 1, S, S};
+    cfnet_tensor *xt = NULL;
+    CF_ASSERT_OK(cfnet_tensor_wrap(x, 4, xs, &xt));
+    cfnet_network *orig = make_net(30), *net = NULL;
+    void *buf = NULL;
+    size_t size = 0;
+    CF_ASSERT_OK(cfnet_network_save_buffer(orig, 0, &buf, &size));
+    cfnet_network_free(orig);
+    live_bytes c;
+    atomic_init(&c.live, 0);
+    atomic_init(&c.blocks, 0);
+    cfnet_context *ctx = NULL;
+    CF_ASSERT_OK(cfnet_context_create(&ctx));
+    CF_ASSERT_OK(cfnet_context_set_allocator(ctx, live_alloc, live_free, &c));
+    CF_ASSERT_OK(cfnet_network_load_buffer_in(ctx, buf, size, &net));
+    cfnet_free(buf);
+    meeting m;
+    assert_int_equal(pthread_barrier_init(&m.met, NULL, 3), 0);
+    assert_int_equal(pthread_barrier_init(&m.read, NULL, 3), 0);
+    atomic_init(&m.armed, 0);
+    CF_ASSERT_OK(cfnet_network_set_interrupt(net, meet_inside, &m));
+
+    one_infer jobs[2];
+    memset(jobs, 0, sizeof jobs);
+    jobs[0].net = jobs[1].net = net;
+    jobs[0].x = jobs[1].x = xt;
+    one_infer_job(&jobs[0]); /* the layers' caches and one set */
+    CF_ASSERT_OK(jobs[0].st);
+    size_t one = cfnet_network_memory_usage(net);
+    long live_one = atomic_load(&c.live), blocks_one = atomic_load(&c.blocks);
+    size_t two = 0;
+    for (int round = 0; round < 3; round++) {
+        pthread_t tid[2];
+        atomic_store(&m.armed, 1);
+        for (int k = 0; k < 2; k++)
+            assert_int_equal(pthread_create(&tid[k], NULL, one_infer_job, &jobs[k]), 0);
+        pthread_barrier_wait(&m.met); /* both calls hold a set now */
+        size_t during = cfnet_network_memory_usage(net);
+        long live_during = atomic_load(&c.live);
+        pthread_barrier_wait(&m.read);
+        for (int k = 0; k < 2; k++) pthread_join(tid[k], NULL);
+        atomic_store(&m.armed, 0);
+        for (int k = 0; k < 2; k++) CF_ASSERT_OK(jobs[k].st);
+        size_t after = cfnet_network_memory_usage(net);
+        if (during != after || live_during != atomic_load(&c.live))
+            fail_msg("round %d: usage %zu while two calls ran (live %ld), %zu after (live %ld)",
+                     round, during, live_during, after, atomic_load(&c.live));
+        if (round == 0) {
+            long grew = atomic_load(&c.live) - live_one,
+                 blocks = atomic_load(&c.blocks) - blocks_one;
+            if (after <= one || (long)(after - one) > grew ||
+                grew - (long)(after - one) > blocks * 128)
+                fail_msg("two concurrent calls: usage %zu -> %zu, the hooks saw %ld bytes in %ld "
+                         "blocks more", one, after, grew, blocks);
+            two = after;
+        }
+        assert_int_equal(after, two);
+    }
+    for (int t = 0; t < 5; t++) {
+        one_infer_job(&jobs[0]);
+        CF_ASSERT_OK(jobs[0].st);
+    }
+    assert_int_equal(cfnet_network_memory_usage(net), two);
+    assert_memory_equal(jobs[0].out, jobs[1].out, sizeof jobs[0].out);
+    pthread_barrier_destroy(&m.met);
+    pthread_barrier_destroy(&m.read);
+    cfnet_network_free(net);
+    assert_int_equal(atomic_load(&c.live), 0);
+    cfnet_context_free(ctx);
+    cfnet_tensor_free(xt);
 }
 
 /* ---- training and inference on the same network: detected, never a race ---- */
@@ -616,6 +766,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(two_threads_match_one_thread_to_rounding),
         cmocka_unit_test(networks_train_and_serve_concurrently),
+        cmocka_unit_test(usage_during_concurrent_inference_is_the_usage_after),
         cmocka_unit_test(training_while_another_thread_infers_is_refused),
         cmocka_unit_test(concurrent_calls_run_or_are_refused_and_readers_share),
         cmocka_unit_test(export_is_not_refused_by_a_refused_writer),

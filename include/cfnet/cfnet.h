@@ -520,14 +520,24 @@ CFNET_API cfnet_status cfnet_network_output_shape(const cfnet_network *net, int 
 /** Total number of trainable scalars. */
 CFNET_API int64_t cfnet_network_param_count(const cfnet_network *net);
 
-/** Bytes currently held by the network: parameters, gradients, optimiser state, the activation
- *  and workspace buffers of the largest batch trained so far, the inference buffers kept for
- *  reuse between inference calls (one set per concurrent caller, sized for the largest batch so
- *  far), and the inference caches of the conic (and mirrored conic), p4, p4m and DFT projection
- *  layers (a copy of their weights and their filter banks as inference reads them, made by the
- *  first inference).
- *  Not counted: the layers' index tables (for a convolution, a few integers per pixel of its
- *  output plane) and the allocator's alignment slack. */
+/** Bytes currently held by the network: its own structures, parameters, gradients and state
+ *  tensors, optimiser state, metadata; the tables each layer built when it was appended
+ *  (rotation maps, convolution plans and index tables: for a convolution a few integers per
+ *  pixel of its output plane); the activation and workspace buffers of the largest batch
+ *  trained so far; the inference buffer sets; and the inference caches of the conic (and
+ *  mirrored conic), p4, p4m and DFT projection layers (a copy of their weights and their filter
+ *  banks as inference reads them, made by the first inference).
+ *  Inference buffer sets: an inference call takes a set the network keeps, or makes one when
+ *  all are in use (or too small for its batch: then the small one is freed), and gives it back
+ *  for later calls. The network so holds as many sets as the most inference calls that have run
+ *  at the same time, each sized for the largest batch it has served, until a layer is appended,
+ *  the thread count is set or the network is freed. A set is counted while a call uses it as
+ *  while it is kept: a reading taken while inference calls run is at most the reading after
+ *  they return (equal once every set is made), and two concurrent calls leave the usage two
+ *  sets high where calls one at a time leave it one set high.
+ *  Not counted: the allocator's header and alignment slack (under 128 bytes a block), the
+ *  worker threads (CFNET_OPTION_THREADS above 1), buffers that a call frees before it returns,
+ *  and what FFTW and the BLAS allocate for themselves. */
 CFNET_API size_t cfnet_network_memory_usage(const cfnet_network *net);
 
 /** Writes a summary, one line per layer ("index kind output-shape params"), plus a total line,

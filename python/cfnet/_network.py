@@ -501,7 +501,8 @@ class Network(Handle):
     @property
     @_using
     def memory_usage(self):
-        """Bytes held by the network (parameters, optimiser state, buffers)."""
+        """Bytes held by the network (parameters, optimiser state, layer tables, buffers and
+        caches; see cfnet_network_memory_usage in cfnet.h)."""
         return _lib.load().cfnet_network_memory_usage(self._h())
 
     @_using

@@ -233,6 +233,13 @@ static void fill_banks(const cfnet_layer *l, float *rot, float *grp)
     }
 }
 
+/* Floats of the inference cache: the copy of the base filter, then the packed banks. */
+static size_t cache_floats(const cfnet_layer *l)
+{
+    const conic_priv *p = l->priv;
+    return bank_floats(l) + cf_conv_packed_forward_floats(&p->plan, l->icfg[CFG_OUT]);
+}
+
 /* Inference: the packed banks from the cache when the base filter has not changed since they
  * were built (checked bit for bit), else built (through the caller's tables Wg and dWg, which
  * keeps one pair of them on the stack), packed and cached; copied to the start of the
@@ -245,7 +252,7 @@ static const float *cached_packed(cfnet_layer *l, conic_ws *w, const float **Wg,
     size_t bank = bank_floats(l), packed = cf_conv_packed_forward_floats(&p->plan, O);
     const float *base = l->param[0]->data;
     cf_mutex_lock(&p->lock);
-    if (!p->cache) p->cache = cf_alloc_zero(&l->alloc, bank + packed, sizeof(float));
+    if (!p->cache) p->cache = cf_alloc_zero(&l->alloc, cache_floats(l), sizeof(float));
     if (!p->cache) {
         cf_mutex_unlock(&p->lock);
         return NULL;
@@ -360,10 +367,7 @@ static size_t conic_cache_bytes(const cfnet_layer *l)
     conic_priv *p = l->priv;
     if (!p || !p->lock_ready) return 0;
     cf_mutex_lock(&p->lock);
-    size_t bytes = p->cache ? (bank_floats(l) +
-                               cf_conv_packed_forward_floats(&p->plan, l->icfg[CFG_OUT])) *
-                                  sizeof(float)
-                            : 0;
+    size_t bytes = p->cache ? cache_floats(l) * sizeof(float) : 0;
     cf_mutex_unlock(&p->lock);
     return bytes;
 }

@@ -200,6 +200,16 @@ static void expand(const cfnet_layer *l, float *Wrot)
         }
 }
 
+/* Floats of the inference cache: the copy of the weights (returned in *weights) and Wrot
+ * (*wrot), two blocks; returns their sum. */
+static size_t cache_floats(const cfnet_layer *l, size_t *weights, size_t *wrot)
+{
+    const dft_projection_priv *p = l->priv;
+    *weights = (size_t)cfnet_tensor_numel(l->param[0]);
+    *wrot = (size_t)p->rows * (size_t)p->D;
+    return *weights + *wrot;
+}
+
 static cfnet_status dft_projection_forward(cfnet_layer *l, const float *x, float *y, int64_t n,
                                            bool training, void *ws)
 {
@@ -211,12 +221,13 @@ static cfnet_status dft_projection_forward(cfnet_layer *l, const float *x, float
     float *Wrot = ws;
     bool locked = false;
     if (!training) {
-        size_t wn = (size_t)cfnet_tensor_numel(l->param[0]);
+        size_t wn, wrot;
+        cache_floats(l, &wn, &wrot);
         cf_mutex_lock(&p->lock);
         locked = true;
         if (!p->cache) {
             p->cache = cf_alloc(&l->alloc, wn * sizeof(float));
-            p->cache_wrot = cf_alloc(&l->alloc, (size_t)p->rows * (size_t)D * sizeof(float));
+            p->cache_wrot = cf_alloc(&l->alloc, wrot * sizeof(float));
             if (!p->cache || !p->cache_wrot) {
                 cf_free(p->cache);
                 cf_free(p->cache_wrot);
@@ -312,11 +323,9 @@ static size_t dft_projection_cache_bytes(const cfnet_layer *l)
 {
     dft_projection_priv *p = l->priv;
     if (!p || !p->lock_ready) return 0;
+    size_t wn, wrot, floats = cache_floats(l, &wn, &wrot);
     cf_mutex_lock(&p->lock);
-    size_t bytes = p->cache ? ((size_t)cfnet_tensor_numel(l->param[0]) +
-                               (size_t)p->rows * (size_t)p->D) *
-                                  sizeof(float)
-                            : 0;
+    size_t bytes = p->cache ? floats * sizeof(float) : 0;
     cf_mutex_unlock(&p->lock);
     return bytes;
 }

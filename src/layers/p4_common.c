@@ -203,17 +203,23 @@ static void expand(const cfnet_layer *l, float *wexp, float *bexp)
     }
 }
 
+/* Floats of the inference cache: copies of the base filter (wn) and the bias (O), the
+ * expanded bias (nO), then the packed bank (see cached_packed for the layout). */
+static size_t cache_floats(const cfnet_layer *l)
+{
+    const p4_priv *p = l->priv;
+    size_t nb = maps_out(l);
+    return (size_t)l->param[0]->numel + (size_t)l->icfg[CF_P4_CFG_OUT] + nb +
+           cf_conv_packed_forward_floats(&p->plan, (int)nb);
+}
+
 /* Bytes of the cache cached_packed allocates (0 before the first inference). */
 size_t cf_p4_cache_bytes(const cfnet_layer *l)
 {
     p4_priv *p = l->priv;
     if (!p || !p->lock_ready) return 0;
-    size_t nb = maps_out(l), O = (size_t)l->icfg[CF_P4_CFG_OUT],
-           wn = (size_t)l->param[0]->numel;
     cf_mutex_lock(&p->lock);
-    size_t bytes =
-        p->cache ? (wn + O + nb + cf_conv_packed_forward_floats(&p->plan, (int)nb)) * sizeof(float)
-                 : 0;
+    size_t bytes = p->cache ? cache_floats(l) * sizeof(float) : 0;
     cf_mutex_unlock(&p->lock);
     return bytes;
 }
@@ -230,7 +236,7 @@ static bool cached_packed(cfnet_layer *l, p4_ws *w)
            packed = cf_conv_packed_forward_floats(&p->plan, (int)nb);
     const float *base = l->param[0]->data, *bias = l->param[1]->data;
     cf_mutex_lock(&p->lock);
-    if (!p->cache) p->cache = cf_alloc_zero(&l->alloc, wn + O + nb + packed, sizeof(float));
+    if (!p->cache) p->cache = cf_alloc_zero(&l->alloc, cache_floats(l), sizeof(float));
     if (!p->cache) {
         cf_mutex_unlock(&p->lock);
         return false;

@@ -113,6 +113,10 @@ struct cfnet_layer {
      * with ops->workspace_kept: where its scratch is (see there); NULL otherwise. */
     void *scratch;
     uint64_t batch_key; /* the layer's key for per-sample randomness (network seed, index) */
+    /* Bytes of the tables its setup left allocated besides the parameter and state tensors
+     * (priv: rotation maps, index tables, convolution plans), measured by the network when it
+     * sets the layer up on append (cf_network_append); 0 for a layer outside a network. */
+    size_t table_bytes;
 };
 
 /* Frees a layer whether or not a network owns it (the network's own free uses it). */

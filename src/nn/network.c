@@ -174,6 +174,7 @@ cfnet_status cf_network_append(cfnet_network *net, cfnet_layer *layer)
     infer_cache_clear(net);
     free_slots(net);
     net->table_bytes += meter.peak;
+    layer->table_bytes = (size_t)meter.live; /* what the setup keeps, counted by memory_usage */
     layer->owned = true;
     layer->threads = net->opt.threads;
     net->layers[net->nlayers++] = layer;
@@ -286,16 +287,20 @@ CFNET_API size_t cfnet_network_memory_usage(const cfnet_network *net)
 {
     if (!cf_handle_ok(net, CF_MAGIC_NETWORK, "network", __func__)) net = NULL;
     if (!net) return 0;
-    size_t bytes = sizeof *net + (size_t)net->cap * sizeof(cfnet_layer *);
+    size_t bytes = sizeof *net + sizeof *net->infer_cache +
+                   (size_t)net->cap * sizeof(cfnet_layer *);
     for (int i = 0; i < net->nlayers; i++) {
         const cfnet_layer *l = net->layers[i];
-        bytes += sizeof *l;
-        for (int p = 0; p < l->nparam; p++)
-            bytes += 2 * (size_t)l->param[p]->numel * sizeof(float); /* value + gradient */
-        for (int s = 0; s < l->nstate; s++) bytes += (size_t)l->state[s]->numel * sizeof(float);
+        bytes += sizeof *l + l->table_bytes;
+        for (int p = 0; p < l->nparam; p++) /* value + gradient */
+            bytes += 2 * (sizeof(cfnet_tensor) + (size_t)l->param[p]->numel * sizeof(float));
+        for (int s = 0; s < l->nstate; s++)
+            bytes += sizeof(cfnet_tensor) + (size_t)l->state[s]->numel * sizeof(float);
         if (l->ops->cache_bytes) bytes += l->ops->cache_bytes(l);
     }
     if (net->slots) {
+        bytes += (size_t)(net->slots_for ? net->slots_for : 1) * CF_MAX_PARAMS *
+                 sizeof *net->slots;
         for (int i = 0; i < net->slots_for * CF_MAX_PARAMS; i++) {
             const cfnet_layer *l = net->layers[i / CF_MAX_PARAMS];
             int p = i % CF_MAX_PARAMS;
@@ -305,6 +310,8 @@ CFNET_API size_t cfnet_network_memory_usage(const cfnet_network *net)
         }
     }
     if (net->sum_buf) bytes += (size_t)net->sum_buf_n * sizeof(float);
+    /* metadata: the entries and their strings with their NULs */
+    bytes += (size_t)net->meta_cap * sizeof *net->meta + net->meta_bytes + 2 * (size_t)net->nmeta;
     cf_infer_cache *c = net->infer_cache;
     cf_mutex_lock(&c->lock);
     size_t cached = c->bytes;
@@ -412,6 +419,12 @@ static void infer_bufs_free(cf_infer_bufs *bf)
     cf_free(bf);
 }
 
+/* Bytes of a set as cfnet_network_memory_usage counts them. */
+static size_t infer_bufs_bytes(const cf_infer_bufs *bf)
+{
+    return sizeof *bf + bf->count * 2 * sizeof(float) + bf->ws_bytes;
+}
+
 /* Releases every cached set (no inference may be running). */
 static void infer_cache_clear(cfnet_network *net)
 {
@@ -448,7 +461,8 @@ static cfnet_status infer_bufs_get(const cfnet_network *net, int upto, int64_t n
     if (c->free_list) {
         bf = c->free_list;
         c->free_list = bf->next;
-        c->bytes -= bf->count * 2 * sizeof(float) + bf->ws_bytes;
+        /* too small: freed below (c->bytes counts sets in use as well as kept ones) */
+        if (bf->count < count || bf->ws_bytes < maxws) c->bytes -= infer_bufs_bytes(bf);
     }
     cf_mutex_unlock(&c->lock);
     if (bf && bf->count >= count && bf->ws_bytes >= maxws) {
@@ -468,18 +482,20 @@ static cfnet_status infer_bufs_get(const cfnet_network *net, int upto, int64_t n
         infer_bufs_free(bf);
         return cf_error(CFNET_E_OUT_OF_MEMORY, "network: cannot allocate inference buffers");
     }
+    cf_mutex_lock(&c->lock);
+    c->bytes += infer_bufs_bytes(bf);
+    cf_mutex_unlock(&c->lock);
     *out = bf;
     return CFNET_OK;
 }
 
-/* Gives a set back to the cache. */
+/* Gives a set back to the cache (it stays counted in c->bytes). */
 static void infer_bufs_put(const cfnet_network *net, cf_infer_bufs *bf)
 {
     cf_infer_cache *c = net->infer_cache;
     cf_mutex_lock(&c->lock);
     bf->next = c->free_list;
     c->free_list = bf;
-    c->bytes += bf->count * 2 * sizeof(float) + bf->ws_bytes;
     cf_mutex_unlock(&c->lock);
 }
 
@@ -707,6 +723,7 @@ cfnet_status cf_network_ensure_train_buffers(cfnet_network *net, int64_t n)
         bytes += (shared ? 0 : cnt * sizeof(float)) + kept;
         if (l->out_size > maxsz) maxsz = l->out_size;
     }
+    bytes += (size_t)(L ? L : 1) * (sizeof *net->act + sizeof *net->ws);
     if (!cf_mul_size((size_t)maxsz, (size_t)n, &cnt) || cnt > SIZE_MAX / 4) goto big;
     net->input = cf_alloc(&net->alloc, (size_t)(net->in_size * n) * sizeof(float));
     net->grad_a = cf_alloc(&net->alloc, cnt * sizeof(float));

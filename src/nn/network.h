@@ -29,7 +29,7 @@ struct cf_infer_bufs;
 typedef struct cf_infer_cache {
     cf_mutex lock;
     struct cf_infer_bufs *free_list;
-    size_t bytes; /* held by the sets in free_list */
+    size_t bytes; /* of every set the network holds: those in free_list and those in use */
 } cf_infer_cache;
 
 /* One user metadata entry (cfnet_network_set_metadata); both strings NUL-terminated, owned. */
