@@ -233,6 +233,94 @@ static void direct_forward_variants_match_generic(void **state)
     assert_true(checked >= (int)(sizeof Ms / sizeof *Ms * sizeof Ks / sizeof *Ks));
 }
 
+/* The direct forward over a flat run (conv_fwd_flat): a stretch of output rows read as one run
+ * of the padded rows (stride Wp), the halo columns between rows dropped. Every variant gives
+ * the generic bits; each output pixel (oi, oj) of the stretch agrees with a double product
+ * over the taps at (oi Wp + oj) + rowoff[k], written here from the pixel, not from the flat
+ * position; every other element of y (before, after and the rows' ends) is left alone. Rows
+ * of 1 to 40 pixels with 0 to 4 halo columns, stretches starting and ending inside rows, on
+ * the first row (where a narrow row's later lanes land before y) or later. */
+static void flat_forward_variants_match_pixels(void **state)
+{
+    (void)state;
+    const cf_simd_ops *g = cf_simd_variant(CF_SIMD_GENERIC);
+    tu_rng r = {13};
+    static const struct { int OW, halo, Hrows, q0, q1; } cs[] = {
+        {28, 2, 28, 0, 480},    /* the conv2d 28 x 28 tiles */
+        {28, 2, 28, 480, 784},
+        {17, 2, 9, 0, 153},     {17, 4, 9, 5, 140}, {16, 2, 6, 3, 96},
+        {15, 2, 7, 0, 105},     {33, 2, 5, 31, 130}, {40, 4, 4, 1, 159},
+        {20, 0, 5, 0, 100},     {9, 2, 8, 0, 72},   {5, 2, 9, 0, 45},
+        {3, 4, 11, 2, 31},      {1, 2, 30, 0, 30},  {7, 1, 6, 6, 42},
+    };
+    int checked = 0;
+    static const int Ms[] = {1, 4, 5, 8, 9, 15, 17};
+    static const int Ks[] = {1, 9, 27, 135};
+    for (size_t ci = 0; ci < sizeof cs / sizeof *cs; ci++)
+        for (size_t a = 0; a < sizeof Ms / sizeof *Ms; a++)
+            for (size_t c = 0; c < sizeof Ks / sizeof *Ks; c++) {
+                int OW = cs[ci].OW, Wp = OW + cs[ci].halo, H = cs[ci].Hrows, M = Ms[a],
+                    K = Ks[c];
+                int64_t P = (int64_t)OW * H, ldy = P + 3;
+                int q0 = cs[ci].q0, q1 = cs[ci].q1; /* output pixels [q0, q1) */
+                int32_t src = q0 / OW * Wp + q0 % OW,
+                        len = (q1 - 1) / OW * Wp + (q1 - 1) % OW - src + 1;
+                int32_t rowoff[135];
+                for (int k = 0; k < K; k++) rowoff[k] = (k * 37) % (2 * Wp + 3);
+                size_t xn = (size_t)(H + 3) * Wp + 8;
+                float *x = randf(xn, &r), *A = randf((size_t)M * K, &r),
+                      *bias = randf((size_t)M, &r);
+                float *Ap = malloc(cf_gemm_packed_floats(M, K) * sizeof *Ap);
+                size_t yn = (size_t)M * ldy;
+                float *y0 = randf(yn, &r), *yg = malloc(yn * sizeof *yg),
+                      *y1 = malloc(yn * sizeof *y1);
+                assert_non_null(Ap), assert_non_null(yg), assert_non_null(y1);
+                cf_gemm_pack_a(M, K, A, K, Ap);
+                memcpy(yg, y0, yn * sizeof *yg);
+                g->conv_fwd_flat(M, K, Ap, x, rowoff, src, len, Wp, OW, yg, ldy, bias);
+                for (int m = 0; m < M; m++)
+                    for (int64_t q = 0; q < ldy; q++) {
+                        size_t at = (size_t)m * ldy + (size_t)q;
+                        if (q < q0 || q >= q1) {
+                            assert_memory_equal(&yg[at], &y0[at], sizeof(float));
+                            continue;
+                        }
+                        int64_t tap0 = q / OW * Wp + q % OW;
+                        double ref = bias[m];
+                        for (int k = 0; k < K; k++)
+                            ref += (double)A[m * K + k] * x[rowoff[k] + tap0];
+                        assert_true(fabs(yg[at] - ref) <= 1e-4 * (1 + fabs(ref)));
+                    }
+                for (int vi = 0; vi < CF_SIMD_COUNT; vi++) {
+                    const cf_simd_ops *v = cf_simd_variant(vi);
+                    if (!v) continue;
+                    memcpy(y1, y0, yn * sizeof *y1);
+                    v->conv_fwd_flat(M, K, Ap, x, rowoff, src, len, Wp, OW, y1, ldy, bias);
+                    assert_memory_equal(y1, yg, yn * sizeof *y1);
+                    /* without bias: the bare chains, the direct runs' bits (one run per row) */
+                    memcpy(y1, y0, yn * sizeof *y1);
+                    v->conv_fwd_flat(M, K, Ap, x, rowoff, src, len, Wp, OW, y1, ldy, NULL);
+                    float *y2 = malloc(yn * sizeof *y2);
+                    assert_non_null(y2);
+                    memcpy(y2, y0, yn * sizeof *y2);
+                    for (int q = q0; q < q1;) {
+                        int e = (q / OW + 1) * OW < q1 ? (q / OW + 1) * OW : q1;
+                        cf_run run = {.dst = 0, .src = q / OW * Wp + q % OW, .len = e - q};
+                        int32_t rq = q;
+                        v->conv_fwd_runs(M, K, Ap, x, rowoff, &run, &run + 1, &rq, y2, ldy, NULL);
+                        q = e;
+                    }
+                    assert_memory_equal(y1, y2, yn * sizeof *y1);
+                    free(y2);
+                    checked++;
+                }
+                free(x), free(A), free(bias), free(Ap), free(y0), free(yg), free(y1);
+            }
+    print_message("flat forward cases checked against generic: %d\n", checked);
+    assert_true(checked >= (int)(sizeof cs / sizeof *cs * sizeof Ms / sizeof *Ms * sizeof Ks /
+                                 sizeof *Ks));
+}
+
 /* gemm_nt on columns read in place (gemm_nt_runs): every variant gives exactly generic
  * gemm_nt's bits on the column matrix built here from the runs, for several samples, row
  * counts across the tiles' edges (M, L not multiples of 3, 4 or 8) and runs of 8 to 72
@@ -694,6 +782,37 @@ static void check_case(const conv_case *cc, tu_rng *r)
         }
         cf_conv_plan_free(&p);
     }
+    /* Direct tiles each output row a run, or each tile one flat run over its rows (stride 1,
+     * kernel > 1): the same bits, on 1 and 2 threads, in the batch and for a lone sample on 3
+     * threads (tiles split over the threads). */
+    for (int mode = CF_CONV_DIRECT_NEVER; mode <= CF_CONV_DIRECT_AUTO; mode++) {
+        cf_conv_plan p;
+        CF_ASSERT_OK(cf_conv_plan_init(a, &p, cc->C, cc->S, cc->S, cc->k, cc->stride, cc->pad,
+                                       grp, cc->ngroups));
+        bool flat = !grp && cc->stride == 1 && cc->k > 1;
+        assert_int_equal(p.fsrc != NULL, flat);
+        assert_true(cf_conv_plan_set_direct(&p, cc->stride == 1 || grp ? CF_CONV_DIRECT_ALWAYS
+                                                                       : CF_CONV_DIRECT_NEVER));
+        assert_int_equal(cf_conv_plan_set_flat(&p, (cf_conv_direct)mode),
+                         flat || mode == CF_CONV_DIRECT_NEVER);
+        int nflat = 0;
+        for (int i = 0; p.tdirect && i < p.ntiles; i++) nflat += p.tdirect[i] == 2;
+        if (flat && mode == CF_CONV_DIRECT_ALWAYS) assert_int_equal(nflat, p.ntiles);
+        if (mode == CF_CONV_DIRECT_NEVER || !flat) assert_int_equal(nflat, 0);
+        for (int threads = 1; threads <= 2; threads++) {
+            run_out o;
+            run_engine(&p, cc->O, cc->ngroups, W, bias, x, dy, n, threads, &o);
+            assert_memory_equal(o.y, base.y, yn * sizeof(float));
+            free_out(&o);
+        }
+        run_out o;
+        run_engine(&p, cc->O, cc->ngroups, W, bias, x + (size_t)(n - 1) * cc->C * cc->S * cc->S,
+                   dy + (size_t)(n - 1) * cc->O * ref.P, 1, 3, &o);
+        assert_memory_equal(o.y, base.y + (size_t)(n - 1) * cc->O * ref.P,
+                            (size_t)cc->O * ref.P * 4);
+        free_out(&o);
+        cf_conv_plan_free(&p);
+    }
     /* Same plan: any thread count, and a sample alone, give the output and input gradient bits
      * it gets inside the batch on one thread. */
     for (int threads = 2; threads <= 4; threads++) {
@@ -732,6 +851,13 @@ static void engine_matches_direct_loop_and_ignores_tiling(void **state)
         {5, 9, 1, 1, 9, 3, CFNET_PADDING_VALID},
         {1, 20, 3, 1, 15, 9, CFNET_PADDING_VALID},
         {3, 15, 3, 2, 17, 4, CFNET_PADDING_SAME}, /* grouped, stride 2 */
+        /* plain, stride 1, rows of 17 to 28 pixels: AUTO takes tiles as flat runs (pad 1, 0,
+         * 2; kernels 3 and 5); and a 1 x 1 kernel (no halo: its runs are flat already) */
+        {3, 17, 3, 1, 5, 1, CFNET_PADDING_SAME},
+        {2, 21, 5, 1, 9, 1, CFNET_PADDING_VALID},
+        {4, 19, 5, 1, 7, 1, CFNET_PADDING_SAME},
+        {3, 28, 3, 1, 15, 1, CFNET_PADDING_SAME},
+        {3, 18, 1, 1, 4, 1, CFNET_PADDING_SAME},
         /* grouped, 24 channels: AUTO's forward over output channels, backward through the
          * columns (the backward's rule stops at 16 channels) */
         {32, 12, 3, 1, 24, 5, CFNET_PADDING_SAME},
@@ -865,6 +991,7 @@ int main(void)
         cmocka_unit_test(gemm_matches_double_products),
         cmocka_unit_test(gemm_pieces_give_the_same_bits),
         cmocka_unit_test(direct_forward_variants_match_generic),
+        cmocka_unit_test(flat_forward_variants_match_pixels),
         cmocka_unit_test(pix_forward_variants_match_generic),
         cmocka_unit_test(pix_backward_variants_match_generic),
         cmocka_unit_test(transpose_variants_move_every_element),

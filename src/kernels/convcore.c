@@ -68,6 +68,8 @@ void cf_conv_plan_free(cf_conv_plan *p)
     cf_free(p->rq);
     cf_free(p->tdirect);
     cf_free(p->csrc);
+    cf_free(p->fsrc);
+    cf_free(p->flen);
     memset(p, 0, sizeof *p);
 }
 
@@ -228,6 +230,21 @@ static bool tile_fills_lanes(const cf_conv_plan *p, int i)
     return lanes > 0 && (double)cols >= CF_CONV_DIRECT_FILL * (double)lanes;
 }
 
+/* A direct tile as one flat run over its output rows (conv_fwd_flat) instead of one run per
+ * row: with AUTO where that takes fewer lanes of the active variant's vectors. At 28 x 28
+ * (padded rows of 30) a row of 28 takes 32 lanes, the flat run about 30 per row, and its
+ * pieces are all 3 vectors wide (docs/performance.md, "The padded input copy"). */
+static bool tile_goes_flat(const cf_conv_plan *p, int i)
+{
+    if (p->flat_mode == CF_CONV_DIRECT_NEVER) return false;
+    if (p->flat_mode == CF_CONV_DIRECT_ALWAYS) return true;
+    int vw = cf_simd()->lanes;
+    int64_t lanes = 0;
+    for (int64_t r = p->run_off[i]; r < p->run_off[i + 1]; r++)
+        lanes += run_lanes(p->runs[r].len, vw);
+    return run_lanes(p->flen[i], vw) < lanes;
+}
+
 bool cf_conv_plan_set_direct(cf_conv_plan *p, cf_conv_direct mode)
 {
     if (p->perm) {
@@ -241,11 +258,21 @@ bool cf_conv_plan_set_direct(cf_conv_plan *p, cf_conv_direct mode)
     if (!p->tdirect) return mode == CF_CONV_DIRECT_NEVER;
     /* AUTO also needs a small product per piece (checked per call, where O is known). */
     p->direct_auto = mode == CF_CONV_DIRECT_AUTO;
-    for (int i = 0; i < p->ntiles; i++)
+    p->direct_mode = mode;
+    for (int i = 0; i < p->ntiles; i++) {
         p->tdirect[i] = mode == CF_CONV_DIRECT_ALWAYS ||
                         (mode == CF_CONV_DIRECT_AUTO && !p->perm && p->CK <= CF_CONV_DIRECT_MAX_CK &&
                          tile_fills_lanes(p, i));
+        if (p->tdirect[i] && p->fsrc && tile_goes_flat(p, i)) p->tdirect[i] = 2;
+    }
     return true;
+}
+
+bool cf_conv_plan_set_flat(cf_conv_plan *p, cf_conv_direct mode)
+{
+    if (!p->fsrc) return mode == CF_CONV_DIRECT_NEVER;
+    p->flat_mode = mode;
+    return cf_conv_plan_set_direct(p, (cf_conv_direct)p->direct_mode);
 }
 
 cfnet_status cf_conv_plan_init(const cf_allocator *a, cf_conv_plan *p, int C, int H, int W,
@@ -416,6 +443,24 @@ cfnet_status cf_conv_plan_init_tiled(const cf_allocator *a, cf_conv_plan *p, int
                 int64_t j = p->tj0[i] + p->runs[r].dst;
                 p->rq[r] = p->perm ? p->perm[j] : (int32_t)j;
             }
+        if (!p->perm && k > 1) {
+            /* each tile's flat run: from its first output pixel's tap 0 to its last's (the
+             * natural order's tap 0 of pixel q is (q / OW) Wp + q % OW) */
+            p->fsrc = cf_alloc(a, (size_t)(nt ? nt : 1) * sizeof *p->fsrc);
+            p->flen = cf_alloc(a, (size_t)(nt ? nt : 1) * sizeof *p->flen);
+            if (!p->fsrc || !p->flen) {
+                cf_conv_plan_free(p);
+                return cf_error(CFNET_E_OUT_OF_MEMORY,
+                                "convolution: cannot allocate index tables");
+            }
+            for (int i = 0; i < nt; i++) {
+                int64_t q0 = p->tj0[i], q1 = p->tj0[i + 1] - 1;
+                int64_t f0 = q0 / OW * p->Wp + q0 % OW, f1 = q1 / OW * p->Wp + q1 % OW;
+                p->fsrc[i] = (int32_t)f0;
+                p->flen[i] = (int32_t)(f1 - f0 + 1);
+            }
+            p->flat_mode = CF_CONV_DIRECT_AUTO;
+        }
         cf_conv_plan_set_direct(p, CF_CONV_DIRECT_AUTO);
     }
     return CFNET_OK;
@@ -687,6 +732,13 @@ static void forward_tile(const conv_job *j, int i, int64_t s0, int64_t nb, const
             k->conv_fwd_pix(O, (int)CK, Wp, xin + b * plane, p->rowoff,
                             p->csrc + p->tj0[i], p->perm + p->tj0[i], (int)w,
                             j->y + (s0 + b) * O * P, P, j->bias);
+        return;
+    }
+    if (p->tdirect && p->tdirect[i] == 2 && (!p->direct_auto || O <= CF_CONV_DIRECT_MAX_O)) {
+        /* Direct over the tile's output rows as one flat run of the padded planes. */
+        for (int64_t b = 0; b < nb; b++)
+            k->conv_fwd_flat(O, (int)CK, Wp, j->xpad + b * plane, p->rowoff, p->fsrc[i],
+                             p->flen[i], p->Wp, p->OW, j->y + (s0 + b) * O * P, P, j->bias);
         return;
     }
     if (p->tdirect && p->tdirect[i] && (!p->direct_auto || O <= CF_CONV_DIRECT_MAX_O)) {

@@ -68,6 +68,13 @@ typedef struct cf_conv_plan {
     uint8_t *tdirect;
     bool direct_auto; /* tdirect or pix chosen by the rule (which also looks at O) */
     int32_t *rq;
+    /* ... and tiles with tdirect[i] == 2 as one flat run (kernels/gemm.h conv_fwd_flat): tap 0
+     * of the tile's first output pixel at fsrc[i] in the padded planes, flen[i] positions to its
+     * last, the halo columns between the rows computed and dropped (plain plans, stride 1;
+     * NULL otherwise). flat_mode: which direct tiles take it (cf_conv_plan_set_flat). */
+    int32_t *fsrc, *flen;
+    int flat_mode;
+    int direct_mode;
     /* Conic plans (with perm): the forward over output channels (kernels/gemm.h
      * conv_fwd_pix) reads every column's inputs in place, at csrc[j] (grouped column j's tap 0
      * in the padded planes), and writes its output pixel; same bits as the columns. Their
@@ -143,6 +150,13 @@ typedef enum cf_conv_direct {
     CF_CONV_DIRECT_AUTO = 2
 } cf_conv_direct;
 bool cf_conv_plan_set_direct(cf_conv_plan *p, cf_conv_direct mode);
+
+/* Which of the direct tiles of a plain plan (stride 1, kernel > 1) go as one flat run over
+ * their output rows: NEVER (each output row a run), ALWAYS, or AUTO (where the flat run takes
+ * fewer vector lanes than the rows: narrow rows whose last vector is part empty; what
+ * cf_conv_plan_init chooses). Same bits either way. Returns false, changing nothing, for a
+ * mode other than NEVER on a plan without flat runs. */
+bool cf_conv_plan_set_flat(cf_conv_plan *p, cf_conv_direct mode);
 
 /* Workspace bytes for O output channels, a batch of n and `threads` threads (the batch is
  * split into one contiguous share per thread; backward reduces the threads' weight gradients

@@ -115,6 +115,25 @@ void cf_conv_fwd_runs_generic(int M, int K, const float *Ap, const float *x,
     }
 }
 
+/* ---- direct convolution over a flat run (see gemm.h) ---- */
+
+void cf_conv_fwd_flat_generic(int M, int K, const float *Ap, const float *x,
+                              const int32_t *rowoff, int32_t src, int32_t len, int Wp, int OW,
+                              float *y, int64_t ldy, const float *bias)
+{
+    for (int64_t F = src; F < (int64_t)src + len; F++) {
+        int oj = (int)(F % Wp);
+        if (oj >= OW) continue;
+        int64_t q = F / Wp * OW + oj;
+        for (int m = 0; m < M; m++) {
+            const float *am = Ap + (size_t)(m / 4 * 4) * K + m % 4;
+            float c = 0.0f;
+            for (int k = 0; k < K; k++) c = fmaf(am[(size_t)k * 4], x[rowoff[k] + F], c);
+            y[m * ldy + q] = bias ? c + bias[m] : c;
+        }
+    }
+}
+
 /* ---- direct convolution over output channels (see gemm.h) ---- */
 
 size_t cf_gemm_pix_floats(int M, int K) { return (size_t)((M + 7) / 8) * 8 * (size_t)K; }
@@ -422,6 +441,7 @@ T2 void cf_transpose_avx2(const float *src, int64_t lds, int rows, int64_t cols,
 #define vmask(rem) mask_of(rem)
 #define vmload(p, m) _mm256_maskload_ps(p, m)
 #define vmstore(p, m, v) _mm256_maskstore_ps(p, m, v)
+#define vmrange(lo, hi) _mm256_andnot_si256(mask_of(lo), mask_of(hi))
 #include "gemm_vec.inc" /* which undefines its parameters */
 
 /* The same kernels in AVX-512, 16 lanes (masks in mask registers). */
@@ -445,6 +465,7 @@ static inline __attribute__((always_inline)) T5 __mmask16 mask16_of(int rem)
 #define vmask(rem) mask16_of(rem)
 #define vmload(p, m) _mm512_maskz_loadu_ps(m, p)
 #define vmstore(p, m, v) _mm512_mask_storeu_ps(p, m, v)
+#define vmrange(lo, hi) ((__mmask16)(mask16_of(hi) & ~mask16_of(lo)))
 #include "gemm_vec.inc" /* which undefines its parameters */
 
 /* gemm_nt with 16 lanes: a vector holds the 8 partial sums of two elements, (m, l) in lanes

@@ -44,6 +44,19 @@ typedef void (*cf_conv_fwd_runs_fn)(int M, int K, const float *Ap, const float *
                                     const struct cf_run *e, const int32_t *rq, float *y,
                                     int64_t ldy, const float *bias);
 
+/* The direct forward over one flat run of the padded planes (stride 1, one group): a tile's
+ * output rows taken as consecutive positions F in [src, src + len) of the padded plane (row
+ * stride Wp), so that every vector is full; positions with F % Wp >= OW (the halo columns
+ * between output rows) are computed by the vector variants and not stored. For every other F
+ * and row m < M, with q = (F / Wp) OW + F % Wp:
+ *   y[m * ldy + q] = chain(m, F) (+ bias[m] if bias),
+ * chain being gemm_nn's fma chain over k = 0 .. K-1 of A[m][k] x[rowoff[k] + F] from 0: the
+ * bits of conv_fwd_runs and of the column path. x is read at rowoff[k] + [src, src + len) and
+ * up to 7 floats past it (the padded planes' slack). */
+typedef void (*cf_conv_fwd_flat_fn)(int M, int K, const float *Ap, const float *x,
+                                    const int32_t *rowoff, int32_t src, int32_t len, int Wp,
+                                    int OW, float *y, int64_t ldy, const float *bias);
+
 /* gemm_nt on a tile of columns read where they lie (the weight gradient without im2col): B
  * (L x N, N = nb w) is the column matrix whose row l, column b w + r->dst + j (sample b < nb,
  * run r in [a, e), j < r->len) is x[b * plane + rowoff[l] + r->src + j], A (M x N) as for
@@ -116,6 +129,9 @@ void cf_conv_fwd_runs_generic(int M, int K, const float *Ap, const float *x,
                               const int32_t *rowoff, const struct cf_run *a,
                               const struct cf_run *e, const int32_t *rq, float *y, int64_t ldy,
                               const float *bias);
+void cf_conv_fwd_flat_generic(int M, int K, const float *Ap, const float *x,
+                           const int32_t *rowoff, int32_t src, int32_t len, int Wp, int OW,
+                           float *y, int64_t ldy, const float *bias);
 void cf_conv_fwd_pix_generic(int M, int K, const float *Ap, const float *x,
                              const int32_t *rowoff, const int32_t *src, const int32_t *q, int n,
                              float *y, int64_t ldy, const float *bias);
@@ -139,6 +155,9 @@ void cf_gemm_nt_runs_avx2(int M, int L, const float *A, int lda, const float *x,
                           const struct cf_run *e, float *C, int ldc);
 void cf_conv_fwd_runs_avx2(int M, int K, const float *Ap, const float *x, const int32_t *rowoff,
                            const struct cf_run *a, const struct cf_run *e, const int32_t *rq,
+                           float *y, int64_t ldy, const float *bias);
+void cf_conv_fwd_flat_avx2(int M, int K, const float *Ap, const float *x,
+                           const int32_t *rowoff, int32_t src, int32_t len, int Wp, int OW,
                            float *y, int64_t ldy, const float *bias);
 void cf_conv_fwd_pix_avx2(int M, int K, const float *Ap, const float *x, const int32_t *rowoff,
                           const int32_t *src, const int32_t *q, int n, float *y, int64_t ldy,
@@ -164,6 +183,9 @@ void cf_conv_fwd_runs_avx512(int M, int K, const float *Ap, const float *x,
                              const int32_t *rowoff, const struct cf_run *a,
                              const struct cf_run *e, const int32_t *rq, float *y, int64_t ldy,
                              const float *bias);
+void cf_conv_fwd_flat_avx512(int M, int K, const float *Ap, const float *x,
+                           const int32_t *rowoff, int32_t src, int32_t len, int Wp, int OW,
+                           float *y, int64_t ldy, const float *bias);
 void cf_conv_fwd_pix_avx512(int M, int K, const float *Ap, const float *x,
                             const int32_t *rowoff, const int32_t *src, const int32_t *q, int n,
                             float *y, int64_t ldy, const float *bias);

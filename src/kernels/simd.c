@@ -19,6 +19,7 @@
 #define CF_GEMM_NT cf_gemm_nt_generic
 #define CF_GEMM_NT_RUNS cf_gemm_nt_runs_generic
 #define CF_CONV_FWD_RUNS cf_conv_fwd_runs_generic
+#define CF_CONV_FWD_FLAT cf_conv_fwd_flat_generic
 #define CF_CONV_FWD_PIX cf_conv_fwd_pix_generic
 #define CF_CONV_BWD_W_PIX cf_conv_bwd_w_pix_generic
 #define CF_CONV_BWD_X_PIX cf_conv_bwd_x_pix_generic
@@ -28,6 +29,7 @@
 #undef CF_GEMM_NT
 #undef CF_GEMM_NT_RUNS
 #undef CF_CONV_FWD_RUNS
+#undef CF_CONV_FWD_FLAT
 #undef CF_CONV_FWD_PIX
 #undef CF_CONV_BWD_W_PIX
 #undef CF_CONV_BWD_X_PIX
@@ -43,6 +45,7 @@
 #define CF_GEMM_NT cf_gemm_nt_avx2
 #define CF_GEMM_NT_RUNS cf_gemm_nt_runs_avx2
 #define CF_CONV_FWD_RUNS cf_conv_fwd_runs_avx2
+#define CF_CONV_FWD_FLAT cf_conv_fwd_flat_avx2
 #define CF_CONV_FWD_PIX cf_conv_fwd_pix_avx2
 #define CF_CONV_BWD_W_PIX cf_conv_bwd_w_pix_avx2
 #define CF_CONV_BWD_X_PIX cf_conv_bwd_x_pix_avx2
@@ -61,6 +64,7 @@
 #undef CF_GEMM_NT
 #undef CF_GEMM_NT_RUNS
 #undef CF_CONV_FWD_RUNS
+#undef CF_CONV_FWD_FLAT
 #undef CF_CONV_FWD_PIX
 #undef CF_CONV_BWD_W_PIX
 #undef CF_CONV_BWD_X_PIX
@@ -68,6 +72,7 @@
 #define CF_GEMM_NT cf_gemm_nt_avx512
 #define CF_GEMM_NT_RUNS cf_gemm_nt_runs_avx512
 #define CF_CONV_FWD_RUNS cf_conv_fwd_runs_avx512
+#define CF_CONV_FWD_FLAT cf_conv_fwd_flat_avx512
 #define CF_CONV_FWD_PIX cf_conv_fwd_pix_avx512
 #define CF_CONV_BWD_W_PIX cf_conv_bwd_w_pix_avx512
 #define CF_CONV_BWD_X_PIX cf_conv_bwd_x_pix_avx512
@@ -84,6 +89,7 @@
 #undef CF_GEMM_NT
 #undef CF_GEMM_NT_RUNS
 #undef CF_CONV_FWD_RUNS
+#undef CF_CONV_FWD_FLAT
 #undef CF_CONV_FWD_PIX
 #undef CF_CONV_BWD_W_PIX
 #undef CF_CONV_BWD_X_PIX

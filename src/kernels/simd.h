@@ -88,6 +88,8 @@ typedef struct cf_simd_ops {
     cf_gemm_nt_runs_fn gemm_nt_runs;
     /* The direct convolution forward over runs (kernels/gemm.h; bit-identical too). */
     cf_conv_fwd_runs_fn conv_fwd_runs;
+    /* ... and over a tile's output rows as one flat run (kernels/gemm.h; bit-identical too). */
+    cf_conv_fwd_flat_fn conv_fwd_flat;
     /* ... and over output channels, for columns in any order (conic tiles). */
     cf_conv_fwd_pix_fn conv_fwd_pix;
     cf_conv_bwd_w_pix_fn conv_bwd_w_pix;
