@@ -653,6 +653,17 @@ expect 2 "^cfnet eval: --out: cannot create directory .*img.tif/rep: Not a direc
     "$ow/model.safetensors" "$ow/partial" --out "$ow/img.tif/rep"
 usage_said eval "eval --out under a file"
 lacks "0009.tif" "eval read the images before failing on --out"
+# --out through a loop of links further up (loopa/rep, loopa/sub/rep): that link named (it was
+# "Too many levels of symbolic links", or loopa "exists and is not a directory")
+ln -s evloopb "$ow/evloopa"
+ln -s evloopa "$ow/evloopb"
+for rep in evloopa evloopa/rep evloopa/sub/rep; do
+    expect 2 "^cfnet eval: --out: cannot create directory .*: .*outputs/evloopa is a symbolic link to a loop of links \(-> evloopb\)$" \
+        "$cfnet" eval "$ow/model.safetensors" "$ow/partial" --out "$ow/$rep"
+    usage_said eval "eval --out $rep through a loop of links"
+    lacks "Too many levels|not a directory|0009.tif" "eval --out $rep through a loop of links"
+done
+rm "$ow/evloopa" "$ow/evloopb"
 # no write permission: as another user when run as root (root may write anywhere)
 mkdir -p "$ow/ro"
 chmod 555 "$ow/ro"
@@ -681,6 +692,22 @@ if [ -n "$asother" ]; then
         "$ow/model.safetensors" "$ow/partial" --out "$ow/ro"
     usage_said eval "eval --out a folder without write permission"
     lacks "0009.tif" "eval read the images before failing on an --out it cannot write"
+    # --out a link to a folder on a way the user may not search: said so (it was "exists and is
+    # not a directory"), and so is a folder further in
+    mkdir -p "$ow/priv/rep"
+    chmod 000 "$ow/priv"
+    ln -s priv/rep "$ow/privlink"
+    for rep in privlink privlink/sub; do
+        # shellcheck disable=SC2086
+        expect 2 "^cfnet eval: --out: cannot create directory .*privlink.*: .*outputs/privlink is a symbolic link to a target that cannot be reached: permission denied \(-> priv/rep\)$" \
+            $asother "$cfnet" eval "$ow/model.safetensors" "$ow/partial" --out "$ow/$rep"
+        usage_said eval "eval --out $rep, a link to a folder that cannot be reached"
+        lacks "not a directory|does not exist|0009.tif" "eval --out $rep, a link to a folder that cannot be reached"
+    done
+    chmod 755 "$ow/priv"
+    rm -r "$ow/privlink" "$ow/priv"
+else
+    skip_env test_cli "eval --out without write or search permission" "running as root, and no other user to run as that reaches the build (setpriv)"
 fi
 chmod 755 "$ow/ro"
 # an image whose name starts with '-' given by that name: taken for options, as by any

@@ -137,6 +137,14 @@ int read_file(const char *path, size_t limit, unsigned char **data, size_t *size
               size_t errsize);
 /* 1 if path is a directory, 0 if not, -1 if stat cannot reach it (errno says why). */
 int path_is_dir(const char *path);
+/* Whether err (of a stat or open of a path) may come from a symbolic link on the way that
+ * cannot be followed: ENOENT, ELOOP, EACCES. */
+int link_trouble(int err);
+/* The first name on the way to `path`, path itself included, that is a symbolic link that
+ * cannot be followed (its target missing, a loop of links, or a target on a way the user may not
+ * search), said in buf ("NAME is a symbolic link to a loop of links (-> TARGET)"). 2 when that
+ * name is path itself, 1 when it is a folder on the way, 0 when there is none (buf untouched). */
+int dangling_on_way(const char *path, char *buf, size_t size);
 /* Creates a directory and its parents (like mkdir -p). 0, or the exit status after saying why
  * (tool_refuse: a usage error of usage_cmd, or with usage_cmd NULL an error, status 1), the
  * message after `label`: the option that named the folder, as the command's other refusals of

@@ -783,12 +783,17 @@ int read_file(const char *path, size_t limit, unsigned char **data, size_t *size
         struct stat ls;
         char to[512];
         ssize_t tn;
+        char why[PATH_MAX * 2 + 64];
         if ((e == ENOENT || e == ELOOP) && lstat(path, &ls) == 0 && S_ISLNK(ls.st_mode) &&
             (tn = readlink(path, to, sizeof to - 1)) >= 0) {
             to[tn] = 0;
             snprintf(err, errsize, "cannot open: a symbolic link %s (-> %s)",
                      e == ENOENT ? "whose target does not exist" : "that leads into a loop of links",
                      to);
+        } else if ((e == ELOOP || e == EACCES) && dangling_on_way(path, why, sizeof why)) {
+            /* a link further up the path (a folder given through a loop of links, a target on
+             * a way the user may not search): named, not "Too many levels of symbolic links" */
+            snprintf(err, errsize, "cannot open: %s", why);
         } else {
             snprintf(err, errsize, "cannot open: %s", strerror(e));
         }
@@ -839,10 +844,17 @@ int path_is_dir(const char *path)
     return S_ISDIR(st.st_mode) ? 1 : 0;
 }
 
-/* The first name on the way to `path`, path itself included, that is a symbolic link to nothing
- * (its target missing, or a loop of links), said in buf ("NAME is a symbolic link to a missing
- * target (-> TARGET)"). 1, or 0 when there is none (buf untouched). */
-static int dangling_on_way(const char *path, char *buf, size_t size)
+int link_trouble(int err)
+{
+    return err == ENOENT || err == ELOOP || err == EACCES;
+}
+
+/* The first name on the way to `path`, path itself included, that is a symbolic link that
+ * cannot be followed (its target missing, a loop of links, or a target on a way the user may
+ * not search), said in buf ("NAME is a symbolic link to a missing target (-> TARGET)"). 2 when
+ * that name is path itself, 1 when it is a folder on the way, or 0 when there is none (buf
+ * untouched). */
+int dangling_on_way(const char *path, char *buf, size_t size)
 {
     char *p = xstrdup(path);
     int found = 0;
@@ -855,11 +867,14 @@ static int dangling_on_way(const char *path, char *buf, size_t size)
         ssize_t n;
         if (lstat(p, &ls) != 0) break; /* nothing further is there */
         int e = S_ISLNK(ls.st_mode) && stat(p, &st) != 0 ? errno : 0;
-        if ((e == ENOENT || e == ELOOP) && (n = readlink(p, to, sizeof to - 1)) >= 0) {
+        if (link_trouble(e) && (n = readlink(p, to, sizeof to - 1)) >= 0) {
             to[n] = 0;
             snprintf(buf, size, "%s is a symbolic link to %s (-> %s)", p,
-                     e == ENOENT ? "a missing target" : "a loop of links", to);
-            found = 1;
+                     e == ENOENT   ? "a missing target"
+                     : e == ELOOP ? "a loop of links"
+                                  : "a target that cannot be reached: permission denied",
+                     to);
+            found = end ? 1 : 2;
             break;
         }
         if (!end) break;
@@ -876,7 +891,7 @@ static int dangling_on_way(const char *path, char *buf, size_t size)
 static int refuse_dir(const char *usage_cmd, const char *l, const char *p, int e)
 {
     char why[PATH_MAX * 2 + 64];
-    if ((e == ENOENT || e == 0) && dangling_on_way(p, why, sizeof why))
+    if ((e == 0 || link_trouble(e)) && dangling_on_way(p, why, sizeof why))
         return tool_refuse(usage_cmd, 0, "%scannot create directory %s: %s", l, p, why);
     if (e) return tool_refuse(usage_cmd, e, "%scannot create directory %s: %s", l, p, strerror(e));
     return tool_refuse(usage_cmd, 0, "%s%s exists and is not a directory", l, p);
@@ -895,8 +910,11 @@ int make_dirs(const char *path, const char *usage_cmd, const char *label)
     }
     if (!u && mkdir(p, 0777) != 0 && errno != EEXIST) u = refuse_dir(usage_cmd, l, p, errno);
     int isdir = u ? 1 : path_is_dir(p), e = errno;
-    /* there, but stat fails for the machine's sake (EIO): that error; else not a folder */
-    if (isdir != 1) u = refuse_dir(usage_cmd, l, p, isdir < 0 && tool_env_errno(e) ? e : 0);
+    /* there, but stat fails for the machine's sake (EIO), or on a link that cannot be followed
+     * (a loop of links, a target the user may not reach): that error; else not a folder */
+    if (isdir != 1)
+        u = refuse_dir(usage_cmd, l, p,
+                       isdir < 0 && (tool_env_errno(e) || e == ELOOP || e == EACCES) ? e : 0);
     free(p);
     return u;
 }
@@ -1090,7 +1108,7 @@ int out_open(tool_out *o, const char *path, const char *usage_cmd, const char *l
         if (!o->f) {
             int e = errno;
             char why[PATH_MAX * 2 + 64];
-            if ((e == ENOENT || e == ELOOP) && dangling_on_way(path, why, sizeof why))
+            if (link_trouble(e) && dangling_on_way(path, why, sizeof why))
                 return tool_refuse(usage_cmd, 0, "%s%s: cannot create: %s", l, path, why);
             return tool_refuse(usage_cmd, e, "%s%s: cannot create: %s", l, path, strerror(e));
         }
@@ -1144,7 +1162,7 @@ int out_open(tool_out *o, const char *path, const char *usage_cmd, const char *l
     if (!o->f) {
         int e = errno;
         char why[PATH_MAX * 2 + 64];
-        int u = (e == ENOENT || e == ELOOP) && dangling_on_way(path, why, sizeof why)
+        int u = link_trouble(e) && dangling_on_way(path, why, sizeof why)
                     ? tool_refuse(usage_cmd, 0, "%s%s: cannot create: %s", l, path, why)
                     : tool_refuse(usage_cmd, e, "%s%s: cannot create: %s", l, path, strerror(e));
         if (fd >= 0) {
