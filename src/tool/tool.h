@@ -221,8 +221,20 @@ int out_commit_all(tool_out *o, int n);
  * all: under mpirun, another rank at the final check-in; see tool_mpi_finish). */
 int out_commit_held(tool_out *o, int n);
 /* The folder made for the files of the commit held (path, up to top: first_missing_dir), removed
- * again by out_settle(0) or tool_fail_cleanup once the files are (not by a signal). */
+ * again by out_settle(0) or tool_fail_cleanup once the files are (by a signal only when given
+ * to out_new_folder too: each folder while it is empty). */
 void out_held_folder(const char *path, const char *top);
+/* The folders that the run made for its outputs, `path` up to `top` (from first_missing_dir,
+ * taken before they were made): a signal that ends the process (SIGINT, SIGTERM, SIGHUP, where
+ * it has its default action) removes each that is still empty, after the outputs' temporary
+ * files, so that a run ended before its files were committed leaves no empty folder. NULL:
+ * forgets them (once the run ends, or keeps its files). */
+void out_new_folder(const char *path, const char *top);
+/* Warns of the second names of path ("NAME.kept.PID.N", see out_commit_all) that a run killed
+ * outright during its commit left (SIGKILL, a crash, a power cut; PID not a process of this
+ * machine): each names the file, what it holds and how to restore or remove it. Nothing is
+ * removed. */
+void out_note_kept(const char *path);
 /* Ends a commit held (none: nothing): keep (1) or undo (0) it. */
 void out_settle(int keep);
 /* Safe on a zeroed, failed or committed tool_out. */

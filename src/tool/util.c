@@ -6,6 +6,7 @@
 
 #include <cblas.h>
 #include <ctype.h>
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
@@ -1046,12 +1047,20 @@ static void out_remove_tracked(void)
     }
 }
 
+/* The folders that the run made for its outputs (out_new_folder), deepest first, NULL-ended:
+ * removed by a signal that ends the process, each only while it is empty (rmdir). */
+static char **volatile sig_dirs;
+static char **sig_dirs_made; /* (the same list, freed when another replaces it) */
+
 /* A signal that ends the process while nothing is being renamed */
 static void out_end_by(int sig)
 {
     for (int i = 0; i < OUT_MAX_OPEN; i++)
         if (out_tmps[i]) unlink(out_tmps[i]);
     (void)out_journal_undo(0);
+    char **d = sig_dirs;
+    for (int i = 0; d && d[i]; i++) /* (one not there yet is passed: the next may be) */
+        if (rmdir(d[i]) != 0 && errno != ENOENT) break;
     signal(sig, SIG_DFL);
     raise(sig);
 }
@@ -1066,10 +1075,11 @@ static void out_on_signal(int sig)
     out_end_by(sig);
 }
 
-static void out_track(char *tmp, char *untrack)
+/* out_on_signal for SIGINT, SIGTERM and SIGHUP where they have their default action */
+static void out_catch_signals(void)
 {
     static const int sigs[] = {SIGINT, SIGTERM, SIGHUP};
-    for (size_t i = 0; tmp && i < sizeof sigs / sizeof *sigs; i++) {
+    for (size_t i = 0; i < sizeof sigs / sizeof *sigs; i++) {
         struct sigaction old;
         if (sigaction(sigs[i], NULL, &old) == 0 && old.sa_handler == SIG_DFL) {
             struct sigaction sa;
@@ -1079,6 +1089,39 @@ static void out_track(char *tmp, char *untrack)
             sigaction(sigs[i], &sa, NULL);
         }
     }
+}
+
+void out_new_folder(const char *path, const char *top)
+{
+    sig_dirs = NULL;
+    if (!path || !top) return;
+    /* path, then each folder above it up to top, as remove_new_dirs goes */
+    size_t n = 0, cap = 4;
+    char **d = xmalloc(sizeof *d * cap);
+    char *p = xstrdup(path);
+    while (p && strlen(p) >= strlen(top)) {
+        if (n + 2 > cap) d = xrealloc(d, sizeof *d * (cap *= 2));
+        d[n++] = p;
+        char *up = strcmp(p, top) ? path_dir(p) : NULL;
+        if (up && !strcmp(up, p)) { /* (the root: no folder above) */
+            free(up);
+            up = NULL;
+        }
+        p = up;
+    }
+    free(p);
+    d[n] = NULL;
+    if (sig_dirs_made)
+        for (char **q = sig_dirs_made; *q; q++) free(*q);
+    free(sig_dirs_made);
+    sig_dirs_made = d;
+    out_catch_signals();
+    sig_dirs = d;
+}
+
+static void out_track(char *tmp, char *untrack)
+{
+    if (tmp) out_catch_signals();
     for (int i = 0; i < OUT_MAX_OPEN; i++) {
         if (tmp && !out_tmps[i]) {
             out_tmps[i] = tmp;
@@ -1233,6 +1276,48 @@ static void kept_format(char *buf, size_t size, const char *path, int k)
         snprintf(buf, size, "%s.kept.%ld.%d", path, (long)getpid(), k);
     else
         snprintf(buf, size, "%.*s.cfnet-%ld-%d.kept", dirlen, path, (long)getpid(), k);
+}
+
+void out_note_kept(const char *path)
+{
+    char *dir = path_dir(path);
+    const char *slash = strrchr(path, '/'), *base = slash ? slash + 1 : path;
+    const size_t blen = strlen(base);
+    DIR *dp = opendir(dir);
+    struct dirent *de;
+    while (dp && (de = readdir(dp))) {
+        /* NAME.kept.PID.N (kept_format), PID and N digits only */
+        const char *n = de->d_name;
+        if (strncmp(n, base, blen) || strncmp(n + blen, ".kept.", 6)) continue;
+        char *end;
+        errno = 0;
+        long pid = strtol(n + blen + 6, &end, 10);
+        if (errno || pid <= 0 || !isdigit((unsigned char)n[blen + 6]) || *end != '.' ||
+            !isdigit((unsigned char)end[1]) || end[1 + strspn(end + 1, "0123456789")])
+            continue;
+        /* a run of this machine still at its commit: none of ours to speak of */
+        if (pid == (long)getpid() || kill((pid_t)pid, 0) == 0 || errno != ESRCH) continue;
+        char *kept = path_join(dir, n);
+        struct stat ks, ps;
+        if (lstat(kept, &ks) != 0 || !S_ISREG(ks.st_mode)) {
+            free(kept);
+            continue;
+        }
+        const int there = lstat(path, &ps) == 0;
+        if (there && ps.st_dev == ks.st_dev && ps.st_ino == ks.st_ino)
+            tool_warn("%s: a second name of %s, as it is, that a run killed during its commit "
+                      "left (process %ld, no longer running on this machine); nothing needs it: "
+                      "remove it", kept, path, pid);
+        else
+            tool_warn("%s: the earlier %s, kept aside by a run killed during its commit (process "
+                      "%ld, no longer running on this machine), which %s; to restore it, rename "
+                      "it back to %s (the other files of that report have such names too); "
+                      "otherwise remove it", kept, path, pid,
+                      there ? "had replaced it" : "had moved it out of the way", base);
+        free(kept);
+    }
+    if (dp) closedir(dp);
+    free(dir);
 }
 
 /* Gives the file at e->path its second name (none there: nothing to keep). 0, or -1 said. */
