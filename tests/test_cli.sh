@@ -92,6 +92,14 @@ expect 0 "pn.png: could not convert the plot to PNG with rsvg-convert \(no PNG w
     env PATH="$fake:$PATH" "$cfnet" train "$d/train" -o "$out/pn.safetensors" --epochs 1 $common \
     --plot "$out/pn.svg"
 lacks "second line|librsvg2-bin" "the failed rsvg-convert's warning"
+# a coloured line: its escape sequences left out whole (ESC showed as U+FFFD, then "[1;31m"), any
+# other control character shown as U+FFFD
+printf '#!/bin/sh\nprintf "\\033[1;31mError\\033[0m: bad\\tSVG\\a\\n" >&2\nexit 1\n' >"$fake/rsvg-convert"
+# shellcheck disable=SC2086
+expect 0 "pn.png: could not convert the plot to PNG with rsvg-convert \(no PNG written\): Error: bad$(printf '\357\277\275')SVG$(printf '\357\277\275')$" \
+    env PATH="$fake:$PATH" "$cfnet" train "$d/train" -o "$out/pn.safetensors" --epochs 1 $common \
+    --plot "$out/pn.svg"
+lacks "\[1;31m|\[0m" "the failed rsvg-convert's coloured warning"
 fakeim="$out/fakeim" # ImageMagick alone: no rsvg-convert on the PATH
 mkdir -p "$fakeim"
 printf '#!/bin/sh\necho "convert: no decode delegate for this image format \`SVG'"'"'" >&2\nexit 1\n' \
