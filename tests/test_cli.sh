@@ -687,7 +687,7 @@ if command -v strace >/dev/null 2>&1 && strace -o /dev/null true 2>/dev/null; th
         # a second name whose process runs (this shell's) is not spoken of
         echo mine >"$ow/evold/predictions.csv.kept.$$.0"
         expect 0 "" "$cfnet" eval "$ow/model.safetensors" "$ow/data" --out "$ow/evold" -q
-        grep -q "^cfnet: warning: .*evold/$kept_m: the earlier .*evold/metrics.json, kept aside by a run killed during its commit (process [0-9]*, no longer running on this machine), which had replaced it; to restore it, rename it back to metrics.json (the other files of that report have such names too); otherwise remove it$" "$out/last.txt" ||
+        grep -q "^cfnet: warning: .*evold/$kept_m: the earlier .*evold/metrics.json, kept aside by a run killed during its commit (process [0-9]*, no longer running on this machine), which had replaced it; to restore it, rename it back to metrics.json (and so any other file of that report kept aside by process [0-9]*); otherwise remove it$" "$out/last.txt" ||
             { cat "$out/last.txt"; fail "eval --out did not name the second name of metrics.json that a killed run left"; }
         grep -q "^cfnet: warning: .*evold/$kept_p: a second name of .*evold/predictions.csv, as it is, that a run killed during its commit left (process [0-9]*, no longer running on this machine); nothing needs it: remove it$" "$out/last.txt" ||
             { cat "$out/last.txt"; fail "eval --out did not name the second name of predictions.csv that a killed run left"; }
@@ -705,7 +705,7 @@ expect 2 "^cfnet eval: --out: cannot create directory .*img.tif/rep: Not a direc
 usage_said eval "eval --out under a file"
 lacks "0009.tif" "eval read the images before failing on --out"
 # --out through a loop of links further up (loopa/rep, loopa/sub/rep): that link named (it was
-# "Too many levels of symbolic links", or loopa "exists and is not a directory")
+# "Too many levels of symbolic links"), as for loopa itself
 ln -s evloopb "$ow/evloopa"
 ln -s evloopa "$ow/evloopb"
 for rep in evloopa evloopa/rep evloopa/sub/rep; do

@@ -681,7 +681,7 @@ int cmd_eval(int argc, char **argv)
         out_new_folder(outdir, new_dir);
         int refused = make_dirs(outdir, "eval", "--out: ");
         for (int i = 0; i < 4; i++) paths[i] = path_join(outdir, EVAL_FILES[i]);
-        for (int i = 0; i < 4 && !refused; i++) out_note_kept(paths[i]);
+        if (!refused) out_note_kept(outdir, EVAL_FILES, 4);
         for (int i = 0; i < 4 && !refused; i++)
             refused = check_output("eval", "--out", paths[i], model, &data, 1, &ds);
         for (int i = 0; i < 4 && !refused; i++)

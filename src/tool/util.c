@@ -1278,46 +1278,47 @@ static void kept_format(char *buf, size_t size, const char *path, int k)
         snprintf(buf, size, "%.*s.cfnet-%ld-%d.kept", dirlen, path, (long)getpid(), k);
 }
 
-void out_note_kept(const char *path)
+void out_note_kept(const char *dir, const char *const *names, int n)
 {
-    char *dir = path_dir(path);
-    const char *slash = strrchr(path, '/'), *base = slash ? slash + 1 : path;
-    const size_t blen = strlen(base);
+    /* (nothing allocated but for a second name found: the folder's name is not copied) */
     DIR *dp = opendir(dir);
     struct dirent *de;
     while (dp && (de = readdir(dp))) {
         /* NAME.kept.PID.N (kept_format), PID and N digits only */
-        const char *n = de->d_name;
-        if (strncmp(n, base, blen) || strncmp(n + blen, ".kept.", 6)) continue;
+        const char *d = de->d_name, *base = NULL;
+        size_t blen = 0;
+        for (int i = 0; i < n && !base; i++) {
+            blen = strlen(names[i]);
+            if (!strncmp(d, names[i], blen) && !strncmp(d + blen, ".kept.", 6)) base = names[i];
+        }
+        if (!base) continue;
         char *end;
         errno = 0;
-        long pid = strtol(n + blen + 6, &end, 10);
-        if (errno || pid <= 0 || !isdigit((unsigned char)n[blen + 6]) || *end != '.' ||
+        long pid = strtol(d + blen + 6, &end, 10);
+        if (errno || pid <= 0 || !isdigit((unsigned char)d[blen + 6]) || *end != '.' ||
             !isdigit((unsigned char)end[1]) || end[1 + strspn(end + 1, "0123456789")])
             continue;
         /* a run of this machine still at its commit: none of ours to speak of */
         if (pid == (long)getpid() || kill((pid_t)pid, 0) == 0 || errno != ESRCH) continue;
-        char *kept = path_join(dir, n);
+        char *kept = path_join(dir, d), *path = path_join(dir, base);
         struct stat ks, ps;
-        if (lstat(kept, &ks) != 0 || !S_ISREG(ks.st_mode)) {
-            free(kept);
-            continue;
+        if (lstat(kept, &ks) == 0 && S_ISREG(ks.st_mode)) {
+            const int there = lstat(path, &ps) == 0;
+            if (there && ps.st_dev == ks.st_dev && ps.st_ino == ks.st_ino)
+                tool_warn("%s: a second name of %s, as it is, that a run killed during its commit "
+                          "left (process %ld, no longer running on this machine); nothing needs "
+                          "it: remove it", kept, path, pid);
+            else
+                tool_warn("%s: the earlier %s, kept aside by a run killed during its commit "
+                          "(process %ld, no longer running on this machine), which %s; to restore "
+                          "it, rename it back to %s (and so any other file of that report kept "
+                          "aside by process %ld); otherwise remove it", kept, path, pid,
+                          there ? "had replaced it" : "had moved it out of the way", base, pid);
         }
-        const int there = lstat(path, &ps) == 0;
-        if (there && ps.st_dev == ks.st_dev && ps.st_ino == ks.st_ino)
-            tool_warn("%s: a second name of %s, as it is, that a run killed during its commit "
-                      "left (process %ld, no longer running on this machine); nothing needs it: "
-                      "remove it", kept, path, pid);
-        else
-            tool_warn("%s: the earlier %s, kept aside by a run killed during its commit (process "
-                      "%ld, no longer running on this machine), which %s; to restore it, rename "
-                      "it back to %s (the other files of that report have such names too); "
-                      "otherwise remove it", kept, path, pid,
-                      there ? "had replaced it" : "had moved it out of the way", base);
         free(kept);
+        free(path);
     }
     if (dp) closedir(dp);
-    free(dir);
 }
 
 /* Gives the file at e->path its second name (none there: nothing to keep). 0, or -1 said. */
