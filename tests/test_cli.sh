@@ -92,6 +92,14 @@ expect 0 "pn.png: could not convert the plot to PNG with rsvg-convert \(no PNG w
     env PATH="$fake:$PATH" "$cfnet" train "$d/train" -o "$out/pn.safetensors" --epochs 1 $common \
     --plot "$out/pn.svg"
 lacks "second line|librsvg2-bin" "the failed rsvg-convert's warning"
+# a coloured line: its escape sequences left out whole (ESC showed as U+FFFD, then "[1;31m"), any
+# other control character shown as U+FFFD
+printf '#!/bin/sh\nprintf "\\033[1;31mError\\033[0m: bad\\tSVG\\a\\n" >&2\nexit 1\n' >"$fake/rsvg-convert"
+# shellcheck disable=SC2086
+expect 0 "pn.png: could not convert the plot to PNG with rsvg-convert \(no PNG written\): Error: bad$(printf '\357\277\275')SVG$(printf '\357\277\275')$" \
+    env PATH="$fake:$PATH" "$cfnet" train "$d/train" -o "$out/pn.safetensors" --epochs 1 $common \
+    --plot "$out/pn.svg"
+lacks "\[1;31m|\[0m" "the failed rsvg-convert's coloured warning"
 fakeim="$out/fakeim" # ImageMagick alone: no rsvg-convert on the PATH
 mkdir -p "$fakeim"
 printf '#!/bin/sh\necho "convert: no decode delegate for this image format \`SVG'"'"'" >&2\nexit 1\n' \
@@ -648,11 +656,65 @@ if command -v strace >/dev/null 2>&1 && strace -o /dev/null true 2>/dev/null; th
                 { ls -lA "$ow/evold"; fail "eval --out ended by SIGTERM as its commit ends: not the new report, whole"; }
         fi
     done
+    # a signal before the report is committed (SIGTERM as the first image is opened) removes the
+    # folders that the run made for --out, empty (they were left); an existing one stays
+    first=$(find "$ow/data" -name '*.tif' | LC_ALL=C sort | head -1)
+    for rep in "$ow/evnew/sub" "$ow/evold"; do
+        set +e
+        env ASAN_OPTIONS="${ASAN_OPTIONS:+$ASAN_OPTIONS:}detect_leaks=0" strace -f \
+            -o "$out/evnew.strace" -P "$first" -e trace=open,openat \
+            -e inject=open,openat:signal=SIGTERM:when=1 "$cfnet" eval "$ow/model.safetensors" \
+            "$ow/data" --out "$rep" -q >"$out/last.txt" 2>&1
+        rc=$?
+        set -e
+        [ $rc = 143 ] || { cat "$out/last.txt"; fail "eval --out $rep with SIGTERM at its first image: status $rc, not 143"; }
+    done
+    [ -e "$ow/evnew" ] && { ls -RA "$ow/evnew"; fail "eval --out ended by a signal before its commit left the folders it made"; }
+    [ -d "$ow/evold" ] && [ "$(cd "$ow/evold" && ls -A | tr '\n' ' ')" = "confusion.csv confusion.svg metrics.json notes.txt predictions.csv " ] ||
+        fail "eval --out into an existing folder ended by a signal before its commit changed the folder"
+    # a run killed outright (SIGKILL at the 3rd rename of its commit) leaves second names: the
+    # next run into that folder names each whose process is gone, what it holds and what to
+    # do with it, and removes none (said nothing of them before)
+    echo old >"$ow/evold/metrics.json"
+    echo old >"$ow/evold/predictions.csv"
+    rm "$ow/evold/confusion.csv" "$ow/evold/confusion.svg"
+    env ASAN_OPTIONS="${ASAN_OPTIONS:+$ASAN_OPTIONS:}detect_leaks=0" strace -f -o "$out/evkill.strace" \
+        -e trace=rename,renameat,renameat2 -e inject=rename,renameat,renameat2:signal=SIGKILL:when=3 \
+        "$cfnet" eval "$ow/model.safetensors" "$ow/data" --out "$ow/evold" -q >/dev/null 2>&1 || :
+    kept_m=$(cd "$ow/evold" && ls -A | grep '^metrics\.json\.kept\.[0-9]*\.0$' || :)
+    kept_p=$(cd "$ow/evold" && ls -A | grep '^predictions\.csv\.kept\.[0-9]*\.0$' || :)
+    if [ -n "$kept_m" ] && [ -n "$kept_p" ] && [ "$(cat "$ow/evold/$kept_m")" = old ]; then
+        # a second name whose process runs (this shell's) is not spoken of
+        echo mine >"$ow/evold/predictions.csv.kept.$$.0"
+        expect 0 "" "$cfnet" eval "$ow/model.safetensors" "$ow/data" --out "$ow/evold" -q
+        grep -q "^cfnet: warning: .*evold/$kept_m: the earlier .*evold/metrics.json, kept aside by a run killed during its commit (process [0-9]*, no longer running on this machine), which had replaced it; to restore it, rename it back to metrics.json (and so any other file of that report kept aside by process [0-9]*); otherwise remove it$" "$out/last.txt" ||
+            { cat "$out/last.txt"; fail "eval --out did not name the second name of metrics.json that a killed run left"; }
+        grep -q "^cfnet: warning: .*evold/$kept_p: a second name of .*evold/predictions.csv, as it is, that a run killed during its commit left (process [0-9]*, no longer running on this machine); nothing needs it: remove it$" "$out/last.txt" ||
+            { cat "$out/last.txt"; fail "eval --out did not name the second name of predictions.csv that a killed run left"; }
+        lacks "kept\.$$\." "eval --out spoke of a second name whose process runs"
+        [ "$(cat "$ow/evold/$kept_m")" = old ] && [ -f "$ow/evold/$kept_p" ] && [ -f "$ow/evold/predictions.csv.kept.$$.0" ] ||
+            fail "eval --out removed second names that a killed run left"
+        rm "$ow/evold/predictions.csv.kept.$$.0"
+    else
+        ls -A "$ow/evold"
+        fail "eval --out killed at its 3rd rename left no second names of the earlier files"
+    fi
 fi
 expect 2 "^cfnet eval: --out: cannot create directory .*img.tif/rep: Not a directory$" "$cfnet" eval \
     "$ow/model.safetensors" "$ow/partial" --out "$ow/img.tif/rep"
 usage_said eval "eval --out under a file"
 lacks "0009.tif" "eval read the images before failing on --out"
+# --out through a loop of links further up (loopa/rep, loopa/sub/rep): that link named (it was
+# "Too many levels of symbolic links"), as for loopa itself
+ln -s evloopb "$ow/evloopa"
+ln -s evloopa "$ow/evloopb"
+for rep in evloopa evloopa/rep evloopa/sub/rep; do
+    expect 2 "^cfnet eval: --out: cannot create directory .*: .*outputs/evloopa is a symbolic link to a loop of links \(-> evloopb\)$" \
+        "$cfnet" eval "$ow/model.safetensors" "$ow/partial" --out "$ow/$rep"
+    usage_said eval "eval --out $rep through a loop of links"
+    lacks "Too many levels|not a directory|0009.tif" "eval --out $rep through a loop of links"
+done
+rm "$ow/evloopa" "$ow/evloopb"
 # no write permission: as another user when run as root (root may write anywhere)
 mkdir -p "$ow/ro"
 chmod 555 "$ow/ro"
@@ -681,6 +743,22 @@ if [ -n "$asother" ]; then
         "$ow/model.safetensors" "$ow/partial" --out "$ow/ro"
     usage_said eval "eval --out a folder without write permission"
     lacks "0009.tif" "eval read the images before failing on an --out it cannot write"
+    # --out a link to a folder on a way the user may not search: said so (it was "exists and is
+    # not a directory"), and so is a folder further in
+    mkdir -p "$ow/priv/rep"
+    chmod 000 "$ow/priv"
+    ln -s priv/rep "$ow/privlink"
+    for rep in privlink privlink/sub; do
+        # shellcheck disable=SC2086
+        expect 2 "^cfnet eval: --out: cannot create directory .*privlink.*: .*outputs/privlink is a symbolic link to a target that cannot be reached: permission denied \(-> priv/rep\)$" \
+            $asother "$cfnet" eval "$ow/model.safetensors" "$ow/partial" --out "$ow/$rep"
+        usage_said eval "eval --out $rep, a link to a folder that cannot be reached"
+        lacks "not a directory|does not exist|0009.tif" "eval --out $rep, a link to a folder that cannot be reached"
+    done
+    chmod 755 "$ow/priv"
+    rm -r "$ow/privlink" "$ow/priv"
+else
+    skip_env test_cli "eval --out without write or search permission" "running as root, and no other user to run as that reaches the build (setpriv)"
 fi
 chmod 755 "$ow/ro"
 # an image whose name starts with '-' given by that name: taken for options, as by any

@@ -1349,6 +1349,54 @@ for f in "$out"/smid/.sloopa.synth-*; do
     if [ -e "$f" ]; then fail "synth into a loop of links left $f"; fi
 done
 rm "$out/smid/sloopa" "$out/smid/sloopb"
+# DIR reached through a loop of links further up (loopa/sub, loopa/sub/deeper), and an input
+# given through one: that link named (it was "Too many levels of symbolic links"), before
+# anything is written
+ln -s dloopb "$out/smid/dloopa"
+ln -s dloopa "$out/smid/dloopb"
+for sub in sub sub/deeper; do
+    expect 1 "^cfnet: error: $out/smid/dloopa/$sub: cannot be reached: $out/smid/dloopa is a symbolic link to a loop of links \(-> dloopb\)$" \
+        "$cfnet" synth "$out/smid/dloopa/$sub" --classes 2 --per-class 1 --test-per-class 0 --channels 1
+    lacks "Too many levels" "synth into dloopa/$sub"
+    expect 2 "^cfnet crop: --output: $out/smid/dloopa/$sub: cannot be reached: $out/smid/dloopa is a symbolic link to a loop of links \(-> dloopb\)$" \
+        "$cfnet" crop "$out/f16.tif" "$out/m32.tif" -o "$out/smid/dloopa/$sub" --size 16
+    usage_said crop "crop -o dloopa/$sub"
+    lacks "Too many levels" "crop -o dloopa/$sub"
+done
+expect 1 "$out/smid/dloopa/f16.tif: .*$out/smid/dloopa is a symbolic link to a loop of links \(-> dloopb\)" \
+    "$cfnet" crop "$out/smid/dloopa/f16.tif" "$out/m32.tif" -o "$out/smid/dlo" --size 16
+lacks "Too many levels" "crop of an image given through a loop of links"
+test -e "$out/smid/dlo" && fail "crop of an image given through a loop of links made its DIR"
+rm "$out/smid/dloopa" "$out/smid/dloopb"
+# DIR a link to a folder, or a folder through such a link, on a way the user may not search:
+# "permission denied", with the link (it was "a link to a folder that does not exist"); as
+# another user when run as root (root may search anywhere)
+asother=env
+if [ "$(id -u)" = 0 ]; then
+    asother=""
+    command -v setpriv >/dev/null 2>&1 &&
+        setpriv --reuid=65534 --regid=65534 --clear-groups "$cfnet" --version >/dev/null 2>&1 &&
+        setpriv --reuid=65534 --regid=65534 --clear-groups ls "$out/smid" >/dev/null 2>&1 &&
+        asother="setpriv --reuid=65534 --regid=65534 --clear-groups"
+fi
+if [ -n "$asother" ]; then
+    mkdir -p "$out/smid/priv/x"
+    chmod 000 "$out/smid/priv"
+    ln -s priv/x "$out/smid/plink"
+    # shellcheck disable=SC2086
+    expect 1 "^cfnet: error: $out/smid/plink is a link to a folder that cannot be reached: permission denied \(make its way searchable, or give another DIR\)$" \
+        $asother "$cfnet" synth "$out/smid/plink" --classes 2 --per-class 1 --test-per-class 0 --channels 1
+    lacks "does not exist" "synth into a link to a folder that cannot be reached"
+    # shellcheck disable=SC2086
+    expect 1 "^cfnet: error: $out/smid/plink/sub: cannot be reached: $out/smid/plink is a symbolic link to a target that cannot be reached: permission denied \(-> priv/x\)$" \
+        $asother "$cfnet" synth "$out/smid/plink/sub" --classes 2 --per-class 1 --test-per-class 0 --channels 1
+    lacks "does not exist" "synth into a folder through a link to a folder that cannot be reached"
+    chmod 755 "$out/smid/priv"
+    test -z "$(ls -A "$out/smid/priv/x")" || fail "synth through a link it may not follow wrote there"
+    rm -r "$out/smid/plink" "$out/smid/priv"
+else
+    skip_env test_cli_crop "synth into a link to a folder without search permission" "running as root, and no other user to run as that reaches the build (setpriv)"
+fi
 # an empty mount point (a volume; a bind mount of the same file system) is refused before
 # anything is written: rename(2) cannot replace it ("cannot move the dataset into place: Device
 # or resource busy" after the whole dataset); mounts made in a mount namespace of their own

@@ -291,6 +291,16 @@ expect 1 "loops/self.tif: a symbolic link that leads into a loop of links" \
 expect 1 "loops/a.tif: a symbolic link that leads into a loop of links" \
     "$cfnet" eval "$m" "$loops/a.tif"
 expect 1 "loops/z.tif: no such file or directory" "$cfnet" predict "$m" "$loops/z.tif" -o "$out/loops.csv"
+# given through a loop of links further up: that link named (it was said to be the name given,
+# "a symbolic link that leads into a loop of links")
+ln -s dlb "$loops/dla"
+ln -s dla "$loops/dlb"
+expect 1 "loops/dla/x.tif: cannot be reached: .*loops/dla is a symbolic link to a loop of links \(-> dlb\)$" \
+    "$cfnet" predict "$m" "$loops/dla/x.tif" -o "$out/loops.csv"
+expect 1 "loops/dla/sub: cannot be reached: .*loops/dla is a symbolic link to a loop of links \(-> dlb\)$" \
+    "$cfnet" train "$loops/dla/sub" -o "$out/dl.safetensors" --epochs 1
+lacks "Too many levels|x.tif: a symbolic link|sub: a symbolic link" "an INPUT or DATA through a loop of links"
+rm "$loops/dla" "$loops/dlb"
 
 # ---- 10. a class name in decomposed Unicode (a folder copied from a Mac) against the composed one --
 nfc="$out/nfc"

@@ -1048,7 +1048,8 @@ EOF_MSHIM
         # rank 0 out of memory part-way through its commit of eval --out's files, once they
         # are renamed into place (the folder's name, which it takes after the renames to sync
         # the folder for each file: a block of that name's length, a length no other block of
-        # cfnet's own code has here; the 14th: 12 before the commit, 1 for the first file):
+        # cfnet's own code has here; the 15th: 13 before the commit, one of them the list of
+        # the folders made for --out that a signal removes, 1 for the first file):
         # every rank ends with status 1 and the message once, and the files it put there go
         # with the folder it made (rmdir refused the folder that held them); into an existing
         # folder, which gets back its earlier report (the files the commit had replaced, kept
@@ -1072,7 +1073,7 @@ EOF_MSHIM
                 echo old >"$dir/metrics.json"
                 echo old >"$dir/predictions.csv"
             fi
-            nth=14
+            nth=15
             [ $pre = old ] && nth=8
             SHIM_RANK=0 SHIM_OWN=1 SHIM_SIZE=$((${#dir} + 1)) SHIM_NTH=$nth SHIM_CALLOC= \
                 oomrun evc$pre 2 "$t/rcs.sh" eval "$t/oom.cfnet" "$t/d/train" --threads 1 \

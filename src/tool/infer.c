@@ -677,8 +677,11 @@ int cmd_eval(int argc, char **argv)
          * file system: an error, status 1) */
         new_dir = first_missing_dir(outdir);
         tool_on_failure(remove_eval_made, &made);
+        /* ... and by a signal that ends the run before its report is committed, while empty */
+        out_new_folder(outdir, new_dir);
         int refused = make_dirs(outdir, "eval", "--out: ");
         for (int i = 0; i < 4; i++) paths[i] = path_join(outdir, EVAL_FILES[i]);
+        if (!refused) out_note_kept(outdir, EVAL_FILES, 4);
         for (int i = 0; i < 4 && !refused; i++)
             refused = check_output("eval", "--out", paths[i], model, &data, 1, &ds);
         for (int i = 0; i < 4 && !refused; i++)
@@ -851,6 +854,10 @@ int cmd_eval(int argc, char **argv)
     rc = EXIT_OK;
 out_ds:
     tool_on_failure(NULL, NULL);
+    /* (a signal from now on: the report committed, the folder stays; the run failed,
+     * remove_eval_made removes it below. Under mpirun a commit held until the final check-in
+     * keeps them: a signal before it puts the earlier files back, and the folder goes too) */
+    if (rc != EXIT_OK || size == 1) out_new_folder(NULL, NULL);
     if (rank && ctx.pred) fclose(ctx.pred);
     if (terms_f) fclose(terms_f);
     if (o.warn_to) fclose(o.warn_to);

@@ -241,8 +241,22 @@ int stage_open(tool_stage *st, const tool_stage_how *how, const char *dir)
         if (stat_errno == ELOOP)
             return refuse(how, 0, "%s is a link that leads into a loop of links (make it a link to "
                           "a folder, or give another DIR)", dir);
+        if (stat_errno == EACCES)
+            return refuse(how, 0, "%s is a link to a folder that cannot be reached: permission "
+                          "denied (make its way searchable, or give another DIR)", dir);
+        if (stat_errno != ENOENT && stat_errno != ENOTDIR)
+            return refuse(how, stat_errno, "%s is a link that cannot be followed: %s", dir,
+                          strerror(stat_errno));
         return refuse(how, 0, "%s is a link to a folder that does not exist (make that folder, or "
                       "give another DIR)", dir);
+    }
+    /* DIR reached through a link further up that cannot be followed (a loop of links, a target
+     * the user may not reach): that link named, not "Too many levels of symbolic links" */
+    char why[PATH_MAX * 2 + 64];
+    if (isdir < 0 && (stat_errno == ELOOP || stat_errno == EACCES) &&
+        dangling_on_way(target, why, sizeof why)) {
+        free(target);
+        return refuse(how, 0, "%s: cannot be reached: %s", dir, why);
     }
     /* an existing DIR's mode, group and setgid bit, given to the staging folder that takes its
      * place */

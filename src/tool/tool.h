@@ -137,6 +137,14 @@ int read_file(const char *path, size_t limit, unsigned char **data, size_t *size
               size_t errsize);
 /* 1 if path is a directory, 0 if not, -1 if stat cannot reach it (errno says why). */
 int path_is_dir(const char *path);
+/* Whether err (of a stat or open of a path) may come from a symbolic link on the way that
+ * cannot be followed: ENOENT, ELOOP, EACCES. */
+int link_trouble(int err);
+/* The first name on the way to `path`, path itself included, that is a symbolic link that
+ * cannot be followed (its target missing, a loop of links, or a target on a way the user may not
+ * search), said in buf ("NAME is a symbolic link to a loop of links (-> TARGET)"). 2 when that
+ * name is path itself, 1 when it is a folder on the way, 0 when there is none (buf untouched). */
+int dangling_on_way(const char *path, char *buf, size_t size);
 /* Creates a directory and its parents (like mkdir -p). 0, or the exit status after saying why
  * (tool_refuse: a usage error of usage_cmd, or with usage_cmd NULL an error, status 1), the
  * message after `label`: the option that named the folder, as the command's other refusals of
@@ -213,8 +221,20 @@ int out_commit_all(tool_out *o, int n);
  * all: under mpirun, another rank at the final check-in; see tool_mpi_finish). */
 int out_commit_held(tool_out *o, int n);
 /* The folder made for the files of the commit held (path, up to top: first_missing_dir), removed
- * again by out_settle(0) or tool_fail_cleanup once the files are (not by a signal). */
+ * again by out_settle(0) or tool_fail_cleanup once the files are (by a signal only when given
+ * to out_new_folder too: each folder while it is empty). */
 void out_held_folder(const char *path, const char *top);
+/* The folders that the run made for its outputs, `path` up to `top` (from first_missing_dir,
+ * taken before they were made): a signal that ends the process (SIGINT, SIGTERM, SIGHUP, where
+ * it has its default action) removes each that is still empty, after the outputs' temporary
+ * files, so that a run ended before its files were committed leaves no empty folder. NULL:
+ * forgets them (once the run ends, or keeps its files). */
+void out_new_folder(const char *path, const char *top);
+/* Warns of the second names of the files names[0..n-1] in the folder dir ("NAME.kept.PID.N",
+ * see out_commit_all) that a run killed outright during its commit left (SIGKILL, a crash, a
+ * power cut; PID not a process of this machine): each names the file, what it holds and how to
+ * restore or remove it. Nothing is removed. */
+void out_note_kept(const char *dir, const char *const *names, int n);
 /* Ends a commit held (none: nothing): keep (1) or undo (0) it. */
 void out_settle(int keep);
 /* Safe on a zeroed, failed or committed tool_out. */

@@ -442,6 +442,19 @@ static void plot_png(const char *svg)
         line += strspn(line, "\r\n");
     }
     line[strcspn(line, "\r\n")] = 0;
+    /* a coloured line without its colours: an escape sequence (ESC [ parameters, then its final
+     * byte) is left out whole; every other control character shows as U+FFFD in the warning
+     * (tool_warn), as ESC did, leaving "[1;31m" in the text */
+    char *w = line;
+    for (const char *r = line; *r;) {
+        if (r[0] == '\033' && r[1] == '[') {
+            for (r += 2; *r && !(*r >= 0x40 && *r <= 0x7E); r++) {}
+            if (*r) r++;
+            continue;
+        }
+        *w++ = *r++;
+    }
+    *w = 0;
     int status = 0;
     if (pid > 0) waitpid(pid, &status, 0);
     if (pid < 0 || !WIFEXITED(status) || WEXITSTATUS(status) != 0) {

@@ -6,6 +6,7 @@
 
 #include <cblas.h>
 #include <ctype.h>
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
@@ -783,12 +784,17 @@ int read_file(const char *path, size_t limit, unsigned char **data, size_t *size
         struct stat ls;
         char to[512];
         ssize_t tn;
+        char why[PATH_MAX * 2 + 64];
         if ((e == ENOENT || e == ELOOP) && lstat(path, &ls) == 0 && S_ISLNK(ls.st_mode) &&
             (tn = readlink(path, to, sizeof to - 1)) >= 0) {
             to[tn] = 0;
             snprintf(err, errsize, "cannot open: a symbolic link %s (-> %s)",
                      e == ENOENT ? "whose target does not exist" : "that leads into a loop of links",
                      to);
+        } else if ((e == ELOOP || e == EACCES) && dangling_on_way(path, why, sizeof why)) {
+            /* a link further up the path (a folder given through a loop of links, a target on
+             * a way the user may not search): named, not "Too many levels of symbolic links" */
+            snprintf(err, errsize, "cannot open: %s", why);
         } else {
             snprintf(err, errsize, "cannot open: %s", strerror(e));
         }
@@ -839,10 +845,17 @@ int path_is_dir(const char *path)
     return S_ISDIR(st.st_mode) ? 1 : 0;
 }
 
-/* The first name on the way to `path`, path itself included, that is a symbolic link to nothing
- * (its target missing, or a loop of links), said in buf ("NAME is a symbolic link to a missing
- * target (-> TARGET)"). 1, or 0 when there is none (buf untouched). */
-static int dangling_on_way(const char *path, char *buf, size_t size)
+int link_trouble(int err)
+{
+    return err == ENOENT || err == ELOOP || err == EACCES;
+}
+
+/* The first name on the way to `path`, path itself included, that is a symbolic link that
+ * cannot be followed (its target missing, a loop of links, or a target on a way the user may
+ * not search), said in buf ("NAME is a symbolic link to a missing target (-> TARGET)"). 2 when
+ * that name is path itself, 1 when it is a folder on the way, or 0 when there is none (buf
+ * untouched). */
+int dangling_on_way(const char *path, char *buf, size_t size)
 {
     char *p = xstrdup(path);
     int found = 0;
@@ -855,11 +868,14 @@ static int dangling_on_way(const char *path, char *buf, size_t size)
         ssize_t n;
         if (lstat(p, &ls) != 0) break; /* nothing further is there */
         int e = S_ISLNK(ls.st_mode) && stat(p, &st) != 0 ? errno : 0;
-        if ((e == ENOENT || e == ELOOP) && (n = readlink(p, to, sizeof to - 1)) >= 0) {
+        if (link_trouble(e) && (n = readlink(p, to, sizeof to - 1)) >= 0) {
             to[n] = 0;
             snprintf(buf, size, "%s is a symbolic link to %s (-> %s)", p,
-                     e == ENOENT ? "a missing target" : "a loop of links", to);
-            found = 1;
+                     e == ENOENT   ? "a missing target"
+                     : e == ELOOP ? "a loop of links"
+                                  : "a target that cannot be reached: permission denied",
+                     to);
+            found = end ? 1 : 2;
             break;
         }
         if (!end) break;
@@ -876,7 +892,7 @@ static int dangling_on_way(const char *path, char *buf, size_t size)
 static int refuse_dir(const char *usage_cmd, const char *l, const char *p, int e)
 {
     char why[PATH_MAX * 2 + 64];
-    if ((e == ENOENT || e == 0) && dangling_on_way(p, why, sizeof why))
+    if ((e == 0 || link_trouble(e)) && dangling_on_way(p, why, sizeof why))
         return tool_refuse(usage_cmd, 0, "%scannot create directory %s: %s", l, p, why);
     if (e) return tool_refuse(usage_cmd, e, "%scannot create directory %s: %s", l, p, strerror(e));
     return tool_refuse(usage_cmd, 0, "%s%s exists and is not a directory", l, p);
@@ -895,8 +911,11 @@ int make_dirs(const char *path, const char *usage_cmd, const char *label)
     }
     if (!u && mkdir(p, 0777) != 0 && errno != EEXIST) u = refuse_dir(usage_cmd, l, p, errno);
     int isdir = u ? 1 : path_is_dir(p), e = errno;
-    /* there, but stat fails for the machine's sake (EIO): that error; else not a folder */
-    if (isdir != 1) u = refuse_dir(usage_cmd, l, p, isdir < 0 && tool_env_errno(e) ? e : 0);
+    /* there, but stat fails for the machine's sake (EIO), or on a link that cannot be followed
+     * (a loop of links, a target the user may not reach): that error; else not a folder */
+    if (isdir != 1)
+        u = refuse_dir(usage_cmd, l, p,
+                       isdir < 0 && (tool_env_errno(e) || e == ELOOP || e == EACCES) ? e : 0);
     free(p);
     return u;
 }
@@ -1028,12 +1047,20 @@ static void out_remove_tracked(void)
     }
 }
 
+/* The folders that the run made for its outputs (out_new_folder), deepest first, NULL-ended:
+ * removed by a signal that ends the process, each only while it is empty (rmdir). */
+static char **volatile sig_dirs;
+static char **sig_dirs_made; /* (the same list, freed when another replaces it) */
+
 /* A signal that ends the process while nothing is being renamed */
 static void out_end_by(int sig)
 {
     for (int i = 0; i < OUT_MAX_OPEN; i++)
         if (out_tmps[i]) unlink(out_tmps[i]);
     (void)out_journal_undo(0);
+    char **d = sig_dirs;
+    for (int i = 0; d && d[i]; i++) /* (one not there yet is passed: the next may be) */
+        if (rmdir(d[i]) != 0 && errno != ENOENT) break;
     signal(sig, SIG_DFL);
     raise(sig);
 }
@@ -1048,10 +1075,11 @@ static void out_on_signal(int sig)
     out_end_by(sig);
 }
 
-static void out_track(char *tmp, char *untrack)
+/* out_on_signal for SIGINT, SIGTERM and SIGHUP where they have their default action */
+static void out_catch_signals(void)
 {
     static const int sigs[] = {SIGINT, SIGTERM, SIGHUP};
-    for (size_t i = 0; tmp && i < sizeof sigs / sizeof *sigs; i++) {
+    for (size_t i = 0; i < sizeof sigs / sizeof *sigs; i++) {
         struct sigaction old;
         if (sigaction(sigs[i], NULL, &old) == 0 && old.sa_handler == SIG_DFL) {
             struct sigaction sa;
@@ -1061,6 +1089,39 @@ static void out_track(char *tmp, char *untrack)
             sigaction(sigs[i], &sa, NULL);
         }
     }
+}
+
+void out_new_folder(const char *path, const char *top)
+{
+    sig_dirs = NULL;
+    if (!path || !top) return;
+    /* path, then each folder above it up to top, as remove_new_dirs goes */
+    size_t n = 0, cap = 4;
+    char **d = xmalloc(sizeof *d * cap);
+    char *p = xstrdup(path);
+    while (p && strlen(p) >= strlen(top)) {
+        if (n + 2 > cap) d = xrealloc(d, sizeof *d * (cap *= 2));
+        d[n++] = p;
+        char *up = strcmp(p, top) ? path_dir(p) : NULL;
+        if (up && !strcmp(up, p)) { /* (the root: no folder above) */
+            free(up);
+            up = NULL;
+        }
+        p = up;
+    }
+    free(p);
+    d[n] = NULL;
+    if (sig_dirs_made)
+        for (char **q = sig_dirs_made; *q; q++) free(*q);
+    free(sig_dirs_made);
+    sig_dirs_made = d;
+    out_catch_signals();
+    sig_dirs = d;
+}
+
+static void out_track(char *tmp, char *untrack)
+{
+    if (tmp) out_catch_signals();
     for (int i = 0; i < OUT_MAX_OPEN; i++) {
         if (tmp && !out_tmps[i]) {
             out_tmps[i] = tmp;
@@ -1090,7 +1151,7 @@ int out_open(tool_out *o, const char *path, const char *usage_cmd, const char *l
         if (!o->f) {
             int e = errno;
             char why[PATH_MAX * 2 + 64];
-            if ((e == ENOENT || e == ELOOP) && dangling_on_way(path, why, sizeof why))
+            if (link_trouble(e) && dangling_on_way(path, why, sizeof why))
                 return tool_refuse(usage_cmd, 0, "%s%s: cannot create: %s", l, path, why);
             return tool_refuse(usage_cmd, e, "%s%s: cannot create: %s", l, path, strerror(e));
         }
@@ -1144,7 +1205,7 @@ int out_open(tool_out *o, const char *path, const char *usage_cmd, const char *l
     if (!o->f) {
         int e = errno;
         char why[PATH_MAX * 2 + 64];
-        int u = (e == ENOENT || e == ELOOP) && dangling_on_way(path, why, sizeof why)
+        int u = link_trouble(e) && dangling_on_way(path, why, sizeof why)
                     ? tool_refuse(usage_cmd, 0, "%s%s: cannot create: %s", l, path, why)
                     : tool_refuse(usage_cmd, e, "%s%s: cannot create: %s", l, path, strerror(e));
         if (fd >= 0) {
@@ -1215,6 +1276,49 @@ static void kept_format(char *buf, size_t size, const char *path, int k)
         snprintf(buf, size, "%s.kept.%ld.%d", path, (long)getpid(), k);
     else
         snprintf(buf, size, "%.*s.cfnet-%ld-%d.kept", dirlen, path, (long)getpid(), k);
+}
+
+void out_note_kept(const char *dir, const char *const *names, int n)
+{
+    /* (nothing allocated but for a second name found: the folder's name is not copied) */
+    DIR *dp = opendir(dir);
+    struct dirent *de;
+    while (dp && (de = readdir(dp))) {
+        /* NAME.kept.PID.N (kept_format), PID and N digits only */
+        const char *d = de->d_name, *base = NULL;
+        size_t blen = 0;
+        for (int i = 0; i < n && !base; i++) {
+            blen = strlen(names[i]);
+            if (!strncmp(d, names[i], blen) && !strncmp(d + blen, ".kept.", 6)) base = names[i];
+        }
+        if (!base) continue;
+        char *end;
+        errno = 0;
+        long pid = strtol(d + blen + 6, &end, 10);
+        if (errno || pid <= 0 || !isdigit((unsigned char)d[blen + 6]) || *end != '.' ||
+            !isdigit((unsigned char)end[1]) || end[1 + strspn(end + 1, "0123456789")])
+            continue;
+        /* a run of this machine still at its commit: none of ours to speak of */
+        if (pid == (long)getpid() || kill((pid_t)pid, 0) == 0 || errno != ESRCH) continue;
+        char *kept = path_join(dir, d), *path = path_join(dir, base);
+        struct stat ks, ps;
+        if (lstat(kept, &ks) == 0 && S_ISREG(ks.st_mode)) {
+            const int there = lstat(path, &ps) == 0;
+            if (there && ps.st_dev == ks.st_dev && ps.st_ino == ks.st_ino)
+                tool_warn("%s: a second name of %s, as it is, that a run killed during its commit "
+                          "left (process %ld, no longer running on this machine); nothing needs "
+                          "it: remove it", kept, path, pid);
+            else
+                tool_warn("%s: the earlier %s, kept aside by a run killed during its commit "
+                          "(process %ld, no longer running on this machine), which %s; to restore "
+                          "it, rename it back to %s (and so any other file of that report kept "
+                          "aside by process %ld); otherwise remove it", kept, path, pid,
+                          there ? "had replaced it" : "had moved it out of the way", base, pid);
+        }
+        free(kept);
+        free(path);
+    }
+    if (dp) closedir(dp);
 }
 
 /* Gives the file at e->path its second name (none there: nothing to keep). 0, or -1 said. */
