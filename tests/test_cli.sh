@@ -657,9 +657,11 @@ if command -v strace >/dev/null 2>&1 && strace -o /dev/null true 2>/dev/null; th
         fi
     done
     # a signal before the report is committed (SIGTERM as the first image is opened) removes the
-    # folders that the run made for --out, empty (they were left); an existing one stays
+    # folders that the run made for --out, empty (they were left); an existing one stays, also
+    # when it is empty (evpar, the parent of the folder made)
     first=$(find "$ow/data" -name '*.tif' | LC_ALL=C sort | head -1)
-    for rep in "$ow/evnew/sub" "$ow/evold"; do
+    mkdir -p "$ow/evpar"
+    for rep in "$ow/evnew/sub" "$ow/evold" "$ow/evpar/sub"; do
         set +e
         env ASAN_OPTIONS="${ASAN_OPTIONS:+$ASAN_OPTIONS:}detect_leaks=0" strace -f \
             -o "$out/evnew.strace" -P "$first" -e trace=open,openat \
@@ -670,6 +672,9 @@ if command -v strace >/dev/null 2>&1 && strace -o /dev/null true 2>/dev/null; th
         [ $rc = 143 ] || { cat "$out/last.txt"; fail "eval --out $rep with SIGTERM at its first image: status $rc, not 143"; }
     done
     [ -e "$ow/evnew" ] && { ls -RA "$ow/evnew"; fail "eval --out ended by a signal before its commit left the folders it made"; }
+    [ -d "$ow/evpar" ] && [ -z "$(ls -A "$ow/evpar")" ] ||
+        { ls -RA "$ow/evpar" 2>&1 || :; fail "eval --out into a new folder in an existing empty one, ended by a signal before its commit: not the existing folder alone, empty"; }
+    rm -rf "$ow/evpar"
     [ -d "$ow/evold" ] && [ "$(cd "$ow/evold" && ls -A | tr '\n' ' ')" = "confusion.csv confusion.svg metrics.json notes.txt predictions.csv " ] ||
         fail "eval --out into an existing folder ended by a signal before its commit changed the folder"
     # a run killed outright (SIGKILL at the 3rd rename of its commit) leaves second names: the
