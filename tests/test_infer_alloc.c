@@ -244,7 +244,8 @@ static void check_held(cfnet_network *net, const bytes_counter *c, long live0, l
  * parameter tensors, the buffers and caches of the first inference and of a training step.
  * The network is loaded in the context (so that every block, layer objects too, goes through
  * its hooks) and the usage compared with the live bytes after the load, after a first
- * inference, after a training step and after another inference. Every kind with tables or
+ * inference, after a training step, after another inference and after a forward call of its
+ * first layer alone (whose workspace the layer keeps). Every kind with tables or
  * caches: conv2d (stride 1 and 2), pooling, conic (R = 1, 2, 4), mirrored conic, p4, p4m,
  * group pooling, DFT projection on planar, p4 and p4m maps, DFT magnitude, dense. */
 static void memory_usage_counts_what_the_network_holds(void **state)
@@ -323,6 +324,16 @@ static void memory_usage_counts_what_the_network_holds(void **state)
         check_held(net, &c, live0, blocks0, family, "after a training step");
         CF_ASSERT_OK(cfnet_network_infer(net, x, o));
         check_held(net, &c, live0, blocks0, family, "after another inference");
+        /* A layer of the network run on its own keeps a workspace, the network's to count. */
+        int od = 0;
+        int64_t ys[CFNET_MAX_DIMS] = {N};
+        cfnet_layer *first = cfnet_network_layer(net, 0);
+        CF_ASSERT_OK(cfnet_layer_output_shape(first, &od, ys + 1));
+        cfnet_tensor *y = tu_tensor(od + 1, ys, NULL);
+        CF_ASSERT_OK(cfnet_layer_forward(first, x, y, CFNET_MODE_INFERENCE));
+        cfnet_tensor_free(y);
+        check_held(net, &c, live0, blocks0, family,
+                   "after cfnet_layer_forward on its first layer");
         cfnet_network_free(net);
         assert_int_equal(atomic_load(&c.live), live0);
         cfnet_tensor_free(x);
