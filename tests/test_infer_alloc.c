@@ -144,34 +144,6 @@ static void no_allocation_after_first_call_2_threads(void **state)
     check_threads(2);
 }
 
-/* Hooks that keep the bytes live: each block carries its size in front of it. */
-typedef struct bytes_counter {
-    atomic_long live, blocks;
-} bytes_counter;
-
-static void *bytes_alloc(void *opaque, size_t size)
-{
-    bytes_counter *c = opaque;
-    char *raw = malloc(size + 16);
-    if (!raw) return NULL;
-    memcpy(raw, &size, sizeof size);
-    atomic_fetch_add(&c->live, (long)size);
-    atomic_fetch_add(&c->blocks, 1);
-    return raw + 16;
-}
-
-static void bytes_free(void *opaque, void *p)
-{
-    bytes_counter *c = opaque;
-    if (!p) return;
-    char *raw = (char *)p - 16;
-    size_t size;
-    memcpy(&size, raw, sizeof size);
-    atomic_fetch_sub(&c->live, (long)size);
-    atomic_fetch_sub(&c->blocks, 1);
-    free(raw);
-}
-
 /* What the first inference allocates shows up in cfnet_network_memory_usage: the buffers kept
  * for reuse and every layer's inference cache (conic, p4, p4m, DFT projection, mirrored conic:
  * copies of the weights and the banks packed for the engine). The hooks see each block with the
@@ -181,12 +153,12 @@ static void memory_usage_counts_inference_caches(void **state)
 {
     (void)state;
     for (int family = 0; family < 3; family++) {
-        bytes_counter c;
+        tu_live_bytes c;
         atomic_init(&c.live, 0);
         atomic_init(&c.blocks, 0);
         cfnet_context *ctx = NULL;
         CF_ASSERT_OK(cfnet_context_create(&ctx));
-        CF_ASSERT_OK(cfnet_context_set_allocator(ctx, bytes_alloc, bytes_free, &c));
+        CF_ASSERT_OK(cfnet_context_set_allocator(ctx, tu_live_alloc, tu_live_free, &c));
         cfnet_network *net = NULL;
         CF_ASSERT_OK(cfnet_network_create_in(ctx, 4, 20, 20, 13, &net));
         if (family == 0) {
@@ -229,7 +201,7 @@ static void memory_usage_counts_inference_caches(void **state)
 
 /* Usage against what the hooks hold for the network (live bytes since before it was loaded):
  * equal but for the library's header and alignment slack, under 128 bytes a block. */
-static void check_held(cfnet_network *net, const bytes_counter *c, long live0, long blocks0,
+static void check_held(cfnet_network *net, const tu_live_bytes *c, long live0, long blocks0,
                        int family, const char *when)
 {
     size_t used = cfnet_network_memory_usage(net);
@@ -303,12 +275,12 @@ static void memory_usage_counts_what_the_network_holds(void **state)
         CF_ASSERT_OK(cfnet_network_save_buffer(net, 0, &buf, &size));
         cfnet_network_free(net);
 
-        bytes_counter c;
+        tu_live_bytes c;
         atomic_init(&c.live, 0);
         atomic_init(&c.blocks, 0);
         cfnet_context *ctx = NULL;
         CF_ASSERT_OK(cfnet_context_create(&ctx));
-        CF_ASSERT_OK(cfnet_context_set_allocator(ctx, bytes_alloc, bytes_free, &c));
+        CF_ASSERT_OK(cfnet_context_set_allocator(ctx, tu_live_alloc, tu_live_free, &c));
         long live0 = atomic_load(&c.live), blocks0 = atomic_load(&c.blocks);
         CF_ASSERT_OK(cfnet_network_load_buffer_in(ctx, buf, size, &net));
         cfnet_free(buf);

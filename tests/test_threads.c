@@ -167,34 +167,6 @@ static void networks_train_and_serve_concurrently(void **state)
 
 /* ---- memory usage while several threads infer ---- */
 
-/* Allocator hooks that keep the live bytes: each block carries its size in front of it. */
-typedef struct live_bytes {
-    atomic_long live, blocks;
-} live_bytes;
-
-static void *live_alloc(void *opaque, size_t size)
-{
-    live_bytes *c = opaque;
-    char *raw = malloc(size + 16);
-    if (!raw) return NULL;
-    memcpy(raw, &size, sizeof size);
-    atomic_fetch_add(&c->live, (long)size);
-    atomic_fetch_add(&c->blocks, 1);
-    return raw + 16;
-}
-
-static void live_free(void *opaque, void *p)
-{
-    live_bytes *c = opaque;
-    if (!p) return;
-    char *raw = (char *)p - 16;
-    size_t size;
-    memcpy(&size, raw, sizeof size);
-    atomic_fetch_sub(&c->live, (long)size);
-    atomic_fetch_sub(&c->blocks, 1);
-    free(raw);
-}
-
 /* Two inference calls meet inside the network (in the interrupt callback, after its first layer)
  * and wait there until the test has read the usage. Every wait is bounded (MEET_SECONDS): a
  * call that fails before the callback, or never reaches it, fails the test instead of hanging
@@ -283,12 +255,12 @@ static void usage_during_concurrent_inference_is_the_usage_after(void **state)
     size_t size = 0;
     CF_ASSERT_OK(cfnet_network_save_buffer(orig, 0, &buf, &size));
     cfnet_network_free(orig);
-    live_bytes c;
+    tu_live_bytes c;
     atomic_init(&c.live, 0);
     atomic_init(&c.blocks, 0);
     cfnet_context *ctx = NULL;
     CF_ASSERT_OK(cfnet_context_create(&ctx));
-    CF_ASSERT_OK(cfnet_context_set_allocator(ctx, live_alloc, live_free, &c));
+    CF_ASSERT_OK(cfnet_context_set_allocator(ctx, tu_live_alloc, tu_live_free, &c));
     CF_ASSERT_OK(cfnet_network_load_buffer_in(ctx, buf, size, &net));
     cfnet_free(buf);
     meeting m;
