@@ -7,6 +7,7 @@
 #include "testutil.h"
 
 #include <stdatomic.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -222,10 +223,10 @@ static void check_held(cfnet_network *net, const tu_live_bytes *c, long live0, l
  * parameter tensors, the buffers and caches of the first inference and of a training step.
  * The network is loaded in the context (so that every block, layer objects too, goes through
  * its hooks) and the usage compared with the live bytes after the load, after a first
- * inference, after a training step, after another inference and after a forward call of its
- * first layer alone (whose workspace the layer keeps). Every kind with tables or
- * caches: conv2d (stride 1 and 2), pooling, conic (R = 1, 2, 4), mirrored conic, p4, p4m,
- * group pooling, DFT projection on planar, p4 and p4m maps, DFT magnitude, dense. */
+ * inference, after a training step, after another inference, after a forward call of its
+ * first layer alone (whose workspace the layer keeps) and with metadata. Every kind with
+ * tables or caches: conv2d (stride 1 and 2), pooling, conic (R = 1, 2, 4), mirrored conic, p4,
+ * p4m, group pooling, DFT projection on planar, p4 and p4m maps, DFT magnitude, dense. */
 static void memory_usage_counts_what_the_network_holds(void **state)
 {
     (void)state;
@@ -313,6 +314,15 @@ static void memory_usage_counts_what_the_network_holds(void **state)
         cfnet_tensor_free(y);
         check_held(net, &c, live0, blocks0, &per_block, family,
                    "after cfnet_layer_forward on its first layer");
+        /* Metadata: entries added, one replaced by a longer value, one removed. */
+        char key[16];
+        for (int k = 0; k < 10; k++) {
+            snprintf(key, sizeof key, "key%d", k);
+            CF_ASSERT_OK(cfnet_network_set_metadata(net, key, "a value"));
+        }
+        CF_ASSERT_OK(cfnet_network_set_metadata(net, "key3", "a longer value than before"));
+        CF_ASSERT_OK(cfnet_network_set_metadata(net, "key5", NULL));
+        check_held(net, &c, live0, blocks0, &per_block, family, "with metadata");
         cfnet_network_free(net);
         assert_int_equal(atomic_load(&c.live), live0);
         cfnet_tensor_free(x);
