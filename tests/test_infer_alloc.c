@@ -7,6 +7,7 @@
 #include "testutil.h"
 
 #include <stdatomic.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -144,34 +145,6 @@ static void no_allocation_after_first_call_2_threads(void **state)
     check_threads(2);
 }
 
-/* Hooks that keep the bytes live: each block carries its size in front of it. */
-typedef struct bytes_counter {
-    atomic_long live, blocks;
-} bytes_counter;
-
-static void *bytes_alloc(void *opaque, size_t size)
-{
-    bytes_counter *c = opaque;
-    char *raw = malloc(size + 16);
-    if (!raw) return NULL;
-    memcpy(raw, &size, sizeof size);
-    atomic_fetch_add(&c->live, (long)size);
-    atomic_fetch_add(&c->blocks, 1);
-    return raw + 16;
-}
-
-static void bytes_free(void *opaque, void *p)
-{
-    bytes_counter *c = opaque;
-    if (!p) return;
-    char *raw = (char *)p - 16;
-    size_t size;
-    memcpy(&size, raw, sizeof size);
-    atomic_fetch_sub(&c->live, (long)size);
-    atomic_fetch_sub(&c->blocks, 1);
-    free(raw);
-}
-
 /* What the first inference allocates shows up in cfnet_network_memory_usage: the buffers kept
  * for reuse and every layer's inference cache (conic, p4, p4m, DFT projection, mirrored conic:
  * copies of the weights and the banks packed for the engine). The hooks see each block with the
@@ -181,12 +154,12 @@ static void memory_usage_counts_inference_caches(void **state)
 {
     (void)state;
     for (int family = 0; family < 3; family++) {
-        bytes_counter c;
+        tu_live_bytes c;
         atomic_init(&c.live, 0);
         atomic_init(&c.blocks, 0);
         cfnet_context *ctx = NULL;
         CF_ASSERT_OK(cfnet_context_create(&ctx));
-        CF_ASSERT_OK(cfnet_context_set_allocator(ctx, bytes_alloc, bytes_free, &c));
+        CF_ASSERT_OK(cfnet_context_set_allocator(ctx, tu_live_alloc, tu_live_free, &c));
         cfnet_network *net = NULL;
         CF_ASSERT_OK(cfnet_network_create_in(ctx, 4, 20, 20, 13, &net));
         if (family == 0) {
@@ -228,15 +201,21 @@ static void memory_usage_counts_inference_caches(void **state)
 }
 
 /* Usage against what the hooks hold for the network (live bytes since before it was loaded):
- * equal but for the library's header and alignment slack, under 128 bytes a block. */
-static void check_held(cfnet_network *net, const bytes_counter *c, long live0, long blocks0,
-                       int family, const char *when)
+ * equal but for the library's header and alignment slack, the same number of bytes (under 128)
+ * for every block, so held - used is exactly blocks times it: a block left out, however small,
+ * shows. *per_block is that number, found by the first call (-1 before). */
+static void check_held(cfnet_network *net, const tu_live_bytes *c, long live0, long blocks0,
+                       long *per_block, int family, const char *when)
 {
     size_t used = cfnet_network_memory_usage(net);
     long held = atomic_load(&c->live) - live0, blocks = atomic_load(&c->blocks) - blocks0;
-    if ((long)used > held || held - (long)used > blocks * 128)
-        fail_msg("family %d, %s: the network holds %ld bytes in %ld blocks, the usage is %zu",
-                 family, when, held, blocks, used);
+    long extra = held - (long)used;
+    if (*per_block < 0 && blocks > 0 && extra >= 0 && extra % blocks == 0 && extra < blocks * 128)
+        *per_block = extra / blocks;
+    if (*per_block < 0 || extra != blocks * *per_block)
+        fail_msg("family %d, %s: the network holds %ld bytes in %ld blocks, the usage is %zu "
+                 "(the library's own bytes a block, from the first check: %ld)",
+                 family, when, held, blocks, used, *per_block);
 }
 
 /* Everything a network holds between calls is in cfnet_network_memory_usage: its layers' tables
@@ -244,13 +223,15 @@ static void check_held(cfnet_network *net, const bytes_counter *c, long live0, l
  * parameter tensors, the buffers and caches of the first inference and of a training step.
  * The network is loaded in the context (so that every block, layer objects too, goes through
  * its hooks) and the usage compared with the live bytes after the load, after a first
- * inference, after a training step and after another inference. Every kind with tables or
- * caches: conv2d (stride 1 and 2), pooling, conic (R = 1, 2, 4), mirrored conic, p4, p4m,
- * group pooling, DFT projection on planar, p4 and p4m maps, DFT magnitude, dense. */
+ * inference, after a training step, after another inference, after a forward call of its
+ * first layer alone (whose workspace the layer keeps) and with metadata. Every kind with
+ * tables or caches: conv2d (stride 1 and 2), pooling, conic (R = 1, 2, 4), mirrored conic, p4,
+ * p4m, group pooling, DFT projection on planar, p4 and p4m maps, DFT magnitude, dense. */
 static void memory_usage_counts_what_the_network_holds(void **state)
 {
     (void)state;
     enum { C = 2, H = 16, N = 3 };
+    long per_block = -1; /* the library's bytes on top of every block, see check_held */
     for (int family = 0; family < 6; family++) {
         cfnet_network *net = NULL;
         CF_ASSERT_OK(cfnet_network_create(C, H, H, 5, &net));
@@ -302,27 +283,46 @@ static void memory_usage_counts_what_the_network_holds(void **state)
         CF_ASSERT_OK(cfnet_network_save_buffer(net, 0, &buf, &size));
         cfnet_network_free(net);
 
-        bytes_counter c;
+        tu_live_bytes c;
         atomic_init(&c.live, 0);
         atomic_init(&c.blocks, 0);
         cfnet_context *ctx = NULL;
         CF_ASSERT_OK(cfnet_context_create(&ctx));
-        CF_ASSERT_OK(cfnet_context_set_allocator(ctx, bytes_alloc, bytes_free, &c));
+        CF_ASSERT_OK(cfnet_context_set_allocator(ctx, tu_live_alloc, tu_live_free, &c));
         long live0 = atomic_load(&c.live), blocks0 = atomic_load(&c.blocks);
         CF_ASSERT_OK(cfnet_network_load_buffer_in(ctx, buf, size, &net));
         cfnet_free(buf);
-        check_held(net, &c, live0, blocks0, family, "loaded");
+        check_held(net, &c, live0, blocks0, &per_block, family, "loaded");
         int64_t xs[] = {N, C, H, H}, os[] = {N, K};
         tu_rng r = {11};
         cfnet_tensor *x = tu_tensor(4, xs, &r), *o = tu_tensor(2, os, NULL);
         CF_ASSERT_OK(cfnet_network_infer(net, x, o));
-        check_held(net, &c, live0, blocks0, family, "after the first inference");
+        check_held(net, &c, live0, blocks0, &per_block, family, "after the first inference");
         int32_t labels[N] = {0, 1, 2};
         float loss = 0.0f;
         CF_ASSERT_OK(cfnet_network_train_step(net, x, labels, N, &loss));
-        check_held(net, &c, live0, blocks0, family, "after a training step");
+        check_held(net, &c, live0, blocks0, &per_block, family, "after a training step");
         CF_ASSERT_OK(cfnet_network_infer(net, x, o));
-        check_held(net, &c, live0, blocks0, family, "after another inference");
+        check_held(net, &c, live0, blocks0, &per_block, family, "after another inference");
+        /* A layer of the network run on its own keeps a workspace, the network's to count. */
+        int od = 0;
+        int64_t ys[CFNET_MAX_DIMS] = {N};
+        cfnet_layer *first = cfnet_network_layer(net, 0);
+        CF_ASSERT_OK(cfnet_layer_output_shape(first, &od, ys + 1));
+        cfnet_tensor *y = tu_tensor(od + 1, ys, NULL);
+        CF_ASSERT_OK(cfnet_layer_forward(first, x, y, CFNET_MODE_INFERENCE));
+        cfnet_tensor_free(y);
+        check_held(net, &c, live0, blocks0, &per_block, family,
+                   "after cfnet_layer_forward on its first layer");
+        /* Metadata: entries added, one replaced by a longer value, one removed. */
+        char key[16];
+        for (int k = 0; k < 10; k++) {
+            snprintf(key, sizeof key, "key%d", k);
+            CF_ASSERT_OK(cfnet_network_set_metadata(net, key, "a value"));
+        }
+        CF_ASSERT_OK(cfnet_network_set_metadata(net, "key3", "a longer value than before"));
+        CF_ASSERT_OK(cfnet_network_set_metadata(net, "key5", NULL));
+        check_held(net, &c, live0, blocks0, &per_block, family, "with metadata");
         cfnet_network_free(net);
         assert_int_equal(atomic_load(&c.live), live0);
         cfnet_tensor_free(x);

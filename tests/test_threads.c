@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <dirent.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -166,48 +167,46 @@ static void networks_train_and_serve_concurrently(void **state)
 
 /* ---- memory usage while several threads infer ---- */
 
-/* Allocator hooks that keep the live bytes: each block carries its size in front of it. */
-typedef struct live_bytes {
-    atomic_long live, blocks;
-} live_bytes;
-
-static void *live_alloc(void *opaque, size_t size)
-{
-    live_bytes *c = opaque;
-    char *raw = malloc(size + 16);
-    if (!raw) return NULL;
-    memcpy(raw, &size, sizeof size);
-    atomic_fetch_add(&c->live, (long)size);
-    atomic_fetch_add(&c->blocks, 1);
-    return raw + 16;
-}
-
-static void live_free(void *opaque, void *p)
-{
-    live_bytes *c = opaque;
-    if (!p) return;
-    char *raw = (char *)p - 16;
-    size_t size;
-    memcpy(&size, raw, sizeof size);
-    atomic_fetch_sub(&c->live, (long)size);
-    atomic_fetch_sub(&c->blocks, 1);
-    free(raw);
-}
-
 /* Two inference calls meet inside the network (in the interrupt callback, after its first layer)
- * and wait there until the test has read the usage. */
+ * and wait there until the test has read the usage. Every wait is bounded (MEET_SECONDS): a
+ * call that fails before the callback, or never reaches it, fails the test instead of hanging
+ * it. */
+enum { MEET_SECONDS = 60 };
+
 typedef struct meeting {
-    pthread_barrier_t met, read;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    int arrived, finished; /* this round: calls in the callback, calls returned */
+    bool released;         /* the test has read the usage: the calls go on */
     atomic_int armed;
 } meeting;
+
+/* Waits on m->cv (m->mu held) until the deadline; false when it has passed. */
+static bool meeting_wait(meeting *m, const struct timespec *deadline)
+{
+    return pthread_cond_timedwait(&m->cv, &m->mu, deadline) == 0;
+}
+
+static struct timespec meeting_deadline(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_REALTIME, &t);
+    t.tv_sec += MEET_SECONDS;
+    return t;
+}
 
 static int meet_inside(void *user, int64_t done, int64_t total)
 {
     (void)total;
     meeting *m = user;
     if (done == 1 && atomic_load(&m->armed)) {
-        pthread_barrier_wait(&m->met);
-        pthread_barrier_wait(&m->read);
+        struct timespec t = meeting_deadline();
+        pthread_mutex_lock(&m->mu);
+        m->arrived++;
+        pthread_cond_broadcast(&m->cv);
+        while (!m->released && meeting_wait(m, &t)) {
+        }
+        pthread_mutex_unlock(&m->mu);
     }
     return 0;
 }
@@ -216,6 +215,7 @@ typedef struct one_infer {
     cfnet_network *net;
     const cfnet_tensor *x;
     cfnet_status st;
+    meeting *m; /* told when the call returns (NULL: nobody) */
     float out[NB * K];
 } one_infer;
 
@@ -227,6 +227,12 @@ static void *one_infer_job(void *arg)
     j->st = cfnet_tensor_wrap(j->out, 2, os, &o);
     if (j->st == CFNET_OK) j->st = cfnet_network_infer(j->net, j->x, o);
     cfnet_tensor_free(o);
+    if (j->m) {
+        pthread_mutex_lock(&j->m->mu);
+        j->m->finished++;
+        pthread_cond_broadcast(&j->m->cv);
+        pthread_mutex_unlock(&j->m->mu);
+    }
     return NULL;
 }
 
@@ -249,17 +255,18 @@ static void usage_during_concurrent_inference_is_the_usage_after(void **state)
     size_t size = 0;
     CF_ASSERT_OK(cfnet_network_save_buffer(orig, 0, &buf, &size));
     cfnet_network_free(orig);
-    live_bytes c;
+    tu_live_bytes c;
     atomic_init(&c.live, 0);
     atomic_init(&c.blocks, 0);
     cfnet_context *ctx = NULL;
     CF_ASSERT_OK(cfnet_context_create(&ctx));
-    CF_ASSERT_OK(cfnet_context_set_allocator(ctx, live_alloc, live_free, &c));
+    CF_ASSERT_OK(cfnet_context_set_allocator(ctx, tu_live_alloc, tu_live_free, &c));
     CF_ASSERT_OK(cfnet_network_load_buffer_in(ctx, buf, size, &net));
     cfnet_free(buf);
     meeting m;
-    assert_int_equal(pthread_barrier_init(&m.met, NULL, 3), 0);
-    assert_int_equal(pthread_barrier_init(&m.read, NULL, 3), 0);
+    memset(&m, 0, sizeof m);
+    assert_int_equal(pthread_mutex_init(&m.mu, NULL), 0);
+    assert_int_equal(pthread_cond_init(&m.cv, NULL), 0);
     atomic_init(&m.armed, 0);
     CF_ASSERT_OK(cfnet_network_set_interrupt(net, meet_inside, &m));
 
@@ -274,15 +281,37 @@ static void usage_during_concurrent_inference_is_the_usage_after(void **state)
     size_t two = 0;
     for (int round = 0; round < 3; round++) {
         pthread_t tid[2];
+        m.arrived = m.finished = 0;
+        m.released = false;
         atomic_store(&m.armed, 1);
-        for (int k = 0; k < 2; k++)
+        for (int k = 0; k < 2; k++) {
+            jobs[k].m = &m;
             assert_int_equal(pthread_create(&tid[k], NULL, one_infer_job, &jobs[k]), 0);
-        pthread_barrier_wait(&m.met); /* both calls hold a set now */
+        }
+        /* Until both calls are in the callback (they hold a set each), one has returned
+         * without (it failed before) or the deadline has passed. */
+        struct timespec t = meeting_deadline();
+        pthread_mutex_lock(&m.mu);
+        while (m.arrived < 2 && m.finished == 0 && meeting_wait(&m, &t)) {
+        }
+        int met = m.arrived;
+        pthread_mutex_unlock(&m.mu);
         size_t during = cfnet_network_memory_usage(net);
         long live_during = atomic_load(&c.live);
-        pthread_barrier_wait(&m.read);
-        for (int k = 0; k < 2; k++) pthread_join(tid[k], NULL);
+        pthread_mutex_lock(&m.mu);
+        m.released = true;
+        pthread_cond_broadcast(&m.cv);
+        pthread_mutex_unlock(&m.mu);
+        for (int k = 0; k < 2; k++) {
+            pthread_join(tid[k], NULL);
+            jobs[k].m = NULL;
+        }
         atomic_store(&m.armed, 0);
+        if (met < 2)
+            fail_msg("round %d: %d of the 2 inference calls in the interrupt callback when one "
+                     "returned or %d s passed (statuses %s, %s)",
+                     round, met, (int)MEET_SECONDS, cfnet_status_string(jobs[0].st),
+                     cfnet_status_string(jobs[1].st));
         for (int k = 0; k < 2; k++) CF_ASSERT_OK(jobs[k].st);
         size_t after = cfnet_network_memory_usage(net);
         if (during != after || live_during != atomic_load(&c.live))
@@ -305,8 +334,8 @@ static void usage_during_concurrent_inference_is_the_usage_after(void **state)
     }
     assert_int_equal(cfnet_network_memory_usage(net), two);
     assert_memory_equal(jobs[0].out, jobs[1].out, sizeof jobs[0].out);
-    pthread_barrier_destroy(&m.met);
-    pthread_barrier_destroy(&m.read);
+    pthread_cond_destroy(&m.cv);
+    pthread_mutex_destroy(&m.mu);
     cfnet_network_free(net);
     assert_int_equal(atomic_load(&c.live), 0);
     cfnet_context_free(ctx);

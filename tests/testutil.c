@@ -7,6 +7,29 @@
 #include <string.h>
 #include <sys/stat.h>
 
+void *tu_live_alloc(void *opaque, size_t size)
+{
+    tu_live_bytes *c = opaque;
+    char *raw = malloc(size + 16);
+    if (!raw) return NULL;
+    memcpy(raw, &size, sizeof size);
+    atomic_fetch_add(&c->live, (long)size);
+    atomic_fetch_add(&c->blocks, 1);
+    return raw + 16;
+}
+
+void tu_live_free(void *opaque, void *p)
+{
+    tu_live_bytes *c = opaque;
+    if (!p) return;
+    char *raw = (char *)p - 16;
+    size_t size;
+    memcpy(&size, raw, sizeof size);
+    atomic_fetch_sub(&c->live, (long)size);
+    atomic_fetch_sub(&c->blocks, 1);
+    free(raw);
+}
+
 static uint64_t tu_next(tu_rng *r)
 {
     uint64_t z = (r->s += 0x9e3779b97f4a7c15ull);

@@ -4,6 +4,7 @@
 
 #include <setjmp.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -29,6 +30,14 @@
                      cfnet_status_string(status));                                         \
         if (cfnet_last_error()[0] == '\0') fail_msg("%s: no error message", #expr);       \
     } while (0)
+
+/* Allocator hooks (cfnet_context_set_allocator, opaque: a tu_live_bytes) that keep the bytes
+ * and the blocks live: each block carries its size in front of it. */
+typedef struct tu_live_bytes {
+    atomic_long live, blocks;
+} tu_live_bytes;
+void *tu_live_alloc(void *opaque, size_t size);
+void tu_live_free(void *opaque, void *p);
 
 /* Deterministic test random numbers (independent of the library's generator). */
 typedef struct tu_rng {

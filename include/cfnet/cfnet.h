@@ -524,7 +524,8 @@ CFNET_API int64_t cfnet_network_param_count(const cfnet_network *net);
  *  tensors, optimiser state, metadata; the tables each layer built when it was appended
  *  (rotation maps, convolution plans and index tables: for a convolution a few integers per
  *  pixel of its output plane); the activation and workspace buffers of the largest batch
- *  trained so far; the inference buffer sets; and the inference caches of the conic (and
+ *  trained so far; the workspace a layer keeps once cfnet_layer_forward has run it alone
+ *  (cfnet_network_layer); the inference buffer sets; and the inference caches of the conic (and
  *  mirrored conic), p4, p4m and DFT projection layers (a copy of their weights and their filter
  *  banks as inference reads them, made by the first inference).
  *  Inference buffer sets: an inference call takes a set the network keeps, or makes one when

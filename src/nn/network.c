@@ -292,6 +292,7 @@ CFNET_API size_t cfnet_network_memory_usage(const cfnet_network *net)
     for (int i = 0; i < net->nlayers; i++) {
         const cfnet_layer *l = net->layers[i];
         bytes += sizeof *l + l->table_bytes;
+        if (l->ws) bytes += l->ws_size; /* kept by cfnet_layer_forward on the layer alone */
         for (int p = 0; p < l->nparam; p++) /* value + gradient */
             bytes += 2 * (sizeof(cfnet_tensor) + (size_t)l->param[p]->numel * sizeof(float));
         for (int s = 0; s < l->nstate; s++)
