@@ -268,7 +268,9 @@ typedef enum cfnet_pool_mode {
 
 /** Forward mode. Training uses batch statistics (batch norm) and drops units (dropout). */
 typedef enum cfnet_mode {
-    CFNET_MODE_INFERENCE = 0, /**< running statistics, no dropout; read-only on the layer */
+    CFNET_MODE_INFERENCE = 0, /**< running statistics, no dropout; leaves the layer's
+                               *   parameters and state as they are (its workspace is still
+                               *   written: one layer runs in one thread at a time) */
     CFNET_MODE_TRAINING = 1   /**< batch statistics, dropout; may update layer state */
 } cfnet_mode;
 
