@@ -321,6 +321,27 @@ static void flat_forward_variants_match_pixels(void **state)
                                  sizeof *Ks));
 }
 
+/* AUTO's flat runs follow the active variant (tests/test_cpu_variants.sh runs this under each):
+ * with 16 lanes conv2d 28 x 28's direct tiles go as flat runs, with 8 (avx2, generic) they
+ * keep one run per row, where the flat run measured slower (docs/performance.md, "The padded
+ * input copy"). ALWAYS takes every tile flat whatever the width. */
+static void flat_auto_follows_the_vector_width(void **state)
+{
+    (void)state;
+    const cf_allocator *a = &cf_default_allocator;
+    cf_conv_plan p;
+    CF_ASSERT_OK(cf_conv_plan_init(a, &p, 3, 28, 28, 3, 1, CFNET_PADDING_SAME, NULL, 1));
+    assert_true(cf_conv_plan_set_direct(&p, CF_CONV_DIRECT_ALWAYS));
+    int nflat = 0;
+    for (int i = 0; i < p.ntiles; i++) nflat += p.tdirect[i] == 2;
+    print_message("%d lanes: %d of %d tiles flat\n", cf_simd()->lanes, nflat, p.ntiles);
+    if (cf_simd()->lanes >= 16) assert_true(nflat > 0);
+    else assert_int_equal(nflat, 0);
+    assert_true(cf_conv_plan_set_flat(&p, CF_CONV_DIRECT_ALWAYS));
+    for (int i = 0; i < p.ntiles; i++) assert_int_equal(p.tdirect[i], 2);
+    cf_conv_plan_free(&p);
+}
+
 /* gemm_nt on columns read in place (gemm_nt_runs): every variant gives exactly generic
  * gemm_nt's bits on the column matrix built here from the runs, for several samples, row
  * counts across the tiles' edges (M, L not multiples of 3, 4 or 8) and runs of 8 to 72
@@ -992,6 +1013,7 @@ int main(void)
         cmocka_unit_test(gemm_pieces_give_the_same_bits),
         cmocka_unit_test(direct_forward_variants_match_generic),
         cmocka_unit_test(flat_forward_variants_match_pixels),
+        cmocka_unit_test(flat_auto_follows_the_vector_width),
         cmocka_unit_test(pix_forward_variants_match_generic),
         cmocka_unit_test(pix_backward_variants_match_generic),
         cmocka_unit_test(transpose_variants_move_every_element),

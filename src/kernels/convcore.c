@@ -231,14 +231,18 @@ static bool tile_fills_lanes(const cf_conv_plan *p, int i)
 }
 
 /* A direct tile as one flat run over its output rows (conv_fwd_flat) instead of one run per
- * row: with AUTO where that takes fewer lanes of the active variant's vectors. At 28 x 28
- * (padded rows of 30) a row of 28 takes 32 lanes, the flat run about 30 per row, and its
- * pieces are all 3 vectors wide (docs/performance.md, "The padded input copy"). */
+ * row: with AUTO where that takes fewer lanes of the active variant's vectors, 16-lane
+ * vectors only. At 28 x 28 (padded rows of 30) a row of 28 takes 32 lanes, the flat run about
+ * 30 per row, and its pieces are all 3 vectors wide. With 8 lanes (avx2, and generic, which
+ * counts as 8) the flat run has no 5- to 7-row tiles and its segment stores cost more than
+ * the lanes saved: conv2d 28 x 28 x 15 forward 2.00 -> 2.22 ms (docs/performance.md, "The
+ * padded input copy"). */
 static bool tile_goes_flat(const cf_conv_plan *p, int i)
 {
     if (p->flat_mode == CF_CONV_DIRECT_NEVER) return false;
     if (p->flat_mode == CF_CONV_DIRECT_ALWAYS) return true;
     int vw = cf_simd()->lanes;
+    if (vw < 16) return false;
     int64_t lanes = 0;
     for (int64_t r = p->run_off[i]; r < p->run_off[i + 1]; r++)
         lanes += run_lanes(p->runs[r].len, vw);

@@ -152,9 +152,9 @@ typedef enum cf_conv_direct {
 bool cf_conv_plan_set_direct(cf_conv_plan *p, cf_conv_direct mode);
 
 /* Which of the direct tiles of a plain plan (stride 1, kernel > 1) go as one flat run over
- * their output rows: NEVER (each output row a run), ALWAYS, or AUTO (where the flat run takes
- * fewer vector lanes than the rows: narrow rows whose last vector is part empty; what
- * cf_conv_plan_init chooses). Same bits either way. Returns false, changing nothing, for a
+ * their output rows: NEVER (each output row a run), ALWAYS, or AUTO (with 16-lane vectors, where
+ * the flat run takes fewer vector lanes than the rows: narrow rows whose last vector is part
+ * empty; what cf_conv_plan_init chooses). Same bits either way. Returns false, changing nothing, for a
  * mode other than NEVER on a plan without flat runs. */
 bool cf_conv_plan_set_flat(cf_conv_plan *p, cf_conv_direct mode);
 
