@@ -63,20 +63,20 @@ static void check_variant(const cf_simd_ops *g, const cf_simd_ops *v)
             assert_memory_equal(a, b, sizeof a);
             /* sums (finite data) */
             fill(x, MAXN + PAD, &r, false);
-            double s1 = g->sum(xs, n), s2 = v->sum(xs, n);
+            double s1 = g->sum(xs, 0, 1, n), s2 = v->sum(xs, 0, 1, n);
             assert_memory_equal(&s1, &s2, sizeof s1);
-            s1 = g->sum_sq_dev(xs, n, 0.3);
-            s2 = v->sum_sq_dev(xs, n, 0.3);
+            s1 = g->sum_sq_dev(xs, 0, 1, n, 0.3);
+            s2 = v->sum_sq_dev(xs, 0, 1, n, 0.3);
             assert_memory_equal(&s1, &s2, sizeof s1);
             double d1 = 1.5, e1 = -2.5, d2 = 1.5, e2 = -2.5;
-            g->sum_dy_dyx(xs, dys, n, 0.3, &d1, &e1);
-            v->sum_dy_dyx(xs, dys, n, 0.3, &d2, &e2);
+            g->sum_dy_dyx(xs, dys, 0, 1, n, 0.3, &d1, &e1);
+            v->sum_dy_dyx(xs, dys, 0, 1, n, 0.3, &d2, &e2);
             assert_memory_equal(&d1, &d2, sizeof d1);
             assert_memory_equal(&e1, &e2, sizeof e1);
             /* and the sums are right (against a plain double loop) */
             double ref = 0;
             for (int i = 0; i < n; i++) ref += xs[i];
-            assert_true(fabs(g->sum(xs, n) - ref) <= 1e-12 * (1.0 + fabs(ref)) + 1e-9);
+            assert_true(fabs(g->sum(xs, 0, 1, n) - ref) <= 1e-12 * (1.0 + fabs(ref)) + 1e-9);
         }
     }
     /* Runs of a tile as im2col / col2im use them: random runs with consecutive dst, rows
@@ -330,6 +330,82 @@ static void row_sums_match_the_reference(void **state)
     assert_true(checked >= 1);
 }
 
+/* One chunk's sum of f(j) in the batch norm's scheme (8 partial sums in double, element j to sum
+ * j mod 8, the tail included; combined pairwise). */
+static double chunk_scheme(const double *f, int n)
+{
+    double acc[8] = {0};
+    for (int i = 0; i < n; i++) acc[i % 8] += f[i];
+    return ((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7]));
+}
+
+/* The batch norm's sums over strided chunks (sum, sum_sq_dev, sum_dy_dyx) against their scheme
+ * written out: every chunk's sum as above, added to the total in order of the chunks; bit for
+ * bit in every variant, for 0 to 9 chunks (the vector variants take up to 4 side by side). */
+static void chunk_sums_match_the_scheme(void **state)
+{
+    (void)state;
+    tu_rng r = {23};
+    enum { CHUNKS = 9, N = 70, LD = N + 5 };
+    static float x[CHUNKS * LD], dy[CHUNKS * LD];
+    double f[N], g[N];
+    const double mu = 0.3;
+    int checked = 0;
+    for (int v = 0; v < CF_SIMD_COUNT; v++) {
+        const cf_simd_ops *k = cf_simd_variant(v);
+        if (!k) continue;
+        checked++;
+        for (int count = 0; count <= CHUNKS; count++)
+            for (int n = 0; n <= N; n += (n < 20 ? 1 : 7)) {
+                tu_fill_normal(x, CHUNKS * LD, &r);
+                tu_fill_normal(dy, CHUNKS * LD, &r);
+                double s = 0, sq = 0, sdy = 0.75, sdyx = -1.25;
+                for (int b = 0; b < count; b++) {
+                    const float *xb = x + b * LD, *db = dy + b * LD;
+                    for (int i = 0; i < n; i++) f[i] = xb[i];
+                    s += chunk_scheme(f, n);
+                    for (int i = 0; i < n; i++) f[i] = ((double)xb[i] - mu) * ((double)xb[i] - mu);
+                    sq += chunk_scheme(f, n);
+                    for (int i = 0; i < n; i++) {
+                        f[i] = db[i];
+                        g[i] = (double)db[i] * ((double)xb[i] - mu);
+                    }
+                    sdy += chunk_scheme(f, n);
+                    sdyx += chunk_scheme(g, n);
+                }
+                const double s2 = k->sum(x, LD, count, n), sq2 = k->sum_sq_dev(x, LD, count, n, mu);
+                double sdy2 = 0.75, sdyx2 = -1.25;
+                k->sum_dy_dyx(x, dy, LD, count, n, mu, &sdy2, &sdyx2);
+                assert_memory_equal(&s, &s2, sizeof s);
+                assert_memory_equal(&sq, &sq2, sizeof sq);
+                assert_memory_equal(&sdy, &sdy2, sizeof sdy);
+                assert_memory_equal(&sdyx, &sdyx2, sizeof sdyx);
+            }
+        /* where the order shows in double: chunk sums 2^60, 1, -2^60 added in order lose the 1
+         * (another order keeps it), and in a chunk of 11 the last element goes to sum 2 (1
+         * survives: 2^60 and -2^60 sit in sums 0 and 1) */
+        for (int count = 3; count <= CHUNKS; count++) {
+            memset(x, 0, sizeof x);
+            memcpy(dy, x, sizeof dy);
+            x[(count - 3) * LD] = dy[(count - 3) * LD] = 0x1p60f;
+            x[(count - 2) * LD + 10] = dy[(count - 2) * LD + 10] = 1.0f;
+            x[(count - 1) * LD] = dy[(count - 1) * LD] = -0x1p60f;
+            double sdy2 = 0, sdyx2 = 0;
+            k->sum_dy_dyx(x, dy, LD, count, 11, 0.0, &sdy2, &sdyx2);
+            assert_true(k->sum(x, LD, count, 11) == 0.0 && sdy2 == 0.0);
+            memset(x, 0, sizeof x);
+            memcpy(dy, x, sizeof dy);
+            x[(count - 1) * LD] = dy[(count - 1) * LD] = 0x1p60f;
+            x[(count - 1) * LD + 1] = dy[(count - 1) * LD + 1] = -0x1p60f;
+            x[(count - 1) * LD + 10] = dy[(count - 1) * LD + 10] = 1.0f;
+            sdy2 = sdyx2 = 0;
+            k->sum_dy_dyx(x, dy, LD, count, 11, 0.0, &sdy2, &sdyx2);
+            assert_true(k->sum(x, LD, count, 11) == 1.0 && sdy2 == 1.0);
+        }
+    }
+    assert_true(checked >= 1);
+}
+
 static void cfnet_cpu_selects_the_variant(void **state)
 {
     (void)state;
@@ -400,6 +476,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(col2im_narrow_rows_match_the_natural_order),
         cmocka_unit_test(max_pooling_matches_the_reference),
         cmocka_unit_test(row_sums_match_the_reference),
+        cmocka_unit_test(chunk_sums_match_the_scheme),
         cmocka_unit_test(cfnet_cpu_selects_the_variant),
         cmocka_unit_test(fused_batch_norm_relu_equals_the_two_layers),
     };

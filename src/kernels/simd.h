@@ -57,18 +57,21 @@ typedef struct cf_simd_ops {
     /* y = (x - mu) * scale + shift, then max(0, .) if relu */
     void (*affine)(const float *x, float *y, int64_t n, float mu, float scale, float shift,
                    bool relu);
-    /* Sums in double with 8 partial sums (element j goes to sum j mod 8), combined as
-     * ((s0 + s1) + (s2 + s3)) + ((s4 + s5) + (s6 + s7)); sum_sq_dev sums (x - mu)^2. */
-    double (*sum)(const float *x, int64_t n);
-    double (*sum_sq_dev)(const float *x, int64_t n, double mu);
+    /* Sums in double over count chunks x + b ld (b < count) of n floats each: a chunk's sum
+     * has 8 partial sums (element j goes to sum j mod 8), combined as
+     * ((s0 + s1) + (s2 + s3)) + ((s4 + s5) + (s6 + s7)), and the chunks' sums are added in
+     * order of b to a total that starts at 0; sum_sq_dev sums (x - mu)^2. */
+    double (*sum)(const float *x, int64_t ld, int64_t count, int64_t n);
+    double (*sum_sq_dev)(const float *x, int64_t ld, int64_t count, int64_t n, double mu);
     /* out[r] += (float) the sum of x[r ld + j], j < n, for r < rows: in double with 8 partial
      * sums over the first n - n mod 8 elements (element j to sum j mod 8), the last n mod 8
      * added to sum 0 in order, combined as above (the convolution's bias gradient; rows are
      * independent, so the vector variants run several at once). */
     void (*sum_rows)(const float *x, int64_t ld, int rows, int64_t n, float *out);
-    /* *sdy += sum dy, *sdyx += sum dy * (x - mu) (same partial-sum scheme). */
-    void (*sum_dy_dyx)(const float *x, const float *dy, int64_t n, double mu, double *sdy,
-                       double *sdyx);
+    /* For each chunk b < count in turn (x + b ld and dy + b ld, n floats): *sdy += its sum of
+     * dy, *sdyx += its sum of dy * (x - mu) (each a chunk sum as above). */
+    void (*sum_dy_dyx)(const float *x, const float *dy, int64_t ld, int64_t count, int64_t n,
+                       double mu, double *sdy, double *sdyx);
     /* dx = k * (dy - a - (x - m) * bc) */
     void (*bn_dx)(const float *x, const float *dy, float *dx, int64_t n, float k, float a,
                   float m, float bc);

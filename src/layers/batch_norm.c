@@ -80,11 +80,7 @@ static void bn_sum_channels(void *v, int64_t c0, int64_t c1)
 {
     const bn_job *j = v;
     const cf_simd_ops *k = cf_simd();
-    for (int64_t c = c0; c < c1; c++) {
-        double s = 0;
-        for (int64_t b = 0; b < j->n; b++) s += k->sum(j->x + (b * j->C + c) * j->M, j->M);
-        j->a[c] = s;
-    }
+    for (int64_t c = c0; c < c1; c++) j->a[c] = k->sum(j->x + c * j->M, j->C * j->M, j->n, j->M);
 }
 
 /* a[c] holds the mean on entry; b[c] gets the sum of squared deviations */
@@ -92,12 +88,8 @@ static void bn_sq_channels(void *v, int64_t c0, int64_t c1)
 {
     const bn_job *j = v;
     const cf_simd_ops *k = cf_simd();
-    for (int64_t c = c0; c < c1; c++) {
-        double ss = 0; /* second pass: no cancellation when |mu| >> std */
-        for (int64_t b = 0; b < j->n; b++)
-            ss += k->sum_sq_dev(j->x + (b * j->C + c) * j->M, j->M, j->a[c]);
-        j->b[c] = ss;
-    }
+    for (int64_t c = c0; c < c1; c++) /* second pass: no cancellation when |mu| >> std */
+        j->b[c] = k->sum_sq_dev(j->x + c * j->M, j->C * j->M, j->n, j->M, j->a[c]);
 }
 
 static void bn_affine_channels(void *v, int64_t c0, int64_t c1)
@@ -113,35 +105,68 @@ static void bn_affine_channels(void *v, int64_t c0, int64_t c1)
     }
 }
 
+/* The batch statistics of channel c from the sums (a[c] the sum of x on entry, b[c] the sum of
+ * squared deviations): mean[c], the running statistics, invstd[c]. */
+static void bn_channel_stats(cfnet_layer *l, int64_t c, int64_t count, double *mean,
+                             double *invstd)
+{
+    const double eps = l->fcfg[FCFG_EPS], mom = l->fcfg[FCFG_MOMENTUM];
+    const double mu = mean[c], var = invstd[c] / (double)count;
+    const double unbiased = count > 1 ? var * (double)count / (double)(count - 1) : var;
+    float *rm = l->state[S_MEAN]->data, *rv = l->state[S_VAR]->data;
+    rm[c] = (float)((1.0 - mom) * rm[c] + mom * mu);
+    rv[c] = (float)((1.0 - mom) * rv[c] + mom * unbiased);
+    invstd[c] = 1.0 / sqrt(var + eps);
+}
+
+/* A training forward without a sum hook, channel by channel: the sum, the squared deviations
+ * and the affine pass of one channel one after the other, while its values are still in cache
+ * (the same operations on the same values as the three passes over all channels). */
+typedef struct bn_train_job {
+    bn_job j;
+    cfnet_layer *l;
+} bn_train_job;
+
+static void bn_train_channels(void *v, int64_t c0, int64_t c1)
+{
+    const bn_train_job *t = v;
+    for (int64_t c = c0; c < c1; c++) {
+        bn_sum_channels((void *)&t->j, c, c + 1);
+        t->j.a[c] /= (double)t->j.count;
+        bn_sq_channels((void *)&t->j, c, c + 1);
+        bn_channel_stats(t->l, c, t->j.count, t->j.a, t->j.b);
+        bn_affine_channels((void *)&t->j, c, c + 1);
+    }
+}
+
 /* The forward; with relu, y = max(0, BN(x)) in the same pass (fused.h). */
 static cfnet_status bn_forward_impl(cfnet_layer *l, const float *x, float *y, int64_t n,
                                     bool training, void *ws, bool relu)
 {
     const int64_t C = l->in_shape[0], M = l->in_size / C;
     const float *gamma = l->param[P_GAMMA]->data, *beta = l->param[P_BETA]->data;
-    const double eps = l->fcfg[FCFG_EPS], mom = l->fcfg[FCFG_MOMENTUM];
+    const double eps = l->fcfg[FCFG_EPS];
     double *mean = bn_stats(ws), *invstd = mean + C;
     const cf_batch_ctx *sync = training ? bn_sync(l) : NULL;
     const int64_t count = (sync ? sync->global_n : n) * M;
     ((bn_ws *)ws)->training = training;
 
     bn_job j = {.x = x, .out = y, .n = n, .C = C, .M = M, .a = mean, .b = invstd,
-                .mean = mean, .invstd = invstd, .gamma = gamma, .beta = beta, .relu = relu};
+                .mean = mean, .invstd = invstd, .gamma = gamma, .beta = beta, .relu = relu,
+                .count = count};
     const int64_t grain = cf_par_min_items(n * M);
+    if (training && !sync) {
+        bn_train_job t = {.j = j, .l = l};
+        cf_parallel_for(l->threads, C, grain, bn_train_channels, &t);
+        return CFNET_OK;
+    }
     if (training) {
         cf_parallel_for(l->threads, C, grain, bn_sum_channels, &j);
         if (sync) CF_CHECK(bn_sum(sync, mean, C, "sums of x"));
         for (int64_t c = 0; c < C; c++) mean[c] /= (double)count;
         cf_parallel_for(l->threads, C, grain, bn_sq_channels, &j);
         if (sync) CF_CHECK(bn_sum(sync, invstd, C, "sums of squares"));
-        for (int64_t c = 0; c < C; c++) {
-            const double mu = mean[c], var = invstd[c] / (double)count;
-            const double unbiased = count > 1 ? var * (double)count / (double)(count - 1) : var;
-            float *rm = l->state[S_MEAN]->data, *rv = l->state[S_VAR]->data;
-            rm[c] = (float)((1.0 - mom) * rm[c] + mom * mu);
-            rv[c] = (float)((1.0 - mom) * rv[c] + mom * unbiased);
-            invstd[c] = 1.0 / sqrt(var + eps);
-        }
+        for (int64_t c = 0; c < C; c++) bn_channel_stats(l, c, count, mean, invstd);
     } else {
         for (int64_t c = 0; c < C; c++) {
             mean[c] = l->state[S_MEAN]->data[c];
@@ -171,9 +196,8 @@ static void bn_grad_sums_channels(void *v, int64_t c0, int64_t c1)
     const cf_simd_ops *ks = cf_simd();
     for (int64_t c = c0; c < c1; c++) {
         double a = 0, bsum = 0;
-        for (int64_t b = 0; b < j->n; b++)
-            ks->sum_dy_dyx(j->x + (b * j->C + c) * j->M, j->dy + (b * j->C + c) * j->M, j->M,
-                           j->mean[c], &a, &bsum);
+        ks->sum_dy_dyx(j->x + c * j->M, j->dy + c * j->M, j->C * j->M, j->n, j->M, j->mean[c],
+                       &a, &bsum);
         j->a[c] = a;
         j->b[c] = bsum * j->invstd[c]; /* sum dy * xh */
         j->dbeta[c] += (float)j->a[c];
@@ -206,6 +230,16 @@ static void bn_dx_channels(void *v, int64_t c0, int64_t c1)
     }
 }
 
+/* Without a sum hook, both passes of one channel one after the other, while its x and dy are
+ * still in cache (the same operations as the two passes over all channels). */
+static void bn_backward_channels(void *v, int64_t c0, int64_t c1)
+{
+    for (int64_t c = c0; c < c1; c++) {
+        bn_grad_sums_channels(v, c, c + 1);
+        bn_dx_channels(v, c, c + 1);
+    }
+}
+
 /* With xh = (x - mu) * invstd: dbeta += sum dy, dgamma += sum dy * xh. Training (mu, var depend
  * on x): dx = gamma * invstd * (dy - mean(dy) - xh * mean(dy * xh)); inference:
  * dx = gamma * invstd * dy. */
@@ -225,6 +259,10 @@ static cfnet_status bn_backward(cfnet_layer *l, const float *x, const float *y, 
                 .mean = mean, .invstd = invstd, .gamma = gamma, .dgamma = dgamma,
                 .dbeta = dbeta, .training = training, .count = count};
     const int64_t grain = cf_par_min_items(n * M);
+    if (dx && !sync) {
+        cf_parallel_for(l->threads, C, grain, bn_backward_channels, &j);
+        return CFNET_OK;
+    }
     cf_parallel_for(l->threads, C, grain, bn_grad_sums_channels, &j);
     if (!dx) return CFNET_OK;
     if (sync) CF_CHECK(bn_sum(sync, sdy, 2 * C, "backward sums"));
