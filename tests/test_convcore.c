@@ -44,7 +44,9 @@ static void gemm_variants_match_generic(void **state)
     (void)state;
     const cf_simd_ops *g = cf_simd_variant(CF_SIMD_GENERIC);
     tu_rng r = {7};
-    static const int Ms[] = {1, 2, 3, 4, 5, 7, 8, 13, 32};
+    /* 5 to 7 rows past a multiple of 8 (5, 6, 7, 13, 14, 15, 22) are one tile of that many
+     * rows with 16 lanes */
+    static const int Ms[] = {1, 2, 3, 4, 5, 6, 7, 8, 13, 14, 15, 22, 32};
     static const int Ns[] = {0, 1, 5, 8, 9, 16, 23, 24, 25, 47, 49, 100};
     static const int Ks[] = {0, 1, 3, 9, 127, 128, 129, 300};
     int checked = 0;
@@ -90,17 +92,28 @@ static void gemm_matches_double_products(void **state)
     const cf_simd_ops *v = cf_simd();
     tu_rng r = {11};
     int M = 15, N = 77, K = 290;
-    float *A = randf((size_t)M * K, &r), *B = randf((size_t)K * N, &r), *C = randf((size_t)M * N, &r);
-    nn_call(v, M, N, K, A, K, B, N, C, N);
-    for (int m = 0; m < M; m++)
-        for (int n = 0; n < N; n++) {
-            double s = 0, mag = 0;
-            for (int k = 0; k < K; k++) {
-                s += (double)A[m * K + k] * B[k * N + n];
-                mag += fabs((double)A[m * K + k] * B[k * N + n]);
+    /* every row count of the last tile (1 to 8 rows past a multiple of 8), each element of C
+     * against its double sum: a tile that computes or stores a row wrong fails here */
+    static const int Mn[] = {1, 2, 3, 4, 5, 6, 7, 8, 13, 14, 15, 22};
+    for (size_t t = 0; t < sizeof Mn / sizeof *Mn; t++) {
+        int Mt = Mn[t];
+        float *At = randf((size_t)Mt * K, &r), *Bt = randf((size_t)K * N, &r);
+        float *Ct = randf((size_t)Mt * N, &r);
+        nn_call(v, Mt, N, K, At, K, Bt, N, Ct, N);
+        for (int m = 0; m < Mt; m++)
+            for (int n = 0; n < N; n++) {
+                double s = 0, mag = 0;
+                for (int k = 0; k < K; k++) {
+                    s += (double)At[m * K + k] * Bt[k * N + n];
+                    mag += fabs((double)At[m * K + k] * Bt[k * N + n]);
+                }
+                if (!(fabs(Ct[m * N + n] - s) <= 1e-6 * mag + 1e-30))
+                    fail_msg("gemm_nn M = %d: C[%d][%d] = %.9g, double sum %.9g", Mt, m, n,
+                             (double)Ct[m * N + n], s);
             }
-            assert_true(fabs(C[m * N + n] - s) <= 1e-6 * mag + 1e-30);
-        }
+        free(At), free(Bt), free(Ct);
+    }
+    float *A = randf((size_t)M * K, &r), *B = randf((size_t)K * N, &r);
     /* nt: D (M x K) = 0 + A2 (M x N) B2 (K x N)^T */
     float *A2 = randf((size_t)M * N, &r), *B2 = randf((size_t)K * N, &r);
     float *D = calloc((size_t)M * K, sizeof *D);
@@ -115,7 +128,7 @@ static void gemm_matches_double_products(void **state)
             }
             assert_true(fabs(D[m * K + k] - s) <= 1e-6 * mag + 1e-30);
         }
-    free(A), free(B), free(C), free(A2), free(B2), free(D);
+    free(A), free(B), free(A2), free(B2), free(D);
 }
 
 /* One call against pieces: columns in any cut, K in consecutive ranges continued through C,
