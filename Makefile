@@ -516,7 +516,8 @@ install: $(SOLIB) $(ALIB) $(TOOL)
 	$(SUBST) pkgconfig/cfnet-static.pc.in > $(DESTDIR)$(PCDIR)/cfnet-static.pc
 	$(SUBST) cmake/cfnetConfig.cmake.in > $(DESTDIR)$(CMAKEDIR)/cfnetConfig.cmake
 	$(SUBST) cmake/cfnetConfigVersion.cmake.in > $(DESTDIR)$(CMAKEDIR)/cfnetConfigVersion.cmake
-	@if [ -z "$(DESTDIR)" ]; then LDCONFIG=$(LDCONFIG) scripts/ldconfig-note $(LIBDIR); fi
+	@if [ -z "$(DESTDIR)" ]; then \
+	    LDCONFIG=$(LDCONFIG) scripts/ldconfig-note $(LIBDIR) $(PCDIR) $(CMAKEDIR) $(PREFIX); fi
 
 # Removes the installed files, then the directories install created if they are empty.
 uninstall:

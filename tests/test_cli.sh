@@ -52,6 +52,11 @@ d="$out/data"
 expect 0 "wrote 150 images" "$cfnet" synth "$d" --classes 3 --per-class 40 --test-per-class 10 --size 32
 test -f "$d/train/class00/0000.tif" || fail "synth wrote no class00/0000.tif"
 test -f "$d/test/class02/0009.tif" || fail "synth wrote no test/class02/0009.tif"
+# predict given images alone (the model forgotten) says the model is missing, not the inputs
+expect 2 "missing MODEL: $d/test is a folder, not a model file; give the model first: cfnet predict MODEL INPUTS" \
+    "$cfnet" predict "$d/test"
+expect 2 "missing MODEL: $d/test/class00/0000.tif is a TIFF image, not a model file" \
+    "$cfnet" predict "$d/test/class00/0000.tif"
 
 # ---- train, eval, predict, info ----------------------------------------------------------------
 m="$out/model.safetensors"
@@ -61,6 +66,7 @@ expect 0 "best validation balanced accuracy" "$cfnet" train "$d/train" -o "$m" -
     --val 0.25 --log "$out/log.csv" --plot "$out/curves.svg"
 test -s "$m" || fail "train wrote no model"
 test -s "$out/model.last.safetensors" || fail "train wrote no checkpoint beside the model"
+expect 2 "missing INPUTS" "$cfnet" predict "$m"
 test "$(wc -l <"$out/log.csv")" = 11 || fail "log.csv should have a header and 10 epochs"
 head -1 "$out/log.csv" | grep -q "^epoch,train_loss,train_accuracy,val_loss,val_accuracy,val_balanced_accuracy" ||
     fail "log.csv header"

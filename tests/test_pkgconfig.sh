@@ -5,7 +5,8 @@
 # (`pkg-config --cflags --libs cfnet-static`, which names libcfnet.a itself); all four must run
 # and print the right output. The compile flags must carry no dependency include path. Install
 # without DESTDIR must say how programs find the library, and run ldconfig when the library
-# directory is on the linker's search path, and refuse a relative PREFIX; a PREFIX with a
+# directory is on the linker's search path, and name PKG_CONFIG_PATH and CMAKE_PREFIX_PATH for a
+# prefix that pkg-config and CMake do not search (only then), and refuse a relative PREFIX; a PREFIX with a
 # trailing slash keeps the directories under it in the .pc files; install over an earlier
 # release removes that release's library file and nothing else. A moved copy of the installed tree builds with
 # `pkg-config --define-prefix`, and README.md's host program builds and runs as README says.
@@ -98,11 +99,17 @@ want="libcfnet.so.$old.orig libcfnet.so.$major.77.7 libcfnet.so.$major.x.1 libcf
     fail "make uninstall (upgrade) left: $(find "$stage" -mindepth 1 ! -path "$slib*")"
 echo "test_pkgconfig: install over an earlier release removes its library file only: ok"
 
+# A prefix that neither pkg-config nor CMake searches: install says how each finds it.
 # shellcheck disable=SC2086
-make --no-print-directory -s install PREFIX="$prefix" $makevars >"$tmp/install.log" 2>&1 ||
+env -u PKG_CONFIG_PATH -u PKG_CONFIG_LIBDIR -u CMAKE_PREFIX_PATH \
+    make --no-print-directory -s install PREFIX="$prefix" $makevars >"$tmp/install.log" 2>&1 ||
     { cat "$tmp/install.log"; fail "make install"; }
 grep -q "make install: $prefix/lib is not on the dynamic linker's search path" "$tmp/install.log" ||
     { cat "$tmp/install.log"; fail "make install did not say how to find the library"; }
+grep -q "PKG_CONFIG_PATH=$prefix/lib/pkgconfig pkg-config --cflags --libs cfnet" "$tmp/install.log" ||
+    { cat "$tmp/install.log"; fail "make install into a prefix pkg-config does not search did not say PKG_CONFIG_PATH"; }
+grep -q "cmake -DCMAKE_PREFIX_PATH=$prefix " "$tmp/install.log" ||
+    { cat "$tmp/install.log"; fail "make install into a prefix CMake does not search did not say CMAKE_PREFIX_PATH"; }
 # With the library directory listed in ld.so.conf, install runs ldconfig (a stand-in here).
 printf 'include %s/ld.so.conf.d/*.conf\n' "$tmp" > "$tmp/ld.so.conf"
 mkdir -p "$tmp/ld.so.conf.d"
@@ -110,10 +117,15 @@ echo "$prefix/lib" > "$tmp/ld.so.conf.d/cfnet.conf"
 printf '#!/bin/sh\ntouch "%s/ldconfig-ran"\n' "$tmp" > "$tmp/ldconfig"
 chmod +x "$tmp/ldconfig"
 # shellcheck disable=SC2086
-LDSO_CONF=$tmp/ld.so.conf make --no-print-directory -s install PREFIX="$prefix" $makevars \
+# With the prefix on pkg-config's and CMake's paths (PKG_CONFIG_PATH; PREFIX/bin on PATH), no
+# note about either.
+LDSO_CONF=$tmp/ld.so.conf PKG_CONFIG_PATH=$prefix/lib/pkgconfig PATH="$prefix/bin:$PATH" \
+    make --no-print-directory -s install PREFIX="$prefix" $makevars \
     LDCONFIG="$tmp/ldconfig" >"$tmp/install2.log" 2>&1 || { cat "$tmp/install2.log"; fail "make install (2)"; }
 [ -e "$tmp/ldconfig-ran" ] && grep -q "make install: ran ldconfig" "$tmp/install2.log" ||
     { cat "$tmp/install2.log"; fail "make install did not run ldconfig for a library directory on the search path"; }
+! grep -q "PKG_CONFIG_PATH\|CMAKE_PREFIX_PATH" "$tmp/install2.log" ||
+    { cat "$tmp/install2.log"; fail "make install into a prefix on pkg-config's and CMake's paths named their variables"; }
 
 version=$(sed -n 's/^#define CFNET_VERSION_MAJOR \([0-9]*\).*/\1/p' include/cfnet/cfnet.h).$(
     sed -n 's/^#define CFNET_VERSION_MINOR \([0-9]*\).*/\1/p' include/cfnet/cfnet.h).$(
