@@ -618,6 +618,18 @@ if command -v strace >/dev/null 2>&1 && strace -o /dev/null true 2>/dev/null; th
         ASAN_OPTIONS="${ASAN_OPTIONS:+$ASAN_OPTIONS:}detect_leaks=0" strace -f -o "$out/evren.strace" \
         $ren "$cfnet" eval "$ow/model.safetensors" "$ow/data" --out "$ow/evren/new" -q
     [ -e "$ow/evren" ] && { ls -R "$ow/evren"; fail "eval --out whose 3rd rename was refused left files or folders it made"; }
+    # ... and a signal (SIGTERM as that failed run removes the first of the folders it made):
+    # the signal's list of the folders is kept until they are removed, so that the handler
+    # removes the rest (it was cleared first: evgap was left, empty)
+    set +e
+    env ASAN_OPTIONS="${ASAN_OPTIONS:+$ASAN_OPTIONS:}detect_leaks=0" strace -f -o "$out/evgap.strace" \
+        -e trace=rename,renameat,renameat2,rmdir -e inject=rename,renameat,renameat2:error=EACCES:when=3 \
+        -e inject=rmdir:signal=SIGTERM:when=1 "$cfnet" eval \
+        "$ow/model.safetensors" "$ow/data" --out "$ow/evgap/new" -q >"$out/last.txt" 2>&1
+    rc=$?
+    set -e
+    [ $rc = 143 ] || { cat "$out/last.txt"; fail "eval --out failed at its commit, SIGTERM as it removed its folders: status $rc, not 143"; }
+    [ -e "$ow/evgap" ] && { ls -RA "$ow/evgap"; fail "eval --out failed at its commit, ended by a signal as it removed the folders it made, left one"; }
     mkdir -p "$ow/evold"
     echo mine >"$ow/evold/notes.txt"
     echo old >"$ow/evold/metrics.json"
