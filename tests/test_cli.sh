@@ -704,7 +704,9 @@ if command -v strace >/dev/null 2>&1 && strace -o /dev/null true 2>/dev/null; th
         # a second name whose process runs (this shell's) is not spoken of
         echo mine >"$ow/evold/predictions.csv.kept.$$.0"
         expect 0 "" "$cfnet" eval "$ow/model.safetensors" "$ow/data" --out "$ow/evold" -q
-        grep -q "^cfnet: warning: .*evold/$kept_m: the earlier .*evold/metrics.json, kept aside by a run killed during its commit (process [0-9]*, no longer running on this machine), which had replaced it; to restore it, rename it back to metrics.json (and so any other file of that report kept aside by process [0-9]*); otherwise remove it$" "$out/last.txt" ||
+        # (what it holds: the file as it was before that process ran; what renaming it back
+        # does: that earlier file over whatever is there then, this run's new one included)
+        grep -q "^cfnet: warning: .*evold/$kept_m: .*evold/metrics.json as it was before process [0-9]* ran (a run killed during its commit, no longer running on this machine, which had replaced it); renaming it back to metrics.json puts that earlier file over whatever is there by then, this run's new file included (to restore that earlier report, rename back every file that process [0-9]* kept aside); otherwise remove it$" "$out/last.txt" ||
             { cat "$out/last.txt"; fail "eval --out did not name the second name of metrics.json that a killed run left"; }
         grep -q "^cfnet: warning: .*evold/$kept_p: a second name of .*evold/predictions.csv, as it is, that a run killed during its commit left (process [0-9]*, no longer running on this machine); nothing needs it: remove it$" "$out/last.txt" ||
             { cat "$out/last.txt"; fail "eval --out did not name the second name of predictions.csv that a killed run left"; }
@@ -715,6 +717,36 @@ if command -v strace >/dev/null 2>&1 && strace -o /dev/null true 2>/dev/null; th
     else
         ls -A "$ow/evold"
         fail "eval --out killed at its 3rd rename left no second names of the earlier files"
+    fi
+    # one whose file is not there (moved to the second name where hard links cannot be made):
+    # said as such, kept
+    dead=$(sh -c 'echo $$')
+    mkdir "$ow/evmoved"
+    echo old >"$ow/evmoved/confusion.csv.kept.$dead.3"
+    expect 0 "" "$cfnet" eval "$ow/model.safetensors" "$ow/data" --out "$ow/evmoved" -q
+    grep -q "^cfnet: warning: .*evmoved/confusion.csv.kept.$dead.3: .*evmoved/confusion.csv as it was before process $dead ran (a run killed during its commit, no longer running on this machine, which had moved it out of the way); renaming it back to confusion.csv puts that earlier file over whatever is there by then" "$out/last.txt" ||
+        { cat "$out/last.txt"; fail "eval --out did not name a second name whose file was not there"; }
+    [ "$(cat "$ow/evmoved/confusion.csv.kept.$dead.3")" = old ] || fail "eval --out removed a second name whose file was not there"
+    # the long form of the second name (.cfnet-PID-N.kept, for a file whose name is too long
+    # for NAME.kept.PID.N: here metrics.json a link to such a file, replaced through it, its
+    # second name beside it) that a killed run left is named too, with the file it was of
+    long=$(printf 'm%.0s' $(seq 240)).json
+    mkdir "$ow/evlong" "$ow/evlongt"
+    echo old >"$ow/evlongt/$long"
+    ln -s "../evlongt/$long" "$ow/evlong/metrics.json"
+    env ASAN_OPTIONS="${ASAN_OPTIONS:+$ASAN_OPTIONS:}detect_leaks=0" strace -f -o "$out/evlong.strace" \
+        -e trace=rename,renameat,renameat2 -e inject=rename,renameat,renameat2:signal=SIGKILL:when=3 \
+        "$cfnet" eval "$ow/model.safetensors" "$ow/data" --out "$ow/evlong" -q >/dev/null 2>&1 || :
+    kept_l=$(cd "$ow/evlongt" && ls -A | grep '^\.cfnet-[0-9]*-0\.kept$' || :)
+    if [ -n "$kept_l" ] && [ "$(cat "$ow/evlongt/$kept_l")" = old ]; then
+        expect 0 "" "$cfnet" eval "$ow/model.safetensors" "$ow/data" --out "$ow/evlong" -q
+        grep -q "^cfnet: warning: .*evlongt/$kept_l: .*evlongt/$long as it was before process [0-9]* ran (a run killed during its commit, no longer running on this machine, which had replaced it); renaming it back to $long puts that earlier file over" "$out/last.txt" ||
+            { cat "$out/last.txt"; fail "eval --out did not name the long second name that a killed run left"; }
+        [ "$(cat "$ow/evlongt/$kept_l")" = old ] || fail "eval --out removed the long second name that a killed run left"
+        [ -L "$ow/evlong/metrics.json" ] || fail "eval --out replaced its link metrics.json"
+    else
+        ls -A "$ow/evlongt"
+        fail "eval --out (metrics.json a link to a long name) killed at its 3rd rename left no second name .cfnet-PID-0.kept"
     fi
 fi
 expect 2 "^cfnet eval: --out: cannot create directory .*img.tif/rep: Not a directory$" "$cfnet" eval \

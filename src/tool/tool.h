@@ -230,10 +230,12 @@ void out_held_folder(const char *path, const char *top);
  * files, so that a run ended before its files were committed leaves no empty folder. NULL:
  * forgets them (once the run ends, or keeps its files). */
 void out_new_folder(const char *path, const char *top);
-/* Warns of the second names of the files names[0..n-1] in the folder dir ("NAME.kept.PID.N",
- * see out_commit_all) that a run killed outright during its commit left (SIGKILL, a crash, a
- * power cut; PID not a process of this machine): each names the file, what it holds and how to
- * restore or remove it. Nothing is removed. */
+/* Warns of the second names of the files names[0..n-1] in the folder dir ("NAME.kept.PID.N", or
+ * ".cfnet-PID-N.kept" for a name too long for that; see out_commit_all) that a run killed
+ * outright during its commit left (SIGKILL, a crash, a power cut; PID not a process of this
+ * machine), looked for beside the file each name leads to (through a link: its target, as the
+ * commit keeps it): each names the file, what it holds (the file as it was before process PID
+ * ran) and what renaming it back or removing it does. Nothing is removed. */
 void out_note_kept(const char *dir, const char *const *names, int n);
 /* Ends a commit held (none: nothing): keep (1) or undo (0) it. */
 void out_settle(int keep);
