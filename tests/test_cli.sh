@@ -763,7 +763,31 @@ for rep in evloopa evloopa/rep evloopa/sub/rep; do
     usage_said eval "eval --out $rep through a loop of links"
     lacks "Too many levels|not a directory|0009.tif" "eval --out $rep through a loop of links"
 done
-rm "$ow/evloopa" "$ow/evloopb"
+# ... and through a link to nothing further up (evdang -> evnowhere): that link named, with its
+# target; so for MODEL given through it or through a loop of links, to every command that
+# loads one (it was "No such file or directory" or "Too many levels of symbolic links")
+ln -s evnowhere "$ow/evdang"
+for rep in evdang/rep evdang/sub/rep; do
+    expect 2 "^cfnet eval: --out: cannot create directory .*: .*outputs/evdang is a symbolic link to a missing target \(-> evnowhere\)$" \
+        "$cfnet" eval "$ow/model.safetensors" "$ow/partial" --out "$ow/$rep"
+    usage_said eval "eval --out $rep through a link to nothing"
+    lacks "No such file|0009.tif" "eval --out $rep through a link to nothing"
+done
+test -e "$ow/evnowhere" && fail "eval --out through a link to nothing made its target"
+for via in "evdang|a missing target \(-> evnowhere\)" "evloopa|a loop of links \(-> evloopb\)"; do
+    l=${via%%|*}
+    for cmd in "info" "eval|$ow/data" "predict|$ow/data" "export|$ow/x.onnx"; do
+        # shellcheck disable=SC2086
+        expect 1 "^cfnet: error: .*outputs/$l/m.safetensors: cannot load the model: .*outputs/$l is a symbolic link to ${via#*|}$" \
+            "$cfnet" ${cmd%%|*} "$ow/$l/m.safetensors" $(case $cmd in *"|"*) echo "${cmd#*|}" ;; esac)
+        lacks "No such file|Too many levels" "${cmd%%|*} of a MODEL through $l"
+    done
+    expect 1 "^cfnet: error: .*outputs/$l/m.last.safetensors: cannot load the checkpoint: .*outputs/$l is a symbolic link to ${via#*|}" \
+        "$cfnet" train "$ow/data" -o "$ow/res.safetensors" --resume "$ow/$l/m.last.safetensors"
+    lacks "No such file|Too many levels" "train --resume through $l"
+done
+test -e "$ow/x.onnx" || test -e "$ow/res.safetensors" && fail "a MODEL through a link that cannot be followed: an output written"
+rm "$ow/evloopa" "$ow/evloopb" "$ow/evdang"
 # no write permission: as another user when run as root (root may write anywhere)
 mkdir -p "$ow/ro"
 chmod 555 "$ow/ro"

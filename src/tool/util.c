@@ -791,9 +791,10 @@ int read_file(const char *path, size_t limit, unsigned char **data, size_t *size
             snprintf(err, errsize, "cannot open: a symbolic link %s (-> %s)",
                      e == ENOENT ? "whose target does not exist" : "that leads into a loop of links",
                      to);
-        } else if ((e == ELOOP || e == EACCES) && dangling_on_way(path, why, sizeof why)) {
-            /* a link further up the path (a folder given through a loop of links, a target on
-             * a way the user may not search): named, not "Too many levels of symbolic links" */
+        } else if (link_trouble(e) && dangling_on_way(path, why, sizeof why)) {
+            /* a link further up the path (a folder given through a loop of links or a link to
+             * nothing, a target on a way the user may not search): named, not "Too many levels
+             * of symbolic links" or "No such file or directory" */
             snprintf(err, errsize, "cannot open: %s", why);
         } else {
             snprintf(err, errsize, "cannot open: %s", strerror(e));
@@ -883,6 +884,13 @@ int dangling_on_way(const char *path, char *buf, size_t size)
     }
     free(p);
     return found;
+}
+
+int link_in_way(const char *path, char *buf, size_t size)
+{
+    struct stat st;
+    if (stat(path, &st) == 0 || !link_trouble(errno)) return 0;
+    return dangling_on_way(path, buf, size) != 0;
 }
 
 /* The refusal of the folder `p` (label `l`) that make_dirs cannot make: `e` the errno of its
