@@ -1312,13 +1312,21 @@ static int kept_name_of(const char *d, const char *base, int long_form, long *pi
     return long_form ? !strcmp(s + 1 + nd, ".kept") : s[1 + nd] == 0;
 }
 
+/* The length of the folder part of path, as opendir takes it (0: none, the current folder) */
+static size_t folder_len(const char *path)
+{
+    const char *slash = strrchr(path, '/');
+    return !slash ? 0 : slash == path ? 1 : (size_t)(slash - path);
+}
+
 void out_note_kept(const char *dir, const char *const *names, int n)
 {
     /* the file that a commit of each name replaces, as out_open names it: through a link, the
      * file it leads to (its second name is beside that file); a link to nothing (its file
-     * moved to its second name), where it led */
-    char **real = xmalloc(sizeof *real * (size_t)(n > 0 ? n : 1));
-    char **folder = xmalloc(sizeof *folder * (size_t)(n > 0 ? n : 1));
+     * moved to its second name), where it led. (Nothing else allocated but for a second name
+     * found: no copy of a folder's name.) */
+    char *real[OUT_MAX_OPEN];
+    if (n > OUT_MAX_OPEN) n = OUT_MAX_OPEN;
     for (int i = 0; i < n; i++) {
         char *p = path_join(dir, names[i]), to[PATH_MAX];
         struct stat st, ls;
@@ -1329,19 +1337,29 @@ void out_note_kept(const char *dir, const char *const *names, int n)
         } else if (lstat(p, &ls) == 0 && S_ISLNK(ls.st_mode) &&
                    (tn = readlink(p, to, sizeof to - 1)) > 0) {
             to[tn] = 0;
-            char *d = path_dir(p);
-            real[i] = path_join(d, to);
-            free(d);
+            const size_t fl = folder_len(p);
+            real[i] = to[0] == '/' || fl == 0 ? xstrdup(to) : xasprintf("%.*s/%s", (int)fl, p, to);
         }
         if (real[i]) free(p);
         else real[i] = p;
-        folder[i] = path_dir(real[i]);
     }
     for (int f = 0; f < n; f++) {
+        const size_t fl = folder_len(real[f]);
         int seen = 0;
-        for (int j = 0; j < f && !seen; j++) seen = !strcmp(folder[j], folder[f]);
+        for (int j = 0; j < f && !seen; j++)
+            seen = folder_len(real[j]) == fl && !strncmp(real[j], real[f], fl);
         if (seen) continue; /* (that folder read already) */
-        DIR *dp = opendir(folder[f]);
+        DIR *dp;
+        if (fl == 0) {
+            dp = opendir(".");
+        } else if (fl == 1 && real[f][0] == '/') {
+            dp = opendir("/");
+        } else { /* (its name cut from real[f] while it is opened) */
+            const char c = real[f][fl];
+            real[f][fl] = 0;
+            dp = opendir(real[f]);
+            real[f][fl] = c;
+        }
         struct dirent *de;
         while (dp && (de = readdir(dp))) {
             const char *d = de->d_name;
@@ -1349,16 +1367,17 @@ void out_note_kept(const char *dir, const char *const *names, int n)
             /* the names of this folder whose second name d may be: one for NAME.kept.PID.N;
              * for .cfnet-PID-N.kept, each whose name is too long for that */
             int which[OUT_MAX_OPEN], nw = 0;
-            for (int i = 0; i < n && nw < OUT_MAX_OPEN; i++) {
-                if (strcmp(folder[i], folder[f])) continue;
-                const char *slash = strrchr(real[i], '/'), *base = slash ? slash + 1 : real[i];
-                const int long_form = strlen(base) + 32 > 255;
-                if (kept_name_of(d, base, long_form, &pid)) which[nw++] = i;
+            for (int i = 0; i < n; i++) {
+                if (folder_len(real[i]) != fl || strncmp(real[i], real[f], fl)) continue;
+                const char *base = real[i] + (fl ? fl + (real[i][fl] == '/') : 0);
+                if (kept_name_of(d, base, strlen(base) + 32 > 255, &pid)) which[nw++] = i;
             }
             if (!nw) continue;
             /* a run of this machine still at its commit: none of ours to speak of */
             if (pid == (long)getpid() || kill((pid_t)pid, 0) == 0 || errno != ESRCH) continue;
-            char *kept = path_join(folder[f], d);
+            char *kept = fl == 0                           ? xstrdup(d)
+                         : fl == 1 && real[f][0] == '/' ? xasprintf("/%s", d)
+                                                          : xasprintf("%.*s/%s", (int)fl, real[f], d);
             struct stat ks, ps;
             if (lstat(kept, &ks) != 0 || !S_ISREG(ks.st_mode)) {
                 free(kept);
@@ -1387,8 +1406,8 @@ void out_note_kept(const char *dir, const char *const *names, int n)
                     if (w) strcat(what, w + 1 < nw ? ", " : " or ");
                     strcat(what, real[which[w]]);
                 }
-                const char *slash = strrchr(real[which[0]], '/');
-                const char *base = nw == 1 ? (slash ? slash + 1 : real[which[0]]) : "its name";
+                const char *base = nw == 1 ? real[which[0]] + (fl ? fl + (real[which[0]][fl] == '/') : 0)
+                                           : "its name";
                 tool_warn("%s: %s as it was before process %ld ran (a run killed during its "
                           "commit, no longer running on this machine, which %s); renaming it "
                           "back to %s puts that earlier file over whatever is there by then, "
@@ -1403,12 +1422,7 @@ void out_note_kept(const char *dir, const char *const *names, int n)
         }
         if (dp) closedir(dp);
     }
-    for (int i = 0; i < n; i++) {
-        free(real[i]);
-        free(folder[i]);
-    }
-    free(real);
-    free(folder);
+    for (int i = 0; i < n; i++) free(real[i]);
 }
 
 /* Gives the file at e->path its second name (none there: nothing to keep). 0, or -1 said. */
