@@ -624,6 +624,18 @@ if command -v strace >/dev/null 2>&1 && strace -o /dev/null true 2>/dev/null; th
         ASAN_OPTIONS="${ASAN_OPTIONS:+$ASAN_OPTIONS:}detect_leaks=0" strace -f -o "$out/evren.strace" \
         $ren "$cfnet" eval "$ow/model.safetensors" "$ow/data" --out "$ow/evren/new" -q
     [ -e "$ow/evren" ] && { ls -R "$ow/evren"; fail "eval --out whose 3rd rename was refused left files or folders it made"; }
+    # ... and a signal (SIGTERM as that failed run removes the first of the folders it made):
+    # the signal's list of the folders is kept until they are removed, so that the handler
+    # removes the rest (it was cleared first: evgap was left, empty)
+    set +e
+    env ASAN_OPTIONS="${ASAN_OPTIONS:+$ASAN_OPTIONS:}detect_leaks=0" strace -f -o "$out/evgap.strace" \
+        -e trace=rename,renameat,renameat2,rmdir -e inject=rename,renameat,renameat2:error=EACCES:when=3 \
+        -e inject=rmdir:signal=SIGTERM:when=1 "$cfnet" eval \
+        "$ow/model.safetensors" "$ow/data" --out "$ow/evgap/new" -q >"$out/last.txt" 2>&1
+    rc=$?
+    set -e
+    [ $rc = 143 ] || { cat "$out/last.txt"; fail "eval --out failed at its commit, SIGTERM as it removed its folders: status $rc, not 143"; }
+    [ -e "$ow/evgap" ] && { ls -RA "$ow/evgap"; fail "eval --out failed at its commit, ended by a signal as it removed the folders it made, left one"; }
     mkdir -p "$ow/evold"
     echo mine >"$ow/evold/notes.txt"
     echo old >"$ow/evold/metrics.json"
@@ -698,7 +710,9 @@ if command -v strace >/dev/null 2>&1 && strace -o /dev/null true 2>/dev/null; th
         # a second name whose process runs (this shell's) is not spoken of
         echo mine >"$ow/evold/predictions.csv.kept.$$.0"
         expect 0 "" "$cfnet" eval "$ow/model.safetensors" "$ow/data" --out "$ow/evold" -q
-        grep -q "^cfnet: warning: .*evold/$kept_m: the earlier .*evold/metrics.json, kept aside by a run killed during its commit (process [0-9]*, no longer running on this machine), which had replaced it; to restore it, rename it back to metrics.json (and so any other file of that report kept aside by process [0-9]*); otherwise remove it$" "$out/last.txt" ||
+        # (what it holds: the file as it was before that process ran; what renaming it back
+        # does: that earlier file over whatever is there then, this run's new one included)
+        grep -q "^cfnet: warning: .*evold/$kept_m: .*evold/metrics.json as it was before process [0-9]* ran (a run killed during its commit, no longer running on this machine, which had replaced it); renaming it back to metrics.json puts that earlier file over whatever is there by then, this run's new file included (to restore that earlier report, rename back every file that process [0-9]* kept aside); otherwise remove it$" "$out/last.txt" ||
             { cat "$out/last.txt"; fail "eval --out did not name the second name of metrics.json that a killed run left"; }
         grep -q "^cfnet: warning: .*evold/$kept_p: a second name of .*evold/predictions.csv, as it is, that a run killed during its commit left (process [0-9]*, no longer running on this machine); nothing needs it: remove it$" "$out/last.txt" ||
             { cat "$out/last.txt"; fail "eval --out did not name the second name of predictions.csv that a killed run left"; }
@@ -709,6 +723,36 @@ if command -v strace >/dev/null 2>&1 && strace -o /dev/null true 2>/dev/null; th
     else
         ls -A "$ow/evold"
         fail "eval --out killed at its 3rd rename left no second names of the earlier files"
+    fi
+    # one whose file is not there (moved to the second name where hard links cannot be made):
+    # said as such, kept
+    dead=$(sh -c 'echo $$')
+    mkdir "$ow/evmoved"
+    echo old >"$ow/evmoved/confusion.csv.kept.$dead.3"
+    expect 0 "" "$cfnet" eval "$ow/model.safetensors" "$ow/data" --out "$ow/evmoved" -q
+    grep -q "^cfnet: warning: .*evmoved/confusion.csv.kept.$dead.3: .*evmoved/confusion.csv as it was before process $dead ran (a run killed during its commit, no longer running on this machine, which had moved it out of the way); renaming it back to confusion.csv puts that earlier file over whatever is there by then" "$out/last.txt" ||
+        { cat "$out/last.txt"; fail "eval --out did not name a second name whose file was not there"; }
+    [ "$(cat "$ow/evmoved/confusion.csv.kept.$dead.3")" = old ] || fail "eval --out removed a second name whose file was not there"
+    # the long form of the second name (.cfnet-PID-N.kept, for a file whose name is too long
+    # for NAME.kept.PID.N: here metrics.json a link to such a file, replaced through it, its
+    # second name beside it) that a killed run left is named too, with the file it was of
+    long=$(printf 'm%.0s' $(seq 240)).json
+    mkdir "$ow/evlong" "$ow/evlongt"
+    echo old >"$ow/evlongt/$long"
+    ln -s "../evlongt/$long" "$ow/evlong/metrics.json"
+    env ASAN_OPTIONS="${ASAN_OPTIONS:+$ASAN_OPTIONS:}detect_leaks=0" strace -f -o "$out/evlong.strace" \
+        -e trace=rename,renameat,renameat2 -e inject=rename,renameat,renameat2:signal=SIGKILL:when=3 \
+        "$cfnet" eval "$ow/model.safetensors" "$ow/data" --out "$ow/evlong" -q >/dev/null 2>&1 || :
+    kept_l=$(cd "$ow/evlongt" && ls -A | grep '^\.cfnet-[0-9]*-0\.kept$' || :)
+    if [ -n "$kept_l" ] && [ "$(cat "$ow/evlongt/$kept_l")" = old ]; then
+        expect 0 "" "$cfnet" eval "$ow/model.safetensors" "$ow/data" --out "$ow/evlong" -q
+        grep -q "^cfnet: warning: .*evlongt/$kept_l: .*evlongt/$long as it was before process [0-9]* ran (a run killed during its commit, no longer running on this machine, which had replaced it); renaming it back to $long puts that earlier file over" "$out/last.txt" ||
+            { cat "$out/last.txt"; fail "eval --out did not name the long second name that a killed run left"; }
+        [ "$(cat "$ow/evlongt/$kept_l")" = old ] || fail "eval --out removed the long second name that a killed run left"
+        [ -L "$ow/evlong/metrics.json" ] || fail "eval --out replaced its link metrics.json"
+    else
+        ls -A "$ow/evlongt"
+        fail "eval --out (metrics.json a link to a long name) killed at its 3rd rename left no second name .cfnet-PID-0.kept"
     fi
 fi
 expect 2 "^cfnet eval: --out: cannot create directory .*img.tif/rep: Not a directory$" "$cfnet" eval \
@@ -725,7 +769,31 @@ for rep in evloopa evloopa/rep evloopa/sub/rep; do
     usage_said eval "eval --out $rep through a loop of links"
     lacks "Too many levels|not a directory|0009.tif" "eval --out $rep through a loop of links"
 done
-rm "$ow/evloopa" "$ow/evloopb"
+# ... and through a link to nothing further up (evdang -> evnowhere): that link named, with its
+# target; so for MODEL given through it or through a loop of links, to every command that
+# loads one (it was "No such file or directory" or "Too many levels of symbolic links")
+ln -s evnowhere "$ow/evdang"
+for rep in evdang/rep evdang/sub/rep; do
+    expect 2 "^cfnet eval: --out: cannot create directory .*: .*outputs/evdang is a symbolic link to a missing target \(-> evnowhere\)$" \
+        "$cfnet" eval "$ow/model.safetensors" "$ow/partial" --out "$ow/$rep"
+    usage_said eval "eval --out $rep through a link to nothing"
+    lacks "No such file|0009.tif" "eval --out $rep through a link to nothing"
+done
+test -e "$ow/evnowhere" && fail "eval --out through a link to nothing made its target"
+for via in "evdang|a missing target \(-> evnowhere\)" "evloopa|a loop of links \(-> evloopb\)"; do
+    l=${via%%|*}
+    for cmd in "info" "eval|$ow/data" "predict|$ow/data" "export|$ow/x.onnx"; do
+        # shellcheck disable=SC2086
+        expect 1 "^cfnet: error: .*outputs/$l/m.safetensors: cannot load the model: .*outputs/$l is a symbolic link to ${via#*|}$" \
+            "$cfnet" ${cmd%%|*} "$ow/$l/m.safetensors" $(case $cmd in *"|"*) echo "${cmd#*|}" ;; esac)
+        lacks "No such file|Too many levels" "${cmd%%|*} of a MODEL through $l"
+    done
+    expect 1 "^cfnet: error: .*outputs/$l/m.last.safetensors: cannot load the checkpoint: .*outputs/$l is a symbolic link to ${via#*|}" \
+        "$cfnet" train "$ow/data" -o "$ow/res.safetensors" --resume "$ow/$l/m.last.safetensors"
+    lacks "No such file|Too many levels" "train --resume through $l"
+done
+test -e "$ow/x.onnx" || test -e "$ow/res.safetensors" && fail "a MODEL through a link that cannot be followed: an output written"
+rm "$ow/evloopa" "$ow/evloopb" "$ow/evdang"
 # no write permission: as another user when run as root (root may write anywhere)
 mkdir -p "$ow/ro"
 chmod 555 "$ow/ro"

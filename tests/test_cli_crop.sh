@@ -1368,6 +1368,21 @@ expect 1 "$out/smid/dloopa/f16.tif: .*$out/smid/dloopa is a symbolic link to a l
 lacks "Too many levels" "crop of an image given through a loop of links"
 test -e "$out/smid/dlo" && fail "crop of an image given through a loop of links made its DIR"
 rm "$out/smid/dloopa" "$out/smid/dloopb"
+# ... and through a link to nothing further up: that link named, with its target (an image: it
+# was "No such file or directory"; DIR: said so already)
+ln -s dnowhere "$out/smid/dz"
+expect 1 "$out/smid/dz/f16.tif: cannot open: $out/smid/dz is a symbolic link to a missing target \(-> dnowhere\)" \
+    "$cfnet" crop "$out/smid/dz/f16.tif" "$out/m32.tif" -o "$out/smid/dzo" --size 16
+lacks "No such file" "crop of an image given through a link to nothing"
+test -e "$out/smid/dzo" && fail "crop of an image given through a link to nothing made its DIR"
+for sub in sub sub/deeper; do
+    expect 2 "^cfnet crop: --output: .*$out/smid/dz is a symbolic link to a missing target \(-> dnowhere\)$" \
+        "$cfnet" crop "$out/f16.tif" "$out/m32.tif" -o "$out/smid/dz/$sub" --size 16
+    expect 1 "^cfnet: error: .*$out/smid/dz is a symbolic link to a missing target \(-> dnowhere\)$" \
+        "$cfnet" synth "$out/smid/dz/$sub" --classes 2 --per-class 1 --test-per-class 0 --channels 1
+done
+test -e "$out/smid/dnowhere" && fail "crop or synth through a link to nothing made its target"
+rm "$out/smid/dz"
 # DIR a link to a folder, or a folder through such a link, on a way the user may not search:
 # "permission denied", with the link (it was "a link to a folder that does not exist"); as
 # another user when run as root (root may search anywhere)

@@ -301,6 +301,17 @@ expect 1 "loops/dla/sub: cannot be reached: .*loops/dla is a symbolic link to a 
     "$cfnet" train "$loops/dla/sub" -o "$out/dl.safetensors" --epochs 1
 lacks "Too many levels|x.tif: a symbolic link|sub: a symbolic link" "an INPUT or DATA through a loop of links"
 rm "$loops/dla" "$loops/dlb"
+# ... or through a link to nothing further up: that link named, with its target (it was "no
+# such file or directory", of a name that ls shows)
+ln -s "$out/not-mounted" "$loops/dz"
+expect 1 "loops/dz/x.tif: cannot be reached: .*loops/dz is a symbolic link to a missing target \(-> .*not-mounted\)$" \
+    "$cfnet" predict "$m" "$loops/dz/x.tif" -o "$out/loops.csv"
+expect 1 "loops/dz/sub: cannot be reached: .*loops/dz is a symbolic link to a missing target \(-> .*not-mounted\)$" \
+    "$cfnet" train "$loops/dz/sub" -o "$out/dl.safetensors" --epochs 1
+expect 1 "loops/dz/sub: cannot be reached: .*loops/dz is a symbolic link to a missing target \(-> .*not-mounted\)$" \
+    "$cfnet" eval "$m" "$loops/dz/sub"
+lacks "no such file" "an INPUT or DATA through a link to nothing"
+rm "$loops/dz"
 
 # ---- 10. a class name in decomposed Unicode (a folder copied from a Mac) against the composed one --
 nfc="$out/nfc"

@@ -703,17 +703,18 @@ static int is_csv(const char *path)
 }
 
 /* The message for a DATA or INPUT path that stat cannot reach (err: its errno): a symbolic link
- * that loops is not "no such file or directory". */
+ * that loops, or one to nothing, is not "no such file or directory". */
 static void say_unreachable(const char *path, int err)
 {
     char why[PATH_MAX * 2 + 64];
-    int on_way = err == ELOOP || err == EACCES ? dangling_on_way(path, why, sizeof why) : 0;
-    if (err == ENOENT || err == ENOTDIR)
-        tool_error("%s: no such file or directory", path);
-    else if (on_way == 1 || (on_way == 2 && err == EACCES))
-        /* a link further up the path (a folder given through a loop of links), or one whose
-         * target is on a way the user may not search: named, with its target */
+    int on_way = link_trouble(err) ? dangling_on_way(path, why, sizeof why) : 0;
+    if (on_way == 1 || (on_way == 2 && err == EACCES))
+        /* a link further up the path (a folder given through a loop of links or a link to
+         * nothing), or one whose target is on a way the user may not search: named, with its
+         * target */
         tool_error("%s: cannot be reached: %s", path, why);
+    else if (err == ENOENT || err == ENOTDIR)
+        tool_error("%s: no such file or directory", path);
     else if (err == ELOOP)
         tool_error("%s: a symbolic link that leads into a loop of links (a link to itself, or "
                    "links that point to each other)", path);

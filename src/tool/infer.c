@@ -868,10 +868,12 @@ int cmd_eval(int argc, char **argv)
     rc = EXIT_OK;
 out_ds:
     tool_on_failure(NULL, NULL);
-    /* (a signal from now on: the report committed, the folder stays; the run failed,
-     * remove_eval_made removes it below. Under mpirun a commit held until the final check-in
-     * keeps them: a signal before it puts the earlier files back, and the folder goes too) */
-    if (rc != EXIT_OK || size == 1) out_new_folder(NULL, NULL);
+    /* (a signal from now on: the report committed, the folder stays. Under mpirun a commit
+     * held until the final check-in keeps them: a signal before it puts the earlier files back,
+     * and the folder goes too. The run failed: the folders stay in the signal's list until
+     * remove_eval_made below has removed them, so that a signal at any point finds either the
+     * list or nothing of the run's left) */
+    if (rc == EXIT_OK && size == 1) out_new_folder(NULL, NULL);
     if (rank && ctx.pred) fclose(ctx.pred);
     if (terms_f) fclose(terms_f);
     if (o.warn_to) fclose(o.warn_to);
@@ -879,7 +881,10 @@ out_ds:
     free(terms);
     free(warned);
     for (int i = 0; i < 4; i++) out_discard(&outs[i]);
-    if (rc != EXIT_OK) remove_eval_made(&made);
+    if (rc != EXIT_OK) {
+        remove_eval_made(&made);
+        out_new_folder(NULL, NULL);
+    }
     for (int i = 0; i < 4; i++) free(paths[i]);
     free(new_dir);
     metrics_free(&ctx.m);

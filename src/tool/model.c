@@ -3,6 +3,7 @@
 #include "tool.h"
 
 #include <jansson.h>
+#include <limits.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -212,7 +213,7 @@ int model_load(const char *path, cfnet_network **net)
     cfnet_status st = cfnet_network_load(path, net);
     if (st != CFNET_OK) {
         const char *what = model_not_a_model(path, st);
-        char fmt[64];
+        char fmt[64], why[PATH_MAX * 2 + 64];
         if (what)
             tool_error("%s: not a model file (it is %s); MODEL is a .safetensors file written by "
                        "'cfnet train'", path, what);
@@ -223,6 +224,9 @@ int model_load(const char *path, cfnet_network **net)
                        "without the network; MODEL is a file written by 'cfnet train' or saved by "
                        "libcfnet (docs/cli.md, \"A network trained elsewhere\")", path,
                        fmt[0] ? "format \"" : "no format in its metadata", fmt, fmt[0] ? "\"" : "");
+        else if (link_in_way(path, why, sizeof why))
+            /* a symbolic link on the way to nothing or into a loop: named, with its target */
+            tool_error("%s: cannot load the model: %s", path, why);
         else
             tool_error("%s: cannot load the model: %s: %s", path, cfnet_status_string(st),
                        cfnet_last_error());

@@ -145,6 +145,10 @@ int link_trouble(int err);
  * search), said in buf ("NAME is a symbolic link to a loop of links (-> TARGET)"). 2 when that
  * name is path itself, 1 when it is a folder on the way, 0 when there is none (buf untouched). */
 int dangling_on_way(const char *path, char *buf, size_t size);
+/* 1 when stat cannot reach path for such a link on the way (dangling_on_way, said in buf), else
+ * 0 (buf untouched): for a file that a load failed to open, the link named, not "No such file
+ * or directory" or "Too many levels of symbolic links". */
+int link_in_way(const char *path, char *buf, size_t size);
 /* Creates a directory and its parents (like mkdir -p). 0, or the exit status after saying why
  * (tool_refuse: a usage error of usage_cmd, or with usage_cmd NULL an error, status 1), the
  * message after `label`: the option that named the folder, as the command's other refusals of
@@ -230,10 +234,12 @@ void out_held_folder(const char *path, const char *top);
  * files, so that a run ended before its files were committed leaves no empty folder. NULL:
  * forgets them (once the run ends, or keeps its files). */
 void out_new_folder(const char *path, const char *top);
-/* Warns of the second names of the files names[0..n-1] in the folder dir ("NAME.kept.PID.N",
- * see out_commit_all) that a run killed outright during its commit left (SIGKILL, a crash, a
- * power cut; PID not a process of this machine): each names the file, what it holds and how to
- * restore or remove it. Nothing is removed. */
+/* Warns of the second names of the files names[0..n-1] in the folder dir ("NAME.kept.PID.N", or
+ * ".cfnet-PID-N.kept" for a name too long for that; see out_commit_all) that a run killed
+ * outright during its commit left (SIGKILL, a crash, a power cut; PID not a process of this
+ * machine), looked for beside the file each name leads to (through a link: its target, as the
+ * commit keeps it): each names the file, what it holds (the file as it was before process PID
+ * ran) and what renaming it back or removing it does. Nothing is removed. */
 void out_note_kept(const char *dir, const char *const *names, int n);
 /* Ends a commit held (none: nothing): keep (1) or undo (0) it. */
 void out_settle(int keep);

@@ -1182,11 +1182,16 @@ int cmd_train(int argc, char **argv)
         if (st != CFNET_OK) {
             /* a job script that resumes on every run: name the option that does what it meant */
             int missing = !c.resume_auto && access(c.resume, F_OK) != 0 && errno == ENOENT;
-            tool_error("%s: cannot load the checkpoint: %s: %s%s", named,
-                       cfnet_status_string(st), cfnet_last_error(),
-                       missing ? " (to start a new run when there is no checkpoint yet and "
-                                 "continue from MODEL's otherwise, as a requeued job needs, "
-                                 "give --resume auto)" : "");
+            char why[PATH_MAX * 2 + 64];
+            const char *hint = missing ? " (to start a new run when there is no checkpoint yet "
+                                         "and continue from MODEL's otherwise, as a requeued job "
+                                         "needs, give --resume auto)"
+                                       : "";
+            if (link_in_way(c.resume, why, sizeof why)) /* (a link to nothing or a loop: named) */
+                tool_error("%s: cannot load the checkpoint: %s%s", named, why, hint);
+            else
+                tool_error("%s: cannot load the checkpoint: %s: %s%s", named,
+                           cfnet_status_string(st), cfnet_last_error(), hint);
             free(named);
             goto out;
         }

@@ -791,9 +791,10 @@ int read_file(const char *path, size_t limit, unsigned char **data, size_t *size
             snprintf(err, errsize, "cannot open: a symbolic link %s (-> %s)",
                      e == ENOENT ? "whose target does not exist" : "that leads into a loop of links",
                      to);
-        } else if ((e == ELOOP || e == EACCES) && dangling_on_way(path, why, sizeof why)) {
-            /* a link further up the path (a folder given through a loop of links, a target on
-             * a way the user may not search): named, not "Too many levels of symbolic links" */
+        } else if (link_trouble(e) && dangling_on_way(path, why, sizeof why)) {
+            /* a link further up the path (a folder given through a loop of links or a link to
+             * nothing, a target on a way the user may not search): named, not "Too many levels
+             * of symbolic links" or "No such file or directory" */
             snprintf(err, errsize, "cannot open: %s", why);
         } else {
             snprintf(err, errsize, "cannot open: %s", strerror(e));
@@ -883,6 +884,13 @@ int dangling_on_way(const char *path, char *buf, size_t size)
     }
     free(p);
     return found;
+}
+
+int link_in_way(const char *path, char *buf, size_t size)
+{
+    struct stat st;
+    if (stat(path, &st) == 0 || !link_trouble(errno)) return 0;
+    return dangling_on_way(path, buf, size) != 0;
 }
 
 /* The refusal of the folder `p` (label `l`) that make_dirs cannot make: `e` the errno of its
@@ -1278,47 +1286,143 @@ static void kept_format(char *buf, size_t size, const char *path, int k)
         snprintf(buf, size, "%.*s.cfnet-%ld-%d.kept", dirlen, path, (long)getpid(), k);
 }
 
+/* Whether the entry d of a folder is a second name as kept_format makes it for a file named
+ * base: "base.kept.PID.N" (long: ".cfnet-PID-N.kept", for a base too long for that). *pid the
+ * process that made it. */
+static int kept_name_of(const char *d, const char *base, int long_form, long *pid)
+{
+    const size_t blen = strlen(base);
+    const char *p;
+    if (long_form) {
+        if (strncmp(d, ".cfnet-", 7)) return 0;
+        p = d + 7;
+    } else {
+        if (strncmp(d, base, blen) || strncmp(d + blen, ".kept.", 6)) return 0;
+        p = d + blen + 6;
+    }
+    const char sep = long_form ? '-' : '.';
+    const char *s = strchr(p, sep);
+    if (!s || s == p || strspn(p, "0123456789") != (size_t)(s - p)) return 0;
+    char *e;
+    errno = 0;
+    *pid = strtol(p, &e, 10);
+    if (errno || *pid <= 0 || e != s) return 0;
+    const size_t nd = strspn(s + 1, "0123456789");
+    if (nd == 0) return 0;
+    return long_form ? !strcmp(s + 1 + nd, ".kept") : s[1 + nd] == 0;
+}
+
+/* The length of the folder part of path, as opendir takes it (0: none, the current folder) */
+static size_t folder_len(const char *path)
+{
+    const char *slash = strrchr(path, '/');
+    return !slash ? 0 : slash == path ? 1 : (size_t)(slash - path);
+}
+
 void out_note_kept(const char *dir, const char *const *names, int n)
 {
-    /* (nothing allocated but for a second name found: the folder's name is not copied) */
-    DIR *dp = opendir(dir);
-    struct dirent *de;
-    while (dp && (de = readdir(dp))) {
-        /* NAME.kept.PID.N (kept_format), PID and N digits only */
-        const char *d = de->d_name, *base = NULL;
-        size_t blen = 0;
-        for (int i = 0; i < n && !base; i++) {
-            blen = strlen(names[i]);
-            if (!strncmp(d, names[i], blen) && !strncmp(d + blen, ".kept.", 6)) base = names[i];
+    /* the file that a commit of each name replaces, as out_open names it: through a link, the
+     * file it leads to (its second name is beside that file); a link to nothing (its file
+     * moved to its second name), where it led. (Nothing else allocated but for a second name
+     * found: no copy of a folder's name.) */
+    char *real[OUT_MAX_OPEN];
+    if (n > OUT_MAX_OPEN) n = OUT_MAX_OPEN;
+    for (int i = 0; i < n; i++) {
+        char *p = path_join(dir, names[i]), to[PATH_MAX];
+        struct stat st, ls;
+        ssize_t tn;
+        real[i] = NULL;
+        if (stat(p, &st) == 0 && S_ISREG(st.st_mode)) {
+            real[i] = realpath(p, NULL);
+        } else if (lstat(p, &ls) == 0 && S_ISLNK(ls.st_mode) &&
+                   (tn = readlink(p, to, sizeof to - 1)) > 0) {
+            to[tn] = 0;
+            const size_t fl = folder_len(p);
+            real[i] = to[0] == '/' || fl == 0 ? xstrdup(to) : xasprintf("%.*s/%s", (int)fl, p, to);
         }
-        if (!base) continue;
-        char *end;
-        errno = 0;
-        long pid = strtol(d + blen + 6, &end, 10);
-        if (errno || pid <= 0 || !isdigit((unsigned char)d[blen + 6]) || *end != '.' ||
-            !isdigit((unsigned char)end[1]) || end[1 + strspn(end + 1, "0123456789")])
-            continue;
-        /* a run of this machine still at its commit: none of ours to speak of */
-        if (pid == (long)getpid() || kill((pid_t)pid, 0) == 0 || errno != ESRCH) continue;
-        char *kept = path_join(dir, d), *path = path_join(dir, base);
-        struct stat ks, ps;
-        if (lstat(kept, &ks) == 0 && S_ISREG(ks.st_mode)) {
-            const int there = lstat(path, &ps) == 0;
-            if (there && ps.st_dev == ks.st_dev && ps.st_ino == ks.st_ino)
+        if (real[i]) free(p);
+        else real[i] = p;
+    }
+    for (int f = 0; f < n; f++) {
+        const size_t fl = folder_len(real[f]);
+        int seen = 0;
+        for (int j = 0; j < f && !seen; j++)
+            seen = folder_len(real[j]) == fl && !strncmp(real[j], real[f], fl);
+        if (seen) continue; /* (that folder read already) */
+        DIR *dp;
+        if (fl == 0) {
+            dp = opendir(".");
+        } else if (fl == 1 && real[f][0] == '/') {
+            dp = opendir("/");
+        } else { /* (its name cut from real[f] while it is opened) */
+            const char c = real[f][fl];
+            real[f][fl] = 0;
+            dp = opendir(real[f]);
+            real[f][fl] = c;
+        }
+        struct dirent *de;
+        while (dp && (de = readdir(dp))) {
+            const char *d = de->d_name;
+            long pid = 0;
+            /* the names of this folder whose second name d may be: one for NAME.kept.PID.N;
+             * for .cfnet-PID-N.kept, each whose name is too long for that */
+            int which[OUT_MAX_OPEN], nw = 0;
+            for (int i = 0; i < n; i++) {
+                if (folder_len(real[i]) != fl || strncmp(real[i], real[f], fl)) continue;
+                const char *base = real[i] + (fl ? fl + (real[i][fl] == '/') : 0);
+                if (kept_name_of(d, base, strlen(base) + 32 > 255, &pid)) which[nw++] = i;
+            }
+            if (!nw) continue;
+            /* a run of this machine still at its commit: none of ours to speak of */
+            if (pid == (long)getpid() || kill((pid_t)pid, 0) == 0 || errno != ESRCH) continue;
+            char *kept = fl == 0                           ? xstrdup(d)
+                         : fl == 1 && real[f][0] == '/' ? xasprintf("/%s", d)
+                                                          : xasprintf("%.*s/%s", (int)fl, real[f], d);
+            struct stat ks, ps;
+            if (lstat(kept, &ks) != 0 || !S_ISREG(ks.st_mode)) {
+                free(kept);
+                continue;
+            }
+            /* the file it is a second name of, as it is: nothing needs it */
+            int same = -1, there = 0;
+            for (int w = 0; w < nw; w++) {
+                if (lstat(real[which[w]], &ps) != 0) continue;
+                there = 1;
+                if (ps.st_dev == ks.st_dev && ps.st_ino == ks.st_ino) same = which[w];
+            }
+            if (same >= 0) {
                 tool_warn("%s: a second name of %s, as it is, that a run killed during its commit "
                           "left (process %ld, no longer running on this machine); nothing needs "
-                          "it: remove it", kept, path, pid);
-            else
-                tool_warn("%s: the earlier %s, kept aside by a run killed during its commit "
-                          "(process %ld, no longer running on this machine), which %s; to restore "
-                          "it, rename it back to %s (and so any other file of that report kept "
-                          "aside by process %ld); otherwise remove it", kept, path, pid,
-                          there ? "had replaced it" : "had moved it out of the way", base, pid);
+                          "it: remove it", kept, real[same], pid);
+            } else {
+                /* which file: one name, or (the long form, several names too long for the
+                 * short one in this folder) each that it may be */
+                size_t len = 1;
+                for (int w = 0; w < nw; w++) len += strlen(real[which[w]]) + 16;
+                char *what = xmalloc(len);
+                what[0] = 0;
+                if (nw > 1) strcat(what, "one of ");
+                for (int w = 0; w < nw; w++) {
+                    if (w) strcat(what, w + 1 < nw ? ", " : " or ");
+                    strcat(what, real[which[w]]);
+                }
+                const char *base = nw == 1 ? real[which[0]] + (fl ? fl + (real[which[0]][fl] == '/') : 0)
+                                           : "its name";
+                tool_warn("%s: %s as it was before process %ld ran (a run killed during its "
+                          "commit, no longer running on this machine, which %s); renaming it "
+                          "back to %s puts that earlier file over whatever is there by then, "
+                          "this run's new file included (to restore that earlier report, "
+                          "rename back every file that process %ld kept aside); otherwise "
+                          "remove it",
+                          kept, what, pid, there ? "had replaced it" : "had moved it out of the way",
+                          base, pid);
+                free(what);
+            }
+            free(kept);
         }
-        free(kept);
-        free(path);
+        if (dp) closedir(dp);
     }
-    if (dp) closedir(dp);
+    for (int i = 0; i < n; i++) free(real[i]);
 }
 
 /* Gives the file at e->path its second name (none there: nothing to keep). 0, or -1 said. */
