@@ -698,6 +698,7 @@ typedef struct conv_job {
     /* forward: max(0, .) on the outputs, a block's once all its tiles are written
      * (CF_RELU_BLOCK) or a tile's pixels once it is written (CF_RELU_TILE: shares of tiles) */
     int relu;
+    bool pix; /* use_pix(p, O), worked out once a call rather than once a tile */
 } conv_job;
 
 enum { CF_RELU_NONE = 0, CF_RELU_BLOCK = 1, CF_RELU_TILE = 2 };
@@ -730,7 +731,7 @@ static void forward_tile(const conv_job *j, int i, int64_t s0, int64_t nb, const
     int g = p->tgroup[i];
     int64_t w = p->tj0[i + 1] - p->tj0[i], tn = nb * w;
     const float *Wp = j->Wp + (size_t)g * j->wstride;
-    if (use_pix(p, O)) {
+    if (j->pix) {
         /* Direct over output channels: reads the padded input, writes y. */
         for (int64_t b = 0; b < nb; b++)
             k->conv_fwd_pix(O, (int)CK, Wp, xin + b * plane, p->rowoff,
@@ -792,7 +793,7 @@ static void forward_range(const conv_job *j)
     int O = j->O;
     int64_t P = p->P, in_size = (int64_t)p->C * p->H * p->W;
     const cf_simd_ops *k = cf_simd();
-    bool pix = use_pix(p, O);
+    bool pix = j->pix;
     int64_t spb = block_samples(p, O);
     for (int64_t s0 = j->s_begin; s0 < j->s_end; s0 += spb) {
         int64_t nb = j->s_end - s0 < spb ? j->s_end - s0 : spb;
@@ -1006,6 +1007,7 @@ static void run_split(const conv_job *base, const float *const *Wg, const float 
     const cf_conv_plan *p = base->p;
     int O = base->O, T = backward ? eff_threads(threads, n) : fwd_threads(p, n, threads);
     bool by_tiles = !backward && split_tiles(p, n, threads);
+    bool pix = use_pix(p, O);
     /* Scratch: the job descriptors, the packed banks, per thread its buffers, then the
      * gradient banks of threads 1..T-1. */
     if (!scratch) scratch = ws;
@@ -1035,6 +1037,7 @@ static void run_split(const conv_job *base, const float *const *Wg, const float 
         j->t_begin = by_tiles ? tile_split(p, t, T) : 0;
         j->t_end = by_tiles ? tile_split(p, t + 1, T) : p->ntiles;
         j->relu = !base->relu ? CF_RELU_NONE : by_tiles ? CF_RELU_TILE : CF_RELU_BLOCK;
+        j->pix = pix;
         j->col = (float *)mine;
         j->out = (float *)(mine + col_region(p, O));
         j->xpad = (float *)(mine + col_region(p, O) + out_bytes(p, O));
