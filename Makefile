@@ -517,7 +517,7 @@ install: $(SOLIB) $(ALIB) $(TOOL)
 	$(SUBST) cmake/cfnetConfig.cmake.in > $(DESTDIR)$(CMAKEDIR)/cfnetConfig.cmake
 	$(SUBST) cmake/cfnetConfigVersion.cmake.in > $(DESTDIR)$(CMAKEDIR)/cfnetConfigVersion.cmake
 	@if [ -z "$(DESTDIR)" ]; then \
-	    LDCONFIG=$(LDCONFIG) scripts/ldconfig-note $(LIBDIR) $(PCDIR) $(CMAKEDIR) $(PREFIX); fi
+	    LDCONFIG=$(LDCONFIG) scripts/ldconfig-note $(LIBDIR) $(PCDIR) $(CMAKEDIR); fi
 
 # Removes the installed files, then the directories install created if they are empty.
 uninstall:

@@ -126,6 +126,24 @@ LDSO_CONF=$tmp/ld.so.conf PKG_CONFIG_PATH=$prefix/lib/pkgconfig PATH="$prefix/bi
     { cat "$tmp/install2.log"; fail "make install did not run ldconfig for a library directory on the search path"; }
 ! grep -q "PKG_CONFIG_PATH\|CMAKE_PREFIX_PATH" "$tmp/install2.log" ||
     { cat "$tmp/install2.log"; fail "make install into a prefix on pkg-config's and CMake's paths named their variables"; }
+# The CMake note names CMAKEDIR's own prefix (LIBDIR may be set apart from PREFIX), or cfnet_DIR
+# for another layout, none for a prefix CMake searches (/opt); paths with a space come quoted.
+note() { env -u PKG_CONFIG_PATH -u PKG_CONFIG_LIBDIR -u CMAKE_PREFIX_PATH LDSO_CONF=/dev/null \
+    scripts/ldconfig-note "$1" "$1/pkgconfig" "$2"; }
+note "$tmp/apart/lib" "$tmp/apart/lib/cmake/cfnet" > "$tmp/note1.log"
+grep -qF "cmake -DCMAKE_PREFIX_PATH=$tmp/apart " "$tmp/note1.log" ||
+    { cat "$tmp/note1.log"; fail "the CMake note did not name CMAKEDIR's prefix"; }
+note "$tmp/apart/lib" "$tmp/cm/cfnet" > "$tmp/note2.log"
+grep -qF "cmake -Dcfnet_DIR=$tmp/cm/cfnet" "$tmp/note2.log" ||
+    { cat "$tmp/note2.log"; fail "the CMake note did not name cfnet_DIR for a CMAKEDIR outside the layouts"; }
+note /opt/lib /opt/lib/cmake/cfnet > "$tmp/note3.log"
+! grep -q "CMAKE_PREFIX_PATH" "$tmp/note3.log" ||
+    { cat "$tmp/note3.log"; fail "the CMake note named /opt, which CMake searches"; }
+note "$tmp/a b/lib" "$tmp/a b/lib/cmake/cfnet" > "$tmp/note4.log"
+grep -qF "PKG_CONFIG_PATH='$tmp/a b/lib/pkgconfig' pkg-config" "$tmp/note4.log" &&
+    grep -qF "cmake -DCMAKE_PREFIX_PATH='$tmp/a b' " "$tmp/note4.log" ||
+    { cat "$tmp/note4.log"; fail "the notes did not quote a path with a space"; }
+echo "test_pkgconfig: install notes for pkg-config and CMake: ok"
 
 version=$(sed -n 's/^#define CFNET_VERSION_MAJOR \([0-9]*\).*/\1/p' include/cfnet/cfnet.h).$(
     sed -n 's/^#define CFNET_VERSION_MINOR \([0-9]*\).*/\1/p' include/cfnet/cfnet.h).$(
