@@ -501,7 +501,14 @@ REMOVE_STALE_SOLIBS = d='$(DESTDIR)$(LIBDIR)'; cur=$$(readlink "$$d/$(SONAME)");
 # Directories install created, for uninstall (scripts/install-dirs).
 DIRS_MANIFEST = $(CMAKEDIR)/installed-directories
 
+# The recipes split paths at spaces (an install would write elsewhere, an uninstall remove other
+# files): refuse such a PREFIX, DESTDIR or directory before either starts.
+NO_SPACES = $(if $(findstring $(space),$(DESTDIR)$(PREFIX)$(LIBDIR)$(INCDIR)$(PCDIR)$(CMAKEDIR)$(BINDIR)$(MANDIR)),$(error \
+    $@: PREFIX and DESTDIR and the directories cannot hold a space: PREFIX='$(PREFIX)' \
+    DESTDIR='$(DESTDIR)'; nothing was done))
+
 install: $(SOLIB) $(ALIB) $(TOOL)
+	$(NO_SPACES)
 	scripts/install-dirs create $(DIRS_MANIFEST) "$(DESTDIR)" $(LIBDIR) $(INCDIR)/cfnet $(PCDIR) \
 	    $(CMAKEDIR) $(BINDIR) $(MANDIR)/man1
 	install -m 755 $(TOOL) $(DESTDIR)$(BINDIR)/cfnet
@@ -517,10 +524,11 @@ install: $(SOLIB) $(ALIB) $(TOOL)
 	$(SUBST) cmake/cfnetConfig.cmake.in > $(DESTDIR)$(CMAKEDIR)/cfnetConfig.cmake
 	$(SUBST) cmake/cfnetConfigVersion.cmake.in > $(DESTDIR)$(CMAKEDIR)/cfnetConfigVersion.cmake
 	@if [ -z "$(DESTDIR)" ]; then \
-	    LDCONFIG=$(LDCONFIG) scripts/ldconfig-note $(LIBDIR) $(PCDIR) $(CMAKEDIR) $(PREFIX); fi
+	    LDCONFIG=$(LDCONFIG) scripts/ldconfig-note $(LIBDIR) $(PCDIR) $(CMAKEDIR); fi
 
 # Removes the installed files, then the directories install created if they are empty.
 uninstall:
+	$(NO_SPACES)
 	rm -f $(DESTDIR)$(INCDIR)/cfnet/cfnet.h $(DESTDIR)$(LIBDIR)/libcfnet.so.$(VERSION) \
 	    $(DESTDIR)$(LIBDIR)/$(SONAME) $(DESTDIR)$(LIBDIR)/libcfnet.so \
 	    $(DESTDIR)$(LIBDIR)/libcfnet.a $(DESTDIR)$(PCDIR)/cfnet.pc \

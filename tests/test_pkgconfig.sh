@@ -6,7 +6,8 @@
 # and print the right output. The compile flags must carry no dependency include path. Install
 # without DESTDIR must say how programs find the library, and run ldconfig when the library
 # directory is on the linker's search path, and name PKG_CONFIG_PATH and CMAKE_PREFIX_PATH for a
-# prefix that pkg-config and CMake do not search (only then), and refuse a relative PREFIX; a PREFIX with a
+# prefix that pkg-config and CMake do not search (only then), and refuse a relative PREFIX or one
+# with a space; a PREFIX with a
 # trailing slash keeps the directories under it in the .pc files; install over an earlier
 # release removes that release's library file and nothing else. A moved copy of the installed tree builds with
 # `pkg-config --define-prefix`, and README.md's host program builds and runs as README says.
@@ -42,6 +43,17 @@ fi
 if [ -e "$rel" ]; then rm -rf "$rel"; fail "make install with a relative PREFIX created $rel"; fi
 grep -q "install: the directories must be absolute paths, not '$rel/" "$tmp/rel.log" ||
     { cat "$tmp/rel.log"; fail "make install with a relative PREFIX: no clear message"; }
+# The recipes would split a path with a space: install and uninstall refuse it, touching nothing.
+for target in install uninstall; do
+    # shellcheck disable=SC2086
+    if make --no-print-directory -s $target PREFIX="$tmp/sp ace" $makevars >"$tmp/space.log" 2>&1; then
+        fail "make $target accepted a PREFIX with a space"
+    fi
+    grep -q "$target: PREFIX and DESTDIR and the directories cannot hold a space" "$tmp/space.log" ||
+        { cat "$tmp/space.log"; fail "make $target with a space in PREFIX: no clear message"; }
+    [ ! -e "$tmp/sp" ] && [ ! -e "$tmp/sp ace" ] && [ ! -e ace ] ||
+        fail "make $target with a space in PREFIX created or left $tmp/sp, '$tmp/sp ace' or ./ace"
+done
 # A PREFIX written with a trailing slash still has the LIBDIR and INCDIR set under it: the .pc
 # files write them as ${prefix}/..., so --define-prefix finds a moved copy (not the old path).
 slash=$tmp/slash
@@ -126,6 +138,24 @@ LDSO_CONF=$tmp/ld.so.conf PKG_CONFIG_PATH=$prefix/lib/pkgconfig PATH="$prefix/bi
     { cat "$tmp/install2.log"; fail "make install did not run ldconfig for a library directory on the search path"; }
 ! grep -q "PKG_CONFIG_PATH\|CMAKE_PREFIX_PATH" "$tmp/install2.log" ||
     { cat "$tmp/install2.log"; fail "make install into a prefix on pkg-config's and CMake's paths named their variables"; }
+# The CMake note names CMAKEDIR's own prefix (LIBDIR may be set apart from PREFIX), or cfnet_DIR
+# for another layout, none for a prefix CMake searches (/opt); paths with a space come quoted.
+note() { env -u PKG_CONFIG_PATH -u PKG_CONFIG_LIBDIR -u CMAKE_PREFIX_PATH LDSO_CONF=/dev/null \
+    scripts/ldconfig-note "$1" "$1/pkgconfig" "$2"; }
+note "$tmp/apart/lib" "$tmp/apart/lib/cmake/cfnet" > "$tmp/note1.log"
+grep -qF "cmake -DCMAKE_PREFIX_PATH=$tmp/apart " "$tmp/note1.log" ||
+    { cat "$tmp/note1.log"; fail "the CMake note did not name CMAKEDIR's prefix"; }
+note "$tmp/apart/lib" "$tmp/cm/cfnet" > "$tmp/note2.log"
+grep -qF "cmake -Dcfnet_DIR=$tmp/cm/cfnet" "$tmp/note2.log" ||
+    { cat "$tmp/note2.log"; fail "the CMake note did not name cfnet_DIR for a CMAKEDIR outside the layouts"; }
+note /opt/lib /opt/lib/cmake/cfnet > "$tmp/note3.log"
+! grep -q "CMAKE_PREFIX_PATH" "$tmp/note3.log" ||
+    { cat "$tmp/note3.log"; fail "the CMake note named /opt, which CMake searches"; }
+note "$tmp/a b/lib" "$tmp/a b/lib/cmake/cfnet" > "$tmp/note4.log"
+grep -qF "PKG_CONFIG_PATH='$tmp/a b/lib/pkgconfig' pkg-config" "$tmp/note4.log" &&
+    grep -qF "cmake -DCMAKE_PREFIX_PATH='$tmp/a b' " "$tmp/note4.log" ||
+    { cat "$tmp/note4.log"; fail "the notes did not quote a path with a space"; }
+echo "test_pkgconfig: install notes for pkg-config and CMake: ok"
 
 version=$(sed -n 's/^#define CFNET_VERSION_MAJOR \([0-9]*\).*/\1/p' include/cfnet/cfnet.h).$(
     sed -n 's/^#define CFNET_VERSION_MINOR \([0-9]*\).*/\1/p' include/cfnet/cfnet.h).$(
