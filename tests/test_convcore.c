@@ -113,7 +113,6 @@ static void gemm_matches_double_products(void **state)
             }
         free(At), free(Bt), free(Ct);
     }
-    float *A = randf((size_t)M * K, &r), *B = randf((size_t)K * N, &r);
     /* nt: D (M x K) = 0 + A2 (M x N) B2 (K x N)^T */
     float *A2 = randf((size_t)M * N, &r), *B2 = randf((size_t)K * N, &r);
     float *D = calloc((size_t)M * K, sizeof *D);
@@ -128,7 +127,7 @@ static void gemm_matches_double_products(void **state)
             }
             assert_true(fabs(D[m * K + k] - s) <= 1e-6 * mag + 1e-30);
         }
-    free(A), free(B), free(A2), free(B2), free(D);
+    free(A2), free(B2), free(D);
 }
 
 /* One call against pieces: columns in any cut, K in consecutive ranges continued through C,
@@ -146,7 +145,7 @@ static void gemm_pieces_give_the_same_bits(void **state)
     cf_gemm_pack_a(M, K, A, K, Ap);
     v->gemm_nn(M, N, K, Ap, K, B, N, C1, N, 0);
     static const int ncut[] = {0, 7, 31, 32, 80, 101}, kcut[] = {0, 1, 100, 129, 250, 333},
-                     mcut[] = {0, 4, 12, 22};
+                     mcut[] = {0, 4, 16, 22}; /* 4, 12 (8 + 4) and 6 rows */
     for (int a = 0; a + 1 < 3 + 1; a++)
         for (int b = 0; b + 1 < 6; b++)
             for (int c = 0; c + 1 < 6; c++) {
