@@ -858,6 +858,7 @@ int link_trouble(int err)
  * untouched). */
 int dangling_on_way(const char *path, char *buf, size_t size)
 {
+    if (!*path) return 0; /* (no name: nothing on its way, and no first character to pass) */
     char *p = xstrdup(path);
     int found = 0;
     for (char *q = p + 1;; q++) {
