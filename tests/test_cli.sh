@@ -727,6 +727,16 @@ if command -v strace >/dev/null 2>&1 && strace -o /dev/null true 2>/dev/null; th
     grep -q "^cfnet: warning: .*evmoved/confusion.csv.kept.$dead.3: .*evmoved/confusion.csv as it was before process $dead ran (a run killed during its commit, no longer running on this machine, which had moved it out of the way); renaming it back to confusion.csv puts that earlier file over whatever is there by then" "$out/last.txt" ||
         { cat "$out/last.txt"; fail "eval --out did not name a second name whose file was not there"; }
     [ "$(cat "$ow/evmoved/confusion.csv.kept.$dead.3")" = old ] || fail "eval --out removed a second name whose file was not there"
+    # ... and so through a chain of links whose last file is not there (metrics.json ->
+    # evchaint/mid.json -> real.json): looked for beside real.json, as the commit keeps it
+    mkdir "$ow/evchain" "$ow/evchaint"
+    ln -s real.json "$ow/evchaint/mid.json"
+    ln -s ../evchaint/mid.json "$ow/evchain/metrics.json"
+    echo old >"$ow/evchaint/real.json.kept.$dead.0"
+    expect 0 "" "$cfnet" eval "$ow/model.safetensors" "$ow/data" --out "$ow/evchain" -q
+    grep -q "^cfnet: warning: .*evchaint/real.json.kept.$dead.0: .*evchaint/real.json as it was before process $dead ran (a run killed during its commit, no longer running on this machine, which had moved it out of the way); renaming it back to real.json puts" "$out/last.txt" ||
+        { cat "$out/last.txt"; fail "eval --out did not name a second name beside the last file of a chain of links"; }
+    [ "$(cat "$ow/evchaint/real.json.kept.$dead.0")" = old ] || fail "eval --out removed a second name beside the last file of a chain of links"
     # the long form of the second name (.cfnet-PID-N.kept, for a file whose name is too long
     # for NAME.kept.PID.N: here metrics.json a link to such a file, replaced through it, its
     # second name beside it) that a killed run left is named too, with the file it was of
