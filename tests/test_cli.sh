@@ -733,6 +733,16 @@ if command -v strace >/dev/null 2>&1 && strace -o /dev/null true 2>/dev/null; th
     grep -q "^cfnet: warning: .*evmoved/confusion.csv.kept.$dead.3: .*evmoved/confusion.csv as it was before process $dead ran (a run killed during its commit, no longer running on this machine, which had moved it out of the way); renaming it back to confusion.csv puts that earlier file over whatever is there by then" "$out/last.txt" ||
         { cat "$out/last.txt"; fail "eval --out did not name a second name whose file was not there"; }
     [ "$(cat "$ow/evmoved/confusion.csv.kept.$dead.3")" = old ] || fail "eval --out removed a second name whose file was not there"
+    # ... and so through a chain of links whose last file is not there (metrics.json ->
+    # evchaint/mid.json -> real.json): looked for beside real.json, as the commit keeps it
+    mkdir "$ow/evchain" "$ow/evchaint"
+    ln -s real.json "$ow/evchaint/mid.json"
+    ln -s ../evchaint/mid.json "$ow/evchain/metrics.json"
+    echo old >"$ow/evchaint/real.json.kept.$dead.0"
+    expect 0 "" "$cfnet" eval "$ow/model.safetensors" "$ow/data" --out "$ow/evchain" -q
+    grep -q "^cfnet: warning: .*evchaint/real.json.kept.$dead.0: .*evchaint/real.json as it was before process $dead ran (a run killed during its commit, no longer running on this machine, which had moved it out of the way); renaming it back to real.json puts" "$out/last.txt" ||
+        { cat "$out/last.txt"; fail "eval --out did not name a second name beside the last file of a chain of links"; }
+    [ "$(cat "$ow/evchaint/real.json.kept.$dead.0")" = old ] || fail "eval --out removed a second name beside the last file of a chain of links"
     # the long form of the second name (.cfnet-PID-N.kept, for a file whose name is too long
     # for NAME.kept.PID.N: here metrics.json a link to such a file, replaced through it, its
     # second name beside it) that a killed run left is named too, with the file it was of
@@ -794,6 +804,14 @@ for via in "evdang|a missing target \(-> evnowhere\)" "evloopa|a loop of links \
 done
 test -e "$ow/x.onnx" || test -e "$ow/res.safetensors" && fail "a MODEL through a link that cannot be followed: an output written"
 rm "$ow/evloopa" "$ow/evloopb" "$ow/evdang"
+# an empty MODEL: no link looked for past the end of its name (under valgrind where the build
+# has no sanitizer of its own to see that read)
+mc=""
+if [ "${build:-build/default}" = build/default ] && command -v valgrind >/dev/null; then
+    mc="valgrind -q --error-exitcode=99"
+fi
+# shellcheck disable=SC2086
+expect 1 "^cfnet: error: : cannot load the model: .*No such file or directory$" $mc "$cfnet" info ""
 # no write permission: as another user when run as root (root may write anywhere)
 mkdir -p "$ow/ro"
 chmod 555 "$ow/ro"

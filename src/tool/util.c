@@ -858,6 +858,7 @@ int link_trouble(int err)
  * untouched). */
 int dangling_on_way(const char *path, char *buf, size_t size)
 {
+    if (!*path) return 0; /* (no name: nothing on its way, and no first character to pass) */
     char *p = xstrdup(path);
     int found = 0;
     for (char *q = p + 1;; q++) {
@@ -1323,8 +1324,8 @@ void out_note_kept(const char *dir, const char *const *names, int n)
 {
     /* the file that a commit of each name replaces, as out_open names it: through a link, the
      * file it leads to (its second name is beside that file); a link to nothing (its file
-     * moved to its second name), where it led. (Nothing else allocated but for a second name
-     * found: no copy of a folder's name.) */
+     * moved to its second name), where it led, through each link of a chain. (Nothing else
+     * allocated but for a second name found: no copy of a folder's name.) */
     char *real[OUT_MAX_OPEN];
     if (n > OUT_MAX_OPEN) n = OUT_MAX_OPEN;
     for (int i = 0; i < n; i++) {
@@ -1332,16 +1333,22 @@ void out_note_kept(const char *dir, const char *const *names, int n)
         struct stat st, ls;
         ssize_t tn;
         real[i] = NULL;
-        if (stat(p, &st) == 0 && S_ISREG(st.st_mode)) {
-            real[i] = realpath(p, NULL);
-        } else if (lstat(p, &ls) == 0 && S_ISLNK(ls.st_mode) &&
-                   (tn = readlink(p, to, sizeof to - 1)) > 0) {
+        if (stat(p, &st) == 0 && S_ISREG(st.st_mode)) real[i] = realpath(p, NULL);
+        if (real[i]) {
+            free(p);
+            continue;
+        }
+        /* (40: the kernel's limit of links followed in one name) */
+        for (int hop = 0; hop < 40 && lstat(p, &ls) == 0 && S_ISLNK(ls.st_mode) &&
+                          (tn = readlink(p, to, sizeof to - 1)) > 0;
+             hop++) {
             to[tn] = 0;
             const size_t fl = folder_len(p);
-            real[i] = to[0] == '/' || fl == 0 ? xstrdup(to) : xasprintf("%.*s/%s", (int)fl, p, to);
+            char *next = to[0] == '/' || fl == 0 ? xstrdup(to) : xasprintf("%.*s/%s", (int)fl, p, to);
+            free(p);
+            p = next;
         }
-        if (real[i]) free(p);
-        else real[i] = p;
+        real[i] = p;
     }
     for (int f = 0; f < n; f++) {
         const size_t fl = folder_len(real[f]);
