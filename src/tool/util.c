@@ -839,6 +839,21 @@ int read_file(const char *path, size_t limit, unsigned char **data, size_t *size
     return 0;
 }
 
+int open_nowait(const char *path, struct stat *st)
+{
+    int fd = open(path, O_RDONLY | O_NONBLOCK | O_NOCTTY | O_CLOEXEC);
+    if (fd < 0) return -1;
+    if (fstat(fd, st) != 0) {
+        int e = errno;
+        close(fd);
+        errno = e;
+        return -1;
+    }
+    int fl = S_ISREG(st->st_mode) ? fcntl(fd, F_GETFL) : -1;
+    if (fl != -1) (void)fcntl(fd, F_SETFL, fl & ~O_NONBLOCK);
+    return fd;
+}
+
 int path_is_dir(const char *path)
 {
     struct stat st;
