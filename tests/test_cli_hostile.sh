@@ -437,7 +437,7 @@ fi
 img=$(find "$d/test" -name '*.tif' | head -n 1)
 mkfifo "$out/fifo.tif"
 # crop's MASK a FIFO: refused as not a regular file, not opened to wait for a writer
-expect 1 "fifo.tif: not a regular file" timeout 60 "$cfnet" crop "$img" "$out/fifo.tif" -o "$out/cropfifo"
+expect 1 "fifo.tif: not a regular file" timeout -s KILL 60 "$cfnet" crop "$img" "$out/fifo.tif" -o "$out/cropfifo"
 # a file that is checked and then read: a FIFO put in its place between the check and the read
 # (strace holds the read's open back for 2 s while it is swapped) is not read. `predict FILE`
 # alone looks into FILE to tell an image from a model; eval loads MODEL, then looks into what
@@ -454,7 +454,7 @@ if strace -f -qq -o /dev/null true 2>/dev/null; then
             want=1 says="swap.tif: not a model file|swap.tif: cannot load the model" open=2 args="$d/test"
         fi
         # shellcheck disable=SC2086
-        expect $want "$says" timeout 60 env ASAN_OPTIONS="${ASAN_OPTIONS:+$ASAN_OPTIONS:}detect_leaks=0" \
+        expect $want "$says" timeout -s KILL 60 env ASAN_OPTIONS="${ASAN_OPTIONS:+$ASAN_OPTIONS:}detect_leaks=0" \
             strace -f -qq -o /dev/null -P "$out/swap.tif" -e trace=open,openat \
             -e inject=open,openat:delay_enter=2000000:when=$open "$cfnet" $cmd "$out/swap.tif" $args
         wait $swapper || fail "the swap of $cmd's file for a FIFO failed"
