@@ -544,9 +544,14 @@ uninstall:
 PYTHON ?= /usr/bin/python3
 PYSITE ?= $(shell $(PYTHON) -c 'import sys; p = "$(PREFIX)/lib/python%d.%d/" % sys.version_info[:2]; print(p + ("dist-packages" if p + "dist-packages" in sys.path else "site-packages"))')
 PY_MANIFEST = $(PYSITE)/cfnet-$(VERSION).installed-directories
+# As NO_SPACES for install: the recipes split PYSITE (from PREFIX) and DESTDIR at spaces.
+PY_NO_SPACES = $(if $(findstring $(space),$(DESTDIR)$(PREFIX)$(PYSITE)),$(error \
+    $@: PREFIX and DESTDIR and the directories cannot hold a space: PREFIX='$(PREFIX)' \
+    DESTDIR='$(DESTDIR)' PYSITE='$(PYSITE)'; nothing was done))
 
 .PHONY: install-python uninstall-python
 install-python:
+	$(PY_NO_SPACES)
 	rm -rf $(BUILD)/python-src
 	mkdir -p $(BUILD)/python-src/include/cfnet
 	cp -r python $(BUILD)/python-src/python
@@ -560,6 +565,7 @@ install-python:
 	    echo "make install-python: $(PYSITE) is not on $(PYTHON)'s path: set PYTHONPATH=$(PYSITE)"; fi
 
 uninstall-python:
+	$(PY_NO_SPACES)
 	@rec=$(DESTDIR)$(PYSITE)/cfnet-$(VERSION).dist-info/RECORD; \
 	if [ -f "$$rec" ]; then \
 	    cut -d, -f1 "$$rec" | while IFS= read -r f; do rm -f "$(DESTDIR)$(PYSITE)/$$f"; done; \

@@ -745,24 +745,43 @@ if command -v strace >/dev/null 2>&1 && strace -o /dev/null true 2>/dev/null; th
     [ "$(cat "$ow/evchaint/real.json.kept.$dead.0")" = old ] || fail "eval --out removed a second name beside the last file of a chain of links"
     # the long form of the second name (.cfnet-PID-N.kept, for a file whose name is too long
     # for NAME.kept.PID.N: here metrics.json a link to such a file, replaced through it, its
-    # second name beside it) that a killed run left is named too, with the file it was of
+    # second name beside it) that a killed run left is named too, with the file it was of: the
+    # one file, when two such names are in the folder (confusion.csv a link to another; its N
+    # says which, where it was "one of A or B")
     long=$(printf 'm%.0s' $(seq 240)).json
+    long2=$(printf 'c%.0s' $(seq 240)).csv
     mkdir "$ow/evlong" "$ow/evlongt"
     echo old >"$ow/evlongt/$long"
+    echo old2 >"$ow/evlongt/$long2"
     ln -s "../evlongt/$long" "$ow/evlong/metrics.json"
+    ln -s "../evlongt/$long2" "$ow/evlong/confusion.csv"
     env ASAN_OPTIONS="${ASAN_OPTIONS:+$ASAN_OPTIONS:}detect_leaks=0" strace -f -o "$out/evlong.strace" \
         -e trace=rename,renameat,renameat2 -e inject=rename,renameat,renameat2:signal=SIGKILL:when=3 \
         "$cfnet" eval "$ow/model.safetensors" "$ow/data" --out "$ow/evlong" -q >/dev/null 2>&1 || :
-    kept_l=$(cd "$ow/evlongt" && ls -A | grep '^\.cfnet-[0-9]*-0\.kept$' || :)
-    if [ -n "$kept_l" ] && [ "$(cat "$ow/evlongt/$kept_l")" = old ]; then
+    kept_l='' kept_l2=''
+    for k in $(cd "$ow/evlongt" && ls -A | grep '^\.cfnet-[0-9]*-[0-9]*\.kept$' || :); do
+        case $(cat "$ow/evlongt/$k") in old) kept_l=$k ;; old2) kept_l2=$k ;; esac
+    done
+    if [ -n "$kept_l" ] && [ -n "$kept_l2" ]; then
         expect 0 "" "$cfnet" eval "$ow/model.safetensors" "$ow/data" --out "$ow/evlong" -q
         grep -q "^cfnet: warning: .*evlongt/$kept_l: .*evlongt/$long as it was before process [0-9]* ran (a run killed during its commit, no longer running on this machine, which had replaced it); renaming it back to $long puts that earlier file over" "$out/last.txt" ||
             { cat "$out/last.txt"; fail "eval --out did not name the long second name that a killed run left"; }
+        grep -q "^cfnet: warning: .*evlongt/$kept_l2: .*evlongt/$long2 as it was before process [0-9]* ran (.*); renaming it back to $long2 puts that earlier file over" "$out/last.txt" ||
+            { cat "$out/last.txt"; fail "eval --out did not name the file of the second long second name"; }
+        lacks "one of|its name" "eval --out named a long second name as one of several files"
+        # one that an earlier cfnet left (N below 100: its file not said) is still named, as
+        # one of the names it may be of
+        dead=$(sh -c 'echo $$')
+        echo old >"$ow/evlongt/.cfnet-$dead-0.kept"
+        expect 0 "" "$cfnet" eval "$ow/model.safetensors" "$ow/data" --out "$ow/evlong" -q
+        grep -q "^cfnet: warning: .*evlongt/.cfnet-$dead-0.kept: one of .*evlongt/$long or .*evlongt/$long2 as it was before process $dead ran" "$out/last.txt" ||
+            { cat "$out/last.txt"; fail "eval --out did not name an earlier long second name as one of the files"; }
+        rm "$ow/evlongt/.cfnet-$dead-0.kept"
         [ "$(cat "$ow/evlongt/$kept_l")" = old ] || fail "eval --out removed the long second name that a killed run left"
         [ -L "$ow/evlong/metrics.json" ] || fail "eval --out replaced its link metrics.json"
     else
         ls -A "$ow/evlongt"
-        fail "eval --out (metrics.json a link to a long name) killed at its 3rd rename left no second name .cfnet-PID-0.kept"
+        fail "eval --out (metrics.json and confusion.csv links to long names) killed at its 3rd rename left no second names .cfnet-PID-N.kept"
     fi
 fi
 expect 2 "^cfnet eval: --out: cannot create directory .*img.tif/rep: Not a directory$" "$cfnet" eval \

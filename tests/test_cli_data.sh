@@ -290,7 +290,23 @@ expect 1 "loops/self.tif: a symbolic link that leads into a loop of links" \
     "$cfnet" predict "$m" "$loops/self.tif" -o "$out/loops.csv"
 expect 1 "loops/a.tif: a symbolic link that leads into a loop of links" \
     "$cfnet" eval "$m" "$loops/a.tif"
-expect 1 "loops/z.tif: no such file or directory" "$cfnet" predict "$m" "$loops/z.tif" -o "$out/loops.csv"
+# ... and a link to nothing given by name is named with its target (it was "no such file or
+# directory", of a name that ls shows), as INPUT and as DATA; through a chain of links, the name
+# at its end that is missing
+expect 1 "loops/z.tif: a symbolic link to .*not-mounted/z.tif, which does not exist$" \
+    "$cfnet" predict "$m" "$loops/z.tif" -o "$out/loops.csv"
+lacks "no such file" "an INPUT that is a link to nothing"
+ln -s z.tif "$loops/zz.tif"
+expect 1 "loops/zz.tif: a symbolic link to z.tif, which leads to .*not-mounted/z.tif, which does not exist$" \
+    "$cfnet" predict "$m" "$loops/zz.tif" -o "$out/loops.csv"
+rm "$loops/zz.tif"
+ln -s "$out/not-mounted/lab" "$loops/zd"
+expect 1 "loops/zd: a symbolic link to .*not-mounted/lab, which does not exist$" \
+    "$cfnet" train "$loops/zd" -o "$out/dl.safetensors" --epochs 1
+expect 1 "loops/zd: a symbolic link to .*not-mounted/lab, which does not exist$" \
+    "$cfnet" eval "$m" "$loops/zd"
+lacks "no such file" "a DATA that is a link to nothing"
+rm "$loops/zd"
 # given through a loop of links further up: that link named (it was said to be the name given,
 # "a symbolic link that leads into a loop of links")
 ln -s dlb "$loops/dla"

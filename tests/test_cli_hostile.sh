@@ -432,6 +432,38 @@ else
     full_disk="without the full-disk checks"
 fi
 
+# ---- a FIFO where a model or an image is read -------------------------------------------------
+# (timeout ends a hang: each of these waited for a writer forever before)
+img=$(find "$d/test" -name '*.tif' | head -n 1)
+mkfifo "$out/fifo.tif"
+# crop's MASK a FIFO: refused as not a regular file, not opened to wait for a writer
+expect 1 "fifo.tif: not a regular file" timeout -s KILL 60 "$cfnet" crop "$img" "$out/fifo.tif" -o "$out/cropfifo"
+# a file that is checked and then read: a FIFO put in its place between the check and the read
+# (strace holds the read's open back for 2 s while it is swapped) is not read. `predict FILE`
+# alone looks into FILE to tell an image from a model; eval loads MODEL, then looks into what
+# did not load as one
+if strace -f -qq -o /dev/null true 2>/dev/null; then
+    for cmd in predict eval; do
+        rm -f "$out/swap.tif"
+        cp "$img" "$out/swap.tif"
+        (sleep 1 && rm "$out/swap.tif" && mkfifo "$out/swap.tif") &
+        swapper=$!
+        if [ $cmd = predict ]; then
+            want=2 says="cfnet predict: missing INPUTS" open=1 args=""
+        else
+            want=1 says="swap.tif: not a model file|swap.tif: cannot load the model" open=2 args="$d/test"
+        fi
+        # shellcheck disable=SC2086
+        expect $want "$says" timeout -s KILL 60 env ASAN_OPTIONS="${ASAN_OPTIONS:+$ASAN_OPTIONS:}detect_leaks=0" \
+            strace -f -qq -o /dev/null -P "$out/swap.tif" -e trace=open,openat \
+            -e inject=open,openat:delay_enter=2000000:when=$open "$cfnet" $cmd "$out/swap.tif" $args
+        wait $swapper || fail "the swap of $cmd's file for a FIFO failed"
+        [ -p "$out/swap.tif" ] || fail "$cmd's file was not swapped for a FIFO"
+    done
+else
+    skip_env test_cli_hostile "a FIFO swapped in after a check" "strace cannot trace here"
+fi
+
 if [ $fails -ne 0 ]; then
     echo "test_cli_hostile: $fails failures"
     exit 1

@@ -7,7 +7,7 @@
 # without DESTDIR must say how programs find the library, and run ldconfig when the library
 # directory is on the linker's search path, and name PKG_CONFIG_PATH and CMAKE_PREFIX_PATH for a
 # prefix that pkg-config and CMake do not search (only then), and refuse a relative PREFIX or one
-# with a space; a PREFIX with a
+# with a space (install-python and uninstall-python too); a PREFIX with a
 # trailing slash keeps the directories under it in the .pc files; install over an earlier
 # release removes that release's library file and nothing else. A moved copy of the installed tree builds with
 # `pkg-config --define-prefix`, and README.md's host program builds and runs as README says.
@@ -43,16 +43,20 @@ fi
 if [ -e "$rel" ]; then rm -rf "$rel"; fail "make install with a relative PREFIX created $rel"; fi
 grep -q "install: the directories must be absolute paths, not '$rel/" "$tmp/rel.log" ||
     { cat "$tmp/rel.log"; fail "make install with a relative PREFIX: no clear message"; }
-# The recipes would split a path with a space: install and uninstall refuse it, touching nothing.
-for target in install uninstall; do
-    # shellcheck disable=SC2086
-    if make --no-print-directory -s $target PREFIX="$tmp/sp ace" $makevars >"$tmp/space.log" 2>&1; then
-        fail "make $target accepted a PREFIX with a space"
-    fi
-    grep -q "$target: PREFIX and DESTDIR and the directories cannot hold a space" "$tmp/space.log" ||
-        { cat "$tmp/space.log"; fail "make $target with a space in PREFIX: no clear message"; }
-    [ ! -e "$tmp/sp" ] && [ ! -e "$tmp/sp ace" ] && [ ! -e ace ] ||
-        fail "make $target with a space in PREFIX created or left $tmp/sp, '$tmp/sp ace' or ./ace"
+# The recipes would split a path with a space: install and uninstall refuse it, touching nothing;
+# so do install-python and uninstall-python (whose PYSITE is under PREFIX), for DESTDIR too.
+for target in install uninstall install-python uninstall-python; do
+    for var in PREFIX DESTDIR; do
+        [ $var = PREFIX ] || case $target in *python) ;; *) continue ;; esac
+        # shellcheck disable=SC2086
+        if make --no-print-directory -s $target $var="$tmp/sp ace" $makevars >"$tmp/space.log" 2>&1; then
+            fail "make $target accepted a $var with a space"
+        fi
+        grep -q "$target: PREFIX and DESTDIR and the directories cannot hold a space" "$tmp/space.log" ||
+            { cat "$tmp/space.log"; fail "make $target with a space in $var: no clear message"; }
+        [ ! -e "$tmp/sp" ] && [ ! -e "$tmp/sp ace" ] && [ ! -e ace ] ||
+            fail "make $target with a space in $var created or left $tmp/sp, '$tmp/sp ace' or ./ace"
+    done
 done
 # A PREFIX written with a trailing slash still has the LIBDIR and INCDIR set under it: the .pc
 # files write them as ${prefix}/..., so --define-prefix finds a moved copy (not the old path).

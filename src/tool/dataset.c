@@ -702,13 +702,52 @@ static int is_csv(const char *path)
     return dot && !strchr(dot, '/') && !strcasecmp(dot, ".csv");
 }
 
+/* The name a symbolic link `link` leads to, as readlink gives it (to, of size tsize), and the
+ * name at the end of its chain that is not there (*end, allocated: NULL when that is `to`
+ * itself, or when the chain cannot be read). 0, or -1 when link cannot be read. */
+static int link_dead_end(const char *link, char *to, size_t tsize, char **end)
+{
+    *end = NULL;
+    ssize_t n = readlink(link, to, tsize - 1);
+    if (n < 0) return -1;
+    to[n] = 0;
+    char *p = xstrdup(link), buf[PATH_MAX];
+    struct stat ls;
+    int hop = 0;
+    /* (40: the kernel's limit of links followed in one name) */
+    for (; hop < 40 && lstat(p, &ls) == 0 && S_ISLNK(ls.st_mode) &&
+           (n = readlink(p, buf, sizeof buf - 1)) > 0;
+         hop++) {
+        buf[n] = 0;
+        char *dir = path_dir(p);
+        char *next = buf[0] == '/' || !strcmp(dir, ".") ? xstrdup(buf) : path_join(dir, buf);
+        free(dir);
+        free(p);
+        p = next;
+    }
+    if (hop > 1 && lstat(p, &ls) != 0 && errno == ENOENT) *end = p;
+    else free(p);
+    return 0;
+}
+
 /* The message for a DATA or INPUT path that stat cannot reach (err: its errno): a symbolic link
  * that loops, or one to nothing, is not "no such file or directory". */
 static void say_unreachable(const char *path, int err)
 {
     char why[PATH_MAX * 2 + 64];
     int on_way = link_trouble(err) ? dangling_on_way(path, why, sizeof why) : 0;
-    if (on_way == 1 || (on_way == 2 && err == EACCES))
+    char to[PATH_MAX], *end;
+    if (on_way == 2 && err == ENOENT && link_dead_end(path, to, sizeof to, &end) == 0) {
+        /* the name given is a link to nothing (a link into a share that is not mounted): the
+         * link and its target named, as ls shows it (through a chain of links, the name at its
+         * end that is missing) */
+        if (end)
+            tool_error("%s: a symbolic link to %s, which leads to %s, which does not exist", path,
+                       to, end);
+        else
+            tool_error("%s: a symbolic link to %s, which does not exist", path, to);
+        free(end);
+    } else if (on_way == 1 || (on_way == 2 && err == EACCES))
         /* a link further up the path (a folder given through a loop of links or a link to
          * nothing), or one whose target is on a way the user may not search: named, with its
          * target */
@@ -928,9 +967,11 @@ static int is_appledouble(const char *path)
     b = b ? b + 1 : path;
     if (!strncmp(b, "._", 2)) return 1;
     unsigned char m[4];
-    FILE *f = fopen(path, "rb");
-    int r = f && fread(m, 1, 4, f) == 4 && m[0] == 0 && m[1] == 5 && m[2] == 0x16 && m[3] == 7;
-    if (f) fclose(f);
+    struct stat st;
+    int fd = open_nowait(path, &st); /* (a FIFO put in its place meanwhile is not waited on) */
+    int r = fd >= 0 && S_ISREG(st.st_mode) && pread(fd, m, 4, 0) == 4 && m[0] == 0 && m[1] == 5 &&
+            m[2] == 0x16 && m[3] == 7;
+    if (fd >= 0) close(fd);
     return r;
 }
 

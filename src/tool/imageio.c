@@ -1526,11 +1526,12 @@ int rows_open(const char *path, int labels, tool_rows **out, char *err, size_t e
         return -1;
     }
     r->labels = labels;
-    r->fd = open(path, O_RDONLY | O_CLOEXEC);
-    unsigned char head[8];
+    /* (a FIFO given as FIELD or MASK is not waited on: refused as not a regular file) */
     struct stat st;
+    r->fd = open_nowait(path, &st);
+    unsigned char head[8];
     int rc;
-    if (r->fd < 0 || fstat(r->fd, &st) != 0 || !S_ISREG(st.st_mode) ||
+    if (r->fd < 0 || !S_ISREG(st.st_mode) ||
         pread(r->fd, head, 8, 0) != 8) {
         rc = rows_open_whole(path, r, err, errsize); /* its own message for what is wrong */
     } else {

@@ -330,12 +330,10 @@ int cmd_predict(int argc, char **argv)
     if (argc - optind < 1) return tool_usage_error("predict", "missing MODEL and INPUTS");
     if (argc - optind < 2) {
         /* one argument: the images without the model is the likelier slip when it is a folder,
-         * an image or a text file (a manifest); only a folder or a regular file is looked into
-         * (a FIFO's open would wait for a writer) */
-        struct stat sb;
-        const char *what = NULL;
-        if (stat(argv[optind], &sb) == 0 && (S_ISDIR(sb.st_mode) || S_ISREG(sb.st_mode)))
-            what = model_not_a_model(argv[optind], CFNET_E_FORMAT);
+         * an image or a text file (a manifest); only a folder or a regular file is looked into,
+         * as the descriptor it is read from says (a FIFO, even one put in its place after a
+         * check, is not waited on) */
+        const char *what = model_not_a_model(argv[optind], CFNET_E_FORMAT);
         if (what && (!strcmp(what, "a folder") || !strcmp(what, "a TIFF image") ||
                      !strcmp(what, "a PNG image") || !strcmp(what, "a text file")))
             return tool_usage_error("predict", "missing MODEL: %s is %s, not a model file; give "

@@ -7,6 +7,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <errno.h>
+#include <unistd.h>
 
 static int set_meta(cfnet_network *net, const char *key, const char *value)
 {
@@ -146,18 +148,33 @@ bad:
 
 /* What a file that did not load as a model (status st) is, from its first bytes: a folder, an
  * empty file, an image or a text file given in place of the model (arguments in the wrong
- * order), else NULL. */
+ * order), else NULL. Only a regular file is read, checked on the descriptor it is read from (a
+ * FIFO, even one put in its place meanwhile, is not waited on). */
 const char *model_not_a_model(const char *path, cfnet_status st)
 {
     struct stat sb;
-    if (stat(path, &sb) == 0 && S_ISDIR(sb.st_mode)) return "a folder";
-    if (st != CFNET_E_FORMAT && st != CFNET_E_LIMIT) return NULL;
+    int fd = open_nowait(path, &sb);
+    if (fd < 0) /* (a folder without read permission) */
+        return stat(path, &sb) == 0 && S_ISDIR(sb.st_mode) ? "a folder" : NULL;
+    if (S_ISDIR(sb.st_mode) || !S_ISREG(sb.st_mode) ||
+        (st != CFNET_E_FORMAT && st != CFNET_E_LIMIT)) {
+        close(fd);
+        return S_ISDIR(sb.st_mode) ? "a folder" : NULL;
+    }
     unsigned char b[9] = {0};
-    FILE *f = fopen(path, "rb");
-    size_t n = f ? fread(b, 1, sizeof b, f) : 0;
-    int empty = f && n == 0 && feof(f);
-    if (f) fclose(f);
-    if (empty) return "an empty file";
+    size_t n = 0;
+    int failed = 0;
+    while (n < sizeof b) {
+        ssize_t r = read(fd, b + n, sizeof b - n);
+        if (r < 0 && errno == EINTR) continue;
+        if (r <= 0) {
+            failed = r < 0;
+            break;
+        }
+        n += (size_t)r;
+    }
+    close(fd);
+    if (n == 0 && !failed) return "an empty file";
     if (n >= 4 && ((b[0] == 'I' && b[1] == 'I' && b[2] == 42 && b[3] == 0) ||
                    (b[0] == 'M' && b[1] == 'M' && b[2] == 0 && b[3] == 42) ||
                    (b[0] == 'I' && b[1] == 'I' && b[2] == 43 && b[3] == 0) ||
@@ -183,8 +200,13 @@ const char *model_not_a_model(const char *path, cfnet_status st)
  * "pt"). The format found goes to fmt ("" when there is none). */
 static int foreign_safetensors(const char *path, char *fmt, size_t fmtsize)
 {
-    FILE *f = fopen(path, "rb");
-    if (!f) return 0;
+    struct stat sb;
+    int fd = open_nowait(path, &sb);
+    FILE *f = fd >= 0 && S_ISREG(sb.st_mode) ? fdopen(fd, "rb") : NULL;
+    if (!f) {
+        if (fd >= 0) close(fd);
+        return 0;
+    }
     unsigned char b[8];
     uint64_t n = 0;
     int foreign = 0;

@@ -135,6 +135,12 @@ int opt_error(const char *cmd, int ch, char **argv);
  * a message in err. */
 int read_file(const char *path, size_t limit, unsigned char **data, size_t *size, char *err,
               size_t errsize);
+/* path opened for reading without waiting (a FIFO's open would wait for a writer forever), its
+ * fstat in *st: the descriptor (close-on-exec), blocking again when it is a regular file, or -1
+ * (errno says why). The caller reads it only when S_ISREG(st->st_mode), so that what is checked
+ * and what is read are one file (a FIFO swapped in after a stat is not read). */
+struct stat;
+int open_nowait(const char *path, struct stat *st);
 /* 1 if path is a directory, 0 if not, -1 if stat cannot reach it (errno says why). */
 int path_is_dir(const char *path);
 /* Whether err (of a stat or open of a path) may come from a symbolic link on the way that

@@ -839,6 +839,21 @@ int read_file(const char *path, size_t limit, unsigned char **data, size_t *size
     return 0;
 }
 
+int open_nowait(const char *path, struct stat *st)
+{
+    int fd = open(path, O_RDONLY | O_NONBLOCK | O_NOCTTY | O_CLOEXEC);
+    if (fd < 0) return -1;
+    if (fstat(fd, st) != 0) {
+        int e = errno;
+        close(fd);
+        errno = e;
+        return -1;
+    }
+    int fl = S_ISREG(st->st_mode) ? fcntl(fd, F_GETFL) : -1;
+    if (fl != -1) (void)fcntl(fd, F_SETFL, fl & ~O_NONBLOCK);
+    return fd;
+}
+
 int path_is_dir(const char *path)
 {
     struct stat st;
@@ -1275,6 +1290,16 @@ static void out_forget(tool_out *o)
     memset(o, 0, sizeof *o);
 }
 
+/* The long second name's N for the file named base, its k-th try (k < 100): base's hash (FNV-1a,
+ * 1 to 999999) times 100, plus k, so that N says which file it was of; N below 100 (left by an
+ * earlier cfnet, which wrote k alone) says nothing of it, and is read as before. */
+static long kept_long_n(const char *base, int k)
+{
+    uint32_t h = 2166136261u;
+    for (const unsigned char *c = (const unsigned char *)base; *c; c++) h = (h ^ *c) * 16777619u;
+    return (long)(h % 999999u + 1) * 100 + k;
+}
+
 /* The second name of an earlier file while a commit is open (see out_journal): beside it, as
  * its temporary file is, under a name of at most NAME_MAX bytes */
 static void kept_format(char *buf, size_t size, const char *path, int k)
@@ -1284,12 +1309,14 @@ static void kept_format(char *buf, size_t size, const char *path, int k)
     if (strlen(base) + 32 <= 255)
         snprintf(buf, size, "%s.kept.%ld.%d", path, (long)getpid(), k);
     else
-        snprintf(buf, size, "%.*s.cfnet-%ld-%d.kept", dirlen, path, (long)getpid(), k);
+        snprintf(buf, size, "%.*s.cfnet-%ld-%ld.kept", dirlen, path, (long)getpid(),
+                 kept_long_n(base, k));
 }
 
 /* Whether the entry d of a folder is a second name as kept_format makes it for a file named
- * base: "base.kept.PID.N" (long: ".cfnet-PID-N.kept", for a base too long for that). *pid the
- * process that made it. */
+ * base: "base.kept.PID.N" (long: ".cfnet-PID-N.kept", for a base too long for that, whose N
+ * holds base's hash, kept_long_n, or is below 100 from an earlier cfnet: of any such base). *pid
+ * the process that made it. */
 static int kept_name_of(const char *d, const char *base, int long_form, long *pid)
 {
     const size_t blen = strlen(base);
@@ -1310,7 +1337,10 @@ static int kept_name_of(const char *d, const char *base, int long_form, long *pi
     if (errno || *pid <= 0 || e != s) return 0;
     const size_t nd = strspn(s + 1, "0123456789");
     if (nd == 0) return 0;
-    return long_form ? !strcmp(s + 1 + nd, ".kept") : s[1 + nd] == 0;
+    if (!long_form) return s[1 + nd] == 0;
+    if (strcmp(s + 1 + nd, ".kept")) return 0;
+    const long n = nd <= 9 ? strtol(s + 1, NULL, 10) : -1;
+    return n >= 0 && (n < 100 || kept_long_n(base, (int)(n % 100)) == n);
 }
 
 /* The length of the folder part of path, as opendir takes it (0: none, the current folder) */
@@ -1372,7 +1402,9 @@ void out_note_kept(const char *dir, const char *const *names, int n)
             const char *d = de->d_name;
             long pid = 0;
             /* the names of this folder whose second name d may be: one for NAME.kept.PID.N;
-             * for .cfnet-PID-N.kept, each whose name is too long for that */
+             * for .cfnet-PID-N.kept, the one whose hash N holds (two only when their hashes
+             * are the same), or, left by an earlier cfnet, each whose name is too long for
+             * NAME.kept.PID.N */
             int which[OUT_MAX_OPEN], nw = 0;
             for (int i = 0; i < n; i++) {
                 if (folder_len(real[i]) != fl || strncmp(real[i], real[f], fl)) continue;
