@@ -830,10 +830,16 @@ static const float *backward_block_start(const conv_job *j, int64_t s0, int64_t 
 }
 
 /* The input gradient's C planes (H x W) from its padded pixel-by-pixel form (Cp floats per
- * pixel of the Hp x Wp map), row by row. */
+ * pixel of the Hp x Wp map), row by row; without a border the map's pixels are one run, moved
+ * by one transpose (whose edge blocks then come once per map, not once per row). */
 static void planes_from_pixels(const cf_conv_plan *p, const float *dxT, int Cp, float *dx)
 {
     const cf_simd_ops *k = cf_simd();
+    if (p->pad == 0) {
+        int64_t HW = (int64_t)p->H * p->W;
+        k->transpose(dxT, Cp, (int)HW, p->C, dx, HW);
+        return;
+    }
     for (int i = 0; i < p->H; i++)
         k->transpose(dxT + ((int64_t)(i + p->pad) * p->Wp + p->pad) * Cp, Cp, p->W, p->C,
                      dx + (int64_t)i * p->W, (int64_t)p->H * p->W);

@@ -404,20 +404,29 @@ INL void tr8_block(const float *s, int64_t lds, int nr, int nq, float *d, int64_
     }
 }
 
-/* Blocks of 8 x 8, the edges (rows or columns not a multiple of 8) through masked blocks: the
- * conic layers' 15 channels and 26-pixel rows would otherwise move half their elements one by
- * one. */
+/* The start of the last block along a side of n elements in blocks of b: a side of at least b
+ * ends with a full block that overlaps the one before it (elements written twice, with the
+ * same values); a shorter side is one masked block at 0. */
+static inline int64_t last_block(int64_t n, int b) { return n >= b ? n - b : 0; }
+
+/* Blocks of 8 x 8. The edges (rows or columns not a multiple of 8) of a side of 8 or more go
+ * through a full block that overlaps the one before; only a side shorter than 8 takes masked
+ * loads and stores (vmaskmovps stores are slow on AMD cores): the conic layers' 15 channels
+ * and 26-pixel rows would otherwise move half their elements one by one. */
 T2 void cf_transpose_avx2(const float *src, int64_t lds, int rows, int64_t cols, float *dst,
                           int64_t ldd)
 {
-    for (int o0 = 0; o0 < rows; o0 += 8) {
-        int nr = rows - o0 < 8 ? rows - o0 : 8;
-        const float *s = src + (int64_t)o0 * lds;
-        for (int64_t q0 = 0; q0 < cols; q0 += 8) {
-            int nq = cols - q0 < 8 ? (int)(cols - q0) : 8;
+    if (rows <= 0 || cols <= 0) return;
+    int64_t olast = last_block(rows, 8), qlast = last_block(cols, 8);
+    int nr = rows < 8 ? rows : 8, nq = cols < 8 ? (int)cols : 8;
+    for (int64_t o0 = 0;; o0 = o0 + 8 < olast ? o0 + 8 : olast) {
+        const float *s = src + o0 * lds;
+        for (int64_t q0 = 0;; q0 = q0 + 8 < qlast ? q0 + 8 : qlast) {
             if (nr == 8 && nq == 8) tr8_block(s + q0, lds, 8, 8, dst + q0 * ldd + o0, ldd, true);
             else tr8_block(s + q0, lds, nr, nq, dst + q0 * ldd + o0, ldd, false);
+            if (q0 == qlast) break;
         }
+        if (o0 == olast) break;
     }
 }
 
@@ -467,6 +476,74 @@ static inline __attribute__((always_inline)) T5 __mmask16 mask16_of(int rem)
 #define vmstore(p, m, v) _mm512_mask_storeu_ps(p, m, v)
 #define vmrange(lo, hi) ((__mmask16)(mask16_of(hi) & ~mask16_of(lo)))
 #include "gemm_vec.inc" /* which undefines its parameters */
+
+/* One block of up to 16 x 16 (the 8 x 8 block's unpacks and shuffles, then two rounds of
+ * 128-bit lane shuffles): nr rows of nq floats read (under a mask when nq < 16; rows past nr
+ * are zeros), nq rows of nr floats written (under a mask when nr < 16), nothing else touched.
+ * AVX-512 masked loads and stores are as fast as plain ones. */
+static inline __attribute__((always_inline)) T5 void tr16_block(const float *s, int64_t lds,
+                                                                int nr, int nq, float *d,
+                                                                int64_t ldd)
+{
+    __mmask16 qm = mask16_of(nq), om = mask16_of(nr);
+    __m512 r[16], t[16], u[16], w[16];
+#pragma GCC unroll 16
+    for (int i = 0; i < 16; i++)
+        r[i] = i < nr ? _mm512_maskz_loadu_ps(qm, s + i * lds) : _mm512_setzero_ps();
+#pragma GCC unroll 8
+    for (int i = 0; i < 8; i++) {
+        t[2 * i] = _mm512_unpacklo_ps(r[2 * i], r[2 * i + 1]);
+        t[2 * i + 1] = _mm512_unpackhi_ps(r[2 * i], r[2 * i + 1]);
+    }
+    /* u[4 g + k]: rows 4 g .. 4 g + 3 of columns k, k + 4, k + 8, k + 12 (one per 128 bits) */
+#pragma GCC unroll 4
+    for (int g = 0; g < 4; g++) {
+        u[4 * g] = _mm512_shuffle_ps(t[4 * g], t[4 * g + 2], 0x44);
+        u[4 * g + 1] = _mm512_shuffle_ps(t[4 * g], t[4 * g + 2], 0xEE);
+        u[4 * g + 2] = _mm512_shuffle_ps(t[4 * g + 1], t[4 * g + 3], 0x44);
+        u[4 * g + 3] = _mm512_shuffle_ps(t[4 * g + 1], t[4 * g + 3], 0xEE);
+    }
+    /* w[k], w[4 + k]: rows 0 .. 7 of columns (k, k + 8) and (k + 4, k + 12); w[8 + k],
+     * w[12 + k] the same of rows 8 .. 15 */
+#pragma GCC unroll 4
+    for (int k = 0; k < 4; k++) {
+        w[k] = _mm512_shuffle_f32x4(u[k], u[4 + k], 0x88);
+        w[4 + k] = _mm512_shuffle_f32x4(u[k], u[4 + k], 0xDD);
+        w[8 + k] = _mm512_shuffle_f32x4(u[8 + k], u[12 + k], 0x88);
+        w[12 + k] = _mm512_shuffle_f32x4(u[8 + k], u[12 + k], 0xDD);
+    }
+    __m512 o[16];
+#pragma GCC unroll 4
+    for (int k = 0; k < 4; k++) {
+        o[k] = _mm512_shuffle_f32x4(w[k], w[8 + k], 0x88);
+        o[k + 8] = _mm512_shuffle_f32x4(w[k], w[8 + k], 0xDD);
+        o[k + 4] = _mm512_shuffle_f32x4(w[4 + k], w[12 + k], 0x88);
+        o[k + 12] = _mm512_shuffle_f32x4(w[4 + k], w[12 + k], 0xDD);
+    }
+#pragma GCC unroll 16
+    for (int j = 0; j < 16; j++)
+        if (j < nq) _mm512_mask_storeu_ps(d + j * ldd, om, o[j]);
+}
+
+/* Blocks of 16 x 16, the edges as the AVX2 transpose's: a full block overlapping the one
+ * before on a side of 16 or more, masks on a shorter side (the conic layers' 15 channels are
+ * one masked block; the AVX2 transpose took two overlapping 8 x 8 blocks). */
+T5 void cf_transpose_avx512(const float *src, int64_t lds, int rows, int64_t cols, float *dst,
+                            int64_t ldd)
+{
+    if (rows <= 0 || cols <= 0) return;
+    int64_t olast = last_block(rows, 16), qlast = last_block(cols, 16);
+    int nr = rows < 16 ? rows : 16, nq = cols < 16 ? (int)cols : 16;
+    for (int64_t o0 = 0;; o0 = o0 + 16 < olast ? o0 + 16 : olast) {
+        const float *s = src + o0 * lds;
+        for (int64_t q0 = 0;; q0 = q0 + 16 < qlast ? q0 + 16 : qlast) {
+            if (nr == 16 && nq == 16) tr16_block(s + q0, lds, 16, 16, dst + q0 * ldd + o0, ldd);
+            else tr16_block(s + q0, lds, nr, nq, dst + q0 * ldd + o0, ldd);
+            if (q0 == qlast) break;
+        }
+        if (o0 == olast) break;
+    }
+}
 
 /* gemm_nt with 16 lanes: a vector holds the 8 partial sums of two elements, (m, l) in lanes
  * 0..7 and (m, l + 1) in lanes 8..15 (A's row m in both halves, B's rows l and l + 1 side by

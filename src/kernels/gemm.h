@@ -171,7 +171,7 @@ void cf_conv_bwd_x_pix_avx2(int Cp, int M, int T, const float *Wc, const float *
                             const int32_t *rowoff, const int32_t *src, const int32_t *q, int n,
                             float *dxT);
 /* The same kernels with 16 lanes (AVX-512F): the same bits as every other variant (gemm_nt's
- * vectors hold two elements' 8 partial sums); the transpose stays the AVX2 one. */
+ * vectors hold two elements' 8 partial sums); the transpose in 16 x 16 blocks. */
 void cf_gemm_nn_avx512(int M, int N, int K, const float *Ap, int ak, const float *B, int ldb,
                        float *C, int ldc, int cont);
 void cf_gemm_nt_avx512(int M, int L, int N, const float *A, int lda, const float *B, int ldb,
@@ -192,6 +192,8 @@ void cf_conv_fwd_pix_avx512(int M, int K, const float *Ap, const float *x,
 void cf_conv_bwd_w_pix_avx512(int M, int K, const float *dyT, const float *x,
                               const int32_t *rowoff, const int32_t *src, const int32_t *q, int n,
                               float *dWt);
+void cf_transpose_avx512(const float *src, int64_t lds, int rows, int64_t cols, float *dst,
+                         int64_t ldd);
 void cf_conv_bwd_x_pix_avx512(int Cp, int M, int T, const float *Wc, const float *dy, int64_t P,
                               const int32_t *rowoff, const int32_t *src, const int32_t *q, int n,
                               float *dxT);

@@ -68,6 +68,7 @@
 #undef CF_CONV_FWD_PIX
 #undef CF_CONV_BWD_W_PIX
 #undef CF_CONV_BWD_X_PIX
+#undef CF_TRANSPOSE
 #define CF_GEMM_NN cf_gemm_nn_avx512
 #define CF_GEMM_NT cf_gemm_nt_avx512
 #define CF_GEMM_NT_RUNS cf_gemm_nt_runs_avx512
@@ -76,6 +77,7 @@
 #define CF_CONV_FWD_PIX cf_conv_fwd_pix_avx512
 #define CF_CONV_BWD_W_PIX cf_conv_bwd_w_pix_avx512
 #define CF_CONV_BWD_X_PIX cf_conv_bwd_x_pix_avx512
+#define CF_TRANSPOSE cf_transpose_avx512
 #define CF_SFX avx512
 #define CF_NAME "avx512"
 #define CF_ATTR __attribute__((target("avx512f")))
