@@ -188,7 +188,8 @@ help:
 	@echo 'make examples         the example programs ($(BUILD)/examples/)'
 	@echo 'make bench-bins       the benchmarks       ($(BUILD)/bench/)'
 	@echo 'make check            build all of the above, then run every suite: the C suites, then tests/test_*.sh'
-	@echo 'make check-valgrind   the C suites under valgrind'
+	@echo '                      ($(CHECK_JOBS) at a time: CHECK_JOBS=N; output in suite order; scripts/run-suites)'
+	@echo 'make check-valgrind   the C suites under valgrind (CHECK_JOBS at a time too)'
 	@echo 'make check-threads    the thread tests (with SANITIZE=thread CC=clang)'
 	@echo 'make symbols-check    only cfnet_* symbols are exported'
 	@echo 'make abi-check        the ABI against abi/ (make abi-baseline after a deliberate change)'
@@ -380,17 +381,13 @@ export CFNET_TOOL := $(abspath $(TOOL))
 
 # Every skip said through tests/skip_lib.sh or TU_SKIP_MISSING is listed again at the end. With
 # CFNET_TEST_STRICT=1 (CI's plain check) a check skipped because something is not installed fails.
+# check and check-valgrind run CHECK_JOBS suites at a time (default: the number of processors;
+# CHECK_JOBS=1: one after another, output as it comes), each with its own CFNET_TEST_OUTDIR
+# ($(BUILD)/test-output/<suite>), their output in suite order (scripts/run-suites).
+CHECK_JOBS ?= $(shell nproc 2>/dev/null || echo 1)
 check: all test-bins examples bench-bins symbols-check $(FUZZ_REPLAY) $(MPI_CHECK)
-	@failed=0; total=0; skips=$(BUILD)/test-output/skipped.txt; \
-	mkdir -p $(BUILD)/test-output; : >$$skips; \
-	for t in $(TEST_BINS) $(SCRIPT_TESTS); do \
-	    total=$$((total + 1)); \
-	    echo "== $$t"; \
-	    CFNET_TEST_SKIPLOG=$$skips CFNET_TEST_OUTDIR=$(BUILD)/test-output $$t || { failed=$$((failed + 1)); echo "FAILED: $$t"; }; \
-	done; \
-	if [ -s $$skips ]; then echo "== skips (tests/skip_lib.sh, TU_SKIP_MISSING):"; cat $$skips; fi; \
-	echo "== test suites: $$((total - failed)) passed, $$failed failed$${CFNET_TEST_STRICT:+ (CFNET_TEST_STRICT=$$CFNET_TEST_STRICT)}"; \
-	test $$failed -eq 0
+	@scripts/run-suites -j $(CHECK_JOBS) --outdir $(BUILD)/test-output --skiplog $(BUILD)/test-output/skipped.txt \
+	    $(TEST_BINS) $(SCRIPT_TESTS)
 
 # Every C suite under valgrind memcheck; any error and any leak kind (definite, indirect,
 # possible, still reachable) fails. tests/valgrind.supp suppresses only FFTW's process-lifetime
@@ -404,16 +401,12 @@ VALGRIND_REPLAY_FLAGS := -q --error-exitcode=99 --leak-check=full --show-leak-ki
                          --errors-for-leak-kinds=definite,indirect --suppressions=tests/valgrind.supp
 check-valgrind: all test-bins $(FUZZ_REPLAY)
 	@command -v valgrind >/dev/null || { echo "check-valgrind: needs valgrind"; exit 1; }
-	@failed=0; for t in $(TEST_BINS); do \
-	    echo "== valgrind $$t"; \
-	    CFNET_TEST_UNDER_VALGRIND=1 CFNET_TEST_OUTDIR=$(BUILD)/test-output valgrind $(VALGRIND_FLAGS) $$t >/dev/null || { failed=$$((failed + 1)); echo "FAILED: $$t"; }; \
-	done; \
-	for t in $(FUZZ_REPLAY); do \
-	    name=$${t##*/replay_}; corpus=fuzz/corpus; \
-	    if [ -d fuzz/corpus_$$name ]; then corpus=fuzz/corpus_$$name; fi; \
-	    echo "== valgrind $$t $$corpus"; \
-	    valgrind $(VALGRIND_REPLAY_FLAGS) $$t $$corpus >/dev/null || { failed=$$((failed + 1)); echo "FAILED: $$t"; }; \
-	done; echo "== valgrind: $$failed failed"; test $$failed -eq 0
+	@scripts/run-suites -j $(CHECK_JOBS) --outdir $(BUILD)/test-output --summary valgrind \
+	    --header 'echo "== valgrind $$1"' \
+	    --run 'CFNET_TEST_UNDER_VALGRIND=1 valgrind $(VALGRIND_FLAGS) "$$1" >/dev/null' $(TEST_BINS) \
+	    --header 'echo "== valgrind $$1 $$(c=fuzz/corpus_$${1##*/replay_}; [ -d $$c ] || c=fuzz/corpus; echo $$c)"' \
+	    --run 'c=fuzz/corpus_$${1##*/replay_}; [ -d $$c ] || c=fuzz/corpus; valgrind $(VALGRIND_REPLAY_FLAGS) "$$1" $$c >/dev/null' \
+	    $(FUZZ_REPLAY)
 
 # The thread tests under ThreadSanitizer (use with SANITIZE=thread).
 check-threads: $(BUILD)/tests/test_threads $(BUILD)/tests/test_thread_pool

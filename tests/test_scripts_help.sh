@@ -20,7 +20,7 @@ for t in npm node apt-get make; do
 done
 
 n=0
-for name in ablation-table fetch-mnist install-deps install-ort run-experiments; do
+for name in ablation-table fetch-mnist install-deps install-ort run-experiments run-suites; do
     s=$r/scripts/$name
     n=$((n + 1))
     for h in --help -h; do

@@ -1,0 +1,125 @@
+#!/bin/sh
+# scripts/run-suites, which runs the suites of `make check` and `make check-valgrind` CHECK_JOBS
+# at a time: on fake suites (one passing, one failing, one writing a skip, one slow that ends
+# after the others), the output is the same with 1 and with 4 jobs: each suite's output whole and
+# in suite order, "FAILED: SUITE" after a failed one, the skips in suite order, then the summary;
+# the status is 1 when a suite failed, 0 when none did; every suite has its own
+# CFNET_TEST_OUTDIR.
+set -eu
+cd "$(dirname "$0")/.."
+tmp=$(mktemp -d "${TMPDIR:-/tmp}/cfnet-run-suites-test.XXXXXX")
+trap 'rm -rf "$tmp"' EXIT INT TERM
+fails=0
+fail() { echo "test_run_suites: FAIL: $*"; fails=$((fails + 1)); }
+unset CFNET_TEST_STRICT CHECK_JOBS
+
+top=$(pwd)
+mkdir "$tmp/s"
+# slow: waits (in parallel runs) until the suite after it has ended, so that it ends last.
+cat >"$tmp/s/a_slow.sh" <<EOF
+#!/bin/sh
+echo "slow: starts"
+if [ "\${WAIT_FOR_LAST:-0}" = 1 ]; then
+    n=0
+    while [ ! -e "$tmp/last-done" ] && [ \$n -lt 600 ]; do sleep 0.1; n=\$((n + 1)); done
+fi
+echo a_slow >"\$CFNET_TEST_OUTDIR/who"
+echo "slow: ends"
+EOF
+cat >"$tmp/s/b_fail.sh" <<EOF
+#!/bin/sh
+echo b_fail >"\$CFNET_TEST_OUTDIR/who"
+echo "fail: out"
+echo "fail: err" >&2
+exit 3
+EOF
+cat >"$tmp/s/c_skip.sh" <<EOF
+#!/bin/sh
+. "$top/tests/skip_lib.sh"
+echo c_skip >"\$CFNET_TEST_OUTDIR/who"
+skip_env c_skip "the fake check" "a fake reason"
+EOF
+cat >"$tmp/s/d_pass.sh" <<EOF
+#!/bin/sh
+echo d_pass >"\$CFNET_TEST_OUTDIR/who"
+echo "pass: out"
+: >"$tmp/last-done"
+EOF
+chmod +x "$tmp"/s/*.sh
+s=$tmp/s
+suites="$s/a_slow.sh $s/b_fail.sh $s/c_skip.sh $s/d_pass.sh"
+
+cat >"$tmp/want" <<EOF
+== $s/a_slow.sh
+slow: starts
+slow: ends
+== $s/b_fail.sh
+fail: out
+fail: err
+FAILED: $s/b_fail.sh
+== $s/c_skip.sh
+c_skip: SKIPPED the fake check (a fake reason)
+== $s/d_pass.sh
+pass: out
+== skips (tests/skip_lib.sh, TU_SKIP_MISSING):
+c_skip: SKIPPED the fake check (a fake reason)
+== test suites: 3 passed, 1 failed
+EOF
+
+for j in 1 4; do
+    rm -rf "$tmp/out$j" "$tmp/last-done"
+    w=0; [ $j = 1 ] || w=1
+    st=0
+    # shellcheck disable=SC2086
+    WAIT_FOR_LAST=$w scripts/run-suites -j $j --outdir "$tmp/out$j" --skiplog "$tmp/out$j/skips.txt" \
+        $suites >"$tmp/got$j" 2>&1 || st=$?
+    [ "$st" = 1 ] || fail "-j $j: status $st with a failed suite, not 1"
+    diff "$tmp/want" "$tmp/got$j" >"$tmp/diff$j" || { cat "$tmp/diff$j"; fail "-j $j: the output differs (- wanted, + got)"; }
+    grep -qx "c_skip: SKIPPED the fake check (a fake reason)" "$tmp/out$j/skips.txt" ||
+        fail "-j $j: the skip is not in the --skiplog file"
+    for n in a_slow b_fail c_skip d_pass; do
+        [ "$(cat "$tmp/out$j/$n.sh/who" 2>/dev/null)" = $n ] ||
+            fail "-j $j: $n did not write into its own CFNET_TEST_OUTDIR ($tmp/out$j/$n.sh)"
+    done
+    [ "$(wc -l <"$tmp/out$j/suite-times.txt")" = 4 ] || fail "-j $j: suite-times.txt does not time the 4 suites"
+done
+
+# With 4 jobs the slow suite ended last: the order of the output is the suites', not the ends'.
+[ -e "$tmp/last-done" ] || fail "the passing suite did not run"
+
+# The failure is not lost wherever it is (last suite), and none failed means status 0.
+st=0
+scripts/run-suites -j 2 --outdir "$tmp/out-last" "$s/d_pass.sh" "$s/c_skip.sh" "$s/b_fail.sh" >"$tmp/last" 2>&1 || st=$?
+[ "$st" = 1 ] && grep -qx "FAILED: $s/b_fail.sh" "$tmp/last" && tail -1 "$tmp/last" | grep -qx "== test suites: 2 passed, 1 failed" ||
+    { cat "$tmp/last"; fail "a failing last suite: status $st"; }
+st=0
+CHECK_JOBS=3 scripts/run-suites --outdir "$tmp/out-ok" "$s/c_skip.sh" "$s/d_pass.sh" >"$tmp/ok" 2>&1 || st=$?
+[ "$st" = 0 ] && tail -1 "$tmp/ok" | grep -qx "== test suites: 2 passed, 0 failed" ||
+    { cat "$tmp/ok"; fail "passing suites: status $st"; }
+# Without --skiplog no skip list; CFNET_TEST_STRICT is named in the summary.
+grep -q "^== skips" "$tmp/ok" && fail "a skip list without --skiplog"
+st=0
+CFNET_TEST_STRICT=1 scripts/run-suites -j 2 --outdir "$tmp/out-strict" "$s/d_pass.sh" >"$tmp/strict" 2>&1 || st=$?
+tail -1 "$tmp/strict" | grep -qx "== test suites: 1 passed, 0 failed (CFNET_TEST_STRICT=1)" ||
+    { cat "$tmp/strict"; fail "the summary under CFNET_TEST_STRICT=1"; }
+
+# check-valgrind's form: its own run command and header, its own summary.
+st=0
+# shellcheck disable=SC2016 # expanded by run-suites' sh -c
+scripts/run-suites -j 2 --outdir "$tmp/out-vg" --summary valgrind --header 'echo "== valgrind $1"' \
+    --run '"$1" >/dev/null' "$s/b_fail.sh" --header 'echo "== other $1"' "$s/d_pass.sh" >"$tmp/vg" 2>&1 || st=$?
+printf '%s\n' "== valgrind $s/b_fail.sh" "fail: err" "FAILED: $s/b_fail.sh" "== other $s/d_pass.sh" \
+    "== valgrind: 1 failed" >"$tmp/vg-want"
+[ "$st" = 1 ] || fail "--summary valgrind: status $st with a failed suite, not 1"
+diff "$tmp/vg-want" "$tmp/vg" >"$tmp/vg-diff" || { cat "$tmp/vg-diff"; fail "--summary valgrind: the output differs"; }
+
+# A wrong job count is a usage error.
+st=0
+scripts/run-suites -j 0 "$s/d_pass.sh" >/dev/null 2>&1 || st=$?
+[ "$st" = 2 ] || fail "-j 0: status $st, not 2"
+
+if [ $fails -ne 0 ]; then
+    echo "test_run_suites: $fails failures"
+    exit 1
+fi
+echo "test_run_suites: suites run 1 or 4 at a time give the same ordered output, FAILED lines, skips and summary"
