@@ -777,6 +777,15 @@ if command -v strace >/dev/null 2>&1 && strace -o /dev/null true 2>/dev/null; th
         grep -q "^cfnet: warning: .*evlongt/.cfnet-$dead-0.kept: one of .*evlongt/$long or .*evlongt/$long2 as it was before process $dead ran" "$out/last.txt" ||
             { cat "$out/last.txt"; fail "eval --out did not name an earlier long second name as one of the files"; }
         rm "$ow/evlongt/.cfnet-$dead-0.kept"
+        # every long second name of this run's PID taken (exec keeps the shell's PID; N is the
+        # hash of the name, read off the killed run's, times 100 plus the try): the refusal
+        # names those names, not NAME.kept.PID.*, which were never tried
+        h=${kept_l##*-} h=$((${h%.kept} / 100)) before=$(cat "$ow/evlongt/$long")
+        expect 1 "evlongt/$long: write failed: 100 files named .*evlongt/\.cfnet-[0-9]*-\*\.kept \(its second names\) are in the way \(no file replaced\)" \
+            sh -c 'k=0; while [ $k -lt 100 ]; do : >"$1/.cfnet-$$-$(($2 * 100 + k)).kept"; k=$((k + 1)); done; shift 2; exec "$@"' \
+            sh "$ow/evlongt" "$h" "$cfnet" eval "$ow/model.safetensors" "$ow/data" --out "$ow/evlong" -q
+        find "$ow/evlongt" -name ".cfnet-*-$h??.kept" -empty -exec rm {} +
+        [ "$(cat "$ow/evlongt/$long")" = "$before" ] || fail "eval --out refused by second names in the way replaced its file"
         [ "$(cat "$ow/evlongt/$kept_l")" = old ] || fail "eval --out removed the long second name that a killed run left"
         [ -L "$ow/evlong/metrics.json" ] || fail "eval --out replaced its link metrics.json"
     else

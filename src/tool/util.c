@@ -1493,8 +1493,15 @@ static int out_keep_aside(out_entry *e)
                    "it: %s (no file replaced)", e->path, strerror(err));
         return -1;
     }
-    tool_error("%s: write failed: 100 files named %s.kept.%ld.* are in the way (no file replaced)",
-               e->path, e->path, (long)getpid());
+    /* (the names tried, of the form kept_format gave them: the long one for a long name) */
+    const char *slash = strrchr(e->path, '/'), *base = slash ? slash + 1 : e->path;
+    if (strlen(base) + 32 <= 255)
+        tool_error("%s: write failed: 100 files named %s.kept.%ld.* are in the way (no file "
+                   "replaced)", e->path, e->path, (long)getpid());
+    else
+        tool_error("%s: write failed: 100 files named %.*s.cfnet-%ld-*.kept (its second names) "
+                   "are in the way (no file replaced)", e->path, (int)(slash ? slash - e->path + 1 : 0),
+                   e->path, (long)getpid());
     return -1;
 }
 
