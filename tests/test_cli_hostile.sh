@@ -439,14 +439,16 @@ mkfifo "$out/fifo.tif"
 # crop's MASK a FIFO: refused as not a regular file, not opened to wait for a writer
 expect 1 "fifo.tif: not a regular file" timeout -s KILL 60 "$cfnet" crop "$img" "$out/fifo.tif" -o "$out/cropfifo"
 # a file that is checked and then read: a FIFO put in its place between the check and the read
-# (strace holds the read's open back for 2 s while it is swapped) is not read. `predict FILE`
+# (strace holds the read's open back for 5 s while it is swapped, 3 s after the start: the
+# check must come first, so the start-up, under a sanitizer and strace on a loaded host, has
+# 3 s) is not read. `predict FILE`
 # alone looks into FILE to tell an image from a model; eval loads MODEL, then looks into what
 # did not load as one
 if strace -f -qq -o /dev/null true 2>/dev/null; then
     for cmd in predict eval; do
         rm -f "$out/swap.tif"
         cp "$img" "$out/swap.tif"
-        (sleep 1 && rm "$out/swap.tif" && mkfifo "$out/swap.tif") &
+        (sleep 3 && rm "$out/swap.tif" && mkfifo "$out/swap.tif") &
         swapper=$!
         if [ $cmd = predict ]; then
             want=2 says="cfnet predict: missing INPUTS" open=1 args=""
@@ -456,7 +458,7 @@ if strace -f -qq -o /dev/null true 2>/dev/null; then
         # shellcheck disable=SC2086
         expect $want "$says" timeout -s KILL 60 env ASAN_OPTIONS="${ASAN_OPTIONS:+$ASAN_OPTIONS:}detect_leaks=0" \
             strace -f -qq -o /dev/null -P "$out/swap.tif" -e trace=open,openat \
-            -e inject=open,openat:delay_enter=2000000:when=$open "$cfnet" $cmd "$out/swap.tif" $args
+            -e inject=open,openat:delay_enter=5000000:when=$open "$cfnet" $cmd "$out/swap.tif" $args
         wait $swapper || fail "the swap of $cmd's file for a FIFO failed"
         [ -p "$out/swap.tif" ] || fail "$cmd's file was not swapped for a FIFO"
     done
