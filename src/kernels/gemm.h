@@ -92,7 +92,9 @@ typedef void (*cf_conv_fwd_pix_fn)(int M, int K, const float *Ap, const float *x
  * cf_gemm_pack_dx. These are the column path's sums (gemm_nn's chains over the output
  * channels, then col2im adding tap by tap), so tile by tile the same bits. */
 /* dst[q * ldd + o] = src[o * lds + q] for o < rows, q < cols (a strided transpose; the
- * products over output channels move gradients between plane-major and pixel-major). */
+ * products over output channels move gradients between plane-major and pixel-major). src and
+ * dst must not overlap: the x86 variants' edge blocks overlap the blocks before them, reading
+ * some of src and writing some of dst twice. */
 typedef void (*cf_transpose_fn)(const float *src, int64_t lds, int rows, int64_t cols,
                                 float *dst, int64_t ldd);
 typedef void (*cf_conv_bwd_w_pix_fn)(int M, int K, const float *dyT, const float *x,
