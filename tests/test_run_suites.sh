@@ -141,6 +141,14 @@ for p in $(cat "$tmp/hang-pid" "$tmp/hang-child"); do
 done
 if grep -q Terminated "$tmp/kill"; then cat "$tmp/kill"; fail "run-suites stopped by SIGTERM: a job's 'Terminated' line"; fi
 
+# check-valgrind's times do not replace check's (each run rewrote suite-times.txt with only its
+# own suites, so that after check-valgrind the script suites had no time and started first).
+# shellcheck disable=SC2016
+scripts/run-suites -j 2 --outdir "$tmp/out4" --summary valgrind --run '"$1" >/dev/null' "$s/d_pass.sh" \
+    >/dev/null 2>&1
+[ "$(wc -l <"$tmp/out4/suite-times.txt")" = 4 ] || fail "a --summary valgrind run replaced check's suite-times.txt"
+[ -e "$tmp/out4/suite-times-valgrind.txt" ] && [ "$(wc -l <"$tmp/out4/suite-times-valgrind.txt")" = 1 ] || fail "no suite-times-valgrind.txt"
+
 # A wrong job count is a usage error.
 st=0
 scripts/run-suites -j 0 "$s/d_pass.sh" >/dev/null 2>&1 || st=$?
