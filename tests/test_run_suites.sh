@@ -113,6 +113,42 @@ printf '%s\n' "== valgrind $s/b_fail.sh" "fail: err" "FAILED: $s/b_fail.sh" "== 
 [ "$st" = 1 ] || fail "--summary valgrind: status $st with a failed suite, not 1"
 diff "$tmp/vg-want" "$tmp/vg" >"$tmp/vg-diff" || { cat "$tmp/vg-diff"; fail "--summary valgrind: the output differs"; }
 
+# A run stopped by SIGTERM (a CI time limit; Ctrl-C alike) stops the suites still running, with
+# what they started; they used to go on on their own, writing into the build tree.
+cat >"$tmp/s/e_hang.sh" <<EOF
+#!/bin/sh
+sleep 300 &
+echo \$! >"$tmp/hang-child"
+echo \$\$ >"$tmp/hang-pid.part" && mv "$tmp/hang-pid.part" "$tmp/hang-pid"
+wait
+EOF
+chmod +x "$tmp/s/e_hang.sh"
+scripts/run-suites -j 2 --outdir "$tmp/out-kill" "$s/e_hang.sh" "$s/c_skip.sh" >"$tmp/kill" 2>&1 &
+runner=$!
+n=0
+while [ ! -e "$tmp/hang-pid" ] && [ $n -lt 600 ]; do sleep 0.1; n=$((n + 1)); done
+kill -TERM $runner
+st=0
+wait $runner || st=$?
+[ "$st" = 143 ] || fail "run-suites stopped by SIGTERM: status $st, not 143"
+for p in $(cat "$tmp/hang-pid" "$tmp/hang-child"); do
+    n=0
+    while kill -0 "$p" 2>/dev/null && [ $n -lt 600 ]; do sleep 0.1; n=$((n + 1)); done
+    if kill -0 "$p" 2>/dev/null; then
+        kill "$p"
+        fail "run-suites stopped by SIGTERM left process $p of a running suite behind"
+    fi
+done
+if grep -q Terminated "$tmp/kill"; then cat "$tmp/kill"; fail "run-suites stopped by SIGTERM: a job's 'Terminated' line"; fi
+
+# check-valgrind's times do not replace check's (each run rewrote suite-times.txt with only its
+# own suites, so that after check-valgrind the script suites had no time and started first).
+# shellcheck disable=SC2016
+scripts/run-suites -j 2 --outdir "$tmp/out4" --summary valgrind --run '"$1" >/dev/null' "$s/d_pass.sh" \
+    >/dev/null 2>&1
+[ "$(wc -l <"$tmp/out4/suite-times.txt")" = 4 ] || fail "a --summary valgrind run replaced check's suite-times.txt"
+[ -e "$tmp/out4/suite-times-valgrind.txt" ] && [ "$(wc -l <"$tmp/out4/suite-times-valgrind.txt")" = 1 ] || fail "no suite-times-valgrind.txt"
+
 # A wrong job count is a usage error.
 st=0
 scripts/run-suites -j 0 "$s/d_pass.sh" >/dev/null 2>&1 || st=$?
