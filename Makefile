@@ -386,7 +386,7 @@ export CFNET_TOOL := $(abspath $(TOOL))
 # ($(BUILD)/test-output/<suite>), their output in suite order (scripts/run-suites).
 CHECK_JOBS ?= $(shell nproc 2>/dev/null || echo 1)
 check: all test-bins examples bench-bins symbols-check $(FUZZ_REPLAY) $(MPI_CHECK)
-	@scripts/run-suites -j $(CHECK_JOBS) --outdir $(BUILD)/test-output --skiplog $(BUILD)/test-output/skipped.txt \
+	@scripts/run-suites -j '$(CHECK_JOBS)' --outdir $(BUILD)/test-output --skiplog $(BUILD)/test-output/skipped.txt \
 	    $(TEST_BINS) $(SCRIPT_TESTS)
 
 # Every C suite under valgrind memcheck; any error and any leak kind (definite, indirect,
@@ -401,7 +401,7 @@ VALGRIND_REPLAY_FLAGS := -q --error-exitcode=99 --leak-check=full --show-leak-ki
                          --errors-for-leak-kinds=definite,indirect --suppressions=tests/valgrind.supp
 check-valgrind: all test-bins $(FUZZ_REPLAY)
 	@command -v valgrind >/dev/null || { echo "check-valgrind: needs valgrind"; exit 1; }
-	@scripts/run-suites -j $(CHECK_JOBS) --outdir $(BUILD)/test-output --summary valgrind \
+	@scripts/run-suites -j '$(CHECK_JOBS)' --outdir $(BUILD)/test-output --summary valgrind \
 	    --header 'echo "== valgrind $$1"' \
 	    --run 'CFNET_TEST_UNDER_VALGRIND=1 valgrind $(VALGRIND_FLAGS) "$$1" >/dev/null' $(TEST_BINS) \
 	    --header 'echo "== valgrind $$1 $$(c=fuzz/corpus_$${1##*/replay_}; [ -d $$c ] || c=fuzz/corpus; echo $$c)"' \

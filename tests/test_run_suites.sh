@@ -153,6 +153,10 @@ scripts/run-suites -j 2 --outdir "$tmp/out4" --summary valgrind --run '"$1" >/de
 st=0
 scripts/run-suites -j 0 "$s/d_pass.sh" >/dev/null 2>&1 || st=$?
 [ "$st" = 2 ] || fail "-j 0: status $st, not 2"
+# `make CHECK_JOBS=` passes an empty count: the default, as with CHECK_JOBS unset
+st=0
+CHECK_JOBS= scripts/run-suites -j '' "$s/d_pass.sh" >/dev/null 2>&1 || st=$?
+[ "$st" = 0 ] || fail "-j '': status $st, not 0 (the default count)"
 
 if [ $fails -ne 0 ]; then
     echo "test_run_suites: $fails failures"
