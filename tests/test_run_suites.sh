@@ -157,6 +157,8 @@ scripts/run-suites -j 0 "$s/d_pass.sh" >/dev/null 2>&1 || st=$?
 st=0
 CHECK_JOBS= scripts/run-suites -j '' "$s/d_pass.sh" >/dev/null 2>&1 || st=$?
 [ "$st" = 0 ] || fail "-j '': status $st, not 0 (the default count)"
+make -n -s check CHECK_JOBS= 2>/dev/null | grep -q "run-suites -j '' " ||
+    fail "make check CHECK_JOBS= does not pass the empty count to run-suites as one argument"
 
 if [ $fails -ne 0 ]; then
     echo "test_run_suites: $fails failures"
