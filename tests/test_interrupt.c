@@ -12,6 +12,15 @@
 #define S 16
 #define N 37
 #define K 5
+/* The stop at every call runs all five calls once per stop point (quadratic in the number of
+ * calls), on NS samples in parts of PART_S and batches of BATCH_S: the same sequence of calls
+ * as N samples in parts of 9 and batches of 10 (5 parts of a per-sample layer, 2,2,2,2,2 as
+ * 9,9,9,9,1; 4 batches, 3,3,3,1 in parts 2+1,2+1,2+1,1 as 10,10,10,7 in 9+1,9+1,9+1,7), which
+ * the test checks, at a quarter of the work (on 37 samples it took 12 minutes under valgrind).
+ * The fewest samples for that sequence. */
+#define NS 10
+#define PART_S 2
+#define BATCH_S 3
 
 typedef struct probe {
     int64_t calls;
@@ -20,6 +29,8 @@ typedef struct probe {
     int monotone; /* done grew at every call */
     const cfnet_network *net; /* non-NULL: make a read-only and a modifying call inside */
     cfnet_status inner_read, inner_write, inner_set;
+    int64_t (*seq)[2]; /* non-NULL: (done, total) of each call, up to seq_cap of them */
+    int64_t seq_cap;
 } probe;
 
 static int ask(void *user, int64_t done, int64_t total)
@@ -29,6 +40,10 @@ static int ask(void *user, int64_t done, int64_t total)
     if (done < 0 || done >= total) p->monotone = 0;
     p->last_done = done;
     p->total = total;
+    if (p->seq && p->calls < p->seq_cap) {
+        p->seq[p->calls][0] = done;
+        p->seq[p->calls][1] = total;
+    }
     if (p->net) {
         size_t need = 0;
         char buf[16];
@@ -59,6 +74,13 @@ static cfnet_network *make_net(int threads)
     return net;
 }
 
+static cfnet_tensor *make_images_n(int64_t n)
+{
+    tu_rng r = {9};
+    int64_t shape[4] = {n, 1, S, S};
+    return tu_tensor(4, shape, &r);
+}
+
 static cfnet_tensor *make_images(void)
 {
     tu_rng r = {9};
@@ -68,7 +90,7 @@ static cfnet_tensor *make_images(void)
 
 static int32_t labels[N];
 
-/* Every output of the five calls. */
+/* Every output of the five calls (on up to N samples; the rest zero). */
 typedef struct results {
     float out[N * K], probs[N * K];
     int32_t pred[N];
@@ -77,23 +99,31 @@ typedef struct results {
     cfnet_status st[5];
 } results;
 
-static void run_all(cfnet_network *net, const cfnet_tensor *x, results *r)
+/* The five calls on the n samples of x, evaluate in batches of `batch`. */
+static void run_all_n(cfnet_network *net, const cfnet_tensor *x, int64_t n, int64_t batch,
+                      results *r)
 {
-    int64_t oshape[2] = {N, K};
+    memset(r, 0, sizeof *r);
+    int64_t oshape[2] = {n, K};
     cfnet_tensor *out = tu_tensor(2, oshape, NULL), *probs = tu_tensor(2, oshape, NULL);
-    for (int i = 0; i < N * K; i++) cfnet_tensor_data(out)[i] = cfnet_tensor_data(probs)[i] = 7;
-    for (int i = 0; i < N; i++) r->pred[i] = -5;
+    for (int i = 0; i < n * K; i++) cfnet_tensor_data(out)[i] = cfnet_tensor_data(probs)[i] = 7;
+    for (int i = 0; i < n; i++) r->pred[i] = -5;
     r->loss = r->acc = 7;
     r->inv = 7;
     r->st[0] = cfnet_network_infer(net, x, out);
     r->st[1] = cfnet_network_probabilities(net, x, probs);
-    r->st[2] = cfnet_network_predict(net, x, r->pred, N);
-    r->st[3] = cfnet_network_evaluate(net, x, labels, N, 10, &r->loss, &r->acc);
+    r->st[2] = cfnet_network_predict(net, x, r->pred, n);
+    r->st[3] = cfnet_network_evaluate(net, x, labels, n, batch, &r->loss, &r->acc);
     r->st[4] = cfnet_network_invariance_ex(net, x, NULL, 0, CFNET_INVARIANCE_REFLECT, &r->inv);
-    memcpy(r->out, cfnet_tensor_data(out), sizeof r->out);
-    memcpy(r->probs, cfnet_tensor_data(probs), sizeof r->probs);
+    memcpy(r->out, cfnet_tensor_data(out), (size_t)(n * K) * sizeof(float));
+    memcpy(r->probs, cfnet_tensor_data(probs), (size_t)(n * K) * sizeof(float));
     cfnet_tensor_free(out);
     cfnet_tensor_free(probs);
+}
+
+static void run_all(cfnet_network *net, const cfnet_tensor *x, results *r)
+{
+    run_all_n(net, x, N, 10, r);
 }
 
 static void assert_same_results(const results *a, const results *b)
@@ -165,31 +195,60 @@ static void a_callback_that_never_stops_changes_no_bits(void **state)
     cfnet_tensor_free(x);
 }
 
+/* The (done, total) of every call of the five calls on n samples, parts of `part`. */
+static int64_t call_sequence(cfnet_network *net, const cfnet_tensor *x, int64_t n, int64_t part,
+                             int64_t batch, int64_t (*seq)[2], int64_t cap)
+{
+    probe p;
+    probe_reset(&p, -1);
+    p.seq = seq;
+    p.seq_cap = cap;
+    net->interrupt_part = part;
+    CF_ASSERT_OK(cfnet_network_set_interrupt(net, ask, &p));
+    results r;
+    run_all_n(net, x, n, batch, &r);
+    for (int i = 0; i < 5; i++) CF_ASSERT_OK(r.st[i]);
+    CF_ASSERT_OK(cfnet_network_set_interrupt(net, NULL, NULL));
+    net->interrupt_part = 0;
+    assert_true(p.calls <= cap);
+    return p.calls;
+}
+
 static void a_stop_at_any_point_writes_nothing_and_keeps_the_network(void **state)
 {
     (void)state;
     for (int i = 0; i < N; i++) labels[i] = i % K;
-    cfnet_tensor *x = make_images();
     cfnet_network *net = make_net(1);
-    net->interrupt_part = 9; /* stops inside layers too */
+    /* NS samples in parts of PART_S stop at the same points as N in parts of 9 (stops inside
+     * layers too), calls of every layer of every pass of the five calls, every part. */
+    enum { CAP = 4096 };
+    static int64_t seq_n[CAP][2], seq_ns[CAP][2];
+    cfnet_tensor *xn = make_images(), *x = make_images_n(NS);
+    int64_t calls_n = call_sequence(net, xn, N, 9, 10, seq_n, CAP);
+    int64_t calls_ns = call_sequence(net, x, NS, PART_S, BATCH_S, seq_ns, CAP);
+    assert_int_equal(calls_n, calls_ns);
+    assert_memory_equal(seq_n, seq_ns, (size_t)calls_n * sizeof *seq_n);
+    cfnet_tensor_free(xn);
+    net->interrupt_part = PART_S;
     /* some training state, so that "unchanged" covers the optimiser and the step count */
-    CF_ASSERT_OK(cfnet_network_train_step(net, x, labels, N, NULL));
+    CF_ASSERT_OK(cfnet_network_train_step(net, x, labels, NS, NULL));
     results ref;
-    run_all(net, x, &ref);
+    run_all_n(net, x, NS, BATCH_S, &ref);
     size_t n0;
     void *before = saved(net, &n0);
     probe p;
     probe_reset(&p, -1);
     CF_ASSERT_OK(cfnet_network_set_interrupt(net, ask, &p));
     results all;
-    run_all(net, x, &all);
+    run_all_n(net, x, NS, BATCH_S, &all);
     int64_t total_calls = p.calls;
+    assert_int_equal(total_calls, calls_ns);
     assert_true(total_calls > 10);
     /* Stop at every call in turn: exactly the call that was running then fails. */
     for (int64_t k = 0; k < total_calls; k++) {
         probe_reset(&p, k);
         results r;
-        run_all(net, x, &r);
+        run_all_n(net, x, NS, BATCH_S, &r);
         int cancelled = 0;
         for (int i = 0; i < 5; i++) {
             if (r.st[i] == CFNET_E_CANCELLED) {
@@ -201,13 +260,13 @@ static void a_stop_at_any_point_writes_nothing_and_keeps_the_network(void **stat
         }
         assert_int_equal(cancelled, 1);
         const float sentinel = 7;
-        for (int i = 0; i < N * K; i++) {
+        for (int i = 0; i < NS * K; i++) {
             if (r.st[0]) assert_memory_equal(&r.out[i], &sentinel, sizeof sentinel);
             else assert_memory_equal(&r.out[i], &ref.out[i], sizeof(float));
             if (r.st[1]) assert_memory_equal(&r.probs[i], &sentinel, sizeof sentinel);
             else assert_memory_equal(&r.probs[i], &ref.probs[i], sizeof(float));
         }
-        for (int i = 0; i < N; i++) assert_int_equal(r.pred[i], r.st[2] ? -5 : ref.pred[i]);
+        for (int i = 0; i < NS; i++) assert_int_equal(r.pred[i], r.st[2] ? -5 : ref.pred[i]);
         if (r.st[3]) {
             assert_true(r.loss == 7 && r.acc == 7);
         } else {
@@ -224,16 +283,16 @@ static void a_stop_at_any_point_writes_nothing_and_keeps_the_network(void **stat
     }
     /* The message says who stopped and where. */
     probe_reset(&p, 1);
-    int64_t oshape[2] = {N, K};
+    int64_t oshape[2] = {NS, K};
     cfnet_tensor *out = tu_tensor(2, oshape, NULL);
     CF_ASSERT_STATUS(cfnet_network_infer(net, x, out), CFNET_E_CANCELLED);
     assert_non_null(strstr(cfnet_last_error(), "network_infer: stopped by the interrupt callback"));
     /* Still usable and trainable afterwards: the same as a network that never stopped. */
     probe_reset(&p, -1);
     results again;
-    run_all(net, x, &again);
+    run_all_n(net, x, NS, BATCH_S, &again);
     assert_same_results(&ref, &again);
-    CF_ASSERT_OK(cfnet_network_train_step(net, x, labels, N, NULL));
+    CF_ASSERT_OK(cfnet_network_train_step(net, x, labels, NS, NULL));
     cfnet_tensor_free(out);
     cfnet_free(before);
     cfnet_network_free(net);
