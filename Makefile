@@ -175,7 +175,7 @@ TEST_LIBS   = $(shell pkg-config --libs cmocka 2>/dev/null)
 
 .PHONY: all deps check test-bins examples bench-bins bench docs demo install uninstall clean \
         mpi bench-mpi symbols-check check-valgrind check-threads abi-check abi-baseline coverage fuzz \
-        help
+        help suite-times
 
 all: $(SOLIB) $(ALIB) $(TOOL)
 
@@ -190,6 +190,7 @@ help:
 	@echo 'make check            build all of the above, then run every suite: the C suites, then tests/test_*.sh'
 	@echo '                      ($(CHECK_JOBS) at a time: CHECK_JOBS=N; output in suite order; scripts/run-suites)'
 	@echo 'make check-valgrind   the C suites under valgrind (CHECK_JOBS at a time too)'
+	@echo 'make suite-times      tests/suite-times.txt from the last check, SANITIZE=1 check, check-valgrind'
 	@echo 'make check-threads    the thread tests (with SANITIZE=thread CC=clang)'
 	@echo 'make symbols-check    only cfnet_* symbols are exported'
 	@echo 'make abi-check        the ABI against abi/ (make abi-baseline after a deliberate change)'
@@ -384,10 +385,14 @@ export CFNET_TOOL := $(abspath $(TOOL))
 # check and check-valgrind run CHECK_JOBS suites at a time (default: the number of processors;
 # CHECK_JOBS=1: one after another, output as it comes), each with its own CFNET_TEST_OUTDIR
 # ($(BUILD)/test-output/<suite>), their output in suite order (scripts/run-suites).
+# They start longest first by the last run's times, and on a first run (a fresh clone: CI) by
+# the committed ones of tests/suite-times.txt (set check, sanitize for instrumented builds,
+# valgrind); `make suite-times` refreshes that file from the last runs of the three.
 CHECK_JOBS ?= $(shell nproc 2>/dev/null || echo 1)
+SUITE_TIMES := tests/suite-times.txt
 check: all test-bins examples bench-bins symbols-check $(FUZZ_REPLAY) $(MPI_CHECK)
 	@scripts/run-suites -j '$(CHECK_JOBS)' --outdir $(BUILD)/test-output --skiplog $(BUILD)/test-output/skipped.txt \
-	    $(TEST_BINS) $(SCRIPT_TESTS)
+	    --default-times $(SUITE_TIMES) --times-set $(if $(SAN),sanitize,check) $(TEST_BINS) $(SCRIPT_TESTS)
 
 # Every C suite under valgrind memcheck; any error and any leak kind (definite, indirect,
 # possible, still reachable) fails. tests/valgrind.supp suppresses only FFTW's process-lifetime
@@ -402,11 +407,26 @@ VALGRIND_REPLAY_FLAGS := -q --error-exitcode=99 --leak-check=full --show-leak-ki
 check-valgrind: all test-bins $(FUZZ_REPLAY)
 	@command -v valgrind >/dev/null || { echo "check-valgrind: needs valgrind"; exit 1; }
 	@scripts/run-suites -j '$(CHECK_JOBS)' --outdir $(BUILD)/test-output --summary valgrind \
+	    --default-times $(SUITE_TIMES) \
 	    --header 'echo "== valgrind $$1"' \
 	    --run 'CFNET_TEST_UNDER_VALGRIND=1 valgrind $(VALGRIND_FLAGS) "$$1" >/dev/null' $(TEST_BINS) \
 	    --header 'echo "== valgrind $$1 $$(c=fuzz/corpus_$${1##*/replay_}; [ -d $$c ] || c=fuzz/corpus; echo $$c)"' \
 	    --run 'c=fuzz/corpus_$${1##*/replay_}; [ -d $$c ] || c=fuzz/corpus; valgrind $(VALGRIND_REPLAY_FLAGS) "$$1" $$c >/dev/null' \
 	    $(FUZZ_REPLAY)
+
+# tests/suite-times.txt from the last runs' times (each set whose run left none keeps its lines),
+# the suites of today only, longest first.
+SUITE_TIMES_FROM := check:build/default/test-output/suite-times.txt \
+                    sanitize:build/san-$(notdir $(firstword $(CC)))/test-output/suite-times.txt \
+                    valgrind:build/default/test-output/suite-times-valgrind.txt
+suite-times:
+	@{ grep '^#' $(SUITE_TIMES); for f in $(SUITE_TIMES_FROM); do k=$${f%%:*} t=$${f#*:}; \
+	    if [ -s "$$t" ]; then echo "$(patsubst $(BUILD)/%,%,$(TEST_BINS) $(FUZZ_REPLAY)) $(SCRIPT_TESTS)" | \
+	        awk -v set=$$k 'NR == 1 { for (i = 1; i <= NF; i++) now[$$i] = 1; next } \
+	            { sub(/^build\/[^\/]*\//, "", $$2) } $$2 in now { print set, $$1, $$2 }' - "$$t" | \
+	        sort -k2,2nr -k3,3; \
+	    else awk -v set=$$k '$$1 == set' $(SUITE_TIMES); fi; done; } >$(SUITE_TIMES).part && \
+	    mv $(SUITE_TIMES).part $(SUITE_TIMES) && echo "suite-times: $(SUITE_TIMES) written"
 
 # The thread tests under ThreadSanitizer (use with SANITIZE=thread).
 check-threads: $(BUILD)/tests/test_threads $(BUILD)/tests/test_thread_pool

@@ -14,6 +14,11 @@ fail() { echo "test_run_suites: FAIL: $*"; fails=$((fails + 1)); }
 unset CFNET_TEST_STRICT CHECK_JOBS
 
 top=$(pwd)
+# The runner's default outdir holds the real runs' times (make check writes them after all its
+# suites, this one too): this test must not write there. It did (its runs without --outdir):
+# after CI, build/default/test-output/suite-times.txt held only "0 .../d_pass.sh".
+real_times() { cat build/default/test-output/suite-times*.txt 2>/dev/null | cksum; }
+real_before=$(real_times)
 mkdir "$tmp/s"
 # slow: waits (in parallel runs) until the suite after it has ended, so that it ends last.
 cat >"$tmp/s/a_slow.sh" <<EOF
@@ -149,16 +154,90 @@ scripts/run-suites -j 2 --outdir "$tmp/out4" --summary valgrind --run '"$1" >/de
 [ "$(wc -l <"$tmp/out4/suite-times.txt")" = 4 ] || fail "a --summary valgrind run replaced check's suite-times.txt"
 [ -e "$tmp/out4/suite-times-valgrind.txt" ] && [ "$(wc -l <"$tmp/out4/suite-times-valgrind.txt")" = 1 ] || fail "no suite-times-valgrind.txt"
 
+# A run of some suites keeps the times of the others (it used to write only its own, so that a
+# run of one suite made the next full run start the long ones in name order).
+printf '%s\n' "50 $s/a_slow.sh" "40 $s/b_fail.sh" "9 $s/d_pass.sh" >"$tmp/out4/suite-times.txt"
+scripts/run-suites -j 2 --outdir "$tmp/out4" "$s/d_pass.sh" "$s/c_skip.sh" >/dev/null 2>&1 || true
+sort -k2 "$tmp/out4/suite-times.txt" | awk '{ print ($1 < 9 ? "new" : $1), $2 }' >"$tmp/merged"
+printf '%s\n' "50 $s/a_slow.sh" "40 $s/b_fail.sh" "new $s/c_skip.sh" "new $s/d_pass.sh" >"$tmp/merged-want"
+diff "$tmp/merged-want" "$tmp/merged" >"$tmp/merged-diff" ||
+    { cat "$tmp/merged-diff"; fail "a run of two suites did not keep the other suites' times"; }
+
+# The start order with no times of the run's own: --default-times, the lines of --times-set
+# (default check; valgrind with --summary valgrind), the suite named without build/<name>/; a
+# suite timed nowhere first; the run's own times over the committed ones. Seen with 2 jobs:
+# each suite adds its name to a shared log when it starts and ends only once the log has two
+# names, so that the third starts after the first two have logged (the first two lines are the
+# first pair, in either order).
+o=$tmp/o/build/x/tests
+mkdir -p "$o"
+for n in p q r u; do
+    cat >"$o/$n" <<EOF
+#!/bin/sh
+echo $n >>"$tmp/o/started"
+k=0
+while [ "\$(wc -l <"$tmp/o/started")" -lt 2 ] && [ \$k -lt 300 ]; do sleep 0.1; k=\$((k + 1)); done
+EOF
+    chmod +x "$o/$n"
+done
+printf '%s\n' "# comment" "check 5 tests/p" "check 20 tests/q" "check 10 tests/r" "valgrind 30 tests/p" \
+    "valgrind 1 tests/q" "valgrind 20 tests/r" "sanitize 99 tests/r" >"$tmp/defaults"
+pairs() { # pairs OUTDIR ARGS...: the start pairs of suites p q r u, as "a b | c d"
+    rm -f "$tmp/o/started"
+    d=$1; shift
+    scripts/run-suites -j 2 --outdir "$d" --default-times "$tmp/defaults" "$@" \
+        "$o/p" "$o/q" "$o/r" "$o/u" >/dev/null 2>&1 || true
+    tr '\n' ' ' <"$tmp/o/started" |
+        awk '{ a = $1 < $2 ? $1 " " $2 : $2 " " $1; b = $3 < $4 ? $3 " " $4 : $4 " " $3; print a " | " b }'
+}
+got=$(pairs "$tmp/od1")
+[ "$got" = "q u | p r" ] || fail "--default-times (set check): start pairs '$got', not 'q u | p r'"
+got=$(pairs "$tmp/od2" --summary valgrind)
+[ "$got" = "p u | q r" ] || fail "--default-times (set valgrind): start pairs '$got', not 'p u | q r'"
+got=$(pairs "$tmp/od3" --times-set sanitize)
+[ "$got" = "p q | r u" ] || fail "--times-set sanitize: start pairs '$got', not 'p q | r u'"
+# (the run's own times: p before u; q and r, timed only in the defaults, after them)
+mkdir -p "$tmp/od4"
+printf '%s\n' "100 $o/p" "50 $o/u" >"$tmp/od4/suite-times.txt"
+got=$(pairs "$tmp/od4")
+[ "$got" = "p u | q r" ] || fail "the run's own times over --default-times: start pairs '$got', not 'p u | q r'"
+st=0
+scripts/run-suites -j 2 --outdir "$tmp/od5" --default-times "$tmp/no-such-file" "$o/p" >/dev/null 2>&1 || st=$?
+[ "$st" = 2 ] || fail "--default-times of a missing file: status $st, not 2"
+
+# The committed times (make check's --default-times) have the three sets and name today's
+# suites only (a suite renamed there would lose its place).
+for set in check sanitize valgrind; do
+    grep -q "^$set [0-9]* tests/test_interrupt$" tests/suite-times.txt ||
+        fail "tests/suite-times.txt: no $set time of tests/test_interrupt"
+done
+awk '$1 != "#" { print $3 }' tests/suite-times.txt | sort -u | while read -r f; do
+    case $f in
+        tests/*.sh) [ -e "$f" ] ;;
+        tests/*) [ -e "$f.c" ] ;;
+        fuzz/replay_*) [ -e "fuzz/fuzz_${f#fuzz/replay_}.c" ] ;;
+        *) false ;;
+    esac || echo "tests/suite-times.txt: $f is no suite"
+done >"$tmp/stale"
+[ ! -s "$tmp/stale" ] || { cat "$tmp/stale"; fail "tests/suite-times.txt names suites that are gone"; }
+make -s -n check 2>/dev/null | grep -q -- "--default-times tests/suite-times.txt --times-set check " ||
+    fail "make check does not pass --default-times tests/suite-times.txt --times-set check"
+make -s -n check-valgrind 2>/dev/null | grep -q -- "--default-times tests/suite-times.txt" ||
+    fail "make check-valgrind does not pass --default-times tests/suite-times.txt"
+
 # A wrong job count is a usage error.
 st=0
-scripts/run-suites -j 0 "$s/d_pass.sh" >/dev/null 2>&1 || st=$?
+scripts/run-suites -j 0 --outdir "$tmp/out-j0" "$s/d_pass.sh" >/dev/null 2>&1 || st=$?
 [ "$st" = 2 ] || fail "-j 0: status $st, not 2"
 # `make CHECK_JOBS=` passes an empty count: the default, as with CHECK_JOBS unset
 st=0
-CHECK_JOBS= scripts/run-suites -j '' "$s/d_pass.sh" >/dev/null 2>&1 || st=$?
+CHECK_JOBS= scripts/run-suites -j '' --outdir "$tmp/out-jempty" "$s/d_pass.sh" >/dev/null 2>&1 || st=$?
 [ "$st" = 0 ] || fail "-j '': status $st, not 0 (the default count)"
 make -n -s check CHECK_JOBS= 2>/dev/null | grep -q "run-suites -j '' " ||
     fail "make check CHECK_JOBS= does not pass the empty count to run-suites as one argument"
+
+[ "$(real_times)" = "$real_before" ] ||
+    fail "the test changed the real runs' times (build/default/test-output/suite-times*.txt)"
 
 if [ $fails -ne 0 ]; then
     echo "test_run_suites: $fails failures"
