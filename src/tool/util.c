@@ -773,9 +773,10 @@ int opt_error(const char *cmd, int ch, char **argv)
 int read_file(const char *path, size_t limit, unsigned char **data, size_t *size, char *err,
               size_t errsize)
 {
-    /* O_NONBLOCK: opening a FIFO (a pipe named like an image) would otherwise wait for a
+    /* open_nowait: opening a FIFO (a pipe named like an image) would otherwise wait for a
      * writer forever; it is refused below like any other file that is not a regular one. */
-    int fd = open(path, O_RDONLY | O_NONBLOCK);
+    struct stat st;
+    int fd = open_nowait(path, &st);
     if (fd < 0) {
         int e = errno;
         /* A symbolic link whose target is gone (a link into a share that is not mounted, a
@@ -801,14 +802,11 @@ int read_file(const char *path, size_t limit, unsigned char **data, size_t *size
         }
         return -1;
     }
-    struct stat st;
-    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+    if (!S_ISREG(st.st_mode)) {
         snprintf(err, errsize, "not a regular file");
         close(fd);
         return -1;
     }
-    int fl = fcntl(fd, F_GETFL);
-    if (fl != -1) fcntl(fd, F_SETFL, fl & ~O_NONBLOCK);
     if ((uint64_t)st.st_size > limit) {
         snprintf(err, errsize, "file too large (%lld bytes, limit %zu)", (long long)st.st_size,
                  limit);
