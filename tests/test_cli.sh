@@ -499,6 +499,24 @@ expect 1 "test: not a model file \(it is a folder\); MODEL is a .safetensors fil
     "$cfnet" eval "$d/test" "$m"
 : >"$mf/empty.safetensors"
 expect 1 "empty.safetensors: not a model file \(it is an empty file\)" "$cfnet" info "$mf/empty.safetensors"
+# a FIFO, a socket or a device as MODEL: said what it is (it was the loader's "input/output
+# error: network_load: '...' is not a regular file"), never waited on (a FIFO without a writer)
+mkfifo "$mf/pipe.safetensors"
+"$py" -c 'import socket, sys; socket.socket(socket.AF_UNIX).bind(sys.argv[1])' "$mf/sock.safetensors" ||
+    fail "making a socket"
+for kind in "pipe.safetensors|a FIFO" "sock.safetensors|a socket" "/dev/zero|a character device"; do
+    f=${kind%%|*}
+    case $f in /*) ;; *) f="$mf/$f" ;; esac
+    for c in info eval predict export; do
+        case $c in info) a="" ;; export) a="$mf/x.onnx" ;; *) a="$d/test" ;; esac
+        # shellcheck disable=SC2086 # a: no argument, or one
+        expect 1 "^cfnet: error: $f: not a model file \(it is ${kind#*|}\); MODEL is a .safetensors file written by 'cfnet train'$" \
+            timeout 60 "$cfnet" $c "$f" $a
+    done
+done
+test -e "$mf/x.onnx" && fail "export of a FIFO as MODEL wrote its output"
+expect 1 "^cfnet: error: .*pipe.safetensors: not a checkpoint file \(it is a FIFO\); --resume takes" \
+    timeout 60 "$cfnet" train "$d/train" -o "$mf/pt.safetensors" --resume "$mf/pipe.safetensors"
 # A damaged model: cut short at a few lengths, or with bytes appended, each command says which
 # file and why, with exit status 1.
 msize=$(wc -c <"$m")
