@@ -517,6 +517,24 @@ done
 test -e "$mf/x.onnx" && fail "export of a FIFO as MODEL wrote its output"
 expect 1 "^cfnet: error: .*pipe.safetensors: not a checkpoint file \(it is a FIFO\); --resume takes" \
     timeout 60 "$cfnet" train "$d/train" -o "$mf/pt.safetensors" --resume "$mf/pipe.safetensors"
+# a symbolic link whose target is on a way through a file (link -> file/sub: ENOTDIR), and a
+# name through a file or a link to one: the file named (it was "no such file or directory", or
+# the loader's "cannot open '...': Not a directory")
+: >"$mf/plain"
+ln -s plain/sub "$mf/lnotdir"
+ln -s plain "$mf/lplain"
+for a in "lnotdir|$mf/lnotdir is a symbolic link to a target through $mf/plain, which is a file, not a folder \(-> plain/sub\)" \
+    "plain/sub|$mf/plain is a file, not a folder" \
+    "lplain/sub|$mf/lplain is a symbolic link to a file, not a folder \(-> plain\)"; do
+    p="$mf/${a%%|*}"
+    expect 1 "^cfnet: error: $p: cannot be reached: ${a#*|}$" "$cfnet" predict "$m" "$p"
+    expect 1 "^cfnet: error: $p: cannot be reached: ${a#*|}$" "$cfnet" train "$p" -o "$bad/m"
+    expect 1 "^cfnet: error: $p: cannot load the model: ${a#*|}$" "$cfnet" info "$p"
+done
+# ... and an image named through such a link in a manifest: the link named too
+printf 'lnotdir,class00\n' >"$mf/lnd.csv"
+expect 1 "lnd.csv:1: .*lnotdir: cannot open: .*lnotdir is a symbolic link to a target through .*plain, which is a file, not a folder" \
+    "$cfnet" predict "$m" "$mf/lnd.csv"
 # A damaged model: cut short at a few lengths, or with bytes appended, each command says which
 # file and why, with exit status 1.
 msize=$(wc -c <"$m")

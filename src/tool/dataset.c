@@ -747,11 +747,14 @@ static void say_unreachable(const char *path, int err)
         else
             tool_error("%s: a symbolic link to %s, which does not exist", path, to);
         free(end);
-    } else if (on_way == 1 || (on_way == 2 && err == EACCES))
+    } else if (on_way == 1 || (on_way == 2 && (err == EACCES || err == ENOTDIR)))
         /* a link further up the path (a folder given through a loop of links or a link to
-         * nothing), or one whose target is on a way the user may not search: named, with its
-         * target */
+         * nothing), or one whose target is on a way the user may not search or through a file
+         * (link -> file/sub): named, with its target */
         tool_error("%s: cannot be reached: %s", path, why);
+    else if (err == ENOTDIR && file_on_way(path, to, sizeof to))
+        /* a file on the way (file.tif/sub): that file named, not "no such file" */
+        tool_error("%s: cannot be reached: %s is a file, not a folder", path, to);
     else if (err == ENOENT || err == ENOTDIR)
         tool_error("%s: no such file or directory", path);
     else if (err == ELOOP)

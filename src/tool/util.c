@@ -861,12 +861,33 @@ int path_is_dir(const char *path)
 
 int link_trouble(int err)
 {
-    return err == ENOENT || err == ELOOP || err == EACCES;
+    return err == ENOENT || err == ELOOP || err == EACCES || err == ENOTDIR;
+}
+
+int file_on_way(const char *path, char *buf, size_t size)
+{
+    char *p = xstrdup(path);
+    int found = 0;
+    for (char *q = p + 1; *q; q++) {
+        if (*q != '/') continue;
+        *q = 0;
+        struct stat st;
+        int there = stat(p, &st) == 0;
+        if (there && !S_ISDIR(st.st_mode)) {
+            snprintf(buf, size, "%s", p);
+            found = 1;
+        }
+        *q = '/';
+        if (!there || found) break;
+    }
+    free(p);
+    return found;
 }
 
 /* The first name on the way to `path`, path itself included, that is a symbolic link that
- * cannot be followed (its target missing, a loop of links, or a target on a way the user may
- * not search), said in buf ("NAME is a symbolic link to a missing target (-> TARGET)"). 2 when
+ * cannot be followed (its target missing, a loop of links, a target on a way the user may not
+ * search, or one on a way through a file: link -> file/sub), or a link on the way to a file,
+ * not a folder, said in buf ("NAME is a symbolic link to a missing target (-> TARGET)"). 2 when
  * that name is path itself, 1 when it is a folder on the way, or 0 when there is none (buf
  * untouched). */
 int dangling_on_way(const char *path, char *buf, size_t size)
@@ -885,12 +906,36 @@ int dangling_on_way(const char *path, char *buf, size_t size)
         int e = S_ISLNK(ls.st_mode) && stat(p, &st) != 0 ? errno : 0;
         if (link_trouble(e) && (n = readlink(p, to, sizeof to - 1)) >= 0) {
             to[n] = 0;
-            snprintf(buf, size, "%s is a symbolic link to %s (-> %s)", p,
-                     e == ENOENT   ? "a missing target"
-                     : e == ELOOP ? "a loop of links"
-                                  : "a target that cannot be reached: permission denied",
-                     to);
+            if (e == ENOTDIR) {
+                /* its target is on a way through a file (link -> file/sub): that file named
+                 * when the link's own target shows it */
+                char *dir = path_dir(p);
+                char *full = to[0] == '/' ? xstrdup(to) : path_join(dir, to);
+                char file[PATH_MAX];
+                if (file_on_way(full, file, sizeof file))
+                    snprintf(buf, size, "%s is a symbolic link to a target through %s, which is a "
+                             "file, not a folder (-> %s)", p, file, to);
+                else
+                    snprintf(buf, size, "%s is a symbolic link to a target through a file that "
+                             "is not a folder (-> %s)", p, to);
+                free(full);
+                free(dir);
+            } else {
+                snprintf(buf, size, "%s is a symbolic link to %s (-> %s)", p,
+                         e == ENOENT   ? "a missing target"
+                         : e == ELOOP ? "a loop of links"
+                                      : "a target that cannot be reached: permission denied",
+                         to);
+            }
             found = end ? 1 : 2;
+            break;
+        }
+        if (end && S_ISLNK(ls.st_mode) && e == 0 && !S_ISDIR(st.st_mode) &&
+            (n = readlink(p, to, sizeof to - 1)) >= 0) {
+            /* a link on the way to a file (lnk/sub, lnk -> file): not a folder */
+            to[n] = 0;
+            snprintf(buf, size, "%s is a symbolic link to a file, not a folder (-> %s)", p, to);
+            found = 1;
             break;
         }
         if (!end) break;
@@ -904,7 +949,12 @@ int link_in_way(const char *path, char *buf, size_t size)
 {
     struct stat st;
     if (stat(path, &st) == 0 || !link_trouble(errno)) return 0;
-    return dangling_on_way(path, buf, size) != 0;
+    const int e = errno;
+    if (dangling_on_way(path, buf, size) != 0) return 1;
+    char file[PATH_MAX];
+    if (e != ENOTDIR || !file_on_way(path, file, sizeof file)) return 0;
+    snprintf(buf, size, "%s is a file, not a folder", file);
+    return 1;
 }
 
 /* The refusal of the folder `p` (label `l`) that make_dirs cannot make: `e` the errno of its
