@@ -6,6 +6,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
 #include <stdio.h>
 
 /* Exit codes (documented in docs/cli.md and the man page). */
@@ -141,6 +142,12 @@ int read_file(const char *path, size_t limit, unsigned char **data, size_t *size
  * and what is read are one file (a FIFO swapped in after a stat is not read). */
 struct stat;
 int open_nowait(const char *path, struct stat *st);
+/* path opened for writing (O_WRONLY | flags, mode as open's) without blocking in open: a FIFO
+ * that no process reads yet is tried again every 50 ms until one does, or until a signal sets
+ * tool_interrupted (then -1 with errno EINTR: a FIFO's blocking open would be restarted after
+ * the handler, SA_RESTART, and SIGTERM would not end the run). The descriptor (close-on-exec)
+ * is blocking again; -1 with errno otherwise. */
+int open_write_wait(const char *path, int flags, mode_t mode);
 /* 1 if path is a directory, 0 if not, -1 if stat cannot reach it (errno says why). */
 int path_is_dir(const char *path);
 /* Whether err (of a stat or open of a path) may come from a symbolic link on the way that

@@ -852,6 +852,28 @@ int open_nowait(const char *path, struct stat *st)
     return fd;
 }
 
+int open_write_wait(const char *path, int flags, mode_t mode)
+{
+    for (;;) {
+        int fd = open(path, O_WRONLY | O_NONBLOCK | O_NOCTTY | O_CLOEXEC | flags, mode);
+        if (fd >= 0) {
+            int fl = fcntl(fd, F_GETFL);
+            if (fl != -1) (void)fcntl(fd, F_SETFL, fl & ~O_NONBLOCK);
+            return fd;
+        }
+        /* ENXIO: a FIFO that no process reads yet (else a device that is not there) */
+        struct stat st;
+        if (errno != EINTR && (errno != ENXIO || stat(path, &st) != 0 || !S_ISFIFO(st.st_mode)))
+            return -1;
+        if (tool_interrupted) {
+            errno = EINTR;
+            return -1;
+        }
+        struct timespec ts = {0, 50 * 1000 * 1000};
+        nanosleep(&ts, NULL);
+    }
+}
+
 int path_is_dir(const char *path)
 {
     struct stat st;
@@ -1219,10 +1241,15 @@ int out_open(tool_out *o, const char *path, const char *usage_cmd, const char *l
     if ((exists && !S_ISREG(st.st_mode)) || (!exists && lstat(path, &lst) == 0)) {
         /* a device, FIFO or socket (/dev/null, a pipe), or a link to nothing yet: written as
          * it goes, as a shell redirection would, never replaced */
-        o->f = fopen(path, "w");
+        int fd = open_write_wait(path, O_CREAT | O_TRUNC, 0666);
+        o->f = fd >= 0 ? fdopen(fd, "w") : NULL;
         if (!o->f) {
             int e = errno;
             char why[PATH_MAX * 2 + 64];
+            if (fd >= 0) close(fd);
+            if (e == EINTR && tool_interrupted)
+                return tool_refuse(usage_cmd, 0, "%s%s: interrupted while waiting for a process "
+                                   "to read this FIFO", l, path);
             if (link_trouble(e) && dangling_on_way(path, why, sizeof why))
                 return tool_refuse(usage_cmd, 0, "%s%s: cannot create: %s", l, path, why);
             return tool_refuse(usage_cmd, e, "%s%s: cannot create: %s", l, path, strerror(e));
