@@ -535,6 +535,18 @@ done
 printf 'lnotdir,class00\n' >"$mf/lnd.csv"
 expect 1 "lnd.csv:1: .*lnotdir: cannot open: .*lnotdir is a symbolic link to a target through .*plain, which is a file, not a folder" \
     "$cfnet" predict "$m" "$mf/lnd.csv"
+# the function that says it keeps its frame under 16 KiB, as the library's do (the search of a
+# chain of links, inlined into it, took it to 16.3 KiB): checked where the compiler can say so
+for cc in gcc clang; do
+    command -v $cc >/dev/null 2>&1 || continue
+    w=-Wstack-usage=16384
+    [ $cc = clang ] && w=-Wframe-larger-than=16384
+    # shellcheck disable=SC2046 # the include flags
+    $cc -std=c11 -O2 -D_POSIX_C_SOURCE=200809L -Iinclude -Isrc -Isrc/tool -Iexamples/common \
+        $(pkg-config --cflags jansson libpng libtiff-4 2>/dev/null) "$w" -c src/tool/dataset.c \
+        -o "$out/stack.o" >"$out/stack.txt" 2>&1 || fail "$cc: src/tool/dataset.c: $(cat "$out/stack.txt")"
+    grep -E "stack usage|stack frame" "$out/stack.txt" && fail "$cc: a frame of src/tool/dataset.c over 16 KiB"
+done
 # A damaged model: cut short at a few lengths, or with bytes appended, each command says which
 # file and why, with exit status 1.
 msize=$(wc -c <"$m")
