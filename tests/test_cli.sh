@@ -499,6 +499,54 @@ expect 1 "test: not a model file \(it is a folder\); MODEL is a .safetensors fil
     "$cfnet" eval "$d/test" "$m"
 : >"$mf/empty.safetensors"
 expect 1 "empty.safetensors: not a model file \(it is an empty file\)" "$cfnet" info "$mf/empty.safetensors"
+# a FIFO, a socket or a device as MODEL: said what it is (it was the loader's "input/output
+# error: network_load: '...' is not a regular file"), never waited on (a FIFO without a writer)
+mkfifo "$mf/pipe.safetensors"
+"$py" -c 'import socket, sys; socket.socket(socket.AF_UNIX).bind(sys.argv[1])' "$mf/sock.safetensors" ||
+    fail "making a socket"
+for kind in "pipe.safetensors|a FIFO" "sock.safetensors|a socket" "/dev/zero|a character device"; do
+    f=${kind%%|*}
+    case $f in /*) ;; *) f="$mf/$f" ;; esac
+    for c in info eval predict export; do
+        case $c in info) a="" ;; export) a="$mf/x.onnx" ;; *) a="$d/test" ;; esac
+        # shellcheck disable=SC2086 # a: no argument, or one
+        expect 1 "^cfnet: error: $f: not a model file \(it is ${kind#*|}\); MODEL is a .safetensors file written by 'cfnet train'$" \
+            timeout 60 "$cfnet" $c "$f" $a
+    done
+done
+test -e "$mf/x.onnx" && fail "export of a FIFO as MODEL wrote its output"
+expect 1 "^cfnet: error: .*pipe.safetensors: not a checkpoint file \(it is a FIFO\); --resume takes" \
+    timeout 60 "$cfnet" train "$d/train" -o "$mf/pt.safetensors" --resume "$mf/pipe.safetensors"
+# a symbolic link whose target is on a way through a file (link -> file/sub: ENOTDIR), and a
+# name through a file or a link to one: the file named (it was "no such file or directory", or
+# the loader's "cannot open '...': Not a directory")
+: >"$mf/plain"
+ln -s plain/sub "$mf/lnotdir"
+ln -s plain "$mf/lplain"
+for a in "lnotdir|$mf/lnotdir is a symbolic link to a target through $mf/plain, which is a file, not a folder \(-> plain/sub\)" \
+    "plain/sub|$mf/plain is a file, not a folder" \
+    "lplain/sub|$mf/lplain is a symbolic link to a file, not a folder \(-> plain\)"; do
+    p="$mf/${a%%|*}"
+    expect 1 "^cfnet: error: $p: cannot be reached: ${a#*|}$" "$cfnet" predict "$m" "$p"
+    expect 1 "^cfnet: error: $p: cannot be reached: ${a#*|}$" "$cfnet" train "$p" -o "$bad/m"
+    expect 1 "^cfnet: error: $p: cannot load the model: ${a#*|}$" "$cfnet" info "$p"
+done
+# ... and an image named through such a link in a manifest: the link named too
+printf 'lnotdir,class00\n' >"$mf/lnd.csv"
+expect 1 "lnd.csv:1: .*lnotdir: cannot open: .*lnotdir is a symbolic link to a target through .*plain, which is a file, not a folder" \
+    "$cfnet" predict "$m" "$mf/lnd.csv"
+# the function that says it keeps its frame under 16 KiB, as the library's do (the search of a
+# chain of links, inlined into it, took it to 16.3 KiB): checked where the compiler can say so
+for cc in gcc clang; do
+    command -v $cc >/dev/null 2>&1 || continue
+    w=-Wstack-usage=16384
+    [ $cc = clang ] && w=-Wframe-larger-than=16384
+    # shellcheck disable=SC2046 # the include flags
+    $cc -std=c11 -O2 -D_POSIX_C_SOURCE=200809L -Iinclude -Isrc -Isrc/tool -Iexamples/common \
+        $(pkg-config --cflags jansson libpng libtiff-4 2>/dev/null) "$w" -c src/tool/dataset.c \
+        -o "$out/stack.o" >"$out/stack.txt" 2>&1 || fail "$cc: src/tool/dataset.c: $(cat "$out/stack.txt")"
+    grep -E "stack usage|stack frame" "$out/stack.txt" && fail "$cc: a frame of src/tool/dataset.c over 16 KiB"
+done
 # A damaged model: cut short at a few lengths, or with bytes appended, each command says which
 # file and why, with exit status 1.
 msize=$(wc -c <"$m")

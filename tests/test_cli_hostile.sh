@@ -334,6 +334,50 @@ kill -0 $pid 2>/dev/null || fail "SIGHUP ended a run started under nohup"
 kill -TERM $pid 2>/dev/null || true
 finish $pid
 
+# a --log or --plot that is a FIFO no process reads: the run waits for a reader after epoch 1
+# (its open of the FIFO blocked, restarted after training's handler, so SIGTERM did nothing),
+# and SIGTERM ends it as during training, status 130, epoch 1 kept in the checkpoint
+for opt in log plot; do
+    s="$out/fifo$opt"
+    rm -f "$s".*
+    mkfifo "$s.fifo"
+    # shellcheck disable=SC2086
+    "$cfnet" train "$d/train" -o "$s.safetensors" --epochs 3 $common -q --$opt "$s.fifo" 2>"$s.err" &
+    pid=$!
+    n=0
+    while [ ! -e "$s.last.safetensors" ] && kill -0 $pid 2>/dev/null && [ $n -lt 600 ]; do
+        sleep 0.1
+        n=$((n + 1))
+    done
+    sleep 0.3 # (waiting for a reader of the FIFO by now)
+    kill -TERM $pid
+    n=0
+    while kill -0 $pid 2>/dev/null && [ $n -lt 100 ]; do
+        sleep 0.1
+        n=$((n + 1))
+    done
+    finish $pid
+    [ $killed = 0 ] || fail "--$opt FIFO without a reader: SIGTERM did not end the run"
+    [ $st = 130 ] || fail "--$opt FIFO without a reader, SIGTERM: exit $st (expected 130): $(cat "$s.err")"
+    grep -q "fifo$opt.fifo: interrupted while waiting for a process to read this FIFO" "$s.err" &&
+        grep -q "interrupted after epoch 1; .*fifo$opt.last.safetensors holds epoch 1 (continue with --resume)" "$s.err" ||
+        fail "--$opt FIFO, SIGTERM: message: $(cat "$s.err")"
+    [ -p "$s.fifo" ] || fail "--$opt FIFO: the FIFO was replaced"
+    ls "$s".*tmp* >/dev/null 2>&1 && fail "--$opt FIFO, SIGTERM: a temporary file left"
+    expect 0 "\"epoch\":1," "$cfnet" info "$s.last.safetensors"
+done
+# ... and with a reader, the log goes through the FIFO
+s="$out/fiforead"
+rm -f "$s".*
+mkfifo "$s.fifo"
+cat "$s.fifo" >"$s.got" &
+reader=$!
+# shellcheck disable=SC2086
+expect 0 "" "$cfnet" train "$d/train" -o "$s.safetensors" --epochs 2 $common -q --log "$s.fifo"
+wait $reader || fail "the reader of the --log FIFO failed"
+[ "$(wc -l <"$s.got")" = 3 ] && head -1 "$s.got" | grep -q "^epoch,train_loss" ||
+    fail "the log through a FIFO: $(cat "$s.got")"
+
 # resuming with settings the checkpoint decides: they are named as ignored, and the run goes on
 # with the checkpoint's (the architecture stays cfnet)
 # shellcheck disable=SC2086

@@ -711,12 +711,14 @@ static int link_dead_end(const char *link, char *to, size_t tsize, char **end)
     ssize_t n = readlink(link, to, tsize - 1);
     if (n < 0) return -1;
     to[n] = 0;
-    char *p = xstrdup(link), buf[PATH_MAX];
+    /* (buf on the heap: inlined into say_unreachable, with its own buffers, the frame was
+     * over the 16 KiB the library's functions keep to) */
+    char *p = xstrdup(link), *buf = xmalloc(PATH_MAX);
     struct stat ls;
     int hop = 0;
     /* (40: the kernel's limit of links followed in one name) */
     for (; hop < 40 && lstat(p, &ls) == 0 && S_ISLNK(ls.st_mode) &&
-           (n = readlink(p, buf, sizeof buf - 1)) > 0;
+           (n = readlink(p, buf, PATH_MAX - 1)) > 0;
          hop++) {
         buf[n] = 0;
         char *dir = path_dir(p);
@@ -725,6 +727,7 @@ static int link_dead_end(const char *link, char *to, size_t tsize, char **end)
         free(p);
         p = next;
     }
+    free(buf);
     if (hop > 1 && lstat(p, &ls) != 0 && errno == ENOENT) *end = p;
     else free(p);
     return 0;
@@ -747,11 +750,14 @@ static void say_unreachable(const char *path, int err)
         else
             tool_error("%s: a symbolic link to %s, which does not exist", path, to);
         free(end);
-    } else if (on_way == 1 || (on_way == 2 && err == EACCES))
+    } else if (on_way == 1 || (on_way == 2 && (err == EACCES || err == ENOTDIR)))
         /* a link further up the path (a folder given through a loop of links or a link to
-         * nothing), or one whose target is on a way the user may not search: named, with its
-         * target */
+         * nothing), or one whose target is on a way the user may not search or through a file
+         * (link -> file/sub): named, with its target */
         tool_error("%s: cannot be reached: %s", path, why);
+    else if (err == ENOTDIR && file_on_way(path, to, sizeof to))
+        /* a file on the way (file.tif/sub): that file named, not "no such file" */
+        tool_error("%s: cannot be reached: %s is a file, not a folder", path, to);
     else if (err == ENOENT || err == ENOTDIR)
         tool_error("%s: no such file or directory", path);
     else if (err == ELOOP)

@@ -146,20 +146,32 @@ bad:
     return -1;
 }
 
-/* What a file that did not load as a model (status st) is, from its first bytes: a folder, an
- * empty file, an image or a text file given in place of the model (arguments in the wrong
- * order), else NULL. Only a regular file is read, checked on the descriptor it is read from (a
- * FIFO, even one put in its place meanwhile, is not waited on). */
+/* What a file of type `mode` that is not a regular file is ("a folder", "a FIFO", "a
+ * character device"...). */
+static const char *file_kind(mode_t mode)
+{
+    return S_ISDIR(mode)    ? "a folder"
+           : S_ISFIFO(mode) ? "a FIFO"
+           : S_ISSOCK(mode) ? "a socket"
+           : S_ISCHR(mode)  ? "a character device"
+           : S_ISBLK(mode)  ? "a block device"
+                            : "a special file";
+}
+
+/* What a file that did not load as a model (status st) is: a folder, a FIFO, a socket or a
+ * device (whatever st), or from its first bytes an empty file, an image or a text file given
+ * in place of the model (arguments in the wrong order), else NULL. Only a regular file is
+ * read, checked on the descriptor it is read from (a FIFO, even one put in its place
+ * meanwhile, is not waited on). */
 const char *model_not_a_model(const char *path, cfnet_status st)
 {
     struct stat sb;
     int fd = open_nowait(path, &sb);
-    if (fd < 0) /* (a folder without read permission) */
-        return stat(path, &sb) == 0 && S_ISDIR(sb.st_mode) ? "a folder" : NULL;
-    if (S_ISDIR(sb.st_mode) || !S_ISREG(sb.st_mode) ||
-        (st != CFNET_E_FORMAT && st != CFNET_E_LIMIT)) {
+    if (fd < 0) /* (a folder or a socket, which open refuses; a FIFO without read permission) */
+        return stat(path, &sb) == 0 && !S_ISREG(sb.st_mode) ? file_kind(sb.st_mode) : NULL;
+    if (!S_ISREG(sb.st_mode) || (st != CFNET_E_FORMAT && st != CFNET_E_LIMIT)) {
         close(fd);
-        return S_ISDIR(sb.st_mode) ? "a folder" : NULL;
+        return S_ISREG(sb.st_mode) ? NULL : file_kind(sb.st_mode);
     }
     unsigned char b[9] = {0};
     size_t n = 0;

@@ -6,6 +6,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
 #include <stdio.h>
 
 /* Exit codes (documented in docs/cli.md and the man page). */
@@ -141,6 +142,12 @@ int read_file(const char *path, size_t limit, unsigned char **data, size_t *size
  * and what is read are one file (a FIFO swapped in after a stat is not read). */
 struct stat;
 int open_nowait(const char *path, struct stat *st);
+/* path opened for writing (O_WRONLY | flags, mode as open's) without blocking in open: a FIFO
+ * that no process reads yet is tried again every 50 ms until one does, or until a signal sets
+ * tool_interrupted (then -1 with errno EINTR: a FIFO's blocking open would be restarted after
+ * the handler, SA_RESTART, and SIGTERM would not end the run). The descriptor (close-on-exec)
+ * is blocking again; -1 with errno otherwise. */
+int open_write_wait(const char *path, int flags, mode_t mode);
 /* 1 if path is a directory, 0 if not, -1 if stat cannot reach it (errno says why). */
 int path_is_dir(const char *path);
 /* Whether err (of a stat or open of a path) may come from a symbolic link on the way that
@@ -151,10 +158,14 @@ int link_trouble(int err);
  * search), said in buf ("NAME is a symbolic link to a loop of links (-> TARGET)"). 2 when that
  * name is path itself, 1 when it is a folder on the way, 0 when there is none (buf untouched). */
 int dangling_on_way(const char *path, char *buf, size_t size);
-/* 1 when stat cannot reach path for such a link on the way (dangling_on_way, said in buf), else
- * 0 (buf untouched): for a file that a load failed to open, the link named, not "No such file
- * or directory" or "Too many levels of symbolic links". */
+/* 1 when stat cannot reach path for such a link on the way (dangling_on_way, said in buf), or
+ * for a file on the way (ENOTDIR: "NAME is a file, not a folder"), else 0 (buf untouched): for
+ * a file that a load failed to open, the link or file named, not "No such file or directory",
+ * "Not a directory" or "Too many levels of symbolic links". */
 int link_in_way(const char *path, char *buf, size_t size);
+/* The first name on the way to `path` (path itself left out) that is there but is not a folder
+ * (a file: what makes ENOTDIR), in buf; 1, or 0 when there is none (buf untouched). */
+int file_on_way(const char *path, char *buf, size_t size);
 /* Creates a directory and its parents (like mkdir -p). 0, or the exit status after saying why
  * (tool_refuse: a usage error of usage_cmd, or with usage_cmd NULL an error, status 1), the
  * message after `label`: the option that named the folder, as the command's other refusals of

@@ -1959,11 +1959,22 @@ int cmd_train(int argc, char **argv)
                     if (logf) logfd = -1;
                 }
             } else {
-                logf = fopen(c.log, c.resume ? "a" : "w");
+                /* (a FIFO: waited on until a process reads it, or a signal ends the run) */
+                int fd = open_write_wait(c.log, O_CREAT | (c.resume ? O_APPEND : O_TRUNC), 0666);
+                logf = fd >= 0 ? fdopen(fd, c.resume ? "a" : "w") : NULL;
+                if (!logf && fd >= 0) {
+                    int oe = errno;
+                    close(fd);
+                    errno = oe;
+                }
                 empty = logf && ftell(logf) == 0;
             }
             if (!logf && !end_failed) {
-                tool_error("%s: cannot open: %s", c.log, strerror(errno));
+                if (errno == EINTR && tool_interrupted)
+                    tool_error("%s: interrupted while waiting for a process to read this FIFO",
+                               c.log);
+                else
+                    tool_error("%s: cannot open: %s", c.log, strerror(errno));
                 end_failed = 1;
             }
             if (logf && (!c.resume || empty))
@@ -1983,7 +1994,16 @@ int cmd_train(int argc, char **argv)
         }
         if (c.plot && rank == 0 && !end_failed && write_plot(c.plot, hist, nhist, nva > 0) != 0)
             end_failed = 1;
-        if (tool_hold_end(&hold, end_failed) != 0) goto out;
+        /* a signal while the log or the plot waited for a reader (a FIFO): the end of an
+         * interrupted run, epoch e saved */
+        const int stopped = end_failed && tool_interrupted && rank == 0;
+        if (stopped)
+            tool_error("interrupted after epoch %d; %s holds epoch %d (continue with --resume)", e,
+                       ckpt, e);
+        if (tool_hold_end(&hold, end_failed) != 0) {
+            if (stopped) rc = 130;
+            goto out;
+        }
         if (c.patience > 0 && nva && since_best >= c.patience) {
             tool_info("early stop: validation balanced accuracy has not improved for %d epoch%s",
                       c.patience, c.patience == 1 ? "" : "s");

@@ -773,9 +773,10 @@ int opt_error(const char *cmd, int ch, char **argv)
 int read_file(const char *path, size_t limit, unsigned char **data, size_t *size, char *err,
               size_t errsize)
 {
-    /* O_NONBLOCK: opening a FIFO (a pipe named like an image) would otherwise wait for a
+    /* open_nowait: opening a FIFO (a pipe named like an image) would otherwise wait for a
      * writer forever; it is refused below like any other file that is not a regular one. */
-    int fd = open(path, O_RDONLY | O_NONBLOCK);
+    struct stat st;
+    int fd = open_nowait(path, &st);
     if (fd < 0) {
         int e = errno;
         /* A symbolic link whose target is gone (a link into a share that is not mounted, a
@@ -801,14 +802,11 @@ int read_file(const char *path, size_t limit, unsigned char **data, size_t *size
         }
         return -1;
     }
-    struct stat st;
-    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+    if (!S_ISREG(st.st_mode)) {
         snprintf(err, errsize, "not a regular file");
         close(fd);
         return -1;
     }
-    int fl = fcntl(fd, F_GETFL);
-    if (fl != -1) fcntl(fd, F_SETFL, fl & ~O_NONBLOCK);
     if ((uint64_t)st.st_size > limit) {
         snprintf(err, errsize, "file too large (%lld bytes, limit %zu)", (long long)st.st_size,
                  limit);
@@ -854,6 +852,28 @@ int open_nowait(const char *path, struct stat *st)
     return fd;
 }
 
+int open_write_wait(const char *path, int flags, mode_t mode)
+{
+    for (;;) {
+        int fd = open(path, O_WRONLY | O_NONBLOCK | O_NOCTTY | O_CLOEXEC | flags, mode);
+        if (fd >= 0) {
+            int fl = fcntl(fd, F_GETFL);
+            if (fl != -1) (void)fcntl(fd, F_SETFL, fl & ~O_NONBLOCK);
+            return fd;
+        }
+        /* ENXIO: a FIFO that no process reads yet (else a device that is not there) */
+        struct stat st;
+        if (errno != EINTR && (errno != ENXIO || stat(path, &st) != 0 || !S_ISFIFO(st.st_mode)))
+            return -1;
+        if (tool_interrupted) {
+            errno = EINTR;
+            return -1;
+        }
+        struct timespec ts = {0, 50 * 1000 * 1000};
+        nanosleep(&ts, NULL);
+    }
+}
+
 int path_is_dir(const char *path)
 {
     struct stat st;
@@ -863,12 +883,33 @@ int path_is_dir(const char *path)
 
 int link_trouble(int err)
 {
-    return err == ENOENT || err == ELOOP || err == EACCES;
+    return err == ENOENT || err == ELOOP || err == EACCES || err == ENOTDIR;
+}
+
+int file_on_way(const char *path, char *buf, size_t size)
+{
+    char *p = xstrdup(path);
+    int found = 0;
+    for (char *q = p + 1; *q; q++) {
+        if (*q != '/') continue;
+        *q = 0;
+        struct stat st;
+        int there = stat(p, &st) == 0;
+        if (there && !S_ISDIR(st.st_mode)) {
+            snprintf(buf, size, "%s", p);
+            found = 1;
+        }
+        *q = '/';
+        if (!there || found) break;
+    }
+    free(p);
+    return found;
 }
 
 /* The first name on the way to `path`, path itself included, that is a symbolic link that
- * cannot be followed (its target missing, a loop of links, or a target on a way the user may
- * not search), said in buf ("NAME is a symbolic link to a missing target (-> TARGET)"). 2 when
+ * cannot be followed (its target missing, a loop of links, a target on a way the user may not
+ * search, or one on a way through a file: link -> file/sub), or a link on the way to a file,
+ * not a folder, said in buf ("NAME is a symbolic link to a missing target (-> TARGET)"). 2 when
  * that name is path itself, 1 when it is a folder on the way, or 0 when there is none (buf
  * untouched). */
 int dangling_on_way(const char *path, char *buf, size_t size)
@@ -887,12 +928,36 @@ int dangling_on_way(const char *path, char *buf, size_t size)
         int e = S_ISLNK(ls.st_mode) && stat(p, &st) != 0 ? errno : 0;
         if (link_trouble(e) && (n = readlink(p, to, sizeof to - 1)) >= 0) {
             to[n] = 0;
-            snprintf(buf, size, "%s is a symbolic link to %s (-> %s)", p,
-                     e == ENOENT   ? "a missing target"
-                     : e == ELOOP ? "a loop of links"
-                                  : "a target that cannot be reached: permission denied",
-                     to);
+            if (e == ENOTDIR) {
+                /* its target is on a way through a file (link -> file/sub): that file named
+                 * when the link's own target shows it */
+                char *dir = path_dir(p);
+                char *full = to[0] == '/' ? xstrdup(to) : path_join(dir, to);
+                char file[PATH_MAX];
+                if (file_on_way(full, file, sizeof file))
+                    snprintf(buf, size, "%s is a symbolic link to a target through %s, which is a "
+                             "file, not a folder (-> %s)", p, file, to);
+                else
+                    snprintf(buf, size, "%s is a symbolic link to a target through a file that "
+                             "is not a folder (-> %s)", p, to);
+                free(full);
+                free(dir);
+            } else {
+                snprintf(buf, size, "%s is a symbolic link to %s (-> %s)", p,
+                         e == ENOENT   ? "a missing target"
+                         : e == ELOOP ? "a loop of links"
+                                      : "a target that cannot be reached: permission denied",
+                         to);
+            }
             found = end ? 1 : 2;
+            break;
+        }
+        if (end && S_ISLNK(ls.st_mode) && e == 0 && !S_ISDIR(st.st_mode) &&
+            (n = readlink(p, to, sizeof to - 1)) >= 0) {
+            /* a link on the way to a file (lnk/sub, lnk -> file): not a folder */
+            to[n] = 0;
+            snprintf(buf, size, "%s is a symbolic link to a file, not a folder (-> %s)", p, to);
+            found = 1;
             break;
         }
         if (!end) break;
@@ -906,7 +971,12 @@ int link_in_way(const char *path, char *buf, size_t size)
 {
     struct stat st;
     if (stat(path, &st) == 0 || !link_trouble(errno)) return 0;
-    return dangling_on_way(path, buf, size) != 0;
+    const int e = errno;
+    if (dangling_on_way(path, buf, size) != 0) return 1;
+    char file[PATH_MAX];
+    if (e != ENOTDIR || !file_on_way(path, file, sizeof file)) return 0;
+    snprintf(buf, size, "%s is a file, not a folder", file);
+    return 1;
 }
 
 /* The refusal of the folder `p` (label `l`) that make_dirs cannot make: `e` the errno of its
@@ -1171,10 +1241,15 @@ int out_open(tool_out *o, const char *path, const char *usage_cmd, const char *l
     if ((exists && !S_ISREG(st.st_mode)) || (!exists && lstat(path, &lst) == 0)) {
         /* a device, FIFO or socket (/dev/null, a pipe), or a link to nothing yet: written as
          * it goes, as a shell redirection would, never replaced */
-        o->f = fopen(path, "w");
+        int fd = open_write_wait(path, O_CREAT | O_TRUNC, 0666);
+        o->f = fd >= 0 ? fdopen(fd, "w") : NULL;
         if (!o->f) {
             int e = errno;
             char why[PATH_MAX * 2 + 64];
+            if (fd >= 0) close(fd);
+            if (e == EINTR && tool_interrupted)
+                return tool_refuse(usage_cmd, 0, "%s%s: interrupted while waiting for a process "
+                                   "to read this FIFO", l, path);
             if (link_trouble(e) && dangling_on_way(path, why, sizeof why))
                 return tool_refuse(usage_cmd, 0, "%s%s: cannot create: %s", l, path, why);
             return tool_refuse(usage_cmd, e, "%s%s: cannot create: %s", l, path, strerror(e));
