@@ -53,6 +53,23 @@ static void check_variant(const cf_simd_ops *g, const cf_simd_ops *v)
             g->add_scalar(a + off, xs, n, 0.37f);
             v->add_scalar(b + off, xs, n, 0.37f);
             assert_memory_equal(a, b, sizeof a);
+            /* the bias added in place to rows of n (3 rows, stride n + 3): exactly y + b,
+             * nothing between the rows or after them written */
+            if (off + 3 * (n + 3) <= MAXN + PAD) {
+                const float bias[3] = {0.37f, -1.25f, 3.0e-3f};
+                memcpy(a, y, sizeof a);
+                memcpy(b, y, sizeof b);
+                v->add_bias_rows(b + off, n + 3, 3, n, bias);
+                for (int o = 0; o < 3; o++)
+                    for (int i = 0; i < n; i++) {
+                        volatile float want = y[off + o * (n + 3) + i] + bias[o];
+                        a[off + o * (n + 3) + i] = want;
+                    }
+                assert_memory_equal(a, b, sizeof a);
+                memcpy(a, y, sizeof a);
+                g->add_bias_rows(a + off, n + 3, 3, n, bias);
+                assert_memory_equal(a, b, sizeof a);
+            }
             for (int relu = 0; relu < 2; relu++) {
                 g->affine(xs, a + off, n, 0.1f, 1.7f, -0.3f, relu);
                 v->affine(xs, b + off, n, 0.1f, 1.7f, -0.3f, relu);

@@ -767,11 +767,7 @@ static void forward_tile(const conv_job *j, int i, int64_t s0, int64_t nb, const
         k->gemm_nn(O, (int)tn, (int)(r1 - r0), Wp + 4 * r0, (int)CK, j->col, (int)ld,
                    dst, (int)ldd, r0 > 0);
     }
-    if (direct && j->bias)
-        for (int o = 0; o < O; o++) {
-            float bo = j->bias[o], *row = dst + o * ldd;
-            for (int64_t q = 0; q < w; q++) row[q] += bo;
-        }
+    if (direct && j->bias) k->add_bias_rows(dst, ldd, O, w, j->bias);
     if (direct) return;
     for (int64_t b = 0; b < nb; b++) {
         float *yb = j->y + (s0 + b) * O * P;

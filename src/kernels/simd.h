@@ -51,6 +51,8 @@ typedef struct cf_simd_ops {
                         const cf_run *a, const cf_run *e);
     /* dst[i] = src[i] + b */
     void (*add_scalar)(float *dst, const float *src, int64_t n, float b);
+    /* y[o ld + i] += bias[o] in place, i < n, o < rows */
+    void (*add_bias_rows)(float *y, int64_t ld, int rows, int64_t n, const float *bias);
     /* y = max(0, x) (bit-exact select: -0 and NaN give +0); dx = y > 0 ? dy : 0 */
     void (*relu)(const float *x, float *y, int64_t n);
     void (*relu_backward)(const float *y, const float *dy, float *dx, int64_t n);
