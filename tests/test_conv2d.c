@@ -173,6 +173,107 @@ static void conv2d_forward_rows_fill_the_active_lanes(void **state)
                 !cf_conv_row_fills_lanes(50, 16));
 }
 
+/* Stride-1 "same" layers whose input gradient would go through the columns take it as a
+ * forward of the output gradient with the banks transposed and turned by 180 degrees
+ * (layers/conv2d.c) where that forward is direct on every tile: 64- and 48-column rows fill
+ * 8- and 16-float vectors. Both gradients against float64 sums, on 1 and 2 threads (the input
+ * gradient the same bits on both), k = 3 and 5, channel counts that are not multiples of the
+ * tiles' rows. */
+static void input_gradient_against_reference(int C, int H, int W, int O, int k)
+{
+    int p = (k - 1) / 2, n = 3, kk = k * k;
+    /* the plan the input gradient's forward takes (O planes in, C out) is direct throughout */
+    cf_conv_plan dxp;
+    assert_int_equal(cf_conv_plan_init(&cf_default_allocator, &dxp, O, H, W, k, 1, CFNET_PADDING_SAME, NULL, 1),
+                     CFNET_OK);
+    assert_true(cf_conv_forward_all_direct(&dxp, C));
+    cf_conv_plan_free(&dxp);
+    assert_false(cf_conv_plain_over_channels(C, H, W, k, 1, CFNET_PADDING_SAME, O));
+    tu_rng r = {17};
+    int64_t xs[] = {n, C, H, W}, ys[] = {n, O, H, W};
+    cfnet_tensor *x = tu_tensor(4, xs, &r), *dy = tu_tensor(4, ys, &r);
+    const float *xd = cfnet_tensor_data(x), *dyd = cfnet_tensor_data(dy);
+    size_t nx = (size_t)n * C * H * W, nw = (size_t)O * C * kk;
+    double *rdx = calloc(nx, sizeof *rdx), *rdw = calloc(nw, sizeof *rdw);
+    for (int s = 0; s < n; s++)
+        for (int o = 0; o < O; o++)
+            for (int i = 0; i < H; i++)
+                for (int j = 0; j < W; j++) {
+                    double g = dyd[((s * O + o) * H + i) * W + j];
+                    for (int c = 0; c < C; c++)
+                        for (int a = 0; a < k; a++)
+                            for (int d = 0; d < k; d++) {
+                                int ii = i - p + a, jj = j - p + d;
+                                if (ii < 0 || ii >= H || jj < 0 || jj >= W) continue;
+                                size_t xi = (((size_t)s * C + c) * H + ii) * W + jj,
+                                       wi = (((size_t)o * C + c) * k + a) * k + d;
+                                rdw[wi] += g * xd[xi];
+                            }
+                }
+    float *fdx = malloc(nx * sizeof *fdx), *fdw = malloc(nw * sizeof *fdw), *dx1 = NULL;
+    for (int t = 1; t <= 2; t++) {
+        cfnet_layer *l = NULL;
+        CF_ASSERT_OK(cfnet_layer_conv2d_create(O, k, 1, CFNET_PADDING_SAME, &l));
+        int64_t in[] = {C, H, W};
+        CF_ASSERT_OK(cfnet_layer_setup(l, 3, in, 23));
+        l->threads = t;
+        const float *w = cfnet_tensor_data(cfnet_layer_param(l, 0));
+        if (t == 1) {
+            for (int s = 0; s < n; s++)
+                for (int o = 0; o < O; o++)
+                    for (int i = 0; i < H; i++)
+                        for (int j = 0; j < W; j++) {
+                            double g = dyd[((s * O + o) * H + i) * W + j];
+                            for (int c = 0; c < C; c++)
+                                for (int a = 0; a < k; a++)
+                                    for (int d = 0; d < k; d++) {
+                                        int ii = i - p + a, jj = j - p + d;
+                                        if (ii < 0 || ii >= H || jj < 0 || jj >= W) continue;
+                                        rdx[(((size_t)s * C + c) * H + ii) * W + jj] +=
+                                            g * w[(((size_t)o * C + c) * k + a) * k + d];
+                                    }
+                        }
+            for (size_t i = 0; i < nx; i++) fdx[i] = (float)rdx[i];
+            for (size_t i = 0; i < nw; i++) fdw[i] = (float)rdw[i];
+        }
+        cfnet_tensor *y = tu_output_for(l, n), *dx = tu_output_for(l, n);
+        cfnet_tensor_free(dx);
+        CF_ASSERT_OK(cfnet_tensor_create(4, xs, &dx));
+        CF_ASSERT_OK(cfnet_layer_zero_grad(l));
+        CF_ASSERT_OK(cfnet_layer_forward(l, x, y, CFNET_MODE_TRAINING));
+        CF_ASSERT_OK(cfnet_layer_backward(l, x, y, dy, dx));
+        double ex = tu_max_rel_diff(cfnet_tensor_data(dx), fdx, (int64_t)nx),
+               ew = tu_max_rel_diff(cfnet_tensor_data(cfnet_layer_grad(l, 0)), fdw, (int64_t)nw);
+        if (ex > 1e-5 || ew > 1e-5)
+            fail_msg("conv2d %dx%dx%d -> %d, k %d, %d threads: input gradient %g, weights %g",
+                     C, H, W, O, k, t, ex, ew);
+        if (t == 1) {
+            dx1 = malloc(nx * sizeof *dx1);
+            memcpy(dx1, cfnet_tensor_data(dx), nx * sizeof *dx1);
+        } else {
+            assert_memory_equal(dx1, cfnet_tensor_data(dx), nx * sizeof *dx1);
+        }
+        cfnet_tensor_free(y);
+        cfnet_tensor_free(dx);
+        cfnet_layer_free(l);
+    }
+    free(dx1);
+    free(fdx);
+    free(fdw);
+    free(rdx);
+    free(rdw);
+    cfnet_tensor_free(x);
+    cfnet_tensor_free(dy);
+}
+
+static void conv2d_input_gradient_as_a_forward(void **state)
+{
+    (void)state;
+    input_gradient_against_reference(3, 64, 64, 5, 3);
+    input_gradient_against_reference(4, 20, 48, 3, 5);
+    input_gradient_against_reference(9, 16, 64, 11, 3);
+}
+
 static void conv2d_rejects_bad_configurations(void **state)
 {
     (void)state;
@@ -205,6 +306,7 @@ int main(void)
         cmocka_unit_test(conv2d_gradients_match_finite_differences),
         cmocka_unit_test(conv2d_wide_rows_go_over_output_channels),
         cmocka_unit_test(conv2d_forward_rows_fill_the_active_lanes),
+        cmocka_unit_test(conv2d_input_gradient_as_a_forward),
         cmocka_unit_test(conv2d_rejects_bad_configurations),
     };
     return cmocka_run_group_tests_name("conv2d", tests, NULL, NULL);

@@ -219,6 +219,14 @@ bool cf_conv_row_fills_lanes(int OW, int vw)
            (double)OW >= CF_CONV_DIRECT_FILL * (double)run_lanes(OW, vw);
 }
 
+bool cf_conv_forward_all_direct(const cf_conv_plan *p, int O)
+{
+    if (p->perm || !p->tdirect || (p->direct_auto && O > CF_CONV_DIRECT_MAX_O)) return false;
+    for (int i = 0; i < p->ntiles; i++)
+        if (!p->tdirect[i]) return false;
+    return true;
+}
+
 static bool tile_fills_lanes(const cf_conv_plan *p, int i)
 {
     int64_t cols = 0, lanes = 0;

@@ -139,6 +139,9 @@ bool cf_conv_plain_over_channels(int C, int H, int W, int k, int stride, cfnet_p
  * plan where the active variant's vectors (cf_simd()->lanes) are filled: at 50 x 50 x 32 on
  * AVX2 that forward is faster than the one over output channels (the same bits either way). */
 bool cf_conv_row_fills_lanes(int OW, int vw);
+/* Whether a forward of O output channels on plan p takes every tile directly over pixels (the
+ * padded input read in place, no columns): conv2d's input gradient as a forward (conv2d.c). */
+bool cf_conv_forward_all_direct(const cf_conv_plan *p, int O);
 /* Which tiles the forward computes directly: NEVER (all through columns), ALWAYS, or AUTO (the
  * tiles whose vectors the direct products fill well; what cf_conv_plan_init chooses). Grouped
  * (conic) plans go direct over output channels (pix) with ALWAYS and AUTO, whatever the
