@@ -1,6 +1,7 @@
 /* conv2d: agreement with a direct loop, gradients, bad arguments. */
 #include "testutil.h"
 #include "kernels/convcore.h"
+#include "kernels/simd.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -274,6 +275,31 @@ static void conv2d_input_gradient_as_a_forward(void **state)
     input_gradient_against_reference(9, 16, 64, 11, 3);
 }
 
+/* The input gradient's path is chosen by the shape alone, never by the active CPU variant
+ * (the variants give the same bits: include/cfnet/cfnet.h). A 20-pixel row fills AVX2's
+ * 8-float vectors (16 + 8 lanes for 20 columns) but not AVX-512's 16 (32 lanes): the forward
+ * on the output gradient is direct there on avx2 and generic only, so the layer keeps the
+ * columns on every variant; 40 and 64 columns fill both widths and take the forward on every
+ * variant. Run under each variant by tests/test_cpu_variants.sh. */
+static void conv2d_input_gradient_path_is_the_same_on_every_variant(void **state)
+{
+    (void)state;
+    static const struct { int C, S, O; bool direct; } cases[] = {
+        {4, 20, 8, false}, {4, 24, 8, false}, {8, 40, 8, true}, {32, 64, 32, true}};
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        cf_conv_plan dxp;
+        assert_int_equal(cf_conv_plan_init(&cf_default_allocator, &dxp, cases[i].O, cases[i].S,
+                                           cases[i].S, 3, 1, CFNET_PADDING_SAME, NULL, 1),
+                         CFNET_OK);
+        bool direct = cf_conv_forward_all_direct(&dxp, cases[i].C);
+        cf_conv_plan_free(&dxp);
+        if (direct != cases[i].direct)
+            fail_msg("conv2d %d x %d x %d -> %d: input gradient as a forward %s on %d lanes",
+                     cases[i].C, cases[i].S, cases[i].S, cases[i].O, direct ? "yes" : "no",
+                     cf_simd()->lanes);
+    }
+}
+
 static void conv2d_rejects_bad_configurations(void **state)
 {
     (void)state;
@@ -307,6 +333,7 @@ int main(void)
         cmocka_unit_test(conv2d_wide_rows_go_over_output_channels),
         cmocka_unit_test(conv2d_forward_rows_fill_the_active_lanes),
         cmocka_unit_test(conv2d_input_gradient_as_a_forward),
+        cmocka_unit_test(conv2d_input_gradient_path_is_the_same_on_every_variant),
         cmocka_unit_test(conv2d_rejects_bad_configurations),
     };
     return cmocka_run_group_tests_name("conv2d", tests, NULL, NULL);

@@ -219,23 +219,32 @@ bool cf_conv_row_fills_lanes(int OW, int vw)
            (double)OW >= CF_CONV_DIRECT_FILL * (double)run_lanes(OW, vw);
 }
 
-bool cf_conv_forward_all_direct(const cf_conv_plan *p, int O)
-{
-    if (p->perm || !p->tdirect || (p->direct_auto && O > CF_CONV_DIRECT_MAX_O)) return false;
-    for (int i = 0; i < p->ntiles; i++)
-        if (!p->tdirect[i]) return false;
-    return true;
-}
-
-static bool tile_fills_lanes(const cf_conv_plan *p, int i)
+static bool tile_fills_vw(const cf_conv_plan *p, int i, int vw)
 {
     int64_t cols = 0, lanes = 0;
-    int vw = cf_simd()->lanes;
     for (int64_t r = p->run_off[i]; r < p->run_off[i + 1]; r++) {
         cols += p->runs[r].len;
         lanes += run_lanes(p->runs[r].len, vw);
     }
     return lanes > 0 && (double)cols >= CF_CONV_DIRECT_FILL * (double)lanes;
+}
+
+static bool tile_fills_lanes(const cf_conv_plan *p, int i)
+{
+    return tile_fills_vw(p, i, cf_simd()->lanes);
+}
+
+/* AUTO asks the tiles to fill 8- and 16-float vectors both, whichever variant is active: a
+ * caller that chooses its sums by this answer (conv2d's input gradient) then chooses the same
+ * on every CPU variant, so its bits stay the same on all of them. */
+bool cf_conv_forward_all_direct(const cf_conv_plan *p, int O)
+{
+    if (p->perm || !p->tdirect || (p->direct_auto && O > CF_CONV_DIRECT_MAX_O)) return false;
+    for (int i = 0; i < p->ntiles; i++)
+        if (!p->tdirect[i] ||
+            (p->direct_auto && (!tile_fills_vw(p, i, 8) || !tile_fills_vw(p, i, 16))))
+            return false;
+    return true;
 }
 
 /* A direct tile as one flat run over its output rows (conv_fwd_flat) instead of one run per

@@ -140,7 +140,9 @@ bool cf_conv_plain_over_channels(int C, int H, int W, int k, int stride, cfnet_p
  * AVX2 that forward is faster than the one over output channels (the same bits either way). */
 bool cf_conv_row_fills_lanes(int OW, int vw);
 /* Whether a forward of O output channels on plan p takes every tile directly over pixels (the
- * padded input read in place, no columns): conv2d's input gradient as a forward (conv2d.c). */
+ * padded input read in place, no columns): conv2d's input gradient as a forward (conv2d.c).
+ * With AUTO the same answer on every CPU variant: the tiles must fill 8- and 16-float vectors
+ * both (at 20 x 20 they fill AVX2's but not AVX-512's, and the answer is no). */
 bool cf_conv_forward_all_direct(const cf_conv_plan *p, int O);
 /* Which tiles the forward computes directly: NEVER (all through columns), ALWAYS, or AUTO (the
  * tiles whose vectors the direct products fill well; what cf_conv_plan_init chooses). Grouped
