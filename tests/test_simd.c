@@ -70,6 +70,18 @@ static void check_variant(const cf_simd_ops *g, const cf_simd_ops *v)
                 g->add_bias_rows(a + off, n + 3, 3, n, bias);
                 assert_memory_equal(a, b, sizeof a);
             }
+            /* one row of every length: the vector variants' loops past their first vectors */
+            {
+                const float bias = -0.625f;
+                memcpy(a, y, sizeof a);
+                memcpy(b, y, sizeof b);
+                v->add_bias_rows(b + off, n, 1, n, &bias);
+                for (int i = 0; i < n; i++) {
+                    volatile float want = y[off + i] + bias;
+                    a[off + i] = want;
+                }
+                assert_memory_equal(a, b, sizeof a);
+            }
             for (int relu = 0; relu < 2; relu++) {
                 g->affine(xs, a + off, n, 0.1f, 1.7f, -0.3f, relu);
                 v->affine(xs, b + off, n, 0.1f, 1.7f, -0.3f, relu);
