@@ -162,6 +162,10 @@ sort -k2 "$tmp/out4/suite-times.txt" | awk '{ print ($1 < 9 ? "new" : $1), $2 }'
 printf '%s\n' "50 $s/a_slow.sh" "40 $s/b_fail.sh" "new $s/c_skip.sh" "new $s/d_pass.sh" >"$tmp/merged-want"
 diff "$tmp/merged-want" "$tmp/merged" >"$tmp/merged-diff" ||
     { cat "$tmp/merged-diff"; fail "a run of two suites did not keep the other suites' times"; }
+# ... and a run of no suites keeps them all (it emptied the file)
+cp "$tmp/out4/suite-times.txt" "$tmp/times-before"
+scripts/run-suites -j 2 --outdir "$tmp/out4" >/dev/null 2>&1 || true
+cmp -s "$tmp/times-before" "$tmp/out4/suite-times.txt" || fail "a run of no suites changed the other suites' times"
 
 # The start order with no times of the run's own: --default-times, the lines of --times-set
 # (default check; valgrind with --summary valgrind), the suite named without build/<name>/; a
