@@ -27,7 +27,7 @@ typedef struct conv2d_priv {
  * gradient through the columns (not cf_conv_plain_over_channels), where the forward of C
  * channels on the output gradient runs every tile directly over pixels. It skips the columns'
  * gradient, its col2im into padded planes and their copy out (64 x 64 x 32 fwd+bwd, AVX-512:
- * 77.2 -> 70.5 ms on 1 thread, 40.1 -> 36.1 ms on 2; docs/performance.md round 25). Its sums
+ * 77.2 -> 70.5 ms on 1 thread, 40.1 -> 36.1 ms on 2; docs/performance.md round 26). Its sums
  * run over (o, tap) in one chain rather than over o per tap added tap by tap: other bits than
  * the column path, the same on any thread count, batch and CPU variant (the forward's rule). */
 static bool dx_as_forward(const conv2d_priv *pv, int C, int stride, cfnet_padding pad,
