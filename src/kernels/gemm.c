@@ -434,6 +434,20 @@ T2 void cf_transpose_avx2(const float *src, int64_t lds, int rows, int64_t cols,
 #define PIX_BW_CHUNK 128
 #endif
 
+/* Columns of the next piece of a run (the direct forward, cf_conv_fwd_runs) with `left`
+ * columns to go: pieces of up to 3 vectors of vw lanes, but where that would leave a last
+ * piece of one vector behind a piece of 3, with 16 lanes, two pieces of 2 instead (a row of 64:
+ * 32 + 32, not 48 + 16). A piece of one vector by 8 rows holds 8 accumulators for 9 loads per
+ * 8 multiply-adds, and ran at about 75 % of a 3-vector piece's rate per column at 64 x 64
+ * (docs/performance.md, round 28). Every output's chain is the same whatever the pieces, and
+ * so are the vectors a run takes (only its last piece is partial), so are the bits. */
+static inline int fr_piece_cols(int left, int vw)
+{
+    if (left <= 3 * vw) return left;
+    if (vw > 8 && left <= 4 * vw) return 2 * vw;
+    return 3 * vw;
+}
+
 /* The kernels written once for a vector width (gemm_vec.inc): AVX2 + FMA, 8 lanes. */
 #define VW 8
 #define V __m256
