@@ -544,6 +544,10 @@ int model_store_info(cfnet_network *net, const tool_model_info *info);
 /* Reads it back; missing keys are an error naming the model file. */
 int model_load_info(const cfnet_network *net, const char *path, tool_model_info *info);
 void model_info_free(tool_model_info *info);
+/* A model is read from its file, never from standard input: "-" given for it (`name`: "MODEL",
+ * "--resume: the checkpoint") is a usage error of cmd, said so (the loader's "cannot open '-'"
+ * said nothing of why), and so is an empty name. 0, or EXIT_USAGE. */
+int model_arg(const char *cmd, const char *name, const char *path);
 /* Loads any model file (message printed on error): 0 or -1. */
 int model_load(const char *path, cfnet_network **net);
 /* After a load of path failed with st: what the file is when it is plainly no model ("a

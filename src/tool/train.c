@@ -759,6 +759,7 @@ static int parse_args(int argc, char **argv, train_cfg *c)
             c->resume_auto = !strcmp(optarg, "auto"); /* a file named auto: --resume ./auto */
             c->resume = NULL;
             if (!c->resume_auto) u = opt_path("train", "--resume", optarg, &c->resume);
+            if (!u && c->resume) u = model_arg("train", "--resume: the checkpoint", c->resume);
             break;
         case 'T': u = opt_int("train", "--threads", optarg, 1, CFNET_MAX_THREADS, NULL, &c->threads); break;
         case 'M':
