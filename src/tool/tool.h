@@ -222,8 +222,9 @@ typedef struct tool_out {
     int lock;   /* a duplicate of tmp's descriptor + 1, holding its lock until the rename; 0: none */
 } tool_out;
 /* 0, or the exit status after saying why (tool_refuse: a usage error of usage_cmd, or with
- * usage_cmd NULL an error, status 1), the message after `label` (the option that named the
- * file, "-o: "; NULL: none). */
+ * usage_cmd NULL an error, status 1; 130 when a signal, tool_interrupted, ended the wait for a
+ * FIFO's reader), the message after `label` (the option that named the file, "-o: "; NULL:
+ * none). */
 int out_open(tool_out *o, const char *path, const char *usage_cmd, const char *label);
 /* 0, or -1 with a message printed (the temporary file removed, path unchanged). */
 int out_commit(tool_out *o);

@@ -861,10 +861,16 @@ int open_write_wait(const char *path, int flags, mode_t mode)
             if (fl != -1) (void)fcntl(fd, F_SETFL, fl & ~O_NONBLOCK);
             return fd;
         }
-        /* ENXIO: a FIFO that no process reads yet (else a device that is not there) */
+        /* ENXIO: a FIFO that no process reads yet (else a device that is not there, or a
+         * socket); the open's errno is the one returned, not that of the stat that tells them
+         * apart (a FIFO removed meanwhile: ENOENT, which the message would take for a link to
+         * nothing) */
+        const int e = errno;
         struct stat st;
-        if (errno != EINTR && (errno != ENXIO || stat(path, &st) != 0 || !S_ISFIFO(st.st_mode)))
+        if (e != EINTR && (e != ENXIO || stat(path, &st) != 0 || !S_ISFIFO(st.st_mode))) {
+            errno = e;
             return -1;
+        }
         if (tool_interrupted) {
             errno = EINTR;
             return -1;
@@ -1263,9 +1269,11 @@ int out_open(tool_out *o, const char *path, const char *usage_cmd, const char *l
         if (!o->f) {
             int e = errno;
             if (fd >= 0) close(fd);
-            if (e == EINTR && tool_interrupted)
-                return tool_refuse(usage_cmd, 0, "%s%s: interrupted while waiting for a process "
-                                   "to read this FIFO", l, path);
+            if (e == EINTR && tool_interrupted) {
+                (void)tool_refuse(usage_cmd, 0, "%s%s: interrupted while waiting for a process "
+                                  "to read this FIFO", l, path);
+                return 130; /* the status of an interrupted command */
+            }
             return refuse_create(usage_cmd, l, path, e);
         }
         o->path = xstrdup(path);
