@@ -47,7 +47,8 @@ WARN    := -Wall -Wextra -Wpedantic -Wshadow -Wstrict-prototypes -Wmissing-proto
 # No library function may have a stack frame over 16 KiB (hosts call libcfnet on threads with
 # small stacks, see tests/test_stack.c): gcc checks with -Wstack-usage (which also flags
 # unbounded alloca/VLAs), clang with -Wframe-larger-than. With WERROR=1 (CI) a larger frame
-# fails the build.
+# fails the build. The command's own files (src/tool) keep to the same limit, checked the same
+# way (and by tests/test_cli.sh, whatever WERROR).
 IS_CLANG := $(shell $(CC) --version 2>/dev/null | grep -qi clang && echo 1)
 ifeq ($(IS_CLANG),1)
 STACK_WARN := -Wframe-larger-than=16384
@@ -269,7 +270,7 @@ $(ALIB): $(OBJS)
 
 $(BUILD)/tool/%.o: src/tool/%.c | deps
 	@mkdir -p $(dir $@)
-	$(TOOL_CC) $(TOOL_MPI) $(BASE_CFLAGS) $(SAN) $(DEP_CFLAGS) $(TOOL_CFLAGS) $(CFLAGS) -Iexamples/common $(DEPFLAGS) \
+	$(TOOL_CC) $(TOOL_MPI) $(BASE_CFLAGS) $(STACK_WARN) $(SAN) $(DEP_CFLAGS) $(TOOL_CFLAGS) $(CFLAGS) -Iexamples/common $(DEPFLAGS) \
 	    -c $< -o $@
 
 $(BUILD)/tool/biomarker.o: examples/common/biomarker.c | deps
@@ -300,7 +301,7 @@ TOOL_PART_OBJS := $(filter-out $(BUILD)/tool/main.o $(BUILD)/tool/mpi.o,$(TOOL_O
                   $(BUILD)/tool/mpi_single.o
 $(BUILD)/tool/mpi_single.o: src/tool/mpi.c | deps
 	@mkdir -p $(dir $@)
-	$(CC) $(BASE_CFLAGS) $(SAN) $(DEP_CFLAGS) $(TOOL_CFLAGS) $(CFLAGS) $(DEPFLAGS) -c $< -o $@
+	$(CC) $(BASE_CFLAGS) $(STACK_WARN) $(SAN) $(DEP_CFLAGS) $(TOOL_CFLAGS) $(CFLAGS) $(DEPFLAGS) -c $< -o $@
 $(BUILD)/tests/test_tool_%: tests/test_tool_%.c $(TEST_UTIL) $(TOOL_PART_OBJS) $(ALIB) | deps
 	@mkdir -p $(dir $@)
 	$(CC) $(BASE_CFLAGS) $(SAN) $(DEP_CFLAGS) $(TEST_CFLAGS) $(TOOL_CFLAGS) $(CFLAGS) -Isrc/tool $(DEPFLAGS) $< \

@@ -549,17 +549,28 @@ done
 printf 'lnotdir,class00\n' >"$mf/lnd.csv"
 expect 1 "lnd.csv:1: .*lnotdir: cannot open: .*lnotdir is a symbolic link to a target through .*plain, which is a file, not a folder" \
     "$cfnet" predict "$m" "$mf/lnd.csv"
-# the function that says it keeps its frame under 16 KiB, as the library's do (the search of a
-# chain of links, inlined into it, took it to 16.3 KiB): checked where the compiler can say so
+# the command's functions keep their frames under 16 KiB, as the library's do (the search of a
+# chain of links, inlined into the function that says a path cannot be reached, took it to
+# 16.3 KiB; synth's table of class patterns, 17.1 KiB): every file of src/tool (and the MPI
+# build of src/tool/mpi.c where mpicc is there), checked where the compiler can say so,
+# whatever WERROR (the Makefile builds them with the same flag)
+# shellcheck disable=SC2046 # the include flags
+set -- $(pkg-config --cflags jansson libpng libtiff-4 2>/dev/null)
 for cc in gcc clang; do
     command -v $cc >/dev/null 2>&1 || continue
     w=-Wstack-usage=16384
     [ $cc = clang ] && w=-Wframe-larger-than=16384
-    # shellcheck disable=SC2046 # the include flags
-    $cc -std=c11 -O2 -D_POSIX_C_SOURCE=200809L -Iinclude -Isrc -Isrc/tool -Iexamples/common \
-        $(pkg-config --cflags jansson libpng libtiff-4 2>/dev/null) "$w" -c src/tool/dataset.c \
-        -o "$out/stack.o" >"$out/stack.txt" 2>&1 || fail "$cc: src/tool/dataset.c: $(cat "$out/stack.txt")"
-    grep -E "stack usage|stack frame" "$out/stack.txt" && fail "$cc: a frame of src/tool/dataset.c over 16 KiB"
+    for f in src/tool/*.c mpi; do
+        comp=$cc
+        if [ "$f" = mpi ]; then
+            command -v mpicc >/dev/null 2>&1 || continue
+            comp="env OMPI_CC=$cc mpicc -DCFNET_TOOL_MPI" f=src/tool/mpi.c
+        fi
+        # shellcheck disable=SC2086 # $comp: the compiler, for mpi.c with its wrapper and flag
+        $comp -std=c11 -O2 -D_POSIX_C_SOURCE=200809L -Iinclude -Isrc -Isrc/tool -Iexamples/common \
+            "$@" "$w" -c $f -o "$out/stack.o" >"$out/stack.txt" 2>&1 || fail "$comp: $f: $(cat "$out/stack.txt")"
+        grep -E "stack usage|stack frame" "$out/stack.txt" && fail "$comp: a frame of $f over 16 KiB"
+    done
 done
 # A damaged model: cut short at a few lengths, or with bytes appended, each command says which
 # file and why, with exit status 1.
