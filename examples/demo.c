@@ -13,6 +13,7 @@
 #include "models.h"
 #include "pnm.h"
 
+#include <errno.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -239,7 +240,7 @@ static void write_svg(const options *o, const result *res, int nres, const char 
 static int plot_csv(const char *csv_path)
 {
     FILE *f = fopen(csv_path, "r");
-    if (!f) ex_die("demo: cannot read %s", csv_path);
+    if (!f) ex_die("demo: cannot read %s: %s", csv_path, strerror(errno));
     options o;
     memset(&o, 0, sizeof o);
     int cap = 64, nres = 0;
@@ -247,8 +248,11 @@ static int plot_csv(const char *csv_path)
     char line[512], name[64];
     int n_train, seed, step;
     double acc;
-    if (!fgets(line, sizeof line, f))
-        ex_die(ferror(f) ? "demo: cannot read %s" : "demo: %s is empty", csv_path);
+    errno = 0;
+    if (!fgets(line, sizeof line, f)) {
+        if (ferror(f)) ex_die("demo: cannot read %s: %s", csv_path, strerror(errno));
+        ex_die("demo: %s is empty", csv_path);
+    }
     /* The header names the file: demo-runs.csv (one row per run) has no curves to draw. */
     line[strcspn(line, "\r\n")] = '\0';
     if (strcmp(line, "model,n_train,seed,step,test_accuracy") != 0)

@@ -86,10 +86,10 @@ expect 2 "names 'cfnet' twice" "$ex/demo" --models cfnet,cnet,gcnn,gcnn-dft,cnn,
 # models past the cut were dropped without a word)
 long_models="cnn$(printf ',%.0s' $(seq 300))foo"
 expect 2 "unknown model 'foo'" "$ex/demo" --models "$long_models" --out /dev/null/d
-expect 1 "cannot read" "$ex/demo" --plot "$out/missing.csv"
+expect 1 "^demo: cannot read $out/missing.csv: No such file or directory$" "$ex/demo" --plot "$out/missing.csv"
 printf 'model,n_train,seed,step,test_accuracy\n' >"$out/header.csv"
 expect 1 "has no runs" "$ex/demo" --plot "$out/header.csv"
-expect 1 "cannot read" "$ex/demo" --plot "$out"
+expect 1 "^demo: cannot read $out: Is a directory$" "$ex/demo" --plot "$out"
 printf 'model,n_train,seed,step,test_accuracy\nCFNet,50,1,abc,0.5\n' >"$out/bad.csv"
 expect 1 "malformed line" "$ex/demo" --plot "$out/bad.csv"
 # demo-runs.csv, the table every run writes, is not a learning-curve CSV (its parameter counts
