@@ -13,6 +13,7 @@
 #include "models.h"
 #include "pnm.h"
 
+#include <errno.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -239,7 +240,7 @@ static void write_svg(const options *o, const result *res, int nres, const char 
 static int plot_csv(const char *csv_path)
 {
     FILE *f = fopen(csv_path, "r");
-    if (!f) ex_die("demo: cannot read %s", csv_path);
+    if (!f) ex_die("demo: cannot read %s: %s", csv_path, strerror(errno));
     options o;
     memset(&o, 0, sizeof o);
     int cap = 64, nres = 0;
@@ -247,8 +248,11 @@ static int plot_csv(const char *csv_path)
     char line[512], name[64];
     int n_train, seed, step;
     double acc;
-    if (!fgets(line, sizeof line, f))
-        ex_die(ferror(f) ? "demo: cannot read %s" : "demo: %s is empty", csv_path);
+    errno = 0;
+    if (!fgets(line, sizeof line, f)) {
+        if (ferror(f)) ex_die("demo: cannot read %s: %s", csv_path, strerror(errno));
+        ex_die("demo: %s is empty", csv_path);
+    }
     /* The header names the file: demo-runs.csv (one row per run) has no curves to draw. */
     line[strcspn(line, "\r\n")] = '\0';
     if (strcmp(line, "model,n_train,seed,step,test_accuracy") != 0)
@@ -388,7 +392,9 @@ int main(int argc, char **argv)
             o.n_sizes = ex_arg_int_list("demo", a, v, 1, 2, 1, 1000000,
                                         "one or two whole numbers N[,N2] from 1 to 1000000",
                                         o.n_train);
-            if (o.n_sizes == 2 && o.n_train[1] == o.n_train[0]) usage(2);
+            if (o.n_sizes == 2 && o.n_train[1] == o.n_train[0])
+                ex_bad_arg("demo: --train %d,%d names one size twice; give N alone, or two "
+                           "different sizes", o.n_train[0], o.n_train[1]);
         }
         else if (!strcmp(a, "--test")) o.test_per_class = ex_arg_int("demo", a, v);
         else if (!strcmp(a, "--steps")) o.steps = ex_arg_int("demo", a, v);
@@ -403,10 +409,19 @@ int main(int argc, char **argv)
         else if (!strcmp(a, "--out")) o.out = v;
         else usage(2);
     }
-    if (o.classes < 2 || o.classes > BM_CLASSES || o.test_per_class < 1 || o.steps < 1 ||
-        o.width < 2 || o.seeds < 1 || o.seeds > 64 || o.threads < 1 || o.n_sizes < 1 || o.n_train[0] < 1 ||
-        (o.n_sizes == 2 && o.n_train[1] < 1) || o.eval_every < 0)
-        usage(2);
+    /* a number out of range: said with the option and its range, not the usage alone */
+    if (o.classes < 2 || o.classes > BM_CLASSES)
+        ex_bad_arg("demo: --classes must be from 2 to %d, not %d", BM_CLASSES, o.classes);
+    if (o.test_per_class < 1)
+        ex_bad_arg("demo: --test must be at least 1, not %d", o.test_per_class);
+    if (o.steps < 1) ex_bad_arg("demo: --steps must be at least 1, not %d", o.steps);
+    if (o.eval_every < 0)
+        ex_bad_arg("demo: --eval-every must be 0 (no learning curves) or more, not %d",
+                   o.eval_every);
+    if (o.width < 2) ex_bad_arg("demo: --width must be at least 2, not %d", o.width);
+    if (o.seeds < 1 || o.seeds > 64)
+        ex_bad_arg("demo: --seeds must be from 1 to 64, not %d", o.seeds);
+    if (o.threads < 1) ex_bad_arg("demo: --threads must be at least 1, not %d", o.threads);
     for (int p = 0; p < o.n_sizes; p++)
         if ((int64_t)o.classes * o.n_train[p] < BATCH) {
             /* every step draws a batch of BATCH different training images */

@@ -438,7 +438,15 @@ expect 1 "class99/x.tif: label 'class99' was not seen in training" "$cfnet" eval
 # empty class folder
 cp -r "$d/train" "$bad/empty"
 mkdir -p "$bad/empty/class03"
-expect 1 "class folder 'class03' has no images" "$cfnet" train "$bad/empty" -o "$bad/m" --epochs 1
+expect 1 "class folder 'class03' has no images \(.tif, .tiff, .png\); remove it or add images" "$cfnet" train "$bad/empty" -o "$bad/m" --epochs 1
+# a class folder (or predict's folder) of JPEGs only: the files are there, so the refusal names
+# them and says to convert them, not just "no images"
+printf '\377\330\377\340' >"$bad/empty/class03/cell.jpg"
+printf 'x' >"$bad/empty/class03/notes.txt"
+expect 1 "class folder 'class03' has no images \(.tif, .tiff, .png\), only 2 other files \(the first: $bad/empty/class03/cell.jpg\); convert images of other formats to TIFF or PNG" \
+    "$cfnet" train "$bad/empty" -o "$bad/m" --epochs 1
+expect 1 "$bad/empty/class03: no .tif/.tiff/.png images in this folder, only 2 other files \(the first: $bad/empty/class03/cell.jpg\); convert images of other formats" \
+    "$cfnet" predict "$m" "$bad/empty/class03"
 # the folder above the datasets (synth's DIR, holding train/ and test/) given as DATA: its
 # "class folders" hold folders; the message says so instead of "has no images; remove it"
 expect 1 "$d/test: class folder 'test' holds folders, not images: DATA must be the folder whose sub-folders hold the images, one per class \\(is $d a folder of datasets\\? then give one of them, such as $d/test\\)" \

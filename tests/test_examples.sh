@@ -40,7 +40,15 @@ done
 # is a usage error (it read past the training set before).
 expect 2 "fewer than one batch of 50" "$ex/demo" --classes 2 --train 10 --steps 1 --out "$out/d"
 expect 2 "fewer than one batch of 50" "$ex/demo" --classes 5 --train 10,5 --steps 1 --out "$out/d"
-expect 2 "usage: demo" "$ex/demo" --steps 0
+# a number out of its range names the option and the range (it printed only the usage)
+expect 2 "^demo: --steps must be at least 1, not 0$" "$ex/demo" --steps 0
+expect 2 "^demo: --classes must be from 2 to 50, not 51$" "$ex/demo" --classes 51
+expect 2 "^demo: --classes must be from 2 to 50, not 1$" "$ex/demo" --classes 1
+expect 2 "^demo: --test must be at least 1, not 0$" "$ex/demo" --test 0
+expect 2 "^demo: --eval-every must be 0 \(no learning curves\) or more, not -1$" "$ex/demo" --eval-every -1
+expect 2 "^demo: --width must be at least 2, not 1$" "$ex/demo" --width 1
+expect 2 "^demo: --seeds must be from 1 to 64, not 65$" "$ex/demo" --seeds 65
+expect 2 "^demo: --threads must be at least 1, not 0$" "$ex/demo" --threads 0
 # evaluations every E steps with E > S: none would fall in the run (it was silently none, and no
 # learning-curve file); E = S is one point. (Small runs, should the refusal be missing.)
 small="--classes 2 --train 25 --test 1 --models cnn --width 2 --out $out/d"
@@ -58,7 +66,8 @@ for n in 50,100,150 50x 50, ,50 50,,100; do # one or two numbers of images per c
     expect 2 "demo: --train takes one or two whole numbers N\[,N2\] from 1 to 1000000, not '$n'" \
         "$ex/demo" --train "$n" --steps 1 --models cnn --out "$out/d"
 done
-expect 2 "usage: demo" "$ex/demo" --train 50,50 --steps 1 --models cnn --out "$out/d" # different
+expect 2 "^demo: --train 50,50 names one size twice; give N alone, or two different sizes$" \
+    "$ex/demo" --train 50,50 --steps 1 --models cnn --out "$out/d" # different
 expect 0 "N = 25 50 training and 1 test" "$ex/demo" --classes 2 --train 25,50 --test 1 --steps 1 \
     --models cnn --out "$out/d"
 expect 2 "usage: demo" "$ex/demo" --bogus 1
@@ -77,10 +86,10 @@ expect 2 "names 'cfnet' twice" "$ex/demo" --models cfnet,cnet,gcnn,gcnn-dft,cnn,
 # models past the cut were dropped without a word)
 long_models="cnn$(printf ',%.0s' $(seq 300))foo"
 expect 2 "unknown model 'foo'" "$ex/demo" --models "$long_models" --out /dev/null/d
-expect 1 "cannot read" "$ex/demo" --plot "$out/missing.csv"
+expect 1 "^demo: cannot read $out/missing.csv: No such file or directory$" "$ex/demo" --plot "$out/missing.csv"
 printf 'model,n_train,seed,step,test_accuracy\n' >"$out/header.csv"
 expect 1 "has no runs" "$ex/demo" --plot "$out/header.csv"
-expect 1 "cannot read" "$ex/demo" --plot "$out"
+expect 1 "^demo: cannot read $out: Is a directory$" "$ex/demo" --plot "$out"
 printf 'model,n_train,seed,step,test_accuracy\nCFNet,50,1,abc,0.5\n' >"$out/bad.csv"
 expect 1 "malformed line" "$ex/demo" --plot "$out/bad.csv"
 # demo-runs.csv, the table every run writes, is not a learning-curve CSV (its parameter counts

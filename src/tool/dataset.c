@@ -328,10 +328,12 @@ static int open_class_folders(const char *dir, tool_dataset *ds, tool_progress *
             break;
         }
         int64_t before = ds->n;
-        int here_dirs = 0;
+        int here_dirs = 0, here_ignored = 0;
+        char *here_first = NULL; /* this folder's first file not named as an image */
         for (int j = 0; j < nf; j++) {
             char *p = path_join(sub, files[j]);
             int isdir = path_is_dir(p) == 1;
+            if (!isdir && !has_image_extension(p) && here_ignored++ == 0) here_first = xstrdup(p);
             if (has_image_extension(p) && !isdir) {
                 ds_add(ds, p, xstrdup(names[i]), SPLIT_NONE, 0, sub);
                 if (pr)
@@ -355,11 +357,20 @@ static int open_class_folders(const char *dir, tool_dataset *ds, tool_progress *
                        "images up into the class folder, or list them in a CSV manifest", sub,
                        names[i], dir, sub);
             rc = -1;
+        } else if (ds->n == before && here_ignored) {
+            /* a folder of JPEGs (or of another format): the files are there, so "no images"
+             * alone would puzzle; the count of ignored files is not said when the run stops */
+            tool_error("%s: class folder '%s' has no images (.tif, .tiff, .png), only %d other "
+                       "file%s (the first: %s); convert images of other formats to TIFF or PNG "
+                       "(e.g. in Fiji), or remove the folder", sub, names[i], here_ignored,
+                       here_ignored == 1 ? "" : "s", here_first);
+            rc = -1;
         } else if (ds->n == before) {
             tool_error("%s: class folder '%s' has no images (.tif, .tiff, .png); remove it or "
                        "add images", sub, names[i]);
             rc = -1;
         }
+        free(here_first);
         classes++;
         free(sub);
     }
@@ -1019,6 +1030,7 @@ int dataset_open_inputs(char **paths, int n, tool_dataset *ds, struct tool_progr
             struct stat st;
             if (stat(paths[i], &st) == 0) walk_enter(&w, st.st_dev, st.st_ino);
             int64_t before = ds->n, bad_before[BAD_LINK_KINDS], nbad = 0, dead_before = w.dead;
+            const int64_t ignored_before = w.ignored;
             memcpy(bad_before, w.bad, sizeof bad_before);
             rc = walk(paths[i], ds, 0, &w);
             for (int k = 0; k < BAD_LINK_KINDS; k++) nbad += w.bad[k] - bad_before[k];
@@ -1045,6 +1057,17 @@ int dataset_open_inputs(char **paths, int n, tool_dataset *ds, struct tool_progr
                 }
                 tool_error("%s: no .tif/.tiff/.png images in this folder, only %s", paths[i], only);
                 free(only);
+                rc = -1;
+            } else if (rc == 0 && ds->n == before && w.ignored > ignored_before) {
+                /* only files of other formats (JPEGs): the count of ignored files is not said
+                 * when the run stops, so the refusal says it; the first is named when it is in
+                 * this folder */
+                const int64_t nign = w.ignored - ignored_before;
+                tool_error("%s: no .tif/.tiff/.png images in this folder, only %lld other file%s"
+                           "%s%s%s; convert images of other formats to TIFF or PNG (e.g. in Fiji)",
+                           paths[i], (long long)nign, nign == 1 ? "" : "s",
+                           ignored_before ? "" : " (the first: ",
+                           ignored_before ? "" : w.first_ignored, ignored_before ? "" : ")");
                 rc = -1;
             } else if (rc == 0 && ds->n == before) {
                 tool_error("%s: no .tif/.tiff/.png images in this folder", paths[i]);
