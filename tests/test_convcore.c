@@ -172,8 +172,8 @@ static void direct_forward_variants_match_generic(void **state)
     (void)state;
     const cf_simd_ops *g = cf_simd_variant(CF_SIMD_GENERIC);
     tu_rng r = {11};
-    /* 63, 64, 112 and 128: runs of 4 and 7 vectors of 16 lanes, cut 32 + 32 and 48 + 32 + 32
-     * (fr_piece_cols) */
+    /* 63 and 64, 112: runs of 4 and 7 vectors of 16 lanes, cut 32 + 32 and 48 + 32 + 32
+     * (fr_piece_cols; also 50, 57, 97); 128: 8 vectors, 48 + 48 + 32 as before */
     static const int lens[] = {1,  2,  7,  8,  9,  15, 16, 17, 23,  24,  25,
                                31, 33, 48, 50, 57, 63, 64, 95, 97, 112, 128};
     enum { NR = sizeof lens / sizeof *lens, XS = 4096, YS = 2048 };

@@ -190,8 +190,9 @@ static bool dx_pix_only(const cf_conv_plan *p, int O)
     return p->stride == 1 && p->bwd_columns && use_pix(p, O);
 }
 
-/* Lanes the direct forward's vectors of vw floats take for a run of len columns (pieces of 3
- * vectors, the last piece in whole vectors). */
+/* Lanes the direct forward's vectors of vw floats take for a run of len columns: whole vectors,
+ * len rounded up to a multiple of vw, however fr_piece_cols (gemm.c) cuts the run (pieces of 3
+ * vectors here; with 16 lanes the kernels may cut a tail of 4 as 2 + 2, the same vectors). */
 static int64_t run_lanes(int len, int vw)
 {
     int64_t lanes = 0;

@@ -101,7 +101,8 @@ typedef struct cf_simd_ops {
     cf_conv_bwd_x_pix_fn conv_bwd_x_pix;
     cf_transpose_fn transpose;
     /* Floats per vector of the products above (8, or 16 with AVX-512): the direct forward cuts
-     * runs into pieces of 3 vectors, which the engine's planner counts (convcore.c). */
+     * runs into pieces of up to 3 whole vectors (fr_piece_cols), whose lanes the engine's
+     * planner counts (convcore.c). */
     int lanes;
 } cf_simd_ops;
 
