@@ -47,7 +47,8 @@ WARN    := -Wall -Wextra -Wpedantic -Wshadow -Wstrict-prototypes -Wmissing-proto
 # No library function may have a stack frame over 16 KiB (hosts call libcfnet on threads with
 # small stacks, see tests/test_stack.c): gcc checks with -Wstack-usage (which also flags
 # unbounded alloca/VLAs), clang with -Wframe-larger-than. With WERROR=1 (CI) a larger frame
-# fails the build.
+# fails the build. The command's own files (src/tool) keep to the same limit, checked the same
+# way (and by tests/test_cli.sh, whatever WERROR).
 IS_CLANG := $(shell $(CC) --version 2>/dev/null | grep -qi clang && echo 1)
 ifeq ($(IS_CLANG),1)
 STACK_WARN := -Wframe-larger-than=16384
@@ -269,7 +270,7 @@ $(ALIB): $(OBJS)
 
 $(BUILD)/tool/%.o: src/tool/%.c | deps
 	@mkdir -p $(dir $@)
-	$(TOOL_CC) $(TOOL_MPI) $(BASE_CFLAGS) $(SAN) $(DEP_CFLAGS) $(TOOL_CFLAGS) $(CFLAGS) -Iexamples/common $(DEPFLAGS) \
+	$(TOOL_CC) $(TOOL_MPI) $(BASE_CFLAGS) $(STACK_WARN) $(SAN) $(DEP_CFLAGS) $(TOOL_CFLAGS) $(CFLAGS) -Iexamples/common $(DEPFLAGS) \
 	    -c $< -o $@
 
 $(BUILD)/tool/biomarker.o: examples/common/biomarker.c | deps
@@ -300,7 +301,7 @@ TOOL_PART_OBJS := $(filter-out $(BUILD)/tool/main.o $(BUILD)/tool/mpi.o,$(TOOL_O
                   $(BUILD)/tool/mpi_single.o
 $(BUILD)/tool/mpi_single.o: src/tool/mpi.c | deps
 	@mkdir -p $(dir $@)
-	$(CC) $(BASE_CFLAGS) $(SAN) $(DEP_CFLAGS) $(TOOL_CFLAGS) $(CFLAGS) $(DEPFLAGS) -c $< -o $@
+	$(CC) $(BASE_CFLAGS) $(STACK_WARN) $(SAN) $(DEP_CFLAGS) $(TOOL_CFLAGS) $(CFLAGS) $(DEPFLAGS) -c $< -o $@
 $(BUILD)/tests/test_tool_%: tests/test_tool_%.c $(TEST_UTIL) $(TOOL_PART_OBJS) $(ALIB) | deps
 	@mkdir -p $(dir $@)
 	$(CC) $(BASE_CFLAGS) $(SAN) $(DEP_CFLAGS) $(TEST_CFLAGS) $(TOOL_CFLAGS) $(CFLAGS) -Isrc/tool $(DEPFLAGS) $< \
@@ -414,18 +415,21 @@ check-valgrind: all test-bins $(FUZZ_REPLAY)
 	    --run 'c=fuzz/corpus_$${1##*/replay_}; [ -d $$c ] || c=fuzz/corpus; valgrind $(VALGRIND_REPLAY_FLAGS) "$$1" $$c >/dev/null' \
 	    $(FUZZ_REPLAY)
 
-# tests/suite-times.txt from the last runs' times (each set whose run left none keeps its lines),
-# the suites of today only, longest first.
+# tests/suite-times.txt from the last runs' times: each set's suites that its run timed take
+# that time, the others (a run of some suites, or none: no times file) keep their committed
+# line; the suites of today only, longest first.
 SUITE_TIMES_FROM := check:build/default/test-output/suite-times.txt \
                     sanitize:build/san-$(notdir $(firstword $(CC)))/test-output/suite-times.txt \
                     valgrind:build/default/test-output/suite-times-valgrind.txt
 suite-times:
 	@{ grep '^#' $(SUITE_TIMES); for f in $(SUITE_TIMES_FROM); do k=$${f%%:*} t=$${f#*:}; \
-	    if [ -s "$$t" ]; then echo "$(patsubst $(BUILD)/%,%,$(TEST_BINS) $(FUZZ_REPLAY)) $(SCRIPT_TESTS)" | \
-	        awk -v set=$$k 'NR == 1 { for (i = 1; i <= NF; i++) now[$$i] = 1; next } \
-	            { sub(/^build\/[^\/]*\//, "", $$2) } $$2 in now { print set, $$1, $$2 }' - "$$t" | \
-	        sort -k2,2nr -k3,3; \
-	    else awk -v set=$$k '$$1 == set' $(SUITE_TIMES); fi; done; } >$(SUITE_TIMES).part && \
+	    [ -s "$$t" ] || t=/dev/null; \
+	    awk -v set=$$k -v times="$$t" -v now="$(patsubst $(BUILD)/%,%,$(TEST_BINS) $(FUZZ_REPLAY)) $(SCRIPT_TESTS)" \
+	        'BEGIN { n = split(now, a, " "); for (i = 1; i <= n; i++) today[a[i]] = 1 } \
+	        FILENAME == times { sub(/^build\/[^\/]*\//, "", $$2); \
+	            if (($$2 in today) && !($$2 in timed)) { timed[$$2] = 1; print set, $$1, $$2 }; next } \
+	        $$1 == set && ($$3 in today) && !($$3 in timed) && !($$3 in kept) { kept[$$3] = 1; print }' \
+	        "$$t" $(SUITE_TIMES) | sort -k2,2nr -k3,3; done; } >$(SUITE_TIMES).part && \
 	    mv $(SUITE_TIMES).part $(SUITE_TIMES) && echo "suite-times: $(SUITE_TIMES) written"
 
 # The thread tests under ThreadSanitizer (use with SANITIZE=thread).

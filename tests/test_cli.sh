@@ -36,6 +36,20 @@ expect 2 "--log: the file name is empty" "$cfnet" train d -o m --log ""
 expect 2 "-o: the file name is empty" "$cfnet" predict m x -o ""
 expect 2 "--out: the file name is empty" "$cfnet" eval m d --out ""
 expect 2 "export: OUT.onnx: the file name is empty" "$cfnet" export m ""
+expect 2 "^cfnet info: MODEL: the file name is empty$" "$cfnet" info ""
+for c in eval predict export; do
+    expect 2 "^cfnet $c: MODEL: the file name is empty$" "$cfnet" $c "" x
+done
+# MODEL (and --resume's checkpoint) is read from its file, never from standard input: '-' is a
+# usage error that says so (it was the loader's "cannot open '-': No such file or directory")
+for c in "info -" "eval - d" "predict - x" "predict -" "export - x.onnx" "train d -o m --resume -"; do
+    what=MODEL
+    case $c in train*) what="--resume: the checkpoint" ;; esac
+    # shellcheck disable=SC2086 # the command and its arguments
+    expect 2 "^cfnet ${c%% *}: $what must be a file: '-' \(standard input\) is not read; give the file's name \(\./- for a file named '-'\)$" \
+        "$cfnet" $c </dev/null
+    usage_said "${c%% *}" "cfnet $c"
+done
 # --threads goes up to libcfnet's CFNET_MAX_THREADS (64), not beyond
 expect 2 "--threads: expected 1..64, got '65'" "$cfnet" train d -o m --threads 65
 # --max-memory: the message names every suffix it takes (T too, as docs/cli.md says)
@@ -543,17 +557,28 @@ done
 printf 'lnotdir,class00\n' >"$mf/lnd.csv"
 expect 1 "lnd.csv:1: .*lnotdir: cannot open: .*lnotdir is a symbolic link to a target through .*plain, which is a file, not a folder" \
     "$cfnet" predict "$m" "$mf/lnd.csv"
-# the function that says it keeps its frame under 16 KiB, as the library's do (the search of a
-# chain of links, inlined into it, took it to 16.3 KiB): checked where the compiler can say so
+# the command's functions keep their frames under 16 KiB, as the library's do (the search of a
+# chain of links, inlined into the function that says a path cannot be reached, took it to
+# 16.3 KiB; synth's table of class patterns, 17.1 KiB): every file of src/tool (and the MPI
+# build of src/tool/mpi.c where mpicc is there), checked where the compiler can say so,
+# whatever WERROR (the Makefile builds them with the same flag)
+# shellcheck disable=SC2046 # the include flags
+set -- $(pkg-config --cflags jansson libpng libtiff-4 2>/dev/null)
 for cc in gcc clang; do
     command -v $cc >/dev/null 2>&1 || continue
     w=-Wstack-usage=16384
     [ $cc = clang ] && w=-Wframe-larger-than=16384
-    # shellcheck disable=SC2046 # the include flags
-    $cc -std=c11 -O2 -D_POSIX_C_SOURCE=200809L -Iinclude -Isrc -Isrc/tool -Iexamples/common \
-        $(pkg-config --cflags jansson libpng libtiff-4 2>/dev/null) "$w" -c src/tool/dataset.c \
-        -o "$out/stack.o" >"$out/stack.txt" 2>&1 || fail "$cc: src/tool/dataset.c: $(cat "$out/stack.txt")"
-    grep -E "stack usage|stack frame" "$out/stack.txt" && fail "$cc: a frame of src/tool/dataset.c over 16 KiB"
+    for f in src/tool/*.c mpi; do
+        comp=$cc
+        if [ "$f" = mpi ]; then
+            command -v mpicc >/dev/null 2>&1 || continue
+            comp="env OMPI_CC=$cc mpicc -DCFNET_TOOL_MPI" f=src/tool/mpi.c
+        fi
+        # shellcheck disable=SC2086 # $comp: the compiler, for mpi.c with its wrapper and flag
+        $comp -std=c11 -O2 -D_POSIX_C_SOURCE=200809L -Iinclude -Isrc -Isrc/tool -Iexamples/common \
+            "$@" "$w" -c $f -o "$out/stack.o" >"$out/stack.txt" 2>&1 || fail "$comp: $f: $(cat "$out/stack.txt")"
+        grep -E "stack usage|stack frame" "$out/stack.txt" && fail "$comp: a frame of $f over 16 KiB"
+    done
 done
 # A damaged model: cut short at a few lengths, or with bytes appended, each command says which
 # file and why, with exit status 1.
@@ -849,7 +874,9 @@ if command -v strace >/dev/null 2>&1 && strace -o /dev/null true 2>/dev/null; th
         fail "eval --out (metrics.json and confusion.csv links to long names) killed at its 3rd rename left no second names .cfnet-PID-N.kept"
     fi
 fi
-expect 2 "^cfnet eval: --out: cannot create directory .*img.tif/rep: Not a directory$" "$cfnet" eval \
+# (the file on the way named, as for an input: it was "cannot create directory ...: Not a
+# directory", the file in the way unnamed)
+expect 2 "^cfnet eval: --out: cannot create directory .*img.tif/rep: .*outputs/img.tif is a file, not a folder$" "$cfnet" eval \
     "$ow/model.safetensors" "$ow/partial" --out "$ow/img.tif/rep"
 usage_said eval "eval --out under a file"
 lacks "0009.tif" "eval read the images before failing on --out"
@@ -888,14 +915,14 @@ for via in "evdang|a missing target \(-> evnowhere\)" "evloopa|a loop of links \
 done
 test -e "$ow/x.onnx" || test -e "$ow/res.safetensors" && fail "a MODEL through a link that cannot be followed: an output written"
 rm "$ow/evloopa" "$ow/evloopb" "$ow/evdang"
-# an empty MODEL: no link looked for past the end of its name (under valgrind where the build
-# has no sanitizer of its own to see that read)
+# an empty name (an input: an empty MODEL is a usage error, above): no link looked for past the
+# end of the name (under valgrind where the build has no sanitizer of its own to see that read)
 mc=""
 if [ "${build:-build/default}" = build/default ] && command -v valgrind >/dev/null; then
     mc="valgrind -q --error-exitcode=99"
 fi
 # shellcheck disable=SC2086
-expect 1 "^cfnet: error: : cannot load the model: .*No such file or directory$" $mc "$cfnet" info ""
+expect 1 "^cfnet: error: : no such file or directory$" $mc "$cfnet" predict "$ow/model.safetensors" ""
 # no write permission: as another user when run as root (root may write anywhere)
 mkdir -p "$ow/ro"
 chmod 555 "$ow/ro"
@@ -953,6 +980,10 @@ usage_said predict "predict of a file named like an option"
 expect 2 "^cfnet predict: unknown option '--x.tif' \(to give the file '--x.tif', write \./--x.tif, or put" \
     sh -c 'cd "$1" && cp img.tif ./--x.tif && exec "$2" predict model.safetensors --x.tif' sh "$ow" "$abs"
 expect 0 "^-1\.tif," in_ow "$abs" predict model.safetensors -- -1.tif
+# a model file named '-' is given as ./-, as the refusal of MODEL '-' says
+cp "$ow/model.safetensors" "$ow/-"
+expect 0 "^classes " in_ow "$abs" info ./-
+rm "$ow/-"
 expect 0 "^\./-1\.tif," in_ow "$abs" predict model.safetensors ./-1.tif
 # an unknown option that is no file's name: said as before
 expect 2 "^cfnet predict: unknown option '-1'$" in_ow "$abs" predict model.safetensors -1x.png
@@ -976,6 +1007,26 @@ expect 2 "^cfnet predict: -o: .*nowhere/p.csv: cannot create: No such file or di
     "$ow/model.safetensors" "$ow/data" -o "$out/nowhere/p.csv"
 usage_said predict "predict -o in a folder not there"
 test -e "$out/nowhere" && fail "predict made the missing folder of -o"
+# an output through a file (a file where a folder of the path should be): that file named, as
+# for an input (it was "cannot create: Not a directory", the file in the way unnamed), a usage
+# error before any image is read; nothing made
+for o in "predict|-o|img.tif/p.csv|predict $ow/model.safetensors $ow/data -o" \
+    "predict|-o|img.tif/sub/p.csv|predict $ow/model.safetensors $ow/data -o" \
+    "train|-o MODEL|img.tif/t.safetensors|train $ow/data --epochs 1 -o" \
+    "train|--log|img.tif/log.csv|train $ow/data --epochs 1 -o $ow/t.safetensors --log" \
+    "train|--plot|img.tif/c.svg|train $ow/data --epochs 1 -o $ow/t.safetensors --plot" \
+    "export|OUT.onnx|img.tif/m.onnx|export $ow/model.safetensors"; do
+    IFS='|' read -r c opt p args <<EOF2
+$o
+EOF2
+    # shellcheck disable=SC2086 # the command and its arguments
+    expect 2 "^cfnet $c: $opt: .*outputs/$p: cannot create: .*outputs/img.tif is a file, not a folder$" \
+        "$cfnet" $args "$ow/$p"
+    usage_said "$c" "$c $opt through a file"
+    lacks "decoded|Not a directory" "$c $opt through a file: read the images, or said the system's bare message"
+done
+test -e "$ow/t.safetensors" && fail "train wrote a model before refusing an output through a file"
+cmp -s "$ow/img.tif" "$d/test/class00/0000.tif" || fail "an output through img.tif changed it"
 # a folder on the way that is a symbolic link to nothing: said as such, naming its target (it was
 # "No such file or directory" for a file, "exists and is not a directory" for eval --out)
 ln -s "$out/gone" "$ow/dangle"

@@ -22,8 +22,11 @@ expect 2 "--min-area: expected a positive integer" "$cfnet" crop f.tif m.tif -o 
 # (it was "cfnet: error: cannot create directory ..."), naming --output as crop's other
 # refusals of it do (it was "cfnet crop: cannot create directory ...", the option unnamed)
 : >"$out/afile"
-expect 2 "^cfnet crop: --output: cannot create directory .*/afile/x: Not a directory$" "$cfnet" crop f.tif m.tif -o "$out/afile/x/y"
+# (the file on the way named, as for an input: it was "cannot create directory ...: Not a
+# directory", the file in the way unnamed)
+expect 2 "^cfnet crop: --output: cannot create directory .*/afile/x: .*/afile is a file, not a folder$" "$cfnet" crop f.tif m.tif -o "$out/afile/x/y"
 usage_said crop "crop -o under a file"
+expect 1 "^cfnet: error: cannot create directory .*/afile/x: .*/afile is a file, not a folder$" "$cfnet" synth "$out/afile/x/y"
 # the parent itself a file (a missing folder's place taken), and a parent that cannot be made
 # for want of permission: the same
 expect 2 "^cfnet crop: --output: .*/afile exists and is not a directory$" "$cfnet" crop f.tif m.tif -o "$out/afile/sub"

@@ -94,8 +94,91 @@ EOF
     expect 1 "limit\.csv: write failed: File too large \(the file is unchanged\)" limited \
         env LD_PRELOAD="$out/errshim.so" "$cfnet" predict -q "$m" "$out/long.csv" -o "$out/limit.csv"
     [ ! -e "$out/limit.csv" ] || fail "predict under a size limit left $out/limit.csv"
+
+    # faults at set moments, injected by a preloaded library: an open of a file named enxio.csv
+    # fails with ENXIO (as for a FIFO that no process reads, or a device not there), and the
+    # first flush of a stream on /dev/full first raises SIGINT (a signal that comes while the
+    # log is written)
+    cat >"$out/faultshim.c" <<'EOF'
+#define _GNU_SOURCE
+#include <dlfcn.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/sysmacros.h>
+static int enxio(const char *path)
+{
+    size_t n = strlen(path);
+    return n >= 10 && !strcmp(path + n - 10, "/enxio.csv");
+}
+static int open_as(int which, const char *path, int flags, int mode)
+{
+    static int (*real[2])(const char *, int, ...);
+    if (!real[which])
+        real[which] = (int (*)(const char *, int, ...))dlsym(RTLD_NEXT, which ? "open64" : "open");
+    if (enxio(path)) {
+        errno = ENXIO;
+        return -1;
+    }
+    return real[which](path, flags, mode);
+}
+int open(const char *path, int flags, ...)
+{
+    va_list ap;
+    va_start(ap, flags);
+    int mode = flags & (O_CREAT | O_TMPFILE) ? va_arg(ap, int) : 0;
+    va_end(ap);
+    return open_as(0, path, flags, mode);
+}
+int open64(const char *path, int flags, ...)
+{
+    va_list ap;
+    va_start(ap, flags);
+    int mode = flags & (O_CREAT | O_TMPFILE) ? va_arg(ap, int) : 0;
+    va_end(ap);
+    return open_as(1, path, flags, mode);
+}
+int fflush(FILE *f)
+{
+    static int (*real)(FILE *);
+    static int raised;
+    struct stat st;
+    if (!real) real = (int (*)(FILE *))dlsym(RTLD_NEXT, "fflush");
+    if (f && !raised && fstat(fileno(f), &st) == 0 && S_ISCHR(st.st_mode) &&
+        st.st_rdev == makedev(1, 7)) {
+        raised = 1;
+        raise(SIGINT);
+    }
+    return real(f);
+}
+EOF
+    "${CC:-cc}" -shared -fPIC -o "$out/faultshim.so" "$out/faultshim.c" -ldl
+    # an output whose open fails with ENXIO, through a link to a file not there yet, is said with
+    # the open's reason (the stat that looks for a FIFO after ENXIO set errno, ENOENT, and the
+    # message said the link led to a missing target)
+    ln -s "$out/enxio-target.csv" "$out/enxio.csv"
+    expect 2 "^cfnet predict: -o: .*/enxio.csv: cannot create: No such device or address$" \
+        env LD_PRELOAD="$out/faultshim.so" "$cfnet" predict -q "$m" "$d/test" -o "$out/enxio.csv"
+    lacks "symbolic link" "an output whose open failed with ENXIO said as a link to nothing"
+    # a --log that cannot be written (a full device) while SIGINT comes: the write's failure,
+    # status 1, the signal said after it (it was status 130 and "interrupted after epoch 1; ...",
+    # as for a signal that ended a wait for a FIFO's reader)
+    if [ -c /dev/full ]; then
+        ln -s /dev/full "$out/fullsig.csv"
+        # shellcheck disable=SC2086
+        expect 1 "fullsig.csv: cannot write epoch 1: No space left on device; .*fullsig.last.safetensors holds epoch 1" \
+            env LD_PRELOAD="$out/faultshim.so" "$cfnet" train "$d/train" -o "$out/fullsig.safetensors" \
+            --epochs 3 $common -q --log "$out/fullsig.csv"
+        grep -q "^cfnet: error: interrupted after epoch 1 too; the run ends for the error above$" "$out/last.txt" ||
+            fail "a --log write that failed as SIGINT came: the signal not said: $(cat "$out/last.txt")"
+        lacks "^cfnet: error: interrupted after epoch 1;" "a --log write that failed as SIGINT came: said as an interrupted run"
+    fi
 else
-    skip_env test_cli_hostile "the failing write's reason" "a sanitizer build, or no C compiler"
+    skip_env test_cli_hostile "the failing write's reason and the injected faults (ENXIO, a signal in the log's flush)" "a sanitizer build, or no C compiler"
 fi
 
 # eval --out under a file size limit of 3000 bytes: predictions.csv's first 4 KB flush fails.

@@ -180,9 +180,34 @@ static void conv2d_forward_rows_fill_the_active_lanes(void **state)
  * 8- and 16-float vectors. Both gradients against float64 sums, on 1 and 2 threads (the input
  * gradient the same bits on both), k = 3 and 5, channel counts that are not multiples of the
  * tiles' rows. */
+/* The float64 gradients of a stride-1 "same" convolution (k odd) of n images of C x H x W into
+ * O planes, from its output gradient dy: with x, the weights' gradient added into rdw; with w
+ * (O x C x k x k), the input gradient added into rdx. */
+static void reference_same_gradients(int n, int C, int H, int W, int O, int k, const float *dy,
+                                     const float *x, double *rdw, const float *w, double *rdx)
+{
+    const int p = (k - 1) / 2;
+    for (int s = 0; s < n; s++)
+        for (int o = 0; o < O; o++)
+            for (int i = 0; i < H; i++)
+                for (int j = 0; j < W; j++) {
+                    double g = dy[((s * O + o) * H + i) * W + j];
+                    for (int c = 0; c < C; c++)
+                        for (int a = 0; a < k; a++)
+                            for (int d = 0; d < k; d++) {
+                                int ii = i - p + a, jj = j - p + d;
+                                if (ii < 0 || ii >= H || jj < 0 || jj >= W) continue;
+                                size_t xi = (((size_t)s * C + c) * H + ii) * W + jj,
+                                       wi = (((size_t)o * C + c) * k + a) * k + d;
+                                if (x) rdw[wi] += g * x[xi];
+                                if (w) rdx[xi] += g * w[wi];
+                            }
+                }
+}
+
 static void input_gradient_against_reference(int C, int H, int W, int O, int k)
 {
-    int p = (k - 1) / 2, n = 3, kk = k * k;
+    int n = 3, kk = k * k;
     /* the plan the input gradient's forward takes (O planes in, C out) is direct throughout */
     cf_conv_plan dxp;
     assert_int_equal(cf_conv_plan_init(&cf_default_allocator, &dxp, O, H, W, k, 1, CFNET_PADDING_SAME, NULL, 1),
@@ -196,21 +221,7 @@ static void input_gradient_against_reference(int C, int H, int W, int O, int k)
     const float *xd = cfnet_tensor_data(x), *dyd = cfnet_tensor_data(dy);
     size_t nx = (size_t)n * C * H * W, nw = (size_t)O * C * kk;
     double *rdx = calloc(nx, sizeof *rdx), *rdw = calloc(nw, sizeof *rdw);
-    for (int s = 0; s < n; s++)
-        for (int o = 0; o < O; o++)
-            for (int i = 0; i < H; i++)
-                for (int j = 0; j < W; j++) {
-                    double g = dyd[((s * O + o) * H + i) * W + j];
-                    for (int c = 0; c < C; c++)
-                        for (int a = 0; a < k; a++)
-                            for (int d = 0; d < k; d++) {
-                                int ii = i - p + a, jj = j - p + d;
-                                if (ii < 0 || ii >= H || jj < 0 || jj >= W) continue;
-                                size_t xi = (((size_t)s * C + c) * H + ii) * W + jj,
-                                       wi = (((size_t)o * C + c) * k + a) * k + d;
-                                rdw[wi] += g * xd[xi];
-                            }
-                }
+    reference_same_gradients(n, C, H, W, O, k, dyd, xd, rdw, NULL, NULL);
     float *fdx = malloc(nx * sizeof *fdx), *fdw = malloc(nw * sizeof *fdw), *dx1 = NULL;
     for (int t = 1; t <= 2; t++) {
         cfnet_layer *l = NULL;
@@ -220,20 +231,7 @@ static void input_gradient_against_reference(int C, int H, int W, int O, int k)
         l->threads = t;
         const float *w = cfnet_tensor_data(cfnet_layer_param(l, 0));
         if (t == 1) {
-            for (int s = 0; s < n; s++)
-                for (int o = 0; o < O; o++)
-                    for (int i = 0; i < H; i++)
-                        for (int j = 0; j < W; j++) {
-                            double g = dyd[((s * O + o) * H + i) * W + j];
-                            for (int c = 0; c < C; c++)
-                                for (int a = 0; a < k; a++)
-                                    for (int d = 0; d < k; d++) {
-                                        int ii = i - p + a, jj = j - p + d;
-                                        if (ii < 0 || ii >= H || jj < 0 || jj >= W) continue;
-                                        rdx[(((size_t)s * C + c) * H + ii) * W + jj] +=
-                                            g * w[(((size_t)o * C + c) * k + a) * k + d];
-                                    }
-                        }
+            reference_same_gradients(n, C, H, W, O, k, dyd, NULL, NULL, w, rdx);
             for (size_t i = 0; i < nx; i++) fdx[i] = (float)rdx[i];
             for (size_t i = 0; i < nw; i++) fdw[i] = (float)rdw[i];
         }

@@ -224,6 +224,25 @@ awk '$1 != "#" { print $3 }' tests/suite-times.txt | sort -u | while read -r f; 
     esac || echo "tests/suite-times.txt: $f is no suite"
 done >"$tmp/stale"
 [ ! -s "$tmp/stale" ] || { cat "$tmp/stale"; fail "tests/suite-times.txt names suites that are gone"; }
+# make suite-times: a set takes the times its run measured and keeps its committed lines for
+# the suites that run did not time (they were dropped: after a check of some suites the set held
+# those alone); a set whose run left no times keeps every line; suites that are gone are
+# dropped. On copies, the build folder in $tmp (so that this make leaves the real build's flags
+# file as it is).
+mkdir -p "$tmp/st"
+printf '%s\n' "# the header" "check 40 tests/test_interrupt" "check 30 tests/test_cli.sh" \
+    "check 20 tests/test_gone" "sanitize 7 tests/test_interrupt" "valgrind 9 tests/test_interrupt" \
+    "valgrind 8 tests/test_tensor" >"$tmp/st/committed"
+printf '%s\n' "5 build/default/tests/test_interrupt" "3 /elsewhere/x.sh" >"$tmp/st/check"
+printf '%s\n' "6 build/default/tests/test_tensor" >"$tmp/st/valgrind"
+make -s suite-times BUILD="$tmp/st/build" SUITE_TIMES="$tmp/st/committed" \
+    SUITE_TIMES_FROM="check:$tmp/st/check sanitize:$tmp/st/none valgrind:$tmp/st/valgrind" \
+    >"$tmp/st/out" 2>&1 || { cat "$tmp/st/out"; fail "make suite-times on copies failed"; }
+printf '%s\n' "# the header" "check 30 tests/test_cli.sh" "check 5 tests/test_interrupt" \
+    "sanitize 7 tests/test_interrupt" "valgrind 9 tests/test_interrupt" "valgrind 6 tests/test_tensor" \
+    >"$tmp/st/want"
+diff "$tmp/st/want" "$tmp/st/committed" >"$tmp/st/diff" ||
+    { cat "$tmp/st/diff"; fail "make suite-times did not keep the committed lines of the suites a run did not time"; }
 # the set of the build this runs in: make check SANITIZE=... (exported to its suites) takes the
 # sanitize set, a plain make check the check set
 set=check

@@ -37,6 +37,7 @@ int cmd_export(int argc, char **argv)
         return tool_usage_error("export", argc - optind < 2 ? "MODEL and OUT.onnx expected"
                                                             : "only MODEL and OUT.onnx expected");
     const char *model = argv[optind], *out = argv[optind + 1];
+    if (model_arg("export", "MODEL", model)) return EXIT_USAGE;
     /* as for the -o options of the other commands: an unset shell variable, found before the
      * model is read and converted */
     if (!out[0]) return tool_usage_error("export", "OUT.onnx: the file name is empty");

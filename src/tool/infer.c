@@ -328,6 +328,7 @@ int cmd_predict(int argc, char **argv)
     }
     if (c == OPT_HELP) return EXIT_OK;
     if (argc - optind < 1) return tool_usage_error("predict", "missing MODEL and INPUTS");
+    if (model_arg("predict", "MODEL", argv[optind])) return EXIT_USAGE;
     if (argc - optind < 2) {
         /* one argument: the images without the model is the likelier slip when it is a folder,
          * an image or a text file (a manifest); only a folder or a regular file is looked into,
@@ -604,6 +605,7 @@ int cmd_eval(int argc, char **argv)
     if (argc - optind != 2)
         return tool_usage_error("eval", argc - optind < 2 ? "expected MODEL and DATA" : "too many arguments");
     const char *model = argv[optind], *data = argv[optind + 1];
+    if (model_arg("eval", "MODEL", model)) return EXIT_USAGE;
     /* Under mpirun every rank reads the list of images and classifies its share of them
      * (rank_share); rank 0 alone checks and writes the outputs and prints the report, from
      * the confusion matrices summed over the ranks and the other ranks' predictions.csv rows
@@ -948,6 +950,7 @@ int cmd_info(int argc, char **argv)
     if (c != -1) return opt_error("info", c, argv);
     if (argc - optind != 1) return tool_usage_error("info", argc == optind ? "missing MODEL" : "one MODEL expected");
     const char *path = argv[optind];
+    if (model_arg("info", "MODEL", path)) return EXIT_USAGE;
     cfnet_network *net;
     if (model_load(path, &net) != 0) return EXIT_RUNTIME;
     tool_model_info info;

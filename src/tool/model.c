@@ -241,6 +241,15 @@ static int foreign_safetensors(const char *path, char *fmt, size_t fmtsize)
     return foreign;
 }
 
+int model_arg(const char *cmd, const char *name, const char *path)
+{
+    if (!path[0]) /* (an unset shell variable, as for the outputs) */
+        return tool_usage_error(cmd, "%s: the file name is empty", name);
+    if (strcmp(path, "-") != 0) return 0;
+    return tool_usage_error(cmd, "%s must be a file: '-' (standard input) is not read; give the "
+                            "file's name (./- for a file named '-')", name);
+}
+
 int model_load(const char *path, cfnet_network **net)
 {
     *net = NULL;

@@ -215,7 +215,9 @@ int cmd_synth(int argc, char **argv)
     tool_stage st;
     int u = stage_open(&st, &how, dir);
     if (u) return u;
-    bm_class pat[BM_CLASSES], ref;
+    /* (the patterns on the heap: a table of all 50 took the frame over the 16 KiB that the
+     * library's functions, and the command's, keep to) */
+    bm_class *pat = xmalloc(sizeof *pat * (size_t)classes), ref;
     for (int k = 0; k < classes; k++) bm_class_pattern(k, (uint64_t)pseed, &pat[k]);
     /* The reference stain: one round component at the centre, like a nucleus. */
     memset(&ref, 0, sizeof ref);
@@ -273,6 +275,7 @@ int cmd_synth(int argc, char **argv)
     free(out.data);
     free(field.data);
     free(mask.data);
+    free(pat);
     if (!failed && stage_commit(&st, dir, "the dataset") != 0) failed = 1;
     stage_close(&st);
     if (failed) {

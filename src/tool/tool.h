@@ -222,8 +222,9 @@ typedef struct tool_out {
     int lock;   /* a duplicate of tmp's descriptor + 1, holding its lock until the rename; 0: none */
 } tool_out;
 /* 0, or the exit status after saying why (tool_refuse: a usage error of usage_cmd, or with
- * usage_cmd NULL an error, status 1), the message after `label` (the option that named the
- * file, "-o: "; NULL: none). */
+ * usage_cmd NULL an error, status 1; 130 when a signal, tool_interrupted, ended the wait for a
+ * FIFO's reader), the message after `label` (the option that named the file, "-o: "; NULL:
+ * none). */
 int out_open(tool_out *o, const char *path, const char *usage_cmd, const char *label);
 /* 0, or -1 with a message printed (the temporary file removed, path unchanged). */
 int out_commit(tool_out *o);
@@ -544,6 +545,10 @@ int model_store_info(cfnet_network *net, const tool_model_info *info);
 /* Reads it back; missing keys are an error naming the model file. */
 int model_load_info(const cfnet_network *net, const char *path, tool_model_info *info);
 void model_info_free(tool_model_info *info);
+/* A model is read from its file, never from standard input: "-" given for it (`name`: "MODEL",
+ * "--resume: the checkpoint") is a usage error of cmd, said so (the loader's "cannot open '-'"
+ * said nothing of why), and so is an empty name. 0, or EXIT_USAGE. */
+int model_arg(const char *cmd, const char *name, const char *path);
 /* Loads any model file (message printed on error): 0 or -1. */
 int model_load(const char *path, cfnet_network **net);
 /* After a load of path failed with st: what the file is when it is plainly no model ("a

@@ -311,7 +311,8 @@ static void svg_polyline(FILE *f, const epoch_rec *h, int n, size_t off, double 
 static int write_plot(const char *path, const epoch_rec *h, int n, int has_val)
 {
     tool_out o;
-    if (out_open(&o, path, NULL, "--plot: ") != 0) return -1;
+    const int u = out_open(&o, path, NULL, "--plot: ");
+    if (u != 0) return u == 130 ? 130 : -1; /* (130: a signal ended the wait for a FIFO's reader) */
     FILE *f = o.f;
     int maxe = n ? h[n - 1].epoch : 1;
     double lmax = 0;
@@ -759,6 +760,7 @@ static int parse_args(int argc, char **argv, train_cfg *c)
             c->resume_auto = !strcmp(optarg, "auto"); /* a file named auto: --resume ./auto */
             c->resume = NULL;
             if (!c->resume_auto) u = opt_path("train", "--resume", optarg, &c->resume);
+            if (!u && c->resume) u = model_arg("train", "--resume: the checkpoint", c->resume);
             break;
         case 'T': u = opt_int("train", "--threads", optarg, 1, CFNET_MAX_THREADS, NULL, &c->threads); break;
         case 'M':
@@ -1909,6 +1911,7 @@ int cmd_train(int argc, char **argv)
         tool_held hold;
         tool_hold_begin(&hold, when);
         int end_failed = hold.unheld[0] != '\0';
+        int waited_out = 0; /* the failure: a signal ended the wait for the log's or plot's reader */
         char *state = end_failed ? NULL
                                  : state_json(e, best_epoch, best, hist, nhist, split_ntr,
                                               split_nva);
@@ -1970,11 +1973,13 @@ int cmd_train(int argc, char **argv)
                 empty = logf && ftell(logf) == 0;
             }
             if (!logf && !end_failed) {
-                if (errno == EINTR && tool_interrupted)
+                if (errno == EINTR && tool_interrupted) {
                     tool_error("%s: interrupted while waiting for a process to read this FIFO",
                                c.log);
-                else
+                    waited_out = 1;
+                } else {
                     tool_error("%s: cannot open: %s", c.log, strerror(errno));
+                }
                 end_failed = 1;
             }
             if (logf && (!c.resume || empty))
@@ -1992,14 +1997,21 @@ int cmd_train(int argc, char **argv)
                 end_failed = 1;
             }
         }
-        if (c.plot && rank == 0 && !end_failed && write_plot(c.plot, hist, nhist, nva > 0) != 0)
-            end_failed = 1;
+        if (c.plot && rank == 0 && !end_failed) {
+            const int pu = write_plot(c.plot, hist, nhist, nva > 0);
+            end_failed = pu != 0;
+            waited_out = pu == 130;
+        }
         /* a signal while the log or the plot waited for a reader (a FIFO): the end of an
-         * interrupted run, epoch e saved */
-        const int stopped = end_failed && tool_interrupted && rank == 0;
+         * interrupted run, epoch e saved, status 130. A save, the log or the plot that failed
+         * otherwise while a signal came (a full disk) is that failure, status 1, the signal
+         * said after it. */
+        const int stopped = waited_out && rank == 0;
         if (stopped)
             tool_error("interrupted after epoch %d; %s holds epoch %d (continue with --resume)", e,
                        ckpt, e);
+        else if (end_failed && tool_interrupted && rank == 0)
+            tool_error("interrupted after epoch %d too; the run ends for the error above", e);
         if (tool_hold_end(&hold, end_failed) != 0) {
             if (stopped) rc = 130;
             goto out;

@@ -861,10 +861,16 @@ int open_write_wait(const char *path, int flags, mode_t mode)
             if (fl != -1) (void)fcntl(fd, F_SETFL, fl & ~O_NONBLOCK);
             return fd;
         }
-        /* ENXIO: a FIFO that no process reads yet (else a device that is not there) */
+        /* ENXIO: a FIFO that no process reads yet (else a device that is not there, or a
+         * socket); the open's errno is the one returned, not that of the stat that tells them
+         * apart (a FIFO removed meanwhile: ENOENT, which the message would take for a link to
+         * nothing) */
+        const int e = errno;
         struct stat st;
-        if (errno != EINTR && (errno != ENXIO || stat(path, &st) != 0 || !S_ISFIFO(st.st_mode)))
+        if (e != EINTR && (e != ENXIO || stat(path, &st) != 0 || !S_ISFIFO(st.st_mode))) {
+            errno = e;
             return -1;
+        }
         if (tool_interrupted) {
             errno = EINTR;
             return -1;
@@ -988,6 +994,9 @@ static int refuse_dir(const char *usage_cmd, const char *l, const char *p, int e
     char why[PATH_MAX * 2 + 64];
     if ((e == 0 || link_trouble(e)) && dangling_on_way(p, why, sizeof why))
         return tool_refuse(usage_cmd, 0, "%scannot create directory %s: %s", l, p, why);
+    if (e == ENOTDIR && file_on_way(p, why, sizeof why)) /* (a file on the way: named) */
+        return tool_refuse(usage_cmd, 0, "%scannot create directory %s: %s is a file, not a "
+                           "folder", l, p, why);
     if (e) return tool_refuse(usage_cmd, e, "%scannot create directory %s: %s", l, p, strerror(e));
     return tool_refuse(usage_cmd, 0, "%s%s exists and is not a directory", l, p);
 }
@@ -1226,6 +1235,20 @@ static void out_track(char *tmp, char *untrack)
     }
 }
 
+/* The refusal of the output `path` (label `l`) that cannot be created, `e` the errno of its
+ * open: a symbolic link on the way that cannot be followed, or a file on the way (a name in
+ * place of a folder: file/out.csv), is named, not the system's "Not a directory". */
+static int refuse_create(const char *usage_cmd, const char *l, const char *path, int e)
+{
+    char why[PATH_MAX * 2 + 64];
+    if (link_trouble(e) && dangling_on_way(path, why, sizeof why))
+        return tool_refuse(usage_cmd, 0, "%s%s: cannot create: %s", l, path, why);
+    if (e == ENOTDIR && file_on_way(path, why, sizeof why))
+        return tool_refuse(usage_cmd, 0, "%s%s: cannot create: %s is a file, not a folder", l,
+                           path, why);
+    return tool_refuse(usage_cmd, e, "%s%s: cannot create: %s", l, path, strerror(e));
+}
+
 int out_open(tool_out *o, const char *path, const char *usage_cmd, const char *label)
 {
     const char *l = label ? label : "";
@@ -1245,14 +1268,13 @@ int out_open(tool_out *o, const char *path, const char *usage_cmd, const char *l
         o->f = fd >= 0 ? fdopen(fd, "w") : NULL;
         if (!o->f) {
             int e = errno;
-            char why[PATH_MAX * 2 + 64];
             if (fd >= 0) close(fd);
-            if (e == EINTR && tool_interrupted)
-                return tool_refuse(usage_cmd, 0, "%s%s: interrupted while waiting for a process "
-                                   "to read this FIFO", l, path);
-            if (link_trouble(e) && dangling_on_way(path, why, sizeof why))
-                return tool_refuse(usage_cmd, 0, "%s%s: cannot create: %s", l, path, why);
-            return tool_refuse(usage_cmd, e, "%s%s: cannot create: %s", l, path, strerror(e));
+            if (e == EINTR && tool_interrupted) {
+                (void)tool_refuse(usage_cmd, 0, "%s%s: interrupted while waiting for a process "
+                                  "to read this FIFO", l, path);
+                return 130; /* the status of an interrupted command */
+            }
+            return refuse_create(usage_cmd, l, path, e);
         }
         o->path = xstrdup(path);
         /* through a link to nothing yet: the file made here goes again if the run fails (or
@@ -1302,11 +1324,7 @@ int out_open(tool_out *o, const char *path, const char *usage_cmd, const char *l
     if (fd >= 0) o->lock = fcntl(fd, F_DUPFD_CLOEXEC, 0) + 1;
     if (fd >= 0) o->f = fdopen(fd, "w");
     if (!o->f) {
-        int e = errno;
-        char why[PATH_MAX * 2 + 64];
-        int u = link_trouble(e) && dangling_on_way(path, why, sizeof why)
-                    ? tool_refuse(usage_cmd, 0, "%s%s: cannot create: %s", l, path, why)
-                    : tool_refuse(usage_cmd, e, "%s%s: cannot create: %s", l, path, strerror(e));
+        int u = refuse_create(usage_cmd, l, path, errno);
         if (fd >= 0) {
             close(fd);
             unlink(o->tmp);
