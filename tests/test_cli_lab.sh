@@ -128,6 +128,10 @@ mkdir -p "$out/plates-only"
 ln -s /nonexistent/share/plate3 "$out/plates-only/plate3"
 expect 1 "plates-only: no .tif/.tiff/.png images in this folder, only 1 symbolic link that cannot be followed \(a folder of images on a share that is not mounted\? The first: .*plates-only/plate3 -> /nonexistent/share/plate3: No such file" \
     "$cfnet" predict "$m" "$out/plates-only" -o "$out/plates-only.csv"
+# ... and with JPEGs beside the link: not "only" the link; the JPEGs are counted and named too
+printf '\377\330\377\340' >"$out/plates-only/cell.jpg"
+expect 1 "plates-only: no .tif/.tiff/.png images in this folder, only 1 symbolic link that cannot be followed \(.*plates-only/plate3 -> /nonexistent/share/plate3: No such file or directory\) and 1 other file \(the first: .*plates-only/cell.jpg\); convert images of other formats to TIFF or PNG" \
+    "$cfnet" predict "$m" "$out/plates-only" -o "$out/plates-only.csv"
 
 # ---- 8. a Synology share's @eaDir folders (thumbnails, metadata) are neither a class nor searched
 syn="$out/syn"

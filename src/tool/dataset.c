@@ -1034,7 +1034,7 @@ int dataset_open_inputs(char **paths, int n, tool_dataset *ds, struct tool_progr
             memcpy(bad_before, w.bad, sizeof bad_before);
             rc = walk(paths[i], ds, 0, &w);
             for (int k = 0; k < BAD_LINK_KINDS; k++) nbad += w.bad[k] - bad_before[k];
-            const int64_t ndead = w.dead - dead_before;
+            const int64_t ndead = w.dead - dead_before, nign = w.ignored - ignored_before;
             if (rc == 0 && ds->n == before && nbad + ndead > 0) {
                 /* only links into a share that is not mounted (or links that loop): say so, not
                  * just "no images"; the first of a kind is named when it is in this folder (the
@@ -1055,14 +1055,25 @@ int dataset_open_inputs(char **paths, int n, tool_dataset *ds, struct tool_progr
                     free(only);
                     only = t;
                 }
+                if (nign > 0) {
+                    /* files of other formats beside the links: "only" the links would be
+                     * untrue */
+                    char *t = xasprintf("%s and %lld other file%s%s%s%s; convert images of other "
+                                        "formats to TIFF or PNG (e.g. in Fiji)",
+                                        only, (long long)nign, nign == 1 ? "" : "s",
+                                        ignored_before ? "" : " (the first: ",
+                                        ignored_before ? "" : w.first_ignored,
+                                        ignored_before ? "" : ")");
+                    free(only);
+                    only = t;
+                }
                 tool_error("%s: no .tif/.tiff/.png images in this folder, only %s", paths[i], only);
                 free(only);
                 rc = -1;
-            } else if (rc == 0 && ds->n == before && w.ignored > ignored_before) {
+            } else if (rc == 0 && ds->n == before && nign > 0) {
                 /* only files of other formats (JPEGs): the count of ignored files is not said
                  * when the run stops, so the refusal says it; the first is named when it is in
                  * this folder */
-                const int64_t nign = w.ignored - ignored_before;
                 tool_error("%s: no .tif/.tiff/.png images in this folder, only %lld other file%s"
                            "%s%s%s; convert images of other formats to TIFF or PNG (e.g. in Fiji)",
                            paths[i], (long long)nign, nign == 1 ? "" : "s",
