@@ -110,6 +110,8 @@ EOF
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/sysmacros.h>
+#include <stdlib.h>
+#include <unistd.h>
 static int enxio(const char *path)
 {
     size_t n = strlen(path);
@@ -155,6 +157,23 @@ int fflush(FILE *f)
     }
     return real(f);
 }
+/* with FAULT_FSYNC_SIGINT set, the first fsync of a .safetensors file (a model being saved)
+ * first raises SIGINT */
+int fsync(int fd)
+{
+    static int (*real)(int);
+    static int raised;
+    char link[64], target[4096];
+    if (!real) real = (int (*)(int))dlsym(RTLD_NEXT, "fsync");
+    snprintf(link, sizeof link, "/proc/self/fd/%d", fd);
+    ssize_t n = readlink(link, target, sizeof target - 1);
+    target[n > 0 ? n : 0] = 0;
+    if (getenv("FAULT_FSYNC_SIGINT") && !raised && strstr(target, ".safetensors")) {
+        raised = 1;
+        raise(SIGINT);
+    }
+    return real(fd);
+}
 EOF
     "${CC:-cc}" -shared -fPIC -o "$out/faultshim.so" "$out/faultshim.c" -ldl
     # an output whose open fails with ENXIO, through a link to a file not there yet, is said with
@@ -177,8 +196,22 @@ EOF
             fail "a --log write that failed as SIGINT came: the signal not said: $(cat "$out/last.txt")"
         lacks "^cfnet: error: interrupted after epoch 1;" "a --log write that failed as SIGINT came: said as an interrupted run"
     fi
+    # SIGINT while the last epoch is saved: the run still ends whole (the model, the checkpoint,
+    # the log line), says so, and ends with the status of an interrupted run, 130, so that a
+    # script's `train && ...` stops (it ended with status 0, the signal unsaid)
+    s="$out/lastsig"
+    rm -f "$s".*
+    # shellcheck disable=SC2086
+    expect 130 "^cfnet: error: interrupted after the last epoch \(1\) was saved: the run is complete, .*lastsig.safetensors and .*lastsig.last.safetensors are whole \(nothing to resume\)$" \
+        env FAULT_FSYNC_SIGINT=1 LD_PRELOAD="$out/faultshim.so" "$cfnet" train "$d/train" \
+        -o "$s.safetensors" --epochs 1 $common -q --log "$s.csv"
+    [ "$(wc -l <"$out/last.txt")" = 1 ] || fail "SIGINT in the last save: $(cat "$out/last.txt")"
+    expect 0 "\"epoch\":1," "$cfnet" info "$s.last.safetensors"
+    expect 0 "" "$cfnet" info "$s.safetensors"
+    [ "$(wc -l <"$s.csv")" = 2 ] || fail "SIGINT in the last save: the log: $(cat "$s.csv")"
+    ls "$s".*tmp* >/dev/null 2>&1 && fail "SIGINT in the last save: a temporary file left"
 else
-    skip_env test_cli_hostile "the failing write's reason and the injected faults (ENXIO, a signal in the log's flush)" "a sanitizer build, or no C compiler"
+    skip_env test_cli_hostile "the failing write's reason and the injected faults (ENXIO, a signal in the log's flush or in the model's save)" "a sanitizer build, or no C compiler"
 fi
 
 # eval --out under a file size limit of 3000 bytes: predictions.csv's first 4 KB flush fails.

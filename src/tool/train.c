@@ -2055,6 +2055,18 @@ int cmd_train(int argc, char **argv)
     for (int64_t i = 0; i < ds.n; i++) bad += ds.s[i].bad;
     if (bad && rank == 0) tool_warn("skipped %lld unreadable or unsuitable image%s", (long long)bad,
                            bad == 1 ? "" : "s");
+    /* A signal after the last step (while the last epoch was saved, logged or plotted): every
+     * file is written whole by now, and the run says so, but still ends as an interrupted run
+     * (130), so that `cfnet train ... && next` stops where the user asked it to (it was status
+     * 0, the signal unsaid). */
+    if (tool_interrupted) {
+        if (rank == 0)
+            tool_error("interrupted after the last epoch (%d) was saved: the run is complete, %s "
+                       "and %s are whole (nothing to resume)",
+                       nhist ? hist[nhist - 1].epoch : start_epoch, c.output, ckpt);
+        rc = 130;
+        goto out;
+    }
     rc = EXIT_OK;
 out:
     tool_on_failure(NULL, NULL);
