@@ -50,6 +50,16 @@ for c in "info -" "eval - d" "predict - x" "predict -" "export - x.onnx" "train 
         "$cfnet" $c </dev/null
     usage_said "${c%% *}" "cfnet $c"
 done
+# train's model and plot are files ('-' wrote a file named '-'): '-' there is a usage error, as
+# for MODEL ('--log -' is standard output, tests/test_cli_hostile.sh)
+for o in "-o -" "-o m --plot -"; do
+    what="-o: MODEL"
+    case $o in *plot*) what="--plot: FILE.svg" ;; esac
+    # shellcheck disable=SC2086 # the options
+    expect 2 "^cfnet train: $what must be a file: '-' \(standard output\) is not written; give the file's name \(\./- for a file named '-'\)$" \
+        "$cfnet" train d $o
+    usage_said train "cfnet train d $o"
+done
 # --threads goes up to libcfnet's CFNET_MAX_THREADS (64), not beyond
 expect 2 "--threads: expected 1..64, got '65'" "$cfnet" train d -o m --threads 65
 # --max-memory: the message names every suffix it takes (T too, as docs/cli.md says)

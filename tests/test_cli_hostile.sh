@@ -482,6 +482,103 @@ for opt in log plot; do
     ls "$s".*tmp* >/dev/null 2>&1 && fail "--$opt FIFO, SIGTERM: a temporary file left"
     expect 0 "\"epoch\":1," "$cfnet" info "$s.last.safetensors"
 done
+# wait_fifo PID: waits (at most 60 s) until PID waits for a process to read its FIFO: its own
+# CPU time stands still while its main thread keeps waking up (the wait polls every 50 ms).
+wait_fifo() {
+    n=0
+    while kill -0 "$1" 2>/dev/null && [ $n -lt 200 ]; do
+        c1=$(cut -d' ' -f14,15 "/proc/$1/stat" 2>/dev/null) || break
+        v1=$(sed -n 's/^voluntary_ctxt_switches:[[:space:]]*//p' "/proc/$1/status" 2>/dev/null) || break
+        sleep 0.3
+        c2=$(cut -d' ' -f14,15 "/proc/$1/stat" 2>/dev/null) || break
+        v2=$(sed -n 's/^voluntary_ctxt_switches:[[:space:]]*//p' "/proc/$1/status" 2>/dev/null) || break
+        [ "$c1" = "$c2" ] && [ $((v2 - v1)) -ge 3 ] && return 0
+        n=$((n + 1))
+    done
+}
+# predict -o FIFO and export MODEL FIFO without a reader: SIGINT, SIGTERM or SIGHUP while they
+# wait ends them as it ends train's wait, status 130 and the message (only train had a handler:
+# they were killed outright, status 130/143 from the shell and no message); the FIFO stays,
+# nothing else is written. env --default-signal: a background job's SIGINT is ignored otherwise.
+for c in predict export; do
+    for sig in INT TERM HUP; do
+        s="$out/fifo$c$sig"
+        rm -f "$s".*
+        mkfifo "$s.fifo"
+        if [ $c = predict ]; then
+            env --default-signal=INT,TERM,HUP "$cfnet" predict -q "$m" "$d/test" -o "$s.fifo" \
+                >"$s.out" 2>"$s.err" &
+            label=-o
+        else
+            env --default-signal=INT,TERM,HUP "$cfnet" export -q "$m" "$s.fifo" >"$s.out" 2>"$s.err" &
+            label=OUT.onnx
+        fi
+        pid=$!
+        wait_fifo $pid
+        kill -"$sig" $pid
+        finish $pid
+        [ $killed = 0 ] || fail "$c to a FIFO without a reader: SIG$sig did not end it"
+        [ $st = 130 ] || fail "$c to a FIFO without a reader, SIG$sig: exit $st (expected 130): $(cat "$s.err")"
+        grep -q "^cfnet: error: $label: .*fifo$c$sig.fifo: interrupted while waiting for a process to read this FIFO$" "$s.err" ||
+            fail "$c to a FIFO, SIG$sig: message: $(cat "$s.err")"
+        [ "$(wc -l <"$s.err")" = 1 ] || fail "$c to a FIFO, SIG$sig: more than one line: $(cat "$s.err")"
+        [ -p "$s.fifo" ] || fail "$c to a FIFO, SIG$sig: the FIFO was replaced"
+        [ ! -s "$s.out" ] || fail "$c to a FIFO, SIG$sig: wrote to standard output: $(cat "$s.out")"
+        [ "$(ls "$s".*)" = "$(printf '%s\n' "$s.err" "$s.fifo" "$s.out")" ] ||
+            fail "$c to a FIFO, SIG$sig: files left: $(ls "$s".*)"
+    done
+done
+# ... and with a reader, export and predict write through the FIFO
+s="$out/fifoexp"
+rm -f "$s".*
+mkfifo "$s.fifo"
+cat "$s.fifo" >"$s.got" &
+reader=$!
+expect 0 "" "$cfnet" export -q "$m" "$s.fifo"
+wait $reader || fail "the reader of export's FIFO failed"
+expect 0 "" "$cfnet" export -q "$m" "$s.onnx"
+cmp -s "$s.got" "$s.onnx" || fail "export through a FIFO: not the file export writes"
+mkfifo "$s.pfifo"
+cat "$s.pfifo" >"$s.pgot" &
+reader=$!
+expect 0 "" "$cfnet" predict -q "$m" "$d/test" -o "$s.pfifo"
+wait $reader || fail "the reader of predict's FIFO failed"
+head -1 "$s.pgot" | grep -q "^path,predicted," || fail "predict through a FIFO: $(head -2 "$s.pgot")"
+
+# --log - writes the log to standard output, as '-' is for the other commands' outputs (it
+# wrote a file named '-'); the progress and the messages stay on standard error. A resumed run
+# appends: no header.
+s="$out/logout"
+rm -rf "$s"
+mkdir "$s"
+abs_cfnet=$(cd "$(dirname "$cfnet")" && pwd)/$(basename "$cfnet")
+abs_d=$(cd "$d" && pwd)
+# shellcheck disable=SC2086
+(cd "$s" && "$abs_cfnet" train "$abs_d/train" -o m.safetensors --epochs 2 $common --log - >out.csv 2>err.txt) ||
+    fail "train --log -: $(cat "$s/err.txt")"
+[ ! -e "$s/-" ] || fail "train --log - wrote a file named '-'"
+[ "$(wc -l <"$s/out.csv")" = 3 ] && head -1 "$s/out.csv" | grep -q "^epoch,train_loss," &&
+    sed -n 3p "$s/out.csv" | grep -q "^2," || fail "train --log -: standard output: $(cat "$s/out.csv")"
+grep -q "^epoch,\|^[0-9]*,[0-9.]*," "$s/err.txt" && fail "train --log -: log lines on standard error"
+# shellcheck disable=SC2086
+(cd "$s" && "$abs_cfnet" train "$abs_d/train" -o m.safetensors --epochs 3 $common -q --log - \
+    --resume m.last.safetensors >res.csv 2>err.txt) || fail "train --log - --resume: $(cat "$s/err.txt")"
+[ "$(cat "$s/res.csv" | cut -d, -f1)" = 3 ] || fail "train --log - --resume: $(cat "$s/res.csv")"
+[ "$(ls "$s")" = "$(printf '%s\n' err.txt m.last.safetensors m.safetensors out.csv res.csv)" ] ||
+    fail "train --log -: files: $(ls "$s")"
+# ... and a log that standard output cannot take is a failure, the checkpoint holding the epoch
+if [ -c /dev/full ]; then
+    set +e
+    # shellcheck disable=SC2086
+    "$cfnet" train "$d/train" -o "$out/lfull.safetensors" --epochs 2 $common -q --log - \
+        >/dev/full 2>"$out/err.txt"
+    st=$?
+    set -e
+    [ $st = 1 ] || fail "train --log - >/dev/full: exit $st (expected 1)"
+    grep -q "^cfnet: error: standard output: cannot write epoch 1: No space left on device; .*lfull.last.safetensors holds epoch 1" \
+        "$out/err.txt" || fail "train --log - >/dev/full: $(cat "$out/err.txt")"
+fi
+
 # ... and with a reader, the log goes through the FIFO
 s="$out/fiforead"
 rm -f "$s".*
