@@ -457,6 +457,25 @@ expect 1 "class folder 'class03' has no images \(.tif, .tiff, .png\), only 2 oth
     "$cfnet" train "$bad/empty" -o "$bad/m" --epochs 1
 expect 1 "$bad/empty/class03: no .tif/.tiff/.png images in this folder, only 2 other files \(the first: $bad/empty/class03/cell.jpg\); convert images of other formats" \
     "$cfnet" predict "$m" "$bad/empty/class03"
+# ... but files that are not named as images (notes, a spreadsheet) are not told to be converted
+# (it said "convert images of other formats" of notes.txt); a JPEG among them is (above), and so
+# are the other formats named as images (.jpeg, .bmp, .gif, .webp, .jp2, any case)
+rm "$bad/empty/class03/cell.jpg"
+printf 'x' >"$bad/empty/class03/counts.xlsx"
+expect 1 "class folder 'class03' has no images \(.tif, .tiff, .png\), only 2 other files \(the first: $bad/empty/class03/counts.xlsx\), none of them an image; add images or remove the folder$" \
+    "$cfnet" train "$bad/empty" -o "$bad/m" --epochs 1
+lacks "convert" "a class folder of notes told to convert them"
+expect 1 "$bad/empty/class03: no .tif/.tiff/.png images in this folder, only 2 other files \(the first: $bad/empty/class03/counts.xlsx\), none of them an image$" \
+    "$cfnet" predict "$m" "$bad/empty/class03"
+rm "$bad/empty/class03/counts.xlsx"
+expect 1 "class folder 'class03' has no images \(.tif, .tiff, .png\), only 1 other file \(the first: $bad/empty/class03/notes.txt\), not an image; add images or remove the folder$" \
+    "$cfnet" train "$bad/empty" -o "$bad/m" --epochs 1
+for x in a.JPEG b.bmp c.gif d.webp e.jp2; do
+    printf 'x' >"$bad/empty/class03/$x"
+    expect 1 "class folder 'class03' has no images \(.tif, .tiff, .png\), only 2 other files \(the first: .*\); convert images of other formats to TIFF or PNG \(e.g. in Fiji\), or remove the folder$" \
+        "$cfnet" train "$bad/empty" -o "$bad/m" --epochs 1
+    rm "$bad/empty/class03/$x"
+done
 # the folder above the datasets (synth's DIR, holding train/ and test/) given as DATA: its
 # "class folders" hold folders; the message says so instead of "has no images; remove it"
 expect 1 "$d/test: class folder 'test' holds folders, not images: DATA must be the folder whose sub-folders hold the images, one per class \\(is $d a folder of datasets\\? then give one of them, such as $d/test\\)" \
