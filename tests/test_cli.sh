@@ -588,7 +588,8 @@ expect 1 "lnd.csv:1: .*lnotdir: cannot open: .*lnotdir is a symbolic link to a t
     "$cfnet" predict "$m" "$mf/lnd.csv"
 # the command's functions keep their frames under 16 KiB, as the library's do (the search of a
 # chain of links, inlined into the function that says a path cannot be reached, took it to
-# 16.3 KiB; synth's table of class patterns, 17.1 KiB): every file of src/tool (and the MPI
+# 16.3 KiB; synth's table of class patterns, 17.1 KiB; bm_render's image, 19.8 KiB): every
+# file of src/tool and examples/common/biomarker.c, linked into it (and the MPI
 # build of src/tool/mpi.c where mpicc is there), checked where the compiler can say so,
 # whatever WERROR (the Makefile builds them with the same flag)
 # shellcheck disable=SC2046 # the include flags
@@ -597,7 +598,7 @@ for cc in gcc clang; do
     command -v $cc >/dev/null 2>&1 || continue
     w=-Wstack-usage=16384
     [ $cc = clang ] && w=-Wframe-larger-than=16384
-    for f in src/tool/*.c mpi; do
+    for f in src/tool/*.c examples/common/biomarker.c mpi; do
         comp=$cc
         if [ "$f" = mpi ]; then
             command -v mpicc >/dev/null 2>&1 || continue
