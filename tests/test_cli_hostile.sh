@@ -570,13 +570,14 @@ grep -q "^epoch,\|^[0-9]*,[0-9.]*," "$s/err.txt" && fail "train --log -: log lin
 if [ -c /dev/full ]; then
     set +e
     # shellcheck disable=SC2086
-    "$cfnet" train "$d/train" -o "$out/lfull.safetensors" --epochs 2 $common -q --log - \
-        >/dev/full 2>"$out/err.txt"
+    (cd "$s" && "$abs_cfnet" train "$abs_d/train" -o lfull.safetensors --epochs 2 $common -q \
+        --log - >/dev/full 2>err.txt) # (in a folder of its own: it wrote a file named '-')
     st=$?
     set -e
     [ $st = 1 ] || fail "train --log - >/dev/full: exit $st (expected 1)"
     grep -q "^cfnet: error: standard output: cannot write epoch 1: No space left on device; .*lfull.last.safetensors holds epoch 1" \
-        "$out/err.txt" || fail "train --log - >/dev/full: $(cat "$out/err.txt")"
+        "$s/err.txt" || fail "train --log - >/dev/full: $(cat "$s/err.txt")"
+    [ ! -e "$s/-" ] || fail "train --log - >/dev/full wrote a file named '-'"
 fi
 
 # ... and with a reader, the log goes through the FIFO
