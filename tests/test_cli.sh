@@ -50,6 +50,16 @@ for c in "info -" "eval - d" "predict - x" "predict -" "export - x.onnx" "train 
         "$cfnet" $c </dev/null
     usage_said "${c%% *}" "cfnet $c"
 done
+# train's model and plot are files ('-' wrote a file named '-'): '-' there is a usage error, as
+# for MODEL ('--log -' is standard output, tests/test_cli_hostile.sh)
+for o in "-o -" "-o m --plot -"; do
+    what="-o: MODEL"
+    case $o in *plot*) what="--plot: FILE.svg" ;; esac
+    # shellcheck disable=SC2086 # the options
+    expect 2 "^cfnet train: $what must be a file: '-' \(standard output\) is not written; give the file's name \(\./- for a file named '-'\)$" \
+        "$cfnet" train d $o
+    usage_said train "cfnet train d $o"
+done
 # --threads goes up to libcfnet's CFNET_MAX_THREADS (64), not beyond
 expect 2 "--threads: expected 1..64, got '65'" "$cfnet" train d -o m --threads 65
 # --max-memory: the message names every suffix it takes (T too, as docs/cli.md says)
@@ -447,6 +457,25 @@ expect 1 "class folder 'class03' has no images \(.tif, .tiff, .png\), only 2 oth
     "$cfnet" train "$bad/empty" -o "$bad/m" --epochs 1
 expect 1 "$bad/empty/class03: no .tif/.tiff/.png images in this folder, only 2 other files \(the first: $bad/empty/class03/cell.jpg\); convert images of other formats" \
     "$cfnet" predict "$m" "$bad/empty/class03"
+# ... but files that are not named as images (notes, a spreadsheet) are not told to be converted
+# (it said "convert images of other formats" of notes.txt); a JPEG among them is (above), and so
+# are the other formats named as images (.jpeg, .bmp, .gif, .webp, .jp2, any case)
+rm "$bad/empty/class03/cell.jpg"
+printf 'x' >"$bad/empty/class03/counts.xlsx"
+expect 1 "class folder 'class03' has no images \(.tif, .tiff, .png\), only 2 other files \(the first: $bad/empty/class03/counts.xlsx\), none of them an image; add images or remove the folder$" \
+    "$cfnet" train "$bad/empty" -o "$bad/m" --epochs 1
+lacks "convert" "a class folder of notes told to convert them"
+expect 1 "$bad/empty/class03: no .tif/.tiff/.png images in this folder, only 2 other files \(the first: $bad/empty/class03/counts.xlsx\), none of them an image$" \
+    "$cfnet" predict "$m" "$bad/empty/class03"
+rm "$bad/empty/class03/counts.xlsx"
+expect 1 "class folder 'class03' has no images \(.tif, .tiff, .png\), only 1 other file \(the first: $bad/empty/class03/notes.txt\), not an image; add images or remove the folder$" \
+    "$cfnet" train "$bad/empty" -o "$bad/m" --epochs 1
+for x in a.JPEG b.bmp c.gif d.webp e.jp2; do
+    printf 'x' >"$bad/empty/class03/$x"
+    expect 1 "class folder 'class03' has no images \(.tif, .tiff, .png\), only 2 other files \(the first: .*\); convert images of other formats to TIFF or PNG \(e.g. in Fiji\), or remove the folder$" \
+        "$cfnet" train "$bad/empty" -o "$bad/m" --epochs 1
+    rm "$bad/empty/class03/$x"
+done
 # the folder above the datasets (synth's DIR, holding train/ and test/) given as DATA: its
 # "class folders" hold folders; the message says so instead of "has no images; remove it"
 expect 1 "$d/test: class folder 'test' holds folders, not images: DATA must be the folder whose sub-folders hold the images, one per class \\(is $d a folder of datasets\\? then give one of them, such as $d/test\\)" \
@@ -559,7 +588,8 @@ expect 1 "lnd.csv:1: .*lnotdir: cannot open: .*lnotdir is a symbolic link to a t
     "$cfnet" predict "$m" "$mf/lnd.csv"
 # the command's functions keep their frames under 16 KiB, as the library's do (the search of a
 # chain of links, inlined into the function that says a path cannot be reached, took it to
-# 16.3 KiB; synth's table of class patterns, 17.1 KiB): every file of src/tool (and the MPI
+# 16.3 KiB; synth's table of class patterns, 17.1 KiB; bm_render's image, 19.8 KiB): every
+# file of src/tool and examples/common/biomarker.c, linked into it (and the MPI
 # build of src/tool/mpi.c where mpicc is there), checked where the compiler can say so,
 # whatever WERROR (the Makefile builds them with the same flag)
 # shellcheck disable=SC2046 # the include flags
@@ -568,7 +598,7 @@ for cc in gcc clang; do
     command -v $cc >/dev/null 2>&1 || continue
     w=-Wstack-usage=16384
     [ $cc = clang ] && w=-Wframe-larger-than=16384
-    for f in src/tool/*.c mpi; do
+    for f in src/tool/*.c examples/common/biomarker.c mpi; do
         comp=$cc
         if [ "$f" = mpi ]; then
             command -v mpicc >/dev/null 2>&1 || continue

@@ -110,6 +110,8 @@ EOF
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/sysmacros.h>
+#include <stdlib.h>
+#include <unistd.h>
 static int enxio(const char *path)
 {
     size_t n = strlen(path);
@@ -155,6 +157,23 @@ int fflush(FILE *f)
     }
     return real(f);
 }
+/* with FAULT_FSYNC_SIGINT set, the first fsync of a .safetensors file (a model being saved)
+ * first raises SIGINT */
+int fsync(int fd)
+{
+    static int (*real)(int);
+    static int raised;
+    char link[64], target[4096];
+    if (!real) real = (int (*)(int))dlsym(RTLD_NEXT, "fsync");
+    snprintf(link, sizeof link, "/proc/self/fd/%d", fd);
+    ssize_t n = readlink(link, target, sizeof target - 1);
+    target[n > 0 ? n : 0] = 0;
+    if (getenv("FAULT_FSYNC_SIGINT") && !raised && strstr(target, ".safetensors")) {
+        raised = 1;
+        raise(SIGINT);
+    }
+    return real(fd);
+}
 EOF
     "${CC:-cc}" -shared -fPIC -o "$out/faultshim.so" "$out/faultshim.c" -ldl
     # an output whose open fails with ENXIO, through a link to a file not there yet, is said with
@@ -177,8 +196,22 @@ EOF
             fail "a --log write that failed as SIGINT came: the signal not said: $(cat "$out/last.txt")"
         lacks "^cfnet: error: interrupted after epoch 1;" "a --log write that failed as SIGINT came: said as an interrupted run"
     fi
+    # SIGINT while the last epoch is saved: the run still ends whole (the model, the checkpoint,
+    # the log line), says so, and ends with the status of an interrupted run, 130, so that a
+    # script's `train && ...` stops (it ended with status 0, the signal unsaid)
+    s="$out/lastsig"
+    rm -f "$s".*
+    # shellcheck disable=SC2086
+    expect 130 "^cfnet: error: interrupted after the last epoch \(1\) was saved: the run is complete, .*lastsig.safetensors and .*lastsig.last.safetensors are whole \(nothing to resume\)$" \
+        env FAULT_FSYNC_SIGINT=1 LD_PRELOAD="$out/faultshim.so" "$cfnet" train "$d/train" \
+        -o "$s.safetensors" --epochs 1 $common -q --log "$s.csv"
+    [ "$(wc -l <"$out/last.txt")" = 1 ] || fail "SIGINT in the last save: $(cat "$out/last.txt")"
+    expect 0 "\"epoch\":1," "$cfnet" info "$s.last.safetensors"
+    expect 0 "" "$cfnet" info "$s.safetensors"
+    [ "$(wc -l <"$s.csv")" = 2 ] || fail "SIGINT in the last save: the log: $(cat "$s.csv")"
+    ls "$s".*tmp* >/dev/null 2>&1 && fail "SIGINT in the last save: a temporary file left"
 else
-    skip_env test_cli_hostile "the failing write's reason and the injected faults (ENXIO, a signal in the log's flush)" "a sanitizer build, or no C compiler"
+    skip_env test_cli_hostile "the failing write's reason and the injected faults (ENXIO, a signal in the log's flush or in the model's save)" "a sanitizer build, or no C compiler"
 fi
 
 # eval --out under a file size limit of 3000 bytes: predictions.csv's first 4 KB flush fails.
@@ -449,6 +482,104 @@ for opt in log plot; do
     ls "$s".*tmp* >/dev/null 2>&1 && fail "--$opt FIFO, SIGTERM: a temporary file left"
     expect 0 "\"epoch\":1," "$cfnet" info "$s.last.safetensors"
 done
+# wait_fifo PID: waits (at most 60 s) until PID waits for a process to read its FIFO: its own
+# CPU time stands still while its main thread keeps waking up (the wait polls every 50 ms).
+wait_fifo() {
+    n=0
+    while kill -0 "$1" 2>/dev/null && [ $n -lt 200 ]; do
+        c1=$(cut -d' ' -f14,15 "/proc/$1/stat" 2>/dev/null) || break
+        v1=$(sed -n 's/^voluntary_ctxt_switches:[[:space:]]*//p' "/proc/$1/status" 2>/dev/null) || break
+        sleep 0.3
+        c2=$(cut -d' ' -f14,15 "/proc/$1/stat" 2>/dev/null) || break
+        v2=$(sed -n 's/^voluntary_ctxt_switches:[[:space:]]*//p' "/proc/$1/status" 2>/dev/null) || break
+        [ "$c1" = "$c2" ] && [ $((v2 - v1)) -ge 3 ] && return 0
+        n=$((n + 1))
+    done
+}
+# predict -o FIFO and export MODEL FIFO without a reader: SIGINT, SIGTERM or SIGHUP while they
+# wait ends them as it ends train's wait, status 130 and the message (only train had a handler:
+# they were killed outright, status 130/143 from the shell and no message); the FIFO stays,
+# nothing else is written. env --default-signal: a background job's SIGINT is ignored otherwise.
+for c in predict export; do
+    for sig in INT TERM HUP; do
+        s="$out/fifo$c$sig"
+        rm -f "$s".*
+        mkfifo "$s.fifo"
+        if [ $c = predict ]; then
+            env --default-signal=INT,TERM,HUP "$cfnet" predict -q "$m" "$d/test" -o "$s.fifo" \
+                >"$s.out" 2>"$s.err" &
+            label=-o
+        else
+            env --default-signal=INT,TERM,HUP "$cfnet" export -q "$m" "$s.fifo" >"$s.out" 2>"$s.err" &
+            label=OUT.onnx
+        fi
+        pid=$!
+        wait_fifo $pid
+        kill -"$sig" $pid
+        finish $pid
+        [ $killed = 0 ] || fail "$c to a FIFO without a reader: SIG$sig did not end it"
+        [ $st = 130 ] || fail "$c to a FIFO without a reader, SIG$sig: exit $st (expected 130): $(cat "$s.err")"
+        grep -q "^cfnet: error: $label: .*fifo$c$sig.fifo: interrupted while waiting for a process to read this FIFO$" "$s.err" ||
+            fail "$c to a FIFO, SIG$sig: message: $(cat "$s.err")"
+        [ "$(wc -l <"$s.err")" = 1 ] || fail "$c to a FIFO, SIG$sig: more than one line: $(cat "$s.err")"
+        [ -p "$s.fifo" ] || fail "$c to a FIFO, SIG$sig: the FIFO was replaced"
+        [ ! -s "$s.out" ] || fail "$c to a FIFO, SIG$sig: wrote to standard output: $(cat "$s.out")"
+        [ "$(ls "$s".*)" = "$(printf '%s\n' "$s.err" "$s.fifo" "$s.out")" ] ||
+            fail "$c to a FIFO, SIG$sig: files left: $(ls "$s".*)"
+    done
+done
+# ... and with a reader, export and predict write through the FIFO
+s="$out/fifoexp"
+rm -f "$s".*
+mkfifo "$s.fifo"
+cat "$s.fifo" >"$s.got" &
+reader=$!
+expect 0 "" "$cfnet" export -q "$m" "$s.fifo"
+wait $reader || fail "the reader of export's FIFO failed"
+expect 0 "" "$cfnet" export -q "$m" "$s.onnx"
+cmp -s "$s.got" "$s.onnx" || fail "export through a FIFO: not the file export writes"
+mkfifo "$s.pfifo"
+cat "$s.pfifo" >"$s.pgot" &
+reader=$!
+expect 0 "" "$cfnet" predict -q "$m" "$d/test" -o "$s.pfifo"
+wait $reader || fail "the reader of predict's FIFO failed"
+head -1 "$s.pgot" | grep -q "^path,predicted," || fail "predict through a FIFO: $(head -2 "$s.pgot")"
+
+# --log - writes the log to standard output, as '-' is for the other commands' outputs (it
+# wrote a file named '-'); the progress and the messages stay on standard error. A resumed run
+# appends: no header.
+s="$out/logout"
+rm -rf "$s"
+mkdir "$s"
+abs_cfnet=$(cd "$(dirname "$cfnet")" && pwd)/$(basename "$cfnet")
+abs_d=$(cd "$d" && pwd)
+# shellcheck disable=SC2086
+(cd "$s" && "$abs_cfnet" train "$abs_d/train" -o m.safetensors --epochs 2 $common --log - >out.csv 2>err.txt) ||
+    fail "train --log -: $(cat "$s/err.txt")"
+[ ! -e "$s/-" ] || fail "train --log - wrote a file named '-'"
+[ "$(wc -l <"$s/out.csv")" = 3 ] && head -1 "$s/out.csv" | grep -q "^epoch,train_loss," &&
+    sed -n 3p "$s/out.csv" | grep -q "^2," || fail "train --log -: standard output: $(cat "$s/out.csv")"
+grep -q "^epoch,\|^[0-9]*,[0-9.]*," "$s/err.txt" && fail "train --log -: log lines on standard error"
+# shellcheck disable=SC2086
+(cd "$s" && "$abs_cfnet" train "$abs_d/train" -o m.safetensors --epochs 3 $common -q --log - \
+    --resume m.last.safetensors >res.csv 2>err.txt) || fail "train --log - --resume: $(cat "$s/err.txt")"
+[ "$(cat "$s/res.csv" | cut -d, -f1)" = 3 ] || fail "train --log - --resume: $(cat "$s/res.csv")"
+[ "$(ls "$s")" = "$(printf '%s\n' err.txt m.last.safetensors m.safetensors out.csv res.csv)" ] ||
+    fail "train --log -: files: $(ls "$s")"
+# ... and a log that standard output cannot take is a failure, the checkpoint holding the epoch
+if [ -c /dev/full ]; then
+    set +e
+    # shellcheck disable=SC2086
+    (cd "$s" && "$abs_cfnet" train "$abs_d/train" -o lfull.safetensors --epochs 2 $common -q \
+        --log - >/dev/full 2>err.txt) # (in a folder of its own: it wrote a file named '-')
+    st=$?
+    set -e
+    [ $st = 1 ] || fail "train --log - >/dev/full: exit $st (expected 1)"
+    grep -q "^cfnet: error: standard output: cannot write epoch 1: No space left on device; .*lfull.last.safetensors holds epoch 1" \
+        "$s/err.txt" || fail "train --log - >/dev/full: $(cat "$s/err.txt")"
+    [ ! -e "$s/-" ] || fail "train --log - >/dev/full wrote a file named '-'"
+fi
+
 # ... and with a reader, the log goes through the FIFO
 s="$out/fiforead"
 rm -f "$s".*

@@ -132,6 +132,11 @@ expect 1 "plates-only: no .tif/.tiff/.png images in this folder, only 1 symbolic
 printf '\377\330\377\340' >"$out/plates-only/cell.jpg"
 expect 1 "plates-only: no .tif/.tiff/.png images in this folder, only 1 symbolic link that cannot be followed \(.*plates-only/plate3 -> /nonexistent/share/plate3: No such file or directory\) and 1 other file \(the first: .*plates-only/cell.jpg\); convert images of other formats to TIFF or PNG" \
     "$cfnet" predict "$m" "$out/plates-only" -o "$out/plates-only.csv"
+# ... and with only a file that is not an image beside the link: not told to convert it
+rm "$out/plates-only/cell.jpg"
+printf 'x' >"$out/plates-only/README.txt"
+expect 1 "plates-only: no .tif/.tiff/.png images in this folder, only 1 symbolic link that cannot be followed \(.*plates-only/plate3 -> /nonexistent/share/plate3: No such file or directory\) and 1 other file \(the first: .*plates-only/README.txt\), not an image$" \
+    "$cfnet" predict "$m" "$out/plates-only" -o "$out/plates-only.csv"
 
 # ---- 8. a Synology share's @eaDir folders (thumbnails, metadata) are neither a class nor searched
 syn="$out/syn"

@@ -94,7 +94,10 @@ void bm_render(const bm_class *c, int cls, bm_split split, int64_t index, uint64
 {
     enum { S = BM_SIZE };
     bm_rng r = {mix(mix(data_seed, (uint64_t)split * 0x10000u + (uint64_t)cls), (uint64_t)index)};
-    double img[S * S];
+    /* the image in double precision before its scaling: 20,000 bytes, a thread's own buffer
+     * rather than the stack (cfnet synth's functions keep their frames under 16 KiB, as the
+     * library's do; see the Makefile's STACK_WARN) */
+    static _Thread_local double img[S * S];
     memset(img, 0, sizeof img);
     const double ctr = (S - 1) / 2.0;
     /* Per-image nuisance: rotation, jitter, overall brightness, point count. */

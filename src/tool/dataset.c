@@ -253,6 +253,36 @@ static void warn_case_twins(const tool_dataset *ds, const char *data)
     free(v);
 }
 
+/* A file named as an image of a format the command does not read (a JPEG, a BMP, a
+ * microscope's own format): the refusal of a folder holding no .tif/.png but such files tells
+ * to convert them; other files (notes.txt, Thumbs.db) are not images to convert. */
+static int other_image_extension(const char *path)
+{
+    static const char *const ext[] = {
+        ".jpg", ".jpeg", ".jpe", ".jfif", ".bmp", ".dib", ".gif", ".webp", ".jp2", ".j2k",
+        ".jpx", ".jpf", ".jxl", ".heic", ".heif", ".avif", ".pgm", ".ppm", ".pbm", ".pnm",
+        ".tga", ".psd", ".czi", ".nd2", ".lif", ".lsm", ".ims", ".oib", ".oir", ".vsi", ".dv",
+        ".ics", ".btf", ".tf8", ".svs", ".ndpi", ".scn"};
+    const char *slash = strrchr(path, '/'), *dot = strrchr(slash ? slash : path, '.');
+    if (!dot) return 0;
+    for (size_t i = 0; i < sizeof ext / sizeof *ext; i++)
+        if (!strcasecmp(dot, ext[i])) return 1;
+    return 0;
+}
+
+/* The phrase for the n files not named as images that a folder holds instead of any image
+ * (first: the first of them, or NULL), in the refusals that say so: how to convert them when
+ * some (nimg) are named as images of other formats, else that they are not images (a heap
+ * string) */
+static char *other_files_phrase(long long n, long long nimg, const char *first)
+{
+    return xasprintf("%lld other file%s%s%s%s%s", n, n == 1 ? "" : "s",
+                     first ? " (the first: " : "", first ? first : "", first ? ")" : "",
+                     nimg ? "; convert images of other formats to TIFF or PNG (e.g. in Fiji)"
+                          : n == 1 ? ", not an image" : ", none of them an image");
+}
+
+
 /* A dataset row's file or a class folder (device and inode), for finding two rows that name the
  * same file. */
 typedef struct row_file {
@@ -328,12 +358,15 @@ static int open_class_folders(const char *dir, tool_dataset *ds, tool_progress *
             break;
         }
         int64_t before = ds->n;
-        int here_dirs = 0, here_ignored = 0;
+        int here_dirs = 0, here_ignored = 0, here_img = 0;
         char *here_first = NULL; /* this folder's first file not named as an image */
         for (int j = 0; j < nf; j++) {
             char *p = path_join(sub, files[j]);
             int isdir = path_is_dir(p) == 1;
-            if (!isdir && !has_image_extension(p) && here_ignored++ == 0) here_first = xstrdup(p);
+            if (!isdir && !has_image_extension(p)) {
+                here_img += other_image_extension(p);
+                if (here_ignored++ == 0) here_first = xstrdup(p);
+            }
             if (has_image_extension(p) && !isdir) {
                 ds_add(ds, p, xstrdup(names[i]), SPLIT_NONE, 0, sub);
                 if (pr)
@@ -360,10 +393,11 @@ static int open_class_folders(const char *dir, tool_dataset *ds, tool_progress *
         } else if (ds->n == before && here_ignored) {
             /* a folder of JPEGs (or of another format): the files are there, so "no images"
              * alone would puzzle; the count of ignored files is not said when the run stops */
-            tool_error("%s: class folder '%s' has no images (.tif, .tiff, .png), only %d other "
-                       "file%s (the first: %s); convert images of other formats to TIFF or PNG "
-                       "(e.g. in Fiji), or remove the folder", sub, names[i], here_ignored,
-                       here_ignored == 1 ? "" : "s", here_first);
+            char *only = other_files_phrase(here_ignored, here_img, here_first);
+            tool_error("%s: class folder '%s' has no images (.tif, .tiff, .png), only %s%s", sub,
+                       names[i], only,
+                       here_img ? ", or remove the folder" : "; add images or remove the folder");
+            free(only);
             rc = -1;
         } else if (ds->n == before) {
             tool_error("%s: class folder '%s' has no images (.tif, .tiff, .png); remove it or "
@@ -845,6 +879,7 @@ typedef struct walk_state {
     int64_t skipped;      /* folders reached again, over every INPUT */
     char *first_skipped;  /* the first of them, for the one message */
     int64_t ignored;      /* files found that are not named as images, over every INPUT */
+    int64_t ignored_img;  /* of them, files named as images of other formats (a JPEG) */
     char *first_ignored;  /* the first of them */
     /* symbolic links named as images that lead to no file, by why (enum bad_link): how many,
      * and the first of each kind as "link -> target" */
@@ -941,10 +976,10 @@ static int walk(const char *dir, tool_dataset *ds, int depth, walk_state *w)
                                               err == ELOOP ? "a loop of links" : strerror(err));
                 }
                 free(p);
-            } else if (w->ignored++ == 0) {
-                w->first_ignored = p;
             } else {
-                free(p);
+                w->ignored_img += other_image_extension(p);
+                if (w->ignored++ == 0) w->first_ignored = p;
+                else free(p);
             }
         } else if (S_ISDIR(st.st_mode)) {
             if (walk_enter(w, st.st_dev, st.st_ino)) {
@@ -959,10 +994,10 @@ static int walk(const char *dir, tool_dataset *ds, int depth, walk_state *w)
             if (w->pr)
                 progress_tick(w->pr, "%s: searching the folders: %lld images", w->cmd,
                               (long long)ds->n);
-        } else if (w->ignored++ == 0) {
-            w->first_ignored = p;
         } else {
-            free(p);
+            w->ignored_img += other_image_extension(p);
+            if (w->ignored++ == 0) w->first_ignored = p;
+            else free(p);
         }
     }
     free_names(names, n);
@@ -1030,11 +1065,15 @@ int dataset_open_inputs(char **paths, int n, tool_dataset *ds, struct tool_progr
             struct stat st;
             if (stat(paths[i], &st) == 0) walk_enter(&w, st.st_dev, st.st_ino);
             int64_t before = ds->n, bad_before[BAD_LINK_KINDS], nbad = 0, dead_before = w.dead;
-            const int64_t ignored_before = w.ignored;
+            const int64_t ignored_before = w.ignored, img_before = w.ignored_img;
             memcpy(bad_before, w.bad, sizeof bad_before);
             rc = walk(paths[i], ds, 0, &w);
             for (int k = 0; k < BAD_LINK_KINDS; k++) nbad += w.bad[k] - bad_before[k];
             const int64_t ndead = w.dead - dead_before, nign = w.ignored - ignored_before;
+            /* the files of other formats, the first named when it is in this folder */
+            char *others = nign > 0 ? other_files_phrase(nign, w.ignored_img - img_before,
+                                                         ignored_before ? NULL : w.first_ignored)
+                                    : NULL;
             if (rc == 0 && ds->n == before && nbad + ndead > 0) {
                 /* only links into a share that is not mounted (or links that loop): say so, not
                  * just "no images"; the first of a kind is named when it is in this folder (the
@@ -1058,12 +1097,7 @@ int dataset_open_inputs(char **paths, int n, tool_dataset *ds, struct tool_progr
                 if (nign > 0) {
                     /* files of other formats beside the links: "only" the links would be
                      * untrue */
-                    char *t = xasprintf("%s and %lld other file%s%s%s%s; convert images of other "
-                                        "formats to TIFF or PNG (e.g. in Fiji)",
-                                        only, (long long)nign, nign == 1 ? "" : "s",
-                                        ignored_before ? "" : " (the first: ",
-                                        ignored_before ? "" : w.first_ignored,
-                                        ignored_before ? "" : ")");
+                    char *t = xasprintf("%s and %s", only, others);
                     free(only);
                     only = t;
                 }
@@ -1074,16 +1108,14 @@ int dataset_open_inputs(char **paths, int n, tool_dataset *ds, struct tool_progr
                 /* only files of other formats (JPEGs): the count of ignored files is not said
                  * when the run stops, so the refusal says it; the first is named when it is in
                  * this folder */
-                tool_error("%s: no .tif/.tiff/.png images in this folder, only %lld other file%s"
-                           "%s%s%s; convert images of other formats to TIFF or PNG (e.g. in Fiji)",
-                           paths[i], (long long)nign, nign == 1 ? "" : "s",
-                           ignored_before ? "" : " (the first: ",
-                           ignored_before ? "" : w.first_ignored, ignored_before ? "" : ")");
+                tool_error("%s: no .tif/.tiff/.png images in this folder, only %s", paths[i],
+                           others);
                 rc = -1;
             } else if (rc == 0 && ds->n == before) {
                 tool_error("%s: no .tif/.tiff/.png images in this folder", paths[i]);
                 rc = -1;
             }
+            free(others);
         } else if (is_csv(paths[i])) {
             tool_dataset m;
             memset(&m, 0, sizeof m);

@@ -65,7 +65,9 @@ int cmd_export(int argc, char **argv)
     }
     tool_out o;
     int rc = EXIT_RUNTIME;
-    if (out_open(&o, out, NULL, "OUT.onnx: ") == 0) {
+    const int opened = out_open(&o, out, NULL, "OUT.onnx: ");
+    if (opened == 130) rc = 130; /* a signal ended the wait for a FIFO's reader: said */
+    if (opened == 0) {
         if (fwrite(buf, 1, size, o.f) != size) {
             tool_error("%s: write failed: %s", out, strerror(errno));
             out_discard(&o);

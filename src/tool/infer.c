@@ -385,8 +385,10 @@ int cmd_predict(int argc, char **argv)
     if (rank) {
         f = open_memstream(&mem, &memlen);
         if (!f) tool_error("memory stream: %s", strerror(errno));
-    } else if (out_open(&res, output, NULL, "-o: ") == 0) {
-        f = res.f;
+    } else {
+        const int opened = out_open(&res, output, NULL, "-o: ");
+        if (opened == 0) f = res.f;
+        else if (opened == 130) rc = 130; /* a signal ended the wait for a FIFO's reader */
     }
     if (!f) goto out_ds;
     /* Under mpirun: a failure on any rank so far (rank 0 alone checks and opens the CSV) stops

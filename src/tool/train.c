@@ -71,7 +71,8 @@ static const char train_help[] =
     "                          image, none is kept)\n"
     "  --skip-bad              warn about unreadable or unsuitable images and leave them out\n"
     "  --log FILE.csv          per-epoch train loss and accuracy, validation loss, accuracy and\n"
-    "                          balanced accuracy, learning rate, seconds\n"
+    "                          balanced accuracy, learning rate, seconds (- for standard\n"
+    "                          output)\n"
     "  --plot FILE.svg         learning curves (also FILE.png when rsvg-convert or ImageMagick's\n"
     "                          convert is installed)\n"
     "  -q, --quiet             no progress output\n"
@@ -705,7 +706,15 @@ static int parse_args(int argc, char **argv, train_cfg *c)
         int u = 0;
         if (ch > 0 && ch < 128) c->given[ch] = 1;
         switch (ch) {
-        case 'o': u = opt_path("train", "-o", optarg, &c->output); break;
+        case 'o':
+            /* the model is saved by renaming a new file over the old one (and beside it, its
+             * checkpoint): "-" is not standard output here, as it is for --log */
+            if (!strcmp(optarg, "-"))
+                return tool_usage_error("train", "-o: MODEL must be a file: '-' (standard "
+                                        "output) is not written; give the file's name (./- for "
+                                        "a file named '-')");
+            u = opt_path("train", "-o", optarg, &c->output);
+            break;
         case 'a': {
             cfnet_family fam;
             if (cfnet_family_parse(optarg, &fam) != CFNET_OK)
@@ -769,7 +778,14 @@ static int parse_args(int argc, char **argv, train_cfg *c)
             break;
         case 'K': c->skip_bad = 1; break;
         case 'g': u = opt_path("train", "--log", optarg, &c->log); break;
-        case 'G': u = opt_path("train", "--plot", optarg, &c->plot); break;
+        case 'G':
+            /* redrawn after every epoch and converted to FILE.png beside it: a file */
+            if (!strcmp(optarg, "-"))
+                return tool_usage_error("train", "--plot: FILE.svg must be a file: '-' (standard "
+                                        "output) is not written; give the file's name (./- for "
+                                        "a file named '-')");
+            u = opt_path("train", "--plot", optarg, &c->plot);
+            break;
         case 'q': tool_quiet = 1; break;
         default: return opt_error("train", ch, argv);
         }
@@ -795,7 +811,9 @@ static int parse_args(int argc, char **argv, train_cfg *c)
 static int check_outputs(const train_cfg *c, const char *ckpt, const tool_dataset *ds)
 {
     char *png = c->plot ? plot_png_path(c->plot) : NULL;
-    const char *path[5] = {c->output, ckpt, c->log, c->plot, png};
+    /* (--log -: standard output, no file) */
+    const char *log = c->log && strcmp(c->log, "-") ? c->log : NULL;
+    const char *path[5] = {c->output, ckpt, log, c->plot, png};
     static const char *const what[5] = {"-o MODEL", "the checkpoint", "--log", "--plot",
                                         "the plot's PNG"};
     int rc = 0;
@@ -1143,6 +1161,9 @@ int cmd_train(int argc, char **argv)
     int32_t *trlab = NULL, *chunklab = NULL;
     FILE *logf = NULL;
     int logfd = -1; /* --log, open and locked from the start (lock_log) */
+    /* --log -: the lines on standard output (the progress and messages go to standard error) */
+    const int log_stdout = c.log && !strcmp(c.log, "-");
+    const char *logname = log_stdout ? "standard output" : c.log;
     char *log_created = NULL; /* the file that lock_log made, if it made one */
     new_log made_log = {&logfd, &log_created};
     tool_model_info minfo;
@@ -1361,7 +1382,8 @@ int cmd_train(int argc, char **argv)
         }
     }
     if (rank == 0) remove_stale_outputs(&c, ckpt);
-    if (rank == 0 && c.log && lock_log(c.log, c.resume != NULL, &logfd, &log_created) != 0)
+    if (rank == 0 && c.log && !log_stdout &&
+        lock_log(c.log, c.resume != NULL, &logfd, &log_created) != 0)
         goto out;
     tool_on_failure(remove_new_log, &made_log);
     if (ds.has_split) {
@@ -1961,6 +1983,9 @@ int cmd_train(int argc, char **argv)
                     logf = fdopen(logfd, c.resume ? "a" : "w");
                     if (logf) logfd = -1;
                 }
+            } else if (log_stdout) {
+                logf = stdout;
+                empty = !c.resume; /* (the header on a new run; --resume appends) */
             } else {
                 /* (a FIFO: waited on until a process reads it, or a signal ends the run) */
                 int fd = open_write_wait(c.log, O_CREAT | (c.resume ? O_APPEND : O_TRUNC), 0666);
@@ -1975,10 +2000,10 @@ int cmd_train(int argc, char **argv)
             if (!logf && !end_failed) {
                 if (errno == EINTR && tool_interrupted) {
                     tool_error("%s: interrupted while waiting for a process to read this FIFO",
-                               c.log);
+                               logname);
                     waited_out = 1;
                 } else {
-                    tool_error("%s: cannot open: %s", c.log, strerror(errno));
+                    tool_error("%s: cannot open: %s", logname, strerror(errno));
                 }
                 end_failed = 1;
             }
@@ -1993,7 +2018,7 @@ int cmd_train(int argc, char **argv)
              * leaves nothing for fclose to report) */
             if (fflush(logf) != 0 || ferror(logf)) {
                 tool_error("%s: cannot write epoch %d: %s; %s holds epoch %d (continue with "
-                           "--resume)", c.log, e, strerror(errno), ckpt, e);
+                           "--resume)", logname, e, strerror(errno), ckpt, e);
                 end_failed = 1;
             }
         }
@@ -2030,8 +2055,8 @@ int cmd_train(int argc, char **argv)
         tool_held hold;
         tool_hold_begin(&hold, " (closing the log)");
         int close_failed = hold.unheld[0] != '\0';
-        if (logf && fclose(logf) != 0) {
-            tool_error("%s: write failed: %s; %s holds the last epoch", c.log, strerror(errno),
+        if (logf && (logf == stdout ? fflush(logf) != 0 || ferror(logf) : fclose(logf) != 0)) {
+            tool_error("%s: write failed: %s; %s holds the last epoch", logname, strerror(errno),
                        ckpt);
             close_failed = 1;
         }
@@ -2055,6 +2080,18 @@ int cmd_train(int argc, char **argv)
     for (int64_t i = 0; i < ds.n; i++) bad += ds.s[i].bad;
     if (bad && rank == 0) tool_warn("skipped %lld unreadable or unsuitable image%s", (long long)bad,
                            bad == 1 ? "" : "s");
+    /* A signal after the last step (while the last epoch was saved, logged or plotted): every
+     * file is written whole by now, and the run says so, but still ends as an interrupted run
+     * (130), so that `cfnet train ... && next` stops where the user asked it to (it was status
+     * 0, the signal unsaid). */
+    if (tool_interrupted) {
+        if (rank == 0)
+            tool_error("interrupted after the last epoch (%d) was saved: the run is complete, %s "
+                       "and %s are whole (nothing to resume)",
+                       nhist ? hist[nhist - 1].epoch : start_epoch, c.output, ckpt);
+        rc = 130;
+        goto out;
+    }
     rc = EXIT_OK;
 out:
     tool_on_failure(NULL, NULL);
@@ -2063,8 +2100,9 @@ out:
         close(logfd);
     }
     free(log_created);
-    if (logf && fclose(logf) != 0 && rc == EXIT_OK) {
-        tool_error("%s: write failed: %s", c.log, strerror(errno));
+    if (logf && (logf == stdout ? fflush(logf) != 0 || ferror(logf) : fclose(logf) != 0) &&
+        rc == EXIT_OK) {
+        tool_error("%s: write failed: %s", logname, strerror(errno));
         rc = EXIT_RUNTIME;
     }
     if (dist) tool_mpi_detach(net);

@@ -1194,6 +1194,39 @@ static void out_catch_signals(void)
     }
 }
 
+static void on_wait_signal(int sig)
+{
+    (void)sig;
+    tool_interrupted = 1;
+}
+
+/* While an output waits for a process to read its FIFO (open_write_wait), SIGINT, SIGTERM and
+ * SIGHUP where they have their default action only set tool_interrupted (without SA_RESTART),
+ * so that predict -o FIFO and export MODEL FIFO end with their message and status 130 rather
+ * than be killed outright; train's own handler, or out_on_signal, stays. Returns a mask of the
+ * signals caught (kept: their earlier actions, put back by wait_release_signals). */
+static const int wait_sigs[3] = {SIGINT, SIGTERM, SIGHUP};
+static int wait_catch_signals(struct sigaction kept[3])
+{
+    int caught = 0;
+    for (int i = 0; i < 3; i++) {
+        if (sigaction(wait_sigs[i], NULL, &kept[i]) != 0 || kept[i].sa_handler != SIG_DFL)
+            continue;
+        struct sigaction sa;
+        memset(&sa, 0, sizeof sa);
+        sa.sa_handler = on_wait_signal;
+        sigemptyset(&sa.sa_mask);
+        if (sigaction(wait_sigs[i], &sa, NULL) == 0) caught |= 1 << i;
+    }
+    return caught;
+}
+
+static void wait_release_signals(int caught, const struct sigaction kept[3])
+{
+    for (int i = 0; i < 3; i++)
+        if (caught & (1 << i)) sigaction(wait_sigs[i], &kept[i], NULL);
+}
+
 void out_new_folder(const char *path, const char *top)
 {
     sig_dirs = NULL;
@@ -1264,11 +1297,22 @@ int out_open(tool_out *o, const char *path, const char *usage_cmd, const char *l
     if ((exists && !S_ISREG(st.st_mode)) || (!exists && lstat(path, &lst) == 0)) {
         /* a device, FIFO or socket (/dev/null, a pipe), or a link to nothing yet: written as
          * it goes, as a shell redirection would, never replaced */
+        struct sigaction kept[3];
+        int caught = exists && S_ISFIFO(st.st_mode) ? wait_catch_signals(kept) : 0;
         int fd = open_write_wait(path, O_CREAT | O_TRUNC, 0666);
+        int e = errno;
+        wait_release_signals(caught, kept);
+        if (fd >= 0 && caught && tool_interrupted) { /* (a signal as a reader came: unwritten) */
+            close(fd);
+            fd = -1;
+            e = EINTR;
+        }
         o->f = fd >= 0 ? fdopen(fd, "w") : NULL;
         if (!o->f) {
-            int e = errno;
-            if (fd >= 0) close(fd);
+            if (fd >= 0) {
+                e = errno;
+                close(fd);
+            }
             if (e == EINTR && tool_interrupted) {
                 (void)tool_refuse(usage_cmd, 0, "%s%s: interrupted while waiting for a process "
                                   "to read this FIFO", l, path);
