@@ -269,6 +269,9 @@ static void flat_forward_variants_match_pixels(void **state)
         {15, 2, 7, 0, 105},     {33, 2, 5, 31, 130}, {40, 4, 4, 1, 159},
         {20, 0, 5, 0, 100},     {9, 2, 8, 0, 72},   {5, 2, 9, 0, 45},
         {3, 4, 11, 2, 31},      {1, 2, 30, 0, 30},  {7, 1, 6, 6, 42},
+        /* a last 4 vectors of 16 lanes cut as 2 + 2 (fr_piece_cols): 64 = 32 + 32, 102 =
+         * 48 + 32 + 22 (the conv2d 50 x 50 last tile), 112 = 48 + 32 + 32 */
+        {64, 2, 2, 0, 64},      {50, 2, 3, 0, 100}, {56, 0, 2, 0, 112},
     };
     int checked = 0;
     static const int Ms[] = {1, 4, 5, 8, 9, 15, 17};

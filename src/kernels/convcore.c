@@ -952,8 +952,16 @@ static void backward_range(const conv_job *j)
             }
             const float *Wt = j->Wp + (size_t)g * j->wstride;
             int64_t ld = col_ld(tn);
-            for (int64_t r0 = 0; r0 < CK; r0 += p->rows) {
-                int64_t r1 = CK - r0 < p->rows ? CK : r0 + p->rows;
+            /* Without the columns' input gradient, the weight gradient's chunks of rows are
+             * multiples of 8 (AVX-512 leaves rows past a multiple of 8 to 8-lane tiles, about
+             * 60 % of its rate; in chunks of p->rows, 100 at conv2d 64 x 64 and 50 x 50 with CK
+             * 288, two of the three chunks left 4 rows each), and read in place it needs no
+             * columns at all: all CK rows in one call (docs/performance.md, round 31). The same
+             * sums: each element of dW is one tile's chain, added once. */
+            int64_t rows = p->rows;
+            if (!dx_cols) rows = p->nt_runs ? CK : rows >= 8 && rows < CK ? rows - rows % 8 : rows;
+            for (int64_t r0 = 0; r0 < CK; r0 += rows) {
+                int64_t r1 = CK - r0 < rows ? CK : r0 + rows;
                 if (p->nt_runs) {
                     k->gemm_nt_runs(O, (int)(r1 - r0), dt, (int)ldt, j->xpad, plane, (int)nb,
                                     (int)w, p->rowoff + r0, p->runs + p->run_off[i],

@@ -434,7 +434,8 @@ T2 void cf_transpose_avx2(const float *src, int64_t lds, int rows, int64_t cols,
 #define PIX_BW_CHUNK 128
 #endif
 
-/* Columns of the next piece of a run (the direct forward, cf_conv_fwd_runs) with `left`
+/* Columns of the next piece of a run (the direct forwards over runs and over a flat run,
+ * cf_conv_fwd_runs and cf_conv_fwd_flat) with `left`
  * columns to go: pieces of up to 3 vectors of vw lanes, but where that would leave a last
  * piece of one vector behind a piece of 3, with 16 lanes, two pieces of 2 instead (a row of 64:
  * 32 + 32, not 48 + 16). A piece of one vector by 8 rows holds 8 accumulators for 9 loads per
