@@ -1033,6 +1033,61 @@ static void weight_gradient_in_place_keeps_the_bits(void **state)
     }
 }
 
+/* Plans without a border (valid padding, or 1 x 1 filters) whose column adds stay inside a
+ * sample's planes take the input gradient's col2im straight into dx (dx_in_place) instead of
+ * into padded planes copied out after: the same sums in the same order, so the bits of the
+ * copy, on one and two threads, with one sample per block (26 x 26, 34 x 34) and several
+ * (small maps), for kernels 1, 3 and 5 and odd sizes. The rule: no border, and every run's
+ * adds (a block of 8 for a run shorter than 8 columns) inside the planes: the rotated-MNIST
+ * 6 x 6 -> 4 x 4 layer and other outputs under 8 pixels wide keep the copy, and so does a
+ * 40 x 40 -> 38 x 38 map, whose last tile is a run of 4 columns at the end of the planes (and
+ * 11 x 11 with 1 x 1 filters: tiles of 120 columns and 1, 5 x 5: 24 and 1; 12 x 12 -> 10 x 10:
+ * 96 and 4). */
+static void input_gradient_in_place_keeps_the_bits(void **state)
+{
+    (void)state;
+    const cf_allocator *a = &cf_default_allocator;
+    tu_rng r = {41};
+    static const conv_case cases[] = {
+        {15, 26, 3, 1, 15, 1, CFNET_PADDING_VALID}, {60, 10, 3, 1, 60, 1, CFNET_PADDING_VALID},
+        {3, 13, 5, 1, 7, 1, CFNET_PADDING_VALID},   {5, 12, 1, 1, 3, 1, CFNET_PADDING_VALID},
+        {2, 9, 1, 1, 4, 1, CFNET_PADDING_SAME},     {4, 34, 3, 1, 5, 1, CFNET_PADDING_VALID},
+        {3, 10, 3, 1, 2, 1, CFNET_PADDING_VALID},   {1, 3, 1, 1, 2, 1, CFNET_PADDING_VALID},
+    };
+    for (size_t ci = 0; ci < sizeof cases / sizeof *cases; ci++) {
+        const conv_case *cc = &cases[ci];
+        cf_conv_plan p;
+        CF_ASSERT_OK(cf_conv_plan_init(a, &p, cc->C, cc->S, cc->S, cc->k, 1, cc->pad, NULL, 1));
+        if (!p.dx_in_place)
+            fail_msg("%d x %d x %d, k %d: dx_in_place 0", cc->C, cc->S, cc->S, cc->k);
+        if (cc->S <= 13) assert_true(p.spb > 1);
+        cf_conv_plan copy = p; /* the same tables, col2im into padded planes copied out */
+        copy.dx_in_place = false;
+        plans_give_the_same_bits(&copy, &p, cc, 5, &r);
+        cf_conv_plan_free(&p);
+    }
+    static const struct { int C, S, k, in_place; cfnet_padding pad; } rule[] = {
+        {15, 26, 3, 1, CFNET_PADDING_VALID}, {60, 10, 3, 1, CFNET_PADDING_VALID},
+        {60, 12, 3, 0, CFNET_PADDING_VALID},
+        {60, 6, 3, 0, CFNET_PADDING_VALID},  {15, 8, 3, 0, CFNET_PADDING_VALID},
+        {3, 9, 5, 0, CFNET_PADDING_VALID},   {3, 12, 5, 1, CFNET_PADDING_VALID},
+        {3, 4, 1, 1, CFNET_PADDING_VALID},   {3, 28, 3, 0, CFNET_PADDING_SAME},
+        {3, 6, 1, 1, CFNET_PADDING_SAME},    {3, 64, 5, 0, CFNET_PADDING_SAME},
+        {3, 5, 1, 0, CFNET_PADDING_SAME},
+        {4, 40, 3, 0, CFNET_PADDING_VALID},  {5, 11, 1, 0, CFNET_PADDING_VALID},
+    };
+    for (size_t i = 0; i < sizeof rule / sizeof *rule; i++) {
+        cf_conv_plan p;
+        CF_ASSERT_OK(cf_conv_plan_init(a, &p, rule[i].C, rule[i].S, rule[i].S, rule[i].k, 1,
+                                       rule[i].pad, NULL, 1));
+        if (p.dx_in_place != (bool)rule[i].in_place)
+            fail_msg("%d x %d x %d, k %d, %s: dx_in_place %d", rule[i].C, rule[i].S, rule[i].S,
+                     rule[i].k, rule[i].pad == CFNET_PADDING_SAME ? "same" : "valid",
+                     p.dx_in_place);
+        cf_conv_plan_free(&p);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1049,6 +1104,7 @@ int main(void)
         cmocka_unit_test(plain_plan_over_channels_keeps_the_bits),
         cmocka_unit_test(nt_runs_match_gemm_nt_on_columns),
         cmocka_unit_test(weight_gradient_in_place_keeps_the_bits),
+        cmocka_unit_test(input_gradient_in_place_keeps_the_bits),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -444,6 +444,14 @@ cfnet_status cf_conv_plan_init_tiled(const cf_allocator *a, cf_conv_plan *p, int
         run_cols += p->runs[r].len;
     }
     p->nt_runs = p->runs_fit && run_cols >= CF_CONV_NT_RUNS_MIN_LEN * p->run_off[nt];
+    /* col2im into dx itself: no border, and every run's adds (a block of 8 for a run shorter
+     * than 8) inside a sample's planes at the last row of column rows (the largest offset) */
+    p->dx_in_place = p->pad == 0;
+    for (int64_t r = 0; r < p->run_off[nt] && p->dx_in_place; r++) {
+        int64_t len = p->runs[r].len < 8 ? 8 : p->runs[r].len;
+        if (p->rowoff[p->CK - 1] + (int64_t)p->runs[r].src + len > (int64_t)C * H * W)
+            p->dx_in_place = false;
+    }
     if (p->perm) {
         p->csrc = idx; /* kept for the products over output channels */
         cf_conv_plan_set_direct(p, CF_CONV_DIRECT_AUTO);
@@ -925,8 +933,10 @@ static void backward_range(const conv_job *j)
     for (int64_t s0 = j->s_begin; s0 < j->s_end; s0 += p->spb) {
         int64_t nb = j->s_end - s0 < p->spb ? j->s_end - s0 : p->spb;
         (void)backward_block_start(j, s0, nb, false);
-        /* The input gradient accumulates in padded planes after the padded input's. */
-        float *dxpad = j->xpad + (size_t)nb * p->C * HWp;
+        /* The input gradient accumulates in padded planes after the padded input's, or in
+         * dx itself where they are the same planes (dx_in_place). */
+        bool in_place = dx_cols && p->dx_in_place;
+        float *dxpad = in_place ? j->dx + s0 * in_size : j->xpad + (size_t)nb * p->C * HWp;
         if (dx_cols) memset(dxpad, 0, (size_t)(nb * p->C * HWp) * sizeof(float));
         for (int i = 0; i < p->ntiles; i++) {
             int g = p->tgroup[i];
@@ -991,7 +1001,7 @@ static void backward_range(const conv_job *j)
                 planes_from_pixels(p, dxT, Cp, j->dx + (s0 + b) * in_size);
             }
         }
-        if (!dx_cols) continue;
+        if (!dx_cols || in_place) continue;
         for (int64_t pl = 0; pl < nb * p->C; pl++) {
             const float *src = dxpad + pl * HWp + p->pad * p->Wp + p->pad;
             float *dst = j->dx + s0 * in_size + pl * HW;

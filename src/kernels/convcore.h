@@ -92,6 +92,12 @@ typedef struct cf_conv_plan {
     /* It does (runs_fit, and the runs are long enough on average to gain from it:
      * CF_CONV_NT_RUNS_MIN_LEN in convcore.c). Tests may set it on any plan with runs_fit. */
     bool nt_runs;
+    /* The input gradient's column path adds its columns (col2im) straight into the caller's
+     * dx, zeroed first, instead of into padded planes copied out after: set where the padded
+     * planes are the planes (no border: valid padding, or k = 1) and every run's adds stay
+     * inside its sample's planes (add_run moves a run shorter than 8 as a block of 8). The same
+     * sums in the same order, so the same bits. Tests may clear it. */
+    bool dx_in_place;
     int32_t *csrc;
     int64_t spb;       /* samples per block */
     int64_t wmax;      /* most columns of a tile per sample */
