@@ -459,7 +459,7 @@ expect 1 "$bad/empty/class03: no .tif/.tiff/.png images in this folder, only 2 o
     "$cfnet" predict "$m" "$bad/empty/class03"
 # ... but files that are not named as images (notes, a spreadsheet) are not told to be converted
 # (it said "convert images of other formats" of notes.txt); a JPEG among them is (above), and so
-# are the other formats named as images (.jpeg, .bmp, .gif, .webp, .jp2, any case)
+# are the other formats named as images (.jpeg, .bmp, .gif, .webp, .jp2, DICOM's .dcm, any case)
 rm "$bad/empty/class03/cell.jpg"
 printf 'x' >"$bad/empty/class03/counts.xlsx"
 expect 1 "class folder 'class03' has no images \(.tif, .tiff, .png\), only 2 other files \(the first: $bad/empty/class03/counts.xlsx\), none of them an image; add images or remove the folder$" \
@@ -470,7 +470,7 @@ expect 1 "$bad/empty/class03: no .tif/.tiff/.png images in this folder, only 2 o
 rm "$bad/empty/class03/counts.xlsx"
 expect 1 "class folder 'class03' has no images \(.tif, .tiff, .png\), only 1 other file \(the first: $bad/empty/class03/notes.txt\), not an image; add images or remove the folder$" \
     "$cfnet" train "$bad/empty" -o "$bad/m" --epochs 1
-for x in a.JPEG b.bmp c.gif d.webp e.jp2; do
+for x in a.JPEG b.bmp c.gif d.webp e.jp2 f.dcm; do
     printf 'x' >"$bad/empty/class03/$x"
     expect 1 "class folder 'class03' has no images \(.tif, .tiff, .png\), only 2 other files \(the first: .*\); convert images of other formats to TIFF or PNG \(e.g. in Fiji\), or remove the folder$" \
         "$cfnet" train "$bad/empty" -o "$bad/m" --epochs 1

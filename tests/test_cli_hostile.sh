@@ -528,6 +528,23 @@ for c in predict export; do
             fail "$c to a FIFO, SIG$sig: files left: $(ls "$s".*)"
     done
 done
+# ... and eval --out DIR with a FIFO among its files (it waits the same way): the message is an
+# error, not a usage error's (it said "cfnet eval: --out: ..." and "(see 'cfnet eval --help')")
+s="$out/fifoeval"
+rm -rf "$s" "$s".*
+mkdir "$s"
+mkfifo "$s/metrics.json"
+env --default-signal=INT,TERM,HUP "$cfnet" eval -q "$m" "$d/test" --out "$s" >"$s.out" 2>"$s.err" &
+pid=$!
+wait_fifo $pid
+kill -INT $pid
+finish $pid
+[ $killed = 0 ] || fail "eval --out with a FIFO without a reader: SIGINT did not end it"
+[ $st = 130 ] || fail "eval --out with a FIFO, SIGINT: exit $st (expected 130): $(cat "$s.err")"
+[ "$(cat "$s.err")" = "cfnet: error: --out: $s/metrics.json: interrupted while waiting for a process to read this FIFO" ] ||
+    fail "eval --out with a FIFO, SIGINT: message: $(cat "$s.err")"
+[ -p "$s/metrics.json" ] && [ "$(ls "$s")" = metrics.json ] ||
+    fail "eval --out with a FIFO, SIGINT: the folder: $(ls -l "$s")"
 # ... and with a reader, export and predict write through the FIFO
 s="$out/fifoexp"
 rm -f "$s".*

@@ -262,7 +262,8 @@ static int other_image_extension(const char *path)
         ".jpg", ".jpeg", ".jpe", ".jfif", ".bmp", ".dib", ".gif", ".webp", ".jp2", ".j2k",
         ".jpx", ".jpf", ".jxl", ".heic", ".heif", ".avif", ".pgm", ".ppm", ".pbm", ".pnm",
         ".tga", ".psd", ".czi", ".nd2", ".lif", ".lsm", ".ims", ".oib", ".oir", ".vsi", ".dv",
-        ".ics", ".btf", ".tf8", ".svs", ".ndpi", ".scn"};
+        ".ics", ".btf", ".tf8", ".svs", ".ndpi", ".scn", ".dcm", ".dicom", ".zvi", ".stk", ".oif",
+        ".mrxs"};
     const char *slash = strrchr(path, '/'), *dot = strrchr(slash ? slash : path, '.');
     if (!dot) return 0;
     for (size_t i = 0; i < sizeof ext / sizeof *ext; i++)

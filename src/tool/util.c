@@ -1314,8 +1314,10 @@ int out_open(tool_out *o, const char *path, const char *usage_cmd, const char *l
                 close(fd);
             }
             if (e == EINTR && tool_interrupted) {
-                (void)tool_refuse(usage_cmd, 0, "%s%s: interrupted while waiting for a process "
-                                  "to read this FIFO", l, path);
+                /* not a usage error of usage_cmd (eval --out: it said "cfnet eval: ..." and
+                 * "(see 'cfnet eval --help')") */
+                tool_error("%s%s: interrupted while waiting for a process to read this FIFO", l,
+                           path);
                 return 130; /* the status of an interrupted command */
             }
             return refuse_create(usage_cmd, l, path, e);
