@@ -683,6 +683,17 @@ static char *checkpoint_path(const char *model)
     return xasprintf("%s.last.safetensors", model);
 }
 
+/* An output of train's that must be a file (opt: the option, what: its argument's name):
+ * '-' is refused as standard output, which train writes only for --log */
+static int opt_file_path(const char *opt, const char *what, const char *arg, const char **dst)
+{
+    if (!strcmp(arg, "-"))
+        return tool_usage_error("train", "%s: %s must be a file: '-' (standard output) is not "
+                                "written; give the file's name (./- for a file named '-')", opt,
+                                what);
+    return opt_path("train", opt, arg, dst);
+}
+
 static int parse_args(int argc, char **argv, train_cfg *c)
 {
     static const struct option longopts[] = {
@@ -709,11 +720,7 @@ static int parse_args(int argc, char **argv, train_cfg *c)
         case 'o':
             /* the model is saved by renaming a new file over the old one (and beside it, its
              * checkpoint): "-" is not standard output here, as it is for --log */
-            if (!strcmp(optarg, "-"))
-                return tool_usage_error("train", "-o: MODEL must be a file: '-' (standard "
-                                        "output) is not written; give the file's name (./- for "
-                                        "a file named '-')");
-            u = opt_path("train", "-o", optarg, &c->output);
+            u = opt_file_path("-o", "MODEL", optarg, &c->output);
             break;
         case 'a': {
             cfnet_family fam;
@@ -780,11 +787,7 @@ static int parse_args(int argc, char **argv, train_cfg *c)
         case 'g': u = opt_path("train", "--log", optarg, &c->log); break;
         case 'G':
             /* redrawn after every epoch and converted to FILE.png beside it: a file */
-            if (!strcmp(optarg, "-"))
-                return tool_usage_error("train", "--plot: FILE.svg must be a file: '-' (standard "
-                                        "output) is not written; give the file's name (./- for "
-                                        "a file named '-')");
-            u = opt_path("train", "--plot", optarg, &c->plot);
+            u = opt_file_path("--plot", "FILE.svg", optarg, &c->plot);
             break;
         case 'q': tool_quiet = 1; break;
         default: return opt_error("train", ch, argv);
