@@ -716,6 +716,8 @@ static void run_engine(const cf_conv_plan *p, int O, int ngroups, const float *c
         assert_memory_equal(&yr[i], &want, sizeof(float));
     }
     free(yr);
+    /* dx is overwritten whole, whatever it held (every path; dx_in_place zeroes it first) */
+    for (size_t i = 0; i < (size_t)n * p->C * p->H * p->W; i++) out->dx[i] = NAN;
     cf_conv_backward(p, O, W, dWg, out->db, x, dy, out->dx, n, buf, NULL, threads);
     free(buf);
 }
@@ -1086,6 +1088,33 @@ static void input_gradient_in_place_keeps_the_bits(void **state)
                      p.dx_in_place);
         cf_conv_plan_free(&p);
     }
+    /* Every plan that takes it, over small maps, kernels and strides 1 to 3 (stride 2 and 3
+     * runs are single columns, each added as a block of 8): the flag's bits, and no block past
+     * its sample's planes (run_engine's dx has no slack: the sanitizer builds see the last
+     * sample's end; another thread's sample would be a race). */
+    int taken = 0;
+    for (int S = 1; S <= 12; S++)
+        for (int k = 1; k <= 5; k += 2)
+            for (int stride = 1; stride <= 3; stride++)
+                for (int C = 1; C <= 2; C++) {
+                    conv_case cc = {C, S, k, stride, 3 + S % 5, 1, CFNET_PADDING_VALID};
+                    if (cf_conv_out_size(S, k, stride, cc.pad) < 1) continue;
+                    cf_conv_plan p;
+                    CF_ASSERT_OK(cf_conv_plan_init(a, &p, C, S, S, k, stride, cc.pad, NULL, 1));
+                    if (p.dx_in_place) {
+                        taken++;
+                        for (int64_t q = 0; q < p.run_off[p.ntiles]; q++) {
+                            int64_t len = p.runs[q].len < 8 ? 8 : p.runs[q].len;
+                            for (int64_t row = 0; row < p.CK; row++)
+                                assert_true(p.rowoff[row] + p.runs[q].src + len <= C * S * S);
+                        }
+                        cf_conv_plan copy = p;
+                        copy.dx_in_place = false;
+                        plans_give_the_same_bits(&copy, &p, &cc, 3, &r);
+                    }
+                    cf_conv_plan_free(&p);
+                }
+    assert_true(taken > 50);
 }
 
 int main(void)
