@@ -1117,6 +1117,86 @@ static void input_gradient_in_place_keeps_the_bits(void **state)
     assert_true(taken > 50);
 }
 
+/* The weight gradient's chunks of rows (backward_range): with the input gradient through the
+ * columns, chunks of p->rows; without it (no dx, the first layer; or dx over output channels)
+ * chunks rounded down to multiples of 8 on the columns, and all CK rows at once read in place
+ * (nt_runs). Each element of dW is the same tile's chain whatever the chunk, so the backward
+ * without dx gives the bits of the backward with dx: every row once, none dropped or added
+ * twice. The chunk bytes give p->rows = 12 or 20 (4 rows past a multiple of 8, rounded down to
+ * 8 or 16) and 8; CK 9 to 175, not multiples of 8; strides, valid padding, grouped plans;
+ * 1 and 3 threads. */
+static void weight_gradient_chunks_keep_the_bits(void **state)
+{
+    (void)state;
+    const cf_allocator *a = &cf_default_allocator;
+    tu_rng r = {41};
+    static const conv_case cases[] = {
+        {3, 11, 3, 1, 5, 1, CFNET_PADDING_SAME},  {4, 13, 5, 1, 6, 1, CFNET_PADDING_VALID},
+        {3, 14, 3, 2, 5, 1, CFNET_PADDING_SAME},  {7, 12, 5, 1, 3, 1, CFNET_PADDING_SAME},
+        {1, 9, 3, 1, 4, 1, CFNET_PADDING_VALID},  {5, 15, 3, 2, 17, 4, CFNET_PADDING_SAME},
+        {24, 10, 3, 1, 9, 3, CFNET_PADDING_SAME}, {1, 1, 1, 1, 2, 1, CFNET_PADDING_SAME},
+        {3, 9, 1, 1, 4, 1, CFNET_PADDING_VALID},
+        /* runs_fit (64 pixels wide): the weight gradient read in place */
+        {4, 64, 3, 1, 5, 1, CFNET_PADDING_SAME},  {3, 16, 5, 1, 4, 1, CFNET_PADDING_SAME},
+    };
+    static const int row_counts[] = {8, 12, 20};
+    int rounded = 0, in_place = 0;
+    for (size_t ci = 0; ci < sizeof cases / sizeof *cases; ci++) {
+        const conv_case *cc = &cases[ci];
+        int n = 3, OS = cf_conv_out_size(cc->S, cc->k, cc->stride, cc->pad);
+        int32_t *grp = NULL;
+        if (cc->ngroups > 1) {
+            grp = malloc((size_t)OS * OS * sizeof *grp);
+            assert_non_null(grp);
+            for (int q = 0; q < OS * OS; q++) grp[q] = (int32_t)(q % cc->ngroups);
+        }
+        cf_conv_plan p0;
+        CF_ASSERT_OK(cf_conv_plan_init_tiled(a, &p0, cc->C, cc->S, cc->S, cc->k, cc->stride,
+                                             cc->pad, grp, cc->ngroups, 480, (size_t)192 << 10));
+        int64_t tcols = p0.spb * p0.wmax;
+        size_t bank = (size_t)cc->O * p0.CK, xn = (size_t)n * cc->C * cc->S * cc->S,
+               yn = (size_t)n * cc->O * p0.P;
+        float *Wd = randf(bank * cc->ngroups, &r), *bias = randf((size_t)cc->O, &r);
+        const float *W[64];
+        for (int g = 0; g < cc->ngroups; g++) W[g] = Wd + (size_t)g * bank;
+        float *x = randf(xn, &r), *dy = randf(yn, &r);
+        float *dW = malloc(bank * cc->ngroups * sizeof(float)),
+              *db = malloc((size_t)cc->O * sizeof(float));
+        assert_non_null(dW), assert_non_null(db);
+        float *dWg[64];
+        for (int g = 0; g < cc->ngroups; g++) dWg[g] = dW + (size_t)g * bank;
+        for (size_t ri = 0; ri < sizeof row_counts / sizeof *row_counts; ri++)
+            for (int nt = 0; nt <= (int)p0.runs_fit; nt++)
+                for (int threads = 1; threads <= 3; threads += 2) {
+                    cf_conv_plan p;
+                    CF_ASSERT_OK(cf_conv_plan_init_tiled(
+                        a, &p, cc->C, cc->S, cc->S, cc->k, cc->stride, cc->pad, grp,
+                        cc->ngroups, 480, (size_t)(tcols * row_counts[ri]) * sizeof(float)));
+                    assert_true(p.spb * p.wmax == tcols);
+                    assert_true(p.rows == (row_counts[ri] < p.CK ? row_counts[ri] : p.CK));
+                    p.nt_runs = nt;
+                    if (p.rows % 8 && p.rows < p.CK) nt ? in_place++ : rounded++;
+                    run_out o;
+                    run_engine(&p, cc->O, cc->ngroups, W, bias, x, dy, n, threads, &o);
+                    size_t ws = cf_conv_workspace(&p, cc->O, n, threads);
+                    void *buf = aligned_alloc(64, (ws + 63) / 64 * 64);
+                    assert_non_null(buf);
+                    memset(dW, 0, bank * cc->ngroups * sizeof(float));
+                    memset(db, 0, (size_t)cc->O * sizeof(float));
+                    cf_conv_backward(&p, cc->O, W, dWg, db, x, dy, NULL, n, buf, NULL, threads);
+                    assert_memory_equal(dW, o.dW, bank * cc->ngroups * sizeof(float));
+                    assert_memory_equal(db, o.db, (size_t)cc->O * sizeof(float));
+                    free(buf);
+                    free_out(&o);
+                    cf_conv_plan_free(&p);
+                }
+        free(Wd), free(bias), free(x), free(dy), free(dW), free(db), free(grp);
+        cf_conv_plan_free(&p0);
+    }
+    print_message("chunks rounded down: %d, read in place: %d\n", rounded, in_place);
+    assert_true(rounded >= 20 && in_place >= 4);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1134,6 +1214,7 @@ int main(void)
         cmocka_unit_test(nt_runs_match_gemm_nt_on_columns),
         cmocka_unit_test(weight_gradient_in_place_keeps_the_bits),
         cmocka_unit_test(input_gradient_in_place_keeps_the_bits),
+        cmocka_unit_test(weight_gradient_chunks_keep_the_bits),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
