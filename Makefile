@@ -164,9 +164,16 @@ DEPFLAGS := -MMD -MP
 FLAGS_STAMP := $(BUILD)/flags
 FLAGS_NOW    = $(CC) $(MPICC) $(BASE_CFLAGS) $(STACK_WARN) $(SAN) $(CFLAGS) $(LDFLAGS) $(DEPFLAGS) \
                $(DEP_CFLAGS) $(DEP_LIBS) $(TOOL_CFLAGS) $(TOOL_LIBS)
+# `make help` alone builds nothing and writes nothing: `make SANITIZE=1 help`, asked by
+# tests/test_make_deps.sh in a plain check, rewrote the sanitizer build's stamp with its own
+# flags (no WERROR=1), and a sanitizer build running beside that check, or the next one, was
+# rebuilt whole.
+ONLY_HELP := $(if $(MAKECMDGOALS),$(if $(filter-out help,$(MAKECMDGOALS)),,1))
+ifeq ($(ONLY_HELP),)
 ifneq ($(file <$(FLAGS_STAMP)),$(strip $(FLAGS_NOW)))
 $(shell mkdir -p $(BUILD))
 $(file >$(FLAGS_STAMP),$(strip $(FLAGS_NOW)))
+endif
 endif
 
 TEST_SRCS := $(sort $(wildcard tests/test_*.c))

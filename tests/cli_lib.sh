@@ -1,6 +1,7 @@
 # Shared by the `cfnet` command's script tests (tests/test_cli*.sh), sourced after setting
-# `name` (the folder under $build/test-output): finds the command, makes an empty output folder
-# `out`, and defines fail, expect and lacks. `fails` counts the failures.
+# `name` (the folder under $build/test-output when CFNET_TEST_OUTDIR is not set): finds the
+# command, makes an empty output folder `out`, and defines fail, expect and lacks. `fails`
+# counts the failures.
 build=${CFNET_BUILD:-build/default}
 cfnet=${CFNET_TOOL:-}
 if [ -z "$cfnet" ]; then
@@ -9,7 +10,9 @@ fi
 py=/usr/bin/python3
 # shellcheck source=tests/skip_lib.sh
 . "$(dirname "$0")/skip_lib.sh"
-out="$build/test-output/$name"
+# (its own folder under `make check`, CFNET_TEST_OUTDIR, so that the same suite run by hand
+# beside a check of the same build does not remove and refill the folder the other is using)
+out=${CFNET_TEST_OUTDIR:-$build/test-output/$name}
 rm -rf "$out"
 mkdir -p "$out"
 fails=0

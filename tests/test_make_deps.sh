@@ -80,3 +80,16 @@ printf '%s\n' "$san_help" | grep -q "build/san-[^ ]*/tests/test_pool" ||
 printf '%s\n' "$san_help" | grep -E "build/default/(tests|examples|bench|mpi)|[ (]lib/|[ (]bin/" |
     grep -v -e "^make clean" -e "^One script test" | grep -q . && fail "make SANITIZE=1 help names the default build's folders"
 echo "test_make_deps: make help names this build's folders ($b/)"
+# `make help` writes nothing: `make SANITIZE=1 help` above wrote the flags stamp of that build
+# (build/san-cc/flags, without this check's WERROR=1), so that a sanitizer build beside this
+# check, or the next one, was rebuilt whole. Here a build folder of its own (CC names no
+# compiler: nothing is built).
+probe=build/san-cfnet-help-probe
+rm -rf "$probe"
+make --no-print-directory -s SANITIZE=1 CC=cfnet-help-probe help >/dev/null 2>&1 ||
+    fail "make SANITIZE=1 CC=cfnet-help-probe help failed"
+if [ -e "$probe" ]; then
+    rm -rf "$probe"
+    fail "make SANITIZE=1 help wrote its build's flags stamp ($probe)"
+fi
+echo "test_make_deps: make help writes no build's files"

@@ -733,6 +733,73 @@ EOF_RSHIM
             "$tool" info "$t/ren$at.cfnet.last.safetensors" | grep -q '"epoch":1,' ||
                 { echo "test_mpi: ren$at: the checkpoint does not hold epoch 1"; exit 1; }
         done
+        # SIGINT on one rank only while rank 0 saves (a preloaded shim: rank 0's first fsync of
+        # a .safetensors file first sends it to rank SIG_TO, its pid from pids.sh): after the
+        # last epoch, every rank ends with 130 and rank 0 says once that the run is complete,
+        # as one process does (tests/test_cli_hostile.sh); the ranks it reached ended 130 alone
+        # and silent, rank 1's by MPI_Abort, and the job's status depended on which rank got it.
+        # With a --log FIFO that no process reads, rank 0's signal in epoch 1 of 2 ends its wait
+        # for a reader: every rank ends with 130 (rank 1 ended with 1).
+        cat >"$t/sshim.c" <<'EOF_SSHIM'
+#define _GNU_SOURCE
+#include <dlfcn.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+int fsync(int fd)
+{
+    static int sent;
+    int (*real)(int);
+    *(void **)&real = dlsym(RTLD_NEXT, "fsync");
+    const char *me = getenv("OMPI_COMM_WORLD_RANK"), *to = getenv("SIG_TO");
+    const char *pids = getenv("PIDS");
+    char link[64], name[4096];
+    snprintf(link, sizeof link, "/proc/self/fd/%d", fd);
+    ssize_t n = readlink(link, name, sizeof name - 1);
+    name[n > 0 ? n : 0] = '\0';
+    if (!sent && me && to && pids && !strcmp(me, "0") && strstr(name, ".safetensors")) {
+        sent = 1;
+        char path[4096];
+        long pid = 0;
+        snprintf(path, sizeof path, "%s.%s", pids, to);
+        FILE *f = fopen(path, "r");
+        if (f && fscanf(f, "%ld", &pid) != 1) pid = 0;
+        if (f) fclose(f);
+        if (pid > 0) kill((pid_t)pid, SIGINT);
+    }
+    return real(fd);
+}
+EOF_SSHIM
+        "${CC:-cc}" -shared -fPIC -o "$t/sshim.so" "$t/sshim.c" -ldl
+        rm -f "$t/sig.fifo"
+        mkfifo "$t/sig.fifo"
+        for to in 1 0 fifo; do
+            rm -f "$t/rc".* "$t/pid".* "$t/sig$to.cfnet".*
+            if [ $to = fifo ]; then
+                r=0 more="--log $t/sig.fifo" want="interrupted after epoch 1; .*sigfifo.cfnet.last.safetensors holds epoch 1"
+            else
+                r=$to more="--epochs 1" want="interrupted after the last epoch (1) was saved: the run is complete"
+            fi
+            # shellcheck disable=SC2086 # ($more: options and their values)
+            SIG_TO=$r PIDS="$t/pid" RCS="$t/rc" LD_PRELOAD="$t/sshim.so" timeout 60 mpirun $keep \
+                --allow-run-as-root --oversubscribe -x SIG_TO -x PIDS -x RCS -x LD_PRELOAD -np 2 \
+                "$t/rcs.sh" "$t/pids.sh" "$tool" train $b --val 0 -o "$t/sig$to.cfnet" $more \
+                >"$t/sig$to.log" 2>&1
+            rc=$?
+            rc_of_ranks
+            expect sig$to 130 "$want" 1
+            expect sig$to 130 "MPI_ABORT\|ORTE_ERROR_LOG" 0
+            if [ "$(cat "$t/rc.0" "$t/rc.1" 2>&1)" != "$(printf '130\n130')" ]; then
+                cat "$t/sig$to.log"; echo "test_mpi: sig$to: not every rank ended with status 130"
+                exit 1
+            fi
+            "$tool" info "$t/sig$to.cfnet.last.safetensors" | grep -q '"epoch":1,' ||
+                { echo "test_mpi: sig$to: the checkpoint does not hold epoch 1"; exit 1; }
+        done
+        rm -f "$t/sig.fifo"
+        echo "test_mpi: SIGINT on one rank while rank 0 saved: every rank ended with 130, one message"
         # a library error in a training step on one rank alone (here out of memory: malloc made
         # to fail by a preloaded shim for the block of the step's sum buffer, its parameters + 1
         # floats and the library's 95 bytes of block header and alignment, made at the first

@@ -2041,7 +2041,8 @@ int cmd_train(int argc, char **argv)
         else if (end_failed && tool_interrupted && rank == 0)
             tool_error("interrupted after epoch %d too; the run ends for the error above", e);
         if (tool_hold_end(&hold, end_failed) != 0) {
-            if (stopped) rc = 130;
+            /* (every rank ends here alike: all with rank 0's 130, not rank 0 alone) */
+            if (tool_mpi_any(stopped)) rc = 130;
             goto out;
         }
         if (c.patience > 0 && nva && since_best >= c.patience) {
@@ -2086,8 +2087,11 @@ int cmd_train(int argc, char **argv)
     /* A signal after the last step (while the last epoch was saved, logged or plotted): every
      * file is written whole by now, and the run says so, but still ends as an interrupted run
      * (130), so that `cfnet train ... && next` stops where the user asked it to (it was status
-     * 0, the signal unsaid). */
-    if (tool_interrupted) {
+     * 0, the signal unsaid). Under mpirun the ranks agree first (a check-in): a signal that
+     * reached some ranks only ends every rank alike, status 130, rank 0 saying so once (the
+     * ranks it reached ended 130 alone, silent, and the job's status depended on which). */
+    if (tool_mpi_any(tool_interrupted)) {
+        if (dist) tool_mpi_fail_together();
         if (rank == 0)
             tool_error("interrupted after the last epoch (%d) was saved: the run is complete, %s "
                        "and %s are whole (nothing to resume)",

@@ -675,6 +675,11 @@ int opt_path(const char *cmd, const char *name, const char *value, const char **
     return 0;
 }
 
+/* A long option given shortened (--epoch for --epochs), which getopt_long takes for the one
+ * option it begins: the argument and the option's full name, for opt_error. */
+static const char *opt_short_arg;
+static const char *opt_short_full;
+
 int opt_next(int argc, char **argv, const char *optstring, const struct option *longopts,
              const char *help)
 {
@@ -682,7 +687,24 @@ int opt_next(int argc, char **argv, const char *optstring, const struct option *
     opt_cur_longopts = longopts;
     opt_cur_optstring = optstring;
     opt_cur_argv = argv;
-    int c = getopt_long(argc, argv, optstring, longopts, NULL);
+    opt_short_arg = opt_short_full = NULL;
+    int idx = -1;
+    int c = getopt_long(argc, argv, optstring, longopts, &idx);
+    /* Options are taken in full only: a script's shortened option would change its meaning, or
+     * stop working, once an option that it also begins is added (predict's --out, taken for
+     * --output, would be a folder as eval's is). The option's argument is the one before its
+     * value when that value came as an argument of its own. */
+    if (idx >= 0 && c != '?' && c != ':' && c != -1 && longopts && optind >= 1) {
+        const int apart = optarg && optind >= 2 && optarg == argv[optind - 1];
+        const char *a = argv[optind - 1 - apart];
+        if (a && a[0] == '-' && a[1] == '-' &&
+            strcspn(a + 2, "=") != strlen(longopts[idx].name)) {
+            opt_short_arg = a;
+            opt_short_full = longopts[idx].name;
+            optopt = 0;
+            return '?';
+        }
+    }
     if (c == 'h') {
         fputs(help, stdout);
         return OPT_HELP;
@@ -734,6 +756,12 @@ static int unknown_option(const char *cmd, const char *what, char **argv, const 
 
 int opt_error(const char *cmd, int ch, char **argv)
 {
+    if (opt_short_arg) {
+        const char *a = opt_short_arg;
+        opt_short_arg = NULL;
+        return tool_usage_error(cmd, "unknown option '--%.*s': options are written in full "
+                                "(--%s)", (int)strcspn(a + 2, "="), a + 2, opt_short_full);
+    }
     /* getopt_long has moved past a long option, so argv[optind - 1] is that argument. A short
      * option is named by optopt: inside a group (-zq) argv[optind - 1] is still the argument
      * before the group. */
