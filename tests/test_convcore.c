@@ -9,7 +9,10 @@
  *     direct loop written here, in value and in all three gradients;
  *   - its output is bit-identical whatever the tiling, the thread count and the batch a sample
  *     is in, its input gradient whatever the thread count and the batch for a given plan (the
- *     claims of convcore.h); otherwise the gradients agree within float rounding. */
+ *     claims of convcore.h); otherwise the gradients agree within float rounding;
+ *   - no path reads or writes past the caller's input gradient (it ends at an inaccessible
+ *     page). */
+#define _DEFAULT_SOURCE /* MAP_ANONYMOUS */
 #include "testutil.h"
 
 #include "kernels/convcore.h"
@@ -19,6 +22,8 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
 
 static float *randf(size_t n, tu_rng *r)
 {
@@ -716,9 +721,19 @@ static void run_engine(const cf_conv_plan *p, int O, int ngroups, const float *c
         assert_memory_equal(&yr[i], &want, sizeof(float));
     }
     free(yr);
-    /* dx is overwritten whole, whatever it held (every path; dx_in_place zeroes it first) */
-    for (size_t i = 0; i < (size_t)n * p->C * p->H * p->W; i++) out->dx[i] = NAN;
-    cf_conv_backward(p, O, W, dWg, out->db, x, dy, out->dx, n, buf, NULL, threads);
+    /* dx is overwritten whole, whatever it held (every path; dx_in_place zeroes it first).
+     * It ends where an inaccessible page starts: a read or write past the last sample's
+     * planes (col2im's adds into dx itself) faults, in every build. */
+    size_t xn = (size_t)n * p->C * p->H * p->W, pg = (size_t)sysconf(_SC_PAGESIZE),
+           span = (xn * sizeof(float) + pg - 1) / pg * pg;
+    char *map = mmap(NULL, span + pg, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    assert_true(map != MAP_FAILED);
+    assert_int_equal(mprotect(map + span, pg, PROT_NONE), 0);
+    float *gdx = (float *)(map + span) - xn;
+    for (size_t i = 0; i < xn; i++) gdx[i] = NAN;
+    cf_conv_backward(p, O, W, dWg, out->db, x, dy, gdx, n, buf, NULL, threads);
+    memcpy(out->dx, gdx, xn * sizeof(float));
+    munmap(map, span + pg);
     free(buf);
 }
 
@@ -1035,48 +1050,58 @@ static void weight_gradient_in_place_keeps_the_bits(void **state)
     }
 }
 
-/* Plans without a border (valid padding, or 1 x 1 filters) whose column adds stay inside a
- * sample's planes take the input gradient's col2im straight into dx (dx_in_place) instead of
- * into padded planes copied out after: the same sums in the same order, so the bits of the
- * copy, on one and two threads, with one sample per block (26 x 26, 34 x 34) and several
- * (small maps), for kernels 1, 3 and 5 and odd sizes. The rule: no border, and every run's
- * adds (a block of 8 for a run shorter than 8 columns) inside the planes: the rotated-MNIST
- * 6 x 6 -> 4 x 4 layer and other outputs under 8 pixels wide keep the copy, and so does a
- * 40 x 40 -> 38 x 38 map, whose last tile is a run of 4 columns at the end of the planes (and
- * 11 x 11 with 1 x 1 filters: tiles of 120 columns and 1, 5 x 5: 24 and 1; 12 x 12 -> 10 x 10:
- * 96 and 4). */
+/* Plans without a border (valid padding, or 1 x 1 filters) take the input gradient's col2im
+ * straight into dx (dx_in_place) instead of into padded planes copied out after: the same sums
+ * in the same order, so the bits of the copy, on one and two threads, with one sample per
+ * block (26 x 26, 34 x 34, 40 x 40) and several (small maps), for kernels 1, 3 and 5 and odd
+ * sizes. The kernels add a run shorter than 8 columns as a block of 8, which near the end of a
+ * sample's planes would pass it: from column row dx_exact_row on, col2im adds exact lengths.
+ * Outputs under 8 pixels wide (the rotated-MNIST 6 x 6 -> 4 x 4 layer, 8 x 8 -> 6 x 6), tiles
+ * ending in a short run at the end of the planes (12 x 12 -> 10 x 10: tiles of 96 and 4
+ * columns; 40 x 40 -> 38 x 38; 11 x 11 with 1 x 1 filters: 120 and 1, 5 x 5: 24 and 1) take
+ * both: run_engine's dx ends at an inaccessible page, so a block past the last sample faults,
+ * and the sweep below checks that no block before dx_exact_row passes its sample's planes
+ * (another thread's sample would be a race). */
 static void input_gradient_in_place_keeps_the_bits(void **state)
 {
     (void)state;
     const cf_allocator *a = &cf_default_allocator;
     tu_rng r = {41};
-    static const conv_case cases[] = {
-        {15, 26, 3, 1, 15, 1, CFNET_PADDING_VALID}, {60, 10, 3, 1, 60, 1, CFNET_PADDING_VALID},
-        {3, 13, 5, 1, 7, 1, CFNET_PADDING_VALID},   {5, 12, 1, 1, 3, 1, CFNET_PADDING_VALID},
-        {2, 9, 1, 1, 4, 1, CFNET_PADDING_SAME},     {4, 34, 3, 1, 5, 1, CFNET_PADDING_VALID},
-        {3, 10, 3, 1, 2, 1, CFNET_PADDING_VALID},   {1, 3, 1, 1, 2, 1, CFNET_PADDING_VALID},
+    static const struct { conv_case cc; int exact; } cases[] = {
+        {{15, 26, 3, 1, 15, 1, CFNET_PADDING_VALID}, 0}, {{60, 10, 3, 1, 60, 1, CFNET_PADDING_VALID}, 0},
+        {{3, 13, 5, 1, 7, 1, CFNET_PADDING_VALID}, 0},   {{5, 12, 1, 1, 3, 1, CFNET_PADDING_VALID}, 0},
+        {{2, 9, 1, 1, 4, 1, CFNET_PADDING_SAME}, 0},     {{4, 34, 3, 1, 5, 1, CFNET_PADDING_VALID}, 0},
+        {{3, 10, 3, 1, 2, 1, CFNET_PADDING_VALID}, 0},   {{1, 3, 1, 1, 2, 1, CFNET_PADDING_VALID}, 0},
+        {{60, 6, 3, 1, 60, 1, CFNET_PADDING_VALID}, 1},  {{60, 12, 3, 1, 60, 1, CFNET_PADDING_VALID}, 1},
+        {{15, 8, 3, 1, 15, 1, CFNET_PADDING_VALID}, 1},  {{4, 40, 3, 1, 5, 1, CFNET_PADDING_VALID}, 1},
+        {{5, 11, 1, 1, 3, 1, CFNET_PADDING_VALID}, 1},   {{3, 5, 1, 1, 4, 1, CFNET_PADDING_SAME}, 1},
+        {{3, 9, 5, 1, 4, 1, CFNET_PADDING_VALID}, 1},
     };
     for (size_t ci = 0; ci < sizeof cases / sizeof *cases; ci++) {
-        const conv_case *cc = &cases[ci];
+        const conv_case *cc = &cases[ci].cc;
         cf_conv_plan p;
         CF_ASSERT_OK(cf_conv_plan_init(a, &p, cc->C, cc->S, cc->S, cc->k, 1, cc->pad, NULL, 1));
-        if (!p.dx_in_place)
-            fail_msg("%d x %d x %d, k %d: dx_in_place 0", cc->C, cc->S, cc->S, cc->k);
+        if (!p.dx_in_place || (p.dx_exact_row < p.CK) != (bool)cases[ci].exact)
+            fail_msg("%d x %d x %d, k %d: dx_in_place %d, exact from row %lld of %lld", cc->C,
+                     cc->S, cc->S, cc->k, p.dx_in_place, (long long)p.dx_exact_row,
+                     (long long)p.CK);
         if (cc->S <= 13) assert_true(p.spb > 1);
         cf_conv_plan copy = p; /* the same tables, col2im into padded planes copied out */
         copy.dx_in_place = false;
+        assert_true(cf_conv_workspace(&p, cc->O, 5, 1) < cf_conv_workspace(&copy, cc->O, 5, 1));
         plans_give_the_same_bits(&copy, &p, cc, 5, &r);
         cf_conv_plan_free(&p);
     }
+    /* The rule: every plan without a border, none with one. */
     static const struct { int C, S, k, in_place; cfnet_padding pad; } rule[] = {
         {15, 26, 3, 1, CFNET_PADDING_VALID}, {60, 10, 3, 1, CFNET_PADDING_VALID},
-        {60, 12, 3, 0, CFNET_PADDING_VALID},
-        {60, 6, 3, 0, CFNET_PADDING_VALID},  {15, 8, 3, 0, CFNET_PADDING_VALID},
-        {3, 9, 5, 0, CFNET_PADDING_VALID},   {3, 12, 5, 1, CFNET_PADDING_VALID},
+        {60, 12, 3, 1, CFNET_PADDING_VALID},
+        {60, 6, 3, 1, CFNET_PADDING_VALID},  {15, 8, 3, 1, CFNET_PADDING_VALID},
+        {3, 9, 5, 1, CFNET_PADDING_VALID},   {3, 12, 5, 1, CFNET_PADDING_VALID},
         {3, 4, 1, 1, CFNET_PADDING_VALID},   {3, 28, 3, 0, CFNET_PADDING_SAME},
         {3, 6, 1, 1, CFNET_PADDING_SAME},    {3, 64, 5, 0, CFNET_PADDING_SAME},
-        {3, 5, 1, 0, CFNET_PADDING_SAME},
-        {4, 40, 3, 0, CFNET_PADDING_VALID},  {5, 11, 1, 0, CFNET_PADDING_VALID},
+        {3, 5, 1, 1, CFNET_PADDING_SAME},    {3, 6, 3, 0, CFNET_PADDING_SAME},
+        {4, 40, 3, 1, CFNET_PADDING_VALID},  {5, 11, 1, 1, CFNET_PADDING_VALID},
     };
     for (size_t i = 0; i < sizeof rule / sizeof *rule; i++) {
         cf_conv_plan p;
@@ -1088,11 +1113,12 @@ static void input_gradient_in_place_keeps_the_bits(void **state)
                      p.dx_in_place);
         cf_conv_plan_free(&p);
     }
-    /* Every plan that takes it, over small maps, kernels and strides 1 to 3 (stride 2 and 3
-     * runs are single columns, each added as a block of 8): the flag's bits, and no block past
-     * its sample's planes (run_engine's dx has no slack: the sanitizer builds see the last
-     * sample's end; another thread's sample would be a race). */
-    int taken = 0;
+    /* Every plan without a border, over small maps, kernels and strides 1 to 3 (stride 2 and 3
+     * runs are single columns, each added as a block of 8), one and two input planes: the
+     * flag's bits; every run's block of 8 (or exact run) inside its sample's planes on every
+     * column row before dx_exact_row, and some run's block past them on row dx_exact_row (the
+     * first row with exact adds is no later than needed, and no earlier). */
+    int taken = 0, exact = 0;
     for (int S = 1; S <= 12; S++)
         for (int k = 1; k <= 5; k += 2)
             for (int stride = 1; stride <= 3; stride++)
@@ -1101,20 +1127,27 @@ static void input_gradient_in_place_keeps_the_bits(void **state)
                     if (cf_conv_out_size(S, k, stride, cc.pad) < 1) continue;
                     cf_conv_plan p;
                     CF_ASSERT_OK(cf_conv_plan_init(a, &p, C, S, S, k, stride, cc.pad, NULL, 1));
-                    if (p.dx_in_place) {
-                        taken++;
-                        for (int64_t q = 0; q < p.run_off[p.ntiles]; q++) {
-                            int64_t len = p.runs[q].len < 8 ? 8 : p.runs[q].len;
-                            for (int64_t row = 0; row < p.CK; row++)
-                                assert_true(p.rowoff[row] + p.runs[q].src + len <= C * S * S);
-                        }
-                        cf_conv_plan copy = p;
-                        copy.dx_in_place = false;
-                        plans_give_the_same_bits(&copy, &p, &cc, 3, &r);
+                    assert_true(p.dx_in_place);
+                    assert_true(p.dx_exact_row >= 0 && p.dx_exact_row <= p.CK);
+                    taken++;
+                    exact += p.dx_exact_row < p.CK;
+                    bool past = false;
+                    for (int64_t q = 0; q < p.run_off[p.ntiles]; q++) {
+                        int64_t len = p.runs[q].len < 8 ? 8 : p.runs[q].len;
+                        for (int64_t row = 0; row < p.dx_exact_row; row++)
+                            assert_true(p.rowoff[row] + p.runs[q].src + len <= C * S * S);
+                        if (p.dx_exact_row < p.CK &&
+                            p.rowoff[p.dx_exact_row] + p.runs[q].src + len > C * S * S)
+                            past = true;
                     }
+                    assert_true(past == (p.dx_exact_row < p.CK));
+                    cf_conv_plan copy = p;
+                    copy.dx_in_place = false;
+                    plans_give_the_same_bits(&copy, &p, &cc, 3, &r);
                     cf_conv_plan_free(&p);
                 }
-    assert_true(taken > 50);
+    print_message("plans in place: %d, with exact rows: %d\n", taken, exact);
+    assert_true(taken > 150 && exact > 80);
 }
 
 /* The weight gradient's chunks of rows (backward_range): with the input gradient through the

@@ -444,13 +444,17 @@ cfnet_status cf_conv_plan_init_tiled(const cf_allocator *a, cf_conv_plan *p, int
         run_cols += p->runs[r].len;
     }
     p->nt_runs = p->runs_fit && run_cols >= CF_CONV_NT_RUNS_MIN_LEN * p->run_off[nt];
-    /* col2im into dx itself: no border, and every run's adds (a block of 8 for a run shorter
-     * than 8) inside a sample's planes at the last row of column rows (the largest offset) */
+    /* col2im into dx itself where there is no border. The kernels' adds (a block of 8 for a
+     * run shorter than 8) stay inside a sample's planes up to the first column row where some
+     * run's block would pass their end (rowoff grows with the row); from there on col2im adds
+     * at exact lengths. */
     p->dx_in_place = p->pad == 0;
+    p->dx_exact_row = p->CK;
     for (int64_t r = 0; r < p->run_off[nt] && p->dx_in_place; r++) {
-        int64_t len = p->runs[r].len < 8 ? 8 : p->runs[r].len;
-        if (p->rowoff[p->CK - 1] + (int64_t)p->runs[r].src + len > (int64_t)C * H * W)
-            p->dx_in_place = false;
+        int64_t end = (int64_t)p->runs[r].src + (p->runs[r].len < 8 ? 8 : p->runs[r].len);
+        while (p->dx_exact_row > 0 &&
+               p->rowoff[p->dx_exact_row - 1] + end > (int64_t)C * H * W)
+            p->dx_exact_row--;
     }
     if (p->perm) {
         p->csrc = idx; /* kept for the products over output channels */
@@ -537,7 +541,8 @@ static int64_t block_samples(const cf_conv_plan *p, int O) { return pix_both(p, 
 
 /* Per thread: a chunk of columns (rows x spb wmax, reused for their gradient), the outputs or
  * output gradients of a tile (O x spb wmax), the zero-padded input of a block (spb C planes)
- * and, in backward, the padded input gradient (as many). */
+ * and, in backward, the padded input gradient (as many; none where col2im adds into dx itself,
+ * dx_in_place). */
 static size_t col_bytes(const cf_conv_plan *p)
 {
     return cf_align64((size_t)p->rows * (size_t)col_ld(p->spb * p->wmax) * sizeof(float));
@@ -551,10 +556,10 @@ static size_t out_bytes(const cf_conv_plan *p, int O)
 
 static size_t pad_bytes(const cf_conv_plan *p, int O)
 {
-    /* the padded input gradient's planes only where col2im builds it */
-    size_t planes = pix_both(p, O)      ? (size_t)p->C
-                    : dx_pix_only(p, O) ? (size_t)(p->spb * p->C)
-                                        : (size_t)(2 * p->spb * p->C);
+    /* the padded input gradient's planes only where col2im builds them outside dx */
+    size_t planes = pix_both(p, O)                        ? (size_t)p->C
+                    : dx_pix_only(p, O) || p->dx_in_place ? (size_t)(p->spb * p->C)
+                                                          : (size_t)(2 * p->spb * p->C);
     return cf_align64((planes * (size_t)p->Hp * (size_t)p->Wp + RUN_BLOCK) * sizeof(float));
 }
 
@@ -692,15 +697,29 @@ static void im2col(const cf_conv_plan *p, int i, const float *xpad, int64_t nb, 
                        p->runs + p->run_off[i], p->runs + p->run_off[i + 1]);
 }
 
-/* dxpad += col2im of rows [r0, r1) of tile i's column gradients. */
+/* dxpad += col2im of rows [r0, r1) of tile i's column gradients. Into dx itself (in_place),
+ * rows from p->dx_exact_row on add every run at its exact length (plain adds, one per element
+ * as in the kernels, so the same bits in every variant), none past the sample's planes; each
+ * element still takes its adds in the order of the rows. */
 static void col2im(const cf_conv_plan *p, int i, const float *col, int64_t ld, int64_t nb,
-                   int64_t r0, int64_t r1, float *dxpad)
+                   int64_t r0, int64_t r1, float *dxpad, bool in_place)
 {
     int64_t w = p->tj0[i + 1] - p->tj0[i], plane = (int64_t)p->C * p->Hp * p->Wp;
     const cf_simd_ops *k = cf_simd();
-    for (int64_t b = 0; b < nb; b++)
-        k->col2im_runs(dxpad + b * plane, col + b * w, ld, p->rowoff, r0, r1,
-                       p->runs + p->run_off[i], p->runs + p->run_off[i + 1]);
+    const cf_conv_run *a = p->runs + p->run_off[i], *e = p->runs + p->run_off[i + 1];
+    int64_t rx = in_place && p->dx_exact_row < r1 ? p->dx_exact_row : r1;
+    if (rx < r0) rx = r0;
+    for (int64_t b = 0; b < nb; b++) {
+        float *dst = dxpad + b * plane;
+        const float *src = col + b * w;
+        if (rx > r0) k->col2im_runs(dst, src, ld, p->rowoff, r0, rx, a, e);
+        for (int64_t q = rx; q < r1; q++)
+            for (const cf_conv_run *r = a; r < e; r++) {
+                float *d = dst + p->rowoff[q] + r->src;
+                const float *s = src + (q - r0) * ld + r->dst;
+                for (int32_t t = 0; t < r->len; t++) d[t] += s[t];
+            }
+    }
 }
 
 /* Row stride of a tile's columns: its width plus slack for the run copies' overshoot. */
@@ -984,7 +1003,7 @@ static void backward_range(const conv_job *j)
                 if (!dx_cols) continue;
                 k->gemm_nn((int)(r1 - r0), (int)tn, O, Wt + (size_t)r0 * O, O, dt, (int)ldt,
                            j->col, (int)ld, 0);
-                col2im(p, i, j->col, ld, nb, r0, r1, dxpad);
+                col2im(p, i, j->col, ld, nb, r0, r1, dxpad, in_place);
             }
         }
         if (j->dx && !dx_cols) {

@@ -93,11 +93,16 @@ typedef struct cf_conv_plan {
      * CF_CONV_NT_RUNS_MIN_LEN in convcore.c). Tests may set it on any plan with runs_fit. */
     bool nt_runs;
     /* The input gradient's column path adds its columns (col2im) straight into the caller's
-     * dx, zeroed first, instead of into padded planes copied out after: set where the padded
-     * planes are the planes (no border: valid padding, or k = 1) and every run's adds stay
-     * inside its sample's planes (add_run moves a run shorter than 8 as a block of 8). The same
-     * sums in the same order, so the same bits. Tests may clear it. */
+     * dx, zeroed first, instead of into padded planes copied out after (the workspace then has
+     * no padded input-gradient planes): set where the padded planes are the planes (no border:
+     * valid padding, or k = 1). The kernels add a run shorter than 8 columns as a block of 8
+     * (simd.h, col2im_runs), which near the end of a sample's planes would pass it (into the
+     * next sample, maybe another thread's, or past dx): from column row dx_exact_row on (the
+     * first row where some run's block would; CK when none), col2im adds every run of those
+     * rows at its exact length instead, in the same order, so the same bits. Tests may clear
+     * dx_in_place (before sizing the workspace). */
     bool dx_in_place;
+    int64_t dx_exact_row;
     int32_t *csrc;
     int64_t spb;       /* samples per block */
     int64_t wmax;      /* most columns of a tile per sample */

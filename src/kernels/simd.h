@@ -36,7 +36,8 @@ typedef struct cf_simd_ops {
      * src[(r - r0) * ld + r.dst + i], i < len, row by row and within a row run by run; the
      * vector variants add a run shorter than 8 as one block of 8 whose lanes past the run
      * keep their bits, so they read src and read and rewrite dst up to 7 floats past such a
-     * run (the columns' and the padded planes' slack). */
+     * run (the columns' and the padded planes' slack; adding into dx itself, convcore.c gives
+     * them only the column rows where that stays inside the sample's planes). */
     void (*im2col_runs)(float *dst, int64_t ld, const float *src, const int32_t *rowoff,
                         int64_t r0, int64_t r1, const cf_run *a, const cf_run *e);
     void (*col2im_runs)(float *dst, const float *src, int64_t ld, const int32_t *rowoff,
