@@ -214,8 +214,8 @@ void cblas_sgemm(OPENBLAS_CONST enum CBLAS_ORDER Order, OPENBLAS_CONST enum CBLA
     typedef void sgemm_fn(enum CBLAS_ORDER, enum CBLAS_TRANSPOSE, enum CBLAS_TRANSPOSE, blasint,
                           blasint, blasint, float, const float *, blasint, const float *,
                           blasint, float, float *, blasint);
-    static sgemm_fn *real;
-    if (!real) *(void **)&real = dlsym(RTLD_NEXT, "cblas_sgemm");
+    sgemm_fn *real;
+    *(void **)&real = dlsym(RTLD_NEXT, "cblas_sgemm"); /* each time: no shared state to race on */
     int t = cf_blas_threads(), most = atomic_load(&sgemm_most_threads);
     while (t > most && !atomic_compare_exchange_weak(&sgemm_most_threads, &most, t)) {}
     atomic_fetch_add(&sgemm_calls, 1);
