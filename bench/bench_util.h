@@ -4,7 +4,9 @@
  * BENCH_MIN_SECONDS and BENCH_MIN_REPS times; the fastest repetition is reported (the machine
  * may be shared: other work only ever adds time, so the minimum is the stable estimate).
  * Threads: "T threads" means libcfnet's engine threads = T with OpenBLAS on 1 thread (mode
- * "engine") or libcfnet on 1 thread with OpenBLAS on T threads (mode "blas"). */
+ * "engine") or libcfnet on 1 thread with OpenBLAS on T threads (mode "blas"; since round 35 the
+ * library keeps OpenBLAS on one thread in the dense and DFT projection layers too, so mode
+ * "blas" runs like 1 thread: docs/performance.md). */
 #ifndef CFNET_BENCH_UTIL_H
 #define CFNET_BENCH_UTIL_H
 

@@ -6,13 +6,14 @@
  * poll before sleeping, and stop polling for a while when a polling thread was late (the
  * machine busy); cf_parallel_for cuts ranges for the layers' own loops, which keep
  * their bits on any number of threads. */
-#define _GNU_SOURCE /* sched_setaffinity */
+#define _GNU_SOURCE /* sched_setaffinity, RTLD_NEXT */
 #include "testutil.h"
 
 #include "core/pool.h"
 #include "nn/network.h"
 
 #include <dirent.h>
+#include <dlfcn.h>
 #include <stdlib.h>
 #include <pthread.h>
 #include <sched.h>
@@ -196,6 +197,71 @@ static void network_pool_follows_the_thread_option(void **state)
     cfnet_tensor_free(x);
     cfnet_tensor_free(o);
 }
+
+#ifdef CF_BLAS_OPENBLAS
+#include <cblas.h>
+/* OpenBLAS's thread setting in every cblas_sgemm the library makes (this definition comes before
+ * OpenBLAS's, which it calls): the dense and DFT projection layers call sgemm outside the
+ * engine's shares, on any number of engine threads. */
+static atomic_int sgemm_calls, sgemm_most_threads;
+void cblas_sgemm(OPENBLAS_CONST enum CBLAS_ORDER Order, OPENBLAS_CONST enum CBLAS_TRANSPOSE TransA,
+                 OPENBLAS_CONST enum CBLAS_TRANSPOSE TransB, OPENBLAS_CONST blasint M,
+                 OPENBLAS_CONST blasint N, OPENBLAS_CONST blasint K, OPENBLAS_CONST float alpha,
+                 OPENBLAS_CONST float *A, OPENBLAS_CONST blasint lda, OPENBLAS_CONST float *B,
+                 OPENBLAS_CONST blasint ldb, OPENBLAS_CONST float beta, float *C,
+                 OPENBLAS_CONST blasint ldc)
+{
+    typedef void sgemm_fn(enum CBLAS_ORDER, enum CBLAS_TRANSPOSE, enum CBLAS_TRANSPOSE, blasint,
+                          blasint, blasint, float, const float *, blasint, const float *,
+                          blasint, float, float *, blasint);
+    sgemm_fn *real;
+    *(void **)&real = dlsym(RTLD_NEXT, "cblas_sgemm"); /* each time: no shared state to race on */
+    int t = cf_blas_threads(), most = atomic_load(&sgemm_most_threads);
+    while (t > most && !atomic_compare_exchange_weak(&sgemm_most_threads, &most, t)) {}
+    atomic_fetch_add(&sgemm_calls, 1);
+    real(Order, TransA, TransB, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+}
+
+/* A network on ONE engine thread runs its dense and DFT projection products on one OpenBLAS
+ * thread too (OpenBLAS's idle workers spin in sched_yield for ~0.1 s after every
+ * multi-threaded product, also after the call has returned), and leaves the host's setting as it
+ * was. */
+static void blas_is_single_threaded_in_one_thread_networks(void **state)
+{
+    (void)state;
+    int host = cf_blas_threads();
+    cf_blas_set_threads(2);
+    cfnet_network *net = NULL;
+    cfnet_layer *l = NULL;
+    CF_ASSERT_OK(cfnet_network_create(1, 12, 12, 7, &net));
+    CF_ASSERT_OK(cfnet_layer_conic_conv_create(4, 3, 2, CFNET_PADDING_SAME, CFNET_INTERP_NEAREST,
+                                               &l));
+    CF_ASSERT_OK(cfnet_network_append(net, l));
+    CF_ASSERT_OK(cfnet_layer_dft_projection_create(4, 2, CFNET_INTERP_NEAREST, &l));
+    CF_ASSERT_OK(cfnet_network_append(net, l));
+    CF_ASSERT_OK(cfnet_layer_dense_create(3, &l));
+    CF_ASSERT_OK(cfnet_network_append(net, l));
+    for (int threads = 1; threads <= 2; threads++) {
+        CF_ASSERT_OK(cfnet_network_set_option(net, CFNET_OPTION_THREADS, threads));
+        int64_t xs[] = {4, 1, 12, 12}, os[] = {4, 3};
+        tu_rng r = {9};
+        cfnet_tensor *x = tu_tensor(4, xs, &r), *o = tu_tensor(2, os, NULL);
+        int32_t labels[4] = {0, 1, 2, 0};
+        atomic_store(&sgemm_calls, 0);
+        atomic_store(&sgemm_most_threads, 0);
+        CF_ASSERT_OK(cfnet_network_infer(net, x, o));
+        float loss = 0;
+        CF_ASSERT_OK(cfnet_network_train_step(net, x, labels, 4, &loss));
+        assert_true(atomic_load(&sgemm_calls) >= 5); /* 2 forward + 3 backward at least */
+        assert_int_equal(atomic_load(&sgemm_most_threads), 1);
+        assert_int_equal(cf_blas_threads(), 2); /* the host's setting, restored */
+        cfnet_tensor_free(x);
+        cfnet_tensor_free(o);
+    }
+    cfnet_network_free(net);
+    cf_blas_set_threads(host);
+}
+#endif
 
 static void blas_is_single_threaded_inside_parallel_runs(void **state)
 {
@@ -877,6 +943,9 @@ int main(void)
         cmocka_unit_test(busy_pool_falls_back_to_own_threads),
         cmocka_unit_test(network_pool_follows_the_thread_option),
         cmocka_unit_test(blas_is_single_threaded_inside_parallel_runs),
+#ifdef CF_BLAS_OPENBLAS
+        cmocka_unit_test(blas_is_single_threaded_in_one_thread_networks),
+#endif
         cmocka_unit_test(pool_polls_then_sleeps_and_runs_every_share_once),
         cmocka_unit_test(pool_polling_time_from_the_environment),
         cmocka_unit_test(pool_goes_quiet_when_a_polling_thread_was_late),

@@ -659,7 +659,8 @@ typedef enum cfnet_option {
  * 1 ms before it sleeps, unless there are more threads than processors (the environment
  * variable CFNET_SPIN_US, read when the workers are created, sets that time in microseconds,
  * 0 to 1000000; 0 never polls). While the engine
- * runs, OpenBLAS is kept on one thread and the host's openblas_set_num_threads setting is
+ * runs, and in the dense and DFT projection layers' products on any number of threads,
+ * OpenBLAS is kept on one thread and the host's openblas_set_num_threads setting is
  * restored afterwards (process-wide: a host thread calling OpenBLAS during such a call runs
  * single-threaded meanwhile). The library's own loops use AVX2 or AVX-512 when the CPU has
  * them; the environment variable CFNET_CPU=generic|avx2|avx512 forces one variant (all give

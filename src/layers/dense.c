@@ -1,5 +1,6 @@
 /* Dense (fully connected): y = W x + b, x the per-sample input flattened to D values,
  * W: [O, D], b: [O]. Batched as one GEMM: Y [N, O] = X [N, D] · Wᵀ + 1 bᵀ. */
+#include "core/pool.h"
 #include "nn/layer.h"
 
 #include <cblas.h>
@@ -35,11 +36,13 @@ static cfnet_status dense_forward(cfnet_layer *l, const float *x, float *y, int6
     const int O = (int)l->out_shape[0], D = (int)l->in_size;
     const float *W = l->param[0]->data, *b = l->param[1]->data;
     for (int64_t i = 0; i < n; i++) memcpy(y + i * O, b, (size_t)O * sizeof *y);
+    cf_blas_single_enter(); /* OpenBLAS on one thread, as in the engine (core/pool.h) */
     for (int64_t r0 = 0; r0 < n; r0 += DENSE_MAX_ROWS) {
         int rows = (int)(n - r0 < DENSE_MAX_ROWS ? n - r0 : DENSE_MAX_ROWS);
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, rows, O, D, 1.0f, x + r0 * D, D, W,
                     D, 1.0f, y + r0 * O, O);
     }
+    cf_blas_single_leave();
     return CFNET_OK;
 }
 
@@ -56,6 +59,7 @@ static cfnet_status dense_backward(cfnet_layer *l, const float *x, const float *
         const float *row = dy + i * O;
         for (int o = 0; o < O; o++) db[o] += row[o];
     }
+    cf_blas_single_enter();
     for (int64_t r0 = 0; r0 < n; r0 += DENSE_MAX_ROWS) {
         int rows = (int)(n - r0 < DENSE_MAX_ROWS ? n - r0 : DENSE_MAX_ROWS);
         cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, O, D, rows, 1.0f, dy + r0 * O, O,
@@ -64,6 +68,7 @@ static cfnet_status dense_backward(cfnet_layer *l, const float *x, const float *
             cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, rows, D, O, 1.0f, dy + r0 * O,
                         O, W, D, 0.0f, dx + r0 * D, D);
     }
+    cf_blas_single_leave();
     return CFNET_OK;
 }
 

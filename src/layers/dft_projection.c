@@ -13,6 +13,7 @@
  * workspace (a forward leaves it there for the backward), then one GEMM for the whole batch:
  * Psi = X Wrot^T + b. Backward: dX = dPsi Wrot, dWrot = dPsi^T X, and the gradient flows back
  * through the expansion, dW += sum_r S_r^T dWrot. */
+#include "core/pool.h"
 #include "kernels/rotate.h"
 #include "layers/banks.h"
 #include "layers/p4_common.h"
@@ -253,8 +254,10 @@ static cfnet_status dft_projection_forward(cfnet_layer *l, const float *x, float
         *bank_valid(p, ws) = 1;
     }
     /* Psi (n x rows) = X (n x D) Wrot^T. */
+    cf_blas_single_enter(); /* OpenBLAS on one thread, as in the engine (core/pool.h) */
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)n, p->rows, D, 1.0f, x, D, Wrot,
                 D, 0.0f, y, p->rows);
+    cf_blas_single_leave();
     if (locked) cf_mutex_unlock(&p->lock);
     for (int64_t s = 0; s < n; s++) {
         float *ys = y + s * p->rows;
@@ -277,6 +280,7 @@ static cfnet_status dft_projection_backward(cfnet_layer *l, const float *x, cons
     if (dx && !*bank_valid(p, ws)) expand(l, Wrot);
     float *dWrot = bank_grad(p, ws), *dW = l->grad[0]->data, *db = l->grad[1]->data;
 
+    cf_blas_single_enter(); /* OpenBLAS on one thread, as in the engine (core/pool.h) */
     /* dX (n x D) = dPsi (n x rows) Wrot (rows x D). */
     if (dx)
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)n, D, p->rows, 1.0f, dy,
@@ -284,6 +288,7 @@ static cfnet_status dft_projection_backward(cfnet_layer *l, const float *x, cons
     /* dWrot (rows x D) = dPsi^T X. */
     cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, p->rows, D, (int)n, 1.0f, dy, p->rows,
                 x, D, 0.0f, dWrot, D);
+    cf_blas_single_leave();
     for (int f = 0; f < N; f++)
         for (int r = 0; r < nrot; r++) {
             const cf_rotmap *map = &p->maps[r];
