@@ -44,6 +44,13 @@ expect 2 "unknown option '--class': options are written in full \(--classes\)" "
 expect 2 "unknown option '--min': options are written in full \(--min-area\)" "$cfnet" crop i m -o c --min 5
 expect 2 "unknown option '--hel': options are written in full \(--help\)" "$cfnet" info --hel
 [ ! -e "$out/abbr" ] && [ ! -e "$out/abbr.csv" ] || fail "a shortened option ran its command"
+# also without its value, or with one it takes not: not "--epoch needs a value" (which --epoch 2
+# then refuses) nor "--flip takes no value, got '--fli=1'" (which --fli then refuses)
+expect 2 "unknown option '--epoch': options are written in full \(--epochs\)" "$cfnet" train d -o m --epoch
+expect 2 "unknown option '--min': options are written in full \(--min-area\)" "$cfnet" crop i m -o c --min
+expect 2 "unknown option '--fli': options are written in full \(--flip\)" "$cfnet" train d -o m --fli=1
+expect 2 "^cfnet train: --epochs needs a value$" "$cfnet" train d -o m --epochs
+expect 2 "^cfnet train: --flip takes no value, got '--flip=1'$" "$cfnet" train d -o m --flip=1
 expect 2 "" "$cfnet" train d -o m --epochs=0 # (in full, with '=': read as before)
 lacks "written in full" "train --epochs=0 refused as shortened"
 expect 2 "-o needs a value" "$cfnet" train d -qo
