@@ -1340,6 +1340,15 @@ else
     skip_missing test_cli "the man page's rendering without warnings" "groff (groff-base)"
 fi
 
+# CFNET_TEST_OUTDIR is a folder that suites write into (the C suites, make check's runner):
+# tests/cli_lib.sh makes and empties a folder of its own inside it, never removes it whole
+keep=$out/outdir-probe
+mkdir -p "$keep"
+: >"$keep/other"
+(CFNET_TEST_OUTDIR=$keep name=probe && . "$(dirname "$0")/cli_lib.sh" && [ -d "$keep/probe" ]) ||
+    fail "tests/cli_lib.sh made no folder of its own inside CFNET_TEST_OUTDIR"
+[ -e "$keep/other" ] || fail "tests/cli_lib.sh removed the folder CFNET_TEST_OUTDIR whole"
+rm -rf "$keep"
 if [ $fails -ne 0 ]; then
     echo "test_cli: $fails failures"
     exit 1
