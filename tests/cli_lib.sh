@@ -1,5 +1,5 @@
 # Shared by the `cfnet` command's script tests (tests/test_cli*.sh), sourced after setting
-# `name` (the folder under $build/test-output when CFNET_TEST_OUTDIR is not set): finds the
+# `name` (the folder under $CFNET_TEST_OUTDIR, else under $build/test-output): finds the
 # command, makes an empty output folder `out`, and defines fail, expect and lacks. `fails`
 # counts the failures.
 build=${CFNET_BUILD:-build/default}
@@ -10,9 +10,13 @@ fi
 py=/usr/bin/python3
 # shellcheck source=tests/skip_lib.sh
 . "$(dirname "$0")/skip_lib.sh"
-# (its own folder under `make check`, CFNET_TEST_OUTDIR, so that the same suite run by hand
-# beside a check of the same build does not remove and refill the folder the other is using)
-out=${CFNET_TEST_OUTDIR:-$build/test-output/$name}
+# (its own folder under `make check`, inside CFNET_TEST_OUTDIR, so that the same suite run by
+# hand beside a check of the same build does not remove and refill the folder the other is
+# using; a folder `name` inside it, as tests/test_ablation_table.sh's, never CFNET_TEST_OUTDIR
+# itself, removed whole below: CFNET_TEST_OUTDIR=build/default/test-output, as C suites take
+# it, removed every suite's output and the suite times)
+out=${CFNET_TEST_OUTDIR:+$CFNET_TEST_OUTDIR/$name}
+out=${out:-$build/test-output/$name}
 rm -rf "$out"
 mkdir -p "$out"
 fails=0

@@ -44,6 +44,13 @@ expect 2 "unknown option '--class': options are written in full \(--classes\)" "
 expect 2 "unknown option '--min': options are written in full \(--min-area\)" "$cfnet" crop i m -o c --min 5
 expect 2 "unknown option '--hel': options are written in full \(--help\)" "$cfnet" info --hel
 [ ! -e "$out/abbr" ] && [ ! -e "$out/abbr.csv" ] || fail "a shortened option ran its command"
+# also without its value, or with one it takes not: not "--epoch needs a value" (which --epoch 2
+# then refuses) nor "--flip takes no value, got '--fli=1'" (which --fli then refuses)
+expect 2 "unknown option '--epoch': options are written in full \(--epochs\)" "$cfnet" train d -o m --epoch
+expect 2 "unknown option '--min': options are written in full \(--min-area\)" "$cfnet" crop i m -o c --min
+expect 2 "unknown option '--fli': options are written in full \(--flip\)" "$cfnet" train d -o m --fli=1
+expect 2 "^cfnet train: --epochs needs a value$" "$cfnet" train d -o m --epochs
+expect 2 "^cfnet train: --flip takes no value, got '--flip=1'$" "$cfnet" train d -o m --flip=1
 expect 2 "" "$cfnet" train d -o m --epochs=0 # (in full, with '=': read as before)
 lacks "written in full" "train --epochs=0 refused as shortened"
 expect 2 "-o needs a value" "$cfnet" train d -qo
@@ -1333,6 +1340,15 @@ else
     skip_missing test_cli "the man page's rendering without warnings" "groff (groff-base)"
 fi
 
+# CFNET_TEST_OUTDIR is a folder that suites write into (the C suites, make check's runner):
+# tests/cli_lib.sh makes and empties a folder of its own inside it, never removes it whole
+keep=$out/outdir-probe
+mkdir -p "$keep"
+: >"$keep/other"
+(CFNET_TEST_OUTDIR=$keep name=probe && . "$(dirname "$0")/cli_lib.sh" && [ -d "$keep/probe" ]) ||
+    fail "tests/cli_lib.sh made no folder of its own inside CFNET_TEST_OUTDIR"
+[ -e "$keep/other" ] || fail "tests/cli_lib.sh removed the folder CFNET_TEST_OUTDIR whole"
+rm -rf "$keep"
 if [ $fails -ne 0 ]; then
     echo "test_cli: $fails failures"
     exit 1

@@ -767,10 +767,7 @@ int opt_error(const char *cmd, int ch, char **argv)
      * before the group. */
     const char *arg = argv[optind - 1];
     const int is_long = !strncmp(arg, "--", 2) && arg[2];
-    if (ch == ':') {
-        if (is_long) return tool_usage_error(cmd, "%s needs a value", arg);
-        return tool_usage_error(cmd, "-%c needs a value", optopt);
-    }
+    if (ch == ':' && !is_long) return tool_usage_error(cmd, "-%c needs a value", optopt);
     const char *name = arg + 2, *eq = strchr(arg, '=');
     const size_t len = is_long ? (eq ? (size_t)(eq - name) : strlen(name)) : 0;
     const struct option *match = NULL;
@@ -785,6 +782,15 @@ int opt_error(const char *cmd, int ch, char **argv)
         int w = snprintf(list + used, sizeof list - used, "%s--%s", n > 1 ? ", " : "", o->name);
         if (w > 0 && (size_t)w < sizeof list - used) used += (size_t)w;
     }
+    /* a long option given shortened and without its value (--epoch last), or with one it
+     * does not take (--fli=1): refused as shortened, as it is with a value it can take (not
+     * "--epoch needs a value", which --epoch 2 then refuses for another reason) */
+    const int whole = exact || n != 1;
+    if (ch == ':' && whole) return tool_usage_error(cmd, "%s needs a value", arg);
+    if (!whole && (ch == ':' || (optopt != 0 && eq && match->has_arg == no_argument &&
+                                 match->val == optopt)))
+        return tool_usage_error(cmd, "unknown option '--%.*s': options are written in full "
+                                "(--%s)", (int)len, name, match->name);
     if (optopt == 0) { /* an unknown or ambiguous long option */
         if (n > 1 && !exact)
             return tool_usage_error(cmd, "ambiguous option '--%.*s' (%s)", (int)len, name, list);
