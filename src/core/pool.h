@@ -17,9 +17,10 @@
  * engine's, which would oversubscribe the cores). The dense and DFT projection layers, whose
  * sgemm calls run outside the shares, keep it on one thread around them on any number of
  * engine threads: a network asked for 1 thread uses one CPU, and OpenBLAS's workers, which
- * poll in sched_yield for about 0.1 s after each product they share, are never woken. The first of possibly concurrent callers saves the host's setting
- * (openblas_get_num_threads) and sets 1; the last one restores it. Only OpenBLAS has such a
- * setting; with another BLAS (make BLAS=blas) the policy does nothing. */
+ * poll in sched_yield for about 0.1 s after each product they share, are never woken. The
+ * first of possibly concurrent callers saves the host's setting (openblas_get_num_threads) and
+ * sets 1; the last one restores it. Only OpenBLAS has such a setting; with another BLAS (make
+ * BLAS=blas) the policy does nothing. */
 #ifndef CFNET_CORE_POOL_H
 #define CFNET_CORE_POOL_H
 
